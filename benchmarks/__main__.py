@@ -1,0 +1,23 @@
+"""`python -m benchmarks [verify|all] [--quick]`."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import verify_bench
+
+BENCHMARKS = {"verify": verify_bench.run}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
+    parser.add_argument("which", nargs="*", default=["all"], choices=[*BENCHMARKS, "all"])
+    parser.add_argument("--quick", action="store_true", help="fewer repeats")
+    args = parser.parse_args()
+    names = list(BENCHMARKS) if "all" in args.which else args.which
+    for name in names:
+        BENCHMARKS[name](quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()

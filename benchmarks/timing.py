@@ -1,0 +1,82 @@
+"""Timing helpers shared by the benchmarks: medians over repeats, tables, the car-runtime probe."""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Row", "median_time", "has_car", "print_table", "fmt_seconds"]
+
+
+def has_car() -> bool:
+    """Whether car-runtime (the real CAR) is importable."""
+    return importlib.util.find_spec("car_runtime") is not None
+
+
+def median_time(
+    fn: Callable[[], Any], repeat: int = 7, warmup: int = 1, min_time: float = 0.0
+) -> float:
+    """Median wall time of `fn()` in seconds over `repeat` runs after `warmup` runs.
+
+    With `min_time`, each sample loops `fn` until it has run that long and reports the mean
+    per call, for operations too short to time one at a time. The garbage collector stays on
+    (what users see includes it), but garbage left by the previous sample is collected before
+    each one, so a sample does not pay for its predecessor.
+    """
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        gc.collect()
+        calls = 0
+        start = time.perf_counter()
+        while True:
+            fn()
+            calls += 1
+            elapsed = time.perf_counter() - start
+            if elapsed >= min_time:
+                break
+        samples.append(elapsed / calls)
+    return statistics.median(samples)
+
+
+def fmt_seconds(seconds: float | None) -> str:
+    """A duration with a sensible unit."""
+    if seconds is None:
+        return "-"
+    if seconds >= 1:
+        return f"{seconds:.2f} s"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.1f} ms"
+    return f"{seconds * 1e6:.2f} µs"
+
+
+@dataclass
+class Row:
+    """One benchmark line: carlang's median, car-runtime's when measured, and a target."""
+
+    name: str
+    carlang: float
+    car: float | None = None
+    target: float | None = None
+    note: str = ""
+
+
+def print_table(title: str, rows: Sequence[Row]) -> None:
+    """Print rows with the carlang/car-runtime ratio and whether the target is met."""
+    print(f"\n{title}")
+    header = f"{'case':<46} {'carlang':>11} {'car-runtime':>12} {'speed-up':>9} {'target':>10}  ok"
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        ratio = f"{row.car / row.carlang:.1f}x" if row.car else "-"
+        ok = "" if row.target is None else ("yes" if row.carlang <= row.target else "NO")
+        print(
+            f"{row.name:<46} {fmt_seconds(row.carlang):>11} {fmt_seconds(row.car):>12} {ratio:>9} "
+            f"{fmt_seconds(row.target):>10}  {ok} {row.note}"
+        )

@@ -1,0 +1,100 @@
+"""Verification speed: dependency chains and independent chains, carlang vs car-runtime.
+
+A chain of n actions where action i reads the key action i-1 wrote is CAR's worst case (its
+verify is quadratic there). Both engines get the same JSON text; carlang is also timed on an
+already-loaded model, the path the compiler uses.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from carlang_runtime.ir import load_proposal
+from carlang_runtime.verify import verify
+
+from .timing import Row, has_car, median_time, print_table
+
+__all__ = ["chain", "independent_chains", "run"]
+
+
+def chain(n: int) -> dict[str, Any]:
+    """n tool calls, each depending on the key the previous one writes."""
+    return {
+        "id": f"chain-{n}",
+        "actions": [
+            {
+                "id": f"a{i}",
+                "type": "tool_call",
+                "tool": "step",
+                "parameters": {"i": i},
+                "expected_effects": {f"k{i}": i},
+                "state_dependencies": [f"k{i - 1}"] if i else [],
+            }
+            for i in range(n)
+        ],
+    }
+
+
+def independent_chains(chains: int, length: int) -> dict[str, Any]:
+    """`chains` independent chains of `length` actions each."""
+    actions = []
+    for c in range(chains):
+        for i in range(length):
+            actions.append(
+                {
+                    "id": f"c{c}a{i}",
+                    "type": "tool_call",
+                    "tool": "step",
+                    "parameters": {"c": c, "i": i},
+                    "expected_effects": {f"c{c}k{i}": i},
+                    "state_dependencies": [f"c{c}k{i - 1}"] if i else [],
+                }
+            )
+    return {"id": f"chains-{chains}x{length}", "actions": actions}
+
+
+def _car_verify(text: str) -> None:
+    import car_runtime
+
+    car_runtime.verify(text, None, ["step"])
+
+
+def _time_on_model(text: str, repeat: int) -> float:
+    model = load_proposal(text)
+    result = verify(model, tools=["step"])
+    assert result.valid and len(result.execution_levels) > 0
+    return median_time(lambda: verify(model, tools=["step"]), repeat=repeat)
+
+
+def _case(
+    name: str, doc: dict[str, Any], target: float | None, with_car: bool, repeat: int
+) -> list[Row]:
+    n = len(doc["actions"])
+    text = json.dumps(doc)
+    del doc  # keep the heap to what is measured: the collector's cost grows with it
+    on_model = _time_on_model(text, repeat)
+    on_text = median_time(lambda: verify(text, tools=["step"]), repeat=repeat)
+    car = median_time(lambda: _car_verify(text), repeat=max(3, repeat // 2)) if with_car else None
+    return [
+        Row(
+            f"{name}: loaded model", on_model, car, target, f"({on_model / n * 1e6:.2f} µs/action)"
+        ),
+        Row(f"{name}: from JSON text", on_text, car, None, f"({on_text / n * 1e6:.2f} µs/action)"),
+    ]
+
+
+def run(quick: bool = False) -> list[Row]:
+    """Run the verify benchmark and print it; returns the rows."""
+    car = has_car()
+    repeat = 3 if quick else 7
+    rows: list[Row] = []
+    rows += _case("chain 1,000", chain(1_000), None, car, repeat)
+    rows += _case("chain 10,000", chain(10_000), 0.060, car, repeat)
+    rows += _case("10 independent chains x 1,000", independent_chains(10, 1_000), None, car, repeat)
+    # car-runtime needs minutes here (quadratic); carlang only
+    rows += _case("chain 100,000", chain(100_000), 0.8, False, 3 if quick else 5)
+    print_table("verify (median)" + ("" if car else "  [car-runtime not installed]"), rows)
+    growth = rows[6].carlang / rows[2].carlang
+    print(f"growth 10k -> 100k (loaded model): {growth:.1f}x (target <= 11x, linear = 10x)")
+    return rows

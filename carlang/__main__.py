@@ -1,0 +1,5 @@
+"""`python -m carlang` runs the command-line interface."""
+
+from carlang.cli import main
+
+main()

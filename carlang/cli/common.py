@@ -1,0 +1,105 @@
+"""Shared plumbing of the command line: exit codes, error reporting, reading input files.
+
+Every command body runs under `guarded`, so bad input ends in a one-line error and exit 2, and
+anything unexpected ends in an "internal error" line and exit 101 — never a traceback, unless
+`CARLANG_DEBUG=1` asks for one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn, ParamSpec, TypeVar
+
+import typer
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "EXIT_INTERNAL",
+    "UsageProblem",
+    "fail_usage",
+    "guarded",
+    "read_text",
+    "echo",
+    "echo_err",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the input was read and found wanting (invalid, errors, failed tests)
+EXIT_USAGE = 2  # bad invocation or unreadable input
+EXIT_INTERNAL = 101  # a bug in carlang (CAR uses 101 for a panic)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class UsageProblem(Exception):
+    """Input the command cannot use: reported as `error: <message>`, exit 2."""
+
+
+def fail_usage(message: str) -> NoReturn:
+    """Stop the command with a usage/input error."""
+    raise UsageProblem(message)
+
+
+def echo(text: str = "") -> None:
+    """Write a line to standard output."""
+    typer.echo(text)
+
+
+def echo_err(text: str) -> None:
+    """Write a line to standard error."""
+    typer.echo(text, err=True)
+
+
+def guarded(command: Callable[P, R]) -> Callable[P, R]:
+    """Map exceptions to exit codes: carlang's input errors -> 2, anything else -> 101."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from carlang_runtime.errors import CarlangRuntimeError
+
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
+            raise
+        except UsageProblem as exc:
+            echo_err(f"error: {exc}")
+            raise typer.Exit(EXIT_USAGE) from None
+        except CarlangRuntimeError as exc:
+            echo_err(f"error: {exc}")
+            raise typer.Exit(EXIT_USAGE) from None
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            if os.environ.get("CARLANG_DEBUG"):
+                raise
+            echo_err(
+                f"internal error: {type(exc).__name__}: {exc} "
+                "(this is a bug in carlang; rerun with CARLANG_DEBUG=1 for a traceback "
+                "and please report it)"
+            )
+            raise typer.Exit(EXIT_INTERNAL) from None
+
+    return wrapper
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """The UTF-8 text of `path`, or a usage error naming the file and the reason."""
+    if str(path) == "-":
+        return sys.stdin.read()
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        fail_usage(f"cannot read {what} {path}: no such file")
+    except IsADirectoryError:
+        fail_usage(f"cannot read {what} {path}: it is a directory")
+    except OSError as exc:
+        fail_usage(f"cannot read {what} {path}: {exc.strerror or exc}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fail_usage(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})")

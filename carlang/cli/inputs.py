@@ -1,0 +1,47 @@
+"""Loading the JSON inputs of the IR commands (proposals, states, tool lists) from files, with
+every problem reported as `file:line:col: error: ...`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import NoReturn, TypeVar
+
+import typer
+
+from .common import EXIT_USAGE, echo_err, read_text
+
+__all__ = ["load_file", "report_load_error"]
+
+T = TypeVar("T")
+_MAX_PROBLEMS = 20
+
+
+def report_load_error(path: Path, exc: Exception) -> NoReturn:
+    """Print an `IRLoadError`'s problems against `path` and exit 2."""
+    problems = getattr(exc, "problems", [])
+    what = getattr(exc, "what", "input")
+    for problem in problems[:_MAX_PROBLEMS]:
+        where = (
+            f"{path}:{problem.position.line}:{problem.position.column}"
+            if problem.position
+            else str(path)
+        )
+        subject = f"{problem.path}: " if problem.path else ""
+        echo_err(f"{where}: error: invalid {what}: {subject}{problem.message}")
+    if len(problems) > _MAX_PROBLEMS:
+        echo_err(f"{path}: ... and {len(problems) - _MAX_PROBLEMS} more")
+    if not problems:
+        echo_err(f"{path}: error: {exc}")
+    raise typer.Exit(EXIT_USAGE)
+
+
+def load_file(path: Path, loader: Callable[[str], T], what: str) -> T:
+    """Read `path` and build a value with `loader`, reporting load errors against the file."""
+    from carlang_runtime.errors import IRLoadError
+
+    text = read_text(path, what)
+    try:
+        return loader(text)
+    except IRLoadError as exc:
+        report_load_error(path, exc)

@@ -1,0 +1,53 @@
+"""carlang_runtime: the lean runtime for CAR proposals and compiled carlang programs.
+
+IR models (`carlang_runtime.ir`), static verification (`verify`, `simulate`, `equivalent`,
+`optimize`), and — in later modules — the CEL policy engine, the interpreter and the planner.
+This package never imports `carlang`, lark or typer: a service that only runs compiled IR
+needs nothing else. Names are imported lazily, so `import carlang_runtime` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:
+    from .errors import CarlangRuntimeError, IRLoadError
+    from .ir import ActionProposal, Program
+    from .verify import VerifyResult, equivalent, optimize, simulate, verify
+
+__all__ = [
+    "__version__",
+    "ActionProposal",
+    "Program",
+    "CarlangRuntimeError",
+    "IRLoadError",
+    "VerifyResult",
+    "verify",
+    "simulate",
+    "equivalent",
+    "optimize",
+]
+
+_LAZY = {
+    "ActionProposal": "ir",
+    "Program": "ir",
+    "CarlangRuntimeError": "errors",
+    "IRLoadError": "errors",
+    "VerifyResult": "verify",
+    "verify": "verify",
+    "simulate": "verify",
+    "equivalent": "verify",
+    "optimize": "verify",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'carlang_runtime' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value

@@ -1,0 +1,3 @@
+"""The version of the carlang distribution (compiler and runtime ship together)."""
+
+__version__ = "0.1.0"

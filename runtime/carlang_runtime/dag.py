@@ -1,0 +1,253 @@
+"""The dependency graph of a proposal and its execution levels.
+
+Edges follow CAR's `build_dag` exactly, plus carlang's explicit `depends_on`:
+
+1. the writer of a key is the *last* action that writes it (a state_write's `parameters.key`,
+   or any key of `expected_effects`);
+2. an action that lists the key in `state_dependencies` depends on that writer only if the
+   writer comes *earlier* in the list (a later writer gives no edge);
+3. a state_write to key K depends on the previous state_write to K (a write barrier);
+4. `depends_on` adds an edge to each named action, wherever it is in the list.
+
+Rules 1-3 only point backwards, so CAR's graphs are acyclic; `depends_on` can point forwards
+and close a cycle. Levels come from Kahn's algorithm, each sorted by position. When cycles
+block it, the edges inside each cycle are set aside and the rest levelled again, so every action
+still gets a level and every edge outside a cycle still holds; the cycles are reported
+separately, each once, as a path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .columns import STATE_WRITE, Columns
+from .ir import Action
+
+__all__ = ["Dag", "build_dag"]
+
+_NO_DEPS: list[int] = []  # shared by every action without dependencies; never mutated
+
+
+@dataclass(slots=True)
+class Dag:
+    """Edges, levels and cycles of one proposal, all by action position."""
+
+    #: `deps[i]`: positions action i waits for, without repeats, in the order found.
+    deps: list[list[int]]
+    #: Positions per level, each level in proposal order.
+    levels: list[list[int]]
+    #: Each cycle as a path of positions that starts and ends at its earliest member.
+    cycles: list[list[int]] = field(default_factory=list)
+    #: The members of each cycle's strongly connected component (parallel to `cycles`); a
+    #: component can hold actions beyond the one path shown.
+    cycle_members: list[list[int]] = field(default_factory=list)
+    #: `(position, name)` for every `depends_on` entry that names no action.
+    unknown_dependencies: list[tuple[int, str]] = field(default_factory=list)
+    #: `explicit[i]`: positions named by action i's `depends_on`.
+    explicit: list[list[int]] = field(default_factory=list)
+
+    def order(self) -> list[int]:
+        """All positions, level by level: the order a static walk visits actions."""
+        return [i for level in self.levels for i in level]
+
+
+def _writers(cols: Columns) -> dict[str, int]:
+    """The last writer of every key (rule 1)."""
+    writer: dict[str, int] = {}
+    types, params = cols.types, cols.parameters
+    for i, effects in enumerate(cols.effects):
+        if types[i] is STATE_WRITE:
+            key = params[i].get("key")
+            if isinstance(key, str):
+                writer[key] = i
+        if effects:
+            for key in effects:
+                writer[key] = i
+    return writer
+
+
+def _edges(cols: Columns, dag: Dag) -> bool:
+    """Fill `dag.deps` / `dag.explicit`; True when every edge points backwards (CAR's case)."""
+    writer_of = _writers(cols).get
+    first_index: dict[str, int] = {}
+    if any(cols.depends_on):
+        for i, action_id in enumerate(cols.ids):
+            first_index.setdefault(action_id, i)
+    last_state_write: dict[str, int] = {}
+    deps_out, explicit_out = dag.deps, dag.explicit
+    types, params, named_deps = cols.types, cols.parameters, cols.depends_on
+    backwards = True
+    for i, dependencies in enumerate(cols.dependencies):
+        found = _NO_DEPS
+        if dependencies:
+            for key in dependencies:
+                w = writer_of(key)
+                if w is not None and w < i:
+                    if found is _NO_DEPS:
+                        found = [w]
+                    elif w not in found:
+                        found.append(w)
+        if types[i] is STATE_WRITE:
+            written = params[i].get("key")
+            if isinstance(written, str):
+                previous = last_state_write.get(written)
+                if previous is not None:
+                    if found is _NO_DEPS:
+                        found = [previous]
+                    elif previous not in found:
+                        found.append(previous)
+                last_state_write[written] = i
+        named = _NO_DEPS
+        if named_deps[i]:
+            named = []
+            for name in named_deps[i]:
+                j = first_index.get(name)
+                if j is None:
+                    dag.unknown_dependencies.append((i, name))
+                    continue
+                named.append(j)
+                if j >= i:
+                    backwards = False
+                if found is _NO_DEPS:
+                    found = [j]
+                elif j not in found:
+                    found.append(j)
+        deps_out.append(found)
+        explicit_out.append(named)
+    return backwards
+
+
+def _backward_levels(deps: list[list[int]]) -> list[list[int]]:
+    """Levels in one pass, valid when every edge points to an earlier position."""
+    level_of = [0] * len(deps)
+    levels: list[list[int]] = []
+    for i, found in enumerate(deps):
+        level = 0
+        for j in found:
+            if level_of[j] >= level:
+                level = level_of[j] + 1
+        level_of[i] = level
+        if level == len(levels):
+            levels.append([i])
+        else:
+            levels[level].append(i)
+    return levels
+
+
+def _kahn_levels(deps: list[list[int]], n: int) -> list[list[int]] | None:
+    """Levels by Kahn's algorithm, each sorted by position; None when a cycle blocks it."""
+    dependents: list[list[int]] = [[] for _ in range(n)]
+    waiting = [0] * n
+    for i, found in enumerate(deps):
+        waiting[i] = len(found)
+        for j in found:
+            dependents[j].append(i)
+    ready = [i for i in range(n) if waiting[i] == 0]
+    levels: list[list[int]] = []
+    placed = 0
+    while ready:
+        ready.sort()
+        levels.append(ready)
+        placed += len(ready)
+        following: list[int] = []
+        for i in ready:
+            for j in dependents[i]:
+                waiting[j] -= 1
+                if waiting[j] == 0:
+                    following.append(j)
+        ready = following
+    return levels if placed == n else None
+
+
+def _strongly_connected(dag: Dag, n: int) -> list[list[int]]:
+    """Tarjan's algorithm, iterative; components with a cycle, each sorted by position."""
+    index = [-1] * n
+    low = [0] * n
+    on_stack = [False] * n
+    stack: list[int] = []
+    components: list[list[int]] = []
+    counter = 0
+    for root in range(n):
+        if index[root] != -1:
+            continue
+        work = [(root, 0)]
+        while work:
+            node, edge = work.pop()
+            if edge == 0:
+                index[node] = low[node] = counter
+                counter += 1
+                stack.append(node)
+                on_stack[node] = True
+            deps = dag.deps[node]
+            if edge < len(deps):
+                work.append((node, edge + 1))
+                nxt = deps[edge]
+                if index[nxt] == -1:
+                    work.append((nxt, 0))
+                elif on_stack[nxt]:
+                    low[node] = min(low[node], index[nxt])
+                continue
+            if low[node] == index[node]:
+                component = []
+                while True:
+                    member = stack.pop()
+                    on_stack[member] = False
+                    component.append(member)
+                    if member == node:
+                        break
+                if len(component) > 1 or node in dag.deps[node]:
+                    components.append(sorted(component))
+            if work:
+                parent = work[-1][0]
+                low[parent] = min(low[parent], low[node])
+    return components
+
+
+def _cycle_path(dag: Dag, component: list[int]) -> list[int]:
+    """A shortest path from the component's earliest member back to itself."""
+    start = component[0]
+    members = set(component)
+    previous: dict[int, int] = {}
+    frontier = [start]
+    while frontier:
+        following = []
+        for node in frontier:
+            for nxt in dag.deps[node]:
+                if nxt == start:
+                    path = [start]
+                    while node != start:
+                        path.append(node)
+                        node = previous[node]
+                    path.append(start)
+                    return [path[0], *reversed(path[1:-1]), start]
+                if nxt in members and nxt not in previous:
+                    previous[nxt] = node
+                    following.append(nxt)
+        frontier = following
+    return [start, start]
+
+
+def build_dag(actions: Sequence[Action] | Columns) -> Dag:
+    """Edges, levels and cycles of `actions` (see the module docstring for the rules)."""
+    cols = actions if isinstance(actions, Columns) else Columns.of(actions)
+    n = len(cols)
+    dag = Dag(deps=[], levels=[])
+    if _edges(cols, dag):
+        dag.levels = _backward_levels(dag.deps)
+        return dag
+    levels = _kahn_levels(dag.deps, n)
+    if levels is None:
+        components = sorted(_strongly_connected(dag, n), key=lambda c: c[0])
+        dag.cycle_members = components
+        dag.cycles = [_cycle_path(dag, c) for c in components]
+        # Level the condensation: edges inside a cycle are dropped, every other edge holds.
+        component_of = {i: k for k, c in enumerate(components) for i in c}
+        acyclic = [
+            [j for j in found if component_of.get(j, -1) != component_of.get(i, -2)]
+            for i, found in enumerate(dag.deps)
+        ]
+        levels = _kahn_levels(acyclic, n)
+        assert levels is not None, "the condensation of a graph is acyclic"
+    dag.levels = levels
+    return dag

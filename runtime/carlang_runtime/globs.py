@@ -1,0 +1,45 @@
+"""Glob patterns for tool names and state keys (`rollback_*`, `build.*`).
+
+`*` matches any run of characters (dots included), `?` one character, `[...]` a class, as in
+`fnmatch`, always case-sensitive. Plain names are matched by set lookup, patterns by one
+compiled regex, so matching stays cheap when a capability lists many names.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+
+__all__ = ["GlobSet", "is_glob"]
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def is_glob(pattern: str) -> bool:
+    """Whether `pattern` contains glob syntax."""
+    return any(c in _GLOB_CHARS for c in pattern)
+
+
+class GlobSet:
+    """A set of names and glob patterns; `matches(name)` if any of them matches."""
+
+    __slots__ = ("patterns", "_exact", "_regex")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(patterns)
+        self._exact = frozenset(p for p in self.patterns if not is_glob(p))
+        globs = [fnmatch.translate(p) for p in self.patterns if is_glob(p)]
+        self._regex = re.compile("|".join(f"(?:{g})" for g in globs)) if globs else None
+
+    def matches(self, name: str) -> bool:
+        """True when `name` equals a listed name or matches a listed pattern."""
+        if name in self._exact:
+            return True
+        return self._regex is not None and self._regex.match(name) is not None
+
+    def __bool__(self) -> bool:
+        return bool(self.patterns)
+
+    def __repr__(self) -> str:
+        return f"GlobSet({list(self.patterns)!r})"

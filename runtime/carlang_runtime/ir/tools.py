@@ -1,0 +1,34 @@
+"""Tool schemas: what a tool takes (a JSON Schema), returns, and how it may be cached and paced."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ._base import F64, U32, U64, Bool, CarModel, JsonMap, Str, omit_none
+from .actions import Reversibility, SourceLoc
+
+__all__ = ["ToolRateLimit", "ToolSchema"]
+
+
+class ToolRateLimit(CarModel):
+    """A token bucket: `max_calls` per `interval_secs`, starting full."""
+
+    max_calls: U32
+    interval_secs: F64
+
+
+class ToolSchema(CarModel):
+    """A registered tool. `parameters` is a JSON Schema; `{}` means schemaless (anything goes)."""
+
+    name: Str
+    description: Str = ""
+    parameters: JsonMap = Field(default_factory=dict)
+    returns: Any = Field(default=None, exclude_if=omit_none)
+    idempotent: Bool = False
+    cache_ttl_secs: U64 | None = Field(default=None, exclude_if=omit_none)
+    rate_limit: ToolRateLimit | None = Field(default=None, exclude_if=omit_none)
+    # carlang extensions: the reversibility of the tool's calls, and where it was declared
+    reversibility: Reversibility | None = Field(default=None, exclude_if=omit_none)
+    loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)

@@ -1,0 +1,67 @@
+"""Precondition checking, shared by static verification and runtime validation (as in CAR,
+where `StaticState` and the runtime `StateStore` both feed `check_precondition`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .ir import Precondition
+from .jsonvalue import as_number, json_equal, rust_debug, to_json_text
+
+__all__ = ["check_precondition", "contains"]
+
+_COMPARISONS = {
+    "gt": lambda a, b: a > b,
+    "lt": lambda a, b: a < b,
+    "gte": lambda a, b: a >= b,
+    "lte": lambda a, b: a <= b,
+}
+
+
+def contains(actual: Any, pattern: Any) -> bool:
+    """CAR's `contains`: a substring test on the text of both sides (a string as itself, any
+    other value as its JSON text), which also covers membership of a scalar in an array."""
+    haystack = actual if isinstance(actual, str) else to_json_text(actual)
+    needle = pattern if isinstance(pattern, str) else to_json_text(pattern)
+    return needle in haystack
+
+
+def check_precondition(pre: Precondition, state: Mapping[str, Any]) -> str | None:
+    """None when `pre` holds in `state`, else the reason it fails (CAR's wording).
+
+    An operator this version does not know fails the check, so that a newer proposal is never
+    run with a guard silently dropped.
+    """
+    key, op = pre.key, pre.operator
+    present = key in state
+    if op == "exists":
+        return None if present else f"key '{key}' does not exist"
+    if op == "not_exists":
+        return f"key '{key}' exists" if present else None
+    if not present:
+        if op == "contains":
+            return f"key '{key}' has no value, cannot check contains"
+        return f"key '{key}' has no value"
+    actual = state[key]
+    if op == "eq":
+        if json_equal(actual, pre.value):
+            return None
+        return f"'{key}' is {rust_debug(actual)}, need {rust_debug(pre.value)}"
+    if op == "neq":
+        if not json_equal(actual, pre.value):
+            return None
+        return f"'{key}' is {rust_debug(actual)}, must not be"
+    compare = _COMPARISONS.get(op)
+    if compare is not None:
+        left, right = as_number(actual), as_number(pre.value)
+        if left is None or right is None:
+            return f"cannot compare '{key}': {rust_debug(actual)} {op} {rust_debug(pre.value)}"
+        if compare(left, right):
+            return None
+        return f"'{key}' is {rust_debug(actual)}, need {op} {rust_debug(pre.value)}"
+    if op == "contains":
+        if contains(actual, pre.value):
+            return None
+        return f"key '{key}' does not contain {rust_debug(pre.value)}"
+    return f"unknown operator '{op}'"

@@ -1,0 +1,180 @@
+"""Static verification of proposals: `verify`, plus `simulate`, `equivalent` and `optimize`.
+
+`verify` finds what car-runtime's verifier finds, with the same action, severity and wording on
+CAR-format input, and adds carlang's own checks (duplicate ids, unknown or cyclic explicit
+dependencies, malformed actions, assertions that provably fail, capabilities and budgets).
+Every issue carries the `check` that produced it and a stable `code` (see `codes.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..columns import Columns
+from ..dag import build_dag
+from ..errors import IRLoadError, LoadProblem
+from ..globs import GlobSet
+from ..ir import ActionProposal, Budget, Capability, ToolSchema, load_proposal, load_tools
+from ..ir.load import gc_paused
+from ..jsontext import JsonTextError, parse_json
+from ..paramcheck import ParamChecker
+from .checks import (
+    ACTION_CHECKS,
+    FINAL_CHECKS,
+    PROPOSAL_CHECKS,
+    ToolSet,
+    VerifyContext,
+    descriptions_for,
+)
+from .codes import RUNTIME_CODES, Code
+from .result import CheckRecord, Evidence, VerifyIssue, VerifyResult
+from .simulate import equivalent, optimize, simulate
+
+__all__ = [
+    "DEFAULT_MAX_ACTIONS",
+    "verify",
+    "simulate",
+    "equivalent",
+    "optimize",
+    "tool_set",
+    "load_state",
+    "ToolSet",
+    "VerifyResult",
+    "VerifyIssue",
+    "CheckRecord",
+    "Evidence",
+    "Code",
+    "RUNTIME_CODES",
+]
+
+#: CAR's CLI verifies with a limit of 30 actions; so does carlang unless told otherwise.
+DEFAULT_MAX_ACTIONS = 30
+
+ToolsArg = ToolSet | Iterable[str] | Iterable[ToolSchema] | Iterable[Mapping[str, Any]] | str | None
+
+
+def tool_set(tools: object) -> ToolSet | None:
+    """The `ToolSet` for `verify`'s `tools` argument; build it once to verify many proposals
+    against the same tools (parameter checkers are built per tool, once)."""
+    if tools is None or isinstance(tools, ToolSet):
+        return tools
+    loaded = load_tools(tools)
+    if all(isinstance(t, str) for t in loaded):
+        return ToolSet(names=frozenset(str(t) for t in loaded))
+    schemas = [t for t in loaded if isinstance(t, ToolSchema)]
+    checkers = {s.name: ParamChecker(s.name, s.parameters) for s in schemas if s.parameters}
+    return ToolSet(names=frozenset(s.name for s in schemas), checkers=checkers, has_schemas=True)
+
+
+def load_state(state: object) -> dict[str, Any]:
+    """An initial state from a mapping or JSON text of an object."""
+    if state is None:
+        return {}
+    data = state
+    if isinstance(state, (str, bytes)):
+        try:
+            data = parse_json(state)
+        except JsonTextError as exc:
+            raise IRLoadError("state", [LoadProblem("", exc.message, exc.position)]) from None
+    if not isinstance(data, Mapping):
+        raise IRLoadError("state", [LoadProblem("", "expected a JSON object of key -> value")])
+    return dict(data)
+
+
+def _evidence(ctx: VerifyContext, issues: list[VerifyIssue], state_given: bool) -> Evidence:
+    present = {
+        "tools": ctx.tools is not None,
+        "schemas": ctx.tools is not None and ctx.tools.has_schemas,
+        "capability": ctx.capability is not None,
+        "budget": ctx.budget is not None,
+    }
+    records = [
+        CheckRecord(
+            name=d.name,
+            ran=ran,
+            verifies=d.verifies if ran else f"(skipped: no {d.needs} supplied)",
+            cannot_verify=d.cannot_verify,
+            findings=ctx.findings.get(d.name, 0),
+            tier="heuristic" if d.name == "loop_detection" else "decision_procedure",
+        )
+        for d, ran in descriptions_for(present)
+    ]
+    assumptions = [
+        "the supplied initial state is accurate" if state_given else "the initial state is empty",
+        "tools honour their declared effects and have no undeclared ones",
+    ]
+    if not present["schemas"]:
+        assumptions.append("tool_call parameters are well-formed (no schemas supplied)")
+    warnings = sum(1 for i in issues if i.severity == "warning")
+    risks = []
+    if warnings:
+        risks.append(f"{warnings} warning(s) not blocking the verdict")
+    risks.append("outcomes that depend on tool output at run time are not verified")
+    return Evidence(checks=records, assumptions=assumptions, residual_risks=risks)
+
+
+def verify(
+    proposal: ActionProposal | Mapping[str, Any] | str | bytes,
+    state: Mapping[str, Any] | str | None = None,
+    tools: ToolsArg = None,
+    max_actions: int | None = None,
+    *,
+    capability: Capability | None = None,
+    budget: Budget | None = None,
+) -> VerifyResult:
+    """Statically verify a proposal without running anything.
+
+    `proposal`: a model, a dict or JSON text. `state`: the initial state. `tools`: names
+    (existence only), `ToolSchema`s or dicts (existence and parameters), or a prebuilt `ToolSet`;
+    None skips the tool checks. `max_actions`: the resource bound (default 30, as CAR's CLI).
+    `capability` / `budget`: checked when given. Raises `IRLoadError` on malformed input.
+    """
+    prop = load_proposal(proposal)
+    initial = load_state(state)
+    with gc_paused():
+        return _verify(
+            prop, initial, tool_set(tools), max_actions, capability, budget, state is not None
+        )
+
+
+def _verify(
+    prop: ActionProposal,
+    initial: dict[str, Any],
+    tools: ToolSet | None,
+    max_actions: int | None,
+    capability: Capability | None,
+    budget: Budget | None,
+    state_given: bool,
+) -> VerifyResult:
+    cols = Columns.of(prop.actions)
+    dag = build_dag(cols)
+    ctx = VerifyContext(
+        proposal=prop,
+        cols=cols,
+        dag=dag,
+        state=dict(initial),
+        tools=tools,
+        max_actions=DEFAULT_MAX_ACTIONS if max_actions is None else max_actions,
+        capability=capability,
+        budget=budget,
+        ids=frozenset(cols.ids),
+    )
+    if capability is not None:
+        ctx.allowed_tools = GlobSet(capability.allowed_tools) or None
+        ctx.denied_tools = GlobSet(capability.denied_tools) or None
+        ctx.allowed_keys = GlobSet(capability.allowed_state_keys) or None
+    for stage, checks in enumerate((PROPOSAL_CHECKS, ACTION_CHECKS, FINAL_CHECKS)):
+        ctx.stage = stage
+        for check in checks:
+            check(ctx)
+    issues = ctx.issues()
+    ids = cols.ids
+    return VerifyResult.model_construct(
+        valid=not any(i.severity == "error" for i in issues),
+        issues=issues,
+        simulated_state=ctx.state,
+        execution_levels=[[ids[i] for i in level] for level in dag.levels],
+        conflicts=[(ids[i], ids[j], key) for i, j, key in ctx.conflicts],
+        evidence=_evidence(ctx, issues, state_given),
+    )

@@ -1,0 +1,635 @@
+"""The verification checks, as ordered tuples of plain functions over a `VerifyContext`.
+
+Three stages, in CAR's order:
+
+1. `PROPOSAL_CHECKS` look at the proposal as a whole (resource bounds, ids, cycles, loops);
+2. `ACTION_CHECKS` find per-action problems. The state-dependent ones (preconditions,
+   dependencies, assertions) run inside `walk`, which visits actions level by level against the
+   symbolic state; the others are independent of state and run as their own passes;
+3. `FINAL_CHECKS` look at the result (write conflicts, capability and budget limits).
+
+Findings of stage 2 are ordered by walk position, then by check, so the output interleaves per
+action exactly as CAR's verifier does (preconditions, dependencies, tool, compensation), with
+carlang's own checks slotted in around them. Every check reports through `VerifyContext.report`,
+so a test can run one in isolation. The passes read the columnar view (`Columns`), not the
+models: see `columns.py` for why.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..columns import ASSERTION, STATE_READ, STATE_WRITE, TOOL_CALL, Columns
+from ..dag import Dag
+from ..globs import GlobSet
+from ..ir import (
+    ActionProposal,
+    ActionRefCompensation,
+    Budget,
+    Capability,
+    Reversibility,
+    ToolCompensation,
+)
+from ..jsonvalue import canonical_key, json_equal, rust_debug
+from ..paramcheck import ParamChecker
+from ..precondition import check_precondition
+from .codes import code_for
+from .result import VerifyIssue
+from .state import apply_effects
+
+__all__ = [
+    "ToolSet",
+    "VerifyContext",
+    "PROPOSAL_CHECKS",
+    "ACTION_CHECKS",
+    "FINAL_CHECKS",
+    "CHECK_DESCRIPTIONS",
+    "walk",
+    "did_you_mean",
+]
+
+PROPOSAL_LEVEL = "proposal"
+_COMPENSABLE = Reversibility.COMPENSABLE
+
+# Order of the per-action checks within one action (CAR's, with carlang's around it).
+_RANK = {
+    "malformed_action": 0,
+    "preconditions": 1,
+    "state_dependencies": 2,
+    "tool_existence": 3,
+    "param_schema": 3,
+    "param_constraints": 3,
+    "compensation_resolution": 4,
+    "assertions": 5,
+    "capabilities": 6,
+}
+
+
+@dataclass(slots=True)
+class ToolSet:
+    """The registered tools as verify sees them: names, plus a parameter checker per tool
+    when schemas were given."""
+
+    names: frozenset[str]
+    checkers: dict[str, ParamChecker] = field(default_factory=dict)
+    has_schemas: bool = False
+
+
+@dataclass(slots=True)
+class VerifyContext:
+    """Everything a check may read, and where it reports."""
+
+    proposal: ActionProposal
+    cols: Columns
+    dag: Dag
+    state: dict[str, Any]
+    tools: ToolSet | None
+    max_actions: int
+    capability: Capability | None = None
+    budget: Budget | None = None
+    ids: frozenset[str] = frozenset()
+    allowed_tools: GlobSet | None = None
+    denied_tools: GlobSet | None = None
+    allowed_keys: GlobSet | None = None
+    #: `(earlier, later, key)` positions of unordered writers, filled by check_write_conflicts.
+    conflicts: list[tuple[int, int, str]] = field(default_factory=list)
+    findings: dict[str, int] = field(default_factory=dict)
+    #: 0 before the walk, 1 for per-action checks, 2 after; decides how findings sort.
+    stage: int = 0
+    _found: list[tuple[tuple[int, int, int, int], VerifyIssue]] = field(default_factory=list)
+    _walk_position: list[int] | None = None
+
+    def report(self, kind: str, index: int | None, message: str, help: str | None = None) -> None:
+        """Record one finding of registry kind `kind` on action `index` (None: the proposal)."""
+        code = code_for(kind)
+        if index is None:
+            action_id, loc = PROPOSAL_LEVEL, self.proposal.loc
+        else:
+            action_id, loc = self.cols.ids[index], self.cols.locs[index]
+        if self.stage == 1 and index is not None:
+            if self._walk_position is None:
+                position = [0] * len(self.cols)
+                for pos, i in enumerate(self.dag.order()):
+                    position[i] = pos
+                self._walk_position = position
+            key = (1, self._walk_position[index], _RANK.get(code.check, 9), len(self._found))
+        else:
+            key = (self.stage, 0, 0, len(self._found))
+        issue = VerifyIssue(
+            action_id=action_id,
+            severity=code.severity,
+            message=message,
+            tier="heuristic" if code.check == "loop_detection" else "decision_procedure",
+            check=code.check,
+            code=code.code,
+            loc=loc,
+            help=help,
+        )
+        self._found.append((key, issue))
+        self.findings[code.check] = self.findings.get(code.check, 0) + 1
+
+    def issues(self) -> list[VerifyIssue]:
+        """All findings, in output order."""
+        return [issue for _, issue in sorted(self._found, key=lambda pair: pair[0])]
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
+    """A "did you mean" hint for a misspelt name, or None when nothing is close enough."""
+    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
+    return f"did you mean '{close[0]}'?" if close else None
+
+
+# -- stage 0: the proposal as a whole ----------------------------------------------------------
+
+
+def check_resource_bounds(ctx: VerifyContext) -> None:
+    """More actions than `max_actions` (a warning, as in CAR, on the first action)."""
+    count = len(ctx.cols)
+    if count > ctx.max_actions:
+        ctx.report("excessive-actions", 0, f"excessive actions: {count} (limit {ctx.max_actions})")
+
+
+def check_duplicate_ids(ctx: VerifyContext) -> None:
+    """Two actions with one id: reported at every occurrence after the first."""
+    if len(ctx.ids) == len(ctx.cols):
+        return
+    first: dict[str, int] = {}
+    for index, action_id in enumerate(ctx.cols.ids):
+        if action_id in first:
+            ctx.report(
+                "duplicate-action-id",
+                index,
+                f"duplicate action id '{action_id}' (first used by action {first[action_id] + 1})",
+            )
+        else:
+            first[action_id] = index
+
+
+def check_dependency_ids(ctx: VerifyContext) -> None:
+    """`depends_on` entries that name no action of the proposal."""
+    for index, name in ctx.dag.unknown_dependencies:
+        ctx.report(
+            "unknown-dependency",
+            index,
+            f"depends on '{name}', which is not an action of this proposal",
+            did_you_mean(name, ctx.ids),
+        )
+
+
+def check_cycles(ctx: VerifyContext) -> None:
+    """Dependency cycles, each once, as the whole path from its earliest action."""
+    ids = ctx.cols.ids
+    for path, members in zip(ctx.dag.cycles, ctx.dag.cycle_members, strict=True):
+        shown = " -> ".join(ids[i] for i in path)
+        others = [ids[i] for i in members if i not in path]
+        also = f" (also involves {', '.join(others)})" if others else ""
+        ctx.report("dependency-cycle", path[0], f"dependency cycle: {shown}{also}")
+
+
+def check_loop_detection(ctx: VerifyContext) -> None:
+    """Identical tool calls (same tool, same parameters): 2 = warning, 3 or more = error.
+
+    Calls are first grouped by their frozen parameter items, which is cheap but treats
+    `1`, `1.0` and `true` as one value (Python equality); groups of two or more, and parameter
+    maps that cannot be frozen (nested values), are then counted exactly by canonical JSON.
+    """
+    types, params = ctx.cols.types, ctx.cols.parameters
+    rough_keys: list[tuple[str, object] | None] = [None] * len(types)
+    first_seen: dict[tuple[str, object], int] = {}
+    repeated: set[tuple[str, object]] = set()
+    for index, tool in enumerate(ctx.cols.tools):
+        if tool is not None and types[index] is TOOL_CALL:
+            try:
+                key: tuple[str, object] = (tool, frozenset(params[index].items()))
+            except TypeError:  # an unhashable value: lists, maps
+                key = (tool, canonical_key(params[index]))
+            rough_keys[index] = key
+            if first_seen.setdefault(key, index) != index:
+                repeated.add(key)
+    if not repeated:
+        return
+    exact: dict[tuple[str, str], list[int]] = {}
+    for index, rough in enumerate(rough_keys):
+        if rough is not None and rough in repeated:
+            exact.setdefault((rough[0], canonical_key(params[index])), []).append(index)
+    # reported in the order of each call's first occurrence
+    for (tool, _), members in sorted(exact.items(), key=lambda item: item[1][0]):
+        count = len(members)
+        if count == 2:
+            ctx.report("duplicate-call", None, f"duplicate tool call: {tool} (2x)")
+        elif count > 2:
+            ctx.report(
+                "likely-loop",
+                None,
+                f"repeated identical tool call: {tool} ({count}x) — likely loop",
+            )
+
+
+# -- stage 1: per action -----------------------------------------------------------------------
+
+
+def walk(ctx: VerifyContext) -> None:
+    """Visit actions level by level, checking preconditions, dependencies and assertions
+    against the symbolic state, then applying each action's declared effects.
+
+    verify applies the effects of actions that would be blocked, so that one root cause does
+    not cascade into findings on everything downstream (`simulate` does not).
+    """
+    cols, state = ctx.cols, ctx.state
+    types, effects = cols.types, cols.effects
+    preconditions, dependencies = cols.preconditions, cols.dependencies
+    for index in ctx.dag.order():
+        if preconditions[index]:
+            for pre in preconditions[index]:
+                failure = check_precondition(pre, state)
+                if failure is not None:
+                    ctx.report("precondition-fails", index, f"precondition will fail: {failure}")
+        if dependencies[index]:
+            for key in dependencies[index]:
+                if key not in state:
+                    ctx.report(
+                        "dependency-unavailable",
+                        index,
+                        f"state dependency '{key}' not available at this point",
+                    )
+        kind = types[index]
+        if kind is ASSERTION:
+            _check_assertion(ctx, index)
+        if kind is STATE_WRITE or effects[index]:
+            apply_effects(cols, index, state)
+
+
+def _check_assertion(ctx: VerifyContext, index: int) -> None:
+    """An assertion whose key is known statically and holds a different value."""
+    key = ctx.cols.parameters[index].get("key")
+    if not isinstance(key, str) or key not in ctx.state:
+        return
+    expected = ctx.cols.parameters[index].get("expected")
+    actual = ctx.state[key]
+    if not json_equal(actual, expected):
+        ctx.report(
+            "assertion-fails",
+            index,
+            f"assertion will fail: state['{key}'] = {rust_debug(actual)}, "
+            f"expected {rust_debug(expected)}",
+        )
+
+
+def check_malformed_action(ctx: VerifyContext) -> None:
+    """An action without what its type needs at run time (CAR fails these only when run)."""
+    params = ctx.cols.parameters
+    for index, kind in enumerate(ctx.cols.types):
+        if kind is TOOL_CALL:
+            continue  # a missing tool is CAR's own finding (tool_existence)
+        key = params[index].get("key")
+        if key is None:
+            ctx.report("malformed-action", index, f"{kind.value} requires 'key' parameter")
+        elif not isinstance(key, str):
+            ctx.report(
+                "malformed-action",
+                index,
+                f"{kind.value} 'key' parameter must be a string, got {rust_debug(key)}",
+            )
+
+
+def check_tools(ctx: VerifyContext) -> None:
+    """Every tool_call names a registered tool, with parameters that fit its schema."""
+    types, tools = ctx.cols.types, ctx.tools
+    for index, tool in enumerate(ctx.cols.tools):
+        if types[index] is not TOOL_CALL:
+            continue
+        if tool is None:
+            ctx.report("no-tool", index, "tool_call action has no tool specified")
+        elif tools is not None:
+            if tool not in tools.names:
+                ctx.report(
+                    "unknown-tool",
+                    index,
+                    f"tool '{tool}' is not registered",
+                    did_you_mean(tool, tools.names),
+                )
+            elif tool in tools.checkers:
+                _check_parameters(ctx, index, tool, tools.checkers[tool])
+
+
+def _check_parameters(ctx: VerifyContext, index: int, tool: str, checker: ParamChecker) -> None:
+    for finding in checker.check(ctx.cols.parameters[index]):
+        if finding.kind == "missing":
+            ctx.report(
+                "missing-parameter",
+                index,
+                f"tool '{tool}': missing required parameter '{finding.param}'",
+            )
+        elif finding.kind == "type":
+            ctx.report(
+                "parameter-type",
+                index,
+                f"tool '{tool}': parameter '{finding.param}' has wrong type: {finding.detail}",
+            )
+        elif finding.kind == "invalid_schema":
+            ctx.report(
+                "parameter-constraint",
+                index,
+                f"tool '{tool}' has an invalid registered JSON Schema: {finding.detail}",
+            )
+        else:
+            subject = (
+                f"parameter '{finding.param}{finding.path}'" if finding.param else "parameters"
+            )
+            ctx.report("parameter-constraint", index, f"tool '{tool}': {subject}: {finding.detail}")
+
+
+def check_compensations(ctx: VerifyContext) -> None:
+    """Compensations resolve, and a `compensable` action declares one."""
+    reversibility = ctx.cols.reversibility
+    for index, compensation in enumerate(ctx.cols.compensations):
+        if compensation is None:
+            if reversibility[index] is _COMPENSABLE:
+                ctx.report(
+                    "missing-compensation",
+                    index,
+                    "action declares reversibility 'compensable' but no compensation",
+                )
+        elif isinstance(compensation, ToolCompensation):
+            if ctx.tools is not None and compensation.tool not in ctx.tools.names:
+                ctx.report(
+                    "unknown-compensation-tool",
+                    index,
+                    f"compensation names tool '{compensation.tool}', which is not registered",
+                )
+        elif isinstance(compensation, ActionRefCompensation):
+            if compensation.action_id not in ctx.ids:
+                ctx.report(
+                    "unknown-compensation-action",
+                    index,
+                    f"compensation references action '{compensation.action_id}', "
+                    "which is not in this proposal",
+                )
+
+
+def _touched_keys(cols: Columns, index: int) -> list[str]:
+    keys = cols.written_keys(index)
+    for key in cols.dependencies[index]:
+        if key not in keys:
+            keys.append(key)
+    for pre in cols.preconditions[index]:
+        if pre.key not in keys:
+            keys.append(pre.key)
+    if cols.types[index] is STATE_READ or cols.types[index] is ASSERTION:
+        read = cols.parameters[index].get("key")
+        if isinstance(read, str) and read not in keys:
+            keys.append(read)
+    return keys
+
+
+def _check_tool_allowed(ctx: VerifyContext, index: int, tool: str, what: str) -> None:
+    assert ctx.capability is not None
+    name = ctx.capability.name
+    if ctx.denied_tools is not None and ctx.denied_tools.matches(tool):
+        ctx.report("tool-denied", index, f"{what} '{tool}' is denied by capability '{name}'")
+    elif ctx.allowed_tools is not None and not ctx.allowed_tools.matches(tool):
+        ctx.report(
+            "tool-not-allowed", index, f"{what} '{tool}' is not allowed by capability '{name}'"
+        )
+
+
+def check_capability(ctx: VerifyContext) -> None:
+    """The proposal's capability allows each action's tool (and compensation tool) and keys."""
+    if ctx.capability is None:
+        return
+    cols = ctx.cols
+    for index, kind in enumerate(cols.types):
+        tool = cols.tools[index]
+        if kind is TOOL_CALL and tool is not None:
+            _check_tool_allowed(ctx, index, tool, "tool")
+        compensation = cols.compensations[index]
+        if isinstance(compensation, ToolCompensation):
+            _check_tool_allowed(ctx, index, compensation.tool, "compensation tool")
+        if ctx.allowed_keys is not None:
+            for key in _touched_keys(cols, index):
+                if not ctx.allowed_keys.matches(key):
+                    ctx.report(
+                        "state-key-not-allowed",
+                        index,
+                        f"state key '{key}' is not allowed by capability '{ctx.capability.name}'",
+                    )
+
+
+# -- stage 2: after the walk -------------------------------------------------------------------
+
+
+def _explicitly_ordered(dag: Dag, later: int, earlier: int) -> bool:
+    """Whether `later` reaches `earlier` through `depends_on` edges alone."""
+    seen = {later}
+    stack = [later]
+    while stack:
+        node = stack.pop()
+        for nxt in dag.explicit[node]:
+            if nxt == earlier:
+                return True
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    return False
+
+
+def conflict_pairs(ctx: VerifyContext) -> list[tuple[int, int, str]]:
+    """Pairs of actions writing one key where neither lists it as a dependency (CAR's rule);
+    carlang also accepts an explicit `depends_on` path between them as an ordering."""
+    cols = ctx.cols
+    first_writer: dict[str, int] = {}
+    writers: dict[str, list[int]] = {}  # only keys with two or more writers
+    types, params = cols.types, cols.parameters
+    for index, effects in enumerate(cols.effects):
+        if types[index] is STATE_WRITE:
+            key = params[index].get("key")
+            if isinstance(key, str):
+                _add_writer(first_writer, writers, key, index)
+        if effects:
+            for key in effects:
+                _add_writer(first_writer, writers, key, index)
+    pairs: list[tuple[int, int, str]] = []
+    dependencies, has_explicit = cols.dependencies, any(cols.depends_on)
+    for key, found in writers.items():
+        for x, i in enumerate(found):
+            if key in dependencies[i]:
+                continue
+            for j in found[x + 1 :]:
+                if key in dependencies[j]:
+                    continue
+                if has_explicit and (
+                    _explicitly_ordered(ctx.dag, j, i) or _explicitly_ordered(ctx.dag, i, j)
+                ):
+                    continue
+                pairs.append((i, j, key))
+    pairs.sort()
+    return pairs
+
+
+def _add_writer(first: dict[str, int], writers: dict[str, list[int]], key: str, index: int) -> None:
+    earlier = first.setdefault(key, index)
+    if earlier != index:
+        found = writers.setdefault(key, [earlier])
+        if found[-1] != index:
+            found.append(index)
+
+
+def check_write_conflicts(ctx: VerifyContext) -> None:
+    """Unordered writers of one key (warnings; they never make a proposal invalid)."""
+    ids = ctx.cols.ids
+    ctx.conflicts = conflict_pairs(ctx)
+    for i, j, key in ctx.conflicts:
+        ctx.report(
+            "write-conflict",
+            i,
+            f"write conflict on '{key}' with action {ids[j]} (no dependency declared)",
+        )
+
+
+def check_limits(ctx: VerifyContext) -> None:
+    """Counts against the capability's `max_actions` and the budget's hard limits."""
+    count = len(ctx.cols)
+    capability, budget = ctx.capability, ctx.budget
+    if capability is not None and capability.max_actions is not None:
+        if count > capability.max_actions:
+            ctx.report(
+                "capability-max-actions",
+                None,
+                f"{count} actions exceed capability '{capability.name}' "
+                f"(max_actions {capability.max_actions})",
+            )
+    if budget is None:
+        return
+    if budget.max_actions is not None and count > budget.max_actions:
+        ctx.report(
+            "budget-actions",
+            None,
+            f"{count} actions exceed budget '{budget.name}' (max_actions {budget.max_actions})",
+        )
+    if budget.max_tool_calls is not None:
+        calls = sum(1 for kind in ctx.cols.types if kind is TOOL_CALL)
+        if calls > budget.max_tool_calls:
+            ctx.report(
+                "budget-tool-calls",
+                None,
+                f"{calls} tool calls exceed budget '{budget.name}' "
+                f"(max_tool_calls {budget.max_tool_calls})",
+            )
+
+
+Check = Callable[[VerifyContext], None]
+
+PROPOSAL_CHECKS: tuple[Check, ...] = (
+    check_resource_bounds,
+    check_duplicate_ids,
+    check_dependency_ids,
+    check_cycles,
+    check_loop_detection,
+)
+ACTION_CHECKS: tuple[Check, ...] = (
+    check_malformed_action,
+    walk,
+    check_tools,
+    check_compensations,
+    check_capability,
+)
+FINAL_CHECKS: tuple[Check, ...] = (check_write_conflicts, check_limits)
+
+
+@dataclass(frozen=True, slots=True)
+class CheckDescription:
+    """What a check verifies and what it cannot, for `VerifyResult.evidence`."""
+
+    name: str
+    verifies: str
+    cannot_verify: str
+    needs: str = ""  # "tools", "schemas", "capability", "budget": runs only with that input
+
+
+CHECK_DESCRIPTIONS: tuple[CheckDescription, ...] = (
+    CheckDescription(
+        "resource_bounds",
+        "the action count is within the limit",
+        "cost, wall-clock time or memory at run time",
+    ),
+    CheckDescription("duplicate_ids", "every action id is unique", "nothing further"),
+    CheckDescription(
+        "dependency_ids",
+        "every `depends_on` entry names an action",
+        "whether the dependency is the one intended",
+    ),
+    CheckDescription("cycles", "explicit dependencies form no cycle", "nothing further"),
+    CheckDescription(
+        "loop_detection",
+        "no identical tool call repeats like a loop",
+        "redundant calls whose arguments differ",
+    ),
+    CheckDescription(
+        "malformed_action",
+        "each action has what its type needs",
+        "whether the values make sense for the task",
+    ),
+    CheckDescription(
+        "preconditions",
+        "preconditions hold against the statically known state",
+        "keys whose values are only known at run time",
+    ),
+    CheckDescription(
+        "state_dependencies",
+        "each state dependency is produced before it is read",
+        "reads a tool makes without declaring them",
+    ),
+    CheckDescription(
+        "tool_existence",
+        "every tool_call names a registered tool",
+        "whether the tool behaves as its name suggests",
+        "tools",
+    ),
+    CheckDescription(
+        "param_schema",
+        "parameters have the declared types and required keys",
+        "value constraints beyond type and presence",
+        "schemas",
+    ),
+    CheckDescription(
+        "param_constraints",
+        "parameters satisfy the rest of the JSON Schema",
+        "constraints a JSON Schema cannot express",
+        "schemas",
+    ),
+    CheckDescription(
+        "compensation_resolution",
+        "compensations name a registered tool or an action of the proposal",
+        "whether the compensation really undoes the effect",
+    ),
+    CheckDescription(
+        "assertions",
+        "assertions hold where the state is statically known",
+        "assertions over values set at run time",
+    ),
+    CheckDescription(
+        "capabilities",
+        "tools and state keys are within the capability",
+        "what a tool touches without declaring it",
+        "capability",
+    ),
+    CheckDescription(
+        "write_conflicts",
+        "writers of one key declare an ordering",
+        "logically incompatible effects on different keys",
+    ),
+    CheckDescription(
+        "budget",
+        "action and tool-call counts are within the budget",
+        "duration and cost, known only at run time",
+        "budget",
+    ),
+)
+
+
+def descriptions_for(present: Mapping[str, bool]) -> list[tuple[CheckDescription, bool]]:
+    """Each check with whether it ran, given which optional inputs were present."""
+    return [(d, present.get(d.needs, True) if d.needs else True) for d in CHECK_DESCRIPTIONS]

@@ -1,0 +1,76 @@
+"""What `verify` returns: CAR's `VerifyResult` keys, with a `code` and `check` on every issue."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..ir import SourceLoc
+from ..ir._base import omit_none
+from .codes import Severity, Tier
+
+__all__ = ["VerifyIssue", "CheckRecord", "Evidence", "VerifyResult"]
+
+
+class VerifyIssue(BaseModel):
+    """One finding. `action_id` is `"proposal"` for proposal-level findings, as in CAR."""
+
+    model_config = ConfigDict(frozen=True)
+
+    action_id: str
+    severity: Severity
+    message: str
+    tier: Tier = "decision_procedure"
+    check: str
+    code: str
+    #: Where the action was written, when the proposal came from carlang source.
+    loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
+    #: A hint for fixing it ("did you mean 'fetch'?"); kept out of `message`, which stays
+    #: word for word CAR's.
+    help: str | None = Field(default=None, exclude_if=omit_none)
+
+    def __str__(self) -> str:
+        return f"{self.severity}[{self.code}] {self.action_id}: {self.message}"
+
+
+class CheckRecord(BaseModel):
+    """What one check verifies, what it cannot, whether it ran and how many findings it made."""
+
+    name: str
+    ran: bool
+    verifies: str
+    cannot_verify: str
+    findings: int
+    tier: Tier
+
+
+class Evidence(BaseModel):
+    """The verifier's declared scope, so a `valid` verdict says what was and was not checked."""
+
+    checks: list[CheckRecord]
+    assumptions: list[str]
+    residual_risks: list[str]
+
+
+class VerifyResult(BaseModel):
+    """The verdict. `valid` is false exactly when some issue is an error."""
+
+    valid: bool
+    issues: list[VerifyIssue]
+    simulated_state: dict[str, Any]
+    execution_levels: list[list[str]]
+    conflicts: list[tuple[str, str, str]]
+    evidence: Evidence
+
+    def errors(self) -> list[VerifyIssue]:
+        """The issues of severity error."""
+        return [i for i in self.issues if i.severity == "error"]
+
+    def warnings(self) -> list[VerifyIssue]:
+        """The issues of severity warning."""
+        return [i for i in self.issues if i.severity == "warning"]
+
+    def codes(self) -> list[str]:
+        """The codes of all issues, in order."""
+        return [i.code for i in self.issues]

@@ -1,0 +1,225 @@
+"""`carlang verify` / `simulate` / `optimize` / `schema` / `codes` / `--version` from the command
+line: output, exit codes, and one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from carlang import __version__
+from carlang.cli import app
+
+runner = CliRunner()
+
+
+def write(tmp_path: Path, name: str, data: object) -> Path:
+    path = tmp_path / name
+    path.write_text(data if isinstance(data, str) else json.dumps(data, indent=2))
+    return path
+
+
+PROPOSAL = {
+    "id": "p",
+    "actions": [
+        {
+            "id": "a",
+            "type": "tool_call",
+            "tool": "fetch",
+            "parameters": {"url": "x"},
+            "expected_effects": {"k": 1},
+        },
+        {
+            "id": "b",
+            "type": "tool_call",
+            "tool": "fetch",
+            "parameters": {"url": "x"},
+            "state_dependencies": ["k", "zz"],
+        },
+        {"id": "d", "type": "state_write", "parameters": {"key": "k", "value": 2}},
+    ],
+}
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.strip() == f"carlang {__version__}"
+
+
+def test_python_dash_m() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "carlang", "--version"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0 and proc.stdout.strip() == f"carlang {__version__}"
+
+
+def test_verify_invalid_text(tmp_path: Path) -> None:
+    result = runner.invoke(
+        app, ["verify", str(write(tmp_path, "p.json", PROPOSAL)), "--tools", "fetch"]
+    )
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        "INVALID",
+        "  [!] proposal: duplicate tool call: fetch (2x)  [CL0313 loop_detection]",
+        "  [X] b: state dependency 'zz' not available at this point  [CL0402 state_dependencies]",
+        "  [!] a: write conflict on 'k' with action d (no dependency declared)  [CL0403 write_conflicts]",
+        "conflicts:",
+        "  a <-> d on key 'k'",
+        "levels (1):",
+        "  0: a, b, d",
+        "simulated state: 1 keys",
+    ]
+
+
+def test_verify_valid_json_with_state(tmp_path: Path) -> None:
+    proposal = write(
+        tmp_path,
+        "p.json",
+        {
+            "proposal": {
+                "actions": [
+                    {"id": "a", "type": "tool_call", "tool": "t", "state_dependencies": ["k"]}
+                ]
+            }
+        },
+    )
+    state = write(tmp_path, "s.json", {"k": 1})
+    result = runner.invoke(
+        app, ["verify", str(proposal), "--state", str(state), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["valid"] is True and data["execution_levels"] == [["a"]]
+    assert set(data) == {
+        "valid",
+        "issues",
+        "simulated_state",
+        "execution_levels",
+        "conflicts",
+        "evidence",
+    }
+
+
+def test_verify_with_tool_schemas_and_max_actions(tmp_path: Path) -> None:
+    schemas = write(
+        tmp_path,
+        "tools.json",
+        [
+            {
+                "name": "fetch",
+                "parameters": {"type": "object", "properties": {"url": {"type": "integer"}}},
+            }
+        ],
+    )
+    result = runner.invoke(
+        app,
+        [
+            "verify",
+            str(write(tmp_path, "p.json", PROPOSAL)),
+            "--tool-schemas",
+            str(schemas),
+            "--max-actions",
+            "2",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "excessive actions: 3 (limit 2)" in result.output
+    assert "parameter 'url' has wrong type: expected integer, got string" in result.output
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            '{"actions": [1,}',
+            "p.json:1:16: error: invalid proposal: malformed JSON: expecting value",
+        ),
+        (
+            '{"actions": [{"type": "tool_cal"}]}',
+            "p.json:1:22: error: invalid proposal: actions[0].type: input should be 'tool_call', "
+            "'state_write', 'state_read' or 'assertion'",
+        ),
+        ("[]", "p.json:1:1: error: invalid proposal: expected a JSON object"),
+        ('{"id": "x"}', "p.json:1:1: error: invalid proposal: actions: field required"),
+    ],
+)
+def test_bad_proposals_give_one_line_errors(tmp_path: Path, content: str, expected: str) -> None:
+    result = runner.invoke(app, ["verify", str(write(tmp_path, "p.json", content))])
+    assert result.exit_code == 2
+    assert result.output.strip().endswith(expected.split(": error: ", 1)[1])
+    assert "Traceback" not in result.output
+
+
+def test_bad_state_and_missing_files(tmp_path: Path) -> None:
+    proposal = str(write(tmp_path, "p.json", PROPOSAL))
+    result = runner.invoke(
+        app, ["verify", proposal, "--state", str(write(tmp_path, "s.json", "[1]"))]
+    )
+    assert result.exit_code == 2 and "invalid state" in result.output
+    result = runner.invoke(app, ["verify", str(tmp_path / "none.json")])
+    assert result.exit_code == 2 and "no such file" in result.output
+    result = runner.invoke(app, ["verify", str(tmp_path)])
+    assert result.exit_code == 2 and "directory" in result.output
+    result = runner.invoke(app, ["verify", proposal, "--tools", "a", "--tool-schemas", proposal])
+    assert result.exit_code == 2 and "not both" in result.output
+    binary = tmp_path / "b.json"
+    binary.write_bytes(b"\xff\xfe{")
+    result = runner.invoke(app, ["verify", str(binary)])
+    assert result.exit_code == 2 and "not UTF-8" in result.output
+
+
+def test_simulate_and_optimize(tmp_path: Path) -> None:
+    path = str(
+        write(
+            tmp_path,
+            "p.json",
+            {
+                "actions": [
+                    {
+                        "id": "a",
+                        "type": "tool_call",
+                        "tool": "t",
+                        "expected_effects": {"k": 1},
+                        "state_dependencies": ["ghost"],
+                    },
+                    {"id": "w", "type": "state_write", "parameters": {"key": "j", "value": [1]}},
+                ]
+            },
+        )
+    )
+    result = runner.invoke(app, ["simulate", path])
+    assert result.exit_code == 0 and result.output.splitlines() == ["j: [1]"]
+    result = runner.invoke(
+        app, ["simulate", path, "--state", str(write(tmp_path, "s.json", {"ghost": 0}))]
+    )
+    assert result.output.splitlines() == ["ghost: 0", "j: [1]", "k: 1"]
+    result = runner.invoke(app, ["optimize", path])
+    assert result.exit_code == 0
+    assert json.loads(result.output)["actions"][0]["state_dependencies"] == []
+
+
+def test_schema_and_codes_commands() -> None:
+    result = runner.invoke(app, ["schema", "proposal"])
+    assert result.exit_code == 0 and json.loads(result.output)["title"].startswith(
+        "CAR ActionProposal"
+    )
+    result = runner.invoke(app, ["codes"])
+    assert result.exit_code == 0 and "CL0303" in result.output
+
+
+def test_internal_errors_say_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import carlang_runtime.verify as verify_module
+
+    def explode(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("kaboom")
+
+    monkeypatch.setattr(verify_module, "verify", explode)
+    result = runner.invoke(app, ["verify", str(write(tmp_path, "p.json", PROPOSAL))])
+    assert result.exit_code == 101
+    assert (
+        "internal error: RuntimeError: kaboom" in result.output and "Traceback" not in result.output
+    )

@@ -1,0 +1,42 @@
+"""Files generated from code must match it: the IR's JSON Schemas and docs/codes.md."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+from carlang_runtime.ir.schema import SCHEMA_FILES, json_schema, schema_text, shipped_schema_text
+
+from carlang.codes import all_codes, codes_markdown
+from tests.conftest import DATA, ROOT
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMA_FILES))
+def test_shipped_schemas_are_current(name: str) -> None:
+    assert shipped_schema_text(name) == schema_text(name), (
+        f"regenerate: carlang schema {name} > runtime/carlang_runtime/ir/schemas/{SCHEMA_FILES[name]}"
+    )
+
+
+def test_schemas_are_valid_and_accept_car_documents() -> None:
+    for name in SCHEMA_FILES:
+        jsonschema.Draft202012Validator.check_schema(json_schema(name))
+    validator = jsonschema.Draft202012Validator(json_schema("proposal"))
+    for path in sorted((DATA / "car").glob("*.car.json")):
+        validator.validate(json.loads(path.read_text()))
+
+
+def test_codes_page_is_current() -> None:
+    assert (ROOT / "docs" / "codes.md").read_text() == codes_markdown(), (
+        "regenerate: carlang codes --markdown > docs/codes.md"
+    )
+
+
+def test_codes_are_unique_and_well_formed() -> None:
+    codes = all_codes()
+    assert len({c.code for c in codes}) == len(codes)
+    assert len({c.name for c in codes}) == len(codes)
+    for code in codes:
+        assert code.code.startswith("CL") and len(code.code) == 6
+        assert code.summary[0].islower() and not code.summary.endswith(".")
