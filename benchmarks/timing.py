@@ -19,7 +19,7 @@ def has_car() -> bool:
 
 
 def median_time(
-    fn: Callable[[], Any], repeat: int = 7, warmup: int = 1, min_time: float = 0.0
+    fn: Callable[[], Any], repeat: int = 7, warmup: int = 2, min_time: float = 0.0
 ) -> float:
     """Median wall time of `fn()` in seconds over `repeat` runs after `warmup` runs.
 
