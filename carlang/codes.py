@@ -9,7 +9,65 @@ from carlang_runtime.verify.codes import RUNTIME_CODES, Code
 
 __all__ = ["COMPILER_CODES", "all_codes", "codes_markdown"]
 
-COMPILER_CODES: tuple[Code, ...] = ()
+COMPILER_CODES: tuple[Code, ...] = (
+    # syntax
+    Code("CL0101", "unexpected-character", "syntax", "error",
+         "a character that cannot start anything here", "carlang"),
+    Code("CL0102", "unexpected-token", "syntax", "error",
+         "a word or symbol that does not fit here", "carlang"),
+    Code("CL0103", "unexpected-end-of-file", "syntax", "error",
+         "the file ends inside a declaration", "carlang"),
+    Code("CL0104", "invalid-literal", "syntax", "error",
+         "a string with a bad escape, or a number JSON cannot hold", "carlang"),
+    Code("CL0105", "invalid-encoding", "syntax", "error",
+         "the file is not UTF-8 text", "carlang"),
+    # names and declarations
+    Code("CL0201", "duplicate-declaration", "names", "error",
+         "two declarations of one kind share a name", "carlang"),
+    Code("CL0202", "unknown-reference", "names", "error",
+         "a name that refers to nothing declared (capability, budget, proposal, action)",
+         "carlang"),
+    Code("CL0203", "unknown-parameter", "names", "error",
+         "an argument the tool's signature does not have", "carlang"),
+    Code("CL0204", "unknown-type", "types", "error",
+         "a type name that is not a type", "carlang"),
+    Code("CL0205", "value-type", "types", "error",
+         "a value that does not have the type declared for it", "carlang"),
+    Code("CL0206", "undeclared-state-key", "names", "warning",
+         "a state key that no `state` entry declares", "carlang"),
+    Code("CL0207", "unused-declaration", "names", "warning",
+         "a tool, capability or budget that nothing uses", "carlang"),
+    Code("CL0208", "invalid-name", "names", "error",
+         "a name of the wrong shape here (a dotted key or a pattern where a plain name goes)",
+         "carlang"),
+    Code("CL0209", "import-not-found", "imports", "error",
+         "an imported file that cannot be read", "carlang"),
+    Code("CL0210", "import-cycle", "imports", "error",
+         "files that import each other; the whole chain is shown", "carlang"),
+    Code("CL0211", "import-outside-root", "imports", "error",
+         "an import that leaves the project root", "carlang"),
+    Code("CL0212", "duplicate-setting", "names", "error",
+         "a setting given twice in one declaration", "carlang"),
+    Code("CL0213", "invalid-duration", "types", "error",
+         "a duration that is not allowed here (zero, or not whole seconds)", "carlang"),
+    Code("CL0214", "column-outside-test", "names", "error",
+         "a `$column` reference outside a test table", "carlang"),
+    Code("CL0215", "duplicate-key", "names", "error",
+         "a key or argument written twice", "carlang"),
+    Code("CL0216", "invalid-under", "names", "error",
+         "`under` names more than one capability or budget, or something else", "carlang"),
+    Code("CL0217", "invalid-value", "types", "error",
+         "a value outside what the setting allows", "carlang"),
+    # policies
+    Code("CL0501", "cel-syntax", "policies", "error",
+         "a policy condition that is not valid CEL", "carlang"),
+    Code("CL0502", "policy-unknown-tool", "policies", "warning",
+         "a policy or rule that targets no declared tool", "carlang"),
+    Code("CL0503", "invalid-regex", "policies", "error",
+         "a regular expression that does not compile (RE2 syntax)", "carlang"),
+    Code("CL0504", "invalid-rule", "policies", "error",
+         "a rule whose target or operands are malformed", "carlang"),
+)
 
 
 def all_codes() -> list[Code]:

@@ -102,8 +102,16 @@ class VerifyContext:
     _found: list[tuple[tuple[int, int, int, int], VerifyIssue]] = field(default_factory=list)
     _walk_position: list[int] | None = None
 
-    def report(self, kind: str, index: int | None, message: str, help: str | None = None) -> None:
-        """Record one finding of registry kind `kind` on action `index` (None: the proposal)."""
+    def report(
+        self,
+        kind: str,
+        index: int | None,
+        message: str,
+        help: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        """Record one finding of registry kind `kind` on action `index` (None: the proposal);
+        `path` says what inside the action it is about."""
         code = code_for(kind)
         if index is None:
             action_id, loc = PROPOSAL_LEVEL, self.proposal.loc
@@ -127,6 +135,7 @@ class VerifyContext:
             code=code.code,
             loc=loc,
             help=help,
+            path=path,
         )
         self._found.append((key, issue))
         self.findings[code.check] = self.findings.get(code.check, 0) + 1
@@ -163,6 +172,7 @@ def check_duplicate_ids(ctx: VerifyContext) -> None:
                 "duplicate-action-id",
                 index,
                 f"duplicate action id '{action_id}' (first used by action {first[action_id] + 1})",
+                path="id",
             )
         else:
             first[action_id] = index
@@ -176,6 +186,7 @@ def check_dependency_ids(ctx: VerifyContext) -> None:
             index,
             f"depends on '{name}', which is not an action of this proposal",
             did_you_mean(name, ctx.ids),
+            path=f"depends_on[{ctx.cols.depends_on[index].index(name)}]",
         )
 
 
@@ -186,7 +197,8 @@ def check_cycles(ctx: VerifyContext) -> None:
         shown = " -> ".join(ids[i] for i in path)
         others = [ids[i] for i in members if i not in path]
         also = f" (also involves {', '.join(others)})" if others else ""
-        ctx.report("dependency-cycle", path[0], f"dependency cycle: {shown}{also}")
+        message = f"dependency cycle: {shown}{also}"
+        ctx.report("dependency-cycle", path[0], message, path="depends_on")
 
 
 def check_loop_detection(ctx: VerifyContext) -> None:
@@ -243,18 +255,19 @@ def walk(ctx: VerifyContext) -> None:
     preconditions, dependencies = cols.preconditions, cols.dependencies
     for index in ctx.dag.order():
         if preconditions[index]:
-            for pre in preconditions[index]:
+            for number, pre in enumerate(preconditions[index]):
                 failure = check_precondition(pre, state)
                 if failure is not None:
-                    ctx.report("precondition-fails", index, f"precondition will fail: {failure}")
-        if dependencies[index]:
-            for key in dependencies[index]:
-                if key not in state:
+                    message = f"precondition will fail: {failure}"
                     ctx.report(
-                        "dependency-unavailable",
-                        index,
-                        f"state dependency '{key}' not available at this point",
+                        "precondition-fails", index, message, path=f"preconditions[{number}]"
                     )
+        if dependencies[index]:
+            for number, key in enumerate(dependencies[index]):
+                if key not in state:
+                    message = f"state dependency '{key}' not available at this point"
+                    path = f"state_dependencies[{number}]"
+                    ctx.report("dependency-unavailable", index, message, path=path)
         kind = types[index]
         if kind is ASSERTION:
             _check_assertion(ctx, index)
@@ -275,6 +288,7 @@ def _check_assertion(ctx: VerifyContext, index: int) -> None:
             index,
             f"assertion will fail: state['{key}'] = {rust_debug(actual)}, "
             f"expected {rust_debug(expected)}",
+            path="parameters.expected",
         )
 
 
@@ -286,12 +300,14 @@ def check_malformed_action(ctx: VerifyContext) -> None:
             continue  # a missing tool is CAR's own finding (tool_existence)
         key = params[index].get("key")
         if key is None:
-            ctx.report("malformed-action", index, f"{kind.value} requires 'key' parameter")
+            message = f"{kind.value} requires 'key' parameter"
+            ctx.report("malformed-action", index, message, path="parameters")
         elif not isinstance(key, str):
             ctx.report(
                 "malformed-action",
                 index,
                 f"{kind.value} 'key' parameter must be a string, got {rust_debug(key)}",
+                path="parameters.key",
             )
 
 
@@ -302,7 +318,7 @@ def check_tools(ctx: VerifyContext) -> None:
         if types[index] is not TOOL_CALL:
             continue
         if tool is None:
-            ctx.report("no-tool", index, "tool_call action has no tool specified")
+            ctx.report("no-tool", index, "tool_call action has no tool specified", path="tool")
         elif tools is not None:
             if tool not in tools.names:
                 ctx.report(
@@ -310,6 +326,7 @@ def check_tools(ctx: VerifyContext) -> None:
                     index,
                     f"tool '{tool}' is not registered",
                     did_you_mean(tool, tools.names),
+                    path="tool",
                 )
             elif tool in tools.checkers:
                 _check_parameters(ctx, index, tool, tools.checkers[tool])
@@ -317,29 +334,22 @@ def check_tools(ctx: VerifyContext) -> None:
 
 def _check_parameters(ctx: VerifyContext, index: int, tool: str, checker: ParamChecker) -> None:
     for finding in checker.check(ctx.cols.parameters[index]):
+        path = f"parameters.{finding.param}" if finding.param else "parameters"
         if finding.kind == "missing":
-            ctx.report(
-                "missing-parameter",
-                index,
-                f"tool '{tool}': missing required parameter '{finding.param}'",
-            )
+            message = f"tool '{tool}': missing required parameter '{finding.param}'"
+            ctx.report("missing-parameter", index, message, path=path)
         elif finding.kind == "type":
-            ctx.report(
-                "parameter-type",
-                index,
-                f"tool '{tool}': parameter '{finding.param}' has wrong type: {finding.detail}",
-            )
+            message = f"tool '{tool}': parameter '{finding.param}' has wrong type: {finding.detail}"
+            ctx.report("parameter-type", index, message, path=path)
         elif finding.kind == "invalid_schema":
-            ctx.report(
-                "parameter-constraint",
-                index,
-                f"tool '{tool}' has an invalid registered JSON Schema: {finding.detail}",
-            )
+            message = f"tool '{tool}' has an invalid registered JSON Schema: {finding.detail}"
+            ctx.report("parameter-constraint", index, message, path="tool")
         else:
             subject = (
                 f"parameter '{finding.param}{finding.path}'" if finding.param else "parameters"
             )
-            ctx.report("parameter-constraint", index, f"tool '{tool}': {subject}: {finding.detail}")
+            message = f"tool '{tool}': {subject}: {finding.detail}"
+            ctx.report("parameter-constraint", index, message, path=path)
 
 
 def check_compensations(ctx: VerifyContext) -> None:
@@ -352,6 +362,7 @@ def check_compensations(ctx: VerifyContext) -> None:
                     "missing-compensation",
                     index,
                     "action declares reversibility 'compensable' but no compensation",
+                    path="reversibility",
                 )
         elif isinstance(compensation, ToolCompensation):
             if ctx.tools is not None and compensation.tool not in ctx.tools.names:
@@ -359,6 +370,7 @@ def check_compensations(ctx: VerifyContext) -> None:
                     "unknown-compensation-tool",
                     index,
                     f"compensation names tool '{compensation.tool}', which is not registered",
+                    path="compensation.tool",
                 )
         elif isinstance(compensation, ActionRefCompensation):
             if compensation.action_id not in ctx.ids:
@@ -367,6 +379,7 @@ def check_compensations(ctx: VerifyContext) -> None:
                     index,
                     f"compensation references action '{compensation.action_id}', "
                     "which is not in this proposal",
+                    path="compensation.action_id",
                 )
 
 
@@ -385,15 +398,15 @@ def _touched_keys(cols: Columns, index: int) -> list[str]:
     return keys
 
 
-def _check_tool_allowed(ctx: VerifyContext, index: int, tool: str, what: str) -> None:
+def _check_tool_allowed(ctx: VerifyContext, index: int, tool: str, what: str, path: str) -> None:
     assert ctx.capability is not None
     name = ctx.capability.name
     if ctx.denied_tools is not None and ctx.denied_tools.matches(tool):
-        ctx.report("tool-denied", index, f"{what} '{tool}' is denied by capability '{name}'")
+        message = f"{what} '{tool}' is denied by capability '{name}'"
+        ctx.report("tool-denied", index, message, path=path)
     elif ctx.allowed_tools is not None and not ctx.allowed_tools.matches(tool):
-        ctx.report(
-            "tool-not-allowed", index, f"{what} '{tool}' is not allowed by capability '{name}'"
-        )
+        message = f"{what} '{tool}' is not allowed by capability '{name}'"
+        ctx.report("tool-not-allowed", index, message, path=path)
 
 
 def check_capability(ctx: VerifyContext) -> None:
@@ -404,10 +417,12 @@ def check_capability(ctx: VerifyContext) -> None:
     for index, kind in enumerate(cols.types):
         tool = cols.tools[index]
         if kind is TOOL_CALL and tool is not None:
-            _check_tool_allowed(ctx, index, tool, "tool")
+            _check_tool_allowed(ctx, index, tool, "tool", "tool")
         compensation = cols.compensations[index]
         if isinstance(compensation, ToolCompensation):
-            _check_tool_allowed(ctx, index, compensation.tool, "compensation tool")
+            _check_tool_allowed(
+                ctx, index, compensation.tool, "compensation tool", "compensation.tool"
+            )
         if ctx.allowed_keys is not None:
             for key in _touched_keys(cols, index):
                 if not ctx.allowed_keys.matches(key):
@@ -415,6 +430,7 @@ def check_capability(ctx: VerifyContext) -> None:
                         "state-key-not-allowed",
                         index,
                         f"state key '{key}' is not allowed by capability '{ctx.capability.name}'",
+                        path=f"state_key:{key}",
                     )
 
 
@@ -482,11 +498,8 @@ def check_write_conflicts(ctx: VerifyContext) -> None:
     ids = ctx.cols.ids
     ctx.conflicts = conflict_pairs(ctx)
     for i, j, key in ctx.conflicts:
-        ctx.report(
-            "write-conflict",
-            i,
-            f"write conflict on '{key}' with action {ids[j]} (no dependency declared)",
-        )
+        message = f"write conflict on '{key}' with action {ids[j]} (no dependency declared)"
+        ctx.report("write-conflict", i, message, path=f"state_key:{key}")
 
 
 def check_limits(ctx: VerifyContext) -> None:

@@ -29,6 +29,9 @@ class VerifyIssue(BaseModel):
     #: A hint for fixing it ("did you mean 'fetch'?"); kept out of `message`, which stays
     #: word for word CAR's.
     help: str | None = Field(default=None, exclude_if=omit_none)
+    #: What inside the action the finding is about, as an IR path (`parameters.url`,
+    #: `preconditions[0]`, `depends_on[1]`, `state_key:build.ok`), for mapping back to source.
+    path: str | None = Field(default=None, exclude_if=omit_none)
 
     def __str__(self) -> str:
         return f"{self.severity}[{self.code}] {self.action_id}: {self.message}"

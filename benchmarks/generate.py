@@ -1,0 +1,82 @@
+"""Generate realistic carlang programs of a given size, for the compile benchmark and the
+property tests' large cases. Deterministic for a given size and seed."""
+
+from __future__ import annotations
+
+import random
+
+__all__ = ["generate_program"]
+
+_TOOLS = [
+    ("fetch", 'url: string, timeout_ms: int = 5000', "-> object { idempotent  cache 60s }"),
+    ("deploy", 'env: "staging" | "prod", version: string', "{ reversibility compensable  rate 5 per 1m }"),
+    ("rollback", "env: string", "{ reversibility reversible }"),
+    ("notify", "channel: string, text: string, urgent?: bool", "{ rate 30 per 1m }"),
+    ("query", "sql: string, limit: int = 100, tags: list[string] = []", "-> list[map[any]] { idempotent }"),
+    ("store", "key: string, value: any", ""),
+]
+
+
+def _action(rng: random.Random, p: int, i: int) -> list[str]:
+    name = f"a{i}"
+    after = f" after a{i - 1}" if i and rng.random() < 0.6 else ""
+    kind = rng.random()
+    if kind < 0.45:
+        return [f'  {name} = fetch(url: "https://svc{p}.example/item/{i}", timeout_ms: {rng.randint(100, 9000)}){after} {{ effects {{ item.p{p}.a{i} = true }}  retry 2  timeout 5s }}']
+    if kind < 0.6:
+        return [
+            f'  {name} = query(sql: "select * from t{i} where p = {p}", limit: {rng.randint(1, 500)}){after} {{',
+            f"    requires item.p{p}.a{i - 1} == true" if i else "    requires ready == true",
+            f"    effects {{ rows.p{p}.a{i} = {rng.randint(0, 99)} }}",
+            "    on_failure skip",
+            "  }",
+        ]
+    if kind < 0.72:
+        return [f'  {name} = notify(channel: "#ops-{p}", text: "step {i} of plan {p} done", urgent: false){after}']
+    if kind < 0.84:
+        return [f'  {name} = set status.p{p}.s{i} = "step-{i}"{after}']
+    if kind < 0.92:
+        return [f"  {name} = assert ready == true{after}"]
+    return [
+        f'  {name} = deploy(env: "staging", version: "1.{p}.{i}"){after} {{',
+        "    compensate rollback(env: \"staging\")",
+        f"    effects {{ deployed.p{p} = true }}",
+        "  }",
+    ]
+
+
+def generate_program(lines: int, seed: int = 7) -> str:
+    """A program of about `lines` lines: tools, state, capabilities, budgets, policies, many
+    proposals of 25 actions, plans and tests, in the proportions of a large real program."""
+    rng = random.Random(seed)
+    out = ["# generated carlang program", ""]
+    for name, params, tail in _TOOLS:
+        out.append(f"tool {name}({params}) {tail}".rstrip())
+    out += ["", "state {", "  ready: bool = true", "  item.*: any", "  rows.*: int", "  status.*: string",
+            "  deployed.*: bool", "}", ""]
+    out += [
+        "capability worker {",
+        "  tools allow fetch, query, notify, store, deploy, rollback   deny shell",
+        "  state allow item.*, rows.*, status.*, deployed.*, ready",
+        "}",
+        "budget standard { max_actions 40  max_tool_calls 30  max_duration 10m }",
+        "",
+        'policy https_only: deny fetch when !params.url.startsWith("https://")',
+        '  message "only https fetches"',
+        'policy prod_approval: require_approval deploy when params.env == "prod"',
+        'policy small_queries: deny query when params.limit > 1000 && !("bulk" in params.tags)',
+        'deny_keyword ["rm -rf /", "DROP TABLE"]',
+        "rate_limit_tool notify 60 per 1m",
+        "",
+    ]
+    p = 0
+    while len(out) < lines - 12:
+        out.append(f'proposal plan{p} from "model-{p % 3}" under worker, standard {{')
+        for i in range(25):
+            out += _action(rng, p, i)
+        out += ["}", ""]
+        p += 1
+    out += ["plan choose {", "  candidates " + ", ".join(f"plan{i}" for i in range(min(p, 4))),
+            "  cost_weight 0.3", "}", ""]
+    out += ['test "https fetch passes" {', '  action fetch(url: "https://a.example")', "  expect allow", "}"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,671 @@
+"""The source-level syntax tree: one node class per grammar construct, as written.
+
+Nodes keep what the author wrote (names with their spans, literal values, durations as text
+and milliseconds) so that diagnostics can point at it and `fmt` can print it back. Spans are
+metadata: they take no part in equality, so two trees that differ only in layout are equal.
+Lowering to the IR (`lower.py`) is where names are resolved and defaults applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from .source import NO_SPAN, Span
+
+__all__ = [
+    "Node", "Name", "Value", "Column", "Duration", "CelText", "Comment",
+    "SimpleType", "ListType", "MapType", "EnumType", "TypeExpr",
+    "Param", "Description", "Idempotent", "Cache", "Rate", "ReversibilityItem", "ToolDecl",
+    "StateEntry", "StateDecl",
+    "ToolsAllow", "ToolsDeny", "StateAllow", "MaxActions", "MaxToolCalls", "MaxDuration",
+    "CapabilityDecl", "BudgetDecl",
+    "PolicyDecl", "DenyToolDecl", "DenyKeywordDecl", "DenyToolParamDecl", "AllowToolParamDecl",
+    "DenyToolParamMatchingDecl", "RateLimitToolDecl", "RequireStateDecl", "RuleDecl",
+    "Arg", "Call", "SetState", "ReadState", "Condition", "AssertState", "ActionKind",
+    "Requires", "Reads", "Effect", "Effects", "Retry", "OnFailure", "Timeout", "Compensate",
+    "CompensateWith", "Meta", "Mode", "ActionItem", "ActionDecl", "ContextDecl", "ProposalDecl",
+    "Candidates", "CostWeight", "TargetItem", "Target", "Setting", "PlanDecl",
+    "GivenAction", "GivenState", "GivenScope", "GivenHistory", "GivenProposal", "GivenPlan",
+    "Expect", "Where", "TestItem", "TestDecl",
+    "Import", "Declaration", "Module",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """Base of all nodes: a span that equality ignores."""
+
+    span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
+
+
+@dataclass(frozen=True, slots=True)
+class Name(Node):
+    """An identifier as written: a name, a dotted key, a glob pattern or a code."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Column(Node):
+    """A table column reference in a test (`$url`)."""
+
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class Value(Node):
+    """A literal: JSON-like data (lists and dicts of plain values, `Column` for `$x`)."""
+
+    value: Any
+
+
+@dataclass(frozen=True, slots=True)
+class Duration(Node):
+    """A duration as written (`500ms`, `5s`, `2m`, `1h`) and its milliseconds."""
+
+    text: str
+    ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class CelText(Node):
+    """A CEL condition's text; its span locates CEL errors in the file."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Comment(Node):
+    """A `#` comment, kept for `fmt`."""
+
+    text: str
+
+
+# -- types -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SimpleType(Node):
+    """`string`, `int`, `float`, `bool`, `any`, `object`."""
+
+    name: Name
+
+
+@dataclass(frozen=True, slots=True)
+class ListType(Node):
+    """`list[T]`."""
+
+    item: TypeExpr
+
+
+@dataclass(frozen=True, slots=True)
+class MapType(Node):
+    """`map[T]`: an object with string keys and values of type T."""
+
+    item: TypeExpr
+
+
+@dataclass(frozen=True, slots=True)
+class EnumType(Node):
+    """`"a" | "b"`: one of these strings."""
+
+    options: tuple[Value, ...]
+
+
+TypeExpr = SimpleType | ListType | MapType | EnumType
+
+
+# -- tools -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Param(Node):
+    """`name?: type = default`."""
+
+    name: Name
+    optional: bool
+    type: TypeExpr
+    default: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class Description(Node):
+    """`description "..."`."""
+
+    text: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Idempotent(Node):
+    """`idempotent`."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cache(Node):
+    """`cache 60s`."""
+
+    ttl: Duration
+
+
+@dataclass(frozen=True, slots=True)
+class Rate(Node):
+    """`rate 5 per 1m`."""
+
+    calls: int
+    per: Duration
+
+
+@dataclass(frozen=True, slots=True)
+class ReversibilityItem(Node):
+    """`reversibility compensable`."""
+
+    word: Name
+
+
+@dataclass(frozen=True, slots=True)
+class ToolDecl(Node):
+    """`tool name(params) -> returns { items }`."""
+
+    name: Name
+    params: tuple[Param, ...]
+    returns: TypeExpr | None
+    items: tuple[Description | Idempotent | Cache | Rate | ReversibilityItem, ...]
+
+
+# -- state, capabilities, budgets --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class StateEntry(Node):
+    """`key: type = initial`."""
+
+    key: Name
+    type: TypeExpr
+    default: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class StateDecl(Node):
+    """`state { entries }`."""
+
+    entries: tuple[StateEntry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsAllow(Node):
+    """`tools allow a, b [deny c]`."""
+
+    allow: tuple[Name, ...]
+    deny: tuple[Name, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ToolsDeny(Node):
+    """`tools deny c`."""
+
+    deny: tuple[Name, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StateAllow(Node):
+    """`state allow k, build.*`."""
+
+    allow: tuple[Name, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class MaxActions(Node):
+    """`max_actions N`."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MaxToolCalls(Node):
+    """`max_tool_calls N`."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class MaxDuration(Node):
+    """`max_duration 5m`."""
+
+    duration: Duration
+
+
+@dataclass(frozen=True, slots=True)
+class CapabilityDecl(Node):
+    """`capability name { items }`."""
+
+    name: Name
+    items: tuple[ToolsAllow | ToolsDeny | StateAllow | MaxActions, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetDecl(Node):
+    """`budget name { items }`."""
+
+    name: Name
+    items: tuple[MaxActions | MaxToolCalls | MaxDuration, ...]
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyDecl(Node):
+    """`policy name: effect targets when CEL message "..."`."""
+
+    name: Name
+    effect: Name
+    targets: tuple[Name, ...]
+    when: CelText | None
+    message: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class DenyToolDecl(Node):
+    """`deny_tool a, b`."""
+
+    tools: tuple[Name, ...]
+    message: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class DenyKeywordDecl(Node):
+    """`deny_keyword ["..."]`."""
+
+    keywords: Value
+    message: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class DenyToolParamDecl(Node):
+    """`deny_tool_param tool.param [equals V | contains S]`."""
+
+    target: Name
+    test: str | None
+    operand: Value | None
+    message: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class AllowToolParamDecl(Node):
+    """`allow_tool_param tool.param [values]`."""
+
+    target: Name
+    allowed: Value
+    message: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class DenyToolParamMatchingDecl(Node):
+    """`deny_tool_param_matching tool.param "regex"`."""
+
+    target: Name
+    pattern: Value
+    message: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitToolDecl(Node):
+    """`rate_limit_tool tool N per 1m`."""
+
+    tool: Name
+    calls: int
+    per: Duration
+    message: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class RequireStateDecl(Node):
+    """`require_state key == value`."""
+
+    key: Name
+    value: Value
+    message: Value | None
+
+
+RuleDecl = (
+    DenyToolDecl
+    | DenyKeywordDecl
+    | DenyToolParamDecl
+    | AllowToolParamDecl
+    | DenyToolParamMatchingDecl
+    | RateLimitToolDecl
+    | RequireStateDecl
+)
+
+
+# -- proposals ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Arg(Node):
+    """`name: value` in a call."""
+
+    name: Name
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Node):
+    """`tool(args)`."""
+
+    tool: Name
+    args: tuple[Arg, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class SetState(Node):
+    """`set key = value` (a state_write)."""
+
+    key: Name
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class ReadState(Node):
+    """`read key` (a state_read)."""
+
+    key: Name
+
+
+@dataclass(frozen=True, slots=True)
+class Condition(Node):
+    """`key OP value`, `key contains value`, `exists key`, `not exists key`; `op` is one of
+    `==` `!=` `>` `<` `>=` `<=` `contains` `exists` `not_exists`."""
+
+    key: Name
+    op: str
+    value: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class AssertState(Node):
+    """`assert condition`."""
+
+    condition: Condition
+
+
+ActionKind = Call | SetState | ReadState | AssertState
+
+
+@dataclass(frozen=True, slots=True)
+class Requires(Node):
+    """`requires condition ["description"]`."""
+
+    condition: Condition
+    description: Value | None
+
+
+@dataclass(frozen=True, slots=True)
+class Reads(Node):
+    """`reads k, j`."""
+
+    keys: tuple[Name, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Effect(Node):
+    """`key = value` in `effects { }`."""
+
+    key: Name
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Effects(Node):
+    """`effects { ... }`."""
+
+    entries: tuple[Effect, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Retry(Node):
+    """`retry N`: retry up to N times."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class OnFailure(Node):
+    """`on_failure abort|retry|skip`."""
+
+    word: Name
+
+
+@dataclass(frozen=True, slots=True)
+class Timeout(Node):
+    """`timeout 5s`."""
+
+    duration: Duration
+
+
+@dataclass(frozen=True, slots=True)
+class Compensate(Node):
+    """`compensate tool(args)`."""
+
+    call: Call
+
+
+@dataclass(frozen=True, slots=True)
+class CompensateWith(Node):
+    """`compensate with action`."""
+
+    action: Name
+
+
+@dataclass(frozen=True, slots=True)
+class Meta(Node):
+    """`meta { ... }`."""
+
+    data: Value
+
+
+@dataclass(frozen=True, slots=True)
+class Mode(Node):
+    """`mode streaming`."""
+
+    word: Name
+
+
+ActionItem = (
+    Requires
+    | Reads
+    | Effects
+    | Retry
+    | OnFailure
+    | Timeout
+    | Idempotent
+    | ReversibilityItem
+    | Compensate
+    | CompensateWith
+    | Meta
+    | Mode
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ActionDecl(Node):
+    """`name = kind [after a, b] [{ items }]`."""
+
+    name: Name
+    kind: ActionKind
+    after: tuple[Name, ...]
+    items: tuple[ActionItem, ...] | None
+
+
+@dataclass(frozen=True, slots=True)
+class ContextDecl(Node):
+    """`context { ... }` in a proposal."""
+
+    data: Value
+
+
+@dataclass(frozen=True, slots=True)
+class ProposalDecl(Node):
+    """`proposal name [from "source"] [under a, b] { items }`."""
+
+    name: Name
+    source: Value | None
+    under: tuple[Name, ...]
+    items: tuple[ActionDecl | ContextDecl, ...]
+
+
+# -- plans -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates(Node):
+    """`candidates a, b`."""
+
+    names: tuple[Name, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class CostWeight(Node):
+    """`cost_weight 0.3`."""
+
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class TargetItem(Node):
+    """`tool_calls 5`, `actions 10` or `duration 5s` in a plan target."""
+
+    kind: str
+    count: int | None
+    duration: Duration | None
+
+
+@dataclass(frozen=True, slots=True)
+class Target(Node):
+    """`target tool_calls 5, actions 10, duration 5s`."""
+
+    items: tuple[TargetItem, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Setting(Node):
+    """`set name = number`: a planner weight."""
+
+    name: Name
+    value: Value
+
+
+@dataclass(frozen=True, slots=True)
+class PlanDecl(Node):
+    """`plan name { items }`."""
+
+    name: Name
+    items: tuple[Candidates | CostWeight | Target | Setting, ...]
+
+
+# -- tests -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GivenAction(Node):
+    """`action tool(args)` or `action set k = v` in a test."""
+
+    kind: ActionKind
+
+
+@dataclass(frozen=True, slots=True)
+class GivenState(Node):
+    """`state { ... }` in a test."""
+
+    data: Value
+
+
+@dataclass(frozen=True, slots=True)
+class GivenScope(Node):
+    """`scope { ... }` in a test."""
+
+    data: Value
+
+
+@dataclass(frozen=True, slots=True)
+class GivenHistory(Node):
+    """`history [ ... ]` in a test."""
+
+    data: Value
+
+
+@dataclass(frozen=True, slots=True)
+class GivenProposal(Node):
+    """`proposal name` in a test."""
+
+    name: Name
+
+
+@dataclass(frozen=True, slots=True)
+class GivenPlan(Node):
+    """`plan name` in a test."""
+
+    name: Name
+
+
+@dataclass(frozen=True, slots=True)
+class Expect(Node):
+    """`expect ...`: `kind` is `decision` (with `word` a decision or column and optional `by`),
+    `validity` (`word` valid/invalid), `codes` (`codes`), or `winner` (`word`)."""
+
+    kind: str
+    word: Name | Column | None = None
+    by: Name | Column | None = None
+    codes: tuple[Name, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Where(Node):
+    """`where | a | b | ...`: a table; the first row names the columns."""
+
+    rows: tuple[tuple[Value | Name, ...], ...]
+
+
+TestItem = (
+    GivenAction | GivenState | GivenScope | GivenHistory | GivenProposal | GivenPlan | Expect | Where
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TestDecl(Node):
+    """`test "name" { items }`."""
+
+    name: Value
+    items: tuple[TestItem, ...]
+
+
+# -- module ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Import(Node):
+    """`import "path"`."""
+
+    path: Value
+
+
+Declaration = (
+    ToolDecl
+    | StateDecl
+    | CapabilityDecl
+    | BudgetDecl
+    | PolicyDecl
+    | RuleDecl
+    | ProposalDecl
+    | PlanDecl
+    | TestDecl
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Module(Node):
+    """One file: its imports and declarations, in order."""
+
+    imports: tuple[Import, ...]
+    declarations: tuple[Declaration, ...]

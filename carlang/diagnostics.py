@@ -1,0 +1,150 @@
+"""Diagnostics are values: collected by every stage, sorted, then rendered by `render.py`.
+
+A diagnostic has a code from the registry (`carlang.codes`), a severity, a one-line message
+(lowercase, no final period, user input in backticks), labelled spans in a source, an optional
+help line and notes. Nothing here prints.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .source import Source, Span
+
+__all__ = ["Severity", "Label", "Diagnostic", "Diagnostics", "CarlangError"]
+
+Severity = Literal["error", "warning", "info"]
+_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A span in a source, with what to say about it. The primary label is where the problem is."""
+
+    source: Source
+    span: Span
+    message: str = ""
+    primary: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One finding, ready to render."""
+
+    code: str
+    severity: Severity
+    message: str
+    labels: tuple[Label, ...] = ()
+    help: str | None = None
+    notes: tuple[str, ...] = ()
+
+    @property
+    def primary(self) -> Label | None:
+        """The primary label, if the diagnostic has a position."""
+        return next((label for label in self.labels if label.primary), None)
+
+    def location(self) -> tuple[str, int, int]:
+        """`(file, line, column)` of the primary label; `("", 0, 0)` when it has none."""
+        label = self.primary
+        if label is None or not label.span:
+            return (label.source.name if label else "", 0, 0)
+        line, column = label.source.line_column(label.span.start)
+        return label.source.name, line, column
+
+    def sort_key(self) -> tuple[str, int, int, int, str, str]:
+        """Order: file, position, severity, code, message."""
+        name, line, column = self.location()
+        return (name, line, column, _SEVERITY_ORDER[self.severity], self.code, self.message)
+
+
+@dataclass
+class Diagnostics:
+    """A collector. Stages `add` findings; callers ask `has_errors` and render `sorted()`."""
+
+    items: list[Diagnostic] = field(default_factory=list)
+
+    def add(self, diagnostic: Diagnostic) -> None:
+        """Record one diagnostic."""
+        self.items.append(diagnostic)
+
+    def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
+        """Record several diagnostics."""
+        self.items.extend(diagnostics)
+
+    def error(
+        self,
+        code: str,
+        message: str,
+        source: Source,
+        span: Span,
+        *,
+        label: str = "",
+        help: str | None = None,
+        related: Iterable[Label] = (),
+        notes: Iterable[str] = (),
+    ) -> None:
+        """Record an error at `span`."""
+        self._add("error", code, message, source, span, label, help, related, notes)
+
+    def warning(
+        self,
+        code: str,
+        message: str,
+        source: Source,
+        span: Span,
+        *,
+        label: str = "",
+        help: str | None = None,
+        related: Iterable[Label] = (),
+        notes: Iterable[str] = (),
+    ) -> None:
+        """Record a warning at `span`."""
+        self._add("warning", code, message, source, span, label, help, related, notes)
+
+    def _add(
+        self,
+        severity: Severity,
+        code: str,
+        message: str,
+        source: Source,
+        span: Span,
+        label: str,
+        help: str | None,
+        related: Iterable[Label],
+        notes: Iterable[str],
+    ) -> None:
+        labels = (Label(source, span, label), *related)
+        self.items.append(Diagnostic(code, severity, message, labels, help, tuple(notes)))
+
+    @property
+    def has_errors(self) -> bool:
+        """Whether any diagnostic is an error."""
+        return any(d.severity == "error" for d in self.items)
+
+    def count(self, severity: Severity) -> int:
+        """How many diagnostics have `severity`."""
+        return sum(1 for d in self.items if d.severity == severity)
+
+    def sorted(self) -> list[Diagnostic]:
+        """All diagnostics in output order, duplicates removed."""
+        unique = {(d.sort_key(), d.labels[0].span if d.labels else None): d for d in self.items}
+        return [unique[key] for key in sorted(unique)]
+
+    def __iter__(self) -> Iterator[Diagnostic]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+class CarlangError(Exception):
+    """Raised by the `*_or_raise` conveniences when compilation found errors."""
+
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        self.diagnostics = diagnostics
+        first = next((d for d in diagnostics.sorted() if d.severity == "error"), None)
+        name, line, column = first.location() if first else ("", 0, 0)
+        where = f"{name}:{line}:{column}: " if name else ""
+        super().__init__(f"{where}{first.message}" if first else "compilation failed")

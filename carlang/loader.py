@@ -1,0 +1,137 @@
+"""Reading a program: the entry file and everything it imports, each parsed once.
+
+`import "x.car"` resolves relative to the importing file and may not leave the project root.
+Imported files come before the files that import them, so a name is declared before use in
+reading order; an import cycle is an error that shows the whole chain.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import ast
+from .diagnostics import Diagnostics
+from .parse import parse
+from .source import Source
+
+__all__ = ["ParsedFile", "LoadedProgram", "load_program", "default_root", "display_name"]
+
+
+@dataclass
+class ParsedFile:
+    """One parsed file of a program."""
+
+    path: Path
+    source: Source
+    module: ast.Module
+    comments: list[ast.Comment]
+    is_entry: bool = False
+
+
+@dataclass
+class LoadedProgram:
+    """All files of a program, imports first, and the diagnostics from reading them."""
+
+    root: Path
+    files: list[ParsedFile] = field(default_factory=list)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
+
+    @property
+    def entry(self) -> ParsedFile | None:
+        """The file the program was compiled from."""
+        return next((f for f in self.files if f.is_entry), None)
+
+
+def default_root(entry: Path) -> Path:
+    """The working directory if it contains the entry file, else the entry file's directory."""
+    entry = entry.resolve()
+    cwd = Path.cwd().resolve()
+    return cwd if entry.is_relative_to(cwd) else entry.parent
+
+
+def display_name(path: Path, root: Path) -> str:
+    """How diagnostics name a file: relative to the root, with `/` separators."""
+    resolved = path.resolve()
+    if resolved.is_relative_to(root):
+        return resolved.relative_to(root).as_posix()
+    return path.as_posix()
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_bytes().decode("utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None
+
+
+class _Loader:
+    def __init__(self, root: Path, texts: dict[Path, str] | None) -> None:
+        self.program = LoadedProgram(root.resolve())
+        self.texts = texts or {}
+        self.done: set[Path] = set()
+        self.stack: list[Path] = []
+
+    def text_of(self, path: Path) -> str | None:
+        return self.texts[path] if path in self.texts else _read(path)
+
+    def load(self, path: Path, text: str, is_entry: bool) -> None:
+        root = self.program.root
+        source = Source(display_name(path, root), text)
+        result = parse(source)
+        self.program.diagnostics.extend(result.diagnostics)
+        module = result.module or ast.Module((), ())
+        self.stack.append(path)
+        for imported in module.imports:
+            self.follow(imported, path, source)
+        self.stack.pop()
+        self.done.add(path)
+        self.program.files.append(ParsedFile(path, source, module, result.comments, is_entry))
+
+    def follow(self, imported: ast.Import, importer: Path, source: Source) -> None:
+        diagnostics, root = self.program.diagnostics, self.program.root
+        raw = imported.path.value
+        span = imported.path.span
+        target = (importer.parent / raw).resolve()
+        if not target.is_relative_to(root):
+            diagnostics.error(
+                "CL0211", f"import `{raw}` leaves the project root", source, span,
+                label=f"resolves outside {root}",
+                help="imports must stay inside the project root (set it with --root)",
+            )
+            return
+        if target in self.stack:
+            chain = [display_name(p, root) for p in self.stack[self.stack.index(target):]]
+            chain.append(display_name(target, root))
+            diagnostics.error(
+                "CL0210", f"import cycle: {' -> '.join(chain)}", source, span,
+                label="this import closes the cycle",
+            )
+            return
+        if target in self.done:
+            return
+        text = self.text_of(target)
+        if text is None:
+            reason = "no such file" if not target.exists() else "not a readable UTF-8 file"
+            diagnostics.error(
+                "CL0209", f"cannot import `{raw}`: {reason}", source, span,
+                label=f"looked for {display_name(target, root)}",
+            )
+            return
+        self.load(target, text, is_entry=False)
+
+
+def load_program(
+    entry: Path, root: Path | None = None, text: str | None = None, texts: dict[Path, str] | None = None
+) -> LoadedProgram:
+    """Parse `entry` (whose text may be given) and its imports. `texts` maps resolved paths to
+    text for files that should not be read from disk (tests, editors)."""
+    entry = entry.resolve()
+    loader = _Loader(root if root is not None else default_root(entry), texts)
+    if text is None:
+        text = loader.text_of(entry)
+    if text is None:
+        raise FileNotFoundError(entry)
+    loader.load(entry, text, is_entry=True)
+    return loader.program
+

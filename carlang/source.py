@@ -1,0 +1,69 @@
+"""Source files and positions: a `Source` is a file's name and text; a `Span` is a range of
+character offsets into one. Lines and columns (1-based, counted in characters) are computed on
+demand from a table of line starts, so the parser only ever tracks offsets."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+__all__ = ["Source", "Span", "NO_SPAN"]
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Characters `start` (inclusive) to `end` (exclusive) of one source."""
+
+    start: int
+    end: int
+
+    def cover(self, other: Span) -> Span:
+        """The smallest span covering both."""
+        return Span(min(self.start, other.start), max(self.end, other.end))
+
+    def __bool__(self) -> bool:
+        return self.end >= 0
+
+
+#: The span of things that have no position in any source (synthesised nodes).
+NO_SPAN = Span(-1, -1)
+
+
+@dataclass(eq=False)
+class Source:
+    """A named text. `name` is what diagnostics print: a path relative to the project root."""
+
+    name: str
+    text: str
+    _line_starts: list[int] = field(default_factory=list, repr=False)
+
+    def _starts(self) -> list[int]:
+        if not self._line_starts:
+            starts = [0]
+            index = self.text.find("\n")
+            while index != -1:
+                starts.append(index + 1)
+                index = self.text.find("\n", index + 1)
+            self._line_starts = starts
+        return self._line_starts
+
+    def line_column(self, offset: int) -> tuple[int, int]:
+        """1-based line and column of a character offset (clamped to the text)."""
+        offset = max(0, min(offset, len(self.text)))
+        starts = self._starts()
+        line = bisect_right(starts, offset)
+        return line, offset - starts[line - 1] + 1
+
+    def line_text(self, line: int) -> str:
+        """The text of 1-based line `line`, without its newline."""
+        starts = self._starts()
+        if not 1 <= line <= len(starts):
+            return ""
+        end = self.text.find("\n", starts[line - 1])
+        return self.text[starts[line - 1] : end if end != -1 else len(self.text)]
+
+    def offset(self, line: int, column: int) -> int:
+        """The character offset of a 1-based line and column."""
+        starts = self._starts()
+        line = max(1, min(line, len(starts)))
+        return min(starts[line - 1] + column - 1, len(self.text))
