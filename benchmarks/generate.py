@@ -8,11 +8,19 @@ import random
 __all__ = ["generate_program"]
 
 _TOOLS = [
-    ("fetch", 'url: string, timeout_ms: int = 5000', "-> object { idempotent  cache 60s }"),
-    ("deploy", 'env: "staging" | "prod", version: string', "{ reversibility compensable  rate 5 per 1m }"),
+    ("fetch", "url: string, timeout_ms: int = 5000", "-> object { idempotent  cache 60s }"),
+    (
+        "deploy",
+        'env: "staging" | "prod", version: string',
+        "{ reversibility compensable  rate 5 per 1m }",
+    ),
     ("rollback", "env: string", "{ reversibility reversible }"),
     ("notify", "channel: string, text: string, urgent?: bool", "{ rate 30 per 1m }"),
-    ("query", "sql: string, limit: int = 100, tags: list[string] = []", "-> list[map[any]] { idempotent }"),
+    (
+        "query",
+        "sql: string, limit: int = 100, tags: list[string] = []",
+        "-> list[map[any]] { idempotent }",
+    ),
     ("store", "key: string, value: any", ""),
 ]
 
@@ -22,25 +30,31 @@ def _action(rng: random.Random, p: int, i: int) -> list[str]:
     after = f" after a{i - 1}" if i and rng.random() < 0.6 else ""
     kind = rng.random()
     if kind < 0.45:
-        return [f'  {name} = fetch(url: "https://svc{p}.example/item/{i}", timeout_ms: {rng.randint(100, 9000)}){after} {{ effects {{ item.p{p}.a{i} = true }}  retry 2  timeout 5s }}']
+        call = (
+            f'fetch(url: "https://svc{p}.example/item/{i}", timeout_ms: {rng.randint(100, 9000)})'
+        )
+        body = f"{{ effects {{ item.p{p}.a{i} = true }}  retry 2  timeout 5s }}"
+        return [f"  {name} = {call}{after} {body}"]
     if kind < 0.6:
         return [
-            f'  {name} = query(sql: "select * from t{i} where p = {p}", limit: {rng.randint(1, 500)}){after} {{',
-            f"    requires item.p{p}.a{i - 1} == true" if i else "    requires ready == true",
+            f'  {name} = query(sql: "select * from t{i} where p = {p}", '
+            f"limit: {rng.randint(1, 500)}){after} {{",
+            "    requires ready == true",
             f"    effects {{ rows.p{p}.a{i} = {rng.randint(0, 99)} }}",
             "    on_failure skip",
             "  }",
         ]
     if kind < 0.72:
-        return [f'  {name} = notify(channel: "#ops-{p}", text: "step {i} of plan {p} done", urgent: false){after}']
+        text = f'"step {i} of plan {p} done"'
+        return [f'  {name} = notify(channel: "#ops-{p}", text: {text}, urgent: false){after}']
     if kind < 0.84:
         return [f'  {name} = set status.p{p}.s{i} = "step-{i}"{after}']
     if kind < 0.92:
         return [f"  {name} = assert ready == true{after}"]
     return [
         f'  {name} = deploy(env: "staging", version: "1.{p}.{i}"){after} {{',
-        "    compensate rollback(env: \"staging\")",
-        f"    effects {{ deployed.p{p} = true }}",
+        '    compensate rollback(env: "staging")',
+        f"    effects {{ deployed.p{p}.a{i} = true }}",
         "  }",
     ]
 
@@ -52,8 +66,17 @@ def generate_program(lines: int, seed: int = 7) -> str:
     out = ["# generated carlang program", ""]
     for name, params, tail in _TOOLS:
         out.append(f"tool {name}({params}) {tail}".rstrip())
-    out += ["", "state {", "  ready: bool = true", "  item.*: any", "  rows.*: int", "  status.*: string",
-            "  deployed.*: bool", "}", ""]
+    out += [
+        "",
+        "state {",
+        "  ready: bool = true",
+        "  item.*: any",
+        "  rows.*: int",
+        "  status.*: string",
+        "  deployed.*: bool",
+        "}",
+        "",
+    ]
     out += [
         "capability worker {",
         "  tools allow fetch, query, notify, store, deploy, rollback   deny shell",
@@ -76,7 +99,17 @@ def generate_program(lines: int, seed: int = 7) -> str:
             out += _action(rng, p, i)
         out += ["}", ""]
         p += 1
-    out += ["plan choose {", "  candidates " + ", ".join(f"plan{i}" for i in range(min(p, 4))),
-            "  cost_weight 0.3", "}", ""]
-    out += ['test "https fetch passes" {', '  action fetch(url: "https://a.example")', "  expect allow", "}"]
+    out += [
+        "plan choose {",
+        "  candidates " + ", ".join(f"plan{i}" for i in range(min(p, 4))),
+        "  cost_weight 0.3",
+        "}",
+        "",
+    ]
+    out += [
+        'test "https fetch passes" {',
+        '  action fetch(url: "https://a.example")',
+        "  expect allow",
+        "}",
+    ]
     return "\n".join(out) + "\n"

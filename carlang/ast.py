@@ -3,6 +3,8 @@
 Nodes keep what the author wrote (names with their spans, literal values, durations as text
 and milliseconds) so that diagnostics can point at it and `fmt` can print it back. Spans are
 metadata: they take no part in equality, so two trees that differ only in layout are equal.
+Nodes are never modified after parsing (they are not frozen only because frozen dataclasses
+cost twice as much to define and to build, which shows in `carlang check`'s start-up).
 Lowering to the IR (`lower.py`) is where names are resolved and defaults applied.
 """
 
@@ -14,53 +16,117 @@ from typing import Any
 from .source import NO_SPAN, Span
 
 __all__ = [
-    "Node", "Name", "Value", "Column", "Duration", "CelText", "Comment",
-    "SimpleType", "ListType", "MapType", "EnumType", "TypeExpr",
-    "Param", "Description", "Idempotent", "Cache", "Rate", "ReversibilityItem", "ToolDecl",
-    "StateEntry", "StateDecl",
-    "ToolsAllow", "ToolsDeny", "StateAllow", "MaxActions", "MaxToolCalls", "MaxDuration",
-    "CapabilityDecl", "BudgetDecl",
-    "PolicyDecl", "DenyToolDecl", "DenyKeywordDecl", "DenyToolParamDecl", "AllowToolParamDecl",
-    "DenyToolParamMatchingDecl", "RateLimitToolDecl", "RequireStateDecl", "RuleDecl",
-    "Arg", "Call", "SetState", "ReadState", "Condition", "AssertState", "ActionKind",
-    "Requires", "Reads", "Effect", "Effects", "Retry", "OnFailure", "Timeout", "Compensate",
-    "CompensateWith", "Meta", "Mode", "ActionItem", "ActionDecl", "ContextDecl", "ProposalDecl",
-    "Candidates", "CostWeight", "TargetItem", "Target", "Setting", "PlanDecl",
-    "GivenAction", "GivenState", "GivenScope", "GivenHistory", "GivenProposal", "GivenPlan",
-    "Expect", "Where", "TestItem", "TestDecl",
-    "Import", "Declaration", "Module",
+    "Node",
+    "Name",
+    "Value",
+    "Column",
+    "Duration",
+    "CelText",
+    "Comment",
+    "SimpleType",
+    "ListType",
+    "MapType",
+    "EnumType",
+    "TypeExpr",
+    "Param",
+    "Description",
+    "Idempotent",
+    "Cache",
+    "Rate",
+    "ReversibilityItem",
+    "ToolDecl",
+    "StateEntry",
+    "StateDecl",
+    "ToolsAllow",
+    "ToolsDeny",
+    "StateAllow",
+    "MaxActions",
+    "MaxToolCalls",
+    "MaxDuration",
+    "CapabilityDecl",
+    "BudgetDecl",
+    "PolicyDecl",
+    "DenyToolDecl",
+    "DenyKeywordDecl",
+    "DenyToolParamDecl",
+    "AllowToolParamDecl",
+    "DenyToolParamMatchingDecl",
+    "RateLimitToolDecl",
+    "RequireStateDecl",
+    "RuleDecl",
+    "Arg",
+    "Call",
+    "SetState",
+    "ReadState",
+    "Condition",
+    "AssertState",
+    "ActionKind",
+    "Requires",
+    "Reads",
+    "Effect",
+    "Effects",
+    "Retry",
+    "OnFailure",
+    "Timeout",
+    "Compensate",
+    "CompensateWith",
+    "Meta",
+    "Mode",
+    "ActionItem",
+    "ActionDecl",
+    "ContextDecl",
+    "ProposalDecl",
+    "Candidates",
+    "CostWeight",
+    "TargetItem",
+    "Target",
+    "Setting",
+    "PlanDecl",
+    "GivenAction",
+    "GivenState",
+    "GivenScope",
+    "GivenHistory",
+    "GivenProposal",
+    "GivenPlan",
+    "Expect",
+    "Where",
+    "TestItem",
+    "TestDecl",
+    "Import",
+    "Declaration",
+    "Module",
 ]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Node:
     """Base of all nodes: a span that equality ignores."""
 
     span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Name(Node):
     """An identifier as written: a name, a dotted key, a glob pattern or a code."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Column(Node):
     """A table column reference in a test (`$url`)."""
 
     name: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Value(Node):
     """A literal: JSON-like data (lists and dicts of plain values, `Column` for `$x`)."""
 
     value: Any
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Duration(Node):
     """A duration as written (`500ms`, `5s`, `2m`, `1h`) and its milliseconds."""
 
@@ -68,14 +134,14 @@ class Duration(Node):
     ms: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CelText(Node):
     """A CEL condition's text; its span locates CEL errors in the file."""
 
     text: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Comment(Node):
     """A `#` comment, kept for `fmt`."""
 
@@ -85,28 +151,28 @@ class Comment(Node):
 # -- types -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SimpleType(Node):
     """`string`, `int`, `float`, `bool`, `any`, `object`."""
 
     name: Name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ListType(Node):
     """`list[T]`."""
 
     item: TypeExpr
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MapType(Node):
     """`map[T]`: an object with string keys and values of type T."""
 
     item: TypeExpr
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class EnumType(Node):
     """`"a" | "b"`: one of these strings."""
 
@@ -119,7 +185,7 @@ TypeExpr = SimpleType | ListType | MapType | EnumType
 # -- tools -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Param(Node):
     """`name?: type = default`."""
 
@@ -129,26 +195,26 @@ class Param(Node):
     default: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Description(Node):
     """`description "..."`."""
 
     text: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Idempotent(Node):
     """`idempotent`."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Cache(Node):
     """`cache 60s`."""
 
     ttl: Duration
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Rate(Node):
     """`rate 5 per 1m`."""
 
@@ -156,14 +222,14 @@ class Rate(Node):
     per: Duration
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReversibilityItem(Node):
     """`reversibility compensable`."""
 
     word: Name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolDecl(Node):
     """`tool name(params) -> returns { items }`."""
 
@@ -176,7 +242,7 @@ class ToolDecl(Node):
 # -- state, capabilities, budgets --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StateEntry(Node):
     """`key: type = initial`."""
 
@@ -185,14 +251,14 @@ class StateEntry(Node):
     default: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StateDecl(Node):
     """`state { entries }`."""
 
     entries: tuple[StateEntry, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolsAllow(Node):
     """`tools allow a, b [deny c]`."""
 
@@ -200,42 +266,42 @@ class ToolsAllow(Node):
     deny: tuple[Name, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ToolsDeny(Node):
     """`tools deny c`."""
 
     deny: tuple[Name, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StateAllow(Node):
     """`state allow k, build.*`."""
 
     allow: tuple[Name, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MaxActions(Node):
     """`max_actions N`."""
 
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MaxToolCalls(Node):
     """`max_tool_calls N`."""
 
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MaxDuration(Node):
     """`max_duration 5m`."""
 
     duration: Duration
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CapabilityDecl(Node):
     """`capability name { items }`."""
 
@@ -243,7 +309,7 @@ class CapabilityDecl(Node):
     items: tuple[ToolsAllow | ToolsDeny | StateAllow | MaxActions, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class BudgetDecl(Node):
     """`budget name { items }`."""
 
@@ -254,7 +320,7 @@ class BudgetDecl(Node):
 # -- policies ----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PolicyDecl(Node):
     """`policy name: effect targets when CEL message "..."`."""
 
@@ -265,7 +331,7 @@ class PolicyDecl(Node):
     message: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DenyToolDecl(Node):
     """`deny_tool a, b`."""
 
@@ -273,7 +339,7 @@ class DenyToolDecl(Node):
     message: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DenyKeywordDecl(Node):
     """`deny_keyword ["..."]`."""
 
@@ -281,7 +347,7 @@ class DenyKeywordDecl(Node):
     message: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DenyToolParamDecl(Node):
     """`deny_tool_param tool.param [equals V | contains S]`."""
 
@@ -291,7 +357,7 @@ class DenyToolParamDecl(Node):
     message: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AllowToolParamDecl(Node):
     """`allow_tool_param tool.param [values]`."""
 
@@ -300,7 +366,7 @@ class AllowToolParamDecl(Node):
     message: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class DenyToolParamMatchingDecl(Node):
     """`deny_tool_param_matching tool.param "regex"`."""
 
@@ -309,7 +375,7 @@ class DenyToolParamMatchingDecl(Node):
     message: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RateLimitToolDecl(Node):
     """`rate_limit_tool tool N per 1m`."""
 
@@ -319,7 +385,7 @@ class RateLimitToolDecl(Node):
     message: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class RequireStateDecl(Node):
     """`require_state key == value`."""
 
@@ -342,7 +408,7 @@ RuleDecl = (
 # -- proposals ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Arg(Node):
     """`name: value` in a call."""
 
@@ -350,7 +416,7 @@ class Arg(Node):
     value: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Call(Node):
     """`tool(args)`."""
 
@@ -358,7 +424,7 @@ class Call(Node):
     args: tuple[Arg, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SetState(Node):
     """`set key = value` (a state_write)."""
 
@@ -366,14 +432,14 @@ class SetState(Node):
     value: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ReadState(Node):
     """`read key` (a state_read)."""
 
     key: Name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Condition(Node):
     """`key OP value`, `key contains value`, `exists key`, `not exists key`; `op` is one of
     `==` `!=` `>` `<` `>=` `<=` `contains` `exists` `not_exists`."""
@@ -383,7 +449,7 @@ class Condition(Node):
     value: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class AssertState(Node):
     """`assert condition`."""
 
@@ -393,7 +459,7 @@ class AssertState(Node):
 ActionKind = Call | SetState | ReadState | AssertState
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Requires(Node):
     """`requires condition ["description"]`."""
 
@@ -401,14 +467,14 @@ class Requires(Node):
     description: Value | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reads(Node):
     """`reads k, j`."""
 
     keys: tuple[Name, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Effect(Node):
     """`key = value` in `effects { }`."""
 
@@ -416,56 +482,56 @@ class Effect(Node):
     value: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Effects(Node):
     """`effects { ... }`."""
 
     entries: tuple[Effect, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Retry(Node):
     """`retry N`: retry up to N times."""
 
     count: int
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class OnFailure(Node):
     """`on_failure abort|retry|skip`."""
 
     word: Name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Timeout(Node):
     """`timeout 5s`."""
 
     duration: Duration
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Compensate(Node):
     """`compensate tool(args)`."""
 
     call: Call
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CompensateWith(Node):
     """`compensate with action`."""
 
     action: Name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Meta(Node):
     """`meta { ... }`."""
 
     data: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Mode(Node):
     """`mode streaming`."""
 
@@ -488,7 +554,7 @@ ActionItem = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ActionDecl(Node):
     """`name = kind [after a, b] [{ items }]`."""
 
@@ -498,14 +564,14 @@ class ActionDecl(Node):
     items: tuple[ActionItem, ...] | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ContextDecl(Node):
     """`context { ... }` in a proposal."""
 
     data: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class ProposalDecl(Node):
     """`proposal name [from "source"] [under a, b] { items }`."""
 
@@ -518,21 +584,21 @@ class ProposalDecl(Node):
 # -- plans -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Candidates(Node):
     """`candidates a, b`."""
 
     names: tuple[Name, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CostWeight(Node):
     """`cost_weight 0.3`."""
 
     value: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TargetItem(Node):
     """`tool_calls 5`, `actions 10` or `duration 5s` in a plan target."""
 
@@ -541,14 +607,14 @@ class TargetItem(Node):
     duration: Duration | None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Target(Node):
     """`target tool_calls 5, actions 10, duration 5s`."""
 
     items: tuple[TargetItem, ...]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Setting(Node):
     """`set name = number`: a planner weight."""
 
@@ -556,7 +622,7 @@ class Setting(Node):
     value: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PlanDecl(Node):
     """`plan name { items }`."""
 
@@ -567,49 +633,49 @@ class PlanDecl(Node):
 # -- tests -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GivenAction(Node):
     """`action tool(args)` or `action set k = v` in a test."""
 
     kind: ActionKind
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GivenState(Node):
     """`state { ... }` in a test."""
 
     data: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GivenScope(Node):
     """`scope { ... }` in a test."""
 
     data: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GivenHistory(Node):
     """`history [ ... ]` in a test."""
 
     data: Value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GivenProposal(Node):
     """`proposal name` in a test."""
 
     name: Name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class GivenPlan(Node):
     """`plan name` in a test."""
 
     name: Name
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Expect(Node):
     """`expect ...`: `kind` is `decision` (with `word` a decision or column and optional `by`),
     `validity` (`word` valid/invalid), `codes` (`codes`), or `winner` (`word`)."""
@@ -620,7 +686,7 @@ class Expect(Node):
     codes: tuple[Name, ...] = ()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Where(Node):
     """`where | a | b | ...`: a table; the first row names the columns."""
 
@@ -628,11 +694,18 @@ class Where(Node):
 
 
 TestItem = (
-    GivenAction | GivenState | GivenScope | GivenHistory | GivenProposal | GivenPlan | Expect | Where
+    GivenAction
+    | GivenState
+    | GivenScope
+    | GivenHistory
+    | GivenProposal
+    | GivenPlan
+    | Expect
+    | Where
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TestDecl(Node):
     """`test "name" { items }`."""
 
@@ -643,7 +716,7 @@ class TestDecl(Node):
 # -- module ------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Import(Node):
     """`import "path"`."""
 
@@ -663,7 +736,7 @@ Declaration = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Module(Node):
     """One file: its imports and declarations, in order."""
 

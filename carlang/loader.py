@@ -95,16 +95,22 @@ class _Loader:
         target = (importer.parent / raw).resolve()
         if not target.is_relative_to(root):
             diagnostics.error(
-                "CL0211", f"import `{raw}` leaves the project root", source, span,
+                "CL0211",
+                f"import `{raw}` leaves the project root",
+                source,
+                span,
                 label=f"resolves outside {root}",
                 help="imports must stay inside the project root (set it with --root)",
             )
             return
         if target in self.stack:
-            chain = [display_name(p, root) for p in self.stack[self.stack.index(target):]]
+            chain = [display_name(p, root) for p in self.stack[self.stack.index(target) :]]
             chain.append(display_name(target, root))
             diagnostics.error(
-                "CL0210", f"import cycle: {' -> '.join(chain)}", source, span,
+                "CL0210",
+                f"import cycle: {' -> '.join(chain)}",
+                source,
+                span,
                 label="this import closes the cycle",
             )
             return
@@ -114,7 +120,10 @@ class _Loader:
         if text is None:
             reason = "no such file" if not target.exists() else "not a readable UTF-8 file"
             diagnostics.error(
-                "CL0209", f"cannot import `{raw}`: {reason}", source, span,
+                "CL0209",
+                f"cannot import `{raw}`: {reason}",
+                source,
+                span,
                 label=f"looked for {display_name(target, root)}",
             )
             return
@@ -122,7 +131,10 @@ class _Loader:
 
 
 def load_program(
-    entry: Path, root: Path | None = None, text: str | None = None, texts: dict[Path, str] | None = None
+    entry: Path,
+    root: Path | None = None,
+    text: str | None = None,
+    texts: dict[Path, str] | None = None,
 ) -> LoadedProgram:
     """Parse `entry` (whose text may be given) and its imports. `texts` maps resolved paths to
     text for files that should not be read from disk (tests, editors)."""
@@ -134,4 +146,3 @@ def load_program(
         raise FileNotFoundError(entry)
     loader.load(entry, text, is_entry=True)
     return loader.program
-

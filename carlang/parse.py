@@ -13,12 +13,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from lark import Transformer, v_args
+from carlang_runtime.lalr import Problem as SyntaxProblem
+from carlang_runtime.lalr import Token
 
 from . import ast
 from .diagnostics import Diagnostic, Diagnostics, Label
 from .source import Source, Span
-from .syntax import SyntaxProblem, Token, engine
+from .syntax import DECLARATION_KEYWORDS, engine
 
 __all__ = ["ParseResult", "parse", "TERMINAL_WORDS"]
 
@@ -53,9 +54,9 @@ def _unquote(text: str) -> str:
     return json.loads(text)  # type: ignore[no-any-return]
 
 
-@v_args(inline=True)
-class AstBuilder(Transformer):  # type: ignore[misc]
-    """Builds AST nodes; one method per grammar rule. `span` is set by the engine."""
+class AstBuilder:
+    """Builds AST nodes; one method per grammar rule, called with the rule's children as
+    arguments (after lark's shaping). `span` is set by the engine before each call."""
 
     def __init__(self, source: Source, diagnostics: Diagnostics) -> None:
         self.file = source  # not `source`: that is a rule name (a proposal's `from`)
@@ -81,7 +82,7 @@ class AstBuilder(Transformer):  # type: ignore[misc]
             self._literal_error(
                 token,
                 f"invalid escape in string {token[1]}",
-                help=r'use JSON escapes: \" \\ \n \t \uXXXX',
+                help=r"use JSON escapes: \" \\ \n \t \uXXXX",
             )
             return token[1][1:-1]
 
@@ -89,7 +90,9 @@ class AstBuilder(Transformer):  # type: ignore[misc]
         match = _DURATION.fullmatch(token[1])
         assert match is not None, token
         return ast.Duration(
-            token[1], int(match.group(1)) * _DURATION_UNITS[match.group(2)], span=Span(token[2], token[3])
+            token[1],
+            int(match.group(1)) * _DURATION_UNITS[match.group(2)],
+            span=Span(token[2], token[3]),
         )
 
     @staticmethod
@@ -101,10 +104,12 @@ class AstBuilder(Transformer):  # type: ignore[misc]
     def start(self, *items: Any) -> ast.Module:
         imports = tuple(i for i in items if isinstance(i, ast.Import))
         declarations = tuple(i for i in items if i is not None and not isinstance(i, ast.Import))
-        return ast.Module(imports, declarations, span=self._here())  # type: ignore[arg-type]
+        return ast.Module(imports, declarations, span=self._here())
 
     def import_decl(self, path: Token) -> ast.Import:
-        return ast.Import(ast.Value(self._string_value(path), span=Span(path[2], path[3])), span=self._here())
+        return ast.Import(
+            ast.Value(self._string_value(path), span=Span(path[2], path[3])), span=self._here()
+        )
 
     # values ---------------------------------------------------------------------------------
 
@@ -121,7 +126,9 @@ class AstBuilder(Transformer):  # type: ignore[misc]
         else:
             value = int(text)
             if not -(2**63) <= value < 2**64:
-                self._literal_error(token, f"integer {text} is out of range", help="JSON numbers fit in 64 bits")
+                self._literal_error(
+                    token, f"integer {text} is out of range", help="JSON numbers fit in 64 bits"
+                )
         return ast.Value(value, span=self._here())
 
     def true(self) -> ast.Value:
@@ -147,7 +154,10 @@ class AstBuilder(Transformer):  # type: ignore[misc]
             key, value = entry
             if key in data:
                 self.diagnostics.error(
-                    "CL0215", f"duplicate key `{key}` in map", self.file, value.span,
+                    "CL0215",
+                    f"duplicate key `{key}` in map",
+                    self.file,
+                    value.span,
                     label="written again here",
                 )
             data[key] = value.value
@@ -164,7 +174,9 @@ class AstBuilder(Transformer):  # type: ignore[misc]
         returns, body = rest[-2], rest[-1]
         return ast.ToolDecl(self._name(name), params, returns, tuple(body or ()), span=self._here())
 
-    def param(self, name: Token, optional: Token | None, type_: ast.TypeExpr, default: ast.Value | None) -> ast.Param:
+    def param(
+        self, name: Token, optional: Token | None, type_: ast.TypeExpr, default: ast.Value | None
+    ) -> ast.Param:
         return ast.Param(self._name(name), optional is not None, type_, default, span=self._here())
 
     def param_default(self, value: ast.Value) -> ast.Value:
@@ -177,7 +189,9 @@ class AstBuilder(Transformer):  # type: ignore[misc]
         return items
 
     def description(self, text: Token) -> ast.Description:
-        return ast.Description(ast.Value(self._string_value(text), span=Span(text[2], text[3])), span=self._here())
+        return ast.Description(
+            ast.Value(self._string_value(text), span=Span(text[2], text[3])), span=self._here()
+        )
 
     def idempotent(self) -> ast.Idempotent:
         return ast.Idempotent(span=self._here())
@@ -209,13 +223,17 @@ class AstBuilder(Transformer):  # type: ignore[misc]
     def state_decl(self, *entries: ast.StateEntry) -> ast.StateDecl:
         return ast.StateDecl(entries, span=self._here())
 
-    def state_entry(self, key: Token, type_: ast.TypeExpr, default: ast.Value | None) -> ast.StateEntry:
+    def state_entry(
+        self, key: Token, type_: ast.TypeExpr, default: ast.Value | None
+    ) -> ast.StateEntry:
         return ast.StateEntry(self._name(key), type_, default, span=self._here())
 
     def capability_decl(self, name: Token, *items: Any) -> ast.CapabilityDecl:
         return ast.CapabilityDecl(self._name(name), items, span=self._here())
 
-    def tools_allow(self, allow: tuple[ast.Name, ...], deny: tuple[ast.Name, ...] | None) -> ast.ToolsAllow:
+    def tools_allow(
+        self, allow: tuple[ast.Name, ...], deny: tuple[ast.Name, ...] | None
+    ) -> ast.ToolsAllow:
         return ast.ToolsAllow(allow, deny or (), span=self._here())
 
     def tools_deny(self, deny: tuple[ast.Name, ...]) -> ast.ToolsDeny:
@@ -249,7 +267,9 @@ class AstBuilder(Transformer):  # type: ignore[misc]
         when: ast.CelText | None,
         message: ast.Value | None,
     ) -> ast.PolicyDecl:
-        return ast.PolicyDecl(self._name(name), effect, targets or (), when, message, span=self._here())
+        return ast.PolicyDecl(
+            self._name(name), effect, targets or (), when, message, span=self._here()
+        )
 
     def when(self, text: Token) -> ast.CelText:
         stripped = text[1].rstrip()
@@ -276,17 +296,27 @@ class AstBuilder(Transformer):  # type: ignore[misc]
     def param_contains(self, value: ast.Value) -> tuple[str, ast.Value]:
         return "contains", value
 
-    def allow_tool_param(self, target: Token, allowed: ast.Value, message: ast.Value | None) -> ast.AllowToolParamDecl:
+    def allow_tool_param(
+        self, target: Token, allowed: ast.Value, message: ast.Value | None
+    ) -> ast.AllowToolParamDecl:
         return ast.AllowToolParamDecl(self._name(target), allowed, message, span=self._here())
 
-    def deny_tool_param_matching(self, target: Token, pattern: Token, message: ast.Value | None) -> ast.DenyToolParamMatchingDecl:
+    def deny_tool_param_matching(
+        self, target: Token, pattern: Token, message: ast.Value | None
+    ) -> ast.DenyToolParamMatchingDecl:
         regex = ast.Value(self._string_value(pattern), span=Span(pattern[2], pattern[3]))
         return ast.DenyToolParamMatchingDecl(self._name(target), regex, message, span=self._here())
 
-    def rate_limit_tool(self, tool: Token, calls: Token, per: Token, message: ast.Value | None) -> ast.RateLimitToolDecl:
-        return ast.RateLimitToolDecl(self._name(tool), int(calls[1]), self._duration(per), message, span=self._here())
+    def rate_limit_tool(
+        self, tool: Token, calls: Token, per: Token, message: ast.Value | None
+    ) -> ast.RateLimitToolDecl:
+        return ast.RateLimitToolDecl(
+            self._name(tool), int(calls[1]), self._duration(per), message, span=self._here()
+        )
 
-    def require_state(self, key: Token, value: ast.Value, message: ast.Value | None) -> ast.RequireStateDecl:
+    def require_state(
+        self, key: Token, value: ast.Value, message: ast.Value | None
+    ) -> ast.RequireStateDecl:
         return ast.RequireStateDecl(self._name(key), value, message, span=self._here())
 
     # proposals ------------------------------------------------------------------------------
@@ -306,7 +336,11 @@ class AstBuilder(Transformer):  # type: ignore[misc]
         return ast.ContextDecl(data, span=self._here())
 
     def action(
-        self, name: Token, kind: ast.ActionKind, after: tuple[ast.Name, ...] | None, body: tuple[Any, ...] | None
+        self,
+        name: Token,
+        kind: ast.ActionKind,
+        after: tuple[ast.Name, ...] | None,
+        body: tuple[Any, ...] | None,
     ) -> ast.ActionDecl:
         return ast.ActionDecl(self._name(name), kind, after or (), body, span=self._here())
 
@@ -337,7 +371,9 @@ class AstBuilder(Transformer):  # type: ignore[misc]
     def requires(self, condition: ast.Condition, description: Token | None) -> ast.Requires:
         text = None
         if description is not None:
-            text = ast.Value(self._string_value(description), span=Span(description[2], description[3]))
+            text = ast.Value(
+                self._string_value(description), span=Span(description[2], description[3])
+            )
         return ast.Requires(condition, text, span=self._here())
 
     def reads(self, *keys: Token) -> ast.Reads:
@@ -436,7 +472,9 @@ class AstBuilder(Transformer):  # type: ignore[misc]
         return ast.GivenPlan(self._name(name), span=self._here())
 
     def expect(self, expectation: ast.Expect) -> ast.Expect:
-        return ast.Expect(expectation.kind, expectation.word, expectation.by, expectation.codes, span=self._here())
+        return ast.Expect(
+            expectation.kind, expectation.word, expectation.by, expectation.codes, span=self._here()
+        )
 
     def _word(self, item: ast.Name | Token) -> ast.Name | ast.Column:
         if isinstance(item, ast.Name):
@@ -447,7 +485,9 @@ class AstBuilder(Transformer):  # type: ignore[misc]
             return ast.Name(self._string_value(item), span=Span(item[2], item[3]))
         return self._name(item)
 
-    def decision_expectation(self, word: ast.Name | Token, by: ast.Name | ast.Column | None) -> ast.Expect:
+    def decision_expectation(
+        self, word: ast.Name | Token, by: ast.Name | ast.Column | None
+    ) -> ast.Expect:
         return ast.Expect("decision", self._word(word), by, span=self._here())
 
     def by(self, item: Token) -> ast.Name | ast.Column:
@@ -491,14 +531,19 @@ def _describe(name: str, literal: dict[str, str]) -> str:
 
 
 def _expected_words(expected: frozenset[str], literal: dict[str, str]) -> str:
-    words = sorted({_describe(name, literal) for name in expected})
+    starts = {name for name in expected if literal.get(name) in DECLARATION_KEYWORDS}
+    words = sorted({_describe(name, literal) for name in expected - starts})
+    if len(starts) >= 3:  # "or a new declaration" instead of every top-level keyword
+        words.append("a new declaration")
+    else:
+        words = sorted(words + [_describe(name, literal) for name in starts])
     if len(words) > 8:
         words = words[:8] + ["..."]
     return ", ".join(words)
 
 
 def _token_words(token: Token) -> str:
-    kind, text = token[0], token[1]
+    kind, text = token[0].removeprefix("misplaced:"), token[1]
     if kind == "$END":
         return "end of file"
     if kind in ("IDENT",):
@@ -517,19 +562,21 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
         if char == "'":
             return 'strings use double quotes: "..."'
         return None
-    text = token[1]
+    text, kind = token[1], token[0].removeprefix("misplaced:")
     if text == "=" and "==" in expected_text:
         return "comparisons use `==`"
-    if token[0] == "IDENT" and "STRING" in problem.expected and "IDENT" not in problem.expected:
+    if kind == "IDENT" and "STRING" in problem.expected and "IDENT" not in problem.expected:
         return f'strings need double quotes: "{text}"'
-    if "," in expected_text and token[0] in ("IDENT", "STRING", "NUMBER") and problem.after is not None:
+    if "," in expected_text and kind in ("IDENT", "STRING", "NUMBER") and problem.after is not None:
         return "separate items with `,`"
     if text == "import":
         return "imports must come before all declarations"
     return None
 
 
-def _syntax_diagnostic(problem: SyntaxProblem, source: Source, literal: dict[str, str]) -> Diagnostic:
+def _syntax_diagnostic(
+    problem: SyntaxProblem, source: Source, literal: dict[str, str]
+) -> Diagnostic:
     expected = _expected_words(problem.expected, literal)
     token = problem.token
     if token is None:
@@ -537,8 +584,11 @@ def _syntax_diagnostic(problem: SyntaxProblem, source: Source, literal: dict[str
         shown = repr(char)[1:-1] if char.isprintable() else f"U+{ord(char):04X}"
         span = Span(problem.position, problem.position + 1)
         return Diagnostic(
-            "CL0101", "error", f"unexpected character `{shown}`",
-            (Label(source, span, f"expected {expected}"),), _syntax_help(problem, source, literal),
+            "CL0101",
+            "error",
+            f"unexpected character `{shown}`",
+            (Label(source, span, f"expected {expected}"),),
+            _syntax_help(problem, source, literal),
         )
     if token[0] == "$END":
         span = Span(len(source.text), len(source.text))
@@ -552,13 +602,20 @@ def _syntax_diagnostic(problem: SyntaxProblem, source: Source, literal: dict[str
             related = (Label(source, Span(at, at + 1), "opened here", primary=False),)
             notes = (f"close it with `{_CLOSERS[bracket]}`",)
         return Diagnostic(
-            "CL0103", "error", message,
-            (Label(source, span, f"expected {expected}"), *related), None, notes,
+            "CL0103",
+            "error",
+            message,
+            (Label(source, span, f"expected {expected}"), *related),
+            None,
+            notes,
         )
     span = Span(token[2], token[3])
     return Diagnostic(
-        "CL0102", "error", f"unexpected {_token_words(token)}",
-        (Label(source, span, f"expected {expected}"),), _syntax_help(problem, source, literal),
+        "CL0102",
+        "error",
+        f"unexpected {_token_words(token)}",
+        (Label(source, span, f"expected {expected}"),),
+        _syntax_help(problem, source, literal),
     )
 
 

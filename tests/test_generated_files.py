@@ -39,4 +39,4 @@ def test_codes_are_unique_and_well_formed() -> None:
     assert len({c.name for c in codes}) == len(codes)
     for code in codes:
         assert code.code.startswith("CL") and len(code.code) == 6
-        assert code.summary[0].islower() and not code.summary.endswith(".")
+        assert not code.summary[0].isupper() and not code.summary.endswith(".")

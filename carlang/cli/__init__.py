@@ -3,13 +3,14 @@ pays only for what it uses at start-up."""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
 
 from carlang import __version__
 
-from . import ir_commands
+from . import ir_commands, lang_commands
 
 __all__ = ["app", "main"]
 
@@ -41,9 +42,13 @@ def _root(
     """carlang: write, check, run and rank plans for AI agents."""
 
 
+lang_commands.register(app)
 ir_commands.register(app)
 
 
 def main() -> None:
     """Entry point of the `carlang` script."""
+    # The CLI uses no pydantic plugins; skipping their discovery (a scan of every installed
+    # package's entry points) saves ~15 ms of every command's start-up.
+    os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     app()

@@ -70,9 +70,15 @@ def utc_now_rfc3339() -> str:
 
 
 class CarModel(BaseModel):
-    """Base of every IR model: unknown keys are ignored on load, as serde does in CAR."""
+    """Base of every IR model: unknown keys are ignored on load, as serde does in CAR.
 
-    model_config = ConfigDict(extra="ignore", populate_by_name=True, use_enum_values=False)
+    Validators are built on first use (`defer_build`): defining them all costs ~100 ms, which a
+    command that only reads part of the IR (`carlang check`) should not pay at start-up.
+    """
+
+    model_config = ConfigDict(
+        extra="ignore", populate_by_name=True, use_enum_values=False, defer_build=True
+    )
 
 
 def omit_none(value: object) -> bool:

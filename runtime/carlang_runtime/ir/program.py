@@ -79,6 +79,8 @@ class PolicyEffect(StrEnum):
 
 
 class _PolicyBase(CarModel):
+    # Declared first so that it leads every dumped policy; each kind narrows it to its tag.
+    rule: Str
     name: Str
     message: Str = ""
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)

@@ -16,7 +16,7 @@ __all__ = ["VerifyIssue", "CheckRecord", "Evidence", "VerifyResult"]
 class VerifyIssue(BaseModel):
     """One finding. `action_id` is `"proposal"` for proposal-level findings, as in CAR."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     action_id: str
     severity: Severity
@@ -40,6 +40,8 @@ class VerifyIssue(BaseModel):
 class CheckRecord(BaseModel):
     """What one check verifies, what it cannot, whether it ran and how many findings it made."""
 
+    model_config = ConfigDict(defer_build=True)
+
     name: str
     ran: bool
     verifies: str
@@ -51,6 +53,8 @@ class CheckRecord(BaseModel):
 class Evidence(BaseModel):
     """The verifier's declared scope, so a `valid` verdict says what was and was not checked."""
 
+    model_config = ConfigDict(defer_build=True)
+
     checks: list[CheckRecord]
     assumptions: list[str]
     residual_risks: list[str]
@@ -58,6 +62,8 @@ class Evidence(BaseModel):
 
 class VerifyResult(BaseModel):
     """The verdict. `valid` is false exactly when some issue is an error."""
+
+    model_config = ConfigDict(defer_build=True)
 
     valid: bool
     issues: list[VerifyIssue]

@@ -1,0 +1,227 @@
+"""Commands over carlang source: `check`, `compile`, `fmt`."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
+
+if TYPE_CHECKING:
+    from carlang.compiler import CompileResult
+    from carlang.diagnostics import Diagnostic
+
+__all__ = ["register", "collect_sources"]
+
+
+class CheckFormat(StrEnum):
+    """Output format of `carlang check`."""
+
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+class Target(StrEnum):
+    """What `carlang compile` emits."""
+
+    carlang = "carlang"
+    car = "car"
+
+
+def collect_sources(paths: list[Path]) -> list[Path]:
+    """The .car files named, and those under the directories named (sorted, no repeats)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*.car") if p.is_file()))
+        elif path.is_file():
+            found.append(path)
+        else:
+            fail_usage(f"{path}: no such file or directory")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        fail_usage("no .car files to check")
+    return unique
+
+
+def _root_for(files: list[Path], root: Path | None) -> Path:
+    from carlang.loader import default_root
+
+    if root is not None:
+        if not root.is_dir():
+            fail_usage(f"--root {root}: not a directory")
+        return root.resolve()
+    return default_root(files[0])
+
+
+def _compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], list[Diagnostic]]:
+    """Compile each file as an entry; diagnostics merged without repeats, and unused
+    declarations reported only when no compiled program uses them."""
+    from carlang.compiler import compile_file, unused_declarations, unused_diagnostic
+
+    results = [compile_file(f, root, report_unused=False) for f in files]
+    seen: dict[tuple[Any, ...], Diagnostic] = {}
+    for result in results:
+        for diagnostic in result.diagnostics.items:
+            seen.setdefault(diagnostic.sort_key(), diagnostic)
+    unused: dict[tuple[str, str, str], Any] = {}
+    used_anywhere: set[tuple[str, str, str]] = set()
+    for result in results:
+        names = {f.source.name for f in result.loaded.files}
+        found = {
+            (kind, name, origin.source.name): origin
+            for kind, name, origin in unused_declarations(result)
+        }
+        for kind, name in result.used:
+            for file in names:
+                used_anywhere.add((kind, name, file))
+        unused.update(found)
+    for (kind, name, file), origin in unused.items():
+        if (kind, name, file) not in used_anywhere:
+            diagnostic = unused_diagnostic(kind, name, origin)
+            seen.setdefault(diagnostic.sort_key(), diagnostic)
+    ordered = sorted(seen.values(), key=lambda d: d.sort_key())
+    return results, ordered
+
+
+@guarded
+def check_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or directories (*.car found recursively).")
+    ],
+    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail the check too.")] = False,
+    output: Annotated[
+        CheckFormat, typer.Option("--format", help="Output format.")
+    ] = CheckFormat.text,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
+    ] = None,
+) -> None:
+    """Report every problem in carlang programs. Exit 0 clean (warnings allowed unless
+    --strict), 1 errors, 2 bad usage or unreadable input."""
+    from carlang.render import render_json, render_sarif, render_text, summary_line
+
+    files = collect_sources(paths)
+    _, diagnostics = _compile_all(files, _root_for(files, root))
+    if output is CheckFormat.json:
+        echo(render_json(diagnostics))
+    elif output is CheckFormat.sarif:
+        echo(render_sarif(diagnostics))
+    else:
+        if diagnostics:
+            echo(render_text(diagnostics))
+            echo()
+        echo(summary_line(diagnostics, len(files)))
+    failed = any(d.severity == "error" for d in diagnostics) or (
+        strict and any(d.severity == "warning" for d in diagnostics)
+    )
+    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+
+
+@guarded
+def compile_command(
+    file: Annotated[Path, typer.Argument(help="The program's entry file.")],
+    out: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the JSON here instead of stdout.")
+    ] = None,
+    proposal: Annotated[
+        str | None, typer.Option("--proposal", help="Emit only this proposal.")
+    ] = None,
+    target: Annotated[
+        Target, typer.Option("--target", help="carlang: the program IR; car: plain CAR proposals.")
+    ] = Target.carlang,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
+    ] = None,
+) -> None:
+    """Compile a program to JSON: the verified IR (--target carlang) or plain CAR proposals
+    that car-runtime accepts (--target car). Exit 1 when the program has errors."""
+    from carlang.compiler import compile_file
+    from carlang.export import to_car_proposal
+    from carlang.render import render_text
+
+    files = collect_sources([file])
+    result = compile_file(files[0], _root_for(files, root))
+    if result.diagnostics.has_errors or result.program is None:
+        echo_err(render_text(result.diagnostics.sorted()))
+        raise typer.Exit(EXIT_FAILED)
+    program = result.program
+    document: Any
+    if proposal is not None:
+        chosen = program.proposal(proposal)
+        if chosen is None:
+            names = ", ".join(p.id for p in program.proposals) or "none"
+            fail_usage(f"no proposal `{proposal}` in {file} (proposals: {names})")
+        document = (
+            to_car_proposal(chosen) if target is Target.car else chosen.model_dump(mode="json")
+        )
+    elif target is Target.car:
+        exported = [to_car_proposal(p) for p in program.proposals]
+        document = exported[0] if len(exported) == 1 else exported
+    else:
+        document = program.model_dump(mode="json")
+    text = json.dumps(document, indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail_usage(f"cannot write {out}: {exc.strerror or exc}")
+
+
+@guarded
+def fmt_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files or directories (*.car found recursively).")
+    ],
+    check: Annotated[
+        bool, typer.Option("--check", help="Change nothing; exit 1 if a file is not formatted.")
+    ] = False,
+) -> None:
+    """Rewrite files in carlang's canonical layout, keeping every comment. With --check, list
+    the files that would change and exit 1 if there are any."""
+    from carlang.fmt import format_source
+    from carlang.loader import display_name
+    from carlang.render import render_text
+    from carlang.source import Source
+
+    from .common import EXIT_INTERNAL, read_text
+
+    changed: list[str] = []
+    failed = False
+    root = Path.cwd().resolve()
+    for path in collect_sources(paths):
+        name = display_name(path, root)
+        source = Source(name, read_text(path))
+        try:
+            formatted = format_source(source)
+        except ValueError:
+            from carlang.parse import parse
+
+            echo_err(render_text(parse(source).diagnostics.sorted()))
+            failed = True
+            continue
+        except Exception as exc:  # FormatError: refuse to write rather than change meaning
+            echo_err(f"{name}: {exc}")
+            raise typer.Exit(EXIT_INTERNAL) from None
+        if formatted != source.text:
+            changed.append(name)
+            if not check:
+                path.write_text(formatted, encoding="utf-8")
+    for name in changed:
+        echo(f"{'would reformat' if check else 'reformatted'} {name}")
+    if failed or (check and changed):
+        raise typer.Exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the language commands to the app."""
+    app.command("check")(check_command)
+    app.command("compile")(compile_command)
+    app.command("fmt")(fmt_command)

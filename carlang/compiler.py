@@ -1,0 +1,305 @@
+"""The compile pipeline: read -> parse -> lower -> check, with every finding at its source.
+
+    load_program (loader.py)   files and imports, parsed
+    lower (lower.py)           names, shapes, types -> ir.Program + SourceMap
+    check (here)               policy conditions parse as CEL; each proposal verified with the
+                               program's tools, state, capability and budget; verify's findings
+                               mapped back to the exact clause; unused declarations
+
+A program with errors still lowers as far as it can, so one run reports as much as possible.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from carlang_runtime import ir
+from carlang_runtime.ir.load import gc_paused
+from carlang_runtime.verify import ToolSet, VerifyIssue, VerifyResult, tool_set, verify
+
+from . import ast
+from .diagnostics import CarlangError, Diagnostic, Diagnostics, Label
+from .loader import LoadedProgram, load_program
+from .lower import Origin, SourceMap, lower
+from .source import Span
+
+__all__ = ["CompileResult", "compile_file", "compile_text", "compile_or_raise"]
+
+#: No resource-bound warning for authored proposals: capabilities and budgets set the limits.
+_UNBOUNDED = sys.maxsize
+
+
+@dataclass
+class CompileResult:
+    """Everything a compile produced. `program` is None only when nothing could be read."""
+
+    loaded: LoadedProgram
+    program: ir.Program | None
+    source_map: SourceMap
+    diagnostics: Diagnostics
+    verify_results: dict[str, VerifyResult] = field(default_factory=dict)
+    used: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        """True when there are no errors."""
+        return not self.diagnostics.has_errors
+
+
+def compile_file(
+    path: Path,
+    root: Path | None = None,
+    *,
+    text: str | None = None,
+    check: bool = True,
+    report_unused: bool = True,
+) -> CompileResult:
+    """Compile the program whose entry file is `path` (its text may be given). With
+    `report_unused` False, unused declarations are left to the caller (see `unused_names`)."""
+    with gc_paused():
+        loaded = load_program(path, root, text)
+        return _compile_loaded(loaded, check, report_unused)
+
+
+def compile_text(text: str, name: str = "input.car", root: Path | None = None) -> CompileResult:
+    """Compile source text as if it were the file `name` under `root` (default: cwd)."""
+    base = (root or Path.cwd()).resolve()
+    return compile_file(base / name, base, text=text)
+
+
+def compile_or_raise(path: Path, root: Path | None = None) -> ir.Program:
+    """The compiled program, or `CarlangError` with the diagnostics."""
+    result = compile_file(path, root)
+    if result.diagnostics.has_errors or result.program is None:
+        raise CarlangError(result.diagnostics)
+    return result.program
+
+
+def _compile_loaded(loaded: LoadedProgram, check: bool, report_unused: bool) -> CompileResult:
+    diagnostics = loaded.diagnostics
+    lowered = lower(loaded, diagnostics)
+    result = CompileResult(
+        loaded, lowered.program, lowered.source_map, diagnostics, used=lowered.used
+    )
+    if check:
+        _check_conditions(result)
+        _verify_proposals(result)
+    if check and report_unused:
+        _report_unused(result, unused_declarations(result, entry_only=True))
+    return result
+
+
+# -- policy conditions -------------------------------------------------------------------------
+
+
+def _check_conditions(result: CompileResult) -> None:
+    """Every `when` must parse as CEL; errors land at their line and column in the file."""
+    assert result.program is not None
+    policies = [p for p in result.program.policies if isinstance(p, ir.CelPolicy) and p.when]
+    if not policies:
+        return
+    from carlang_runtime.cel import CelSyntaxError, parse_cel
+
+    for policy in policies:
+        origin = result.source_map.policies.get(policy.name)
+        if (
+            origin is None
+            or not isinstance(origin.node, ast.PolicyDecl)
+            or origin.node.when is None
+        ):
+            continue
+        when = origin.node.when
+        try:
+            parse_cel(when.text)
+        except CelSyntaxError as exc:
+            lines = when.text.split("\n")
+            offset = sum(len(line) + 1 for line in lines[: exc.line - 1]) + exc.column - 1
+            at = when.span.start + min(offset, len(when.text))
+            result.diagnostics.error(
+                "CL0501",
+                f"policy `{policy.name}`: {exc.message}",
+                origin.source,
+                Span(at, at + 1),
+                label="not valid CEL here",
+                help="a condition ends with its line; wrap a long one in ( ) to continue it",
+            )
+
+
+# -- verification ------------------------------------------------------------------------------
+
+
+def _verify_proposals(result: CompileResult) -> None:
+    program = result.program
+    assert program is not None
+    if not program.proposals:
+        return
+    tools: ToolSet | None = tool_set(program.tools)
+    capabilities = {c.name: c for c in program.capabilities}
+    budgets = {b.name: b for b in program.budgets}
+    for proposal in program.proposals:
+        outcome = verify(
+            proposal,
+            program.initial_state,
+            tools,
+            _UNBOUNDED,
+            capability=capabilities.get(proposal.capability or ""),
+            budget=budgets.get(proposal.budget or ""),
+        )
+        result.verify_results[proposal.id] = outcome
+        for issue in outcome.issues:
+            diagnostic = _issue_diagnostic(result.source_map, proposal.id, issue)
+            if diagnostic is not None:
+                result.diagnostics.add(diagnostic)
+
+
+def _issue_diagnostic(
+    source_map: SourceMap, proposal_id: str, issue: VerifyIssue
+) -> Diagnostic | None:
+    labels: tuple[Label, ...]
+    if issue.action_id == "proposal":
+        origin = source_map.proposals.get(proposal_id)
+        if origin is None:
+            return None
+        decl = origin.node
+        labels = (origin.label("", decl.name.span),)
+    else:
+        origin = source_map.actions.get((proposal_id, issue.action_id))
+        if origin is None:
+            return None
+        labels = _action_labels(origin, issue, source_map, proposal_id)
+    help = issue.help.replace("'", "`") if issue.help else None
+    return Diagnostic(issue.code, issue.severity, issue.message, labels, help)
+
+
+def _action_labels(
+    origin: Origin, issue: VerifyIssue, source_map: SourceMap, proposal_id: str
+) -> tuple[Label, ...]:
+    decl: ast.ActionDecl = origin.node
+    path = issue.path or ""
+    span = _path_span(decl, path)
+    label = ""
+    if path.startswith("parameters.") and isinstance(decl.kind, ast.Call):
+        name = path.split(".", 1)[1]
+        if not any(arg.name.text == name for arg in decl.kind.args):
+            label = f"`{name}` is missing"
+    labels = [origin.label(label, span)]
+    if issue.check == "cycles":
+        proposal = source_map.proposals.get(proposal_id)
+        for member in _cycle_members(issue.message):
+            other = source_map.actions.get((proposal_id, member))
+            if other is not None and member != decl.name.text and proposal is not None:
+                after = other.node.after
+                where = after[0].span if after else other.node.name.span
+                labels.append(other.label(f"`{member}` waits here", where, primary=False))
+    return tuple(labels)
+
+
+def _cycle_members(message: str) -> list[str]:
+    path = message.split(": ", 1)[1].split(" (also", 1)[0]
+    return list(dict.fromkeys(path.split(" -> ")))
+
+
+def _names_in(decl: ast.ActionDecl) -> list[ast.Name]:
+    """State keys named in an action, in source order."""
+    names: list[ast.Name] = []
+    kind = decl.kind
+    if isinstance(kind, (ast.SetState, ast.ReadState)):
+        names.append(kind.key)
+    elif isinstance(kind, ast.AssertState):
+        names.append(kind.condition.key)
+    for item in decl.items or ():
+        if isinstance(item, ast.Requires):
+            names.append(item.condition.key)
+        elif isinstance(item, ast.Reads):
+            names.extend(item.keys)
+        elif isinstance(item, ast.Effects):
+            names.extend(e.key for e in item.entries)
+    return names
+
+
+def _path_span(decl: ast.ActionDecl, path: str) -> Span:
+    """The span inside an action that an IR path refers to (the action's name if unknown)."""
+    kind = decl.kind
+    items = decl.items or ()
+    if path == "tool" and isinstance(kind, ast.Call):
+        return kind.tool.span
+    if path.startswith("parameters.") and isinstance(kind, ast.Call):
+        name = path.split(".", 1)[1]
+        for arg in kind.args:
+            if arg.name.text == name:
+                return arg.value.span
+        return kind.span
+    if path.startswith("parameters"):
+        return kind.span
+    if path.startswith("preconditions["):
+        index = int(path[len("preconditions[") : -1])
+        requires = [i for i in items if isinstance(i, ast.Requires)]
+        return requires[index].condition.span if index < len(requires) else decl.name.span
+    if path.startswith("depends_on[") and decl.after:
+        index = int(path[len("depends_on[") : -1])
+        return decl.after[index].span if index < len(decl.after) else decl.name.span
+    if path.startswith("state_dependencies[") or path.startswith("state_key:"):
+        key = path.split(":", 1)[1] if path.startswith("state_key:") else None
+        names = _names_in(decl)
+        if key is None:
+            keys = list(dict.fromkeys(n.text for n in names))
+            index = int(path[len("state_dependencies[") : -1])
+            key = keys[index] if index < len(keys) else None
+        found = next((n for n in names if n.text == key), None)
+        return found.span if found is not None else decl.name.span
+    if path.startswith("compensation"):
+        for item in items:
+            if isinstance(item, ast.Compensate):
+                return item.call.tool.span if path == "compensation.tool" else item.span
+            if isinstance(item, ast.CompensateWith):
+                return item.action.span
+        return decl.name.span
+    if path == "reversibility":
+        for item in items:
+            if isinstance(item, ast.ReversibilityItem):
+                return item.span
+    return decl.name.span
+
+
+# -- unused declarations -----------------------------------------------------------------------
+
+
+def unused_declarations(
+    result: CompileResult, entry_only: bool = False
+) -> list[tuple[str, str, Origin]]:
+    """`(kind, name, origin)` of tools, capabilities and budgets nothing in this program uses
+    (only those of the entry file with `entry_only`)."""
+    entry = result.loaded.entry
+    found = []
+    tables: list[tuple[str, dict[str, Origin]]] = [
+        ("tool", result.source_map.tools),
+        ("capability", result.source_map.capabilities),
+        ("budget", result.source_map.budgets),
+    ]
+    for kind, table in tables:
+        for name, origin in table.items():
+            if (kind, name) in result.used:
+                continue
+            if entry_only and (entry is None or origin.source is not entry.source):
+                continue
+            found.append((kind, name, origin))
+    return found
+
+
+def unused_diagnostic(kind: str, name: str, origin: Origin) -> Diagnostic:
+    """The warning for an unused declaration."""
+    where = " or policy" if kind == "tool" else ""
+    return Diagnostic(
+        "CL0207",
+        "warning",
+        f"{kind} `{name}` is never used",
+        (origin.label("", origin.node.name.span),),
+        f"remove it, or use it from a proposal{where}",
+    )
+
+
+def _report_unused(result: CompileResult, unused: list[tuple[str, str, Origin]]) -> None:
+    for kind, name, origin in unused:
+        result.diagnostics.add(unused_diagnostic(kind, name, origin))

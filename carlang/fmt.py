@@ -1,0 +1,491 @@
+"""The canonical formatter: AST + comments -> text.
+
+Style: two-space indentation; one statement per line; blocks open on the statement's line; a
+blank line between declarations where the source had one (several collapse to one); values
+written as JSON (map keys bare when they are plain names). Comments are kept: a comment on its
+own line stays before the statement that follows it, a comment at the end of a line stays at
+the end of that statement's line; none is ever dropped.
+
+`format_source` proves its result: it parses the output again and requires the same syntax tree
+and the same comments, or raises `FormatError` (an internal error) instead of returning it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from . import ast
+from .parse import parse
+from .source import Source
+
+__all__ = ["FormatError", "format_source", "format_module", "format_value"]
+
+_PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_KEYWORD_VALUES = frozenset({"true", "false", "null"})
+
+
+class FormatError(Exception):
+    """The formatter would have changed the program's meaning or lost a comment (a bug)."""
+
+
+def format_value(value: Any) -> str:
+    """A literal as carlang writes it."""
+    if isinstance(value, ast.Column):
+        return f"${value.name}"
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, list):
+        return "[" + ", ".join(format_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        if not value:
+            return "{}"
+        entries = ", ".join(f"{_map_key(k)}: {format_value(v)}" for k, v in value.items())
+        return "{ " + entries + " }"
+    return json.dumps(str(value))
+
+
+def _map_key(key: str) -> str:
+    return (
+        key
+        if _PLAIN.match(key) and key not in _KEYWORD_VALUES
+        else json.dumps(key, ensure_ascii=False)
+    )
+
+
+def _type(type_: ast.TypeExpr) -> str:
+    if isinstance(type_, ast.SimpleType):
+        return type_.name.text
+    if isinstance(type_, ast.ListType):
+        return f"list[{_type(type_.item)}]"
+    if isinstance(type_, ast.MapType):
+        return f"map[{_type(type_.item)}]"
+    return " | ".join(format_value(o.value) for o in type_.options)
+
+
+def _names(names: Iterable[ast.Name]) -> str:
+    return ", ".join(n.text for n in names)
+
+
+def _call(call: ast.Call) -> str:
+    args = ", ".join(f"{a.name.text}: {format_value(a.value.value)}" for a in call.args)
+    return f"{call.tool.text}({args})"
+
+
+def _condition(condition: ast.Condition) -> str:
+    if condition.op == "exists":
+        return f"exists {condition.key.text}"
+    if condition.op == "not_exists":
+        return f"not exists {condition.key.text}"
+    assert condition.value is not None
+    return f"{condition.key.text} {condition.op} {format_value(condition.value.value)}"
+
+
+def _action_kind(kind: ast.ActionKind) -> str:
+    if isinstance(kind, ast.Call):
+        return _call(kind)
+    if isinstance(kind, ast.SetState):
+        return f"set {kind.key.text} = {format_value(kind.value.value)}"
+    if isinstance(kind, ast.ReadState):
+        return f"read {kind.key.text}"
+    return f"assert {_condition(kind.condition)}"
+
+
+def _message(message: ast.Value | None) -> str:
+    return f" message {format_value(message.value)}" if message is not None else ""
+
+
+class _Printer:
+    def __init__(self, source: Source, comments: Sequence[ast.Comment]) -> None:
+        self.source = source
+        self.comments = sorted(comments, key=lambda c: c.span.start)
+        self.next_comment = 0
+        self.lines: list[str] = []
+        self.last_end = 0
+
+    # -- comments and layout -----------------------------------------------------------------
+
+    def _pending_before(self, offset: int) -> list[ast.Comment]:
+        found = []
+        while (
+            self.next_comment < len(self.comments)
+            and self.comments[self.next_comment].span.start < offset
+        ):
+            found.append(self.comments[self.next_comment])
+            self.next_comment += 1
+        return found
+
+    def _blank_between(self, start: int, end: int) -> bool:
+        return self.source.text.count("\n", start, end) >= 2
+
+    def leading(self, start: int, indent: int, first_in_block: bool) -> None:
+        """Comments before `start`, each on its own line, with the source's blank lines."""
+        pad = "  " * indent
+        for comment in self._pending_before(start):
+            if (
+                not first_in_block
+                and self._blank_between(self.last_end, comment.span.start)
+                and self.lines
+                and self.lines[-1]
+            ):
+                self.lines.append("")
+            self.lines.append(pad + comment.text.rstrip())
+            self.last_end = comment.span.end
+            first_in_block = False
+        if (
+            not first_in_block
+            and self._blank_between(self.last_end, start)
+            and self.lines
+            and self.lines[-1]
+        ):
+            self.lines.append("")
+
+    def trailing(self, end: int) -> None:
+        """A comment on the same source line right after `end` goes at the end of the line."""
+        if self.next_comment >= len(self.comments):
+            self.last_end = max(self.last_end, end)
+            return
+        comment = self.comments[self.next_comment]
+        line_end = self.source.text.find("\n", end)
+        line_end = len(self.source.text) if line_end == -1 else line_end
+        if (
+            end <= comment.span.start < line_end + 1
+            and "\n" not in self.source.text[end : comment.span.start]
+        ):
+            self.lines[-1] += "  " + comment.text.rstrip()
+            self.next_comment += 1
+            self.last_end = comment.span.end
+        else:
+            self.last_end = max(self.last_end, end)
+
+    def statement(self, node: ast.Node, text: str, indent: int, first: bool) -> None:
+        """One line for `node`, with its comments."""
+        self.leading(node.span.start, indent, first)
+        self.lines.append("  " * indent + text)
+        self.trailing(node.span.end)
+
+    def block(
+        self,
+        node: ast.Node,
+        head: str,
+        items: Sequence[Any],
+        indent: int,
+        first: bool,
+        item_printer: Any,
+    ) -> None:
+        """`head {`, the items one per line, `}` — comments inside stay inside."""
+        self.leading(node.span.start, indent, first)
+        self.lines.append("  " * indent + head + " {")
+        header_end = self.source.text.find("{", node.span.start)
+        self.last_end = max(self.last_end, header_end + 1 if header_end != -1 else node.span.start)
+        self.trailing(self.last_end)
+        for position, item in enumerate(items):
+            item_printer(item, indent + 1, position == 0)
+        close = node.span.end - 1
+        self.leading(close, indent + 1, not items)
+        self.lines.append("  " * indent + "}")
+        self.trailing(node.span.end)
+
+    # -- declarations ------------------------------------------------------------------------
+
+    def module(self, module: ast.Module) -> str:
+        first = True
+        for imported in module.imports:
+            self.statement(imported, f"import {format_value(imported.path.value)}", 0, first)
+            first = False
+        for decl in module.declarations:
+            self.declaration(decl, first)
+            first = False
+        self.leading(len(self.source.text) + 1, 0, first)
+        while self.lines and not self.lines[-1]:
+            self.lines.pop()
+        return "\n".join(self.lines) + "\n" if self.lines else ""
+
+    def declaration(self, decl: ast.Declaration, first: bool) -> None:
+        method = getattr(self, "decl_" + type(decl).__name__)
+        method(decl, first)
+
+    def decl_ToolDecl(self, decl: ast.ToolDecl, first: bool) -> None:
+        params = []
+        for p in decl.params:
+            default = f" = {format_value(p.default.value)}" if p.default is not None else ""
+            params.append(f"{p.name.text}{'?' if p.optional else ''}: {_type(p.type)}{default}")
+        head = f"tool {decl.name.text}({', '.join(params)})"
+        if decl.returns is not None:
+            head += f" -> {_type(decl.returns)}"
+        if not decl.items:
+            self.statement(decl, head, 0, first)
+            return
+        self.block(decl, head, decl.items, 0, first, self.tool_item)
+
+    def tool_item(self, item: Any, indent: int, first: bool) -> None:
+        if isinstance(item, ast.Description):
+            text = f"description {format_value(item.text.value)}"
+        elif isinstance(item, ast.Idempotent):
+            text = "idempotent"
+        elif isinstance(item, ast.Cache):
+            text = f"cache {item.ttl.text}"
+        elif isinstance(item, ast.Rate):
+            text = f"rate {item.calls} per {item.per.text}"
+        else:
+            text = f"reversibility {item.word.text}"
+        self.statement(item, text, indent, first)
+
+    def decl_StateDecl(self, decl: ast.StateDecl, first: bool) -> None:
+        def entry(e: ast.StateEntry, indent: int, first_entry: bool) -> None:
+            default = f" = {format_value(e.default.value)}" if e.default is not None else ""
+            self.statement(e, f"{e.key.text}: {_type(e.type)}{default}", indent, first_entry)
+
+        self.block(decl, "state", decl.entries, 0, first, entry)
+
+    def decl_CapabilityDecl(self, decl: ast.CapabilityDecl, first: bool) -> None:
+        def item(i: Any, indent: int, first_item: bool) -> None:
+            if isinstance(i, ast.ToolsAllow):
+                text = f"tools allow {_names(i.allow)}" + (
+                    f" deny {_names(i.deny)}" if i.deny else ""
+                )
+            elif isinstance(i, ast.ToolsDeny):
+                text = f"tools deny {_names(i.deny)}"
+            elif isinstance(i, ast.StateAllow):
+                text = f"state allow {_names(i.allow)}"
+            else:
+                text = f"max_actions {i.count}"
+            self.statement(i, text, indent, first_item)
+
+        self.block(decl, f"capability {decl.name.text}", decl.items, 0, first, item)
+
+    def decl_BudgetDecl(self, decl: ast.BudgetDecl, first: bool) -> None:
+        def item(i: Any, indent: int, first_item: bool) -> None:
+            if isinstance(i, ast.MaxActions):
+                text = f"max_actions {i.count}"
+            elif isinstance(i, ast.MaxToolCalls):
+                text = f"max_tool_calls {i.count}"
+            else:
+                text = f"max_duration {i.duration.text}"
+            self.statement(i, text, indent, first_item)
+
+        self.block(decl, f"budget {decl.name.text}", decl.items, 0, first, item)
+
+    def decl_PolicyDecl(self, decl: ast.PolicyDecl, first: bool) -> None:
+        head = f"policy {decl.name.text}: {decl.effect.text}"
+        if decl.targets:
+            head += f" {_names(decl.targets)}"
+        if decl.when is not None:
+            head += f" when {decl.when.text}"
+        self.leading(decl.span.start, 0, first)
+        self.lines.append(head)
+        if decl.message is not None:
+            end = decl.when.span.end if decl.when is not None else decl.message.span.start
+            self.trailing(end)
+            self.lines.append(f"  message {format_value(decl.message.value)}")
+        self.trailing(decl.span.end)
+
+    def decl_DenyToolDecl(self, decl: ast.DenyToolDecl, first: bool) -> None:
+        self.statement(decl, f"deny_tool {_names(decl.tools)}{_message(decl.message)}", 0, first)
+
+    def decl_DenyKeywordDecl(self, decl: ast.DenyKeywordDecl, first: bool) -> None:
+        text = f"deny_keyword {format_value(decl.keywords.value)}{_message(decl.message)}"
+        self.statement(decl, text, 0, first)
+
+    def decl_DenyToolParamDecl(self, decl: ast.DenyToolParamDecl, first: bool) -> None:
+        test = (
+            f" {decl.test} {format_value(decl.operand.value)}" if decl.test and decl.operand else ""
+        )
+        self.statement(
+            decl, f"deny_tool_param {decl.target.text}{test}{_message(decl.message)}", 0, first
+        )
+
+    def decl_AllowToolParamDecl(self, decl: ast.AllowToolParamDecl, first: bool) -> None:
+        allowed = format_value(decl.allowed.value)
+        text = f"allow_tool_param {decl.target.text} {allowed}{_message(decl.message)}"
+        self.statement(decl, text, 0, first)
+
+    def decl_DenyToolParamMatchingDecl(
+        self, decl: ast.DenyToolParamMatchingDecl, first: bool
+    ) -> None:
+        text = (
+            f"deny_tool_param_matching {decl.target.text} {format_value(decl.pattern.value)}"
+            f"{_message(decl.message)}"
+        )
+        self.statement(decl, text, 0, first)
+
+    def decl_RateLimitToolDecl(self, decl: ast.RateLimitToolDecl, first: bool) -> None:
+        rate = f"{decl.calls} per {decl.per.text}"
+        text = f"rate_limit_tool {decl.tool.text} {rate}{_message(decl.message)}"
+        self.statement(decl, text, 0, first)
+
+    def decl_RequireStateDecl(self, decl: ast.RequireStateDecl, first: bool) -> None:
+        value = format_value(decl.value.value)
+        text = f"require_state {decl.key.text} == {value}{_message(decl.message)}"
+        self.statement(decl, text, 0, first)
+
+    def decl_ProposalDecl(self, decl: ast.ProposalDecl, first: bool) -> None:
+        head = f"proposal {decl.name.text}"
+        if decl.source is not None:
+            head += f" from {format_value(decl.source.value)}"
+        if decl.under:
+            head += f" under {_names(decl.under)}"
+        self.block(decl, head, decl.items, 0, first, self.proposal_item)
+
+    def proposal_item(self, item: Any, indent: int, first: bool) -> None:
+        if isinstance(item, ast.ContextDecl):
+            self.statement(item, f"context {format_value(item.data.value)}", indent, first)
+            return
+        head = f"{item.name.text} = {_action_kind(item.kind)}"
+        if item.after:
+            head += f" after {_names(item.after)}"
+        if item.items is None:
+            self.statement(item, head, indent, first)
+        else:
+            self.block(item, head, item.items, indent, first, self.action_item)
+
+    def action_item(self, item: Any, indent: int, first: bool) -> None:
+        if isinstance(item, ast.Effects):
+            if len(item.entries) == 1:
+                e = item.entries[0]
+                self.statement(
+                    item,
+                    f"effects {{ {e.key.text} = {format_value(e.value.value)} }}",
+                    indent,
+                    first,
+                )
+            else:
+
+                def effect(e: ast.Effect, inner: int, first_effect: bool) -> None:
+                    self.statement(
+                        e, f"{e.key.text} = {format_value(e.value.value)}", inner, first_effect
+                    )
+
+                self.block(item, "effects", item.entries, indent, first, effect)
+            return
+        if isinstance(item, ast.Requires):
+            description = (
+                f" {format_value(item.description.value)}" if item.description is not None else ""
+            )
+            text = f"requires {_condition(item.condition)}{description}"
+        elif isinstance(item, ast.Reads):
+            text = f"reads {_names(item.keys)}"
+        elif isinstance(item, ast.Retry):
+            text = f"retry {item.count}"
+        elif isinstance(item, ast.OnFailure):
+            text = f"on_failure {item.word.text}"
+        elif isinstance(item, ast.Timeout):
+            text = f"timeout {item.duration.text}"
+        elif isinstance(item, ast.Idempotent):
+            text = "idempotent"
+        elif isinstance(item, ast.ReversibilityItem):
+            text = item.word.text
+        elif isinstance(item, ast.Compensate):
+            text = f"compensate {_call(item.call)}"
+        elif isinstance(item, ast.CompensateWith):
+            text = f"compensate with {item.action.text}"
+        elif isinstance(item, ast.Meta):
+            text = f"meta {format_value(item.data.value)}"
+        else:
+            text = f"mode {item.word.text}"
+        self.statement(item, text, indent, first)
+
+    def decl_PlanDecl(self, decl: ast.PlanDecl, first: bool) -> None:
+        def item(i: Any, indent: int, first_item: bool) -> None:
+            if isinstance(i, ast.Candidates):
+                text = f"candidates {_names(i.names)}"
+            elif isinstance(i, ast.CostWeight):
+                text = f"cost_weight {format_value(i.value.value)}"
+            elif isinstance(i, ast.Target):
+                parts = [f"{t.kind} {t.duration.text if t.duration else t.count}" for t in i.items]
+                text = "target " + ", ".join(parts)
+            else:
+                text = f"set {i.name.text} = {format_value(i.value.value)}"
+            self.statement(i, text, indent, first_item)
+
+        self.block(decl, f"plan {decl.name.text}", decl.items, 0, first, item)
+
+    def decl_TestDecl(self, decl: ast.TestDecl, first: bool) -> None:
+        self.block(
+            decl, f"test {format_value(decl.name.value)}", decl.items, 0, first, self.test_item
+        )
+
+    def test_item(self, item: Any, indent: int, first: bool) -> None:
+        if isinstance(item, ast.Where):
+            self.where(item, indent, first)
+            return
+        if isinstance(item, ast.GivenAction):
+            text = f"action {_action_kind(item.kind)}"
+        elif isinstance(item, ast.GivenState):
+            text = f"state {format_value(item.data.value)}"
+        elif isinstance(item, ast.GivenScope):
+            text = f"scope {format_value(item.data.value)}"
+        elif isinstance(item, ast.GivenHistory):
+            text = f"history {format_value(item.data.value)}"
+        elif isinstance(item, ast.GivenProposal):
+            text = f"proposal {item.name.text}"
+        elif isinstance(item, ast.GivenPlan):
+            text = f"plan {item.name.text}"
+        else:
+            text = "expect " + _expectation(item)
+        self.statement(item, text, indent, first)
+
+    def where(self, item: ast.Where, indent: int, first: bool) -> None:
+        cells = [
+            [c.text if isinstance(c, ast.Name) else format_value(c.value) for c in row]
+            for row in item.rows
+        ]
+        widths = [
+            max(len(row[i]) for row in cells if i < len(row)) for i in range(max(map(len, cells)))
+        ]
+        self.leading(item.span.start, indent, first)
+        self.lines.append("  " * indent + "where")
+        for row in cells:
+            padded = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
+            self.lines.append("  " * (indent + 1) + "| " + " | ".join(padded) + " |")
+        self.trailing(item.span.end)
+
+
+def _expectation(item: ast.Expect) -> str:
+    def word(w: ast.Name | ast.Column | None) -> str:
+        if isinstance(w, ast.Column):
+            return f"${w.name}"
+        assert w is not None
+        return w.text if _PLAIN.match(w.text) else json.dumps(w.text)
+
+    if item.kind == "codes":
+        return "codes " + ", ".join(c.text for c in item.codes)
+    if item.kind == "winner":
+        return f"winner {word(item.word)}"
+    text = word(item.word)
+    if item.by is not None:
+        text += f" by {word(item.by)}"
+    return text
+
+
+def format_module(source: Source, module: ast.Module, comments: Sequence[ast.Comment]) -> str:
+    """The canonical text of a parsed module (no self-check)."""
+    return _Printer(source, comments).module(module)
+
+
+def format_source(source: Source) -> str:
+    """The canonical text of `source`. Raises `ValueError` if it does not parse, and
+    `FormatError` if the result would not mean the same thing (never returned)."""
+    result = parse(source)
+    if result.diagnostics.has_errors or result.module is None:
+        raise ValueError("the file has syntax errors; fix them before formatting")
+    text = format_module(source, result.module, result.comments)
+    again = parse(Source(source.name, text))
+    if again.diagnostics.has_errors or again.module != result.module:
+        raise FormatError(f"internal error: formatting {source.name} would change its meaning")
+    if Counter(c.text.rstrip() for c in again.comments) != Counter(
+        c.text.rstrip() for c in result.comments
+    ):
+        raise FormatError(f"internal error: formatting {source.name} would lose a comment")
+    return text

@@ -1,0 +1,1093 @@
+"""AST -> IR: resolve names across a program's files and build `carlang_runtime.ir.Program`.
+
+Every IR element keeps a `loc`, and the `SourceMap` keeps the AST node behind each one, so that
+later findings (verify's, the policy engine's) can point at the exact name, argument or clause.
+Problems found here are about names, shapes and types; what verify finds is left to verify.
+
+Lowering rules worth knowing (the README documents them for users):
+- a call's parameters are the arguments as written, then the declared defaults of the ones left
+  out, so tools and policies see every parameter the signature promises;
+- an action inherits `idempotent` and `reversibility` from its tool unless it says otherwise,
+  and `compensate` without a reversibility makes it `compensable`;
+- `read k` and `assert k ...` read `k`, so they depend on it (`state_dependencies`);
+- `assert k == v` is CAR's assertion (`{key, expected}`); other operators add `operator` and
+  `value`, which carlang's runtime checks like a precondition.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from carlang_runtime import ir
+
+from . import ast
+from .diagnostics import Diagnostics, Label
+from .loader import LoadedProgram, ParsedFile
+from .source import Source, Span
+from .types import check_value, describe_type, type_schema, unknown_simple_types
+
+__all__ = ["Origin", "SourceMap", "LowerResult", "lower", "loc_of", "suggest"]
+
+_OPERATORS = {
+    "==": "eq",
+    "!=": "neq",
+    ">": "gt",
+    "<": "lt",
+    ">=": "gte",
+    "<=": "lte",
+    "contains": "contains",
+    "exists": "exists",
+    "not_exists": "not_exists",
+}
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where an IR element came from: the file and the node."""
+
+    source: Source
+    node: Any
+
+    def label(self, message: str = "", span: Span | None = None, primary: bool = True) -> Label:
+        """A label on this node (or on `span` inside its file)."""
+        return Label(self.source, span if span is not None else self.node.span, message, primary)
+
+
+@dataclass
+class SourceMap:
+    """IR names -> the declarations they were lowered from."""
+
+    tools: dict[str, Origin] = field(default_factory=dict)
+    state: dict[str, Origin] = field(default_factory=dict)
+    capabilities: dict[str, Origin] = field(default_factory=dict)
+    budgets: dict[str, Origin] = field(default_factory=dict)
+    policies: dict[str, Origin] = field(default_factory=dict)
+    proposals: dict[str, Origin] = field(default_factory=dict)
+    actions: dict[tuple[str, str], Origin] = field(default_factory=dict)
+    plans: dict[str, Origin] = field(default_factory=dict)
+    tests: list[Origin] = field(default_factory=list)
+
+
+@dataclass
+class LowerResult:
+    """The program (always built, even with errors: as much as could be lowered), the source
+    map, and which declarations are used by something."""
+
+    program: ir.Program
+    source_map: SourceMap
+    used: set[tuple[str, str]] = field(default_factory=set)
+
+
+def loc_of(source: Source, span: Span) -> ir.SourceLoc:
+    """The IR location of a span."""
+    line, column = source.line_column(span.start)
+    end_line, end_column = source.line_column(span.end)
+    return ir.SourceLoc.model_construct(
+        file=source.name, line=line, column=column, end_line=end_line, end_column=end_column
+    )
+
+
+def suggest(name: str, choices: Iterable[str]) -> str | None:
+    """A "did you mean" for a misspelt name."""
+    close = difflib.get_close_matches(name, sorted(set(choices)), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def _is_plain(text: str) -> bool:
+    return _PLAIN_NAME.fullmatch(text) is not None
+
+
+def _is_dotted(text: str) -> bool:
+    return _DOTTED_NAME.fullmatch(text) is not None
+
+
+class _Lowerer:
+    def __init__(self, loaded: LoadedProgram, diagnostics: Diagnostics) -> None:
+        self.loaded = loaded
+        self.d = diagnostics
+        self.map = SourceMap()
+        self.used: set[tuple[str, str]] = set()
+        self.tool_decls: dict[str, ast.ToolDecl] = {}
+        self.state_types: dict[str, ast.TypeExpr] = {}
+        self.state_globs: list[tuple[str, ast.TypeExpr]] = []
+        #: tool -> parameter -> its (well-typed) default
+        self.defaults: dict[str, dict[str, Any]] = {}
+
+    # -- helpers -----------------------------------------------------------------------------
+
+    def declarations(self) -> Iterator[tuple[ParsedFile, ast.Declaration]]:
+        for parsed in self.loaded.files:
+            for decl in parsed.module.declarations:
+                yield parsed, decl
+
+    def declare(self, table: dict[str, Origin], kind: str, name: ast.Name, origin: Origin) -> bool:
+        """Register a name; a duplicate is an error pointing at the first. False if taken."""
+        first = table.get(name.text)
+        if first is not None:
+            self.d.error(
+                "CL0201",
+                f"{kind} `{name.text}` is declared twice",
+                origin.source,
+                name.span,
+                label="declared again here",
+                related=[first.label("first declared here", _name_span(first.node), primary=False)],
+            )
+            return False
+        table[name.text] = origin
+        return True
+
+    def plain(self, source: Source, name: ast.Name, what: str) -> bool:
+        if _is_plain(name.text):
+            return True
+        self.d.error(
+            "CL0208",
+            f"{what} `{name.text}` must be a plain name",
+            source,
+            name.span,
+            help="names use letters, digits and `_` (no dots or `*`)",
+        )
+        return False
+
+    def dotted(self, source: Source, name: ast.Name, what: str) -> bool:
+        if _is_dotted(name.text):
+            return True
+        self.d.error(
+            "CL0208",
+            f"{what} `{name.text}` is not a valid name",
+            source,
+            name.span,
+            help="use letters, digits, `_` and dots between parts (no `*` here)",
+        )
+        return False
+
+    def no_columns(self, source: Source, value: ast.Value) -> Any:
+        """The value, with any `$column` (only meaningful in tests) reported and replaced by
+        its text so that nothing downstream trips over it."""
+        found = _columns(value.value)
+        if not found:
+            return value.value
+        self.d.error(
+            "CL0214", f"`${found[0]}` can only be used in a test table", source, value.span
+        )
+        return _without_columns(value.value)
+
+    # -- tools -------------------------------------------------------------------------------
+
+    def tools(self) -> list[ir.ToolSchema]:
+        out = []
+        for parsed, decl in self.declarations():
+            if not isinstance(decl, ast.ToolDecl):
+                continue
+            source = parsed.source
+            if not self.dotted(source, decl.name, "tool name"):
+                continue
+            if not self.declare(self.map.tools, "tool", decl.name, Origin(source, decl)):
+                continue
+            self.tool_decls[decl.name.text] = decl
+            out.append(self.tool(source, decl))
+        return out
+
+    def check_type(self, source: Source, type_: ast.TypeExpr) -> None:
+        for name in unknown_simple_types(type_):
+            self.d.error(
+                "CL0204",
+                f"unknown type `{name.text}`",
+                source,
+                name.span,
+                help=suggest(name.text, ["string", "int", "float", "bool", "any", "object"])
+                or 'types: string, int, float, bool, any, object, list[T], map[T], "a" | "b"',
+            )
+
+    def tool(self, source: Source, decl: ast.ToolDecl) -> ir.ToolSchema:
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for param in decl.params:
+            self.plain(source, param.name, "parameter name")
+            self.check_type(source, param.type)
+            if param.name.text in properties:
+                self.d.error(
+                    "CL0215",
+                    f"parameter `{param.name.text}` is declared twice",
+                    source,
+                    param.name.span,
+                )
+                continue
+            schema = type_schema(param.type)
+            if param.default is not None:
+                default = self.no_columns(source, param.default)
+                problem = check_value(default, param.type)
+                if problem:
+                    self.d.error(
+                        "CL0205",
+                        f"default of `{param.name.text}` does not fit its type: {problem}",
+                        source,
+                        param.default.span,
+                    )
+                else:
+                    schema["default"] = default
+                    self.defaults.setdefault(decl.name.text, {})[param.name.text] = default
+            properties[param.name.text] = schema
+            if not param.optional and param.default is None:
+                required.append(param.name.text)
+        parameters: dict[str, Any] = {"type": "object", "properties": properties}
+        if required:
+            parameters["required"] = required
+        tool: dict[str, Any] = {
+            "name": decl.name.text,
+            "parameters": parameters,
+            "loc": loc_of(source, decl.span),
+        }
+        if decl.returns is not None:
+            self.check_type(source, decl.returns)
+            tool["returns"] = type_schema(decl.returns)
+        seen: dict[type, ast.Node] = {}
+        for item in decl.items:
+            if type(item) in seen:
+                self.d.error(
+                    "CL0212",
+                    f"`{_item_word(item)}` is given twice in tool `{decl.name.text}`",
+                    source,
+                    item.span,
+                    related=[Label(source, seen[type(item)].span, "first given here", False)],
+                )
+                continue
+            seen[type(item)] = item
+            if isinstance(item, ast.Description):
+                tool["description"] = item.text.value
+            elif isinstance(item, ast.Idempotent):
+                tool["idempotent"] = True
+            elif isinstance(item, ast.Cache):
+                if item.ttl.ms <= 0 or item.ttl.ms % 1000:
+                    self.d.error(
+                        "CL0213",
+                        f"cache TTL `{item.ttl.text}` must be a whole number of seconds",
+                        source,
+                        item.ttl.span,
+                        help="write it in s, m or h (CAR keeps whole seconds)",
+                    )
+                else:
+                    tool["cache_ttl_secs"] = item.ttl.ms // 1000
+            elif isinstance(item, ast.Rate):
+                if item.calls <= 0 or item.per.ms <= 0:
+                    self.d.error(
+                        "CL0217",
+                        "a rate needs at least one call per a non-zero interval",
+                        source,
+                        item.span,
+                    )
+                else:
+                    tool["rate_limit"] = ir.ToolRateLimit(
+                        max_calls=item.calls, interval_secs=item.per.ms / 1000
+                    )
+            elif isinstance(item, ast.ReversibilityItem):
+                tool["reversibility"] = item.word.text
+        return ir.ToolSchema.model_validate(tool)
+
+    # -- state -------------------------------------------------------------------------------
+
+    def state(self) -> tuple[list[ir.StateDecl], dict[str, Any]]:
+        decls: list[ir.StateDecl] = []
+        initial: dict[str, Any] = {}
+        for parsed, decl in self.declarations():
+            if not isinstance(decl, ast.StateDecl):
+                continue
+            source = parsed.source
+            for entry in decl.entries:
+                key = entry.key.text
+                glob = "*" in key
+                if glob and not all(part == "*" or _is_plain(part) for part in key.split(".")):
+                    self.d.error(
+                        "CL0208",
+                        f"state key `{key}` is not a valid key pattern",
+                        source,
+                        entry.key.span,
+                        help="`*` may only stand for a whole part of a dotted key: `build.*`",
+                    )
+                    continue
+                if not glob and not self.dotted(source, entry.key, "state key"):
+                    continue
+                if not self.declare(self.map.state, "state key", entry.key, Origin(source, entry)):
+                    continue
+                self.check_type(source, entry.type)
+                if glob:
+                    self.state_globs.append((key, entry.type))
+                else:
+                    self.state_types[key] = entry.type
+                if entry.default is not None:
+                    self.no_columns(source, entry.default)
+                    if glob:
+                        self.d.error(
+                            "CL0205",
+                            f"the key pattern `{key}` cannot have an initial value",
+                            source,
+                            entry.default.span,
+                        )
+                    else:
+                        problem = check_value(entry.default.value, entry.type)
+                        if problem:
+                            self.d.error(
+                                "CL0205",
+                                f"initial value of `{key}` does not fit its type: {problem}",
+                                source,
+                                entry.default.span,
+                            )
+                        initial[key] = entry.default.value
+                decls.append(
+                    ir.StateDecl(
+                        key=key,
+                        type=type_schema(entry.type) or None,
+                        loc=loc_of(source, entry.span),
+                    )
+                )
+        return decls, initial
+
+    def state_type(self, key: str) -> ast.TypeExpr | None | bool:
+        """The declared type of a key; True when declared as `any`-like without a type, False
+        when no declaration covers it (None: no state declared at all)."""
+        if not self.state_types and not self.state_globs:
+            return None
+        if key in self.state_types:
+            return self.state_types[key]
+        for pattern, type_ in self.state_globs:
+            prefix = pattern[:-1] if pattern.endswith("*") else pattern
+            if _glob_match(pattern, key) or (pattern.endswith(".*") and key.startswith(prefix)):
+                return type_
+        return False
+
+    def touch_key(self, source: Source, name: ast.Name, value: ast.Value | None = None) -> None:
+        """A proposal reads or writes `name`: it should be declared, and a written value should
+        fit the declared type."""
+        if not self.dotted(source, name, "state key"):
+            return
+        declared = self.state_type(name.text)
+        if declared is None:
+            return
+        if declared is False:
+            known = list(self.state_types) + [p for p, _ in self.state_globs]
+            self.d.warning(
+                "CL0206",
+                f"state key `{name.text}` is not declared",
+                source,
+                name.span,
+                help=suggest(name.text, known) or "declare it in a `state { }` block",
+            )
+            return
+        self.used.add(("state", name.text))
+        if value is not None and isinstance(
+            declared, (ast.SimpleType, ast.ListType, ast.MapType, ast.EnumType)
+        ):
+            problem = check_value(value.value, declared)
+            if problem:
+                self.d.error(
+                    "CL0205",
+                    f"value for `{name.text}` does not fit its declared type: {problem}",
+                    source,
+                    value.span,
+                    help=f"`{name.text}` is declared as {describe_type(declared)}",
+                )
+
+    # -- capabilities and budgets ------------------------------------------------------------
+
+    def capabilities(self) -> list[ir.Capability]:
+        out = []
+        for parsed, decl in self.declarations():
+            if not isinstance(decl, ast.CapabilityDecl):
+                continue
+            source = parsed.source
+            if not self.plain(source, decl.name, "capability name"):
+                continue
+            if not self.declare(
+                self.map.capabilities, "capability", decl.name, Origin(source, decl)
+            ):
+                continue
+            allowed: list[str] = []
+            denied: list[str] = []
+            keys: list[str] = []
+            max_actions: int | None = None
+            for item in decl.items:
+                if isinstance(item, ast.ToolsAllow):
+                    allowed += [n.text for n in item.allow]
+                    denied += [n.text for n in item.deny]
+                    self.use_tool_patterns(item.allow + item.deny)
+                elif isinstance(item, ast.ToolsDeny):
+                    denied += [n.text for n in item.deny]
+                elif isinstance(item, ast.StateAllow):
+                    keys += [n.text for n in item.allow]
+                elif isinstance(item, ast.MaxActions):
+                    if max_actions is not None:
+                        self.d.error("CL0212", "`max_actions` is given twice", source, item.span)
+                    max_actions = item.count
+            out.append(
+                ir.Capability(
+                    name=decl.name.text,
+                    allowed_tools=allowed,
+                    denied_tools=denied,
+                    allowed_state_keys=keys,
+                    max_actions=max_actions,
+                    loc=loc_of(source, decl.span),
+                )
+            )
+        return out
+
+    def budgets(self) -> list[ir.Budget]:
+        out = []
+        for parsed, decl in self.declarations():
+            if not isinstance(decl, ast.BudgetDecl):
+                continue
+            source = parsed.source
+            if not self.plain(source, decl.name, "budget name"):
+                continue
+            if not self.declare(self.map.budgets, "budget", decl.name, Origin(source, decl)):
+                continue
+            fields: dict[str, Any] = {"name": decl.name.text, "loc": loc_of(source, decl.span)}
+            for item in decl.items:
+                if isinstance(item, ast.MaxActions):
+                    key, value = "max_actions", item.count
+                elif isinstance(item, ast.MaxToolCalls):
+                    key, value = "max_tool_calls", item.count
+                else:
+                    key, value = "max_duration_ms", item.duration.ms
+                if key in fields:
+                    self.d.error(
+                        "CL0212", f"`{_item_word(item)}` is given twice", source, item.span
+                    )
+                fields[key] = value
+            out.append(ir.Budget.model_validate(fields))
+        return out
+
+    def use_tool_patterns(self, names: Iterable[ast.Name]) -> None:
+        for name in names:
+            if name.text in self.tool_decls:
+                self.used.add(("tool", name.text))
+
+    # -- policies ----------------------------------------------------------------------------
+
+    def policies(self) -> list[Any]:
+        out: list[Any] = []
+        keyword_rules = 0
+        for parsed, decl in self.declarations():
+            source = parsed.source
+            written: ast.Value | None = getattr(decl, "message", None)
+            message = written.value if written is not None else ""
+            loc = loc_of(source, decl.span)
+            if isinstance(decl, ast.PolicyDecl):
+                if not self.plain(source, decl.name, "policy name"):
+                    continue
+                if not self.declare(self.map.policies, "policy", decl.name, Origin(source, decl)):
+                    continue
+                self.check_targets(source, decl.targets)
+                policy: dict[str, Any] = {
+                    "rule": "cel",
+                    "name": decl.name.text,
+                    "effect": decl.effect.text,
+                    "tools": [t.text for t in decl.targets],
+                    "message": message,
+                    "loc": loc,
+                }
+                if decl.when is not None:
+                    policy["when"] = decl.when.text
+                    policy["when_loc"] = loc_of(source, decl.when.span)
+                out.append(ir.CelPolicy.model_validate(policy))
+            elif isinstance(decl, ast.DenyToolDecl):
+                self.check_targets(source, decl.tools)
+                for tool in decl.tools:
+                    name = ast.Name(f"deny_tool:{tool.text}", span=tool.span)
+                    if self.declare(self.map.policies, "rule", name, Origin(source, decl)):
+                        out.append(
+                            ir.DenyToolRule(
+                                name=name.text, tool=tool.text, message=message, loc=loc
+                            )
+                        )
+            elif isinstance(decl, ast.DenyKeywordDecl):
+                keywords = decl.keywords.value
+                if not keywords or not all(isinstance(k, str) and k for k in keywords):
+                    self.d.error(
+                        "CL0504",
+                        "deny_keyword needs a list of non-empty strings",
+                        source,
+                        decl.keywords.span,
+                    )
+                    continue
+                keyword_rules += 1
+                label = "deny_keyword" if keyword_rules == 1 else f"deny_keyword:{keyword_rules}"
+                self.map.policies[label] = Origin(source, decl)
+                out.append(
+                    ir.DenyKeywordRule(name=label, keywords=keywords, message=message, loc=loc)
+                )
+            elif isinstance(
+                decl, (ast.DenyToolParamDecl, ast.AllowToolParamDecl, ast.DenyToolParamMatchingDecl)
+            ):
+                rule = self.param_rule(source, decl, message, loc)
+                if rule is not None:
+                    out.append(rule)
+            elif isinstance(decl, ast.RateLimitToolDecl):
+                self.check_targets(source, (decl.tool,))
+                name = ast.Name(f"rate_limit_tool:{decl.tool.text}", span=decl.tool.span)
+                if decl.calls <= 0 or decl.per.ms <= 0:
+                    self.d.error(
+                        "CL0217",
+                        "a rate needs at least one call per a non-zero interval",
+                        source,
+                        decl.span,
+                    )
+                elif self.declare(self.map.policies, "rule", name, Origin(source, decl)):
+                    out.append(
+                        ir.RateLimitToolRule(
+                            name=name.text,
+                            tool=decl.tool.text,
+                            max_calls=decl.calls,
+                            interval_secs=decl.per.ms / 1000,
+                            message=message,
+                            loc=loc,
+                        )
+                    )
+            elif isinstance(decl, ast.RequireStateDecl):
+                self.no_columns(source, decl.value)
+                self.touch_key(source, decl.key)
+                name = ast.Name(f"require_state:{decl.key.text}", span=decl.key.span)
+                if self.declare(self.map.policies, "rule", name, Origin(source, decl)):
+                    out.append(
+                        ir.RequireStateRule(
+                            name=name.text,
+                            key=decl.key.text,
+                            value=decl.value.value,
+                            message=message,
+                            loc=loc,
+                        )
+                    )
+        return out
+
+    def check_targets(self, source: Source, targets: Iterable[ast.Name]) -> None:
+        """A policy or rule names tools: warn when a name or pattern matches none declared."""
+        from carlang_runtime.globs import GlobSet
+
+        for target in targets:
+            matcher = GlobSet([target.text])
+            matched = [t for t in self.tool_decls if matcher.matches(t)]
+            for tool in matched:
+                self.used.add(("tool", tool))
+            if not matched and self.tool_decls:
+                self.d.warning(
+                    "CL0502",
+                    f"`{target.text}` matches no declared tool",
+                    source,
+                    target.span,
+                    help=suggest(target.text, self.tool_decls),
+                )
+
+    def param_rule(self, source: Source, decl: Any, message: str, loc: ir.SourceLoc) -> Any:
+        target = decl.target.text
+        tool, _, param = target.rpartition(".")
+        if not tool or not param:
+            self.d.error(
+                "CL0504",
+                f"`{target}` must name a tool and a parameter: `tool.param`",
+                source,
+                decl.target.span,
+            )
+            return None
+        self.check_targets(source, (ast.Name(tool, span=decl.target.span),))
+        tool_decl = self.tool_decls.get(tool)
+        if tool_decl is not None and param not in {p.name.text for p in tool_decl.params}:
+            self.d.warning(
+                "CL0502",
+                f"tool `{tool}` has no parameter `{param}`",
+                source,
+                decl.target.span,
+                help=suggest(param, [p.name.text for p in tool_decl.params]),
+            )
+        if isinstance(decl, ast.DenyToolParamDecl):
+            kind, fields = "deny_tool_param", {}
+            if decl.test == "equals" and decl.operand is not None:
+                fields["equals"] = decl.operand.value
+            elif decl.test == "contains" and decl.operand is not None:
+                if not isinstance(decl.operand.value, str):
+                    self.d.error("CL0504", "`contains` takes a string", source, decl.operand.span)
+                    return None
+                fields["contains"] = decl.operand.value
+            rule_class: Any = ir.DenyToolParamRule
+        elif isinstance(decl, ast.AllowToolParamDecl):
+            kind = "allow_tool_param"
+            if not isinstance(decl.allowed.value, list) or not decl.allowed.value:
+                self.d.error(
+                    "CL0504",
+                    "allow_tool_param needs a non-empty list of values",
+                    source,
+                    decl.allowed.span,
+                )
+                return None
+            fields, rule_class = {"allow": decl.allowed.value}, ir.AllowToolParamRule
+        else:
+            kind = "deny_tool_param_matching"
+            if not self.valid_regex(source, decl.pattern):
+                return None
+            fields, rule_class = {"matches": decl.pattern.value}, ir.DenyToolParamMatchingRule
+        name = ast.Name(f"{kind}:{tool}.{param}", span=decl.target.span)
+        if not self.declare(self.map.policies, "rule", name, Origin(source, decl)):
+            return None
+        return rule_class(
+            name=name.text, tool=tool, param=param, message=message, loc=loc, **fields
+        )
+
+    def valid_regex(self, source: Source, pattern: ast.Value) -> bool:
+        import re2  # google-re2, installed with cel-python: the RE2 syntax CAR's regex crate uses
+
+        try:
+            re2.compile(pattern.value)
+            return True
+        except re2.error as exc:
+            reason = exc.args[0] if exc.args else exc
+            if isinstance(reason, bytes):
+                reason = reason.decode("utf-8", "replace")
+            self.d.error(
+                "CL0503",
+                f"invalid regular expression: {reason}",
+                source,
+                pattern.span,
+                help="patterns use RE2 syntax (no backreferences or lookaround)",
+            )
+            return False
+
+    # -- proposals ---------------------------------------------------------------------------
+
+    def proposals(
+        self, capabilities: dict[str, ir.Capability], budgets: dict[str, ir.Budget]
+    ) -> list[ir.ActionProposal]:
+        out = []
+        for parsed, decl in self.declarations():
+            if not isinstance(decl, ast.ProposalDecl):
+                continue
+            source = parsed.source
+            if not self.plain(source, decl.name, "proposal name"):
+                continue
+            if not self.declare(self.map.proposals, "proposal", decl.name, Origin(source, decl)):
+                continue
+            out.append(self.proposal(source, decl, capabilities, budgets))
+        return out
+
+    def proposal(
+        self,
+        source: Source,
+        decl: ast.ProposalDecl,
+        capabilities: dict[str, ir.Capability],
+        budgets: dict[str, ir.Budget],
+    ) -> ir.ActionProposal:
+        fields: dict[str, Any] = {
+            "id": decl.name.text,
+            "source": decl.source.value if decl.source is not None else "unknown",
+            "loc": loc_of(source, decl.span),
+        }
+        for name in decl.under:
+            kind = (
+                "capability"
+                if name.text in capabilities
+                else "budget"
+                if name.text in budgets
+                else None
+            )
+            if kind is None:
+                self.d.error(
+                    "CL0202",
+                    f"`{name.text}` is neither a capability nor a budget",
+                    source,
+                    name.span,
+                    help=suggest(name.text, [*capabilities, *budgets]),
+                )
+                continue
+            if kind in fields:
+                self.d.error(
+                    "CL0216",
+                    f"proposal `{decl.name.text}` runs under two {kind} declarations",
+                    source,
+                    name.span,
+                    help=f"name one {kind} and at most one other",
+                )
+                continue
+            fields[kind] = name.text
+            self.used.add((kind, name.text))
+        actions = []
+        for item in decl.items:
+            if isinstance(item, ast.ContextDecl):
+                self.no_columns(source, item.data)
+                fields["context"] = {**fields.get("context", {}), **item.data.value}
+                continue
+            if not self.plain(source, item.name, "action name"):
+                continue
+            self.map.actions.setdefault((decl.name.text, item.name.text), Origin(source, item))
+            actions.append(self.action(source, item))
+        fields["actions"] = actions
+        return ir.ActionProposal.model_construct(**{**_proposal_defaults(), **fields})
+
+    def call_parameters(self, source: Source, call: ast.Call) -> dict[str, Any]:
+        """A call's arguments, checked against the tool's signature, plus declared defaults."""
+        params: dict[str, Any] = {}
+        for arg in call.args:
+            if arg.name.text in params:
+                self.d.error(
+                    "CL0215", f"argument `{arg.name.text}` is given twice", source, arg.name.span
+                )
+            params[arg.name.text] = self.no_columns(source, arg.value)
+        decl = self.tool_decls.get(call.tool.text)
+        if decl is None:
+            return params  # verify reports the unknown tool, with a suggestion
+        self.used.add(("tool", decl.name.text))
+        declared = {p.name.text: p for p in decl.params}
+        for arg in call.args:
+            if arg.name.text not in declared:
+                self.d.error(
+                    "CL0203",
+                    f"tool `{decl.name.text}` has no parameter `{arg.name.text}`",
+                    source,
+                    arg.name.span,
+                    help=suggest(arg.name.text, declared) or _signature(decl),
+                )
+        for name, default in self.defaults.get(decl.name.text, {}).items():
+            params.setdefault(name, default)
+        return params
+
+    def action(self, source: Source, decl: ast.ActionDecl) -> ir.Action:
+        action: dict[str, Any] = {"id": decl.name.text, "loc": loc_of(source, decl.span)}
+        dependencies: list[str] = []
+        kind = decl.kind
+        tool_decl: ast.ToolDecl | None = None
+        if isinstance(kind, ast.Call):
+            action["type"] = ir.ActionType.TOOL_CALL
+            action["tool"] = kind.tool.text
+            action["parameters"] = self.call_parameters(source, kind)
+            tool_decl = self.tool_decls.get(kind.tool.text)
+        elif isinstance(kind, ast.SetState):
+            self.no_columns(source, kind.value)
+            self.touch_key(source, kind.key, kind.value)
+            action["type"] = ir.ActionType.STATE_WRITE
+            action["parameters"] = {"key": kind.key.text, "value": kind.value.value}
+        elif isinstance(kind, ast.ReadState):
+            self.touch_key(source, kind.key)
+            action["type"] = ir.ActionType.STATE_READ
+            action["parameters"] = {"key": kind.key.text}
+            dependencies.append(kind.key.text)
+        else:
+            condition = kind.condition
+            self.touch_key(source, condition.key)
+            action["type"] = ir.ActionType.ASSERTION
+            action["parameters"] = _assertion_parameters(condition)
+            if condition.value is not None:
+                self.no_columns(source, condition.value)
+            if condition.op != "not_exists":
+                dependencies.append(condition.key.text)
+        if decl.after:
+            action["depends_on"] = [
+                n.text for n in decl.after if self.plain(source, n, "action name")
+            ]
+        if tool_decl is not None:
+            for item in tool_decl.items:
+                if isinstance(item, ast.Idempotent):
+                    action["idempotent"] = True
+                elif isinstance(item, ast.ReversibilityItem):
+                    action["reversibility"] = item.word.text
+        self.action_items(source, decl, action, dependencies)
+        if dependencies:
+            action["state_dependencies"] = list(dict.fromkeys(dependencies))
+        return ir.Action.model_construct(**{**_action_defaults(), **action})
+
+    def action_items(
+        self, source: Source, decl: ast.ActionDecl, action: dict[str, Any], dependencies: list[str]
+    ) -> None:
+        preconditions = []
+        effects: dict[str, Any] = {}
+        reversibility_given = False
+        seen: dict[str, ast.Node] = {}
+        for item in decl.items or ():
+            word = _item_word(item)
+            if word in seen and word not in ("requires", "reads", "effects"):
+                self.d.error(
+                    "CL0212",
+                    f"`{word}` is given twice in action `{decl.name.text}`",
+                    source,
+                    item.span,
+                    related=[Label(source, seen[word].span, "first given here", False)],
+                )
+                continue
+            seen[word] = item
+            if isinstance(item, ast.Requires):
+                condition = item.condition
+                self.touch_key(source, condition.key)
+                if condition.value is not None:
+                    self.no_columns(source, condition.value)
+                preconditions.append(
+                    ir.Precondition(
+                        key=condition.key.text,
+                        operator=_OPERATORS[condition.op],
+                        value=condition.value.value if condition.value is not None else None,
+                        description=item.description.value if item.description is not None else "",
+                    )
+                )
+            elif isinstance(item, ast.Reads):
+                for key in item.keys:
+                    self.touch_key(source, key)
+                    dependencies.append(key.text)
+            elif isinstance(item, ast.Effects):
+                for effect in item.entries:
+                    self.no_columns(source, effect.value)
+                    self.touch_key(source, effect.key, effect.value)
+                    if effect.key.text in effects:
+                        self.d.error(
+                            "CL0215",
+                            f"effect on `{effect.key.text}` is given twice",
+                            source,
+                            effect.key.span,
+                        )
+                    effects[effect.key.text] = effect.value.value
+            elif isinstance(item, ast.Retry):
+                action["failure_behavior"] = ir.FailureBehavior.RETRY
+                action["max_retries"] = item.count
+            elif isinstance(item, ast.OnFailure):
+                action["failure_behavior"] = ir.FailureBehavior(item.word.text)
+            elif isinstance(item, ast.Timeout):
+                if item.duration.ms <= 0:
+                    self.d.error(
+                        "CL0213", "a timeout must be longer than zero", source, item.duration.span
+                    )
+                action["timeout_ms"] = item.duration.ms
+            elif isinstance(item, ast.Idempotent):
+                action["idempotent"] = True
+            elif isinstance(item, ast.ReversibilityItem):
+                action["reversibility"] = ir.Reversibility(item.word.text)
+                reversibility_given = True
+            elif isinstance(item, ast.Compensate):
+                parameters = self.call_parameters(source, item.call)
+                action["compensation"] = ir.ToolCompensation(
+                    tool=item.call.tool.text, parameters=parameters
+                )
+            elif isinstance(item, ast.CompensateWith):
+                action["compensation"] = ir.ActionRefCompensation(action_id=item.action.text)
+            elif isinstance(item, ast.Meta):
+                self.no_columns(source, item.data)
+                action["metadata"] = item.data.value
+            elif isinstance(item, ast.Mode):
+                action["invocation_mode"] = ir.InvocationMode(item.word.text)
+        if "compensation" in action and not reversibility_given:
+            action["reversibility"] = ir.Reversibility.COMPENSABLE
+        if preconditions:
+            action["preconditions"] = preconditions
+        if effects:
+            action["expected_effects"] = effects
+        if "reversibility" in action:
+            action["reversibility"] = ir.Reversibility(action["reversibility"])
+
+    # -- plans -------------------------------------------------------------------------------
+
+    def plans(self, proposals: set[str]) -> list[ir.Plan]:
+        out = []
+        for parsed, decl in self.declarations():
+            if not isinstance(decl, ast.PlanDecl):
+                continue
+            source = parsed.source
+            if not self.plain(source, decl.name, "plan name"):
+                continue
+            if not self.declare(self.map.plans, "plan", decl.name, Origin(source, decl)):
+                continue
+            candidates: list[str] = []
+            target: dict[str, Any] = {}
+            settings: dict[str, float] = {}
+            for item in decl.items:
+                if isinstance(item, ast.Candidates):
+                    for name in item.names:
+                        if name.text not in proposals:
+                            self.d.error(
+                                "CL0202",
+                                f"no proposal is called `{name.text}`",
+                                source,
+                                name.span,
+                                help=suggest(name.text, proposals),
+                            )
+                        elif name.text in candidates:
+                            self.d.error(
+                                "CL0215", f"`{name.text}` is a candidate twice", source, name.span
+                            )
+                        else:
+                            candidates.append(name.text)
+                elif isinstance(item, ast.CostWeight):
+                    weight = item.value.value
+                    if not 0.0 <= float(weight) <= 1.0:
+                        self.d.error(
+                            "CL0217", "cost_weight must be between 0 and 1", source, item.value.span
+                        )
+                    else:
+                        target["cost_weight"] = float(weight)
+                elif isinstance(item, ast.Target):
+                    for entry in item.items:
+                        if entry.kind == "duration":
+                            assert entry.duration is not None
+                            target["target_duration_ms"] = float(entry.duration.ms)
+                        else:
+                            target[f"target_{entry.kind}"] = entry.count
+                elif isinstance(item, ast.Setting):
+                    if not self.plain(source, item.name, "setting name"):
+                        continue
+                    settings[item.name.text] = float(item.value.value)
+            if not candidates:
+                self.d.error(
+                    "CL0217",
+                    f"plan `{decl.name.text}` has no candidates",
+                    source,
+                    decl.name.span,
+                    help="add `candidates proposal_a, proposal_b`",
+                )
+            plan: dict[str, Any] = {
+                "name": decl.name.text,
+                "candidates": candidates,
+                "settings": settings,
+                "loc": loc_of(source, decl.span),
+            }
+            if target:
+                plan["cost_target"] = ir.CostTarget(**target)
+            out.append(ir.Plan.model_validate(plan))
+        return out
+
+    # -- all ---------------------------------------------------------------------------------
+
+    def run(self) -> LowerResult:
+        tools = self.tools()
+        state, initial = self.state()
+        capabilities = self.capabilities()
+        budgets = self.budgets()
+        policies = self.policies()
+        proposals = self.proposals({c.name: c for c in capabilities}, {b.name: b for b in budgets})
+        plans = self.plans({p.id for p in proposals})
+        for parsed, decl in self.declarations():
+            if isinstance(decl, ast.TestDecl):
+                self.map.tests.append(Origin(parsed.source, decl))
+        program = ir.Program.model_construct(
+            version=1,
+            tools=tools,
+            state=state,
+            initial_state=initial,
+            capabilities=capabilities,
+            budgets=budgets,
+            policies=policies,
+            proposals=proposals,
+            plans=plans,
+        )
+        return LowerResult(program, self.map, self.used)
+
+
+def lower(loaded: LoadedProgram, diagnostics: Diagnostics) -> LowerResult:
+    """Lower every file of a loaded program into one `ir.Program`, reporting problems."""
+    return _Lowerer(loaded, diagnostics).run()
+
+
+# -- small helpers -----------------------------------------------------------------------------
+
+
+def _action_defaults() -> dict[str, Any]:
+    # Every field, given explicitly: `model_construct` skips validation (the compiler builds
+    # valid values) but resolving a default factory costs pydantic an `inspect.signature`.
+    return {
+        "tool": None,
+        "parameters": {},
+        "preconditions": [],
+        "expected_effects": {},
+        "state_dependencies": [],
+        "read_set": [],
+        "write_set": [],
+        "assumptions": [],
+        "invocation_mode": ir.InvocationMode.ONE_SHOT,
+        "reversibility": ir.Reversibility.IRREVERSIBLE,
+        "compensation": None,
+        "idempotent": False,
+        "max_retries": 3,
+        "failure_behavior": ir.FailureBehavior.ABORT,
+        "timeout_ms": None,
+        "metadata": {},
+        "depends_on": [],
+        "loc": None,
+    }
+
+
+def _proposal_defaults() -> dict[str, Any]:
+    return {
+        "source": "unknown",
+        "timestamp": None,
+        "context": {},
+        "capability": None,
+        "budget": None,
+        "loc": None,
+    }
+
+
+def _assertion_parameters(condition: ast.Condition) -> dict[str, Any]:
+    value = condition.value.value if condition.value is not None else None
+    if condition.op == "==":
+        return {"key": condition.key.text, "expected": value}
+    params: dict[str, Any] = {"key": condition.key.text, "operator": _OPERATORS[condition.op]}
+    if condition.value is not None:
+        params["value"] = value
+    return params
+
+
+def _columns(value: Any) -> list[str]:
+    if isinstance(value, ast.Column):
+        return [value.name]
+    if isinstance(value, list):
+        return [c for item in value for c in _columns(item)]
+    if isinstance(value, dict):
+        return [c for item in value.values() for c in _columns(item)]
+    return []
+
+
+def _without_columns(value: Any) -> Any:
+    if isinstance(value, ast.Column):
+        return f"${value.name}"
+    if isinstance(value, list):
+        return [_without_columns(item) for item in value]
+    if isinstance(value, dict):
+        return {key: _without_columns(item) for key, item in value.items()}
+    return value
+
+
+def _glob_match(pattern: str, key: str) -> bool:
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(key, pattern)
+
+
+def _name_span(node: Any) -> Span:
+    name = getattr(node, "name", None) or getattr(node, "key", None)
+    return name.span if isinstance(name, ast.Name) else node.span
+
+
+def _signature(decl: ast.ToolDecl) -> str:
+    params = ", ".join(p.name.text + ("?" if p.optional else "") for p in decl.params)
+    return f"the signature is {decl.name.text}({params})"
+
+
+_ITEM_WORDS = {
+    ast.Description: "description",
+    ast.Idempotent: "idempotent",
+    ast.Cache: "cache",
+    ast.Rate: "rate",
+    ast.ReversibilityItem: "reversibility",
+    ast.MaxActions: "max_actions",
+    ast.MaxToolCalls: "max_tool_calls",
+    ast.MaxDuration: "max_duration",
+    ast.Requires: "requires",
+    ast.Reads: "reads",
+    ast.Effects: "effects",
+    ast.Retry: "retry",
+    ast.OnFailure: "on_failure",
+    ast.Timeout: "timeout",
+    ast.Compensate: "compensate",
+    ast.CompensateWith: "compensate",
+    ast.Meta: "meta",
+    ast.Mode: "mode",
+}
+
+
+def _item_word(item: ast.Node) -> str:
+    return _ITEM_WORDS.get(type(item), type(item).__name__.lower())

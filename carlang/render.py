@@ -1,0 +1,194 @@
+"""Rendering diagnostics: human text (with the source line and a caret), JSON, and SARIF 2.1.0.
+
+No other module prints diagnostics; golden files use the plain text renderer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from carlang import __version__
+
+from .diagnostics import Diagnostic, Label
+
+__all__ = ["render_text", "render_json", "render_sarif", "summary_line"]
+
+
+def _caret_lines(label: Label, width: int) -> list[str]:
+    source, span = label.source, label.span
+    line, column = source.line_column(span.start)
+    text = source.line_text(line).replace("\t", " ")
+    end_line, end_column = source.line_column(max(span.end, span.start))
+    length = (end_column - column) if end_line == line else len(text) - column + 1
+    length = max(1, length)
+    gutter = " " * width
+    mark = ("^" if label.primary else "-") * length
+    suffix = f" {label.message}" if label.message else ""
+    return [f"{line:>{width}} | {text}", f"{gutter} | {' ' * (column - 1)}{mark}{suffix}"]
+
+
+def render_one(diagnostic: Diagnostic) -> str:
+    """`file:line:col: severity[CODE]: message`, the source with carets, help and notes."""
+    name, line, column = diagnostic.location()
+    where = f"{name}:{line}:{column}: " if line else (f"{name}: " if name else "")
+    out = [f"{where}{diagnostic.severity}[{diagnostic.code}]: {diagnostic.message}"]
+    labels = [label for label in diagnostic.labels if label.span]
+    if labels:
+        width = max(len(str(lab.source.line_column(lab.span.start)[0])) for lab in labels)
+        primary = labels[0]
+        for label in labels:
+            if label is not primary and label.source is not primary.source:
+                other, other_line, other_column = (
+                    label.source.name,
+                    *label.source.line_column(label.span.start),
+                )
+                out.append(f"{' ' * width} = {other}:{other_line}:{other_column}:")
+            out.extend(_caret_lines(label, width))
+    gutter = " " * (len(str(line)) if line else 1)
+    if diagnostic.help:
+        out.append(f"{gutter} = help: {diagnostic.help}")
+    for note in diagnostic.notes:
+        out.append(f"{gutter} = note: {note}")
+    return "\n".join(out)
+
+
+def summary_line(diagnostics: Sequence[Diagnostic], files: int) -> str:
+    """`N errors, N warnings in N files`."""
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    warnings = sum(1 for d in diagnostics if d.severity == "warning")
+    return f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {_plural(files, 'file')}"
+
+
+def _plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def render_text(diagnostics: Sequence[Diagnostic]) -> str:
+    """All diagnostics, separated by blank lines."""
+    return "\n\n".join(render_one(d) for d in diagnostics)
+
+
+def _position(label: Label) -> dict[str, Any]:
+    line, column = label.source.line_column(label.span.start)
+    end_line, end_column = label.source.line_column(label.span.end)
+    return {
+        "file": label.source.name,
+        "line": line,
+        "column": column,
+        "end_line": end_line,
+        "end_column": end_column,
+        "start": label.span.start,
+        "end": label.span.end,
+    }
+
+
+def render_json(diagnostics: Sequence[Diagnostic]) -> str:
+    """A stable JSON document: `{"version": 1, "diagnostics": [...]}`."""
+    from .codes import all_codes
+
+    names = {c.code: c.name for c in all_codes()}
+    items = []
+    for d in diagnostics:
+        items.append(
+            {
+                "code": d.code,
+                "name": names.get(d.code, ""),
+                "severity": d.severity,
+                "message": d.message,
+                "labels": [
+                    {**_position(lab), "message": lab.message, "primary": lab.primary}
+                    for lab in d.labels
+                    if lab.span
+                ],
+                "help": d.help,
+                "notes": list(d.notes),
+            }
+        )
+    return json.dumps({"version": 1, "diagnostics": items}, indent=2)
+
+
+_SARIF_LEVELS = {"error": "error", "warning": "warning", "info": "note"}
+
+
+def render_sarif(diagnostics: Sequence[Diagnostic]) -> str:
+    """SARIF 2.1.0, one run, the rules taken from the code registry."""
+    from .codes import all_codes
+
+    codes = {c.code: c for c in all_codes()}
+    used = sorted({d.code for d in diagnostics})
+    rules = [
+        {
+            "id": code,
+            "name": codes[code].name if code in codes else code,
+            "shortDescription": {"text": codes[code].summary if code in codes else code},
+            "defaultConfiguration": {
+                "level": _SARIF_LEVELS[codes[code].severity] if code in codes else "error"
+            },
+            "helpUri": f"https://carlang.dev/docs/codes#{code.lower()}",
+        }
+        for code in used
+    ]
+    results = []
+    for d in diagnostics:
+        result: dict[str, Any] = {
+            "ruleId": d.code,
+            "ruleIndex": used.index(d.code),
+            "level": _SARIF_LEVELS[d.severity],
+            "message": {"text": d.message + (f" (help: {d.help})" if d.help else "")},
+        }
+        primary = d.primary
+        if primary is not None and primary.span:
+            pos = _position(primary)
+            result["locations"] = [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": pos["file"], "uriBaseId": "%SRCROOT%"},
+                        "region": {
+                            "startLine": pos["line"],
+                            "startColumn": pos["column"],
+                            "endLine": pos["end_line"],
+                            "endColumn": max(pos["end_column"], pos["column"] + 1),
+                        },
+                    }
+                }
+            ]
+        related = [lab for lab in d.labels if not lab.primary and lab.span]
+        if related:
+            result["relatedLocations"] = [
+                {
+                    "id": n,
+                    "message": {"text": lab.message or "related"},
+                    "physicalLocation": {
+                        "artifactLocation": {
+                            "uri": _position(lab)["file"],
+                            "uriBaseId": "%SRCROOT%",
+                        },
+                        "region": {
+                            "startLine": _position(lab)["line"],
+                            "startColumn": _position(lab)["column"],
+                        },
+                    },
+                }
+                for n, lab in enumerate(related)
+            ]
+        results.append(result)
+    document = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "carlang",
+                        "version": __version__,
+                        "informationUri": "https://carlang.dev",
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(document, indent=2)

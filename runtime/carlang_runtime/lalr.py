@@ -1,0 +1,661 @@
+"""Running lark's LALR(1) tables without lark: the parse engine for carlang's grammar and for
+cel-python's CEL grammar.
+
+lark compiles a grammar into tables once (`build_tables`, which needs lark); the tables are
+saved as JSON (checked in next to each grammar, and tested to be current) and loaded here
+without importing lark, which is most of a CLI command's start-up otherwise. The engine keeps
+lark's semantics exactly:
+
+- the lexer is contextual (only the terminals the parser state accepts are tried, in lark's
+  order), with one global regex tried first and each state's own regex built only when the
+  global match does not fit the state;
+- each reduction shapes its children as lark's tree builder would (dropped punctuation,
+  `[x]` placeholders, inlined `_rules`, `?rules` that collapse to their one child), then calls
+  the builder's method for the rule (or makes a `Node` when it has none);
+- every reduction gets the exact span `(start, end)` of the characters it covers.
+
+Tokens are tuples `(type, text, start, end)`. Syntax errors are collected as `Problem`s; with a
+`Recovery`, parsing resumes at the next top-level declaration.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "Token",
+    "Node",
+    "Problem",
+    "Outcome",
+    "Recovery",
+    "Tables",
+    "Engine",
+    "build_tables",
+    "grammar_digest",
+]
+
+Token = tuple[str, str, int, int]
+END = "$END"
+_MISPLACED = "misplaced:"
+_BRACKETS = frozenset("{}()[]")
+_FORMAT = 1
+
+
+def grammar_digest(text: str) -> str:
+    """The identity of a grammar text (tables record the digest of the grammar they came from)."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:20]
+
+
+@dataclass(slots=True)
+class Node:
+    """A reduction with no builder method: what lark would make a `Tree`."""
+
+    data: str
+    children: list[Any]
+    span: tuple[int, int] = (0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    size: int
+    origin: str
+    name: str
+    include: tuple[tuple[int, bool, int], ...] | None
+    append_none: int
+    expand1: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Terminal:
+    name: str
+    pattern: str
+    literal: str | None  # the text, for a string terminal
+
+
+@dataclass
+class Tables:
+    """Everything the engine needs, in plain data (saved as JSON)."""
+
+    digest: str
+    flags: int
+    start_state: int
+    end_state: int
+    states: list[dict[str, int]]  # symbol -> n >= 0: shift to state n; n < 0: reduce rule -1-n
+    rules: list[_Rule]
+    terminals: list[_Terminal]  # in lark's lexer order
+    ignore: list[str]
+
+    def to_json(self) -> str:
+        """A compact JSON text of the tables."""
+        symbols = sorted({s for state in self.states for s in state})
+        index = {s: i for i, s in enumerate(symbols)}
+        data = {
+            "format": _FORMAT,
+            "digest": self.digest,
+            "flags": self.flags,
+            "start_state": self.start_state,
+            "end_state": self.end_state,
+            "symbols": symbols,
+            "states": [
+                [v for s, n in sorted(st.items()) for v in (index[s], n)] for st in self.states
+            ],
+            "rules": [
+                [
+                    r.size,
+                    r.origin,
+                    r.name,
+                    None if r.include is None else [list(i) for i in r.include],
+                    r.append_none,
+                    r.expand1,
+                ]
+                for r in self.rules
+            ],
+            "terminals": [[t.name, t.pattern, t.literal] for t in self.terminals],
+            "ignore": self.ignore,
+        }
+        return json.dumps(data, separators=(",", ":")) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Tables:
+        """Tables from `to_json` text."""
+        data = json.loads(text)
+        if data.get("format") != _FORMAT:
+            raise ValueError("unsupported table format")
+        symbols = data["symbols"]
+        states = [
+            dict(zip([symbols[i] for i in row[0::2]], row[1::2], strict=True))
+            for row in data["states"]
+        ]
+        rules = [
+            _Rule(
+                size,
+                origin,
+                name,
+                None if inc is None else tuple((i, bool(x), n) for i, x, n in inc),
+                append_none,
+                bool(expand1),
+            )
+            for size, origin, name, inc, append_none, expand1 in data["rules"]
+        ]
+        terminals = [
+            _Terminal(name, pattern, literal) for name, pattern, literal in data["terminals"]
+        ]
+        return cls(
+            data["digest"],
+            data["flags"],
+            data["start_state"],
+            data["end_state"],
+            states,
+            rules,
+            terminals,
+            data["ignore"],
+        )
+
+
+def build_tables(grammar: str, start: str, **options: Any) -> Tables:
+    """Compile a grammar with lark into `Tables` (the only function here that imports lark).
+    `options` are lark's (`g_regex_flags`, `propagate_positions`, ...); parser, lexer and
+    placeholder settings are taken from them as lark would."""
+    from lark import Lark
+    from lark.lexer import PatternStr
+    from lark.parse_tree_builder import maybe_create_child_filter
+    from lark.parsers.lalr_analysis import Shift
+
+    maybe_placeholders = options.pop("maybe_placeholders", True)
+    options.pop("lexer_callbacks", None)
+    lark = Lark(
+        grammar, parser="lalr", start=start, maybe_placeholders=maybe_placeholders, **options
+    )
+    table = lark.parser.parser._parse_table
+    rule_index = {rule: i for i, rule in enumerate(lark.rules)}
+    rules = []
+    for rule in lark.rules:
+        empty = (
+            list(rule.options.empty_indices)
+            if maybe_placeholders and rule.options.empty_indices
+            else None
+        )
+        made = maybe_create_child_filter(  # lark passes None the same way
+            rule.expansion,
+            rule.options.keep_all_tokens,
+            False,
+            empty,  # type: ignore[arg-type]
+        )
+        include: tuple[tuple[int, bool, int], ...] | None = None
+        append_none = 0
+        if made is not None:
+            args = made.args
+            if len(args) == 2:  # with placeholders: (to_include, append_none)
+                include = tuple((i, bool(x), n) for i, x, n in args[0])
+                append_none = args[1]
+            else:  # without: [(index, expand)]
+                include = tuple((i, bool(x), 0) for i, x in args[0])
+        rules.append(
+            _Rule(
+                len(rule.expansion),
+                rule.origin.name,
+                rule.alias or rule.origin.name,
+                include,
+                append_none,
+                bool(rule.options.expand1 and not rule.alias),
+            )
+        )
+    states: list[dict[str, int]] = [{} for _ in range(max(table.states) + 1)]
+    for state, actions in table.states.items():
+        states[state] = {
+            symbol: (arg if act is Shift else -1 - rule_index[arg])
+            for symbol, (act, arg) in actions.items()
+        }
+    ordered = sorted(
+        lark.terminals,
+        key=lambda t: (-t.priority, -t.pattern.max_width, -len(t.pattern.value), t.name),
+    )
+    terminals = [
+        _Terminal(
+            t.name,
+            t.pattern.to_regexp(),
+            t.pattern.value if isinstance(t.pattern, PatternStr) else None,
+        )
+        for t in ordered
+    ]
+    return Tables(
+        grammar_digest(grammar),
+        int(options.get("g_regex_flags", 0)),
+        table.start_states[start],
+        table.end_states[start],
+        states,
+        rules,
+        terminals,
+        list(lark.lexer_conf.ignore),
+    )
+
+
+def load_tables(path: Path, grammar: str, start: str, **options: Any) -> Tables:
+    """The checked-in tables at `path` if they were built from `grammar`; otherwise built now
+    (with lark) so that a changed grammar is never parsed with stale tables."""
+    try:
+        tables = Tables.from_json(path.read_text("utf-8"))
+        if tables.digest == grammar_digest(grammar):
+            return tables
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return build_tables(grammar, start, **options)
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Where parsing failed: the offending token (None at a character that starts nothing),
+    the terminals that would have been accepted, and the brackets still open."""
+
+    position: int
+    token: Token | None
+    expected: frozenset[str]
+    open_brackets: tuple[tuple[str, int], ...]
+    after: Token | None
+
+
+@dataclass(slots=True)
+class Outcome:
+    """The builder's result for the whole input (None if nothing could be built), the syntax
+    problems, and the comments seen, as `(start, end)` offsets."""
+
+    value: Any
+    problems: list[Problem] = field(default_factory=list)
+    comments: list[tuple[int, int]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """How to resume after a syntax error: at a keyword from `keywords` that starts a line,
+    back at the last point where the parser could take `probe` (a declaration's first token)."""
+
+    keywords: frozenset[str]
+    probe: str
+    marker: str  # a nonterminal only top-level states can shift
+    max_errors: int = 20
+
+
+class _Scanner:
+    __slots__ = ("regex", "keywords")
+
+    def __init__(self, regex: re.Pattern[str], keywords: dict[str, str]) -> None:
+        self.regex = regex
+        self.keywords = keywords
+
+
+class Engine:
+    """Tables made runnable: lexers built lazily, parses run by `parse`."""
+
+    def __init__(
+        self,
+        tables: Tables,
+        *,
+        ident: str = "IDENT",
+        comment: str | None = None,
+        token_hook: Callable[[Token], Token] | None = None,
+        recovery: Recovery | None = None,
+    ) -> None:
+        self.tables = tables
+        self.ident = ident
+        self.token_hook = token_hook
+        self.recovery = recovery
+        self.flags = tables.flags
+        by_name = {t.name: t for t in tables.terminals}
+        self.terminal_order = {t.name: i for i, t in enumerate(tables.terminals)}
+        self.patterns = by_name
+        ignore = [by_name[name].pattern for name in tables.ignore]
+        self.skip = re.compile("(?:" + "|".join(ignore) + ")+", self.flags) if ignore else None
+        self.comment = re.compile(by_name[comment].pattern, self.flags) if comment else None
+        ident_re = re.compile(by_name[ident].pattern, self.flags) if ident in by_name else None
+        self.keyword_types = {
+            t.literal: t.name
+            for t in tables.terminals
+            if t.literal is not None and ident_re is not None and ident_re.fullmatch(t.literal)
+        }
+        self.literal_text = {t.name: t.literal for t in tables.terminals if t.literal is not None}
+        self.accepts = [
+            frozenset(k for k in state if k.isupper() or k == END) for state in tables.states
+        ]
+        self._state_scanner: dict[int, _Scanner] = {}
+        self._scanners: dict[frozenset[str], _Scanner] = {}
+        self.top_states = frozenset(
+            i
+            for i, state in enumerate(tables.states)
+            if recovery is not None and recovery.marker in state
+        )
+        # Everything a state could want, minus huge terminals only one state takes (CEL_TEXT):
+        # the first regex tried at every position.
+        everything = frozenset(by_name) - frozenset(tables.ignore)
+        usage = {name: sum(1 for a in self.accepts if name in a) for name in everything}
+        self.global_names = frozenset(
+            n for n in everything if len(by_name[n].pattern) < 400 or usage[n] > 2
+        )
+        self.global_scanner = self._scanner_for(self.global_names)
+
+    def _scanner_for(self, names: frozenset[str]) -> _Scanner:
+        scanner = self._scanners.get(names)
+        if scanner is None:
+            scanner = self._scanners[names] = self._build_scanner(names)
+        return scanner
+
+    def _build_scanner(self, names: frozenset[str]) -> _Scanner:
+        keywords: dict[str, str] = {}
+        alternatives = []
+        has_ident = self.ident in names
+        for t in self.tables.terminals:  # already in lark's order
+            if t.name not in names:
+                continue
+            if t.literal is not None and t.literal in self.keyword_types:
+                keywords[t.literal] = t.name
+                if has_ident:
+                    continue  # read as an identifier, then recognised as this keyword
+                pattern = re.escape(t.literal) + r"(?![A-Za-z0-9_])"
+            else:
+                pattern = t.pattern
+            alternatives.append(f"(?P<{t.name}>{pattern})")
+        regex = re.compile("|".join(alternatives) if alternatives else r"(?!x)x", self.flags)
+        return _Scanner(regex, keywords)
+
+    def state_scanner(self, state: int) -> _Scanner:
+        """The contextual lexer of one parser state."""
+        scanner = self._state_scanner.get(state)
+        if scanner is None:
+            names = self.accepts[state] - {END}
+            scanner = self._state_scanner[state] = self._scanner_for(frozenset(names))
+        return scanner
+
+    def callbacks(self, builder: object) -> list[Callable[[list[Any], tuple[int, int]], Any]]:
+        """One callable per rule: shape the children as lark does, then call the builder."""
+        return [_shaper(rule, builder) for rule in self.tables.rules]
+
+    def parse(self, text: str, builder: object) -> Outcome:
+        """Parse `text`, calling `builder.<rule>(*children)` (with `builder.span` set) for
+        every reduction that has a method, and making `Node`s for the rest."""
+        return _Run(self, text, builder).run()
+
+
+def _shaper(rule: _Rule, builder: object) -> Callable[[list[Any], tuple[int, int]], Any]:
+    method = getattr(builder, rule.name, None) if not rule.name.startswith("_") else None
+    name, include, append_none, expand1 = rule.name, rule.include, rule.append_none, rule.expand1
+
+    def shape(children: list[Any], span: tuple[int, int]) -> Any:
+        if include is None:
+            filtered = children
+        else:
+            filtered = []
+            for i, to_expand, add_none in include:
+                if add_none:
+                    filtered += [None] * add_none
+                if to_expand:
+                    if filtered:
+                        filtered += children[i].children
+                    else:  # lark's optimisation for left recursion: reuse the list
+                        filtered = children[i].children
+                else:
+                    filtered.append(children[i])
+            if append_none:
+                filtered += [None] * append_none
+        if expand1 and len(filtered) == 1:
+            return filtered[0]
+        if method is None:
+            return Node(name, filtered, span)
+        builder.span = span  # type: ignore[attr-defined]
+        return method(*filtered)
+
+    return shape
+
+
+class _Run:
+    """One parse: the stacks, the position and the problems found so far."""
+
+    def __init__(self, engine: Engine, text: str, builder: object) -> None:
+        self.engine = engine
+        self.text = text
+        self.callbacks = engine.callbacks(builder)
+        self.states = engine.tables.states
+        self.rules = engine.tables.rules
+        self.state_stack = [engine.tables.start_state]
+        self.value_stack: list[Any] = []
+        self.span_stack: list[tuple[int, int]] = []
+        self.pos = 0
+        self.outcome = Outcome(None)
+        self.brackets: list[tuple[str, int]] = []
+        self.checkpoint: tuple[list[int], list[Any], list[tuple[int, int]]] | None = None
+        self.last: Token | None = None
+
+    # -- lexing ------------------------------------------------------------------------------
+
+    def skip_ignored(self) -> None:
+        """Move past ignored text (whitespace, comments), recording comments."""
+        skip = self.engine.skip
+        if skip is None:
+            return
+        match = skip.match(self.text, self.pos)
+        if match is None:
+            return
+        comment = self.engine.comment
+        if comment is not None and "#" in match.group():
+            for found in comment.finditer(self.text, self.pos, match.end()):
+                self.outcome.comments.append((found.start(), found.end()))
+        self.pos = match.end()
+
+    def next_token(self) -> Token | None:
+        """The next token as the current state reads it; a token the state cannot take is
+        returned as misplaced; None at a character that starts nothing."""
+        self.skip_ignored()
+        pos, text = self.pos, self.text
+        if pos >= len(text):
+            return (END, "", pos, pos)
+        engine = self.engine
+        accepts = engine.accepts[self.state_stack[-1]]
+        token = self._match(engine.global_scanner, pos)
+        if token is None or token[0] not in accepts:
+            own = self._match(engine.state_scanner(self.state_stack[-1]), pos)
+            if own is not None:
+                token = own
+            elif token is not None:
+                token = (_MISPLACED + token[0], token[1], token[2], token[3])
+        if token is not None:
+            self.pos = token[3]
+            if engine.token_hook is not None and not token[0].startswith(_MISPLACED):
+                token = engine.token_hook(token)
+        return token
+
+    def _match(self, scanner: _Scanner, pos: int) -> Token | None:
+        match = scanner.regex.match(self.text, pos)
+        if match is None:
+            return None
+        kind = match.lastgroup
+        assert kind is not None
+        value = match.group()
+        if kind == self.engine.ident:
+            kind = scanner.keywords.get(value, kind)
+        return (kind, value, pos, match.end())
+
+    # -- parsing -----------------------------------------------------------------------------
+
+    def _reduce(self, rule_index: int, at: int) -> Any:
+        rule = self.rules[rule_index]
+        size = rule.size
+        if size:
+            children = self.value_stack[-size:]
+            span = (self.span_stack[-size][0], self.span_stack[-1][1])
+            del self.state_stack[-size:]
+            del self.value_stack[-size:]
+            del self.span_stack[-size:]
+        else:
+            children = []
+            span = (at, at)
+        value = self.callbacks[rule_index](children, span)
+        self.state_stack.append(self.states[self.state_stack[-1]][rule.origin])
+        self.value_stack.append(value)
+        self.span_stack.append(span)
+        return value
+
+    def feed(self, token: Token) -> bool:
+        """Reduce as the table says, then shift `token`; False when it does not fit."""
+        engine, states = self.engine, self.states
+        kind = token[0]
+        while True:
+            state = self.state_stack[-1]
+            code = states[state].get(kind)
+            if code is None:
+                if (
+                    kind != engine.ident
+                    and token[1] in engine.keyword_types
+                    and engine.ident in states[state]
+                ):
+                    kind = engine.ident  # a keyword where a name was meant
+                    token = (kind, token[1], token[2], token[3])
+                    continue
+                return False
+            if code >= 0:
+                recovery = engine.recovery
+                if (
+                    recovery is not None
+                    and state in engine.top_states
+                    and token[1] in recovery.keywords
+                ):
+                    self.checkpoint = (
+                        list(self.state_stack),
+                        list(self.value_stack),
+                        list(self.span_stack),
+                    )
+                self.state_stack.append(code)
+                self.value_stack.append(token)
+                self.span_stack.append((token[2], token[3]))
+                if token[1] in _BRACKETS:
+                    self._track_brackets(token)
+                self.last = token
+                return True
+            value = self._reduce(-1 - code, token[2])
+            if kind == END and self.state_stack[-1] == engine.tables.end_state:
+                self.outcome.value = value
+                return True
+
+    def _track_brackets(self, token: Token) -> None:
+        text = token[1]
+        if text in ("{", "(", "["):
+            self.brackets.append((text, token[2]))
+        elif self.brackets:
+            self.brackets.pop()
+
+    def _accepts(self, kind: str) -> bool:
+        """Whether a token of type `kind` would be shifted after the reductions it causes
+        (simulated on the state stack only)."""
+        states = list(self.state_stack)
+        while True:
+            code = self.states[states[-1]].get(kind)
+            if code is None:
+                return False
+            if code >= 0:
+                return True
+            rule = self.rules[-1 - code]
+            if rule.size:
+                del states[-rule.size :]
+            states.append(self.states[states[-1]][rule.origin])
+
+    # -- errors ------------------------------------------------------------------------------
+
+    def problem(self, token: Token | None) -> None:
+        expected = self.engine.accepts[self.state_stack[-1]]
+        self.outcome.problems.append(
+            Problem(
+                self.pos if token is None else token[2],
+                token,
+                expected,
+                tuple(self.brackets),
+                self.last,
+            )
+        )
+
+    def _close_declaration(self, probe: str) -> None:
+        if not self._accepts(probe):
+            return
+        while True:
+            code = self.states[self.state_stack[-1]][probe]
+            if code >= 0:
+                break
+            self._reduce(-1 - code, self.pos)
+        self.checkpoint = (list(self.state_stack), list(self.value_stack), list(self.span_stack))
+
+    def _restore(self) -> None:
+        if self.checkpoint is None:
+            self.state_stack, self.value_stack, self.span_stack = (
+                [self.engine.tables.start_state],
+                [],
+                [],
+            )
+            return
+        states, values, spans = self.checkpoint
+        self.state_stack, self.value_stack, self.span_stack = (
+            list(states),
+            list(values),
+            list(spans),
+        )
+
+    def recover(self, failed: Token | None, recovery: Recovery) -> Token:
+        """Skip to the next declaration keyword at the start of a line and continue from the
+        last top-level point (keeping a declaration that was already complete)."""
+        self._close_declaration(recovery.probe)
+        if failed is not None and failed[0] != END:
+            self.pos = failed[3]
+        scanner = self.engine.global_scanner
+        while True:
+            self.skip_ignored()
+            if self.pos >= len(self.text):
+                token: Token = (END, "", self.pos, self.pos)
+                break
+            match = scanner.regex.match(self.text, self.pos)
+            if match is None:
+                self.pos += 1
+                continue
+            value = match.group()
+            start, self.pos = self.pos, match.end()
+            at_line_start = start == 0 or self.text.rfind("\n", 0, start) == start - 1
+            if value not in recovery.keywords or not at_line_start:
+                continue
+            token = (self.engine.keyword_types[value], value, start, self.pos)
+            if self._accepts(token[0]):
+                break
+            if self.checkpoint is not None:
+                self._restore()
+                if self._accepts(token[0]):
+                    break
+        if not self._accepts(token[0]):
+            self._restore()
+        self.brackets = []
+        return token
+
+    def run(self) -> Outcome:
+        recovery = self.engine.recovery
+        pending: Token | None = None
+        while True:
+            token = pending if pending is not None else self.next_token()
+            pending = None
+            if token is not None and self.feed(token):
+                if token[0] == END:
+                    return self.outcome
+                continue
+            self.problem(token)
+            if recovery is None or len(self.outcome.problems) >= recovery.max_errors:
+                return self.outcome
+            if token is not None and token[0] == END and self.checkpoint is None:
+                return self.outcome
+            pending = self.recover(token, recovery)
+
+
+def misplaced(kind: str) -> str:
+    """The real type of a token reported as misplaced."""
+    return kind.removeprefix(_MISPLACED)
+
+
+def expected_terminals(names: Iterable[str]) -> frozenset[str]:
+    """Terminal names from an accept set (dropping the end marker)."""
+    return frozenset(n for n in names if n != END)
