@@ -224,16 +224,42 @@ def build_tables(grammar: str, start: str, **options: Any) -> Tables:
         )
         for t in ordered
     ]
+    states, start_state, end_state = _renumber(
+        states, table.start_states[start], table.end_states[start]
+    )
     return Tables(
         grammar_digest(grammar),
         int(options.get("g_regex_flags", 0)),
-        table.start_states[start],
-        table.end_states[start],
+        start_state,
+        end_state,
         states,
         rules,
         terminals,
-        list(lark.lexer_conf.ignore),
+        sorted(lark.lexer_conf.ignore),
     )
+
+
+def _renumber(
+    states: list[dict[str, int]], start: int, end: int
+) -> tuple[list[dict[str, int]], int, int]:
+    """Number states breadth-first from the start state, taking transitions in symbol order:
+    lark's own numbering varies from run to run, this one depends on the grammar alone."""
+    new = {start: 0}
+    order = [start]
+    for old in order:
+        for symbol in sorted(states[old]):
+            code = states[old][symbol]
+            if code >= 0 and code not in new:
+                new[code] = len(order)
+                order.append(code)
+    if end not in new:
+        new[end] = len(order)
+        order.append(end)
+    renumbered = [
+        {symbol: (new[code] if code >= 0 else code) for symbol, code in sorted(states[old].items())}
+        for old in order
+    ]
+    return renumbered, 0, new[end]
 
 
 def load_tables(path: Path, grammar: str, start: str, **options: Any) -> Tables:
