@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from . import verify_bench
+from . import compile_bench, verify_bench
 
-BENCHMARKS = {"verify": verify_bench.run}
+BENCHMARKS = {"verify": verify_bench.run, "compile": compile_bench.run}
 
 
 def main() -> None:

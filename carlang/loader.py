@@ -11,11 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import ast
-from .diagnostics import Diagnostics
+from .diagnostics import Diagnostic, Diagnostics, Label
 from .parse import parse
-from .source import Source
+from .source import Source, Span
 
-__all__ = ["ParsedFile", "LoadedProgram", "load_program", "default_root", "display_name"]
+__all__ = [
+    "ParsedFile",
+    "LoadedProgram",
+    "load_program",
+    "default_root",
+    "display_name",
+    "encoding_error",
+]
 
 
 @dataclass
@@ -43,6 +50,20 @@ class LoadedProgram:
         return next((f for f in self.files if f.is_entry), None)
 
 
+def encoding_error(name: str, data: bytes) -> tuple[Source, Diagnostic]:
+    """The diagnostic for bytes that are not UTF-8 (at the first bad byte), and a source of
+    their text with the bad bytes replaced, to show it."""
+    try:
+        data.decode("utf-8")
+        raise ValueError("the data is UTF-8")
+    except UnicodeDecodeError as exc:
+        start = len(data[: exc.start].decode("utf-8"))
+        source = Source(name, data.decode("utf-8", errors="replace"))
+        message = f"the file is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        label = Label(source, Span(start, start + 1), "not UTF-8")
+        return source, Diagnostic("CL0105", "error", message, (label,), "save the file as UTF-8")
+
+
 def default_root(entry: Path) -> Path:
     """The working directory if it contains the entry file, else the entry file's directory."""
     entry = entry.resolve()
@@ -58,11 +79,16 @@ def display_name(path: Path, root: Path) -> str:
     return path.as_posix()
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path) -> str | bytes | None:
+    """The file's text; its bytes when they are not UTF-8; None when it cannot be read."""
     try:
-        return path.read_bytes().decode("utf-8")
-    except (OSError, UnicodeDecodeError):
+        data = path.read_bytes()
+    except OSError:
         return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
 
 
 class _Loader:
@@ -72,11 +98,14 @@ class _Loader:
         self.done: set[Path] = set()
         self.stack: list[Path] = []
 
-    def text_of(self, path: Path) -> str | None:
+    def text_of(self, path: Path) -> str | bytes | None:
         return self.texts[path] if path in self.texts else _read(path)
 
-    def load(self, path: Path, text: str, is_entry: bool) -> None:
+    def load(self, path: Path, text: str | bytes, is_entry: bool) -> None:
         root = self.program.root
+        if isinstance(text, bytes):
+            self.not_utf8(path, text, is_entry)
+            return
         source = Source(display_name(path, root), text)
         result = parse(source)
         self.program.diagnostics.extend(result.diagnostics)
@@ -87,6 +116,13 @@ class _Loader:
         self.stack.pop()
         self.done.add(path)
         self.program.files.append(ParsedFile(path, source, module, result.comments, is_entry))
+
+    def not_utf8(self, path: Path, data: bytes, is_entry: bool) -> None:
+        """A file that is not UTF-8: one error at the first bad byte, and nothing parsed."""
+        source, diagnostic = encoding_error(display_name(path, self.program.root), data)
+        self.program.diagnostics.add(diagnostic)
+        self.done.add(path)
+        self.program.files.append(ParsedFile(path, source, ast.Module((), ()), [], is_entry))
 
     def follow(self, imported: ast.Import, importer: Path, source: Source) -> None:
         diagnostics, root = self.program.diagnostics, self.program.root
@@ -140,9 +176,8 @@ def load_program(
     text for files that should not be read from disk (tests, editors)."""
     entry = entry.resolve()
     loader = _Loader(root if root is not None else default_root(entry), texts)
-    if text is None:
-        text = loader.text_of(entry)
-    if text is None:
+    content = loader.text_of(entry) if text is None else text
+    if content is None:
         raise FileNotFoundError(entry)
-    loader.load(entry, text, is_entry=True)
+    loader.load(entry, content, is_entry=True)
     return loader.program

@@ -25,6 +25,7 @@ __all__ = [
     "fail_usage",
     "guarded",
     "read_text",
+    "read_bytes",
     "echo",
     "echo_err",
 ]
@@ -87,18 +88,23 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def read_text(path: Path, what: str = "file") -> str:
-    """The UTF-8 text of `path`, or a usage error naming the file and the reason."""
+def read_bytes(path: Path, what: str = "file") -> bytes:
+    """The bytes of `path`, or a usage error naming the file and the reason."""
     if str(path) == "-":
-        return sys.stdin.read()
+        return sys.stdin.buffer.read()
     try:
-        data = path.read_bytes()
+        return path.read_bytes()
     except FileNotFoundError:
         fail_usage(f"cannot read {what} {path}: no such file")
     except IsADirectoryError:
         fail_usage(f"cannot read {what} {path}: it is a directory")
     except OSError as exc:
         fail_usage(f"cannot read {what} {path}: {exc.strerror or exc}")
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """The UTF-8 text of `path`, or a usage error naming the file and the reason."""
+    data = read_bytes(path, what)
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:

@@ -187,18 +187,24 @@ def fmt_command(
     """Rewrite files in carlang's canonical layout, keeping every comment. With --check, list
     the files that would change and exit 1 if there are any."""
     from carlang.fmt import format_source
-    from carlang.loader import display_name
+    from carlang.loader import display_name, encoding_error
     from carlang.render import render_text
     from carlang.source import Source
 
-    from .common import EXIT_INTERNAL, read_text
+    from .common import EXIT_INTERNAL, read_bytes
 
     changed: list[str] = []
     failed = False
     root = Path.cwd().resolve()
     for path in collect_sources(paths):
         name = display_name(path, root)
-        source = Source(name, read_text(path))
+        data = read_bytes(path)
+        try:
+            source = Source(name, data.decode("utf-8"))
+        except UnicodeDecodeError:
+            echo_err(render_text([encoding_error(name, data)[1]]))
+            failed = True
+            continue
         try:
             formatted = format_source(source)
         except ValueError:

@@ -438,3 +438,24 @@ def test_locations_flow_into_issues() -> None:
 def test_valid_false_only_for_errors() -> None:
     result = verify({"actions": [tc("a"), tc("b")]})
     assert result.valid and len(result.warnings()) == 1 and result.errors() == []
+
+
+def test_assertions_with_an_operator() -> None:
+    got = findings(
+        [
+            {"id": "w", "type": "state_write", "parameters": {"key": "x", "value": 2}},
+            {
+                "id": "ok",
+                "type": "assertion",
+                "parameters": {"key": "x", "operator": "gt", "value": 1},
+            },
+            {
+                "id": "bad",
+                "type": "assertion",
+                "parameters": {"key": "x", "operator": "lt", "value": 1},
+            },
+        ]
+    )
+    assert got == [
+        ("CL0404", "error", "bad", "assertion will fail: 'x' is Number(2), need lt Number(1)")
+    ]

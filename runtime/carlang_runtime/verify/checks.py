@@ -27,6 +27,7 @@ from ..dag import Dag
 from ..globs import GlobSet
 from ..ir import (
     ActionProposal,
+    Precondition,
     ActionRefCompensation,
     Budget,
     Capability,
@@ -276,12 +277,28 @@ def walk(ctx: VerifyContext) -> None:
 
 
 def _check_assertion(ctx: VerifyContext, index: int) -> None:
-    """An assertion whose key is known statically and holds a different value."""
-    key = ctx.cols.parameters[index].get("key")
+    """An assertion whose key is known statically and does not satisfy it. CAR's assertion is
+    `{key, expected}` (equality); carlang's may name an `operator` and `value` instead, checked
+    with precondition semantics."""
+    params = ctx.cols.parameters[index]
+    key = params.get("key")
     if not isinstance(key, str) or key not in ctx.state:
         return
-    expected = ctx.cols.parameters[index].get("expected")
     actual = ctx.state[key]
+    operator = params.get("operator")
+    if isinstance(operator, str):
+        failure = check_precondition(
+            Precondition.model_construct(
+                key=key, operator=operator, value=params.get("value"), description=""
+            ),
+            ctx.state,
+        )
+        if failure is not None:
+            ctx.report(
+                "assertion-fails", index, f"assertion will fail: {failure}", path="parameters"
+            )
+        return
+    expected = params.get("expected")
     if not json_equal(actual, expected):
         ctx.report(
             "assertion-fails",

@@ -1,0 +1,96 @@
+"""Parameter checking: the subset validator (carlang's own types) agrees with jsonschema,
+finding for finding, and schemas beyond the subset go to jsonschema."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jsonschema
+from hypothesis import given
+from hypothesis import strategies as st
+
+from carlang_runtime.paramcheck import ParamChecker, _in_subset, _SubsetValidator
+
+leaf_types = st.sampled_from(
+    [
+        {"type": "string"},
+        {"type": "integer"},
+        {"type": "number"},
+        {"type": "boolean"},
+        {},
+        {"type": ["string", "null"]},
+        {"type": "string", "enum": ["a", "b"]},
+        {"enum": [1, True, "x"]},
+    ]
+)
+schemas = st.recursive(
+    leaf_types,
+    lambda inner: st.one_of(
+        st.builds(lambda items: {"type": "array", "items": items}, inner),
+        st.builds(
+            lambda extra: {"type": "object", "additionalProperties": extra},
+            st.one_of(inner, st.booleans()),
+        ),
+        st.builds(
+            lambda props, required, extra: {
+                "type": "object",
+                "properties": props,
+                "required": [k for k in props if k in required],
+                "additionalProperties": extra,
+            },
+            st.dictionaries(st.sampled_from(["a", "b", "c"]), inner, max_size=3),
+            st.lists(st.sampled_from(["a", "b", "c"])),
+            st.booleans(),
+        ),
+    ),
+    max_leaves=6,
+)
+values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-3, 3)
+    | st.sampled_from([1.0, 2.5])
+    | st.sampled_from(["a", "b", "x"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def described(errors: Any) -> list[tuple[list[Any], str, list[Any]]]:
+    return sorted((list(e.absolute_path), e.message, list(e.relative_schema_path)) for e in errors)
+
+
+@given(schemas, values)
+def test_subset_validator_agrees_with_jsonschema(schema: dict[str, Any], value: Any) -> None:
+    assert _in_subset(schema)
+    ours = described(_SubsetValidator(schema).iter_errors(value))
+    theirs = described(jsonschema.Draft202012Validator(schema).iter_errors(value))
+    assert ours == theirs
+
+
+def test_schemas_beyond_the_subset_use_jsonschema() -> None:
+    checker = ParamChecker(
+        "t", {"type": "object", "properties": {"n": {"type": "integer", "minimum": 3}}}
+    )
+    (finding,) = checker.check({"n": 1})
+    assert finding.kind == "constraint" and finding.detail == "1 is less than the minimum of 3"
+
+
+def test_shape_findings_come_first_and_are_not_repeated() -> None:
+    checker = ParamChecker(
+        "t",
+        {
+            "type": "object",
+            "properties": {"e": {"type": "string", "enum": ["a"]}, "n": {"type": "integer"}},
+            "required": ["n"],
+        },
+    )
+    findings = checker.check({"e": 5})
+    assert [(f.kind, f.param) for f in findings] == [
+        ("missing", "n"),
+        ("type", "e"),
+        ("constraint", "e"),
+    ]

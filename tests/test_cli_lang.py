@@ -1,0 +1,179 @@
+"""`carlang check`, `compile` and `fmt` from the command line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+GOOD = 'tool fetch(url: string)\nproposal p { get = fetch(url: "https://x") }\n'
+WARN = 'tool fetch(url: string)\ntool unused()\nproposal p { get = fetch(url: "https://x") }\n'
+BAD = 'tool fetch(url: string)\nproposal p { get = fetch(ulr: "https://x") }\n'
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def check(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["check", *args])
+    return result.exit_code, result.output
+
+
+def test_examples_check_clean() -> None:
+    code, out = check(str(ROOT / "examples"), "--root", str(ROOT), "--strict")
+    assert code == 0, out
+    assert out.strip().splitlines()[-1] == "0 errors, 0 warnings in 6 files"
+
+
+def test_exit_codes(tmp_path: Path) -> None:
+    assert check(str(write(tmp_path, "good.car", GOOD)))[0] == 0
+    assert check(str(write(tmp_path, "warn.car", WARN)))[0] == 0
+    assert check(str(tmp_path / "warn.car"), "--strict")[0] == 1
+    code, out = check(str(write(tmp_path, "bad.car", BAD)))
+    assert code == 1 and "error[CL0307]" in out and "did you mean `url`?" in out
+    code, out = check(str(tmp_path / "missing.car"))
+    assert code == 2 and "no such file or directory" in out
+    code, out = check(str(write(tmp_path, "empty/readme.txt", "x").parent))
+    assert code == 2 and "no .car files" in out
+
+
+def test_invalid_utf8_is_a_diagnostic(tmp_path: Path) -> None:
+    code, out = check(str(write(tmp_path, "bin.car", b"tool t()\n\xff\xfe\n")))
+    assert code == 1 and "error[CL0105]" in out and "Traceback" not in out
+
+
+def test_json_format(tmp_path: Path) -> None:
+    code, out = check(str(write(tmp_path, "bad.car", BAD)), "--format", "json")
+    assert code == 1
+    data = json.loads(out)
+    assert data["version"] == 1
+    first = data["diagnostics"][0]
+    assert (first["code"], first["name"], first["severity"]) == (
+        "CL0307",
+        "missing-parameter",
+        "error",
+    )
+    assert first["labels"][0]["line"] == 2 and first["labels"][0]["file"] == "bad.car"
+
+
+def test_sarif_format(tmp_path: Path) -> None:
+    code, out = check(str(write(tmp_path, "bad.car", BAD)), "--format", "sarif")
+    assert code == 1
+    sarif = json.loads(out)
+    assert sarif["version"] == "2.1.0"
+    run = sarif["runs"][0]
+    assert run["tool"]["driver"]["name"] == "carlang"
+    rule_ids = [r["id"] for r in run["tool"]["driver"]["rules"]]
+    for result in run["results"]:
+        assert rule_ids[result["ruleIndex"]] == result["ruleId"]
+        region = result["locations"][0]["physicalLocation"]["region"]
+        assert region["startLine"] >= 1 and region["startColumn"] >= 1
+
+
+def test_unused_is_judged_across_the_files_checked(tmp_path: Path) -> None:
+    write(tmp_path, "lib.car", "tool shared()\ntool orphan()\n")
+    write(tmp_path, "main.car", 'import "lib.car"\nproposal p { a = shared() }\n')
+    code, out = check(str(tmp_path), "--root", str(tmp_path))
+    assert code == 0
+    assert "tool `orphan` is never used" in out and "`shared` is never used" not in out
+
+
+def test_compile_carlang_target(tmp_path: Path) -> None:
+    out_file = tmp_path / "out.json"
+    result = runner.invoke(
+        app, ["compile", str(write(tmp_path, "good.car", GOOD)), "-o", str(out_file)]
+    )
+    assert result.exit_code == 0, result.output
+    program = json.loads(out_file.read_text())
+    assert program["version"] == 1 and program["proposals"][0]["actions"][0]["tool"] == "fetch"
+    result = runner.invoke(app, ["compile", str(tmp_path / "good.car"), "--proposal", "p"])
+    assert json.loads(result.output)["id"] == "p"
+    result = runner.invoke(app, ["compile", str(tmp_path / "good.car"), "--proposal", "nope"])
+    assert result.exit_code == 2 and "proposals: p" in result.output
+
+
+def test_compile_refuses_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["compile", str(write(tmp_path, "bad.car", BAD))])
+    assert result.exit_code == 1 and "error[CL0307]" in result.output
+
+
+def test_compile_car_target_lowers_explicit_dependencies(tmp_path: Path) -> None:
+    text = "tool t(n: int)\nproposal p {\n  a = t(n: 1) after b\n  b = t(n: 2)\n}\n"
+    result = runner.invoke(
+        app, ["compile", str(write(tmp_path, "dep.car", text)), "--target", "car"]
+    )
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.output)
+    assert [a["id"] for a in doc["actions"]] == ["b", "a"]
+    b, a = doc["actions"]
+    assert b["expected_effects"] == {"__done.b": True} and a["state_dependencies"] == ["__done.b"]
+    for action in doc["actions"]:
+        assert "depends_on" not in action and "loc" not in action
+    assert "capability" not in doc and "loc" not in doc
+
+
+@pytest.mark.car
+def test_car_target_is_accepted_by_car_runtime() -> None:
+    import car_runtime
+
+    from carlang.compiler import compile_file
+    from carlang.export import to_car_proposal
+    from carlang_runtime.verify import verify
+
+    for path in sorted((ROOT / "examples").rglob("*.car")):
+        program = compile_file(path, ROOT).program
+        assert program is not None
+        tools = [t.model_dump(mode="json") for t in program.tools]
+        for proposal in program.proposals:
+            exported = json.dumps(to_car_proposal(proposal))
+            theirs = json.loads(
+                car_runtime.verify(
+                    exported, json.dumps(program.initial_state), None, 1000, json.dumps(tools)
+                )
+            )
+            ours = verify(proposal, program.initial_state, program.tools, 1000)
+            assert theirs["valid"], (path, theirs["issues"])
+            ours_levels = [sorted(level) for level in ours.execution_levels]
+            assert [sorted(level) for level in theirs["execution_levels"]] == ours_levels
+
+
+def test_fmt_check_and_write(tmp_path: Path) -> None:
+    path = write(tmp_path, "messy.car", "tool   t( )\n")
+    result = runner.invoke(app, ["fmt", "--check", str(path)])
+    assert result.exit_code == 1 and "would reformat" in result.output
+    result = runner.invoke(app, ["fmt", str(path)])
+    assert result.exit_code == 0 and path.read_text() == "tool t()\n"
+    result = runner.invoke(app, ["fmt", "--check", str(path)])
+    assert result.exit_code == 0 and result.output == ""
+
+
+def test_fmt_reports_syntax_errors(tmp_path: Path) -> None:
+    result = runner.invoke(app, ["fmt", str(write(tmp_path, "bad.car", "tool t("))])
+    assert result.exit_code == 1 and "CL0103" in result.output
+    result = runner.invoke(app, ["fmt", str(write(tmp_path, "bin.car", b"\xff"))])
+    assert result.exit_code == 1 and "CL0105" in result.output
+
+
+def test_check_as_a_fresh_process(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "carlang", "check", str(write(tmp_path, "bad.car", BAD))],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 1 and "bad.car:2:" in proc.stdout and "Traceback" not in proc.stderr

@@ -1,0 +1,114 @@
+"""The formatter: canonical, idempotent, comment-preserving, and self-checking."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from carlang.fmt import FormatError, format_module, format_source
+from carlang.parse import parse
+from carlang.source import Source
+from tests.conftest import ROOT
+
+
+def _parses(path: Path) -> bool:
+    return not parse(Source(path.name, path.read_text())).diagnostics.has_errors
+
+
+# examples, and the golden diagnostic cases that are syntactically valid
+EXAMPLES = [
+    p
+    for p in sorted((ROOT / "examples").rglob("*.car"))
+    + sorted((ROOT / "tests" / "golden" / "diagnostics").glob("*.car"))
+    if _parses(p)
+]
+
+
+def fmt(text: str) -> str:
+    return format_source(Source("t.car", text))
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_idempotent_on_every_example(path: Path) -> None:
+    once = format_source(Source(path.name, path.read_text()))
+    assert fmt(once) == once
+
+
+def test_examples_are_formatted() -> None:
+    for path in sorted((ROOT / "examples").rglob("*.car")):
+        assert fmt(path.read_text()) == path.read_text(), f"run: carlang fmt {path}"
+
+
+def test_canonical_layout() -> None:
+    messy = (
+        "tool t(a:string,b:int=1)->object{idempotent cache 60s}\n\n\n\n"
+        'proposal p{x=t(a:"s"){effects{k=1 j=2}retry 2}y=t(a:"q")after x}\n'
+    )
+    assert fmt(messy) == (
+        "tool t(a: string, b: int = 1) -> object {\n  idempotent\n  cache 60s\n}\n\n"
+        'proposal p {\n  x = t(a: "s") {\n    effects {\n      k = 1\n      j = 2\n    }\n    retry 2\n  }\n'
+        '  y = t(a: "q") after x\n}\n'
+    )
+
+
+def test_comments_survive_in_place() -> None:
+    text = (
+        "# header\n\ntool t() # why t\n\n# about p\nproposal p {\n  # first\n  a = t()  # trailing\n"
+        "  b = t() {\n    # inside\n    retry 2\n  }\n  # before close\n}\n# the end\n"
+    )
+    out = fmt(text)
+    for comment in [
+        "# header",
+        "# why t",
+        "# about p",
+        "# first",
+        "# trailing",
+        "# inside",
+        "# before close",
+        "# the end",
+    ]:
+        assert comment in out
+    assert "  a = t()  # trailing\n" in out
+    assert out.index("# about p") < out.index("proposal p")
+
+
+def test_blank_lines_between_declarations_are_kept_once() -> None:
+    assert fmt("tool a()\n\n\n\ntool b()\ntool c()\n") == "tool a()\n\ntool b()\ntool c()\n"
+
+
+def test_values_and_strings_round_trip() -> None:
+    text = 'tool t(x: any)\nproposal p { a = t(x: ["é\\n\\"q\\"", 1.5e-07, -3, { "not plain": true, ok: null }]) }\n'
+    out = fmt(text)
+    assert parse(Source("a", out)).module == parse(Source("b", text)).module
+
+
+def test_refuses_files_with_syntax_errors() -> None:
+    with pytest.raises(ValueError):
+        fmt("tool t(")
+
+
+def test_self_check_catches_a_formatter_bug(monkeypatch: pytest.MonkeyPatch) -> None:
+    import carlang.fmt as fmt_module
+
+    def broken(source: Source, module: object, comments: object) -> str:
+        return "tool something_else()\n"
+
+    monkeypatch.setattr(fmt_module, "format_module", broken)
+    with pytest.raises(FormatError, match="would change its meaning"):
+        fmt_module.format_source(Source("t.car", "tool t()\n"))
+
+
+def test_self_check_catches_a_lost_comment(monkeypatch: pytest.MonkeyPatch) -> None:
+    import carlang.fmt as fmt_module
+
+    monkeypatch.setattr(fmt_module, "format_module", lambda s, m, c: "tool t()\n")
+    with pytest.raises(FormatError, match="lose a comment"):
+        fmt_module.format_source(Source("t.car", "tool t() # keep me\n"))
+
+
+def test_format_module_is_pure() -> None:
+    source = Source("t.car", "tool   t()\n")
+    result = parse(source)
+    assert result.module is not None
+    assert format_module(source, result.module, result.comments) == "tool t()\n"

@@ -1,0 +1,151 @@
+"""The table engine agrees with lark itself: the same trees for carlang programs and for CEL
+expressions, and the checked-in tables are the ones the grammars produce today."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lark import Lark, Token, Tree
+
+from benchmarks.generate import generate_program
+from carlang.grammar import grammar_text
+from carlang.syntax import TABLES_PATH, engine, fresh_tables
+from carlang_runtime.cel import parser as cel_parser
+from carlang_runtime.lalr import Engine, Node, Tables, build_tables
+from tests.conftest import ROOT
+
+
+def shape(value: Any) -> Any:
+    """A comparable form of a lark tree or an engine tree."""
+    if isinstance(value, Tree):
+        return (value.data, [shape(c) for c in value.children])
+    if isinstance(value, Node):
+        return (value.data, [shape(c) for c in value.children])
+    if isinstance(value, Token):
+        return (value.type, str(value))
+    if isinstance(value, tuple):
+        return (value[0], value[1])
+    return value
+
+
+LARK = Lark(grammar_text(), parser="lalr", maybe_placeholders=True)
+
+
+def engine_tree(text: str) -> Any:
+    outcome = engine().parse(text, object())
+    assert not outcome.problems
+    return outcome.value
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "examples").rglob("*.car")), ids=lambda p: p.name)
+def test_carlang_trees_match_lark(path: Any) -> None:
+    text = path.read_text()
+    assert shape(engine_tree(text)) == shape(LARK.parse(text))
+
+
+def test_generated_program_trees_match_lark() -> None:
+    text = generate_program(400, seed=3)
+    assert shape(engine_tree(text)) == shape(LARK.parse(text))
+
+
+def test_checked_in_tables_are_current() -> None:
+    assert TABLES_PATH.read_text() == fresh_tables().to_json(), (
+        "regenerate: python -m carlang.syntax"
+    )
+    cel = build_tables(
+        cel_parser.grammar_text(),
+        "expr",
+        g_regex_flags=re.M,
+        maybe_placeholders=False,
+        priority="invert",
+    )
+    assert cel_parser.TABLES_PATH.read_text() == cel.to_json(), (
+        "regenerate: python -m carlang_runtime.cel.parser"
+    )
+
+
+def test_tables_round_trip_through_json() -> None:
+    tables = fresh_tables()
+    again = Tables.from_json(tables.to_json())
+    assert again.to_json() == tables.to_json()
+    assert shape(Engine(again).parse("tool t()", object()).value) == shape(LARK.parse("tool t()"))
+
+
+# -- CEL -------------------------------------------------------------------------------------
+
+_CELPY: Any = None
+
+
+def _celpy_parser() -> Any:
+    """cel-python's own parser (built once: it is a class-level singleton)."""
+    global _CELPY
+    if _CELPY is None:
+        from celpy.celparser import CELParser
+
+        _CELPY = CELParser()
+    return _CELPY
+
+
+names = st.sampled_from(["params", "action", "state", "x", "size", "has"])
+fields = st.sampled_from(["url", "env", "tool", "a", "b"])
+literals = st.sampled_from(
+    ['"a"', "'b'", "1", "2.5", "0u", "true", "false", "null", 'b"x"', "-3", "1e3"]
+)
+
+
+@st.composite
+def cel_expressions(draw: st.DrawFn, depth: int = 0) -> str:
+    if depth > 3:
+        return draw(st.one_of(literals, names))
+    kind = draw(st.integers(0, 11))
+    sub = lambda: draw(cel_expressions(depth + 1))  # noqa: E731
+    if kind == 0:
+        return draw(literals)
+    if kind == 1:
+        return f"{draw(names)}.{draw(fields)}"
+    if kind == 2:
+        return f"{sub()} {draw(st.sampled_from(['==', '!=', '<', '<=', '>', '>=', 'in']))} {sub()}"
+    if kind == 3:
+        return f"{sub()} {draw(st.sampled_from(['&&', '||']))} {sub()}"
+    if kind == 4:
+        return f"{sub()} {draw(st.sampled_from(['+', '-', '*', '/', '%']))} {sub()}"
+    if kind == 5:
+        return f"!{sub()}" if draw(st.booleans()) else f"-{sub()}"
+    if kind == 6:
+        return f"{sub()} ? {sub()} : {sub()}"
+    if kind == 7:
+        return f"[{', '.join(sub() for _ in range(draw(st.integers(0, 2))))}]"
+    if kind == 8:
+        return "{" + ", ".join(f"{sub()}: {sub()}" for _ in range(draw(st.integers(0, 2)))) + "}"
+    if kind == 9:
+        return f"{draw(names)}.{draw(fields)}.{draw(st.sampled_from(['startsWith', 'contains', 'exists', 'all']))}({sub()})"
+    if kind == 10:
+        return f"{sub()}[{sub()}]"
+    return f"({sub()})"
+
+
+@settings(max_examples=300)
+@given(cel_expressions())
+def test_cel_trees_match_cel_python(text: str) -> None:
+    celpy = _celpy_parser()
+    try:
+        expected = shape(celpy.parse(text))
+    except Exception:
+        with pytest.raises(cel_parser.CelSyntaxError):
+            cel_parser.parse_cel(text)
+        return
+    assert shape(cel_parser.parse_cel(text)) == expected
+
+
+@pytest.mark.parametrize("text", ["a &&", "x == 'unterminated", "f(1,", "a ? b", "[1, 2", "}"])
+def test_cel_errors_where_cel_python_errors(text: str) -> None:
+    from celpy.celparser import CELParseError
+
+    with pytest.raises(CELParseError):
+        _celpy_parser().parse(text)
+    with pytest.raises(cel_parser.CelSyntaxError):
+        cel_parser.parse_cel(text)

@@ -1,0 +1,192 @@
+"""Lowering: what each construct becomes in the IR."""
+
+from __future__ import annotations
+
+from carlang_runtime import ir
+from tests.helpers import codes, compile_ok
+
+
+def test_tool_schema() -> None:
+    program = compile_ok(
+        'tool t(a: string, b?: int, c: float = 1.5, d: list[string] = [], e: map[bool], f: "x" | "y") -> list[any] {\n'
+        '  description "does t"  idempotent  cache 2m  rate 5 per 30s  reversibility compensable\n}\n'
+        'proposal p { x = t(a: "s", e: {}, f: "x") { compensate with x } }\n'
+    )
+    tool = program.tools[0]
+    assert tool.parameters == {
+        "type": "object",
+        "properties": {
+            "a": {"type": "string"},
+            "b": {"type": "integer"},
+            "c": {"type": "number", "default": 1.5},
+            "d": {"type": "array", "items": {"type": "string"}, "default": []},
+            "e": {"type": "object", "additionalProperties": {"type": "boolean"}},
+            "f": {"type": "string", "enum": ["x", "y"]},
+        },
+        "required": ["a", "e", "f"],
+    }
+    assert tool.returns == {"type": "array", "items": {}}
+    assert (tool.description, tool.idempotent, tool.cache_ttl_secs) == ("does t", True, 120)
+    assert tool.rate_limit == ir.ToolRateLimit(max_calls=5, interval_secs=30.0)
+    assert tool.reversibility == ir.Reversibility.COMPENSABLE
+
+
+def test_call_parameters_get_declared_defaults() -> None:
+    program = compile_ok('tool t(a: string, n: int = 5)\nproposal p { x = t(a: "s") }\n')
+    assert program.proposals[0].actions[0].parameters == {"a": "s", "n": 5}
+
+
+def test_actions_inherit_from_their_tool() -> None:
+    program = compile_ok(
+        "tool get(n: int) { idempotent  reversibility reversible }\n"
+        "proposal p { a = get(n: 1)  b = get(n: 2) { irreversible } }\n"
+    )
+    a, b = program.proposals[0].actions
+    assert a.idempotent and a.reversibility == ir.Reversibility.REVERSIBLE
+    assert b.idempotent and b.reversibility == ir.Reversibility.IRREVERSIBLE
+
+
+def test_action_items() -> None:
+    program = compile_ok(
+        "tool t(n: int)\ntool undo(x: int)\nstate { k: int = 1  j: any }\n"
+        'proposal p {\n  a = t(n: 1) {\n    requires k >= 1 "k set"\n    requires exists k\n    reads k\n'
+        "    effects { j = [1] }\n    retry 4\n    timeout 2s\n    compensate undo(x: 1)\n"
+        '    meta { owner: "me" }\n    mode long_running\n  }\n  b = t(n: 2) after a { on_failure skip }\n}\n'
+    )
+    a, b = program.proposals[0].actions
+    assert a.preconditions == [
+        ir.Precondition(key="k", operator="gte", value=1, description="k set"),
+        ir.Precondition(key="k", operator="exists"),
+    ]
+    assert a.state_dependencies == ["k"] and a.expected_effects == {"j": [1]}
+    assert (a.failure_behavior, a.max_retries, a.timeout_ms) == (ir.FailureBehavior.RETRY, 4, 2000)
+    assert a.compensation == ir.ToolCompensation(tool="undo", parameters={"x": 1})
+    assert a.reversibility == ir.Reversibility.COMPENSABLE  # implied by compensate
+    assert a.metadata == {"owner": "me"} and a.invocation_mode == ir.InvocationMode.LONG_RUNNING
+    assert b.depends_on == ["a"] and b.failure_behavior == ir.FailureBehavior.SKIP
+
+
+def test_state_actions() -> None:
+    program = compile_ok(
+        "state { k: int = 1  z: any }\nproposal p {\n  w = set k = 2\n  r = read k\n"
+        "  e = assert k == 2\n  g = assert k > 1\n  n = assert not exists z\n}\n"
+    )
+    w, r, e, g, n = program.proposals[0].actions
+    assert (w.type, w.parameters) == (ir.ActionType.STATE_WRITE, {"key": "k", "value": 2})
+    assert (r.type, r.parameters, r.state_dependencies) == (
+        ir.ActionType.STATE_READ,
+        {"key": "k"},
+        ["k"],
+    )
+    assert (e.type, e.parameters) == (ir.ActionType.ASSERTION, {"key": "k", "expected": 2})
+    assert g.parameters == {"key": "k", "operator": "gt", "value": 1}
+    assert n.parameters == {"key": "z", "operator": "not_exists"} and n.state_dependencies == []
+
+
+def test_proposal_header_and_context() -> None:
+    program = compile_ok(
+        "tool t()\ncapability c {}\nbudget b {}\n"
+        'proposal p from "model-x" under b, c { context { a: 1 }  x = t()  context { b: 2 } }\n'
+    )
+    proposal = program.proposals[0]
+    assert (proposal.id, proposal.source, proposal.capability, proposal.budget) == (
+        "p",
+        "model-x",
+        "c",
+        "b",
+    )
+    assert proposal.context == {"a": 1, "b": 2}
+    assert proposal.loc is not None and proposal.loc.line == 4
+
+
+def test_state_capabilities_budgets() -> None:
+    program = compile_ok(
+        "tool t()\nstate { ready: bool = true  build.*: any }\n"
+        "capability c { tools allow t, r_* deny x  tools deny y  state allow build.*  max_actions 3 }\n"
+        "budget b { max_actions 1  max_tool_calls 2  max_duration 1m }\nproposal p under c, b { a = t() }\n"
+    )
+    assert program.initial_state == {"ready": True}
+    assert [(s.key, s.type) for s in program.state] == [
+        ("ready", {"type": "boolean"}),
+        ("build.*", None),
+    ]
+    cap = program.capabilities[0]
+    assert (cap.allowed_tools, cap.denied_tools, cap.allowed_state_keys, cap.max_actions) == (
+        ["t", "r_*"],
+        ["x", "y"],
+        ["build.*"],
+        3,
+    )
+    assert program.budgets[0] == ir.Budget(
+        name="b", max_actions=1, max_tool_calls=2, max_duration_ms=60000, loc=program.budgets[0].loc
+    )
+
+
+def test_policies_and_rules() -> None:
+    program = compile_ok(
+        "tool t(a: string)\nstate { k: int = 0 }\n"
+        'policy p: require_approval t when params.a == "x"\n  message "m"\n'
+        "policy q: deny\n"
+        'deny_tool t\ndeny_keyword ["x"]\ndeny_keyword ["y"]\ndeny_tool_param t.a equals "x"\n'
+        'allow_tool_param t.a ["ok"]\ndeny_tool_param_matching t.a "^h"\nrate_limit_tool t 3 per 1s\n'
+        'require_state k == 0\nproposal p1 { z = t(a: "ok") }\n'
+    )
+    policies = {p.name: p for p in program.policies}
+    assert (
+        isinstance(policies["p"], ir.CelPolicy)
+        and policies["p"].effect == ir.PolicyEffect.REQUIRE_APPROVAL
+    )
+    assert (
+        policies["p"].tools == ["t"]
+        and policies["p"].when == 'params.a == "x"'
+        and policies["p"].message == "m"
+    )
+    assert policies["p"].when_loc is not None and policies["p"].when_loc.column == 35
+    assert (
+        isinstance(policies["q"], ir.CelPolicy)
+        and policies["q"].when is None
+        and policies["q"].tools == []
+    )
+    assert sorted(policies) == sorted(
+        [
+            "p",
+            "q",
+            "deny_tool:t",
+            "deny_keyword",
+            "deny_keyword:2",
+            "deny_tool_param:t.a",
+            "allow_tool_param:t.a",
+            "deny_tool_param_matching:t.a",
+            "rate_limit_tool:t",
+            "require_state:k",
+        ]
+    )
+    rate = policies["rate_limit_tool:t"]
+    assert isinstance(rate, ir.RateLimitToolRule) and (rate.max_calls, rate.interval_secs) == (
+        3,
+        1.0,
+    )
+
+
+def test_plans() -> None:
+    program = compile_ok(
+        "tool t()\nproposal a { x = t() }\nproposal b { y = t() }\n"
+        "plan choose { candidates a, b  cost_weight 0.4  target tool_calls 2, actions 3, duration 1s  set risk = 0.5 }\n"
+    )
+    plan = program.plans[0]
+    assert plan.candidates == ["a", "b"] and plan.settings == {"risk": 0.5}
+    assert plan.cost_target == ir.CostTarget(
+        target_tool_calls=2, target_actions=3, target_duration_ms=1000.0, cost_weight=0.4
+    )
+
+
+def test_output_is_deterministic() -> None:
+    text = 'tool t(a: string)\nproposal p { x = t(a: "s")  y = t(a: "q") after x }\n'
+    assert compile_ok(text).model_dump_json() == compile_ok(text).model_dump_json()
+
+
+def test_problems_found_while_lowering() -> None:
+    assert codes("tool t(x: strng)") == ["CL0207", "CL0204"]
+    assert codes("tool t()\nproposal p { a = t(y: 1) }") == ["CL0203"]
+    assert codes('state { k: int }\nproposal p { a = set k = "s" }') == ["CL0205"]
+    assert codes("tool t()\nproposal p under nope { a = t() }") == ["CL0202"]
