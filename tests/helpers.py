@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from carlang_runtime import ir
+
 from carlang.compiler import CompileResult, compile_text
 from carlang.render import render_text
-from carlang_runtime import ir
 
 
 def compile_ok(text: str, root: Path | None = None) -> ir.Program:

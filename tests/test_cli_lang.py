@@ -131,10 +131,10 @@ def test_compile_car_target_lowers_explicit_dependencies(tmp_path: Path) -> None
 @pytest.mark.car
 def test_car_target_is_accepted_by_car_runtime() -> None:
     import car_runtime
+    from carlang_runtime.verify import verify
 
     from carlang.compiler import compile_file
     from carlang.export import to_car_proposal
-    from carlang_runtime.verify import verify
 
     for path in sorted((ROOT / "examples").rglob("*.car")):
         program = compile_file(path, ROOT).program

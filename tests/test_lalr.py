@@ -7,6 +7,8 @@ import re
 from typing import Any
 
 import pytest
+from carlang_runtime.cel import parser as cel_parser
+from carlang_runtime.lalr import Engine, Node, Tables, build_tables
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from lark import Lark, Token, Tree
@@ -14,8 +16,6 @@ from lark import Lark, Token, Tree
 from benchmarks.generate import generate_program
 from carlang.grammar import grammar_text
 from carlang.syntax import TABLES_PATH, engine, fresh_tables
-from carlang_runtime.cel import parser as cel_parser
-from carlang_runtime.lalr import Engine, Node, Tables, build_tables
 from tests.conftest import ROOT
 
 

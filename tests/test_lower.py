@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from carlang_runtime import ir
+
 from tests.helpers import codes, compile_ok
 
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema
+from carlang_runtime.paramcheck import ParamChecker, _in_subset, _SubsetValidator
 from hypothesis import given
 from hypothesis import strategies as st
-
-from carlang_runtime.paramcheck import ParamChecker, _in_subset, _SubsetValidator
 
 leaf_types = st.sampled_from(
     [

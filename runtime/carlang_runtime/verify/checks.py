@@ -27,10 +27,10 @@ from ..dag import Dag
 from ..globs import GlobSet
 from ..ir import (
     ActionProposal,
-    Precondition,
     ActionRefCompensation,
     Budget,
     Capability,
+    Precondition,
     Reversibility,
     ToolCompensation,
 )
