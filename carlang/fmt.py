@@ -21,6 +21,7 @@ from typing import Any
 from . import ast
 from .parse import parse
 from .source import Source
+from .types import describe_type
 
 __all__ = ["FormatError", "format_source", "format_module", "format_value"]
 
@@ -62,16 +63,6 @@ def _map_key(key: str) -> str:
         if _PLAIN.match(key) and key not in _KEYWORD_VALUES
         else json.dumps(key, ensure_ascii=False)
     )
-
-
-def _type(type_: ast.TypeExpr) -> str:
-    if isinstance(type_, ast.SimpleType):
-        return type_.name.text
-    if isinstance(type_, ast.ListType):
-        return f"list[{_type(type_.item)}]"
-    if isinstance(type_, ast.MapType):
-        return f"map[{_type(type_.item)}]"
-    return " | ".join(format_value(o.value) for o in type_.options)
 
 
 def _names(names: Iterable[ast.Name]) -> str:
@@ -220,10 +211,12 @@ class _Printer:
         params = []
         for p in decl.params:
             default = f" = {format_value(p.default.value)}" if p.default is not None else ""
-            params.append(f"{p.name.text}{'?' if p.optional else ''}: {_type(p.type)}{default}")
+            params.append(
+                f"{p.name.text}{'?' if p.optional else ''}: {describe_type(p.type)}{default}"
+            )
         head = f"tool {decl.name.text}({', '.join(params)})"
         if decl.returns is not None:
-            head += f" -> {_type(decl.returns)}"
+            head += f" -> {describe_type(decl.returns)}"
         if not decl.items:
             self.statement(decl, head, 0, first)
             return
@@ -245,7 +238,9 @@ class _Printer:
     def decl_StateDecl(self, decl: ast.StateDecl, first: bool) -> None:
         def entry(e: ast.StateEntry, indent: int, first_entry: bool) -> None:
             default = f" = {format_value(e.default.value)}" if e.default is not None else ""
-            self.statement(e, f"{e.key.text}: {_type(e.type)}{default}", indent, first_entry)
+            self.statement(
+                e, f"{e.key.text}: {describe_type(e.type)}{default}", indent, first_entry
+            )
 
         self.block(decl, "state", decl.entries, 0, first, entry)
 

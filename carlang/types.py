@@ -6,6 +6,7 @@ one (without jsonschema, which the compiler does not need for its own types).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -52,7 +53,7 @@ def describe_type(type_: ast.TypeExpr) -> str:
         return f"list[{describe_type(type_.item)}]"
     if isinstance(type_, ast.MapType):
         return f"map[{describe_type(type_.item)}]"
-    return " | ".join(f'"{o.value}"' for o in type_.options)
+    return " | ".join(json.dumps(o.value, ensure_ascii=False) for o in type_.options)
 
 
 def _kind(value: Any) -> str:
