@@ -10,7 +10,7 @@ Lowering to the IR (`lower.py`) is where names are resolved and defaults applied
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from .source import NO_SPAN, Span
@@ -98,35 +98,60 @@ __all__ = [
 ]
 
 
-@dataclass(slots=True)
+_COMPARED: dict[type, tuple[str, ...]] = {}
+
+
+def _compared_fields(cls: type) -> tuple[str, ...]:
+    names = _COMPARED.get(cls)
+    if names is None:
+        names = _COMPARED[cls] = tuple(f.name for f in fields(cls) if f.name != "span")
+    return names
+
+
+@dataclass(slots=True, repr=False, eq=False)
 class Node:
-    """Base of all nodes: a span that equality ignores."""
+    """Base of all nodes: a span that equality ignores.
 
-    span: Span = field(default=NO_SPAN, compare=False, repr=False, kw_only=True)
+    Equality and repr are written once here rather than generated for each of the ~80 node
+    classes: generating them costs about half of `carlang check`'s time spent defining them.
+    """
+
+    span: Span = field(default=NO_SPAN, kw_only=True)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in _compared_fields(type(self)))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _compared_fields(type(self)))
+        return f"{type(self).__name__}({shown})"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Name(Node):
     """An identifier as written: a name, a dotted key, a glob pattern or a code."""
 
     text: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Column(Node):
     """A table column reference in a test (`$url`)."""
 
     name: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Value(Node):
     """A literal: JSON-like data (lists and dicts of plain values, `Column` for `$x`)."""
 
     value: Any
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Duration(Node):
     """A duration as written (`500ms`, `5s`, `2m`, `1h`) and its milliseconds."""
 
@@ -134,14 +159,14 @@ class Duration(Node):
     ms: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CelText(Node):
     """A CEL condition's text; its span locates CEL errors in the file."""
 
     text: str
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Comment(Node):
     """A `#` comment, kept for `fmt`."""
 
@@ -151,28 +176,28 @@ class Comment(Node):
 # -- types -------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class SimpleType(Node):
     """`string`, `int`, `float`, `bool`, `any`, `object`."""
 
     name: Name
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class ListType(Node):
     """`list[T]`."""
 
     item: TypeExpr
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class MapType(Node):
     """`map[T]`: an object with string keys and values of type T."""
 
     item: TypeExpr
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class EnumType(Node):
     """`"a" | "b"`: one of these strings."""
 
@@ -185,7 +210,7 @@ TypeExpr = SimpleType | ListType | MapType | EnumType
 # -- tools -------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Param(Node):
     """`name?: type = default`."""
 
@@ -195,26 +220,26 @@ class Param(Node):
     default: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Description(Node):
     """`description "..."`."""
 
     text: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Idempotent(Node):
     """`idempotent`."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Cache(Node):
     """`cache 60s`."""
 
     ttl: Duration
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Rate(Node):
     """`rate 5 per 1m`."""
 
@@ -222,14 +247,14 @@ class Rate(Node):
     per: Duration
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class ReversibilityItem(Node):
     """`reversibility compensable`."""
 
     word: Name
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class ToolDecl(Node):
     """`tool name(params) -> returns { items }`."""
 
@@ -242,7 +267,7 @@ class ToolDecl(Node):
 # -- state, capabilities, budgets --------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class StateEntry(Node):
     """`key: type = initial`."""
 
@@ -251,14 +276,14 @@ class StateEntry(Node):
     default: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class StateDecl(Node):
     """`state { entries }`."""
 
     entries: tuple[StateEntry, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class ToolsAllow(Node):
     """`tools allow a, b [deny c]`."""
 
@@ -266,42 +291,42 @@ class ToolsAllow(Node):
     deny: tuple[Name, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class ToolsDeny(Node):
     """`tools deny c`."""
 
     deny: tuple[Name, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class StateAllow(Node):
     """`state allow k, build.*`."""
 
     allow: tuple[Name, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class MaxActions(Node):
     """`max_actions N`."""
 
     count: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class MaxToolCalls(Node):
     """`max_tool_calls N`."""
 
     count: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class MaxDuration(Node):
     """`max_duration 5m`."""
 
     duration: Duration
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CapabilityDecl(Node):
     """`capability name { items }`."""
 
@@ -309,7 +334,7 @@ class CapabilityDecl(Node):
     items: tuple[ToolsAllow | ToolsDeny | StateAllow | MaxActions, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class BudgetDecl(Node):
     """`budget name { items }`."""
 
@@ -320,7 +345,7 @@ class BudgetDecl(Node):
 # -- policies ----------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class PolicyDecl(Node):
     """`policy name: effect targets when CEL message "..."`."""
 
@@ -331,7 +356,7 @@ class PolicyDecl(Node):
     message: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class DenyToolDecl(Node):
     """`deny_tool a, b`."""
 
@@ -339,7 +364,7 @@ class DenyToolDecl(Node):
     message: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class DenyKeywordDecl(Node):
     """`deny_keyword ["..."]`."""
 
@@ -347,7 +372,7 @@ class DenyKeywordDecl(Node):
     message: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class DenyToolParamDecl(Node):
     """`deny_tool_param tool.param [equals V | contains S]`."""
 
@@ -357,7 +382,7 @@ class DenyToolParamDecl(Node):
     message: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class AllowToolParamDecl(Node):
     """`allow_tool_param tool.param [values]`."""
 
@@ -366,7 +391,7 @@ class AllowToolParamDecl(Node):
     message: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class DenyToolParamMatchingDecl(Node):
     """`deny_tool_param_matching tool.param "regex"`."""
 
@@ -375,7 +400,7 @@ class DenyToolParamMatchingDecl(Node):
     message: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class RateLimitToolDecl(Node):
     """`rate_limit_tool tool N per 1m`."""
 
@@ -385,7 +410,7 @@ class RateLimitToolDecl(Node):
     message: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class RequireStateDecl(Node):
     """`require_state key == value`."""
 
@@ -408,7 +433,7 @@ RuleDecl = (
 # -- proposals ---------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Arg(Node):
     """`name: value` in a call."""
 
@@ -416,7 +441,7 @@ class Arg(Node):
     value: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Call(Node):
     """`tool(args)`."""
 
@@ -424,7 +449,7 @@ class Call(Node):
     args: tuple[Arg, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class SetState(Node):
     """`set key = value` (a state_write)."""
 
@@ -432,14 +457,14 @@ class SetState(Node):
     value: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class ReadState(Node):
     """`read key` (a state_read)."""
 
     key: Name
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Condition(Node):
     """`key OP value`, `key contains value`, `exists key`, `not exists key`; `op` is one of
     `==` `!=` `>` `<` `>=` `<=` `contains` `exists` `not_exists`."""
@@ -449,7 +474,7 @@ class Condition(Node):
     value: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class AssertState(Node):
     """`assert condition`."""
 
@@ -459,7 +484,7 @@ class AssertState(Node):
 ActionKind = Call | SetState | ReadState | AssertState
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Requires(Node):
     """`requires condition ["description"]`."""
 
@@ -467,14 +492,14 @@ class Requires(Node):
     description: Value | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Reads(Node):
     """`reads k, j`."""
 
     keys: tuple[Name, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Effect(Node):
     """`key = value` in `effects { }`."""
 
@@ -482,56 +507,56 @@ class Effect(Node):
     value: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Effects(Node):
     """`effects { ... }`."""
 
     entries: tuple[Effect, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Retry(Node):
     """`retry N`: retry up to N times."""
 
     count: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class OnFailure(Node):
     """`on_failure abort|retry|skip`."""
 
     word: Name
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Timeout(Node):
     """`timeout 5s`."""
 
     duration: Duration
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Compensate(Node):
     """`compensate tool(args)`."""
 
     call: Call
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CompensateWith(Node):
     """`compensate with action`."""
 
     action: Name
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Meta(Node):
     """`meta { ... }`."""
 
     data: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Mode(Node):
     """`mode streaming`."""
 
@@ -554,7 +579,7 @@ ActionItem = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class ActionDecl(Node):
     """`name = kind [after a, b] [{ items }]`."""
 
@@ -564,14 +589,14 @@ class ActionDecl(Node):
     items: tuple[ActionItem, ...] | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class ContextDecl(Node):
     """`context { ... }` in a proposal."""
 
     data: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class ProposalDecl(Node):
     """`proposal name [from "source"] [under a, b] { items }`."""
 
@@ -584,21 +609,21 @@ class ProposalDecl(Node):
 # -- plans -------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Candidates(Node):
     """`candidates a, b`."""
 
     names: tuple[Name, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class CostWeight(Node):
     """`cost_weight 0.3`."""
 
     value: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class TargetItem(Node):
     """`tool_calls 5`, `actions 10` or `duration 5s` in a plan target."""
 
@@ -607,14 +632,14 @@ class TargetItem(Node):
     duration: Duration | None
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Target(Node):
     """`target tool_calls 5, actions 10, duration 5s`."""
 
     items: tuple[TargetItem, ...]
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Setting(Node):
     """`set name = number`: a planner weight."""
 
@@ -622,7 +647,7 @@ class Setting(Node):
     value: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class PlanDecl(Node):
     """`plan name { items }`."""
 
@@ -633,49 +658,49 @@ class PlanDecl(Node):
 # -- tests -------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class GivenAction(Node):
     """`action tool(args)` or `action set k = v` in a test."""
 
     kind: ActionKind
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class GivenState(Node):
     """`state { ... }` in a test."""
 
     data: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class GivenScope(Node):
     """`scope { ... }` in a test."""
 
     data: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class GivenHistory(Node):
     """`history [ ... ]` in a test."""
 
     data: Value
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class GivenProposal(Node):
     """`proposal name` in a test."""
 
     name: Name
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class GivenPlan(Node):
     """`plan name` in a test."""
 
     name: Name
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Expect(Node):
     """`expect ...`: `kind` is `decision` (with `word` a decision or column and optional `by`),
     `validity` (`word` valid/invalid), `codes` (`codes`), or `winner` (`word`)."""
@@ -686,7 +711,7 @@ class Expect(Node):
     codes: tuple[Name, ...] = ()
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Where(Node):
     """`where | a | b | ...`: a table; the first row names the columns."""
 
@@ -705,7 +730,7 @@ TestItem = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class TestDecl(Node):
     """`test "name" { items }`."""
 
@@ -716,7 +741,7 @@ class TestDecl(Node):
 # -- module ------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Import(Node):
     """`import "path"`."""
 
@@ -736,7 +761,7 @@ Declaration = (
 )
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, repr=False, eq=False)
 class Module(Node):
     """One file: its imports and declarations, in order."""
 
