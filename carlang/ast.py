@@ -121,12 +121,16 @@ class Node:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in _compared_fields(type(self)))
+        return all(
+            getattr(self, name) == getattr(other, name) for name in _compared_fields(type(self))
+        )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in _compared_fields(type(self)))
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in _compared_fields(type(self))
+        )
         return f"{type(self).__name__}({shown})"
 
 

@@ -16,13 +16,13 @@ Lowering rules worth knowing (the README documents them for users):
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from carlang_runtime import ir
+from carlang_runtime.suggest import did_you_mean
 
 from . import ast
 from .diagnostics import Diagnostics, Label
@@ -94,9 +94,8 @@ def loc_of(source: Source, span: Span) -> ir.SourceLoc:
 
 
 def suggest(name: str, choices: Iterable[str]) -> str | None:
-    """A "did you mean" for a misspelt name."""
-    close = difflib.get_close_matches(name, sorted(set(choices)), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else None
+    """A "did you mean" for a misspelt name, in the compiler's backtick style."""
+    return did_you_mean(name, choices, quote="`")
 
 
 def _is_plain(text: str) -> bool:

@@ -326,9 +326,15 @@ class Engine:
         comment: str | None = None,
         token_hook: Callable[[Token], Token] | None = None,
         recovery: Recovery | None = None,
+        collapse: frozenset[str] = frozenset(),
     ) -> None:
         self.tables = tables
         self.ident = ident
+        # Rules that, reduced from a single Node, are that Node (lark's `?rule`): for grammars
+        # whose precedence ladder would otherwise make a chain of one-child nodes per operand.
+        self.collapse = collapse
+        self._callbacks: tuple[object, list[Callable[[list[Any], tuple[int, int]], Any]]] | None
+        self._callbacks = None
         self.token_hook = token_hook
         self.recovery = recovery
         self.flags = tables.flags
@@ -397,8 +403,13 @@ class Engine:
         return scanner
 
     def callbacks(self, builder: object) -> list[Callable[[list[Any], tuple[int, int]], Any]]:
-        """One callable per rule: shape the children as lark does, then call the builder."""
-        return [_shaper(rule, builder) for rule in self.tables.rules]
+        """One callable per rule: shape the children as lark does, then call the builder.
+        Made once per builder object (a parser that reuses its builder pays this once)."""
+        if self._callbacks is None or self._callbacks[0] is not builder:
+            rules = self.tables.rules
+            made = [_shaper(rule, builder, rule.name in self.collapse) for rule in rules]
+            self._callbacks = (builder, made)
+        return self._callbacks[1]
 
     def parse(self, text: str, builder: object) -> Outcome:
         """Parse `text`, calling `builder.<rule>(*children)` (with `builder.span` set) for
@@ -406,7 +417,9 @@ class Engine:
         return _Run(self, text, builder).run()
 
 
-def _shaper(rule: _Rule, builder: object) -> Callable[[list[Any], tuple[int, int]], Any]:
+def _shaper(
+    rule: _Rule, builder: object, collapse: bool = False
+) -> Callable[[list[Any], tuple[int, int]], Any]:
     method = getattr(builder, rule.name, None) if not rule.name.startswith("_") else None
     name, include, append_none, expand1 = rule.name, rule.include, rule.append_none, rule.expand1
 
@@ -428,6 +441,8 @@ def _shaper(rule: _Rule, builder: object) -> Callable[[list[Any], tuple[int, int
             if append_none:
                 filtered += [None] * append_none
         if expand1 and len(filtered) == 1:
+            return filtered[0]
+        if collapse and len(filtered) == 1 and type(filtered[0]) is Node:
             return filtered[0]
         if method is None:
             return Node(name, filtered, span)

@@ -1,7 +1,41 @@
-"""CEL for policies: parsing (with cel-python's grammar) and, in `compiler`, evaluation."""
+"""CEL for policies, compiled to Python.
+
+    program = compile('params.env == "prod" && size(params.hosts) > 3')
+    program.evaluate({"params": {"env": "prod", "hosts": ["a", "b", "c", "d"]}})  # True
+    program.explain(activation)  # what decided it
+
+Parsing uses cel-python's grammar (`parser`), the tree is `nodes`, `codegen` turns it into one
+Python function, `ops`/`functions` hold the full semantics, `checker` the static checks against
+declarations, `cost` the static cost estimate.
+"""
 
 from __future__ import annotations
 
 from .parser import CelSyntaxError, parse_cel
+from .program import (
+    CelCompileError,
+    CelCostError,
+    Explanation,
+    Limits,
+    Program,
+    Term,
+    compile,
+)
+from .values import CelEvalError, CelType, CelUint, ErrorKind, format_value
 
-__all__ = ["CelSyntaxError", "parse_cel"]
+__all__ = [
+    "compile",
+    "Program",
+    "Limits",
+    "Explanation",
+    "Term",
+    "CelSyntaxError",
+    "CelCompileError",
+    "CelCostError",
+    "CelEvalError",
+    "ErrorKind",
+    "CelUint",
+    "CelType",
+    "format_value",
+    "parse_cel",
+]

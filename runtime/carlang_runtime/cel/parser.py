@@ -5,7 +5,8 @@ are checked in (cel_tables.json, regenerate with `python -m carlang_runtime.cel.
 run by `carlang_runtime.lalr` without importing lark. If the installed cel-python ships a
 different grammar, the tables are rebuilt from it at first use. The tree is lark's shape
 (`Node(data, children, span)`; tokens are `(type, text, start, end)`), so it reads like
-cel-python's own parse tree.
+cel-python's own parse tree, except that one-operand steps of the precedence ladder
+(`expr` -> `conditionalor` -> ... -> `primary`) are collapsed into their operand.
 """
 
 from __future__ import annotations
@@ -27,6 +28,23 @@ _OPTIONS: dict[str, Any] = {
     "priority": "invert",
 }
 _ENGINE: Engine | None = None
+# The precedence ladder: with one operand, each of these is only a step down to the next.
+_LADDER = frozenset(
+    {
+        "expr",
+        "conditionalor",
+        "conditionaland",
+        "relation",
+        "addition",
+        "multiplication",
+        "unary",
+        "member",
+        "primary",
+        "paren_expr",
+    }
+)
+# One builder object for every parse, so the engine makes its reduction callbacks once.
+_BUILDER = object()
 
 # How the CEL grammar's terminals are named in messages.
 _WORDS = {
@@ -73,7 +91,7 @@ def _engine() -> Engine:
     global _ENGINE
     if _ENGINE is None:
         tables = load_tables(TABLES_PATH, grammar_text(), "expr", **dict(_OPTIONS))
-        _ENGINE = Engine(tables, ident="IDENT", token_hook=_ambiguous_literals)
+        _ENGINE = Engine(tables, ident="IDENT", token_hook=_ambiguous_literals, collapse=_LADDER)
     return _ENGINE
 
 
@@ -94,7 +112,7 @@ def parse_cel(text: str) -> Node:
     if not text.strip():
         raise CelSyntaxError("empty condition", 1, 1)
     engine = _engine()
-    outcome = engine.parse(text, object())
+    outcome = engine.parse(text, _BUILDER)
     if not outcome.problems and isinstance(outcome.value, Node):
         return outcome.value
     problem = outcome.problems[0]

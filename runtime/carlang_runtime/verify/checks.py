@@ -17,8 +17,7 @@ models: see `columns.py` for why.
 
 from __future__ import annotations
 
-import difflib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +36,7 @@ from ..ir import (
 from ..jsonvalue import canonical_key, json_equal, rust_debug
 from ..paramcheck import ParamChecker
 from ..precondition import check_precondition
+from ..suggest import did_you_mean
 from .codes import code_for
 from .result import VerifyIssue
 from .state import apply_effects
@@ -49,7 +49,6 @@ __all__ = [
     "FINAL_CHECKS",
     "CHECK_DESCRIPTIONS",
     "walk",
-    "did_you_mean",
 ]
 
 PROPOSAL_LEVEL = "proposal"
@@ -144,12 +143,6 @@ class VerifyContext:
     def issues(self) -> list[VerifyIssue]:
         """All findings, in output order."""
         return [issue for _, issue in sorted(self._found, key=lambda pair: pair[0])]
-
-
-def did_you_mean(name: str, choices: Iterable[str]) -> str | None:
-    """A "did you mean" hint for a misspelt name, or None when nothing is close enough."""
-    close = difflib.get_close_matches(name, sorted(choices), n=1, cutoff=0.6)
-    return f"did you mean '{close[0]}'?" if close else None
 
 
 # -- stage 0: the proposal as a whole ----------------------------------------------------------

@@ -1,0 +1,626 @@
+"""Static checks of a CEL expression against declarations.
+
+Given the variables in scope and their types (for a policy: `params` typed from the JSON
+Schemas of the tools it targets), the checker infers the type of every sub-expression and
+reports what would fail or mislead at run time:
+
+- `unknown-name`: a variable that is not declared;
+- `unknown-field`: `params.ulr` when the schema has no `ulr` (with "did you mean `url`");
+- `partial-field`: a field only some of the targeted tools have (an error on the others'
+  calls, so the policy fails closed there), unless a `has()` guard comes first;
+- `unknown-function` / `wrong-arguments`: a function that does not exist or takes other
+  arguments;
+- `type-mismatch`: `params.port == "80"` where port is an int, `size(1)`, `!"x"`, ...;
+- `constant`: a condition, or an operand of `&&`/`||`, that is always true or always false.
+
+Each finding carries the offsets of its sub-expression, so the language compiler reports it at
+its line and column in the .car file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ..errors import CarlangRuntimeError
+from ..suggest import did_you_mean
+from . import nodes as n
+from .build import MACROS
+from .codegen import TYPE_NAMES
+from .functions import FUNCTIONS, Overload, compile_regex
+from .types import (
+    BOOL,
+    BYTES,
+    DOUBLE,
+    DURATION,
+    DYN,
+    INT,
+    NULL,
+    NUMBER,
+    STRING,
+    TIMESTAMP,
+    TYPE,
+    UINT,
+    Type,
+    join,
+    list_of,
+    map_of,
+)
+from .values import CelEvalError, CelUint, format_value
+
+__all__ = ["Declarations", "CelIssue", "CheckResult", "CelCheckError", "check", "check_tree"]
+
+
+@dataclass(frozen=True)
+class Declarations:
+    """The variables an expression may use, with their static types."""
+
+    variables: Mapping[str, Type]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "variables", dict(self.variables))
+
+
+@dataclass(frozen=True, slots=True)
+class CelIssue:
+    """One finding: `severity` is "error" or "warning", `kind` one of the kinds above,
+    `start`/`end` the offsets of the sub-expression in the source."""
+
+    severity: str
+    kind: str
+    message: str
+    start: int
+    end: int
+    help: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.severity}: {self.message}" + (f" ({self.help})" if self.help else "")
+
+
+class CelCheckError(CarlangRuntimeError):
+    """Static checks found errors; `issues` lists every finding."""
+
+    def __init__(self, issues: list[CelIssue]) -> None:
+        errors = [issue for issue in issues if issue.severity == "error"]
+        super().__init__("; ".join(str(issue) for issue in errors))
+        self.issues = issues
+
+
+@dataclass
+class CheckResult:
+    """Every finding of one check, and the inferred type of the whole expression."""
+
+    issues: list[CelIssue] = field(default_factory=list)
+    type: Type = DYN
+
+    @property
+    def errors(self) -> list[CelIssue]:
+        """The findings that make the expression wrong."""
+        return [issue for issue in self.issues if issue.severity == "error"]
+
+    def raise_errors(self) -> None:
+        """Raise `CelCheckError` if there are errors."""
+        if self.errors:
+            raise CelCheckError(self.issues)
+
+
+def check(source: str, declarations: Declarations) -> CheckResult:
+    """Parse and check `source`; raises `CelSyntaxError` if it does not parse."""
+    from .build import parse
+
+    return check_tree(source, parse(source), declarations)
+
+
+def check_tree(source: str, tree: n.Expr, declarations: Declarations) -> CheckResult:
+    """Check an already parsed expression."""
+    checker = _Checker(source, declarations)
+    result_type = checker.infer(tree)
+    if result_type.known and result_type.kind != "bool":
+        checker.report(
+            "error",
+            "type-mismatch",
+            tree,
+            f"a condition must be a bool, and this is {_article(str(result_type))}",
+            "compare it with something, e.g. `... == true` or `size(...) > 0`",
+        )
+    checker.constant_condition(tree)
+    issues = sorted(checker.issues, key=lambda issue: (issue.start, issue.end))
+    return CheckResult(issues, result_type)
+
+
+_NUMERIC: Final = frozenset({"int", "uint", "double", "number"})
+_ORDERED: Final = frozenset(
+    {"int", "uint", "double", "number", "string", "bytes", "bool", "timestamp", "duration"}
+)
+_ARITHMETIC: Final[dict[str, dict[tuple[str, str], Type]]] = {
+    "+": {
+        ("string", "string"): STRING,
+        ("bytes", "bytes"): BYTES,
+        ("timestamp", "duration"): TIMESTAMP,
+        ("duration", "timestamp"): TIMESTAMP,
+        ("duration", "duration"): DURATION,
+    },
+    "-": {
+        ("timestamp", "timestamp"): DURATION,
+        ("timestamp", "duration"): TIMESTAMP,
+        ("duration", "duration"): DURATION,
+    },
+}
+_KIND_OF_LITERAL: Final = {
+    type(None): NULL,
+    bool: BOOL,
+    int: INT,
+    CelUint: UINT,
+    float: DOUBLE,
+    str: STRING,
+    bytes: BYTES,
+}
+_HELP_TYPES: Final = "CEL does not convert between types; compare values of the same type"
+
+
+class _Checker:
+    def __init__(self, source: str, declarations: Declarations) -> None:
+        self.source = source
+        self.variables = declarations.variables
+        self.scopes: list[dict[str, Type]] = []
+        self.issues: list[CelIssue] = []
+        # Fields proven present by a `has()` earlier in an `&&` chain: (variable text, field).
+        self.guarded: set[str] = set()
+
+    def text(self, node: n.Expr) -> str:
+        return self.source[node.start : node.end]
+
+    def report(
+        self, severity: str, kind: str, node: n.Expr, message: str, help: str | None = None
+    ) -> None:
+        self.issues.append(CelIssue(severity, kind, message, node.start, node.end, help))
+
+    # -- inference -------------------------------------------------------------------------
+
+    def infer(self, node: n.Expr) -> Type:
+        method = getattr(self, "_" + type(node).__name__.lower())
+        result: Type = method(node)
+        return result
+
+    def _literal(self, node: n.Literal) -> Type:
+        return _KIND_OF_LITERAL.get(type(node.value), DYN)
+
+    def _ident(self, node: n.Ident) -> Type:
+        for scope in reversed(self.scopes):
+            if node.name in scope:
+                return scope[node.name]
+        if node.name in self.variables:
+            return self.variables[node.name]
+        if node.name in TYPE_NAMES:
+            return TYPE
+        known = [*self.variables, *(name for scope in self.scopes for name in scope)]
+        self.report(
+            "error",
+            "unknown-name",
+            node,
+            f"unknown name `{node.name}`",
+            did_you_mean(node.name, known, quote="`")
+            or "declared names: " + ", ".join(f"`{name}`" for name in sorted(known)),
+        )
+        return DYN
+
+    def _select(self, node: n.Select) -> Type:
+        return self.field(node, self.infer(node.operand), node.field, in_has=False)
+
+    def _has(self, node: n.Has) -> Type:
+        self.field(node, self.infer(node.operand), node.field, in_has=True)
+        return BOOL
+
+    def field(self, node: n.Expr, operand: Type, name: str, in_has: bool) -> Type:
+        subject = self.text(node.operand) if isinstance(node, (n.Select, n.Has)) else "it"
+        if operand.kind == "map":
+            fields = operand.fields
+            if fields is not None and name in fields:
+                if name in operand.partial and not in_has:
+                    self.partial_field(node, subject, name)
+                return fields[name]
+            if fields is not None and operand.closed:
+                self.report(
+                    "error",
+                    "unknown-field",
+                    node,
+                    f"`{subject}` has no field `{name}`"
+                    + (" (so this has() is always false)" if in_has else ""),
+                    did_you_mean(name, fields, quote="`")
+                    or "its fields: " + ", ".join(f"`{f}`" for f in sorted(fields)),
+                )
+                return DYN
+            return operand.element or DYN
+        if operand.known and not in_has:
+            self.report(
+                "error",
+                "type-mismatch",
+                node,
+                f"`{subject}` is {_article(str(operand))}, which has no fields",
+                "only maps have fields",
+            )
+        return DYN
+
+    def partial_field(self, node: n.Expr, subject: str, name: str) -> None:
+        if f"{subject}.{name}" in self.guarded:
+            return
+        self.report(
+            "warning",
+            "partial-field",
+            node,
+            f"not every action this policy applies to has `{subject}.{name}`; on those"
+            " the condition fails, and the policy fails closed",
+            f"guard it: `has({subject}.{name}) && ...`, or narrow the policy's tools",
+        )
+
+    def _index(self, node: n.Index) -> Type:
+        container = self.infer(node.operand)
+        key = self.infer(node.index)
+        if container.kind == "list":
+            self.expect(node.index, key, ("int", "uint"), "a list index")
+            return container.element or DYN
+        if container.kind == "map":
+            if isinstance(node.index, n.Literal) and type(node.index.value) is str:
+                return self.field(node, container, node.index.value, in_has=False)
+            return container.element or DYN
+        if container.known:
+            self.mismatch(
+                node,
+                f"`{self.text(node.operand)}` is {_article(str(container))} and cannot be indexed",
+                "only lists and maps take [ ]",
+            )
+        return DYN
+
+    def _unary(self, node: n.Unary) -> Type:
+        operand = self.infer(node.operand)
+        if node.op == "!":
+            self.expect(node.operand, operand, ("bool",), "`!`")
+            return BOOL
+        self.expect(node.operand, operand, ("int", "double", "number", "duration"), "`-`")
+        return operand
+
+    def _binary(self, node: n.Binary) -> Type:
+        left, right = self.infer(node.left), self.infer(node.right)
+        if node.op in ("==", "!="):
+            if not _comparable(left, right):
+                self.mismatch(
+                    node,
+                    f"`{self.text(node.left)}` is {_article(str(left))} and"
+                    f" `{self.text(node.right)}` is {_article(str(right))}: `{node.op}` between"
+                    " them fails at run time",
+                    _HELP_TYPES,
+                )
+            return BOOL
+        if node.op in ("<", "<=", ">", ">="):
+            if (
+                left.known
+                and right.known
+                and not (_same_kind(left, right) and left.kind in _ORDERED)
+            ):
+                self.mismatch(
+                    node,
+                    f"`{node.op}` cannot order {_article(str(left))} and {_article(str(right))}",
+                    _HELP_TYPES,
+                )
+            return BOOL
+        if node.op == "in":
+            return self.membership(node, left, right)
+        return self.arithmetic(node, left, right)
+
+    def membership(self, node: n.Binary, item: Type, container: Type) -> Type:
+        if (
+            container.kind == "list"
+            and container.element
+            and not _comparable(item, container.element)
+        ):
+            self.mismatch(
+                node,
+                f"{_article(str(item))} is never in a {container}: the comparison fails",
+                _HELP_TYPES,
+            )
+        elif container.known and container.kind not in ("list", "map"):
+            self.mismatch(
+                node,
+                f"`in` needs a list or a map, and `{self.text(node.right)}` is"
+                f" {_article(str(container))}",
+                "for a substring use `.contains()`" if container.kind == "string" else None,
+            )
+        return BOOL
+
+    def arithmetic(self, node: n.Binary, left: Type, right: Type) -> Type:
+        if not (left.known and right.known):
+            return left if left.known and node.op in ("*", "/", "%") else DYN
+        if (
+            _same_kind(left, right)
+            and left.kind in _NUMERIC
+            and not (node.op == "%" and "double" in (left.kind, right.kind))
+        ):
+            return left if left.kind == right.kind else NUMBER
+        if node.op == "+" and left.kind == right.kind == "list":
+            return list_of(join([left.element or DYN, right.element or DYN]))
+        result = _ARITHMETIC.get(node.op, {}).get((left.kind, right.kind))
+        if result is None:
+            self.mismatch(
+                node,
+                f"`{node.op}` is not defined on {_article(str(left))} and {_article(str(right))}",
+                "CEL does not convert between types: convert one side, e.g. double(x)",
+            )
+            return DYN
+        return result
+
+    def _and(self, node: n.And) -> Type:
+        return self.logical(node.operands, guard=True)
+
+    def _or(self, node: n.Or) -> Type:
+        return self.logical(node.operands, guard=False)
+
+    def logical(self, operands: tuple[n.Expr, ...], guard: bool) -> Type:
+        saved = set(self.guarded)
+        for operand in operands:
+            self.expect(operand, self.infer(operand), ("bool",), "`&&` and `||`")
+            if guard and isinstance(operand, n.Has):
+                self.guarded.add(f"{self.text(operand.operand)}.{operand.field}")
+        self.guarded = saved
+        return BOOL
+
+    def _conditional(self, node: n.Conditional) -> Type:
+        self.expect(node.condition, self.infer(node.condition), ("bool",), "`? :`")
+        saved = set(self.guarded)
+        if isinstance(node.condition, n.Has):
+            self.guarded.add(f"{self.text(node.condition.operand)}.{node.condition.field}")
+        then = self.infer(node.then)
+        self.guarded = saved
+        return join([then, self.infer(node.otherwise)])
+
+    def _listexpr(self, node: n.ListExpr) -> Type:
+        return list_of(join(self.infer(item) for item in node.items) if node.items else DYN)
+
+    def _mapexpr(self, node: n.MapExpr) -> Type:
+        for key, _ in node.entries:
+            self.expect(key, self.infer(key), ("string", "int", "uint", "bool"), "a map key")
+        values = [self.infer(value) for _, value in node.entries]
+        return map_of(join(values) if values else DYN)
+
+    def _call(self, node: n.Call) -> Type:
+        method = node.target is not None
+        target = self.infer(node.target) if node.target is not None else None
+        args = [self.infer(arg) for arg in node.args]
+        function = FUNCTIONS.get(node.function)
+        if function is None:
+            names = [*FUNCTIONS, *MACROS, "has"]
+            self.report(
+                "error",
+                "unknown-function",
+                node,
+                f"unknown function `{node.function}`",
+                did_you_mean(node.function, names, quote="`"),
+            )
+            return DYN
+        forms = [o for o in function.overloads if (o.receiver is not None) == method]
+        if not any(len(o.args) == len(args) for o in forms):
+            usage = _usage(node.function, function.overloads)
+            self.report("error", "wrong-arguments", node, f"`{node.function}` is called as {usage}")
+            return DYN
+        if node.function == "matches":
+            self.regex(node.args[-1])
+        received = ([target] if target is not None else []) + args
+        for overload in forms:
+            wanted = ([overload.receiver] if overload.receiver else []) + list(overload.args)
+            if len(wanted) == len(received) and all(
+                _accepts(kind, actual) for kind, actual in zip(wanted, received, strict=True)
+            ):
+                return _result_type(overload.result, received)
+        shown = ", ".join(str(t) for t in received)
+        usage = _usage(node.function, forms)
+        self.mismatch(node, f"`{node.function}` does not take ({shown})", f"it takes {usage}")
+        return DYN
+
+    def _macro(self, node: n.Macro) -> Type:
+        target = self.infer(node.target)
+        if target.kind == "list":
+            element = target.element or DYN
+        elif target.kind == "map":
+            element = STRING if target.fields is not None else DYN
+        else:
+            element = DYN
+            if target.known:
+                self.mismatch(
+                    node.target,
+                    f"{node.kind}() ranges over a list or a map, and"
+                    f" `{self.text(node.target)}` is {_article(str(target))}",
+                )
+        self.scopes.append({node.var: element})
+        try:
+            if node.predicate is not None:
+                self.expect(
+                    node.predicate,
+                    self.infer(node.predicate),
+                    ("bool",),
+                    f"the condition of {node.kind}()",
+                )
+            result = self.infer(node.result) if node.result is not None else None
+        finally:
+            self.scopes.pop()
+        if node.kind == "map":
+            return list_of(result or DYN)
+        if node.kind == "filter":
+            return target if target.kind == "list" else list_of(element)
+        return BOOL
+
+    def regex(self, pattern: n.Expr) -> None:
+        if isinstance(pattern, n.Literal) and type(pattern.value) is str:
+            try:
+                compile_regex(pattern.value)
+            except CelEvalError as exc:
+                self.report(
+                    "error",
+                    "invalid-regex",
+                    pattern,
+                    exc.message,
+                    "RE2 syntax: no backreferences or lookaround",
+                )
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def expect(self, node: n.Expr, actual: Type, kinds: tuple[str, ...], where: str) -> None:
+        if actual.known and not any(_accepts(kind, actual) for kind in kinds):
+            self.mismatch(
+                node,
+                f"{where} needs {' or '.join(_article(k) for k in kinds)}, and"
+                f" `{self.text(node)}` is {_article(str(actual))}",
+            )
+
+    def mismatch(self, node: n.Expr, message: str, help: str | None = None) -> None:
+        self.report("error", "type-mismatch", node, message, help)
+
+    # -- constant conditions ---------------------------------------------------------------
+
+    def constant_condition(self, tree: n.Expr) -> None:
+        """Warn about a condition that does not depend on the action, and about `&&`/`||`
+        operands that are constant."""
+        if any(issue.severity == "error" for issue in self.issues):
+            return
+        value = _VARIES if isinstance(tree, n.Literal) else self.constant(tree)
+        if value is not _VARIES:
+            if isinstance(value, CelEvalError):
+                self.report(
+                    "error", "constant", tree, f"the condition always fails: {value.message}"
+                )
+            else:
+                self.report(
+                    "warning",
+                    "constant",
+                    tree,
+                    f"the condition is always {format_value(value)}",
+                    "it does not look at the action, state or scope",
+                )
+            return
+        for node in n.walk(tree):
+            if isinstance(node, (n.And, n.Or)):
+                self.constant_operands(node)
+
+    def constant_operands(self, node: n.And | n.Or) -> None:
+        deciding = isinstance(node, n.Or)
+        for operand in node.operands:
+            value = self.constant(operand)
+            if value is _VARIES or isinstance(value, CelEvalError):
+                continue
+            shown = format_value(value)
+            if value is deciding:
+                operator = "||" if deciding else "&&"
+                self.report(
+                    "warning",
+                    "constant",
+                    operand,
+                    f"`{self.text(operand)}` is always {shown}, so the whole"
+                    f" `{operator}` is always {shown}",
+                )
+            else:
+                self.report(
+                    "warning",
+                    "constant",
+                    operand,
+                    f"`{self.text(operand)}` is always {shown} and changes nothing",
+                )
+
+    def constant(self, node: n.Expr) -> Any:
+        """The value of `node` if it reads no variable, else `_VARIES`."""
+        if isinstance(node, n.Literal):
+            return node.value
+        if _reads_variables(node, self.variables):
+            return _VARIES
+        from .program import Limits, compile
+
+        try:
+            return compile(self.text(node), limits=Limits()).evaluate({})
+        except CelEvalError as exc:
+            return exc
+        except CarlangRuntimeError:
+            return _VARIES
+
+
+class _Varies:
+    pass
+
+
+_VARIES: Final = _Varies()
+
+
+def _reads_variables(node: n.Expr, variables: Mapping[str, Any]) -> bool:
+    bound: set[str] = set()
+    for sub in n.walk(node):
+        if isinstance(sub, n.Macro):
+            bound.add(sub.var)
+        if (
+            isinstance(sub, n.Ident)
+            and sub.name not in bound
+            and (sub.name in variables or sub.name not in TYPE_NAMES)
+        ):
+            return True
+    return False
+
+
+def _same_kind(left: Type, right: Type) -> bool:
+    if left.kind == right.kind:
+        return True
+    return {left.kind, right.kind} in ({"number", "int"}, {"number", "double"})
+
+
+def _comparable(left: Type, right: Type) -> bool:
+    """Whether `==` between values of these types can run without an error (CEL's rule:
+    numbers, lists and maps only equal their own type; other types are simply unequal)."""
+    if not (left.known and right.known) or _same_kind(left, right):
+        return True
+    strict = _NUMERIC | {"list", "map"}
+    if left.kind in ("list", "map") and right.kind == "null":
+        return True
+    if right.kind in ("list", "map") and left.kind == "null":
+        return True
+    return left.kind not in strict and right.kind not in strict
+
+
+def _accepts(kind: str, actual: Type) -> bool:
+    if kind == "dyn" or not actual.known:
+        return True
+    if kind == actual.kind:
+        return True
+    return actual.kind == "number" and kind in ("int", "double")
+
+
+def _result_type(kind: str, received: list[Type]) -> Type:
+    simple = {
+        "int": INT,
+        "uint": UINT,
+        "double": DOUBLE,
+        "string": STRING,
+        "bytes": BYTES,
+        "bool": BOOL,
+        "timestamp": TIMESTAMP,
+        "duration": DURATION,
+        "type": TYPE,
+    }
+    if kind == "dyn" and received:
+        return received[-1]
+    return simple.get(kind, DYN)
+
+
+def _usage(name: str, overloads: Iterable[Overload]) -> str:
+    """How a function is called: `size(string | bytes | list | map)`,
+    `<string>.startsWith(string)`."""
+    groups: dict[tuple[bool, int], list[Overload]] = {}
+    for overload in overloads:
+        groups.setdefault((overload.receiver is None, len(overload.args)), []).append(overload)
+    shown = []
+    for (is_global, arity), group in groups.items():
+        args = ", ".join(" | ".join(dict.fromkeys(o.args[i] for o in group)) for i in range(arity))
+        if is_global:
+            shown.append(f"`{name}({args})`")
+        else:
+            receivers = " | ".join(dict.fromkeys(str(o.receiver) for o in group))
+            shown.append(f"`<{receivers}>.{name}({args})`")
+    return " or ".join(shown)
+
+
+def _article(kind: str) -> str:
+    return ("an " if kind[:1] in "aeiou" else "a ") + kind

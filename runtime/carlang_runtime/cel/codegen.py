@@ -1,0 +1,602 @@
+"""CEL expression tree -> Python source for one function, compiled once.
+
+The generated function takes the activation (a dict of variables) and returns the value. Each
+operation tests the common case inline (`t1 == "http.get" if type(t1) is str`) and calls the
+full semantics in `ops`/`functions` otherwise. CEL errors are `CelEvalError` exceptions; an
+`&&`, `||` or macro that may absorb an error catches it and keeps it as a value, so that
+`false && error` is `false` as CEL requires.
+
+With `record=True` the function also stores the value of every operand of `&&`, `||` and `?:`
+in a dict keyed by node id, which is what `Program.explain` reads.
+"""
+
+from __future__ import annotations
+
+import keyword
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any, Final, NoReturn
+
+from . import functions, ops
+from . import nodes as n
+from .values import TYPES, CelEvalError, CelType, CelUint, ErrorKind, Unbound
+
+__all__ = ["Generated", "generate", "TYPE_NAMES"]
+
+# Type names usable as values (`type(x) == int`) unless a variable of that name is declared.
+TYPE_NAMES: Final = {name: value for name, value in TYPES.items() if "." not in name}
+
+
+def _unbound_error(value: Unbound) -> NoReturn:
+    raise value.error()
+
+
+def _build_map(*parts: Any) -> dict[Any, Any]:
+    result: dict[Any, Any] = {}
+    for key, value in zip(parts[0::2], parts[1::2], strict=True):
+        if type(key) not in (str, int, CelUint, bool):
+            raise ops.no_overload("{}", key)
+        if any(type(k) is type(key) and k == key for k in result):
+            raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"duplicate map key {key!r}")
+        result[key] = value
+    return result
+
+
+def _unknown_function(name: str, argc: int) -> NoReturn:
+    raise CelEvalError(
+        ErrorKind.NO_MATCHING_OVERLOAD, f"no function '{name}' taking {argc} argument(s)"
+    )
+
+
+class _Budget:
+    """The runtime bound of one compiled expression: macro steps and wall time."""
+
+    def __init__(self, max_steps: int, max_seconds: float) -> None:
+        self.max_steps = max_steps
+        self.max_seconds = max_seconds
+
+    def check(self, steps: int, deadline: float) -> None:
+        if steps > self.max_steps:
+            raise CelEvalError(
+                ErrorKind.COST_LIMIT, f"evaluation exceeded {self.max_steps} macro steps"
+            )
+        if perf_counter() > deadline:
+            raise CelEvalError(ErrorKind.COST_LIMIT, f"evaluation exceeded {self.max_seconds:g} s")
+
+
+_HELPERS: Final[dict[str, Any]] = {
+    "CelEvalError": CelEvalError,
+    "_Unbound": Unbound,
+    "_unbound": _unbound_error,
+    "_eq": ops.eq,
+    "_ne": ops.ne,
+    "_lt": ops.lt,
+    "_le": ops.le,
+    "_gt": ops.gt,
+    "_ge": ops.ge,
+    "_add": ops.add,
+    "_sub": ops.sub,
+    "_mul": ops.mul,
+    "_div": ops.div,
+    "_mod": ops.mod,
+    "_neg": ops.neg,
+    "_not": ops.logical_not,
+    "_and_rest": ops.and_rest,
+    "_or_rest": ops.or_rest,
+    "_condition": ops.condition,
+    "_select": ops.select,
+    "_index": ops.index,
+    "_in": ops.contains_item,
+    "_iterate": ops.iterate,
+    "_no_overload": ops.no_overload,
+    "_map": _build_map,
+    "_unknown_function": _unknown_function,
+    "_clock": perf_counter,
+    "_str": str,
+    "_list": list,
+    "_dict": dict,
+    "_bool": bool,
+    "_int": int,
+    "_float": float,
+    "_bytes": bytes,
+    "_FAST_EQ": frozenset({str, int, bool, float, type(None), bytes, CelUint}),
+    "_FAST_ORDER": frozenset({str, int, float, bytes, CelUint}),
+}
+for _name, _function in functions.FUNCTIONS.items():
+    _HELPERS[f"_f_{_name}"] = _function.impl
+
+_BINARY_HELPERS: Final = {
+    "==": "_eq",
+    "!=": "_ne",
+    "<": "_lt",
+    "<=": "_le",
+    ">": "_gt",
+    ">=": "_ge",
+    "+": "_add",
+    "-": "_sub",
+    "*": "_mul",
+    "/": "_div",
+    "%": "_mod",
+    "in": "_in",
+}
+_ORDERING: Final = frozenset({"<", "<=", ">", ">="})
+# Literal types whose `==` can be Python's once the other side has the same type.
+_PLAIN_LITERALS: Final = (str, int, float, bool, bytes)
+
+
+@dataclass
+class Generated:
+    """The generated source and the names it refers to."""
+
+    source: str
+    namespace: dict[str, Any]
+    variables: frozenset[str]
+    has_macros: bool
+    recorded: dict[int, n.Expr] = field(default_factory=dict)
+
+    def function(self, filename: str) -> Callable[..., Any]:
+        """Compile the source and return the function it defines."""
+        code = compile(self.source, filename, "exec")
+        namespace = dict(self.namespace)
+        exec(code, namespace)  # noqa: S102 - the source is generated here, from a parse tree
+        result: Callable[..., Any] = namespace["_evaluate"]
+        return result
+
+
+def generate(
+    tree: n.Expr,
+    *,
+    variables: frozenset[str] | None = None,
+    record: bool = False,
+    max_steps: int = 1_000_000,
+    max_seconds: float = 0.25,
+) -> Generated:
+    """Python source for `tree`. `variables` are the declared names (None: any name that is not
+    a type name is a variable)."""
+    writer = _Writer(variables, record)
+    writer.namespace["_budget"] = _Budget(max_steps, max_seconds)
+    result = writer.value(tree)
+    result = writer.checked(tree, result)
+    body = writer.lines
+    header = ["def _evaluate(act, _rec=None):"]
+    for name in sorted(writer.used_variables):
+        header += [
+            "    try:",
+            f"        v_{name} = act[{name!r}]",
+            "    except KeyError:",
+            f"        v_{name} = _Unbound({name!r})",
+        ]
+    if writer.has_macros:
+        header += ["    _steps = 0", "    _deadline = _clock() + _budget.max_seconds"]
+    source = "\n".join([*header, *body, f"    return {result}", ""])
+    return Generated(
+        source,
+        writer.namespace,
+        frozenset(writer.used_variables),
+        writer.has_macros,
+        writer.recorded,
+    )
+
+
+class _Writer:
+    def __init__(self, variables: frozenset[str] | None, record: bool) -> None:
+        self.declared = variables
+        self.record = record
+        self.lines: list[str] = []
+        self.depth = 1
+        self.counter = 0
+        self.namespace: dict[str, Any] = dict(_HELPERS)
+        self.scopes: list[dict[str, str]] = []
+        self.used_variables: set[str] = set()
+        self.has_macros = False
+        self.recorded: dict[int, n.Expr] = {}
+        self.in_macro = 0
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def emit(self, line: str) -> None:
+        self.lines.append("    " * self.depth + line)
+
+    def temp(self, prefix: str = "t") -> str:
+        self.counter += 1
+        return f"{prefix}{self.counter}"
+
+    def const(self, value: Any) -> str:
+        if value is None or type(value) in (bool, int, str, bytes):
+            return repr(value)
+        if type(value) is float and math.isfinite(value):
+            return repr(value)
+        name = self.temp("c")
+        self.namespace[name] = value
+        return name
+
+    def atom(self, node: n.Expr) -> str:
+        """`node`'s value in a local name or a constant, safe to mention twice."""
+        expression = self.value(node)
+        if _is_name(expression) or isinstance(node, n.Literal):
+            return expression
+        name = self.temp()
+        self.emit(f"{name} = {expression}")
+        return name
+
+    def name(self, node: n.Expr) -> str:
+        """`node`'s value in a local name (Python warns about `1.5[k]` or `1 is False`)."""
+        expression = self.atom(node)
+        return expression if _is_name(expression) else self.assign(expression)
+
+    def assign(self, expression: str) -> str:
+        name = self.temp()
+        self.emit(f"{name} = {expression}")
+        return name
+
+    def indented(self) -> _Indent:
+        return _Indent(self)
+
+    def note(self, node: n.Expr, expression: str) -> None:
+        if self.record and not self.in_macro:
+            self.recorded[id(node)] = node
+            self.emit(f"_rec[{id(node)}] = {expression}")
+
+    def checked(self, node: n.Expr, expression: str) -> str:
+        """`expression` where its value is stored or returned rather than inspected: a
+        missing variable must fail here."""
+        if not _may_be_unbound(node):
+            return expression
+        name = expression if _is_name(expression) else self.assign(expression)
+        return f"({name} if type({name}) is not _Unbound else _unbound({name}))"
+
+    # -- expressions -----------------------------------------------------------------------
+
+    def value(self, node: n.Expr) -> str:
+        """A Python expression computing `node`, after emitting the statements it needs."""
+        method: Callable[[Any], str] = getattr(self, "_" + type(node).__name__.lower())
+        return method(node)
+
+    def _literal(self, node: n.Literal) -> str:
+        return self.const(node.value)
+
+    def _ident(self, node: n.Ident) -> str:
+        for scope in reversed(self.scopes):
+            if node.name in scope:
+                return scope[node.name]
+        is_type = node.name in TYPE_NAMES and (
+            self.declared is None or node.name not in self.declared
+        )
+        if is_type:
+            return self.const(TYPE_NAMES[node.name])
+        self.used_variables.add(node.name)
+        return f"v_{node.name}"
+
+    def _select(self, node: n.Select) -> str:
+        operand = self.name(node.operand)
+        return self.lookup(operand, repr(node.field), f"_select({operand}, {node.field!r})")
+
+    def lookup(self, container: str, key: str, fallback: str) -> str:
+        result = self.temp()
+        self.emit("try:")
+        with self.indented():
+            self.emit(f"{result} = {container}[{key}]")
+        self.emit("except (KeyError, TypeError, IndexError):")
+        with self.indented():
+            self.emit(f"{result} = {fallback}")
+        return result
+
+    def _has(self, node: n.Has) -> str:
+        result = self.temp()
+        self.emit("try:")
+        with self.indented():
+            operand = self.name(node.operand)
+            self.emit(f"{result} = type({operand}) is _dict and {node.field!r} in {operand}")
+        self.emit("except CelEvalError:")
+        with self.indented():
+            self.emit(f"{result} = False")
+        return result
+
+    def _index(self, node: n.Index) -> str:
+        container = self.name(node.operand)
+        if isinstance(node.index, n.Literal) and type(node.index.value) is str:
+            key = self.const(node.index.value)
+            return self.lookup(container, key, f"_index({container}, {key})")
+        key = self.atom(node.index)
+        return (
+            f"({container}[{key}] if type({key}) is _str and type({container}) is _dict "
+            f"and {key} in {container} else _index({container}, {key}))"
+        )
+
+    def _unary(self, node: n.Unary) -> str:
+        operand = self.name(node.operand)
+        if node.op == "!":
+            return f"(({operand} is False) if type({operand}) is _bool else _not({operand}))"
+        return f"(-{operand} if type({operand}) is _float else _neg({operand}))"
+
+    def _binary(self, node: n.Binary) -> str:
+        left = self.atom(node.left)
+        right = self.atom(node.right)
+        helper = _BINARY_HELPERS[node.op]
+        slow = f"{helper}({left}, {right})"
+        if node.op in ("==", "!="):
+            python_op = node.op
+            on_right = _plain_literal(node.right) is not None
+            if on_right or _plain_literal(node.left) is not None:
+                literal = _plain_literal(node.right if on_right else node.left)
+                other = left if on_right else right
+                kind = type(literal).__name__
+                return f"({left} {python_op} {right} if type({other}) is _{kind} else {slow})"
+            return (
+                f"({left} {python_op} {right} if type({left}) is type({right}) "
+                f"and type({left}) in _FAST_EQ else {slow})"
+            )
+        if node.op in _ORDERING:
+            literal = _plain_literal(node.right)
+            if literal is not None and type(literal) in (int, float, str):
+                kind = type(literal).__name__
+                return f"({left} {node.op} {right} if type({left}) is _{kind} else {slow})"
+            return (
+                f"({left} {node.op} {right} if type({left}) is type({right}) "
+                f"and type({left}) in _FAST_ORDER else {slow})"
+            )
+        if node.op == "in" and isinstance(node.right, n.ListExpr):
+            constants = [_plain_literal(item) for item in node.right.items]
+            kinds = {type(c) for c in constants}
+            if constants and None not in constants and len(kinds) == 1 and str in kinds:
+                members = self.const(frozenset(constants))
+                return f"(({left} in {members}) if type({left}) is _str else {slow})"
+        if node.op == "+":
+            return (
+                f"({left} + {right} if type({left}) is _str and type({right}) is _str else {slow})"
+            )
+        return slow
+
+    def _and(self, node: n.And) -> str:
+        return self.logical(node, node.operands, stop="False", helper="_and_rest")
+
+    def _or(self, node: n.Or) -> str:
+        return self.logical(node, node.operands, stop="True", helper="_or_rest")
+
+    def logical(self, node: n.Expr, operands: tuple[n.Expr, ...], stop: str, helper: str) -> str:
+        """`&&`/`||` over n operands: the first operand equal to `stop` decides; otherwise all
+        must be the other bool, and an error operand surfaces only then."""
+        result = self.temp()
+        seen: list[str] = []
+        opened = 0
+        for operand in operands:
+            slot = self.temp("a")
+            if _may_fail(operand):
+                self.emit("try:")
+                with self.indented():
+                    self.emit(f"{slot} = {self.value(operand)}")
+                self.emit("except CelEvalError as _e:")
+                with self.indented():
+                    self.emit(f"{slot} = _e")
+            else:
+                self.emit(f"{slot} = {self.value(operand)}")
+            self.note(operand, slot)
+            seen.append(slot)
+            self.emit(f"if {slot} is {stop}:")
+            with self.indented():
+                self.emit(f"{result} = {stop}")
+            self.emit("else:")
+            self.depth += 1
+            opened += 1
+        other = "True" if stop == "False" else "False"
+        all_other = " and ".join(f"{slot} is {other}" for slot in seen)
+        self.emit(f"{result} = {other} if {all_other} else {helper}({', '.join(seen)})")
+        self.depth -= opened
+        return result
+
+    def _conditional(self, node: n.Conditional) -> str:
+        condition = self.name(node.condition)
+        self.note(node.condition, condition)
+        result = self.temp()
+        self.emit(f"if {condition} is True:")
+        with self.indented():
+            value = self.value(node.then)
+            self.emit(f"{result} = {value}")
+            self.note(node.then, result)
+        self.emit(f"elif {condition} is False:")
+        with self.indented():
+            value = self.value(node.otherwise)
+            self.emit(f"{result} = {value}")
+            self.note(node.otherwise, result)
+        self.emit("else:")
+        with self.indented():
+            self.emit(f"_condition({condition})")
+        return result
+
+    def _listexpr(self, node: n.ListExpr) -> str:
+        items = [self.checked(item, self.atom(item)) for item in node.items]
+        return "[" + ", ".join(items) + "]"
+
+    def _mapexpr(self, node: n.MapExpr) -> str:
+        parts: list[str] = []
+        for key, value in node.entries:
+            parts.append(self.atom(key))
+            parts.append(self.checked(value, self.atom(value)))
+        return f"_map({', '.join(parts)})"
+
+    # -- calls -----------------------------------------------------------------------------
+
+    def _call(self, node: n.Call) -> str:
+        function = functions.FUNCTIONS.get(node.function)
+        method = node.target is not None
+        argc = len(node.args)
+        if function is None or not function.accepts(method, argc):
+            for part in ([node.target] if node.target else []) + list(node.args):
+                self.atom(part)
+            shown = node.function if not method else f".{node.function}"
+            return f"_unknown_function({shown!r}, {argc})"
+        operands = [self.name(part) for part in ([node.target] if node.target else [])]
+        operands += [self.checked(arg, self.atom(arg)) for arg in node.args]
+        fast = self.fast_call(node, operands)
+        if fast is not None:
+            return fast
+        return f"_f_{node.function}({', '.join(operands)})"
+
+    def fast_call(self, node: n.Call, operands: list[str]) -> str | None:
+        name = node.function
+        slow = f"_f_{name}({', '.join(operands)})"
+        if name == "size" and len(operands) == 1:
+            (value,) = operands
+            return f"(len({value}) if type({value}) is _str or type({value}) is _list else {slow})"
+        if name in ("startsWith", "endsWith", "contains") and len(operands) == 2:
+            text, part = operands
+            python = {"startsWith": "startswith", "endsWith": "endswith"}.get(name)
+            test = f"{text}.{python}({part})" if python else f"({part} in {text})"
+            guard = f"type({text}) is _str"
+            if type(_plain_literal(node.args[0])) is not str:
+                guard += f" and type({part}) is _str"
+            return f"({test} if {guard} else {slow})"
+        if name == "matches" and isinstance(node.args[-1], n.Literal):
+            pattern = node.args[-1].value
+            if type(pattern) is str:
+                try:
+                    compiled = functions.compile_regex(pattern)
+                except CelEvalError:
+                    return None
+                text = operands[0]
+                regex = self.const(compiled)
+                return f"({regex}.search({text}) is not None if type({text}) is _str else {slow})"
+        return None
+
+    # -- macros ----------------------------------------------------------------------------
+
+    def _macro(self, node: n.Macro) -> str:
+        self.has_macros = True
+        target = self.atom(node.target)
+        variable = self.temp("m")
+        result = self.temp()
+        error = self.temp("e")
+        self.in_macro += 1
+        self.scopes.append({node.var: variable})
+        if node.kind in ("all", "exists"):
+            self.quantifier(node, target, variable, result, error)
+        elif node.kind == "exists_one":
+            self.exists_one(node, target, variable, result)
+        else:
+            self.collect(node, target, variable, result)
+        self.scopes.pop()
+        self.in_macro -= 1
+        return result
+
+    def loop(self, node: n.Macro, target: str, variable: str) -> None:
+        self.emit(f"for {variable} in _iterate({target}, {node.kind!r}):")
+        self.depth += 1
+        self.emit("_steps += 1")
+        self.emit("if _steps & 255 == 0:")
+        with self.indented():
+            self.emit("_budget.check(_steps, _deadline)")
+
+    def predicate(self, node: n.Macro, slot: str, error: str | None) -> None:
+        """Evaluate the macro's predicate into `slot`; with `error`, a failed evaluation is
+        remembered there and the loop moves on (the caller decides what errors mean)."""
+        assert node.predicate is not None
+        if error is None:
+            self.emit(f"{slot} = {self.value(node.predicate)}")
+            return
+        self.emit("try:")
+        with self.indented():
+            self.emit(f"{slot} = {self.value(node.predicate)}")
+        self.emit("except CelEvalError as _e:")
+        with self.indented():
+            self.emit(f"if {error} is None:")
+            with self.indented():
+                self.emit(f"{error} = _e")
+            self.emit("continue")
+
+    def quantifier(
+        self, node: n.Macro, target: str, variable: str, result: str, error: str
+    ) -> None:
+        unit, stop = ("True", "False") if node.kind == "all" else ("False", "True")
+        slot = self.temp("p")
+        self.emit(f"{result} = {unit}")
+        self.emit(f"{error} = None")
+        self.loop(node, target, variable)
+        self.predicate(node, slot, error)
+        self.emit(f"if {slot} is {stop}:")
+        with self.indented():
+            self.emit(f"{result} = {stop}")
+            self.emit("break")
+        self.emit(f"if {slot} is not {unit} and {error} is None:")
+        with self.indented():
+            self.emit(f"{error} = _no_overload({node.kind!r}, {slot})")
+        self.depth -= 1
+        self.emit(f"if {result} is {unit} and {error} is not None:")
+        with self.indented():
+            self.emit(f"raise {error}")
+
+    def exists_one(self, node: n.Macro, target: str, variable: str, result: str) -> None:
+        slot = self.temp("p")
+        count = self.temp("k")
+        self.emit(f"{count} = 0")
+        self.loop(node, target, variable)
+        self.predicate(node, slot, None)
+        self.emit(f"if {slot} is True:")
+        with self.indented():
+            self.emit(f"{count} += 1")
+        self.emit(f"elif {slot} is not False:")
+        with self.indented():
+            self.emit(f"raise _no_overload('exists_one', {slot})")
+        self.depth -= 1
+        self.emit(f"{result} = {count} == 1")
+
+    def collect(self, node: n.Macro, target: str, variable: str, result: str) -> None:
+        self.emit(f"{result} = []")
+        self.loop(node, target, variable)
+        if node.predicate is not None:
+            slot = self.temp("p")
+            self.predicate(node, slot, None)
+            self.emit(f"if {slot} is False:")
+            with self.indented():
+                self.emit("continue")
+            self.emit(f"if {slot} is not True:")
+            with self.indented():
+                self.emit(f"raise _no_overload({node.kind!r}, {slot})")
+        if node.result is not None:
+            value = self.checked(node.result, self.value(node.result))
+            self.emit(f"{result}.append({value})")
+        else:
+            self.emit(f"{result}.append({variable})")
+        self.depth -= 1
+
+
+class _Indent:
+    def __init__(self, writer: _Writer) -> None:
+        self.writer = writer
+
+    def __enter__(self) -> None:
+        self.writer.depth += 1
+
+    def __exit__(self, *_: object) -> None:
+        self.writer.depth -= 1
+
+
+def _is_name(text: str) -> bool:
+    """Whether generated `text` is a local name (True, False and None look like names)."""
+    return text.isidentifier() and not keyword.iskeyword(text)
+
+
+def _plain_literal(node: n.Expr) -> Any:
+    """The value of a literal whose type allows the inline `==` (None for anything else)."""
+    if isinstance(node, n.Literal) and type(node.value) in _PLAIN_LITERALS:
+        return node.value
+    return None
+
+
+def _may_fail(node: n.Expr) -> bool:
+    return not isinstance(node, (n.Literal, n.Has))
+
+
+def _may_be_unbound(node: n.Expr) -> bool:
+    if isinstance(node, n.Ident):
+        return node.name not in TYPE_NAMES
+    if isinstance(node, n.Conditional):
+        return _may_be_unbound(node.then) or _may_be_unbound(node.otherwise)
+    if isinstance(node, n.Call) and node.function == "dyn" and len(node.args) == 1:
+        return _may_be_unbound(node.args[0])
+    return False
+
+
+# Quiet "imported but unused" for names only the generated code uses.
+_ = CelType

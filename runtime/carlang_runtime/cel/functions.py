@@ -1,0 +1,427 @@
+"""CEL's standard functions: one table, read by the code generator (what to call), the checker
+(which overloads exist) and the cost estimate.
+
+A function is called as `name(args)` (global), as `receiver.name(args)` (method), or both;
+`Overload` lists the argument kinds each form accepts, receiver first for methods.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from functools import lru_cache
+from typing import Any, Final
+
+from . import ops
+from .values import (
+    INT64_MAX,
+    INT64_MIN,
+    UINT64_MAX,
+    CelEvalError,
+    CelType,
+    CelUint,
+    ErrorKind,
+    format_duration,
+    format_timestamp,
+    parse_duration,
+    parse_timestamp,
+    type_of,
+    unix_seconds,
+)
+
+__all__ = ["Overload", "Function", "FUNCTIONS", "compile_regex"]
+
+
+@dataclass(frozen=True, slots=True)
+class Overload:
+    """One signature: `receiver` kind for a method (None for a global call), argument kinds,
+    result kind. Kinds are CEL type names, `dyn` for any, `list`/`map` for any list/map."""
+
+    receiver: str | None
+    args: tuple[str, ...]
+    result: str
+
+
+@dataclass(frozen=True, slots=True)
+class Function:
+    """A standard function: its implementation (receiver first for methods) and overloads."""
+
+    name: str
+    impl: Callable[..., Any]
+    overloads: tuple[Overload, ...]
+    # Relative evaluation cost, for the static estimate (a regex match is dearer than size()).
+    cost: int = 1
+
+    def accepts(self, method: bool, argc: int) -> bool:
+        """Whether some overload takes this call form and number of arguments."""
+        return any(
+            (o.receiver is not None) == method and len(o.args) == argc for o in self.overloads
+        )
+
+
+def _g(args: str, result: str) -> Overload:
+    return Overload(None, tuple(args.split()), result)
+
+
+def _m(receiver: str, args: str, result: str) -> Overload:
+    return Overload(receiver, tuple(args.split()), result)
+
+
+def _conversions(sources: str, result: str) -> tuple[Overload, ...]:
+    return tuple(_g(source, result) for source in sources.split())
+
+
+# -- size and strings ------------------------------------------------------------------------
+
+
+def size(value: Any) -> int:
+    """`size(x)`: characters of a string, bytes, list elements or map entries."""
+    if type(value) in (str, bytes, list, tuple, dict):
+        return len(value)
+    if value is None:  # cel-python's reading: the size of nothing is 0
+        return 0
+    raise ops.no_overload("size", value)
+
+
+def contains(text: Any, part: Any) -> bool:
+    """`s.contains(t)`: substring test; on a list or map, membership like `in`."""
+    if type(text) is str and type(part) is str:
+        return part in text
+    if type(text) in (list, tuple, dict):
+        return ops.contains_item(part, text)
+    raise ops.no_overload("contains", text, part)
+
+
+def starts_with(text: Any, prefix: Any) -> bool:
+    """`s.startsWith(prefix)`."""
+    if type(text) is str and type(prefix) is str:
+        return text.startswith(prefix)
+    raise ops.no_overload("startsWith", text, prefix)
+
+
+def ends_with(text: Any, suffix: Any) -> bool:
+    """`s.endsWith(suffix)`."""
+    if type(text) is str and type(suffix) is str:
+        return text.endswith(suffix)
+    raise ops.no_overload("endsWith", text, suffix)
+
+
+@lru_cache(maxsize=256)
+def compile_regex(pattern: str) -> Any:
+    """An RE2 pattern, compiled once (RE2: linear time, no backreferences), or an
+    invalid_argument error saying why it does not compile."""
+    import re2  # google-re2, a dependency of cel-python; imported only when a policy matches
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would also print the error on stderr
+    try:
+        return re2.compile(pattern, options)
+    except re2.error as exc:
+        detail = exc.args[0] if exc.args else exc
+        if isinstance(detail, bytes):
+            detail = detail.decode("utf-8", "replace")
+        raise CelEvalError(
+            ErrorKind.INVALID_ARGUMENT, f"invalid regular expression {pattern!r}: {detail}"
+        ) from None
+
+
+def matches(text: Any, pattern: Any) -> bool:
+    """`s.matches(re)`: whether RE2 `re` matches anywhere in `s` (unanchored). A pattern
+    that does not compile is an error whatever `s` is."""
+    if type(pattern) is str:
+        regex = compile_regex(pattern)
+        if type(text) is str:
+            return regex.search(text) is not None
+    raise ops.no_overload("matches", text, pattern)
+
+
+# -- conversions -----------------------------------------------------------------------------
+
+_INT_TEXT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
+
+
+def _parse_int(text: str) -> int:
+    if _INT_TEXT.fullmatch(text) is None:
+        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"{text!r} is not an integer")
+    body = text.lstrip("+-")
+    value = int(body[2:], 16) if body[:2] in ("0x", "0X") else int(body)
+    return -value if text.startswith("-") else value
+
+
+def _truncate(value: float, low: int, high: int) -> int:
+    if value != value or value in (float("inf"), float("-inf")):
+        raise CelEvalError(ErrorKind.OVERFLOW, f"{value} does not fit an integer")
+    whole = int(value)
+    if not low <= whole <= high:
+        raise CelEvalError(ErrorKind.OVERFLOW, f"{value} does not fit an integer")
+    return whole
+
+
+def to_int(value: Any) -> int:
+    """`int(x)` from int, uint, double (truncating), string or timestamp (Unix seconds)."""
+    kind = type(value)
+    if kind is int:
+        return value  # type: ignore[no-any-return]
+    if kind is CelUint:
+        return ops.int64(int(value))
+    if kind is float:
+        return _truncate(value, INT64_MIN, INT64_MAX)
+    if kind is str:
+        return ops.int64(_parse_int(value))
+    if kind is datetime:
+        return ops.int64(unix_seconds(value))
+    raise ops.no_overload("int", value)
+
+
+def to_uint(value: Any) -> CelUint:
+    """`uint(x)` from int, uint, double (truncating) or string."""
+    kind = type(value)
+    if kind is CelUint:
+        return value  # type: ignore[no-any-return]
+    if kind is int:
+        return ops.uint64(int(value))
+    if kind is float:
+        return CelUint(_truncate(value, 0, UINT64_MAX))
+    if kind is str:
+        return ops.uint64(_parse_int(value))
+    raise ops.no_overload("uint", value)
+
+
+def to_double(value: Any) -> float:
+    """`double(x)` from a number or a string."""
+    kind = type(value)
+    if kind is float:
+        return value  # type: ignore[no-any-return]
+    if kind is int or kind is CelUint:
+        return float(value)
+    if kind is str:
+        try:
+            return float(value)
+        except ValueError:
+            raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"{value!r} is not a number") from None
+    raise ops.no_overload("double", value)
+
+
+def to_string(value: Any) -> str:
+    """`string(x)` from a scalar, bytes (UTF-8), a timestamp or a duration."""
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[no-any-return]
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is int or kind is CelUint:
+        return str(int(value))
+    if kind is float:
+        return str(value)
+    if kind is bytes:
+        try:
+            return value.decode("utf-8")  # type: ignore[no-any-return]
+        except UnicodeDecodeError:
+            raise CelEvalError(ErrorKind.INVALID_ARGUMENT, "bytes are not valid UTF-8") from None
+    if kind is datetime:
+        return format_timestamp(value)
+    if kind is timedelta:
+        return format_duration(value)
+    raise ops.no_overload("string", value)
+
+
+def to_bytes(value: Any) -> bytes:
+    """`bytes(x)` from a string (UTF-8) or bytes."""
+    if type(value) is bytes:
+        return value
+    if type(value) is str:
+        return value.encode("utf-8")
+    raise ops.no_overload("bytes", value)
+
+
+_BOOL_TEXT: Final = {
+    **dict.fromkeys(("1", "t", "true", "TRUE", "True"), True),
+    **dict.fromkeys(("0", "f", "false", "FALSE", "False"), False),
+}
+
+
+def to_bool(value: Any) -> bool:
+    """`bool(x)` from a bool or one of the strings true/false/t/f/1/0 (and TRUE, True, ...)."""
+    if type(value) is bool:
+        return value
+    if type(value) is str:
+        if value in _BOOL_TEXT:
+            return _BOOL_TEXT[value]
+        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"{value!r} is not a bool")
+    raise ops.no_overload("bool", value)
+
+
+def to_timestamp(value: Any) -> datetime:
+    """`timestamp(x)` from an RFC 3339 string or a timestamp."""
+    if type(value) is datetime:
+        return value
+    if type(value) is str:
+        return parse_timestamp(value)
+    raise ops.no_overload("timestamp", value)
+
+
+def to_duration(value: Any) -> timedelta:
+    """`duration(x)` from a Go-style string (`1h30m`, `1.5s`) or a duration."""
+    if type(value) is timedelta:
+        return value
+    if type(value) is str:
+        return parse_duration(value)
+    raise ops.no_overload("duration", value)
+
+
+def dyn(value: Any) -> Any:
+    """`dyn(x)`: `x`, with its static type forgotten."""
+    return value
+
+
+def type_function(value: Any) -> CelType:
+    """`type(x)`: the type of `x` as a value."""
+    return type_of(value)
+
+
+# -- timestamps and durations ----------------------------------------------------------------
+
+_OFFSET = re.compile(r"([+-]?)(\d\d?):(\d\d)")
+
+
+@lru_cache(maxsize=64)
+def _zone(name: str) -> tzinfo:
+    match = _OFFSET.fullmatch(name)
+    if match:
+        sign, hours, minutes = match.groups()
+        offset = timedelta(hours=int(hours), minutes=int(minutes))
+        return timezone(-offset if sign == "-" else offset)
+    if name in ("UTC", "Z", "utc"):
+        return UTC
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError):
+        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"unknown time zone {name!r}") from None
+
+
+def _local(moment: Any, zone: Any, accessor: str) -> datetime:
+    if type(moment) is not datetime or (zone is not None and type(zone) is not str):
+        raise ops.no_overload(accessor, moment, *(() if zone is None else (zone,)))
+    return moment.astimezone(_zone(zone) if zone else UTC)
+
+
+def _timestamp_accessor(accessor: str, read: Callable[[datetime], int]) -> Callable[..., int]:
+    def access(moment: Any, zone: Any = None) -> int:
+        return read(_local(moment, zone, accessor))
+
+    access.__name__ = accessor
+    access.__doc__ = f"`t.{accessor}([zone])`."
+    return access
+
+
+def _both_accessor(
+    accessor: str, on_time: Callable[[datetime], int], on_duration: Callable[[timedelta], int]
+) -> Callable[..., int]:
+    def access(value: Any, zone: Any = None) -> int:
+        if type(value) is timedelta and zone is None:
+            return on_duration(value)
+        return on_time(_local(value, zone, accessor))
+
+    access.__name__ = accessor
+    access.__doc__ = f"`t.{accessor}([zone])` on a timestamp, the total on a duration."
+    return access
+
+
+def _seconds(value: timedelta) -> float:
+    # Totals are truncated toward zero, computed as cel-python computes them.
+    return value.total_seconds()
+
+
+_TIMESTAMP_ONLY = (_m("timestamp", "", "int"), _m("timestamp", "string", "int"))
+_TIME_OR_DURATION = (*_TIMESTAMP_ONLY, _m("duration", "", "int"))
+
+
+def _functions() -> dict[str, Function]:
+    table = [
+        Function(
+            "size",
+            size,
+            tuple(
+                overload
+                for kind in ("string", "bytes", "list", "map")
+                for overload in (_g(kind, "int"), _m(kind, "", "int"))
+            ),
+        ),
+        Function("contains", contains, (_m("string", "string", "bool"), _m("list", "dyn", "bool"))),
+        Function("startsWith", starts_with, (_m("string", "string", "bool"),)),
+        Function("endsWith", ends_with, (_m("string", "string", "bool"),)),
+        Function(
+            "matches",
+            matches,
+            (_m("string", "string", "bool"), _g("string string", "bool")),
+            cost=10,
+        ),
+        Function("int", to_int, _conversions("int uint double string timestamp", "int")),
+        Function("uint", to_uint, _conversions("int uint double string", "uint")),
+        Function("double", to_double, _conversions("int uint double string", "double")),
+        Function(
+            "string",
+            to_string,
+            _conversions("string bool int uint double bytes timestamp duration", "string"),
+        ),
+        Function("bytes", to_bytes, _conversions("string bytes", "bytes")),
+        Function("bool", to_bool, _conversions("bool string", "bool")),
+        Function("timestamp", to_timestamp, _conversions("string timestamp", "timestamp")),
+        Function("duration", to_duration, _conversions("string duration", "duration")),
+        Function("dyn", dyn, (_g("dyn", "dyn"),)),
+        Function("type", type_function, (_g("dyn", "type"),)),
+        Function(
+            "getFullYear", _timestamp_accessor("getFullYear", lambda t: t.year), _TIMESTAMP_ONLY
+        ),
+        Function(
+            "getMonth", _timestamp_accessor("getMonth", lambda t: t.month - 1), _TIMESTAMP_ONLY
+        ),
+        Function("getDate", _timestamp_accessor("getDate", lambda t: t.day), _TIMESTAMP_ONLY),
+        Function(
+            "getDayOfMonth",
+            _timestamp_accessor("getDayOfMonth", lambda t: t.day - 1),
+            _TIMESTAMP_ONLY,
+        ),
+        Function(
+            "getDayOfWeek",
+            _timestamp_accessor("getDayOfWeek", lambda t: t.isoweekday() % 7),
+            _TIMESTAMP_ONLY,
+        ),
+        Function(
+            "getDayOfYear",
+            _timestamp_accessor("getDayOfYear", lambda t: t.timetuple().tm_yday - 1),
+            _TIMESTAMP_ONLY,
+        ),
+        Function(
+            "getHours",
+            _both_accessor("getHours", lambda t: t.hour, lambda d: int(_seconds(d) / 60 / 60)),
+            _TIME_OR_DURATION,
+        ),
+        Function(
+            "getMinutes",
+            _both_accessor("getMinutes", lambda t: t.minute, lambda d: int(_seconds(d) / 60)),
+            _TIME_OR_DURATION,
+        ),
+        Function(
+            "getSeconds",
+            _both_accessor("getSeconds", lambda t: t.second, lambda d: int(_seconds(d))),
+            _TIME_OR_DURATION,
+        ),
+        Function(
+            "getMilliseconds",
+            _both_accessor(
+                "getMilliseconds",
+                lambda t: t.microsecond // 1000,
+                lambda d: int(_seconds(d) * 1000),
+            ),
+            _TIME_OR_DURATION,
+        ),
+    ]
+    return {function.name: function for function in table}
+
+
+FUNCTIONS: Final[dict[str, Function]] = _functions()

@@ -1,0 +1,426 @@
+"""CEL's operators with their full semantics: the slow paths of generated code.
+
+Compiled expressions test the common case inline (two strings compared, a key looked up in a
+dict) and call these functions for everything else, so each function here handles every type
+combination and raises `CelEvalError` for the ones CEL does not define. The rules follow
+cel-python; where it is inconsistent they follow cel-spec (see docs/cel.md, "Differences").
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from typing import Any, NoReturn
+
+from .values import (
+    INT64_MAX,
+    INT64_MIN,
+    UINT64_MAX,
+    CelEvalError,
+    CelType,
+    CelUint,
+    ErrorKind,
+    Unbound,
+    check_duration,
+    type_name,
+)
+
+__all__ = [
+    "no_overload",
+    "eq",
+    "ne",
+    "lt",
+    "le",
+    "gt",
+    "ge",
+    "add",
+    "sub",
+    "mul",
+    "div",
+    "mod",
+    "neg",
+    "logical_not",
+    "and_rest",
+    "or_rest",
+    "condition",
+    "select",
+    "index",
+    "contains_item",
+    "iterate",
+    "int64",
+    "uint64",
+]
+
+_NoneType = type(None)
+_LISTS = (list, tuple)
+_NUMBERS = frozenset({int, CelUint, float})
+_ORDERED = frozenset({int, CelUint, float, str, bytes, bool, datetime, timedelta})
+# Types whose equality is Python's `==` once both sides have the same type.
+_PLAIN = frozenset({_NoneType, bool, int, CelUint, float, str, bytes, datetime, timedelta, CelType})
+_KEY_TYPES = frozenset({str, int, CelUint, bool})
+
+
+def no_overload(operator: str, *operands: Any) -> CelEvalError:
+    """The error for an operator or function applied to types it is not defined on (or to a
+    variable the activation does not have: then that is the error)."""
+    for operand in operands:
+        if type(operand) is Unbound:
+            return operand.error()
+    types = ", ".join(type_name(value) for value in operands)
+    message = f"no matching overload for '{operator}' applied to ({types})"
+    return CelEvalError(ErrorKind.NO_MATCHING_OVERLOAD, message)
+
+
+def _raise_overload(operator: str, *operands: Any) -> NoReturn:
+    raise no_overload(operator, *operands)
+
+
+def int64(value: int) -> int:
+    """`value` as a CEL int, or an overflow error outside int64."""
+    if INT64_MIN <= value <= INT64_MAX:
+        return value
+    raise CelEvalError(ErrorKind.OVERFLOW, "int64 overflow")
+
+
+def uint64(value: int) -> CelUint:
+    """`value` as a CEL uint, or an overflow error outside uint64."""
+    if 0 <= value <= UINT64_MAX:
+        return CelUint(value)
+    raise CelEvalError(ErrorKind.OVERFLOW, "uint64 overflow")
+
+
+# -- equality and ordering -------------------------------------------------------------------
+
+
+def eq(left: Any, right: Any) -> bool:
+    """CEL `==`. Numbers compare by value across int, uint and double (cel-spec); values of
+    other different types are unequal, except that a number, a list or a map compared with
+    another type (but a list or map with null) is an error, as in cel-python."""
+    left_type, right_type = type(left), type(right)
+    if left_type in _NUMBERS and right_type in _NUMBERS:
+        return bool(left == right)  # Python compares int and float exactly
+    if left_type is right_type or (left_type in _LISTS and right_type in _LISTS):
+        if left_type in _PLAIN:
+            return bool(left == right)
+        if left_type in _LISTS:
+            return _list_eq(left, right)
+        if left_type is dict:
+            return _map_eq(left, right)
+        _raise_overload("==", left, right)
+    if left_type in _NUMBERS or right_type in _NUMBERS:
+        _raise_overload("==", left, right)
+    left_composite = left_type in _LISTS or left_type is dict
+    right_composite = right_type in _LISTS or right_type is dict
+    if left_composite or right_composite:
+        if left is None or right is None:
+            return False
+        _raise_overload("==", left, right)
+    if left_type not in _PLAIN or right_type not in _PLAIN:
+        _raise_overload("==", left, right)
+    return False
+
+
+def ne(left: Any, right: Any) -> bool:
+    """CEL `!=`: the negation of `==`, with the same errors."""
+    return not eq(left, right)
+
+
+def _list_eq(left: Any, right: Any) -> bool:
+    if len(left) != len(right):
+        return False
+    # Element comparisons combine like `&&`: one false decides, errors count only otherwise.
+    error: CelEvalError | None = None
+    for a, b in zip(left, right, strict=True):
+        try:
+            if not eq(a, b):
+                return False
+        except CelEvalError as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    return True
+
+
+def _typed_keys(mapping: dict[Any, Any]) -> set[tuple[type, Any]]:
+    # Python treats 1, 1u and true as one key; CEL does not.
+    return {(type(key), key) for key in mapping}
+
+
+def _map_eq(left: dict[Any, Any], right: dict[Any, Any]) -> bool:
+    if len(left) != len(right) or _typed_keys(left) != _typed_keys(right):
+        return False
+    error: CelEvalError | None = None
+    for key, value in left.items():
+        try:
+            if not eq(value, right[key]):
+                return False
+        except CelEvalError as exc:
+            error = error or exc
+    if error is not None:
+        raise error
+    return True
+
+
+def _ordered(operator: str, left: Any, right: Any) -> None:
+    # One ordered type, or two numbers: int, uint and double order by value (cel-spec).
+    if type(left) is type(right):
+        if type(left) in _ORDERED:
+            return
+    elif type(left) in _NUMBERS and type(right) in _NUMBERS:
+        return
+    _raise_overload(operator, left, right)
+
+
+def lt(left: Any, right: Any) -> bool:
+    """CEL `<` on two values of one ordered type."""
+    _ordered("<", left, right)
+    return bool(left < right)
+
+
+def le(left: Any, right: Any) -> bool:
+    """CEL `<=` on two values of one ordered type."""
+    _ordered("<=", left, right)
+    return bool(left <= right)
+
+
+def gt(left: Any, right: Any) -> bool:
+    """CEL `>` on two values of one ordered type."""
+    _ordered(">", left, right)
+    return bool(left > right)
+
+
+def ge(left: Any, right: Any) -> bool:
+    """CEL `>=` on two values of one ordered type."""
+    _ordered(">=", left, right)
+    return bool(left >= right)
+
+
+# -- arithmetic ------------------------------------------------------------------------------
+
+
+def add(left: Any, right: Any) -> Any:
+    """CEL `+`: numbers of one type, concatenation of strings, bytes and lists, and
+    timestamp/duration arithmetic."""
+    left_type, right_type = type(left), type(right)
+    if left_type is right_type:
+        if left_type is int:
+            return int64(left + right)
+        if left_type is CelUint:
+            return uint64(left + right)
+        if left_type in (float, str, bytes):
+            return left + right
+        if left_type is timedelta:
+            return check_duration(left + right)
+    if left_type in _LISTS and right_type in _LISTS:
+        return [*left, *right]
+    if left_type is datetime and right_type is timedelta:
+        return _shift(left, right)
+    if left_type is timedelta and right_type is datetime:
+        return _shift(right, left)
+    _raise_overload("+", left, right)
+
+
+def _shift(moment: datetime, delta: timedelta) -> datetime:
+    try:
+        return moment + delta
+    except OverflowError:
+        raise CelEvalError(ErrorKind.OVERFLOW, "timestamp out of range") from None
+
+
+def sub(left: Any, right: Any) -> Any:
+    """CEL `-`: numbers of one type, timestamp - timestamp, timestamp/duration - duration."""
+    left_type, right_type = type(left), type(right)
+    if left_type is right_type:
+        if left_type is int:
+            return int64(left - right)
+        if left_type is CelUint:
+            return uint64(left - right)
+        if left_type is float:
+            return left - right
+        if left_type is datetime or left_type is timedelta:
+            return check_duration(left - right)
+    if left_type is datetime and right_type is timedelta:
+        return _shift(left, -right)
+    _raise_overload("-", left, right)
+
+
+def mul(left: Any, right: Any) -> Any:
+    """CEL `*` on two numbers of one type."""
+    left_type = type(left)
+    if left_type is type(right):
+        if left_type is int:
+            return int64(left * right)
+        if left_type is CelUint:
+            return uint64(left * right)
+        if left_type is float:
+            return left * right
+    _raise_overload("*", left, right)
+
+
+def _truncated_quotient(left: int, right: int) -> int:
+    # CEL (like Go) rounds toward zero; Python's // rounds down.
+    quotient = abs(left) // abs(right)
+    return quotient if (left < 0) == (right < 0) else -quotient
+
+
+def div(left: Any, right: Any) -> Any:
+    """CEL `/`: integer division truncates and fails on zero; double division follows IEEE."""
+    left_type = type(left)
+    if left_type is type(right):
+        if left_type is int or left_type is CelUint:
+            if right == 0:
+                raise CelEvalError(ErrorKind.DIVISION_BY_ZERO, "division by zero")
+            if left_type is CelUint:
+                return CelUint(left // right)
+            return int64(_truncated_quotient(left, right))
+        if left_type is float:
+            if right == 0.0:
+                if left == 0.0 or math.isnan(left):
+                    return math.nan
+                return math.copysign(math.inf, left) * math.copysign(1.0, right)
+            return left / right
+    _raise_overload("/", left, right)
+
+
+def mod(left: Any, right: Any) -> Any:
+    """CEL `%` on integers: the remainder takes the sign of the dividend."""
+    left_type = type(left)
+    if left_type is type(right) and (left_type is int or left_type is CelUint):
+        if right == 0:
+            raise CelEvalError(ErrorKind.DIVISION_BY_ZERO, "modulus by zero")
+        if left_type is CelUint:
+            return CelUint(left % right)
+        return left - right * _truncated_quotient(left, right)
+    _raise_overload("%", left, right)
+
+
+def neg(operand: Any) -> Any:
+    """CEL unary `-` on an int, a double or a duration."""
+    if type(operand) is int:
+        return int64(-operand)
+    if type(operand) is float:
+        return -operand
+    if type(operand) is timedelta:
+        return check_duration(-operand)
+    _raise_overload("-", operand)
+
+
+# -- logic -----------------------------------------------------------------------------------
+
+
+def logical_not(operand: Any) -> bool:
+    """CEL `!` on a bool."""
+    if type(operand) is bool:
+        return not operand
+    _raise_overload("!", operand)
+
+
+def and_rest(*operands: Any) -> bool:
+    """`&&` once no operand is false: true if all are true, else the first error (an operand
+    that is an error value) or a no-overload error for a non-bool."""
+    return _combine("&&", operands, True)
+
+
+def or_rest(*operands: Any) -> bool:
+    """`||` once no operand is true: false if all are false, else the first error."""
+    return _combine("||", operands, False)
+
+
+def _combine(operator: str, operands: tuple[Any, ...], unit: bool) -> bool:
+    for operand in operands:
+        if isinstance(operand, CelEvalError):
+            raise operand
+    for operand in operands:
+        if operand is not unit:
+            _raise_overload(operator, *operands)
+    return unit
+
+
+def condition(value: Any) -> NoReturn:
+    """The error for a `?:` whose condition is not a bool."""
+    raise no_overload("?:", value)
+
+
+# -- fields, indexes and membership ----------------------------------------------------------
+
+
+def select(operand: Any, field: str) -> Any:
+    """`operand.field`: a map's value under the string key `field`."""
+    if type(operand) is dict:
+        try:
+            return operand[field]
+        except KeyError:
+            raise CelEvalError(ErrorKind.NO_SUCH_FIELD, f"no such key: '{field}'") from None
+    raise no_overload(f".{field}", operand)
+
+
+_MISSING = object()
+
+
+def _lookup(mapping: dict[Any, Any], key: Any) -> Any:
+    if type(key) is str:
+        return mapping.get(key, _MISSING)
+    # A bool key is only ever a bool; a number finds a key of any numeric type with its
+    # value (cel-spec: `{1: "a"}[1u]`). Python would also let 1 find true.
+    numeric = type(key) in _NUMBERS
+    for stored, value in mapping.items():
+        if type(stored) is type(key) or (numeric and type(stored) in _NUMBERS):
+            if stored == key:
+                return value
+    return _MISSING
+
+
+def index(container: Any, key: Any) -> Any:
+    """`container[key]`: a list element by int or uint position, a map value by key."""
+    container_type, key_type = type(container), type(key)
+    if container_type in _LISTS:
+        if key_type is not int and key_type is not CelUint:
+            _raise_overload("[]", container, key)
+        if 0 <= key < len(container):
+            return container[key]
+        raise CelEvalError(
+            ErrorKind.INVALID_ARGUMENT, f"index {key} out of range for a list of {len(container)}"
+        )
+    if container_type is dict:
+        if key_type not in _KEY_TYPES and key_type is not float:
+            _raise_overload("[]", container, key)
+        value = _lookup(container, key)
+        if value is _MISSING:
+            raise CelEvalError(ErrorKind.NO_SUCH_KEY, f"no such key: {_key_text(key)}")
+        return value
+    _raise_overload("[]", container, key)
+
+
+def _key_text(key: Any) -> str:
+    return f"'{key}'" if type(key) is str else repr(key)
+
+
+def contains_item(item: Any, container: Any) -> bool:
+    """`item in container`: membership by CEL equality among a list's elements or a map's
+    keys: true if one equals the item (even when comparing others failed), an error if none
+    does and a comparison failed, else false."""
+    container_type = type(container)
+    if container_type is dict and type(item) is str and item in container:
+        return True
+    if container_type in _LISTS or container_type is dict:
+        error: CelEvalError | None = None
+        for element in container:
+            try:
+                if eq(item, element):
+                    return True
+            except CelEvalError as exc:
+                error = exc
+        if error is not None:
+            raise error
+        return False
+    _raise_overload("in", item, container)
+
+
+def iterate(range_value: Any, macro: str) -> Iterable[Any]:
+    """What a macro ranges over: a list's elements or a map's keys."""
+    if type(range_value) in _LISTS:
+        return range_value  # type: ignore[no-any-return]
+    if type(range_value) is dict:
+        return list(range_value)
+    raise no_overload(macro, range_value)

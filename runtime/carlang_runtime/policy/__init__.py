@@ -1,0 +1,16 @@
+"""Policies at run time: `PolicySet` decides, for one action, deny / require_approval / allow."""
+
+from __future__ import annotations
+
+from .activation import VARIABLES, action_activation, policy_declarations
+from .policyset import Decision, PolicyLoadError, PolicyMatch, PolicySet
+
+__all__ = [
+    "PolicySet",
+    "Decision",
+    "PolicyMatch",
+    "PolicyLoadError",
+    "VARIABLES",
+    "action_activation",
+    "policy_declarations",
+]

@@ -1,0 +1,98 @@
+"""What a policy condition sees: the variables, their values for one action, their types.
+
+    action   {id, type, tool, params, proposal, metadata}   the action being decided
+    params   the action's parameters (typed from the tools' JSON Schemas)
+    state    the state the action would run against (a tenant's view under a scope)
+    scope    {tenant, caller, claims, ...}                   who is asking, as the host says
+    history  [{id, type, tool, params, status}, ...]         actions already run this session
+    now      the current time, a timestamp
+
+`tool` is null for an action that is not a tool call; every other field is always present, so a
+condition like `action.tool == "shell"` is simply false for a state write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from ..cel.checker import Declarations
+from ..cel.types import DYN, STRING, TIMESTAMP, Type, from_json_schema, join, list_of, map_of
+from ..ir import Action, ToolSchema
+
+__all__ = ["VARIABLES", "action_activation", "policy_declarations"]
+
+VARIABLES: Final = ("action", "params", "state", "scope", "history", "now")
+
+_EMPTY: Final[Mapping[str, Any]] = {}
+
+
+def action_activation(
+    action: Action,
+    *,
+    proposal_id: str = "",
+    state: Mapping[str, Any] | None = None,
+    scope: Mapping[str, Any] | None = None,
+    history: Sequence[Mapping[str, Any]] | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """The variables of a policy condition for `action` (`now` only when given: it is made
+    on demand by `PolicySet`, as few conditions read it)."""
+    params = action.parameters
+    activation: dict[str, Any] = {
+        "action": {
+            "id": action.id,
+            "type": action.type.value,
+            "tool": action.tool,
+            "params": params,
+            "proposal": proposal_id,
+            "metadata": action.metadata,
+        },
+        "params": params,
+        "state": state if state is not None else _EMPTY,
+        "scope": scope if scope is not None else _EMPTY,
+        "history": history if history is not None else (),
+    }
+    if now is not None:
+        activation["now"] = now
+    return activation
+
+
+def policy_declarations(targets: Iterable[ToolSchema] | None) -> Declarations:
+    """The declarations of a policy that applies to calls of `targets` (None: to every
+    action, tool call or not, so `params` and `action.tool` may be anything)."""
+    if targets is None:
+        params: Type = map_of()
+        tool: Type = DYN
+    else:
+        schemas = [from_json_schema(t.parameters) if t.parameters else map_of() for t in targets]
+        params = join(schemas) if schemas else map_of()
+        if params.kind != "map":
+            params = map_of()
+        tool = STRING
+    action = map_of(
+        fields={
+            "id": STRING,
+            "type": STRING,
+            "tool": tool,
+            "params": params,
+            "proposal": STRING,
+            "metadata": map_of(),
+        },
+        closed=True,
+    )
+    history_entry = map_of(
+        fields={"id": STRING, "type": STRING, "tool": DYN, "params": map_of(), "status": STRING}
+    )
+    scope = map_of(fields={"tenant": STRING, "caller": STRING, "claims": map_of()})
+    return Declarations(
+        {
+            "action": action,
+            "params": params,
+            "state": map_of(),
+            "scope": scope,
+            "history": list_of(history_entry),
+            "now": TIMESTAMP,
+        }
+    )

@@ -1,0 +1,289 @@
+"""`PolicySet`: every policy that applies to one action, evaluated into one decision.
+
+The decision is the strongest effect among the policies that match: deny > require_approval >
+allow. A CEL condition that cannot be evaluated (a missing field, a type error) counts as a
+match of a deny or require_approval policy, with the error in the reason: a policy that cannot
+say "allow" does not allow. An `allow` policy makes an allow-list for the tools it targets: a
+call of one of them is denied unless some allow policy matches it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..cel import CelEvalError, Explanation, Limits, Program
+from ..cel import compile as compile_cel
+from ..errors import CarlangRuntimeError
+from ..globs import GlobSet
+from ..ir import Action, CelPolicy, Policy, PolicyEffect, ToolSchema
+from .activation import action_activation, policy_declarations
+from .rules import NativeRule, native_rule
+
+__all__ = ["PolicySet", "Decision", "PolicyMatch", "PolicyLoadError"]
+
+_STRENGTH = {PolicyEffect.ALLOW: 0, PolicyEffect.REQUIRE_APPROVAL: 1, PolicyEffect.DENY: 2}
+
+
+class PolicyLoadError(CarlangRuntimeError):
+    """A policy that cannot be loaded (its condition does not compile): the whole set fails,
+    as a security rule that silently fails to load is a control believed in and absent."""
+
+    def __init__(self, policy: str, message: str) -> None:
+        super().__init__(f"policy {policy}: {message}")
+        self.policy = policy
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyMatch:
+    """A policy that matched, what it does, and why (`error` when its condition failed)."""
+
+    policy: str
+    effect: PolicyEffect
+    reason: str
+    error: CelEvalError | None = None
+    explanation: Explanation | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The effect for one action and every policy that contributed to it."""
+
+    effect: PolicyEffect
+    matches: tuple[PolicyMatch, ...] = ()
+
+    @property
+    def allowed(self) -> bool:
+        """True when the action may run without asking anyone."""
+        return self.effect is PolicyEffect.ALLOW
+
+    @property
+    def denied(self) -> bool:
+        """True when the action must not run."""
+        return self.effect is PolicyEffect.DENY
+
+    @property
+    def needs_approval(self) -> bool:
+        """True when the action may run once approved."""
+        return self.effect is PolicyEffect.REQUIRE_APPROVAL
+
+    @property
+    def deciding(self) -> tuple[PolicyMatch, ...]:
+        """The matches with the decision's effect (the ones to report)."""
+        return tuple(m for m in self.matches if m.effect is self.effect)
+
+    def reason(self) -> str:
+        """The reasons of the deciding matches, one line."""
+        return "; ".join(f"{m.policy}: {m.reason}" for m in self.deciding)
+
+
+ALLOW = Decision(PolicyEffect.ALLOW)
+
+
+class _CelRule:
+    __slots__ = ("policy", "program", "run", "targets", "message", "match")
+
+    def __init__(self, policy: CelPolicy, program: Program | None) -> None:
+        self.policy = policy
+        self.program = program
+        # The generated function itself: PolicySet does Program.evaluate's error handling.
+        self.run = program.function if program is not None else None
+        self.targets = GlobSet(policy.tools) if policy.tools else None
+        effect = policy.effect
+        default = {
+            PolicyEffect.DENY: f"denied by policy {policy.name}",
+            PolicyEffect.REQUIRE_APPROVAL: f"policy {policy.name} requires approval",
+            PolicyEffect.ALLOW: f"allowed by policy {policy.name}",
+        }[effect]
+        self.message = policy.message or default
+        # Matches without an error or an explanation are all alike: made once.
+        self.match = PolicyMatch(policy.name, effect, self.message)
+
+    def applies(self, tool: str | None) -> bool:
+        if self.targets is None:
+            return True
+        return tool is not None and self.targets.matches(tool)
+
+
+@dataclass(frozen=True, slots=True)
+class _ForTool:
+    """The rules that apply to calls of one tool, in declaration order, found once."""
+
+    rules: tuple[_CelRule | tuple[Policy, NativeRule], ...]
+    allows: tuple[_CelRule, ...]
+    reads_now: bool
+    needs_activation: bool
+
+
+def _policy(rule: _CelRule | tuple[Policy, NativeRule]) -> Policy:
+    return rule.policy if isinstance(rule, _CelRule) else rule[0]
+
+
+class PolicySet:
+    """Policies compiled once and evaluated per action.
+
+    `tools` are the schemas of the tools the policies may target; with `check=True` every CEL
+    condition is also checked against them (unknown fields, type mismatches) and a finding of
+    error level fails the load. `clock` (seconds, monotonic) drives rate limits.
+    """
+
+    def __init__(
+        self,
+        policies: Iterable[Policy] = (),
+        *,
+        tools: Iterable[ToolSchema] = (),
+        limits: Limits | None = None,
+        check: bool = False,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.limits = limits or Limits()
+        self.tools = {tool.name: tool for tool in tools}
+        self.check = check
+        self.clock = clock
+        self._rules: list[_CelRule | tuple[Policy, NativeRule]] = []
+        self._by_tool: dict[str | None, _ForTool] = {}
+        for policy in policies:
+            self.add(policy)
+
+    @property
+    def names(self) -> list[str]:
+        """Every policy's name, in the order added."""
+        return [_policy(rule).name for rule in self._rules]
+
+    def __len__(self) -> int:
+        return len(self._rules)
+
+    def add(self, policy: Policy) -> None:
+        """Add a policy; raises `PolicyLoadError` if its condition does not compile."""
+        if isinstance(policy, CelPolicy):
+            self._rules.append(_CelRule(policy, self._compile(policy)))
+        else:
+            self._rules.append((policy, native_rule(policy, self.clock)))
+        self._by_tool.clear()
+
+    def _compile(self, policy: CelPolicy) -> Program | None:
+        if policy.when is None:
+            return None
+        declarations = None
+        if self.check:
+            targets = None
+            if policy.tools:
+                globs = GlobSet(policy.tools)
+                targets = [t for name, t in self.tools.items() if globs.matches(name)]
+            declarations = policy_declarations(targets)
+        try:
+            return compile_cel(policy.when, declarations, limits=self.limits)
+        except CarlangRuntimeError as exc:
+            raise PolicyLoadError(policy.name, str(exc)) from None
+
+    def _for_tool(self, tool: str | None) -> _ForTool:
+        found = self._by_tool.get(tool)
+        if found is None:
+            rules: list[_CelRule | tuple[Policy, NativeRule]] = []
+            allows: list[_CelRule] = []
+            for rule in self._rules:
+                if isinstance(rule, _CelRule):
+                    if not rule.applies(tool):
+                        continue
+                    if rule.policy.effect is PolicyEffect.ALLOW:
+                        allows.append(rule)
+                        continue
+                elif rule[1].tool is not None and rule[1].tool != tool:
+                    continue
+                rules.append(rule)
+            cel = [r for r in [*rules, *allows] if isinstance(r, _CelRule)]
+            reads_now = any(r.program is not None and "now" in r.program.variables for r in cel)
+            found = _ForTool(tuple(rules), tuple(allows), reads_now, bool(cel))
+            self._by_tool[tool] = found
+        return found
+
+    def evaluate(
+        self,
+        action: Action,
+        *,
+        proposal_id: str = "",
+        state: Mapping[str, Any] | None = None,
+        scope: Mapping[str, Any] | None = None,
+        history: Sequence[Mapping[str, Any]] | None = None,
+        now: datetime | None = None,
+        explain: bool = False,
+        admit: bool = True,
+    ) -> Decision:
+        """The decision for `action`. `explain` adds, to each CEL match, the sub-expressions
+        that decided it; `admit=False` is a dry run that spends no rate-limit budget."""
+        found = self._for_tool(action.tool)
+        state = state if state is not None else {}
+        activation: dict[str, Any] = {}
+        if found.needs_activation:
+            if now is None and found.reads_now:
+                now = datetime.now(UTC)
+            activation = action_activation(
+                action, proposal_id=proposal_id, state=state, scope=scope, history=history, now=now
+            )
+        matches: list[PolicyMatch] = []
+        for rule in found.rules:
+            if isinstance(rule, _CelRule):
+                match = self._match(rule, activation, explain)
+                if match is not None:
+                    matches.append(match)
+                continue
+            policy, native = rule
+            reason = native.check(action, state, admit)
+            if reason is not None:
+                matches.append(PolicyMatch(policy.name, PolicyEffect.DENY, reason))
+        if found.allows:
+            matches.extend(self._allow_list(found.allows, activation, explain))
+        if not matches:
+            return ALLOW
+        effect = max((m.effect for m in matches), key=_STRENGTH.__getitem__)
+        return Decision(effect, tuple(matches))
+
+    def _match(
+        self, rule: _CelRule, activation: dict[str, Any], explain: bool
+    ) -> PolicyMatch | None:
+        program, run = rule.program, rule.run
+        if program is None or run is None:
+            return rule.match
+        effect = rule.policy.effect
+        try:
+            value = run(activation)
+        except Exception as exc:
+            # Fail closed: a deny or approval policy that cannot be evaluated applies.
+            error = program.as_error(exc)
+            reason = f"{rule.message} (its condition failed: {error.message})"
+            explanation = program.explain(activation) if explain else None
+            return PolicyMatch(rule.policy.name, effect, reason, error, explanation)
+        if value is True:
+            if not explain:
+                return rule.match
+            explanation = program.explain(activation)
+            return PolicyMatch(rule.policy.name, effect, rule.message, None, explanation)
+        if value is not False:
+            error = CelEvalError("no_matching_overload", "the condition is not a bool")
+            reason = f"{rule.message} (its condition is not a bool)"
+            return PolicyMatch(rule.policy.name, effect, reason, error)
+        return None
+
+    def _allow_list(
+        self, allows: tuple[_CelRule, ...], activation: dict[str, Any], explain: bool
+    ) -> list[PolicyMatch]:
+        errors: list[str] = []
+        for rule in allows:
+            if rule.program is None:
+                return []
+            try:
+                if rule.program.evaluate(activation) is True:
+                    return []
+            except CelEvalError as exc:  # fail closed: an allow that fails does not allow
+                errors.append(f"{rule.policy.name}: {exc.message}")
+        names = ", ".join(rule.policy.name for rule in allows)
+        reason = f"not allowed: no allow policy matches this call ({names})"
+        if errors:
+            reason += "; failed: " + "; ".join(errors)
+        first = allows[0].program
+        explanation = first.explain(activation) if explain and first is not None else None
+        return [PolicyMatch(names, PolicyEffect.DENY, reason, None, explanation)]

@@ -1,0 +1,174 @@
+"""CAR's built-in rule kinds, evaluated natively with CAR's semantics.
+
+Each rule answers "does this action violate me, and why" with a reason that names the tool and
+the parameter but never echoes the parameter's value: the value is what a rule exists to catch
+(a secret, an address), and reasons end up in event logs.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from ..cel.functions import compile_regex
+from ..cel.values import CelEvalError
+from ..ir import (
+    Action,
+    AllowToolParamRule,
+    DenyKeywordRule,
+    DenyToolParamMatchingRule,
+    DenyToolParamRule,
+    DenyToolRule,
+    RateLimitToolRule,
+    RequireStateRule,
+)
+from ..jsonvalue import json_equal, to_json_text
+
+__all__ = ["NativeRule", "native_rule", "as_text"]
+
+# (action, state, admit) -> a reason when violated, None when not. `admit` is false for a
+# dry run (a test, an explanation), which must not spend a rate limit's budget.
+Check = Callable[[Action, Mapping[str, Any], bool], "str | None"]
+
+
+class NativeRule:
+    """A built-in rule made runnable: `tool` is the tool it is about (None: every action)."""
+
+    __slots__ = ("tool", "check")
+
+    def __init__(self, tool: str | None, check: Check) -> None:
+        self.tool = tool
+        self.check = check
+
+
+def as_text(value: Any) -> str:
+    """A parameter as CAR compares it with substrings and patterns: a string as itself,
+    anything else as its JSON text."""
+    return value if isinstance(value, str) else to_json_text(value)
+
+
+def native_rule(
+    rule: DenyToolRule
+    | DenyKeywordRule
+    | DenyToolParamRule
+    | AllowToolParamRule
+    | DenyToolParamMatchingRule
+    | RateLimitToolRule
+    | RequireStateRule,
+    clock: Callable[[], float],
+) -> NativeRule:
+    """The runnable form of one built-in rule; `clock` (seconds) drives rate limits."""
+    if isinstance(rule, DenyToolRule):
+        return NativeRule(rule.tool, lambda action, state, admit: f"tool '{rule.tool}' denied")
+    if isinstance(rule, DenyKeywordRule):
+        return NativeRule(None, _deny_keyword(rule))
+    if isinstance(rule, DenyToolParamRule):
+        return NativeRule(rule.tool, _deny_tool_param(rule))
+    if isinstance(rule, AllowToolParamRule):
+        return NativeRule(rule.tool, _allow_tool_param(rule))
+    if isinstance(rule, DenyToolParamMatchingRule):
+        return NativeRule(rule.tool, _deny_matching(rule))
+    if isinstance(rule, RateLimitToolRule):
+        return NativeRule(rule.tool, _rate_limit(rule, clock))
+    return NativeRule(None, _require_state(rule))
+
+
+def _deny_keyword(rule: DenyKeywordRule) -> Check:
+    keywords = [keyword for keyword in rule.keywords if keyword]
+
+    def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
+        if action.tool is None:
+            return None
+        for name, value in action.parameters.items():
+            text = as_text(value)
+            if any(keyword in text for keyword in keywords):
+                return f"param '{name}' of '{action.tool}' contains a denied keyword"
+        return None
+
+    return check
+
+
+def _deny_tool_param(rule: DenyToolParamRule) -> Check:
+    param = rule.param
+
+    def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
+        if param not in action.parameters:
+            return None
+        value = action.parameters[param]
+        if rule.equals is not None:
+            hit = json_equal(value, rule.equals)
+        elif rule.contains is not None:
+            hit = rule.contains in as_text(value)
+        else:
+            return f"param '{param}' is not allowed on '{rule.tool}'"
+        return f"param '{param}' of '{rule.tool}' matches a denied value" if hit else None
+
+    return check
+
+
+def _allow_tool_param(rule: AllowToolParamRule) -> Check:
+    param = rule.param
+
+    def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
+        if param not in action.parameters:
+            return f"param '{param}' of '{rule.tool}' is missing; only listed values are allowed"
+        if not rule.allow:
+            return f"no value of param '{param}' of '{rule.tool}' is allowed"
+        value = action.parameters[param]
+        if any(json_equal(value, allowed) for allowed in rule.allow):
+            return None
+        return f"param '{param}' of '{rule.tool}' is not one of the allowed values"
+
+    return check
+
+
+def _deny_matching(rule: DenyToolParamMatchingRule) -> Check:
+    param = rule.param
+    try:
+        regex = compile_regex(rule.matches)
+    except CelEvalError as exc:
+        # CAR: a pattern that does not compile denies the tool, with the reason why.
+        broken = f"the pattern for param '{param}' of '{rule.tool}' does not compile: {exc.message}"
+        return lambda action, state, admit: broken
+
+    def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
+        if param not in action.parameters:
+            return None
+        if regex.search(as_text(action.parameters[param])) is None:
+            return None
+        return f"param '{param}' of '{rule.tool}' matches a denied pattern"
+
+    return check
+
+
+def _rate_limit(rule: RateLimitToolRule, clock: Callable[[], float]) -> Check:
+    admitted: deque[float] = deque()
+    window = rule.interval_secs
+    reason = f"tool '{rule.tool}' is over its limit of {rule.max_calls} calls per {window:g}s"
+
+    def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
+        # A sliding window of admissions. A call refused here takes no slot; an admitted call
+        # keeps its slot even if another rule refuses it (CAR: budget is spent at admission).
+        now = clock()
+        while admitted and admitted[0] <= now - window:
+            admitted.popleft()
+        if len(admitted) >= rule.max_calls:
+            return reason
+        if admit:
+            admitted.append(now)
+        return None
+
+    return check
+
+
+def _require_state(rule: RequireStateRule) -> Check:
+    expected = to_json_text(rule.value)
+    reason = f"state['{rule.key}'] must be {expected}"
+
+    def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
+        if rule.key in state and json_equal(state[rule.key], rule.value):
+            return None
+        return reason
+
+    return check
