@@ -350,12 +350,14 @@ class _Writer:
         return slow
 
     def _and(self, node: n.And) -> str:
-        return self.logical(node, node.operands, stop="False", helper="_and_rest")
+        operands = _chunked(node.operands, lambda part: n.And(part[0].start, part[-1].end, part))
+        return self.logical(operands, stop="False", helper="_and_rest")
 
     def _or(self, node: n.Or) -> str:
-        return self.logical(node, node.operands, stop="True", helper="_or_rest")
+        operands = _chunked(node.operands, lambda part: n.Or(part[0].start, part[-1].end, part))
+        return self.logical(operands, stop="True", helper="_or_rest")
 
-    def logical(self, node: n.Expr, operands: tuple[n.Expr, ...], stop: str, helper: str) -> str:
+    def logical(self, operands: tuple[n.Expr, ...], stop: str, helper: str) -> str:
         """`&&`/`||` over n operands: the first operand equal to `stop` decides; otherwise all
         must be the other bool, and an error operand surfaces only then."""
         result = self.temp()
@@ -570,6 +572,23 @@ class _Indent:
 
     def __exit__(self, *_: object) -> None:
         self.writer.depth -= 1
+
+
+# Each operand of `&&`/`||` opens an `else:` for the rest, and Python allows 100 levels of
+# indentation: a long chain is split into chained groups (both operators are associative,
+# errors included), which keeps a chain of hundreds of operands shallow.
+_CHUNK: Final = 16
+
+
+def _chunked(
+    operands: tuple[n.Expr, ...], group: Callable[[tuple[n.Expr, ...]], n.Expr]
+) -> tuple[n.Expr, ...]:
+    while len(operands) > _CHUNK:
+        operands = tuple(
+            part[0] if len(part) == 1 else group(part)
+            for part in (operands[i : i + _CHUNK] for i in range(0, len(operands), _CHUNK))
+        )
+    return operands
 
 
 def _is_name(text: str) -> bool:

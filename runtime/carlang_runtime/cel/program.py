@@ -192,7 +192,11 @@ def compile(  # noqa: A001 - the name the API promises, as re.compile
         )
         function = generated.function("<cel>")
     except (RecursionError, SyntaxError, MemoryError):
-        raise CelCompileError("the condition nests too deeply to compile") from None
+        raise CelCompileError(
+            "the condition nests too deeply to compile (about ten levels of && and || inside"
+            " each other, or of macros inside macros, is the most Python can hold); split it"
+            " into simpler conditions or several policies"
+        ) from None
     return Program(source, tree, cost, limits, declared, generated, function)
 
 

@@ -1,0 +1,168 @@
+"""Static checks of policy conditions against declarations."""
+
+from __future__ import annotations
+
+import pytest
+from carlang_runtime import ir
+from carlang_runtime.cel import compile
+from carlang_runtime.cel.checker import CelCheckError, Declarations, check
+from carlang_runtime.cel.types import (
+    INT,
+    STRING,
+    TIMESTAMP,
+    from_json_schema,
+    join,
+    list_of,
+    map_of,
+)
+from carlang_runtime.policy import policy_declarations
+
+FETCH = ir.ToolSchema(
+    name="fetch",
+    parameters={
+        "type": "object",
+        "properties": {
+            "url": {"type": "string"},
+            "port": {"type": "integer"},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+            "ratio": {"type": "number"},
+        },
+        "required": ["url"],
+    },
+)
+DEPLOY = ir.ToolSchema(
+    name="deploy",
+    parameters={"type": "object", "properties": {"env": {"enum": ["staging", "prod"]}}},
+)
+
+
+def findings(text: str, targets: list[ir.ToolSchema] | None = None) -> list[tuple[str, str]]:
+    result = check(text, policy_declarations([FETCH] if targets is None else targets))
+    return [(issue.kind, text[issue.start : issue.end]) for issue in result.issues]
+
+
+def messages(text: str, targets: list[ir.ToolSchema] | None = None) -> list[str]:
+    result = check(text, policy_declarations([FETCH] if targets is None else targets))
+    return [str(issue) for issue in result.issues]
+
+
+def test_a_correct_condition_has_no_findings() -> None:
+    assert findings('!params.url.startsWith("https://") && params.port in [80, 8080]') == []
+    assert findings("size(params.tags) > 3 || params.headers.all(k, k.startsWith('X-'))") == []
+    assert findings("params.ratio > 0.5 && params.ratio < 1") == []  # a number is either
+    assert findings("now - duration('1h') > timestamp('2024-01-01T00:00:00Z')") == []
+    assert findings("history.exists(h, h.tool == action.tool && h.status == 'failed')") == []
+
+
+def test_unknown_field_with_a_suggestion() -> None:
+    assert findings('params.ulr.startsWith("https")') == [("unknown-field", "params.ulr")]
+    assert messages('params.ulr.startsWith("https")') == [
+        "error: `params` has no field `ulr` (did you mean `url`?)"
+    ]
+    assert findings("has(params.prot)") == [("unknown-field", "has(params.prot)")]
+    assert "always false" in messages("has(params.prot)")[0]
+    assert findings("action.tol == 'x'") == [("unknown-field", "action.tol")]
+
+
+def test_open_maps_take_any_field() -> None:
+    assert findings("params.headers.authorization == 'x'") == []
+    assert findings("state.anything == 1 && scope.claims.role == 'admin'") == []
+
+
+def test_type_mismatches() -> None:
+    assert findings('params.port == "80"') == [("type-mismatch", 'params.port == "80"')]
+    assert messages('params.port == "80"')[0].startswith(
+        'error: `params.port` is an int and `"80"` is a string'
+    )
+    assert findings("params.port < 'x'") == [("type-mismatch", "params.port < 'x'")]
+    assert findings("size(params.port) > 1") == [("type-mismatch", "size(params.port)")]
+    assert findings("params.port.startsWith('8')") == [
+        ("type-mismatch", "params.port.startsWith('8')")
+    ]
+    assert findings("!params.url") == [("type-mismatch", "params.url")]
+    assert findings("params.url && true") == [("type-mismatch", "params.url")]
+    assert findings("params.port + 1.5 > 2") == [("type-mismatch", "params.port + 1.5")]
+    assert findings("'x' in params.url") == [("type-mismatch", "'x' in params.url")]
+    assert findings("params.tags.exists(t, t == 1)") == [("type-mismatch", "t == 1")]
+    assert findings("params.url.size() > params.tags") == [
+        ("type-mismatch", "params.url.size() > params.tags")
+    ]
+
+
+def test_a_condition_must_be_a_bool() -> None:
+    assert findings("params.url") == [("type-mismatch", "params.url")]
+    assert "must be a bool" in messages("params.url")[0]
+
+
+def test_unknown_names_and_functions() -> None:
+    assert findings("parms.url == 'x'") == [("unknown-name", "parms")]
+    assert "did you mean `params`" in messages("parms.url == 'x'")[0]
+    assert findings("params.url.startswith('x')") == [
+        ("unknown-function", "params.url.startswith('x')")
+    ]
+    assert "did you mean `startsWith`" in messages("params.url.startswith('x')")[0]
+    assert findings("lowercase(params.url) == 'x'") == [
+        ("unknown-function", "lowercase(params.url)")
+    ]
+    assert findings("params.url.startsWith()") == [("wrong-arguments", "params.url.startsWith()")]
+
+
+def test_invalid_regex_literal() -> None:
+    assert findings('params.url.matches("[a-")') == [("invalid-regex", '"[a-"')]
+
+
+def test_constant_conditions() -> None:
+    assert findings("1 == 1") == [("constant", "1 == 1")]
+    assert messages("1 == 1") == [
+        "warning: the condition is always true (it does not look at the action, state or scope)"
+    ]
+    assert findings("params.port > 1 && true") == [("constant", "true")]
+    assert findings("params.port > 1 || 2 > 1") == [("constant", "2 > 1")]
+    assert "the whole `||` is always true" in messages("params.port > 1 || 2 > 1")[0]
+    assert findings("1 / 0 == 1") == [("constant", "1 / 0 == 1")]
+    assert messages("1 / 0 == 1")[0].startswith("error: the condition always fails")
+    assert findings("true") == []  # written on purpose
+
+
+def test_fields_only_some_targets_have() -> None:
+    both = [FETCH, DEPLOY]
+    assert findings("params.env == 'prod'", both) == [("partial-field", "params.env")]
+    assert "guard it" in messages("params.env == 'prod'", both)[0]
+    # A has() guard first makes it safe; so does the ternary form.
+    assert findings("has(params.env) && params.env == 'prod'", both) == []
+    assert findings("has(params.env) ? params.env == 'prod' : false", both) == []
+    # In neither: an error.
+    assert findings("params.nope == 1", both) == [("unknown-field", "params.nope")]
+
+
+def test_untargeted_policies_know_nothing_about_params() -> None:
+    result = check("params.whatever == 1 && action.tool == 'x'", policy_declarations(None))
+    assert result.issues == []
+
+
+def test_compile_with_declarations_raises_on_errors() -> None:
+    declarations = policy_declarations([FETCH])
+    with pytest.raises(CelCheckError) as caught:
+        compile("params.ulr == 'x'", declarations)
+    assert [issue.kind for issue in caught.value.issues] == ["unknown-field"]
+    program = compile("params.url == 'x'", declarations)
+    assert program.evaluate({"params": {"url": "x"}}) is True
+
+
+def test_json_schema_types() -> None:
+    assert from_json_schema({"type": "integer"}) == INT
+    assert from_json_schema({"type": ["string", "null"]}).kind == "dyn"
+    assert from_json_schema({"enum": ["a", "b"]}) == STRING
+    assert from_json_schema({"type": "array", "items": {"type": "string"}}) == list_of(STRING)
+    assert (
+        str(from_json_schema({"type": "object", "properties": {"b": {}, "a": {}}})) == "map{a, b}"
+    )
+    assert from_json_schema({"anyOf": [{"type": "integer"}, {"type": "number"}]}).kind == "number"
+    assert join([map_of(fields={"a": INT}), map_of(fields={"b": INT})]).partial == {"a", "b"}
+
+
+def test_declarations_are_plain() -> None:
+    declarations = Declarations({"now": TIMESTAMP})
+    assert check("now > timestamp('2024-01-01T00:00:00Z')", declarations).issues == []
+    assert [i.kind for i in check("then > 1", declarations).issues] == ["unknown-name"]

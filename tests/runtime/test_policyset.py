@@ -1,0 +1,371 @@
+"""PolicySet: decisions, fail-closed evaluation, allow-lists, and CAR's built-in rule kinds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from carlang_runtime import ir
+from carlang_runtime.ir import PolicyEffect
+from carlang_runtime.policy import PolicyLoadError, PolicySet
+
+SECRET = "sk-live-4f9a8b7c6d5e4f3a2b1c"
+
+
+def call(tool: str, **params: Any) -> ir.Action:
+    return ir.Action(type="tool_call", tool=tool, parameters=params)
+
+
+def write(key: str, value: Any) -> ir.Action:
+    return ir.Action(type="state_write", parameters={"key": key, "value": value})
+
+
+def cel(name: str, when: str | None, effect: str = "deny", tools: tuple[str, ...] = (), **kw: Any):
+    return ir.CelPolicy(name=name, when=when, effect=effect, tools=list(tools), **kw)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# -- decisions ---------------------------------------------------------------------------
+
+
+def test_no_policies_allow() -> None:
+    decision = PolicySet().evaluate(call("fetch", url="x"))
+    assert decision.allowed and decision.matches == ()
+
+
+def test_deny_beats_approval_beats_allow() -> None:
+    policies = PolicySet(
+        [
+            cel("ask_prod", 'params.env == "prod"', "require_approval", ("deploy",)),
+            cel("no_friday", "params.day == 'fri'", "deny", ("deploy",)),
+        ]
+    )
+    assert policies.evaluate(call("deploy", env="dev", day="mon")).allowed
+    asked = policies.evaluate(call("deploy", env="prod", day="mon"))
+    assert asked.needs_approval and [m.policy for m in asked.deciding] == ["ask_prod"]
+    denied = policies.evaluate(call("deploy", env="prod", day="fri"))
+    assert denied.denied
+    assert [(m.policy, m.effect) for m in denied.matches] == [
+        ("ask_prod", PolicyEffect.REQUIRE_APPROVAL),
+        ("no_friday", PolicyEffect.DENY),
+    ]
+    assert denied.reason() == "no_friday: denied by policy no_friday"
+
+
+def test_every_matching_policy_is_reported_with_its_message() -> None:
+    policies = PolicySet(
+        [
+            cel("https_only", '!params.url.startsWith("https://")', message="https only"),
+            cel("no_internal", 'params.url.contains("169.254")', message="no metadata"),
+            cel("never", "false"),
+        ]
+    )
+    decision = policies.evaluate(call("fetch", url="http://169.254.169.254/"))
+    assert [(m.policy, m.reason) for m in decision.matches] == [
+        ("https_only", "https only"),
+        ("no_internal", "no metadata"),
+    ]
+
+
+def test_tools_globs_target_policies() -> None:
+    policies = PolicySet([cel("no_rollback", None, tools=("rollback_*",))])
+    assert policies.evaluate(call("rollback_db")).denied
+    assert policies.evaluate(call("deploy")).allowed
+    assert policies.evaluate(write("k", 1)).allowed
+
+
+def test_untargeted_policies_see_every_action() -> None:
+    policies = PolicySet([cel("no_writes", 'action.type == "state_write"')])
+    assert policies.evaluate(write("k", 1)).denied
+    assert policies.evaluate(call("fetch")).allowed
+    # action.tool is null for a state write: comparing it is simply false.
+    shells = PolicySet([cel("no_shell", 'action.tool == "shell"')])
+    assert shells.evaluate(write("k", 1)).allowed
+    assert shells.evaluate(call("shell")).denied
+
+
+def test_conditions_see_state_scope_history_and_now() -> None:
+    policies = PolicySet(
+        [
+            cel("frozen", 'state["deploys.frozen"] == true', tools=("deploy",)),
+            cel("tenant", 'scope.tenant != "acme"'),
+            cel("retry_storm", "history.filter(h, h.status == 'failed').size() >= 2"),
+            cel("old_clock", "now < timestamp('2000-01-01T00:00:00Z')"),
+        ]
+    )
+    ok = policies.evaluate(
+        call("deploy"), state={"deploys.frozen": False}, scope={"tenant": "acme"}, history=[]
+    )
+    assert ok.allowed
+    failed = [{"tool": "deploy", "status": "failed"}] * 2
+    decision = policies.evaluate(
+        call("deploy"), state={"deploys.frozen": True}, scope={"tenant": "other"}, history=failed
+    )
+    assert [m.policy for m in decision.matches] == ["frozen", "tenant", "retry_storm"]
+
+
+# -- failing closed ----------------------------------------------------------------------
+
+
+def test_a_deny_policy_that_cannot_be_evaluated_denies() -> None:
+    policies = PolicySet([cel("port_check", "params.port > 1024", tools=("fetch",))])
+    decision = policies.evaluate(call("fetch", url="x"))  # no port: no such key
+    assert decision.denied
+    (match,) = decision.matches
+    assert match.error is not None and match.error.kind == "no_such_field"
+    assert match.reason == "denied by policy port_check (its condition failed: no such key: 'port')"
+
+
+def test_an_approval_policy_that_cannot_be_evaluated_requires_approval() -> None:
+    policies = PolicySet([cel("big", "params.amount > 1000", "require_approval")])
+    assert policies.evaluate(call("pay", amount="lots")).needs_approval
+
+
+def test_a_condition_that_is_not_a_bool_counts_as_a_failure() -> None:
+    decision = PolicySet([cel("odd", "params.url")]).evaluate(call("fetch", url="x"))
+    assert decision.denied and "not a bool" in decision.matches[0].reason
+
+
+def test_a_malformed_policy_fails_the_load() -> None:
+    with pytest.raises(PolicyLoadError) as caught:
+        PolicySet([cel("ok", "true"), cel("broken", "params.url ==")])
+    assert caught.value.policy == "broken"
+    assert "1:14" in str(caught.value)
+
+
+def test_checked_loading_refuses_conditions_with_errors() -> None:
+    fetch = ir.ToolSchema(
+        name="fetch",
+        parameters={"type": "object", "properties": {"url": {"type": "string"}}},
+    )
+    with pytest.raises(PolicyLoadError) as caught:
+        PolicySet([cel("typo", "params.ulr == 'x'", tools=("fetch",))], tools=[fetch], check=True)
+    assert "did you mean `url`" in str(caught.value)
+    PolicySet([cel("fine", "params.url == 'x'", tools=("fetch",))], tools=[fetch], check=True)
+
+
+# -- allow-lists -------------------------------------------------------------------------
+
+
+def test_allow_policies_make_an_allow_list_for_their_tools() -> None:
+    policies = PolicySet(
+        [
+            cel("arxiv", 'params.url.startsWith("https://arxiv.org/")', "allow", ("fetch",)),
+            cel("docs", 'params.url.startsWith("https://docs.python.org/")', "allow", ("fetch",)),
+        ]
+    )
+    assert policies.evaluate(call("fetch", url="https://arxiv.org/abs/1")).allowed
+    assert policies.evaluate(call("fetch", url="https://docs.python.org/3/")).allowed
+    denied = policies.evaluate(call("fetch", url="https://evil.example/"))
+    assert denied.denied
+    assert denied.matches[0].policy == "arxiv, docs"
+    assert (
+        denied.matches[0].reason == "not allowed: no allow policy matches this call (arxiv, docs)"
+    )
+    # Other tools are not on the list.
+    assert policies.evaluate(call("search", q="x")).allowed
+
+
+def test_an_allow_policy_that_fails_does_not_allow() -> None:
+    policies = PolicySet([cel("hosts", "params.host.endsWith('.corp')", "allow", ("ssh",))])
+    decision = policies.evaluate(call("ssh"))
+    assert decision.denied and "failed: hosts: no such key" in decision.matches[0].reason
+
+
+def test_explanations_on_request() -> None:
+    policies = PolicySet([cel("prod", 'params.env == "prod" && params.replicas > 3')])
+    plain = policies.evaluate(call("deploy", env="prod", replicas=5))
+    assert plain.matches[0].explanation is None
+    explained = policies.evaluate(call("deploy", env="prod", replicas=5), explain=True)
+    assert str(explained.matches[0].explanation) == (
+        'params.env == "prod" -> true; params.replicas > 3 -> true'
+    )
+
+
+# -- CAR's built-in rules ----------------------------------------------------------------
+
+
+def test_deny_tool() -> None:
+    policies = PolicySet([ir.DenyToolRule(name="deny_tool:deploy", tool="deploy")])
+    decision = policies.evaluate(call("deploy", env="prod"))
+    assert [(m.policy, m.reason) for m in decision.matches] == [
+        ("deny_tool:deploy", "tool 'deploy' denied")
+    ]
+    assert policies.evaluate(call("deploy_docs")).allowed
+    assert policies.evaluate(write("deploy", 1)).allowed
+
+
+def test_deny_keyword_reads_every_parameter_as_text() -> None:
+    policies = PolicySet([ir.DenyKeywordRule(name="deny_keyword", keywords=["DROP TABLE"])])
+    decision = policies.evaluate(call("sql", query="x; DROP TABLE users", limit=3))
+    assert decision.matches[0].reason == "param 'query' of 'sql' contains a denied keyword"
+    nested = policies.evaluate(call("sql", body={"statements": ["DROP TABLE t"]}))
+    assert nested.denied
+    assert policies.evaluate(call("sql", query="select 1")).allowed
+    assert policies.evaluate(write("note", "DROP TABLE")).allowed  # tool calls only
+
+
+def test_deny_tool_param_contains_equals_and_presence() -> None:
+    contains = PolicySet(
+        [
+            ir.DenyToolParamRule(
+                name="deny_tool_param:http.url", tool="http", param="url", contains="169.254"
+            )
+        ]
+    )
+    decision = contains.evaluate(call("http", url="http://169.254.169.254/latest"))
+    assert decision.matches[0].reason == "param 'url' of 'http' matches a denied value"
+    assert contains.evaluate(call("http", url="https://example.com")).allowed
+    assert contains.evaluate(call("http")).allowed  # absent: nothing to match
+    equals = PolicySet(
+        [
+            ir.DenyToolParamRule(
+                name="deny_tool_param:deploy.env", tool="deploy", param="env", equals="prod"
+            )
+        ]
+    )
+    assert equals.evaluate(call("deploy", env="prod")).denied
+    assert equals.evaluate(call("deploy", env="production")).allowed
+    present = PolicySet(
+        [ir.DenyToolParamRule(name="deny_tool_param:shell.sudo", tool="shell", param="sudo")]
+    )
+    assert present.evaluate(call("shell", sudo=False)).denied
+    assert present.evaluate(call("shell", cmd="ls")).allowed
+
+
+def test_allow_tool_param_fails_closed_three_ways() -> None:
+    rule = ir.AllowToolParamRule(
+        name="allow_tool_param:send.to",
+        tool="send",
+        param="to",
+        allow=["+15550100", "oncall@example.invalid"],
+    )
+    policies = PolicySet([rule])
+    assert policies.evaluate(call("send", to="+15550100")).allowed
+    unlisted = policies.evaluate(call("send", to="+15559999"))
+    assert unlisted.matches[0].reason == "param 'to' of 'send' is not one of the allowed values"
+    assert policies.evaluate(call("send", to="ONCALL@example.invalid")).denied  # case-sensitive
+    missing = policies.evaluate(call("send", body="hi"))
+    assert "missing" in missing.matches[0].reason
+    empty = PolicySet([rule.model_copy(update={"allow": []})])
+    assert "no value" in empty.evaluate(call("send", to="+15550100")).matches[0].reason
+    assert policies.evaluate(call("other", to="anyone")).allowed
+
+
+def test_deny_tool_param_matching() -> None:
+    rule = ir.DenyToolParamMatchingRule(
+        name="deny_tool_param_matching:send.body",
+        tool="send",
+        param="body",
+        matches="sk-[A-Za-z0-9-]{20,}",
+    )
+    policies = PolicySet([rule])
+    decision = policies.evaluate(call("send", body=f"here is the key {SECRET} ok"))
+    assert decision.matches[0].reason == "param 'body' of 'send' matches a denied pattern"
+    assert policies.evaluate(call("send", body="nothing secret")).allowed
+    assert policies.evaluate(call("send")).allowed  # absent: not a violation
+    broken = PolicySet([rule.model_copy(update={"matches": "sk-[unclosed"})])
+    reason = broken.evaluate(call("send", body="anything")).matches[0].reason
+    assert "does not compile" in reason and "missing ]" in reason
+    assert broken.evaluate(call("other", body="x")).allowed
+
+
+def test_reasons_never_echo_the_matched_value() -> None:
+    policies = PolicySet(
+        [
+            ir.DenyKeywordRule(name="deny_keyword", keywords=[SECRET[:12]]),
+            ir.DenyToolParamRule(
+                name="deny_tool_param:send.body", tool="send", param="body", contains=SECRET[:10]
+            ),
+            ir.DenyToolParamMatchingRule(
+                name="deny_tool_param_matching:send.body",
+                tool="send",
+                param="body",
+                matches="sk-live-[0-9a-f]+",
+            ),
+            ir.AllowToolParamRule(
+                name="allow_tool_param:send.body", tool="send", param="body", allow=["hello"]
+            ),
+        ]
+    )
+    decision = policies.evaluate(call("send", body=SECRET))
+    assert len(decision.matches) == 4
+    for match in decision.matches:
+        assert SECRET[:8] not in match.reason, match
+
+
+def test_rate_limit_tool_is_a_sliding_window_spent_at_admission() -> None:
+    clock = FakeClock()
+    policies = PolicySet(
+        [
+            ir.RateLimitToolRule(
+                name="rate_limit_tool:send", tool="send", max_calls=2, interval_secs=60
+            ),
+        ],
+        clock=clock,
+    )
+    assert policies.evaluate(call("send")).allowed
+    clock.now += 10
+    assert policies.evaluate(call("send")).allowed
+    clock.now += 10
+    refused = policies.evaluate(call("send"))
+    assert refused.matches[0].reason == "tool 'send' is over its limit of 2 calls per 60s"
+    # A refused call takes no slot: once the first admission ages out, one more is admitted.
+    clock.now = 1000 + 60
+    assert policies.evaluate(call("send")).allowed
+    assert policies.evaluate(call("send")).denied
+    # A dry run spends nothing.
+    clock.now += 100
+    for _ in range(5):
+        assert policies.evaluate(call("send"), admit=False).allowed
+    assert policies.evaluate(call("send")).allowed
+    assert policies.evaluate(call("other")).allowed
+
+
+def test_rate_limit_budget_is_spent_even_when_another_rule_denies() -> None:
+    clock = FakeClock()
+    policies = PolicySet(
+        [
+            ir.RateLimitToolRule(
+                name="rate_limit_tool:send", tool="send", max_calls=1, interval_secs=60
+            ),
+            cel("no_spam", "params.body == 'spam'", tools=("send",)),
+        ],
+        clock=clock,
+    )
+    assert policies.evaluate(call("send", body="spam")).denied  # by no_spam, slot taken
+    decision = policies.evaluate(call("send", body="hi"))
+    assert [m.policy for m in decision.matches] == ["rate_limit_tool:send"]
+    zero = PolicySet([ir.RateLimitToolRule(name="r", tool="send", max_calls=0, interval_secs=1)])
+    assert zero.evaluate(call("send")).denied
+
+
+def test_require_state_is_exact_equality() -> None:
+    policies = PolicySet([ir.RequireStateRule(name="require_state:tests", key="tests", value=True)])
+    assert policies.evaluate(call("deploy"), state={"tests": True}).allowed
+    decision = policies.evaluate(call("deploy"), state={"tests": "true"})
+    assert decision.matches[0].reason == "state['tests'] must be true"
+    assert policies.evaluate(call("deploy"), state={}).denied
+    assert policies.evaluate(write("x", 1), state={}).denied  # every action
+    numbers = PolicySet([ir.RequireStateRule(name="r", key="level", value=2)])
+    assert numbers.evaluate(call("t"), state={"level": 2}).allowed
+    # CAR compares serde_json values: the float 2.0 is not the integer 2.
+    assert numbers.evaluate(call("t"), state={"level": 2.0}).denied
+    objects = PolicySet([ir.RequireStateRule(name="r", key="cfg", value={"a": [1]})])
+    assert objects.evaluate(call("t"), state={"cfg": {"a": [1]}}).allowed
+    assert objects.evaluate(call("t"), state={"cfg": {"a": [1, 2]}}).denied
+
+
+def test_names_and_growth() -> None:
+    policies = PolicySet([ir.DenyToolRule(name="deny_tool:a", tool="a")])
+    assert policies.evaluate(call("b")).allowed
+    policies.add(ir.DenyToolRule(name="deny_tool:b", tool="b"))
+    assert policies.evaluate(call("b")).denied  # the per-tool cache was refreshed
+    assert policies.names == ["deny_tool:a", "deny_tool:b"] and len(policies) == 2
