@@ -200,6 +200,66 @@ COMPILER_CODES: tuple[Code, ...] = (
         "a rule whose target or operands are malformed",
         "carlang",
     ),
+    Code(
+        "CL0505",
+        "cel-unknown-name",
+        "policies",
+        "error",
+        "a condition reads a variable that does not exist (action, params, state, scope, "
+        "history, now)",
+        "carlang",
+    ),
+    Code(
+        "CL0506",
+        "cel-unknown-field",
+        "policies",
+        "error",
+        "a condition reads a field the targeted tools' schemas do not have (`params.ulr`)",
+        "carlang",
+    ),
+    Code(
+        "CL0507",
+        "cel-partial-field",
+        "policies",
+        "warning",
+        "a field only some targeted tools have, read without a has() guard: the condition "
+        "fails, and the policy fails closed, on the others",
+        "carlang",
+    ),
+    Code(
+        "CL0508",
+        "cel-type-mismatch",
+        "policies",
+        "error",
+        'an operation on values of types it does not take (`params.port == "80"` for an '
+        "integer port): an error at run time",
+        "carlang",
+    ),
+    Code(
+        "CL0509",
+        "cel-unknown-function",
+        "policies",
+        "error",
+        "a function that does not exist, or a call with the wrong number of arguments",
+        "carlang",
+    ),
+    Code(
+        "CL0510",
+        "cel-constant",
+        "policies",
+        "warning",
+        "a condition, or an operand of && or ||, that is always true or always false (an "
+        "error when it always fails)",
+        "carlang",
+    ),
+    Code(
+        "CL0511",
+        "cel-too-expensive",
+        "policies",
+        "error",
+        "a condition whose estimated evaluation cost is above the limit",
+        "carlang",
+    ),
 )
 
 

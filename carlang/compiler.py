@@ -2,7 +2,9 @@
 
     load_program (loader.py)   files and imports, parsed
     lower (lower.py)           names, shapes, types -> ir.Program + SourceMap
-    check (here)               policy conditions parse as CEL; each proposal verified with the
+    check_conditions           policy conditions: valid CEL, affordable, sound against the tools
+                               they target (conditions.py)
+    check (here)               each proposal verified with the
                                program's tools, state, capability and budget; verify's findings
                                mapped back to the exact clause; unused declarations
 
@@ -20,6 +22,7 @@ from carlang_runtime.ir.load import gc_paused
 from carlang_runtime.verify import ToolSet, VerifyIssue, VerifyResult, tool_set, verify
 
 from . import ast
+from .conditions import check_conditions
 from .diagnostics import CarlangError, Diagnostic, Diagnostics, Label
 from .loader import LoadedProgram, load_program
 from .lower import Origin, SourceMap, lower
@@ -84,47 +87,11 @@ def _compile_loaded(loaded: LoadedProgram, check: bool, report_unused: bool) -> 
         loaded, lowered.program, lowered.source_map, diagnostics, used=lowered.used
     )
     if check:
-        _check_conditions(result)
+        check_conditions(lowered.program, result.source_map, result.diagnostics)
         _verify_proposals(result)
     if check and report_unused:
         _report_unused(result, unused_declarations(result, entry_only=True))
     return result
-
-
-# -- policy conditions -------------------------------------------------------------------------
-
-
-def _check_conditions(result: CompileResult) -> None:
-    """Every `when` must parse as CEL; errors land at their line and column in the file."""
-    assert result.program is not None
-    policies = [p for p in result.program.policies if isinstance(p, ir.CelPolicy) and p.when]
-    if not policies:
-        return
-    from carlang_runtime.cel import CelSyntaxError, parse_cel
-
-    for policy in policies:
-        origin = result.source_map.policies.get(policy.name)
-        if (
-            origin is None
-            or not isinstance(origin.node, ast.PolicyDecl)
-            or origin.node.when is None
-        ):
-            continue
-        when = origin.node.when
-        try:
-            parse_cel(when.text)
-        except CelSyntaxError as exc:
-            lines = when.text.split("\n")
-            offset = sum(len(line) + 1 for line in lines[: exc.line - 1]) + exc.column - 1
-            at = when.span.start + min(offset, len(when.text))
-            result.diagnostics.error(
-                "CL0501",
-                f"policy `{policy.name}`: {exc.message}",
-                origin.source,
-                Span(at, at + 1),
-                label="not valid CEL here",
-                help="a condition ends with its line; wrap a long one in ( ) to continue it",
-            )
 
 
 # -- verification ------------------------------------------------------------------------------

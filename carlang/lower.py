@@ -635,18 +635,17 @@ class _Lowerer:
         )
 
     def valid_regex(self, source: Source, pattern: ast.Value) -> bool:
-        import re2  # google-re2, installed with cel-python: the RE2 syntax CAR's regex crate uses
+        # RE2, as the runtime compiles it (the syntax of the regex crate CAR uses).
+        from carlang_runtime.cel.functions import compile_regex
+        from carlang_runtime.cel.values import CelEvalError
 
         try:
-            re2.compile(pattern.value)
+            compile_regex(pattern.value)
             return True
-        except re2.error as exc:
-            reason = exc.args[0] if exc.args else exc
-            if isinstance(reason, bytes):
-                reason = reason.decode("utf-8", "replace")
+        except CelEvalError as exc:
             self.d.error(
                 "CL0503",
-                f"invalid regular expression: {reason}",
+                exc.message,
                 source,
                 pattern.span,
                 help="patterns use RE2 syntax (no backreferences or lookaround)",

@@ -289,7 +289,7 @@ class _Checker:
                     f"`{self.text(node.left)}` is {_article(str(left))} and"
                     f" `{self.text(node.right)}` is {_article(str(right))}: `{node.op}` between"
                     " them fails at run time",
-                    _HELP_TYPES,
+                    _quoted_number_help(node, left, right) or _HELP_TYPES,
                 )
             return BOOL
         if node.op in ("<", "<=", ">", ">="):
@@ -559,6 +559,19 @@ def _reads_variables(node: n.Expr, variables: Mapping[str, Any]) -> bool:
         ):
             return True
     return False
+
+
+def _quoted_number_help(node: n.Binary, left: Type, right: Type) -> str | None:
+    """`compare with the number: 80` for `params.port == "80"`."""
+    for side, other in ((node.right, left), (node.left, right)):
+        if isinstance(side, n.Literal) and type(side.value) is str and other.kind in _NUMERIC:
+            text = side.value.strip()
+            try:
+                float(text)
+            except ValueError:
+                continue
+            return f"compare with the number: `{text}`, without quotes"
+    return None
 
 
 def _same_kind(left: Type, right: Type) -> bool:

@@ -1,0 +1,111 @@
+"""Policy conditions, checked at compile time: each `when` must be valid CEL, affordable, and
+sound against the tools its policy targets (unknown fields, type mismatches, unknown
+functions, constant conditions), with every finding at its line and column in the file."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from carlang_runtime import ir
+from carlang_runtime.cel import CelSyntaxError, Limits
+from carlang_runtime.cel import nodes as cel_nodes
+from carlang_runtime.cel.build import parse
+from carlang_runtime.cel.checker import CelIssue, check_tree
+from carlang_runtime.cel.cost import estimate
+from carlang_runtime.globs import GlobSet
+from carlang_runtime.policy import policy_declarations
+
+from . import ast
+from .diagnostics import Diagnostics
+from .lower import Origin, SourceMap
+from .source import Span
+
+__all__ = ["check_conditions", "CHECK_CODES"]
+
+#: The diagnostic code of each kind of checker finding.
+CHECK_CODES: Final = {
+    "unknown-name": "CL0505",
+    "unknown-field": "CL0506",
+    "partial-field": "CL0507",
+    "type-mismatch": "CL0508",
+    "unknown-function": "CL0509",
+    "wrong-arguments": "CL0509",
+    "constant": "CL0510",
+    "invalid-regex": "CL0503",
+}
+
+
+def check_conditions(program: ir.Program, source_map: SourceMap, diagnostics: Diagnostics) -> None:
+    """Report every problem of every policy condition of `program`."""
+    limits = Limits()
+    for policy in program.policies:
+        if not isinstance(policy, ir.CelPolicy) or not policy.when:
+            continue
+        origin = source_map.policies.get(policy.name)
+        if origin is None or not isinstance(origin.node, ast.PolicyDecl) or not origin.node.when:
+            continue
+        when = origin.node.when
+        tree = _parse(policy, origin, when, diagnostics)
+        if tree is None:
+            continue
+        cost = estimate(tree, limits.assumed_size).cost
+        if cost > limits.max_cost:
+            diagnostics.error(
+                "CL0511",
+                f"policy `{policy.name}`: the condition is too expensive (estimated cost {cost},"
+                f" the limit is {limits.max_cost})",
+                origin.source,
+                when.span,
+                help="macros inside macros over lists multiply; check one list at a time",
+            )
+            continue
+        for issue in check_tree(
+            when.text, tree, policy_declarations(_targets(program, policy))
+        ).issues:
+            _report(policy, origin, when, issue, diagnostics)
+
+
+def _parse(
+    policy: ir.CelPolicy, origin: Origin, when: ast.CelText, diagnostics: Diagnostics
+) -> cel_nodes.Expr | None:
+    try:
+        return parse(when.text)
+    except CelSyntaxError as exc:
+        lines = when.text.split("\n")
+        offset = sum(len(line) + 1 for line in lines[: exc.line - 1]) + exc.column - 1
+        at = when.span.start + min(offset, len(when.text))
+        diagnostics.error(
+            "CL0501",
+            f"policy `{policy.name}`: {exc.message}",
+            origin.source,
+            Span(at, at + 1),
+            label="not valid CEL here",
+            help="a condition ends with its line; wrap a long one in ( ) to continue it",
+        )
+        return None
+
+
+def _targets(program: ir.Program, policy: ir.CelPolicy) -> list[ir.ToolSchema] | None:
+    """The declared tools a policy applies to (None: every action)."""
+    if not policy.tools:
+        return None
+    globs = GlobSet(policy.tools)
+    return [tool for tool in program.tools if globs.matches(tool.name)]
+
+
+def _report(
+    policy: ir.CelPolicy,
+    origin: Origin,
+    when: ast.CelText,
+    issue: CelIssue,
+    diagnostics: Diagnostics,
+) -> None:
+    span = Span(when.span.start + issue.start, when.span.start + max(issue.end, issue.start + 1))
+    report = diagnostics.error if issue.severity == "error" else diagnostics.warning
+    report(
+        CHECK_CODES[issue.kind],
+        f"policy `{policy.name}`: {issue.message}",
+        origin.source,
+        span,
+        help=issue.help,
+    )
