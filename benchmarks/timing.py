@@ -58,25 +58,26 @@ def fmt_seconds(seconds: float | None) -> str:
 
 @dataclass
 class Row:
-    """One benchmark line: carlang's median, car-runtime's when measured, and a target."""
+    """One benchmark line: carlang's median, the reference's (car-runtime, cel-python) when
+    measured, and a target."""
 
     name: str
     carlang: float
-    car: float | None = None
+    reference: float | None = None
     target: float | None = None
     note: str = ""
 
 
-def print_table(title: str, rows: Sequence[Row]) -> None:
-    """Print rows with the carlang/car-runtime ratio and whether the target is met."""
+def print_table(title: str, rows: Sequence[Row], reference: str = "car-runtime") -> None:
+    """Print rows with the carlang/reference ratio and whether the target is met."""
     print(f"\n{title}")
-    header = f"{'case':<46} {'carlang':>11} {'car-runtime':>12} {'speed-up':>9} {'target':>10}  ok"
+    header = f"{'case':<46} {'carlang':>11} {reference:>12} {'speed-up':>9} {'target':>10}  ok"
     print(header)
     print("-" * len(header))
     for row in rows:
-        ratio = f"{row.car / row.carlang:.1f}x" if row.car else "-"
+        ratio = f"{row.reference / row.carlang:.1f}x" if row.reference else "-"
         ok = "" if row.target is None else ("yes" if row.carlang <= row.target else "NO")
+        measured = f"{fmt_seconds(row.carlang):>11} {fmt_seconds(row.reference):>12}"
         print(
-            f"{row.name:<46} {fmt_seconds(row.carlang):>11} {fmt_seconds(row.car):>12} {ratio:>9} "
-            f"{fmt_seconds(row.target):>10}  {ok} {row.note}"
+            f"{row.name:<46} {measured} {ratio:>9} {fmt_seconds(row.target):>10}  {ok} {row.note}"
         )

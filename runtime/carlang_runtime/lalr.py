@@ -333,6 +333,16 @@ class Engine:
         # Rules that, reduced from a single Node, are that Node (lark's `?rule`): for grammars
         # whose precedence ladder would otherwise make a chain of one-child nodes per operand.
         self.collapse = collapse
+        # Rules that reduce one child, kept as it is: with a Node there, the reduction is a
+        # step of the state machine only.
+        self.passthrough = frozenset(
+            i
+            for i, rule in enumerate(tables.rules)
+            if rule.name in collapse
+            and rule.size == 1
+            and rule.include is None
+            and not rule.append_none
+        )
         self._callbacks: tuple[object, list[Callable[[list[Any], tuple[int, int]], Any]]] | None
         self._callbacks = None
         self.token_hook = token_hook
@@ -524,6 +534,10 @@ class _Run:
     def _reduce(self, rule_index: int, at: int) -> Any:
         rule = self.rules[rule_index]
         size = rule.size
+        if rule_index in self.engine.passthrough and type(self.value_stack[-1]) is Node:
+            # A collapsed one-operand step: the value and its span stay, only the state moves.
+            self.state_stack[-1] = self.states[self.state_stack[-2]][rule.origin]
+            return self.value_stack[-1]
         if size:
             children = self.value_stack[-size:]
             span = (self.span_stack[-size][0], self.span_stack[-1][1])

@@ -162,12 +162,7 @@ def generate(
     body = writer.lines
     header = ["def _evaluate(act, _rec=None):"]
     for name in sorted(writer.used_variables):
-        header += [
-            "    try:",
-            f"        v_{name} = act[{name!r}]",
-            "    except KeyError:",
-            f"        v_{name} = _Unbound({name!r})",
-        ]
+        header.append(f"    v_{name} = act[{name!r}] if {name!r} in act else _Unbound({name!r})")
     if writer.has_macros:
         header += ["    _steps = 0", "    _deadline = _clock() + _budget.max_seconds"]
     source = "\n".join([*header, *body, f"    return {result}", ""])
@@ -274,6 +269,8 @@ class _Writer:
         return self.lookup(operand, repr(node.field), f"_select({operand}, {node.field!r})")
 
     def lookup(self, container: str, key: str, fallback: str) -> str:
+        # A try statement costs nothing when the key is there, the common case; the
+        # fallback gives every other case its CEL meaning (a missing key, a list, null...).
         result = self.temp()
         self.emit("try:")
         with self.indented():
@@ -458,8 +455,8 @@ class _Writer:
                 except CelEvalError:
                     return None
                 text = operands[0]
-                regex = self.const(compiled)
-                return f"({regex}.search({text}) is not None if type({text}) is _str else {slow})"
+                search = self.const(compiled.search)
+                return f"({search}({text}) if type({text}) is _str else {slow})"
         return None
 
     # -- macros ----------------------------------------------------------------------------

@@ -31,7 +31,7 @@ from .values import (
     unix_seconds,
 )
 
-__all__ = ["Overload", "Function", "FUNCTIONS", "compile_regex"]
+__all__ = ["Overload", "Function", "FUNCTIONS", "Regex", "compile_regex"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,16 +108,43 @@ def ends_with(text: Any, suffix: Any) -> bool:
     raise ops.no_overload("endsWith", text, suffix)
 
 
+class Regex:
+    """An RE2 pattern (linear time, no backreferences), compiled once, answering the one
+    question CEL asks: does it match anywhere in a string?"""
+
+    __slots__ = ("pattern", "search")
+
+    def __init__(self, pattern: str, compiled: Any, unanchored: Any) -> None:
+        self.pattern = pattern
+        # google-re2's `search` builds a match object and maps byte offsets back to
+        # characters, most of the cost of a policy that matches; a yes/no needs neither.
+        # The wrapper's own method is the fallback should its internals ever change.
+        low_level = getattr(getattr(compiled, "_regexp", None), "Match", None)
+        if low_level is not None and unanchored is not None:
+
+            def search(text: str) -> bool:
+                data = text.encode("utf-8", "surrogatepass")
+                found: Any = low_level(unanchored, data, 0, len(data))
+                return bool(found[0][0] != -1)
+
+        else:
+
+            def search(text: str) -> bool:
+                return compiled.search(text) is not None
+
+        self.search = search
+
+
 @lru_cache(maxsize=256)
-def compile_regex(pattern: str) -> Any:
-    """An RE2 pattern, compiled once (RE2: linear time, no backreferences), or an
-    invalid_argument error saying why it does not compile."""
+def compile_regex(pattern: str) -> Regex:
+    """An RE2 pattern, compiled once, or an invalid_argument error saying why it does not
+    compile."""
     import re2  # google-re2, a dependency of cel-python; imported only when a policy matches
 
     options = re2.Options()
     options.log_errors = False  # RE2 would also print the error on stderr
     try:
-        return re2.compile(pattern, options)
+        compiled = re2.compile(pattern, options)
     except re2.error as exc:
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):
@@ -125,6 +152,8 @@ def compile_regex(pattern: str) -> Any:
         raise CelEvalError(
             ErrorKind.INVALID_ARGUMENT, f"invalid regular expression {pattern!r}: {detail}"
         ) from None
+    anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
+    return Regex(pattern, compiled, anchor)
 
 
 def matches(text: Any, pattern: Any) -> bool:
@@ -133,7 +162,7 @@ def matches(text: Any, pattern: Any) -> bool:
     if type(pattern) is str:
         regex = compile_regex(pattern)
         if type(text) is str:
-            return regex.search(text) is not None
+            return regex.search(text)
     raise ops.no_overload("matches", text, pattern)
 
 

@@ -135,7 +135,7 @@ def _deny_matching(rule: DenyToolParamMatchingRule) -> Check:
     def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
         if param not in action.parameters:
             return None
-        if regex.search(as_text(action.parameters[param])) is None:
+        if not regex.search(as_text(action.parameters[param])):
             return None
         return f"param '{param}' of '{rule.tool}' matches a denied pattern"
 
