@@ -8,7 +8,6 @@ into the expression text, so every finding can point at its characters.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -32,125 +31,197 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
 class Expr:
     """Any expression; `start`/`end` are its offsets in the source text."""
 
-    start: int
-    end: int
+    __slots__ = ("start", "end")
+
+    def __init__(self, start: int, end: int) -> None:
+        self.start = start
+        self.end = end
+
+    # Plain classes rather than dataclasses: a dataclass per node kind made this module the
+    # slowest import of `carlang check`. One generic equality and repr serve them all.
+    def _names(self) -> list[str]:
+        return [n for cls in reversed(type(self).__mro__) for n in getattr(cls, "__slots__", ())]
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return all(getattr(self, n) == getattr(other, n) for n in self._names())
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.start, self.end))
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in self._names())
+        return f"{type(self).__name__}({shown})"
 
 
-@dataclass(frozen=True, slots=True)
 class Literal(Expr):
     """A constant: null, bool, int, uint, double, string or bytes."""
 
-    value: Any
+    __slots__ = ("value",)
+
+    def __init__(self, start: int, end: int, value: Any) -> None:
+        super().__init__(start, end)
+        self.value = value
 
 
-@dataclass(frozen=True, slots=True)
 class Ident(Expr):
     """A variable, or a type name such as `int`."""
 
-    name: str
+    __slots__ = ("name",)
+
+    def __init__(self, start: int, end: int, name: str) -> None:
+        super().__init__(start, end)
+        self.name = name
 
 
-@dataclass(frozen=True, slots=True)
 class Select(Expr):
     """`operand.field`."""
 
-    operand: Expr
-    field: str
+    __slots__ = ("operand", "field")
+
+    def __init__(self, start: int, end: int, operand: Expr, field: str) -> None:
+        super().__init__(start, end)
+        self.operand = operand
+        self.field = field
 
 
-@dataclass(frozen=True, slots=True)
 class Has(Expr):
     """`has(operand.field)`."""
 
-    operand: Expr
-    field: str
+    __slots__ = ("operand", "field")
+
+    def __init__(self, start: int, end: int, operand: Expr, field: str) -> None:
+        super().__init__(start, end)
+        self.operand = operand
+        self.field = field
 
 
-@dataclass(frozen=True, slots=True)
 class Index(Expr):
     """`operand[index]`."""
 
-    operand: Expr
-    index: Expr
+    __slots__ = ("operand", "index")
+
+    def __init__(self, start: int, end: int, operand: Expr, index: Expr) -> None:
+        super().__init__(start, end)
+        self.operand = operand
+        self.index = index
 
 
-@dataclass(frozen=True, slots=True)
 class Call(Expr):
     """`function(args)`, or `target.function(args)` when `target` is set."""
 
-    function: str
-    target: Expr | None
-    args: tuple[Expr, ...]
+    __slots__ = ("function", "target", "args")
+
+    def __init__(
+        self, start: int, end: int, function: str, target: Expr | None, args: tuple[Expr, ...]
+    ) -> None:
+        super().__init__(start, end)
+        self.function = function
+        self.target = target
+        self.args = args
 
 
-@dataclass(frozen=True, slots=True)
 class Macro(Expr):
     """`target.all(var, predicate)`, `exists`, `exists_one`, `filter`, and `map` (with a
     `result`, and a `predicate` in its three-argument form)."""
 
-    kind: str
-    target: Expr
-    var: str
-    predicate: Expr | None
-    result: Expr | None
+    __slots__ = ("kind", "target", "var", "predicate", "result")
+
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        kind: str,
+        target: Expr,
+        var: str,
+        predicate: Expr | None,
+        result: Expr | None,
+    ) -> None:
+        super().__init__(start, end)
+        self.kind = kind
+        self.target = target
+        self.var = var
+        self.predicate = predicate
+        self.result = result
 
 
-@dataclass(frozen=True, slots=True)
 class Unary(Expr):
     """`!operand` or `-operand`."""
 
-    op: str
-    operand: Expr
+    __slots__ = ("op", "operand")
+
+    def __init__(self, start: int, end: int, op: str, operand: Expr) -> None:
+        super().__init__(start, end)
+        self.op = op
+        self.operand = operand
 
 
-@dataclass(frozen=True, slots=True)
 class Binary(Expr):
     """An arithmetic, comparison or `in` operator."""
 
-    op: str
-    left: Expr
-    right: Expr
+    __slots__ = ("op", "left", "right")
+
+    def __init__(self, start: int, end: int, op: str, left: Expr, right: Expr) -> None:
+        super().__init__(start, end)
+        self.op = op
+        self.left = left
+        self.right = right
 
 
-@dataclass(frozen=True, slots=True)
 class And(Expr):
     """`a && b && ...`, flattened."""
 
-    operands: tuple[Expr, ...]
+    __slots__ = ("operands",)
+
+    def __init__(self, start: int, end: int, operands: tuple[Expr, ...]) -> None:
+        super().__init__(start, end)
+        self.operands = operands
 
 
-@dataclass(frozen=True, slots=True)
 class Or(Expr):
     """`a || b || ...`, flattened."""
 
-    operands: tuple[Expr, ...]
+    __slots__ = ("operands",)
+
+    def __init__(self, start: int, end: int, operands: tuple[Expr, ...]) -> None:
+        super().__init__(start, end)
+        self.operands = operands
 
 
-@dataclass(frozen=True, slots=True)
 class Conditional(Expr):
     """`condition ? then : otherwise`."""
 
-    condition: Expr
-    then: Expr
-    otherwise: Expr
+    __slots__ = ("condition", "then", "otherwise")
+
+    def __init__(self, start: int, end: int, condition: Expr, then: Expr, otherwise: Expr) -> None:
+        super().__init__(start, end)
+        self.condition = condition
+        self.then = then
+        self.otherwise = otherwise
 
 
-@dataclass(frozen=True, slots=True)
 class ListExpr(Expr):
     """`[a, b, ...]`."""
 
-    items: tuple[Expr, ...]
+    __slots__ = ("items",)
+
+    def __init__(self, start: int, end: int, items: tuple[Expr, ...]) -> None:
+        super().__init__(start, end)
+        self.items = items
 
 
-@dataclass(frozen=True, slots=True)
 class MapExpr(Expr):
     """`{k: v, ...}`."""
 
-    entries: tuple[tuple[Expr, Expr], ...]
+    __slots__ = ("entries",)
+
+    def __init__(self, start: int, end: int, entries: tuple[tuple[Expr, Expr], ...]) -> None:
+        super().__init__(start, end)
+        self.entries = entries
 
 
 def children(node: Expr) -> tuple[Expr, ...]:

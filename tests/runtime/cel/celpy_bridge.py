@@ -255,7 +255,7 @@ def _patched_functions() -> dict[str, Any]:
         # of seconds, and so `true`).
         if isinstance(value, int) or value is None:
             raise TypeError("no such overload")
-        # Difference 15: "0" is a duration, as in Go (celpy wants a unit: "0s").
+        # Difference 14: "0" is a duration, as in Go (celpy wants a unit: "0s").
         if isinstance(value, str) and value in ("0", "+0", "-0"):
             return celtypes.DurationType(0)
         return base_duration(value)
@@ -278,7 +278,7 @@ def _patched_functions() -> dict[str, Any]:
             if not isinstance(value, accepted[name]) or isinstance(value, celtypes.BoolType):
                 raise TypeError("no such overload")
             if name == "int" and isinstance(value, celtypes.TimestampType):
-                # Difference 16: whole seconds since the epoch, rounded down as Go's Unix()
+                # Difference 15: whole seconds since the epoch, rounded down as Go's Unix()
                 # (celpy truncates a float toward zero, and loses precision doing so).
                 from carlang_runtime.cel.values import unix_seconds
 
