@@ -28,21 +28,6 @@ _BINARY: Final = {
     "multiplication_div": "/",
     "multiplication_mod": "%",
 }
-# Rules that, with one child, are only a step down the precedence ladder.
-_CHAIN: Final = frozenset(
-    {
-        "expr",
-        "conditionalor",
-        "conditionaland",
-        "relation",
-        "addition",
-        "multiplication",
-        "unary",
-        "member",
-        "primary",
-        "paren_expr",
-    }
-)
 _SIMPLE_ESCAPES: Final = {
     "a": "\a",
     "b": "\b",
@@ -87,11 +72,7 @@ class _Builder:
         return CelSyntaxError(message, line, column)
 
     def expr(self, node: Node) -> n.Expr:
-        # Skip the precedence ladder: a rule with one child Node is that child.
-        while (
-            node.data in _CHAIN and len(node.children) == 1 and isinstance(node.children[0], Node)
-        ):
-            node = node.children[0]
+        # The parser has collapsed the one-operand steps of the precedence ladder already.
         method = getattr(self, "_" + node.data, None)
         if method is None:
             raise self.fail(f"unsupported construct {node.data}", node.span[0])

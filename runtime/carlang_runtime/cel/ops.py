@@ -129,9 +129,13 @@ def ne(left: Any, right: Any) -> bool:
 def _list_eq(left: Any, right: Any) -> bool:
     if len(left) != len(right):
         return False
+    return _all_equal(zip(left, right, strict=True))
+
+
+def _all_equal(pairs: Iterable[tuple[Any, Any]]) -> bool:
     # Element comparisons combine like `&&`: one false decides, errors count only otherwise.
     error: CelEvalError | None = None
-    for a, b in zip(left, right, strict=True):
+    for a, b in pairs:
         try:
             if not eq(a, b):
                 return False
@@ -150,16 +154,7 @@ def _typed_keys(mapping: dict[Any, Any]) -> set[tuple[type, Any]]:
 def _map_eq(left: dict[Any, Any], right: dict[Any, Any]) -> bool:
     if len(left) != len(right) or _typed_keys(left) != _typed_keys(right):
         return False
-    error: CelEvalError | None = None
-    for key, value in left.items():
-        try:
-            if not eq(value, right[key]):
-                return False
-        except CelEvalError as exc:
-            error = error or exc
-    if error is not None:
-        raise error
-    return True
+    return _all_equal((value, right[key]) for key, value in left.items())
 
 
 def _ordered(operator: str, left: Any, right: Any) -> None:

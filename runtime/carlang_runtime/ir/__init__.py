@@ -27,6 +27,7 @@ from .load import load_proposal, load_tools
 from .program import (
     AllowToolParamRule,
     Budget,
+    BuiltinRule,
     Capability,
     CelPolicy,
     DenyKeywordRule,
@@ -63,6 +64,7 @@ __all__ = [
     "AllowToolParamRule",
     "Budget",
     "Capability",
+    "BuiltinRule",
     "CelPolicy",
     "Compensation",
     "CostSummary",

@@ -31,6 +31,7 @@ __all__ = [
     "DenyToolParamMatchingRule",
     "RateLimitToolRule",
     "RequireStateRule",
+    "BuiltinRule",
     "Policy",
     "Plan",
     "Program",
@@ -159,17 +160,18 @@ class RequireStateRule(_PolicyBase):
     value: Any = None
 
 
-Policy = Annotated[
-    CelPolicy
-    | DenyToolRule
+#: CAR's built-in rule kinds (everything a policy can be but a CEL condition).
+BuiltinRule = (
+    DenyToolRule
     | DenyKeywordRule
     | DenyToolParamRule
     | AllowToolParamRule
     | DenyToolParamMatchingRule
     | RateLimitToolRule
-    | RequireStateRule,
-    Field(discriminator="rule"),
-]
+    | RequireStateRule
+)
+
+Policy = Annotated[CelPolicy | BuiltinRule, Field(discriminator="rule")]
 
 
 class Plan(CarModel):

@@ -16,6 +16,7 @@ from ..cel.values import CelEvalError
 from ..ir import (
     Action,
     AllowToolParamRule,
+    BuiltinRule,
     DenyKeywordRule,
     DenyToolParamMatchingRule,
     DenyToolParamRule,
@@ -48,16 +49,7 @@ def as_text(value: Any) -> str:
     return value if isinstance(value, str) else to_json_text(value)
 
 
-def native_rule(
-    rule: DenyToolRule
-    | DenyKeywordRule
-    | DenyToolParamRule
-    | AllowToolParamRule
-    | DenyToolParamMatchingRule
-    | RateLimitToolRule
-    | RequireStateRule,
-    clock: Callable[[], float],
-) -> NativeRule:
+def native_rule(rule: BuiltinRule, clock: Callable[[], float]) -> NativeRule:
     """The runnable form of one built-in rule; `clock` (seconds) drives rate limits."""
     if isinstance(rule, DenyToolRule):
         return NativeRule(rule.tool, lambda action, state, admit: f"tool '{rule.tool}' denied")
