@@ -49,7 +49,8 @@ def collect_sources(paths: list[Path]) -> list[Path]:
     return unique
 
 
-def _root_for(files: list[Path], root: Path | None) -> Path:
+def project_root(files: list[Path], root: Path | None) -> Path:
+    """The project root: `--root` when given, else the one found from the first file."""
     from carlang.loader import default_root
 
     if root is not None:
@@ -107,7 +108,7 @@ def check_command(
     from carlang.render import render_json, render_sarif, render_text, summary_line
 
     files = collect_sources(paths)
-    _, diagnostics = _compile_all(files, _root_for(files, root))
+    _, diagnostics = _compile_all(files, project_root(files, root))
     if output is CheckFormat.json:
         echo(render_json(diagnostics))
     elif output is CheckFormat.sarif:
@@ -146,7 +147,7 @@ def compile_command(
     from carlang.render import render_text
 
     files = collect_sources([file])
-    result = compile_file(files[0], _root_for(files, root))
+    result = compile_file(files[0], project_root(files, root))
     if result.diagnostics.has_errors or result.program is None:
         echo_err(render_text(result.diagnostics.sorted()))
         raise typer.Exit(EXIT_FAILED)

@@ -369,3 +369,27 @@ def test_names_and_growth() -> None:
     policies.add(ir.DenyToolRule(name="deny_tool:b", tool="b"))
     assert policies.evaluate(call("b")).denied  # the per-tool cache was refreshed
     assert policies.names == ["deny_tool:a", "deny_tool:b"] and len(policies) == 2
+
+
+def test_trace_lists_every_policy_matched_or_not() -> None:
+    policies = PolicySet(
+        [
+            cel("https_only", '!params.url.startsWith("https://")', tools=("fetch",)),
+            cel("arxiv", 'params.url.startsWith("https://arxiv.org/")', "allow", ("fetch",)),
+            cel("prod", 'params.env == "prod"', "require_approval", ("deploy",)),
+            ir.RateLimitToolRule(name="rate", tool="fetch", max_calls=1, interval_secs=60),
+        ]
+    )
+    decision, traces = policies.trace(call("fetch", url="https://arxiv.org/abs/1"))
+    assert decision.allowed
+    assert [(t.policy, t.applies, t.matched) for t in traces] == [
+        ("https_only", True, False),
+        ("arxiv", True, True),
+        ("prod", False, False),
+        ("rate", True, False),
+    ]
+    assert str(traces[0].explanation) == '!params.url.startsWith("https://") -> false'
+    assert traces[1].reason == "allowed by policy arxiv"
+    # A trace is a dry run: the rate limit still has its one slot.
+    assert policies.evaluate(call("fetch", url="https://arxiv.org/abs/1")).allowed
+    assert policies.evaluate(call("fetch", url="https://arxiv.org/abs/1")).denied

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from .activation import VARIABLES, action_activation, policy_declarations
-from .policyset import Decision, PolicyLoadError, PolicyMatch, PolicySet
+from .policyset import Decision, PolicyLoadError, PolicyMatch, PolicySet, PolicyTrace
 
 __all__ = [
     "PolicySet",
     "Decision",
     "PolicyMatch",
+    "PolicyTrace",
     "PolicyLoadError",
     "VARIABLES",
     "action_activation",

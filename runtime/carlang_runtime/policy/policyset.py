@@ -23,7 +23,7 @@ from ..ir import Action, CelPolicy, Policy, PolicyEffect, ToolSchema
 from .activation import action_activation, policy_declarations
 from .rules import NativeRule, native_rule
 
-__all__ = ["PolicySet", "Decision", "PolicyMatch", "PolicyLoadError"]
+__all__ = ["PolicySet", "Decision", "PolicyMatch", "PolicyTrace", "PolicyLoadError"]
 
 _STRENGTH = {PolicyEffect.ALLOW: 0, PolicyEffect.REQUIRE_APPROVAL: 1, PolicyEffect.DENY: 2}
 
@@ -82,6 +82,21 @@ class Decision:
 
 
 ALLOW = Decision(PolicyEffect.ALLOW)
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyTrace:
+    """What one policy made of one action: whether it applies (targets the action's tool),
+    whether it matched, why, and for a CEL condition the values that decided it."""
+
+    policy: str
+    rule: str
+    effect: PolicyEffect
+    applies: bool
+    matched: bool
+    reason: str | None = None
+    error: CelEvalError | None = None
+    explanation: Explanation | None = None
 
 
 class _CelRule:
@@ -241,6 +256,88 @@ class PolicySet:
             return ALLOW
         effect = max((m.effect for m in matches), key=_STRENGTH.__getitem__)
         return Decision(effect, tuple(matches))
+
+    def trace(
+        self,
+        action: Action,
+        *,
+        proposal_id: str = "",
+        state: Mapping[str, Any] | None = None,
+        scope: Mapping[str, Any] | None = None,
+        history: Sequence[Mapping[str, Any]] | None = None,
+        now: datetime | None = None,
+    ) -> tuple[Decision, list[PolicyTrace]]:
+        """The decision for `action` and, for every policy in order, what it made of it
+        (matched or not, with the values that decided it). A dry run: no rate-limit budget
+        is spent."""
+        state = state if state is not None else {}
+        activation = action_activation(
+            action,
+            proposal_id=proposal_id,
+            state=state,
+            scope=scope,
+            history=history,
+            now=now or datetime.now(UTC),
+        )
+        decision = self.evaluate(
+            action,
+            proposal_id=proposal_id,
+            state=state,
+            scope=scope,
+            history=history,
+            now=activation["now"],
+            explain=True,
+            admit=False,
+        )
+        matched = {m.policy: m for m in decision.matches}
+        traces = []
+        for rule in self._rules:
+            policy = _policy(rule)
+            if isinstance(rule, _CelRule):
+                traces.append(self._trace_cel(rule, action, activation, matched))
+                continue
+            applies = rule[1].tool is None or rule[1].tool == action.tool
+            match = matched.get(policy.name)
+            traces.append(
+                PolicyTrace(
+                    policy.name,
+                    policy.rule,
+                    PolicyEffect.DENY,
+                    applies,
+                    match is not None,
+                    match.reason if match else None,
+                )
+            )
+        return decision, traces
+
+    @staticmethod
+    def _trace_cel(
+        rule: _CelRule,
+        action: Action,
+        activation: dict[str, Any],
+        matched: Mapping[str, PolicyMatch],
+    ) -> PolicyTrace:
+        policy, effect = rule.policy, rule.policy.effect
+        if not rule.applies(action.tool):
+            return PolicyTrace(policy.name, policy.rule, effect, False, False)
+        explanation = rule.program.explain(activation) if rule.program else None
+        if effect is PolicyEffect.ALLOW:
+            allowed = explanation is None or explanation.value is True
+            reason = rule.message if allowed else None
+            return PolicyTrace(
+                policy.name, policy.rule, effect, True, allowed, reason, None, explanation
+            )
+        match = matched.get(policy.name)
+        return PolicyTrace(
+            policy.name,
+            policy.rule,
+            effect,
+            True,
+            match is not None,
+            match.reason if match else None,
+            match.error if match else None,
+            explanation,
+        )
 
     def _match(
         self, rule: _CelRule, activation: dict[str, Any], explain: bool

@@ -1,0 +1,109 @@
+"""Commands about policies: `explain`."""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .common import EXIT_FAILED, echo, echo_err, fail_usage, guarded
+from .lang_commands import collect_sources, project_root
+
+__all__ = ["register"]
+
+
+class ExplainFormat(StrEnum):
+    """Output formats of `carlang explain`."""
+
+    text = "text"
+    json = "json"
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        fail_usage(f"{option} is not JSON: {exc.msg} at column {exc.colno}")
+    if not isinstance(value, dict):
+        fail_usage(f'{option} must be a JSON object, like \'{{"url": "https://x"}}\'')
+    return value
+
+
+@guarded
+def explain_command(
+    file: Annotated[Path, typer.Argument(help="The program whose policies decide.")],
+    proposal: Annotated[
+        str | None, typer.Option("--proposal", help="Take the action from this proposal...")
+    ] = None,
+    action_id: Annotated[str | None, typer.Option("--action", help="...with this id.")] = None,
+    tool: Annotated[
+        str | None, typer.Option("--tool", help="Or decide a call of this tool...")
+    ] = None,
+    params: Annotated[
+        str | None, typer.Option("--params", help="...with these parameters (a JSON object).")
+    ] = None,
+    state: Annotated[
+        str | None,
+        typer.Option("--state", help="State as a JSON object, over the program's initial state."),
+    ] = None,
+    scope: Annotated[
+        str | None, typer.Option("--scope", help="The caller's scope as a JSON object.")
+    ] = None,
+    output: Annotated[
+        ExplainFormat, typer.Option("--format", help="Output format.")
+    ] = ExplainFormat.text,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
+    ] = None,
+) -> None:
+    """The full policy decision for one action: every policy, matched or not, with the values
+    that decided its condition. Exit 0 whatever the decision; 1 if the program has errors."""
+    from carlang_runtime import ir
+    from carlang_runtime.policy import PolicySet
+
+    from carlang.compiler import compile_file
+    from carlang.explain import describe_action, render_json, render_text
+    from carlang.render import render_text as render_diagnostics
+
+    if (proposal is None) == (tool is None):
+        fail_usage("give either --proposal NAME --action ID, or --tool NAME [--params JSON]")
+    if proposal is not None and action_id is None:
+        fail_usage("--proposal needs --action ID: which of its actions to explain")
+    files = collect_sources([file])
+    result = compile_file(files[0], project_root(files, root))
+    if result.diagnostics.has_errors or result.program is None:
+        echo_err(render_diagnostics(result.diagnostics.sorted()))
+        raise typer.Exit(EXIT_FAILED)
+    program = result.program
+    if proposal is not None:
+        chosen = program.proposal(proposal)
+        if chosen is None:
+            names = ", ".join(p.id for p in program.proposals) or "none"
+            fail_usage(f"no proposal `{proposal}` in {file} (proposals: {names})")
+        action = next((a for a in chosen.actions if a.id == action_id), None)
+        if action is None:
+            ids = ", ".join(a.id for a in chosen.actions)
+            fail_usage(f"proposal `{proposal}` has no action `{action_id}` (actions: {ids})")
+    else:
+        action = ir.Action(
+            id="call", type="tool_call", tool=tool, parameters=_json_object(params, "--params")
+        )
+    current = {**program.initial_state, **_json_object(state, "--state")}
+    policies = PolicySet(program.policies, tools=program.tools)
+    decision, traces = policies.trace(
+        action, proposal_id=proposal or "", state=current, scope=_json_object(scope, "--scope")
+    )
+    if output is ExplainFormat.json:
+        echo(render_json(action, decision, traces))
+    else:
+        echo(render_text(describe_action(action, proposal), decision, traces))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the policy commands to the CLI."""
+    app.command("explain")(explain_command)

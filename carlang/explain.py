@@ -1,0 +1,87 @@
+"""`carlang explain`: the full policy decision for one action, as text or JSON.
+
+Every policy is listed, matched or not, with the values of the sub-expressions that decided its
+condition, so "why was this denied" (and "why was this not denied") has an answer.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from carlang_runtime import ir
+from carlang_runtime.cel import CelEvalError, Explanation, format_value
+from carlang_runtime.policy import Decision, PolicyTrace
+
+__all__ = ["render_text", "render_json", "describe_action"]
+
+_MARK = {True: "matched", False: "-"}
+
+
+def describe_action(action: ir.Action, proposal: str | None) -> str:
+    """`ship: deploy(env: "prod")`, the action as the heading shows it."""
+    args = ", ".join(f"{k}: {format_value(v)}" for k, v in action.parameters.items())
+    what = f"{action.tool}({args})" if action.tool else f"{action.type.value}({args})"
+    where = f" in proposal {proposal}" if proposal else ""
+    return f"action {action.id}{where}: {what}"
+
+
+def render_text(heading: str, decision: Decision, traces: list[PolicyTrace]) -> str:
+    """A heading, the decision, and one block per policy."""
+    lines = [heading, f"decision: {decision.effect.value}"]
+    if decision.deciding:
+        lines += [f"  {m.policy}: {m.reason}" for m in decision.deciding]
+    lines.append("")
+    width = max((len(t.policy) for t in traces), default=0)
+    for trace in traces:
+        if not trace.applies:
+            lines.append(f"{trace.policy:<{width}}  {trace.effect.value:<16}  does not apply")
+            continue
+        state = _MARK[trace.matched]
+        reason = f"  {trace.reason}" if trace.reason else ""
+        lines.append(f"{trace.policy:<{width}}  {trace.effect.value:<16}  {state}{reason}")
+        if trace.explanation is not None:
+            lines += [f"{'':<{width}}    {term}" for term in trace.explanation.terms]
+    return "\n".join(lines)
+
+
+def render_json(action: ir.Action, decision: Decision, traces: list[PolicyTrace]) -> str:
+    """The same as JSON: the action, the decision and every policy's trace."""
+    document = {
+        "action": action.model_dump(mode="json", exclude_defaults=True),
+        "decision": decision.effect.value,
+        "reasons": [{"policy": m.policy, "reason": m.reason} for m in decision.deciding],
+        "policies": [_trace(t) for t in traces],
+    }
+    return json.dumps(document, indent=2)
+
+
+def _trace(trace: PolicyTrace) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "name": trace.policy,
+        "rule": trace.rule,
+        "effect": trace.effect.value,
+        "applies": trace.applies,
+        "matched": trace.matched,
+    }
+    if trace.reason is not None:
+        entry["reason"] = trace.reason
+    if trace.error is not None:
+        entry["error"] = {"kind": trace.error.kind, "message": trace.error.message}
+    if trace.explanation is not None:
+        entry["explanation"] = _explanation(trace.explanation)
+    return entry
+
+
+def _explanation(explanation: Explanation) -> list[dict[str, Any]]:
+    return [
+        {
+            "expression": term.text,
+            "value": (
+                {"error": term.value.message}
+                if isinstance(term.value, CelEvalError)
+                else format_value(term.value)
+            ),
+        }
+        for term in explanation.terms
+    ]

@@ -1,0 +1,100 @@
+"""`carlang explain`: the full policy decision for one action."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from carlang.cli import app
+
+runner = CliRunner()
+
+PROGRAM = """\
+tool fetch(url: string, port: int = 443)
+tool deploy(env: "staging" | "prod")
+state { frozen: bool = false }
+
+policy https_only: deny fetch when !params.url.startsWith("https://")
+  message "fetch over https only"
+policy odd_ports: deny fetch when params.port != 443 && params.port != 8443
+policy prod: require_approval deploy when params.env == "prod"
+policy freeze: deny deploy when state.frozen
+deny_tool_param fetch.url contains "169.254"
+
+proposal release {
+  get = fetch(url: "http://ci.example/build")
+  ship = deploy(env: "prod") after get
+}
+"""
+
+
+def explain(tmp_path: Path, *args: str) -> tuple[int, str]:
+    path = tmp_path / "p.car"
+    path.write_text(PROGRAM)
+    result = runner.invoke(app, ["explain", str(path), *args])
+    return result.exit_code, result.output
+
+
+def test_explains_an_action_of_a_proposal(tmp_path: Path) -> None:
+    code, out = explain(tmp_path, "--proposal", "release", "--action", "get")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0] == (
+        'action get in proposal release: fetch(url: "http://ci.example/build", port: 443)'
+    )
+    assert lines[1] == "decision: deny"
+    assert "  https_only: fetch over https only" in lines
+    assert any(line.strip() == '!params.url.startsWith("https://") -> true' for line in lines), out
+    # Policies that did not match are listed too, with what decided them.
+    odd = lines.index(next(line for line in lines if line.startswith("odd_ports")))
+    assert lines[odd].split()[1:] == ["deny", "-"]
+    assert lines[odd + 1].strip() == "params.port != 443 -> false"
+    assert any(line.startswith("prod ") and "does not apply" in line for line in lines)
+
+
+def test_explains_a_call_given_on_the_command_line(tmp_path: Path) -> None:
+    code, out = explain(
+        tmp_path, "--tool", "deploy", "--params", '{"env": "prod"}', "--state", '{"frozen": true}'
+    )
+    assert code == 0, out
+    assert "decision: deny" in out and "freeze: denied by policy freeze" in out
+    code, out = explain(tmp_path, "--tool", "deploy", "--params", '{"env": "prod"}')
+    assert "decision: require_approval" in out
+
+
+def test_json_output(tmp_path: Path) -> None:
+    code, out = explain(
+        tmp_path,
+        "--tool",
+        "fetch",
+        "--params",
+        '{"url": "https://169.254.169.254/"}',
+        "--format",
+        "json",
+    )
+    assert code == 0, out
+    document = json.loads(out)
+    assert document["decision"] == "deny"
+    by_name = {p["name"]: p for p in document["policies"]}
+    assert by_name["https_only"]["matched"] is False
+    assert by_name["https_only"]["explanation"] == [
+        {"expression": '!params.url.startsWith("https://")', "value": "false"}
+    ]
+    rule = by_name["deny_tool_param:fetch.url"]
+    assert rule["matched"] is True and "169.254" not in rule["reason"]
+    assert by_name["prod"]["applies"] is False
+
+
+def test_bad_invocations_are_usage_errors(tmp_path: Path) -> None:
+    code, out = explain(tmp_path)
+    assert code == 2 and "either --proposal" in out
+    code, out = explain(tmp_path, "--tool", "fetch", "--params", "[1]")
+    assert code == 2 and "JSON object" in out
+    code, out = explain(tmp_path, "--tool", "fetch", "--params", "{nope")
+    assert code == 2 and "not JSON" in out
+    code, out = explain(tmp_path, "--proposal", "release", "--action", "nope")
+    assert code == 2 and "actions: get, ship" in out
+    code, out = explain(tmp_path, "--proposal", "nope", "--action", "get")
+    assert code == 2 and "proposals: release" in out
