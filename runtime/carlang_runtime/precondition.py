@@ -9,7 +9,7 @@ from typing import Any
 from .ir import Precondition
 from .jsonvalue import as_number, json_equal, rust_debug, to_json_text
 
-__all__ = ["check_precondition", "contains"]
+__all__ = ["check_precondition", "check_assertion", "contains"]
 
 _COMPARISONS = {
     "gt": lambda a, b: a > b,
@@ -65,3 +65,25 @@ def check_precondition(pre: Precondition, state: Mapping[str, Any]) -> str | Non
             return None
         return f"key '{key}' does not contain {rust_debug(pre.value)}"
     return f"unknown operator '{op}'"
+
+
+def check_assertion(params: Mapping[str, Any], state: Mapping[str, Any]) -> str | None:
+    """None when an assertion action's check holds in `state`, else why not. CAR's assertion
+    is `{key, expected}`: the value under `key` (null when absent) equals `expected`.
+    carlang's may name an `operator` and a `value` instead, checked as a precondition."""
+    key = params.get("key")
+    if not isinstance(key, str):
+        return f"assertion needs a string 'key' parameter, got {rust_debug(key)}"
+    operator = params.get("operator")
+    if isinstance(operator, str):
+        return check_precondition(
+            Precondition.model_construct(
+                key=key, operator=operator, value=params.get("value"), description=""
+            ),
+            state,
+        )
+    actual = state.get(key)
+    expected = params.get("expected")
+    if json_equal(actual, expected):
+        return None
+    return f"state['{key}'] = {rust_debug(actual)}, expected {rust_debug(expected)}"

@@ -11,10 +11,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ..capability import CapabilityCheck
 from ..columns import Columns
 from ..dag import build_dag
 from ..errors import IRLoadError, LoadProblem
-from ..globs import GlobSet
 from ..ir import ActionProposal, Budget, Capability, ToolSchema, load_proposal, load_tools
 from ..ir.load import gc_paused
 from ..jsontext import JsonTextError, parse_json
@@ -163,9 +163,7 @@ def _verify(
         ids=frozenset(cols.ids),
     )
     if capability is not None:
-        ctx.allowed_tools = GlobSet(capability.allowed_tools) or None
-        ctx.denied_tools = GlobSet(capability.denied_tools) or None
-        ctx.allowed_keys = GlobSet(capability.allowed_state_keys) or None
+        ctx.capability_check = CapabilityCheck(capability)
     for stage, checks in enumerate((PROPOSAL_CHECKS, ACTION_CHECKS, FINAL_CHECKS)):
         ctx.stage = stage
         for check in checks:

@@ -21,21 +21,20 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..capability import CapabilityCheck
 from ..columns import ASSERTION, STATE_READ, STATE_WRITE, TOOL_CALL, Columns
 from ..dag import Dag
-from ..globs import GlobSet
 from ..ir import (
     ActionProposal,
     ActionRefCompensation,
     Budget,
     Capability,
-    Precondition,
     Reversibility,
     ToolCompensation,
 )
-from ..jsonvalue import canonical_key, json_equal, rust_debug
+from ..jsonvalue import canonical_key, rust_debug
 from ..paramcheck import ParamChecker
-from ..precondition import check_precondition
+from ..precondition import check_assertion, check_precondition
 from ..suggest import did_you_mean
 from .codes import code_for
 from .result import VerifyIssue
@@ -91,9 +90,7 @@ class VerifyContext:
     capability: Capability | None = None
     budget: Budget | None = None
     ids: frozenset[str] = frozenset()
-    allowed_tools: GlobSet | None = None
-    denied_tools: GlobSet | None = None
-    allowed_keys: GlobSet | None = None
+    capability_check: CapabilityCheck | None = None
     #: `(earlier, later, key)` positions of unordered writers, filled by check_write_conflicts.
     conflicts: list[tuple[int, int, str]] = field(default_factory=list)
     findings: dict[str, int] = field(default_factory=dict)
@@ -270,36 +267,16 @@ def walk(ctx: VerifyContext) -> None:
 
 
 def _check_assertion(ctx: VerifyContext, index: int) -> None:
-    """An assertion whose key is known statically and does not satisfy it. CAR's assertion is
-    `{key, expected}` (equality); carlang's may name an `operator` and `value` instead, checked
-    with precondition semantics."""
+    """An assertion whose key is known statically and does not hold (`check_assertion`:
+    CAR's `{key, expected}` equality, or carlang's `operator` and `value`)."""
     params = ctx.cols.parameters[index]
     key = params.get("key")
     if not isinstance(key, str) or key not in ctx.state:
         return
-    actual = ctx.state[key]
-    operator = params.get("operator")
-    if isinstance(operator, str):
-        failure = check_precondition(
-            Precondition.model_construct(
-                key=key, operator=operator, value=params.get("value"), description=""
-            ),
-            ctx.state,
-        )
-        if failure is not None:
-            ctx.report(
-                "assertion-fails", index, f"assertion will fail: {failure}", path="parameters"
-            )
-        return
-    expected = params.get("expected")
-    if not json_equal(actual, expected):
-        ctx.report(
-            "assertion-fails",
-            index,
-            f"assertion will fail: state['{key}'] = {rust_debug(actual)}, "
-            f"expected {rust_debug(expected)}",
-            path="parameters.expected",
-        )
+    failure = check_assertion(params, ctx.state)
+    if failure is not None:
+        path = "parameters" if isinstance(params.get("operator"), str) else "parameters.expected"
+        ctx.report("assertion-fails", index, f"assertion will fail: {failure}", path=path)
 
 
 def check_malformed_action(ctx: VerifyContext) -> None:
@@ -409,19 +386,16 @@ def _touched_keys(cols: Columns, index: int) -> list[str]:
 
 
 def _check_tool_allowed(ctx: VerifyContext, index: int, tool: str, what: str, path: str) -> None:
-    assert ctx.capability is not None
-    name = ctx.capability.name
-    if ctx.denied_tools is not None and ctx.denied_tools.matches(tool):
-        message = f"{what} '{tool}' is denied by capability '{name}'"
-        ctx.report("tool-denied", index, message, path=path)
-    elif ctx.allowed_tools is not None and not ctx.allowed_tools.matches(tool):
-        message = f"{what} '{tool}' is not allowed by capability '{name}'"
-        ctx.report("tool-not-allowed", index, message, path=path)
+    assert ctx.capability_check is not None
+    problem = ctx.capability_check.tool_problem(tool, what)
+    if problem is not None:
+        ctx.report(problem[0], index, problem[1], path=path)
 
 
 def check_capability(ctx: VerifyContext) -> None:
     """The proposal's capability allows each action's tool (and compensation tool) and keys."""
-    if ctx.capability is None:
+    check = ctx.capability_check
+    if check is None:
         return
     cols = ctx.cols
     for index, kind in enumerate(cols.types):
@@ -433,15 +407,11 @@ def check_capability(ctx: VerifyContext) -> None:
             _check_tool_allowed(
                 ctx, index, compensation.tool, "compensation tool", "compensation.tool"
             )
-        if ctx.allowed_keys is not None:
+        if check.allowed_keys is not None:
             for key in _touched_keys(cols, index):
-                if not ctx.allowed_keys.matches(key):
-                    ctx.report(
-                        "state-key-not-allowed",
-                        index,
-                        f"state key '{key}' is not allowed by capability '{ctx.capability.name}'",
-                        path=f"state_key:{key}",
-                    )
+                message = check.key_problem(key)
+                if message is not None:
+                    ctx.report("state-key-not-allowed", index, message, path=f"state_key:{key}")
 
 
 # -- stage 2: after the walk -------------------------------------------------------------------
@@ -515,15 +485,11 @@ def check_write_conflicts(ctx: VerifyContext) -> None:
 def check_limits(ctx: VerifyContext) -> None:
     """Counts against the capability's `max_actions` and the budget's hard limits."""
     count = len(ctx.cols)
-    capability, budget = ctx.capability, ctx.budget
-    if capability is not None and capability.max_actions is not None:
-        if count > capability.max_actions:
-            ctx.report(
-                "capability-max-actions",
-                None,
-                f"{count} actions exceed capability '{capability.name}' "
-                f"(max_actions {capability.max_actions})",
-            )
+    budget = ctx.budget
+    if ctx.capability_check is not None:
+        message = ctx.capability_check.count_problem(count)
+        if message is not None:
+            ctx.report("capability-max-actions", None, message)
     if budget is None:
         return
     if budget.max_actions is not None and count > budget.max_actions:

@@ -1,0 +1,49 @@
+"""What a capability allows, checked one way for verification and for execution.
+
+CAR's `CapabilitySet` with glob patterns: deny wins over allow, an empty allow list allows
+everything, `max_actions` None means no limit.
+"""
+
+from __future__ import annotations
+
+from .globs import GlobSet
+from .ir import Capability
+
+__all__ = ["CapabilityCheck"]
+
+
+class CapabilityCheck:
+    """A capability, compiled: answers whether a tool or a state key is allowed, and why not."""
+
+    __slots__ = ("capability", "allowed_tools", "denied_tools", "allowed_keys")
+
+    def __init__(self, capability: Capability) -> None:
+        self.capability = capability
+        self.allowed_tools = GlobSet(capability.allowed_tools) or None
+        self.denied_tools = GlobSet(capability.denied_tools) or None
+        self.allowed_keys = GlobSet(capability.allowed_state_keys) or None
+
+    def tool_problem(self, tool: str, what: str = "tool") -> tuple[str, str] | None:
+        """None if the capability allows `tool`, else (`tool-denied` or `tool-not-allowed`,
+        the message)."""
+        name = self.capability.name
+        if self.denied_tools is not None and self.denied_tools.matches(tool):
+            return "tool-denied", f"{what} '{tool}' is denied by capability '{name}'"
+        if self.allowed_tools is not None and not self.allowed_tools.matches(tool):
+            return "tool-not-allowed", f"{what} '{tool}' is not allowed by capability '{name}'"
+        return None
+
+    def key_problem(self, key: str) -> str | None:
+        """None if the capability allows touching state key `key`, else the message."""
+        if self.allowed_keys is not None and not self.allowed_keys.matches(key):
+            return f"state key '{key}' is not allowed by capability '{self.capability.name}'"
+        return None
+
+    def count_problem(self, count: int) -> str | None:
+        """None if `count` actions are within `max_actions`, else the message."""
+        limit = self.capability.max_actions
+        if limit is not None and count > limit:
+            return (
+                f"{count} actions exceed capability '{self.capability.name}' (max_actions {limit})"
+            )
+        return None
