@@ -7,9 +7,33 @@ everything, `max_actions` None means no limit.
 from __future__ import annotations
 
 from .globs import GlobSet
-from .ir import Capability
+from .ir import Action, ActionType, Capability
 
-__all__ = ["CapabilityCheck"]
+__all__ = ["CapabilityCheck", "touched_keys"]
+
+
+def touched_keys(action: Action) -> list[str]:
+    """The state keys an action writes or reads: a state_write's key and the declared
+    effects, its dependencies and precondition keys, a read's or assertion's key."""
+    keys: list[str] = []
+    if action.type is ActionType.STATE_WRITE:
+        key = action.parameters.get("key")
+        if isinstance(key, str):
+            keys.append(key)
+    for key in action.expected_effects:
+        if key not in keys:
+            keys.append(key)
+    for key in action.state_dependencies:
+        if key not in keys:
+            keys.append(key)
+    for pre in action.preconditions:
+        if pre.key not in keys:
+            keys.append(pre.key)
+    if action.type is ActionType.STATE_READ or action.type is ActionType.ASSERTION:
+        read = action.parameters.get("key")
+        if isinstance(read, str) and read not in keys:
+            keys.append(read)
+    return keys
 
 
 class CapabilityCheck:

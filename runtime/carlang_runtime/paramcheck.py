@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ParamFinding", "ParamChecker", "json_type_name"]
+__all__ = ["ParamFinding", "ParamChecker", "json_type_name", "validation_errors"]
 
 FindingKind = Literal["missing", "type", "constraint", "invalid_schema"]
 
@@ -328,3 +328,22 @@ class ParamChecker:
             found.append(ParamFinding("constraint", param, error.message, where))
         found.sort(key=lambda f: (f.param, f.path, f.detail))
         return found
+
+
+def validation_errors(tool: str, findings: list[ParamFinding]) -> list[str]:
+    """The findings as car-validator's messages (the runtime's wording, as CAR's
+    `validate_action` writes them)."""
+    messages = []
+    for finding in findings:
+        if finding.kind == "missing":
+            messages.append(f"missing required parameter '{finding.param}' for tool '{tool}'")
+        elif finding.kind == "invalid_schema":
+            messages.append(
+                f"tool '{tool}' has an invalid registered JSON Schema: {finding.detail}"
+            )
+        else:
+            at = f"/{finding.param}{finding.path.replace('.', '/')}" if finding.param else ""
+            messages.append(
+                f"tool '{tool}' parameter validation: {finding.detail} (at {at or '/'})"
+            )
+    return messages

@@ -78,6 +78,13 @@ class ProposalResult(CarModel):
         """True when every action succeeded."""
         return all(r.status is ActionStatus.SUCCEEDED for r in self.results)
 
+    def __repr__(self) -> str:
+        # Short: a proposal can have 100,000 results, and reprs get made in odd places.
+        return (
+            f"ProposalResult(proposal_id={self.proposal_id!r}, results=<{len(self.results)}"
+            f" actions>, cost={self.cost!r})"
+        )
+
     def summary(self) -> dict[ActionStatus, int]:
         """How many actions ended in each status."""
         counts: dict[ActionStatus, int] = {}

@@ -172,6 +172,15 @@ class PolicySet:
     def __len__(self) -> int:
         return len(self._rules)
 
+    def reads(self, variable: str) -> bool:
+        """Whether some condition reads `variable` (the runtime keeps `history` only then)."""
+        return any(
+            isinstance(rule, _CelRule)
+            and rule.program is not None
+            and variable in rule.program.variables
+            for rule in self._rules
+        )
+
     def add(self, policy: Policy) -> None:
         """Add a policy; raises `PolicyLoadError` if its condition does not compile."""
         if isinstance(policy, CelPolicy):

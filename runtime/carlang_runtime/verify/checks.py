@@ -21,8 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..capability import CapabilityCheck
-from ..columns import ASSERTION, STATE_READ, STATE_WRITE, TOOL_CALL, Columns
+from ..capability import CapabilityCheck, touched_keys
+from ..columns import ASSERTION, STATE_WRITE, TOOL_CALL, Columns
 from ..dag import Dag
 from ..ir import (
     ActionProposal,
@@ -370,21 +370,6 @@ def check_compensations(ctx: VerifyContext) -> None:
                 )
 
 
-def _touched_keys(cols: Columns, index: int) -> list[str]:
-    keys = cols.written_keys(index)
-    for key in cols.dependencies[index]:
-        if key not in keys:
-            keys.append(key)
-    for pre in cols.preconditions[index]:
-        if pre.key not in keys:
-            keys.append(pre.key)
-    if cols.types[index] is STATE_READ or cols.types[index] is ASSERTION:
-        read = cols.parameters[index].get("key")
-        if isinstance(read, str) and read not in keys:
-            keys.append(read)
-    return keys
-
-
 def _check_tool_allowed(ctx: VerifyContext, index: int, tool: str, what: str, path: str) -> None:
     assert ctx.capability_check is not None
     problem = ctx.capability_check.tool_problem(tool, what)
@@ -408,7 +393,7 @@ def check_capability(ctx: VerifyContext) -> None:
                 ctx, index, compensation.tool, "compensation tool", "compensation.tool"
             )
         if check.allowed_keys is not None:
-            for key in _touched_keys(cols, index):
+            for key in touched_keys(cols.actions[index]):
                 message = check.key_problem(key)
                 if message is not None:
                     ctx.report("state-key-not-allowed", index, message, path=f"state_key:{key}")

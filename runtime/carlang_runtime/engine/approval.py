@@ -1,0 +1,91 @@
+"""Approvals: what happens to an action a `require_approval` policy matched.
+
+The runtime asks its `ApprovalGate`; a gate answers with an `Approval` (approved or not, and
+why), directly or as an awaitable, so it can wait for a human. Without a gate, approval is
+refused: an action that needs a yes does not run without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..ir import Action
+from ..policy import PolicyMatch
+
+__all__ = [
+    "ApprovalRequest",
+    "Approval",
+    "ApprovalGate",
+    "AutoApprove",
+    "DenyApprovals",
+    "CallbackGate",
+]
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """An action waiting for approval, with the policies that asked for it."""
+
+    action: Action
+    proposal_id: str
+    policies: tuple[PolicyMatch, ...]
+    session: str | None = None
+    scope: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def reason(self) -> str:
+        """Why approval is needed, one line."""
+        return "; ".join(f"{m.policy}: {m.reason}" for m in self.policies)
+
+
+@dataclass(frozen=True)
+class Approval:
+    """A gate's answer."""
+
+    approved: bool
+    reason: str = ""
+    approver: str | None = None
+
+
+class ApprovalGate(Protocol):
+    """Decides approval requests."""
+
+    def review(self, request: ApprovalRequest) -> Approval | Awaitable[Approval]:
+        """Approve or refuse, with a reason."""
+
+
+class AutoApprove:
+    """Approves everything (for tests, and `carlang run --auto-approve`)."""
+
+    def review(self, request: ApprovalRequest) -> Approval:
+        """Yes."""
+        return Approval(True, "approved automatically", "auto")
+
+
+class DenyApprovals:
+    """Refuses everything (`carlang run --deny-approvals`, and the default)."""
+
+    def __init__(self, reason: str = "approvals are refused") -> None:
+        self.reason = reason
+
+    def review(self, request: ApprovalRequest) -> Approval:
+        """No."""
+        return Approval(False, self.reason)
+
+
+class CallbackGate:
+    """Asks a function: it returns a bool, an `Approval`, or an awaitable of either."""
+
+    def __init__(self, decide: Callable[[ApprovalRequest], Any]) -> None:
+        self.decide = decide
+
+    async def review(self, request: ApprovalRequest) -> Approval:
+        """The function's answer."""
+        answer = self.decide(request)
+        if isinstance(answer, Awaitable):
+            answer = await answer
+        if isinstance(answer, Approval):
+            return answer
+        return Approval(bool(answer), "approved" if answer else "refused")

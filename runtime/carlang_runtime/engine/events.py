@@ -1,0 +1,300 @@
+"""The event log: every step of every run, in order, to memory and to sinks (JSONL, SQLite).
+
+Kinds are CAR's (`EventKind`, snake_case on the wire) plus `run_started`/`run_completed`.
+Events carry spans: `trace_id` is the run, a proposal is a span under it, an action a span under
+the proposal, so a log can be read as a trace. Every action ends in exactly one terminal event:
+succeeded, failed, skipped, rejected or deduplicated.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+__all__ = [
+    "EventKind",
+    "RUN_KINDS",
+    "span_of",
+    "TERMINAL_KINDS",
+    "Event",
+    "EventSink",
+    "EventLog",
+    "JsonlSink",
+    "format_time",
+]
+
+
+class EventKind(StrEnum):
+    """What an event records."""
+
+    RUN_STARTED = "run_started"
+    RUN_COMPLETED = "run_completed"
+    PROPOSAL_RECEIVED = "proposal_received"
+    PROPOSAL_COMPLETED = "proposal_completed"
+    ACTION_VALIDATED = "action_validated"
+    ACTION_REJECTED = "action_rejected"
+    ACTION_EXECUTING = "action_executing"
+    ACTION_SUCCEEDED = "action_succeeded"
+    ACTION_FAILED = "action_failed"
+    ACTION_SKIPPED = "action_skipped"
+    ACTION_RETRYING = "action_retrying"
+    ACTION_DEDUPLICATED = "action_deduplicated"
+    POLICY_VIOLATION = "policy_violation"
+    APPROVAL_RECORDED = "approval_recorded"
+    STATE_CHANGED = "state_changed"
+    STATE_SNAPSHOT = "state_snapshot"
+    STATE_ROLLBACK = "state_rollback"
+    REPLAN_ATTEMPTED = "replan_attempted"
+    REPLAN_PROPOSAL_RECEIVED = "replan_proposal_received"
+    REPLAN_REJECTED = "replan_rejected"
+    REPLAN_EXHAUSTED = "replan_exhausted"
+    SESSION_SCOPE = "session_scope"
+
+
+#: The kinds that end an action; each action has exactly one.
+TERMINAL_KINDS = frozenset(
+    {
+        EventKind.ACTION_SUCCEEDED,
+        EventKind.ACTION_FAILED,
+        EventKind.ACTION_SKIPPED,
+        EventKind.ACTION_REJECTED,
+        EventKind.ACTION_DEDUPLICATED,
+    }
+)
+
+
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
+#: Events about a run as a whole (their span is the run's).
+RUN_KINDS = frozenset(
+    {
+        EventKind.RUN_STARTED,
+        EventKind.RUN_COMPLETED,
+        EventKind.REPLAN_ATTEMPTED,
+        EventKind.REPLAN_PROPOSAL_RECEIVED,
+        EventKind.REPLAN_REJECTED,
+        EventKind.REPLAN_EXHAUSTED,
+    }
+)
+
+
+def span_of(
+    kind: str, run_id: str | None, proposal_id: str | None, action_id: str | None
+) -> tuple[str | None, str | None]:
+    """(span id, parent span id) of an event: spans are derived from the ids, not stored. The
+    run is the trace and a span; a proposal is a span under it; an action one under that."""
+    if run_id is None or kind in RUN_KINDS or proposal_id is None:
+        return run_id, None
+    proposal_span = f"{run_id}/{proposal_id}"
+    if action_id is None:
+        return proposal_span, run_id
+    return f"{proposal_span}/{action_id}", proposal_span
+
+
+def format_time(timestamp: float) -> str:
+    """RFC 3339 in UTC with microseconds. The date and time of the last second formatted
+    are kept: a run formats thousands of timestamps within the same second."""
+    whole = int(timestamp // 1)
+    if whole != _second[0]:
+        _second[1] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _second[0] = whole
+    micros = int((timestamp - whole) * 1_000_000)
+    return f"{_second[1]}.{min(micros, 999_999):06d}Z"
+
+
+class Event:
+    """One event. `timestamp` is seconds since the epoch; `seq` its place in the log."""
+
+    __slots__ = (
+        "seq",
+        "kind",
+        "timestamp",
+        "run_id",
+        "proposal_id",
+        "action_id",
+        "_data",
+    )
+
+    def __init__(
+        self,
+        seq: int,
+        kind: str,
+        timestamp: float,
+        run_id: str | None,
+        proposal_id: str | None,
+        action_id: str | None,
+        data: dict[str, Any] | None,
+    ) -> None:
+        self.seq = seq
+        self.kind = kind
+        self.timestamp = timestamp
+        self.run_id = run_id
+        self.proposal_id = proposal_id
+        self.action_id = action_id
+        self._data = data
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """What the event records besides its ids (empty for most action steps)."""
+        return self._data if self._data is not None else {}
+
+    @property
+    def trace_id(self) -> str | None:
+        """The run the event belongs to."""
+        return self.run_id
+
+    @property
+    def span_id(self) -> str | None:
+        """The span: the run itself, a proposal under it, or an action under that."""
+        return span_of(self.kind, self.run_id, self.proposal_id, self.action_id)[0]
+
+    @property
+    def parent_id(self) -> str | None:
+        """The span this event's span belongs to."""
+        return span_of(self.kind, self.run_id, self.proposal_id, self.action_id)[1]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data (absent ids left out)."""
+        document: dict[str, Any] = {"seq": self.seq, "kind": str(self.kind)}
+        for name in ("run_id", "proposal_id", "action_id", "span_id", "parent_id"):
+            value = getattr(self, name)
+            if value is not None:
+                document["trace_id" if name == "run_id" else name] = value
+        document["timestamp"] = format_time(self.timestamp)
+        document["data"] = self.data
+        return document
+
+    def __repr__(self) -> str:
+        return f"Event({self.seq}, {self.kind!s}, action={self.action_id}, data={self.data})"
+
+
+class EventSink(Protocol):
+    """Where events go besides memory."""
+
+    def write(self, event: Event) -> None:
+        """Record one event."""
+
+    def flush(self) -> None:
+        """Make what was written durable."""
+
+    def close(self) -> None:
+        """Flush and release the sink."""
+
+
+class JsonlSink:
+    """One JSON object per line, appended to a file (flushed at the end of each run)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._file = path.open("a", encoding="utf-8")
+
+    def write(self, event: Event) -> None:
+        """Append one line."""
+        self._file.write(json.dumps(event.to_dict(), default=str, ensure_ascii=False) + "\n")
+
+    def flush(self) -> None:
+        """Flush to the operating system."""
+        self._file.flush()
+
+    def close(self) -> None:
+        """Flush and close the file."""
+        if not self._file.closed:
+            self._file.close()
+
+
+class EventLog:
+    """The log of a runtime: events in memory (unless `keep` is false) and in every sink."""
+
+    def __init__(self, sinks: Iterable[EventSink] = (), *, keep: bool = True) -> None:
+        self.sinks = list(sinks)
+        self.keep = keep
+        self._events: list[Event] = []
+        self._seq = 0
+
+    def emit(
+        self,
+        kind: str,
+        *,
+        run_id: str | None = None,
+        proposal_id: str | None = None,
+        action_id: str | None = None,
+        data: dict[str, Any] | None = None,
+        timestamp: float,
+    ) -> Event:
+        """Record one event."""
+        self._seq += 1
+        event = Event(
+            self._seq,
+            kind,
+            timestamp,
+            run_id,
+            proposal_id,
+            action_id,
+            data,
+        )
+        if self.keep:
+            self._events.append(event)
+        for sink in self.sinks:
+            sink.write(event)
+        return event
+
+    def add(
+        self,
+        kind: str,
+        run_id: str | None,
+        proposal_id: str | None,
+        action_id: str | None,
+        data: dict[str, Any] | None,
+        timestamp: float,
+    ) -> None:
+        """`emit` with positional arguments and no return, for the runtime's hot path."""
+        self._seq += 1
+        event = Event(self._seq, kind, timestamp, run_id, proposal_id, action_id, data)
+        if self.keep:
+            self._events.append(event)
+        for sink in self.sinks:
+            sink.write(event)
+
+    def flush(self) -> None:
+        """Flush every sink."""
+        for sink in self.sinks:
+            sink.flush()
+
+    def close(self) -> None:
+        """Close every sink."""
+        for sink in self.sinks:
+            sink.close()
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._events)
+
+    def __len__(self) -> int:
+        return len(self._events)
+
+    def query(
+        self,
+        kind: str | Iterable[str] | None = None,
+        *,
+        action_id: str | None = None,
+        proposal_id: str | None = None,
+        run_id: str | None = None,
+    ) -> list[Event]:
+        """The events in memory that match every filter given."""
+        kinds = {kind} if isinstance(kind, str) else set(kind) if kind is not None else None
+        return [
+            event
+            for event in self._events
+            if (kinds is None or event.kind in kinds)
+            and (action_id is None or event.action_id == action_id)
+            and (proposal_id is None or event.proposal_id == proposal_id)
+            and (run_id is None or event.run_id == run_id)
+        ]
+
+    def clear(self) -> None:
+        """Forget the events kept in memory (sinks keep theirs)."""
+        self._events.clear()

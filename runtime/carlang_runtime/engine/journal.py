@@ -1,0 +1,188 @@
+"""The SQLite event log: the durable default. Every event is a row; the transaction commits at
+each action's terminal event and at the end of each run, so after a crash the journal holds
+every action that finished. `carlang events` reads it, and `Runtime.resume` rebuilds a run
+from it.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .events import TERMINAL_KINDS, Event, EventKind, format_time
+
+__all__ = ["SqliteSink", "EventStore", "StoredEvent", "RunSummary"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER NOT NULL,
+    run_id TEXT,
+    kind TEXT NOT NULL,
+    proposal_id TEXT,
+    action_id TEXT,
+    span_id TEXT,
+    parent_id TEXT,
+    timestamp REAL NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_run ON events (run_id, id);
+"""
+_COMMIT_ON = TERMINAL_KINDS | {
+    EventKind.RUN_STARTED,
+    EventKind.RUN_COMPLETED,
+    EventKind.PROPOSAL_RECEIVED,
+    EventKind.STATE_SNAPSHOT,
+    EventKind.STATE_ROLLBACK,
+}
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    connection = sqlite3.connect(str(path), isolation_level="DEFERRED", check_same_thread=False)
+    # WAL with synchronous=NORMAL: a commit survives the process dying (the case resume is
+    # for) without an fsync per action.
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=NORMAL")
+    connection.executescript(_SCHEMA)
+    return connection
+
+
+class SqliteSink:
+    """Writes events to a SQLite database file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._connection = _connect(path)
+
+    def write(self, event: Event) -> None:
+        """Insert one event; commit when it ends an action or a run."""
+        self._connection.execute(
+            "INSERT INTO events (seq, run_id, kind, proposal_id, action_id, span_id, parent_id,"
+            " timestamp, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                event.seq,
+                event.run_id,
+                str(event.kind),
+                event.proposal_id,
+                event.action_id,
+                event.span_id,
+                event.parent_id,
+                event.timestamp,
+                json.dumps(event.data, default=str, ensure_ascii=False),
+            ),
+        )
+        if event.kind in _COMMIT_ON:
+            self._connection.commit()
+
+    def flush(self) -> None:
+        """Commit."""
+        self._connection.commit()
+
+    def close(self) -> None:
+        """Commit and close."""
+        self._connection.commit()
+        self._connection.close()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredEvent:
+    """An event as read back from the journal."""
+
+    id: int
+    seq: int
+    run_id: str | None
+    kind: str
+    proposal_id: str | None
+    action_id: str | None
+    span_id: str | None
+    parent_id: str | None
+    timestamp: float
+    data: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, as `Event.to_dict`."""
+        document: dict[str, Any] = {"seq": self.seq, "kind": self.kind}
+        for name in ("run_id", "proposal_id", "action_id", "span_id", "parent_id"):
+            value = getattr(self, name)
+            if value is not None:
+                document["trace_id" if name == "run_id" else name] = value
+        document["timestamp"] = format_time(self.timestamp)
+        document["data"] = self.data
+        return document
+
+
+@dataclass(frozen=True, slots=True)
+class RunSummary:
+    """One run in the journal: when it started and ended, and how."""
+
+    run_id: str
+    started: float
+    ended: float | None
+    status: str
+    events: int
+
+
+class EventStore:
+    """Read access to a journal written by `SqliteSink`."""
+
+    def __init__(self, path: Path) -> None:
+        if not path.exists():
+            raise FileNotFoundError(path)
+        self.path = path
+        self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+
+    def close(self) -> None:
+        """Release the database."""
+        self._connection.close()
+
+    def events(
+        self,
+        run_id: str | None = None,
+        *,
+        kind: str | None = None,
+        action_id: str | None = None,
+    ) -> list[StoredEvent]:
+        """The events matching every filter given, in order."""
+        clauses, values = [], []
+        for column, value in (("run_id", run_id), ("kind", kind), ("action_id", action_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                values.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = self._connection.execute(
+            "SELECT id, seq, run_id, kind, proposal_id, action_id, span_id, parent_id, timestamp,"
+            f" data FROM events{where} ORDER BY id",
+            values,
+        )
+        return [
+            StoredEvent(
+                id=row[0],
+                seq=row[1],
+                run_id=row[2],
+                kind=row[3],
+                proposal_id=row[4],
+                action_id=row[5],
+                span_id=row[6],
+                parent_id=row[7],
+                timestamp=row[8],
+                data=json.loads(row[9]),
+            )
+            for row in rows
+        ]
+
+    def runs(self) -> list[RunSummary]:
+        """Every run, oldest first."""
+        rows = self._connection.execute(
+            "SELECT run_id, MIN(timestamp), COUNT(*),"
+            " MAX(CASE WHEN kind = 'run_completed' THEN timestamp END),"
+            " MAX(CASE WHEN kind = 'run_completed' THEN data END)"
+            " FROM events WHERE run_id IS NOT NULL GROUP BY run_id ORDER BY MIN(id)"
+        )
+        summaries = []
+        for run_id, started, count, ended, data in rows:
+            status = json.loads(data).get("status", "completed") if data else "interrupted"
+            summaries.append(RunSummary(run_id, started, ended, status, count))
+        return summaries

@@ -1,0 +1,92 @@
+"""Per-tool rate limits (token buckets that make callers wait) and the two caches: results of
+cacheable tools, with a time to live, and results of idempotent actions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..jsonvalue import canonical_key
+
+__all__ = ["TokenBucket", "ResultCache", "CacheStats", "call_key"]
+
+
+def call_key(tool: str | None, parameters: dict[str, Any]) -> str:
+    """The identity of a call: the tool and its parameters as canonical JSON."""
+    return f"{tool}:{canonical_key(parameters)}"
+
+
+class TokenBucket:
+    """`max_calls` per `interval_secs`, refilled continuously, starting full. `reserve()` takes
+    a token and returns how long to wait for it (0 when one was there): callers wait their
+    turn in order rather than fail (backpressure)."""
+
+    __slots__ = ("capacity", "rate", "tokens", "updated", "clock")
+
+    def __init__(self, max_calls: int, interval_secs: float, clock: Callable[[], float]) -> None:
+        self.capacity = float(max_calls)
+        self.rate = max_calls / interval_secs if interval_secs > 0 else float("inf")
+        self.tokens = float(max_calls)
+        self.clock = clock
+        self.updated = clock()
+
+    def reserve(self) -> float:
+        """Take a token; the seconds to wait before using it."""
+        now = self.clock()
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        self.tokens -= 1.0
+        if self.tokens >= 0 or self.rate == float("inf"):
+            return 0.0
+        return -self.tokens / self.rate
+
+
+@dataclass
+class CacheStats:
+    """Hits, misses and live entries of a result cache."""
+
+    hits: int = 0
+    misses: int = 0
+    entries: int = 0
+
+
+class ResultCache:
+    """Results of tool calls kept for a tool's `cache_ttl_secs`; expired entries count as a
+    miss and are dropped when met."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self._entries: dict[str, tuple[float, Any]] = {}
+        self._hits = 0
+        self._misses = 0
+
+    def get(self, key: str) -> tuple[bool, Any]:
+        """(True, output) for a live entry, else (False, None)."""
+        found = self._entries.get(key)
+        if found is not None:
+            expires, output = found
+            if self.clock() < expires:
+                self._hits += 1
+                return True, output
+            del self._entries[key]
+        self._misses += 1
+        return False, None
+
+    def put(self, key: str, output: Any, ttl: float) -> None:
+        """Keep `output` for `ttl` seconds."""
+        if ttl > 0:
+            self._entries[key] = (self.clock() + ttl, output)
+
+    def invalidate(self, tool: str | None = None) -> None:
+        """Drop the entries of one tool, or all."""
+        if tool is None:
+            self._entries.clear()
+            return
+        prefix = f"{tool}:"
+        for key in [k for k in self._entries if k.startswith(prefix)]:
+            del self._entries[key]
+
+    def stats(self) -> CacheStats:
+        """Hits, misses and entries so far."""
+        return CacheStats(self._hits, self._misses, len(self._entries))

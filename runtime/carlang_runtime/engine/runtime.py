@@ -1,0 +1,683 @@
+"""`Runtime`: register tools, set capabilities, budgets and policies, then run proposals.
+
+    rt = Runtime.from_program(program)
+    rt.register_tool("fetch", fetch)                 # schema from the program, or from hints
+    result = rt.execute(proposal)                    # -> ProposalResult
+
+`execute` is a synchronous facade over `execute_async`; everything else (sessions, scopes,
+approvals, middleware, replanning, checkpoints, the event log) hangs off the same object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import inspect
+import json
+import os
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ..capability import CapabilityCheck
+from ..errors import CarlangRuntimeError
+from ..ir import (
+    Action,
+    ActionProposal,
+    ActionResult,
+    Budget,
+    Capability,
+    Policy,
+    PolicyEffect,
+    ProposalResult,
+    ToolSchema,
+)
+from ..ir.load import load_proposal
+from ..policy import PolicySet
+from .approval import ApprovalGate, DenyApprovals
+from .cancel import CancelToken
+from .events import EventKind, EventLog
+from .limits import ResultCache, TokenBucket
+from .middleware import Middleware
+from .run import ProposalRun
+from .state import StateStore
+from .tools import RegisteredTool, subprocess_tool
+
+__all__ = ["Runtime", "RetryPolicy", "ReplanConfig", "ReplanContext", "GateDecision"]
+
+T = TypeVar("T")
+
+#: How many finished actions a session keeps as `history` for policies.
+HISTORY_LIMIT = 1000
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Backoff between attempts of a `retry` action: `base_delay * factor**(attempt-1)`
+    seconds, at most `max_delay` (CAR: 100 ms x 2^k)."""
+
+    base_delay: float = 0.1
+    factor: float = 2.0
+    max_delay: float = 30.0
+
+    def delay(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number `attempt` (1-based)."""
+        return float(min(self.max_delay, self.base_delay * self.factor ** (attempt - 1)))
+
+
+@dataclass(frozen=True)
+class ReplanConfig:
+    """Replanning after an abort: at most `max_replans`, after `delay_ms`; with
+    `verify_before_execute`, a new proposal that does not verify is rejected unrun."""
+
+    max_replans: int = 0
+    delay_ms: int = 0
+    verify_before_execute: bool = True
+
+
+@dataclass
+class ReplanContext:
+    """What a replan callback gets: the failed actions (tool, error, parameters), the ids
+    that completed, the state (after rollback) and how many replans are left."""
+
+    proposal: ActionProposal
+    failed_actions: list[dict[str, Any]]
+    completed_action_ids: list[str]
+    state_snapshot: dict[str, Any]
+    attempt: int
+    replans_remaining: int
+
+
+@dataclass(frozen=True)
+class GateDecision:
+    """What a host loop asks before executing an action: allow, require_approval or deny,
+    with the reason."""
+
+    decision: str
+    reason: str = ""
+    policies: tuple[str, ...] = ()
+
+
+@dataclass
+class _Session:
+    policies: PolicySet
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Runtime:
+    """The lean interpreter: runs verified IR with CAR's engine semantics."""
+
+    def __init__(
+        self,
+        *,
+        state: Mapping[str, Any] | StateStore | None = None,
+        events: EventLog | None = None,
+        approval: ApprovalGate | None = None,
+        retry: RetryPolicy | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        explain_violations: bool = True,
+        workers: int = 32,
+    ) -> None:
+        self.state = state if isinstance(state, StateStore) else StateStore(state)
+        self.events = events if events is not None else EventLog()
+        self.approval: ApprovalGate = approval or DenyApprovals(
+            "no approval gate is configured (Runtime(approval=...), or carlang run --auto-approve)"
+        )
+        self.retry = retry or RetryPolicy()
+        self.clock = clock
+        self.sleep = sleep
+        self.explain_violations = explain_violations
+        self.tools: dict[str, RegisteredTool] = {}
+        self.policies = PolicySet(clock=clock)
+        self.middleware: list[Middleware] = []
+        self.idempotency: dict[str, Any] = {}
+        self.result_cache = ResultCache(clock)
+        self.no_cancel = CancelToken()
+        self.executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix="carlang-tool"
+        )
+        self._capability: CapabilityCheck | None = None
+        self._budget: Budget | None = None
+        self._capabilities: dict[str, CapabilityCheck] = {}
+        self._budgets: dict[str, Budget] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._run_history: dict[str, list[dict[str, Any]]] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._replan: Callable[[ReplanContext], Any] | None = None
+        self._replan_config = ReplanConfig()
+
+    # -- building --------------------------------------------------------------------------
+
+    @classmethod
+    def from_program(cls, program: Any, **options: Any) -> Runtime:
+        """A runtime for a compiled program: its tools declared (schemas, no implementations
+        yet), its initial state, capabilities, budgets and policies."""
+        from ..ir import Program
+
+        if not isinstance(program, Program):
+            program = Program.model_validate(program)
+        options.setdefault("state", program.initial_state)
+        runtime = cls(**options)
+        for schema in program.tools:
+            runtime.declare_tool(schema)
+        runtime.policies = PolicySet(program.policies, tools=program.tools, clock=runtime.clock)
+        runtime._capabilities = {c.name: CapabilityCheck(c) for c in program.capabilities}
+        runtime._budgets = {b.name: b for b in program.budgets}
+        return runtime
+
+    def declare_tool(self, schema: ToolSchema | Mapping[str, Any]) -> None:
+        """Make a tool known by its schema, without an implementation yet (calling it fails
+        clearly until one is registered)."""
+        if not isinstance(schema, ToolSchema):
+            schema = ToolSchema.model_validate(schema)
+        existing = self.tools.get(schema.name)
+        self.tools[schema.name] = RegisteredTool(
+            schema.name, schema, existing.fn if existing else None
+        )
+        self._tool_changed(schema.name)
+
+    def register_tool(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        schema: ToolSchema | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Register `fn` (sync or async) as tool `name`. Without `schema`, a schema declared
+        earlier (by the program) is kept; failing that, one comes from `fn`'s type hints."""
+        declared = self.tools.get(name)
+        if schema is None and declared is not None:
+            schema = declared.schema
+        self.tools[name] = RegisteredTool.from_function(name, fn, schema)
+        self._tool_changed(name)
+
+    def register_subprocess_tool(
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        cwd: str | Path | None = None,
+        schema: ToolSchema | Mapping[str, Any] | None = None,
+    ) -> None:
+        """Register a program as tool `name` (see `subprocess_tool`)."""
+        tool = subprocess_tool(argv, timeout=timeout, env=env, cwd=cwd)
+        declared = self.tools.get(name)
+        if schema is None:
+            schema = (
+                declared.schema
+                if declared is not None
+                else ToolSchema(name=name, description=f"runs {argv[0]}")
+            )
+        self.register_tool(name, tool, schema)
+
+    def _tool_changed(self, name: str) -> None:
+        self._buckets.pop(name, None)
+        self.result_cache.invalidate(name)
+
+    def set_capabilities(self, capability: Capability | None) -> None:
+        """The capability for proposals that name none."""
+        self._capability = CapabilityCheck(capability) if capability is not None else None
+
+    def set_budget(self, budget: Budget | None) -> None:
+        """The hard budget for proposals that name none."""
+        self._budget = budget
+
+    def add_policy(self, policy: Policy, *, session: str | None = None) -> None:
+        """Add a policy for every run, or for one session's runs only."""
+        if session is None:
+            self.policies.add(policy)
+            return
+        found = self._sessions.get(session)
+        if found is None:
+            raise CarlangRuntimeError(f"unknown session '{session}'")
+        found.policies.add(policy)
+
+    def use(self, middleware: Middleware) -> None:
+        """Add middleware; hooks run in the order added."""
+        self.middleware.append(middleware)
+
+    def set_approval_gate(self, gate: ApprovalGate) -> None:
+        """Who decides actions a require_approval policy matched."""
+        self.approval = gate
+
+    def with_replan(
+        self, callback: Callable[[ReplanContext], Any], config: ReplanConfig | None = None
+    ) -> None:
+        """Replan after an abort: `callback(context)` returns a new proposal (or an awaitable
+        of one); it runs in place of the failed one, at most `config.max_replans` times."""
+        self._replan = callback
+        self._replan_config = config or ReplanConfig(max_replans=1)
+
+    # -- sessions --------------------------------------------------------------------------
+
+    def open_session(self) -> str:
+        """A new session: its own policies (added to the global ones) and its own history."""
+        session = uuid.uuid4().hex[:12]
+        self._sessions[session] = _Session(PolicySet(tools=self._schemas(), clock=self.clock))
+        return session
+
+    def close_session(self, session: str) -> None:
+        """End a session; running with its id afterwards rejects every action."""
+        self._sessions.pop(session, None)
+
+    def has_session(self, session: str) -> bool:
+        """Whether `session` is open."""
+        return session in self._sessions
+
+    # -- what runs read --------------------------------------------------------------------
+
+    def capability_for(self, proposal: ActionProposal) -> CapabilityCheck | None:
+        """The capability a proposal runs under: the one it names, else the default."""
+        name = proposal.capability
+        if name is not None:
+            found = self._capabilities.get(name)
+            if found is None:
+                raise CarlangRuntimeError(
+                    f"proposal {proposal.id} runs under capability '{name}', which this runtime"
+                    " does not have"
+                )
+            return found
+        return self._capability
+
+    def budget_for(self, proposal: ActionProposal) -> Budget | None:
+        """The budget a proposal runs under: the one it names, else the default."""
+        name = proposal.budget
+        if name is not None:
+            found = self._budgets.get(name)
+            if found is None:
+                raise CarlangRuntimeError(
+                    f"proposal {proposal.id} runs under budget '{name}', which this runtime"
+                    " does not have"
+                )
+            return found
+        return self._budget
+
+    def policy_sets(self, session: str | None) -> list[PolicySet]:
+        """The policy sets that decide an action: the global one and the session's."""
+        sets = [self.policies] if len(self.policies) else []
+        found = self._sessions.get(session) if session is not None else None
+        if found is not None and len(found.policies):
+            sets.append(found.policies)
+        return sets
+
+    def history(self, session: str | None, run_id: str) -> list[dict[str, Any]]:
+        """The actions already run that a policy's `history` sees: the session's, or this
+        run's when there is no session."""
+        found = self._sessions.get(session) if session is not None else None
+        if found is not None:
+            if len(found.history) > HISTORY_LIMIT:
+                del found.history[: len(found.history) - HISTORY_LIMIT]
+            return found.history
+        return self._run_history.setdefault(run_id, [])
+
+    async def wait_for_rate(self, tool: RegisteredTool) -> None:
+        """Wait for the tool's rate limit to admit one more call (backpressure)."""
+        limit = tool.schema.rate_limit
+        if limit is None:
+            return
+        bucket = self._buckets.get(tool.name)
+        if bucket is None:
+            bucket = self._buckets[tool.name] = TokenBucket(
+                limit.max_calls, limit.interval_secs, self.clock
+            )
+        delay = bucket.reserve()
+        if delay > 0:
+            await self.sleep(delay)
+
+    @property
+    def durable(self) -> bool:
+        """Whether events go anywhere besides memory (then they carry what resume needs)."""
+        return bool(self.events.sinks)
+
+    def proposal_event_data(self, proposal: ActionProposal, session: str | None) -> dict[str, Any]:
+        """What `proposal_received` records: the whole proposal when the log is durable."""
+        data: dict[str, Any] = {"actions": len(proposal.actions), "source": proposal.source}
+        if session is not None:
+            data["session"] = session
+        if self.durable:
+            data["proposal"] = proposal.model_dump(mode="json")
+        return data
+
+    def snapshot_event_data(self, tenant: str | None) -> dict[str, Any]:
+        """What `state_snapshot` records: the whole state when the log is durable."""
+        data: dict[str, Any] = {"tenant": tenant, "keys": len(self.state.data(tenant))}
+        if self.durable:
+            data["state"] = self.state.snapshot(tenant=tenant)
+        return data
+
+    async def call_hooks(self, name: str, *args: Any) -> None:
+        """Run one middleware hook on every middleware, in order."""
+        for hook in self.middleware:
+            answer = getattr(hook, name)(*args)
+            if inspect.isawaitable(answer):
+                await answer
+
+    def _schemas(self) -> list[ToolSchema]:
+        return [tool.schema for tool in self.tools.values()]
+
+    # -- running ---------------------------------------------------------------------------
+
+    def execute(
+        self,
+        proposal: ActionProposal | Mapping[str, Any] | str,
+        *,
+        session: str | None = None,
+        scope: Mapping[str, Any] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ProposalResult:
+        """Run a proposal to the end and return its result (see `execute_async`)."""
+        return run_sync(self.execute_async(proposal, session=session, scope=scope, cancel=cancel))
+
+    async def execute_async(
+        self,
+        proposal: ActionProposal | Mapping[str, Any] | str,
+        *,
+        session: str | None = None,
+        scope: Mapping[str, Any] | None = None,
+        cancel: CancelToken | None = None,
+        run_id: str | None = None,
+        done: Mapping[str, ActionResult] | None = None,
+    ) -> ProposalResult:
+        """Run a proposal: its DAG level by level, each action through the pipeline, abort
+        with rollback, replanning when configured. Returns the result of the proposal that
+        ran last (the original, or its last replan)."""
+        current = self._as_proposal(proposal)
+        run_id = run_id or uuid.uuid4().hex[:16]
+        scope = dict(scope or {})
+        self.events.emit(
+            EventKind.RUN_STARTED,
+            run_id=run_id,
+            proposal_id=current.id,
+            data={"session": session, "scope": scope},
+            timestamp=time.time(),
+        )
+        replans = self._replan_config.max_replans if self._replan is not None else 0
+        attempt = 0
+        status = "completed"
+        try:
+            while True:
+                run = ProposalRun(
+                    self,
+                    current,
+                    run_id=run_id,
+                    session=session,
+                    scope=scope,
+                    cancel=cancel,
+                    done=done if attempt == 0 else None,
+                )
+                result = await run.execute()
+                if run.aborted is None:
+                    break
+                status = "aborted"
+                if replans - attempt <= 0 or (cancel is not None and cancel.cancelled):
+                    if replans:
+                        self._emit_run(EventKind.REPLAN_EXHAUSTED, run_id, current, {})
+                    break
+                attempt += 1
+                replacement = await self._replan_once(run, result, attempt, replans - attempt)
+                if replacement is None:
+                    continue
+                current = replacement
+                status = "completed"
+        except Exception:
+            status = "failed"
+            raise
+        finally:
+            self.events.emit(
+                EventKind.RUN_COMPLETED,
+                run_id=run_id,
+                proposal_id=current.id,
+                data={"status": status},
+                timestamp=time.time(),
+            )
+            self.events.flush()
+            self._run_history.pop(run_id, None)
+            self.state.forget_before(100_000)
+        return result
+
+    async def _replan_once(
+        self, run: ProposalRun, result: ProposalResult, attempt: int, remaining: int
+    ) -> ActionProposal | None:
+        """Ask the replan callback for a proposal; None when it gave none or it does not
+        verify (that attempt is spent)."""
+        assert self._replan is not None
+        failed = [
+            {
+                "id": r.action_id,
+                "tool": next((a.tool for a in run.actions if a.id == r.action_id), None),
+                "error": r.error,
+                "parameters": next((a.parameters for a in run.actions if a.id == r.action_id), {}),
+            }
+            for r in result.results
+            if r.status.value in ("failed", "rejected")
+        ]
+        context = ReplanContext(
+            proposal=run.proposal,
+            failed_actions=failed,
+            completed_action_ids=[
+                r.action_id for r in result.results if r.status.value == "succeeded"
+            ],
+            state_snapshot=self.state.snapshot(tenant=run.tenant),
+            attempt=attempt,
+            replans_remaining=remaining,
+        )
+        self._emit_run(EventKind.REPLAN_ATTEMPTED, run.run_id, run.proposal, {"attempt": attempt})
+        if self._replan_config.delay_ms:
+            await self.sleep(self._replan_config.delay_ms / 1000.0)
+        answer = self._replan(context)
+        if inspect.isawaitable(answer):
+            answer = await answer
+        if answer is None:
+            self._emit_run(
+                EventKind.REPLAN_REJECTED, run.run_id, run.proposal, {"reason": "no proposal"}
+            )
+            return None
+        replacement = self._as_proposal(answer)
+        self._emit_run(
+            EventKind.REPLAN_PROPOSAL_RECEIVED,
+            run.run_id,
+            replacement,
+            {"attempt": attempt, "actions": len(replacement.actions)},
+        )
+        if self._replan_config.verify_before_execute:
+            problems = self._verify(replacement, run.tenant)
+            if problems:
+                self._emit_run(
+                    EventKind.REPLAN_REJECTED,
+                    run.run_id,
+                    replacement,
+                    {"reason": "does not verify", "issues": problems},
+                )
+                return None
+        return replacement
+
+    def _verify(self, proposal: ActionProposal, tenant: str | None) -> list[str]:
+        from ..verify import verify
+
+        capability = self.capability_for(proposal)
+        verdict = verify(
+            proposal,
+            state=self.state.data(tenant),
+            tools=self._schemas(),
+            capability=capability.capability if capability is not None else None,
+            budget=self.budget_for(proposal),
+        )
+        return [str(issue) for issue in verdict.issues if issue.severity == "error"]
+
+    def _emit_run(
+        self, kind: EventKind, run_id: str, proposal: ActionProposal, data: dict[str, Any]
+    ) -> None:
+        self.events.emit(
+            kind,
+            run_id=run_id,
+            proposal_id=proposal.id,
+            data=data,
+            timestamp=time.time(),
+        )
+
+    @staticmethod
+    def _as_proposal(proposal: ActionProposal | Mapping[str, Any] | str) -> ActionProposal:
+        if isinstance(proposal, ActionProposal):
+            return proposal
+        if isinstance(proposal, str):
+            return load_proposal(proposal)
+        return load_proposal(json.dumps(proposal))
+
+    # -- host loops ------------------------------------------------------------------------
+
+    def gate(
+        self,
+        action: Action,
+        *,
+        session: str | None = None,
+        scope: Mapping[str, Any] | None = None,
+    ) -> GateDecision:
+        """What the runtime would say to `action` now, without running it: `deny` (with the
+        reason: unknown tool, capability, validation or policy), `require_approval` (the
+        policies asking), or `allow`. For agent loops that consult before executing."""
+        proposal = ActionProposal(id="gate", actions=[action])
+        run = ProposalRun(
+            self, proposal, run_id="gate", session=session, scope=dict(scope or {}), cancel=None
+        )
+        problems = run.rejections(action, None)
+        if problems:
+            return GateDecision("deny", "; ".join(problems))
+        decision = run.decide(action)
+        if decision is None:
+            return GateDecision("allow")
+        names = tuple(m.policy for m in decision.deciding)
+        if decision.effect is PolicyEffect.DENY:
+            return GateDecision("deny", decision.reason(), names)
+        if decision.effect is PolicyEffect.REQUIRE_APPROVAL:
+            return GateDecision("require_approval", decision.reason(), names)
+        return GateDecision("allow")
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def save_checkpoint(self, path: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
+        """Write the state (every tenant) and the registered tools to a JSON file, atomically
+        (a temporary file renamed over the target)."""
+        target = Path(path)
+        document = {
+            "checkpoint_id": uuid.uuid4().hex[:16],
+            "created_at": time.time(),
+            "state": {
+                "" if tenant is None else tenant: self.state.data(tenant)
+                for tenant in self.state.tenants()
+            },
+            "tools": [
+                {"schema": tool.schema.model_dump(mode="json"), "origin": tool.origin}
+                for tool in self.tools.values()
+            ],
+            "metadata": dict(metadata or {}),
+        }
+        text = json.dumps(document, indent=2, default=str)
+        descriptor, temporary = tempfile.mkstemp(dir=target.parent or ".", suffix=".tmp")
+        try:
+            with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+                file.write(text)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, target)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
+        """Restore the state and the tools of a checkpoint; clears the idempotency cache.
+        A tool whose implementation cannot be rebuilt (a lambda, say) is declared by its
+        schema and keeps any implementation already registered. Returns the metadata."""
+        try:
+            document = json.loads(Path(path).read_text("utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CarlangRuntimeError(f"cannot read checkpoint {path}: {exc}") from None
+        state = document.get("state")
+        if not isinstance(state, dict):
+            raise CarlangRuntimeError(f"checkpoint {path} has no state")
+        self.state.replace_all(
+            {(None if tenant == "" else tenant): values for tenant, values in state.items()}
+        )
+        for entry in document.get("tools", []):
+            self._restore_tool(entry)
+        self.idempotency.clear()
+        metadata: dict[str, Any] = document.get("metadata", {})
+        return metadata
+
+    def _restore_tool(self, entry: Mapping[str, Any]) -> None:
+        schema = ToolSchema.model_validate(entry["schema"])
+        origin = entry.get("origin") or {}
+        existing = self.tools.get(schema.name)
+        if origin.get("kind") == "subprocess":
+            self.register_subprocess_tool(
+                schema.name,
+                origin["argv"],
+                timeout=origin.get("timeout"),
+                env=origin.get("env"),
+                cwd=origin.get("cwd"),
+                schema=schema,
+            )
+        elif origin.get("kind") == "python" and (existing is None or existing.fn is None):
+            fn = _import(origin["ref"])
+            if fn is not None:
+                self.register_tool(schema.name, fn, schema)
+            else:
+                self.declare_tool(schema)
+        elif existing is None:
+            self.declare_tool(schema)
+
+    # -- the end ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the event log's sinks and let go of worker threads (a hung tool's thread is
+        not waited for)."""
+        self.events.close()
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to the end on a new event loop (the synchronous facade). Not
+    `asyncio.run`: in Python 3.11 it formats the finished task (so the whole result) while
+    restoring the SIGINT handler, which costs a millisecond per thousand actions."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        pass
+    else:
+        coroutine.close()
+        raise CarlangRuntimeError(
+            "a synchronous Runtime method was called inside a running event loop; await its"
+            " _async form instead"
+        )
+    loop = asyncio.new_event_loop()
+    try:
+        return loop.run_until_complete(coroutine)
+    finally:
+        try:
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        finally:
+            loop.close()
+
+
+def _import(ref: str) -> Callable[..., Any] | None:
+    import importlib
+
+    module_name, _, qualname = ref.partition(":")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in qualname.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError):
+        return None
+    return target if callable(target) else None

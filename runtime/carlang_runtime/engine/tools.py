@@ -1,0 +1,321 @@
+"""Tools: plain Python callables (sync or async) and subprocesses, with their schemas.
+
+A tool is called with the action's parameters as keyword arguments. One that needs more
+declares a parameter annotated `ToolContext` (or named `context`), which receives the action,
+a view of the state it may also write, the cancel token and the attempt number. A schema is
+given at registration or derived from the function's type hints and defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import types
+import typing
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+from ..ir import Action, ToolSchema
+from ..paramcheck import ParamChecker
+from .cancel import CancelToken
+from .state import MISSING, StateStore
+
+__all__ = [
+    "ToolContext",
+    "ToolState",
+    "ToolError",
+    "RegisteredTool",
+    "schema_from_function",
+    "subprocess_tool",
+]
+
+
+class ToolError(Exception):
+    """Raised by a tool to fail with a message of its own (no exception type prefix)."""
+
+
+class ToolState(Mapping[str, Any]):
+    """The state as a tool sees it: reads see the tool's own writes first; writes are staged
+    and committed only if the action succeeds."""
+
+    def __init__(self, store: StateStore, tenant: str | None) -> None:
+        self._live = store.data(tenant)
+        self.writes: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.writes:
+            value = self.writes[key]
+            if value is MISSING:
+                raise KeyError(key)
+            return value
+        return self._live[key]
+
+    def __iter__(self) -> Iterator[str]:
+        keys = dict.fromkeys(self._live)
+        keys.update(dict.fromkeys(self.writes))
+        return iter([k for k in keys if self.writes.get(k, None) is not MISSING])
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def set(self, key: str, value: Any) -> None:
+        """Write `value` under `key` when the action succeeds."""
+        self.writes[key] = value
+
+    def delete(self, key: str) -> None:
+        """Remove `key` when the action succeeds."""
+        self.writes[key] = MISSING
+
+
+@dataclass
+class ToolContext:
+    """What a tool that asks for it receives besides its parameters."""
+
+    action: Action
+    state: ToolState
+    cancel: CancelToken
+    attempt: int
+    proposal_id: str
+    run_id: str
+    session: str | None = None
+    scope: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RegisteredTool:
+    """A tool the runtime knows: its schema and, unless only declared, its implementation."""
+
+    name: str
+    schema: ToolSchema
+    fn: Callable[..., Any] | None = None
+    is_async: bool = False
+    context_param: str | None = None
+    accepts_any: bool = True
+    params: frozenset[str] = frozenset()
+    #: How to rebuild the tool from a checkpoint: `module:qualname` or a subprocess spec.
+    origin: dict[str, Any] | None = None
+    #: Whether a call can run inline, with nothing to wait for: a sync function without a
+    #: context, a rate limit or a cache (the action may still need a timeout or retries).
+    inline: bool = field(init=False, default=False)
+    #: The parameter check (None for a schemaless tool).
+    checker: ParamChecker | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        self.inline = (
+            self.fn is not None
+            and not self.is_async
+            and self.context_param is None
+            and self.schema.rate_limit is None
+            and not self.schema.cache_ttl_secs
+        )
+        parameters = self.schema.parameters
+        self.checker = ParamChecker(self.name, parameters) if parameters else None
+
+    @classmethod
+    def from_function(
+        cls, name: str, fn: Callable[..., Any], schema: ToolSchema | Mapping[str, Any] | None
+    ) -> RegisteredTool:
+        """Register `fn`, with `schema` or one derived from its signature."""
+        signature = inspect.signature(fn)
+        context_param = _context_parameter(fn, signature)
+        if schema is None:
+            schema = schema_from_function(name, fn)
+        elif not isinstance(schema, ToolSchema):
+            schema = ToolSchema.model_validate({"name": name, **dict(schema)})
+        params = frozenset(
+            p.name
+            for p in signature.parameters.values()
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != context_param
+        )
+        accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        module = getattr(fn, "__module__", None)
+        qualname = getattr(fn, "__qualname__", "")
+        origin = (
+            {"kind": "python", "ref": f"{module}:{qualname}"}
+            if module and "<" not in qualname
+            else None
+        )
+        return cls(
+            name=name,
+            schema=schema,
+            fn=fn,
+            is_async=_is_coroutine_function(fn),
+            context_param=context_param,
+            accepts_any=accepts_any,
+            params=params,
+            origin=getattr(fn, "carlang_origin", origin),
+        )
+
+    def arguments(self, parameters: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The keyword arguments for a call: the parameters the function takes (extras are
+        dropped unless it takes **kwargs: agents send extras, and CAR allows them)."""
+        if self.accepts_any or parameters.keys() <= self.params:
+            return parameters  # `fn(**parameters)` copies it anyway
+        return {k: v for k, v in parameters.items() if k in self.params}
+
+
+def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
+    # A callable object counts by its __call__.
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
+
+
+def _context_parameter(fn: Callable[..., Any], signature: inspect.Signature) -> str | None:
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:  # unresolvable annotations: fall back to the name
+        hints = {}
+    for parameter in signature.parameters.values():
+        if hints.get(parameter.name) is ToolContext or parameter.annotation in (
+            ToolContext,
+            "ToolContext",
+        ):
+            return parameter.name
+    return "context" if "context" in signature.parameters else None
+
+
+# -- schemas from type hints -------------------------------------------------------------------
+
+_SIMPLE: dict[Any, dict[str, Any]] = {
+    str: {"type": "string"},
+    int: {"type": "integer"},
+    float: {"type": "number"},
+    bool: {"type": "boolean"},
+    type(None): {"type": "null"},
+    dict: {"type": "object"},
+    list: {"type": "array"},
+    Path: {"type": "string"},
+}
+
+
+def json_schema_of(annotation: Any) -> dict[str, Any]:
+    """The JSON Schema of values of a type annotation ({} when it cannot say)."""
+    if annotation in _SIMPLE:
+        return dict(_SIMPLE[annotation])
+    origin, args = get_origin(annotation), get_args(annotation)
+    if origin is Literal:
+        return {"enum": list(args)}
+    if origin in (Union, types.UnionType):
+        options = [json_schema_of(arg) for arg in args]
+        return {"anyOf": options} if all(options) else {}
+    if origin in (list, tuple, set, frozenset, Sequence) or origin is typing.Sequence:
+        items = json_schema_of(args[0]) if args else {}
+        return {"type": "array", **({"items": items} if items else {})}
+    if origin in (dict, Mapping) or origin is typing.Mapping:
+        values = json_schema_of(args[1]) if len(args) == 2 else {}
+        return {"type": "object", **({"additionalProperties": values} if values else {})}
+    return {}
+
+
+def schema_from_function(name: str, fn: Callable[..., Any]) -> ToolSchema:
+    """A tool schema from a function's parameters: their annotations give the types, the
+    ones without a default are required, the docstring's first line is the description."""
+    signature = inspect.signature(fn)
+    context_param = _context_parameter(fn, signature)
+    try:
+        hints = typing.get_type_hints(fn)
+    except Exception:
+        hints = {}
+    properties: dict[str, Any] = {}
+    required: list[str] = []
+    for parameter in signature.parameters.values():
+        if parameter.name == context_param or parameter.kind in (
+            parameter.VAR_POSITIONAL,
+            parameter.VAR_KEYWORD,
+            parameter.POSITIONAL_ONLY,
+        ):
+            continue
+        schema = json_schema_of(hints.get(parameter.name, Any))
+        if parameter.default is parameter.empty:
+            required.append(parameter.name)
+        elif _is_json(parameter.default):
+            schema["default"] = parameter.default
+        properties[parameter.name] = schema
+    parameters: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        parameters["required"] = required
+    doc = inspect.getdoc(fn) or ""
+    returns = json_schema_of(hints["return"]) if "return" in hints else None
+    return ToolSchema.model_validate(
+        {
+            "name": name,
+            "description": doc.strip().splitlines()[0] if doc.strip() else "",
+            "parameters": parameters,
+            **({"returns": returns} if returns else {}),
+        }
+    )
+
+
+def _is_json(value: Any) -> bool:
+    try:
+        json.dumps(value)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+# -- subprocess tools --------------------------------------------------------------------------
+
+
+def subprocess_tool(
+    argv: Sequence[str],
+    *,
+    timeout: float | None = None,
+    env: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> Callable[..., Awaitable[Any]]:
+    """A tool that runs a program. `argv` is a list, never a shell string; `{name}` in an
+    element is replaced by that parameter. The parameters also arrive as JSON on standard
+    input. Standard output is the result (parsed as JSON when it is JSON); a non-zero exit
+    status fails the call with the end of standard error. `timeout` (seconds) kills it."""
+    template = list(argv)
+    if not template:
+        raise ValueError("a subprocess tool needs a program to run")
+    environment = None if env is None else {**os.environ, **env}
+
+    async def run(**params: Any) -> Any:
+        try:
+            command = [part.format_map(_Params(params)) for part in template]
+        except KeyError as exc:
+            raise ToolError(f"argv needs parameter {exc.args[0]!r}") from None
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=environment,
+            cwd=None if cwd is None else str(cwd),
+        )
+        payload = json.dumps(params).encode()
+        try:
+            out, err = await asyncio.wait_for(process.communicate(payload), timeout)
+        except (TimeoutError, asyncio.CancelledError):
+            process.kill()
+            await process.wait()
+            raise
+        if process.returncode != 0:
+            tail = err.decode("utf-8", "replace").strip()[-500:]
+            raise ToolError(f"{template[0]} exited with status {process.returncode}: {tail}")
+        text = out.decode("utf-8", "replace").strip()
+        try:
+            return json.loads(text) if text else None
+        except json.JSONDecodeError:
+            return text
+
+    run.__doc__ = f"Runs {template[0]}."
+    run.carlang_origin = {  # type: ignore[attr-defined]
+        "kind": "subprocess",
+        "argv": template,
+        "timeout": timeout,
+        "env": dict(env) if env else None,
+        "cwd": None if cwd is None else str(cwd),
+    }
+    return run
+
+
+class _Params(dict[str, Any]):
+    def __missing__(self, key: str) -> Any:
+        raise KeyError(key)
