@@ -1,15 +1,16 @@
-"""`python -m benchmarks [verify|compile|cel|all] [--quick]`."""
+"""`python -m benchmarks [verify|compile|cel|runtime|all] [--quick]`."""
 
 from __future__ import annotations
 
 import argparse
 
-from . import cel_bench, compile_bench, verify_bench
+from . import cel_bench, compile_bench, runtime_bench, verify_bench
 
 BENCHMARKS = {
     "verify": verify_bench.run,
     "compile": compile_bench.run,
     "cel": cel_bench.run,
+    "runtime": runtime_bench.run,
 }
 
 

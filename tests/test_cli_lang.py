@@ -38,7 +38,7 @@ def check(*args: str) -> tuple[int, str]:
 def test_examples_check_clean() -> None:
     code, out = check(str(ROOT / "examples"), "--root", str(ROOT), "--strict")
     assert code == 0, out
-    assert out.strip().splitlines()[-1] == "0 errors, 0 warnings in 7 files"
+    assert out.strip().splitlines()[-1] == "0 errors, 0 warnings in 8 files"
 
 
 def test_exit_codes(tmp_path: Path) -> None:

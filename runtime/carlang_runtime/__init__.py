@@ -1,7 +1,7 @@
 """carlang_runtime: the lean runtime for CAR proposals and compiled carlang programs.
 
 IR models (`carlang_runtime.ir`), static verification (`verify`, `simulate`, `equivalent`,
-`optimize`), and — in later modules — the CEL policy engine, the interpreter and the planner.
+`optimize`), the CEL policy engine (`cel`, `policy`), and the interpreter (`engine`: `Runtime`).
 This package never imports `carlang`, lark or typer: a service that only runs compiled IR
 needs nothing else. Names are imported lazily, so `import carlang_runtime` stays cheap.
 """
@@ -14,8 +14,26 @@ from typing import TYPE_CHECKING, Any
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from .engine import (
+        Approval,
+        ApprovalGate,
+        ApprovalRequest,
+        AutoApprove,
+        CallbackGate,
+        CancelToken,
+        DenyApprovals,
+        EventLog,
+        Middleware,
+        ReplanConfig,
+        RetryPolicy,
+        Runtime,
+        ToolContext,
+        ToolError,
+        format_tool_result,
+    )
     from .errors import CarlangRuntimeError, IRLoadError
-    from .ir import ActionProposal, Program
+    from .ir import ActionProposal, ActionResult, Program, ProposalResult
+    from .policy import PolicySet
     from .verify import VerifyResult, equivalent, optimize, simulate, verify
 
 __all__ = [
@@ -29,6 +47,24 @@ __all__ = [
     "simulate",
     "equivalent",
     "optimize",
+    "Runtime",
+    "RetryPolicy",
+    "ReplanConfig",
+    "CancelToken",
+    "ApprovalGate",
+    "ApprovalRequest",
+    "Approval",
+    "AutoApprove",
+    "DenyApprovals",
+    "CallbackGate",
+    "Middleware",
+    "EventLog",
+    "ToolContext",
+    "ToolError",
+    "format_tool_result",
+    "PolicySet",
+    "ProposalResult",
+    "ActionResult",
 ]
 
 _LAZY = {
@@ -41,6 +77,24 @@ _LAZY = {
     "simulate": "verify",
     "equivalent": "verify",
     "optimize": "verify",
+    "Runtime": "engine",
+    "RetryPolicy": "engine",
+    "ReplanConfig": "engine",
+    "CancelToken": "engine",
+    "ApprovalGate": "engine",
+    "ApprovalRequest": "engine",
+    "Approval": "engine",
+    "AutoApprove": "engine",
+    "DenyApprovals": "engine",
+    "CallbackGate": "engine",
+    "Middleware": "engine",
+    "EventLog": "engine",
+    "ToolContext": "engine",
+    "ToolError": "engine",
+    "format_tool_result": "engine",
+    "PolicySet": "policy",
+    "ProposalResult": "ir",
+    "ActionResult": "ir",
 }
 
 

@@ -176,13 +176,14 @@ class EventStore:
     def runs(self) -> list[RunSummary]:
         """Every run, oldest first."""
         rows = self._connection.execute(
-            "SELECT run_id, MIN(timestamp), COUNT(*),"
-            " MAX(CASE WHEN kind = 'run_completed' THEN timestamp END),"
-            " MAX(CASE WHEN kind = 'run_completed' THEN data END)"
-            " FROM events WHERE run_id IS NOT NULL GROUP BY run_id ORDER BY MIN(id)"
+            "SELECT e.run_id, MIN(e.timestamp), COUNT(*), last.timestamp, last.data"
+            " FROM events e LEFT JOIN events last ON last.id = ("
+            "   SELECT MAX(id) FROM events WHERE run_id = e.run_id AND kind = 'run_completed')"
+            " WHERE e.run_id IS NOT NULL GROUP BY e.run_id ORDER BY MIN(e.id)"
         )
         summaries = []
         for run_id, started, count, ended, data in rows:
+            # No run_completed: the process died during the run.
             status = json.loads(data).get("status", "completed") if data else "interrupted"
             summaries.append(RunSummary(run_id, started, ended, status, count))
         return summaries

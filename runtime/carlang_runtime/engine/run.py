@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from ..capability import touched_keys
@@ -106,6 +106,7 @@ class ProposalRun:
         scope: Mapping[str, Any],
         cancel: Any,
         done: Mapping[str, ActionResult] | None = None,
+        replay: Sequence[tuple[str, Any, str | None]] = (),
     ) -> None:
         self.rt = runtime
         self.proposal = proposal
@@ -138,7 +139,10 @@ class ProposalRun:
         self.unknown_session = session is not None and not runtime.has_session(session)
         # Actions a resumed run already finished: their results stand, they do not run again.
         self.done = dict(done or {})
+        # A resumed run's journaled writes, applied after the mark so an abort undoes them.
+        self.replay = replay
         self.succeeded_idempotent: list[str] = []
+        self.pending_hooks: list[Awaitable[Any]] = []
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -150,6 +154,11 @@ class ProposalRun:
             self.emit(EventKind.SESSION_SCOPE, data={"session": self.session})
         mark = self.state.mark()
         self.emit(EventKind.STATE_SNAPSHOT, data=rt.snapshot_event_data(self.tenant))
+        for key, value, action_id in self.replay:
+            if value is MISSING:
+                self.state.delete(key, action_id, tenant=self.tenant)
+            else:
+                self.state.set(key, value, action_id, tenant=self.tenant)
         await rt.call_hooks("before_proposal", proposal, self.run_id)
         count_problem = (
             self.capability.count_problem(len(self.actions)) if self.capability else None
@@ -168,6 +177,7 @@ class ProposalRun:
         if self.aborted is not None:
             self.skip_rest(SKIPPED_ABORT)
             self.roll_back(mark)
+        await self.flush_hooks()
         result = self.finish()
         await rt.call_hooks("after_proposal", proposal, result)
         self.emit(
@@ -186,6 +196,8 @@ class ProposalRun:
                 pending = self.step(index, count_problem, inline=True)
                 if pending is not None:
                     await pending
+                if self.pending_hooks:
+                    await self.flush_hooks()
             return
         await asyncio.gather(*(self.run_action(index, count_problem) for index in level))
 
@@ -194,6 +206,13 @@ class ProposalRun:
         pending = self.step(index, count_problem, inline=False)
         if pending is not None:
             await pending
+        if self.pending_hooks:
+            await self.flush_hooks()
+
+    async def flush_hooks(self) -> None:
+        """Await the async `after_action` hooks of what just finished, in order."""
+        while self.pending_hooks:
+            await self.pending_hooks.pop(0)
 
     def finish(self) -> ProposalResult:
         results = [r for r in self.results if r is not None]
@@ -639,17 +658,21 @@ class ProposalRun:
         )
         self.results[index] = result
         data: dict[str, Any] | None = None
-        if error is not None or duration is not None or self.durable:
+        if error is not None or self.durable:
             data = {}
             if error is not None:
                 data["error"] = error
-            if duration is not None:
-                data["duration_ms"] = duration
             if self.durable:  # what a resumed run needs to stand in for the action
                 data["output"] = output
                 data["state_changes"] = changes
         self.events.add(
-            kind or _TERMINAL[status], self.run_id, self.proposal_id, action.id, data, now
+            kind or _TERMINAL[status],
+            self.run_id,
+            self.proposal_id,
+            action.id,
+            data,
+            now,
+            duration,
         )
         if self.history is not None:
             self.history.append(
@@ -664,7 +687,9 @@ class ProposalRun:
         hooks = self.rt.middleware
         if hooks:
             for hook in hooks:
-                hook.after_action(action, result)
+                answer = hook.after_action(action, result)
+                if inspect.isawaitable(answer):
+                    self.pending_hooks.append(answer)  # awaited right after this step
 
     def abort(self, reason: str, inline: bool) -> None:
         if self.aborted is None:

@@ -383,6 +383,7 @@ class Runtime:
         cancel: CancelToken | None = None,
         run_id: str | None = None,
         done: Mapping[str, ActionResult] | None = None,
+        replay: Sequence[tuple[str, Any, str | None]] = (),
     ) -> ProposalResult:
         """Run a proposal: its DAG level by level, each action through the pipeline, abort
         with rollback, replanning when configured. Returns the result of the proposal that
@@ -410,6 +411,7 @@ class Runtime:
                     scope=scope,
                     cancel=cancel,
                     done=done if attempt == 0 else None,
+                    replay=replay if attempt == 0 else (),
                 )
                 result = await run.execute()
                 if run.aborted is None:
@@ -426,7 +428,10 @@ class Runtime:
                 current = replacement
                 status = "completed"
         except Exception:
-            status = "failed"
+            status = "failed"  # a bug, or a host callback that raised: resumable
+            raise
+        except BaseException:
+            status = "interrupted"  # KeyboardInterrupt, cancellation: resumable
             raise
         finally:
             self.events.emit(
@@ -528,6 +533,181 @@ class Runtime:
         if isinstance(proposal, str):
             return load_proposal(proposal)
         return load_proposal(json.dumps(proposal))
+
+    def plan_and_execute(
+        self,
+        candidates: Sequence[ActionProposal | Mapping[str, Any] | str],
+        *,
+        session: str | None = None,
+        scope: Mapping[str, Any] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ProposalResult:
+        """Run the best candidate; if it does not fully succeed, restore the state and fall
+        back to the next (see `plan_and_execute_async`)."""
+        return run_sync(
+            self.plan_and_execute_async(candidates, session=session, scope=scope, cancel=cancel)
+        )
+
+    async def plan_and_execute_async(
+        self,
+        candidates: Sequence[ActionProposal | Mapping[str, Any] | str],
+        *,
+        session: str | None = None,
+        scope: Mapping[str, Any] | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ProposalResult:
+        """Candidates that verify against this runtime's state and tools come first, in the
+        order given (the planner, `carlang_runtime.planner`, ranks them by score); the first
+        that fully succeeds wins. Each failure is rolled back before the next runs. Returns the
+        winner's result, or the last failure's."""
+        proposals = [self._as_proposal(c) for c in candidates]
+        if not proposals:
+            raise CarlangRuntimeError("plan_and_execute needs at least one candidate")
+        tenant = (scope or {}).get("tenant")
+        ordered = self.order_candidates(proposals, tenant if isinstance(tenant, str) else None)
+        result: ProposalResult | None = None
+        for proposal in ordered:
+            mark = self.state.mark()
+            result = await self.execute_async(proposal, session=session, scope=scope, cancel=cancel)
+            if result.all_succeeded() or (cancel is not None and cancel.cancelled):
+                return result
+            self.state.rollback(mark)
+        assert result is not None
+        return result
+
+    def order_candidates(
+        self, proposals: list[ActionProposal], tenant: str | None
+    ) -> list[ActionProposal]:
+        """The order `plan_and_execute` tries candidates in: valid ones first, stable."""
+        valid = [p for p in proposals if not self._verify(p, tenant)]
+        return valid + [p for p in proposals if p not in valid]
+
+    # -- durable runs ----------------------------------------------------------------------
+
+    def resume(
+        self,
+        run_id: str,
+        journal: str | Path | None = None,
+        *,
+        rollback: bool = False,
+        session: str | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ProposalResult:
+        """Continue a run whose process died, from its SQLite journal (see `resume_async`)."""
+        return run_sync(
+            self.resume_async(run_id, journal, rollback=rollback, session=session, cancel=cancel)
+        )
+
+    async def resume_async(
+        self,
+        run_id: str,
+        journal: str | Path | None = None,
+        *,
+        rollback: bool = False,
+        session: str | None = None,
+        cancel: CancelToken | None = None,
+    ) -> ProposalResult:
+        """Continue run `run_id` from `journal` (default: this runtime's SQLite sink): the
+        state is rebuilt from the journal, actions it shows succeeded are not run again, the
+        rest runs. With `rollback`, nothing more runs: the state goes back to what it was
+        before the proposal. A run that ran in a session needs that session (re-opened, with
+        its policies) passed as `session`: its denials must not be lost."""
+        from .journal import EventStore, SqliteSink
+        from .resume import read_run
+
+        path = Path(journal) if journal is not None else None
+        if path is None:
+            sink = next((s for s in self.events.sinks if isinstance(s, SqliteSink)), None)
+            if sink is None:
+                raise CarlangRuntimeError("resume needs a SQLite journal (events=run.db)")
+            sink.flush()
+            path = sink.path
+        if not path.exists():
+            raise CarlangRuntimeError(f"no journal at {path}")
+        store = EventStore(path)
+        try:
+            run = read_run(store, run_id)
+        finally:
+            store.close()
+        if run.finished and run.status not in ("interrupted", "failed"):
+            raise CarlangRuntimeError(
+                f"run '{run_id}' already finished ({run.status}); there is nothing to resume"
+            )
+        if run.session is not None and (session is None or not self.has_session(session)):
+            raise CarlangRuntimeError(
+                f"run '{run_id}' ran in a session: open a session with its policies and pass"
+                " it as session=, so that its denials still apply"
+            )
+        self.state.replace(run.initial_state, tenant=run.tenant)
+        if rollback:
+            return self._roll_back_journaled(run)
+        return await self.execute_async(
+            run.proposal,
+            run_id=run_id,
+            scope=run.scope,
+            session=session,
+            cancel=cancel,
+            done=run.results,
+            replay=run.writes,
+        )
+
+    def _roll_back_journaled(self, run: Any) -> ProposalResult:
+        from ..ir import ActionStatus, CostSummary
+        from .run import ROLLED_BACK
+
+        now = time.time()
+        self.events.emit(
+            EventKind.STATE_ROLLBACK,
+            run_id=run.run_id,
+            proposal_id=run.proposal.id,
+            data={"transitions": len(run.writes), "reason": "rolled back on resume"},
+            timestamp=now,
+        )
+        results = []
+        for action in run.proposal.actions:
+            done = run.results.get(action.id)
+            if done is not None and done.status is ActionStatus.SUCCEEDED:
+                results.append(
+                    done.model_copy(
+                        update={"rolled_back": True, "error": ROLLED_BACK, "state_changes": {}}
+                    )
+                )
+            elif done is not None:
+                results.append(done)
+            else:
+                results.append(
+                    ActionResult.model_construct(
+                        action_id=action.id,
+                        status=ActionStatus.SKIPPED,
+                        error="not run: the run was rolled back on resume",
+                    )
+                )
+                self.events.emit(
+                    EventKind.ACTION_SKIPPED,
+                    run_id=run.run_id,
+                    proposal_id=run.proposal.id,
+                    action_id=action.id,
+                    data={"error": "not run: the run was rolled back on resume"},
+                    timestamp=now,
+                )
+        self.events.emit(
+            EventKind.RUN_COMPLETED,
+            run_id=run.run_id,
+            proposal_id=run.proposal.id,
+            data={"status": "rolled_back"},
+            timestamp=now,
+        )
+        self.events.flush()
+        statuses = [r.status for r in results]
+        cost = CostSummary(
+            actions_executed=statuses.count(ActionStatus.SUCCEEDED)
+            + statuses.count(ActionStatus.FAILED),
+            actions_rejected=statuses.count(ActionStatus.REJECTED),
+            actions_skipped=statuses.count(ActionStatus.SKIPPED),
+        )
+        return ProposalResult.model_construct(
+            proposal_id=run.proposal.id, results=results, cost=cost
+        )
 
     # -- host loops ------------------------------------------------------------------------
 

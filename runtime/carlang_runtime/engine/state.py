@@ -130,6 +130,10 @@ class StateStore:
         self._transitions.append(transition)
         return transition
 
+    def replace(self, values: Mapping[str, Any], *, tenant: str | None = None) -> None:
+        """Replace one tenant's state, without transitions (a resumed run's starting point)."""
+        self._tenants[tenant] = dict(values)
+
     def replace_all(self, tenants: Mapping[str | None, Mapping[str, Any]]) -> None:
         """Replace every tenant's state at once, without transitions (a checkpoint restore)."""
         self._tenants = {tenant: dict(values) for tenant, values in tenants.items()}

@@ -12,6 +12,7 @@ import asyncio
 import inspect
 import json
 import os
+import re
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -163,11 +164,28 @@ def _is_coroutine_function(fn: Callable[..., Any]) -> bool:
     return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
-def _context_parameter(fn: Callable[..., Any], signature: inspect.Signature) -> str | None:
+def type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    """`fn`'s resolved annotations; when some cannot be resolved (a name local to where
+    `fn` was defined), the others still are."""
     try:
-        hints = typing.get_type_hints(fn)
-    except Exception:  # unresolvable annotations: fall back to the name
-        hints = {}
+        return typing.get_type_hints(fn)
+    except Exception:
+        pass
+    hints: dict[str, Any] = {}
+    namespace = getattr(fn, "__globals__", {})
+    for name, annotation in getattr(fn, "__annotations__", {}).items():
+        if not isinstance(annotation, str):
+            hints[name] = annotation
+            continue
+        try:
+            hints[name] = eval(annotation, namespace)  # noqa: S307 - the function's own text
+        except Exception:
+            continue
+    return hints
+
+
+def _context_parameter(fn: Callable[..., Any], signature: inspect.Signature) -> str | None:
+    hints = type_hints(fn)
     for parameter in signature.parameters.values():
         if hints.get(parameter.name) is ToolContext or parameter.annotation in (
             ToolContext,
@@ -215,10 +233,7 @@ def schema_from_function(name: str, fn: Callable[..., Any]) -> ToolSchema:
     ones without a default are required, the docstring's first line is the description."""
     signature = inspect.signature(fn)
     context_param = _context_parameter(fn, signature)
-    try:
-        hints = typing.get_type_hints(fn)
-    except Exception:
-        hints = {}
+    hints = type_hints(fn)
     properties: dict[str, Any] = {}
     required: list[str] = []
     for parameter in signature.parameters.values():
@@ -260,6 +275,9 @@ def _is_json(value: Any) -> bool:
 # -- subprocess tools --------------------------------------------------------------------------
 
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
 def subprocess_tool(
     argv: Sequence[str],
     *,
@@ -267,20 +285,28 @@ def subprocess_tool(
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
 ) -> Callable[..., Awaitable[Any]]:
-    """A tool that runs a program. `argv` is a list, never a shell string; `{name}` in an
-    element is replaced by that parameter. The parameters also arrive as JSON on standard
-    input. Standard output is the result (parsed as JSON when it is JSON); a non-zero exit
-    status fails the call with the end of standard error. `timeout` (seconds) kills it."""
+    """A tool that runs a program. `argv` is a list, never a shell string; an element that
+    is exactly `{name}` is replaced by that parameter (other braces are left alone). The
+    parameters also arrive as JSON on standard input. Standard output is the result (parsed
+    as JSON when it is JSON); a non-zero exit status fails the call with the end of standard
+    error. `timeout` (seconds) kills it."""
     template = list(argv)
     if not template:
         raise ValueError("a subprocess tool needs a program to run")
     environment = None if env is None else {**os.environ, **env}
 
     async def run(**params: Any) -> Any:
-        try:
-            command = [part.format_map(_Params(params)) for part in template]
-        except KeyError as exc:
-            raise ToolError(f"argv needs parameter {exc.args[0]!r}") from None
+        command = []
+        for part in template:
+            placeholder = _PLACEHOLDER.fullmatch(part)
+            if placeholder is None:
+                command.append(part)
+                continue
+            name = placeholder.group(1)
+            if name not in params:
+                raise ToolError(f"argv needs parameter '{name}'")
+            value = params[name]
+            command.append(value if isinstance(value, str) else json.dumps(value))
         process = await asyncio.create_subprocess_exec(
             *command,
             stdin=asyncio.subprocess.PIPE,
@@ -314,8 +340,3 @@ def subprocess_tool(
         "cwd": None if cwd is None else str(cwd),
     }
     return run
-
-
-class _Params(dict[str, Any]):
-    def __missing__(self, key: str) -> Any:
-        raise KeyError(key)

@@ -1,0 +1,480 @@
+"""Commands that run things: `run` (a proposal of a program, for real) and `events` (what a run
+logged)."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import sys
+from collections.abc import Mapping
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
+from .lang_commands import collect_sources, project_root
+
+if TYPE_CHECKING:
+    from carlang_runtime import ir
+    from carlang_runtime.engine import Runtime
+
+__all__ = ["register"]
+
+
+class RunFormat(StrEnum):
+    """Output formats of `carlang run` and `carlang events`."""
+
+    text = "text"
+    json = "json"
+
+
+# -- carlang run -------------------------------------------------------------------------------
+
+
+@guarded
+def run_command(
+    file: Annotated[Path, typer.Argument(help="The program to run.")],
+    proposal: Annotated[
+        str | None, typer.Option("--proposal", help="Which proposal (needed if several).")
+    ] = None,
+    tools: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tools",
+            help="Tool implementations: module:attr or file.py:attr, a mapping of names to"
+            " functions or a function taking the runtime (repeatable).",
+        ),
+    ] = None,
+    state: Annotated[
+        Path | None, typer.Option("--state", help="Initial state (JSON object) over the program's.")
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option("--events", help="Log events to run.jsonl, or to run.db (SQLite, resumable)."),
+    ] = None,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Approve every action that asks.")
+    ] = False,
+    deny_approvals: Annotated[
+        bool, typer.Option("--deny-approvals", help="Refuse every action that asks.")
+    ] = False,
+    output: Annotated[RunFormat, typer.Option("--format", help="Output format.")] = RunFormat.text,
+    force: Annotated[
+        bool, typer.Option("--force", help="Run even if the proposal does not verify.")
+    ] = False,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", help="Continue this run from its --events journal (run.db)."),
+    ] = None,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="With --resume: undo the run instead.")
+    ] = False,
+    builtins: Annotated[
+        bool,
+        typer.Option(
+            "--builtins",
+            help="Implement declared tools named echo, read_file, write_file, list_dir and"
+            " http_get with carlang's own.",
+        ),
+    ] = False,
+    files_root: Annotated[
+        Path | None,
+        typer.Option("--files-root", help="Where the built-in file tools may read and write."),
+    ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option("--allow-host", help="A host http_get may fetch from (repeatable)."),
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
+    ] = None,
+) -> None:
+    """Compile, verify and run a proposal. Exit 0 if every action succeeded, 1 if something
+    failed, was rejected or skipped (or the program has errors), 2 for bad input."""
+    from carlang_runtime.engine import Runtime
+
+    from carlang.compiler import compile_file
+    from carlang.render import render_text
+
+    if auto_approve and deny_approvals:
+        fail_usage("--auto-approve and --deny-approvals exclude each other")
+    if rollback and resume is None:
+        fail_usage("--rollback goes with --resume RUN_ID")
+    files = collect_sources([file])
+    result = compile_file(files[0], project_root(files, root))
+    program = result.program
+    if program is None:
+        echo_err(render_text(result.diagnostics.sorted()))
+        raise typer.Exit(EXIT_FAILED)
+    chosen = _choose(program, proposal, file)
+    _refuse_errors(result, chosen, force)
+    runtime = Runtime.from_program(
+        program,
+        events=_event_log(events),
+        approval=_approval_gate(auto_approve, deny_approvals),
+    )
+    if state is not None:
+        runtime.state.replace({**program.initial_state, **_read_state(state)})
+    if builtins:
+        _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
+    for spec in tools or []:
+        _register_tools(runtime, spec)
+    reporter = _progress(output is RunFormat.text and sys.stdout.isatty(), len(chosen.actions))
+    runtime.use(reporter)
+    try:
+        if resume is not None:
+            if events is None or events.suffix not in _SQLITE:
+                fail_usage("--resume needs the run's journal: --events run.db")
+            outcome = runtime.resume(resume, rollback=rollback)
+            run_id = resume
+        else:
+            outcome = runtime.execute(chosen)
+            run_id = runtime.events.query("run_started")[-1].run_id or ""
+    finally:
+        reporter.stop()
+        runtime.close()
+    if output is RunFormat.json:
+        echo(json.dumps({"run_id": run_id, "result": outcome.model_dump(mode="json")}, indent=2))
+    else:
+        _print_result(chosen, outcome, run_id)
+    raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
+
+
+_SQLITE = (".db", ".sqlite", ".sqlite3")
+
+
+def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionProposal:
+    names = ", ".join(p.id for p in program.proposals) or "none"
+    if name is not None:
+        found = program.proposal(name)
+        if found is None:
+            fail_usage(f"no proposal `{name}` in {file} (proposals: {names})")
+        return found
+    if len(program.proposals) != 1:
+        fail_usage(
+            f"{file} has {len(program.proposals)} proposals: choose one with --proposal ({names})"
+        )
+    return program.proposals[0]
+
+
+def _refuse_errors(result: Any, chosen: ir.ActionProposal, force: bool) -> None:
+    """Language errors always stop the run; verification errors unless --force."""
+    from carlang_runtime.verify.codes import RUNTIME_CODES
+
+    from carlang.render import render_text
+
+    verify_codes = {c.code for c in RUNTIME_CODES}
+    errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
+    fatal = [d for d in errors if d.code not in verify_codes]
+    verdict = result.verify_results.get(chosen.id)
+    invalid = verdict is not None and not verdict.valid
+    if fatal or (invalid and not force):
+        echo_err(render_text(errors))
+        if not fatal:
+            echo_err(f"proposal `{chosen.id}` does not verify; run anyway with --force")
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _event_log(path: Path | None) -> Any:
+    from carlang_runtime.engine import EventLog, JsonlSink, SqliteSink
+
+    if path is None:
+        return EventLog()
+    try:
+        if path.suffix in _SQLITE:
+            return EventLog([SqliteSink(path)])
+        if path.suffix == ".jsonl":
+            return EventLog([JsonlSink(path)])
+    except OSError as exc:
+        fail_usage(f"cannot write events to {path}: {exc.strerror or exc}")
+    fail_usage(f"--events {path}: use a .jsonl file or a .db (SQLite) file")
+
+
+def _read_state(path: Path) -> dict[str, Any]:
+    from .common import read_text
+
+    try:
+        value = json.loads(read_text(path))
+    except json.JSONDecodeError as exc:
+        fail_usage(f"{path}:{exc.lineno}:{exc.colno}: error: not JSON: {exc.msg}")
+    if not isinstance(value, dict):
+        fail_usage(f"{path}: error: the state must be a JSON object")
+    return value
+
+
+class _ConsoleGate:
+    """Asks at the terminal whether an action that needs approval may run."""
+
+    async def review(self, request: Any) -> Any:
+        from carlang_runtime.engine import Approval
+
+        question = (
+            f"approve {request.action.id} ({request.action.tool or request.action.type.value})?"
+            f" {request.reason}"
+        )
+        answer = await asyncio.to_thread(typer.confirm, question, default=False)
+        return Approval(
+            bool(answer),
+            "approved at the terminal" if answer else "refused at the terminal",
+            "console",
+        )
+
+
+def _approval_gate(auto_approve: bool, deny_approvals: bool) -> Any:
+    from carlang_runtime.engine import AutoApprove, DenyApprovals
+
+    if auto_approve:
+        return AutoApprove()
+    if deny_approvals or not sys.stdin.isatty():
+        return DenyApprovals("refused (run with --auto-approve, or at a terminal to be asked)")
+    return _ConsoleGate()
+
+
+def _register_builtins(runtime: Runtime, files_root: Path, hosts: list[str]) -> None:
+    from carlang_runtime.engine.builtins import builtin_tools
+
+    if not files_root.is_dir():
+        fail_usage(f"--files-root {files_root}: not a directory")
+    for name, fn in builtin_tools(files_root, hosts).items():
+        if name in runtime.tools:
+            runtime.register_tool(name, fn)
+
+
+def _register_tools(runtime: Runtime, spec: str) -> None:
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        fail_usage(f"--tools {spec}: write module:attr or path/to/file.py:attr")
+    module = _load_module(target)
+    if not hasattr(module, attr):
+        fail_usage(f"--tools {spec}: {target} has no `{attr}`")
+    value = getattr(module, attr)
+    if isinstance(value, Mapping):
+        for name, fn in value.items():
+            if not callable(fn):
+                fail_usage(f"--tools {spec}: `{name}` is not a function")
+            runtime.register_tool(str(name), fn)
+        return
+    if callable(value):
+        parameters = list(inspect.signature(value).parameters)
+        if parameters == ["runtime"]:
+            value(runtime)  # a setup function: it registers what it likes
+        else:
+            runtime.register_tool(attr, value)
+        return
+    fail_usage(f"--tools {spec}: `{attr}` is neither a mapping of tools nor a function")
+
+
+def _load_module(target: str) -> Any:
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            fail_usage(f"--tools: no file {target}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            fail_usage(f"--tools: cannot load {target}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        return module
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # modules next to where carlang runs
+    try:
+        return importlib.import_module(target)
+    except ImportError as exc:
+        fail_usage(f"--tools: cannot import {target}: {exc}")
+
+
+def _progress(enabled: bool, total: int) -> Any:
+    """The progress reporter (a Middleware, imported only when `run` runs)."""
+    from carlang_runtime.engine import Middleware
+
+    class Reporter(Middleware):
+        """Live progress on a terminal: a bar and a line per finished action. Middleware,
+        so it sees each result as it happens."""
+
+        def __init__(self, enabled: bool, total: int) -> None:
+            self.enabled = enabled
+            self._progress: Any = None
+            self._task: Any = None
+            self.total = total
+
+        def before_proposal(self, proposal: ir.ActionProposal, run_id: str) -> None:
+            if not self.enabled:
+                return
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn
+            from rich.progress import Progress as Bar
+
+            self._progress = Bar(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), transient=True
+            )
+            self._task = self._progress.add_task(
+                f"running {proposal.id}", total=len(proposal.actions)
+            )
+            self._progress.start()
+
+        def after_proposal(self, proposal: ir.ActionProposal, result: ir.ProposalResult) -> None:
+            self.stop()
+
+        def before_action(self, action: ir.Action, proposal: ir.ActionProposal) -> None:
+            return None
+
+        def after_action(self, action: ir.Action, result: ir.ActionResult) -> None:
+            if self._progress is not None:
+                style = _STYLE.get(result.status.value, "")
+                detail = f": {result.error}" if result.error else ""
+                self._progress.console.print(
+                    f"[{style}]{result.status.value:>9}[/] {action.id}{detail}", highlight=False
+                )
+                self._progress.advance(self._task)
+
+        def stop(self) -> None:
+            if self._progress is not None:
+                self._progress.stop()
+                self._progress = None
+
+    return Reporter(enabled, total)
+
+
+_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "rejected": "red",
+    "skipped": "yellow",
+}
+
+
+def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id: str) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, soft_wrap=False)
+    table = Table(title=f"proposal {proposal.id}  (run {run_id})", title_justify="left")
+    table.add_column("action")
+    table.add_column("status")
+    table.add_column("ms", justify="right")
+    table.add_column("output / error", overflow="fold", max_width=80)
+    for entry in result.results:
+        status = entry.status.value + (" (rolled back)" if entry.rolled_back else "")
+        text = entry.error if entry.error and not entry.rolled_back else _short(entry.output)
+        duration = f"{entry.duration_ms:.1f}" if entry.duration_ms is not None else ""
+        table.add_row(
+            entry.action_id,
+            f"[{_STYLE.get(entry.status.value, '')}]{status}[/]",
+            duration,
+            text,
+        )
+    console.print(table)
+    counts = result.summary()
+    shown = ", ".join(f"{n} {status.value}" for status, n in counts.items())
+    cost = result.cost
+    console.print(
+        f"{shown}; {cost.tool_calls} tool calls, {cost.retries} retries,"
+        f" {cost.total_duration_ms:.1f} ms in actions"
+    )
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else json.dumps(value, default=str)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+# -- carlang events ----------------------------------------------------------------------------
+
+
+@guarded
+def events_command(
+    log: Annotated[Path, typer.Argument(help="An event log: run.db (SQLite) or run.jsonl.")],
+    run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only events of this kind.")] = None,
+    action: Annotated[str | None, typer.Option("--action", help="Only this action's.")] = None,
+    output: Annotated[RunFormat, typer.Option("--format", help="Output format.")] = RunFormat.text,
+) -> None:
+    """List the runs in an event log, or the events of one run (filtered by kind and action)."""
+    records = _read_log(log)
+    if run is None and kind is None and action is None:
+        _print_runs(records, output)
+        return
+    chosen = [
+        r
+        for r in records
+        if (run is None or r.get("trace_id") == run)
+        and (kind is None or r.get("kind") == kind)
+        and (action is None or r.get("action_id") == action)
+    ]
+    if output is RunFormat.json:
+        echo(json.dumps(chosen, indent=2))
+        return
+    for record in chosen:
+        data = record.get("data") or {}
+        detail = " ".join(f"{k}={_short(v)}" for k, v in data.items() if k != "proposal")
+        where = record.get("action_id") or record.get("proposal_id") or ""
+        echo(f"{record['timestamp']}  {record['kind']:<26} {where:<16} {detail}".rstrip())
+    echo(f"{len(chosen)} events")
+
+
+def _read_log(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        fail_usage(f"{path}: no such file")
+    if path.suffix in _SQLITE:
+        from carlang_runtime.engine import EventStore
+
+        try:
+            store = EventStore(path)
+            try:
+                return [e.to_dict() for e in store.events()]
+            finally:
+                store.close()
+        except Exception as exc:  # sqlite3.DatabaseError and friends: not a journal
+            fail_usage(f"{path}: not an event journal ({exc})")
+    records = []
+    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError as exc:
+            fail_usage(f"{path}:{number}:{exc.colno}: error: not JSON: {exc.msg}")
+    return records
+
+
+def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
+    runs: dict[str, dict[str, Any]] = {}
+    for record in records:
+        run_id = record.get("trace_id")
+        if run_id is None:
+            continue
+        entry = runs.setdefault(
+            run_id,
+            {
+                "run_id": run_id,
+                "started": record["timestamp"],
+                "status": "interrupted",
+                "events": 0,
+                "proposal": record.get("proposal_id"),
+            },
+        )
+        entry["events"] += 1
+        if record["kind"] == "run_completed":
+            entry["status"] = (record.get("data") or {}).get("status", "completed")
+    if output is RunFormat.json:
+        echo(json.dumps(list(runs.values()), indent=2))
+        return
+    for entry in runs.values():
+        echo(
+            f"{entry['run_id']}  {entry['started']}  {entry['status']:<12}"
+            f" {entry['events']:>6} events  {entry['proposal'] or ''}"
+        )
+    echo(f"{len(runs)} runs")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `run` and `events` to the CLI."""
+    app.command("run")(run_command)
+    app.command("events")(events_command)

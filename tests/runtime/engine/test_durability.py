@@ -1,0 +1,319 @@
+"""The event log and its sinks, checkpoints, subprocess and built-in tools, and durable runs:
+resuming from the SQLite journal, in process and after killing a real process mid-run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from carlang_runtime import ir
+from carlang_runtime.engine import EventLog, EventStore, JsonlSink, Runtime, SqliteSink
+from carlang_runtime.engine.builtins import builtin_tools, host_allowed
+from carlang_runtime.errors import CarlangRuntimeError
+
+from .support import call, errors, proposal, statuses
+
+
+def counting_tool(log: list[int]) -> Any:
+    def work(n: int) -> int:
+        log.append(n)
+        return n * 10
+
+    return work
+
+
+# -- events ---------------------------------------------------------------------------
+
+
+def test_events_tell_the_story_of_a_run_as_spans() -> None:
+    rt = Runtime()
+    rt.register_tool("t", lambda: 1)
+    result = rt.execute(proposal(call("a", "t"), write_action("w")))
+    kinds = [(e.kind.value if hasattr(e.kind, "value") else e.kind) for e in rt.events]
+    assert kinds == [
+        "run_started",
+        "proposal_received",
+        "state_snapshot",
+        "action_validated",
+        "action_executing",
+        "action_succeeded",
+        "action_validated",
+        "action_executing",
+        "state_changed",
+        "action_succeeded",
+        "proposal_completed",
+        "run_completed",
+    ]
+    run_id = rt.events.query("run_started")[0].run_id
+    succeeded = rt.events.query("action_succeeded", action_id="a")[0]
+    assert succeeded.trace_id == run_id
+    assert succeeded.span_id == f"{run_id}/p/a" and succeeded.parent_id == f"{run_id}/p"
+    assert rt.events.query("proposal_received")[0].parent_id == run_id
+    document = succeeded.to_dict()
+    assert document["kind"] == "action_succeeded" and document["timestamp"].endswith("Z")
+    assert result.all_succeeded()
+
+
+def write_action(id: str) -> ir.Action:
+    return ir.Action(id=id, type="state_write", parameters={"key": "k", "value": 1})
+
+
+def test_jsonl_and_sqlite_sinks_record_the_same_events(tmp_path: Path) -> None:
+    jsonl, db = tmp_path / "run.jsonl", tmp_path / "run.db"
+    rt = Runtime(events=EventLog([JsonlSink(jsonl), SqliteSink(db)]))
+    rt.register_tool("t", lambda: {"ok": True})
+    rt.execute(proposal(call("a", "t"), call("b", "nope")))
+    rt.close()
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    store = EventStore(db)
+    stored = [e.to_dict() for e in store.events()]
+    assert [r["kind"] for r in lines] == [r["kind"] for r in stored]
+    assert lines[0]["data"] == stored[0]["data"]
+    (summary,) = store.runs()
+    assert summary.status == "completed" and summary.events == len(lines)
+    assert [e.action_id for e in store.events(kind="action_rejected")] == ["b"]
+    # A durable log carries what resume needs: the proposal, the state, each output.
+    received = store.events(kind="proposal_received")[0]
+    assert received.data["proposal"]["actions"][0]["id"] == "a"
+    assert store.events(kind="action_succeeded")[0].data["output"] == {"ok": True}
+    store.close()
+
+
+# -- checkpoints ----------------------------------------------------------------------
+
+
+def shout(text: str) -> str:
+    """Upper-cased."""
+    return text.upper()
+
+
+def test_checkpoints_save_and_restore_state_and_tools(tmp_path: Path) -> None:
+    path = tmp_path / "cp.json"
+    rt = Runtime(state={"a": 1})
+    rt.register_tool("shout", shout)
+    rt.register_subprocess_tool("py", [sys.executable, "-c", "print(42)"])
+    rt.register_tool("lambda", lambda: None)
+    rt.execute(proposal(write_action("w")))
+    rt.execute(proposal(call("s", "shout", params={"text": "x"}, idempotent=True)))
+    assert rt.idempotency
+    rt.save_checkpoint(path, metadata={"note": "before the migration"})
+    assert not list(tmp_path.glob("*.tmp"))  # written atomically
+    fresh = Runtime()
+    assert fresh.load_checkpoint(path) == {"note": "before the migration"}
+    assert fresh.state.snapshot() == {"a": 1, "k": 1}
+    assert fresh.tools["shout"].fn is shout
+    assert fresh.execute(proposal(call("p", "py"))).results[0].output == 42
+    assert fresh.tools["lambda"].fn is None  # a lambda cannot be rebuilt: declared only
+    rt.load_checkpoint(path)
+    assert not rt.idempotency  # restore clears the idempotency cache
+    with pytest.raises(CarlangRuntimeError):
+        fresh.load_checkpoint(tmp_path / "missing.json")
+
+
+# -- subprocess and built-in tools -------------------------------------------------------
+
+
+def test_subprocess_tools_take_argv_and_json(tmp_path: Path) -> None:
+    rt = Runtime()
+    script = "import json, sys; d = json.load(sys.stdin); print(json.dumps({'got': d}))"
+    rt.register_subprocess_tool("py", [sys.executable, "-c", script, "{name}"])
+    rt.register_subprocess_tool("fail", [sys.executable, "-c", "import sys; sys.exit('nope')"])
+    rt.register_subprocess_tool(
+        "slow", [sys.executable, "-c", "import time; time.sleep(30)"], timeout=0.2
+    )
+    result = rt.execute(
+        proposal(
+            call("a", "py", params={"name": "x; rm -rf /"}),
+            call("b", "fail", failure_behavior="skip"),
+            call("c", "slow", failure_behavior="skip"),
+        )
+    )
+    assert result.results[0].output == {"got": {"name": "x; rm -rf /"}}
+    assert errors(result)["b"].endswith("exited with status 1: nope")
+    assert statuses(result)["c"] == "skipped"
+
+
+def test_builtin_file_tools_stay_inside_their_root(tmp_path: Path) -> None:
+    tools = builtin_tools(tmp_path)
+    assert tools["write_file"](path="a/b.txt", content="hé") == {"path": "a/b.txt", "bytes": 3}
+    assert tools["read_file"](path="a/b.txt") == "hé"
+    assert tools["list_dir"](path=".") == ["a/"]
+    assert tools["echo"](text="x") == "x"
+    for bad in ("../escape.txt", "/etc/passwd", "a/../../x"):
+        with pytest.raises(Exception, match="files root|absolute"):
+            tools["read_file"](path=bad)
+    os.symlink("/etc", tmp_path / "link")
+    with pytest.raises(Exception, match="leaves the files root"):
+        tools["list_dir"](path="link")
+
+
+def test_http_get_needs_an_allowed_host() -> None:
+    tools = builtin_tools(".", ["example.com", "*.internal.test"])
+    with pytest.raises(Exception, match="not on the allow-list"):
+        tools["http_get"](url="https://evil.test/")
+    with pytest.raises(Exception, match="not an http"):
+        tools["http_get"](url="file:///etc/passwd")
+    assert host_allowed("api.internal.test", ["*.internal.test"])
+    assert not host_allowed("internal.test", ["*.internal.test"])
+    assert host_allowed("EXAMPLE.com", ["example.com"])
+
+
+# -- durable runs ----------------------------------------------------------------------
+
+
+def crashing_proposal() -> ir.ActionProposal:
+    return proposal(
+        *(
+            call(f"a{i}", "work", params={"n": i}, expected_effects={f"done.{i}": True})
+            for i in range(5)
+        )
+    )
+
+
+def test_resume_after_an_interruption_runs_only_what_did_not_finish(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    log: list[int] = []
+
+    def crashing(n: int) -> int:
+        log.append(n)
+        if n == 3 and len(log) == 4:
+            raise KeyboardInterrupt
+        return n * 10
+
+    rt = Runtime(events=EventLog([SqliteSink(db)]))
+    rt.register_tool("work", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        rt.execute(crashing_proposal())
+    run_id = rt.events.query("run_started")[0].run_id
+    rt.close()
+    again = Runtime(events=EventLog([SqliteSink(db)]))
+    again.register_tool("work", crashing)
+    result = again.resume(run_id)
+    assert log == [0, 1, 2, 3, 3, 4]
+    assert result.all_succeeded()
+    assert [r.output for r in result.results] == [0, 10, 20, 30, 40]
+    assert again.state.snapshot() == {f"done.{i}": True for i in range(5)}
+    again.close()
+    store = EventStore(db)
+    assert all(len(kinds) == 1 for kinds in terminal_events_of(store, run_id).values())
+    with pytest.raises(CarlangRuntimeError, match="already finished"):
+        Runtime().resume(run_id, db)
+
+
+def terminal_events_of(store: EventStore, run_id: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for event in store.events(run_id):
+        if event.kind in (
+            "action_succeeded",
+            "action_failed",
+            "action_skipped",
+            "action_rejected",
+            "action_deduplicated",
+        ):
+            found.setdefault(event.action_id or "", []).append(event.kind)
+    return found
+
+
+def test_resume_with_rollback_undoes_the_run(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    rt = Runtime(state={"before": True}, events=EventLog([SqliteSink(db)]))
+
+    def work(n: int) -> int:
+        if n == 2:
+            raise KeyboardInterrupt
+        return n
+
+    rt.register_tool("work", work)
+    with pytest.raises(KeyboardInterrupt):
+        rt.execute(crashing_proposal())
+    run_id = rt.events.query("run_started")[0].run_id
+    rt.close()
+    again = Runtime(events=EventLog([SqliteSink(db)]))
+    result = again.resume(run_id, rollback=True)
+    assert statuses(result) == {
+        "a0": "succeeded",
+        "a1": "succeeded",
+        "a2": "skipped",
+        "a3": "skipped",
+        "a4": "skipped",
+    }
+    assert [r.rolled_back for r in result.results[:2]] == [True, True]
+    assert again.state.snapshot() == {"before": True}
+    again.close()
+    assert EventStore(db).runs()[0].status == "rolled_back"
+
+
+_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    from carlang_runtime import ir
+    from carlang_runtime.engine import EventLog, Runtime, SqliteSink
+
+    db, ledger = Path(sys.argv[1]), Path(sys.argv[2])
+
+    def work(n: int) -> int:
+        with ledger.open("a") as f:  # the external effect, to count executions
+            f.write(f"{n}\\n")
+        time.sleep(0.004)
+        return n
+
+    rt = Runtime(state={"start": 0}, events=EventLog([SqliteSink(db)]))
+    rt.register_tool("work", work)
+    print("started", flush=True)
+    rt.execute(ir.ActionProposal(id="long", actions=[
+        ir.Action(id=f"a{i}", type="tool_call", tool="work", parameters={"n": i},
+                  expected_effects={f"done.{i}": i}) for i in range(60)]))
+    """
+)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_killed_process_is_resumed_from_its_journal(tmp_path: Path, seed: int) -> None:
+    db, ledger = tmp_path / "run.db", tmp_path / "ledger.txt"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(db), str(ledger)],
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert child.stdout is not None and child.stdout.readline().strip() == b"started"
+    time.sleep(random.Random(seed).uniform(0.03, 0.2))
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=10)
+    child.stdout.close()
+    store = EventStore(db)
+    (summary,) = store.runs()
+    assert summary.status == "interrupted"
+    finished = {e.action_id for e in store.events(kind="action_succeeded")}
+    store.close()
+    ran_before = [int(n) for n in ledger.read_text().split()]
+
+    def work(n: int) -> int:
+        with ledger.open("a") as f:
+            f.write(f"{n}\n")
+        return n
+
+    rt = Runtime(events=EventLog([SqliteSink(db)]))
+    rt.register_tool("work", work)
+    result = rt.resume(summary.run_id)
+    rt.close()
+    assert result.all_succeeded() and len(result.results) == 60
+    assert rt.state.snapshot() == {"start": 0, **{f"done.{i}": i for i in range(60)}}
+    ran_after = [int(n) for n in ledger.read_text().split()][len(ran_before) :]
+    # Nothing the journal shows finished ran again; everything else ran exactly once more
+    # (an action cut off mid-call may have run twice in all: at least once, never lost).
+    assert not {f"a{n}" for n in ran_after} & finished
+    assert sorted(ran_after) == sorted(i for i in range(60) if f"a{i}" not in finished)
+    store = EventStore(db)
+    assert all(len(k) == 1 for k in terminal_events_of(store, summary.run_id).values())
+    assert len(terminal_events_of(store, summary.run_id)) == 60
+    store.close()

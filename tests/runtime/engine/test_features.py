@@ -1,0 +1,447 @@
+"""Policies, approvals, sessions, tenants, middleware, cancellation, replanning, caches,
+idempotency, rate limits, tool context, candidates, host-loop helpers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Literal
+
+import pytest
+from carlang_runtime import ir
+from carlang_runtime.engine import (
+    Approval,
+    AutoApprove,
+    CallbackGate,
+    CancelToken,
+    DenyApprovals,
+    Middleware,
+    ReplanConfig,
+    ReplanContext,
+    Runtime,
+    ToolContext,
+    format_tool_result,
+)
+from carlang_runtime.errors import CarlangRuntimeError
+
+from .support import FakeClock, assert_one_terminal_event_each, call, errors, proposal, statuses
+
+
+def https_only() -> ir.CelPolicy:
+    return ir.CelPolicy(
+        name="https_only",
+        tools=["fetch"],
+        when='!params.url.startsWith("https://")',
+        message="https only",
+    )
+
+
+def fetching_runtime(**options: Any) -> Runtime:
+    rt = Runtime(**options)
+    rt.register_tool("fetch", lambda url: {"url": url})
+    return rt
+
+
+# -- policies and approvals ---------------------------------------------------------------
+
+
+def test_a_denied_action_is_rejected_with_the_policy_and_its_explanation() -> None:
+    rt = fetching_runtime()
+    rt.add_policy(https_only())
+    result = rt.execute(
+        proposal(
+            call("a", "fetch", params={"url": "http://x"}, failure_behavior="skip"),
+            call("b", "fetch", params={"url": "https://x"}),
+        )
+    )
+    assert statuses(result) == {"a": "rejected", "b": "succeeded"}
+    assert errors(result)["a"] == "policy violation: https_only: https only"
+    (violation,) = rt.events.query("policy_violation")
+    assert violation.action_id == "a"
+    assert violation.data == {
+        "policy": "https_only",
+        "reason": "https only",
+        "explanation": '!params.url.startsWith("https://") -> true',
+    }
+    assert_one_terminal_event_each(rt, result)
+
+
+def test_a_denial_aborts_and_is_never_retried() -> None:
+    rt = fetching_runtime(state={"before": True})
+    rt.add_policy(https_only())
+    calls: list[str] = []
+    rt.register_tool("note", lambda: calls.append("note"))
+    result = rt.execute(
+        proposal(
+            call("n", "note", expected_effects={"noted": True}),
+            call("a", "fetch", params={"url": "http://x"}, failure_behavior="retry"),
+        )
+    )
+    assert statuses(result) == {"n": "succeeded", "a": "rejected"}
+    assert result.results[0].rolled_back and rt.state.snapshot() == {"before": True}
+    assert result.cost.retries == 0 and rt.events.query("action_retrying") == []
+
+
+def test_approvals_are_asked_of_the_gate() -> None:
+    asking = ir.CelPolicy(
+        name="prod",
+        effect="require_approval",
+        tools=["deploy"],
+        when='params.env == "prod"',
+        message="prod needs a human",
+    )
+    seen: list[str] = []
+
+    def decide(request: Any) -> bool:
+        seen.append(request.reason)
+        return request.action.parameters["version"] != "bad"
+
+    for gate, expected in (
+        (AutoApprove(), "succeeded"),
+        (DenyApprovals("nobody is around"), "rejected"),
+    ):
+        rt = Runtime(approval=gate)
+        rt.register_tool("deploy", lambda env, version: "deployed")
+        rt.add_policy(asking)
+        result = rt.execute(
+            proposal(
+                call("d", "deploy", params={"env": "prod", "version": "1"}, failure_behavior="skip")
+            )
+        )
+        assert statuses(result) == {"d": expected}
+    assert errors(result)["d"] == "approval refused (prod: prod needs a human): nobody is around"
+    rt = Runtime(approval=CallbackGate(decide))
+    rt.register_tool("deploy", lambda env, version: "deployed")
+    rt.add_policy(asking)
+    result = rt.execute(
+        proposal(
+            call("ok", "deploy", params={"env": "prod", "version": "1"}, failure_behavior="skip"),
+            call("no", "deploy", params={"env": "prod", "version": "bad"}, failure_behavior="skip"),
+            call("dev", "deploy", params={"env": "dev", "version": "bad"}),
+        )
+    )
+    assert statuses(result) == {"ok": "succeeded", "no": "rejected", "dev": "succeeded"}
+    assert seen == ["prod: prod needs a human"] * 2
+    recorded = rt.events.query("approval_recorded")
+    assert [(e.action_id, e.data["approved"]) for e in recorded] == [("ok", True), ("no", False)]
+
+
+def test_without_a_gate_approval_is_refused() -> None:
+    rt = Runtime()
+    rt.register_tool("deploy", lambda: None)
+    rt.add_policy(ir.CelPolicy(name="ask", effect="require_approval"))
+    result = rt.execute(proposal(call("d", "deploy", failure_behavior="skip")))
+    assert statuses(result) == {"d": "rejected"}
+    assert "no approval gate is configured" in (errors(result)["d"] or "")
+
+
+def test_an_async_gate_can_take_its_time() -> None:
+    async def slow(request: Any) -> Approval:
+        await asyncio.sleep(0.01)
+        return Approval(True, "after a pause", "someone")
+
+    rt = Runtime(approval=CallbackGate(slow))
+    rt.register_tool("deploy", lambda: None)
+    rt.add_policy(ir.CelPolicy(name="ask", effect="require_approval"))
+    assert statuses(rt.execute(proposal(call("d", "deploy")))) == {"d": "succeeded"}
+
+
+def test_sessions_add_their_own_policies() -> None:
+    rt = fetching_runtime()
+    strict = rt.open_session()
+    rt.add_policy(ir.DenyToolRule(name="deny_tool:fetch", tool="fetch"), session=strict)
+    plan = proposal(call("a", "fetch", params={"url": "https://x"}))
+    assert statuses(rt.execute(plan)) == {"a": "succeeded"}
+    assert statuses(rt.execute(plan, session=strict)) == {"a": "rejected"}
+    other = rt.open_session()
+    assert statuses(rt.execute(plan, session=other)) == {"a": "succeeded"}
+    rt.close_session(strict)
+    closed = rt.execute(plan, session=strict)
+    assert statuses(closed) == {"a": "rejected"}
+    assert errors(closed)["a"] == f"unknown session '{strict}'"
+    with pytest.raises(CarlangRuntimeError):
+        rt.add_policy(https_only(), session="nope")
+
+
+def test_history_is_kept_per_session_for_policies_that_read_it() -> None:
+    rt = fetching_runtime()
+    rt.add_policy(
+        ir.CelPolicy(
+            name="twice", tools=["fetch"], when="history.filter(h, h.tool == 'fetch').size() >= 2"
+        )
+    )
+    session = rt.open_session()
+    plan = proposal(call("a", "fetch", params={"url": "https://x"}, failure_behavior="skip"))
+    outcomes = [statuses(rt.execute(plan, session=session))["a"] for _ in range(3)]
+    assert outcomes == ["succeeded", "succeeded", "rejected"]
+
+
+def test_a_tenant_reads_and_writes_its_own_state() -> None:
+    rt = Runtime(state={"shared": 1})
+    plan = proposal(
+        ir.Action(id="w", type="state_write", parameters={"key": "k", "value": "acme"}),
+        ir.Action(id="r", type="state_read", parameters={"key": "shared"}),
+    )
+    result = rt.execute(plan, scope={"tenant": "acme", "caller": "bot"})
+    assert result.results[1].output is None  # the shared view is not the tenant's
+    assert rt.state.snapshot(tenant="acme") == {"k": "acme"}
+    assert rt.state.snapshot() == {"shared": 1}
+
+
+# -- middleware, cancellation, replanning ------------------------------------------------
+
+
+def test_middleware_runs_in_order_and_may_refuse() -> None:
+    calls: list[str] = []
+
+    class Record(Middleware):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def before_proposal(self, proposal: ir.ActionProposal, run_id: str) -> None:
+            calls.append(f"{self.name}:start")
+
+        def before_action(self, action: ir.Action, proposal: ir.ActionProposal) -> str | None:
+            calls.append(f"{self.name}:{action.id}")
+            return "no b" if (self.name == "gate" and action.id == "b") else None
+
+        async def after_action(self, action: ir.Action, result: ir.ActionResult) -> None:
+            calls.append(f"{self.name}:done {action.id} {result.status.value}")
+
+    rt = fetching_runtime()
+    rt.use(Record("metrics"))
+    rt.use(Record("gate"))
+    result = rt.execute(
+        proposal(
+            call("a", "fetch", params={"url": "u"}),
+            call("b", "fetch", params={"url": "u"}, failure_behavior="skip"),
+        )
+    )
+    assert statuses(result) == {"a": "succeeded", "b": "rejected"}
+    assert errors(result)["b"] == "refused by Record: no b"
+    assert calls[:5] == [
+        "metrics:start",
+        "gate:start",
+        "metrics:a",
+        "gate:a",
+        "metrics:done a succeeded",
+    ]
+
+
+def test_cancellation_skips_what_has_not_started() -> None:
+    rt = Runtime()
+    token = CancelToken()
+
+    def first() -> str:
+        token.cancel("the user pressed stop")
+        return "done"
+
+    rt.register_tool("first", first)
+    rt.register_tool("later", lambda: "never")
+    result = rt.execute(
+        proposal(
+            call("a", "first", expected_effects={"x": 1}),
+            call("b", "later", state_dependencies=["x"]),
+        ),
+        cancel=token,
+    )
+    assert statuses(result) == {"a": "succeeded", "b": "skipped"}
+    assert errors(result)["b"] == "canceled: the user pressed stop"
+    assert_one_terminal_event_each(rt, result)
+
+
+def test_replanning_replaces_a_failed_proposal() -> None:
+    rt = Runtime()
+    rt.register_tool("primary", lambda: (_ for _ in ()).throw(RuntimeError("down")))
+    rt.register_tool("backup", lambda: "ok")
+    seen: list[ReplanContext] = []
+
+    def replan(context: ReplanContext) -> ir.ActionProposal:
+        seen.append(context)
+        return proposal(call("b", "backup", expected_effects={"served": True}), id="p2")
+
+    rt.with_replan(replan, ReplanConfig(max_replans=2))
+    result = rt.execute(proposal(call("a", "primary", params={"region": "eu"})))
+    assert result.proposal_id == "p2" and statuses(result) == {"b": "succeeded"}
+    (context,) = seen
+    assert context.failed_actions == [
+        {
+            "id": "a",
+            "tool": "primary",
+            "error": "RuntimeError: down",
+            "parameters": {"region": "eu"},
+        }
+    ]
+    assert context.attempt == 1 and context.replans_remaining == 1
+    kinds = [e.kind for e in rt.events if e.kind.startswith("replan")]
+    assert kinds == ["replan_attempted", "replan_proposal_received"]
+    assert rt.state.snapshot() == {"served": True}
+
+
+def test_a_replan_that_does_not_verify_is_rejected_and_replans_run_out() -> None:
+    rt = Runtime()
+    rt.register_tool("primary", lambda: (_ for _ in ()).throw(RuntimeError("down")))
+    rt.with_replan(
+        lambda ctx: proposal(call("x", "unknown_tool"), id="bad"), ReplanConfig(max_replans=2)
+    )
+    result = rt.execute(proposal(call("a", "primary")))
+    assert result.proposal_id == "p" and statuses(result) == {"a": "failed"}
+    kinds = [e.kind for e in rt.events if e.kind.startswith("replan")]
+    assert kinds == [
+        "replan_attempted",
+        "replan_proposal_received",
+        "replan_rejected",
+        "replan_attempted",
+        "replan_proposal_received",
+        "replan_rejected",
+        "replan_exhausted",
+    ]
+
+
+# -- caches, idempotency, rate limits ----------------------------------------------------
+
+
+def test_a_cached_tool_is_not_called_again_within_its_ttl() -> None:
+    clock = FakeClock()
+    rt = Runtime(clock=clock)
+    calls: list[str] = []
+    rt.register_tool(
+        "lookup", lambda q: calls.append(q) or f"answer to {q}", schema={"cache_ttl_secs": 60}
+    )
+    plan = proposal(call("a", "lookup", params={"q": "x"}))
+    rt.execute(plan)
+    rt.execute(plan)
+    assert calls == ["x"]
+    clock.now += 61
+    assert rt.execute(plan).results[0].output == "answer to x"
+    assert calls == ["x", "x"]
+    assert rt.result_cache.stats().hits == 1
+
+
+def test_idempotent_actions_are_deduplicated_until_rolled_back() -> None:
+    rt = Runtime()
+    calls: list[int] = []
+    rt.register_tool("charge", lambda amount: calls.append(amount) or "charged")
+    rt.register_tool("boom", lambda: (_ for _ in ()).throw(RuntimeError("x")))
+    once = proposal(call("c", "charge", params={"amount": 5}, idempotent=True))
+    rt.execute(once)
+    second = rt.execute(once)
+    assert calls == [5] and second.results[0].output == "charged"
+    assert [e.action_id for e in rt.events.query("action_deduplicated")] == ["c"]
+    failing = proposal(
+        call("c", "charge", params={"amount": 7}, idempotent=True), call("b", "boom")
+    )
+    rt.execute(failing)
+    rt.execute(failing)
+    assert calls == [5, 7, 7]  # the rolled-back charge is no longer deduplicated
+
+
+def test_rate_limits_make_callers_wait() -> None:
+    clock = FakeClock()
+    rt = Runtime(clock=clock, sleep=clock.sleep)
+    rt.register_tool(
+        "api", lambda: None, schema={"rate_limit": {"max_calls": 2, "interval_secs": 10}}
+    )
+    result = rt.execute(proposal(*(call(f"a{i}", "api") for i in range(4))))
+    assert set(statuses(result).values()) == {"succeeded"}
+    assert clock.slept == [5.0, 5.0]
+
+
+# -- tools ------------------------------------------------------------------------------
+
+
+def test_a_tool_with_a_context_writes_state_only_if_it_succeeds() -> None:
+    rt = Runtime(state={"count": 1})
+
+    def bump(context: ToolContext) -> int:
+        value = context.state["count"] + 1
+        context.state.set("count", value)
+        context.state.delete("stale")
+        return value
+
+    def bump_then_fail(context: ToolContext) -> None:
+        context.state.set("count", 100)
+        raise RuntimeError("changed my mind")
+
+    rt.register_tool("bump", bump)
+    rt.register_tool("bad", bump_then_fail)
+    result = rt.execute(proposal(call("a", "bump"), call("b", "bad", failure_behavior="skip")))
+    assert statuses(result) == {"a": "succeeded", "b": "skipped"}
+    assert rt.state.snapshot() == {"count": 2}
+    assert result.results[0].state_changes == {"count": {"op": "set", "value": 2}}
+
+
+def test_schemas_come_from_type_hints() -> None:
+    rt = Runtime()
+
+    def deploy(
+        env: Literal["staging", "prod"],
+        version: str,
+        replicas: int = 1,
+        tags: list[str] | None = None,
+        context: ToolContext | None = None,
+    ) -> dict:
+        """Deploy a version."""
+        return {}
+
+    rt.register_tool("deploy", deploy)
+    schema = rt.tools["deploy"].schema
+    assert schema.description == "Deploy a version."
+    assert schema.parameters == {
+        "type": "object",
+        "properties": {
+            "env": {"enum": ["staging", "prod"]},
+            "version": {"type": "string"},
+            "replicas": {"type": "integer", "default": 1},
+            "tags": {
+                "anyOf": [{"type": "array", "items": {"type": "string"}}, {"type": "null"}],
+                "default": None,
+            },
+        },
+        "required": ["env", "version"],
+    }
+    assert rt.tools["deploy"].context_param == "context"
+
+
+def test_plan_and_execute_falls_back_to_the_next_candidate() -> None:
+    rt = Runtime(state={"clean": True})
+    rt.register_tool("risky", lambda: (_ for _ in ()).throw(RuntimeError("nope")))
+    rt.register_tool("safe", lambda: "ok")
+    invalid = proposal(call("x", "not_a_tool"), id="invalid")
+    risky = proposal(
+        call("r", "safe", expected_effects={"dirty": True}),
+        call("r2", "risky", failure_behavior="skip"),
+        id="risky",
+    )
+    safe = proposal(call("s", "safe", expected_effects={"done": True}), id="safe")
+    result = rt.plan_and_execute([invalid, risky, safe])
+    assert result.proposal_id == "safe"
+    assert rt.state.snapshot() == {"clean": True, "done": True}  # risky's write undone
+
+
+def test_gate_answers_before_running() -> None:
+    rt = fetching_runtime()
+    rt.add_policy(https_only())
+    rt.add_policy(
+        ir.CelPolicy(
+            name="big", effect="require_approval", tools=["fetch"], when="params.url.size() > 30"
+        )
+    )
+    assert rt.gate(call("a", "fetch", params={"url": "https://x"})).decision == "allow"
+    denied = rt.gate(call("a", "fetch", params={"url": "http://x"}))
+    assert (denied.decision, denied.policies) == ("deny", ("https_only",))
+    asked = rt.gate(call("a", "fetch", params={"url": "https://" + "x" * 40}))
+    assert asked.decision == "require_approval" and asked.policies == ("big",)
+    unknown = rt.gate(call("a", "nope"))
+    assert unknown == type(unknown)("deny", "tool 'nope' is not registered")
+    assert rt.events.query("action_executing") == []
+
+
+def test_format_tool_result_caps_on_a_character_boundary() -> None:
+    rt = fetching_runtime()
+    result = rt.execute(proposal(call("a", "fetch", params={"url": "é" * 50})))
+    text = format_tool_result(result.results[0], max_chars=20)
+    assert text.startswith('a: {"url": "éééééééé')
+    assert text.endswith("more characters]") and len(text.splitlines()[0]) == 20
+    assert format_tool_result(result) == 'a: {"url": "' + "é" * 50 + '"}'
+    failed = ir.ActionResult(action_id="b", status="failed", error="boom")
+    assert format_tool_result(failed) == "b: failed: boom"

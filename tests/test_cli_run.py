@@ -1,0 +1,184 @@
+"""`carlang run` and `carlang events` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+PROGRAM = """\
+tool fetch(url: string) -> object
+tool deploy(env: "staging" | "prod") {
+  reversibility compensable
+}
+tool rollback(env: "staging" | "prod")
+state { deployed.*: bool }
+
+policy prod: require_approval deploy when params.env == "prod"
+
+proposal release {
+  get = fetch(url: "https://ci.example/build")
+  ship = deploy(env: "prod") after get {
+    effects { deployed.prod = true }
+    compensate rollback(env: "prod")
+  }
+}
+"""
+
+TOOLS = """\
+calls = []
+
+def fetch(url):
+    calls.append(url)
+    return {"status": 200}
+
+def deploy(env):
+    return f"deployed to {env}"
+
+def rollback(env):
+    return "rolled back"
+
+TOOLS = {"fetch": fetch, "deploy": deploy, "rollback": rollback}
+
+def broken_deploy(env):
+    raise RuntimeError("the cluster is down")
+
+def setup(runtime):
+    runtime.register_tool("fetch", fetch)
+    runtime.register_tool("deploy", broken_deploy)
+"""
+
+
+def project(tmp_path: Path) -> tuple[Path, Path]:
+    program = tmp_path / "release.car"
+    program.write_text(PROGRAM)
+    tools = tmp_path / "release_tools.py"
+    tools.write_text(TOOLS)
+    return program, tools
+
+
+def run(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["run", *args])
+    return result.exit_code, result.output
+
+
+def test_runs_a_proposal_with_tools_from_a_file(tmp_path: Path) -> None:
+    program, tools = project(tmp_path)
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve")
+    assert code == 0, out
+    assert "proposal release" in out and "2 succeeded" in out
+    assert "deployed to prod" in out
+
+
+def test_json_output_and_exit_status_of_a_failure(tmp_path: Path) -> None:
+    program, tools = project(tmp_path)
+    code, out = run(str(program), "--tools", f"{tools}:setup", "--auto-approve", "--format", "json")
+    assert code == 1
+    document = json.loads(out)
+    results = {r["action_id"]: r for r in document["result"]["results"]}
+    assert results["ship"]["status"] == "failed"
+    assert results["ship"]["error"] == "RuntimeError: the cluster is down"
+    assert results["get"]["rolled_back"] is True
+    assert document["run_id"]
+
+
+def test_approvals_are_refused_without_a_terminal_or_a_flag(tmp_path: Path) -> None:
+    program, tools = project(tmp_path)
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--format", "json")
+    assert code == 1
+    ship = json.loads(out)["result"]["results"][1]
+    assert ship["status"] == "rejected" and "approval refused" in ship["error"]
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--deny-approvals")
+    assert code == 1
+
+
+def test_a_tool_without_an_implementation_fails_clearly(tmp_path: Path) -> None:
+    program, _ = project(tmp_path)
+    code, out = run(str(program), "--format", "json", "--auto-approve")
+    assert code == 1
+    get = json.loads(out)["result"]["results"][0]
+    assert get["error"] == (
+        "tool 'fetch' has no implementation: register one (carlang run --tools module:attr)"
+    )
+
+
+def test_an_invalid_proposal_is_refused_unless_forced(tmp_path: Path) -> None:
+    program = tmp_path / "bad.car"
+    program.write_text(
+        "tool fetch(url: string)\nstate { ready: bool = false }\n"
+        'proposal p { get = fetch(url: "x") { requires ready == true } }\n'
+    )
+    code, out = run(str(program))
+    assert code == 1 and "does not verify; run anyway with --force" in out
+    code, out = run(str(program), "--force", "--format", "json")
+    assert code == 1 and json.loads(out)["result"]["results"][0]["status"] == "rejected"
+
+
+def test_events_are_logged_and_listed(tmp_path: Path) -> None:
+    program, tools = project(tmp_path)
+    db = tmp_path / "run.db"
+    code, out = run(
+        str(program),
+        "--tools",
+        f"{tools}:TOOLS",
+        "--auto-approve",
+        "--events",
+        str(db),
+        "--format",
+        "json",
+    )
+    assert code == 0, out
+    run_id = json.loads(out)["run_id"]
+    listing = runner.invoke(app, ["events", str(db)])
+    assert listing.exit_code == 0 and run_id in listing.output and "completed" in listing.output
+    shown = runner.invoke(
+        app, ["events", str(db), "--run", run_id, "--kind", "approval_recorded", "--format", "json"]
+    )
+    (approval,) = json.loads(shown.output)
+    assert approval["action_id"] == "ship" and approval["data"]["approved"] is True
+    jsonl = tmp_path / "run.jsonl"
+    run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve", "--events", str(jsonl))
+    text = runner.invoke(app, ["events", str(jsonl), "--action", "get"])
+    assert "action_succeeded" in text.output and text.output.rstrip().endswith("events")
+
+
+def test_resume_needs_a_journal(tmp_path: Path) -> None:
+    program, tools = project(tmp_path)
+    code, out = run(str(program), "--resume", "abc")
+    assert code == 2 and "--events run.db" in out
+    db = tmp_path / "run.db"
+    run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve", "--events", str(db))
+    code, out = run(str(program), "--events", str(db), "--resume", "nope")
+    assert code == 2 and "no run 'nope'" in out
+
+
+def test_bad_usage_is_reported(tmp_path: Path) -> None:
+    program, tools = project(tmp_path)
+    assert run(str(program), "--tools", "no_such_module_x:attr")[0] == 2
+    assert run(str(program), "--tools", f"{tools}:MISSING")[0] == 2
+    assert run(str(program), "--proposal", "nope")[0] == 2
+    assert run(str(program), "--events", str(tmp_path / "x.txt"))[0] == 2
+    assert run(str(program), "--auto-approve", "--deny-approvals")[0] == 2
+    state = tmp_path / "state.json"
+    state.write_text("[1]")
+    assert run(str(program), "--state", str(state))[0] == 2
+
+
+def test_the_notes_example_runs_for_real_with_builtins(tmp_path: Path) -> None:
+    code, out = run(
+        str(ROOT / "examples" / "files" / "notes.car"),
+        "--builtins",
+        "--files-root",
+        str(tmp_path),
+        "--root",
+        str(ROOT / "examples"),
+    )
+    assert code == 0, out
+    assert (tmp_path / "notes" / "today.md").read_text().startswith("- ship 1.4.2")
+    assert "5 succeeded" in out
