@@ -90,6 +90,17 @@ def _has_type(value: Any, type_name: object) -> bool:
     return True  # a type name JSON Schema does not define constrains nothing
 
 
+_EXACT_CLASSES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "integer": (int,),
+    "number": (int, float),
+    "boolean": (bool,),
+    "object": (dict,),
+    "array": (list, tuple),
+    "null": (type(None),),
+}
+
+
 def _needs_constraints(schema: Mapping[str, Any]) -> bool:
     if any(key not in _SHAPE_ROOT_KEYS for key in schema):
         return True
@@ -247,7 +258,15 @@ class _SubsetValidator:
 class ParamChecker:
     """The parameter check for one tool schema; build once, call per action."""
 
-    __slots__ = ("tool", "schema", "_required", "_types", "_validator", "_schema_error")
+    __slots__ = (
+        "tool",
+        "schema",
+        "_required",
+        "_types",
+        "_exact",
+        "_validator",
+        "_schema_error",
+    )
 
     def __init__(self, tool: str, schema: Mapping[str, Any]) -> None:
         self.tool = tool
@@ -265,6 +284,12 @@ class ParamChecker:
                     self._types[name] = (declared,)
                 elif isinstance(declared, list):
                     self._types[name] = tuple(str(t) for t in declared)
+        # The Python classes whose instances pass a parameter's type check outright: the
+        # common case answered by one set lookup instead of a walk over the declared types.
+        self._exact: dict[str, frozenset[type]] = {
+            name: frozenset(cls for t in types for cls in _EXACT_CLASSES.get(t, ()))
+            for name, types in self._types.items()
+        }
         self._validator: Any = None
         self._schema_error: str | None = None
         if schema and _needs_constraints(schema):
@@ -296,8 +321,12 @@ class ParamChecker:
         for name in self._required:
             if name not in params:
                 findings.append(ParamFinding("missing", name, "is missing"))
+        exact = self._exact
         for name, value in params.items():
-            expected = self._types.get(name)
+            classes = exact.get(name)
+            if classes is None or type(value) in classes:
+                continue
+            expected = self._types[name]
             if expected and not any(_has_type(value, t) for t in expected):
                 findings.append(
                     ParamFinding(

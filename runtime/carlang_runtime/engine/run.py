@@ -67,6 +67,8 @@ _FAILED = ActionStatus.FAILED
 _SKIPPED = ActionStatus.SKIPPED
 _REJECTED = ActionStatus.REJECTED
 _NO_CHANGES: Final[dict[str, Any]] = {}
+_VALIDATED: Final = EventKind.ACTION_VALIDATED.value
+_EXECUTING: Final = EventKind.ACTION_EXECUTING.value
 
 
 class _Outcome:
@@ -122,7 +124,11 @@ class ProposalRun:
         self.live = runtime.state.data(self.tenant)
         self.events = runtime.events
         self.results: list[ActionResult | None] = [None] * len(self.actions)
-        self.cost = CostSummary()
+        # Plain counters, not the pydantic CostSummary, whose attribute writes go through
+        # validation on every action. `finish` builds the summary.
+        self.tool_calls = 0
+        self.retries = 0
+        self.duration_ms = 0.0
         self.aborted: str | None = None
         self.budget_exceeded = False
         self.started_actions = 0
@@ -216,13 +222,18 @@ class ProposalRun:
 
     def finish(self) -> ProposalResult:
         results = [r for r in self.results if r is not None]
-        self.cost.actions_executed = sum(
-            1 for r in results if r.status is _SUCCEEDED or r.status is _FAILED
+        cost = CostSummary(
+            tool_calls=self.tool_calls,
+            actions_executed=sum(
+                1 for r in results if r.status is _SUCCEEDED or r.status is _FAILED
+            ),
+            actions_rejected=sum(1 for r in results if r.status is _REJECTED),
+            actions_skipped=sum(1 for r in results if r.status is _SKIPPED),
+            retries=self.retries,
+            total_duration_ms=self.duration_ms,
         )
-        self.cost.actions_rejected = sum(1 for r in results if r.status is _REJECTED)
-        self.cost.actions_skipped = sum(1 for r in results if r.status is _SKIPPED)
         return ProposalResult.model_construct(
-            proposal_id=self.proposal.id, results=results, cost=self.cost
+            proposal_id=self.proposal.id, results=results, cost=cost
         )
 
     # -- one action ------------------------------------------------------------------------
@@ -257,7 +268,8 @@ class ProposalRun:
 
     def execute_action(self, index: int, key: str | None, inline: bool) -> Awaitable[None] | None:
         action = self.actions[index]
-        self.emit(EventKind.ACTION_EXECUTING, action.id)
+        # `events.add` directly, not `emit`: this and ACTION_VALIDATED are on every action.
+        self.events.add(_EXECUTING, self.run_id, self.proposal_id, action.id, None, time.time())
         started = time.perf_counter()
         outcome = self.dispatch_now(action) if inline else None
         if outcome is None:
@@ -282,7 +294,7 @@ class ProposalRun:
         if done is not None:
             self.results[index] = done
             if done.status is _SUCCEEDED and done.duration_ms:
-                self.cost.total_duration_ms += done.duration_ms
+                self.duration_ms += done.duration_ms
             return None
         if self.budget_exceeded or (self.budget is not None and self.over_budget(action)):
             self.budget_exceeded = True
@@ -299,7 +311,7 @@ class ProposalRun:
         if problems:
             self.conclude(index, _REJECTED, error="; ".join(problems))
             return None
-        self.emit(EventKind.ACTION_VALIDATED, action.id)
+        self.events.add(_VALIDATED, self.run_id, self.proposal_id, action.id, None, time.time())
         decision = self.decide(action) if self.policies else None
         if decision is None:
             return action, key, None
@@ -323,14 +335,14 @@ class ProposalRun:
     ) -> None:
         """Commit a success, or apply the failure behaviour to a failure."""
         action = self.actions[index]
-        self.cost.total_duration_ms += duration
+        self.duration_ms += duration
         if outcome.ok:
             changes = self.commit(action, outcome)
             if key is not None:
                 self.rt.idempotency[key] = outcome.output
                 self.succeeded_idempotent.append(key)
             if outcome.tool_call:
-                self.cost.tool_calls += 1
+                self.tool_calls += 1
             self.conclude(
                 index, _SUCCEEDED, output=outcome.output, changes=changes, duration=duration
             )
@@ -349,7 +361,7 @@ class ProposalRun:
         if (
             budget.max_tool_calls is not None
             and action.type is _TOOL_CALL
-            and self.cost.tool_calls >= budget.max_tool_calls
+            and self.tool_calls >= budget.max_tool_calls
         ):
             return True
         elapsed_ms = (self.rt.clock() - self.start) * 1000.0
@@ -545,7 +557,7 @@ class ProposalRun:
                 writes = state.writes if state is not None else _NO_CHANGES
                 return _Outcome(True, output, writes=writes, tool_call=True)
             if attempt < attempts:
-                self.cost.retries += 1
+                self.retries += 1
                 delay = rt.retry.delay(attempt)
                 self.emit(
                     EventKind.ACTION_RETRYING,
