@@ -14,8 +14,10 @@ A program with errors still lowers as far as it can, so one run reports as much 
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from carlang_runtime import ir
 from carlang_runtime.ir.load import gc_paused
@@ -58,12 +60,15 @@ def compile_file(
     text: str | None = None,
     check: bool = True,
     report_unused: bool = True,
+    state: Mapping[str, Any] | None = None,
 ) -> CompileResult:
     """Compile the program whose entry file is `path` (its text may be given). With
-    `report_unused` False, unused declarations are left to the caller (see `unused_names`)."""
+    `report_unused` False, unused declarations are left to the caller (see `unused_names`).
+    `state` is the state the proposals will start from, over the program's own initial
+    state: what `carlang run --state` verifies against."""
     with gc_paused():
         loaded = load_program(path, root, text)
-        return _compile_loaded(loaded, check, report_unused)
+        return _compile_loaded(loaded, check, report_unused, state)
 
 
 def compile_text(text: str, name: str = "input.car", root: Path | None = None) -> CompileResult:
@@ -80,7 +85,12 @@ def compile_or_raise(path: Path, root: Path | None = None) -> ir.Program:
     return result.program
 
 
-def _compile_loaded(loaded: LoadedProgram, check: bool, report_unused: bool) -> CompileResult:
+def _compile_loaded(
+    loaded: LoadedProgram,
+    check: bool,
+    report_unused: bool,
+    state: Mapping[str, Any] | None = None,
+) -> CompileResult:
     diagnostics = loaded.diagnostics
     lowered = lower(loaded, diagnostics)
     result = CompileResult(
@@ -88,7 +98,7 @@ def _compile_loaded(loaded: LoadedProgram, check: bool, report_unused: bool) -> 
     )
     if check:
         check_conditions(lowered.program, result.source_map, result.diagnostics)
-        _verify_proposals(result)
+        _verify_proposals(result, state)
     if check and report_unused:
         _report_unused(result, unused_declarations(result, entry_only=True))
     return result
@@ -97,18 +107,19 @@ def _compile_loaded(loaded: LoadedProgram, check: bool, report_unused: bool) -> 
 # -- verification ------------------------------------------------------------------------------
 
 
-def _verify_proposals(result: CompileResult) -> None:
+def _verify_proposals(result: CompileResult, state: Mapping[str, Any] | None) -> None:
     program = result.program
     assert program is not None
     if not program.proposals:
         return
+    initial = {**program.initial_state, **state} if state else program.initial_state
     tools: ToolSet | None = tool_set(program.tools)
     capabilities = {c.name: c for c in program.capabilities}
     budgets = {b.name: b for b in program.budgets}
     for proposal in program.proposals:
         outcome = verify(
             proposal,
-            program.initial_state,
+            initial,
             tools,
             _UNBOUNDED,
             capability=capabilities.get(proposal.capability or ""),

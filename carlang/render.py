@@ -13,7 +13,7 @@ from carlang import __version__
 
 from .diagnostics import Diagnostic, Label
 
-__all__ = ["render_text", "render_json", "render_sarif", "summary_line"]
+__all__ = ["render_text", "render_json", "render_sarif", "summary_line", "plural"]
 
 
 def _caret_lines(label: Label, width: int) -> list[str]:
@@ -58,11 +58,12 @@ def summary_line(diagnostics: Sequence[Diagnostic], files: int) -> str:
     """`N errors, N warnings in N files`."""
     errors = sum(1 for d in diagnostics if d.severity == "error")
     warnings = sum(1 for d in diagnostics if d.severity == "warning")
-    return f"{_plural(errors, 'error')}, {_plural(warnings, 'warning')} in {_plural(files, 'file')}"
+    return f"{plural(errors, 'error')}, {plural(warnings, 'warning')} in {plural(files, 'file')}"
 
 
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 file`, `2 files`; `many` for a word that does not just add an s."""
+    return f"{count} {word if count == 1 else many or word + 's'}"
 
 
 def render_text(diagnostics: Sequence[Diagnostic]) -> str:

@@ -120,6 +120,26 @@ def test_an_invalid_proposal_is_refused_unless_forced(tmp_path: Path) -> None:
     assert code == 1 and json.loads(out)["result"]["results"][0]["status"] == "rejected"
 
 
+def test_the_given_state_is_what_the_plan_is_verified_against_and_starts_from(
+    tmp_path: Path,
+) -> None:
+    program = tmp_path / "greet.car"
+    program.write_text(
+        "tool echo(text: string) -> string\nstate { greeting: string }\n"
+        'proposal p { say = echo(text: "hi") { requires greeting == "hello" } }\n'
+    )
+    code, out = run(str(program), "--builtins")
+    assert code == 1 and "key 'greeting' has no value" in out
+    state = tmp_path / "state.json"
+    state.write_text('{"greeting": "hello"}')
+    code, out = run(str(program), "--builtins", "--state", str(state), "--format", "json")
+    assert code == 0, out
+    assert json.loads(out)["result"]["results"][0]["output"] == "hi"
+    state.write_text('{"greeting": "bye"}')
+    code, out = run(str(program), "--builtins", "--state", str(state))
+    assert code == 1 and "does not verify" in out
+
+
 def test_events_are_logged_and_listed(tmp_path: Path) -> None:
     program, tools = project(tmp_path)
     db = tmp_path / "run.db"

@@ -106,7 +106,8 @@ def run_command(
     if rollback and resume is None:
         fail_usage("--rollback goes with --resume RUN_ID")
     files = collect_sources([file])
-    result = compile_file(files[0], project_root(files, root))
+    initial = _read_state(state) if state is not None else None
+    result = compile_file(files[0], project_root(files, root), state=initial)
     program = result.program
     if program is None:
         echo_err(render_text(result.diagnostics.sorted()))
@@ -118,8 +119,8 @@ def run_command(
         events=_event_log(events),
         approval=_approval_gate(auto_approve, deny_approvals),
     )
-    if state is not None:
-        runtime.state.replace({**program.initial_state, **_read_state(state)})
+    if initial is not None:
+        runtime.state.replace({**program.initial_state, **initial})
     if builtins:
         _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
     for spec in tools or []:
@@ -352,6 +353,8 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
     from rich.console import Console
     from rich.table import Table
 
+    from carlang.render import plural
+
     console = Console(highlight=False, soft_wrap=False)
     table = Table(title=f"proposal {proposal.id}  (run {run_id})", title_justify="left")
     table.add_column("action")
@@ -373,8 +376,8 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
     shown = ", ".join(f"{n} {status.value}" for status, n in counts.items())
     cost = result.cost
     console.print(
-        f"{shown}; {cost.tool_calls} tool calls, {cost.retries} retries,"
-        f" {cost.total_duration_ms:.1f} ms in actions"
+        f"{shown}; {plural(cost.tool_calls, 'tool call')},"
+        f" {plural(cost.retries, 'retry', 'retries')}, {cost.total_duration_ms:.1f} ms in actions"
     )
 
 
