@@ -607,14 +607,18 @@ class ProposalRun:
     # -- results ---------------------------------------------------------------------------
 
     def commit(self, action: Action, outcome: _Outcome) -> dict[str, Any]:
-        """Write the action's effects: what a state_write or the tool wrote, then the
-        declared `expected_effects`. Returns CAR's `state_changes`."""
+        """Write the action's effects: the declared `expected_effects`, then what a
+        state_write or the tool itself wrote (so the tool's own write of a key wins), as the
+        seed design of CAR's engine does. Returns CAR's `state_changes`."""
         writes = outcome.writes
         effects = action.expected_effects
         if not writes and not effects:
             return _NO_CHANGES
         changes: dict[str, Any] = {}
         transitions: list[StateTransition] = []
+        for key, value in effects.items():
+            transitions.append(self.state.set(key, value, action.id, tenant=self.tenant))
+            changes[key] = {"op": "set", "value": value}
         for key, value in writes.items():
             if value is MISSING:
                 removed = self.state.delete(key, action.id, tenant=self.tenant)
@@ -624,9 +628,6 @@ class ProposalRun:
             else:
                 transitions.append(self.state.set(key, value, action.id, tenant=self.tenant))
                 changes[key] = {"op": "set", "value": value}
-        for key, value in effects.items():
-            transitions.append(self.state.set(key, value, action.id, tenant=self.tenant))
-            changes[key] = {"op": "set", "value": value}
         for transition in transitions:
             self.emit(
                 EventKind.STATE_CHANGED,

@@ -370,6 +370,24 @@ def test_a_tool_with_a_context_writes_state_only_if_it_succeeds() -> None:
     assert result.results[0].state_changes == {"count": {"op": "set", "value": 2}}
 
 
+def test_declared_effects_are_written_first_and_the_tools_own_writes_win() -> None:
+    rt = Runtime()
+
+    def measure(context: ToolContext) -> None:
+        context.state.set("size", 42)
+
+    rt.register_tool("measure", measure)
+    plan = proposal(call("m", "measure", expected_effects={"size": 0, "measured": True}))
+    result = rt.execute(plan)
+    assert rt.state.snapshot() == {"size": 42, "measured": True}
+    assert result.results[0].state_changes == {
+        "size": {"op": "set", "value": 42},
+        "measured": {"op": "set", "value": True},
+    }
+    changed = [(e.data or {})["key"] for e in rt.events if e.kind == "state_changed"]
+    assert changed == ["size", "measured", "size"]
+
+
 def test_schemas_come_from_type_hints() -> None:
     rt = Runtime()
 
