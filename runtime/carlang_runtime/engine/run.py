@@ -48,13 +48,21 @@ from .tools import RegisteredTool, ToolContext, ToolError, ToolState
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-__all__ = ["ProposalRun", "ROLLED_BACK", "SKIPPED_ABORT", "BUDGET_EXCEEDED"]
+__all__ = [
+    "ProposalRun",
+    "ROLLED_BACK",
+    "SKIPPED_ABORT",
+    "SKIPPED_EARLIER_ABORT",
+    "BUDGET_EXCEEDED",
+]
 
 ROLLED_BACK: Final = (
     "proposal aborted; state effects were rolled back; external effects may remain and were"
     " not undone"
 )
-SKIPPED_ABORT: Final = "skipped due to earlier abort"
+# CAR's two texts: the rest of the level that aborted, and the levels after it.
+SKIPPED_ABORT: Final = "skipped due to abort"
+SKIPPED_EARLIER_ABORT: Final = "skipped due to earlier abort"
 BUDGET_EXCEEDED: Final = "cost budget exceeded"
 
 _TOOL_CALL = ActionType.TOOL_CALL
@@ -176,12 +184,9 @@ class ProposalRun:
                 break
             if self.aborted is not None:
                 break
-            try:
-                await self.run_level(level, count_problem)
-            except _Abort:
-                pass
+            await self.run_level(level, count_problem)
         if self.aborted is not None:
-            self.skip_rest(SKIPPED_ABORT)
+            self.skip_rest(SKIPPED_EARLIER_ABORT)
             self.roll_back(mark)
         await self.flush_hooks()
         result = self.finish()
@@ -196,14 +201,18 @@ class ProposalRun:
         actions = self.actions
         sequential = len(level) == 1 or any(actions[i].failure_behavior is _ABORT for i in level)
         if sequential:
-            for index in level:
-                if self.aborted is not None:
-                    return
-                pending = self.step(index, count_problem, inline=True)
-                if pending is not None:
-                    await pending
-                if self.pending_hooks:
-                    await self.flush_hooks()
+            try:
+                for index in level:
+                    pending = self.step(index, count_problem, inline=True)
+                    if pending is not None:
+                        await pending
+                    if self.pending_hooks:
+                        await self.flush_hooks()
+            except _Abort:
+                await self.flush_hooks()
+                for index in level:
+                    if self.results[index] is None:
+                        self.conclude(index, _SKIPPED, error=SKIPPED_ABORT)
             return
         await asyncio.gather(*(self.run_action(index, count_problem) for index in level))
 
@@ -514,8 +523,9 @@ class ProposalRun:
             key = params.get("key")
             return _Outcome(True, self.live.get(key) if isinstance(key, str) else None)
         failure = check_assertion(params, self.live)
-        if failure is None:
-            return _Outcome(True, True)
+        if failure is None:  # CAR's output: the key and the value that held
+            key = params["key"]
+            return _Outcome(True, {"asserted": key, "value": self.live.get(key)})
         return _Outcome(False, error=f"assertion failed: {failure}")
 
     async def dispatch(self, action: Action, inline: bool) -> _Outcome:

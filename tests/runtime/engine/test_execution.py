@@ -72,7 +72,12 @@ def test_a_plan_runs_level_by_level_and_commits_effects() -> None:
         "ok": "succeeded",
     }
     outputs = {r.action_id: r.output for r in result.results}
-    assert outputs == {"w": "written: build.id", "get": {"status": 200}, "r": True, "ok": True}
+    assert outputs == {
+        "w": "written: build.id",
+        "get": {"status": 200},
+        "r": True,
+        "ok": {"asserted": "build.ok", "value": True},
+    }
     assert rt.state.snapshot() == {"build.id": 7, "build.ok": True}
     assert result.results[1].state_changes == {"build.ok": {"op": "set", "value": True}}
     assert result.cost.model_dump() == {
@@ -111,7 +116,7 @@ def test_abort_skips_the_rest_and_rolls_the_state_back() -> None:
         "w": ROLLED_BACK,
         "a": ROLLED_BACK,
         "b": "RuntimeError: kaboom",
-        "c": "skipped due to earlier abort",
+        "c": "skipped due to abort",
         "d": "tool 'nope' is not registered",
     }
     assert [r.rolled_back for r in result.results] == [True, True, False, False, False]
