@@ -69,7 +69,7 @@ TERMINAL_KINDS = frozenset(
 )
 
 
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text up to the dot
 
 
 #: Events about a run as a whole (their span is the run's).
@@ -102,11 +102,12 @@ def format_time(timestamp: float) -> str:
     """RFC 3339 in UTC with microseconds. The date and time of the last second formatted
     are kept: a run formats thousands of timestamps within the same second."""
     whole = int(timestamp // 1)
-    if whole != _second[0]:
-        _second[1] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _second[0] = whole
-    micros = int((timestamp - whole) * 1_000_000)
-    return f"{_second[1]}.{min(micros, 999_999):06d}Z"
+    second = _second
+    if whole != second[0]:
+        second[1] = datetime.fromtimestamp(whole, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        second[0] = whole
+    # 0 <= timestamp - whole < 1, so this is at most 999,999: six digits.
+    return f"{second[1]}{int((timestamp - whole) * 1_000_000):06d}Z"
 
 
 class Event:
