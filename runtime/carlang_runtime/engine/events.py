@@ -110,6 +110,19 @@ def format_time(timestamp: float) -> str:
     return f"{second[1]}{int((timestamp - whole) * 1_000_000):06d}Z"
 
 
+def event_document(event: Any) -> dict[str, Any]:
+    """An event (an `Event`, or one read back from a journal) as JSON-ready data: its seq,
+    kind, the ids it has (the run's as `trace_id`), its time as RFC 3339, its data."""
+    document: dict[str, Any] = {"seq": event.seq, "kind": str(event.kind)}
+    for name in ("run_id", "proposal_id", "action_id", "span_id", "parent_id"):
+        value = getattr(event, name)
+        if value is not None:
+            document["trace_id" if name == "run_id" else name] = value
+    document["timestamp"] = format_time(event.timestamp)
+    document["data"] = event.data
+    return document
+
+
 class Event:
     """One event. `timestamp` is seconds since the epoch; `seq` its place in the log."""
 
@@ -170,14 +183,7 @@ class Event:
 
     def to_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data (absent ids left out)."""
-        document: dict[str, Any] = {"seq": self.seq, "kind": str(self.kind)}
-        for name in ("run_id", "proposal_id", "action_id", "span_id", "parent_id"):
-            value = getattr(self, name)
-            if value is not None:
-                document["trace_id" if name == "run_id" else name] = value
-        document["timestamp"] = format_time(self.timestamp)
-        document["data"] = self.data
-        return document
+        return event_document(self)
 
     def __repr__(self) -> str:
         return f"Event({self.seq}, {self.kind!s}, action={self.action_id}, data={self.data})"

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .events import TERMINAL_KINDS, Event, EventKind, format_time
+from .events import TERMINAL_KINDS, Event, EventKind, event_document
 
 __all__ = ["SqliteSink", "EventStore", "StoredEvent", "RunSummary"]
 
@@ -104,14 +104,7 @@ class StoredEvent:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, as `Event.to_dict`."""
-        document: dict[str, Any] = {"seq": self.seq, "kind": self.kind}
-        for name in ("run_id", "proposal_id", "action_id", "span_id", "parent_id"):
-            value = getattr(self, name)
-            if value is not None:
-                document["trace_id" if name == "run_id" else name] = value
-        document["timestamp"] = format_time(self.timestamp)
-        document["data"] = self.data
-        return document
+        return event_document(self)
 
 
 @dataclass(frozen=True, slots=True)

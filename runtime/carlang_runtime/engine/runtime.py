@@ -274,29 +274,11 @@ class Runtime:
 
     def capability_for(self, proposal: ActionProposal) -> CapabilityCheck | None:
         """The capability a proposal runs under: the one it names, else the default."""
-        name = proposal.capability
-        if name is not None:
-            found = self._capabilities.get(name)
-            if found is None:
-                raise CarlangRuntimeError(
-                    f"proposal {proposal.id} runs under capability '{name}', which this runtime"
-                    " does not have"
-                )
-            return found
-        return self._capability
+        return _named(proposal, "capability", self._capabilities, self._capability)
 
     def budget_for(self, proposal: ActionProposal) -> Budget | None:
         """The budget a proposal runs under: the one it names, else the default."""
-        name = proposal.budget
-        if name is not None:
-            found = self._budgets.get(name)
-            if found is None:
-                raise CarlangRuntimeError(
-                    f"proposal {proposal.id} runs under budget '{name}', which this runtime"
-                    " does not have"
-                )
-            return found
-        return self._budget
+        return _named(proposal, "budget", self._budgets, self._budget)
 
     def policy_sets(self, session: str | None) -> list[PolicySet]:
         """The policy sets that decide an action: the global one and the session's."""
@@ -824,6 +806,21 @@ class Runtime:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+def _named(
+    proposal: ActionProposal, kind: str, known: Mapping[str, T], default: T | None
+) -> T | None:
+    """The capability or budget (`kind`) a proposal names, else the default."""
+    name = getattr(proposal, kind)
+    if name is None:
+        return default
+    found = known.get(name)
+    if found is None:
+        raise CarlangRuntimeError(
+            f"proposal {proposal.id} runs under {kind} '{name}', which this runtime does not have"
+        )
+    return found
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
