@@ -135,7 +135,7 @@ class _Loader:
                 f"import `{raw}` leaves the project root",
                 source,
                 span,
-                label=f"resolves outside {root}",
+                label="this path climbs out of the project root",
                 help="imports must stay inside the project root (set it with --root)",
             )
             return
