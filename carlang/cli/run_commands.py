@@ -97,6 +97,7 @@ def run_command(
     """Compile, verify and run a proposal. Exit 0 if every action succeeded, 1 if something
     failed, was rejected or skipped (or the program has errors), 2 for bad input."""
     from carlang_runtime.engine import Runtime
+    from carlang_runtime.engine.journal import SQLITE_SUFFIXES
 
     from carlang.compiler import compile_file
     from carlang.render import render_text
@@ -129,7 +130,7 @@ def run_command(
     runtime.use(reporter)
     try:
         if resume is not None:
-            if events is None or events.suffix not in _SQLITE:
+            if events is None or events.suffix not in SQLITE_SUFFIXES:
                 fail_usage("--resume needs the run's journal: --events run.db")
             outcome = runtime.resume(resume, rollback=rollback)
             run_id = resume
@@ -144,9 +145,6 @@ def run_command(
     else:
         _print_result(chosen, outcome, run_id)
     raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
-
-
-_SQLITE = (".db", ".sqlite", ".sqlite3")
 
 
 def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionProposal:
@@ -183,11 +181,12 @@ def _refuse_errors(result: Any, chosen: ir.ActionProposal, force: bool) -> None:
 
 def _event_log(path: Path | None) -> Any:
     from carlang_runtime.engine import EventLog, JsonlSink, SqliteSink
+    from carlang_runtime.engine.journal import SQLITE_SUFFIXES
 
     if path is None:
         return EventLog()
     try:
-        if path.suffix in _SQLITE:
+        if path.suffix in SQLITE_SUFFIXES:
             return EventLog([SqliteSink(path)])
         if path.suffix == ".jsonl":
             return EventLog([JsonlSink(path)])
@@ -400,7 +399,7 @@ def events_command(
     output: Annotated[RunFormat, typer.Option("--format", help="Output format.")] = RunFormat.text,
 ) -> None:
     """List the runs in an event log, or the events of one run (filtered by kind and action)."""
-    records = _read_log(log)
+    records = read_log(log)
     if run is None and kind is None and action is None:
         _print_runs(records, output)
         return
@@ -422,29 +421,14 @@ def events_command(
     echo(f"{len(chosen)} events")
 
 
-def _read_log(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        fail_usage(f"{path}: no such file")
-    if path.suffix in _SQLITE:
-        from carlang_runtime.engine import EventStore
+def read_log(path: Path) -> list[dict[str, Any]]:
+    """The events of a log (SQLite journal or JSONL), or a usage error saying what is wrong."""
+    from carlang_runtime.engine import EventLogError, read_event_log
 
-        try:
-            store = EventStore(path)
-            try:
-                return [e.to_dict() for e in store.events()]
-            finally:
-                store.close()
-        except Exception as exc:  # sqlite3.DatabaseError and friends: not a journal
-            fail_usage(f"{path}: not an event journal ({exc})")
-    records = []
-    for number, line in enumerate(path.read_text("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            fail_usage(f"{path}:{number}:{exc.colno}: error: not JSON: {exc.msg}")
-    return records
+    try:
+        return read_event_log(path)
+    except EventLogError as exc:
+        fail_usage(str(exc))
 
 
 def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:

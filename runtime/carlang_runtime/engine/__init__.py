@@ -24,7 +24,7 @@ from .approval import (
 from .cancel import CancelToken
 from .events import Event, EventKind, EventLog, JsonlSink
 from .hostloop import format_tool_result
-from .journal import EventStore, SqliteSink
+from .journal import EventLogError, EventStore, SqliteSink, read_event_log
 from .middleware import Middleware
 from .runtime import GateDecision, ReplanConfig, ReplanContext, RetryPolicy, Runtime
 from .state import StateStore
@@ -43,6 +43,8 @@ __all__ = [
     "JsonlSink",
     "SqliteSink",
     "EventStore",
+    "EventLogError",
+    "read_event_log",
     "CancelToken",
     "ApprovalGate",
     "ApprovalRequest",

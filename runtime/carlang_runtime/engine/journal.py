@@ -12,9 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..errors import CarlangRuntimeError
 from .events import TERMINAL_KINDS, Event, EventKind, event_document
 
-__all__ = ["SqliteSink", "EventStore", "StoredEvent", "RunSummary"]
+__all__ = [
+    "SqliteSink",
+    "EventStore",
+    "StoredEvent",
+    "RunSummary",
+    "EventLogError",
+    "SQLITE_SUFFIXES",
+    "read_event_log",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -180,3 +189,43 @@ class EventStore:
             status = json.loads(data).get("status", "completed") if data else "interrupted"
             summaries.append(RunSummary(run_id, started, ended, status, count))
         return summaries
+
+
+#: The file suffixes read as SQLite journals; anything else is read as JSONL.
+SQLITE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
+
+
+class EventLogError(CarlangRuntimeError):
+    """An event log that cannot be read: missing, not a journal, or a line that is not JSON."""
+
+
+def read_event_log(path: Path) -> list[dict[str, Any]]:
+    """Every event of a log as JSON-ready documents (`event_document`'s form), in order: a
+    SQLite journal (`.db`) or a JSONL file. Raises `EventLogError`, saying where."""
+    if not path.exists():
+        raise EventLogError(f"{path}: no such file")
+    if path.suffix in SQLITE_SUFFIXES:
+        try:
+            store = EventStore(path)
+            try:
+                return [event.to_dict() for event in store.events()]
+            finally:
+                store.close()
+        except sqlite3.Error as exc:
+            raise EventLogError(f"{path}: not an event journal ({exc})") from None
+    records = []
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EventLogError(f"{path}: cannot read it ({exc})") from None
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EventLogError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from None
+        if not isinstance(record, dict):
+            raise EventLogError(f"{path}:{number}:1: an event must be a JSON object")
+        records.append(record)
+    return records

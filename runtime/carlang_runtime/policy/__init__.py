@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .activation import VARIABLES, action_activation, policy_declarations
 from .policyset import Decision, PolicyLoadError, PolicyMatch, PolicySet, PolicyTrace
+from .static import StaticVerdict, static_verdicts
 
 __all__ = [
     "PolicySet",
@@ -14,4 +15,6 @@ __all__ = [
     "VARIABLES",
     "action_activation",
     "policy_declarations",
+    "StaticVerdict",
+    "static_verdicts",
 ]

@@ -20,7 +20,7 @@ from ..cel import compile as compile_cel
 from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
 from ..ir import Action, CelPolicy, Policy, PolicyEffect, ToolSchema
-from .activation import action_activation, policy_declarations
+from .activation import VARIABLES, action_activation, policy_declarations
 from .rules import NativeRule, native_rule
 
 __all__ = ["PolicySet", "Decision", "PolicyMatch", "PolicyTrace", "PolicyLoadError"]
@@ -47,6 +47,10 @@ class PolicyMatch:
     reason: str
     error: CelEvalError | None = None
     explanation: Explanation | None = None
+    #: The variables the verdict depended on (`action`, `params`, `state`, `scope`,
+    #: `history`, `now`): a verdict that read only `action` and `params` holds for every run
+    #: of the same action, which is what lets a plan be judged before it runs.
+    reads: frozenset[str] = frozenset(VARIABLES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +104,7 @@ class PolicyTrace:
 
 
 class _CelRule:
-    __slots__ = ("policy", "program", "run", "targets", "message", "match")
+    __slots__ = ("policy", "program", "run", "targets", "message", "match", "reads")
 
     def __init__(self, policy: CelPolicy, program: Program | None) -> None:
         self.policy = policy
@@ -115,8 +119,10 @@ class _CelRule:
             PolicyEffect.ALLOW: f"allowed by policy {policy.name}",
         }[effect]
         self.message = policy.message or default
+        # Targeting is by tool name, part of the action: a rule without a condition reads it.
+        self.reads = program.variables if program is not None else frozenset({"action"})
         # Matches without an error or an explanation are all alike: made once.
-        self.match = PolicyMatch(policy.name, effect, self.message)
+        self.match = PolicyMatch(policy.name, effect, self.message, reads=self.reads)
 
     def applies(self, tool: str | None) -> bool:
         if self.targets is None:
@@ -258,7 +264,9 @@ class PolicySet:
             policy, native = rule
             reason = native.check(action, state, admit)
             if reason is not None:
-                matches.append(PolicyMatch(policy.name, PolicyEffect.DENY, reason))
+                matches.append(
+                    PolicyMatch(policy.name, PolicyEffect.DENY, reason, reads=native.reads)
+                )
         if found.allows:
             matches.extend(self._allow_list(found.allows, activation, explain))
         if not matches:
@@ -362,16 +370,18 @@ class PolicySet:
             error = program.as_error(exc)
             reason = f"{rule.message} (its condition failed: {error.message})"
             explanation = program.explain(activation) if explain else None
-            return PolicyMatch(rule.policy.name, effect, reason, error, explanation)
+            return PolicyMatch(rule.policy.name, effect, reason, error, explanation, rule.reads)
         if value is True:
             if not explain:
                 return rule.match
             explanation = program.explain(activation)
-            return PolicyMatch(rule.policy.name, effect, rule.message, None, explanation)
+            return PolicyMatch(
+                rule.policy.name, effect, rule.message, None, explanation, rule.reads
+            )
         if value is not False:
             error = CelEvalError("no_matching_overload", "the condition is not a bool")
             reason = f"{rule.message} (its condition is not a bool)"
-            return PolicyMatch(rule.policy.name, effect, reason, error)
+            return PolicyMatch(rule.policy.name, effect, reason, error, None, rule.reads)
         return None
 
     def _allow_list(
@@ -392,4 +402,5 @@ class PolicySet:
             reason += "; failed: " + "; ".join(errors)
         first = allows[0].program
         explanation = first.explain(activation) if explain and first is not None else None
-        return [PolicyMatch(names, PolicyEffect.DENY, reason, None, explanation)]
+        reads = frozenset().union(*(rule.reads for rule in allows))
+        return [PolicyMatch(names, PolicyEffect.DENY, reason, None, explanation, reads)]

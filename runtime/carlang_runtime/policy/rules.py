@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from ..cel.functions import compile_regex
 from ..cel.values import CelEvalError
@@ -33,14 +33,24 @@ __all__ = ["NativeRule", "native_rule", "as_text"]
 Check = Callable[[Action, Mapping[str, Any], bool], "str | None"]
 
 
+#: What a rule's verdict on an action can depend on, in the names of a CEL condition's
+#: variables: the action alone, its parameters, the state, or the time and what ran before.
+ON_ACTION: Final = frozenset({"action"})
+ON_PARAMS: Final = frozenset({"params"})
+ON_STATE: Final = frozenset({"state"})
+ON_TIME: Final = frozenset({"now", "history"})
+
+
 class NativeRule:
-    """A built-in rule made runnable: `tool` is the tool it is about (None: every action)."""
+    """A built-in rule made runnable: `tool` is the tool it is about (None: every action);
+    `reads` what its verdict depends on (see `PolicyMatch.reads`)."""
 
-    __slots__ = ("tool", "check")
+    __slots__ = ("tool", "check", "reads")
 
-    def __init__(self, tool: str | None, check: Check) -> None:
+    def __init__(self, tool: str | None, check: Check, reads: frozenset[str]) -> None:
         self.tool = tool
         self.check = check
+        self.reads = reads
 
 
 def as_text(value: Any) -> str:
@@ -52,18 +62,19 @@ def as_text(value: Any) -> str:
 def native_rule(rule: BuiltinRule, clock: Callable[[], float]) -> NativeRule:
     """The runnable form of one built-in rule; `clock` (seconds) drives rate limits."""
     if isinstance(rule, DenyToolRule):
-        return NativeRule(rule.tool, lambda action, state, admit: f"tool '{rule.tool}' denied")
+        denied = f"tool '{rule.tool}' denied"
+        return NativeRule(rule.tool, lambda action, state, admit: denied, ON_ACTION)
     if isinstance(rule, DenyKeywordRule):
-        return NativeRule(None, _deny_keyword(rule))
+        return NativeRule(None, _deny_keyword(rule), ON_PARAMS)
     if isinstance(rule, DenyToolParamRule):
-        return NativeRule(rule.tool, _deny_tool_param(rule))
+        return NativeRule(rule.tool, _deny_tool_param(rule), ON_PARAMS)
     if isinstance(rule, AllowToolParamRule):
-        return NativeRule(rule.tool, _allow_tool_param(rule))
+        return NativeRule(rule.tool, _allow_tool_param(rule), ON_PARAMS)
     if isinstance(rule, DenyToolParamMatchingRule):
-        return NativeRule(rule.tool, _deny_matching(rule))
+        return NativeRule(rule.tool, _deny_matching(rule), ON_PARAMS)
     if isinstance(rule, RateLimitToolRule):
-        return NativeRule(rule.tool, _rate_limit(rule, clock))
-    return NativeRule(None, _require_state(rule))
+        return NativeRule(rule.tool, _rate_limit(rule, clock), ON_TIME)
+    return NativeRule(None, _require_state(rule), ON_STATE)
 
 
 def _deny_keyword(rule: DenyKeywordRule) -> Check:

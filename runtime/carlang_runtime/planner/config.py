@@ -1,0 +1,191 @@
+"""`PlannerConfig`: every number the planner's score uses, each settable by name.
+
+The CAR part reproduces car-runtime 0.58's `rank_proposals` exactly with these defaults (its
+`PlannerConfig` defaults are not published; they were measured). carlang's features are
+switched off by setting their weight to 0; `PlannerConfig.car()` switches all of them off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import CarlangRuntimeError
+from ..ir import CostTarget
+from ..suggest import did_you_mean
+
+__all__ = [
+    "PlannerConfig",
+    "SettingError",
+    "CARLANG_WEIGHTS",
+    "unknown_setting",
+    "check_setting",
+]
+
+
+#: The weights of carlang's own features (0 turns a feature off).
+CARLANG_WEIGHTS = (
+    "policy_weight",
+    "headroom_weight",
+    "reversibility_weight",
+    "monte_carlo_weight",
+)
+
+
+class SettingError(CarlangRuntimeError):
+    """A planner setting that does not exist or has a value it cannot take."""
+
+
+class PlannerConfig(BaseModel):
+    """The planner's weights, targets and penalties. Immutable: `with_settings` makes a copy."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_assignment=True)
+
+    # -- CAR's score ---------------------------------------------------------------------
+    cost_weight: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="share of cost efficiency in the score; the rest is validity",
+    )
+    target_actions: float = Field(
+        10, ge=0, description="actions for which the action term of cost efficiency is 0.5"
+    )
+    target_tool_calls: float = Field(
+        5, ge=0, description="tool calls for which the tool-call term is 0.5"
+    )
+    target_duration_ms: float = Field(
+        5000, ge=0, description="estimated duration for which the duration term is 0.5"
+    )
+    action_weight: float = Field(0.4, ge=0, description="weight of the action-count term")
+    tool_call_weight: float = Field(0.4, ge=0, description="weight of the tool-call term")
+    parallelism_weight: float = Field(
+        0.2, ge=0, description="weight of the parallelism term (1 - levels / actions)"
+    )
+    duration_weight: float = Field(
+        0.4, ge=0, description="weight of the duration term (only with durations from feedback)"
+    )
+    token_budget: float = Field(4000, ge=0, description="token estimate that zeroes token term")
+    token_weight: float = Field(
+        0.25, ge=0.0, le=1.0, description="share of tokens in cost efficiency"
+    )
+    warning_penalty: float = Field(0.1, ge=0.0, le=1.0, description="validity lost per warning")
+    conflict_penalty: float = Field(
+        0.15, ge=0.0, le=1.0, description="validity lost per write conflict"
+    )
+    min_validity: float = Field(
+        0.1, ge=0.0, le=1.0, description="floor of a valid candidate's validity"
+    )
+    verify_max_actions: int = Field(
+        100, ge=1, description="the action count above which verify warns (CAR's planner: 100)"
+    )
+    feedback_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="weight of historical tool confidence (with feedback)"
+    )
+    unknown_tool_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="success rate assumed for a tool feedback has not seen"
+    )
+    # -- carlang's features --------------------------------------------------------------
+    policy_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="weight of policy compliance (approvals, predicted denials)",
+    )
+    approval_penalty: float = Field(
+        0.1, ge=0.0, le=1.0, description="compliance lost per action that will need approval"
+    )
+    predicted_deny_penalty: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="compliance lost per action a state-reading policy may deny",
+    )
+    headroom_weight: float = Field(
+        0.2,
+        ge=0.0,
+        le=1.0,
+        description="weight of budget headroom (1 - the most used share of budget)",
+    )
+    reversibility_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="weight of reversibility (irreversible calls, no compensation)",
+    )
+    irreversible_penalty: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="reversibility lost per irreversible, uncompensated tool call",
+    )
+    monte_carlo_weight: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="weight of the Monte Carlo success estimate (with feedback)",
+    )
+    monte_carlo_trials: int = Field(
+        1000, ge=0, le=1_000_000, description="trials per candidate (0: no Monte Carlo)"
+    )
+    seed: int = Field(0, description="seed of the Monte Carlo trials")
+
+    @classmethod
+    def car(cls, **settings: Any) -> PlannerConfig:
+        """The configuration that scores exactly as car-runtime's `rank_proposals`: carlang's
+        feature weights at 0 (feedback and policies still apply when given)."""
+        return cls(**{name: 0.0 for name in CARLANG_WEIGHTS}, **settings)
+
+    @classmethod
+    def settable(cls) -> dict[str, str]:
+        """Every setting's name and what it means."""
+        return {name: field.description or "" for name, field in cls.model_fields.items()}
+
+    def with_settings(self, settings: Mapping[str, float | int | str]) -> PlannerConfig:
+        """A copy with `settings` applied; raises `SettingError` for an unknown name (with a
+        did-you-mean) or a value out of range."""
+        for name in settings:
+            problem = unknown_setting(name)
+            if problem is not None:
+                raise SettingError(problem)
+        data = {**self.model_dump(), **settings}
+        try:
+            return PlannerConfig.model_validate(data)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            name = ".".join(str(part) for part in error["loc"])
+            raise SettingError(
+                f"setting {name} = {data.get(name)!r}: {error['msg'].lower()}"
+            ) from None
+
+    def with_cost_target(self, target: CostTarget) -> PlannerConfig:
+        """A copy aimed at `target` (a plan's `cost_weight` and `target` lines)."""
+        return self.with_settings(
+            {
+                "cost_weight": target.cost_weight,
+                "target_actions": target.target_actions,
+                "target_tool_calls": target.target_tool_calls,
+                "target_duration_ms": target.target_duration_ms,
+            }
+        )
+
+
+def unknown_setting(name: str) -> str | None:
+    """Why `name` is not a planner setting (with a did-you-mean), or None if it is one."""
+    if name in PlannerConfig.model_fields:
+        return None
+    message = f"no planner setting is called '{name}'"
+    hint = did_you_mean(name, PlannerConfig.model_fields)
+    return f"{message}; {hint}" if hint else message
+
+
+def check_setting(name: str, value: float) -> str | None:
+    """Why `name = value` cannot be a planner setting, or None if it can (for the compiler,
+    which reports it at the setting's source position)."""
+    try:
+        PlannerConfig().with_settings({name: value})
+    except SettingError as exc:
+        return str(exc)
+    return None

@@ -1,0 +1,161 @@
+"""carlang's features of a candidate, each a value in [0, 1] (1: nothing against it) with the
+findings that explain it: policy compliance, budget headroom, reversibility, the estimated
+duration. The planner turns each into a factor of the score (see `score.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..columns import TOOL_CALL, Columns
+from ..dag import build_dag
+from ..ir import ActionProposal, Budget, PolicyEffect, Reversibility, SourceLoc
+from ..policy import PolicySet, static_verdicts
+from .config import PlannerConfig
+from .feedback import ToolFeedback
+
+__all__ = [
+    "Finding",
+    "PolicyCompliance",
+    "policy_compliance",
+    "budget_headroom",
+    "reversibility",
+    "estimated_duration_ms",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One reason behind a feature's value: which feature, which action (if one), why."""
+
+    feature: str
+    message: str
+    action_id: str | None = None
+    loc: SourceLoc | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (absent parts left out)."""
+        data: dict[str, Any] = {"feature": self.feature, "message": self.message}
+        if self.action_id is not None:
+            data["action_id"] = self.action_id
+        if self.loc is not None:
+            data["loc"] = str(self.loc)
+        return data
+
+
+@dataclass(slots=True)
+class PolicyCompliance:
+    """What the policies will say to a candidate's actions, before it runs."""
+
+    value: float = 1.0
+    denials: int = 0  # actions a policy will certainly deny: the candidate cannot run
+    predicted_denials: int = 0  # actions a state-reading policy is predicted to deny
+    approvals: int = 0  # actions that will need approval
+    findings: list[Finding] = field(default_factory=list)
+
+
+def policy_compliance(
+    proposal: ActionProposal,
+    policies: Sequence[PolicySet],
+    state: dict[str, Any],
+    config: PlannerConfig,
+) -> PolicyCompliance:
+    """Judge every action against `policies` (see `policy.static`): a certain deny counts
+    in `denials`; an action with a predicted deny or an approval costs its penalty, once."""
+    out = PolicyCompliance()
+    worst: dict[int, tuple[int, str]] = {}  # action -> (0 approval / 1 predicted deny, policy)
+    locs = {a.id: a.loc for a in proposal.actions}
+    for verdict in static_verdicts(policies, proposal, state):
+        loc = locs.get(verdict.action_id)
+        if verdict.effect is PolicyEffect.DENY:
+            if verdict.certain:
+                out.denials += 1
+                message = f"will be denied by {verdict.policy}: {verdict.reason}"
+                out.findings.append(Finding("policy", message, verdict.action_id, loc))
+                continue
+            rank, text = 1, f"is predicted to be denied by {verdict.policy}: {verdict.reason}"
+        else:
+            rank, text = 0, f"will need approval by {verdict.policy}: {verdict.reason}"
+        if verdict.index not in worst or worst[verdict.index][0] < rank:
+            worst[verdict.index] = (rank, text)
+    for index, (rank, text) in sorted(worst.items()):
+        action = proposal.actions[index]
+        out.findings.append(Finding("policy", text, action.id, action.loc))
+        if rank:
+            out.predicted_denials += 1
+        else:
+            out.approvals += 1
+    out.value = (1.0 - config.approval_penalty) ** out.approvals * (
+        1.0 - config.predicted_deny_penalty
+    ) ** out.predicted_denials
+    return out
+
+
+def budget_headroom(
+    budget: Budget, actions: int, tool_calls: int, duration_ms: float | None
+) -> tuple[float, list[Finding]]:
+    """1 - the largest share of the budget the candidate uses (0 at or over the budget)."""
+    shares: list[tuple[float, str]] = []
+    if budget.max_actions is not None:
+        shares.append(_share(actions, budget.max_actions, "actions"))
+    if budget.max_tool_calls is not None:
+        shares.append(_share(tool_calls, budget.max_tool_calls, "tool calls"))
+    if budget.max_duration_ms is not None and duration_ms is not None:
+        shares.append(
+            _share(duration_ms, budget.max_duration_ms, "ms (estimated duration)", whole=False)
+        )
+    if not shares:
+        return 1.0, []
+    used, text = max(shares, key=lambda item: item[0])
+    finding = Finding("headroom", f"{text} of budget {budget.name}")
+    return max(0.0, 1.0 - used), [finding]
+
+
+def _share(used: float, limit: float, what: str, whole: bool = True) -> tuple[float, str]:
+    share = used / limit if limit else (0.0 if used == 0 else float("inf"))
+    amount = f"{used:g}" if whole else f"{used:.0f}"
+    return share, f"uses {amount} of {limit:g} {what}"
+
+
+def reversibility(
+    proposal: ActionProposal, cols: Columns, config: PlannerConfig
+) -> tuple[float, int, list[Finding]]:
+    """(1 - penalty) per tool call that is irreversible and has no compensation: the calls
+    whose effects outlive an abort."""
+    findings = []
+    for index, kind in enumerate(cols.types):
+        if (
+            kind is TOOL_CALL
+            and cols.reversibility[index] is Reversibility.IRREVERSIBLE
+            and cols.compensations[index] is None
+        ):
+            action = proposal.actions[index]
+            message = f"calls {action.tool}, which is irreversible, without a compensation"
+            findings.append(Finding("reversibility", message, action.id, action.loc))
+    value = (1.0 - config.irreversible_penalty) ** len(findings)
+    return value, len(findings), findings
+
+
+def estimated_duration_ms(cols: Columns, feedback: ToolFeedback) -> float | None:
+    """How long the plan would take from the tools' mean durations: the runtime waits for a
+    whole level before the next, so the sum over levels of each level's slowest call. A tool
+    with no recorded duration counts as the mean of those with one; None if none has one."""
+    if not feedback.has_durations:
+        return None
+    means = {}
+    for tool in {t for t in cols.tools if t is not None}:
+        mean = feedback.mean_duration_ms(tool)
+        if mean is not None:
+            means[tool] = mean
+    known = [m for m in (feedback.mean_duration_ms(t) for t in feedback.stats) if m is not None]
+    fallback = sum(known) / len(known)
+    tools, types = cols.tools, cols.types
+    total = 0.0
+    for level in build_dag(cols).levels:
+        slowest = 0.0
+        for index in level:
+            if types[index] is TOOL_CALL:
+                slowest = max(slowest, means.get(tools[index] or "", fallback))
+        total += slowest
+    return total

@@ -1,0 +1,194 @@
+"""`simulate_monte_carlo`: how often a plan gets through, when tools fail at their known rates.
+
+Each trial walks the DAG level by level as the runtime does. A tool call succeeds with its
+tool's success rate per attempt, over `max_retries + 1` attempts when its failure behaviour is
+`retry`. A failure, or a rejection (a precondition or state dependency the plan's state does
+not meet, because what was to write it failed), aborts the run when the action's behaviour is
+`abort` or `retry`, and is passed over when it is `skip`; an abort rolls back every success of
+the trial. State writes, reads and assertions are decided by the state, as at run time. A level
+holding an `abort` action runs in order (an abort stops the rest of it); any other level's
+actions see the state the level started from. No tool is called.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..columns import ASSERTION, TOOL_CALL, Columns
+from ..dag import build_dag
+from ..ir import ActionProposal, FailureBehavior, load_proposal
+from ..precondition import check_assertion
+from ..verify.state import apply_effects, is_blocked
+from .feedback import ToolFeedback
+
+__all__ = ["MonteCarloResult", "simulate_monte_carlo", "UNKNOWN_TOOL_RATE"]
+
+#: The success rate of a tool no rate is given for (CAR's planner: 0.5).
+UNKNOWN_TOOL_RATE: Final = 0.5
+
+# What one action needs per trial: nothing (it always works), one random draw, or the state.
+_ALWAYS, _DRAW, _GENERAL = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class MonteCarloResult:
+    """What `trials` simulated runs of one proposal came to."""
+
+    trials: int
+    seed: int | None
+    #: Runs that did not abort (every failure was one the plan tolerates with `skip`).
+    success_rate: float
+    #: Runs in which every action succeeded.
+    full_success_rate: float
+    #: The mean share of actions that succeeded and were kept (an aborted run keeps none).
+    mean_completion: float
+    #: Per action id: the share of runs in which it succeeded and was kept.
+    action_success: dict[str, float]
+    #: Per action id: how many runs it aborted, most first.
+    abort_causes: dict[str, int]
+
+
+@dataclass(slots=True)
+class _Plan:
+    levels: list[tuple[list[int], bool]]  # (positions, runs in order)
+    mode: list[int]
+    chance: list[float]  # per action: the chance that a _DRAW/_GENERAL tool call succeeds
+    stops: list[bool]  # a failure or rejection aborts the run
+    tracks_state: bool
+
+
+def _plan(cols: Columns, rates: Mapping[str, float], unknown_rate: float) -> _Plan:
+    actions = cols.actions
+    n = len(actions)
+    mode, chance, stops = [_ALWAYS] * n, [1.0] * n, [False] * n
+    tracks_state = False
+    for i, action in enumerate(actions):
+        behaviour = action.failure_behavior
+        stops[i] = behaviour is not FailureBehavior.SKIP
+        checks = bool(cols.preconditions[i] or cols.dependencies[i])
+        kind = cols.types[i]
+        if kind is TOOL_CALL:
+            rate = rates.get(action.tool or "", unknown_rate)
+            attempts = action.max_retries + 1 if behaviour is FailureBehavior.RETRY else 1
+            chance[i] = 1.0 - (1.0 - min(max(rate, 0.0), 1.0)) ** attempts
+            mode[i] = _DRAW
+        if checks or kind is ASSERTION:
+            mode[i] = _GENERAL
+            tracks_state = True
+    dag = build_dag(cols)
+    abort = FailureBehavior.ABORT
+    levels = [
+        (level, len(level) == 1 or any(actions[i].failure_behavior is abort for i in level))
+        for level in dag.levels
+    ]
+    return _Plan(levels, mode, chance, stops, tracks_state)
+
+
+def simulate_monte_carlo(
+    proposal: ActionProposal | Mapping[str, Any] | str,
+    tool_success_rates: Mapping[str, float] | ToolFeedback,
+    trials: int = 1000,
+    seed: int | None = None,
+    *,
+    state: Mapping[str, Any] | None = None,
+    unknown_rate: float = UNKNOWN_TOOL_RATE,
+) -> MonteCarloResult:
+    """Run `trials` simulated executions of `proposal` from `state`, tools failing at
+    `tool_success_rates` (per attempt; `unknown_rate` for a tool not listed). The same
+    `seed` gives the same result."""
+    if trials < 1:
+        raise ValueError("trials must be at least 1")
+    prop = proposal if isinstance(proposal, ActionProposal) else load_proposal(proposal)
+    rates = (
+        tool_success_rates.success_rates()
+        if isinstance(tool_success_rates, ToolFeedback)
+        else tool_success_rates
+    )
+    cols = Columns.of(prop.actions)
+    plan = _plan(cols, rates, unknown_rate)
+    n = len(prop.actions)
+    draw = random.Random(seed).random
+    kept = [0] * n
+    aborts: dict[int, int] = {}
+    completed = full = 0
+    initial = dict(state or {})
+    for _ in range(trials):
+        live = dict(initial) if plan.tracks_state else initial
+        done, cause = _trial(plan, cols, live, draw)
+        if cause is not None:
+            aborts[cause] = aborts.get(cause, 0) + 1
+            continue
+        for i in done:
+            kept[i] += 1
+        completed += len(done)
+        if len(done) == n:
+            full += 1
+    ids = cols.ids
+    ok = trials - sum(aborts.values())
+    return MonteCarloResult(
+        trials=trials,
+        seed=seed,
+        success_rate=ok / trials,
+        full_success_rate=full / trials,
+        mean_completion=completed / (trials * n) if n else 1.0,
+        action_success={ids[i]: kept[i] / trials for i in range(n)},
+        abort_causes={
+            ids[i]: count for i, count in sorted(aborts.items(), key=lambda item: -item[1])
+        },
+    )
+
+
+def _trial(
+    plan: _Plan, cols: Columns, live: dict[str, Any], draw: Any
+) -> tuple[list[int], int | None]:
+    """One run: the positions that succeeded, and the one that aborted it (or None)."""
+    mode, chance, stops, tracks = plan.mode, plan.chance, plan.stops, plan.tracks_state
+    done: list[int] = []
+    for level, in_order in plan.levels:
+        if in_order:
+            for i in level:
+                m = mode[i]
+                if m is _ALWAYS or (m is _DRAW and draw() < chance[i]):
+                    ok = True
+                elif m is _DRAW:
+                    ok = False
+                else:
+                    ok = _decide(cols, i, live, chance[i], draw)
+                if ok:
+                    done.append(i)
+                    if tracks:
+                        apply_effects(cols, i, live)
+                elif stops[i]:
+                    return done, i
+            continue
+        # Side by side: every action sees the state the level starts from.
+        outcomes = [
+            (i, True if mode[i] is _ALWAYS else _decide(cols, i, live, chance[i], draw))
+            for i in level
+        ]
+        cause = None
+        for i, ok in outcomes:
+            if ok:
+                done.append(i)
+                if tracks:
+                    apply_effects(cols, i, live)
+            elif stops[i] and cause is None:
+                cause = i
+        if cause is not None:
+            return done, cause
+    return done, None
+
+
+def _decide(cols: Columns, i: int, live: dict[str, Any], chance: float, draw: Any) -> bool:
+    """Whether action `i` succeeds against `live`: not rejected, then its own outcome."""
+    if is_blocked(cols, i, live):
+        return False
+    kind = cols.types[i]
+    if kind is TOOL_CALL:
+        return bool(draw() < chance)
+    if kind is ASSERTION:
+        return check_assertion(cols.parameters[i], live) is None
+    return True

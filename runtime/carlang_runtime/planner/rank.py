@@ -1,0 +1,122 @@
+"""`rank`: candidates scored and ordered, best first; `rank_plan` for a program's plans."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
+from ..jsontext import parse_json
+from ..policy import PolicySet
+from ..verify import ToolsArg, load_state, tool_set
+from .config import PlannerConfig
+from .feedback import ToolFeedback
+from .governance import Governance
+from .score import Candidate, ScoredProposal, score_candidate
+
+__all__ = ["rank", "pick_best", "plan_config", "rank_plan"]
+
+PoliciesArg = PolicySet | Sequence[PolicySet] | Iterable[Policy] | None
+CandidatesArg = Sequence[ActionProposal | Mapping[str, Any] | str] | str
+
+
+def rank(
+    candidates: CandidatesArg,
+    tools: ToolsArg = None,
+    state: Mapping[str, Any] | str | None = None,
+    config: PlannerConfig | None = None,
+    feedback: ToolFeedback | None = None,
+    policies: PoliciesArg = None,
+    *,
+    governance: Governance | None = None,
+) -> list[ScoredProposal]:
+    """Score every candidate and order them best first: valid before invalid, then by score;
+    equal scores go to the candidate with fewer actions (as car-runtime orders them), then to
+    the earlier one. Nothing runs.
+
+    `candidates`: proposals (models, dicts, JSON texts) or one JSON array of them. `tools`,
+    `state`: as for `verify`. `config`: weights and targets (default `PlannerConfig()`).
+    `feedback`: tool history (enables historical confidence, durations, Monte Carlo).
+    `policies`: `PolicySet`s or policies, judged against each action beforehand.
+    `governance`: the capabilities and budgets candidates run under.
+    """
+    proposals = _load_candidates(candidates)
+    tools_set = tool_set(tools)
+    on = Candidate(
+        tools=tools_set,
+        state=load_state(state),
+        config=config or PlannerConfig(),
+        feedback=feedback,
+        policies=_policy_sets(policies),
+        governance=governance or Governance(),
+    )
+    scored = [score_candidate(i, p, on) for i, p in enumerate(proposals)]
+    return sorted(scored, key=lambda s: (not s.valid, -s.score, s.action_count, s.index))
+
+
+def pick_best(*args: Any, **kwargs: Any) -> ScoredProposal | None:
+    """The best valid candidate (`rank`'s arguments), or None when none is valid."""
+    ranked = rank(*args, **kwargs)
+    return ranked[0] if ranked and ranked[0].valid else None
+
+
+def plan_config(plan: Plan, base: PlannerConfig | None = None) -> PlannerConfig:
+    """The configuration a plan asks for: `base` aimed at its cost target, then its
+    `set` lines. Raises `SettingError` for a setting the planner does not have."""
+    config = base or PlannerConfig()
+    if plan.cost_target is not None:
+        config = config.with_cost_target(plan.cost_target)
+    return config.with_settings(plan.settings) if plan.settings else config
+
+
+def rank_plan(
+    program: Program,
+    plan: Plan | str,
+    *,
+    config: PlannerConfig | None = None,
+    feedback: ToolFeedback | None = None,
+    state: Mapping[str, Any] | None = None,
+) -> list[ScoredProposal]:
+    """Rank a program's plan: its candidates against the program's tools, initial state (with
+    `state` over it), policies, capabilities and budgets, with the plan's settings over
+    `config`."""
+    if isinstance(plan, str):
+        found = program.plan(plan)
+        if found is None:
+            raise KeyError(f"no plan is called '{plan}'")
+        plan = found
+    candidates = []
+    for name in plan.candidates:
+        proposal = program.proposal(name)
+        if proposal is None:
+            raise KeyError(f"plan {plan.name} names no proposal '{name}'")
+        candidates.append(proposal)
+    return rank(
+        candidates,
+        program.tools,
+        {**program.initial_state, **(state or {})},
+        plan_config(plan, config),
+        feedback,
+        PolicySet(program.policies, tools=program.tools),
+        governance=Governance.from_program(program),
+    )
+
+
+def _load_candidates(candidates: CandidatesArg) -> list[ActionProposal]:
+    if isinstance(candidates, (str, bytes)):
+        data = parse_json(candidates)
+        if not isinstance(data, list):
+            raise TypeError("candidates as JSON text must be an array of proposals")
+        return [load_proposal(item) for item in data]
+    return [c if isinstance(c, ActionProposal) else load_proposal(c) for c in candidates]
+
+
+def _policy_sets(policies: PoliciesArg) -> list[PolicySet]:
+    if policies is None:
+        return []
+    if isinstance(policies, PolicySet):
+        return [policies]
+    items = list(policies)
+    sets = [item for item in items if isinstance(item, PolicySet)]
+    plain = [item for item in items if not isinstance(item, PolicySet)]
+    return [*sets, PolicySet(plain)] if plain else sets

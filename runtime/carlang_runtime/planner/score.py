@@ -1,0 +1,300 @@
+"""The score of one candidate, from its verification, its cost and carlang's features.
+
+    base  = 0                                                  if the candidate is invalid
+          = validity * (1 - cost_weight) + cost_efficiency * cost_weight   otherwise (CAR)
+    score = base * factor(feedback) * factor(policy) * factor(headroom)
+                 * factor(reversibility) * factor(monte_carlo)
+    factor(f) = 1 - weight_f + weight_f * value_f              (CAR's feedback formula)
+
+validity = max(min_validity, 1 - warning_penalty * warnings - conflict_penalty * conflicts);
+cost_efficiency = (1 - token_weight) * mean(terms, weighted) + token_weight * tokens term,
+where each count's term is max(0, 1 - count / (2 * target)) (1 for none, 0.5 at the target)
+and parallelism's is 1 - levels / actions. Every value in [0, 1], 1 meaning nothing against
+it; a feature with nothing to say (no policies, no budget, no feedback) has value 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ..columns import TOOL_CALL, Columns
+from ..ir import ActionProposal
+from ..policy import PolicySet
+from ..verify import ToolSet, VerifyResult
+from ..verify import verify as verify_proposal
+from .config import PlannerConfig
+from .features import (
+    Finding,
+    budget_headroom,
+    estimated_duration_ms,
+    policy_compliance,
+    reversibility,
+)
+from .feedback import ToolFeedback
+from .governance import Governance
+from .montecarlo import MonteCarloResult, simulate_monte_carlo
+
+__all__ = ["ScoredProposal", "Candidate", "score_candidate", "token_estimate", "FEATURES"]
+
+#: The score's factors, in the order they are applied and reported.
+FEATURES = ("feedback", "policy", "headroom", "reversibility", "monte_carlo")
+
+# CAR stamps a proposal without a timestamp when it loads it; its token estimate counts the
+# stamp: `,"timestamp":"2026-01-01T00:00:00.000000000Z"` is 45 bytes.
+_STAMP_BYTES = 45
+_NOT_CAR: Any = {"loc": True, "capability": True, "budget": True, "actions": {"__all__": {"loc"}}}
+
+
+class ScoredProposal(BaseModel):
+    """A candidate's score and everything that went into it. The first sixteen fields are
+    car-runtime's, with its names and meaning; the rest are carlang's."""
+
+    index: int
+    score: float
+    validity: float
+    cost_efficiency: float
+    error_count: int
+    warning_count: int
+    action_count: int
+    tool_call_count: int
+    parallelism_levels: int
+    valid: bool
+    state_keys_written: int
+    has_write_conflicts: bool
+    historical_confidence: float
+    token_estimate: int
+    quality_per_token: float
+    outcome_value: float = 0.0
+    # -- carlang ------------------------------------------------------------------------
+    proposal_id: str
+    base_score: float = Field(description="CAR's score before the factors")
+    policy_compliance: float
+    approvals: int
+    denials: int
+    predicted_denials: int
+    budget_headroom: float | None
+    reversibility: float
+    irreversible_actions: int
+    monte_carlo_success: float | None
+    estimated_duration_ms: float | None
+    factors: dict[str, float] = Field(description="each feature's multiplier of the score")
+    findings: list[dict[str, Any]] = Field(default_factory=list)
+
+    def findings_for(self, feature: str) -> list[dict[str, Any]]:
+        """The findings of one feature (`validity`, `cost`, or one of `FEATURES`)."""
+        return [f for f in self.findings if f["feature"] == feature]
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """What every candidate of one ranking is scored against."""
+
+    tools: ToolSet | None
+    state: dict[str, Any]
+    config: PlannerConfig
+    feedback: ToolFeedback | None
+    policies: Sequence[PolicySet]
+    governance: Governance
+
+
+def token_estimate(proposal: ActionProposal) -> int:
+    """CAR's `estimate_proposal_tokens`: the bytes of the proposal's compact JSON / 4, as CAR
+    would serialise it (without carlang's source locations and references)."""
+    size = len(proposal.model_dump_json(exclude=_NOT_CAR).encode())
+    if proposal.timestamp is None:
+        size += _STAMP_BYTES
+    return size // 4
+
+
+def _term(count: float, target: float) -> float:
+    if target <= 0:
+        return 1.0 if count <= 0 else 0.0
+    return max(0.0, 1.0 - count / (2.0 * target))
+
+
+def _cost_efficiency(
+    config: PlannerConfig,
+    actions: int,
+    tool_calls: int,
+    levels: int,
+    tokens: int,
+    duration_ms: float | None,
+) -> float:
+    terms = [
+        (config.action_weight, _term(actions, config.target_actions)),
+        (config.tool_call_weight, _term(tool_calls, config.target_tool_calls)),
+        (config.parallelism_weight, 1.0 - levels / actions if actions else 0.0),
+    ]
+    if duration_ms is not None:
+        terms.append((config.duration_weight, _term(duration_ms, config.target_duration_ms)))
+    total = sum(weight for weight, _ in terms)
+    structure = sum(weight * value for weight, value in terms) / total if total else 0.0
+    budget = config.token_budget
+    tokens_term = max(0.0, 1.0 - tokens / budget) if budget > 0 else float(tokens == 0)
+    return (1.0 - config.token_weight) * structure + config.token_weight * tokens_term
+
+
+def _confidence(cols: Columns, feedback: ToolFeedback, config: PlannerConfig) -> float:
+    rates = [
+        feedback.success_rate(tool or "")
+        for tool, kind in zip(cols.tools, cols.types, strict=True)
+        if kind is TOOL_CALL
+    ]
+    if not rates:
+        return 1.0
+    unknown = config.unknown_tool_confidence
+    return sum(unknown if rate is None else rate for rate in rates) / len(rates)
+
+
+def _validity_findings(result: VerifyResult, proposal: ActionProposal) -> list[Finding]:
+    locs = {a.id: a.loc for a in proposal.actions}
+    return [
+        Finding(
+            "validity",
+            f"{issue.severity}: {issue.message}",
+            issue.action_id,
+            issue.loc or locs.get(issue.action_id),
+        )
+        for issue in result.issues
+    ]
+
+
+def _factor(weight: float, value: float) -> float:
+    return 1.0 - weight + weight * value
+
+
+def score_candidate(index: int, proposal: ActionProposal, on: Candidate) -> ScoredProposal:
+    """Score one candidate (see the module's docstring for the formula)."""
+    config = on.config
+    findings: list[Finding] = []
+    errors: list[str] = []
+    capability = budget = None
+    try:
+        capability = on.governance.capability_for(proposal)
+        budget = on.governance.budget_for(proposal)
+    except LookupError as exc:
+        errors.append(str(exc))
+        findings.append(Finding("validity", f"error: {exc}"))
+    result = verify_proposal(
+        proposal,
+        on.state,
+        on.tools,
+        config.verify_max_actions,
+        capability=capability,
+        budget=budget,
+    )
+    findings.extend(_validity_findings(result, proposal))
+    cols = Columns.of(proposal.actions)
+    actions = len(proposal.actions)
+    tool_calls = sum(1 for kind in cols.types if kind is TOOL_CALL)
+    levels = len(result.execution_levels)
+    warnings = len(result.warnings())
+    conflicts = len(result.conflicts)
+    compliance = policy_compliance(proposal, on.policies, on.state, config)
+    findings.extend(compliance.findings)
+    error_count = len(result.errors()) + len(errors) + compliance.denials
+    valid = error_count == 0
+    validity = (
+        max(
+            config.min_validity,
+            1.0 - config.warning_penalty * warnings - config.conflict_penalty * conflicts,
+        )
+        if valid
+        else 0.0
+    )
+    feedback = on.feedback
+    duration = estimated_duration_ms(cols, feedback) if feedback is not None else None
+    tokens = token_estimate(proposal)
+    efficiency = _cost_efficiency(config, actions, tool_calls, levels, tokens, duration)
+    cost_text = f"{actions} actions, {tool_calls} tool calls, {levels} levels, {tokens} tokens"
+    if duration is not None:
+        cost_text += f", about {duration:.0f} ms"
+    findings.append(Finding("cost", cost_text))
+    base = validity * (1.0 - config.cost_weight) + efficiency * config.cost_weight
+    factors: dict[str, float] = {}
+    confidence = 1.0
+    if feedback is not None:
+        confidence = _confidence(cols, feedback, config)
+        factors["feedback"] = _factor(config.feedback_weight, confidence)
+        findings.extend(_feedback_findings(cols, feedback))
+    factors["policy"] = _factor(config.policy_weight, compliance.value)
+    headroom = None
+    if budget is not None:
+        headroom, notes = budget_headroom(budget, actions, tool_calls, duration)
+        findings.extend(notes)
+        factors["headroom"] = _factor(config.headroom_weight, headroom)
+    safe, irreversible, notes = reversibility(proposal, cols, config)
+    findings.extend(notes)
+    factors["reversibility"] = _factor(config.reversibility_weight, safe)
+    monte: MonteCarloResult | None = None
+    if feedback is not None and valid and config.monte_carlo_trials and config.monte_carlo_weight:
+        monte = simulate_monte_carlo(
+            proposal,
+            feedback,
+            config.monte_carlo_trials,
+            config.seed,
+            state=on.state,
+            unknown_rate=config.unknown_tool_confidence,
+        )
+        factors["monte_carlo"] = _factor(config.monte_carlo_weight, monte.success_rate)
+        findings.append(_monte_carlo_finding(monte))
+    score = base if valid else 0.0
+    for value in factors.values():
+        score *= value
+    return ScoredProposal(
+        index=index,
+        score=score,
+        validity=validity,
+        cost_efficiency=efficiency,
+        error_count=error_count,
+        warning_count=warnings,
+        action_count=actions,
+        tool_call_count=tool_calls,
+        parallelism_levels=levels,
+        valid=valid,
+        state_keys_written=len({k for a in proposal.actions for k in a.written_keys()}),
+        has_write_conflicts=conflicts > 0,
+        historical_confidence=confidence,
+        token_estimate=tokens,
+        quality_per_token=score / tokens if tokens else 0.0,
+        proposal_id=proposal.id,
+        base_score=base if valid else 0.0,
+        policy_compliance=compliance.value,
+        approvals=compliance.approvals,
+        denials=compliance.denials,
+        predicted_denials=compliance.predicted_denials,
+        budget_headroom=headroom,
+        reversibility=safe,
+        irreversible_actions=irreversible,
+        monte_carlo_success=monte.success_rate if monte is not None else None,
+        estimated_duration_ms=duration,
+        factors=factors,
+        findings=[f.to_dict() for f in findings],
+    )
+
+
+def _feedback_findings(cols: Columns, feedback: ToolFeedback) -> list[Finding]:
+    findings = []
+    for tool in sorted(
+        {t for t, k in zip(cols.tools, cols.types, strict=True) if k is TOOL_CALL and t is not None}
+    ):
+        rate = feedback.success_rate(tool)
+        stats = feedback.stats.get(tool)
+        if rate is None:
+            findings.append(Finding("feedback", f"no history for tool {tool}"))
+            continue
+        seen = f" over {stats.attempts} attempts" if stats is not None and stats.attempts else ""
+        findings.append(Finding("feedback", f"tool {tool} succeeds {rate:.0%}{seen}"))
+    return findings
+
+
+def _monte_carlo_finding(monte: MonteCarloResult) -> Finding:
+    text = f"gets through {monte.success_rate:.1%} of {monte.trials} simulated runs"
+    if monte.abort_causes:
+        action, count = next(iter(monte.abort_causes.items()))
+        text += f"; most aborts at {action} ({count})"
+    return Finding("monte_carlo", text)
