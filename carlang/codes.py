@@ -167,6 +167,14 @@ COMPILER_CODES: tuple[Code, ...] = (
         "a value outside what the setting allows",
         "carlang",
     ),
+    Code(
+        "CL0218",
+        "unknown-setting",
+        "names",
+        "error",
+        "a plan `set` that names no planner setting",
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

@@ -928,7 +928,8 @@ class _Lowerer:
                 elif isinstance(item, ast.Setting):
                     if not self.plain(source, item.name, "setting name"):
                         continue
-                    settings[item.name.text] = float(item.value.value)
+                    if self.planner_setting(source, item):
+                        settings[item.name.text] = float(item.value.value)
             if not candidates:
                 self.d.error(
                     "CL0217",
@@ -947,6 +948,29 @@ class _Lowerer:
                 plan["cost_target"] = ir.CostTarget(**target)
             out.append(ir.Plan.model_validate(plan))
         return out
+
+    def planner_setting(self, source: Source, item: ast.Setting) -> bool:
+        """Whether a plan's `set NAME = VALUE` is one the planner has, with a value it takes;
+        reports it if not."""
+        from carlang_runtime.planner.config import check_setting, unknown_setting
+
+        name = item.name.text
+        unknown = unknown_setting(name)
+        if unknown is not None:
+            message, _, hint = unknown.partition("; ")
+            self.d.error(
+                "CL0218",
+                message.replace(f"'{name}'", f"`{name}`"),
+                source,
+                item.name.span,
+                help=hint.replace("'", "`") or "see `carlang rank --help` for the settings",
+            )
+            return False
+        problem = check_setting(name, float(item.value.value))
+        if problem is not None:
+            self.d.error("CL0217", problem, source, item.value.span)
+            return False
+        return True
 
     # -- all ---------------------------------------------------------------------------------
 

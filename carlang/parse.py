@@ -443,6 +443,7 @@ class AstBuilder:
 
     def setting(self, name: Token, value: Token) -> ast.Setting:
         span = self.span
+        self.span = (value[2], value[3])  # the number's own span, for errors about its value
         number = self.number(value)
         self.span = span
         return ast.Setting(self._name(name), number, span=self._here())

@@ -172,10 +172,10 @@ def test_policies_and_rules() -> None:
 def test_plans() -> None:
     program = compile_ok(
         "tool t()\nproposal a { x = t() }\nproposal b { y = t() }\n"
-        "plan choose { candidates a, b  cost_weight 0.4  target tool_calls 2, actions 3, duration 1s  set risk = 0.5 }\n"
+        "plan choose { candidates a, b  cost_weight 0.4  target tool_calls 2, actions 3, duration 1s  set approval_penalty = 0.5 }\n"
     )
     plan = program.plans[0]
-    assert plan.candidates == ["a", "b"] and plan.settings == {"risk": 0.5}
+    assert plan.candidates == ["a", "b"] and plan.settings == {"approval_penalty": 0.5}
     assert plan.cost_target == ir.CostTarget(
         target_tool_calls=2, target_actions=3, target_duration_ms=1000.0, cost_weight=0.4
     )

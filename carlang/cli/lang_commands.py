@@ -12,10 +12,12 @@ import typer
 from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
 
 if TYPE_CHECKING:
+    from carlang_runtime.ir import Program
+
     from carlang.compiler import CompileResult
     from carlang.diagnostics import Diagnostic
 
-__all__ = ["register", "collect_sources"]
+__all__ = ["register", "collect_sources", "project_root", "compile_program"]
 
 
 class CheckFormat(StrEnum):
@@ -58,6 +60,22 @@ def project_root(files: list[Path], root: Path | None) -> Path:
             fail_usage(f"--root {root}: not a directory")
         return root.resolve()
     return default_root(files[0])
+
+
+def compile_program(
+    file: Path, root: Path | None, state: dict[str, Any] | None = None
+) -> tuple[CompileResult, Program]:
+    """Compile one program for a command that uses it (explain, run, rank): its errors, if
+    any, go to stderr and end the command with exit 1."""
+    from carlang.compiler import compile_file
+    from carlang.render import render_text
+
+    files = collect_sources([file])
+    result = compile_file(files[0], project_root(files, root), state=state)
+    if result.diagnostics.has_errors or result.program is None:
+        echo_err(render_text(result.diagnostics.sorted()))
+        raise typer.Exit(EXIT_FAILED)
+    return result, result.program
 
 
 def _compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], list[Diagnostic]]:

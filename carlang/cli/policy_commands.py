@@ -9,8 +9,8 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import EXIT_FAILED, echo, echo_err, fail_usage, guarded
-from .lang_commands import collect_sources, project_root
+from .common import echo, fail_usage, guarded
+from .lang_commands import compile_program
 
 __all__ = ["register"]
 
@@ -66,20 +66,13 @@ def explain_command(
     from carlang_runtime import ir
     from carlang_runtime.policy import PolicySet
 
-    from carlang.compiler import compile_file
     from carlang.explain import describe_action, render_json, render_text
-    from carlang.render import render_text as render_diagnostics
 
     if (proposal is None) == (tool is None):
         fail_usage("give either --proposal NAME --action ID, or --tool NAME [--params JSON]")
     if proposal is not None and action_id is None:
         fail_usage("--proposal needs --action ID: which of its actions to explain")
-    files = collect_sources([file])
-    result = compile_file(files[0], project_root(files, root))
-    if result.diagnostics.has_errors or result.program is None:
-        echo_err(render_diagnostics(result.diagnostics.sorted()))
-        raise typer.Exit(EXIT_FAILED)
-    program = result.program
+    _, program = compile_program(file, root)
     if proposal is not None:
         chosen = program.proposal(proposal)
         if chosen is None:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..capability import CapabilityCheck
 from ..errors import CarlangRuntimeError
@@ -46,6 +46,9 @@ from .middleware import Middleware
 from .run import ProposalRun
 from .state import StateStore
 from .tools import RegisteredTool, subprocess_tool
+
+if TYPE_CHECKING:
+    from ..planner import PlannerConfig, ScoredProposal, ToolFeedback
 
 __all__ = ["Runtime", "RetryPolicy", "ReplanConfig", "ReplanContext", "GateDecision"]
 
@@ -523,11 +526,20 @@ class Runtime:
         session: str | None = None,
         scope: Mapping[str, Any] | None = None,
         cancel: CancelToken | None = None,
+        config: PlannerConfig | None = None,
+        feedback: ToolFeedback | None = None,
     ) -> ProposalResult:
         """Run the best candidate; if it does not fully succeed, restore the state and fall
         back to the next (see `plan_and_execute_async`)."""
         return run_sync(
-            self.plan_and_execute_async(candidates, session=session, scope=scope, cancel=cancel)
+            self.plan_and_execute_async(
+                candidates,
+                session=session,
+                scope=scope,
+                cancel=cancel,
+                config=config,
+                feedback=feedback,
+            )
         )
 
     async def plan_and_execute_async(
@@ -537,32 +549,61 @@ class Runtime:
         session: str | None = None,
         scope: Mapping[str, Any] | None = None,
         cancel: CancelToken | None = None,
+        config: PlannerConfig | None = None,
+        feedback: ToolFeedback | None = None,
     ) -> ProposalResult:
-        """Candidates that verify against this runtime's state and tools come first, in the
-        order given (the planner, `carlang_runtime.planner`, ranks them by score); the first
-        that fully succeeds wins. Each failure is rolled back before the next runs. Returns the
-        winner's result, or the last failure's."""
+        """Rank the candidates (`rank_candidates`) and run them best first until one fully
+        succeeds; each failure is rolled back before the next runs. Returns the winner's
+        result, or the last failure's. With `feedback`, every run is recorded in it, so the
+        next ranking knows how the tools fared."""
         proposals = [self._as_proposal(c) for c in candidates]
         if not proposals:
             raise CarlangRuntimeError("plan_and_execute needs at least one candidate")
-        tenant = (scope or {}).get("tenant")
-        ordered = self.order_candidates(proposals, tenant if isinstance(tenant, str) else None)
+        ranked = self.rank_candidates(
+            proposals, session=session, scope=scope, config=config, feedback=feedback
+        )
         result: ProposalResult | None = None
-        for proposal in ordered:
+        for scored in ranked:
+            proposal = proposals[scored.index]
             mark = self.state.mark()
             result = await self.execute_async(proposal, session=session, scope=scope, cancel=cancel)
+            if feedback is not None:
+                feedback.record(proposal, result)
             if result.all_succeeded() or (cancel is not None and cancel.cancelled):
                 return result
             self.state.rollback(mark)
         assert result is not None
         return result
 
-    def order_candidates(
-        self, proposals: list[ActionProposal], tenant: str | None
-    ) -> list[ActionProposal]:
-        """The order `plan_and_execute` tries candidates in: valid ones first, stable."""
-        valid = [p for p in proposals if not self._verify(p, tenant)]
-        return valid + [p for p in proposals if p not in valid]
+    def rank_candidates(
+        self,
+        proposals: Sequence[ActionProposal],
+        *,
+        session: str | None = None,
+        scope: Mapping[str, Any] | None = None,
+        config: PlannerConfig | None = None,
+        feedback: ToolFeedback | None = None,
+    ) -> list[ScoredProposal]:
+        """The planner's ranking of `proposals` against this runtime: its tools, the state the
+        caller's tenant sees, its policies and the session's, its capabilities and budgets."""
+        from ..planner import Governance, rank
+
+        tenant = (scope or {}).get("tenant")
+        governance = Governance(
+            {name: check.capability for name, check in self._capabilities.items()},
+            self._budgets,
+            self._capability.capability if self._capability is not None else None,
+            self._budget,
+        )
+        return rank(
+            proposals,
+            self._schemas(),
+            self.state.data(tenant if isinstance(tenant, str) else None),
+            config,
+            feedback,
+            self.policy_sets(session),
+            governance=governance,
+        )
 
     # -- durable runs ----------------------------------------------------------------------
 

@@ -78,8 +78,8 @@ def rank_plan(
     state: Mapping[str, Any] | None = None,
 ) -> list[ScoredProposal]:
     """Rank a program's plan: its candidates against the program's tools, initial state (with
-    `state` over it), policies, capabilities and budgets, with the plan's settings over
-    `config`."""
+    `state` over it), policies, capabilities and budgets. `config` is used as given; without
+    it, the plan's own (`plan_config(plan)`)."""
     if isinstance(plan, str):
         found = program.plan(plan)
         if found is None:
@@ -95,7 +95,7 @@ def rank_plan(
         candidates,
         program.tools,
         {**program.initial_state, **(state or {})},
-        plan_config(plan, config),
+        config if config is not None else plan_config(plan),
         feedback,
         PolicySet(program.policies, tools=program.tools),
         governance=Governance.from_program(program),
