@@ -95,13 +95,10 @@ class PlannerConfig(BaseModel):
         description="weight of policy compliance (approvals, predicted denials)",
     )
     approval_penalty: float = Field(
-        0.1, ge=0.0, le=1.0, description="compliance lost per action that will need approval"
+        0.1, ge=0.0, description="risk per action that will need approval (1 / (1 + risk))"
     )
     predicted_deny_penalty: float = Field(
-        0.5,
-        ge=0.0,
-        le=1.0,
-        description="compliance lost per action a state-reading policy may deny",
+        0.5, ge=0.0, description="risk per action a state-reading policy is predicted to deny"
     )
     headroom_weight: float = Field(
         0.2,
@@ -118,8 +115,7 @@ class PlannerConfig(BaseModel):
     irreversible_penalty: float = Field(
         0.05,
         ge=0.0,
-        le=1.0,
-        description="reversibility lost per irreversible, uncompensated tool call",
+        description="risk per irreversible tool call without a compensation (1 / (1 + risk))",
     )
     monte_carlo_weight: float = Field(
         1.0,
@@ -136,7 +132,7 @@ class PlannerConfig(BaseModel):
     def car(cls, **settings: Any) -> PlannerConfig:
         """The configuration that scores exactly as car-runtime's `rank_proposals`: carlang's
         feature weights at 0 (feedback and policies still apply when given)."""
-        return cls(**{name: 0.0 for name in CARLANG_WEIGHTS}, **settings)
+        return cls(**{**{name: 0.0 for name in CARLANG_WEIGHTS}, **settings})
 
     @classmethod
     def settable(cls) -> dict[str, str]:

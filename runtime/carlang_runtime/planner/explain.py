@@ -176,7 +176,9 @@ def render_explanation(
         if not comparison.lost_on:
             lines.append("  - nothing: an equal score; ties go to fewer actions, then the earlier")
         lines.extend(f"  - {_describe(d)}" for d in comparison.lost_on)
-        if comparison.better_on:
-            better = ", ".join(_LABELS[d.feature] for d in comparison.better_on)
-            lines.append(f"  (better on {better})")
+        for better in comparison.better_on:
+            label = _LABELS[better.feature]
+            paid = _findings(winner, other, better.feature) if better.feature != "cost" else []
+            detail = "; ".join(f"{_where(f)}{f['message']}" for f in paid)
+            lines.append(f"  + better on {label}" + (f" (the winner: {detail})" if detail else ""))
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..columns import TOOL_CALL, Columns
-from ..dag import build_dag
+from ..dag import Dag
 from ..ir import ActionProposal, Budget, PolicyEffect, Reversibility, SourceLoc
 from ..policy import PolicySet, static_verdicts
 from .config import PlannerConfig
@@ -17,6 +17,9 @@ from .feedback import ToolFeedback
 
 __all__ = [
     "Finding",
+    "FINDINGS_PER_FEATURE",
+    "capped",
+    "risk_value",
     "PolicyCompliance",
     "policy_compliance",
     "budget_headroom",
@@ -44,6 +47,27 @@ class Finding:
         return data
 
 
+#: A feature lists at most this many findings, then how many more there are: a plan of
+#: 10,000 actions does not need 10,000 lines to say why it scores as it does.
+FINDINGS_PER_FEATURE = 10
+
+
+def capped(findings: list[Finding]) -> list[Finding]:
+    """`findings` (of one feature) cut to `FINDINGS_PER_FEATURE`, with a count of the rest."""
+    if len(findings) <= FINDINGS_PER_FEATURE:
+        return findings
+    rest = len(findings) - FINDINGS_PER_FEATURE
+    more = Finding(findings[0].feature, f"... and {rest:,} more like these")
+    return [*findings[:FINDINGS_PER_FEATURE], more]
+
+
+def risk_value(*weighted_counts: tuple[float, int]) -> float:
+    """1 / (1 + sum of penalty * count): 1 with nothing against a candidate, falling with each
+    risky action but never to 0, so that large plans still compare (a product of (1 - p)
+    per action would underflow at thousands of actions)."""
+    return 1.0 / (1.0 + sum(penalty * count for penalty, count in weighted_counts))
+
+
 @dataclass(slots=True)
 class PolicyCompliance:
     """What the policies will say to a candidate's actions, before it runs."""
@@ -62,7 +86,8 @@ def policy_compliance(
     config: PlannerConfig,
 ) -> PolicyCompliance:
     """Judge every action against `policies` (see `policy.static`): a certain deny counts
-    in `denials`; an action with a predicted deny or an approval costs its penalty, once."""
+    in `denials`; an action with a predicted deny or an approval costs its penalty, once
+    (`risk_value`)."""
     out = PolicyCompliance()
     worst: dict[int, tuple[int, str]] = {}  # action -> (0 approval / 1 predicted deny, policy)
     locs = {a.id: a.loc for a in proposal.actions}
@@ -86,9 +111,11 @@ def policy_compliance(
             out.predicted_denials += 1
         else:
             out.approvals += 1
-    out.value = (1.0 - config.approval_penalty) ** out.approvals * (
-        1.0 - config.predicted_deny_penalty
-    ) ** out.predicted_denials
+    out.findings = capped(out.findings)
+    out.value = risk_value(
+        (config.approval_penalty, out.approvals),
+        (config.predicted_deny_penalty, out.predicted_denials),
+    )
     return out
 
 
@@ -121,23 +148,28 @@ def _share(used: float, limit: float, what: str, whole: bool = True) -> tuple[fl
 def reversibility(
     proposal: ActionProposal, cols: Columns, config: PlannerConfig
 ) -> tuple[float, int, list[Finding]]:
-    """(1 - penalty) per tool call that is irreversible and has no compensation: the calls
-    whose effects outlive an abort."""
+    """`risk_value` of the tool calls that are irreversible and have no compensation: the
+    calls whose effects outlive an abort."""
+    irreversible, compensations = Reversibility.IRREVERSIBLE, cols.compensations
+    risky = [
+        index
+        for index, (kind, reversible) in enumerate(zip(cols.types, cols.reversibility, strict=True))
+        if kind is TOOL_CALL and reversible is irreversible and compensations[index] is None
+    ]
     findings = []
-    for index, kind in enumerate(cols.types):
-        if (
-            kind is TOOL_CALL
-            and cols.reversibility[index] is Reversibility.IRREVERSIBLE
-            and cols.compensations[index] is None
-        ):
-            action = proposal.actions[index]
-            message = f"calls {action.tool}, which is irreversible, without a compensation"
-            findings.append(Finding("reversibility", message, action.id, action.loc))
-    value = (1.0 - config.irreversible_penalty) ** len(findings)
-    return value, len(findings), findings
+    for index in risky[: FINDINGS_PER_FEATURE + 1]:
+        action = proposal.actions[index]
+        message = f"calls {action.tool}, which is irreversible, without a compensation"
+        findings.append(Finding("reversibility", message, action.id, action.loc))
+    if len(risky) > FINDINGS_PER_FEATURE:
+        findings[FINDINGS_PER_FEATURE] = Finding(
+            "reversibility", f"... and {len(risky) - FINDINGS_PER_FEATURE:,} more like these"
+        )
+    value = risk_value((config.irreversible_penalty, len(risky)))
+    return value, len(risky), findings
 
 
-def estimated_duration_ms(cols: Columns, feedback: ToolFeedback) -> float | None:
+def estimated_duration_ms(cols: Columns, dag: Dag, feedback: ToolFeedback) -> float | None:
     """How long the plan would take from the tools' mean durations: the runtime waits for a
     whole level before the next, so the sum over levels of each level's slowest call. A tool
     with no recorded duration counts as the mean of those with one; None if none has one."""
@@ -152,7 +184,7 @@ def estimated_duration_ms(cols: Columns, feedback: ToolFeedback) -> float | None
     fallback = sum(known) / len(known)
     tools, types = cols.tools, cols.types
     total = 0.0
-    for level in build_dag(cols).levels:
+    for level in dag.levels:
         slowest = 0.0
         for index in level:
             if types[index] is TOOL_CALL:

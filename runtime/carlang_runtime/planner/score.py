@@ -21,15 +21,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from ..columns import TOOL_CALL, Columns
+from ..columns import STATE_WRITE, TOOL_CALL, Columns
 from ..ir import ActionProposal
 from ..policy import PolicySet
-from ..verify import ToolSet, VerifyResult
-from ..verify import verify as verify_proposal
+from ..verify import ToolSet, VerifyResult, analyse
 from .config import PlannerConfig
 from .features import (
     Finding,
     budget_headroom,
+    capped,
     estimated_duration_ms,
     policy_compliance,
     reversibility,
@@ -104,10 +104,23 @@ class Candidate:
 def token_estimate(proposal: ActionProposal) -> int:
     """CAR's `estimate_proposal_tokens`: the bytes of the proposal's compact JSON / 4, as CAR
     would serialise it (without carlang's source locations and references)."""
-    size = len(proposal.model_dump_json(exclude=_NOT_CAR).encode())
+    carlang_only = (
+        proposal.loc is not None
+        or proposal.capability is not None
+        or proposal.budget is not None
+        or any(action.loc is not None for action in proposal.actions)
+    )
+    # Excluding costs half as much again as the dump itself: only when there is something
+    # to leave out.
+    text = proposal.model_dump_json(exclude=_NOT_CAR) if carlang_only else _dump(proposal)
+    size = len(text.encode()) if not text.isascii() else len(text)
     if proposal.timestamp is None:
         size += _STAMP_BYTES
     return size // 4
+
+
+def _dump(proposal: ActionProposal) -> str:
+    return proposal.__pydantic_serializer__.to_json(proposal).decode()
 
 
 def _term(count: float, target: float) -> float:
@@ -152,15 +165,17 @@ def _confidence(cols: Columns, feedback: ToolFeedback, config: PlannerConfig) ->
 
 def _validity_findings(result: VerifyResult, proposal: ActionProposal) -> list[Finding]:
     locs = {a.id: a.loc for a in proposal.actions}
-    return [
-        Finding(
-            "validity",
-            f"{issue.severity}: {issue.message}",
-            issue.action_id,
-            issue.loc or locs.get(issue.action_id),
-        )
-        for issue in result.issues
-    ]
+    return capped(
+        [
+            Finding(
+                "validity",
+                f"{issue.severity}: {issue.message}",
+                issue.action_id,
+                issue.loc or locs.get(issue.action_id),
+            )
+            for issue in result.issues
+        ]
+    )
 
 
 def _factor(weight: float, value: float) -> float:
@@ -179,16 +194,9 @@ def score_candidate(index: int, proposal: ActionProposal, on: Candidate) -> Scor
     except LookupError as exc:
         errors.append(str(exc))
         findings.append(Finding("validity", f"error: {exc}"))
-    result = verify_proposal(
-        proposal,
-        on.state,
-        on.tools,
-        config.verify_max_actions,
-        capability=capability,
-        budget=budget,
-    )
+    analysis = analyse(proposal, on.state, on.tools, config.verify_max_actions, capability, budget)
+    result, cols = analysis.result, analysis.cols
     findings.extend(_validity_findings(result, proposal))
-    cols = Columns.of(proposal.actions)
     actions = len(proposal.actions)
     tool_calls = sum(1 for kind in cols.types if kind is TOOL_CALL)
     levels = len(result.execution_levels)
@@ -207,7 +215,7 @@ def score_candidate(index: int, proposal: ActionProposal, on: Candidate) -> Scor
         else 0.0
     )
     feedback = on.feedback
-    duration = estimated_duration_ms(cols, feedback) if feedback is not None else None
+    duration = estimated_duration_ms(cols, analysis.dag, feedback) if feedback is not None else None
     tokens = token_estimate(proposal)
     efficiency = _cost_efficiency(config, actions, tool_calls, levels, tokens, duration)
     cost_text = f"{actions} actions, {tool_calls} tool calls, {levels} levels, {tokens} tokens"
@@ -256,7 +264,7 @@ def score_candidate(index: int, proposal: ActionProposal, on: Candidate) -> Scor
         tool_call_count=tool_calls,
         parallelism_levels=levels,
         valid=valid,
-        state_keys_written=len({k for a in proposal.actions for k in a.written_keys()}),
+        state_keys_written=_keys_written(cols),
         has_write_conflicts=conflicts > 0,
         historical_confidence=confidence,
         token_estimate=tokens,
@@ -275,6 +283,18 @@ def score_candidate(index: int, proposal: ActionProposal, on: Candidate) -> Scor
         factors=factors,
         findings=[f.to_dict() for f in findings],
     )
+
+
+def _keys_written(cols: Columns) -> int:
+    """How many distinct keys the actions write (state_write keys and expected effects)."""
+    keys: set[Any] = set()
+    for effects in cols.effects:
+        if effects:
+            keys.update(effects)
+    for kind, params in zip(cols.types, cols.parameters, strict=True):
+        if kind is STATE_WRITE and isinstance(params.get("key"), str):
+            keys.add(params["key"])
+    return len(keys)
 
 
 def _feedback_findings(cols: Columns, feedback: ToolFeedback) -> list[Finding]:

@@ -9,11 +9,12 @@ Every issue carries the `check` that produced it and a stable `code` (see `codes
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from ..capability import CapabilityCheck
 from ..columns import Columns
-from ..dag import build_dag
+from ..dag import Dag, build_dag
 from ..errors import IRLoadError, LoadProblem
 from ..ir import ActionProposal, Budget, Capability, ToolSchema, load_proposal, load_tools
 from ..ir.load import gc_paused
@@ -34,6 +35,8 @@ from .simulate import equivalent, optimize, simulate
 __all__ = [
     "DEFAULT_MAX_ACTIONS",
     "verify",
+    "analyse",
+    "Analysis",
     "simulate",
     "equivalent",
     "optimize",
@@ -135,20 +138,31 @@ def verify(
     prop = load_proposal(proposal)
     initial = load_state(state)
     with gc_paused():
-        return _verify(
+        return analyse(
             prop, initial, tool_set(tools), max_actions, capability, budget, state is not None
-        )
+        ).result
 
 
-def _verify(
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """A verification with the columns and the DAG it was computed from, for callers that go
+    on to use them (the planner) rather than build them again."""
+
+    result: VerifyResult
+    cols: Columns
+    dag: Dag
+
+
+def analyse(
     prop: ActionProposal,
     initial: dict[str, Any],
     tools: ToolSet | None,
     max_actions: int | None,
-    capability: Capability | None,
-    budget: Budget | None,
-    state_given: bool,
-) -> VerifyResult:
+    capability: Capability | None = None,
+    budget: Budget | None = None,
+    state_given: bool = True,
+) -> Analysis:
+    """`verify` on a loaded proposal, state and tool set, keeping its columns and DAG."""
     cols = Columns.of(prop.actions)
     dag = build_dag(cols)
     ctx = VerifyContext(
@@ -170,7 +184,7 @@ def _verify(
             check(ctx)
     issues = ctx.issues()
     ids = cols.ids
-    return VerifyResult.model_construct(
+    result = VerifyResult.model_construct(
         valid=not any(i.severity == "error" for i in issues),
         issues=issues,
         simulated_state=ctx.state,
@@ -178,3 +192,4 @@ def _verify(
         conflicts=[(ids[i], ids[j], key) for i, j, key in ctx.conflicts],
         evidence=_evidence(ctx, issues, state_given),
     )
+    return Analysis(result, cols, dag)

@@ -1,0 +1,115 @@
+"""Feedback from real runs: event logs (JSONL, SQLite) and results, and the runtime's
+`plan_and_execute` ranking candidates with the planner."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from carlang_runtime import ir
+from carlang_runtime.engine import EventLog, EventLogError, JsonlSink, Runtime, SqliteSink
+from carlang_runtime.planner import PlannerConfig, ToolFeedback
+
+from tests.runtime.engine.support import call, proposal
+
+
+async def no_wait(_: float) -> None:
+    """A sleep that does not wait: retries back off instantly in tests."""
+
+
+def flaky_runtime(events: EventLog) -> Runtime:
+    """`steady` always works; `flaky` fails its first two calls, then works."""
+    rt = Runtime(events=events, sleep=no_wait)
+    calls = {"flaky": 0}
+
+    def flaky() -> str:
+        calls["flaky"] += 1
+        if calls["flaky"] <= 2:
+            raise RuntimeError("not yet")
+        return "ok"
+
+    rt.register_tool("steady", lambda: "ok")
+    rt.register_tool("flaky", flaky)
+    return rt
+
+
+def run_flaky(path: Path) -> None:
+    sink = SqliteSink(path) if path.suffix == ".db" else JsonlSink(path)
+    rt = flaky_runtime(EventLog([sink]))
+    plan = proposal(
+        call("s1", "steady"),
+        call("s2", "steady", params={"n": 2}),
+        call("f", "flaky", failure_behavior="retry", max_retries=3),
+    )
+    result = rt.execute(plan)
+    assert result.all_succeeded()
+    rt.close()
+
+
+@pytest.mark.parametrize("name", ["events.jsonl", "events.db"])
+def test_success_rates_and_durations_come_from_the_log(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    run_flaky(path)
+    feedback = ToolFeedback.from_log(path)
+    steady, flaky = feedback.stats["steady"], feedback.stats["flaky"]
+    assert (steady.attempts, steady.successes) == (2, 2)
+    # two failed attempts (retried), then one that worked
+    assert (flaky.attempts, flaky.successes) == (3, 1)
+    assert feedback.success_rate("flaky") == pytest.approx(1 / 3)
+    assert feedback.success_rate("never_seen") is None
+    assert feedback.has_durations and (feedback.mean_duration_ms("steady") or 0) >= 0
+
+
+def test_a_log_that_is_not_json_says_where(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"kind": "run_started"}\n{oops\n')
+    with pytest.raises(EventLogError, match=r"bad.jsonl:2:2: not JSON"):
+        ToolFeedback.from_log(path)
+    with pytest.raises(EventLogError, match="no such file"):
+        ToolFeedback.from_log(tmp_path / "missing.db")
+
+
+def test_results_teach_feedback_too() -> None:
+    rt = Runtime()
+    rt.register_tool("ok", lambda: 1)
+    rt.register_tool("bad", lambda: 1 / 0)
+    plan = proposal(call("a", "ok"), call("b", "bad", failure_behavior="skip"))
+    feedback = ToolFeedback()
+    feedback.record(plan, rt.execute(plan))
+    assert feedback.success_rates() == {"ok": 1.0}  # a skipped failure is not a failed call
+    plan = proposal(call("b", "bad"))
+    feedback.record(plan, rt.execute(plan))
+    assert feedback.success_rate("bad") == 0.0
+
+
+def test_plan_and_execute_runs_the_best_ranked_candidate() -> None:
+    rt = Runtime()
+    for name in ("deploy", "check"):
+        rt.register_tool(name, lambda **_: "ok", schema={"name": name})
+    rt.add_policy(
+        ir.CelPolicy(
+            name="prod", effect="require_approval", tools=["deploy"], when='params.env == "prod"'
+        )
+    )
+    # first in the list, but it needs an approval the other does not: it ranks second
+    asks = proposal(call("d", "deploy", params={"env": "prod"}), id="asks")
+    quiet = proposal(call("c", "check"), call("d", "deploy", params={"env": "stage"}), id="quiet")
+    ranked = rt.rank_candidates([asks, quiet])
+    assert [s.proposal_id for s in ranked] == ["quiet", "asks"]
+    result = rt.plan_and_execute([asks, quiet])
+    assert result.proposal_id == "quiet" and result.all_succeeded()
+
+
+def test_plan_and_execute_learns_from_each_run() -> None:
+    rt = Runtime(sleep=no_wait)
+    rt.register_tool("broken", lambda: 1 / 0)
+    rt.register_tool("fine", lambda: "ok")
+    broken = proposal(call("a", "broken"), id="broken")
+    fine = proposal(call("a", "fine"), call("b", "fine", params={"n": 1}), id="fine")
+    feedback = ToolFeedback()
+    config = PlannerConfig(monte_carlo_trials=50)
+    first = rt.plan_and_execute([broken, fine], config=config, feedback=feedback)
+    assert first.proposal_id == "fine"  # broken ran first (cheaper), failed, fell back
+    assert feedback.success_rate("broken") == 0.0 and feedback.success_rate("fine") == 1.0
+    ranked = rt.rank_candidates([broken, fine], config=config, feedback=feedback)
+    assert ranked[0].proposal_id == "fine"  # history now ranks it first

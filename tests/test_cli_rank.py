@@ -1,0 +1,155 @@
+"""`carlang rank`: ranking a plan, explaining it, exporting it, sweeping its settings."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+from carlang_runtime.engine import EventLog, JsonlSink, Runtime
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.golden_files import check_golden
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLE = ROOT / "examples" / "planning" / "deploy_plans.car"
+GOLDEN = Path(__file__).parent / "golden" / "rank"
+
+PROGRAM = """\
+tool fetch(url: string)
+tool deploy(env: "staging" | "prod")
+tool flaky()
+
+policy https_only: deny fetch when !params.url.startsWith("https://")
+  message "fetch over https only"
+policy prod: require_approval deploy when params.env == "prod"
+
+proposal careful { get = fetch(url: "https://ci/build")  ship = deploy(env: "staging") after get }
+proposal bold { ship = deploy(env: "prod") }
+proposal sloppy { get = fetch(url: "http://ci/build") }
+proposal lucky { f = flaky() }
+
+plan release {
+  candidates careful, bold, sloppy
+  cost_weight 0.2
+}
+plan gamble { candidates careful, lucky }
+"""
+
+
+def rank(tmp_path: Path, *args: str, program: str = PROGRAM) -> tuple[int, str, str]:
+    path = tmp_path / "p.car"
+    path.write_text(program)
+    result = runner.invoke(app, ["rank", str(path), *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_the_example_ranks_and_explains(update_goldens: bool) -> None:
+    result = runner.invoke(app, ["rank", str(EXAMPLE), "--explain"])
+    assert result.exit_code == 0, result.output
+    check_golden(GOLDEN / "deploy_plans.txt", result.stdout, update_goldens)
+
+
+def test_a_table_with_every_feature(tmp_path: Path) -> None:
+    code, out, _ = rank(tmp_path, "--plan", "release")
+    assert code == 0
+    header, *rows = out.splitlines()
+    for column in ("score", "validity", "cost", "policy", "revers.", "monte carlo", "tokens"):
+        assert column in header
+    assert [row.split()[1] for row in rows] == ["careful", "bold", "sloppy"]
+    assert rows[2].split()[3] == "no"  # sloppy is denied by https_only: invalid
+
+
+def test_explain_names_the_feature_the_action_and_the_policy(tmp_path: Path) -> None:
+    code, out, _ = rank(tmp_path, "--plan", "release", "--explain")
+    assert code == 0
+    assert "release: careful wins with score" in out
+    assert "bold lost" in out and "ship (p.car:10:17) will need approval by prod" in out
+    assert "sloppy is invalid:" in out
+    assert "get (p.car:11:19) will be denied by https_only: fetch over https only" in out
+
+
+def test_json_and_csv(tmp_path: Path) -> None:
+    code, out, _ = rank(tmp_path, "--plan", "release", "--format", "json", "--explain")
+    document = json.loads(out)
+    assert code == 0 and document["plan"] == "release"
+    assert document["config"]["cost_weight"] == 0.2
+    assert [s["proposal_id"] for s in document["ranking"]] == ["careful", "bold", "sloppy"]
+    assert document["explanation"][0].startswith("release: careful wins")
+    code, out, _ = rank(tmp_path, "--plan", "release", "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert [r["candidate"] for r in rows] == ["careful", "bold", "sloppy"]
+    assert rows[1]["approvals"] == "1" and rows[2]["valid"] == "False"
+
+
+def test_set_overrides_the_plan(tmp_path: Path) -> None:
+    _, out, _ = rank(tmp_path, "--plan", "release", "--format", "json", "--set", "cost_weight=0.9")
+    assert json.loads(out)["config"]["cost_weight"] == 0.9
+    code, _, err = rank(tmp_path, "--plan", "release", "--set", "cost_wieght=0.9")
+    assert code == 2 and "did you mean 'cost_weight'" in err
+    code, _, err = rank(tmp_path, "--plan", "release", "--set", "cost_weight")
+    assert code == 2 and "NAME=VALUE" in err
+    code, _, err = rank(tmp_path, "--plan", "release", "--set", "cost_weight=2")
+    assert code == 2 and "cost_weight" in err
+
+
+def test_a_sweep_writes_csv_and_summarises_winner_changes(tmp_path: Path) -> None:
+    code, out, err = rank(tmp_path, "--plan", "release", "--sweep", "approval_penalty=0:4:1")
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 5 * 3 and set(rows[0]) >= {"approval_penalty", "rank", "candidate"}
+    assert [r["approval_penalty"] for r in rows[::3]] == ["0.0", "1.0", "2.0", "3.0", "4.0"]
+    assert err.splitlines()[-1].startswith("the winner")
+    code, out, _ = rank(tmp_path, "--plan", "release", "--sweep", "seed=1,2", "--format", "json")
+    assert [p["settings"] for p in json.loads(out)] == [{"seed": 1.0}, {"seed": 2.0}]
+    code, _, err = rank(tmp_path, "--plan", "release", "--sweep", "x=1", "--format", "table")
+    assert code == 2 and "csv or json" in err
+
+
+def test_feedback_from_an_event_log_changes_the_ranking(tmp_path: Path) -> None:
+    log = tmp_path / "events.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.register_tool("flaky", lambda: 1 / 0)
+    rt.execute({"id": "past", "actions": [{"id": "f", "type": "tool_call", "tool": "flaky"}]})
+    rt.close()
+    _, before, _ = rank(tmp_path, "--plan", "gamble", "--format", "json")
+    assert json.loads(before)["ranking"][0]["proposal_id"] == "lucky"  # one action: cheaper
+    code, after, _ = rank(tmp_path, "--plan", "gamble", "--format", "json", "--feedback", str(log))
+    ranking = json.loads(after)["ranking"]
+    assert code == 0 and ranking[0]["proposal_id"] == "careful"
+    lucky = ranking[1]
+    assert lucky["monte_carlo_success"] == 0.0 and lucky["historical_confidence"] == 0.0
+    code, _, err = rank(tmp_path, "--plan", "gamble", "--feedback", str(tmp_path / "no.db"))
+    assert code == 2 and "no such file" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "program", "code", "message"),
+    [
+        ((), PROGRAM, 2, "several plans; choose one with --plan (release, gamble)"),
+        (("--plan", "nope"), PROGRAM, 2, "no plan `nope`"),
+        ((), "tool t()\n", 2, "no plans and no proposals"),
+        ((), "tool t()\nproposal p { a = missing() }\n", 1, "error"),
+    ],
+)
+def test_problems(
+    tmp_path: Path, args: tuple[str, ...], program: str, code: int, message: str
+) -> None:
+    got, _, err = rank(tmp_path, *args, program=program)
+    assert got == code and message in err
+
+
+def test_without_plans_every_proposal_is_a_candidate(tmp_path: Path) -> None:
+    program = "tool t()\nproposal one { a = t() }\nproposal two { a = t()  b = t() after a }\n"
+    code, out, _ = rank(tmp_path, program=program)
+    assert code == 0 and [line.split()[1] for line in out.splitlines()[1:]] == ["one", "two"]
+
+
+def test_no_valid_candidate_exits_1(tmp_path: Path) -> None:
+    program = PROGRAM.replace("candidates careful, bold, sloppy", "candidates sloppy")
+    code, out, _ = rank(tmp_path, "--plan", "release", program=program)
+    assert code == 1 and "sloppy" in out
