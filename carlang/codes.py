@@ -268,6 +268,59 @@ COMPILER_CODES: tuple[Code, ...] = (
         "a condition whose estimated evaluation cost is above the limit",
         "carlang",
     ),
+    # plans against policies
+    Code(
+        "CL0520",
+        "policy-denies-action",
+        "plan_policies",
+        "error",
+        "an action of a proposal that a policy will deny (decided by the action alone, or a "
+        "trace rule the actions before it do not meet)",
+        "carlang",
+    ),
+    Code(
+        "CL0521",
+        "policy-requires-approval",
+        "plan_policies",
+        "warning",
+        "an action of a proposal that will wait for a human approval",
+        "carlang",
+    ),
+    Code(
+        "CL0522",
+        "policy-may-deny",
+        "plan_policies",
+        "warning",
+        "an action a policy is predicted to deny from the state the plan declares",
+        "carlang",
+    ),
+    Code(
+        "CL0523",
+        "policy-shadowed",
+        "strict",
+        "warning",
+        "a policy that never changes a decision: another with the same effect on the same "
+        "tools matches whenever it does (`check --strict`)",
+        "carlang",
+    ),
+    Code(
+        "CL0524",
+        "policy-untested",
+        "strict",
+        "warning",
+        "a policy no test exercises, or whose true or false outcome no test reaches "
+        "(`check --strict`)",
+        "carlang",
+    ),
+    # tests
+    Code(
+        "CL0701",
+        "invalid-test",
+        "tests",
+        "error",
+        "a test that names what the program does not have, or lacks a subject or expectation",
+        "carlang",
+    ),
 )
 
 

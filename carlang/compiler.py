@@ -28,7 +28,9 @@ from .conditions import check_conditions
 from .diagnostics import CarlangError, Diagnostic, Diagnostics, Label
 from .loader import LoadedProgram, load_program
 from .lower import Origin, SourceMap, lower
+from .policycheck import PolicyFinding, policy_findings
 from .source import Span
+from .testcases import TestCase, build_tests
 
 __all__ = ["CompileResult", "compile_file", "compile_text", "compile_or_raise"]
 
@@ -46,6 +48,10 @@ class CompileResult:
     diagnostics: Diagnostics
     verify_results: dict[str, VerifyResult] = field(default_factory=dict)
     used: set[tuple[str, str]] = field(default_factory=set)
+    #: Per proposal: what the policies will say to its actions (plan-vs-policy).
+    policy_findings: dict[str, list[PolicyFinding]] = field(default_factory=dict)
+    #: The program's tests, as runnable cases (`carlang test`).
+    tests: list[TestCase] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -99,6 +105,8 @@ def _compile_loaded(
     if check:
         check_conditions(lowered.program, result.source_map, result.diagnostics)
         _verify_proposals(result, state)
+        _judge_proposals(result, state)
+        result.tests = build_tests(lowered.program, result.source_map, result.diagnostics)
     if check and report_unused:
         _report_unused(result, unused_declarations(result, entry_only=True))
     return result
@@ -130,6 +138,22 @@ def _verify_proposals(result: CompileResult, state: Mapping[str, Any] | None) ->
             diagnostic = _issue_diagnostic(result.source_map, proposal.id, issue)
             if diagnostic is not None:
                 result.diagnostics.add(diagnostic)
+
+
+def _judge_proposals(result: CompileResult, state: Mapping[str, Any] | None) -> None:
+    """Plan-vs-policy: each policy verdict on an action, at the action's source line."""
+    program = result.program
+    assert program is not None
+    result.policy_findings = policy_findings(program, state)
+    for proposal_id, findings in result.policy_findings.items():
+        for finding in findings:
+            origin = result.source_map.actions.get((proposal_id, finding.action_id))
+            if origin is None:
+                continue
+            label = origin.label("", _path_span(origin.node, ""))
+            result.diagnostics.add(
+                Diagnostic(finding.code, finding.severity, finding.message, (label,))
+            )
 
 
 def _issue_diagnostic(

@@ -30,7 +30,15 @@ from .loader import LoadedProgram, ParsedFile
 from .source import Source, Span
 from .types import check_value, describe_type, type_schema, unknown_simple_types
 
-__all__ = ["Origin", "SourceMap", "LowerResult", "lower", "loc_of", "suggest"]
+__all__ = [
+    "Origin",
+    "SourceMap",
+    "LowerResult",
+    "lower",
+    "loc_of",
+    "suggest",
+    "assertion_parameters",
+]
 
 _OPERATORS = {
     "==": "eq",
@@ -773,7 +781,7 @@ class _Lowerer:
             condition = kind.condition
             self.touch_key(source, condition.key)
             action["type"] = ir.ActionType.ASSERTION
-            action["parameters"] = _assertion_parameters(condition)
+            action["parameters"] = assertion_parameters(condition)
             if condition.value is not None:
                 self.no_columns(source, condition.value)
             if condition.op != "not_exists":
@@ -1043,7 +1051,8 @@ def _proposal_defaults() -> dict[str, Any]:
     }
 
 
-def _assertion_parameters(condition: ast.Condition) -> dict[str, Any]:
+def assertion_parameters(condition: ast.Condition) -> dict[str, Any]:
+    """The parameters of an assertion of `condition` (CAR's `expected` for `==`)."""
     value = condition.value.value if condition.value is not None else None
     if condition.op == "==":
         return {"key": condition.key.text, "expected": value}

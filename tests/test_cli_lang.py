@@ -36,9 +36,12 @@ def check(*args: str) -> tuple[int, str]:
 
 
 def test_examples_check_clean() -> None:
-    code, out = check(str(ROOT / "examples"), "--root", str(ROOT), "--strict")
+    code, out = check(str(ROOT / "examples"), "--root", str(ROOT))
     assert code == 0, out
-    assert out.strip().splitlines()[-1] == "0 errors, 0 warnings in 8 files"
+    # the only warnings: the steps that will wait for a human approval, by design
+    warnings = [line for line in out.splitlines() if ": warning[" in line]
+    assert all("warning[CL0521]" in line for line in warnings), out
+    assert out.strip().splitlines()[-1] == f"0 errors, {len(warnings)} warnings in 12 files"
 
 
 def test_exit_codes(tmp_path: Path) -> None:

@@ -22,7 +22,9 @@ def test_example_ir(path: Path, update_goldens: bool) -> None:
     # unused declarations are judged across all examples (`carlang check examples`, tested in
     # test_cli_lang), not per file: a shared library file uses nothing itself
     result = compile_file(path, ROOT, report_unused=False)
-    assert not result.diagnostics.items, render_text(result.diagnostics.sorted())
+    # an example may show a step that waits for approval (a plan-vs-policy warning)
+    shown = [d for d in result.diagnostics.items if d.code not in ("CL0521", "CL0522")]
+    assert not shown, render_text(result.diagnostics.sorted())
     assert result.program is not None
     ir_json = json.dumps(result.program.model_dump(mode="json"), indent=2) + "\n"
     name = str(path.relative_to(ROOT / "examples")).replace("/", "__").removesuffix(".car")
@@ -51,6 +53,6 @@ def test_every_compiler_code_has_a_case() -> None:
                 if ": error[" in line or ": warning[" in line
             }
     untested = (
-        {c.code for c in COMPILER_CODES} - seen - {"CL0105"}
-    )  # encoding: tested in test_cli_lang
+        {c.code for c in COMPILER_CODES} - seen - {"CL0105", "CL0523", "CL0524"}
+    )  # encoding: tested in test_cli_lang; the --strict codes in test_cli_test
     assert not untested, f"codes without a golden case: {sorted(untested)}"

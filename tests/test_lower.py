@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from carlang_runtime import ir
 
-from tests.helpers import codes, compile_ok
+from tests.helpers import codes, compile_diagnostics, compile_ok
 
 
 def test_tool_schema() -> None:
@@ -124,7 +124,7 @@ def test_state_capabilities_budgets() -> None:
 
 
 def test_policies_and_rules() -> None:
-    program = compile_ok(
+    result = compile_diagnostics(
         "tool t(a: string)\nstate { k: int = 0 }\n"
         'policy p: require_approval t when params.a == "x"\n  message "m"\n'
         "policy q: deny\n"
@@ -132,6 +132,10 @@ def test_policies_and_rules() -> None:
         'allow_tool_param t.a ["ok"]\ndeny_tool_param_matching t.a "^h"\nrate_limit_tool t 3 per 1s\n'
         'require_state k == 0\nproposal p1 { z = t(a: "ok") }\n'
     )
+    # the proposal's only action is denied by `deny_tool t` and by `q`, both certain
+    assert [d.code for d in result.diagnostics.sorted()] == ["CL0520", "CL0520"]
+    assert result.program is not None
+    program = result.program
     policies = {p.name: p for p in program.policies}
     assert (
         isinstance(policies["p"], ir.CelPolicy)

@@ -10,7 +10,14 @@ import typer
 
 from carlang import __version__
 
-from . import ir_commands, lang_commands, plan_commands, policy_commands, run_commands
+from . import (
+    ir_commands,
+    lang_commands,
+    plan_commands,
+    policy_commands,
+    run_commands,
+    test_commands,
+)
 
 __all__ = ["app", "main"]
 
@@ -46,6 +53,7 @@ lang_commands.register(app)
 policy_commands.register(app)
 run_commands.register(app)
 plan_commands.register(app)
+test_commands.register(app)
 ir_commands.register(app)
 
 

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from carlang.compiler import CompileResult
     from carlang.diagnostics import Diagnostic
 
-__all__ = ["register", "collect_sources", "project_root", "compile_program"]
+__all__ = ["register", "collect_sources", "project_root", "compile_program", "compile_all"]
 
 
 class CheckFormat(StrEnum):
@@ -63,22 +63,35 @@ def project_root(files: list[Path], root: Path | None) -> Path:
 
 
 def compile_program(
-    file: Path, root: Path | None, state: dict[str, Any] | None = None
+    file: Path,
+    root: Path | None,
+    state: dict[str, Any] | None = None,
+    *,
+    proposal_errors_ok: bool = False,
 ) -> tuple[CompileResult, Program]:
     """Compile one program for a command that uses it (explain, run, rank): its errors, if
-    any, go to stderr and end the command with exit 1."""
+    any, go to stderr and end the command with exit 1. With `proposal_errors_ok`, errors
+    that only make a proposal invalid (verify's, a policy that will deny an action) do not:
+    ranking and explaining are about exactly those."""
+    from carlang_runtime.verify import RUNTIME_CODES
+
     from carlang.compiler import compile_file
+    from carlang.policycheck import DENIED
     from carlang.render import render_text
 
     files = collect_sources([file])
     result = compile_file(files[0], project_root(files, root), state=state)
-    if result.diagnostics.has_errors or result.program is None:
+    tolerated = {c.code for c in RUNTIME_CODES} | {DENIED} if proposal_errors_ok else set()
+    errors = [
+        d for d in result.diagnostics.items if d.severity == "error" and d.code not in tolerated
+    ]
+    if errors or result.program is None:
         echo_err(render_text(result.diagnostics.sorted()))
         raise typer.Exit(EXIT_FAILED)
     return result, result.program
 
 
-def _compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], list[Diagnostic]]:
+def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], list[Diagnostic]]:
     """Compile each file as an entry; diagnostics merged without repeats, and unused
     declarations reported only when no compiled program uses them."""
     from carlang.compiler import compile_file, unused_declarations, unused_diagnostic
@@ -126,7 +139,7 @@ def check_command(
     from carlang.render import render_json, render_sarif, render_text, summary_line
 
     files = collect_sources(paths)
-    _, diagnostics = _compile_all(files, project_root(files, root))
+    _, diagnostics = compile_all(files, project_root(files, root))
     if output is CheckFormat.json:
         echo(render_json(diagnostics))
     elif output is CheckFormat.sarif:

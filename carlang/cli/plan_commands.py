@@ -116,7 +116,7 @@ def rank_command(
     candidate is valid, 1 when none is (or the program has errors), 2 for bad input."""
     from carlang_runtime.planner import PlannerConfig, plan_config
 
-    _, program = compile_program(file, root)
+    _, program = compile_program(file, root, proposal_errors_ok=True)
     chosen = _choose_plan(program, plan, file)
     history = _feedback(feedback)
     config = plan_config(chosen, PlannerConfig()).with_settings(_settings(settings or []))

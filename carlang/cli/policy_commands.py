@@ -72,7 +72,7 @@ def explain_command(
         fail_usage("give either --proposal NAME --action ID, or --tool NAME [--params JSON]")
     if proposal is not None and action_id is None:
         fail_usage("--proposal needs --action ID: which of its actions to explain")
-    _, program = compile_program(file, root)
+    _, program = compile_program(file, root, proposal_errors_ok=True)
     if proposal is not None:
         chosen = program.proposal(proposal)
         if chosen is None:

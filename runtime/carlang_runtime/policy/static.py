@@ -4,9 +4,13 @@ Every action's parameters are written in the plan, so a policy whose verdict dep
 the action and its parameters decides the same way on every run: such a verdict is *certain*.
 One that also reads `state` is judged against the state the plan predicts at that point (the
 initial state plus the declared effects of the levels before), as `verify` judges
-preconditions: it is *predicted*, since tools may write what they do not declare. A verdict
-that depends on the caller's scope, the session's history or the time cannot be known
-beforehand and is left out.
+preconditions: it is *predicted*, since tools may write what they do not declare.
+
+A trace rule (a condition over `history`) is judged against the actions that come before the
+guarded one on every path of the DAG (its ancestors), all taken to have succeeded: the best
+the plan itself can do. A deny even then is certain for the plan (only an earlier run in the
+same session could change it). A verdict that depends on the caller's scope or the time cannot
+be known beforehand and is left out.
 """
 
 from __future__ import annotations
@@ -16,15 +20,16 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..columns import Columns
-from ..dag import build_dag
+from ..dag import Dag, build_dag
 from ..ir import ActionProposal, PolicyEffect
 from ..verify.state import apply_effects
 from .policyset import PolicySet
 
 __all__ = ["StaticVerdict", "static_verdicts", "CERTAIN_READS", "PREDICTED_READS"]
 
-#: What a verdict may depend on and still hold on every run of the same action.
-CERTAIN_READS: Final = frozenset({"action", "params"})
+#: What a verdict may depend on and still hold on every run of the same action (history: the
+#: plan's own, see the module docstring).
+CERTAIN_READS: Final = frozenset({"action", "params", "history"})
 #: ...and what it may depend on to be predicted from the plan's declared effects.
 PREDICTED_READS: Final = CERTAIN_READS | {"state"}
 
@@ -58,16 +63,53 @@ def static_verdicts(
         return []
     reads_state = any(s.reads("state") for s in sets)
     cols = Columns.of(proposal.actions)
+    dag = build_dag(cols)
+    before = _ancestors(dag) if any(s.reads("history") for s in sets) else None
     current = dict(state or {})
     verdicts: list[StaticVerdict] = []
-    for level in build_dag(cols).levels:
+    for level in dag.levels:
         # Actions of one level run side by side: each sees the state the level starts from.
         for index in level:
-            _judge(sets, proposal, index, current, verdicts)
+            history = _history(proposal, before[index]) if before is not None else ()
+            _judge(sets, proposal, index, current, history, verdicts)
         if reads_state:
             for index in level:
                 apply_effects(cols, index, current)
     return verdicts
+
+
+def _ancestors(dag: Dag) -> list[int]:
+    """Per action, a bit set of the actions before it on every path (its DAG ancestors)."""
+    found = [0] * len(dag.deps)
+    for level in dag.levels:
+        for index in level:
+            bits = 0
+            for dep in dag.deps[index]:
+                bits |= found[dep] | (1 << dep)
+            found[index] = bits
+    return found
+
+
+def _history(proposal: ActionProposal, bits: int) -> list[dict[str, Any]]:
+    """The history entries (as the runtime records them) of the actions in `bits`, all
+    succeeded, in proposal order."""
+    entries = []
+    index = 0
+    while bits:
+        if bits & 1:
+            action = proposal.actions[index]
+            entries.append(
+                {
+                    "id": action.id,
+                    "type": action.type.value,
+                    "tool": action.tool,
+                    "params": action.parameters,
+                    "status": "succeeded",
+                }
+            )
+        bits >>= 1
+        index += 1
+    return entries
 
 
 def _judge(
@@ -75,12 +117,18 @@ def _judge(
     proposal: ActionProposal,
     index: int,
     state: Mapping[str, Any],
+    history: Sequence[Mapping[str, Any]],
     out: list[StaticVerdict],
 ) -> None:
     action = proposal.actions[index]
     for policies in sets:
         decision = policies.evaluate(
-            action, proposal_id=proposal.id, state=state, scope=_NO_SCOPE, admit=False
+            action,
+            proposal_id=proposal.id,
+            state=state,
+            scope=_NO_SCOPE,
+            history=history,
+            admit=False,
         )
         for match in decision.matches:
             if match.effect is PolicyEffect.ALLOW or not match.reads <= PREDICTED_READS:

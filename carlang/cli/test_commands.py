@@ -1,0 +1,78 @@
+"""`carlang test`: run the tests of carlang programs, with policy coverage."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
+from .lang_commands import collect_sources, compile_all, project_root
+
+__all__ = ["register"]
+
+
+class TestFormat(StrEnum):
+    """Output formats of `carlang test`."""
+
+    text = "text"
+    json = "json"
+    junit = "junit"
+
+
+@guarded
+def test_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Files or directories (*.car found recursively; default: .)."),
+    ] = None,
+    coverage: Annotated[
+        bool, typer.Option("--coverage", help="Report which policy outcomes the tests reached.")
+    ] = False,
+    threshold: Annotated[
+        float | None,
+        typer.Option("--threshold", help="Fail when coverage is below this percentage."),
+    ] = None,
+    output: Annotated[TestFormat, typer.Option("--format", help="Output format.")] = (
+        TestFormat.text
+    ),
+    root: Annotated[
+        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
+    ] = None,
+) -> None:
+    """Run every `test` block. Exit 0 when all pass (and coverage meets --threshold), 1 on a
+    failure, a program error or low coverage, 2 for bad usage."""
+    from carlang.render import render_text as render_diagnostics
+    from carlang.testreport import render_json, render_junit, render_text
+    from carlang.testrun import Coverage, run_tests
+
+    if threshold is not None and not 0 <= threshold <= 100:
+        fail_usage("--threshold is a percentage, from 0 to 100")
+    files = collect_sources(paths or [Path(".")])
+    if not files:
+        fail_usage("no .car files found")
+    results, diagnostics = compile_all(files, project_root(files, root))
+    errors = [d for d in diagnostics if d.severity == "error"]
+    if errors:
+        echo_err(render_diagnostics(errors))
+        echo_err(f"{len(errors)} error(s): the tests did not run")
+        raise typer.Exit(EXIT_FAILED)
+    measured = Coverage()
+    outcomes = run_tests(results, measured)
+    shown = measured if coverage or threshold is not None else None
+    if output is TestFormat.json:
+        echo(render_json(outcomes, shown, threshold))
+    elif output is TestFormat.junit:
+        echo(render_junit(outcomes))
+    else:
+        echo(render_text(outcomes, shown, threshold))
+    failed = any(not r.passed for r in outcomes)
+    low = threshold is not None and measured.percent < threshold
+    raise typer.Exit(EXIT_FAILED if failed or low else EXIT_OK)
+
+
+def register(app: typer.Typer) -> None:
+    """Add `test` to the CLI."""
+    app.command("test")(test_command)

@@ -1,0 +1,70 @@
+"""Plan-vs-policy at compile time: what the program's policies will say to each action of each
+proposal, reported at the action's source line before anything runs.
+
+Every parameter of an action is written in the plan, so a policy whose verdict depends only on
+the action is certain: "will be denied by https_only" is an error. A require_approval verdict
+is a warning; so is a deny predicted from the state the plan declares (the policy reads
+`state`). Trace rules (policies over `history`) are judged against the actions that precede
+the guarded one on every path of the DAG, all taken to have succeeded: a rule that denies
+even then is not met by the plan (see `carlang_runtime.policy.static`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from carlang_runtime import ir
+from carlang_runtime.policy import PolicyLoadError, PolicySet, static_verdicts
+
+__all__ = ["PolicyFinding", "policy_findings", "DENIED", "APPROVAL", "PREDICTED_DENY"]
+
+DENIED = "CL0520"
+APPROVAL = "CL0521"
+PREDICTED_DENY = "CL0522"
+
+
+@dataclass(frozen=True)
+class PolicyFinding:
+    """One policy's verdict on one action, as a diagnostic would say it."""
+
+    proposal: str
+    action_id: str
+    code: str
+    severity: Literal["error", "warning"]
+    message: str
+
+
+def policy_findings(
+    program: ir.Program, state: Mapping[str, Any] | None = None
+) -> dict[str, list[PolicyFinding]]:
+    """Per proposal id, what its actions will meet (empty when the program has no policies
+    or a policy does not load: the compiler reports that one itself)."""
+    if not program.policies:
+        return {}
+    try:
+        policies = PolicySet(program.policies, tools=program.tools)
+    except PolicyLoadError:
+        return {}
+    initial = {**program.initial_state, **(state or {})}
+    found: dict[str, list[PolicyFinding]] = {}
+    for proposal in program.proposals:
+        items = []
+        for verdict in static_verdicts(policies, proposal, initial):
+            severity: Literal["error", "warning"] = "warning"
+            if verdict.effect is ir.PolicyEffect.DENY and verdict.certain:
+                code, severity = DENIED, "error"
+                message = f"this action will be denied by {verdict.policy}: {verdict.reason}"
+            elif verdict.effect is ir.PolicyEffect.DENY:
+                code = PREDICTED_DENY
+                message = (
+                    f"this action is predicted to be denied by {verdict.policy}: {verdict.reason}"
+                )
+            else:
+                code = APPROVAL
+                message = f"this action will require approval by {verdict.policy}: {verdict.reason}"
+            items.append(PolicyFinding(proposal.id, verdict.action_id, code, severity, message))
+        if items:
+            found[proposal.id] = items
+    return found

@@ -1,0 +1,329 @@
+"""Test blocks -> test cases: what each `test` gives and what it expects, one case per row of
+its `where` table, every name checked against the program (reported at its source position).
+
+    test "fetch schemes" {
+      action fetch(url: $url)            # the subject: an action, a proposal or a plan
+      state { frozen: true }             # optional: state (over the initial state), scope,
+      expect $decision by $policy        #   history
+      where
+        | url           | decision | policy     |
+        | "http://x"    | deny     | https_only |
+    }
+
+Expectations: `allow` / `deny` / `require_approval` [`by POLICY`] for an action; `valid` /
+`invalid` or `codes C1, C2` for a proposal; `winner NAME` for a plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from carlang_runtime import ir
+from carlang_runtime.suggest import did_you_mean
+
+from . import ast
+from .diagnostics import Diagnostics
+from .lower import Origin, SourceMap, assertion_parameters, loc_of
+from .source import Source, Span
+
+__all__ = ["TestCase", "Expectation", "build_tests", "DECISIONS"]
+
+DECISIONS = ("allow", "deny", "require_approval")
+
+
+@dataclass(frozen=True)
+class Expectation:
+    """What a case expects: `kind` is decision, validity, codes or winner."""
+
+    kind: str
+    word: str = ""
+    by: str | None = None
+    codes: tuple[str, ...] = ()
+
+    def __str__(self) -> str:
+        if self.kind == "codes":
+            return "codes " + ", ".join(self.codes)
+        if self.kind == "winner":
+            return f"winner {self.word}"
+        return self.word + (f" by {self.by}" if self.by else "")
+
+
+@dataclass(frozen=True)
+class TestCase:
+    """One runnable case: a test, or one row of a table test."""
+
+    name: str
+    loc: ir.SourceLoc
+    expectations: tuple[Expectation, ...]
+    action: ir.Action | None = None
+    proposal: str | None = None
+    plan: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)
+    scope: dict[str, Any] = field(default_factory=dict)
+    history: list[Any] = field(default_factory=list)
+
+
+class _Missing(Exception):
+    """A `$column` the row does not have (reported once, the case dropped)."""
+
+
+def _bind(value: Any, row: dict[str, Any]) -> Any:
+    if isinstance(value, ast.Column):
+        if value.name not in row:
+            raise _Missing(value.name)
+        return row[value.name]
+    if isinstance(value, list):
+        return [_bind(item, row) for item in value]
+    if isinstance(value, dict):
+        return {key: _bind(item, row) for key, item in value.items()}
+    return value
+
+
+def _word(word: ast.Name | ast.Column | None, row: dict[str, Any]) -> str | None:
+    if word is None:
+        return None
+    if isinstance(word, ast.Column):
+        value = _bind(word, row)
+        return value if isinstance(value, str) else str(value)
+    return word.text
+
+
+@dataclass
+class _Builder:
+    program: ir.Program
+    diagnostics: Diagnostics
+    cases: list[TestCase] = field(default_factory=list)
+
+    def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
+        self.diagnostics.error("CL0701", message, source, span, help=help)
+
+    def build(self, origin: Origin) -> None:
+        source, decl = origin.source, origin.node
+        title = str(decl.name.value)
+        items = decl.items
+        subjects = [
+            i for i in items if isinstance(i, (ast.GivenAction, ast.GivenProposal, ast.GivenPlan))
+        ]
+        expects = [i for i in items if isinstance(i, ast.Expect)]
+        if len(subjects) != 1:
+            what = "no subject" if not subjects else "more than one subject"
+            self.error(
+                source,
+                decl.name.span,
+                f'test "{title}" has {what}',
+                "give one `action ...`, `proposal NAME` or `plan NAME`",
+            )
+            return
+        if not expects:
+            self.error(
+                source,
+                decl.name.span,
+                f'test "{title}" expects nothing',
+                "add `expect allow`, `expect valid`, `expect winner NAME`, ...",
+            )
+            return
+        rows = self.rows(source, decl)
+        for number, row in enumerate(rows, start=1):
+            name = title if len(rows) == 1 else f"{title} [row {number}]"
+            try:
+                case = self.case(source, decl, name, subjects[0], expects, row)
+            except _Missing as missing:
+                self.error(
+                    source,
+                    decl.name.span,
+                    f'test "{title}" uses `${missing}`, which its table does not have',
+                )
+                return
+            if case is not None:
+                self.cases.append(case)
+
+    def rows(self, source: Source, decl: ast.TestDecl) -> list[dict[str, Any]]:
+        tables = [i for i in decl.items if isinstance(i, ast.Where)]
+        if not tables:
+            return [{}]
+        table = tables[0]
+        header, *body = table.rows
+        names = [c.text if isinstance(c, ast.Name) else str(c.value) for c in header]
+        rows = []
+        for cells in body:
+            if len(cells) != len(names):
+                self.error(
+                    source,
+                    table.span,
+                    f"a table row has {len(cells)} cells, the header {len(names)}",
+                )
+                continue
+            rows.append(
+                {
+                    name: cell.text if isinstance(cell, ast.Name) else cell.value
+                    for name, cell in zip(names, cells, strict=True)
+                }
+            )
+        return rows
+
+    def case(
+        self,
+        source: Source,
+        decl: ast.TestDecl,
+        name: str,
+        subject: ast.GivenAction | ast.GivenProposal | ast.GivenPlan,
+        expects: list[ast.Expect],
+        row: dict[str, Any],
+    ) -> TestCase | None:
+        given: dict[str, Any] = {"state": {}, "scope": {}, "history": []}
+        for item in decl.items:
+            if isinstance(item, ast.GivenState):
+                given["state"] = _bind(item.data.value, row)
+            elif isinstance(item, ast.GivenScope):
+                given["scope"] = _bind(item.data.value, row)
+            elif isinstance(item, ast.GivenHistory):
+                given["history"] = _bind(item.data.value, row)
+        expectations = []
+        for expect in expects:
+            expectation = self.expectation(source, expect, subject, row)
+            if expectation is None:
+                return None
+            expectations.append(expectation)
+        fields: dict[str, Any] = {}
+        if isinstance(subject, ast.GivenAction):
+            action = self.action(source, subject, row)
+            if action is None:
+                return None
+            fields["action"] = action
+        elif isinstance(subject, ast.GivenProposal):
+            if self.program.proposal(subject.name.text) is None:
+                names = [p.id for p in self.program.proposals]
+                self.error(
+                    source,
+                    subject.name.span,
+                    f"no proposal is called `{subject.name.text}`",
+                    did_you_mean(subject.name.text, names, "`"),
+                )
+                return None
+            fields["proposal"] = subject.name.text
+        else:
+            if self.program.plan(subject.name.text) is None:
+                names = [p.name for p in self.program.plans]
+                self.error(
+                    source,
+                    subject.name.span,
+                    f"no plan is called `{subject.name.text}`",
+                    did_you_mean(subject.name.text, names, "`"),
+                )
+                return None
+            fields["plan"] = subject.name.text
+        return TestCase(name, loc_of(source, decl.span), tuple(expectations), **given, **fields)
+
+    def expectation(
+        self,
+        source: Source,
+        expect: ast.Expect,
+        subject: ast.GivenAction | ast.GivenProposal | ast.GivenPlan,
+        row: dict[str, Any],
+    ) -> Expectation | None:
+        fits = {
+            "decision": ast.GivenAction,
+            "validity": ast.GivenProposal,
+            "codes": ast.GivenProposal,
+            "winner": ast.GivenPlan,
+        }[expect.kind]
+        if not isinstance(subject, fits):
+            wanted = {
+                ast.GivenAction: "an action",
+                ast.GivenProposal: "a proposal",
+                ast.GivenPlan: "a plan",
+            }[fits]
+            self.error(source, expect.span, f"`expect {expect.kind}` needs {wanted} as subject")
+            return None
+        word = _word(expect.word, row) or ""
+        if expect.kind == "decision":
+            if word not in DECISIONS:
+                self.error(
+                    source,
+                    expect.span,
+                    f"`{word}` is not a decision",
+                    "expect allow, deny or require_approval",
+                )
+                return None
+            by = _word(expect.by, row)
+            if by is not None and not self.known_policy(source, expect, by):
+                return None
+            return Expectation("decision", word, by)
+        if expect.kind == "codes":
+            return Expectation("codes", codes=tuple(c.text for c in expect.codes))
+        if expect.kind == "winner":
+            plan = (
+                self.program.plan(subject.name.text) if isinstance(subject, ast.GivenPlan) else None
+            )
+            if plan is not None and word not in plan.candidates:
+                self.error(
+                    source,
+                    expect.span,
+                    f"`{word}` is not a candidate of plan `{plan.name}`",
+                    did_you_mean(word, plan.candidates, "`"),
+                )
+                return None
+        return Expectation(expect.kind, word)
+
+    def known_policy(self, source: Source, expect: ast.Expect, name: str) -> bool:
+        names = [p.name for p in self.program.policies]
+        if name in names:
+            return True
+        span = expect.by.span if expect.by is not None else expect.span
+        self.error(source, span, f"no policy is called `{name}`", did_you_mean(name, names, "`"))
+        return False
+
+    def action(
+        self, source: Source, given: ast.GivenAction, row: dict[str, Any]
+    ) -> ir.Action | None:
+        kind = given.kind
+        if isinstance(kind, ast.Call):
+            tool = self.program_tool(kind.tool.text)
+            if tool is None:
+                names = [t.name for t in self.program.tools]
+                self.error(
+                    source,
+                    kind.tool.span,
+                    f"no tool is called `{kind.tool.text}`",
+                    did_you_mean(kind.tool.text, names, "`"),
+                )
+                return None
+            properties = (tool.parameters or {}).get("properties", {})
+            params: dict[str, Any] = {}
+            for arg in kind.args:
+                if properties and arg.name.text not in properties:
+                    self.error(
+                        source,
+                        arg.name.span,
+                        f"tool `{tool.name}` has no parameter `{arg.name.text}`",
+                        did_you_mean(arg.name.text, properties, "`"),
+                    )
+                    return None
+                params[arg.name.text] = _bind(arg.value.value, row)
+            for param, spec in properties.items():
+                if param not in params and isinstance(spec, dict) and "default" in spec:
+                    params[param] = spec["default"]
+            return ir.Action(id="test", type="tool_call", tool=tool.name, parameters=params)
+        if isinstance(kind, ast.SetState):
+            value = _bind(kind.value.value, row)
+            return ir.Action(
+                id="test", type="state_write", parameters={"key": kind.key.text, "value": value}
+            )
+        if isinstance(kind, ast.ReadState):
+            return ir.Action(id="test", type="state_read", parameters={"key": kind.key.text})
+        params = _bind(assertion_parameters(kind.condition), row)
+        return ir.Action(id="test", type="assertion", parameters=params)
+
+    def program_tool(self, name: str) -> ir.ToolSchema | None:
+        return next((t for t in self.program.tools if t.name == name), None)
+
+
+def build_tests(
+    program: ir.Program, source_map: SourceMap, diagnostics: Diagnostics
+) -> list[TestCase]:
+    """Every test of the program as runnable cases; problems go to `diagnostics`."""
+    builder = _Builder(program, diagnostics)
+    for origin in source_map.tests:
+        builder.build(origin)
+    return builder.cases

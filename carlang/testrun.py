@@ -1,0 +1,238 @@
+"""Running test cases: decisions, validity, verify codes and plan winners, with policy coverage.
+
+A decision case asks the program's policies about its action (state over the initial state,
+scope, history) and checks the effect and, with `by`, that the named policy decided it. A
+failure says what was decided, by which policy, and the values of the sub-expressions that
+decided each condition involved. Coverage records, for every policy, whether a test reached its
+true outcome (it matched) and its false outcome (it applied and did not match).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from carlang_runtime import ir
+from carlang_runtime.planner import rank_plan
+from carlang_runtime.policy import Decision, PolicySet, PolicyTrace
+
+from .compiler import CompileResult
+from .testcases import Expectation, TestCase
+
+__all__ = ["CaseResult", "Coverage", "run_tests"]
+
+
+@dataclass
+class CaseResult:
+    """A case's outcome: `problems` is empty when it passed; `details` explain a failure."""
+
+    case: TestCase
+    file: str
+    problems: list[str]
+    details: list[str]
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        """True when every expectation held."""
+        return not self.problems
+
+
+@dataclass
+class Coverage:
+    """Per policy (by name and where it is declared, so that programs sharing a file count
+    it once): the outcomes tests reached, True (matched) and False (applied, did not match)."""
+
+    outcomes: dict[str, set[bool]] = field(default_factory=dict)
+    possible: dict[str, frozenset[bool]] = field(default_factory=dict)
+
+    @staticmethod
+    def possible_outcomes(policy: ir.Policy) -> frozenset[bool]:
+        """The outcomes a test can reach: a rule with no condition (`deny_tool`, a policy
+        without `when`) only matches; a rate limit never fires in a dry run, so only its
+        false outcome is reachable by a test."""
+        if policy.rule == "deny_tool" or (isinstance(policy, ir.CelPolicy) and policy.when is None):
+            return frozenset({True})
+        if policy.rule == "rate_limit_tool":
+            return frozenset({False})
+        return frozenset({True, False})
+
+    @staticmethod
+    def key(policy: ir.Policy) -> str:
+        """How a policy is named in the coverage report."""
+        return f"{policy.name} ({policy.loc})" if policy.loc is not None else policy.name
+
+    def add_policies(self, program: ir.Program) -> dict[str, str]:
+        """Make every policy of `program` count, exercised or not; returns name -> key."""
+        keys = {}
+        for policy in program.policies:
+            keys[policy.name] = key = self.key(policy)
+            self.outcomes.setdefault(key, set())
+            self.possible[key] = self.possible_outcomes(policy)
+        return keys
+
+    def record(self, traces: list[PolicyTrace], keys: dict[str, str]) -> None:
+        """Count what one decision reached."""
+        for trace in traces:
+            key = keys.get(trace.policy)
+            if trace.applies and key is not None:
+                self.outcomes[key].add(trace.matched)
+
+    @property
+    def percent(self) -> float:
+        """Outcomes reached over outcomes there are (two per policy), as a percentage."""
+        total = sum(len(self.possible[key]) for key in self.outcomes)
+        if not total:
+            return 100.0
+        reached = sum(len(seen & self.possible[key]) for key, seen in self.outcomes.items())
+        return 100.0 * reached / total
+
+    def missing(self, key: str) -> str | None:
+        """What no test reached for a policy, or None when both outcomes were."""
+        seen = self.outcomes.get(key, set())
+        possible = self.possible.get(key, frozenset({True, False}))
+        if not seen:
+            return "never exercised"
+        if False in possible and False not in seen:
+            return "never reached false (no test where it applies and does not match)"
+        if True in possible and True not in seen:
+            return "never reached true (no test where it matches)"
+        return None
+
+
+def _decision_text(decision: Decision) -> str:
+    deciding = decision.deciding
+    if not deciding:
+        return decision.effect.value
+    return f"{decision.effect.value} by " + "; ".join(f"{m.policy} ({m.reason})" for m in deciding)
+
+
+def _explain(traces: list[PolicyTrace], names: set[str]) -> list[str]:
+    lines = []
+    for trace in traces:
+        if trace.policy not in names or not trace.applies:
+            continue
+        verdict = "matched" if trace.matched else "did not match"
+        line = f"{trace.policy}: {verdict}"
+        if trace.explanation is not None and str(trace.explanation):
+            line += f" because {trace.explanation}"
+        if trace.error is not None:
+            line += f" (its condition failed: {trace.error.message})"
+        lines.append(line)
+    return lines
+
+
+class _Runner:
+    def __init__(self, result: CompileResult, coverage: Coverage) -> None:
+        assert result.program is not None
+        self.result = result
+        self.program = result.program
+        self.policies = PolicySet(self.program.policies, tools=self.program.tools)
+        self.coverage = coverage
+        self.keys = coverage.add_policies(self.program)
+        self.winners: dict[str, str | None] = {}
+        self.now = datetime.now(UTC)
+
+    def run(self, case: TestCase) -> tuple[list[str], list[str]]:
+        if case.action is not None:
+            return self.decide(case, case.action)
+        if case.proposal is not None:
+            return self.proposal(case, case.proposal), []
+        assert case.plan is not None
+        return self.plan(case, case.plan), []
+
+    def decide(self, case: TestCase, action: ir.Action) -> tuple[list[str], list[str]]:
+        decision, traces = self.policies.trace(
+            action,
+            proposal_id="test",
+            state={**self.program.initial_state, **case.state},
+            scope=case.scope,
+            history=case.history,
+            now=self.now,
+        )
+        self.coverage.record(traces, self.keys)
+        problems = []
+        for expected in case.expectations:
+            problem = self.check_decision(expected, decision, traces)
+            if problem is not None:
+                problems.append(problem)
+        if not problems:
+            return [], []
+        involved = {m.policy for m in decision.matches}
+        involved.update(e.by for e in case.expectations if e.by is not None)
+        details = [f"decision: {_decision_text(decision)}", *_explain(traces, involved)]
+        return problems, details
+
+    @staticmethod
+    def check_decision(
+        expected: Expectation, decision: Decision, traces: list[PolicyTrace]
+    ) -> str | None:
+        got = decision.effect.value
+        if got != expected.word:
+            return f"expected {expected}, got {got}"
+        if expected.by is None:
+            return None
+        if expected.word == "allow":
+            deciders = {t.policy for t in traces if t.matched and t.effect.value == "allow"}
+        else:
+            deciders = {m.policy for m in decision.deciding}
+        if expected.by not in deciders:
+            by = ", ".join(sorted(deciders)) or "no policy"
+            return f"expected {expected}, but it was decided by {by}"
+        return None
+
+    def proposal(self, case: TestCase, name: str) -> list[str]:
+        verdict = self.result.verify_results.get(name)
+        findings = self.result.policy_findings.get(name, [])
+        issues = list(verdict.issues) if verdict is not None else []
+        errors = [i.message for i in issues if i.severity == "error"]
+        errors += [f.message for f in findings if f.severity == "error"]
+        codes = {i.code for i in issues} | {i.check for i in issues} | {f.code for f in findings}
+        problems = []
+        for expected in case.expectations:
+            if expected.kind == "validity":
+                valid = not errors
+                if expected.word == "valid" and not valid:
+                    problems.append(f"expected valid, got invalid: {'; '.join(errors)}")
+                elif expected.word == "invalid" and valid:
+                    problems.append("expected invalid, got valid")
+            else:
+                missing = [c for c in expected.codes if c not in codes]
+                if missing:
+                    found = ", ".join(sorted(i.code for i in issues)) or "none"
+                    problems.append(f"expected codes {', '.join(missing)}; found {found}")
+        return problems
+
+    def plan(self, case: TestCase, name: str) -> list[str]:
+        if name not in self.winners:
+            ranked = rank_plan(self.program, name)
+            self.winners[name] = ranked[0].proposal_id if ranked and ranked[0].valid else None
+        winner = self.winners[name]
+        return [
+            f"expected winner {e.word}, got {winner or 'no valid candidate'}"
+            for e in case.expectations
+            if e.word != winner
+        ]
+
+
+def run_tests(results: list[CompileResult], coverage: Coverage | None = None) -> list[CaseResult]:
+    """Run the test cases of every compiled program, in order; `coverage` collects what the
+    decisions reached."""
+    coverage = coverage if coverage is not None else Coverage()
+    outcomes = []
+    seen: set[tuple[str, int, str]] = set()  # a test in a file two programs import runs once
+    for result in results:
+        if result.program is None:
+            continue
+        runner = _Runner(result, coverage)
+        for case in result.tests:
+            where = (case.loc.file, case.loc.line, case.name)
+            if where in seen:
+                continue
+            seen.add(where)
+            start = time.perf_counter()
+            problems, details = runner.run(case)
+            seconds = time.perf_counter() - start
+            outcomes.append(CaseResult(case, case.loc.file, problems, details, seconds))
+    return outcomes
