@@ -1,10 +1,17 @@
-"""`python -m benchmarks [verify|compile|cel|runtime|planner|all] [--quick]`."""
+"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|all] [--quick]`."""
 
 from __future__ import annotations
 
 import argparse
 
-from . import cel_bench, compile_bench, planner_bench, runtime_bench, verify_bench
+from . import (
+    cel_bench,
+    compile_bench,
+    planner_bench,
+    policytest_bench,
+    runtime_bench,
+    verify_bench,
+)
 
 BENCHMARKS = {
     "verify": verify_bench.run,
@@ -12,6 +19,7 @@ BENCHMARKS = {
     "cel": cel_bench.run,
     "runtime": runtime_bench.run,
     "planner": planner_bench.run,
+    "policytest": policytest_bench.run,
 }
 
 

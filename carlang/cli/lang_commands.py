@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,7 +18,14 @@ if TYPE_CHECKING:
     from carlang.compiler import CompileResult
     from carlang.diagnostics import Diagnostic
 
-__all__ = ["register", "collect_sources", "project_root", "compile_program", "compile_all"]
+__all__ = [
+    "register",
+    "collect_sources",
+    "project_root",
+    "compile_program",
+    "compile_all",
+    "blocking_errors",
+]
 
 
 class CheckFormat(StrEnum):
@@ -62,6 +70,20 @@ def project_root(files: list[Path], root: Path | None) -> Path:
     return default_root(files[0])
 
 
+def blocking_errors(
+    diagnostics: Sequence[Diagnostic], proposal_errors_ok: bool
+) -> list[Diagnostic]:
+    """The errors that stop a command using the program. With `proposal_errors_ok`, those
+    that only make a proposal invalid (verify's findings, an action a policy will deny) do
+    not: ranking, explaining and testing are about exactly those."""
+    from carlang_runtime.verify import RUNTIME_CODES
+
+    from carlang.policycheck import DENIED
+
+    tolerated = {c.code for c in RUNTIME_CODES} | {DENIED} if proposal_errors_ok else set()
+    return [d for d in diagnostics if d.severity == "error" and d.code not in tolerated]
+
+
 def compile_program(
     file: Path,
     root: Path | None,
@@ -70,21 +92,13 @@ def compile_program(
     proposal_errors_ok: bool = False,
 ) -> tuple[CompileResult, Program]:
     """Compile one program for a command that uses it (explain, run, rank): its errors, if
-    any, go to stderr and end the command with exit 1. With `proposal_errors_ok`, errors
-    that only make a proposal invalid (verify's, a policy that will deny an action) do not:
-    ranking and explaining are about exactly those."""
-    from carlang_runtime.verify import RUNTIME_CODES
-
+    any, go to stderr and end the command with exit 1 (see `blocking_errors`)."""
     from carlang.compiler import compile_file
-    from carlang.policycheck import DENIED
     from carlang.render import render_text
 
     files = collect_sources([file])
     result = compile_file(files[0], project_root(files, root), state=state)
-    tolerated = {c.code for c in RUNTIME_CODES} | {DENIED} if proposal_errors_ok else set()
-    errors = [
-        d for d in result.diagnostics.items if d.severity == "error" and d.code not in tolerated
-    ]
+    errors = blocking_errors(result.diagnostics.items, proposal_errors_ok)
     if errors or result.program is None:
         echo_err(render_text(result.diagnostics.sorted()))
         raise typer.Exit(EXIT_FAILED)
@@ -121,12 +135,37 @@ def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], lis
     return results, ordered
 
 
+def _strict(results: list[CompileResult]) -> list[Diagnostic]:
+    """`--strict`'s own findings: shadowed policies; when there are tests, the policies they
+    do not cover (each reported once, however many programs share it)."""
+    from carlang.strict import shadowed_policies, untested_policies
+    from carlang.testrun import Coverage, run_tests
+
+    found: dict[tuple[Any, ...], Diagnostic] = {}
+    for result in results:
+        for diagnostic in shadowed_policies(result):
+            found.setdefault(diagnostic.sort_key(), diagnostic)
+    if any(result.tests for result in results):
+        coverage = Coverage()
+        run_tests(results, coverage)
+        for diagnostic in untested_policies(results, coverage):
+            found.setdefault(diagnostic.sort_key(), diagnostic)
+    return list(found.values())
+
+
 @guarded
 def check_command(
     paths: Annotated[
         list[Path], typer.Argument(help="Files or directories (*.car found recursively).")
     ],
-    strict: Annotated[bool, typer.Option("--strict", help="Warnings fail the check too.")] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Also report shadowed policies and policies the tests do not cover; warnings"
+            " fail the check too.",
+        ),
+    ] = False,
     output: Annotated[
         CheckFormat, typer.Option("--format", help="Output format.")
     ] = CheckFormat.text,
@@ -139,7 +178,9 @@ def check_command(
     from carlang.render import render_json, render_sarif, render_text, summary_line
 
     files = collect_sources(paths)
-    _, diagnostics = compile_all(files, project_root(files, root))
+    results, diagnostics = compile_all(files, project_root(files, root))
+    if strict:
+        diagnostics = sorted([*diagnostics, *_strict(results)], key=lambda d: d.sort_key())
     if output is CheckFormat.json:
         echo(render_json(diagnostics))
     elif output is CheckFormat.sarif:

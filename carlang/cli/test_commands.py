@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
-from .lang_commands import collect_sources, compile_all, project_root
+from .lang_commands import blocking_errors, collect_sources, compile_all, project_root
 
 __all__ = ["register"]
 
@@ -54,7 +54,7 @@ def test_command(
     if not files:
         fail_usage("no .car files found")
     results, diagnostics = compile_all(files, project_root(files, root))
-    errors = [d for d in diagnostics if d.severity == "error"]
+    errors = blocking_errors(diagnostics, proposal_errors_ok=True)
     if errors:
         echo_err(render_diagnostics(errors))
         echo_err(f"{len(errors)} error(s): the tests did not run")

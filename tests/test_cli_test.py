@@ -1,0 +1,255 @@
+"""`carlang test` and `carlang check --strict`: the test runner, coverage, report formats, and
+the plan-vs-policy checks they rest on."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from carlang_runtime import ir
+from carlang_runtime.engine import Runtime
+from typer.testing import CliRunner
+
+from carlang.cli import app
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = Path(__file__).parent / "data" / "schemas"
+
+PROGRAM = """\
+tool fetch(url: string, port: int = 443)
+tool deploy(env: "staging" | "prod", version: string)
+tool run_tests()
+state { frozen: bool = false }
+
+policy https_only: deny fetch when !params.url.startsWith("https://")
+  message "fetch over https only"
+policy prod: require_approval deploy when params.env == "prod"
+policy freeze: deny deploy when state.frozen == true
+  message "deploys are frozen"
+policy tests_first: deny deploy when !history.exists(h, h.tool == "run_tests" && h.status == "succeeded")
+  message "deploy only after a succeeded run_tests"
+
+proposal release {
+  check = run_tests()
+  ship = deploy(env: "staging", version: "1.0") after check
+}
+plan choose { candidates release }
+"""
+
+TESTS = """\
+test "https is allowed" {
+  action fetch(url: "https://x")
+  expect allow
+}
+test "schemes" {
+  action fetch(url: $url)
+  expect $decision by $policy
+  where
+    | url        | decision | policy       |
+    | "http://x" | deny     | "https_only" |
+    | "ftp://x"  | deny     | https_only   |
+}
+test "prod asks" {
+  action deploy(env: "prod", version: "1.0")
+  history [{id: "t", type: "tool_call", tool: "run_tests", params: {}, status: "succeeded"}]
+  expect require_approval by prod
+}
+test "frozen" {
+  action deploy(env: "staging", version: "1.0")
+  state { frozen: true }
+  history [{id: "t", type: "tool_call", tool: "run_tests", params: {}, status: "succeeded"}]
+  expect deny by freeze
+}
+test "untested deploys are denied" {
+  action deploy(env: "staging", version: "1.0")
+  expect deny by tests_first
+}
+test "the release verifies" {
+  proposal release
+  expect valid
+}
+test "the release wins" {
+  plan choose
+  expect winner release
+}
+"""
+
+
+def write(tmp_path: Path, text: str, name: str = "p.car") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def run(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_every_test_passes_and_the_count_is_last(tmp_path: Path) -> None:
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + TESTS)))
+    assert code == 0, out
+    assert out.splitlines()[-1] == "8 passed, 0 failed"
+
+
+def test_a_failing_test_fails_with_the_decision_and_its_explanation(tmp_path: Path) -> None:
+    failing = 'test "wrong" {\n  action fetch(url: "http://x")\n  expect allow\n}\n'
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + failing)))
+    assert code == 1
+    assert "FAIL wrong  (p.car:19)" in out
+    assert "expected allow, got deny" in out
+    assert "decision: deny by https_only (fetch over https only)" in out
+    # the sub-expression that decided it, with its value
+    assert 'https_only: matched because !params.url.startsWith("https://") -> true' in out
+    assert out.splitlines()[-1] == "0 passed, 1 failed"
+
+
+def test_a_wrong_deciding_policy_fails(tmp_path: Path) -> None:
+    wrong = 'test "by" {\n  action fetch(url: "http://x")\n  expect deny by freeze\n}\n'
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + wrong)))
+    assert code == 1 and "expected deny by freeze, but it was decided by https_only" in out
+
+
+def test_proposal_and_plan_expectations_can_fail(tmp_path: Path) -> None:
+    text = PROGRAM.replace("check = run_tests()\n  ship = deploy", "ship = deploy").replace(
+        " after check", ""
+    )
+    tests = (
+        'test "v" {\n  proposal release\n  expect valid\n}\n'
+        'test "c" {\n  proposal release\n  expect codes CL0520\n}\n'
+        'test "c2" {\n  proposal release\n  expect codes CL0305\n}\n'
+    )
+    code, out, _ = run("test", str(write(tmp_path, text + tests)))
+    assert code == 1
+    assert "expected valid, got invalid: this action will be denied by tests_first" in out
+    assert "expected codes CL0305; found none" in out
+    assert out.splitlines()[-1] == "1 passed, 2 failed"
+
+
+def test_coverage_counts_true_and_false_outcomes(tmp_path: Path) -> None:
+    only_https = 'test "a" {\n  action fetch(url: "https://x")\n  expect allow\n}\n'
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + only_https)), "--coverage")
+    assert code == 0
+    # 4 policies x 2 outcomes; https_only reached false only
+    assert "policy coverage: 12.5% of true/false outcomes reached" in out
+    assert "https_only (p.car:6:1): never reached true" in out
+    assert "prod (p.car:8:1): never exercised" in out
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + TESTS)), "--coverage")
+    assert "policy coverage: 100.0%" in out
+    code, out, _ = run(
+        "test", str(write(tmp_path, PROGRAM + only_https)), "--coverage", "--threshold", "50"
+    )
+    assert code == 1 and "below the threshold of 50%" in out
+
+
+def test_json_and_junit(tmp_path: Path) -> None:
+    failing = 'test "wrong" {\n  action fetch(url: "http://x")\n  expect allow\n}\n'
+    path = write(tmp_path, PROGRAM + TESTS + failing)
+    _, out, _ = run("test", str(path), "--format", "json", "--coverage")
+    document = json.loads(out)
+    assert (document["passed"], document["failed"]) == (8, 1)
+    assert document["coverage"]["policies"]["prod (p.car:8:1)"] == {"true": True, "false": True}
+    _, out, _ = run("test", str(path), "--format", "junit")
+    tree = ET.fromstring(out)
+    jsonschema.validate(_as_data(tree), json.loads((SCHEMAS / "junit.schema.json").read_text()))
+    assert tree.get("tests") == "9" and tree.get("failures") == "1"
+    failures = tree.findall(".//failure")
+    assert len(failures) == 1 and failures[0].get("message") == "expected allow, got deny"
+
+
+def _as_data(element: ET.Element) -> dict[str, Any]:
+    return {
+        "tag": element.tag,
+        "attrib": dict(element.attrib),
+        "children": [_as_data(child) for child in element],
+    }
+
+
+def test_sarif_validates(tmp_path: Path) -> None:
+    text = (
+        PROGRAM.replace('"https://x"', '"http://x"')
+        + 'proposal bad { f = fetch(url: "http://x") }\n'
+    )
+    code, out, _ = run("check", str(write(tmp_path, text)), "--format", "sarif")
+    assert code == 1
+    sarif = json.loads(out)
+    schema = json.loads((SCHEMAS / "sarif-2.1.0-subset.schema.json").read_text())
+    jsonschema.validate(sarif, schema, format_checker=jsonschema.FormatChecker())
+    assert "CL0520" in {r["ruleId"] for r in sarif["runs"][0]["results"]}
+
+
+def test_the_examples_pass_with_full_coverage() -> None:
+    code, out, _ = run("test", str(ROOT / "examples"), "--coverage", "--threshold", "90")
+    assert code == 0, out
+    assert "policy coverage: 100.0%" in out and out.splitlines()[-1].endswith("0 failed")
+
+
+def test_problems_in_tests_stop_the_run(tmp_path: Path) -> None:
+    bad = 'test "x" {\n  action fetch(url: "https://x")\n  expect deny by nope\n}\n'
+    code, _, err = run("test", str(write(tmp_path, PROGRAM + bad)))
+    assert code == 1 and "error[CL0701]: no policy is called `nope`" in err
+    code, _, err = run("test", str(tmp_path), "--threshold", "120")
+    assert code == 2 and "percentage" in err
+
+
+def test_strict_reports_shadowed_and_untested_policies(tmp_path: Path) -> None:
+    text = (
+        PROGRAM
+        + 'policy https_short: deny fetch when !params.url.startsWith("https://") && size(params.url) > 3\n'
+        + 'test "a" {\n  action fetch(url: "https://x")\n  expect allow\n}\n'
+    )
+    code, out, _ = run("check", "--strict", str(write(tmp_path, text)))
+    assert code == 1
+    assert "warning[CL0523]: policy `https_short` never changes a decision: `https_only`" in out
+    assert "warning[CL0524]: policy `prod` is not exercised by any test" in out
+    assert "warning[CL0524]: policy `https_only` never reached true" in out
+    code, out, _ = run("check", str(tmp_path / "p.car"))
+    assert code == 0 and "CL0523" not in out  # only with --strict
+
+
+@pytest.mark.parametrize(
+    ("proposal", "denied"),
+    [
+        ('check = run_tests()\n  ship = deploy(env: "staging", version: "1") after check', False),
+        ('ship = deploy(env: "staging", version: "1")', True),
+        # in parallel with the tests, not after them: not on every path
+        ('check = run_tests()\n  ship = deploy(env: "staging", version: "1")', True),
+    ],
+)
+def test_trace_rules_are_checked_on_the_dag(tmp_path: Path, proposal: str, denied: bool) -> None:
+    text = PROGRAM.split("proposal release")[0] + f"proposal p {{\n  {proposal}\n}}\n"
+    code, out, _ = run("check", str(write(tmp_path, text)))
+    assert ("will be denied by tests_first" in out) is denied
+    assert (code == 1) is denied
+
+
+def test_trace_rules_are_enforced_by_the_runtime() -> None:
+    rt = Runtime()
+    rt.register_tool("run_tests", lambda: "ok")
+    rt.register_tool("deploy", lambda env="staging": "deployed")
+    rt.add_policy(
+        ir.CelPolicy(
+            name="tests_first",
+            tools=["deploy"],
+            when='!history.exists(h, h.tool == "run_tests" && h.status == "succeeded")',
+        )
+    )
+    early = rt.execute(
+        {"id": "early", "actions": [{"id": "d", "type": "tool_call", "tool": "deploy"}]}
+    )
+    assert early.results[0].status.value == "rejected"
+    ordered = rt.execute(
+        {
+            "id": "ordered",
+            "actions": [
+                {"id": "t", "type": "tool_call", "tool": "run_tests"},
+                {"id": "d", "type": "tool_call", "tool": "deploy", "depends_on": ["t"]},
+            ],
+        }
+    )
+    assert ordered.all_succeeded()
