@@ -253,3 +253,12 @@ def test_trace_rules_are_enforced_by_the_runtime() -> None:
         }
     )
     assert ordered.all_succeeded()
+
+
+def test_the_pre_commit_hooks_run_the_commands_they_name() -> None:
+    hooks = (ROOT / ".pre-commit-hooks.yaml").read_text()
+    entries = [line.split(":", 1)[1].strip() for line in hooks.splitlines() if "entry:" in line]
+    assert entries == ["carlang fmt --check", "carlang check", "carlang test"]
+    for entry in entries:
+        code, out, err = run(*entry.split()[1:], str(ROOT / "examples"))
+        assert code == 0, out + err
