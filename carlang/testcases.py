@@ -11,7 +11,8 @@ its `where` table, every name checked against the program (reported at its sourc
     }
 
 Expectations: `allow` / `deny` / `require_approval` [`by POLICY`] for an action; `valid` /
-`invalid` or `codes C1, C2` for a proposal; `winner NAME` for a plan.
+`invalid` for a proposal or a plan (valid: one of its candidates is); `codes C1, C2` for a
+proposal; `winner NAME` for a plan.
 """
 
 from __future__ import annotations
@@ -222,18 +223,19 @@ class _Builder:
         subject: ast.GivenAction | ast.GivenProposal | ast.GivenPlan,
         row: dict[str, Any],
     ) -> Expectation | None:
-        fits = {
-            "decision": ast.GivenAction,
-            "validity": ast.GivenProposal,
-            "codes": ast.GivenProposal,
-            "winner": ast.GivenPlan,
+        fits: tuple[type, ...] = {
+            "decision": (ast.GivenAction,),
+            "validity": (ast.GivenProposal, ast.GivenPlan),
+            "codes": (ast.GivenProposal,),
+            "winner": (ast.GivenPlan,),
         }[expect.kind]
         if not isinstance(subject, fits):
             wanted = {
-                ast.GivenAction: "an action",
-                ast.GivenProposal: "a proposal",
-                ast.GivenPlan: "a plan",
-            }[fits]
+                "decision": "an action",
+                "validity": "a proposal or a plan",
+                "codes": "a proposal",
+                "winner": "a plan",
+            }[expect.kind]
             self.error(source, expect.span, f"`expect {expect.kind}` needs {wanted} as subject")
             return None
         word = _word(expect.word, row) or ""

@@ -209,11 +209,17 @@ class _Runner:
             ranked = rank_plan(self.program, name)
             self.winners[name] = ranked[0].proposal_id if ranked and ranked[0].valid else None
         winner = self.winners[name]
-        return [
-            f"expected winner {e.word}, got {winner or 'no valid candidate'}"
-            for e in case.expectations
-            if e.word != winner
-        ]
+        problems = []
+        for expected in case.expectations:
+            if expected.kind == "validity":  # a plan is valid when one candidate is
+                if (expected.word == "valid") != (winner is not None):
+                    got = "no valid candidate" if winner is None else f"{winner} is valid"
+                    problems.append(f"expected the plan {expected.word}, but {got}")
+            elif expected.word != winner:
+                problems.append(
+                    f"expected winner {expected.word}, got {winner or 'no valid candidate'}"
+                )
+        return problems
 
 
 def run_tests(results: list[CompileResult], coverage: Coverage | None = None) -> list[CaseResult]:

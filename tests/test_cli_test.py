@@ -262,3 +262,13 @@ def test_the_pre_commit_hooks_run_the_commands_they_name() -> None:
     for entry in entries:
         code, out, err = run(*entry.split()[1:], str(ROOT / "examples"))
         assert code == 0, out + err
+
+
+def test_a_plan_is_valid_when_a_candidate_is(tmp_path: Path) -> None:
+    tests = (
+        'test "ok" {\n  plan choose\n  expect valid\n}\n'
+        'test "not" {\n  plan choose\n  expect invalid\n}\n'
+    )
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + tests)))
+    assert code == 1 and "expected the plan invalid, but release is valid" in out
+    assert out.splitlines()[-1] == "1 passed, 1 failed"
