@@ -99,6 +99,14 @@ class _Builder:
     def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
         self.diagnostics.error("CL0701", message, source, span, help=help)
 
+    def known(self, source: Source, name: ast.Name, kind: str, names: list[str]) -> bool:
+        """Whether `name` is one of `names`; reports it (with a did-you-mean) if not."""
+        if name.text in names:
+            return True
+        help = did_you_mean(name.text, names, "`")
+        self.error(source, name.span, f"no {kind} is called `{name.text}`", help)
+        return False
+
     def build(self, origin: Origin) -> None:
         source, decl = origin.source, origin.node
         title = str(decl.name.value)
@@ -193,25 +201,13 @@ class _Builder:
                 return None
             fields["action"] = action
         elif isinstance(subject, ast.GivenProposal):
-            if self.program.proposal(subject.name.text) is None:
-                names = [p.id for p in self.program.proposals]
-                self.error(
-                    source,
-                    subject.name.span,
-                    f"no proposal is called `{subject.name.text}`",
-                    did_you_mean(subject.name.text, names, "`"),
-                )
+            names = [p.id for p in self.program.proposals]
+            if not self.known(source, subject.name, "proposal", names):
                 return None
             fields["proposal"] = subject.name.text
         else:
-            if self.program.plan(subject.name.text) is None:
-                names = [p.name for p in self.program.plans]
-                self.error(
-                    source,
-                    subject.name.span,
-                    f"no plan is called `{subject.name.text}`",
-                    did_you_mean(subject.name.text, names, "`"),
-                )
+            names = [p.name for p in self.program.plans]
+            if not self.known(source, subject.name, "plan", names):
                 return None
             fields["plan"] = subject.name.text
         return TestCase(name, loc_of(source, decl.span), tuple(expectations), **given, **fields)
@@ -269,12 +265,9 @@ class _Builder:
         return Expectation(expect.kind, word)
 
     def known_policy(self, source: Source, expect: ast.Expect, name: str) -> bool:
-        names = [p.name for p in self.program.policies]
-        if name in names:
-            return True
         span = expect.by.span if expect.by is not None else expect.span
-        self.error(source, span, f"no policy is called `{name}`", did_you_mean(name, names, "`"))
-        return False
+        names = [p.name for p in self.program.policies]
+        return self.known(source, ast.Name(name, span=span), "policy", names)
 
     def action(
         self, source: Source, given: ast.GivenAction, row: dict[str, Any]
@@ -283,13 +276,7 @@ class _Builder:
         if isinstance(kind, ast.Call):
             tool = self.program_tool(kind.tool.text)
             if tool is None:
-                names = [t.name for t in self.program.tools]
-                self.error(
-                    source,
-                    kind.tool.span,
-                    f"no tool is called `{kind.tool.text}`",
-                    did_you_mean(kind.tool.text, names, "`"),
-                )
+                self.known(source, kind.tool, "tool", [t.name for t in self.program.tools])
                 return None
             properties = (tool.parameters or {}).get("properties", {})
             params: dict[str, Any] = {}
