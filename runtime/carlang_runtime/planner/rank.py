@@ -13,7 +13,7 @@ from ..verify import ToolsArg, load_state, tool_set
 from .config import PlannerConfig
 from .feedback import ToolFeedback
 from .governance import Governance
-from .score import Candidate, ScoredProposal, score_candidate
+from .score import ScoredProposal, ScoringContext, score_candidate
 
 __all__ = ["rank", "pick_best", "plan_config", "rank_plan"]
 
@@ -45,7 +45,7 @@ def rank(
     # as much as the scoring (see `gc_paused`).
     with gc_paused():
         proposals = _load_candidates(candidates)
-        on = Candidate(
+        on = ScoringContext(
             tools=tool_set(tools),
             state=load_state(state),
             config=config or PlannerConfig(),

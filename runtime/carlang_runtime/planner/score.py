@@ -38,7 +38,7 @@ from .feedback import ToolFeedback
 from .governance import Governance
 from .montecarlo import MonteCarloResult, simulate_monte_carlo
 
-__all__ = ["ScoredProposal", "Candidate", "score_candidate", "token_estimate", "FEATURES"]
+__all__ = ["ScoredProposal", "ScoringContext", "score_candidate", "token_estimate", "FEATURES"]
 
 #: The score's factors, in the order they are applied and reported.
 FEATURES = ("feedback", "policy", "headroom", "reversibility", "monte_carlo")
@@ -90,8 +90,9 @@ class ScoredProposal(BaseModel):
 
 
 @dataclass(frozen=True)
-class Candidate:
-    """What every candidate of one ranking is scored against."""
+class ScoringContext:
+    """What every candidate of one ranking is scored against: tools, state, settings, history,
+    policies, capabilities and budgets."""
 
     tools: ToolSet | None
     state: dict[str, Any]
@@ -182,7 +183,7 @@ def _factor(weight: float, value: float) -> float:
     return 1.0 - weight + weight * value
 
 
-def score_candidate(index: int, proposal: ActionProposal, on: Candidate) -> ScoredProposal:
+def score_candidate(index: int, proposal: ActionProposal, on: ScoringContext) -> ScoredProposal:
     """Score one candidate (see the module's docstring for the formula)."""
     config = on.config
     findings: list[Finding] = []
