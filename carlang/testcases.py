@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carlang_runtime import ir
+from carlang_runtime.paramcheck import ParamChecker, validation_errors
 from carlang_runtime.suggest import did_you_mean
 
 from . import ast
@@ -293,6 +294,13 @@ class _Builder:
             for param, spec in properties.items():
                 if param not in params and isinstance(spec, dict) and "default" in spec:
                     params[param] = spec["default"]
+            if tool.parameters:
+                # the runtime would reject the call before any policy saw it: say so here
+                findings = ParamChecker(tool.name, tool.parameters).check(params)
+                if findings:
+                    for problem in validation_errors(tool.name, findings):
+                        self.error(source, kind.tool.span, f"this call is invalid: {problem}")
+                    return None
             return ir.Action(id="test", type="tool_call", tool=tool.name, parameters=params)
         if isinstance(kind, ast.SetState):
             value = _bind(kind.value.value, row)
