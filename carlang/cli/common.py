@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn, ParamSpec, TypeVar
+from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 
@@ -21,6 +21,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_USAGE",
     "EXIT_INTERNAL",
+    "RootOption",
     "UsageProblem",
     "fail_usage",
     "guarded",
@@ -34,6 +35,11 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the input was read and found wanting (invalid, errors, failed tests)
 EXIT_USAGE = 2  # bad invocation or unreadable input
 EXIT_INTERNAL = 101  # a bug in carlang (CAR uses 101 for a panic)
+
+#: The `--root` option every command that compiles a program takes.
+RootOption = Annotated[
+    Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")

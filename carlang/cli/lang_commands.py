@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
+from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
 
 if TYPE_CHECKING:
     from carlang_runtime.ir import Program
@@ -169,9 +169,7 @@ def check_command(
     output: Annotated[
         CheckFormat, typer.Option("--format", help="Output format.")
     ] = CheckFormat.text,
-    root: Annotated[
-        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
-    ] = None,
+    root: RootOption = None,
 ) -> None:
     """Report every problem in carlang programs. Exit 0 clean (warnings allowed unless
     --strict), 1 errors, 2 bad usage or unreadable input."""
@@ -208,9 +206,7 @@ def compile_command(
     target: Annotated[
         Target, typer.Option("--target", help="carlang: the program IR; car: plain CAR proposals.")
     ] = Target.carlang,
-    root: Annotated[
-        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
-    ] = None,
+    root: RootOption = None,
 ) -> None:
     """Compile a program to JSON: the verified IR (--target carlang) or plain CAR proposals
     that car-runtime accepts (--target car). Exit 1 when the program has errors."""

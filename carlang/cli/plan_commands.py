@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
+from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
 from .lang_commands import compile_program
 
 if TYPE_CHECKING:
@@ -108,9 +108,7 @@ def rank_command(
     explain: Annotated[
         bool, typer.Option("--explain", help="Say why the winner won and why the others lost.")
     ] = False,
-    root: Annotated[
-        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
-    ] = None,
+    root: RootOption = None,
 ) -> None:
     """Score a plan's candidate proposals without running them, best first. Exit 0 when a
     candidate is valid, 1 when none is (or the program has errors), 2 for bad input."""

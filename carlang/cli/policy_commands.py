@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from .common import echo, fail_usage, guarded
+from .common import RootOption, echo, fail_usage, guarded
 from .lang_commands import compile_program
 
 __all__ = ["register"]
@@ -57,9 +57,7 @@ def explain_command(
     output: Annotated[
         ExplainFormat, typer.Option("--format", help="Output format.")
     ] = ExplainFormat.text,
-    root: Annotated[
-        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
-    ] = None,
+    root: RootOption = None,
 ) -> None:
     """The full policy decision for one action: every policy, matched or not, with the values
     that decided its condition. Exit 0 whatever the decision; 1 if the program has errors."""

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
+from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
 from .lang_commands import collect_sources, project_root
 
 if TYPE_CHECKING:
@@ -90,9 +90,7 @@ def run_command(
         list[str] | None,
         typer.Option("--allow-host", help="A host http_get may fetch from (repeatable)."),
     ] = None,
-    root: Annotated[
-        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
-    ] = None,
+    root: RootOption = None,
 ) -> None:
     """Compile, verify and run a proposal. Exit 0 if every action succeeded, 1 if something
     failed, was rejected or skipped (or the program has errors), 2 for bad input."""

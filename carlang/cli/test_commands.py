@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
+from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
 from .lang_commands import blocking_errors, collect_sources, compile_all, project_root
 
 __all__ = ["register"]
@@ -38,9 +38,7 @@ def test_command(
     output: Annotated[TestFormat, typer.Option("--format", help="Output format.")] = (
         TestFormat.text
     ),
-    root: Annotated[
-        Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
-    ] = None,
+    root: RootOption = None,
 ) -> None:
     """Run every `test` block. Exit 0 when all pass (and coverage meets --threshold), 1 on a
     failure, a program error or low coverage, 2 for bad usage."""
