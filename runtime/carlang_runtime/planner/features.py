@@ -52,11 +52,13 @@ class Finding:
 FINDINGS_PER_FEATURE = 10
 
 
-def capped(findings: list[Finding]) -> list[Finding]:
-    """`findings` (of one feature) cut to `FINDINGS_PER_FEATURE`, with a count of the rest."""
-    if len(findings) <= FINDINGS_PER_FEATURE:
+def capped(findings: list[Finding], total: int | None = None) -> list[Finding]:
+    """`findings` (of one feature) cut to `FINDINGS_PER_FEATURE`, with a count of the rest.
+    `total`: how many there are, when only the first few were built."""
+    total = len(findings) if total is None else total
+    if total <= FINDINGS_PER_FEATURE:
         return findings
-    rest = len(findings) - FINDINGS_PER_FEATURE
+    rest = total - FINDINGS_PER_FEATURE
     more = Finding(findings[0].feature, f"... and {rest:,} more like these")
     return [*findings[:FINDINGS_PER_FEATURE], more]
 
@@ -157,16 +159,12 @@ def reversibility(
         if kind is TOOL_CALL and reversible is irreversible and compensations[index] is None
     ]
     findings = []
-    for index in risky[: FINDINGS_PER_FEATURE + 1]:
+    for index in risky[:FINDINGS_PER_FEATURE]:  # only those shown: a plan may have 10,000
         action = proposal.actions[index]
         message = f"calls {action.tool}, which is irreversible, without a compensation"
         findings.append(Finding("reversibility", message, action.id, action.loc))
-    if len(risky) > FINDINGS_PER_FEATURE:
-        findings[FINDINGS_PER_FEATURE] = Finding(
-            "reversibility", f"... and {len(risky) - FINDINGS_PER_FEATURE:,} more like these"
-        )
     value = risk_value((config.irreversible_penalty, len(risky)))
-    return value, len(risky), findings
+    return value, len(risky), capped(findings, len(risky))
 
 
 def estimated_duration_ms(cols: Columns, dag: Dag, feedback: ToolFeedback) -> float | None:
