@@ -20,6 +20,7 @@ __all__ = [
     "RUN_KINDS",
     "span_of",
     "TERMINAL_KINDS",
+    "COMPENSATION_END_KINDS",
     "Event",
     "EventSink",
     "EventLog",
@@ -53,9 +54,24 @@ class EventKind(StrEnum):
     REPLAN_REJECTED = "replan_rejected"
     REPLAN_EXHAUSTED = "replan_exhausted"
     SESSION_SCOPE = "session_scope"
+    # carlang's sagas: the undo step of a succeeded action, run after its proposal aborted
+    # (`action_id` is the action compensated)
+    COMPENSATION_STARTED = "compensation_started"
+    COMPENSATION_SUCCEEDED = "compensation_succeeded"
+    COMPENSATION_FAILED = "compensation_failed"
+    COMPENSATION_REJECTED = "compensation_rejected"
 
 
 _PLAIN_KIND: dict[str, str] = {kind: kind.value for kind in EventKind}
+
+#: The kinds that end a compensation; each compensation that started has exactly one.
+COMPENSATION_END_KINDS = frozenset(
+    {
+        EventKind.COMPENSATION_SUCCEEDED,
+        EventKind.COMPENSATION_FAILED,
+        EventKind.COMPENSATION_REJECTED,
+    }
+)
 
 #: The kinds that end an action; each action has exactly one.
 TERMINAL_KINDS = frozenset(

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CarlangRuntimeError
-from .events import TERMINAL_KINDS, Event, EventKind, event_document
+from .events import COMPENSATION_END_KINDS, TERMINAL_KINDS, Event, EventKind, event_document
 
 __all__ = [
     "SqliteSink",
@@ -40,13 +41,17 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, id);
 """
-_COMMIT_ON = TERMINAL_KINDS | {
-    EventKind.RUN_STARTED,
-    EventKind.RUN_COMPLETED,
-    EventKind.PROPOSAL_RECEIVED,
-    EventKind.STATE_SNAPSHOT,
-    EventKind.STATE_ROLLBACK,
-}
+_COMMIT_ON = (
+    TERMINAL_KINDS
+    | COMPENSATION_END_KINDS
+    | {
+        EventKind.RUN_STARTED,
+        EventKind.RUN_COMPLETED,
+        EventKind.PROPOSAL_RECEIVED,
+        EventKind.STATE_SNAPSHOT,
+        EventKind.STATE_ROLLBACK,
+    }
+)
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -128,13 +133,37 @@ class RunSummary:
 
 
 class EventStore:
-    """Read access to a journal written by `SqliteSink`."""
+    """Read access to a journal written by `SqliteSink`. A file that is missing, not a journal
+    or damaged is an `EventLogError` that names it and says what is wrong."""
 
     def __init__(self, path: Path) -> None:
         if not path.exists():
-            raise FileNotFoundError(path)
+            raise EventLogError(f"{path}: no such file")
+        if path.is_dir():
+            raise EventLogError(f"{path}: is a directory, not an event journal")
         self.path = path
-        self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            self._connection.execute("SELECT id, seq, run_id, kind, data FROM events LIMIT 1")
+        except sqlite3.Error as exc:
+            raise EventLogError(f"{path}: not an event journal, or a damaged one ({exc})") from None
+
+    def _query(self, sql: str, values: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            return self._connection.execute(sql, values).fetchall()
+        except sqlite3.Error as exc:
+            raise EventLogError(f"{self.path}: the journal is damaged ({exc})") from None
+
+    def _data(self, row_id: int, text: str) -> dict[str, Any]:
+        try:
+            data = json.loads(text)
+        except (TypeError, json.JSONDecodeError):
+            data = None
+        if not isinstance(data, dict):
+            raise EventLogError(
+                f"{self.path}: event {row_id} is damaged (its data is not a JSON object)"
+            )
+        return data
 
     def close(self) -> None:
         """Release the database."""
@@ -154,7 +183,7 @@ class EventStore:
                 clauses.append(f"{column} = ?")
                 values.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-        rows = self._connection.execute(
+        rows = self._query(
             "SELECT id, seq, run_id, kind, proposal_id, action_id, span_id, parent_id, timestamp,"
             f" data FROM events{where} ORDER BY id",
             values,
@@ -170,14 +199,14 @@ class EventStore:
                 span_id=row[6],
                 parent_id=row[7],
                 timestamp=row[8],
-                data=json.loads(row[9]),
+                data=self._data(row[0], row[9]),
             )
             for row in rows
         ]
 
     def runs(self) -> list[RunSummary]:
         """Every run, oldest first."""
-        rows = self._connection.execute(
+        rows = self._query(
             "SELECT e.run_id, MIN(e.timestamp), COUNT(*), last.timestamp, last.data"
             " FROM events e LEFT JOIN events last ON last.id = ("
             "   SELECT MAX(id) FROM events WHERE run_id = e.run_id AND kind = 'run_completed')"
@@ -186,7 +215,7 @@ class EventStore:
         summaries = []
         for run_id, started, count, ended, data in rows:
             # No run_completed: the process died during the run.
-            status = json.loads(data).get("status", "completed") if data else "interrupted"
+            status = str(self._data(0, data).get("status", "completed")) if data else "interrupted"
             summaries.append(RunSummary(run_id, started, ended, status, count))
         return summaries
 
@@ -205,25 +234,28 @@ def read_event_log(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         raise EventLogError(f"{path}: no such file")
     if path.suffix in SQLITE_SUFFIXES:
+        store = EventStore(path)
         try:
-            store = EventStore(path)
-            try:
-                return [event.to_dict() for event in store.events()]
-            finally:
-                store.close()
-        except sqlite3.Error as exc:
-            raise EventLogError(f"{path}: not an event journal ({exc})") from None
+            return [event.to_dict() for event in store.events()]
+        finally:
+            store.close()
     records = []
     try:
         text = path.read_text("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise EventLogError(f"{path}: cannot read it ({exc})") from None
-    for number, line in enumerate(text.splitlines(), start=1):
+    lines = text.splitlines()
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
+            if number == len(lines) and not text.endswith("\n"):
+                raise EventLogError(
+                    f"{path}:{number}:{exc.colno}: the last line is cut short (the log was being"
+                    " written when its process stopped); remove that line to read the rest"
+                ) from None
             raise EventLogError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from None
         if not isinstance(record, dict):
             raise EventLogError(f"{path}:{number}:1: an event must be a JSON object")

@@ -52,41 +52,41 @@ class CacheStats:
 
 
 class ResultCache:
-    """Results of tool calls kept for a tool's `cache_ttl_secs`; expired entries count as a
-    miss and are dropped when met."""
+    """Results of tool calls kept for a tool's `cache_ttl_secs`, per tool; expired entries
+    count as a miss and are dropped when met. The caller's key says whose call it was (the
+    runtime puts the tenant in it: a tenant never gets another's cached output)."""
 
     def __init__(self, clock: Callable[[], float]) -> None:
         self.clock = clock
-        self._entries: dict[str, tuple[float, Any]] = {}
+        self._entries: dict[str, dict[str, tuple[float, Any]]] = {}
         self._hits = 0
         self._misses = 0
 
-    def get(self, key: str) -> tuple[bool, Any]:
-        """(True, output) for a live entry, else (False, None)."""
-        found = self._entries.get(key)
+    def get(self, tool: str, key: str) -> tuple[bool, Any]:
+        """(True, output) for a live entry of `tool`, else (False, None)."""
+        entries = self._entries.get(tool)
+        found = entries.get(key) if entries is not None else None
         if found is not None:
             expires, output = found
             if self.clock() < expires:
                 self._hits += 1
                 return True, output
-            del self._entries[key]
+            del entries[key]  # type: ignore[union-attr]
         self._misses += 1
         return False, None
 
-    def put(self, key: str, output: Any, ttl: float) -> None:
-        """Keep `output` for `ttl` seconds."""
+    def put(self, tool: str, key: str, output: Any, ttl: float) -> None:
+        """Keep `output` of `tool` for `ttl` seconds."""
         if ttl > 0:
-            self._entries[key] = (self.clock() + ttl, output)
+            self._entries.setdefault(tool, {})[key] = (self.clock() + ttl, output)
 
     def invalidate(self, tool: str | None = None) -> None:
         """Drop the entries of one tool, or all."""
         if tool is None:
             self._entries.clear()
-            return
-        prefix = f"{tool}:"
-        for key in [k for k in self._entries if k.startswith(prefix)]:
-            del self._entries[key]
+        else:
+            self._entries.pop(tool, None)
 
     def stats(self) -> CacheStats:
         """Hits, misses and entries so far."""
-        return CacheStats(self._hits, self._misses, len(self._entries))
+        return CacheStats(self._hits, self._misses, sum(map(len, self._entries.values())))

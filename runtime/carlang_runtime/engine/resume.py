@@ -3,8 +3,11 @@
 The journal of a run holds its proposal (`proposal_received`), the state before it
 (`state_snapshot`), every committed state change, and a terminal event per finished action.
 Resuming rebuilds the state from those, keeps the results of actions the journal shows
-succeeded (they are not run again), and runs the rest. An action that was running when the
-process died has no terminal event: it runs again (at least once, never lost).
+finished (they are not run again), and runs the rest. An action that was running when the
+process died has no terminal event (or one marked `interrupted`): it runs again (at least
+once, never lost). A terminal event marked `abort` means the run was aborting: resuming
+finishes the abort (rollback, then the compensations the journal does not show ended) and runs
+nothing more.
 """
 
 from __future__ import annotations
@@ -13,12 +16,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CarlangRuntimeError
-from ..ir import ActionProposal, ActionResult, ActionStatus
+from ..ir import ActionProposal, ActionResult, ActionStatus, CompensationResult
 from .events import EventKind, format_time
 from .journal import EventStore, StoredEvent
 from .state import MISSING
 
 __all__ = ["JournaledRun", "read_run"]
+
+_COMPENSATION_STATUS = {
+    EventKind.COMPENSATION_SUCCEEDED.value: ActionStatus.SUCCEEDED,
+    EventKind.COMPENSATION_FAILED.value: ActionStatus.FAILED,
+    EventKind.COMPENSATION_REJECTED.value: ActionStatus.REJECTED,
+}
 
 _STATUS_OF_KIND = {
     EventKind.ACTION_SUCCEEDED.value: ActionStatus.SUCCEEDED,
@@ -44,6 +53,14 @@ class JournaledRun:
     writes: list[tuple[str, Any, str | None]] = field(default_factory=list)
     #: Results of the actions that finished (any status), by action id: they do not run again.
     results: dict[str, ActionResult] = field(default_factory=dict)
+    #: The ids of the actions that succeeded, in the order they did.
+    succeeded: list[str] = field(default_factory=list)
+    #: Why the run was aborting when the journal ends (None: it was not).
+    abort: str | None = None
+    #: Compensations that ended, by the id of the action they compensate.
+    compensations: dict[str, CompensationResult] = field(default_factory=dict)
+    #: Whether the journal's proposal had secret values replaced (resume needs it again).
+    redacted: bool = False
     finished: bool = False
     status: str | None = None
 
@@ -66,7 +83,12 @@ def read_run(store: EventStore, run_id: str) -> JournaledRun:
         raise CarlangRuntimeError(
             f"run '{run_id}' was not logged durably (its journal lacks the proposal)"
         )
-    proposal = ActionProposal.model_validate(document)
+    try:
+        proposal = ActionProposal.model_validate(document)
+    except ValueError as exc:
+        raise CarlangRuntimeError(
+            f"run '{run_id}' in {store.path}: the journaled proposal is damaged ({exc})"
+        ) from None
     segments = [i for i in received if events[i].proposal_id == proposal.id]
     first = segments[0]
     snapshot = next(
@@ -87,6 +109,7 @@ def read_run(store: EventStore, run_id: str) -> JournaledRun:
         session=started.data.get("session"),
         tenant=snapshot.data.get("tenant"),
         initial_state=dict(snapshot.data["state"]),
+        redacted=bool(last.data.get("redacted")),
     )
     for event in events[first:]:
         if event.proposal_id != proposal.id:
@@ -96,22 +119,39 @@ def read_run(store: EventStore, run_id: str) -> JournaledRun:
     if completed:
         run.finished = True
         run.status = completed[-1].data.get("status")
-    elif any(e.kind == EventKind.STATE_ROLLBACK.value for e in events[first:]):
-        # Aborted and rolled back, then the process died before saying so: it is over.
-        run.finished = True
-        run.status = "aborted"
     return run
 
 
 def _read_event(run: JournaledRun, event: StoredEvent) -> None:
+    data = event.data
     if event.kind == EventKind.STATE_CHANGED.value:
-        key = event.data["key"]
-        value = MISSING if event.data.get("deleted") else event.data.get("value")
+        key = data["key"]
+        value = MISSING if data.get("deleted") else data.get("value")
         run.writes.append((key, value, event.action_id))
+        return
+    if event.kind == EventKind.STATE_ROLLBACK.value and not data.get("interrupted"):
+        # The abort got as far as the rollback: what follows are its compensations.
+        run.abort = run.abort or str(data.get("reason") or "aborted")
+        return
+    compensation = _COMPENSATION_STATUS.get(event.kind)
+    if compensation is not None and event.action_id is not None:
+        run.compensations[event.action_id] = CompensationResult.model_construct(
+            action_id=event.action_id,
+            tool=data.get("tool") or "",
+            status=compensation,
+            output=data.get("output"),
+            error=data.get("error"),
+            attempts=data.get("attempts", 0),
+        )
         return
     status = _STATUS_OF_KIND.get(event.kind)
     if status is not None and event.action_id is not None:
-        data = event.data
+        if data.get("interrupted"):
+            return  # stopped from outside: it runs again
+        if data.get("abort"):
+            run.abort = run.abort or str(data["abort"])
+        if status is ActionStatus.SUCCEEDED:
+            run.succeeded.append(event.action_id)
         run.results[event.action_id] = ActionResult.model_construct(
             action_id=event.action_id,
             status=status,

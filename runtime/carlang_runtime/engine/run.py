@@ -6,12 +6,21 @@ single action) runs in order. Per action, in CAR's order:
     idempotency cache -> capability -> validation -> policies -> approval -> middleware
     -> dispatch (result cache, rate limit, attempts with timeout and backoff) -> commit
 
-An action ends in exactly one status and one terminal event. A failure with `abort` (or
-`retry` once its attempts are spent) stops the run: what has not run is skipped, the state is
-restored to what it was before the proposal, and the results of successes say they were rolled
-back. A policy or approval refusal follows the action's failure behaviour too (`retry` counts
-as `abort`: a refused action is never retried). A validation or capability rejection does not
-stop the run, as in CAR: what depended on the action is rejected in turn.
+An action ends in exactly one status and one terminal event, whatever raises. A failure with
+`abort` (or `retry` once its attempts are spent) stops the run: what has not run is skipped, the
+state is restored to what it was before the proposal (exactly what *this* run wrote: see
+state.RunWrites), the results of successes say they were rolled back, and then the
+compensations of the succeeded actions run, newest first (the saga; `Runtime(compensate=False)`
+keeps CAR's behaviour of leaving the world as it is). A policy or approval refusal follows the
+action's failure behaviour too (`retry` counts as `abort`: a refused action is never retried).
+A validation or capability rejection does not stop the run, as in CAR: what depended on the
+action is rejected in turn; what named it in `after` is skipped.
+
+An exception from outside the pipeline (a tool raising `KeyboardInterrupt`, `SystemExit` or
+`asyncio.CancelledError`, an approval gate or middleware that raises) stops the run too: the
+action it hit fails, the rest is skipped, the state is rolled back in memory, and only then is
+the exception raised again. Compensations do not run then (the host asked to stop); a durable
+run's journal stays resumable.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import Awaitable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from ..capability import touched_keys
@@ -27,9 +37,11 @@ from ..dag import build_dag
 from ..ir import (
     Action,
     ActionProposal,
+    ActionRefCompensation,
     ActionResult,
     ActionStatus,
     ActionType,
+    CompensationResult,
     CostSummary,
     FailureBehavior,
     PolicyEffect,
@@ -39,17 +51,19 @@ from ..ir._base import construct
 from ..paramcheck import validation_errors
 from ..policy import Decision, PolicyMatch
 from ..precondition import check_assertion, check_precondition
+from ..redact import Scrubber
 from .approval import ApprovalRequest
 from .events import EventKind, format_time
 from .limits import call_key
-from .state import MISSING, StateTransition
-from .tools import RegisteredTool, ToolContext, ToolError, ToolState
+from .state import MISSING, StateTransition, detached
+from .tools import RegisteredTool, ToolContext, ToolError, ToolState, call_arguments
 
 if TYPE_CHECKING:
     from .runtime import Runtime
 
 __all__ = [
     "ProposalRun",
+    "Resumption",
     "ROLLED_BACK",
     "SKIPPED_ABORT",
     "SKIPPED_EARLIER_ABORT",
@@ -64,6 +78,8 @@ ROLLED_BACK: Final = (
 SKIPPED_ABORT: Final = "skipped due to abort"
 SKIPPED_EARLIER_ABORT: Final = "skipped due to earlier abort"
 BUDGET_EXCEEDED: Final = "cost budget exceeded"
+#: The reason a run resumed with `rollback=True` gives for its abort.
+ROLLED_BACK_ON_RESUME: Final = "rolled back on resume"
 
 _TOOL_CALL = ActionType.TOOL_CALL
 _STATE_WRITE = ActionType.STATE_WRITE
@@ -82,7 +98,7 @@ _EXECUTING: Final = EventKind.ACTION_EXECUTING.value
 class _Outcome:
     """What the dispatch of one action produced."""
 
-    __slots__ = ("ok", "output", "error", "writes", "tool_call")
+    __slots__ = ("ok", "output", "error", "writes", "tool_call", "attempts")
 
     def __init__(
         self,
@@ -91,16 +107,39 @@ class _Outcome:
         error: str | None = None,
         writes: dict[str, Any] = _NO_CHANGES,
         tool_call: bool = False,
+        attempts: int = 1,
     ) -> None:
         self.ok = ok
         self.output = output
         self.error = error
         self.writes = writes
         self.tool_call = tool_call
+        self.attempts = attempts
 
 
 class _Abort(Exception):
     """Internal: the run must stop (raised inside a sequential level)."""
+
+
+class _Interrupted(Exception):
+    """Internal: an exception from outside the pipeline stopped an action; the run records the
+    original (`ProposalRun.interrupt`), finishes consistently, then raises it again. A plain
+    `Exception`, so that it leaves a task of a concurrent level like any error (asyncio lets a
+    task's `KeyboardInterrupt` escape the event loop at once, before the run could clean up)."""
+
+
+@dataclass
+class Resumption:
+    """What a journal says of a run being resumed: the results of the actions that finished
+    (they do not run again), the writes they committed (replayed), the abort that was under way
+    when the process died (None: it was running), the compensations already done, and the
+    order in which the actions succeeded."""
+
+    results: Mapping[str, ActionResult] = field(default_factory=dict)
+    writes: Sequence[tuple[str, Any, str | None]] = ()
+    abort: str | None = None
+    compensations: Mapping[str, CompensationResult] = field(default_factory=dict)
+    succeeded: Sequence[str] = ()
 
 
 class ProposalRun:
@@ -115,8 +154,8 @@ class ProposalRun:
         session: str | None,
         scope: Mapping[str, Any],
         cancel: Any,
-        done: Mapping[str, ActionResult] | None = None,
-        replay: Sequence[tuple[str, Any, str | None]] = (),
+        resumed: Resumption | None = None,
+        all_or_nothing: bool = False,
     ) -> None:
         self.rt = runtime
         self.proposal = proposal
@@ -125,11 +164,13 @@ class ProposalRun:
         self.run_id = run_id
         self.session = session
         self.scope = scope
-        self.tenant = scope.get("tenant") if isinstance(scope.get("tenant"), str) else None
+        # Checked by the runtime before the run started: None or a non-empty string.
+        self.tenant: str | None = scope.get("tenant")
         self.cancel = cancel
-        self.state = runtime.state
         self.durable = runtime.durable
-        self.live = runtime.state.data(self.tenant)
+        # This run's writes: its rollback undoes them and nothing else.
+        self.writes = runtime.state.open_run(run_id, self.tenant)
+        self.live = self.writes.data
         self.events = runtime.events
         self.results: list[ActionResult | None] = [None] * len(self.actions)
         # Plain counters, not the pydantic CostSummary, whose attribute writes go through
@@ -138,6 +179,7 @@ class ProposalRun:
         self.retries = 0
         self.duration_ms = 0.0
         self.aborted: str | None = None
+        self.interrupt: BaseException | None = None
         self.budget_exceeded = False
         self.started_actions = 0
         self.start = runtime.clock()
@@ -151,29 +193,95 @@ class ProposalRun:
             else None
         )
         self.unknown_session = session is not None and not runtime.has_session(session)
+        # Caches are per tenant, and per session where the session has policies of its own.
+        self.cache_scope = runtime.cache_scope(session, self.tenant)
+        resumed = resumed or Resumption()
         # Actions a resumed run already finished: their results stand, they do not run again.
-        self.done = dict(done or {})
-        # A resumed run's journaled writes, applied after the mark so an abort undoes them.
-        self.replay = replay
+        self.done = dict(resumed.results)
+        # A resumed run's journaled writes, replayed into this run's writes (an abort undoes them).
+        self.replay = resumed.writes
+        # An abort the journal shows under way: the resumed run finishes it, nothing more runs.
+        self.finish_abort = resumed.abort
+        self.compensated = dict(resumed.compensations)
+        self.all_or_nothing = all_or_nothing
+        self.index_of: dict[str, int] | None = None
+        # Succeeded actions that have a compensation, in the order they succeeded.
+        self.completed: list[int] = [
+            self.index(action_id)
+            for action_id in resumed.succeeded
+            if action_id in self.done and self.has_compensation(action_id)
+        ]
+        self.compensations: list[CompensationResult] = []
+        # Secret parameter values (and values a policy caught) never leave the run unredacted.
+        self.scrub: Scrubber | None = runtime.scrubber(proposal, self.policies)
         self.succeeded_idempotent: list[str] = []
         self.pending_hooks: list[Awaitable[Any]] = []
 
     # -- the run ---------------------------------------------------------------------------
 
     async def execute(self) -> ProposalResult:
-        """Run every level; abort, roll back and report as needed."""
+        """Run every level; abort, roll back, compensate and report as needed. An exception
+        from outside the pipeline is raised again once the run is consistent."""
+        try:
+            result = await self.run()
+        finally:
+            self.writes.release()
+        if self.interrupt is not None:
+            raise self.interrupt
+        return result
+
+    async def run(self) -> ProposalResult:
         rt, proposal = self.rt, self.proposal
-        self.emit(EventKind.PROPOSAL_RECEIVED, data=rt.proposal_event_data(proposal, self.session))
+        self.emit(
+            EventKind.PROPOSAL_RECEIVED,
+            data=rt.proposal_event_data(proposal, self.session, self.policies),
+        )
         if self.session is not None:
             self.emit(EventKind.SESSION_SCOPE, data={"session": self.session})
-        mark = self.state.mark()
         self.emit(EventKind.STATE_SNAPSHOT, data=rt.snapshot_event_data(self.tenant))
         for key, value, action_id in self.replay:
             if value is MISSING:
-                self.state.delete(key, action_id, tenant=self.tenant)
+                self.writes.delete(key, action_id)
             else:
-                self.state.set(key, value, action_id, tenant=self.tenant)
-        await rt.call_hooks("before_proposal", proposal, self.run_id)
+                self.writes.set(key, value, action_id)
+        try:
+            await rt.call_hooks("before_proposal", proposal, self.run_id)
+            await self.run_levels()
+        except BaseException as exc:
+            self.stop(exc)
+        if self.interrupt is not None:
+            self.drop_hooks()
+            self.skip_rest(f"interrupted: {_describe(self.interrupt)}")
+            self.roll_back(f"interrupted: {_describe(self.interrupt)}")
+        elif self.aborted is not None:
+            self.skip_rest(SKIPPED_EARLIER_ABORT)
+            self.roll_back(self.aborted)
+            if rt.compensate:
+                try:
+                    await self.compensate()
+                except BaseException as exc:
+                    self.stop(exc)
+        result = self.finish()
+        if self.interrupt is None:
+            try:
+                await self.flush_hooks()
+                await rt.call_hooks("after_proposal", proposal, result)
+            except BaseException as exc:
+                self.stop(exc)
+        status = "interrupted" if self.interrupt else "aborted" if self.aborted else "completed"
+        reason = _describe(self.interrupt) if self.interrupt else self.aborted
+        self.emit(EventKind.PROPOSAL_COMPLETED, data={"status": status, "reason": reason})
+        return result
+
+    async def run_levels(self) -> None:
+        if self.finish_abort is not None:
+            # The journal shows an abort under way: finish it, run nothing more.
+            self.aborted = self.finish_abort
+            for index, action in enumerate(self.actions):
+                done = self.done.get(action.id)
+                if done is not None:
+                    self.results[index] = done
+            return
         count_problem = (
             self.capability.count_problem(len(self.actions)) if self.capability else None
         )
@@ -185,17 +293,24 @@ class ProposalRun:
             if self.aborted is not None:
                 break
             await self.run_level(level, count_problem)
-        if self.aborted is not None:
-            self.skip_rest(SKIPPED_EARLIER_ABORT)
-            self.roll_back(mark)
-        await self.flush_hooks()
-        result = self.finish()
-        await rt.call_hooks("after_proposal", proposal, result)
-        self.emit(
-            EventKind.PROPOSAL_COMPLETED,
-            data={"status": "aborted" if self.aborted else "completed", "reason": self.aborted},
-        )
-        return result
+        if self.aborted is None and self.all_or_nothing:
+            failed = next((r for r in self.results if r and r.status is not _SUCCEEDED), None)
+            if failed is not None:
+                self.aborted = f"action {failed.action_id} did not succeed ({failed.status.value})"
+
+    def stop(self, exc: BaseException) -> None:
+        """Record what stopped the run from outside (the first thing wins)."""
+        if self.interrupt is None and not isinstance(exc, _Interrupted):
+            self.interrupt = exc
+
+    def interrupted(self, index: int, exc: BaseException) -> BaseException:
+        """An exception from outside the pipeline hit action `index`: it fails (unless it
+        already ended); returns what to raise in its place."""
+        self.stop(exc)
+        if self.results[index] is None:
+            assert self.interrupt is not None
+            self.conclude(index, _FAILED, error=f"interrupted: {_describe(self.interrupt)}")
+        return exc if isinstance(exc, asyncio.CancelledError) else _Interrupted()
 
     async def run_level(self, level: list[int], count_problem: str | None) -> None:
         actions = self.actions
@@ -203,31 +318,56 @@ class ProposalRun:
         if sequential:
             try:
                 for index in level:
-                    pending = self.step(index, count_problem, inline=True)
-                    if pending is not None:
-                        await pending
-                    if self.pending_hooks:
-                        await self.flush_hooks()
+                    try:
+                        pending = self.step(index, count_problem, inline=True)
+                        if pending is not None:
+                            await pending
+                        if self.pending_hooks:
+                            await self.flush_hooks()
+                    except _Abort:
+                        raise
+                    except BaseException as exc:
+                        raise self.interrupted(index, exc) from None
             except _Abort:
                 await self.flush_hooks()
                 for index in level:
                     if self.results[index] is None:
                         self.conclude(index, _SKIPPED, error=SKIPPED_ABORT)
             return
-        await asyncio.gather(*(self.run_action(index, count_problem) for index in level))
+        tasks = [asyncio.ensure_future(self.run_action(index, count_problem)) for index in level]
+        try:
+            await asyncio.gather(*tasks)
+        except BaseException:
+            # One action was interrupted (or the run was cancelled): stop the others, and let
+            # each end itself before the run goes on to clean up.
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks)
+            raise
 
     async def run_action(self, index: int, count_problem: str | None) -> None:
         """One action of a level whose actions run alongside each other."""
-        pending = self.step(index, count_problem, inline=False)
-        if pending is not None:
-            await pending
-        if self.pending_hooks:
-            await self.flush_hooks()
+        try:
+            pending = self.step(index, count_problem, inline=False)
+            if pending is not None:
+                await pending
+            if self.pending_hooks:
+                await self.flush_hooks()
+        except BaseException as exc:
+            raise self.interrupted(index, exc) from None
 
     async def flush_hooks(self) -> None:
         """Await the async `after_action` hooks of what just finished, in order."""
         while self.pending_hooks:
             await self.pending_hooks.pop(0)
+
+    def drop_hooks(self) -> None:
+        """Close the hooks an interrupted run will not await."""
+        for pending in self.pending_hooks:
+            close = getattr(pending, "close", None)
+            if close is not None:
+                close()
+        self.pending_hooks.clear()
 
     def finish(self) -> ProposalResult:
         results = [r for r in self.results if r is not None]
@@ -242,7 +382,10 @@ class ProposalRun:
             total_duration_ms=self.duration_ms,
         )
         return ProposalResult.model_construct(
-            proposal_id=self.proposal.id, results=results, cost=cost
+            proposal_id=self.proposal.id,
+            results=results,
+            cost=cost,
+            compensations=self.compensations,
         )
 
     # -- one action ------------------------------------------------------------------------
@@ -295,9 +438,10 @@ class ProposalRun:
     def admit(
         self, index: int, count_problem: str | None, inline: bool
     ) -> tuple[Action, str | None, tuple[PolicyMatch, ...] | None] | None:
-        """Everything before dispatch that needs no waiting: a resumed result, the budget,
-        the idempotency cache, rejections, the policy decision. None when the action is
-        concluded here; else (action, idempotency key, policies asking for approval)."""
+        """Everything before dispatch that needs no waiting: a resumed result, `after`, the
+        budget, the idempotency cache, rejections, the policy decision, the claim on the keys
+        it declares it writes. None when the action is concluded here; else (action,
+        idempotency key, policies asking for approval)."""
         action = self.actions[index]
         done = self.done.get(action.id) if self.done else None
         if done is not None:
@@ -305,6 +449,11 @@ class ProposalRun:
             if done.status is _SUCCEEDED and done.duration_ms:
                 self.duration_ms += done.duration_ms
             return None
+        if action.depends_on:
+            unmet = self.unmet_dependency(action)
+            if unmet is not None:
+                self.conclude(index, _SKIPPED, error=unmet)
+                return None
         if self.budget_exceeded or (self.budget is not None and self.over_budget(action)):
             self.budget_exceeded = True
             self.conclude(index, _SKIPPED, error=BUDGET_EXCEEDED)
@@ -321,23 +470,60 @@ class ProposalRun:
             self.conclude(index, _REJECTED, error="; ".join(problems))
             return None
         self.events.add(_VALIDATED, self.run_id, self.proposal_id, action.id, None, time.time())
+        asking = None
         decision = self.decide(action) if self.policies else None
-        if decision is None:
-            return action, key, None
-        if decision.denied:
-            for match in decision.deciding:
-                self.emit(EventKind.POLICY_VIOLATION, action.id, data=self.violation_data(match))
-            self.refuse(index, "policy violation: " + decision.reason(), inline)
-            return None
-        return action, key, decision.deciding if decision.needs_approval else None
+        if decision is not None:
+            if decision.denied:
+                for match in decision.deciding:
+                    self.emit(
+                        EventKind.POLICY_VIOLATION, action.id, data=self.violation_data(match)
+                    )
+                self.refuse(index, "policy violation: " + decision.reason(), inline)
+                return None
+            if decision.needs_approval:
+                asking = decision.deciding
+        if action.expected_effects or action.type is _STATE_WRITE:
+            conflict = self.writes.conflict(action.written_keys())
+            if conflict is not None:
+                self.refuse(index, str(conflict), inline)
+                return None
+        return action, key, asking
+
+    def unmet_dependency(self, action: Action) -> str | None:
+        """Why an action must not run because of `after`: a predecessor that did not
+        succeed (failed, skipped or rejected), or None."""
+        index_of = self.index_of
+        if index_of is None:
+            index_of = self.index_of = {a.id: i for i, a in enumerate(self.actions)}
+        for name in action.depends_on:
+            position = index_of.get(name)
+            if position is None:
+                continue  # the verifier reports unknown names; the DAG ignores them
+            result = self.results[position]
+            if result is None or result.status is not _SUCCEEDED:
+                status = result.status.value if result is not None else "not run"
+                return f"skipped: it runs after {name}, which did not succeed ({status})"
+        return None
+
+    def index(self, action_id: str) -> int:
+        """The position of an action in the proposal."""
+        if self.index_of is None:
+            self.index_of = {a.id: i for i, a in enumerate(self.actions)}
+        return self.index_of[action_id]
+
+    def has_compensation(self, action_id: str) -> bool:
+        return self.actions[self.index(action_id)].compensation is not None
 
     def refuse(self, index: int, reason: str, inline: bool) -> None:
-        """A refusal (policy, approval, middleware): rejected, and the action's failure
-        behaviour applies, `retry` counting as `abort`."""
+        """A refusal (policy, approval, middleware, a concurrent writer): rejected, and the
+        action's failure behaviour applies, `retry` counting as `abort`."""
         action = self.actions[index]
-        self.conclude(index, _REJECTED, error=reason)
         if action.failure_behavior is _ABORT or action.failure_behavior is _RETRY:
-            self.abort(f"action {action.id} was refused: {reason}", inline)
+            why = f"action {action.id} was refused: {reason}"
+            self.conclude(index, _REJECTED, error=reason, aborts=why)
+            self.abort(why, inline)
+        else:
+            self.conclude(index, _REJECTED, error=reason)
 
     def complete(
         self, index: int, key: str | None, outcome: _Outcome, duration: float, inline: bool
@@ -352,6 +538,8 @@ class ProposalRun:
                 self.succeeded_idempotent.append(key)
             if outcome.tool_call:
                 self.tool_calls += 1
+            if action.compensation is not None:
+                self.completed.append(index)
             self.conclude(
                 index, _SUCCEEDED, output=outcome.output, changes=changes, duration=duration
             )
@@ -359,8 +547,9 @@ class ProposalRun:
         if action.failure_behavior is FailureBehavior.SKIP:
             self.conclude(index, _SKIPPED, error=outcome.error, duration=duration)
             return
-        self.conclude(index, _FAILED, error=outcome.error, duration=duration)
-        self.abort(f"action {action.id} failed: {outcome.error}", inline)
+        why = f"action {action.id} failed: {outcome.error}"
+        self.conclude(index, _FAILED, error=outcome.error, duration=duration, aborts=why)
+        self.abort(why, inline)
 
     def over_budget(self, action: Action) -> bool:
         budget = self.budget
@@ -376,9 +565,8 @@ class ProposalRun:
         elapsed_ms = (self.rt.clock() - self.start) * 1000.0
         return budget.max_duration_ms is not None and elapsed_ms > budget.max_duration_ms
 
-    @staticmethod
-    def idempotency_key(action: Action) -> str:
-        return f"{action.type.value}:{call_key(action.tool, action.parameters)}"
+    def idempotency_key(self, action: Action) -> str:
+        return f"{self.cache_scope}{action.type.value}:{call_key(action.tool, action.parameters)}"
 
     def rejections(self, action: Action, count_problem: str | None) -> list[str]:
         """Why the action cannot run at all: session, capability, then CAR's validation (all
@@ -505,7 +693,7 @@ class ProposalRun:
         ):
             return None
         try:
-            output = tool.fn(**tool.arguments(action.parameters))
+            output = tool.fn(**call_arguments(tool, action.parameters))
         except ToolError as exc:
             return _Outcome(False, error=str(exc) or type(exc).__name__)
         except Exception as exc:
@@ -521,11 +709,11 @@ class ProposalRun:
             return _Outcome(True, f"written: {key}", writes={key: params.get("value")})
         if kind is _STATE_READ:
             key = params.get("key")
-            return _Outcome(True, self.live.get(key) if isinstance(key, str) else None)
+            return _Outcome(True, detached(self.live.get(key)) if isinstance(key, str) else None)
         failure = check_assertion(params, self.live)
         if failure is None:  # CAR's output: the key and the value that held
             key = params["key"]
-            return _Outcome(True, {"asserted": key, "value": self.live.get(key)})
+            return _Outcome(True, {"asserted": key, "value": detached(self.live.get(key))})
         return _Outcome(False, error=f"assertion failed: {failure}")
 
     async def dispatch(self, action: Action, inline: bool) -> _Outcome:
@@ -543,29 +731,35 @@ class ProposalRun:
                 " --tools module:attr)",
             )
         ttl = tool.schema.cache_ttl_secs
-        cache_key = call_key(tool.name, action.parameters) if ttl else None
+        cache_key = (
+            f"{self.tenant or ''}\x1f{call_key(tool.name, action.parameters)}" if ttl else None
+        )
         if cache_key is not None:
-            hit, output = rt.result_cache.get(cache_key)
+            hit, output = rt.result_cache.get(tool.name, cache_key)
             if hit:
                 return _Outcome(True, output)
         attempts = action.max_retries + 1 if action.failure_behavior is _RETRY else 1
         error = ""
         for attempt in range(1, attempts + 1):
             await rt.wait_for_rate(tool)
-            state = ToolState(self.state, self.tenant) if tool.context_param else None
+            state = ToolState(self.writes) if tool.context_param else None
             try:
                 output = await self.invoke(tool, action, attempt, state, inline)
-            except TimeoutError:
-                error = f"timed out after {action.timeout_ms} ms"
+            except TimeoutError as exc:
+                error = (
+                    f"timed out after {action.timeout_ms} ms"
+                    if action.timeout_ms is not None
+                    else str(exc) or "timed out"
+                )
             except ToolError as exc:
                 error = str(exc) or type(exc).__name__
             except Exception as exc:
                 error = _describe(exc)
             else:
                 if cache_key is not None and ttl:
-                    rt.result_cache.put(cache_key, output, float(ttl))
+                    rt.result_cache.put(tool.name, cache_key, output, float(ttl))
                 writes = state.writes if state is not None else _NO_CHANGES
-                return _Outcome(True, output, writes=writes, tool_call=True)
+                return _Outcome(True, output, writes=writes, tool_call=True, attempts=attempt)
             if attempt < attempts:
                 self.retries += 1
                 delay = rt.retry.delay(attempt)
@@ -575,7 +769,7 @@ class ProposalRun:
                     data={"attempt": attempt, "error": error, "delay_ms": delay * 1000.0},
                 )
                 await rt.sleep(delay)
-        return _Outcome(False, error=error)
+        return _Outcome(False, error=error, attempts=attempts)
 
     async def invoke(
         self,
@@ -588,10 +782,12 @@ class ProposalRun:
         """One attempt: inline for a sync tool in an in-order level without a timeout, in a
         worker thread when it must run alongside others or under a timeout."""
         assert tool.fn is not None
-        kwargs = dict(tool.arguments(action.parameters))  # never the action's own dict
+        # Never the action's own dict or values: a tool that changes its arguments must not
+        # change the proposal.
+        kwargs = dict(call_arguments(tool, action.parameters))
         if tool.context_param is not None and state is not None:
             kwargs[tool.context_param] = ToolContext(
-                action=action,
+                action=action.model_copy(deep=True),
                 state=state,
                 cancel=self.cancel if self.cancel is not None else self.rt.no_cancel,
                 attempt=attempt,
@@ -626,17 +822,20 @@ class ProposalRun:
             return _NO_CHANGES
         changes: dict[str, Any] = {}
         transitions: list[StateTransition] = []
+        log = self.writes
         for key, value in effects.items():
-            transitions.append(self.state.set(key, value, action.id, tenant=self.tenant))
+            # A copy: the proposal's own value must not become the state's (nor the other way).
+            transitions.append(log.set(key, detached(value), action.id))
             changes[key] = {"op": "set", "value": value}
         for key, value in writes.items():
             if value is MISSING:
-                removed = self.state.delete(key, action.id, tenant=self.tenant)
+                removed = log.delete(key, action.id)
                 if removed is not None:
                     transitions.append(removed)
                     changes[key] = {"op": "delete"}
             else:
-                transitions.append(self.state.set(key, value, action.id, tenant=self.tenant))
+                # A state_write's value is the proposal's; a tool's was copied as it was staged.
+                transitions.append(log.set(key, detached(value), action.id))
                 changes[key] = {"op": "set", "value": value}
         for transition in transitions:
             self.emit(
@@ -661,10 +860,16 @@ class ProposalRun:
         changes: dict[str, Any] = _NO_CHANGES,
         duration: float | None = None,
         kind: EventKind | None = None,
+        aborts: str | None = None,
     ) -> None:
-        """Record an action's result and its one terminal event."""
+        """Record an action's result and its one terminal event (`aborts`: the reason the
+        run aborts because of it, journaled so that a resumed run finishes the abort)."""
         action = self.actions[index]
         now = time.time()
+        scrub = self.scrub
+        if scrub is not None:
+            output, changes = scrub.value(output), scrub.value(changes)
+            error = scrub.text(error) if error is not None else None
         result = construct(
             ActionResult,
             {
@@ -688,6 +893,10 @@ class ProposalRun:
             if self.durable:  # what a resumed run needs to stand in for the action
                 data["output"] = output
                 data["state_changes"] = changes
+                if aborts is not None:
+                    data["abort"] = scrub.text(aborts) if scrub is not None else aborts
+                if self.interrupt is not None:
+                    data["interrupted"] = True  # stopped from outside: a resumed run reruns it
         self.events.add(
             kind or _TERMINAL[status],
             self.run_id,
@@ -725,12 +934,14 @@ class ProposalRun:
             if result is None:
                 self.conclude(index, _SKIPPED, error=reason)
 
-    def roll_back(self, mark: int) -> None:
-        undone = self.state.rollback(mark)
-        self.emit(
-            EventKind.STATE_ROLLBACK,
-            data={"transitions": len(undone), "reason": self.aborted},
-        )
+    def roll_back(self, reason: str) -> None:
+        """Undo what this run wrote (and nothing else), forget its idempotent successes, and
+        mark the results of its successes rolled back, as CAR reports them."""
+        undone = self.writes.rollback()
+        data: dict[str, Any] = {"transitions": len(undone), "reason": reason}
+        if self.interrupt is not None:
+            data["interrupted"] = True  # the journal stays resumable
+        self.emit(EventKind.STATE_ROLLBACK, data=data)
         for key in self.succeeded_idempotent:
             self.rt.idempotency.pop(key, None)
         for index, result in enumerate(self.results):
@@ -740,6 +951,135 @@ class ProposalRun:
                     update={"rolled_back": True, "error": ROLLED_BACK, "state_changes": {}}
                 )
 
+    # -- sagas -----------------------------------------------------------------------------
+
+    async def compensate(self) -> None:
+        """Run the compensations of the succeeded actions, newest success first, each through
+        the pipeline (capability, validation, policies, approval, middleware, then the tool
+        with retries). One that fails is reported; the others still run."""
+        for index in reversed(self.completed):
+            action = self.actions[index]
+            previous = self.compensated.get(action.id)
+            if previous is not None:  # a resumed run: the journal shows it done
+                self.compensations.append(previous)
+                continue
+            self.compensations.append(await self.compensate_one(action))
+
+    def compensation_action(self, action: Action) -> Action | str:
+        """The action that undoes `action`, or why there is none to run."""
+        compensation = action.compensation
+        undo_id = f"{action.id}.compensation"
+        if isinstance(compensation, ActionRefCompensation):
+            if self.index_of is None:
+                self.index(action.id)
+            assert self.index_of is not None
+            position = self.index_of.get(compensation.action_id)
+            if position is None:
+                return (
+                    f"its compensation names action '{compensation.action_id}', not in the proposal"
+                )
+            target = self.actions[position]
+            if target.type is not _TOOL_CALL or target.tool is None:
+                return f"its compensation '{compensation.action_id}' is not a tool call"
+            return target.model_copy(
+                update={"id": undo_id, "failure_behavior": _RETRY, "depends_on": []}
+            )
+        assert compensation is not None
+        return Action(
+            id=undo_id,
+            type=_TOOL_CALL,
+            tool=compensation.tool,
+            parameters=compensation.parameters,
+            failure_behavior=_RETRY,
+            max_retries=action.max_retries,
+            timeout_ms=action.timeout_ms,
+        )
+
+    async def compensate_one(self, action: Action) -> CompensationResult:
+        undo = self.compensation_action(action)
+        if isinstance(undo, str):
+            return self.compensation_ended(action, None, _REJECTED, error=undo)
+        self.emit(
+            EventKind.COMPENSATION_STARTED,
+            action.id,
+            data={"tool": undo.tool, "compensation": undo.id},
+        )
+        problems = self.rejections(undo, None)
+        if problems:
+            return self.compensation_ended(action, undo, _REJECTED, error="; ".join(problems))
+        decision = self.decide(undo) if self.policies else None
+        if decision is not None and decision.denied:
+            for match in decision.deciding:
+                self.emit(EventKind.POLICY_VIOLATION, undo.id, data=self.violation_data(match))
+            return self.compensation_ended(
+                action, undo, _REJECTED, error="policy violation: " + decision.reason()
+            )
+        asking = decision.deciding if decision is not None and decision.needs_approval else None
+        try:
+            refusal = await self.refusal(undo, asking)
+        except Exception as exc:  # a host callback's bug must not stop the other undo steps
+            refusal = f"the approval gate or middleware raised {_describe(exc)}"
+        if refusal is not None:
+            return self.compensation_ended(action, undo, _REJECTED, error=refusal)
+        self.events.add(_EXECUTING, self.run_id, self.proposal_id, undo.id, None, time.time())
+        outcome = await self.dispatch(undo, False)
+        if outcome.tool_call:
+            self.tool_calls += 1
+        # What the undo step writes is not committed: the state was already restored to what
+        # it was before the proposal, and a compensation changes the world, not that.
+        status = _SUCCEEDED if outcome.ok else _FAILED
+        return self.compensation_ended(
+            action,
+            undo,
+            status,
+            output=outcome.output,
+            error=outcome.error,
+            attempts=outcome.attempts,
+        )
+
+    def compensation_ended(
+        self,
+        action: Action,
+        undo: Action | None,
+        status: ActionStatus,
+        *,
+        output: Any = None,
+        error: str | None = None,
+        attempts: int = 0,
+    ) -> CompensationResult:
+        """Record how the compensation of `action` ended: its one end event and its result."""
+        scrub = self.scrub
+        if scrub is not None:
+            output = scrub.value(output)
+            error = scrub.text(error) if error is not None else None
+        tool = undo.tool or "" if undo is not None else ""
+        data: dict[str, Any] = {"tool": tool, "attempts": attempts}
+        if undo is not None:
+            data["compensation"] = undo.id
+        if error is not None:
+            data["error"] = error
+        if self.durable:
+            data["output"] = output
+        self.emit(_COMPENSATION_END[status], action.id, data=data)
+        if self.history is not None and undo is not None:
+            self.history.append(
+                {
+                    "id": undo.id,
+                    "type": undo.type.value,
+                    "tool": undo.tool,
+                    "params": undo.parameters,
+                    "status": status.value,
+                }
+            )
+        return CompensationResult(
+            action_id=action.id,
+            tool=tool,
+            status=status,
+            output=output,
+            error=error,
+            attempts=attempts,
+        )
+
     def emit(
         self,
         kind: EventKind,
@@ -748,6 +1088,8 @@ class ProposalRun:
         data: dict[str, Any] | None = None,
         timestamp: float | None = None,
     ) -> None:
+        if data is not None and self.scrub is not None:
+            data = self.scrub.value(data)
         self.events.add(
             kind,
             self.run_id,
@@ -770,5 +1112,10 @@ _TERMINAL: Final = {
     _FAILED: EventKind.ACTION_FAILED,
     _SKIPPED: EventKind.ACTION_SKIPPED,
     _REJECTED: EventKind.ACTION_REJECTED,
+}
+_COMPENSATION_END: Final = {
+    _SUCCEEDED: EventKind.COMPENSATION_SUCCEEDED,
+    _FAILED: EventKind.COMPENSATION_FAILED,
+    _REJECTED: EventKind.COMPENSATION_REJECTED,
 }
 _STRENGTH: Final = {PolicyEffect.ALLOW: 0, PolicyEffect.REQUIRE_APPROVAL: 1, PolicyEffect.DENY: 2}

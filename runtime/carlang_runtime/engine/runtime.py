@@ -21,14 +21,13 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..capability import CapabilityCheck
 from ..errors import CarlangRuntimeError
 from ..ir import (
     Action,
     ActionProposal,
-    ActionResult,
     Budget,
     Capability,
     Policy,
@@ -38,13 +37,14 @@ from ..ir import (
 )
 from ..ir.load import load_proposal
 from ..policy import PolicySet
+from ..redact import Scrubber, redact_parameters, secret_values
 from .approval import ApprovalGate, DenyApprovals
 from .cancel import CancelToken
 from .events import EventKind, EventLog
 from .limits import ResultCache, TokenBucket
 from .middleware import Middleware
-from .run import ProposalRun
-from .state import StateStore
+from .run import ROLLED_BACK_ON_RESUME, ProposalRun, Resumption
+from .state import StateStore, check_tenant
 from .tools import RegisteredTool, subprocess_tool
 
 if TYPE_CHECKING:
@@ -125,6 +125,7 @@ class Runtime:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         explain_violations: bool = True,
         workers: int = 32,
+        compensate: bool = True,
     ) -> None:
         self.state = state if isinstance(state, StateStore) else StateStore(state)
         self.events = events if events is not None else EventLog()
@@ -135,6 +136,8 @@ class Runtime:
         self.clock = clock
         self.sleep = sleep
         self.explain_violations = explain_violations
+        #: Whether an abort runs the compensations of what succeeded (False: CAR's behaviour).
+        self.compensate = compensate
         self.tools: dict[str, RegisteredTool] = {}
         self.policies = PolicySet(clock=clock)
         self.middleware: list[Middleware] = []
@@ -153,6 +156,7 @@ class Runtime:
         self._buckets: dict[str, TokenBucket] = {}
         self._replan: Callable[[ReplanContext], Any] | None = None
         self._replan_config = ReplanConfig()
+        self._secret_tools: set[str] = set()
 
     # -- building --------------------------------------------------------------------------
 
@@ -222,6 +226,7 @@ class Runtime:
     def _tool_changed(self, name: str) -> None:
         self._buckets.pop(name, None)
         self.result_cache.invalidate(name)
+        self._secret_tools = {n for n, tool in self.tools.items() if tool.secrets}
 
     def set_capabilities(self, capability: Capability | None) -> None:
         """The capability for proposals that name none."""
@@ -320,14 +325,82 @@ class Runtime:
         """Whether events go anywhere besides memory (then they carry what resume needs)."""
         return bool(self.events.sinks)
 
-    def proposal_event_data(self, proposal: ActionProposal, session: str | None) -> dict[str, Any]:
-        """What `proposal_received` records: the whole proposal when the log is durable."""
+    def proposal_event_data(
+        self,
+        proposal: ActionProposal,
+        session: str | None,
+        policies: Sequence[PolicySet] = (),
+    ) -> dict[str, Any]:
+        """What `proposal_received` records: the whole proposal when the log is durable, with
+        secret parameters and the values a built-in rule catches replaced by `[REDACTED]`
+        (`redacted` then says so: resuming such a run needs the proposal again)."""
         data: dict[str, Any] = {"actions": len(proposal.actions), "source": proposal.source}
         if session is not None:
             data["session"] = session
         if self.durable:
-            data["proposal"] = proposal.model_dump(mode="json")
+            document = proposal.model_dump(mode="json")
+            if self.redact_document(proposal, document, policies):
+                data["redacted"] = True
+            data["proposal"] = document
         return data
+
+    def redact_document(
+        self, proposal: ActionProposal, document: dict[str, Any], policies: Sequence[PolicySet]
+    ) -> bool:
+        """Redact, in place, the parameters of a proposal's JSON document that must not be
+        written down; whether anything was."""
+        redacted = False
+        for action, entry in zip(proposal.actions, document["actions"], strict=True):
+            tool = self.tools.get(action.tool or "")
+            paths = tool.secrets if tool is not None else ()
+            caught: set[str] = set()
+            for policy_set in policies:
+                caught |= policy_set.caught_parameters(action)
+            if (paths or caught) and action.parameters:
+                before = entry.get("parameters", {})
+                entry["parameters"] = redact_parameters(before, paths, caught)
+                redacted = redacted or entry["parameters"] != before
+            compensation = entry.get("compensation")
+            if isinstance(compensation, dict) and compensation.get("type") == "tool":
+                undo = self.tools.get(str(compensation.get("tool")))
+                if undo is not None and undo.secrets:
+                    before = compensation.get("parameters", {})
+                    compensation["parameters"] = redact_parameters(before, undo.secrets)
+                    redacted = redacted or compensation["parameters"] != before
+        return redacted
+
+    def scrubber(
+        self, proposal: ActionProposal, policies: Sequence[PolicySet] = ()
+    ) -> Scrubber | None:
+        """What a run must keep out of everything it writes down: the values of secret
+        parameters of its actions (and compensations), and, when the log is durable, the values
+        a built-in rule catches. None when there is nothing (the common case costs a set test
+        per run)."""
+        if not self._secret_tools and not (self.durable and policies):
+            return None
+        values: list[Any] = []
+        for action in proposal.actions:
+            calls = [(action.tool, action.parameters)]
+            compensation = action.compensation
+            if compensation is not None and compensation.type == "tool":
+                calls.append((compensation.tool, compensation.parameters))
+            for name, parameters in calls:
+                tool = self.tools.get(name or "")
+                if tool is not None and tool.secrets:
+                    values.extend(secret_values(parameters, tool.secrets))
+            if self.durable:
+                for policy_set in policies:
+                    for param in policy_set.caught_parameters(action):
+                        values.append(action.parameters[param])
+        scrubber = Scrubber(values)
+        return scrubber if scrubber else None
+
+    def cache_scope(self, session: str | None, tenant: str | None) -> str:
+        """Whose cached results a run may see: its tenant's, and its session's where the
+        session has policies of its own (a cached output skips the policies)."""
+        found = self._sessions.get(session) if session is not None else None
+        own = session if found is not None and len(found.policies) else ""
+        return f"{tenant or ''}\x1f{own}\x1f"
 
     def snapshot_event_data(self, tenant: str | None) -> dict[str, Any]:
         """What `state_snapshot` records: the whole state when the log is durable."""
@@ -367,15 +440,30 @@ class Runtime:
         scope: Mapping[str, Any] | None = None,
         cancel: CancelToken | None = None,
         run_id: str | None = None,
-        done: Mapping[str, ActionResult] | None = None,
-        replay: Sequence[tuple[str, Any, str | None]] = (),
     ) -> ProposalResult:
         """Run a proposal: its DAG level by level, each action through the pipeline, abort
-        with rollback, replanning when configured. Returns the result of the proposal that
-        ran last (the original, or its last replan)."""
+        with rollback and compensations, replanning when configured. Returns the result of
+        the proposal that ran last (the original, or its last replan). `scope["tenant"]`,
+        when given, must be a non-empty string (`CarlangRuntimeError` otherwise)."""
+        return await self._execute(
+            proposal, session=session, scope=scope, cancel=cancel, run_id=run_id
+        )
+
+    async def _execute(
+        self,
+        proposal: ActionProposal | Mapping[str, Any] | str,
+        *,
+        session: str | None = None,
+        scope: Mapping[str, Any] | None = None,
+        cancel: CancelToken | None = None,
+        run_id: str | None = None,
+        resumed: Resumption | None = None,
+        all_or_nothing: bool = False,
+    ) -> ProposalResult:
         current = self._as_proposal(proposal)
         run_id = run_id or uuid.uuid4().hex[:16]
         scope = dict(scope or {})
+        check_tenant(scope.get("tenant"))
         self.events.emit(
             EventKind.RUN_STARTED,
             run_id=run_id,
@@ -395,13 +483,15 @@ class Runtime:
                     session=session,
                     scope=scope,
                     cancel=cancel,
-                    done=done if attempt == 0 else None,
-                    replay=replay if attempt == 0 else (),
+                    resumed=resumed if attempt == 0 else None,
+                    all_or_nothing=all_or_nothing,
                 )
                 result = await run.execute()
                 if run.aborted is None:
                     break
-                status = "aborted"
+                status = "rolled_back" if run.aborted == ROLLED_BACK_ON_RESUME else "aborted"
+                if all_or_nothing or status == "rolled_back":
+                    break  # a candidate falls back to the next; a rollback is final
                 if replans - attempt <= 0 or (cancel is not None and cancel.cancelled):
                     if replans:
                         self._emit_run(EventKind.REPLAN_EXHAUSTED, run_id, current, {})
@@ -428,7 +518,6 @@ class Runtime:
             )
             self.events.flush()
             self._run_history.pop(run_id, None)
-            self.state.forget_before(100_000)
         return result
 
     async def _replan_once(
@@ -565,13 +654,15 @@ class Runtime:
         result: ProposalResult | None = None
         for scored in ranked:
             proposal = proposals[scored.index]
-            mark = self.state.mark()
-            result = await self.execute_async(proposal, session=session, scope=scope, cancel=cancel)
+            # All or nothing: a candidate that does not fully succeed is rolled back (and its
+            # successes compensated) inside its own run, before the next one starts.
+            result = await self._execute(
+                proposal, session=session, scope=scope, cancel=cancel, all_or_nothing=True
+            )
             if feedback is not None:
                 feedback.record(proposal, result)
             if result.all_succeeded() or (cancel is not None and cancel.cancelled):
                 return result
-            self.state.rollback(mark)
         assert result is not None
         return result
 
@@ -588,7 +679,7 @@ class Runtime:
         caller's tenant sees, its policies and the session's, its capabilities and budgets."""
         from ..planner import Governance, rank
 
-        tenant = (scope or {}).get("tenant")
+        tenant = check_tenant((scope or {}).get("tenant"))
         governance = Governance(
             {name: check.capability for name, check in self._capabilities.items()},
             self._budgets,
@@ -598,7 +689,7 @@ class Runtime:
         return rank(
             proposals,
             self._schemas(),
-            self.state.data(tenant if isinstance(tenant, str) else None),
+            self.state.data(tenant),
             config,
             feedback,
             self.policy_sets(session),
@@ -629,12 +720,16 @@ class Runtime:
         rollback: bool = False,
         session: str | None = None,
         cancel: CancelToken | None = None,
+        proposal: ActionProposal | Mapping[str, Any] | str | None = None,
     ) -> ProposalResult:
         """Continue run `run_id` from `journal` (default: this runtime's SQLite sink): the
-        state is rebuilt from the journal, actions it shows succeeded are not run again, the
-        rest runs. With `rollback`, nothing more runs: the state goes back to what it was
-        before the proposal. A run that ran in a session needs that session (re-opened, with
-        its policies) passed as `session`: its denials must not be lost."""
+        state is rebuilt from the journal, actions it shows finished are not run again, the
+        rest runs (an action that was in flight runs again: at least once). A run whose abort
+        was under way finishes the abort (rollback, compensations) and runs nothing more; with
+        `rollback`, any run is finished that way. A run that ran in a session needs that
+        session (re-opened, with its policies) passed as `session`: its denials must not be
+        lost. A journal never keeps secret parameter values: resuming such a run needs its
+        `proposal` again (checked against what the journal kept)."""
         from .journal import EventStore, SqliteSink
         from .resume import read_run
 
@@ -645,8 +740,6 @@ class Runtime:
                 raise CarlangRuntimeError("resume needs a SQLite journal (events=run.db)")
             sink.flush()
             path = sink.path
-        if not path.exists():
-            raise CarlangRuntimeError(f"no journal at {path}")
         store = EventStore(path)
         try:
             run = read_run(store, run_id)
@@ -661,76 +754,47 @@ class Runtime:
                 f"run '{run_id}' ran in a session: open a session with its policies and pass"
                 " it as session=, so that its denials still apply"
             )
+        original = self._resumed_proposal(run, proposal)
         self.state.replace(run.initial_state, tenant=run.tenant)
-        if rollback:
-            return self._roll_back_journaled(run)
-        return await self.execute_async(
-            run.proposal,
+        resumed = Resumption(
+            results=run.results,
+            writes=run.writes,
+            abort=ROLLED_BACK_ON_RESUME if rollback else run.abort,
+            compensations=run.compensations,
+            succeeded=run.succeeded,
+        )
+        return await self._execute(
+            original,
             run_id=run_id,
             scope=run.scope,
             session=session,
             cancel=cancel,
-            done=run.results,
-            replay=run.writes,
+            resumed=resumed,
         )
 
-    def _roll_back_journaled(self, run: Any) -> ProposalResult:
-        from ..ir import ActionStatus, CostSummary
-        from .run import ROLLED_BACK
-
-        now = time.time()
-        self.events.emit(
-            EventKind.STATE_ROLLBACK,
-            run_id=run.run_id,
-            proposal_id=run.proposal.id,
-            data={"transitions": len(run.writes), "reason": "rolled back on resume"},
-            timestamp=now,
-        )
-        results = []
-        for action in run.proposal.actions:
-            done = run.results.get(action.id)
-            if done is not None and done.status is ActionStatus.SUCCEEDED:
-                results.append(
-                    done.model_copy(
-                        update={"rolled_back": True, "error": ROLLED_BACK, "state_changes": {}}
-                    )
+    def _resumed_proposal(
+        self, run: Any, given: ActionProposal | Mapping[str, Any] | str | None
+    ) -> ActionProposal:
+        """The proposal a resumed run runs: the journal's, or, when the journal redacted
+        secrets out of it, the caller's, which must be the same proposal."""
+        if given is None:
+            if run.redacted:
+                raise CarlangRuntimeError(
+                    f"run '{run.run_id}' has secret parameters, which its journal does not keep:"
+                    " pass the proposal it ran (resume(..., proposal=...), or carlang run"
+                    " --proposal with --resume)"
                 )
-            elif done is not None:
-                results.append(done)
-            else:
-                results.append(
-                    ActionResult.model_construct(
-                        action_id=action.id,
-                        status=ActionStatus.SKIPPED,
-                        error="not run: the run was rolled back on resume",
-                    )
-                )
-                self.events.emit(
-                    EventKind.ACTION_SKIPPED,
-                    run_id=run.run_id,
-                    proposal_id=run.proposal.id,
-                    action_id=action.id,
-                    data={"error": "not run: the run was rolled back on resume"},
-                    timestamp=now,
-                )
-        self.events.emit(
-            EventKind.RUN_COMPLETED,
-            run_id=run.run_id,
-            proposal_id=run.proposal.id,
-            data={"status": "rolled_back"},
-            timestamp=now,
-        )
-        self.events.flush()
-        statuses = [r.status for r in results]
-        cost = CostSummary(
-            actions_executed=statuses.count(ActionStatus.SUCCEEDED)
-            + statuses.count(ActionStatus.FAILED),
-            actions_rejected=statuses.count(ActionStatus.REJECTED),
-            actions_skipped=statuses.count(ActionStatus.SKIPPED),
-        )
-        return ProposalResult.model_construct(
-            proposal_id=run.proposal.id, results=results, cost=cost
-        )
+            return cast(ActionProposal, run.proposal)
+        proposal = self._as_proposal(given)
+        document = proposal.model_dump(mode="json")
+        if run.redacted:
+            self.redact_document(proposal, document, self.policy_sets(run.session))
+        if document != run.proposal.model_dump(mode="json"):
+            raise CarlangRuntimeError(
+                f"the proposal given is not the one run '{run.run_id}' ran (its journal holds"
+                f" proposal '{run.proposal.id}' with {len(run.proposal.actions)} actions)"
+            )
+        return proposal
 
     # -- host loops ------------------------------------------------------------------------
 

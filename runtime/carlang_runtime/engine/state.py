@@ -1,8 +1,14 @@
-"""The runtime's state: a key-value store per tenant, every write recorded as a transition.
+"""The runtime's state: a key-value store per tenant, and the writes of each run.
 
-A run marks the log before it starts and, on abort, undoes the transitions made since, newest
-first: a rollback costs what the run changed, not the size of the state. With a tenant, reads
-and writes go to that tenant's view only; the default view (tenant None) is the shared one.
+Every run writes through its own `RunWrites`: it records the run's transitions, so that an
+abort undoes exactly what this run changed (newest first), and it claims each key it writes for
+the run's lifetime, so that two runs in flight on one tenant never both write a key: the second
+writer gets a `StateConflict` (the runtime rejects or fails its action) instead of a silent
+merge that a rollback would then tear apart. Runs on different tenants never meet: each tenant
+is its own dict, and the default view (tenant None) is the shared one.
+
+Values are never shared with the outside by reference where that could change the state behind
+the runtime's back: what a tool reads through its context is a copy (see `detached`).
 """
 
 from __future__ import annotations
@@ -13,7 +19,18 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-__all__ = ["StateStore", "StateTransition", "StateView", "MISSING"]
+from ..errors import CarlangRuntimeError
+
+__all__ = [
+    "StateStore",
+    "StateTransition",
+    "StateView",
+    "RunWrites",
+    "StateConflict",
+    "MISSING",
+    "check_tenant",
+    "detached",
+]
 
 
 class _Missing:
@@ -64,13 +81,52 @@ class StateView(Mapping[str, Any]):
         return self._data.get(key, default)
 
 
+def check_tenant(tenant: object) -> str | None:
+    """`tenant` if it names a tenant (a non-empty string) or is None (the shared state);
+    anything else is a `CarlangRuntimeError`: a wrong tenant must never fall back to the shared
+    state silently."""
+    if tenant is None or (isinstance(tenant, str) and tenant):
+        return tenant
+    shown = "an empty string" if tenant == "" else f"a {type(tenant).__name__}"
+    raise CarlangRuntimeError(
+        f"a tenant must be a non-empty string, not {shown}: pass scope={{'tenant': 'acme'}},"
+        " or no tenant for the shared state"
+    )
+
+
+_IMMUTABLE: Final = (str, int, float, bool, type(None), bytes)
+
+
+def detached(value: Any) -> Any:
+    """`value`, or a deep copy of it when it could be changed in place (a list, a dict): what
+    leaves the store, or enters it, is never the same mutable object on both sides."""
+    if isinstance(value, _IMMUTABLE):
+        return value
+    return copy.deepcopy(value)
+
+
+class StateConflict(CarlangRuntimeError):
+    """A run tried to write a key that another run in flight on the same tenant has written."""
+
+    def __init__(self, key: str, tenant: str | None, holder: str) -> None:
+        self.key = key
+        self.tenant = tenant
+        self.holder = holder
+        where = f" of tenant '{tenant}'" if tenant is not None else ""
+        super().__init__(
+            f"state key '{key}'{where} is being written by run {holder}, still in flight: runs"
+            " that write the same key are never merged; retry when it has finished"
+        )
+
+
 class StateStore:
-    """Thread-safe enough for the runtime (one event loop writes; tools write through their
-    context, on that loop). `set`/`delete` record transitions; `mark`/`rollback` undo them."""
+    """The state of every tenant. Runs write through `open_run`; `set`/`delete` write directly
+    (for hosts and tests), recording nothing."""
 
     def __init__(self, initial: Mapping[str, Any] | None = None) -> None:
         self._tenants: dict[str | None, dict[str, Any]] = {None: dict(initial or {})}
-        self._transitions: list[StateTransition] = []
+        # (tenant, key) -> the label of the run in flight that wrote it
+        self._claims: dict[tuple[str | None, str], str] = {}
 
     # -- reading ---------------------------------------------------------------------------
 
@@ -78,7 +134,7 @@ class StateStore:
         """The live dict of one tenant (the runtime reads it directly; do not keep it)."""
         found = self._tenants.get(tenant)
         if found is None:
-            found = self._tenants[tenant] = {}
+            found = self._tenants[check_tenant(tenant)] = {}
         return found
 
     def view(self, tenant: str | None = None) -> StateView:
@@ -107,68 +163,108 @@ class StateStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def set(
-        self, key: str, value: Any, action_id: str | None = None, *, tenant: str | None = None
-    ) -> StateTransition:
-        """Write `value` under `key`, recording the transition."""
-        data = self.data(tenant)
-        transition = StateTransition(
-            key, data.get(key, MISSING), value, action_id, tenant, time.time()
-        )
-        data[key] = value
-        self._transitions.append(transition)
-        return transition
+    def set(self, key: str, value: Any, *, tenant: str | None = None) -> None:
+        """Write `value` under `key` directly (no run, no claim)."""
+        self.data(tenant)[key] = value
 
-    def delete(
-        self, key: str, action_id: str | None = None, *, tenant: str | None = None
-    ) -> StateTransition | None:
-        """Remove `key` (a transition to `MISSING`), or None if it was not there."""
-        data = self.data(tenant)
-        if key not in data:
-            return None
-        transition = StateTransition(key, data.pop(key), MISSING, action_id, tenant, time.time())
-        self._transitions.append(transition)
-        return transition
+    def delete(self, key: str, *, tenant: str | None = None) -> None:
+        """Remove `key` directly, if it is there."""
+        self.data(tenant).pop(key, None)
 
     def replace(self, values: Mapping[str, Any], *, tenant: str | None = None) -> None:
-        """Replace one tenant's state, without transitions (a resumed run's starting point)."""
-        self._tenants[tenant] = dict(values)
+        """Replace one tenant's state (a resumed run's starting point)."""
+        self._tenants[check_tenant(tenant)] = dict(values)
 
     def replace_all(self, tenants: Mapping[str | None, Mapping[str, Any]]) -> None:
-        """Replace every tenant's state at once, without transitions (a checkpoint restore)."""
-        self._tenants = {tenant: dict(values) for tenant, values in tenants.items()}
+        """Replace every tenant's state at once (a checkpoint restore)."""
+        self._tenants = {check_tenant(t): dict(values) for t, values in tenants.items()}
         self._tenants.setdefault(None, {})
-        self._transitions.clear()
 
-    # -- history ---------------------------------------------------------------------------
+    # -- runs ------------------------------------------------------------------------------
 
-    @property
-    def transitions(self) -> list[StateTransition]:
-        """Every write so far (or since the last `replace_all`)."""
-        return list(self._transitions)
+    def open_run(self, label: str, tenant: str | None) -> RunWrites:
+        """The write log of one run on one tenant (close it with `release`)."""
+        return RunWrites(self, label, tenant)
 
-    def mark(self) -> int:
-        """A point to roll back to: the number of transitions so far."""
-        return len(self._transitions)
+    def holder(self, key: str, *, tenant: str | None = None) -> str | None:
+        """The run in flight that has written `key`, if any."""
+        return self._claims.get((tenant, key))
 
-    def transitions_since(self, mark: int) -> list[StateTransition]:
-        """The writes made after `mark`."""
-        return self._transitions[mark:]
 
-    def forget_before(self, keep: int) -> None:
-        """Drop all but the newest `keep` transitions (the runtime calls this between runs,
-        so a long-lived store does not grow without bound)."""
-        if len(self._transitions) > keep:
-            del self._transitions[: len(self._transitions) - keep]
+class RunWrites:
+    """One run's writes: the transitions it made, newest last, and the keys it holds until
+    `release`. Claiming is `dict.setdefault`, atomic under the GIL, so tools writing from
+    worker threads claim safely."""
 
-    def rollback(self, mark: int) -> list[StateTransition]:
-        """Undo every write made after `mark`, newest first; returns what was undone."""
-        undone = self._transitions[mark:]
+    __slots__ = ("store", "label", "tenant", "data", "transitions", "_claims", "_held")
+
+    def __init__(self, store: StateStore, label: str, tenant: str | None) -> None:
+        self.store = store
+        self.label = label
+        self.tenant = tenant
+        self.data = store.data(tenant)
+        self.transitions: list[StateTransition] = []
+        self._claims = store._claims
+        self._held: set[str] = set()
+
+    def claim(self, key: str) -> None:
+        """Hold `key` for this run; `StateConflict` when another run in flight holds it."""
+        if key in self._held:
+            return
+        holder = self._claims.setdefault((self.tenant, key), self.label)
+        if holder != self.label:
+            raise StateConflict(key, self.tenant, holder)
+        self._held.add(key)
+
+    def conflict(self, keys: list[str]) -> StateConflict | None:
+        """Claim every key of `keys`; the first conflict, or None."""
+        try:
+            for key in keys:
+                self.claim(key)
+        except StateConflict as conflict:
+            return conflict
+        return None
+
+    def set(self, key: str, value: Any, action_id: str | None) -> StateTransition:
+        """Write `value` under `key`, recording the transition."""
+        self.claim(key)
+        data = self.data
+        transition = StateTransition(
+            key, data.get(key, MISSING), value, action_id, self.tenant, time.time()
+        )
+        data[key] = value
+        self.transitions.append(transition)
+        return transition
+
+    def delete(self, key: str, action_id: str | None) -> StateTransition | None:
+        """Remove `key` (a transition to `MISSING`), or None if it was not there."""
+        self.claim(key)
+        data = self.data
+        if key not in data:
+            return None
+        transition = StateTransition(
+            key, data.pop(key), MISSING, action_id, self.tenant, time.time()
+        )
+        self.transitions.append(transition)
+        return transition
+
+    def rollback(self) -> list[StateTransition]:
+        """Undo this run's writes, newest first; returns what was undone. The keys are still
+        held (no other run wrote them since), so what comes back is exactly what was there."""
+        undone = self.transitions
+        data = self.data
         for transition in reversed(undone):
-            data = self.data(transition.tenant)
             if transition.old is MISSING:
                 data.pop(transition.key, None)
             else:
                 data[transition.key] = transition.old
-        del self._transitions[mark:]
+        self.transitions = []
         return undone
+
+    def release(self) -> None:
+        """Let other runs write this run's keys again (the run has ended)."""
+        claims, label, tenant = self._claims, self.label, self.tenant
+        for key in self._held:
+            if claims.get((tenant, key)) == label:
+                del claims[(tenant, key)]
+        self._held.clear()

@@ -22,14 +22,16 @@ from typing import Any, Literal, Union, get_args, get_origin
 
 from ..ir import Action, ToolSchema
 from ..paramcheck import ParamChecker
+from ..redact import SecretPath, secret_paths
 from .cancel import CancelToken
-from .state import MISSING, StateStore
+from .state import _IMMUTABLE, MISSING, RunWrites, StateConflict, detached
 
 __all__ = [
     "ToolContext",
     "ToolState",
     "ToolError",
     "RegisteredTool",
+    "call_arguments",
     "schema_from_function",
     "subprocess_tool",
 ]
@@ -40,11 +42,14 @@ class ToolError(Exception):
 
 
 class ToolState(Mapping[str, Any]):
-    """The state as a tool sees it: reads see the tool's own writes first; writes are staged
-    and committed only if the action succeeds."""
+    """The state as a tool sees it: reads see the tool's own writes first, and are copies (a
+    tool that changes what it read changes nothing); writes are staged, claimed for the run at
+    once (a key another run in flight writes is a `ToolError` right there), and committed only
+    if the action succeeds."""
 
-    def __init__(self, store: StateStore, tenant: str | None) -> None:
-        self._live = store.data(tenant)
+    def __init__(self, writes: RunWrites) -> None:
+        self._live = writes.data
+        self._run = writes
         self.writes: dict[str, Any] = {}
 
     def __getitem__(self, key: str) -> Any:
@@ -52,8 +57,13 @@ class ToolState(Mapping[str, Any]):
             value = self.writes[key]
             if value is MISSING:
                 raise KeyError(key)
-            return value
-        return self._live[key]
+            return detached(value)
+        return detached(self._live[key])
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.writes:
+            return self.writes[key] is not MISSING
+        return key in self._live
 
     def __iter__(self) -> Iterator[str]:
         keys = dict.fromkeys(self._live)
@@ -64,12 +74,20 @@ class ToolState(Mapping[str, Any]):
         return sum(1 for _ in self)
 
     def set(self, key: str, value: Any) -> None:
-        """Write `value` under `key` when the action succeeds."""
-        self.writes[key] = value
+        """Write `value` (a copy of it) under `key` when the action succeeds."""
+        self._claim(key)
+        self.writes[key] = detached(value)
 
     def delete(self, key: str) -> None:
         """Remove `key` when the action succeeds."""
+        self._claim(key)
         self.writes[key] = MISSING
+
+    def _claim(self, key: str) -> None:
+        try:
+            self._run.claim(key)
+        except StateConflict as conflict:
+            raise ToolError(str(conflict)) from None
 
 
 @dataclass
@@ -104,6 +122,8 @@ class RegisteredTool:
     inline: bool = field(init=False, default=False)
     #: The parameter check (None for a schemaless tool).
     checker: ParamChecker | None = field(init=False, default=None)
+    #: Where its secret parameters are (see redact.py); empty for most tools.
+    secrets: tuple[SecretPath, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         self.inline = (
@@ -115,6 +135,7 @@ class RegisteredTool:
         )
         parameters = self.schema.parameters
         self.checker = ParamChecker(self.name, parameters) if parameters else None
+        self.secrets = secret_paths(parameters)
 
     @classmethod
     def from_function(
@@ -157,6 +178,16 @@ class RegisteredTool:
         if self.accepts_any or parameters.keys() <= self.params:
             return parameters  # `fn(**parameters)` copies it anyway
         return {k: v for k, v in parameters.items() if k in self.params}
+
+
+def call_arguments(tool: RegisteredTool, parameters: Mapping[str, Any]) -> Mapping[str, Any]:
+    """A call's keyword arguments, with a copy of every value a tool could change in place
+    (a list, a dict): a tool that changes its arguments must not change the proposal."""
+    arguments = tool.arguments(parameters)
+    for value in arguments.values():
+        if not isinstance(value, _IMMUTABLE):
+            return {name: detached(value) for name, value in arguments.items()}
+    return arguments
 
 
 def _is_coroutine_function(fn: Callable[..., Any]) -> bool:

@@ -8,7 +8,18 @@ from typing import Any
 
 from pydantic import Field
 
-from ._base import F64, U32, Bool, CarModel, JsonMap, Str, Timestamp, omit_none, utc_now_rfc3339
+from ._base import (
+    F64,
+    U32,
+    Bool,
+    CarModel,
+    JsonMap,
+    Str,
+    Timestamp,
+    omit_empty,
+    omit_none,
+    utc_now_rfc3339,
+)
 
 __all__ = [
     "ActionStatus",
@@ -16,6 +27,7 @@ __all__ = [
     "ActionResult",
     "CostSummary",
     "ProposalResult",
+    "CompensationResult",
     "CostTarget",
 ]
 
@@ -67,12 +79,27 @@ class CostSummary(CarModel):
     retries: U32 = 0
 
 
+class CompensationResult(CarModel):
+    """carlang's extension: how the compensation of one succeeded action went when its run
+    aborted (`status` succeeded, failed or rejected; `error` says why when it did not)."""
+
+    action_id: Str
+    tool: Str
+    status: ActionStatus
+    output: Any = Field(default=None, exclude_if=omit_none)
+    error: Str | None = Field(default=None, exclude_if=omit_none)
+    attempts: U32 = 1
+
+
 class ProposalResult(CarModel):
-    """Every action's result, in proposal order, and the run's cost."""
+    """Every action's result, in proposal order, and the run's cost. `compensations` (carlang's
+    extension, left out when empty so CAR documents round-trip) lists the sagas' undo steps run
+    after an abort, in the order they ran."""
 
     proposal_id: Str
     results: list[ActionResult] = Field(default_factory=list)
     cost: CostSummary = Field(default_factory=CostSummary)
+    compensations: list[CompensationResult] = Field(default_factory=list, exclude_if=omit_empty)
 
     def all_succeeded(self) -> bool:
         """True when every action succeeded."""

@@ -19,9 +19,9 @@ from ..cel import CelEvalError, Explanation, Limits, Program
 from ..cel import compile as compile_cel
 from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
-from ..ir import Action, CelPolicy, Policy, PolicyEffect, ToolSchema
+from ..ir import Action, CelPolicy, DenyKeywordRule, Policy, PolicyEffect, ToolSchema
 from .activation import VARIABLES, action_activation, policy_declarations
-from .rules import NativeRule, native_rule
+from .rules import ON_PARAMS, NativeRule, as_text, native_rule
 
 __all__ = ["PolicySet", "Decision", "PolicyMatch", "PolicyTrace", "PolicyLoadError"]
 
@@ -194,6 +194,31 @@ class PolicySet:
         else:
             self._rules.append((policy, native_rule(policy, self.clock)))
         self._by_tool.clear()
+
+    def caught_parameters(self, action: Action) -> set[str]:
+        """The parameters of `action` whose values a built-in rule exists to catch and does
+        catch here (`deny_tool_param`, `deny_tool_param_matching`, `deny_keyword`): those
+        values must never be written down, not even in the proposal a journal keeps."""
+        caught: set[str] = set()
+        if action.tool is None or not action.parameters:
+            return caught
+        for rule in self._for_tool(action.tool).rules:
+            if isinstance(rule, _CelRule):
+                continue
+            policy, native = rule
+            if native.reads != ON_PARAMS:
+                continue
+            if isinstance(policy, DenyKeywordRule):
+                keywords = [k for k in policy.keywords if k]
+                caught.update(
+                    name
+                    for name, value in action.parameters.items()
+                    if any(k in as_text(value) for k in keywords)
+                )
+            elif native.check(action, {}, False) is not None:
+                caught.add(getattr(policy, "param", ""))
+        caught.discard("")
+        return caught
 
     def _compile(self, policy: CelPolicy) -> Program | None:
         if policy.when is None:
