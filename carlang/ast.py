@@ -216,12 +216,13 @@ TypeExpr = SimpleType | ListType | MapType | EnumType
 
 @dataclass(slots=True, repr=False, eq=False)
 class Param(Node):
-    """`name?: type = default`."""
+    """`name?: type secret = default` (`secret`: the value never appears in logs or messages)."""
 
     name: Name
     optional: bool
     type: TypeExpr
     default: Value | None
+    secret: bool = False
 
 
 @dataclass(slots=True, repr=False, eq=False)

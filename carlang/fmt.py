@@ -211,9 +211,9 @@ class _Printer:
         params = []
         for p in decl.params:
             default = f" = {format_value(p.default.value)}" if p.default is not None else ""
-            params.append(
-                f"{p.name.text}{'?' if p.optional else ''}: {describe_type(p.type)}{default}"
-            )
+            name = p.name.text + ("?" if p.optional else "")
+            secret = " secret" if p.secret else ""
+            params.append(f"{name}: {describe_type(p.type)}{secret}{default}")
         head = f"tool {decl.name.text}({', '.join(params)})"
         if decl.returns is not None:
             head += f" -> {describe_type(decl.returns)}"

@@ -239,6 +239,10 @@ class _Lowerer:
                 else:
                     schema["default"] = default
                     self.defaults.setdefault(decl.name.text, {})[param.name.text] = default
+            if param.secret:
+                # JSON Schema's own mark for a value that is sent and never shown back: the
+                # runtime redacts it from events, logs, results and messages.
+                schema["writeOnly"] = True
             properties[param.name.text] = schema
             if not param.optional and param.default is None:
                 required.append(param.name.text)

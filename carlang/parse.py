@@ -175,9 +175,21 @@ class AstBuilder:
         return ast.ToolDecl(self._name(name), params, returns, tuple(body or ()), span=self._here())
 
     def param(
-        self, name: Token, optional: Token | None, type_: ast.TypeExpr, default: ast.Value | None
+        self,
+        name: Token,
+        optional: Token | None,
+        type_: ast.TypeExpr,
+        secret: Token | None,
+        default: ast.Value | None,
     ) -> ast.Param:
-        return ast.Param(self._name(name), optional is not None, type_, default, span=self._here())
+        return ast.Param(
+            self._name(name),
+            optional is not None,
+            type_,
+            default,
+            secret=secret is not None,
+            span=self._here(),
+        )
 
     def param_default(self, value: ast.Value) -> ast.Value:
         return value

@@ -74,6 +74,14 @@ def run_command(
     rollback: Annotated[
         bool, typer.Option("--rollback", help="With --resume: undo the run instead.")
     ] = False,
+    compensate: Annotated[
+        bool,
+        typer.Option(
+            "--compensate/--no-compensate",
+            help="On abort, run the compensations of what succeeded (--no-compensate: leave"
+            " the world as it is, as CAR does).",
+        ),
+    ] = True,
     builtins: Annotated[
         bool,
         typer.Option(
@@ -117,6 +125,7 @@ def run_command(
         program,
         events=_event_log(events),
         approval=_approval_gate(auto_approve, deny_approvals),
+        compensate=compensate,
     )
     if initial is not None:
         runtime.state.replace({**program.initial_state, **initial})
@@ -130,7 +139,8 @@ def run_command(
         if resume is not None:
             if events is None or events.suffix not in SQLITE_SUFFIXES:
                 fail_usage("--resume needs the run's journal: --events run.db")
-            outcome = runtime.resume(resume, rollback=rollback)
+            # The program's proposal stands in for what the journal redacted (secrets).
+            outcome = runtime.resume(resume, rollback=rollback, proposal=chosen)
             run_id = resume
         else:
             outcome = runtime.execute(chosen)

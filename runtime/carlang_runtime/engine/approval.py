@@ -33,6 +33,8 @@ class ApprovalRequest:
     policies: tuple[PolicyMatch, ...]
     session: str | None = None
     scope: Mapping[str, Any] = field(default_factory=dict)
+    #: The action's parameters as a person may see them: secret ones are `[REDACTED]`.
+    parameters: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def reason(self) -> str:

@@ -3,19 +3,26 @@
     echo(text)                          the text back
     read_file(path)                     a file's text          } confined to a root directory:
     write_file(path, content)           write a file's text    } no absolute paths, no `..`,
-    list_dir(path=".")                  a directory's entries  } no symlinks out of it
+    list_dir(path=".")                  a directory's entries  } no symlinks followed at all
     http_get(url, timeout_ms=10000)     GET a URL whose host is on an allow-list
 
-Each refuses what it may not do with a clear `ToolError`, never by guessing.
+Each refuses what it may not do with a clear `ToolError`, never by guessing. The file tools
+walk their path one name at a time from a descriptor of the root, opening each with
+`O_NOFOLLOW` relative to the one before: there is no moment between a check and a use in
+which another process could swap a directory for a symlink out of the root.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import stat
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
 from .tools import ToolError
@@ -48,25 +55,21 @@ def builtin_tools(
     root = Path(files_root).resolve()
     hosts = tuple(allow_hosts)
 
-    def inside(path: str) -> Path:
-        candidate = Path(path)
-        if candidate.is_absolute():
-            raise ToolError(f"path '{path}' is absolute; give a path inside the files root")
-        resolved = (root / candidate).resolve()
-        if resolved != root and root not in resolved.parents:
-            raise ToolError(f"path '{path}' leaves the files root")
-        return resolved
-
     def echo(text: str) -> str:
         """Return the text unchanged."""
         return text
 
     def read_file(path: str) -> str:
         """Read a UTF-8 text file inside the files root."""
-        target = inside(path)
-        if not target.is_file():
-            raise ToolError(f"no file '{path}'")
-        data = target.read_bytes()
+        with _Confined(root, path) as place:
+            descriptor = place.open_file(os.O_RDONLY | os.O_NONBLOCK)
+            try:
+                size = os.fstat(descriptor).st_size
+                if size > _MAX_READ:  # checked before reading a byte
+                    raise ToolError(f"file '{path}' is larger than {_MAX_READ} bytes")
+                data = _read_all(descriptor, _MAX_READ + 1)
+            finally:
+                os.close(descriptor)
         if len(data) > _MAX_READ:
             raise ToolError(f"file '{path}' is larger than {_MAX_READ} bytes")
         try:
@@ -76,18 +79,25 @@ def builtin_tools(
 
     def write_file(path: str, content: str) -> dict[str, Any]:
         """Write a UTF-8 text file inside the files root (directories are created)."""
-        target = inside(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
         data = content.encode("utf-8")
-        target.write_bytes(data)
+        with _Confined(root, path, create=True) as place:
+            descriptor = place.open_file(os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+            finally:
+                os.close(descriptor)
         return {"path": path, "bytes": len(data)}
 
     def list_dir(path: str = ".") -> list[str]:
         """The names in a directory inside the files root (directories end with /)."""
-        target = inside(path)
-        if not target.is_dir():
-            raise ToolError(f"no directory '{path}'")
-        return sorted(p.name + ("/" if p.is_dir() else "") for p in target.iterdir())
+        with _Confined(root, path, directory=True) as place:
+            names = []
+            for name in os.listdir(place.parent):
+                info = os.stat(name, dir_fd=place.parent, follow_symlinks=False)
+                names.append(name + ("/" if stat.S_ISDIR(info.st_mode) else ""))
+        return sorted(names)
 
     def http_get(url: str, timeout_ms: int = 10_000) -> dict[str, Any]:
         """GET a URL (http or https) whose host is on the allow-list."""
@@ -121,3 +131,103 @@ def builtin_tools(
         "list_dir": list_dir,
         "http_get": http_get,
     }
+
+
+class _Confined:
+    """A path inside a root, walked name by name from a descriptor of the root without
+    following a symlink: `parent` is a descriptor of the directory holding the last name
+    (of the directory itself with `directory=True`)."""
+
+    def __init__(self, root: Path, path: str, *, create: bool = False, directory: bool = False):
+        if Path(path).is_absolute():
+            raise ToolError(f"path '{path}' is absolute; give a path inside the files root")
+        parts = [part for part in path.replace("\\", "/").split("/") if part not in ("", ".")]
+        if ".." in parts:
+            raise ToolError(f"path '{path}' leaves the files root")
+        if not parts and not directory:
+            raise ToolError(f"path '{path}' names no file")
+        self.path = path
+        self.root = root
+        self.create = create
+        self.names = parts if directory else parts[:-1]
+        self.name = "" if directory else parts[-1]
+        self.parent = -1
+
+    def __enter__(self) -> _Confined:
+        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
+        current = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for name in self.names:
+                if self.create:
+                    try:
+                        os.mkdir(name, 0o755, dir_fd=current)
+                    except FileExistsError:
+                        pass
+                following = self._open(name, flags, current)
+                os.close(current)
+                current = following
+        except BaseException:
+            os.close(current)
+            raise
+        self.parent = current
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self.parent >= 0:
+            os.close(self.parent)
+
+    def open_file(self, flags: int) -> int:
+        """A descriptor of the last name, a regular file (opened without following)."""
+        descriptor = self._open(self.name, flags | os.O_NOFOLLOW, self.parent, 0o644)
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            os.close(descriptor)
+            raise ToolError(f"'{self.path}' is not a regular file")
+        return descriptor
+
+    def _open(self, name: str, flags: int, directory: int, mode: int = 0o777) -> int:
+        try:
+            return os.open(name, flags, mode, dir_fd=directory)
+        except FileNotFoundError:
+            raise ToolError(f"no file or directory '{self.path}'") from None
+        except NotADirectoryError:
+            if _is_symlink(name, directory):
+                raise ToolError(_SYMLINK.format(path=self.path)) from None
+            raise ToolError(
+                f"'{self.path}' goes through something that is not a directory"
+            ) from None
+        except IsADirectoryError:
+            raise ToolError(f"'{self.path}' is a directory") from None
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.EMLINK):
+                raise ToolError(_SYMLINK.format(path=self.path)) from None
+            raise ToolError(f"cannot open '{self.path}': {exc.strerror}") from None
+
+
+_SYMLINK = (
+    "path '{path}' goes through a symlink, which the file tools never follow (it could lead"
+    " out of the files root)"
+)
+
+
+def _is_symlink(name: str, directory: int) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=directory, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
+
+
+def _read_all(descriptor: int, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(descriptor, min(left, 1 << 16))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)

@@ -51,7 +51,7 @@ from ..ir._base import construct
 from ..paramcheck import validation_errors
 from ..policy import Decision, PolicyMatch
 from ..precondition import check_assertion, check_precondition
-from ..redact import Scrubber
+from ..redact import Scrubber, redact_parameters
 from .approval import ApprovalRequest
 from .events import EventKind, format_time
 from .limits import call_key
@@ -658,7 +658,15 @@ class ProposalRun:
         return data
 
     async def ask_approval(self, action: Action, policies: tuple[PolicyMatch, ...]) -> str | None:
-        request = ApprovalRequest(action, self.proposal.id, policies, self.session, self.scope)
+        tool = self.rt.tools.get(action.tool or "")
+        shown = (
+            redact_parameters(action.parameters, tool.secrets)
+            if tool is not None and tool.secrets
+            else action.parameters
+        )
+        request = ApprovalRequest(
+            action, self.proposal.id, policies, self.session, self.scope, dict(shown)
+        )
         answer = self.rt.approval.review(request)
         if inspect.isawaitable(answer):
             answer = await answer

@@ -56,6 +56,8 @@ T = TypeVar("T")
 
 #: How many finished actions a session keeps as `history` for policies.
 HISTORY_LIMIT = 1000
+#: The checkpoint format written: `state` is the shared state, `tenants` each tenant's.
+CHECKPOINT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -211,9 +213,11 @@ class Runtime:
         env: Mapping[str, str] | None = None,
         cwd: str | Path | None = None,
         schema: ToolSchema | Mapping[str, Any] | None = None,
+        inherit_env: Sequence[str] | None = None,
     ) -> None:
-        """Register a program as tool `name` (see `subprocess_tool`)."""
-        tool = subprocess_tool(argv, timeout=timeout, env=env, cwd=cwd)
+        """Register a program as tool `name` (see `subprocess_tool`: its environment is an
+        allow-list, `inherit_env` names what it takes from this process's)."""
+        tool = subprocess_tool(argv, timeout=timeout, env=env, cwd=cwd, inherit_env=inherit_env)
         declared = self.tools.get(name)
         if schema is None:
             schema = (
@@ -706,10 +710,18 @@ class Runtime:
         rollback: bool = False,
         session: str | None = None,
         cancel: CancelToken | None = None,
+        proposal: ActionProposal | Mapping[str, Any] | str | None = None,
     ) -> ProposalResult:
         """Continue a run whose process died, from its SQLite journal (see `resume_async`)."""
         return run_sync(
-            self.resume_async(run_id, journal, rollback=rollback, session=session, cancel=cancel)
+            self.resume_async(
+                run_id,
+                journal,
+                rollback=rollback,
+                session=session,
+                cancel=cancel,
+                proposal=proposal,
+            )
         )
 
     async def resume_async(
@@ -776,8 +788,9 @@ class Runtime:
         self, run: Any, given: ActionProposal | Mapping[str, Any] | str | None
     ) -> ActionProposal:
         """The proposal a resumed run runs: the journal's, or, when the journal redacted
-        secrets out of it, the caller's, which must be the same proposal."""
-        if given is None:
+        secrets out of it, the caller's, which must be the same proposal (a proposal given for
+        a journal that kept everything is not needed, and not used)."""
+        if given is None or not run.redacted:
             if run.redacted:
                 raise CarlangRuntimeError(
                     f"run '{run.run_id}' has secret parameters, which its journal does not keep:"
@@ -808,35 +821,43 @@ class Runtime:
         """What the runtime would say to `action` now, without running it: `deny` (with the
         reason: unknown tool, capability, validation or policy), `require_approval` (the
         policies asking), or `allow`. For agent loops that consult before executing."""
+        scope = dict(scope or {})
+        check_tenant(scope.get("tenant"))
         proposal = ActionProposal(id="gate", actions=[action])
-        run = ProposalRun(
-            self, proposal, run_id="gate", session=session, scope=dict(scope or {}), cancel=None
-        )
-        problems = run.rejections(action, None)
+        run = ProposalRun(self, proposal, run_id="gate", session=session, scope=scope, cancel=None)
+        try:
+            problems = run.rejections(action, None)
+            decision = run.decide(action) if not problems else None
+        finally:
+            run.writes.release()
+        shown = run.scrub.text if run.scrub is not None else str
         if problems:
-            return GateDecision("deny", "; ".join(problems))
-        decision = run.decide(action)
+            return GateDecision("deny", shown("; ".join(problems)))
         if decision is None:
             return GateDecision("allow")
         names = tuple(m.policy for m in decision.deciding)
         if decision.effect is PolicyEffect.DENY:
-            return GateDecision("deny", decision.reason(), names)
+            return GateDecision("deny", shown(decision.reason()), names)
         if decision.effect is PolicyEffect.REQUIRE_APPROVAL:
-            return GateDecision("require_approval", decision.reason(), names)
+            return GateDecision("require_approval", shown(decision.reason()), names)
         return GateDecision("allow")
 
     # -- checkpoints -----------------------------------------------------------------------
 
     def save_checkpoint(self, path: str | Path, metadata: Mapping[str, Any] | None = None) -> None:
-        """Write the state (every tenant) and the registered tools to a JSON file, atomically
-        (a temporary file renamed over the target)."""
+        """Write the state (the shared state and every tenant's, apart) and the registered
+        tools to a JSON file, atomically: a temporary file in the same directory, renamed over
+        the target. Temporary files an interrupted save left behind are removed."""
         target = Path(path)
         document = {
+            "format": CHECKPOINT_FORMAT,
             "checkpoint_id": uuid.uuid4().hex[:16],
             "created_at": time.time(),
-            "state": {
-                "" if tenant is None else tenant: self.state.data(tenant)
+            "state": self.state.data(None),
+            "tenants": {
+                tenant: self.state.data(tenant)
                 for tenant in self.state.tenants()
+                if tenant is not None
             },
             "tools": [
                 {"schema": tool.schema.model_dump(mode="json"), "origin": tool.origin}
@@ -845,7 +866,11 @@ class Runtime:
             "metadata": dict(metadata or {}),
         }
         text = json.dumps(document, indent=2, default=str)
-        descriptor, temporary = tempfile.mkstemp(dir=target.parent or ".", suffix=".tmp")
+        directory = target.parent
+        _remove_stale_temporaries(directory, target.name)
+        descriptor, temporary = tempfile.mkstemp(
+            dir=directory, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"
+        )
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as file:
                 file.write(text)
@@ -856,31 +881,46 @@ class Runtime:
             Path(temporary).unlink(missing_ok=True)
             raise
 
-    def load_checkpoint(self, path: str | Path) -> dict[str, Any]:
-        """Restore the state and the tools of a checkpoint; clears the idempotency cache.
-        A tool whose implementation cannot be rebuilt (a lambda, say) is declared by its
-        schema and keeps any implementation already registered. Returns the metadata."""
+    def load_checkpoint(self, path: str | Path, *, trust_tools: bool = False) -> dict[str, Any]:
+        """Restore the state of a checkpoint (every tenant apart from the shared state), and
+        declare its tools by their schemas; clears the idempotency cache. A checkpoint is data,
+        not code: a tool's implementation (a Python reference, a subprocess argv) comes back
+        only when this runtime already has that very tool, or with `trust_tools=True` (then a
+        reference that cannot be imported is declared by its schema). Returns the metadata."""
         try:
             document = json.loads(Path(path).read_text("utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise CarlangRuntimeError(f"cannot read checkpoint {path}: {exc}") from None
-        state = document.get("state")
-        if not isinstance(state, dict):
+        if not isinstance(document, dict) or not isinstance(document.get("state"), dict):
             raise CarlangRuntimeError(f"checkpoint {path} has no state")
-        self.state.replace_all(
-            {(None if tenant == "" else tenant): values for tenant, values in state.items()}
-        )
+        tenants = document.get("tenants")
+        if document.get("format") == CHECKPOINT_FORMAT and isinstance(tenants, dict):
+            states: dict[str | None, Any] = {None: document["state"]}
+            states.update(tenants)
+        else:  # the first format: tenants by name, the shared state under ""
+            states = {(tenant or None): values for tenant, values in document["state"].items()}
+        for tenant, values in states.items():
+            if not isinstance(values, dict):
+                raise CarlangRuntimeError(
+                    f"checkpoint {path}: the state of {tenant!r} is not a map"
+                )
+        try:
+            self.state.replace_all(states)
+        except CarlangRuntimeError as exc:
+            raise CarlangRuntimeError(f"checkpoint {path}: {exc}") from None
         for entry in document.get("tools", []):
-            self._restore_tool(entry)
+            self._restore_tool(entry, trust_tools)
         self.idempotency.clear()
-        metadata: dict[str, Any] = document.get("metadata", {})
-        return metadata
+        metadata = document.get("metadata", {})
+        return dict(metadata) if isinstance(metadata, dict) else {}
 
-    def _restore_tool(self, entry: Mapping[str, Any]) -> None:
+    def _restore_tool(self, entry: Mapping[str, Any], trust_tools: bool) -> None:
         schema = ToolSchema.model_validate(entry["schema"])
         origin = entry.get("origin") or {}
         existing = self.tools.get(schema.name)
-        if origin.get("kind") == "subprocess":
+        if existing is not None and existing.fn is not None:
+            return  # the implementation this runtime has stands
+        if trust_tools and origin.get("kind") == "subprocess":
             self.register_subprocess_tool(
                 schema.name,
                 origin["argv"],
@@ -888,15 +928,15 @@ class Runtime:
                 env=origin.get("env"),
                 cwd=origin.get("cwd"),
                 schema=schema,
+                inherit_env=origin.get("inherit_env"),
             )
-        elif origin.get("kind") == "python" and (existing is None or existing.fn is None):
+            return
+        if trust_tools and origin.get("kind") == "python":
             fn = _import(origin["ref"])
             if fn is not None:
                 self.register_tool(schema.name, fn, schema)
-            else:
-                self.declare_tool(schema)
-        elif existing is None:
-            self.declare_tool(schema)
+                return
+        self.declare_tool(schema)
 
     # -- the end ---------------------------------------------------------------------------
 
@@ -963,3 +1003,25 @@ def _import(ref: str) -> Callable[..., Any] | None:
     except (ImportError, AttributeError):
         return None
     return target if callable(target) else None
+
+
+def _remove_stale_temporaries(directory: Path, name: str) -> None:
+    """Remove the temporary files of saves of `name` whose process is gone (a save that was
+    interrupted before its rename); those of a live process may be a save under way."""
+    for stray in directory.glob(f".{name}.*.tmp"):
+        pid = stray.name[len(name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        if pid.isdigit() and int(pid) == os.getpid():
+            continue  # another thread of this process may be saving
+        stray.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

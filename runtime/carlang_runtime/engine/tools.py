@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import re
+import signal
 import types
 import typing
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
@@ -34,6 +35,8 @@ __all__ = [
     "call_arguments",
     "schema_from_function",
     "subprocess_tool",
+    "tool_environment",
+    "DEFAULT_INHERITED_ENV",
 ]
 
 
@@ -308,6 +311,39 @@ def _is_json(value: Any) -> bool:
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
+#: The variables a subprocess tool gets from the runtime's environment unless told otherwise:
+#: enough to find programs and speak the locale, never the host's credentials.
+DEFAULT_INHERITED_ENV: tuple[str, ...] = (
+    "PATH",
+    "HOME",
+    "LANG",
+    "LANGUAGE",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "SYSTEMROOT",
+)
+
+
+def tool_environment(
+    env: Mapping[str, str] | None, inherit: Sequence[str] | None
+) -> dict[str, str]:
+    """A subprocess tool's environment: the variables named in `inherit` (default
+    `DEFAULT_INHERITED_ENV`) taken from this process's environment, then `env` on top."""
+    names = DEFAULT_INHERITED_ENV if inherit is None else tuple(inherit)
+    environment = {name: os.environ[name] for name in names if name in os.environ}
+    environment.update(env or {})
+    return environment
+
+
+def _kill_group(process: asyncio.subprocess.Process) -> None:
+    """Kill the tool's whole process group (it leads one), not only the child."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
 
 def subprocess_tool(
     argv: Sequence[str],
@@ -315,16 +351,19 @@ def subprocess_tool(
     timeout: float | None = None,
     env: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
+    inherit_env: Sequence[str] | None = None,
 ) -> Callable[..., Awaitable[Any]]:
     """A tool that runs a program. `argv` is a list, never a shell string; an element that
     is exactly `{name}` is replaced by that parameter (other braces are left alone). The
     parameters also arrive as JSON on standard input. Standard output is the result (parsed
     as JSON when it is JSON); a non-zero exit status fails the call with the end of standard
-    error. `timeout` (seconds) kills it."""
+    error. `timeout` (seconds), or the action's own timeout, kills its whole process group.
+    Its environment is an allow-list: the variables in `inherit_env` (default
+    `DEFAULT_INHERITED_ENV`) from this process, plus `env`."""
     template = list(argv)
     if not template:
         raise ValueError("a subprocess tool needs a program to run")
-    environment = None if env is None else {**os.environ, **env}
+    environment = tool_environment(env, inherit_env)
 
     async def run(**params: Any) -> Any:
         command = []
@@ -345,13 +384,18 @@ def subprocess_tool(
             stderr=asyncio.subprocess.PIPE,
             env=environment,
             cwd=None if cwd is None else str(cwd),
+            start_new_session=True,  # its own process group, killed whole
         )
         payload = json.dumps(params).encode()
         try:
             out, err = await asyncio.wait_for(process.communicate(payload), timeout)
-        except (TimeoutError, asyncio.CancelledError):
-            process.kill()
+        except TimeoutError:
+            _kill_group(process)
             await process.wait()
+            raise ToolError(f"timed out after {round((timeout or 0) * 1000)} ms") from None
+        except BaseException:
+            _kill_group(process)
+            await asyncio.shield(process.wait())
             raise
         if process.returncode != 0:
             tail = err.decode("utf-8", "replace").strip()[-500:]
@@ -369,5 +413,6 @@ def subprocess_tool(
         "timeout": timeout,
         "env": dict(env) if env else None,
         "cwd": None if cwd is None else str(cwd),
+        "inherit_env": None if inherit_env is None else list(inherit_env),
     }
     return run

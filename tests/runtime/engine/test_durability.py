@@ -107,8 +107,13 @@ def test_checkpoints_save_and_restore_state_and_tools(tmp_path: Path) -> None:
     assert rt.idempotency
     rt.save_checkpoint(path, metadata={"note": "before the migration"})
     assert not list(tmp_path.glob("*.tmp"))  # written atomically
+    # A checkpoint is data: without trust, its tools come back declared, never runnable.
+    untrusted = Runtime()
+    assert untrusted.load_checkpoint(path) == {"note": "before the migration"}
+    assert untrusted.state.snapshot() == {"a": 1, "k": 1}
+    assert [untrusted.tools[n].fn for n in ("shout", "py", "lambda")] == [None, None, None]
     fresh = Runtime()
-    assert fresh.load_checkpoint(path) == {"note": "before the migration"}
+    assert fresh.load_checkpoint(path, trust_tools=True) == {"note": "before the migration"}
     assert fresh.state.snapshot() == {"a": 1, "k": 1}
     assert fresh.tools["shout"].fn is shout
     assert fresh.execute(proposal(call("p", "py"))).results[0].output == 42
@@ -152,7 +157,7 @@ def test_builtin_file_tools_stay_inside_their_root(tmp_path: Path) -> None:
         with pytest.raises(Exception, match="files root|absolute"):
             tools["read_file"](path=bad)
     os.symlink("/etc", tmp_path / "link")
-    with pytest.raises(Exception, match="leaves the files root"):
+    with pytest.raises(Exception, match="symlink, which the file tools never follow"):
         tools["list_dir"](path="link")
 
 
