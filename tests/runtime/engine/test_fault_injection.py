@@ -139,3 +139,109 @@ def test_invariants_hold_under_random_faults(
         1 for r in succeeded if by_id[r.action_id].type.value == "tool_call"
     )
     assert cost.retries == len(rt.events.query("action_retrying"))
+
+
+@st.composite
+def saga_runs(draw: st.DrawFn) -> list[tuple[str | None, list[tuple[str, bool, bool]]]]:
+    """A few runs, each on a tenant (or the shared state) and each a chain of steps: (outcome,
+    has a compensation, writes the run's own key)."""
+    runs = []
+    for number in range(draw(st.integers(1, 4))):
+        tenant = draw(st.sampled_from([None, "t1", "t2", f"own{number}"]))
+        steps = draw(
+            st.lists(
+                st.tuples(
+                    st.sampled_from(["ok", "ok", "raise", "hang"]), st.booleans(), st.booleans()
+                ),
+                min_size=1,
+                max_size=5,
+            )
+        )
+        runs.append((tenant, steps))
+    return runs
+
+
+@settings(max_examples=40, deadline=None)
+@given(saga_runs())
+def test_concurrent_sagas_on_tenants_keep_every_invariant(
+    runs: list[tuple[str | None, list[tuple[str, bool, bool]]]],
+) -> None:
+    """Concurrent runs on one runtime, on the same or other tenants, with random failures and
+    compensations: each action ends once; an aborted run leaves its tenant's keys as they were
+    and compensates exactly its succeeded steps, newest first; a completed run compensates
+    nothing and keeps its writes; no run touches another tenant's state."""
+    clock = FakeClock()
+    rt = Runtime(clock=clock, sleep=clock.sleep)
+    undone: dict[str, list[str]] = {}
+
+    async def step(run: str, name: str, outcome: str) -> str:
+        await asyncio.sleep(0)
+        if outcome == "raise":
+            raise RuntimeError("injected")
+        if outcome == "hang":
+            await asyncio.sleep(5)
+        return name
+
+    def undo(run: str, name: str) -> None:
+        undone.setdefault(run, []).append(name)
+
+    rt.register_tool("step", step)
+    rt.register_tool("undo", undo)
+    plans = []
+    for number, (tenant, steps) in enumerate(runs):
+        run = f"r{number}"
+        actions = []
+        for index, (outcome, compensated, writes) in enumerate(steps):
+            name = f"s{index}"
+            actions.append(
+                ir.Action(
+                    id=name,
+                    type="tool_call",
+                    tool="step",
+                    parameters={"run": run, "name": name, "outcome": outcome},
+                    depends_on=[f"s{index - 1}"] if index else [],
+                    expected_effects={f"{run}.{name}": index} if writes else {},
+                    compensation=(
+                        ir.ToolCompensation(tool="undo", parameters={"run": run, "name": name})
+                        if compensated
+                        else None
+                    ),
+                    timeout_ms=20,
+                )
+            )
+        plans.append((run, tenant, ir.ActionProposal(id=run, actions=actions)))
+
+    async def everything() -> list[ir.ProposalResult]:
+        return list(
+            await asyncio.gather(
+                *(
+                    rt.execute_async(plan, scope={"tenant": tenant} if tenant else None)
+                    for _, tenant, plan in plans
+                )
+            )
+        )
+
+    results = asyncio.run(everything())
+    rt.close()
+    for (run, tenant, plan), result in zip(plans, results, strict=True):
+        ids = [a.id for a in plan.actions]
+        assert [r.action_id for r in result.results] == ids
+        run_id = next(e.run_id for e in rt.events.query("run_started") if e.proposal_id == run)
+        found = terminal_events(rt.events, run_id)
+        assert sorted(found) == sorted(ids) and all(len(k) == 1 for k in found.values())
+        succeeded = [r.action_id for r in result.results if r.status.value == "succeeded"]
+        mine = {k: v for k, v in rt.state.snapshot(tenant=tenant).items() if k.startswith(run)}
+        by_id = {a.id: a for a in plan.actions}
+        if any(r.status.value == "failed" for r in result.results):
+            assert mine == {}
+            expected = [i for i in reversed(succeeded) if by_id[i].compensation is not None]
+            assert [c.action_id for c in result.compensations] == expected
+            assert undone.get(run, []) == expected
+        else:
+            assert result.compensations == [] and run not in undone
+            assert mine == {
+                key: value for i in succeeded for key, value in by_id[i].expected_effects.items()
+            }
+    for tenant in rt.state.tenants():
+        runs_here = {run for run, t, _ in plans if t == tenant}
+        assert {key.split(".")[0] for key in rt.state.snapshot(tenant=tenant)} <= runs_here

@@ -1,0 +1,172 @@
+"""Damaged journals, checkpoints that are data, file tools that cannot be led out of their root,
+and subprocess tools that are killed whole, say their real timeout and get a minimal
+environment."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from carlang_runtime.engine import (
+    EventLog,
+    EventLogError,
+    JsonlSink,
+    Runtime,
+    SqliteSink,
+    read_event_log,
+)
+from carlang_runtime.engine.builtins import builtin_tools
+from typer.testing import CliRunner
+
+from carlang.cli import app
+
+from .support import call, errors, proposal, write
+
+runner = CliRunner()
+
+# -- damaged journals --------------------------------------------------------------------------
+
+
+def _journal(tmp_path: Path) -> tuple[Path, str]:
+    db = tmp_path / "run.db"
+    rt = Runtime(events=EventLog([SqliteSink(db)]))
+    rt.execute(proposal(write("w", "k", 1)))
+    rt.close()
+    run_id = rt.events.query("run_started")[0].run_id or ""
+    return db, run_id
+
+
+def test_a_file_that_is_not_a_journal_is_a_clear_error(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    db.write_bytes(os.urandom(4096))
+    with pytest.raises(EventLogError, match="run.db: not an event journal"):
+        read_event_log(db)
+    with pytest.raises(EventLogError, match="not an event journal"):
+        Runtime().resume("abc", db)
+    shown = runner.invoke(app, ["events", str(db)])
+    assert shown.exit_code == 2 and "not an event journal" in shown.output
+
+
+def test_a_damaged_row_is_a_clear_error(tmp_path: Path) -> None:
+    db, run_id = _journal(tmp_path)
+    connection = sqlite3.connect(db)
+    connection.execute("UPDATE events SET data = '{not json' WHERE kind = 'proposal_received'")
+    connection.commit()
+    connection.close()
+    with pytest.raises(EventLogError, match=r"event \d+ is damaged"):
+        Runtime().resume(run_id, db)
+    shown = runner.invoke(app, ["events", str(db), "--run", run_id])
+    assert shown.exit_code == 2 and "is damaged" in shown.output
+
+
+def test_a_torn_jsonl_tail_is_a_clear_error(tmp_path: Path) -> None:
+    log = tmp_path / "run.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.execute(proposal(write("w", "k", 1)))
+    rt.close()
+    text = log.read_text()
+    log.write_text(text[: len(text) - 20])
+    with pytest.raises(EventLogError, match="the last line is cut short"):
+        read_event_log(log)
+    shown = runner.invoke(app, ["events", str(log)])
+    assert shown.exit_code == 2 and "cut short" in shown.output
+
+
+# -- checkpoints -------------------------------------------------------------------------------
+
+
+def test_an_interrupted_save_leaves_nothing_behind_for_long(tmp_path: Path) -> None:
+    stray = tmp_path / ".cp.json.999999999.abc.tmp"  # a dead process's half-written save
+    stray.write_text("{")
+    rt = Runtime(state={"a": 1})
+    rt.save_checkpoint(tmp_path / "cp.json")
+    assert not stray.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["cp.json"]
+
+
+# -- built-in file tools -----------------------------------------------------------------------
+
+
+def test_the_file_tools_follow_no_symlink_anywhere_on_the_path(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "inside").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("top secret")
+    tools = builtin_tools(root)
+    # A directory swapped for a symlink out of the root (what a racing process would do).
+    os.symlink(outside, root / "swapped")
+    os.symlink(outside / "secret.txt", root / "inside" / "file.txt")
+    for path in ("swapped/secret.txt", "inside/file.txt"):
+        with pytest.raises(Exception, match="symlink"):
+            tools["read_file"](path=path)
+    with pytest.raises(Exception, match="symlink"):
+        tools["write_file"](path="swapped/new.txt", content="x")
+    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
+    assert tools["list_dir"](path="inside") == ["file.txt"]
+
+
+def test_read_file_checks_the_size_before_reading_and_refuses_what_is_not_a_file(
+    tmp_path: Path,
+) -> None:
+    tools = builtin_tools(tmp_path)
+    big = tmp_path / "big.bin"
+    with big.open("wb") as file:
+        file.truncate(8 * 1024**3)  # sparse: reading it would take a while
+    started = time.perf_counter()
+    with pytest.raises(Exception, match="larger than"):
+        tools["read_file"](path="big.bin")
+    assert time.perf_counter() - started < 1.0
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(Exception, match="not a regular file"):
+        tools["read_file"](path="pipe")
+
+
+# -- subprocess tools --------------------------------------------------------------------------
+
+
+def test_a_subprocess_timeout_kills_the_whole_group_and_says_so(tmp_path: Path) -> None:
+    marker = tmp_path / "grandchild.pid"
+    script = (
+        "import subprocess, sys, time;"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']);"
+        f"open({str(marker)!r}, 'w').write(str(p.pid));"
+        "time.sleep(60)"
+    )
+    rt = Runtime()
+    rt.register_subprocess_tool("slow", [sys.executable, "-c", script], timeout=0.5)
+    result = rt.execute(proposal(call("s", "slow", failure_behavior="skip")))
+    assert errors(result) == {"s": "timed out after 500 ms"}
+    grandchild = int(marker.read_text())
+    deadline = time.time() + 5
+    while time.time() < deadline and _running(grandchild):
+        time.sleep(0.05)
+    assert not _running(grandchild)
+
+
+def _running(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return status != "Z"
+
+
+def test_a_subprocess_tool_gets_an_allow_listed_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CARLANG_TEST_CREDENTIAL", "do-not-leak")
+    script = "import json, os; print(json.dumps(sorted(os.environ)))"
+    rt = Runtime()
+    rt.register_subprocess_tool("env", [sys.executable, "-c", script], env={"MINE": "1"})
+    rt.register_subprocess_tool(
+        "wide", [sys.executable, "-c", script], inherit_env=["PATH", "CARLANG_TEST_CREDENTIAL"]
+    )
+    result = rt.execute(proposal(call("a", "env"), call("b", "wide")))
+    names, wide = result.results[0].output, result.results[1].output
+    assert "CARLANG_TEST_CREDENTIAL" not in names and "MINE" in names and "PATH" in names
+    assert "CARLANG_TEST_CREDENTIAL" in wide

@@ -1,0 +1,226 @@
+"""Secret parameters, and values a policy caught, never reach a log, a result or a message."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from carlang_runtime import ir
+from carlang_runtime.engine import (
+    ApprovalRequest,
+    CallbackGate,
+    EventLog,
+    EventStore,
+    JsonlSink,
+    Runtime,
+    SqliteSink,
+    ToolError,
+)
+from carlang_runtime.errors import CarlangRuntimeError
+from carlang_runtime.redact import REDACTED, Scrubber, redact_parameters, secret_paths
+from typer.testing import CliRunner
+
+from carlang.cli import app
+
+from .support import call, proposal
+
+SECRET = "sk-LIVE-123"
+
+LOGIN = ir.ToolSchema(
+    name="login",
+    parameters={
+        "type": "object",
+        "properties": {
+            "user": {"type": "string"},
+            "token": {"type": "string", "writeOnly": True},
+            "nested": {
+                "type": "object",
+                "properties": {"keys": {"type": "array", "items": {"x-carlang-secret": True}}},
+            },
+        },
+        "required": ["user", "token"],
+    },
+)
+
+
+def test_secret_paths_come_from_the_schema_at_any_depth() -> None:
+    assert secret_paths(LOGIN.parameters) == (("token",), ("nested", "keys", "*"))
+    params = {"user": "u", "token": SECRET, "nested": {"keys": ["k1", "k2"]}}
+    assert redact_parameters(params, secret_paths(LOGIN.parameters)) == {
+        "user": "u",
+        "token": REDACTED,
+        "nested": {"keys": [REDACTED, REDACTED]},
+    }
+    scrub = Scrubber([SECRET, 12345])
+    assert scrub.value({"e": f"'{SECRET}' is wrong", "n": 12345, SECRET: 1}) == {
+        "e": f"'{REDACTED}' is wrong",
+        "n": REDACTED,
+        REDACTED: 1,
+    }
+
+
+def _everything_written(tmp_path: Path) -> str:
+    text = (tmp_path / "run.jsonl").read_text()
+    store = EventStore(tmp_path / "run.db")
+    text += json.dumps([e.to_dict() for e in store.events()])
+    store.close()
+    return text
+
+
+def test_a_secret_never_reaches_a_log_a_result_or_a_message(tmp_path: Path) -> None:
+    reasons: list[str] = []
+
+    def ask(request: ApprovalRequest) -> bool:
+        reasons.append(json.dumps(request.parameters))
+        return False
+
+    rt = Runtime(
+        events=EventLog([JsonlSink(tmp_path / "run.jsonl"), SqliteSink(tmp_path / "run.db")]),
+        approval=CallbackGate(ask),
+    )
+
+    def login(user: str, token: str, nested: Any = None) -> str:
+        if user == "echo":
+            raise ToolError(f"token {token} was refused")
+        return f"welcome {user}, your token {token} is good"
+
+    rt.register_tool("login", login, LOGIN)
+    rt.add_policy(
+        ir.CelPolicy(
+            name="watch", tools=["login"], effect="require_approval", when='params.user == "ask"'
+        )
+    )
+    rt.add_policy(
+        ir.CelPolicy(
+            name="deny_bob",
+            tools=["login"],
+            when='params.token.startsWith("sk-") && params.user == "bob"',
+        )
+    )
+    result = rt.execute(
+        proposal(
+            call("ok", "login", params={"user": "u", "token": SECRET}),
+            call(
+                "echo", "login", params={"user": "echo", "token": SECRET}, failure_behavior="skip"
+            ),
+            call("ask", "login", params={"user": "ask", "token": SECRET}, failure_behavior="skip"),
+            call("bob", "login", params={"user": "bob", "token": SECRET}, failure_behavior="skip"),
+            call("typed", "login", params={"user": 7, "token": SECRET}, failure_behavior="skip"),
+        )
+    )
+    rt.close()
+    shown = result.model_dump_json()
+    assert SECRET not in shown
+    assert result.results[0].output == f"welcome u, your token {REDACTED} is good"
+    assert "was refused" in (result.results[1].error or "")
+    assert SECRET not in _everything_written(tmp_path)
+    assert reasons and SECRET not in reasons[0] and REDACTED in reasons[0]
+    assert SECRET not in rt.gate(call("g", "login", params={"user": "bob", "token": SECRET})).reason
+    # The journal kept the proposal without the secret: resuming needs it again.
+    run_id = EventStore(tmp_path / "run.db").runs()[0].run_id
+    journal = EventStore(tmp_path / "run.db").events(run_id, kind="proposal_received")[0]
+    assert journal.data["redacted"] is True
+
+
+def test_a_caught_value_is_kept_out_of_every_sink(tmp_path: Path) -> None:
+    rt = Runtime(
+        events=EventLog([JsonlSink(tmp_path / "run.jsonl"), SqliteSink(tmp_path / "run.db")])
+    )
+    rt.register_tool("post", lambda text: text)
+    rt.add_policy(ir.DenyToolParamRule(name="no_keys", tool="post", param="text", contains="AKIA"))
+    rt.add_policy(ir.DenyKeywordRule(name="no_passwords", keywords=["hunter2"]))
+    result = rt.execute(
+        proposal(
+            call("a", "post", params={"text": "key AKIAXYZ123"}, failure_behavior="skip"),
+            call("b", "post", params={"text": "my pw is hunter2"}, failure_behavior="skip"),
+            call("c", "post", params={"text": "harmless"}),
+        )
+    )
+    rt.close()
+    written = _everything_written(tmp_path)
+    for caught in ("AKIAXYZ123", "hunter2"):
+        assert caught not in written
+        assert caught not in result.model_dump_json()
+    assert "harmless" in written
+
+
+def test_resuming_a_run_with_secrets_needs_its_proposal(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    rt = Runtime(events=EventLog([SqliteSink(db)]))
+    calls: list[str] = []
+
+    def login(user: str, token: str) -> str:
+        calls.append(token)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return user
+
+    rt.register_tool("login", login, LOGIN)
+    plan = proposal(
+        call("a", "login", params={"user": "a", "token": SECRET}),
+        call("b", "login", params={"user": "b", "token": SECRET}, depends_on=["a"]),
+    )
+    with pytest.raises(KeyboardInterrupt):
+        rt.execute(plan)
+    rt.close()
+    again = Runtime(events=EventLog([SqliteSink(db)]))
+    again.register_tool("login", login, LOGIN)
+    run_id = EventStore(db).runs()[0].run_id
+    with pytest.raises(CarlangRuntimeError, match="secret parameters"):
+        again.resume(run_id)
+    other = proposal(call("a", "login", params={"user": "z", "token": SECRET}))
+    with pytest.raises(CarlangRuntimeError, match="not the one run"):
+        again.resume(run_id, proposal=other)
+    result = again.resume(run_id, proposal=plan)
+    again.close()
+    assert result.all_succeeded()
+    assert calls == [SECRET, SECRET, SECRET]  # b ran again, with the real token
+
+
+PROGRAM = """\
+tool login(user: string, token: string secret)
+proposal p {
+  a = login(user: "u", token: "sk-LIVE-123")
+}
+"""
+
+TOOLS = """\
+from carlang_runtime.engine import ToolError
+
+def login(user, token):
+    raise ToolError(f"bad token {token}")
+
+TOOLS = {"login": login}
+"""
+
+
+def test_the_cli_never_prints_a_secret(tmp_path: Path) -> None:
+    (tmp_path / "p.car").write_text(PROGRAM)
+    (tmp_path / "tools.py").write_text(TOOLS)
+    runner = CliRunner()
+    db = tmp_path / "run.db"
+    ran = runner.invoke(
+        app,
+        [
+            "run",
+            str(tmp_path / "p.car"),
+            "--tools",
+            f"{tmp_path / 'tools.py'}:TOOLS",
+            "--events",
+            str(db),
+            "--root",
+            str(tmp_path),
+            "--format",
+            "json",
+        ],
+    )
+    assert ran.exit_code == 1, ran.output
+    assert "bad token [REDACTED]" in ran.output and SECRET not in ran.output
+    run_id = json.loads(ran.output)["run_id"]
+    events = runner.invoke(app, ["events", str(db), "--run", run_id, "--format", "json"])
+    assert events.exit_code == 0, events.output
+    assert SECRET not in events.output and "[REDACTED]" in events.output
+    formatted = runner.invoke(app, ["fmt", "--check", str(tmp_path / "p.car")])
+    assert formatted.exit_code == 0, formatted.output
