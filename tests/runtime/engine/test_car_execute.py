@@ -104,7 +104,7 @@ def run_car(proposal: dict[str, Any]) -> dict[str, Any]:
 
 def run_carlang(proposal: dict[str, Any]) -> tuple[dict[str, Any], int]:
     """The result, and how many actions were answered from the idempotency cache."""
-    rt = Runtime()
+    rt = Runtime(compensate=False)  # CAR leaves the world as it is
     rt.register_tool("ok", ok)
     rt.register_tool("boom", boom)
     result = json.loads(rt.execute(json.dumps(proposal)).model_dump_json())
