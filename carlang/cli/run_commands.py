@@ -4,12 +4,8 @@ logged)."""
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
-import inspect
 import json
 import sys
-from collections.abc import Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -104,6 +100,7 @@ def run_command(
     failed, was rejected or skipped (or the program has errors), 2 for bad input."""
     from carlang_runtime.engine import Runtime
     from carlang_runtime.engine.journal import SQLITE_SUFFIXES
+    from carlang_runtime.engine.loading import register_tool_spec
 
     from carlang.compiler import compile_file
     from carlang.render import render_text
@@ -132,7 +129,7 @@ def run_command(
     if builtins:
         _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
     for spec in tools or []:
-        _register_tools(runtime, spec)
+        register_tool_spec(runtime, spec)
     reporter = _progress(output is RunFormat.text and sys.stdout.isatty(), len(chosen.actions))
     runtime.use(reporter)
     try:
@@ -251,50 +248,6 @@ def _register_builtins(runtime: Runtime, files_root: Path, hosts: list[str]) -> 
     for name, fn in builtin_tools(files_root, hosts).items():
         if name in runtime.tools:
             runtime.register_tool(name, fn)
-
-
-def _register_tools(runtime: Runtime, spec: str) -> None:
-    target, _, attr = spec.rpartition(":")
-    if not target or not attr:
-        fail_usage(f"--tools {spec}: write module:attr or path/to/file.py:attr")
-    module = _load_module(target)
-    if not hasattr(module, attr):
-        fail_usage(f"--tools {spec}: {target} has no `{attr}`")
-    value = getattr(module, attr)
-    if isinstance(value, Mapping):
-        for name, fn in value.items():
-            if not callable(fn):
-                fail_usage(f"--tools {spec}: `{name}` is not a function")
-            runtime.register_tool(str(name), fn)
-        return
-    if callable(value):
-        parameters = list(inspect.signature(value).parameters)
-        if parameters == ["runtime"]:
-            value(runtime)  # a setup function: it registers what it likes
-        else:
-            runtime.register_tool(attr, value)
-        return
-    fail_usage(f"--tools {spec}: `{attr}` is neither a mapping of tools nor a function")
-
-
-def _load_module(target: str) -> Any:
-    if target.endswith(".py"):
-        path = Path(target)
-        if not path.is_file():
-            fail_usage(f"--tools: no file {target}")
-        spec = importlib.util.spec_from_file_location(path.stem, path)
-        if spec is None or spec.loader is None:
-            fail_usage(f"--tools: cannot load {target}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
-        return module
-    if "" not in sys.path:
-        sys.path.insert(0, "")  # modules next to where carlang runs
-    try:
-        return importlib.import_module(target)
-    except ImportError as exc:
-        fail_usage(f"--tools: cannot import {target}: {exc}")
 
 
 def _progress(enabled: bool, total: int) -> Any:

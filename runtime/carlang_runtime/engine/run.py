@@ -30,7 +30,7 @@ import inspect
 import time
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..capability import touched_keys
 from ..dag import build_dag
@@ -204,6 +204,8 @@ class ProposalRun:
         self.finish_abort = resumed.abort
         self.compensated = dict(resumed.compensations)
         self.all_or_nothing = all_or_nothing
+        # A durable backend's recorder of decisions and tool results (None: in process).
+        self.steps = runtime.steps
         self.index_of: dict[str, int] | None = None
         # Succeeded actions that have a compensation, in the order they succeeded.
         self.completed: list[int] = [
@@ -395,6 +397,8 @@ class ProposalRun:
         wait (an approval, async middleware, a tool that cannot run inline) is returned as
         an awaitable that finishes the job. An in-order level of plain actions never builds
         a coroutine."""
+        if self.steps is not None and self.actions[index].type is _TOOL_CALL:
+            return self.durable_action(index, count_problem, inline)
         admitted = self.admit(index, count_problem, inline)
         if admitted is None:
             return None
@@ -443,22 +447,8 @@ class ProposalRun:
         it declares it writes. None when the action is concluded here; else (action,
         idempotency key, policies asking for approval)."""
         action = self.actions[index]
-        done = self.done.get(action.id) if self.done else None
-        if done is not None:
-            self.results[index] = done
-            if done.status is _SUCCEEDED and done.duration_ms:
-                self.duration_ms += done.duration_ms
+        if self.settled(index, action):
             return None
-        if action.depends_on:
-            unmet = self.unmet_dependency(action)
-            if unmet is not None:
-                self.conclude(index, _SKIPPED, error=unmet)
-                return None
-        if self.budget_exceeded or (self.budget is not None and self.over_budget(action)):
-            self.budget_exceeded = True
-            self.conclude(index, _SKIPPED, error=BUDGET_EXCEEDED)
-            return None
-        self.started_actions += 1
         key = self.idempotency_key(action) if action.idempotent else None
         if key is not None:
             cached = self.rt.idempotency.get(key, MISSING)
@@ -469,9 +459,42 @@ class ProposalRun:
         if problems:
             self.conclude(index, _REJECTED, error="; ".join(problems))
             return None
+        decision = self.decide(action) if self.policies else None
+        return self.admitted(index, action, key, decision, inline)
+
+    def settled(self, index: int, action: Action) -> bool:
+        """Whether the action is over before it starts: a resumed result, an `after`
+        predecessor that did not succeed, a budget spent. Counts it started otherwise."""
+        done = self.done.get(action.id) if self.done else None
+        if done is not None:
+            self.results[index] = done
+            if done.status is _SUCCEEDED and done.duration_ms:
+                self.duration_ms += done.duration_ms
+            return True
+        if action.depends_on:
+            unmet = self.unmet_dependency(action)
+            if unmet is not None:
+                self.conclude(index, _SKIPPED, error=unmet)
+                return True
+        if self.budget_exceeded or (self.budget is not None and self.over_budget(action)):
+            self.budget_exceeded = True
+            self.conclude(index, _SKIPPED, error=BUDGET_EXCEEDED)
+            return True
+        self.started_actions += 1
+        return False
+
+    def admitted(
+        self,
+        index: int,
+        action: Action,
+        key: str | None,
+        decision: Decision | None,
+        inline: bool,
+    ) -> tuple[Action, str | None, tuple[PolicyMatch, ...] | None] | None:
+        """A valid action and its policy decision: refused, or admitted once it holds the keys
+        it declares it writes (with the policies asking for approval, if any)."""
         self.events.add(_VALIDATED, self.run_id, self.proposal_id, action.id, None, time.time())
         asking = None
-        decision = self.decide(action) if self.policies else None
         if decision is not None:
             if decision.denied:
                 for match in decision.deciding:
@@ -488,6 +511,80 @@ class ProposalRun:
                 self.refuse(index, str(conflict), inline)
                 return None
         return action, key, asking
+
+    # -- durable steps (a backend that records decisions and tool results) ------------------
+
+    async def durable_action(self, index: int, count_problem: str | None, inline: bool) -> None:
+        """A tool call under a durable backend (`Runtime.steps`): its admission decision
+        (capability, validation, policies: what may depend on time, history or rate limits)
+        and its tool's result are each one recorded step, so a replay after a crash neither
+        decides differently nor calls the tool again. Everything else is the same pipeline,
+        applied to what the steps return."""
+        steps = self.steps
+        assert steps is not None
+        action = self.actions[index]
+        if self.settled(index, action):
+            return
+        verdict = await steps.run(f"admit {action.id}", self.verdict, action, count_problem)
+        if verdict.get("problems"):
+            self.conclude(index, _REJECTED, error="; ".join(verdict["problems"]))
+            return
+        admitted = self.admitted(index, action, None, _recorded_decision(verdict), inline)
+        if admitted is None:
+            return
+        asking = admitted[2]
+        if asking is not None or self.rt.middleware:
+            refusal = await self.refusal(action, asking)
+            if refusal is not None:
+                self.refuse(index, refusal, inline)
+                return
+        self.events.add(_EXECUTING, self.run_id, self.proposal_id, action.id, None, time.time())
+        started = time.perf_counter()
+        record = await steps.run(f"call {action.id}", self.call_record, action)
+        outcome = _Outcome(
+            record["ok"],
+            record.get("output"),
+            record.get("error"),
+            {**record.get("writes", {}), **dict.fromkeys(record.get("deleted", []), MISSING)},
+            record.get("tool_call", False),
+            record.get("attempts", 1),
+        )
+        self.complete(index, None, outcome, (time.perf_counter() - started) * 1000.0, inline)
+
+    def verdict(self, action: Action, count_problem: str | None) -> dict[str, Any]:
+        """The admission decision of a tool call as plain data (what a durable step records)."""
+        problems = self.rejections(action, count_problem)
+        if problems:
+            return {"problems": problems}
+        decision = self.decide(action) if self.policies else None
+        if decision is None:
+            return {}
+        return {
+            "effect": decision.effect.value,
+            "matches": [
+                {
+                    "policy": m.policy,
+                    "effect": m.effect.value,
+                    "reason": m.reason,
+                    "explanation": str(m.explanation) if m.explanation is not None else None,
+                }
+                for m in decision.matches
+            ],
+        }
+
+    async def call_record(self, action: Action) -> dict[str, Any]:
+        """Dispatch a tool call; its outcome as plain data (what a durable step records)."""
+        outcome = await self.call_tool(action, False)
+        writes = {k: v for k, v in outcome.writes.items() if v is not MISSING}
+        return {
+            "ok": outcome.ok,
+            "output": outcome.output,
+            "error": outcome.error,
+            "writes": writes,
+            "deleted": [k for k, v in outcome.writes.items() if v is MISSING],
+            "tool_call": outcome.tool_call,
+            "attempts": outcome.attempts,
+        }
 
     def unmet_dependency(self, action: Action) -> str | None:
         """Why an action must not run because of `after`: a predecessor that did not
@@ -1106,6 +1203,22 @@ class ProposalRun:
             data,
             timestamp if timestamp is not None else time.time(),
         )
+
+
+def _recorded_decision(verdict: Mapping[str, Any]) -> Decision | None:
+    """A policy decision from what a durable step recorded (see `ProposalRun.verdict`)."""
+    if "effect" not in verdict:
+        return None
+    matches = tuple(
+        PolicyMatch(
+            m["policy"],
+            PolicyEffect(m["effect"]),
+            m["reason"],
+            explanation=cast(Any, m.get("explanation")),
+        )
+        for m in verdict["matches"]
+    )
+    return Decision(PolicyEffect(verdict["effect"]), matches)
 
 
 def _describe(exc: BaseException) -> str:

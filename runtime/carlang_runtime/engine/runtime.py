@@ -45,6 +45,7 @@ from .limits import ResultCache, TokenBucket
 from .middleware import Middleware
 from .run import ROLLED_BACK_ON_RESUME, ProposalRun, Resumption
 from .state import StateStore, check_tenant
+from .steps import DurableSteps
 from .tools import RegisteredTool, subprocess_tool
 
 if TYPE_CHECKING:
@@ -140,6 +141,9 @@ class Runtime:
         self.explain_violations = explain_violations
         #: Whether an abort runs the compensations of what succeeded (False: CAR's behaviour).
         self.compensate = compensate
+        #: A durable backend's recorder of admission decisions and tool results (see
+        #: steps.py); None runs everything in process, as it is.
+        self.steps: DurableSteps | None = None
         self.tools: dict[str, RegisteredTool] = {}
         self.policies = PolicySet(clock=clock)
         self.middleware: list[Middleware] = []

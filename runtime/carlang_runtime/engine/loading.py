@@ -1,0 +1,68 @@
+"""Tool implementations named by a string, as `carlang run --tools` and the workers of durable
+backends take them: `module:attr` or `path/to/file.py:attr`, where `attr` is a mapping of tool
+names to functions, a `setup(runtime)` function, or one function (its name is the tool's)."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import CarlangRuntimeError
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+__all__ = ["register_tool_spec"]
+
+
+def register_tool_spec(runtime: Runtime, spec: str) -> None:
+    """Register the tools `spec` names on `runtime`; `CarlangRuntimeError` says what is
+    wrong with a spec that names nothing usable."""
+    target, _, attr = spec.rpartition(":")
+    if not target or not attr:
+        raise CarlangRuntimeError(f"--tools {spec}: write module:attr or path/to/file.py:attr")
+    module = _load_module(target)
+    if not hasattr(module, attr):
+        raise CarlangRuntimeError(f"--tools {spec}: {target} has no `{attr}`")
+    value = getattr(module, attr)
+    if isinstance(value, Mapping):
+        for name, fn in value.items():
+            if not callable(fn):
+                raise CarlangRuntimeError(f"--tools {spec}: `{name}` is not a function")
+            runtime.register_tool(str(name), fn)
+        return
+    if callable(value):
+        parameters = list(inspect.signature(value).parameters)
+        if parameters == ["runtime"]:
+            value(runtime)  # a setup function: it registers what it likes
+        else:
+            runtime.register_tool(attr, value)
+        return
+    raise CarlangRuntimeError(
+        f"--tools {spec}: `{attr}` is neither a mapping of tools nor a function"
+    )
+
+
+def _load_module(target: str) -> Any:
+    if target.endswith(".py"):
+        path = Path(target)
+        if not path.is_file():
+            raise CarlangRuntimeError(f"--tools: no file {target}")
+        spec = importlib.util.spec_from_file_location(path.stem, path)
+        if spec is None or spec.loader is None:
+            raise CarlangRuntimeError(f"--tools: cannot load {target}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[path.stem] = module
+        spec.loader.exec_module(module)
+        return module
+    if "" not in sys.path:
+        sys.path.insert(0, "")  # modules next to where carlang runs
+    try:
+        return importlib.import_module(target)
+    except ImportError as exc:
+        raise CarlangRuntimeError(f"--tools: cannot import {target}: {exc}") from None

@@ -1,0 +1,82 @@
+"""The durable-backend seam: with `Runtime.steps`, a tool call's admission decision and its
+result are recorded steps, and a replay of the run decides nothing again and calls no tool."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from carlang_runtime import ir
+from carlang_runtime.engine import AutoApprove, Runtime
+
+from .support import call, proposal, statuses, write
+
+
+class RecordingSteps:
+    """A stand-in for a durable backend: records every step; replays what it has."""
+
+    def __init__(self, records: dict[str, Any] | None = None) -> None:
+        self.records: dict[str, Any] = records if records is not None else {}
+        self.ran: list[str] = []
+
+    async def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        if name in self.records:
+            return self.records[name]
+        self.ran.append(name)
+        value = fn(*args)
+        if inspect.isawaitable(value):
+            value = await value
+        self.records[name] = value
+        return value
+
+
+def _runtime(calls: list[str], steps: RecordingSteps) -> Runtime:
+    rt = Runtime(state={"n": 0}, approval=AutoApprove())
+    rt.steps = steps
+
+    def work(item: str) -> str:
+        calls.append(item)
+        return item.upper()
+
+    rt.register_tool("work", work)
+    # A rate limit decides by time and by what it admitted before: a replay must not redecide.
+    rt.add_policy(ir.RateLimitToolRule(name="rate", tool="work", max_calls=2, interval_secs=3600))
+    rt.add_policy(
+        ir.CelPolicy(
+            name="ask", tools=["work"], effect="require_approval", when='params.item == "b"'
+        )
+    )
+    return rt
+
+
+PLAN = proposal(
+    call("a", "work", params={"item": "a"}, failure_behavior="skip"),
+    call("b", "work", params={"item": "b"}, depends_on=["a"], failure_behavior="skip"),
+    call("c", "work", params={"item": "c"}, depends_on=["b"], failure_behavior="skip"),
+    write("w", "n", 1, depends_on=["a"]),
+)
+
+
+def test_a_replay_decides_nothing_again_and_calls_no_tool() -> None:
+    calls: list[str] = []
+    first = RecordingSteps()
+    result = _runtime(calls, first).execute(PLAN)
+    assert statuses(result) == {
+        "a": "succeeded",
+        "b": "succeeded",
+        "c": "rejected",
+        "w": "succeeded",
+    }
+    assert "over its limit" in (result.results[2].error or "")
+    assert first.ran == ["admit a", "call a", "admit b", "call b", "admit c"]
+    assert calls == ["a", "b"]
+    # The process dies; a new one replays the run from the records: same result, no calls,
+    # although its rate limit (fresh) would now admit c.
+    replay = RecordingSteps(dict(first.records))
+    again = _runtime(calls, replay).execute(PLAN)
+    assert replay.ran == []
+    assert calls == ["a", "b"]
+    assert [r.model_dump(exclude={"timestamp", "duration_ms"}) for r in again.results] == [
+        r.model_dump(exclude={"timestamp", "duration_ms"}) for r in result.results
+    ]
