@@ -11,6 +11,7 @@ import typer
 from carlang import __version__
 
 from . import (
+    dbos_commands,
     ir_commands,
     lang_commands,
     plan_commands,
@@ -55,6 +56,7 @@ run_commands.register(app)
 plan_commands.register(app)
 test_commands.register(app)
 ir_commands.register(app)
+dbos_commands.register(app)
 
 
 def main() -> None:

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 
+class Backend(StrEnum):
+    """Where `carlang run` runs: in this process, or as a durable DBOS workflow."""
+
+    inprocess = "inprocess"
+    dbos = "dbos"
+
+
 class RunFormat(StrEnum):
     """Output formats of `carlang run` and `carlang events`."""
 
@@ -94,6 +101,39 @@ def run_command(
         list[str] | None,
         typer.Option("--allow-host", help="A host http_get may fetch from (repeatable)."),
     ] = None,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            help="inprocess (the default) or dbos: a durable DBOS workflow that survives"
+            " restarts, with approvals that wait for `carlang approve`.",
+        ),
+    ] = Backend.inprocess,
+    database: Annotated[
+        str | None,
+        typer.Option(
+            "--database",
+            metavar="URL",
+            help="With --backend dbos: the runs database (sqlite:///runs.db or"
+            " postgresql://...; default sqlite:///carlang-runs.db).",
+        ),
+    ] = None,
+    approval_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--approval-timeout",
+            metavar="SECONDS",
+            help="With --backend dbos: how long an approval may wait (default a day).",
+        ),
+    ] = None,
+    detach: Annotated[
+        bool,
+        typer.Option(
+            "--detach",
+            help="With --backend dbos: queue the run for `carlang worker`, print its id and"
+            " return.",
+        ),
+    ] = False,
     root: RootOption = None,
 ) -> None:
     """Compile, verify and run a proposal. Exit 0 if every action succeeded, 1 if something
@@ -118,6 +158,26 @@ def run_command(
         raise typer.Exit(EXIT_FAILED)
     chosen = _choose(program, proposal, file)
     _refuse_errors(result, chosen, force)
+    if backend is Backend.dbos:
+        from .dbos_commands import run_durably
+
+        if resume is not None or builtins:
+            fail_usage("--backend dbos resumes by itself; --resume and --builtins are in-process")
+        outcome, run_id = run_durably(
+            program,
+            chosen,
+            tools=tools or [],
+            events=events,
+            database=database,
+            approval_timeout=approval_timeout,
+            compensate=compensate,
+            state=initial,
+            detach=detach,
+        )
+        _report(output, chosen, outcome, run_id)
+        raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
+    if database is not None or approval_timeout is not None or detach:
+        fail_usage("--database, --approval-timeout and --detach go with --backend dbos")
     runtime = Runtime.from_program(
         program,
         events=_event_log(events),
@@ -145,11 +205,17 @@ def run_command(
     finally:
         reporter.stop()
         runtime.close()
+    _report(output, chosen, outcome, run_id)
+    raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
+
+
+def _report(
+    output: RunFormat, chosen: ir.ActionProposal, outcome: ir.ProposalResult, run_id: str
+) -> None:
     if output is RunFormat.json:
         echo(json.dumps({"run_id": run_id, "result": outcome.model_dump(mode="json")}, indent=2))
     else:
         _print_result(chosen, outcome, run_id)
-    raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
 
 
 def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionProposal:

@@ -49,6 +49,8 @@ class Approval:
     approved: bool
     reason: str = ""
     approver: str | None = None
+    #: No one answered in time (a refusal, reported apart from a denial).
+    expired: bool = False
 
 
 class ApprovalGate(Protocol):

@@ -336,6 +336,9 @@ class ProposalRun:
                     if self.results[index] is None:
                         self.conclude(index, _SKIPPED, error=SKIPPED_ABORT)
             return
+        if self.steps is not None:
+            await self.run_durable_level(level, count_problem)
+            return
         tasks = [asyncio.ensure_future(self.run_action(index, count_problem)) for index in level]
         try:
             await asyncio.gather(*tasks)
@@ -526,30 +529,78 @@ class ProposalRun:
         if self.settled(index, action):
             return
         verdict = await steps.run(f"admit {action.id}", self.verdict, action, count_problem)
+        if not await self.durable_gates(index, verdict, inline):
+            return
+        self.events.add(_EXECUTING, self.run_id, self.proposal_id, action.id, None, time.time())
+        record = await steps.run(f"call {action.id}", self.call_record, action)
+        self.durable_complete(index, record, inline)
+
+    async def run_durable_level(self, level: list[int], count_problem: str | None) -> None:
+        """A level whose actions run alongside each other, under a durable backend. A replay
+        must meet the same steps in the same order, and log the same events in the same order,
+        whichever step happened to finish first: so every admission step of the level starts in
+        the level's order and is applied in that order, then every call step likewise."""
+        steps = self.steps
+        assert steps is not None
+        actions = self.actions
+        calls = []
+        for index in level:
+            if actions[index].type is not _TOOL_CALL:
+                pending = self.step(index, count_problem, inline=False)
+                if pending is not None:
+                    await pending
+            elif not self.settled(index, actions[index]):
+                calls.append(index)
+        verdicts = await asyncio.gather(
+            *(
+                steps.run(f"admit {actions[i].id}", self.verdict, actions[i], count_problem)
+                for i in calls
+            )
+        )
+        admitted = [
+            index
+            for index, verdict in zip(calls, verdicts, strict=True)
+            if await self.durable_gates(index, verdict, False)
+        ]
+        for index in admitted:
+            action_id = actions[index].id
+            self.events.add(_EXECUTING, self.run_id, self.proposal_id, action_id, None, time.time())
+        records = await asyncio.gather(
+            *(steps.run(f"call {actions[i].id}", self.call_record, actions[i]) for i in admitted)
+        )
+        for index, record in zip(admitted, records, strict=True):
+            self.durable_complete(index, record, False)
+
+    async def durable_gates(self, index: int, verdict: Mapping[str, Any], inline: bool) -> bool:
+        """Apply a recorded admission decision, then the approval gate and middleware;
+        whether the action may be dispatched."""
+        action = self.actions[index]
         if verdict.get("problems"):
             self.conclude(index, _REJECTED, error="; ".join(verdict["problems"]))
-            return
+            return False
         admitted = self.admitted(index, action, None, _recorded_decision(verdict), inline)
         if admitted is None:
-            return
+            return False
         asking = admitted[2]
         if asking is not None or self.rt.middleware:
             refusal = await self.refusal(action, asking)
             if refusal is not None:
                 self.refuse(index, refusal, inline)
-                return
-        self.events.add(_EXECUTING, self.run_id, self.proposal_id, action.id, None, time.time())
-        started = time.perf_counter()
-        record = await steps.run(f"call {action.id}", self.call_record, action)
+                return False
+        return True
+
+    def durable_complete(self, index: int, record: Mapping[str, Any], inline: bool) -> None:
+        """Commit or fail a tool call from its recorded outcome."""
+        writes = {**record.get("writes", {}), **dict.fromkeys(record.get("deleted", []), MISSING)}
         outcome = _Outcome(
             record["ok"],
             record.get("output"),
             record.get("error"),
-            {**record.get("writes", {}), **dict.fromkeys(record.get("deleted", []), MISSING)},
+            writes,
             record.get("tool_call", False),
             record.get("attempts", 1),
         )
-        self.complete(index, None, outcome, (time.perf_counter() - started) * 1000.0, inline)
+        self.complete(index, None, outcome, float(record.get("duration_ms", 0.0)), inline)
 
     def verdict(self, action: Action, count_problem: str | None) -> dict[str, Any]:
         """The admission decision of a tool call as plain data (what a durable step records)."""
@@ -574,9 +625,11 @@ class ProposalRun:
 
     async def call_record(self, action: Action) -> dict[str, Any]:
         """Dispatch a tool call; its outcome as plain data (what a durable step records)."""
+        started = time.perf_counter()
         outcome = await self.call_tool(action, False)
         writes = {k: v for k, v in outcome.writes.items() if v is not MISSING}
         return {
+            "duration_ms": (time.perf_counter() - started) * 1000.0,
             "ok": outcome.ok,
             "output": outcome.output,
             "error": outcome.error,
@@ -774,11 +827,14 @@ class ProposalRun:
                 "approved": answer.approved,
                 "reason": answer.reason,
                 "approver": answer.approver,
+                "expired": answer.expired,
                 "policies": [m.policy for m in policies],
             },
         )
         if answer.approved:
             return None
+        if answer.expired:
+            return f"approval expired ({request.reason}): {answer.reason}"
         return f"approval refused ({request.reason}): {answer.reason}"
 
     # -- dispatch --------------------------------------------------------------------------

@@ -1,0 +1,233 @@
+"""Commands of the DBOS backend: `run --backend dbos` (through `run_durably`), `approve`, `deny`,
+`runs list|show|cancel|resume` and `worker`. Each imports `carlang_dbos` (the `dbos` extra)
+only when it runs, and says how to install it when it is missing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .common import EXIT_OK, echo, fail_usage, guarded
+
+if TYPE_CHECKING:
+    from carlang_runtime import ir
+
+__all__ = ["register", "run_durably"]
+
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        "--database",
+        metavar="URL",
+        help="The runs database (sqlite:///runs.db or postgresql://...; default"
+        " sqlite:///carlang-runs.db).",
+    ),
+]
+
+
+def _backend() -> Any:
+    try:
+        import carlang_dbos
+    except ImportError as exc:
+        fail_usage(
+            f"the DBOS backend needs the dbos package ({exc.name} is missing): install it with"
+            " pip install -e '.[dbos]' from a checkout, or pip install 'carlang-X.whl[dbos]'"
+        )
+    return carlang_dbos
+
+
+def _database(database: str | None) -> str:
+    backend = _backend()
+    chosen: str = database or backend.DEFAULT_DATABASE
+    if "://" not in chosen:
+        fail_usage(f"--database {chosen}: give a URL, sqlite:///runs.db or postgresql://...")
+    return chosen
+
+
+def run_durably(
+    program: ir.Program,
+    chosen: ir.ActionProposal,
+    *,
+    tools: list[str],
+    events: Path | None,
+    database: str | None,
+    approval_timeout: float | None,
+    compensate: bool,
+    state: dict[str, Any] | None,
+    detach: bool,
+) -> tuple[ir.ProposalResult, str]:
+    """Run `chosen` as a DBOS workflow; its result and run id (or, detached, print the id and
+    exit)."""
+    backend = _backend()
+    url = _database(database)
+    spec = {
+        "program": program.model_dump(mode="json"),
+        "proposal": chosen.id,
+        "tools": [_absolute(spec) for spec in tools],
+        "scope": {},
+        "events": str(events.resolve()) if events is not None else None,
+        "approval_timeout": approval_timeout,
+        "compensate": compensate,
+        "state": state,
+    }
+    run_id = uuid.uuid4().hex[:16]
+    if detach:  # queued for a worker; nothing here needs to stay up
+        backend.submit(url, spec, run_id)
+        echo(run_id)
+        raise typer.Exit(EXIT_OK)
+    backend.launch(url)
+    try:
+        return backend.run(spec, run_id), run_id
+    finally:
+        backend.shutdown()
+
+
+def _absolute(spec: str) -> str:
+    """A tool spec that a worker in another directory can load too."""
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py"):
+        return f"{Path(target).resolve()}:{attr}"
+    return spec
+
+
+# -- approvals ---------------------------------------------------------------------------------
+
+
+@guarded
+def approve_command(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run waiting for approval.")],
+    action: Annotated[str, typer.Argument(metavar="ACTION", help="The action to approve.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "approved",
+    approver: Annotated[str | None, typer.Option("--approver", help="Who approves.")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Approve an action a durable run is waiting on."""
+    _backend().answer_approval(
+        _database(database), run_id, action, approved=True, reason=reason, approver=approver
+    )
+    echo(f"approved {action} of run {run_id}")
+
+
+@guarded
+def deny_command(
+    run_id: Annotated[str, typer.Argument(metavar="RUN", help="The run waiting for approval.")],
+    action: Annotated[str, typer.Argument(metavar="ACTION", help="The action to deny.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "denied",
+    approver: Annotated[str | None, typer.Option("--approver", help="Who denies.")] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Deny an action a durable run is waiting on."""
+    _backend().answer_approval(
+        _database(database), run_id, action, approved=False, reason=reason, approver=approver
+    )
+    echo(f"denied {action} of run {run_id}")
+
+
+# -- runs --------------------------------------------------------------------------------------
+
+runs_app = typer.Typer(
+    help="Durable runs (--backend dbos): list, show, cancel, resume.", no_args_is_help=True
+)
+
+
+@runs_app.command("list")
+@guarded
+def runs_list(
+    database: DatabaseOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
+) -> None:
+    """Every durable run, newest first."""
+    runs = _backend().list_runs(_database(database))
+    if as_json:
+        echo(json.dumps([_run_document(r) for r in runs], indent=2))
+        return
+    if not runs:
+        echo("no runs")
+        return
+    for info in runs:
+        echo(f"{info.run_id}  {info.status:<10}  {info.created or '-'}  {info.proposal or '-'}")
+
+
+@runs_app.command("show")
+@guarded
+def runs_show(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")],
+    database: DatabaseOption = None,
+) -> None:
+    """One run: its status, result and the approvals it waits for."""
+    info, waiting = _backend().show_run(_database(database), run_id)
+    echo(json.dumps({**_run_document(info), "waiting_for_approval": waiting}, indent=2))
+
+
+@runs_app.command("cancel")
+@guarded
+def runs_cancel(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")], database: DatabaseOption = None
+) -> None:
+    """Cancel a run: it stops at its next step."""
+    _backend().cancel_run(_database(database), run_id)
+    echo(f"cancelled run {run_id}")
+
+
+@runs_app.command("resume")
+@guarded
+def runs_resume(
+    run_id: Annotated[str, typer.Argument(metavar="RUN")], database: DatabaseOption = None
+) -> None:
+    """Resume a cancelled run from its last recorded step (a worker runs it)."""
+    _backend().resume_run(_database(database), run_id)
+    echo(f"resumed run {run_id}")
+
+
+def _run_document(info: Any) -> dict[str, Any]:
+    return {
+        "run_id": info.run_id,
+        "status": info.status,
+        "created": info.created,
+        "updated": info.updated,
+        "proposal": info.proposal,
+        "error": info.error,
+        "result": info.result,
+    }
+
+
+# -- workers -----------------------------------------------------------------------------------
+
+
+@guarded
+def worker_command(
+    queue: Annotated[
+        list[str] | None,
+        typer.Option("--queue", help="Serve this queue only (repeatable); default: every run."),
+    ] = None,
+    database: DatabaseOption = None,
+) -> None:
+    """Serve durable runs until stopped (Ctrl-C): recover the runs this worker's executor left
+    unfinished, and take work from the queues named."""
+    backend = _backend()
+    url = _database(database)
+    backend.launch(url, queues=queue)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    echo(f"carlang worker on {url}" + (f", queues {', '.join(queue)}" if queue else ""))
+    try:
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        backend.shutdown()
+
+
+def register(app: typer.Typer) -> None:
+    """Add `approve`, `deny`, `runs` and `worker` to the CLI."""
+    app.command("approve")(approve_command)
+    app.command("deny")(deny_command)
+    app.add_typer(runs_app, name="runs")
+    app.command("worker")(worker_command)

@@ -1,0 +1,56 @@
+"""Durable, distributed carlang runs on DBOS Transact (the `carlang[dbos]` extra).
+
+This package imports the runtime (`carlang_runtime`); the runtime never imports it. See
+docs/scale-out.md for the model: a run is a DBOS workflow, each tool call's admission decision
+and result a DBOS step, an approval a durable wait.
+"""
+
+from __future__ import annotations
+
+from .backend import (
+    APP_NAME,
+    DEFAULT_DATABASE,
+    RUNS_QUEUE,
+    WORKFLOW,
+    DbosSteps,
+    DurableApprovals,
+    RunSpec,
+    approval_topic,
+    launch,
+    run,
+    shutdown,
+    start_run,
+    submit,
+)
+from .control import (
+    RunInfo,
+    answer_approval,
+    cancel_run,
+    list_runs,
+    pending_approvals,
+    resume_run,
+    show_run,
+)
+
+__all__ = [
+    "APP_NAME",
+    "DEFAULT_DATABASE",
+    "WORKFLOW",
+    "DbosSteps",
+    "DurableApprovals",
+    "RunSpec",
+    "RunInfo",
+    "approval_topic",
+    "answer_approval",
+    "cancel_run",
+    "launch",
+    "list_runs",
+    "pending_approvals",
+    "resume_run",
+    "show_run",
+    "run",
+    "shutdown",
+    "start_run",
+    "submit",
+    "RUNS_QUEUE",
+]

@@ -1,0 +1,258 @@
+"""carlang runs as DBOS workflows.
+
+A run is one DBOS workflow (`carlang_run`, its id the run id). It builds the runtime from a
+`RunSpec` (the compiled program as IR, the proposal, the tool implementations by name, the
+scope, where carlang's own event log goes), sets `Runtime.steps` to `DbosSteps`, so that every
+tool call's admission decision and result is a DBOS step, and its approval gate to
+`DurableApprovals`, so that an approval parks the workflow (DBOS `recv`) until `carlang approve`
+or `carlang deny` answers or it expires. After a crash DBOS recovers the workflow: it runs the
+same code again, the steps it recorded return their records instead of running, and the run
+ends as it would have, every tool step's effect having happened once.
+
+Events still go to carlang's event log (the DBOS tables are never the only record). A
+recovered workflow runs its prefix again, deterministically: the events it would log again are
+the ones the log already has (same sequence numbers), and are not written twice.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypedDict
+
+from carlang_runtime.engine import (
+    Approval,
+    ApprovalRequest,
+    Event,
+    EventLog,
+    JsonlSink,
+    Runtime,
+    SqliteSink,
+)
+from carlang_runtime.engine.events import EventSink
+from carlang_runtime.engine.journal import SQLITE_SUFFIXES
+from carlang_runtime.engine.loading import register_tool_spec
+from carlang_runtime.errors import CarlangRuntimeError
+from carlang_runtime.ir import ActionProposal, Program, ProposalResult
+from dbos import DBOS, DBOSClient, SetWorkflowID, run_dbos_database_migrations
+
+__all__ = [
+    "APP_NAME",
+    "WORKFLOW",
+    "DEFAULT_DATABASE",
+    "RunSpec",
+    "DbosSteps",
+    "DurableApprovals",
+    "approval_topic",
+    "launch",
+    "shutdown",
+    "start_run",
+    "submit",
+    "run",
+    "RUNS_QUEUE",
+]
+
+#: The DBOS application every carlang process joins (workers, submitters, the CLI).
+APP_NAME = "carlang"
+#: The name of the run workflow in the DBOS tables.
+WORKFLOW = "carlang_run"
+#: Where runs are kept when no database is named: a SQLite file in the working directory.
+DEFAULT_DATABASE = "sqlite:///carlang-runs.db"
+#: The queue that detached runs wait on until a worker takes them.
+RUNS_QUEUE = "carlang_runs"
+
+
+class RunSpec(TypedDict, total=False):
+    """What a run workflow needs, as JSON-ready data (it is the workflow's input)."""
+
+    program: dict[str, Any]  # the compiled program (IR)
+    proposal: str | dict[str, Any]  # a proposal of the program by name, or a CAR proposal
+    tools: list[str]  # tool implementations: module:attr or path/to/file.py:attr
+    scope: dict[str, Any]
+    events: str | None  # carlang's event log: run.db or run.jsonl
+    approval_timeout: float | None  # seconds an approval may wait (None: a day)
+    compensate: bool
+    state: dict[str, Any] | None  # initial state over the program's
+
+
+class DbosSteps:
+    """`Runtime.steps` on DBOS: each step is a DBOS step of the current workflow."""
+
+    async def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run `fn(*args)` once as a DBOS step named `name`; on a replay, its record."""
+        return await DBOS.run_step_async({"name": name}, fn, *args)
+
+
+def approval_topic(action_id: str) -> str:
+    """The DBOS topic on which the answer for one action's approval arrives."""
+    return f"approval:{action_id}"
+
+
+class DurableApprovals:
+    """An approval gate that parks the workflow until someone answers: it publishes the
+    request (a DBOS event `approval:<action>`, what `carlang runs show` lists) and waits for a
+    message on the action's topic. No answer within `timeout` seconds is an expired approval:
+    refused, and reported as expired, not as a denial."""
+
+    def __init__(self, timeout: float | None) -> None:
+        self.timeout = timeout if timeout is not None else 86_400.0
+
+    async def review(self, request: ApprovalRequest) -> Approval:
+        """Wait (durably) for `carlang approve` / `carlang deny`."""
+        action_id = request.action.id
+        await DBOS.set_event_async(
+            approval_topic(action_id),
+            {
+                "action": action_id,
+                "tool": request.action.tool,
+                "parameters": dict(request.parameters),
+                "reason": request.reason,
+                "timeout_s": self.timeout,
+            },
+        )
+        answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=self.timeout)
+        await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
+        if not isinstance(answer, Mapping):
+            return Approval(
+                False, f"approval expired after {self.timeout:g}s without an answer", None, True
+            )
+        return Approval(
+            bool(answer.get("approved")),
+            str(answer.get("reason") or ""),
+            answer.get("approver"),
+        )
+
+
+class _AfterSeq:
+    """A sink that skips what it already holds: events a recovered workflow logs again."""
+
+    def __init__(self, sink: EventSink, last_seq: int) -> None:
+        self.sink = sink
+        self.last_seq = last_seq
+
+    def write(self, event: Event) -> None:
+        if event.seq > self.last_seq:
+            self.sink.write(event)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def _event_log(target: str | None, run_id: str) -> EventLog:
+    if target is None:
+        return EventLog()
+    path = Path(target)
+    if path.suffix in SQLITE_SUFFIXES:
+        last = 0
+        if path.exists():
+            connection = sqlite3.connect(path)
+            try:
+                row = connection.execute(
+                    "SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)
+                ).fetchone()
+                last = int(row[0] or 0)
+            except sqlite3.Error:
+                last = 0
+            finally:
+                connection.close()
+        return EventLog([_AfterSeq(SqliteSink(path), last)])
+    return EventLog([JsonlSink(path)])
+
+
+def build_runtime(spec: RunSpec, run_id: str) -> tuple[Runtime, ActionProposal]:
+    """The runtime and the proposal of one run, from its spec."""
+    program = Program.model_validate(spec["program"])
+    runtime = Runtime.from_program(
+        program,
+        events=_event_log(spec.get("events"), run_id),
+        approval=DurableApprovals(spec.get("approval_timeout")),
+        compensate=spec.get("compensate", True),
+    )
+    state = spec.get("state")
+    if state:
+        runtime.state.replace({**program.initial_state, **state})
+    for tool_spec in spec.get("tools", []):
+        register_tool_spec(runtime, tool_spec)
+    runtime.steps = DbosSteps()
+    wanted = spec["proposal"]
+    if isinstance(wanted, str):
+        found = program.proposal(wanted)
+        if found is None:
+            raise CarlangRuntimeError(f"the program has no proposal `{wanted}`")
+        return runtime, found
+    return runtime, ActionProposal.model_validate(wanted)
+
+
+@DBOS.workflow(name=WORKFLOW)
+async def carlang_run(spec: RunSpec) -> dict[str, Any]:
+    """One carlang run, durably (see the module's docstring)."""
+    run_id = DBOS.workflow_id or ""
+    runtime, proposal = build_runtime(spec, run_id)
+    try:
+        result = await runtime.execute_async(proposal, scope=spec.get("scope"), run_id=run_id)
+    finally:
+        runtime.close()
+    return result.model_dump(mode="json")
+
+
+_launched: list[str] = []
+
+
+def launch(database: str = DEFAULT_DATABASE, *, queues: Sequence[str] | None = None) -> None:
+    """Start DBOS in this process on `database` (a SQLite or Postgres URL), once; with
+    `queues`, this process serves only those queues (a worker)."""
+    if _launched:
+        if _launched[0] != database:
+            raise CarlangRuntimeError(
+                f"DBOS already runs here on {_launched[0]}; one process serves one database"
+            )
+        return
+    DBOS(
+        config={
+            "name": APP_NAME,
+            "system_database_url": database,
+            "log_level": "WARNING",
+        }
+    )
+    if queues is not None:
+        DBOS.listen_queues(list(queues))
+    DBOS.launch()
+    DBOS.register_queue(RUNS_QUEUE)
+    _launched.append(database)
+
+
+def shutdown() -> None:
+    """Stop DBOS in this process (what it was running is recovered by the next launch)."""
+    if _launched:
+        DBOS.destroy(destroy_registry=False)
+        _launched.clear()
+
+
+def start_run(spec: RunSpec, run_id: str) -> Any:
+    """Start a run in the background; its handle (`get_result()` waits for the result)."""
+    with SetWorkflowID(run_id):
+        return DBOS.start_workflow(carlang_run, spec)
+
+
+def submit(database: str, spec: RunSpec, run_id: str) -> None:
+    """Queue a run for a worker (`carlang worker`) without running it here: nothing in this
+    process has to stay up for it."""
+    run_dbos_database_migrations(database)  # a fresh database gets DBOS's tables first
+    client = DBOSClient(system_database_url=database)
+    try:
+        client.register_queue(RUNS_QUEUE)
+        client.enqueue(
+            {"workflow_name": WORKFLOW, "queue_name": RUNS_QUEUE, "workflow_id": run_id}, spec
+        )
+    finally:
+        client.destroy()
+
+
+def run(spec: RunSpec, run_id: str) -> ProposalResult:
+    """Run to the end (or pick up the run already under that id) and return its result."""
+    document = start_run(spec, run_id).get_result()
+    return ProposalResult.model_validate(document)

@@ -1,0 +1,186 @@
+"""Runs seen and steered from any process: list them, answer their approvals, cancel and resume
+them. Through a `DBOSClient` on the database, so these need no DBOS launched here."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from carlang_runtime.errors import CarlangRuntimeError
+from dbos import DBOSClient
+
+from .backend import WORKFLOW, approval_topic
+
+__all__ = [
+    "RunInfo",
+    "list_runs",
+    "show_run",
+    "pending_approvals",
+    "answer_approval",
+    "cancel_run",
+    "resume_run",
+]
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """One durable run: its id, DBOS status, when it started and last changed, its proposal,
+    and its error if it failed."""
+
+    run_id: str
+    status: str
+    created: str | None
+    updated: str | None
+    proposal: str | None
+    error: str | None = None
+    result: Mapping[str, Any] | None = field(default=None, compare=False)
+
+
+@contextmanager
+def _client(database: str) -> Iterator[DBOSClient]:
+    if database.startswith("sqlite:///") and not Path(database[len("sqlite:///") :]).exists():
+        raise CarlangRuntimeError(f"no runs database at {database} (no run was started there)")
+    try:
+        client = DBOSClient(system_database_url=database)
+    except Exception as exc:  # the driver's own errors: say which database
+        raise CarlangRuntimeError(f"cannot open the runs database {database}: {exc}") from None
+    try:
+        yield client
+    except CarlangRuntimeError:
+        raise
+    except Exception as exc:  # a database that is not DBOS's, or not reachable
+        raise CarlangRuntimeError(f"the runs database {database} cannot be read: {exc}") from None
+    finally:
+        client.destroy()
+
+
+def _time(epoch_ms: int | None) -> str | None:
+    if epoch_ms is None:
+        return None
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def _spec(status: Any) -> Mapping[str, Any] | None:
+    """The `RunSpec` a run was started with (DBOS keeps the workflow's arguments)."""
+    inputs = getattr(status, "input", None)
+    args = inputs.get("args") if isinstance(inputs, Mapping) else getattr(inputs, "args", None)
+    if not args or not isinstance(args[0], Mapping):
+        return None
+    spec: Mapping[str, Any] = args[0]
+    return spec
+
+
+def _proposal_name(status: Any) -> str | None:
+    spec = _spec(status)
+    wanted = spec.get("proposal") if isinstance(spec, Mapping) else None
+    if isinstance(wanted, Mapping):
+        return str(wanted.get("id"))
+    return None if wanted is None else str(wanted)
+
+
+def _info(status: Any) -> RunInfo:
+    error = getattr(status, "error", None)
+    output = getattr(status, "output", None)
+    return RunInfo(
+        run_id=status.workflow_id,
+        status=str(status.status),
+        created=_time(status.created_at),
+        updated=_time(status.updated_at),
+        proposal=_proposal_name(status),
+        error=None if error is None else str(error),
+        result=output if isinstance(output, Mapping) else None,
+    )
+
+
+def list_runs(database: str, *, limit: int | None = None) -> list[RunInfo]:
+    """The runs in `database`, newest first."""
+    with _client(database) as client:
+        found = client.list_workflows(name=WORKFLOW, sort_desc=True, limit=limit)
+        return [_info(status) for status in found]
+
+
+def show_run(database: str, run_id: str) -> tuple[RunInfo, list[dict[str, Any]]]:
+    """One run and the approvals it is waiting for."""
+    with _client(database) as client:
+        found = client.list_workflows(workflow_ids=[run_id], name=WORKFLOW)
+        if not found:
+            raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
+        return _info(found[0]), _pending(client, found[0])
+
+
+def _pending(client: DBOSClient, status: Any) -> list[dict[str, Any]]:
+    spec = _spec(status)
+    if spec is None or str(status.status) not in ("PENDING", "ENQUEUED"):
+        return []
+    actions = _action_ids(spec)
+    waiting = []
+    for action_id in actions:
+        event = client.get_event(status.workflow_id, approval_topic(action_id), 0)
+        if isinstance(event, Mapping) and not event.get("answered"):
+            waiting.append(dict(event))
+    return waiting
+
+
+def _action_ids(spec: Mapping[str, Any]) -> list[str]:
+    wanted = spec.get("proposal")
+    if isinstance(wanted, Mapping):
+        return [str(a.get("id")) for a in wanted.get("actions", [])]
+    for proposal in spec.get("program", {}).get("proposals", []):
+        if proposal.get("id") == wanted:
+            return [str(a.get("id")) for a in proposal.get("actions", [])]
+    return []
+
+
+def pending_approvals(database: str, run_id: str) -> list[dict[str, Any]]:
+    """The approvals run `run_id` is waiting for: action, tool, parameters (secrets
+    redacted), the policies' reasons and the timeout."""
+    return show_run(database, run_id)[1]
+
+
+def answer_approval(
+    database: str,
+    run_id: str,
+    action_id: str,
+    *,
+    approved: bool,
+    reason: str = "",
+    approver: str | None = None,
+) -> None:
+    """Approve or deny an action a run is waiting on; a run not waiting for that action's
+    approval is a `CarlangRuntimeError` (nothing is sent)."""
+    with _client(database) as client:
+        found = client.list_workflows(workflow_ids=[run_id], name=WORKFLOW)
+        if not found:
+            raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
+        waiting = {entry["action"] for entry in _pending(client, found[0])}
+        if action_id not in waiting:
+            shown = ", ".join(sorted(waiting)) or "none"
+            raise CarlangRuntimeError(
+                f"run '{run_id}' is not waiting for an approval of `{action_id}` (waiting: {shown})"
+            )
+        client.send(
+            run_id,
+            {"approved": approved, "reason": reason, "approver": approver},
+            approval_topic(action_id),
+            idempotency_key=f"{run_id}:{action_id}:answer",
+        )
+
+
+def cancel_run(database: str, run_id: str) -> None:
+    """Cancel a run: it stops at its next step (what ran stays done)."""
+    with _client(database) as client:
+        if not client.list_workflows(workflow_ids=[run_id], name=WORKFLOW):
+            raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
+        client.cancel_workflow(run_id)
+
+
+def resume_run(database: str, run_id: str) -> None:
+    """Resume a cancelled (or stuck) run from its last recorded step."""
+    with _client(database) as client:
+        if not client.list_workflows(workflow_ids=[run_id], name=WORKFLOW):
+            raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
+        client.resume_workflow(run_id)

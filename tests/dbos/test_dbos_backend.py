@@ -1,0 +1,222 @@
+"""The DBOS backend end to end, through real processes: `carlang run --backend dbos`, workers,
+durable approvals across restarts of every process, expiry, and the `runs` commands (SQLite)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytestmark = pytest.mark.slow
+
+PROGRAM = """\
+tool work(item: string)
+tool ship(env: "staging" | "prod")
+policy prod: require_approval ship when params.env == "prod"
+proposal p {
+  a = work(item: "a")
+  b = work(item: "b") after a
+  s = ship(env: "prod") after b
+}
+"""
+
+TOOLS = """\
+import os
+
+def _mark(text):
+    with open(os.path.join(os.path.dirname(__file__), "calls.txt"), "a") as file:
+        file.write(text + "\\n")
+
+def work(item):
+    _mark("work " + item)
+    return item.upper()
+
+def ship(env):
+    _mark("ship " + env)
+    return "shipped " + env
+
+TOOLS = {"work": work, "ship": ship}
+"""
+
+
+def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "carlang", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "p.car").write_text(PROGRAM)
+    (tmp_path / "tools.py").write_text(TOOLS)
+    return tmp_path
+
+
+def _db(project: Path) -> str:
+    return f"sqlite:///{project / 'runs.db'}"
+
+
+def _calls(project: Path) -> list[str]:
+    path = project / "calls.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _show(project: Path, run_id: str) -> dict[str, Any]:
+    shown = carlang("runs", "show", run_id, "--database", _db(project), cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    document: dict[str, Any] = json.loads(shown.stdout)
+    return document
+
+
+def _wait_for(predicate: Any, seconds: float = 30.0) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out waiting")
+
+
+@pytest.fixture
+def workers(project: Path) -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def _worker(project: Path, started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "carlang", "worker", "--database", _db(project)],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    started.append(process)
+    return process
+
+
+def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(project: Path) -> None:
+    common = ["p.car", "--tools", "tools.py:TOOLS", "--format", "json", "--events", "run.db"]
+    durable = carlang(
+        "run",
+        *common,
+        "--backend",
+        "dbos",
+        "--database",
+        _db(project),
+        "--approval-timeout",
+        "1",
+        cwd=project,
+    )
+    assert durable.returncode == 1, durable.stderr
+    result = json.loads(durable.stdout)["result"]
+    ship = result["results"][2]
+    assert ship["status"] == "rejected" and "approval expired" in ship["error"]
+    inprocess = carlang("run", *common[:-2], "--deny-approvals", cwd=project)
+    local = json.loads(inprocess.stdout)["result"]
+    assert [(r["action_id"], r["status"], r.get("output")) for r in result["results"]] == [
+        (r["action_id"], r["status"], r.get("output")) for r in local["results"]
+    ]
+    events = carlang(
+        "events",
+        "run.db",
+        "--run",
+        json.loads(durable.stdout)["run_id"],
+        "--kind",
+        "approval_recorded",
+        "--format",
+        "json",
+        cwd=project,
+    )
+    assert json.loads(events.stdout)[0]["data"]["expired"] is True
+
+
+def test_an_approval_waits_across_a_restart_of_every_process(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    submitted = carlang(
+        "run",
+        "p.car",
+        "--tools",
+        "tools.py:TOOLS",
+        "--backend",
+        "dbos",
+        "--database",
+        _db(project),
+        "--detach",
+        "--events",
+        "run.db",
+        cwd=project,
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    first = _worker(project, workers)
+    _wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
+    assert _calls(project) == ["work a", "work b"]
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    # No process runs the workflow now; the answer waits in the database.
+    wrong = carlang("approve", run_id, "zz", "--database", _db(project), cwd=project)
+    assert wrong.returncode == 2 and "not waiting for an approval of `zz`" in wrong.stderr
+    approved = carlang("approve", run_id, "s", "--database", _db(project), cwd=project)
+    assert approved.returncode == 0, approved.stderr
+    _worker(project, workers)
+    _wait_for(lambda: _show(project, run_id)["status"] == "SUCCESS")
+    result = _show(project, run_id)["result"]
+    assert [r["status"] for r in result["results"]] == ["succeeded"] * 3
+    assert _calls(project) == ["work a", "work b", "ship prod"]  # nothing ran twice
+    events = carlang("events", "run.db", "--run", run_id, "--format", "json", cwd=project)
+    kinds = [e["kind"] for e in json.loads(events.stdout)]
+    assert kinds.count("action_succeeded") == 3 and kinds.count("run_completed") == 1
+
+
+def test_runs_can_be_listed_cancelled_and_resumed(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    missing = carlang("runs", "list", "--database", f"sqlite:///{project / 'nope.db'}", cwd=project)
+    assert missing.returncode == 2 and "no runs database" in missing.stderr
+    submitted = carlang(
+        "run",
+        "p.car",
+        "--tools",
+        "tools.py:TOOLS",
+        "--backend",
+        "dbos",
+        "--database",
+        _db(project),
+        "--detach",
+        cwd=project,
+    )
+    run_id = submitted.stdout.strip()
+    listed = carlang("runs", "list", "--database", _db(project), "--json", cwd=project)
+    assert json.loads(listed.stdout)[0]["run_id"] == run_id
+    _worker(project, workers)
+    _wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
+    cancelled = carlang("runs", "cancel", run_id, "--database", _db(project), cwd=project)
+    assert cancelled.returncode == 0, cancelled.stderr
+    _wait_for(lambda: _show(project, run_id)["status"] == "CANCELLED")
+    resumed = carlang("runs", "resume", run_id, "--database", _db(project), cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+    _wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
+    carlang("deny", run_id, "s", "--reason", "not today", "--database", _db(project), cwd=project)
+    _wait_for(lambda: _show(project, run_id)["status"] == "SUCCESS")
+    ship = _show(project, run_id)["result"]["results"][2]
+    assert ship["status"] == "rejected" and "not today" in ship["error"]
+    assert os.path.exists(project / "runs.db")
