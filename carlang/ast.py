@@ -34,6 +34,7 @@ __all__ = [
     "Cache",
     "Rate",
     "ReversibilityItem",
+    "QueueItem",
     "ToolDecl",
     "StateEntry",
     "StateDecl",
@@ -260,13 +261,20 @@ class ReversibilityItem(Node):
 
 
 @dataclass(slots=True, repr=False, eq=False)
+class QueueItem(Node):
+    """`queue gpu`: the tool's calls go to the workers of that queue (durable backends)."""
+
+    name: Name
+
+
+@dataclass(slots=True, repr=False, eq=False)
 class ToolDecl(Node):
     """`tool name(params) -> returns { items }`."""
 
     name: Name
     params: tuple[Param, ...]
     returns: TypeExpr | None
-    items: tuple[Description | Idempotent | Cache | Rate | ReversibilityItem, ...]
+    items: tuple[Description | Idempotent | Cache | Rate | ReversibilityItem | QueueItem, ...]
 
 
 # -- state, capabilities, budgets --------------------------------------------------------------

@@ -231,6 +231,8 @@ class _Printer:
             text = f"cache {item.ttl.text}"
         elif isinstance(item, ast.Rate):
             text = f"rate {item.calls} per {item.per.text}"
+        elif isinstance(item, ast.QueueItem):
+            text = f"queue {item.name.text}"
         else:
             text = f"reversibility {item.word.text}"
         self.statement(item, text, indent, first)

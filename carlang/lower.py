@@ -298,6 +298,8 @@ class _Lowerer:
                     )
             elif isinstance(item, ast.ReversibilityItem):
                 tool["reversibility"] = item.word.text
+            elif isinstance(item, ast.QueueItem):
+                tool["queue"] = item.name.text
         return ir.ToolSchema.model_validate(tool)
 
     # -- state -------------------------------------------------------------------------------
@@ -1108,6 +1110,7 @@ _ITEM_WORDS = {
     ast.Cache: "cache",
     ast.Rate: "rate",
     ast.ReversibilityItem: "reversibility",
+    ast.QueueItem: "queue",
     ast.MaxActions: "max_actions",
     ast.MaxToolCalls: "max_tool_calls",
     ast.MaxDuration: "max_duration",

@@ -217,6 +217,9 @@ class AstBuilder:
     def reversibility(self, word: ast.Name) -> ast.ReversibilityItem:
         return ast.ReversibilityItem(word, span=self._here())
 
+    def queue(self, name: Token) -> ast.QueueItem:
+        return ast.QueueItem(self._name(name), span=self._here())
+
     def simple_type(self, name: Token) -> ast.SimpleType:
         return ast.SimpleType(self._name(name), span=self._here())
 

@@ -33,8 +33,10 @@ from carlang_runtime.engine import (
 from carlang_runtime.engine.events import EventSink
 from carlang_runtime.engine.journal import SQLITE_SUFFIXES
 from carlang_runtime.engine.loading import register_tool_spec
+from carlang_runtime.engine.run import ProposalRun
+from carlang_runtime.engine.state import check_tenant
 from carlang_runtime.errors import CarlangRuntimeError
-from carlang_runtime.ir import ActionProposal, Program, ProposalResult
+from carlang_runtime.ir import Action, ActionProposal, Program, ProposalResult
 from dbos import DBOS, DBOSClient, SetWorkflowID, run_dbos_database_migrations
 
 __all__ = [
@@ -42,6 +44,7 @@ __all__ = [
     "WORKFLOW",
     "DEFAULT_DATABASE",
     "RunSpec",
+    "make_spec",
     "DbosSteps",
     "DurableApprovals",
     "approval_topic",
@@ -57,6 +60,8 @@ __all__ = [
 APP_NAME = "carlang"
 #: The name of the run workflow in the DBOS tables.
 WORKFLOW = "carlang_run"
+#: The workflow of one tool call sent to a queue's workers.
+TOOL_WORKFLOW = "carlang_tool_call"
 #: Where runs are kept when no database is named: a SQLite file in the working directory.
 DEFAULT_DATABASE = "sqlite:///carlang-runs.db"
 #: The queue that detached runs wait on until a worker takes them.
@@ -74,14 +79,75 @@ class RunSpec(TypedDict, total=False):
     approval_timeout: float | None  # seconds an approval may wait (None: a day)
     compensate: bool
     state: dict[str, Any] | None  # initial state over the program's
+    queues: dict[str, str]  # tool -> the queue whose workers run its calls (over the program's)
+
+
+def make_spec(
+    program: Program,
+    proposal: str | ActionProposal,
+    *,
+    tools: Sequence[str] = (),
+    scope: Mapping[str, Any] | None = None,
+    events: str | Path | None = None,
+    approval_timeout: float | None = None,
+    compensate: bool = True,
+    state: Mapping[str, Any] | None = None,
+    queues: Mapping[str, str] | None = None,
+) -> RunSpec:
+    """The spec of a run of `proposal` (a name in `program`, or a CAR proposal)."""
+    return {
+        "program": program.model_dump(mode="json"),
+        "proposal": proposal if isinstance(proposal, str) else proposal.model_dump(mode="json"),
+        "tools": [_portable(spec) for spec in tools],
+        "scope": dict(scope or {}),
+        "events": str(Path(events).resolve()) if events is not None else None,
+        "approval_timeout": approval_timeout,
+        "compensate": compensate,
+        "state": dict(state) if state is not None else None,
+        "queues": dict(queues or {}),
+    }
+
+
+def _portable(spec: str) -> str:
+    """A tool spec that a worker in another directory can load too."""
+    target, _, attr = spec.rpartition(":")
+    if target.endswith(".py"):
+        return f"{Path(target).resolve()}:{attr}"
+    return spec
 
 
 class DbosSteps:
-    """`Runtime.steps` on DBOS: each step is a DBOS step of the current workflow."""
+    """`Runtime.steps` on DBOS: each step is a DBOS step of the current workflow; a call of a
+    tool bound to a queue (`queue gpu` in its declaration, or the spec's `queues`) is a child
+    workflow on that queue instead, run by whichever worker serves it."""
+
+    def __init__(self, spec: RunSpec, run_id: str, queues: Mapping[str, str]) -> None:
+        self.spec = spec
+        self.run_id = run_id
+        self.queues = queues
 
     async def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` once as a DBOS step named `name`; on a replay, its record."""
         return await DBOS.run_step_async({"name": name}, fn, *args)
+
+    async def call(self, run: ProposalRun, action: Action) -> dict[str, Any]:
+        """The tool call, once: here as a step, or on its queue's workers."""
+        queue = self.queues.get(action.tool or "")
+        if queue is None:
+            record: dict[str, Any] = await self.run(f"call {action.id}", run.call_record, action)
+            return record
+        await DBOS.register_queue_async(queue)
+        with SetWorkflowID(f"{self.run_id}.{action.id}"):
+            handle = await DBOS.enqueue_workflow_async(
+                queue,
+                carlang_tool_call,
+                self.spec,
+                self.run_id,
+                action.model_dump(mode="json"),
+                dict(run.live),
+            )
+        result: dict[str, Any] = await handle.get_result()
+        return result
 
 
 def approval_topic(action_id: str) -> str:
@@ -177,7 +243,9 @@ def build_runtime(spec: RunSpec, run_id: str) -> tuple[Runtime, ActionProposal]:
         runtime.state.replace({**program.initial_state, **state})
     for tool_spec in spec.get("tools", []):
         register_tool_spec(runtime, tool_spec)
-    runtime.steps = DbosSteps()
+    queues = {t.name: t.queue for t in program.tools if t.queue is not None}
+    queues.update(spec.get("queues") or {})
+    runtime.steps = DbosSteps(spec, run_id, queues)
     wanted = spec["proposal"]
     if isinstance(wanted, str):
         found = program.proposal(wanted)
@@ -199,29 +267,67 @@ async def carlang_run(spec: RunSpec) -> dict[str, Any]:
     return result.model_dump(mode="json")
 
 
+@DBOS.workflow(name=TOOL_WORKFLOW)
+async def carlang_tool_call(
+    spec: RunSpec, run_id: str, action: dict[str, Any], state: dict[str, Any]
+) -> dict[str, Any]:
+    """One tool call of run `run_id`, on a worker of the tool's queue: the call is a step of
+    this workflow (done once), made with the run's state as it was when the call was sent."""
+    runtime, _ = build_runtime({**spec, "events": None}, run_id)
+    call = Action.model_validate(action)
+    runtime.state.replace(state, tenant=check_tenant((spec.get("scope") or {}).get("tenant")))
+    run = ProposalRun(
+        runtime,
+        ActionProposal(id=f"{run_id}.{call.id}", actions=[call]),
+        run_id=run_id,
+        session=None,
+        scope=spec.get("scope") or {},
+        cancel=None,
+    )
+    try:
+        record: dict[str, Any] = await DBOS.run_step_async(
+            {"name": f"call {call.id}"}, run.call_record, call
+        )
+        return record
+    finally:
+        run.writes.release()
+        runtime.close()
+
+
 _launched: list[str] = []
 
 
-def launch(database: str = DEFAULT_DATABASE, *, queues: Sequence[str] | None = None) -> None:
-    """Start DBOS in this process on `database` (a SQLite or Postgres URL), once; with
-    `queues`, this process serves only those queues (a worker)."""
+def launch(
+    database: str = DEFAULT_DATABASE,
+    *,
+    queues: Sequence[str] | None = None,
+    executor: str | None = None,
+    concurrency: int | None = None,
+) -> None:
+    """Start DBOS in this process on `database` (a SQLite or Postgres URL), once. A worker
+    names the `queues` it serves (None: all), its `executor` id (a process that starts with
+    an id recovers the runs that id left unfinished: give each worker a stable one) and how
+    many workflows of each of its queues it runs at once (`concurrency`)."""
     if _launched:
         if _launched[0] != database:
             raise CarlangRuntimeError(
                 f"DBOS already runs here on {_launched[0]}; one process serves one database"
             )
         return
-    DBOS(
-        config={
-            "name": APP_NAME,
-            "system_database_url": database,
-            "log_level": "WARNING",
-        }
-    )
+    config: dict[str, Any] = {
+        "name": APP_NAME,
+        "system_database_url": database,
+        "log_level": "WARNING",
+        "notification_listener_polling_interval_sec": 0.2,
+    }
+    if executor is not None:
+        config["executor_id"] = executor
+    DBOS(config=config)  # type: ignore[arg-type]
     if queues is not None:
         DBOS.listen_queues(list(queues))
     DBOS.launch()
-    DBOS.register_queue(RUNS_QUEUE)
+    for queue in queues or [RUNS_QUEUE]:
+        DBOS.register_queue(queue, worker_concurrency=concurrency)
     _launched.append(database)
 
 

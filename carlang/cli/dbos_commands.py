@@ -66,16 +66,15 @@ def run_durably(
     exit)."""
     backend = _backend()
     url = _database(database)
-    spec = {
-        "program": program.model_dump(mode="json"),
-        "proposal": chosen.id,
-        "tools": [_absolute(spec) for spec in tools],
-        "scope": {},
-        "events": str(events.resolve()) if events is not None else None,
-        "approval_timeout": approval_timeout,
-        "compensate": compensate,
-        "state": state,
-    }
+    spec = backend.make_spec(
+        program,
+        chosen.id,
+        tools=tools,
+        events=events,
+        approval_timeout=approval_timeout,
+        compensate=compensate,
+        state=state,
+    )
     run_id = uuid.uuid4().hex[:16]
     if detach:  # queued for a worker; nothing here needs to stay up
         backend.submit(url, spec, run_id)
@@ -86,14 +85,6 @@ def run_durably(
         return backend.run(spec, run_id), run_id
     finally:
         backend.shutdown()
-
-
-def _absolute(spec: str) -> str:
-    """A tool spec that a worker in another directory can load too."""
-    target, _, attr = spec.rpartition(":")
-    if target.endswith(".py"):
-        return f"{Path(target).resolve()}:{attr}"
-    return spec
 
 
 # -- approvals ---------------------------------------------------------------------------------
@@ -206,13 +197,25 @@ def worker_command(
         list[str] | None,
         typer.Option("--queue", help="Serve this queue only (repeatable); default: every run."),
     ] = None,
+    worker_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id",
+            help="A stable id for this worker: started again with it, it recovers the runs it"
+            " left unfinished (default: local).",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int | None,
+        typer.Option("--concurrency", min=1, help="At most this many runs of a queue at once."),
+    ] = None,
     database: DatabaseOption = None,
 ) -> None:
-    """Serve durable runs until stopped (Ctrl-C): recover the runs this worker's executor left
+    """Serve durable runs until stopped (Ctrl-C): recover the runs this worker's id left
     unfinished, and take work from the queues named."""
     backend = _backend()
     url = _database(database)
-    backend.launch(url, queues=queue)
+    backend.launch(url, queues=queue, executor=worker_id, concurrency=concurrency)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     echo(f"carlang worker on {url}" + (f", queues {', '.join(queue)}" if queue else ""))

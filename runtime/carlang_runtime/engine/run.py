@@ -532,7 +532,7 @@ class ProposalRun:
         if not await self.durable_gates(index, verdict, inline):
             return
         self.events.add(_EXECUTING, self.run_id, self.proposal_id, action.id, None, time.time())
-        record = await steps.run(f"call {action.id}", self.call_record, action)
+        record = await steps.call(self, action)
         self.durable_complete(index, record, inline)
 
     async def run_durable_level(self, level: list[int], count_problem: str | None) -> None:
@@ -566,7 +566,7 @@ class ProposalRun:
             action_id = actions[index].id
             self.events.add(_EXECUTING, self.run_id, self.proposal_id, action_id, None, time.time())
         records = await asyncio.gather(
-            *(steps.run(f"call {actions[i].id}", self.call_record, actions[i]) for i in admitted)
+            *(steps.call(self, actions[i]) for i in admitted)
         )
         for index, record in zip(admitted, records, strict=True):
             self.durable_complete(index, record, False)

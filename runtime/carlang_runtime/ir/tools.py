@@ -29,6 +29,8 @@ class ToolSchema(CarModel):
     idempotent: Bool = False
     cache_ttl_secs: U64 | None = Field(default=None, exclude_if=omit_none)
     rate_limit: ToolRateLimit | None = Field(default=None, exclude_if=omit_none)
-    # carlang extensions: the reversibility of the tool's calls, and where it was declared
+    # carlang extensions: the reversibility of the tool's calls, the queue whose workers run
+    # them under a durable backend, and where it was declared
     reversibility: Reversibility | None = Field(default=None, exclude_if=omit_none)
+    queue: Str | None = Field(default=None, exclude_if=omit_none)
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)

@@ -30,6 +30,10 @@ class RecordingSteps:
         self.records[name] = value
         return value
 
+    async def call(self, run: Any, action: ir.Action) -> dict[str, Any]:
+        record: dict[str, Any] = await self.run(f"call {action.id}", run.call_record, action)
+        return record
+
 
 def _runtime(calls: list[str], steps: RecordingSteps) -> Runtime:
     rt = Runtime(state={"n": 0}, approval=AutoApprove())
