@@ -22,6 +22,7 @@ from .backend import (
     shutdown,
     start_run,
     submit,
+    submit_many,
 )
 from .control import (
     RunInfo,
@@ -54,5 +55,6 @@ __all__ = [
     "shutdown",
     "start_run",
     "submit",
+    "submit_many",
     "RUNS_QUEUE",
 ]

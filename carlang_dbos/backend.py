@@ -52,6 +52,7 @@ __all__ = [
     "shutdown",
     "start_run",
     "submit",
+    "submit_many",
     "run",
     "RUNS_QUEUE",
 ]
@@ -347,13 +348,20 @@ def start_run(spec: RunSpec, run_id: str) -> Any:
 def submit(database: str, spec: RunSpec, run_id: str) -> None:
     """Queue a run for a worker (`carlang worker`) without running it here: nothing in this
     process has to stay up for it."""
+    submit_many(database, [(spec, run_id)])
+
+
+def submit_many(database: str, runs: Sequence[tuple[RunSpec, str]]) -> None:
+    """Queue several runs at once (one connection)."""
     run_dbos_database_migrations(database)  # a fresh database gets DBOS's tables first
     client = DBOSClient(system_database_url=database)
     try:
         client.register_queue(RUNS_QUEUE)
-        client.enqueue(
-            {"workflow_name": WORKFLOW, "queue_name": RUNS_QUEUE, "workflow_id": run_id}, spec
-        )
+        for spec, run_id in runs:
+            client.enqueue(
+                {"workflow_name": WORKFLOW, "queue_name": RUNS_QUEUE, "workflow_id": run_id},
+                spec,
+            )
     finally:
         client.destroy()
 

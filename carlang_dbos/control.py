@@ -96,10 +96,17 @@ def _info(status: Any) -> RunInfo:
     )
 
 
-def list_runs(database: str, *, limit: int | None = None) -> list[RunInfo]:
-    """The runs in `database`, newest first."""
+def list_runs(database: str, *, limit: int | None = None, details: bool = True) -> list[RunInfo]:
+    """The runs in `database`, newest first (without `details`: no proposal, no result,
+    which is much cheaper for many runs)."""
     with _client(database) as client:
-        found = client.list_workflows(name=WORKFLOW, sort_desc=True, limit=limit)
+        found = client.list_workflows(
+            name=WORKFLOW,
+            sort_desc=True,
+            limit=limit,
+            load_input=details,
+            load_output=details,
+        )
         return [_info(status) for status in found]
 
 

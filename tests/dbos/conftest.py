@@ -23,6 +23,15 @@ def _free_port() -> int:
         return port
 
 
+def _server_binary(name: str) -> str | None:
+    """A Postgres server program: on PATH, or where Debian's packages put it."""
+    found = shutil.which(name)
+    if found is None:
+        versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+        found = str(versions[0]) if versions else None
+    return found
+
+
 def _as_server_user(command: list[str]) -> list[str]:
     """Postgres refuses to run as root: run it as the `postgres` user then."""
     if os.geteuid() == 0 and shutil.which("runuser"):
@@ -33,7 +42,7 @@ def _as_server_user(command: list[str]) -> list[str]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A URL of a fresh database on a private Postgres cluster."""
-    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    initdb, pg_ctl = _server_binary("initdb"), _server_binary("pg_ctl")
     if initdb is None or pg_ctl is None:
         pytest.skip("Postgres server binaries (initdb, pg_ctl) are not installed here")
     home = Path(tempfile.mkdtemp(prefix="carlang-pg-"))
@@ -51,7 +60,13 @@ def postgres_url() -> Iterator[str]:
         subprocess.run(
             _as_server_user(
                 [
-                    pg_ctl, "-D", str(data), "-l", str(home / "server.log"), "-w", "-o",
+                    pg_ctl,
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(home / "server.log"),
+                    "-w",
+                    "-o",
                     f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off",
                     "start",
                 ]
