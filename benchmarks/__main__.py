@@ -1,4 +1,4 @@
-"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|all] [--quick]`."""
+"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 from . import (
     cel_bench,
     compile_bench,
+    dbos_bench,
     planner_bench,
     policytest_bench,
     runtime_bench,
@@ -20,6 +21,7 @@ BENCHMARKS = {
     "runtime": runtime_bench.run,
     "planner": planner_bench.run,
     "policytest": policytest_bench.run,
+    "dbos": dbos_bench.run,
 }
 
 

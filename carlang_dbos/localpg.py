@@ -1,0 +1,106 @@
+"""A throwaway Postgres on this machine: a private cluster in a temporary directory, on a free
+local port, for trying the DBOS backend with several processes, for its tests and benchmarks.
+
+    with private_postgres() as url:      # postgresql://postgres@127.0.0.1:PORT/carlang
+        ...
+
+It needs the server programs (`initdb`, `pg_ctl`: Debian's `postgresql` package) and runs them
+as the `postgres` user when it is root (Postgres refuses root). Not for production data: fsync
+is off and everything is deleted at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from carlang_runtime.errors import CarlangRuntimeError
+
+__all__ = ["private_postgres", "server_binary"]
+
+
+def server_binary(name: str) -> str | None:
+    """A Postgres server program: on PATH, or where Debian's packages put it."""
+    found = shutil.which(name)
+    if found is None:
+        versions = sorted(Path("/usr/lib/postgresql").glob(f"*/bin/{name}"), reverse=True)
+        found = str(versions[0]) if versions else None
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _as_server_user(command: list[str]) -> list[str]:
+    if os.geteuid() == 0 and shutil.which("runuser"):
+        return ["runuser", "-u", "postgres", "--", *command]
+    return command
+
+
+@contextmanager
+def private_postgres() -> Iterator[str]:
+    """Start a private cluster; yield the URL of a database on it; stop and delete it.
+    `CarlangRuntimeError` when no server can be started here (it says why)."""
+    initdb, pg_ctl = server_binary("initdb"), server_binary("pg_ctl")
+    if initdb is None or pg_ctl is None:
+        raise CarlangRuntimeError("Postgres server programs (initdb, pg_ctl) are not installed")
+    home = Path(tempfile.mkdtemp(prefix="carlang-pg-"))
+    data = home / "data"
+    if os.geteuid() == 0:
+        shutil.chown(home, "postgres")
+    port = _free_port()
+    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+    try:
+        subprocess.run(
+            _as_server_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"]),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            _as_server_user(
+                [
+                    pg_ctl,
+                    "-D",
+                    str(data),
+                    "-l",
+                    str(home / "server.log"),
+                    "-w",
+                    "-o",
+                    options,
+                    "start",
+                ]
+            ),
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.SubprocessError, LookupError) as exc:
+        shutil.rmtree(home, ignore_errors=True)
+        raise CarlangRuntimeError(f"a private Postgres could not be started here ({exc})") from None
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.1)
+        yield f"postgresql://postgres@127.0.0.1:{port}/carlang"
+    finally:
+        subprocess.run(
+            _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
+            capture_output=True,
+            timeout=60,
+        )
+        shutil.rmtree(home, ignore_errors=True)
