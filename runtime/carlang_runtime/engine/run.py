@@ -565,9 +565,7 @@ class ProposalRun:
         for index in admitted:
             action_id = actions[index].id
             self.events.add(_EXECUTING, self.run_id, self.proposal_id, action_id, None, time.time())
-        records = await asyncio.gather(
-            *(steps.call(self, actions[i]) for i in admitted)
-        )
+        records = await asyncio.gather(*(steps.call(self, actions[i]) for i in admitted))
         for index, record in zip(admitted, records, strict=True):
             self.durable_complete(index, record, False)
 
@@ -591,16 +589,8 @@ class ProposalRun:
 
     def durable_complete(self, index: int, record: Mapping[str, Any], inline: bool) -> None:
         """Commit or fail a tool call from its recorded outcome."""
-        writes = {**record.get("writes", {}), **dict.fromkeys(record.get("deleted", []), MISSING)}
-        outcome = _Outcome(
-            record["ok"],
-            record.get("output"),
-            record.get("error"),
-            writes,
-            record.get("tool_call", False),
-            record.get("attempts", 1),
-        )
-        self.complete(index, None, outcome, float(record.get("duration_ms", 0.0)), inline)
+        duration = float(record.get("duration_ms", 0.0))
+        self.complete(index, None, _recorded_outcome(record), duration, inline)
 
     def verdict(self, action: Action, count_problem: str | None) -> dict[str, Any]:
         """The admission decision of a tool call as plain data (what a durable step records)."""
@@ -1165,10 +1155,14 @@ class ProposalRun:
             action.id,
             data={"tool": undo.tool, "compensation": undo.id},
         )
-        problems = self.rejections(undo, None)
+        if self.steps is not None:  # decided once, as any tool call under a durable backend
+            verdict = await self.steps.run(f"admit {undo.id}", self.verdict, undo, None)
+            problems, decision = verdict.get("problems"), _recorded_decision(verdict)
+        else:
+            problems = self.rejections(undo, None)
+            decision = self.decide(undo) if self.policies and not problems else None
         if problems:
             return self.compensation_ended(action, undo, _REJECTED, error="; ".join(problems))
-        decision = self.decide(undo) if self.policies else None
         if decision is not None and decision.denied:
             for match in decision.deciding:
                 self.emit(EventKind.POLICY_VIOLATION, undo.id, data=self.violation_data(match))
@@ -1183,7 +1177,10 @@ class ProposalRun:
         if refusal is not None:
             return self.compensation_ended(action, undo, _REJECTED, error=refusal)
         self.events.add(_EXECUTING, self.run_id, self.proposal_id, undo.id, None, time.time())
-        outcome = await self.dispatch(undo, False)
+        if self.steps is not None:
+            outcome = _recorded_outcome(await self.steps.call(self, undo))
+        else:
+            outcome = await self.dispatch(undo, False)
         if outcome.tool_call:
             self.tool_calls += 1
         # What the undo step writes is not committed: the state was already restored to what
@@ -1259,6 +1256,19 @@ class ProposalRun:
             data,
             timestamp if timestamp is not None else time.time(),
         )
+
+
+def _recorded_outcome(record: Mapping[str, Any]) -> _Outcome:
+    """A tool call's outcome from what a durable step recorded (see `ProposalRun.call_record`)."""
+    writes = {**record.get("writes", {}), **dict.fromkeys(record.get("deleted", []), MISSING)}
+    return _Outcome(
+        record["ok"],
+        record.get("output"),
+        record.get("error"),
+        writes,
+        record.get("tool_call", False),
+        record.get("attempts", 1),
+    )
 
 
 def _recorded_decision(verdict: Mapping[str, Any]) -> Decision | None:

@@ -84,3 +84,33 @@ def test_a_replay_decides_nothing_again_and_calls_no_tool() -> None:
     assert [r.model_dump(exclude={"timestamp", "duration_ms"}) for r in again.results] == [
         r.model_dump(exclude={"timestamp", "duration_ms"}) for r in result.results
     ]
+
+
+def test_compensations_are_recorded_steps_too() -> None:
+    undone: list[str] = []
+
+    def runtime(steps: RecordingSteps) -> Runtime:
+        rt = Runtime()
+        rt.steps = steps
+        rt.register_tool("work", lambda item: item)
+        rt.register_tool("undo", lambda item: undone.append(item))
+        rt.register_tool("boom", lambda: 1 / 0)
+        return rt
+
+    plan = proposal(
+        call(
+            "a",
+            "work",
+            params={"item": "a"},
+            compensation={"type": "tool", "tool": "undo", "parameters": {"item": "a"}},
+        ),
+        call("x", "boom", depends_on=["a"]),
+    )
+    first = RecordingSteps()
+    result = runtime(first).execute(plan)
+    assert [(c.action_id, c.status.value) for c in result.compensations] == [("a", "succeeded")]
+    assert "call a.compensation" in first.ran and undone == ["a"]
+    replay = RecordingSteps(dict(first.records))
+    again = runtime(replay).execute(plan)
+    assert replay.ran == [] and undone == ["a"]
+    assert [c.status.value for c in again.compensations] == ["succeeded"]
