@@ -99,10 +99,7 @@ def approve_command(
     database: DatabaseOption = None,
 ) -> None:
     """Approve an action a durable run is waiting on."""
-    _backend().answer_approval(
-        _database(database), run_id, action, approved=True, reason=reason, approver=approver
-    )
-    echo(f"approved {action} of run {run_id}")
+    _answer(run_id, action, True, reason, approver, database)
 
 
 @guarded
@@ -114,10 +111,21 @@ def deny_command(
     database: DatabaseOption = None,
 ) -> None:
     """Deny an action a durable run is waiting on."""
+    _answer(run_id, action, False, reason, approver, database)
+
+
+def _answer(
+    run_id: str,
+    action: str,
+    approved: bool,
+    reason: str,
+    approver: str | None,
+    database: str | None,
+) -> None:
     _backend().answer_approval(
-        _database(database), run_id, action, approved=False, reason=reason, approver=approver
+        _database(database), run_id, action, approved=approved, reason=reason, approver=approver
     )
-    echo(f"denied {action} of run {run_id}")
+    echo(f"{'approved' if approved else 'denied'} {action} of run {run_id}")
 
 
 # -- runs --------------------------------------------------------------------------------------
