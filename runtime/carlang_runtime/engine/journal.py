@@ -69,7 +69,13 @@ class SqliteSink:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._connection = _connect(path)
+        try:
+            self._connection = _connect(path)
+        except sqlite3.Error as exc:
+            raise EventLogError(
+                f"{path}: not an event journal, or a damaged one ({exc}); name a new file, or"
+                " move this one aside"
+            ) from None
 
     def write(self, event: Event) -> None:
         """Insert one event; commit when it ends an action or a run."""

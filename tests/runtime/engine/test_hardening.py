@@ -170,3 +170,24 @@ def test_a_subprocess_tool_gets_an_allow_listed_environment(
     names, wide = result.results[0].output, result.results[1].output
     assert "CARLANG_TEST_CREDENTIAL" not in names and "MINE" in names and "PATH" in names
     assert "CARLANG_TEST_CREDENTIAL" in wide
+
+
+def test_resuming_from_a_damaged_journal_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "p.car").write_text("tool t()\nproposal p {\n  a = t()\n}\n")
+    db = tmp_path / "run.db"
+    db.write_bytes(b"SQLite format 3\x00" + os.urandom(2048))
+    shown = runner.invoke(
+        app,
+        [
+            "run",
+            str(tmp_path / "p.car"),
+            "--events",
+            str(db),
+            "--resume",
+            "abc",
+            "--root",
+            str(tmp_path),
+        ],
+    )
+    assert shown.exit_code == 2, shown.output
+    assert "run.db" in shown.output and "internal error" not in shown.output
