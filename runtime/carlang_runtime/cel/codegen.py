@@ -21,7 +21,16 @@ from typing import Any, Final, NoReturn
 
 from . import functions, ops
 from . import nodes as n
-from .values import TYPES, CelEvalError, CelType, CelUint, ErrorKind, Unbound
+from .values import (
+    TYPES,
+    CelEvalError,
+    CelLimitError,
+    CelType,
+    CelUint,
+    ErrorKind,
+    Unbound,
+    type_name,
+)
 
 __all__ = ["Generated", "generate", "TYPE_NAMES"]
 
@@ -39,7 +48,9 @@ def _build_map(*parts: Any) -> dict[Any, Any]:
         if type(key) not in (str, int, CelUint, bool):
             raise ops.no_overload("{}", key)
         if any(type(k) is type(key) and k == key for k in result):
-            raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"duplicate map key {key!r}")
+            raise CelEvalError(
+                ErrorKind.INVALID_ARGUMENT, f"a map literal has a duplicate {type_name(key)} key"
+            )
         result[key] = value
     return result
 
@@ -50,24 +61,68 @@ def _unknown_function(name: str, argc: int) -> NoReturn:
     )
 
 
+# Steps between two checks of the budget (a check reads the clock). Work that is not one step
+# (scanning a list for `in`, building a string) is charged by its size, so a check comes as
+# soon as that much work was done, however few iterations did it.
+_CHECK_EVERY: Final = 256
+
+
 class _Budget:
-    """The runtime bound of one compiled expression: macro steps and wall time."""
+    """The runtime bound of one compiled expression that loops: steps (macro iterations, list
+    elements scanned, characters and elements built) and wall time."""
 
     def __init__(self, max_steps: int, max_seconds: float) -> None:
         self.max_steps = max_steps
         self.max_seconds = max_seconds
 
-    def check(self, steps: int, deadline: float) -> None:
+    def check(self, steps: int, deadline: float) -> int:
+        """Raise `CelLimitError` if a bound is passed; else the step count of the next check."""
         if steps > self.max_steps:
-            raise CelEvalError(
-                ErrorKind.COST_LIMIT, f"evaluation exceeded {self.max_steps} macro steps"
+            raise CelLimitError(
+                ErrorKind.COST_LIMIT,
+                f"evaluation exceeded the step limit of {self.max_steps} (Limits.max_steps:"
+                " macro iterations, list elements scanned, characters and elements built)",
             )
         if perf_counter() > deadline:
-            raise CelEvalError(ErrorKind.COST_LIMIT, f"evaluation exceeded {self.max_seconds:g} s")
+            raise CelLimitError(
+                ErrorKind.COST_LIMIT,
+                f"evaluation exceeded the time limit of {self.max_seconds:g} s"
+                " (Limits.max_seconds)",
+            )
+        return steps + _CHECK_EVERY
+
+
+_SIZED: Final = frozenset({str, bytes, list, tuple, dict})
+
+
+def _sized(value: Any) -> int:
+    """What building or scanning `value` is charged: its length, for a sized value."""
+    return len(value) if type(value) in _SIZED else 0
+
+
+def _scanned(item: Any, container: Any) -> int:
+    """What `item in container` is charged: the elements it may compare (a map finds a string
+    key by hashing)."""
+    if type(container) is dict and type(item) is str:
+        return 1
+    return _sized(container)
+
+
+def _located(error: CelEvalError, where: str) -> CelEvalError:
+    """`error` naming the sub-expression that failed (once: the innermost one says it)."""
+    if error.located:
+        return error
+    located = CelEvalError(error.kind, f"{where}: {error.message}")
+    located.located = True
+    return located
 
 
 _HELPERS: Final[dict[str, Any]] = {
     "CelEvalError": CelEvalError,
+    "_Limit": CelLimitError,
+    "_sized": _sized,
+    "_scanned": _scanned,
+    "_located": _located,
     "_Unbound": Unbound,
     "_unbound": _unbound_error,
     "_eq": ops.eq,
@@ -93,6 +148,7 @@ _HELPERS: Final[dict[str, Any]] = {
     "_no_overload": ops.no_overload,
     "_map": _build_map,
     "_unknown_function": _unknown_function,
+    "_has_field": ops.has_field,
     "_clock": perf_counter,
     "_str": str,
     "_list": list,
@@ -122,6 +178,8 @@ _BINARY_HELPERS: Final = {
     "in": "_in",
 }
 _ORDERING: Final = frozenset({"<", "<=", ">", ">="})
+# How much of a failed call's CEL text an error message quotes.
+_WHERE_WIDTH: Final = 60
 # Literal types whose `==` can be Python's once the other side has the same type.
 _PLAIN_LITERALS: Final = (str, int, float, bool, bytes)
 
@@ -152,10 +210,17 @@ def generate(
     record: bool = False,
     max_steps: int = 1_000_000,
     max_seconds: float = 0.25,
+    source: str | None = None,
 ) -> Generated:
     """Python source for `tree`. `variables` are the declared names (None: any name that is not
-    a type name is a variable)."""
-    writer = _Writer(variables, record)
+    a type name is a variable); `source`, the CEL text, lets errors name the call that failed.
+
+    An expression that loops (a macro) is budgeted: its steps, the elements its `in` scans and
+    the strings and lists it builds are counted against `max_steps`, and the clock is read at
+    least every `_CHECK_EVERY` steps. One that does not loop does work bounded by its own size
+    times the size of its input, and pays nothing for the budget."""
+    budgeted = any(isinstance(node, n.Macro) for node in n.walk(tree))
+    writer = _Writer(variables, record, source, budgeted)
     writer.namespace["_budget"] = _Budget(max_steps, max_seconds)
     result = writer.value(tree)
     result = writer.checked(tree, result)
@@ -163,8 +228,12 @@ def generate(
     header = ["def _evaluate(act, _rec=None):"]
     for name in sorted(writer.used_variables):
         header.append(f"    v_{name} = act[{name!r}] if {name!r} in act else _Unbound({name!r})")
-    if writer.has_macros:
-        header += ["    _steps = 0", "    _deadline = _clock() + _budget.max_seconds"]
+    if writer.budgeted:
+        header += [
+            "    _steps = 0",
+            f"    _check = {_CHECK_EVERY}",
+            "    _deadline = _clock() + _budget.max_seconds",
+        ]
     source = "\n".join([*header, *body, f"    return {result}", ""])
     return Generated(
         source,
@@ -176,9 +245,13 @@ def generate(
 
 
 class _Writer:
-    def __init__(self, variables: frozenset[str] | None, record: bool) -> None:
+    def __init__(
+        self, variables: frozenset[str] | None, record: bool, source: str | None, budgeted: bool
+    ) -> None:
         self.declared = variables
         self.record = record
+        self.source = source
+        self.budgeted = budgeted
         self.lines: list[str] = []
         self.depth = 1
         self.counter = 0
@@ -225,6 +298,23 @@ class _Writer:
         name = self.temp()
         self.emit(f"{name} = {expression}")
         return name
+
+    def charge(self, steps: str) -> None:
+        """Count `steps` (a Python expression) against the budget, and check it when due."""
+        if not self.budgeted:
+            return
+        self.emit(f"_steps += {steps}")
+        self.emit("if _steps >= _check:")
+        with self.indented():
+            self.emit("_check = _budget.check(_steps, _deadline)")
+
+    def catch_errors(self, error: str) -> None:
+        """An `except` that keeps a CEL error as a value in `error`; a limit error is not a
+        value and goes on up."""
+        self.emit("except _Limit:")
+        with self.indented():
+            self.emit("raise")
+        self.emit(f"except CelEvalError as {error}:")
 
     def indented(self) -> _Indent:
         return _Indent(self)
@@ -281,21 +371,19 @@ class _Writer:
         return result
 
     def _has(self, node: n.Has) -> str:
-        result = self.temp()
-        self.emit("try:")
-        with self.indented():
-            operand = self.name(node.operand)
-            self.emit(f"{result} = type({operand}) is _dict and {node.field!r} in {operand}")
-        self.emit("except CelEvalError:")
-        with self.indented():
-            self.emit(f"{result} = False")
-        return result
+        # An error in the operand is the result (cel-spec: `has(x.y.z)` with `x.y` an int
+        # fails); only a map answers whether it has the field.
+        operand = self.name(node.operand)
+        return (
+            f"(({node.field!r} in {operand}) if type({operand}) is _dict"
+            f" else _has_field({operand}, {node.field!r}))"
+        )
 
     def _index(self, node: n.Index) -> str:
         container = self.name(node.operand)
         if isinstance(node.index, n.Literal) and type(node.index.value) is str:
             key = self.const(node.index.value)
-            return self.lookup(container, key, f"_index({container}, {key})")
+            return self.lookup(container, key, f"_index({container}, {key}, True)")
         key = self.atom(node.index)
         return (
             f"({container}[{key}] if type({key}) is _str and type({container}) is _dict "
@@ -340,10 +428,17 @@ class _Writer:
             if constants and None not in constants and len(kinds) == 1 and str in kinds:
                 members = self.const(frozenset(constants))
                 return f"(({left} in {members}) if type({left}) is _str else {slow})"
+        if node.op == "in" and self.budgeted:
+            self.charge(f"_scanned({left}, {right})")
         if node.op == "+":
-            return (
+            fast = (
                 f"({left} + {right} if type({left}) is _str and type({right}) is _str else {slow})"
             )
+            if not self.budgeted:
+                return fast
+            result = self.assign(fast)
+            self.charge(f"_sized({result})")
+            return result
         return slow
 
     def _and(self, node: n.And) -> str:
@@ -366,7 +461,7 @@ class _Writer:
                 self.emit("try:")
                 with self.indented():
                     self.emit(f"{slot} = {self.value(operand)}")
-                self.emit("except CelEvalError as _e:")
+                self.catch_errors("_e")
                 with self.indented():
                     self.emit(f"{slot} = _e")
             else:
@@ -413,7 +508,7 @@ class _Writer:
         for key, value in node.entries:
             parts.append(self.atom(key))
             parts.append(self.checked(value, self.atom(value)))
-        return f"_map({', '.join(parts)})"
+        return self.located(node, f"_map({', '.join(parts)})")
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -428,10 +523,33 @@ class _Writer:
             return f"_unknown_function({shown!r}, {argc})"
         operands = [self.name(part) for part in ([node.target] if node.target else [])]
         operands += [self.checked(arg, self.atom(arg)) for arg in node.args]
+        if function.linear and operands:
+            self.charge(f"_sized({operands[0]})")
         fast = self.fast_call(node, operands)
         if fast is not None:
             return fast
-        return f"_f_{node.function}({', '.join(operands)})"
+        result = self.located(node, f"_f_{node.function}({', '.join(operands)})")
+        if function.grows:
+            self.charge(f"_sized({result})")
+        return result
+
+    def located(self, node: n.Expr, call: str) -> str:
+        """`call` into a temporary, its errors naming the CEL text of `node` (no values: the
+        text is the policy's, a value may be a secret)."""
+        result = self.temp()
+        if self.source is None:
+            self.emit(f"{result} = {call}")
+            return result
+        where = " ".join(self.source[node.start : node.end].split())
+        if len(where) > _WHERE_WIDTH:
+            where = where[: _WHERE_WIDTH - 3] + "..."
+        self.emit("try:")
+        with self.indented():
+            self.emit(f"{result} = {call}")
+        self.emit("except CelEvalError as _e:")
+        with self.indented():
+            self.emit(f"raise _located(_e, {where!r}) from None")
+        return result
 
     def fast_call(self, node: n.Call, operands: list[str]) -> str | None:
         name = node.function
@@ -482,10 +600,7 @@ class _Writer:
     def loop(self, node: n.Macro, target: str, variable: str) -> None:
         self.emit(f"for {variable} in _iterate({target}, {node.kind!r}):")
         self.depth += 1
-        self.emit("_steps += 1")
-        self.emit("if _steps & 255 == 0:")
-        with self.indented():
-            self.emit("_budget.check(_steps, _deadline)")
+        self.charge("1")
 
     def predicate(self, node: n.Macro, slot: str, error: str | None) -> None:
         """Evaluate the macro's predicate into `slot`; with `error`, a failed evaluation is
@@ -497,7 +612,7 @@ class _Writer:
         self.emit("try:")
         with self.indented():
             self.emit(f"{slot} = {self.value(node.predicate)}")
-        self.emit("except CelEvalError as _e:")
+        self.catch_errors("_e")
         with self.indented():
             self.emit(f"if {error} is None:")
             with self.indented():
@@ -601,7 +716,7 @@ def _plain_literal(node: n.Expr) -> Any:
 
 
 def _may_fail(node: n.Expr) -> bool:
-    return not isinstance(node, (n.Literal, n.Has))
+    return not isinstance(node, n.Literal)
 
 
 def _may_be_unbound(node: n.Expr) -> bool:

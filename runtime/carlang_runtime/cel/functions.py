@@ -53,6 +53,11 @@ class Function:
     overloads: tuple[Overload, ...]
     # Relative evaluation cost, for the static estimate (a regex match is dearer than size()).
     cost: int = 1
+    # Run-time charges in a budgeted expression (see codegen): `linear`, the size of the
+    # receiver or first argument (the work is proportional to it); `grows`, the size of the
+    # result (a string or list it builds).
+    linear: bool = False
+    grows: bool = False
 
     def accepts(self, method: bool, argc: int) -> bool:
         """Whether some overload takes this call form and number of arguments."""
@@ -150,7 +155,8 @@ def compile_regex(pattern: str) -> Regex:
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
         raise CelEvalError(
-            ErrorKind.INVALID_ARGUMENT, f"invalid regular expression {pattern!r}: {detail}"
+            ErrorKind.INVALID_ARGUMENT,
+            f"the pattern is not a valid RE2 regular expression: {detail}",
         ) from None
     anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
     return Regex(pattern, compiled, anchor)
@@ -160,7 +166,13 @@ def matches(text: Any, pattern: Any) -> bool:
     """`s.matches(re)`: whether RE2 `re` matches anywhere in `s` (unanchored). A pattern
     that does not compile is an error whatever `s` is."""
     if type(pattern) is str:
-        regex = compile_regex(pattern)
+        try:
+            regex = compile_regex(pattern)
+        except CelEvalError:
+            # RE2's detail quotes the pattern, which may come from the data.
+            raise CelEvalError(
+                ErrorKind.INVALID_ARGUMENT, "the pattern is not a valid RE2 regular expression"
+            ) from None
         if type(text) is str:
             return regex.search(text)
     raise ops.no_overload("matches", text, pattern)
@@ -173,7 +185,7 @@ _INT_TEXT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
 
 def _parse_int(text: str) -> int:
     if _INT_TEXT.fullmatch(text) is None:
-        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"{text!r} is not an integer")
+        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, "the string is not an integer")
     body = text.lstrip("+-")
     value = int(body[2:], 16) if body[:2] in ("0x", "0X") else int(body)
     return -value if text.startswith("-") else value
@@ -181,10 +193,10 @@ def _parse_int(text: str) -> int:
 
 def _truncate(value: float, low: int, high: int) -> int:
     if value != value or value in (float("inf"), float("-inf")):
-        raise CelEvalError(ErrorKind.OVERFLOW, f"{value} does not fit an integer")
+        raise CelEvalError(ErrorKind.OVERFLOW, "the double does not fit the integer type")
     whole = int(value)
     if not low <= whole <= high:
-        raise CelEvalError(ErrorKind.OVERFLOW, f"{value} does not fit an integer")
+        raise CelEvalError(ErrorKind.OVERFLOW, "the double does not fit the integer type")
     return whole
 
 
@@ -229,7 +241,7 @@ def to_double(value: Any) -> float:
         try:
             return float(value)
         except ValueError:
-            raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"{value!r} is not a number") from None
+            raise CelEvalError(ErrorKind.INVALID_ARGUMENT, "the string is not a number") from None
     raise ops.no_overload("double", value)
 
 
@@ -278,7 +290,9 @@ def to_bool(value: Any) -> bool:
     if type(value) is str:
         if value in _BOOL_TEXT:
             return _BOOL_TEXT[value]
-        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"{value!r} is not a bool")
+        raise CelEvalError(
+            ErrorKind.INVALID_ARGUMENT, "the string is not a bool (true, false, t, f, 1 or 0)"
+        )
     raise ops.no_overload("bool", value)
 
 
@@ -329,7 +343,10 @@ def _zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ValueError, KeyError, OSError):
-        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"unknown time zone {name!r}") from None
+        raise CelEvalError(
+            ErrorKind.INVALID_ARGUMENT,
+            "unknown time zone (an IANA name like Europe/Paris, or an offset like +02:00)",
+        ) from None
 
 
 def _local(moment: Any, zone: Any, accessor: str) -> datetime:
@@ -380,7 +397,12 @@ def _functions() -> dict[str, Function]:
                 for overload in (_g(kind, "int"), _m(kind, "", "int"))
             ),
         ),
-        Function("contains", contains, (_m("string", "string", "bool"), _m("list", "dyn", "bool"))),
+        Function(
+            "contains",
+            contains,
+            (_m("string", "string", "bool"), _m("list", "dyn", "bool")),
+            linear=True,
+        ),
         Function("startsWith", starts_with, (_m("string", "string", "bool"),)),
         Function("endsWith", ends_with, (_m("string", "string", "bool"),)),
         Function(
@@ -388,6 +410,7 @@ def _functions() -> dict[str, Function]:
             matches,
             (_m("string", "string", "bool"), _g("string string", "bool")),
             cost=10,
+            linear=True,
         ),
         Function("int", to_int, _conversions("int uint double string timestamp", "int")),
         Function("uint", to_uint, _conversions("int uint double string", "uint")),

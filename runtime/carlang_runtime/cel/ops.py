@@ -48,6 +48,7 @@ __all__ = [
     "index",
     "contains_item",
     "iterate",
+    "has_field",
     "int64",
     "uint64",
 ]
@@ -366,8 +367,9 @@ def _lookup(mapping: dict[Any, Any], key: Any) -> Any:
     return _MISSING
 
 
-def index(container: Any, key: Any) -> Any:
-    """`container[key]`: a list element by int or uint position, a map value by key."""
+def index(container: Any, key: Any, literal: bool = False) -> Any:
+    """`container[key]`: a list element by int or uint position, a map value by key. A missing
+    key is named only when it is a `literal` of the expression (data may be a secret)."""
     container_type, key_type = type(container), type(key)
     if container_type in _LISTS:
         if key_type is not int and key_type is not CelUint:
@@ -375,20 +377,17 @@ def index(container: Any, key: Any) -> Any:
         if 0 <= key < len(container):
             return container[key]
         raise CelEvalError(
-            ErrorKind.INVALID_ARGUMENT, f"index {key} out of range for a list of {len(container)}"
+            ErrorKind.INVALID_ARGUMENT, f"index out of range for a list of {len(container)}"
         )
     if container_type is dict:
         if key_type not in _KEY_TYPES and key_type is not float:
             _raise_overload("[]", container, key)
         value = _lookup(container, key)
         if value is _MISSING:
-            raise CelEvalError(ErrorKind.NO_SUCH_KEY, f"no such key: {_key_text(key)}")
+            shown = f": '{key}'" if literal and key_type is str else f" (a {type_name(key)} key)"
+            raise CelEvalError(ErrorKind.NO_SUCH_KEY, f"no such key{shown}")
         return value
     _raise_overload("[]", container, key)
-
-
-def _key_text(key: Any) -> str:
-    return f"'{key}'" if type(key) is str else repr(key)
 
 
 def contains_item(item: Any, container: Any) -> bool:
@@ -398,6 +397,8 @@ def contains_item(item: Any, container: Any) -> bool:
     container_type = type(container)
     if container_type is dict and type(item) is str and item in container:
         return True
+    if type(item) is Unbound:
+        raise item.error()  # even when there is nothing to compare it with
     if container_type in _LISTS or container_type is dict:
         error: CelEvalError | None = None
         for element in container:
@@ -410,6 +411,11 @@ def contains_item(item: Any, container: Any) -> bool:
             raise error
         return False
     _raise_overload("in", item, container)
+
+
+def has_field(operand: Any, field: str) -> bool:
+    """`has(operand.field)` on what is not a map: an error (a missing variable says so)."""
+    raise no_overload(f"has(.{field})", operand)
 
 
 def iterate(range_value: Any, macro: str) -> Iterable[Any]:

@@ -406,6 +406,28 @@ def _patch_macro_ranges() -> None:
     evaluation.Evaluator.member_dot_arg = member_dot_arg
 
 
+def _patch_has() -> None:
+    """Known cel-python deviation: `has(e.f)` is an error unless `e` is a map (cel-spec
+    langdef "Field Selection": "In all other cases, has(e.f) evaluates to an error"), and an
+    error in `e` is the result (celpy: false for both, `has(m.a.b)` with `m.a` an int)."""
+    from celpy import evaluation
+
+    def macro_has_eval(self: Any, exprlist: Any) -> Any:
+        node = exprlist
+        while node.data != "member_dot" and len(node.children) == 1:
+            node = node.children[0]
+        if node.data != "member_dot":
+            return evaluation.CELEvalError("no such overload", TypeError, ())
+        operand = self.visit(node.children[0])
+        if isinstance(operand, evaluation.CELEvalError):
+            return operand
+        if isinstance(operand, celtypes.MapType):
+            return celtypes.BoolType(celtypes.StringType(node.children[1].value) in operand)
+        return evaluation.CELEvalError("no such overload", TypeError, ())
+
+    evaluation.Evaluator.macro_has_eval = macro_has_eval
+
+
 def _safe_eq(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)
@@ -421,6 +443,7 @@ _FUNCTIONS = _patched_functions()
 _patch_numbers()
 _patch_map_literals()
 _patch_macro_ranges()
+_patch_has()
 
 
 def reference_evaluate(expression: str, activation: dict[str, Any]) -> Any:
