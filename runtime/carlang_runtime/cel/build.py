@@ -7,6 +7,8 @@ from typing import Any, Final
 
 from ..lalr import Node, Token
 from . import nodes as n
+from .extensions import NAMESPACES
+from .functions import FUNCTIONS
 from .parser import CelSyntaxError, parse_cel
 from .values import INT64_MAX, INT64_MIN, UINT64_MAX, CelUint
 
@@ -131,7 +133,12 @@ class _Builder:
         args = self._args(rest)
         if name[1] in MACROS:
             return self._macro(node, name, self.expr(operand), args)
-        return n.Call(*node.span, name[1], self.expr(operand), args)
+        target = self.expr(operand)
+        if isinstance(target, n.Ident) and not target.root and target.name in NAMESPACES:
+            qualified = f"{target.name}.{name[1]}"
+            if qualified in FUNCTIONS:  # `math.greatest(...)`: a function, not a method
+                return n.Call(*node.span, qualified, None, args)
+        return n.Call(*node.span, name[1], target, args)
 
     def _member_index(self, node: Node) -> n.Expr:
         operand, index = node.children
@@ -165,7 +172,7 @@ class _Builder:
         return n.Ident(*node.span, node.children[0][1])
 
     def _dot_ident(self, node: Node) -> n.Expr:
-        return n.Ident(*node.span, node.children[0][1])
+        return n.Ident(*node.span, node.children[0][1], root=True)
 
     def _ident_arg(self, node: Node) -> n.Expr:
         name, *rest = node.children

@@ -47,12 +47,21 @@ def _build_map(*parts: Any) -> dict[Any, Any]:
     for key, value in zip(parts[0::2], parts[1::2], strict=True):
         if type(key) not in (str, int, CelUint, bool):
             raise ops.no_overload("{}", key)
-        if any(type(k) is type(key) and k == key for k in result):
+        if key in result:
+            # Python's dict also merges 1, 1u, 1.0 and true: keys equal as CEL numbers are
+            # duplicates (cel-spec); a bool and a number of equal value cannot both be held.
             raise CelEvalError(
-                ErrorKind.INVALID_ARGUMENT, f"a map literal has a duplicate {type_name(key)} key"
+                ErrorKind.INVALID_ARGUMENT,
+                f"a map literal has a duplicate {type_name(key)} key"
+                + ("" if _same_kind(key, result) else " (or a bool and a number key of one value)"),
             )
         result[key] = value
     return result
+
+
+def _same_kind(key: Any, mapping: dict[Any, Any]) -> bool:
+    stored = next(k for k in mapping if k == key)
+    return (type(stored) is bool) == (type(key) is bool)
 
 
 def _unknown_function(name: str, argc: int) -> NoReturn:
@@ -160,8 +169,10 @@ _HELPERS: Final[dict[str, Any]] = {
     "_FAST_EQ": frozenset({str, int, bool, float, type(None), bytes, CelUint}),
     "_FAST_ORDER": frozenset({str, int, float, bytes, CelUint}),
 }
-for _name, _function in functions.FUNCTIONS.items():
-    _HELPERS[f"_f_{_name}"] = _function.impl
+for _function in functions.FUNCTIONS.values():
+    _HELPERS[_function.helper] = _function.impl
+    if _function.precharge is not None:
+        _HELPERS[_function.helper + "_size"] = _function.precharge
 
 _BINARY_HELPERS: Final = {
     "==": "_eq",
@@ -219,7 +230,7 @@ def generate(
     the strings and lists it builds are counted against `max_steps`, and the clock is read at
     least every `_CHECK_EVERY` steps. One that does not loop does work bounded by its own size
     times the size of its input, and pays nothing for the budget."""
-    budgeted = any(isinstance(node, n.Macro) for node in n.walk(tree))
+    budgeted = any(_loops_or_grows(node) for node in n.walk(tree))
     writer = _Writer(variables, record, source, budgeted)
     writer.namespace["_budget"] = _Budget(max_steps, max_seconds)
     result = writer.value(tree)
@@ -343,7 +354,7 @@ class _Writer:
         return self.const(node.value)
 
     def _ident(self, node: n.Ident) -> str:
-        for scope in reversed(self.scopes):
+        for scope in reversed(self.scopes if not node.root else []):
             if node.name in scope:
                 return scope[node.name]
         is_type = node.name in TYPE_NAMES and (
@@ -525,10 +536,12 @@ class _Writer:
         operands += [self.checked(arg, self.atom(arg)) for arg in node.args]
         if function.linear and operands:
             self.charge(f"_sized({operands[0]})")
+        if function.precharge is not None:
+            self.charge(f"{function.helper}_size({', '.join(operands)})")
         fast = self.fast_call(node, operands)
         if fast is not None:
             return fast
-        result = self.located(node, f"_f_{node.function}({', '.join(operands)})")
+        result = self.located(node, f"{function.helper}({', '.join(operands)})")
         if function.grows:
             self.charge(f"_sized({result})")
         return result
@@ -713,6 +726,17 @@ def _plain_literal(node: n.Expr) -> Any:
     if isinstance(node, n.Literal) and type(node.value) in _PLAIN_LITERALS:
         return node.value
     return None
+
+
+def _loops_or_grows(node: n.Expr) -> bool:
+    """Whether `node` makes an expression need a run-time budget: a macro, or a call whose
+    result may be far larger than its operands (`lists.range(n)`)."""
+    if isinstance(node, n.Macro):
+        return True
+    if isinstance(node, n.Call):
+        function = functions.FUNCTIONS.get(node.function)
+        return function is not None and function.precharge is not None
+    return False
 
 
 def _may_fail(node: n.Expr) -> bool:

@@ -97,6 +97,8 @@ def _constant_value(node: n.Expr) -> Any:
         function = FUNCTIONS.get(node.function)
         if function is None or not function.accepts(node.target is not None, len(node.args)):
             return _NOT_CONSTANT
+        if function.precharge is not None:
+            return _NOT_CONSTANT  # its result may be large: built at run time, under the budget
         values = _literals(node.target, *node.args)
         return _NOT_CONSTANT if values is None else _evaluate(function.impl, values)
     if isinstance(node, n.Binary) and node.op in _BINARY:

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Any, Final
 
 from . import ops
+from .signatures import Function, Overload
+from .signatures import global_overload as _g
+from .signatures import method_overload as _m
 from .values import (
     INT64_MAX,
     INT64_MIN,
@@ -32,46 +34,6 @@ from .values import (
 )
 
 __all__ = ["Overload", "Function", "FUNCTIONS", "Regex", "compile_regex"]
-
-
-@dataclass(frozen=True, slots=True)
-class Overload:
-    """One signature: `receiver` kind for a method (None for a global call), argument kinds,
-    result kind. Kinds are CEL type names, `dyn` for any, `list`/`map` for any list/map."""
-
-    receiver: str | None
-    args: tuple[str, ...]
-    result: str
-
-
-@dataclass(frozen=True, slots=True)
-class Function:
-    """A standard function: its implementation (receiver first for methods) and overloads."""
-
-    name: str
-    impl: Callable[..., Any]
-    overloads: tuple[Overload, ...]
-    # Relative evaluation cost, for the static estimate (a regex match is dearer than size()).
-    cost: int = 1
-    # Run-time charges in a budgeted expression (see codegen): `linear`, the size of the
-    # receiver or first argument (the work is proportional to it); `grows`, the size of the
-    # result (a string or list it builds).
-    linear: bool = False
-    grows: bool = False
-
-    def accepts(self, method: bool, argc: int) -> bool:
-        """Whether some overload takes this call form and number of arguments."""
-        return any(
-            (o.receiver is not None) == method and len(o.args) == argc for o in self.overloads
-        )
-
-
-def _g(args: str, result: str) -> Overload:
-    return Overload(None, tuple(args.split()), result)
-
-
-def _m(receiver: str, args: str, result: str) -> Overload:
-    return Overload(receiver, tuple(args.split()), result)
 
 
 def _conversions(sources: str, result: str) -> tuple[Overload, ...]:
@@ -192,12 +154,13 @@ def _parse_int(text: str) -> int:
 
 
 def _truncate(value: float, low: int, high: int) -> int:
-    if value != value or value in (float("inf"), float("-inf")):
+    # The range is checked on the double, before truncation, with cel-go's bounds: a double
+    # of -2**63 or 2**63 is out of the int range (conformance: double_int_min_range), a
+    # negative one out of the uint range. NaN fails every comparison.
+    fits = 0.0 <= value < float(high) if low == 0 else float(low) < value < float(high)
+    if not fits:
         raise CelEvalError(ErrorKind.OVERFLOW, "the double does not fit the integer type")
-    whole = int(value)
-    if not low <= whole <= high:
-        raise CelEvalError(ErrorKind.OVERFLOW, "the double does not fit the integer type")
-    return whole
+    return int(value)
 
 
 def to_int(value: Any) -> int:
@@ -476,4 +439,10 @@ def _functions() -> dict[str, Function]:
     return {function.name: function for function in table}
 
 
-FUNCTIONS: Final[dict[str, Function]] = _functions()
+def _all_functions() -> dict[str, Function]:
+    from .extensions import EXTENSIONS  # it builds on this module's helpers
+
+    return {**_functions(), **EXTENSIONS}
+
+
+FUNCTIONS: Final[dict[str, Function]] = _all_functions()

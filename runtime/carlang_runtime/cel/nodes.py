@@ -69,13 +69,15 @@ class Literal(Expr):
 
 
 class Ident(Expr):
-    """A variable, or a type name such as `int`."""
+    """A variable, or a type name such as `int`; `root` for a leading-dot `.name`, which names
+    the root scope (never a macro's variable)."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "root")
 
-    def __init__(self, start: int, end: int, name: str) -> None:
+    def __init__(self, start: int, end: int, name: str, root: bool = False) -> None:
         super().__init__(start, end)
         self.name = name
+        self.root = root
 
 
 class Select(Expr):
