@@ -134,6 +134,9 @@ class _Builder:
         if name[1] in MACROS:
             return self._macro(node, name, self.expr(operand), args)
         target = self.expr(operand)
+        if isinstance(target, n.Ident) and not target.root and target.name == "cel":
+            if name[1] == "bind":
+                return self._bind(node, name, args)
         if isinstance(target, n.Ident) and not target.root and target.name in NAMESPACES:
             qualified = f"{target.name}.{name[1]}"
             if qualified in FUNCTIONS:  # `math.greatest(...)`: a function, not a method
@@ -165,6 +168,17 @@ class _Builder:
             predicate = args[1] if len(args) == 3 else None
             return n.Macro(*node.span, kind, target, args[0].name, predicate, args[-1])
         return n.Macro(*node.span, kind, target, args[0].name, args[1], None)
+
+    def _bind(self, node: Node, name: Token, args: tuple[n.Expr, ...]) -> n.Expr:
+        # cel.bind(x, init, body): `body` with `x` bound to the value of `init`, a macro of
+        # kind "bind" (target: init, result: body) evaluated once, not a loop.
+        if len(args) != 3 or not isinstance(args[0], n.Ident) or args[0].root:
+            raise self.fail(
+                "cel.bind() takes a variable name, its value and an expression:"
+                " cel.bind(x, <value>, <expression>)",
+                name[2],
+            )
+        return n.Macro(*node.span, "bind", args[1], args[0].name, None, args[2])
 
     # -- primaries -------------------------------------------------------------------------
 

@@ -425,6 +425,13 @@ class _Checker:
 
     def _macro(self, node: n.Macro) -> Type:
         target = self.infer(node.target)
+        if node.kind == "bind":
+            assert node.result is not None
+            self.scopes.append({node.var: target})
+            try:
+                return self.infer(node.result)
+            finally:
+                self.scopes.pop()
         if target.kind == "list":
             element = target.element or DYN
         elif target.kind == "map":

@@ -593,6 +593,8 @@ class _Writer:
     # -- macros ----------------------------------------------------------------------------
 
     def _macro(self, node: n.Macro) -> str:
+        if node.kind == "bind":
+            return self.bind(node)
         self.has_macros = True
         target = self.atom(node.target)
         variable = self.temp("m")
@@ -608,6 +610,16 @@ class _Writer:
             self.collect(node, target, variable, result)
         self.scopes.pop()
         self.in_macro -= 1
+        return result
+
+    def bind(self, node: n.Macro) -> str:
+        """`cel.bind(var, target, result)`: `target` evaluated once, eagerly as in cel-go,
+        into a local that `var` names in `result`."""
+        assert node.result is not None
+        variable = self.assign(self.checked(node.target, self.value(node.target)))
+        self.scopes.append({node.var: variable})
+        result = self.assign(self.checked(node.result, self.value(node.result)))
+        self.scopes.pop()
         return result
 
     def loop(self, node: n.Macro, target: str, variable: str) -> None:

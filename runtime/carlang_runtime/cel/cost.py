@@ -54,6 +54,10 @@ class _Estimator:
 
     def macro(self, node: n.Macro) -> Estimate:
         target = self.estimate(node.target)
+        if node.kind == "bind":
+            assert node.result is not None
+            result = self.estimate(node.result)
+            return Estimate(1 + target.cost + result.cost, result.size)
         size = target.size if target.size is not None else self.assumed_size
         body = sum(
             self.estimate(part).cost for part in (node.predicate, node.result) if part is not None

@@ -260,11 +260,17 @@ def to_bool(value: Any) -> bool:
 
 
 def to_timestamp(value: Any) -> datetime:
-    """`timestamp(x)` from an RFC 3339 string or a timestamp."""
+    """`timestamp(x)` from an RFC 3339 string, a timestamp or an int (seconds since the Unix
+    epoch)."""
     if type(value) is datetime:
         return value
     if type(value) is str:
         return parse_timestamp(value)
+    if type(value) is int:
+        try:
+            return _UNIX_EPOCH + timedelta(seconds=value)
+        except OverflowError:
+            raise CelEvalError(ErrorKind.OVERFLOW, "timestamp out of range") from None
     raise ops.no_overload("timestamp", value)
 
 
@@ -289,6 +295,7 @@ def type_function(value: Any) -> CelType:
 
 # -- timestamps and durations ----------------------------------------------------------------
 
+_UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _OFFSET = re.compile(r"([+-]?)(\d\d?):(\d\d)")
 
 
@@ -345,6 +352,14 @@ def _seconds(value: timedelta) -> float:
     return value.total_seconds()
 
 
+def _millisecond_part(value: timedelta) -> int:
+    # cel-spec: the milliseconds *component* of a duration (1.5s -> 500), not its total;
+    # it has the duration's sign, as a protobuf Duration's nanos do.
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    part = (abs(micros) % 1_000_000) // 1000
+    return -part if micros < 0 else part
+
+
 _TIMESTAMP_ONLY = (_m("timestamp", "", "int"), _m("timestamp", "string", "int"))
 _TIME_OR_DURATION = (*_TIMESTAMP_ONLY, _m("duration", "", "int"))
 
@@ -385,7 +400,7 @@ def _functions() -> dict[str, Function]:
         ),
         Function("bytes", to_bytes, _conversions("string bytes", "bytes")),
         Function("bool", to_bool, _conversions("bool string", "bool")),
-        Function("timestamp", to_timestamp, _conversions("string timestamp", "timestamp")),
+        Function("timestamp", to_timestamp, _conversions("string timestamp int", "timestamp")),
         Function("duration", to_duration, _conversions("string duration", "duration")),
         Function("dyn", dyn, (_g("dyn", "dyn"),)),
         Function("type", type_function, (_g("dyn", "type"),)),
@@ -431,7 +446,7 @@ def _functions() -> dict[str, Function]:
             _both_accessor(
                 "getMilliseconds",
                 lambda t: t.microsecond // 1000,
-                lambda d: int(_seconds(d) * 1000),
+                _millisecond_part,
             ),
             _TIME_OR_DURATION,
         ),

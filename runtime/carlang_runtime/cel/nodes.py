@@ -129,7 +129,8 @@ class Call(Expr):
 
 class Macro(Expr):
     """`target.all(var, predicate)`, `exists`, `exists_one`, `filter`, and `map` (with a
-    `result`, and a `predicate` in its three-argument form)."""
+    `result`, and a `predicate` in its three-argument form); and `cel.bind(var, target,
+    result)`, kind "bind", which binds `var` to `target` once for `result`."""
 
     __slots__ = ("kind", "target", "var", "predicate", "result")
 

@@ -322,7 +322,33 @@ def _patched_functions() -> dict[str, Any]:
 
         return compare
 
+    base_milliseconds = evaluation.base_functions["getMilliseconds"]
+
+    def milliseconds(value: Any, *zone: Any) -> Any:
+        # Known cel-python deviation: a duration's getMilliseconds() is its milliseconds
+        # *component* (cel-spec conformance timestamps/get_milliseconds: 123.321456789s ->
+        # 321); celpy returns the total (123321).
+        if isinstance(value, celtypes.DurationType) and not zone:
+            from carlang_runtime.cel.functions import FUNCTIONS
+
+            return celtypes.IntType(FUNCTIONS["getMilliseconds"].impl(from_celpy(value)))
+        return base_milliseconds(value, *zone)
+
+    base_contains = evaluation.base_functions["contains"]
+
+    def contains_method(container: Any, item: Any) -> Any:
+        # Difference 3 again, for the method: `.contains()` takes a string, a list or a map
+        # (celpy also searches bytes, by Python's `in`: `b"ab".contains(0)` is false).
+        if isinstance(container, celtypes.BytesType):
+            raise TypeError("no such overload")
+        if isinstance(container, (celtypes.ListType, celtypes.MapType)):
+            # Difference 1 again: membership by heterogeneous equality.
+            return celtypes.BoolType(any(equal(item, element) for element in container))
+        return base_contains(container, item)
+
     return {
+        "contains": contains_method,
+        "getMilliseconds": milliseconds,
         "int": conversion("int"),
         "uint": conversion("uint"),
         "double": conversion("double"),

@@ -155,3 +155,30 @@ def test_extensions_are_bounded_by_the_limits() -> None:
     assert caught.value.kind == ErrorKind.COST_LIMIT
     # Within the limits they run.
     assert compile("lists.range(100).size() == 100", limits=limits).evaluate({}) is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("cel.bind(a, 'hello', a + ' ' + a)", "hello hello"),
+        ("cel.bind(x, [1, 2], x.all(y, y in x))", True),
+        ("cel.bind(v, 1, [2].all(v, v == 2)) && cel.bind(v, 1, v == 1)", True),
+        ("cel.bind(v, params.n, v > 1 && v < 10)", True),
+        ("cel.bind(a, 1, cel.bind(b, a + 1, a + b))", 3),
+    ],
+)
+def test_cel_bind(text: str, expected: Any) -> None:
+    assert run(text, params={"n": 5}) == expected
+
+
+def test_cel_bind_is_checked_and_bounded() -> None:
+    declarations = Declarations({"params": map_of(STRING)})
+    issues = check("cel.bind(u, params.url, u + 1 == 2)", declarations).issues
+    assert [i.kind for i in issues] == ["type-mismatch"]  # a string plus an int
+    # Sharing a value lets a string double at each binding: 2**40 characters, stopped.
+    doubling = "cel.bind(a0, s + s, "
+    doubling += "".join(f"cel.bind(a{i}, a{i - 1} + a{i - 1}, " for i in range(1, 40))
+    doubling += "size(a39) > 0" + ")" * 40
+    with pytest.raises(CelEvalError) as caught:
+        compile(doubling).evaluate({"s": "ab"})
+    assert caught.value.kind == ErrorKind.COST_LIMIT
