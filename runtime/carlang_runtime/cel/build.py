@@ -10,7 +10,7 @@ from . import nodes as n
 from .extensions import NAMESPACES
 from .functions import FUNCTIONS
 from .parser import CelSyntaxError, parse_cel
-from .values import INT64_MAX, INT64_MIN, UINT64_MAX, CelUint
+from .values import INT64_MAX, INT64_MIN, TYPES, UINT64_MAX, CelUint
 
 __all__ = ["build", "parse"]
 
@@ -45,10 +45,23 @@ _SIMPLE_ESCAPES: Final = {
     "?": "?",
 }
 _ESCAPE: Final = re.compile(
-    r"\\(?:([abfnrtv\\'\"`?])|x([0-9a-fA-F]{2})|([0-3][0-7]{2})"
+    r"\\(?:([abfnrtv\\'\"`?])|[xX]([0-9a-fA-F]{2})|([0-3][0-7]{2})"
     r"|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.?))",
     re.S,
 )
+
+
+_QUALIFIED_TYPES: Final = frozenset(name for name in TYPES if "." in name)
+
+
+def _qualified_name(node: n.Expr) -> str | None:
+    """`a.b.c` for a chain of field selections on an identifier, else None."""
+    if isinstance(node, n.Ident) and not node.root:
+        return node.name
+    if isinstance(node, n.Select):
+        operand = _qualified_name(node.operand)
+        return None if operand is None else f"{operand}.{node.field}"
+    return None
 
 
 def parse(text: str) -> n.Expr:
@@ -126,7 +139,12 @@ class _Builder:
 
     def _member_dot(self, node: Node) -> n.Expr:
         operand, name = node.children
-        return n.Select(*node.span, self.expr(operand), name[1])
+        target = self.expr(operand)
+        qualified = _qualified_name(target)
+        if qualified is not None and f"{qualified}.{name[1]}" in _QUALIFIED_TYPES:
+            # `google.protobuf.Timestamp`: the type name, as `type()` returns it.
+            return n.Ident(*node.span, f"{qualified}.{name[1]}")
+        return n.Select(*node.span, target, name[1])
 
     def _member_dot_arg(self, node: Node) -> n.Expr:
         operand, name, *rest = node.children

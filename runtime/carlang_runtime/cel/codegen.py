@@ -34,8 +34,9 @@ from .values import (
 
 __all__ = ["Generated", "generate", "TYPE_NAMES"]
 
-# Type names usable as values (`type(x) == int`) unless a variable of that name is declared.
-TYPE_NAMES: Final = {name: value for name, value in TYPES.items() if "." not in name}
+# Type names usable as values (`type(x) == int`, `google.protobuf.Timestamp`) unless a
+# variable of that name is declared.
+TYPE_NAMES: Final = dict(TYPES)
 
 
 def _unbound_error(value: Unbound) -> NoReturn:

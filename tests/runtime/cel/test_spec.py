@@ -82,3 +82,24 @@ def test_in_range_values_still_convert() -> None:
     assert run(
         "timestamp('2020-01-01T00:00:00Z') - timestamp('1800-01-01T00:00:00Z') > duration('0s')"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # timestamp(int): seconds since the epoch (conversions/timestamp).
+        ("timestamp(timestamp(1000000000)) == timestamp(1000000000)", True),
+        ("timestamp(1000000000) == timestamp('2001-09-09T01:46:40Z')", True),
+        # getMilliseconds() on a duration is its millisecond part (timestamps/get_milliseconds).
+        ("duration('123.321456s').getMilliseconds()", 321),
+        ("duration('-1.5s').getMilliseconds()", -500),
+        ("timestamp('2009-02-13T23:31:20.123456Z').getMilliseconds()", 123),
+        # \X is \x (langdef, String and Bytes Values).
+        ("'\\X41' == 'A' && b'\\X41' == b'A'", True),
+        # Type names written as expressions, qualified or short.
+        ("type(duration('1s')) == google.protobuf.Duration", True),
+        ("type(timestamp(0)) == google.protobuf.Timestamp && type(1) == int", True),
+    ],
+)
+def test_core_behaviour(text: str, expected: Any) -> None:
+    assert run(text) == expected
