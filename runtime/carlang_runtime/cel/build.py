@@ -51,6 +51,23 @@ _ESCAPE: Final = re.compile(
 )
 
 
+_TWO_VARIABLE: Final = {
+    "all": "all",
+    "exists": "exists",
+    "existsOne": "exists_one",
+    "exists_one": "exists_one",
+    "transformList": "transformList",
+    "transformMap": "transformMap",
+}
+
+
+def _two_variables(name: str, args: tuple[n.Expr, ...]) -> bool:
+    arities = (3,) if name in ("all", "exists", "existsOne", "exists_one") else (3, 4)
+    return len(args) in arities and all(
+        isinstance(arg, n.Ident) and not arg.root for arg in args[:2]
+    )
+
+
 _QUALIFIED_TYPES: Final = frozenset(name for name in TYPES if "." in name)
 
 
@@ -149,6 +166,8 @@ class _Builder:
     def _member_dot_arg(self, node: Node) -> n.Expr:
         operand, name, *rest = node.children
         args = self._args(rest)
+        if name[1] in _TWO_VARIABLE and _two_variables(name[1], args):
+            return self._two_variable(node, name, self.expr(operand), args)
         if name[1] in MACROS:
             return self._macro(node, name, self.expr(operand), args)
         target = self.expr(operand)
@@ -186,6 +205,21 @@ class _Builder:
             predicate = args[1] if len(args) == 3 else None
             return n.Macro(*node.span, kind, target, args[0].name, predicate, args[-1])
         return n.Macro(*node.span, kind, target, args[0].name, args[1], None)
+
+    def _two_variable(
+        self, node: Node, name: Token, target: n.Expr, args: tuple[n.Expr, ...]
+    ) -> n.Expr:
+        # cel-go's two-variable comprehensions: `all(i, v, p)`, `exists`, `existsOne`,
+        # `transformList(i, v, [filter,] expr)`, `transformMap(k, v, [filter,] expr)`.
+        first, second = args[0], args[1]
+        assert isinstance(first, n.Ident) and isinstance(second, n.Ident)
+        if first.name == second.name:
+            raise self.fail(f"{name[1]}() needs two different variable names", second.start)
+        kind = _TWO_VARIABLE[name[1]]
+        if kind in ("all", "exists", "exists_one"):
+            return n.Macro(*node.span, kind, target, first.name, args[2], None, second.name)
+        predicate = args[2] if len(args) == 4 else None
+        return n.Macro(*node.span, kind, target, first.name, predicate, args[-1], second.name)
 
     def _bind(self, node: Node, name: Token, args: tuple[n.Expr, ...]) -> n.Expr:
         # cel.bind(x, init, body): `body` with `x` bound to the value of `init`, a macro of

@@ -444,7 +444,12 @@ class _Checker:
                     f"{node.kind}() ranges over a list or a map, and"
                     f" `{self.text(node.target)}` is {_article(str(target))}",
                 )
-        self.scopes.append({node.var: element})
+        scope = {node.var: element}
+        if node.var2 is not None:
+            # Two variables: the index (or key) and the element (or value).
+            value = target.element or DYN if target.kind in ("list", "map") else DYN
+            scope = {node.var: INT if target.kind == "list" else element, node.var2: value}
+        self.scopes.append(scope)
         try:
             if node.predicate is not None:
                 self.expect(
@@ -456,8 +461,10 @@ class _Checker:
             result = self.infer(node.result) if node.result is not None else None
         finally:
             self.scopes.pop()
-        if node.kind == "map":
+        if node.kind in ("map", "transformList"):
             return list_of(result or DYN)
+        if node.kind == "transformMap":
+            return map_of(result or DYN)
         if node.kind == "filter":
             return target if target.kind == "list" else list_of(element)
         return BOOL
@@ -566,6 +573,8 @@ def _reads_variables(node: n.Expr, variables: Mapping[str, Any]) -> bool:
     for sub in n.walk(node):
         if isinstance(sub, n.Macro):
             bound.add(sub.var)
+            if sub.var2 is not None:
+                bound.add(sub.var2)
         if (
             isinstance(sub, n.Ident)
             and sub.name not in bound

@@ -159,6 +159,7 @@ _HELPERS: Final[dict[str, Any]] = {
     "_map": _build_map,
     "_unknown_function": _unknown_function,
     "_has_field": ops.has_field,
+    "_pairs": ops.pairs,
     "_clock": perf_counter,
     "_str": str,
     "_list": list,
@@ -599,10 +600,15 @@ class _Writer:
         self.has_macros = True
         target = self.atom(node.target)
         variable = self.temp("m")
+        scope = {node.var: variable}
+        if node.var2 is not None:
+            second = self.temp("m")
+            scope[node.var2] = second
+            variable = f"{variable}, {second}"
         result = self.temp()
         error = self.temp("e")
         self.in_macro += 1
-        self.scopes.append({node.var: variable})
+        self.scopes.append(scope)
         if node.kind in ("all", "exists"):
             self.quantifier(node, target, variable, result, error)
         elif node.kind == "exists_one":
@@ -624,7 +630,8 @@ class _Writer:
         return result
 
     def loop(self, node: n.Macro, target: str, variable: str) -> None:
-        self.emit(f"for {variable} in _iterate({target}, {node.kind!r}):")
+        iterate = "_iterate" if node.var2 is None else "_pairs"
+        self.emit(f"for {variable} in {iterate}({target}, {node.kind!r}):")
         self.depth += 1
         self.charge("1")
 
@@ -682,7 +689,8 @@ class _Writer:
         self.emit(f"{result} = {count} == 1")
 
     def collect(self, node: n.Macro, target: str, variable: str, result: str) -> None:
-        self.emit(f"{result} = []")
+        to_map = node.kind == "transformMap"
+        self.emit(f"{result} = {{}}" if to_map else f"{result} = []")
         self.loop(node, target, variable)
         if node.predicate is not None:
             slot = self.temp("p")
@@ -695,7 +703,11 @@ class _Writer:
                 self.emit(f"raise _no_overload({node.kind!r}, {slot})")
         if node.result is not None:
             value = self.checked(node.result, self.value(node.result))
-            self.emit(f"{result}.append({value})")
+            if to_map:
+                key = variable.split(",")[0]
+                self.emit(f"{result}[{key}] = {value}")
+            else:
+                self.emit(f"{result}.append({value})")
         else:
             self.emit(f"{result}.append({variable})")
         self.depth -= 1

@@ -63,4 +63,4 @@ class _Estimator:
             self.estimate(part).cost for part in (node.predicate, node.result) if part is not None
         )
         cost = target.cost + size * (body + 1)
-        return Estimate(cost, size if node.kind in ("map", "filter") else None)
+        return Estimate(cost, size if node.kind in ("map", "filter", "transformList") else None)

@@ -49,6 +49,7 @@ __all__ = [
     "contains_item",
     "iterate",
     "has_field",
+    "pairs",
     "int64",
     "uint64",
 ]
@@ -447,6 +448,16 @@ def contains_item(item: Any, container: Any) -> bool:
             raise error
         return False
     _raise_overload("in", item, container)
+
+
+def pairs(range_value: Any, macro: str) -> Iterable[tuple[Any, Any]]:
+    """What a two-variable comprehension ranges over: a list's (index, element) pairs or a
+    map's (key, value) pairs."""
+    if type(range_value) in _LISTS:
+        return list(enumerate(range_value))
+    if type(range_value) is dict:
+        return list(range_value.items())
+    raise no_overload(macro, range_value)
 
 
 def has_field(operand: Any, field: str) -> bool:

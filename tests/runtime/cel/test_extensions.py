@@ -182,3 +182,31 @@ def test_cel_bind_is_checked_and_bounded() -> None:
     with pytest.raises(CelEvalError) as caught:
         compile(doubling).evaluate({"s": "ab"})
     assert caught.value.kind == ErrorKind.COST_LIMIT
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[1, 2, 3].all(i, v, i < v)", True),
+        ("[1, 2, 3].exists(i, v, i == 1 && v == 2)", True),
+        ("{'a': 1, 'b': 2}.existsOne(k, v, v == 2)", True),
+        ("[1, 2, 3].transformList(i, v, i * v)", [0, 2, 6]),
+        ("[1, 2, 3].transformList(i, v, i > 0, v * 10)", [20, 30]),
+        ("{'a': 1, 'b': 2}.transformMap(k, v, v + 1)", {"a": 2, "b": 3}),
+        ("{'a': 1, 'b': 2}.transformMap(k, v, k == 'a', v + 1)", {"a": 2}),
+        ("[1, 2].all(x, x > 0) && [1, 2].map(x, x > 1, x) == [2]", True),
+    ],
+)
+def test_two_variable_comprehensions(text: str, expected: Any) -> None:
+    assert run(text) == expected
+
+
+def test_two_variable_comprehensions_are_typed_and_bounded() -> None:
+    declarations = Declarations({"tags": list_of(STRING)})
+    assert check_kinds("tags.all(i, t, i < 10 && t != '')", declarations) == []
+    # The index is an int and the element a string.
+    assert check_kinds("tags.all(i, t, t > 1)", declarations) == ["type-mismatch"]
+    program = compile("a.all(i, x, a.all(j, y, i + j >= 0))", limits=Limits(max_steps=1_000))
+    with pytest.raises(CelEvalError) as caught:
+        program.evaluate({"a": list(range(100))})
+    assert caught.value.kind == ErrorKind.COST_LIMIT
