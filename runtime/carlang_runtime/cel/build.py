@@ -14,7 +14,7 @@ from .values import INT64_MAX, INT64_MIN, TYPES, UINT64_MAX, CelUint
 
 __all__ = ["build", "parse"]
 
-MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter"})
+MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter", "sortBy"})
 
 _BINARY: Final = {
     "relation_lt": "<",
@@ -204,6 +204,8 @@ class _Builder:
         if kind == "map":
             predicate = args[1] if len(args) == 3 else None
             return n.Macro(*node.span, kind, target, args[0].name, predicate, args[-1])
+        if kind == "sortBy":  # cel-go's lists extension: the elements ordered by a key
+            return n.Macro(*node.span, kind, target, args[0].name, None, args[1])
         return n.Macro(*node.span, kind, target, args[0].name, args[1], None)
 
     def _two_variable(

@@ -465,6 +465,8 @@ class _Checker:
             return list_of(result or DYN)
         if node.kind == "transformMap":
             return map_of(result or DYN)
+        if node.kind == "sortBy":
+            return target if target.kind == "list" else list_of(element)
         if node.kind == "filter":
             return target if target.kind == "list" else list_of(element)
         return BOOL

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Final, NoReturn
 
-from . import functions, ops
+from . import extensions, functions, ops
 from . import nodes as n
 from .values import (
     TYPES,
@@ -160,6 +160,7 @@ _HELPERS: Final[dict[str, Any]] = {
     "_unknown_function": _unknown_function,
     "_has_field": ops.has_field,
     "_pairs": ops.pairs,
+    "_sort_by": extensions.sort_by,
     "_clock": perf_counter,
     "_str": str,
     "_list": list,
@@ -615,6 +616,8 @@ class _Writer:
             self.exists_one(node, target, variable, result)
         else:
             self.collect(node, target, variable, result)
+            if node.kind == "sortBy":
+                self.emit(f"{result} = _sort_by({target}, {result})")
         self.scopes.pop()
         self.in_macro -= 1
         return result

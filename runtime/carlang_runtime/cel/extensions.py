@@ -464,17 +464,33 @@ def distinct(items: Any) -> list[Any]:
 _SORTABLE: Final = frozenset({int, CelUint, float, str, bytes, bool, datetime, timedelta})
 
 
+def _orderable(values: Sequence[Any], name: str) -> bool:
+    """Check that `values` can be ordered: one orderable type, or numbers of any kinds.
+    Whether they must be compared as doubles (numbers with a double among them)."""
+    kinds = {type(value) for value in values}
+    numeric = kinds <= {int, CelUint, float}
+    if not (numeric or (len(kinds) <= 1 and kinds <= _SORTABLE)):
+        raise _fail(f"{name}: the values are not all of one orderable type")
+    return numeric and float in kinds
+
+
 def sort(items: Any) -> list[Any]:
     """`list.sort()`: the elements in order; they must be of one orderable type (numbers may
     mix)."""
     _check("sort", (items,), _LISTS)
-    kinds = {type(item) for item in items}
-    numeric = kinds <= {int, CelUint, float}
-    if not (numeric or (len(kinds) <= 1 and kinds <= _SORTABLE)):
-        raise _fail("sort: the list's elements are not all of one orderable type")
-    if numeric and float in kinds:
+    if _orderable(items, "sort"):
         return sorted(items, key=float)
     return sorted(items)
+
+
+def sort_by(items: Any, keys: list[Any]) -> list[Any]:
+    """`list.sortBy(x, key)`: the elements ordered by their keys (computed by the generated
+    loop), which must be of one orderable type; equal keys keep their order."""
+    as_doubles = _orderable(keys, "sortBy")
+    ranked = sorted(
+        range(len(keys)), key=(lambda i: float(keys[i])) if as_doubles else keys.__getitem__
+    )
+    return [items[i] for i in ranked]
 
 
 def list_range(count: Any) -> list[int]:

@@ -195,6 +195,9 @@ def test_cel_bind_is_checked_and_bounded() -> None:
         ("{'a': 1, 'b': 2}.transformMap(k, v, v + 1)", {"a": 2, "b": 3}),
         ("{'a': 1, 'b': 2}.transformMap(k, v, k == 'a', v + 1)", {"a": 2}),
         ("[1, 2].all(x, x > 0) && [1, 2].map(x, x > 1, x) == [2]", True),
+        # lists.sortBy, a macro in cel-go's lists extension.
+        ("[{'n': 'b', 's': 2}, {'n': 'a', 's': 1}].sortBy(e, e.s).map(e, e.n)", ["a", "b"]),
+        ("['bb', 'a', 'ccc'].sortBy(x, size(x))", ["a", "bb", "ccc"]),
     ],
 )
 def test_two_variable_comprehensions(text: str, expected: Any) -> None:
