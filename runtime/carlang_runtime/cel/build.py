@@ -58,6 +58,7 @@ _TWO_VARIABLE: Final = {
     "exists_one": "exists_one",
     "transformList": "transformList",
     "transformMap": "transformMap",
+    "transformMapEntry": "transformMapEntry",
 }
 
 

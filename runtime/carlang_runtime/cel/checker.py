@@ -465,6 +465,8 @@ class _Checker:
             return list_of(result or DYN)
         if node.kind == "transformMap":
             return map_of(result or DYN)
+        if node.kind == "transformMapEntry":
+            return result if result is not None and result.kind == "map" else map_of(DYN)
         if node.kind == "sortBy":
             return target if target.kind == "list" else list_of(element)
         if node.kind == "filter":

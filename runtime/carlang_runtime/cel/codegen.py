@@ -161,6 +161,7 @@ _HELPERS: Final[dict[str, Any]] = {
     "_has_field": ops.has_field,
     "_pairs": ops.pairs,
     "_sort_by": extensions.sort_by,
+    "_add_entries": extensions.add_entries,
     "_clock": perf_counter,
     "_str": str,
     "_list": list,
@@ -692,7 +693,7 @@ class _Writer:
         self.emit(f"{result} = {count} == 1")
 
     def collect(self, node: n.Macro, target: str, variable: str, result: str) -> None:
-        to_map = node.kind == "transformMap"
+        to_map = node.kind in ("transformMap", "transformMapEntry")
         self.emit(f"{result} = {{}}" if to_map else f"{result} = []")
         self.loop(node, target, variable)
         if node.predicate is not None:
@@ -706,7 +707,9 @@ class _Writer:
                 self.emit(f"raise _no_overload({node.kind!r}, {slot})")
         if node.result is not None:
             value = self.checked(node.result, self.value(node.result))
-            if to_map:
+            if node.kind == "transformMapEntry":
+                self.emit(f"_add_entries({result}, {value})")
+            elif to_map:
                 key = variable.split(",")[0]
                 self.emit(f"{result}[{key}] = {value}")
             else:

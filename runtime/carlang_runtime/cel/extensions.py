@@ -493,6 +493,17 @@ def sort_by(items: Any, keys: list[Any]) -> list[Any]:
     return [items[i] for i in ranked]
 
 
+def add_entries(result: dict[Any, Any], entries: Any) -> None:
+    """One step of `transformMapEntry(k, v, {key: value})`: the map's entries added to
+    `result`; a key already there is an error (cel-go)."""
+    if type(entries) is not dict:
+        raise ops.no_overload("transformMapEntry", entries)
+    for key, value in entries.items():
+        if key in result:
+            raise _fail(f"transformMapEntry: a duplicate {type_name(key)} key")
+        result[key] = value
+
+
 def list_range(count: Any) -> list[int]:
     """`lists.range(n)`: `[0, 1, ..., n - 1]`."""
     _check("lists.range", (count,), int)

@@ -195,6 +195,8 @@ def test_cel_bind_is_checked_and_bounded() -> None:
         ("{'a': 1, 'b': 2}.transformMap(k, v, v + 1)", {"a": 2, "b": 3}),
         ("{'a': 1, 'b': 2}.transformMap(k, v, k == 'a', v + 1)", {"a": 2}),
         ("[1, 2].all(x, x > 0) && [1, 2].map(x, x > 1, x) == [2]", True),
+        ("{'a': 1, 'b': 2}.transformMapEntry(k, v, {v: k})", {1: "a", 2: "b"}),
+        ("[1, 2].transformMapEntry(i, v, v > 1, {string(i): v})", {"1": 2}),
         # lists.sortBy, a macro in cel-go's lists extension.
         ("[{'n': 'b', 's': 2}, {'n': 'a', 's': 1}].sortBy(e, e.s).map(e, e.n)", ["a", "b"]),
         ("['bb', 'a', 'ccc'].sortBy(x, size(x))", ["a", "bb", "ccc"]),
@@ -213,3 +215,9 @@ def test_two_variable_comprehensions_are_typed_and_bounded() -> None:
     with pytest.raises(CelEvalError) as caught:
         program.evaluate({"a": list(range(100))})
     assert caught.value.kind == ErrorKind.COST_LIMIT
+
+
+def test_transform_map_entry_refuses_a_repeated_key() -> None:
+    with pytest.raises(CelEvalError) as caught:
+        run("[1, 2].transformMapEntry(i, v, {'same': v})")
+    assert "duplicate" in caught.value.message
