@@ -21,7 +21,7 @@ from .program import (
     Term,
     compile,
 )
-from .values import CelEvalError, CelType, CelUint, ErrorKind, format_value
+from .values import CelEvalError, CelLimitError, CelType, CelUint, ErrorKind, format_value
 
 __all__ = [
     "compile",
@@ -33,6 +33,7 @@ __all__ = [
     "CelCompileError",
     "CelCostError",
     "CelEvalError",
+    "CelLimitError",
     "ErrorKind",
     "CelUint",
     "CelType",

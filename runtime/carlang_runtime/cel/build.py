@@ -7,12 +7,14 @@ from typing import Any, Final
 
 from ..lalr import Node, Token
 from . import nodes as n
+from .extensions import NAMESPACES
+from .functions import FUNCTIONS
 from .parser import CelSyntaxError, parse_cel
-from .values import INT64_MAX, INT64_MIN, UINT64_MAX, CelUint
+from .values import INT64_MAX, INT64_MIN, TYPES, UINT64_MAX, CelUint
 
 __all__ = ["build", "parse"]
 
-MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter"})
+MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter", "sortBy"})
 
 _BINARY: Final = {
     "relation_lt": "<",
@@ -43,10 +45,41 @@ _SIMPLE_ESCAPES: Final = {
     "?": "?",
 }
 _ESCAPE: Final = re.compile(
-    r"\\(?:([abfnrtv\\'\"`?])|x([0-9a-fA-F]{2})|([0-3][0-7]{2})"
+    r"\\(?:([abfnrtv\\'\"`?])|[xX]([0-9a-fA-F]{2})|([0-3][0-7]{2})"
     r"|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.?))",
     re.S,
 )
+
+
+_TWO_VARIABLE: Final = {
+    "all": "all",
+    "exists": "exists",
+    "existsOne": "exists_one",
+    "exists_one": "exists_one",
+    "transformList": "transformList",
+    "transformMap": "transformMap",
+    "transformMapEntry": "transformMapEntry",
+}
+
+
+def _two_variables(name: str, args: tuple[n.Expr, ...]) -> bool:
+    arities = (3,) if name in ("all", "exists", "existsOne", "exists_one") else (3, 4)
+    return len(args) in arities and all(
+        isinstance(arg, n.Ident) and not arg.root for arg in args[:2]
+    )
+
+
+_QUALIFIED_TYPES: Final = frozenset(name for name in TYPES if "." in name)
+
+
+def _qualified_name(node: n.Expr) -> str | None:
+    """`a.b.c` for a chain of field selections on an identifier, else None."""
+    if isinstance(node, n.Ident) and not node.root:
+        return node.name
+    if isinstance(node, n.Select):
+        operand = _qualified_name(node.operand)
+        return None if operand is None else f"{operand}.{node.field}"
+    return None
 
 
 def parse(text: str) -> n.Expr:
@@ -124,14 +157,29 @@ class _Builder:
 
     def _member_dot(self, node: Node) -> n.Expr:
         operand, name = node.children
-        return n.Select(*node.span, self.expr(operand), name[1])
+        target = self.expr(operand)
+        qualified = _qualified_name(target)
+        if qualified is not None and f"{qualified}.{name[1]}" in _QUALIFIED_TYPES:
+            # `google.protobuf.Timestamp`: the type name, as `type()` returns it.
+            return n.Ident(*node.span, f"{qualified}.{name[1]}")
+        return n.Select(*node.span, target, name[1])
 
     def _member_dot_arg(self, node: Node) -> n.Expr:
         operand, name, *rest = node.children
         args = self._args(rest)
+        if name[1] in _TWO_VARIABLE and _two_variables(name[1], args):
+            return self._two_variable(node, name, self.expr(operand), args)
         if name[1] in MACROS:
             return self._macro(node, name, self.expr(operand), args)
-        return n.Call(*node.span, name[1], self.expr(operand), args)
+        target = self.expr(operand)
+        if isinstance(target, n.Ident) and not target.root and target.name == "cel":
+            if name[1] == "bind":
+                return self._bind(node, name, args)
+        if isinstance(target, n.Ident) and not target.root and target.name in NAMESPACES:
+            qualified = f"{target.name}.{name[1]}"
+            if qualified in FUNCTIONS:  # `math.greatest(...)`: a function, not a method
+                return n.Call(*node.span, qualified, None, args)
+        return n.Call(*node.span, name[1], target, args)
 
     def _member_index(self, node: Node) -> n.Expr:
         operand, index = node.children
@@ -157,7 +205,35 @@ class _Builder:
         if kind == "map":
             predicate = args[1] if len(args) == 3 else None
             return n.Macro(*node.span, kind, target, args[0].name, predicate, args[-1])
+        if kind == "sortBy":  # cel-go's lists extension: the elements ordered by a key
+            return n.Macro(*node.span, kind, target, args[0].name, None, args[1])
         return n.Macro(*node.span, kind, target, args[0].name, args[1], None)
+
+    def _two_variable(
+        self, node: Node, name: Token, target: n.Expr, args: tuple[n.Expr, ...]
+    ) -> n.Expr:
+        # cel-go's two-variable comprehensions: `all(i, v, p)`, `exists`, `existsOne`,
+        # `transformList(i, v, [filter,] expr)`, `transformMap(k, v, [filter,] expr)`.
+        first, second = args[0], args[1]
+        assert isinstance(first, n.Ident) and isinstance(second, n.Ident)
+        if first.name == second.name:
+            raise self.fail(f"{name[1]}() needs two different variable names", second.start)
+        kind = _TWO_VARIABLE[name[1]]
+        if kind in ("all", "exists", "exists_one"):
+            return n.Macro(*node.span, kind, target, first.name, args[2], None, second.name)
+        predicate = args[2] if len(args) == 4 else None
+        return n.Macro(*node.span, kind, target, first.name, predicate, args[-1], second.name)
+
+    def _bind(self, node: Node, name: Token, args: tuple[n.Expr, ...]) -> n.Expr:
+        # cel.bind(x, init, body): `body` with `x` bound to the value of `init`, a macro of
+        # kind "bind" (target: init, result: body) evaluated once, not a loop.
+        if len(args) != 3 or not isinstance(args[0], n.Ident) or args[0].root:
+            raise self.fail(
+                "cel.bind() takes a variable name, its value and an expression:"
+                " cel.bind(x, <value>, <expression>)",
+                name[2],
+            )
+        return n.Macro(*node.span, "bind", args[1], args[0].name, None, args[2])
 
     # -- primaries -------------------------------------------------------------------------
 
@@ -165,7 +241,7 @@ class _Builder:
         return n.Ident(*node.span, node.children[0][1])
 
     def _dot_ident(self, node: Node) -> n.Expr:
-        return n.Ident(*node.span, node.children[0][1])
+        return n.Ident(*node.span, node.children[0][1], root=True)
 
     def _ident_arg(self, node: Node) -> n.Expr:
         name, *rest = node.children

@@ -187,7 +187,7 @@ class _Checker:
         return _KIND_OF_LITERAL.get(type(node.value), DYN)
 
     def _ident(self, node: n.Ident) -> Type:
-        for scope in reversed(self.scopes):
+        for scope in reversed(self.scopes if not node.root else []):
             if node.name in scope:
                 return scope[node.name]
         if node.name in self.variables:
@@ -284,11 +284,16 @@ class _Checker:
         left, right = self.infer(node.left), self.infer(node.right)
         if node.op in ("==", "!="):
             if not _comparable(left, right):
-                self.mismatch(
+                # CEL's equality is heterogeneous: no error at run time, but a comparison
+                # that is always false (or, for `!=`, true) is almost surely a mistake.
+                always = "false" if node.op == "==" else "true"
+                self.report(
+                    "warning",
+                    "type-mismatch",
                     node,
                     f"`{self.text(node.left)}` is {_article(str(left))} and"
                     f" `{self.text(node.right)}` is {_article(str(right))}: `{node.op}` between"
-                    " them fails at run time",
+                    f" them is always {always}",
                     _quoted_number_help(node, left, right) or _HELP_TYPES,
                 )
             return BOOL
@@ -314,9 +319,11 @@ class _Checker:
             and container.element
             and not _comparable(item, container.element)
         ):
-            self.mismatch(
+            self.report(
+                "warning",
+                "type-mismatch",
                 node,
-                f"{_article(str(item))} is never in a {container}: the comparison fails",
+                f"{_article(str(item))} is never in a {container}: `in` is always false",
                 _HELP_TYPES,
             )
         elif container.known and container.kind not in ("list", "map"):
@@ -418,6 +425,13 @@ class _Checker:
 
     def _macro(self, node: n.Macro) -> Type:
         target = self.infer(node.target)
+        if node.kind == "bind":
+            assert node.result is not None
+            self.scopes.append({node.var: target})
+            try:
+                return self.infer(node.result)
+            finally:
+                self.scopes.pop()
         if target.kind == "list":
             element = target.element or DYN
         elif target.kind == "map":
@@ -430,7 +444,12 @@ class _Checker:
                     f"{node.kind}() ranges over a list or a map, and"
                     f" `{self.text(node.target)}` is {_article(str(target))}",
                 )
-        self.scopes.append({node.var: element})
+        scope = {node.var: element}
+        if node.var2 is not None:
+            # Two variables: the index (or key) and the element (or value).
+            value = target.element or DYN if target.kind in ("list", "map") else DYN
+            scope = {node.var: INT if target.kind == "list" else element, node.var2: value}
+        self.scopes.append(scope)
         try:
             if node.predicate is not None:
                 self.expect(
@@ -442,8 +461,14 @@ class _Checker:
             result = self.infer(node.result) if node.result is not None else None
         finally:
             self.scopes.pop()
-        if node.kind == "map":
+        if node.kind in ("map", "transformList"):
             return list_of(result or DYN)
+        if node.kind == "transformMap":
+            return map_of(result or DYN)
+        if node.kind == "transformMapEntry":
+            return result if result is not None and result.kind == "map" else map_of(DYN)
+        if node.kind == "sortBy":
+            return target if target.kind == "list" else list_of(element)
         if node.kind == "filter":
             return target if target.kind == "list" else list_of(element)
         return BOOL
@@ -552,6 +577,8 @@ def _reads_variables(node: n.Expr, variables: Mapping[str, Any]) -> bool:
     for sub in n.walk(node):
         if isinstance(sub, n.Macro):
             bound.add(sub.var)
+            if sub.var2 is not None:
+                bound.add(sub.var2)
         if (
             isinstance(sub, n.Ident)
             and sub.name not in bound
@@ -581,16 +608,14 @@ def _same_kind(left: Type, right: Type) -> bool:
 
 
 def _comparable(left: Type, right: Type) -> bool:
-    """Whether `==` between values of these types can run without an error (CEL's rule:
-    numbers, lists and maps only equal their own type; other types are simply unequal)."""
+    """Whether `==` between values of these types can be true: values of different types are
+    unequal (cel-spec's heterogeneous equality), except numbers, which compare by value. A
+    comparison with null is a presence test, never reported."""
     if not (left.known and right.known) or _same_kind(left, right):
         return True
-    strict = _NUMERIC | {"list", "map"}
-    if left.kind in ("list", "map") and right.kind == "null":
+    if "null" in (left.kind, right.kind):
         return True
-    if right.kind in ("list", "map") and left.kind == "null":
-        return True
-    return left.kind not in strict and right.kind not in strict
+    return left.kind in _NUMERIC and right.kind in _NUMERIC
 
 
 def _accepts(kind: str, actual: Type) -> bool:
@@ -615,6 +640,15 @@ def _result_type(kind: str, received: list[Type]) -> Type:
     }
     if kind == "dyn" and received:
         return received[-1]
+    if kind == "same" and received:
+        return received[0]
+    if kind == "dyn_number":
+        # math.greatest/least: the type of the numbers when they all have one.
+        kinds = {t.kind for t in received}
+        return received[0] if len(kinds) == 1 and received[0].kind in _NUMERIC else DYN
+    lists = {"list": list_of(DYN), "list_string": list_of(STRING), "list_int": list_of(INT)}
+    if kind in lists:
+        return lists[kind]
     return simple.get(kind, DYN)
 
 

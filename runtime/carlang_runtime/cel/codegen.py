@@ -19,14 +19,24 @@ from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any, Final, NoReturn
 
-from . import functions, ops
+from . import extensions, functions, ops
 from . import nodes as n
-from .values import TYPES, CelEvalError, CelType, CelUint, ErrorKind, Unbound
+from .values import (
+    TYPES,
+    CelEvalError,
+    CelLimitError,
+    CelType,
+    CelUint,
+    ErrorKind,
+    Unbound,
+    type_name,
+)
 
 __all__ = ["Generated", "generate", "TYPE_NAMES"]
 
-# Type names usable as values (`type(x) == int`) unless a variable of that name is declared.
-TYPE_NAMES: Final = {name: value for name, value in TYPES.items() if "." not in name}
+# Type names usable as values (`type(x) == int`, `google.protobuf.Timestamp`) unless a
+# variable of that name is declared.
+TYPE_NAMES: Final = dict(TYPES)
 
 
 def _unbound_error(value: Unbound) -> NoReturn:
@@ -38,10 +48,21 @@ def _build_map(*parts: Any) -> dict[Any, Any]:
     for key, value in zip(parts[0::2], parts[1::2], strict=True):
         if type(key) not in (str, int, CelUint, bool):
             raise ops.no_overload("{}", key)
-        if any(type(k) is type(key) and k == key for k in result):
-            raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"duplicate map key {key!r}")
+        if key in result:
+            # Python's dict also merges 1, 1u, 1.0 and true: keys equal as CEL numbers are
+            # duplicates (cel-spec); a bool and a number of equal value cannot both be held.
+            raise CelEvalError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"a map literal has a duplicate {type_name(key)} key"
+                + ("" if _same_kind(key, result) else " (or a bool and a number key of one value)"),
+            )
         result[key] = value
     return result
+
+
+def _same_kind(key: Any, mapping: dict[Any, Any]) -> bool:
+    stored = next(k for k in mapping if k == key)
+    return (type(stored) is bool) == (type(key) is bool)
 
 
 def _unknown_function(name: str, argc: int) -> NoReturn:
@@ -50,24 +71,68 @@ def _unknown_function(name: str, argc: int) -> NoReturn:
     )
 
 
+# Steps between two checks of the budget (a check reads the clock). Work that is not one step
+# (scanning a list for `in`, building a string) is charged by its size, so a check comes as
+# soon as that much work was done, however few iterations did it.
+_CHECK_EVERY: Final = 256
+
+
 class _Budget:
-    """The runtime bound of one compiled expression: macro steps and wall time."""
+    """The runtime bound of one compiled expression that loops: steps (macro iterations, list
+    elements scanned, characters and elements built) and wall time."""
 
     def __init__(self, max_steps: int, max_seconds: float) -> None:
         self.max_steps = max_steps
         self.max_seconds = max_seconds
 
-    def check(self, steps: int, deadline: float) -> None:
+    def check(self, steps: int, deadline: float) -> int:
+        """Raise `CelLimitError` if a bound is passed; else the step count of the next check."""
         if steps > self.max_steps:
-            raise CelEvalError(
-                ErrorKind.COST_LIMIT, f"evaluation exceeded {self.max_steps} macro steps"
+            raise CelLimitError(
+                ErrorKind.COST_LIMIT,
+                f"evaluation exceeded the step limit of {self.max_steps} (Limits.max_steps:"
+                " macro iterations, list elements scanned, characters and elements built)",
             )
         if perf_counter() > deadline:
-            raise CelEvalError(ErrorKind.COST_LIMIT, f"evaluation exceeded {self.max_seconds:g} s")
+            raise CelLimitError(
+                ErrorKind.COST_LIMIT,
+                f"evaluation exceeded the time limit of {self.max_seconds:g} s"
+                " (Limits.max_seconds)",
+            )
+        return steps + _CHECK_EVERY
+
+
+_SIZED: Final = frozenset({str, bytes, list, tuple, dict})
+
+
+def _sized(value: Any) -> int:
+    """What building or scanning `value` is charged: its length, for a sized value."""
+    return len(value) if type(value) in _SIZED else 0
+
+
+def _scanned(item: Any, container: Any) -> int:
+    """What `item in container` is charged: the elements it may compare (a map finds a string
+    key by hashing)."""
+    if type(container) is dict and type(item) is str:
+        return 1
+    return _sized(container)
+
+
+def _located(error: CelEvalError, where: str) -> CelEvalError:
+    """`error` naming the sub-expression that failed (once: the innermost one says it)."""
+    if error.located:
+        return error
+    located = CelEvalError(error.kind, f"{where}: {error.message}")
+    located.located = True
+    return located
 
 
 _HELPERS: Final[dict[str, Any]] = {
     "CelEvalError": CelEvalError,
+    "_Limit": CelLimitError,
+    "_sized": _sized,
+    "_scanned": _scanned,
+    "_located": _located,
     "_Unbound": Unbound,
     "_unbound": _unbound_error,
     "_eq": ops.eq,
@@ -93,6 +158,10 @@ _HELPERS: Final[dict[str, Any]] = {
     "_no_overload": ops.no_overload,
     "_map": _build_map,
     "_unknown_function": _unknown_function,
+    "_has_field": ops.has_field,
+    "_pairs": ops.pairs,
+    "_sort_by": extensions.sort_by,
+    "_add_entries": extensions.add_entries,
     "_clock": perf_counter,
     "_str": str,
     "_list": list,
@@ -104,8 +173,10 @@ _HELPERS: Final[dict[str, Any]] = {
     "_FAST_EQ": frozenset({str, int, bool, float, type(None), bytes, CelUint}),
     "_FAST_ORDER": frozenset({str, int, float, bytes, CelUint}),
 }
-for _name, _function in functions.FUNCTIONS.items():
-    _HELPERS[f"_f_{_name}"] = _function.impl
+for _function in functions.FUNCTIONS.values():
+    _HELPERS[_function.helper] = _function.impl
+    if _function.precharge is not None:
+        _HELPERS[_function.helper + "_size"] = _function.precharge
 
 _BINARY_HELPERS: Final = {
     "==": "_eq",
@@ -122,6 +193,8 @@ _BINARY_HELPERS: Final = {
     "in": "_in",
 }
 _ORDERING: Final = frozenset({"<", "<=", ">", ">="})
+# How much of a failed call's CEL text an error message quotes.
+_WHERE_WIDTH: Final = 60
 # Literal types whose `==` can be Python's once the other side has the same type.
 _PLAIN_LITERALS: Final = (str, int, float, bool, bytes)
 
@@ -152,10 +225,17 @@ def generate(
     record: bool = False,
     max_steps: int = 1_000_000,
     max_seconds: float = 0.25,
+    source: str | None = None,
 ) -> Generated:
     """Python source for `tree`. `variables` are the declared names (None: any name that is not
-    a type name is a variable)."""
-    writer = _Writer(variables, record)
+    a type name is a variable); `source`, the CEL text, lets errors name the call that failed.
+
+    An expression that loops (a macro) is budgeted: its steps, the elements its `in` scans and
+    the strings and lists it builds are counted against `max_steps`, and the clock is read at
+    least every `_CHECK_EVERY` steps. One that does not loop does work bounded by its own size
+    times the size of its input, and pays nothing for the budget."""
+    budgeted = any(_loops_or_grows(node) for node in n.walk(tree))
+    writer = _Writer(variables, record, source, budgeted)
     writer.namespace["_budget"] = _Budget(max_steps, max_seconds)
     result = writer.value(tree)
     result = writer.checked(tree, result)
@@ -163,8 +243,12 @@ def generate(
     header = ["def _evaluate(act, _rec=None):"]
     for name in sorted(writer.used_variables):
         header.append(f"    v_{name} = act[{name!r}] if {name!r} in act else _Unbound({name!r})")
-    if writer.has_macros:
-        header += ["    _steps = 0", "    _deadline = _clock() + _budget.max_seconds"]
+    if writer.budgeted:
+        header += [
+            "    _steps = 0",
+            f"    _check = {_CHECK_EVERY}",
+            "    _deadline = _clock() + _budget.max_seconds",
+        ]
     source = "\n".join([*header, *body, f"    return {result}", ""])
     return Generated(
         source,
@@ -176,9 +260,13 @@ def generate(
 
 
 class _Writer:
-    def __init__(self, variables: frozenset[str] | None, record: bool) -> None:
+    def __init__(
+        self, variables: frozenset[str] | None, record: bool, source: str | None, budgeted: bool
+    ) -> None:
         self.declared = variables
         self.record = record
+        self.source = source
+        self.budgeted = budgeted
         self.lines: list[str] = []
         self.depth = 1
         self.counter = 0
@@ -226,6 +314,23 @@ class _Writer:
         self.emit(f"{name} = {expression}")
         return name
 
+    def charge(self, steps: str) -> None:
+        """Count `steps` (a Python expression) against the budget, and check it when due."""
+        if not self.budgeted:
+            return
+        self.emit(f"_steps += {steps}")
+        self.emit("if _steps >= _check:")
+        with self.indented():
+            self.emit("_check = _budget.check(_steps, _deadline)")
+
+    def catch_errors(self, error: str) -> None:
+        """An `except` that keeps a CEL error as a value in `error`; a limit error is not a
+        value and goes on up."""
+        self.emit("except _Limit:")
+        with self.indented():
+            self.emit("raise")
+        self.emit(f"except CelEvalError as {error}:")
+
     def indented(self) -> _Indent:
         return _Indent(self)
 
@@ -253,7 +358,7 @@ class _Writer:
         return self.const(node.value)
 
     def _ident(self, node: n.Ident) -> str:
-        for scope in reversed(self.scopes):
+        for scope in reversed(self.scopes if not node.root else []):
             if node.name in scope:
                 return scope[node.name]
         is_type = node.name in TYPE_NAMES and (
@@ -281,21 +386,19 @@ class _Writer:
         return result
 
     def _has(self, node: n.Has) -> str:
-        result = self.temp()
-        self.emit("try:")
-        with self.indented():
-            operand = self.name(node.operand)
-            self.emit(f"{result} = type({operand}) is _dict and {node.field!r} in {operand}")
-        self.emit("except CelEvalError:")
-        with self.indented():
-            self.emit(f"{result} = False")
-        return result
+        # An error in the operand is the result (cel-spec: `has(x.y.z)` with `x.y` an int
+        # fails); only a map answers whether it has the field.
+        operand = self.name(node.operand)
+        return (
+            f"(({node.field!r} in {operand}) if type({operand}) is _dict"
+            f" else _has_field({operand}, {node.field!r}))"
+        )
 
     def _index(self, node: n.Index) -> str:
         container = self.name(node.operand)
         if isinstance(node.index, n.Literal) and type(node.index.value) is str:
             key = self.const(node.index.value)
-            return self.lookup(container, key, f"_index({container}, {key})")
+            return self.lookup(container, key, f"_index({container}, {key}, True)")
         key = self.atom(node.index)
         return (
             f"({container}[{key}] if type({key}) is _str and type({container}) is _dict "
@@ -340,10 +443,17 @@ class _Writer:
             if constants and None not in constants and len(kinds) == 1 and str in kinds:
                 members = self.const(frozenset(constants))
                 return f"(({left} in {members}) if type({left}) is _str else {slow})"
+        if node.op == "in" and self.budgeted:
+            self.charge(f"_scanned({left}, {right})")
         if node.op == "+":
-            return (
+            fast = (
                 f"({left} + {right} if type({left}) is _str and type({right}) is _str else {slow})"
             )
+            if not self.budgeted:
+                return fast
+            result = self.assign(fast)
+            self.charge(f"_sized({result})")
+            return result
         return slow
 
     def _and(self, node: n.And) -> str:
@@ -366,7 +476,7 @@ class _Writer:
                 self.emit("try:")
                 with self.indented():
                     self.emit(f"{slot} = {self.value(operand)}")
-                self.emit("except CelEvalError as _e:")
+                self.catch_errors("_e")
                 with self.indented():
                     self.emit(f"{slot} = _e")
             else:
@@ -413,7 +523,7 @@ class _Writer:
         for key, value in node.entries:
             parts.append(self.atom(key))
             parts.append(self.checked(value, self.atom(value)))
-        return f"_map({', '.join(parts)})"
+        return self.located(node, f"_map({', '.join(parts)})")
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -428,10 +538,35 @@ class _Writer:
             return f"_unknown_function({shown!r}, {argc})"
         operands = [self.name(part) for part in ([node.target] if node.target else [])]
         operands += [self.checked(arg, self.atom(arg)) for arg in node.args]
+        if function.linear and operands:
+            self.charge(f"_sized({operands[0]})")
+        if function.precharge is not None:
+            self.charge(f"{function.helper}_size({', '.join(operands)})")
         fast = self.fast_call(node, operands)
         if fast is not None:
             return fast
-        return f"_f_{node.function}({', '.join(operands)})"
+        result = self.located(node, f"{function.helper}({', '.join(operands)})")
+        if function.grows:
+            self.charge(f"_sized({result})")
+        return result
+
+    def located(self, node: n.Expr, call: str) -> str:
+        """`call` into a temporary, its errors naming the CEL text of `node` (no values: the
+        text is the policy's, a value may be a secret)."""
+        result = self.temp()
+        if self.source is None:
+            self.emit(f"{result} = {call}")
+            return result
+        where = " ".join(self.source[node.start : node.end].split())
+        if len(where) > _WHERE_WIDTH:
+            where = where[: _WHERE_WIDTH - 3] + "..."
+        self.emit("try:")
+        with self.indented():
+            self.emit(f"{result} = {call}")
+        self.emit("except CelEvalError as _e:")
+        with self.indented():
+            self.emit(f"raise _located(_e, {where!r}) from None")
+        return result
 
     def fast_call(self, node: n.Call, operands: list[str]) -> str | None:
         name = node.function
@@ -462,30 +597,47 @@ class _Writer:
     # -- macros ----------------------------------------------------------------------------
 
     def _macro(self, node: n.Macro) -> str:
+        if node.kind == "bind":
+            return self.bind(node)
         self.has_macros = True
         target = self.atom(node.target)
         variable = self.temp("m")
+        scope = {node.var: variable}
+        if node.var2 is not None:
+            second = self.temp("m")
+            scope[node.var2] = second
+            variable = f"{variable}, {second}"
         result = self.temp()
         error = self.temp("e")
         self.in_macro += 1
-        self.scopes.append({node.var: variable})
+        self.scopes.append(scope)
         if node.kind in ("all", "exists"):
             self.quantifier(node, target, variable, result, error)
         elif node.kind == "exists_one":
             self.exists_one(node, target, variable, result)
         else:
             self.collect(node, target, variable, result)
+            if node.kind == "sortBy":
+                self.emit(f"{result} = _sort_by({target}, {result})")
         self.scopes.pop()
         self.in_macro -= 1
         return result
 
+    def bind(self, node: n.Macro) -> str:
+        """`cel.bind(var, target, result)`: `target` evaluated once, eagerly as in cel-go,
+        into a local that `var` names in `result`."""
+        assert node.result is not None
+        variable = self.assign(self.checked(node.target, self.value(node.target)))
+        self.scopes.append({node.var: variable})
+        result = self.assign(self.checked(node.result, self.value(node.result)))
+        self.scopes.pop()
+        return result
+
     def loop(self, node: n.Macro, target: str, variable: str) -> None:
-        self.emit(f"for {variable} in _iterate({target}, {node.kind!r}):")
+        iterate = "_iterate" if node.var2 is None else "_pairs"
+        self.emit(f"for {variable} in {iterate}({target}, {node.kind!r}):")
         self.depth += 1
-        self.emit("_steps += 1")
-        self.emit("if _steps & 255 == 0:")
-        with self.indented():
-            self.emit("_budget.check(_steps, _deadline)")
+        self.charge("1")
 
     def predicate(self, node: n.Macro, slot: str, error: str | None) -> None:
         """Evaluate the macro's predicate into `slot`; with `error`, a failed evaluation is
@@ -497,7 +649,7 @@ class _Writer:
         self.emit("try:")
         with self.indented():
             self.emit(f"{slot} = {self.value(node.predicate)}")
-        self.emit("except CelEvalError as _e:")
+        self.catch_errors("_e")
         with self.indented():
             self.emit(f"if {error} is None:")
             with self.indented():
@@ -541,7 +693,8 @@ class _Writer:
         self.emit(f"{result} = {count} == 1")
 
     def collect(self, node: n.Macro, target: str, variable: str, result: str) -> None:
-        self.emit(f"{result} = []")
+        to_map = node.kind in ("transformMap", "transformMapEntry")
+        self.emit(f"{result} = {{}}" if to_map else f"{result} = []")
         self.loop(node, target, variable)
         if node.predicate is not None:
             slot = self.temp("p")
@@ -554,7 +707,13 @@ class _Writer:
                 self.emit(f"raise _no_overload({node.kind!r}, {slot})")
         if node.result is not None:
             value = self.checked(node.result, self.value(node.result))
-            self.emit(f"{result}.append({value})")
+            if node.kind == "transformMapEntry":
+                self.emit(f"_add_entries({result}, {value})")
+            elif to_map:
+                key = variable.split(",")[0]
+                self.emit(f"{result}[{key}] = {value}")
+            else:
+                self.emit(f"{result}.append({value})")
         else:
             self.emit(f"{result}.append({variable})")
         self.depth -= 1
@@ -600,8 +759,19 @@ def _plain_literal(node: n.Expr) -> Any:
     return None
 
 
+def _loops_or_grows(node: n.Expr) -> bool:
+    """Whether `node` makes an expression need a run-time budget: a macro, or a call whose
+    result may be far larger than its operands (`lists.range(n)`)."""
+    if isinstance(node, n.Macro):
+        return True
+    if isinstance(node, n.Call):
+        function = functions.FUNCTIONS.get(node.function)
+        return function is not None and function.precharge is not None
+    return False
+
+
 def _may_fail(node: n.Expr) -> bool:
-    return not isinstance(node, (n.Literal, n.Has))
+    return not isinstance(node, n.Literal)
 
 
 def _may_be_unbound(node: n.Expr) -> bool:

@@ -54,9 +54,13 @@ class _Estimator:
 
     def macro(self, node: n.Macro) -> Estimate:
         target = self.estimate(node.target)
+        if node.kind == "bind":
+            assert node.result is not None
+            result = self.estimate(node.result)
+            return Estimate(1 + target.cost + result.cost, result.size)
         size = target.size if target.size is not None else self.assumed_size
         body = sum(
             self.estimate(part).cost for part in (node.predicate, node.result) if part is not None
         )
         cost = target.cost + size * (body + 1)
-        return Estimate(cost, size if node.kind in ("map", "filter") else None)
+        return Estimate(cost, size if node.kind in ("map", "filter", "transformList") else None)

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from functools import lru_cache
 from typing import Any, Final
 
 from . import ops
+from .signatures import Function, Overload
+from .signatures import global_overload as _g
+from .signatures import method_overload as _m
 from .values import (
     INT64_MAX,
     INT64_MIN,
@@ -32,41 +34,6 @@ from .values import (
 )
 
 __all__ = ["Overload", "Function", "FUNCTIONS", "Regex", "compile_regex"]
-
-
-@dataclass(frozen=True, slots=True)
-class Overload:
-    """One signature: `receiver` kind for a method (None for a global call), argument kinds,
-    result kind. Kinds are CEL type names, `dyn` for any, `list`/`map` for any list/map."""
-
-    receiver: str | None
-    args: tuple[str, ...]
-    result: str
-
-
-@dataclass(frozen=True, slots=True)
-class Function:
-    """A standard function: its implementation (receiver first for methods) and overloads."""
-
-    name: str
-    impl: Callable[..., Any]
-    overloads: tuple[Overload, ...]
-    # Relative evaluation cost, for the static estimate (a regex match is dearer than size()).
-    cost: int = 1
-
-    def accepts(self, method: bool, argc: int) -> bool:
-        """Whether some overload takes this call form and number of arguments."""
-        return any(
-            (o.receiver is not None) == method and len(o.args) == argc for o in self.overloads
-        )
-
-
-def _g(args: str, result: str) -> Overload:
-    return Overload(None, tuple(args.split()), result)
-
-
-def _m(receiver: str, args: str, result: str) -> Overload:
-    return Overload(receiver, tuple(args.split()), result)
 
 
 def _conversions(sources: str, result: str) -> tuple[Overload, ...]:
@@ -150,7 +117,8 @@ def compile_regex(pattern: str) -> Regex:
         if isinstance(detail, bytes):
             detail = detail.decode("utf-8", "replace")
         raise CelEvalError(
-            ErrorKind.INVALID_ARGUMENT, f"invalid regular expression {pattern!r}: {detail}"
+            ErrorKind.INVALID_ARGUMENT,
+            f"the pattern is not a valid RE2 regular expression: {detail}",
         ) from None
     anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
     return Regex(pattern, compiled, anchor)
@@ -160,7 +128,13 @@ def matches(text: Any, pattern: Any) -> bool:
     """`s.matches(re)`: whether RE2 `re` matches anywhere in `s` (unanchored). A pattern
     that does not compile is an error whatever `s` is."""
     if type(pattern) is str:
-        regex = compile_regex(pattern)
+        try:
+            regex = compile_regex(pattern)
+        except CelEvalError:
+            # RE2's detail quotes the pattern, which may come from the data.
+            raise CelEvalError(
+                ErrorKind.INVALID_ARGUMENT, "the pattern is not a valid RE2 regular expression"
+            ) from None
         if type(text) is str:
             return regex.search(text)
     raise ops.no_overload("matches", text, pattern)
@@ -173,19 +147,20 @@ _INT_TEXT = re.compile(r"[-+]?(?:0[xX][0-9a-fA-F]+|[0-9]+)")
 
 def _parse_int(text: str) -> int:
     if _INT_TEXT.fullmatch(text) is None:
-        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"{text!r} is not an integer")
+        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, "the string is not an integer")
     body = text.lstrip("+-")
     value = int(body[2:], 16) if body[:2] in ("0x", "0X") else int(body)
     return -value if text.startswith("-") else value
 
 
 def _truncate(value: float, low: int, high: int) -> int:
-    if value != value or value in (float("inf"), float("-inf")):
-        raise CelEvalError(ErrorKind.OVERFLOW, f"{value} does not fit an integer")
-    whole = int(value)
-    if not low <= whole <= high:
-        raise CelEvalError(ErrorKind.OVERFLOW, f"{value} does not fit an integer")
-    return whole
+    # The range is checked on the double, before truncation, with cel-go's bounds: a double
+    # of -2**63 or 2**63 is out of the int range (conformance: double_int_min_range), a
+    # negative one out of the uint range. NaN fails every comparison.
+    fits = 0.0 <= value < float(high) if low == 0 else float(low) < value < float(high)
+    if not fits:
+        raise CelEvalError(ErrorKind.OVERFLOW, "the double does not fit the integer type")
+    return int(value)
 
 
 def to_int(value: Any) -> int:
@@ -229,7 +204,7 @@ def to_double(value: Any) -> float:
         try:
             return float(value)
         except ValueError:
-            raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"{value!r} is not a number") from None
+            raise CelEvalError(ErrorKind.INVALID_ARGUMENT, "the string is not a number") from None
     raise ops.no_overload("double", value)
 
 
@@ -278,16 +253,24 @@ def to_bool(value: Any) -> bool:
     if type(value) is str:
         if value in _BOOL_TEXT:
             return _BOOL_TEXT[value]
-        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"{value!r} is not a bool")
+        raise CelEvalError(
+            ErrorKind.INVALID_ARGUMENT, "the string is not a bool (true, false, t, f, 1 or 0)"
+        )
     raise ops.no_overload("bool", value)
 
 
 def to_timestamp(value: Any) -> datetime:
-    """`timestamp(x)` from an RFC 3339 string or a timestamp."""
+    """`timestamp(x)` from an RFC 3339 string, a timestamp or an int (seconds since the Unix
+    epoch)."""
     if type(value) is datetime:
         return value
     if type(value) is str:
         return parse_timestamp(value)
+    if type(value) is int:
+        try:
+            return _UNIX_EPOCH + timedelta(seconds=value)
+        except OverflowError:
+            raise CelEvalError(ErrorKind.OVERFLOW, "timestamp out of range") from None
     raise ops.no_overload("timestamp", value)
 
 
@@ -312,6 +295,7 @@ def type_function(value: Any) -> CelType:
 
 # -- timestamps and durations ----------------------------------------------------------------
 
+_UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _OFFSET = re.compile(r"([+-]?)(\d\d?):(\d\d)")
 
 
@@ -329,7 +313,10 @@ def _zone(name: str) -> tzinfo:
     try:
         return ZoneInfo(name)
     except (ValueError, KeyError, OSError):
-        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"unknown time zone {name!r}") from None
+        raise CelEvalError(
+            ErrorKind.INVALID_ARGUMENT,
+            "unknown time zone (an IANA name like Europe/Paris, or an offset like +02:00)",
+        ) from None
 
 
 def _local(moment: Any, zone: Any, accessor: str) -> datetime:
@@ -365,6 +352,14 @@ def _seconds(value: timedelta) -> float:
     return value.total_seconds()
 
 
+def _millisecond_part(value: timedelta) -> int:
+    # cel-spec: the milliseconds *component* of a duration (1.5s -> 500), not its total;
+    # it has the duration's sign, as a protobuf Duration's nanos do.
+    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+    part = (abs(micros) % 1_000_000) // 1000
+    return -part if micros < 0 else part
+
+
 _TIMESTAMP_ONLY = (_m("timestamp", "", "int"), _m("timestamp", "string", "int"))
 _TIME_OR_DURATION = (*_TIMESTAMP_ONLY, _m("duration", "", "int"))
 
@@ -380,7 +375,12 @@ def _functions() -> dict[str, Function]:
                 for overload in (_g(kind, "int"), _m(kind, "", "int"))
             ),
         ),
-        Function("contains", contains, (_m("string", "string", "bool"), _m("list", "dyn", "bool"))),
+        Function(
+            "contains",
+            contains,
+            (_m("string", "string", "bool"), _m("list", "dyn", "bool")),
+            linear=True,
+        ),
         Function("startsWith", starts_with, (_m("string", "string", "bool"),)),
         Function("endsWith", ends_with, (_m("string", "string", "bool"),)),
         Function(
@@ -388,6 +388,7 @@ def _functions() -> dict[str, Function]:
             matches,
             (_m("string", "string", "bool"), _g("string string", "bool")),
             cost=10,
+            linear=True,
         ),
         Function("int", to_int, _conversions("int uint double string timestamp", "int")),
         Function("uint", to_uint, _conversions("int uint double string", "uint")),
@@ -399,7 +400,7 @@ def _functions() -> dict[str, Function]:
         ),
         Function("bytes", to_bytes, _conversions("string bytes", "bytes")),
         Function("bool", to_bool, _conversions("bool string", "bool")),
-        Function("timestamp", to_timestamp, _conversions("string timestamp", "timestamp")),
+        Function("timestamp", to_timestamp, _conversions("string timestamp int", "timestamp")),
         Function("duration", to_duration, _conversions("string duration", "duration")),
         Function("dyn", dyn, (_g("dyn", "dyn"),)),
         Function("type", type_function, (_g("dyn", "type"),)),
@@ -445,7 +446,7 @@ def _functions() -> dict[str, Function]:
             _both_accessor(
                 "getMilliseconds",
                 lambda t: t.microsecond // 1000,
-                lambda d: int(_seconds(d) * 1000),
+                _millisecond_part,
             ),
             _TIME_OR_DURATION,
         ),
@@ -453,4 +454,10 @@ def _functions() -> dict[str, Function]:
     return {function.name: function for function in table}
 
 
-FUNCTIONS: Final[dict[str, Function]] = _functions()
+def _all_functions() -> dict[str, Function]:
+    from .extensions import EXTENSIONS  # it builds on this module's helpers
+
+    return {**_functions(), **EXTENSIONS}
+
+
+FUNCTIONS: Final[dict[str, Function]] = _all_functions()

@@ -69,13 +69,15 @@ class Literal(Expr):
 
 
 class Ident(Expr):
-    """A variable, or a type name such as `int`."""
+    """A variable, or a type name such as `int`; `root` for a leading-dot `.name`, which names
+    the root scope (never a macro's variable)."""
 
-    __slots__ = ("name",)
+    __slots__ = ("name", "root")
 
-    def __init__(self, start: int, end: int, name: str) -> None:
+    def __init__(self, start: int, end: int, name: str, root: bool = False) -> None:
         super().__init__(start, end)
         self.name = name
+        self.root = root
 
 
 class Select(Expr):
@@ -127,9 +129,12 @@ class Call(Expr):
 
 class Macro(Expr):
     """`target.all(var, predicate)`, `exists`, `exists_one`, `filter`, and `map` (with a
-    `result`, and a `predicate` in its three-argument form)."""
+    `result`, and a `predicate` in its three-argument form); and `cel.bind(var, target,
+    result)`, kind "bind", which binds `var` to `target` once for `result`. The two-variable
+    comprehensions (`all(i, v, p)`, `exists`, `exists_one`, `transformList`, `transformMap`)
+    also set `var2`: `var` is the index or key, `var2` the element or value."""
 
-    __slots__ = ("kind", "target", "var", "predicate", "result")
+    __slots__ = ("kind", "target", "var", "predicate", "result", "var2")
 
     def __init__(
         self,
@@ -140,6 +145,7 @@ class Macro(Expr):
         var: str,
         predicate: Expr | None,
         result: Expr | None,
+        var2: str | None = None,
     ) -> None:
         super().__init__(start, end)
         self.kind = kind
@@ -147,6 +153,7 @@ class Macro(Expr):
         self.var = var
         self.predicate = predicate
         self.result = result
+        self.var2 = var2
 
 
 class Unary(Expr):

@@ -48,6 +48,8 @@ __all__ = [
     "index",
     "contains_item",
     "iterate",
+    "has_field",
+    "pairs",
     "int64",
     "uint64",
 ]
@@ -59,6 +61,7 @@ _ORDERED = frozenset({int, CelUint, float, str, bytes, bool, datetime, timedelta
 # Types whose equality is Python's `==` once both sides have the same type.
 _PLAIN = frozenset({_NoneType, bool, int, CelUint, float, str, bytes, datetime, timedelta, CelType})
 _KEY_TYPES = frozenset({str, int, CelUint, bool})
+_VALUES = _PLAIN | {list, tuple, dict}
 
 
 def no_overload(operator: str, *operands: Any) -> CelEvalError:
@@ -94,12 +97,14 @@ def uint64(value: int) -> CelUint:
 
 
 def eq(left: Any, right: Any) -> bool:
-    """CEL `==`. Numbers compare by value across int, uint and double (cel-spec); values of
-    other different types are unequal, except that a number, a list or a map compared with
-    another type (but a list or map with null) is an error, as in cel-python."""
+    """CEL `==`, heterogeneous as cel-spec defines it: numbers compare by value across int,
+    uint and double (an int and a double as doubles, as cel-go and cel-cpp do), lists and maps
+    element by element, and values of different types are unequal (`1 == "1"`, `dyn(1) ==
+    null` and `true == 1` are false). Only a missing variable or a value of no CEL type is an
+    error."""
     left_type, right_type = type(left), type(right)
     if left_type in _NUMBERS and right_type in _NUMBERS:
-        return bool(left == right)  # Python compares int and float exactly
+        return _number_eq(left, right)
     if left_type is right_type or (left_type in _LISTS and right_type in _LISTS):
         if left_type in _PLAIN:
             return bool(left == right)
@@ -108,17 +113,15 @@ def eq(left: Any, right: Any) -> bool:
         if left_type is dict:
             return _map_eq(left, right)
         _raise_overload("==", left, right)
-    if left_type in _NUMBERS or right_type in _NUMBERS:
-        _raise_overload("==", left, right)
-    left_composite = left_type in _LISTS or left_type is dict
-    right_composite = right_type in _LISTS or right_type is dict
-    if left_composite or right_composite:
-        if left is None or right is None:
-            return False
-        _raise_overload("==", left, right)
-    if left_type not in _PLAIN or right_type not in _PLAIN:
-        _raise_overload("==", left, right)
+    if left_type not in _VALUES or right_type not in _VALUES:
+        _raise_overload("==", left, right)  # a missing variable, or not CEL data
     return False
+
+
+def _number_eq(left: Any, right: Any) -> bool:
+    if type(left) is float or type(right) is float:
+        return float(left) == float(right)
+    return bool(left == right)
 
 
 def ne(left: Any, right: Any) -> bool:
@@ -152,9 +155,18 @@ def _typed_keys(mapping: dict[Any, Any]) -> set[tuple[type, Any]]:
 
 
 def _map_eq(left: dict[Any, Any], right: dict[Any, Any]) -> bool:
-    if len(left) != len(right) or _typed_keys(left) != _typed_keys(right):
+    # Keys compare by CEL equality too: `{1: 1.0} == {1u: 1}`.
+    if len(left) != len(right):
         return False
-    return _all_equal((value, right[key]) for key, value in left.items())
+    if _typed_keys(left) == _typed_keys(right):
+        return _all_equal((value, right[key]) for key, value in left.items())
+    pairs = []
+    for key, value in left.items():
+        other = _lookup(right, key)
+        if other is _MISSING:
+            return False
+        pairs.append((value, other))
+    return _all_equal(pairs)
 
 
 def _ordered(operator: str, left: Any, right: Any) -> None:
@@ -167,27 +179,39 @@ def _ordered(operator: str, left: Any, right: Any) -> None:
     _raise_overload(operator, left, right)
 
 
+def _as_compared(left: Any, right: Any) -> tuple[Any, Any]:
+    # An int or uint compared with a double is compared as a double (cel-spec's conformance
+    # tests: `dyn(9223372036854775807) < 9223372036854775808.0` is false).
+    if type(left) is not type(right) and (type(left) is float or type(right) is float):
+        return float(left), float(right)
+    return left, right
+
+
 def lt(left: Any, right: Any) -> bool:
-    """CEL `<` on two values of one ordered type."""
+    """CEL `<` on two values of one ordered type, or two numbers."""
     _ordered("<", left, right)
+    left, right = _as_compared(left, right)
     return bool(left < right)
 
 
 def le(left: Any, right: Any) -> bool:
-    """CEL `<=` on two values of one ordered type."""
+    """CEL `<=` on two values of one ordered type, or two numbers."""
     _ordered("<=", left, right)
+    left, right = _as_compared(left, right)
     return bool(left <= right)
 
 
 def gt(left: Any, right: Any) -> bool:
-    """CEL `>` on two values of one ordered type."""
+    """CEL `>` on two values of one ordered type, or two numbers."""
     _ordered(">", left, right)
+    left, right = _as_compared(left, right)
     return bool(left > right)
 
 
 def ge(left: Any, right: Any) -> bool:
-    """CEL `>=` on two values of one ordered type."""
+    """CEL `>=` on two values of one ordered type, or two numbers."""
     _ordered(">=", left, right)
+    left, right = _as_compared(left, right)
     return bool(left >= right)
 
 
@@ -223,6 +247,18 @@ def _shift(moment: datetime, delta: timedelta) -> datetime:
         raise CelEvalError(ErrorKind.OVERFLOW, "timestamp out of range") from None
 
 
+# Timestamp differences are durations of int64 nanoseconds in cel-go and cel-cpp (cel-spec's
+# conformance test timestamps/sub_time_duration_over): about 292 years either way.
+_MAX_DIFFERENCE = timedelta(microseconds=INT64_MAX // 1000)
+
+
+def _difference(left: datetime, right: datetime) -> timedelta:
+    difference = left - right
+    if -_MAX_DIFFERENCE <= difference <= _MAX_DIFFERENCE:
+        return difference
+    raise CelEvalError(ErrorKind.OVERFLOW, "the timestamp difference is out of the duration range")
+
+
 def sub(left: Any, right: Any) -> Any:
     """CEL `-`: numbers of one type, timestamp - timestamp, timestamp/duration - duration."""
     left_type, right_type = type(left), type(right)
@@ -233,7 +269,9 @@ def sub(left: Any, right: Any) -> Any:
             return uint64(left - right)
         if left_type is float:
             return left - right
-        if left_type is datetime or left_type is timedelta:
+        if left_type is datetime:
+            return _difference(left, right)
+        if left_type is timedelta:
             return check_duration(left - right)
     if left_type is datetime and right_type is timedelta:
         return _shift(left, -right)
@@ -366,8 +404,9 @@ def _lookup(mapping: dict[Any, Any], key: Any) -> Any:
     return _MISSING
 
 
-def index(container: Any, key: Any) -> Any:
-    """`container[key]`: a list element by int or uint position, a map value by key."""
+def index(container: Any, key: Any, literal: bool = False) -> Any:
+    """`container[key]`: a list element by int or uint position, a map value by key. A missing
+    key is named only when it is a `literal` of the expression (data may be a secret)."""
     container_type, key_type = type(container), type(key)
     if container_type in _LISTS:
         if key_type is not int and key_type is not CelUint:
@@ -375,20 +414,17 @@ def index(container: Any, key: Any) -> Any:
         if 0 <= key < len(container):
             return container[key]
         raise CelEvalError(
-            ErrorKind.INVALID_ARGUMENT, f"index {key} out of range for a list of {len(container)}"
+            ErrorKind.INVALID_ARGUMENT, f"index out of range for a list of {len(container)}"
         )
     if container_type is dict:
         if key_type not in _KEY_TYPES and key_type is not float:
             _raise_overload("[]", container, key)
         value = _lookup(container, key)
         if value is _MISSING:
-            raise CelEvalError(ErrorKind.NO_SUCH_KEY, f"no such key: {_key_text(key)}")
+            shown = f": '{key}'" if literal and key_type is str else f" (a {type_name(key)} key)"
+            raise CelEvalError(ErrorKind.NO_SUCH_KEY, f"no such key{shown}")
         return value
     _raise_overload("[]", container, key)
-
-
-def _key_text(key: Any) -> str:
-    return f"'{key}'" if type(key) is str else repr(key)
 
 
 def contains_item(item: Any, container: Any) -> bool:
@@ -398,6 +434,8 @@ def contains_item(item: Any, container: Any) -> bool:
     container_type = type(container)
     if container_type is dict and type(item) is str and item in container:
         return True
+    if type(item) is Unbound:
+        raise item.error()  # even when there is nothing to compare it with
     if container_type in _LISTS or container_type is dict:
         error: CelEvalError | None = None
         for element in container:
@@ -410,6 +448,21 @@ def contains_item(item: Any, container: Any) -> bool:
             raise error
         return False
     _raise_overload("in", item, container)
+
+
+def pairs(range_value: Any, macro: str) -> Iterable[tuple[Any, Any]]:
+    """What a two-variable comprehension ranges over: a list's (index, element) pairs or a
+    map's (key, value) pairs."""
+    if type(range_value) in _LISTS:
+        return list(enumerate(range_value))
+    if type(range_value) is dict:
+        return list(range_value.items())
+    raise no_overload(macro, range_value)
+
+
+def has_field(operand: Any, field: str) -> bool:
+    """`has(operand.field)` on what is not a map: an error (a missing variable says so)."""
+    raise no_overload(f"has(.{field})", operand)
 
 
 def iterate(range_value: Any, macro: str) -> Iterable[Any]:

@@ -11,6 +11,7 @@ from . import nodes as n
 from .build import parse
 from .codegen import Generated, generate
 from .cost import estimate
+from .fold import fold
 from .values import CelEvalError, ErrorKind, format_value
 
 __all__ = [
@@ -27,8 +28,11 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Limits:
     """Bounds on one expression: `max_cost` for the static estimate (see `cost.py`, with lists
-    of unknown size assumed to hold `assumed_size` elements), and at run time `max_steps`
-    macro iterations and `max_seconds` of wall time."""
+    of unknown size assumed to hold `assumed_size` elements), and at run time `max_steps` steps
+    and `max_seconds` of wall time. A step is a macro iteration, a list element that `in`
+    scans, or a character or element that the expression builds (`s + s`), so memory is
+    bounded too. The run-time bounds hold however macros nest; they end the evaluation with a
+    `CelLimitError`, which no `&&`, `||` or macro absorbs."""
 
     max_cost: int = 100_000
     assumed_size: int = 100
@@ -154,6 +158,7 @@ class Program:
                 record=True,
                 max_steps=self.limits.max_steps,
                 max_seconds=self.limits.max_seconds,
+                source=self.source,
             )
             self._explain = generated.function("<cel explain>")
         return self._explain
@@ -161,7 +166,8 @@ class Program:
 
 def _foreign(exc: BaseException) -> CelEvalError:
     return CelEvalError(
-        ErrorKind.INVALID_ARGUMENT, f"the activation holds a value CEL cannot use ({exc})"
+        ErrorKind.INVALID_ARGUMENT,
+        f"the activation holds a value CEL cannot use ({type(exc).__name__})",
     )
 
 
@@ -186,9 +192,14 @@ def compile(  # noqa: A001 - the name the API promises, as re.compile
 
         check_tree(source, tree, declarations).raise_errors()
         declared = frozenset(declarations.variables)
+    tree = fold(tree)
     try:
         generated = generate(
-            tree, variables=declared, max_steps=limits.max_steps, max_seconds=limits.max_seconds
+            tree,
+            variables=declared,
+            max_steps=limits.max_steps,
+            max_seconds=limits.max_seconds,
+            source=source,
         )
         function = generated.function("<cel>")
     except (RecursionError, SyntaxError, MemoryError):

@@ -22,6 +22,7 @@ from ..errors import CarlangRuntimeError
 
 __all__ = [
     "CelEvalError",
+    "CelLimitError",
     "CelUint",
     "Unbound",
     "CelType",
@@ -74,9 +75,19 @@ class CelEvalError(CarlangRuntimeError):
         super().__init__(f"{kind}: {message}")
         self.kind = kind
         self.message = message
+        # Whether the message already names the sub-expression that failed.
+        self.located = False
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.kind, self.message))
+
+
+class CelLimitError(CelEvalError):
+    """An evaluation stopped by its `Limits` (steps, memory or time). Unlike other errors it
+    is never a value that `&&`, `||` or a macro may absorb: it always ends the evaluation."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(kind, message)
 
 
 class Unbound:
@@ -198,7 +209,7 @@ def parse_timestamp(text: str) -> datetime:
     if match is None:
         raise CelEvalError(
             ErrorKind.INVALID_ARGUMENT,
-            f"timestamp {text!r} is not RFC 3339 (like 2024-05-01T12:00:00Z)",
+            "the string is not an RFC 3339 timestamp (like 2024-05-01T12:00:00Z)",
         )
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
@@ -215,7 +226,7 @@ def parse_timestamp(text: str) -> datetime:
         )
         return value.astimezone(UTC)
     except (ValueError, OverflowError) as exc:
-        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"timestamp {text!r}: {exc}") from None
+        raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"invalid timestamp: {exc}") from None
 
 
 def _parse_offset(zone: str) -> timezone:
@@ -242,7 +253,7 @@ def parse_duration(text: str) -> timedelta:
     if not body or position != len(body):
         raise CelEvalError(
             ErrorKind.INVALID_ARGUMENT,
-            f"duration {text!r} is not a duration (like 1h30m, 1.5s or 250ms)",
+            "the string is not a duration (like 1h30m, 1.5s or 250ms)",
         )
     if text[:1] == "-":
         seconds = -seconds

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from ..cel import CelEvalError, Explanation, Limits, Program
+from ..cel import CelEvalError, ErrorKind, Explanation, Limits, Program
 from ..cel import compile as compile_cel
 from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
@@ -393,6 +393,13 @@ class PolicySet:
         except Exception as exc:
             # Fail closed: a deny or approval policy that cannot be evaluated applies.
             error = program.as_error(exc)
+            if error.kind == ErrorKind.COST_LIMIT:
+                # A condition stopped by its limits denies, whatever its effect: approving a
+                # call nobody could evaluate is no safer. Explaining would run it again.
+                reason = f"policy {rule.policy.name} exceeded its evaluation limit: {error.message}"
+                return PolicyMatch(
+                    rule.policy.name, PolicyEffect.DENY, reason, error, None, rule.reads
+                )
             reason = f"{rule.message} (its condition failed: {error.message})"
             explanation = program.explain(activation) if explain else None
             return PolicyMatch(rule.policy.name, effect, reason, error, explanation, rule.reads)
@@ -413,6 +420,7 @@ class PolicySet:
         self, allows: tuple[_CelRule, ...], activation: dict[str, Any], explain: bool
     ) -> list[PolicyMatch]:
         errors: list[str] = []
+        limited = False
         for rule in allows:
             if rule.program is None:
                 return []
@@ -420,12 +428,19 @@ class PolicySet:
                 if rule.program.evaluate(activation) is True:
                     return []
             except CelEvalError as exc:  # fail closed: an allow that fails does not allow
-                errors.append(f"{rule.policy.name}: {exc.message}")
+                if exc.kind == ErrorKind.COST_LIMIT:
+                    limited = True
+                    errors.append(
+                        f"{rule.policy.name} exceeded its evaluation limit: {exc.message}"
+                    )
+                else:
+                    errors.append(f"{rule.policy.name}: {exc.message}")
         names = ", ".join(rule.policy.name for rule in allows)
         reason = f"not allowed: no allow policy matches this call ({names})"
         if errors:
             reason += "; failed: " + "; ".join(errors)
         first = allows[0].program
-        explanation = first.explain(activation) if explain and first is not None else None
+        explained = explain and first is not None and not limited
+        explanation = first.explain(activation) if explained and first is not None else None
         reads = frozenset().union(*(rule.reads for rule in allows))
         return [PolicyMatch(names, PolicyEffect.DENY, reason, None, explanation, reads)]

@@ -83,6 +83,19 @@ _ARITHMETIC = {
 }
 
 
+def _equality_kind(value: Any) -> str:
+    kind = _value_kind(value)
+    if kind in ("int", "uint", "double"):
+        return "number"
+    if isinstance(value, celtypes.MapType):
+        return "map"
+    if value is None:
+        return "null"
+    if kind == "other":
+        return type(value).__name__
+    return kind
+
+
 def _key_kind(value: Any) -> str:
     if isinstance(value, celtypes.BoolType):
         return "bool"
@@ -137,36 +150,47 @@ def _patched_functions() -> dict[str, Any]:
             return len(a) == len(b) and any(deep(check, x, y) for x, y in zip(a, b, strict=True))
         return False
 
+    def equal(a: Any, b: Any) -> bool:
+        # Difference 1: heterogeneous equality (cel-spec langdef, "Equality"): values of
+        # different types are unequal, numbers compare by value, lists and maps element by
+        # element (celpy: `1 == "1"`, `1 == 1.0` and `dyn(1) == null` are errors, `true == 1`
+        # is true).
+        kind_a, kind_b = _equality_kind(a), _equality_kind(b)
+        if kind_a == "number" and kind_b == "number":
+            return bool(a == b)  # the numbers as patched: by value, as doubles if one is
+        if kind_a != kind_b:
+            return False
+        if kind_a == "list":
+            return len(a) == len(b) and all(equal(x, y) for x, y in zip(a, b, strict=True))
+        if kind_a == "map":
+            if len(a) != len(b):
+                return False
+            for key, value in a.items():
+                found = [v for k, v in b.items() if equal(key, k)]
+                if not found or not equal(value, found[0]):
+                    return False
+            return True
+        return bool(base_eq(a, b))
+
     def eq(a: Any, b: Any) -> Any:
         if isinstance(a, evaluation.CELEvalError) or isinstance(b, evaluation.CELEvalError):
             return base_eq(a, b)
-        if deep(mixed_bool_number, a, b):
-            return evaluation.CELEvalError("no such overload", TypeError, ())
-        return base_eq(a, b)
+        return celtypes.BoolType(equal(a, b))
 
     def ne(a: Any, b: Any) -> Any:
+        # Difference 2: `!=` is the negation of `==`.
         if isinstance(a, evaluation.CELEvalError) or isinstance(b, evaluation.CELEvalError):
             return base_ne(a, b)
-        if deep(mixed_bool_number, a, b):
-            return evaluation.CELEvalError("no such overload", TypeError, ())
-        # Difference 2: `!=` is the negation of `==` (celpy: `[1] == null` is false but
-        # `[1] != null` is an error).
-        if composite_with_null(a, b):
-            return celtypes.BoolType(True)
-        return base_ne(a, b)
+        return celtypes.BoolType(not equal(a, b))
 
     def contains(item: Any, container: Any) -> Any:
         # Difference 3: `in` needs a list or a map (celpy also searches strings and bytes).
         if isinstance(container, (celtypes.StringType, celtypes.BytesType)):
             return evaluation.CELEvalError("no such overload", TypeError, ())
-        if isinstance(container, celtypes.ListType) and not isinstance(
-            item, evaluation.CELEvalError
-        ):
-            if any(mixed_bool_number(item, element) for element in container):
-                found = any(not mixed_bool_number(item, e) and _safe_eq(item, e) for e in container)
-                if found:
-                    return celtypes.BoolType(True)
-                return evaluation.CELEvalError("no such overload", TypeError, ())
+        if isinstance(item, evaluation.CELEvalError):
+            return base_in(item, container)
+        if isinstance(container, (celtypes.ListType, celtypes.MapType)):
+            return celtypes.BoolType(any(equal(item, element) for element in container))
         return base_in(item, container)
 
     def index(container: Any, key: Any) -> Any:
@@ -298,7 +322,33 @@ def _patched_functions() -> dict[str, Any]:
 
         return compare
 
+    base_milliseconds = evaluation.base_functions["getMilliseconds"]
+
+    def milliseconds(value: Any, *zone: Any) -> Any:
+        # Known cel-python deviation: a duration's getMilliseconds() is its milliseconds
+        # *component* (cel-spec conformance timestamps/get_milliseconds: 123.321456789s ->
+        # 321); celpy returns the total (123321).
+        if isinstance(value, celtypes.DurationType) and not zone:
+            from carlang_runtime.cel.functions import FUNCTIONS
+
+            return celtypes.IntType(FUNCTIONS["getMilliseconds"].impl(from_celpy(value)))
+        return base_milliseconds(value, *zone)
+
+    base_contains = evaluation.base_functions["contains"]
+
+    def contains_method(container: Any, item: Any) -> Any:
+        # Difference 3 again, for the method: `.contains()` takes a string, a list or a map
+        # (celpy also searches bytes, by Python's `in`: `b"ab".contains(0)` is false).
+        if isinstance(container, celtypes.BytesType):
+            raise TypeError("no such overload")
+        if isinstance(container, (celtypes.ListType, celtypes.MapType)):
+            # Difference 1 again: membership by heterogeneous equality.
+            return celtypes.BoolType(any(equal(item, element) for element in container))
+        return base_contains(container, item)
+
     return {
+        "contains": contains_method,
+        "getMilliseconds": milliseconds,
         "int": conversion("int"),
         "uint": conversion("uint"),
         "double": conversion("double"),
@@ -349,7 +399,12 @@ def _patch_numbers() -> None:
 
             def compare(self: Any, other: Any, base: Any = base, python: Any = python) -> Any:
                 if numeric(self) and numeric(other):
-                    return python(plain(self), plain(other))  # exact for int and float
+                    left, right = plain(self), plain(other)
+                    if type(left) is not type(right):
+                        # An int with a double compares as doubles (cel-spec's conformance
+                        # tests, comparisons/*_lossy_double).
+                        left, right = float(left), float(right)
+                    return python(left, right)
                 return base(self, other)
 
             setattr(cls, name, compare)
@@ -406,6 +461,28 @@ def _patch_macro_ranges() -> None:
     evaluation.Evaluator.member_dot_arg = member_dot_arg
 
 
+def _patch_has() -> None:
+    """Known cel-python deviation: `has(e.f)` is an error unless `e` is a map (cel-spec
+    langdef "Field Selection": "In all other cases, has(e.f) evaluates to an error"), and an
+    error in `e` is the result (celpy: false for both, `has(m.a.b)` with `m.a` an int)."""
+    from celpy import evaluation
+
+    def macro_has_eval(self: Any, exprlist: Any) -> Any:
+        node = exprlist
+        while node.data != "member_dot" and len(node.children) == 1:
+            node = node.children[0]
+        if node.data != "member_dot":
+            return evaluation.CELEvalError("no such overload", TypeError, ())
+        operand = self.visit(node.children[0])
+        if isinstance(operand, evaluation.CELEvalError):
+            return operand
+        if isinstance(operand, celtypes.MapType):
+            return celtypes.BoolType(celtypes.StringType(node.children[1].value) in operand)
+        return evaluation.CELEvalError("no such overload", TypeError, ())
+
+    evaluation.Evaluator.macro_has_eval = macro_has_eval
+
+
 def _safe_eq(a: Any, b: Any) -> bool:
     try:
         return bool(a == b)
@@ -421,6 +498,7 @@ _FUNCTIONS = _patched_functions()
 _patch_numbers()
 _patch_map_literals()
 _patch_macro_ranges()
+_patch_has()
 
 
 def reference_evaluate(expression: str, activation: dict[str, Any]) -> Any:

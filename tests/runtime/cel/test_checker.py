@@ -72,9 +72,15 @@ def test_open_maps_take_any_field() -> None:
 
 def test_type_mismatches() -> None:
     assert findings('params.port == "80"') == [("type-mismatch", 'params.port == "80"')]
+    # Heterogeneous equality runs (it is false), so the stricter rule is a warning.
     assert messages('params.port == "80"')[0].startswith(
-        'error: `params.port` is an int and `"80"` is a string'
+        'warning: `params.port` is an int and `"80"` is a string: `==` between them is always false'
     )
+    assert messages('params.port != "80"')[0].endswith(
+        "is always true (compare with the number: `80`, without quotes)"
+    )
+    assert findings("params.port == 80.0") == []
+    assert findings("params.url == null") == []
     assert findings("params.port < 'x'") == [("type-mismatch", "params.port < 'x'")]
     assert findings("size(params.port) > 1") == [("type-mismatch", "size(params.port)")]
     assert findings("params.port.startsWith('8')") == [

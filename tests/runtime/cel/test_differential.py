@@ -22,7 +22,8 @@ from .generator import activations, expressions
 
 # Generated expressions may nest macros over lists of unknown size; the cost bound is tested
 # on its own (test_cel_limits), here every expression must run.
-_UNBOUNDED = Limits(max_cost=10**15)
+# The run-time bounds too: a loaded machine must not turn a value into a cost_limit error.
+_UNBOUNDED = Limits(max_cost=10**15, max_steps=10**15, max_seconds=600.0)
 
 
 def _reference(expression: str, activation: dict[str, Any]) -> tuple[str, Any]:

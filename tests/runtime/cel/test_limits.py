@@ -3,13 +3,18 @@ step and time bound stops a runaway evaluation."""
 
 from __future__ import annotations
 
+from time import perf_counter
+from typing import Any
+
 import pytest
 from carlang_runtime.cel import (
     CelCompileError,
     CelCostError,
     CelEvalError,
+    CelLimitError,
     ErrorKind,
     Limits,
+    Program,
     compile,
 )
 from carlang_runtime.cel.build import parse
@@ -55,7 +60,7 @@ def test_evaluation_stops_after_max_steps() -> None:
     with pytest.raises(CelEvalError) as caught:
         program.evaluate({"items": list(range(1_000))})
     assert caught.value.kind == ErrorKind.COST_LIMIT
-    assert "5000 macro steps" in caught.value.message
+    assert "step limit of 5000" in caught.value.message
     # Under the bound it runs to the end.
     assert program.evaluate({"items": list(range(50))}) is True
 
@@ -93,3 +98,149 @@ def test_long_chains_compile_and_explain() -> None:
     assert [t.text for t in explanation.terms] == ['params.host == "h250.example.com"']
     checks = compile(" && ".join(f"params.n != {i}" for i in range(300)))
     assert [t.text for t in checks.explain({"params": {"n": 7}}).terms] == ["params.n != 7"]
+
+
+# -- the run-time bounds hold however the expression nests -------------------------------------
+
+
+def _finishes_within(program: Program, activation: dict[str, Any], seconds: float) -> CelEvalError:
+    started = perf_counter()
+    with pytest.raises(CelEvalError) as caught:
+        program.evaluate(activation)
+    assert perf_counter() - started < seconds
+    assert caught.value.kind == ErrorKind.COST_LIMIT
+    assert isinstance(caught.value, CelLimitError)
+    return caught.value
+
+
+_TIME_ONLY = Limits(max_cost=10**15, max_steps=10**15, max_seconds=0.05)
+
+
+def test_an_inner_macro_limit_is_not_absorbed_by_the_outer_macro() -> None:
+    # The inner `all` stops at the limit; the outer one used to keep that as an error value
+    # and go on with its next element (seconds past a 0.05 s limit).
+    program = compile("a.all(x, a.all(y, y == 'q' || x + 1 > 0))", limits=_TIME_ONLY)
+    _finishes_within(program, {"a": list(range(10_000))}, 1.0)
+    # Nor by `&&`/`||` around it.
+    program = compile("a.all(x, a.all(y, x + y >= 0)) || true", limits=_TIME_ONLY)
+    _finishes_within(program, {"a": list(range(10_000))}, 1.0)
+
+
+def test_a_limit_is_not_absorbed_by_has() -> None:
+    program = compile("has(a.map(x, a.map(y, x)).f) || true", limits=_TIME_ONLY)
+    _finishes_within(program, {"a": list(range(10_000))}, 1.0)
+
+
+def test_scanning_a_list_with_in_counts_its_elements() -> None:
+    # 200 iterations, each scanning 100,000 elements: 20 million comparisons that were never
+    # counted (fewer than 256 iterations were not even checked).
+    program = compile("a.exists(x, (x + 1000000) in b)", limits=Limits(max_steps=100_000))
+    error = _finishes_within(program, {"a": list(range(200)), "b": list(range(20_000))}, 1.0)
+    assert "step limit of 100000" in error.message
+    # Under the limit it runs: the charge is per element scanned.
+    assert program.evaluate({"a": list(range(5)), "b": list(range(1_000))}) is False
+
+
+def test_few_iterations_of_heavy_work_are_checked_in_time() -> None:
+    program = compile("a.exists(x, (x + 1000000) in b)", limits=_TIME_ONLY)
+    _finishes_within(program, {"a": list(range(200)), "b": list(range(200_000))}, 1.0)
+
+
+def test_strings_and_lists_built_count_against_the_limit() -> None:
+    limits = Limits(max_steps=100_000)
+    # 100 copies of a 2,000-character string: 200,000 characters built.
+    growing = compile("a.map(x, s + s).size() > 0", limits=limits)
+    error = _finishes_within(growing, {"a": list(range(100)), "s": "x" * 1_000}, 1.0)
+    assert "characters and elements built" in error.message
+    assert growing.evaluate({"a": list(range(10)), "s": "x" * 1_000}) is True
+    lists = compile("a.map(x, a + a).size() > 0", limits=limits)
+    _finishes_within(lists, {"a": list(range(500))}, 1.0)
+    assert lists.evaluate({"a": list(range(50))}) is True
+
+
+def test_growth_inside_nested_macros_stops_before_it_is_large() -> None:
+    # Every inner iteration builds a string as large as the input: without a charge for it,
+    # 10,000 x 10,000 x 1 kB would be 100 GB built (and 100 million iterations).
+    program = compile("a.all(x, a.all(y, size(s + s + s + s) > 0))", limits=Limits(max_cost=10**12))
+    _finishes_within(program, {"a": list(range(10_000)), "s": "ab" * 500}, 1.0)
+
+
+def test_a_limit_error_denies_naming_the_policy_and_the_limit() -> None:
+    from carlang_runtime import ir
+    from carlang_runtime.policy import PolicySet
+
+    nested = "params.items.all(x, params.items.all(y, x + y >= 0))"
+    policies = PolicySet(
+        [ir.CelPolicy(name="pairs", when=nested, effect="require_approval")],
+        limits=Limits(max_steps=1_000),
+    )
+    action = ir.Action(id="a1", type="tool_call", tool="t", parameters={"items": list(range(100))})
+    decision = policies.evaluate(action)
+    assert decision.denied  # not merely an approval: nobody could evaluate it
+    assert "pairs" in decision.reason() and "step limit of 1000" in decision.reason()
+    allow = PolicySet(
+        [ir.CelPolicy(name="ok_pairs", when=nested, effect="allow")],
+        limits=Limits(max_steps=1_000),
+    )
+    decision = allow.evaluate(action)
+    assert decision.denied and "ok_pairs exceeded its evaluation limit" in decision.reason()
+
+
+# -- constants are folded once, at compile time ------------------------------------------------
+
+
+def test_constant_sub_expressions_are_folded_at_compile_time() -> None:
+    program = compile(
+        'now - duration("5m") > timestamp("2024-01-01T00:00:00Z") && n < 60 * 60 && -(2) < n'
+    )
+    source = program.python_source
+    assert "_f_duration" not in source and "_f_timestamp" not in source
+    assert "3600" in source and "_mul" not in source and "_neg" not in source
+    from datetime import UTC, datetime
+
+    assert program.evaluate({"now": datetime(2025, 1, 1, tzinfo=UTC), "n": 5}) is True
+    assert program.evaluate({"now": datetime(2023, 1, 1, tzinfo=UTC), "n": 5}) is False
+
+
+def test_a_constant_that_fails_is_left_to_fail_where_it_did() -> None:
+    assert compile("false && 1 / 0 == 1").evaluate({}) is False
+    with pytest.raises(CelEvalError) as caught:
+        compile('duration("soon") > duration("1s")').evaluate({})
+    assert caught.value.kind == ErrorKind.INVALID_ARGUMENT
+
+
+# -- errors never show a value -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("int(params.token) > 0", "int(params.token)"),
+        ("uint(params.token) > 0u", "uint(params.token)"),
+        ("double(params.token) > 0.0", "double(params.token)"),
+        ("bool(params.token)", "bool(params.token)"),
+        ("timestamp(params.token) > now", "timestamp(params.token)"),
+        ("duration(params.token) > duration('1s')", "duration(params.token)"),
+        ("params.token.matches(params.token)", "params.token.matches(params.token)"),
+        ("{params.token: 1, params.token: 2}.size() > 0", "{params.token: 1, params.token: 2}"),
+        ("params[params.token] == 1", None),
+        ("int(double(params.big)) > 0", "int(double(params.big))"),
+        ("now.getHours(params.token) > 0", "now.getHours(params.token)"),
+    ],
+)
+def test_evaluation_errors_never_show_the_value(text: str, where: str | None) -> None:
+    from datetime import UTC, datetime
+
+    secret = "sk-LIVE-123(["
+    activation = {
+        "params": {"token": secret, "big": "1e300"},
+        "now": datetime(2025, 1, 1, tzinfo=UTC),
+    }
+    with pytest.raises(CelEvalError) as caught:
+        compile(text).evaluate(activation)
+    assert "sk-LIVE" not in str(caught.value) and "1e300" not in str(caught.value)
+    if where is not None:
+        assert caught.value.message.startswith(f"{where}: ")
+    assert any(
+        word in caught.value.message for word in ("string", "double", "key", "pattern", "zone")
+    )

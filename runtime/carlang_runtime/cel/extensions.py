@@ -1,0 +1,692 @@
+"""cel-go's standard extension libraries: strings, math, lists, sets and encoders (base64),
+with cel-go's names, signatures and error cases (github.com/google/cel-go/ext).
+
+Each function is one `Function` in `EXTENSIONS`, merged into the standard table: the checker
+knows its signatures, the cost estimate its weight, and the code generator calls it like any
+built-in. Namespaced functions (`math.greatest`, `sets.contains`, `base64.encode`,
+`strings.quote`, `lists.range`) are resolved by the tree builder, so `math` here is not a
+variable.
+
+Strings are indexed by code point, as in cel-go.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import unicodedata
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from . import ops
+from .signatures import Function
+from .signatures import global_overload as _g
+from .signatures import method_overload as _m
+from .values import (
+    INT64_MAX,
+    UINT64_MAX,
+    CelEvalError,
+    CelType,
+    CelUint,
+    ErrorKind,
+    format_duration,
+    format_timestamp,
+    type_name,
+)
+
+__all__ = ["EXTENSIONS", "NAMESPACES"]
+
+#: The prefixes of namespaced functions: `math.greatest(...)` is a call of `math.greatest`.
+NAMESPACES: Final = frozenset({"math", "sets", "base64", "strings", "lists"})
+
+_LISTS: Final = (list, tuple)
+_NUMBERS: Final = (int, CelUint, float)
+
+
+def _fail(message: str) -> CelEvalError:
+    return CelEvalError(ErrorKind.INVALID_ARGUMENT, message)
+
+
+def _check(name: str, values: Sequence[Any], *kinds: Any) -> None:
+    for value, kind in zip(values, kinds, strict=True):
+        if kind is int:
+            if type(value) is not int:
+                raise ops.no_overload(name, *values)
+        elif type(value) not in (kind if isinstance(kind, tuple) else (kind,)):
+            raise ops.no_overload(name, *values)
+
+
+# -- strings ----------------------------------------------------------------------------------
+
+
+def char_at(text: Any, index: Any) -> str:
+    """`s.charAt(i)`: the code point at `i` ("" at the end)."""
+    _check("charAt", (text, index), str, int)
+    if not 0 <= index <= len(text):
+        raise _fail(f"charAt: index out of range for a string of {len(text)}")
+    return str(text[index : index + 1])
+
+
+def index_of(text: Any, part: Any, offset: Any = 0) -> int:
+    """`s.indexOf(t[, offset])`: the first code point index of `t` at or after `offset`, -1 if
+    none."""
+    _check("indexOf", (text, part, offset), str, str, int)
+    if not 0 <= offset <= len(text):
+        raise _fail(f"indexOf: offset out of range for a string of {len(text)}")
+    return int(text.find(part, offset))
+
+
+def last_index_of(text: Any, part: Any, offset: Any = None) -> int:
+    """`s.lastIndexOf(t[, offset])`: the last index of `t` starting at or before `offset`."""
+    if offset is None:
+        offset = len(text) if type(text) is str else 0
+    _check("lastIndexOf", (text, part, offset), str, str, int)
+    if not 0 <= offset <= len(text):
+        raise _fail(f"lastIndexOf: offset out of range for a string of {len(text)}")
+    return int(text.rfind(part, 0, offset + len(part)))
+
+
+_ASCII_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_ASCII_UPPER: Final = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def lower_ascii(text: Any) -> str:
+    """`s.lowerAscii()`: ASCII letters lowered, others kept."""
+    _check("lowerAscii", (text,), str)
+    return str(text.translate(_ASCII_LOWER))
+
+
+def upper_ascii(text: Any) -> str:
+    """`s.upperAscii()`: ASCII letters raised, others kept."""
+    _check("upperAscii", (text,), str)
+    return str(text.translate(_ASCII_UPPER))
+
+
+def replace(text: Any, old: Any, new: Any, count: Any = -1) -> str:
+    """`s.replace(old, new[, n])`: the first `n` occurrences (all if `n` < 0)."""
+    _check("replace", (text, old, new, count), str, str, str, int)
+    return str(text.replace(old, new, count if count >= 0 else -1))
+
+
+def _replace_size(text: Any, old: Any, new: Any, count: Any = -1) -> int:
+    if type(text) is not str or type(old) is not str or type(new) is not str:
+        return 0
+    found = text.count(old) if old else len(text) + 1
+    if type(count) is int and count >= 0:
+        found = min(found, count)
+    return len(text) + found * len(new)
+
+
+def split(text: Any, separator: Any, limit: Any = -1) -> list[str]:
+    """`s.split(sep[, n])`: as Go's strings.SplitN (n == 0: none; n < 0: all)."""
+    _check("split", (text, separator, limit), str, str, int)
+    if limit == 0:
+        return []
+    if separator == "":
+        parts = list(text)
+        if 0 < limit < len(parts):
+            parts = [*parts[: limit - 1], "".join(parts[limit - 1 :])]
+        return parts
+    return list(text.split(separator, limit - 1 if limit > 0 else -1))
+
+
+def substring(text: Any, start: Any, end: Any = None) -> str:
+    """`s.substring(start[, end])`: code points `start` up to `end`."""
+    if end is None:
+        end = len(text) if type(text) is str else 0
+    _check("substring", (text, start, end), str, int, int)
+    if not 0 <= start <= end <= len(text):
+        raise _fail(f"substring: range out of bounds for a string of {len(text)}")
+    return str(text[start:end])
+
+
+# Go's unicode.IsSpace: the White_Space property.
+_WHITESPACE: Final = "".join(
+    chr(c)
+    for c in range(0x3000 + 1)
+    if chr(c) in "\t\n\v\f\r \x85\xa0" or unicodedata.category(chr(c)) in ("Zs", "Zl", "Zp")
+)
+
+
+def trim(text: Any) -> str:
+    """`s.trim()`: leading and trailing white space (Unicode's) removed."""
+    _check("trim", (text,), str)
+    return str(text.strip(_WHITESPACE))
+
+
+def join(items: Any, separator: Any = "") -> str:
+    """`list.join([sep])`: a list of strings joined."""
+    _check("join", (items, separator), _LISTS, str)
+    if any(type(item) is not str for item in items):
+        raise ops.no_overload("join", items, separator)
+    return str(separator.join(items))
+
+
+def _join_size(items: Any, separator: Any = "") -> int:
+    if type(items) not in _LISTS:
+        return 0
+    gap = len(separator) if type(separator) is str else 0
+    return sum(len(item) + gap for item in items if type(item) is str)
+
+
+_QUOTED: Final = {
+    "\a": "\\a",
+    "\b": "\\b",
+    "\f": "\\f",
+    "\n": "\\n",
+    "\r": "\\r",
+    "\t": "\\t",
+    "\v": "\\v",
+    "\\": "\\\\",
+    '"': '\\"',
+}
+
+
+def quote(text: Any) -> str:
+    """`strings.quote(s)`: `s` as a double-quoted CEL string literal."""
+    _check("strings.quote", (text,), str)
+    body = "".join(_QUOTED.get(c, "\ufffd" if 0xD800 <= ord(c) <= 0xDFFF else c) for c in text)
+    return f'"{body}"'
+
+
+def reverse(value: Any) -> Any:
+    """`s.reverse()` (code points) or `list.reverse()`."""
+    if type(value) is str:
+        return value[::-1]
+    if type(value) in _LISTS:
+        return list(value)[::-1]
+    raise ops.no_overload("reverse", value)
+
+
+def format_string(template: Any, args: Any) -> str:
+    """`s.format(list)`: `%s`, `%d`, `%f`, `%e`, `%b`, `%o`, `%x`, `%X` (with a precision, as
+    `%.2f`) and `%%`, each taking the next element of the list."""
+    _check("format", (template, args), str, _LISTS)
+    out: list[str] = []
+    position = 0
+    used = 0
+    while position < len(template):
+        char = template[position]
+        if char != "%":
+            out.append(char)
+            position += 1
+            continue
+        position += 1
+        precision: int | None = None
+        if position < len(template) and template[position] == ".":
+            start = position + 1
+            position = start
+            while position < len(template) and template[position].isdigit():
+                position += 1
+            precision = int(template[start:position] or "0")
+        if position >= len(template):
+            raise _fail("format: the string ends inside a formatting clause")
+        verb = template[position]
+        position += 1
+        if verb == "%":
+            out.append("%")
+            continue
+        if used >= len(args):
+            raise _fail(f"format: index {used} out of range: too few arguments")
+        out.append(_format_verb(verb, args[used], precision))
+        used += 1
+    return "".join(out)
+
+
+def _format_verb(verb: str, value: Any, precision: int | None) -> str:
+    kind = type(value)
+    if verb == "s":
+        return _as_text(value)
+    if verb == "d":
+        if kind in (int, CelUint):
+            return str(int(value))
+        if kind is float and not math.isfinite(value):
+            return _as_text(value)
+    elif verb in "fe":
+        if kind in _NUMBERS and kind is not bool:
+            number = float(value)
+            if not math.isfinite(number):
+                return _as_text(number)
+            return f"{number:.{6 if precision is None else precision}{verb}}"
+    elif verb in "boxX":
+        if kind is bool and verb == "b":
+            return "1" if value else "0"
+        if kind in (int, CelUint):
+            sign = "-" if value < 0 else ""
+            return sign + format(abs(int(value)), verb)
+        if kind in (str, bytes) and verb in "xX":
+            data = value.encode("utf-8") if kind is str else value
+            text = data.hex()
+            return str(text.upper() if verb == "X" else text)
+    else:
+        raise _fail(f"format: unknown verb %{verb}")
+    raise _fail(f"format: %{verb} does not take a {type_name(value)}")
+
+
+def _as_text(value: Any) -> str:
+    kind = type(value)
+    if kind is str:
+        return str(value)
+    if value is None:
+        return "null"
+    if kind is bool:
+        return "true" if value else "false"
+    if kind in (int, CelUint):
+        return str(int(value))
+    if kind is float:
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value) if value != int(value) or abs(value) >= 1e21 else str(int(value))
+    if kind is bytes:
+        return str(value.decode("utf-8", "replace"))
+    if kind is datetime:
+        return format_timestamp(value)
+    if kind is timedelta:
+        return format_duration(value)
+    if kind is CelType:
+        return str(value.name)
+    if kind in _LISTS:
+        return "[" + ", ".join(_as_text(item) for item in value) + "]"
+    if kind is dict:
+        pairs = sorted((_as_text(k), _as_text(v)) for k, v in value.items())
+        return "{" + ", ".join(f"{k}: {v}" for k, v in pairs) + "}"
+    raise ops.no_overload("format", value)
+
+
+def _format_size(template: Any, args: Any) -> int:
+    if type(template) is not str or type(args) not in _LISTS:
+        return 0
+    return len(template) + sum(len(a) if type(a) in (str, bytes, list, dict) else 24 for a in args)
+
+
+# -- math -------------------------------------------------------------------------------------
+
+
+def _extreme(name: str, args: tuple[Any, ...], pick: Callable[[Any, Any], bool]) -> Any:
+    values = list(args[0]) if len(args) == 1 and type(args[0]) in _LISTS else list(args)
+    if not values:
+        raise _fail(f"{name}: no arguments")
+    best = values[0]
+    for value in values:
+        if type(value) not in _NUMBERS:
+            raise ops.no_overload(name, *values)
+        if pick(value, best):
+            best = value
+    return best
+
+
+def greatest(*args: Any) -> Any:
+    """`math.greatest(a, ...)` or `math.greatest(list)`: the largest number, with its type."""
+    return _extreme("math.greatest", args, ops.gt)
+
+
+def least(*args: Any) -> Any:
+    """`math.least(a, ...)` or `math.least(list)`: the smallest number, with its type."""
+    return _extreme("math.least", args, ops.lt)
+
+
+def _double_function(name: str, apply: Callable[[float], float]) -> Callable[[Any], float]:
+    def run(value: Any) -> float:
+        _check(name, (value,), float)
+        if not math.isfinite(value):
+            return float(value)
+        return float(apply(value))
+
+    run.__name__ = name.replace(".", "_")
+    run.__doc__ = f"`{name}(double)`."
+    return run
+
+
+def _round_half_away(value: float) -> float:
+    return math.copysign(math.floor(abs(value) + 0.5), value)
+
+
+def absolute(value: Any) -> Any:
+    """`math.abs(x)` for an int, uint or double (abs of the smallest int overflows)."""
+    kind = type(value)
+    if kind is int:
+        return ops.int64(abs(value))
+    if kind is CelUint:
+        return value
+    if kind is float:
+        return abs(value)
+    raise ops.no_overload("math.abs", value)
+
+
+def sign(value: Any) -> Any:
+    """`math.sign(x)`: -1, 0 or 1 in the type of `x` (NaN for NaN)."""
+    kind = type(value)
+    if kind is int:
+        return (value > 0) - (value < 0)
+    if kind is CelUint:
+        return CelUint(1 if value else 0)
+    if kind is float:
+        if math.isnan(value):
+            return value
+        return float((value > 0) - (value < 0))
+    raise ops.no_overload("math.sign", value)
+
+
+def _double_test(name: str, test: Callable[[float], bool]) -> Callable[[Any], bool]:
+    def run(value: Any) -> bool:
+        _check(name, (value,), float)
+        return test(value)
+
+    run.__name__ = name.replace(".", "_")
+    run.__doc__ = f"`{name}(double)`."
+    return run
+
+
+def _bits(name: str, apply: Callable[[int, int], int]) -> Callable[[Any, Any], Any]:
+    def run(left: Any, right: Any) -> Any:
+        if type(left) is type(right) and type(left) in (int, CelUint):
+            result = apply(int(left), int(right))
+            return CelUint(result) if type(left) is CelUint else result
+        raise ops.no_overload(name, left, right)
+
+    run.__name__ = name.replace(".", "_")
+    run.__doc__ = f"`{name}(a, b)` on two ints or two uints."
+    return run
+
+
+def bit_not(value: Any) -> Any:
+    """`math.bitNot(x)`: the bits of an int or uint flipped."""
+    if type(value) is int:
+        return ~value
+    if type(value) is CelUint:
+        return CelUint(~value & UINT64_MAX)
+    raise ops.no_overload("math.bitNot", value)
+
+
+def _shift(name: str, left_shift: bool) -> Callable[[Any, Any], Any]:
+    def run(value: Any, bits: Any) -> Any:
+        if type(value) not in (int, CelUint) or type(bits) is not int:
+            raise ops.no_overload(name, value, bits)
+        if bits < 0:
+            raise _fail(f"{name}: a negative shift")
+        unsigned = int(value) & UINT64_MAX  # the 64 bits, as cel-go shifts them
+        shifted = 0 if bits > 63 else (unsigned << bits if left_shift else unsigned >> bits)
+        shifted &= UINT64_MAX
+        if type(value) is CelUint:
+            return CelUint(shifted)
+        return shifted - (1 << 64) if shifted > INT64_MAX else shifted
+
+    run.__name__ = name.replace(".", "_")
+    run.__doc__ = f"`{name}(x, bits)`: a logical shift of the 64 bits of an int or uint."
+    return run
+
+
+# -- lists and sets ---------------------------------------------------------------------------
+
+
+def list_slice(items: Any, start: Any, end: Any) -> list[Any]:
+    """`list.slice(start, end)`: elements `start` up to `end`."""
+    _check("slice", (items, start, end), _LISTS, int, int)
+    if not 0 <= start <= end <= len(items):
+        raise _fail(f"slice: range out of bounds for a list of {len(items)}")
+    return list(items[start:end])
+
+
+def flatten(items: Any, depth: Any = 1) -> list[Any]:
+    """`list.flatten([depth])`: nested lists spliced in, `depth` levels deep (1 by default)."""
+    _check("flatten", (items, depth), _LISTS, int)
+    if depth < 0:
+        raise _fail("flatten: a negative depth")
+    result: list[Any] = []
+    for item in items:
+        if type(item) in _LISTS and depth > 0:
+            result.extend(flatten(item, depth - 1))
+        else:
+            result.append(item)
+    return result
+
+
+def _flatten_size(items: Any, depth: Any = 1) -> int:
+    if type(items) not in _LISTS:
+        return 0
+    return sum(len(item) if type(item) in _LISTS else 1 for item in items)
+
+
+def distinct(items: Any) -> list[Any]:
+    """`list.distinct()`: the first of each set of equal elements, in order."""
+    _check("distinct", (items,), _LISTS)
+    result: list[Any] = []
+    for item in items:
+        if not any(ops.eq(item, kept) for kept in result):
+            result.append(item)
+    return result
+
+
+_SORTABLE: Final = frozenset({int, CelUint, float, str, bytes, bool, datetime, timedelta})
+
+
+def _orderable(values: Sequence[Any], name: str) -> bool:
+    """Check that `values` can be ordered: one orderable type, or numbers of any kinds.
+    Whether they must be compared as doubles (numbers with a double among them)."""
+    kinds = {type(value) for value in values}
+    numeric = kinds <= {int, CelUint, float}
+    if not (numeric or (len(kinds) <= 1 and kinds <= _SORTABLE)):
+        raise _fail(f"{name}: the values are not all of one orderable type")
+    return numeric and float in kinds
+
+
+def sort(items: Any) -> list[Any]:
+    """`list.sort()`: the elements in order; they must be of one orderable type (numbers may
+    mix)."""
+    _check("sort", (items,), _LISTS)
+    if _orderable(items, "sort"):
+        return sorted(items, key=float)
+    return sorted(items)
+
+
+def sort_by(items: Any, keys: list[Any]) -> list[Any]:
+    """`list.sortBy(x, key)`: the elements ordered by their keys (computed by the generated
+    loop), which must be of one orderable type; equal keys keep their order."""
+    as_doubles = _orderable(keys, "sortBy")
+    ranked = sorted(
+        range(len(keys)), key=(lambda i: float(keys[i])) if as_doubles else keys.__getitem__
+    )
+    return [items[i] for i in ranked]
+
+
+def add_entries(result: dict[Any, Any], entries: Any) -> None:
+    """One step of `transformMapEntry(k, v, {key: value})`: the map's entries added to
+    `result`; a key already there is an error (cel-go)."""
+    if type(entries) is not dict:
+        raise ops.no_overload("transformMapEntry", entries)
+    for key, value in entries.items():
+        if key in result:
+            raise _fail(f"transformMapEntry: a duplicate {type_name(key)} key")
+        result[key] = value
+
+
+def list_range(count: Any) -> list[int]:
+    """`lists.range(n)`: `[0, 1, ..., n - 1]`."""
+    _check("lists.range", (count,), int)
+    return list(range(max(count, 0)))
+
+
+def _range_size(count: Any) -> int:
+    return count if type(count) is int and count > 0 else 0
+
+
+def _contains_all(container: Any, items: Any) -> bool:
+    return all(any(ops.eq(item, element) for element in container) for item in items)
+
+
+def sets_contains(container: Any, items: Any) -> bool:
+    """`sets.contains(a, b)`: every element of `b` is in `a`."""
+    _check("sets.contains", (container, items), _LISTS, _LISTS)
+    return _contains_all(container, items)
+
+
+def sets_equivalent(left: Any, right: Any) -> bool:
+    """`sets.equivalent(a, b)`: `a` and `b` hold the same elements (duplicates aside)."""
+    _check("sets.equivalent", (left, right), _LISTS, _LISTS)
+    return _contains_all(left, right) and _contains_all(right, left)
+
+
+def sets_intersects(left: Any, right: Any) -> bool:
+    """`sets.intersects(a, b)`: `a` and `b` have an element in common."""
+    _check("sets.intersects", (left, right), _LISTS, _LISTS)
+    return any(ops.eq(a, b) for a in left for b in right)
+
+
+# -- encoders ---------------------------------------------------------------------------------
+
+
+def base64_encode(data: Any) -> str:
+    """`base64.encode(bytes)`: standard base64, padded."""
+    _check("base64.encode", (data,), bytes)
+    return base64.b64encode(data).decode("ascii")
+
+
+def base64_decode(text: Any) -> bytes:
+    """`base64.decode(string)`: standard base64, padded or not."""
+    _check("base64.decode", (text,), str)
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        raise _fail("base64.decode: the string is not base64") from None
+
+
+def _quadratic(first: Any, second: Any = None) -> int:
+    # sets.* compare every element of one list with every element of the other.
+    size = len(first) if type(first) in _LISTS else 0
+    other = len(second) if type(second) in _LISTS else 1
+    return size * other
+
+
+# -- the table --------------------------------------------------------------------------------
+
+
+def _variadic(result: str, most: int = 16) -> tuple[Any, ...]:
+    return (_g("list", result), *(_g(" ".join(["dyn"] * n), result) for n in range(1, most + 1)))
+
+
+def _extensions() -> dict[str, Function]:
+    double_math: dict[str, Callable[[float], float]] = {
+        "math.ceil": lambda value: float(math.ceil(value)),
+        "math.floor": lambda value: float(math.floor(value)),
+        "math.round": _round_half_away,
+        "math.trunc": lambda value: float(math.trunc(value)),
+    }
+    tests = {"math.isNaN": math.isnan, "math.isInf": math.isinf, "math.isFinite": math.isfinite}
+    bits = {
+        "math.bitAnd": lambda a, b: a & b,
+        "math.bitOr": lambda a, b: a | b,
+        "math.bitXor": lambda a, b: a ^ b,
+    }
+    integral = (_g("int int", "int"), _g("uint uint", "uint"))
+    table = [
+        # strings
+        Function("charAt", char_at, (_m("string", "int", "string"),)),
+        Function(
+            "indexOf",
+            index_of,
+            (_m("string", "string", "int"), _m("string", "string int", "int")),
+            linear=True,
+        ),
+        Function(
+            "lastIndexOf",
+            last_index_of,
+            (_m("string", "string", "int"), _m("string", "string int", "int")),
+            linear=True,
+        ),
+        Function("lowerAscii", lower_ascii, (_m("string", "", "string"),), grows=True),
+        Function("upperAscii", upper_ascii, (_m("string", "", "string"),), grows=True),
+        Function(
+            "replace",
+            replace,
+            (_m("string", "string string", "string"), _m("string", "string string int", "string")),
+            precharge=_replace_size,
+        ),
+        Function(
+            "split",
+            split,
+            (_m("string", "string", "list_string"), _m("string", "string int", "list_string")),
+            grows=True,
+        ),
+        Function(
+            "substring",
+            substring,
+            (_m("string", "int", "string"), _m("string", "int int", "string")),
+            grows=True,
+        ),
+        Function("trim", trim, (_m("string", "", "string"),), grows=True),
+        Function(
+            "join",
+            join,
+            (_m("list", "", "string"), _m("list", "string", "string")),
+            precharge=_join_size,
+        ),
+        Function("strings.quote", quote, (_g("string", "string"),), grows=True),
+        Function(
+            "reverse",
+            reverse,
+            (_m("string", "", "string"), _m("list", "", "same")),
+            grows=True,
+        ),
+        Function(
+            "format", format_string, (_m("string", "list", "string"),), precharge=_format_size
+        ),
+        # math
+        Function("math.greatest", greatest, _variadic("dyn_number"), linear=True),
+        Function("math.least", least, _variadic("dyn_number"), linear=True),
+        *(
+            Function(name, _double_function(name, apply), (_g("double", "double"),))
+            for name, apply in double_math.items()
+        ),
+        Function(
+            "math.abs",
+            absolute,
+            (_g("int", "int"), _g("uint", "uint"), _g("double", "double")),
+        ),
+        Function("math.sign", sign, (_g("int", "int"), _g("uint", "uint"), _g("double", "double"))),
+        *(
+            Function(name, _double_test(name, test), (_g("double", "bool"),))
+            for name, test in tests.items()
+        ),
+        *(Function(name, _bits(name, apply), integral) for name, apply in bits.items()),
+        Function("math.bitNot", bit_not, (_g("int", "int"), _g("uint", "uint"))),
+        Function(
+            "math.bitShiftLeft",
+            _shift("math.bitShiftLeft", True),
+            (_g("int int", "int"), _g("uint int", "uint")),
+        ),
+        Function(
+            "math.bitShiftRight",
+            _shift("math.bitShiftRight", False),
+            (_g("int int", "int"), _g("uint int", "uint")),
+        ),
+        # lists
+        Function("slice", list_slice, (_m("list", "int int", "same"),), grows=True),
+        Function(
+            "flatten",
+            flatten,
+            (_m("list", "", "list"), _m("list", "int", "list")),
+            precharge=_flatten_size,
+        ),
+        Function("distinct", distinct, (_m("list", "", "same"),), precharge=_quadratic),
+        Function("sort", sort, (_m("list", "", "same"),), cost=5, linear=True),
+        Function("lists.range", list_range, (_g("int", "list_int"),), precharge=_range_size),
+        # sets
+        Function("sets.contains", sets_contains, (_g("list list", "bool"),), precharge=_quadratic),
+        Function(
+            "sets.equivalent", sets_equivalent, (_g("list list", "bool"),), precharge=_quadratic
+        ),
+        Function(
+            "sets.intersects", sets_intersects, (_g("list list", "bool"),), precharge=_quadratic
+        ),
+        # encoders
+        Function("base64.encode", base64_encode, (_g("bytes", "string"),), grows=True),
+        Function("base64.decode", base64_decode, (_g("string", "bytes"),), grows=True),
+    ]
+    return {function.name: function for function in table}
+
+
+EXTENSIONS: Final[dict[str, Function]] = _extensions()
