@@ -24,6 +24,7 @@ from carlang_runtime.ir.load import gc_paused
 from carlang_runtime.verify import ToolSet, VerifyIssue, VerifyResult, tool_set, verify
 
 from . import ast
+from .cascade import has_syntax_errors, without_cascades
 from .conditions import check_conditions
 from .diagnostics import CarlangError, Diagnostic, Diagnostics, Label
 from .loader import LoadedProgram, load_program
@@ -98,17 +99,19 @@ def _compile_loaded(
     state: Mapping[str, Any] | None = None,
 ) -> CompileResult:
     diagnostics = loaded.diagnostics
+    parse_findings = list(diagnostics.items)
     lowered = lower(loaded, diagnostics)
     result = CompileResult(
         loaded, lowered.program, lowered.source_map, diagnostics, used=lowered.used
     )
     if check:
-        check_conditions(lowered.program, result.source_map, result.diagnostics)
+        broken = check_conditions(lowered.program, result.source_map, result.diagnostics)
         _verify_proposals(result, state)
-        _judge_proposals(result, state)
+        _judge_proposals(result, state, broken)
         result.tests = build_tests(lowered.program, result.source_map, result.diagnostics)
     if check and report_unused:
         _report_unused(result, unused_declarations(result, entry_only=True))
+    diagnostics.items = without_cascades(diagnostics.items, loaded, parse_findings)
     return result
 
 
@@ -140,13 +143,21 @@ def _verify_proposals(result: CompileResult, state: Mapping[str, Any] | None) ->
                 result.diagnostics.add(diagnostic)
 
 
-def _judge_proposals(result: CompileResult, state: Mapping[str, Any] | None) -> None:
-    """Plan-vs-policy: each policy verdict on an action, at the action's source line."""
+def _judge_proposals(
+    result: CompileResult, state: Mapping[str, Any] | None, broken_policies: set[str]
+) -> None:
+    """Plan-vs-policy: each policy verdict on an action, at the action's source line. Not
+    reported: verdicts of a policy whose condition has errors, and verdicts on a call that
+    verify already rejects (a wrong parameter, an unknown tool): the runtime would never ask
+    the policy, and the first error says what to fix."""
     program = result.program
     assert program is not None
     result.policy_findings = policy_findings(program, state)
+    rejected = _rejected_calls(result)
     for proposal_id, findings in result.policy_findings.items():
         for finding in findings:
+            if finding.policy in broken_policies or (proposal_id, finding.action_id) in rejected:
+                continue
             origin = result.source_map.actions.get((proposal_id, finding.action_id))
             if origin is None:
                 continue
@@ -154,6 +165,16 @@ def _judge_proposals(result: CompileResult, state: Mapping[str, Any] | None) -> 
             result.diagnostics.add(
                 Diagnostic(finding.code, finding.severity, finding.message, (label,))
             )
+
+
+def _rejected_calls(result: CompileResult) -> set[tuple[str, str]]:
+    """`(proposal, action)` of the calls verify rejects for their tool or parameters."""
+    return {
+        (proposal_id, issue.action_id)
+        for proposal_id, outcome in result.verify_results.items()
+        for issue in outcome.issues
+        if issue.severity == "error" and (issue.path or "").startswith(("tool", "parameters"))
+    }
 
 
 def _issue_diagnostic(
@@ -274,6 +295,8 @@ def unused_declarations(
     """`(kind, name, origin)` of tools, capabilities and budgets nothing in this program uses
     (only those of the entry file with `entry_only`)."""
     entry = result.loaded.entry
+    if has_syntax_errors(result.loaded.diagnostics):
+        return []  # what the unparsed text used is unknown: "never used" would be a guess
     found = []
     tables: list[tuple[str, dict[str, Origin]]] = [
         ("tool", result.source_map.tools),

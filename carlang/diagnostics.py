@@ -53,10 +53,11 @@ class Diagnostic:
         line, column = label.source.line_column(label.span.start)
         return label.source.name, line, column
 
-    def sort_key(self) -> tuple[str, int, int, int, str, str]:
-        """Order: file, position, severity, code, message."""
+    def sort_key(self) -> tuple[int, str, int, int, str, str]:
+        """Order: errors before warnings (the error is what to fix first, and a warning is
+        often its consequence), then file, position, code, message."""
         name, line, column = self.location()
-        return (name, line, column, _SEVERITY_ORDER[self.severity], self.code, self.message)
+        return (_SEVERITY_ORDER[self.severity], name, line, column, self.code, self.message)
 
 
 @dataclass

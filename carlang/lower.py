@@ -944,7 +944,8 @@ class _Lowerer:
                         continue
                     if self.planner_setting(source, item):
                         settings[item.name.text] = float(item.value.value)
-            if not candidates:
+            named = any(isinstance(item, ast.Candidates) and item.names for item in decl.items)
+            if not named:  # an unknown candidate is reported as such, not as a missing one
                 self.d.error(
                     "CL0217",
                     f"plan `{decl.name.text}` has no candidates",

@@ -1,0 +1,119 @@
+"""Cascades: findings that only follow from another finding, dropped so that the real mistake
+is the one a user reads (and reads once).
+
+Two kinds are recognised here, after every stage has run:
+
+- a literal no field can hold (CL0104, CL0217 from the parser) is replaced by a stand-in value
+  so that later stages can go on; whatever they then say about a clause that contains that
+  literal ("precondition will fail" on `k < 1e400`) is about the stand-in, not the program;
+- a syntax error makes the parser skip text up to the next declaration; a name that is
+  "unknown" (a tool, an action, a state key) but is written in that skipped text was very
+  likely declared there, so the lookup failure is a consequence of the syntax error.
+
+Other cascades are avoided where they arise: policy verdicts on a call whose parameters are
+wrong, or from a policy whose condition has errors (`compiler._judge_proposals`), and unused
+declarations in a program that did not parse (`compiler.unused_declarations`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from .diagnostics import Diagnostic
+from .loader import LoadedProgram, ParsedFile
+from .source import Span
+
+__all__ = ["LOOKUP_CODES", "SYNTAX_CODES", "has_syntax_errors", "without_cascades"]
+
+#: Findings that a name is not declared (or matches nothing declared).
+LOOKUP_CODES = frozenset(
+    {"CL0202", "CL0204", "CL0206", "CL0302", "CL0306", "CL0311", "CL0312", "CL0502", "CL0505"}
+)
+#: The parser's own errors: the text itself is wrong.
+SYNTAX_CODES = frozenset({"CL0101", "CL0102", "CL0103", "CL0105", "CL0106"})
+#: Literals reported by the parser and replaced by a stand-in value.
+_LITERAL_CODES = frozenset({"CL0104", "CL0217"})
+_WORD = re.compile(r"[A-Za-z_*][A-Za-z0-9_.*]*")
+_QUOTED_NAME = re.compile(r"[`']([^`']+)[`']")
+
+
+def has_syntax_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    """Whether any of `diagnostics` is a syntax error (something was not parsed)."""
+    return any(d.code in SYNTAX_CODES and d.severity == "error" for d in diagnostics)
+
+
+def without_cascades(
+    items: list[Diagnostic], loaded: LoadedProgram, parse_findings: list[Diagnostic]
+) -> list[Diagnostic]:
+    """`items` without the findings that follow from another one (see the module's doc).
+    `parse_findings` are the diagnostics the parser reported."""
+    literals = [d for d in parse_findings if d.code in _LITERAL_CODES and d.primary is not None]
+    skipped = _skipped_words(loaded, parse_findings)
+    kept = []
+    for diagnostic in items:
+        if any(d is diagnostic for d in parse_findings):
+            kept.append(diagnostic)
+        elif _contains_literal(diagnostic, literals):
+            continue
+        elif diagnostic.code in LOOKUP_CODES and _names_skipped(diagnostic, skipped):
+            continue
+        else:
+            kept.append(diagnostic)
+    return kept
+
+
+def _contains_literal(diagnostic: Diagnostic, literals: list[Diagnostic]) -> bool:
+    label = diagnostic.primary
+    if label is None or not label.span:
+        return False
+    for literal in literals:
+        inner = literal.primary
+        assert inner is not None
+        if inner.source is label.source and _within(inner.span, label.span):
+            return True
+    return False
+
+
+def _within(inner: Span, outer: Span) -> bool:
+    return outer.start <= inner.start and inner.end <= outer.end
+
+
+def _skipped_words(loaded: LoadedProgram, parse_findings: list[Diagnostic]) -> dict[int, set[str]]:
+    """Per source (by id), the words in the text the parser skipped over."""
+    broken = {
+        id(label.source)
+        for d in parse_findings
+        if d.code in SYNTAX_CODES and (label := d.primary) is not None
+    }
+    return {
+        id(parsed.source): _words_outside(parsed)
+        for parsed in loaded.files
+        if id(parsed.source) in broken
+    }
+
+
+def _words_outside(parsed: ParsedFile) -> set[str]:
+    """The words of a file outside everything that parsed (imports, declarations, comments)."""
+    covered = sorted(
+        [node.span for node in (*parsed.module.imports, *parsed.module.declarations)]
+        + [comment.span for comment in parsed.comments],
+        key=lambda span: span.start,
+    )
+    text = parsed.source.text
+    words: set[str] = set()
+    position = 0
+    for span in covered:
+        if span.start > position:
+            words.update(_WORD.findall(text, position, span.start))
+        position = max(position, span.end)
+    words.update(_WORD.findall(text, position))
+    return words
+
+
+def _names_skipped(diagnostic: Diagnostic, skipped: dict[int, set[str]]) -> bool:
+    if not skipped:
+        return False
+    names = _QUOTED_NAME.findall(diagnostic.message)
+    words = set().union(*skipped.values())
+    return any(name in words for name in names)
