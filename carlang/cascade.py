@@ -10,6 +10,10 @@ Two kinds are recognised here, after every stage has run:
   "unknown" (a tool, an action, a state key) but is written in that skipped text was very
   likely declared there, so the lookup failure is a consequence of the syntax error.
 
+A warning that repeats an error is dropped too: "not declared" about a state key where an error
+already suggests the declared one, or "never used" about a declaration an error suggests
+instead of a misspelt name.
+
 Other cascades are avoided where they arise: policy verdicts on a call whose parameters are
 wrong, or from a policy whose condition has errors (`compiler._judge_proposals`), and unused
 declarations in a program that did not parse (`compiler.unused_declarations`).
@@ -24,7 +28,14 @@ from .diagnostics import Diagnostic
 from .loader import LoadedProgram, ParsedFile
 from .source import Span
 
-__all__ = ["LOOKUP_CODES", "SYNTAX_CODES", "has_syntax_errors", "without_cascades"]
+__all__ = [
+    "LOOKUP_CODES",
+    "SYNTAX_CODES",
+    "UNUSED",
+    "without_repeated_warnings",
+    "has_syntax_errors",
+    "without_cascades",
+]
 
 #: Findings that a name is not declared (or matches nothing declared).
 LOOKUP_CODES = frozenset(
@@ -34,6 +45,11 @@ LOOKUP_CODES = frozenset(
 SYNTAX_CODES = frozenset({"CL0101", "CL0102", "CL0103", "CL0105", "CL0106"})
 #: Literals reported by the parser and replaced by a stand-in value.
 _LITERAL_CODES = frozenset({"CL0104", "CL0217"})
+_SUGGESTED = re.compile(r"did you mean `([^`]+)`")
+#: A declaration nothing uses.
+UNUSED = "CL0207"
+#: A state key no `state` block declares.
+UNDECLARED_KEY = "CL0206"
 _WORD = re.compile(r"[A-Za-z_*][A-Za-z0-9_.*]*")
 _QUOTED_NAME = re.compile(r"[`']([^`']+)[`']")
 
@@ -60,7 +76,30 @@ def without_cascades(
             continue
         else:
             kept.append(diagnostic)
-    return kept
+    return without_repeated_warnings(kept)
+
+
+def without_repeated_warnings(items: list[Diagnostic]) -> list[Diagnostic]:
+    """`items` without the warnings that repeat one of its errors (see `_shadowed`)."""
+    errors = [d for d in items if d.severity == "error"]
+    error_spans = {
+        (id(label.source), label.span) for d in errors if d.help and (label := d.primary)
+    }
+    suggested = {name for d in errors for name in _SUGGESTED.findall(d.help or "")}
+    return [d for d in items if d.severity == "error" or not _shadowed(d, error_spans, suggested)]
+
+
+def _shadowed(warning: Diagnostic, error_spans: set[tuple[int, Span]], suggested: set[str]) -> bool:
+    """A warning that says again what an error says: an undeclared state key where an error
+    (the key is not available there) already suggests the declared one, or "never used"
+    about the very name an error suggests (`under cpa` with `did you mean cap?`: `cap` is
+    unused only because of it)."""
+    label = warning.primary
+    if warning.code == UNDECLARED_KEY and label is not None:
+        return (id(label.source), label.span) in error_spans
+    if warning.code == UNUSED:
+        return any(f"`{name}`" in warning.message for name in suggested)
+    return False
 
 
 def _contains_literal(diagnostic: Diagnostic, literals: list[Diagnostic]) -> bool:

@@ -35,6 +35,8 @@ from .testcases import TestCase, build_tests
 
 __all__ = ["CompileResult", "compile_file", "compile_text", "compile_or_raise"]
 
+#: A second action with one id: verify says so by position, lowering by source.
+DUPLICATE_ACTION = "CL0301"
 #: No resource-bound warning for authored proposals: capabilities and budgets set the limits.
 _UNBOUNDED = sys.maxsize
 
@@ -181,6 +183,8 @@ def _issue_diagnostic(
     source_map: SourceMap, proposal_id: str, issue: VerifyIssue
 ) -> Diagnostic | None:
     labels: tuple[Label, ...]
+    if issue.code == DUPLICATE_ACTION:
+        return None  # lowering reports it at the second definition, pointing at the first
     if issue.action_id == "proposal":
         origin = source_map.proposals.get(proposal_id)
         if origin is None:

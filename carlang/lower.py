@@ -731,7 +731,19 @@ class _Lowerer:
                 continue
             if not self.plain(source, item.name, "action name"):
                 continue
-            self.map.actions.setdefault((decl.name.text, item.name.text), Origin(source, item))
+            first = self.map.actions.setdefault(
+                (decl.name.text, item.name.text), Origin(source, item)
+            )
+            if first.node is not item:
+                self.d.error(
+                    "CL0301",
+                    f"action `{item.name.text}` is defined twice in proposal `{decl.name.text}`",
+                    source,
+                    item.name.span,
+                    label="defined again here",
+                    help="rename this one (actions refer to each other by name)",
+                    related=[first.label("first defined here", first.node.name.span, False)],
+                )
             actions.append(self.action(source, item))
         fields["actions"] = actions
         return ir.ActionProposal.model_construct(**{**_proposal_defaults(), **fields})

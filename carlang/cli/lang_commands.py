@@ -108,6 +108,7 @@ def compile_program(
 def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], list[Diagnostic]]:
     """Compile each file as an entry; diagnostics merged without repeats, and unused
     declarations reported only when no compiled program uses them."""
+    from carlang.cascade import without_repeated_warnings
     from carlang.compiler import compile_file, unused_declarations, unused_diagnostic
 
     results = [compile_file(f, root, report_unused=False) for f in files]
@@ -131,7 +132,7 @@ def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], lis
         if (kind, name, file) not in used_anywhere:
             diagnostic = unused_diagnostic(kind, name, origin)
             seen.setdefault(diagnostic.sort_key(), diagnostic)
-    ordered = sorted(seen.values(), key=lambda d: d.sort_key())
+    ordered = sorted(without_repeated_warnings(list(seen.values())), key=lambda d: d.sort_key())
     return results, ordered
 
 

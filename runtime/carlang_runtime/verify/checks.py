@@ -258,7 +258,8 @@ def walk(ctx: VerifyContext) -> None:
                 if key not in state:
                     message = f"state dependency '{key}' not available at this point"
                     path = f"state_dependencies[{number}]"
-                    ctx.report("dependency-unavailable", index, message, path=path)
+                    hint = did_you_mean(key, state)
+                    ctx.report("dependency-unavailable", index, message, hint, path=path)
         kind = types[index]
         if kind is ASSERTION:
             _check_assertion(ctx, index)
@@ -357,6 +358,7 @@ def check_compensations(ctx: VerifyContext) -> None:
                     "unknown-compensation-tool",
                     index,
                     f"compensation names tool '{compensation.tool}', which is not registered",
+                    did_you_mean(compensation.tool, ctx.tools.names),
                     path="compensation.tool",
                 )
         elif isinstance(compensation, ActionRefCompensation):
@@ -366,6 +368,7 @@ def check_compensations(ctx: VerifyContext) -> None:
                     index,
                     f"compensation references action '{compensation.action_id}', "
                     "which is not in this proposal",
+                    did_you_mean(compensation.action_id, ctx.ids),
                     path="compensation.action_id",
                 )
 
