@@ -137,7 +137,9 @@ class AstBuilder:
         scale = _DURATION_UNITS[unit]
         ms = int(digits) * scale if len(digits) <= _MAX_DIGITS else _MAX_DURATION_MS + 1
         if ms > _MAX_DURATION_MS:
-            shown = token[1] if len(digits) <= 40 else f"{digits[:20]}...{unit}"
+            shown = (
+                token[1] if len(digits) <= 40 else f"{digits[:20]}...{unit} ({len(digits)} digits)"
+            )
             limit = f"0{unit}..{_MAX_DURATION_MS // scale}{unit}"
             self._range_error(token, f"{shown} is out of range for {field} ({limit})")
             ms = _MAX_DURATION_MS // scale * scale
@@ -751,7 +753,8 @@ def _too_deep(source: Source) -> Diagnostic | None:
         "error",
         f"nested too deeply: more than {NESTING_LIMIT} levels of brackets",
         (Label(source, Span(at, at + 1), f"level {NESTING_LIMIT + 1} opens here"),),
-        f"values and types may nest at most {NESTING_LIMIT} levels (as in CAR's JSON)",
+        f"blocks, lists, maps and types may nest at most {NESTING_LIMIT} levels in all (CAR's"
+        " JSON limit)",
     )
 
 
