@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from itertools import accumulate
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -70,7 +71,7 @@ def parse_json(text: str | bytes) -> object:
             "malformed JSON: lone surrogate in a \\u escape (UTF-16 halves must come in pairs)",
             line_column(text, surrogate),
         )
-    deep = too_deep(text)
+    deep = too_deep(text) if _json_depth(text) > NESTING_LIMIT else None
     if deep is not None:
         raise JsonTextError(
             f"malformed JSON: nested too deeply (more than {NESTING_LIMIT} levels)",
@@ -145,28 +146,42 @@ def lone_surrogate(text: str) -> int | None:
     return pending
 
 
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: no step per character
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_SIGNIFICANT = re.compile(r"[\[\]{}()\"]")
+_SIGNIFICANT_WITH_COMMENTS = re.compile(r"[\[\]{}()\"'#]")
+
+
+def _json_depth(text: str) -> int:
+    """How deeply a JSON text's arrays and objects nest (strings removed first); at C speed,
+    so that only a document that is too deep pays for `too_deep`'s exact position."""
+    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    if len(brackets) <= 2 * NESTING_LIMIT:
+        return len(brackets) // 2
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
 def too_deep(text: str, limit: int = NESTING_LIMIT, *, comments: bool = False) -> int | None:
     """The offset of the first bracket that opens more than `limit` levels of `[ ] { } ( )` in
     `text` (outside strings, and outside `#` comments when `comments`), or None. Linear, and
     iterative: it decides before any recursive pass sees the text."""
+    significant = _SIGNIFICANT_WITH_COMMENTS if comments else _SIGNIFICANT
     depth = 0
-    index, size = 0, len(text)
-    while index < size:
-        char = text[index]
+    index = 0
+    while (match := significant.search(text, index)) is not None:
+        char, index = match.group(), match.end()
         if char in "[{(":
             depth += 1
             if depth > limit:
-                return index
+                return match.start()
         elif char in "]})":
             depth = max(depth - 1, 0)
-        elif char == '"' or (comments and char == "'"):
-            index = _string_end(text, index, char)
-            continue
-        elif comments and char == "#":
+        elif char == "#":
             newline = text.find("\n", index)
-            index = size if newline == -1 else newline
-            continue
-        index += 1
+            index = len(text) if newline == -1 else newline
+        else:
+            index = _string_end(text, match.start(), char)
     return None
 
 
