@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import re
-from itertools import accumulate
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 __all__ = [
     "JsonPosition",
