@@ -90,6 +90,10 @@ def _parse(
         lines = when.text.split("\n")
         offset = sum(len(line) + 1 for line in lines[: exc.line - 1]) + exc.column - 1
         at = when.span.start + min(offset, len(when.text))
+        message = exc.message
+        quote = when.text[offset : offset + 1]
+        if quote in ("'", '"') and message.startswith("unexpected character"):
+            message = "unterminated string"  # a quote the lexer could not close on its line
         if exc.literal:  # a number no value can hold: reported like one anywhere else
             diagnostics.error(
                 "CL0104", f"policy `{policy.name}`: {exc.message}", origin.source, Span(at, at + 1)
@@ -97,7 +101,7 @@ def _parse(
             return None
         diagnostics.error(
             "CL0501",
-            f"policy `{policy.name}`: {exc.message}",
+            f"policy `{policy.name}`: {message}",
             origin.source,
             Span(at, at + 1),
             label="not valid CEL here",
