@@ -8,15 +8,22 @@ Two kinds are recognised here, after every stage has run:
   literal ("precondition will fail" on `k < 1e400`) is about the stand-in, not the program;
 - a syntax error makes the parser skip text up to the next declaration; a name that is
   "unknown" (a tool, an action, a state key) but is written in that skipped text was very
-  likely declared there, so the lookup failure is a consequence of the syntax error.
+  likely declared there, so the lookup failure is a consequence of the syntax error; and after
+  an import that failed, no name is reported unknown at all;
+- a required parameter is "missing" from a call whose unknown argument is its misspelling
+  (`chanel:` for `channel`): the misspelling is the finding.
 
 A warning that repeats an error is dropped too: "not declared" about a state key where an error
 already suggests the declared one, or "never used" about a declaration an error suggests
 instead of a misspelt name.
 
+Anything else said at the very place of an unknown name (that the capability does not allow
+the tool, say) follows from the name being wrong, and is dropped too.
+
 Other cascades are avoided where they arise: policy verdicts on a call whose parameters are
-wrong, or from a policy whose condition has errors (`compiler._judge_proposals`), and unused
-declarations in a program that did not parse (`compiler.unused_declarations`).
+wrong, or from a policy whose condition has errors (`compiler._judge_proposals`); where an
+action runs in the state flow when its `after` names no action (`compiler._verify_proposals`);
+and unused declarations in a program that did not parse (`compiler.unused_declarations`).
 """
 
 from __future__ import annotations
@@ -46,6 +53,11 @@ SYNTAX_CODES = frozenset({"CL0101", "CL0102", "CL0103", "CL0105", "CL0106"})
 #: Literals reported by the parser and replaced by a stand-in value.
 _LITERAL_CODES = frozenset({"CL0104", "CL0217"})
 _SUGGESTED = re.compile(r"did you mean `([^`]+)`")
+#: Imports that did not load: what the file declared is unknown, so no name is "unknown".
+FAILED_IMPORT_CODES = frozenset({"CL0209", "CL0211"})
+#: A call without a required parameter, and an argument the tool does not have.
+MISSING_PARAMETER = "CL0307"
+UNKNOWN_PARAMETER = "CL0203"
 #: A declaration nothing uses.
 UNUSED = "CL0207"
 #: A state key no `state` block declares.
@@ -66,14 +78,32 @@ def without_cascades(
     `parse_findings` are the diagnostics the parser reported."""
     literals = [d for d in parse_findings if d.code in _LITERAL_CODES and d.primary is not None]
     skipped = _skipped_words(loaded, parse_findings)
+    unknown_at = {
+        (id(label.source), label.span)
+        for d in items
+        if d.code in LOOKUP_CODES and d.severity == "error" and (label := d.primary)
+    }
+    import_failed = any(d.code in FAILED_IMPORT_CODES for d in items)
+    misspelt = _misspelt_arguments(items)
     kept = []
     for diagnostic in items:
+        label = diagnostic.primary
         if any(d is diagnostic for d in parse_findings):
             kept.append(diagnostic)
         elif _contains_literal(diagnostic, literals):
             continue
-        elif diagnostic.code in LOOKUP_CODES and _names_skipped(diagnostic, skipped):
+        elif diagnostic.code in LOOKUP_CODES and (
+            import_failed or _names_skipped(diagnostic, skipped)
+        ):
             continue
+        elif diagnostic.code == MISSING_PARAMETER and _is_misspelt(diagnostic, misspelt):
+            continue
+        elif (
+            diagnostic.code not in LOOKUP_CODES
+            and label is not None
+            and (id(label.source), label.span) in unknown_at
+        ):
+            continue  # about a name that does not exist ("tool `fetsh` is not allowed")
         else:
             kept.append(diagnostic)
     return without_repeated_warnings(kept)
@@ -99,6 +129,31 @@ def _shadowed(warning: Diagnostic, error_spans: set[tuple[int, Span]], suggested
         return (id(label.source), label.span) in error_spans
     if warning.code == UNUSED:
         return any(f"`{name}`" in warning.message for name in suggested)
+    return False
+
+
+def _misspelt_arguments(items: list[Diagnostic]) -> list[tuple[str, Diagnostic]]:
+    """`(parameter, diagnostic)` for each unknown argument that a parameter's name is
+    suggested for (`chanel:` -> did you mean `channel`?)."""
+    return [
+        (name, d)
+        for d in items
+        if d.code == UNKNOWN_PARAMETER
+        for name in _SUGGESTED.findall(d.help or "")
+    ]
+
+
+def _is_misspelt(missing: Diagnostic, misspelt: list[tuple[str, Diagnostic]]) -> bool:
+    """A required parameter reported missing from a call that misspells its name."""
+    names = _QUOTED_NAME.findall(missing.message)
+    label = missing.primary
+    if label is None or not names:
+        return False
+    for name, unknown in misspelt:
+        inner = unknown.primary
+        if name == names[-1] and inner is not None and inner.source is label.source:
+            if _within(inner.span, label.span):
+                return True
     return False
 
 

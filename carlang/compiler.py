@@ -13,6 +13,7 @@ A program with errors still lowers as far as it can, so one run reports as much 
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -37,6 +38,11 @@ __all__ = ["CompileResult", "compile_file", "compile_text", "compile_or_raise"]
 
 #: A second action with one id: verify says so by position, lowering by source.
 DUPLICATE_ACTION = "CL0301"
+#: A tool the proposal's capability does not allow.
+TOOL_NOT_ALLOWED = "CL0601"
+#: An `after` naming no action, and what verify then says about where the action runs.
+UNKNOWN_DEPENDENCY = "CL0302"
+STATE_FLOW_CODES = frozenset({"CL0401", "CL0402", "CL0404"})
 #: No resource-bound warning for authored proposals: capabilities and budgets set the limits.
 _UNBOUNDED = sys.maxsize
 
@@ -139,7 +145,10 @@ def _verify_proposals(result: CompileResult, state: Mapping[str, Any] | None) ->
             budget=budgets.get(proposal.budget or ""),
         )
         result.verify_results[proposal.id] = outcome
+        unordered = {i.action_id for i in outcome.issues if i.code == UNKNOWN_DEPENDENCY}
         for issue in outcome.issues:
+            if issue.action_id in unordered and issue.code in STATE_FLOW_CODES:
+                continue  # with its `after` unknown, the action's place in the flow is a guess
             diagnostic = _issue_diagnostic(result.source_map, proposal.id, issue)
             if diagnostic is not None:
                 result.diagnostics.add(diagnostic)
@@ -197,7 +206,31 @@ def _issue_diagnostic(
             return None
         labels = _action_labels(origin, issue, source_map, proposal_id)
     help = issue.help.replace("'", "`") if issue.help else None
+    if issue.code == TOOL_NOT_ALLOWED and help is None:
+        help = _misspelt_allowance(source_map, issue)
     return Diagnostic(issue.code, issue.severity, issue.message, labels, help)
+
+
+def _misspelt_allowance(source_map: SourceMap, issue: VerifyIssue) -> str | None:
+    """For a tool a capability does not allow: the allowed name that looks like a misspelling
+    of it (`tools allow fech` for `fetch`), as the first thing to check."""
+    from carlang_runtime.suggest import did_you_mean
+
+    names = re.findall(r"'([^']+)'", issue.message)
+    if len(names) < 2:
+        return None
+    tool, capability = names[0], names[-1]
+    origin = source_map.capabilities.get(capability)
+    if origin is None:
+        return None
+    allowed = [
+        n.text for item in origin.node.items if isinstance(item, ast.ToolsAllow) for n in item.allow
+    ]
+    close = did_you_mean(tool, allowed, quote="`")
+    if close is None:
+        return None
+    written = close.removeprefix("did you mean ").rstrip("?")
+    return f"`{capability}` allows {written}: is it a misspelling of `{tool}`?"
 
 
 def _action_labels(

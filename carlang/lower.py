@@ -428,6 +428,7 @@ class _Lowerer:
                     allowed += [n.text for n in item.allow]
                     denied += [n.text for n in item.deny]
                     self.use_tool_patterns(item.allow + item.deny)
+                    self.allows_nothing(source, item.allow)
                 elif isinstance(item, ast.ToolsDeny):
                     denied += [n.text for n in item.deny]
                 elif isinstance(item, ast.StateAllow):
@@ -473,6 +474,19 @@ class _Lowerer:
                 fields[key] = value
             out.append(ir.Budget.model_validate(fields))
         return out
+
+    def allows_nothing(self, source: Source, names: Iterable[ast.Name]) -> None:
+        """A capability allows a name no declared tool has: a misspelling? (Patterns may
+        be meant for tools registered at run time.)"""
+        for name in names:
+            if self.tool_decls and "*" not in name.text and name.text not in self.tool_decls:
+                self.d.warning(
+                    "CL0502",
+                    f"`{name.text}` matches no declared tool",
+                    source,
+                    name.span,
+                    help=suggest(name.text, self.tool_decls),
+                )
 
     def use_tool_patterns(self, names: Iterable[ast.Name]) -> None:
         for name in names:

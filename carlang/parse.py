@@ -16,6 +16,7 @@ from typing import Any
 from carlang_runtime.jsontext import NESTING_LIMIT, lone_surrogate, too_deep
 from carlang_runtime.lalr import Problem as SyntaxProblem
 from carlang_runtime.lalr import Token
+from carlang_runtime.suggest import did_you_mean
 
 from . import ast
 from .diagnostics import Diagnostic, Diagnostics, Label
@@ -42,6 +43,32 @@ _COUNT_LIMITS = {
 _MAX_DURATION_MS = _U64
 #: Python refuses to convert longer digit strings to int (and no field holds such a number).
 _MAX_DIGITS = 400
+
+#: The words that start a statement somewhere, for "did you mean" on a misspelt one.
+_KEYWORDS = (
+    "set",
+    "read",
+    "assert",
+    "after",
+    "requires",
+    "reads",
+    "effects",
+    "retry",
+    "on_failure",
+    "timeout",
+    "compensate",
+    "idempotent",
+    "meta",
+    "mode",
+    "description",
+    "cache",
+    "rate",
+    "reversibility",
+    "candidates",
+    "cost_weight",
+    "target",
+    "expect",
+)
 
 #: How expected terminals are named to users (never lark's internal names).
 TERMINAL_WORDS = {
@@ -655,6 +682,12 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
         return "separate items with `,`"
     if text == "import":
         return "imports must come before all declarations"
+    keywords = [word for word in expected_text if word.isidentifier()]
+    if kind == "IDENT" and keywords:
+        return did_you_mean(text, keywords, quote="`")  # `retyr 3`: a misspelt keyword
+    after = problem.after
+    if after is not None and after[0] == "IDENT" and kind in ("IDENT", "NUMBER", "STRING"):
+        return did_you_mean(after[1], _KEYWORDS, quote="`")  # `asert k == 1`: read as a name
     return None
 
 

@@ -421,3 +421,46 @@ def test_check_and_car_agree_on_write_conflicts(tmp_path: Path) -> None:
             theirs = json.loads(car_runtime.verify(exported, json.dumps({"k": 0}), None, 1000))
             ours = result.verify_results[proposal.id].conflicts
             assert sorted(tuple(c) for c in theirs["conflicts"]) == sorted(ours), path
+
+
+def test_an_unknown_tool_is_not_also_disallowed() -> None:
+    text = "tool fetch()\ncapability c { tools allow fetch }\nproposal p under c { a = fetsh() }\n"
+    assert [d.code for d in found(text)] == ["CL0306"]
+
+
+def test_an_unknown_after_does_not_also_fail_the_actions_state_flow() -> None:
+    text = "state { k: bool = false }\ntool t()\nproposal p {\n  a = set k = true\n"
+    text += "  b = t() after aa { requires k == true }\n}\n"
+    [diagnostic] = found(text)
+    assert diagnostic.code == "CL0302" and diagnostic.help == "did you mean `a`?"
+
+
+def test_names_are_not_unknown_after_a_failed_import() -> None:
+    text = 'import "nope.car"\ncapability c { tools allow fetch }\n'
+    text += "proposal p under c { a = fetch() }\npolicy x: deny fetch\n"
+    assert [d.code for d in found(text)] == ["CL0209"]
+
+
+def test_a_misspelt_argument_is_not_also_a_missing_parameter() -> None:
+    [diagnostic] = found('tool t(channel: string)\nproposal p { a = t(chanel: "x") }\n')
+    assert diagnostic.code == "CL0203" and diagnostic.help == "did you mean `channel`?"
+
+
+def test_a_misspelt_capability_allowance_is_named_first() -> None:
+    text = "tool fetch()\ncapability c { tools allow fech }\nproposal p under c { a = fetch() }\n"
+    first, second = found(text)
+    assert first.code == "CL0601" and "`c` allows `fech`" in (first.help or "")
+    assert second.code == "CL0502" and second.help == "did you mean `fetch`?"
+
+
+@pytest.mark.parametrize(
+    ("text", "hint"),
+    [
+        ("tool t()\nproposal p { a = t() { retyr 3 } }\n", "did you mean `retry`?"),
+        ("state { k: int = 0 }\nproposal p { a = asert k == 0 }\n", "did you mean `assert`?"),
+        ("tool t()\ndeny_tol t\n", "did you mean `deny_tool`?"),
+    ],
+)
+def test_a_misspelt_keyword_gets_a_did_you_mean(text: str, hint: str) -> None:
+    first = found(text)[0]
+    assert first.code == "CL0102" and first.help == hint
