@@ -130,7 +130,7 @@ class Diagnostics:
 
     def sorted(self) -> list[Diagnostic]:
         """All diagnostics in output order, duplicates removed."""
-        unique = {(d.sort_key(), d.labels[0].span if d.labels else None): d for d in self.items}
+        unique = {(d.sort_key(), _span_key(d)): d for d in self.items}
         return [unique[key] for key in sorted(unique)]
 
     def __iter__(self) -> Iterator[Diagnostic]:
@@ -138,6 +138,14 @@ class Diagnostics:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def _span_key(diagnostic: Diagnostic) -> tuple[int, int]:
+    """The first label's span as a sortable pair (spans themselves do not order)."""
+    if not diagnostic.labels:
+        return (-1, -1)
+    span = diagnostic.labels[0].span
+    return (span.start, span.end)
 
 
 class CarlangError(Exception):

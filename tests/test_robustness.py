@@ -464,3 +464,14 @@ def test_a_misspelt_capability_allowance_is_named_first() -> None:
 def test_a_misspelt_keyword_gets_a_did_you_mean(text: str, hint: str) -> None:
     first = found(text)[0]
     assert first.code == "CL0102" and first.help == hint
+
+
+def test_two_findings_differing_only_in_their_span_end_sort() -> None:
+    from carlang.diagnostics import Diagnostics
+    from carlang.source import Span
+
+    source = Source("a.car", "abcdef")
+    diagnostics = Diagnostics()
+    diagnostics.error("CL0101", "same", source, Span(0, 2))
+    diagnostics.error("CL0101", "same", source, Span(0, 1))
+    assert [d.labels[0].span.end for d in diagnostics.sorted()] == [1, 2]
