@@ -29,6 +29,7 @@ and unused declarations in a program that did not parse (`compiler.unused_declar
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Iterable
 
 from .diagnostics import Diagnostic
@@ -76,7 +77,8 @@ def without_cascades(
 ) -> list[Diagnostic]:
     """`items` without the findings that follow from another one (see the module's doc).
     `parse_findings` are the diagnostics the parser reported."""
-    literals = [d for d in parse_findings if d.code in _LITERAL_CODES and d.primary is not None]
+    literals = _literal_spans(parse_findings)
+    parsed = {id(d) for d in parse_findings}
     skipped = _skipped_words(loaded, parse_findings)
     unknown_at = {
         (id(label.source), label.span)
@@ -88,7 +90,7 @@ def without_cascades(
     kept = []
     for diagnostic in items:
         label = diagnostic.primary
-        if any(d is diagnostic for d in parse_findings):
+        if id(diagnostic) in parsed:
             kept.append(diagnostic)
         elif _contains_literal(diagnostic, literals):
             continue
@@ -157,15 +159,28 @@ def _is_misspelt(missing: Diagnostic, misspelt: list[tuple[str, Diagnostic]]) ->
     return False
 
 
-def _contains_literal(diagnostic: Diagnostic, literals: list[Diagnostic]) -> bool:
+def _literal_spans(parse_findings: list[Diagnostic]) -> dict[int, list[tuple[int, int]]]:
+    """Per source (by id), the `(start, end)` of each replaced literal, in order."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for d in parse_findings:
+        label = d.primary
+        if d.code in _LITERAL_CODES and label is not None:
+            spans.setdefault(id(label.source), []).append((label.span.start, label.span.end))
+    for found in spans.values():
+        found.sort()
+    return spans
+
+
+def _contains_literal(diagnostic: Diagnostic, literals: dict[int, list[tuple[int, int]]]) -> bool:
     label = diagnostic.primary
-    if label is None or not label.span:
+    if label is None or not label.span or id(label.source) not in literals:
         return False
-    for literal in literals:
-        inner = literal.primary
-        assert inner is not None
-        if inner.source is label.source and _within(inner.span, label.span):
+    found = literals[id(label.source)]
+    index = bisect_left(found, (label.span.start, -1))
+    while index < len(found) and found[index][0] < label.span.end:
+        if found[index][1] <= label.span.end:
             return True
+        index += 1
     return False
 
 
@@ -173,18 +188,18 @@ def _within(inner: Span, outer: Span) -> bool:
     return outer.start <= inner.start and inner.end <= outer.end
 
 
-def _skipped_words(loaded: LoadedProgram, parse_findings: list[Diagnostic]) -> dict[int, set[str]]:
-    """Per source (by id), the words in the text the parser skipped over."""
+def _skipped_words(loaded: LoadedProgram, parse_findings: list[Diagnostic]) -> set[str]:
+    """The words in the text the parser skipped over, in every file."""
     broken = {
         id(label.source)
         for d in parse_findings
         if d.code in SYNTAX_CODES and (label := d.primary) is not None
     }
-    return {
-        id(parsed.source): _words_outside(parsed)
-        for parsed in loaded.files
-        if id(parsed.source) in broken
-    }
+    words: set[str] = set()
+    for parsed in loaded.files:
+        if id(parsed.source) in broken:
+            words |= _words_outside(parsed)
+    return words
 
 
 def _words_outside(parsed: ParsedFile) -> set[str]:
@@ -205,9 +220,5 @@ def _words_outside(parsed: ParsedFile) -> set[str]:
     return words
 
 
-def _names_skipped(diagnostic: Diagnostic, skipped: dict[int, set[str]]) -> bool:
-    if not skipped:
-        return False
-    names = _QUOTED_NAME.findall(diagnostic.message)
-    words = set().union(*skipped.values())
-    return any(name in words for name in names)
+def _names_skipped(diagnostic: Diagnostic, skipped: set[str]) -> bool:
+    return bool(skipped) and any(n in skipped for n in _QUOTED_NAME.findall(diagnostic.message))

@@ -71,7 +71,7 @@ def parse_json(text: str | bytes) -> object:
             "malformed JSON: lone surrogate in a \\u escape (UTF-16 halves must come in pairs)",
             line_column(text, surrogate),
         )
-    deep = too_deep(text) if _json_depth(text) > NESTING_LIMIT else None
+    deep = too_deep(text)
     if deep is not None:
         raise JsonTextError(
             f"malformed JSON: nested too deeply (more than {NESTING_LIMIT} levels)",
@@ -148,7 +148,11 @@ def lone_surrogate(text: str) -> int | None:
 
 _JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: no step per character
 _NOT_BRACKET = re.compile(r"[^\[\]{}]+")
-_DEPTH_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_DEPTH_STEP = {"[": 1, "{": 1, "(": 1, "]": -1, "}": -1, ")": -1}
+_SOURCE_SKIPPED = re.compile(
+    r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\\\n]*(?:\\.[^\'\\\n]*)*\'|#[^\n]*'
+)
+_NOT_SOURCE_BRACKET = re.compile(r"[^\[\]{}()]+")
 _SIGNIFICANT = re.compile(r"[\[\]{}()\"]")
 _SIGNIFICANT_WITH_COMMENTS = re.compile(r"[\[\]{}()\"'#]")
 
@@ -156,9 +160,17 @@ _SIGNIFICANT_WITH_COMMENTS = re.compile(r"[\[\]{}()\"'#]")
 def _json_depth(text: str) -> int:
     """How deeply a JSON text's arrays and objects nest (strings removed first); at C speed,
     so that only a document that is too deep pays for `too_deep`'s exact position."""
-    brackets = _NOT_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return _bracket_depth(_NOT_BRACKET.sub("", _JSON_STRING.sub("", text)))
+
+
+def _source_depth(text: str) -> int:
+    """`_json_depth` for carlang source: strings of both quotes and `#` comments removed."""
+    return _bracket_depth(_NOT_SOURCE_BRACKET.sub("", _SOURCE_SKIPPED.sub("", text)))
+
+
+def _bracket_depth(brackets: str) -> int:
     if len(brackets) <= 2 * NESTING_LIMIT:
-        return len(brackets) // 2
+        return len(brackets) // 2  # no deeper than half its brackets: no need to count
     return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
 
 
@@ -166,6 +178,8 @@ def too_deep(text: str, limit: int = NESTING_LIMIT, *, comments: bool = False) -
     """The offset of the first bracket that opens more than `limit` levels of `[ ] { } ( )` in
     `text` (outside strings, and outside `#` comments when `comments`), or None. Linear, and
     iterative: it decides before any recursive pass sees the text."""
+    if (_source_depth(text) if comments else _json_depth(text)) <= limit:
+        return None  # the usual case, decided at C speed
     significant = _SIGNIFICANT_WITH_COMMENTS if comments else _SIGNIFICANT
     depth = 0
     index = 0
