@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from carlang_runtime.jsontext import NESTING_LIMIT, lone_surrogate, too_deep
+from carlang_runtime.jsontext import NESTING_LIMIT, lone_surrogate, shorten, too_deep
 from carlang_runtime.lalr import Problem as SyntaxProblem
 from carlang_runtime.lalr import Token
 from carlang_runtime.suggest import did_you_mean
@@ -43,32 +43,6 @@ _COUNT_LIMITS = {
 _MAX_DURATION_MS = _U64
 #: Python refuses to convert longer digit strings to int (and no field holds such a number).
 _MAX_DIGITS = 400
-
-#: The words that start a statement somewhere, for "did you mean" on a misspelt one.
-_KEYWORDS = (
-    "set",
-    "read",
-    "assert",
-    "after",
-    "requires",
-    "reads",
-    "effects",
-    "retry",
-    "on_failure",
-    "timeout",
-    "compensate",
-    "idempotent",
-    "meta",
-    "mode",
-    "description",
-    "cache",
-    "rate",
-    "reversibility",
-    "candidates",
-    "cost_weight",
-    "target",
-    "expect",
-)
 
 #: How expected terminals are named to users (never lark's internal names).
 TERMINAL_WORDS = {
@@ -153,8 +127,7 @@ class AstBuilder:
         text = token[1]
         if len(text) <= _MAX_DIGITS and int(text) <= limit:
             return int(text)
-        shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} digits)"
-        self._range_error(token, f"{shown} is out of range for {field} (0..{limit})")
+        self._range_error(token, f"{shorten(text)} is out of range for {field} (0..{limit})")
         return limit
 
     def _duration(self, token: Token, field: str) -> ast.Duration:
@@ -164,11 +137,8 @@ class AstBuilder:
         scale = _DURATION_UNITS[unit]
         ms = int(digits) * scale if len(digits) <= _MAX_DIGITS else _MAX_DURATION_MS + 1
         if ms > _MAX_DURATION_MS:
-            shown = (
-                token[1] if len(digits) <= 40 else f"{digits[:20]}...{unit} ({len(digits)} digits)"
-            )
             limit = f"0{unit}..{_MAX_DURATION_MS // scale}{unit}"
-            self._range_error(token, f"{shown} is out of range for {field} ({limit})")
+            self._range_error(token, f"{shorten(token[1])} is out of range for {field} ({limit})")
             ms = _MAX_DURATION_MS // scale * scale
         return ast.Duration(token[1], ms, span=Span(token[2], token[3]))
 
@@ -203,9 +173,10 @@ class AstBuilder:
         else:
             value = int(text) if len(text) <= _MAX_DIGITS else 2**64
             if not -(2**63) <= value < 2**64:
-                shown = text if len(text) <= 40 else f"{text[:20]}... ({len(text)} digits)"
                 self._literal_error(
-                    token, f"integer {shown} is out of range", help="JSON numbers fit in 64 bits"
+                    token,
+                    f"integer {shorten(text)} is out of range",
+                    help="JSON numbers fit in 64 bits",
                 )
                 value = 0
         return ast.Value(value, span=self._here())
@@ -528,8 +499,7 @@ class AstBuilder:
         if 0.0 <= float(value[1]) <= 1.0:
             weight = self.number(value)
         else:
-            shown = value[1] if len(value[1]) <= 40 else f"{value[1][:20]}..."
-            self._range_error(value, f"{shown} is out of range for cost_weight (0..1)")
+            self._range_error(value, f"{shorten(value[1])} is out of range for cost_weight (0..1)")
             weight = ast.Value(0.0, span=Span(value[2], value[3]))
         return ast.CostWeight(weight, span=self._here())
 
@@ -687,7 +657,8 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
         return did_you_mean(text, keywords, quote="`")  # `retyr 3`: a misspelt keyword
     after = problem.after
     if after is not None and after[0] == "IDENT" and kind in ("IDENT", "NUMBER", "STRING"):
-        return did_you_mean(after[1], _KEYWORDS, quote="`")  # `asert k == 1`: read as a name
+        words = [word for word in literal.values() if word.isidentifier()]
+        return did_you_mean(after[1], words, quote="`")  # `asert k == 1`: read as a name
     return None
 
 

@@ -23,6 +23,7 @@ __all__ = [
     "format_path",
     "lone_surrogate",
     "too_deep",
+    "shorten",
 ]
 
 _DECODER = json.JSONDecoder()
@@ -83,7 +84,7 @@ def parse_json(text: str | bytes) -> object:
         )
     except _OutOfRange as exc:
         raise JsonTextError(
-            f"malformed JSON: number out of range: {_shorten(exc.literal)}",
+            f"malformed JSON: number out of range: {shorten(exc.literal)}",
             line_column(text, max(text.find(exc.literal), 0)),
         ) from None
     except json.JSONDecodeError as exc:
@@ -121,8 +122,10 @@ def _json_constant(literal: str) -> float:
     raise json.JSONDecodeError(f"the constant {literal} is not JSON", literal, 0)
 
 
-def _shorten(literal: str) -> str:
-    return literal if len(literal) <= 40 else f"{literal[:20]}...({len(literal)} characters)"
+def shorten(literal: str) -> str:
+    """A literal as messages quote it: whole up to 40 characters, else its start and length
+    (a 5,000-digit number is not worth printing)."""
+    return literal if len(literal) <= 40 else f"{literal[:20]}... ({len(literal)} characters)"
 
 
 def lone_surrogate(text: str) -> int | None:

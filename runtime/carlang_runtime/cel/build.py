@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from ..jsontext import shorten
 from ..lalr import Node, Token
 from . import nodes as n
 from .parser import CelSyntaxError, parse_cel
@@ -207,14 +208,14 @@ class _Builder:
             value = _integer(text)
             if not INT64_MIN <= value <= INT64_MAX:
                 raise self.fail(
-                    f"integer {_shown(text)} is out of the int64 range", start, literal=True
+                    f"integer {shorten(text)} is out of the int64 range", start, literal=True
                 )
             return value
         if kind == "UINT_LIT":
             value = _integer(text[:-1])
             if not 0 <= value <= UINT64_MAX:
                 raise self.fail(
-                    f"unsigned integer {_shown(text)} is out of the uint64 range",
+                    f"unsigned integer {shorten(text)} is out of the uint64 range",
                     start,
                     literal=True,
                 )
@@ -223,7 +224,7 @@ class _Builder:
             number = float(text)
             if number in (float("inf"), float("-inf")):
                 raise self.fail(
-                    f"number {_shown(text)} is too large for a double", start, literal=True
+                    f"number {shorten(text)} is too large for a double", start, literal=True
                 )
             return number
         if kind == "BOOL_LIT":
@@ -285,7 +286,3 @@ def _integer(text: str) -> int:
         return UINT64_MAX + 1  # out of every integer range, without converting it
     value = int(body[2:], 16) if body[:2].lower() == "0x" else int(body)
     return -value if negative else value
-
-
-def _shown(text: str) -> str:
-    return text if len(text) <= 40 else f"{text[:20]}... ({len(text)} characters)"
