@@ -1,7 +1,5 @@
 """Cascades: findings that only follow from another finding, dropped so that the real mistake
-is the one a user reads (and reads once).
-
-Two kinds are recognised here, after every stage has run:
+is the one a user reads (and reads once). Recognised here, after every stage has run:
 
 - a literal no field can hold (CL0104, CL0217 from the parser) is replaced by a stand-in value
   so that later stages can go on; whatever they then say about a clause that contains that
@@ -10,15 +8,13 @@ Two kinds are recognised here, after every stage has run:
   "unknown" (a tool, an action, a state key) but is written in that skipped text was very
   likely declared there, so the lookup failure is a consequence of the syntax error; and after
   an import that failed, no name is reported unknown at all;
+- anything else said at the very place of an unknown name (that the capability does not allow
+  the tool, say) follows from the name being wrong;
 - a required parameter is "missing" from a call whose unknown argument is its misspelling
-  (`chanel:` for `channel`): the misspelling is the finding.
-
-A warning that repeats an error is dropped too: "not declared" about a state key where an error
-already suggests the declared one, or "never used" about a declaration an error suggests
-instead of a misspelt name.
-
-Anything else said at the very place of an unknown name (that the capability does not allow
-the tool, say) follows from the name being wrong, and is dropped too.
+  (`chanel:` for `channel`): the misspelling is the finding;
+- a warning that repeats an error: "not declared" about a state key where an error already
+  suggests the declared one, or "never used" about a declaration an error suggests instead of
+  a misspelt name.
 
 Other cascades are avoided where they arise: policy verdicts on a call whose parameters are
 wrong, or from a policy whose condition has errors (`compiler._judge_proposals`); where an

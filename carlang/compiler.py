@@ -214,7 +214,7 @@ def _issue_diagnostic(
 def _misspelt_allowance(source_map: SourceMap, issue: VerifyIssue) -> str | None:
     """For a tool a capability does not allow: the allowed name that looks like a misspelling
     of it (`tools allow fech` for `fetch`), as the first thing to check."""
-    from carlang_runtime.suggest import did_you_mean
+    from carlang_runtime.suggest import closest
 
     names = re.findall(r"'([^']+)'", issue.message)
     if len(names) < 2:
@@ -226,11 +226,8 @@ def _misspelt_allowance(source_map: SourceMap, issue: VerifyIssue) -> str | None
     allowed = [
         n.text for item in origin.node.items if isinstance(item, ast.ToolsAllow) for n in item.allow
     ]
-    close = did_you_mean(tool, allowed, quote="`")
-    if close is None:
-        return None
-    written = close.removeprefix("did you mean ").rstrip("?")
-    return f"`{capability}` allows {written}: is it a misspelling of `{tool}`?"
+    close = closest(tool, allowed)
+    return f"`{capability}` allows `{close}`: is it a misspelling of `{tool}`?" if close else None
 
 
 def _action_labels(
