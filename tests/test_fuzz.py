@@ -9,6 +9,7 @@ lone surrogates, 5,000-digit integers, 1e400, deep brackets, unterminated string
 
 from __future__ import annotations
 
+import os
 import random
 import re
 from pathlib import Path
@@ -18,14 +19,16 @@ from typer.testing import CliRunner
 from carlang.cli import app
 from carlang.compiler import compile_file
 from carlang.fmt import NotFormattable, format_source
-from carlang.parse import parse
 from carlang.source import Source
 from tests.conftest import ROOT
 
 SEED = 11
-INPUTS = 2000
-#: Every how many inputs `carlang fmt` itself runs on a file (the CLI is slower than a call).
+#: ~16 s on this machine; `CARLANG_FUZZ_INPUTS=100000` for a long run.
+INPUTS = int(os.environ.get("CARLANG_FUZZ_INPUTS", "2000"))
+#: Every how many inputs `carlang fmt` itself runs on a file (the CLI is slower than a call),
+#: and formatting the formatted text is checked to change nothing.
 CLI_EVERY = 40
+IDEMPOTENT_EVERY = 10
 
 _INSERTS = [
     '"\\ud800"',
@@ -98,14 +101,15 @@ def _inputs() -> list[tuple[Path, str]]:
     return out
 
 
-def _fmt_in_process(name: str, text: str) -> None:
+def _fmt_in_process(name: str, text: str, idempotent: bool) -> None:
+    """`format_source` formats or refuses; what it returns it has reparsed and compared
+    itself. Every so often, also: formatting its output changes nothing."""
     try:
         formatted = format_source(Source(name, text))
     except NotFormattable:
         return
-    again = parse(Source(name, formatted))
-    assert not again.diagnostics.has_errors, (name, text)
-    assert format_source(Source(name, formatted)) == formatted, (name, text)
+    if idempotent:
+        assert format_source(Source(name, formatted)) == formatted, (name, text)
 
 
 def _fmt_cli(runner: CliRunner, path: Path, text: str) -> None:
@@ -125,7 +129,7 @@ def test_mutated_examples_never_break_check_or_fmt(tmp_path: Path) -> None:
     for number, (path, text) in enumerate(_inputs()):
         try:
             result = compile_file(path, ROOT, text=text)
-            _fmt_in_process(path.name, text)
+            _fmt_in_process(path.name, text, idempotent=number % IDEMPOTENT_EVERY == 0)
         except Exception as exc:  # the point of the test: report the input, not just the error
             raise AssertionError(f"input {number} from {path.name}: {exc!r}\n{text}") from exc
         assert all(d.code.startswith("CL") for d in result.diagnostics.items)
