@@ -15,7 +15,7 @@ from carlang_runtime.verify import verify
 
 from .timing import Row, has_car, median_time, print_table
 
-__all__ = ["chain", "independent_chains", "run"]
+__all__ = ["chain", "independent_chains", "writers", "run"]
 
 
 def chain(n: int) -> dict[str, Any]:
@@ -52,6 +52,24 @@ def independent_chains(chains: int, length: int) -> dict[str, Any]:
                 }
             )
     return {"id": f"chains-{chains}x{length}", "actions": actions}
+
+
+def writers(n: int) -> dict[str, Any]:
+    """n tool calls that all write one key, none ordered: n(n-1)/2 write conflicts, which CAR
+    lists pair by pair and carlang, past 100 pairs, counts per key."""
+    return {
+        "id": f"writers-{n}",
+        "actions": [
+            {
+                "id": f"w{i}",
+                "type": "tool_call",
+                "tool": "step",
+                "parameters": {"i": i},
+                "expected_effects": {"k": i},
+            }
+            for i in range(n)
+        ],
+    }
 
 
 def _car_verify(text: str) -> None:
@@ -112,6 +130,9 @@ def run(quick: bool = False) -> list[Row]:
     rows += _case("10 independent chains x 1,000", independent_chains(10, 1_000), None, car, repeat)
     # car-runtime needs minutes at 100,000 (its verify is quadratic): carlang only
     rows += _case("chain 100,000", chain(100_000), 0.8, False, max(3, repeat - 2))
+    # one key, many writers: car-runtime's answer grows with the pairs (2,000 writers: 3.9 GB)
+    rows += _case("500 writers of one key", writers(500), None, car, repeat)
+    rows += _case("20,000 writers of one key", writers(20_000), 0.5, False, max(3, repeat - 2))
     print_table(
         "verify vs car-runtime (median)" + ("" if car else "  [car-runtime not installed]"), rows
     )

@@ -44,6 +44,14 @@ COMPILER_CODES: tuple[Code, ...] = (
         "carlang",
     ),
     Code("CL0105", "invalid-encoding", "syntax", "error", "the file is not UTF-8 text", "carlang"),
+    Code(
+        "CL0106",
+        "nested-too-deeply",
+        "syntax",
+        "error",
+        "brackets nested more than 128 levels deep (CAR's JSON limit)",
+        "carlang",
+    ),
     # names and declarations
     Code(
         "CL0201",

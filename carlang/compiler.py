@@ -13,6 +13,7 @@ A program with errors still lowers as far as it can, so one run reports as much 
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from carlang_runtime.ir.load import gc_paused
 from carlang_runtime.verify import ToolSet, VerifyIssue, VerifyResult, tool_set, verify
 
 from . import ast
+from .cascade import has_syntax_errors, without_cascades
 from .conditions import check_conditions
 from .diagnostics import CarlangError, Diagnostic, Diagnostics, Label
 from .loader import LoadedProgram, load_program
@@ -34,6 +36,13 @@ from .testcases import TestCase, build_tests
 
 __all__ = ["CompileResult", "compile_file", "compile_text", "compile_or_raise"]
 
+#: A second action with one id: verify says so by position, lowering by source.
+DUPLICATE_ACTION = "CL0301"
+#: A tool the proposal's capability does not allow.
+TOOL_NOT_ALLOWED = "CL0601"
+#: An `after` naming no action, and what verify then says about where the action runs.
+UNKNOWN_DEPENDENCY = "CL0302"
+STATE_FLOW_CODES = frozenset({"CL0401", "CL0402", "CL0404"})
 #: No resource-bound warning for authored proposals: capabilities and budgets set the limits.
 _UNBOUNDED = sys.maxsize
 
@@ -98,17 +107,19 @@ def _compile_loaded(
     state: Mapping[str, Any] | None = None,
 ) -> CompileResult:
     diagnostics = loaded.diagnostics
+    parse_findings = list(diagnostics.items)
     lowered = lower(loaded, diagnostics)
     result = CompileResult(
         loaded, lowered.program, lowered.source_map, diagnostics, used=lowered.used
     )
     if check:
-        check_conditions(lowered.program, result.source_map, result.diagnostics)
+        broken = check_conditions(lowered.program, result.source_map, result.diagnostics)
         _verify_proposals(result, state)
-        _judge_proposals(result, state)
+        _judge_proposals(result, state, broken)
         result.tests = build_tests(lowered.program, result.source_map, result.diagnostics)
     if check and report_unused:
         _report_unused(result, unused_declarations(result, entry_only=True))
+    diagnostics.items = without_cascades(diagnostics.items, loaded, parse_findings)
     return result
 
 
@@ -134,19 +145,30 @@ def _verify_proposals(result: CompileResult, state: Mapping[str, Any] | None) ->
             budget=budgets.get(proposal.budget or ""),
         )
         result.verify_results[proposal.id] = outcome
+        unordered = {i.action_id for i in outcome.issues if i.code == UNKNOWN_DEPENDENCY}
         for issue in outcome.issues:
+            if issue.action_id in unordered and issue.code in STATE_FLOW_CODES:
+                continue  # with its `after` unknown, the action's place in the flow is a guess
             diagnostic = _issue_diagnostic(result.source_map, proposal.id, issue)
             if diagnostic is not None:
                 result.diagnostics.add(diagnostic)
 
 
-def _judge_proposals(result: CompileResult, state: Mapping[str, Any] | None) -> None:
-    """Plan-vs-policy: each policy verdict on an action, at the action's source line."""
+def _judge_proposals(
+    result: CompileResult, state: Mapping[str, Any] | None, broken_policies: set[str]
+) -> None:
+    """Plan-vs-policy: each policy verdict on an action, at the action's source line. Not
+    reported: verdicts of a policy whose condition has errors, and verdicts on a call that
+    verify already rejects (a wrong parameter, an unknown tool): the runtime would never ask
+    the policy, and the first error says what to fix."""
     program = result.program
     assert program is not None
     result.policy_findings = policy_findings(program, state)
+    rejected = _rejected_calls(result)
     for proposal_id, findings in result.policy_findings.items():
         for finding in findings:
+            if finding.policy in broken_policies or (proposal_id, finding.action_id) in rejected:
+                continue
             origin = result.source_map.actions.get((proposal_id, finding.action_id))
             if origin is None:
                 continue
@@ -156,10 +178,22 @@ def _judge_proposals(result: CompileResult, state: Mapping[str, Any] | None) -> 
             )
 
 
+def _rejected_calls(result: CompileResult) -> set[tuple[str, str]]:
+    """`(proposal, action)` of the calls verify rejects for their tool or parameters."""
+    return {
+        (proposal_id, issue.action_id)
+        for proposal_id, outcome in result.verify_results.items()
+        for issue in outcome.issues
+        if issue.severity == "error" and (issue.path or "").startswith(("tool", "parameters"))
+    }
+
+
 def _issue_diagnostic(
     source_map: SourceMap, proposal_id: str, issue: VerifyIssue
 ) -> Diagnostic | None:
     labels: tuple[Label, ...]
+    if issue.code == DUPLICATE_ACTION:
+        return None  # lowering reports it at the second definition, pointing at the first
     if issue.action_id == "proposal":
         origin = source_map.proposals.get(proposal_id)
         if origin is None:
@@ -172,7 +206,28 @@ def _issue_diagnostic(
             return None
         labels = _action_labels(origin, issue, source_map, proposal_id)
     help = issue.help.replace("'", "`") if issue.help else None
+    if issue.code == TOOL_NOT_ALLOWED and help is None:
+        help = _misspelt_allowance(source_map, issue)
     return Diagnostic(issue.code, issue.severity, issue.message, labels, help)
+
+
+def _misspelt_allowance(source_map: SourceMap, issue: VerifyIssue) -> str | None:
+    """For a tool a capability does not allow: the allowed name that looks like a misspelling
+    of it (`tools allow fech` for `fetch`), as the first thing to check."""
+    from carlang_runtime.suggest import closest
+
+    names = re.findall(r"'([^']+)'", issue.message)
+    if len(names) < 2:
+        return None
+    tool, capability = names[0], names[-1]
+    origin = source_map.capabilities.get(capability)
+    if origin is None:
+        return None
+    allowed = [
+        n.text for item in origin.node.items if isinstance(item, ast.ToolsAllow) for n in item.allow
+    ]
+    close = closest(tool, allowed)
+    return f"`{capability}` allows `{close}`: is it a misspelling of `{tool}`?" if close else None
 
 
 def _action_labels(
@@ -274,6 +329,8 @@ def unused_declarations(
     """`(kind, name, origin)` of tools, capabilities and budgets nothing in this program uses
     (only those of the entry file with `entry_only`)."""
     entry = result.loaded.entry
+    if has_syntax_errors(result.loaded.diagnostics):
+        return []  # what the unparsed text used is unknown: "never used" would be a guess
     found = []
     tables: list[tuple[str, dict[str, Origin]]] = [
         ("tool", result.source_map.tools),

@@ -35,34 +35,50 @@ CHECK_CODES: Final = {
 }
 
 
-def check_conditions(program: ir.Program, source_map: SourceMap, diagnostics: Diagnostics) -> None:
-    """Report every problem of every policy condition of `program`."""
+def check_conditions(
+    program: ir.Program, source_map: SourceMap, diagnostics: Diagnostics
+) -> set[str]:
+    """Report every problem of every policy condition of `program`; the names of the policies
+    whose conditions have errors (what they would say about an action is not to be trusted)."""
     limits = Limits()
+    broken: set[str] = set()
     for policy in program.policies:
-        if not isinstance(policy, ir.CelPolicy) or not policy.when:
-            continue
-        origin = source_map.policies.get(policy.name)
-        if origin is None or not isinstance(origin.node, ast.PolicyDecl) or not origin.node.when:
-            continue
-        when = origin.node.when
-        tree = _parse(policy, origin, when, diagnostics)
-        if tree is None:
-            continue
-        cost = estimate(tree, limits.assumed_size).cost
-        if cost > limits.max_cost:
-            diagnostics.error(
-                "CL0511",
-                f"policy `{policy.name}`: the condition is too expensive (estimated cost {cost},"
-                f" the limit is {limits.max_cost})",
-                origin.source,
-                when.span,
-                help="macros inside macros over lists multiply; check one list at a time",
-            )
-            continue
-        for issue in check_tree(
-            when.text, tree, policy_declarations(_targets(program, policy))
-        ).issues:
-            _report(policy, origin, when, issue, diagnostics)
+        errors_before = diagnostics.count("error")
+        _check_condition(program, policy, source_map, diagnostics, limits)
+        if diagnostics.count("error") > errors_before and isinstance(policy, ir.CelPolicy):
+            broken.add(policy.name)
+    return broken
+
+
+def _check_condition(
+    program: ir.Program,
+    policy: ir.Policy,
+    source_map: SourceMap,
+    diagnostics: Diagnostics,
+    limits: Limits,
+) -> None:
+    if not isinstance(policy, ir.CelPolicy) or not policy.when:
+        return
+    origin = source_map.policies.get(policy.name)
+    if origin is None or not isinstance(origin.node, ast.PolicyDecl) or not origin.node.when:
+        return
+    when = origin.node.when
+    tree = _parse(policy, origin, when, diagnostics)
+    if tree is None:
+        return
+    cost = estimate(tree, limits.assumed_size).cost
+    if cost > limits.max_cost:
+        diagnostics.error(
+            "CL0511",
+            f"policy `{policy.name}`: the condition is too expensive (estimated cost {cost},"
+            f" the limit is {limits.max_cost})",
+            origin.source,
+            when.span,
+            help="macros inside macros over lists multiply; check one list at a time",
+        )
+        return
+    for issue in check_tree(when.text, tree, policy_declarations(_targets(program, policy))).issues:
+        _report(policy, origin, when, issue, diagnostics)
 
 
 def _parse(
@@ -74,9 +90,18 @@ def _parse(
         lines = when.text.split("\n")
         offset = sum(len(line) + 1 for line in lines[: exc.line - 1]) + exc.column - 1
         at = when.span.start + min(offset, len(when.text))
+        message = exc.message
+        quote = when.text[offset : offset + 1]
+        if quote in ("'", '"') and message.startswith("unexpected character"):
+            message = "unterminated string"  # a quote the lexer could not close on its line
+        if exc.literal:  # a number no value can hold: reported like one anywhere else
+            diagnostics.error(
+                "CL0104", f"policy `{policy.name}`: {exc.message}", origin.source, Span(at, at + 1)
+            )
+            return None
         diagnostics.error(
             "CL0501",
-            f"policy `{policy.name}`: {exc.message}",
+            f"policy `{policy.name}`: {message}",
             origin.source,
             Span(at, at + 1),
             label="not valid CEL here",

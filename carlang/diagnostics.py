@@ -53,10 +53,11 @@ class Diagnostic:
         line, column = label.source.line_column(label.span.start)
         return label.source.name, line, column
 
-    def sort_key(self) -> tuple[str, int, int, int, str, str]:
-        """Order: file, position, severity, code, message."""
+    def sort_key(self) -> tuple[int, str, int, int, str, str]:
+        """Order: errors before warnings (the error is what to fix first, and a warning is
+        often its consequence), then file, position, code, message."""
         name, line, column = self.location()
-        return (name, line, column, _SEVERITY_ORDER[self.severity], self.code, self.message)
+        return (_SEVERITY_ORDER[self.severity], name, line, column, self.code, self.message)
 
 
 @dataclass
@@ -129,7 +130,7 @@ class Diagnostics:
 
     def sorted(self) -> list[Diagnostic]:
         """All diagnostics in output order, duplicates removed."""
-        unique = {(d.sort_key(), d.labels[0].span if d.labels else None): d for d in self.items}
+        unique = {(d.sort_key(), _span_key(d)): d for d in self.items}
         return [unique[key] for key in sorted(unique)]
 
     def __iter__(self) -> Iterator[Diagnostic]:
@@ -137,6 +138,14 @@ class Diagnostics:
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def _span_key(diagnostic: Diagnostic) -> tuple[int, int]:
+    """The first label's span as a sortable pair (spans themselves do not order)."""
+    if not diagnostic.labels:
+        return (-1, -1)
+    span = diagnostic.labels[0].span
+    return (span.start, span.end)
 
 
 class CarlangError(Exception):

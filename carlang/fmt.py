@@ -19,11 +19,12 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import ast
+from .diagnostics import Diagnostics
 from .parse import parse
 from .source import Source
 from .types import describe_type
 
-__all__ = ["FormatError", "format_source", "format_module", "format_value"]
+__all__ = ["FormatError", "NotFormattable", "format_source", "format_module", "format_value"]
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _KEYWORD_VALUES = frozenset({"true", "false", "null"})
@@ -31,6 +32,14 @@ _KEYWORD_VALUES = frozenset({"true", "false", "null"})
 
 class FormatError(Exception):
     """The formatter would have changed the program's meaning or lost a comment (a bug)."""
+
+
+class NotFormattable(ValueError):
+    """The file has syntax errors (in `diagnostics`): there is nothing sound to format."""
+
+    def __init__(self, diagnostics: Diagnostics) -> None:
+        super().__init__("the file has syntax errors; fix them before formatting")
+        self.diagnostics = diagnostics
 
 
 def format_value(value: Any) -> str:
@@ -472,11 +481,11 @@ def format_module(source: Source, module: ast.Module, comments: Sequence[ast.Com
 
 
 def format_source(source: Source) -> str:
-    """The canonical text of `source`. Raises `ValueError` if it does not parse, and
-    `FormatError` if the result would not mean the same thing (never returned)."""
+    """The canonical text of `source`. Raises `NotFormattable` (a `ValueError`) if it does not
+    parse, and `FormatError` if the result would not mean the same thing (never returned)."""
     result = parse(source)
     if result.diagnostics.has_errors or result.module is None:
-        raise ValueError("the file has syntax errors; fix them before formatting")
+        raise NotFormattable(result.diagnostics)
     text = format_module(source, result.module, result.comments)
     again = parse(Source(source.name, text))
     if again.diagnostics.has_errors or again.module != result.module:

@@ -7,6 +7,7 @@ reading order; an import cycle is an error that shows the whole chain.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,16 +80,43 @@ def display_name(path: Path, root: Path) -> str:
     return path.as_posix()
 
 
-def _read(path: Path) -> str | bytes | None:
-    """The file's text; its bytes when they are not UTF-8; None when it cannot be read."""
+def _read(path: Path) -> str | bytes | OSError:
+    """The file's text; its bytes when they are not UTF-8; the error when it cannot be read."""
     try:
         data = path.read_bytes()
-    except OSError:
-        return None
+    except OSError as exc:
+        return exc
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
         return data
+
+
+def _reason(error: OSError) -> str:
+    if isinstance(error, FileNotFoundError):
+        return "no such file"
+    if isinstance(error, IsADirectoryError):
+        return "it is a directory"
+    return (error.strerror or str(error)).lower()
+
+
+#: How many files a "did you mean" for an import path looks at, at most.
+_SUGGESTION_FILES = 2000
+
+
+def _path_suggestion(raw: str, importer: Path, root: Path) -> str | None:
+    """`did you mean "lib/support_tools.car"?` for an import path naming no file."""
+    from itertools import islice
+
+    from carlang_runtime.suggest import did_you_mean
+
+    base = importer.parent
+    try:
+        found = islice((p for p in root.rglob("*.car") if p.is_file()), _SUGGESTION_FILES)
+        choices = [os.path.relpath(p, base).replace(os.sep, "/") for p in found]
+    except (OSError, ValueError):
+        return None
+    return did_you_mean(raw, choices, quote='"')
 
 
 class _Loader:
@@ -98,7 +126,7 @@ class _Loader:
         self.done: set[Path] = set()
         self.stack: list[Path] = []
 
-    def text_of(self, path: Path) -> str | bytes | None:
+    def text_of(self, path: Path) -> str | bytes | OSError:
         return self.texts[path] if path in self.texts else _read(path)
 
     def load(self, path: Path, text: str | bytes, is_entry: bool) -> None:
@@ -128,7 +156,26 @@ class _Loader:
         diagnostics, root = self.program.diagnostics, self.program.root
         raw = imported.path.value
         span = imported.path.span
-        target = (importer.parent / raw).resolve()
+        shown = raw.replace("\0", "\\u0000")
+
+        def cannot(reason: str, help: str | None = None, looked: str | None = None) -> None:
+            diagnostics.error(
+                "CL0209",
+                f"cannot import `{shown}`: {reason}",
+                source,
+                span,
+                label=f"looked for {looked}" if looked else "",
+                help=help,
+            )
+
+        if "\0" in raw:
+            cannot("a path cannot hold a NUL character")
+            return
+        try:
+            target = (importer.parent / raw).resolve()
+        except (OSError, ValueError) as exc:
+            cannot(_reason(exc) if isinstance(exc, OSError) else str(exc))
+            return
         if not target.is_relative_to(root):
             diagnostics.error(
                 "CL0211",
@@ -153,15 +200,16 @@ class _Loader:
         if target in self.done:
             return
         text = self.text_of(target)
-        if text is None:
-            reason = "no such file" if not target.exists() else "not a readable UTF-8 file"
-            diagnostics.error(
-                "CL0209",
-                f"cannot import `{raw}`: {reason}",
-                source,
-                span,
-                label=f"looked for {display_name(target, root)}",
-            )
+        looked = display_name(target, root)
+        if isinstance(text, OSError):
+            missing = isinstance(text, FileNotFoundError)
+            hint = _path_suggestion(raw, importer, root) if missing else None
+            cannot(_reason(text), hint, looked)
+            return
+        if isinstance(text, bytes):
+            problem = encoding_error(looked, text)[1]
+            cannot(problem.message, "save it as UTF-8", looked)
+            self.done.add(target)
             return
         self.load(target, text, is_entry=False)
 
@@ -177,7 +225,7 @@ def load_program(
     entry = entry.resolve()
     loader = _Loader(root if root is not None else default_root(entry), texts)
     content = loader.text_of(entry) if text is None else text
-    if content is None:
-        raise FileNotFoundError(entry)
+    if isinstance(content, OSError):
+        raise content
     loader.load(entry, content, is_entry=True)
     return loader.program

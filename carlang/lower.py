@@ -428,6 +428,7 @@ class _Lowerer:
                     allowed += [n.text for n in item.allow]
                     denied += [n.text for n in item.deny]
                     self.use_tool_patterns(item.allow + item.deny)
+                    self.allows_nothing(source, item.allow)
                 elif isinstance(item, ast.ToolsDeny):
                     denied += [n.text for n in item.deny]
                 elif isinstance(item, ast.StateAllow):
@@ -473,6 +474,19 @@ class _Lowerer:
                 fields[key] = value
             out.append(ir.Budget.model_validate(fields))
         return out
+
+    def allows_nothing(self, source: Source, names: Iterable[ast.Name]) -> None:
+        """A capability allows a name no declared tool has: a misspelling? (Patterns may
+        be meant for tools registered at run time.)"""
+        for name in names:
+            if self.tool_decls and "*" not in name.text and name.text not in self.tool_decls:
+                self.d.warning(
+                    "CL0502",
+                    f"`{name.text}` matches no declared tool",
+                    source,
+                    name.span,
+                    help=suggest(name.text, self.tool_decls),
+                )
 
     def use_tool_patterns(self, names: Iterable[ast.Name]) -> None:
         for name in names:
@@ -731,7 +745,19 @@ class _Lowerer:
                 continue
             if not self.plain(source, item.name, "action name"):
                 continue
-            self.map.actions.setdefault((decl.name.text, item.name.text), Origin(source, item))
+            first = self.map.actions.setdefault(
+                (decl.name.text, item.name.text), Origin(source, item)
+            )
+            if first.node is not item:
+                self.d.error(
+                    "CL0301",
+                    f"action `{item.name.text}` is defined twice in proposal `{decl.name.text}`",
+                    source,
+                    item.name.span,
+                    label="defined again here",
+                    help="rename this one (actions refer to each other by name)",
+                    related=[first.label("first defined here", first.node.name.span, False)],
+                )
             actions.append(self.action(source, item))
         fields["actions"] = actions
         return ir.ActionProposal.model_construct(**{**_proposal_defaults(), **fields})
@@ -944,7 +970,8 @@ class _Lowerer:
                         continue
                     if self.planner_setting(source, item):
                         settings[item.name.text] = float(item.value.value)
-            if not candidates:
+            named = any(isinstance(item, ast.Candidates) and item.names for item in decl.items)
+            if not named:  # an unknown candidate is reported as such, not as a missing one
                 self.d.error(
                     "CL0217",
                     f"plan `{decl.name.text}` has no candidates",

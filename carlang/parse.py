@@ -13,8 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from carlang_runtime.jsontext import NESTING_LIMIT, lone_surrogate, shorten, too_deep
 from carlang_runtime.lalr import Problem as SyntaxProblem
 from carlang_runtime.lalr import Token
+from carlang_runtime.suggest import did_you_mean
 
 from . import ast
 from .diagnostics import Diagnostic, Diagnostics, Label
@@ -25,6 +27,22 @@ __all__ = ["ParseResult", "parse", "TERMINAL_WORDS"]
 
 _DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
 _DURATION = re.compile(r"([0-9]+)(ms|s|m|h)")
+_U32 = 2**32 - 1
+_U64 = 2**64 - 1
+#: The largest whole number each counting field holds (CAR's types: u32 counts).
+_COUNT_LIMITS = {
+    "rate": _U32,
+    "rate_limit_tool": _U32,
+    "max_actions": _U32,
+    "max_tool_calls": _U32,
+    "retry": _U32,
+    "target tool_calls": _U32,
+    "target actions": _U32,
+}
+#: Durations are held in milliseconds as CAR's u64.
+_MAX_DURATION_MS = _U64
+#: Python refuses to convert longer digit strings to int (and no field holds such a number).
+_MAX_DIGITS = 400
 
 #: How expected terminals are named to users (never lark's internal names).
 TERMINAL_WORDS = {
@@ -75,7 +93,23 @@ class AstBuilder:
     def _literal_error(self, token: Token, message: str, help: str | None = None) -> None:
         self.diagnostics.error("CL0104", message, self.file, Span(token[2], token[3]), help=help)
 
+    def _range_error(self, token: Token, message: str) -> None:
+        self.diagnostics.error("CL0217", message, self.file, Span(token[2], token[3]))
+
     def _string_value(self, token: Token) -> str:
+        surrogate = lone_surrogate(token[1])
+        if surrogate is not None:
+            escape = token[1][surrogate : surrogate + 6]
+            start = token[2] + surrogate
+            self.diagnostics.error(
+                "CL0104",
+                f"`{escape}` is half of a UTF-16 surrogate pair, not a character",
+                self.file,
+                Span(start, start + 6),
+                help="write the character itself, or both halves of its pair (JSON rejects "
+                "a lone half)",
+            )
+            return "\ufffd"
         try:
             return _unquote(token[1])
         except ValueError:
@@ -86,14 +120,27 @@ class AstBuilder:
             )
             return token[1][1:-1]
 
-    def _duration(self, token: Token) -> ast.Duration:
+    def _count(self, token: Token, field: str) -> int:
+        """A whole number for `field`, checked against the field's range (the largest value
+        in range after reporting one that is not, so later stages see a valid program)."""
+        limit = _COUNT_LIMITS[field]
+        text = token[1]
+        if len(text) <= _MAX_DIGITS and int(text) <= limit:
+            return int(text)
+        self._range_error(token, f"{shorten(text)} is out of range for {field} (0..{limit})")
+        return limit
+
+    def _duration(self, token: Token, field: str) -> ast.Duration:
         match = _DURATION.fullmatch(token[1])
         assert match is not None, token
-        return ast.Duration(
-            token[1],
-            int(match.group(1)) * _DURATION_UNITS[match.group(2)],
-            span=Span(token[2], token[3]),
-        )
+        digits, unit = match.groups()
+        scale = _DURATION_UNITS[unit]
+        ms = int(digits) * scale if len(digits) <= _MAX_DIGITS else _MAX_DURATION_MS + 1
+        if ms > _MAX_DURATION_MS:
+            limit = f"0{unit}..{_MAX_DURATION_MS // scale}{unit}"
+            self._range_error(token, f"{shorten(token[1])} is out of range for {field} ({limit})")
+            ms = _MAX_DURATION_MS // scale * scale
+        return ast.Duration(token[1], ms, span=Span(token[2], token[3]))
 
     @staticmethod
     def _values(items: tuple[Any, ...]) -> tuple[Any, ...]:
@@ -124,11 +171,14 @@ class AstBuilder:
                 self._literal_error(token, f"number {text} is too large")
                 value = 0.0
         else:
-            value = int(text)
+            value = int(text) if len(text) <= _MAX_DIGITS else 2**64
             if not -(2**63) <= value < 2**64:
                 self._literal_error(
-                    token, f"integer {text} is out of range", help="JSON numbers fit in 64 bits"
+                    token,
+                    f"integer {shorten(text)} is out of range",
+                    help="JSON numbers fit in 64 bits",
                 )
+                value = 0
         return ast.Value(value, span=self._here())
 
     def true(self) -> ast.Value:
@@ -209,10 +259,10 @@ class AstBuilder:
         return ast.Idempotent(span=self._here())
 
     def cache(self, ttl: Token) -> ast.Cache:
-        return ast.Cache(self._duration(ttl), span=self._here())
+        return ast.Cache(self._duration(ttl, "cache"), span=self._here())
 
     def rate(self, calls: Token, per: Token) -> ast.Rate:
-        return ast.Rate(int(calls[1]), self._duration(per), span=self._here())
+        return ast.Rate(self._count(calls, "rate"), self._duration(per, "rate"), span=self._here())
 
     def reversibility(self, word: ast.Name) -> ast.ReversibilityItem:
         return ast.ReversibilityItem(word, span=self._here())
@@ -264,13 +314,13 @@ class AstBuilder:
         return ast.BudgetDecl(self._name(name), items, span=self._here())
 
     def max_actions(self, count: Token) -> ast.MaxActions:
-        return ast.MaxActions(int(count[1]), span=self._here())
+        return ast.MaxActions(self._count(count, "max_actions"), span=self._here())
 
     def max_tool_calls(self, count: Token) -> ast.MaxToolCalls:
-        return ast.MaxToolCalls(int(count[1]), span=self._here())
+        return ast.MaxToolCalls(self._count(count, "max_tool_calls"), span=self._here())
 
     def max_duration(self, duration: Token) -> ast.MaxDuration:
-        return ast.MaxDuration(self._duration(duration), span=self._here())
+        return ast.MaxDuration(self._duration(duration, "max_duration"), span=self._here())
 
     # policies -------------------------------------------------------------------------------
 
@@ -326,7 +376,11 @@ class AstBuilder:
         self, tool: Token, calls: Token, per: Token, message: ast.Value | None
     ) -> ast.RateLimitToolDecl:
         return ast.RateLimitToolDecl(
-            self._name(tool), int(calls[1]), self._duration(per), message, span=self._here()
+            self._name(tool),
+            self._count(calls, "rate_limit_tool"),
+            self._duration(per, "rate_limit_tool"),
+            message,
+            span=self._here(),
         )
 
     def require_state(
@@ -401,13 +455,13 @@ class AstBuilder:
         return ast.Effect(self._name(key), value, span=self._here())
 
     def retry(self, count: Token) -> ast.Retry:
-        return ast.Retry(int(count[1]), span=self._here())
+        return ast.Retry(self._count(count, "retry"), span=self._here())
 
     def on_failure(self, word: ast.Name) -> ast.OnFailure:
         return ast.OnFailure(word, span=self._here())
 
     def timeout(self, duration: Token) -> ast.Timeout:
-        return ast.Timeout(self._duration(duration), span=self._here())
+        return ast.Timeout(self._duration(duration, "timeout"), span=self._here())
 
     def compensate(self, call: ast.Call) -> ast.Compensate:
         return ast.Compensate(call, span=self._here())
@@ -442,19 +496,30 @@ class AstBuilder:
         return ast.Candidates(tuple(self._name(n) for n in names), span=self._here())
 
     def cost_weight(self, value: Token) -> ast.CostWeight:
-        return ast.CostWeight(self.number(value), span=self._here())
+        if 0.0 <= float(value[1]) <= 1.0:
+            weight = self.number(value)
+        else:
+            self._range_error(value, f"{shorten(value[1])} is out of range for cost_weight (0..1)")
+            weight = ast.Value(0.0, span=Span(value[2], value[3]))
+        return ast.CostWeight(weight, span=self._here())
 
     def target(self, *items: ast.TargetItem) -> ast.Target:
         return ast.Target(items, span=self._here())
 
     def target_tool_calls(self, count: Token) -> ast.TargetItem:
-        return ast.TargetItem("tool_calls", int(count[1]), None, span=self._here())
+        return ast.TargetItem(
+            "tool_calls", self._count(count, "target tool_calls"), None, span=self._here()
+        )
 
     def target_actions(self, count: Token) -> ast.TargetItem:
-        return ast.TargetItem("actions", int(count[1]), None, span=self._here())
+        return ast.TargetItem(
+            "actions", self._count(count, "target actions"), None, span=self._here()
+        )
 
     def target_duration(self, duration: Token) -> ast.TargetItem:
-        return ast.TargetItem("duration", None, self._duration(duration), span=self._here())
+        return ast.TargetItem(
+            "duration", None, self._duration(duration, "target duration"), span=self._here()
+        )
 
     def setting(self, name: Token, value: Token) -> ast.Setting:
         span = self.span
@@ -587,6 +652,13 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
         return "separate items with `,`"
     if text == "import":
         return "imports must come before all declarations"
+    keywords = [word for word in expected_text if word.isidentifier()]
+    if kind == "IDENT" and keywords:
+        return did_you_mean(text, keywords, quote="`")  # `retyr 3`: a misspelt keyword
+    after = problem.after
+    if after is not None and after[0] == "IDENT" and kind in ("IDENT", "NUMBER", "STRING"):
+        words = [word for word in literal.values() if word.isidentifier()]
+        return did_you_mean(after[1], words, quote="`")  # `asert k == 1`: read as a name
     return None
 
 
@@ -595,6 +667,9 @@ def _syntax_diagnostic(
 ) -> Diagnostic:
     expected = _expected_words(problem.expected, literal)
     token = problem.token
+    special = _unterminated_string(problem, source) or _bad_duration(problem, source)
+    if special is not None:
+        return special
     if token is None:
         char = source.text[problem.position : problem.position + 1]
         shown = repr(char)[1:-1] if char.isprintable() else f"U+{ord(char):04X}"
@@ -635,10 +710,68 @@ def _syntax_diagnostic(
     )
 
 
+def _unterminated_string(problem: SyntaxProblem, source: Source) -> Diagnostic | None:
+    """A `"` that starts nothing: a string with no closing quote on its line."""
+    if problem.token is not None or source.text[problem.position : problem.position + 1] != '"':
+        return None
+    span = Span(problem.position, problem.position + 1)
+    return Diagnostic(
+        "CL0101",
+        "error",
+        "unterminated string",
+        (Label(source, span, 'this string has no closing `"` on its line'),),
+        'close it with `"` before the end of the line (write a newline inside it as \\n)',
+    )
+
+
+_UNIT_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _bad_duration(problem: SyntaxProblem, source: Source) -> Diagnostic | None:
+    """A number with a word stuck to it where a duration belongs: `5sec`, `10mins`."""
+    token = problem.token
+    if token is None or "DURATION" not in problem.expected:
+        return None
+    if token[0].removeprefix("misplaced:") not in ("INT", "NUMBER"):
+        return None
+    unit = _UNIT_WORD.match(source.text, token[3])
+    if unit is None:
+        return None
+    span = Span(token[2], unit.end())
+    units = ", ".join(_DURATION_UNITS)
+    return Diagnostic(
+        "CL0102",
+        "error",
+        f"unknown duration unit `{unit.group(0)}` in `{source.text[span.start : span.end]}`",
+        (Label(source, span, f"the units are {units}"),),
+        f"write it as {token[1]}ms, {token[1]}s, {token[1]}m or {token[1]}h",
+    )
+
+
+def _too_deep(source: Source) -> Diagnostic | None:
+    at = too_deep(source.text, NESTING_LIMIT, comments=True)
+    if at is None:
+        return None
+    return Diagnostic(
+        "CL0106",
+        "error",
+        f"nested too deeply: more than {NESTING_LIMIT} levels of brackets",
+        (Label(source, Span(at, at + 1), f"level {NESTING_LIMIT + 1} opens here"),),
+        f"blocks, lists, maps and types may nest at most {NESTING_LIMIT} levels in all (CAR's"
+        " JSON limit)",
+    )
+
+
 def parse(source: Source) -> ParseResult:
     """Parse one file. Syntax errors become diagnostics (parsing resumes at the next
     declaration); the module holds every declaration that parsed."""
     diagnostics = Diagnostics()
+    deep = _too_deep(source)
+    if deep is not None:  # nothing is parsed: later passes recurse into values and types
+        diagnostics.add(deep)
+        return ParseResult(
+            source, ast.Module((), (), span=Span(0, len(source.text))), [], diagnostics
+        )
     eng = engine()
     builder = AstBuilder(source, diagnostics)
     outcome = eng.parse(source.text, builder)

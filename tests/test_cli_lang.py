@@ -49,7 +49,9 @@ def test_exit_codes(tmp_path: Path) -> None:
     assert check(str(write(tmp_path, "warn.car", WARN)))[0] == 0
     assert check(str(tmp_path / "warn.car"), "--strict")[0] == 1
     code, out = check(str(write(tmp_path, "bad.car", BAD)))
-    assert code == 1 and "error[CL0307]" in out and "did you mean `url`?" in out
+    # the misspelt argument, not the "missing" parameter it was meant to be
+    assert code == 1 and "error[CL0203]" in out and "did you mean `url`?" in out
+    assert "CL0307" not in out
     code, out = check(str(tmp_path / "missing.car"))
     assert code == 2 and "no such file or directory" in out
     code, out = check(str(write(tmp_path, "empty/readme.txt", "x").parent))
@@ -68,8 +70,8 @@ def test_json_format(tmp_path: Path) -> None:
     assert data["version"] == 1
     first = data["diagnostics"][0]
     assert (first["code"], first["name"], first["severity"]) == (
-        "CL0307",
-        "missing-parameter",
+        "CL0203",
+        "unknown-parameter",
         "error",
     )
     assert first["labels"][0]["line"] == 2 and first["labels"][0]["file"] == "bad.car"
@@ -113,7 +115,7 @@ def test_compile_carlang_target(tmp_path: Path) -> None:
 
 def test_compile_refuses_errors(tmp_path: Path) -> None:
     result = runner.invoke(app, ["compile", str(write(tmp_path, "bad.car", BAD))])
-    assert result.exit_code == 1 and "error[CL0307]" in result.output
+    assert result.exit_code == 1 and "error[CL0203]" in result.output
 
 
 def test_compile_car_target_lowers_explicit_dependencies(tmp_path: Path) -> None:

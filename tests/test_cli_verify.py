@@ -63,9 +63,9 @@ def test_verify_invalid_text(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert result.output.splitlines() == [
-        "INVALID",
-        "  [!] proposal: duplicate tool call: fetch (2x)  [CL0313 loop_detection]",
+        "INVALID",  # errors first, then warnings, each in verify's order
         "  [X] b: state dependency 'zz' not available at this point  [CL0402 state_dependencies]",
+        "  [!] proposal: duplicate tool call: fetch (2x)  [CL0313 loop_detection]",
         "  [!] a: write conflict on 'k' with action d (no dependency declared)  [CL0403 write_conflicts]",
         "conflicts:",
         "  a <-> d on key 'k'",

@@ -191,7 +191,7 @@ def test_output_is_deterministic() -> None:
 
 
 def test_problems_found_while_lowering() -> None:
-    assert codes("tool t(x: strng)") == ["CL0207", "CL0204"]
+    assert codes("tool t(x: strng)") == ["CL0204", "CL0207"]  # errors first
     assert codes("tool t()\nproposal p { a = t(y: 1) }") == ["CL0203"]
     assert codes('state { k: int }\nproposal p { a = set k = "s" }') == ["CL0205"]
     assert codes("tool t()\nproposal p under nope { a = t() }") == ["CL0202"]

@@ -29,6 +29,7 @@ __all__ = [
     "read_bytes",
     "echo",
     "echo_err",
+    "printable",
 ]
 
 EXIT_OK = 0
@@ -54,14 +55,24 @@ def fail_usage(message: str) -> NoReturn:
     raise UsageProblem(message)
 
 
+def printable(text: str) -> str:
+    """`text` with any lone UTF-16 surrogate (which no output encoding can hold) written as
+    its `\\udXXX` escape, so that printing a value never fails."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
 def echo(text: str = "") -> None:
     """Write a line to standard output."""
-    typer.echo(text)
+    typer.echo(printable(text))
 
 
 def echo_err(text: str) -> None:
     """Write a line to standard error."""
-    typer.echo(text, err=True)
+    typer.echo(printable(text), err=True)
 
 
 def guarded(command: Callable[P, R]) -> Callable[P, R]:

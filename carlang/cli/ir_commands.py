@@ -29,9 +29,11 @@ _MARKS = {"error": "X", "warning": "!", "info": "i"}
 
 
 def render_verify_text(result: VerifyResult) -> str:
-    """`car verify`'s layout: verdict, issues, conflicts, levels, simulated key count."""
+    """`car verify`'s layout: verdict, issues (errors first, then in verify's order: the
+    order of the actions), conflicts, levels, simulated key count. `--format json` keeps the
+    issues in CAR's order."""
     lines = ["VALID" if result.valid else "INVALID"]
-    for issue in result.issues:
+    for issue in sorted(result.issues, key=lambda i: i.severity != "error"):
         where = f"{issue.loc}: " if issue.loc else ""
         lines.append(
             f"  [{_MARKS[issue.severity]}] {where}{issue.action_id}: {issue.message}"

@@ -108,6 +108,7 @@ def compile_program(
 def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], list[Diagnostic]]:
     """Compile each file as an entry; diagnostics merged without repeats, and unused
     declarations reported only when no compiled program uses them."""
+    from carlang.cascade import without_repeated_warnings
     from carlang.compiler import compile_file, unused_declarations, unused_diagnostic
 
     results = [compile_file(f, root, report_unused=False) for f in files]
@@ -131,7 +132,7 @@ def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], lis
         if (kind, name, file) not in used_anywhere:
             diagnostic = unused_diagnostic(kind, name, origin)
             seen.setdefault(diagnostic.sort_key(), diagnostic)
-    ordered = sorted(seen.values(), key=lambda d: d.sort_key())
+    ordered = sorted(without_repeated_warnings(list(seen.values())), key=lambda d: d.sort_key())
     return results, ordered
 
 
@@ -255,7 +256,7 @@ def fmt_command(
 ) -> None:
     """Rewrite files in carlang's canonical layout, keeping every comment. With --check, list
     the files that would change and exit 1 if there are any."""
-    from carlang.fmt import format_source
+    from carlang.fmt import NotFormattable, format_source
     from carlang.loader import display_name, encoding_error
     from carlang.render import render_text
     from carlang.source import Source
@@ -263,7 +264,7 @@ def fmt_command(
     from .common import EXIT_INTERNAL, read_bytes
 
     changed: list[str] = []
-    failed = False
+    failed = internal = False
     root = Path.cwd().resolve()
     for path in collect_sources(paths):
         name = display_name(path, root)
@@ -276,23 +277,51 @@ def fmt_command(
             continue
         try:
             formatted = format_source(source)
-        except ValueError:
-            from carlang.parse import parse
-
-            echo_err(render_text(parse(source).diagnostics.sorted()))
+        except NotFormattable as exc:
+            echo_err(render_text(exc.diagnostics.sorted()))
             failed = True
             continue
-        except Exception as exc:  # FormatError: refuse to write rather than change meaning
-            echo_err(f"{name}: {exc}")
-            raise typer.Exit(EXIT_INTERNAL) from None
+        except Exception as exc:  # noqa: BLE001 - FormatError, or a bug: never write then
+            echo_err(
+                f"internal error: {name}: {type(exc).__name__}: {exc} (the file is unchanged;"
+                " this is a bug in carlang, please report it)"
+            )
+            internal = True
+            continue
         if formatted != source.text:
             changed.append(name)
             if not check:
-                path.write_text(formatted, encoding="utf-8")
+                replace_file(path, formatted)
     for name in changed:
         echo(f"{'would reformat' if check else 'reformatted'} {name}")
+    if internal:
+        raise typer.Exit(EXIT_INTERNAL)
     if failed or (check and changed):
         raise typer.Exit(EXIT_FAILED)
+
+
+def replace_file(path: Path, text: str) -> None:
+    """Replace `path`'s content with `text` atomically: the whole text goes to a temporary file
+    beside it (same directory, so same file system), which then takes the file's place. On any
+    failure the original is left exactly as it was, and the temporary file is removed."""
+    import os
+    import tempfile
+
+    data = text.encode("utf-8")  # fails here, before anything is written, if it cannot
+    directory = path.resolve().parent
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.chmod(temporary, path.stat().st_mode & 0o7777)
+        os.replace(temporary, path.resolve())
+    except BaseException as exc:
+        Path(temporary).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            fail_usage(f"cannot write {path}: {exc.strerror or exc}; the file is unchanged")
+        raise
 
 
 def register(app: typer.Typer) -> None:

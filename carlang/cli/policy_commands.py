@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,10 +24,12 @@ class ExplainFormat(StrEnum):
 def _json_object(text: str | None, option: str) -> dict[str, Any]:
     if text is None:
         return {}
+    from carlang_runtime.jsontext import JsonTextError, parse_json
+
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        fail_usage(f"{option} is not JSON: {exc.msg} at column {exc.colno}")
+        value = parse_json(text)
+    except JsonTextError as exc:
+        fail_usage(f"{option} is not JSON: {exc.message} at column {exc.position.column}")
     if not isinstance(value, dict):
         fail_usage(f'{option} must be a JSON object, like \'{{"url": "https://x"}}\'')
     return value

@@ -267,12 +267,15 @@ def _event_log(path: Path | None) -> Any:
 
 
 def _read_state(path: Path) -> dict[str, Any]:
+    from carlang_runtime.jsontext import JsonTextError, parse_json
+
     from .common import read_text
 
     try:
-        value = json.loads(read_text(path))
-    except json.JSONDecodeError as exc:
-        fail_usage(f"{path}:{exc.lineno}:{exc.colno}: error: not JSON: {exc.msg}")
+        value = parse_json(read_text(path))
+    except JsonTextError as exc:
+        where = exc.position
+        fail_usage(f"{path}:{where.line}:{where.column}: error: not JSON: {exc.message}")
     if not isinstance(value, dict):
         fail_usage(f"{path}: error: the state must be a JSON object")
     return value

@@ -8,13 +8,36 @@ the text along such a path, so both kinds of error can name the line and column 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
-__all__ = ["JsonPosition", "JsonTextError", "parse_json", "locate", "line_column", "format_path"]
+__all__ = [
+    "JsonPosition",
+    "JsonTextError",
+    "NESTING_LIMIT",
+    "parse_json",
+    "locate",
+    "line_column",
+    "format_path",
+    "lone_surrogate",
+    "too_deep",
+    "shorten",
+]
 
 _DECODER = json.JSONDecoder()
 _WHITESPACE = " \t\n\r"
+
+#: How deeply lists and maps may nest, in JSON documents and in carlang values and types alike:
+#: serde_json's recursion limit, so that CAR and carlang accept the same documents.
+NESTING_LIMIT = 128
+
+#: A `\uXXXX` escape naming a UTF-16 surrogate, not itself escaped (an even number of
+#: backslashes before it); group 1 is the hex digits.
+_SURROGATE_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u([dD][89a-fA-F][0-9a-fA-F]{2})")
+#: Digits beyond which an integer cannot be a double (CAR reads such numbers as f64).
+_MAX_INT_DIGITS = 309
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,8 +66,27 @@ def parse_json(text: str | bytes) -> object:
             raise JsonTextError(
                 f"not UTF-8 text (byte {exc.start} is invalid)", JsonPosition(1, 1)
             ) from None
+    surrogate = lone_surrogate(text)
+    if surrogate is not None:
+        raise JsonTextError(
+            "malformed JSON: lone surrogate in a \\u escape (UTF-16 halves must come in pairs)",
+            line_column(text, surrogate),
+        )
+    deep = too_deep(text)
+    if deep is not None:
+        raise JsonTextError(
+            f"malformed JSON: nested too deeply (more than {NESTING_LIMIT} levels)",
+            line_column(text, deep),
+        )
     try:
-        return json.loads(text)
+        return json.loads(
+            text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant
+        )
+    except _OutOfRange as exc:
+        raise JsonTextError(
+            f"malformed JSON: number out of range: {shorten(exc.literal)}",
+            line_column(text, max(text.find(exc.literal), 0)),
+        ) from None
     except json.JSONDecodeError as exc:
         message = exc.msg[0].lower() + exc.msg[1:]
         raise JsonTextError(
@@ -52,6 +94,128 @@ def parse_json(text: str | bytes) -> object:
         ) from None
     except RecursionError:
         raise JsonTextError("malformed JSON: nested too deeply", JsonPosition(1, 1)) from None
+
+
+class _OutOfRange(ValueError):
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal)
+        self.literal = literal
+
+
+def _json_int(literal: str) -> int:
+    if len(literal.lstrip("-")) > _MAX_INT_DIGITS:
+        raise _OutOfRange(literal)
+    value = int(literal)
+    if abs(value) >= 2**64 and abs(float(value)) == float("inf"):
+        raise _OutOfRange(literal)
+    return value
+
+
+def _json_float(literal: str) -> float:
+    value = float(literal)
+    if value in (float("inf"), float("-inf")):
+        raise _OutOfRange(literal)
+    return value
+
+
+def _json_constant(literal: str) -> float:
+    raise json.JSONDecodeError(f"the constant {literal} is not JSON", literal, 0)
+
+
+def shorten(literal: str) -> str:
+    """A literal as messages quote it: whole up to 40 characters, else its start and length
+    (a 5,000-digit number is not worth printing)."""
+    return literal if len(literal) <= 40 else f"{literal[:20]}... ({len(literal)} characters)"
+
+
+def lone_surrogate(text: str) -> int | None:
+    """The offset of the first `\\uXXXX` escape in `text` that names half of a UTF-16
+    surrogate pair without the other half (JSON parsers such as CAR's reject it), or None."""
+    if "\\u" not in text:
+        return None
+    pending: int | None = None  # a high surrogate waiting for its low half
+    end_of_pending = -1
+    for match in _SURROGATE_ESCAPE.finditer(text):
+        code = int(match.group(1), 16)
+        escape_start = match.end() - 6
+        if code >= 0xDC00:  # low half: fine only right after a high half
+            if pending is None or escape_start != end_of_pending:
+                return escape_start
+            pending = None
+        else:
+            if pending is not None:
+                return pending
+            pending, end_of_pending = escape_start, match.end()
+    return pending
+
+
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')  # unrolled: no step per character
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_DEPTH_STEP = {"[": 1, "{": 1, "(": 1, "]": -1, "}": -1, ")": -1}
+_SOURCE_SKIPPED = re.compile(
+    r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\\\n]*(?:\\.[^\'\\\n]*)*\'|#[^\n]*'
+)
+_NOT_SOURCE_BRACKET = re.compile(r"[^\[\]{}()]+")
+_SIGNIFICANT = re.compile(r"[\[\]{}()\"]")
+_SIGNIFICANT_WITH_COMMENTS = re.compile(r"[\[\]{}()\"'#]")
+
+
+def _json_depth(text: str) -> int:
+    """How deeply a JSON text's arrays and objects nest (strings removed first); at C speed,
+    so that only a document that is too deep pays for `too_deep`'s exact position."""
+    return _bracket_depth(_NOT_BRACKET.sub("", _JSON_STRING.sub("", text)))
+
+
+def _source_depth(text: str) -> int:
+    """`_json_depth` for carlang source: strings of both quotes and `#` comments removed."""
+    return _bracket_depth(_NOT_SOURCE_BRACKET.sub("", _SOURCE_SKIPPED.sub("", text)))
+
+
+def _bracket_depth(brackets: str) -> int:
+    if len(brackets) <= 2 * NESTING_LIMIT:
+        return len(brackets) // 2  # no deeper than half its brackets: no need to count
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0)
+
+
+def too_deep(text: str, limit: int = NESTING_LIMIT, *, comments: bool = False) -> int | None:
+    """The offset of the first bracket that opens more than `limit` levels of `[ ] { } ( )` in
+    `text` (outside strings, and outside `#` comments when `comments`), or None. Linear, and
+    iterative: it decides before any recursive pass sees the text."""
+    if (_source_depth(text) if comments else _json_depth(text)) <= limit:
+        return None  # the usual case, decided at C speed
+    significant = _SIGNIFICANT_WITH_COMMENTS if comments else _SIGNIFICANT
+    depth = 0
+    index = 0
+    while (match := significant.search(text, index)) is not None:
+        char, index = match.group(), match.end()
+        if char in "[{(":
+            depth += 1
+            if depth > limit:
+                return match.start()
+        elif char in "]})":
+            depth = max(depth - 1, 0)
+        elif char == "#":
+            newline = text.find("\n", index)
+            index = len(text) if newline == -1 else newline
+        else:
+            index = _string_end(text, match.start(), char)
+    return None
+
+
+def _string_end(text: str, start: int, quote: str) -> int:
+    """The offset after the string opening at `start` (or its line's end if unclosed)."""
+    index = start + 1
+    while index < len(text):
+        char = text[index]
+        if char == "\\":
+            index += 2
+            continue
+        if char == quote:
+            return index + 1
+        if char == "\n":
+            return index
+        index += 1
+    return index
 
 
 def line_column(text: str, offset: int) -> JsonPosition:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Final
 
+from ..jsontext import shorten
 from ..lalr import Node, Token
 from . import nodes as n
 from .extensions import NAMESPACES
@@ -99,10 +100,10 @@ class _Builder:
     def __init__(self, text: str) -> None:
         self.text = text
 
-    def fail(self, message: str, offset: int) -> CelSyntaxError:
+    def fail(self, message: str, offset: int, *, literal: bool = False) -> CelSyntaxError:
         line = self.text.count("\n", 0, offset) + 1
         column = offset - (self.text.rfind("\n", 0, offset) + 1) + 1
-        return CelSyntaxError(message, line, column)
+        return CelSyntaxError(message, line, column, literal=literal)
 
     def expr(self, node: Node) -> n.Expr:
         # The parser has collapsed the one-operand steps of the precedence ladder already.
@@ -282,15 +283,26 @@ class _Builder:
         if kind == "INT_LIT":
             value = _integer(text)
             if not INT64_MIN <= value <= INT64_MAX:
-                raise self.fail(f"integer {text} is out of the int64 range", start)
+                raise self.fail(
+                    f"integer {shorten(text)} is out of the int64 range", start, literal=True
+                )
             return value
         if kind == "UINT_LIT":
             value = _integer(text[:-1])
             if not 0 <= value <= UINT64_MAX:
-                raise self.fail(f"unsigned integer {text} is out of the uint64 range", start)
+                raise self.fail(
+                    f"unsigned integer {shorten(text)} is out of the uint64 range",
+                    start,
+                    literal=True,
+                )
             return CelUint(value)
         if kind == "FLOAT_LIT":
-            return float(text)
+            number = float(text)
+            if number in (float("inf"), float("-inf")):
+                raise self.fail(
+                    f"number {shorten(text)} is too large for a double", start, literal=True
+                )
+            return number
         if kind == "BOOL_LIT":
             return text == "true"
         if kind == "NULL_LIT":
@@ -339,8 +351,14 @@ class _Builder:
             raise self.fail("the string is not valid UTF-8 after its escapes", offset) from None
 
 
+#: More digits than any 64-bit integer has (and Python will not convert past 4300).
+_MAX_INT_DIGITS = 40
+
+
 def _integer(text: str) -> int:
     negative = text.startswith("-")
     body = text[1:] if negative else text
+    if len(body) > _MAX_INT_DIGITS:
+        return UINT64_MAX + 1  # out of every integer range, without converting it
     value = int(body[2:], 16) if body[:2].lower() == "0x" else int(body)
     return -value if negative else value

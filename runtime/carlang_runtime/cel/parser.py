@@ -64,11 +64,13 @@ _WORDS = {
 class CelSyntaxError(CarlangRuntimeError):
     """CEL text that does not parse; `line` and `column` are 1-based, inside the expression."""
 
-    def __init__(self, message: str, line: int, column: int) -> None:
+    def __init__(self, message: str, line: int, column: int, *, literal: bool = False) -> None:
         super().__init__(f"{line}:{column}: {message}")
         self.message = message
         self.line = line
         self.column = column
+        #: A literal that no value can hold (a number out of range): the text is fine otherwise.
+        self.literal = literal
 
 
 def grammar_text() -> str:

@@ -258,7 +258,8 @@ def walk(ctx: VerifyContext) -> None:
                 if key not in state:
                     message = f"state dependency '{key}' not available at this point"
                     path = f"state_dependencies[{number}]"
-                    ctx.report("dependency-unavailable", index, message, path=path)
+                    hint = did_you_mean(key, state)
+                    ctx.report("dependency-unavailable", index, message, hint, path=path)
         kind = types[index]
         if kind is ASSERTION:
             _check_assertion(ctx, index)
@@ -357,6 +358,7 @@ def check_compensations(ctx: VerifyContext) -> None:
                     "unknown-compensation-tool",
                     index,
                     f"compensation names tool '{compensation.tool}', which is not registered",
+                    did_you_mean(compensation.tool, ctx.tools.names),
                     path="compensation.tool",
                 )
         elif isinstance(compensation, ActionRefCompensation):
@@ -366,6 +368,7 @@ def check_compensations(ctx: VerifyContext) -> None:
                     index,
                     f"compensation references action '{compensation.action_id}', "
                     "which is not in this proposal",
+                    did_you_mean(compensation.action_id, ctx.ids),
                     path="compensation.action_id",
                 )
 
@@ -417,9 +420,39 @@ def _explicitly_ordered(dag: Dag, later: int, earlier: int) -> bool:
     return False
 
 
+#: How many conflicting pairs verify lists, at most: n writers of one key make n(n-1)/2 pairs,
+#: and a careless or hostile proposal must not make the verifier's answer quadratic. Below
+#: it, the pairs and their findings are CAR's; above it, each key gets one finding with its
+#: writers and its count of pairs.
+MAX_LISTED_CONFLICTS = 100
+#: Bits of ancestor sets (actions x writers) beyond which ordering is checked pair by pair,
+#: and how many pairs are checked that way at most (the count is then a lower bound).
+_MAX_REACH_BITS = 2**30
+_MAX_PAIR_CHECKS = 20_000
+
+
+@dataclass(frozen=True, slots=True)
+class KeyConflict:
+    """Unordered writers of one key: the key, its writers (positions) and how many pairs of
+    them have no dependency between them (at least that many when not `exact`)."""
+
+    key: str
+    writers: tuple[int, ...]
+    pairs: int
+    exact: bool = True
+
+
 def conflict_pairs(ctx: VerifyContext) -> list[tuple[int, int, str]]:
     """Pairs of actions writing one key where neither lists it as a dependency (CAR's rule);
-    carlang also accepts an explicit `depends_on` path between them as an ordering."""
+    carlang also accepts an explicit `depends_on` path between them as an ordering. At most
+    `MAX_LISTED_CONFLICTS` pairs, the first in (earlier, later, key) order."""
+    return write_conflicts(ctx)[0]
+
+
+def write_conflicts(ctx: VerifyContext) -> tuple[list[tuple[int, int, str]], list[KeyConflict]]:
+    """The listed conflicting pairs (at most `MAX_LISTED_CONFLICTS`) and, per key with any,
+    its writers and its exact count of pairs. Time and memory grow with the number of writers
+    and of listed pairs, never with the number of pairs."""
     cols = ctx.cols
     first_writer: dict[str, int] = {}
     writers: dict[str, list[int]] = {}  # only keys with two or more writers
@@ -432,22 +465,109 @@ def conflict_pairs(ctx: VerifyContext) -> list[tuple[int, int, str]]:
         if effects:
             for key in effects:
                 _add_writer(first_writer, writers, key, index)
+    dependencies = cols.dependencies
+    candidates = {
+        key: [i for i in found if key not in dependencies[i]] for key, found in writers.items()
+    }
+    candidates = {key: found for key, found in candidates.items() if len(found) > 1}
+    if not candidates:
+        return [], []
+    reach = _explicit_reach(ctx, candidates) if any(cols.depends_on) else None
     pairs: list[tuple[int, int, str]] = []
-    dependencies, has_explicit = cols.dependencies, any(cols.depends_on)
-    for key, found in writers.items():
-        for x, i in enumerate(found):
-            if key in dependencies[i]:
-                continue
-            for j in found[x + 1 :]:
-                if key in dependencies[j]:
-                    continue
-                if has_explicit and (
-                    _explicitly_ordered(ctx.dag, j, i) or _explicitly_ordered(ctx.dag, i, j)
-                ):
-                    continue
-                pairs.append((i, j, key))
+    per_key: list[KeyConflict] = []
+    for key, found in candidates.items():
+        listed, count, exact = _key_pairs(ctx, key, found, reach)
+        if count:
+            pairs.extend(listed)
+            per_key.append(KeyConflict(key, tuple(found), count, exact))
     pairs.sort()
-    return pairs
+    return pairs[:MAX_LISTED_CONFLICTS], per_key
+
+
+def _explicit_reach(ctx: VerifyContext, candidates: dict[str, list[int]]) -> list[int] | None:
+    """Per action, a bit set of the writers it is ordered with through `depends_on` alone
+    (either way round); None when that would be too big or the edges have a cycle (then
+    ordering is decided pair by pair)."""
+    size = len(ctx.cols)
+    writers = sorted({i for found in candidates.values() for i in found})
+    if size * len(writers) > _MAX_REACH_BITS:
+        return None
+    explicit = ctx.dag.explicit
+    order = _explicit_order(explicit, size)
+    if order is None:
+        return None
+    bit = dict.fromkeys(writers, 0)
+    for i in writers:
+        bit[i] = 1 << i
+    ancestors = [0] * size
+    for node in order:  # dependencies first
+        mask = 0
+        for dep in explicit[node]:
+            mask |= ancestors[dep] | bit.get(dep, 0)
+        ancestors[node] = mask
+    descendants = [0] * size
+    for node in reversed(order):
+        own = descendants[node] | bit.get(node, 0)
+        for dep in explicit[node]:
+            descendants[dep] |= own
+    return [a | d for a, d in zip(ancestors, descendants, strict=True)]
+
+
+def _explicit_order(explicit: list[list[int]], size: int) -> list[int] | None:
+    """The actions with every `depends_on` before its dependant, or None on a cycle."""
+    waiting = [len(set(deps)) for deps in explicit]
+    dependants: list[list[int]] = [[] for _ in range(size)]
+    for node, deps in enumerate(explicit):
+        for dep in set(deps):
+            dependants[dep].append(node)
+    ready = [node for node in range(size) if waiting[node] == 0]
+    order: list[int] = []
+    while ready:
+        node = ready.pop()
+        order.append(node)
+        for nxt in dependants[node]:
+            waiting[nxt] -= 1
+            if waiting[nxt] == 0:
+                ready.append(nxt)
+    return order if len(order) == size else None
+
+
+def _key_pairs(
+    ctx: VerifyContext, key: str, found: list[int], reach: list[int] | None
+) -> tuple[list[tuple[int, int, str]], int, bool]:
+    """The first `MAX_LISTED_CONFLICTS` unordered pairs of `found` (in order), their count,
+    and whether the count is exact."""
+    listed: list[tuple[int, int, str]] = []
+    if not any(ctx.cols.depends_on):
+        count = len(found) * (len(found) - 1) // 2
+        for x, i in enumerate(found):
+            if len(listed) >= MAX_LISTED_CONFLICTS:
+                break
+            for j in found[x + 1 : x + 1 + MAX_LISTED_CONFLICTS - len(listed)]:
+                listed.append((i, j, key))
+        return listed, count, True
+    if reach is None:  # pair by pair, within bounds: the count may then be a lower bound
+        checked = 0
+        for x, i in enumerate(found):
+            for j in found[x + 1 :]:
+                checked += 1
+                if len(listed) > MAX_LISTED_CONFLICTS or checked > _MAX_PAIR_CHECKS:
+                    return listed[:MAX_LISTED_CONFLICTS], len(listed), False
+                if not (_explicitly_ordered(ctx.dag, j, i) or _explicitly_ordered(ctx.dag, i, j)):
+                    listed.append((i, j, key))
+        return listed, len(listed), True
+    members = 0
+    for i in found:
+        members |= 1 << i
+    count = 0
+    for i in found:
+        later = members & ~((2 << i) - 1) & ~reach[i]
+        count += later.bit_count()
+        while later and len(listed) < MAX_LISTED_CONFLICTS:
+            low = later & -later
+            listed.append((i, low.bit_length() - 1, key))
+            later ^= low
+    return listed, count, True
 
 
 def _add_writer(first: dict[str, int], writers: dict[str, list[int]], key: str, index: int) -> None:
@@ -459,12 +579,30 @@ def _add_writer(first: dict[str, int], writers: dict[str, list[int]], key: str, 
 
 
 def check_write_conflicts(ctx: VerifyContext) -> None:
-    """Unordered writers of one key (warnings; they never make a proposal invalid)."""
+    """Unordered writers of one key (warnings; they never make a proposal invalid): each pair
+    as CAR reports it, or, past `MAX_LISTED_CONFLICTS` pairs, one finding per key."""
     ids = ctx.cols.ids
-    ctx.conflicts = conflict_pairs(ctx)
-    for i, j, key in ctx.conflicts:
-        message = f"write conflict on '{key}' with action {ids[j]} (no dependency declared)"
-        ctx.report("write-conflict", i, message, path=f"state_key:{key}")
+    pairs, per_key = write_conflicts(ctx)
+    ctx.conflicts = pairs
+    total = sum(conflict.pairs for conflict in per_key)
+    if total <= MAX_LISTED_CONFLICTS:
+        for i, j, key in pairs:
+            message = f"write conflict on '{key}' with action {ids[j]} (no dependency declared)"
+            ctx.report("write-conflict", i, message, path=f"state_key:{key}")
+        return
+    for conflict in per_key:
+        shown = [ids[i] for i in conflict.writers[:10]]
+        more = ", ..." if len(conflict.writers) > 10 else ""
+        count = f"{conflict.pairs}" if conflict.exact else f"at least {conflict.pairs}"
+        message = (
+            f"write conflict on '{conflict.key}': {len(conflict.writers)} actions write it with"
+            f" no dependency declared ({', '.join(shown)}{more}); {count} pairs, the first"
+            f" {MAX_LISTED_CONFLICTS} of all keys listed in `conflicts`"
+        )
+        help = "order the writers with `after`, or make each read the key it overwrites"
+        ctx.report(
+            "write-conflict", conflict.writers[0], message, help, f"state_key:{conflict.key}"
+        )
 
 
 def check_limits(ctx: VerifyContext) -> None:

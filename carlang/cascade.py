@@ -1,0 +1,220 @@
+"""Cascades: findings that only follow from another finding, dropped so that the real mistake
+is the one a user reads (and reads once). Recognised here, after every stage has run:
+
+- a literal no field can hold (CL0104, CL0217 from the parser) is replaced by a stand-in value
+  so that later stages can go on; whatever they then say about a clause that contains that
+  literal ("precondition will fail" on `k < 1e400`) is about the stand-in, not the program;
+- a syntax error makes the parser skip text up to the next declaration; a name that is
+  "unknown" (a tool, an action, a state key) but is written in that skipped text was very
+  likely declared there, so the lookup failure is a consequence of the syntax error; and after
+  an import that failed, no name is reported unknown at all;
+- anything else said at the very place of an unknown name (that the capability does not allow
+  the tool, say) follows from the name being wrong;
+- a required parameter is "missing" from a call whose unknown argument is its misspelling
+  (`chanel:` for `channel`): the misspelling is the finding;
+- a warning that repeats an error: "not declared" about a state key where an error already
+  suggests the declared one, or "never used" about a declaration an error suggests instead of
+  a misspelt name.
+
+Other cascades are avoided where they arise: policy verdicts on a call whose parameters are
+wrong, or from a policy whose condition has errors (`compiler._judge_proposals`); where an
+action runs in the state flow when its `after` names no action (`compiler._verify_proposals`);
+and unused declarations in a program that did not parse (`compiler.unused_declarations`).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Iterable
+
+from .diagnostics import Diagnostic
+from .loader import LoadedProgram, ParsedFile
+from .source import Span
+
+__all__ = [
+    "LOOKUP_CODES",
+    "SYNTAX_CODES",
+    "UNUSED",
+    "without_repeated_warnings",
+    "has_syntax_errors",
+    "without_cascades",
+]
+
+#: Findings that a name is not declared (or matches nothing declared).
+LOOKUP_CODES = frozenset(
+    {"CL0202", "CL0204", "CL0206", "CL0302", "CL0306", "CL0311", "CL0312", "CL0502", "CL0505"}
+)
+#: The parser's own errors: the text itself is wrong.
+SYNTAX_CODES = frozenset({"CL0101", "CL0102", "CL0103", "CL0105", "CL0106"})
+#: Literals reported by the parser and replaced by a stand-in value.
+_LITERAL_CODES = frozenset({"CL0104", "CL0217"})
+_SUGGESTED = re.compile(r"did you mean `([^`]+)`")
+#: Imports that did not load: what the file declared is unknown, so no name is "unknown".
+FAILED_IMPORT_CODES = frozenset({"CL0209", "CL0211"})
+#: A call without a required parameter, and an argument the tool does not have.
+MISSING_PARAMETER = "CL0307"
+UNKNOWN_PARAMETER = "CL0203"
+#: A declaration nothing uses.
+UNUSED = "CL0207"
+#: A state key no `state` block declares.
+UNDECLARED_KEY = "CL0206"
+_WORD = re.compile(r"[A-Za-z_*][A-Za-z0-9_.*]*")
+_QUOTED_NAME = re.compile(r"[`']([^`']+)[`']")
+
+
+def has_syntax_errors(diagnostics: Iterable[Diagnostic]) -> bool:
+    """Whether any of `diagnostics` is a syntax error (something was not parsed)."""
+    return any(d.code in SYNTAX_CODES and d.severity == "error" for d in diagnostics)
+
+
+def without_cascades(
+    items: list[Diagnostic], loaded: LoadedProgram, parse_findings: list[Diagnostic]
+) -> list[Diagnostic]:
+    """`items` without the findings that follow from another one (see the module's doc).
+    `parse_findings` are the diagnostics the parser reported."""
+    literals = _literal_spans(parse_findings)
+    parsed = {id(d) for d in parse_findings}
+    skipped = _skipped_words(loaded, parse_findings)
+    unknown_at = {
+        (id(label.source), label.span)
+        for d in items
+        if d.code in LOOKUP_CODES and d.severity == "error" and (label := d.primary)
+    }
+    import_failed = any(d.code in FAILED_IMPORT_CODES for d in items)
+    misspelt = _misspelt_arguments(items)
+    kept = []
+    for diagnostic in items:
+        label = diagnostic.primary
+        if id(diagnostic) in parsed:
+            kept.append(diagnostic)
+        elif _contains_literal(diagnostic, literals):
+            continue
+        elif diagnostic.code in LOOKUP_CODES and (
+            import_failed or _names_skipped(diagnostic, skipped)
+        ):
+            continue
+        elif diagnostic.code == MISSING_PARAMETER and _is_misspelt(diagnostic, misspelt):
+            continue
+        elif (
+            diagnostic.code not in LOOKUP_CODES
+            and label is not None
+            and (id(label.source), label.span) in unknown_at
+        ):
+            continue  # about a name that does not exist ("tool `fetsh` is not allowed")
+        else:
+            kept.append(diagnostic)
+    return without_repeated_warnings(kept)
+
+
+def without_repeated_warnings(items: list[Diagnostic]) -> list[Diagnostic]:
+    """`items` without the warnings that repeat one of its errors (see `_shadowed`)."""
+    errors = [d for d in items if d.severity == "error"]
+    error_spans = {
+        (id(label.source), label.span) for d in errors if d.help and (label := d.primary)
+    }
+    suggested = {name for d in errors for name in _SUGGESTED.findall(d.help or "")}
+    return [d for d in items if d.severity == "error" or not _shadowed(d, error_spans, suggested)]
+
+
+def _shadowed(warning: Diagnostic, error_spans: set[tuple[int, Span]], suggested: set[str]) -> bool:
+    """A warning that says again what an error says: an undeclared state key where an error
+    (the key is not available there) already suggests the declared one, or "never used"
+    about the very name an error suggests (`under cpa` with `did you mean cap?`: `cap` is
+    unused only because of it)."""
+    label = warning.primary
+    if warning.code == UNDECLARED_KEY and label is not None:
+        return (id(label.source), label.span) in error_spans
+    if warning.code == UNUSED:
+        return any(f"`{name}`" in warning.message for name in suggested)
+    return False
+
+
+def _misspelt_arguments(items: list[Diagnostic]) -> list[tuple[str, Diagnostic]]:
+    """`(parameter, diagnostic)` for each unknown argument that a parameter's name is
+    suggested for (`chanel:` -> did you mean `channel`?)."""
+    return [
+        (name, d)
+        for d in items
+        if d.code == UNKNOWN_PARAMETER
+        for name in _SUGGESTED.findall(d.help or "")
+    ]
+
+
+def _is_misspelt(missing: Diagnostic, misspelt: list[tuple[str, Diagnostic]]) -> bool:
+    """A required parameter reported missing from a call that misspells its name."""
+    names = _QUOTED_NAME.findall(missing.message)
+    label = missing.primary
+    if label is None or not names:
+        return False
+    for name, unknown in misspelt:
+        inner = unknown.primary
+        if name == names[-1] and inner is not None and inner.source is label.source:
+            if _within(inner.span, label.span):
+                return True
+    return False
+
+
+def _literal_spans(parse_findings: list[Diagnostic]) -> dict[int, list[tuple[int, int]]]:
+    """Per source (by id), the `(start, end)` of each replaced literal, in order."""
+    spans: dict[int, list[tuple[int, int]]] = {}
+    for d in parse_findings:
+        label = d.primary
+        if d.code in _LITERAL_CODES and label is not None:
+            spans.setdefault(id(label.source), []).append((label.span.start, label.span.end))
+    for found in spans.values():
+        found.sort()
+    return spans
+
+
+def _contains_literal(diagnostic: Diagnostic, literals: dict[int, list[tuple[int, int]]]) -> bool:
+    label = diagnostic.primary
+    if label is None or not label.span or id(label.source) not in literals:
+        return False
+    found = literals[id(label.source)]
+    index = bisect_left(found, (label.span.start, -1))
+    while index < len(found) and found[index][0] < label.span.end:
+        if found[index][1] <= label.span.end:
+            return True
+        index += 1
+    return False
+
+
+def _within(inner: Span, outer: Span) -> bool:
+    return outer.start <= inner.start and inner.end <= outer.end
+
+
+def _skipped_words(loaded: LoadedProgram, parse_findings: list[Diagnostic]) -> set[str]:
+    """The words in the text the parser skipped over, in every file."""
+    broken = {
+        id(label.source)
+        for d in parse_findings
+        if d.code in SYNTAX_CODES and (label := d.primary) is not None
+    }
+    words: set[str] = set()
+    for parsed in loaded.files:
+        if id(parsed.source) in broken:
+            words |= _words_outside(parsed)
+    return words
+
+
+def _words_outside(parsed: ParsedFile) -> set[str]:
+    """The words of a file outside everything that parsed (imports, declarations, comments)."""
+    covered = sorted(
+        [node.span for node in (*parsed.module.imports, *parsed.module.declarations)]
+        + [comment.span for comment in parsed.comments],
+        key=lambda span: span.start,
+    )
+    text = parsed.source.text
+    words: set[str] = set()
+    position = 0
+    for span in covered:
+        if span.start > position:
+            words.update(_WORD.findall(text, position, span.start))
+        position = max(position, span.end)
+    words.update(_WORD.findall(text, position))
+    return words
+
+
+def _names_skipped(diagnostic: Diagnostic, skipped: set[str]) -> bool:
+    return bool(skipped) and any(n in skipped for n in _QUOTED_NAME.findall(diagnostic.message))
