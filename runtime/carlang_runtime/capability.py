@@ -67,7 +67,5 @@ class CapabilityCheck:
         """None if `count` actions are within `max_actions`, else the message."""
         limit = self.capability.max_actions
         if limit is not None and count > limit:
-            return (
-                f"{count} actions exceed {self.capability.label} (max_actions {limit})"
-            )
+            return f"{count} actions exceed {self.capability.label} (max_actions {limit})"
         return None
