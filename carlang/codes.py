@@ -312,6 +312,15 @@ COMPILER_CODES: tuple[Code, ...] = (
         "(`check --strict`)",
         "carlang",
     ),
+    Code(
+        "CL0525",
+        "unused-allowance",
+        "strict",
+        "warning",
+        "a `# carlang: allow CODE` pragma or a `carlang.toml` `accept` entry that no longer "
+        "accepts any warning (`check --strict`)",
+        "carlang",
+    ),
     # tests
     Code(
         "CL0701",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -17,11 +18,13 @@ if TYPE_CHECKING:
 
     from carlang.compiler import CompileResult
     from carlang.diagnostics import Diagnostic
+    from carlang.project import Project
 
 __all__ = [
     "register",
     "collect_sources",
     "project_root",
+    "find_project_of",
     "compile_program",
     "compile_all",
     "blocking_errors",
@@ -59,15 +62,26 @@ def collect_sources(paths: list[Path]) -> list[Path]:
     return unique
 
 
-def project_root(files: list[Path], root: Path | None) -> Path:
-    """The project root: `--root` when given, else the one found from the first file."""
-    from carlang.loader import default_root
+def find_project_of(files: list[Path], root: Path | None) -> Project:
+    """The project of the first file (its `carlang.toml`, if any); `--root`, when given,
+    overrides the root found."""
+    from carlang.project import ProjectError, find_project
 
+    try:
+        project = find_project(files[0])
+    except ProjectError as exc:
+        fail_usage(str(exc))
     if root is not None:
         if not root.is_dir():
             fail_usage(f"--root {root}: not a directory")
-        return root.resolve()
-    return default_root(files[0])
+        project = replace(project, root=root.resolve())
+    return project
+
+
+def project_root(files: list[Path], root: Path | None) -> Path:
+    """The project root: `--root` when given, else the one found from the first file (the
+    nearest directory upwards with a `carlang.toml` or `.git`, else the file's directory)."""
+    return find_project_of(files, root).root
 
 
 def blocking_errors(
@@ -172,13 +186,22 @@ def check_command(
     root: RootOption = None,
 ) -> None:
     """Report every problem in carlang programs. Exit 0 clean (warnings allowed unless
-    --strict), 1 errors, 2 bad usage or unreadable input."""
+    --strict), 1 errors, 2 bad usage or unreadable input. Warnings accepted by a
+    `# carlang: allow CODE` pragma on their line, or by `accept` in carlang.toml, are left out
+    (and --strict reports allowances that accept nothing)."""
+    from carlang.project import apply_allowances
     from carlang.render import render_json, render_sarif, render_text, summary_line
 
     files = collect_sources(paths)
-    results, diagnostics = compile_all(files, project_root(files, root))
+    project = find_project_of(files, root)
+    results, diagnostics = compile_all(files, project.root)
+    strict = strict or project.strict
     if strict:
-        diagnostics = sorted([*diagnostics, *_strict(results)], key=lambda d: d.sort_key())
+        diagnostics = [*diagnostics, *_strict(results)]
+    sources = {f.source.name: f.source for r in results for f in r.loaded.files}
+    diagnostics, stale = apply_allowances(diagnostics, sources.values(), project)
+    if strict:
+        diagnostics = sorted([*diagnostics, *stale], key=lambda d: d.sort_key())
     if output is CheckFormat.json:
         echo(render_json(diagnostics))
     elif output is CheckFormat.sarif:
