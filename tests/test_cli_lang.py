@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -180,3 +181,20 @@ def test_check_as_a_fresh_process(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 1 and "bad.car:2:" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["codes"], ["check", str(ROOT / "examples"), "--root", str(ROOT)], ["--help"]]
+)
+def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
+    # `carlang codes | head -1`: the reader is gone before carlang writes
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "carlang", *args], stdout=write_end, stderr=subprocess.PIPE
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == b""
+    assert proc.returncode in (1, 141)

@@ -4,11 +4,14 @@ pays only for what it uses at start-up."""
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated
 
 import typer
 
 from carlang import __version__
+
+from .common import EXIT_PIPE
 
 from . import (
     dbos_commands,
@@ -64,4 +67,9 @@ def main() -> None:
     # The CLI uses no pydantic plugins; skipping their discovery (a scan of every installed
     # package's entry points) saves ~15 ms of every command's start-up.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    app()
+    try:
+        app()
+    except BrokenPipeError:  # a write outside any command body (help, version, exit's flush)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(EXIT_PIPE) from None

@@ -21,6 +21,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_USAGE",
     "EXIT_INTERNAL",
+    "EXIT_PIPE",
     "RootOption",
     "UsageProblem",
     "fail_usage",
@@ -35,6 +36,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # the input was read and found wanting (invalid, errors, failed tests)
 EXIT_USAGE = 2  # bad invocation or unreadable input
 EXIT_INTERNAL = 101  # a bug in carlang (CAR uses 101 for a panic)
+EXIT_PIPE = 141  # the reader closed the pipe: what a shell reports for a SIGPIPE death
 
 #: The `--root` option every command that compiles a program takes.
 RootOption = Annotated[
@@ -75,6 +77,10 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # the reader went away (`carlang codes | head -1`): end quietly, like other tools
+            _silence_stdout()
+            raise typer.Exit(EXIT_PIPE) from None
         except UsageProblem as exc:
             echo_err(f"error: {exc}")
             raise typer.Exit(EXIT_USAGE) from None
@@ -92,6 +98,13 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def read_bytes(path: Path, what: str = "file") -> bytes:
