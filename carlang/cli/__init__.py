@@ -11,8 +11,6 @@ import typer
 
 from carlang import __version__
 
-from .common import EXIT_PIPE
-
 from . import (
     dbos_commands,
     ir_commands,
@@ -22,6 +20,7 @@ from . import (
     run_commands,
     test_commands,
 )
+from .common import EXIT_PIPE
 
 __all__ = ["app", "main"]
 
