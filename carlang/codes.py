@@ -188,8 +188,8 @@ COMPILER_CODES: tuple[Code, ...] = (
         "CL0502",
         "policy-unknown-tool",
         "policies",
-        "warning",
-        "a policy or rule that targets no declared tool",
+        "error",
+        "a policy or rule that targets no declared tool or parameter (it could never match)",
         "carlang",
     ),
     Code(

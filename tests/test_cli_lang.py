@@ -198,3 +198,17 @@ def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
         os.close(write_end)
     assert proc.stderr == b""
     assert proc.returncode in (1, 141)
+
+
+def test_a_misspelt_policy_target_is_an_error_with_did_you_mean(tmp_path: Path) -> None:
+    # a policy that can never match leaves the action it meant unguarded
+    path = write(
+        tmp_path,
+        "p.car",
+        "tool refund(amount: int)\npolicy p: deny refnd when params.amount > 5\n"
+        "proposal x { a = refund(amount: 1) }\n",
+    )
+    code, out = check(str(path))
+    assert code == 1
+    assert "p.car:2:16: error[CL0502]: `refnd` matches no declared tool" in out
+    assert "did you mean `refund`?" in out
