@@ -162,6 +162,16 @@ def test_events_are_logged_and_listed(tmp_path: Path) -> None:
     )
     (approval,) = json.loads(shown.output)
     assert approval["action_id"] == "ship" and approval["data"]["approved"] is True
+    # a unique prefix of a run id names the run, as a commit's prefix does in git
+    by_prefix = runner.invoke(
+        app, ["events", str(db), "--run", run_id[:5], "--kind", "approval_recorded"]
+    )
+    assert by_prefix.exit_code == 0 and by_prefix.output.rstrip().endswith("1 events")
+    typo = runner.invoke(app, ["events", str(db), "--kind", "aproval_recorded"])
+    assert typo.exit_code == 2
+    assert "no event kind `aproval_recorded` (did you mean `approval_recorded`?)" in typo.output
+    unknown = runner.invoke(app, ["events", str(db), "--run", "zzz"])
+    assert unknown.exit_code == 2 and "no run `zzz`" in unknown.output
     jsonl = tmp_path / "run.jsonl"
     run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve", "--events", str(jsonl))
     text = runner.invoke(app, ["events", str(jsonl), "--action", "get"])

@@ -425,8 +425,13 @@ def events_command(
     action: Annotated[str | None, typer.Option("--action", help="Only this action's.")] = None,
     output: Annotated[RunFormat, typer.Option("--format", help="Output format.")] = RunFormat.text,
 ) -> None:
-    """List the runs in an event log, or the events of one run (filtered by kind and action)."""
+    """List the runs in an event log, or the events of one run (filtered by kind and action).
+    --run takes a run id or a unique prefix of one; --kind must be a kind of event."""
     records = read_log(log)
+    if run is not None:
+        run = resolve_run_id(records, run, log)
+    if kind is not None:
+        _check_kind(records, kind)
     if run is None and kind is None and action is None:
         _print_runs(records, output)
         return
@@ -446,6 +451,35 @@ def events_command(
         where = record.get("action_id") or record.get("proposal_id") or ""
         echo(f"{record['timestamp']}  {record['kind']:<26} {where:<16} {detail}".rstrip())
     echo(f"{len(chosen)} events")
+
+
+def resolve_run_id(records: list[dict[str, Any]], given: str, log: Path) -> str:
+    """The run id `given` names: itself, or the one run id it is a prefix of (as git takes a
+    commit's prefix); a usage error when it names none or several."""
+    ids = list(dict.fromkeys(r["trace_id"] for r in records if r.get("trace_id")))
+    if given in ids:
+        return given
+    matches = [i for i in ids if i.startswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        fail_usage(f"--run {given} is ambiguous in {log}: {', '.join(matches)}")
+    known = ", ".join(ids[-5:]) or "none"
+    fail_usage(f"no run `{given}` in {log} (runs: {known}; see `carlang events {log}`)")
+
+
+def _check_kind(records: list[dict[str, Any]], kind: str) -> None:
+    """A usage error, with did-you-mean, for a kind no event can have."""
+    from carlang_runtime.engine.events import EventKind
+    from carlang_runtime.suggest import did_you_mean
+
+    kinds = {k.value for k in EventKind} | {str(r.get("kind")) for r in records}
+    if kind not in kinds:
+        hint = did_you_mean(kind, sorted(kinds), "`")
+        fail_usage(
+            f"--kind: no event kind `{kind}`"
+            + (f" ({hint})" if hint else f" (kinds: {', '.join(sorted(kinds))})")
+        )
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
