@@ -3,7 +3,6 @@ logged)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from enum import StrEnum
@@ -178,10 +177,11 @@ def run_command(
         raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
     if database is not None or approval_timeout is not None or detach:
         fail_usage("--database, --approval-timeout and --detach go with --backend dbos")
+    reporter = _progress(output is RunFormat.text and sys.stdout.isatty(), len(chosen.actions))
     runtime = Runtime.from_program(
         program,
         events=_event_log(events),
-        approval=_approval_gate(auto_approve, deny_approvals),
+        approval=_approval_gate(auto_approve, deny_approvals, program, reporter),
         compensate=compensate,
     )
     if initial is not None:
@@ -190,7 +190,6 @@ def run_command(
         _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
     for spec in tools or []:
         register_tool_spec(runtime, spec)
-    reporter = _progress(output is RunFormat.text and sys.stdout.isatty(), len(chosen.actions))
     runtime.use(reporter)
     try:
         if resume is not None:
@@ -278,32 +277,19 @@ def _read_state(path: Path) -> dict[str, Any]:
     return value
 
 
-class _ConsoleGate:
-    """Asks at the terminal whether an action that needs approval may run."""
-
-    async def review(self, request: Any) -> Any:
-        from carlang_runtime.engine import Approval
-
-        question = (
-            f"approve {request.action.id} ({request.action.tool or request.action.type.value})?"
-            f" {request.reason}"
-        )
-        answer = await asyncio.to_thread(typer.confirm, question, default=False)
-        return Approval(
-            bool(answer),
-            "approved at the terminal" if answer else "refused at the terminal",
-            "console",
-        )
-
-
-def _approval_gate(auto_approve: bool, deny_approvals: bool) -> Any:
+def _approval_gate(
+    auto_approve: bool, deny_approvals: bool, program: ir.Program, reporter: Any
+) -> Any:
     from carlang_runtime.engine import AutoApprove, DenyApprovals
+
+    from .approval_prompt import ConsoleGate
 
     if auto_approve:
         return AutoApprove()
     if deny_approvals or not sys.stdin.isatty():
         return DenyApprovals("refused (run with --auto-approve, or at a terminal to be asked)")
-    return _ConsoleGate()
+    schemas = {tool.name: tool.parameters for tool in program.tools}
+    return ConsoleGate(schemas, reporter.pause, reporter.resume)
 
 
 def _register_builtins(runtime: Runtime, files_root: Path, hosts: list[str]) -> None:
@@ -363,6 +349,16 @@ def _progress(enabled: bool, total: int) -> Any:
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
+
+        def pause(self) -> None:
+            """Take the live display off the screen (while a question is asked)."""
+            if self._progress is not None:
+                self._progress.stop()
+
+        def resume(self) -> None:
+            """Put it back."""
+            if self._progress is not None:
+                self._progress.start()
 
     return Reporter(enabled, total)
 
@@ -456,7 +452,7 @@ def events_command(
 def resolve_run_id(records: list[dict[str, Any]], given: str, log: Path) -> str:
     """The run id `given` names: itself, or the one run id it is a prefix of (as git takes a
     commit's prefix); a usage error when it names none or several."""
-    ids = list(dict.fromkeys(r["trace_id"] for r in records if r.get("trace_id")))
+    ids: list[str] = list(dict.fromkeys(str(r["trace_id"]) for r in records if r.get("trace_id")))
     if given in ids:
         return given
     matches = [i for i in ids if i.startswith(given)]
