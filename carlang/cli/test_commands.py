@@ -43,7 +43,7 @@ def test_command(
     """Run every `test` block. Exit 0 when all pass (and coverage meets --threshold), 1 on a
     failure, a program error or low coverage, 2 for bad usage."""
     from carlang.render import render_text as render_diagnostics
-    from carlang.testreport import render_json, render_junit, render_text
+    from carlang.testreport import render_json, render_junit, render_text, threshold_problem
     from carlang.testrun import Coverage, run_tests
 
     if threshold is not None and not 0 <= threshold <= 100:
@@ -54,6 +54,11 @@ def test_command(
     results, diagnostics = compile_all(files, project_root(files, root))
     errors = blocking_errors(diagnostics, proposal_errors_ok=True)
     if errors:
+        # CI still gets a well-formed report: an error case per file with errors
+        if output is TestFormat.json:
+            echo(render_json([], None, None, errors))
+        elif output is TestFormat.junit:
+            echo(render_junit([], errors=errors))
         echo_err(render_diagnostics(errors))
         echo_err(f"{len(errors)} error(s): the tests did not run")
         raise typer.Exit(EXIT_FAILED)
@@ -63,12 +68,14 @@ def test_command(
     if output is TestFormat.json:
         echo(render_json(outcomes, shown, threshold))
     elif output is TestFormat.junit:
-        echo(render_junit(outcomes))
+        echo(render_junit(outcomes, shown, threshold))
     else:
         echo(render_text(outcomes, shown, threshold))
     failed = any(not r.passed for r in outcomes)
-    low = threshold is not None and measured.percent < threshold
-    raise typer.Exit(EXIT_FAILED if failed or low else EXIT_OK)
+    low = threshold_problem(measured, threshold)
+    if low is not None:
+        echo_err(f"error: {low}")
+    raise typer.Exit(EXIT_FAILED if failed or low is not None else EXIT_OK)
 
 
 def register(app: typer.Typer) -> None:
