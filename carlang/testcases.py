@@ -100,6 +100,8 @@ class _Builder:
     program: ir.Program
     diagnostics: Diagnostics
     cases: list[TestCase] = field(default_factory=list)
+    #: the table row being built (a problem with a cell's value is reported on its row)
+    row_span: Span = field(default_factory=lambda: Span(0, 0))
 
     def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
         self.diagnostics.error("CL0701", message, source, span, help=help)
@@ -141,6 +143,7 @@ class _Builder:
         for number, (row, where) in enumerate(rows, start=1):
             name = title if len(rows) == 1 else f"{title} [row {number}]"
             try:
+                self.row_span = where
                 case = self.case(source, decl, name, subjects[0], expects, row, where)
             except _Missing as missing:
                 self.error(
@@ -245,7 +248,7 @@ class _Builder:
             if word not in DECISIONS:
                 self.error(
                     source,
-                    expect.span,
+                    self.row_span if isinstance(expect.word, ast.Column) else expect.span,
                     f"`{word}` is not a decision",
                     "expect allow, deny or require_approval",
                 )
@@ -273,7 +276,10 @@ class _Builder:
         return Expectation(expect.kind, word)
 
     def known_policy(self, source: Source, expect: ast.Expect, name: str) -> bool:
+        # a name from a table cell is wrong on its row: point there
         span = expect.by.span if expect.by is not None else expect.span
+        if isinstance(expect.by, ast.Column):
+            span = self.row_span
         names = [p.name for p in self.program.policies]
         return self.known(source, ast.Name(name, span=span), "policy", names)
 

@@ -88,6 +88,19 @@ def test_sarif_format(tmp_path: Path) -> None:
         assert rule_ids[result["ruleIndex"]] == result["ruleId"]
         region = result["locations"][0]["physicalLocation"]["region"]
         assert region["startLine"] >= 1 and region["startColumn"] >= 1
+        assert region["snippet"]["text"]  # the text the result is about
+        context = result["locations"][0]["physicalLocation"]["contextRegion"]
+        assert context["startLine"] <= region["startLine"] <= context["endLine"]
+        assert "fetch(ulr" in context["snippet"]["text"]
+    names = {r["id"]: r["name"] for r in run["tool"]["driver"]["rules"]}
+    assert names["CL0203"] == "UnknownParameter" or names["CL0203"][0].isupper()
+    assert all(name[0].isupper() and "-" not in name for name in names.values())
+    assert not any("helpUri" in rule for rule in run["tool"]["driver"]["rules"])
+    texts = {
+        r["ruleId"]: r["locations"][0]["physicalLocation"]["region"]["snippet"]["text"]
+        for r in run["results"]
+    }
+    assert texts["CL0203"] == "ulr"
 
 
 def test_unused_is_judged_across_the_files_checked(tmp_path: Path) -> None:

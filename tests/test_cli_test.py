@@ -322,6 +322,21 @@ def test_junit_validates_against_jenkins_xsd_with_a_case_per_row_at_its_line(
     assert f"FAIL schemes [row 3]  (p.car:{row_line})" in out
 
 
+def test_a_bad_cell_is_reported_at_its_row_in_text_and_sarif(tmp_path: Path) -> None:
+    bad = ROWS.replace(
+        '"https://y"  | deny     | https_only', '"https://y"  | deny     | htps_only'
+    )
+    path = write(tmp_path, PROGRAM + bad)
+    row_line = PROGRAM.count("\n") + 8
+    code, _, err = run("test", str(path))
+    assert (
+        code == 1 and f"p.car:{row_line}:7: error[CL0701]: no policy is called `htps_only`" in err
+    )
+    code, out, _ = run("check", str(path), "--format", "sarif")
+    (result,) = [r for r in json.loads(out)["runs"][0]["results"] if r["ruleId"] == "CL0701"]
+    assert result["locations"][0]["physicalLocation"]["region"]["startLine"] == row_line
+
+
 def test_a_row_may_expect_a_decision_by_no_policy(tmp_path: Path) -> None:
     code, out, _ = run(
         "test",
