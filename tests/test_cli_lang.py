@@ -225,3 +225,40 @@ def test_a_misspelt_policy_target_is_an_error_with_did_you_mean(tmp_path: Path) 
     assert code == 1
     assert "p.car:2:16: error[CL0502]: `refnd` matches no declared tool" in out
     assert "did you mean `refund`?" in out
+
+
+def carlang_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point (`main`), as a user's shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "carlang", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}", **env},
+    )
+
+
+def test_help_shows_real_metavars() -> None:
+    assert "Usage: carlang check [OPTIONS] [PATHS]..." in carlang_process("check", "--help").stdout
+    run_help = carlang_process("run", "--help").stdout
+    assert "Usage: carlang run [OPTIONS] FILE" in run_help
+    assert "--tools TOOLS" in run_help and "--format <text|json>" in run_help
+    for command in ("check", "test", "run", "rank", "explain", "verify", "events", "codes"):
+        text = carlang_process(command, "--help").stdout
+        assert "{" not in text.splitlines()[0] and "<list[" not in text, command
+
+
+def test_shell_completion_is_offered_and_completes_commands() -> None:
+    assert "--install-completion" in carlang_process("--help").stdout
+    proc = carlang_process(
+        COMP_WORDS="carlang ch", COMP_CWORD="1", _CARLANG_COMPLETE="complete_bash"
+    )
+    assert proc.stdout.split() == ["check"]
+
+
+def test_check_defaults_to_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "good.car", GOOD)
+    monkeypatch.chdir(tmp_path)
+    code, out = check()
+    assert code == 0 and "in 1 file" in out

@@ -145,7 +145,7 @@ def schema_command(
 def codes_command(
     code: Annotated[
         str | None,
-        typer.Argument(metavar="[CODE]", help="Explain this code at length, with an example."),
+        typer.Argument(help="Explain this code at length, with an example."),
     ] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="As the Markdown table of docs/codes.md.")

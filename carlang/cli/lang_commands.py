@@ -170,8 +170,9 @@ def _strict(results: list[CompileResult]) -> list[Diagnostic]:
 @guarded
 def check_command(
     paths: Annotated[
-        list[Path], typer.Argument(help="Files or directories (*.car found recursively).")
-    ],
+        list[Path] | None,
+        typer.Argument(help="Files or directories (*.car found recursively; default: .)."),
+    ] = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -192,7 +193,7 @@ def check_command(
     from carlang.project import apply_allowances
     from carlang.render import render_json, render_sarif, render_text, summary_line
 
-    files = collect_sources(paths)
+    files = collect_sources(paths or [Path(".")])
     project = find_project_of(files, root)
     results, diagnostics = compile_all(files, project.root)
     strict = strict or project.strict
