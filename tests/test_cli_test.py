@@ -369,3 +369,21 @@ def test_a_program_with_errors_still_gets_a_well_formed_report(tmp_path: Path, f
         document = json.loads(out)
         assert document["errors"] and document["errors"][0]["file"] == "p.car"
         assert document["errors"][0]["line"] > 0 and document["tests"] == []
+
+
+def test_k_runs_only_the_tests_whose_name_matches(tmp_path: Path) -> None:
+    path = write(tmp_path, PROGRAM + TESTS)
+    code, out, _ = run("test", str(path), "-k", "schemes")
+    assert code == 0 and out.splitlines()[-1] == "2 passed, 0 failed"
+    code, out, _ = run("test", str(path), "--run", "the release *")
+    assert code == 0 and out.splitlines()[-1] == "2 passed, 0 failed"
+    code, out, err = run("test", str(path), "-k", "nothing like it", "--strict")
+    assert code == 1 and "error: no tests match `nothing like it`" in err
+
+
+def test_a_folder_without_tests_says_so_and_fails_under_strict(tmp_path: Path) -> None:
+    write(tmp_path, PROGRAM)
+    code, out, err = run("test", str(tmp_path))
+    assert code == 0 and "warning: no tests in" in err and "0 passed, 0 failed" in out
+    code, _, err = run("test", str(tmp_path), "--strict")
+    assert code == 1 and "error: no tests in" in err

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
-from .lang_commands import blocking_errors, collect_sources, compile_all, project_root
+from .lang_commands import blocking_errors, collect_sources, compile_all, find_project_of
+
+if TYPE_CHECKING:
+    from carlang.compiler import CompileResult
 
 __all__ = ["register"]
 
@@ -38,6 +41,18 @@ def test_command(
     output: Annotated[TestFormat, typer.Option("--format", help="Output format.")] = (
         TestFormat.text
     ),
+    select: Annotated[
+        str | None,
+        typer.Option(
+            "-k",
+            "--run",
+            help="Run only the tests whose name contains PATTERN (a glob when it has * ? [).",
+            metavar="PATTERN",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 1) when there are no tests to run.")
+    ] = False,
     root: RootOption = None,
 ) -> None:
     """Run every `test` block. Exit 0 when all pass (and coverage meets --threshold), 1 on a
@@ -51,7 +66,11 @@ def test_command(
     files = collect_sources(paths or [Path(".")])
     if not files:
         fail_usage("no .car files found")
-    results, diagnostics = compile_all(files, project_root(files, root))
+    project = find_project_of(files, root)
+    strict = strict or project.strict
+    results, diagnostics = compile_all(files, project.root)
+    if select is not None:
+        results = [_only(result, select) for result in results]
     errors = blocking_errors(diagnostics, proposal_errors_ok=True)
     if errors:
         # CI still gets a well-formed report: an error case per file with errors
@@ -64,6 +83,12 @@ def test_command(
         raise typer.Exit(EXIT_FAILED)
     measured = Coverage()
     outcomes = run_tests(results, measured)
+    if not outcomes:
+        what = f"no tests match `{select}`" if select is not None else "no tests"
+        where = ", ".join(str(path) for path in paths or [Path(".")])
+        echo_err(f"{'error' if strict else 'warning'}: {what} in {where}")
+        if strict:
+            raise typer.Exit(EXIT_FAILED)
     shown = measured if coverage or threshold is not None else None
     if output is TestFormat.json:
         echo(render_json(outcomes, shown, threshold))
@@ -76,6 +101,19 @@ def test_command(
     if low is not None:
         echo_err(f"error: {low}")
     raise typer.Exit(EXIT_FAILED if failed or low is not None else EXIT_OK)
+
+
+def _only(result: CompileResult, pattern: str) -> CompileResult:
+    """`result` with only the tests `-k PATTERN` selects."""
+    from dataclasses import replace
+    from fnmatch import fnmatchcase
+
+    glob = any(c in pattern for c in "*?[")
+
+    def chosen(name: str) -> bool:
+        return fnmatchcase(name, pattern) if glob else pattern in name
+
+    return replace(result, tests=[t for t in result.tests if chosen(t.name)])
 
 
 def register(app: typer.Typer) -> None:
