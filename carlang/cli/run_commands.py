@@ -44,6 +44,14 @@ def run_command(
     proposal: Annotated[
         str | None, typer.Option("--proposal", help="Which proposal (needed if several).")
     ] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="Rank this plan's candidates, run the best, and fall back to the next if it"
+            " does not fully succeed (each failure rolled back first).",
+        ),
+    ] = None,
     tools: Annotated[
         list[str] | None,
         typer.Option(
@@ -148,6 +156,8 @@ def run_command(
         fail_usage("--auto-approve and --deny-approvals exclude each other")
     if rollback and resume is None:
         fail_usage("--rollback goes with --resume RUN_ID")
+    if plan is not None and (proposal is not None or resume is not None):
+        fail_usage("--plan runs the plan's candidates: not with --proposal or --resume")
     files = collect_sources([file])
     initial = _read_state(state) if state is not None else None
     result = compile_file(files[0], project_root(files, root), state=initial)
@@ -155,13 +165,24 @@ def run_command(
     if program is None:
         echo_err(render_text(result.diagnostics.sorted()))
         raise typer.Exit(EXIT_FAILED)
-    chosen = _choose(program, proposal, file)
-    _refuse_errors(result, chosen, force)
+    run_id = ""
+    candidates: list[ir.ActionProposal] = []
+    if plan is not None:
+        candidates = _candidates(program, plan, file)
+        chosen = candidates[0]
+        _refuse_errors(result, chosen, force=True)  # the ranking judges each candidate
+    else:
+        if resume is not None and proposal is None and events is not None:
+            run_id, proposal = _journalled_run(events, resume)
+        chosen = _choose(program, proposal, file)
+        _refuse_errors(result, chosen, force)
     if backend is Backend.dbos:
         from .dbos_commands import run_durably
 
-        if resume is not None or builtins:
-            fail_usage("--backend dbos resumes by itself; --resume and --builtins are in-process")
+        if resume is not None or builtins or plan is not None:
+            fail_usage(
+                "--backend dbos resumes by itself; --resume, --plan and --builtins are in-process"
+            )
         outcome, run_id = run_durably(
             program,
             chosen,
@@ -195,9 +216,17 @@ def run_command(
         if resume is not None:
             if events is None or events.suffix not in SQLITE_SUFFIXES:
                 fail_usage("--resume needs the run's journal: --events run.db")
+            run_id = run_id or resume
             # The program's proposal stands in for what the journal redacted (secrets).
-            outcome = runtime.resume(resume, rollback=rollback, proposal=chosen)
-            run_id = resume
+            outcome = runtime.resume(run_id, rollback=rollback, proposal=chosen)
+        elif plan is not None:
+            from carlang_runtime.planner import plan_config
+
+            found = program.plan(plan)
+            assert found is not None  # _candidates checked it
+            outcome = runtime.plan_and_execute(candidates, config=plan_config(found))
+            chosen = next(c for c in candidates if c.id == outcome.proposal_id)
+            run_id = runtime.events.query("run_started")[-1].run_id or ""
         else:
             outcome = runtime.execute(chosen)
             run_id = runtime.events.query("run_started")[-1].run_id or ""
@@ -215,6 +244,30 @@ def _report(
         echo(json.dumps({"run_id": run_id, "result": outcome.model_dump(mode="json")}, indent=2))
     else:
         _print_result(chosen, outcome, run_id)
+
+
+def _candidates(program: ir.Program, name: str, file: Path) -> list[ir.ActionProposal]:
+    """The proposals of plan `name`, or a usage error (with did-you-mean)."""
+    from carlang_runtime.suggest import did_you_mean
+
+    found = program.plan(name)
+    if found is None:
+        hint = did_you_mean(name, [p.name for p in program.plans], "`")
+        names = ", ".join(p.name for p in program.plans) or "none"
+        fail_usage(f"no plan `{name}` in {file} ({hint or f'plans: {names}'})")
+    return [p for n in found.candidates if (p := program.proposal(n)) is not None]
+
+
+def _journalled_run(events: Path, given: str) -> tuple[str, str | None]:
+    """(the run id `given` names, its proposal's id), from the run's journal."""
+    if not events.exists():
+        fail_usage(f"--resume: no journal {events}")
+    records = read_log(events)
+    run_id = resolve_run_id(records, given, events)
+    received = [
+        r for r in records if r.get("trace_id") == run_id and r["kind"] == "proposal_received"
+    ]
+    return run_id, (received[0].get("proposal_id") if received else None)
 
 
 def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionProposal:
