@@ -276,9 +276,18 @@ def fmt_command(
     check: Annotated[
         bool, typer.Option("--check", help="Change nothing; exit 1 if a file is not formatted.")
     ] = False,
+    diff: Annotated[
+        bool,
+        typer.Option("--diff", help="Change nothing; print a unified diff of what would change."),
+    ] = False,
 ) -> None:
     """Rewrite files in carlang's canonical layout, keeping every comment. With --check, list
-    the files that would change and exit 1 if there are any."""
+    the files that would change and exit 1 if there are any; with --diff, show the changes
+    (exit 1 if any). `carlang fmt -` formats standard input to standard output."""
+    if [str(p) for p in paths] == ["-"]:
+        _fmt_stdin(check)
+        return
+    check = check or diff
     from carlang.fmt import format_source
     from carlang.loader import display_name, encoding_error
     from carlang.render import render_text
@@ -311,12 +320,45 @@ def fmt_command(
             raise typer.Exit(EXIT_INTERNAL) from None
         if formatted != source.text:
             changed.append(name)
-            if not check:
+            if diff:
+                echo(_unified_diff(source.text, formatted, name).rstrip("\n"))
+            elif not check:
                 path.write_text(formatted, encoding="utf-8")
-    for name in changed:
+    for name in changed if not diff else []:
         echo(f"{'would reformat' if check else 'reformatted'} {name}")
     if failed or (check and changed):
         raise typer.Exit(EXIT_FAILED)
+
+
+def _unified_diff(before: str, after: str, name: str) -> str:
+    import difflib
+
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), name, name
+    )
+    return "".join(lines)
+
+
+def _fmt_stdin(check: bool) -> None:
+    """`carlang fmt -`: standard input formatted to standard output (what editors call)."""
+    import sys
+
+    from carlang.fmt import format_source
+    from carlang.parse import parse
+    from carlang.render import render_text
+    from carlang.source import Source
+
+    from .common import read_text
+
+    source = Source("<stdin>", read_text(Path("-"), "standard input"))
+    try:
+        formatted = format_source(source)
+    except ValueError:
+        echo_err(render_text(parse(source).diagnostics.sorted()))
+        raise typer.Exit(EXIT_FAILED) from None
+    if check:
+        raise typer.Exit(EXIT_FAILED if formatted != source.text else EXIT_OK)
+    sys.stdout.write(formatted)
 
 
 def register(app: typer.Typer) -> None:
