@@ -9,7 +9,6 @@ is for `lower.py`.
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,8 +22,6 @@ from .syntax import DECLARATION_KEYWORDS, engine
 
 __all__ = ["ParseResult", "parse", "TERMINAL_WORDS"]
 
-_DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-_DURATION = re.compile(r"([0-9]+)(ms|s|m|h)")
 
 #: How expected terminals are named to users (never lark's internal names).
 TERMINAL_WORDS = {
@@ -32,7 +29,7 @@ TERMINAL_WORDS = {
     "STRING": 'a string ("...")',
     "NUMBER": "a number",
     "INT": "a whole number",
-    "DURATION": "a duration (500ms, 5s, 2m, 1h)",
+    "DURATION": "a duration (250ms, 5s, 1m30s, 1h)",
     "CEL_TEXT": "a CEL condition",
     "COLUMN": "a column reference ($name)",
     "$END": "the end of the file",
@@ -87,13 +84,19 @@ class AstBuilder:
             return token[1][1:-1]
 
     def _duration(self, token: Token) -> ast.Duration:
-        match = _DURATION.fullmatch(token[1])
-        assert match is not None, token
-        return ast.Duration(
-            token[1],
-            int(match.group(1)) * _DURATION_UNITS[match.group(2)],
-            span=Span(token[2], token[3]),
-        )
+        # the same grammar and arithmetic as CEL's duration() (1m30s, 1.5s, 250ms)
+        from datetime import timedelta
+
+        from carlang_runtime.cel.values import parse_duration
+
+        milliseconds = parse_duration(token[1]) / timedelta(milliseconds=1)
+        if milliseconds != int(milliseconds):
+            self._literal_error(
+                token,
+                f"duration {token[1]} is not a whole number of milliseconds",
+                help="durations count whole milliseconds: write 1ms or more, like 250ms",
+            )
+        return ast.Duration(token[1], int(milliseconds), span=Span(token[2], token[3]))
 
     @staticmethod
     def _values(items: tuple[Any, ...]) -> tuple[Any, ...]:
