@@ -262,3 +262,24 @@ def test_check_defaults_to_the_current_directory(
     monkeypatch.chdir(tmp_path)
     code, out = check()
     assert code == 0 and "in 1 file" in out
+
+
+@pytest.mark.parametrize("command", ["check", "test"])
+def test_check_and_test_colour_on_a_terminal_only(tmp_path: Path, command: str) -> None:
+    pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed")
+    path = write(
+        tmp_path,
+        "bad.car",
+        BAD
+        if command == "check"
+        else GOOD + 'test "t" {\n  action fetch(url: "x")\n  expect deny\n}\n',
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}", "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    argv = f"{sys.executable} -m carlang {command} {path}"
+    shown = pexpect.run(argv, env=env, encoding="utf-8", timeout=30)
+    assert "\x1b[1;31m" in shown  # `error` / `FAIL` in red
+    plain = pexpect.run(argv, env={**env, "NO_COLOR": "1"}, encoding="utf-8", timeout=30)
+    assert "\x1b[" not in plain and ("error[" in plain or "FAIL" in plain)
+    piped = carlang_process(command, str(path))
+    assert "\x1b[" not in piped.stdout + piped.stderr

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +31,8 @@ __all__ = [
     "read_bytes",
     "echo",
     "echo_err",
+    "painted",
+    "use_color",
 ]
 
 EXIT_OK = 0
@@ -54,6 +57,31 @@ class UsageProblem(Exception):
 def fail_usage(message: str) -> NoReturn:
     """Stop the command with a usage/input error."""
     raise UsageProblem(message)
+
+
+_PAINT = [
+    (re.compile(r"(?m)(: )(error)(\[CL\d{4}\])"), "\x1b[1;31m"),
+    (re.compile(r"(?m)(: )(warning)(\[CL\d{4}\])"), "\x1b[1;33m"),
+    (re.compile(r"(?m)^()(FAIL)( )"), "\x1b[1;31m"),
+    (re.compile(r"(?m)^()(error)(: )"), "\x1b[1;31m"),
+    (re.compile(r"(?m)^()(warning)(: )"), "\x1b[1;33m"),
+    (re.compile(r"(?m)( |^)(0 errors|[1-9]\d* passed, 0 failed)()"), "\x1b[32m"),
+]
+
+
+def use_color(err: bool = False) -> bool:
+    """Colour as `run` does: on a terminal, never when piped or with NO_COLOR set."""
+    stream = sys.stderr if err else sys.stdout
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def painted(text: str, err: bool = False) -> str:
+    """`text` with severities, FAIL lines and a clean summary coloured, when `use_color`."""
+    if not use_color(err):
+        return text
+    for pattern, colour in _PAINT:
+        text = pattern.sub(f"\\1{colour}\\2\x1b[0m\\3", text)
+    return text
 
 
 def echo(text: str = "") -> None:

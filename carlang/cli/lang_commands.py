@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    RootOption,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+    painted,
+)
 
 if TYPE_CHECKING:
     from carlang_runtime.ir import Program
@@ -209,9 +218,9 @@ def check_command(
         echo(render_sarif(diagnostics))
     else:
         if diagnostics:
-            echo(render_text(diagnostics))
+            echo(painted(render_text(diagnostics)))
             echo()
-        echo(summary_line(diagnostics, len(files)))
+        echo(painted(summary_line(diagnostics, len(files))))
     failed = any(d.severity == "error" for d in diagnostics) or (
         strict and any(d.severity == "warning" for d in diagnostics)
     )

@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    RootOption,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+    painted,
+)
 from .lang_commands import blocking_errors, collect_sources, compile_all, find_project_of
 
 if TYPE_CHECKING:
@@ -78,7 +87,7 @@ def test_command(
             echo(render_json([], None, None, errors))
         elif output is TestFormat.junit:
             echo(render_junit([], errors=errors))
-        echo_err(render_diagnostics(errors))
+        echo_err(painted(render_diagnostics(errors), err=True))
         echo_err(f"{len(errors)} error(s): the tests did not run")
         raise typer.Exit(EXIT_FAILED)
     measured = Coverage()
@@ -95,7 +104,7 @@ def test_command(
     elif output is TestFormat.junit:
         echo(render_junit(outcomes, shown, threshold))
     else:
-        echo(render_text(outcomes, shown, threshold))
+        echo(painted(render_text(outcomes, shown, threshold)))
     failed = any(not r.passed for r in outcomes)
     low = threshold_problem(measured, threshold)
     if low is not None:
