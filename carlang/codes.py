@@ -5,9 +5,12 @@ One table, so `carlang codes` and `docs/codes.md` list every code a user can mee
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from carlang_runtime.verify.codes import RUNTIME_CODES, Code
 
-__all__ = ["COMPILER_CODES", "all_codes", "codes_markdown"]
+__all__ = ["COMPILER_CODES", "all_codes", "codes_markdown", "explain_code", "examples_from_goldens"]
 
 COMPILER_CODES: tuple[Code, ...] = (
     # syntax
@@ -196,8 +199,8 @@ COMPILER_CODES: tuple[Code, ...] = (
         "CL0502",
         "policy-unknown-tool",
         "policies",
-        "warning",
-        "a policy or rule that targets no declared tool",
+        "error",
+        "a policy or rule that targets no declared tool or parameter (it could never match)",
         "carlang",
     ),
     Code(
@@ -320,6 +323,15 @@ COMPILER_CODES: tuple[Code, ...] = (
         "(`check --strict`)",
         "carlang",
     ),
+    Code(
+        "CL0525",
+        "unused-allowance",
+        "strict",
+        "warning",
+        "a `# carlang: allow CODE` pragma or a `carlang.toml` `accept` entry that no longer "
+        "accepts any warning (`check --strict`)",
+        "carlang",
+    ),
     # tests
     Code(
         "CL0701",
@@ -353,3 +365,61 @@ def codes_markdown() -> str:
             f"| {c.code} | {c.name} | {c.check} | {c.severity} | {c.origin} | {c.summary} |"
         )
     return "\n".join(lines) + "\n"
+
+
+#: Where `carlang codes CODE` finds each code's example (regenerated from the golden
+#: diagnostics by `python -m carlang.codes`; a test keeps it current).
+EXAMPLES_PATH = Path(__file__).resolve().parent / "code_examples.json"
+
+
+def examples_from_goldens(golden: Path) -> dict[str, str]:
+    """For each code, the first rendered diagnostic with it in the golden `.diag` files: the
+    message, the source line and the caret, as `carlang check` prints them."""
+    found: dict[str, str] = {}
+    for diag in sorted(golden.glob("*.diag")):
+        for block in diag.read_text(encoding="utf-8").split("\n\n"):
+            match = re.search(r": (?:error|warning|info)\[(CL\d{4})\]", block.split("\n", 1)[0])
+            if match is not None and match.group(1) not in found:
+                found[match.group(1)] = block.strip("\n")
+    return dict(sorted(found.items()))
+
+
+def explain_code(code: str) -> str | None:
+    """The long explanation of one code (`carlang codes CL0521`), or None if there is none."""
+    import json
+
+    known = {c.code: c for c in all_codes()}
+    entry = known.get(code.upper())
+    if entry is None:
+        return None
+    lines = [
+        f"{entry.code} {entry.name} ({entry.severity}, check `{entry.check}`)",
+        "",
+        f"  {entry.summary}.",
+        "",
+        "  "
+        + (
+            "car-runtime's verifier reports it too (same action, severity and wording)."
+            if entry.origin == "car"
+            else "Only carlang reports it."
+        ),
+    ]
+    if entry.severity == "warning":
+        lines += [
+            "  A warning fails `carlang check --strict`; where it is expected, accept it with",
+            f'  `# carlang: allow {entry.code}` on its line, or `accept = ["{entry.code}"]` in',
+            "  carlang.toml.",
+        ]
+    examples = json.loads(EXAMPLES_PATH.read_text(encoding="utf-8"))
+    if entry.code in examples:
+        lines += ["", "Example:", "", *(f"  {line}" for line in examples[entry.code].splitlines())]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    golden = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("tests/golden/diagnostics")
+    EXAMPLES_PATH.write_text(json.dumps(examples_from_goldens(golden), indent=1) + "\n")
+    print(f"wrote {EXAMPLES_PATH}")

@@ -66,10 +66,11 @@ def encoding_error(name: str, data: bytes) -> tuple[Source, Diagnostic]:
 
 
 def default_root(entry: Path) -> Path:
-    """The working directory if it contains the entry file, else the entry file's directory."""
-    entry = entry.resolve()
-    cwd = Path.cwd().resolve()
-    return cwd if entry.is_relative_to(cwd) else entry.parent
+    """The project root of the entry file: the nearest directory upwards holding a
+    `carlang.toml` or a `.git`, else the file's own directory (see `carlang.project`)."""
+    from .project import find_project
+
+    return find_project(entry).root
 
 
 def display_name(path: Path, root: Path) -> str:

@@ -591,7 +591,8 @@ class _Lowerer:
         return out
 
     def check_targets(self, source: Source, targets: Iterable[ast.Name]) -> None:
-        """A policy or rule names tools: warn when a name or pattern matches none declared."""
+        """A policy or rule names tools: an error when a name or pattern matches none declared
+        (a policy that can never match is a security bug: the action it meant goes unguarded)."""
         from carlang_runtime.globs import GlobSet
 
         for target in targets:
@@ -600,7 +601,7 @@ class _Lowerer:
             for tool in matched:
                 self.used.add(("tool", tool))
             if not matched and self.tool_decls:
-                self.d.warning(
+                self.d.error(
                     "CL0502",
                     f"`{target.text}` matches no declared tool",
                     source,
@@ -622,7 +623,7 @@ class _Lowerer:
         self.check_targets(source, (ast.Name(tool, span=decl.target.span),))
         tool_decl = self.tool_decls.get(tool)
         if tool_decl is not None and param not in {p.name.text for p in tool_decl.params}:
-            self.d.warning(
+            self.d.error(
                 "CL0502",
                 f"tool `{tool}` has no parameter `{param}`",
                 source,

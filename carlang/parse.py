@@ -9,6 +9,7 @@ is for `lower.py`.
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +26,8 @@ from .syntax import DECLARATION_KEYWORDS, engine
 
 __all__ = ["ParseResult", "parse", "TERMINAL_WORDS"]
 
+#: Milliseconds per unit, for naming a duration's range in the unit the user wrote.
 _DURATION_UNITS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000}
-_DURATION = re.compile(r"([0-9]+)(ms|s|m|h)")
 _U32 = 2**32 - 1
 _U64 = 2**64 - 1
 #: The largest whole number each counting field holds (CAR's types: u32 counts).
@@ -39,8 +40,9 @@ _COUNT_LIMITS = {
     "target tool_calls": _U32,
     "target actions": _U32,
 }
-#: Durations are held in milliseconds as CAR's u64.
-_MAX_DURATION_MS = _U64
+#: Durations are held in milliseconds as CAR's u64, and read as CEL reads them: CEL's range
+#: (10,000 years) is the smaller, so it is the limit.
+_MAX_DURATION_MS = 315_576_000_000 * 1000
 #: Python refuses to convert longer digit strings to int (and no field holds such a number).
 _MAX_DIGITS = 400
 
@@ -50,7 +52,7 @@ TERMINAL_WORDS = {
     "STRING": 'a string ("...")',
     "NUMBER": "a number",
     "INT": "a whole number",
-    "DURATION": "a duration (500ms, 5s, 2m, 1h)",
+    "DURATION": "a duration (250ms, 5s, 1m30s, 1h)",
     "CEL_TEXT": "a CEL condition",
     "COLUMN": "a column reference ($name)",
     "$END": "the end of the file",
@@ -131,16 +133,31 @@ class AstBuilder:
         return limit
 
     def _duration(self, token: Token, field: str) -> ast.Duration:
-        match = _DURATION.fullmatch(token[1])
-        assert match is not None, token
-        digits, unit = match.groups()
-        scale = _DURATION_UNITS[unit]
-        ms = int(digits) * scale if len(digits) <= _MAX_DIGITS else _MAX_DURATION_MS + 1
-        if ms > _MAX_DURATION_MS:
-            limit = f"0{unit}..{_MAX_DURATION_MS // scale}{unit}"
+        """A duration in CEL's grammar and arithmetic (`1m30s`, `1.5s`, `250ms`), checked to be
+        whole milliseconds within range (the largest in range after reporting one that is not)."""
+        from datetime import timedelta
+
+        from carlang_runtime.cel.values import CelEvalError, parse_duration
+
+        span = Span(token[2], token[3])
+        try:
+            milliseconds = parse_duration(token[1]) / timedelta(milliseconds=1)
+        except CelEvalError:
+            milliseconds = math.inf
+        if milliseconds > _MAX_DURATION_MS:
+            unit = re.search(r"[a-zµ]+$", token[1])
+            scale = _DURATION_UNITS.get(unit.group(0) if unit else "ms", 1)
+            name = unit.group(0) if unit and unit.group(0) in _DURATION_UNITS else "ms"
+            limit = f"0{name}..{_MAX_DURATION_MS // scale}{name}"
             self._range_error(token, f"{shorten(token[1])} is out of range for {field} ({limit})")
-            ms = _MAX_DURATION_MS // scale * scale
-        return ast.Duration(token[1], ms, span=Span(token[2], token[3]))
+            return ast.Duration(token[1], _MAX_DURATION_MS // scale * scale, span=span)
+        if milliseconds != int(milliseconds):
+            self._literal_error(
+                token,
+                f"duration {token[1]} is not a whole number of milliseconds",
+                help="durations count whole milliseconds: write 1ms or more, like 250ms",
+            )
+        return ast.Duration(token[1], int(milliseconds), span=span)
 
     @staticmethod
     def _values(items: tuple[Any, ...]) -> tuple[Any, ...]:

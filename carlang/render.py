@@ -85,6 +85,20 @@ def _position(label: Label) -> dict[str, Any]:
     }
 
 
+def _pascal_case(name: str) -> str:
+    """`policy-unknown-tool` -> `PolicyUnknownTool`."""
+    return "".join(part.capitalize() for part in name.replace("_", "-").split("-"))
+
+
+def _context_region(label: Label, first: int, last: int) -> dict[str, Any]:
+    """The lines around a result (one before, one after), with their text."""
+    source = label.source
+    start = max(1, first - 1)
+    end = min(source.text.count("\n") + 1, last + 1)
+    text = "\n".join(source.line_text(n) for n in range(start, end + 1))
+    return {"startLine": start, "endLine": end, "snippet": {"text": text}}
+
+
 def render_json(diagnostics: Sequence[Diagnostic]) -> str:
     """A stable JSON document: `{"version": 1, "diagnostics": [...]}`."""
     from .codes import all_codes
@@ -122,12 +136,14 @@ def render_sarif(diagnostics: Sequence[Diagnostic]) -> str:
     rules = [
         {
             "id": code,
-            "name": codes[code].name if code in codes else code,
+            # PascalCase, as SARIF validators recommend for rule names; no helpUri: the codes
+            # are documented in docs/codes.md, and a URI must resolve
+            "name": _pascal_case(codes[code].name) if code in codes else code,
             "shortDescription": {"text": codes[code].summary if code in codes else code},
+            "help": {"text": f"{code}: see docs/codes.md, or `carlang codes {code}`"},
             "defaultConfiguration": {
                 "level": _SARIF_LEVELS[codes[code].severity] if code in codes else "error"
             },
-            "helpUri": f"https://carlang.dev/docs/codes#{code.lower()}",
         }
         for code in used
     ]
@@ -151,7 +167,9 @@ def render_sarif(diagnostics: Sequence[Diagnostic]) -> str:
                             "startColumn": pos["column"],
                             "endLine": pos["end_line"],
                             "endColumn": max(pos["end_column"], pos["column"] + 1),
+                            "snippet": {"text": primary.source.text[pos["start"] : pos["end"]]},
                         },
+                        "contextRegion": _context_region(primary, pos["line"], pos["end_line"]),
                     }
                 }
             ]

@@ -42,12 +42,16 @@ class Expectation:
     word: str = ""
     by: str | None = None
     codes: tuple[str, ...] = ()
+    #: `by $policy` whose cell is empty or null: decided by no policy (the default decision)
+    by_no_policy: bool = False
 
     def __str__(self) -> str:
         if self.kind == "codes":
             return "codes " + ", ".join(self.codes)
         if self.kind == "winner":
             return f"winner {self.word}"
+        if self.by_no_policy:
+            return f"{self.word} by no policy"
         return self.word + (f" by {self.by}" if self.by else "")
 
 
@@ -96,6 +100,8 @@ class _Builder:
     program: ir.Program
     diagnostics: Diagnostics
     cases: list[TestCase] = field(default_factory=list)
+    #: the table row being built (a problem with a cell's value is reported on its row)
+    row_span: Span = field(default_factory=lambda: Span(0, 0))
 
     def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
         self.diagnostics.error("CL0701", message, source, span, help=help)
@@ -134,10 +140,11 @@ class _Builder:
             )
             return
         rows = self.rows(source, decl)
-        for number, row in enumerate(rows, start=1):
+        for number, (row, where) in enumerate(rows, start=1):
             name = title if len(rows) == 1 else f"{title} [row {number}]"
             try:
-                case = self.case(source, decl, name, subjects[0], expects, row)
+                self.row_span = where
+                case = self.case(source, decl, name, subjects[0], expects, row, where)
             except _Missing as missing:
                 self.error(
                     source,
@@ -148,10 +155,11 @@ class _Builder:
             if case is not None:
                 self.cases.append(case)
 
-    def rows(self, source: Source, decl: ast.TestDecl) -> list[dict[str, Any]]:
+    def rows(self, source: Source, decl: ast.TestDecl) -> list[tuple[dict[str, Any], Span]]:
+        """Each row's values by column, with the row's span (a failure points at its row)."""
         tables = [i for i in decl.items if isinstance(i, ast.Where)]
         if not tables:
-            return [{}]
+            return [({}, decl.span)]
         table = tables[0]
         header, *body = table.rows
         names = [c.text if isinstance(c, ast.Name) else str(c.value) for c in header]
@@ -164,12 +172,11 @@ class _Builder:
                     f"a table row has {len(cells)} cells, the header {len(names)}",
                 )
                 continue
-            rows.append(
-                {
-                    name: cell.text if isinstance(cell, ast.Name) else cell.value
-                    for name, cell in zip(names, cells, strict=True)
-                }
-            )
+            values = {
+                name: cell.text if isinstance(cell, ast.Name) else cell.value
+                for name, cell in zip(names, cells, strict=True)
+            }
+            rows.append((values, cells[0].span.cover(cells[-1].span)))
         return rows
 
     def case(
@@ -180,6 +187,7 @@ class _Builder:
         subject: ast.GivenAction | ast.GivenProposal | ast.GivenPlan,
         expects: list[ast.Expect],
         row: dict[str, Any],
+        where: Span,
     ) -> TestCase | None:
         given: dict[str, Any] = {"state": {}, "scope": {}, "history": []}
         for item in decl.items:
@@ -211,7 +219,7 @@ class _Builder:
             if not self.known(source, subject.name, "plan", names):
                 return None
             fields["plan"] = subject.name.text
-        return TestCase(name, loc_of(source, decl.span), tuple(expectations), **given, **fields)
+        return TestCase(name, loc_of(source, where), tuple(expectations), **given, **fields)
 
     def expectation(
         self,
@@ -240,11 +248,13 @@ class _Builder:
             if word not in DECISIONS:
                 self.error(
                     source,
-                    expect.span,
+                    self.row_span if isinstance(expect.word, ast.Column) else expect.span,
                     f"`{word}` is not a decision",
                     "expect allow, deny or require_approval",
                 )
                 return None
+            if isinstance(expect.by, ast.Column) and _bind(expect.by, row) in (None, ""):
+                return Expectation("decision", word, by_no_policy=True)
             by = _word(expect.by, row)
             if by is not None and not self.known_policy(source, expect, by):
                 return None
@@ -266,7 +276,10 @@ class _Builder:
         return Expectation(expect.kind, word)
 
     def known_policy(self, source: Source, expect: ast.Expect, name: str) -> bool:
+        # a name from a table cell is wrong on its row: point there
         span = expect.by.span if expect.by is not None else expect.span
+        if isinstance(expect.by, ast.Column):
+            span = self.row_span
         names = [p.name for p in self.program.policies]
         return self.known(source, ast.Name(name, span=span), "policy", names)
 

@@ -7,9 +7,11 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
 
+from .diagnostics import Diagnostic
+from .render import render_text as render_diagnostics
 from .testrun import CaseResult, Coverage
 
-__all__ = ["render_text", "render_json", "render_junit", "summary"]
+__all__ = ["render_text", "render_json", "render_junit", "summary", "threshold_problem"]
 
 
 def summary(results: Sequence[CaseResult]) -> str:
@@ -24,8 +26,9 @@ def _coverage_lines(coverage: Coverage, threshold: float | None) -> list[str]:
         missing = coverage.missing(key)
         if missing is not None:
             lines.append(f"  {key}: {missing}")
-    if threshold is not None and coverage.percent < threshold:
-        lines.append(f"coverage {coverage.percent:.1f}% is below the threshold of {threshold:g}%")
+    problem = threshold_problem(coverage, threshold)
+    if problem is not None:
+        lines.append(problem)
     return lines
 
 
@@ -49,14 +52,37 @@ def render_text(
     return "\n".join(lines)
 
 
+def threshold_problem(coverage: Coverage | None, threshold: float | None) -> str | None:
+    """The line saying coverage is below `--threshold`, or None when it is met (or not set)."""
+    if coverage is None or threshold is None or coverage.percent >= threshold:
+        return None
+    return f"coverage {coverage.percent:.1f}% is below the threshold of {threshold:g}%"
+
+
+def _error_entries(errors: Sequence[Diagnostic]) -> list[dict[str, Any]]:
+    entries = []
+    for d in errors:
+        file, line, column = d.location()
+        entries.append(
+            {"file": file, "line": line, "column": column, "code": d.code, "message": d.message}
+        )
+    return entries
+
+
 def render_json(
-    results: Sequence[CaseResult], coverage: Coverage | None, threshold: float | None
+    results: Sequence[CaseResult],
+    coverage: Coverage | None,
+    threshold: float | None,
+    errors: Sequence[Diagnostic] = (),
 ) -> str:
-    """Every case with its outcome, and coverage when asked for."""
+    """Every case with its outcome, the program errors that kept the tests from running (each
+    at its file, line and column), and coverage when asked for, with whether it met
+    `--threshold`."""
     failed = sum(1 for r in results if not r.passed)
     document: dict[str, Any] = {
         "passed": len(results) - failed,
         "failed": failed,
+        "errors": _error_entries(errors),
         "tests": [
             {
                 "name": r.case.name,
@@ -72,9 +98,12 @@ def render_json(
         ],
     }
     if coverage is not None:
+        problem = threshold_problem(coverage, threshold)
         document["coverage"] = {
             "percent": coverage.percent,
             "threshold": threshold,
+            "met": problem is None,
+            "problem": problem,
             "policies": {
                 key: {"true": True in seen, "false": False in seen}
                 for key, seen in coverage.outcomes.items()
@@ -83,31 +112,71 @@ def render_json(
     return json.dumps(document, indent=2)
 
 
-def render_junit(results: Sequence[CaseResult]) -> str:
-    """JUnit XML: a test suite per file, a test case per case, a failure element with the
-    problems and the explanation."""
+def _seconds(value: float) -> str:
+    # the common JUnit schema (Jenkins' junit-10.xsd) allows at most 3 decimals
+    return f"{value:.3f}"
+
+
+def render_junit(
+    results: Sequence[CaseResult],
+    coverage: Coverage | None = None,
+    threshold: float | None = None,
+    errors: Sequence[Diagnostic] = (),
+) -> str:
+    """JUnit XML valid under Jenkins' junit-10.xsd: a test suite per file, a test case per
+    case (per table row), a failure with the problems and the explanation, located at
+    `file:line`; a program error is an error case of its file, and coverage below
+    `--threshold` a failed `policy coverage` case."""
     root = ET.Element("testsuites", name="carlang test")
     by_file: dict[str, list[CaseResult]] = {}
     for result in results:
         by_file.setdefault(result.file, []).append(result)
-    root.set("tests", str(len(results)))
-    root.set("failures", str(sum(1 for r in results if not r.passed)))
-    root.set("time", f"{sum(r.seconds for r in results):.6f}")
+    errors_by_file: dict[str, list[Diagnostic]] = {}
+    for error in errors:
+        errors_by_file.setdefault(error.location()[0], []).append(error)
+    problem = threshold_problem(coverage, threshold)
+    failures = sum(1 for r in results if not r.passed) + (problem is not None)
+    total = len(results) + len(errors_by_file) + (problem is not None)
+    root.set("tests", str(total))
+    root.set("failures", str(failures))
+    root.set("errors", str(len(errors_by_file)))
+    root.set("time", _seconds(sum(r.seconds for r in results)))
+    for file in sorted(errors_by_file):
+        suite = _suite(root, file, tests=1, failures=0, errors=1, seconds=0.0)
+        case = ET.SubElement(suite, "testcase", name="compile", classname=file, time="0.000")
+        found = errors_by_file[file]
+        element = ET.SubElement(case, "error", message=f"{found[0].message} (tests did not run)")
+        element.set("type", found[0].code)
+        element.text = render_diagnostics(found)
     for file, cases in by_file.items():
-        suite = ET.SubElement(root, "testsuite", name=file)
-        suite.set("tests", str(len(cases)))
-        suite.set("failures", str(sum(1 for r in cases if not r.passed)))
-        suite.set("errors", "0")
-        suite.set("skipped", "0")
-        suite.set("time", f"{sum(r.seconds for r in cases):.6f}")
+        failed = sum(1 for r in cases if not r.passed)
+        seconds = sum(r.seconds for r in cases)
+        suite = _suite(root, file, tests=len(cases), failures=failed, errors=0, seconds=seconds)
         for result in cases:
             case = ET.SubElement(suite, "testcase", name=result.case.name, classname=file)
-            case.set("file", file)
-            case.set("line", str(result.case.loc.line))
-            case.set("time", f"{result.seconds:.6f}")
+            case.set("time", _seconds(result.seconds))
             if not result.passed:
-                failure = ET.SubElement(case, "failure", message=result.problems[0])
+                where = f"{result.case.loc.file}:{result.case.loc.line}"
+                failure = ET.SubElement(case, "failure", message=f"{where}: {result.problems[0]}")
                 failure.set("type", "expectation")
-                failure.text = "\n".join([*result.problems, *result.details])
+                failure.text = "\n".join([where, *result.problems, *result.details])
+    if problem is not None:
+        suite = _suite(root, "coverage", tests=1, failures=1, errors=0, seconds=0.0)
+        case = ET.SubElement(suite, "testcase", name="policy coverage", classname="coverage")
+        case.set("time", "0.000")
+        failure = ET.SubElement(case, "failure", message=problem, type="threshold")
+        failure.text = "\n".join(_coverage_lines(coverage, threshold)) if coverage else problem
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+
+
+def _suite(
+    root: ET.Element, name: str, *, tests: int, failures: int, errors: int, seconds: float
+) -> ET.Element:
+    suite = ET.SubElement(root, "testsuite", name=name)
+    suite.set("tests", str(tests))
+    suite.set("failures", str(failures))
+    suite.set("errors", str(errors))
+    suite.set("skipped", "0")
+    suite.set("time", _seconds(seconds))
+    return suite

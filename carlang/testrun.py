@@ -171,12 +171,16 @@ class _Runner:
         got = decision.effect.value
         if got != expected.word:
             return f"expected {expected}, got {got}"
-        if expected.by is None:
+        if expected.by is None and not expected.by_no_policy:
             return None
         if expected.word == "allow":
             deciders = {t.policy for t in traces if t.matched and t.effect.value == "allow"}
         else:
             deciders = {m.policy for m in decision.deciding}
+        if expected.by_no_policy:
+            if not deciders:
+                return None
+            return f"expected {expected}, but it was decided by {', '.join(sorted(deciders))}"
         if expected.by not in deciders:
             by = ", ".join(sorted(deciders)) or "no policy"
             return f"expected {expected}, but it was decided by {by}"

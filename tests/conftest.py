@@ -44,7 +44,9 @@ def update_goldens(request: pytest.FixtureRequest) -> bool:
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if HAS_CAR:
         return
-    skip = pytest.mark.skip(reason="car-runtime is not installed (pip install 'carlang[car]')")
+    skip = pytest.mark.skip(
+        reason="car-runtime is not installed (from a carlang checkout: pip install -e '.[car]')"
+    )
     for item in items:
         if "car" in item.keywords:
             item.add_marker(skip)

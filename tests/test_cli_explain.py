@@ -98,3 +98,22 @@ def test_bad_invocations_are_usage_errors(tmp_path: Path) -> None:
     assert code == 2 and "actions: get, ship" in out
     code, out = explain(tmp_path, "--proposal", "nope", "--action", "get")
     assert code == 2 and "proposals: release" in out
+
+
+def test_an_unknown_tool_is_an_error_with_a_suggestion(tmp_path: Path) -> None:
+    code, out = explain(tmp_path, "--tool", "deplyo")
+    assert code == 2
+    assert "no tool is called `deplyo`" in out and "did you mean `deploy`?" in out
+    assert "decision" not in out
+
+
+def test_params_are_checked_against_the_tools_schema_as_check_does(tmp_path: Path) -> None:
+    code, out = explain(tmp_path, "--tool", "deploy", "--params", '{"env": "qa", "evn": 1}')
+    assert code == 2
+    assert "tool `deploy` has no parameter `evn` (did you mean `env`?)" in out
+    assert "tool 'deploy': parameter 'env': 'qa' is not one of ['staging', 'prod']" in out
+    code, out = explain(tmp_path, "--tool", "fetch", "--params", '{"url": 1}')
+    assert code == 2
+    assert "tool 'fetch': parameter 'url' has wrong type: expected string, got number" in out
+    code, out = explain(tmp_path, "--tool", "deploy", "--params", '{"env": "prod"}')
+    assert code == 0 and "decision: require_approval" in out

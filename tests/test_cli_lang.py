@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,6 +90,19 @@ def test_sarif_format(tmp_path: Path) -> None:
         assert rule_ids[result["ruleIndex"]] == result["ruleId"]
         region = result["locations"][0]["physicalLocation"]["region"]
         assert region["startLine"] >= 1 and region["startColumn"] >= 1
+        assert region["snippet"]["text"]  # the text the result is about
+        context = result["locations"][0]["physicalLocation"]["contextRegion"]
+        assert context["startLine"] <= region["startLine"] <= context["endLine"]
+        assert "fetch(ulr" in context["snippet"]["text"]
+    names = {r["id"]: r["name"] for r in run["tool"]["driver"]["rules"]}
+    assert names["CL0203"] == "UnknownParameter" or names["CL0203"][0].isupper()
+    assert all(name[0].isupper() and "-" not in name for name in names.values())
+    assert not any("helpUri" in rule for rule in run["tool"]["driver"]["rules"])
+    texts = {
+        r["ruleId"]: r["locations"][0]["physicalLocation"]["region"]["snippet"]["text"]
+        for r in run["results"]
+    }
+    assert texts["CL0203"] == "ulr"
 
 
 def test_unused_is_judged_across_the_files_checked(tmp_path: Path) -> None:
@@ -182,3 +196,92 @@ def test_check_as_a_fresh_process(tmp_path: Path) -> None:
         text=True,
     )
     assert proc.returncode == 1 and "bad.car:2:" in proc.stdout and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args", [["codes"], ["check", str(ROOT / "examples"), "--root", str(ROOT)], ["--help"]]
+)
+def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
+    # `carlang codes | head -1`: the reader is gone before carlang writes
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "carlang", *args], stdout=write_end, stderr=subprocess.PIPE
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == b""
+    assert proc.returncode in (1, 141)
+
+
+def test_a_misspelt_policy_target_is_an_error_with_did_you_mean(tmp_path: Path) -> None:
+    # a policy that can never match leaves the action it meant unguarded
+    path = write(
+        tmp_path,
+        "p.car",
+        "tool refund(amount: int)\npolicy p: deny refnd when params.amount > 5\n"
+        "proposal x { a = refund(amount: 1) }\n",
+    )
+    code, out = check(str(path))
+    assert code == 1
+    assert "p.car:2:16: error[CL0502]: `refnd` matches no declared tool" in out
+    assert "did you mean `refund`?" in out
+
+
+def carlang_process(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """The real entry point (`main`), as a user's shell runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "carlang", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}", **env},
+    )
+
+
+def test_help_shows_real_metavars() -> None:
+    assert "Usage: carlang check [OPTIONS] [PATHS]..." in carlang_process("check", "--help").stdout
+    run_help = carlang_process("run", "--help").stdout
+    assert "Usage: carlang run [OPTIONS] FILE" in run_help
+    assert "--tools TOOLS" in run_help and "--format <text|json>" in run_help
+    for command in ("check", "test", "run", "rank", "explain", "verify", "events", "codes"):
+        text = carlang_process(command, "--help").stdout
+        assert "{" not in text.splitlines()[0] and "<list[" not in text, command
+
+
+def test_shell_completion_is_offered_and_completes_commands() -> None:
+    assert "--install-completion" in carlang_process("--help").stdout
+    proc = carlang_process(
+        COMP_WORDS="carlang ch", COMP_CWORD="1", _CARLANG_COMPLETE="complete_bash"
+    )
+    assert proc.stdout.split() == ["check"]
+
+
+def test_check_defaults_to_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write(tmp_path, "good.car", GOOD)
+    monkeypatch.chdir(tmp_path)
+    code, out = check()
+    assert code == 0 and "in 1 file" in out
+
+
+@pytest.mark.parametrize("command", ["check", "test"])
+def test_check_and_test_colour_on_a_terminal_only(tmp_path: Path, command: str) -> None:
+    pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed")
+    path = write(
+        tmp_path,
+        "bad.car",
+        BAD
+        if command == "check"
+        else GOOD + 'test "t" {\n  action fetch(url: "x")\n  expect deny\n}\n',
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}", "TERM": "xterm"}
+    env.pop("NO_COLOR", None)
+    argv = f"{sys.executable} -m carlang {command} {path}"
+    shown = pexpect.run(argv, env=env, encoding="utf-8", timeout=30)
+    assert "\x1b[1;31m" in shown  # `error` / `FAIL` in red
+    plain = pexpect.run(argv, env={**env, "NO_COLOR": "1"}, encoding="utf-8", timeout=30)
+    assert "\x1b[" not in plain and ("error[" in plain or "FAIL" in plain)
+    piped = carlang_process(command, str(path))
+    assert "\x1b[" not in piped.stdout + piped.stderr

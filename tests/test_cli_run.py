@@ -162,6 +162,16 @@ def test_events_are_logged_and_listed(tmp_path: Path) -> None:
     )
     (approval,) = json.loads(shown.output)
     assert approval["action_id"] == "ship" and approval["data"]["approved"] is True
+    # a unique prefix of a run id names the run, as a commit's prefix does in git
+    by_prefix = runner.invoke(
+        app, ["events", str(db), "--run", run_id[:5], "--kind", "approval_recorded"]
+    )
+    assert by_prefix.exit_code == 0 and by_prefix.output.rstrip().endswith("1 events")
+    typo = runner.invoke(app, ["events", str(db), "--kind", "aproval_recorded"])
+    assert typo.exit_code == 2
+    assert "no event kind `aproval_recorded` (did you mean `approval_recorded`?)" in typo.output
+    unknown = runner.invoke(app, ["events", str(db), "--run", "zzz"])
+    assert unknown.exit_code == 2 and "no run `zzz`" in unknown.output
     jsonl = tmp_path / "run.jsonl"
     run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve", "--events", str(jsonl))
     text = runner.invoke(app, ["events", str(jsonl), "--action", "get"])
@@ -175,7 +185,7 @@ def test_resume_needs_a_journal(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve", "--events", str(db))
     code, out = run(str(program), "--events", str(db), "--resume", "nope")
-    assert code == 2 and "no run 'nope'" in out
+    assert code == 2 and "no run `nope`" in out
 
 
 def test_bad_usage_is_reported(tmp_path: Path) -> None:
@@ -202,3 +212,79 @@ def test_the_notes_example_runs_for_real_with_builtins(tmp_path: Path) -> None:
     assert code == 0, out
     assert (tmp_path / "notes" / "today.md").read_text().startswith("- ship 1.4.2")
     assert "5 succeeded" in out
+
+
+PLANS = """\
+tool fetch(url: string) -> object
+tool deploy(env: "staging" | "prod")
+
+proposal quick {
+  ship = deploy(env: "prod")
+}
+proposal careful {
+  get = fetch(url: "https://ci.example/build")
+  ship = deploy(env: "staging") after get
+}
+plan release { candidates quick, careful }
+"""
+
+FLAKY = """\
+def fetch(url):
+    return {"status": 200}
+
+def deploy(env):
+    if env == "prod":
+        raise RuntimeError("prod is down")
+    return f"deployed to {env}"
+
+TOOLS = {"fetch": fetch, "deploy": deploy}
+"""
+
+
+def test_run_plan_ranks_runs_the_best_and_falls_back(tmp_path: Path) -> None:
+    program = tmp_path / "plans.car"
+    program.write_text(PLANS)
+    tools = tmp_path / "flaky_tools.py"
+    tools.write_text(FLAKY)
+    code, out = run(
+        str(program), "--plan", "release", "--tools", f"{tools}:TOOLS", "--format", "json"
+    )
+    assert code == 0, out
+    result = json.loads(out)["result"]
+    assert result["proposal_id"] == "careful"  # quick ranked first, failed, was rolled back
+    code, out = run(str(program), "--plan", "relase")
+    assert code == 2 and "no plan `relase`" in out and "did you mean `release`?" in out
+
+
+def test_resume_finds_the_proposal_in_the_journal(tmp_path: Path) -> None:
+    program = tmp_path / "plans.car"
+    program.write_text(PLANS)  # two proposals: without the journal, --proposal would be needed
+    tools = tmp_path / "flaky_tools.py"
+    tools.write_text(FLAKY)
+    db = tmp_path / "run.db"
+    code, out = run(
+        str(program),
+        "--proposal",
+        "quick",
+        "--tools",
+        f"{tools}:TOOLS",
+        "--events",
+        str(db),
+        "--format",
+        "json",
+    )
+    assert code == 1
+    run_id = json.loads(out)["run_id"]
+    code, out = run(
+        str(program),
+        "--tools",
+        f"{tools}:TOOLS",
+        "--events",
+        str(db),
+        "--resume",
+        run_id[:6],
+        "--rollback",
+    )
+    # the run and its proposal were found from the prefix alone (this one ran to its end)
+    assert "choose one with --proposal" not in out
+    assert f"run '{run_id}' already finished" in out

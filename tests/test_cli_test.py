@@ -159,7 +159,7 @@ def test_json_and_junit(tmp_path: Path) -> None:
     jsonschema.validate(_as_data(tree), json.loads((SCHEMAS / "junit.schema.json").read_text()))
     assert tree.get("tests") == "9" and tree.get("failures") == "1"
     failures = tree.findall(".//failure")
-    assert len(failures) == 1 and failures[0].get("message") == "expected allow, got deny"
+    assert len(failures) == 1 and failures[0].get("message") == "p.car:54: expected allow, got deny"
 
 
 def _as_data(element: ET.Element) -> dict[str, Any]:
@@ -272,3 +272,118 @@ def test_a_plan_is_valid_when_a_candidate_is(tmp_path: Path) -> None:
     code, out, _ = run("test", str(write(tmp_path, PROGRAM + tests)))
     assert code == 1 and "expected the plan invalid, but release is valid" in out
     assert out.splitlines()[-1] == "1 passed, 1 failed"
+
+
+xmlschema = pytest.importorskip(
+    "xmlschema", reason="xmlschema is not installed (pip install -e '.[test]')"
+)
+
+
+def junit_validator() -> Any:
+    """Jenkins' junit-10.xsd (the schema CI servers read JUnit XML by), from pytest's sdist."""
+    return xmlschema.XMLSchema(SCHEMAS / "junit-10.xsd")
+
+
+ROWS = """test "schemes" {
+  action fetch(url: $url)
+  expect $decision by $policy
+  where
+    | url          | decision | policy     |
+    | "http://x"   | deny     | https_only |
+    | "https://x"  | allow    | null       |
+    | "https://y"  | deny     | https_only |
+}
+"""
+
+
+def test_junit_validates_against_jenkins_xsd_with_a_case_per_row_at_its_line(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, PROGRAM + ROWS)
+    code, out, _ = run("test", str(path), "--format", "junit", "--coverage", "--threshold", "99")
+    assert code == 1
+    junit_validator().validate(out)
+    tree = ET.fromstring(out)
+    rows = [c for c in tree.iter("testcase") if c.get("name", "").startswith("schemes")]
+    assert [c.get("name") for c in rows] == [f"schemes [row {n}]" for n in (1, 2, 3)]
+    (failure,) = [f for c in rows for f in c.iter("failure")]
+    row_line = PROGRAM.count("\n") + 8  # the third row, not the test's first line
+    assert failure.get("message") == f"p.car:{row_line}: expected deny by https_only, got allow"
+    for case in tree.iter("testcase"):
+        assert len(case.get("time", "").partition(".")[2]) <= 3
+    # the unmet threshold is in the report, not only in the exit code
+    (coverage,) = [c for c in tree.iter("testcase") if c.get("name") == "policy coverage"]
+    assert "below the threshold of 99%" in coverage.find("failure").get("message")
+    code, out, err = run("test", str(path), "--format", "json", "--threshold", "99")
+    document = json.loads(out)
+    assert document["coverage"]["met"] is False and "below the threshold" in err
+    assert [t["line"] for t in document["tests"]][-3:] == [row_line - 2, row_line - 1, row_line]
+    code, out, _ = run("test", str(path))
+    assert f"FAIL schemes [row 3]  (p.car:{row_line})" in out
+
+
+def test_a_bad_cell_is_reported_at_its_row_in_text_and_sarif(tmp_path: Path) -> None:
+    bad = ROWS.replace(
+        '"https://y"  | deny     | https_only', '"https://y"  | deny     | htps_only'
+    )
+    path = write(tmp_path, PROGRAM + bad)
+    row_line = PROGRAM.count("\n") + 8
+    code, _, err = run("test", str(path))
+    assert (
+        code == 1 and f"p.car:{row_line}:7: error[CL0701]: no policy is called `htps_only`" in err
+    )
+    code, out, _ = run("check", str(path), "--format", "sarif")
+    (result,) = [r for r in json.loads(out)["runs"][0]["results"] if r["ruleId"] == "CL0701"]
+    assert result["locations"][0]["physicalLocation"]["region"]["startLine"] == row_line
+
+
+def test_a_row_may_expect_a_decision_by_no_policy(tmp_path: Path) -> None:
+    code, out, _ = run(
+        "test",
+        str(
+            write(
+                tmp_path,
+                PROGRAM
+                + ROWS.replace(
+                    '"https://y"  | deny     | https_only', '"https://y"  | allow    | null'
+                ),
+            )
+        ),
+    )
+    assert code == 0, out
+    wrong = ROWS.replace('"http://x"   | deny     | https_only', '"http://x"   | deny     | null')
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + wrong)))
+    assert "expected deny by no policy, but it was decided by https_only" in out
+
+
+@pytest.mark.parametrize("form", ["junit", "json"])
+def test_a_program_with_errors_still_gets_a_well_formed_report(tmp_path: Path, form: str) -> None:
+    path = write(tmp_path, PROGRAM.replace("tool run_tests()", "tool run_tests(") + ROWS)
+    code, out, err = run("test", str(path), "--format", form)
+    assert code == 1 and "the tests did not run" in err
+    if form == "junit":
+        junit_validator().validate(out)
+        (error,) = ET.fromstring(out).iter("error")
+        assert error.get("type", "").startswith("CL01") and "p.car:" in (error.text or "")
+    else:
+        document = json.loads(out)
+        assert document["errors"] and document["errors"][0]["file"] == "p.car"
+        assert document["errors"][0]["line"] > 0 and document["tests"] == []
+
+
+def test_k_runs_only_the_tests_whose_name_matches(tmp_path: Path) -> None:
+    path = write(tmp_path, PROGRAM + TESTS)
+    code, out, _ = run("test", str(path), "-k", "schemes")
+    assert code == 0 and out.splitlines()[-1] == "2 passed, 0 failed"
+    code, out, _ = run("test", str(path), "--run", "the release *")
+    assert code == 0 and out.splitlines()[-1] == "2 passed, 0 failed"
+    code, out, err = run("test", str(path), "-k", "nothing like it", "--strict")
+    assert code == 1 and "error: no tests match `nothing like it`" in err
+
+
+def test_a_folder_without_tests_says_so_and_fails_under_strict(tmp_path: Path) -> None:
+    write(tmp_path, PROGRAM)
+    code, out, err = run("test", str(tmp_path))
+    assert code == 0 and "warning: no tests in" in err and "0 passed, 0 failed" in out
+    code, _, err = run("test", str(tmp_path), "--strict")
+    assert code == 1 and "error: no tests in" in err

@@ -112,3 +112,26 @@ def test_format_module_is_pure() -> None:
     result = parse(source)
     assert result.module is not None
     assert format_module(source, result.module, result.comments) == "tool t()\n"
+
+
+def test_fmt_stdin_to_stdout_and_diff_change_nothing(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    messy = 'tool   fetch( url : string )\nproposal p {   get = fetch(url: "x") }\n'
+    neat = 'tool fetch(url: string)\nproposal p {\n  get = fetch(url: "x")\n}\n'
+    runner = CliRunner()
+    result = runner.invoke(app, ["fmt", "-"], input=messy)
+    assert result.exit_code == 0 and result.stdout == neat
+    assert runner.invoke(app, ["fmt", "-", "--check"], input=messy).exit_code == 1
+    assert runner.invoke(app, ["fmt", "-", "--check"], input=neat).exit_code == 0
+    path = tmp_path / "m.car"
+    path.write_text(messy)
+    result = runner.invoke(app, ["fmt", "--diff", str(path)])
+    assert result.exit_code == 1
+    assert "-tool   fetch( url : string )\n" in result.stdout
+    assert "+tool fetch(url: string)\n" in result.stdout
+    assert path.read_text() == messy  # --diff, like --check, writes nothing
+    result = runner.invoke(app, ["fmt", str(path)])
+    assert result.exit_code == 0 and path.read_text() == neat  # plain fmt writes the fixes

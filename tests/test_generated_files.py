@@ -40,3 +40,24 @@ def test_codes_are_unique_and_well_formed() -> None:
     for code in codes:
         assert code.code.startswith("CL") and len(code.code) == 6
         assert not code.summary[0].isupper() and not code.summary.endswith(".")
+
+
+def test_code_examples_are_current() -> None:
+    from carlang.codes import EXAMPLES_PATH, examples_from_goldens
+
+    current = examples_from_goldens(ROOT / "tests" / "golden" / "diagnostics")
+    assert json.loads(EXAMPLES_PATH.read_text()) == current, "regenerate: python -m carlang.codes"
+
+
+def test_codes_explains_one_code_with_an_example() -> None:
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    result = CliRunner().invoke(app, ["codes", "CL0521"])
+    assert result.exit_code == 0
+    assert result.output.startswith("CL0521 policy-requires-approval (warning")
+    assert "# carlang: allow CL0521" in result.output
+    assert "Example:" in result.output and "warning[CL0521]" in result.output
+    result = CliRunner().invoke(app, ["codes", "CL0512x"])
+    assert result.exit_code == 2 and "no diagnostic code CL0512x" in result.output

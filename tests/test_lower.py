@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from carlang_runtime import ir
 
 from tests.helpers import codes, compile_diagnostics, compile_ok
@@ -195,3 +196,22 @@ def test_problems_found_while_lowering() -> None:
     assert codes("tool t()\nproposal p { a = t(y: 1) }") == ["CL0203"]
     assert codes('state { k: int }\nproposal p { a = set k = "s" }') == ["CL0205"]
     assert codes("tool t()\nproposal p under nope { a = t() }") == ["CL0202"]
+
+
+@pytest.mark.parametrize(
+    ("written", "ms"), [("250ms", 250), ("1m30s", 90_000), ("1.5s", 1500), ("2h", 7_200_000)]
+)
+def test_durations_use_cels_duration_grammar(written: str, ms: int) -> None:
+    from carlang.fmt import format_source
+    from carlang.source import Source
+
+    text = f"tool t()\nproposal p {{\n  a = t() {{\n    timeout {written}\n  }}\n}}\n"
+    (action,) = compile_ok(text).proposals[0].actions
+    assert action.timeout_ms == ms
+    assert f"timeout {written}" in format_source(Source("d.car", text))  # kept as written
+
+
+def test_a_duration_below_a_millisecond_is_an_error() -> None:
+    result = compile_diagnostics("tool t()\nproposal p {\n  a = t() {\n    timeout 100us\n  }\n}\n")
+    messages = [d.message for d in result.diagnostics.items if d.code == "CL0104"]
+    assert messages == ["duration 100us is not a whole number of milliseconds"]

@@ -3,10 +3,13 @@ pays only for what it uses at start-up."""
 
 from __future__ import annotations
 
+import enum
 import os
-from typing import Annotated
+import sys
+from typing import Annotated, Any
 
 import typer
+import typer.main
 
 from carlang import __version__
 
@@ -19,6 +22,7 @@ from . import (
     run_commands,
     test_commands,
 )
+from .common import EXIT_PIPE
 
 __all__ = ["app", "main"]
 
@@ -26,7 +30,7 @@ app = typer.Typer(
     name="carlang",
     help="carlang: write, check, run and rank plans for AI agents.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # carlang --install-completion / --show-completion
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
@@ -59,9 +63,39 @@ ir_commands.register(app)
 dbos_commands.register(app)
 
 
+def _real_metavars(command: Any) -> None:
+    """Help that names what to write (`PATHS...`, `--state STATE`) instead of typer's
+    `{paths}...` and `<list[str]>`, for every command. Choices keep `<text|json>`."""
+    for sub in getattr(command, "commands", {}).values():
+        _real_metavars(sub)
+    for param in command.params:
+        if param.metavar is not None or getattr(param, "is_flag", False):
+            continue
+        descriptor = getattr(param, "type_descriptor", None)
+        annotation = getattr(descriptor, "annotation", None)
+        name = (param.name or "value").upper()
+        if getattr(param, "opts", [""])[0].startswith("-"):
+            if not (isinstance(annotation, type) and issubclass(annotation, enum.Enum)):
+                param.metavar = name
+        else:
+            many = "..." if param.nargs == -1 else ""
+            usage = name + many if param.required else f"[{name}]{many}"
+            param.metavar = name
+            # typer writes required arguments as `{name}` and adds their type: plain instead
+            param._usage_display_name = lambda usage=usage: usage
+            param.display_type_rich = lambda ctx: ""
+
+
 def main() -> None:
     """Entry point of the `carlang` script."""
     # The CLI uses no pydantic plugins; skipping their discovery (a scan of every installed
     # package's entry points) saves ~15 ms of every command's start-up.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    app()
+    try:
+        command = typer.main.get_command(app)
+        _real_metavars(command)
+        command(prog_name="carlang")
+    except BrokenPipeError:  # a write outside any command body (help, version, exit's flush)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        raise SystemExit(EXIT_PIPE) from None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_USAGE",
     "EXIT_INTERNAL",
+    "EXIT_PIPE",
     "RootOption",
     "UsageProblem",
     "fail_usage",
@@ -30,12 +32,15 @@ __all__ = [
     "echo",
     "echo_err",
     "printable",
+    "painted",
+    "use_color",
 ]
 
 EXIT_OK = 0
 EXIT_FAILED = 1  # the input was read and found wanting (invalid, errors, failed tests)
 EXIT_USAGE = 2  # bad invocation or unreadable input
 EXIT_INTERNAL = 101  # a bug in carlang (CAR uses 101 for a panic)
+EXIT_PIPE = 141  # the reader closed the pipe: what a shell reports for a SIGPIPE death
 
 #: The `--root` option every command that compiles a program takes.
 RootOption = Annotated[
@@ -65,6 +70,31 @@ def printable(text: str) -> str:
     return text
 
 
+_PAINT = [
+    (re.compile(r"(?m)(: )(error)(\[CL\d{4}\])"), "\x1b[1;31m"),
+    (re.compile(r"(?m)(: )(warning)(\[CL\d{4}\])"), "\x1b[1;33m"),
+    (re.compile(r"(?m)^()(FAIL)( )"), "\x1b[1;31m"),
+    (re.compile(r"(?m)^()(error)(: )"), "\x1b[1;31m"),
+    (re.compile(r"(?m)^()(warning)(: )"), "\x1b[1;33m"),
+    (re.compile(r"(?m)( |^)(0 errors|[1-9]\d* passed, 0 failed)()"), "\x1b[32m"),
+]
+
+
+def use_color(err: bool = False) -> bool:
+    """Colour as `run` does: on a terminal, never when piped or with NO_COLOR set."""
+    stream = sys.stderr if err else sys.stdout
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def painted(text: str, err: bool = False) -> str:
+    """`text` with severities, FAIL lines and a clean summary coloured, when `use_color`."""
+    if not use_color(err):
+        return text
+    for pattern, colour in _PAINT:
+        text = pattern.sub(f"\\1{colour}\\2\x1b[0m\\3", text)
+    return text
+
+
 def echo(text: str = "") -> None:
     """Write a line to standard output."""
     typer.echo(printable(text))
@@ -86,6 +116,10 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
             return command(*args, **kwargs)
         except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt):
             raise
+        except BrokenPipeError:
+            # the reader went away (`carlang codes | head -1`): end quietly, like other tools
+            _silence_stdout()
+            raise typer.Exit(EXIT_PIPE) from None
         except UsageProblem as exc:
             echo_err(f"error: {exc}")
             raise typer.Exit(EXIT_USAGE) from None
@@ -103,6 +137,13 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(EXIT_INTERNAL) from None
 
     return wrapper
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def read_bytes(path: Path, what: str = "file") -> bytes:

@@ -145,18 +145,32 @@ def schema_command(
 
 @guarded
 def codes_command(
+    code: Annotated[
+        str | None,
+        typer.Argument(help="Explain this code at length, with an example."),
+    ] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="As the Markdown table of docs/codes.md.")
     ] = False,
 ) -> None:
-    """List every diagnostic code with its check, severity and meaning."""
-    from carlang.codes import all_codes, codes_markdown
+    """List every diagnostic code with its check, severity and meaning; or explain one
+    (`carlang codes CL0521`)."""
+    from carlang.codes import all_codes, codes_markdown, explain_code
 
+    if code is not None:
+        text = explain_code(code)
+        if text is None:
+            from carlang_runtime.suggest import did_you_mean
+
+            hint = did_you_mean(code.upper(), [c.code for c in all_codes()], "")
+            fail_usage(f"no diagnostic code {code}" + (f" ({hint})" if hint else ""))
+        echo(text)
+        return
     if markdown:
         echo(codes_markdown().rstrip("\n"))
         return
-    for code in all_codes():
-        echo(f"{code.code}  {code.severity:<7}  {code.name:<28} {code.summary}")
+    for entry in all_codes():
+        echo(f"{entry.code}  {entry.severity:<7}  {entry.name:<28} {entry.summary}")
 
 
 def register(app: typer.Typer) -> None:

@@ -4,24 +4,36 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    RootOption,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+    painted,
+)
 
 if TYPE_CHECKING:
     from carlang_runtime.ir import Program
 
     from carlang.compiler import CompileResult
     from carlang.diagnostics import Diagnostic
+    from carlang.project import Project
 
 __all__ = [
     "register",
     "collect_sources",
     "project_root",
+    "find_project_of",
     "compile_program",
     "compile_all",
     "blocking_errors",
@@ -59,15 +71,26 @@ def collect_sources(paths: list[Path]) -> list[Path]:
     return unique
 
 
-def project_root(files: list[Path], root: Path | None) -> Path:
-    """The project root: `--root` when given, else the one found from the first file."""
-    from carlang.loader import default_root
+def find_project_of(files: list[Path], root: Path | None) -> Project:
+    """The project of the first file (its `carlang.toml`, if any); `--root`, when given,
+    overrides the root found."""
+    from carlang.project import ProjectError, find_project
 
+    try:
+        project = find_project(files[0])
+    except ProjectError as exc:
+        fail_usage(str(exc))
     if root is not None:
         if not root.is_dir():
             fail_usage(f"--root {root}: not a directory")
-        return root.resolve()
-    return default_root(files[0])
+        project = replace(project, root=root.resolve())
+    return project
+
+
+def project_root(files: list[Path], root: Path | None) -> Path:
+    """The project root: `--root` when given, else the one found from the first file (the
+    nearest directory upwards with a `carlang.toml` or `.git`, else the file's directory)."""
+    return find_project_of(files, root).root
 
 
 def blocking_errors(
@@ -157,8 +180,9 @@ def _strict(results: list[CompileResult]) -> list[Diagnostic]:
 @guarded
 def check_command(
     paths: Annotated[
-        list[Path], typer.Argument(help="Files or directories (*.car found recursively).")
-    ],
+        list[Path] | None,
+        typer.Argument(help="Files or directories (*.car found recursively; default: .)."),
+    ] = None,
     strict: Annotated[
         bool,
         typer.Option(
@@ -173,22 +197,31 @@ def check_command(
     root: RootOption = None,
 ) -> None:
     """Report every problem in carlang programs. Exit 0 clean (warnings allowed unless
-    --strict), 1 errors, 2 bad usage or unreadable input."""
+    --strict), 1 errors, 2 bad usage or unreadable input. Warnings accepted by a
+    `# carlang: allow CODE` pragma on their line, or by `accept` in carlang.toml, are left out
+    (and --strict reports allowances that accept nothing)."""
+    from carlang.project import apply_allowances
     from carlang.render import render_json, render_sarif, render_text, summary_line
 
-    files = collect_sources(paths)
-    results, diagnostics = compile_all(files, project_root(files, root))
+    files = collect_sources(paths or [Path(".")])
+    project = find_project_of(files, root)
+    results, diagnostics = compile_all(files, project.root)
+    strict = strict or project.strict
     if strict:
-        diagnostics = sorted([*diagnostics, *_strict(results)], key=lambda d: d.sort_key())
+        diagnostics = [*diagnostics, *_strict(results)]
+    sources = {f.source.name: f.source for r in results for f in r.loaded.files}
+    diagnostics, stale = apply_allowances(diagnostics, sources.values(), project)
+    if strict:
+        diagnostics = sorted([*diagnostics, *stale], key=lambda d: d.sort_key())
     if output is CheckFormat.json:
         echo(render_json(diagnostics))
     elif output is CheckFormat.sarif:
         echo(render_sarif(diagnostics))
     else:
         if diagnostics:
-            echo(render_text(diagnostics))
+            echo(painted(render_text(diagnostics)))
             echo()
-        echo(summary_line(diagnostics, len(files)))
+        echo(painted(summary_line(diagnostics, len(files))))
     failed = any(d.severity == "error" for d in diagnostics) or (
         strict and any(d.severity == "warning" for d in diagnostics)
     )
@@ -253,9 +286,18 @@ def fmt_command(
     check: Annotated[
         bool, typer.Option("--check", help="Change nothing; exit 1 if a file is not formatted.")
     ] = False,
+    diff: Annotated[
+        bool,
+        typer.Option("--diff", help="Change nothing; print a unified diff of what would change."),
+    ] = False,
 ) -> None:
     """Rewrite files in carlang's canonical layout, keeping every comment. With --check, list
-    the files that would change and exit 1 if there are any."""
+    the files that would change and exit 1 if there are any; with --diff, show the changes
+    (exit 1 if any). `carlang fmt -` formats standard input to standard output."""
+    if [str(p) for p in paths] == ["-"]:
+        _fmt_stdin(check)
+        return
+    check = check or diff
     from carlang.fmt import NotFormattable, format_source
     from carlang.loader import display_name, encoding_error
     from carlang.render import render_text
@@ -290,9 +332,11 @@ def fmt_command(
             continue
         if formatted != source.text:
             changed.append(name)
-            if not check:
+            if diff:
+                echo(_unified_diff(source.text, formatted, name).rstrip("\n"))
+            elif not check:
                 replace_file(path, formatted)
-    for name in changed:
+    for name in changed if not diff else []:
         echo(f"{'would reformat' if check else 'reformatted'} {name}")
     if internal:
         raise typer.Exit(EXIT_INTERNAL)
@@ -322,6 +366,36 @@ def replace_file(path: Path, text: str) -> None:
         if isinstance(exc, OSError):
             fail_usage(f"cannot write {path}: {exc.strerror or exc}; the file is unchanged")
         raise
+
+
+def _unified_diff(before: str, after: str, name: str) -> str:
+    import difflib
+
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True), after.splitlines(keepends=True), name, name
+    )
+    return "".join(lines)
+
+
+def _fmt_stdin(check: bool) -> None:
+    """`carlang fmt -`: standard input formatted to standard output (what editors call)."""
+    import sys
+
+    from carlang.fmt import NotFormattable, format_source
+    from carlang.render import render_text
+    from carlang.source import Source
+
+    from .common import read_text
+
+    source = Source("<stdin>", read_text(Path("-"), "standard input"))
+    try:
+        formatted = format_source(source)
+    except NotFormattable as exc:
+        echo_err(render_text(exc.diagnostics.sorted()))
+        raise typer.Exit(EXIT_FAILED) from None
+    if check:
+        raise typer.Exit(EXIT_FAILED if formatted != source.text else EXIT_OK)
+    sys.stdout.write(formatted)
 
 
 def register(app: typer.Typer) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from .common import RootOption, echo, fail_usage, guarded
 from .lang_commands import compile_program
+
+if TYPE_CHECKING:
+    from carlang_runtime.ir import Program
 
 __all__ = ["register"]
 
@@ -82,9 +85,9 @@ def explain_command(
             ids = ", ".join(a.id for a in chosen.actions)
             fail_usage(f"proposal `{proposal}` has no action `{action_id}` (actions: {ids})")
     else:
-        action = ir.Action(
-            id="call", type="tool_call", tool=tool, parameters=_json_object(params, "--params")
-        )
+        arguments = _json_object(params, "--params")
+        _check_call(program, file, tool or "", arguments)
+        action = ir.Action(id="call", type="tool_call", tool=tool, parameters=arguments)
     current = {**program.initial_state, **_json_object(state, "--state")}
     policies = PolicySet(program.policies, tools=program.tools)
     decision, traces = policies.trace(
@@ -94,6 +97,32 @@ def explain_command(
         echo(render_json(action, decision, traces))
     else:
         echo(render_text(describe_action(action, proposal), decision, traces))
+
+
+def _check_call(program: Program, file: Path, tool: str, params: dict[str, Any]) -> None:
+    """A usage error, worded as `check` words it, unless `program` declares `tool` and
+    `params` fit its parameter schema: a decision about a call that cannot happen misleads."""
+    from carlang_runtime import ir
+    from carlang_runtime.suggest import did_you_mean
+    from carlang_runtime.verify import verify
+
+    declared = program.tool(tool)
+    if declared is None:
+        hint = did_you_mean(tool, [t.name for t in program.tools], "`")
+        fail_usage(f"no tool is called `{tool}` in {file}" + (f" ({hint})" if hint else ""))
+    properties = declared.parameters.get("properties", {})
+    problems = []
+    for name in params:
+        if properties and name not in properties:
+            hint = did_you_mean(name, properties, "`")
+            problems.append(
+                f"tool `{tool}` has no parameter `{name}`" + (f" ({hint})" if hint else "")
+            )
+    call = ir.Action(id="call", type="tool_call", tool=tool, parameters=params)
+    found = verify(ir.ActionProposal(id="explain", actions=[call]), tools=[declared])
+    problems += [issue.message for issue in found.issues if issue.severity == "error"]
+    if problems:
+        fail_usage("--params: " + "; ".join(problems))
 
 
 def register(app: typer.Typer) -> None:

@@ -3,7 +3,6 @@ logged)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sys
 from enum import StrEnum
@@ -44,6 +43,14 @@ def run_command(
     file: Annotated[Path, typer.Argument(help="The program to run.")],
     proposal: Annotated[
         str | None, typer.Option("--proposal", help="Which proposal (needed if several).")
+    ] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            help="Rank this plan's candidates, run the best, and fall back to the next if it"
+            " does not fully succeed (each failure rolled back first).",
+        ),
     ] = None,
     tools: Annotated[
         list[str] | None,
@@ -149,6 +156,8 @@ def run_command(
         fail_usage("--auto-approve and --deny-approvals exclude each other")
     if rollback and resume is None:
         fail_usage("--rollback goes with --resume RUN_ID")
+    if plan is not None and (proposal is not None or resume is not None):
+        fail_usage("--plan runs the plan's candidates: not with --proposal or --resume")
     files = collect_sources([file])
     initial = _read_state(state) if state is not None else None
     result = compile_file(files[0], project_root(files, root), state=initial)
@@ -156,13 +165,24 @@ def run_command(
     if program is None:
         echo_err(render_text(result.diagnostics.sorted()))
         raise typer.Exit(EXIT_FAILED)
-    chosen = _choose(program, proposal, file)
-    _refuse_errors(result, chosen, force)
+    run_id = ""
+    candidates: list[ir.ActionProposal] = []
+    if plan is not None:
+        candidates = _candidates(program, plan, file)
+        chosen = candidates[0]
+        _refuse_errors(result, chosen, force=True)  # the ranking judges each candidate
+    else:
+        if resume is not None and proposal is None and events is not None:
+            run_id, proposal = _journalled_run(events, resume)
+        chosen = _choose(program, proposal, file)
+        _refuse_errors(result, chosen, force)
     if backend is Backend.dbos:
         from .dbos_commands import run_durably
 
-        if resume is not None or builtins:
-            fail_usage("--backend dbos resumes by itself; --resume and --builtins are in-process")
+        if resume is not None or builtins or plan is not None:
+            fail_usage(
+                "--backend dbos resumes by itself; --resume, --plan and --builtins are in-process"
+            )
         outcome, run_id = run_durably(
             program,
             chosen,
@@ -178,10 +198,11 @@ def run_command(
         raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
     if database is not None or approval_timeout is not None or detach:
         fail_usage("--database, --approval-timeout and --detach go with --backend dbos")
+    reporter = _progress(output is RunFormat.text and sys.stdout.isatty(), len(chosen.actions))
     runtime = Runtime.from_program(
         program,
         events=_event_log(events),
-        approval=_approval_gate(auto_approve, deny_approvals),
+        approval=_approval_gate(auto_approve, deny_approvals, program, reporter),
         compensate=compensate,
     )
     if initial is not None:
@@ -190,15 +211,22 @@ def run_command(
         _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
     for spec in tools or []:
         register_tool_spec(runtime, spec)
-    reporter = _progress(output is RunFormat.text and sys.stdout.isatty(), len(chosen.actions))
     runtime.use(reporter)
     try:
         if resume is not None:
             if events is None or events.suffix not in SQLITE_SUFFIXES:
                 fail_usage("--resume needs the run's journal: --events run.db")
+            run_id = run_id or resume
             # The program's proposal stands in for what the journal redacted (secrets).
-            outcome = runtime.resume(resume, rollback=rollback, proposal=chosen)
-            run_id = resume
+            outcome = runtime.resume(run_id, rollback=rollback, proposal=chosen)
+        elif plan is not None:
+            from carlang_runtime.planner import plan_config
+
+            found = program.plan(plan)
+            assert found is not None  # _candidates checked it
+            outcome = runtime.plan_and_execute(candidates, config=plan_config(found))
+            chosen = next(c for c in candidates if c.id == outcome.proposal_id)
+            run_id = runtime.events.query("run_started")[-1].run_id or ""
         else:
             outcome = runtime.execute(chosen)
             run_id = runtime.events.query("run_started")[-1].run_id or ""
@@ -216,6 +244,30 @@ def _report(
         echo(json.dumps({"run_id": run_id, "result": outcome.model_dump(mode="json")}, indent=2))
     else:
         _print_result(chosen, outcome, run_id)
+
+
+def _candidates(program: ir.Program, name: str, file: Path) -> list[ir.ActionProposal]:
+    """The proposals of plan `name`, or a usage error (with did-you-mean)."""
+    from carlang_runtime.suggest import did_you_mean
+
+    found = program.plan(name)
+    if found is None:
+        hint = did_you_mean(name, [p.name for p in program.plans], "`")
+        names = ", ".join(p.name for p in program.plans) or "none"
+        fail_usage(f"no plan `{name}` in {file} ({hint or f'plans: {names}'})")
+    return [p for n in found.candidates if (p := program.proposal(n)) is not None]
+
+
+def _journalled_run(events: Path, given: str) -> tuple[str, str | None]:
+    """(the run id `given` names, its proposal's id), from the run's journal."""
+    if not events.exists():
+        fail_usage(f"--resume: no journal {events}")
+    records = read_log(events)
+    run_id = resolve_run_id(records, given, events)
+    received = [
+        r for r in records if r.get("trace_id") == run_id and r["kind"] == "proposal_received"
+    ]
+    return run_id, (received[0].get("proposal_id") if received else None)
 
 
 def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionProposal:
@@ -281,32 +333,19 @@ def _read_state(path: Path) -> dict[str, Any]:
     return value
 
 
-class _ConsoleGate:
-    """Asks at the terminal whether an action that needs approval may run."""
-
-    async def review(self, request: Any) -> Any:
-        from carlang_runtime.engine import Approval
-
-        question = (
-            f"approve {request.action.id} ({request.action.tool or request.action.type.value})?"
-            f" {request.reason}"
-        )
-        answer = await asyncio.to_thread(typer.confirm, question, default=False)
-        return Approval(
-            bool(answer),
-            "approved at the terminal" if answer else "refused at the terminal",
-            "console",
-        )
-
-
-def _approval_gate(auto_approve: bool, deny_approvals: bool) -> Any:
+def _approval_gate(
+    auto_approve: bool, deny_approvals: bool, program: ir.Program, reporter: Any
+) -> Any:
     from carlang_runtime.engine import AutoApprove, DenyApprovals
+
+    from .approval_prompt import ConsoleGate
 
     if auto_approve:
         return AutoApprove()
     if deny_approvals or not sys.stdin.isatty():
         return DenyApprovals("refused (run with --auto-approve, or at a terminal to be asked)")
-    return _ConsoleGate()
+    schemas = {tool.name: tool.parameters for tool in program.tools}
+    return ConsoleGate(schemas, reporter.pause, reporter.resume)
 
 
 def _register_builtins(runtime: Runtime, files_root: Path, hosts: list[str]) -> None:
@@ -366,6 +405,16 @@ def _progress(enabled: bool, total: int) -> Any:
             if self._progress is not None:
                 self._progress.stop()
                 self._progress = None
+
+        def pause(self) -> None:
+            """Take the live display off the screen (while a question is asked)."""
+            if self._progress is not None:
+                self._progress.stop()
+
+        def resume(self) -> None:
+            """Put it back."""
+            if self._progress is not None:
+                self._progress.start()
 
     return Reporter(enabled, total)
 
@@ -428,8 +477,13 @@ def events_command(
     action: Annotated[str | None, typer.Option("--action", help="Only this action's.")] = None,
     output: Annotated[RunFormat, typer.Option("--format", help="Output format.")] = RunFormat.text,
 ) -> None:
-    """List the runs in an event log, or the events of one run (filtered by kind and action)."""
+    """List the runs in an event log, or the events of one run (filtered by kind and action).
+    --run takes a run id or a unique prefix of one; --kind must be a kind of event."""
     records = read_log(log)
+    if run is not None:
+        run = resolve_run_id(records, run, log)
+    if kind is not None:
+        _check_kind(records, kind)
     if run is None and kind is None and action is None:
         _print_runs(records, output)
         return
@@ -449,6 +503,35 @@ def events_command(
         where = record.get("action_id") or record.get("proposal_id") or ""
         echo(f"{record['timestamp']}  {record['kind']:<26} {where:<16} {detail}".rstrip())
     echo(f"{len(chosen)} events")
+
+
+def resolve_run_id(records: list[dict[str, Any]], given: str, log: Path) -> str:
+    """The run id `given` names: itself, or the one run id it is a prefix of (as git takes a
+    commit's prefix); a usage error when it names none or several."""
+    ids: list[str] = list(dict.fromkeys(str(r["trace_id"]) for r in records if r.get("trace_id")))
+    if given in ids:
+        return given
+    matches = [i for i in ids if i.startswith(given)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        fail_usage(f"--run {given} is ambiguous in {log}: {', '.join(matches)}")
+    known = ", ".join(ids[-5:]) or "none"
+    fail_usage(f"no run `{given}` in {log} (runs: {known}; see `carlang events {log}`)")
+
+
+def _check_kind(records: list[dict[str, Any]], kind: str) -> None:
+    """A usage error, with did-you-mean, for a kind no event can have."""
+    from carlang_runtime.engine.events import EventKind
+    from carlang_runtime.suggest import did_you_mean
+
+    kinds = {k.value for k in EventKind} | {str(r.get("kind")) for r in records}
+    if kind not in kinds:
+        hint = did_you_mean(kind, sorted(kinds), "`")
+        fail_usage(
+            f"--kind: no event kind `{kind}`"
+            + (f" ({hint})" if hint else f" (kinds: {', '.join(sorted(kinds))})")
+        )
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:

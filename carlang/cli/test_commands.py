@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
-from .lang_commands import blocking_errors, collect_sources, compile_all, project_root
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    RootOption,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+    painted,
+)
+from .lang_commands import blocking_errors, collect_sources, compile_all, find_project_of
+
+if TYPE_CHECKING:
+    from carlang.compiler import CompileResult
 
 __all__ = ["register"]
 
@@ -38,12 +50,24 @@ def test_command(
     output: Annotated[TestFormat, typer.Option("--format", help="Output format.")] = (
         TestFormat.text
     ),
+    select: Annotated[
+        str | None,
+        typer.Option(
+            "-k",
+            "--run",
+            help="Run only the tests whose name contains PATTERN (a glob when it has * ? [).",
+            metavar="PATTERN",
+        ),
+    ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Fail (exit 1) when there are no tests to run.")
+    ] = False,
     root: RootOption = None,
 ) -> None:
     """Run every `test` block. Exit 0 when all pass (and coverage meets --threshold), 1 on a
     failure, a program error or low coverage, 2 for bad usage."""
     from carlang.render import render_text as render_diagnostics
-    from carlang.testreport import render_json, render_junit, render_text
+    from carlang.testreport import render_json, render_junit, render_text, threshold_problem
     from carlang.testrun import Coverage, run_tests
 
     if threshold is not None and not 0 <= threshold <= 100:
@@ -51,24 +75,54 @@ def test_command(
     files = collect_sources(paths or [Path(".")])
     if not files:
         fail_usage("no .car files found")
-    results, diagnostics = compile_all(files, project_root(files, root))
+    project = find_project_of(files, root)
+    strict = strict or project.strict
+    results, diagnostics = compile_all(files, project.root)
+    if select is not None:
+        results = [_only(result, select) for result in results]
     errors = blocking_errors(diagnostics, proposal_errors_ok=True)
     if errors:
-        echo_err(render_diagnostics(errors))
+        # CI still gets a well-formed report: an error case per file with errors
+        if output is TestFormat.json:
+            echo(render_json([], None, None, errors))
+        elif output is TestFormat.junit:
+            echo(render_junit([], errors=errors))
+        echo_err(painted(render_diagnostics(errors), err=True))
         echo_err(f"{len(errors)} error(s): the tests did not run")
         raise typer.Exit(EXIT_FAILED)
     measured = Coverage()
     outcomes = run_tests(results, measured)
+    if not outcomes:
+        what = f"no tests match `{select}`" if select is not None else "no tests"
+        where = ", ".join(str(path) for path in paths or [Path(".")])
+        echo_err(f"{'error' if strict else 'warning'}: {what} in {where}")
+        if strict:
+            raise typer.Exit(EXIT_FAILED)
     shown = measured if coverage or threshold is not None else None
     if output is TestFormat.json:
         echo(render_json(outcomes, shown, threshold))
     elif output is TestFormat.junit:
-        echo(render_junit(outcomes))
+        echo(render_junit(outcomes, shown, threshold))
     else:
-        echo(render_text(outcomes, shown, threshold))
+        echo(painted(render_text(outcomes, shown, threshold)))
     failed = any(not r.passed for r in outcomes)
-    low = threshold is not None and measured.percent < threshold
-    raise typer.Exit(EXIT_FAILED if failed or low else EXIT_OK)
+    low = threshold_problem(measured, threshold)
+    if low is not None:
+        echo_err(f"error: {low}")
+    raise typer.Exit(EXIT_FAILED if failed or low is not None else EXIT_OK)
+
+
+def _only(result: CompileResult, pattern: str) -> CompileResult:
+    """`result` with only the tests `-k PATTERN` selects."""
+    from dataclasses import replace
+    from fnmatch import fnmatchcase
+
+    glob = any(c in pattern for c in "*?[")
+
+    def chosen(name: str) -> bool:
+        return fnmatchcase(name, pattern) if glob else pattern in name
+
+    return replace(result, tests=[t for t in result.tests if chosen(t.name)])
 
 
 def register(app: typer.Typer) -> None:

@@ -50,24 +50,22 @@ class CapabilityCheck:
     def tool_problem(self, tool: str, what: str = "tool") -> tuple[str, str] | None:
         """None if the capability allows `tool`, else (`tool-denied` or `tool-not-allowed`,
         the message)."""
-        name = self.capability.name
+        label = self.capability.label
         if self.denied_tools is not None and self.denied_tools.matches(tool):
-            return "tool-denied", f"{what} '{tool}' is denied by capability '{name}'"
+            return "tool-denied", f"{what} '{tool}' is denied by {label}"
         if self.allowed_tools is not None and not self.allowed_tools.matches(tool):
-            return "tool-not-allowed", f"{what} '{tool}' is not allowed by capability '{name}'"
+            return "tool-not-allowed", f"{what} '{tool}' is not allowed by {label}"
         return None
 
     def key_problem(self, key: str) -> str | None:
         """None if the capability allows touching state key `key`, else the message."""
         if self.allowed_keys is not None and not self.allowed_keys.matches(key):
-            return f"state key '{key}' is not allowed by capability '{self.capability.name}'"
+            return f"state key '{key}' is not allowed by {self.capability.label}"
         return None
 
     def count_problem(self, count: int) -> str | None:
         """None if `count` actions are within `max_actions`, else the message."""
         limit = self.capability.max_actions
         if limit is not None and count > limit:
-            return (
-                f"{count} actions exceed capability '{self.capability.name}' (max_actions {limit})"
-            )
+            return f"{count} actions exceed {self.capability.label} (max_actions {limit})"
         return None

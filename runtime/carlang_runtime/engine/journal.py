@@ -148,11 +148,15 @@ class EventStore:
         if path.is_dir():
             raise EventLogError(f"{path}: is a directory, not an event journal")
         self.path = path
+        connection = None
         try:
-            self._connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-            self._connection.execute("SELECT id, seq, run_id, kind, data FROM events LIMIT 1")
+            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            connection.execute("SELECT id, seq, run_id, kind, data FROM events LIMIT 1")
         except sqlite3.Error as exc:
+            if connection is not None:
+                connection.close()  # not left for the collector (an error under Python 3.13)
             raise EventLogError(f"{path}: not an event journal, or a damaged one ({exc})") from None
+        self._connection = connection
 
     def _query(self, sql: str, values: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         try:

@@ -51,24 +51,37 @@ class StateDecl(CarModel):
 
 class Capability(CarModel):
     """What a proposal may touch. CAR's `CapabilitySet` with glob patterns (`rollback_*`):
-    deny wins over allow, an empty allow list allows everything, `max_actions` None = no limit."""
+    deny wins over allow, an empty allow list allows everything, `max_actions` None = no limit.
+    `name` is what proposals refer to it by; one built in Python for `Runtime.set_capabilities`
+    needs none."""
 
-    name: Str
+    name: Str = ""
     allowed_tools: list[Str] = Field(default_factory=list)
     denied_tools: list[Str] = Field(default_factory=list)
     allowed_state_keys: list[Str] = Field(default_factory=list)
     max_actions: U32 | None = Field(default=None, exclude_if=omit_none)
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
 
+    @property
+    def label(self) -> str:
+        """How messages name it: `capability 'name'`, or `the capability` when it has no name."""
+        return f"capability '{self.name}'" if self.name else "the capability"
+
 
 class Budget(CarModel):
-    """A hard cost budget (CAR's `CostBudget`): exceeding it skips the rest of the run."""
+    """A hard cost budget (CAR's `CostBudget`): exceeding it skips the rest of the run.
+    Like CAR's `CostBudget`, one built in Python for `Runtime.set_budget` needs no name."""
 
-    name: Str
+    name: Str = ""
     max_actions: U32 | None = Field(default=None, exclude_if=omit_none)
     max_tool_calls: U32 | None = Field(default=None, exclude_if=omit_none)
     max_duration_ms: U64 | None = Field(default=None, exclude_if=omit_none)
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
+
+    @property
+    def label(self) -> str:
+        """How messages name it: `budget 'name'`, or `the budget` when it has no name."""
+        return f"budget '{self.name}'" if self.name else "the budget"
 
 
 class PolicyEffect(StrEnum):

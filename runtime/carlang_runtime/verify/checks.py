@@ -619,7 +619,7 @@ def check_limits(ctx: VerifyContext) -> None:
         ctx.report(
             "budget-actions",
             None,
-            f"{count} actions exceed budget '{budget.name}' (max_actions {budget.max_actions})",
+            f"{count} actions exceed {budget.label} (max_actions {budget.max_actions})",
         )
     if budget.max_tool_calls is not None:
         calls = sum(1 for kind in ctx.cols.types if kind is TOOL_CALL)
@@ -627,7 +627,7 @@ def check_limits(ctx: VerifyContext) -> None:
             ctx.report(
                 "budget-tool-calls",
                 None,
-                f"{calls} tool calls exceed budget '{budget.name}' "
+                f"{calls} tool calls exceed {budget.label} "
                 f"(max_tool_calls {budget.max_tool_calls})",
             )
 

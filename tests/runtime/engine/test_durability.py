@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -208,8 +209,8 @@ def test_resume_after_an_interruption_runs_only_what_did_not_finish(tmp_path: Pa
     assert [r.output for r in result.results] == [0, 10, 20, 30, 40]
     assert again.state.snapshot() == {f"done.{i}": True for i in range(5)}
     again.close()
-    store = EventStore(db)
-    assert all(len(kinds) == 1 for kinds in terminal_events_of(store, run_id).values())
+    with closing(EventStore(db)) as store:
+        assert all(len(kinds) == 1 for kinds in terminal_events_of(store, run_id).values())
     with pytest.raises(CarlangRuntimeError, match="already finished"):
         Runtime().resume(run_id, db)
 
@@ -258,7 +259,8 @@ def test_resume_with_rollback_undoes_the_run(tmp_path: Path) -> None:
     assert [r.rolled_back for r in result.results[:2]] == [True, True]
     assert again.state.snapshot() == {"before": True}
     again.close()
-    assert EventStore(db).runs()[0].status == "rolled_back"
+    with closing(EventStore(db)) as store:
+        assert store.runs()[0].status == "rolled_back"
 
 
 _CHILD = textwrap.dedent(

@@ -400,3 +400,16 @@ def test_executing_inside_an_event_loop_asks_for_the_async_form() -> None:
             rt.execute(proposal())
 
     asyncio.run(inside())
+
+
+def test_budget_and_capability_built_in_python_need_no_name() -> None:
+    # CAR's CostBudget has no name: the defaults set from Python need none either.
+    rt = Runtime()
+    rt.register_tool("t", lambda: 1)
+    rt.register_tool("shell", lambda: 1)
+    rt.set_capabilities(ir.Capability(denied_tools=["shell"]))
+    result = rt.execute(proposal(call("a", "t"), call("c", "shell")))
+    assert errors(result)["c"] == "tool 'shell' is denied by the capability"
+    rt.set_budget(ir.Budget(max_tool_calls=1))
+    result = rt.execute(proposal(call("a", "t"), call("b", "t")))
+    assert statuses(result) == {"a": "succeeded", "b": "skipped"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -119,8 +120,9 @@ def test_a_secret_never_reaches_a_log_a_result_or_a_message(tmp_path: Path) -> N
     assert reasons and SECRET not in reasons[0] and REDACTED in reasons[0]
     assert SECRET not in rt.gate(call("g", "login", params={"user": "bob", "token": SECRET})).reason
     # The journal kept the proposal without the secret: resuming needs it again.
-    run_id = EventStore(tmp_path / "run.db").runs()[0].run_id
-    journal = EventStore(tmp_path / "run.db").events(run_id, kind="proposal_received")[0]
+    with closing(EventStore(tmp_path / "run.db")) as store:
+        run_id = store.runs()[0].run_id
+        journal = store.events(run_id, kind="proposal_received")[0]
     assert journal.data["redacted"] is True
 
 
@@ -167,7 +169,8 @@ def test_resuming_a_run_with_secrets_needs_its_proposal(tmp_path: Path) -> None:
     rt.close()
     again = Runtime(events=EventLog([SqliteSink(db)]))
     again.register_tool("login", login, LOGIN)
-    run_id = EventStore(db).runs()[0].run_id
+    with closing(EventStore(db)) as store:
+        run_id = store.runs()[0].run_id
     with pytest.raises(CarlangRuntimeError, match="secret parameters"):
         again.resume(run_id)
     other = proposal(call("a", "login", params={"user": "z", "token": SECRET}))

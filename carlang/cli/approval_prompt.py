@@ -1,0 +1,117 @@
+"""The approval question `carlang run` asks at a terminal.
+
+It pauses the live progress display while it asks (otherwise the bar redraws over the
+question), shows what would run (the tool, its parameters with secrets redacted, the policies
+that asked and their messages) and takes y(es), n(o), a(ll: approve this and every later
+request of the run) or q(uit: refuse this and every later one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+__all__ = ["REDACTED", "ConsoleGate", "redact_parameters"]
+
+REDACTED = "[REDACTED]"
+_ANSWERS = {"y": "yes", "yes": "yes", "n": "no", "no": "no", "": "no", "a": "all", "all": "all"}
+_ANSWERS |= {"q": "quit", "quit": "quit"}
+
+
+def _secret(schema: object) -> bool:
+    """Whether a parameter's JSON Schema marks it secret (`writeOnly`, or carlang's mark)."""
+    return isinstance(schema, Mapping) and bool(
+        schema.get("writeOnly") is True or schema.get("x-carlang-secret") is True
+    )
+
+
+def redact_parameters(params: Mapping[str, Any], schema: Mapping[str, Any] | None) -> Any:
+    """`params` with every value whose schema is marked secret replaced by `[REDACTED]`,
+    through nested objects."""
+    properties = (schema or {}).get("properties")
+    if not isinstance(properties, Mapping):
+        return dict(params)
+    shown: dict[str, Any] = {}
+    for name, value in params.items():
+        spec = properties.get(name)
+        if _secret(spec):
+            shown[name] = REDACTED
+        elif isinstance(value, Mapping) and isinstance(spec, Mapping):
+            shown[name] = redact_parameters(value, spec)
+        else:
+            shown[name] = value
+    return shown
+
+
+class ConsoleGate:
+    """Asks at the terminal whether an action that needs approval may run. `pause` and
+    `resume` stop and restart the live display around the question."""
+
+    def __init__(
+        self,
+        schemas: Mapping[str, Mapping[str, Any]],
+        pause: Callable[[], None],
+        resume: Callable[[], None],
+        ask: Callable[[str], str] = input,
+    ) -> None:
+        self.schemas = schemas
+        self.pause, self.resume, self.ask = pause, resume, ask
+        self.sticky: str | None = None  # "all" or "quit": the answer for the rest of the run
+        self._lock: asyncio.Lock | None = None
+
+    async def review(self, request: Any) -> Any:
+        """Ask (one question at a time, even when a DAG level asks for several)."""
+        from carlang_runtime.engine import Approval
+
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            sticky = self.sticky
+            answer = (
+                sticky if sticky is not None else await asyncio.to_thread(self._question, request)
+            )
+        if answer in ("all", "quit"):
+            self.sticky = answer
+        approved = answer in ("yes", "all")
+        reason = {
+            "yes": "approved at the terminal",
+            "all": "approved at the terminal (all)",
+            "no": "refused at the terminal",
+            "quit": "refused at the terminal (quit)",
+        }[answer]
+        return Approval(approved, reason, "console")
+
+    def _question(self, request: Any) -> str:
+        self.pause()
+        try:
+            print(describe_request(request, self.schemas), flush=True)
+            while True:
+                try:
+                    reply = self.ask("approve? [y]es / [N]o / [a]ll / [q]uit: ")
+                except EOFError:
+                    print(flush=True)
+                    return "quit"
+                answer = _ANSWERS.get(reply.strip().lower())
+                if answer is not None:
+                    return answer
+                print("answer y, n, a or q", flush=True)
+        finally:
+            self.resume()
+
+
+def describe_request(request: Any, schemas: Mapping[str, Mapping[str, Any]]) -> str:
+    """What is asked: the action, the tool and its (redacted) parameters, each policy that
+    asked with its message."""
+    action = request.action
+    what = action.tool or action.type.value
+    params = redact_parameters(action.parameters, schemas.get(action.tool or ""))
+    lines = [f"approval needed: action {action.id} of proposal {request.proposal_id}"]
+    lines.append(f"  tool:   {what}")
+    if params:
+        lines.append("  params:")
+        lines += [f"    {k}: {json.dumps(v, default=str)}" for k, v in params.items()]
+    for match in request.policies:
+        lines.append(f"  policy: {match.policy}: {match.reason}")
+    return "\n".join(lines)

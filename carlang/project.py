@@ -1,0 +1,191 @@
+"""The project a program belongs to: its root and its `carlang.toml` settings, and the
+warnings a project accepts (the file's `accept` list and `# carlang: allow CL0521` pragmas).
+
+The root is found as users of ruff or git expect: the nearest directory upwards from the entry
+file holding a `carlang.toml` or a `.git`, else the entry file's own directory. `--root` still
+overrides it. A `carlang.toml`:
+
+    root = "."                 # relative to this file (default: its directory)
+    strict = true              # `carlang check` and `carlang test` run as with --strict
+    accept = ["CL0521", "CL0522:refunds/*.car"]   # CODE or CODE:GLOB (files under the root)
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
+from pathlib import Path
+from typing import TypeVar
+
+from .diagnostics import Diagnostic, Label
+from .source import Source, Span
+
+__all__ = [
+    "PROJECT_FILE",
+    "Accepted",
+    "Project",
+    "ProjectError",
+    "find_project",
+    "apply_allowances",
+]
+
+PROJECT_FILE = "carlang.toml"
+STALE_ALLOWANCE = "CL0525"
+_PRAGMA = re.compile(r"#\s*carlang:\s*allow\s+(CL\d{4}(?:\s*,\s*CL\d{4})*)")
+_KEYS = {"root", "strict", "accept"}
+T = TypeVar("T")
+
+
+class ProjectError(Exception):
+    """A `carlang.toml` that cannot be used: the message names the file and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    """A warning the project accepts: its code, in the files matching `glob` (all when None)."""
+
+    code: str
+    glob: str | None = None
+
+    def matches(self, diagnostic: Diagnostic) -> bool:
+        """Whether this entry accepts `diagnostic`."""
+        if diagnostic.code != self.code:
+            return False
+        return self.glob is None or fnmatch(diagnostic.location()[0], self.glob)
+
+    def __str__(self) -> str:
+        return self.code if self.glob is None else f"{self.code}:{self.glob}"
+
+
+@dataclass(frozen=True, slots=True)
+class Project:
+    """Where a program's project starts and what its `carlang.toml` says (if it has one)."""
+
+    root: Path
+    config: Path | None = None
+    strict: bool = False
+    accept: tuple[Accepted, ...] = field(default=())
+
+
+def find_project(entry: Path) -> Project:
+    """The project of `entry` (a file or directory): see the module docstring."""
+    entry = entry.resolve()
+    start = entry if entry.is_dir() else entry.parent
+    for directory in (start, *start.parents):
+        config = directory / PROJECT_FILE
+        if config.is_file():
+            return _read_config(config)
+        if (directory / ".git").exists():
+            return Project(directory)
+    return Project(start)
+
+
+def _read_config(path: Path) -> Project:
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProjectError(f"{path}: not a readable TOML file ({exc})") from None
+    unknown = sorted(set(data) - _KEYS)
+    if unknown:
+        raise ProjectError(
+            f"{path}: unknown setting `{unknown[0]}` (settings: {', '.join(sorted(_KEYS))})"
+        )
+    root = (path.parent / _setting(path, data, "root", str, ".")).resolve()
+    if not root.is_dir():
+        raise ProjectError(f"{path}: root `{data['root']}` is not a directory")
+    accept = [_accepted(path, item) for item in _setting(path, data, "accept", list, [])]
+    strict = _setting(path, data, "strict", bool, False)
+    return Project(root, path, strict, tuple(accept))
+
+
+def _setting(path: Path, data: dict[str, object], key: str, kind: type[T], default: T) -> T:
+    value = data.get(key, default)
+    if not isinstance(value, kind):
+        raise ProjectError(f"{path}: `{key}` must be a {kind.__name__}")
+    return value
+
+
+def _accepted(path: Path, item: object) -> Accepted:
+    if not isinstance(item, str) or not re.fullmatch(r"CL\d{4}(:.+)?", item):
+        raise ProjectError(
+            f"{path}: `accept` entries are codes, optionally with a file glob "
+            f'("CL0521" or "CL0521:refunds/*.car"), not {item!r}'
+        )
+    code, _, glob = item.partition(":")
+    return Accepted(code, glob or None)
+
+
+@dataclass(frozen=True, slots=True)
+class _Pragma:
+    source: Source
+    line: int
+    code: str
+
+
+def _pragmas(sources: Iterable[Source]) -> list[_Pragma]:
+    found = []
+    for source in sources:
+        for number, text in enumerate(source.text.splitlines(), 1):
+            match = _PRAGMA.search(text)
+            if match is not None:
+                for code in re.split(r"\s*,\s*", match.group(1)):
+                    found.append(_Pragma(source, number, code))
+    return found
+
+
+def apply_allowances(
+    diagnostics: Sequence[Diagnostic], sources: Iterable[Source], project: Project
+) -> tuple[list[Diagnostic], list[Diagnostic]]:
+    """(the diagnostics left once the accepted warnings are taken out, one CL0525 warning for
+    each pragma or `accept` entry that accepts nothing). Errors are never accepted."""
+    pragmas = _pragmas(sources)
+    used_pragmas: set[_Pragma] = set()
+    used_entries: set[Accepted] = set()
+    kept = []
+    for diagnostic in diagnostics:
+        if diagnostic.severity == "error":
+            kept.append(diagnostic)
+            continue
+        name, line, _ = diagnostic.location()
+        here = (name, line, diagnostic.code)
+        pragma = next((p for p in pragmas if (p.source.name, p.line, p.code) == here), None)
+        entry = next((a for a in project.accept if a.matches(diagnostic)), None)
+        if pragma is not None:
+            used_pragmas.add(pragma)
+        elif entry is not None:
+            used_entries.add(entry)
+        else:
+            kept.append(diagnostic)
+    stale = [_stale_pragma(p) for p in pragmas if p not in used_pragmas]
+    stale += [_stale_entry(a, project) for a in project.accept if a not in used_entries]
+    return kept, stale
+
+
+def _stale_pragma(pragma: _Pragma) -> Diagnostic:
+    start = pragma.source.offset(pragma.line, 1)
+    end = start + len(pragma.source.line_text(pragma.line))
+    return Diagnostic(
+        STALE_ALLOWANCE,
+        "warning",
+        f"`# carlang: allow {pragma.code}` accepts nothing: no {pragma.code} on this line",
+        (Label(pragma.source, Span(start, end), "nothing to allow here"),),
+        help="remove the pragma, or move it to the line the warning points at",
+    )
+
+
+def _stale_entry(entry: Accepted, project: Project) -> Diagnostic:
+    config = project.config or project.root / PROJECT_FILE
+    text = config.read_text(encoding="utf-8") if config.is_file() else ""
+    source = Source(config.name, text)
+    offset = text.find(f'"{entry}"')
+    span = Span(offset, offset + len(str(entry)) + 2) if offset >= 0 else Span(0, 0)
+    return Diagnostic(
+        STALE_ALLOWANCE,
+        "warning",
+        f"accepted warning `{entry}` matches nothing",
+        (Label(source, span, "accepts nothing"),),
+        help=f"remove it from `accept` in {PROJECT_FILE}",
+    )

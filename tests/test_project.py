@@ -1,0 +1,104 @@
+"""The project root (carlang.toml / .git / the file's directory) and accepted warnings."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from carlang.project import find_project
+from tests.conftest import ROOT
+
+runner = CliRunner()
+
+TOOLS = "tool pay(amount: int)\n"
+APPROVAL = (
+    'import "tools.car"\n'
+    "policy big: require_approval pay when params.amount > 10\n"
+    "proposal p {\n"
+    "  a = pay(amount: 50){PRAGMA}\n"
+    "}\n"
+)
+
+
+def program(tmp_path: Path, pragma: str = "") -> Path:
+    (tmp_path / "bot").mkdir()
+    (tmp_path / "bot" / "tools.car").write_text(TOOLS)
+    main = tmp_path / "bot" / "main.car"
+    main.write_text(APPROVAL.replace("{PRAGMA}", pragma))
+    return main
+
+
+def check(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["check", *args])
+    return result.exit_code, result.output
+
+
+def test_the_examples_check_clean_from_any_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # from elsewhere, sibling imports used to "leave the root" (the working directory)
+    copy = tmp_path / "project"
+    shutil.copytree(ROOT / "examples", copy / "examples")
+    (copy / ".git").mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out = check(os.path.relpath(copy / "examples", elsewhere))
+    assert code == 0, out
+    assert "0 errors" in out
+
+
+def test_the_root_is_the_nearest_carlang_toml_or_git_else_the_files_directory(
+    tmp_path: Path,
+) -> None:
+    main = program(tmp_path)
+    assert find_project(main).root == main.parent
+    (tmp_path / ".git").mkdir()
+    assert find_project(main).root == tmp_path
+    (tmp_path / "bot" / "carlang.toml").write_text('root = ".."\nstrict = true\n')
+    project = find_project(main)
+    assert project.root == tmp_path and project.strict
+    assert project.config == tmp_path / "bot" / "carlang.toml"
+
+
+def test_a_bad_carlang_toml_is_a_clear_error(tmp_path: Path) -> None:
+    main = program(tmp_path)
+    (tmp_path / "bot" / "carlang.toml").write_text("stric = true\n")
+    code, out = check(str(main))
+    assert code == 2
+    assert "carlang.toml: unknown setting `stric`" in out
+
+
+def test_a_pragma_accepts_the_warning_on_its_line_and_strict_reports_stale_ones(
+    tmp_path: Path,
+) -> None:
+    main = program(tmp_path)
+    code, out = check(str(main), "--strict")
+    assert code == 1 and "warning[CL0521]" in out
+    main.write_text(APPROVAL.replace("{PRAGMA}", "  # carlang: allow CL0521"))
+    code, out = check(str(main), "--strict")
+    assert code == 0, out
+    main.write_text(
+        APPROVAL.replace("{PRAGMA}", "").replace("50", "5") + "# carlang: allow CL0521\n"
+    )
+    code, out = check(str(main), "--strict")
+    assert code == 1
+    assert "main.car:6:1: warning[CL0525]: `# carlang: allow CL0521` accepts nothing" in out
+    assert check(str(main))[0] == 0  # without --strict a stale pragma does not fail
+
+
+def test_carlang_toml_accepts_warnings_by_code_and_glob_and_sets_strict(tmp_path: Path) -> None:
+    main = program(tmp_path)
+    config = tmp_path / "bot" / "carlang.toml"
+    config.write_text('strict = true\naccept = ["CL0521:main.car"]\n')
+    code, out = check(str(main))
+    assert code == 0, out
+    config.write_text('strict = true\naccept = ["CL0521:other/*.car"]\n')
+    code, out = check(str(main))  # strict from the file: the warning fails the check
+    assert code == 1 and "warning[CL0521]" in out
+    assert "carlang.toml:2:11: warning[CL0525]: accepted warning `CL0521:other/*.car`" in out
