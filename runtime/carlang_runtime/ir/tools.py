@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field
 
-from ._base import F64, U32, U64, Bool, CarModel, JsonMap, Str, omit_none
+from ._base import F64, U32, U64, Bool, CarModel, JsonMap, Str, omit_empty, omit_none
 from .actions import Reversibility, SourceLoc
 
 __all__ = ["ToolRateLimit", "ToolSchema"]
@@ -33,4 +33,6 @@ class ToolSchema(CarModel):
     # them under a durable backend, and where it was declared
     reversibility: Reversibility | None = Field(default=None, exclude_if=omit_none)
     queue: Str | None = Field(default=None, exclude_if=omit_none)
+    #: carlang extension: the tool only reads (calls of one model turn may run in parallel)
+    read_only: Bool = Field(default=False, exclude_if=omit_empty)
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
