@@ -11,6 +11,7 @@ import typer
 from carlang import __version__
 
 from . import (
+    agent_commands,
     dbos_commands,
     ir_commands,
     lang_commands,
@@ -57,6 +58,7 @@ plan_commands.register(app)
 test_commands.register(app)
 ir_commands.register(app)
 dbos_commands.register(app)
+agent_commands.register(app)
 
 
 def main() -> None:
