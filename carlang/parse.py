@@ -219,6 +219,46 @@ class AstBuilder:
 
     def queue(self, name: Token) -> ast.QueueItem:
         return ast.QueueItem(self._name(name), span=self._here())
+    def read_only(self) -> ast.ReadOnly:
+        return ast.ReadOnly(span=self._here())
+
+    def tool_schema(self, schema: ast.Value) -> ast.ToolSchemaItem:
+        return ast.ToolSchemaItem(schema, span=self._here())
+
+    def tool_schema_from(self, reference: Token) -> ast.ToolSchemaFrom:
+        value = ast.Value(self._string_value(reference), span=Span(reference[2], reference[3]))
+        return ast.ToolSchemaFrom(value, span=self._here())
+
+    def remote_name(self, name: Token) -> ast.RemoteName:
+        value = ast.Value(self._string_value(name), span=Span(name[2], name[3]))
+        return ast.RemoteName(value, span=self._here())
+
+    # MCP servers ----------------------------------------------------------------------------
+
+    def mcp_server_decl(self, name: Token, *settings: ast.McpSetting) -> ast.McpServerDecl:
+        return ast.McpServerDecl(self._name(name), settings, span=self._here())
+
+    def _mcp_string(self, word: str, token: Token) -> ast.McpSetting:
+        value = ast.Value(self._string_value(token), span=Span(token[2], token[3]))
+        return ast.McpSetting(word, value, span=self._here())
+
+    def mcp_command(self, token: Token) -> ast.McpSetting:
+        return self._mcp_string("command", token)
+
+    def mcp_cwd(self, token: Token) -> ast.McpSetting:
+        return self._mcp_string("cwd", token)
+
+    def mcp_url(self, token: Token) -> ast.McpSetting:
+        return self._mcp_string("url", token)
+
+    def mcp_args(self, value: ast.Value) -> ast.McpSetting:
+        return ast.McpSetting("args", value, span=self._here())
+
+    def mcp_env(self, value: ast.Value) -> ast.McpSetting:
+        return ast.McpSetting("env", value, span=self._here())
+
+    def mcp_timeout(self, token: Token) -> ast.McpSetting:
+        return ast.McpSetting("timeout", self._duration(token), span=self._here())
 
     def simple_type(self, name: Token) -> ast.SimpleType:
         return ast.SimpleType(self._name(name), span=self._here())
