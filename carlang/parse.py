@@ -219,6 +219,7 @@ class AstBuilder:
 
     def queue(self, name: Token) -> ast.QueueItem:
         return ast.QueueItem(self._name(name), span=self._here())
+
     def read_only(self) -> ast.ReadOnly:
         return ast.ReadOnly(span=self._here())
 

@@ -15,6 +15,7 @@ from . import (
     dbos_commands,
     ir_commands,
     lang_commands,
+    mcp_commands,
     plan_commands,
     policy_commands,
     run_commands,
@@ -59,6 +60,7 @@ test_commands.register(app)
 ir_commands.register(app)
 dbos_commands.register(app)
 agent_commands.register(app)
+mcp_commands.register(app)
 
 
 def main() -> None:

@@ -135,13 +135,10 @@ def agent_command(
     results go back, until a final answer. Exit 0 on success, 1 otherwise."""
     from carlang_runtime.agents import AgentLoop, OpenAIChatGenerator, ScriptedGenerator
     from carlang_runtime.engine import Runtime
+    from carlang_runtime.engine.loading import register_tool_spec
+    from carlang_runtime.mcp import attach_mcp_servers
 
-    from .run_commands import (
-        _approval_gate,
-        _event_log,
-        _register_builtins,
-        _register_tools,
-    )
+    from .run_commands import _approval_gate, _event_log, _register_builtins
 
     if (script is None) == (model_url is None):
         fail_usage("give either --script FILE or --model-url URL (with --model NAME)")
@@ -163,10 +160,11 @@ def agent_command(
     runtime = Runtime.from_program(
         program, events=_event_log(events), approval=_approval_gate(auto_approve, deny_approvals)
     )
+    attach_mcp_servers(runtime, program)
     if builtins:
         _register_builtins(runtime, files_root or Path.cwd(), [])
     for spec in tools or []:
-        _register_tools(runtime, spec)
+        register_tool_spec(runtime, spec)
     live = _live_view if output is OutputFormat.text else None
     try:
         loop = AgentLoop(

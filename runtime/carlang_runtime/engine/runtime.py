@@ -162,6 +162,7 @@ class Runtime:
         self._buckets: dict[str, TokenBucket] = {}
         self._replan: Callable[[ReplanContext], Any] | None = None
         self._replan_config = ReplanConfig()
+        self._closers: list[Callable[[], None]] = []
         self._secret_tools: set[str] = set()
 
     # -- building --------------------------------------------------------------------------
@@ -944,9 +945,16 @@ class Runtime:
 
     # -- the end ---------------------------------------------------------------------------
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the runtime closes (tool providers' sessions, say)."""
+        self._closers.append(callback)
+
     def close(self) -> None:
         """Close the event log's sinks and let go of worker threads (a hung tool's thread is
         not waited for)."""
+        closers, self._closers = self._closers, []
+        for callback in reversed(closers):
+            callback()
         self.events.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
