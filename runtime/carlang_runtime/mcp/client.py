@@ -52,6 +52,7 @@ class McpClient:
         self._pending: dict[int, concurrent.futures.Future[Any]] = {}
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
+        self._reader: threading.Thread | None = None
         self._session_id: str | None = None
         self._closed = False
         self.server_info: dict[str, Any] = {}
@@ -94,7 +95,10 @@ class McpClient:
             raise McpError(
                 f"MCP server '{server.name}': cannot start {server.command}: {exc.strerror or exc}"
             ) from exc
-        threading.Thread(target=self._read_stdio, name=f"mcp-{server.name}", daemon=True).start()
+        self._reader = threading.Thread(
+            target=self._read_stdio, name=f"mcp-{server.name}", daemon=True
+        )
+        self._reader.start()
 
     def close(self) -> None:
         """End the session: stop the server process (stdio), or tell the server (HTTP)."""
@@ -114,6 +118,8 @@ class McpClient:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+            if self._reader is not None:
+                self._reader.join(timeout=2)
         elif self._session_id is not None and self.server.url is not None:
             request = urllib.request.Request(
                 self.server.url, method="DELETE", headers={"Mcp-Session-Id": self._session_id}
@@ -251,16 +257,17 @@ class McpClient:
     def _read_stdio(self) -> None:
         process = self._process
         assert process is not None and process.stdout is not None
-        for line in process.stdout:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                message = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a server that logs to stdout: not a message
-            for item in message if isinstance(message, list) else [message]:
-                self._dispatch(item)
+        with process.stdout:
+            for line in process.stdout:
+                line = line.strip()
+                if not line:
+                    continue
+                try:
+                    message = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a server that logs to stdout: not a message
+                for item in message if isinstance(message, list) else [message]:
+                    self._dispatch(item)
         status = process.wait()
         self._fail_pending(McpError(f"MCP server '{self.server.name}' exited (status {status})"))
 
