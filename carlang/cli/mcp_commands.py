@@ -3,12 +3,14 @@ policies (`proxy`), and serve carlang's checks as MCP tools (`serve`)."""
 
 from __future__ import annotations
 
+import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import EXIT_OK, echo, echo_err, fail_usage, guarded
+from .common import EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
 
 __all__ = ["register"]
 
@@ -71,6 +73,58 @@ def import_command(
     raise typer.Exit(EXIT_OK)
 
 
+class Transport(StrEnum):
+    """How `carlang mcp proxy` talks to its clients."""
+
+    stdio = "stdio"
+    http = "http"
+
+
+@guarded
+def proxy_command(
+    file: Annotated[Path, typer.Argument(help="The program: MCP servers, tools, policies.")],
+    capability: Annotated[
+        str | None, typer.Option("--capability", help="Only the tools this capability allows.")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="A budget for each client session.")
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option("--events", help="Log events to run.jsonl, or to run.db (SQLite)."),
+    ] = None,
+    transport: Annotated[
+        Transport, typer.Option("--transport", help="stdio, or Streamable HTTP.")
+    ] = Transport.stdio,
+    port: Annotated[int, typer.Option("--port", help="The HTTP port (on 127.0.0.1).")] = 8765,
+    root: RootOption = None,
+) -> None:
+    """An MCP server fronting the program's MCP servers: clients see only the tools the
+    capability allows, and every call goes through the program's policies, budget, approvals
+    (MCP elicitation) and event log."""
+    import anyio
+    from carlang_runtime.engine import Runtime
+    from carlang_runtime.mcp.proxy import PolicyProxy, serve_http, serve_stdio
+
+    from .agent_commands import load_program
+    from .run_commands import _event_log
+
+    program = load_program(file, root)
+    if not program.mcp_servers:
+        fail_usage(f"{file} declares no mcp_server: there is nothing to proxy")
+    runtime = Runtime.from_program(program, events=_event_log(events))
+    try:
+        proxy = PolicyProxy(
+            program, runtime, capability=capability, budget=budget, stderr=sys.stderr
+        )
+        if transport is Transport.http:
+            serve_http(proxy, port)
+        else:
+            anyio.run(serve_stdio, proxy)
+    finally:
+        runtime.close()
+
+
 def register(app: typer.Typer) -> None:
     """Add `mcp import|proxy|serve` to the CLI."""
     mcp = typer.Typer(
@@ -79,4 +133,5 @@ def register(app: typer.Typer) -> None:
         no_args_is_help=True,
     )
     mcp.command("import")(import_command)
+    mcp.command("proxy")(proxy_command)
     app.add_typer(mcp, name="mcp")

@@ -155,8 +155,10 @@ class McpSessions:
             )
         return None
 
-    def tool_function(self, schema: ToolSchema) -> Callable[..., Any]:
-        """The async function the runtime calls for an MCP-bound tool."""
+    def tool_function(self, schema: ToolSchema, *, raw: bool = False) -> Callable[..., Any]:
+        """The async function the runtime calls for an MCP-bound tool. It returns the call's
+        output, or with `raw` the server's whole result (`content`, `structuredContent`), as
+        a proxy passes it on."""
         assert schema.mcp is not None
         server_name, remote = schema.mcp.server, schema.mcp.tool
         server = self.servers[server_name]
@@ -181,6 +183,8 @@ class McpSessions:
                 raise
             if result.get("isError"):
                 raise ToolError(result_text(result) or json.dumps(result.get("content")))
+            if raw:
+                return {k: v for k, v in result.items() if k in ("content", "structuredContent")}
             return output_of(result)
 
         call_mcp_tool.__doc__ = f"Calls tool '{remote}' on MCP server '{server_name}'."
