@@ -125,6 +125,15 @@ def proxy_command(
         runtime.close()
 
 
+@guarded
+def serve_command() -> None:
+    """An MCP server (stdio) with carlang's checks as tools: check, verify, simulate,
+    optimize, equivalent, explain, rank, policy_check. None of them runs anything."""
+    from carlang.mcp_serve import build_server
+
+    build_server().run()
+
+
 def register(app: typer.Typer) -> None:
     """Add `mcp import|proxy|serve` to the CLI."""
     mcp = typer.Typer(
@@ -134,4 +143,5 @@ def register(app: typer.Typer) -> None:
     )
     mcp.command("import")(import_command)
     mcp.command("proxy")(proxy_command)
+    mcp.command("serve")(serve_command)
     app.add_typer(mcp, name="mcp")
