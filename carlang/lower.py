@@ -307,9 +307,9 @@ class _Lowerer:
             elif isinstance(item, ast.ReadOnly):
                 tool["read_only"] = True
             elif isinstance(item, ast.ToolSchemaItem | ast.ToolSchemaFrom):
-                schema = self.tool_schema(source, decl, item)
-                if schema is not None:
-                    tool["parameters"] = schema
+                given = self.tool_schema(source, decl, item)
+                if given is not None:
+                    tool["parameters"] = given
         if ast.ToolSchemaItem in seen and ast.ToolSchemaFrom in seen:
             self.d.error(
                 "CL0219",

@@ -26,7 +26,7 @@ class ProgramProblem(Exception):
     """A program that does not compile: the message lists its errors."""
 
 
-def _compile(program: str | None, path: str | None) -> tuple[ir.Program, list[Any]]:
+def _compile(program: str | None, path: str | None) -> tuple[ir.Program | None, list[Any]]:
     from .compiler import compile_file, compile_text
 
     if (program is None) == (path is None):
