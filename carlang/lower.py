@@ -310,6 +310,10 @@ class _Lowerer:
                 given = self.tool_schema(source, decl, item)
                 if given is not None:
                     tool["parameters"] = given
+                    # calls get the schema's defaults too, as they get a signature's
+                    for name, prop in (given.get("properties") or {}).items():
+                        if isinstance(prop, dict) and "default" in prop:
+                            self.defaults.setdefault(decl.name.text, {})[name] = prop["default"]
         if ast.ToolSchemaItem in seen and ast.ToolSchemaFrom in seen:
             self.d.error(
                 "CL0219",
