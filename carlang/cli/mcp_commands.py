@@ -102,7 +102,8 @@ def proxy_command(
     """An MCP server fronting the program's MCP servers: clients see only the tools the
     capability allows, and every call goes through the program's policies, budget, approvals
     (MCP elicitation) and event log."""
-    import anyio
+    import asyncio
+
     from carlang_runtime.engine import Runtime
     from carlang_runtime.mcp.proxy import PolicyProxy, serve_http, serve_stdio
 
@@ -120,7 +121,7 @@ def proxy_command(
         if transport is Transport.http:
             serve_http(proxy, port)
         else:
-            anyio.run(serve_stdio, proxy)
+            asyncio.run(serve_stdio(proxy))
     finally:
         runtime.close()
 

@@ -102,6 +102,8 @@ class McpSessions:
         self._live: dict[str, dict[str, dict[str, Any]]] = {}
         self._stale: set[str] = set()
         self._lock = threading.Lock()
+        #: (server, tool) -> the pinning verdict against the server's current list
+        self._verdicts: dict[tuple[str, str], str | None] = {}
 
     def client(self, name: str) -> McpClient:
         """The session with server `name`, started (and its tools listed) on first use."""
@@ -127,6 +129,14 @@ class McpSessions:
         if method == "notifications/tools/list_changed":
             self._stale.add(server)
 
+    def fresh(self, name: str) -> bool:
+        """Whether the server's listed tools are known and still current (its session alive,
+        no list_changed since)."""
+        client = self._clients.get(name)
+        return (
+            client is not None and client.alive and name in self._live and name not in self._stale
+        )
+
     def live_tools(self, name: str) -> dict[str, dict[str, Any]]:
         """The server's tools by name, as it lists them now (listed again after it said its
         list changed)."""
@@ -134,6 +144,8 @@ class McpSessions:
         if name in self._stale or name not in self._live:
             self._live[name] = {t["name"]: t for t in client.list_tools()}
             self._stale.discard(name)
+            for key in [k for k in self._verdicts if k[0] == name]:
+                del self._verdicts[key]
         return self._live[name]
 
     def pinning_problem(self, schema: ToolSchema) -> str | None:
@@ -165,7 +177,12 @@ class McpSessions:
         limit = server.timeout_ms / 1000.0 if server.timeout_ms else None
 
         async def call_mcp_tool(**arguments: Any) -> Any:
-            problem = await asyncio.to_thread(self.pinning_problem, schema)
+            key = (server_name, remote)
+            if key in self._verdicts and self.fresh(server_name):
+                problem = self._verdicts[key]  # the list has not changed since: same verdict
+            else:
+                problem = await asyncio.to_thread(self.pinning_problem, schema)
+                self._verdicts[key] = problem
             if problem is not None:
                 raise ToolError(problem)
             client = self.client(server_name)

@@ -9,12 +9,17 @@
 - a refusal or failure is a tool result with `isError: true` and carlang's message;
 - a successful call returns the server's own result.
 
-The server side is the official SDK's low-level `Server` (the `mcp` extra).
+Over stdio the proxy speaks JSON-RPC itself (`StdioSession`, on the event loop); over
+Streamable HTTP it is the official SDK's low-level `Server` (the `mcp` extra).
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import itertools
+import json
+import sys
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -87,6 +92,12 @@ class PolicyProxy:
             found = self._clients[key] = _Client(self.runtime.open_session(), mcp_session)
             weakref.finalize(mcp_session, self._forget, key, found.session)
         return found
+
+    def forget(self, mcp_session: Any) -> None:
+        """Close the carlang session of an MCP session that ended."""
+        found = self._clients.pop(id(mcp_session), None)
+        if found is not None:
+            self.runtime.close_session(found.session)
 
     def _forget(self, key: int, session: str) -> None:
         self._clients.pop(key, None)
@@ -183,32 +194,156 @@ class _ElicitationGate:
         self.proxy = proxy
 
     async def review(self, request: ApprovalRequest) -> Approval:
-        import mcp.types as types
-
         mcp_session = self.proxy.mcp_session_of(request.session)
-        can_ask = mcp_session is not None and mcp_session.check_client_capability(
-            types.ClientCapabilities(elicitation=types.ElicitationCapability())
-        )
-        if not can_ask:
+        if mcp_session is None or not _can_elicit(mcp_session):
             return Approval(
                 False,
                 f"approval required ({request.reason}); this MCP client cannot be asked"
                 " (it does not support elicitation)",
                 "mcp-proxy",
             )
-        answer = await mcp_session.elicit(
-            message=f"Approve {request.action.tool} {dict(request.parameters)}? {request.reason}",
-            requestedSchema={
+        action, content = await _elicit(
+            mcp_session,
+            f"Approve {request.action.tool} {dict(request.parameters)}? {request.reason}",
+            {
                 "type": "object",
                 "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
                 "required": ["approve"],
             },
         )
-        approved = answer.action == "accept" and bool((answer.content or {}).get("approve"))
-        reason = (
-            "approved by the MCP client's user" if approved else f"not approved ({answer.action})"
-        )
+        approved = action == "accept" and bool((content or {}).get("approve"))
+        reason = "approved by the MCP client's user" if approved else f"not approved ({action})"
         return Approval(approved, reason, "mcp-elicitation")
+
+
+def _can_elicit(session: Any) -> bool:
+    """Whether the client behind a session (carlang's stdio one, or the SDK's) declared the
+    elicitation capability."""
+    if isinstance(session, StdioSession):
+        return session.can_elicit()
+    import mcp.types as types
+
+    return bool(
+        session.check_client_capability(
+            types.ClientCapabilities(elicitation=types.ElicitationCapability())
+        )
+    )
+
+
+async def _elicit(session: Any, message: str, schema: dict[str, Any]) -> tuple[str, Any]:
+    if isinstance(session, StdioSession):
+        answer = await session.request(
+            "elicitation/create", {"message": message, "requestedSchema": schema}
+        )
+        return str(answer.get("action", "")), answer.get("content")
+    result = await session.elicit(message=message, requestedSchema=schema)
+    return str(result.action), result.content
+
+
+class StdioSession:
+    """The proxy's own MCP server side over stdio: newline-delimited JSON-RPC on the event
+    loop, no threads (the SDK's stdio transport reads through a worker thread, which cost
+    milliseconds per call). Answers initialize, ping, tools/list and tools/call, honours
+    notifications/cancelled, and sends elicitation requests to the client."""
+
+    def __init__(self, proxy: PolicyProxy, write: Any) -> None:
+        self.proxy = proxy
+        self.write = write
+        self.client_capabilities: dict[str, Any] = {}
+        self._tasks: dict[Any, asyncio.Task[None]] = {}
+        self._waiting: dict[Any, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+
+    def can_elicit(self) -> bool:
+        """Whether the client declared elicitation."""
+        return "elicitation" in self.client_capabilities
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Write one message (one line)."""
+        self.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
+
+    async def request(self, method: str, params: dict[str, Any]) -> Any:
+        """Ask the client something and wait for its answer."""
+        request_id = f"carlang-{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        return await future
+
+    def receive(self, message: Any) -> None:
+        """Handle one message from the client."""
+        if not isinstance(message, dict):
+            self.send(_rpc_error(None, -32600, "not a JSON-RPC message"))
+            return
+        method = message.get("method")
+        if method is None:  # an answer to one of ours
+            future = self._waiting.pop(message.get("id"), None)
+            if future is not None and not future.done():
+                if "error" in message:
+                    future.set_exception(RuntimeError(str(message["error"].get("message"))))
+                else:
+                    future.set_result(message.get("result") or {})
+            return
+        if "id" not in message:
+            if method == "notifications/cancelled":
+                task = self._tasks.get((message.get("params") or {}).get("requestId"))
+                if task is not None:
+                    task.cancel()
+            return
+        key = message["id"]
+        task = asyncio.ensure_future(self._answer(message))
+        self._tasks[key] = task
+        task.add_done_callback(functools.partial(self._done, key))
+
+    def _done(self, key: Any, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(key, None)
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        request_id, method = message["id"], message["method"]
+        params = message.get("params") or {}
+        try:
+            if method == "initialize":
+                self.client_capabilities = dict(params.get("capabilities") or {})
+                requested = params.get("protocolVersion")
+                result: dict[str, Any] = {
+                    "protocolVersion": requested
+                    if requested in SUPPORTED_VERSIONS
+                    else SUPPORTED_VERSIONS[0],
+                    "capabilities": {"tools": {"listChanged": False}},
+                    "serverInfo": {"name": "carlang-proxy", "version": _version()},
+                }
+            elif method == "ping":
+                result = {}
+            elif method == "tools/list":
+                result = {"tools": self.proxy.list_tools()}
+            elif method == "tools/call":
+                arguments = params.get("arguments") or {}
+                if not isinstance(params.get("name"), str) or not isinstance(arguments, dict):
+                    self.send(
+                        _rpc_error(request_id, -32602, "tools/call needs a name and arguments")
+                    )
+                    return
+                result = await self.proxy.call_tool(self, params["name"], arguments)
+            else:
+                self.send(_rpc_error(request_id, -32601, f"method not found: {method}"))
+                return
+        except asyncio.CancelledError:
+            return  # the client cancelled: no answer is sent
+        self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+
+#: Protocol revisions the stdio server answers in (the client's, when it is one of these).
+SUPPORTED_VERSIONS = ("2025-06-18", "2025-11-25", "2025-03-26", "2024-11-05")
+
+
+def _version() -> str:
+    from .._version import __version__
+
+    return str(__version__)
+
+
+def _rpc_error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
 def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
@@ -233,11 +368,29 @@ def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
 
 async def serve_stdio(proxy: PolicyProxy) -> None:
     """Serve one client over standard input and output until it hangs up."""
-    from mcp.server.stdio import stdio_server
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 26)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout.buffer
 
-    server = build_server(proxy)
-    async with stdio_server() as (read, write):
-        await server.run(read, write, server.create_initialization_options())
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    session = StdioSession(proxy, write)
+    try:
+        while line := await reader.readline():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError as exc:
+                session.send(_rpc_error(None, -32700, f"parse error: {exc.msg}"))
+                continue
+            session.receive(message)
+    finally:
+        proxy.forget(session)
 
 
 def serve_http(proxy: PolicyProxy, port: int, host: str = "127.0.0.1") -> None:
