@@ -183,9 +183,10 @@ class Comment(Node):
 
 @dataclass(slots=True, repr=False, eq=False)
 class SimpleType(Node):
-    """`string`, `int`, `float`, `bool`, `any`, `object`."""
+    """`string`, `int`, `float`, `bool`, `any`, `object`, with bounds: `int(min: 0)`."""
 
     name: Name
+    bounds: tuple[tuple[Name, Value], ...] = ()
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -209,7 +210,21 @@ class EnumType(Node):
     options: tuple[Value, ...]
 
 
-TypeExpr = SimpleType | ListType | MapType | EnumType
+@dataclass(slots=True, repr=False, eq=False)
+class ObjectType(Node):
+    """`{ name: T, other?: U = default }`: an object with these fields."""
+
+    fields: tuple[Param, ...]
+
+
+@dataclass(slots=True, repr=False, eq=False)
+class UnionType(Node):
+    """`T | U`: a value of any of these types (all string literals: an `EnumType`)."""
+
+    options: tuple[TypeExpr, ...]
+
+
+TypeExpr = SimpleType | ListType | MapType | EnumType | ObjectType | UnionType
 
 
 # -- tools -------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ from . import ast
 from .diagnostics import Diagnostics, Label
 from .loader import LoadedProgram, ParsedFile
 from .source import Source, Span
-from .types import check_value, describe_type, type_schema, unknown_simple_types
+from .types import bound_problems, check_value, describe_type, type_schema, unknown_simple_types
 
 __all__ = [
     "Origin",
@@ -212,8 +212,42 @@ class _Lowerer:
                 source,
                 name.span,
                 help=suggest(name.text, ["string", "int", "float", "bool", "any", "object"])
-                or 'types: string, int, float, bool, any, object, list[T], map[T], "a" | "b"',
+                or "types: string, int, float, bool, any, object, list[T], map[T], { field: T },"
+                ' T | U, "a" | "b"',
             )
+        for node, message in bound_problems(type_):
+            self.d.error("CL0217", message, source, node.span)
+        self.check_fields(source, type_)
+
+    def check_fields(self, source: Source, type_: ast.TypeExpr) -> None:
+        """Object types: each field once, defaults of their field's type."""
+        if isinstance(type_, ast.ObjectType):
+            seen: set[str] = set()
+            for field in type_.fields:
+                if field.name.text in seen:
+                    self.d.error(
+                        "CL0215",
+                        f"field `{field.name.text}` is declared twice",
+                        source,
+                        field.name.span,
+                    )
+                seen.add(field.name.text)
+                if field.default is not None:
+                    problem = check_value(field.default.value, field.type)
+                    if problem:
+                        self.d.error(
+                            "CL0205",
+                            f"default of field `{field.name.text}` does not fit its type:"
+                            f" {problem}",
+                            source,
+                            field.default.span,
+                        )
+                self.check_fields(source, field.type)
+        elif isinstance(type_, (ast.ListType, ast.MapType)):
+            self.check_fields(source, type_.item)
+        elif isinstance(type_, ast.UnionType):
+            for option in type_.options:
+                self.check_fields(source, option)
 
     def tool(self, source: Source, decl: ast.ToolDecl) -> ir.ToolSchema:
         properties: dict[str, Any] = {}

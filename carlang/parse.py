@@ -261,18 +261,33 @@ class AstBuilder:
     def mcp_timeout(self, token: Token) -> ast.McpSetting:
         return ast.McpSetting("timeout", self._duration(token), span=self._here())
 
-    def simple_type(self, name: Token) -> ast.SimpleType:
-        return ast.SimpleType(self._name(name), span=self._here())
+    def simple_type(self, name: Token, bounds: Any = None) -> ast.SimpleType:
+        return ast.SimpleType(self._name(name), tuple(bounds or ()), span=self._here())
+
+    def type_bounds(self, *bounds: tuple[ast.Name, ast.Value] | None) -> tuple[Any, ...]:
+        return tuple(b for b in bounds if b is not None)
+
+    def type_bound(self, name: Token, value: ast.Value) -> tuple[ast.Name, ast.Value]:
+        return self._name(name), value
+
+    def object_type(self, *fields: ast.Param | None) -> ast.ObjectType:
+        return ast.ObjectType(tuple(f for f in fields if f is not None), span=self._here())
+
+    def literal_type(self, option: Token) -> ast.EnumType:
+        value = ast.Value(self._string_value(option), span=Span(option[2], option[3]))
+        return ast.EnumType((value,), span=self._here())
+
+    def union_type(self, *options: ast.TypeExpr) -> ast.TypeExpr:
+        enums = [o for o in options if isinstance(o, ast.EnumType)]
+        if len(enums) == len(options):  # "a" | "b": one enum
+            return ast.EnumType(tuple(v for o in enums for v in o.options), span=self._here())
+        return ast.UnionType(options, span=self._here())
 
     def list_type(self, item: ast.TypeExpr) -> ast.ListType:
         return ast.ListType(item, span=self._here())
 
     def map_type(self, item: ast.TypeExpr) -> ast.MapType:
         return ast.MapType(item, span=self._here())
-
-    def enum_type(self, *options: Token) -> ast.EnumType:
-        values = tuple(ast.Value(self._string_value(o), span=Span(o[2], o[3])) for o in options)
-        return ast.EnumType(values, span=self._here())
 
     # state, capabilities, budgets -----------------------------------------------------------
 
