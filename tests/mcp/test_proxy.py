@@ -31,6 +31,8 @@ policy too_big: deny toy.add when params.a > 100
   message "a is too big"
 policy ask_secret: require_approval toy.echo_text when params.text == "secret"
   message "secret text needs a person"
+policy echo_once: deny toy.echo_text when history.exists(h, h.tool == "toy.echo_text" && h.status == "succeeded")
+  message "one echo per session"
 """
 
 
@@ -94,6 +96,8 @@ def test_proxy_lists_allowed_tools_and_enforces_policies(program: Path, tmp_path
         assert asks.isError and "approval required" in _text(asks) and "ask_secret" in _text(asks)
         again = await session.call_tool("toy.echo_text", {"text": "hello"})
         assert not again.isError and again.structuredContent == {"result": "hello"}
+        twice = await session.call_tool("toy.echo_text", {"text": "hello"})
+        assert twice.isError and "echo_once: one echo per session" in _text(twice)
 
     _run(_with_stdio_proxy, program, ["--capability", "safe", "--events", str(events)], body)
     logged = events.read_text()
@@ -167,7 +171,9 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
             async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write, _):
                 async with ClientSession(read, write) as session:
                     await session.initialize()
-                    for n in range(calls):
+                    echo = await session.call_tool("toy.echo_text", {"text": "hi"})
+                    assert not echo.isError, echo  # history is this session's: one echo each
+                    for n in range(calls - 1):
                         result = await session.call_tool("toy.add", {"a": n, "b": 1})
                         results.append(not result.isError)
 
@@ -177,8 +183,8 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
             async with anyio.create_task_group() as group:
                 group.start_soon(client, 4, first)
                 group.start_soon(client, 3, second)
-            assert first == [True, True, True, False]  # its own budget of three
-            assert second == [True, True, True]  # not spent by the other client
+            assert first == [True, True, False]  # an echo and two adds: its budget of three
+            assert second == [True, True]  # not spent by the other client
 
         anyio.run(both)
     finally:
