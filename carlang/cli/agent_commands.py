@@ -136,7 +136,6 @@ def agent_command(
     from carlang_runtime.agents import AgentLoop, OpenAIChatGenerator, ScriptedGenerator
     from carlang_runtime.engine import Runtime
     from carlang_runtime.engine.loading import register_tool_spec
-    from carlang_runtime.mcp import attach_mcp_servers
 
     from .run_commands import _approval_gate, _event_log, _register_builtins
 
@@ -160,7 +159,6 @@ def agent_command(
     runtime = Runtime.from_program(
         program, events=_event_log(events), approval=_approval_gate(auto_approve, deny_approvals)
     )
-    attach_mcp_servers(runtime, program)
     if builtins:
         _register_builtins(runtime, files_root or Path.cwd(), [])
     for spec in tools or []:

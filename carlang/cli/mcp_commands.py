@@ -113,7 +113,9 @@ def proxy_command(
     program = load_program(file, root)
     if not program.mcp_servers:
         fail_usage(f"{file} declares no mcp_server: there is nothing to proxy")
-    runtime = Runtime.from_program(program, events=_event_log(events))
+    log = _event_log(events)
+    log.keep = False  # a gateway runs for days: events go to --events, not to memory
+    runtime = Runtime.from_program(program, events=log)
     try:
         proxy = PolicyProxy(
             program, runtime, capability=capability, budget=budget, stderr=sys.stderr

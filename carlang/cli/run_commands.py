@@ -186,10 +186,6 @@ def run_command(
     )
     if initial is not None:
         runtime.state.replace({**program.initial_state, **initial})
-    if program.mcp_servers:
-        from carlang_runtime.mcp import attach_mcp_servers
-
-        attach_mcp_servers(runtime, program)
     if builtins:
         _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
     for spec in tools or []:

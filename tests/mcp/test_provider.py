@@ -73,7 +73,7 @@ def test_a_plan_runs_through_the_server(tmp_path: Path, toy_car: str) -> None:
     path.write_text(toy_car)
     program = _program(path, PLAN)
     with Runtime.from_program(program) as runtime:
-        sessions = attach_mcp_servers(runtime, program)
+        sessions = attach_mcp_servers(runtime, program)  # from_program did it too: this wins
         result = runtime.execute(program.proposals[0])
         again = runtime.execute(program.proposals[0])
         assert len(sessions._clients) == 1  # one session per server per runtime
@@ -99,8 +99,7 @@ def test_a_timeout_cancels_the_call_on_the_server(tmp_path: Path, toy_car: str) 
     path.write_text(text)
     program = _program(path, "proposal nap { z = toy.slow(seconds: 30) }")
     started = time.monotonic()
-    with Runtime.from_program(program) as runtime:
-        attach_mcp_servers(runtime, program)
+    with Runtime.from_program(program) as runtime:  # MCP-bound tools attached by from_program
         result = runtime.execute(program.proposals[0])
         (outcome,) = result.results
         assert outcome.status is ActionStatus.FAILED

@@ -170,7 +170,8 @@ class Runtime:
     @classmethod
     def from_program(cls, program: Any, **options: Any) -> Runtime:
         """A runtime for a compiled program: its tools declared (schemas, no implementations
-        yet), its initial state, capabilities, budgets and policies."""
+        yet, except MCP-bound tools: their servers), its initial state, capabilities, budgets
+        and policies."""
         from ..ir import Program
 
         if not isinstance(program, Program):
@@ -182,6 +183,11 @@ class Runtime:
         runtime.policies = PolicySet(program.policies, tools=program.tools, clock=runtime.clock)
         runtime._capabilities = {c.name: CapabilityCheck(c) for c in program.capabilities}
         runtime._budgets = {b.name: b for b in program.budgets}
+        if program.mcp_servers:
+            # MCP-bound tools call their servers (sessions start on first use)
+            from ..mcp import attach_mcp_servers
+
+            attach_mcp_servers(runtime, program)
         return runtime
 
     def declare_tool(self, schema: ToolSchema | Mapping[str, Any]) -> None:
