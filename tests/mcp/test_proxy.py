@@ -190,3 +190,42 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_the_stdio_proxy_answers_bad_messages_with_json_rpc_errors(program: Path) -> None:
+    import json
+
+    lines = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 3, "method": "resources/list"},
+        {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": 7}},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines[:2]) + "\n{not json\n"
+    text += "\n".join(json.dumps(line) for line in lines[2:]) + "\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "carlang", "mcp", "proxy", str(program)],
+        input=text.encode(),
+        capture_output=True,
+        env=_env(),
+        timeout=60,
+    )
+    answers = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    by_id = {a.get("id"): a for a in answers}
+    assert by_id[1]["result"]["protocolVersion"] == "2025-06-18"
+    assert by_id[1]["result"]["serverInfo"]["name"] == "carlang-proxy"
+    assert by_id[None]["error"]["code"] == -32700
+    assert by_id[2]["result"] == {}
+    assert by_id[3]["error"]["code"] == -32601
+    assert by_id[4]["error"]["code"] == -32602
+    assert done.returncode == 0

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, visible_tools
 from ..engine.approval import Approval, ApprovalRequest
+from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionStatus, Budget, Program, ToolSchema
 from .provider import McpSessions
 
@@ -63,8 +64,6 @@ class PolicyProxy:
         if budget is not None:
             self.budget = program.budget(budget)
             if self.budget is None:
-                from ..errors import CarlangRuntimeError
-
                 names = ", ".join(b.name for b in program.budgets) or "none"
                 raise CarlangRuntimeError(f"no budget '{budget}' (budgets: {names})")
         self.sessions = McpSessions(program.mcp_servers, stderr=stderr)
@@ -202,15 +201,18 @@ class _ElicitationGate:
                 " (it does not support elicitation)",
                 "mcp-proxy",
             )
-        action, content = await _elicit(
-            mcp_session,
-            f"Approve {request.action.tool} {dict(request.parameters)}? {request.reason}",
-            {
-                "type": "object",
-                "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
-                "required": ["approve"],
-            },
-        )
+        try:
+            action, content = await _elicit(
+                mcp_session,
+                f"Approve {request.action.tool} {dict(request.parameters)}? {request.reason}",
+                {
+                    "type": "object",
+                    "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
+                    "required": ["approve"],
+                },
+            )
+        except Exception as exc:  # noqa: BLE001 - no answer is a refusal (fail closed)
+            return Approval(False, f"approval required ({request.reason}); asking failed: {exc}")
         approved = action == "accept" and bool((content or {}).get("approve"))
         reason = "approved by the MCP client's user" if approved else f"not approved ({action})"
         return Approval(approved, reason, "mcp-elicitation")
@@ -329,6 +331,11 @@ class StdioSession:
                 return
         except asyncio.CancelledError:
             return  # the client cancelled: no answer is sent
+        except CarlangRuntimeError as exc:  # refused by the runtime: a tool error, not a crash
+            result = _error(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave the client waiting
+            self.send(_rpc_error(request_id, -32603, f"internal error in carlang: {exc!r}"))
+            return
         self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
 
 
