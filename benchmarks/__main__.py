@@ -1,4 +1,4 @@
-"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|all] [--quick]`."""
+"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|mcp|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from . import (
     cel_bench,
     compile_bench,
     dbos_bench,
+    mcp_bench,
     planner_bench,
     policytest_bench,
     runtime_bench,
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "planner": planner_bench.run,
     "policytest": policytest_bench.run,
     "dbos": dbos_bench.run,
+    "mcp": mcp_bench.run,
 }
 
 

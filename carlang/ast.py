@@ -183,9 +183,10 @@ class Comment(Node):
 
 @dataclass(slots=True, repr=False, eq=False)
 class SimpleType(Node):
-    """`string`, `int`, `float`, `bool`, `any`, `object`."""
+    """`string`, `int`, `float`, `bool`, `any`, `object`, with bounds: `int(min: 0)`."""
 
     name: Name
+    bounds: tuple[tuple[Name, Value], ...] = ()
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -209,7 +210,21 @@ class EnumType(Node):
     options: tuple[Value, ...]
 
 
-TypeExpr = SimpleType | ListType | MapType | EnumType
+@dataclass(slots=True, repr=False, eq=False)
+class ObjectType(Node):
+    """`{ name: T, other?: U = default }`: an object with these fields."""
+
+    fields: tuple[Param, ...]
+
+
+@dataclass(slots=True, repr=False, eq=False)
+class UnionType(Node):
+    """`T | U`: a value of any of these types (all string literals: an `EnumType`)."""
+
+    options: tuple[TypeExpr, ...]
+
+
+TypeExpr = SimpleType | ListType | MapType | EnumType | ObjectType | UnionType
 
 
 # -- tools -------------------------------------------------------------------------------------
@@ -268,13 +283,73 @@ class QueueItem(Node):
 
 
 @dataclass(slots=True, repr=False, eq=False)
+class ReadOnly(Node):
+    """`read_only`: the tool only reads."""
+
+
+@dataclass(slots=True, repr=False, eq=False)
+class ToolSchemaItem(Node):
+    """`schema { ... }`: the parameters as a JSON Schema written out."""
+
+    schema: Value
+
+
+@dataclass(slots=True, repr=False, eq=False)
+class ToolSchemaFrom(Node):
+    """`schema from "file.json#/pointer"`: the parameters from a JSON Schema document."""
+
+    reference: Value
+
+
+@dataclass(slots=True, repr=False, eq=False)
+class RemoteName(Node):
+    """`remote "name"`: the tool's name on its MCP server."""
+
+    name: Value
+
+
+ToolItem = (
+    Description
+    | Idempotent
+    | Cache
+    | Rate
+    | ReversibilityItem
+    | QueueItem
+    | ReadOnly
+    | ToolSchemaItem
+    | ToolSchemaFrom
+    | RemoteName
+)
+
+
+@dataclass(slots=True, repr=False, eq=False)
 class ToolDecl(Node):
     """`tool name(params) -> returns { items }`."""
 
     name: Name
     params: tuple[Param, ...]
     returns: TypeExpr | None
-    items: tuple[Description | Idempotent | Cache | Rate | ReversibilityItem | QueueItem, ...]
+    items: tuple[ToolItem, ...]
+
+
+# -- MCP servers -------------------------------------------------------------------------------
+
+
+@dataclass(slots=True, repr=False, eq=False)
+class McpSetting(Node):
+    """One line of an `mcp_server` block: `command`, `args`, `env`, `cwd`, `url` (a `Value`)
+    or `timeout` (a `Duration`)."""
+
+    word: str
+    value: Value | Duration
+
+
+@dataclass(slots=True, repr=False, eq=False)
+class McpServerDecl(Node):
+    """`mcp_server name { command "..." args [...] env {...} cwd "..." | url "..." }`."""
+
+    name: Name
+    settings: tuple[McpSetting, ...]
 
 
 # -- state, capabilities, budgets --------------------------------------------------------------
@@ -763,6 +838,7 @@ class Import(Node):
 
 Declaration = (
     ToolDecl
+    | McpServerDecl
     | StateDecl
     | CapabilityDecl
     | BudgetDecl

@@ -186,6 +186,30 @@ COMPILER_CODES: tuple[Code, ...] = (
         "a plan `set` that names no planner setting",
         "carlang",
     ),
+    Code(
+        "CL0219",
+        "tool-schema",
+        "types",
+        "error",
+        "a tool `schema` that is not a usable object JSON Schema (or cannot be read)",
+        "carlang",
+    ),
+    Code(
+        "CL0220",
+        "mcp-server",
+        "names",
+        "error",
+        "an `mcp_server` that cannot be started or reached as written",
+        "carlang",
+    ),
+    Code(
+        "CL0221",
+        "mcp-binding",
+        "names",
+        "error",
+        "`remote` on a tool that is not bound to an MCP server",
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

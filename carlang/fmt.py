@@ -66,6 +66,29 @@ def format_value(value: Any) -> str:
     return json.dumps(str(value))
 
 
+#: Lines longer than this break a map or list value over several lines.
+_WIDTH = 100
+
+
+def format_value_wrapped(value: Any, indent: int, prefix: str) -> str:
+    """A literal written after `prefix` at `indent`: on one line when it fits in the width,
+    else maps and lists one entry per line, nested values wrapped the same way."""
+    flat = format_value(value)
+    if len("  " * indent + prefix + flat) <= _WIDTH or not isinstance(value, (dict, list)):
+        return flat
+    if not value:
+        return flat
+    pad = "  " * (indent + 1)
+    if isinstance(value, dict):
+        entries = [
+            f"{pad}{_map_key(k)}: {format_value_wrapped(v, indent + 1, _map_key(k) + ': ')},"
+            for k, v in value.items()
+        ]
+        return "{\n" + "\n".join(entries) + "\n" + "  " * indent + "}"
+    items = [f"{pad}{format_value_wrapped(v, indent + 1, '')}," for v in value]
+    return "[\n" + "\n".join(items) + "\n" + "  " * indent + "]"
+
+
 def _map_key(key: str) -> str:
     return (
         key
@@ -242,9 +265,28 @@ class _Printer:
             text = f"rate {item.calls} per {item.per.text}"
         elif isinstance(item, ast.QueueItem):
             text = f"queue {item.name.text}"
+        elif isinstance(item, ast.ReadOnly):
+            text = "read_only"
+        elif isinstance(item, ast.ToolSchemaItem):
+            text = "schema " + format_value_wrapped(item.schema.value, indent, "schema ")
+        elif isinstance(item, ast.ToolSchemaFrom):
+            text = f"schema from {format_value(item.reference.value)}"
+        elif isinstance(item, ast.RemoteName):
+            text = f"remote {format_value(item.name.value)}"
         else:
             text = f"reversibility {item.word.text}"
         self.statement(item, text, indent, first)
+
+    def decl_McpServerDecl(self, decl: ast.McpServerDecl, first: bool) -> None:
+        def item(setting: ast.McpSetting, indent: int, first_item: bool) -> None:
+            value = setting.value
+            if isinstance(value, ast.Duration):
+                written = value.text
+            else:
+                written = format_value_wrapped(value.value, indent, setting.word + " ")
+            self.statement(setting, f"{setting.word} {written}", indent, first_item)
+
+        self.block(decl, f"mcp_server {decl.name.text}", decl.settings, 0, first, item)
 
     def decl_StateDecl(self, decl: ast.StateDecl, first: bool) -> None:
         def entry(e: ast.StateEntry, indent: int, first_entry: bool) -> None:

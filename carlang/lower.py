@@ -28,7 +28,7 @@ from . import ast
 from .diagnostics import Diagnostics, Label
 from .loader import LoadedProgram, ParsedFile
 from .source import Source, Span
-from .types import check_value, describe_type, type_schema, unknown_simple_types
+from .types import bound_problems, check_value, describe_type, type_schema, unknown_simple_types
 
 __all__ = [
     "Origin",
@@ -72,6 +72,7 @@ class SourceMap:
     """IR names -> the declarations they were lowered from."""
 
     tools: dict[str, Origin] = field(default_factory=dict)
+    mcp_servers: dict[str, Origin] = field(default_factory=dict)
     state: dict[str, Origin] = field(default_factory=dict)
     capabilities: dict[str, Origin] = field(default_factory=dict)
     budgets: dict[str, Origin] = field(default_factory=dict)
@@ -125,6 +126,9 @@ class _Lowerer:
         self.state_globs: list[tuple[str, ast.TypeExpr]] = []
         #: tool -> parameter -> its (well-typed) default
         self.defaults: dict[str, dict[str, Any]] = {}
+        #: tool -> its parameter names (None: the tool's schema does not list them)
+        self.tool_params: dict[str, list[str] | None] = {}
+        self.mcp_names: set[str] = set()
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -208,8 +212,42 @@ class _Lowerer:
                 source,
                 name.span,
                 help=suggest(name.text, ["string", "int", "float", "bool", "any", "object"])
-                or 'types: string, int, float, bool, any, object, list[T], map[T], "a" | "b"',
+                or "types: string, int, float, bool, any, object, list[T], map[T], { field: T },"
+                ' T | U, "a" | "b"',
             )
+        for node, message in bound_problems(type_):
+            self.d.error("CL0217", message, source, node.span)
+        self.check_fields(source, type_)
+
+    def check_fields(self, source: Source, type_: ast.TypeExpr) -> None:
+        """Object types: each field once, defaults of their field's type."""
+        if isinstance(type_, ast.ObjectType):
+            seen: set[str] = set()
+            for field in type_.fields:
+                if field.name.text in seen:
+                    self.d.error(
+                        "CL0215",
+                        f"field `{field.name.text}` is declared twice",
+                        source,
+                        field.name.span,
+                    )
+                seen.add(field.name.text)
+                if field.default is not None:
+                    problem = check_value(field.default.value, field.type)
+                    if problem:
+                        self.d.error(
+                            "CL0205",
+                            f"default of field `{field.name.text}` does not fit its type:"
+                            f" {problem}",
+                            source,
+                            field.default.span,
+                        )
+                self.check_fields(source, field.type)
+        elif isinstance(type_, (ast.ListType, ast.MapType)):
+            self.check_fields(source, type_.item)
+        elif isinstance(type_, ast.UnionType):
+            for option in type_.options:
+                self.check_fields(source, option)
 
     def tool(self, source: Source, decl: ast.ToolDecl) -> ir.ToolSchema:
         properties: dict[str, Any] = {}
@@ -300,7 +338,194 @@ class _Lowerer:
                 tool["reversibility"] = item.word.text
             elif isinstance(item, ast.QueueItem):
                 tool["queue"] = item.name.text
+            elif isinstance(item, ast.ReadOnly):
+                tool["read_only"] = True
+            elif isinstance(item, ast.ToolSchemaItem | ast.ToolSchemaFrom):
+                given = self.tool_schema(source, decl, item)
+                if given is not None:
+                    tool["parameters"] = given
+                    # calls get the schema's defaults too, as they get a signature's
+                    for name, prop in (given.get("properties") or {}).items():
+                        if isinstance(prop, dict) and "default" in prop:
+                            self.defaults.setdefault(decl.name.text, {})[name] = prop["default"]
+        if ast.ToolSchemaItem in seen and ast.ToolSchemaFrom in seen:
+            self.d.error(
+                "CL0219",
+                f"tool `{decl.name.text}` has two schemas",
+                source,
+                seen[ast.ToolSchemaFrom].span,
+                related=[Label(source, seen[ast.ToolSchemaItem].span, "first given here", False)],
+            )
+        binding = self.mcp_binding(source, decl)
+        if binding is not None:
+            tool["mcp"] = binding
+        self.tool_params[decl.name.text] = declared_parameters(tool["parameters"])
         return ir.ToolSchema.model_validate(tool)
+
+    def tool_schema(
+        self, source: Source, decl: ast.ToolDecl, item: ast.ToolSchemaItem | ast.ToolSchemaFrom
+    ) -> dict[str, Any] | None:
+        """A tool's parameters from `schema {...}` or `schema from "doc.json#/pointer"`,
+        checked to be an object JSON Schema; None (reported) when it is not."""
+        if decl.params:
+            self.d.error(
+                "CL0219",
+                f"tool `{decl.name.text}` takes its parameters from its signature or from"
+                " `schema`, not both",
+                source,
+                item.span,
+                help="remove the parameters from the signature, or the `schema` line",
+            )
+            return None
+        if isinstance(item, ast.ToolSchemaItem):
+            schema = self.no_columns(source, item.schema)
+            span = item.schema.span
+        else:
+            span = item.reference.span
+            schema, problem = self.schema_document(source, item.reference.value)
+            if problem is not None:
+                self.d.error("CL0219", problem, source, span)
+                return None
+        problem = schema_problem(schema)
+        if problem is not None:
+            self.d.error(
+                "CL0219",
+                f"the schema of tool `{decl.name.text}` is not usable: {problem}",
+                source,
+                span,
+                help='write an object JSON Schema: { type: "object", properties: { ... } }',
+            )
+            return None
+        return dict(schema)
+
+    def schema_document(self, source: Source, reference: str) -> tuple[Any, str | None]:
+        """The JSON value at `file.json#/json/pointer` (relative to the file that names it,
+        inside the project root), or the problem."""
+        import json
+
+        path_text, _, pointer = reference.partition("#")
+        parsed = next((f for f in self.loaded.files if f.source is source), None)
+        base = parsed.path.parent if parsed is not None else self.loaded.root
+        target = (base / path_text).resolve()
+        if not target.is_relative_to(self.loaded.root):
+            return None, f"schema document `{path_text}` leaves the project root"
+        try:
+            document = json.loads(target.read_text(encoding="utf-8"))
+        except OSError as exc:
+            return None, f"cannot read schema document `{path_text}`: {exc.strerror or exc}"
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return None, f"schema document `{path_text}` is not JSON: {exc}"
+        return resolve_pointer(document, pointer, path_text)
+
+    def mcp_binding(self, source: Source, decl: ast.ToolDecl) -> ir.McpBinding | None:
+        """The MCP server a tool is bound to: `server.tool` where `server` is a declared
+        `mcp_server` (`remote "name"` gives the server's name for the tool when it differs)."""
+        server, dot, rest = decl.name.text.partition(".")
+        remote = next((i for i in decl.items if isinstance(i, ast.RemoteName)), None)
+        if dot and server in self.mcp_names:
+            # a server's tools are its surface for agents and the proxy: not "unused"
+            self.used.add(("tool", decl.name.text))
+            name = remote.name.value if remote is not None else rest
+            return ir.McpBinding(server=server, tool=name)
+        if remote is not None:
+            self.d.error(
+                "CL0221",
+                f"`remote` names a tool on an MCP server, but `{decl.name.text}` is not bound to"
+                " one",
+                source,
+                remote.span,
+                help="name the tool `server.name` after a declared `mcp_server`",
+            )
+        return None
+
+    # -- MCP servers -------------------------------------------------------------------------
+
+    def mcp_servers(self) -> list[ir.McpServer]:
+        out = []
+        for parsed, decl in self.declarations():
+            if not isinstance(decl, ast.McpServerDecl):
+                continue
+            source = parsed.source
+            if not self.plain(source, decl.name, "MCP server name"):
+                continue
+            if not self.declare(
+                self.map.mcp_servers, "MCP server", decl.name, Origin(source, decl)
+            ):
+                continue
+            server = self.mcp_server(source, decl)
+            if server is not None:
+                self.mcp_names.add(decl.name.text)
+                out.append(server)
+        return out
+
+    def mcp_server(self, source: Source, decl: ast.McpServerDecl) -> ir.McpServer | None:
+        fields: dict[str, Any] = {"name": decl.name.text, "loc": loc_of(source, decl.span)}
+        ok = True
+
+        def bad(setting: ast.McpSetting, message: str) -> None:
+            nonlocal ok
+            ok = False
+            self.d.error("CL0220", message, source, setting.value.span)
+
+        seen: dict[str, ast.McpSetting] = {}
+        for setting in decl.settings:
+            if setting.word in seen:
+                self.d.error(
+                    "CL0212",
+                    f"`{setting.word}` is given twice in MCP server `{decl.name.text}`",
+                    source,
+                    setting.span,
+                    related=[Label(source, seen[setting.word].span, "first given here", False)],
+                )
+                continue
+            seen[setting.word] = setting
+            value = setting.value
+            if isinstance(value, ast.Duration):
+                if value.ms <= 0:
+                    bad(setting, "an MCP server's timeout must be longer than 0")
+                fields["timeout_ms"] = value.ms
+            elif setting.word == "args":
+                if not all(isinstance(a, str) for a in value.value):
+                    bad(setting, "`args` must be a list of strings")
+                fields["args"] = value.value
+            elif setting.word == "env":
+                if not all(isinstance(v, str) for v in value.value.values()):
+                    bad(setting, "`env` must map names to strings")
+                fields["env"] = value.value
+            elif setting.word == "url":
+                problem = local_url_problem(value.value)
+                if problem:
+                    bad(setting, problem)
+                fields["url"] = value.value
+            else:
+                fields[setting.word] = value.value
+        if "command" in fields and "url" in fields:
+            self.d.error(
+                "CL0220",
+                f"MCP server `{decl.name.text}` has both a `command` and a `url`",
+                source,
+                decl.name.span,
+                help="a server is started (command) or reached (url), not both",
+            )
+            return None
+        if "command" not in fields and "url" not in fields:
+            self.d.error(
+                "CL0220",
+                f"MCP server `{decl.name.text}` needs a `command` (stdio) or a `url` (HTTP)",
+                source,
+                decl.name.span,
+            )
+            return None
+        if "url" in fields and any(w in seen for w in ("args", "env", "cwd")):
+            self.d.error(
+                "CL0220",
+                f"MCP server `{decl.name.text}` is reached at a url: `args`, `env` and `cwd`"
+                " apply only to a `command`",
+                source,
+                decl.name.span,
+            )
+            return None
+        return ir.McpServer.model_validate(fields) if ok else None
 
     # -- state -------------------------------------------------------------------------------
 
@@ -622,13 +847,14 @@ class _Lowerer:
             return None
         self.check_targets(source, (ast.Name(tool, span=decl.target.span),))
         tool_decl = self.tool_decls.get(tool)
-        if tool_decl is not None and param not in {p.name.text for p in tool_decl.params}:
+        known_params = self.tool_params.get(tool)
+        if tool_decl is not None and known_params is not None and param not in known_params:
             self.d.error(
                 "CL0502",
                 f"tool `{tool}` has no parameter `{param}`",
                 source,
                 decl.target.span,
-                help=suggest(param, [p.name.text for p in tool_decl.params]),
+                help=suggest(param, known_params),
             )
         if isinstance(decl, ast.DenyToolParamDecl):
             kind, fields = "deny_tool_param", {}
@@ -776,9 +1002,9 @@ class _Lowerer:
         if decl is None:
             return params  # verify reports the unknown tool, with a suggestion
         self.used.add(("tool", decl.name.text))
-        declared = {p.name.text: p for p in decl.params}
+        declared = self.tool_params.get(decl.name.text)
         for arg in call.args:
-            if arg.name.text not in declared:
+            if declared is not None and arg.name.text not in declared:
                 self.d.error(
                     "CL0203",
                     f"tool `{decl.name.text}` has no parameter `{arg.name.text}`",
@@ -1017,6 +1243,7 @@ class _Lowerer:
     # -- all ---------------------------------------------------------------------------------
 
     def run(self) -> LowerResult:
+        servers = self.mcp_servers()
         tools = self.tools()
         state, initial = self.state()
         capabilities = self.capabilities()
@@ -1037,6 +1264,7 @@ class _Lowerer:
             policies=policies,
             proposals=proposals,
             plans=plans,
+            mcp_servers=servers,
         )
         return LowerResult(program, self.map, self.used)
 
@@ -1047,6 +1275,65 @@ def lower(loaded: LoadedProgram, diagnostics: Diagnostics) -> LowerResult:
 
 
 # -- small helpers -----------------------------------------------------------------------------
+
+
+def declared_parameters(schema: dict[str, Any]) -> list[str] | None:
+    """The parameter names a call may pass, or None when the schema allows any (it lists no
+    properties, or allows additional ones)."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict) or schema.get("additionalProperties", False) is not False:
+        return None
+    return list(properties)
+
+
+def schema_problem(schema: Any) -> str | None:
+    """What makes `schema` unusable as a tool's parameters, or None: it must be a valid
+    JSON Schema (draft 2020-12) describing objects."""
+    import jsonschema
+
+    if not isinstance(schema, dict):
+        return "it is not an object"
+    if schema.get("type", "object") != "object":
+        return f'its type is {schema["type"]!r}, not "object" (parameters are an object)'
+    try:
+        jsonschema.Draft202012Validator.check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path)
+        return f"{exc.message}" + (f" (at {where})" if where else "")
+    return None
+
+
+def resolve_pointer(document: Any, pointer: str, name: str) -> tuple[Any, str | None]:
+    """The value at a JSON pointer (RFC 6901) in `document`, or the problem."""
+    if not pointer:
+        return document, None
+    if not pointer.startswith("/"):
+        return None, f"`#{pointer}` in `{name}` is not a JSON pointer (it starts with `/`)"
+    node = document
+    for raw in pointer[1:].split("/"):
+        part = raw.replace("~1", "/").replace("~0", "~")
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        else:
+            return None, f"`{name}` has nothing at `#{pointer}` (no `{part}`)"
+    return node, None
+
+
+def local_url_problem(url: str) -> str | None:
+    """Why `url` is not an HTTP(S) URL on this machine, or None."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"`{url}` is not an http:// URL"
+    if parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+        return (
+            f"MCP servers over HTTP must be on this machine (localhost, 127.0.0.1 or [::1]),"
+            f" not {parts.hostname}"
+        )
+    return None
 
 
 def _action_defaults() -> dict[str, Any]:
@@ -1139,6 +1426,10 @@ _ITEM_WORDS = {
     ast.Rate: "rate",
     ast.ReversibilityItem: "reversibility",
     ast.QueueItem: "queue",
+    ast.ReadOnly: "read_only",
+    ast.ToolSchemaItem: "schema",
+    ast.ToolSchemaFrom: "schema",
+    ast.RemoteName: "remote",
     ast.MaxActions: "max_actions",
     ast.MaxToolCalls: "max_tool_calls",
     ast.MaxDuration: "max_duration",

@@ -287,18 +287,74 @@ class AstBuilder:
     def queue(self, name: Token) -> ast.QueueItem:
         return ast.QueueItem(self._name(name), span=self._here())
 
-    def simple_type(self, name: Token) -> ast.SimpleType:
-        return ast.SimpleType(self._name(name), span=self._here())
+    def read_only(self) -> ast.ReadOnly:
+        return ast.ReadOnly(span=self._here())
+
+    def tool_schema(self, schema: ast.Value) -> ast.ToolSchemaItem:
+        return ast.ToolSchemaItem(schema, span=self._here())
+
+    def tool_schema_from(self, reference: Token) -> ast.ToolSchemaFrom:
+        value = ast.Value(self._string_value(reference), span=Span(reference[2], reference[3]))
+        return ast.ToolSchemaFrom(value, span=self._here())
+
+    def remote_name(self, name: Token) -> ast.RemoteName:
+        value = ast.Value(self._string_value(name), span=Span(name[2], name[3]))
+        return ast.RemoteName(value, span=self._here())
+
+    # MCP servers ----------------------------------------------------------------------------
+
+    def mcp_server_decl(self, name: Token, *settings: ast.McpSetting) -> ast.McpServerDecl:
+        return ast.McpServerDecl(self._name(name), settings, span=self._here())
+
+    def _mcp_string(self, word: str, token: Token) -> ast.McpSetting:
+        value = ast.Value(self._string_value(token), span=Span(token[2], token[3]))
+        return ast.McpSetting(word, value, span=self._here())
+
+    def mcp_command(self, token: Token) -> ast.McpSetting:
+        return self._mcp_string("command", token)
+
+    def mcp_cwd(self, token: Token) -> ast.McpSetting:
+        return self._mcp_string("cwd", token)
+
+    def mcp_url(self, token: Token) -> ast.McpSetting:
+        return self._mcp_string("url", token)
+
+    def mcp_args(self, value: ast.Value) -> ast.McpSetting:
+        return ast.McpSetting("args", value, span=self._here())
+
+    def mcp_env(self, value: ast.Value) -> ast.McpSetting:
+        return ast.McpSetting("env", value, span=self._here())
+
+    def mcp_timeout(self, token: Token) -> ast.McpSetting:
+        return ast.McpSetting("timeout", self._duration(token, "timeout"), span=self._here())
+
+    def simple_type(self, name: Token, bounds: Any = None) -> ast.SimpleType:
+        return ast.SimpleType(self._name(name), tuple(bounds or ()), span=self._here())
+
+    def type_bounds(self, *bounds: tuple[ast.Name, ast.Value] | None) -> tuple[Any, ...]:
+        return tuple(b for b in bounds if b is not None)
+
+    def type_bound(self, name: Token, value: ast.Value) -> tuple[ast.Name, ast.Value]:
+        return self._name(name), value
+
+    def object_type(self, *fields: ast.Param | None) -> ast.ObjectType:
+        return ast.ObjectType(tuple(f for f in fields if f is not None), span=self._here())
+
+    def literal_type(self, option: Token) -> ast.EnumType:
+        value = ast.Value(self._string_value(option), span=Span(option[2], option[3]))
+        return ast.EnumType((value,), span=self._here())
+
+    def union_type(self, *options: ast.TypeExpr) -> ast.TypeExpr:
+        enums = [o for o in options if isinstance(o, ast.EnumType)]
+        if len(enums) == len(options):  # "a" | "b": one enum
+            return ast.EnumType(tuple(v for o in enums for v in o.options), span=self._here())
+        return ast.UnionType(options, span=self._here())
 
     def list_type(self, item: ast.TypeExpr) -> ast.ListType:
         return ast.ListType(item, span=self._here())
 
     def map_type(self, item: ast.TypeExpr) -> ast.MapType:
         return ast.MapType(item, span=self._here())
-
-    def enum_type(self, *options: Token) -> ast.EnumType:
-        values = tuple(ast.Value(self._string_value(o), span=Span(o[2], o[3])) for o in options)
-        return ast.EnumType(values, span=self._here())
 
     # state, capabilities, budgets -----------------------------------------------------------
 
@@ -675,6 +731,8 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
     after = problem.after
     if after is not None and after[0] == "IDENT" and kind in ("IDENT", "NUMBER", "STRING"):
         words = [word for word in literal.values() if word.isidentifier()]
+        if after[1] in words:  # a keyword used as a name is spelt right: no suggestion
+            return None
         return did_you_mean(after[1], words, quote="`")  # `asert k == 1`: read as a name
     return None
 

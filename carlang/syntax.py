@@ -22,6 +22,7 @@ TABLES_PATH = Path(__file__).resolve().parent / "grammar_tables.json"
 DECLARATION_KEYWORDS = frozenset(
     {
         "tool",
+        "mcp_server",
         "state",
         "capability",
         "budget",

@@ -2,6 +2,7 @@
 one (without jsonschema, which the compiler does not need for its own types).
 
     string  int  float  bool  any  object  list[T]  map[T]  "a" | "b"
+    { name: T, other?: U = default }  T | U  int(min: 0, max: 9)  string(max_length: 64)
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from typing import Any
 
 from . import ast
 
-__all__ = ["SIMPLE_TYPES", "type_schema", "check_value", "describe_type", "unknown_simple_types"]
+__all__ = [
+    "SIMPLE_TYPES",
+    "BOUNDS",
+    "type_schema",
+    "check_value",
+    "describe_type",
+    "unknown_simple_types",
+    "bound_problems",
+]
 
 SIMPLE_TYPES: dict[str, dict[str, Any]] = {
     "string": {"type": "string"},
@@ -24,16 +33,104 @@ SIMPLE_TYPES: dict[str, dict[str, Any]] = {
 }
 
 
+#: Bounds a simple type may carry: carlang's name -> (JSON Schema keyword, the types it fits,
+#: the kind of value it takes).
+BOUNDS: dict[str, tuple[str, frozenset[str], str]] = {
+    "min": ("minimum", frozenset({"int", "float"}), "number"),
+    "max": ("maximum", frozenset({"int", "float"}), "number"),
+    "exclusive_min": ("exclusiveMinimum", frozenset({"int", "float"}), "number"),
+    "exclusive_max": ("exclusiveMaximum", frozenset({"int", "float"}), "number"),
+    "multiple_of": ("multipleOf", frozenset({"int", "float"}), "number"),
+    "min_length": ("minLength", frozenset({"string"}), "count"),
+    "max_length": ("maxLength", frozenset({"string"}), "count"),
+    "pattern": ("pattern", frozenset({"string"}), "string"),
+    "format": ("format", frozenset({"string"}), "string"),
+}
+
+
 def type_schema(type_: ast.TypeExpr) -> dict[str, Any]:
     """The JSON Schema of a type expression (unknown simple types give `{}`; see
     `unknown_simple_types`)."""
     if isinstance(type_, ast.SimpleType):
-        return dict(SIMPLE_TYPES.get(type_.name.text, {}))
+        schema = dict(SIMPLE_TYPES.get(type_.name.text, {}))
+        for name, value in type_.bounds:
+            if name.text in BOUNDS:
+                schema[BOUNDS[name.text][0]] = value.value
+        return schema
     if isinstance(type_, ast.ListType):
         return {"type": "array", "items": type_schema(type_.item)}
     if isinstance(type_, ast.MapType):
         return {"type": "object", "additionalProperties": type_schema(type_.item)}
+    if isinstance(type_, ast.ObjectType):
+        properties: dict[str, Any] = {}
+        required = []
+        for field in type_.fields:
+            schema = type_schema(field.type)
+            if field.default is not None:
+                schema["default"] = field.default.value
+            properties[field.name.text] = schema
+            if not field.optional and field.default is None:
+                required.append(field.name.text)
+        out: dict[str, Any] = {"type": "object", "properties": properties}
+        if required:
+            out["required"] = required
+        out["additionalProperties"] = False
+        return out
+    if isinstance(type_, ast.UnionType):
+        return {"anyOf": [type_schema(option) for option in type_.options]}
     return {"type": "string", "enum": [option.value for option in type_.options]}
+
+
+def bound_problems(type_: ast.TypeExpr) -> list[tuple[ast.Node, str]]:
+    """Bounds that name no bound, do not fit their type, or take the wrong kind of value."""
+    problems: list[tuple[ast.Node, str]] = []
+    if isinstance(type_, ast.SimpleType):
+        seen: set[str] = set()
+        for name, value in type_.bounds:
+            found = BOUNDS.get(name.text)
+            if found is None:
+                problems.append(
+                    (name, f"`{name.text}` is not a bound (bounds: {', '.join(BOUNDS)})")
+                )
+                continue
+            if name.text in seen:
+                problems.append((name, f"bound `{name.text}` is given twice"))
+            seen.add(name.text)
+            _, fits, kind = found
+            if type_.name.text not in fits:
+                problems.append(
+                    (
+                        name,
+                        f"`{name.text}` does not apply to `{type_.name.text}`"
+                        f" (it bounds {' and '.join(sorted(fits))})",
+                    )
+                )
+            elif not _bound_value_ok(value.value, kind):
+                wanted = {
+                    "number": "a number",
+                    "count": "a whole number >= 0",
+                    "string": "a string",
+                }
+                problems.append(
+                    (value, f"`{name.text}` takes {wanted[kind]}, not {_show(value.value)}")
+                )
+    elif isinstance(type_, (ast.ListType, ast.MapType)):
+        problems.extend(bound_problems(type_.item))
+    elif isinstance(type_, ast.ObjectType):
+        for field in type_.fields:
+            problems.extend(bound_problems(field.type))
+    elif isinstance(type_, ast.UnionType):
+        for option in type_.options:
+            problems.extend(bound_problems(option))
+    return problems
+
+
+def _bound_value_ok(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return kind == "number" or (float(value).is_integer() and value >= 0)
 
 
 def unknown_simple_types(type_: ast.TypeExpr) -> list[ast.Name]:
@@ -42,13 +139,33 @@ def unknown_simple_types(type_: ast.TypeExpr) -> list[ast.Name]:
         return [] if type_.name.text in SIMPLE_TYPES else [type_.name]
     if isinstance(type_, (ast.ListType, ast.MapType)):
         return unknown_simple_types(type_.item)
+    if isinstance(type_, ast.ObjectType):
+        return [n for f in type_.fields for n in unknown_simple_types(f.type)]
+    if isinstance(type_, ast.UnionType):
+        return [n for o in type_.options for n in unknown_simple_types(o)]
     return []
 
 
 def describe_type(type_: ast.TypeExpr) -> str:
     """A type as written in carlang."""
     if isinstance(type_, ast.SimpleType):
-        return type_.name.text
+        if not type_.bounds:
+            return type_.name.text
+        bounds = ", ".join(f"{n.text}: {json.dumps(v.value)}" for n, v in type_.bounds)
+        return f"{type_.name.text}({bounds})"
+    if isinstance(type_, ast.ObjectType):
+        fields = []
+        for field in type_.fields:
+            default = (
+                f" = {json.dumps(field.default.value, ensure_ascii=False)}"
+                if field.default is not None
+                else ""
+            )
+            mark = "?" if field.optional else ""
+            fields.append(f"{field.name.text}{mark}: {describe_type(field.type)}{default}")
+        return "{ " + ", ".join(fields) + " }" if fields else "{}"
+    if isinstance(type_, ast.UnionType):
+        return " | ".join(describe_type(o) for o in type_.options)
     if isinstance(type_, ast.ListType):
         return f"list[{describe_type(type_.item)}]"
     if isinstance(type_, ast.MapType):
@@ -90,7 +207,9 @@ def check_value(value: Any, type_: ast.TypeExpr) -> str | None:
             "any": True,
             "object": kind == "map",
         }.get(name, True)
-        return None if ok else f"expected {name}, got {kind}"
+        if not ok:
+            return f"expected {name}, got {kind}"
+        return _bounds_problem(value, type_)
     if isinstance(type_, ast.EnumType):
         options = [o.value for o in type_.options]
         if isinstance(value, str) and value in options:
@@ -105,12 +224,64 @@ def check_value(value: Any, type_: ast.TypeExpr) -> str | None:
             if problem is not None:
                 return f"item {index}: {problem}"
         return None
+    if isinstance(type_, ast.UnionType):
+        problems = [check_value(value, option) for option in type_.options]
+        if any(p is None for p in problems):
+            return None
+        return f"expected {describe_type(type_)}, got {_show(value)}"
     if not isinstance(value, Mapping):
         return f"expected {describe_type(type_)}, got {_kind(value)}"
+    if isinstance(type_, ast.ObjectType):
+        return _object_problem(value, type_)
     for key, item in value.items():
         problem = check_value(item, type_.item)
         if problem is not None:
             return f"key `{key}`: {problem}"
+    return None
+
+
+def _object_problem(value: Mapping[str, Any], type_: ast.ObjectType) -> str | None:
+    fields = {f.name.text: f for f in type_.fields}
+    for key in value:
+        if key not in fields:
+            return f"unknown field `{key}` (fields: {', '.join(fields) or 'none'})"
+    for name, field in fields.items():
+        if name not in value:
+            if not field.optional and field.default is None:
+                return f"missing field `{name}`"
+            continue
+        problem = check_value(value[name], field.type)
+        if problem is not None:
+            return f"field `{name}`: {problem}"
+    return None
+
+
+def _bounds_problem(value: Any, type_: ast.SimpleType) -> str | None:
+    import re
+
+    for name, bound in type_.bounds:
+        limit = bound.value
+        found = BOUNDS.get(name.text)
+        if found is None or type_.name.text not in found[1] or not _bound_value_ok(limit, found[2]):
+            continue  # reported where the type is declared (bound_problems)
+        if name.text == "min" and value < limit:
+            return f"{value} is below the minimum {limit}"
+        if name.text == "max" and value > limit:
+            return f"{value} is above the maximum {limit}"
+        if name.text == "exclusive_min" and value <= limit:
+            return f"{value} is not above {limit}"
+        if name.text == "exclusive_max" and value >= limit:
+            return f"{value} is not below {limit}"
+        if name.text == "min_length" and len(value) < limit:
+            return f"{_show(value)} is shorter than {limit} characters"
+        if name.text == "max_length" and len(value) > limit:
+            return f"{_show(value)} is longer than {limit} characters"
+        if name.text == "pattern" and isinstance(limit, str):
+            try:
+                if re.search(limit, value) is None:
+                    return f"{_show(value)} does not match {limit}"
+            except re.error:
+                return None
     return None
 
 

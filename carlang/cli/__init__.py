@@ -14,9 +14,11 @@ import typer.main
 from carlang import __version__
 
 from . import (
+    agent_commands,
     dbos_commands,
     ir_commands,
     lang_commands,
+    mcp_commands,
     plan_commands,
     policy_commands,
     run_commands,
@@ -61,6 +63,8 @@ plan_commands.register(app)
 test_commands.register(app)
 ir_commands.register(app)
 dbos_commands.register(app)
+agent_commands.register(app)
+mcp_commands.register(app)
 
 
 def _real_metavars(command: Any) -> None:

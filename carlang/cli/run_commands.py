@@ -334,8 +334,10 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 
 def _approval_gate(
-    auto_approve: bool, deny_approvals: bool, program: ir.Program, reporter: Any
+    auto_approve: bool, deny_approvals: bool, program: ir.Program, reporter: Any = None
 ) -> Any:
+    """The approval gate the flags ask for; at a terminal, a prompt that pauses `reporter`'s
+    live display (if there is one) while it asks."""
     from carlang_runtime.engine import AutoApprove, DenyApprovals
 
     from .approval_prompt import ConsoleGate
@@ -345,6 +347,8 @@ def _approval_gate(
     if deny_approvals or not sys.stdin.isatty():
         return DenyApprovals("refused (run with --auto-approve, or at a terminal to be asked)")
     schemas = {tool.name: tool.parameters for tool in program.tools}
+    if reporter is None:
+        return ConsoleGate(schemas, lambda: None, lambda: None)
     return ConsoleGate(schemas, reporter.pause, reporter.resume)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from ..ir import ActionResult, ActionStatus, ProposalResult
 
-__all__ = ["format_tool_result"]
+__all__ = ["cap_text", "format_tool_result"]
 
 
 def format_tool_result(result: ActionResult | ProposalResult | Any, max_chars: int = 4000) -> str:
@@ -21,6 +21,12 @@ def format_tool_result(result: ActionResult | ProposalResult | Any, max_chars: i
         text = _one(result)
     else:
         text = _json(result)
+    return cap_text(text, max_chars)
+
+
+def cap_text(text: str, max_chars: int) -> str:
+    """`text`, or when longer than `max_chars` its start cut on a character boundary with a
+    marker saying how much was left out."""
     if len(text) <= max_chars:
         return text
     omitted = len(text) - max_chars

@@ -162,6 +162,7 @@ class Runtime:
         self._buckets: dict[str, TokenBucket] = {}
         self._replan: Callable[[ReplanContext], Any] | None = None
         self._replan_config = ReplanConfig()
+        self._closers: list[Callable[[], None]] = []
         self._secret_tools: set[str] = set()
 
     # -- building --------------------------------------------------------------------------
@@ -169,7 +170,8 @@ class Runtime:
     @classmethod
     def from_program(cls, program: Any, **options: Any) -> Runtime:
         """A runtime for a compiled program: its tools declared (schemas, no implementations
-        yet), its initial state, capabilities, budgets and policies."""
+        yet, except MCP-bound tools: their servers), its initial state, capabilities, budgets
+        and policies."""
         from ..ir import Program
 
         if not isinstance(program, Program):
@@ -181,6 +183,11 @@ class Runtime:
         runtime.policies = PolicySet(program.policies, tools=program.tools, clock=runtime.clock)
         runtime._capabilities = {c.name: CapabilityCheck(c) for c in program.capabilities}
         runtime._budgets = {b.name: b for b in program.budgets}
+        if program.mcp_servers:
+            # MCP-bound tools call their servers (sessions start on first use)
+            from ..mcp import attach_mcp_servers
+
+            attach_mcp_servers(runtime, program)
         return runtime
 
     def declare_tool(self, schema: ToolSchema | Mapping[str, Any]) -> None:
@@ -944,9 +951,16 @@ class Runtime:
 
     # -- the end ---------------------------------------------------------------------------
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the runtime closes (tool providers' sessions, say)."""
+        self._closers.append(callback)
+
     def close(self) -> None:
         """Close the event log's sinks and let go of worker threads (a hung tool's thread is
         not waited for)."""
+        closers, self._closers = self._closers, []
+        for callback in reversed(closers):
+            callback()
         self.events.close()
         self.executor.shutdown(wait=False, cancel_futures=True)
 

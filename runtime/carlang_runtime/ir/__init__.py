@@ -34,6 +34,7 @@ from .program import (
     DenyToolParamMatchingRule,
     DenyToolParamRule,
     DenyToolRule,
+    McpServer,
     Plan,
     Policy,
     PolicyEffect,
@@ -51,7 +52,7 @@ from .results import (
     CostTarget,
     ProposalResult,
 )
-from .tools import ToolRateLimit, ToolSchema
+from .tools import McpBinding, ToolRateLimit, ToolSchema
 
 __all__ = [
     "PRECONDITION_OPERATORS",
@@ -65,6 +66,8 @@ __all__ = [
     "AllowToolParamRule",
     "Budget",
     "Capability",
+    "McpBinding",
+    "McpServer",
     "BuiltinRule",
     "CelPolicy",
     "Compensation",

@@ -13,13 +13,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ._base import F64, U32, U64, CarModel, JsonMap, Str, omit_none
+from ._base import F64, U32, U64, CarModel, JsonMap, Str, omit_empty, omit_none
 from .actions import ActionProposal, SourceLoc
 from .results import CostTarget
 from .tools import ToolSchema
 
 __all__ = [
     "StateDecl",
+    "McpServer",
     "Capability",
     "Budget",
     "PolicyEffect",
@@ -46,6 +47,21 @@ class StateDecl(CarModel):
     key: Str
     type: JsonMap | None = Field(default=None, exclude_if=omit_none)
     description: Str = ""
+    loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
+
+
+class McpServer(CarModel):
+    """carlang extension: an MCP server a program's tools are bound to. Started as a
+    subprocess (`command`, `args`, `env`, `cwd`) speaking stdio, or reached at `url` (Streamable
+    HTTP, on this machine). `timeout_ms` bounds each call (none: the action's own timeout)."""
+
+    name: Str
+    command: Str | None = Field(default=None, exclude_if=omit_none)
+    args: list[Str] = Field(default_factory=list)
+    env: dict[Str, Str] = Field(default_factory=dict)
+    cwd: Str | None = Field(default=None, exclude_if=omit_none)
+    url: Str | None = Field(default=None, exclude_if=omit_none)
+    timeout_ms: U64 | None = Field(default=None, exclude_if=omit_none)
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
 
 
@@ -210,6 +226,7 @@ class Program(CarModel):
     policies: list[Policy] = Field(default_factory=list)
     proposals: list[ActionProposal] = Field(default_factory=list)
     plans: list[Plan] = Field(default_factory=list)
+    mcp_servers: list[McpServer] = Field(default_factory=list, exclude_if=omit_empty)
 
     def tool(self, name: str) -> ToolSchema | None:
         """The tool declared under `name`, if any."""
@@ -218,6 +235,10 @@ class Program(CarModel):
     def proposal(self, proposal_id: str) -> ActionProposal | None:
         """The proposal with id `proposal_id`, if any."""
         return next((p for p in self.proposals if p.id == proposal_id), None)
+
+    def mcp_server(self, name: str) -> McpServer | None:
+        """The MCP server declared under `name`, if any."""
+        return next((s for s in self.mcp_servers if s.name == name), None)
 
     def capability(self, name: str) -> Capability | None:
         """The capability declared under `name`, if any."""

@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import Field
 
-from ._base import F64, U32, U64, Bool, CarModel, JsonMap, Str, omit_none
+from ._base import F64, U32, U64, Bool, CarModel, JsonMap, Str, omit_empty, omit_none
 from .actions import Reversibility, SourceLoc
 
-__all__ = ["ToolRateLimit", "ToolSchema"]
+__all__ = ["McpBinding", "ToolRateLimit", "ToolSchema"]
 
 
 class ToolRateLimit(CarModel):
@@ -17,6 +17,13 @@ class ToolRateLimit(CarModel):
 
     max_calls: U32
     interval_secs: F64
+
+
+class McpBinding(CarModel):
+    """carlang extension: the MCP server a tool runs on, and the tool's name there."""
+
+    server: Str
+    tool: Str
 
 
 class ToolSchema(CarModel):
@@ -33,4 +40,8 @@ class ToolSchema(CarModel):
     # them under a durable backend, and where it was declared
     reversibility: Reversibility | None = Field(default=None, exclude_if=omit_none)
     queue: Str | None = Field(default=None, exclude_if=omit_none)
+    #: carlang extension: the tool only reads (calls of one model turn may run in parallel)
+    read_only: Bool = Field(default=False, exclude_if=omit_empty)
+    #: carlang extension: calls go to this MCP server's tool
+    mcp: McpBinding | None = Field(default=None, exclude_if=omit_none)
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)

@@ -1,0 +1,217 @@
+"""Commands for agents: `agent` (the assistant loop over a program) and `export tools` (the
+tool list a model or MCP client sees)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .lang_commands import collect_sources, project_root
+
+if TYPE_CHECKING:
+    from carlang_runtime import ir
+
+__all__ = ["register", "load_program"]
+
+
+class SpecFormat(StrEnum):
+    """Tool list formats of `carlang export tools`."""
+
+    openai = "openai"
+    anthropic = "anthropic"
+    mcp = "mcp"
+
+
+class TurnFormat(StrEnum):
+    """Assistant-turn formats a script may be written in."""
+
+    openai = "openai"
+    openai_responses = "openai-responses"
+    anthropic = "anthropic"
+    langchain = "langchain"
+
+
+class OutputFormat(StrEnum):
+    """Output formats of `carlang agent`."""
+
+    text = "text"
+    json = "json"
+
+
+def load_program(file: Path, root: Path | None) -> ir.Program:
+    """Compile a program; its errors are printed and end the command with exit 1."""
+    from carlang.compiler import compile_file
+    from carlang.render import render_text
+
+    files = collect_sources([file])
+    result = compile_file(files[0], project_root(files, root))
+    errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
+    if result.program is None or errors:
+        echo_err(render_text(errors or result.diagnostics.sorted()))
+        raise typer.Exit(EXIT_FAILED)
+    return result.program
+
+
+CapabilityOption = Annotated[
+    str | None, typer.Option("--capability", help="Only the tools this capability allows.")
+]
+
+
+@guarded
+def export_tools_command(
+    file: Annotated[Path, typer.Argument(help="The program whose tools to export.")],
+    output: Annotated[
+        SpecFormat, typer.Option("--format", help="Tool list format.")
+    ] = SpecFormat.openai,
+    capability: CapabilityOption = None,
+    root: RootOption = None,
+) -> None:
+    """Print the tool list a model (OpenAI, Anthropic) or an MCP client sees, as JSON: only
+    the tools the capability allows."""
+    from carlang_runtime.agents import tool_specs
+
+    program = load_program(file, root)
+    echo(json.dumps(tool_specs(program, output.value, capability=capability), indent=2))
+
+
+@guarded
+def agent_command(
+    file: Annotated[Path, typer.Argument(help="The program: tools, capabilities, policies.")],
+    script: Annotated[
+        Path | None, typer.Option("--script", help="Replay these assistant turns (JSON).")
+    ] = None,
+    script_format: Annotated[
+        TurnFormat | None,
+        typer.Option("--turn-format", help="The script's format (else its own, else openai)."),
+    ] = None,
+    model_url: Annotated[
+        str | None,
+        typer.Option("--model-url", help="An OpenAI-compatible API base URL (…/v1)."),
+    ] = None,
+    model: Annotated[str | None, typer.Option("--model", help="The model name.")] = None,
+    api_key_env: Annotated[
+        str, typer.Option("--api-key-env", help="Environment variable holding the API key.")
+    ] = "OPENAI_API_KEY",
+    prompt: Annotated[str, typer.Option("--prompt", help="The user's request.")] = "",
+    system: Annotated[str | None, typer.Option("--system", help="A system prompt.")] = None,
+    capability: CapabilityOption = None,
+    budget: Annotated[str | None, typer.Option("--budget", help="The budget to run under.")] = None,
+    max_turns: Annotated[int, typer.Option("--max-turns", min=1, help="Turns at most.")] = 10,
+    tools: Annotated[
+        list[str] | None,
+        typer.Option("--tools", help="Tool implementations, as for `carlang run` (repeatable)."),
+    ] = None,
+    builtins: Annotated[
+        bool, typer.Option("--builtins", help="carlang's own tools, as for `carlang run`.")
+    ] = False,
+    files_root: Annotated[
+        Path | None,
+        typer.Option("--files-root", help="Where the built-in file tools may read and write."),
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option("--events", help="Log events to run.jsonl, or to run.db (SQLite)."),
+    ] = None,
+    auto_approve: Annotated[
+        bool, typer.Option("--auto-approve", help="Approve every action that asks.")
+    ] = False,
+    deny_approvals: Annotated[
+        bool, typer.Option("--deny-approvals", help="Refuse every action that asks.")
+    ] = False,
+    output: Annotated[
+        OutputFormat, typer.Option("--format", help="Output format.")
+    ] = OutputFormat.text,
+    root: RootOption = None,
+) -> None:
+    """Run the assistant loop: a model (a --script of turns, or --model-url/--model) proposes
+    tool calls, the program's capability, budget and policies decide, the tools run, the
+    results go back, until a final answer. Exit 0 on success, 1 otherwise."""
+    from carlang_runtime.agents import AgentLoop, OpenAIChatGenerator, ScriptedGenerator
+    from carlang_runtime.engine import Runtime
+    from carlang_runtime.engine.loading import register_tool_spec
+
+    from .run_commands import _approval_gate, _event_log, _register_builtins
+
+    if (script is None) == (model_url is None):
+        fail_usage("give either --script FILE or --model-url URL (with --model NAME)")
+    if auto_approve and deny_approvals:
+        fail_usage("--auto-approve and --deny-approvals exclude each other")
+    generator: Any
+    if script is not None:
+        generator = ScriptedGenerator.from_file(
+            script, script_format.value if script_format else None
+        )
+    else:
+        if not model:
+            fail_usage("--model-url needs --model NAME")
+        if not prompt:
+            fail_usage("--model-url needs --prompt TEXT")
+        assert model_url is not None
+        generator = OpenAIChatGenerator(model_url, model, api_key=os.environ.get(api_key_env))
+    program = load_program(file, root)
+    runtime = Runtime.from_program(
+        program,
+        events=_event_log(events),
+        approval=_approval_gate(auto_approve, deny_approvals, program),
+    )
+    if builtins:
+        _register_builtins(runtime, files_root or Path.cwd(), [])
+    for spec in tools or []:
+        register_tool_spec(runtime, spec)
+    live = _live_view if output is OutputFormat.text else None
+    try:
+        loop = AgentLoop(
+            runtime,
+            generator,
+            capability=capability,
+            budget=budget,
+            max_turns=max_turns,
+            on_event=live,
+            system=system,
+        )
+        outcome = loop.run(prompt)
+    finally:
+        runtime.close()
+    if output is OutputFormat.json:
+        echo(json.dumps(outcome.to_dict(), indent=2))
+    else:
+        called = ", ".join(outcome.tools_called) or "none"
+        echo(f"{outcome.status} after {outcome.turns} turns; tools called: {called}")
+    raise typer.Exit(EXIT_OK if outcome.status == "success" else EXIT_FAILED)
+
+
+def _live_view(event: Any) -> None:
+    """One line per loop event, as it happens."""
+    data = event.data
+    if event.kind == "text":
+        echo(f"assistant: {data['text']}")
+    elif event.kind == "tool_call":
+        params = json.dumps(data["params"]) if data["params"] is not None else "(malformed)"
+        echo(f"  -> {data['name']} {_short(params)}")
+    elif event.kind == "tool_result":
+        mark = "ok" if data["ok"] else "refused/failed"
+        echo(f"  <- {data['name']} {mark}: {_short(data['content'])}")
+    elif event.kind == "error":
+        print(f"error: {data['message']}", file=sys.stderr)
+
+
+def _short(text: str, limit: int = 200) -> str:
+    text = text.replace("\n", " ")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def register(app: typer.Typer) -> None:
+    """Add `agent` and `export tools` to the CLI."""
+    app.command("agent")(agent_command)
+    export = typer.Typer(
+        help="Export what a program declares for other tools.", no_args_is_help=True
+    )
+    export.command("tools")(export_tools_command)
+    app.add_typer(export, name="export")

@@ -1,0 +1,150 @@
+"""`carlang mcp ...`: import an MCP server's tools, front a program's MCP servers with its
+policies (`proxy`), and serve carlang's checks as MCP tools (`serve`)."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+
+__all__ = ["register"]
+
+
+@guarded
+def import_command(
+    command: Annotated[
+        list[str] | None,
+        typer.Argument(help="The server's command and arguments, after `--`."),
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option("--url", help="A Streamable HTTP server on this machine.")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", help="The server's name in the program.")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the .car here (else stdout).")
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the server.")
+    ] = 60.0,
+) -> None:
+    """Start (or reach) an MCP server, list its tools and write carlang declarations: the
+    server and every tool (`server.tool`) with its description and full schema."""
+    from carlang_runtime.ir import McpServer
+    from carlang_runtime.mcp import McpError
+
+    from carlang.lower import local_url_problem
+    from carlang.mcp_import import import_server, render_import, server_name_for
+
+    if bool(command) == (url is not None):
+        fail_usage("give the server's command after `--`, or --url URL (not both)")
+    if url is not None:
+        problem = local_url_problem(url)
+        if problem:
+            fail_usage(problem)
+    server_name = name or server_name_for(command, url)
+    if not server_name.isidentifier():
+        fail_usage(f"--name {server_name}: use letters, digits and `_`")
+    if command:
+        server = McpServer(name=server_name, command=command[0], args=list(command[1:]))
+    else:
+        server = McpServer(name=server_name, url=url)
+    try:
+        info, tools = import_server(server, timeout)
+    except McpError as exc:
+        fail_usage(str(exc))
+    except TimeoutError:
+        fail_usage(f"MCP server '{server_name}' did not answer within {timeout:g}s")
+    text = render_import(server, info, tools)
+    if out is None:
+        echo(text.rstrip("\n"))
+    else:
+        try:
+            out.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            fail_usage(f"cannot write {out}: {exc.strerror or exc}")
+        echo_err(f"wrote {out}: MCP server `{server_name}` with {len(tools)} tools")
+    raise typer.Exit(EXIT_OK)
+
+
+class Transport(StrEnum):
+    """How `carlang mcp proxy` talks to its clients."""
+
+    stdio = "stdio"
+    http = "http"
+
+
+@guarded
+def proxy_command(
+    file: Annotated[Path, typer.Argument(help="The program: MCP servers, tools, policies.")],
+    capability: Annotated[
+        str | None, typer.Option("--capability", help="Only the tools this capability allows.")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option("--budget", help="A budget for each client session.")
+    ] = None,
+    events: Annotated[
+        Path | None,
+        typer.Option("--events", help="Log events to run.jsonl, or to run.db (SQLite)."),
+    ] = None,
+    transport: Annotated[
+        Transport, typer.Option("--transport", help="stdio, or Streamable HTTP.")
+    ] = Transport.stdio,
+    port: Annotated[int, typer.Option("--port", help="The HTTP port (on 127.0.0.1).")] = 8765,
+    root: RootOption = None,
+) -> None:
+    """An MCP server fronting the program's MCP servers: clients see only the tools the
+    capability allows, and every call goes through the program's policies, budget, approvals
+    (MCP elicitation) and event log."""
+    import asyncio
+
+    from carlang_runtime.engine import Runtime
+    from carlang_runtime.mcp.proxy import PolicyProxy, serve_http, serve_stdio
+
+    from .agent_commands import load_program
+    from .run_commands import _event_log
+
+    program = load_program(file, root)
+    if not program.mcp_servers:
+        fail_usage(f"{file} declares no mcp_server: there is nothing to proxy")
+    log = _event_log(events)
+    log.keep = False  # a gateway runs for days: events go to --events, not to memory
+    runtime = Runtime.from_program(program, events=log)
+    try:
+        proxy = PolicyProxy(
+            program, runtime, capability=capability, budget=budget, stderr=sys.stderr
+        )
+        if transport is Transport.http:
+            serve_http(proxy, port)
+        else:
+            asyncio.run(serve_stdio(proxy))
+    finally:
+        runtime.close()
+
+
+@guarded
+def serve_command() -> None:
+    """An MCP server (stdio) with carlang's checks as tools: check, verify, simulate,
+    optimize, equivalent, explain, rank, policy_check. None of them runs anything."""
+    from carlang.mcp_serve import build_server
+
+    build_server().run()
+
+
+def register(app: typer.Typer) -> None:
+    """Add `mcp import|proxy|serve` to the CLI."""
+    mcp = typer.Typer(
+        help="MCP: import a server's tools, proxy servers under a program's policies, serve"
+        " carlang's checks.",
+        no_args_is_help=True,
+    )
+    mcp.command("import")(import_command)
+    mcp.command("proxy")(proxy_command)
+    mcp.command("serve")(serve_command)
+    app.add_typer(mcp, name="mcp")

@@ -1,0 +1,236 @@
+"""`carlang mcp serve`: carlang's checks as MCP tools, for an agent to check its own plan
+before proposing it. Nothing here runs a tool.
+
+check         a .car program (source text or a path) -> its diagnostics
+verify        a CAR proposal (against a program's tools, capability, budget) -> the verdict
+simulate      a proposal's declared effects on a state
+optimize      a proposal without phantom dependencies
+equivalent    whether two proposals leave the same state
+explain       every policy's verdict on one action, with the values that decided it
+rank          candidate proposals scored and ranked, best first
+policy_check  allow / deny / require_approval for one action, with the deciding policies
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from carlang_runtime import ir
+
+__all__ = ["build_server"]
+
+
+class ProgramProblem(Exception):
+    """A program that does not compile: the message lists its errors."""
+
+
+def _compile(program: str | None, path: str | None) -> tuple[ir.Program | None, list[Any]]:
+    from .compiler import compile_file, compile_text
+
+    if (program is None) == (path is None):
+        raise ProgramProblem("give the program as `program` (.car source text) or `path`, not both")
+    if path is not None:
+        file = Path(path)
+        if not file.is_file():
+            raise ProgramProblem(f"no file {path}")
+        result = compile_file(file.resolve(), file.resolve().parent)
+    else:
+        assert program is not None
+        result = compile_text(program)
+    return result.program, list(result.diagnostics.sorted())
+
+
+def _diagnostics(items: list[Any]) -> list[dict[str, Any]]:
+    from .render import render_json
+
+    document: dict[str, Any] = json.loads(render_json(items))
+    return list(document["diagnostics"])
+
+
+def _program_or_error(program: str | None, path: str | None) -> ir.Program:
+    compiled, diagnostics = _compile(program, path)
+    errors = [d for d in diagnostics if d.severity == "error" and d.code.startswith("CL0")]
+    if compiled is None or errors:
+        from .render import render_text
+
+        raise ProgramProblem("the program has errors:\n" + render_text(errors or diagnostics))
+    return compiled
+
+
+def _action(tool: str, params: dict[str, Any] | None) -> ir.Action:
+    return ir.Action(id="call", type="tool_call", tool=tool, parameters=dict(params or {}))
+
+
+def check(program: str | None = None, path: str | None = None) -> dict[str, Any]:
+    """Check a carlang program (its .car source text, or a path): every diagnostic with its
+    line, column, code and message."""
+    _, diagnostics = _compile(program, path)
+    found = _diagnostics(diagnostics)
+    errors = sum(1 for d in diagnostics if d.severity == "error")
+    return {"ok": errors == 0, "errors": errors, "diagnostics": found}
+
+
+def verify(
+    proposal: dict[str, Any],
+    state: dict[str, Any] | None = None,
+    program: str | None = None,
+    path: str | None = None,
+    capability: str | None = None,
+    budget: str | None = None,
+) -> dict[str, Any]:
+    """Statically verify a CAR proposal: against a program's tools, capability and budget
+    when one is given. Runs nothing."""
+    from carlang_runtime.verify import verify as run_verify
+
+    tools = None
+    cap = bud = None
+    if program is not None or path is not None:
+        compiled = _program_or_error(program, path)
+        tools = compiled.tools
+        cap = compiled.capability(capability) if capability else None
+        bud = compiled.budget(budget) if budget else None
+        if capability and cap is None:
+            raise ProgramProblem(f"no capability '{capability}'")
+        if budget and bud is None:
+            raise ProgramProblem(f"no budget '{budget}'")
+    result = run_verify(proposal, state, tools, capability=cap, budget=bud)
+    data: dict[str, Any] = result.model_dump(mode="json")
+    return data
+
+
+def simulate(proposal: dict[str, Any], state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The state a proposal's declared effects leave (no tool is called)."""
+    from carlang_runtime.verify import simulate as run_simulate
+
+    return {"state": run_simulate(proposal, state)}
+
+
+def optimize(proposal: dict[str, Any]) -> dict[str, Any]:
+    """The proposal without phantom state dependencies (wider parallelism)."""
+    from carlang_runtime.verify import optimize as run_optimize
+
+    data: dict[str, Any] = run_optimize(proposal).model_dump(mode="json")
+    return data
+
+
+def equivalent(
+    first: dict[str, Any], second: dict[str, Any], test_states: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Whether two proposals leave the same state from every test state."""
+    from carlang_runtime.verify import equivalent as run_equivalent
+
+    return {"equivalent": run_equivalent(first, second, test_states)}
+
+
+def _decide(
+    tool: str,
+    params: dict[str, Any] | None,
+    state: dict[str, Any] | None,
+    scope: dict[str, Any] | None,
+    program: str | None,
+    path: str | None,
+) -> tuple[Any, list[Any], ir.Action]:
+    from carlang_runtime.policy import PolicySet
+
+    compiled = _program_or_error(program, path)
+    action = _action(tool, params)
+    policies = PolicySet(compiled.policies, tools=compiled.tools)
+    current = {**compiled.initial_state, **(state or {})}
+    decision, traces = policies.trace(action, state=current, scope=scope or {})
+    return decision, traces, action
+
+
+def explain(
+    tool: str,
+    params: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+    scope: dict[str, Any] | None = None,
+    program: str | None = None,
+    path: str | None = None,
+) -> dict[str, Any]:
+    """The full policy decision for one call of `tool`: every policy, matched or not, with
+    the values that decided its condition."""
+    from .explain import render_json
+
+    decision, traces, action = _decide(tool, params, state, scope, program, path)
+    document: dict[str, Any] = json.loads(render_json(action, decision, traces))
+    return document
+
+
+def policy_check(
+    tool: str,
+    params: dict[str, Any] | None = None,
+    state: dict[str, Any] | None = None,
+    scope: dict[str, Any] | None = None,
+    program: str | None = None,
+    path: str | None = None,
+) -> dict[str, Any]:
+    """allow, deny or require_approval for one call of `tool`, with the deciding policies."""
+    decision, _, _ = _decide(tool, params, state, scope, program, path)
+    return {
+        "decision": decision.effect.value,
+        "policies": [{"policy": m.policy, "reason": m.reason} for m in decision.deciding],
+    }
+
+
+def rank(
+    candidates: list[dict[str, Any]],
+    state: dict[str, Any] | None = None,
+    program: str | None = None,
+    path: str | None = None,
+) -> dict[str, Any]:
+    """Score candidate proposals without running them and rank them, best first (with a
+    program: its tools and policies count)."""
+    from carlang_runtime.planner import rank as run_rank
+
+    tools: Any = None
+    policies: Any = None
+    if program is not None or path is not None:
+        compiled = _program_or_error(program, path)
+        tools, policies = compiled.tools, compiled.policies
+    ranked = run_rank(candidates, tools, state, policies=policies)
+    fields = ("proposal_id", "score", "valid", "error_count", "action_count", "tool_call_count")
+    return {
+        "ranking": [
+            {k: v for k, v in s.model_dump(mode="json").items() if k in fields or k == "index"}
+            for s in ranked
+        ]
+    }
+
+
+TOOLS = (check, verify, simulate, optimize, equivalent, explain, rank, policy_check)
+
+
+def build_server() -> Any:
+    """The SDK server (FastMCP) with carlang's checks as tools."""
+    from mcp.server.fastmcp import FastMCP
+    from mcp.types import ToolAnnotations
+
+    server = FastMCP("carlang")
+    for fn in TOOLS:
+        server.add_tool(
+            _guard(fn),
+            name=fn.__name__,
+            description=(fn.__doc__ or "").strip(),
+            annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False),
+        )
+    return server
+
+
+def _guard(fn: Any) -> Any:
+    """Bad input becomes a tool error with carlang's message, not a traceback."""
+    import functools
+
+    from carlang_runtime.errors import CarlangRuntimeError
+    from mcp.server.fastmcp.exceptions import ToolError
+
+    @functools.wraps(fn)
+    def guarded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (ProgramProblem, CarlangRuntimeError, ValueError) as exc:
+            raise ToolError(str(exc)) from exc
+
+    return guarded

@@ -1,0 +1,227 @@
+"""`AgentLoop`: CAR's assistant loop (propose -> validate -> execute -> observe).
+
+Each turn the model gets the whole history and the tools the capability allows; its tool
+calls become one proposal that the runtime verifies and executes under the program's
+capability, budget, policies and approval gate (calls run in the order emitted); the results
+go back as tool-result messages, capped at 16 KiB each. The loop stops on a final answer
+(`success`), after `max_turns` (`max_turns`), when cancelled (`cancelled`) or on an inference
+or runtime error (`error`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
+
+from ..engine.cancel import CancelToken
+from ..errors import CarlangRuntimeError
+from ..ir import ActionResult, ActionStatus
+from .messages import DEFAULT_MAX_CHARS, results_to_messages, succeeded, tool_result_text
+from .specs import tool_name_from_model, tool_specs
+from .turns import ToolCall, Turn, TurnError, parse_turn, proposal_from_calls
+
+__all__ = ["AgentEvent", "AgentLoop", "AgentOutcome", "ModelGenerator"]
+
+EventKind = Literal["text", "tool_call", "tool_result", "done", "error"]
+Status = Literal["success", "max_turns", "error", "cancelled"]
+
+
+class ModelGenerator(Protocol):
+    """A model: given the messages so far and the tool specs, the next assistant message in
+    its `format` (one of `FORMATS`)."""
+
+    format: str
+
+    def generate(self, messages: Sequence[Any], tools: Sequence[Mapping[str, Any]]) -> Any:
+        """The next assistant message."""
+        ...
+
+
+@dataclass(frozen=True)
+class AgentEvent:
+    """What the loop streams: `text` {turn, text}, `tool_call` {turn, id, name, params},
+    `tool_result` {turn, id, name, ok, content}, `done` {text}, `error` {message}."""
+
+    kind: EventKind
+    data: dict[str, Any]
+
+
+@dataclass
+class AgentOutcome:
+    """How a loop ended: its status, a summary (the final text, or why it stopped), the
+    turns used, the tools that succeeded (in order) and the whole message history."""
+
+    status: Status
+    summary: str
+    turns: int
+    tools_called: list[str] = field(default_factory=list)
+    messages: list[Any] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The outcome as JSON-ready data (without the history)."""
+        return {
+            "status": self.status,
+            "summary": self.summary,
+            "turns": self.turns,
+            "tools_called": list(self.tools_called),
+        }
+
+
+class AgentLoop:
+    """Drives a model and a `Runtime` through a multi-turn tool-use conversation."""
+
+    def __init__(
+        self,
+        runtime: Any,
+        generator: ModelGenerator,
+        *,
+        capability: str | None = None,
+        budget: str | None = None,
+        max_turns: int = 10,
+        max_chars: int = DEFAULT_MAX_CHARS,
+        on_event: Callable[[AgentEvent], None] | None = None,
+        cancel: CancelToken | None = None,
+        system: str | None = None,
+    ) -> None:
+        if max_turns < 1:
+            raise CarlangRuntimeError("max_turns must be at least 1")
+        self.runtime = runtime
+        self.generator = generator
+        self.format = getattr(generator, "format", "openai")
+        self.capability = capability
+        self.budget = budget
+        self.max_turns = max_turns
+        self.max_chars = max_chars
+        self.on_event = on_event
+        self.cancel = cancel or CancelToken()
+        self.system = system
+        # the spec list checks the capability's name too, before any turn
+        spec_format = "anthropic" if self.format == "anthropic" else "openai"
+        self.tools = tool_specs(runtime, spec_format, capability=capability)
+        if self.format == "openai-responses":
+            # the Responses API takes function tools flat: {type, name, description, parameters}
+            self.tools = [{"type": "function", **t["function"]} for t in self.tools]
+
+    def run(self, prompt: str | Sequence[Any]) -> AgentOutcome:
+        """Run the conversation from a user prompt (or a message history) to its end."""
+        messages: list[Any] = []
+        if isinstance(prompt, str):
+            if self.system and self.format != "anthropic":
+                messages.append({"role": "system", "content": self.system})
+            messages.append({"role": "user", "content": prompt})
+        else:
+            messages.extend(prompt)
+        session = self.runtime.open_session()
+        called: list[str] = []
+        try:
+            for turn_number in range(1, self.max_turns + 1):
+                if self.cancel.cancelled:
+                    return self._end(
+                        "cancelled", self.cancel.reason, turn_number - 1, called, messages
+                    )
+                try:
+                    message = self.generator.generate(messages, self.tools)
+                    turn = parse_turn(message, self.format, turn=turn_number)
+                except (TurnError, CarlangRuntimeError, OSError, ValueError) as exc:
+                    return self._fail(f"inference failed: {exc}", turn_number, called, messages)
+                if turn.text:
+                    self._emit("text", turn=turn_number, text=turn.text)
+                self._append_assistant(messages, message, turn)
+                if not turn.calls:
+                    self._emit("done", text=turn.text)
+                    return self._end("success", turn.text, turn_number, called, messages)
+                try:
+                    results = self._execute(turn, turn_number, session)
+                except CarlangRuntimeError as exc:
+                    return self._fail(str(exc), turn_number, called, messages)
+                names = {call.id: call.name for call in turn.calls}
+                for result in results:
+                    ok = succeeded(result)
+                    if ok:
+                        called.append(
+                            tool_name_from_model(names[result.action_id], self.runtime.tools)
+                        )
+                    self._emit(
+                        "tool_result",
+                        turn=turn_number,
+                        id=result.action_id,
+                        name=names[result.action_id],
+                        ok=ok,
+                        content=tool_result_text(result, self.max_chars),
+                    )
+                messages.extend(results_to_messages(results, self.format, max_chars=self.max_chars))
+            summary = f"stopped after {self.max_turns} turns without finishing"
+            return self._end("max_turns", summary, self.max_turns, called, messages)
+        finally:
+            self.runtime.close_session(session)
+
+    # -- one turn ------------------------------------------------------------------------------
+
+    def _execute(self, turn: Turn, turn_number: int, session: str) -> list[ActionResult]:
+        """Run a turn's calls as one proposal; a malformed call is answered with its problem
+        and not run (the model sees it and may try again)."""
+        good: list[ToolCall] = []
+        refused: dict[str, ActionResult] = {}
+        for call in turn.calls:
+            self._emit(
+                "tool_call", turn=turn_number, id=call.id, name=call.name, params=call.arguments
+            )
+            if call.problem is None:
+                good.append(call)
+            else:
+                refused[call.id] = ActionResult(
+                    action_id=call.id, status=ActionStatus.REJECTED, error=call.problem
+                )
+        ran: dict[str, ActionResult] = {}
+        if good:
+            proposal = proposal_from_calls(
+                good,
+                tools={name: tool.schema for name, tool in self.runtime.tools.items()},
+                proposal_id=f"turn_{turn_number}",
+                capability=self.capability,
+                budget=self.budget,
+            )
+            result = self.runtime.execute(proposal, session=session, cancel=self.cancel)
+            ran = {r.action_id: r for r in result.results}
+        return [ran.get(call.id) or refused[call.id] for call in turn.calls]
+
+    def _append_assistant(self, messages: list[Any], message: Any, turn: Turn) -> None:
+        """Put the assistant's turn into the history, in the generator's format (Responses
+        items go in flat; OpenAI calls get the ids the loop gave them)."""
+        from .turns import _plain
+
+        plain = _plain(message)
+        if self.format == "openai-responses":
+            items = (
+                plain.get("output") if isinstance(plain, Mapping) and "output" in plain else plain
+            )
+            messages.extend(items if isinstance(items, list) else [items])
+            return
+        if self.format == "openai" and isinstance(plain, Mapping) and plain.get("tool_calls"):
+            calls = [
+                {**dict(raw), "id": call.id}
+                for raw, call in zip(plain["tool_calls"], turn.calls, strict=False)
+            ]
+            plain = {**dict(plain), "tool_calls": calls}
+        if self.format == "anthropic" and isinstance(plain, list):
+            plain = {"role": "assistant", "content": plain}
+        messages.append(plain)
+
+    # -- ends and events -----------------------------------------------------------------------
+
+    def _emit(self, kind: EventKind, **data: Any) -> None:
+        if self.on_event is not None:
+            self.on_event(AgentEvent(kind, data))
+
+    def _fail(
+        self, message: str, turns: int, called: list[str], messages: list[Any]
+    ) -> AgentOutcome:
+        self._emit("error", message=message)
+        return self._end("error", message, turns, called, messages)
+
+    @staticmethod
+    def _end(
+        status: Status, summary: str, turns: int, called: list[str], messages: list[Any]
+    ) -> AgentOutcome:
+        return AgentOutcome(status, summary, turns, called, messages)

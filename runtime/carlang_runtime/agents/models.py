@@ -1,0 +1,122 @@
+"""Model generators for `AgentLoop`: the next assistant message from the history and tools.
+
+`ScriptedGenerator` replays recorded assistant turns (tests, demos); `OpenAIChatGenerator`
+asks any server that speaks OpenAI's chat-completions API (stdlib HTTP, no SDK).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import CarlangRuntimeError
+from .turns import FORMATS
+
+__all__ = ["GeneratorError", "OpenAIChatGenerator", "ScriptedGenerator"]
+
+
+class GeneratorError(CarlangRuntimeError):
+    """The model could not give a next message (the loop ends with status `error`)."""
+
+
+class ScriptedGenerator:
+    """Replays a list of assistant turns, one per call, in `format`; asking for more turns
+    than the script has is an error."""
+
+    def __init__(self, turns: Sequence[Any], format: str = "openai") -> None:
+        if format not in FORMATS:
+            raise CarlangRuntimeError(
+                f"unknown tool-call format '{format}' (use one of {', '.join(FORMATS)})"
+            )
+        self.turns = list(turns)
+        self.format = format
+        self.requests: list[tuple[list[Any], list[dict[str, Any]]]] = []
+
+    @classmethod
+    def from_file(cls, path: str | Path, format: str | None = None) -> ScriptedGenerator:
+        """A script from a JSON file: a list of turns, or `{"format": ..., "turns": [...]}`
+        (`format` given here wins; the default is `openai`)."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CarlangRuntimeError(f"{path}: cannot read the script: {exc.strerror}") from exc
+        except json.JSONDecodeError as exc:
+            raise CarlangRuntimeError(
+                f"{path}:{exc.lineno}:{exc.colno}: the script is not JSON: {exc.msg}"
+            ) from exc
+        if isinstance(data, Mapping):
+            turns = data.get("turns")
+            format = format or data.get("format")
+        else:
+            turns = data
+        if not isinstance(turns, list):
+            raise CarlangRuntimeError(
+                f"{path}: a script is a list of assistant turns,"
+                ' or {"format": ..., "turns": [...]}'
+            )
+        return cls(turns, format or "openai")
+
+    def generate(self, messages: Sequence[Any], tools: Sequence[Mapping[str, Any]]) -> Any:
+        """The next scripted turn."""
+        self.requests.append((list(messages), [dict(t) for t in tools]))
+        index = len(self.requests) - 1
+        if index >= len(self.turns):
+            raise GeneratorError(f"the script has no turn {index + 1} (it has {len(self.turns)})")
+        return self.turns[index]
+
+
+class OpenAIChatGenerator:
+    """A client of an OpenAI-compatible `POST {base_url}/chat/completions` (temperature 0,
+    the whole history, the tools); the reply's first choice's message is the next turn."""
+
+    format = "openai"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        options: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.url = base_url.rstrip("/") + "/chat/completions"
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.options = dict(options or {})
+
+    def generate(self, messages: Sequence[Any], tools: Sequence[Mapping[str, Any]]) -> Any:
+        """Ask the server for the next assistant message."""
+        body: dict[str, Any] = {
+            "model": self.model,
+            "messages": list(messages),
+            "temperature": 0,
+            **self.options,
+        }
+        if tools:
+            body["tools"] = list(tools)
+        headers = {"Content-Type": "application/json"}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
+        request = urllib.request.Request(
+            self.url, data=json.dumps(body).encode(), headers=headers, method="POST"
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
+                reply = json.loads(response.read().decode("utf-8"))
+        except urllib.error.HTTPError as exc:
+            detail = exc.read().decode("utf-8", "replace")[:500]
+            raise GeneratorError(f"{self.url} answered {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError) as exc:
+            raise GeneratorError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from exc
+        except json.JSONDecodeError as exc:
+            raise GeneratorError(f"{self.url} did not answer JSON: {exc.msg}") from exc
+        try:
+            return reply["choices"][0]["message"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise GeneratorError(f"{self.url} answered no choices[0].message") from exc

@@ -1,0 +1,135 @@
+"""The tools a model is offered, in its API's shape, and the names it may use for them.
+
+Model APIs allow tool names of letters, digits, `_` and `-` only, so a carlang name with dots
+(an MCP-bound tool such as `fs.read_file`) is offered as `fs__read_file`, and a call of that
+name is mapped back to the tool. MCP keeps the carlang name as is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ..capability import CapabilityCheck
+from ..errors import CarlangRuntimeError
+from ..ir import Capability, Program, ToolSchema
+
+__all__ = ["SPEC_FORMATS", "model_tool_name", "tool_name_from_model", "tool_specs", "visible_tools"]
+
+#: The formats `tool_specs` writes.
+SPEC_FORMATS: tuple[str, ...] = ("openai", "anthropic", "mcp")
+
+
+def model_tool_name(name: str) -> str:
+    """The name a model API sees for tool `name` (`.` becomes `__`)."""
+    return name.replace(".", "__")
+
+
+def tool_name_from_model(name: str, known: Mapping[str, Any]) -> str:
+    """The tool a model meant by `name`: itself when known, else the known tool whose model
+    name it is, else `name` unchanged (the runtime then reports an unknown tool)."""
+    if name in known:
+        return name
+    for candidate in known:
+        if model_tool_name(candidate) == name:
+            return candidate
+    return name
+
+
+def visible_tools(source: Any, capability: str | Capability | None = None) -> list[ToolSchema]:
+    """The tools of a program or runtime that `capability` allows (all without one), in
+    declaration order."""
+    schemas, capabilities = _tools_of(source)
+    if capability is None:
+        return schemas
+    if isinstance(capability, str):
+        found = capabilities.get(capability)
+        if found is None:
+            names = ", ".join(sorted(capabilities)) or "none"
+            raise CarlangRuntimeError(f"no capability '{capability}' (capabilities: {names})")
+        capability = found
+    check = CapabilityCheck(capability)
+    return [s for s in schemas if check.tool_problem(s.name) is None]
+
+
+def tool_specs(
+    source: Any, format: str = "openai", *, capability: str | Capability | None = None
+) -> list[dict[str, Any]]:
+    """The tool list a model sees: the tools of a `Program` or `Runtime` (or a list of
+    `ToolSchema`) that the capability allows, as OpenAI function tools, Anthropic tools or
+    MCP tools. Tools outside the capability are left out entirely."""
+    if format not in SPEC_FORMATS:
+        raise CarlangRuntimeError(
+            f"unknown tool spec format '{format}' (use one of {', '.join(SPEC_FORMATS)})"
+        )
+    return [_spec(schema, format) for schema in visible_tools(source, capability)]
+
+
+def _spec(schema: ToolSchema, format: str) -> dict[str, Any]:
+    parameters = input_schema(schema)
+    if format == "openai":
+        return {
+            "type": "function",
+            "function": {
+                "name": model_tool_name(schema.name),
+                "description": schema.description,
+                "parameters": parameters,
+            },
+        }
+    if format == "anthropic":
+        return {
+            "name": model_tool_name(schema.name),
+            "description": schema.description,
+            "input_schema": parameters,
+        }
+    spec: dict[str, Any] = {
+        "name": schema.name,
+        "description": schema.description,
+        "inputSchema": parameters,
+    }
+    annotations = mcp_annotations(schema)
+    if annotations:
+        spec["annotations"] = annotations
+    return spec
+
+
+def input_schema(schema: ToolSchema) -> dict[str, Any]:
+    """A tool's parameters as an object JSON Schema (a schemaless tool takes any object)."""
+    parameters = dict(schema.parameters)
+    if not parameters:
+        return {"type": "object"}
+    parameters.setdefault("type", "object")
+    return parameters
+
+
+def mcp_annotations(schema: ToolSchema) -> dict[str, Any]:
+    """MCP tool annotations from what the program declares of a tool."""
+    from ..ir import Reversibility
+
+    annotations: dict[str, Any] = {}
+    if schema.read_only:
+        annotations["readOnlyHint"] = True
+    if schema.idempotent:
+        annotations["idempotentHint"] = True
+    if schema.reversibility is Reversibility.IRREVERSIBLE and not schema.read_only:
+        annotations["destructiveHint"] = True
+    return annotations
+
+
+def _tools_of(source: Any) -> tuple[list[ToolSchema], dict[str, Capability]]:
+    if isinstance(source, Program):
+        return list(source.tools), {c.name: c for c in source.capabilities}
+    tools = getattr(source, "tools", None)
+    if isinstance(tools, Mapping):  # a Runtime
+        capabilities = getattr(source, "_capabilities", {})
+        return (
+            [tool.schema for tool in tools.values()],
+            {name: check.capability for name, check in capabilities.items()},
+        )
+    if isinstance(source, Iterable):
+        return [
+            s if isinstance(s, ToolSchema) else ToolSchema.model_validate(s) for s in source
+        ], {}
+    raise CarlangRuntimeError(
+        f"tool_specs takes a Program, a Runtime or tool schemas, not {type(source).__name__}"
+    )

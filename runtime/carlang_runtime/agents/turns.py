@@ -1,0 +1,273 @@
+"""A model's assistant turn -> its tool calls -> a proposal.
+
+Four shapes are read (see docs/agents.md):
+
+- `openai`: a chat-completions assistant message, `tool_calls: [{id, type: "function",
+  function: {name, arguments}}]`, `arguments` a JSON string;
+- `openai-responses`: Responses API output items `{type: "function_call", call_id, name,
+  arguments}` (the response, its `output` list, or one item);
+- `anthropic`: a Messages API assistant message (or its content list) with `{type: "tool_use",
+  id, name, input}` blocks;
+- `langchain`: an `AIMessage` (or its dict) with `tool_calls: [{name, args, id}]`.
+
+Objects (SDK models) are read through `model_dump()` or their attributes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ..errors import CarlangRuntimeError
+from ..ir import Action, ActionProposal, ActionType, ToolSchema
+
+__all__ = [
+    "FORMATS",
+    "Format",
+    "ToolCall",
+    "Turn",
+    "TurnError",
+    "parse_turn",
+    "proposal_from_turn",
+]
+
+Format = Literal["openai", "openai-responses", "anthropic", "langchain"]
+#: The tool-call formats carlang reads and writes.
+FORMATS: tuple[str, ...] = ("openai", "openai-responses", "anthropic", "langchain")
+
+
+class TurnError(CarlangRuntimeError):
+    """A turn that cannot become a proposal: an unknown format, a shape that is not a turn, or
+    a call whose arguments are malformed (the message names the call)."""
+
+
+@dataclass(frozen=True)
+class ToolCall:
+    """One tool call of a turn: its id, the tool's name as the model wrote it, and its
+    arguments (None with `problem` when they are malformed)."""
+
+    id: str
+    name: str
+    arguments: dict[str, Any] | None
+    problem: str | None = None
+
+    def describe(self) -> str:
+        """`call <id> (<name>)`, how errors name a call."""
+        return f"call {self.id} ({self.name})"
+
+
+@dataclass(frozen=True)
+class Turn:
+    """What one assistant turn says: its text and its tool calls, in the order emitted."""
+
+    text: str
+    calls: tuple[ToolCall, ...] = field(default_factory=tuple)
+
+
+def parse_turn(message: Any, format: str = "openai", *, turn: int = 0) -> Turn:
+    """The text and tool calls of an assistant turn. Calls without an id get
+    `call_{turn}_{index}` (CAR's rule); a call with malformed arguments is kept with its
+    `problem`, so a loop can feed it back to the model."""
+    reader = _READERS.get(format)
+    if reader is None:
+        raise TurnError(f"unknown tool-call format '{format}' (use one of {', '.join(FORMATS)})")
+    text, raw_calls = reader(_plain(message))
+    calls = []
+    for index, (call_id, name, arguments) in enumerate(raw_calls):
+        call_id = call_id if isinstance(call_id, str) and call_id else f"call_{turn}_{index}"
+        if not isinstance(name, str) or not name:
+            calls.append(ToolCall(call_id, str(name or ""), None, "the call names no tool"))
+            continue
+        parsed, problem = _arguments(arguments)
+        calls.append(ToolCall(call_id, name, parsed, problem))
+    return Turn(text, tuple(calls))
+
+
+def proposal_from_turn(
+    message: Any,
+    format: str = "openai",
+    *,
+    tools: Iterable[ToolSchema] | Mapping[str, ToolSchema] = (),
+    turn: int = 0,
+    proposal_id: str | None = None,
+    capability: str | None = None,
+    budget: str | None = None,
+) -> ActionProposal:
+    """A proposal of the tool calls in an assistant turn: one `tool_call` action per call,
+    the action id the call id, the parameters its arguments. Calls run in the order emitted
+    (each after the one before: a turn may mkdir, then write), unless every tool called is
+    declared read-only in `tools` (then they may run in parallel). A tool name the model saw
+    encoded (`fs__read_file` for `fs.read_file`) is mapped back through `tools`. Raises
+    `TurnError` naming the first call whose arguments are malformed."""
+    parsed = parse_turn(message, format, turn=turn)
+    for call in parsed.calls:
+        if call.problem is not None:
+            raise TurnError(f"{call.describe()}: {call.problem}")
+    return proposal_from_calls(
+        parsed.calls,
+        tools=tools,
+        proposal_id=proposal_id or f"turn_{turn}",
+        capability=capability,
+        budget=budget,
+    )
+
+
+def proposal_from_calls(
+    calls: Sequence[ToolCall],
+    *,
+    tools: Iterable[ToolSchema] | Mapping[str, ToolSchema] = (),
+    proposal_id: str,
+    capability: str | None = None,
+    budget: str | None = None,
+) -> ActionProposal:
+    """The proposal of well-formed calls (see `proposal_from_turn`)."""
+    from .specs import tool_name_from_model
+
+    known = dict(tools) if isinstance(tools, Mapping) else {t.name: t for t in tools}
+    names = [tool_name_from_model(call.name, known) for call in calls]
+    parallel = bool(names) and all(n in known and known[n].read_only for n in names)
+    actions = []
+    for index, (call, name) in enumerate(zip(calls, names, strict=True)):
+        depends = [] if parallel or index == 0 else [calls[index - 1].id]
+        actions.append(
+            Action(
+                id=call.id,
+                type=ActionType.TOOL_CALL,
+                tool=name,
+                parameters=dict(call.arguments or {}),
+                depends_on=depends,
+                metadata={"call_id": call.id},
+            )
+        )
+    return ActionProposal(
+        id=proposal_id, source="model", actions=actions, capability=capability, budget=budget
+    )
+
+
+# -- readers: message -> (text, [(id, name, arguments)]) --------------------------------------
+
+_RawCall = tuple[Any, Any, Any]
+
+
+def _plain(message: Any) -> Any:
+    """An SDK object as plain data (pydantic models, LangChain messages), else as is."""
+    dump = getattr(message, "model_dump", None)
+    if callable(dump) and not isinstance(message, Mapping):
+        return dump()
+    if isinstance(message, Mapping | list | tuple | str) or message is None:
+        return message
+    data = {
+        key: getattr(message, key)
+        for key in ("content", "tool_calls", "output", "role")
+        if hasattr(message, key)
+    }
+    return data or message
+
+
+def _mapping(value: Any, what: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise TurnError(f"{what} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _text_of(content: Any) -> str:
+    """The text of a message's content: a string, or the text parts of a part list."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for part in content:
+            part = _plain(part)
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
+                parts.append(part["text"])
+        return "".join(parts)
+    return ""
+
+
+def _read_openai(message: Any) -> tuple[str, list[_RawCall]]:
+    message = _mapping(message, "an OpenAI chat assistant message")
+    calls: list[_RawCall] = []
+    for raw in message.get("tool_calls") or []:
+        raw = _mapping(_plain(raw), "an OpenAI tool call")
+        function = _mapping(_plain(raw.get("function") or {}), "an OpenAI tool call's function")
+        calls.append((raw.get("id"), function.get("name"), _json_arguments(function)))
+    return _text_of(message.get("content")), calls
+
+
+def _read_responses(message: Any) -> tuple[str, list[_RawCall]]:
+    if isinstance(message, Mapping) and "output" in message:
+        items = message["output"]
+    elif isinstance(message, Mapping):
+        items = [message]
+    else:
+        items = message
+    if not isinstance(items, list):
+        raise TurnError("an OpenAI Responses turn is a response, its `output` list or one item")
+    text, calls = [], []
+    for item in items:
+        item = _mapping(_plain(item), "an OpenAI Responses output item")
+        kind = item.get("type")
+        if kind == "function_call":
+            calls.append((item.get("call_id"), item.get("name"), _json_arguments(item)))
+        elif kind == "message":
+            text.append(_text_of(item.get("content")))
+    return "".join(text), calls
+
+
+def _read_anthropic(message: Any) -> tuple[str, list[_RawCall]]:
+    blocks = message.get("content") if isinstance(message, Mapping) else message
+    if isinstance(blocks, str):
+        return blocks, []
+    if not isinstance(blocks, list):
+        raise TurnError("an Anthropic turn is an assistant message or its list of content blocks")
+    text, calls = [], []
+    for block in blocks:
+        block = _mapping(_plain(block), "an Anthropic content block")
+        if block.get("type") == "tool_use":
+            calls.append((block.get("id"), block.get("name"), block.get("input", {})))
+        elif block.get("type") == "text":
+            text.append(str(block.get("text", "")))
+    return "".join(text), calls
+
+
+def _read_langchain(message: Any) -> tuple[str, list[_RawCall]]:
+    message = _mapping(message, "a LangChain AIMessage")
+    calls: list[_RawCall] = []
+    for raw in message.get("tool_calls") or []:
+        raw = _mapping(_plain(raw), "a LangChain tool call")
+        calls.append((raw.get("id"), raw.get("name"), raw.get("args", {})))
+    return _text_of(message.get("content")), calls
+
+
+def _json_arguments(holder: Mapping[str, Any]) -> Any:
+    """`arguments` as the model sent it: a JSON string (kept as text to parse later), or
+    already an object (some compatible servers send one)."""
+    return holder.get("arguments", "{}")
+
+
+def _arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """Parsed arguments, or the problem with them."""
+    if isinstance(raw, str):
+        if not raw.strip():
+            return {}, None
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            return None, f"arguments are not JSON ({exc.msg} at character {exc.pos})"
+    if raw is None:
+        return {}, None
+    if not isinstance(raw, Mapping):
+        return None, f"arguments must be a JSON object, not {type(raw).__name__}"
+    return dict(raw), None
+
+
+_READERS = {
+    "openai": _read_openai,
+    "openai-responses": _read_responses,
+    "anthropic": _read_anthropic,
+    "langchain": _read_langchain,
+}

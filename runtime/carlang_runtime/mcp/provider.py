@@ -1,0 +1,226 @@
+"""MCP servers as tool providers: one session per server per runtime, started on first use,
+closed with the runtime; each MCP-bound tool is registered as an async function that calls
+the server.
+
+What a call does: the tool's schema the program was checked against is compared with the
+server's live `tools/list` (a changed schema fails the call: the plan was verified against
+another tool); `tools/call` goes out; `isError` fails the action with the server's text;
+otherwise `structuredContent`, else the text content, is the action's output. A server
+`timeout` (or the action's own) sends `notifications/cancelled`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from ..engine.tools import ToolError
+from ..ir import McpServer, Program, ToolSchema
+from .client import McpClient, McpError
+
+__all__ = [
+    "McpSessions",
+    "attach_mcp_servers",
+    "schema_fingerprint",
+    "output_of",
+    "result_text",
+]
+
+#: JSON Schema keywords that only annotate: a change in them does not change what was checked.
+_ANNOTATIONS = frozenset(
+    {
+        "title",
+        "description",
+        "examples",
+        "$schema",
+        "$comment",
+        "$id",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+    }
+)
+
+
+def schema_fingerprint(schema: Any) -> Any:
+    """A schema without its annotations (titles, descriptions, examples...), keys sorted: two
+    schemas with one fingerprint accept the same values. Property names are kept as they are
+    (a property may be called `description`)."""
+    if isinstance(schema, Mapping):
+        out: dict[str, Any] = {}
+        for key, value in schema.items():
+            if key in _ANNOTATIONS:
+                continue
+            if key in ("properties", "$defs", "definitions", "patternProperties") and isinstance(
+                value, Mapping
+            ):
+                out[key] = {name: schema_fingerprint(v) for name, v in sorted(value.items())}
+            elif key == "required" and isinstance(value, list):
+                out[key] = sorted(value)
+            else:
+                out[key] = schema_fingerprint(value)
+        if out.get("type") == "object" and not out.get("properties"):
+            out.pop("properties", None)
+        return dict(sorted(out.items()))
+    if isinstance(schema, list):
+        return [schema_fingerprint(v) for v in schema]
+    return schema
+
+
+def result_text(result: Mapping[str, Any]) -> str:
+    """The text content of a `tools/call` result, blocks joined by newlines."""
+    parts = [
+        str(block.get("text", ""))
+        for block in result.get("content") or []
+        if isinstance(block, Mapping) and block.get("type") == "text"
+    ]
+    return "\n".join(parts)
+
+
+def output_of(result: Mapping[str, Any]) -> Any:
+    """A successful call's output: `structuredContent`, else its text, else its content."""
+    if result.get("structuredContent") is not None:
+        return result["structuredContent"]
+    text = result_text(result)
+    if text or not result.get("content"):
+        return text
+    return result["content"]
+
+
+class McpSessions:
+    """The MCP sessions of one runtime, one per server."""
+
+    def __init__(self, servers: Iterable[McpServer], *, stderr: Any = None) -> None:
+        import subprocess
+
+        self.servers = {s.name: s for s in servers}
+        self.stderr = subprocess.DEVNULL if stderr is None else stderr
+        self._clients: dict[str, McpClient] = {}
+        self._live: dict[str, dict[str, dict[str, Any]]] = {}
+        self._stale: set[str] = set()
+        self._lock = threading.Lock()
+        #: (server, tool) -> the pinning verdict against the server's current list
+        self._verdicts: dict[tuple[str, str], str | None] = {}
+
+    def client(self, name: str) -> McpClient:
+        """The session with server `name`, started (and its tools listed) on first use."""
+        with self._lock:
+            found = self._clients.get(name)
+            if found is not None and found.alive:
+                return found
+            server = self.servers.get(name)
+            if server is None:
+                raise McpError(f"no MCP server '{name}' is declared")
+            client = McpClient(server, stderr=self.stderr)
+            client.on_notification = lambda method, _params: self._notified(name, method)
+            try:
+                client.start()
+            except Exception:
+                client.close()
+                raise
+            self._clients[name] = client
+            self._stale.add(name)
+            return client
+
+    def _notified(self, server: str, method: str) -> None:
+        if method == "notifications/tools/list_changed":
+            self._stale.add(server)
+
+    def fresh(self, name: str) -> bool:
+        """Whether the server's listed tools are known and still current (its session alive,
+        no list_changed since)."""
+        client = self._clients.get(name)
+        return (
+            client is not None and client.alive and name in self._live and name not in self._stale
+        )
+
+    def live_tools(self, name: str) -> dict[str, dict[str, Any]]:
+        """The server's tools by name, as it lists them now (listed again after it said its
+        list changed)."""
+        client = self.client(name)
+        if name in self._stale or name not in self._live:
+            self._live[name] = {t["name"]: t for t in client.list_tools()}
+            self._stale.discard(name)
+            for key in [k for k in self._verdicts if k[0] == name]:
+                del self._verdicts[key]
+        return self._live[name]
+
+    def pinning_problem(self, schema: ToolSchema) -> str | None:
+        """Why the server's live tool is not the one the program was checked against."""
+        assert schema.mcp is not None
+        server, remote = schema.mcp.server, schema.mcp.tool
+        live = self.live_tools(server).get(remote)
+        if live is None:
+            return (
+                f"MCP server '{server}' no longer lists tool '{remote}'; the plan was checked"
+                " against a tool that is gone (re-import it: carlang mcp import)"
+            )
+        checked = schema.parameters or {"type": "object"}
+        if schema_fingerprint(live.get("inputSchema") or {}) != schema_fingerprint(checked):
+            return (
+                f"MCP server '{server}' changed the schema of tool '{remote}' since the program"
+                " was checked; the plan was verified against another tool (re-import it:"
+                " carlang mcp import)"
+            )
+        return None
+
+    def tool_function(self, schema: ToolSchema, *, raw: bool = False) -> Callable[..., Any]:
+        """The async function the runtime calls for an MCP-bound tool. It returns the call's
+        output, or with `raw` the server's whole result (`content`, `structuredContent`), as
+        a proxy passes it on."""
+        assert schema.mcp is not None
+        server_name, remote = schema.mcp.server, schema.mcp.tool
+        server = self.servers[server_name]
+        limit = server.timeout_ms / 1000.0 if server.timeout_ms else None
+
+        async def call_mcp_tool(**arguments: Any) -> Any:
+            key = (server_name, remote)
+            if key in self._verdicts and self.fresh(server_name):
+                problem = self._verdicts[key]  # the list has not changed since: same verdict
+            else:
+                problem = await asyncio.to_thread(self.pinning_problem, schema)
+                self._verdicts[key] = problem
+            if problem is not None:
+                raise ToolError(problem)
+            client = self.client(server_name)
+            future = client.request("tools/call", {"name": remote, "arguments": arguments})
+            try:
+                result = await asyncio.wait_for(asyncio.wrap_future(future), limit)
+            except TimeoutError:
+                client.cancel(future, f"timed out after {limit:g}s")
+                raise ToolError(
+                    f"MCP tool '{remote}' on '{server_name}' timed out after {limit:g}s"
+                    " (the server was sent notifications/cancelled)"
+                ) from None
+            except asyncio.CancelledError:
+                client.cancel(future, "cancelled by carlang (timeout or cancellation)")
+                raise
+            if result.get("isError"):
+                raise ToolError(result_text(result) or json.dumps(result.get("content")))
+            if raw:
+                return {k: v for k, v in result.items() if k in ("content", "structuredContent")}
+            return output_of(result)
+
+        call_mcp_tool.__doc__ = f"Calls tool '{remote}' on MCP server '{server_name}'."
+        return call_mcp_tool
+
+    def close(self) -> None:
+        """End every session."""
+        with self._lock:
+            clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            client.close()
+
+
+def attach_mcp_servers(runtime: Any, program: Program, *, stderr: Any = None) -> McpSessions:
+    """Implement every MCP-bound tool of `program` in `runtime` by its server; the sessions
+    start on first use and close with the runtime."""
+    sessions = McpSessions(program.mcp_servers, stderr=stderr)
+    for schema in program.tools:
+        if schema.mcp is not None and schema.mcp.server in sessions.servers:
+            runtime.register_tool(schema.name, sessions.tool_function(schema), schema)
+    runtime.on_close(sessions.close)
+    return sessions

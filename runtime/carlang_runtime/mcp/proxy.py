@@ -1,0 +1,426 @@
+"""`carlang mcp proxy`: an MCP server that fronts a program's MCP servers under its policies.
+
+- `tools/list` shows the MCP-bound tools the capability allows, and nothing of the others;
+- each `tools/call` is a one-action proposal run by the `Runtime` in this client's own carlang
+  session: capability, parameter validation, policies (trace rules see this session's
+  history), the budget counted over the session, rate limits, approvals (MCP elicitation when
+  the client can answer one, else a denial saying approval is required), dispatch to the
+  server, the event log;
+- a refusal or failure is a tool result with `isError: true` and carlang's message;
+- a successful call returns the server's own result.
+
+Over stdio the proxy speaks JSON-RPC itself (`StdioSession`, on the event loop); over
+Streamable HTTP it is the official SDK's low-level `Server` (the `mcp` extra).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import itertools
+import json
+import sys
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, visible_tools
+from ..engine.approval import Approval, ApprovalRequest
+from ..errors import CarlangRuntimeError
+from ..ir import Action, ActionProposal, ActionStatus, Budget, Program, ToolSchema
+from .provider import McpSessions
+
+__all__ = ["PolicyProxy", "build_server", "serve_stdio", "serve_http"]
+
+
+@dataclass
+class _Client:
+    """One MCP client session: its carlang session, its counters against the budget."""
+
+    session: str
+    mcp: Any
+    calls: int = 0
+    duration_ms: float = 0.0
+    ids: Any = field(default_factory=lambda: itertools.count(1))
+
+
+class PolicyProxy:
+    """The proxy's logic, apart from the transport: list and call under the program."""
+
+    def __init__(
+        self,
+        program: Program,
+        runtime: Any,
+        *,
+        capability: str | None = None,
+        budget: str | None = None,
+        stderr: Any = None,
+    ) -> None:
+        self.program = program
+        self.runtime = runtime
+        self.capability = capability
+        self.budget: Budget | None = None
+        if budget is not None:
+            self.budget = program.budget(budget)
+            if self.budget is None:
+                names = ", ".join(b.name for b in program.budgets) or "none"
+                raise CarlangRuntimeError(f"no budget '{budget}' (budgets: {names})")
+        self.sessions = McpSessions(program.mcp_servers, stderr=stderr)
+        self.tools: dict[str, ToolSchema] = {}
+        for schema in visible_tools(program, capability):
+            if schema.mcp is not None and schema.mcp.server in self.sessions.servers:
+                self.tools[schema.name] = schema
+        for schema in program.tools:
+            if schema.mcp is not None and schema.mcp.server in self.sessions.servers:
+                runtime.register_tool(
+                    schema.name, self.sessions.tool_function(schema, raw=True), schema
+                )
+        runtime.on_close(self.sessions.close)
+        runtime.set_approval_gate(_ElicitationGate(self))
+        self._clients: dict[int, _Client] = {}
+
+    # -- sessions ------------------------------------------------------------------------------
+
+    def client(self, mcp_session: Any) -> _Client:
+        """The carlang session of an MCP client session, opened on its first request and
+        closed when the MCP session goes away."""
+        key = id(mcp_session)
+        found = self._clients.get(key)
+        if found is None:
+            found = self._clients[key] = _Client(self.runtime.open_session(), mcp_session)
+            weakref.finalize(mcp_session, self._forget, key, found.session)
+        return found
+
+    def forget(self, mcp_session: Any) -> None:
+        """Close the carlang session of an MCP session that ended."""
+        found = self._clients.pop(id(mcp_session), None)
+        if found is not None:
+            self.runtime.close_session(found.session)
+
+    def _forget(self, key: int, session: str) -> None:
+        self._clients.pop(key, None)
+        self.runtime.close_session(session)
+
+    def mcp_session_of(self, session: str | None) -> Any:
+        """The MCP session behind a carlang session."""
+        return next((c.mcp for c in self._clients.values() if c.session == session), None)
+
+    # -- the two requests ----------------------------------------------------------------------
+
+    def list_tools(self) -> list[dict[str, Any]]:
+        """The tools this client may see: name, description, input schema, annotations."""
+        out = []
+        for schema in self.tools.values():
+            tool: dict[str, Any] = {
+                "name": schema.name,
+                "description": schema.description,
+                "inputSchema": input_schema(schema),
+            }
+            annotations = mcp_annotations(schema)
+            if annotations:
+                tool["annotations"] = annotations
+            out.append(tool)
+        return out
+
+    async def call_tool(
+        self, mcp_session: Any, name: str, arguments: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Run one call through the runtime's pipeline: the server's result, or an error
+        result with carlang's message."""
+        client = self.client(mcp_session)
+        tool = tool_name_from_model(name, self.tools)
+        if tool not in self.tools:
+            return _error(f"unknown tool '{name}'")
+        problem = self._over_budget(client)
+        if problem is not None:
+            return _error(problem)
+        action = Action(
+            id=f"call_{next(client.ids)}",
+            type="tool_call",
+            tool=tool,
+            parameters=dict(arguments or {}),
+        )
+        proposal = ActionProposal(
+            id=f"mcp_{client.session}_{action.id}",
+            source="mcp-proxy",
+            actions=[action],
+            capability=self.capability,
+        )
+        started = time.monotonic()
+        result = await self.runtime.execute_async(proposal, session=client.session)
+        client.duration_ms += (time.monotonic() - started) * 1000.0
+        (outcome,) = result.results
+        if outcome.status is not ActionStatus.REJECTED:
+            client.calls += 1
+        if outcome.status is ActionStatus.SUCCEEDED and isinstance(outcome.output, dict):
+            return {**outcome.output, "isError": False}
+        return _error(outcome.error or outcome.status.value)
+
+    def _over_budget(self, client: _Client) -> str | None:
+        budget = self.budget
+        if budget is None:
+            return None
+        limit = budget.max_tool_calls if budget.max_tool_calls is not None else budget.max_actions
+        if limit is not None and client.calls >= limit:
+            return f"budget '{budget.name}' is spent: {limit} tool calls per session"
+        if budget.max_duration_ms is not None and client.duration_ms >= budget.max_duration_ms:
+            return (
+                f"budget '{budget.name}' is spent: {budget.max_duration_ms} ms of calls per session"
+            )
+        return None
+
+
+class _Asgi:
+    """Wraps an ASGI function so starlette's Route treats it as an app, not a handler."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
+def _error(message: str) -> dict[str, Any]:
+    return {"content": [{"type": "text", "text": message}], "isError": True}
+
+
+class _ElicitationGate:
+    """Approvals through MCP elicitation: the client's user is asked; a client that cannot be
+    asked gets a denial saying approval is required."""
+
+    def __init__(self, proxy: PolicyProxy) -> None:
+        self.proxy = proxy
+
+    async def review(self, request: ApprovalRequest) -> Approval:
+        mcp_session = self.proxy.mcp_session_of(request.session)
+        if mcp_session is None or not _can_elicit(mcp_session):
+            return Approval(
+                False,
+                f"approval required ({request.reason}); this MCP client cannot be asked"
+                " (it does not support elicitation)",
+                "mcp-proxy",
+            )
+        try:
+            action, content = await _elicit(
+                mcp_session,
+                f"Approve {request.action.tool} {dict(request.parameters)}? {request.reason}",
+                {
+                    "type": "object",
+                    "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
+                    "required": ["approve"],
+                },
+            )
+        except Exception as exc:  # noqa: BLE001 - no answer is a refusal (fail closed)
+            return Approval(False, f"approval required ({request.reason}); asking failed: {exc}")
+        approved = action == "accept" and bool((content or {}).get("approve"))
+        reason = "approved by the MCP client's user" if approved else f"not approved ({action})"
+        return Approval(approved, reason, "mcp-elicitation")
+
+
+def _can_elicit(session: Any) -> bool:
+    """Whether the client behind a session (carlang's stdio one, or the SDK's) declared the
+    elicitation capability."""
+    if isinstance(session, StdioSession):
+        return session.can_elicit()
+    import mcp.types as types
+
+    return bool(
+        session.check_client_capability(
+            types.ClientCapabilities(elicitation=types.ElicitationCapability())
+        )
+    )
+
+
+async def _elicit(session: Any, message: str, schema: dict[str, Any]) -> tuple[str, Any]:
+    if isinstance(session, StdioSession):
+        answer = await session.request(
+            "elicitation/create", {"message": message, "requestedSchema": schema}
+        )
+        return str(answer.get("action", "")), answer.get("content")
+    result = await session.elicit(message=message, requestedSchema=schema)
+    return str(result.action), result.content
+
+
+class StdioSession:
+    """The proxy's own MCP server side over stdio: newline-delimited JSON-RPC on the event
+    loop, no threads (the SDK's stdio transport reads through a worker thread, which cost
+    milliseconds per call). Answers initialize, ping, tools/list and tools/call, honours
+    notifications/cancelled, and sends elicitation requests to the client."""
+
+    def __init__(self, proxy: PolicyProxy, write: Any) -> None:
+        self.proxy = proxy
+        self.write = write
+        self.client_capabilities: dict[str, Any] = {}
+        self._tasks: dict[Any, asyncio.Task[None]] = {}
+        self._waiting: dict[Any, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+
+    def can_elicit(self) -> bool:
+        """Whether the client declared elicitation."""
+        return "elicitation" in self.client_capabilities
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Write one message (one line)."""
+        self.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
+
+    async def request(self, method: str, params: dict[str, Any]) -> Any:
+        """Ask the client something and wait for its answer."""
+        request_id = f"carlang-{next(self._ids)}"
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
+        self.send({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+        return await future
+
+    def receive(self, message: Any) -> None:
+        """Handle one message from the client."""
+        if not isinstance(message, dict):
+            self.send(_rpc_error(None, -32600, "not a JSON-RPC message"))
+            return
+        method = message.get("method")
+        if method is None:  # an answer to one of ours
+            future = self._waiting.pop(message.get("id"), None)
+            if future is not None and not future.done():
+                if "error" in message:
+                    future.set_exception(RuntimeError(str(message["error"].get("message"))))
+                else:
+                    future.set_result(message.get("result") or {})
+            return
+        if "id" not in message:
+            if method == "notifications/cancelled":
+                task = self._tasks.get((message.get("params") or {}).get("requestId"))
+                if task is not None:
+                    task.cancel()
+            return
+        key = message["id"]
+        task = asyncio.ensure_future(self._answer(message))
+        self._tasks[key] = task
+        task.add_done_callback(functools.partial(self._done, key))
+
+    def _done(self, key: Any, _task: asyncio.Task[None]) -> None:
+        self._tasks.pop(key, None)
+
+    async def _answer(self, message: dict[str, Any]) -> None:
+        request_id, method = message["id"], message["method"]
+        params = message.get("params") or {}
+        try:
+            if method == "initialize":
+                self.client_capabilities = dict(params.get("capabilities") or {})
+                requested = params.get("protocolVersion")
+                result: dict[str, Any] = {
+                    "protocolVersion": requested
+                    if requested in SUPPORTED_VERSIONS
+                    else SUPPORTED_VERSIONS[0],
+                    "capabilities": {"tools": {"listChanged": False}},
+                    "serverInfo": {"name": "carlang-proxy", "version": _version()},
+                }
+            elif method == "ping":
+                result = {}
+            elif method == "tools/list":
+                result = {"tools": self.proxy.list_tools()}
+            elif method == "tools/call":
+                arguments = params.get("arguments") or {}
+                if not isinstance(params.get("name"), str) or not isinstance(arguments, dict):
+                    self.send(
+                        _rpc_error(request_id, -32602, "tools/call needs a name and arguments")
+                    )
+                    return
+                result = await self.proxy.call_tool(self, params["name"], arguments)
+            else:
+                self.send(_rpc_error(request_id, -32601, f"method not found: {method}"))
+                return
+        except asyncio.CancelledError:
+            return  # the client cancelled: no answer is sent
+        except CarlangRuntimeError as exc:  # refused by the runtime: a tool error, not a crash
+            result = _error(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave the client waiting
+            self.send(_rpc_error(request_id, -32603, f"internal error in carlang: {exc!r}"))
+            return
+        self.send({"jsonrpc": "2.0", "id": request_id, "result": result})
+
+
+#: Protocol revisions the stdio server answers in (the client's, when it is one of these).
+SUPPORTED_VERSIONS = ("2025-06-18", "2025-11-25", "2025-03-26", "2024-11-05")
+
+
+def _version() -> str:
+    from .._version import __version__
+
+    return str(__version__)
+
+
+def _rpc_error(request_id: Any, code: int, message: str) -> dict[str, Any]:
+    return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
+
+
+def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
+    """The SDK server answering tools/list and tools/call through `proxy`."""
+    import mcp.types as types
+    from mcp.server.lowlevel import Server
+
+    server: Any = Server(name)
+
+    @server.list_tools()  # type: ignore[untyped-decorator]
+    async def list_tools() -> list[types.Tool]:
+        return [types.Tool.model_validate(t) for t in proxy.list_tools()]
+
+    @server.call_tool(validate_input=False)  # type: ignore[untyped-decorator]
+    async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+        session = server.request_context.session
+        result = await proxy.call_tool(session, name, arguments)
+        return types.CallToolResult.model_validate(result)
+
+    return server
+
+
+async def serve_stdio(proxy: PolicyProxy) -> None:
+    """Serve one client over standard input and output until it hangs up."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=1 << 26)
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    out = sys.stdout.buffer
+
+    def write(data: bytes) -> None:
+        out.write(data)
+        out.flush()
+
+    session = StdioSession(proxy, write)
+    try:
+        while line := await reader.readline():
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                message = json.loads(line)
+            except json.JSONDecodeError as exc:
+                session.send(_rpc_error(None, -32700, f"parse error: {exc.msg}"))
+                continue
+            session.receive(message)
+    finally:
+        proxy.forget(session)
+
+
+def serve_http(proxy: PolicyProxy, port: int, host: str = "127.0.0.1") -> None:
+    """Serve clients over Streamable HTTP at http://host:port/mcp, one carlang session per
+    MCP session."""
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    import uvicorn
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    manager = StreamableHTTPSessionManager(app=build_server(proxy))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Any) -> AsyncIterator[None]:
+        async with manager.run():
+            yield
+
+    async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+        await manager.handle_request(scope, receive, send)
+
+    # a plain ASGI callable (not a request handler): starlette passes it scope/receive/send
+    app = Starlette(routes=[Route("/mcp", endpoint=_Asgi(endpoint))], lifespan=lifespan)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

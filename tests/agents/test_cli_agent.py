@@ -1,0 +1,101 @@
+"""`carlang agent` and `carlang export tools` from the command line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.agents.conftest import PROGRAM
+from tests.agents.test_turns import turn_in
+
+runner = CliRunner()
+
+
+def test_export_tools_in_each_format(tmp_path: Path) -> None:
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    openai = runner.invoke(app, ["export", "tools", str(source), "--capability", "agent"])
+    assert openai.exit_code == 0, openai.output
+    assert [t["function"]["name"] for t in json.loads(openai.stdout)] == [
+        "read_file",
+        "write_file",
+        "list_dir",
+    ]
+    mcp = runner.invoke(app, ["export", "tools", str(source), "--format", "mcp"])
+    assert [t["name"] for t in json.loads(mcp.stdout)][-1] == "shell"
+    assert json.loads(mcp.stdout)[0]["inputSchema"]["required"] == ["path"]
+    bad = runner.invoke(app, ["export", "tools", str(source), "--capability", "nope"])
+    assert bad.exit_code == 2 and "no capability 'nope'" in bad.output
+
+
+def test_agent_runs_a_script_against_builtin_tools(tmp_path: Path) -> None:
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    files = tmp_path / "files"
+    (files / "notes").mkdir(parents=True)
+    (files / "notes" / "a.txt").write_text("alpha")
+    script = tmp_path / "turns.json"
+    script.write_text(
+        json.dumps(
+            {
+                "format": "anthropic",
+                "turns": [
+                    turn_in("anthropic", [("t1", "read_file", {"path": "notes/a.txt"})], "reading"),
+                    turn_in(
+                        "anthropic", [("t2", "write_file", {"path": "out.txt", "content": "x"})]
+                    ),
+                    turn_in(
+                        "anthropic",
+                        [("t3", "write_file", {"path": "notes/b.txt", "content": "alpha"})],
+                    ),
+                    turn_in("anthropic", [], "copied"),
+                ],
+            }
+        )
+    )
+    args = [
+        "agent",
+        str(source),
+        "--script",
+        str(script),
+        "--builtins",
+        "--files-root",
+        str(files),
+        "--capability",
+        "agent",
+    ]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "assistant: reading" in result.stdout
+    assert (
+        "<- write_file refused/failed" in result.stdout
+        and "write only under notes/" in result.stdout
+    )
+    assert result.stdout.strip().endswith(
+        "success after 4 turns; tools called: read_file, write_file"
+    )
+    assert (files / "notes" / "b.txt").read_text() == "alpha"
+    assert not (files / "out.txt").exists()
+    as_json = runner.invoke(app, [*args, "--format", "json", "--max-turns", "2"])
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout) == {
+        "status": "max_turns",
+        "summary": "stopped after 2 turns without finishing",
+        "turns": 2,
+        "tools_called": ["read_file"],
+    }
+
+
+def test_agent_usage_errors(tmp_path: Path) -> None:
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    neither = runner.invoke(app, ["agent", str(source)])
+    assert neither.exit_code == 2 and "either --script FILE or --model-url URL" in neither.output
+    no_model = runner.invoke(app, ["agent", str(source), "--model-url", "http://127.0.0.1:1/v1"])
+    assert no_model.exit_code == 2 and "--model-url needs --model NAME" in no_model.output
+    (tmp_path / "bad.json").write_text("{")
+    bad = runner.invoke(app, ["agent", str(source), "--script", str(tmp_path / "bad.json")])
+    assert bad.exit_code == 2 and "the script is not JSON" in bad.output

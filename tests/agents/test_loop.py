@@ -1,0 +1,209 @@
+"""The assistant loop with scripted turns in every format, and against a local HTTP server
+that speaks OpenAI chat completions."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from carlang_runtime.agents import AgentEvent, AgentLoop, OpenAIChatGenerator, ScriptedGenerator
+from carlang_runtime.engine import CancelToken
+
+from tests.agents.test_turns import FORMATS, turn_in
+
+
+def final(format: str, text: str) -> Any:
+    return turn_in(format, [], text)
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_scripted_loop_runs_calls_and_feeds_results_back(format: str, runtime: Any) -> None:
+    script = ScriptedGenerator(
+        [
+            turn_in(
+                format,
+                [
+                    ("c1", "read_file", {"path": "notes/a.txt"}),
+                    ("c2", "write_file", {"path": "notes/b.txt", "content": "beta"}),
+                ],
+            ),
+            turn_in(format, [("c3", "write_file", {"path": "/etc/passwd", "content": "x"})]),
+            final(format, "done: copied"),
+        ],
+        format,
+    )
+    events: list[AgentEvent] = []
+    outcome = AgentLoop(runtime, script, capability="agent", on_event=events.append).run(
+        "copy a to b"
+    )
+    assert outcome.status == "success"
+    assert outcome.summary == "done: copied"
+    assert outcome.turns == 3
+    assert outcome.tools_called == ["read_file", "write_file"]
+    assert runtime.files["notes/b.txt"] == "beta"
+    assert "/etc/passwd" not in runtime.files
+    kinds = [e.kind for e in events]
+    assert kinds == [
+        "tool_call",
+        "tool_call",
+        "tool_result",
+        "tool_result",
+        "tool_call",
+        "tool_result",
+        "text",
+        "done",
+    ]
+    denial = events[5].data
+    assert denial["ok"] is False and "write only under notes/" in denial["content"]
+    # the model saw the observations of turn 1 in its second request
+    seen = json.dumps(script.requests[1][0])
+    assert "alpha" in seen and ("c1" in seen)
+    # only the capability's tools were offered
+    offered = json.dumps(script.requests[0][1])
+    assert "read_file" in offered and "shell" not in offered
+
+
+def test_a_tool_outside_the_capability_is_refused_and_the_loop_goes_on(runtime: Any) -> None:
+    script = ScriptedGenerator(
+        [turn_in("openai", [("c", "shell", {"cmd": "rm -rf /"})]), final("openai", "ok")]
+    )
+    outcome = AgentLoop(runtime, script, capability="agent").run("go")
+    assert outcome.status == "success" and outcome.tools_called == []
+    tool_message = script.requests[1][0][-1]
+    assert (
+        tool_message["tool_call_id"] == "c"
+        and "not allowed by capability 'agent'" in tool_message["content"]
+    )
+
+
+def test_malformed_arguments_are_fed_back_not_fatal(runtime: Any) -> None:
+    bad = {
+        "role": "assistant",
+        "tool_calls": [
+            {"id": "b", "type": "function", "function": {"name": "read_file", "arguments": "{oops"}}
+        ],
+    }
+    script = ScriptedGenerator([bad, final("openai", "sorry")])
+    outcome = AgentLoop(runtime, script).run("go")
+    assert outcome.status == "success"
+    assert "arguments are not JSON" in script.requests[1][0][-1]["content"]
+
+
+def test_max_turns_error_and_cancel(runtime: Any) -> None:
+    looping = ScriptedGenerator(
+        [turn_in("openai", [(f"c{i}", "list_dir", {"path": "notes"})]) for i in range(5)]
+    )
+    outcome = AgentLoop(runtime, looping, max_turns=2).run("go")
+    assert (outcome.status, outcome.turns, outcome.summary) == (
+        "max_turns",
+        2,
+        "stopped after 2 turns without finishing",
+    )
+    assert outcome.tools_called == ["list_dir", "list_dir"]
+
+    empty = ScriptedGenerator([])
+    errors: list[AgentEvent] = []
+    failed = AgentLoop(runtime, empty, on_event=errors.append).run("go")
+    assert failed.status == "error" and failed.summary.startswith(
+        "inference failed: the script has no turn 1"
+    )
+    assert errors[-1].kind == "error"
+
+    token = CancelToken()
+    token.cancel("user pressed stop")
+    cancelled = AgentLoop(runtime, ScriptedGenerator([final("openai", "x")]), cancel=token).run(
+        "go"
+    )
+    assert (cancelled.status, cancelled.turns, cancelled.summary) == (
+        "cancelled",
+        0,
+        "user pressed stop",
+    )
+
+
+def test_unknown_capability_is_a_clear_error(runtime: Any) -> None:
+    from carlang_runtime.errors import CarlangRuntimeError
+
+    with pytest.raises(CarlangRuntimeError, match="no capability 'nope' \\(capabilities: agent\\)"):
+        AgentLoop(runtime, ScriptedGenerator([]), capability="nope")
+
+
+# -- a local OpenAI-compatible server ------------------------------------------------------------
+
+
+class _FakeModel(BaseHTTPRequestHandler):
+    """Answers chat completions like a model that reads a file, then answers with its text."""
+
+    requests: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        type(self).requests.append(
+            {"path": self.path, "auth": self.headers.get("Authorization"), "body": body}
+        )
+        last = body["messages"][-1]
+        if last["role"] == "tool":
+            message = {"role": "assistant", "content": f"the file says {last['content']}"}
+        else:
+            message = {
+                "role": "assistant",
+                "content": None,
+                "tool_calls": [
+                    {
+                        "id": "call_abc",
+                        "type": "function",
+                        "function": {"name": "read_file", "arguments": '{"path": "notes/a.txt"}'},
+                    }
+                ],
+            }
+        reply = json.dumps(
+            {
+                "id": "x",
+                "object": "chat.completion",
+                "choices": [{"index": 0, "message": message, "finish_reason": "stop"}],
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(reply)))
+        self.end_headers()
+        self.wfile.write(reply)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def model_url() -> Iterator[str]:
+    _FakeModel.requests = []
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FakeModel)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    server.shutdown()
+    server.server_close()
+
+
+def test_openai_compatible_http_model(runtime: Any, model_url: str) -> None:
+    generator = OpenAIChatGenerator(model_url, "local-model", api_key="k")
+    outcome = AgentLoop(runtime, generator, capability="agent").run("what is in notes/a.txt?")
+    assert outcome.status == "success"
+    assert outcome.summary == "the file says alpha"
+    first = _FakeModel.requests[0]
+    assert first["path"] == "/v1/chat/completions" and first["auth"] == "Bearer k"
+    assert first["body"]["model"] == "local-model" and first["body"]["temperature"] == 0
+    assert {t["function"]["name"] for t in first["body"]["tools"]} == {
+        "read_file",
+        "write_file",
+        "list_dir",
+    }
+
+
+def test_unreachable_model_ends_with_error(runtime: Any) -> None:
+    generator = OpenAIChatGenerator("http://127.0.0.1:9/v1", "m", timeout=2)
+    outcome = AgentLoop(runtime, generator).run("hi")
+    assert outcome.status == "error" and "inference failed: cannot reach" in outcome.summary

@@ -1,0 +1,187 @@
+"""Model turns in (four formats) -> proposals; results out -> tool-result messages; specs."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from carlang_runtime.agents import (
+    TurnError,
+    parse_turn,
+    proposal_from_turn,
+    results_to_messages,
+    tool_specs,
+)
+from carlang_runtime.ir import ActionResult, ActionStatus, ProposalResult, ToolSchema
+
+CALLS = [
+    ("c1", "read_file", {"path": "notes/a.txt"}),
+    ("c2", "write_file", {"path": "notes/b", "content": "x"}),
+]
+
+
+def turn_in(format: str, calls: list[tuple[str, str, dict[str, Any]]], text: str = "") -> Any:
+    if format == "openai":
+        return {
+            "role": "assistant",
+            "content": text or None,
+            "tool_calls": [
+                {"id": i, "type": "function", "function": {"name": n, "arguments": json.dumps(a)}}
+                for i, n, a in calls
+            ],
+        }
+    if format == "openai-responses":
+        items: list[dict[str, Any]] = (
+            [
+                {
+                    "type": "message",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": text}],
+                }
+            ]
+            if text
+            else []
+        )
+        items += [
+            {"type": "function_call", "call_id": i, "name": n, "arguments": json.dumps(a)}
+            for i, n, a in calls
+        ]
+        return {"output": items}
+    if format == "anthropic":
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": text}] if text else []
+        blocks += [{"type": "tool_use", "id": i, "name": n, "input": a} for i, n, a in calls]
+        return {"role": "assistant", "content": blocks}
+    return {
+        "type": "ai",
+        "content": text,
+        "tool_calls": [{"name": n, "args": a, "id": i, "type": "tool_call"} for i, n, a in calls],
+    }
+
+
+FORMATS = ["openai", "openai-responses", "anthropic", "langchain"]
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_one_action_per_call_in_emitted_order(format: str) -> None:
+    proposal = proposal_from_turn(turn_in(format, CALLS, "let me look"), format=format)
+    assert [(a.id, a.tool, a.parameters) for a in proposal.actions] == [
+        (i, n, a) for i, n, a in CALLS
+    ]
+    assert proposal.actions[0].depends_on == []
+    assert proposal.actions[1].depends_on == ["c1"]
+    assert parse_turn(turn_in(format, CALLS, "let me look"), format).text == "let me look"
+
+
+def test_read_only_tools_of_a_turn_may_run_in_parallel() -> None:
+    tools = [
+        ToolSchema(name="read_file", read_only=True),
+        ToolSchema(name="write_file"),
+    ]
+    both_read = [("a", "read_file", {"path": "x"}), ("b", "read_file", {"path": "y"})]
+    proposal = proposal_from_turn(turn_in("openai", both_read), tools=tools)
+    assert [a.depends_on for a in proposal.actions] == [[], []]
+    mixed = proposal_from_turn(turn_in("openai", CALLS), tools=tools)
+    assert mixed.actions[1].depends_on == ["c1"]
+
+
+def test_calls_without_an_id_get_one_from_turn_and_index() -> None:
+    message = {"content": "", "tool_calls": [{"name": "read_file", "args": {"path": "p"}}]}
+    proposal = proposal_from_turn(message, format="langchain", turn=3)
+    assert proposal.actions[0].id == "call_3_0"
+
+
+def test_malformed_arguments_name_the_call() -> None:
+    message = {
+        "role": "assistant",
+        "tool_calls": [
+            {
+                "id": "call_9",
+                "type": "function",
+                "function": {"name": "read_file", "arguments": "{path: 1"},
+            }
+        ],
+    }
+    with pytest.raises(TurnError, match=r"call call_9 \(read_file\): arguments are not JSON"):
+        proposal_from_turn(message)
+    listy = {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "t1", "name": "x", "input": [1]}],
+    }
+    with pytest.raises(
+        TurnError, match=r"call t1 \(x\): arguments must be a JSON object, not list"
+    ):
+        proposal_from_turn(listy, format="anthropic")
+    with pytest.raises(TurnError, match="unknown tool-call format 'gemini'"):
+        proposal_from_turn(message, format="gemini")
+
+
+def test_model_names_map_back_to_dotted_tools() -> None:
+    tools = [ToolSchema(name="fs.read_file")]
+    message = turn_in("openai", [("c", "fs__read_file", {"path": "a"})])
+    assert proposal_from_turn(message, tools=tools).actions[0].tool == "fs.read_file"
+    specs = tool_specs(tools, "openai")
+    assert specs[0]["function"]["name"] == "fs__read_file"
+    assert tool_specs(tools, "mcp")[0]["name"] == "fs.read_file"
+
+
+def _result() -> ProposalResult:
+    return ProposalResult(
+        proposal_id="t",
+        results=[
+            ActionResult(action_id="c1", status=ActionStatus.SUCCEEDED, output="alpha"),
+            ActionResult(
+                action_id="c2", status=ActionStatus.REJECTED, error="write only under notes/"
+            ),
+        ],
+    )
+
+
+def test_results_to_messages_in_each_format() -> None:
+    result = _result()
+    denied = json.dumps({"error": "write only under notes/", "status": "rejected"})
+    assert results_to_messages(result, "openai") == [
+        {"role": "tool", "tool_call_id": "c1", "content": "alpha"},
+        {"role": "tool", "tool_call_id": "c2", "content": denied},
+    ]
+    assert results_to_messages(result, "openai-responses")[1] == {
+        "type": "function_call_output",
+        "call_id": "c2",
+        "output": denied,
+    }
+    (anthropic,) = results_to_messages(result, "anthropic")
+    assert anthropic["role"] == "user"
+    assert [(b["tool_use_id"], b["is_error"]) for b in anthropic["content"]] == [
+        ("c1", False),
+        ("c2", True),
+    ]
+    assert [m["status"] for m in results_to_messages(result, "langchain")] == ["success", "error"]
+
+
+def test_results_are_capped_on_a_character_boundary() -> None:
+    long = ProposalResult(
+        proposal_id="t",
+        results=[ActionResult(action_id="c", status=ActionStatus.SUCCEEDED, output="é" * 20000)],
+    )
+    (message,) = results_to_messages(long, "openai")
+    assert message["content"].startswith("é" * 16384)
+    assert message["content"].endswith("[... 3616 more characters]")
+    (short,) = results_to_messages(long, "openai", max_chars=10)
+    assert short["content"] == "é" * 10 + "\n[... 19990 more characters]"
+
+
+def test_tool_specs_only_show_what_the_capability_allows(program: Any, runtime: Any) -> None:
+    for source in (program, runtime):
+        names = [s["function"]["name"] for s in tool_specs(source, "openai", capability="agent")]
+        assert names == ["read_file", "write_file", "list_dir"]
+    anthropic = tool_specs(program, "anthropic", capability="agent")[0]
+    assert anthropic == {
+        "name": "read_file",
+        "description": "read a file",
+        "input_schema": {
+            "type": "object",
+            "properties": {"path": {"type": "string"}},
+            "required": ["path"],
+        },
+    }
+    assert "shell" in [s["name"] for s in tool_specs(program, "mcp")]

@@ -1,0 +1,36 @@
+"""MCP test helpers: the toy server (the SDK's FastMCP) and skips for optional parts."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+TOY = Path(__file__).resolve().parent / "toy_server.py"
+
+needs_sdk = pytest.mark.skipif(
+    importlib.util.find_spec("mcp") is None,
+    reason="the mcp SDK is not installed (pip install 'carlang[mcp]')",
+)
+
+
+def toy_command() -> list[str]:
+    return [sys.executable, str(TOY)]
+
+
+def server_command(name: str) -> list[str]:
+    """A PyPI MCP server run by this Python (skip when it is not installed)."""
+    module = name.replace("-", "_")
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{name} is not installed (pip install {name})")
+    return [sys.executable, "-m", module]
+
+
+def npx_or_skip() -> str:
+    npx = shutil.which("npx")
+    if npx is None:
+        pytest.skip("npx is not available: the npm MCP servers cannot run")
+    return npx

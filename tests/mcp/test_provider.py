@@ -1,0 +1,213 @@
+"""MCP-bound tools at run time, against the toy server (the official SDK's FastMCP) and the
+real mcp-server-time: import, check, fmt, run, errors, timeouts with cancellation, pinning,
+Streamable HTTP."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from carlang_runtime.engine import Runtime
+from carlang_runtime.ir import ActionStatus
+from carlang_runtime.mcp import attach_mcp_servers
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from carlang.compiler import compile_file
+from tests.mcp.conftest import needs_sdk, server_command, toy_command
+
+runner = CliRunner()
+pytestmark = needs_sdk
+
+PLAN = """
+proposal sums {
+  one = toy.add(a: 2, b: 3)
+  two = toy.echo_text(text: "hi") after one
+  three = toy.fail(message: "boom") after two { on_failure skip }
+}
+"""
+
+
+def _import(tmp_path: Path, command: list[str], name: str) -> Path:
+    out = tmp_path / f"{name}.car"
+    result = runner.invoke(app, ["mcp", "import", "--name", name, "-o", str(out), "--", *command])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _program(path: Path, extra: str) -> object:
+    path.write_text(path.read_text() + extra)
+    result = compile_file(path, path.parent)
+    errors = [d for d in result.diagnostics.items if d.severity == "error"]
+    assert not errors, errors
+    return result.program
+
+
+@pytest.fixture(scope="module")
+def toy_car(tmp_path_factory: pytest.TempPathFactory) -> str:
+    tmp = tmp_path_factory.mktemp("toy")
+    path = _import(tmp, toy_command(), "toy")
+    check = runner.invoke(app, ["check", str(path)])
+    assert check.exit_code == 0 and "0 errors, 0 warnings" in check.output
+    assert runner.invoke(app, ["fmt", "--check", str(path)]).exit_code == 0
+    return path.read_text()
+
+
+def test_import_writes_every_tool_with_schema_and_sound_hints(toy_car: str) -> None:
+    assert 'command "' in toy_car and "toy_server.py" in toy_car
+    assert "tool toy.add()" in toy_car and 'remote "echo-text"' in toy_car
+    add = toy_car.split("tool toy.add()")[1].split("\n}\n")[0]
+    assert "read_only" in add and "reversibility reversible" in add
+    assert 'required: ["a", "b"]' in add
+    assert "reversibility irreversible" in toy_car.split("tool toy.fail()")[1]
+
+
+def test_a_plan_runs_through_the_server(tmp_path: Path, toy_car: str) -> None:
+    path = tmp_path / "toy.car"
+    path.write_text(toy_car)
+    program = _program(path, PLAN)
+    with Runtime.from_program(program) as runtime:
+        sessions = attach_mcp_servers(runtime, program)  # from_program did it too: this wins
+        result = runtime.execute(program.proposals[0])
+        again = runtime.execute(program.proposals[0])
+        assert len(sessions._clients) == 1  # one session per server per runtime
+        client = next(iter(sessions._clients.values()))
+    by_id = {r.action_id: r for r in result.results}
+    assert by_id["one"].status is ActionStatus.SUCCEEDED
+    assert by_id["one"].output == {"result": 5}  # structuredContent
+    assert by_id["two"].output == {"result": "hi"}  # structuredContent (FastMCP wraps str)
+    assert by_id["three"].status is ActionStatus.SKIPPED
+    assert "boom" in (by_id["three"].error or "")
+    assert [r.status for r in again.results] == [r.status for r in result.results]
+    assert not client.alive  # closed with the runtime
+
+
+@pytest.mark.slow
+def test_a_timeout_cancels_the_call_on_the_server(tmp_path: Path, toy_car: str) -> None:
+    marker = tmp_path / "cancelled.txt"
+    text = toy_car.replace(
+        "mcp_server toy {",
+        f'mcp_server toy {{\n  timeout 1s\n  env {{ TOY_CANCELLED: "{marker}" }}',
+    )
+    path = tmp_path / "toy.car"
+    path.write_text(text)
+    program = _program(path, "proposal nap { z = toy.slow(seconds: 30) }")
+    started = time.monotonic()
+    with Runtime.from_program(program) as runtime:  # MCP-bound tools attached by from_program
+        result = runtime.execute(program.proposals[0])
+        (outcome,) = result.results
+        assert outcome.status is ActionStatus.FAILED
+        assert "timed out after 1s (the server was sent notifications/cancelled)" in (
+            outcome.error or ""
+        )
+        deadline = time.monotonic() + 5
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert marker.read_text() == "cancelled\n"
+    assert time.monotonic() - started < 15
+
+
+def test_a_changed_schema_fails_the_call(tmp_path: Path, toy_car: str) -> None:
+    text = toy_car.replace("mcp_server toy {", 'mcp_server toy {\n  env { TOY_SCHEMA: "2" }')
+    path = tmp_path / "toy.car"
+    path.write_text(text)
+    program = _program(path, PLAN)
+    with Runtime.from_program(program) as runtime:
+        attach_mcp_servers(runtime, program)
+        result = runtime.execute(program.proposals[0])
+    first = result.results[0]
+    assert first.status is ActionStatus.FAILED
+    assert "changed the schema of tool 'add' since the program was checked" in (first.error or "")
+    # a description-only difference is not a change: echo-text still runs in the same session
+    assert "verified against another tool" in (first.error or "")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def http_toy() -> Iterator[str]:
+    port = _free_port()
+    process = subprocess.Popen(
+        [*toy_command(), "--http", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@pytest.mark.slow
+def test_streamable_http_server(tmp_path: Path, http_toy: str) -> None:
+    out = tmp_path / "toy.car"
+    result = runner.invoke(
+        app, ["mcp", "import", "--url", http_toy, "--name", "toy", "-o", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert f'url "{http_toy}"' in out.read_text()
+    program = _program(out, PLAN)
+    with Runtime.from_program(program) as runtime:
+        attach_mcp_servers(runtime, program)
+        outcome = runtime.execute(program.proposals[0])
+    assert [r.status for r in outcome.results] == [
+        ActionStatus.SUCCEEDED,
+        ActionStatus.SUCCEEDED,
+        ActionStatus.SKIPPED,
+    ]
+    assert outcome.results[0].output == {"result": 5}
+
+
+@pytest.mark.slow
+def test_mcp_server_time_import_check_and_run(tmp_path: Path) -> None:
+    path = _import(
+        tmp_path, [*server_command("mcp-server-time"), "--local-timezone", "UTC"], "time"
+    )
+    assert runner.invoke(app, ["fmt", "--check", str(path)]).exit_code == 0
+    policy = """
+policy no_tokyo: deny time.get_current_time when params.timezone == "Asia/Tokyo"
+  message "not Tokyo"
+"""
+    denied = tmp_path / "denied.car"
+    denied.write_text(
+        path.read_text()
+        + policy
+        + 'proposal p { t = time.get_current_time(timezone: "Asia/Tokyo") }'
+    )
+    check = runner.invoke(app, ["check", str(denied)])
+    assert check.exit_code == 1 and "will be denied by no_tokyo: not Tokyo" in check.output
+    path.write_text(
+        path.read_text() + policy + 'proposal now { utc = time.get_current_time(timezone: "UTC") }'
+    )
+    run = runner.invoke(app, ["run", str(path), "--format", "json"])
+    assert run.exit_code == 0, run.output
+    (result,) = json.loads(run.stdout)["result"]["results"]
+    assert result["status"] == "succeeded"
+    assert json.loads(result["output"])["timezone"] == "UTC"  # the server's text content
+
+
+def test_import_usage_errors(tmp_path: Path) -> None:
+    neither = runner.invoke(app, ["mcp", "import"])
+    assert neither.exit_code == 2 and "give the server's command" in neither.output
+    far = runner.invoke(app, ["mcp", "import", "--url", "http://example.com/mcp"])
+    assert far.exit_code == 2 and "must be on this machine" in far.output
+    missing = runner.invoke(app, ["mcp", "import", "--", "/no/such/server"])
+    assert missing.exit_code == 2 and "cannot start /no/such/server" in missing.output
+    gone = runner.invoke(app, ["mcp", "import", "--", sys.executable, "-c", "pass"])
+    assert gone.exit_code == 2 and "exited" in gone.output

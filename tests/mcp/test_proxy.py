@@ -1,0 +1,231 @@
+"""`carlang mcp proxy` with the official SDK client: tools/list filtered by the capability,
+allowed calls answered by the server, denials as isError results with the policy, approvals
+by elicitation, budgets and history per client session."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.conftest import ROOT
+from tests.mcp.conftest import needs_sdk, toy_command
+
+pytestmark = needs_sdk
+runner = CliRunner()
+
+POLICIES = """
+capability safe { tools allow toy.add, toy.echo_text }
+budget three { max_tool_calls 3 }
+policy too_big: deny toy.add when params.a > 100
+  message "a is too big"
+policy ask_secret: require_approval toy.echo_text when params.text == "secret"
+  message "secret text needs a person"
+policy echo_once: deny toy.echo_text when history.exists(h, h.tool == "toy.echo_text" && h.status == "succeeded")
+  message "one echo per session"
+"""
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"}
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("proxy") / "toy.car"
+    result = runner.invoke(
+        app, ["mcp", "import", "--name", "toy", "-o", str(path), "--", *toy_command()]
+    )
+    assert result.exit_code == 0, result.output
+    path.write_text(path.read_text() + POLICIES)
+    assert runner.invoke(app, ["check", str(path)]).exit_code == 0
+    return path
+
+
+def _text(result: Any) -> str:
+    return "\n".join(c.text for c in result.content if c.type == "text")
+
+
+def _run(scenario: Callable[..., Awaitable[None]], *args: Any) -> None:
+    anyio.run(scenario, *args)
+
+
+async def _with_stdio_proxy(
+    program: Path, extra: list[str], body: Callable[[Any], Awaitable[None]], elicit: Any = None
+) -> None:
+    from mcp import ClientSession, StdioServerParameters
+    from mcp.client.stdio import stdio_client
+
+    params = StdioServerParameters(
+        command=sys.executable,
+        args=["-m", "carlang", "mcp", "proxy", str(program), *extra],
+        env=_env(),
+    )
+    async with stdio_client(params) as (read, write):
+        async with ClientSession(read, write, elicitation_callback=elicit) as session:
+            await session.initialize()
+            await body(session)
+
+
+def test_proxy_lists_allowed_tools_and_enforces_policies(program: Path, tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+
+    async def body(session: Any) -> None:
+        listed = await session.list_tools()
+        assert sorted(t.name for t in listed.tools) == ["toy.add", "toy.echo_text"]
+        ok = await session.call_tool("toy.add", {"a": 2, "b": 3})
+        assert not ok.isError and ok.structuredContent == {"result": 5}
+        denied = await session.call_tool("toy.add", {"a": 200, "b": 1})
+        assert denied.isError and "too_big" in _text(denied) and "a is too big" in _text(denied)
+        assert "200" not in _text(denied)
+        hidden = await session.call_tool("toy.fail", {"message": "x"})
+        assert hidden.isError and _text(hidden) == "unknown tool 'toy.fail'"
+        invalid = await session.call_tool("toy.add", {"a": "two", "b": 3})
+        assert invalid.isError and "expected integer, got string (at /a)" in _text(invalid)
+        asks = await session.call_tool("toy.echo_text", {"text": "secret"})
+        assert asks.isError and "approval required" in _text(asks) and "ask_secret" in _text(asks)
+        again = await session.call_tool("toy.echo_text", {"text": "hello"})
+        assert not again.isError and again.structuredContent == {"result": "hello"}
+        twice = await session.call_tool("toy.echo_text", {"text": "hello"})
+        assert twice.isError and "echo_once: one echo per session" in _text(twice)
+
+    _run(_with_stdio_proxy, program, ["--capability", "safe", "--events", str(events)], body)
+    logged = events.read_text()
+    assert '"policy_violation"' in logged and "too_big" in logged and '"action_succeeded"' in logged
+
+
+def test_approval_by_elicitation_and_budget_per_session(program: Path) -> None:
+    import mcp.types as types
+
+    asked: list[str] = []
+
+    async def elicit(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="accept", content={"approve": True})
+
+    async def body(session: Any) -> None:
+        approved = await session.call_tool("toy.echo_text", {"text": "secret"})
+        assert not approved.isError, _text(approved)
+        for n in range(2):
+            assert not (await session.call_tool("toy.add", {"a": n, "b": 1})).isError
+        spent = await session.call_tool("toy.add", {"a": 1, "b": 1})
+        assert spent.isError and "budget 'three' is spent: 3 tool calls per session" in _text(spent)
+
+    _run(_with_stdio_proxy, program, ["--capability", "safe", "--budget", "three"], body, elicit)
+    assert len(asked) == 1 and "ask_secret" in asked[0]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "carlang",
+            "mcp",
+            "proxy",
+            str(program),
+            "--capability",
+            "safe",
+            "--budget",
+            "three",
+            "--transport",
+            "http",
+            "--port",
+            str(port),
+        ],
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+        async def client(calls: int, results: list[bool]) -> None:
+            async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write, _):
+                async with ClientSession(read, write) as session:
+                    await session.initialize()
+                    echo = await session.call_tool("toy.echo_text", {"text": "hi"})
+                    assert not echo.isError, echo  # history is this session's: one echo each
+                    for n in range(calls - 1):
+                        result = await session.call_tool("toy.add", {"a": n, "b": 1})
+                        results.append(not result.isError)
+
+        async def both() -> None:
+            first: list[bool] = []
+            second: list[bool] = []
+            async with anyio.create_task_group() as group:
+                group.start_soon(client, 4, first)
+                group.start_soon(client, 3, second)
+            assert first == [True, True, False]  # an echo and two adds: its budget of three
+            assert second == [True, True]  # not spent by the other client
+
+        anyio.run(both)
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+def test_the_stdio_proxy_answers_bad_messages_with_json_rpc_errors(program: Path) -> None:
+    import json
+
+    lines = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 3, "method": "resources/list"},
+        {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": 7}},
+    ]
+    text = "\n".join(json.dumps(line) for line in lines[:2]) + "\n{not json\n"
+    text += "\n".join(json.dumps(line) for line in lines[2:]) + "\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "carlang", "mcp", "proxy", str(program)],
+        input=text.encode(),
+        capture_output=True,
+        env=_env(),
+        timeout=60,
+    )
+    answers = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    by_id = {a.get("id"): a for a in answers}
+    assert by_id[1]["result"]["protocolVersion"] == "2025-06-18"
+    assert by_id[1]["result"]["serverInfo"]["name"] == "carlang-proxy"
+    assert by_id[None]["error"]["code"] == -32700
+    assert by_id[2]["result"] == {}
+    assert by_id[3]["error"]["code"] == -32601
+    assert by_id[4]["error"]["code"] == -32602
+    assert done.returncode == 0

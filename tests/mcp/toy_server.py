@@ -1,0 +1,68 @@
+"""A small MCP server written with the official SDK (FastMCP), for the failure paths real
+servers do not show on demand: errors, slow calls (cancellation), a schema that changes.
+
+    python toy_server.py                 # stdio
+    python toy_server.py --http PORT     # Streamable HTTP on 127.0.0.1:PORT/mcp
+TOY_SCHEMA=2 changes `add`'s schema; TOY_CANCELLED=path gets a line per cancelled call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+
+from mcp.server.fastmcp import FastMCP
+from mcp.types import ToolAnnotations
+
+mcp = FastMCP("toy")
+
+if os.environ.get("TOY_SCHEMA") == "2":
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def add(a: int, b: int, c: int = 0) -> int:
+        """Add numbers."""
+        return a + b + c
+
+else:
+
+    @mcp.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+
+@mcp.tool(annotations=ToolAnnotations(destructiveHint=True))
+def fail(message: str) -> str:
+    """Always fails with the message."""
+    raise ValueError(message)
+
+
+@mcp.tool(name="echo-text")
+def echo_text(text: str) -> str:
+    """Echo text (a name with a dash)."""
+    return text
+
+
+@mcp.tool()
+async def slow(seconds: float) -> str:
+    """Sleep, then answer."""
+    try:
+        await asyncio.sleep(seconds)
+    except asyncio.CancelledError:
+        marker = os.environ.get("TOY_CANCELLED")
+        if marker:
+            with open(marker, "a") as out:
+                out.write("cancelled\n")
+        raise
+    return "slept"
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--http":
+        mcp.settings.port = int(sys.argv[2])
+        mcp.settings.host = "127.0.0.1"
+        mcp.settings.log_level = "WARNING"
+        mcp.run("streamable-http")
+    else:
+        mcp.run()
