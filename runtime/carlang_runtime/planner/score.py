@@ -154,8 +154,8 @@ def _cost_efficiency(
 
 def _confidence(cols: Columns, feedback: ToolFeedback, config: PlannerConfig) -> float:
     rates = [
-        feedback.success_rate(tool or "")
-        for tool, kind in zip(cols.tools, cols.types, strict=True)
+        feedback.action_success_rate(tool or "", params)
+        for tool, kind, params in zip(cols.tools, cols.types, cols.parameters, strict=True)
         if kind is TOOL_CALL
     ]
     if not rates:
@@ -248,6 +248,9 @@ def score_candidate(index: int, proposal: ActionProposal, on: ScoringContext) ->
             config.seed,
             state=on.state,
             unknown_rate=config.unknown_tool_confidence,
+            approvals=compliance.asks,
+            budget_ms=budget.max_duration_ms if budget is not None else None,
+            unknown_approval_rate=config.unknown_approval_rate,
         )
         factors["monte_carlo"] = _factor(config.monte_carlo_weight, monte.success_rate)
         findings.append(_monte_carlo_finding(monte))
