@@ -2,10 +2,11 @@
 
 A tool's success rate is per attempt, as the Monte Carlo estimate draws it: a success is one
 attempt that worked, each `action_retrying` is an attempt that failed, and a final
-`action_failed` one more. Rejected, skipped and deduplicated actions never called the tool and
-count for nothing. Durations are the mean of the successful calls' `duration_ms`. A log names an
-action's tool only in its `proposal_received` event (the whole proposal, which durable logs
-record), so events of proposals the log does not hold are left out.
+`action_failed` one more, and so is an `action_skipped` after `action_executing` (an optional
+step whose call failed). Rejected, otherwise skipped and deduplicated actions never called the
+tool and count for nothing. Durations are the mean of the successful calls' `duration_ms`. A log
+names an action's tool only in its `proposal_received` event (the whole proposal, which durable
+logs record), so events of proposals the log does not hold are left out.
 
 Beyond the tool, the log is split by *parameter pattern*: each scalar parameter's value
 (`deploy` with `env = "prod"`). A pattern is used instead of its tool's rate only where the log
@@ -160,8 +161,10 @@ class ToolFeedback:
                 continue
             if outcome.status is ActionStatus.SUCCEEDED:
                 self._success(call, outcome.duration_ms)
-            elif outcome.status is ActionStatus.FAILED:
-                self._failure(call)
+            elif outcome.status is ActionStatus.FAILED or (
+                outcome.status is ActionStatus.SKIPPED and outcome.duration_ms is not None
+            ):
+                self._failure(call)  # a skipped step with a duration was called and failed
 
     def _counters(self, call: tuple[str, Mapping[str, Any]]) -> list[ToolStats]:
         self._distinct = None
@@ -193,6 +196,7 @@ class ToolFeedback:
     def learn(self, events: Iterable[Mapping[str, Any]]) -> None:
         """Learn from event documents (as `read_event_log` returns them), in log order."""
         calls: dict[tuple[Any, Any, Any], tuple[str, Mapping[str, Any]]] = {}
+        called: set[tuple[Any, Any, Any]] = set()
         for event in events:
             kind = event.get("kind")
             data = event.get("data") or {}
@@ -211,13 +215,18 @@ class ToolFeedback:
             if kind == "approval_recorded" and isinstance(data, Mapping):
                 self._approval(data)
                 continue
-            call = calls.get((run, proposal_id, event.get("action_id")))
+            key = (run, proposal_id, event.get("action_id"))
+            call = calls.get(key)
             if call is None:
                 continue
-            if kind == "action_succeeded":
+            if kind == "action_executing":
+                called.add(key)
+            elif kind == "action_succeeded":
                 self._success(call, data.get("duration_ms"))
             elif kind in ("action_failed", "action_retrying"):
                 self._failure(call)
+            elif kind == "action_skipped" and key in called:
+                self._failure(call)  # an optional step whose call failed (`on_failure skip`)
 
     def _approval(self, data: Mapping[str, Any]) -> None:
         granted = bool(data.get("approved"))
