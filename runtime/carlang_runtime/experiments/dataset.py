@@ -61,17 +61,21 @@ class Task:
 
 
 def rank_task(
-    task: Task, config: PlannerConfig, feedback: ToolFeedback | None = None
+    task: Task,
+    config: PlannerConfig,
+    feedback: ToolFeedback | None = None,
+    monte_carlo_cache: dict[tuple[Any, ...], Any] | None = None,
 ) -> list[ScoredProposal]:
     """Rank one task's candidates, best first (see `planner.rank` for the order)."""
     return rank(
-        list(task.candidates),
+        task.candidates,
         task.tools,
         dict(task.state),
         task.config(config),
         feedback,
         list(task.policies),
         governance=task.governance,
+        monte_carlo_cache=monte_carlo_cache,
     )
 
 
