@@ -65,13 +65,16 @@ def rank_task(
     config: PlannerConfig,
     feedback: ToolFeedback | None = None,
     monte_carlo_cache: dict[tuple[Any, ...], Any] | None = None,
+    *,
+    own_settings: bool = True,
 ) -> list[ScoredProposal]:
-    """Rank one task's candidates, best first (see `planner.rank` for the order)."""
+    """Rank one task's candidates, best first (see `planner.rank` for the order): with
+    `config` and then the plan's own settings, or `config` alone (`own_settings=False`)."""
     return rank(
         task.candidates,
         task.tools,
         dict(task.state),
-        task.config(config),
+        task.config(config) if own_settings else config,
         feedback,
         list(task.policies),
         governance=task.governance,

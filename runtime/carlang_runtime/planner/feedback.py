@@ -25,9 +25,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, ActionStatus, ProposalResult
 
 __all__ = [
+    "FeedbackFileError",
     "ToolFeedback",
     "ToolStats",
     "FEEDBACK_FORMAT",
@@ -44,6 +46,10 @@ MIN_PATTERN_ATTEMPTS = 20
 SIGNIFICANT_Z = 2.0
 #: A (tool, parameter, value as compact JSON) pattern.
 Pattern = tuple[str, str, str]
+
+
+class FeedbackFileError(CarlangRuntimeError, ValueError):
+    """A saved feedback file that cannot be read: says where and why."""
 
 
 @dataclass(slots=True)
@@ -304,19 +310,19 @@ class ToolFeedback:
     @classmethod
     def load(cls, path: str | Path) -> ToolFeedback:
         """A saved feedback file (`save`, `carlang planner learn`) or an event log. Raises
-        `EventLogError` or `ValueError` when it cannot be read."""
+        `EventLogError` or `FeedbackFileError` when it cannot be read."""
         path = Path(path)
         if path.suffix == ".json":
             try:
                 document = json.loads(path.read_text())
             except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise ValueError(f"{path}: cannot read a feedback file: {exc}") from None
+                raise FeedbackFileError(f"{path}: cannot read a feedback file: {exc}") from None
             if not isinstance(document, Mapping):
-                raise ValueError(f"{path}: not a carlang feedback file")
+                raise FeedbackFileError(f"{path}: not a carlang feedback file")
             try:
                 return cls.from_document(document)
             except ValueError as exc:
-                raise ValueError(f"{path}: {exc}") from None
+                raise FeedbackFileError(f"{path}: {exc}") from None
         return cls.from_log(path)
 
     @classmethod
