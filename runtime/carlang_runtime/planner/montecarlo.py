@@ -5,7 +5,8 @@ tool's success rate per attempt, over `max_retries + 1` attempts when its failur
 `retry`. A failure, or a rejection (a precondition or state dependency the plan's state does
 not meet, because what was to write it failed), aborts the run when the action's behaviour is
 `abort` or `retry`, and is passed over when it is `skip`; an abort rolls back every success of
-the trial. State writes, reads and assertions are decided by the state, as at run time. A level
+the trial. An action that runs `after` one that did not succeed is passed over, as the runtime skips
+it. State writes, reads and assertions are decided by the state, as at run time. A level
 holding an `abort` action runs in order (an abort stops the rest of it); any other level's
 actions see the state the level started from. No tool is called.
 
@@ -72,6 +73,9 @@ class _Plan:
     attempts: list[int]
     duration: list[float]
     budget_ms: float | None = None
+    #: Per action: the positions it runs `after`; it is passed over (not a failure) unless
+    #: all of them succeeded, as the runtime skips it. None when no action has any.
+    after: list[list[int]] | None = None
 
 
 def _plan(
@@ -110,8 +114,20 @@ def _plan(
         (level, len(level) == 1 or any(actions[i].failure_behavior is abort for i in level))
         for level in dag.levels
     ]
+    position = {action.id: i for i, action in enumerate(actions)}
+    after = [[position[d] for d in a.depends_on if d in position] for a in actions]
     return _Plan(
-        levels, mode, chance, stops, tracks_state, gate, rates, tries, durations, budget_ms
+        levels,
+        mode,
+        chance,
+        stops,
+        tracks_state,
+        gate,
+        rates,
+        tries,
+        durations,
+        budget_ms,
+        after if any(after) else None,
     )
 
 
@@ -183,10 +199,14 @@ def _trial(
 ) -> tuple[list[int], int | None]:
     """One run: the positions that succeeded, and the one that aborted it (or None)."""
     mode, chance, stops, tracks = plan.mode, plan.chance, plan.stops, plan.tracks_state
+    after = plan.after
+    kept = [False] * len(mode) if after is not None else None
     done: list[int] = []
     for level, in_order in plan.levels:
         if in_order:
             for i in level:
+                if kept is not None and not _ready(after, kept, i):
+                    continue
                 m = mode[i]
                 if m is _ALWAYS or (m is _DRAW and draw() < chance[i]):
                     ok = True
@@ -196,6 +216,8 @@ def _trial(
                     ok = _decide(cols, i, live, chance[i], draw)
                 if ok:
                     done.append(i)
+                    if kept is not None:
+                        kept[i] = True
                     if tracks:
                         apply_effects(cols, i, live)
                 elif stops[i]:
@@ -205,11 +227,14 @@ def _trial(
         outcomes = [
             (i, True if mode[i] is _ALWAYS else _decide(cols, i, live, chance[i], draw))
             for i in level
+            if kept is None or _ready(after, kept, i)
         ]
         cause = None
         for i, ok in outcomes:
             if ok:
                 done.append(i)
+                if kept is not None:
+                    kept[i] = True
                 if tracks:
                     apply_effects(cols, i, live)
             elif stops[i] and cause is None:
@@ -271,12 +296,16 @@ def _timed_trial(
     once the budget is spent is skipped, which stops the run."""
     assert plan.budget_ms is not None
     budget, elapsed = plan.budget_ms, 0.0
+    after = plan.after
+    kept = [False] * len(plan.mode)
     done: list[int] = []
     for level, in_order in plan.levels:
         slowest = 0.0
         cause = None
         base = dict(live) if plan.tracks_state and not in_order else live
         for i in level:
+            if after is not None and not _ready(after, kept, i):
+                continue
             started = elapsed + (slowest if in_order else 0.0)
             if started > budget:
                 return done, i
@@ -284,6 +313,7 @@ def _timed_trial(
             slowest = slowest + spent if in_order else max(slowest, spent)
             if ok:
                 done.append(i)
+                kept[i] = True
                 if plan.tracks_state:
                     apply_effects(cols, i, live)
             elif plan.stops[i]:
@@ -314,6 +344,12 @@ def _attempts(
         if draw() < rate:
             return True, spent
     return False, spent
+
+
+def _ready(after: list[list[int]] | None, kept: list[bool], i: int) -> bool:
+    """Whether every action `i` runs after succeeded (else the runtime passes it over)."""
+    assert after is not None
+    return all(kept[j] for j in after[i])
 
 
 def _decide(cols: Columns, i: int, live: dict[str, Any], chance: float, draw: Any) -> bool:
