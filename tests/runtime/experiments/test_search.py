@@ -3,6 +3,7 @@ the workers, splits and spaces are checked, ablations switch each feature off.""
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -139,9 +140,16 @@ def test_the_search_command_writes_a_config_rank_reads(
     best = tmp_path / "best.json"
     runner = CliRunner()
     args = ["planner", "search", str(dataset), "--outcomes", str(log), "--space", str(space)]
-    result = runner.invoke(app, [*args, "--workers", "1", "--ablate", "-o", str(best)])
+    plot = tmp_path / "search.png"
+    result = runner.invoke(
+        app, [*args, "--workers", "1", "--ablate", "-o", str(best), "--plot", str(plot)]
+    )
     assert result.exit_code == 0, result.output
     assert "4 point(s) tried (grid)" in result.stdout and "ablation" in result.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert plot.read_bytes()[:4] == b"\x89PNG"
+    else:
+        assert "no plot: matplotlib is not installed" in result.stderr
     ranked = runner.invoke(app, ["rank", str(dataset), "--config", str(best), "--format", "csv"])
     assert ranked.exit_code == 0, ranked.output
     space.write_text("cost_weight = [0.1\n")
