@@ -68,6 +68,9 @@ def eval_command(
         int, typer.Option("--resamples", help="Bootstrap resamples for the 95% intervals.")
     ] = 1000,
     seed: SeedOption = 0,
+    per_task: Annotated[
+        bool, typer.Option("--per-task", help="Also print every task's winner and metrics.")
+    ] = False,
     as_json: JsonOption = False,
     root: RootOption = None,
 ) -> None:
@@ -75,7 +78,7 @@ def eval_command(
     regret, Spearman and Kendall, per task and overall with bootstrap intervals, next to CAR's
     score, fewest actions and random."""
     from carlang_runtime.experiments import Outcomes, evaluate
-    from carlang_runtime.experiments.evaluate import render
+    from carlang_runtime.experiments.evaluate import render, render_tasks
 
     if resamples < 0:
         fail_usage("--resamples must be 0 or more")
@@ -88,6 +91,9 @@ def eval_command(
         echo(json.dumps(result.to_dict(), indent=2))
     else:
         echo(render(result))
+        if per_task:
+            echo()
+            echo(render_tasks(result))
     if result.tasks == 0:
         echo_err("no task has recorded outcomes (runs carry scope task=ID, or use a CSV)")
         raise typer.Exit(1)

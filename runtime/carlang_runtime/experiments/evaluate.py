@@ -197,6 +197,20 @@ def evaluate(
     )
 
 
+def render_tasks(evaluation: Evaluation) -> str:
+    """Per task: each ranker's winner and metrics (`-` where a correlation is undefined)."""
+    lines = [f"{'task':<16}{'ranker':<16}{'winner':<20}" + "".join(f"{m:>10}" for m in METRICS)]
+    for position in range(evaluation.tasks):
+        for ranker in evaluation.rankers:
+            score = ranker.tasks[position]
+            cells = "".join(
+                f"{'-' if score.metric(m) is None else format(score.metric(m), '.3f'):>10}"
+                for m in METRICS
+            )
+            lines.append(f"{score.task:<16}{ranker.name:<16}{score.winner:<20}{cells}")
+    return "\n".join(lines)
+
+
 def render(evaluation: Evaluation) -> str:
     """A text report: one line per ranker, each metric's mean and 95% interval."""
     lines = [

@@ -113,8 +113,11 @@ def test_the_eval_command(bench: tuple[Path, Path, list], tmp_path: Path) -> Non
     rankers = {r["name"]: r for r in json.loads(result.stdout)["rankers"]}
     assert rankers["carlang"]["means"]["top1"] == 1.0
     assert rankers["car"]["means"]["regret"] == 0.75
-    text = runner.invoke(app, args).stdout
+    text = runner.invoke(app, [*args, "--per-task"]).stdout
     assert text.splitlines()[0] == "2 task(s) joined with 20 recorded run(s)"
+    per_task = [line.split() for line in text.splitlines() if line.startswith("t")]
+    assert ["t1", "car", "c_fail", "0.000", "1.000", "-", "-"] in per_task
+    assert ["t2", "carlang", "e_one", "1.000", "0.000", "1.000", "1.000"] in per_task
     assert "fewest_actions" in text and "random" in text
     csv = tmp_path / "outcomes.csv"
     csv.write_text("task,candidate,success,runs\nt1,c_okay,1,3\nt1,c_fail,0,3\n")
