@@ -1,4 +1,5 @@
-"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|mcp|all] [--quick]`."""
+"""`python -m benchmarks [verify|compile|cel|runtime|planner|experiments|policytest|dbos|mcp|
+all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from . import (
     cel_bench,
     compile_bench,
     dbos_bench,
+    experiments_bench,
     mcp_bench,
     planner_bench,
     policytest_bench,
@@ -21,6 +23,7 @@ BENCHMARKS = {
     "cel": cel_bench.run,
     "runtime": runtime_bench.run,
     "planner": planner_bench.run,
+    "experiments": experiments_bench.run,
     "policytest": policytest_bench.run,
     "dbos": dbos_bench.run,
     "mcp": mcp_bench.run,

@@ -130,7 +130,6 @@ def test_feedback_from_an_event_log_changes_the_ranking(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "program", "code", "message"),
     [
-        ((), PROGRAM, 2, "several plans; choose one with --plan (release, gamble)"),
         (("--plan", "nope"), PROGRAM, 2, "no plan `nope`"),
         ((), "tool t()\n", 2, "no plans and no proposals"),
         ((), "tool t(\n", 1, "error"),

@@ -104,7 +104,9 @@ def _commands(block: Block) -> list[tuple[str, list[str]]]:
     """Each `$ ...` command line with the output lines shown after it."""
     found: list[tuple[str, list[str]]] = []
     for line in block.text.splitlines():
-        if line.startswith("$ "):
+        if found and not found[-1][1] and found[-1][0].endswith("\\"):
+            found[-1] = (f"{found[-1][0][:-1].rstrip()} {line.strip()}", [])  # continued
+        elif line.startswith("$ "):
             found.append((line[2:], []))
         elif found:
             found[-1][1].append(line)

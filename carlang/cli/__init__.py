@@ -16,6 +16,7 @@ from carlang import __version__
 from . import (
     agent_commands,
     dbos_commands,
+    experiment_commands,
     ir_commands,
     lang_commands,
     mcp_commands,
@@ -60,6 +61,7 @@ lang_commands.register(app)
 policy_commands.register(app)
 run_commands.register(app)
 plan_commands.register(app)
+experiment_commands.register(app)
 test_commands.register(app)
 ir_commands.register(app)
 dbos_commands.register(app)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from enum import StrEnum
 from pathlib import Path
@@ -12,14 +10,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
-from .lang_commands import compile_program
 
 if TYPE_CHECKING:
-    from carlang_runtime.ir import Plan, Program
+    from carlang_runtime.experiments import Task
     from carlang_runtime.planner import PlannerConfig, ScoredProposal, ToolFeedback
     from carlang_runtime.planner.sweep import SweepPoint
 
-__all__ = ["register", "SCALAR_FIELDS"]
+__all__ = ["register"]
 
 
 class RankFormat(StrEnum):
@@ -29,35 +26,6 @@ class RankFormat(StrEnum):
     json = "json"
     csv = "csv"
 
-
-#: The columns of the CSV output: every number of a score, CAR's fields first.
-SCALAR_FIELDS = (
-    "index",
-    "score",
-    "valid",
-    "validity",
-    "cost_efficiency",
-    "historical_confidence",
-    "policy_compliance",
-    "budget_headroom",
-    "reversibility",
-    "monte_carlo_success",
-    "base_score",
-    "error_count",
-    "warning_count",
-    "action_count",
-    "tool_call_count",
-    "parallelism_levels",
-    "state_keys_written",
-    "has_write_conflicts",
-    "token_estimate",
-    "quality_per_token",
-    "approvals",
-    "denials",
-    "predicted_denials",
-    "irreversible_actions",
-    "estimated_duration_ms",
-)
 
 # (header, field, format) of the table; "-" where a feature has nothing to say.
 _TABLE = (
@@ -79,16 +47,29 @@ _TABLE = (
 
 @guarded
 def rank_command(
-    file: Annotated[Path, typer.Argument(help="The program whose plan to rank.")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Programs, folders (every plan in them), CAR JSON proposals or a JSONL file of"
+            " candidate groups (one task per line)."
+        ),
+    ],
     plan: Annotated[
         str | None,
-        typer.Option(
-            "--plan", help="Which plan (needed if several; without plans: all proposals)."
-        ),
+        typer.Option("--plan", help="Only this plan of each program (default: every plan)."),
     ] = None,
     feedback: Annotated[
         Path | None,
-        typer.Option("--feedback", help="Tool history from an event log: events.db or .jsonl."),
+        typer.Option(
+            "--feedback",
+            help="Tool history: an event log (events.db, .jsonl) or `planner learn`'s file.",
+        ),
+    ] = None,
+    config_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", help="Planner settings: `planner search -o`'s file, or JSON/TOML."
+        ),
     ] = None,
     settings: Annotated[
         list[str] | None,
@@ -110,61 +91,87 @@ def rank_command(
     ] = False,
     root: RootOption = None,
 ) -> None:
-    """Score a plan's candidate proposals without running them, best first. Exit 0 when a
-    candidate is valid, 1 when none is (or the program has errors), 2 for bad input."""
-    from carlang_runtime.planner import PlannerConfig, plan_config
+    """Score candidate plans without running them, best first: every task of the inputs, in one
+    table. Exit 0 when every task has a valid candidate, 1 when one has none (or a program has
+    errors), 2 for bad input."""
+    from carlang_runtime.experiments import rank_task, table_rows, write_csv
+    from carlang_runtime.planner.explain import render_explanation
 
-    _, program = compile_program(file, root, proposal_errors_ok=True)
-    chosen = _choose_plan(program, plan, file)
+    from .datasets import load_config, load_dataset
+
+    tasks = load_dataset(files, plan, root)
     history = _feedback(feedback)
-    config = plan_config(chosen, PlannerConfig()).with_settings(_settings(settings or []))
+    base = load_config(config_file)
+    extra = _settings(settings or [])
     if sweep:
         if output is RankFormat.table:
             fail_usage("a sweep prints csv or json (--format csv|json)")
-        _sweep(program, chosen, config, history, sweep, output or RankFormat.csv)
+        if len(tasks) != 1:
+            fail_usage(f"a sweep ranks one plan; the inputs hold {len(tasks)} (choose with --plan)")
+        only = tasks[0]
+        at = only.config(base).with_settings(extra)
+        _sweep(only, at, history, sweep, output or RankFormat.csv)
         raise typer.Exit(EXIT_OK)
-    from carlang_runtime.planner import rank_plan
+    rows: list[dict[str, Any]] = []
+    rankings = []
+    for task in tasks:
+        config = task.config(base).with_settings(extra)
+        ranked = rank_task(task, config, history, own_settings=False)
+        rankings.append((task, config, ranked))
+        rows.extend(table_rows(task.id, ranked, config))
+    if output is RankFormat.json:
+        echo(json.dumps(_json_document(rankings, rows, explain), indent=2))
+    elif output is RankFormat.csv:
+        echo(write_csv(rows).rstrip("\n"))
+    else:
+        for number, (task, config, ranked) in enumerate(rankings):
+            if len(rankings) > 1:
+                echo(("\n" if number else "") + f"== {task.id}")
+            echo(_table(ranked, [s.proposal_id for s in ranked]))
+            decided = _tie_note(ranked)
+            if decided:
+                echo(decided)
+            if explain:
+                echo()
+                echo(render_explanation(ranked, config, task.id))
+    every_valid = all(ranked and ranked[0].valid for _, _, ranked in rankings)
+    raise typer.Exit(EXIT_OK if every_valid else EXIT_FAILED)
+
+
+def _tie_note(ranked: list[ScoredProposal]) -> str | None:
+    """A line saying the winner was decided by a tie-break, if it was."""
+    from carlang_runtime.experiments import tie_breaks
+
+    rules = tie_breaks(ranked)
+    if not rules or not rules[0]:
+        return None
+    return (
+        f"tie-break: {ranked[0].proposal_id} and {ranked[1].proposal_id} score the same"
+        f" ({ranked[0].score:.4f}); {ranked[0].proposal_id} wins by {rules[0]}"
+    )
+
+
+def _json_document(
+    rankings: list[tuple[Task, PlannerConfig, list[ScoredProposal]]],
+    rows: list[dict[str, Any]],
+    explain: bool,
+) -> dict[str, Any]:
+    from carlang_runtime import __version__
+    from carlang_runtime.experiments import config_hash
     from carlang_runtime.planner.explain import render_explanation
 
-    ranked = rank_plan(program, chosen, config=config, feedback=history)
-    names = [s.proposal_id for s in ranked]
-    explanation = render_explanation(ranked, config, chosen.name) if explain else None
-    if output is RankFormat.json:
-        document: dict[str, Any] = {
-            "plan": chosen.name,
-            "config": config.model_dump(),
-            "ranking": [s.model_dump(mode="json") for s in ranked],
-        }
-        if explanation is not None:
-            document["explanation"] = explanation.splitlines()
-        echo(json.dumps(document, indent=2))
-    elif output is RankFormat.csv:
-        echo(_csv([({}, i + 1, s) for i, s in enumerate(ranked)], []).rstrip("\n"))
-    else:
-        echo(_table(ranked, names))
-        if explanation is not None:
-            echo()
-            echo(explanation)
-    raise typer.Exit(EXIT_OK if ranked and ranked[0].valid else EXIT_FAILED)
-
-
-def _choose_plan(program: Program, name: str | None, file: Path) -> Plan:
-    from carlang_runtime.ir import Plan
-
-    if name is not None:
-        found = program.plan(name)
-        if found is None:
-            names = ", ".join(p.name for p in program.plans) or "none"
-            fail_usage(f"no plan `{name}` in {file} (plans: {names})")
-        return found
-    if len(program.plans) == 1:
-        return program.plans[0]
-    if program.plans:
-        names = ", ".join(p.name for p in program.plans)
-        fail_usage(f"{file} has several plans; choose one with --plan ({names})")
-    if not program.proposals:
-        fail_usage(f"{file} has no plans and no proposals to rank")
-    return Plan(name="(all proposals)", candidates=[p.id for p in program.proposals])
+    task, config, ranked = rankings[0]
+    document: dict[str, Any] = {}
+    if len(rankings) == 1:
+        document["plan"] = task.id
+        document["config"] = config.model_dump()
+        document["config_hash"] = config_hash(config)
+        document["ranking"] = [s.model_dump(mode="json") for s in ranked]
+        if explain:
+            document["explanation"] = render_explanation(ranked, config, task.id).splitlines()
+    document["carlang_version"] = __version__
+    document["rows"] = rows
+    return document
 
 
 def _feedback(path: Path | None) -> ToolFeedback | None:
@@ -172,7 +179,7 @@ def _feedback(path: Path | None) -> ToolFeedback | None:
         return None
     from carlang_runtime.planner import ToolFeedback
 
-    return ToolFeedback.from_log(path)
+    return ToolFeedback.load(path)
 
 
 def _settings(pairs: list[str]) -> dict[str, str]:
@@ -215,41 +222,27 @@ def _table(ranked: list[ScoredProposal], names: list[str]) -> str:
     return "\n".join([line(headers), *(line(row) for row in rows)])
 
 
-def _csv(rows: list[tuple[dict[str, float], int, ScoredProposal]], axes: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow([*axes, "rank", "candidate", *SCALAR_FIELDS])
-    for settings, place, scored in rows:
-        values = [getattr(scored, name) for name in SCALAR_FIELDS]
-        writer.writerow(
-            [
-                *(settings[a] for a in axes),
-                place,
-                scored.proposal_id,
-                *("" if v is None else v for v in values),
-            ]
-        )
-    return buffer.getvalue()
-
-
 def _sweep(
-    program: Program,
-    plan: Plan,
+    task: Task,
     config: PlannerConfig,
     history: ToolFeedback | None,
     specs: list[str],
     output: RankFormat,
 ) -> None:
-    from carlang_runtime.planner import rank_plan
+    from carlang_runtime.experiments import rank_task, table_rows, write_csv
     from carlang_runtime.planner.sweep import parse_axis, sweep, winner_changes
 
     axes = [parse_axis(spec) for spec in specs]
-    points = sweep(lambda at: rank_plan(program, plan, config=at, feedback=history), config, axes)
+    cache: dict[tuple[Any, ...], Any] = {}
+    points = sweep(lambda at: rank_task(task, at, history, cache, own_settings=False), config, axes)
     if output is RankFormat.json:
         echo(json.dumps([_point_document(p) for p in points], indent=2))
     else:
-        rows = [(p.settings, i + 1, s) for p in points for i, s in enumerate(p.ranked)]
-        echo(_csv(rows, [a.name for a in axes]).rstrip("\n"))
+        rows = []
+        for point in points:
+            for row in table_rows(task.id, point.ranked, config.with_settings(point.settings)):
+                rows.append({**point.settings, **row})
+        echo(write_csv(rows, [a.name for a in axes]).rstrip("\n"))
     for line in winner_changes(points):
         echo_err(line)
 

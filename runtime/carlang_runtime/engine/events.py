@@ -60,6 +60,9 @@ class EventKind(StrEnum):
     COMPENSATION_SUCCEEDED = "compensation_succeeded"
     COMPENSATION_FAILED = "compensation_failed"
     COMPENSATION_REJECTED = "compensation_rejected"
+    # plan_and_execute did not fall back after a failed candidate: an effect of it was not
+    # undone (`data`: reason, actions)
+    PLAN_FALLBACK_STOPPED = "plan_fallback_stopped"
 
 
 _PLAIN_KIND: dict[str, str] = {kind: kind.value for kind in EventKind}

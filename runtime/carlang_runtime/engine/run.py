@@ -55,6 +55,7 @@ from ..redact import Scrubber, redact_parameters
 from .approval import ApprovalRequest
 from .events import EventKind, format_time
 from .limits import call_key
+from .outcome import AFTER_PREFIX, candidate_failure
 from .state import MISSING, StateTransition, detached
 from .tools import RegisteredTool, ToolContext, ToolError, ToolState, call_arguments
 
@@ -296,9 +297,10 @@ class ProposalRun:
                 break
             await self.run_level(level, count_problem)
         if self.aborted is None and self.all_or_nothing:
-            failed = next((r for r in self.results if r and r.status is not _SUCCEEDED), None)
-            if failed is not None:
-                self.aborted = f"action {failed.action_id} did not succeed ({failed.status.value})"
+            # Judged by the outcome: an optional step passed over is not a failure.
+            failure = candidate_failure(self.actions, self.results)
+            if failure is not None:
+                self.aborted = failure
 
     def stop(self, exc: BaseException) -> None:
         """Record what stopped the run from outside (the first thing wins)."""
@@ -642,7 +644,7 @@ class ProposalRun:
             result = self.results[position]
             if result is None or result.status is not _SUCCEEDED:
                 status = result.status.value if result is not None else "not run"
-                return f"skipped: it runs after {name}, which did not succeed ({status})"
+                return f"{AFTER_PREFIX}{name}, which did not succeed ({status})"
         return None
 
     def index(self, action_id: str) -> int:

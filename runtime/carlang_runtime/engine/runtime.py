@@ -43,6 +43,7 @@ from .cancel import CancelToken
 from .events import EventKind, EventLog
 from .limits import ResultCache, TokenBucket
 from .middleware import Middleware
+from .outcome import candidate_failure, uncompensated_successes
 from .run import ROLLED_BACK_ON_RESUME, ProposalRun, Resumption
 from .state import StateStore, check_tenant
 from .steps import DurableSteps
@@ -632,9 +633,11 @@ class Runtime:
         cancel: CancelToken | None = None,
         config: PlannerConfig | None = None,
         feedback: ToolFeedback | None = None,
+        allow_unsafe_fallback: bool = False,
     ) -> ProposalResult:
-        """Run the best candidate; if it does not fully succeed, restore the state and fall
-        back to the next (see `plan_and_execute_async`)."""
+        """Run the best candidate; if it does not get through, restore the state and fall
+        back to the next, unless it left an effect nothing undid (see
+        `plan_and_execute_async`)."""
         return run_sync(
             self.plan_and_execute_async(
                 candidates,
@@ -643,6 +646,7 @@ class Runtime:
                 cancel=cancel,
                 config=config,
                 feedback=feedback,
+                allow_unsafe_fallback=allow_unsafe_fallback,
             )
         )
 
@@ -655,11 +659,17 @@ class Runtime:
         cancel: CancelToken | None = None,
         config: PlannerConfig | None = None,
         feedback: ToolFeedback | None = None,
+        allow_unsafe_fallback: bool = False,
     ) -> ProposalResult:
-        """Rank the candidates (`rank_candidates`) and run them best first until one fully
-        succeeds; each failure is rolled back before the next runs. Returns the winner's
-        result, or the last failure's. With `feedback`, every run is recorded in it, so the
-        next ranking knows how the tools fared."""
+        """Rank the candidates (`rank_candidates`) and run them best first until one gets
+        through (no action failed or was refused in a way that stops it; an optional `skip`
+        step passed over is fine). Each failure is rolled back and its compensations run
+        before the next starts. A failed candidate whose tool call succeeded and was not undone
+        (`irreversible` or `compensable` without a compensation that succeeded) stops the
+        fallback: running another candidate could repeat its effect. Its result is returned
+        with `fallback_stopped` saying why, and a `plan_fallback_stopped` event is emitted;
+        `allow_unsafe_fallback=True` falls back anyway. Returns the winner's result, or the
+        last failure's. With `feedback`, every run is recorded in it."""
         proposals = [self._as_proposal(c) for c in candidates]
         if not proposals:
             raise CarlangRuntimeError("plan_and_execute needs at least one candidate")
@@ -671,15 +681,47 @@ class Runtime:
             proposal = proposals[scored.index]
             # All or nothing: a candidate that does not fully succeed is rolled back (and its
             # successes compensated) inside its own run, before the next one starts.
+            run_id = uuid.uuid4().hex[:16]
             result = await self._execute(
-                proposal, session=session, scope=scope, cancel=cancel, all_or_nothing=True
+                proposal,
+                session=session,
+                scope=scope,
+                cancel=cancel,
+                run_id=run_id,
+                all_or_nothing=True,
             )
             if feedback is not None:
                 feedback.record(proposal, result)
-            if result.all_succeeded() or (cancel is not None and cancel.cancelled):
+            failure = candidate_failure(proposal.actions, result.results)
+            if failure is None or (cancel is not None and cancel.cancelled):
                 return result
+            left = uncompensated_successes(proposal, result)
+            if left and not allow_unsafe_fallback and scored is not ranked[-1]:
+                return self._stop_fallback(run_id, proposal, result, failure, left)
         assert result is not None
         return result
+
+    def _stop_fallback(
+        self,
+        run_id: str,
+        proposal: ActionProposal,
+        result: ProposalResult,
+        failure: str,
+        left: list[str],
+    ) -> ProposalResult:
+        shown = ", ".join(left[:5]) + (f" and {len(left) - 5} more" if len(left) > 5 else "")
+        reason = (
+            f"candidate {proposal.id} failed ({failure}) after {shown} succeeded with effects"
+            " nothing undid (irreversible, or no compensation succeeded); falling back could"
+            " repeat them (allow_unsafe_fallback=True falls back anyway)"
+        )
+        self._emit_run(
+            EventKind.PLAN_FALLBACK_STOPPED,
+            run_id,
+            proposal,
+            {"reason": reason, "actions": left},
+        )
+        return result.model_copy(update={"fallback_stopped": reason})
 
     def rank_candidates(
         self,

@@ -100,6 +100,9 @@ class ProposalResult(CarModel):
     results: list[ActionResult] = Field(default_factory=list)
     cost: CostSummary = Field(default_factory=CostSummary)
     compensations: list[CompensationResult] = Field(default_factory=list, exclude_if=omit_empty)
+    #: carlang's extension: why `plan_and_execute` stopped after this failed candidate instead
+    #: of falling back to the next (an effect of it that nothing undid); left out when None.
+    fallback_stopped: Str | None = Field(default=None, exclude_if=omit_none)
 
     def all_succeeded(self) -> bool:
         """True when every action succeeded."""

@@ -126,6 +126,12 @@ class PlannerConfig(BaseModel):
     monte_carlo_trials: int = Field(
         1000, ge=0, le=1_000_000, description="trials per candidate (0: no Monte Carlo)"
     )
+    unknown_approval_rate: float = Field(
+        1.0,
+        ge=0.0,
+        le=1.0,
+        description="Monte Carlo: share of approvals granted for a policy feedback has not seen",
+    )
     seed: int = Field(0, description="seed of the Monte Carlo trials")
 
     @classmethod

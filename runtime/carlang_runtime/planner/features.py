@@ -79,6 +79,8 @@ class PolicyCompliance:
     predicted_denials: int = 0  # actions a state-reading policy is predicted to deny
     approvals: int = 0  # actions that will need approval
     findings: list[Finding] = field(default_factory=list)
+    #: Per action position: the policies that will ask approval for it (for Monte Carlo).
+    asks: dict[int, list[str]] = field(default_factory=dict)
 
 
 def policy_compliance(
@@ -104,6 +106,7 @@ def policy_compliance(
             rank, text = 1, f"is predicted to be denied by {verdict.policy}: {verdict.reason}"
         else:
             rank, text = 0, f"will need approval by {verdict.policy}: {verdict.reason}"
+            out.asks.setdefault(verdict.index, []).append(verdict.policy)
         if verdict.index not in worst or worst[verdict.index][0] < rank:
             worst[verdict.index] = (rank, text)
     for index, (rank, text) in sorted(worst.items()):

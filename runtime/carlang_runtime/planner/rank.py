@@ -30,6 +30,7 @@ def rank(
     policies: PoliciesArg = None,
     *,
     governance: Governance | None = None,
+    monte_carlo_cache: dict[tuple[Any, ...], Any] | None = None,
 ) -> list[ScoredProposal]:
     """Score every candidate and order them best first: valid before invalid, then by score;
     equal scores go to the candidate with fewer actions (as car-runtime orders them), then to
@@ -39,7 +40,9 @@ def rank(
     `state`: as for `verify`. `config`: weights and targets (default `PlannerConfig()`).
     `feedback`: tool history (enables historical confidence, durations, Monte Carlo).
     `policies`: `PolicySet`s or policies, judged against each action beforehand.
-    `governance`: the capabilities and budgets candidates run under.
+    `governance`: the capabilities and budgets candidates run under. `monte_carlo_cache`:
+    a dict that keeps Monte Carlo results across calls on the same proposal objects (an
+    experiment ranking one dataset at many weights).
     """
     # Scoring builds many small acyclic objects; the collector's passes over them would cost
     # as much as the scoring (see `gc_paused`).
@@ -52,6 +55,7 @@ def rank(
             feedback=feedback,
             policies=_policy_sets(policies),
             governance=governance or Governance(),
+            monte_carlo_cache=monte_carlo_cache,
         )
         scored = [score_candidate(i, p, on) for i, p in enumerate(proposals)]
     return sorted(scored, key=lambda s: (not s.valid, -s.score, s.action_count, s.index))

@@ -22,7 +22,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..columns import STATE_WRITE, TOOL_CALL, Columns
-from ..ir import ActionProposal
+from ..ir import ActionProposal, Budget
 from ..policy import PolicySet
 from ..verify import ToolSet, VerifyResult, analyse
 from .config import PlannerConfig
@@ -100,6 +100,9 @@ class ScoringContext:
     feedback: ToolFeedback | None
     policies: Sequence[PolicySet]
     governance: Governance
+    #: Monte Carlo results kept across rankings (they do not depend on the weights): keyed by
+    #: the proposal object and the settings they do depend on. None: not kept.
+    monte_carlo_cache: dict[tuple[Any, ...], tuple[ActionProposal, MonteCarloResult]] | None = None
 
 
 def token_estimate(proposal: ActionProposal) -> int:
@@ -154,8 +157,8 @@ def _cost_efficiency(
 
 def _confidence(cols: Columns, feedback: ToolFeedback, config: PlannerConfig) -> float:
     rates = [
-        feedback.success_rate(tool or "")
-        for tool, kind in zip(cols.tools, cols.types, strict=True)
+        feedback.action_success_rate(tool or "", params)
+        for tool, kind, params in zip(cols.tools, cols.types, cols.parameters, strict=True)
         if kind is TOOL_CALL
     ]
     if not rates:
@@ -241,14 +244,7 @@ def score_candidate(index: int, proposal: ActionProposal, on: ScoringContext) ->
     factors["reversibility"] = _factor(config.reversibility_weight, safe)
     monte: MonteCarloResult | None = None
     if feedback is not None and valid and config.monte_carlo_trials and config.monte_carlo_weight:
-        monte = simulate_monte_carlo(
-            proposal,
-            feedback,
-            config.monte_carlo_trials,
-            config.seed,
-            state=on.state,
-            unknown_rate=config.unknown_tool_confidence,
-        )
+        monte = _monte_carlo(proposal, on, compliance.asks, budget)
         factors["monte_carlo"] = _factor(config.monte_carlo_weight, monte.success_rate)
         findings.append(_monte_carlo_finding(monte))
     score = base if valid else 0.0
@@ -284,6 +280,42 @@ def score_candidate(index: int, proposal: ActionProposal, on: ScoringContext) ->
         factors=factors,
         findings=[f.to_dict() for f in findings],
     )
+
+
+def _monte_carlo(
+    proposal: ActionProposal,
+    on: ScoringContext,
+    asks: dict[int, list[str]],
+    budget: Budget | None,
+) -> MonteCarloResult:
+    config, cache = on.config, on.monte_carlo_cache
+    key = (
+        id(proposal),
+        id(on.feedback),
+        config.monte_carlo_trials,
+        config.seed,
+        config.unknown_tool_confidence,
+        config.unknown_approval_rate,
+    )
+    if cache is not None:
+        hit = cache.get(key)
+        if hit is not None and hit[0] is proposal:
+            return hit[1]
+    assert on.feedback is not None
+    monte = simulate_monte_carlo(
+        proposal,
+        on.feedback,
+        config.monte_carlo_trials,
+        config.seed,
+        state=on.state,
+        unknown_rate=config.unknown_tool_confidence,
+        approvals=asks,
+        budget_ms=budget.max_duration_ms if budget is not None else None,
+        unknown_approval_rate=config.unknown_approval_rate,
+    )
+    if cache is not None:
+        cache[key] = (proposal, monte)
+    return monte
 
 
 def _keys_written(cols: Columns) -> int:

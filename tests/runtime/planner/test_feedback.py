@@ -76,7 +76,8 @@ def test_results_teach_feedback_too() -> None:
     plan = proposal(call("a", "ok"), call("b", "bad", failure_behavior="skip"))
     feedback = ToolFeedback()
     feedback.record(plan, rt.execute(plan))
-    assert feedback.success_rates() == {"ok": 1.0}  # a skipped failure is not a failed call
+    # An optional step whose call failed was a failed call: the tool was called and broke.
+    assert feedback.success_rates() == {"ok": 1.0, "bad": 0.0}
     plan = proposal(call("b", "bad"))
     feedback.record(plan, rt.execute(plan))
     assert feedback.success_rate("bad") == 0.0

@@ -30,7 +30,8 @@ def test_a_skip_failure_is_tolerated_but_cascades_to_what_needs_its_effect() -> 
     tolerant = proposal(optional, call("after", "ok", depends_on=["opt"]))
     result = simulate_monte_carlo(tolerant, {"ok": 1.0, "broken": 0.0}, trials=10, seed=1)
     assert result.success_rate == 1.0 and result.full_success_rate == 0.0
-    assert result.action_success == {"opt": 0.0, "after": 1.0}
+    # what runs `after` a step that did not succeed is passed over, as the runtime skips it
+    assert result.action_success == {"opt": 0.0, "after": 0.0}
     # a dependent that needs the key the failed step would have written is rejected: it aborts
     needy = proposal(optional, call("use", "ok", state_dependencies=["k"]))
     result = simulate_monte_carlo(needy, {"ok": 1.0, "broken": 0.0}, trials=10, seed=1)
@@ -57,12 +58,18 @@ def test_assertions_and_preconditions_are_decided_by_the_simulated_state() -> No
             id="check",
             type="assertion",
             parameters={"key": "ready", "expected": True},
-            depends_on=["set"],
         ),
     )
     result = simulate_monte_carlo(plan, {"maybe": 0.3}, trials=4000, seed=5)
     assert result.success_rate == pytest.approx(0.3, abs=0.03)
     assert result.abort_causes == {"check": 4000 - round(result.success_rate * 4000)}
+    # `after set`: the runtime skips the check when set did not succeed; so does the simulation
+    waiting = plan.model_copy(
+        update={
+            "actions": [plan.actions[0], plan.actions[1].model_copy(update={"depends_on": ["set"]})]
+        }
+    )
+    assert simulate_monte_carlo(waiting, {"maybe": 0.3}, trials=400, seed=5).success_rate == 1.0
 
 
 def test_the_same_seed_gives_the_same_result_and_unknown_tools_use_the_default() -> None:

@@ -1,0 +1,100 @@
+"""Datasets on the command line: programs, folders, CAR JSON proposals and JSONL groups as
+ranking tasks, and planner configs read from files (`--config`)."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .common import fail_usage
+from .lang_commands import compile_program
+
+if TYPE_CHECKING:
+    from carlang_runtime.experiments import Task
+    from carlang_runtime.planner import PlannerConfig
+
+__all__ = ["load_dataset", "load_config", "DATASET_SUFFIXES"]
+
+#: The files a folder contributes, in this order within the folder (sorted by path).
+DATASET_SUFFIXES = (".car", ".json", ".jsonl")
+
+
+def _files(inputs: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in DATASET_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
+            if not found:
+                fail_usage(f"{path}: no .car, .json or .jsonl file in this folder")
+            files.extend(found)
+        elif not path.exists():
+            fail_usage(f"{path}: no such file or folder")
+        else:
+            files.append(path)
+    return files
+
+
+def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> list[Task]:
+    """Every task of the inputs: each program's plans (only `plan` when given; all proposals
+    of a program without plans), each CAR JSON file, each line of a JSONL file of groups.
+    With several files, a plan's task id is `file:plan`."""
+    from carlang_runtime.experiments import load_groups, load_proposals, tasks_from_program
+    from carlang_runtime.experiments.dataset import check_unique, task_from_plan
+
+    files = _files(inputs)
+    several = len(files) > 1
+    tasks: list[Task] = []
+    for file in files:
+        if file.suffix == ".jsonl":
+            tasks.extend(load_groups(file))
+        elif file.suffix == ".json":
+            tasks.append(load_proposals(file))
+        else:
+            _, program = compile_program(file, root, proposal_errors_ok=True)
+            prefix = f"{file.stem}:" if several else ""
+            if plan is not None:
+                chosen = program.plan(plan)
+                if chosen is None:
+                    if several:
+                        continue
+                    names = ", ".join(p.name for p in program.plans) or "none"
+                    fail_usage(f"no plan `{plan}` in {file} (plans: {names})")
+                tasks.append(task_from_plan(program, chosen, prefix + chosen.name))
+                continue
+            if not program.plans and not program.proposals:
+                fail_usage(f"{file} has no plans and no proposals to rank")
+            tasks.extend(tasks_from_program(program, prefix))
+    if not tasks:
+        fail_usage(f"no plan `{plan}` in any input")
+    return check_unique(tasks)
+
+
+def load_config(path: Path | None) -> PlannerConfig:
+    """The planner config of a file: `carlang planner search -o`'s JSON (its `config`), or a
+    JSON or TOML table of settings. Without a file, the defaults."""
+    from carlang_runtime.planner import PlannerConfig
+
+    if path is None:
+        return PlannerConfig()
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        fail_usage(f"{path}: cannot read it: {exc}")
+    document: Any
+    try:
+        document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        fail_usage(f"{path}: not a config (JSON or TOML): {exc}")
+    if isinstance(document, dict) and isinstance(document.get("config"), dict):
+        document = document["config"]
+    if not isinstance(document, dict):
+        fail_usage(f'{path}: a config is a table of settings, like {{"cost_weight": 0.3}}')
+    return PlannerConfig().with_settings(document)

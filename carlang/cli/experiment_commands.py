@@ -1,0 +1,249 @@
+"""`carlang planner eval|learn|search`: planner experiments against recorded outcomes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from .common import EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .datasets import load_config, load_dataset
+
+if TYPE_CHECKING:
+    from carlang_runtime.experiments.search import SearchResult
+    from carlang_runtime.planner import ToolFeedback
+
+__all__ = ["register"]
+
+planner_app = typer.Typer(
+    name="planner",
+    help="Planner experiments: evaluate rankings against real outcomes, learn, search.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+Dataset = Annotated[
+    list[Path],
+    typer.Argument(help="Programs, folders, CAR JSON proposals or JSONL candidate groups."),
+]
+OutcomesOption = Annotated[
+    list[Path],
+    typer.Option(
+        "--outcomes",
+        help="Recorded runs: event logs (.db, .jsonl; runs with scope task=ID) or a CSV of"
+        " task,candidate,success[,runs,cost] (repeatable).",
+    ),
+]
+FeedbackOption = Annotated[
+    Path | None,
+    typer.Option("--feedback", help="Tool history: `planner learn`'s file or an event log."),
+]
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="Planner settings (JSON/TOML, or a search's).")
+]
+PlanOption = Annotated[str | None, typer.Option("--plan", help="Only this plan of programs.")]
+SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and baselines.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+def _history(path: Path | None) -> ToolFeedback | None:
+    if path is None:
+        return None
+    from carlang_runtime.planner import ToolFeedback
+
+    return ToolFeedback.load(path)
+
+
+@planner_app.command("eval")
+@guarded
+def eval_command(
+    dataset: Dataset,
+    outcomes: OutcomesOption,
+    feedback: FeedbackOption = None,
+    config: ConfigOption = None,
+    plan: PlanOption = None,
+    resamples: Annotated[
+        int, typer.Option("--resamples", help="Bootstrap resamples for the 95% intervals.")
+    ] = 1000,
+    seed: SeedOption = 0,
+    per_task: Annotated[
+        bool, typer.Option("--per-task", help="Also print every task's winner and metrics.")
+    ] = False,
+    as_json: JsonOption = False,
+    root: RootOption = None,
+) -> None:
+    """Rank every task and compare with what really happened: top-1 (ties for best count),
+    regret, Spearman and Kendall, per task and overall with bootstrap intervals, next to CAR's
+    score, fewest actions and random."""
+    from carlang_runtime.experiments import Outcomes, evaluate
+    from carlang_runtime.experiments.evaluate import render, render_tasks
+
+    if resamples < 0:
+        fail_usage("--resamples must be 0 or more")
+    tasks = load_dataset(dataset, plan, root)
+    recorded = Outcomes.load(outcomes)
+    result = evaluate(
+        tasks, recorded, load_config(config), _history(feedback), resamples=resamples, seed=seed
+    )
+    if as_json:
+        echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        echo(render(result))
+        if per_task:
+            echo()
+            echo(render_tasks(result))
+    if result.tasks == 0:
+        echo_err("no task has recorded outcomes (runs carry scope task=ID, or use a CSV)")
+        raise typer.Exit(1)
+    raise typer.Exit(EXIT_OK)
+
+
+@planner_app.command("learn")
+@guarded
+def learn_command(
+    logs: Annotated[list[Path], typer.Argument(help="Event logs (.db, .jsonl) to learn from.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The feedback file to write.")],
+) -> None:
+    """Learn from event logs what fails: success rates per tool and per parameter pattern
+    (where they differ), approval grant rates per policy, durations; saved for `--feedback`."""
+    from carlang_runtime.planner import ToolFeedback
+
+    learned = ToolFeedback()
+    for log in logs:
+        learned.merge(ToolFeedback.from_log(log))
+    learned.save(output)
+    for tool, stats in sorted(learned.stats.items()):
+        mean = stats.mean_duration_ms
+        took = f", {mean:.1f} ms" if mean is not None else ""
+        echo(f"tool {tool}: {stats.success_rate:.1%} of {stats.attempts} attempts{took}")
+    for tool, patterns in sorted(learned.distinct_patterns().items()):
+        for (_, name, value), rate in patterns:
+            echo(f"  {tool} with {name} = {value}: {rate:.1%} (differs from the rest)")
+    for policy, (asked, granted) in sorted(learned.approvals.items()):
+        echo(f"policy {policy}: {granted} of {asked} approvals granted")
+    echo(f"saved to {output}")
+
+
+@planner_app.command("search")
+@guarded
+def search_command(
+    dataset: Dataset,
+    outcomes: OutcomesOption,
+    space: Annotated[Path, typer.Option("--space", help="The settings to search (TOML).")],
+    feedback: FeedbackOption = None,
+    config: ConfigOption = None,
+    plan: PlanOption = None,
+    method: Annotated[str, typer.Option("--method", help="grid or random.")] = "grid",
+    trials: Annotated[int, typer.Option("--trials", help="Points of a random search.")] = 50,
+    split: Annotated[
+        str, typer.Option("--split", help="TRAIN:TEST (like 70:30) or 'kfold K'.")
+    ] = "50:50",
+    objective: Annotated[
+        str, typer.Option("--objective", help="top1, regret, spearman or kendall.")
+    ] = "top1",
+    seed: SeedOption = 0,
+    ablate: Annotated[
+        bool, typer.Option("--ablate", help="Report the objective with each feature off.")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option("--workers", help="Processes (default: the cores).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("-o", "--output", help="Write the chosen config here (JSON).")
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", help="Draw the search (and ablation) to this PNG (matplotlib)."),
+    ] = None,
+    as_json: JsonOption = False,
+    root: RootOption = None,
+) -> None:
+    """Find the planner settings that rank best on the training tasks and report them on the
+    held-out ones; the chosen config is written for `rank --config`."""
+    from carlang_runtime.experiments import Outcomes
+    from carlang_runtime.experiments.search import load_space, search
+
+    if method == "optuna":
+        fail_usage("--method optuna is not available; use grid or random")
+    if workers is not None and workers < 1:
+        fail_usage("--workers must be at least 1")
+    tasks = load_dataset(dataset, plan, root)
+    result = search(
+        tasks,
+        Outcomes.load(outcomes),
+        load_space(space),
+        base=load_config(config),
+        feedback=_history(feedback),
+        method=method,
+        trials=trials,
+        split=split,
+        objective=objective,
+        seed=seed,
+        ablate=ablate,
+        workers=workers,
+    )
+    if output is not None:
+        output.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+    if as_json:
+        echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        echo(_render(result, output))
+    if plot is not None:
+        _plot(result, plot)
+    raise typer.Exit(EXIT_OK)
+
+
+def _number(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def _render(result: SearchResult, output: Path | None) -> str:
+    held = "held-out" if result.folds == 1 else f"held-out (mean of {result.folds} folds)"
+    lines = [
+        f"{len(result.tried)} point(s) tried ({result.method}); objective {result.objective}",
+        "best: " + ", ".join(f"{k}={v:g}" for k, v in result.best.items()),
+        f"  train {_number(result.train)}, {held} {_number(result.test)}",
+    ]
+    if result.ablation:
+        lines.append("ablation (each feature off in turn):")
+        for name, value in result.ablation.items():
+            lines.append(f"  {name:<14} {_number(value)}")
+    if output is not None:
+        lines.append(f"config written to {output} (carlang rank --config {output})")
+    return "\n".join(lines)
+
+
+def _plot(result: SearchResult, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        echo_err("no plot: matplotlib is not installed (pip install 'carlang[plots]')")
+        return
+    panels = 2 if result.ablation else 1
+    figure, axes_list = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
+    axes = axes_list[0]
+    train = [entry["train"][0] for entry in result.tried]
+    axes[0].plot(range(len(train)), [float("nan") if v is None else v for v in train], ".")
+    axes[0].set_xlabel("point")
+    axes[0].set_ylabel(f"{result.objective} (train)")
+    axes[0].set_title("search")
+    if result.ablation:
+        names = list(result.ablation)
+        values: list[Any] = [result.ablation[n] or 0.0 for n in names]
+        axes[1].bar(names, values)
+        axes[1].set_title(f"ablation ({result.objective})")
+        axes[1].tick_params(axis="x", rotation=45)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    echo_err(f"plot written to {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `carlang planner ...` to the CLI."""
+    app.add_typer(planner_app)

@@ -1,0 +1,202 @@
+"""Datasets of ranking tasks: each task is a set of candidate plans ranked together against its
+tools, state, policies and budgets.
+
+A task comes from a program's plan (`task_from_plan`), from CAR JSON proposals (a file holding
+one proposal, an array of them, or a group `{"id": ..., "candidates": [...]}`), or from one
+line of a JSONL file of groups (`load_groups`): `{"id": "t1", "candidates": [...], "state":
+{...}, "tools": [...]}` (state and tools optional). Task ids must be unique in a dataset.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ..errors import CarlangRuntimeError
+from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
+from ..planner import Governance, PlannerConfig, ScoredProposal, ToolFeedback, plan_config, rank
+from ..policy import PolicySet
+from ..verify import ToolsArg
+
+__all__ = [
+    "Task",
+    "DatasetError",
+    "task_from_plan",
+    "tasks_from_program",
+    "load_groups",
+    "load_proposals",
+    "rank_task",
+    "check_unique",
+]
+
+
+_POLICY: TypeAdapter[Policy] = TypeAdapter(Policy)
+
+
+class DatasetError(CarlangRuntimeError):
+    """A dataset that cannot be read: says where and what is wrong."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One ranking problem: candidates and everything they are judged against. `settings`
+    are the plan's own (its cost target and `set` lines), applied over the dataset's config."""
+
+    id: str
+    candidates: Sequence[ActionProposal]
+    tools: ToolsArg = None
+    state: Mapping[str, Any] = field(default_factory=dict)
+    policies: Sequence[PolicySet] = ()
+    governance: Governance = field(default_factory=Governance)
+    plan: Plan | None = None
+
+    def config(self, base: PlannerConfig) -> PlannerConfig:
+        """The config this task is ranked with: `base`, then its plan's own settings."""
+        return plan_config(self.plan, base) if self.plan is not None else base
+
+
+def rank_task(
+    task: Task,
+    config: PlannerConfig,
+    feedback: ToolFeedback | None = None,
+    monte_carlo_cache: dict[tuple[Any, ...], Any] | None = None,
+    *,
+    own_settings: bool = True,
+) -> list[ScoredProposal]:
+    """Rank one task's candidates, best first (see `planner.rank` for the order): with
+    `config` and then the plan's own settings, or `config` alone (`own_settings=False`)."""
+    return rank(
+        task.candidates,
+        task.tools,
+        dict(task.state),
+        task.config(config) if own_settings else config,
+        feedback,
+        list(task.policies),
+        governance=task.governance,
+        monte_carlo_cache=monte_carlo_cache,
+    )
+
+
+def task_from_plan(program: Program, plan: Plan, task_id: str | None = None) -> Task:
+    """A program's plan as a task (its candidates, the program's tools, initial state,
+    policies, capabilities and budgets)."""
+    candidates = []
+    for name in plan.candidates:
+        proposal = program.proposal(name)
+        if proposal is None:
+            raise DatasetError(f"plan {plan.name} names no proposal '{name}'")
+        candidates.append(proposal)
+    return Task(
+        id=task_id or plan.name,
+        candidates=candidates,
+        tools=program.tools,
+        state=dict(program.initial_state),
+        policies=[PolicySet(program.policies, tools=program.tools)],
+        governance=Governance.from_program(program),
+        plan=plan,
+    )
+
+
+def tasks_from_program(program: Program, prefix: str = "") -> list[Task]:
+    """Every plan of a program as a task (ids `prefix` + plan name); a program without plans
+    gives one task of all its proposals."""
+    plans = list(program.plans) or [
+        Plan(name="(all proposals)", candidates=[p.id for p in program.proposals])
+    ]
+    return [task_from_plan(program, plan, prefix + plan.name) for plan in plans]
+
+
+def _proposals(items: Any, where: str) -> list[ActionProposal]:
+    if not isinstance(items, list) or not items:
+        raise DatasetError(f"{where}: candidates must be a non-empty array of proposals")
+    out = []
+    for position, item in enumerate(items):
+        try:
+            out.append(load_proposal(item))
+        except CarlangRuntimeError as exc:
+            raise DatasetError(f"{where}: candidate {position + 1}: {exc}") from None
+    return out
+
+
+def _group(document: Any, where: str, default_id: str) -> Task:
+    if isinstance(document, list):
+        return Task(id=default_id, candidates=_proposals(document, where))
+    if not isinstance(document, Mapping):
+        raise DatasetError(f"{where}: expected a proposal, an array of them or a group")
+    if "candidates" not in document:
+        return Task(id=default_id, candidates=_proposals([document], where))
+    task_id = document.get("id", default_id)
+    if not isinstance(task_id, str) or not task_id:
+        raise DatasetError(f"{where}: a group's id must be a non-empty string")
+    state = document.get("state") or {}
+    if not isinstance(state, Mapping):
+        raise DatasetError(f"{where}: a group's state must be an object")
+    return Task(
+        id=task_id,
+        candidates=_proposals(document["candidates"], where),
+        tools=document.get("tools"),
+        state=dict(state),
+        policies=_policies(document.get("policies") or [], where),
+    )
+
+
+def _policies(items: Any, where: str) -> list[PolicySet]:
+    if not items:
+        return []
+    if not isinstance(items, list):
+        raise DatasetError(f"{where}: policies must be an array of IR policies")
+    try:
+        return [PolicySet(_POLICY.validate_python(item) for item in items)]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        at = ".".join(str(part) for part in first["loc"])
+        raise DatasetError(f"{where}: invalid policy: {at}: {first['msg']}") from None
+    except CarlangRuntimeError as exc:
+        raise DatasetError(f"{where}: invalid policy: {exc}") from None
+
+
+def load_proposals(path: Path) -> Task:
+    """A CAR JSON file as one task: a proposal, an array of proposals, or a group."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read it: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    return _group(document, str(path), path.stem)
+
+
+def load_groups(path: Path) -> list[Task]:
+    """A JSONL file of candidate groups, one task per line (blank lines ignored)."""
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read it: {exc}") from None
+    tasks = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        where = f"{path}:{number}"
+        try:
+            document = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DatasetError(f"{where}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        tasks.append(_group(document, where, f"{path.stem}:{number}"))
+    return check_unique(tasks)
+
+
+def check_unique(tasks: Iterable[Task]) -> list[Task]:
+    """The tasks, refusing two with one id (outcomes are joined by id)."""
+    seen: set[str] = set()
+    out = []
+    for task in tasks:
+        if task.id in seen:
+            raise DatasetError(f"two tasks are called '{task.id}': task ids must be unique")
+        seen.add(task.id)
+        out.append(task)
+    return out

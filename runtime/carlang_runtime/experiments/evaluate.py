@@ -1,0 +1,232 @@
+"""`evaluate`: how well rankings pick what really works, next to baselines.
+
+Each task's candidates are ranked (carlang with the given config and feedback), and the
+ranking is compared with the candidates' real success rates (`Outcomes`): top-1 (ties for best
+count), regret, Spearman and Kendall per task, their means over tasks with percentile bootstrap
+confidence intervals (tasks resampled, seeded). Candidates with no recorded run are left out of
+a task; a task with none is reported as unjoined.
+
+Baselines, on the same tasks:
+- `car`: car-runtime's `rank_proposals` score: `PlannerConfig.car()` with no feedback, state or
+  policies, which reproduces it exactly (held to it by `tests/runtime/planner/test_car_rank.py`
+  and, on the experiment benchmark, against car-runtime itself);
+- `fewest_actions`: fewer actions first (input order among equals);
+- `random`: a seeded random order per task.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..planner import PlannerConfig, ScoredProposal, ToolFeedback, rank
+from .dataset import Task, rank_task
+from .metrics import bootstrap_ci, kendall_tau_b, mean, regret, spearman, top1
+from .outcomes import Outcome, Outcomes
+
+__all__ = [
+    "METRICS",
+    "BASELINES",
+    "TaskScore",
+    "RankerScore",
+    "Evaluation",
+    "evaluate",
+    "task_scores",
+    "joined",
+    "car_ranking",
+]
+
+METRICS = ("top1", "regret", "spearman", "kendall")
+BASELINES = ("car", "fewest_actions", "random")
+
+#: A ranking of one task: (candidate id, score) best first.
+Ranking = list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One ranker's metrics on one task."""
+
+    task: str
+    winner: str
+    top1: float
+    regret: float
+    spearman: float | None
+    kendall: float | None
+
+    def metric(self, name: str) -> float | None:
+        """One metric by name (`METRICS`)."""
+        value: float | None = getattr(self, name)
+        return value
+
+
+@dataclass
+class RankerScore:
+    """One ranker over the dataset: the per-task scores, means and confidence intervals."""
+
+    name: str
+    tasks: list[TaskScore]
+    means: dict[str, float | None] = field(default_factory=dict)
+    intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON data."""
+        return {
+            "name": self.name,
+            "means": self.means,
+            "intervals": {k: list(v) if v else None for k, v in self.intervals.items()},
+            "tasks": [t.__dict__ for t in self.tasks],
+        }
+
+
+@dataclass
+class Evaluation:
+    """carlang and the baselines on one dataset."""
+
+    rankers: list[RankerScore]
+    tasks: int
+    unjoined: list[str]
+    runs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON data."""
+        return {
+            "tasks": self.tasks,
+            "runs": self.runs,
+            "unjoined": self.unjoined,
+            "rankers": [r.to_dict() for r in self.rankers],
+        }
+
+
+def joined(task: Task, outcomes: Outcomes) -> dict[str, Outcome]:
+    """The outcomes of a task's candidates."""
+    return outcomes.for_task(task.id, [c.id for c in task.candidates])
+
+
+def task_scores(task: str, ranking: Ranking, actual: dict[str, float]) -> TaskScore | None:
+    """The metrics of one ranking against the actual success rates of its candidates (those
+    without an outcome are left out); None when no candidate has one."""
+    kept = [(name, score) for name, score in ranking if name in actual]
+    if not kept:
+        return None
+    rates = [actual[name] for name, _ in kept]
+    scores = [score for _, score in kept]
+    winner = kept[0][0]
+    return TaskScore(
+        task=task,
+        winner=winner,
+        top1=top1(actual[winner], rates),
+        regret=regret(actual[winner], rates),
+        spearman=spearman(scores, rates),
+        kendall=kendall_tau_b(scores, rates),
+    )
+
+
+def _ranking(ranked: Sequence[ScoredProposal]) -> Ranking:
+    # Invalid candidates score 0 and come last; the order of `ranked` is the decision.
+    return [(s.proposal_id, s.score) for s in ranked]
+
+
+def car_ranking(task: Task) -> Ranking:
+    """car-runtime's `rank_proposals` on a task: CAR's score and order."""
+    return _ranking(rank(list(task.candidates), task.tools, config=PlannerConfig.car()))
+
+
+def _fewest_actions(task: Task) -> Ranking:
+    order = sorted(enumerate(task.candidates), key=lambda item: (len(item[1].actions), item[0]))
+    return [(c.id, -float(len(c.actions))) for _, c in order]
+
+
+def _random(task: Task, seed: int) -> Ranking:
+    draw = random.Random(f"{seed}:{task.id}")
+    scores = [(c.id, draw.random()) for c in task.candidates]
+    return sorted(scores, key=lambda item: -item[1])
+
+
+def _summarise(name: str, scores: list[TaskScore], resamples: int, seed: int) -> RankerScore:
+    result = RankerScore(name, scores)
+    for metric in METRICS:
+        values = [s.metric(metric) for s in scores]
+        result.means[metric] = mean(values)
+        result.intervals[metric] = bootstrap_ci(values, resamples, seed)
+    return result
+
+
+def evaluate(
+    tasks: Sequence[Task],
+    outcomes: Outcomes,
+    config: PlannerConfig | None = None,
+    feedback: ToolFeedback | None = None,
+    *,
+    baselines: Sequence[str] = BASELINES,
+    resamples: int = 1000,
+    seed: int = 0,
+    ranker: Callable[[Task], Ranking] | None = None,
+) -> Evaluation:
+    """carlang's rankings (with `config` and `feedback`) and the `baselines` against the
+    recorded outcomes. `ranker` replaces carlang's ranking (for experiments)."""
+    config = config or PlannerConfig()
+    rankers: dict[str, Callable[[Task], Ranking]] = {
+        "carlang": ranker or (lambda t: _ranking(rank_task(t, config, feedback))),
+        "car": car_ranking,
+        "fewest_actions": _fewest_actions,
+        "random": lambda t: _random(t, seed),
+    }
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(f"unknown baseline(s): {', '.join(sorted(unknown))}")
+    chosen = ["carlang", *baselines]
+    per: dict[str, list[TaskScore]] = {name: [] for name in chosen}
+    unjoined = []
+    for task in tasks:
+        actual = {name: o.success_rate for name, o in joined(task, outcomes).items()}
+        if not actual:
+            unjoined.append(task.id)
+            continue
+        for name in chosen:
+            score = task_scores(task.id, rankers[name](task), actual)
+            assert score is not None
+            per[name].append(score)
+    return Evaluation(
+        [_summarise(name, per[name], resamples, seed) for name in chosen],
+        tasks=len(tasks) - len(unjoined),
+        unjoined=unjoined,
+        runs=outcomes.runs,
+    )
+
+
+def render_tasks(evaluation: Evaluation) -> str:
+    """Per task: each ranker's winner and metrics (`-` where a correlation is undefined)."""
+    lines = [f"{'task':<16}{'ranker':<16}{'winner':<20}" + "".join(f"{m:>10}" for m in METRICS)]
+    for position in range(evaluation.tasks):
+        for ranker in evaluation.rankers:
+            score = ranker.tasks[position]
+            cells = "".join(
+                f"{'-' if score.metric(m) is None else format(score.metric(m), '.3f'):>10}"
+                for m in METRICS
+            )
+            lines.append(f"{score.task:<16}{ranker.name:<16}{score.winner:<20}{cells}")
+    return "\n".join(lines)
+
+
+def render(evaluation: Evaluation) -> str:
+    """A text report: one line per ranker, each metric's mean and 95% interval."""
+    lines = [
+        f"{evaluation.tasks} task(s) joined with {evaluation.runs} recorded run(s)"
+        + (f"; no outcome for {len(evaluation.unjoined)}" if evaluation.unjoined else "")
+    ]
+    header = f"{'ranker':<16}" + "".join(f"{m:>24}" for m in METRICS)
+    lines.append(header)
+    for ranker in evaluation.rankers:
+        cells = []
+        for metric in METRICS:
+            value = ranker.means[metric]
+            interval = ranker.intervals[metric]
+            text = "-" if value is None else f"{value:.3f}"
+            if interval is not None:
+                text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
+            cells.append(f"{text:>24}")
+        lines.append(f"{ranker.name:<16}" + "".join(cells))
+    return "\n".join(lines)

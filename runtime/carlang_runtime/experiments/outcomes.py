@@ -1,0 +1,168 @@
+"""What really happened when candidates ran: per (task, candidate), runs and successes.
+
+From event logs: each run is one candidate (its proposal id) of the task named by the run's
+`scope["task"]` (`rt.execute(p, scope={"task": "t1"})`); a run succeeded when its proposal
+completed (not aborted or interrupted: an optional step passed over is fine), and its cost is
+its wall time in milliseconds, from `run_started` to `proposal_completed`. A run without a task
+counts for every task that has a candidate of that id.
+
+From CSV: columns `task`, `candidate`, `success` (0/1, or a rate when `runs` is given), and
+optionally `runs` and `cost` (mean cost per run).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .dataset import DatasetError
+
+__all__ = ["Outcome", "Outcomes"]
+
+#: The task of a run whose scope names none.
+ANY_TASK = ""
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How one candidate fared over its recorded runs."""
+
+    runs: int = 0
+    successes: float = 0.0
+    cost: float = 0.0  # summed over the runs
+
+    @property
+    def success_rate(self) -> float:
+        """Successes over runs (0 with no run)."""
+        return self.successes / self.runs if self.runs else 0.0
+
+    @property
+    def mean_cost(self) -> float:
+        """Cost per run (0 with no run)."""
+        return self.cost / self.runs if self.runs else 0.0
+
+
+@dataclass
+class Outcomes:
+    """Outcomes keyed by (task, candidate); task `""` for runs that named no task."""
+
+    by_key: dict[tuple[str, str], Outcome] = field(default_factory=dict)
+
+    def add(self, task: str, candidate: str, runs: int, successes: float, cost: float) -> None:
+        """Count `runs` more runs of a candidate."""
+        outcome = self.by_key.setdefault((task, candidate), Outcome())
+        outcome.runs += runs
+        outcome.successes += successes
+        outcome.cost += cost
+
+    def for_task(self, task: str, candidates: Iterable[str]) -> dict[str, Outcome]:
+        """The outcomes of a task's candidates (those with none are left out)."""
+        out = {}
+        for name in candidates:
+            found = self.by_key.get((task, name)) or self.by_key.get((ANY_TASK, name))
+            if found is not None:
+                out[name] = found
+        return out
+
+    @property
+    def runs(self) -> int:
+        """Every run counted."""
+        return sum(o.runs for o in self.by_key.values())
+
+    def learn_events(self, events: Iterable[Mapping[str, Any]]) -> None:
+        """Count the runs of event documents (as `read_event_log` returns them)."""
+        runs: dict[Any, list[Any]] = {}  # run -> [task, candidate, cost, status]
+        for event in events:
+            kind, run = event.get("kind"), event.get("trace_id")
+            data = event.get("data") or {}
+            if kind == "run_started":
+                scope = data.get("scope") if isinstance(data, Mapping) else None
+                task = scope.get("task") if isinstance(scope, Mapping) else None
+                runs[run] = [task if isinstance(task, str) else ANY_TASK, None, None, None, None]
+            entry = runs.get(run)
+            if entry is None:
+                continue
+            if kind == "run_started":
+                entry[2] = _seconds(event.get("timestamp"))
+            elif kind == "proposal_completed" and isinstance(data, Mapping):
+                # The last proposal of the run (a replan replaces it) decides its outcome.
+                entry[1], entry[3] = event.get("proposal_id"), data.get("status")
+                entry[4] = _seconds(event.get("timestamp"))
+        for task, candidate, start, status, end in runs.values():
+            if isinstance(candidate, str) and status is not None:
+                cost = (end - start) * 1000.0 if start is not None and end is not None else 0.0
+                self.add(task, candidate, 1, 1.0 if status == "completed" else 0.0, cost)
+
+    def learn_csv(self, path: Path) -> None:
+        """Count the rows of an outcomes CSV (see the module's docstring)."""
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DatasetError(f"{path}: cannot read it: {exc}") from None
+        reader = csv.DictReader(text.splitlines())
+        missing = {"task", "candidate", "success"} - set(reader.fieldnames or ())
+        if missing:
+            raise DatasetError(f"{path}:1: missing column(s): {', '.join(sorted(missing))}")
+        for number, row in enumerate(reader, 2):
+            try:
+                runs = int(row.get("runs") or 1)
+                rate = float(row["success"])
+                cost = float(row.get("cost") or 0.0)
+            except ValueError as exc:
+                raise DatasetError(f"{path}:{number}: {exc}") from None
+            if runs < 1 or not 0.0 <= rate <= 1.0:
+                raise DatasetError(f"{path}:{number}: runs must be >= 1, success in [0, 1]")
+            self.add(row["task"] or ANY_TASK, row["candidate"], runs, rate * runs, cost * runs)
+
+    @classmethod
+    def load(cls, paths: Iterable[Path]) -> Outcomes:
+        """Outcomes from event logs (`.db`, `.jsonl`) and outcome CSVs (`.csv`). Raises
+        `EventLogError` or `DatasetError`, saying where."""
+        outcomes = cls()
+        for path in paths:
+            if path.suffix == ".csv":
+                outcomes.learn_csv(path)
+            else:
+                outcomes.learn_events(_run_events(path))
+        return outcomes
+
+
+def _run_events(path: Path) -> list[dict[str, Any]]:
+    """The events of a log that outcomes need (a run's start and its proposal's end). A JSONL
+    line that does not name either kind is not parsed: most of a log is whole proposals."""
+    # Imported here: the engine imports the planner.
+    from ..engine.journal import SQLITE_SUFFIXES, EventLogError, read_event_log
+
+    if path.suffix in SQLITE_SUFFIXES or not path.exists():
+        return read_event_log(path)
+    try:
+        lines = path.read_text("utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EventLogError(f"{path}: cannot read it ({exc})") from None
+    events = []
+    for number, line in enumerate(lines, 1):
+        if "run_started" not in line and "proposal_completed" not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EventLogError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from None
+        if isinstance(record, dict):
+            events.append(record)
+    return events
+
+
+def _seconds(stamp: Any) -> float | None:
+    """An event's RFC 3339 timestamp as seconds since the epoch, or None."""
+    if not isinstance(stamp, str):
+        return None
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

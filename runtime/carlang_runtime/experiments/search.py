@@ -1,0 +1,527 @@
+"""`search`: planner settings that rank a dataset best against its recorded outcomes.
+
+The space is a TOML table of settings (`load_space`):
+
+    cost_weight = [0.1, 0.2, 0.3]                      # these values
+    policy_weight = { min = 0.0, max = 1.0, step = 0.25 }   # a range (grid: every step)
+    monte_carlo_weight = { min = 0.0, max = 1.0 }      # random search: drawn uniformly
+
+`grid` tries every point; `random` draws `trials` points (seeded). Each point is judged by the
+objective (`top1`, `regret`, lower is better, or `spearman`) on the training tasks; the best
+(ties: the earlier point) is reported on the held-out tasks. `split` is `TRAIN:TEST` (a seeded
+shuffle of the tasks, e.g. `70:30`) or `kfold K`: then each fold is held out in turn, the best
+point on the other folds judged on it (the held-out figure is their mean), and the chosen
+config is the best on all tasks.
+
+Speed: the candidates' feature values are computed once per distinct value of the settings
+that change them (penalties, targets, trials, seed...); the weights (`cost_weight`, the feature
+weights, `feedback_weight`) only combine them, so a point that changes only weights is scored in
+closed form, exactly as `rank` scores it. Monte Carlo results are kept across points (they do
+not depend on the weights). Points are judged in batches of configs, in parallel over the cores
+(`workers`); each batch is a plain, picklable unit of work.
+
+Ablation: the objective of the chosen config with each feature switched off in turn (its weight
+set to 0; `cost` sets `cost_weight` to 0).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import random
+import tomllib
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..planner import PlannerConfig, ScoredProposal, SettingError, ToolFeedback
+from ..planner.config import unknown_setting
+from .dataset import Task, rank_task
+from .evaluate import joined, task_scores
+from .metrics import mean
+
+__all__ = [
+    "OBJECTIVES",
+    "WEIGHTS",
+    "ABLATIONS",
+    "Dimension",
+    "SearchResult",
+    "load_space",
+    "parse_space",
+    "points",
+    "split_tasks",
+    "search",
+]
+
+OBJECTIVES = ("top1", "regret", "spearman", "kendall")
+#: The settings that only combine feature values: scored in closed form.
+WEIGHTS = (
+    "cost_weight",
+    "feedback_weight",
+    "policy_weight",
+    "headroom_weight",
+    "reversibility_weight",
+    "monte_carlo_weight",
+)
+#: What `--ablate` switches off, and the weight that does it.
+ABLATIONS = {
+    "cost": "cost_weight",
+    "feedback": "feedback_weight",
+    "policy": "policy_weight",
+    "headroom": "headroom_weight",
+    "reversibility": "reversibility_weight",
+    "monte_carlo": "monte_carlo_weight",
+}
+MAX_POINTS = 100_000
+_FEATURE_OF = {
+    "feedback_weight": "feedback",
+    "policy_weight": "policy",
+    "headroom_weight": "headroom",
+    "reversibility_weight": "reversibility",
+    "monte_carlo_weight": "monte_carlo",
+}
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One setting of the space: its values, or a range."""
+
+    name: str
+    values: tuple[float, ...] = ()
+    low: float = 0.0
+    high: float = 0.0
+    step: float | None = None
+
+    def grid(self) -> tuple[float, ...]:
+        """Every value a grid tries."""
+        if self.values:
+            return self.values
+        if self.step is None:
+            raise SettingError(f"space: {self.name} is a range without a step: a grid needs one")
+        count = int((self.high - self.low) / self.step + 1e-9) + 1
+        return tuple(round(self.low + i * self.step, 10) for i in range(count))
+
+    def draw(self, rng: random.Random) -> float:
+        """One value for a random search."""
+        if self.values:
+            return rng.choice(self.values)
+        if self.step is not None:
+            return rng.choice(self.grid())
+        return round(rng.uniform(self.low, self.high), 10)
+
+
+def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimension]:
+    """The dimensions of a space document (see the module's docstring)."""
+    table = document.get("space", document)
+    if not isinstance(table, Mapping) or not table:
+        raise SettingError(f"{where}: the space names no setting")
+    dimensions = []
+    for name, spec in table.items():
+        problem = unknown_setting(name)
+        if problem is not None:
+            raise SettingError(f"{where}: {problem}")
+        if isinstance(spec, list) and spec and all(_is_number(v) for v in spec):
+            dimension = Dimension(name, values=tuple(float(v) for v in spec))
+        elif (
+            isinstance(spec, Mapping)
+            and _is_number(spec.get("min"))
+            and _is_number(spec.get("max"))
+        ):
+            step = spec.get("step")
+            if step is not None and (not _is_number(step) or step <= 0):
+                raise SettingError(f"{where}: {name}: step must be a number above 0")
+            if spec["max"] < spec["min"]:
+                raise SettingError(f"{where}: {name}: max is below min")
+            dimension = Dimension(name, low=float(spec["min"]), high=float(spec["max"]), step=step)
+        else:
+            raise SettingError(
+                f"{where}: {name}: write a list of numbers or {{ min = .., max = .., step = .. }}"
+            )
+        for value in dimension.values or (dimension.low, dimension.high):
+            PlannerConfig().with_settings({name: value})  # out of range: SettingError
+        dimensions.append(dimension)
+    return dimensions
+
+
+def load_space(path: Path) -> list[Dimension]:
+    """A space from a TOML file; raises `SettingError` saying what is wrong."""
+    try:
+        document = tomllib.loads(path.read_text())
+    except OSError as exc:
+        raise SettingError(f"{path}: cannot read it: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingError(f"{path}: invalid TOML: {exc}") from None
+    return parse_space(document, str(path))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def points(
+    dimensions: Sequence[Dimension], method: str, trials: int, seed: int
+) -> list[dict[str, float]]:
+    """The settings to try: every grid point, or `trials` seeded random draws."""
+    if method == "grid":
+        size = math.prod(len(d.grid()) for d in dimensions)
+        if size > MAX_POINTS:
+            raise SettingError(f"the grid has {size} points; at most {MAX_POINTS}")
+        return [
+            dict(zip((d.name for d in dimensions), values, strict=True))
+            for values in itertools.product(*(d.grid() for d in dimensions))
+        ]
+    if method == "random":
+        if not 1 <= trials <= MAX_POINTS:
+            raise SettingError(f"--trials must be between 1 and {MAX_POINTS}")
+        rng = random.Random(seed)
+        return [{d.name: d.draw(rng) for d in dimensions} for _ in range(trials)]
+    raise SettingError(f"unknown search method '{method}' (grid or random)")
+
+
+def split_tasks(
+    tasks: Sequence[Task], split: str, seed: int
+) -> list[tuple[list[Task], list[Task]]]:
+    """(train, test) pairs: one for `TRAIN:TEST`, K for `kfold K` (seeded shuffles)."""
+    order = list(tasks)
+    random.Random(seed).shuffle(order)
+    text = split.strip()
+    if text.startswith("kfold"):
+        try:
+            k = int(text[5:].strip())
+        except ValueError:
+            raise SettingError(f"--split {split}: write kfold K, like kfold 5") from None
+        if not 2 <= k <= len(order):
+            raise SettingError(f"--split {split}: K must be between 2 and the tasks ({len(order)})")
+        folds = [order[i::k] for i in range(k)]
+        return [([t for j, f in enumerate(folds) if j != i for t in f], folds[i]) for i in range(k)]
+    train_text, sep, test_text = text.partition(":")
+    try:
+        train, test = float(train_text), float(test_text)
+    except ValueError:
+        raise SettingError(f"--split {split}: write TRAIN:TEST (like 70:30) or kfold K") from None
+    if not sep or train <= 0 or test < 0:
+        raise SettingError(f"--split {split}: write TRAIN:TEST (like 70:30) or kfold K")
+    cut = round(len(order) * train / (train + test))
+    cut = min(max(cut, 1), len(order))
+    return [(order[:cut], order[cut:])]
+
+
+# -- scoring in closed form -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Candidate:
+    name: str
+    valid: bool
+    actions: int
+    index: int
+    validity: float
+    efficiency: float
+    values: tuple[tuple[str, float], ...]  # (feature, value) for the features present
+
+
+@dataclass(frozen=True, slots=True)
+class _TaskFeatures:
+    task: str
+    candidates: tuple[_Candidate, ...]
+    actual: tuple[tuple[str, float], ...]
+    plan_settings: tuple[tuple[str, Any], ...]  # the plan's own weights, which win
+
+
+def _values(scored: ScoredProposal) -> tuple[tuple[str, float], ...]:
+    present = []
+    if "feedback" in scored.factors:
+        present.append(("feedback", scored.historical_confidence))
+    present.append(("policy", scored.policy_compliance))
+    if scored.budget_headroom is not None:
+        present.append(("headroom", scored.budget_headroom))
+    present.append(("reversibility", scored.reversibility))
+    if scored.monte_carlo_success is not None:
+        present.append(("monte_carlo", scored.monte_carlo_success))
+    return tuple(present)
+
+
+def _features(
+    tasks: Sequence[Task],
+    base: PlannerConfig,
+    feedback: ToolFeedback | None,
+    outcomes: Any,
+    cache: dict[tuple[Any, ...], Any],
+) -> list[_TaskFeatures]:
+    # Scored with every weight on, so that every value is computed (Monte Carlo runs only
+    # when its weight is above 0); the weights are applied afterwards.
+    full = base.with_settings({name: 1.0 for name in _FEATURE_OF} | {"cost_weight": 0.5})
+    out = []
+    for task in tasks:
+        actual = {name: o.success_rate for name, o in joined(task, outcomes).items()}
+        if not actual:
+            continue
+        ranked = rank_task(task, full.with_settings(_plan_non_weights(task)), feedback, cache)
+        ranked.sort(key=lambda s: s.index)
+        out.append(
+            _TaskFeatures(
+                task.id,
+                tuple(
+                    _Candidate(
+                        s.proposal_id,
+                        s.valid,
+                        s.action_count,
+                        s.index,
+                        s.validity,
+                        s.cost_efficiency,
+                        _values(s),
+                    )
+                    for s in ranked
+                ),
+                tuple(actual.items()),
+                tuple(_plan_weights(task).items()),
+            )
+        )
+    return out
+
+
+def _plan_settings(task: Task) -> dict[str, Any]:
+    if task.plan is None:
+        return {}
+    settings: dict[str, Any] = dict(task.plan.settings)
+    if task.plan.cost_target is not None:
+        target = task.plan.cost_target
+        settings.update(
+            cost_weight=target.cost_weight,
+            target_actions=target.target_actions,
+            target_tool_calls=target.target_tool_calls,
+            target_duration_ms=target.target_duration_ms,
+        )
+    return settings
+
+
+def _plan_weights(task: Task) -> dict[str, Any]:
+    return {k: v for k, v in _plan_settings(task).items() if k in WEIGHTS}
+
+
+def _plan_non_weights(task: Task) -> dict[str, Any]:
+    return {k: v for k, v in _plan_settings(task).items() if k not in WEIGHTS}
+
+
+def _score(candidate: _Candidate, weights: Mapping[str, float]) -> float:
+    if not candidate.valid:
+        return 0.0
+    cost = weights["cost_weight"]
+    score = candidate.validity * (1.0 - cost) + candidate.efficiency * cost
+    for feature, value in candidate.values:
+        weight = weights[feature]
+        score *= 1.0 - weight + weight * value
+    return score
+
+
+def _weights(config: Mapping[str, Any]) -> dict[str, float]:
+    out = {"cost_weight": float(config["cost_weight"])}
+    for name, feature in _FEATURE_OF.items():
+        out[feature] = float(config[name])
+    return out
+
+
+def _objective_on(
+    features: Sequence[_TaskFeatures], settings: Mapping[str, Any], objective: str
+) -> float | None:
+    values = []
+    for task in features:
+        weights = _weights({**settings, **dict(task.plan_settings)})
+        scored = [(c, _score(c, weights)) for c in task.candidates]
+        scored.sort(key=lambda item: (not item[0].valid, -item[1], item[0].actions, item[0].index))
+        ranking = [(c.name, s) for c, s in scored]
+        result = task_scores(task.task, ranking, dict(task.actual))
+        if result is not None:
+            values.append(result.metric(objective))
+    value = mean(values)
+    if value is not None and objective == "regret":
+        return -value  # maximised
+    return value
+
+
+def _judge_batch(
+    job: tuple[list[_TaskFeatures], list[dict[str, Any]], str],
+) -> list[float | None]:
+    """A batch of configs (full settings) judged on one feature table: the unit of work."""
+    features, configs, objective = job
+    return [_objective_on(features, config, objective) for config in configs]
+
+
+# -- the search --------------------------------------------------------------------------------
+
+
+@dataclass
+class SearchResult:
+    """What a search found."""
+
+    objective: str
+    method: str
+    tried: list[dict[str, Any]]  # settings, train (and per fold) objective
+    best: dict[str, float]
+    config: PlannerConfig
+    train: float | None
+    test: float | None
+    folds: int
+    ablation: dict[str, float | None] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As JSON data."""
+        return {
+            "objective": self.objective,
+            "method": self.method,
+            "best": self.best,
+            "train": self.train,
+            "test": self.test,
+            "folds": self.folds,
+            "ablation": self.ablation,
+            "tried": self.tried,
+            "config": self.config.model_dump(),
+        }
+
+
+def _better(value: float | None, than: float | None) -> bool:
+    return value is not None and (than is None or value > than)
+
+
+def _signed(value: float | None, objective: str) -> float | None:
+    return -value if value is not None and objective == "regret" else value
+
+
+class _Judge:
+    """Judges settings on task subsets, caching feature tables and Monte Carlo results."""
+
+    def __init__(
+        self,
+        tasks: Sequence[Task],
+        outcomes: Any,
+        base: PlannerConfig,
+        feedback: ToolFeedback | None,
+        objective: str,
+        workers: int,
+        batch: int,
+    ) -> None:
+        self.tasks, self.outcomes, self.base, self.feedback = tasks, outcomes, base, feedback
+        self.objective, self.workers, self.batch = objective, workers, batch
+        self.cache: dict[tuple[Any, ...], Any] = {}
+        self.tables: dict[tuple[Any, ...], dict[str, _TaskFeatures]] = {}
+
+    def table(self, settings: Mapping[str, Any]) -> dict[str, _TaskFeatures]:
+        key = tuple(sorted((k, v) for k, v in settings.items() if k not in WEIGHTS))
+        found = self.tables.get(key)
+        if found is None:
+            base = self.base.with_settings(dict(key))
+            rows = _features(self.tasks, base, self.feedback, self.outcomes, self.cache)
+            found = self.tables[key] = {row.task: row for row in rows}
+        return found
+
+    def judge(
+        self, settings_list: Sequence[Mapping[str, Any]], subset: Sequence[Task]
+    ) -> list[float | None]:
+        names = [t.id for t in subset]
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, settings in enumerate(settings_list):
+            key = tuple(sorted((k, v) for k, v in settings.items() if k not in WEIGHTS))
+            groups.setdefault(key, []).append(i)
+        results: list[float | None] = [None] * len(settings_list)
+        jobs, slots = [], []
+        for key, members in groups.items():
+            table = self.table(dict(key))
+            features = [table[name] for name in names if name in table]
+            for start in range(0, len(members), self.batch):
+                chunk = members[start : start + self.batch]
+                configs = [
+                    self.base.with_settings(dict(settings_list[i])).model_dump() for i in chunk
+                ]
+                jobs.append((features, configs, self.objective))
+                slots.append(chunk)
+        if self.workers > 1 and len(jobs) > 1:
+            with ProcessPoolExecutor(max_workers=self.workers) as pool:
+                answers = list(pool.map(_judge_batch, jobs))
+        else:
+            answers = [_judge_batch(job) for job in jobs]
+        for chunk, answer in zip(slots, answers, strict=True):
+            for i, value in zip(chunk, answer, strict=True):
+                results[i] = value
+        return results
+
+
+def search(
+    tasks: Sequence[Task],
+    outcomes: Any,
+    dimensions: Sequence[Dimension],
+    *,
+    base: PlannerConfig | None = None,
+    feedback: ToolFeedback | None = None,
+    method: str = "grid",
+    trials: int = 50,
+    split: str = "50:50",
+    objective: str = "top1",
+    seed: int = 0,
+    ablate: bool = False,
+    workers: int | None = None,
+    batch: int = 64,
+) -> SearchResult:
+    """Search the space for the settings that maximise `objective` on the training tasks and
+    report them on the held-out ones (see the module's docstring). Deterministic for a seed,
+    whatever `workers`."""
+    if objective not in OBJECTIVES:
+        raise SettingError(f"unknown objective '{objective}' ({', '.join(OBJECTIVES)})")
+    base = base or PlannerConfig()
+    tried_settings = points(dimensions, method, trials, seed)
+    workers = workers if workers is not None else (os.cpu_count() or 1)
+    judge = _Judge(tasks, outcomes, base, feedback, objective, workers, batch)
+    parts = split_tasks(tasks, split, seed)
+    tried: list[dict[str, Any]] = [{"settings": s} for s in tried_settings]
+    held_out = []
+    for train, test in parts:
+        values = judge.judge(tried_settings, train)
+        best_index = _best(values)
+        for entry, value in zip(tried, values, strict=True):
+            entry.setdefault("train", []).append(_signed(value, objective))
+        if best_index is not None and test:
+            [value] = judge.judge([tried_settings[best_index]], test)
+            held_out.append(_signed(value, objective))
+            if len(parts) == 1:
+                tried[best_index]["test"] = held_out[-1]
+    if len(parts) == 1:
+        final_values = [entry["train"][0] for entry in tried]
+        best_index = _best([_signed(v, objective) for v in final_values])
+    else:
+        every = judge.judge(tried_settings, tasks)
+        best_index = _best(every)
+        for entry, value in zip(tried, every, strict=True):
+            entry["all"] = _signed(value, objective)
+    if best_index is None:
+        raise SettingError("no task has recorded outcomes: nothing to search on")
+    best = dict(tried_settings[best_index])
+    config = base.with_settings(best)
+    train_value = tried[best_index]["train"][0] if len(parts) == 1 else tried[best_index]["all"]
+    result = SearchResult(
+        objective=objective,
+        method=method,
+        tried=tried,
+        best=best,
+        config=config,
+        train=train_value,
+        test=mean(held_out) if held_out else None,
+        folds=len(parts),
+    )
+    if ablate:
+        judged_on = parts[0][1] if len(parts) == 1 and parts[0][1] else tasks
+        variants = [best] + [{**best, weight: 0.0} for weight in ABLATIONS.values()]
+        values = judge.judge(variants, judged_on)
+        result.ablation = {"none": _signed(values[0], objective)}
+        for name, value in zip(ABLATIONS, values[1:], strict=True):
+            result.ablation[name] = _signed(value, objective)
+    return result
+
+
+def _best(values: Sequence[float | None]) -> int | None:
+    best: int | None = None
+    for i, value in enumerate(values):
+        if _better(value, values[best] if best is not None else None):
+            best = i
+    return best

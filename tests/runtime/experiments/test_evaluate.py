@@ -1,0 +1,128 @@
+"""Evaluation on a benchmark small enough to compute every metric by hand."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from carlang_runtime.experiments import Outcomes, evaluate
+from carlang_runtime.experiments.evaluate import car_ranking
+from carlang_runtime.experiments.metrics import (
+    average_ranks,
+    bootstrap_ci,
+    kendall_tau_b,
+    spearman,
+)
+from carlang_runtime.planner import PlannerConfig, ToolFeedback
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.conftest import HAS_CAR
+
+from .bench import record, write_dataset
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list]:
+    folder = tmp_path_factory.mktemp("bench")
+    dataset, tasks = write_dataset(folder)
+    log = folder / "runs.jsonl"
+    record(tasks, log)
+    return dataset, log, tasks
+
+
+def test_outcomes_are_joined_from_the_log(bench: tuple[Path, Path, list]) -> None:
+    _, log, tasks = bench
+    outcomes = Outcomes.load([log])
+    rates = {key: o.success_rate for key, o in outcomes.by_key.items()}
+    assert rates == {
+        ("t1", "c_fail"): 0.0,
+        ("t1", "c_flky"): 0.5,
+        ("t1", "c_okay"): 1.0,
+        ("t2", "d_two"): 0.5,
+        ("t2", "e_one"): 1.0,
+    }
+    assert outcomes.runs == 5 * 4
+
+
+def test_every_metric_as_computed_by_hand(bench: tuple[Path, Path, list]) -> None:
+    _, log, tasks = bench
+    feedback = ToolFeedback.from_log(log)
+    assert feedback.success_rates() == {"okay": 1.0, "flky": 0.5, "fail": 0.0}
+    result = evaluate(tasks, Outcomes.load([log]), PlannerConfig(), feedback, resamples=200)
+    by = {r.name: r for r in result.rankers}
+    # carlang: t1 okay > flky > fail, t2 e_one > d_two: right every time.
+    carlang = by["carlang"]
+    assert [t.winner for t in carlang.tasks] == ["c_okay", "e_one"]
+    assert carlang.means == {"top1": 1.0, "regret": 0.0, "spearman": 1.0, "kendall": 1.0}
+    assert carlang.intervals["top1"] == (1.0, 1.0)
+    # CAR: t1's three scores tie (same size): input order picks c_fail (regret 1, no
+    # correlation defined); t2: d_two's two calls run side by side, and CAR's parallelism
+    # term (1 - levels / actions = 0.5 against 0) outweighs its extra action: wrong.
+    car = by["car"]
+    assert [t.winner for t in car.tasks] == ["c_fail", "d_two"]
+    assert [(t.top1, t.regret, t.spearman, t.kendall) for t in car.tasks] == [
+        (0.0, 1.0, None, None),
+        (0.0, 0.5, -1.0, -1.0),
+    ]
+    assert car.means == {"top1": 0.0, "regret": 0.75, "spearman": -1.0, "kendall": -1.0}
+    # Fewest actions: t1 ties (input order: c_fail), t2 e_one.
+    fewest = by["fewest_actions"]
+    assert [t.winner for t in fewest.tasks] == ["c_fail", "e_one"]
+    assert fewest.means == {"top1": 0.5, "regret": 0.5, "spearman": 1.0, "kendall": 1.0}
+    assert 0.0 <= (by["random"].means["top1"] or 0.0) <= 1.0
+    assert result.tasks == 2 and result.unjoined == []
+
+
+def test_the_car_baseline_is_car_runtimes_score(bench: tuple[Path, Path, list]) -> None:
+    if not HAS_CAR:
+        pytest.skip("car-runtime is not installed")
+    import car_runtime
+
+    _, _, tasks = bench
+    for task in tasks:
+        documents = [c.model_dump(mode="json") for c in task.candidates]
+        theirs = json.loads(car_runtime.rank_proposals(json.dumps(documents), task.tools, None))
+        assert [(documents[t["index"]]["id"], t["score"]) for t in theirs] == [
+            (name, pytest.approx(score, abs=1e-12)) for name, score in car_ranking(task)
+        ]
+
+
+def test_rank_statistics_with_ties() -> None:
+    assert average_ranks([3.0, 1.0, 3.0, 2.0]) == [3.5, 1.0, 3.5, 2.0]
+    assert spearman([1, 2, 3], [1, 2, 3]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert spearman([1, 1, 1], [1, 2, 3]) is None
+    # pairs: (1,2) concordant, (1,3) concordant, (2,3) tied in x only -> tau-b
+    assert kendall_tau_b([1, 2, 2], [1, 2, 3]) == pytest.approx(2 / (3 * 2) ** 0.5)
+    assert bootstrap_ci([1.0, 1.0], 50, 0) == (1.0, 1.0)
+    assert bootstrap_ci([None], 50, 0) is None
+
+
+def test_the_eval_command(bench: tuple[Path, Path, list], tmp_path: Path) -> None:
+    dataset, log, _ = bench
+    runner = CliRunner()
+    learned = tmp_path / "feedback.json"
+    result = runner.invoke(app, ["planner", "learn", str(log), "-o", str(learned)])
+    assert result.exit_code == 0, result.output
+    assert "tool flky: 50.0% of 8 attempts" in result.stdout
+    args = ["planner", "eval", str(dataset), "--outcomes", str(log), "--feedback", str(learned)]
+    result = runner.invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    rankers = {r["name"]: r for r in json.loads(result.stdout)["rankers"]}
+    assert rankers["carlang"]["means"]["top1"] == 1.0
+    assert rankers["car"]["means"]["regret"] == 0.75
+    text = runner.invoke(app, [*args, "--per-task"]).stdout
+    assert text.splitlines()[0] == "2 task(s) joined with 20 recorded run(s)"
+    per_task = [line.split() for line in text.splitlines() if line.startswith("t")]
+    assert ["t1", "car", "c_fail", "0.000", "1.000", "-", "-"] in per_task
+    assert ["t2", "carlang", "e_one", "1.000", "0.000", "1.000", "1.000"] in per_task
+    assert "fewest_actions" in text and "random" in text
+    csv = tmp_path / "outcomes.csv"
+    csv.write_text("task,candidate,success,runs\nt1,c_okay,1,3\nt1,c_fail,0,3\n")
+    result = runner.invoke(app, ["planner", "eval", str(dataset), "--outcomes", str(csv)])
+    assert result.exit_code == 0 and "1 task(s) joined" in result.stdout
+    csv.write_text("task,candidate\nt1,c_okay\n")
+    result = runner.invoke(app, ["planner", "eval", str(dataset), "--outcomes", str(csv)])
+    assert result.exit_code == 2 and "missing column(s): success" in result.stderr

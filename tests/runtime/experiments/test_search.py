@@ -1,0 +1,159 @@
+"""The search: closed-form scores equal `rank`'s, the same seed gives the same search whatever
+the workers, splits and spaces are checked, ablations switch each feature off."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+from carlang_runtime.experiments import Outcomes, rank_task
+from carlang_runtime.experiments.generate import generate_tasks, record_runs
+from carlang_runtime.experiments.search import (
+    _features,
+    _score,
+    _weights,
+    parse_space,
+    points,
+    search,
+    split_tasks,
+)
+from carlang_runtime.planner import PlannerConfig, SettingError, ToolFeedback
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> tuple[list, Outcomes, ToolFeedback]:
+    tasks = generate_tasks(8, seed=5, candidates=(3, 4))
+    log = tmp_path_factory.mktemp("search") / "runs.jsonl"
+    record_runs(tasks, log, runs=6, seed=5)
+    return tasks, Outcomes.load([log]), ToolFeedback.from_log(log)
+
+
+SPACE = parse_space(
+    {
+        "cost_weight": {"min": 0.0, "max": 0.6, "step": 0.2},
+        "policy_weight": [0.0, 1.0],
+        "monte_carlo_weight": {"min": 0.0, "max": 1.0},
+        "monte_carlo_trials": [200],
+    }
+)
+
+
+def test_closed_form_scores_equal_rank(data: tuple[list, Outcomes, ToolFeedback]) -> None:
+    tasks, outcomes, feedback = data
+    config = PlannerConfig(cost_weight=0.35, policy_weight=0.3, monte_carlo_weight=0.6)
+    table = _features(tasks, PlannerConfig(), feedback, outcomes, {})
+    for row, task in zip(table, tasks, strict=True):
+        weights = _weights(config.model_dump())
+        mine = {c.name: _score(c, weights) for c in row.candidates}
+        for scored in rank_task(task, config, feedback):
+            assert mine[scored.proposal_id] == pytest.approx(scored.score, abs=1e-12)
+
+
+def test_the_same_seed_gives_the_same_search(data: tuple[list, Outcomes, ToolFeedback]) -> None:
+    tasks, outcomes, feedback = data
+    runs = [
+        search(
+            tasks,
+            outcomes,
+            SPACE,
+            feedback=feedback,
+            method="random",
+            trials=12,
+            seed=4,
+            split="kfold 2",
+            workers=workers,
+            batch=5,
+            ablate=True,
+        ).to_dict()
+        for workers in (1, 2, 1)
+    ]
+    assert runs[0] == runs[1] == runs[2]
+    other = search(tasks, outcomes, SPACE, feedback=feedback, method="random", trials=12, seed=5)
+    assert other.tried != runs[0]["tried"]
+    assert set(runs[0]["ablation"]) == {
+        "none",
+        "cost",
+        "feedback",
+        "policy",
+        "headroom",
+        "reversibility",
+        "monte_carlo",
+    }
+
+
+def test_a_grid_search_reports_train_and_held_out(
+    data: tuple[list, Outcomes, ToolFeedback],
+) -> None:
+    tasks, outcomes, feedback = data
+    grid = parse_space({"cost_weight": [0.0, 0.5], "monte_carlo_weight": [0.0, 1.0]})
+    result = search(tasks, outcomes, grid, feedback=feedback, split="50:50", workers=1)
+    assert [e["settings"] for e in result.tried] == [
+        {"cost_weight": 0.0, "monte_carlo_weight": 0.0},
+        {"cost_weight": 0.0, "monte_carlo_weight": 1.0},
+        {"cost_weight": 0.5, "monte_carlo_weight": 0.0},
+        {"cost_weight": 0.5, "monte_carlo_weight": 1.0},
+    ]
+    best_train = max(e["train"][0] for e in result.tried)
+    assert result.train == best_train and result.test is not None
+    assert result.config.cost_weight == result.best["cost_weight"]
+    regret = search(tasks, outcomes, grid, feedback=feedback, objective="regret", workers=1)
+    assert regret.train == min(e["train"][0] for e in regret.tried)  # lower is better
+
+
+def test_spaces_and_splits_are_checked() -> None:
+    with pytest.raises(SettingError, match="did you mean 'cost_weight'"):
+        parse_space({"cost_wieght": [0.1]})
+    with pytest.raises(SettingError, match="min = .., max = .."):
+        parse_space({"cost_weight": "high"})
+    with pytest.raises(SettingError, match="cost_weight"):
+        parse_space({"cost_weight": [2.0]})
+    with pytest.raises(SettingError, match="a grid needs one"):
+        points(parse_space({"cost_weight": {"min": 0, "max": 1}}), "grid", 0, 0)
+    with pytest.raises(SettingError, match="unknown search method"):
+        points(SPACE, "optuna", 3, 0)
+    tasks = generate_tasks(6, seed=1)
+    [(train, test)] = split_tasks(tasks, "2:1", 0)
+    assert (len(train), len(test)) == (4, 2) and not {t.id for t in train} & {t.id for t in test}
+    folds = split_tasks(tasks, "kfold 3", 0)
+    assert sorted(t.id for _, test in folds for t in test) == sorted(t.id for t in tasks)
+    for bad in ("kfold 1", "kfold x", "70", "a:b"):
+        with pytest.raises(SettingError, match="--split"):
+            split_tasks(tasks, bad, 0)
+
+
+def test_the_search_command_writes_a_config_rank_reads(
+    data: tuple[list, Outcomes, ToolFeedback], tmp_path: Path
+) -> None:
+    from carlang_runtime.experiments.generate import write_groups
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    tasks, _, _ = data
+    dataset = tmp_path / "tasks.jsonl"
+    write_groups(tasks, dataset)
+    log = tmp_path / "runs.jsonl"
+    record_runs(tasks, log, runs=3, seed=2)
+    space = tmp_path / "space.toml"
+    space.write_text("cost_weight = [0.1, 0.4]\npolicy_weight = { min = 0, max = 1, step = 1 }\n")
+    best = tmp_path / "best.json"
+    runner = CliRunner()
+    args = ["planner", "search", str(dataset), "--outcomes", str(log), "--space", str(space)]
+    plot = tmp_path / "search.png"
+    result = runner.invoke(
+        app, [*args, "--workers", "1", "--ablate", "-o", str(best), "--plot", str(plot)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "4 point(s) tried (grid)" in result.stdout and "ablation" in result.stdout
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert plot.read_bytes()[:4] == b"\x89PNG"
+    else:
+        assert "no plot: matplotlib is not installed" in result.stderr
+    ranked = runner.invoke(app, ["rank", str(dataset), "--config", str(best), "--format", "csv"])
+    assert ranked.exit_code == 0, ranked.output
+    space.write_text("cost_weight = [0.1\n")
+    result = runner.invoke(app, [*args, "--workers", "1"])
+    assert result.exit_code == 2 and "invalid TOML" in result.stderr
+    result = runner.invoke(app, [*args, "--method", "optuna"])
+    assert result.exit_code == 2 and "optuna is not available" in result.stderr

@@ -1,0 +1,111 @@
+"""`carlang rank` on datasets: several programs, folders, CAR JSON proposals, JSONL groups;
+one tidy table; tie-breaks reported."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from carlang_runtime.experiments.table import TABLE_COLUMNS
+from typer.testing import CliRunner
+
+from carlang.cli import app
+
+runner = CliRunner()
+
+PROGRAM = """\
+tool fetch(url: string)
+tool deploy(env: "staging" | "prod")
+
+proposal one { get = fetch(url: "https://a") }
+proposal two { get = fetch(url: "https://b") }
+proposal both { get = fetch(url: "https://a")  ship = deploy(env: "staging") after get }
+
+plan first { candidates both, one }
+plan second { candidates two, one }
+"""
+
+
+def call(tool: str, **params: str) -> dict[str, object]:
+    return {"id": "a", "type": "tool_call", "tool": tool, "parameters": params}
+
+
+def proposal(name: str, *actions: dict[str, object]) -> dict[str, object]:
+    return {"id": name, "actions": list(actions), "timestamp": "2026-01-01T00:00:00Z"}
+
+
+def test_every_plan_of_several_programs_and_json_in_one_table(tmp_path: Path) -> None:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "a.car").write_text(PROGRAM)
+    (folder / "b.car").write_text(PROGRAM.replace("plan second", "plan third"))
+    (folder / "pair.json").write_text(json.dumps([proposal("x", call("t")), proposal("y")]))
+    group = {"id": "g1", "candidates": [proposal("p", call("t")), proposal("q", call("t"))]}
+    (folder / "groups.jsonl").write_text(json.dumps(group) + "\n")
+    result = runner.invoke(app, ["rank", str(folder), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert tuple(rows[0]) == TABLE_COLUMNS
+    assert sorted({r["task"] for r in rows}) == [
+        "a:first",
+        "a:second",
+        "b:first",
+        "b:third",
+        "g1",
+        "pair",
+    ]
+    assert len({r["config_hash"] for r in rows}) == 1 and rows[0]["carlang_version"]
+    by_task = {}
+    for row in rows:
+        by_task.setdefault(row["task"], []).append(row)
+    # p and q are identical: q loses by input order, reported on p's row
+    assert [(r["candidate"], r["tie_break"]) for r in by_task["g1"]] == [
+        ("p", "input order"),
+        ("q", ""),
+    ]
+    # y has no action: it scores differently, no tie
+    assert [r["tie_break"] for r in by_task["pair"]] == ["", ""]
+
+
+def test_the_table_says_when_a_tie_break_decided(tmp_path: Path) -> None:
+    group = {"id": "g", "candidates": [proposal("p", call("t")), proposal("q", call("t"))]}
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps(group) + "\n")
+    result = runner.invoke(app, ["rank", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "tie-break: p and q score the same" in result.stdout
+    assert "p wins by input order" in result.stdout
+
+
+def test_several_plans_of_one_program_are_all_ranked(tmp_path: Path) -> None:
+    path = tmp_path / "p.car"
+    path.write_text(PROGRAM)
+    result = runner.invoke(app, ["rank", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "== first" in result.stdout and "== second" in result.stdout
+    result = runner.invoke(app, ["rank", str(path), "--format", "json"])
+    document = json.loads(result.stdout)
+    assert {r["task"] for r in document["rows"]} == {"first", "second"}
+    assert "plan" not in document  # several tasks: only the table
+
+
+def test_bad_datasets_say_where(tmp_path: Path) -> None:
+    path = tmp_path / "g.jsonl"
+    path.write_text('{"id": "g", "candidates": [' + json.dumps(proposal("p")) + "]}\n{oops\n")
+    result = runner.invoke(app, ["rank", str(path)])
+    assert result.exit_code == 2 and f"{path}:2:2: invalid JSON" in result.stderr
+    path.write_text('{"id": "g", "candidates": []}\n')
+    result = runner.invoke(app, ["rank", str(path)])
+    assert result.exit_code == 2 and "non-empty array of proposals" in result.stderr
+    twice = json.dumps({"id": "g", "candidates": [proposal("p")]}) + "\n"
+    path.write_text(twice * 2)
+    result = runner.invoke(app, ["rank", str(path)])
+    assert result.exit_code == 2 and "two tasks are called 'g'" in result.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = runner.invoke(app, ["rank", str(empty)])
+    assert result.exit_code == 2 and "no .car, .json or .jsonl file" in result.stderr
+    result = runner.invoke(app, ["rank", str(tmp_path / "nope.car")])
+    assert result.exit_code == 2 and "no such file" in result.stderr

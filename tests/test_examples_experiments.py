@@ -1,0 +1,51 @@
+"""The walk-through of examples/experiments/README.md runs, command by command."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from carlang.cli import app
+
+FOLDER = Path(__file__).resolve().parent.parent / "examples" / "experiments"
+
+
+def commands() -> list[str]:
+    """The `$ ...` lines of the README's console blocks, in order."""
+    return [
+        line[2:]
+        for line in (FOLDER / "README.md").read_text().splitlines()
+        if line.startswith("$ ")
+    ]
+
+
+def test_the_readme_walk_through_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("tasks.jsonl", "runs.jsonl", "space.toml", "generate.py"):
+        shutil.copy(FOLDER / name, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    steps = commands()
+    assert [s.split()[:3] for s in steps if s.startswith("carlang planner")] == [
+        ["carlang", "planner", "learn"],
+        ["carlang", "planner", "eval"],
+        ["carlang", "planner", "search"],
+        ["carlang", "planner", "search"],
+    ]
+    runner = CliRunner()
+    for step in steps:
+        argv = shlex.split(step)
+        if argv[0] == "python":
+            done = subprocess.run(
+                [sys.executable, *argv[1:]], capture_output=True, text=True, check=False
+            )
+            assert done.returncode == 0, (step, done.stderr)
+            continue
+        result = runner.invoke(app, [*argv[1:], "--workers", "1"] if "search" in argv else argv[1:])
+        assert result.exit_code == 0, (step, result.output)
+    assert (tmp_path / "regenerated" / "tasks.jsonl").exists()
+    assert (tmp_path / "feedback.json").exists() and (tmp_path / "best.json").exists()
