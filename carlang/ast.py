@@ -367,6 +367,8 @@ class PolicyDecl(Node):
     targets: tuple[Name, ...]
     when: CelText | None
     message: Value | None
+    #: `policy p: shadow deny ...`: recorded, never enforced
+    shadow: bool = False
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -715,13 +717,15 @@ class GivenPlan(Node):
 
 @dataclass(slots=True, repr=False, eq=False)
 class Expect(Node):
-    """`expect ...`: `kind` is `decision` (with `word` a decision or column and optional `by`),
-    `validity` (`word` valid/invalid), `codes` (`codes`), or `winner` (`word`)."""
+    """`expect ...`: `kind` is `decision` (with `word` a decision or column and optional `by`;
+    `shadow`: what the shadow policies decide), `validity` (`word` valid/invalid), `codes`
+    (`codes`), or `winner` (`word`)."""
 
     kind: str
     word: Name | Column | None = None
     by: Name | Column | None = None
     codes: tuple[Name, ...] = ()
+    shadow: bool = False
 
 
 @dataclass(slots=True, repr=False, eq=False)

@@ -312,6 +312,15 @@ COMPILER_CODES: tuple[Code, ...] = (
         "(`check --strict`)",
         "carlang",
     ),
+    Code(
+        "CL0525",
+        "shadow-never-fired",
+        "strict",
+        "warning",
+        "a shadow policy that no test makes fire: promoting it would change nothing the tests "
+        "show (`check --strict`)",
+        "carlang",
+    ),
     # tests
     Code(
         "CL0701",

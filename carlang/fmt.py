@@ -275,7 +275,8 @@ class _Printer:
         self.block(decl, f"budget {decl.name.text}", decl.items, 0, first, item)
 
     def decl_PolicyDecl(self, decl: ast.PolicyDecl, first: bool) -> None:
-        head = f"policy {decl.name.text}: {decl.effect.text}"
+        shadow = "shadow " if decl.shadow else ""
+        head = f"policy {decl.name.text}: {shadow}{decl.effect.text}"
         if decl.targets:
             head += f" {_names(decl.targets)}"
         if decl.when is not None:

@@ -503,6 +503,8 @@ class _Lowerer:
                     "message": message,
                     "loc": loc,
                 }
+                if decl.shadow:
+                    policy["shadow"] = True
                 if decl.when is not None:
                     policy["when"] = decl.when.text
                     policy["when_loc"] = loc_of(source, decl.when.span)

@@ -42,13 +42,16 @@ class Expectation:
     word: str = ""
     by: str | None = None
     codes: tuple[str, ...] = ()
+    #: a decision expected of the shadow policies (`expect shadow deny by p`)
+    shadow: bool = False
 
     def __str__(self) -> str:
         if self.kind == "codes":
             return "codes " + ", ".join(self.codes)
         if self.kind == "winner":
             return f"winner {self.word}"
-        return self.word + (f" by {self.by}" if self.by else "")
+        text = self.word + (f" by {self.by}" if self.by else "")
+        return f"shadow {text}" if self.shadow else text
 
 
 @dataclass(frozen=True)
@@ -248,7 +251,7 @@ class _Builder:
             by = _word(expect.by, row)
             if by is not None and not self.known_policy(source, expect, by):
                 return None
-            return Expectation("decision", word, by)
+            return Expectation("decision", word, by, shadow=expect.shadow)
         if expect.kind == "codes":
             return Expectation("codes", codes=tuple(c.text for c in expect.codes))
         if expect.kind == "winner":

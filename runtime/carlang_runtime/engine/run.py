@@ -49,7 +49,7 @@ from ..ir import (
 )
 from ..ir._base import construct
 from ..paramcheck import validation_errors
-from ..policy import Decision, PolicyMatch
+from ..policy import Decision, PolicyMatch, PolicySet
 from ..precondition import check_assertion, check_precondition
 from ..redact import Scrubber, redact_parameters
 from .approval import ApprovalRequest
@@ -787,7 +787,28 @@ class ProposalRun:
                 matches.extend(decision.matches)
                 if _STRENGTH[decision.effect] > _STRENGTH[effect]:
                     effect = decision.effect
+            if policies.shadow is not None:
+                self.record_shadow(action, policies.shadow)
         return Decision(effect, tuple(matches)) if matches else None
+
+    def record_shadow(self, action: Action, shadow: PolicySet) -> None:
+        """What the shadow policies would decide, recorded (`policy_shadowed`, one per
+        deciding policy, with the values that decided it) and never enforced."""
+        decision = shadow.evaluate(
+            action,
+            proposal_id=self.proposal.id,
+            state=self.live,
+            scope=self.scope,
+            history=self.history if self.history is not None else (),
+            explain=True,
+            admit=False,
+        )
+        if decision.allowed:
+            return
+        for match in decision.deciding:
+            data = self.violation_data(match)
+            data["effect"] = match.effect.value
+            self.emit(EventKind.POLICY_SHADOWED, action.id, data=data)
 
     def violation_data(self, match: PolicyMatch) -> dict[str, Any]:
         data: dict[str, Any] = {"policy": match.policy, "reason": match.reason}

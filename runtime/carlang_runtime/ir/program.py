@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
-from ._base import F64, U32, U64, CarModel, JsonMap, Str, omit_none
+from ._base import F64, U32, U64, CarModel, JsonMap, Str, omit_empty, omit_none
 from .actions import ActionProposal, SourceLoc
 from .results import CostTarget
 from .tools import ToolSchema
@@ -85,6 +85,9 @@ class _PolicyBase(CarModel):
     name: Str
     message: Str = ""
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
+    #: carlang's extension: a shadow policy is evaluated like an enforced one and its
+    #: would-be decision recorded (`policy_shadowed`), but it never changes an outcome.
+    shadow: bool = Field(default=False, exclude_if=omit_empty)
 
 
 class CelPolicy(_PolicyBase):
