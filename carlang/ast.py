@@ -48,6 +48,7 @@ __all__ = [
     "BudgetDecl",
     "PolicyDecl",
     "DenyToolDecl",
+    "RedactDecl",
     "DenyKeywordDecl",
     "DenyToolParamDecl",
     "AllowToolParamDecl",
@@ -434,6 +435,13 @@ class RequireStateDecl(Node):
     message: Value | None
 
 
+@dataclass(slots=True, repr=False, eq=False)
+class RedactDecl(Node):
+    """`redact params.card_number, params.cards.*.cvv`."""
+
+    paths: tuple[Name, ...]
+
+
 RuleDecl = (
     DenyToolDecl
     | DenyKeywordDecl
@@ -772,6 +780,7 @@ Declaration = (
     | BudgetDecl
     | PolicyDecl
     | RuleDecl
+    | RedactDecl
     | ProposalDecl
     | PlanDecl
     | TestDecl

@@ -175,6 +175,14 @@ COMPILER_CODES: tuple[Code, ...] = (
         "a plan `set` that names no planner setting",
         "carlang",
     ),
+    Code(
+        "CL0219",
+        "bad-redaction",
+        "names",
+        "error",
+        "a `redact` path that is not a parameter path (`params.NAME`, `*` for every item)",
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

@@ -289,6 +289,9 @@ class _Printer:
             self.lines.append(f"  message {format_value(decl.message.value)}")
         self.trailing(decl.span.end)
 
+    def decl_RedactDecl(self, decl: ast.RedactDecl, first: bool) -> None:
+        self.statement(decl, f"redact {_names(decl.paths)}", 0, first)
+
     def decl_DenyToolDecl(self, decl: ast.DenyToolDecl, first: bool) -> None:
         self.statement(decl, f"deny_tool {_names(decl.tools)}{_message(decl.message)}", 0, first)
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carlang_runtime import ir
+from carlang_runtime.redact import redaction_problem
 from carlang_runtime.suggest import did_you_mean
 
 from . import ast
@@ -998,6 +999,7 @@ class _Lowerer:
         policies = self.policies()
         proposals = self.proposals({c.name: c for c in capabilities}, {b.name: b for b in budgets})
         plans = self.plans({p.id for p in proposals})
+        redactions = self.redactions()
         for parsed, decl in self.declarations():
             if isinstance(decl, ast.TestDecl):
                 self.map.tests.append(Origin(parsed.source, decl))
@@ -1011,8 +1013,30 @@ class _Lowerer:
             policies=policies,
             proposals=proposals,
             plans=plans,
+            redactions=redactions,
         )
         return LowerResult(program, self.map, self.used)
+
+    def redactions(self) -> list[str]:
+        """`redact params.x.y` paths, checked: `params.` then names or `*` (every item)."""
+        paths: list[str] = []
+        for parsed, decl in self.declarations():
+            if not isinstance(decl, ast.RedactDecl):
+                continue
+            for name in decl.paths:
+                problem = redaction_problem(name.text)
+                if problem is not None:
+                    self.d.error(
+                        "CL0219",
+                        f"cannot redact `{name.text}`: {problem}",
+                        parsed.source,
+                        name.span,
+                        help="write a parameter path: `redact params.card_number` or"
+                        " `redact params.cards.*.number`",
+                    )
+                elif name.text not in paths:
+                    paths.append(name.text)
+        return paths
 
 
 def lower(loaded: LoadedProgram, diagnostics: Diagnostics) -> LowerResult:

@@ -300,6 +300,9 @@ class AstBuilder:
     def message(self, text: Token) -> ast.Value:
         return ast.Value(self._string_value(text), span=Span(text[2], text[3]))
 
+    def redact_decl(self, *paths: Token) -> ast.RedactDecl:
+        return ast.RedactDecl(tuple(self._name(p) for p in paths), span=self._here())
+
     def deny_tool(self, tools: tuple[ast.Name, ...], message: ast.Value | None) -> ast.DenyToolDecl:
         return ast.DenyToolDecl(tools, message, span=self._here())
 

@@ -200,6 +200,9 @@ class Program(CarModel):
     policies: list[Policy] = Field(default_factory=list)
     proposals: list[ActionProposal] = Field(default_factory=list)
     plans: list[Plan] = Field(default_factory=list)
+    #: carlang's extension: parameter paths (`params.card_number`, `params.cards.*.cvv`) kept
+    #: out of every event and sink, as secret parameters are (`redact` in the language)
+    redactions: list[Str] = Field(default_factory=list, exclude_if=omit_empty)
 
     def tool(self, name: str) -> ToolSchema | None:
         """The tool declared under `name`, if any."""

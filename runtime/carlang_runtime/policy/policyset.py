@@ -181,6 +181,12 @@ class PolicySet:
     def __len__(self) -> int:
         return len(self._rules) + (len(self.shadow) if self.shadow is not None else 0)
 
+    @property
+    def declared(self) -> list[Policy]:
+        """Every policy, enforced then shadow (shadow ones with the flag off)."""
+        shadow = self.shadow.declared if self.shadow is not None else []
+        return [_policy(rule) for rule in self._rules] + shadow
+
     def policy(self, name: str) -> Policy | None:
         """The policy called `name` (enforced or shadow), or None."""
         for rule in self._rules:
