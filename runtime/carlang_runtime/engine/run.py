@@ -797,11 +797,11 @@ class ProposalRun:
                     effect = decision.effect
             if policies.shadow is not None and self.recording:
                 shadows.extend(self.record_shadow(action, policies.shadow))
-        decision = Decision(effect, tuple(matches)) if matches else None
+        decided = Decision(effect, tuple(matches)) if matches else None
         if self.log_decisions:
             elapsed = (time.perf_counter() - started) * 1e6
-            self.log_decision(action, decision, shadows, elapsed)
-        return decision
+            self.log_decision(action, decided, shadows, elapsed)
+        return decided
 
     def log_decision(
         self,
