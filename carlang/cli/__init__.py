@@ -16,6 +16,7 @@ from . import (
     lang_commands,
     plan_commands,
     policy_commands,
+    replay_commands,
     run_commands,
     test_commands,
 )
@@ -53,6 +54,7 @@ def _root(
 lang_commands.register(app)
 policy_commands.register(app)
 run_commands.register(app)
+replay_commands.register(app)
 plan_commands.register(app)
 test_commands.register(app)
 ir_commands.register(app)

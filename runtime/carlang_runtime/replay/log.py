@@ -1,0 +1,209 @@
+"""Recorded runs read back from event logs (SQLite journals and JSONL files), as replay needs
+them: per proposal run, its scope, session, tenant, starting state, the proposal, and in
+recorded order the points where each action was decided, ended, and where the run rolled back.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from ..engine.events import TERMINAL_KINDS
+from ..engine.journal import SQLITE_SUFFIXES, EventLogError, EventStore
+
+__all__ = ["RecordedDecision", "RecordedProposal", "Step", "read_runs"]
+
+#: The kinds replay reads; a JSONL line of any other kind is skipped before it is parsed.
+_WANTED: Final = frozenset(
+    {
+        "run_started",
+        "proposal_received",
+        "state_snapshot",
+        "action_validated",
+        "policy_violation",
+        "approval_recorded",
+        "policy_decision",
+        "state_rollback",
+        *TERMINAL_KINDS,
+    }
+)
+_TERMINAL: Final = frozenset(str(kind) for kind in TERMINAL_KINDS)
+_STATUS: Final = {
+    "action_succeeded": "succeeded",
+    "action_failed": "failed",
+    "action_skipped": "skipped",
+    "action_rejected": "rejected",
+    "action_deduplicated": "succeeded",
+}
+
+#: A step of a recorded run: ("decide", action id, time), ("end", action id, status,
+#: state changes or None), ("rollback",).
+Step = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class RecordedDecision:
+    """What the log says the policies decided about one action."""
+
+    decision: str  # allow, deny, require_approval
+    policies: list[str] = field(default_factory=list)
+    #: source positions the log recorded (`policy_decision` events), by policy name
+    locs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class RecordedProposal:
+    """One proposal run of a recorded run (a replanned run has several)."""
+
+    run_id: str
+    proposal_id: str
+    scope: dict[str, Any]
+    session: str | None
+    started: float
+    document: dict[str, Any] | None = None
+    redacted: bool = False
+    tenant: str | None = None
+    state: dict[str, Any] | None = None
+    steps: list[Step] = field(default_factory=list)
+    decisions: dict[str, RecordedDecision] = field(default_factory=dict)
+    source: str = ""
+
+
+def read_runs(paths: Iterable[Path]) -> list[RecordedProposal]:
+    """Every proposal run in the logs, in the order the logs give them (file by file). Raises
+    `EventLogError` for a log that cannot be read, saying where."""
+    found: list[RecordedProposal] = []
+    for path in paths:
+        open_runs: dict[tuple[str, str], RecordedProposal] = {}
+        contexts: dict[str, tuple[dict[str, Any], str | None, float]] = {}
+        for kind, run_id, proposal_id, action_id, timestamp, data in _records(path):
+            if run_id is None:
+                continue
+            if kind == "run_started":
+                contexts[run_id] = (data.get("scope") or {}, data.get("session"), timestamp)
+                continue
+            key = (run_id, proposal_id or "")
+            run = open_runs.get(key)
+            if run is None:
+                scope, session, started = contexts.get(run_id, ({}, None, timestamp))
+                run = open_runs[key] = RecordedProposal(
+                    run_id, proposal_id or "", dict(scope), session, started, source=str(path)
+                )
+                found.append(run)
+            _add(run, kind, action_id, timestamp, data)
+    return found
+
+
+def _add(
+    run: RecordedProposal, kind: str, action_id: str | None, timestamp: float, data: dict[str, Any]
+) -> None:
+    if kind in _TERMINAL:
+        if action_id is not None:
+            changes = data.get("state_changes") if kind != "action_deduplicated" else None
+            run.steps.append(("end", action_id, _STATUS[kind], changes))
+    elif kind == "action_validated":
+        if action_id is not None:
+            run.steps.append(("decide", action_id, timestamp))
+            run.decisions.setdefault(action_id, RecordedDecision("allow"))
+    elif kind == "policy_decision":
+        if action_id is not None:
+            recorded = RecordedDecision(str(data.get("decision", "allow")))
+            for entry in data.get("policies") or ():
+                recorded.policies.append(str(entry.get("name")))
+                if isinstance(entry.get("loc"), dict):
+                    recorded.locs[str(entry.get("name"))] = entry["loc"]
+            run.decisions[action_id] = recorded
+    elif kind == "policy_violation":
+        recorded = run.decisions.setdefault(action_id or "", RecordedDecision("deny"))
+        recorded.decision = "deny"
+        policy = str(data.get("policy", ""))
+        if policy not in recorded.policies:
+            recorded.policies.append(policy)
+    elif kind == "approval_recorded":
+        recorded = run.decisions.setdefault(action_id or "", RecordedDecision("require_approval"))
+        if recorded.decision != "deny":
+            recorded.decision = "require_approval"
+        for policy in data.get("policies") or ():
+            if policy not in recorded.policies:
+                recorded.policies.append(str(policy))
+    elif kind == "state_rollback":
+        run.steps.append(("rollback",))
+    elif kind == "proposal_received":
+        document = data.get("proposal")
+        run.document = document if isinstance(document, dict) else None
+        run.redacted = bool(data.get("redacted"))
+    elif kind == "state_snapshot":
+        state = data.get("state")
+        run.state = dict(state) if isinstance(state, dict) else None
+        run.tenant = data.get("tenant")
+
+
+_Record = tuple[str, str | None, str | None, str | None, float, dict[str, Any]]
+
+
+def _records(path: Path) -> Iterator[_Record]:
+    if not path.exists():
+        raise EventLogError(f"{path}: no such file")
+    if path.suffix in SQLITE_SUFFIXES:
+        store = EventStore(path)
+        try:
+            for event in store.events():
+                if event.kind in _WANTED:
+                    yield (
+                        event.kind,
+                        event.run_id,
+                        event.proposal_id,
+                        event.action_id,
+                        event.timestamp,
+                        event.data,
+                    )
+        finally:
+            store.close()
+        return
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EventLogError(f"{path}: cannot read it ({exc})") from None
+    lines = text.split("\n")
+    last = len(lines)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        # Skip what replay does not read without parsing it (most of a log is execution
+        # steps): the kind is the second field `event_document` writes.
+        start = line.find('"kind": "')
+        if start != -1:
+            end = line.find('"', start + 9)
+            if line[start + 9 : end] not in _WANTED:
+                continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            where = f"{path}:{number}:{exc.colno}"
+            if number >= last - 1 and not text.endswith("\n"):
+                raise EventLogError(
+                    f"{where}: the last line is cut short (the log was being written when its"
+                    " process stopped); remove that line to replay the rest"
+                ) from None
+            raise EventLogError(f"{where}: not JSON: {exc.msg}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+            raise EventLogError(f"{path}:{number}:1: not an event (a JSON object with a kind)")
+        if record["kind"] not in _WANTED:
+            continue
+        try:
+            timestamp = datetime.fromisoformat(record["timestamp"]).timestamp()
+        except (KeyError, TypeError, ValueError):
+            raise EventLogError(f"{path}:{number}:1: the event has no valid timestamp") from None
+        data = record.get("data")
+        yield (
+            record["kind"],
+            record.get("trace_id"),
+            record.get("proposal_id"),
+            record.get("action_id"),
+            timestamp,
+            data if isinstance(data, dict) else {},
+        )
