@@ -178,7 +178,7 @@ def _records(path: Path) -> Iterator[_Record]:
         start = line.find('"kind": "')
         if start != -1:
             end = line.find('"', start + 9)
-            if line[start + 9 : end] not in _WANTED:
+            if end != -1 and line[start + 9 : end] not in _WANTED:
                 continue
         try:
             record = json.loads(line)
