@@ -1,4 +1,4 @@
-"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|all] [--quick]`."""
+"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|replay|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from . import (
     dbos_bench,
     planner_bench,
     policytest_bench,
+    replay_bench,
     runtime_bench,
     verify_bench,
 )
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "planner": planner_bench.run,
     "policytest": policytest_bench.run,
     "dbos": dbos_bench.run,
+    "replay": replay_bench.run,
 }
 
 

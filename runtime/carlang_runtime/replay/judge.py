@@ -14,6 +14,7 @@ from pydantic import ValidationError
 
 from ..capability import CapabilityCheck
 from ..ir import Action, ActionProposal, ActionType, Program
+from ..ir._base import construct
 from ..policy import Decision, PolicyMatch, PolicySet
 from .log import RecordedProposal
 
@@ -342,16 +343,63 @@ def replay(
 
 
 def _proposal(run: RecordedProposal) -> tuple[ActionProposal | None, str]:
-    if run.document is None:
+    document = run.document
+    if document is None:
         return None, (
             "the log holds no proposal for it (was it written by a runtime without a sink?)"
         )
     try:
-        return ActionProposal.model_validate(run.document), ""
+        # Built without validation (the runtime wrote it from a validated proposal): replay
+        # reads only what deciding needs, and validating 100,000 actions would cost seconds.
+        actions = [_action(entry) for entry in document["actions"]]
+        return (
+            construct(
+                ActionProposal,
+                {
+                    **_PROPOSAL_DEFAULTS,
+                    "id": str(document.get("id", run.proposal_id)),
+                    "actions": actions,
+                    "capability": document.get("capability"),
+                    "budget": document.get("budget"),
+                },
+            ),
+            "",
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    try:
+        return ActionProposal.model_validate(document), ""
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         return None, f"the recorded proposal is not valid: {where}: {first['msg']}"
+
+
+def _action(entry: dict[str, Any]) -> Action:
+    parameters = entry.get("parameters") or {}
+    metadata = entry.get("metadata") or {}
+    if not isinstance(parameters, dict) or not isinstance(metadata, dict):
+        raise TypeError("parameters and metadata are maps")
+    return construct(
+        Action,
+        {
+            **_ACTION_DEFAULTS,
+            "id": str(entry["id"]),
+            "type": _TYPES[entry["type"]],
+            "tool": entry.get("tool"),
+            "parameters": parameters,
+            "metadata": metadata,
+        },
+        _ACTION_FIELDS,
+    )
+
+
+# Every field's default, made once (`construct` needs every field; replay changes none of
+# the shared defaults).
+_ACTION_DEFAULTS: dict[str, Any] = dict(Action(id="-", type=ActionType.TOOL_CALL).__dict__)
+_ACTION_FIELDS = set(Action.model_fields)
+_TYPES: dict[str, ActionType] = {kind.value: kind for kind in ActionType}
+_PROPOSAL_DEFAULTS: dict[str, Any] = dict(ActionProposal(id="-", actions=[]).__dict__)
 
 
 def _end(step: tuple[Any, ...], actions: dict[str, Action], context: _Context) -> None:

@@ -6,6 +6,7 @@ recorded order the points where each action was decided, ended, and where the ru
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,6 +33,7 @@ _WANTED: Final = frozenset(
     }
 )
 _TERMINAL: Final = frozenset(str(kind) for kind in TERMINAL_KINDS)
+_TIMED: Final = frozenset({"run_started", "action_validated", "proposal_received"})
 _STATUS: Final = {
     "action_succeeded": "succeeded",
     "action_failed": "failed",
@@ -51,8 +53,23 @@ class RecordedDecision:
 
     decision: str  # allow, deny, require_approval
     policies: list[str] = field(default_factory=list)
-    #: source positions the log recorded (`policy_decision` events), by policy name
-    locs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the `policy_decision` event's data as written, parsed only when a position is asked
+    raw: str | None = None
+
+    @property
+    def locs(self) -> dict[str, dict[str, Any]]:
+        """The source positions the log recorded (`policy_decision`), by policy name."""
+        if self.raw is None:
+            return {}
+        try:
+            data = json.loads(self.raw)
+        except json.JSONDecodeError:
+            return {}
+        return {
+            str(entry.get("name")): entry["loc"]
+            for entry in data.get("policies") or ()
+            if isinstance(entry, dict) and isinstance(entry.get("loc"), dict)
+        }
 
 
 @dataclass(slots=True)
@@ -80,11 +97,20 @@ def read_runs(paths: Iterable[Path]) -> list[RecordedProposal]:
     for path in paths:
         open_runs: dict[tuple[str, str], RecordedProposal] = {}
         contexts: dict[str, tuple[dict[str, Any], str | None, float]] = {}
+        current: RecordedProposal | None = None
         for kind, run_id, proposal_id, action_id, timestamp, data in _records(path):
             if run_id is None:
                 continue
             if kind == "run_started":
                 contexts[run_id] = (data.get("scope") or {}, data.get("session"), timestamp)
+                continue
+            # Most events belong to the run of the event before them.
+            if (
+                current is not None
+                and current.run_id == run_id
+                and current.proposal_id == (proposal_id or "")
+            ):
+                _add(current, kind, action_id, timestamp, data)
                 continue
             key = (run_id, proposal_id or "")
             run = open_runs.get(key)
@@ -94,6 +120,7 @@ def read_runs(paths: Iterable[Path]) -> list[RecordedProposal]:
                     run_id, proposal_id or "", dict(scope), session, started, source=str(path)
                 )
                 found.append(run)
+            current = run
             _add(run, kind, action_id, timestamp, data)
     return found
 
@@ -110,13 +137,12 @@ def _add(
             run.steps.append(("decide", action_id, timestamp))
             run.decisions.setdefault(action_id, RecordedDecision("allow"))
     elif kind == "policy_decision":
-        if action_id is not None:
-            recorded = RecordedDecision(str(data.get("decision", "allow")))
-            for entry in data.get("policies") or ():
-                recorded.policies.append(str(entry.get("name")))
-                if isinstance(entry.get("loc"), dict):
-                    recorded.locs[str(entry.get("name"))] = entry["loc"]
-            run.decisions[action_id] = recorded
+        # The decision and its policies are known from the events that enforce it (it comes
+        # before them); of this one only the positions are kept, parsed when shown.
+        if action_id is not None and data:
+            recorded = run.decisions.setdefault(action_id, RecordedDecision("allow"))
+            raw = data.get(_RAW)
+            recorded.raw = raw if isinstance(raw, str) else json.dumps(data)
     elif kind == "policy_violation":
         recorded = run.decisions.setdefault(action_id or "", RecordedDecision("deny"))
         recorded.decision = "deny"
@@ -173,31 +199,36 @@ def _records(path: Path) -> Iterator[_Record]:
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
-        # Skip what replay does not read without parsing it (most of a log is execution
-        # steps): the kind is the second field `event_document` writes.
-        start = line.find('"kind": "')
+        # Most of a log is steps replay reads only the ids of, or not at all: the header of a
+        # line `event_document` wrote is read without parsing the line; anything else (an
+        # escaped character, another layout) is parsed whole.
+        start = line.find('"kind": "', 0, 40)
         if start != -1:
             end = line.find('"', start + 9)
             if end != -1 and line[start + 9 : end] not in _WANTED:
                 continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            where = f"{path}:{number}:{exc.colno}"
-            if number >= last - 1 and not text.endswith("\n"):
-                raise EventLogError(
-                    f"{where}: the last line is cut short (the log was being written when its"
-                    " process stopped); remove that line to replay the rest"
-                ) from None
-            raise EventLogError(f"{where}: not JSON: {exc.msg}") from None
+        header = _HEADER.match(line)
+        if header is not None and "\\" not in header.group(0):
+            kind = header.group(1)
+            rest = line[header.end() : -1]
+            data: Any = _light_data(kind, rest)
+            if data is None:
+                data = _parse(path, number, last, text, rest)
+            yield (
+                kind,
+                header.group(2),
+                header.group(3),
+                header.group(4),
+                _timestamp(path, number, header.group(5)) if kind in _TIMED else 0.0,
+                data if isinstance(data, dict) else {},
+            )
+            continue
+        record = _parse(path, number, last, text, line)
         if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
             raise EventLogError(f"{path}:{number}:1: not an event (a JSON object with a kind)")
         if record["kind"] not in _WANTED:
             continue
-        try:
-            timestamp = datetime.fromisoformat(record["timestamp"]).timestamp()
-        except (KeyError, TypeError, ValueError):
-            raise EventLogError(f"{path}:{number}:1: the event has no valid timestamp") from None
+        timestamp = _timestamp(path, number, record.get("timestamp"))
         data = record.get("data")
         yield (
             record["kind"],
@@ -207,3 +238,49 @@ def _records(path: Path) -> Iterator[_Record]:
             timestamp,
             data if isinstance(data, dict) else {},
         )
+
+
+# The layout `event_document` writes for an action's event (ids present, in this order).
+_HEADER: Final = re.compile(
+    r'\{"seq": \d+, "kind": "([a-z_]+)", "trace_id": "([^"]*)", "proposal_id": "([^"]*)",'
+    r' "action_id": "([^"]*)", "span_id": "[^"]*", "parent_id": "[^"]*",'
+    r' "timestamp": "([^"]*)", "data": '
+)
+_NO_DATA: Final[dict[str, Any]] = {}
+_RAW: Final = "\x00raw"  # not a key JSON from the runtime has
+
+
+def _light_data(kind: str, rest: str) -> dict[str, Any] | None:
+    """The data replay needs of an event, when it can be had without parsing (None: parse)."""
+    if kind == "action_validated":
+        return _NO_DATA
+    if kind in _TERMINAL and '"state_changes": {}' in rest and rest.count('"state_changes"') == 1:
+        return _NO_DATA  # no state changed: replay needs nothing else of it
+    if kind == "policy_decision":
+        if '"decision": "allow"' in rest:
+            # An allow: the action_validated step already says so. (Should a parameter be
+            # named `decision` with the value "allow", a refusal is still known from its
+            # policy_violation or approval_recorded event; only its positions are lost.)
+            return _NO_DATA
+        return {_RAW: rest}
+    return None
+
+
+def _parse(path: Path, number: int, last: int, text: str, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        where = f"{path}:{number}:{exc.colno}"
+        if number >= last - 1 and not text.endswith("\n"):
+            raise EventLogError(
+                f"{where}: the last line is cut short (the log was being written when its"
+                " process stopped); remove that line to replay the rest"
+            ) from None
+        raise EventLogError(f"{where}: not JSON: {exc.msg}") from None
+
+
+def _timestamp(path: Path, number: int, text: Any) -> float:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
+        raise EventLogError(f"{path}:{number}:1: the event has no valid timestamp") from None
