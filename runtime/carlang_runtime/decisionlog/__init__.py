@@ -4,6 +4,7 @@ OpenTelemetry spans)."""
 
 from __future__ import annotations
 
+from .http import HttpSink, HttpSinkStats
 from .schema import (
     DECISION_SCHEMA_ID,
     DECISION_VERSION,
@@ -13,6 +14,8 @@ from .schema import (
 )
 
 __all__ = [
+    "HttpSink",
+    "HttpSinkStats",
     "DECISION_SCHEMA_ID",
     "DECISION_VERSION",
     "content_hash",
