@@ -87,7 +87,8 @@ def _text(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
             lines.append(f"  {policy} would decide {n} calls of {tool or 'no tool'}")
     if report.unjudged:
         lines.append("")
-        lines.append(f"{len(report.unjudged)} runs could not be judged:")
+        count = len(report.unjudged)
+        lines.append(f"{count} {'run' if count == 1 else 'runs'} could not be judged:")
         for unjudged in report.unjudged[:20]:
             lines.append(f"  run {unjudged.run_id} ({unjudged.proposal_id}): {unjudged.reason}")
         if len(report.unjudged) > 20:
