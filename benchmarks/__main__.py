@@ -1,4 +1,5 @@
-"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|replay|all] [--quick]`."""
+"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|replay|all]
+[--quick]`."""
 
 from __future__ import annotations
 
