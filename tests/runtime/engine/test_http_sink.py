@@ -145,7 +145,7 @@ def test_an_unreachable_collector_drops_counts_and_reports_never_blocking() -> N
 
 
 def test_a_full_queue_drops_after_the_blocking_bound() -> None:
-    server = Collector(delay=0.5)
+    server = Collector(delay=0.2)
     try:
         sink = HttpSink(server.url, max_queue=2, block_ms=20, batch_size=1, flush_interval=0)
         timed = _run(sink, 12)
