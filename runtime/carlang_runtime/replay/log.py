@@ -256,6 +256,12 @@ def _light_data(kind: str, rest: str) -> dict[str, Any] | None:
         return _NO_DATA
     if kind in _TERMINAL and '"state_changes": {}' in rest and rest.count('"state_changes"') == 1:
         return _NO_DATA  # no state changed: replay needs nothing else of it
+    if kind == "policy_violation" and rest.startswith('{"policy": "'):
+        end = rest.find('"', 12)
+        name = rest[12:end]
+        if end != -1 and "\\" not in name:
+            return {"policy": name}  # the deciding policy is all replay reads of it
+        return None
     if kind == "policy_decision":
         if '"decision": "allow"' in rest:
             # An allow: the action_validated step already says so. (Should a parameter be
