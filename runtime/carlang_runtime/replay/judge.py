@@ -16,7 +16,7 @@ from ..capability import CapabilityCheck
 from ..ir import Action, ActionProposal, ActionType, Program
 from ..ir._base import construct
 from ..policy import Decision, PolicyMatch, PolicySet
-from .log import RecordedProposal
+from .log import RecordedProposal, without_gc
 
 __all__ = ["Verdict", "Change", "Unjudged", "ReplayReport", "Judge", "replay"]
 
@@ -251,6 +251,19 @@ def replay(
 ) -> ReplayReport:
     """Re-decide every recorded action of `runs` with `candidate`, against the recorded
     decisions or, with `baseline`, against the baseline's decisions on the same actions."""
+    with without_gc():
+        return _replay(runs, candidate, baseline, tools, since, until, examples)
+
+
+def _replay(
+    runs: Sequence[RecordedProposal],
+    candidate: Judge,
+    baseline: Judge | None,
+    tools: Iterable[str],
+    since: float | None,
+    until: float | None,
+    examples: int,
+) -> ReplayReport:
     report = ReplayReport(baseline=baseline.name if baseline is not None else "recorded")
     only_tools = set(tools)
     histories: dict[str, list[dict[str, Any]]] = {}
