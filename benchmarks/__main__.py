@@ -1,5 +1,5 @@
 """`python -m benchmarks [verify|compile|cel|runtime|planner|experiments|policytest|dbos|mcp|
-all] [--quick]`."""
+replay|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from . import (
     mcp_bench,
     planner_bench,
     policytest_bench,
+    replay_bench,
     runtime_bench,
     verify_bench,
 )
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "policytest": policytest_bench.run,
     "dbos": dbos_bench.run,
     "mcp": mcp_bench.run,
+    "replay": replay_bench.run,
 }
 
 

@@ -48,6 +48,7 @@ __all__ = [
     "BudgetDecl",
     "PolicyDecl",
     "DenyToolDecl",
+    "RedactDecl",
     "DenyKeywordDecl",
     "DenyToolParamDecl",
     "AllowToolParamDecl",
@@ -442,6 +443,8 @@ class PolicyDecl(Node):
     targets: tuple[Name, ...]
     when: CelText | None
     message: Value | None
+    #: `policy p: shadow deny ...`: recorded, never enforced
+    shadow: bool = False
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -505,6 +508,13 @@ class RequireStateDecl(Node):
     key: Name
     value: Value
     message: Value | None
+
+
+@dataclass(slots=True, repr=False, eq=False)
+class RedactDecl(Node):
+    """`redact params.card_number, params.cards.*.cvv`."""
+
+    paths: tuple[Name, ...]
 
 
 RuleDecl = (
@@ -790,13 +800,15 @@ class GivenPlan(Node):
 
 @dataclass(slots=True, repr=False, eq=False)
 class Expect(Node):
-    """`expect ...`: `kind` is `decision` (with `word` a decision or column and optional `by`),
-    `validity` (`word` valid/invalid), `codes` (`codes`), or `winner` (`word`)."""
+    """`expect ...`: `kind` is `decision` (with `word` a decision or column and optional `by`;
+    `shadow`: what the shadow policies decide), `validity` (`word` valid/invalid), `codes`
+    (`codes`), or `winner` (`word`)."""
 
     kind: str
     word: Name | Column | None = None
     by: Name | Column | None = None
     codes: tuple[Name, ...] = ()
+    shadow: bool = False
 
 
 @dataclass(slots=True, repr=False, eq=False)
@@ -844,6 +856,7 @@ Declaration = (
     | BudgetDecl
     | PolicyDecl
     | RuleDecl
+    | RedactDecl
     | ProposalDecl
     | PlanDecl
     | TestDecl

@@ -210,6 +210,14 @@ COMPILER_CODES: tuple[Code, ...] = (
         "`remote` on a tool that is not bound to an MCP server",
         "carlang",
     ),
+    Code(
+        "CL0222",
+        "bad-redaction",
+        "names",
+        "error",
+        "a `redact` path that is not a parameter path (`params.NAME`, `*` for every item)",
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",
@@ -354,6 +362,15 @@ COMPILER_CODES: tuple[Code, ...] = (
         "warning",
         "a `# carlang: allow CODE` pragma or a `carlang.toml` `accept` entry that no longer "
         "accepts any warning (`check --strict`)",
+        "carlang",
+    ),
+    Code(
+        "CL0526",
+        "shadow-never-fired",
+        "strict",
+        "warning",
+        "a shadow policy that no test makes fire: promoting it would change nothing the tests "
+        "show (`check --strict`)",
         "carlang",
     ),
     # tests

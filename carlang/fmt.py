@@ -326,7 +326,8 @@ class _Printer:
         self.block(decl, f"budget {decl.name.text}", decl.items, 0, first, item)
 
     def decl_PolicyDecl(self, decl: ast.PolicyDecl, first: bool) -> None:
-        head = f"policy {decl.name.text}: {decl.effect.text}"
+        shadow = "shadow " if decl.shadow else ""
+        head = f"policy {decl.name.text}: {shadow}{decl.effect.text}"
         if decl.targets:
             head += f" {_names(decl.targets)}"
         if decl.when is not None:
@@ -338,6 +339,9 @@ class _Printer:
             self.trailing(end)
             self.lines.append(f"  message {format_value(decl.message.value)}")
         self.trailing(decl.span.end)
+
+    def decl_RedactDecl(self, decl: ast.RedactDecl, first: bool) -> None:
+        self.statement(decl, f"redact {_names(decl.paths)}", 0, first)
 
     def decl_DenyToolDecl(self, decl: ast.DenyToolDecl, first: bool) -> None:
         self.statement(decl, f"deny_tool {_names(decl.tools)}{_message(decl.message)}", 0, first)

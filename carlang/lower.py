@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carlang_runtime import ir
+from carlang_runtime.redact import redaction_problem
 from carlang_runtime.suggest import did_you_mean
 
 from . import ast
@@ -742,6 +743,8 @@ class _Lowerer:
                     "message": message,
                     "loc": loc,
                 }
+                if decl.shadow:
+                    policy["shadow"] = True
                 if decl.when is not None:
                     policy["when"] = decl.when.text
                     policy["when_loc"] = loc_of(source, decl.when.span)
@@ -1251,6 +1254,7 @@ class _Lowerer:
         policies = self.policies()
         proposals = self.proposals({c.name: c for c in capabilities}, {b.name: b for b in budgets})
         plans = self.plans({p.id for p in proposals})
+        redactions = self.redactions()
         for parsed, decl in self.declarations():
             if isinstance(decl, ast.TestDecl):
                 self.map.tests.append(Origin(parsed.source, decl))
@@ -1265,8 +1269,30 @@ class _Lowerer:
             proposals=proposals,
             plans=plans,
             mcp_servers=servers,
+            redactions=redactions,
         )
         return LowerResult(program, self.map, self.used)
+
+    def redactions(self) -> list[str]:
+        """`redact params.x.y` paths, checked: `params.` then names or `*` (every item)."""
+        paths: list[str] = []
+        for parsed, decl in self.declarations():
+            if not isinstance(decl, ast.RedactDecl):
+                continue
+            for name in decl.paths:
+                problem = redaction_problem(name.text)
+                if problem is not None:
+                    self.d.error(
+                        "CL0222",
+                        f"cannot redact `{name.text}`: {problem}",
+                        parsed.source,
+                        name.span,
+                        help="write a parameter path: `redact params.card_number` or"
+                        " `redact params.cards.*.number`",
+                    )
+                elif name.text not in paths:
+                    paths.append(name.text)
+        return paths
 
 
 def lower(loaded: LoadedProgram, diagnostics: Diagnostics) -> LowerResult:

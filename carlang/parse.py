@@ -400,13 +400,20 @@ class AstBuilder:
     def policy_decl(
         self,
         name: Token,
+        shadow: ast.Name | None,
         effect: ast.Name,
         targets: tuple[ast.Name, ...] | None,
         when: ast.CelText | None,
         message: ast.Value | None,
     ) -> ast.PolicyDecl:
         return ast.PolicyDecl(
-            self._name(name), effect, targets or (), when, message, span=self._here()
+            self._name(name),
+            effect,
+            targets or (),
+            when,
+            message,
+            shadow is not None,
+            span=self._here(),
         )
 
     def when(self, text: Token) -> ast.CelText:
@@ -415,6 +422,9 @@ class AstBuilder:
 
     def message(self, text: Token) -> ast.Value:
         return ast.Value(self._string_value(text), span=Span(text[2], text[3]))
+
+    def redact_decl(self, *paths: Token) -> ast.RedactDecl:
+        return ast.RedactDecl(tuple(self._name(p) for p in paths), span=self._here())
 
     def deny_tool(self, tools: tuple[ast.Name, ...], message: ast.Value | None) -> ast.DenyToolDecl:
         return ast.DenyToolDecl(tools, message, span=self._here())
@@ -627,7 +637,12 @@ class AstBuilder:
 
     def expect(self, expectation: ast.Expect) -> ast.Expect:
         return ast.Expect(
-            expectation.kind, expectation.word, expectation.by, expectation.codes, span=self._here()
+            expectation.kind,
+            expectation.word,
+            expectation.by,
+            expectation.codes,
+            expectation.shadow,
+            span=self._here(),
         )
 
     def _word(self, item: ast.Name | Token) -> ast.Name | ast.Column:
@@ -640,9 +655,14 @@ class AstBuilder:
         return self._name(item)
 
     def decision_expectation(
-        self, word: ast.Name | Token, by: ast.Name | ast.Column | None
+        self,
+        shadow: ast.Name | None,
+        word: ast.Name | Token,
+        by: ast.Name | ast.Column | None,
     ) -> ast.Expect:
-        return ast.Expect("decision", self._word(word), by, span=self._here())
+        return ast.Expect(
+            "decision", self._word(word), by, shadow=shadow is not None, span=self._here()
+        )
 
     def by(self, item: Token) -> ast.Name | ast.Column:
         return self._word(item)
@@ -668,7 +688,7 @@ class AstBuilder:
         return self._name(token)
 
     policy_effect = decision_word = validity_word = reversibility_word = _keyword
-    failure_word = mode_word = comparison = _keyword
+    failure_word = mode_word = comparison = shadow_word = _keyword
 
 
 # -- syntax errors -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """What `carlang check --strict` adds: policies that never change a decision (shadowed by
-another), and policies the tests do not exercise in both outcomes.
+another), policies the tests do not exercise in both outcomes, and shadow policies no test
+makes fire.
 
 Shadowing is decided by simple analysis only, so every finding is certain: policy A is shadowed
 by B when both have the same effect, B targets every tool A does (or every tool), and B's
@@ -88,10 +89,12 @@ def shadowed_policies(result: CompileResult) -> list[Diagnostic]:
     if program is None:
         return []
     found = []
-    for policy in program.policies:
+    # A shadow policy decides nothing: it neither is made redundant nor makes one redundant.
+    enforced = [p for p in program.policies if not p.shadow]
+    for policy in enforced:
         if not isinstance(policy, ir.CelPolicy):
             continue
-        other = _shadowing(policy, program.policies)
+        other = _shadowing(policy, enforced)
         origin = result.source_map.policies.get(policy.name)
         if other is None or origin is None:
             continue
@@ -125,6 +128,15 @@ def untested_policies(results: Sequence[CompileResult], coverage: Coverage) -> l
                 continue
             name_span = getattr(origin.node, "name", None)
             span = name_span.span if name_span is not None else origin.node.span
+            if policy.shadow and not missing.startswith("never reached false"):
+                found[key] = Diagnostic(
+                    "CL0526",
+                    "warning",
+                    f"shadow policy `{policy.name}` never fired in any test",
+                    (origin.label("", span),),
+                    "add a `test` with `expect shadow ...` where it fires, or remove it",
+                )
+                continue
             found[key] = Diagnostic(
                 "CL0524",
                 "warning",

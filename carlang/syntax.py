@@ -27,6 +27,7 @@ DECLARATION_KEYWORDS = frozenset(
         "capability",
         "budget",
         "policy",
+        "redact",
         "deny_tool",
         "deny_keyword",
         "deny_tool_param",

@@ -44,15 +44,17 @@ class Expectation:
     codes: tuple[str, ...] = ()
     #: `by $policy` whose cell is empty or null: decided by no policy (the default decision)
     by_no_policy: bool = False
+    #: a decision expected of the shadow policies (`expect shadow deny by p`)
+    shadow: bool = False
 
     def __str__(self) -> str:
         if self.kind == "codes":
             return "codes " + ", ".join(self.codes)
         if self.kind == "winner":
             return f"winner {self.word}"
-        if self.by_no_policy:
-            return f"{self.word} by no policy"
-        return self.word + (f" by {self.by}" if self.by else "")
+        text = f"{self.word} by no policy" if self.by_no_policy else self.word
+        text += f" by {self.by}" if self.by and not self.by_no_policy else ""
+        return f"shadow {text}" if self.shadow else text
 
 
 @dataclass(frozen=True)
@@ -258,7 +260,7 @@ class _Builder:
             by = _word(expect.by, row)
             if by is not None and not self.known_policy(source, expect, by):
                 return None
-            return Expectation("decision", word, by)
+            return Expectation("decision", word, by, shadow=expect.shadow)
         if expect.kind == "codes":
             return Expectation("codes", codes=tuple(c.text for c in expect.codes))
         if expect.kind == "winner":

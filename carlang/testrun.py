@@ -152,9 +152,14 @@ class _Runner:
             now=self.now,
         )
         self.coverage.record(traces, self.keys)
+        shadow_decision, shadow_traces = self.shadow_trace(case, action)
+        self.coverage.record(shadow_traces, self.keys)
         problems = []
         for expected in case.expectations:
-            problem = self.check_decision(expected, decision, traces)
+            if expected.shadow:
+                problem = self.check_decision(expected, shadow_decision, shadow_traces)
+            else:
+                problem = self.check_decision(expected, decision, traces)
             if problem is not None:
                 problems.append(problem)
         if not problems:
@@ -162,7 +167,26 @@ class _Runner:
         involved = {m.policy for m in decision.matches}
         involved.update(e.by for e in case.expectations if e.by is not None)
         details = [f"decision: {_decision_text(decision)}", *_explain(traces, involved)]
+        if shadow_traces:
+            involved |= {m.policy for m in shadow_decision.matches}
+            details.append(f"shadow decision: {_decision_text(shadow_decision)}")
+            details.extend(_explain(shadow_traces, involved))
         return problems, details
+
+    def shadow_trace(self, case: TestCase, action: ir.Action) -> tuple[Decision, list[PolicyTrace]]:
+        """What the shadow policies decide about the case's action (allow, with no traces,
+        when there are none)."""
+        shadow = self.policies.shadow
+        if shadow is None:
+            return Decision(ir.PolicyEffect.ALLOW), []
+        return shadow.trace(
+            action,
+            proposal_id="test",
+            state={**self.program.initial_state, **case.state},
+            scope=case.scope,
+            history=case.history,
+            now=self.now,
+        )
 
     @staticmethod
     def check_decision(

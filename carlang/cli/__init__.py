@@ -22,6 +22,7 @@ from . import (
     mcp_commands,
     plan_commands,
     policy_commands,
+    replay_commands,
     run_commands,
     test_commands,
 )
@@ -60,6 +61,7 @@ def _root(
 lang_commands.register(app)
 policy_commands.register(app)
 run_commands.register(app)
+replay_commands.register(app)
 plan_commands.register(app)
 experiment_commands.register(app)
 test_commands.register(app)

@@ -67,6 +67,10 @@ def run_command(
         Path | None,
         typer.Option("--events", help="Log events to run.jsonl, or to run.db (SQLite, resumable)."),
     ] = None,
+    decisions_url: Annotated[
+        str | None,
+        typer.Option("--decisions-url", help="POST decision events to this collector URL."),
+    ] = None,
     auto_approve: Annotated[
         bool, typer.Option("--auto-approve", help="Approve every action that asks.")
     ] = False,
@@ -179,9 +183,10 @@ def run_command(
     if backend is Backend.dbos:
         from .dbos_commands import run_durably
 
-        if resume is not None or builtins or plan is not None:
+        if resume is not None or builtins or plan is not None or decisions_url is not None:
             fail_usage(
-                "--backend dbos resumes by itself; --resume, --plan and --builtins are in-process"
+                "--backend dbos resumes by itself; --resume, --plan, --builtins and"
+                " --decisions-url are in-process"
             )
         outcome, run_id = run_durably(
             program,
@@ -199,9 +204,13 @@ def run_command(
     if database is not None or approval_timeout is not None or detach:
         fail_usage("--database, --approval-timeout and --detach go with --backend dbos")
     reporter = _progress(output is RunFormat.text and sys.stdout.isatty(), len(chosen.actions))
+    log = _event_log(events)
+    http = _http_sink(decisions_url) if decisions_url is not None else None
+    if http is not None:
+        log.sinks.append(http)
     runtime = Runtime.from_program(
         program,
-        events=_event_log(events),
+        events=log,
         approval=_approval_gate(auto_approve, deny_approvals, program, reporter),
         compensate=compensate,
     )
@@ -233,6 +242,9 @@ def run_command(
     finally:
         reporter.stop()
         runtime.close()
+        dropped = http.report() if http is not None else None
+        if dropped is not None:
+            echo_err(dropped)
     _report(output, chosen, outcome, run_id)
     raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
 
@@ -316,6 +328,15 @@ def _event_log(path: Path | None) -> Any:
     except OSError as exc:
         fail_usage(f"cannot write events to {path}: {exc.strerror or exc}")
     fail_usage(f"--events {path}: use a .jsonl file or a .db (SQLite) file")
+
+
+def _http_sink(url: str) -> Any:
+    from carlang_runtime.decisionlog import HttpSink
+
+    try:
+        return HttpSink(url)
+    except ValueError as exc:
+        fail_usage(f"--decisions-url: {exc}")
 
 
 def _read_state(path: Path) -> dict[str, Any]:

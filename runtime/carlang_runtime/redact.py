@@ -25,6 +25,8 @@ __all__ = [
     "is_secret_schema",
     "secret_values",
     "redact_parameters",
+    "redaction_path",
+    "redaction_problem",
     "Scrubber",
 ]
 
@@ -75,6 +77,29 @@ def _collect(
             for option in options:
                 if isinstance(option, Mapping):
                     _collect(option, path, found, depth + 1)
+
+
+def redaction_problem(text: str) -> str | None:
+    """What is wrong with a program's `redact` path (`params.card_number`,
+    `params.cards.*.cvv`), or None."""
+    parts = text.split(".")
+    if parts[0] != "params" or len(parts) < 2:
+        return "a redaction path starts with `params.` and names a parameter"
+    for part in parts[1:]:
+        if part != _EVERY_ITEM and (not part or "*" in part):
+            return f"`{part}` is neither a name nor `*`"
+    if parts[1] == _EVERY_ITEM:
+        return "the parameters are a map: name one (`params.NAME`)"
+    return None
+
+
+def redaction_path(text: str) -> SecretPath:
+    """A program's `redact` path as a position in a tool's parameters (what `secret_paths`
+    yields): `params.cards.*.cvv` -> ("cards", "*", "cvv"). Raises ValueError if malformed."""
+    problem = redaction_problem(text)
+    if problem is not None:
+        raise ValueError(f"redaction path {text!r}: {problem}")
+    return tuple(text.split(".")[1:])
 
 
 def secret_values(parameters: Mapping[str, Any], paths: Iterable[SecretPath]) -> list[Any]:

@@ -45,6 +45,10 @@ class EventKind(StrEnum):
     ACTION_RETRYING = "action_retrying"
     ACTION_DEDUPLICATED = "action_deduplicated"
     POLICY_VIOLATION = "policy_violation"
+    # carlang's: what a shadow policy would have decided (never enforced), and the decision
+    # record of an action the policies decided (see docs/decision-log.md)
+    POLICY_SHADOWED = "policy_shadowed"
+    POLICY_DECISION = "policy_decision"
     APPROVAL_RECORDED = "approval_recorded"
     STATE_CHANGED = "state_changed"
     STATE_SNAPSHOT = "state_snapshot"

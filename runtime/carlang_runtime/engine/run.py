@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..capability import touched_keys
 from ..dag import build_dag
+from ..decisionlog.schema import DECISION_VERSION, policy_entry
 from ..ir import (
     Action,
     ActionProposal,
@@ -49,7 +50,7 @@ from ..ir import (
 )
 from ..ir._base import construct
 from ..paramcheck import validation_errors
-from ..policy import Decision, PolicyMatch
+from ..policy import Decision, PolicyMatch, PolicySet
 from ..precondition import check_assertion, check_precondition
 from ..redact import Scrubber, redact_parameters
 from .approval import ApprovalRequest
@@ -218,6 +219,11 @@ class ProposalRun:
         # Secret parameter values (and values a policy caught) never leave the run unredacted.
         self.scrub: Scrubber | None = runtime.scrubber(proposal, self.policies)
         self.succeeded_idempotent: list[str] = []
+        # Decision records (`policy_decision`), when the runtime keeps them.
+        self.log_decisions = bool(self.policies) and runtime.logs_decisions
+        # Whether shadow decisions are recorded (not for `Runtime.gate`'s questions).
+        self.recording = True
+        self.program = runtime.decision_program(self.policies) if self.log_decisions else ""
         self.pending_hooks: list[Awaitable[Any]] = []
 
     # -- the run ---------------------------------------------------------------------------
@@ -774,7 +780,9 @@ class ProposalRun:
     def decide(self, action: Action) -> Decision | None:
         if not self.policies:
             return None
+        started = time.perf_counter() if self.log_decisions else 0.0
         matches: list[PolicyMatch] = []
+        shadows: list[PolicyMatch] = []
         effect = PolicyEffect.ALLOW
         for policies in self.policies:
             decision = policies.evaluate(
@@ -789,7 +797,70 @@ class ProposalRun:
                 matches.extend(decision.matches)
                 if _STRENGTH[decision.effect] > _STRENGTH[effect]:
                     effect = decision.effect
-        return Decision(effect, tuple(matches)) if matches else None
+            if policies.shadow is not None and self.recording:
+                shadows.extend(self.record_shadow(action, policies.shadow))
+        decided = Decision(effect, tuple(matches)) if matches else None
+        if self.log_decisions:
+            elapsed = (time.perf_counter() - started) * 1e6
+            self.log_decision(action, decided, shadows, elapsed)
+        return decided
+
+    def log_decision(
+        self,
+        action: Action,
+        decision: Decision | None,
+        shadows: list[PolicyMatch],
+        elapsed_us: float,
+    ) -> None:
+        """The decision record (`policy_decision`, docs/decision-log.md): redacted by `emit`
+        as every event is."""
+        deciding = decision.deciding if decision is not None else ()
+        self.emit(
+            EventKind.POLICY_DECISION,
+            action.id,
+            data={
+                "v": DECISION_VERSION,
+                "action": action.id,
+                "type": action.type.value,
+                "tool": action.tool,
+                "params": action.parameters,
+                "tenant": self.tenant,
+                "session": self.session,
+                "decision": decision.effect.value if decision is not None else "allow",
+                "policies": [self.policy_entry(m) for m in deciding],
+                "shadow": [self.policy_entry(m, shadow=True) for m in shadows],
+                "program": self.program,
+                "decided_in_us": round(elapsed_us, 3),
+            },
+        )
+
+    def policy_entry(self, match: PolicyMatch, shadow: bool = False) -> dict[str, Any]:
+        for policies in self.policies:
+            found = policies.shadow if shadow and policies.shadow is not None else policies
+            policy = found.policy(match.policy)
+            if policy is not None:
+                return policy_entry(match, policy.loc)
+        return policy_entry(match, None)
+
+    def record_shadow(self, action: Action, shadow: PolicySet) -> tuple[PolicyMatch, ...]:
+        """What the shadow policies would decide, recorded (`policy_shadowed`, one per
+        deciding policy, with the values that decided it) and never enforced."""
+        decision = shadow.evaluate(
+            action,
+            proposal_id=self.proposal.id,
+            state=self.live,
+            scope=self.scope,
+            history=self.history if self.history is not None else (),
+            explain=True,
+            admit=False,
+        )
+        if decision.allowed:
+            return ()
+        for match in decision.deciding:
+            data = self.violation_data(match)
+            data["effect"] = match.effect.value
+            self.emit(EventKind.POLICY_SHADOWED, action.id, data=data)
+        return decision.deciding
 
     def violation_data(self, match: PolicyMatch) -> dict[str, Any]:
         data: dict[str, Any] = {"policy": match.policy, "reason": match.reason}

@@ -18,12 +18,13 @@ import os
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ..capability import CapabilityCheck
+from ..decisionlog.schema import content_hash
 from ..errors import CarlangRuntimeError
 from ..ir import (
     Action,
@@ -37,7 +38,13 @@ from ..ir import (
 )
 from ..ir.load import load_proposal
 from ..policy import PolicySet
-from ..redact import Scrubber, redact_parameters, secret_values
+from ..redact import (
+    Scrubber,
+    SecretPath,
+    redact_parameters,
+    redaction_path,
+    secret_values,
+)
 from .approval import ApprovalGate, DenyApprovals
 from .cancel import CancelToken
 from .events import EventKind, EventLog
@@ -130,6 +137,7 @@ class Runtime:
         explain_violations: bool = True,
         workers: int = 32,
         compensate: bool = True,
+        decision_log: bool | None = None,
     ) -> None:
         self.state = state if isinstance(state, StateStore) else StateStore(state)
         self.events = events if events is not None else EventLog()
@@ -145,6 +153,9 @@ class Runtime:
         #: A durable backend's recorder of admission decisions and tool results (see
         #: steps.py); None runs everything in process, as it is.
         self.steps: DurableSteps | None = None
+        #: Whether every policy decision is a `policy_decision` event (None: when events go
+        #: to a sink, so a runtime that keeps nothing pays nothing).
+        self.decision_log = decision_log
         self.tools: dict[str, RegisteredTool] = {}
         self.policies = PolicySet(clock=clock)
         self.middleware: list[Middleware] = []
@@ -165,6 +176,11 @@ class Runtime:
         self._replan_config = ReplanConfig()
         self._closers: list[Callable[[], None]] = []
         self._secret_tools: set[str] = set()
+        #: Parameter paths of every tool kept out of what is written down (`redact`).
+        self.redactions: tuple[SecretPath, ...] = ()
+        #: Which program decided (`program` of `policy_decision` events): set by
+        #: `from_program`, else the hash of the policies when a run starts.
+        self.program_hash: str | None = None
 
     # -- building --------------------------------------------------------------------------
 
@@ -189,7 +205,27 @@ class Runtime:
             from ..mcp import attach_mcp_servers
 
             attach_mcp_servers(runtime, program)
+        runtime.redact(program.redactions)
+        runtime.program_hash = content_hash(program)
         return runtime
+
+    @property
+    def logs_decisions(self) -> bool:
+        """Whether runs record `policy_decision` events."""
+        return self.decision_log if self.decision_log is not None else self.durable
+
+    def decision_program(self, policies: Sequence[PolicySet]) -> str:
+        """The content hash a decision record names: the program's, or that of the policies
+        of a runtime built by hand."""
+        if self.program_hash is not None:
+            return self.program_hash
+        return content_hash([p.model_dump(mode="json") for s in policies for p in s.declared])
+
+    def redact(self, paths: Iterable[str]) -> None:
+        """Keep the parameters at `paths` (`params.card_number`, `params.cards.*.cvv`), of
+        every tool, out of every event, sink and result, as secret parameters are."""
+        added = tuple(redaction_path(path) for path in paths)
+        self.redactions = tuple(dict.fromkeys((*self.redactions, *added)))
 
     def declare_tool(self, schema: ToolSchema | Mapping[str, Any]) -> None:
         """Make a tool known by its schema, without an implementation yet (calling it fails
@@ -368,7 +404,7 @@ class Runtime:
         redacted = False
         for action, entry in zip(proposal.actions, document["actions"], strict=True):
             tool = self.tools.get(action.tool or "")
-            paths = tool.secrets if tool is not None else ()
+            paths = (*tool.secrets, *self.redactions) if tool is not None else self.redactions
             caught: set[str] = set()
             for policy_set in policies:
                 caught |= policy_set.caught_parameters(action)
@@ -392,10 +428,12 @@ class Runtime:
         parameters of its actions (and compensations), and, when the log is durable, the values
         a built-in rule catches. None when there is nothing (the common case costs a set test
         per run)."""
-        if not self._secret_tools and not (self.durable and policies):
+        if not self._secret_tools and not self.redactions and not (self.durable and policies):
             return None
         values: list[Any] = []
         for action in proposal.actions:
+            if self.redactions:
+                values.extend(secret_values(action.parameters, self.redactions))
             calls = [(action.tool, action.parameters)]
             compensation = action.compensation
             if compensation is not None and compensation.type == "tool":
@@ -878,6 +916,7 @@ class Runtime:
         check_tenant(scope.get("tenant"))
         proposal = ActionProposal(id="gate", actions=[action])
         run = ProposalRun(self, proposal, run_id="gate", session=session, scope=scope, cancel=None)
+        run.recording = run.log_decisions = False  # a question, not a decision: no events
         try:
             problems = run.rejections(action, None)
             decision = run.decide(action) if not problems else None

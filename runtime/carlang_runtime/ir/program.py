@@ -114,6 +114,9 @@ class _PolicyBase(CarModel):
     name: Str
     message: Str = ""
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
+    #: carlang's extension: a shadow policy is evaluated like an enforced one and its
+    #: would-be decision recorded (`policy_shadowed`), but it never changes an outcome.
+    shadow: bool = Field(default=False, exclude_if=omit_empty)
 
 
 class CelPolicy(_PolicyBase):
@@ -227,6 +230,9 @@ class Program(CarModel):
     proposals: list[ActionProposal] = Field(default_factory=list)
     plans: list[Plan] = Field(default_factory=list)
     mcp_servers: list[McpServer] = Field(default_factory=list, exclude_if=omit_empty)
+    #: carlang's extension: parameter paths (`params.card_number`, `params.cards.*.cvv`) kept
+    #: out of every event and sink, as secret parameters are (`redact` in the language)
+    redactions: list[Str] = Field(default_factory=list, exclude_if=omit_empty)
 
     def tool(self, name: str) -> ToolSchema | None:
         """The tool declared under `name`, if any."""

@@ -167,6 +167,9 @@ class PolicySet:
         self.clock = clock
         self._rules: list[_CelRule | tuple[Policy, NativeRule]] = []
         self._by_tool: dict[str | None, _ForTool] = {}
+        #: The shadow policies, evaluated apart (`evaluate` never sees them): their decision
+        #: is recorded, never enforced.
+        self.shadow: PolicySet | None = None
         for policy in policies:
             self.add(policy)
 
@@ -176,10 +179,26 @@ class PolicySet:
         return [_policy(rule).name for rule in self._rules]
 
     def __len__(self) -> int:
-        return len(self._rules)
+        return len(self._rules) + (len(self.shadow) if self.shadow is not None else 0)
+
+    @property
+    def declared(self) -> list[Policy]:
+        """Every policy, enforced then shadow (shadow ones with the flag off)."""
+        shadow = self.shadow.declared if self.shadow is not None else []
+        return [_policy(rule) for rule in self._rules] + shadow
+
+    def policy(self, name: str) -> Policy | None:
+        """The policy called `name` (enforced or shadow), or None."""
+        for rule in self._rules:
+            if _policy(rule).name == name:
+                return _policy(rule)
+        return self.shadow.policy(name) if self.shadow is not None else None
 
     def reads(self, variable: str) -> bool:
-        """Whether some condition reads `variable` (the runtime keeps `history` only then)."""
+        """Whether some condition reads `variable` (the runtime keeps `history` only then),
+        shadow policies' included."""
+        if self.shadow is not None and self.shadow.reads(variable):
+            return True
         return any(
             isinstance(rule, _CelRule)
             and rule.program is not None
@@ -188,7 +207,18 @@ class PolicySet:
         )
 
     def add(self, policy: Policy) -> None:
-        """Add a policy; raises `PolicyLoadError` if its condition does not compile."""
+        """Add a policy; raises `PolicyLoadError` if its condition does not compile. A
+        shadow policy goes to `shadow`."""
+        if policy.shadow:
+            if self.shadow is None:
+                self.shadow = PolicySet(
+                    tools=self.tools.values(),
+                    limits=self.limits,
+                    check=self.check,
+                    clock=self.clock,
+                )
+            self.shadow.add(policy.model_copy(update={"shadow": False}))
+            return
         if isinstance(policy, CelPolicy):
             self._rules.append(_CelRule(policy, self._compile(policy)))
         else:
@@ -202,6 +232,8 @@ class PolicySet:
         caught: set[str] = set()
         if action.tool is None or not action.parameters:
             return caught
+        if self.shadow is not None:
+            caught |= self.shadow.caught_parameters(action)
         for rule in self._for_tool(action.tool).rules:
             if isinstance(rule, _CelRule):
                 continue

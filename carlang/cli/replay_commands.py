@@ -1,0 +1,150 @@
+"""`carlang replay`: would this policy change break production? Recorded decisions re-decided
+by a candidate program."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from carlang_runtime import ir
+
+if TYPE_CHECKING:
+    from carlang_runtime.replay import Judge
+
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    RootOption,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+)
+
+__all__ = ["register"]
+
+
+class ReplayFormat(StrEnum):
+    """Output formats of `carlang replay`."""
+
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+    junit = "junit"
+    csv = "csv"
+
+
+class FailOn(StrEnum):
+    """Which changes fail the replay."""
+
+    deny = "deny"
+    approval = "approval"
+    allow = "allow"
+    any = "any"
+
+
+@guarded
+def replay_command(
+    logs: Annotated[
+        list[Path], typer.Argument(help="Event logs: run.db (SQLite) or run.jsonl, several.")
+    ],
+    program: Annotated[Path, typer.Option("--program", help="The candidate program.")],
+    baseline: Annotated[
+        Path | None,
+        typer.Option("--baseline", help="Compare with this program instead of the log."),
+    ] = None,
+    output: Annotated[
+        ReplayFormat, typer.Option("--format", help="Output format.")
+    ] = ReplayFormat.text,
+    fail_on: Annotated[
+        list[FailOn] | None,
+        typer.Option("--fail-on", help="Changes that fail: to deny, approval, allow, or any."),
+    ] = None,
+    run: Annotated[list[str] | None, typer.Option("--run", help="Only this run.")] = None,
+    tool: Annotated[list[str] | None, typer.Option("--tool", help="Only this tool's.")] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only decisions at or after (RFC 3339).")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only decisions at or before (RFC 3339).")
+    ] = None,
+    examples: Annotated[
+        int, typer.Option("--examples", help="Examples shown per change category.")
+    ] = 5,
+    root: RootOption = None,
+) -> None:
+    """Re-decide every action recorded in event logs with the candidate program's policies,
+    capabilities and budgets (the state, scope and history each had), and report the decisions
+    that change. Exit 0 when nothing --fail-on names changes (default: any), 1 otherwise, 2 for
+    bad input."""
+    from carlang_runtime.engine import EventLogError
+    from carlang_runtime.replay import read_runs, replay
+
+    from carlang.replayreport import render_replay
+
+    chosen_fail_on = [f.value for f in (fail_on or [FailOn.any])]
+    start, end = _time(since, "--since"), _time(until, "--until")
+    candidate = _judge(program, root)
+    reference = _judge(baseline, root) if baseline is not None else None
+    try:
+        runs = read_runs(logs)
+    except EventLogError as exc:
+        fail_usage(str(exc))
+    if run:
+        wanted = set(run)
+        runs = [r for r in runs if r.run_id in wanted]
+        if not runs:
+            fail_usage(f"no run {', '.join(sorted(wanted))} in {', '.join(map(str, logs))}")
+    report = replay(
+        runs, candidate, reference, tools=tool or (), since=start, until=end, examples=examples
+    )
+    echo(render_replay(report, output.value, examples, chosen_fail_on))
+    raise typer.Exit(EXIT_FAILED if report.failing(chosen_fail_on) else EXIT_OK)
+
+
+def _program(path: Path, root: Path | None) -> ir.Program:
+    from carlang.cli.lang_commands import collect_sources, project_root
+    from carlang.compiler import compile_file
+    from carlang.render import render_text
+
+    files = collect_sources([path])
+    result = compile_file(files[0], project_root(files, root))
+    # Errors of reading and naming make a program unusable; what verification finds in the
+    # program's own proposals (a proposal the new policy denies) is no reason not to replay.
+    errors = [d for d in result.diagnostics.sorted() if d.severity == "error" and d.code < "CL0300"]
+    if result.program is None or errors:
+        echo_err(render_text(errors or result.diagnostics.sorted()))
+        echo_err(f"{path}: the program has errors; replay needs one that compiles")
+        raise typer.Exit(EXIT_USAGE)
+    return result.program
+
+
+def _judge(path: Path, root: Path | None) -> Judge:
+    from carlang_runtime.policy import PolicyLoadError
+    from carlang_runtime.replay import Judge
+
+    try:
+        return Judge(_program(path, root), path.name)
+    except PolicyLoadError as exc:
+        fail_usage(f"{path}: {exc}")
+
+
+def _time(text: str | None, option: str) -> float | None:
+    if text is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        fail_usage(f"{option} {text}: not a date or time (use RFC 3339: 2026-12-01T00:00:00Z)")
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def register(app: typer.Typer) -> None:
+    """Add `replay` to the CLI."""
+    app.command("replay")(replay_command)

@@ -1,0 +1,321 @@
+"""`carlang replay`'s report: text, JSON, SARIF (results at the policy lines that change
+decisions), JUnit XML (a test case per tool) and CSV (a row per changed decision)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from carlang_runtime.engine.events import format_time
+from carlang_runtime.replay import Change, ReplayReport, Verdict
+
+from carlang import __version__
+
+__all__ = ["render_replay"]
+
+
+def render_replay(report: ReplayReport, output: str, examples: int, fail_on: list[str]) -> str:
+    """The report in `output` format (text, json, sarif, junit or csv)."""
+    renderers = {
+        "text": _text,
+        "json": _json,
+        "sarif": _sarif,
+        "junit": _junit,
+        "csv": _csv,
+    }
+    return renderers[output](report, examples, fail_on)
+
+
+def _examples(report: ReplayReport, examples: int) -> dict[str, list[Change]]:
+    shown: dict[str, list[Change]] = defaultdict(list)
+    for change in report.changes:
+        if len(shown[change.category]) < examples:
+            shown[change.category].append(change)
+    return shown
+
+
+def _where(verdict: Verdict) -> str:
+    loc = verdict.loc
+    return f"{loc['file']}:{loc['line']}:{loc['column']}" if loc else ""
+
+
+def _text(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
+    changed = len(report.changes)
+    lines = [
+        f"replayed {report.actions} decisions of {report.judged_runs} runs"
+        f" (against {report.baseline}): {changed} {'change' if changed == 1 else 'changes'},"
+        f" {report.unchanged} unchanged"
+    ]
+    categories = report.categories()
+    by_policy, by_tool = report.by_policy(), report.by_tool()
+    shown = _examples(report, examples)
+    for category, count in categories.most_common():
+        lines.append("")
+        lines.append(f"{category}: {count} of {report.actions}")
+        for (cat, policy), n in sorted(by_policy.items(), key=lambda i: -i[1]):
+            if cat == category:
+                lines.append(f"  policy {policy}: {n}")
+        for (cat, tool), n in sorted(by_tool.items(), key=lambda i: -i[1]):
+            if cat == category:
+                lines.append(f"  tool {tool}: {n}")
+        for change in shown[category]:
+            responsible = change.responsible
+            where = _where(responsible)
+            lines.append(
+                f"  e.g. run {change.run_id} action {change.action_id}"
+                f" ({change.tool or 'no tool'}"
+                + (f", tenant {change.tenant}" if change.tenant else "")
+                + f", {format_time(change.time)})"
+            )
+            if responsible.policy:
+                lines.append(
+                    f"       by {responsible.policy}"
+                    + (f" at {where}" if where else "")
+                    + (f": {responsible.reason}" if responsible.reason else "")
+                )
+            if responsible.explanation:
+                lines.append(f"       because {responsible.explanation}")
+    if report.shadow:
+        lines.append("")
+        lines.append("shadow policies (recorded, not enforced):")
+        for (policy, tool), n in report.shadow.most_common():
+            lines.append(f"  {policy} would decide {n} calls of {tool or 'no tool'}")
+    if report.unjudged:
+        lines.append("")
+        count = len(report.unjudged)
+        lines.append(f"{count} {'run' if count == 1 else 'runs'} could not be judged:")
+        for unjudged in report.unjudged[:20]:
+            lines.append(f"  run {unjudged.run_id} ({unjudged.proposal_id}): {unjudged.reason}")
+        if len(report.unjudged) > 20:
+            lines.append(f"  ... and {len(report.unjudged) - 20} more")
+    if report.notes:
+        lines.append("")
+        lines.append("not reconstructed:")
+        for note, n in report.notes.most_common():
+            lines.append(f"  {n} {note}")
+    failing = report.failing(fail_on)
+    lines.append("")
+    lines.append(
+        f"{len(failing)} changes fail --fail-on {','.join(fail_on)}"
+        if failing
+        else f"nothing --fail-on {','.join(fail_on)} names changes"
+    )
+    return "\n".join(lines)
+
+
+def _verdict(verdict: Verdict) -> dict[str, Any]:
+    document: dict[str, Any] = {"decision": verdict.decision}
+    if verdict.policy is not None:
+        document["policy"] = verdict.policy
+    if verdict.reason:
+        document["reason"] = verdict.reason
+    if verdict.explanation:
+        document["explanation"] = verdict.explanation
+    if verdict.loc:
+        document["loc"] = verdict.loc
+    return document
+
+
+def _change(change: Change) -> dict[str, Any]:
+    return {
+        "run_id": change.run_id,
+        "proposal_id": change.proposal_id,
+        "action_id": change.action_id,
+        "tool": change.tool,
+        "tenant": change.tenant,
+        "time": format_time(change.time),
+        "category": change.category,
+        "before": _verdict(change.before),
+        "after": _verdict(change.after),
+    }
+
+
+def _json(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
+    shown = _examples(report, examples)
+    document = {
+        "version": 1,
+        "baseline": report.baseline,
+        "runs": report.runs,
+        "judged_runs": report.judged_runs,
+        "decisions": report.actions,
+        "unchanged": report.unchanged,
+        "changes": len(report.changes),
+        "failing": len(report.failing(fail_on)),
+        "categories": [
+            {
+                "category": category,
+                "count": count,
+                "by_policy": {
+                    p: n for (c, p), n in report.by_policy().most_common() if c == category
+                },
+                "by_tool": {t: n for (c, t), n in report.by_tool().most_common() if c == category},
+                "examples": [_change(change) for change in shown[category]],
+            }
+            for category, count in report.categories().most_common()
+        ],
+        "shadow": [
+            {"policy": p, "tool": t, "count": n} for (p, t), n in report.shadow.most_common()
+        ],
+        "unjudged": [
+            {"run_id": u.run_id, "proposal_id": u.proposal_id, "reason": u.reason}
+            for u in report.unjudged
+        ],
+        "not_reconstructed": dict(report.notes),
+    }
+    return json.dumps(document, indent=2)
+
+
+def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
+    failing = {id(c) for c in report.failing(fail_on)}
+    groups: dict[tuple[str, str], list[Change]] = defaultdict(list)
+    for change in report.changes:
+        groups[(change.responsible.policy or "(no policy)", change.category)].append(change)
+    rules: list[str] = []
+    results = []
+    for (policy, category), changes in groups.items():
+        rule = "replay/" + category.replace(" -> ", "-to-").replace("require_approval", "approval")
+        if rule not in rules:
+            rules.append(rule)
+        first = changes[0]
+        verb = {
+            "deny": "denied",
+            "require_approval": "asked approval for",
+            "allow": "allowed",
+        }[first.after.decision]
+        message = (
+            f"policy {policy} would have {verb} {len(changes)} of {report.actions} recorded"
+            f" calls ({category})"
+        )
+        example = next((c for c in changes if c.responsible.explanation), first)
+        if example.responsible.explanation:
+            message += f"; e.g. action {example.action_id}: {example.responsible.explanation}"
+        result: dict[str, Any] = {
+            "ruleId": rule,
+            "ruleIndex": rules.index(rule),
+            "level": "error" if any(id(c) in failing for c in changes) else "note",
+            "message": {"text": message},
+        }
+        loc = next((c.responsible.loc for c in changes if c.responsible.loc), None)
+        if loc:
+            result["locations"] = [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": loc["file"], "uriBaseId": "%SRCROOT%"},
+                        "region": {"startLine": loc["line"], "startColumn": loc["column"]},
+                    }
+                }
+            ]
+        results.append(result)
+    document = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "carlang-replay",
+                        "version": __version__,
+                        "informationUri": "https://carlang.dev",
+                        "rules": [
+                            {"id": r, "shortDescription": {"text": f"decision changes: {r[7:]}"}}
+                            for r in rules
+                        ],
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(document, indent=2)
+
+
+def _junit(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
+    failing = report.failing(fail_on)
+    per_tool: dict[str, list[Change]] = defaultdict(list)
+    for change in failing:
+        per_tool[change.tool or "(no tool)"].append(change)
+    tools = sorted({c.tool or "(no tool)" for c in report.changes} | set(per_tool)) or ["replay"]
+    cases = []
+    for tool in tools:
+        changes = per_tool.get(tool, [])
+        name = quoteattr(f"decisions of {tool} unchanged")
+        if not changes:
+            cases.append(f'    <testcase classname="replay" name={name}/>')
+            continue
+        lines = [
+            f"{c.category}: run {c.run_id} action {c.action_id}"
+            f" by {c.responsible.policy or '?'} {_where(c.responsible)}".rstrip()
+            for c in changes[: max(examples, 1) * 4]
+        ]
+        message = quoteattr(f"{len(changes)} decisions change")
+        body = _xml_text("\n".join(lines))
+        cases.append(
+            f'    <testcase classname="replay" name={name}>\n'
+            f'      <failure message={message} type="decision-change">{body}</failure>\n'
+            "    </testcase>"
+        )
+    for unjudged in report.unjudged:
+        name = quoteattr(f"run {unjudged.run_id} judged")
+        cases.append(
+            f'    <testcase classname="replay" name={name}>\n'
+            f"      <skipped message={quoteattr(unjudged.reason)}/>\n    </testcase>"
+        )
+    failures = sum(1 for tool in tools if per_tool.get(tool))
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f'<testsuites tests="{len(cases)}" failures="{failures}">\n'
+        f'  <testsuite name="carlang replay" tests="{len(cases)}" failures="{failures}"'
+        f' skipped="{len(report.unjudged)}" timestamp="{stamp}">\n'
+        + "\n".join(cases)
+        + "\n  </testsuite>\n</testsuites>"
+    )
+
+
+def _xml_text(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _csv(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(
+        [
+            "run_id",
+            "proposal_id",
+            "action_id",
+            "tool",
+            "tenant",
+            "time",
+            "before",
+            "after",
+            "policy",
+            "policy_loc",
+            "reason",
+            "explanation",
+        ]
+    )
+    for change in report.changes:
+        responsible = change.responsible
+        writer.writerow(
+            [
+                change.run_id,
+                change.proposal_id,
+                change.action_id,
+                change.tool or "",
+                change.tenant or "",
+                format_time(change.time),
+                change.before.decision,
+                change.after.decision,
+                responsible.policy or "",
+                _where(responsible),
+                responsible.reason,
+                responsible.explanation or "",
+            ]
+        )
+    return out.getvalue().rstrip("\n")

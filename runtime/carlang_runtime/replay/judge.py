@@ -1,0 +1,443 @@
+"""Re-deciding recorded actions with another program: the candidate's (and the baseline's)
+policies, capabilities and budgets, each action with the state, scope and history it had when it
+was decided (rebuilt from the log), in the recorded order."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from ..capability import CapabilityCheck
+from ..ir import Action, ActionProposal, ActionType, Program
+from ..ir._base import construct
+from ..policy import Decision, PolicyMatch, PolicySet
+from .log import RecordedProposal, without_gc
+
+__all__ = ["Verdict", "Change", "Unjudged", "ReplayReport", "Judge", "replay"]
+
+#: What a policy's `history` keeps, as the runtime does.
+HISTORY_LIMIT = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """One program's decision about one action: the effect and who decided it."""
+
+    decision: str
+    policy: str | None = None
+    reason: str = ""
+    explanation: str | None = None
+    loc: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A recorded action whose decision changes."""
+
+    run_id: str
+    proposal_id: str
+    action_id: str
+    tool: str | None
+    tenant: str | None
+    time: float
+    before: Verdict
+    after: Verdict
+
+    @property
+    def category(self) -> str:
+        """`allow -> deny` and so on."""
+        return f"{self.before.decision} -> {self.after.decision}"
+
+    @property
+    def responsible(self) -> Verdict:
+        """The verdict whose policy makes the change: the new one's when it refuses, else the
+        old one's (a policy relaxed or removed)."""
+        return self.after if self.after.decision != "allow" else self.before
+
+
+@dataclass(frozen=True, slots=True)
+class Unjudged:
+    """A run replay cannot judge, and why."""
+
+    run_id: str
+    proposal_id: str
+    reason: str
+
+
+@dataclass
+class ReplayReport:
+    """What replay found: counts, the changes (all of them; formats show the first N of each
+    category), the runs it could not judge, and what it could not reconstruct."""
+
+    runs: int = 0
+    judged_runs: int = 0
+    actions: int = 0
+    unchanged: int = 0
+    changes: list[Change] = field(default_factory=list)
+    unjudged: list[Unjudged] = field(default_factory=list)
+    notes: Counter[str] = field(default_factory=Counter)
+    shadow: Counter[tuple[str, str]] = field(default_factory=Counter)
+    baseline: str = "recorded"
+
+    def categories(self) -> Counter[str]:
+        """Changes per category."""
+        return Counter(change.category for change in self.changes)
+
+    def by_policy(self) -> Counter[tuple[str, str]]:
+        """Changes per (category, responsible policy)."""
+        return Counter((c.category, c.responsible.policy or "(no policy)") for c in self.changes)
+
+    def by_tool(self) -> Counter[tuple[str, str]]:
+        """Changes per (category, tool)."""
+        return Counter((c.category, c.tool or "(no tool)") for c in self.changes)
+
+    def failing(self, fail_on: Iterable[str]) -> list[Change]:
+        """The changes `--fail-on` names: `deny` (to deny), `approval` (to require_approval),
+        `allow` (to allow), `any`."""
+        wanted = set(fail_on)
+        targets = {"deny": "deny", "approval": "require_approval", "allow": "allow"}
+        return [
+            c
+            for c in self.changes
+            if "any" in wanted or any(targets.get(w) == c.after.decision for w in wanted)
+        ]
+
+
+class Judge:
+    """One program's deciding parts, for replay: its policies (rate limits on the recorded
+    clock), capabilities and budgets."""
+
+    def __init__(self, program: Program, name: str) -> None:
+        self.name = name
+        self.now = 0.0
+        self.policies = PolicySet(program.policies, tools=program.tools, clock=self.clock)
+        self.tools = {tool.name for tool in program.tools}
+        self.capabilities = {c.name: CapabilityCheck(c) for c in program.capabilities}
+        self.budgets = {b.name: b for b in program.budgets}
+        self.locs: dict[str, dict[str, Any]] = {
+            p.name: {"file": p.loc.file, "line": p.loc.line, "column": p.loc.column}
+            for p in program.policies
+            if p.loc is not None
+        }
+
+    def clock(self) -> float:
+        return self.now
+
+    def problem(self, proposal: ActionProposal) -> str | None:
+        """Why this program cannot judge the proposal at all, or None."""
+        for action in proposal.actions:
+            if action.type is ActionType.TOOL_CALL and action.tool not in self.tools:
+                return f"{self.name} does not declare tool '{action.tool}' (action {action.id})"
+        if proposal.capability is not None and proposal.capability not in self.capabilities:
+            return f"{self.name} does not declare capability '{proposal.capability}'"
+        if proposal.budget is not None and proposal.budget not in self.budgets:
+            return f"{self.name} does not declare budget '{proposal.budget}'"
+        return None
+
+    def decide(
+        self,
+        action: Action,
+        proposal: ActionProposal,
+        context: _Context,
+    ) -> Verdict:
+        """What this program decides about `action` in `context`."""
+        self.now = context.now
+        capability = self.capabilities.get(proposal.capability) if proposal.capability else None
+        if capability is not None and action.type is ActionType.TOOL_CALL and action.tool:
+            denied = capability.tool_problem(action.tool)
+            if denied is not None:
+                return Verdict("deny", f"capability:{proposal.capability}", denied[1])
+        budget = self.budgets.get(proposal.budget) if proposal.budget else None
+        if budget is not None:
+            if budget.max_actions is not None and context.started >= budget.max_actions:
+                return Verdict("deny", f"budget:{budget.name}", "cost budget exceeded")
+            if (
+                budget.max_tool_calls is not None
+                and action.type is ActionType.TOOL_CALL
+                and context.tool_calls >= budget.max_tool_calls
+            ):
+                return Verdict("deny", f"budget:{budget.name}", "cost budget exceeded")
+        decision = self.policies.evaluate(
+            action,
+            proposal_id=proposal.id,
+            state=context.state,
+            scope=context.scope,
+            history=context.history,
+            now=datetime.fromtimestamp(context.now, UTC),
+        )
+        return self.verdict(decision)
+
+    def verdict(self, decision: Decision) -> Verdict:
+        if decision.allowed:
+            return _ALLOW
+        first = decision.deciding[0]
+        return Verdict(
+            decision.effect.value,
+            first.policy,
+            first.reason,
+            None,
+            self.locs.get(first.policy),
+        )
+
+    def explain(self, action: Action, proposal: ActionProposal, context: _Context) -> Verdict:
+        """`decide` again with the values that decided it (only for the examples shown:
+        explaining costs more than deciding)."""
+        verdict = self.decide(action, proposal, context)
+        if verdict.policy is None or verdict.policy.startswith(("capability:", "budget:")):
+            return verdict
+        decision = self.policies.evaluate(
+            action,
+            proposal_id=proposal.id,
+            state=context.state,
+            scope=context.scope,
+            history=context.history,
+            now=datetime.fromtimestamp(context.now, UTC),
+            explain=True,
+            admit=False,
+        )
+        match: PolicyMatch | None = next(
+            (m for m in decision.deciding if m.policy == verdict.policy), None
+        )
+        if match is None or match.explanation is None:
+            return verdict
+        return Verdict(
+            verdict.decision, verdict.policy, verdict.reason, str(match.explanation), verdict.loc
+        )
+
+    def shadow(self, action: Action, proposal: ActionProposal, context: _Context) -> list[str]:
+        """The shadow policies that would decide otherwise than allow, with their effect."""
+        shadow = self.policies.shadow
+        if shadow is None:
+            return []
+        decision = shadow.evaluate(
+            action,
+            proposal_id=proposal.id,
+            state=context.state,
+            scope=context.scope,
+            history=context.history,
+            now=datetime.fromtimestamp(context.now, UTC),
+            admit=False,
+        )
+        return [] if decision.allowed else [m.policy for m in decision.deciding]
+
+
+_ALLOW = Verdict("allow")
+
+
+@dataclass(slots=True)
+class _Context:
+    state: dict[str, Any]
+    scope: dict[str, Any]
+    history: list[dict[str, Any]]
+    now: float = 0.0
+    started: int = 0
+    tool_calls: int = 0
+
+
+def replay(
+    runs: Sequence[RecordedProposal],
+    candidate: Judge,
+    baseline: Judge | None = None,
+    *,
+    tools: Iterable[str] = (),
+    since: float | None = None,
+    until: float | None = None,
+    examples: int = 5,
+) -> ReplayReport:
+    """Re-decide every recorded action of `runs` with `candidate`, against the recorded
+    decisions or, with `baseline`, against the baseline's decisions on the same actions."""
+    with without_gc():
+        return _replay(runs, candidate, baseline, tools, since, until, examples)
+
+
+def _replay(
+    runs: Sequence[RecordedProposal],
+    candidate: Judge,
+    baseline: Judge | None,
+    tools: Iterable[str],
+    since: float | None,
+    until: float | None,
+    examples: int,
+) -> ReplayReport:
+    report = ReplayReport(baseline=baseline.name if baseline is not None else "recorded")
+    only_tools = set(tools)
+    histories: dict[str, list[dict[str, Any]]] = {}
+    shown: Counter[str] = Counter()
+    for run in runs:
+        report.runs += 1
+        proposal, problem = _proposal(run)
+        if proposal is None:
+            report.unjudged.append(Unjudged(run.run_id, run.proposal_id, problem))
+            continue
+        refusal = candidate.problem(proposal) or (
+            baseline.problem(proposal) if baseline is not None else None
+        )
+        if refusal is not None:
+            report.unjudged.append(Unjudged(run.run_id, run.proposal_id, refusal))
+            continue
+        report.judged_runs += 1
+        if run.state is None:
+            report.notes["runs whose starting state the log does not hold (judged on {})"] += 1
+        if run.redacted:
+            report.notes["runs with redacted parameters (policies saw [REDACTED])"] += 1
+        actions = {action.id: action for action in proposal.actions}
+        session_key = run.session if run.session is not None else f"run:{run.run_id}"
+        history = histories.setdefault(session_key, [])
+        start = dict(run.state or {})
+        context = _Context(dict(start), run.scope, history)
+        for step in run.steps:
+            if step[0] == "end":
+                _end(step, actions, context)
+                continue
+            if step[0] == "rollback":
+                context.state.clear()
+                context.state.update(start)
+                continue
+            action = actions.get(step[1])
+            recorded = run.decisions.get(step[1])
+            context.now = step[2]
+            if action is None or recorded is None:
+                continue
+            judged = (
+                (not only_tools or action.tool in only_tools)
+                and (since is None or context.now >= since)
+                and (until is None or context.now <= until)
+            )
+            after = candidate.decide(action, proposal, context)
+            if baseline is not None:
+                before = baseline.decide(action, proposal, context)
+            else:
+                before = Verdict(
+                    recorded.decision,
+                    recorded.policies[0] if recorded.policies else None,
+                    loc=recorded.locs.get(recorded.policies[0]) if recorded.policies else None,
+                )
+            context.started += 1
+            if not judged:
+                continue
+            report.actions += 1
+            for policy in candidate.shadow(action, proposal, context):
+                report.shadow[(policy, action.tool or "")] += 1
+            if after.decision == before.decision:
+                report.unchanged += 1
+                continue
+            category = f"{before.decision} -> {after.decision}"
+            if shown[category] < examples:
+                shown[category] += 1
+                after = candidate.explain(action, proposal, context)
+                if baseline is not None:
+                    before = baseline.explain(action, proposal, context)
+                elif before.policy is not None and before.loc is None:
+                    before = Verdict(
+                        before.decision,
+                        before.policy,
+                        before.reason,
+                        None,
+                        candidate.locs.get(before.policy),
+                    )
+            report.changes.append(
+                Change(
+                    run.run_id,
+                    run.proposal_id,
+                    action.id,
+                    action.tool,
+                    run.tenant,
+                    context.now,
+                    before,
+                    after,
+                )
+            )
+    return report
+
+
+def _proposal(run: RecordedProposal) -> tuple[ActionProposal | None, str]:
+    document = run.document
+    if document is None:
+        return None, (
+            "the log holds no proposal for it (was it written by a runtime without a sink?)"
+        )
+    try:
+        # Built without validation (the runtime wrote it from a validated proposal): replay
+        # reads only what deciding needs, and validating 100,000 actions would cost seconds.
+        actions = [_action(entry) for entry in document["actions"]]
+        return (
+            construct(
+                ActionProposal,
+                {
+                    **_PROPOSAL_DEFAULTS,
+                    "id": str(document.get("id", run.proposal_id)),
+                    "actions": actions,
+                    "capability": document.get("capability"),
+                    "budget": document.get("budget"),
+                },
+            ),
+            "",
+        )
+    except (KeyError, TypeError, ValueError, AttributeError):
+        pass
+    try:
+        return ActionProposal.model_validate(document), ""
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        return None, f"the recorded proposal is not valid: {where}: {first['msg']}"
+
+
+def _action(entry: dict[str, Any]) -> Action:
+    parameters = entry.get("parameters") or {}
+    metadata = entry.get("metadata") or {}
+    if not isinstance(parameters, dict) or not isinstance(metadata, dict):
+        raise TypeError("parameters and metadata are maps")
+    return construct(
+        Action,
+        {
+            **_ACTION_DEFAULTS,
+            "id": str(entry["id"]),
+            "type": _TYPES[entry["type"]],
+            "tool": entry.get("tool"),
+            "parameters": parameters,
+            "metadata": metadata,
+        },
+        _ACTION_FIELDS,
+    )
+
+
+# Every field's default, made once (`construct` needs every field; replay changes none of
+# the shared defaults).
+_ACTION_DEFAULTS: dict[str, Any] = dict(Action(id="-", type=ActionType.TOOL_CALL).__dict__)
+_ACTION_FIELDS = set(Action.model_fields)
+_TYPES: dict[str, ActionType] = {kind.value: kind for kind in ActionType}
+_PROPOSAL_DEFAULTS: dict[str, Any] = dict(ActionProposal(id="-", actions=[]).__dict__)
+
+
+def _end(step: tuple[Any, ...], actions: dict[str, Action], context: _Context) -> None:
+    _, action_id, status, changes = step
+    if isinstance(changes, dict):  # CAR's state_changes: {key: {"op": "set", "value": v}}
+        for key, change in changes.items():
+            if not isinstance(change, dict):
+                continue
+            if change.get("op") == "delete":
+                context.state.pop(key, None)
+            else:
+                context.state[key] = change.get("value")
+    action = actions.get(action_id)
+    if action is None:
+        return
+    if status == "succeeded" and action.type is ActionType.TOOL_CALL:
+        context.tool_calls += 1
+    context.history.append(
+        {
+            "id": action.id,
+            "type": action.type.value,
+            "tool": action.tool,
+            "params": action.parameters,
+            "status": status,
+        }
+    )
+    if len(context.history) > HISTORY_LIMIT:
+        del context.history[: len(context.history) - HISTORY_LIMIT]

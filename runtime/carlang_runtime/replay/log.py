@@ -1,0 +1,313 @@
+"""Recorded runs read back from event logs (SQLite journals and JSONL files), as replay needs
+them: per proposal run, its scope, session, tenant, starting state, the proposal, and in
+recorded order the points where each action was decided, ended, and where the run rolled back.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import re
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Final
+
+from ..engine.events import TERMINAL_KINDS
+from ..engine.journal import SQLITE_SUFFIXES, EventLogError, EventStore
+
+__all__ = ["RecordedDecision", "RecordedProposal", "Step", "read_runs"]
+
+#: The kinds replay reads; a JSONL line of any other kind is skipped before it is parsed.
+_WANTED: Final = frozenset(
+    {
+        "run_started",
+        "proposal_received",
+        "state_snapshot",
+        "action_validated",
+        "policy_violation",
+        "approval_recorded",
+        "policy_decision",
+        "state_rollback",
+        *TERMINAL_KINDS,
+    }
+)
+_TERMINAL: Final = frozenset(str(kind) for kind in TERMINAL_KINDS)
+_TIMED: Final = frozenset({"run_started", "action_validated", "proposal_received"})
+_STATUS: Final = {
+    "action_succeeded": "succeeded",
+    "action_failed": "failed",
+    "action_skipped": "skipped",
+    "action_rejected": "rejected",
+    "action_deduplicated": "succeeded",
+}
+
+#: A step of a recorded run: ("decide", action id, time), ("end", action id, status,
+#: state changes or None), ("rollback",).
+Step = tuple[Any, ...]
+
+
+@dataclass(slots=True)
+class RecordedDecision:
+    """What the log says the policies decided about one action."""
+
+    decision: str  # allow, deny, require_approval
+    policies: list[str] = field(default_factory=list)
+    #: the `policy_decision` event's data as written, parsed only when a position is asked
+    raw: str | None = None
+
+    @property
+    def locs(self) -> dict[str, dict[str, Any]]:
+        """The source positions the log recorded (`policy_decision`), by policy name."""
+        if self.raw is None:
+            return {}
+        try:
+            data = json.loads(self.raw)
+        except json.JSONDecodeError:
+            return {}
+        return {
+            str(entry.get("name")): entry["loc"]
+            for entry in data.get("policies") or ()
+            if isinstance(entry, dict) and isinstance(entry.get("loc"), dict)
+        }
+
+
+@dataclass(slots=True)
+class RecordedProposal:
+    """One proposal run of a recorded run (a replanned run has several)."""
+
+    run_id: str
+    proposal_id: str
+    scope: dict[str, Any]
+    session: str | None
+    started: float
+    document: dict[str, Any] | None = None
+    redacted: bool = False
+    tenant: str | None = None
+    state: dict[str, Any] | None = None
+    steps: list[Step] = field(default_factory=list)
+    decisions: dict[str, RecordedDecision] = field(default_factory=dict)
+    source: str = ""
+
+
+@contextmanager
+def without_gc() -> Iterator[None]:
+    """The cyclic garbage collector paused (and restored as it was): reading a log makes
+    hundreds of thousands of containers that live to the end and form no cycles, and the
+    collector would scan them again and again (40% of replay's time at 100,000 actions)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def read_runs(paths: Iterable[Path]) -> list[RecordedProposal]:
+    """Every proposal run in the logs, in the order the logs give them (file by file). Raises
+    `EventLogError` for a log that cannot be read, saying where."""
+    with without_gc():
+        return _read_runs(paths)
+
+
+def _read_runs(paths: Iterable[Path]) -> list[RecordedProposal]:
+    found: list[RecordedProposal] = []
+    for path in paths:
+        open_runs: dict[tuple[str, str], RecordedProposal] = {}
+        contexts: dict[str, tuple[dict[str, Any], str | None, float]] = {}
+        current: RecordedProposal | None = None
+        for kind, run_id, proposal_id, action_id, timestamp, data in _records(path):
+            if run_id is None:
+                continue
+            if kind == "run_started":
+                contexts[run_id] = (data.get("scope") or {}, data.get("session"), timestamp)
+                continue
+            # Most events belong to the run of the event before them.
+            if (
+                current is not None
+                and current.run_id == run_id
+                and current.proposal_id == (proposal_id or "")
+            ):
+                _add(current, kind, action_id, timestamp, data)
+                continue
+            key = (run_id, proposal_id or "")
+            run = open_runs.get(key)
+            if run is None:
+                scope, session, started = contexts.get(run_id, ({}, None, timestamp))
+                run = open_runs[key] = RecordedProposal(
+                    run_id, proposal_id or "", dict(scope), session, started, source=str(path)
+                )
+                found.append(run)
+            current = run
+            _add(run, kind, action_id, timestamp, data)
+    return found
+
+
+def _add(
+    run: RecordedProposal, kind: str, action_id: str | None, timestamp: float, data: dict[str, Any]
+) -> None:
+    if kind in _TERMINAL:
+        if action_id is not None:
+            changes = data.get("state_changes") if kind != "action_deduplicated" else None
+            run.steps.append(("end", action_id, _STATUS[kind], changes))
+    elif kind == "action_validated":
+        if action_id is not None:
+            run.steps.append(("decide", action_id, timestamp))
+            run.decisions.setdefault(action_id, RecordedDecision("allow"))
+    elif kind == "policy_decision":
+        # The decision and its policies are known from the events that enforce it (it comes
+        # before them); of this one only the positions are kept, parsed when shown.
+        if action_id is not None and data:
+            recorded = run.decisions.setdefault(action_id, RecordedDecision("allow"))
+            raw = data.get(_RAW)
+            recorded.raw = raw if isinstance(raw, str) else json.dumps(data)
+    elif kind == "policy_violation":
+        recorded = run.decisions.setdefault(action_id or "", RecordedDecision("deny"))
+        recorded.decision = "deny"
+        policy = str(data.get("policy", ""))
+        if policy not in recorded.policies:
+            recorded.policies.append(policy)
+    elif kind == "approval_recorded":
+        recorded = run.decisions.setdefault(action_id or "", RecordedDecision("require_approval"))
+        if recorded.decision != "deny":
+            recorded.decision = "require_approval"
+        for policy in data.get("policies") or ():
+            if policy not in recorded.policies:
+                recorded.policies.append(str(policy))
+    elif kind == "state_rollback":
+        run.steps.append(("rollback",))
+    elif kind == "proposal_received":
+        document = data.get("proposal")
+        run.document = document if isinstance(document, dict) else None
+        run.redacted = bool(data.get("redacted"))
+    elif kind == "state_snapshot":
+        state = data.get("state")
+        run.state = dict(state) if isinstance(state, dict) else None
+        run.tenant = data.get("tenant")
+
+
+_Record = tuple[str, str | None, str | None, str | None, float, dict[str, Any]]
+
+
+def _records(path: Path) -> Iterator[_Record]:
+    if not path.exists():
+        raise EventLogError(f"{path}: no such file")
+    if path.suffix in SQLITE_SUFFIXES:
+        store = EventStore(path)
+        try:
+            for event in store.events():
+                if event.kind in _WANTED:
+                    yield (
+                        event.kind,
+                        event.run_id,
+                        event.proposal_id,
+                        event.action_id,
+                        event.timestamp,
+                        event.data,
+                    )
+        finally:
+            store.close()
+        return
+    try:
+        text = path.read_text("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise EventLogError(f"{path}: cannot read it ({exc})") from None
+    lines = text.split("\n")
+    last = len(lines)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        # Most of a log is steps replay reads only the ids of, or not at all: the header of a
+        # line `event_document` wrote is read without parsing the line; anything else (an
+        # escaped character, another layout) is parsed whole.
+        start = line.find('"kind": "', 0, 40)
+        if start != -1:
+            end = line.find('"', start + 9)
+            if end != -1 and line[start + 9 : end] not in _WANTED:
+                continue
+        header = _HEADER.match(line)
+        if header is not None and "\\" not in header.group(0):
+            kind = header.group(1)
+            rest = line[header.end() : -1]
+            data: Any = _light_data(kind, rest)
+            if data is None:
+                data = _parse(path, number, last, text, rest)
+            yield (
+                kind,
+                header.group(2),
+                header.group(3),
+                header.group(4),
+                _timestamp(path, number, header.group(5)) if kind in _TIMED else 0.0,
+                data if isinstance(data, dict) else {},
+            )
+            continue
+        record = _parse(path, number, last, text, line)
+        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+            raise EventLogError(f"{path}:{number}:1: not an event (a JSON object with a kind)")
+        if record["kind"] not in _WANTED:
+            continue
+        timestamp = _timestamp(path, number, record.get("timestamp"))
+        data = record.get("data")
+        yield (
+            record["kind"],
+            record.get("trace_id"),
+            record.get("proposal_id"),
+            record.get("action_id"),
+            timestamp,
+            data if isinstance(data, dict) else {},
+        )
+
+
+# The layout `event_document` writes for an action's event (ids present, in this order).
+_HEADER: Final = re.compile(
+    r'\{"seq": \d+, "kind": "([a-z_]+)", "trace_id": "([^"]*)", "proposal_id": "([^"]*)",'
+    r' "action_id": "([^"]*)", "span_id": "[^"]*", "parent_id": "[^"]*",'
+    r' "timestamp": "([^"]*)", "data": '
+)
+_NO_DATA: Final[dict[str, Any]] = {}
+_RAW: Final = "\x00raw"  # not a key JSON from the runtime has
+
+
+def _light_data(kind: str, rest: str) -> dict[str, Any] | None:
+    """The data replay needs of an event, when it can be had without parsing (None: parse)."""
+    if kind == "action_validated":
+        return _NO_DATA
+    if kind in _TERMINAL and '"state_changes": {}' in rest and rest.count('"state_changes"') == 1:
+        return _NO_DATA  # no state changed: replay needs nothing else of it
+    if kind == "policy_violation" and rest.startswith('{"policy": "'):
+        end = rest.find('"', 12)
+        name = rest[12:end]
+        if end != -1 and "\\" not in name:
+            return {"policy": name}  # the deciding policy is all replay reads of it
+        return None
+    if kind == "policy_decision":
+        if '"decision": "allow"' in rest:
+            # An allow: the action_validated step already says so. (Should a parameter be
+            # named `decision` with the value "allow", a refusal is still known from its
+            # policy_violation or approval_recorded event; only its positions are lost.)
+            return _NO_DATA
+        return {_RAW: rest}
+    return None
+
+
+def _parse(path: Path, number: int, last: int, text: str, line: str) -> Any:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        where = f"{path}:{number}:{exc.colno}"
+        if number >= last - 1 and not text.endswith("\n"):
+            raise EventLogError(
+                f"{where}: the last line is cut short (the log was being written when its"
+                " process stopped); remove that line to replay the rest"
+            ) from None
+        raise EventLogError(f"{where}: not JSON: {exc.msg}") from None
+
+
+def _timestamp(path: Path, number: int, text: Any) -> float:
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except (TypeError, ValueError):
+        raise EventLogError(f"{path}:{number}:1: the event has no valid timestamp") from None

@@ -1,0 +1,301 @@
+"""`carlang replay` on logs produced by real runs: exactly the changed decisions, every change
+category, trace rules (history), tenants and sessions, unjudgeable runs, every format."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+from carlang_runtime import ir
+from carlang_runtime.engine import AutoApprove, JsonlSink, Runtime, SqliteSink
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.conftest import ROOT
+from tests.helpers import compile_diagnostics
+
+FINANCE = ROOT / "examples" / "finance" / "finance.car"
+TOOLS = str(ROOT / "tests" / "replay" / "finance_tools.py") + ":TOOLS"
+SARIF_SCHEMA = ROOT / "tests" / "data" / "schemas" / "sarif-2.1.0-subset.schema.json"
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+@pytest.fixture(scope="module")
+def finance_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two real runs of the finance example: books open (pay_b asks approval, approved), and
+    books closed (every action denied by require_state)."""
+    folder = tmp_path_factory.mktemp("finance")
+    log = folder / "runs.jsonl"
+    closed = folder / "closed.json"
+    closed.write_text('{"books_open": false}')
+    code, out = cli("run", str(FINANCE), "--tools", TOOLS, "--events", str(log), "--auto-approve")
+    assert code == 0, out
+    code, out = cli(
+        "run",
+        str(FINANCE),
+        "--tools",
+        TOOLS,
+        "--events",
+        str(log),
+        "--state",
+        str(closed),
+        "--force",
+    )
+    assert code == 1, out
+    return log
+
+
+def candidate(tmp_path: Path, old: str, new: str) -> Path:
+    text = FINANCE.read_text()
+    assert old in text
+    path = tmp_path / "finance.car"
+    path.write_text(text.replace(old, new))
+    return path
+
+
+def changes(
+    log: Path, program: Path, *extra: str
+) -> tuple[int, set[tuple[str, str]], dict[str, Any]]:
+    code, out = cli("replay", str(log), "--program", str(program), "--format", "json", *extra)
+    assert code in (0, 1), out
+    report = json.loads(out)
+    found = set()
+    for category in report["categories"]:
+        assert category["count"] == len(category["examples"]) or category["count"] > 5
+        for example in category["examples"]:
+            found.add((example["action_id"], category["category"]))
+    return code, found, report
+
+
+def test_the_unchanged_program_changes_nothing(finance_log: Path) -> None:
+    code, found, report = changes(finance_log, FINANCE)
+    assert code == 0 and found == set()
+    # Books open: 5 decided; books closed: check_a denied, the rest skipped by its abort.
+    assert report["judged_runs"] == 2
+    assert report["decisions"] == 6
+    assert report["decisions"] == report["unchanged"] > 0
+
+
+def test_a_tighter_deny_gives_allow_to_deny_and_approval_to_deny(
+    finance_log: Path, tmp_path: Path
+) -> None:
+    program = candidate(
+        tmp_path,
+        'deny pay when params.currency != "EUR" && params.amount_cents > 100000',
+        "deny pay when params.amount_cents > 100000",
+    )
+    code, found, report = changes(finance_log, program)
+    assert code == 1
+    assert found == {("pay_a", "allow -> deny"), ("pay_b", "require_approval -> deny")}
+    (deny,) = [c for c in report["categories"] if c["category"] == "allow -> deny"]
+    assert deny["by_policy"] == {"currency_match": 1} and deny["by_tool"] == {"pay": 1}
+    after = deny["examples"][0]["after"]
+    assert after["loc"]["line"] == 38 and after["loc"]["file"].endswith("finance.car")
+    assert after["explanation"] == "params.amount_cents > 100000 -> true"
+
+
+def test_a_lower_approval_threshold_gives_allow_to_require_approval(
+    finance_log: Path, tmp_path: Path
+) -> None:
+    program = candidate(tmp_path, "params.amount_cents > 500000", "params.amount_cents > 100000")
+    code, found, _ = changes(finance_log, program, "--fail-on", "deny")
+    assert found == {("pay_a", "allow -> require_approval")}
+    assert code == 0  # --fail-on deny: a new approval is not a failure
+    code, _, _ = changes(finance_log, program, "--fail-on", "approval")
+    assert code == 1
+
+
+def test_dropping_a_rule_gives_deny_to_allow_at_the_recorded_policy(
+    finance_log: Path, tmp_path: Path
+) -> None:
+    program = candidate(
+        tmp_path,
+        'require_state books_open == true message "payments only while the books are open"',
+        "",
+    )
+    code, found, report = changes(finance_log, program)
+    assert code == 1
+    # The closed-books run: check_a was denied (and its abort skipped the rest).
+    assert found == {("check_a", "deny -> allow")}
+    (relaxed,) = report["categories"]
+    assert relaxed["by_policy"] == {"require_state:books_open": relaxed["count"]}
+
+
+def test_baseline_compares_two_programs_on_the_same_log(finance_log: Path, tmp_path: Path) -> None:
+    program = candidate(tmp_path, "params.amount_cents > 500000", "params.amount_cents > 100000")
+    code, out = cli(
+        "replay",
+        str(finance_log),
+        "--program",
+        str(FINANCE),
+        "--baseline",
+        str(program),
+        "--format",
+        "json",
+    )
+    report = json.loads(out)
+    assert report["baseline"] == "finance.car"
+    found = {(e["action_id"], c["category"]) for c in report["categories"] for e in c["examples"]}
+    assert found == {("pay_a", "require_approval -> allow")}
+    assert code == 1
+
+
+def test_every_format(finance_log: Path, tmp_path: Path) -> None:
+    program = candidate(tmp_path, "params.amount_cents > 500000", "params.amount_cents > 100000")
+    code, text = cli("replay", str(finance_log), "--program", str(program))
+    assert code == 1
+    assert "allow -> require_approval: 1 of" in text
+    assert "by large_payment at" in text and "because params.amount_cents > 100000 -> true" in text
+    _, sarif = cli("replay", str(finance_log), "--program", str(program), "--format", "sarif")
+    document = json.loads(sarif)
+    jsonschema.validate(document, json.loads(SARIF_SCHEMA.read_text()))
+    (result,) = document["runs"][0]["results"]
+    assert result["locations"][0]["physicalLocation"]["region"]["startLine"] == 36
+    assert "policy large_payment would have asked approval for 1 of" in result["message"]["text"]
+    _, junit = cli("replay", str(finance_log), "--program", str(program), "--format", "junit")
+    suite = ET.fromstring(junit).find("testsuite")
+    assert suite is not None and suite.get("failures") == "1"
+    _, table = cli("replay", str(finance_log), "--program", str(program), "--format", "csv")
+    rows = list(csv.DictReader(io.StringIO(table)))
+    assert [(r["action_id"], r["before"], r["after"], r["policy"]) for r in rows] == [
+        ("pay_a", "allow", "require_approval", "large_payment")
+    ]
+
+
+def test_filters(finance_log: Path, tmp_path: Path) -> None:
+    program = candidate(tmp_path, "params.amount_cents > 500000", "params.amount_cents > 100000")
+    _, found, _ = changes(finance_log, program, "--tool", "lookup_invoice")
+    assert found == set()
+    _, found, _ = changes(finance_log, program, "--since", "2999-01-01T00:00:00Z")
+    assert found == set()
+    _, found, _ = changes(finance_log, program, "--until", "2999-01-01T00:00:00Z")
+    assert found == {("pay_a", "allow -> require_approval")}
+    code, out = cli("replay", str(finance_log), "--program", str(program), "--run", "nope")
+    assert code == 2 and "no run nope" in out
+
+
+def test_runs_it_cannot_judge_are_reported_never_a_crash(finance_log: Path, tmp_path: Path) -> None:
+    program = tmp_path / "other.car"
+    program.write_text("tool lookup_invoice(invoice_id: string)\n")
+    code, out = cli("replay", str(finance_log), "--program", str(program))
+    assert code == 0, out
+    assert "2 runs could not be judged" in out
+    assert "other.car does not declare tool 'pay'" in out or "does not declare capability" in out
+    damaged = tmp_path / "damaged.jsonl"
+    damaged.write_text(finance_log.read_text() + '{"seq": 1, "kind": "action_vali')
+    code, out = cli("replay", str(damaged), "--program", str(FINANCE))
+    assert code == 2 and "the last line is cut short" in out
+    no_proposal = tmp_path / "bare.jsonl"
+    lines = [x for x in finance_log.read_text().splitlines() if '"proposal_received"' not in x]
+    no_proposal.write_text("\n".join(lines) + "\n")
+    code, out = cli("replay", str(no_proposal), "--program", str(FINANCE), "--format", "json")
+    assert code == 0
+    assert {u["reason"] for u in json.loads(out)["unjudged"]} == {
+        "the log holds no proposal for it (was it written by a runtime without a sink?)"
+    }
+
+
+# -- trace rules, tenants, sessions, state -------------------------------------------------------
+
+SERVICE = """\
+tool read_secret(name: string)
+tool fetch(url: string)
+tool note(text: string)
+state { mode: string = "normal" }
+"""
+
+
+def _service_log(tmp_path: Path, suffix: str) -> Path:
+    program = compile_diagnostics(SERVICE).program
+    assert program is not None
+    log = tmp_path / f"service{suffix}"
+    rt = Runtime.from_program(program, approval=AutoApprove())
+    rt.events.sinks.append(JsonlSink(log) if suffix == ".jsonl" else SqliteSink(log))
+    rt.register_tool("read_secret", lambda name: "s3cr3t")
+    rt.register_tool("fetch", lambda url: "page")
+    rt.register_tool("note", lambda text: text)
+    session = rt.open_session()
+
+    def calls(*actions: tuple[str, str, dict[str, Any]]) -> ir.ActionProposal:
+        return ir.ActionProposal(
+            id="p",
+            actions=[
+                ir.Action(id=i, type="tool_call", tool=t, parameters=p, failure_behavior="skip")
+                for i, t, p in actions
+            ],
+        )
+
+    # acme, in a session: a fetch before, then a secret read, then (next run) fetches after it.
+    rt.execute(
+        calls(("f0", "fetch", {"url": "a"}), ("r", "read_secret", {"name": "db"})),
+        session=session,
+        scope={"tenant": "acme"},
+    )
+    rt.execute(calls(("f1", "fetch", {"url": "b"})), session=session, scope={"tenant": "acme"})
+    # globex, no session: a fetch in a run that never read a secret.
+    rt.execute(calls(("g1", "fetch", {"url": "c"})), scope={"tenant": "globex"})
+    # a state write, then a fetch that sees it.
+    rt.execute(
+        ir.ActionProposal(
+            id="w",
+            actions=[
+                ir.Action(
+                    id="set", type="state_write", parameters={"key": "mode", "value": "locked"}
+                ),
+                ir.Action(
+                    id="f2",
+                    type="tool_call",
+                    tool="fetch",
+                    parameters={"url": "d"},
+                    depends_on=["set"],
+                ),
+            ],
+        ),
+        scope={"tenant": "initech"},
+    )
+    rt.close()
+    return log
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".db"])
+def test_trace_rules_tenants_and_state_are_replayed(tmp_path: Path, suffix: str) -> None:
+    log = _service_log(tmp_path, suffix)
+    program = tmp_path / "new.car"
+    program.write_text(
+        SERVICE
+        + 'policy no_exfiltration: deny fetch when history.exists(h, h.tool == "read_secret")\n'
+        + 'policy globex_review: require_approval fetch when scope.tenant == "globex"\n'
+        + 'policy locked: deny fetch when "mode" in state && state.mode == "locked"\n'
+    )
+    code, found, report = changes(log, program)
+    assert code == 1
+    # f0 ran before the secret read; f1 after it, in the session's next run; g1 is globex;
+    # f2 saw the state its run's first action wrote.
+    assert found == {
+        ("f1", "allow -> deny"),
+        ("g1", "allow -> require_approval"),
+        ("f2", "allow -> deny"),
+    }
+    tenants = {e["action_id"]: e["tenant"] for c in report["categories"] for e in c["examples"]}
+    assert tenants == {"f1": "acme", "g1": "globex", "f2": "initech"}
+    by_policy = {p for c in report["categories"] for p in c["by_policy"]}
+    assert by_policy == {"no_exfiltration", "globex_review", "locked"}
+
+
+def test_replay_shows_what_a_shadow_policy_would_do(tmp_path: Path) -> None:
+    log = _service_log(tmp_path, ".jsonl")
+    program = tmp_path / "new.car"
+    program.write_text(SERVICE + 'policy watch: shadow deny fetch when params.url == "a"\n')
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert code == 0, out
+    assert "watch would decide 1 calls of fetch" in out
