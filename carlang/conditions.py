@@ -20,7 +20,7 @@ from .diagnostics import Diagnostics
 from .lower import Origin, SourceMap
 from .source import Span
 
-__all__ = ["check_conditions", "CHECK_CODES"]
+__all__ = ["check_conditions", "policy_targets", "CHECK_CODES"]
 
 #: The diagnostic code of each kind of checker finding.
 CHECK_CODES: Final = {
@@ -60,7 +60,7 @@ def check_conditions(program: ir.Program, source_map: SourceMap, diagnostics: Di
             )
             continue
         for issue in check_tree(
-            when.text, tree, policy_declarations(_targets(program, policy))
+            when.text, tree, policy_declarations(policy_targets(program, policy))
         ).issues:
             _report(policy, origin, when, issue, diagnostics)
 
@@ -85,7 +85,7 @@ def _parse(
         return None
 
 
-def _targets(program: ir.Program, policy: ir.CelPolicy) -> list[ir.ToolSchema] | None:
+def policy_targets(program: ir.Program, policy: ir.CelPolicy) -> list[ir.ToolSchema] | None:
     """The declared tools a policy applies to (None: every action)."""
     if not policy.tools:
         return None

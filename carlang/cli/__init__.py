@@ -12,6 +12,7 @@ from carlang import __version__
 
 from . import (
     dbos_commands,
+    editor_commands,
     ir_commands,
     lang_commands,
     plan_commands,
@@ -57,6 +58,7 @@ plan_commands.register(app)
 test_commands.register(app)
 ir_commands.register(app)
 dbos_commands.register(app)
+editor_commands.register(app)
 
 
 def main() -> None:
