@@ -640,7 +640,17 @@ class Features:
         self, path: Path, file: ProjectFile, offset: int, before: str
     ) -> list[lsp.CompletionItem]:
         policy = self._policy_at(file, offset)
-        if policy is not None and policy.when is not None and offset > policy.when.span.start:
+        written = re.match(r"\s*policy\s+(\w+)\s*:.*\bwhen\s", before)
+        if policy is None and written is not None and file.parsed.module is not None:
+            policy = next(
+                (
+                    d
+                    for d in file.parsed.module.declarations
+                    if isinstance(d, ast.PolicyDecl) and d.name.text == written.group(1)
+                ),
+                None,
+            )
+        if policy is not None:
             return self._complete_cel(path, policy, before)
         call = _open_call(file.source.text, offset)
         if call is not None:
