@@ -8,6 +8,7 @@ from . import (
     cel_bench,
     compile_bench,
     dbos_bench,
+    lsp_bench,
     planner_bench,
     policytest_bench,
     runtime_bench,
@@ -22,6 +23,7 @@ BENCHMARKS = {
     "planner": planner_bench.run,
     "policytest": policytest_bench.run,
     "dbos": dbos_bench.run,
+    "lsp": lsp_bench.run,
 }
 
 

@@ -104,8 +104,19 @@ class Project:
         return self._invalidate(path)
 
     def _invalidate(self, path: Path) -> list[Path]:
-        self.file(path)
-        touched = {path, *self.dependants(path)}
+        before = self.cache.get(path)
+        after = self.file(path)
+        touched = {path}
+        # Files importing this one are compiled again only when what it declares changed: an
+        # edit to comments or layout moves positions in this file alone (AST equality ignores
+        # spans).
+        if (
+            before is None
+            or after is None
+            or before.module != after.parsed.module
+            or len(before.diagnostics) != len(after.parsed.diagnostics)
+        ):
+            touched |= self.dependants(path)
         for stale in touched:
             self._results.pop(stale, None)
             self._lowered.pop(stale, None)

@@ -37,6 +37,7 @@ class CarlangServer(LanguageServer):
         self._pending: set[Path] = set()
         self._timer: asyncio.Task[None] | None = None
         self._features: Features | None = None
+        self._last_change = 0.0
 
     @property
     def features(self) -> Features:
@@ -74,14 +75,21 @@ class CarlangServer(LanguageServer):
         )
 
     def schedule(self, paths: list[Path]) -> None:
-        """Publish `paths` after the debounce window (restarted by each new edit)."""
+        """Publish `paths` soon: at once after a pause in editing, else once the edits have
+        paused for the debounce window (restarted by each new edit), so a burst of edits is
+        compiled once."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        burst = now - self._last_change < self.debounce
+        self._last_change = now
         self._pending.update(paths)
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = asyncio.get_running_loop().create_task(self._publish_later())
+        self._timer = loop.create_task(self._publish_later(self.debounce if burst else 0.0))
 
-    async def _publish_later(self) -> None:
-        await asyncio.sleep(self.debounce)
+    async def _publish_later(self, delay: float) -> None:
+        # Even with no delay, yield once: edits already received are applied first.
+        await asyncio.sleep(delay)
         paths, self._pending = sorted(self._pending), set()
         for path in paths:
             self.publish(path)
