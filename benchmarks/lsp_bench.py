@@ -93,7 +93,9 @@ class _Session:
         start = time.perf_counter()
         self.client.text_document_did_change(
             lsp.DidChangeTextDocumentParams(
-                text_document=lsp.VersionedTextDocumentIdentifier(uri=path.as_uri(), version=version),
+                text_document=lsp.VersionedTextDocumentIdentifier(
+                    uri=path.as_uri(), version=version
+                ),
                 content_changes=[
                     lsp.TextDocumentContentChangePartial(
                         range=lsp.Range(
@@ -146,7 +148,7 @@ async def _measure(quick: bool) -> list[Row]:
         session = _Session()
         await session.start(single.parent)
         await session.open(single)
-        times = await _edits(session, single, [single], samples, 'svc')
+        times = await _edits(session, single, [single], samples, "svc")
         await session.stop()
         rows.append(_row("edit a 1,000-line file -> diagnostics", times, 0.100))
 
@@ -159,7 +161,7 @@ async def _measure(quick: bool) -> list[Row]:
         for path in files:
             await session.open(path)
         await session.open(lib)
-        times = await _edits(session, files[0], [files[0]], samples, 'svc')
+        times = await _edits(session, files[0], [files[0]], samples, "svc")
         rows.append(_row(f"edit 1 file of a {total:,}-line project", times, 0.300))
         times = await _edits(session, lib, [lib, *files], samples, "only https")
         rows.append(_row("edit the shared file: 11 files re-diagnosed", times, 0.300))

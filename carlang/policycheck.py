@@ -34,6 +34,8 @@ class PolicyFinding:
     code: str
     severity: Literal["error", "warning"]
     message: str
+    #: The policy that decides.
+    policy: str = ""
 
 
 def policy_findings(
@@ -64,7 +66,11 @@ def policy_findings(
             else:
                 code = APPROVAL
                 message = f"this action will require approval by {verdict.policy}: {verdict.reason}"
-            items.append(PolicyFinding(proposal.id, verdict.action_id, code, severity, message))
+            items.append(
+                PolicyFinding(
+                    proposal.id, verdict.action_id, code, severity, message, verdict.policy
+                )
+            )
         if items:
             found[proposal.id] = items
     return found

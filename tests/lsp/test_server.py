@@ -72,6 +72,7 @@ async def _diagnostics(client: LanguageClient, uri: str) -> list[lsp.Diagnostic]
 
 async def _until(client: LanguageClient, uri: str, wanted) -> list[lsp.Diagnostic]:  # type: ignore[no-untyped-def]
     """Wait until the published diagnostics of `uri` satisfy `wanted` (5 s at most)."""
+
     async def wait() -> list[lsp.Diagnostic]:
         while uri not in client.diagnostics or not wanted(list(client.diagnostics[uri])):
             await client.wait_for_notification(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
@@ -97,7 +98,10 @@ def _doc(uri: str) -> lsp.TextDocumentIdentifier:
 @pytest.mark.asyncio(loop_scope="module")
 async def test_example_diagnostics_match_check(client: LanguageClient) -> None:
     uri = await _open(client, RELEASE)
-    found = [(d.code, d.range.start.line + 1, d.range.start.character + 1) for d in client.diagnostics[uri]]
+    found = [
+        (d.code, d.range.start.line + 1, d.range.start.character + 1)
+        for d in client.diagnostics[uri]
+    ]
     # `carlang check`: release.car:65:3: warning[CL0521] (prod needs approval)
     assert found == [("CL0521", 65, 3)]
     (diagnostic,) = client.diagnostics[uri]
@@ -109,7 +113,10 @@ async def test_example_diagnostics_match_check(client: LanguageClient) -> None:
 async def test_edit_publishes_new_diagnostics_with_help_and_related(client: LanguageClient) -> None:
     text = RELEASE.read_text()
     uri = await _open(client, RELEASE)
-    broken = text.replace("  gate = assert tests_passed == true after test", "  gate = assert tests_passed == true after test, staging")
+    broken = text.replace(
+        "  gate = assert tests_passed == true after test",
+        "  gate = assert tests_passed == true after test, staging",
+    )
     broken = broken.replace('fetch(url: "https://ci', 'fetchh(url: "https://ci')
     _change(client, uri, 2, broken)
     found = await _diagnostics(client, uri)
@@ -129,7 +136,9 @@ async def test_edit_publishes_new_diagnostics_with_help_and_related(client: Lang
     )
     titles = [a.title for a in actions or [] if isinstance(a, lsp.CodeAction)]
     assert "Change to `fetch`" in titles and "Declare tool `fetchh`" in titles
-    fix = next(a for a in actions or [] if isinstance(a, lsp.CodeAction) and a.title == "Change to `fetch`")
+    fix = next(
+        a for a in actions or [] if isinstance(a, lsp.CodeAction) and a.title == "Change to `fetch`"
+    )
     assert fix.edit is not None and fix.edit.changes is not None
     (edit,) = fix.edit.changes[uri]
     assert edit.new_text == "fetch" and edit.range == unknown.range
@@ -141,7 +150,9 @@ async def test_edit_publishes_new_diagnostics_with_help_and_related(client: Lang
 async def test_syntax_error_and_dependants(client: LanguageClient) -> None:
     uri = await _open(client, RELEASE)
     ops = await _open(client, OPS)
-    assert list(client.diagnostics[ops]) == []  # fetch and notify are used by the files importing it
+    assert (
+        list(client.diagnostics[ops]) == []
+    )  # fetch and notify are used by the files importing it
     ops_text = OPS.read_text()
     # renaming `fetch` in the imported file breaks release.car, which is re-diagnosed
     _change(client, ops, 2, ops_text.replace("tool fetch(", "tool grab("))
@@ -158,7 +169,9 @@ async def test_hover(client: LanguageClient) -> None:
     text = RELEASE.read_text()
     uri = await _open(client, RELEASE)
     tool = await client.text_document_hover_async(
-        lsp.HoverParams(text_document=_doc(uri), position=_position(text, 'deploy(env: "staging"', 1))
+        lsp.HoverParams(
+            text_document=_doc(uri), position=_position(text, 'deploy(env: "staging"', 1)
+        )
     )
     assert tool is not None and isinstance(tool.contents, lsp.MarkupContent)
     assert 'tool deploy(env: "staging" | "prod", version: string)' in tool.contents.value
@@ -174,7 +187,9 @@ async def test_hover(client: LanguageClient) -> None:
     assert cel is not None and isinstance(cel.contents, lsp.MarkupContent)
     assert cel.contents.value == "`params.env`: `string`"
     policy = await client.text_document_hover_async(
-        lsp.HoverParams(text_document=_doc(uri), position=_position(text, "prod_approval", 2, nth=0))
+        lsp.HoverParams(
+            text_document=_doc(uri), position=_position(text, "prod_approval", 2, nth=0)
+        )
     )
     assert policy is not None and isinstance(policy.contents, lsp.MarkupContent)
     assert "require_approval deploy" in policy.contents.value
@@ -190,9 +205,12 @@ async def test_definition_and_references(client: LanguageClient) -> None:
     text = RELEASE.read_text()
     uri = await _open(client, RELEASE)
     at_fetch = _position(text, 'fetch(url: "https://ci', 1)
-    (definition,) = await client.text_document_definition_async(
-        lsp.DefinitionParams(text_document=_doc(uri), position=at_fetch)
-    ) or []
+    (definition,) = (
+        await client.text_document_definition_async(
+            lsp.DefinitionParams(text_document=_doc(uri), position=at_fetch)
+        )
+        or []
+    )
     assert isinstance(definition, lsp.Location)
     assert definition.uri == OPS.as_uri()
     assert definition.range.start == _position(OPS.read_text(), "tool fetch", 5)
@@ -237,7 +255,9 @@ async def test_completion(client: LanguageClient) -> None:
     assert await labels(_position(text, 'env: "staging", version', 0)) == ["env", "version"]
     assert await labels(_position(text, '"staging", version', 0)) == ['"staging"', '"prod"']
     # state keys after `reads`
-    assert {"tests_passed", "build.", "deployed."} <= set(await labels(_position(text, "build.ok", 0)))
+    assert {"tests_passed", "build.", "deployed."} <= set(
+        await labels(_position(text, "build.ok", 0))
+    )
     # CEL: variables, then the targeted tools' parameters after `params.`
     cel = await labels(_position(text, 'params.env == "prod"\n', 0))
     assert {"action", "params", "state", "history"} <= set(cel) and "startsWith" not in cel
@@ -249,7 +269,9 @@ async def test_completion(client: LanguageClient) -> None:
 @pytest.mark.asyncio(loop_scope="module")
 async def test_formatting_symbols_and_rename(client: LanguageClient) -> None:
     text = RELEASE.read_text()
-    messy = text.replace("  retry 3\n", "  retry    3\n").replace("tool deploy(env:", "tool   deploy(env:")
+    messy = text.replace("  retry 3\n", "  retry    3\n").replace(
+        "tool deploy(env:", "tool   deploy(env:"
+    )
     uri = await _open(client, RELEASE, messy)
     edits = await client.text_document_formatting_async(
         lsp.DocumentFormattingParams(
@@ -257,28 +279,53 @@ async def test_formatting_symbols_and_rename(client: LanguageClient) -> None:
         )
     )
     assert edits is not None and len(edits) == 2
-    assert {e.new_text.strip() for e in edits} == {"retry 3", 'tool deploy(env: "staging" | "prod", version: string) {'}
+    assert {e.new_text.strip() for e in edits} == {
+        "retry 3",
+        'tool deploy(env: "staging" | "prod", version: string) {',
+    }
     ranged = await client.text_document_range_formatting_async(
         lsp.DocumentRangeFormattingParams(
             text_document=_doc(uri),
-            range=lsp.Range(start=lsp.Position(line=0, character=0), end=lsp.Position(line=12, character=0)),
+            range=lsp.Range(
+                start=lsp.Position(line=0, character=0), end=lsp.Position(line=12, character=0)
+            ),
             options=lsp.FormattingOptions(tab_size=2, insert_spaces=True),
         )
     )
-    assert [e.new_text.strip() for e in ranged or []] == ['tool deploy(env: "staging" | "prod", version: string) {']
-    symbols = await client.text_document_document_symbol_async(lsp.DocumentSymbolParams(text_document=_doc(uri)))
+    assert [e.new_text.strip() for e in ranged or []] == [
+        'tool deploy(env: "staging" | "prod", version: string) {'
+    ]
+    symbols = await client.text_document_document_symbol_async(
+        lsp.DocumentSymbolParams(text_document=_doc(uri))
+    )
     names = [s.name for s in symbols or [] if isinstance(s, lsp.DocumentSymbol)]
     assert names[:4] == ["run_tests", "deploy", "rollback_deploy", "state"] and "release" in names
-    release = next(s for s in symbols or [] if isinstance(s, lsp.DocumentSymbol) and s.name == "release")
-    assert [c.name for c in release.children or []] == ["get", "test", "gate", "staging", "prod", "record", "announce"]
+    release = next(
+        s for s in symbols or [] if isinstance(s, lsp.DocumentSymbol) and s.name == "release"
+    )
+    assert [c.name for c in release.children or []] == [
+        "get",
+        "test",
+        "gate",
+        "staging",
+        "prod",
+        "record",
+        "announce",
+    ]
     rename = await client.text_document_rename_async(
-        lsp.RenameParams(text_document=_doc(uri), position=_position(messy, "tests_passed: bool"), new_name="suite_ok")
+        lsp.RenameParams(
+            text_document=_doc(uri),
+            position=_position(messy, "tests_passed: bool"),
+            new_name="suite_ok",
+        )
     )
     assert rename is not None and rename.changes is not None
     assert len(rename.changes[uri]) == 5  # declaration, capability, effect, assertion, requires
     assert {e.new_text for e in rename.changes[uri]} == {"suite_ok"}
     tool = await client.text_document_rename_async(
-        lsp.RenameParams(text_document=_doc(uri), position=_position(messy, "fetch(url"), new_name="download")
+        lsp.RenameParams(
+            text_document=_doc(uri), position=_position(messy, "fetch(url"), new_name="download"
+        )
     )
     assert tool is not None and tool.changes is not None
     assert OPS.as_uri() in tool.changes  # the declaration is in the imported file
