@@ -3,6 +3,7 @@ installed (no warnings, one SVG node per action), verdicts on the nodes."""
 
 from __future__ import annotations
 
+import importlib
 import re
 import shutil
 import subprocess
@@ -14,7 +15,6 @@ from typer.testing import CliRunner
 from carlang.cli import app
 from carlang.compiler import compile_file, compile_text
 from carlang.graph import PlanGraph, graph_of_compile, render, to_dot, to_mermaid
-from carlang.graph import render as render_module
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
@@ -24,6 +24,7 @@ PROGRAMS = sorted(
     if not p.name.endswith("_test.car") and p.parent.name != "shared"
 )
 runner = CliRunner()
+render_module = importlib.import_module("carlang.graph.render")
 needs_dot = pytest.mark.skipif(
     shutil.which("dot") is None, reason="Graphviz `dot` is not installed"
 )

@@ -156,7 +156,7 @@ async def test_syntax_error_and_dependants(client: LanguageClient) -> None:
     ops_text = OPS.read_text()
     # renaming `fetch` in the imported file breaks release.car, which is re-diagnosed
     _change(client, ops, 2, ops_text.replace("tool fetch(", "tool grab("))
-    found = await _until(client, uri, lambda ds: "CL0306" in {d.code for d in ds})
+    await _until(client, uri, lambda ds: "CL0306" in {d.code for d in ds})
     _change(client, ops, 3, ops_text + "\ntool broken(\n")
     syntax = await _until(client, ops, lambda ds: any(d.code.startswith("CL01") for d in ds))
     assert {d.code for d in syntax} <= {"CL0102", "CL0103"}
