@@ -179,3 +179,44 @@ def test_without_graphviz_a_clear_message(monkeypatch: pytest.MonkeyPatch, tmp_p
         ],
     )
     assert result.exit_code == 2 and "needs Graphviz's `dot`" in result.stderr
+
+
+def test_run_draws_the_outcomes(tmp_path: Path) -> None:
+    from tests.test_cli_run import project
+
+    program, tools = project(tmp_path)
+    picture = tmp_path / "run.mmd"
+    result = runner.invoke(
+        app,
+        [
+            "run",
+            str(program),
+            "--tools",
+            f"{tools}:setup",
+            "--auto-approve",
+            "--graph",
+            str(picture),
+        ],
+    )
+    assert result.exit_code == 1  # the deploy fails; the fetch before it is rolled back
+    mermaid = picture.read_text()
+    assert "ship<br/>tool_call: deploy<br/>failed: RuntimeError: the cluster is down" in mermaid
+    assert "class n_release__ship failed" in mermaid
+    assert "class n_release__get rolled_back" in mermaid
+    assert 'n_release__ship -.->|"undo"| n_release__undo_ship' in mermaid
+
+
+def test_rank_sweep_plot(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib", reason="matplotlib is not installed (carlang[plot])")
+    path = str(EXAMPLES / "planning" / "deploy_plans.car")
+    plot = tmp_path / "sweep.svg"
+    args = ["rank", path, "--root", str(EXAMPLES), "--sweep", "approval_penalty=0:2:0.5"]
+    result = runner.invoke(app, [*args, "--plot", str(plot)])
+    assert result.exit_code == 0, result.output
+    assert "the winner changes 1 time(s)" in result.stderr and f"wrote {plot}" in result.stderr
+    svg = plot.read_text()
+    assert svg.startswith("<?xml") and svg.count('id="line2d_') >= 3  # a line per candidate
+    both = runner.invoke(app, [*args, "--sweep", "seed=1,2", "--plot", str(plot)])
+    assert both.exit_code == 2 and "one setting" in both.stderr
+    alone = runner.invoke(app, ["rank", path, "--root", str(EXAMPLES), "--plot", str(plot)])
+    assert alone.exit_code == 2 and "--plot draws a sweep" in alone.stderr

@@ -108,6 +108,12 @@ def rank_command(
     explain: Annotated[
         bool, typer.Option("--explain", help="Say why the winner won and why the others lost.")
     ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", help="With --sweep over one setting: draw the scores (.svg, .png; matplotlib)."
+        ),
+    ] = None,
     root: RootOption = None,
 ) -> None:
     """Score a plan's candidate proposals without running them, best first. Exit 0 when a
@@ -121,8 +127,10 @@ def rank_command(
     if sweep:
         if output is RankFormat.table:
             fail_usage("a sweep prints csv or json (--format csv|json)")
-        _sweep(program, chosen, config, history, sweep, output or RankFormat.csv)
+        _sweep(program, chosen, config, history, sweep, output or RankFormat.csv, plot)
         raise typer.Exit(EXIT_OK)
+    if plot is not None:
+        fail_usage("--plot draws a sweep: add --sweep NAME=START:STOP:STEP")
     from carlang_runtime.planner import rank_plan
     from carlang_runtime.planner.explain import render_explanation
 
@@ -239,6 +247,7 @@ def _sweep(
     history: ToolFeedback | None,
     specs: list[str],
     output: RankFormat,
+    plot: Path | None = None,
 ) -> None:
     from carlang_runtime.planner import rank_plan
     from carlang_runtime.planner.sweep import parse_axis, sweep, winner_changes
@@ -252,6 +261,13 @@ def _sweep(
         echo(_csv(rows, [a.name for a in axes]).rstrip("\n"))
     for line in winner_changes(points):
         echo_err(line)
+    if plot is not None:
+        from carlang.graph.plot import plot_sweep
+
+        if len(axes) != 1:
+            fail_usage("--plot draws a sweep over one setting (give one --sweep)")
+        plot_sweep(points, axes[0].name, plot)
+        echo_err(f"wrote {plot}")
 
 
 def _point_document(point: SweepPoint) -> dict[str, Any]:
