@@ -111,7 +111,7 @@ def rank_command(
     plot: Annotated[
         Path | None,
         typer.Option(
-            "--plot", help="With --sweep over one setting: draw the scores (.svg, .png; matplotlib)."
+            "--plot", help="With --sweep over one setting: draw the scores (.svg, .png)."
         ),
     ] = None,
     root: RootOption = None,
