@@ -1,5 +1,6 @@
-"""Commands for authoring: `lsp` (the language server for editors) and `graph` (a picture of a
-proposal's DAG with what `check` judged on each action)."""
+"""Commands for authoring: `lsp` (the language server for editors), `graph` (a picture of a
+proposal's DAG with what `check` judged on each action), `eval` and `repl` (CEL in a policy's
+context)."""
 
 from __future__ import annotations
 
@@ -125,7 +126,72 @@ def graph_command(
         echo(f"wrote {output} ({fmt.value}, {len(graphs)} proposal{'s' * (len(graphs) != 1)})")
 
 
+ToolOption = Annotated[
+    str | None, typer.Option("--tool", help="Decide a call of this tool (default: any action).")
+]
+ParamsOption = Annotated[
+    str | None, typer.Option("--params", help="The call's parameters, a JSON object.")
+]
+StateOption = Annotated[
+    str | None, typer.Option("--state", help="The state, a JSON object over the program's.")
+]
+
+
+@guarded
+def eval_command(
+    file: Annotated[Path, typer.Argument(help="The program (its tools and state).")],
+    expression: Annotated[str, typer.Argument(help="A CEL expression.")],
+    tool: ToolOption = None,
+    params: ParamsOption = None,
+    state: StateOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document.")] = False,
+    root: RootOption = None,
+) -> None:
+    """Evaluate a CEL expression as a policy condition would see it: its type and value.
+    Exit 0 when it evaluates, 1 when it has errors, 2 for bad input."""
+    import json
+
+    from carlang.evaluate import eval_context, evaluate, parse_json_object
+    from carlang.repl import render_outcome
+
+    from .common import EXIT_FAILED, EXIT_OK
+    from .lang_commands import compile_program
+
+    _, program = compile_program(file, root, proposal_errors_ok=True)
+    context = eval_context(
+        program,
+        tool,
+        parse_json_object(params, "--params") if params else None,
+        parse_json_object(state, "--state") if state else None,
+    )
+    outcome = evaluate(context, expression)
+    echo(json.dumps(outcome.document(), indent=2) if as_json else render_outcome(outcome))
+    raise typer.Exit(EXIT_OK if outcome.ok else EXIT_FAILED)
+
+
+@guarded
+def repl_command(
+    file: Annotated[Path, typer.Argument(help="The program (its tools and state).")],
+    tool: ToolOption = None,
+    root: RootOption = None,
+) -> None:
+    """Evaluate CEL expressions interactively in a policy's context (:help lists commands)."""
+    from carlang.repl import Repl, interactive, piped
+
+    from .lang_commands import compile_program
+
+    _, program = compile_program(file, root, proposal_errors_ok=True)
+    repl = Repl(program, tool)
+    if sys.stdin.isatty():
+        echo(f"carlang repl: {len(program.tools)} tools; :help for commands, :quit to leave")
+        interactive(repl, Path.home() / ".carlang_history")
+    else:
+        piped(repl, sys.stdin, echo)
+
+
 def register(app: typer.Typer) -> None:
     """Add the authoring commands to the CLI."""
     app.command("lsp")(lsp_command)
     app.command("graph")(graph_command)
+    app.command("eval")(eval_command)
+    app.command("repl")(repl_command)
