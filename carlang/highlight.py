@@ -49,7 +49,7 @@ _KEYWORDS = (
 _TYPES = ("string", "int", "float", "bool", "any", "object", "list", "map")
 
 
-class CarlangLexer(RegexLexer):
+class CarlangLexer(RegexLexer):  # type: ignore[misc]  # pygments has no types
     """carlang plans and policies (`.car`)."""
 
     name = "carlang"
