@@ -5,53 +5,22 @@ token scoped, no scope left open. Skipped cleanly without node or npm."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from .npm_cache import node_modules
 
 ROOT = Path(__file__).resolve().parents[2]
 EDITOR = ROOT / "editors" / "vscode"
 GRAMMAR = EDITOR / "syntaxes" / "carlang.tmLanguage.json"
 CHECK = Path(__file__).with_name("textmate_check.js")
 EXAMPLES = sorted((ROOT / "examples").rglob("*.car"))
-CACHE = Path(os.environ.get("CARLANG_NPM_CACHE", Path.home() / ".cache" / "carlang-tests" / "npm"))
 PACKAGES = ("vscode-textmate@9", "vscode-oniguruma@2")
-
-
-def _node_modules() -> Path:
-    if shutil.which("node") is None or shutil.which("npm") is None:
-        pytest.skip("node/npm are not installed: the TextMate grammar is not checked")
-    modules = CACHE / "node_modules"
-    if all((modules / p.split("@")[0] / "package.json").is_file() for p in PACKAGES):
-        return modules
-    CACHE.mkdir(parents=True, exist_ok=True)
-    try:
-        subprocess.run(
-            [
-                "npm",
-                "install",
-                "--prefix",
-                str(CACHE),
-                "--no-audit",
-                "--no-fund",
-                "--silent",
-                *PACKAGES,
-            ],
-            capture_output=True,
-            timeout=60,
-            check=True,
-        )
-    except (subprocess.SubprocessError, OSError):
-        pytest.skip("vscode-textmate/vscode-oniguruma could not be installed from npm")
-    return modules
 
 
 def _tokenize(*files: Path) -> dict[str, object]:
     done = subprocess.run(
-        ["node", str(CHECK), str(_node_modules()), str(GRAMMAR), *map(str, files)],
+        ["node", str(CHECK), str(node_modules(*PACKAGES)), str(GRAMMAR), *map(str, files)],
         capture_output=True,
         text=True,
         timeout=60,
