@@ -1,0 +1,83 @@
+"""The language server's project model and features in process: what an edit re-checks, unused
+declarations across importers, positions in UTF-16, completion in a broken file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lsprotocol", reason="the language server needs lsprotocol (carlang[lsp])")
+
+from lsprotocol import types as lsp  # noqa: E402
+
+from carlang.lsp.features import Features  # noqa: E402
+from carlang.lsp.positions import to_offset, to_position  # noqa: E402
+from carlang.lsp.project import Project  # noqa: E402
+from carlang.source import Source  # noqa: E402
+
+LIB = """\
+# shared tools
+tool fetch(url: string, mode: "fast" | "slow" = "fast")
+tool unused_here(x: int)
+"""
+MAIN = """\
+import "lib.car"
+proposal p {
+  get = fetch(url: "https://x")
+}
+"""
+
+
+def _project(tmp_path: Path) -> tuple[Project, Path, Path]:
+    (tmp_path / "lib.car").write_text(LIB)
+    (tmp_path / "main.car").write_text(MAIN)
+    project = Project(tmp_path)
+    assert project.scan() == 2
+    lib, main = (tmp_path / "lib.car").resolve(), (tmp_path / "main.car").resolve()
+    project.set_text(main, MAIN)
+    project.set_text(lib, LIB)
+    return project, lib, main
+
+
+def test_an_edit_rechecks_the_file_and_what_imports_it(tmp_path: Path) -> None:
+    project, lib, main = _project(tmp_path)
+    project.diagnostics(main)
+    parsed_main = project.cache.get(main)
+    # a comment changes nothing lib declares: main is not checked again, nor re-parsed
+    assert project.set_text(lib, LIB.replace("# shared tools", "# the shared tools")) == [lib]
+    assert project.cache.get(main) is parsed_main
+    # a declaration changes: main is diagnosed again, from its kept parse
+    assert project.set_text(lib, LIB.replace("url: string", "uri: string")) == [lib, main]
+    codes = [d.code for d in project.diagnostics(main)]
+    assert "CL0203" in codes or "CL0307" in codes
+    assert project.cache.get(main) is parsed_main
+    assert project.dependants(lib) == {main} and project.program_files(main) == {main, lib}
+
+
+def test_unused_declarations_count_the_files_that_import_them(tmp_path: Path) -> None:
+    project, lib, _main = _project(tmp_path)
+    unused = [d.message for d in project.diagnostics(lib) if d.code == "CL0207"]
+    assert unused == ["tool `unused_here` is never used"]  # `fetch` is used by main.car
+
+
+def test_positions_count_utf16_units() -> None:
+    source = Source("x.car", 'a = "🚀é" b\nnext\n')
+    offset = source.text.index("b")
+    position = to_position(source, offset)
+    assert position == lsp.Position(line=0, character=offset + 1)  # the rocket is two units
+    assert to_offset(source, position) == offset
+    assert to_position(source, offset, "utf-32") == lsp.Position(line=0, character=offset)
+    assert to_offset(source, lsp.Position(line=1, character=99)) == len('a = "🚀é" b\nnext')
+
+
+def test_completion_in_a_file_that_does_not_parse(tmp_path: Path) -> None:
+    project, _lib, main = _project(tmp_path)
+    broken = MAIN.replace("}", "  next = \n}")
+    project.set_text(main, broken)
+    features = Features(project)
+    assert [d.code for d in features.diagnostics(main)] == ["CL0102"]
+    items = features.completion(main, lsp.Position(line=3, character=9)).items
+    fetch = next(i for i in items if i.label == "fetch")
+    assert fetch.insert_text == "fetch(url: ${1})"  # the required parameters, as a snippet
+    assert fetch.detail == 'tool fetch(url: string, mode: "fast" | "slow")'
