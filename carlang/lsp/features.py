@@ -27,6 +27,7 @@ from ..codes import all_codes
 from ..conditions import policy_targets
 from ..diagnostics import Diagnostic
 from ..fmt import FormatError, format_source
+from ..loader import display_name
 from ..source import Source, Span
 from ..syntax import DECLARATION_KEYWORDS
 from ..types import describe_type
@@ -245,7 +246,9 @@ class Features:
         kind, name = occurrence.key
         if kind == "import":
             target = (path.parent / name).resolve()
-            return f"import of `{self.project.root and target}`"
+            shown = display_name(target, self.project.root)
+            state = "" if target.is_file() else " (no such file)"
+            return f"imports `{shown}`{state}"
         definitions = self._definition_of(path, occurrence.key)
         if not definitions:
             return f"{kind} `{name}` (not declared)"
@@ -253,10 +256,18 @@ class Features:
         node = definition.node
         source = file.source
         where = f"declared in `{source.name}`"
+        if kind == "param" and isinstance(node, ast.ToolDecl):
+            param = next(p for p in node.params if p.name.span == definition.span)
+            optional = "optional " if param.optional or param.default is not None else ""
+            default = f" = {_slice(source, param.default)}" if param.default is not None else ""
+            return "\n\n".join(
+                [
+                    _code_block(f"{param.name.text}: {describe_type(param.type)}{default}"),
+                    f"{optional}parameter of tool `{node.name.text}`; {where}",
+                ]
+            )
         if isinstance(node, ast.ToolDecl):
             return "\n\n".join([_code_block(_slice(source, node)), self._tool_summary(node), where])
-        if kind == "param" and isinstance(node, ast.ToolDecl):
-            return where
         if isinstance(node, ast.StateEntry):
             writers, readers = self._state_users(path, name)
             return "\n\n".join(

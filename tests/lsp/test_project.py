@@ -81,3 +81,33 @@ def test_completion_in_a_file_that_does_not_parse(tmp_path: Path) -> None:
     fetch = next(i for i in items if i.label == "fetch")
     assert fetch.insert_text == "fetch(url: ${1})"  # the required parameters, as a snippet
     assert fetch.detail == 'tool fetch(url: string, mode: "fast" | "slow")'
+
+
+def test_add_reads_for_a_required_key_another_action_writes(tmp_path: Path) -> None:
+    text = """\
+tool fetch(url: string)
+state { ready: bool = false }
+proposal p {
+  warm = set ready = true
+  get = fetch(url: "https://x") {
+    requires ready == true
+  }
+}
+"""
+    path = (tmp_path / "reads.car").resolve()
+    project = Project(tmp_path)
+    project.set_text(path, text)
+    actions = Features(project).code_actions(
+        path,
+        lsp.Range(start=lsp.Position(line=5, character=0), end=lsp.Position(line=5, character=0)),
+    )
+    (add,) = [a for a in actions if a.title.startswith("Add `reads ready`")]
+    assert add.edit is not None and add.edit.changes is not None
+    (edit,) = add.edit.changes[path.as_uri()]
+    lines = text.split("\n")
+    line, column = edit.range.start.line, edit.range.start.character
+    lines[line] = lines[line][:column] + edit.new_text + lines[line][column:]
+    fixed = "\n".join(lines)
+    assert "    requires ready == true\n    reads ready\n  }" in fixed
+    project.set_text(path, fixed)
+    assert not [a for a in Features(project).code_actions(path, edit.range) if "reads" in a.title]

@@ -224,6 +224,24 @@ async def test_definition_and_references(client: LanguageClient) -> None:
     assert [loc.range.start for loc in after or [] if isinstance(loc, lsp.Location)] == [
         _position(text, "staging = deploy")
     ]
+    param = await client.text_document_definition_async(
+        lsp.DefinitionParams(
+            text_document=_doc(uri), position=_position(text, 'version: "1.4.2") after staging', 1)
+        )
+    )
+    assert [loc.range.start for loc in param or [] if isinstance(loc, lsp.Location)] == [
+        _position(text, "version: string) {")
+    ]
+    hover = await client.text_document_hover_async(
+        lsp.HoverParams(
+            text_document=_doc(uri), position=_position(text, 'version: "1.4.2") after staging', 1)
+        )
+    )
+    assert hover is not None and isinstance(hover.contents, lsp.MarkupContent)
+    assert (
+        "version: string" in hover.contents.value
+        and "parameter of tool `deploy`" in hover.contents.value
+    )
     references = await client.text_document_references_async(
         lsp.ReferenceParams(
             text_document=_doc(uri),
