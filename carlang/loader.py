@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import ast
 from .diagnostics import Diagnostic, Diagnostics, Label
+from .incremental import DeclarationCache
 from .parse import ParseResult, parse
 from .source import Source, Span
 
@@ -57,13 +58,16 @@ class ParseCache:
 
     def __init__(self) -> None:
         self._parsed: dict[Path, ParseResult] = {}
+        self._pieces: dict[Path, DeclarationCache] = {}
 
     def parse(self, path: Path, source: Source) -> ParseResult:
-        """The parse of `source` (the text of `path`), from the cache when it is unchanged."""
+        """The parse of `source` (the text of `path`), from the cache when it is unchanged;
+        after an edit, only the declarations whose text changed are parsed again."""
         hit = self._parsed.get(path)
         if hit is not None and hit.source.text == source.text and hit.source.name == source.name:
             return hit
-        result = self._parsed[path] = parse(source)
+        pieces = self._pieces.setdefault(path, DeclarationCache())
+        result = self._parsed[path] = pieces.parse(source) or parse(source)
         return result
 
     def get(self, path: Path) -> ParseResult | None:
@@ -73,6 +77,7 @@ class ParseCache:
     def forget(self, path: Path) -> None:
         """Drop `path` (the file was deleted)."""
         self._parsed.pop(path, None)
+        self._pieces.pop(path, None)
 
 
 def encoding_error(name: str, data: bytes) -> tuple[Source, Diagnostic]:
