@@ -185,7 +185,11 @@ class Project:
         return result
 
     def _uses_of(self, dependant: Path) -> set[tuple[str, str]]:
-        result = self._results.get(dependant) or self._lowered.get(dependant)
+        # An open file is compiled in full (it is about to be diagnosed anyway); one that is
+        # not is only lowered, which is all `used` needs.
+        if dependant in self.open:
+            return self.compile(dependant).used
+        result = self._lowered.get(dependant)
         if result is None:
             result = self._lowered[dependant] = self._compile(dependant, check=False)
         return result.used
