@@ -35,7 +35,7 @@ from .positions import to_offset, to_position, to_range
 from .project import Project, ProjectFile
 from .symbols import Occurrence, SymbolKey, occurrence_at, occurrences, state_key_matches
 
-__all__ = ["Features", "uri_of", "path_of_uri"]
+__all__ = ["Features", "TOKEN_LEGEND", "uri_of", "path_of_uri"]
 
 _SEVERITY = {
     "error": lsp.DiagnosticSeverity.Error,
@@ -67,6 +67,25 @@ _SYMBOL_KINDS = {
     "plan": lsp.SymbolKind.Namespace,
     "test": lsp.SymbolKind.Method,
     "rule": lsp.SymbolKind.Event,
+}
+#: Semantic token types, in the legend's order, by symbol kind.
+TOKEN_LEGEND = lsp.SemanticTokensLegend(
+    token_types=["function", "parameter", "property", "event", "interface", "enum", "class",
+                 "variable", "namespace", "string"],
+    token_modifiers=["declaration", "modification"],
+)  # fmt: skip
+_TOKEN_TYPES = {
+    "tool": 0,
+    "param": 1,
+    "state": 2,
+    "policy": 3,
+    "capability": 4,
+    "capability|budget": 4,
+    "budget": 5,
+    "proposal": 6,
+    "action": 7,
+    "plan": 8,
+    "import": 9,
 }
 _RENAMEABLE = {"tool", "state", "policy", "capability", "budget", "proposal", "action", "plan"}
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -486,6 +505,40 @@ class Features:
             kind = type(decl).__name__.removesuffix("Decl").lower()
             return symbol(decl.name.text, kind, decl, decl.name.span, [])
         return symbol(_first_line(_slice(source, decl)), "rule", decl, decl.span, [])
+
+    # -- semantic tokens ---------------------------------------------------------------------
+
+    def semantic_tokens(self, path: Path) -> lsp.SemanticTokens:
+        """The names of the file by what they name (keywords, strings and CEL are left to the
+        TextMate grammar): tools as functions, parameters, state keys as properties, ..."""
+        file = self._file(path)
+        data: list[int] = []
+        if file is None or file.parsed.module is None:
+            return lsp.SemanticTokens(data=data)
+        source = file.source
+        previous_line, previous_start = 0, 0
+        for occurrence in occurrences(file.parsed.module):
+            kind = occurrence.key[0]
+            if kind not in _TOKEN_TYPES or not occurrence.span:
+                continue
+            start = to_position(source, occurrence.span.start, self.encoding)
+            end = to_position(source, occurrence.span.end, self.encoding)
+            if end.line != start.line:
+                continue
+            delta_line = start.line - previous_line
+            delta_start = start.character - previous_start if delta_line == 0 else start.character
+            modifiers = 1 if occurrence.is_definition else 0
+            if occurrence.role == "write":
+                modifiers |= 2
+            data += [
+                delta_line,
+                delta_start,
+                end.character - start.character,
+                _TOKEN_TYPES[kind],
+                modifiers,
+            ]
+            previous_line, previous_start = start.line, start.character
+        return lsp.SemanticTokens(data=data)
 
     # -- formatting --------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from pygls.lsp.server import LanguageServer
 
 from carlang import __version__
 
-from .features import Features, path_of_uri, uri_of
+from .features import TOKEN_LEGEND, Features, path_of_uri, uri_of
 from .project import Project
 
 __all__ = ["CarlangServer", "build_server", "serve", "DEFAULT_DEBOUNCE"]
@@ -198,6 +198,10 @@ def build_server() -> CarlangServer:
         return ls.features.rename(
             path_of_uri(params.text_document.uri), params.position, params.new_name
         )
+
+    @server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, TOKEN_LEGEND)
+    def semantic_tokens(ls: CarlangServer, params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:
+        return ls.features.semantic_tokens(path_of_uri(params.text_document.uri))
 
     return server
 

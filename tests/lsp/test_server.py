@@ -348,3 +348,24 @@ async def test_formatting_symbols_and_rename(client: LanguageClient) -> None:
     assert tool is not None and tool.changes is not None
     assert OPS.as_uri() in tool.changes  # the declaration is in the imported file
     assert (EXAMPLES / "release" / "release_test.car").as_uri() in tool.changes
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_semantic_tokens(client: LanguageClient) -> None:
+    text = RELEASE.read_text()
+    uri = await _open(client, RELEASE)
+    tokens = await client.text_document_semantic_tokens_full_async(
+        lsp.SemanticTokensParams(text_document=_doc(uri))
+    )
+    assert tokens is not None and len(tokens.data) % 5 == 0
+    decoded, line, start = [], 0, 0
+    lines = text.split("\n")
+    for i in range(0, len(tokens.data), 5):
+        delta_line, delta_start, length, kind, modifiers = tokens.data[i : i + 5]
+        line += delta_line
+        start = start + delta_start if delta_line == 0 else delta_start
+        decoded.append((lines[line][start : start + length], kind, modifiers))
+    assert ("run_tests", 0, 1) in decoded  # the tool's declaration: a function, declared
+    assert ("tests_passed", 2, 2) in decoded  # written by an effect: a property, modified
+    assert ("release_bot", 4, 0) in decoded  # a capability named by `under`
+    assert ("gate", 7, 1) in decoded and ("gate", 7, 0) in decoded  # an action, then its use
