@@ -300,8 +300,6 @@ class Features:
         if isinstance(node, ast.PolicyDecl):
             targets = ", ".join(f"`{t.text}`" for t in node.targets) or "every action"
             return "\n\n".join([_code_block(_slice(source, node)), f"applies to {targets}", where])
-        if isinstance(node, ast.ActionDecl):
-            return "\n\n".join([_code_block(_first_line(_slice(source, node))), where])
         return "\n\n".join([_code_block(_first_line(_slice(source, node))), where])
 
     def _tool_summary(self, decl: ast.ToolDecl) -> str:
@@ -433,9 +431,8 @@ class Features:
         if found is None or found[1].key[0] not in _RENAMEABLE:
             return None
         kind, old = found[1].key
-        if not _NAME.fullmatch(new_name) or (
-            kind != "state" and "." in new_name and kind != "tool"
-        ):
+        dotted_ok = kind in ("state", "tool")  # state keys and tool names may be dotted
+        if not _NAME.fullmatch(new_name) or ("." in new_name and not dotted_ok):
             raise ValueError(f"`{new_name}` is not a valid {kind} name")
         if kind == "action":
             old = old.split("/", 1)[1]

@@ -58,7 +58,8 @@ class Project:
         for path in sorted(self.root.rglob("*.car")):
             if found >= MAX_SCANNED_FILES:
                 break
-            if path.is_file() and not any(part.startswith(".") for part in path.parts):
+            hidden = any(part.startswith(".") for part in path.relative_to(self.root).parts)
+            if path.is_file() and not hidden:
                 self.file(path.resolve())
                 found += 1
         return found
