@@ -111,3 +111,29 @@ proposal p {
     assert "    requires ready == true\n    reads ready\n  }" in fixed
     project.set_text(path, fixed)
     assert not [a for a in Features(project).code_actions(path, edit.range) if "reads" in a.title]
+
+
+def test_rename_refuses_a_name_of_the_wrong_shape(tmp_path: Path) -> None:
+    project, _lib, main = _project(tmp_path)
+    features = Features(project)
+    at_action = lsp.Position(line=2, character=3)  # `get`
+    with pytest.raises(ValueError, match="not a valid action name"):
+        features.rename(main, at_action, "get.it")
+    edit = features.rename(main, at_action, "fetch_it")
+    assert edit is not None and edit.changes is not None
+    assert [e.new_text for e in edit.changes[main.as_uri()]] == ["fetch_it"]
+
+
+def test_lsp_command_without_pygls_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from carlang.cli import app, editor_commands
+
+    real = editor_commands.importlib.util.find_spec
+    monkeypatch.setattr(
+        editor_commands.importlib.util,
+        "find_spec",
+        lambda name: None if name == "pygls" else real(name),
+    )
+    result = CliRunner().invoke(app, ["lsp"])
+    assert result.exit_code == 2 and "pip install 'carlang[lsp]'" in result.stderr
