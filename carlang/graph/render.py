@@ -153,9 +153,11 @@ def to_dot(graphs: Sequence[PlanGraph]) -> str:
             attributes = {
                 "after": "",
                 "state": f'style=bold, color="{_STATE_EDGE}", fontcolor="{_STATE_EDGE}"',
-                "compensation": f'style=dashed, color="{_UNDO_EDGE}", fontcolor="{_UNDO_EDGE}",'
-                " constraint=false",
+                "compensation": f'style=dashed, color="{_UNDO_EDGE}", fontcolor="{_UNDO_EDGE}"',
             }[edge.kind]
+            if edge.kind == "compensation" and undo_of.get(edge.source) != edge.target:
+                # an undo by another action must not pull that action's level
+                attributes += ", constraint=false"
             if edge.label:
                 attributes = ", ".join(a for a in (attributes, f"label={_quote(edge.label)}") if a)
             out.append(f"  {source} -> {target}" + (f" [{attributes}];" if attributes else ";"))
