@@ -48,6 +48,10 @@ class Project:
         self.imports: dict[Path, set[Path]] = {}
         self._results: dict[Path, CompileResult] = {}
         self._lowered: dict[Path, CompileResult] = {}
+        #: What each file's last compile used, and the uses each file's unused warnings were
+        #: judged on.
+        self._last_used: dict[Path, set[tuple[str, str]]] = {}
+        self._judged_uses: dict[Path, set[tuple[str, str]]] = {}
 
     # -- files -------------------------------------------------------------------------------
 
@@ -183,17 +187,41 @@ class Project:
             cached = self.cache.get(parsed.path)
             if cached is not None:
                 self._note_imports(parsed.path, cached)
+        self._last_used[path] = result.used
         return result
 
     def _uses_of(self, dependant: Path) -> set[tuple[str, str]]:
-        # An open file is compiled in full (it is about to be diagnosed anyway); one that is
-        # not is only lowered, which is all `used` needs.
-        if dependant in self.open:
-            return self.compile(dependant).used
-        result = self._lowered.get(dependant)
-        if result is None:
-            result = self._lowered[dependant] = self._compile(dependant, check=False)
+        result = self._results.get(dependant) or self._lowered.get(dependant)
+        if result is not None:
+            return result.used
+        # An open file is about to be diagnosed again: until then its last compile says what
+        # it uses (`stale_unused` tells when that turns out to have changed). A file that is
+        # not open is only lowered, which is all `used` needs.
+        last = self._last_used.get(dependant)
+        if dependant in self.open and last is not None:
+            return last
+        result = self._lowered[dependant] = self._compile(dependant, check=False)
         return result.used
+
+    def _used_elsewhere(self, path: Path) -> set[tuple[str, str]]:
+        used: set[tuple[str, str]] = set()
+        for dependant in self.dependants(path):
+            used |= self._uses_of(dependant)
+        return used
+
+    def stale_unused(self, published: list[Path]) -> list[Path]:
+        """The open files whose unused declarations, as last reported, were judged on uses
+        that have changed since (to diagnose again): among the files just published and the
+        files they import."""
+        candidates: set[Path] = set()
+        for path in published:
+            candidates |= self.program_files(path)
+        stale = []
+        for path in sorted(candidates):
+            judged = self._judged_uses.get(path)
+            if path in self.open and judged is not None and judged != self._used_elsewhere(path):
+                stale.append(path)
+        return stale
 
     def diagnostics(self, path: Path) -> list[Diagnostic]:
         """What `carlang check` says about `path`: the diagnostics of its compile that are in
@@ -204,9 +232,7 @@ class Project:
             return []
         name = entry.source.name
         found = [d for d in result.diagnostics.sorted() if _file_of(d) in (name, "")]
-        used_elsewhere: set[tuple[str, str]] = set()
-        for dependant in self.dependants(path):
-            used_elsewhere |= self._uses_of(dependant)
+        used_elsewhere = self._judged_uses[path] = self._used_elsewhere(path)
         for kind, declared, origin in unused_declarations(result, entry_only=True):
             if (kind, declared) not in used_elsewhere:
                 found.append(unused_diagnostic(kind, declared, origin))

@@ -38,6 +38,7 @@ class CarlangServer(LanguageServer):
         self._timer: asyncio.Task[None] | None = None
         self._features: Features | None = None
         self._last_change = 0.0
+        self._edited: Path | None = None
 
     @property
     def features(self) -> Features:
@@ -74,25 +75,40 @@ class CarlangServer(LanguageServer):
             lsp.PublishDiagnosticsParams(uri=uri_of(path), diagnostics=diagnostics)
         )
 
-    def schedule(self, paths: list[Path]) -> None:
+    def schedule(self, edited: Path, paths: list[Path]) -> None:
         """Publish `paths` soon: at once after a pause in editing, else once the edits have
         paused for the debounce window (restarted by each new edit), so a burst of edits is
-        compiled once."""
+        compiled once. The edited file comes first, then the files that import it."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         burst = now - self._last_change < self.debounce
         self._last_change = now
         self._pending.update(paths)
-        if self._timer is not None:
+        self._edited = edited
+        if self._timer is not None and not self._timer.done():
             self._timer.cancel()
         self._timer = loop.create_task(self._publish_later(self.debounce if burst else 0.0))
 
     async def _publish_later(self, delay: float) -> None:
-        # Even with no delay, yield once: edits already received are applied first.
-        await asyncio.sleep(delay)
-        paths, self._pending = sorted(self._pending), set()
-        for path in paths:
-            self.publish(path)
+        try:
+            # Even with no delay, yield once: edits already received are applied first.
+            await asyncio.sleep(delay)
+            published = []
+            while self._pending:
+                path = self._edited if self._edited in self._pending else min(self._pending)
+                self._pending.discard(path)
+                self.publish(path)
+                published.append(path)
+                # A new edit may arrive between files: it cancels this task, and the files
+                # not yet published wait for the next one, compiled from the newer text.
+                await asyncio.sleep(0)
+            # The edited file went first, its unused warnings judged on what the files that
+            # import it used before; and an edit to a file changes what the files it imports
+            # have unused: where that changed, say so again.
+            for path in self.project.stale_unused(published) if self.project else []:
+                self.publish(path)
+        except asyncio.CancelledError:
+            pass
 
 
 def build_server() -> CarlangServer:
@@ -119,7 +135,8 @@ def build_server() -> CarlangServer:
     async def did_change(ls: CarlangServer, params: lsp.DidChangeTextDocumentParams) -> None:
         uri = params.text_document.uri
         text = ls.workspace.get_text_document(uri).source
-        ls.schedule(ls.project_of().set_text(path_of_uri(uri), text))
+        path = path_of_uri(uri)
+        ls.schedule(path, ls.project_of().set_text(path, text))
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
     def did_save(ls: CarlangServer, params: lsp.DidSaveTextDocumentParams) -> None:

@@ -56,9 +56,18 @@ def test_an_edit_rechecks_the_file_and_what_imports_it(tmp_path: Path) -> None:
 
 
 def test_unused_declarations_count_the_files_that_import_them(tmp_path: Path) -> None:
-    project, lib, _main = _project(tmp_path)
+    project, lib, main = _project(tmp_path)
     unused = [d.message for d in project.diagnostics(lib) if d.code == "CL0207"]
     assert unused == ["tool `unused_here` is never used"]  # `fetch` is used by main.car
+    project.diagnostics(main)
+    assert project.stale_unused([main]) == []
+    # main starts using `unused_here`: lib's warning is stale, and goes when lib is re-diagnosed
+    uses = MAIN.replace("}", "  more = unused_here(x: 1)\n}")
+    assert project.set_text(main, uses) == [main]
+    project.diagnostics(main)
+    assert project.stale_unused([main]) == [lib]
+    assert [d for d in project.diagnostics(lib) if d.code == "CL0207"] == []
+    assert project.stale_unused([main]) == []
 
 
 def test_positions_count_utf16_units() -> None:
