@@ -1,4 +1,4 @@
-"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|all] [--quick]`."""
+"""`python -m benchmarks [verify|compile|cel|runtime|planner|policytest|dbos|lsp|all] [--quick]`."""
 
 from __future__ import annotations
 
