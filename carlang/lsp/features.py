@@ -18,7 +18,6 @@ from carlang_runtime.cel import CelSyntaxError
 from carlang_runtime.cel import nodes as cel_nodes
 from carlang_runtime.cel.build import parse as parse_cel
 from carlang_runtime.cel.checker import check as check_cel
-from carlang_runtime.cel.functions import FUNCTIONS
 from carlang_runtime.policy import policy_declarations
 from lsprotocol import types as lsp
 
@@ -29,11 +28,12 @@ from ..diagnostics import Diagnostic
 from ..fmt import FormatError, format_source
 from ..loader import display_name
 from ..source import Source, Span
-from ..syntax import DECLARATION_KEYWORDS
 from ..types import describe_type
+from .completion import Completer
 from .positions import to_offset, to_position, to_range
 from .project import Project, ProjectFile
 from .symbols import Occurrence, SymbolKey, occurrence_at, occurrences, state_key_matches
+from .text import code_block, first_line, markdown, source_slice
 
 __all__ = ["Features", "TOKEN_LEGEND", "uri_of", "path_of_uri"]
 
@@ -43,20 +43,6 @@ _SEVERITY = {
     "info": lsp.DiagnosticSeverity.Information,
 }
 _DID_YOU_MEAN = re.compile(r"did you mean `([^`]+)`\?")
-_ACTION_ITEMS = (
-    "requires", "reads", "effects", "retry", "on_failure", "timeout", "idempotent",
-    "reversible", "compensable", "irreversible", "compensate", "meta", "mode",
-)  # fmt: skip
-_TOOL_ITEMS = ("description", "idempotent", "cache", "rate", "reversibility")
-_TEST_ITEMS = ("action", "state", "scope", "history", "proposal", "plan", "expect", "where")
-_CEL_VARIABLES = {
-    "action": "the action being decided: id, type, tool, params, proposal, metadata",
-    "params": "the tool call's parameters (typed by the targeted tools' signatures)",
-    "state": "the current state, by key",
-    "scope": "who asks: tenant, caller, claims",
-    "history": "the actions already run in this session: id, type, tool, params, status",
-    "now": "the current time (a timestamp)",
-}
 _SYMBOL_KINDS = {
     "tool": lsp.SymbolKind.Function,
     "state": lsp.SymbolKind.Struct,
@@ -103,18 +89,6 @@ def path_of_uri(uri: str) -> Path:
     return Path(unquote(urlparse(uri).path)).resolve()
 
 
-def _markdown(*parts: str) -> lsp.MarkupContent:
-    return lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value="\n\n".join(p for p in parts if p))
-
-
-def _code_block(text: str) -> str:
-    return f"```carlang\n{text.strip()}\n```"
-
-
-def _slice(source: Source, node: ast.Node) -> str:
-    return source.text[node.span.start : node.span.end]
-
-
 class Features:
     """The answers to the editor's requests, for one project."""
 
@@ -125,10 +99,12 @@ class Features:
 
     # -- plumbing ----------------------------------------------------------------------------
 
-    def _file(self, path: Path) -> ProjectFile | None:
+    def file_at(self, path: Path) -> ProjectFile | None:
+        """The parsed file at `path` (None when it cannot be read)."""
         return self.project.file(path)
 
-    def _offset(self, file: ProjectFile, position: lsp.Position) -> int:
+    def offset_at(self, file: ProjectFile, position: lsp.Position) -> int:
+        """The character offset of an LSP position in `file`."""
         return to_offset(file.source, position, self.encoding)
 
     def _range(self, source: Source, span: Span) -> lsp.Range:
@@ -138,10 +114,11 @@ class Features:
         return lsp.Location(uri=uri_of(file.path), range=self._range(file.source, span))
 
     def _related(self, path: Path) -> list[ProjectFile]:
-        files = (self._file(p) for p in self.project.related_files(path))
+        files = (self.file_at(p) for p in self.project.related_files(path))
         return [f for f in files if f is not None and f.parsed.module is not None]
 
-    def _all_occurrences(self, path: Path) -> Iterable[tuple[ProjectFile, Occurrence]]:
+    def all_occurrences(self, path: Path) -> Iterable[tuple[ProjectFile, Occurrence]]:
+        """Every name in the files related to `path` (see `Project.related_files`)."""
         for file in self._related(path):
             assert file.parsed.module is not None
             for occurrence in occurrences(file.parsed.module):
@@ -151,7 +128,7 @@ class Features:
         """`under` names a capability or a budget: settle which from the definitions."""
         if key[0] != "capability|budget":
             return key
-        for _file, occurrence in self._all_occurrences(path):
+        for _file, occurrence in self.all_occurrences(path):
             if occurrence.is_definition and occurrence.key in (
                 ("capability", key[1]),
                 ("budget", key[1]),
@@ -160,10 +137,10 @@ class Features:
         return ("capability", key[1])
 
     def _at(self, path: Path, position: lsp.Position) -> tuple[ProjectFile, Occurrence] | None:
-        file = self._file(path)
+        file = self.file_at(path)
         if file is None or file.parsed.module is None:
             return None
-        found = occurrence_at(file.parsed.module, self._offset(file, position))
+        found = occurrence_at(file.parsed.module, self.offset_at(file, position))
         if found is None:
             return None
         key = self._resolve(path, found.key)
@@ -177,6 +154,14 @@ class Features:
         if wanted[0] == "state":
             return wanted[1] == other[1] or state_key_matches(wanted[1], other[1])
         return wanted[1] == other[1]
+
+    def names(self, path: Path, kind: str) -> list[tuple[str, Occurrence, ProjectFile]]:
+        """The declared names of `kind` the file can refer to: `(name, definition, file)`."""
+        seen: dict[str, tuple[str, Occurrence, ProjectFile]] = {}
+        for file, occurrence in self.all_occurrences(path):
+            if occurrence.is_definition and occurrence.key[0] == kind:
+                seen.setdefault(occurrence.key[1], (occurrence.key[1], occurrence, file))
+        return list(seen.values())
 
     # -- diagnostics -------------------------------------------------------------------------
 
@@ -227,10 +212,10 @@ class Features:
     def hover(self, path: Path, position: lsp.Position) -> lsp.Hover | None:
         """A tool's signature, a state key's type and writers, a policy's text, a CEL
         sub-expression's type, or a diagnostic's explanation."""
-        file = self._file(path)
+        file = self.file_at(path)
         if file is None:
             return None
-        offset = self._offset(file, position)
+        offset = self.offset_at(file, position)
         parts: list[str] = []
         found = self._at(path, position)
         span: Span | None = None
@@ -246,13 +231,13 @@ class Features:
         if not any(parts):
             return None
         return lsp.Hover(
-            contents=_markdown(*parts),
+            contents=markdown(*parts),
             range=self._range(file.source, span) if span is not None else None,
         )
 
     def _definition_of(self, path: Path, key: SymbolKey) -> list[tuple[ProjectFile, Occurrence]]:
         found = []
-        for file, occurrence in self._all_occurrences(path):
+        for file, occurrence in self.all_occurrences(path):
             if not occurrence.is_definition or occurrence.key[0] != key[0]:
                 continue
             if occurrence.key == key or (
@@ -278,20 +263,24 @@ class Features:
         if kind == "param" and isinstance(node, ast.ToolDecl):
             param = next(p for p in node.params if p.name.span == definition.span)
             optional = "optional " if param.optional or param.default is not None else ""
-            default = f" = {_slice(source, param.default)}" if param.default is not None else ""
+            default = (
+                f" = {source_slice(source, param.default)}" if param.default is not None else ""
+            )
             return "\n\n".join(
                 [
-                    _code_block(f"{param.name.text}: {describe_type(param.type)}{default}"),
+                    code_block(f"{param.name.text}: {describe_type(param.type)}{default}"),
                     f"{optional}parameter of tool `{node.name.text}`; {where}",
                 ]
             )
         if isinstance(node, ast.ToolDecl):
-            return "\n\n".join([_code_block(_slice(source, node)), self._tool_summary(node), where])
+            return "\n\n".join(
+                [code_block(source_slice(source, node)), self.tool_summary(node), where]
+            )
         if isinstance(node, ast.StateEntry):
             writers, readers = self._state_users(path, name)
             return "\n\n".join(
                 [
-                    _code_block(f"state {{ {_slice(source, node)} }}"),
+                    code_block(f"state {{ {source_slice(source, node)} }}"),
                     f"type `{describe_type(node.type)}`; {where}",
                     f"written by: {', '.join(writers) or 'no action'}",
                     f"read by: {', '.join(readers) or 'no action'}",
@@ -299,10 +288,13 @@ class Features:
             )
         if isinstance(node, ast.PolicyDecl):
             targets = ", ".join(f"`{t.text}`" for t in node.targets) or "every action"
-            return "\n\n".join([_code_block(_slice(source, node)), f"applies to {targets}", where])
-        return "\n\n".join([_code_block(_first_line(_slice(source, node))), where])
+            return "\n\n".join(
+                [code_block(source_slice(source, node)), f"applies to {targets}", where]
+            )
+        return "\n\n".join([code_block(first_line(source_slice(source, node))), where])
 
-    def _tool_summary(self, decl: ast.ToolDecl) -> str:
+    def tool_summary(self, decl: ast.ToolDecl) -> str:
+        """A tool's parameters, reversibility and idempotence, as Markdown lines."""
         params = ", ".join(
             f"`{p.name.text}{'?' if p.optional or p.default else ''}: {describe_type(p.type)}`"
             for p in decl.params
@@ -319,7 +311,7 @@ class Features:
     def _state_users(self, path: Path, key: str) -> tuple[list[str], list[str]]:
         writers: list[str] = []
         readers: list[str] = []
-        for _file, occurrence in self._all_occurrences(path):
+        for _file, occurrence in self.all_occurrences(path):
             if occurrence.key[0] != "state" or not state_key_matches(key, occurrence.key[1]):
                 continue
             node = occurrence.node
@@ -344,7 +336,8 @@ class Features:
 
     # -- CEL ---------------------------------------------------------------------------------
 
-    def _policy_at(self, file: ProjectFile, offset: int) -> ast.PolicyDecl | None:
+    def policy_at(self, file: ProjectFile, offset: int) -> ast.PolicyDecl | None:
+        """The policy whose `when` condition holds `offset`, if any."""
         module = file.parsed.module
         for decl in module.declarations if module else ():
             if isinstance(decl, ast.PolicyDecl) and decl.when is not None:
@@ -352,7 +345,8 @@ class Features:
                     return decl
         return None
 
-    def _cel_declarations(self, path: Path, decl: ast.PolicyDecl) -> Any:
+    def cel_declarations(self, path: Path, decl: ast.PolicyDecl) -> Any:
+        """The CEL variables and types a policy's condition sees (from its targeted tools)."""
         program = self.project.compile(path).program
         policy = next(
             (
@@ -366,7 +360,7 @@ class Features:
         return policy_declarations(targets)
 
     def _cel_hover(self, path: Path, file: ProjectFile, offset: int) -> tuple[str, Span] | None:
-        decl = self._policy_at(file, offset)
+        decl = self.policy_at(file, offset)
         if decl is None or decl.when is None:
             return None
         text = decl.when.text
@@ -380,7 +374,7 @@ class Features:
             return None
         expression = text[node.start : node.end]
         try:
-            kind = check_cel(expression, self._cel_declarations(path, decl)).type
+            kind = check_cel(expression, self.cel_declarations(path, decl)).type
         except CelSyntaxError:
             return None
         start = decl.when.span.start
@@ -410,7 +404,7 @@ class Features:
         key = found[1].key
         return [
             self._location(file, occurrence.span)
-            for file, occurrence in self._all_occurrences(path)
+            for file, occurrence in self.all_occurrences(path)
             if self._same_symbol(key, occurrence.key)
             and (include_declaration or not occurrence.is_definition)
         ]
@@ -437,7 +431,7 @@ class Features:
         if kind == "action":
             old = old.split("/", 1)[1]
         changes: dict[str, list[lsp.TextEdit]] = {}
-        for file, occurrence in self._all_occurrences(path):
+        for file, occurrence in self.all_occurrences(path):
             if occurrence.key[0] != kind and not (
                 kind in ("capability", "budget") and occurrence.key[0] == "capability|budget"
             ):
@@ -457,7 +451,7 @@ class Features:
     def symbols(self, path: Path) -> list[lsp.DocumentSymbol]:
         """The file's declarations, with tools' parameters, state keys and proposals' actions
         as children."""
-        file = self._file(path)
+        file = self.file_at(path)
         if file is None or file.parsed.module is None:
             return []
         return [s for s in (self._symbol(file, d) for d in file.parsed.module.declarations) if s]
@@ -501,14 +495,20 @@ class Features:
         if isinstance(decl, (ast.CapabilityDecl, ast.BudgetDecl, ast.PolicyDecl, ast.PlanDecl)):
             kind = type(decl).__name__.removesuffix("Decl").lower()
             return symbol(decl.name.text, kind, decl, decl.name.span, [])
-        return symbol(_first_line(_slice(source, decl)), "rule", decl, decl.span, [])
+        return symbol(first_line(source_slice(source, decl)), "rule", decl, decl.span, [])
+
+    # -- completion --------------------------------------------------------------------------
+
+    def completion(self, path: Path, position: lsp.Position) -> lsp.CompletionList:
+        """Completions that fit where the cursor is (see `completion.py`)."""
+        return Completer(self).completion(path, position)
 
     # -- semantic tokens ---------------------------------------------------------------------
 
     def semantic_tokens(self, path: Path) -> lsp.SemanticTokens:
         """The names of the file by what they name (keywords, strings and CEL are left to the
         TextMate grammar): tools as functions, parameters, state keys as properties, ..."""
-        file = self._file(path)
+        file = self.file_at(path)
         data: list[int] = []
         if file is None or file.parsed.module is None:
             return lsp.SemanticTokens(data=data)
@@ -542,7 +542,7 @@ class Features:
     def formatting(self, path: Path, within: lsp.Range | None = None) -> list[lsp.TextEdit]:
         """`carlang fmt`'s edits (only those touching `within` when given); none when the file
         does not parse."""
-        file = self._file(path)
+        file = self.file_at(path)
         if file is None:
             return []
         try:
@@ -582,11 +582,11 @@ class Features:
     def code_actions(self, path: Path, within: lsp.Range) -> list[lsp.CodeAction]:
         """Quick fixes for the diagnostics in `within` (apply a did-you-mean, declare an unknown
         tool) and `reads` for state an action requires that another action writes."""
-        file = self._file(path)
+        file = self.file_at(path)
         if file is None:
             return []
-        start = self._offset(file, within.start)
-        end = self._offset(file, within.end)
+        start = self.offset_at(file, within.start)
+        end = self.offset_at(file, within.end)
         uri = uri_of(path)
         actions: list[lsp.CodeAction] = []
         for diagnostic in self.project.diagnostics(path):
@@ -676,286 +676,8 @@ class Features:
             text = f"  {item}\n{pad}" if before.endswith("\n") else f" {item} "
         return lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text=text)
 
-    # -- completion --------------------------------------------------------------------------
-
-    def completion(self, path: Path, position: lsp.Position) -> lsp.CompletionList:
-        """Completions that fit where the cursor is."""
-        file = self._file(path)
-        if file is None:
-            return lsp.CompletionList(is_incomplete=False, items=[])
-        offset = self._offset(file, position)
-        text = file.source.text
-        line_start = text.rfind("\n", 0, offset) + 1
-        before = text[line_start:offset]
-        items = self._complete(path, file, offset, before)
-        return lsp.CompletionList(is_incomplete=False, items=items)
-
-    def _names(self, path: Path, kind: str) -> list[tuple[str, Occurrence, ProjectFile]]:
-        seen: dict[str, tuple[str, Occurrence, ProjectFile]] = {}
-        for file, occurrence in self._all_occurrences(path):
-            if occurrence.is_definition and occurrence.key[0] == kind:
-                seen.setdefault(occurrence.key[1], (occurrence.key[1], occurrence, file))
-        return list(seen.values())
-
-    def _complete(
-        self, path: Path, file: ProjectFile, offset: int, before: str
-    ) -> list[lsp.CompletionItem]:
-        policy = self._policy_at(file, offset)
-        written = re.match(r"\s*policy\s+(\w+)\s*:.*\bwhen\s", before)
-        if policy is None and written is not None and file.parsed.module is not None:
-            policy = next(
-                (
-                    d
-                    for d in file.parsed.module.declarations
-                    if isinstance(d, ast.PolicyDecl) and d.name.text == written.group(1)
-                ),
-                None,
-            )
-        if policy is not None:
-            return self._complete_cel(path, policy, before)
-        call = _open_call(file.source.text, offset)
-        if call is not None:
-            return self._complete_call(path, *call)
-        stripped = before.strip()
-        words = stripped.split()
-        first = words[0] if words else ""
-        if re.fullmatch(r"\s*[A-Za-z_]\w*\s*=\s*[\w.]*", before) or re.fullmatch(
-            r"\s*(action|compensate)\s+[\w.]*", before
-        ):
-            items = self._tool_items(path)
-            if "=" in before:
-                items += [_keyword(k) for k in ("set", "read", "assert")]
-            return items
-        if first in ("reads", "requires", "read", "assert", "set", "require_state") or (
-            first == "state" and "allow" in words
-        ):
-            return self._state_items(path)
-        if _in_block(file.source.text, offset, "effects"):
-            return self._state_items(path)
-        if first == "under":
-            return self._plain(path, "capability") + self._plain(path, "budget")
-        if "under" in words and first == "proposal":
-            return self._plain(path, "capability") + self._plain(path, "budget")
-        if first == "candidates" or (
-            first == "proposal" and _in_block(file.source.text, offset, "test")
-        ):
-            return self._plain(path, "proposal")
-        if first == "plan" and _in_block(file.source.text, offset, "test"):
-            return self._plain(path, "plan")
-        if first == "expect" and "by" in words:
-            return self._plain(path, "policy")
-        if re.search(r"\bafter\s+[\w\s,]*$", before) or re.fullmatch(
-            r"\s*compensate\s+with\s+\w*", before
-        ):
-            return self._action_items(file, offset)
-        if (
-            first in ("deny_tool", "rate_limit_tool")
-            or re.match(r"\s*policy\s+\w+\s*:\s*(deny|require_approval|allow)\b", before)
-            or (first == "tools")
-        ):
-            return self._tool_items(path)
-        if re.fullmatch(r"\s*policy\s+\w+\s*:\s*\w*", before):
-            return [_keyword(k) for k in ("deny", "require_approval", "allow")]
-        if first == "on_failure":
-            return [_keyword(k) for k in ("abort", "retry", "skip")]
-        if first in ("reversibility",):
-            return [_keyword(k) for k in ("reversible", "compensable", "irreversible")]
-        if first == "mode":
-            return [_keyword(k) for k in ("one_shot", "streaming", "long_running")]
-        if first == "expect":
-            return [
-                _keyword(k)
-                for k in (
-                    "allow",
-                    "deny",
-                    "require_approval",
-                    "valid",
-                    "invalid",
-                    "codes",
-                    "winner",
-                )
-            ]
-        if len(words) <= 1 and not before.rstrip().endswith((":", "=")):
-            return [_keyword(k) for k in self._block_keywords(file.source.text, offset)]
-        return []
-
-    def _block_keywords(self, text: str, offset: int) -> Iterable[str]:
-        block = _enclosing_block(text, offset)
-        if block is None:
-            return ("import", *sorted(DECLARATION_KEYWORDS))
-        head = block.split()
-        if not head:
-            return ()
-        if head[0] == "tool":
-            return _TOOL_ITEMS
-        if head[0] == "test":
-            return _TEST_ITEMS
-        if head[0] == "capability":
-            return ("tools", "state", "max_actions")
-        if head[0] == "budget":
-            return ("max_actions", "max_tool_calls", "max_duration")
-        if head[0] == "plan":
-            return ("candidates", "cost_weight", "target", "set")
-        if head[0] == "proposal":
-            return ("context",)
-        if "=" in block:
-            return _ACTION_ITEMS
-        return ()
-
-    def _plain(self, path: Path, kind: str) -> list[lsp.CompletionItem]:
-        return [
-            lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Reference, detail=kind)
-            for name, _o, _f in self._names(path, kind)
-        ]
-
-    def _tool_items(self, path: Path) -> list[lsp.CompletionItem]:
-        items = []
-        for name, occurrence, file in self._names(path, "tool"):
-            decl = occurrence.node
-            assert isinstance(decl, ast.ToolDecl)
-            params = ", ".join(f"{p.name.text}: {describe_type(p.type)}" for p in decl.params)
-            required = [p for p in decl.params if not p.optional and p.default is None]
-            snippet = ", ".join(f"{p.name.text}: ${{{i}}}" for i, p in enumerate(required, start=1))
-            items.append(
-                lsp.CompletionItem(
-                    label=name,
-                    kind=lsp.CompletionItemKind.Function,
-                    detail=f"tool {name}({params})",
-                    documentation=_markdown(self._tool_summary(decl), f"in `{file.source.name}`"),
-                    insert_text=f"{name}({snippet})",
-                    insert_text_format=lsp.InsertTextFormat.Snippet,
-                )
-            )
-        return items
-
-    def _state_items(self, path: Path) -> list[lsp.CompletionItem]:
-        items = []
-        for name, occurrence, _file in self._names(path, "state"):
-            node = occurrence.node
-            assert isinstance(node, ast.StateEntry)
-            label = name[:-1] if name.endswith("*") else name
-            items.append(
-                lsp.CompletionItem(
-                    label=label,
-                    kind=lsp.CompletionItemKind.Field,
-                    detail=f"state {name}: {describe_type(node.type)}",
-                )
-            )
-        return items
-
-    def _action_items(self, file: ProjectFile, offset: int) -> list[lsp.CompletionItem]:
-        module = file.parsed.module
-        for decl in module.declarations if module else ():
-            if isinstance(decl, ast.ProposalDecl) and decl.span.start <= offset <= decl.span.end:
-                return [
-                    lsp.CompletionItem(
-                        label=a.name.text,
-                        kind=lsp.CompletionItemKind.Event,
-                        detail=_first_line(_slice(file.source, a.kind)),
-                    )
-                    for a in decl.items
-                    if isinstance(a, ast.ActionDecl) and not a.span.start <= offset <= a.span.end
-                ]
-        return []
-
-    def _complete_call(
-        self, path: Path, tool: str, given: list[str], current_param: str | None
-    ) -> list[lsp.CompletionItem]:
-        decl = next((o.node for n, o, _f in self._names(path, "tool") if n == tool), None)
-        if not isinstance(decl, ast.ToolDecl):
-            return []
-        if current_param is not None:
-            param = next((p for p in decl.params if p.name.text == current_param), None)
-            if param is None:
-                return []
-            if isinstance(param.type, ast.EnumType):
-                return [
-                    lsp.CompletionItem(
-                        label=f'"{option.value}"',
-                        kind=lsp.CompletionItemKind.EnumMember,
-                        detail=f"{tool}.{param.name.text}",
-                    )
-                    for option in param.type.options
-                ]
-            if describe_type(param.type) == "bool":
-                return [_keyword("true"), _keyword("false")]
-            return []
-        return [
-            lsp.CompletionItem(
-                label=p.name.text,
-                kind=lsp.CompletionItemKind.Property,
-                detail=f"{p.name.text}{'?' if p.optional else ''}: {describe_type(p.type)}",
-                insert_text=f"{p.name.text}: ",
-                sort_text=("0" if not p.optional and p.default is None else "1") + p.name.text,
-            )
-            for p in decl.params
-            if p.name.text not in given
-        ]
-
-    def _complete_cel(
-        self, path: Path, policy: ast.PolicyDecl, before: str
-    ) -> list[lsp.CompletionItem]:
-        declarations = self._cel_declarations(path, policy)
-        member = re.search(r"([A-Za-z_][\w.]*)\.(\w*)$", before)
-        if member is not None:
-            subject = member.group(1)
-            try:
-                kind = check_cel(subject, declarations).type
-            except CelSyntaxError:
-                kind = None
-            items = []
-            for name, field_type in sorted((getattr(kind, "fields", None) or {}).items()):
-                items.append(
-                    lsp.CompletionItem(
-                        label=name, kind=lsp.CompletionItemKind.Field, detail=str(field_type)
-                    )
-                )
-            items.extend(self._cel_functions(method=True))
-            return items
-        items = [
-            lsp.CompletionItem(
-                label=name,
-                kind=lsp.CompletionItemKind.Variable,
-                detail=str(declarations.variables.get(name, "")),
-                documentation=doc,
-            )
-            for name, doc in _CEL_VARIABLES.items()
-        ]
-        return items + self._cel_functions(method=False)
-
-    def _cel_functions(self, method: bool) -> list[lsp.CompletionItem]:
-        items = []
-        for name, function in sorted(FUNCTIONS.items()):
-            overloads = [o for o in function.overloads if (o.receiver is not None) == method]
-            if not overloads:
-                continue
-            signatures = [
-                (f"{o.receiver}." if o.receiver else "")
-                + f"{name}({', '.join(o.args)}) -> {o.result}"
-                for o in overloads
-            ]
-            items.append(
-                lsp.CompletionItem(
-                    label=name,
-                    kind=lsp.CompletionItemKind.Method
-                    if method
-                    else lsp.CompletionItemKind.Function,
-                    detail=signatures[0],
-                    documentation="\n".join(signatures),
-                )
-            )
-        return items
-
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def _first_line(text: str) -> str:
-    return text.split("\n", 1)[0].rstrip(" {")
-
-
-def _keyword(word: str) -> lsp.CompletionItem:
-    return lsp.CompletionItem(label=word, kind=lsp.CompletionItemKind.Keyword)
 
 
 def _quickfix(
@@ -1022,54 +744,3 @@ def _type_of_value(value: Any) -> str:
     if isinstance(value, dict):
         return "object"
     return "any"
-
-
-def _open_call(text: str, offset: int) -> tuple[str, list[str], str | None] | None:
-    """Inside an unclosed `tool(` before the cursor: the tool, the arguments already given,
-    and the parameter whose value is being written (None when a name is being written)."""
-    depth = 0
-    index = offset - 1
-    limit = max(0, offset - 2000)
-    while index >= limit:
-        char = text[index]
-        if char == ")":
-            depth += 1
-        elif char == "(":
-            if depth == 0:
-                break
-            depth -= 1
-        elif char in "{}" and depth == 0:
-            return None
-        index -= 1
-    else:
-        return None
-    name = re.search(r"([A-Za-z_][\w.]*)\s*$", text[:index])
-    if name is None:
-        return None
-    inside = text[index + 1 : offset]
-    given = re.findall(r"([A-Za-z_]\w*)\s*:", inside)
-    value = re.search(r"([A-Za-z_]\w*)\s*:\s*[^,]*$", inside)
-    current = value.group(1) if value else None
-    return name.group(1), given, current
-
-
-def _enclosing_block(text: str, offset: int) -> str | None:
-    """The text before the `{` of the innermost block around `offset` (from its line)."""
-    depth = 0
-    index = offset - 1
-    while index >= 0:
-        char = text[index]
-        if char == "}":
-            depth += 1
-        elif char == "{":
-            if depth == 0:
-                start = text.rfind("\n", 0, index) + 1
-                return text[start:index]
-            depth -= 1
-        index -= 1
-    return None
-
-
-def _in_block(text: str, offset: int, head: str) -> bool:
-    block = _enclosing_block(text, offset)
-    return block is not None and block.split()[:1] == [head]
