@@ -146,3 +146,29 @@ def test_lsp_command_without_pygls_says_how_to_get_it(monkeypatch: pytest.Monkey
     )
     result = CliRunner().invoke(app, ["lsp"])
     assert result.exit_code == 2 and "pip install 'carlang[lsp]'" in result.stderr
+
+
+def test_a_burst_of_edits_is_compiled_once(tmp_path: Path) -> None:
+    import asyncio
+
+    pytest.importorskip("pygls", reason="the language server needs pygls (carlang[lsp])")
+    from carlang.lsp.server import CarlangServer
+
+    server = CarlangServer()
+    server.debounce = 0.3  # long enough that a loaded machine still sees one burst
+    published: list[Path] = []
+    server.publish = published.append  # type: ignore[method-assign]
+    main, lib = tmp_path / "main.car", tmp_path / "lib.car"
+
+    async def edits() -> None:
+        server.schedule(main, [main])  # after a pause: at once
+        await asyncio.sleep(0.01)
+        assert published == [main]
+        for _ in range(5):  # a burst: one compile, after the burst
+            server.schedule(lib, [main, lib])
+            await asyncio.sleep(0.005)
+        assert published == [main]
+        await asyncio.sleep(0.6)
+        assert published == [main, lib, main]  # the edited file first, then what imports it
+
+    asyncio.run(edits())
