@@ -1,5 +1,5 @@
 """`python -m benchmarks [verify|compile|cel|runtime|planner|experiments|policytest|dbos|mcp|
-replay|all] [--quick]`."""
+replay|lsp|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from . import (
     dbos_bench,
     experiments_bench,
     mcp_bench,
+    lsp_bench,
     planner_bench,
     policytest_bench,
     replay_bench,
@@ -29,6 +30,7 @@ BENCHMARKS = {
     "dbos": dbos_bench.run,
     "mcp": mcp_bench.run,
     "replay": replay_bench.run,
+    "lsp": lsp_bench.run,
 }
 
 

@@ -28,7 +28,7 @@ from . import ast
 from .cascade import has_syntax_errors, without_cascades
 from .conditions import check_conditions
 from .diagnostics import CarlangError, Diagnostic, Diagnostics, Label
-from .loader import LoadedProgram, load_program
+from .loader import LoadedProgram, ParseCache, load_program
 from .lower import Origin, SourceMap, lower
 from .policycheck import PolicyFinding, policy_findings
 from .source import Span
@@ -76,13 +76,16 @@ def compile_file(
     check: bool = True,
     report_unused: bool = True,
     state: Mapping[str, Any] | None = None,
+    texts: dict[Path, str] | None = None,
+    cache: ParseCache | None = None,
 ) -> CompileResult:
     """Compile the program whose entry file is `path` (its text may be given). With
     `report_unused` False, unused declarations are left to the caller (see `unused_names`).
     `state` is the state the proposals will start from, over the program's own initial
-    state: what `carlang run --state` verifies against."""
+    state: what `carlang run --state` verifies against. `texts` (unsaved files by resolved
+    path) and `cache` (parses kept between compiles) serve the language server."""
     with gc_paused():
-        loaded = load_program(path, root, text)
+        loaded = load_program(path, root, text, texts, cache)
         return _compile_loaded(loaded, check, report_unused, state)
 
 

@@ -20,7 +20,7 @@ from .diagnostics import Diagnostics
 from .lower import Origin, SourceMap
 from .source import Span
 
-__all__ = ["check_conditions", "CHECK_CODES"]
+__all__ = ["check_conditions", "policy_targets", "CHECK_CODES"]
 
 #: The diagnostic code of each kind of checker finding.
 CHECK_CODES: Final = {
@@ -77,7 +77,7 @@ def _check_condition(
             help="macros inside macros over lists multiply; check one list at a time",
         )
         return
-    for issue in check_tree(when.text, tree, policy_declarations(_targets(program, policy))).issues:
+    for issue in check_tree(when.text, tree, policy_declarations(policy_targets(program, policy))).issues:
         _report(policy, origin, when, issue, diagnostics)
 
 
@@ -110,7 +110,7 @@ def _parse(
         return None
 
 
-def _targets(program: ir.Program, policy: ir.CelPolicy) -> list[ir.ToolSchema] | None:
+def policy_targets(program: ir.Program, policy: ir.CelPolicy) -> list[ir.ToolSchema] | None:
     """The declared tools a policy applies to (None: every action)."""
     if not policy.tools:
         return None

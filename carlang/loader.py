@@ -13,12 +13,14 @@ from pathlib import Path
 
 from . import ast
 from .diagnostics import Diagnostic, Diagnostics, Label
-from .parse import parse
+from .incremental import DeclarationCache
+from .parse import ParseResult, parse
 from .source import Source, Span
 
 __all__ = [
     "ParsedFile",
     "LoadedProgram",
+    "ParseCache",
     "load_program",
     "default_root",
     "display_name",
@@ -49,6 +51,34 @@ class LoadedProgram:
     def entry(self) -> ParsedFile | None:
         """The file the program was compiled from."""
         return next((f for f in self.files if f.is_entry), None)
+
+
+class ParseCache:
+    """Parsed files kept by path and reused while their text and name are unchanged, so that a
+    long-lived caller (the language server) re-parses only the files that were edited."""
+
+    def __init__(self) -> None:
+        self._parsed: dict[Path, ParseResult] = {}
+        self._pieces: dict[Path, DeclarationCache] = {}
+
+    def parse(self, path: Path, source: Source) -> ParseResult:
+        """The parse of `source` (the text of `path`), from the cache when it is unchanged;
+        after an edit, only the declarations whose text changed are parsed again."""
+        hit = self._parsed.get(path)
+        if hit is not None and hit.source.text == source.text and hit.source.name == source.name:
+            return hit
+        pieces = self._pieces.setdefault(path, DeclarationCache())
+        result = self._parsed[path] = pieces.parse(source) or parse(source)
+        return result
+
+    def get(self, path: Path) -> ParseResult | None:
+        """The last parse of `path`, if any."""
+        return self._parsed.get(path)
+
+    def forget(self, path: Path) -> None:
+        """Drop `path` (the file was deleted)."""
+        self._parsed.pop(path, None)
+        self._pieces.pop(path, None)
 
 
 def encoding_error(name: str, data: bytes) -> tuple[Source, Diagnostic]:
@@ -121,9 +151,12 @@ def _path_suggestion(raw: str, importer: Path, root: Path) -> str | None:
 
 
 class _Loader:
-    def __init__(self, root: Path, texts: dict[Path, str] | None) -> None:
+    def __init__(
+        self, root: Path, texts: dict[Path, str] | None, cache: ParseCache | None
+    ) -> None:
         self.program = LoadedProgram(root.resolve())
         self.texts = texts or {}
+        self.cache = cache
         self.done: set[Path] = set()
         self.stack: list[Path] = []
 
@@ -136,7 +169,8 @@ class _Loader:
             self.not_utf8(path, text, is_entry)
             return
         source = Source(display_name(path, root), text)
-        result = parse(source)
+        result = self.cache.parse(path, source) if self.cache else parse(source)
+        source = result.source
         self.program.diagnostics.extend(result.diagnostics)
         module = result.module or ast.Module((), ())
         self.stack.append(path)
@@ -220,11 +254,13 @@ def load_program(
     root: Path | None = None,
     text: str | None = None,
     texts: dict[Path, str] | None = None,
+    cache: ParseCache | None = None,
 ) -> LoadedProgram:
     """Parse `entry` (whose text may be given) and its imports. `texts` maps resolved paths to
-    text for files that should not be read from disk (tests, editors)."""
+    text for files that should not be read from disk (tests, editors); `cache` keeps parses
+    between calls."""
     entry = entry.resolve()
-    loader = _Loader(root if root is not None else default_root(entry), texts)
+    loader = _Loader(root if root is not None else default_root(entry), texts, cache)
     content = loader.text_of(entry) if text is None else text
     if isinstance(content, OSError):
         raise content

@@ -26,7 +26,7 @@ from carlang.parse import parse
 from carlang.source import Source
 from tests.conftest import ROOT
 
-LANGUAGES = {"car", "console", "python", "sh", "text", "yaml", "json"}
+LANGUAGES = {"car", "console", "python", "sh", "text", "yaml", "json", "lua", "toml"}
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
 _RUN_WITH = re.compile(r"<!-- example: run with (\S+) -->\s*\Z")
 

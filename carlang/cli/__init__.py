@@ -17,6 +17,7 @@ from . import (
     agent_commands,
     dbos_commands,
     experiment_commands,
+    editor_commands,
     ir_commands,
     lang_commands,
     mcp_commands,
@@ -69,6 +70,7 @@ ir_commands.register(app)
 dbos_commands.register(app)
 agent_commands.register(app)
 mcp_commands.register(app)
+editor_commands.register(app)
 
 
 def _real_metavars(command: Any) -> None:

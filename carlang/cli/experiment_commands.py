@@ -222,7 +222,7 @@ def _plot(result: SearchResult, path: Path) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        echo_err("no plot: matplotlib is not installed (pip install 'carlang[plots]')")
+        echo_err("no plot: matplotlib is not installed (pip install 'carlang[plot]')")
         return
     panels = 2 if result.ablation else 1
     figure, axes_list = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)

@@ -89,6 +89,12 @@ def rank_command(
     explain: Annotated[
         bool, typer.Option("--explain", help="Say why the winner won and why the others lost.")
     ] = False,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot", help="With --sweep over one setting: draw the scores (.svg, .png)."
+        ),
+    ] = None,
     root: RootOption = None,
 ) -> None:
     """Score candidate plans without running them, best first: every task of the inputs, in one
@@ -110,8 +116,10 @@ def rank_command(
             fail_usage(f"a sweep ranks one plan; the inputs hold {len(tasks)} (choose with --plan)")
         only = tasks[0]
         at = only.config(base).with_settings(extra)
-        _sweep(only, at, history, sweep, output or RankFormat.csv)
+        _sweep(only, at, history, sweep, output or RankFormat.csv, plot)
         raise typer.Exit(EXIT_OK)
+    if plot is not None:
+        fail_usage("--plot draws a sweep: add --sweep NAME=START:STOP:STEP")
     rows: list[dict[str, Any]] = []
     rankings = []
     for task in tasks:
@@ -228,6 +236,7 @@ def _sweep(
     history: ToolFeedback | None,
     specs: list[str],
     output: RankFormat,
+    plot: Path | None = None,
 ) -> None:
     from carlang_runtime.experiments import rank_task, table_rows, write_csv
     from carlang_runtime.planner.sweep import parse_axis, sweep, winner_changes
@@ -245,6 +254,13 @@ def _sweep(
         echo(write_csv(rows, [a.name for a in axes]).rstrip("\n"))
     for line in winner_changes(points):
         echo_err(line)
+    if plot is not None:
+        from carlang.graph.plot import plot_sweep
+
+        if len(axes) != 1:
+            fail_usage("--plot draws a sweep over one setting (give one --sweep)")
+        plot_sweep(points, axes[0].name, plot)
+        echo_err(f"wrote {plot}")
 
 
 def _point_document(point: SweepPoint) -> dict[str, Any]:

@@ -145,6 +145,14 @@ def run_command(
             " return.",
         ),
     ] = False,
+    graph: Annotated[
+        Path | None,
+        typer.Option(
+            "--graph",
+            help="Draw the DAG after the run, coloured by outcome (.svg/.png need Graphviz;"
+            " .mmd Mermaid; .dot DOT).",
+        ),
+    ] = None,
     root: RootOption = None,
 ) -> None:
     """Compile, verify and run a proposal. Exit 0 if every action succeeded, 1 if something
@@ -199,7 +207,7 @@ def run_command(
             state=initial,
             detach=detach,
         )
-        _report(output, chosen, outcome, run_id)
+        _report(output, chosen, outcome, run_id, graph)
         raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
     if database is not None or approval_timeout is not None or detach:
         fail_usage("--database, --approval-timeout and --detach go with --backend dbos")
@@ -245,13 +253,19 @@ def run_command(
         dropped = http.report() if http is not None else None
         if dropped is not None:
             echo_err(dropped)
-    _report(output, chosen, outcome, run_id)
+    _report(output, chosen, outcome, run_id, graph)
     raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
 
 
 def _report(
-    output: RunFormat, chosen: ir.ActionProposal, outcome: ir.ProposalResult, run_id: str
+    output: RunFormat,
+    chosen: ir.ActionProposal,
+    outcome: ir.ProposalResult,
+    run_id: str,
+    graph: Path | None = None,
 ) -> None:
+    if graph is not None:
+        _draw_run(chosen, outcome, graph)
     if output is RunFormat.json:
         echo(json.dumps({"run_id": run_id, "result": outcome.model_dump(mode="json")}, indent=2))
     else:
@@ -280,6 +294,16 @@ def _journalled_run(events: Path, given: str) -> tuple[str, str | None]:
         r for r in records if r.get("trace_id") == run_id and r["kind"] == "proposal_received"
     ]
     return run_id, (received[0].get("proposal_id") if received else None)
+
+
+def _draw_run(proposal: ir.ActionProposal, outcome: ir.ProposalResult, path: Path) -> None:
+    """`--graph`: the proposal's DAG with each action's outcome."""
+    from carlang.graph import graph_of_run, render
+
+    from .editor_commands import graph_format, write_graph
+
+    fmt = graph_format(None, path)
+    write_graph(render([graph_of_run(proposal, outcome)], fmt.value), fmt, path)
 
 
 def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionProposal:

@@ -1,0 +1,161 @@
+"""`carlang eval` and `carlang repl`: a CEL expression evaluated in a policy's context (the
+variables a condition sees for a call of one of the program's tools), with its static type and
+its value — OPA's `eval`, Cedar's `evaluate`.
+
+The context is built the way the runtime builds it (`action_activation`, `policy_declarations`):
+the call's parameters are the ones given over the tool's declared defaults, and the state is the
+program's initial state with the given one over it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from carlang_runtime import ir
+from carlang_runtime.cel import CelEvalError, CelSyntaxError, compile, format_value
+from carlang_runtime.cel.checker import Declarations, check
+from carlang_runtime.errors import CarlangRuntimeError
+from carlang_runtime.policy import policy_declarations
+from carlang_runtime.policy.activation import action_activation
+
+from .lower import suggest
+
+__all__ = ["EvalContext", "EvalOutcome", "eval_context", "evaluate", "EvalUsageError"]
+
+
+class EvalUsageError(CarlangRuntimeError):
+    """The context asked for does not exist (an unknown tool, parameters not an object)."""
+
+
+@dataclass
+class EvalContext:
+    """What an expression sees: the variables' types and values."""
+
+    program: ir.Program
+    tool: ir.ToolSchema | None
+    declarations: Declarations
+    activation: dict[str, Any]
+    params: dict[str, Any] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EvalOutcome:
+    """An expression's static type and value, or why it has none."""
+
+    expression: str
+    type: str
+    value: Any = None
+    shown: str = ""
+    errors: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether the expression checked and evaluated."""
+        return not self.errors
+
+    def document(self) -> dict[str, Any]:
+        """The outcome as JSON data."""
+        return {
+            "expression": self.expression,
+            "type": self.type,
+            "value": self.shown if self.ok else None,
+            "errors": list(self.errors),
+            "warnings": list(self.warnings),
+        }
+
+
+def eval_context(
+    program: ir.Program,
+    tool: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    state: Mapping[str, Any] | None = None,
+    scope: Mapping[str, Any] | None = None,
+    history: Sequence[Mapping[str, Any]] | None = None,
+) -> EvalContext:
+    """The context of a policy deciding a call of `tool` with `params` (no tool: a policy that
+    targets every action, deciding a call of an undeclared tool)."""
+    schema: ir.ToolSchema | None = None
+    if tool is not None:
+        schema = next((t for t in program.tools if t.name == tool), None)
+        if schema is None:
+            hint = suggest(tool, [t.name for t in program.tools])
+            names = ", ".join(t.name for t in program.tools) or "none"
+            raise EvalUsageError(
+                f"no tool `{tool}` in the program" + (f"; {hint}" if hint else f" (tools: {names})")
+            )
+    given = dict(params or {})
+    defaults = {
+        name: spec["default"]
+        for name, spec in (
+            (schema.parameters or {}).get("properties", {}) if schema else {}
+        ).items()
+        if isinstance(spec, dict) and "default" in spec
+    }
+    parameters = {**defaults, **given}
+    current = {**program.initial_state, **(state or {})}
+    action = ir.Action(
+        id="eval", type=ir.ActionType.TOOL_CALL, tool=tool or "", parameters=parameters
+    )
+    activation = action_activation(
+        action,
+        proposal_id="eval",
+        state=current,
+        scope=scope,
+        history=history,
+        now=datetime.now(UTC),
+    )
+    declarations = policy_declarations([schema] if schema is not None else None)
+    return EvalContext(program, schema, declarations, activation, parameters, current)
+
+
+def _not_condition_only(issue_message: str) -> bool:
+    # Whole-condition findings (must be a bool, always true/false) do not apply to an
+    # expression evaluated for its value.
+    return not issue_message.startswith(("a condition must be a bool", "the condition is always"))
+
+
+def evaluate(context: EvalContext, expression: str) -> EvalOutcome:
+    """Check `expression` against the context's types, then evaluate it."""
+    try:
+        checked = check(expression, context.declarations)
+    except CelSyntaxError as exc:
+        where = f"{exc.line}:{exc.column}: " if getattr(exc, "line", None) else ""
+        return EvalOutcome(expression, "-", errors=(f"{where}{exc.message}",))
+    issues = [i for i in checked.issues if _not_condition_only(i.message)]
+    errors = tuple(_issue_text(expression, i) for i in issues if i.severity == "error")
+    warnings = tuple(_issue_text(expression, i) for i in issues if i.severity != "error")
+    kind = str(checked.type)
+    if errors:
+        return EvalOutcome(expression, kind, errors=errors, warnings=warnings)
+    try:
+        value = compile(expression).evaluate(context.activation)
+    except CelEvalError as exc:
+        return EvalOutcome(
+            expression, kind, errors=(f"evaluation error: {exc}",), warnings=warnings
+        )
+    except CarlangRuntimeError as exc:
+        return EvalOutcome(expression, kind, errors=(str(exc),), warnings=warnings)
+    return EvalOutcome(expression, kind, value, format_value(value), warnings=warnings)
+
+
+def _issue_text(expression: str, issue: Any) -> str:
+    part = expression[issue.start : issue.end]
+    help = f" ({issue.help})" if issue.help else ""
+    return f"column {issue.start + 1}: {issue.message}{help}" + (f" in `{part}`" if part else "")
+
+
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    """A JSON object given on the command line, or `EvalUsageError` saying what is wrong."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise EvalUsageError(f"{what} is not JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(value, dict):
+        raise EvalUsageError(f'{what} must be a JSON object, like {{"key": 1}}')
+    return value

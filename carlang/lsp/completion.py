@@ -1,0 +1,369 @@
+"""Completion for the language server: what fits where the cursor is, read from the text
+before it (so it works in a file that does not parse) and answered from the project's names,
+the tools' signatures and the CEL declarations of the policy being written."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from carlang_runtime.cel import CelSyntaxError
+from carlang_runtime.cel.checker import check as check_cel
+from carlang_runtime.cel.functions import FUNCTIONS
+from lsprotocol import types as lsp
+
+from .. import ast
+from ..syntax import DECLARATION_KEYWORDS
+from ..types import describe_type
+from .text import first_line, markdown, source_slice
+
+if TYPE_CHECKING:
+    from .features import Features
+    from .project import ProjectFile
+
+__all__ = ["Completer"]
+
+_ACTION_ITEMS = (
+    "requires", "reads", "effects", "retry", "on_failure", "timeout", "idempotent",
+    "reversible", "compensable", "irreversible", "compensate", "meta", "mode",
+)  # fmt: skip
+
+_TOOL_ITEMS = ("description", "idempotent", "cache", "rate", "reversibility")
+
+_TEST_ITEMS = ("action", "state", "scope", "history", "proposal", "plan", "expect", "where")
+
+_CEL_VARIABLES = {
+    "action": "the action being decided: id, type, tool, params, proposal, metadata",
+    "params": "the tool call's parameters (typed by the targeted tools' signatures)",
+    "state": "the current state, by key",
+    "scope": "who asks: tenant, caller, claims",
+    "history": "the actions already run in this session: id, type, tool, params, status",
+    "now": "the current time (a timestamp)",
+}
+
+
+class Completer:
+    """Completions over the features' project."""
+
+    def __init__(self, features: Features) -> None:
+        self.features = features
+
+    def completion(self, path: Path, position: lsp.Position) -> lsp.CompletionList:
+        """Completions that fit where the cursor is."""
+        file = self.features.file_at(path)
+        if file is None:
+            return lsp.CompletionList(is_incomplete=False, items=[])
+        offset = self.features.offset_at(file, position)
+        text = file.source.text
+        line_start = text.rfind("\n", 0, offset) + 1
+        before = text[line_start:offset]
+        items = self._complete(path, file, offset, before)
+        return lsp.CompletionList(is_incomplete=False, items=items)
+
+    def _complete(
+        self, path: Path, file: ProjectFile, offset: int, before: str
+    ) -> list[lsp.CompletionItem]:
+        policy = self.features.policy_at(file, offset)
+        written = re.match(r"\s*policy\s+(\w+)\s*:.*\bwhen\s", before)
+        if policy is None and written is not None and file.parsed.module is not None:
+            policy = next(
+                (
+                    d
+                    for d in file.parsed.module.declarations
+                    if isinstance(d, ast.PolicyDecl) and d.name.text == written.group(1)
+                ),
+                None,
+            )
+        if policy is not None:
+            return self._complete_cel(path, policy, before)
+        call = _open_call(file.source.text, offset)
+        if call is not None:
+            return self._complete_call(path, *call)
+        stripped = before.strip()
+        words = stripped.split()
+        first = words[0] if words else ""
+        if re.fullmatch(r"\s*[A-Za-z_]\w*\s*=\s*[\w.]*", before) or re.fullmatch(
+            r"\s*(action|compensate)\s+[\w.]*", before
+        ):
+            items = self._tool_items(path)
+            if "=" in before:
+                items += [_keyword(k) for k in ("set", "read", "assert")]
+            return items
+        if first in ("reads", "requires", "read", "assert", "set", "require_state") or (
+            first == "state" and "allow" in words
+        ):
+            return self._state_items(path)
+        if _in_block(file.source.text, offset, "effects"):
+            return self._state_items(path)
+        if first == "under":
+            return self._plain(path, "capability") + self._plain(path, "budget")
+        if "under" in words and first == "proposal":
+            return self._plain(path, "capability") + self._plain(path, "budget")
+        if first == "candidates" or (
+            first == "proposal" and _in_block(file.source.text, offset, "test")
+        ):
+            return self._plain(path, "proposal")
+        if first == "plan" and _in_block(file.source.text, offset, "test"):
+            return self._plain(path, "plan")
+        if first == "expect" and "by" in words:
+            return self._plain(path, "policy")
+        if re.search(r"\bafter\s+[\w\s,]*$", before) or re.fullmatch(
+            r"\s*compensate\s+with\s+\w*", before
+        ):
+            return self._action_items(file, offset)
+        if (
+            first in ("deny_tool", "rate_limit_tool")
+            or re.match(r"\s*policy\s+\w+\s*:\s*(deny|require_approval|allow)\b", before)
+            or (first == "tools")
+        ):
+            return self._tool_items(path)
+        if re.fullmatch(r"\s*policy\s+\w+\s*:\s*\w*", before):
+            return [_keyword(k) for k in ("deny", "require_approval", "allow")]
+        if first == "on_failure":
+            return [_keyword(k) for k in ("abort", "retry", "skip")]
+        if first in ("reversibility",):
+            return [_keyword(k) for k in ("reversible", "compensable", "irreversible")]
+        if first == "mode":
+            return [_keyword(k) for k in ("one_shot", "streaming", "long_running")]
+        if first == "expect":
+            return [
+                _keyword(k)
+                for k in (
+                    "allow",
+                    "deny",
+                    "require_approval",
+                    "valid",
+                    "invalid",
+                    "codes",
+                    "winner",
+                )
+            ]
+        if len(words) <= 1 and not before.rstrip().endswith((":", "=")):
+            return [_keyword(k) for k in self._block_keywords(file.source.text, offset)]
+        return []
+
+    def _block_keywords(self, text: str, offset: int) -> Iterable[str]:
+        block = _enclosing_block(text, offset)
+        if block is None:
+            return ("import", *sorted(DECLARATION_KEYWORDS))
+        head = block.split()
+        if not head:
+            return ()
+        if head[0] == "tool":
+            return _TOOL_ITEMS
+        if head[0] == "test":
+            return _TEST_ITEMS
+        if head[0] == "capability":
+            return ("tools", "state", "max_actions")
+        if head[0] == "budget":
+            return ("max_actions", "max_tool_calls", "max_duration")
+        if head[0] == "plan":
+            return ("candidates", "cost_weight", "target", "set")
+        if head[0] == "proposal":
+            return ("context",)
+        if "=" in block:
+            return _ACTION_ITEMS
+        return ()
+
+    def _plain(self, path: Path, kind: str) -> list[lsp.CompletionItem]:
+        return [
+            lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Reference, detail=kind)
+            for name, _o, _f in self.features.names(path, kind)
+        ]
+
+    def _tool_items(self, path: Path) -> list[lsp.CompletionItem]:
+        items = []
+        for name, occurrence, file in self.features.names(path, "tool"):
+            decl = occurrence.node
+            assert isinstance(decl, ast.ToolDecl)
+            params = ", ".join(f"{p.name.text}: {describe_type(p.type)}" for p in decl.params)
+            required = [p for p in decl.params if not p.optional and p.default is None]
+            snippet = ", ".join(f"{p.name.text}: ${{{i}}}" for i, p in enumerate(required, start=1))
+            items.append(
+                lsp.CompletionItem(
+                    label=name,
+                    kind=lsp.CompletionItemKind.Function,
+                    detail=f"tool {name}({params})",
+                    documentation=markdown(
+                        self.features.tool_summary(decl), f"in `{file.source.name}`"
+                    ),
+                    insert_text=f"{name}({snippet})",
+                    insert_text_format=lsp.InsertTextFormat.Snippet,
+                )
+            )
+        return items
+
+    def _state_items(self, path: Path) -> list[lsp.CompletionItem]:
+        items = []
+        for name, occurrence, _file in self.features.names(path, "state"):
+            node = occurrence.node
+            assert isinstance(node, ast.StateEntry)
+            label = name[:-1] if name.endswith("*") else name
+            items.append(
+                lsp.CompletionItem(
+                    label=label,
+                    kind=lsp.CompletionItemKind.Field,
+                    detail=f"state {name}: {describe_type(node.type)}",
+                )
+            )
+        return items
+
+    def _action_items(self, file: ProjectFile, offset: int) -> list[lsp.CompletionItem]:
+        module = file.parsed.module
+        for decl in module.declarations if module else ():
+            if isinstance(decl, ast.ProposalDecl) and decl.span.start <= offset <= decl.span.end:
+                return [
+                    lsp.CompletionItem(
+                        label=a.name.text,
+                        kind=lsp.CompletionItemKind.Event,
+                        detail=first_line(source_slice(file.source, a.kind)),
+                    )
+                    for a in decl.items
+                    if isinstance(a, ast.ActionDecl) and not a.span.start <= offset <= a.span.end
+                ]
+        return []
+
+    def _complete_call(
+        self, path: Path, tool: str, given: list[str], current_param: str | None
+    ) -> list[lsp.CompletionItem]:
+        decl = next((o.node for n, o, _f in self.features.names(path, "tool") if n == tool), None)
+        if not isinstance(decl, ast.ToolDecl):
+            return []
+        if current_param is not None:
+            param = next((p for p in decl.params if p.name.text == current_param), None)
+            if param is None:
+                return []
+            if isinstance(param.type, ast.EnumType):
+                return [
+                    lsp.CompletionItem(
+                        label=f'"{option.value}"',
+                        kind=lsp.CompletionItemKind.EnumMember,
+                        detail=f"{tool}.{param.name.text}",
+                    )
+                    for option in param.type.options
+                ]
+            if describe_type(param.type) == "bool":
+                return [_keyword("true"), _keyword("false")]
+            return []
+        return [
+            lsp.CompletionItem(
+                label=p.name.text,
+                kind=lsp.CompletionItemKind.Property,
+                detail=f"{p.name.text}{'?' if p.optional else ''}: {describe_type(p.type)}",
+                insert_text=f"{p.name.text}: ",
+                sort_text=("0" if not p.optional and p.default is None else "1") + p.name.text,
+            )
+            for p in decl.params
+            if p.name.text not in given
+        ]
+
+    def _complete_cel(
+        self, path: Path, policy: ast.PolicyDecl, before: str
+    ) -> list[lsp.CompletionItem]:
+        declarations = self.features.cel_declarations(path, policy)
+        member = re.search(r"([A-Za-z_][\w.]*)\.(\w*)$", before)
+        if member is not None:
+            subject = member.group(1)
+            try:
+                kind = check_cel(subject, declarations).type
+            except CelSyntaxError:
+                kind = None
+            items = []
+            for name, field_type in sorted((getattr(kind, "fields", None) or {}).items()):
+                items.append(
+                    lsp.CompletionItem(
+                        label=name, kind=lsp.CompletionItemKind.Field, detail=str(field_type)
+                    )
+                )
+            items.extend(self._cel_functions(method=True))
+            return items
+        items = [
+            lsp.CompletionItem(
+                label=name,
+                kind=lsp.CompletionItemKind.Variable,
+                detail=str(declarations.variables.get(name, "")),
+                documentation=doc,
+            )
+            for name, doc in _CEL_VARIABLES.items()
+        ]
+        return items + self._cel_functions(method=False)
+
+    def _cel_functions(self, method: bool) -> list[lsp.CompletionItem]:
+        items = []
+        for name, function in sorted(FUNCTIONS.items()):
+            overloads = [o for o in function.overloads if (o.receiver is not None) == method]
+            if not overloads:
+                continue
+            signatures = [
+                (f"{o.receiver}." if o.receiver else "")
+                + f"{name}({', '.join(o.args)}) -> {o.result}"
+                for o in overloads
+            ]
+            items.append(
+                lsp.CompletionItem(
+                    label=name,
+                    kind=lsp.CompletionItemKind.Method
+                    if method
+                    else lsp.CompletionItemKind.Function,
+                    detail=signatures[0],
+                    documentation="\n".join(signatures),
+                )
+            )
+        return items
+
+
+def _keyword(word: str) -> lsp.CompletionItem:
+    return lsp.CompletionItem(label=word, kind=lsp.CompletionItemKind.Keyword)
+
+
+def _open_call(text: str, offset: int) -> tuple[str, list[str], str | None] | None:
+    """Inside an unclosed `tool(` before the cursor: the tool, the arguments already given,
+    and the parameter whose value is being written (None when a name is being written)."""
+    depth = 0
+    index = offset - 1
+    limit = max(0, offset - 2000)
+    while index >= limit:
+        char = text[index]
+        if char == ")":
+            depth += 1
+        elif char == "(":
+            if depth == 0:
+                break
+            depth -= 1
+        elif char in "{}" and depth == 0:
+            return None
+        index -= 1
+    else:
+        return None
+    name = re.search(r"([A-Za-z_][\w.]*)\s*$", text[:index])
+    if name is None:
+        return None
+    inside = text[index + 1 : offset]
+    given = re.findall(r"([A-Za-z_]\w*)\s*:", inside)
+    value = re.search(r"([A-Za-z_]\w*)\s*:\s*[^,]*$", inside)
+    current = value.group(1) if value else None
+    return name.group(1), given, current
+
+
+def _enclosing_block(text: str, offset: int) -> str | None:
+    """The text before the `{` of the innermost block around `offset` (from its line)."""
+    depth = 0
+    index = offset - 1
+    while index >= 0:
+        char = text[index]
+        if char == "}":
+            depth += 1
+        elif char == "{":
+            if depth == 0:
+                start = text.rfind("\n", 0, index) + 1
+                return text[start:index]
+            depth -= 1
+        index -= 1
+    return None
+
+
+def _in_block(text: str, offset: int, head: str) -> bool:
+    block = _enclosing_block(text, offset)
+    return block is not None and block.split()[:1] == [head]

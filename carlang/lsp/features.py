@@ -1,0 +1,746 @@
+"""What the language server answers, over a `Project`: diagnostics in LSP form, hover, go to
+definition, references, completion, formatting, the outline, code actions and rename.
+
+Every answer comes from the compiler's own data: the parsed files (`symbols.py`), the compile
+(`CompileResult`, its diagnostics and IR), the code registry, `fmt` and the CEL checker.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from carlang_runtime import ir
+from carlang_runtime.cel import CelSyntaxError
+from carlang_runtime.cel import nodes as cel_nodes
+from carlang_runtime.cel.build import parse as parse_cel
+from carlang_runtime.cel.checker import check as check_cel
+from carlang_runtime.policy import policy_declarations
+from lsprotocol import types as lsp
+
+from .. import ast
+from ..codes import all_codes
+from ..conditions import policy_targets
+from ..diagnostics import Diagnostic
+from ..fmt import FormatError, format_source
+from ..loader import display_name
+from ..source import Source, Span
+from ..types import describe_type
+from .completion import Completer
+from .positions import to_offset, to_position, to_range
+from .project import Project, ProjectFile
+from .symbols import Occurrence, SymbolKey, occurrence_at, occurrences, state_key_matches
+from .text import code_block, first_line, markdown, source_slice
+
+__all__ = ["Features", "TOKEN_LEGEND", "uri_of", "path_of_uri"]
+
+_SEVERITY = {
+    "error": lsp.DiagnosticSeverity.Error,
+    "warning": lsp.DiagnosticSeverity.Warning,
+    "info": lsp.DiagnosticSeverity.Information,
+}
+_DID_YOU_MEAN = re.compile(r"did you mean `([^`]+)`\?")
+_SYMBOL_KINDS = {
+    "tool": lsp.SymbolKind.Function,
+    "state": lsp.SymbolKind.Struct,
+    "capability": lsp.SymbolKind.Interface,
+    "budget": lsp.SymbolKind.Constant,
+    "policy": lsp.SymbolKind.Event,
+    "proposal": lsp.SymbolKind.Module,
+    "plan": lsp.SymbolKind.Namespace,
+    "test": lsp.SymbolKind.Method,
+    "rule": lsp.SymbolKind.Event,
+}
+#: Semantic token types, in the legend's order, by symbol kind.
+TOKEN_LEGEND = lsp.SemanticTokensLegend(
+    token_types=["function", "parameter", "property", "event", "interface", "enum", "class",
+                 "variable", "namespace", "string"],
+    token_modifiers=["declaration", "modification"],
+)  # fmt: skip
+_TOKEN_TYPES = {
+    "tool": 0,
+    "param": 1,
+    "state": 2,
+    "policy": 3,
+    "capability": 4,
+    "capability|budget": 4,
+    "budget": 5,
+    "proposal": 6,
+    "action": 7,
+    "plan": 8,
+    "import": 9,
+}
+_RENAMEABLE = {"tool", "state", "policy", "capability", "budget", "proposal", "action", "plan"}
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+def uri_of(path: Path) -> str:
+    """The `file://` URI of a path."""
+    return path.as_uri()
+
+
+def path_of_uri(uri: str) -> Path:
+    """The resolved path of a `file://` URI."""
+    from urllib.parse import unquote, urlparse
+
+    return Path(unquote(urlparse(uri).path)).resolve()
+
+
+class Features:
+    """The answers to the editor's requests, for one project."""
+
+    def __init__(self, project: Project, encoding: str = "utf-16") -> None:
+        self.project = project
+        self.encoding = encoding
+        self.codes = {code.code: code for code in all_codes()}
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def file_at(self, path: Path) -> ProjectFile | None:
+        """The parsed file at `path` (None when it cannot be read)."""
+        return self.project.file(path)
+
+    def offset_at(self, file: ProjectFile, position: lsp.Position) -> int:
+        """The character offset of an LSP position in `file`."""
+        return to_offset(file.source, position, self.encoding)
+
+    def _range(self, source: Source, span: Span) -> lsp.Range:
+        return to_range(source, span, self.encoding)
+
+    def _location(self, file: ProjectFile, span: Span) -> lsp.Location:
+        return lsp.Location(uri=uri_of(file.path), range=self._range(file.source, span))
+
+    def _related(self, path: Path) -> list[ProjectFile]:
+        files = (self.file_at(p) for p in self.project.related_files(path))
+        return [f for f in files if f is not None and f.parsed.module is not None]
+
+    def all_occurrences(self, path: Path) -> Iterable[tuple[ProjectFile, Occurrence]]:
+        """Every name in the files related to `path` (see `Project.related_files`)."""
+        for file in self._related(path):
+            assert file.parsed.module is not None
+            for occurrence in occurrences(file.parsed.module):
+                yield file, occurrence
+
+    def _resolve(self, path: Path, key: SymbolKey) -> SymbolKey:
+        """`under` names a capability or a budget: settle which from the definitions."""
+        if key[0] != "capability|budget":
+            return key
+        for _file, occurrence in self.all_occurrences(path):
+            if occurrence.is_definition and occurrence.key in (
+                ("capability", key[1]),
+                ("budget", key[1]),
+            ):
+                return occurrence.key
+        return ("capability", key[1])
+
+    def _at(self, path: Path, position: lsp.Position) -> tuple[ProjectFile, Occurrence] | None:
+        file = self.file_at(path)
+        if file is None or file.parsed.module is None:
+            return None
+        found = occurrence_at(file.parsed.module, self.offset_at(file, position))
+        if found is None:
+            return None
+        key = self._resolve(path, found.key)
+        return file, Occurrence(key, found.span, found.role, found.node)
+
+    def _same_symbol(self, wanted: SymbolKey, other: SymbolKey) -> bool:
+        if wanted[0] == "capability" or wanted[0] == "budget":
+            return other in (wanted, ("capability|budget", wanted[1]))
+        if wanted[0] != other[0]:
+            return False
+        if wanted[0] == "state":
+            return wanted[1] == other[1] or state_key_matches(wanted[1], other[1])
+        return wanted[1] == other[1]
+
+    def names(self, path: Path, kind: str) -> list[tuple[str, Occurrence, ProjectFile]]:
+        """The declared names of `kind` the file can refer to: `(name, definition, file)`."""
+        seen: dict[str, tuple[str, Occurrence, ProjectFile]] = {}
+        for file, occurrence in self.all_occurrences(path):
+            if occurrence.is_definition and occurrence.key[0] == kind:
+                seen.setdefault(occurrence.key[1], (occurrence.key[1], occurrence, file))
+        return list(seen.values())
+
+    # -- diagnostics -------------------------------------------------------------------------
+
+    def diagnostics(self, path: Path) -> list[lsp.Diagnostic]:
+        """What `carlang check` says about the file, as LSP diagnostics."""
+        return [self.to_lsp(d) for d in self.project.diagnostics(path)]
+
+    def to_lsp(self, diagnostic: Diagnostic) -> lsp.Diagnostic:
+        """One compiler diagnostic in LSP form: code, help, notes, related locations."""
+        primary = diagnostic.primary
+        where = (
+            self._range(primary.source, primary.span)
+            if primary is not None
+            else lsp.Range(
+                start=lsp.Position(line=0, character=0), end=lsp.Position(line=0, character=0)
+            )
+        )
+        message = diagnostic.message
+        if primary is not None and primary.message:
+            message += f" ({primary.message})"
+        if diagnostic.help:
+            message += f"\nhelp: {diagnostic.help}"
+        for note in diagnostic.notes:
+            message += f"\nnote: {note}"
+        related = [
+            lsp.DiagnosticRelatedInformation(
+                location=lsp.Location(
+                    uri=uri_of(self.project.path_of(label.source.name)),
+                    range=self._range(label.source, label.span),
+                ),
+                message=label.message or diagnostic.message,
+            )
+            for label in diagnostic.labels
+            if not label.primary
+        ]
+        return lsp.Diagnostic(
+            range=where,
+            message=message,
+            severity=_SEVERITY[diagnostic.severity],
+            code=diagnostic.code,
+            source="carlang",
+            related_information=related or None,
+            data={"help": diagnostic.help} if diagnostic.help else None,
+        )
+
+    # -- hover -------------------------------------------------------------------------------
+
+    def hover(self, path: Path, position: lsp.Position) -> lsp.Hover | None:
+        """A tool's signature, a state key's type and writers, a policy's text, a CEL
+        sub-expression's type, or a diagnostic's explanation."""
+        file = self.file_at(path)
+        if file is None:
+            return None
+        offset = self.offset_at(file, position)
+        parts: list[str] = []
+        found = self._at(path, position)
+        span: Span | None = None
+        if found is not None:
+            parts.append(self._describe(path, found[1]))
+            span = found[1].span
+        else:
+            cel = self._cel_hover(path, file, offset)
+            if cel is not None:
+                text, span = cel
+                parts.append(text)
+        parts.extend(self._diagnostic_help(path, file, offset))
+        if not any(parts):
+            return None
+        return lsp.Hover(
+            contents=markdown(*parts),
+            range=self._range(file.source, span) if span is not None else None,
+        )
+
+    def _definition_of(self, path: Path, key: SymbolKey) -> list[tuple[ProjectFile, Occurrence]]:
+        found = []
+        for file, occurrence in self.all_occurrences(path):
+            if not occurrence.is_definition or occurrence.key[0] != key[0]:
+                continue
+            if occurrence.key == key or (
+                key[0] == "state" and state_key_matches(occurrence.key[1], key[1])
+            ):
+                found.append((file, occurrence))
+        return found
+
+    def _describe(self, path: Path, occurrence: Occurrence) -> str:
+        kind, name = occurrence.key
+        if kind == "import":
+            target = (path.parent / name).resolve()
+            shown = display_name(target, self.project.root)
+            state = "" if target.is_file() else " (no such file)"
+            return f"imports `{shown}`{state}"
+        definitions = self._definition_of(path, occurrence.key)
+        if not definitions:
+            return f"{kind} `{name}` (not declared)"
+        file, definition = definitions[0]
+        node = definition.node
+        source = file.source
+        where = f"declared in `{source.name}`"
+        if kind == "param" and isinstance(node, ast.ToolDecl):
+            param = next(p for p in node.params if p.name.span == definition.span)
+            optional = "optional " if param.optional or param.default is not None else ""
+            default = (
+                f" = {source_slice(source, param.default)}" if param.default is not None else ""
+            )
+            return "\n\n".join(
+                [
+                    code_block(f"{param.name.text}: {describe_type(param.type)}{default}"),
+                    f"{optional}parameter of tool `{node.name.text}`; {where}",
+                ]
+            )
+        if isinstance(node, ast.ToolDecl):
+            return "\n\n".join(
+                [code_block(source_slice(source, node)), self.tool_summary(node), where]
+            )
+        if isinstance(node, ast.StateEntry):
+            writers, readers = self._state_users(path, name)
+            return "\n\n".join(
+                [
+                    code_block(f"state {{ {source_slice(source, node)} }}"),
+                    f"type `{describe_type(node.type)}`; {where}",
+                    f"written by: {', '.join(writers) or 'no action'}",
+                    f"read by: {', '.join(readers) or 'no action'}",
+                ]
+            )
+        if isinstance(node, ast.PolicyDecl):
+            targets = ", ".join(f"`{t.text}`" for t in node.targets) or "every action"
+            return "\n\n".join(
+                [code_block(source_slice(source, node)), f"applies to {targets}", where]
+            )
+        return "\n\n".join([code_block(first_line(source_slice(source, node))), where])
+
+    def tool_summary(self, decl: ast.ToolDecl) -> str:
+        """A tool's parameters, reversibility and idempotence, as Markdown lines."""
+        params = ", ".join(
+            f"`{p.name.text}{'?' if p.optional or p.default else ''}: {describe_type(p.type)}`"
+            for p in decl.params
+        )
+        reversibility = next(
+            (i.word.text for i in decl.items if isinstance(i, ast.ReversibilityItem)),
+            "irreversible (not declared)",
+        )
+        lines = [f"parameters: {params or 'none'}", f"reversibility: {reversibility}"]
+        if any(isinstance(i, ast.Idempotent) for i in decl.items):
+            lines.append("idempotent")
+        return "  \n".join(lines)
+
+    def _state_users(self, path: Path, key: str) -> tuple[list[str], list[str]]:
+        writers: list[str] = []
+        readers: list[str] = []
+        for _file, occurrence in self.all_occurrences(path):
+            if occurrence.key[0] != "state" or not state_key_matches(key, occurrence.key[1]):
+                continue
+            node = occurrence.node
+            label = f"`{node.name.text}`" if isinstance(node, ast.ActionDecl) else ""
+            if occurrence.role == "write" and label and label not in writers:
+                writers.append(label)
+            elif occurrence.role == "read" and label and label not in readers:
+                readers.append(label)
+        return writers, readers
+
+    def _diagnostic_help(self, path: Path, file: ProjectFile, offset: int) -> list[str]:
+        found = []
+        for diagnostic in self.project.diagnostics(path):
+            primary = diagnostic.primary
+            if primary is None or not primary.span.start <= offset <= primary.span.end:
+                continue
+            code = self.codes.get(diagnostic.code)
+            explanation = f"**{diagnostic.code}** {code.name}: {code.summary}" if code else ""
+            help = f"help: {diagnostic.help}" if diagnostic.help else ""
+            found.append("  \n".join(p for p in (f"{diagnostic.message}", explanation, help) if p))
+        return found
+
+    # -- CEL ---------------------------------------------------------------------------------
+
+    def policy_at(self, file: ProjectFile, offset: int) -> ast.PolicyDecl | None:
+        """The policy whose `when` condition holds `offset`, if any."""
+        module = file.parsed.module
+        for decl in module.declarations if module else ():
+            if isinstance(decl, ast.PolicyDecl) and decl.when is not None:
+                if decl.when.span.start <= offset <= decl.when.span.end:
+                    return decl
+        return None
+
+    def cel_declarations(self, path: Path, decl: ast.PolicyDecl) -> Any:
+        """The CEL variables and types a policy's condition sees (from its targeted tools)."""
+        program = self.project.compile(path).program
+        policy = next(
+            (
+                p
+                for p in (program.policies if program else [])
+                if isinstance(p, ir.CelPolicy) and p.name == decl.name.text
+            ),
+            None,
+        )
+        targets = policy_targets(program, policy) if program and policy else None
+        return policy_declarations(targets)
+
+    def _cel_hover(self, path: Path, file: ProjectFile, offset: int) -> tuple[str, Span] | None:
+        decl = self.policy_at(file, offset)
+        if decl is None or decl.when is None:
+            return None
+        text = decl.when.text
+        inner = offset - decl.when.span.start
+        try:
+            tree = parse_cel(text)
+        except CelSyntaxError:
+            return None
+        node = _smallest_at(tree, inner)
+        if node is None:
+            return None
+        expression = text[node.start : node.end]
+        try:
+            kind = check_cel(expression, self.cel_declarations(path, decl)).type
+        except CelSyntaxError:
+            return None
+        start = decl.when.span.start
+        return f"`{expression}`: `{kind}`", Span(start + node.start, start + node.end)
+
+    # -- navigation --------------------------------------------------------------------------
+
+    def definition(self, path: Path, position: lsp.Position) -> list[lsp.Location]:
+        """Where the name under the cursor is declared (an import: the imported file)."""
+        found = self._at(path, position)
+        if found is None:
+            return []
+        _file, occurrence = found
+        if occurrence.key[0] == "import":
+            target = (path.parent / occurrence.key[1]).resolve()
+            start = lsp.Position(line=0, character=0)
+            return [lsp.Location(uri=uri_of(target), range=lsp.Range(start=start, end=start))]
+        return [self._location(f, o.span) for f, o in self._definition_of(path, occurrence.key)]
+
+    def references(
+        self, path: Path, position: lsp.Position, include_declaration: bool = True
+    ) -> list[lsp.Location]:
+        """Every place the name under the cursor is written, across the project."""
+        found = self._at(path, position)
+        if found is None:
+            return []
+        key = found[1].key
+        return [
+            self._location(file, occurrence.span)
+            for file, occurrence in self.all_occurrences(path)
+            if self._same_symbol(key, occurrence.key)
+            and (include_declaration or not occurrence.is_definition)
+        ]
+
+    # -- rename ------------------------------------------------------------------------------
+
+    def prepare_rename(self, path: Path, position: lsp.Position) -> lsp.Range | None:
+        """The range of a renameable name under the cursor."""
+        found = self._at(path, position)
+        if found is None or found[1].key[0] not in _RENAMEABLE or "*" in found[1].key[1]:
+            return None
+        return self._range(found[0].source, found[1].span)
+
+    def rename(self, path: Path, position: lsp.Position, new_name: str) -> lsp.WorkspaceEdit | None:
+        """Rename a tool, state key, policy, capability, budget, proposal, action or plan
+        everywhere it is written."""
+        found = self._at(path, position)
+        if found is None or found[1].key[0] not in _RENAMEABLE:
+            return None
+        kind, old = found[1].key
+        dotted_ok = kind in ("state", "tool")  # state keys and tool names may be dotted
+        if not _NAME.fullmatch(new_name) or ("." in new_name and not dotted_ok):
+            raise ValueError(f"`{new_name}` is not a valid {kind} name")
+        if kind == "action":
+            old = old.split("/", 1)[1]
+        changes: dict[str, list[lsp.TextEdit]] = {}
+        for file, occurrence in self.all_occurrences(path):
+            if occurrence.key[0] != kind and not (
+                kind in ("capability", "budget") and occurrence.key[0] == "capability|budget"
+            ):
+                continue
+            if occurrence.key[1] != found[1].key[1]:
+                continue
+            written = file.source.text[occurrence.span.start : occurrence.span.end]
+            if written != old:
+                continue
+            changes.setdefault(uri_of(file.path), []).append(
+                lsp.TextEdit(range=self._range(file.source, occurrence.span), new_text=new_name)
+            )
+        return lsp.WorkspaceEdit(changes=changes)
+
+    # -- outline -----------------------------------------------------------------------------
+
+    def symbols(self, path: Path) -> list[lsp.DocumentSymbol]:
+        """The file's declarations, with tools' parameters, state keys and proposals' actions
+        as children."""
+        file = self.file_at(path)
+        if file is None or file.parsed.module is None:
+            return []
+        return [s for s in (self._symbol(file, d) for d in file.parsed.module.declarations) if s]
+
+    def _symbol(self, file: ProjectFile, decl: ast.Declaration) -> lsp.DocumentSymbol | None:
+        source = file.source
+
+        def symbol(
+            name: str, kind: str, node: ast.Node, at: Span, children: list[lsp.DocumentSymbol]
+        ) -> lsp.DocumentSymbol:
+            return lsp.DocumentSymbol(
+                name=name,
+                kind=_SYMBOL_KINDS.get(kind, lsp.SymbolKind.Object),
+                range=self._range(source, node.span),
+                selection_range=self._range(source, at),
+                detail=kind,
+                children=children or None,
+            )
+
+        if isinstance(decl, ast.ToolDecl):
+            params = [symbol(p.name.text, "param", p, p.name.span, []) for p in decl.params]
+            for child in params:
+                child.kind = lsp.SymbolKind.Variable
+            return symbol(decl.name.text, "tool", decl, decl.name.span, params)
+        if isinstance(decl, ast.StateDecl):
+            entries = [symbol(e.key.text, "state", e, e.key.span, []) for e in decl.entries]
+            for child in entries:
+                child.kind = lsp.SymbolKind.Field
+            return symbol("state", "state", decl, decl.span, entries)
+        if isinstance(decl, ast.ProposalDecl):
+            actions = [
+                symbol(a.name.text, "action", a, a.name.span, [])
+                for a in decl.items
+                if isinstance(a, ast.ActionDecl)
+            ]
+            for child in actions:
+                child.kind = lsp.SymbolKind.Event
+            return symbol(decl.name.text, "proposal", decl, decl.name.span, actions)
+        if isinstance(decl, ast.TestDecl):
+            return symbol(str(decl.name.value), "test", decl, decl.name.span, [])
+        if isinstance(decl, (ast.CapabilityDecl, ast.BudgetDecl, ast.PolicyDecl, ast.PlanDecl)):
+            kind = type(decl).__name__.removesuffix("Decl").lower()
+            return symbol(decl.name.text, kind, decl, decl.name.span, [])
+        return symbol(first_line(source_slice(source, decl)), "rule", decl, decl.span, [])
+
+    # -- completion --------------------------------------------------------------------------
+
+    def completion(self, path: Path, position: lsp.Position) -> lsp.CompletionList:
+        """Completions that fit where the cursor is (see `completion.py`)."""
+        return Completer(self).completion(path, position)
+
+    # -- semantic tokens ---------------------------------------------------------------------
+
+    def semantic_tokens(self, path: Path) -> lsp.SemanticTokens:
+        """The names of the file by what they name (keywords, strings and CEL are left to the
+        TextMate grammar): tools as functions, parameters, state keys as properties, ..."""
+        file = self.file_at(path)
+        data: list[int] = []
+        if file is None or file.parsed.module is None:
+            return lsp.SemanticTokens(data=data)
+        source = file.source
+        previous_line, previous_start = 0, 0
+        for occurrence in occurrences(file.parsed.module):
+            kind = occurrence.key[0]
+            if kind not in _TOKEN_TYPES or not occurrence.span:
+                continue
+            start = to_position(source, occurrence.span.start, self.encoding)
+            end = to_position(source, occurrence.span.end, self.encoding)
+            if end.line != start.line:
+                continue
+            delta_line = start.line - previous_line
+            delta_start = start.character - previous_start if delta_line == 0 else start.character
+            modifiers = 1 if occurrence.is_definition else 0
+            if occurrence.role == "write":
+                modifiers |= 2
+            data += [
+                delta_line,
+                delta_start,
+                end.character - start.character,
+                _TOKEN_TYPES[kind],
+                modifiers,
+            ]
+            previous_line, previous_start = start.line, start.character
+        return lsp.SemanticTokens(data=data)
+
+    # -- formatting --------------------------------------------------------------------------
+
+    def formatting(self, path: Path, within: lsp.Range | None = None) -> list[lsp.TextEdit]:
+        """`carlang fmt`'s edits (only those touching `within` when given); none when the file
+        does not parse."""
+        file = self.file_at(path)
+        if file is None:
+            return []
+        try:
+            formatted = format_source(file.source)
+        except (ValueError, FormatError):
+            return []
+        old = file.source.text.splitlines(keepends=True)
+        new = formatted.splitlines(keepends=True)
+        edits = []
+        matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+        for tag, a1, a2, b1, b2 in matcher.get_opcodes():
+            if tag == "equal":
+                continue
+            if within is not None and (a2 < within.start.line or a1 > within.end.line):
+                continue
+            edits.append(
+                lsp.TextEdit(
+                    range=lsp.Range(
+                        start=lsp.Position(line=a1, character=0),
+                        end=lsp.Position(line=a2, character=0),
+                    ),
+                    new_text="".join(new[b1:b2]),
+                )
+            )
+        if edits and not file.source.text.endswith("\n") and within is None:
+            return [self._whole(file, formatted)]
+        return edits
+
+    def _whole(self, file: ProjectFile, text: str) -> lsp.TextEdit:
+        end = to_position(file.source, len(file.source.text), self.encoding)
+        return lsp.TextEdit(
+            range=lsp.Range(start=lsp.Position(line=0, character=0), end=end), new_text=text
+        )
+
+    # -- code actions ------------------------------------------------------------------------
+
+    def code_actions(self, path: Path, within: lsp.Range) -> list[lsp.CodeAction]:
+        """Quick fixes for the diagnostics in `within` (apply a did-you-mean, declare an unknown
+        tool) and `reads` for state an action requires that another action writes."""
+        file = self.file_at(path)
+        if file is None:
+            return []
+        start = self.offset_at(file, within.start)
+        end = self.offset_at(file, within.end)
+        uri = uri_of(path)
+        actions: list[lsp.CodeAction] = []
+        for diagnostic in self.project.diagnostics(path):
+            primary = diagnostic.primary
+            if primary is None or primary.span.end < start or primary.span.start > end:
+                continue
+            if primary.source is not file.source:
+                continue
+            as_lsp = self.to_lsp(diagnostic)
+            match = _DID_YOU_MEAN.search(diagnostic.help or "")
+            if match:
+                edit = lsp.TextEdit(range=as_lsp.range, new_text=match.group(1))
+                actions.append(
+                    _quickfix(f"Change to `{match.group(1)}`", uri, [edit], as_lsp, preferred=True)
+                )
+            if diagnostic.code == "CL0306":
+                stub = self._tool_stub(file, primary.span)
+                if stub is not None:
+                    actions.append(_quickfix(stub[0], uri, [stub[1]], as_lsp))
+        actions.extend(self._missing_reads(file, start, end, uri))
+        return actions
+
+    def _tool_stub(self, file: ProjectFile, span: Span) -> tuple[str, lsp.TextEdit] | None:
+        module = file.parsed.module
+        if module is None:
+            return None
+        name = file.source.text[span.start : span.end]
+        call = next((c for c in _calls(module) if c.tool.span == span), None)
+        params = (
+            ", ".join(f"{arg.name.text}: {_type_of_value(arg.value.value)}" for arg in call.args)
+            if call
+            else ""
+        )
+        line = module.declarations[0].span.start if module.declarations else len(file.source.text)
+        position = to_position(file.source, line, self.encoding)
+        position = lsp.Position(line=position.line, character=0)
+        text = f'tool {name}({params}) {{\n  description "TODO: what {name} does"\n}}\n'
+        edit = lsp.TextEdit(range=lsp.Range(start=position, end=position), new_text=text)
+        return f"Declare tool `{name}`", edit
+
+    def _missing_reads(
+        self, file: ProjectFile, start: int, end: int, uri: str
+    ) -> list[lsp.CodeAction]:
+        module = file.parsed.module
+        actions: list[lsp.CodeAction] = []
+        for proposal in module.declarations if module else ():
+            if not isinstance(proposal, ast.ProposalDecl):
+                continue
+            decls = [i for i in proposal.items if isinstance(i, ast.ActionDecl)]
+            written = {k for a in decls for k in _writes(a)}
+            for action in decls:
+                if action.span.end < start or action.span.start > end:
+                    continue
+                read = {
+                    k.text for i in action.items or () if isinstance(i, ast.Reads) for k in i.keys
+                }
+                needed = [
+                    i.condition.key.text
+                    for i in action.items or ()
+                    if isinstance(i, ast.Requires)
+                    and i.condition.key.text in written - _writes(action)
+                    and i.condition.key.text not in read
+                ]
+                for key in dict.fromkeys(needed):
+                    edit = self._add_item(file, action, f"reads {key}")
+                    actions.append(
+                        lsp.CodeAction(
+                            title=f"Add `reads {key}` (run after the action that writes it)",
+                            kind=lsp.CodeActionKind.QuickFix,
+                            edit=lsp.WorkspaceEdit(changes={uri: [edit]}),
+                        )
+                    )
+        return actions
+
+    def _add_item(self, file: ProjectFile, action: ast.ActionDecl, item: str) -> lsp.TextEdit:
+        source = file.source
+        line, _ = source.line_column(action.span.start)
+        indent = re.match(r"\s*", source.line_text(line))
+        pad = indent.group(0) if indent else ""
+        if action.items is None:
+            at = to_position(source, action.span.end, self.encoding)
+            text = f" {{\n{pad}  {item}\n{pad}}}"
+        else:
+            close = source.text.rfind("}", action.span.start, action.span.end)
+            at = to_position(source, close, self.encoding)
+            before = source.text[:close].rstrip(" \t")
+            text = f"  {item}\n{pad}" if before.endswith("\n") else f" {item} "
+        return lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text=text)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _quickfix(
+    title: str,
+    uri: str,
+    edits: list[lsp.TextEdit],
+    diagnostic: lsp.Diagnostic,
+    preferred: bool = False,
+) -> lsp.CodeAction:
+    return lsp.CodeAction(
+        title=title,
+        kind=lsp.CodeActionKind.QuickFix,
+        diagnostics=[diagnostic],
+        edit=lsp.WorkspaceEdit(changes={uri: edits}),
+        is_preferred=preferred or None,
+    )
+
+
+def _smallest_at(tree: cel_nodes.Expr, offset: int) -> cel_nodes.Expr | None:
+    best: cel_nodes.Expr | None = None
+    for node in cel_nodes.walk(tree):
+        if node.start <= offset <= node.end and (
+            best is None or node.end - node.start < best.end - best.start
+        ):
+            best = node
+    return best
+
+
+def _calls(module: ast.Module) -> Iterable[ast.Call]:
+    for decl in module.declarations:
+        if isinstance(decl, ast.ProposalDecl):
+            for item in decl.items:
+                if isinstance(item, ast.ActionDecl):
+                    if isinstance(item.kind, ast.Call):
+                        yield item.kind
+                    for body in item.items or ():
+                        if isinstance(body, ast.Compensate):
+                            yield body.call
+        elif isinstance(decl, ast.TestDecl):
+            for given in decl.items:
+                if isinstance(given, ast.GivenAction) and isinstance(given.kind, ast.Call):
+                    yield given.kind
+
+
+def _writes(action: ast.ActionDecl) -> set[str]:
+    keys = {action.kind.key.text} if isinstance(action.kind, ast.SetState) else set()
+    for item in action.items or ():
+        if isinstance(item, ast.Effects):
+            keys |= {e.key.text for e in item.entries}
+    return keys
+
+
+def _type_of_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "float"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "list[any]"
+    if isinstance(value, dict):
+        return "object"
+    return "any"

@@ -1,0 +1,248 @@
+"""The language server's model of a project: the files open in the editor over the files on
+disk, each parsed once per text (`ParseCache`), the import graph, and each open file compiled as
+an entry with the compiler's own pipeline and diagnostics. Nothing here knows the protocol.
+
+An edit re-parses only the edited file; the programs it belongs to (the file and the files that
+import it, directly or not) are lowered and checked again from the kept parses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..compiler import CompileResult, compile_file, unused_declarations, unused_diagnostic
+from ..diagnostics import Diagnostic
+from ..loader import ParseCache, display_name
+from ..parse import ParseResult
+from ..source import Source
+
+__all__ = ["Project", "ProjectFile", "MAX_SCANNED_FILES"]
+
+#: A workspace with more .car files than this is indexed only as files are opened.
+MAX_SCANNED_FILES = 5000
+
+
+@dataclass(frozen=True)
+class ProjectFile:
+    """One parsed file of the project."""
+
+    path: Path
+    parsed: ParseResult
+
+    @property
+    def source(self) -> Source:
+        """The file's source (name relative to the root, and text)."""
+        return self.parsed.source
+
+
+class Project:
+    """Open documents, parses, the import graph and the last compile of each open file."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self.cache = ParseCache()
+        #: Unsaved texts of the files open in the editor, by resolved path.
+        self.open: dict[Path, str] = {}
+        #: Each known file's direct imports (resolved paths), from its last parse.
+        self.imports: dict[Path, set[Path]] = {}
+        self._results: dict[Path, CompileResult] = {}
+        self._lowered: dict[Path, CompileResult] = {}
+        #: What each file's last compile used, and the uses each file's unused warnings were
+        #: judged on.
+        self._last_used: dict[Path, set[tuple[str, str]]] = {}
+        self._judged_uses: dict[Path, set[tuple[str, str]]] = {}
+
+    # -- files -------------------------------------------------------------------------------
+
+    def scan(self) -> int:
+        """Parse every .car file under the root (for references, rename and dependants); the
+        number of files found."""
+        found = 0
+        for path in sorted(self.root.rglob("*.car")):
+            if found >= MAX_SCANNED_FILES:
+                break
+            hidden = any(part.startswith(".") for part in path.relative_to(self.root).parts)
+            if path.is_file() and not hidden:
+                self.file(path.resolve())
+                found += 1
+        return found
+
+    def text(self, path: Path) -> str | None:
+        """The file's text: the editor's if it is open, else the disk's (None if unreadable)."""
+        if path in self.open:
+            return self.open[path]
+        try:
+            return path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def file(self, path: Path) -> ProjectFile | None:
+        """The parsed file (None when it cannot be read)."""
+        text = self.text(path)
+        if text is None:
+            return None
+        parsed = self.cache.parse(path, Source(display_name(path, self.root), text))
+        self._note_imports(path, parsed)
+        return ProjectFile(path, parsed)
+
+    def known_files(self) -> list[Path]:
+        """Every file the project has parsed, sorted."""
+        return sorted(self.imports)
+
+    def set_text(self, path: Path, text: str) -> list[Path]:
+        """Record the editor's text of `path`; the open files to diagnose again."""
+        self.open[path] = text
+        return self._invalidate(path)
+
+    def close(self, path: Path) -> list[Path]:
+        """The editor closed `path` (its disk text counts again); open files to diagnose."""
+        self.open.pop(path, None)
+        self._results.pop(path, None)
+        return self._invalidate(path)
+
+    def disk_changed(self, path: Path) -> list[Path]:
+        """A file changed (or went) on disk; the open files to diagnose again."""
+        if not path.exists():
+            self.cache.forget(path)
+            self.imports.pop(path, None)
+        return self._invalidate(path)
+
+    def _invalidate(self, path: Path) -> list[Path]:
+        before = self.cache.get(path)
+        after = self.file(path)
+        touched = {path}
+        # Files importing this one are compiled again only when what it declares changed: an
+        # edit to comments or layout moves positions in this file alone (AST equality ignores
+        # spans).
+        if (
+            before is None
+            or after is None
+            or before.module != after.parsed.module
+            or len(before.diagnostics) != len(after.parsed.diagnostics)
+        ):
+            touched |= self.dependants(path)
+        for stale in touched:
+            self._results.pop(stale, None)
+            self._lowered.pop(stale, None)
+        return sorted(p for p in touched if p in self.open)
+
+    def _note_imports(self, path: Path, parsed: ParseResult) -> None:
+        module = parsed.module
+        targets = (
+            {(path.parent / i.path.value).resolve() for i in module.imports} if module else set()
+        )
+        self.imports[path] = targets
+
+    # -- the import graph --------------------------------------------------------------------
+
+    def dependants(self, path: Path) -> set[Path]:
+        """The files that import `path`, directly or through others."""
+        importers: dict[Path, set[Path]] = {}
+        for importer, targets in self.imports.items():
+            for target in targets:
+                importers.setdefault(target, set()).add(importer)
+        found: set[Path] = set()
+        todo = [path]
+        while todo:
+            for importer in importers.get(todo.pop(), ()):
+                if importer not in found and importer != path:
+                    found.add(importer)
+                    todo.append(importer)
+        return found
+
+    def program_files(self, path: Path) -> set[Path]:
+        """`path` and everything it imports, directly or not."""
+        found = {path}
+        todo = [path]
+        while todo:
+            for target in self.imports.get(todo.pop(), ()):
+                if target not in found:
+                    found.add(target)
+                    todo.append(target)
+        return found
+
+    def related_files(self, path: Path) -> list[Path]:
+        """The files whose names can refer to `path`'s declarations or be referred to by it:
+        its program and the programs of its dependants."""
+        found = self.program_files(path)
+        for dependant in self.dependants(path):
+            found |= self.program_files(dependant)
+        return sorted(p for p in found if self.text(p) is not None)
+
+    # -- compiling ---------------------------------------------------------------------------
+
+    def compile(self, path: Path) -> CompileResult:
+        """The compile of `path` as an entry (kept until it or an import of it changes)."""
+        result = self._results.get(path)
+        if result is None:
+            result = self._results[path] = self._compile(path, check=True)
+        return result
+
+    def _compile(self, path: Path, check: bool) -> CompileResult:
+        result = compile_file(
+            path, self.root, texts=self.open, cache=self.cache, check=check, report_unused=False
+        )
+        for parsed in result.loaded.files:
+            cached = self.cache.get(parsed.path)
+            if cached is not None:
+                self._note_imports(parsed.path, cached)
+        self._last_used[path] = result.used
+        return result
+
+    def _uses_of(self, dependant: Path) -> set[tuple[str, str]]:
+        result = self._results.get(dependant) or self._lowered.get(dependant)
+        if result is not None:
+            return result.used
+        # An open file is about to be diagnosed again: until then its last compile says what
+        # it uses (`stale_unused` tells when that turns out to have changed). A file that is
+        # not open is only lowered, which is all `used` needs.
+        last = self._last_used.get(dependant)
+        if dependant in self.open and last is not None:
+            return last
+        result = self._lowered[dependant] = self._compile(dependant, check=False)
+        return result.used
+
+    def _used_elsewhere(self, path: Path) -> set[tuple[str, str]]:
+        used: set[tuple[str, str]] = set()
+        for dependant in self.dependants(path):
+            used |= self._uses_of(dependant)
+        return used
+
+    def stale_unused(self, published: list[Path]) -> list[Path]:
+        """The open files whose unused declarations, as last reported, were judged on uses
+        that have changed since (to diagnose again): among the files just published and the
+        files they import."""
+        candidates: set[Path] = set()
+        for path in published:
+            candidates |= self.program_files(path)
+        stale = []
+        for path in sorted(candidates):
+            judged = self._judged_uses.get(path)
+            if path in self.open and judged is not None and judged != self._used_elsewhere(path):
+                stale.append(path)
+        return stale
+
+    def diagnostics(self, path: Path) -> list[Diagnostic]:
+        """What `carlang check` says about `path`: the diagnostics of its compile that are in
+        this file, and its unused declarations (unless a file importing it uses them)."""
+        result = self.compile(path)
+        entry = result.loaded.entry
+        if entry is None:
+            return []
+        name = entry.source.name
+        found = [d for d in result.diagnostics.sorted() if _file_of(d) in (name, "")]
+        used_elsewhere = self._judged_uses[path] = self._used_elsewhere(path)
+        for kind, declared, origin in unused_declarations(result, entry_only=True):
+            if (kind, declared) not in used_elsewhere:
+                found.append(unused_diagnostic(kind, declared, origin))
+        return found
+
+    def path_of(self, name: str) -> Path:
+        """The path of a file named (as diagnostics name it) relative to the root."""
+        path = Path(name)
+        return path if path.is_absolute() else (self.root / path).resolve()
+
+
+def _file_of(diagnostic: Diagnostic) -> str:
+    return diagnostic.location()[0]

@@ -1,0 +1,231 @@
+"""`carlang lsp`: the language server over stdio (pygls), wiring editor requests to `Features`.
+
+Diagnostics are published when a file is opened or saved, and shortly after it changes: edits
+that arrive within the debounce window are compiled once. A change re-diagnoses the open files
+that import the changed one. A failure inside the compiler is logged as an internal error and
+never takes the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import traceback
+from pathlib import Path
+from typing import Any
+
+from lsprotocol import types as lsp
+from pygls.lsp.server import LanguageServer
+
+from carlang import __version__
+
+from .features import TOKEN_LEGEND, Features, path_of_uri, uri_of
+from .project import Project
+
+__all__ = ["CarlangServer", "build_server", "serve", "DEFAULT_DEBOUNCE"]
+
+#: Seconds to wait after an edit for more edits before compiling.
+DEFAULT_DEBOUNCE = 0.03
+
+
+class CarlangServer(LanguageServer):
+    """The language server's state: the project, its features, edits waiting to be compiled."""
+
+    def __init__(self) -> None:
+        super().__init__("carlang", __version__)
+        self.project: Project | None = None
+        self.debounce = DEFAULT_DEBOUNCE
+        self._pending: set[Path] = set()
+        self._timer: asyncio.Task[None] | None = None
+        self._features: Features | None = None
+        self._last_change = 0.0
+        self._edited: Path | None = None
+
+    @property
+    def features(self) -> Features:
+        """The features over the project (the project is made on first use)."""
+        if self._features is None:
+            self.project = self.project or Project(self._root())
+            encoding = str(self.workspace.position_encoding or "utf-16")
+            self._features = Features(self.project, encoding)
+        return self._features
+
+    def project_of(self) -> Project:
+        """The project (made on first use, at the workspace root)."""
+        self.features  # noqa: B018 - makes the project
+        assert self.project is not None
+        return self.project
+
+    def _root(self) -> Path:
+        root = self.workspace.root_path if self.workspace else None
+        return Path(root) if root else Path.cwd()
+
+    def publish(self, path: Path) -> None:
+        """Compile `path` (if needed) and publish its diagnostics."""
+        try:
+            diagnostics = self.features.diagnostics(path)
+        except Exception as exc:  # noqa: BLE001 - a compiler bug must not stop the server
+            self.window_log_message(
+                lsp.LogMessageParams(
+                    type=lsp.MessageType.Error,
+                    message=f"carlang internal error on {path}: {exc!r}\n{traceback.format_exc()}",
+                )
+            )
+            return
+        self.text_document_publish_diagnostics(
+            lsp.PublishDiagnosticsParams(uri=uri_of(path), diagnostics=diagnostics)
+        )
+
+    def schedule(self, edited: Path, paths: list[Path]) -> None:
+        """Publish `paths` soon: at once after a pause in editing, else once the edits have
+        paused for the debounce window (restarted by each new edit), so a burst of edits is
+        compiled once. The edited file comes first, then the files that import it."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        burst = now - self._last_change < self.debounce
+        self._last_change = now
+        self._pending.update(paths)
+        self._edited = edited
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+        self._timer = loop.create_task(self._publish_later(self.debounce if burst else 0.0))
+
+    async def _publish_later(self, delay: float) -> None:
+        try:
+            # Even with no delay, yield once: edits already received are applied first.
+            await asyncio.sleep(delay)
+            published = []
+            while self._pending:
+                path = self._edited if self._edited in self._pending else min(self._pending)
+                self._pending.discard(path)
+                self.publish(path)
+                published.append(path)
+                # A new edit may arrive between files: it cancels this task, and the files
+                # not yet published wait for the next one, compiled from the newer text.
+                await asyncio.sleep(0)
+            # The edited file went first, its unused warnings judged on what the files that
+            # import it used before; and an edit to a file changes what the files it imports
+            # have unused: where that changed, say so again.
+            for path in self.project.stale_unused(published) if self.project else []:
+                self.publish(path)
+        except asyncio.CancelledError:
+            pass
+
+
+def build_server() -> CarlangServer:
+    """The server with every feature registered."""
+    server = CarlangServer()
+
+    @server.feature(lsp.INITIALIZE)
+    def initialize(ls: CarlangServer, params: lsp.InitializeParams) -> None:
+        options = params.initialization_options
+        if isinstance(options, dict) and isinstance(options.get("debounceMs"), int | float):
+            ls.debounce = max(0.0, float(options["debounceMs"]) / 1000)
+
+    @server.feature(lsp.INITIALIZED)
+    def initialized(ls: CarlangServer, params: lsp.InitializedParams) -> None:
+        ls.project_of().scan()
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
+    def did_open(ls: CarlangServer, params: lsp.DidOpenTextDocumentParams) -> None:
+        path = path_of_uri(params.text_document.uri)
+        for stale in ls.project_of().set_text(path, params.text_document.text):
+            ls.publish(stale)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CHANGE)
+    async def did_change(ls: CarlangServer, params: lsp.DidChangeTextDocumentParams) -> None:
+        uri = params.text_document.uri
+        text = ls.workspace.get_text_document(uri).source
+        path = path_of_uri(uri)
+        ls.schedule(path, ls.project_of().set_text(path, text))
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_SAVE)
+    def did_save(ls: CarlangServer, params: lsp.DidSaveTextDocumentParams) -> None:
+        path = path_of_uri(params.text_document.uri)
+        for stale in ls.project_of().disk_changed(path):
+            ls.publish(stale)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DID_CLOSE)
+    def did_close(ls: CarlangServer, params: lsp.DidCloseTextDocumentParams) -> None:
+        path = path_of_uri(params.text_document.uri)
+        stale = ls.project_of().close(path)
+        ls.text_document_publish_diagnostics(
+            lsp.PublishDiagnosticsParams(uri=params.text_document.uri, diagnostics=[])
+        )
+        for other in stale:
+            ls.publish(other)
+
+    @server.feature(lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES)
+    def watched(ls: CarlangServer, params: lsp.DidChangeWatchedFilesParams) -> None:
+        stale: set[Path] = set()
+        for change in params.changes:
+            stale.update(ls.project_of().disk_changed(path_of_uri(change.uri)))
+        for path in sorted(stale):
+            ls.publish(path)
+
+    @server.feature(lsp.TEXT_DOCUMENT_HOVER)
+    def hover(ls: CarlangServer, params: lsp.HoverParams) -> lsp.Hover | None:
+        return ls.features.hover(path_of_uri(params.text_document.uri), params.position)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DEFINITION)
+    def definition(ls: CarlangServer, params: lsp.DefinitionParams) -> list[lsp.Location]:
+        return ls.features.definition(path_of_uri(params.text_document.uri), params.position)
+
+    @server.feature(lsp.TEXT_DOCUMENT_REFERENCES)
+    def references(ls: CarlangServer, params: lsp.ReferenceParams) -> list[lsp.Location]:
+        return ls.features.references(
+            path_of_uri(params.text_document.uri),
+            params.position,
+            params.context.include_declaration,
+        )
+
+    @server.feature(
+        lsp.TEXT_DOCUMENT_COMPLETION,
+        lsp.CompletionOptions(trigger_characters=[".", "(", ",", " ", ":"]),
+    )
+    def completion(ls: CarlangServer, params: lsp.CompletionParams) -> lsp.CompletionList:
+        return ls.features.completion(path_of_uri(params.text_document.uri), params.position)
+
+    @server.feature(lsp.TEXT_DOCUMENT_FORMATTING)
+    def formatting(ls: CarlangServer, params: lsp.DocumentFormattingParams) -> list[lsp.TextEdit]:
+        return ls.features.formatting(path_of_uri(params.text_document.uri))
+
+    @server.feature(lsp.TEXT_DOCUMENT_RANGE_FORMATTING)
+    def range_formatting(
+        ls: CarlangServer, params: lsp.DocumentRangeFormattingParams
+    ) -> list[lsp.TextEdit]:
+        return ls.features.formatting(path_of_uri(params.text_document.uri), params.range)
+
+    @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
+    def symbols(ls: CarlangServer, params: lsp.DocumentSymbolParams) -> list[lsp.DocumentSymbol]:
+        return ls.features.symbols(path_of_uri(params.text_document.uri))
+
+    @server.feature(
+        lsp.TEXT_DOCUMENT_CODE_ACTION,
+        lsp.CodeActionOptions(code_action_kinds=[lsp.CodeActionKind.QuickFix]),
+    )
+    def code_action(ls: CarlangServer, params: lsp.CodeActionParams) -> list[lsp.CodeAction]:
+        return ls.features.code_actions(path_of_uri(params.text_document.uri), params.range)
+
+    @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
+    def prepare_rename(ls: CarlangServer, params: lsp.PrepareRenameParams) -> lsp.Range | None:
+        return ls.features.prepare_rename(path_of_uri(params.text_document.uri), params.position)
+
+    @server.feature(lsp.TEXT_DOCUMENT_RENAME)
+    def rename(ls: CarlangServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit | None:
+        return ls.features.rename(
+            path_of_uri(params.text_document.uri), params.position, params.new_name
+        )
+
+    @server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, TOKEN_LEGEND)
+    def semantic_tokens(ls: CarlangServer, params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:
+        return ls.features.semantic_tokens(path_of_uri(params.text_document.uri))
+
+    return server
+
+
+def serve(debounce: float | None = None, **_: Any) -> None:
+    """Run the server on stdin/stdout until the client exits."""
+    server = build_server()
+    if debounce is not None:
+        server.debounce = debounce
+    server.start_io()

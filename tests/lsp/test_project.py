@@ -1,0 +1,174 @@
+"""The language server's project model and features in process: what an edit re-checks, unused
+declarations across importers, positions in UTF-16, completion in a broken file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("lsprotocol", reason="the language server needs lsprotocol (carlang[lsp])")
+
+from lsprotocol import types as lsp  # noqa: E402
+
+from carlang.lsp.features import Features  # noqa: E402
+from carlang.lsp.positions import to_offset, to_position  # noqa: E402
+from carlang.lsp.project import Project  # noqa: E402
+from carlang.source import Source  # noqa: E402
+
+LIB = """\
+# shared tools
+tool fetch(url: string, mode: "fast" | "slow" = "fast")
+tool unused_here(x: int)
+"""
+MAIN = """\
+import "lib.car"
+proposal p {
+  get = fetch(url: "https://x")
+}
+"""
+
+
+def _project(tmp_path: Path) -> tuple[Project, Path, Path]:
+    (tmp_path / "lib.car").write_text(LIB)
+    (tmp_path / "main.car").write_text(MAIN)
+    project = Project(tmp_path)
+    assert project.scan() == 2
+    lib, main = (tmp_path / "lib.car").resolve(), (tmp_path / "main.car").resolve()
+    project.set_text(main, MAIN)
+    project.set_text(lib, LIB)
+    return project, lib, main
+
+
+def test_an_edit_rechecks_the_file_and_what_imports_it(tmp_path: Path) -> None:
+    project, lib, main = _project(tmp_path)
+    project.diagnostics(main)
+    parsed_main = project.cache.get(main)
+    # a comment changes nothing lib declares: main is not checked again, nor re-parsed
+    assert project.set_text(lib, LIB.replace("# shared tools", "# the shared tools")) == [lib]
+    assert project.cache.get(main) is parsed_main
+    # a declaration changes: main is diagnosed again, from its kept parse
+    assert project.set_text(lib, LIB.replace("url: string", "uri: string")) == [lib, main]
+    codes = [d.code for d in project.diagnostics(main)]
+    assert "CL0203" in codes or "CL0307" in codes
+    assert project.cache.get(main) is parsed_main
+    assert project.dependants(lib) == {main} and project.program_files(main) == {main, lib}
+
+
+def test_unused_declarations_count_the_files_that_import_them(tmp_path: Path) -> None:
+    project, lib, main = _project(tmp_path)
+    unused = [d.message for d in project.diagnostics(lib) if d.code == "CL0207"]
+    assert unused == ["tool `unused_here` is never used"]  # `fetch` is used by main.car
+    project.diagnostics(main)
+    assert project.stale_unused([main]) == []
+    # main starts using `unused_here`: lib's warning is stale, and goes when lib is re-diagnosed
+    uses = MAIN.replace("}", "  more = unused_here(x: 1)\n}")
+    assert project.set_text(main, uses) == [main]
+    project.diagnostics(main)
+    assert project.stale_unused([main]) == [lib]
+    assert [d for d in project.diagnostics(lib) if d.code == "CL0207"] == []
+    assert project.stale_unused([main]) == []
+
+
+def test_positions_count_utf16_units() -> None:
+    source = Source("x.car", 'a = "🚀é" b\nnext\n')
+    offset = source.text.index("b")
+    position = to_position(source, offset)
+    assert position == lsp.Position(line=0, character=offset + 1)  # the rocket is two units
+    assert to_offset(source, position) == offset
+    assert to_position(source, offset, "utf-32") == lsp.Position(line=0, character=offset)
+    assert to_offset(source, lsp.Position(line=1, character=99)) == len('a = "🚀é" b\nnext')
+
+
+def test_completion_in_a_file_that_does_not_parse(tmp_path: Path) -> None:
+    project, _lib, main = _project(tmp_path)
+    broken = MAIN.replace("}", "  next = \n}")
+    project.set_text(main, broken)
+    features = Features(project)
+    assert [d.code for d in features.diagnostics(main)] == ["CL0102"]
+    items = features.completion(main, lsp.Position(line=3, character=9)).items
+    fetch = next(i for i in items if i.label == "fetch")
+    assert fetch.insert_text == "fetch(url: ${1})"  # the required parameters, as a snippet
+    assert fetch.detail == 'tool fetch(url: string, mode: "fast" | "slow")'
+
+
+def test_add_reads_for_a_required_key_another_action_writes(tmp_path: Path) -> None:
+    text = """\
+tool fetch(url: string)
+state { ready: bool = false }
+proposal p {
+  warm = set ready = true
+  get = fetch(url: "https://x") {
+    requires ready == true
+  }
+}
+"""
+    path = (tmp_path / "reads.car").resolve()
+    project = Project(tmp_path)
+    project.set_text(path, text)
+    actions = Features(project).code_actions(
+        path,
+        lsp.Range(start=lsp.Position(line=5, character=0), end=lsp.Position(line=5, character=0)),
+    )
+    (add,) = [a for a in actions if a.title.startswith("Add `reads ready`")]
+    assert add.edit is not None and add.edit.changes is not None
+    (edit,) = add.edit.changes[path.as_uri()]
+    lines = text.split("\n")
+    line, column = edit.range.start.line, edit.range.start.character
+    lines[line] = lines[line][:column] + edit.new_text + lines[line][column:]
+    fixed = "\n".join(lines)
+    assert "    requires ready == true\n    reads ready\n  }" in fixed
+    project.set_text(path, fixed)
+    assert not [a for a in Features(project).code_actions(path, edit.range) if "reads" in a.title]
+
+
+def test_rename_refuses_a_name_of_the_wrong_shape(tmp_path: Path) -> None:
+    project, _lib, main = _project(tmp_path)
+    features = Features(project)
+    at_action = lsp.Position(line=2, character=3)  # `get`
+    with pytest.raises(ValueError, match="not a valid action name"):
+        features.rename(main, at_action, "get.it")
+    edit = features.rename(main, at_action, "fetch_it")
+    assert edit is not None and edit.changes is not None
+    assert [e.new_text for e in edit.changes[main.as_uri()]] == ["fetch_it"]
+
+
+def test_lsp_command_without_pygls_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from carlang.cli import app, editor_commands
+
+    real = editor_commands.importlib.util.find_spec
+    monkeypatch.setattr(
+        editor_commands.importlib.util,
+        "find_spec",
+        lambda name: None if name == "pygls" else real(name),
+    )
+    result = CliRunner().invoke(app, ["lsp"])
+    assert result.exit_code == 2 and "pip install 'carlang[lsp]'" in result.stderr
+
+
+def test_a_burst_of_edits_is_compiled_once(tmp_path: Path) -> None:
+    import asyncio
+
+    pytest.importorskip("pygls", reason="the language server needs pygls (carlang[lsp])")
+    from carlang.lsp.server import CarlangServer
+
+    server = CarlangServer()
+    server.debounce = 0.3  # long enough that a loaded machine still sees one burst
+    published: list[Path] = []
+    server.publish = published.append  # type: ignore[method-assign]
+    main, lib = tmp_path / "main.car", tmp_path / "lib.car"
+
+    async def edits() -> None:
+        server.schedule(main, [main])  # after a pause: at once
+        await asyncio.sleep(0.01)
+        assert published == [main]
+        for _ in range(5):  # a burst: one compile, after the burst
+            server.schedule(lib, [main, lib])
+            await asyncio.sleep(0.005)
+        assert published == [main]
+        await asyncio.sleep(0.6)
+        assert published == [main, lib, main]  # the edited file first, then what imports it
+
+    asyncio.run(edits())

@@ -1,0 +1,371 @@
+"""End to end: a real LSP client (pytest-lsp) drives `carlang lsp` over stdio, on the examples
+(the server's root is examples/) and on broken files."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("pygls", reason="the language server needs pygls (pip install carlang[lsp])")
+pytest_lsp = pytest.importorskip("pytest_lsp", reason="pytest-lsp is not installed")
+
+from lsprotocol import types as lsp  # noqa: E402
+from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+RELEASE = EXAMPLES / "release" / "release.car"
+OPS = EXAMPLES / "shared" / "ops_tools.car"
+PYTHONPATH = f"{ROOT}:{ROOT / 'runtime'}"
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(
+        server_command=[sys.executable, "-m", "carlang", "lsp", "--debounce-ms", "10"],
+        server_env={"PYTHONPATH": PYTHONPATH},
+    ),
+)
+async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
+    await lsp_client.initialize_session(
+        lsp.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=EXAMPLES.as_uri(),
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+def _position(text: str, needle: str, delta: int = 0, nth: int = 0) -> lsp.Position:
+    index = -1
+    for _ in range(nth + 1):
+        index = text.index(needle, index + 1)
+    index += delta
+    line = text.count("\n", 0, index)
+    return lsp.Position(line=line, character=index - (text.rfind("\n", 0, index) + 1))
+
+
+async def _open(client: LanguageClient, path: Path, text: str | None = None) -> str:
+    uri = path.as_uri()
+    client.diagnostics.pop(uri, None)
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(
+            text_document=lsp.TextDocumentItem(
+                uri=uri, language_id="carlang", version=1, text=text or path.read_text()
+            )
+        )
+    )
+    await _diagnostics(client, uri)
+    return uri
+
+
+async def _diagnostics(client: LanguageClient, uri: str) -> list[lsp.Diagnostic]:
+    while True:
+        await client.wait_for_notification(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        if uri in client.diagnostics:
+            return list(client.diagnostics[uri])
+
+
+async def _until(client: LanguageClient, uri: str, wanted) -> list[lsp.Diagnostic]:  # type: ignore[no-untyped-def]
+    """Wait until the published diagnostics of `uri` satisfy `wanted` (5 s at most)."""
+
+    async def wait() -> list[lsp.Diagnostic]:
+        while uri not in client.diagnostics or not wanted(list(client.diagnostics[uri])):
+            await client.wait_for_notification(lsp.TEXT_DOCUMENT_PUBLISH_DIAGNOSTICS)
+        return list(client.diagnostics[uri])
+
+    return await asyncio.wait_for(wait(), 5)
+
+
+def _change(client: LanguageClient, uri: str, version: int, text: str) -> None:
+    client.diagnostics.pop(uri, None)
+    client.text_document_did_change(
+        lsp.DidChangeTextDocumentParams(
+            text_document=lsp.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[lsp.TextDocumentContentChangeWholeDocument(text=text)],
+        )
+    )
+
+
+def _doc(uri: str) -> lsp.TextDocumentIdentifier:
+    return lsp.TextDocumentIdentifier(uri=uri)
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_example_diagnostics_match_check(client: LanguageClient) -> None:
+    uri = await _open(client, RELEASE)
+    found = [
+        (d.code, d.range.start.line + 1, d.range.start.character + 1)
+        for d in client.diagnostics[uri]
+    ]
+    # `carlang check`: release.car:65:3: warning[CL0521] (prod needs approval)
+    assert found == [("CL0521", 65, 3)]
+    (diagnostic,) = client.diagnostics[uri]
+    assert diagnostic.severity == lsp.DiagnosticSeverity.Warning
+    assert "prod_approval" in diagnostic.message
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_edit_publishes_new_diagnostics_with_help_and_related(client: LanguageClient) -> None:
+    text = RELEASE.read_text()
+    uri = await _open(client, RELEASE)
+    broken = text.replace(
+        "  gate = assert tests_passed == true after test",
+        "  gate = assert tests_passed == true after test, staging",
+    )
+    broken = broken.replace('fetch(url: "https://ci', 'fetchh(url: "https://ci')
+    _change(client, uri, 2, broken)
+    found = await _diagnostics(client, uri)
+    codes = {(d.code, d.range.start.line + 1, d.range.start.character + 1) for d in found}
+    assert ("CL0306", 49, 9) in codes  # unknown tool, at the name
+    unknown = next(d for d in found if d.code == "CL0306")
+    assert "did you mean `fetch`?" in unknown.message
+    cycle = next(d for d in found if d.code == "CL0303")
+    assert cycle.related_information, "a cycle shows the other end"
+    # the did-you-mean is a quick fix
+    actions = await client.text_document_code_action_async(
+        lsp.CodeActionParams(
+            text_document=_doc(uri),
+            range=unknown.range,
+            context=lsp.CodeActionContext(diagnostics=[unknown]),
+        )
+    )
+    titles = [a.title for a in actions or [] if isinstance(a, lsp.CodeAction)]
+    assert "Change to `fetch`" in titles and "Declare tool `fetchh`" in titles
+    fix = next(
+        a for a in actions or [] if isinstance(a, lsp.CodeAction) and a.title == "Change to `fetch`"
+    )
+    assert fix.edit is not None and fix.edit.changes is not None
+    (edit,) = fix.edit.changes[uri]
+    assert edit.new_text == "fetch" and edit.range == unknown.range
+    _change(client, uri, 3, text)
+    assert [d.code for d in await _diagnostics(client, uri)] == ["CL0521"]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_syntax_error_and_dependants(client: LanguageClient) -> None:
+    uri = await _open(client, RELEASE)
+    ops = await _open(client, OPS)
+    assert (
+        list(client.diagnostics[ops]) == []
+    )  # fetch and notify are used by the files importing it
+    ops_text = OPS.read_text()
+    # renaming `fetch` in the imported file breaks release.car, which is re-diagnosed
+    _change(client, ops, 2, ops_text.replace("tool fetch(", "tool grab("))
+    await _until(client, uri, lambda ds: "CL0306" in {d.code for d in ds})
+    _change(client, ops, 3, ops_text + "\ntool broken(\n")
+    syntax = await _until(client, ops, lambda ds: any(d.code.startswith("CL01") for d in ds))
+    assert {d.code for d in syntax} <= {"CL0102", "CL0103"}
+    _change(client, ops, 4, ops_text)
+    await _until(client, uri, lambda ds: [d.code for d in ds] == ["CL0521"])
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_hover(client: LanguageClient) -> None:
+    text = RELEASE.read_text()
+    uri = await _open(client, RELEASE)
+    tool = await client.text_document_hover_async(
+        lsp.HoverParams(
+            text_document=_doc(uri), position=_position(text, 'deploy(env: "staging"', 1)
+        )
+    )
+    assert tool is not None and isinstance(tool.contents, lsp.MarkupContent)
+    assert 'tool deploy(env: "staging" | "prod", version: string)' in tool.contents.value
+    assert "reversibility: compensable" in tool.contents.value
+    state = await client.text_document_hover_async(
+        lsp.HoverParams(text_document=_doc(uri), position=_position(text, "reads build.ok", 7))
+    )
+    assert state is not None and isinstance(state.contents, lsp.MarkupContent)
+    assert "type `any`" in state.contents.value and "written by: `get`" in state.contents.value
+    cel = await client.text_document_hover_async(
+        lsp.HoverParams(text_document=_doc(uri), position=_position(text, "params.env ==", 8))
+    )
+    assert cel is not None and isinstance(cel.contents, lsp.MarkupContent)
+    assert cel.contents.value == "`params.env`: `string`"
+    policy = await client.text_document_hover_async(
+        lsp.HoverParams(
+            text_document=_doc(uri), position=_position(text, "prod_approval", 2, nth=0)
+        )
+    )
+    assert policy is not None and isinstance(policy.contents, lsp.MarkupContent)
+    assert "require_approval deploy" in policy.contents.value
+    diagnostic = await client.text_document_hover_async(
+        lsp.HoverParams(text_document=_doc(uri), position=_position(text, "prod = deploy", 1))
+    )
+    assert diagnostic is not None and isinstance(diagnostic.contents, lsp.MarkupContent)
+    assert "CL0521** policy-requires-approval" in diagnostic.contents.value
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_definition_and_references(client: LanguageClient) -> None:
+    text = RELEASE.read_text()
+    uri = await _open(client, RELEASE)
+    at_fetch = _position(text, 'fetch(url: "https://ci', 1)
+    (definition,) = (
+        await client.text_document_definition_async(
+            lsp.DefinitionParams(text_document=_doc(uri), position=at_fetch)
+        )
+        or []
+    )
+    assert isinstance(definition, lsp.Location)
+    assert definition.uri == OPS.as_uri()
+    assert definition.range.start == _position(OPS.read_text(), "tool fetch", 5)
+    imported = await client.text_document_definition_async(
+        lsp.DefinitionParams(text_document=_doc(uri), position=_position(text, "../shared", 2))
+    )
+    assert [loc.uri for loc in imported or [] if isinstance(loc, lsp.Location)] == [OPS.as_uri()]
+    after = await client.text_document_definition_async(
+        lsp.DefinitionParams(text_document=_doc(uri), position=_position(text, "after staging", 7))
+    )
+    assert [loc.range.start for loc in after or [] if isinstance(loc, lsp.Location)] == [
+        _position(text, "staging = deploy")
+    ]
+    param = await client.text_document_definition_async(
+        lsp.DefinitionParams(
+            text_document=_doc(uri), position=_position(text, 'version: "1.4.2") after staging', 1)
+        )
+    )
+    assert [loc.range.start for loc in param or [] if isinstance(loc, lsp.Location)] == [
+        _position(text, "version: string) {")
+    ]
+    hover = await client.text_document_hover_async(
+        lsp.HoverParams(
+            text_document=_doc(uri), position=_position(text, 'version: "1.4.2") after staging', 1)
+        )
+    )
+    assert hover is not None and isinstance(hover.contents, lsp.MarkupContent)
+    assert (
+        "version: string" in hover.contents.value
+        and "parameter of tool `deploy`" in hover.contents.value
+    )
+    references = await client.text_document_references_async(
+        lsp.ReferenceParams(
+            text_document=_doc(uri),
+            position=_position(text, "tests_passed: bool"),
+            context=lsp.ReferenceContext(include_declaration=False),
+        )
+    )
+    lines = sorted(r.range.start.line + 1 for r in references or [] if r.uri == uri)
+    # the capability's `state allow`, the effect of `test`, the assertion, a `requires`
+    assert lines == [28, 56, 59, 61]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_completion(client: LanguageClient) -> None:
+    text = RELEASE.read_text()
+    uri = await _open(client, RELEASE)
+
+    async def labels(position: lsp.Position) -> list[str]:
+        result = await client.text_document_completion_async(
+            lsp.CompletionParams(text_document=_doc(uri), position=position)
+        )
+        items = result.items if isinstance(result, lsp.CompletionList) else result or []
+        return [item.label for item in items]
+
+    # a tool name after `name = `
+    tools = await labels(_position(text, '= deploy(env: "staging"', 2))
+    assert {"fetch", "deploy", "run_tests", "notify", "set", "read", "assert"} <= set(tools)
+    # parameter names inside a call, then the values of an enum parameter
+    assert await labels(_position(text, 'env: "staging", version', 0)) == ["env", "version"]
+    assert await labels(_position(text, '"staging", version', 0)) == ['"staging"', '"prod"']
+    # state keys after `reads`
+    assert {"tests_passed", "build.", "deployed."} <= set(
+        await labels(_position(text, "build.ok", 0))
+    )
+    # CEL: variables, then the targeted tools' parameters after `params.`
+    cel = await labels(_position(text, 'params.env == "prod"\n', 0))
+    assert {"action", "params", "state", "history"} <= set(cel) and "startsWith" not in cel
+    assert {"env", "version"} <= set(await labels(_position(text, 'env == "prod"\n', 0)))
+    # keywords inside an action body
+    assert "requires" in await labels(_position(text, "    retry 3", 4))
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_formatting_symbols_and_rename(client: LanguageClient) -> None:
+    text = RELEASE.read_text()
+    messy = text.replace("  retry 3\n", "  retry    3\n").replace(
+        "tool deploy(env:", "tool   deploy(env:"
+    )
+    uri = await _open(client, RELEASE, messy)
+    edits = await client.text_document_formatting_async(
+        lsp.DocumentFormattingParams(
+            text_document=_doc(uri), options=lsp.FormattingOptions(tab_size=2, insert_spaces=True)
+        )
+    )
+    assert edits is not None and len(edits) == 2
+    assert {e.new_text.strip() for e in edits} == {
+        "retry 3",
+        'tool deploy(env: "staging" | "prod", version: string) {',
+    }
+    ranged = await client.text_document_range_formatting_async(
+        lsp.DocumentRangeFormattingParams(
+            text_document=_doc(uri),
+            range=lsp.Range(
+                start=lsp.Position(line=0, character=0), end=lsp.Position(line=12, character=0)
+            ),
+            options=lsp.FormattingOptions(tab_size=2, insert_spaces=True),
+        )
+    )
+    assert [e.new_text.strip() for e in ranged or []] == [
+        'tool deploy(env: "staging" | "prod", version: string) {'
+    ]
+    symbols = await client.text_document_document_symbol_async(
+        lsp.DocumentSymbolParams(text_document=_doc(uri))
+    )
+    names = [s.name for s in symbols or [] if isinstance(s, lsp.DocumentSymbol)]
+    assert names[:4] == ["run_tests", "deploy", "rollback_deploy", "state"] and "release" in names
+    release = next(
+        s for s in symbols or [] if isinstance(s, lsp.DocumentSymbol) and s.name == "release"
+    )
+    assert [c.name for c in release.children or []] == [
+        "get",
+        "test",
+        "gate",
+        "staging",
+        "prod",
+        "record",
+        "announce",
+    ]
+    rename = await client.text_document_rename_async(
+        lsp.RenameParams(
+            text_document=_doc(uri),
+            position=_position(messy, "tests_passed: bool"),
+            new_name="suite_ok",
+        )
+    )
+    assert rename is not None and rename.changes is not None
+    assert len(rename.changes[uri]) == 5  # declaration, capability, effect, assertion, requires
+    assert {e.new_text for e in rename.changes[uri]} == {"suite_ok"}
+    tool = await client.text_document_rename_async(
+        lsp.RenameParams(
+            text_document=_doc(uri), position=_position(messy, "fetch(url"), new_name="download"
+        )
+    )
+    assert tool is not None and tool.changes is not None
+    assert OPS.as_uri() in tool.changes  # the declaration is in the imported file
+    assert (EXAMPLES / "release" / "release_test.car").as_uri() in tool.changes
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_semantic_tokens(client: LanguageClient) -> None:
+    text = RELEASE.read_text()
+    uri = await _open(client, RELEASE)
+    tokens = await client.text_document_semantic_tokens_full_async(
+        lsp.SemanticTokensParams(text_document=_doc(uri))
+    )
+    assert tokens is not None and len(tokens.data) % 5 == 0
+    decoded, line, start = [], 0, 0
+    lines = text.split("\n")
+    for i in range(0, len(tokens.data), 5):
+        delta_line, delta_start, length, kind, modifiers = tokens.data[i : i + 5]
+        line += delta_line
+        start = start + delta_start if delta_line == 0 else delta_start
+        decoded.append((lines[line][start : start + length], kind, modifiers))
+    assert ("run_tests", 0, 1) in decoded  # the tool's declaration: a function, declared
+    assert ("tests_passed", 2, 2) in decoded  # written by an effect: a property, modified
+    assert ("release_bot", 4, 0) in decoded  # a capability named by `under`
+    assert ("gate", 7, 1) in decoded and ("gate", 7, 0) in decoded  # an action, then its use

@@ -1,0 +1,100 @@
+"""`carlang eval` and `carlang repl`: CEL in a policy's context, with its type and value."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from carlang.compiler import compile_file
+from carlang.repl import Repl
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+RELEASE = str(EXAMPLES / "release" / "release.car")
+runner = CliRunner()
+
+
+def _eval(*args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, ["eval", RELEASE, *args, "--root", str(EXAMPLES)])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_eval_gives_type_and_value() -> None:
+    params = '{"env": "prod", "version": "2.0-rc1"}'
+    code, out, _ = _eval(
+        'params.env == "prod" && params.version.contains("-rc")',
+        "--tool",
+        "deploy",
+        "--params",
+        params,
+    )
+    assert (code, out) == (0, "true : bool\n")
+    code, out, _ = _eval("size(params.version) * 2", "--tool", "deploy", "--params", params)
+    assert (code, out) == (0, "14 : int\n")
+    # the tool's declared defaults fill what is not given, as in a compiled call
+    code, out, _ = _eval("params.timeout_ms", "--tool", "fetch", "--params", '{"url": "https://x"}')
+    assert (code, out) == (0, "5000 : int\n")
+    # the program's initial state, with --state over it
+    assert _eval("state.tests_passed")[1] == "false : dyn\n"
+    assert _eval("state.tests_passed", "--state", '{"tests_passed": true}')[1] == "true : dyn\n"
+    code, out, _ = _eval("action.tool", "--tool", "deploy", "--json")
+    assert json.loads(out) == {
+        "expression": "action.tool",
+        "type": "string",
+        "value": '"deploy"',
+        "errors": [],
+        "warnings": [],
+    }
+
+
+def test_eval_errors() -> None:
+    code, out, _ = _eval("params.ulr", "--tool", "fetch")
+    assert code == 1 and "`params` has no field `ulr`" in out and "`url`" in out
+    code, out, _ = _eval("1 / 0")
+    assert code == 1 and out.startswith("error: evaluation error: division_by_zero")
+    code, out, _ = _eval("params.env ==")
+    assert code == 1 and out.startswith("error: 1:14: unexpected end")
+    code, _, err = _eval("true", "--tool", "deplyo")
+    assert code == 2 and "no tool `deplyo` in the program; did you mean `deploy`?" in err
+    code, _, err = _eval("true", "--params", "[1]")
+    assert code == 2 and "--params must be a JSON object" in err
+
+
+def test_repl_over_piped_input() -> None:
+    lines = [
+        ":tool deploy",
+        ':params {"env": "staging"}',
+        'params.env == "prod"',
+        "params",
+        ":tool nope",
+        ":state {",
+        ":frob",
+        ":quit",
+        "never read",
+    ]
+    result = runner.invoke(
+        app, ["repl", RELEASE, "--root", str(EXAMPLES)], input="\n".join(lines) + "\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "deciding a call of `deploy`",
+        'params = {"env": "staging"}',
+        "false : bool",
+        '{"env": "staging"} : map{env, version}',
+        "error: no tool `nope` in the program (tools: notify, fetch, shell, run_tests, deploy, rollback_deploy)",
+        "error: state is not JSON: Expecting property name enclosed in double quotes at column 2",
+        "error: unknown command `:frob` (:help lists them)",
+    ]
+
+
+def test_repl_completion() -> None:
+    result = compile_file(EXAMPLES / "release" / "release.car", EXAMPLES)
+    assert result.program is not None
+    repl = Repl(result.program, "deploy")
+    assert repl.completions(":t") == [":tool", ":tools"]
+    assert repl.completions("par") == ["params"]
+    assert repl.completions("params.e") == ["params.endsWith", "params.env"]
+    assert repl.completions("st") == ["state", "string", "strings.quote"]  # not startsWith
