@@ -77,7 +77,9 @@ def _check_condition(
             help="macros inside macros over lists multiply; check one list at a time",
         )
         return
-    for issue in check_tree(when.text, tree, policy_declarations(policy_targets(program, policy))).issues:
+    for issue in check_tree(
+        when.text, tree, policy_declarations(policy_targets(program, policy))
+    ).issues:
         _report(policy, origin, when, issue, diagnostics)
 
 

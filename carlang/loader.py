@@ -151,9 +151,7 @@ def _path_suggestion(raw: str, importer: Path, root: Path) -> str | None:
 
 
 class _Loader:
-    def __init__(
-        self, root: Path, texts: dict[Path, str] | None, cache: ParseCache | None
-    ) -> None:
+    def __init__(self, root: Path, texts: dict[Path, str] | None, cache: ParseCache | None) -> None:
         self.program = LoadedProgram(root.resolve())
         self.texts = texts or {}
         self.cache = cache

@@ -16,8 +16,8 @@ from carlang import __version__
 from . import (
     agent_commands,
     dbos_commands,
-    experiment_commands,
     editor_commands,
+    experiment_commands,
     ir_commands,
     lang_commands,
     mcp_commands,

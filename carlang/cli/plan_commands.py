@@ -91,9 +91,7 @@ def rank_command(
     ] = False,
     plot: Annotated[
         Path | None,
-        typer.Option(
-            "--plot", help="With --sweep over one setting: draw the scores (.svg, .png)."
-        ),
+        typer.Option("--plot", help="With --sweep over one setting: draw the scores (.svg, .png)."),
     ] = None,
     root: RootOption = None,
 ) -> None:

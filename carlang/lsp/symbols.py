@@ -109,7 +109,9 @@ def _declaration(decl: ast.Declaration) -> Iterator[Occurrence]:
                     yield _o("proposal", name, "reference", decl)
     elif isinstance(decl, ast.TestDecl):
         yield from _test(decl)
-    else:
+    elif isinstance(decl, ast.McpServerDecl):
+        yield _o("mcp_server", decl.name, "definition", decl)
+    elif not isinstance(decl, ast.RedactDecl):  # redactions are paths, not declared names
         yield from _rule(decl)
 
 
