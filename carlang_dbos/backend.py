@@ -17,6 +17,7 @@ the ones the log already has (same sequence numbers), and are not written twice.
 from __future__ import annotations
 
 import sqlite3
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
@@ -324,6 +325,9 @@ def launch(
     if executor is not None:
         config["executor_id"] = executor
     if database.startswith("sqlite:"):
+        problem = sqlite_problem()
+        if problem is not None:
+            raise CarlangRuntimeError(problem)
         config["system_database_engine"] = _sqlite_engine(database)
     DBOS(config=config)  # type: ignore[arg-type]
     if queues is not None:
@@ -332,6 +336,19 @@ def launch(
     for queue in queues or [RUNS_QUEUE]:
         DBOS.register_queue(queue, worker_concurrency=concurrency)
     _launched.append(database)
+
+
+def sqlite_problem() -> str | None:
+    """Why DBOS cannot keep its tables in SQLite under this Python, or None. Under Python 3.12+
+    DBOS's SQLite tables default their timestamps to `unixepoch('subsec')`, which SQLite before
+    3.42 evaluates to NULL: every run would fail on a NOT NULL constraint deep inside DBOS."""
+    if sys.version_info >= (3, 12) and sqlite3.sqlite_version_info < (3, 42, 0):
+        return (
+            "DBOS on SQLite needs SQLite 3.42 or newer under Python 3.12+ (this Python links"
+            f" SQLite {sqlite3.sqlite_version}): use Postgres (--database postgresql://...),"
+            " or Python 3.11"
+        )
+    return None
 
 
 def _sqlite_engine(database: str) -> Any:

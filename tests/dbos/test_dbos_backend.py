@@ -18,6 +18,11 @@ import pytest
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
 
+from carlang_dbos.backend import sqlite_problem  # noqa: E402 - after the skip: it imports dbos
+
+if sqlite_problem() is not None:
+    pytest.skip(sqlite_problem() or "", allow_module_level=True)
+
 PROGRAM = """\
 tool work(item: string)
 tool ship(env: "staging" | "prod")
