@@ -229,18 +229,18 @@ def _records(path: Path) -> Iterator[_Record]:
             if end != -1 and line[start + 9 : end] not in _WANTED:
                 continue
         header = _HEADER.match(line)
-        if header is not None and "\\" not in header.group(0):
-            kind = header.group(1)
+        if header is not None and "\\" not in line[: header.end()]:
+            kind, run_id, proposal_id, action_id, stamp = header.groups()
             rest = line[header.end() : -1]
             data: Any = _light_data(kind, rest)
             if data is None:
                 data = _parse(path, number, last, text, rest)
             yield (
                 kind,
-                header.group(2),
-                header.group(3),
-                header.group(4),
-                _timestamp(path, number, header.group(5)) if kind in _TIMED else 0.0,
+                run_id,
+                proposal_id,
+                action_id,
+                _timestamp(path, number, stamp) if kind in _TIMED else 0.0,
                 data if isinstance(data, dict) else {},
             )
             continue
