@@ -14,6 +14,7 @@ from typing import Any
 from . import ast
 
 __all__ = [
+    "value_kind",
     "SIMPLE_TYPES",
     "BOUNDS",
     "type_schema",
@@ -173,7 +174,8 @@ def describe_type(type_: ast.TypeExpr) -> str:
     return " | ".join(json.dumps(o.value, ensure_ascii=False) for o in type_.options)
 
 
-def _kind(value: Any) -> str:
+def value_kind(value: Any) -> str:
+    """The kind of a JSON value as the type language names it (`int`, `list`, `map`, ...)."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -198,7 +200,7 @@ def check_value(value: Any, type_: ast.TypeExpr) -> str | None:
         return None
     if isinstance(type_, ast.SimpleType):
         name = type_.name.text
-        kind = _kind(value)
+        kind = value_kind(value)
         ok = {
             "string": kind == "string",
             "int": kind == "int" or (kind == "float" and float(value).is_integer()),
@@ -218,7 +220,7 @@ def check_value(value: Any, type_: ast.TypeExpr) -> str | None:
         return f"expected one of {shown}, got {_show(value)}"
     if isinstance(type_, ast.ListType):
         if not isinstance(value, list):
-            return f"expected {describe_type(type_)}, got {_kind(value)}"
+            return f"expected {describe_type(type_)}, got {value_kind(value)}"
         for index, item in enumerate(value):
             problem = check_value(item, type_.item)
             if problem is not None:
@@ -230,7 +232,7 @@ def check_value(value: Any, type_: ast.TypeExpr) -> str | None:
             return None
         return f"expected {describe_type(type_)}, got {_show(value)}"
     if not isinstance(value, Mapping):
-        return f"expected {describe_type(type_)}, got {_kind(value)}"
+        return f"expected {describe_type(type_)}, got {value_kind(value)}"
     if isinstance(type_, ast.ObjectType):
         return _object_problem(value, type_)
     for key, item in value.items():
@@ -288,4 +290,4 @@ def _bounds_problem(value: Any, type_: ast.SimpleType) -> str | None:
 def _show(value: Any) -> str:
     if isinstance(value, str):
         return f'"{value}"'
-    return _kind(value)
+    return value_kind(value)

@@ -28,7 +28,7 @@ from ..diagnostics import Diagnostic
 from ..fmt import FormatError, format_source
 from ..loader import display_name
 from ..source import Source, Span
-from ..types import describe_type
+from ..types import describe_type, value_kind
 from .completion import Completer
 from .positions import to_offset, to_position, to_range
 from .project import Project, ProjectFile
@@ -731,16 +731,6 @@ def _writes(action: ast.ActionDecl) -> set[str]:
 
 
 def _type_of_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "list[any]"
-    if isinstance(value, dict):
-        return "object"
-    return "any"
+    """The parameter type a stub declares for a value given in a call."""
+    kind = value_kind(value)
+    return {"list": "list[any]", "map": "object", "null": "any"}.get(kind, kind)
