@@ -68,6 +68,8 @@ TOOL_WORKFLOW = "carlang_tool_call"
 DEFAULT_DATABASE = "sqlite:///carlang-runs.db"
 #: The queue that detached runs wait on until a worker takes them.
 RUNS_QUEUE = "carlang_runs"
+#: The queue that planner experiments' batches wait on (see `carlang_dbos.experiments`).
+PLANNER_QUEUE = "carlang_planner"
 
 
 class RunSpec(TypedDict, total=False):
@@ -333,7 +335,7 @@ def launch(
     if queues is not None:
         DBOS.listen_queues(list(queues))
     DBOS.launch()
-    for queue in queues or [RUNS_QUEUE]:
+    for queue in queues or [RUNS_QUEUE, PLANNER_QUEUE]:
         DBOS.register_queue(queue, worker_concurrency=concurrency)
     _launched.append(database)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_OK, echo, fail_usage, guarded
+from .common import EXIT_OK, echo, echo_err, fail_usage, guarded
 
 if TYPE_CHECKING:
     from carlang_runtime import ir
@@ -85,6 +85,21 @@ def run_durably(
         return backend.run(spec, run_id), run_id
     finally:
         backend.shutdown()
+
+
+def planner_experiments(database: str | None) -> Any:
+    """`carlang_dbos.Experiments` on the runs database, for `rank --backend dbos`: it says on
+    stderr what it queued and that workers take it."""
+    backend = _backend()
+    url = _database(database)
+
+    def queued(count: int) -> None:
+        echo_err(
+            f"queued {count} task(s) on {backend.PLANNER_QUEUE} in {url}; each"
+            f" `carlang worker --database {url}` takes some"
+        )
+
+    return backend.Experiments(url, queued)
 
 
 # -- approvals ---------------------------------------------------------------------------------
