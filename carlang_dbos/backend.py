@@ -37,7 +37,7 @@ from carlang_runtime.engine.loading import register_tool_spec
 from carlang_runtime.engine.run import ProposalRun
 from carlang_runtime.engine.state import check_tenant
 from carlang_runtime.errors import CarlangRuntimeError
-from carlang_runtime.ir import Action, ActionProposal, Program, ProposalResult
+from carlang_runtime.ir import Action, ActionProposal, CelPolicy, Program, ProposalResult
 from dbos import DBOS, DBOSClient, SetWorkflowID, run_dbos_database_migrations
 
 __all__ = [
@@ -162,15 +162,36 @@ def approval_topic(action_id: str) -> str:
 class DurableApprovals:
     """An approval gate that parks the workflow until someone answers: it publishes the
     request (a DBOS event `approval:<action>`, what `carlang runs show` lists) and waits for a
-    message on the action's topic. No answer within `timeout` seconds is an expired approval:
-    refused, and reported as expired, not as a denial."""
+    message on the action's topic. No answer in time is an expired approval: refused, and
+    reported as expired, not as a denial. In time: within the `approval_timeout` of the
+    policies that asked (the shortest, when several give one), else `timeout` seconds (the
+    runtime's; None: a day)."""
 
-    def __init__(self, timeout: float | None) -> None:
+    def __init__(self, timeout: float | None, policies: Mapping[str, float] | None = None) -> None:
         self.timeout = timeout if timeout is not None else 86_400.0
+        self.policies = dict(policies or {})
+
+    @classmethod
+    def for_program(cls, program: Program, timeout: float | None) -> DurableApprovals:
+        """The gate of `program`'s runs: its policies' `approval_timeout`s over `timeout`."""
+        return cls(
+            timeout,
+            {
+                policy.name: policy.approval_timeout_ms / 1000
+                for policy in program.policies
+                if isinstance(policy, CelPolicy) and policy.approval_timeout_ms is not None
+            },
+        )
+
+    def timeout_for(self, request: ApprovalRequest) -> float:
+        """Seconds `request` may wait: its policies' timeout, else the runtime's."""
+        given = [self.policies[m.policy] for m in request.policies if m.policy in self.policies]
+        return min(given) if given else self.timeout
 
     async def review(self, request: ApprovalRequest) -> Approval:
         """Wait (durably) for `carlang approve` / `carlang deny`."""
         action_id = request.action.id
+        timeout = self.timeout_for(request)
         await DBOS.set_event_async(
             approval_topic(action_id),
             {
@@ -178,14 +199,14 @@ class DurableApprovals:
                 "tool": request.action.tool,
                 "parameters": dict(request.parameters),
                 "reason": request.reason,
-                "timeout_s": self.timeout,
+                "timeout_s": timeout,
             },
         )
-        answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=self.timeout)
+        answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=timeout)
         await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
         if not isinstance(answer, Mapping):
             return Approval(
-                False, f"approval expired after {self.timeout:g}s without an answer", None, True
+                False, f"approval expired after {timeout:g}s without an answer", None, True
             )
         return Approval(
             bool(answer.get("approved")),
@@ -239,7 +260,7 @@ def build_runtime(spec: RunSpec, run_id: str) -> tuple[Runtime, ActionProposal]:
     runtime = Runtime.from_program(
         program,
         events=_event_log(spec.get("events"), run_id),
-        approval=DurableApprovals(spec.get("approval_timeout")),
+        approval=DurableApprovals.for_program(program, spec.get("approval_timeout")),
         compensate=spec.get("compensate", True),
     )
     state = spec.get("state")
