@@ -140,7 +140,8 @@ class DbosSteps:
         if queue is None:
             record: dict[str, Any] = await self.run(f"call {action.id}", run.call_record, action)
             return record
-        await DBOS.register_queue_async(queue)
+        # Created if missing; its limits are the workers' (see `launch`), never reset here.
+        await DBOS.register_queue_async(queue, on_conflict="never_update")
         with SetWorkflowID(f"{self.run_id}.{action.id}"):
             handle = await DBOS.enqueue_workflow_async(
                 queue,
@@ -328,17 +329,31 @@ def launch(
     queues: Sequence[str] | None = None,
     executor: str | None = None,
     concurrency: int | None = None,
+    global_concurrency: Mapping[str, int] | None = None,
 ) -> None:
     """Start DBOS in this process on `database` (a SQLite or Postgres URL), once. A worker
     names the `queues` it serves (None: all), its `executor` id (a process that starts with
-    an id recovers the runs that id left unfinished: give each worker a stable one) and how
-    many workflows of each of its queues it runs at once (`concurrency`)."""
+    an id recovers the runs that id left unfinished: give each worker a stable one), how many
+    workflows of each of its queues one worker runs at once (`concurrency`) and, per queue,
+    how many run at once across every worker (`global_concurrency`).
+
+    A queue's limits live in the database, one row per queue that every process reads: a
+    process that gives limits sets them for all (the last one started wins, so give every
+    worker of a queue the same); one that gives none keeps those stored."""
     if _launched:
         if _launched[0] != database:
             raise CarlangRuntimeError(
                 f"DBOS already runs here on {_launched[0]}; one process serves one database"
             )
         return
+    limits = dict(global_concurrency or {})
+    served = list(queues) if queues is not None else [RUNS_QUEUE, PLANNER_QUEUE]
+    not_served = sorted(set(limits) - set(served)) if queues is not None else []
+    if not_served:
+        raise CarlangRuntimeError(
+            f"a global concurrency for {', '.join(not_served)}, which this worker does not"
+            " serve: add --queue for it"
+        )
     config: dict[str, Any] = {
         "name": APP_NAME,
         "system_database_url": database,
@@ -356,8 +371,16 @@ def launch(
     if queues is not None:
         DBOS.listen_queues(list(queues))
     DBOS.launch()
-    for queue in queues or [RUNS_QUEUE, PLANNER_QUEUE]:
-        DBOS.register_queue(queue, worker_concurrency=concurrency)
+    for queue in dict.fromkeys([*served, *limits]):
+        limit = limits.get(queue)
+        given = concurrency is not None or limit is not None
+        DBOS.register_queue(
+            queue,
+            # DBOS refuses a per-worker limit above the global one; the global one is the cap.
+            worker_concurrency=min(concurrency, limit) if concurrency and limit else concurrency,
+            global_concurrency=limit,
+            on_conflict="always_update" if given else "never_update",
+        )
     _launched.append(database)
 
 
@@ -418,7 +441,7 @@ def submit_many(database: str, runs: Sequence[tuple[RunSpec, str]]) -> None:
     run_dbos_database_migrations(database)  # a fresh database gets DBOS's tables first
     client = DBOSClient(system_database_url=database)
     try:
-        client.register_queue(RUNS_QUEUE)
+        client.register_queue(RUNS_QUEUE, on_conflict="never_update")
         for spec, run_id in runs:
             client.enqueue(
                 {"workflow_name": WORKFLOW, "queue_name": RUNS_QUEUE, "workflow_id": run_id},

@@ -230,7 +230,17 @@ def worker_command(
     ] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", min=1, help="At most this many runs of a queue at once."),
+        typer.Option(
+            "--concurrency", min=1, help="At most this many runs of a queue at once, here."
+        ),
+    ] = None,
+    global_concurrency: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--global-concurrency",
+            metavar="QUEUE=N",
+            help="At most N workflows of QUEUE at once across every worker (repeatable).",
+        ),
     ] = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -238,7 +248,14 @@ def worker_command(
     unfinished, and take work from the queues named."""
     backend = _backend()
     url = _database(database)
-    backend.launch(url, queues=queue, executor=worker_id, concurrency=concurrency)
+    limits = _queue_limits(global_concurrency or [])
+    backend.launch(
+        url,
+        queues=queue,
+        executor=worker_id,
+        concurrency=concurrency,
+        global_concurrency=limits,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     echo(f"carlang worker on {url}" + (f", queues {', '.join(queue)}" if queue else ""))
@@ -249,6 +266,16 @@ def worker_command(
         pass
     finally:
         backend.shutdown()
+
+
+def _queue_limits(pairs: list[str]) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for pair in pairs:
+        name, _, count = pair.partition("=")
+        if not name.strip() or not count.strip().isdigit() or int(count) < 1:
+            fail_usage(f"--global-concurrency {pair}: write QUEUE=N with N >= 1, like gpu=2")
+        limits[name.strip()] = int(count)
+    return limits
 
 
 def register(app: typer.Typer) -> None:
