@@ -243,7 +243,7 @@ class Experiments:
         client = self._client
         if client is None:
             raise CarlangRuntimeError("internal error: Experiments used outside `with`")
-        handles = []
+        handles: list[Any] = []
         for number, arguments in enumerate(batches):
             digest = _digest([workflow, __version__, arguments])
             handles.append(
