@@ -121,11 +121,11 @@ def test_a_sweep_on_one_sqlite_worker_gives_the_in_process_output(
 @pytest.mark.slow
 @pytest.mark.scale
 def test_a_sweep_on_two_postgres_workers_gives_the_in_process_output(
-    project: Path, workers: list[subprocess.Popen[bytes]], postgres_url: str
+    project: Path, workers: list[subprocess.Popen[bytes]], postgres_database: str
 ) -> None:
-    workers.extend(_worker(postgres_url, name, project) for name in ("p1", "p2"))
-    _same_output_on_the_workers(project, postgres_url, "1")
-    done = _executors(postgres_url)
+    workers.extend(_worker(postgres_database, name, project) for name in ("p1", "p2"))
+    _same_output_on_the_workers(project, postgres_database, "1")
+    done = _executors(postgres_database)
     by_worker = Counter(executor for (name, executor), n in done.items() for _ in range(n))
     assert sum(n for (name, _), n in done.items() if name == "carlang_rank_batch") == 20
     assert by_worker["p1"] > 0 and by_worker["p2"] > 0, done  # every worker took some
