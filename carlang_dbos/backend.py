@@ -70,6 +70,9 @@ DEFAULT_DATABASE = "sqlite:///carlang-runs.db"
 RUNS_QUEUE = "carlang_runs"
 #: The queue that planner experiments' batches wait on (see `carlang_dbos.experiments`).
 PLANNER_QUEUE = "carlang_planner"
+#: How often a worker looks for work on a queue, in seconds (DBOS's default: 1). Planner
+#: batches take a fraction of a second each: a second's wait between them would dominate.
+POLLING_INTERVAL = {PLANNER_QUEUE: 0.2}
 
 
 class RunSpec(TypedDict, total=False):
@@ -379,6 +382,7 @@ def launch(
             # DBOS refuses a per-worker limit above the global one; the global one is the cap.
             worker_concurrency=min(concurrency, limit) if concurrency and limit else concurrency,
             global_concurrency=limit,
+            polling_interval_sec=POLLING_INTERVAL.get(queue, 1.0),
             on_conflict="always_update" if given else "never_update",
         )
     _launched.append(database)

@@ -29,7 +29,7 @@ from carlang_runtime.policy import PolicySet
 from dbos import DBOS, DBOSClient, run_dbos_database_migrations
 from pydantic import TypeAdapter
 
-from .backend import PLANNER_QUEUE, sqlite_problem
+from .backend import PLANNER_QUEUE, POLLING_INTERVAL, sqlite_problem
 
 __all__ = [
     "PLANNER_QUEUE",
@@ -191,7 +191,11 @@ class Experiments:
         try:
             run_dbos_database_migrations(self.database)  # a fresh database gets DBOS's tables
             self._client = DBOSClient(system_database_url=self.database)
-            self._client.register_queue(PLANNER_QUEUE, on_conflict="never_update")
+            self._client.register_queue(
+                PLANNER_QUEUE,
+                polling_interval_sec=POLLING_INTERVAL[PLANNER_QUEUE],
+                on_conflict="never_update",
+            )
         except Exception as exc:  # the driver's own errors: say which database
             raise CarlangRuntimeError(
                 f"cannot open the runs database {self.database}: {exc}"
