@@ -445,6 +445,8 @@ class PolicyDecl(Node):
     message: Value | None
     #: `policy p: shadow deny ...`: recorded, never enforced
     shadow: bool = False
+    #: `approval_timeout 2h`: how long a durable approval of this policy may wait
+    approval_timeout: Duration | None = None
 
 
 @dataclass(slots=True, repr=False, eq=False)

@@ -334,9 +334,13 @@ class _Printer:
             head += f" when {decl.when.text}"
         self.leading(decl.span.start, 0, first)
         self.lines.append(head)
+        end = decl.when.span.end if decl.when is not None else None
+        if decl.approval_timeout is not None:
+            self.trailing(end if end is not None else decl.approval_timeout.span.start)
+            self.lines.append(f"  approval_timeout {decl.approval_timeout.text}")
+            end = decl.approval_timeout.span.end
         if decl.message is not None:
-            end = decl.when.span.end if decl.when is not None else decl.message.span.start
-            self.trailing(end)
+            self.trailing(end if end is not None else decl.message.span.start)
             self.lines.append(f"  message {format_value(decl.message.value)}")
         self.trailing(decl.span.end)
 

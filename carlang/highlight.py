@@ -39,6 +39,7 @@ _RULES = (
 _KEYWORDS = (
     "description", "idempotent", "cache", "rate", "per", "reversibility", "reversible",
     "compensable", "irreversible", "tools", "max_actions", "max_tool_calls", "max_duration",
+    "approval_timeout",
     "message", "equals", "contains", "from", "under", "context", "after", "requires", "reads",
     "effects", "retry", "on_failure", "timeout", "compensate", "with", "meta", "mode", "abort",
     "skip", "one_shot", "streaming", "long_running", "set", "read", "assert", "exists", "not",

@@ -721,6 +721,32 @@ class _Lowerer:
 
     # -- policies ----------------------------------------------------------------------------
 
+    def approval_timeout(self, source: Source, decl: ast.PolicyDecl) -> int | None:
+        """A policy's `approval_timeout` in milliseconds; None (after an error) where it
+        cannot apply."""
+        timeout = decl.approval_timeout
+        assert timeout is not None
+        if decl.effect.text != "require_approval":
+            self.d.error(
+                "CL0504",
+                f"`approval_timeout` applies to require_approval policies; `{decl.name.text}`"
+                f" is a {decl.effect.text} policy",
+                source,
+                timeout.span,
+                help="remove the approval_timeout line, or make the policy require_approval",
+            )
+            return None
+        if timeout.ms <= 0:
+            self.d.error(
+                "CL0213",
+                "an approval_timeout must be longer than 0",
+                source,
+                timeout.span,
+                help="write how long an approval may wait, like 30m or 2h",
+            )
+            return None
+        return timeout.ms
+
     def policies(self) -> list[Any]:
         out: list[Any] = []
         keyword_rules = 0
@@ -748,6 +774,8 @@ class _Lowerer:
                 if decl.when is not None:
                     policy["when"] = decl.when.text
                     policy["when_loc"] = loc_of(source, decl.when.span)
+                if decl.approval_timeout is not None:
+                    policy["approval_timeout_ms"] = self.approval_timeout(source, decl)
                 out.append(ir.CelPolicy.model_validate(policy))
             elif isinstance(decl, ast.DenyToolDecl):
                 self.check_targets(source, decl.tools)

@@ -404,6 +404,7 @@ class AstBuilder:
         effect: ast.Name,
         targets: tuple[ast.Name, ...] | None,
         when: ast.CelText | None,
+        approval_timeout: ast.Duration | None,
         message: ast.Value | None,
     ) -> ast.PolicyDecl:
         return ast.PolicyDecl(
@@ -413,8 +414,12 @@ class AstBuilder:
             when,
             message,
             shadow is not None,
+            approval_timeout,
             span=self._here(),
         )
+
+    def approval_timeout(self, duration: Token) -> ast.Duration:
+        return self._duration(duration, "approval_timeout")
 
     def when(self, text: Token) -> ast.CelText:
         stripped = text[1].rstrip()

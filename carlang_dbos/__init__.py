@@ -33,6 +33,7 @@ from .control import (
     resume_run,
     show_run,
 )
+from .experiments import PLANNER_QUEUE, Experiments
 
 __all__ = [
     "APP_NAME",
@@ -57,4 +58,6 @@ __all__ = [
     "submit",
     "submit_many",
     "RUNS_QUEUE",
+    "PLANNER_QUEUE",
+    "Experiments",
 ]

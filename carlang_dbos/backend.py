@@ -37,7 +37,7 @@ from carlang_runtime.engine.loading import register_tool_spec
 from carlang_runtime.engine.run import ProposalRun
 from carlang_runtime.engine.state import check_tenant
 from carlang_runtime.errors import CarlangRuntimeError
-from carlang_runtime.ir import Action, ActionProposal, Program, ProposalResult
+from carlang_runtime.ir import Action, ActionProposal, CelPolicy, Program, ProposalResult
 from dbos import DBOS, DBOSClient, SetWorkflowID, run_dbos_database_migrations
 
 __all__ = [
@@ -68,6 +68,11 @@ TOOL_WORKFLOW = "carlang_tool_call"
 DEFAULT_DATABASE = "sqlite:///carlang-runs.db"
 #: The queue that detached runs wait on until a worker takes them.
 RUNS_QUEUE = "carlang_runs"
+#: The queue that planner experiments' batches wait on (see `carlang_dbos.experiments`).
+PLANNER_QUEUE = "carlang_planner"
+#: How often a worker looks for work on a queue, in seconds (DBOS's default: 1). Planner
+#: batches take a fraction of a second each: a second's wait between them would dominate.
+POLLING_INTERVAL = {PLANNER_QUEUE: 0.2}
 
 
 class RunSpec(TypedDict, total=False):
@@ -138,7 +143,8 @@ class DbosSteps:
         if queue is None:
             record: dict[str, Any] = await self.run(f"call {action.id}", run.call_record, action)
             return record
-        await DBOS.register_queue_async(queue)
+        # Created if missing; its limits are the workers' (see `launch`), never reset here.
+        await DBOS.register_queue_async(queue, on_conflict="never_update")
         with SetWorkflowID(f"{self.run_id}.{action.id}"):
             handle = await DBOS.enqueue_workflow_async(
                 queue,
@@ -160,15 +166,36 @@ def approval_topic(action_id: str) -> str:
 class DurableApprovals:
     """An approval gate that parks the workflow until someone answers: it publishes the
     request (a DBOS event `approval:<action>`, what `carlang runs show` lists) and waits for a
-    message on the action's topic. No answer within `timeout` seconds is an expired approval:
-    refused, and reported as expired, not as a denial."""
+    message on the action's topic. No answer in time is an expired approval: refused, and
+    reported as expired, not as a denial. In time: within the `approval_timeout` of the
+    policies that asked (the shortest, when several give one), else `timeout` seconds (the
+    runtime's; None: a day)."""
 
-    def __init__(self, timeout: float | None) -> None:
+    def __init__(self, timeout: float | None, policies: Mapping[str, float] | None = None) -> None:
         self.timeout = timeout if timeout is not None else 86_400.0
+        self.policies = dict(policies or {})
+
+    @classmethod
+    def for_program(cls, program: Program, timeout: float | None) -> DurableApprovals:
+        """The gate of `program`'s runs: its policies' `approval_timeout`s over `timeout`."""
+        return cls(
+            timeout,
+            {
+                policy.name: policy.approval_timeout_ms / 1000
+                for policy in program.policies
+                if isinstance(policy, CelPolicy) and policy.approval_timeout_ms is not None
+            },
+        )
+
+    def timeout_for(self, request: ApprovalRequest) -> float:
+        """Seconds `request` may wait: its policies' timeout, else the runtime's."""
+        given = [self.policies[m.policy] for m in request.policies if m.policy in self.policies]
+        return min(given) if given else self.timeout
 
     async def review(self, request: ApprovalRequest) -> Approval:
         """Wait (durably) for `carlang approve` / `carlang deny`."""
         action_id = request.action.id
+        timeout = self.timeout_for(request)
         await DBOS.set_event_async(
             approval_topic(action_id),
             {
@@ -176,14 +203,14 @@ class DurableApprovals:
                 "tool": request.action.tool,
                 "parameters": dict(request.parameters),
                 "reason": request.reason,
-                "timeout_s": self.timeout,
+                "timeout_s": timeout,
             },
         )
-        answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=self.timeout)
+        answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=timeout)
         await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
         if not isinstance(answer, Mapping):
             return Approval(
-                False, f"approval expired after {self.timeout:g}s without an answer", None, True
+                False, f"approval expired after {timeout:g}s without an answer", None, True
             )
         return Approval(
             bool(answer.get("approved")),
@@ -237,7 +264,7 @@ def build_runtime(spec: RunSpec, run_id: str) -> tuple[Runtime, ActionProposal]:
     runtime = Runtime.from_program(
         program,
         events=_event_log(spec.get("events"), run_id),
-        approval=DurableApprovals(spec.get("approval_timeout")),
+        approval=DurableApprovals.for_program(program, spec.get("approval_timeout")),
         compensate=spec.get("compensate", True),
     )
     state = spec.get("state")
@@ -305,17 +332,31 @@ def launch(
     queues: Sequence[str] | None = None,
     executor: str | None = None,
     concurrency: int | None = None,
+    global_concurrency: Mapping[str, int] | None = None,
 ) -> None:
     """Start DBOS in this process on `database` (a SQLite or Postgres URL), once. A worker
     names the `queues` it serves (None: all), its `executor` id (a process that starts with
-    an id recovers the runs that id left unfinished: give each worker a stable one) and how
-    many workflows of each of its queues it runs at once (`concurrency`)."""
+    an id recovers the runs that id left unfinished: give each worker a stable one), how many
+    workflows of each of its queues one worker runs at once (`concurrency`) and, per queue,
+    how many run at once across every worker (`global_concurrency`).
+
+    A queue's limits live in the database, one row per queue that every process reads: a
+    process that gives limits sets them for all (the last one started wins, so give every
+    worker of a queue the same); one that gives none keeps those stored."""
     if _launched:
         if _launched[0] != database:
             raise CarlangRuntimeError(
                 f"DBOS already runs here on {_launched[0]}; one process serves one database"
             )
         return
+    limits = dict(global_concurrency or {})
+    served = list(queues) if queues is not None else [RUNS_QUEUE, PLANNER_QUEUE]
+    not_served = sorted(set(limits) - set(served)) if queues is not None else []
+    if not_served:
+        raise CarlangRuntimeError(
+            f"a global concurrency for {', '.join(not_served)}, which this worker does not"
+            " serve: add --queue for it"
+        )
     config: dict[str, Any] = {
         "name": APP_NAME,
         "system_database_url": database,
@@ -333,8 +374,17 @@ def launch(
     if queues is not None:
         DBOS.listen_queues(list(queues))
     DBOS.launch()
-    for queue in queues or [RUNS_QUEUE]:
-        DBOS.register_queue(queue, worker_concurrency=concurrency)
+    for queue in dict.fromkeys([*served, *limits]):
+        limit = limits.get(queue)
+        given = concurrency is not None or limit is not None
+        DBOS.register_queue(
+            queue,
+            # DBOS refuses a per-worker limit above the global one; the global one is the cap.
+            worker_concurrency=min(concurrency, limit) if concurrency and limit else concurrency,
+            global_concurrency=limit,
+            polling_interval_sec=POLLING_INTERVAL.get(queue, 1.0),
+            on_conflict="always_update" if given else "never_update",
+        )
     _launched.append(database)
 
 
@@ -395,7 +445,7 @@ def submit_many(database: str, runs: Sequence[tuple[RunSpec, str]]) -> None:
     run_dbos_database_migrations(database)  # a fresh database gets DBOS's tables first
     client = DBOSClient(system_database_url=database)
     try:
-        client.register_queue(RUNS_QUEUE)
+        client.register_queue(RUNS_QUEUE, on_conflict="never_update")
         for spec, run_id in runs:
             client.enqueue(
                 {"workflow_name": WORKFLOW, "queue_name": RUNS_QUEUE, "workflow_id": run_id},

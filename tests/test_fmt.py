@@ -135,3 +135,15 @@ def test_fmt_stdin_to_stdout_and_diff_change_nothing(tmp_path: Path) -> None:
     assert path.read_text() == messy  # --diff, like --check, writes nothing
     result = runner.invoke(app, ["fmt", str(path)])
     assert result.exit_code == 0 and path.read_text() == neat  # plain fmt writes the fixes
+
+
+def test_an_approval_timeout_goes_on_its_own_line_before_the_message() -> None:
+    written = (
+        'tool ship(env: string)\npolicy  p: require_approval ship when params.env == "prod"  # why\n'
+        '   approval_timeout   2h message "ask"\npolicy q: require_approval ship approval_timeout 5m\n'
+    )
+    assert fmt(written) == (
+        'tool ship(env: string)\npolicy p: require_approval ship when params.env == "prod"  # why\n'
+        '  approval_timeout 2h\n  message "ask"\npolicy q: require_approval ship\n'
+        "  approval_timeout 5m\n"
+    )

@@ -215,3 +215,22 @@ def test_a_duration_below_a_millisecond_is_an_error() -> None:
     result = compile_diagnostics("tool t()\nproposal p {\n  a = t() {\n    timeout 100us\n  }\n}\n")
     messages = [d.message for d in result.diagnostics.items if d.code == "CL0104"]
     assert messages == ["duration 100us is not a whole number of milliseconds"]
+
+
+def test_a_policy_approval_timeout_is_a_carlang_extension_in_milliseconds() -> None:
+    program = compile_ok(
+        "tool ship(env: string)\n"
+        'policy prod: require_approval ship when params.env == "prod"\n'
+        '  approval_timeout 1m30s\n  message "a human decides"\n'
+        "policy any: require_approval ship approval_timeout 2h\n"
+    )
+    prod, anytime = program.policies
+    assert isinstance(prod, ir.CelPolicy) and isinstance(anytime, ir.CelPolicy)
+    assert (prod.approval_timeout_ms, prod.message) == (90_000, "a human decides")
+    assert anytime.approval_timeout_ms == 7_200_000
+    plain = compile_ok("tool ship(env: string)\npolicy p: require_approval ship\n")
+    assert "approval_timeout_ms" not in plain.model_dump(mode="json")["policies"][0]
+    misplaced = "tool ship(env: string)\npolicy p: deny ship when true\n  approval_timeout 2h\n"
+    assert codes(misplaced) == ["CL0504"]
+    zero = "tool ship(env: string)\npolicy p: require_approval ship approval_timeout 0s\n"
+    assert codes(zero) == ["CL0213"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_OK, echo, fail_usage, guarded
+from .common import EXIT_OK, echo, echo_err, fail_usage, guarded
 
 if TYPE_CHECKING:
     from carlang_runtime import ir
@@ -85,6 +85,21 @@ def run_durably(
         return backend.run(spec, run_id), run_id
     finally:
         backend.shutdown()
+
+
+def planner_experiments(database: str | None) -> Any:
+    """`carlang_dbos.Experiments` on the runs database, for `rank --backend dbos`: it says on
+    stderr what it queued and that workers take it."""
+    backend = _backend()
+    url = _database(database)
+
+    def queued(count: int) -> None:
+        echo_err(
+            f"queued {count} task(s) on {backend.PLANNER_QUEUE} in {url}; each"
+            f" `carlang worker --database {url}` takes some"
+        )
+
+    return backend.Experiments(url, queued)
 
 
 # -- approvals ---------------------------------------------------------------------------------
@@ -215,7 +230,17 @@ def worker_command(
     ] = None,
     concurrency: Annotated[
         int | None,
-        typer.Option("--concurrency", min=1, help="At most this many runs of a queue at once."),
+        typer.Option(
+            "--concurrency", min=1, help="At most this many runs of a queue at once, here."
+        ),
+    ] = None,
+    global_concurrency: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--global-concurrency",
+            metavar="QUEUE=N",
+            help="At most N workflows of QUEUE at once across every worker (repeatable).",
+        ),
     ] = None,
     database: DatabaseOption = None,
 ) -> None:
@@ -223,7 +248,14 @@ def worker_command(
     unfinished, and take work from the queues named."""
     backend = _backend()
     url = _database(database)
-    backend.launch(url, queues=queue, executor=worker_id, concurrency=concurrency)
+    limits = _queue_limits(global_concurrency or [])
+    backend.launch(
+        url,
+        queues=queue,
+        executor=worker_id,
+        concurrency=concurrency,
+        global_concurrency=limits,
+    )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     echo(f"carlang worker on {url}" + (f", queues {', '.join(queue)}" if queue else ""))
@@ -234,6 +266,16 @@ def worker_command(
         pass
     finally:
         backend.shutdown()
+
+
+def _queue_limits(pairs: list[str]) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for pair in pairs:
+        name, _, count = pair.partition("=")
+        if not name.strip() or not count.strip().isdigit() or int(count) < 1:
+            fail_usage(f"--global-concurrency {pair}: write QUEUE=N with N >= 1, like gpu=2")
+        limits[name.strip()] = int(count)
+    return limits
 
 
 def register(app: typer.Typer) -> None:

@@ -10,11 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .dbos_commands import DatabaseOption
+from .run_commands import Backend
 
 if TYPE_CHECKING:
     from carlang_runtime.experiments import Task
     from carlang_runtime.planner import PlannerConfig, ScoredProposal, ToolFeedback
     from carlang_runtime.planner.sweep import SweepPoint
+
+    from carlang_dbos import Experiments
 
 __all__ = ["register"]
 
@@ -93,20 +97,59 @@ def rank_command(
         Path | None,
         typer.Option("--plot", help="With --sweep over one setting: draw the scores (.svg, .png)."),
     ] = None,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            help="inprocess (the default) or dbos: a sweep's grid points and a large Monte Carlo"
+            " estimate's trials go in batches to `carlang worker`s; the same results.",
+        ),
+    ] = Backend.inprocess,
+    database: DatabaseOption = None,
+    batch: Annotated[
+        int | None,
+        typer.Option(
+            "--batch", min=1, help="With --backend dbos: grid points per worker task (default 10)."
+        ),
+    ] = None,
     root: RootOption = None,
 ) -> None:
     """Score candidate plans without running them, best first: every task of the inputs, in one
     table. Exit 0 when every task has a valid candidate, 1 when one has none (or a program has
     errors), 2 for bad input."""
-    from carlang_runtime.experiments import rank_task, table_rows, write_csv
-    from carlang_runtime.planner.explain import render_explanation
-
     from .datasets import load_config, load_dataset
 
     tasks = load_dataset(files, plan, root)
     history = _feedback(feedback)
     base = load_config(config_file)
     extra = _settings(settings or [])
+    if backend is Backend.inprocess and (database is not None or batch is not None):
+        fail_usage("--database and --batch go with --backend dbos")
+    if backend is Backend.dbos:
+        from .dbos_commands import planner_experiments
+
+        with planner_experiments(database) as remote:
+            _rank(tasks, base, extra, history, sweep, output, explain, plot, remote, batch)
+    else:
+        _rank(tasks, base, extra, history, sweep, output, explain, plot)
+
+
+def _rank(
+    tasks: list[Task],
+    base: PlannerConfig,
+    extra: dict[str, str],
+    history: ToolFeedback | None,
+    sweep: list[str] | None,
+    output: RankFormat | None,
+    explain: bool,
+    plot: Path | None,
+    remote: Experiments | None = None,
+    batch: int | None = None,
+) -> None:
+    """Rank or sweep, here or (`remote`) on the workers; exits with `rank`'s status."""
+    from carlang_runtime.experiments import rank_task, table_rows, write_csv
+    from carlang_runtime.planner.explain import render_explanation
+
     if sweep:
         if output is RankFormat.table:
             fail_usage("a sweep prints csv or json (--format csv|json)")
@@ -114,7 +157,7 @@ def rank_command(
             fail_usage(f"a sweep ranks one plan; the inputs hold {len(tasks)} (choose with --plan)")
         only = tasks[0]
         at = only.config(base).with_settings(extra)
-        _sweep(only, at, history, sweep, output or RankFormat.csv, plot)
+        _sweep(only, at, history, sweep, output or RankFormat.csv, plot, remote, batch)
         raise typer.Exit(EXIT_OK)
     if plot is not None:
         fail_usage("--plot draws a sweep: add --sweep NAME=START:STOP:STEP")
@@ -122,7 +165,13 @@ def rank_command(
     rankings = []
     for task in tasks:
         config = task.config(base).with_settings(extra)
-        ranked = rank_task(task, config, history, own_settings=False)
+        ranked = rank_task(
+            task,
+            config,
+            history,
+            own_settings=False,
+            monte_carlo_batches=remote.monte_carlo if remote is not None else None,
+        )
         rankings.append((task, config, ranked))
         rows.extend(table_rows(task.id, ranked, config))
     if output is RankFormat.json:
@@ -235,13 +284,20 @@ def _sweep(
     specs: list[str],
     output: RankFormat,
     plot: Path | None = None,
+    remote: Experiments | None = None,
+    batch: int | None = None,
 ) -> None:
     from carlang_runtime.experiments import rank_task, table_rows, write_csv
     from carlang_runtime.planner.sweep import parse_axis, sweep, winner_changes
 
     axes = [parse_axis(spec) for spec in specs]
     cache: dict[tuple[Any, ...], Any] = {}
-    points = sweep(lambda at: rank_task(task, at, history, cache, own_settings=False), config, axes)
+    if remote is not None:
+        points = remote.sweep(task, config, history, axes, *([batch] if batch else []))
+    else:
+        points = sweep(
+            lambda at: rank_task(task, at, history, cache, own_settings=False), config, axes
+        )
     if output is RankFormat.json:
         echo(json.dumps([_point_document(p) for p in points], indent=2))
     else:

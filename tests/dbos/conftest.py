@@ -26,3 +26,11 @@ def postgres_url() -> Iterator[str]:
         yield url
     finally:
         cluster.__exit__(None, None, None)
+
+
+@pytest.fixture
+def postgres_database(postgres_url: str, request: pytest.FixtureRequest) -> str:
+    """A URL of a database of its own for one test, on the session's private cluster (DBOS
+    creates it on first use), so that tests counting runs do not see each other's."""
+    name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
+    return f"{postgres_url.rsplit('/', 1)[0]}/{name}"

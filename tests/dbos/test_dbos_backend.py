@@ -225,3 +225,34 @@ def test_runs_can_be_listed_cancelled_and_resumed(
     ship = _show(project, run_id)["result"]["results"][2]
     assert ship["status"] == "rejected" and "not today" in ship["error"]
     assert os.path.exists(project / "runs.db")
+
+
+def test_an_approval_expires_after_its_policys_timeout(project: Path) -> None:
+    # The policy's approval_timeout (1s) wins over the run's --approval-timeout (an hour).
+    (project / "p.car").write_text(
+        PROGRAM.replace(
+            'when params.env == "prod"\n', 'when params.env == "prod"\n  approval_timeout 1s\n'
+        )
+    )
+    started = time.monotonic()
+    durable = carlang(
+        "run",
+        "p.car",
+        "--tools",
+        "tools.py:TOOLS",
+        "--format",
+        "json",
+        "--backend",
+        "dbos",
+        "--database",
+        _db(project),
+        "--approval-timeout",
+        "3600",
+        cwd=project,
+    )
+    assert durable.returncode == 1, durable.stderr
+    assert time.monotonic() - started < 60
+    ship = json.loads(durable.stdout)["result"]["results"][2]
+    assert ship["status"] == "rejected"
+    assert "approval expired after 1s without an answer" in ship["error"]
+    assert _calls(project) == ["work a", "work b"]

@@ -20,6 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
 from ..planner import Governance, PlannerConfig, ScoredProposal, ToolFeedback, plan_config, rank
+from ..planner.montecarlo import BatchRunner
 from ..policy import PolicySet
 from ..verify import ToolsArg
 
@@ -67,9 +68,11 @@ def rank_task(
     monte_carlo_cache: dict[tuple[Any, ...], Any] | None = None,
     *,
     own_settings: bool = True,
+    monte_carlo_batches: BatchRunner | None = None,
 ) -> list[ScoredProposal]:
     """Rank one task's candidates, best first (see `planner.rank` for the order): with
-    `config` and then the plan's own settings, or `config` alone (`own_settings=False`)."""
+    `config` and then the plan's own settings, or `config` alone (`own_settings=False`).
+    `monte_carlo_batches`: where a large Monte Carlo estimate's batches run (default: here)."""
     return rank(
         task.candidates,
         task.tools,
@@ -79,6 +82,7 @@ def rank_task(
         list(task.policies),
         governance=task.governance,
         monte_carlo_cache=monte_carlo_cache,
+        monte_carlo_batches=monte_carlo_batches,
     )
 
 

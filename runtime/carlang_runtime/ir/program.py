@@ -130,6 +130,9 @@ class CelPolicy(_PolicyBase):
     when: Str | None = Field(default=None, exclude_if=omit_none)
     # Where the CEL text starts in the source, so CEL errors land at the right column.
     when_loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
+    #: carlang's extension, for `require_approval`: how long a durable approval (the DBOS
+    #: backend) may wait for an answer before it expires (none: the runtime's timeout).
+    approval_timeout_ms: U64 | None = Field(default=None, exclude_if=omit_none)
 
 
 class DenyToolRule(_PolicyBase):

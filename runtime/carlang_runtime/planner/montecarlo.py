@@ -32,7 +32,16 @@ from ..precondition import check_assertion
 from ..verify.state import apply_effects, is_blocked
 from .feedback import ToolFeedback
 
-__all__ = ["MonteCarloResult", "simulate_monte_carlo", "UNKNOWN_TOOL_RATE"]
+__all__ = [
+    "MonteCarloResult",
+    "simulate_monte_carlo",
+    "UNKNOWN_TOOL_RATE",
+    "BATCH_TRIALS",
+    "BatchCounts",
+    "BatchRunner",
+    "MonteCarloJob",
+    "run_batches",
+]
 
 #: The success rate of a tool no rate is given for (CAR's planner: 0.5).
 UNKNOWN_TOOL_RATE: Final = 0.5
@@ -142,34 +151,194 @@ def simulate_monte_carlo(
     approvals: Mapping[int, Sequence[str]] | None = None,
     budget_ms: float | None = None,
     unknown_approval_rate: float = 1.0,
+    batches: BatchRunner | None = None,
 ) -> MonteCarloResult:
     """Run `trials` simulated executions of `proposal` from `state`, tools failing at
     `tool_success_rates` (per attempt; `unknown_rate` for a tool not listed; with
     `ToolFeedback`, per parameter pattern where it knows one). `approvals`: per action
     position, the policies that will ask approval for it, each granted at its learned rate
     (`unknown_approval_rate` when the feedback has none). `budget_ms`: the duration budget,
-    spent at the tools' learned mean durations. The same `seed` gives the same result."""
+    spent at the tools' learned mean durations. The same `seed` gives the same result.
+
+    The trials run in batches of `BATCH_TRIALS`, each from its own seeded random stream
+    (`MonteCarloJob`), so that `batches` (a `BatchRunner`: by default one after the other,
+    here) may run them anywhere, in any order, and the result stays the same."""
     if trials < 1:
         raise ValueError("trials must be at least 1")
     prop = proposal if isinstance(proposal, ActionProposal) else load_proposal(proposal)
-    feedback = tool_success_rates if isinstance(tool_success_rates, ToolFeedback) else None
-    cols = Columns.of(prop.actions)
-    plan = _plan(
-        cols,
-        _rates(prop, tool_success_rates, unknown_rate),
-        _gates(len(prop.actions), approvals, feedback, unknown_approval_rate),
-        _durations(prop, feedback) if budget_ms is not None else [],
-        budget_ms if feedback is not None and feedback.has_durations else None,
+    job = MonteCarloJob(
+        prop,
+        tool_success_rates,
+        trials,
+        seed,
+        dict(state or {}),
+        unknown_rate,
+        {int(i): list(p) for i, p in (approvals or {}).items()},
+        budget_ms,
+        unknown_approval_rate,
     )
-    n = len(prop.actions)
-    draw = random.Random(seed).random
+    return job.combine((batches or run_batches)(job))
+
+
+#: Trials per batch: each batch draws from its own stream (the first from `Random(seed)`, as a
+#: single-batch estimate always has), so a large estimate splits over processes unchanged.
+BATCH_TRIALS: Final = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class BatchCounts:
+    """What one batch of trials counted (summed over batches, they make the result)."""
+
+    trials: int
+    kept: list[int]  # per action position: trials in which it succeeded and was kept
+    aborts: dict[int, int]  # per action position: trials it aborted
+    completed: int  # actions kept, over every trial
+    full: int  # trials in which every action succeeded
+
+    def to_document(self) -> dict[str, Any]:
+        """As JSON data (`from_document` reads it back)."""
+        return {
+            "trials": self.trials,
+            "kept": self.kept,
+            "aborts": [[i, n] for i, n in self.aborts.items()],
+            "completed": self.completed,
+            "full": self.full,
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> BatchCounts:
+        """Counts written by `to_document`."""
+        return cls(
+            int(document["trials"]),
+            [int(n) for n in document["kept"]],
+            {int(i): int(n) for i, n in document["aborts"]},
+            int(document["completed"]),
+            int(document["full"]),
+        )
+
+
+@dataclass(frozen=True)
+class MonteCarloJob:
+    """One Monte Carlo estimate as plain inputs: split into batches (`batch_sizes`), each run
+    on its own (`run_batch`, anywhere: `to_document` ships it), the counts combined
+    (`combine`) into exactly the result of running them here one after the other."""
+
+    proposal: ActionProposal
+    rates: Mapping[str, float] | ToolFeedback
+    trials: int
+    seed: int | None
+    state: dict[str, Any]
+    unknown_rate: float
+    approvals: dict[int, list[str]]
+    budget_ms: float | None
+    unknown_approval_rate: float
+
+    def batch_sizes(self) -> list[int]:
+        """The trials of each batch, in order."""
+        full, rest = divmod(self.trials, BATCH_TRIALS)
+        return [BATCH_TRIALS] * full + ([rest] if rest else [])
+
+    def run_batch(self, index: int) -> BatchCounts:
+        """Run batch `index` (its trials, from its own stream)."""
+        feedback = self.rates if isinstance(self.rates, ToolFeedback) else None
+        cols = Columns.of(self.proposal.actions)
+        plan = _plan(
+            cols,
+            _rates(self.proposal, self.rates, self.unknown_rate),
+            _gates(len(cols.actions), self.approvals, feedback, self.unknown_approval_rate),
+            _durations(self.proposal, feedback) if self.budget_ms is not None else [],
+            self.budget_ms if feedback is not None and feedback.has_durations else None,
+        )
+        return _count(plan, cols, self.state, self.batch_sizes()[index], _stream(self.seed, index))
+
+    def combine(self, counts: Sequence[BatchCounts]) -> MonteCarloResult:
+        """The result of every batch's counts (in batch order)."""
+        ids = [action.id for action in self.proposal.actions]
+        n, trials = len(ids), self.trials
+        kept = [0] * n
+        aborts: dict[int, int] = {}
+        completed = full = 0
+        for batch in counts:
+            for i, count in enumerate(batch.kept):
+                kept[i] += count
+            for i, count in batch.aborts.items():
+                aborts[i] = aborts.get(i, 0) + count
+            completed += batch.completed
+            full += batch.full
+        ok = trials - sum(aborts.values())
+        return MonteCarloResult(
+            trials=trials,
+            seed=self.seed,
+            success_rate=ok / trials,
+            full_success_rate=full / trials,
+            mean_completion=completed / (trials * n) if n else 1.0,
+            action_success={ids[i]: kept[i] / trials for i in range(n)},
+            abort_causes={
+                ids[i]: count for i, count in sorted(aborts.items(), key=lambda item: -item[1])
+            },
+        )
+
+    def to_document(self) -> dict[str, Any]:
+        """The job as JSON data (`from_document` reads it back)."""
+        rates = self.rates
+        return {
+            "proposal": self.proposal.model_dump(mode="json"),
+            "rates": rates.to_document() if isinstance(rates, ToolFeedback) else dict(rates),
+            "feedback": isinstance(rates, ToolFeedback),
+            "trials": self.trials,
+            "seed": self.seed,
+            "state": self.state,
+            "unknown_rate": self.unknown_rate,
+            "approvals": [[i, p] for i, p in self.approvals.items()],
+            "budget_ms": self.budget_ms,
+            "unknown_approval_rate": self.unknown_approval_rate,
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> MonteCarloJob:
+        """A job written by `to_document`."""
+        rates = document["rates"]
+        return cls(
+            ActionProposal.model_validate(document["proposal"]),
+            ToolFeedback.from_document(rates) if document["feedback"] else dict(rates),
+            int(document["trials"]),
+            document["seed"],
+            dict(document["state"]),
+            float(document["unknown_rate"]),
+            {int(i): list(p) for i, p in document["approvals"]},
+            document["budget_ms"],
+            float(document["unknown_approval_rate"]),
+        )
+
+
+#: Runs a job's batches, wherever: their counts, in batch order.
+BatchRunner = Callable[[MonteCarloJob], Sequence[BatchCounts]]
+
+
+def run_batches(job: MonteCarloJob) -> list[BatchCounts]:
+    """The in-process `BatchRunner`: every batch here, one after the other."""
+    return [job.run_batch(index) for index in range(len(job.batch_sizes()))]
+
+
+def _stream(seed: int | None, index: int) -> Callable[[], float]:
+    """Batch `index`'s random draws: the first batch's from `Random(seed)`, the others' from
+    a seed derived from both (a string seed is hashed the same way in every process)."""
+    if index == 0 or seed is None:
+        return random.Random(seed).random
+    return random.Random(f"carlang-monte-carlo:{seed}:{index}").random
+
+
+def _count(
+    plan: _Plan, cols: Columns, state: Mapping[str, Any], trials: int, draw: Callable[[], float]
+) -> BatchCounts:
+    n = len(plan.mode)
     kept = [0] * n
     aborts: dict[int, int] = {}
     completed = full = 0
-    initial = dict(state or {})
+    initial = dict(state)
+    trial = _timed_trial if plan.budget_ms is not None else _trial
     for _ in range(trials):
         live = dict(initial) if plan.tracks_state else initial
-        trial = _timed_trial if plan.budget_ms is not None else _trial
         done, cause = trial(plan, cols, live, draw)
         if cause is not None:
             aborts[cause] = aborts.get(cause, 0) + 1
@@ -179,19 +348,7 @@ def simulate_monte_carlo(
         completed += len(done)
         if len(done) == n:
             full += 1
-    ids = cols.ids
-    ok = trials - sum(aborts.values())
-    return MonteCarloResult(
-        trials=trials,
-        seed=seed,
-        success_rate=ok / trials,
-        full_success_rate=full / trials,
-        mean_completion=completed / (trials * n) if n else 1.0,
-        action_success={ids[i]: kept[i] / trials for i in range(n)},
-        abort_causes={
-            ids[i]: count for i, count in sorted(aborts.items(), key=lambda item: -item[1])
-        },
-    )
+    return BatchCounts(trials, kept, aborts, completed, full)
 
 
 def _trial(

@@ -13,6 +13,7 @@ from ..verify import ToolsArg, load_state, tool_set
 from .config import PlannerConfig
 from .feedback import ToolFeedback
 from .governance import Governance
+from .montecarlo import BatchRunner
 from .score import ScoredProposal, ScoringContext, score_candidate
 
 __all__ = ["rank", "pick_best", "plan_config", "rank_plan"]
@@ -31,6 +32,7 @@ def rank(
     *,
     governance: Governance | None = None,
     monte_carlo_cache: dict[tuple[Any, ...], Any] | None = None,
+    monte_carlo_batches: BatchRunner | None = None,
 ) -> list[ScoredProposal]:
     """Score every candidate and order them best first: valid before invalid, then by score;
     equal scores go to the candidate with fewer actions (as car-runtime orders them), then to
@@ -42,7 +44,8 @@ def rank(
     `policies`: `PolicySet`s or policies, judged against each action beforehand.
     `governance`: the capabilities and budgets candidates run under. `monte_carlo_cache`:
     a dict that keeps Monte Carlo results across calls on the same proposal objects (an
-    experiment ranking one dataset at many weights).
+    experiment ranking one dataset at many weights). `monte_carlo_batches`: where the batches
+    of a large Monte Carlo estimate run (default: here; see `MonteCarloJob`).
     """
     # Scoring builds many small acyclic objects; the collector's passes over them would cost
     # as much as the scoring (see `gc_paused`).
@@ -56,6 +59,7 @@ def rank(
             policies=_policy_sets(policies),
             governance=governance or Governance(),
             monte_carlo_cache=monte_carlo_cache,
+            monte_carlo_batches=monte_carlo_batches,
         )
         scored = [score_candidate(i, p, on) for i, p in enumerate(proposals)]
     return sorted(scored, key=lambda s: (not s.valid, -s.score, s.action_count, s.index))

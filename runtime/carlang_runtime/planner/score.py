@@ -36,7 +36,7 @@ from .features import (
 )
 from .feedback import ToolFeedback
 from .governance import Governance
-from .montecarlo import MonteCarloResult, simulate_monte_carlo
+from .montecarlo import BatchRunner, MonteCarloResult, simulate_monte_carlo
 
 __all__ = ["ScoredProposal", "ScoringContext", "score_candidate", "token_estimate", "FEATURES"]
 
@@ -103,6 +103,9 @@ class ScoringContext:
     #: Monte Carlo results kept across rankings (they do not depend on the weights): keyed by
     #: the proposal object and the settings they do depend on. None: not kept.
     monte_carlo_cache: dict[tuple[Any, ...], tuple[ActionProposal, MonteCarloResult]] | None = None
+    #: Where a Monte Carlo estimate's batches run (None: here, one after the other); the
+    #: result is the same wherever they run.
+    monte_carlo_batches: BatchRunner | None = None
 
 
 def token_estimate(proposal: ActionProposal) -> int:
@@ -312,6 +315,7 @@ def _monte_carlo(
         approvals=asks,
         budget_ms=budget.max_duration_ms if budget is not None else None,
         unknown_approval_rate=config.unknown_approval_rate,
+        batches=on.monte_carlo_batches,
     )
     if cache is not None:
         cache[key] = (proposal, monte)

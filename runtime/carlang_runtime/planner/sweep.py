@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .config import PlannerConfig, SettingError, unknown_setting
 from .score import ScoredProposal
 
-__all__ = ["Axis", "SweepPoint", "parse_axis", "sweep", "winner_changes", "MAX_POINTS"]
+__all__ = ["Axis", "SweepPoint", "parse_axis", "grid", "sweep", "winner_changes", "MAX_POINTS"]
 
 #: A grid larger than this is refused: it is more likely a typo in a step than an experiment.
 MAX_POINTS = 10_000
@@ -77,22 +77,27 @@ def parse_axis(spec: str) -> Axis:
     return Axis(name, points)
 
 
+def grid(axes: Sequence[Axis]) -> list[dict[str, float]]:
+    """The settings at every point of the grid the axes span (the first axis varies slowest);
+    raises `SettingError` past `MAX_POINTS`."""
+    size = 1
+    for axis in axes:
+        size *= len(axis.values)
+    if size > MAX_POINTS:
+        raise SettingError(f"the sweep has {size} points; at most {MAX_POINTS}")
+    return [
+        {axis.name: value for axis, value in zip(axes, values, strict=True)}
+        for values in itertools.product(*(axis.values for axis in axes))
+    ]
+
+
 def sweep(
     rank_at: Callable[[PlannerConfig], list[ScoredProposal]],
     base: PlannerConfig,
     axes: Sequence[Axis],
 ) -> list[SweepPoint]:
     """Rank at every point of the grid the axes span (the first axis varies slowest)."""
-    size = 1
-    for axis in axes:
-        size *= len(axis.values)
-    if size > MAX_POINTS:
-        raise SettingError(f"the sweep has {size} points; at most {MAX_POINTS}")
-    points = []
-    for values in itertools.product(*(axis.values for axis in axes)):
-        settings = {axis.name: value for axis, value in zip(axes, values, strict=True)}
-        points.append(SweepPoint(settings, rank_at(base.with_settings(settings))))
-    return points
+    return [SweepPoint(at, rank_at(base.with_settings(at))) for at in grid(axes)]
 
 
 def _point(settings: dict[str, float]) -> str:

@@ -94,3 +94,28 @@ def test_an_abort_in_a_level_run_in_order_skips_the_rest_of_it() -> None:
     plan = proposal(call("b", "broken"), call("c", "ok", failure_behavior="skip"))
     result = simulate_monte_carlo(plan, {"broken": 0.0, "ok": 1.0}, trials=5, seed=1)
     assert result.abort_causes == {"b": 5} and result.action_success == {"b": 0.0, "c": 0.0}
+
+
+def test_a_large_estimate_is_the_same_however_its_batches_are_run() -> None:
+    from carlang_runtime.planner.montecarlo import BATCH_TRIALS, BatchCounts, MonteCarloJob
+
+    plan = proposal(call("a", "maybe"), call("b", "maybe", depends_on=["a"]), write("w", "k", 1))
+    feedback = ToolFeedback(tool_success_rates={"maybe": 0.7})
+    trials = 2 * BATCH_TRIALS + 123
+    seen: list[int] = []
+
+    def elsewhere(job: MonteCarloJob) -> list[BatchCounts]:
+        # Shipped as JSON, run last batch first, as workers in another process might.
+        shipped = MonteCarloJob.from_document(job.to_document())
+        sizes = shipped.batch_sizes()
+        seen.extend(sizes)
+        done = {i: shipped.run_batch(i) for i in reversed(range(len(sizes)))}
+        return [BatchCounts.from_document(done[i].to_document()) for i in range(len(sizes))]
+
+    here = simulate_monte_carlo(plan, feedback, trials, seed=9)
+    assert simulate_monte_carlo(plan, feedback, trials, seed=9, batches=elsewhere) == here
+    assert seen == [BATCH_TRIALS, BATCH_TRIALS, 123]
+    assert here.success_rate == pytest.approx(0.49, abs=0.02)
+    # The first batch draws from Random(seed), as every estimate of one batch always has.
+    small = simulate_monte_carlo(plan, feedback, BATCH_TRIALS, seed=9)
+    assert small.trials == BATCH_TRIALS and small != here

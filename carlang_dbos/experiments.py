@@ -1,0 +1,278 @@
+"""Planner experiments on the workers: a sweep's grid points and a large Monte Carlo estimate's
+trials, split into batches, each batch a workflow on the queue `carlang_planner` that any
+`carlang worker` takes. The results are exactly the in-process ones: a batch of grid points is
+ranked as the in-process sweep ranks each point, and a Monte Carlo batch draws from the stream
+`MonteCarloJob` gives it wherever it runs.
+
+The submitting process needs no DBOS of its own: it enqueues through a `DBOSClient` and waits.
+A batch's workflow id is a digest of its inputs (and carlang's version), so running the same
+experiment again, after the submitter died say, picks up the batches already done.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from carlang_runtime import __version__
+from carlang_runtime.errors import CarlangRuntimeError
+from carlang_runtime.experiments import Task, rank_task
+from carlang_runtime.ir import ActionProposal, Budget, Capability, Plan, Policy, ToolSchema
+from carlang_runtime.planner import Governance, PlannerConfig, ToolFeedback
+from carlang_runtime.planner.montecarlo import BatchCounts, MonteCarloJob
+from carlang_runtime.planner.score import ScoredProposal
+from carlang_runtime.planner.sweep import Axis, SweepPoint, grid
+from carlang_runtime.policy import PolicySet
+from dbos import DBOS, DBOSClient, run_dbos_database_migrations
+from pydantic import TypeAdapter
+
+from .backend import PLANNER_QUEUE, POLLING_INTERVAL, sqlite_problem
+
+__all__ = [
+    "PLANNER_QUEUE",
+    "RANK_WORKFLOW",
+    "MONTE_CARLO_WORKFLOW",
+    "DEFAULT_SWEEP_BATCH",
+    "Experiments",
+    "task_document",
+    "task_from_document",
+]
+
+#: The workflow that ranks a batch of a sweep's grid points.
+RANK_WORKFLOW = "carlang_rank_batch"
+#: The workflow that runs one batch of a Monte Carlo estimate's trials.
+MONTE_CARLO_WORKFLOW = "carlang_monte_carlo_batch"
+#: Grid points per batch when none is asked for.
+DEFAULT_SWEEP_BATCH = 10
+
+_POLICY: TypeAdapter[Policy] = TypeAdapter(Policy)
+
+
+# -- tasks as JSON data -------------------------------------------------------------------------
+
+
+def task_document(task: Task) -> dict[str, Any]:
+    """A ranking task as JSON data (`task_from_document` reads it back): its candidates,
+    tools, state, policies (shadow ones marked), capabilities, budgets and plan."""
+    return {
+        "id": task.id,
+        "candidates": [c.model_dump(mode="json") for c in task.candidates],
+        "tools": _tools_document(task.tools),
+        "state": dict(task.state),
+        "policies": [_policies_document(p) for p in task.policies],
+        "governance": {
+            "capabilities": [
+                c.model_dump(mode="json") for c in task.governance.capabilities.values()
+            ],
+            "budgets": [b.model_dump(mode="json") for b in task.governance.budgets.values()],
+            "capability": _dump(task.governance.capability),
+            "budget": _dump(task.governance.budget),
+        },
+        "plan": _dump(task.plan),
+    }
+
+
+def task_from_document(document: Mapping[str, Any]) -> Task:
+    """A task written by `task_document`."""
+    governance = document["governance"]
+    tools = document["tools"]
+    return Task(
+        id=document["id"],
+        candidates=[ActionProposal.model_validate(c) for c in document["candidates"]],
+        tools=(
+            [ToolSchema.model_validate(t) for t in tools["schemas"]]
+            if isinstance(tools, Mapping)
+            else tools
+        ),
+        state=dict(document["state"]),
+        policies=[_policies_from(p) for p in document["policies"]],
+        governance=Governance.of(
+            [Capability.model_validate(c) for c in governance["capabilities"]],
+            [Budget.model_validate(b) for b in governance["budgets"]],
+            capability=_load(Capability, governance["capability"]),
+            budget=_load(Budget, governance["budget"]),
+        ),
+        plan=_load(Plan, document["plan"]),
+    )
+
+
+def _dump(model: Any) -> Any:
+    return None if model is None else model.model_dump(mode="json")
+
+
+def _load(kind: Any, document: Any) -> Any:
+    return None if document is None else kind.model_validate(document)
+
+
+def _tools_document(tools: Any) -> Any:
+    if tools is None or isinstance(tools, str):
+        return tools
+    items = list(tools) if not isinstance(tools, Mapping) else None
+    if items is None:
+        raise CarlangRuntimeError("internal error: a task's tools cannot be sent to workers")
+    if items and all(isinstance(t, ToolSchema) for t in items):
+        return {"schemas": [t.model_dump(mode="json") for t in items]}
+    if all(isinstance(t, (str, Mapping)) for t in items):
+        return [t if isinstance(t, str) else dict(t) for t in items]
+    raise CarlangRuntimeError("internal error: a task's tools cannot be sent to workers")
+
+
+def _policies_document(policies: PolicySet) -> dict[str, Any]:
+    shadow = policies.shadow.declared if policies.shadow is not None else []
+    enforced = policies.declared[: len(policies.declared) - len(shadow)]
+    return {
+        "policies": [p.model_dump(mode="json") for p in enforced]
+        + [p.model_copy(update={"shadow": True}).model_dump(mode="json") for p in shadow],
+        "tools": [t.model_dump(mode="json") for t in policies.tools.values()],
+        "check": policies.check,
+    }
+
+
+def _policies_from(document: Mapping[str, Any]) -> PolicySet:
+    return PolicySet(
+        (_POLICY.validate_python(p) for p in document["policies"]),
+        tools=[ToolSchema.model_validate(t) for t in document["tools"]],
+        check=bool(document["check"]),
+    )
+
+
+# -- the workflows the workers run --------------------------------------------------------------
+
+
+@DBOS.workflow(name=RANK_WORKFLOW)
+def rank_batch(
+    task: dict[str, Any],
+    config: dict[str, Any],
+    feedback: dict[str, Any] | None,
+    points: list[dict[str, float]],
+) -> list[list[dict[str, Any]]]:
+    """Rank `task` at each of `points` (settings over `config`), as the in-process sweep
+    does: its rankings, as JSON data. Deterministic, so a worker that died is simply
+    replaced: the batch runs again from the start."""
+    loaded = task_from_document(task)
+    base = PlannerConfig.model_validate(config)
+    history = ToolFeedback.from_document(feedback) if feedback is not None else None
+    cache: dict[tuple[Any, ...], Any] = {}  # Monte Carlo results, shared across the points
+    return [
+        [
+            s.model_dump(mode="json")
+            for s in rank_task(loaded, base.with_settings(at), history, cache, own_settings=False)
+        ]
+        for at in points
+    ]
+
+
+@DBOS.workflow(name=MONTE_CARLO_WORKFLOW)
+def monte_carlo_batch(job: dict[str, Any], index: int) -> dict[str, Any]:
+    """Batch `index` of a Monte Carlo estimate: its counts, as JSON data."""
+    return MonteCarloJob.from_document(job).run_batch(index).to_document()
+
+
+# -- the submitting side ------------------------------------------------------------------------
+
+
+@dataclass
+class Experiments:
+    """Planner work sent to the workers of `database` (see the module's docstring). Use it
+    in a `with` block (it holds a connection); `progress` is told how many batches were
+    queued, before the wait."""
+
+    database: str
+    progress: Any = None
+    _client: DBOSClient | None = None
+
+    def __enter__(self) -> Experiments:
+        problem = sqlite_problem() if self.database.startswith("sqlite:") else None
+        if problem is not None:
+            raise CarlangRuntimeError(problem)
+        try:
+            run_dbos_database_migrations(self.database)  # a fresh database gets DBOS's tables
+            self._client = DBOSClient(system_database_url=self.database)
+            self._client.register_queue(
+                PLANNER_QUEUE,
+                polling_interval_sec=POLLING_INTERVAL[PLANNER_QUEUE],
+                on_conflict="never_update",
+            )
+        except Exception as exc:  # the driver's own errors: say which database
+            raise CarlangRuntimeError(
+                f"cannot open the runs database {self.database}: {exc}"
+            ) from None
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        if self._client is not None:
+            self._client.destroy()
+            self._client = None
+
+    def sweep(
+        self,
+        task: Task,
+        config: PlannerConfig,
+        feedback: ToolFeedback | None,
+        axes: Sequence[Axis],
+        batch: int = DEFAULT_SWEEP_BATCH,
+    ) -> list[SweepPoint]:
+        """The sweep's points, each ranked on a worker (`batch` points per task): what
+        `planner.sweep.sweep` gives in process."""
+        settings = grid(axes)
+        fixed = [
+            task_document(task),
+            config.model_dump(mode="json"),
+            feedback.to_document() if feedback is not None else None,
+        ]
+        batches = [settings[i : i + batch] for i in range(0, len(settings), max(batch, 1))]
+        results = self._run(RANK_WORKFLOW, [[*fixed, points] for points in batches])
+        ranked = [
+            [ScoredProposal.model_validate(s) for s in point]
+            for result in results
+            for point in result
+        ]
+        return [SweepPoint(at, r) for at, r in zip(settings, ranked, strict=True)]
+
+    def monte_carlo(self, job: MonteCarloJob) -> list[BatchCounts]:
+        """A `BatchRunner`: a job of one batch runs here; a larger one's batches on the
+        workers."""
+        count = len(job.batch_sizes())
+        if count == 1:
+            return [job.run_batch(0)]
+        document = job.to_document()
+        results = self._run(MONTE_CARLO_WORKFLOW, [[document, i] for i in range(count)])
+        return [BatchCounts.from_document(r) for r in results]
+
+    def _run(self, workflow: str, batches: list[list[Any]]) -> list[Any]:
+        """Enqueue one workflow per batch of arguments; their results, in order."""
+        client = self._client
+        if client is None:
+            raise CarlangRuntimeError("internal error: Experiments used outside `with`")
+        handles: list[Any] = []
+        for number, arguments in enumerate(batches):
+            digest = _digest([workflow, __version__, arguments])
+            handles.append(
+                client.enqueue(
+                    {
+                        "workflow_name": workflow,
+                        "queue_name": PLANNER_QUEUE,
+                        "workflow_id": f"{workflow}-{digest}-{number}",
+                    },
+                    *arguments,
+                )
+            )
+        if self.progress is not None:
+            self.progress(len(handles))
+        results = []
+        for number, handle in enumerate(handles):
+            try:
+                results.append(handle.get_result(polling_interval_sec=0.2))
+            except Exception as exc:  # a worker's failure, re-raised here: say which batch
+                raise CarlangRuntimeError(
+                    f"batch {number + 1} of {len(handles)} failed on a worker: {exc}"
+                ) from None
+        return results
+
+
+def _digest(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]

@@ -1,0 +1,131 @@
+"""Planner experiments on the workers (`carlang rank --backend dbos`): a sweep's grid points and a
+large Monte Carlo estimate's trials go in batches to `carlang worker` processes, and the output
+is byte for byte the in-process one. One worker on SQLite; two on a private Postgres."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+
+from carlang_runtime.planner import ToolFeedback, ToolStats  # noqa: E402
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "planning" / "deploy_plans.car"
+SWEEP = ["--sweep", "cost_weight=0:1:0.25", "--sweep", "monte_carlo_weight=0.2,0.8"]
+LARGE = ["--set", "monte_carlo_trials=25000", "--set", "seed=7"]  # three batches of trials
+
+
+def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "carlang", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    shutil.copy(EXAMPLE, tmp_path / "plans.car")
+    feedback = ToolFeedback(
+        stats={
+            "build": ToolStats(10, 9, 500.0, 10),
+            "canary": ToolStats(10, 7, 300.0, 10),
+            "promote": ToolStats(10, 8, 100.0, 10),
+            "smoke_test": ToolStats(20, 15, 100.0, 20),
+        }
+    )
+    feedback.save(tmp_path / "feedback.json")
+    return tmp_path
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        process.kill()
+        process.wait()
+
+
+def _worker(database: str, name: str, cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "carlang", "worker", "--database", database, "--id", name]
+        + ["--concurrency", "1"],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def _same_output_on_the_workers(project: Path, database: str, batch: str) -> None:
+    """Each experiment in process, then on the workers: the same bytes on stdout."""
+    common = ["rank", "plans.car", "--feedback", "feedback.json"]
+    experiments = [
+        [*SWEEP, "--format", "csv"],
+        [*SWEEP, *LARGE, "--format", "json"],  # each point's estimate: three batches, on a worker
+        [*LARGE, "--format", "json"],  # one ranking, its estimates' batches on the workers
+    ]
+    for extra in experiments:
+        here = carlang(*common, *extra, cwd=project)
+        assert here.returncode == 0, here.stderr
+        on_workers = ["--backend", "dbos", "--database", database, "--batch", batch]
+        there = carlang(*common, *extra, *on_workers, cwd=project)
+        assert there.returncode == 0, there.stderr
+        assert "queued" in there.stderr
+        assert there.stdout == here.stdout, extra
+        assert there.stderr.endswith(here.stderr)  # a sweep's winner summary
+
+
+def _executors(database: str) -> Counter[tuple[str, str]]:
+    from dbos import DBOSClient
+
+    client = DBOSClient(system_database_url=database)
+    try:
+        return Counter(
+            (w.name, w.executor_id or "")
+            for w in client.list_workflows()
+            if w.name in ("carlang_rank_batch", "carlang_monte_carlo_batch")
+            and w.status == "SUCCESS"
+        )
+    finally:
+        client.destroy()
+
+
+@pytest.mark.slow
+def test_a_sweep_on_one_sqlite_worker_gives_the_in_process_output(
+    project: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    from carlang_dbos.backend import sqlite_problem
+
+    if sqlite_problem() is not None:
+        pytest.skip(sqlite_problem() or "")
+    database = f"sqlite:///{project / 'runs.db'}"
+    misuse = carlang("rank", "plans.car", "--batch", "2", cwd=project)
+    assert misuse.returncode == 2 and "go with --backend dbos" in misuse.stderr
+    workers.append(_worker(database, "w1", project))
+    _same_output_on_the_workers(project, database, "4")
+    done = _executors(database)
+    assert done[("carlang_rank_batch", "w1")] == 3 + 3  # ten points in batches of four, twice
+    assert done[("carlang_monte_carlo_batch", "w1")] == 3 * 3  # three candidates, 3 batches
+
+
+@pytest.mark.slow
+@pytest.mark.scale
+def test_a_sweep_on_two_postgres_workers_gives_the_in_process_output(
+    project: Path, workers: list[subprocess.Popen[bytes]], postgres_database: str
+) -> None:
+    workers.extend(_worker(postgres_database, name, project) for name in ("p1", "p2"))
+    _same_output_on_the_workers(project, postgres_database, "1")
+    done = _executors(postgres_database)
+    by_worker = Counter(executor for (name, executor), n in done.items() for _ in range(n))
+    assert sum(n for (name, _), n in done.items() if name == "carlang_rank_batch") == 20
+    assert by_worker["p1"] > 0 and by_worker["p2"] > 0, done  # every worker took some
