@@ -212,23 +212,35 @@ class Conditional(Expr):
 
 
 class ListExpr(Expr):
-    """`[a, b, ...]`."""
+    """`[a, b, ...]`; `optional` holds the positions of optional elements `[?x]`, which are
+    left out when `x` is `optional.none()`."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "optional")
 
-    def __init__(self, start: int, end: int, items: tuple[Expr, ...]) -> None:
+    def __init__(
+        self, start: int, end: int, items: tuple[Expr, ...], optional: frozenset[int] = frozenset()
+    ) -> None:
         super().__init__(start, end)
         self.items = items
+        self.optional = optional
 
 
 class MapExpr(Expr):
-    """`{k: v, ...}`."""
+    """`{k: v, ...}`; `optional` holds the positions of optional entries `{?k: v}`, which are
+    left out when `v` is `optional.none()`."""
 
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "optional")
 
-    def __init__(self, start: int, end: int, entries: tuple[tuple[Expr, Expr], ...]) -> None:
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        entries: tuple[tuple[Expr, Expr], ...],
+        optional: frozenset[int] = frozenset(),
+    ) -> None:
         super().__init__(start, end)
         self.entries = entries
+        self.optional = optional
 
 
 def children(node: Expr) -> tuple[Expr, ...]:

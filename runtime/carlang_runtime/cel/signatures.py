@@ -42,7 +42,9 @@ class Function:
     @property
     def helper(self) -> str:
         """The name of the implementation in generated code."""
-        return "_f_" + self.name.replace(".", "_")
+        # `_?._` and `_[?_]` (optional selection) have symbols in their names.
+        name = self.name.replace(".", "_")
+        return "_f_" + (name if name.isidentifier() else name.encode().hex())
 
     def accepts(self, method: bool, argc: int) -> bool:
         """Whether some overload takes this call form and number of arguments."""
