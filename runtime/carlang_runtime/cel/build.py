@@ -15,7 +15,9 @@ from .values import INT64_MAX, INT64_MIN, TYPES, UINT64_MAX, CelUint
 
 __all__ = ["build", "parse"]
 
-MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter", "sortBy"})
+MACROS: Final = frozenset(
+    {"all", "exists", "exists_one", "map", "filter", "sortBy", "optMap", "optFlatMap"}
+)
 
 _BINARY: Final = {
     "relation_lt": "<",
@@ -209,6 +211,8 @@ class _Builder:
         kind = name[1]
         arities = (2, 3) if kind == "map" else (2,)
         usage = f"{kind}(x, <condition>)" if kind != "map" else "map(x, <value>)"
+        if kind in ("sortBy", "optMap", "optFlatMap"):
+            usage = f"{kind}(x, <expression>)"
         if len(args) not in arities:
             raise self.fail(f"{kind}() takes a variable name and an expression: {usage}", name[2])
         if not isinstance(args[0], n.Ident):
@@ -219,7 +223,9 @@ class _Builder:
         if kind == "map":
             predicate = args[1] if len(args) == 3 else None
             return n.Macro(*node.span, kind, target, args[0].name, predicate, args[-1])
-        if kind == "sortBy":  # cel-go's lists extension: the elements ordered by a key
+        if kind in ("sortBy", "optMap", "optFlatMap"):
+            # cel-go's lists extension: the elements ordered by a key; its optional library:
+            # the value of an optional transformed, when there is one.
             return n.Macro(*node.span, kind, target, args[0].name, None, args[1])
         return n.Macro(*node.span, kind, target, args[0].name, args[1], None)
 

@@ -489,6 +489,8 @@ class _Checker:
                 return self.infer(node.result)
             finally:
                 self.scopes.pop()
+        if node.kind in ("optMap", "optFlatMap"):
+            return self.optional_map(node, target)
         if target.kind == "list":
             element = target.element or DYN
         elif target.kind == "map":
@@ -529,6 +531,21 @@ class _Checker:
         if node.kind == "filter":
             return target if target.kind == "list" else list_of(element)
         return BOOL
+
+    def optional_map(self, node: n.Macro, target: Type) -> Type:
+        """`opt.optMap(x, e)`: an optional of `e`'s type; `optFlatMap`: `e`'s, an optional."""
+        assert node.result is not None
+        self.expect(node.target, target, ("optional",), f"the receiver of {node.kind}()")
+        value = target.element or DYN if target.kind == "optional" else DYN
+        self.scopes.append({node.var: value})
+        try:
+            result = self.infer(node.result)
+        finally:
+            self.scopes.pop()
+        if node.kind == "optMap":
+            return optional_of(result)
+        self.expect(node.result, result, ("optional",), "the result of optFlatMap()")
+        return result if result.kind == "optional" else optional_of(DYN)
 
     def regex(self, pattern: n.Expr) -> None:
         if isinstance(pattern, n.Literal) and type(pattern.value) is str:
@@ -710,6 +727,9 @@ def _result_type(kind: str, received: list[Type]) -> Type:
         return optional_of(received[0].element or DYN)
     if kind == "element":
         return received[0].element or DYN
+    if kind == "list_unwrapped":  # a list of optionals -> a list of their values
+        inner = received[0].element or DYN
+        return list_of(inner.element or DYN if inner.kind == "optional" else DYN)
     if kind == "element_or":
         return join([received[0].element or DYN, received[1]])
     lists = {"list": list_of(DYN), "list_string": list_of(STRING), "list_int": list_of(INT)}

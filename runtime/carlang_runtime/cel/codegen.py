@@ -629,6 +629,8 @@ class _Writer:
     def _macro(self, node: n.Macro) -> str:
         if node.kind == "bind":
             return self.bind(node)
+        if node.kind in ("optMap", "optFlatMap"):
+            return self.optional_map(node)
         self.has_macros = True
         target = self.atom(node.target)
         variable = self.temp("m")
@@ -661,6 +663,32 @@ class _Writer:
         self.scopes.append({node.var: variable})
         result = self.assign(self.checked(node.result, self.value(node.result)))
         self.scopes.pop()
+        return result
+
+    def optional_map(self, node: n.Macro) -> str:
+        """`opt.optMap(x, e)`: none stays none, else `optional.of(e)` with `x` the value;
+        `optFlatMap`: `e` itself, which must be an optional. `e` runs only on a value."""
+        assert node.result is not None
+        option = self.name(node.target)
+        result = self.temp()
+        self.emit(f"if type({option}) is not _Opt:")
+        with self.indented():
+            self.emit(f"raise _no_overload({node.kind!r}, {option})")
+        self.emit(f"if {option}.present:")
+        with self.indented():
+            self.scopes.append({node.var: self.assign(f"{option}.value")})
+            value = self.checked(node.result, self.value(node.result))
+            self.scopes.pop()
+            if node.kind == "optMap":
+                self.emit(f"{result} = _Opt({value})")
+            else:
+                self.emit(f"{result} = {value}")
+                self.emit(f"if type({result}) is not _Opt:")
+                with self.indented():
+                    self.emit(f"raise _no_overload('optFlatMap', {result})")
+        self.emit("else:")
+        with self.indented():
+            self.emit(f"{result} = {option}")
         return result
 
     def loop(self, node: n.Macro, target: str, variable: str) -> None:

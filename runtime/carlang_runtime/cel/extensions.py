@@ -625,6 +625,14 @@ def or_optional(option: Any, other: Any) -> CelOptional:
     return first if first.present else _optional("or", other)
 
 
+def unwrap(items: Any) -> list[Any]:
+    """`optional.unwrap(list)` and `list.unwrapOpt()`: the values of a list of optionals,
+    the nones left out."""
+    _check("optional.unwrap", (items,), _LISTS)
+    options = [_optional("optional.unwrap", item) for item in items]
+    return [option.value for option in options if option.present]
+
+
 def present_items(option: Any) -> tuple[Any, ...]:
     """An optional element `[?x]` of a list literal: the value, or nothing when none."""
     value = _optional("[?_]", option)
@@ -783,6 +791,8 @@ def _extensions() -> dict[str, Function]:
         Function(
             "optional.ofNonZeroValue", optional_of_non_zero_value, (_g("dyn", "optional_of"),)
         ),
+        Function("optional.unwrap", unwrap, (_g("list", "list_unwrapped"),), linear=True),
+        Function("unwrapOpt", unwrap, (_m("list", "", "list_unwrapped"),), linear=True),
         Function("hasValue", has_value, (_m("optional", "", "bool"),)),
         Function("value", optional_value, (_m("optional", "", "element"),)),
         Function("orValue", or_value, (_m("optional", "dyn", "element_or"),)),

@@ -130,9 +130,11 @@ class Call(Expr):
 class Macro(Expr):
     """`target.all(var, predicate)`, `exists`, `exists_one`, `filter`, and `map` (with a
     `result`, and a `predicate` in its three-argument form); and `cel.bind(var, target,
-    result)`, kind "bind", which binds `var` to `target` once for `result`. The two-variable
-    comprehensions (`all(i, v, p)`, `exists`, `exists_one`, `transformList`, `transformMap`)
-    also set `var2`: `var` is the index or key, `var2` the element or value."""
+    result)`, kind "bind", which binds `var` to `target` once for `result`; `opt.optMap(var,
+    result)` and `optFlatMap`, which bind `var` to the optional's value, if it has one. The
+    two-variable comprehensions (`all(i, v, p)`, `exists`, `exists_one`, `transformList`,
+    `transformMap`) also set `var2`: `var` is the index or key, `var2` the element or
+    value."""
 
     __slots__ = ("kind", "target", "var", "predicate", "result", "var2")
 

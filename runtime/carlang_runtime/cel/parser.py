@@ -90,8 +90,7 @@ _ADDITIONS: Final = (
     # refuses `?` in arguments), so that the trees stay cel-python's where it parses.
     (
         'exprlist       : expr ("," expr)*',
-        'exprlist       : (expr | opt_expr) ("," (expr | opt_expr))*\n'
-        'opt_expr       : "?" expr',
+        'exprlist       : (expr | opt_expr) ("," (expr | opt_expr))*\nopt_expr       : "?" expr',
     ),
     (
         'mapinits       : expr ":" expr ("," expr ":" expr)*',

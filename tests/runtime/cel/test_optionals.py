@@ -206,3 +206,48 @@ def test_explanations_show_optionals() -> None:
     assert [(t.text, t.value) for t in explanation.terms] == [("m.?missing.orValue(1) == 2", False)]
     program = compile("m.?missing == optional.none() ? 'none' : 'some'")
     assert program.evaluate(DATA) == "none"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # cel-go's optMap/optFlatMap macros and optional.unwrap (optional library, version 2)
+        ("optional.of('hello').optMap(s, s.size()).value()", 5),
+        ("optional.none().optMap(s, s.size()).hasValue()", False),
+        ("optional.of([1, 2, 3]).optMap(l, l.size()).optMap(n, n * 2).value()", 6),
+        ("optional.of([1, 2, 3]).optFlatMap(l, l[?0]).value()", 1),
+        ("optional.of([]).optFlatMap(l, l[?0]).hasValue()", False),
+        ("optional.none().optMap(x, 1 / 0).hasValue()", False),  # the body runs only on a value
+        ("m.?`content-type`.optMap(t, t.upperAscii()).orValue('?')", "JSON"),
+        ("optional.unwrap([optional.of(1), optional.none(), optional.of(3)])", [1, 3]),
+        ("[optional.of('a'), optional.none()].unwrapOpt()", ["a"]),
+        ("optional.unwrap(xs.map(x, optional.ofNonZeroValue(x - 2)))", [-1, 1]),
+    ],
+)
+def test_transformations(text: str, expected: Any) -> None:
+    value = run(text)
+    assert value == expected and type(value) is type(expected), text
+
+
+@pytest.mark.parametrize(
+    "text", ["optional.of(1).optFlatMap(x, x)", "xs.optMap(x, x)", "optional.unwrap([1])"]
+)
+def test_transformation_errors(text: str) -> None:
+    with pytest.raises(CelEvalError) as caught:
+        run(text)
+    assert caught.value.kind == ErrorKind.NO_MATCHING_OVERLOAD
+
+
+def test_transformations_are_typed_and_estimated_once() -> None:
+    declarations = Declarations({"s": map_of(STRING), "xs": list_of(INT)})
+    assert str(check("s.?a.optMap(v, v.size())", declarations).type) == "optional_type(int)"
+    assert str(check("s.?a.optFlatMap(v, s[?v])", declarations).type) == "optional_type(string)"
+    assert str(check("optional.unwrap(xs.map(x, xs[?x]))", declarations).type) == "list(int)"
+    kinds = [i.kind for i in check("s.?a.optMap(v, v + 1).hasValue()", declarations).issues]
+    assert kinds == ["type-mismatch"]  # a string plus an int
+    kinds = [i.kind for i in check("xs.optMap(v, v).hasValue()", declarations).issues]
+    assert kinds == ["type-mismatch"]  # not an optional
+    kinds = [i.kind for i in check("s.?a.optFlatMap(v, v).hasValue()", declarations).issues]
+    assert kinds == ["type-mismatch"]  # the result is not an optional
+    # Not a loop: the body counts once, not once per element of an assumed-size list.
+    assert estimate(parse("o.optMap(v, v.size() > 1)"), 1000).cost < 10
