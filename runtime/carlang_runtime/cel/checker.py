@@ -452,7 +452,7 @@ class _Checker:
         args = [self.infer(arg) for arg in node.args]
         function = FUNCTIONS.get(node.function)
         if function is None:
-            names = [*FUNCTIONS, *MACROS, "has"]
+            names = [*(name for name, f in FUNCTIONS.items() if f.named), *MACROS, "has"]
             self.report(
                 "error",
                 "unknown-function",
