@@ -106,7 +106,9 @@ class Repl:
             fields = self._fields(subject)
             methods = [n for n, f in FUNCTIONS.items() if any(o.receiver for o in f.overloads)]
             return [f"{subject}.{n}" for n in sorted({*fields, *methods}) if n.startswith(prefix)]
-        functions = [n for n, f in FUNCTIONS.items() if any(not o.receiver for o in f.overloads)]
+        functions = [
+            n for n, f in FUNCTIONS.items() if f.named and any(not o.receiver for o in f.overloads)
+        ]
         names = [*self.context.declarations.variables, *functions]
         return sorted(n for n in names if n.startswith(text))
 

@@ -294,7 +294,7 @@ class Completer:
         items = []
         for name, function in sorted(FUNCTIONS.items()):
             overloads = [o for o in function.overloads if (o.receiver is not None) == method]
-            if not overloads:
+            if not overloads or not function.named:
                 continue
             signatures = [
                 (f"{o.receiver}." if o.receiver else "")

@@ -279,6 +279,8 @@ async def test_completion(client: LanguageClient) -> None:
     # CEL: variables, then the targeted tools' parameters after `params.`
     cel = await labels(_position(text, 'params.env == "prod"\n', 0))
     assert {"action", "params", "state", "history"} <= set(cel) and "startsWith" not in cel
+    # functions called by name; not `_?._`, the function `a.?b` stands for
+    assert "optional.of" in cel and "_?._" not in cel
     assert {"env", "version"} <= set(await labels(_position(text, 'env == "prod"\n', 0)))
     # keywords inside an action body
     assert "requires" in await labels(_position(text, "    retry 3", 4))

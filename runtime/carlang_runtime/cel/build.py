@@ -15,7 +15,9 @@ from .values import INT64_MAX, INT64_MIN, TYPES, UINT64_MAX, CelUint
 
 __all__ = ["build", "parse"]
 
-MACROS: Final = frozenset({"all", "exists", "exists_one", "map", "filter", "sortBy"})
+MACROS: Final = frozenset(
+    {"all", "exists", "exists_one", "map", "filter", "sortBy", "optMap", "optFlatMap"}
+)
 
 _BINARY: Final = {
     "relation_lt": "<",
@@ -159,11 +161,24 @@ class _Builder:
     def _member_dot(self, node: Node) -> n.Expr:
         operand, name = node.children
         target = self.expr(operand)
+        if name[0] == "ESC_IDENT":  # a.`content-type`: a field name, never a type's
+            return n.Select(*node.span, target, name[1][1:-1])
         qualified = _qualified_name(target)
         if qualified is not None and f"{qualified}.{name[1]}" in _QUALIFIED_TYPES:
             # `google.protobuf.Timestamp`: the type name, as `type()` returns it.
             return n.Ident(*node.span, f"{qualified}.{name[1]}")
         return n.Select(*node.span, target, name[1])
+
+    def _member_dot_opt(self, node: Node) -> n.Expr:
+        # `a.?b`: cel-go's optional selection, the function `_?._` on the field's name.
+        operand, name = node.children
+        field = name[1][1:-1] if name[0] == "ESC_IDENT" else name[1]
+        literal = n.Literal(name[2], name[3], field)
+        return n.Call(*node.span, "_?._", None, (self.expr(operand), literal))
+
+    def _member_index_opt(self, node: Node) -> n.Expr:
+        operand, index = node.children
+        return n.Call(*node.span, "_[?_]", None, (self.expr(operand), self.expr(index)))
 
     def _member_dot_arg(self, node: Node) -> n.Expr:
         operand, name, *rest = node.children
@@ -196,6 +211,8 @@ class _Builder:
         kind = name[1]
         arities = (2, 3) if kind == "map" else (2,)
         usage = f"{kind}(x, <condition>)" if kind != "map" else "map(x, <value>)"
+        if kind in ("sortBy", "optMap", "optFlatMap"):
+            usage = f"{kind}(x, <expression>)"
         if len(args) not in arities:
             raise self.fail(f"{kind}() takes a variable name and an expression: {usage}", name[2])
         if not isinstance(args[0], n.Ident):
@@ -206,7 +223,9 @@ class _Builder:
         if kind == "map":
             predicate = args[1] if len(args) == 3 else None
             return n.Macro(*node.span, kind, target, args[0].name, predicate, args[-1])
-        if kind == "sortBy":  # cel-go's lists extension: the elements ordered by a key
+        if kind in ("sortBy", "optMap", "optFlatMap"):
+            # cel-go's lists extension: the elements ordered by a key; its optional library:
+            # the value of an optional transformed, when there is one.
             return n.Macro(*node.span, kind, target, args[0].name, None, args[1])
         return n.Macro(*node.span, kind, target, args[0].name, args[1], None)
 
@@ -261,18 +280,39 @@ class _Builder:
         return self.expr(node.children[0])
 
     def _list_lit(self, node: Node) -> n.Expr:
-        return n.ListExpr(*node.span, self._args(node.children))
+        if not node.children:
+            return n.ListExpr(*node.span, ())
+        items, optional = self._optional_parts(node.children[0].children)
+        return n.ListExpr(*node.span, items, optional)
 
     def _map_lit(self, node: Node) -> n.Expr:
         if not node.children:
             return n.MapExpr(*node.span, ())
-        parts = [self.expr(child) for child in node.children[0].children]
+        parts, optional = self._optional_parts(node.children[0].children)
         entries = tuple(zip(parts[0::2], parts[1::2], strict=True))
-        return n.MapExpr(*node.span, entries)
+        return n.MapExpr(*node.span, entries, frozenset(i // 2 for i in optional))
+
+    def _optional_parts(self, children: list[Any]) -> tuple[tuple[n.Expr, ...], frozenset[int]]:
+        # `[?x]` and `{?k: v}`: the parts, and the positions of those marked optional.
+        parts: list[n.Expr] = []
+        optional: set[int] = set()
+        for child in children:
+            if isinstance(child, Node) and child.data == "opt_expr":
+                optional.add(len(parts))
+                child = child.children[0]
+            parts.append(self.expr(child))
+        return tuple(parts), frozenset(optional)
 
     def _args(self, rest: list[Any]) -> tuple[n.Expr, ...]:
         if not rest:
             return ()
+        for child in rest[0].children:
+            if isinstance(child, Node) and child.data == "opt_expr":
+                raise self.fail(
+                    "`?` marks an optional element of a list or map literal (`[?x]`,"
+                    " `{?k: v}`), not an argument",
+                    child.span[0],
+                )
         return tuple(self.expr(child) for child in rest[0].children)
 
     def _literal(self, node: Node) -> n.Expr:

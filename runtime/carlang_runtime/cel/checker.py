@@ -46,6 +46,7 @@ from .types import (
     join,
     list_of,
     map_of,
+    optional_of,
 )
 from .values import CelEvalError, CelUint, format_value
 
@@ -213,7 +214,14 @@ class _Checker:
         return BOOL
 
     def field(self, node: n.Expr, operand: Type, name: str, in_has: bool) -> Type:
-        subject = self.text(node.operand) if isinstance(node, (n.Select, n.Has)) else "it"
+        if operand.kind == "optional":
+            # Selecting on an optional tests presence (cel-go): an optional of the field.
+            return optional_of(self.field(node, operand.element or DYN, name, in_has=True))
+        subject = "it"
+        if isinstance(node, (n.Select, n.Has)):
+            subject = self.text(node.operand)
+        elif isinstance(node, n.Call) and node.args:  # `a.?b`, `a[?"b"]`
+            subject = self.text(node.args[0])
         if operand.kind == "map":
             fields = operand.fields
             if fields is not None and name in fields:
@@ -226,7 +234,8 @@ class _Checker:
                     "unknown-field",
                     node,
                     f"`{subject}` has no field `{name}`"
-                    + (" (so this has() is always false)" if in_has else ""),
+                    + (" (so this has() is always false)" if isinstance(node, n.Has) else "")
+                    + (" (so this is always optional.none())" if isinstance(node, n.Call) else ""),
                     did_you_mean(name, fields, quote="`")
                     or "its fields: " + ", ".join(f"`{f}`" for f in sorted(fields)),
                 )
@@ -242,6 +251,18 @@ class _Checker:
             )
         return DYN
 
+    def optional_field(self, node: n.Call, operand: Type, name: str) -> Type:
+        """`operand.?name`: an optional of the field (a missing field is none, not a finding)."""
+        inner = operand.element or DYN if operand.kind == "optional" else operand
+        if inner.known and inner.kind != "map":
+            self.mismatch(
+                node,
+                f"`{self.text(node.args[0])}` is {_article(str(inner))}, which has no fields",
+                "only maps have fields",
+            )
+            return optional_of(DYN)
+        return optional_of(self.field(node, inner, name, in_has=True))
+
     def partial_field(self, node: n.Expr, subject: str, name: str) -> None:
         if f"{subject}.{name}" in self.guarded:
             return
@@ -255,19 +276,30 @@ class _Checker:
         )
 
     def _index(self, node: n.Index) -> Type:
-        container = self.infer(node.operand)
-        key = self.infer(node.index)
+        return self.indexed(node, self.infer(node.operand), node.index)
+
+    def indexed(self, node: n.Index, container: Type, index: n.Expr) -> Type:
+        """The type of `container[index]`; indexing an optional tests presence (cel-go)."""
+        key = self.infer(index)
+        if container.kind == "optional":
+            inner = container.element or DYN
+            return optional_of(self.indexed_known(node, inner, node.operand, index, key))
+        return self.indexed_known(node, container, node.operand, index, key)
+
+    def indexed_known(
+        self, node: n.Index | n.Call, container: Type, operand: n.Expr, index: n.Expr, key: Type
+    ) -> Type:
         if container.kind == "list":
-            self.expect(node.index, key, ("int", "uint"), "a list index")
+            self.expect(index, key, ("int", "uint"), "a list index")
             return container.element or DYN
         if container.kind == "map":
-            if isinstance(node.index, n.Literal) and type(node.index.value) is str:
-                return self.field(node, container, node.index.value, in_has=False)
+            if isinstance(index, n.Literal) and type(index.value) is str:
+                return self.field(node, container, index.value, in_has=isinstance(node, n.Call))
             return container.element or DYN
         if container.known:
             self.mismatch(
                 node,
-                f"`{self.text(node.operand)}` is {_article(str(container))} and cannot be indexed",
+                f"`{self.text(operand)}` is {_article(str(container))} and cannot be indexed",
                 "only lists and maps take [ ]",
             )
         return DYN
@@ -381,21 +413,46 @@ class _Checker:
         return join([then, self.infer(node.otherwise)])
 
     def _listexpr(self, node: n.ListExpr) -> Type:
-        return list_of(join(self.infer(item) for item in node.items) if node.items else DYN)
+        items = [
+            self.entry(item, position in node.optional, "[?x]")
+            for position, item in enumerate(node.items)
+        ]
+        return list_of(join(items) if items else DYN)
 
     def _mapexpr(self, node: n.MapExpr) -> Type:
         for key, _ in node.entries:
             self.expect(key, self.infer(key), ("string", "int", "uint", "bool"), "a map key")
-        values = [self.infer(value) for _, value in node.entries]
+        values = [
+            self.entry(value, position in node.optional, "{?k: v}")
+            for position, (_, value) in enumerate(node.entries)
+        ]
         return map_of(join(values) if values else DYN)
 
+    def entry(self, node: n.Expr, optional: bool, form: str) -> Type:
+        """The type of a list element or map value; of the value inside, for an optional one."""
+        found = self.infer(node)
+        if not optional:
+            return found
+        self.expect(node, found, ("optional",), f"an optional entry {form}")
+        return found.element or DYN if found.kind == "optional" else DYN
+
     def _call(self, node: n.Call) -> Type:
+        if node.function == "_?._" and len(node.args) == 2:
+            literal = node.args[1]
+            assert isinstance(literal, n.Literal)
+            operand = self.infer(node.args[0])
+            return self.optional_field(node, operand, str(literal.value))
+        if node.function == "_[?_]" and len(node.args) == 2:
+            container = self.infer(node.args[0])
+            inner = container.element or DYN if container.kind == "optional" else container
+            key = self.infer(node.args[1])
+            return optional_of(self.indexed_known(node, inner, node.args[0], node.args[1], key))
         method = node.target is not None
         target = self.infer(node.target) if node.target is not None else None
         args = [self.infer(arg) for arg in node.args]
         function = FUNCTIONS.get(node.function)
         if function is None:
-            names = [*FUNCTIONS, *MACROS, "has"]
+            names = [*(name for name, f in FUNCTIONS.items() if f.named), *MACROS, "has"]
             self.report(
                 "error",
                 "unknown-function",
@@ -432,6 +489,8 @@ class _Checker:
                 return self.infer(node.result)
             finally:
                 self.scopes.pop()
+        if node.kind in ("optMap", "optFlatMap"):
+            return self.optional_map(node, target)
         if target.kind == "list":
             element = target.element or DYN
         elif target.kind == "map":
@@ -472,6 +531,21 @@ class _Checker:
         if node.kind == "filter":
             return target if target.kind == "list" else list_of(element)
         return BOOL
+
+    def optional_map(self, node: n.Macro, target: Type) -> Type:
+        """`opt.optMap(x, e)`: an optional of `e`'s type; `optFlatMap`: `e`'s, an optional."""
+        assert node.result is not None
+        self.expect(node.target, target, ("optional",), f"the receiver of {node.kind}()")
+        value = target.element or DYN if target.kind == "optional" else DYN
+        self.scopes.append({node.var: value})
+        try:
+            result = self.infer(node.result)
+        finally:
+            self.scopes.pop()
+        if node.kind == "optMap":
+            return optional_of(result)
+        self.expect(node.result, result, ("optional",), "the result of optFlatMap()")
+        return result if result.kind == "optional" else optional_of(DYN)
 
     def regex(self, pattern: n.Expr) -> None:
         if isinstance(pattern, n.Literal) and type(pattern.value) is str:
@@ -646,6 +720,18 @@ def _result_type(kind: str, received: list[Type]) -> Type:
         # math.greatest/least: the type of the numbers when they all have one.
         kinds = {t.kind for t in received}
         return received[0] if len(kinds) == 1 and received[0].kind in _NUMERIC else DYN
+    # Optionals: `optional.of(x)`, `list.first()`, `opt.value()`, `opt.orValue(v)`.
+    if kind == "optional_of":
+        return optional_of(received[-1] if received else DYN)
+    if kind == "optional_element":
+        return optional_of(received[0].element or DYN)
+    if kind == "element":
+        return received[0].element or DYN
+    if kind == "list_unwrapped":  # a list of optionals -> a list of their values
+        inner = received[0].element or DYN
+        return list_of(inner.element or DYN if inner.kind == "optional" else DYN)
+    if kind == "element_or":
+        return join([received[0].element or DYN, received[1]])
     lists = {"list": list_of(DYN), "list_string": list_of(STRING), "list_int": list_of(INT)}
     if kind in lists:
         return lists[kind]

@@ -25,6 +25,7 @@ from .values import (
     TYPES,
     CelEvalError,
     CelLimitError,
+    CelOptional,
     CelType,
     CelUint,
     ErrorKind,
@@ -162,6 +163,9 @@ _HELPERS: Final[dict[str, Any]] = {
     "_pairs": ops.pairs,
     "_sort_by": extensions.sort_by,
     "_add_entries": extensions.add_entries,
+    "_present": extensions.present_items,
+    "_present_entry": extensions.present_entry,
+    "_Opt": CelOptional,
     "_clock": perf_counter,
     "_str": str,
     "_list": list,
@@ -516,13 +520,21 @@ class _Writer:
 
     def _listexpr(self, node: n.ListExpr) -> str:
         items = [self.checked(item, self.atom(item)) for item in node.items]
-        return "[" + ", ".join(items) + "]"
+        # `[?x]`: x's value if it has one, else nothing.
+        shown = [f"*_present({v})" if i in node.optional else v for i, v in enumerate(items)]
+        if not node.optional:
+            return "[" + ", ".join(shown) + "]"
+        return self.located(node, "[" + ", ".join(shown) + "]")
 
     def _mapexpr(self, node: n.MapExpr) -> str:
         parts: list[str] = []
-        for key, value in node.entries:
-            parts.append(self.atom(key))
-            parts.append(self.checked(value, self.atom(value)))
+        for position, (key, value) in enumerate(node.entries):
+            key_code = self.atom(key)
+            value_code = self.checked(value, self.atom(value))
+            if position in node.optional:  # `{?k: v}`: the entry only if v has a value
+                parts.append(f"*_present_entry({key_code}, {value_code})")
+            else:
+                parts += [key_code, value_code]
         return self.located(node, f"_map({', '.join(parts)})")
 
     # -- calls -----------------------------------------------------------------------------
@@ -531,6 +543,8 @@ class _Writer:
         function = functions.FUNCTIONS.get(node.function)
         method = node.target is not None
         argc = len(node.args)
+        if node.function in ("or", "orValue") and node.target is not None and argc == 1:
+            return self.optional_or(node)
         if function is None or not function.accepts(method, argc):
             for part in ([node.target] if node.target else []) + list(node.args):
                 self.atom(part)
@@ -548,6 +562,22 @@ class _Writer:
         result = self.located(node, f"{function.helper}({', '.join(operands)})")
         if function.grows:
             self.charge(f"_sized({result})")
+        return result
+
+    def optional_or(self, node: n.Call) -> str:
+        """`opt.or(other)` and `opt.orValue(v)`: the argument is evaluated only when `opt` is
+        none, as cel-go does (so `opt.orValue(1 / 0)` with a value is that value)."""
+        assert node.target is not None
+        option = self.name(node.target)
+        helper = functions.FUNCTIONS[node.function].helper
+        result = self.temp()
+        self.emit(f"if type({option}) is _Opt and {option}.present:")
+        with self.indented():
+            self.emit(f"{result} = {option}" + (".value" if node.function == "orValue" else ""))
+        self.emit("else:")
+        with self.indented():
+            argument = self.checked(node.args[0], self.atom(node.args[0]))
+            self.emit(f"{result} = {self.located(node, f'{helper}({option}, {argument})')}")
         return result
 
     def located(self, node: n.Expr, call: str) -> str:
@@ -599,6 +629,8 @@ class _Writer:
     def _macro(self, node: n.Macro) -> str:
         if node.kind == "bind":
             return self.bind(node)
+        if node.kind in ("optMap", "optFlatMap"):
+            return self.optional_map(node)
         self.has_macros = True
         target = self.atom(node.target)
         variable = self.temp("m")
@@ -631,6 +663,32 @@ class _Writer:
         self.scopes.append({node.var: variable})
         result = self.assign(self.checked(node.result, self.value(node.result)))
         self.scopes.pop()
+        return result
+
+    def optional_map(self, node: n.Macro) -> str:
+        """`opt.optMap(x, e)`: none stays none, else `optional.of(e)` with `x` the value;
+        `optFlatMap`: `e` itself, which must be an optional. `e` runs only on a value."""
+        assert node.result is not None
+        option = self.name(node.target)
+        result = self.temp()
+        self.emit(f"if type({option}) is not _Opt:")
+        with self.indented():
+            self.emit(f"raise _no_overload({node.kind!r}, {option})")
+        self.emit(f"if {option}.present:")
+        with self.indented():
+            self.scopes.append({node.var: self.assign(f"{option}.value")})
+            value = self.checked(node.result, self.value(node.result))
+            self.scopes.pop()
+            if node.kind == "optMap":
+                self.emit(f"{result} = _Opt({value})")
+            else:
+                self.emit(f"{result} = {value}")
+                self.emit(f"if type({result}) is not _Opt:")
+                with self.indented():
+                    self.emit(f"raise _no_overload('optFlatMap', {result})")
+        self.emit("else:")
+        with self.indented():
+            self.emit(f"{result} = {option}")
         return result
 
     def loop(self, node: n.Macro, target: str, variable: str) -> None:

@@ -54,7 +54,7 @@ class _Estimator:
 
     def macro(self, node: n.Macro) -> Estimate:
         target = self.estimate(node.target)
-        if node.kind == "bind":
+        if node.kind in ("bind", "optMap", "optFlatMap"):  # the result once, not per element
             assert node.result is not None
             result = self.estimate(node.result)
             return Estimate(1 + target.cost + result.cost, result.size)

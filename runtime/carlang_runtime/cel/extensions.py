@@ -1,5 +1,6 @@
-"""cel-go's standard extension libraries: strings, math, lists, sets and encoders (base64),
-with cel-go's names, signatures and error cases (github.com/google/cel-go/ext).
+"""cel-go's standard extension libraries: strings, math, lists, sets, optionals and encoders
+(base64), with cel-go's names, signatures and error cases (github.com/google/cel-go/ext, and
+cel-go's optional library, cel.OptionalTypes).
 
 Each function is one `Function` in `EXTENSIONS`, merged into the standard table: the checker
 knows its signatures, the cost estimate its weight, and the code generator calls it like any
@@ -17,7 +18,7 @@ import binascii
 import math
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from . import ops
@@ -26,8 +27,10 @@ from .signatures import global_overload as _g
 from .signatures import method_overload as _m
 from .values import (
     INT64_MAX,
+    OPTIONAL_NONE,
     UINT64_MAX,
     CelEvalError,
+    CelOptional,
     CelType,
     CelUint,
     ErrorKind,
@@ -39,7 +42,7 @@ from .values import (
 __all__ = ["EXTENSIONS", "NAMESPACES"]
 
 #: The prefixes of namespaced functions: `math.greatest(...)` is a call of `math.greatest`.
-NAMESPACES: Final = frozenset({"math", "sets", "base64", "strings", "lists"})
+NAMESPACES: Final = frozenset({"math", "sets", "base64", "strings", "lists", "optional"})
 
 _LISTS: Final = (list, tuple)
 _NUMBERS: Final = (int, CelUint, float)
@@ -536,6 +539,112 @@ def sets_intersects(left: Any, right: Any) -> bool:
     return any(ops.eq(a, b) for a in left for b in right)
 
 
+def first(items: Any) -> CelOptional:
+    """`list.first()`: the first element as an optional, none for an empty list."""
+    _check("first", (items,), _LISTS)
+    return CelOptional(items[0]) if items else OPTIONAL_NONE
+
+
+def last(items: Any) -> CelOptional:
+    """`list.last()`: the last element as an optional, none for an empty list."""
+    _check("last", (items,), _LISTS)
+    return CelOptional(items[-1]) if items else OPTIONAL_NONE
+
+
+# -- optionals --------------------------------------------------------------------------------
+
+
+def optional_of(value: Any) -> CelOptional:
+    """`optional.of(x)`: `x` as a present optional."""
+    return CelOptional(value)
+
+
+def optional_none() -> CelOptional:
+    """`optional.none()`: the absent optional."""
+    return OPTIONAL_NONE
+
+
+_ZERO_VALUES: Final = {
+    type(None): None,
+    bool: False,
+    int: 0,
+    CelUint: 0,
+    float: 0.0,
+    str: "",
+    bytes: b"",
+    timedelta: timedelta(0),
+}
+
+
+def optional_of_non_zero_value(value: Any) -> CelOptional:
+    """`optional.ofNonZeroValue(x)`: none when `x` is its type's zero value (null, false, 0,
+    0u, 0.0, "", b"", an empty list or map, a zero duration, the epoch), else `x`."""
+    kind = type(value)
+    if kind in _ZERO_VALUES:
+        zero = value == _ZERO_VALUES[kind]
+    elif kind in _LISTS or kind is dict:
+        zero = not value
+    elif kind is datetime:
+        zero = value == _EPOCH
+    else:
+        zero = False
+    return OPTIONAL_NONE if zero else CelOptional(value)
+
+
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def _optional(name: str, value: Any) -> CelOptional:
+    if type(value) is not CelOptional:
+        raise ops.no_overload(name, value)
+    return value
+
+
+def has_value(option: Any) -> bool:
+    """`opt.hasValue()`: whether the optional holds a value."""
+    return _optional("hasValue", option).present
+
+
+def optional_value(option: Any) -> Any:
+    """`opt.value()`: the optional's value; an error on `optional.none()`."""
+    if not _optional("value", option).present:
+        raise _fail("optional.none() dereference")
+    return option.value
+
+
+def or_value(option: Any, default: Any) -> Any:
+    """`opt.orValue(v)`: the optional's value, or `v` when it is none (the generated code
+    evaluates `v` only then, as cel-go does)."""
+    return option.value if _optional("orValue", option).present else default
+
+
+def or_optional(option: Any, other: Any) -> CelOptional:
+    """`opt.or(other)`: `opt` when it holds a value, else the optional `other` (evaluated only
+    then)."""
+    first = _optional("or", option)
+    return first if first.present else _optional("or", other)
+
+
+def unwrap(items: Any) -> list[Any]:
+    """`optional.unwrap(list)` and `list.unwrapOpt()`: the values of a list of optionals,
+    the nones left out."""
+    _check("optional.unwrap", (items,), _LISTS)
+    options = [_optional("optional.unwrap", item) for item in items]
+    return [option.value for option in options if option.present]
+
+
+def present_items(option: Any) -> tuple[Any, ...]:
+    """An optional element `[?x]` of a list literal: the value, or nothing when none."""
+    value = _optional("[?_]", option)
+    return (value.value,) if value.present else ()
+
+
+def present_entry(key: Any, option: Any) -> tuple[Any, ...]:
+    """An optional entry `{?k: v}` of a map literal: the key and value, or nothing when none."""
+    value = _optional("{?_: _}", option)
+    return (key, value.value) if value.present else ()
+
+
 # -- encoders ---------------------------------------------------------------------------------
 
 
@@ -674,6 +783,22 @@ def _extensions() -> dict[str, Function]:
         Function("distinct", distinct, (_m("list", "", "same"),), precharge=_quadratic),
         Function("sort", sort, (_m("list", "", "same"),), cost=5, linear=True),
         Function("lists.range", list_range, (_g("int", "list_int"),), precharge=_range_size),
+        Function("first", first, (_m("list", "", "optional_element"),)),
+        Function("last", last, (_m("list", "", "optional_element"),)),
+        # optionals (`_?._` and `_[?_]` are `a.?b` and `a[?k]`, named as in cel-go)
+        Function("optional.of", optional_of, (_g("dyn", "optional_of"),)),
+        Function("optional.none", optional_none, (_g("", "optional_of"),)),
+        Function(
+            "optional.ofNonZeroValue", optional_of_non_zero_value, (_g("dyn", "optional_of"),)
+        ),
+        Function("optional.unwrap", unwrap, (_g("list", "list_unwrapped"),), linear=True),
+        Function("unwrapOpt", unwrap, (_m("list", "", "list_unwrapped"),), linear=True),
+        Function("hasValue", has_value, (_m("optional", "", "bool"),)),
+        Function("value", optional_value, (_m("optional", "", "element"),)),
+        Function("orValue", or_value, (_m("optional", "dyn", "element_or"),)),
+        Function("or", or_optional, (_m("optional", "optional", "same"),)),
+        Function("_?._", ops.optional_select, (_g("dyn string", "optional_of"),)),
+        Function("_[?_]", ops.optional_index, (_g("dyn dyn", "optional_of"),)),
         # sets
         Function("sets.contains", sets_contains, (_g("list list", "bool"),), precharge=_quadratic),
         Function(

@@ -130,9 +130,11 @@ class Call(Expr):
 class Macro(Expr):
     """`target.all(var, predicate)`, `exists`, `exists_one`, `filter`, and `map` (with a
     `result`, and a `predicate` in its three-argument form); and `cel.bind(var, target,
-    result)`, kind "bind", which binds `var` to `target` once for `result`. The two-variable
-    comprehensions (`all(i, v, p)`, `exists`, `exists_one`, `transformList`, `transformMap`)
-    also set `var2`: `var` is the index or key, `var2` the element or value."""
+    result)`, kind "bind", which binds `var` to `target` once for `result`; `opt.optMap(var,
+    result)` and `optFlatMap`, which bind `var` to the optional's value, if it has one. The
+    two-variable comprehensions (`all(i, v, p)`, `exists`, `exists_one`, `transformList`,
+    `transformMap`) also set `var2`: `var` is the index or key, `var2` the element or
+    value."""
 
     __slots__ = ("kind", "target", "var", "predicate", "result", "var2")
 
@@ -212,23 +214,35 @@ class Conditional(Expr):
 
 
 class ListExpr(Expr):
-    """`[a, b, ...]`."""
+    """`[a, b, ...]`; `optional` holds the positions of optional elements `[?x]`, which are
+    left out when `x` is `optional.none()`."""
 
-    __slots__ = ("items",)
+    __slots__ = ("items", "optional")
 
-    def __init__(self, start: int, end: int, items: tuple[Expr, ...]) -> None:
+    def __init__(
+        self, start: int, end: int, items: tuple[Expr, ...], optional: frozenset[int] = frozenset()
+    ) -> None:
         super().__init__(start, end)
         self.items = items
+        self.optional = optional
 
 
 class MapExpr(Expr):
-    """`{k: v, ...}`."""
+    """`{k: v, ...}`; `optional` holds the positions of optional entries `{?k: v}`, which are
+    left out when `v` is `optional.none()`."""
 
-    __slots__ = ("entries",)
+    __slots__ = ("entries", "optional")
 
-    def __init__(self, start: int, end: int, entries: tuple[tuple[Expr, Expr], ...]) -> None:
+    def __init__(
+        self,
+        start: int,
+        end: int,
+        entries: tuple[tuple[Expr, Expr], ...],
+        optional: frozenset[int] = frozenset(),
+    ) -> None:
         super().__init__(start, end)
         self.entries = entries
+        self.optional = optional
 
 
 def children(node: Expr) -> tuple[Expr, ...]:

@@ -16,8 +16,10 @@ from typing import Any, NoReturn
 from .values import (
     INT64_MAX,
     INT64_MIN,
+    OPTIONAL_NONE,
     UINT64_MAX,
     CelEvalError,
+    CelOptional,
     CelType,
     CelUint,
     ErrorKind,
@@ -46,6 +48,8 @@ __all__ = [
     "condition",
     "select",
     "index",
+    "optional_select",
+    "optional_index",
     "contains_item",
     "iterate",
     "has_field",
@@ -61,7 +65,7 @@ _ORDERED = frozenset({int, CelUint, float, str, bytes, bool, datetime, timedelta
 # Types whose equality is Python's `==` once both sides have the same type.
 _PLAIN = frozenset({_NoneType, bool, int, CelUint, float, str, bytes, datetime, timedelta, CelType})
 _KEY_TYPES = frozenset({str, int, CelUint, bool})
-_VALUES = _PLAIN | {list, tuple, dict}
+_VALUES = _PLAIN | {list, tuple, dict, CelOptional}
 
 
 def no_overload(operator: str, *operands: Any) -> CelEvalError:
@@ -112,6 +116,11 @@ def eq(left: Any, right: Any) -> bool:
             return _list_eq(left, right)
         if left_type is dict:
             return _map_eq(left, right)
+        if left_type is CelOptional:
+            # cel-go: two nones are equal, two values are equal when their values are.
+            if left.present is not right.present:
+                return False
+            return not left.present or eq(left.value, right.value)
         _raise_overload("==", left, right)
     if left_type not in _VALUES or right_type not in _VALUES:
         _raise_overload("==", left, right)  # a missing variable, or not CEL data
@@ -385,7 +394,42 @@ def select(operand: Any, field: str) -> Any:
             return operand[field]
         except KeyError:
             raise CelEvalError(ErrorKind.NO_SUCH_FIELD, f"no such key: '{field}'") from None
+    if type(operand) is CelOptional:
+        # cel-go: selecting on an optional tests presence: `a.?b.c` is none without a `c`.
+        return optional_select(operand, field)
     raise no_overload(f".{field}", operand)
+
+
+def optional_select(operand: Any, field: str) -> CelOptional:
+    """`operand.?field` (cel-go's optional library): the field's value as an optional, none
+    when the map has no such key; on an optional, none stays none."""
+    if type(operand) is CelOptional:
+        if not operand.present:
+            return operand
+        operand = operand.value
+    if type(operand) is dict:
+        return CelOptional(operand[field]) if field in operand else OPTIONAL_NONE
+    raise no_overload(f".?{field}", operand)
+
+
+def optional_index(container: Any, key: Any) -> CelOptional:
+    """`container[?key]`: the element or value as an optional, none when the list has no such
+    position or the map no such key; on an optional, none stays none."""
+    if type(container) is CelOptional:
+        if not container.present:
+            return container
+        container = container.value
+    container_type, key_type = type(container), type(key)
+    if container_type in _LISTS:
+        if key_type is not int and key_type is not CelUint:
+            _raise_overload("[?]", container, key)
+        return CelOptional(container[key]) if 0 <= key < len(container) else OPTIONAL_NONE
+    if container_type is dict:
+        if key_type not in _KEY_TYPES and key_type is not float:
+            _raise_overload("[?]", container, key)
+        value = _lookup(container, key)
+        return OPTIONAL_NONE if value is _MISSING else CelOptional(value)
+    _raise_overload("[?]", container, key)
 
 
 _MISSING = object()
@@ -424,6 +468,8 @@ def index(container: Any, key: Any, literal: bool = False) -> Any:
             shown = f": '{key}'" if literal and key_type is str else f" (a {type_name(key)} key)"
             raise CelEvalError(ErrorKind.NO_SUCH_KEY, f"no such key{shown}")
         return value
+    if container_type is CelOptional:
+        return optional_index(container, key)
     _raise_overload("[]", container, key)
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from ..errors import CarlangRuntimeError
 from ..lalr import END, Engine, Node, Token, build_tables, load_tables
@@ -49,6 +49,7 @@ _BUILDER = object()
 # How the CEL grammar's terminals are named in messages.
 _WORDS = {
     "IDENT": "a name",
+    "ESC_IDENT": "a `quoted` name",
     "INT_LIT": "a number",
     "UINT_LIT": "a number",
     "FLOAT_LIT": "a number",
@@ -73,13 +74,47 @@ class CelSyntaxError(CarlangRuntimeError):
         self.literal = literal
 
 
+# What cel-python's grammar lacks of cel-spec's, added rule by rule: optional selection
+# `a.?b` and `a[?k]`, optional list elements `[?x]` and map entries `{?k: v}` (cel-go's
+# optional library), and backtick-quoted field names `` a.`content-type` `` (cel-spec 0.24).
+_ADDITIONS: Final = (
+    (
+        "member         : member_dot | member_dot_arg | member_index | member_object | primary",
+        "member         : member_dot | member_dot_arg | member_index | member_object"
+        " | member_dot_opt | member_index_opt | primary\n"
+        'member_dot_opt : member "." "?" (IDENT | ESC_IDENT)\n'
+        'member_index_opt : member "[" "?" expr "]"',
+    ),
+    ('member_dot     : member "." IDENT', 'member_dot     : member "." (IDENT | ESC_IDENT)'),
+    # One rule for list elements and call arguments, as in cel-python (the tree builder
+    # refuses `?` in arguments), so that the trees stay cel-python's where it parses.
+    (
+        'exprlist       : expr ("," expr)*',
+        'exprlist       : (expr | opt_expr) ("," (expr | opt_expr))*\nopt_expr       : "?" expr',
+    ),
+    (
+        'mapinits       : expr ":" expr ("," expr ":" expr)*',
+        'mapinits       : (expr | opt_expr) ":" expr ("," (expr | opt_expr) ":" expr)*',
+    ),
+    (
+        "IDENT          : /[_a-zA-Z][_a-zA-Z0-9]*/",
+        "IDENT          : /[_a-zA-Z][_a-zA-Z0-9]*/\nESC_IDENT      : /`[_a-zA-Z0-9.\\-\\/ ]+`/",
+    ),
+)
+
+
 def grammar_text() -> str:
-    """cel-python's grammar, found without importing cel-python (whose import pulls in its
-    whole evaluator)."""
+    """cel-python's grammar (found without importing cel-python, whose import pulls in its
+    whole evaluator), with cel-spec's rules that it lacks added (`_ADDITIONS`)."""
     spec = importlib.util.find_spec("celpy")
     if spec is None or spec.origin is None:
         raise RuntimeError("cel-python is not installed; it is a dependency of carlang")
-    return (Path(spec.origin).parent / "cel.lark").read_text("utf-8")
+    text = (Path(spec.origin).parent / "cel.lark").read_text("utf-8")
+    for rule, extended in _ADDITIONS:
+        if rule not in text:
+            raise RuntimeError(f"cel-python's grammar has changed: no rule `{rule}` to extend")
+        text = text.replace(rule, extended, 1)
+    return text
 
 
 def _ambiguous_literals(token: Token) -> Token:

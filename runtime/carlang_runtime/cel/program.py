@@ -183,6 +183,19 @@ def compile(  # noqa: A001 - the name the API promises, as re.compile
     errors (warnings are on `Program.warnings`... see `check`)."""
     limits = limits or Limits()
     tree = parse(source)
+    try:
+        # Each later stage walks the tree recursively too: a tree the parser accepts may
+        # still be too deep for them (300 nested map literals, 400 chained macros).
+        return _compile_tree(source, tree, declarations, limits)
+    except (RecursionError, SyntaxError, MemoryError):
+        raise CelCompileError(
+            "the condition nests too deeply to compile (about ten levels of && and || inside"
+            " each other, or of macros inside macros, is the most Python can hold); split it"
+            " into simpler conditions or several policies"
+        ) from None
+
+
+def _compile_tree(source: str, tree: n.Expr, declarations: Any, limits: Limits) -> Program:
     cost = estimate(tree, limits.assumed_size).cost
     if cost > limits.max_cost:
         raise CelCostError(cost, limits.max_cost)
@@ -193,21 +206,14 @@ def compile(  # noqa: A001 - the name the API promises, as re.compile
         check_tree(source, tree, declarations).raise_errors()
         declared = frozenset(declarations.variables)
     tree = fold(tree)
-    try:
-        generated = generate(
-            tree,
-            variables=declared,
-            max_steps=limits.max_steps,
-            max_seconds=limits.max_seconds,
-            source=source,
-        )
-        function = generated.function("<cel>")
-    except (RecursionError, SyntaxError, MemoryError):
-        raise CelCompileError(
-            "the condition nests too deeply to compile (about ten levels of && and || inside"
-            " each other, or of macros inside macros, is the most Python can hold); split it"
-            " into simpler conditions or several policies"
-        ) from None
+    generated = generate(
+        tree,
+        variables=declared,
+        max_steps=limits.max_steps,
+        max_seconds=limits.max_seconds,
+        source=source,
+    )
+    function = generated.function("<cel>")
     return Program(source, tree, cost, limits, declared, generated, function)
 
 

@@ -42,7 +42,15 @@ class Function:
     @property
     def helper(self) -> str:
         """The name of the implementation in generated code."""
-        return "_f_" + self.name.replace(".", "_")
+        # `_?._` and `_[?_]` (optional selection) have symbols in their names.
+        name = self.name.replace(".", "_")
+        return "_f_" + (name if name.isidentifier() else name.encode().hex())
+
+    @property
+    def named(self) -> bool:
+        """Whether CEL text calls it by its name (`_?._` is written `a.?b`): what completion
+        and suggestions offer."""
+        return self.name.replace(".", "_").isidentifier()
 
     def accepts(self, method: bool, argc: int) -> bool:
         """Whether some overload takes this call form and number of arguments."""

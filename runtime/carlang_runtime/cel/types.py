@@ -27,6 +27,7 @@ __all__ = [
     "NUMBER",
     "list_of",
     "map_of",
+    "optional_of",
     "from_json_schema",
     "join",
     "value_type",
@@ -47,6 +48,8 @@ class Type:
     def __str__(self) -> str:
         if self.kind == "list" and self.element is not None and self.element.kind != "dyn":
             return f"list({self.element})"
+        if self.kind == "optional":
+            return f"optional_type({self.element or DYN})"
         if self.kind == "map" and self.fields:
             return "map{" + ", ".join(sorted(self.fields)) + "}"
         return self.kind
@@ -74,6 +77,11 @@ TYPE: Final = Type("type")
 def list_of(element: Type) -> Type:
     """A list of `element`."""
     return Type("list", element)
+
+
+def optional_of(element: Type) -> Type:
+    """An optional of `element` (cel-go's `optional_type(T)`)."""
+    return Type("optional", element)
 
 
 def map_of(
@@ -162,6 +170,8 @@ def join(types: Iterable[Type]) -> Type:
     first = options[0]
     if first.kind == "list":
         return list_of(join(option.element or DYN for option in options))
+    if first.kind == "optional":
+        return optional_of(join(option.element or DYN for option in options))
     if first.kind == "map":
         return _join_maps(options)
     return first

@@ -26,6 +26,8 @@ __all__ = [
     "CelUint",
     "Unbound",
     "CelType",
+    "CelOptional",
+    "OPTIONAL_NONE",
     "ErrorKind",
     "INT64_MIN",
     "INT64_MAX",
@@ -133,6 +135,22 @@ class CelType:
         return self.name
 
 
+class CelOptional:
+    """A CEL optional (cel-go's optional library): `optional.of(value)` when `present`,
+    `optional.none()` (the one `OPTIONAL_NONE`) when not."""
+
+    __slots__ = ("value", "present")
+
+    def __init__(self, value: Any = None, present: bool = True) -> None:
+        self.value = value
+        self.present = present
+
+    def __repr__(self) -> str:
+        return f"optional.of({self.value!r})" if self.present else "optional.none()"
+
+
+OPTIONAL_NONE: Final = CelOptional(None, False)
+
 TYPES: Final[dict[str, CelType]] = {
     name: CelType(name)
     for name in (
@@ -146,6 +164,7 @@ TYPES: Final[dict[str, CelType]] = {
         "list",
         "map",
         "type",
+        "optional_type",
         "google.protobuf.Timestamp",
         "google.protobuf.Duration",
     )
@@ -165,6 +184,7 @@ _TYPE_BY_CLASS: Final[dict[type, CelType]] = {
     datetime: TYPES["google.protobuf.Timestamp"],
     timedelta: TYPES["google.protobuf.Duration"],
     CelType: TYPES["type"],
+    CelOptional: TYPES["optional_type"],
 }
 
 
@@ -334,6 +354,8 @@ def format_value(value: Any) -> str:
         return f'duration("{format_duration(value)}")'
     if kind is CelType:
         return str(value.name)
+    if kind is CelOptional:
+        return f"optional.of({format_value(value.value)})" if value.present else "optional.none()"
     if isinstance(value, CelEvalError):
         return f"<error: {value.message}>"
     if kind is Unbound:

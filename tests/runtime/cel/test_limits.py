@@ -3,6 +3,7 @@ step and time bound stops a runaway evaluation."""
 
 from __future__ import annotations
 
+import sys
 from time import perf_counter
 from typing import Any
 
@@ -86,6 +87,16 @@ def test_an_expression_too_deep_to_compile_is_refused_cleanly() -> None:
         compile(very_deep)
     assert "nests too deeply" in str(caught.value)
     assert "split it" in str(caught.value)
+    # Trees the parser accepts but the folding or cost estimate cannot walk: refused the same
+    # way, never a RecursionError (at Python's default limit; other tests' tools raise it).
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        for text in ("{1: " * 300 + "x" + "}" * 300, "x" + ".map(v, v)" * 400):
+            with pytest.raises(CelCompileError, match="nests too deeply"):
+                compile(text)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_long_chains_compile_and_explain() -> None:
