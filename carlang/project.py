@@ -8,6 +8,8 @@ overrides it. A `carlang.toml`:
     root = "."                 # relative to this file (default: its directory)
     strict = true              # `carlang check` and `carlang test` run as with --strict
     accept = ["CL0521", "CL0522:refunds/*.car"]   # CODE or CODE:GLOB (files under the root)
+    capability = "agent"       # what `agent`, `export tools` and `mcp proxy` run under when
+                               # no --capability is given
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ __all__ = [
 PROJECT_FILE = "carlang.toml"
 STALE_ALLOWANCE = "CL0525"
 _PRAGMA = re.compile(r"#\s*carlang:\s*allow\s+(CL\d{4}(?:\s*,\s*CL\d{4})*)")
-_KEYS = {"root", "strict", "accept"}
+_KEYS = {"root", "strict", "accept", "capability"}
 T = TypeVar("T")
 
 
@@ -68,6 +70,17 @@ class Project:
     config: Path | None = None
     strict: bool = False
     accept: tuple[Accepted, ...] = field(default=())
+    #: The capability commands run under when no `--capability` is given.
+    capability: str | None = None
+
+    def capability_line(self) -> int:
+        """The line of `carlang.toml` that sets `capability` (1 if it cannot be found)."""
+        if self.config is not None:
+            lines = self.config.read_text(encoding="utf-8").splitlines()
+            for number, text in enumerate(lines, 1):
+                if re.match(r"\s*capability\s*=", text):
+                    return number
+        return 1
 
 
 def find_project(entry: Path) -> Project:
@@ -98,7 +111,8 @@ def _read_config(path: Path) -> Project:
         raise ProjectError(f"{path}: root `{data['root']}` is not a directory")
     accept = [_accepted(path, item) for item in _setting(path, data, "accept", list, [])]
     strict = _setting(path, data, "strict", bool, False)
-    return Project(root, path, strict, tuple(accept))
+    capability = _setting(path, data, "capability", str, "") or None
+    return Project(root, path, strict, tuple(accept), capability)
 
 
 def _setting(path: Path, data: dict[str, object], key: str, kind: type[T], default: T) -> T:

@@ -102,3 +102,42 @@ def test_carlang_toml_accepts_warnings_by_code_and_glob_and_sets_strict(tmp_path
     code, out = check(str(main))  # strict from the file: the warning fails the check
     assert code == 1 and "warning[CL0521]" in out
     assert "carlang.toml:2:11: warning[CL0525]: accepted warning `CL0521:other/*.car`" in out
+
+
+CAPABLE = (
+    "tool read_note(path: string)\n"
+    "tool delete_note(path: string)\n"
+    "capability reader { tools allow read_note }\n"
+)
+
+
+def exported(program: Path, *args: str) -> tuple[int, str]:
+    result = runner.invoke(app, ["export", "tools", str(program), "--format", "mcp", *args])
+    return result.exit_code, result.output
+
+
+def test_carlang_toml_names_the_default_capability(tmp_path: Path) -> None:
+    program = tmp_path / "p.car"
+    program.write_text(CAPABLE)
+    code, out = exported(program)
+    assert code == 0 and "delete_note" in out  # no project default: every tool
+    (tmp_path / "carlang.toml").write_text('capability = "reader"\n')
+    code, out = exported(program)
+    assert code == 0 and "read_note" in out and "delete_note" not in out
+    # --capability still wins over the project's default
+    (tmp_path / "carlang.toml").write_text('capability = "nothing_like_it"\n')
+    code, out = exported(program, "--capability", "reader")
+    assert code == 0 and "delete_note" not in out
+
+
+def test_an_undeclared_default_capability_names_its_line(tmp_path: Path) -> None:
+    program = tmp_path / "p.car"
+    program.write_text(CAPABLE)
+    (tmp_path / "carlang.toml").write_text('# the project\nstrict = false\ncapability = "readr"\n')
+    code, out = exported(program)
+    assert code == 2
+    assert f"{tmp_path / 'carlang.toml'}:3: capability `readr` is not declared" in out
+    assert "did you mean `reader`?" in out
+    (tmp_path / "carlang.toml").write_text("capability = 3\n")
+    code, out = exported(program)
+    assert code == 2 and "`capability` must be a str" in out

@@ -60,8 +60,35 @@ def load_program(file: Path, root: Path | None) -> ir.Program:
 
 
 CapabilityOption = Annotated[
-    str | None, typer.Option("--capability", help="Only the tools this capability allows.")
+    str | None,
+    typer.Option(
+        "--capability",
+        help="Only the tools this capability allows (default: carlang.toml's `capability`).",
+    ),
 ]
+
+
+def chosen_capability(
+    file: Path, root: Path | None, given: str | None, program: ir.Program
+) -> str | None:
+    """`--capability` when given, else the project's default (`capability` in its
+    carlang.toml), which must name a capability the program declares."""
+    from carlang_runtime.suggest import did_you_mean
+
+    from .lang_commands import find_project_of
+
+    if given is not None:
+        return given
+    project = find_project_of(collect_sources([file]), root)
+    name = project.capability
+    if name is None or program.capability(name) is not None:
+        return name
+    declared = [c.name for c in program.capabilities]
+    hint = did_you_mean(name, declared, "`") or f"capabilities: {', '.join(declared) or 'none'}"
+    fail_usage(
+        f"{project.config}:{project.capability_line()}: capability `{name}` is not declared"
+        f" by {file} ({hint})"
+    )
 
 
 @guarded
@@ -78,6 +105,7 @@ def export_tools_command(
     from carlang_runtime.agents import tool_specs
 
     program = load_program(file, root)
+    capability = chosen_capability(file, root, capability, program)
     echo(json.dumps(tool_specs(program, output.value, capability=capability), indent=2))
 
 
@@ -156,6 +184,7 @@ def agent_command(
         assert model_url is not None
         generator = OpenAIChatGenerator(model_url, model, api_key=os.environ.get(api_key_env))
     program = load_program(file, root)
+    capability = chosen_capability(file, root, capability, program)
     runtime = Runtime.from_program(
         program,
         events=_event_log(events),

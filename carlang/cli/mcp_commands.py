@@ -84,7 +84,11 @@ class Transport(StrEnum):
 def proxy_command(
     file: Annotated[Path, typer.Argument(help="The program: MCP servers, tools, policies.")],
     capability: Annotated[
-        str | None, typer.Option("--capability", help="Only the tools this capability allows.")
+        str | None,
+        typer.Option(
+            "--capability",
+            help="Only the tools this capability allows (default: carlang.toml's `capability`).",
+        ),
     ] = None,
     budget: Annotated[
         str | None, typer.Option("--budget", help="A budget for each client session.")
@@ -107,10 +111,11 @@ def proxy_command(
     from carlang_runtime.engine import Runtime
     from carlang_runtime.mcp.proxy import PolicyProxy, serve_http, serve_stdio
 
-    from .agent_commands import load_program
+    from .agent_commands import chosen_capability, load_program
     from .run_commands import _event_log
 
     program = load_program(file, root)
+    capability = chosen_capability(file, root, capability, program)
     if not program.mcp_servers:
         fail_usage(f"{file} declares no mcp_server: there is nothing to proxy")
     log = _event_log(events)
