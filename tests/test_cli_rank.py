@@ -48,6 +48,15 @@ def rank(tmp_path: Path, *args: str, program: str = PROGRAM) -> tuple[int, str, 
     return result.exit_code, result.stdout, result.stderr
 
 
+def table_cells(out: str) -> list[list[str]]:
+    """The header and the rows of the table `rank` draws, as lists of cells."""
+    return [
+        [cell.strip() for cell in line[1:-1].replace("┃", "│").split("│")]
+        for line in out.splitlines()
+        if line[:1] in ("┃", "│")
+    ]
+
+
 def test_the_example_ranks_and_explains(update_goldens: bool) -> None:
     result = runner.invoke(app, ["rank", str(EXAMPLE), "--explain"])
     assert result.exit_code == 0, result.output
@@ -57,11 +66,11 @@ def test_the_example_ranks_and_explains(update_goldens: bool) -> None:
 def test_a_table_with_every_feature(tmp_path: Path) -> None:
     code, out, _ = rank(tmp_path, "--plan", "release")
     assert code == 0
-    header, *rows = out.splitlines()
+    header, *rows = table_cells(out)
     for column in ("score", "validity", "cost", "policy", "revers.", "monte carlo", "tokens"):
         assert column in header
-    assert [row.split()[1] for row in rows] == ["careful", "bold", "sloppy"]
-    assert rows[2].split()[3] == "no"  # sloppy is denied by https_only: invalid
+    assert [row[1] for row in rows] == ["careful", "bold", "sloppy"]
+    assert rows[2][3] == "no"  # sloppy is denied by https_only: invalid
 
 
 def test_explain_names_the_feature_the_action_and_the_policy(tmp_path: Path) -> None:
@@ -145,7 +154,7 @@ def test_problems(
 def test_without_plans_every_proposal_is_a_candidate(tmp_path: Path) -> None:
     program = "tool t()\nproposal one { a = t() }\nproposal two { a = t()  b = t() after a }\n"
     code, out, _ = rank(tmp_path, program=program)
-    assert code == 0 and [line.split()[1] for line in out.splitlines()[1:]] == ["one", "two"]
+    assert code == 0 and [row[1] for row in table_cells(out)[1:]] == ["one", "two"]
 
 
 def test_no_valid_candidate_exits_1(tmp_path: Path) -> None:

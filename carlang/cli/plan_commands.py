@@ -182,7 +182,7 @@ def _rank(
         for number, (task, config, ranked) in enumerate(rankings):
             if len(rankings) > 1:
                 echo(("\n" if number else "") + f"== {task.id}")
-            echo(_table(ranked, [s.proposal_id for s in ranked]))
+            _print_ranking(ranked, [s.proposal_id for s in ranked])
             decided = _tie_note(ranked)
             if decided:
                 echo(decided)
@@ -261,20 +261,22 @@ def _table_value(scored: ScoredProposal, field: str) -> Any:
     return getattr(scored, field)
 
 
-def _table(ranked: list[ScoredProposal], names: list[str]) -> str:
-    headers = ["rank", "candidate", *(h for h, _, _ in _TABLE)]
+def _print_ranking(ranked: list[ScoredProposal], names: list[str]) -> None:
+    """The ranking as a table, drawn as `run` draws its results."""
+    from rich.markup import escape
+
+    from .tables import Column, print_table
+
+    columns = [
+        Column("rank", "right"),
+        Column("candidate"),
+        *(Column(header, "right") for header, _, _ in _TABLE),
+    ]
     rows = [
-        [str(i + 1), name, *(_cell(_table_value(s, f), spec) for _, f, spec in _TABLE)]
+        [str(i + 1), escape(name), *(_cell(_table_value(s, f), spec) for _, f, spec in _TABLE)]
         for i, (s, name) in enumerate(zip(ranked, names, strict=True))
     ]
-    widths = [max(len(row[c]) for row in [headers, *rows]) for c in range(len(headers))]
-
-    def line(cells: list[str]) -> str:
-        first = [cells[0].rjust(widths[0]), cells[1].ljust(widths[1])]
-        rest = [cell.rjust(width) for cell, width in zip(cells[2:], widths[2:], strict=True)]
-        return "  ".join(first + rest).rstrip()
-
-    return "\n".join([line(headers), *(line(row) for row in rows)])
+    print_table(columns, rows)
 
 
 def _sweep(

@@ -478,27 +478,27 @@ _STYLE = {
 
 def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id: str) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.markup import escape
 
     from carlang.render import plural
 
-    console = Console(highlight=False, soft_wrap=False)
-    table = Table(title=f"proposal {proposal.id}  (run {run_id})", title_justify="left")
-    table.add_column("action")
-    table.add_column("status")
-    table.add_column("ms", justify="right")
-    table.add_column("output / error", overflow="fold", max_width=80)
+    from .tables import Column, print_table
+
+    rows = []
     for entry in result.results:
         status = entry.status.value + (" (rolled back)" if entry.rolled_back else "")
         text = entry.error if entry.error and not entry.rolled_back else _short(entry.output)
         duration = f"{entry.duration_ms:.1f}" if entry.duration_ms is not None else ""
-        table.add_row(
-            entry.action_id,
-            f"[{_STYLE.get(entry.status.value, '')}]{status}[/]",
-            duration,
-            text,
-        )
-    console.print(table)
+        style = _STYLE.get(entry.status.value, "")
+        rows.append([escape(entry.action_id), f"[{style}]{status}[/]", duration, escape(text)])
+    columns = [
+        Column("action"),
+        Column("status"),
+        Column("ms", "right"),
+        Column("output / error", max_width=80),
+    ]
+    print_table(columns, rows, title=f"proposal {proposal.id}  (run {run_id})")
+    console = Console(highlight=False, soft_wrap=False)
     counts = result.summary()
     shown = ", ".join(f"{n} {status.value}" for status, n in counts.items())
     cost = result.cost
