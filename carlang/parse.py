@@ -685,7 +685,12 @@ class AstBuilder:
         return ast.Where(rows, span=self._here())
 
     def table_row(self, *cells: ast.Value | Token) -> tuple[ast.Value | ast.Name, ...]:
-        return tuple(c if isinstance(c, ast.Value) else self._name(c) for c in cells)
+        return tuple(c if isinstance(c, ast.Value) else self._cell_name(c) for c in cells)
+
+    def _cell_name(self, token: Token) -> ast.Name:
+        if token[0] == "EMPTY_CELL":  # `|   |`: a name with no text, null as a value
+            return ast.Name("", span=Span(token[2] + 1, token[3]))
+        return self._name(token)
 
     # keyword sets ---------------------------------------------------------------------------
 

@@ -88,6 +88,13 @@ def _bind(value: Any, row: dict[str, Any]) -> Any:
     return value
 
 
+def _cell_value(cell: ast.Value | ast.Name) -> Any:
+    """A table cell's value: a name is its text, an empty cell is null."""
+    if isinstance(cell, ast.Name):
+        return cell.text or None
+    return cell.value
+
+
 def _word(word: ast.Name | ast.Column | None, row: dict[str, Any]) -> str | None:
     if word is None:
         return None
@@ -165,6 +172,9 @@ class _Builder:
         table = tables[0]
         header, *body = table.rows
         names = [c.text if isinstance(c, ast.Name) else str(c.value) for c in header]
+        if "" in names:
+            self.error(source, table.span, "every column of a table needs a name in its header")
+            return []
         rows = []
         for cells in body:
             if len(cells) != len(names):
@@ -174,10 +184,7 @@ class _Builder:
                     f"a table row has {len(cells)} cells, the header {len(names)}",
                 )
                 continue
-            values = {
-                name: cell.text if isinstance(cell, ast.Name) else cell.value
-                for name, cell in zip(names, cells, strict=True)
-            }
+            values = {name: _cell_value(cell) for name, cell in zip(names, cells, strict=True)}
             rows.append((values, cells[0].span.cover(cells[-1].span)))
         return rows
 

@@ -356,6 +356,26 @@ def test_a_row_may_expect_a_decision_by_no_policy(tmp_path: Path) -> None:
     assert "expected deny by no policy, but it was decided by https_only" in out
 
 
+def test_an_empty_cell_is_null_a_decision_by_no_policy(tmp_path: Path) -> None:
+    rows = ROWS.replace(
+        '"https://y"  | deny     | https_only', '"https://y"  | allow    |           '
+    )
+    path = write(tmp_path, PROGRAM + rows)
+    code, out, _ = run("test", str(path))
+    assert code == 0, out
+    assert run("fmt", str(path))[0] == 0
+    assert '| "https://y" | allow    |            |' in path.read_text()  # fmt keeps it empty
+    assert run("test", str(path))[0] == 0
+    wrong = ROWS.replace(
+        '"http://x"   | deny     | https_only', '"http://x"   | deny     |           '
+    )
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + wrong)))
+    assert code == 1 and "expected deny by no policy, but it was decided by https_only" in out
+    headless = ROWS.replace("| policy", "|       ", 1)
+    code, _, err = run("test", str(write(tmp_path, PROGRAM + headless)))
+    assert code == 1 and "every column of a table needs a name in its header" in err
+
+
 @pytest.mark.parametrize("form", ["junit", "json"])
 def test_a_program_with_errors_still_gets_a_well_formed_report(tmp_path: Path, form: str) -> None:
     path = write(tmp_path, PROGRAM.replace("tool run_tests()", "tool run_tests(") + ROWS)
