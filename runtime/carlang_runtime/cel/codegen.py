@@ -232,6 +232,7 @@ def generate(
     max_seconds: float = 0.25,
     source: str | None = None,
     container: str = "",
+    resolving: bool = False,
 ) -> Generated:
     """Python source for `tree`. `variables` are the declared names (None: any name that is not
     a type name is a variable); `source`, the CEL text, lets errors name the call that failed.
@@ -243,14 +244,34 @@ def generate(
 
     Without declared `variables`, names resolve against the activation at each evaluation
     (cel-spec's name resolution, `resolve.py`): `a.b.c` is the variable `a.b.c` if the
-    activation holds one, else `a.b` with `c` selected, else `a`; `container` is tried first."""
+    activation holds one, else `a.b` with `c` selected, else `a`; `container` is tried first.
+    An activation rarely holds such names: the function tests once, on entry, whether it holds
+    any (a dictionary lookup per name), and only then runs a variant (`resolving=True`, made
+    when first needed) that tries each reading where the name is read."""
     budgeted = any(_loops_or_grows(node) for node in n.walk(tree))
-    writer = _Writer(variables, record, source, budgeted, container)
+    writer = _Writer(variables, record, source, budgeted, container, resolving)
     writer.namespace["_budget"] = _Budget(max_steps, max_seconds)
     result = writer.value(tree)
     result = writer.checked(tree, result)
     body = writer.lines
     header = ["def _evaluate(act, _rec=None):"]
+    if writer.candidates:
+
+        def make() -> Generated:
+            return generate(
+                tree,
+                variables=variables,
+                record=record,
+                max_steps=max_steps,
+                max_seconds=max_seconds,
+                source=source,
+                container=container,
+                resolving=True,
+            )
+
+        writer.namespace["_resolving"] = _Resolving(make)
+        test = " or ".join(f"{name!r} in act" for name in sorted(writer.candidates))
+        header += [f"    if {test}:", "        return _resolving(act, _rec)"]
     for name in sorted(writer.used_variables):
         local = _local(name)
         header.append(f"    {local} = act[{name!r}] if {name!r} in act else _Unbound({name!r})")
@@ -278,9 +299,13 @@ class _Writer:
         source: str | None,
         budgeted: bool,
         container: str,
+        resolving: bool,
     ) -> None:
         self.declared = variables
         self.container = container
+        self.resolving = resolving
+        # The qualified names the activation might hold (see `generate`).
+        self.candidates: set[str] = set()
         # Nodes read plainly: the readings of a name resolved against the activation.
         self.plain: set[int] = set()
         # Identifiers that name a key the activation is known to hold there.
@@ -385,6 +410,7 @@ class _Writer:
             found = self.alternatives(node)
             if found:
                 return self.resolved(node, found)
+            self.plain.add(id(node))
         for scope in reversed(self.scopes if not node.root else []):
             if node.name in scope:
                 return scope[node.name]
@@ -404,6 +430,10 @@ class _Writer:
     def resolved(self, node: n.Expr, found: list[tuple[str, n.Expr]]) -> str:
         """`node`, a name that the activation decides (`a.b.c` may be the variable `a.b.c`,
         or `a.b` with `c` selected...): each reading tried in turn, the plain one last."""
+        if not self.resolving:
+            self.candidates.update(name for name, _ in found)
+            self.read_plainly(node)
+            return self.value(node)
         result = self.temp()
         for position, (name, bound) in enumerate(found):
             self.emit(f"{'elif' if position else 'if'} {name!r} in act:")
@@ -858,6 +888,20 @@ def _chunked(
             for part in (operands[i : i + _CHUNK] for i in range(0, len(operands), _CHUNK))
         )
     return operands
+
+
+class _Resolving:
+    """The variant of a generated function that resolves qualified names, made when first
+    called (most activations never need it)."""
+
+    def __init__(self, make: Callable[[], Generated]) -> None:
+        self.make = make
+        self.function: Callable[..., Any] | None = None
+
+    def __call__(self, activation: Any, record: Any = None) -> Any:
+        if self.function is None:
+            self.function = self.make().function("<cel resolving names>")
+        return self.function(activation, record)
 
 
 def _local(name: str) -> str:

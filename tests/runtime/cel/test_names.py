@@ -162,3 +162,11 @@ def test_cel_python_deviations_are_recorded(
             reference_evaluate(expression, activation, container)
     else:
         assert reference_evaluate(expression, activation, container) == celpy
+
+
+def test_only_an_activation_holding_a_qualified_name_pays_for_resolving_it() -> None:
+    program = compile("a.b.c == 1 && x == 2")
+    assert program.python_source.count(" in act or ") == 1  # `a.b.c`, `a.b`: tested on entry
+    assert "_resolving" not in compile("x == 2 && [1].all(a, a.b == 1)").python_source
+    assert program.evaluate({"a": {"b": {"c": 1}}, "x": 2}) is True
+    assert program.evaluate({"a.b": {"c": 1}, "x": 2}) is True
