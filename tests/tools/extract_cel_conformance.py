@@ -2,8 +2,8 @@
 
 cel-python's source distribution carries cel-spec's conformance tests as Gherkin feature files
 (features/*.feature). This reads the ones about the core language, runs every scenario through
-cel-python, and keeps the scenarios cel-python passes with no protobuf messages, containers or
-extensions involved: expression, variables and expected value (or "an error"), in the tagged
+cel-python, and keeps the scenarios cel-python passes with no protobuf messages or extensions
+involved: expression, variables, container and expected value (or "an error"), in the tagged
 JSON of tests/runtime/cel/celpy_bridge.py. test_conformance.py then runs them through carlang.
 
     pip download --no-deps --no-binary :all: cel-python==<installed version> -d /tmp/celpy
@@ -52,8 +52,9 @@ _SCENARIO = re.compile(r"^Scenario: (.+)$")
 _WHEN = re.compile(r"^When CEL expression (.+) is evaluated$")
 _VALUE = re.compile(r"^(?:Then|And) value is (.+)$")
 _ERROR = re.compile(r"^Then eval_error is (.+)$")
-_BINDING = re.compile(r'^(?:Given|and|And) bindings parameter "(\w+)" is (.+)$')
-_TYPE_ENV = re.compile(r'^(?:Given|and|And) type_env parameter "(\w+)" is (.+)$')
+_BINDING = re.compile(r'^(?:Given|and|And) bindings parameter "([\w.]+)" is (.+)$')
+_CONTAINER = re.compile(r"^(?:Given|and|And) container is '([\w.]*)'$")
+_TYPE_ENV = re.compile(r'^(?:Given|and|And) type_env parameter "([\w.]+)" is (.+)$')
 _MESSAGE = re.compile(r"\b[A-Z]\w*\{")
 _ERROR_EXPECTED = object()
 _NAMESPACE = {"celpy": celpy, "celtypes": celtypes, "datetime": __import__("datetime")}
@@ -74,7 +75,7 @@ def scenarios(path: Path) -> list[dict[str, Any]]:
             current = {"name": f"{path.stem}/{match.group(1)}", "tags": tags, "steps": []}
             found.append(current)
             tags = []
-        elif current is not None and line:
+        elif current is not None and line and not line.startswith("#"):
             current["steps"].append(line)
     return found
 
@@ -87,10 +88,12 @@ def case(scenario: dict[str, Any]) -> dict[str, Any] | None:
     expected: Any = None
     error = False
     bindings: dict[str, Any] = {}
+    container = ""
     for step in scenario["steps"]:
-        if "container is" in step or "disable_check" in step or _TYPE_ENV.match(step):
-            if "container is ''" not in step and not _TYPE_ENV.match(step):
-                return None
+        if (match := _CONTAINER.match(step)) is not None:
+            container = match.group(1)
+            continue
+        if "disable_check" in step or _TYPE_ENV.match(step):
             continue
         if (match := _WHEN.match(step)) is not None:
             expression = ast.literal_eval(match.group(1))
@@ -109,10 +112,12 @@ def case(scenario: dict[str, Any]) -> dict[str, Any] | None:
     try:
         values = {name: eval(text, _NAMESPACE) for name, text in bindings.items()}  # noqa: S307
         want = None if error else from_celpy(eval(expected, _NAMESPACE))  # noqa: S307
-        env = celpy.Environment()
+        env = celpy.Environment(package=container or None)
         got = env.program(env.compile(expression)).evaluate(values)
     except celpy.CELEvalError:
-        return _keep(scenario, expression, values, _ERROR_EXPECTED) if error else None
+        if not error:
+            return None
+        return _keep(scenario, expression, values, _ERROR_EXPECTED, container)
     except Exception:
         return None  # protobuf messages, celpy failures: out of scope
     if error or isinstance(got, celpy.CELEvalError):
@@ -122,18 +127,19 @@ def case(scenario: dict[str, Any]) -> dict[str, Any] | None:
             return None
     except TypeError:
         return None
-    return _keep(scenario, expression, values, want)
+    return _keep(scenario, expression, values, want, container)
 
 
 def _keep(
-    scenario: dict[str, Any], expression: str, values: dict[str, Any], want: Any
+    scenario: dict[str, Any], expression: str, values: dict[str, Any], want: Any, container: str
 ) -> dict[str, Any] | None:
     try:
         variables = {name: encode(from_celpy(value)) for name, value in values.items()}
     except TypeError:
         return None
     expected = {"error": True} if want is _ERROR_EXPECTED else {"value": encode(want)}
-    return {"name": scenario["name"], "expr": expression, "bindings": variables, **expected}
+    case = {"name": scenario["name"], "expr": expression, "bindings": variables, **expected}
+    return {**case, "container": container} if container else case
 
 
 def main(features: Path) -> None:

@@ -29,6 +29,7 @@ from . import nodes as n
 from .build import MACROS
 from .codegen import TYPE_NAMES
 from .functions import FUNCTIONS, Overload, compile_regex
+from .resolve import resolve
 from .types import (
     BOOL,
     BYTES,
@@ -55,9 +56,13 @@ __all__ = ["Declarations", "CelIssue", "CheckResult", "CelCheckError", "check", 
 
 @dataclass(frozen=True)
 class Declarations:
-    """The variables an expression may use, with their static types."""
+    """The variables an expression may use, with their static types. A name may be qualified
+    (`a.b.c`: the expression `a.b.c` reads it as a whole); `container` (`com.example`) makes
+    names resolve relative to it first (`x` is `com.example.x`, then `com.x`, then `x`), as
+    cel-spec's name resolution says (see `resolve.py`)."""
 
     variables: Mapping[str, Type]
+    container: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "variables", dict(self.variables))
@@ -114,7 +119,8 @@ def check(source: str, declarations: Declarations) -> CheckResult:
 
 
 def check_tree(source: str, tree: n.Expr, declarations: Declarations) -> CheckResult:
-    """Check an already parsed expression."""
+    """Check an already parsed expression (its names resolved against the declarations)."""
+    tree = resolve(tree, declarations.variables, declarations.container)
     checker = _Checker(source, declarations)
     result_type = checker.infer(tree)
     if result_type.known and result_type.kind != "bool":

@@ -21,6 +21,7 @@ from typing import Any, Final, NoReturn
 
 from . import extensions, functions, ops
 from . import nodes as n
+from .resolve import alternatives
 from .values import (
     TYPES,
     CelEvalError,
@@ -230,6 +231,8 @@ def generate(
     max_steps: int = 1_000_000,
     max_seconds: float = 0.25,
     source: str | None = None,
+    container: str = "",
+    resolving: bool = False,
 ) -> Generated:
     """Python source for `tree`. `variables` are the declared names (None: any name that is not
     a type name is a variable); `source`, the CEL text, lets errors name the call that failed.
@@ -237,16 +240,41 @@ def generate(
     An expression that loops (a macro) is budgeted: its steps, the elements its `in` scans and
     the strings and lists it builds are counted against `max_steps`, and the clock is read at
     least every `_CHECK_EVERY` steps. One that does not loop does work bounded by its own size
-    times the size of its input, and pays nothing for the budget."""
+    times the size of its input, and pays nothing for the budget.
+
+    Without declared `variables`, names resolve against the activation at each evaluation
+    (cel-spec's name resolution, `resolve.py`): `a.b.c` is the variable `a.b.c` if the
+    activation holds one, else `a.b` with `c` selected, else `a`; `container` is tried first.
+    An activation rarely holds such names: the function tests once, on entry, whether it holds
+    any (a dictionary lookup per name), and only then runs a variant (`resolving=True`, made
+    when first needed) that tries each reading where the name is read."""
     budgeted = any(_loops_or_grows(node) for node in n.walk(tree))
-    writer = _Writer(variables, record, source, budgeted)
+    writer = _Writer(variables, record, source, budgeted, container, resolving)
     writer.namespace["_budget"] = _Budget(max_steps, max_seconds)
     result = writer.value(tree)
     result = writer.checked(tree, result)
     body = writer.lines
     header = ["def _evaluate(act, _rec=None):"]
+    if writer.candidates:
+
+        def make() -> Generated:
+            return generate(
+                tree,
+                variables=variables,
+                record=record,
+                max_steps=max_steps,
+                max_seconds=max_seconds,
+                source=source,
+                container=container,
+                resolving=True,
+            )
+
+        writer.namespace["_resolving"] = _Resolving(make)
+        test = " or ".join(f"{name!r} in act" for name in sorted(writer.candidates))
+        header += [f"    if {test}:", "        return _resolving(act, _rec)"]
     for name in sorted(writer.used_variables):
-        header.append(f"    v_{name} = act[{name!r}] if {name!r} in act else _Unbound({name!r})")
+        local = _local(name)
+        header.append(f"    {local} = act[{name!r}] if {name!r} in act else _Unbound({name!r})")
     if writer.budgeted:
         header += [
             "    _steps = 0",
@@ -265,9 +293,23 @@ def generate(
 
 class _Writer:
     def __init__(
-        self, variables: frozenset[str] | None, record: bool, source: str | None, budgeted: bool
+        self,
+        variables: frozenset[str] | None,
+        record: bool,
+        source: str | None,
+        budgeted: bool,
+        container: str,
+        resolving: bool,
     ) -> None:
         self.declared = variables
+        self.container = container
+        self.resolving = resolving
+        # The qualified names the activation might hold (see `generate`).
+        self.candidates: set[str] = set()
+        # Nodes read plainly: the readings of a name resolved against the activation.
+        self.plain: set[int] = set()
+        # Identifiers that name a key the activation is known to hold there.
+        self.present: set[int] = set()
         self.record = record
         self.source = source
         self.budgeted = budgeted
@@ -362,6 +404,13 @@ class _Writer:
         return self.const(node.value)
 
     def _ident(self, node: n.Ident) -> str:
+        if id(node) in self.present:
+            return self.assign(f"act[{node.name!r}]")
+        if self.container and self.declared is None and id(node) not in self.plain:
+            found = self.alternatives(node)
+            if found:
+                return self.resolved(node, found)
+            self.plain.add(id(node))
         for scope in reversed(self.scopes if not node.root else []):
             if node.name in scope:
                 return scope[node.name]
@@ -371,9 +420,45 @@ class _Writer:
         if is_type:
             return self.const(TYPE_NAMES[node.name])
         self.used_variables.add(node.name)
-        return f"v_{node.name}"
+        return _local(node.name)
+
+    def alternatives(self, node: n.Expr) -> list[tuple[str, n.Expr]]:
+        return alternatives(
+            node, self.container, lambda name: any(name in scope for scope in self.scopes)
+        )
+
+    def resolved(self, node: n.Expr, found: list[tuple[str, n.Expr]]) -> str:
+        """`node`, a name that the activation decides (`a.b.c` may be the variable `a.b.c`,
+        or `a.b` with `c` selected...): each reading tried in turn, the plain one last."""
+        if not self.resolving:
+            self.candidates.update(name for name, _ in found)
+            self.read_plainly(node)
+            return self.value(node)
+        result = self.temp()
+        for position, (name, bound) in enumerate(found):
+            self.emit(f"{'elif' if position else 'if'} {name!r} in act:")
+            with self.indented():
+                self.present.add(id(self.read_plainly(bound)))
+                self.emit(f"{result} = {self.value(bound)}")
+        self.emit("else:")
+        with self.indented():
+            self.read_plainly(node)
+            self.emit(f"{result} = {self.value(node)}")
+        return result
+
+    def read_plainly(self, node: n.Expr) -> n.Expr:
+        """Mark a chain of selections as resolved; its identifier."""
+        while isinstance(node, n.Select):
+            self.plain.add(id(node))
+            node = node.operand
+        self.plain.add(id(node))
+        return node
 
     def _select(self, node: n.Select) -> str:
+        if self.declared is None and id(node) not in self.plain:
+            found = self.alternatives(node)
+            if found:
+                return self.resolved(node, found)
         operand = self.name(node.operand)
         return self.lookup(operand, repr(node.field), f"_select({operand}, {node.field!r})")
 
@@ -803,6 +888,25 @@ def _chunked(
             for part in (operands[i : i + _CHUNK] for i in range(0, len(operands), _CHUNK))
         )
     return operands
+
+
+class _Resolving:
+    """The variant of a generated function that resolves qualified names, made when first
+    called (most activations never need it)."""
+
+    def __init__(self, make: Callable[[], Generated]) -> None:
+        self.make = make
+        self.function: Callable[..., Any] | None = None
+
+    def __call__(self, activation: Any, record: Any = None) -> Any:
+        if self.function is None:
+            self.function = self.make().function("<cel resolving names>")
+        return self.function(activation, record)
+
+
+def _local(name: str) -> str:
+    """The Python local holding variable `name` (a qualified name is no Python name)."""
+    return f"v_{name}" if name.isidentifier() else "q_" + name.encode().hex()
 
 
 def _is_name(text: str) -> bool:

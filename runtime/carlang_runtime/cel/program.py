@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import CarlangRuntimeError
@@ -12,6 +12,7 @@ from .build import parse
 from .codegen import Generated, generate
 from .cost import estimate
 from .fold import fold
+from .resolve import resolve
 from .values import CelEvalError, ErrorKind, format_value
 
 __all__ = [
@@ -98,6 +99,7 @@ class Program:
     declared: frozenset[str] | None
     generated: Generated
     _evaluate: Callable[..., Any] = field(repr=False)
+    container: str = ""
     _explain: Callable[..., Any] | None = field(default=None, repr=False)
     _recorded: dict[int, n.Expr] = field(default_factory=dict, repr=False)
 
@@ -159,6 +161,7 @@ class Program:
                 max_steps=self.limits.max_steps,
                 max_seconds=self.limits.max_seconds,
                 source=self.source,
+                container=self.container,
             )
             self._explain = generated.function("<cel explain>")
         return self._explain
@@ -176,17 +179,26 @@ def compile(  # noqa: A001 - the name the API promises, as re.compile
     declarations: Any = None,
     *,
     limits: Limits | None = None,
+    container: str | None = None,
 ) -> Program:
     """Compile CEL `source`. Raises `CelSyntaxError` (with line and column) if it does not
     parse, `CelCostError` if its estimated cost is above `limits.max_cost`, and, when
     `declarations` (a `Declarations`) are given, `CelCheckError` if the static checks find
-    errors (warnings are on `Program.warnings`... see `check`)."""
+    errors (warnings are on `Program.warnings`... see `check`).
+
+    `container` (`com.example`) makes names resolve relative to it (cel-spec's name
+    resolution, see `resolve.py`); it defaults to the declarations' container. Qualified
+    names (`a.b.c` bound as a whole) resolve against the declarations, or without them
+    against the activation at each evaluation."""
     limits = limits or Limits()
+    if container is None:
+        container = declarations.container if declarations is not None else ""
+    _check_container(container)
     tree = parse(source)
     try:
         # Each later stage walks the tree recursively too: a tree the parser accepts may
         # still be too deep for them (300 nested map literals, 400 chained macros).
-        return _compile_tree(source, tree, declarations, limits)
+        return _compile_tree(source, tree, declarations, limits, container)
     except (RecursionError, SyntaxError, MemoryError):
         raise CelCompileError(
             "the condition nests too deeply to compile (about ten levels of && and || inside"
@@ -195,7 +207,17 @@ def compile(  # noqa: A001 - the name the API promises, as re.compile
         ) from None
 
 
-def _compile_tree(source: str, tree: n.Expr, declarations: Any, limits: Limits) -> Program:
+def _check_container(container: str) -> None:
+    if container and not all(part.isidentifier() for part in container.split(".")):
+        raise CelCompileError(
+            f"the container {container!r} is not a qualified name; write it like"
+            " `com.example` (identifiers joined by dots)"
+        )
+
+
+def _compile_tree(
+    source: str, tree: n.Expr, declarations: Any, limits: Limits, container: str
+) -> Program:
     cost = estimate(tree, limits.assumed_size).cost
     if cost > limits.max_cost:
         raise CelCostError(cost, limits.max_cost)
@@ -203,6 +225,9 @@ def _compile_tree(source: str, tree: n.Expr, declarations: Any, limits: Limits) 
     if declarations is not None:
         from .checker import check_tree
 
+        if declarations.container != container:
+            declarations = replace(declarations, container=container)
+        tree = resolve(tree, declarations.variables, container)
         check_tree(source, tree, declarations).raise_errors()
         declared = frozenset(declarations.variables)
     tree = fold(tree)
@@ -212,9 +237,10 @@ def _compile_tree(source: str, tree: n.Expr, declarations: Any, limits: Limits) 
         max_steps=limits.max_steps,
         max_seconds=limits.max_seconds,
         source=source,
+        container=container,
     )
     function = generated.function("<cel>")
-    return Program(source, tree, cost, limits, declared, generated, function)
+    return Program(source, tree, cost, limits, declared, generated, function, container)
 
 
 class _Decider:

@@ -501,12 +501,14 @@ _patch_macro_ranges()
 _patch_has()
 
 
-def reference_evaluate(expression: str, activation: dict[str, Any]) -> Any:
-    """Evaluate with celpy (differences applied); the value as carlang data, or raise
-    `ReferenceError_` with the CEL error kinds celpy's error may stand for."""
+def reference_evaluate(expression: str, activation: dict[str, Any], container: str = "") -> Any:
+    """Evaluate with celpy (differences applied; `container` is celpy's `package`); the value
+    as carlang data, or raise `ReferenceError_` with the CEL error kinds celpy's error may
+    stand for."""
+    env = celpy.Environment(package=container) if container else _ENV
     try:
-        tree = _ENV.compile(expression)
-        program = _ENV.program(tree, functions=_FUNCTIONS)
+        tree = env.compile(expression)
+        program = env.program(tree, functions=_FUNCTIONS)
         result = program.evaluate({k: to_celpy(v) for k, v in activation.items()})
         _raise_contained_error(result)
     except celpy.CELEvalError as exc:

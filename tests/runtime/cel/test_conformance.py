@@ -33,7 +33,9 @@ def test_conformance_case(case: dict[str, Any]) -> None:
     if case["name"] in DIFFERENT:
         pytest.skip(DIFFERENT[case["name"]])
     bindings = {name: decode(value) for name, value in case["bindings"].items()}
-    program = compile(case["expr"], limits=Limits(max_cost=10**12))
+    program = compile(
+        case["expr"], limits=Limits(max_cost=10**12), container=case.get("container", "")
+    )
     if case.get("error"):
         with pytest.raises(CelEvalError):
             program.evaluate(bindings)
