@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -161,3 +163,21 @@ def test_no_valid_candidate_exits_1(tmp_path: Path) -> None:
     program = PROGRAM.replace("candidates careful, bold, sloppy", "candidates sloppy")
     code, out, _ = rank(tmp_path, "--plan", "release", program=program)
     assert code == 1 and "sloppy" in out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("columns", [220, 100])
+def test_at_a_terminal_no_value_is_cut(tmp_path: Path, columns: int) -> None:
+    """At 220 columns the table has its natural width; at 100 (narrower than the narrowest
+    it can be) headers wrap at their spaces, but names and numbers stay whole."""
+    pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed")
+    (tmp_path / "p.car").write_text(PROGRAM)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}", "TERM": "xterm"}
+    env["NO_COLOR"] = "1"
+    argv = f"{sys.executable} -m carlang rank {tmp_path / 'p.car'} --plan release"
+    shown = pexpect.run(argv, env=env, encoding="utf-8", timeout=30, dimensions=(40, columns))
+    rows = [line for line in shown.replace("\r", "").splitlines() if line.startswith("│")]
+    cells = [[cell.strip() for cell in row[1:-1].split("│")] for row in rows]
+    assert [row[1] for row in cells] == ["careful", "bold", "sloppy"]  # one line each
+    assert all(len(row[2]) == len("0.0000") for row in cells)  # each score whole
+    assert ("monte carlo" in shown) == (columns == 220)  # the header wraps only when narrow
