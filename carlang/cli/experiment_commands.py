@@ -135,8 +135,15 @@ def search_command(
     feedback: FeedbackOption = None,
     config: ConfigOption = None,
     plan: PlanOption = None,
-    method: Annotated[str, typer.Option("--method", help="grid or random.")] = "grid",
-    trials: Annotated[int, typer.Option("--trials", help="Points of a random search.")] = 50,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method", help="grid, random or optuna (TPE; pip install 'carlang[optuna]')."
+        ),
+    ] = "grid",
+    trials: Annotated[
+        int, typer.Option("--trials", help="Points of a random or optuna search.")
+    ] = 50,
     split: Annotated[
         str, typer.Option("--split", help="TRAIN:TEST (like 70:30) or 'kfold K'.")
     ] = "50:50",
@@ -165,8 +172,6 @@ def search_command(
     from carlang_runtime.experiments import Outcomes
     from carlang_runtime.experiments.search import load_space, search
 
-    if method == "optuna":
-        fail_usage("--method optuna is not available; use grid or random")
     if workers is not None and workers < 1:
         fail_usage("--workers must be at least 1")
     tasks = load_dataset(dataset, plan, root)

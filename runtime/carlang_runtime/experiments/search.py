@@ -6,7 +6,10 @@ The space is a TOML table of settings (`load_space`):
     policy_weight = { min = 0.0, max = 1.0, step = 0.25 }   # a range (grid: every step)
     monte_carlo_weight = { min = 0.0, max = 1.0 }      # random search: drawn uniformly
 
-`grid` tries every point; `random` draws `trials` points (seeded). Each point is judged by the
+`grid` tries every point; `random` draws `trials` points (seeded); `optuna` has `trials` points
+proposed by Optuna's seeded TPE sampler, each judged on the training tasks before the next
+(an optional extra, see `tpe`; it takes a `TRAIN:TEST` split, since under `kfold` the points
+it proposes would have learnt from the held-out folds). Each point is judged by the
 objective (`top1`, `regret`, lower is better, or `spearman`) on the training tasks; the best
 (ties: the earlier point) is reported on the held-out tasks. `split` is `TRAIN:TEST` (a seeded
 shuffle of the tasks, e.g. `70:30`) or `kfold K`: then each fold is held out in turn, the best
@@ -178,7 +181,7 @@ def points(
             raise SettingError(f"--trials must be between 1 and {MAX_POINTS}")
         rng = random.Random(seed)
         return [{d.name: d.draw(rng) for d in dimensions} for _ in range(trials)]
-    raise SettingError(f"unknown search method '{method}' (grid or random)")
+    raise SettingError(f"unknown search method '{method}' (grid, random or optuna)")
 
 
 def split_tasks(
@@ -470,10 +473,13 @@ def search(
     if objective not in OBJECTIVES:
         raise SettingError(f"unknown objective '{objective}' ({', '.join(OBJECTIVES)})")
     base = base or PlannerConfig()
-    tried_settings = points(dimensions, method, trials, seed)
     workers = workers if workers is not None else (os.cpu_count() or 1)
     judge = _Judge(tasks, outcomes, base, feedback, objective, workers, batch)
     parts = split_tasks(tasks, split, seed)
+    if method == "optuna":
+        tried_settings = _optuna_points(dimensions, trials, seed, judge, parts)
+    else:
+        tried_settings = points(dimensions, method, trials, seed)
     tried: list[dict[str, Any]] = [{"settings": s} for s in tried_settings]
     held_out = []
     for train, test in parts:
@@ -517,6 +523,27 @@ def search(
         for name, value in zip(ABLATIONS, values[1:], strict=True):
             result.ablation[name] = _signed(value, objective)
     return result
+
+
+def _optuna_points(
+    dimensions: Sequence[Dimension],
+    trials: int,
+    seed: int,
+    judge: _Judge,
+    parts: Sequence[tuple[list[Task], list[Task]]],
+) -> list[dict[str, Any]]:
+    from .tpe import tpe_points
+
+    if len(parts) != 1:
+        raise SettingError(
+            "--method optuna takes a TRAIN:TEST split (like 70:30), not kfold: the points it "
+            "proposes learn from the objective, so under kfold they would have seen the "
+            "held-out folds"
+        )
+    if not 1 <= trials <= MAX_POINTS:
+        raise SettingError(f"--trials must be between 1 and {MAX_POINTS}")
+    train = parts[0][0]
+    return tpe_points(dimensions, trials, seed, lambda settings: judge.judge([settings], train)[0])
 
 
 def _best(values: Sequence[float | None]) -> int | None:
