@@ -1,8 +1,9 @@
-"""Planner experiments on the workers: a sweep's grid points and a large Monte Carlo estimate's
-trials, split into batches, each batch a workflow on the queue `carlang_planner` that any
-`carlang worker` takes. The results are exactly the in-process ones: a batch of grid points is
-ranked as the in-process sweep ranks each point, and a Monte Carlo batch draws from the stream
-`MonteCarloJob` gives it wherever it runs.
+"""Planner experiments on the workers: a sweep's grid points, a large Monte Carlo estimate's
+trials and a settings search's configs, split into batches, each batch a workflow on the queue
+`carlang_planner` that any `carlang worker` takes. The results are exactly the in-process
+ones: a batch of grid points is ranked as the in-process sweep ranks each point, a Monte Carlo
+batch draws from the stream `MonteCarloJob` gives it wherever it runs, and a search's batch
+(`SearchBatch`) is judged by the same code as in process.
 
 The submitting process needs no DBOS of its own: it enqueues through a `DBOSClient` and waits.
 A batch's workflow id is a digest of its inputs (and carlang's version), so running the same
@@ -20,6 +21,7 @@ from typing import Any
 from carlang_runtime import __version__
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.experiments import Task, rank_task
+from carlang_runtime.experiments.search import SearchBatch
 from carlang_runtime.ir import ActionProposal, Budget, Capability, Plan, Policy, ToolSchema
 from carlang_runtime.planner import Governance, PlannerConfig, ToolFeedback
 from carlang_runtime.planner.montecarlo import BatchCounts, MonteCarloJob
@@ -35,6 +37,7 @@ __all__ = [
     "PLANNER_QUEUE",
     "RANK_WORKFLOW",
     "MONTE_CARLO_WORKFLOW",
+    "SEARCH_WORKFLOW",
     "DEFAULT_SWEEP_BATCH",
     "Experiments",
     "task_document",
@@ -45,6 +48,8 @@ __all__ = [
 RANK_WORKFLOW = "carlang_rank_batch"
 #: The workflow that runs one batch of a Monte Carlo estimate's trials.
 MONTE_CARLO_WORKFLOW = "carlang_monte_carlo_batch"
+#: The workflow that judges one batch of a settings search's configs.
+SEARCH_WORKFLOW = "carlang_search_batch"
 #: Grid points per batch when none is asked for.
 DEFAULT_SWEEP_BATCH = 10
 
@@ -171,6 +176,13 @@ def monte_carlo_batch(job: dict[str, Any], index: int) -> dict[str, Any]:
     return MonteCarloJob.from_document(job).run_batch(index).to_document()
 
 
+@DBOS.workflow(name=SEARCH_WORKFLOW)
+def search_batch(batch: dict[str, Any]) -> list[float | None]:
+    """A search's batch of configs (`SearchBatch.to_document`): each config's objective."""
+    values: list[float | None] = SearchBatch.from_document(batch).run()
+    return values
+
+
 # -- the submitting side ------------------------------------------------------------------------
 
 
@@ -241,6 +253,10 @@ class Experiments:
         document = job.to_document()
         results = self._run(MONTE_CARLO_WORKFLOW, [[document, i] for i in range(count)])
         return [BatchCounts.from_document(r) for r in results]
+
+    def search(self, batches: Sequence[SearchBatch]) -> list[list[float | None]]:
+        """A `SearchBatchRunner`: every batch of configs judged on a worker, results in order."""
+        return self._run(SEARCH_WORKFLOW, [[b.to_document()] for b in batches])
 
     def _run(self, workflow: str, batches: list[list[Any]]) -> list[Any]:
         """Enqueue one workflow per batch of arguments; their results, in order."""

@@ -10,6 +10,8 @@ import typer
 
 from .common import EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
 from .datasets import load_config, load_dataset
+from .dbos_commands import DatabaseOption
+from .run_commands import Backend
 
 if TYPE_CHECKING:
     from carlang_runtime.experiments.search import SearchResult
@@ -135,8 +137,15 @@ def search_command(
     feedback: FeedbackOption = None,
     config: ConfigOption = None,
     plan: PlanOption = None,
-    method: Annotated[str, typer.Option("--method", help="grid or random.")] = "grid",
-    trials: Annotated[int, typer.Option("--trials", help="Points of a random search.")] = 50,
+    method: Annotated[
+        str,
+        typer.Option(
+            "--method", help="grid, random or optuna (TPE; pip install 'carlang[optuna]')."
+        ),
+    ] = "grid",
+    trials: Annotated[
+        int, typer.Option("--trials", help="Points of a random or optuna search.")
+    ] = 50,
     split: Annotated[
         str, typer.Option("--split", help="TRAIN:TEST (like 70:30) or 'kfold K'.")
     ] = "50:50",
@@ -150,6 +159,18 @@ def search_command(
     workers: Annotated[
         int | None, typer.Option("--workers", help="Processes (default: the cores).")
     ] = None,
+    batch: Annotated[
+        int, typer.Option("--batch", min=1, help="Configs judged per batch (a unit of work).")
+    ] = 64,
+    backend: Annotated[
+        Backend,
+        typer.Option(
+            "--backend",
+            help="inprocess (the default, over --workers processes) or dbos: the batches of"
+            " configs go to `carlang worker`s; the same results.",
+        ),
+    ] = Backend.inprocess,
+    database: DatabaseOption = None,
     output: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the chosen config here (JSON).")
     ] = None,
@@ -165,25 +186,41 @@ def search_command(
     from carlang_runtime.experiments import Outcomes
     from carlang_runtime.experiments.search import load_space, search
 
-    if method == "optuna":
-        fail_usage("--method optuna is not available; use grid or random")
     if workers is not None and workers < 1:
         fail_usage("--workers must be at least 1")
+    if backend is Backend.inprocess and database is not None:
+        fail_usage("--database goes with --backend dbos")
+    if backend is Backend.dbos and workers is not None:
+        fail_usage(
+            "--workers goes with --backend inprocess (the DBOS workers are `carlang worker`s)"
+        )
     tasks = load_dataset(dataset, plan, root)
-    result = search(
-        tasks,
-        Outcomes.load(outcomes),
-        load_space(space),
-        base=load_config(config),
-        feedback=_history(feedback),
-        method=method,
-        trials=trials,
-        split=split,
-        objective=objective,
-        seed=seed,
-        ablate=ablate,
-        workers=workers,
-    )
+
+    def run(runner: Any = None) -> SearchResult:
+        return search(
+            tasks,
+            Outcomes.load(outcomes),
+            load_space(space),
+            base=load_config(config),
+            feedback=_history(feedback),
+            method=method,
+            trials=trials,
+            split=split,
+            objective=objective,
+            seed=seed,
+            ablate=ablate,
+            workers=workers,
+            batch=batch,
+            runner=runner,
+        )
+
+    if backend is Backend.dbos:
+        from .dbos_commands import planner_experiments
+
+        with planner_experiments(database) as remote:
+            result = run(remote.search)
+    else:
+        result = run()
     if output is not None:
         output.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
     if as_json:

@@ -4,6 +4,7 @@ is byte for byte the in-process one. One worker on SQLite; two on a private Post
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -93,7 +94,7 @@ def _executors(database: str) -> Counter[tuple[str, str]]:
         return Counter(
             (w.name, w.executor_id or "")
             for w in client.list_workflows()
-            if w.name in ("carlang_rank_batch", "carlang_monte_carlo_batch")
+            if w.name in ("carlang_rank_batch", "carlang_monte_carlo_batch", "carlang_search_batch")
             and w.status == "SUCCESS"
         )
     finally:
@@ -129,3 +130,72 @@ def test_a_sweep_on_two_postgres_workers_gives_the_in_process_output(
     by_worker = Counter(executor for (name, executor), n in done.items() for _ in range(n))
     assert sum(n for (name, _), n in done.items() if name == "carlang_rank_batch") == 20
     assert by_worker["p1"] > 0 and by_worker["p2"] > 0, done  # every worker took some
+
+
+def _search_project(project: Path) -> list[str]:
+    """A generated dataset with recorded outcomes and a space: the search's arguments."""
+    from carlang_runtime.experiments.generate import generate_tasks, record_runs, write_groups
+
+    tasks = generate_tasks(8, seed=5, candidates=(3, 4))
+    write_groups(tasks, project / "tasks.jsonl")
+    record_runs(tasks, project / "runs.jsonl", runs=4, seed=5)
+    (project / "space.toml").write_text(
+        "cost_weight = { min = 0, max = 0.6, step = 0.2 }\npolicy_weight = [0.0, 1.0]\n"
+        "monte_carlo_weight = [0.0, 1.0]\nmonte_carlo_trials = [100]\n"
+    )
+    return ["planner", "search", "tasks.jsonl", "--outcomes", "runs.jsonl"] + [
+        "--space",
+        "space.toml",
+        "--ablate",
+        "--batch",
+        "5",
+    ]
+
+
+def _same_search_on_the_workers(project: Path, database: str) -> None:
+    """A grid search (kfold) and an optuna one, in process then on the workers: the same
+    stdout and the same chosen config, byte for byte."""
+    common = _search_project(project)
+    searches = [["--split", "kfold 2"]]
+    if importlib.util.find_spec("optuna") is not None:
+        searches.append(["--method", "optuna", "--trials", "6", "--split", "60:40"])
+    for extra in searches:
+        here = carlang(*common, *extra, "--workers", "1", "-o", "here.json", cwd=project)
+        assert here.returncode == 0, here.stderr
+        on_workers = ["--backend", "dbos", "--database", database, "-o", "there.json"]
+        there = carlang(*common, *extra, *on_workers, cwd=project)
+        assert there.returncode == 0, there.stderr
+        assert "queued" in there.stderr
+        assert there.stdout.replace("there.json", "here.json") == here.stdout, extra
+        assert (project / "there.json").read_text() == (project / "here.json").read_text()
+
+
+@pytest.mark.slow
+def test_a_search_on_one_sqlite_worker_gives_the_in_process_output(
+    project: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    from carlang_dbos.backend import sqlite_problem
+
+    if sqlite_problem() is not None:
+        pytest.skip(sqlite_problem() or "")
+    database = f"sqlite:///{project / 'runs.db'}"
+    misuse = carlang(*_search_project(project), "--database", database, cwd=project)
+    assert misuse.returncode == 2 and "goes with --backend dbos" in misuse.stderr
+    workers.append(_worker(database, "w1", project))
+    _same_search_on_the_workers(project, database)
+    done = _executors(database)
+    # 16 points in batches of 5, on each fold's training tasks, then on all: 4 x 3, and the
+    # held-out judging and the ablation, one batch each
+    assert done[("carlang_search_batch", "w1")] >= 12
+
+
+@pytest.mark.slow
+@pytest.mark.scale
+def test_a_search_on_two_postgres_workers_gives_the_in_process_output(
+    project: Path, workers: list[subprocess.Popen[bytes]], postgres_database: str
+) -> None:
+    workers.extend(_worker(postgres_database, name, project) for name in ("p1", "p2"))
+    _same_search_on_the_workers(project, postgres_database)
+    done = _executors(postgres_database)
+    searched = {e: n for (name, e), n in done.items() if name == "carlang_search_batch"}
+    assert searched.get("p1", 0) > 0 and searched.get("p2", 0) > 0, done

@@ -6,7 +6,10 @@ The space is a TOML table of settings (`load_space`):
     policy_weight = { min = 0.0, max = 1.0, step = 0.25 }   # a range (grid: every step)
     monte_carlo_weight = { min = 0.0, max = 1.0 }      # random search: drawn uniformly
 
-`grid` tries every point; `random` draws `trials` points (seeded). Each point is judged by the
+`grid` tries every point; `random` draws `trials` points (seeded); `optuna` has `trials` points
+proposed by Optuna's seeded TPE sampler, each judged on the training tasks before the next
+(an optional extra, see `tpe`; it takes a `TRAIN:TEST` split, since under `kfold` the points
+it proposes would have learnt from the held-out folds). Each point is judged by the
 objective (`top1`, `regret`, lower is better, or `spearman`) on the training tasks; the best
 (ties: the earlier point) is reported on the held-out tasks. `split` is `TRAIN:TEST` (a seeded
 shuffle of the tasks, e.g. `70:30`) or `kfold K`: then each fold is held out in turn, the best
@@ -18,7 +21,8 @@ that change them (penalties, targets, trials, seed...); the weights (`cost_weigh
 weights, `feedback_weight`) only combine them, so a point that changes only weights is scored in
 closed form, exactly as `rank` scores it. Monte Carlo results are kept across points (they do
 not depend on the weights). Points are judged in batches of configs, in parallel over the cores
-(`workers`); each batch is a plain, picklable unit of work.
+(`workers`); each batch is a plain, picklable unit of work (`SearchBatch`), which a
+`SearchBatchRunner` may run elsewhere: `carlang_dbos` sends them to the DBOS workers.
 
 Ablation: the objective of the chosen config with each feature switched off in turn (its weight
 set to 0; `cost` sets `cost_weight` to 0).
@@ -31,7 +35,7 @@ import math
 import os
 import random
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,6 +52,8 @@ __all__ = [
     "WEIGHTS",
     "ABLATIONS",
     "Dimension",
+    "SearchBatch",
+    "SearchBatchRunner",
     "SearchResult",
     "load_space",
     "parse_space",
@@ -178,7 +184,7 @@ def points(
             raise SettingError(f"--trials must be between 1 and {MAX_POINTS}")
         rng = random.Random(seed)
         return [{d.name: d.draw(rng) for d in dimensions} for _ in range(trials)]
-    raise SettingError(f"unknown search method '{method}' (grid or random)")
+    raise SettingError(f"unknown search method '{method}' (grid, random or optuna)")
 
 
 def split_tasks(
@@ -342,12 +348,73 @@ def _objective_on(
     return value
 
 
-def _judge_batch(
-    job: tuple[list[_TaskFeatures], list[dict[str, Any]], str],
-) -> list[float | None]:
-    """A batch of configs (full settings) judged on one feature table: the unit of work."""
-    features, configs, objective = job
-    return [_objective_on(features, config, objective) for config in configs]
+@dataclass(frozen=True)
+class SearchBatch:
+    """A batch of configs (full settings) judged on one feature table: the search's unit of
+    work, plain data that a process pool pickles and `to_document` turns into JSON for other
+    machines (the DBOS workers)."""
+
+    features: tuple[_TaskFeatures, ...]
+    configs: tuple[dict[str, Any], ...]
+    objective: str
+
+    def run(self) -> list[float | None]:
+        """Each config's objective on the feature table (None: no task could be judged)."""
+        return [_objective_on(self.features, config, self.objective) for config in self.configs]
+
+    def to_document(self) -> dict[str, Any]:
+        """As JSON data (`from_document` reads it back, exactly)."""
+        return {
+            "features": [
+                {
+                    "task": row.task,
+                    "candidates": [
+                        [c.name, c.valid, c.actions, c.index, c.validity, c.efficiency, c.values]
+                        for c in row.candidates
+                    ],
+                    "actual": row.actual,
+                    "plan_settings": row.plan_settings,
+                }
+                for row in self.features
+            ],
+            "configs": list(self.configs),
+            "objective": self.objective,
+        }
+
+    @classmethod
+    def from_document(cls, document: Mapping[str, Any]) -> SearchBatch:
+        """A batch written by `to_document`."""
+        return cls(
+            tuple(
+                _TaskFeatures(
+                    row["task"],
+                    tuple(
+                        _Candidate(name, valid, actions, index, validity, efficiency, _pairs(v))
+                        for name, valid, actions, index, validity, efficiency, v in row[
+                            "candidates"
+                        ]
+                    ),
+                    _pairs(row["actual"]),
+                    _pairs(row["plan_settings"]),
+                )
+                for row in document["features"]
+            ),
+            tuple(dict(config) for config in document["configs"]),
+            document["objective"],
+        )
+
+
+def _pairs(items: Sequence[Sequence[Any]]) -> tuple[tuple[Any, Any], ...]:
+    return tuple((name, value) for name, value in items)
+
+
+#: Runs a search's batches somewhere else (on the DBOS workers, say: `carlang_dbos`), their
+#: results in order; by default they run here, over a process pool.
+SearchBatchRunner = Callable[[Sequence[SearchBatch]], Sequence[Sequence[float | None]]]
+
+
+def _run_batch(batch: SearchBatch) -> list[float | None]:
+    return batch.run()
 
 
 # -- the search --------------------------------------------------------------------------------
@@ -402,9 +469,11 @@ class _Judge:
         objective: str,
         workers: int,
         batch: int,
+        runner: SearchBatchRunner | None = None,
     ) -> None:
         self.tasks, self.outcomes, self.base, self.feedback = tasks, outcomes, base, feedback
         self.objective, self.workers, self.batch = objective, workers, batch
+        self.runner = runner
         self.cache: dict[tuple[Any, ...], Any] = {}
         self.tables: dict[tuple[Any, ...], dict[str, _TaskFeatures]] = {}
 
@@ -426,7 +495,8 @@ class _Judge:
             key = tuple(sorted((k, v) for k, v in settings.items() if k not in WEIGHTS))
             groups.setdefault(key, []).append(i)
         results: list[float | None] = [None] * len(settings_list)
-        jobs, slots = [], []
+        jobs: list[SearchBatch] = []
+        slots = []
         for key, members in groups.items():
             table = self.table(dict(key))
             features = [table[name] for name in names if name in table]
@@ -435,13 +505,16 @@ class _Judge:
                 configs = [
                     self.base.with_settings(dict(settings_list[i])).model_dump() for i in chunk
                 ]
-                jobs.append((features, configs, self.objective))
+                jobs.append(SearchBatch(tuple(features), tuple(configs), self.objective))
                 slots.append(chunk)
-        if self.workers > 1 and len(jobs) > 1:
+        answers: Sequence[Sequence[float | None]]
+        if self.runner is not None:
+            answers = self.runner(jobs)
+        elif self.workers > 1 and len(jobs) > 1:
             with ProcessPoolExecutor(max_workers=self.workers) as pool:
-                answers = list(pool.map(_judge_batch, jobs))
+                answers = list(pool.map(_run_batch, jobs))
         else:
-            answers = [_judge_batch(job) for job in jobs]
+            answers = [job.run() for job in jobs]
         for chunk, answer in zip(slots, answers, strict=True):
             for i, value in zip(chunk, answer, strict=True):
                 results[i] = value
@@ -463,17 +536,23 @@ def search(
     ablate: bool = False,
     workers: int | None = None,
     batch: int = 64,
+    runner: SearchBatchRunner | None = None,
 ) -> SearchResult:
     """Search the space for the settings that maximise `objective` on the training tasks and
     report them on the held-out ones (see the module's docstring). Deterministic for a seed,
-    whatever `workers`."""
+    whatever `workers`; `runner` runs the batches of configs elsewhere (the same results)."""
     if objective not in OBJECTIVES:
         raise SettingError(f"unknown objective '{objective}' ({', '.join(OBJECTIVES)})")
     base = base or PlannerConfig()
-    tried_settings = points(dimensions, method, trials, seed)
     workers = workers if workers is not None else (os.cpu_count() or 1)
-    judge = _Judge(tasks, outcomes, base, feedback, objective, workers, batch)
+    if batch < 1:
+        raise SettingError("--batch must be at least 1")
+    judge = _Judge(tasks, outcomes, base, feedback, objective, workers, batch, runner)
     parts = split_tasks(tasks, split, seed)
+    if method == "optuna":
+        tried_settings = _optuna_points(dimensions, trials, seed, judge, parts)
+    else:
+        tried_settings = points(dimensions, method, trials, seed)
     tried: list[dict[str, Any]] = [{"settings": s} for s in tried_settings]
     held_out = []
     for train, test in parts:
@@ -517,6 +596,27 @@ def search(
         for name, value in zip(ABLATIONS, values[1:], strict=True):
             result.ablation[name] = _signed(value, objective)
     return result
+
+
+def _optuna_points(
+    dimensions: Sequence[Dimension],
+    trials: int,
+    seed: int,
+    judge: _Judge,
+    parts: Sequence[tuple[list[Task], list[Task]]],
+) -> list[dict[str, Any]]:
+    from .tpe import tpe_points
+
+    if len(parts) != 1:
+        raise SettingError(
+            "--method optuna takes a TRAIN:TEST split (like 70:30), not kfold: the points it "
+            "proposes learn from the objective, so under kfold they would have seen the "
+            "held-out folds"
+        )
+    if not 1 <= trials <= MAX_POINTS:
+        raise SettingError(f"--trials must be between 1 and {MAX_POINTS}")
+    train = parts[0][0]
+    return tpe_points(dimensions, trials, seed, lambda settings: judge.judge([settings], train)[0])
 
 
 def _best(values: Sequence[float | None]) -> int | None:

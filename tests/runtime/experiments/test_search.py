@@ -4,6 +4,8 @@ the workers, splits and spaces are checked, ablations switch each feature off.""
 from __future__ import annotations
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,7 +113,7 @@ def test_spaces_and_splits_are_checked() -> None:
     with pytest.raises(SettingError, match="a grid needs one"):
         points(parse_space({"cost_weight": {"min": 0, "max": 1}}), "grid", 0, 0)
     with pytest.raises(SettingError, match="unknown search method"):
-        points(SPACE, "optuna", 3, 0)
+        points(SPACE, "annealing", 3, 0)
     tasks = generate_tasks(6, seed=1)
     [(train, test)] = split_tasks(tasks, "2:1", 0)
     assert (len(train), len(test)) == (4, 2) and not {t.id for t in train} & {t.id for t in test}
@@ -155,5 +157,53 @@ def test_the_search_command_writes_a_config_rank_reads(
     space.write_text("cost_weight = [0.1\n")
     result = runner.invoke(app, [*args, "--workers", "1"])
     assert result.exit_code == 2 and "invalid TOML" in result.stderr
-    result = runner.invoke(app, [*args, "--method", "optuna"])
-    assert result.exit_code == 2 and "optuna is not available" in result.stderr
+
+
+def test_an_optuna_search_is_seeded_tpe_through_the_cli(
+    data: tuple[list, Outcomes, ToolFeedback], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carlang_runtime.experiments.generate import write_groups
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    tasks, _, _ = data
+    dataset = tmp_path / "tasks.jsonl"
+    write_groups(tasks, dataset)
+    log = tmp_path / "runs.jsonl"
+    record_runs(tasks, log, runs=3, seed=2)
+    space = tmp_path / "space.toml"
+    space.write_text(
+        "cost_weight = { min = 0, max = 0.6, step = 0.2 }\npolicy_weight = [0.0, 1.0]\n"
+        "monte_carlo_weight = { min = 0.0, max = 1.0 }\n"
+        "monte_carlo_trials = { min = 50, max = 150, step = 50 }\n"
+    )
+    args = ["planner", "search", str(dataset), "--outcomes", str(log), "--space", str(space)]
+    args += ["--method", "optuna", "--trials", "14", "--workers", "1", "--split", "60:40"]
+    runner = CliRunner()
+    with monkeypatch.context() as patch:
+        patch.setitem(sys.modules, "optuna", None)  # as if it were not installed
+        result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "pip install 'carlang[optuna]'" in result.stderr
+    if importlib.util.find_spec("optuna") is None:
+        pytest.skip("optuna is not installed (pip install 'carlang[optuna]')")
+    outputs = []
+    for seed in ("3", "3", "4"):
+        best = tmp_path / f"best{len(outputs)}.json"
+        result = runner.invoke(app, [*args, "--seed", seed, "--ablate", "-o", str(best)])
+        assert result.exit_code == 0, result.output
+        assert "14 point(s) tried (optuna)" in result.stdout and "ablation" in result.stdout
+        outputs.append(json.loads(best.read_text()))
+    assert outputs[0] == outputs[1] and outputs[0]["tried"] != outputs[2]["tried"]
+    tried = [entry["settings"] for entry in outputs[0]["tried"]]
+    assert {s["cost_weight"] for s in tried} <= {0.0, 0.2, 0.4, 0.6}
+    assert {s["policy_weight"] for s in tried} <= {0.0, 1.0}
+    assert {s["monte_carlo_trials"] for s in tried} <= {50, 100, 150}
+    assert all(0.0 <= s["monte_carlo_weight"] <= 1.0 for s in tried)
+    assert len({s["monte_carlo_weight"] for s in tried}) == len(tried)  # continuous
+    train = [entry["train"][0] for entry in outputs[0]["tried"]]
+    assert outputs[0]["train"] == max(v for v in train if v is not None)
+    ranked = runner.invoke(app, ["rank", str(dataset), "--config", str(best), "--format", "csv"])
+    assert ranked.exit_code == 0, ranked.output
+    result = runner.invoke(app, [*args, "--split", "kfold 2"])
+    assert result.exit_code == 2 and "TRAIN:TEST" in result.stderr
