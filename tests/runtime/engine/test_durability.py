@@ -297,6 +297,11 @@ def test_a_killed_process_is_resumed_from_its_journal(tmp_path: Path, seed: int)
         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
     )
     assert child.stdout is not None and child.stdout.readline().strip() == b"started"
+    # Killed only once the run is under way (its first call made, so its start journaled): on
+    # a loaded machine "started" can come long before the run does.
+    deadline = time.monotonic() + 30
+    while not (ledger.exists() and ledger.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.005)
     time.sleep(random.Random(seed).uniform(0.03, 0.2))
     child.send_signal(signal.SIGKILL)
     child.wait(timeout=10)
