@@ -215,6 +215,29 @@ def test_a_closed_pipe_ends_quietly(args: list[str]) -> None:
     assert proc.returncode in (1, 141)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["rank", str(ROOT / "examples" / "planning" / "deploy_plans.car")],
+        ["run", str(ROOT / "examples" / "files" / "notes.car"), "--builtins"],
+    ],
+)
+def test_a_table_into_a_closed_pipe_exits_141(args: list[str], tmp_path: Path) -> None:
+    # `carlang rank ... | head -1`: rich's own handler would exit 1 ("the input has errors")
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    extra = ["--files-root", str(tmp_path)] if args[0] == "run" else []
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "carlang", *args, *extra, "--root", str(ROOT)],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+        )
+    finally:
+        os.close(write_end)
+    assert proc.stderr == b"" and proc.returncode == 141
+
+
 def test_a_misspelt_policy_target_is_an_error_with_did_you_mean(tmp_path: Path) -> None:
     # a policy that can never match leaves the action it meant unguarded
     path = write(

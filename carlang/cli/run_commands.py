@@ -477,12 +477,11 @@ _STYLE = {
 
 
 def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id: str) -> None:
-    from rich.console import Console
     from rich.markup import escape
 
     from carlang.render import plural
 
-    from .tables import Column, print_table
+    from .tables import Column, print_table, stdout_console
 
     rows = []
     for entry in result.results:
@@ -498,7 +497,7 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
         Column("output / error", max_width=80),
     ]
     print_table(columns, rows, title=f"proposal {proposal.id}  (run {run_id})")
-    console = Console(highlight=False, soft_wrap=False)
+    console = stdout_console()
     counts = result.summary()
     shown = ", ".join(f"{n} {status.value}" for status, n in counts.items())
     cost = result.cost

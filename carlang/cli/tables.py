@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["Column", "print_table"]
+__all__ = ["Column", "print_table", "stdout_console"]
 
 #: The width a piped table may take: wide enough that no row of ours is ever wrapped.
 _PIPED_WIDTH = 1000
@@ -30,6 +30,27 @@ class Column:
     max_width: int | None = None
 
 
+def stdout_console(width: int | None = None) -> Any:
+    """A rich console on standard output that, when the reader closes the pipe (`| head`),
+    ends the command as every other carlang output does: quietly, exit 141 (rich's own
+    handler exits 1, which reads as "the input has errors")."""
+    import os
+    import sys
+
+    from rich.console import Console
+
+    from .common import EXIT_PIPE
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise SystemExit(EXIT_PIPE)
+
+    return _Console(highlight=False, soft_wrap=False, width=width)
+
+
 def print_table(
     columns: Sequence[Column], rows: Sequence[Sequence[str]], title: str | None = None
 ) -> None:
@@ -37,15 +58,14 @@ def print_table(
     other square bracket in a cell must be escaped by the caller (`rich.markup.escape`)."""
     import sys
 
-    from rich.console import Console
     from rich.table import Table
 
     terminal = sys.stdout.isatty()
-    console = Console(highlight=False, soft_wrap=False, width=None if terminal else _PIPED_WIDTH)
+    console = stdout_console(None if terminal else _PIPED_WIDTH)
     widths: list[int | None] = [None] * len(columns)
     if terminal:
         widths, needed = _fitted(columns, rows, console.width)
-        console = Console(highlight=False, soft_wrap=False, width=max(console.width, needed))
+        console = stdout_console(max(console.width, needed))
     table = Table(title=title, title_justify="left")
     for column, width in zip(columns, widths, strict=True):
         table.add_column(
