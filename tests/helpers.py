@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from carlang_runtime import ir
@@ -26,3 +28,16 @@ def compile_diagnostics(text: str) -> CompileResult:
 def codes(text: str) -> list[str]:
     """The codes of the diagnostics for `text`, in output order."""
     return [d.code for d in compile_diagnostics(text).diagnostics.sorted()]
+
+
+def run_carlang(
+    *args: str, cwd: Path, timeout: float | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`carlang ARGS...` as a fresh process (as a user runs it), its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "carlang", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

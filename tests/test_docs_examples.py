@@ -25,6 +25,7 @@ import pytest
 from carlang.parse import parse
 from carlang.source import Source
 from tests.conftest import ROOT
+from tests.helpers import run_carlang
 
 LANGUAGES = {"car", "console", "python", "sh", "text", "yaml", "json", "lua", "toml"}
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.S | re.M)
@@ -95,9 +96,7 @@ def test_complete_examples_check_and_their_tests_pass(block: Block, tmp_path: Pa
 
 
 def carlang(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "carlang", *args], cwd=cwd, capture_output=True, text=True
-    )
+    return run_carlang(*args, cwd=cwd)
 
 
 def _commands(block: Block) -> list[tuple[str, list[str]]]:

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.helpers import run_carlang
+
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
 
@@ -54,13 +56,7 @@ TOOLS = {"work": work, "ship": ship}
 
 
 def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "carlang", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_carlang(*args, cwd=cwd, timeout=120)
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import run_carlang
+
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 
 from carlang_runtime.planner import ToolFeedback, ToolStats  # noqa: E402
@@ -24,13 +26,7 @@ LARGE = ["--set", "monte_carlo_trials=25000", "--set", "seed=7"]  # three batche
 
 
 def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "carlang", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_carlang(*args, cwd=cwd, timeout=300)
 
 
 @pytest.fixture

@@ -162,15 +162,22 @@ class Judge:
                 and context.tool_calls >= budget.max_tool_calls
             ):
                 return Verdict("deny", f"budget:{budget.name}", "cost budget exceeded")
-        decision = self.policies.evaluate(
+        return self.verdict(self._evaluate(action, proposal, context))
+
+    def _evaluate(
+        self, action: Action, proposal: ActionProposal, context: _Context, explain: bool = False
+    ) -> Decision:
+        """The policies' decision on `action` in the context it had when it was recorded."""
+        return self.policies.evaluate(
             action,
             proposal_id=proposal.id,
             state=context.state,
             scope=context.scope,
             history=context.history,
             now=datetime.fromtimestamp(context.now, UTC),
+            explain=explain,
+            admit=not explain,  # explaining again must spend no rate-limit budget
         )
-        return self.verdict(decision)
 
     def verdict(self, decision: Decision) -> Verdict:
         if decision.allowed:
@@ -190,16 +197,7 @@ class Judge:
         verdict = self.decide(action, proposal, context)
         if verdict.policy is None or verdict.policy.startswith(("capability:", "budget:")):
             return verdict
-        decision = self.policies.evaluate(
-            action,
-            proposal_id=proposal.id,
-            state=context.state,
-            scope=context.scope,
-            history=context.history,
-            now=datetime.fromtimestamp(context.now, UTC),
-            explain=True,
-            admit=False,
-        )
+        decision = self._evaluate(action, proposal, context, explain=True)
         match: PolicyMatch | None = next(
             (m for m in decision.deciding if m.policy == verdict.policy), None
         )
