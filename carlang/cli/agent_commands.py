@@ -12,7 +12,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    AutoApproveOption,
+    DenyApprovalsOption,
+    RootOption,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+)
 from .lang_commands import collect_sources, project_root
 
 if TYPE_CHECKING:
@@ -147,12 +157,8 @@ def agent_command(
         Path | None,
         typer.Option("--events", help="Log events to run.jsonl, or to run.db (SQLite)."),
     ] = None,
-    auto_approve: Annotated[
-        bool, typer.Option("--auto-approve", help="Approve every action that asks.")
-    ] = False,
-    deny_approvals: Annotated[
-        bool, typer.Option("--deny-approvals", help="Refuse every action that asks.")
-    ] = False,
+    auto_approve: AutoApproveOption = False,
+    deny_approvals: DenyApprovalsOption = False,
     output: Annotated[
         OutputFormat, typer.Option("--format", help="Output format.")
     ] = OutputFormat.text,

@@ -24,6 +24,8 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_PIPE",
     "RootOption",
+    "AutoApproveOption",
+    "DenyApprovalsOption",
     "UsageProblem",
     "fail_usage",
     "guarded",
@@ -45,6 +47,13 @@ EXIT_PIPE = 141  # the reader closed the pipe: what a shell reports for a SIGPIP
 #: The `--root` option every command that compiles a program takes.
 RootOption = Annotated[
     Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
+]
+#: The approval flags of every command that runs actions (`run`, `agent`).
+AutoApproveOption = Annotated[
+    bool, typer.Option("--auto-approve", help="Approve every action that asks.")
+]
+DenyApprovalsOption = Annotated[
+    bool, typer.Option("--deny-approvals", help="Refuse every action that asks.")
 ]
 
 P = ParamSpec("P")

@@ -11,7 +11,17 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    AutoApproveOption,
+    DenyApprovalsOption,
+    RootOption,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+)
 from .lang_commands import collect_sources, project_root
 
 if TYPE_CHECKING:
@@ -71,12 +81,8 @@ def run_command(
         str | None,
         typer.Option("--decisions-url", help="POST decision events to this collector URL."),
     ] = None,
-    auto_approve: Annotated[
-        bool, typer.Option("--auto-approve", help="Approve every action that asks.")
-    ] = False,
-    deny_approvals: Annotated[
-        bool, typer.Option("--deny-approvals", help="Refuse every action that asks.")
-    ] = False,
+    auto_approve: AutoApproveOption = False,
+    deny_approvals: DenyApprovalsOption = False,
     output: Annotated[RunFormat, typer.Option("--format", help="Output format.")] = RunFormat.text,
     force: Annotated[
         bool, typer.Option("--force", help="Run even if the proposal does not verify.")
