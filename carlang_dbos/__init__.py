@@ -1,8 +1,8 @@
 """Durable, distributed carlang runs on DBOS Transact (the `carlang[dbos]` extra).
 
 This package imports the runtime (`carlang_runtime`); the runtime never imports it. See
-docs/scale-out.md for the model: a run is a DBOS workflow, each tool call's admission decision
-and result a DBOS step, an approval a durable wait.
+docs/scale-out.md for the model: a run is a DBOS workflow, each tool call's result (and its
+admission decision, when a replay could decide otherwise) a DBOS step, an approval a durable wait.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 A run is one DBOS workflow (`carlang_run`, its id the run id). It builds the runtime from a
 `RunSpec` (the compiled program as IR, the proposal, the tool implementations by name, the
 scope, where carlang's own event log goes), sets `Runtime.steps` to `DbosSteps`, so that every
-tool call's admission decision and result is a DBOS step, and its approval gate to
+tool call's result is a DBOS step (and its admission decision, when a replay could decide
+otherwise: see `ProposalRun.records_admission`), and its approval gate to
 `DurableApprovals`, so that an approval parks the workflow (DBOS `recv`) until `carlang approve`
 or `carlang deny` answers or it expires. After a crash DBOS recovers the workflow: it runs the
 same code again, the steps it recorded return their records instead of running, and the run

@@ -224,6 +224,13 @@ class ProposalRun:
         # Whether shadow decisions are recorded (not for `Runtime.gate`'s questions).
         self.recording = True
         self.program = runtime.decision_program(self.policies) if self.log_decisions else ""
+        # Under a durable backend a tool call's admission decision is a recorded step when a
+        # replay could decide differently (a policy reads the time or what ran before, a rate
+        # limit) or deciding leaves a record of its own (decision logs). Otherwise the replay
+        # decides again, the same way: one database write fewer per tool call.
+        self.records_admission = self.steps is not None and (
+            self.log_decisions or any(p.depends_on_time() for p in self.policies)
+        )
         self.pending_hooks: list[Awaitable[Any]] = []
 
     # -- the run ---------------------------------------------------------------------------
@@ -536,7 +543,7 @@ class ProposalRun:
         action = self.actions[index]
         if self.settled(index, action):
             return
-        verdict = await steps.run(f"admit {action.id}", self.verdict, action, count_problem)
+        verdict = await self.admission(action, count_problem)
         if not await self.durable_gates(index, verdict, inline):
             return
         self.events.add(_EXECUTING, self.run_id, self.proposal_id, action.id, None, time.time())
@@ -559,12 +566,7 @@ class ProposalRun:
                     await pending
             elif not self.settled(index, actions[index]):
                 calls.append(index)
-        verdicts = await asyncio.gather(
-            *(
-                steps.run(f"admit {actions[i].id}", self.verdict, actions[i], count_problem)
-                for i in calls
-            )
-        )
+        verdicts = await asyncio.gather(*(self.admission(actions[i], count_problem) for i in calls))
         admitted = [
             index
             for index, verdict in zip(calls, verdicts, strict=True)
@@ -599,6 +601,18 @@ class ProposalRun:
         """Commit or fail a tool call from its recorded outcome."""
         duration = float(record.get("duration_ms", 0.0))
         self.complete(index, None, _recorded_outcome(record), duration, inline)
+
+    async def admission(self, action: Action, count_problem: str | None) -> dict[str, Any]:
+        """The admission decision of a tool call under a durable backend: a recorded step
+        (`admit <id>`), or made here when a replay would make it the same way (see
+        `records_admission`)."""
+        if not self.records_admission:
+            return self.verdict(action, count_problem)
+        assert self.steps is not None
+        verdict: dict[str, Any] = await self.steps.run(
+            f"admit {action.id}", self.verdict, action, count_problem
+        )
+        return verdict
 
     def verdict(self, action: Action, count_problem: str | None) -> dict[str, Any]:
         """The admission decision of a tool call as plain data (what a durable step records)."""
@@ -1229,7 +1243,7 @@ class ProposalRun:
             data={"tool": undo.tool, "compensation": undo.id},
         )
         if self.steps is not None:  # decided once, as any tool call under a durable backend
-            verdict = await self.steps.run(f"admit {undo.id}", self.verdict, undo, None)
+            verdict = await self.admission(undo, None)
             problems, decision = verdict.get("problems"), _recorded_decision(verdict)
         else:
             problems = self.rejections(undo, None)

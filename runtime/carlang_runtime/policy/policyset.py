@@ -21,7 +21,7 @@ from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
 from ..ir import Action, CelPolicy, DenyKeywordRule, Policy, PolicyEffect, ToolSchema
 from .activation import VARIABLES, action_activation, policy_declarations
-from .rules import ON_PARAMS, NativeRule, as_text, native_rule
+from .rules import ON_PARAMS, ON_TIME, NativeRule, as_text, native_rule
 
 __all__ = ["PolicySet", "Decision", "PolicyMatch", "PolicyTrace", "PolicyLoadError"]
 
@@ -203,6 +203,15 @@ class PolicySet:
             isinstance(rule, _CelRule)
             and rule.program is not None
             and variable in rule.program.variables
+            for rule in self._rules
+        )
+
+    def depends_on_time(self) -> bool:
+        """Whether a verdict can differ for the same action, parameters, state and scope: a
+        condition that reads `now` or `history`, or a rate limit (enforced policies only:
+        shadow ones decide nothing)."""
+        return any(
+            (rule.reads if isinstance(rule, _CelRule) else rule[1].reads) & ON_TIME
             for rule in self._rules
         )
 

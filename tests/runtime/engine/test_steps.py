@@ -1,5 +1,5 @@
-"""The durable-backend seam: with `Runtime.steps`, a tool call's admission decision and its
-result are recorded steps, and a replay of the run decides nothing again and calls no tool."""
+"""The durable-backend seam: with `Runtime.steps`, a tool call's result is a recorded step (and
+its admission decision, when a replay could decide otherwise), and a replay of the run decides nothing again and calls no tool."""
 
 from __future__ import annotations
 
@@ -114,3 +114,43 @@ def test_compensations_are_recorded_steps_too() -> None:
     again = runtime(replay).execute(plan)
     assert replay.ran == [] and undone == ["a"]
     assert [c.status.value for c in again.compensations] == ["succeeded"]
+
+
+def _timeless_runtime(calls: list[str], steps: RecordingSteps, when: str) -> Runtime:
+    rt = Runtime()
+    rt.steps = steps
+
+    def work(item: str) -> str:
+        calls.append(item)
+        return item
+
+    rt.register_tool("work", work)
+    rt.add_policy(ir.CelPolicy(name="no_b", tools=["work"], effect="deny", when=when))
+    return rt
+
+
+def test_a_decision_that_cannot_change_is_made_again_not_recorded() -> None:
+    # The policy reads only the parameters: a replay decides as the first run did, so the
+    # admission is not a step (one database write fewer per call); the calls still are.
+    calls: list[str] = []
+    plan = proposal(
+        call("a", "work", params={"item": "a"}, failure_behavior="skip"),
+        call("b", "work", params={"item": "b"}, depends_on=["a"], failure_behavior="skip"),
+    )
+    first = RecordingSteps()
+    result = _timeless_runtime(calls, first, 'params.item == "b"').execute(plan)
+    assert first.ran == ["call a"]
+    assert statuses(result) == {"a": "succeeded", "b": "rejected"}
+    replay = RecordingSteps(dict(first.records))
+    again = _timeless_runtime(calls, replay, 'params.item == "b"').execute(plan)
+    assert replay.ran == [] and calls == ["a"]
+    assert statuses(again) == statuses(result)
+
+
+def test_a_decision_that_reads_the_time_is_recorded() -> None:
+    calls: list[str] = []
+    plan = proposal(call("a", "work", params={"item": "a"}))
+    steps = RecordingSteps()
+    when = 'params.item == "b" && now > timestamp("2000-01-01T00:00:00Z")'
+    _timeless_runtime(calls, steps, when).execute(plan)
+    assert steps.ran == ["admit a", "call a"]
