@@ -135,11 +135,12 @@ def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(proje
     assert [(r["action_id"], r["status"], r.get("output")) for r in result["results"]] == [
         (r["action_id"], r["status"], r.get("output")) for r in local["results"]
     ]
+    run_id = json.loads(durable.stdout)["run_id"]
     events = carlang(
         "events",
         "run.db",
         "--run",
-        json.loads(durable.stdout)["run_id"],
+        run_id,
         "--kind",
         "approval_recorded",
         "--format",
@@ -147,6 +148,16 @@ def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(proje
         cwd=project,
     )
     assert json.loads(events.stdout)[0]["data"]["expired"] is True
+    # The policy reads only the parameters: no admission decision is recorded, one step per
+    # call (the approval is a durable wait, not a step of ours).
+    from dbos import DBOSClient
+
+    client = DBOSClient(system_database_url=_db(project))
+    try:
+        names = [step["function_name"] for step in client.list_workflow_steps(run_id)]
+    finally:
+        client.destroy()
+    assert [name for name in names if name.startswith(("admit ", "call "))] == ["call a", "call b"]
 
 
 def test_an_approval_waits_across_a_restart_of_every_process(

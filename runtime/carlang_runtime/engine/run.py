@@ -84,6 +84,9 @@ BUDGET_EXCEEDED: Final = "cost budget exceeded"
 ROLLED_BACK_ON_RESUME: Final = "rolled back on resume"
 
 _TOOL_CALL = ActionType.TOOL_CALL
+# Events held back to be emitted by the caller, each [kind, redacted data] (plain data: a
+# durable step records them with the admission decision that emitted them).
+_Deferred = list[list[Any]]
 _STATE_WRITE = ActionType.STATE_WRITE
 _STATE_READ = ActionType.STATE_READ
 _ABORT = FailureBehavior.ABORT
@@ -226,10 +229,10 @@ class ProposalRun:
         self.program = runtime.decision_program(self.policies) if self.log_decisions else ""
         # Under a durable backend a tool call's admission decision is a recorded step when a
         # replay could decide differently (a policy reads the time or what ran before, a rate
-        # limit) or deciding leaves a record of its own (decision logs). Otherwise the replay
-        # decides again, the same way: one database write fewer per tool call.
-        self.records_admission = self.steps is not None and (
-            self.log_decisions or any(p.depends_on_time() for p in self.policies)
+        # limit). Otherwise the replay decides again, the same way: one database write fewer
+        # per tool call.
+        self.records_admission = self.steps is not None and any(
+            p.depends_on_time() for p in self.policies
         )
         self.pending_hooks: list[Awaitable[Any]] = []
 
@@ -607,22 +610,32 @@ class ProposalRun:
         (`admit <id>`), or made here when a replay would make it the same way (see
         `records_admission`)."""
         if not self.records_admission:
-            return self.verdict(action, count_problem)
-        assert self.steps is not None
-        verdict: dict[str, Any] = await self.steps.run(
-            f"admit {action.id}", self.verdict, action, count_problem
-        )
+            verdict = self.verdict(action, count_problem)
+        else:
+            assert self.steps is not None
+            verdict = await self.steps.run(
+                f"admit {action.id}", self.verdict, action, count_problem
+            )
+        # Deciding's events are emitted here, from the record, on a replay as on the first run:
+        # the log's sequence numbers, which tell a replay what it already holds, stay the same.
+        for kind, data in verdict.get("events", ()):
+            self.emit(EventKind(kind), action.id, data=data, scrubbed=True)
         return verdict
 
     def verdict(self, action: Action, count_problem: str | None) -> dict[str, Any]:
-        """The admission decision of a tool call as plain data (what a durable step records)."""
+        """The admission decision of a tool call as plain data (what a durable step records),
+        with the events deciding emits (shadow decisions, the decision record) held back in it:
+        `admission` emits them."""
         problems = self.rejections(action, count_problem)
         if problems:
             return {"problems": problems}
-        decision = self.decide(action) if self.policies else None
+        deferred: _Deferred = []
+        decision = self.decide(action, deferred) if self.policies else None
+        verdict: dict[str, Any] = {"events": deferred} if deferred else {}
         if decision is None:
-            return {}
+            return verdict
         return {
+            **verdict,
             "effect": decision.effect.value,
             "matches": [
                 {
@@ -791,7 +804,9 @@ class ProposalRun:
                 return f"refused by {type(hook).__name__}: {answer}"
         return None
 
-    def decide(self, action: Action) -> Decision | None:
+    def decide(self, action: Action, deferred: _Deferred | None = None) -> Decision | None:
+        """The policies' decision on `action`, its events (shadow decisions, the decision
+        record) emitted, or added to `deferred` (redacted) for the caller to emit."""
         if not self.policies:
             return None
         started = time.perf_counter() if self.log_decisions else 0.0
@@ -812,11 +827,11 @@ class ProposalRun:
                 if _STRENGTH[decision.effect] > _STRENGTH[effect]:
                     effect = decision.effect
             if policies.shadow is not None and self.recording:
-                shadows.extend(self.record_shadow(action, policies.shadow))
+                shadows.extend(self.record_shadow(action, policies.shadow, deferred))
         decided = Decision(effect, tuple(matches)) if matches else None
         if self.log_decisions:
             elapsed = (time.perf_counter() - started) * 1e6
-            self.log_decision(action, decided, shadows, elapsed)
+            self.log_decision(action, decided, shadows, elapsed, deferred)
         return decided
 
     def log_decision(
@@ -825,14 +840,16 @@ class ProposalRun:
         decision: Decision | None,
         shadows: list[PolicyMatch],
         elapsed_us: float,
+        deferred: _Deferred | None = None,
     ) -> None:
-        """The decision record (`policy_decision`, docs/decision-log.md): redacted by `emit`
-        as every event is."""
+        """The decision record (`policy_decision`, docs/decision-log.md): redacted as every
+        event is."""
         deciding = decision.deciding if decision is not None else ()
-        self.emit(
+        self.emit_or_defer(
             EventKind.POLICY_DECISION,
             action.id,
-            data={
+            deferred,
+            {
                 "v": DECISION_VERSION,
                 "action": action.id,
                 "type": action.type.value,
@@ -856,7 +873,9 @@ class ProposalRun:
                 return policy_entry(match, policy.loc)
         return policy_entry(match, None)
 
-    def record_shadow(self, action: Action, shadow: PolicySet) -> tuple[PolicyMatch, ...]:
+    def record_shadow(
+        self, action: Action, shadow: PolicySet, deferred: _Deferred | None = None
+    ) -> tuple[PolicyMatch, ...]:
         """What the shadow policies would decide, recorded (`policy_shadowed`, one per
         deciding policy, with the values that decided it) and never enforced."""
         decision = shadow.evaluate(
@@ -873,7 +892,7 @@ class ProposalRun:
         for match in decision.deciding:
             data = self.violation_data(match)
             data["effect"] = match.effect.value
-            self.emit(EventKind.POLICY_SHADOWED, action.id, data=data)
+            self.emit_or_defer(EventKind.POLICY_SHADOWED, action.id, deferred, data)
         return decision.deciding
 
     def violation_data(self, match: PolicyMatch) -> dict[str, Any]:
@@ -1325,6 +1344,15 @@ class ProposalRun:
             attempts=attempts,
         )
 
+    def emit_or_defer(
+        self, kind: EventKind, action_id: str, deferred: _Deferred | None, data: dict[str, Any]
+    ) -> None:
+        """Emit an event now, or (redacted) add it to `deferred` for the caller to emit."""
+        if deferred is None:
+            self.emit(kind, action_id, data=data)
+        else:
+            deferred.append([kind.value, self.scrub.value(data) if self.scrub else data])
+
     def emit(
         self,
         kind: EventKind,
@@ -1332,8 +1360,9 @@ class ProposalRun:
         *,
         data: dict[str, Any] | None = None,
         timestamp: float | None = None,
+        scrubbed: bool = False,
     ) -> None:
-        if data is not None and self.scrub is not None:
+        if data is not None and self.scrub is not None and not scrubbed:
             data = self.scrub.value(data)
         self.events.add(
             kind,

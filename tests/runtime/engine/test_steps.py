@@ -154,3 +154,41 @@ def test_a_decision_that_reads_the_time_is_recorded() -> None:
     when = 'params.item == "b" && now > timestamp("2000-01-01T00:00:00Z")'
     _timeless_runtime(calls, steps, when).execute(plan)
     assert steps.ran == ["admit a", "call a"]
+
+
+def test_a_replay_logs_deciding_events_where_the_first_run_did() -> None:
+    # A decision that reads the time is a recorded step; the decision records and shadow
+    # decisions it logs come from the record, so a replay logs the same events in the same
+    # order (the sequence numbers tell a durable log what it already holds).
+    def runtime(steps: RecordingSteps) -> Runtime:
+        rt = Runtime(decision_log=True)
+        rt.steps = steps
+        rt.register_tool("work", lambda item: item)
+        rt.add_policy(
+            ir.CelPolicy(
+                name="late",
+                tools=["work"],
+                effect="deny",
+                when='now < timestamp("2000-01-01T00:00:00Z")',
+            )
+        )
+        rt.add_policy(
+            ir.CelPolicy(name="watch", tools=["work"], effect="deny", when="true", shadow=True)
+        )
+        return rt
+
+    plan = proposal(
+        call("a", "work", params={"item": "a"}),
+        call("b", "work", params={"item": "b"}, depends_on=["a"]),
+    )
+    first = RecordingSteps()
+    rt = runtime(first)
+    rt.execute(plan)
+    kinds = [(str(e.kind), e.action_id) for e in rt.events]
+    assert ("policy_decision", "a") in kinds and ("policy_shadowed", "b") in kinds
+    assert first.ran == ["admit a", "call a", "admit b", "call b"]
+    replay = RecordingSteps(dict(first.records))
+    again = runtime(replay)
+    again.execute(plan)
+    assert replay.ran == []
+    assert [(str(e.kind), e.action_id) for e in again.events] == kinds
