@@ -135,13 +135,11 @@ class AstBuilder:
     def _duration(self, token: Token, field: str) -> ast.Duration:
         """A duration in CEL's grammar and arithmetic (`1m30s`, `1.5s`, `250ms`), checked to be
         whole milliseconds within range (the largest in range after reporting one that is not)."""
-        from datetime import timedelta
-
         from carlang_runtime.cel.values import CelEvalError, parse_duration
 
         span = Span(token[2], token[3])
         try:
-            milliseconds = parse_duration(token[1]) / timedelta(milliseconds=1)
+            milliseconds = parse_duration(token[1]).nanos / 1_000_000
         except CelEvalError:
             milliseconds = math.inf
         if milliseconds > _MAX_DURATION_MS:

@@ -18,7 +18,6 @@ import binascii
 import math
 import unicodedata
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from . import ops
@@ -26,14 +25,20 @@ from .signatures import Function
 from .signatures import global_overload as _g
 from .signatures import method_overload as _m
 from .values import (
+    EPOCH,
     INT64_MAX,
     OPTIONAL_NONE,
+    PYTHON_TIME_TYPES,
     UINT64_MAX,
+    ZERO_DURATION,
+    CelDuration,
     CelEvalError,
     CelOptional,
+    CelTimestamp,
     CelType,
     CelUint,
     ErrorKind,
+    cel_value,
     format_duration,
     format_timestamp,
     type_name,
@@ -286,10 +291,12 @@ def _as_text(value: Any) -> str:
         return repr(value) if value != int(value) or abs(value) >= 1e21 else str(int(value))
     if kind is bytes:
         return str(value.decode("utf-8", "replace"))
-    if kind is datetime:
+    if kind is CelTimestamp:
         return format_timestamp(value)
-    if kind is timedelta:
+    if kind is CelDuration:
         return format_duration(value)
+    if kind in PYTHON_TIME_TYPES:
+        return _as_text(cel_value(value))
     if kind is CelType:
         return str(value.name)
     if kind in _LISTS:
@@ -464,7 +471,14 @@ def distinct(items: Any) -> list[Any]:
     return result
 
 
-_SORTABLE: Final = frozenset({int, CelUint, float, str, bytes, bool, datetime, timedelta})
+_SORTABLE: Final = frozenset({int, CelUint, float, str, bytes, bool, CelTimestamp, CelDuration})
+
+
+def _cel_values(values: Sequence[Any]) -> Sequence[Any]:
+    # Python datetimes and timedeltas (from an activation) sort as CEL's exact time types.
+    if any(type(value) in PYTHON_TIME_TYPES for value in values):
+        return [cel_value(value) for value in values]
+    return values
 
 
 def _orderable(values: Sequence[Any], name: str) -> bool:
@@ -481,6 +495,7 @@ def sort(items: Any) -> list[Any]:
     """`list.sort()`: the elements in order; they must be of one orderable type (numbers may
     mix)."""
     _check("sort", (items,), _LISTS)
+    items = _cel_values(items)
     if _orderable(items, "sort"):
         return sorted(items, key=float)
     return sorted(items)
@@ -489,6 +504,7 @@ def sort(items: Any) -> list[Any]:
 def sort_by(items: Any, keys: list[Any]) -> list[Any]:
     """`list.sortBy(x, key)`: the elements ordered by their keys (computed by the generated
     loop), which must be of one orderable type; equal keys keep their order."""
+    keys = list(_cel_values(keys))
     as_doubles = _orderable(keys, "sortBy")
     ranked = sorted(
         range(len(keys)), key=(lambda i: float(keys[i])) if as_doubles else keys.__getitem__
@@ -572,7 +588,8 @@ _ZERO_VALUES: Final = {
     float: 0.0,
     str: "",
     bytes: b"",
-    timedelta: timedelta(0),
+    CelDuration: ZERO_DURATION,
+    CelTimestamp: EPOCH,
 }
 
 
@@ -580,18 +597,16 @@ def optional_of_non_zero_value(value: Any) -> CelOptional:
     """`optional.ofNonZeroValue(x)`: none when `x` is its type's zero value (null, false, 0,
     0u, 0.0, "", b"", an empty list or map, a zero duration, the epoch), else `x`."""
     kind = type(value)
+    if kind in PYTHON_TIME_TYPES:
+        value = cel_value(value)
+        kind = type(value)
     if kind in _ZERO_VALUES:
         zero = value == _ZERO_VALUES[kind]
     elif kind in _LISTS or kind is dict:
         zero = not value
-    elif kind is datetime:
-        zero = value == _EPOCH
     else:
         zero = False
     return OPTIONAL_NONE if zero else CelOptional(value)
-
-
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _optional(name: str, value: Any) -> CelOptional:

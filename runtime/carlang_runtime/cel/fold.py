@@ -10,19 +10,18 @@ did, with the same meaning (`false && 1 / 0 == 1` is still `false`).
 from __future__ import annotations
 
 import copy
-from datetime import datetime, timedelta
 from typing import Any, Final
 
 from . import nodes as n
 from . import ops
 from .functions import FUNCTIONS
-from .values import CelEvalError, CelType, CelUint
+from .values import CelDuration, CelEvalError, CelTimestamp, CelType, CelUint
 
 __all__ = ["fold"]
 
 # Values a folded literal may hold: immutable, and each of bounded size given the source.
 _SCALARS: Final = frozenset(
-    {type(None), bool, int, CelUint, float, str, bytes, datetime, timedelta, CelType}
+    {type(None), bool, int, CelUint, float, str, bytes, CelTimestamp, CelDuration, CelType}
 )
 _BINARY: Final = {
     "==": ops.eq,

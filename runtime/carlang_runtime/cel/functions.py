@@ -20,11 +20,16 @@ from .signatures import method_overload as _m
 from .values import (
     INT64_MAX,
     INT64_MIN,
+    PYTHON_TIME_TYPES,
     UINT64_MAX,
+    CelDuration,
     CelEvalError,
+    CelTimestamp,
     CelType,
     CelUint,
     ErrorKind,
+    cel_value,
+    check_timestamp,
     format_duration,
     format_timestamp,
     parse_duration,
@@ -174,8 +179,10 @@ def to_int(value: Any) -> int:
         return _truncate(value, INT64_MIN, INT64_MAX)
     if kind is str:
         return ops.int64(_parse_int(value))
-    if kind is datetime:
+    if kind is CelTimestamp:
         return ops.int64(unix_seconds(value))
+    if kind is datetime:
+        return to_int(cel_value(value))
     raise ops.no_overload("int", value)
 
 
@@ -224,10 +231,12 @@ def to_string(value: Any) -> str:
             return value.decode("utf-8")  # type: ignore[no-any-return]
         except UnicodeDecodeError:
             raise CelEvalError(ErrorKind.INVALID_ARGUMENT, "bytes are not valid UTF-8") from None
-    if kind is datetime:
+    if kind is CelTimestamp:
         return format_timestamp(value)
-    if kind is timedelta:
+    if kind is CelDuration:
         return format_duration(value)
+    if kind in PYTHON_TIME_TYPES:
+        return to_string(cel_value(value))
     raise ops.no_overload("string", value)
 
 
@@ -259,27 +268,29 @@ def to_bool(value: Any) -> bool:
     raise ops.no_overload("bool", value)
 
 
-def to_timestamp(value: Any) -> datetime:
+def to_timestamp(value: Any) -> CelTimestamp:
     """`timestamp(x)` from an RFC 3339 string, a timestamp or an int (seconds since the Unix
     epoch)."""
-    if type(value) is datetime:
+    if type(value) is CelTimestamp:
         return value
     if type(value) is str:
         return parse_timestamp(value)
     if type(value) is int:
-        try:
-            return _UNIX_EPOCH + timedelta(seconds=value)
-        except OverflowError:
-            raise CelEvalError(ErrorKind.OVERFLOW, "timestamp out of range") from None
+        return check_timestamp(CelTimestamp(value * 1_000_000_000))
+    if type(value) is datetime:
+        return cel_value(value)  # type: ignore[no-any-return]
     raise ops.no_overload("timestamp", value)
 
 
-def to_duration(value: Any) -> timedelta:
-    """`duration(x)` from a Go-style string (`1h30m`, `1.5s`) or a duration."""
-    if type(value) is timedelta:
+def to_duration(value: Any) -> CelDuration:
+    """`duration(x)` from a Go-style string (`1h30m`, `1.5s`, `1.000000001s`) or a
+    duration."""
+    if type(value) is CelDuration:
         return value
     if type(value) is str:
         return parse_duration(value)
+    if type(value) is timedelta:
+        return cel_value(value)  # type: ignore[no-any-return]
     raise ops.no_overload("duration", value)
 
 
@@ -295,6 +306,7 @@ def type_function(value: Any) -> CelType:
 
 # -- timestamps and durations ----------------------------------------------------------------
 
+_NANOS: Final = 1_000_000_000
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _OFFSET = re.compile(r"([+-]?)(\d\d?):(\d\d)")
 
@@ -319,15 +331,26 @@ def _zone(name: str) -> tzinfo:
         ) from None
 
 
-def _local(moment: Any, zone: Any, accessor: str) -> datetime:
-    if type(moment) is not datetime or (zone is not None and type(zone) is not str):
-        raise ops.no_overload(accessor, moment, *(() if zone is None else (zone,)))
-    return moment.astimezone(_zone(zone) if zone else UTC)
+def _moment(value: Any, zone: Any, accessor: str) -> CelTimestamp:
+    if type(value) is not CelTimestamp:
+        if type(value) is datetime:
+            value = cel_value(value)
+        else:
+            raise ops.no_overload(accessor, value, *(() if zone is None else (zone,)))
+    if zone is not None and type(zone) is not str:
+        raise ops.no_overload(accessor, value, zone)
+    return value  # type: ignore[no-any-return]
+
+
+def _local(moment: CelTimestamp, zone: str | None) -> datetime:
+    # The civil time of the whole second (the fraction is no calendar's business).
+    utc = _UNIX_EPOCH + timedelta(seconds=moment.nanos // _NANOS)
+    return utc.astimezone(_zone(zone)) if zone else utc
 
 
 def _timestamp_accessor(accessor: str, read: Callable[[datetime], int]) -> Callable[..., int]:
     def access(moment: Any, zone: Any = None) -> int:
-        return read(_local(moment, zone, accessor))
+        return read(_local(_moment(moment, zone, accessor), zone))
 
     access.__name__ = accessor
     access.__doc__ = f"`t.{accessor}([zone])`."
@@ -335,29 +358,37 @@ def _timestamp_accessor(accessor: str, read: Callable[[datetime], int]) -> Calla
 
 
 def _both_accessor(
-    accessor: str, on_time: Callable[[datetime], int], on_duration: Callable[[timedelta], int]
+    accessor: str, on_time: Callable[[datetime], int], per: int
 ) -> Callable[..., int]:
+    """An accessor of a timestamp's civil time (`on_time`, in a zone) that on a duration is
+    its total in units of `per` nanoseconds, truncated toward zero (cel-spec)."""
+
     def access(value: Any, zone: Any = None) -> int:
-        if type(value) is timedelta and zone is None:
-            return on_duration(value)
-        return on_time(_local(value, zone, accessor))
+        if zone is None:
+            if type(value) is timedelta:
+                value = cel_value(value)
+            if type(value) is CelDuration:
+                whole = abs(value.nanos) // per
+                return -whole if value.nanos < 0 else whole
+        return on_time(_local(_moment(value, zone, accessor), zone))
 
     access.__name__ = accessor
     access.__doc__ = f"`t.{accessor}([zone])` on a timestamp, the total on a duration."
     return access
 
 
-def _seconds(value: timedelta) -> float:
-    # Totals are truncated toward zero, computed as cel-python computes them.
-    return value.total_seconds()
-
-
-def _millisecond_part(value: timedelta) -> int:
-    # cel-spec: the milliseconds *component* of a duration (1.5s -> 500), not its total;
-    # it has the duration's sign, as a protobuf Duration's nanos do.
-    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
-    part = (abs(micros) % 1_000_000) // 1000
-    return -part if micros < 0 else part
+def get_milliseconds(value: Any, zone: Any = None) -> int:
+    """`t.getMilliseconds([zone])`: the millisecond part of a timestamp's second (0..999); on a
+    duration, cel-spec's milliseconds *component* (`duration("1.5s")` -> 500, not 1500), with
+    the duration's sign as a protobuf Duration's nanos have it."""
+    if zone is None:
+        if type(value) is timedelta:
+            value = cel_value(value)
+        if type(value) is CelDuration:
+            part = abs(value.nanos) % _NANOS // 1_000_000
+            return -part if value.nanos < 0 else part
+    # A zone shifts whole minutes (whole seconds at most): the fraction stays.
+    return _moment(value, zone, "getMilliseconds").nanos % _NANOS // 1_000_000
 
 
 _TIMESTAMP_ONLY = (_m("timestamp", "", "int"), _m("timestamp", "string", "int"))
@@ -428,26 +459,22 @@ def _functions() -> dict[str, Function]:
         ),
         Function(
             "getHours",
-            _both_accessor("getHours", lambda t: t.hour, lambda d: int(_seconds(d) / 60 / 60)),
+            _both_accessor("getHours", lambda t: t.hour, 3600 * _NANOS),
             _TIME_OR_DURATION,
         ),
         Function(
             "getMinutes",
-            _both_accessor("getMinutes", lambda t: t.minute, lambda d: int(_seconds(d) / 60)),
+            _both_accessor("getMinutes", lambda t: t.minute, 60 * _NANOS),
             _TIME_OR_DURATION,
         ),
         Function(
             "getSeconds",
-            _both_accessor("getSeconds", lambda t: t.second, lambda d: int(_seconds(d))),
+            _both_accessor("getSeconds", lambda t: t.second, _NANOS),
             _TIME_OR_DURATION,
         ),
         Function(
             "getMilliseconds",
-            _both_accessor(
-                "getMilliseconds",
-                lambda t: t.microsecond // 1000,
-                _millisecond_part,
-            ),
+            get_milliseconds,
             _TIME_OR_DURATION,
         ),
     ]

@@ -10,21 +10,25 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from .values import (
     INT64_MAX,
     INT64_MIN,
     OPTIONAL_NONE,
+    PYTHON_TIME_TYPES,
     UINT64_MAX,
+    CelDuration,
     CelEvalError,
     CelOptional,
+    CelTimestamp,
     CelType,
     CelUint,
     ErrorKind,
     Unbound,
+    cel_value,
     check_duration,
+    check_timestamp,
     type_name,
 )
 
@@ -61,9 +65,14 @@ __all__ = [
 _NoneType = type(None)
 _LISTS = (list, tuple)
 _NUMBERS = frozenset({int, CelUint, float})
-_ORDERED = frozenset({int, CelUint, float, str, bytes, bool, datetime, timedelta})
+_ORDERED = frozenset({int, CelUint, float, str, bytes, bool, CelTimestamp, CelDuration})
 # Types whose equality is Python's `==` once both sides have the same type.
-_PLAIN = frozenset({_NoneType, bool, int, CelUint, float, str, bytes, datetime, timedelta, CelType})
+_PLAIN = frozenset(
+    {_NoneType, bool, int, CelUint, float, str, bytes, CelTimestamp, CelDuration, CelType}
+)
+# Python's datetime and timedelta: turned into CEL's exact time types where an operation meets
+# one (only on the paths that would otherwise fail, so other values never pay for it).
+_PYTHON_TIME = PYTHON_TIME_TYPES
 _KEY_TYPES = frozenset({str, int, CelUint, bool})
 _VALUES = _PLAIN | {list, tuple, dict, CelOptional}
 
@@ -109,6 +118,8 @@ def eq(left: Any, right: Any) -> bool:
     left_type, right_type = type(left), type(right)
     if left_type in _NUMBERS and right_type in _NUMBERS:
         return _number_eq(left, right)
+    if left_type in _PYTHON_TIME or right_type in _PYTHON_TIME:
+        return eq(cel_value(left), cel_value(right))
     if left_type is right_type or (left_type in _LISTS and right_type in _LISTS):
         if left_type in _PLAIN:
             return bool(left == right)
@@ -178,49 +189,45 @@ def _map_eq(left: dict[Any, Any], right: dict[Any, Any]) -> bool:
     return _all_equal(pairs)
 
 
-def _ordered(operator: str, left: Any, right: Any) -> None:
-    # One ordered type, or two numbers: int, uint and double order by value (cel-spec).
-    if type(left) is type(right):
-        if type(left) in _ORDERED:
-            return
-    elif type(left) in _NUMBERS and type(right) in _NUMBERS:
-        return
+def _ordered(operator: str, left: Any, right: Any) -> tuple[Any, Any]:
+    # One ordered type, or two numbers: int, uint and double order by value (cel-spec). The
+    # operands as they are compared: an int or uint compared with a double is compared as a
+    # double (cel-spec's conformance tests: `dyn(9223372036854775807) < 9223372036854775808.0`
+    # is false).
+    left_type, right_type = type(left), type(right)
+    if left_type is right_type:
+        if left_type in _ORDERED:
+            return left, right
+    elif left_type in _NUMBERS and right_type in _NUMBERS:
+        if left_type is float or right_type is float:
+            return float(left), float(right)
+        return left, right
+    if left_type in _PYTHON_TIME or right_type in _PYTHON_TIME:
+        return _ordered(operator, cel_value(left), cel_value(right))
     _raise_overload(operator, left, right)
-
-
-def _as_compared(left: Any, right: Any) -> tuple[Any, Any]:
-    # An int or uint compared with a double is compared as a double (cel-spec's conformance
-    # tests: `dyn(9223372036854775807) < 9223372036854775808.0` is false).
-    if type(left) is not type(right) and (type(left) is float or type(right) is float):
-        return float(left), float(right)
-    return left, right
 
 
 def lt(left: Any, right: Any) -> bool:
     """CEL `<` on two values of one ordered type, or two numbers."""
-    _ordered("<", left, right)
-    left, right = _as_compared(left, right)
+    left, right = _ordered("<", left, right)
     return bool(left < right)
 
 
 def le(left: Any, right: Any) -> bool:
     """CEL `<=` on two values of one ordered type, or two numbers."""
-    _ordered("<=", left, right)
-    left, right = _as_compared(left, right)
+    left, right = _ordered("<=", left, right)
     return bool(left <= right)
 
 
 def gt(left: Any, right: Any) -> bool:
     """CEL `>` on two values of one ordered type, or two numbers."""
-    _ordered(">", left, right)
-    left, right = _as_compared(left, right)
+    left, right = _ordered(">", left, right)
     return bool(left > right)
 
 
 def ge(left: Any, right: Any) -> bool:
     """CEL `>=` on two values of one ordered type, or two numbers."""
-    _ordered(">=", left, right)
-    left, right = _as_compared(left, right)
+    left, right = _ordered(">=", left, right)
     return bool(left >= right)
 
 
@@ -238,33 +245,25 @@ def add(left: Any, right: Any) -> Any:
             return uint64(left + right)
         if left_type in (float, str, bytes):
             return left + right
-        if left_type is timedelta:
-            return check_duration(left + right)
+        if left_type is CelDuration:
+            return check_duration(CelDuration(left.nanos + right.nanos))
     if left_type in _LISTS and right_type in _LISTS:
         return [*left, *right]
-    if left_type is datetime and right_type is timedelta:
-        return _shift(left, right)
-    if left_type is timedelta and right_type is datetime:
-        return _shift(right, left)
+    if left_type is CelTimestamp and right_type is CelDuration:
+        return check_timestamp(CelTimestamp(left.nanos + right.nanos))
+    if left_type is CelDuration and right_type is CelTimestamp:
+        return check_timestamp(CelTimestamp(left.nanos + right.nanos))
+    if left_type in _PYTHON_TIME or right_type in _PYTHON_TIME:
+        return add(cel_value(left), cel_value(right))
     _raise_overload("+", left, right)
 
 
-def _shift(moment: datetime, delta: timedelta) -> datetime:
-    try:
-        return moment + delta
-    except OverflowError:
-        raise CelEvalError(ErrorKind.OVERFLOW, "timestamp out of range") from None
-
-
-# Timestamp differences are durations of int64 nanoseconds in cel-go and cel-cpp (cel-spec's
-# conformance test timestamps/sub_time_duration_over): about 292 years either way.
-_MAX_DIFFERENCE = timedelta(microseconds=INT64_MAX // 1000)
-
-
-def _difference(left: datetime, right: datetime) -> timedelta:
-    difference = left - right
-    if -_MAX_DIFFERENCE <= difference <= _MAX_DIFFERENCE:
-        return difference
+def _difference(left: CelTimestamp, right: CelTimestamp) -> CelDuration:
+    # Timestamp differences are durations of int64 nanoseconds in cel-go and cel-cpp (cel-spec's
+    # conformance test timestamps/sub_time_duration_over): about 292 years either way.
+    difference = left.nanos - right.nanos
+    if INT64_MIN <= difference <= INT64_MAX:
+        return CelDuration(difference)
     raise CelEvalError(ErrorKind.OVERFLOW, "the timestamp difference is out of the duration range")
 
 
@@ -278,12 +277,14 @@ def sub(left: Any, right: Any) -> Any:
             return uint64(left - right)
         if left_type is float:
             return left - right
-        if left_type is datetime:
+        if left_type is CelTimestamp:
             return _difference(left, right)
-        if left_type is timedelta:
-            return check_duration(left - right)
-    if left_type is datetime and right_type is timedelta:
-        return _shift(left, -right)
+        if left_type is CelDuration:
+            return check_duration(CelDuration(left.nanos - right.nanos))
+    if left_type is CelTimestamp and right_type is CelDuration:
+        return check_timestamp(CelTimestamp(left.nanos - right.nanos))
+    if left_type in _PYTHON_TIME or right_type in _PYTHON_TIME:
+        return sub(cel_value(left), cel_value(right))
     _raise_overload("-", left, right)
 
 
@@ -343,8 +344,10 @@ def neg(operand: Any) -> Any:
         return int64(-operand)
     if type(operand) is float:
         return -operand
-    if type(operand) is timedelta:
-        return check_duration(-operand)
+    if type(operand) is CelDuration:
+        return check_duration(CelDuration(-operand.nanos))
+    if type(operand) in _PYTHON_TIME:
+        return neg(cel_value(operand))
     _raise_overload("-", operand)
 
 

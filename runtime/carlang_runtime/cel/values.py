@@ -4,8 +4,13 @@ Activations are JSON-like Python data and are used as they are, with no conversi
 
     null -> None      bool -> bool     int -> int (int64)     uint -> CelUint
     double -> float   string -> str    bytes -> bytes         list -> list (or tuple)
-    map -> dict       timestamp -> datetime (aware)           duration -> timedelta
+    map -> dict       timestamp -> CelTimestamp               duration -> CelDuration
     type -> CelType
+
+Timestamps and durations are exact to the nanosecond (`CelTimestamp`, `CelDuration`: one int
+each). Python's `datetime` and `timedelta` are accepted as input wherever a value is (an
+activation, an argument): an operation that meets one turns it into the CEL type exactly
+(`cel_value`), so nothing is converted on the way in and the common path pays nothing.
 
 `bool` is a subclass of `int` in Python but never a CEL int: every type test here is
 `type(x) is int`, never `isinstance`.
@@ -15,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from ..errors import CarlangRuntimeError
@@ -43,6 +48,15 @@ __all__ = [
     "format_duration",
     "unix_seconds",
     "check_duration",
+    "check_timestamp",
+    "CelDuration",
+    "CelTimestamp",
+    "EPOCH",
+    "ZERO_DURATION",
+    "PYTHON_TIME_TYPES",
+    "cel_value",
+    "MIN_TIMESTAMP_SECONDS",
+    "MAX_TIMESTAMP_SECONDS",
 ]
 
 INT64_MIN: Final = -(2**63)
@@ -50,8 +64,6 @@ INT64_MAX: Final = 2**63 - 1
 UINT64_MAX: Final = 2**64 - 1
 # CEL's duration range: +-10,000 years.
 MAX_DURATION_SECONDS: Final = 315_576_000_000
-_MAX_DURATION: Final = timedelta(seconds=MAX_DURATION_SECONDS)
-_UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class ErrorKind:
@@ -151,6 +163,144 @@ class CelOptional:
 
 OPTIONAL_NONE: Final = CelOptional(None, False)
 
+_NANOS: Final = 1_000_000_000
+# Timestamps run from 0001-01-01T00:00:00Z to 9999-12-31T23:59:59.999999999Z (cel-spec).
+MIN_TIMESTAMP_SECONDS: Final = -62_135_596_800
+MAX_TIMESTAMP_SECONDS: Final = 253_402_300_799
+_MIN_TIMESTAMP_NANOS: Final = MIN_TIMESTAMP_SECONDS * _NANOS
+_MAX_TIMESTAMP_NANOS: Final = MAX_TIMESTAMP_SECONDS * _NANOS + _NANOS - 1
+_MAX_DURATION_NANOS: Final = MAX_DURATION_SECONDS * _NANOS
+_UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class CelDuration:
+    """A CEL duration (`google.protobuf.Duration`): a whole number of nanoseconds, exact.
+
+    Immutable, hashable and ordered among durations. `from_timedelta` and `to_timedelta`
+    convert from and to Python's `timedelta` (which holds microseconds)."""
+
+    __slots__ = ("nanos",)
+    nanos: int
+
+    def __init__(self, nanos: int) -> None:
+        object.__setattr__(self, "nanos", nanos)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a CelDuration is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CelDuration, (self.nanos,))
+
+    @classmethod
+    def from_timedelta(cls, value: timedelta) -> CelDuration:
+        """`value` exactly (a timedelta holds whole microseconds)."""
+        micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
+        return cls(micros * 1000)
+
+    def to_timedelta(self) -> timedelta:
+        """As a `timedelta`, truncated toward zero to whole microseconds."""
+        micros = abs(self.nanos) // 1000
+        return timedelta(microseconds=-micros if self.nanos < 0 else micros)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is CelDuration and other.nanos == self.nanos
+
+    def __hash__(self) -> int:
+        return hash((CelDuration, self.nanos))
+
+    def __lt__(self, other: CelDuration) -> bool:
+        return self.nanos < other.nanos
+
+    def __le__(self, other: CelDuration) -> bool:
+        return self.nanos <= other.nanos
+
+    def __gt__(self, other: CelDuration) -> bool:
+        return self.nanos > other.nanos
+
+    def __ge__(self, other: CelDuration) -> bool:
+        return self.nanos >= other.nanos
+
+    def __repr__(self) -> str:
+        return f'duration("{format_duration(self)}")'
+
+
+class CelTimestamp:
+    """A CEL timestamp (`google.protobuf.Timestamp`): nanoseconds since the Unix epoch (UTC),
+    exact, within years 1..9999.
+
+    Immutable, hashable and ordered among timestamps. `from_datetime` and `to_datetime`
+    convert from and to Python's `datetime` (which holds microseconds)."""
+
+    __slots__ = ("nanos",)
+    nanos: int
+
+    def __init__(self, nanos: int) -> None:
+        object.__setattr__(self, "nanos", nanos)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("a CelTimestamp is immutable")
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (CelTimestamp, (self.nanos,))
+
+    @property
+    def seconds(self) -> int:
+        """Whole seconds since the epoch (rounded down, as protobuf's `seconds`)."""
+        return self.nanos // _NANOS
+
+    @classmethod
+    def from_datetime(cls, value: datetime) -> CelTimestamp:
+        """`value` exactly; a naive datetime is taken to be in UTC."""
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        delta = value - _UNIX_EPOCH
+        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+        return cls(micros * 1000)
+
+    def to_datetime(self) -> datetime:
+        """As an aware `datetime` in UTC, rounded down to whole microseconds."""
+        return _UNIX_EPOCH + timedelta(microseconds=self.nanos // 1000)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is CelTimestamp and other.nanos == self.nanos
+
+    def __hash__(self) -> int:
+        return hash((CelTimestamp, self.nanos))
+
+    def __lt__(self, other: CelTimestamp) -> bool:
+        return self.nanos < other.nanos
+
+    def __le__(self, other: CelTimestamp) -> bool:
+        return self.nanos <= other.nanos
+
+    def __gt__(self, other: CelTimestamp) -> bool:
+        return self.nanos > other.nanos
+
+    def __ge__(self, other: CelTimestamp) -> bool:
+        return self.nanos >= other.nanos
+
+    def __repr__(self) -> str:
+        return f'timestamp("{format_timestamp(self)}")'
+
+
+EPOCH: Final = CelTimestamp(0)
+ZERO_DURATION: Final = CelDuration(0)
+# Python's time types, accepted wherever a CEL value is (activations, extension functions) and
+# turned into CEL's exact ones where an operation looks at them (`cel_value`).
+PYTHON_TIME_TYPES: Final = frozenset({datetime, timedelta})
+
+
+def cel_value(value: Any) -> Any:
+    """`value` with a Python `datetime`/`timedelta` turned into a CEL timestamp/duration
+    (exactly); any other value as it is."""
+    kind = type(value)
+    if kind is datetime:
+        return check_timestamp(CelTimestamp.from_datetime(value))
+    if kind is timedelta:
+        return check_duration(CelDuration.from_timedelta(value))
+    return value
+
+
 TYPES: Final[dict[str, CelType]] = {
     name: CelType(name)
     for name in (
@@ -181,6 +331,8 @@ _TYPE_BY_CLASS: Final[dict[type, CelType]] = {
     list: TYPES["list"],
     tuple: TYPES["list"],
     dict: TYPES["map"],
+    CelTimestamp: TYPES["google.protobuf.Timestamp"],
+    CelDuration: TYPES["google.protobuf.Duration"],
     datetime: TYPES["google.protobuf.Timestamp"],
     timedelta: TYPES["google.protobuf.Duration"],
     CelType: TYPES["type"],
@@ -211,20 +363,21 @@ def type_name(value: Any) -> str:
 _TIMESTAMP = re.compile(
     r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
 )
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(h|ms|us|µs|ns|m|s)")
-_UNIT_SECONDS: Final = {
-    "h": 3600.0,
-    "m": 60.0,
-    "s": 1.0,
-    "ms": 1e-3,
-    "us": 1e-6,
-    "µs": 1e-6,
-    "ns": 1e-9,
+_DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?(h|ms|us|µs|ns|m|s)")
+_UNIT_NANOS: Final = {
+    "h": 3600 * _NANOS,
+    "m": 60 * _NANOS,
+    "s": _NANOS,
+    "ms": 1_000_000,
+    "us": 1000,
+    "µs": 1000,
+    "ns": 1,
 }
 
 
-def parse_timestamp(text: str) -> datetime:
-    """An RFC 3339 timestamp (`2024-05-01T12:00:00Z`, `...T12:00:00.5+02:00`), in UTC."""
+def parse_timestamp(text: str) -> CelTimestamp:
+    """An RFC 3339 timestamp (`2024-05-01T12:00:00Z`, `...T12:00:00.123456789+02:00`), all
+    nine fractional digits kept."""
     match = _TIMESTAMP.fullmatch(text)
     if match is None:
         raise CelEvalError(
@@ -233,93 +386,94 @@ def parse_timestamp(text: str) -> datetime:
         )
     year, month, day, hour, minute, second, fraction, zone = match.groups()
     try:
-        offset = _parse_offset(zone)
-        value = datetime(
-            int(year),
-            int(month),
-            int(day),
-            int(hour),
-            int(minute),
-            int(second),
-            int((fraction or "0").ljust(9, "0")[:6]),
-            tzinfo=offset,
+        local = datetime(
+            int(year), int(month), int(day), int(hour), int(minute), int(second), tzinfo=UTC
         )
-        return value.astimezone(UTC)
-    except (ValueError, OverflowError) as exc:
+    except ValueError as exc:
         raise CelEvalError(ErrorKind.INVALID_ARGUMENT, f"invalid timestamp: {exc}") from None
+    delta = local - _UNIX_EPOCH
+    seconds = delta.days * 86_400 + delta.seconds - _offset_seconds(zone)
+    nanos = int((fraction or "0").ljust(9, "0"))
+    return check_timestamp(CelTimestamp(seconds * _NANOS + nanos))
 
 
-def _parse_offset(zone: str) -> timezone:
+def _offset_seconds(zone: str) -> int:
     if zone in ("Z", "z"):
-        return UTC
+        return 0
     sign = -1 if zone[0] == "-" else 1
-    hours, minutes = int(zone[1:3]), int(zone[4:6])
-    return timezone(sign * timedelta(hours=hours, minutes=minutes))
+    return sign * (int(zone[1:3]) * 3600 + int(zone[4:6]) * 60)
 
 
-def parse_duration(text: str) -> timedelta:
-    """A Go-style duration: `1h30m`, `1.5s`, `-250ms`, `0`."""
+def check_timestamp(value: CelTimestamp) -> CelTimestamp:
+    """`value` if it lies in years 1..9999, else an overflow error."""
+    if _MIN_TIMESTAMP_NANOS <= value.nanos <= _MAX_TIMESTAMP_NANOS:
+        return value
+    raise CelEvalError(ErrorKind.OVERFLOW, "timestamp out of range (years 1 to 9999)")
+
+
+def parse_duration(text: str) -> CelDuration:
+    """A Go-style duration, exact to the nanosecond: `1h30m`, `1.5s`, `-250ms`,
+    `1.000000001s`, `0`. A fraction finer than a nanosecond is dropped (toward zero)."""
     body = text[1:] if text[:1] in ("-", "+") else text
     if body == "0":
-        return timedelta(0)
-    seconds = 0.0
+        return ZERO_DURATION
+    nanos = 0
     position = 0
     while position < len(body):
         match = _DURATION_PART.match(body, position)
-        if match is None:
+        if match is None or not (match.group(1) or match.group(2)):
             break
-        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        whole, fraction, unit = match.groups()
+        if len(whole) > 20:  # past any duration in range (and Python's int-parsing limit)
+            raise CelEvalError(ErrorKind.OVERFLOW, "duration out of range")
+        fraction = fraction[:9] if fraction else fraction  # finer than a nanosecond: dropped
+        scale = _UNIT_NANOS[unit]
+        nanos += int(whole or "0") * scale
+        if fraction:
+            nanos += int(fraction) * scale // 10 ** len(fraction)
         position = match.end()
+        if nanos > _MAX_DURATION_NANOS:
+            raise CelEvalError(ErrorKind.OVERFLOW, "duration out of range")
     if not body or position != len(body):
         raise CelEvalError(
             ErrorKind.INVALID_ARGUMENT,
             "the string is not a duration (like 1h30m, 1.5s or 250ms)",
         )
-    if text[:1] == "-":
-        seconds = -seconds
-    return check_duration(_seconds_to_timedelta(seconds))
+    return check_duration(CelDuration(-nanos if text[:1] == "-" else nanos))
 
 
-def _seconds_to_timedelta(seconds: float) -> timedelta:
-    if not math.isfinite(seconds) or abs(seconds) > _MAX_DURATION.total_seconds():
-        raise CelEvalError(ErrorKind.OVERFLOW, "duration out of range")
-    return timedelta(seconds=seconds)
-
-
-def check_duration(value: timedelta) -> timedelta:
+def check_duration(value: CelDuration) -> CelDuration:
     """`value` if it lies in CEL's duration range (+-10,000 years), else an overflow error."""
-    if -_MAX_DURATION <= value <= _MAX_DURATION:
+    if -_MAX_DURATION_NANOS <= value.nanos <= _MAX_DURATION_NANOS:
         return value
     raise CelEvalError(ErrorKind.OVERFLOW, "duration out of range")
 
 
-def format_timestamp(value: datetime) -> str:
-    """RFC 3339 in UTC with `Z`, fractional seconds only when present."""
-    utc = value.astimezone(UTC)
-    text = (
+def _fraction(nanos: int) -> str:
+    # cel-go's RFC 3339 and duration text: up to nine digits, trailing zeros dropped.
+    return f".{nanos:09d}".rstrip("0") if nanos else ""
+
+
+def format_timestamp(value: CelTimestamp) -> str:
+    """RFC 3339 in UTC with `Z`, fractional seconds (up to nine digits) only when present."""
+    seconds, nanos = divmod(value.nanos, _NANOS)
+    utc = _UNIX_EPOCH + timedelta(seconds=seconds)
+    return (
         f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d}"
-        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}"
+        f"T{utc.hour:02d}:{utc.minute:02d}:{utc.second:02d}{_fraction(nanos)}Z"
     )
-    if utc.microsecond:
-        text += f".{utc.microsecond:06d}".rstrip("0")
-    return text + "Z"
 
 
-def format_duration(value: timedelta) -> str:
-    """Seconds with the fraction CEL shows: `90s`, `1.5s`, `-0.25s`."""
-    micros = (value.days * 86_400 + value.seconds) * 1_000_000 + value.microseconds
-    sign = "-" if micros < 0 else ""
-    whole, fraction = divmod(abs(micros), 1_000_000)
-    text = f"{sign}{whole}"
-    if fraction:
-        text += f".{fraction:06d}".rstrip("0")
-    return text + "s"
+def format_duration(value: CelDuration) -> str:
+    """Seconds with the fraction CEL shows: `90s`, `1.5s`, `-0.25s`, `1.000000001s`."""
+    sign = "-" if value.nanos < 0 else ""
+    whole, fraction = divmod(abs(value.nanos), _NANOS)
+    return f"{sign}{whole}{_fraction(fraction)}s"
 
 
-def unix_seconds(value: datetime) -> int:
+def unix_seconds(value: CelTimestamp) -> int:
     """Whole seconds since the Unix epoch (floor), what `int(timestamp)` gives."""
-    delta = value - _UNIX_EPOCH
-    return delta.days * 86_400 + delta.seconds
+    return value.nanos // _NANOS
 
 
 # -- printing --------------------------------------------------------------------------------
@@ -348,10 +502,10 @@ def format_value(value: Any) -> str:
     if kind is dict:
         pairs = (f"{format_value(k)}: {format_value(v)}" for k, v in value.items())
         return "{" + ", ".join(pairs) + "}"
-    if kind is datetime:
-        return f'timestamp("{format_timestamp(value)}")'
-    if kind is timedelta:
-        return f'duration("{format_duration(value)}")'
+    if kind is CelTimestamp or kind is CelDuration:
+        return repr(value)
+    if kind is datetime or kind is timedelta:
+        return repr(cel_value(value))
     if kind is CelType:
         return str(value.name)
     if kind is CelOptional:

@@ -5,7 +5,8 @@
     state    the state the action would run against (a tenant's view under a scope)
     scope    {tenant, caller, claims, ...}                   who is asking, as the host says
     history  [{id, type, tool, params, status}, ...]         actions already run this session
-    now      the current time, a timestamp
+    now      the current time, a timestamp (exact to the nanosecond; a `datetime` given by
+             the host is taken exactly)
 
 `tool` is null for an action that is not a tool call; every other field is always present, so a
 condition like `action.tool == "shell"` is simply false for a state write.
@@ -19,6 +20,7 @@ from typing import Any, Final
 
 from ..cel.checker import Declarations
 from ..cel.types import DYN, STRING, TIMESTAMP, Type, from_json_schema, join, list_of, map_of
+from ..cel.values import CelTimestamp, cel_value
 from ..ir import Action, ToolSchema
 
 __all__ = ["VARIABLES", "action_activation", "policy_declarations"]
@@ -35,7 +37,7 @@ def action_activation(
     state: Mapping[str, Any] | None = None,
     scope: Mapping[str, Any] | None = None,
     history: Sequence[Mapping[str, Any]] | None = None,
-    now: datetime | None = None,
+    now: datetime | CelTimestamp | None = None,
 ) -> dict[str, Any]:
     """The variables of a policy condition for `action` (`now` only when given: it is made
     on demand by `PolicySet`, as few conditions read it)."""
@@ -55,7 +57,7 @@ def action_activation(
         "history": history if history is not None else (),
     }
     if now is not None:
-        activation["now"] = now
+        activation["now"] = cel_value(now)
     return activation
 
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from ..cel import CelEvalError, ErrorKind, Explanation, Limits, Program
 from ..cel import compile as compile_cel
+from ..cel.values import CelTimestamp
 from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
 from ..ir import Action, CelPolicy, DenyKeywordRule, Policy, PolicyEffect, ToolSchema
@@ -305,7 +306,7 @@ class PolicySet:
         state: Mapping[str, Any] | None = None,
         scope: Mapping[str, Any] | None = None,
         history: Sequence[Mapping[str, Any]] | None = None,
-        now: datetime | None = None,
+        now: datetime | CelTimestamp | None = None,
         explain: bool = False,
         admit: bool = True,
     ) -> Decision:
@@ -316,7 +317,7 @@ class PolicySet:
         activation: dict[str, Any] = {}
         if found.needs_activation:
             if now is None and found.reads_now:
-                now = datetime.now(UTC)
+                now = CelTimestamp(time.time_ns())
             activation = action_activation(
                 action, proposal_id=proposal_id, state=state, scope=scope, history=history, now=now
             )
@@ -348,7 +349,7 @@ class PolicySet:
         state: Mapping[str, Any] | None = None,
         scope: Mapping[str, Any] | None = None,
         history: Sequence[Mapping[str, Any]] | None = None,
-        now: datetime | None = None,
+        now: datetime | CelTimestamp | None = None,
     ) -> tuple[Decision, list[PolicyTrace]]:
         """The decision for `action` and, for every policy in order, what it made of it
         (matched or not, with the values that decided it). A dry run: no rate-limit budget
@@ -360,7 +361,7 @@ class PolicySet:
             state=state,
             scope=scope,
             history=history,
-            now=now or datetime.now(UTC),
+            now=now or CelTimestamp(time.time_ns()),
         )
         decision = self.evaluate(
             action,

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from carlang_runtime.cel import CelType, CelUint
+from carlang_runtime.cel.values import CelDuration, CelTimestamp, cel_value, parse_timestamp
 from celpy import celtypes
 
 __all__ = ["from_celpy", "to_celpy", "encode", "decode", "same"]
@@ -48,11 +49,14 @@ def from_celpy(value: Any) -> Any:
     if isinstance(value, str):
         return str(value)
     if isinstance(value, celtypes.TimestampType):
-        return datetime.fromtimestamp(0, UTC) + (
-            value - celtypes.TimestampType("1970-01-01T00:00:00Z")
+        return cel_value(
+            datetime.fromtimestamp(0, UTC)
+            + (value - celtypes.TimestampType("1970-01-01T00:00:00Z"))
         )
     if isinstance(value, timedelta):
-        return timedelta(days=value.days, seconds=value.seconds, microseconds=value.microseconds)
+        return cel_value(
+            timedelta(days=value.days, seconds=value.seconds, microseconds=value.microseconds)
+        )
     if isinstance(value, (list, tuple)):
         return [from_celpy(item) for item in value]
     if isinstance(value, dict):
@@ -83,6 +87,11 @@ def to_celpy(value: Any) -> Any:
         return celtypes.ListType([to_celpy(item) for item in value])
     if kind is dict:
         return celtypes.MapType({to_celpy(k): to_celpy(v) for k, v in value.items()})
+    if kind is CelTimestamp:
+        # cel-python holds microseconds: the differential generator keeps to values it can hold.
+        return celtypes.TimestampType(value.to_datetime())
+    if kind is CelDuration:
+        return celtypes.DurationType(value.to_timedelta())
     if kind is datetime:
         return celtypes.TimestampType(value.astimezone(UTC))
     if kind is timedelta:
@@ -116,10 +125,12 @@ def encode(value: Any) -> Any:
         return {"list": [encode(item) for item in value]}
     if kind is dict:
         return {"map": [[encode(k), encode(v)] for k, v in value.items()]}
-    if kind is datetime:
-        return {"timestamp": value.astimezone(UTC).isoformat()}
-    if kind is timedelta:
-        return {"duration": [value.days, value.seconds, value.microseconds]}
+    if kind is datetime or kind is timedelta:
+        return encode(cel_value(value))
+    if kind is CelTimestamp:
+        return {"timestamp": repr(value)[11:-2]}
+    if kind is CelDuration:
+        return {"duration": str(value.nanos)}
     if kind is CelType:
         return {"type": value.name}
     raise TypeError(f"cannot encode {value!r}")
@@ -146,17 +157,21 @@ def decode(data: Any) -> Any:
         return [decode(item) for item in body]
     if tag == "map":
         return {decode(k): decode(v) for k, v in body}
-    if tag == "timestamp":
-        return datetime.fromisoformat(body)
-    if tag == "duration":
-        return timedelta(days=body[0], seconds=body[1], microseconds=body[2])
+    if tag == "timestamp":  # RFC 3339; older fixtures: Python's isoformat (+00:00)
+        return parse_timestamp(body.replace("+00:00", "Z"))
+    if tag == "duration":  # nanoseconds; older fixtures: [days, seconds, microseconds]
+        if isinstance(body, list):
+            return cel_value(timedelta(days=body[0], seconds=body[1], microseconds=body[2]))
+        return CelDuration(int(body))
     if tag == "type":
         return CelType(body)
     raise ValueError(f"unknown tag {tag}")
 
 
 def same(left: Any, right: Any) -> bool:
-    """Equal as CEL data, types included (1 is not 1.0 nor true; NaN equals NaN here)."""
+    """Equal as CEL data, types included (1 is not 1.0 nor true; NaN equals NaN here); a
+    Python datetime/timedelta is the CEL timestamp/duration it stands for."""
+    left, right = cel_value(left), cel_value(right)
     if type(left) is not type(right) and not (
         type(left) in (list, tuple) and type(right) in (list, tuple)
     ):
