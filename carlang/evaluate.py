@@ -10,14 +10,15 @@ program's initial state with the given one over it.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from carlang_runtime import ir
 from carlang_runtime.cel import CelEvalError, CelSyntaxError, compile, format_value
 from carlang_runtime.cel.checker import Declarations, check
+from carlang_runtime.cel.values import CelTimestamp
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.policy import policy_declarations
 from carlang_runtime.policy.activation import action_activation
@@ -108,7 +109,7 @@ def eval_context(
         state=current,
         scope=scope,
         history=history,
-        now=datetime.now(UTC),
+        now=CelTimestamp(time.time_ns()),
     )
     declarations = policy_declarations([schema] if schema is not None else None)
     return EvalContext(program, schema, declarations, activation, parameters, current)
