@@ -81,6 +81,8 @@ texts = st.text(alphabet="abcxyz/:.HTPS-é ", max_size=8)
 timestamps = st.datetimes(
     min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
 )
+# cel-python holds microseconds (carlang nanoseconds): time literals and values stay whole
+# microseconds, where both must agree.
 durations = st.timedeltas(min_value=timedelta(days=-800), max_value=timedelta(days=800))
 
 
