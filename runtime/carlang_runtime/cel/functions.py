@@ -358,18 +358,24 @@ def _timestamp_accessor(accessor: str, read: Callable[[datetime], int]) -> Calla
 
 
 def _both_accessor(
-    accessor: str, on_time: Callable[[datetime], int], per: int
+    accessor: str, on_time: Callable[[datetime], int], per: int, cycle: int
 ) -> Callable[..., int]:
-    """An accessor of a timestamp's civil time (`on_time`, in a zone) that on a duration is
-    its total in units of `per` nanoseconds, truncated toward zero (cel-spec)."""
+    """An accessor of a timestamp's clock (`on_time` on its civil time in a zone) that on a
+    duration is its total in units of `per` nanoseconds, truncated toward zero (cel-spec)."""
 
     def access(value: Any, zone: Any = None) -> int:
+        kind = type(value)
         if zone is None:
-            if type(value) is timedelta:
-                value = cel_value(value)
-            if type(value) is CelDuration:
-                whole = abs(value.nanos) // per
-                return -whole if value.nanos < 0 else whole
+            if kind is CelTimestamp:
+                # In UTC the clock is plain arithmetic (floor division counts back before 1970).
+                nanos: int = value.nanos
+                return nanos // per % cycle
+            if kind is timedelta:
+                value, kind = cel_value(value), CelDuration
+            if kind is CelDuration:
+                total: int = value.nanos
+                whole = abs(total) // per
+                return -whole if total < 0 else whole
         return on_time(_local(_moment(value, zone, accessor), zone))
 
     access.__name__ = accessor
@@ -459,17 +465,17 @@ def _functions() -> dict[str, Function]:
         ),
         Function(
             "getHours",
-            _both_accessor("getHours", lambda t: t.hour, 3600 * _NANOS),
+            _both_accessor("getHours", lambda t: t.hour, 3600 * _NANOS, 24),
             _TIME_OR_DURATION,
         ),
         Function(
             "getMinutes",
-            _both_accessor("getMinutes", lambda t: t.minute, 60 * _NANOS),
+            _both_accessor("getMinutes", lambda t: t.minute, 60 * _NANOS, 60),
             _TIME_OR_DURATION,
         ),
         Function(
             "getSeconds",
-            _both_accessor("getSeconds", lambda t: t.second, _NANOS),
+            _both_accessor("getSeconds", lambda t: t.second, _NANOS, 60),
             _TIME_OR_DURATION,
         ),
         Function(

@@ -196,6 +196,8 @@ def _ordered(operator: str, left: Any, right: Any) -> tuple[Any, Any]:
     # is false).
     left_type, right_type = type(left), type(right)
     if left_type is right_type:
+        if left_type is CelTimestamp or left_type is CelDuration:
+            return left.nanos, right.nanos  # ints compare in C, not through __lt__
         if left_type in _ORDERED:
             return left, right
     elif left_type in _NUMBERS and right_type in _NUMBERS:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 
 from ..errors import CarlangRuntimeError
@@ -251,11 +252,8 @@ class CelTimestamp:
     @classmethod
     def from_datetime(cls, value: datetime) -> CelTimestamp:
         """`value` exactly; a naive datetime is taken to be in UTC."""
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=UTC)
-        delta = value - _UNIX_EPOCH
-        micros = (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-        return cls(micros * 1000)
+        delta = (value if value.tzinfo is not None else value.replace(tzinfo=UTC)) - _UNIX_EPOCH
+        return cls(((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds) * 1000)
 
     def to_datetime(self) -> datetime:
         """As an aware `datetime` in UTC, rounded down to whole microseconds."""
@@ -294,11 +292,18 @@ def cel_value(value: Any) -> Any:
     """`value` with a Python `datetime`/`timedelta` turned into a CEL timestamp/duration
     (exactly); any other value as it is."""
     kind = type(value)
-    if kind is datetime:
-        return check_timestamp(CelTimestamp.from_datetime(value))
-    if kind is timedelta:
-        return check_duration(CelDuration.from_timedelta(value))
+    if kind is datetime or kind is timedelta:
+        return _from_python_time(value)
     return value
+
+
+@lru_cache(maxsize=256)
+def _from_python_time(value: datetime | timedelta) -> CelTimestamp | CelDuration:
+    # Cached: an activation's `now` is met by every operation that reads it, and a datetime
+    # caches its own hash, so a hit costs far less than the conversion.
+    if type(value) is datetime:
+        return check_timestamp(CelTimestamp.from_datetime(value))
+    return check_duration(CelDuration.from_timedelta(value))  # type: ignore[arg-type]
 
 
 TYPES: Final[dict[str, CelType]] = {

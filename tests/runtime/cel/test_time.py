@@ -144,6 +144,9 @@ def test_the_ranges_reach_their_edges_exactly() -> None:
         ("timestamp('2009-02-13T23:31:20.999999999Z').getSeconds()", 20),
         ("timestamp('1969-12-31T23:59:59.999Z').getMilliseconds()", 999),
         ("timestamp('1969-12-31T23:59:59.999Z').getSeconds()", 59),
+        ("timestamp('1969-12-31T23:58:59Z').getMinutes()", 58),
+        ("timestamp('0001-01-01T22:00:00Z').getHours()", 22),
+        ("timestamp('1969-12-31T23:59:59Z').getHours('+01:00')", 0),
         # duration_converters: totals, except getMilliseconds, the milliseconds component
         ("duration('10000s').getHours()", 2),
         ("duration('3730s').getMinutes()", 62),
