@@ -21,7 +21,16 @@ from .program import (
     Term,
     compile,
 )
-from .values import CelEvalError, CelLimitError, CelType, CelUint, ErrorKind, format_value
+from .values import (
+    CelDuration,
+    CelEvalError,
+    CelLimitError,
+    CelTimestamp,
+    CelType,
+    CelUint,
+    ErrorKind,
+    format_value,
+)
 
 __all__ = [
     "compile",
@@ -37,6 +46,8 @@ __all__ = [
     "ErrorKind",
     "CelUint",
     "CelType",
+    "CelTimestamp",
+    "CelDuration",
     "format_value",
     "parse_cel",
 ]
