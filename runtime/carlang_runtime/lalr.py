@@ -25,6 +25,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -343,8 +344,7 @@ class Engine:
             and rule.include is None
             and not rule.append_none
         )
-        self._callbacks: tuple[object, list[Callable[[list[Any], tuple[int, int]], Any]]] | None
-        self._callbacks = None
+        self._callbacks: tuple[object, list[_Step]] | None = None
         self.token_hook = token_hook
         self.recovery = recovery
         self.flags = tables.flags
@@ -379,6 +379,16 @@ class Engine:
             n for n in everything if len(by_name[n].pattern) < 400 or usage[n] > 2
         )
         self.global_scanner = self._scanner_for(self.global_names)
+        # The global regex behind the ignored text that is never recorded (whitespace): one
+        # match per token where the state takes what it finds; anything else (a comment, a
+        # token the state does not take, the end) goes the long way, through `next_token`.
+        silent = [by_name[name].pattern for name in tables.ignore if name != comment]
+        lead = "(?:" + "|".join(silent) + ")*+" if silent else ""
+        self.lead = re.compile(lead + "(?:" + self.global_scanner.regex.pattern + ")", self.flags)
+        #: The terminal of each group number of `lead` (None for the terminals' inner groups).
+        self.lead_names: list[str | None] = [None] * (self.lead.groups + 1)
+        for name, index in self.lead.groupindex.items():
+            self.lead_names[index] = name
 
     def _scanner_for(self, names: frozenset[str]) -> _Scanner:
         scanner = self._scanners.get(names)
@@ -415,9 +425,16 @@ class Engine:
     def callbacks(self, builder: object) -> list[Callable[[list[Any], tuple[int, int]], Any]]:
         """One callable per rule: shape the children as lark does, then call the builder.
         Made once per builder object (a parser that reuses its builder pays this once)."""
+        return [step[3] for step in self.reductions(builder)]
+
+    def reductions(self, builder: object) -> list[_Step]:
+        """How the driver reduces each rule for this builder (see `_step`). Made once per
+        builder object (a parser that reuses its builder pays this once)."""
         if self._callbacks is None or self._callbacks[0] is not builder:
-            rules = self.tables.rules
-            made = [_shaper(rule, builder, rule.name in self.collapse) for rule in rules]
+            made = [
+                _step(rule, builder, rule.name in self.collapse, i in self.passthrough)
+                for i, rule in enumerate(self.tables.rules)
+            ]
             self._callbacks = (builder, made)
         return self._callbacks[1]
 
@@ -427,11 +444,81 @@ class Engine:
         return _Run(self, text, builder).run()
 
 
+class _Inline(list):  # type: ignore[type-arg]
+    """What a `_rule` reduces to when it is not one child: the children its parent splices in
+    where lark would expand a `_rule` tree. A `_rule` of one child is that child (the parent
+    takes it as it is): a `_rule` is never seen by a builder, so it needs no node."""
+
+    __slots__ = ()
+
+
+# How the driver reduces a rule (the first item of its `_Step`), from the cheapest: the
+# common shapes are done inline in `_Run.run`, the rest by the rule's shaper.
+_KEEP = 0  # one child, kept as it is (with its span): only the state changes
+_KEEP_NODE = 1  # _KEEP when the child is a Node, else _SHAPE (a `collapse` rule)
+_CALL = 2  # builder method of all the children
+_CALL_NONE = 3  # builder method of `extra` (Nones only)
+_CALL_ONE = 4  # builder method of child `extra[0]`, then `extra[1]` (Nones)
+_CALL_SOME = 5  # builder method of the children `extra[0]` (an itemgetter) picks, then extra[1]
+_NODE = 6  # Node(name, children)
+_APPEND = 7  # a `_rule` `_r: _r x`: child 0 (spliced) then child 1
+_SHAPE = 8  # the shaper (`_shaper`), for anything else
+
+#: (how, size, origin, shaper, method, extra, name)
+_Step = tuple[int, int, str, Callable[[list[Any], tuple[int, int]], Any], Any, Any, str]
+
+
+def _step(rule: _Rule, builder: object, collapse: bool, passthrough: bool) -> _Step:
+    """How to reduce `rule`: one of the inline shapes above where the rule has one (the result
+    is exactly the shaper's), with the shaper for the rest."""
+    shaper = _shaper(rule, builder, collapse)
+    method = _method(rule, builder)
+    include, append_none = rule.include, rule.append_none
+    single = rule.expand1 or collapse  # one filtered child may be returned as it is
+    how = _SHAPE
+    extra: Any = None
+    if passthrough:
+        how = _KEEP_NODE
+    elif include is None and not append_none:
+        if rule.size == 1 and (rule.expand1 or _inlined(rule)):
+            how = _KEEP
+        elif not (rule.size == 1 and collapse) and not _inlined(rule):
+            how = _NODE if method is None else _CALL
+    elif _inlined(rule) and include == ((0, True, 0), (1, True, 0)) and not append_none:
+        how = _APPEND
+    elif (
+        include is not None
+        and method is not None
+        and not any(expand or nones for _, expand, nones in include)
+        and not (single and len(include) + append_none == 1)
+    ):
+        picks = [i for i, _, _ in include]
+        nones = (None,) * append_none
+        if not picks:
+            how, extra = _CALL_NONE, nones
+        elif len(picks) == 1:
+            how, extra = _CALL_ONE, (picks[0], nones)
+        else:
+            how, extra = _CALL_SOME, (itemgetter(*picks), nones)
+    return (how, rule.size, rule.origin, shaper, method, extra, rule.name)
+
+
+def _inlined(rule: _Rule) -> bool:
+    """Whether lark inlines the rule's tree into its parent (`_rule`, and its `*` helpers)."""
+    return rule.name.startswith("_")
+
+
+def _method(rule: _Rule, builder: object) -> Any:
+    """The builder's method for `rule` (None for a `_rule`, which is inlined, or none)."""
+    return getattr(builder, rule.name, None) if not _inlined(rule) else None
+
+
 def _shaper(
     rule: _Rule, builder: object, collapse: bool = False
 ) -> Callable[[list[Any], tuple[int, int]], Any]:
-    method = getattr(builder, rule.name, None) if not rule.name.startswith("_") else None
+    method = _method(rule, builder)
     name, include, append_none, expand1 = rule.name, rule.include, rule.append_none, rule.expand1
+    inlined = _inlined(rule)
 
     def shape(children: list[Any], span: tuple[int, int]) -> Any:
         if include is None:
@@ -441,15 +528,20 @@ def _shaper(
             for i, to_expand, add_none in include:
                 if add_none:
                     filtered += [None] * add_none
-                if to_expand:
-                    if filtered:
-                        filtered += children[i].children
+                child = children[i]
+                if to_expand and type(child) is _Inline:
+                    if filtered or not inlined:
+                        filtered += child
                     else:  # lark's optimisation for left recursion: reuse the list
-                        filtered = children[i].children
+                        filtered = child
                 else:
-                    filtered.append(children[i])
+                    filtered.append(child)
             if append_none:
                 filtered += [None] * append_none
+        if inlined:
+            if len(filtered) == 1:
+                return filtered[0]
+            return filtered if type(filtered) is _Inline else _Inline(filtered)
         if expand1 and len(filtered) == 1:
             return filtered[0]
         if collapse and len(filtered) == 1 and type(filtered[0]) is Node:
@@ -468,7 +560,9 @@ class _Run:
     def __init__(self, engine: Engine, text: str, builder: object) -> None:
         self.engine = engine
         self.text = text
-        self.callbacks = engine.callbacks(builder)
+        self.builder = builder
+        # Indexed by the table's reduce code (-1 - rule), a negative index into the reverse.
+        self.steps = engine.reductions(builder)[::-1]
         self.states = engine.tables.states
         self.rules = engine.tables.rules
         self.state_stack = [engine.tables.start_state]
@@ -547,59 +641,11 @@ class _Run:
         else:
             children = []
             span = (at, at)
-        value = self.callbacks[rule_index](children, span)
+        value = self.steps[-1 - rule_index][3](children, span)
         self.state_stack.append(self.states[self.state_stack[-1]][rule.origin])
         self.value_stack.append(value)
         self.span_stack.append(span)
         return value
-
-    def feed(self, token: Token) -> bool:
-        """Reduce as the table says, then shift `token`; False when it does not fit."""
-        engine, states = self.engine, self.states
-        kind = token[0]
-        while True:
-            state = self.state_stack[-1]
-            code = states[state].get(kind)
-            if code is None:
-                if (
-                    kind != engine.ident
-                    and token[1] in engine.keyword_types
-                    and engine.ident in states[state]
-                ):
-                    kind = engine.ident  # a keyword where a name was meant
-                    token = (kind, token[1], token[2], token[3])
-                    continue
-                return False
-            if code >= 0:
-                recovery = engine.recovery
-                if (
-                    recovery is not None
-                    and state in engine.top_states
-                    and token[1] in recovery.keywords
-                ):
-                    self.checkpoint = (
-                        list(self.state_stack),
-                        list(self.value_stack),
-                        list(self.span_stack),
-                    )
-                self.state_stack.append(code)
-                self.value_stack.append(token)
-                self.span_stack.append((token[2], token[3]))
-                if token[1] in _BRACKETS:
-                    self._track_brackets(token)
-                self.last = token
-                return True
-            value = self._reduce(-1 - code, token[2])
-            if kind == END and self.state_stack[-1] == engine.tables.end_state:
-                self.outcome.value = value
-                return True
-
-    def _track_brackets(self, token: Token) -> None:
-        text = token[1]
-        if text in ("{", "(", "["):
-            self.brackets.append((text, token[2]))
-        elif self.brackets:
-            self.brackets.pop()
 
     def _accepts(self, kind: str) -> bool:
         """Whether a token of type `kind` would be shifted after the reductions it causes
@@ -689,21 +735,151 @@ class _Run:
         return token
 
     def run(self) -> Outcome:
-        recovery = self.engine.recovery
+        """Lex and parse the whole text in one loop: what `next_token`, `feed` and `_reduce`
+        do, written inline with everything bound to locals (a call per token and per
+        reduction is most of a parse's time in Python). Errors go to `problem` and `recover`,
+        which work on the same stacks."""
+        engine, text = self.engine, self.text
+        builder: Any = self.builder
+        states, accepts, steps = self.states, engine.accepts, self.steps
+        lead, lead_names = engine.lead.match, engine.lead_names
+        scanned_keywords = engine.global_scanner.keywords
+        ident, keyword_types, hook = engine.ident, engine.keyword_types, engine.token_hook
+        recovery = engine.recovery
+        top_states = engine.top_states
+        declaration_words = recovery.keywords if recovery is not None else frozenset()
+        end_state = engine.tables.end_state
+        state_stack, value_stack, span_stack = self.state_stack, self.value_stack, self.span_stack
+        brackets, last, pos = self.brackets, self.last, self.pos
+        state = state_stack[-1]
         pending: Token | None = None
         while True:
-            token = pending if pending is not None else self.next_token()
-            pending = None
-            if token is not None and self.feed(token):
-                if token[0] == END:
+            # -- the next token (next_token) ----------------------------------------------------
+            if pending is not None:
+                token: Token | None = pending
+                pending = None
+            else:
+                token = None
+                match = lead(text, pos)
+                if match is not None:
+                    group: Any = match.lastindex  # a terminal's group: one always matched
+                    kind = lead_names[group]
+                    start, end = match.span(group)
+                    value = text[start:end]
+                    if kind == ident:
+                        kind = scanned_keywords.get(value, kind)
+                    if kind in accepts[state]:
+                        token = (kind, value, start, end)
+                        pos = end
+                        if hook is not None:
+                            token = hook(token)
+                if token is None:  # a comment, the end, or the state's own lexer decides
+                    self.pos = pos
+                    token = self.next_token()
+                    pos = self.pos
+            # -- reduce, then shift it (feed) ---------------------------------------------------
+            fed = False
+            if token is not None:
+                kind, value = token[0], token[1]
+                shifted = token
+                while True:
+                    code = states[state].get(kind)
+                    if code is None:
+                        if kind != ident and value in keyword_types and ident in states[state]:
+                            kind = ident  # a keyword where a name was meant
+                            shifted = (kind, value, shifted[2], shifted[3])
+                            continue
+                        break
+                    if code >= 0:
+                        if state in top_states and value in declaration_words:
+                            self.checkpoint = (
+                                list(state_stack),
+                                list(value_stack),
+                                list(span_stack),
+                            )
+                        state = code
+                        state_stack.append(code)
+                        value_stack.append(shifted)
+                        span_stack.append((shifted[2], shifted[3]))
+                        if value in _BRACKETS:
+                            if value in ("{", "(", "["):
+                                brackets.append((value, shifted[2]))
+                            elif brackets:
+                                brackets.pop()
+                        last = shifted
+                        fed = True
+                        break
+                    # reduce (_reduce)
+                    how, size, origin, shaper, method, extra, name = steps[code]
+                    if how == _KEEP or (how == _KEEP_NODE and type(value_stack[-1]) is Node):
+                        state = states[state_stack[-2]][origin]
+                        state_stack[-1] = state
+                        if kind == END and state == end_state:
+                            self.outcome.value = value_stack[-1]
+                            fed = True
+                            break
+                        continue
+                    if size:
+                        children = value_stack[-size:]
+                        span = (span_stack[-size][0], span_stack[-1][1])
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                        del span_stack[-size:]
+                    else:
+                        children = []
+                        span = (shifted[2], shifted[2])
+                    if how == _CALL:
+                        builder.span = span
+                        reduced = method(*children)
+                    elif how == _NODE:
+                        reduced = Node(name, children, span)
+                    elif how == _CALL_ONE:
+                        builder.span = span
+                        reduced = method(children[extra[0]], *extra[1])
+                    elif how == _CALL_SOME:
+                        builder.span = span
+                        reduced = method(*extra[0](children), *extra[1])
+                    elif how == _APPEND:  # a `*` helper: add to the list, in place
+                        reduced = children[0]
+                        if type(reduced) is not _Inline:
+                            reduced = _Inline((reduced,))
+                        item = children[1]
+                        if type(item) is _Inline:
+                            reduced += item
+                        else:
+                            reduced.append(item)
+                    elif how == _CALL_NONE:
+                        builder.span = span
+                        reduced = method(*extra)
+                    else:
+                        reduced = shaper(children, span)
+                    state = states[state_stack[-1]][origin]
+                    state_stack.append(state)
+                    value_stack.append(reduced)
+                    span_stack.append(span)
+                    if kind == END and state == end_state:
+                        self.outcome.value = reduced
+                        fed = True
+                        break
+            if fed:
+                if token[0] == END:  # type: ignore[index]
                     return self.outcome
                 continue
+            # -- a syntax error: report it, then resume at the next declaration (or stop) --------
+            self.pos, self.last = pos, last
             self.problem(token)
             if recovery is None or len(self.outcome.problems) >= recovery.max_errors:
                 return self.outcome
             if token is not None and token[0] == END and self.checkpoint is None:
                 return self.outcome
             pending = self.recover(token, recovery)
+            state_stack, value_stack, span_stack = (
+                self.state_stack,
+                self.value_stack,
+                self.span_stack,
+            )
+            brackets, last, pos = self.brackets, self.last, self.pos
+            state = state_stack[-1]
 
 
 def misplaced(kind: str) -> str:
