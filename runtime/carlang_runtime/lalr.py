@@ -383,9 +383,11 @@ class Engine:
         # match per token where the state takes what it finds; anything else (a comment, a
         # token the state does not take, the end) goes the long way, through `next_token`.
         silent = [by_name[name].pattern for name in tables.ignore if name != comment]
-        lead = "(?:" + "|".join(silent) + ")*+" if silent else ""
-        self.lead = re.compile(lead + "(?:" + self.global_scanner.regex.pattern + ")", self.flags)
-        #: The terminal of each group number of `lead` (None for the terminals' inner groups).
+        lead = "((?:" + "|".join(silent) + ")*+)" if silent else "()"
+        alternatives = self._alternatives(self.global_names, marked_after=True)
+        self.lead = re.compile(lead + "(?:" + "|".join(alternatives) + ")", self.flags)
+        #: The terminal of each group number of `lead` (None for the other groups). Group 1
+        #: is the ignored text, so a token runs from its end to the end of the match.
         self.lead_names: list[str | None] = [None] * (self.lead.groups + 1)
         for name, index in self.lead.groupindex.items():
             self.lead_names[index] = name
@@ -397,22 +399,37 @@ class Engine:
         return scanner
 
     def _build_scanner(self, names: frozenset[str]) -> _Scanner:
-        keywords: dict[str, str] = {}
+        alternatives = self._alternatives(names)
+        regex = re.compile("|".join(alternatives) if alternatives else r"(?!x)x", self.flags)
+        keywords = {
+            t.literal: t.name
+            for t in self.tables.terminals
+            if t.name in names and t.literal is not None and t.literal in self.keyword_types
+        }
+        return _Scanner(regex, keywords)
+
+    def _alternatives(self, names: frozenset[str], marked_after: bool = False) -> list[str]:
+        """One named group per terminal of `names`, in lark's order (a keyword is read as an
+        identifier where identifiers are taken). With `marked_after`, each group is empty and
+        follows its terminal's pattern (the last group to close, so `lastindex` names the
+        terminal): the regex engine then rules out a pattern that starts with a character or
+        a set by the first character alone, without entering a group."""
         alternatives = []
         has_ident = self.ident in names
         for t in self.tables.terminals:  # already in lark's order
             if t.name not in names:
                 continue
             if t.literal is not None and t.literal in self.keyword_types:
-                keywords[t.literal] = t.name
                 if has_ident:
                     continue  # read as an identifier, then recognised as this keyword
                 pattern = re.escape(t.literal) + r"(?![A-Za-z0-9_])"
             else:
                 pattern = t.pattern
-            alternatives.append(f"(?P<{t.name}>{pattern})")
-        regex = re.compile("|".join(alternatives) if alternatives else r"(?!x)x", self.flags)
-        return _Scanner(regex, keywords)
+            if marked_after:
+                alternatives.append(f"(?:{pattern})(?P<{t.name}>)")
+            else:
+                alternatives.append(f"(?P<{t.name}>{pattern})")
+        return alternatives
 
     def state_scanner(self, state: int) -> _Scanner:
         """The contextual lexer of one parser state."""
@@ -762,9 +779,9 @@ class _Run:
                 token = None
                 match = lead(text, pos)
                 if match is not None:
-                    group: Any = match.lastindex  # a terminal's group: one always matched
-                    kind = lead_names[group]
-                    start, end = match.span(group)
+                    kind = lead_names[match.lastindex]  # type: ignore[index]
+                    start = match.end(1)
+                    end = match.end()
                     value = text[start:end]
                     if kind == ident:
                         kind = scanned_keywords.get(value, kind)
