@@ -584,11 +584,13 @@ class _Run:
         self.rules = engine.tables.rules
         self.state_stack = [engine.tables.start_state]
         self.value_stack: list[Any] = []
-        self.span_stack: list[tuple[int, int]] = []
+        # What each stack entry covers: `[-2]` is its start, `[-1]` its end (a shifted token
+        # is its own entry: it ends with its start and end).
+        self.span_stack: list[Any] = []
         self.pos = 0
         self.outcome = Outcome(None)
         self.brackets: list[tuple[str, int]] = []
-        self.checkpoint: tuple[list[int], list[Any], list[tuple[int, int]]] | None = None
+        self.checkpoint: tuple[list[int], list[Any], list[Any]] | None = None
         self.last: Token | None = None
 
     # -- lexing ------------------------------------------------------------------------------
@@ -651,7 +653,7 @@ class _Run:
             return self.value_stack[-1]
         if size:
             children = self.value_stack[-size:]
-            span = (self.span_stack[-size][0], self.span_stack[-1][1])
+            span = (self.span_stack[-size][-2], self.span_stack[-1][-1])
             del self.state_stack[-size:]
             del self.value_stack[-size:]
             del self.span_stack[-size:]
@@ -766,6 +768,7 @@ class _Run:
         top_states = engine.top_states
         declaration_words = recovery.keywords if recovery is not None else frozenset()
         end_state = engine.tables.end_state
+        bracket_texts = _BRACKETS
         state_stack, value_stack, span_stack = self.state_stack, self.value_stack, self.span_stack
         brackets, last, pos = self.brackets, self.last, self.pos
         state = state_stack[-1]
@@ -800,8 +803,9 @@ class _Run:
                 kind, value = token[0], token[1]
                 shifted = token
                 while True:
-                    code = states[state].get(kind)
-                    if code is None:
+                    try:
+                        code = states[state][kind]
+                    except KeyError:
                         if kind != ident and value in keyword_types and ident in states[state]:
                             kind = ident  # a keyword where a name was meant
                             shifted = (kind, value, shifted[2], shifted[3])
@@ -817,8 +821,8 @@ class _Run:
                         state = code
                         state_stack.append(code)
                         value_stack.append(shifted)
-                        span_stack.append((shifted[2], shifted[3]))
-                        if value in _BRACKETS:
+                        span_stack.append(shifted)
+                        if value in bracket_texts:
                             if value in ("{", "(", "["):
                                 brackets.append((value, shifted[2]))
                             elif brackets:
@@ -838,7 +842,7 @@ class _Run:
                         continue
                     if size:
                         children = value_stack[-size:]
-                        span = (span_stack[-size][0], span_stack[-1][1])
+                        span = (span_stack[-size][-2], span_stack[-1][-1])
                         del state_stack[-size:]
                         del value_stack[-size:]
                         del span_stack[-size:]
