@@ -70,19 +70,19 @@ def noisy(draw: st.DrawFn, text: str) -> str:
     return text
 
 
-@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=80, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_generated_programs_parse_the_same(text: str) -> None:
     assert_same_parse(text)
 
 
-@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations())
 def test_mutated_examples_parse_the_same(text: str) -> None:
     assert_same_parse(text)
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 10_000).flatmap(lambda seed: noisy(generate_program(60, seed=seed))))
 def test_noisy_benchmark_programs_parse_the_same(text: str) -> None:
     assert_same_parse(text)
