@@ -111,3 +111,22 @@ def test_cel_expressions_parse_the_same(text: str) -> None:
         eng.parse(text, cel_parser._BUILDER),
         lalr_reference.parse(eng, text, cel_parser._BUILDER),
     )
+
+
+def test_contextual_lexing_corners_parse_the_same() -> None:
+    """Where the one-regex fast path hands over: keywords written as names (`env:`, `url:`,
+    a tool called `state`), a number the state wants as a whole number (`retry 2`), a CEL
+    condition (a terminal only its state reads), comments right before tokens, the end."""
+    text = (
+        "tool deploy(env: string, url: string) # trailing\n"
+        "tool state(x: int)\n"
+        "policy p: deny deploy when params.env == 'prod' # why\n"
+        "proposal q {\n"
+        '  a = deploy(env: "prod", url: "https://x")#c\n'
+        "  b = state(x: 1) after a { retry 2 timeout 5s #c\n"
+        "  }\n"
+        "}\n"
+        "#last"
+    )
+    for cut in range(len(text) + 1):
+        assert_same_parse(text[:cut])

@@ -316,6 +316,25 @@ class _Scanner:
         self.keywords = keywords
 
 
+class _Lead:
+    """A lexer that skips whitespace and reads one token in one regex match: group 1 is the
+    whitespace, so the token runs from its end to the end of the match, and `terminals` names
+    the terminal of the group that closed last (`lastindex`). It matches nothing where
+    `next_token` would do more (a comment to record, the end of the text, no token)."""
+
+    __slots__ = ("match", "terminals", "keywords")
+
+    def __init__(
+        self,
+        match: Callable[[str, int], re.Match[str] | None],
+        terminals: list[str | None],
+        keywords: dict[str, str],
+    ) -> None:
+        self.match = match
+        self.terminals = terminals
+        self.keywords = keywords
+
+
 class Engine:
     """Tables made runnable: lexers built lazily, parses run by `parse`."""
 
@@ -382,15 +401,15 @@ class Engine:
         # The global regex behind the ignored text that is never recorded (whitespace): one
         # match per token where the state takes what it finds; anything else (a comment, a
         # token the state does not take, the end) goes the long way, through `next_token`.
+        # The ignored text that is never recorded (whitespace), as the first group of every
+        # `_Lead` regex, and a recorded comment, which no token may start at (it goes the
+        # long way, through `next_token`).
         silent = [by_name[name].pattern for name in tables.ignore if name != comment]
-        lead = "((?:" + "|".join(silent) + ")*+)" if silent else "()"
-        alternatives = self._alternatives(self.global_names, marked_after=True)
-        self.lead = re.compile(lead + "(?:" + "|".join(alternatives) + ")", self.flags)
-        #: The terminal of each group number of `lead` (None for the other groups). Group 1
-        #: is the ignored text, so a token runs from its end to the end of the match.
-        self.lead_names: list[str | None] = [None] * (self.lead.groups + 1)
-        for name, index in self.lead.groupindex.items():
-            self.lead_names[index] = name
+        self._silent = "((?:" + "|".join(silent) + ")*+)" if silent else "()"
+        self._not_comment = f"(?!{by_name[comment].pattern})" if comment else ""
+        self._leads: dict[frozenset[str], _Lead] = {}
+        self._state_leads: dict[int, _Lead] = {}
+        self.global_lead = self._lead_for(self.global_names)
 
     def _scanner_for(self, names: frozenset[str]) -> _Scanner:
         scanner = self._scanners.get(names)
@@ -430,6 +449,29 @@ class Engine:
             else:
                 alternatives.append(f"(?P<{t.name}>{pattern})")
         return alternatives
+
+    def _lead_for(self, names: frozenset[str]) -> _Lead:
+        lead = self._leads.get(names)
+        if lead is None:
+            alternatives = self._alternatives(names, marked_after=True)
+            regex = re.compile(
+                self._silent + self._not_comment + "(?:" + "|".join(alternatives) + ")",
+                self.flags,
+            )
+            terminals: list[str | None] = [None] * (regex.groups + 1)
+            for name, index in regex.groupindex.items():
+                terminals[index] = name
+            lead = self._leads[names] = _Lead(
+                regex.match, terminals, self._scanner_for(names).keywords
+            )
+        return lead
+
+    def state_lead(self, state: int) -> _Lead:
+        """The contextual lexer of one parser state, behind the ignored text (see `_Lead`)."""
+        lead = self._state_leads.get(state)
+        if lead is None:
+            lead = self._state_leads[state] = self._lead_for(self.accepts[state] - {END})
+        return lead
 
     def state_scanner(self, state: int) -> _Scanner:
         """The contextual lexer of one parser state."""
@@ -761,8 +803,9 @@ class _Run:
         engine, text = self.engine, self.text
         builder: Any = self.builder
         states, accepts, steps = self.states, engine.accepts, self.steps
-        lead, lead_names = engine.lead.match, engine.lead_names
-        scanned_keywords = engine.global_scanner.keywords
+        lead, lead_names = engine.global_lead.match, engine.global_lead.terminals
+        scanned_keywords = engine.global_lead.keywords
+        state_leads = engine._state_leads
         ident, keyword_types, hook = engine.ident, engine.keyword_types, engine.token_hook
         recovery = engine.recovery
         top_states = engine.top_states
@@ -786,14 +829,32 @@ class _Run:
                     start = match.end(1)
                     end = match.end()
                     value = text[start:end]
-                    if kind == ident:
-                        kind = scanned_keywords.get(value, kind)
+                    if kind == ident and value in scanned_keywords:
+                        # a keyword, unless the state takes a name and not this keyword (then
+                        # the state's own lexer, which has no such keyword, reads a name)
+                        keyword = scanned_keywords[value]
+                        if keyword in accepts[state] or ident not in accepts[state]:
+                            kind = keyword
                     if kind in accepts[state]:
                         token = (kind, value, start, end)
                         pos = end
                         if hook is not None:
                             token = hook(token)
-                if token is None:  # a comment, the end, or the state's own lexer decides
+                if token is None:  # the state's own lexer decides
+                    own = state_leads.get(state) or engine.state_lead(state)
+                    match = own.match(text, pos)
+                    if match is not None:
+                        kind = own.terminals[match.lastindex]  # type: ignore[index]
+                        start = match.end(1)
+                        end = match.end()
+                        value = text[start:end]
+                        if kind == ident:
+                            kind = own.keywords.get(value, kind)
+                        token = (kind, value, start, end)  # type: ignore[assignment]
+                        pos = end
+                        if hook is not None:
+                            token = hook(token)  # type: ignore[arg-type]
+                if token is None:  # a comment, the end, a misplaced token or no token
                     self.pos = pos
                     token = self.next_token()
                     pos = self.pos
