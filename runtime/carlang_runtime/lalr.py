@@ -482,9 +482,8 @@ class Engine:
         return scanner
 
     def callbacks(self, builder: object) -> list[Callable[[list[Any], tuple[int, int]], Any]]:
-        """One callable per rule: shape the children as lark does, then call the builder.
-        Made once per builder object (a parser that reuses its builder pays this once)."""
-        return [step[3] for step in self.reductions(builder)]
+        """One callable per rule: shape the children as lark does, then call the builder."""
+        return [_shaper(rule, builder, rule.name in self.collapse) for rule in self.tables.rules]
 
     def reductions(self, builder: object) -> list[_Step]:
         """How the driver reduces each rule for this builder (see `_step`). Made once per
@@ -523,14 +522,14 @@ _NODE = 6  # Node(name, children)
 _APPEND = 7  # a `_rule` `_r: _r x`: child 0 (spliced) then child 1
 _SHAPE = 8  # the shaper (`_shaper`), for anything else
 
-#: (how, size, origin, shaper, method, extra, name)
-_Step = tuple[int, int, str, Callable[[list[Any], tuple[int, int]], Any], Any, Any, str]
+#: (how, size, origin, shaper (for _SHAPE and _KEEP_NODE only), method, extra, name)
+_Step = tuple[int, int, str, Any, Any, Any, str]
 
 
 def _step(rule: _Rule, builder: object, collapse: bool, passthrough: bool) -> _Step:
     """How to reduce `rule`: one of the inline shapes above where the rule has one (the result
-    is exactly the shaper's), with the shaper for the rest."""
-    shaper = _shaper(rule, builder, collapse)
+    is exactly the shaper's), with the shaper for the rest (made only for those: a new
+    builder per parse pays for every rule's step)."""
     method = _method(rule, builder)
     include, append_none = rule.include, rule.append_none
     single = rule.expand1 or collapse  # one filtered child may be returned as it is
@@ -559,6 +558,7 @@ def _step(rule: _Rule, builder: object, collapse: bool, passthrough: bool) -> _S
             how, extra = _CALL_ONE, (picks[0], nones)
         else:
             how, extra = _CALL_SOME, (itemgetter(*picks), nones)
+    shaper = _shaper(rule, builder, collapse) if how in (_SHAPE, _KEEP_NODE) else None
     return (how, rule.size, rule.origin, shaper, method, extra, rule.name)
 
 
@@ -702,7 +702,8 @@ class _Run:
         else:
             children = []
             span = (at, at)
-        value = self.steps[-1 - rule_index][3](children, span)
+        shaper = _shaper(rule, self.builder, rule.name in self.engine.collapse)
+        value = shaper(children, span)
         self.state_stack.append(self.states[self.state_stack[-1]][rule.origin])
         self.value_stack.append(value)
         self.span_stack.append(span)
