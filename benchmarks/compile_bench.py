@@ -16,13 +16,32 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from carlang_runtime.ir.load import gc_paused
+
 from carlang.compiler import compile_file
 from carlang.grammar import grammar_text
+from carlang.parse import parse
+from carlang.source import Source
 
 from .generate import generate_program
 from .timing import Row, fmt_seconds, print_table
 
 __all__ = ["run"]
+
+
+def _parse(text: str) -> None:
+    """The parse alone (text -> AST with spans), with the collector paused as the compiler
+    runs it."""
+    with gc_paused():
+        result = parse(Source("program.car", text))
+    assert result.module is not None and not result.diagnostics.has_errors
+
+
+def _lark_parse_paused(lark: Any, text: str) -> None:
+    """lark's parse with the collector paused as carlang's compiler pauses it: the two parsers
+    side by side on equal terms."""
+    with gc_paused():
+        lark.parse(text)
 
 
 def _compile(path: Path, text: str) -> None:
@@ -91,6 +110,9 @@ def run(quick: bool = False) -> list[Row]:
                 partial(_compile, path, text), partial(lark.parse, text), repeat
             )
             ratios.append((lines, ours / theirs))
+            parsed, lark_paused = _side_by_side(
+                partial(_parse, text), partial(_lark_parse_paused, lark, text), repeat
+            )
             rows.append(
                 Row(
                     f"compile + verify {lines:,} lines vs lark parse",
@@ -98,6 +120,15 @@ def run(quick: bool = False) -> list[Row]:
                     theirs,
                     LARK_RATIO_TARGET * theirs,
                     f"({lines / ours:,.0f} lines/s; {ours / theirs:.2f}x lark alone)",
+                )
+            )
+            rows.append(
+                Row(
+                    f"  parse alone, {lines:,} lines, both gc paused",
+                    parsed,
+                    lark_paused,
+                    None,
+                    f"(text -> AST with spans; {parsed / lark_paused:.2f}x lark's parse)",
                 )
             )
         small = Path(tmp) / "small.car"
