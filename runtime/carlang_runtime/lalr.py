@@ -802,10 +802,12 @@ class _Run:
         return token
 
     def run(self) -> Outcome:
-        """Lex and parse the whole text in one loop: what `next_token`, `feed` and `_reduce`
-        do, written inline with everything bound to locals (a call per token and per
-        reduction is most of a parse's time in Python). Errors go to `problem` and `recover`,
-        which work on the same stacks."""
+        """Lex and parse the whole text in one loop: what `next_token` and `_reduce` do (and
+        what a method per token and per reduction did before, kept as the tests' oracle in
+        tests/lalr_reference.py), written inline with everything bound to locals: a Python
+        call per token and per reduction was most of a parse's time. Comments, misplaced
+        tokens and errors go through `next_token`, `problem` and `recover`, on the same
+        stacks."""
         engine, text = self.engine, self.text
         builder: Any = self.builder
         states, accepts, steps = self.states, engine.accepts, self.steps
@@ -823,7 +825,7 @@ class _Run:
         state = state_stack[-1]
         pending: Token | None = None
         while True:
-            # -- the next token (next_token) ----------------------------------------------------
+            # -- the next token ----------------------------------------------------------------
             if pending is not None:
                 token: Token | None = pending
                 pending = None
@@ -864,7 +866,7 @@ class _Run:
                     self.pos = pos
                     token = self.next_token()
                     pos = self.pos
-            # -- reduce, then shift it (feed) ---------------------------------------------------
+            # -- reduce, then shift it ----------------------------------------------------------
             fed = False
             if token is not None:
                 kind, value = token[0], token[1]
