@@ -19,9 +19,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from carlang_runtime import ir
+from carlang_runtime.ir._base import construct
 from carlang_runtime.redact import redaction_problem
 from carlang_runtime.suggest import did_you_mean
 
@@ -98,8 +100,17 @@ def loc_of(source: Source, span: Span) -> ir.SourceLoc:
     """The IR location of a span."""
     line, column = source.line_column(span.start)
     end_line, end_column = source.line_column(span.end)
-    return ir.SourceLoc.model_construct(
-        file=source.name, line=line, column=column, end_line=end_line, end_column=end_column
+    # `construct`, not `model_construct`: one per action, and pydantic's per-field default
+    # handling was a tenth of a large program's compile
+    return construct(
+        ir.SourceLoc,
+        {
+            "file": source.name,
+            "line": line,
+            "column": column,
+            "end_line": end_line,
+            "end_column": end_column,
+        },
     )
 
 
@@ -594,6 +605,8 @@ class _Lowerer:
         if key in self.state_types:
             return self.state_types[key]
         for pattern, type_ in self.state_globs:
+            if not key.startswith(_literal_head(pattern)):
+                continue  # neither test below can hold (and this one is a tenth of the cost)
             prefix = pattern[:-1] if pattern.endswith("*") else pattern
             if _glob_match(pattern, key) or (pattern.endswith(".*") and key.startswith(prefix)):
                 return type_
@@ -1089,7 +1102,7 @@ class _Lowerer:
         self.action_items(source, decl, action, dependencies)
         if dependencies:
             action["state_dependencies"] = list(dict.fromkeys(dependencies))
-        return ir.Action.model_construct(**{**_action_defaults(), **action})
+        return construct(ir.Action, {**_action_defaults(), **action})
 
     def action_items(
         self, source: Source, decl: ast.ActionDecl, action: dict[str, Any], dependencies: list[str]
@@ -1391,9 +1404,11 @@ def local_url_problem(url: str) -> str | None:
 
 
 def _action_defaults() -> dict[str, Any]:
-    # Every field, given explicitly: `model_construct` skips validation (the compiler builds
-    # valid values) but resolving a default factory costs pydantic an `inspect.signature`.
+    # Every field, in the model's order (what `model_construct` would make): `construct`
+    # skips validation (the compiler builds valid values) and pydantic's default handling.
     return {
+        "id": "",
+        "type": ir.ActionType.TOOL_CALL,
         "tool": None,
         "parameters": {},
         "preconditions": [],
@@ -1455,6 +1470,16 @@ def _without_columns(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _without_columns(item) for key, item in value.items()}
     return value
+
+
+_GLOB_SPECIAL = re.compile(r"[*?\[]")
+
+
+@lru_cache(maxsize=256)
+def _literal_head(pattern: str) -> str:
+    """The start of a glob pattern before its first wildcard: what every match starts with."""
+    special = _GLOB_SPECIAL.search(pattern)
+    return pattern if special is None else pattern[: special.start()]
 
 
 def _glob_match(pattern: str, key: str) -> bool:

@@ -12,6 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from carlang_runtime.jsontext import NESTING_LIMIT, lone_surrogate, shorten, too_deep
@@ -70,8 +71,24 @@ class ParseResult:
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
 
 
+#: A string literal with no escape and no control character: its value is its inside.
+_PLAIN_STRING = re.compile(r'"[^"\\\x00-\x1f]*"')
+
+
 def _unquote(text: str) -> str:
     return json.loads(text)  # type: ignore[no-any-return]
+
+
+@lru_cache(maxsize=1024)
+def _duration_milliseconds(text: str) -> float:
+    """A duration literal's milliseconds as CEL reads it (infinite when CEL cannot hold it);
+    kept per text, since a program writes the same few durations many times."""
+    from carlang_runtime.cel.values import CelEvalError, parse_duration
+
+    try:
+        return parse_duration(text).nanos / 1_000_000
+    except CelEvalError:
+        return math.inf
 
 
 class AstBuilder:
@@ -99,6 +116,8 @@ class AstBuilder:
         self.diagnostics.error("CL0217", message, self.file, Span(token[2], token[3]))
 
     def _string_value(self, token: Token) -> str:
+        if _PLAIN_STRING.fullmatch(token[1]):
+            return token[1][1:-1]
         surrogate = lone_surrogate(token[1])
         if surrogate is not None:
             escape = token[1][surrogate : surrogate + 6]
@@ -135,13 +154,8 @@ class AstBuilder:
     def _duration(self, token: Token, field: str) -> ast.Duration:
         """A duration in CEL's grammar and arithmetic (`1m30s`, `1.5s`, `250ms`), checked to be
         whole milliseconds within range (the largest in range after reporting one that is not)."""
-        from carlang_runtime.cel.values import CelEvalError, parse_duration
-
         span = Span(token[2], token[3])
-        try:
-            milliseconds = parse_duration(token[1]).nanos / 1_000_000
-        except CelEvalError:
-            milliseconds = math.inf
+        milliseconds = _duration_milliseconds(token[1])
         if milliseconds > _MAX_DURATION_MS:
             unit = re.search(r"[a-zµ]+$", token[1])
             scale = _DURATION_UNITS.get(unit.group(0) if unit else "ms", 1)
@@ -176,11 +190,11 @@ class AstBuilder:
     # values ---------------------------------------------------------------------------------
 
     def string(self, token: Token) -> ast.Value:
-        return ast.Value(self._string_value(token), span=self._here())
+        return ast.Value(self._string_value(token), span=Span(*self.span))
 
     def number(self, token: Token) -> ast.Value:
         text = token[1]
-        if any(c in text for c in ".eE"):
+        if "." in text or "e" in text or "E" in text:
             value: float | int = float(text)
             if value in (float("inf"), float("-inf")):
                 self._literal_error(token, f"number {text} is too large")
@@ -194,10 +208,10 @@ class AstBuilder:
                     help="JSON numbers fit in 64 bits",
                 )
                 value = 0
-        return ast.Value(value, span=self._here())
+        return ast.Value(value, span=Span(*self.span))
 
     def true(self) -> ast.Value:
-        return ast.Value(True, span=self._here())
+        return ast.Value(True, span=Span(*self.span))
 
     def false(self) -> ast.Value:
         return ast.Value(False, span=self._here())
@@ -497,13 +511,13 @@ class AstBuilder:
         after: tuple[ast.Name, ...] | None,
         body: tuple[Any, ...] | None,
     ) -> ast.ActionDecl:
-        return ast.ActionDecl(self._name(name), kind, after or (), body, span=self._here())
+        return ast.ActionDecl(self._name(name), kind, after or (), body, span=Span(*self.span))
 
     def call(self, tool: Token, *args: ast.Arg | None) -> ast.Call:
-        return ast.Call(self._name(tool), self._values(args), span=self._here())
+        return ast.Call(self._name(tool), self._values(args), span=Span(*self.span))
 
     def arg(self, name: Token, value: ast.Value) -> ast.Arg:
-        return ast.Arg(self._name(name), value, span=self._here())
+        return ast.Arg(ast.Name(name[1], span=Span(name[2], name[3])), value, span=Span(*self.span))
 
     def set_state(self, key: Token, value: ast.Value) -> ast.SetState:
         return ast.SetState(self._name(key), value, span=self._here())
@@ -538,7 +552,7 @@ class AstBuilder:
         return ast.Effects(entries, span=self._here())
 
     def effect(self, key: Token, value: ast.Value) -> ast.Effect:
-        return ast.Effect(self._name(key), value, span=self._here())
+        return ast.Effect(ast.Name(key[1], span=Span(key[2], key[3])), value, span=Span(*self.span))
 
     def retry(self, count: Token) -> ast.Retry:
         return ast.Retry(self._count(count, "retry"), span=self._here())

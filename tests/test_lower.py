@@ -234,3 +234,20 @@ def test_a_policy_approval_timeout_is_a_carlang_extension_in_milliseconds() -> N
     assert codes(misplaced) == ["CL0504"]
     zero = "tool ship(env: string)\npolicy p: require_approval ship approval_timeout 0s\n"
     assert codes(zero) == ["CL0213"]
+
+
+def test_actions_and_locations_are_whole_models_in_field_order() -> None:
+    """Lowering builds actions without pydantic's `model_construct`: each still has every
+    field, in the model's order, all marked as set (what `model_construct` made)."""
+    from carlang.compiler import compile_text
+
+    result = compile_text(
+        'tool fetch(url: string)\nproposal p {\n  a = fetch(url: "https://x")\n'
+        "  b = set k = 1 after a { retry 2 }\n}\n"
+    )
+    assert result.program is not None
+    for action in result.program.proposals[0].actions:
+        for model in (action, action.loc):
+            assert list(vars(model)) == list(type(model).model_fields)
+            assert model.model_fields_set == set(type(model).model_fields)
+            assert model == type(model).model_construct(**vars(model))

@@ -14,6 +14,11 @@ lark's semantics exactly:
   the builder's method for the rule (or makes a `Node` when it has none);
 - every reduction gets the exact span `(start, end)` of the characters it covers.
 
+One loop (`_Run.run`) lexes and parses: on the common path a token costs one regex match that
+skips the whitespace before it, and a reduction no Python call but the builder's method (the
+common shapes of lark's child filter are done inline). Comments, tokens the state does not
+take, and errors go through the step-by-step methods, on the same stacks.
+
 Tokens are tuples `(type, text, start, end)`. Syntax errors are collected as `Problem`s; with a
 `Recovery`, parsing resumes at the next top-level declaration.
 """
@@ -25,6 +30,7 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -315,6 +321,25 @@ class _Scanner:
         self.keywords = keywords
 
 
+class _Lead:
+    """A lexer that skips whitespace and reads one token in one regex match: group 1 is the
+    whitespace, so the token runs from its end to the end of the match, and `terminals` names
+    the terminal of the group that closed last (`lastindex`). It matches nothing where
+    `next_token` would do more (a comment to record, the end of the text, no token)."""
+
+    __slots__ = ("match", "terminals", "keywords")
+
+    def __init__(
+        self,
+        match: Callable[[str, int], re.Match[str] | None],
+        terminals: list[str | None],
+        keywords: dict[str, str],
+    ) -> None:
+        self.match = match
+        self.terminals = terminals
+        self.keywords = keywords
+
+
 class Engine:
     """Tables made runnable: lexers built lazily, parses run by `parse`."""
 
@@ -343,8 +368,7 @@ class Engine:
             and rule.include is None
             and not rule.append_none
         )
-        self._callbacks: tuple[object, list[Callable[[list[Any], tuple[int, int]], Any]]] | None
-        self._callbacks = None
+        self._callbacks: tuple[object, list[_Step]] | None = None
         self.token_hook = token_hook
         self.recovery = recovery
         self.flags = tables.flags
@@ -379,6 +403,18 @@ class Engine:
             n for n in everything if len(by_name[n].pattern) < 400 or usage[n] > 2
         )
         self.global_scanner = self._scanner_for(self.global_names)
+        # The global regex behind the ignored text that is never recorded (whitespace): one
+        # match per token where the state takes what it finds; anything else (a comment, a
+        # token the state does not take, the end) goes the long way, through `next_token`.
+        # The ignored text that is never recorded (whitespace), as the first group of every
+        # `_Lead` regex, and a recorded comment, which no token may start at (it goes the
+        # long way, through `next_token`).
+        silent = [by_name[name].pattern for name in tables.ignore if name != comment]
+        self._silent = "((?:" + "|".join(silent) + ")*+)" if silent else "()"
+        self._not_comment = f"(?!{by_name[comment].pattern})" if comment else ""
+        self._leads: dict[frozenset[str], _Lead] = {}
+        self._state_leads: dict[int, _Lead] = {}
+        self.global_lead = self._lead_for(self.global_names)
 
     def _scanner_for(self, names: frozenset[str]) -> _Scanner:
         scanner = self._scanners.get(names)
@@ -387,22 +423,60 @@ class Engine:
         return scanner
 
     def _build_scanner(self, names: frozenset[str]) -> _Scanner:
-        keywords: dict[str, str] = {}
+        alternatives = self._alternatives(names)
+        regex = re.compile("|".join(alternatives) if alternatives else r"(?!x)x", self.flags)
+        keywords = {
+            t.literal: t.name
+            for t in self.tables.terminals
+            if t.name in names and t.literal is not None and t.literal in self.keyword_types
+        }
+        return _Scanner(regex, keywords)
+
+    def _alternatives(self, names: frozenset[str], marked_after: bool = False) -> list[str]:
+        """One named group per terminal of `names`, in lark's order (a keyword is read as an
+        identifier where identifiers are taken). With `marked_after`, each group is empty and
+        follows its terminal's pattern (the last group to close, so `lastindex` names the
+        terminal): the regex engine then rules out a pattern that starts with a character or
+        a set by the first character alone, without entering a group."""
         alternatives = []
         has_ident = self.ident in names
         for t in self.tables.terminals:  # already in lark's order
             if t.name not in names:
                 continue
             if t.literal is not None and t.literal in self.keyword_types:
-                keywords[t.literal] = t.name
                 if has_ident:
                     continue  # read as an identifier, then recognised as this keyword
                 pattern = re.escape(t.literal) + r"(?![A-Za-z0-9_])"
             else:
                 pattern = t.pattern
-            alternatives.append(f"(?P<{t.name}>{pattern})")
-        regex = re.compile("|".join(alternatives) if alternatives else r"(?!x)x", self.flags)
-        return _Scanner(regex, keywords)
+            if marked_after:
+                alternatives.append(f"(?:{pattern})(?P<{t.name}>)")
+            else:
+                alternatives.append(f"(?P<{t.name}>{pattern})")
+        return alternatives
+
+    def _lead_for(self, names: frozenset[str]) -> _Lead:
+        lead = self._leads.get(names)
+        if lead is None:
+            alternatives = self._alternatives(names, marked_after=True)
+            regex = re.compile(
+                self._silent + self._not_comment + "(?:" + "|".join(alternatives) + ")",
+                self.flags,
+            )
+            terminals: list[str | None] = [None] * (regex.groups + 1)
+            for name, index in regex.groupindex.items():
+                terminals[index] = name
+            lead = self._leads[names] = _Lead(
+                regex.match, terminals, self._scanner_for(names).keywords
+            )
+        return lead
+
+    def state_lead(self, state: int) -> _Lead:
+        """The contextual lexer of one parser state, behind the ignored text (see `_Lead`)."""
+        lead = self._state_leads.get(state)
+        if lead is None:
+            lead = self._state_leads[state] = self._lead_for(self.accepts[state] - {END})
+        return lead
 
     def state_scanner(self, state: int) -> _Scanner:
         """The contextual lexer of one parser state."""
@@ -413,11 +487,17 @@ class Engine:
         return scanner
 
     def callbacks(self, builder: object) -> list[Callable[[list[Any], tuple[int, int]], Any]]:
-        """One callable per rule: shape the children as lark does, then call the builder.
-        Made once per builder object (a parser that reuses its builder pays this once)."""
+        """One callable per rule: shape the children as lark does, then call the builder."""
+        return [_shaper(rule, builder, rule.name in self.collapse) for rule in self.tables.rules]
+
+    def reductions(self, builder: object) -> list[_Step]:
+        """How the driver reduces each rule for this builder (see `_step`). Made once per
+        builder object (a parser that reuses its builder pays this once)."""
         if self._callbacks is None or self._callbacks[0] is not builder:
-            rules = self.tables.rules
-            made = [_shaper(rule, builder, rule.name in self.collapse) for rule in rules]
+            made = [
+                _step(rule, builder, rule.name in self.collapse, i in self.passthrough)
+                for i, rule in enumerate(self.tables.rules)
+            ]
             self._callbacks = (builder, made)
         return self._callbacks[1]
 
@@ -427,11 +507,82 @@ class Engine:
         return _Run(self, text, builder).run()
 
 
+class _Inline(list):  # type: ignore[type-arg]
+    """What a `_rule` reduces to when it is not one child: the children its parent splices in
+    where lark would expand a `_rule` tree. A `_rule` of one child is that child (the parent
+    takes it as it is): a `_rule` is never seen by a builder, so it needs no node."""
+
+    __slots__ = ()
+
+
+# How the driver reduces a rule (the first item of its `_Step`), from the cheapest: the
+# common shapes are done inline in `_Run.run`, the rest by the rule's shaper.
+_KEEP = 0  # one child, kept as it is (with its span): only the state changes
+_KEEP_NODE = 1  # _KEEP when the child is a Node, else _SHAPE (a `collapse` rule)
+_CALL = 2  # builder method of all the children
+_CALL_NONE = 3  # builder method of `extra` (Nones only)
+_CALL_ONE = 4  # builder method of child `extra[0]`, then `extra[1]` (Nones)
+_CALL_SOME = 5  # builder method of the children `extra[0]` (an itemgetter) picks, then extra[1]
+_NODE = 6  # Node(name, children)
+_APPEND = 7  # a `_rule` `_r: _r x`: child 0 (spliced) then child 1
+_SHAPE = 8  # the shaper (`_shaper`), for anything else
+
+#: (how, size, origin, shaper (for _SHAPE and _KEEP_NODE only), method, extra, name)
+_Step = tuple[int, int, str, Any, Any, Any, str]
+
+
+def _step(rule: _Rule, builder: object, collapse: bool, passthrough: bool) -> _Step:
+    """How to reduce `rule`: one of the inline shapes above where the rule has one (the result
+    is exactly the shaper's), with the shaper for the rest (made only for those: a new
+    builder per parse pays for every rule's step)."""
+    method = _method(rule, builder)
+    include, append_none = rule.include, rule.append_none
+    single = rule.expand1 or collapse  # one filtered child may be returned as it is
+    how = _SHAPE
+    extra: Any = None
+    if passthrough:
+        how = _KEEP_NODE
+    elif include is None and not append_none:
+        if rule.size == 1 and (rule.expand1 or _inlined(rule)):
+            how = _KEEP
+        elif not (rule.size == 1 and collapse) and not _inlined(rule):
+            how = _NODE if method is None else _CALL
+    elif _inlined(rule) and include == ((0, True, 0), (1, True, 0)) and not append_none:
+        how = _APPEND
+    elif (
+        include is not None
+        and method is not None
+        and not any(expand or nones for _, expand, nones in include)
+        and not (single and len(include) + append_none == 1)
+    ):
+        picks = [i for i, _, _ in include]
+        nones = (None,) * append_none
+        if not picks:
+            how, extra = _CALL_NONE, nones
+        elif len(picks) == 1:
+            how, extra = _CALL_ONE, (picks[0], nones)
+        else:
+            how, extra = _CALL_SOME, (itemgetter(*picks), nones)
+    shaper = _shaper(rule, builder, collapse) if how in (_SHAPE, _KEEP_NODE) else None
+    return (how, rule.size, rule.origin, shaper, method, extra, rule.name)
+
+
+def _inlined(rule: _Rule) -> bool:
+    """Whether lark inlines the rule's tree into its parent (`_rule`, and its `*` helpers)."""
+    return rule.name.startswith("_")
+
+
+def _method(rule: _Rule, builder: object) -> Any:
+    """The builder's method for `rule` (None for a `_rule`, which is inlined, or none)."""
+    return getattr(builder, rule.name, None) if not _inlined(rule) else None
+
+
 def _shaper(
     rule: _Rule, builder: object, collapse: bool = False
 ) -> Callable[[list[Any], tuple[int, int]], Any]:
-    method = getattr(builder, rule.name, None) if not rule.name.startswith("_") else None
+    method = _method(rule, builder)
     name, include, append_none, expand1 = rule.name, rule.include, rule.append_none, rule.expand1
+    inlined = _inlined(rule)
 
     def shape(children: list[Any], span: tuple[int, int]) -> Any:
         if include is None:
@@ -441,15 +592,20 @@ def _shaper(
             for i, to_expand, add_none in include:
                 if add_none:
                     filtered += [None] * add_none
-                if to_expand:
-                    if filtered:
-                        filtered += children[i].children
+                child = children[i]
+                if to_expand and type(child) is _Inline:
+                    if filtered or not inlined:
+                        filtered += child
                     else:  # lark's optimisation for left recursion: reuse the list
-                        filtered = children[i].children
+                        filtered = child
                 else:
-                    filtered.append(children[i])
+                    filtered.append(child)
             if append_none:
                 filtered += [None] * append_none
+        if inlined:
+            if len(filtered) == 1:
+                return filtered[0]
+            return filtered if type(filtered) is _Inline else _Inline(filtered)
         if expand1 and len(filtered) == 1:
             return filtered[0]
         if collapse and len(filtered) == 1 and type(filtered[0]) is Node:
@@ -468,16 +624,20 @@ class _Run:
     def __init__(self, engine: Engine, text: str, builder: object) -> None:
         self.engine = engine
         self.text = text
-        self.callbacks = engine.callbacks(builder)
+        self.builder = builder
+        # Indexed by the table's reduce code (-1 - rule), a negative index into the reverse.
+        self.steps = engine.reductions(builder)[::-1]
         self.states = engine.tables.states
         self.rules = engine.tables.rules
         self.state_stack = [engine.tables.start_state]
         self.value_stack: list[Any] = []
-        self.span_stack: list[tuple[int, int]] = []
+        # What each stack entry covers: `[-2]` is its start, `[-1]` its end (a shifted token
+        # is its own entry: it ends with its start and end).
+        self.span_stack: list[Any] = []
         self.pos = 0
         self.outcome = Outcome(None)
         self.brackets: list[tuple[str, int]] = []
-        self.checkpoint: tuple[list[int], list[Any], list[tuple[int, int]]] | None = None
+        self.checkpoint: tuple[list[int], list[Any], list[Any]] | None = None
         self.last: Token | None = None
 
     # -- lexing ------------------------------------------------------------------------------
@@ -540,66 +700,19 @@ class _Run:
             return self.value_stack[-1]
         if size:
             children = self.value_stack[-size:]
-            span = (self.span_stack[-size][0], self.span_stack[-1][1])
+            span = (self.span_stack[-size][-2], self.span_stack[-1][-1])
             del self.state_stack[-size:]
             del self.value_stack[-size:]
             del self.span_stack[-size:]
         else:
             children = []
             span = (at, at)
-        value = self.callbacks[rule_index](children, span)
+        shaper = _shaper(rule, self.builder, rule.name in self.engine.collapse)
+        value = shaper(children, span)
         self.state_stack.append(self.states[self.state_stack[-1]][rule.origin])
         self.value_stack.append(value)
         self.span_stack.append(span)
         return value
-
-    def feed(self, token: Token) -> bool:
-        """Reduce as the table says, then shift `token`; False when it does not fit."""
-        engine, states = self.engine, self.states
-        kind = token[0]
-        while True:
-            state = self.state_stack[-1]
-            code = states[state].get(kind)
-            if code is None:
-                if (
-                    kind != engine.ident
-                    and token[1] in engine.keyword_types
-                    and engine.ident in states[state]
-                ):
-                    kind = engine.ident  # a keyword where a name was meant
-                    token = (kind, token[1], token[2], token[3])
-                    continue
-                return False
-            if code >= 0:
-                recovery = engine.recovery
-                if (
-                    recovery is not None
-                    and state in engine.top_states
-                    and token[1] in recovery.keywords
-                ):
-                    self.checkpoint = (
-                        list(self.state_stack),
-                        list(self.value_stack),
-                        list(self.span_stack),
-                    )
-                self.state_stack.append(code)
-                self.value_stack.append(token)
-                self.span_stack.append((token[2], token[3]))
-                if token[1] in _BRACKETS:
-                    self._track_brackets(token)
-                self.last = token
-                return True
-            value = self._reduce(-1 - code, token[2])
-            if kind == END and self.state_stack[-1] == engine.tables.end_state:
-                self.outcome.value = value
-                return True
-
-    def _track_brackets(self, token: Token) -> None:
-        text = token[1]
-        if text in ("{", "(", "["):
-            self.brackets.append((text, token[2]))
-        elif self.brackets:
-            self.brackets.pop()
 
     def _accepts(self, kind: str) -> bool:
         """Whether a token of type `kind` would be shifted after the reductions it causes
@@ -689,21 +802,174 @@ class _Run:
         return token
 
     def run(self) -> Outcome:
-        recovery = self.engine.recovery
+        """Lex and parse the whole text in one loop: what `next_token` and `_reduce` do (and
+        what a method per token and per reduction did before, kept as the tests' oracle in
+        tests/lalr_reference.py), written inline with everything bound to locals: a Python
+        call per token and per reduction was most of a parse's time. Comments, misplaced
+        tokens and errors go through `next_token`, `problem` and `recover`, on the same
+        stacks."""
+        engine, text = self.engine, self.text
+        builder: Any = self.builder
+        states, accepts, steps = self.states, engine.accepts, self.steps
+        lead, lead_names = engine.global_lead.match, engine.global_lead.terminals
+        scanned_keywords = engine.global_lead.keywords
+        state_leads = engine._state_leads
+        ident, keyword_types, hook = engine.ident, engine.keyword_types, engine.token_hook
+        recovery = engine.recovery
+        top_states = engine.top_states
+        declaration_words = recovery.keywords if recovery is not None else frozenset()
+        end_state = engine.tables.end_state
+        bracket_texts = _BRACKETS
+        state_stack, value_stack, span_stack = self.state_stack, self.value_stack, self.span_stack
+        brackets, last, pos = self.brackets, self.last, self.pos
+        state = state_stack[-1]
         pending: Token | None = None
         while True:
-            token = pending if pending is not None else self.next_token()
-            pending = None
-            if token is not None and self.feed(token):
-                if token[0] == END:
+            # -- the next token ----------------------------------------------------------------
+            if pending is not None:
+                token: Token | None = pending
+                pending = None
+            else:
+                token = None
+                match = lead(text, pos)
+                if match is not None:
+                    kind = lead_names[match.lastindex]  # type: ignore[index]
+                    start = match.end(1)
+                    end = match.end()
+                    value = text[start:end]
+                    if kind == ident and value in scanned_keywords:
+                        # a keyword, unless the state takes a name and not this keyword (then
+                        # the state's own lexer, which has no such keyword, reads a name)
+                        keyword = scanned_keywords[value]
+                        if keyword in accepts[state] or ident not in accepts[state]:
+                            kind = keyword
+                    if kind in accepts[state]:
+                        token = (kind, value, start, end)
+                        pos = end
+                        if hook is not None:
+                            token = hook(token)
+                if token is None:  # the state's own lexer decides
+                    own = state_leads.get(state) or engine.state_lead(state)
+                    match = own.match(text, pos)
+                    if match is not None:
+                        kind = own.terminals[match.lastindex]  # type: ignore[index]
+                        start = match.end(1)
+                        end = match.end()
+                        value = text[start:end]
+                        if kind == ident:
+                            kind = own.keywords.get(value, kind)
+                        token = (kind, value, start, end)  # type: ignore[assignment]
+                        pos = end
+                        if hook is not None:
+                            token = hook(token)  # type: ignore[arg-type]
+                if token is None:  # a comment, the end, a misplaced token or no token
+                    self.pos = pos
+                    token = self.next_token()
+                    pos = self.pos
+            # -- reduce, then shift it ----------------------------------------------------------
+            fed = False
+            if token is not None:
+                kind, value = token[0], token[1]
+                shifted = token
+                while True:
+                    try:
+                        code = states[state][kind]
+                    except KeyError:
+                        if kind != ident and value in keyword_types and ident in states[state]:
+                            kind = ident  # a keyword where a name was meant
+                            shifted = (kind, value, shifted[2], shifted[3])
+                            continue
+                        break
+                    if code >= 0:
+                        if state in top_states and value in declaration_words:
+                            self.checkpoint = (
+                                list(state_stack),
+                                list(value_stack),
+                                list(span_stack),
+                            )
+                        state = code
+                        state_stack.append(code)
+                        value_stack.append(shifted)
+                        span_stack.append(shifted)
+                        if value in bracket_texts:
+                            if value in ("{", "(", "["):
+                                brackets.append((value, shifted[2]))
+                            elif brackets:
+                                brackets.pop()
+                        last = shifted
+                        fed = True
+                        break
+                    # reduce (_reduce)
+                    how, size, origin, shaper, method, extra, name = steps[code]
+                    if how == _KEEP or (how == _KEEP_NODE and type(value_stack[-1]) is Node):
+                        state = states[state_stack[-2]][origin]
+                        state_stack[-1] = state
+                        if kind == END and state == end_state:
+                            self.outcome.value = value_stack[-1]
+                            fed = True
+                            break
+                        continue
+                    if size:
+                        children = value_stack[-size:]
+                        span = (span_stack[-size][-2], span_stack[-1][-1])
+                        del state_stack[-size:]
+                        del value_stack[-size:]
+                        del span_stack[-size:]
+                    else:
+                        children = []
+                        span = (shifted[2], shifted[2])
+                    if how == _CALL:
+                        builder.span = span
+                        reduced = method(*children)
+                    elif how == _NODE:
+                        reduced = Node(name, children, span)
+                    elif how == _CALL_ONE:
+                        builder.span = span
+                        reduced = method(children[extra[0]], *extra[1])
+                    elif how == _CALL_SOME:
+                        builder.span = span
+                        reduced = method(*extra[0](children), *extra[1])
+                    elif how == _APPEND:  # a `*` helper: add to the list, in place
+                        reduced = children[0]
+                        if type(reduced) is not _Inline:
+                            reduced = _Inline((reduced,))
+                        item = children[1]
+                        if type(item) is _Inline:
+                            reduced += item
+                        else:
+                            reduced.append(item)
+                    elif how == _CALL_NONE:
+                        builder.span = span
+                        reduced = method(*extra)
+                    else:
+                        reduced = shaper(children, span)
+                    state = states[state_stack[-1]][origin]
+                    state_stack.append(state)
+                    value_stack.append(reduced)
+                    span_stack.append(span)
+                    if kind == END and state == end_state:
+                        self.outcome.value = reduced
+                        fed = True
+                        break
+            if fed:
+                if token[0] == END:  # type: ignore[index]
                     return self.outcome
                 continue
+            # -- a syntax error: report it, then resume at the next declaration (or stop) --------
+            self.pos, self.last = pos, last
             self.problem(token)
             if recovery is None or len(self.outcome.problems) >= recovery.max_errors:
                 return self.outcome
             if token is not None and token[0] == END and self.checkpoint is None:
                 return self.outcome
             pending = self.recover(token, recovery)
+            state_stack, value_stack, span_stack = (
+                self.state_stack,
+                self.value_stack,
+                self.span_stack,
+            )
+            brackets, last, pos = self.brackets, self.last, self.pos
+            state = state_stack[-1]
 
 
 def misplaced(kind: str) -> str:
