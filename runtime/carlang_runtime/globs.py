@@ -10,6 +10,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
+from functools import lru_cache
 
 __all__ = ["GlobSet", "is_glob"]
 
@@ -21,6 +22,15 @@ def is_glob(pattern: str) -> bool:
     return any(c in _GLOB_CHARS for c in pattern)
 
 
+@lru_cache(maxsize=4096)
+def _compiled(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
+    """One regex for the glob patterns among `patterns`, made once per set of patterns: a
+    program's capabilities and policies are built again for every proposal it verifies, and
+    `fnmatch.translate` keeps no cache of its own."""
+    globs = [fnmatch.translate(p) for p in patterns if is_glob(p)]
+    return re.compile("|".join(f"(?:{g})" for g in globs)) if globs else None
+
+
 class GlobSet:
     """A set of names and glob patterns; `matches(name)` if any of them matches."""
 
@@ -29,8 +39,7 @@ class GlobSet:
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(patterns)
         self._exact = frozenset(p for p in self.patterns if not is_glob(p))
-        globs = [fnmatch.translate(p) for p in self.patterns if is_glob(p)]
-        self._regex = re.compile("|".join(f"(?:{g})" for g in globs)) if globs else None
+        self._regex = _compiled(self.patterns)
 
     def matches(self, name: str) -> bool:
         """True when `name` equals a listed name or matches a listed pattern."""
