@@ -4,8 +4,10 @@ pays only for what it uses at start-up."""
 from __future__ import annotations
 
 import enum
+import importlib
 import os
 import sys
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import typer
@@ -13,32 +15,44 @@ import typer.main
 
 from carlang import __version__
 
-from . import (
-    agent_commands,
-    dbos_commands,
-    editor_commands,
-    experiment_commands,
-    ir_commands,
-    lang_commands,
-    mcp_commands,
-    plan_commands,
-    policy_commands,
-    replay_commands,
-    run_commands,
-    test_commands,
-)
 from .common import EXIT_PIPE
 
-__all__ = ["app", "main"]
+__all__ = ["app", "build_app", "main", "COMMAND_MODULES"]
 
-app = typer.Typer(
-    name="carlang",
-    help="carlang: write, check, run and rank plans for AI agents.",
-    no_args_is_help=True,
-    add_completion=True,  # carlang --install-completion / --show-completion
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+#: The modules that register commands, in the order `carlang --help` lists them.
+_MODULES = (
+    "lang_commands",
+    "policy_commands",
+    "run_commands",
+    "replay_commands",
+    "plan_commands",
+    "experiment_commands",
+    "test_commands",
+    "ir_commands",
+    "dbos_commands",
+    "agent_commands",
+    "mcp_commands",
+    "editor_commands",
 )
+
+#: The module that registers each top-level command: `carlang check ...` imports and builds
+#: only `lang_commands`' commands, not all 33 (typer inspects every command's signature when
+#: it builds the group; with every module imported that was half of a short command's run).
+#: tests/test_cli_startup.py checks this table against what the modules register.
+COMMAND_MODULES: dict[str, str] = {
+    **dict.fromkeys(("check", "compile", "fmt"), "lang_commands"),
+    "explain": "policy_commands",
+    **dict.fromkeys(("run", "events"), "run_commands"),
+    "replay": "replay_commands",
+    "rank": "plan_commands",
+    "planner": "experiment_commands",
+    "test": "test_commands",
+    **dict.fromkeys(("verify", "simulate", "optimize", "schema", "codes"), "ir_commands"),
+    **dict.fromkeys(("approve", "deny", "runs", "worker"), "dbos_commands"),
+    **dict.fromkeys(("agent", "export"), "agent_commands"),
+    "mcp": "mcp_commands",
+    **dict.fromkeys(("lsp", "graph", "eval", "repl"), "editor_commands"),
+}
 
 
 def _version(value: bool) -> None:
@@ -47,7 +61,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool,
@@ -59,18 +72,43 @@ def _root(
     """carlang: write, check, run and rank plans for AI agents."""
 
 
-lang_commands.register(app)
-policy_commands.register(app)
-run_commands.register(app)
-replay_commands.register(app)
-plan_commands.register(app)
-experiment_commands.register(app)
-test_commands.register(app)
-ir_commands.register(app)
-dbos_commands.register(app)
-agent_commands.register(app)
-mcp_commands.register(app)
-editor_commands.register(app)
+def build_app(modules: Sequence[str] = _MODULES) -> typer.Typer:
+    """The `carlang` app with the commands of `modules` (by default every command)."""
+    built = typer.Typer(
+        name="carlang",
+        help="carlang: write, check, run and rank plans for AI agents.",
+        no_args_is_help=True,
+        add_completion=True,  # carlang --install-completion / --show-completion
+        pretty_exceptions_enable=False,
+        rich_markup_mode=None,
+    )
+    built.callback()(_root)
+    for module in modules:
+        importlib.import_module(f"{__name__}.{module}").register(built)
+    return built
+
+
+_APP: typer.Typer | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # `app`, the whole command line, is built when first asked for (tests, embedding hosts).
+    global _APP
+    if name == "app":
+        if _APP is None:
+            _APP = build_app()
+        return _APP
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _app_for(argv: Sequence[str]) -> typer.Typer:
+    """The app a command line needs: one command's module when it names a command, else all
+    (`--help`, a mistyped command's did-you-mean, shell completion)."""
+    name = argv[0] if argv and not argv[0].startswith("-") else None
+    module = COMMAND_MODULES.get(name or "")
+    if module is None or "_CARLANG_COMPLETE" in os.environ:
+        return build_app()
+    return build_app((module,))
 
 
 def _real_metavars(command: Any) -> None:
@@ -102,7 +140,7 @@ def main() -> None:
     # package's entry points) saves ~15 ms of every command's start-up.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:
-        command = typer.main.get_command(app)
+        command = typer.main.get_command(_app_for(sys.argv[1:]))
         _real_metavars(command)
         command(prog_name="carlang")
     except BrokenPipeError:  # a write outside any command body (help, version, exit's flush)

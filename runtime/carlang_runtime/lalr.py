@@ -314,11 +314,24 @@ class Recovery:
 
 
 class _Scanner:
-    __slots__ = ("regex", "keywords")
+    """One state's lexer: its keywords at once, its regex compiled on first use (a state's
+    `_Lead` reads most tokens and needs only the keywords; a compile costs milliseconds, which
+    a short file's parse would pay for every state it visits)."""
 
-    def __init__(self, regex: re.Pattern[str], keywords: dict[str, str]) -> None:
-        self.regex = regex
+    __slots__ = ("_pattern", "_flags", "_regex", "keywords")
+
+    def __init__(self, pattern: str, flags: int, keywords: dict[str, str]) -> None:
+        self._pattern = pattern
+        self._flags = flags
+        self._regex: re.Pattern[str] | None = None
         self.keywords = keywords
+
+    @property
+    def regex(self) -> re.Pattern[str]:
+        """The compiled lexer."""
+        if self._regex is None:
+            self._regex = re.compile(self._pattern, self._flags)
+        return self._regex
 
 
 class _Lead:
@@ -424,13 +437,13 @@ class Engine:
 
     def _build_scanner(self, names: frozenset[str]) -> _Scanner:
         alternatives = self._alternatives(names)
-        regex = re.compile("|".join(alternatives) if alternatives else r"(?!x)x", self.flags)
+        pattern = "|".join(alternatives) if alternatives else r"(?!x)x"
         keywords = {
             t.literal: t.name
             for t in self.tables.terminals
             if t.name in names and t.literal is not None and t.literal in self.keyword_types
         }
-        return _Scanner(regex, keywords)
+        return _Scanner(pattern, self.flags, keywords)
 
     def _alternatives(self, names: frozenset[str], marked_after: bool = False) -> list[str]:
         """One named group per terminal of `names`, in lark's order (a keyword is read as an
