@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import importlib.util
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,13 @@ settings.register_profile("dev", deadline=None, max_examples=500)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 HAS_CAR = importlib.util.find_spec("car_runtime") is not None
+
+# Compiled CEL conditions are cached on disk (carlang_runtime.cel.cache): the tests, and the
+# CLI processes they start, use a directory of their own rather than the user's cache.
+if "CARLANG_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="carlang-test-cache-")
+    os.environ["CARLANG_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -34,7 +34,7 @@ from .values import (
     type_name,
 )
 
-__all__ = ["Generated", "generate", "TYPE_NAMES"]
+__all__ = ["Generated", "generate", "resolving_variant", "TYPE_NAMES"]
 
 # Type names usable as values (`type(x) == int`, `google.protobuf.Timestamp`) unless a
 # variable of that name is declared.
@@ -213,10 +213,16 @@ class Generated:
     variables: frozenset[str]
     has_macros: bool
     recorded: dict[int, n.Expr] = field(default_factory=dict)
+    # Constants that are not plain data, by name, with what rebuilds them (the compile cache
+    # stores the recipe): a regular expression's `search`, by its pattern.
+    patterns: dict[str, str] = field(default_factory=dict)
 
     def function(self, filename: str) -> Callable[..., Any]:
         """Compile the source and return the function it defines."""
-        code = compile(self.source, filename, "exec")
+        return self.bind(compile(self.source, filename, "exec"))
+
+    def bind(self, code: Any) -> Callable[..., Any]:
+        """The function that `code` (the compiled source) defines, with its namespace."""
         namespace = dict(self.namespace)
         exec(code, namespace)  # noqa: S102 - the source is generated here, from a parse tree
         result: Callable[..., Any] = namespace["_evaluate"]
@@ -256,20 +262,15 @@ def generate(
     body = writer.lines
     header = ["def _evaluate(act, _rec=None):"]
     if writer.candidates:
-
-        def make() -> Generated:
-            return generate(
-                tree,
-                variables=variables,
-                record=record,
-                max_steps=max_steps,
-                max_seconds=max_seconds,
-                source=source,
-                container=container,
-                resolving=True,
-            )
-
-        writer.namespace["_resolving"] = _Resolving(make)
+        writer.namespace["_resolving"] = resolving_variant(
+            tree,
+            variables=variables,
+            record=record,
+            max_steps=max_steps,
+            max_seconds=max_seconds,
+            source=source,
+            container=container,
+        )
         test = " or ".join(f"{name!r} in act" for name in sorted(writer.candidates))
         header += [f"    if {test}:", "        return _resolving(act, _rec)"]
     for name in sorted(writer.used_variables):
@@ -288,7 +289,18 @@ def generate(
         frozenset(writer.used_variables),
         writer.has_macros,
         writer.recorded,
+        writer.patterns,
     )
+
+
+def resolving_variant(tree: n.Expr, **options: Any) -> _Resolving:
+    """The variant of `generate(tree, **options)` that resolves qualified names against the
+    activation, made when first called."""
+
+    def make() -> Generated:
+        return generate(tree, resolving=True, **options)
+
+    return _Resolving(make)
 
 
 class _Writer:
@@ -321,6 +333,7 @@ class _Writer:
         self.used_variables: set[str] = set()
         self.has_macros = False
         self.recorded: dict[int, n.Expr] = {}
+        self.patterns: dict[str, str] = {}
         self.in_macro = 0
 
     # -- plumbing --------------------------------------------------------------------------
@@ -706,6 +719,7 @@ class _Writer:
                     return None
                 text = operands[0]
                 search = self.const(compiled.search)
+                self.patterns[search] = pattern
                 return f"({search}({text}) if type({text}) is _str else {slow})"
         return None
 

@@ -1,0 +1,95 @@
+"""The cache of compiled conditions: in memory, on disk for the next process, never an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from carlang_runtime.cel import CelSyntaxError, compile
+from carlang_runtime.cel.cache import CompileCache
+from carlang_runtime.cel.checker import Declarations
+from carlang_runtime.cel.types import DYN
+
+ACTIVATION: dict[str, Any] = {
+    "params": {"url": "http://127.0.0.1/x", "hosts": ["a.example.com", "b.example.com"]},
+    "a.b": {"c": 7},
+}
+SOURCES = [
+    'params.url.matches("^https?://(localhost|127\\\\.)")',
+    'params.hosts.all(h, h.endsWith(".example.com")) && size(params.hosts) == 2',
+    'timestamp("2026-01-01T00:00:00Z") + duration("5m") > timestamp("2025-01-01T00:00:00Z")',
+    "a.b.c == 7",  # resolves the qualified name `a.b` against the activation
+    "[1.0, 2.0, 3.0].map(x, x * 2.5)[2] == 7.5",
+]
+
+
+def test_the_same_inputs_give_the_same_program_from_memory(tmp_path: Path) -> None:
+    cache = CompileCache(tmp_path)
+    first = compile(SOURCES[1], cache=cache)
+    assert compile(SOURCES[1], cache=cache) is first
+    # Other inputs are other programs.
+    declared = Declarations({"params": DYN})
+    assert compile(SOURCES[1], declared, cache=cache) is not first
+    assert compile(SOURCES[1], container="com.example", cache=cache) is not first
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_fresh_process_restores_the_program_from_disk(tmp_path: Path, source: str) -> None:
+    fresh = compile(source, cache=None)
+    compile(source, cache=CompileCache(tmp_path))
+    assert len(list(tmp_path.glob("*.bin"))) == 1
+    restored = compile(source, cache=CompileCache(tmp_path))  # empty memory: from the file
+    assert restored is not fresh
+    assert restored.evaluate(ACTIVATION) == fresh.evaluate(ACTIVATION)
+    assert restored.python_source == fresh.python_source
+    assert restored.cost == fresh.cost
+    assert str(restored.explain(ACTIVATION)) == str(fresh.explain(ACTIVATION))
+
+
+def test_declarations_are_part_of_the_key_and_the_restored_program(tmp_path: Path) -> None:
+    declared = Declarations({"params": DYN})
+    compile("params.hosts.exists(h, h == 'x')", declared, cache=CompileCache(tmp_path))
+    restored = compile("params.hosts.exists(h, h == 'x')", declared, cache=CompileCache(tmp_path))
+    assert restored.declared == frozenset({"params"})
+    assert restored.evaluate(ACTIVATION) is False
+
+
+def test_a_corrupt_file_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    compile(SOURCES[0], cache=CompileCache(tmp_path))
+    [path] = tmp_path.glob("*.bin")
+    path.write_bytes(b"not a pickle")
+    assert compile(SOURCES[0], cache=CompileCache(tmp_path)).evaluate(ACTIVATION) is True
+    assert path.read_bytes() != b"not a pickle"
+    assert compile(SOURCES[0], cache=CompileCache(tmp_path)).evaluate(ACTIVATION) is True
+
+
+def test_a_cache_that_cannot_be_written_only_costs_the_disk_level(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the directory would be")
+    program = compile(SOURCES[1], cache=CompileCache(blocked / "cel"))
+    assert program.evaluate(ACTIVATION) is True
+
+
+def test_another_version_of_the_code_does_not_read_the_files(tmp_path: Path) -> None:
+    cache = CompileCache(tmp_path)
+    key = cache.key("true", None, "", None)
+    other = CompileCache(tmp_path)
+    other._fingerprint = "another carlang"
+    assert cache.file_key(key) != other.file_key(key)
+
+
+def test_errors_are_not_cached(tmp_path: Path) -> None:
+    cache = CompileCache(tmp_path)
+    for _ in range(2):
+        with pytest.raises(CelSyntaxError):
+            compile("params.url ==", cache=cache)
+    assert not cache.memory
+    assert not list(tmp_path.glob("*.bin"))
+
+
+def test_the_disk_level_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARLANG_CACHE_DIR", "off")
+    assert CompileCache().directory is None
+    monkeypatch.setenv("CARLANG_CACHE_DIR", "/somewhere")
+    assert CompileCache().directory == Path("/somewhere/cel")
