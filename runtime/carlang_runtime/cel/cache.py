@@ -27,6 +27,7 @@ import sys
 import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Final
 
@@ -34,11 +35,23 @@ from .._version import __version__
 from . import codegen
 from .functions import compile_regex
 
-__all__ = ["CompileCache", "DEFAULT", "cache_directory"]
+__all__ = ["CompileCache", "DEFAULT", "cache_directory", "stored_parts", "restored"]
+
+# Names in a generated namespace that are rebuilt rather than stored.
+_REBUILT: Final = frozenset({"_budget", "_resolving"})
 
 # Files written by another layout are never read: the format is part of the key.
 _FORMAT: Final = 1
 _MEMORY_SIZE: Final = 1024
+# A stored condition is a few kilobytes: one read of this much gets it all (os.read allocates
+# the whole size first, so much more would cost more than the read itself).
+_CHUNK: Final = 1 << 16
+_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+
+
+@lru_cache(maxsize=64)
+def _limits_text(limits: Any) -> str:
+    return repr(limits)
 
 
 def cache_directory() -> Path | None:
@@ -86,7 +99,9 @@ class CompileCache:
         """The hash naming one compile on disk: its inputs and the code that compiles them."""
         if self._fingerprint is None:
             self._fingerprint = _code_fingerprint()
-        text = "\0".join((self._fingerprint, repr(key)))
+        source, declared, container, limits = key
+        limits_text = None if limits is None else _limits_text(limits)
+        text = "\0".join((self._fingerprint, source, repr(declared), container, repr(limits_text)))
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
 
     def get(self, key: Any, rebuild: Callable[[dict[str, Any]], Any]) -> Any:
@@ -135,11 +150,20 @@ class CompileCache:
         return None if directory is None else directory / f"{key}.bin"
 
     def _read(self, key: str) -> dict[str, Any] | None:
-        path = self._path(key)
-        if path is None:
+        directory = self.directory
+        if directory is None:
             return None
-        try:
-            data = path.read_bytes()
+        try:  # os's calls rather than pathlib's: this is most of a cached compile
+            handle = os.open(os.path.join(directory, f"{key}.bin"), _READ_FLAGS)
+            try:
+                data = os.read(handle, _CHUNK)
+                while len(data) % _CHUNK == 0 and data:  # rare: a file of 64 KiB or more
+                    more = os.read(handle, _CHUNK)
+                    if not more:
+                        break
+                    data += more
+            finally:
+                os.close(handle)
         except OSError:
             return None
         try:
@@ -179,7 +203,7 @@ def stored_parts(generated: codegen.Generated, code: Any) -> dict[str, Any]:
     constants = {
         name: value
         for name, value in generated.namespace.items()
-        if name not in codegen._HELPERS and name not in generated.patterns and name != "_resolving"
+        if name not in codegen._HELPERS and name not in _REBUILT and name not in generated.patterns
     }
     return {
         "source": generated.source,
@@ -192,11 +216,12 @@ def stored_parts(generated: codegen.Generated, code: Any) -> dict[str, Any]:
     }
 
 
-def restored(parts: dict[str, Any], resolving: Callable[[], Any]) -> codegen.Generated:
-    """The `Generated` that `stored_parts` describes (`resolving` makes its name-resolving
-    variant, when it had one)."""
+def restored(parts: dict[str, Any], limits: Any, resolving: Callable[[], Any]) -> codegen.Generated:
+    """The `Generated` that `stored_parts` describes, under `limits` (`resolving` makes its
+    name-resolving variant, when it had one)."""
     namespace = dict(codegen._HELPERS)
     namespace.update(parts["constants"])
+    namespace["_budget"] = codegen._Budget(limits.max_steps, limits.max_seconds)
     for name, pattern in parts["patterns"].items():
         namespace[name] = compile_regex(pattern).search
     if parts["resolving"]:

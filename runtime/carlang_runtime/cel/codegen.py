@@ -263,7 +263,7 @@ def generate(
     header = ["def _evaluate(act, _rec=None):"]
     if writer.candidates:
         writer.namespace["_resolving"] = resolving_variant(
-            tree,
+            lambda: tree,
             variables=variables,
             record=record,
             max_steps=max_steps,
@@ -293,12 +293,12 @@ def generate(
     )
 
 
-def resolving_variant(tree: n.Expr, **options: Any) -> _Resolving:
-    """The variant of `generate(tree, **options)` that resolves qualified names against the
+def resolving_variant(tree: Callable[[], n.Expr], **options: Any) -> _Resolving:
+    """The variant of `generate(tree(), **options)` that resolves qualified names against the
     activation, made when first called."""
 
     def make() -> Generated:
-        return generate(tree, resolving=True, **options)
+        return generate(tree(), resolving=True, **options)
 
     return _Resolving(make)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -96,7 +97,9 @@ class Program:
     variant of the same code and reports what decided the result."""
 
     source: str
-    tree: n.Expr
+    # The tree, or (from the disk cache) its pickle, loaded when first needed: most programs
+    # only ever evaluate, which needs the generated function alone.
+    _tree: n.Expr | bytes = field(repr=False)
     cost: int
     limits: Limits
     declared: frozenset[str] | None
@@ -105,6 +108,14 @@ class Program:
     container: str = ""
     _explain: Callable[..., Any] | None = field(default=None, repr=False)
     _recorded: dict[int, n.Expr] = field(default_factory=dict, repr=False)
+
+    @property
+    def tree(self) -> n.Expr:
+        """The checked and folded expression tree the code was generated from."""
+        if type(self._tree) is bytes:
+            self._tree = pickle.loads(self._tree)
+        assert isinstance(self._tree, n.Expr)
+        return self._tree
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -275,7 +286,12 @@ def _compile_tree(
     code = builtins.compile(generated.source, "<cel>", "exec")
     function = generated.bind(code)
     if stored is not None:
-        stored.update(stored_parts(generated, code), tree=tree, cost=cost, declared=declared)
+        stored.update(
+            stored_parts(generated, code),
+            tree=pickle.dumps(tree, pickle.HIGHEST_PROTOCOL),
+            cost=cost,
+            declared=declared,
+        )
     return Program(source, tree, cost, limits, declared, generated, function, container)
 
 
@@ -283,12 +299,12 @@ def _restore(
     source: str, parts: dict[str, Any], declarations: Any, limits: Limits, container: str
 ) -> Program:
     """The program that a compile stored (see `cache.stored_parts`)."""
-    tree: n.Expr = parts["tree"]
     declared: frozenset[str] | None = parts["declared"]
     generated = restored(
         parts,
+        limits,
         lambda: resolving_variant(
-            tree,
+            lambda: program.tree,
             variables=declared,
             max_steps=limits.max_steps,
             max_seconds=limits.max_seconds,
@@ -297,7 +313,10 @@ def _restore(
         ),
     )
     function = generated.bind(parts["code"])
-    return Program(source, tree, parts["cost"], limits, declared, generated, function, container)
+    program = Program(
+        source, parts["tree"], parts["cost"], limits, declared, generated, function, container
+    )
+    return program
 
 
 class _Decider:

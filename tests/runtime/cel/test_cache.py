@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from carlang_runtime.cel import CelSyntaxError, compile
+from carlang_runtime.cel import program as program_module
 from carlang_runtime.cel.cache import CompileCache
 from carlang_runtime.cel.checker import Declarations
 from carlang_runtime.cel.types import DYN
@@ -35,11 +36,15 @@ def test_the_same_inputs_give_the_same_program_from_memory(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("source", SOURCES)
-def test_a_fresh_process_restores_the_program_from_disk(tmp_path: Path, source: str) -> None:
+def test_a_fresh_process_restores_the_program_from_disk(
+    tmp_path: Path, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fresh = compile(source, cache=None)
     compile(source, cache=CompileCache(tmp_path))
     assert len(list(tmp_path.glob("*.bin"))) == 1
-    restored = compile(source, cache=CompileCache(tmp_path))  # empty memory: from the file
+    with monkeypatch.context() as patched:
+        patched.setattr(program_module, "_compile", _must_not_compile)
+        restored = compile(source, cache=CompileCache(tmp_path))  # empty memory: from the file
     assert restored is not fresh
     assert restored.evaluate(ACTIVATION) == fresh.evaluate(ACTIVATION)
     assert restored.python_source == fresh.python_source
@@ -47,9 +52,16 @@ def test_a_fresh_process_restores_the_program_from_disk(tmp_path: Path, source: 
     assert str(restored.explain(ACTIVATION)) == str(fresh.explain(ACTIVATION))
 
 
-def test_declarations_are_part_of_the_key_and_the_restored_program(tmp_path: Path) -> None:
+def _must_not_compile(*_: Any) -> None:
+    raise AssertionError("compiled again instead of restoring the stored program")
+
+
+def test_declarations_are_part_of_the_key_and_the_restored_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     declared = Declarations({"params": DYN})
     compile("params.hosts.exists(h, h == 'x')", declared, cache=CompileCache(tmp_path))
+    monkeypatch.setattr(program_module, "_compile", _must_not_compile)
     restored = compile("params.hosts.exists(h, h == 'x')", declared, cache=CompileCache(tmp_path))
     assert restored.declared == frozenset({"params"})
     assert restored.evaluate(ACTIVATION) is False
