@@ -16,6 +16,7 @@ import keyword
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import length_hint
 from time import perf_counter
 from typing import Any, Final, NoReturn
 
@@ -168,6 +169,7 @@ _HELPERS: Final[dict[str, Any]] = {
     "_present_entry": extensions.present_entry,
     "_Opt": CelOptional,
     "_clock": perf_counter,
+    "_hint": length_hint,
     "_str": str,
     "_list": list,
     "_dict": dict,
@@ -790,11 +792,50 @@ class _Writer:
             self.emit(f"{result} = {option}")
         return result
 
-    def loop(self, node: n.Macro, target: str, variable: str) -> None:
+    def loop(self, node: n.Macro, target: str, variable: str, body: Callable[[], None]) -> None:
+        """A loop over the macro's range running `body` (which emits its statements).
+
+        Each iteration is a step. When the body charges nothing itself and the whole range
+        fits before the next budget check is due, no check can happen inside the loop: that
+        case runs a copy of the loop that does not count (half the cost of a short loop), and
+        charges the iterations it ran when it ends, however it ends (`length_hint` of the
+        iterator is what it did not run). Otherwise each iteration is charged as it starts."""
         iterate = "_iterate" if node.var2 is None else "_pairs"
-        self.emit(f"for {variable} in {iterate}({target}, {node.kind!r}):")
-        self.depth += 1
-        self.charge("1")
+        items = self.assign(f"{iterate}({target}, {node.kind!r})")
+        lines, depth = self.lines, self.depth
+        self.lines, self.depth = [], 0
+        body()
+        statements = self.lines
+        self.lines, self.depth = lines, depth
+        if any("_steps +=" in line for line in statements):
+            self.counted_loop(variable, items, statements)
+            return
+        iterator = self.temp("i")
+        self.emit(f"if _steps + len({items}) < _check:")
+        with self.indented():
+            self.emit(f"{iterator} = iter({items})")
+            self.emit("try:")
+            with self.indented():
+                self.emit(f"for {variable} in {iterator}:")
+                with self.indented():
+                    self.emit_all(statements)
+            self.emit("finally:")
+            with self.indented():
+                self.emit(f"_steps += len({items}) - _hint({iterator})")
+        self.emit("else:")
+        with self.indented():
+            self.counted_loop(variable, items, statements)
+
+    def counted_loop(self, variable: str, items: str, statements: list[str]) -> None:
+        self.emit(f"for {variable} in {items}:")
+        with self.indented():
+            self.charge("1")
+            self.emit_all(statements)
+
+    def emit_all(self, statements: list[str]) -> None:
+        """Emit statements generated at depth 0 here."""
+        prefix = "    " * self.depth
+        self.lines.extend(prefix + line for line in statements)
 
     def predicate(self, node: n.Macro, slot: str, error: str | None) -> None:
         """Evaluate the macro's predicate into `slot`; with `error`, a failed evaluation is
@@ -820,16 +861,20 @@ class _Writer:
         slot = self.temp("p")
         self.emit(f"{result} = {unit}")
         self.emit(f"{error} = None")
-        self.loop(node, target, variable)
-        self.predicate(node, slot, error)
-        self.emit(f"if {slot} is {stop}:")
-        with self.indented():
-            self.emit(f"{result} = {stop}")
-            self.emit("break")
-        self.emit(f"if {slot} is not {unit} and {error} is None:")
-        with self.indented():
-            self.emit(f"{error} = _no_overload({node.kind!r}, {slot})")
-        self.depth -= 1
+
+        def body() -> None:
+            self.predicate(node, slot, error)
+            self.emit(f"if {slot} is not {unit}:")
+            with self.indented():
+                self.emit(f"if {slot} is {stop}:")
+                with self.indented():
+                    self.emit(f"{result} = {stop}")
+                    self.emit("break")
+                self.emit(f"if {error} is None:")
+                with self.indented():
+                    self.emit(f"{error} = _no_overload({node.kind!r}, {slot})")
+
+        self.loop(node, target, variable, body)
         self.emit(f"if {result} is {unit} and {error} is not None:")
         with self.indented():
             self.emit(f"raise {error}")
@@ -838,42 +883,46 @@ class _Writer:
         slot = self.temp("p")
         count = self.temp("k")
         self.emit(f"{count} = 0")
-        self.loop(node, target, variable)
-        self.predicate(node, slot, None)
-        self.emit(f"if {slot} is True:")
-        with self.indented():
-            self.emit(f"{count} += 1")
-        self.emit(f"elif {slot} is not False:")
-        with self.indented():
-            self.emit(f"raise _no_overload('exists_one', {slot})")
-        self.depth -= 1
+
+        def body() -> None:
+            self.predicate(node, slot, None)
+            self.emit(f"if {slot} is True:")
+            with self.indented():
+                self.emit(f"{count} += 1")
+            self.emit(f"elif {slot} is not False:")
+            with self.indented():
+                self.emit(f"raise _no_overload('exists_one', {slot})")
+
+        self.loop(node, target, variable, body)
         self.emit(f"{result} = {count} == 1")
 
     def collect(self, node: n.Macro, target: str, variable: str, result: str) -> None:
         to_map = node.kind in ("transformMap", "transformMapEntry")
         self.emit(f"{result} = {{}}" if to_map else f"{result} = []")
-        self.loop(node, target, variable)
-        if node.predicate is not None:
-            slot = self.temp("p")
-            self.predicate(node, slot, None)
-            self.emit(f"if {slot} is False:")
-            with self.indented():
-                self.emit("continue")
-            self.emit(f"if {slot} is not True:")
-            with self.indented():
-                self.emit(f"raise _no_overload({node.kind!r}, {slot})")
-        if node.result is not None:
-            value = self.checked(node.result, self.value(node.result))
-            if node.kind == "transformMapEntry":
-                self.emit(f"_add_entries({result}, {value})")
-            elif to_map:
-                key = variable.split(",")[0]
-                self.emit(f"{result}[{key}] = {value}")
+
+        def body() -> None:
+            if node.predicate is not None:
+                slot = self.temp("p")
+                self.predicate(node, slot, None)
+                self.emit(f"if {slot} is not True:")
+                with self.indented():
+                    self.emit(f"if {slot} is False:")
+                    with self.indented():
+                        self.emit("continue")
+                    self.emit(f"raise _no_overload({node.kind!r}, {slot})")
+            if node.result is not None:
+                value = self.checked(node.result, self.value(node.result))
+                if node.kind == "transformMapEntry":
+                    self.emit(f"_add_entries({result}, {value})")
+                elif to_map:
+                    key = variable.split(",")[0]
+                    self.emit(f"{result}[{key}] = {value}")
+                else:
+                    self.emit(f"{result}.append({value})")
             else:
-                self.emit(f"{result}.append({value})")
-        else:
-            self.emit(f"{result}.append({variable})")
-        self.depth -= 1
+                self.emit(f"{result}.append({variable})")
+
+        self.loop(node, target, variable, body)
 
 
 class _Indent:
