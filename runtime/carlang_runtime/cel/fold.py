@@ -1,5 +1,6 @@
 """Constant folding: sub-expressions of literals (`duration("5m")`, `timestamp("...")`,
-`60 * 60`, `true && false`, `true ? a : b`) evaluated once, at compile time, instead of on every call.
+`60 * 60`, `true && false`, `true ? a : b`) evaluated once, at compile time, instead of on
+every call.
 
 A sub-expression is folded when it is a call of a standard function, or an operator, whose
 operands are all literals (after folding), and evaluating it succeeds with a scalar value. One
