@@ -386,10 +386,11 @@ class _Writer:
 
     def catch_errors(self, error: str) -> None:
         """An `except` that keeps a CEL error as a value in `error`; a limit error is not a
-        value and goes on up."""
-        self.emit("except _Limit:")
-        with self.indented():
-            self.emit("raise")
+        value and goes on up. (Only a budgeted expression can raise one.)"""
+        if self.budgeted:
+            self.emit("except _Limit:")
+            with self.indented():
+                self.emit("raise")
         self.emit(f"except CelEvalError as {error}:")
 
     def indented(self) -> _Indent:
