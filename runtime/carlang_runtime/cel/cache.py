@@ -19,12 +19,9 @@ Only successful compiles are cached; an expression with errors is compiled (and 
 
 from __future__ import annotations
 
-import hashlib
 import marshal
 import os
-import pickle
 import sys
-import tempfile
 from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
@@ -101,6 +98,8 @@ class CompileCache:
             self._fingerprint = _code_fingerprint()
         source, declared, container, limits = key
         limits_text = None if limits is None else _limits_text(limits)
+        import hashlib  # here, not at import: a process that only starts pays nothing
+
         text = "\0".join((self._fingerprint, source, repr(declared), container, repr(limits_text)))
         return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
 
@@ -109,7 +108,10 @@ class CompileCache:
         stored parts into a program), or None."""
         program = self.memory.get(key)
         if program is not None:
-            self.memory.move_to_end(key)
+            try:
+                self.memory.move_to_end(key)
+            except KeyError:  # another thread dropped it meanwhile: it is still a program
+                pass
             return program
         if self.directory is None:
             return None
@@ -135,8 +137,11 @@ class CompileCache:
 
     def _remember(self, key: Any, program: Any) -> None:
         self.memory[key] = program
-        if len(self.memory) > self.size:
-            self.memory.popitem(last=False)
+        while len(self.memory) > self.size:
+            try:
+                self.memory.popitem(last=False)
+            except KeyError:  # emptied by another thread
+                break
 
     @property
     def directory(self) -> Path | None:
@@ -166,6 +171,8 @@ class CompileCache:
                 os.close(handle)
         except OSError:
             return None
+        import pickle
+
         try:
             parts = pickle.loads(data)
             if type(parts) is not dict or parts.get("key") != key:
@@ -179,6 +186,9 @@ class CompileCache:
         path = self._path(key)
         if path is None:
             return
+        import pickle
+        import tempfile
+
         try:
             data = pickle.dumps({**parts, "key": key}, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - a constant that does not pickle: memory only

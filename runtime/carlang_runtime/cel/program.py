@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import builtins
-import pickle
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -113,6 +112,8 @@ class Program:
     def tree(self) -> n.Expr:
         """The checked and folded expression tree the code was generated from."""
         if type(self._tree) is bytes:
+            import pickle
+
             self._tree = pickle.loads(self._tree)
         assert isinstance(self._tree, n.Expr)
         return self._tree
@@ -286,6 +287,8 @@ def _compile_tree(
     code = builtins.compile(generated.source, "<cel>", "exec")
     function = generated.bind(code)
     if stored is not None:
+        import pickle
+
         stored.update(
             stored_parts(generated, code),
             tree=pickle.dumps(tree, pickle.HIGHEST_PROTOCOL),
