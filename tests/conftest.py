@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import atexit
 import importlib.util
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -27,12 +24,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 HAS_CAR = importlib.util.find_spec("car_runtime") is not None
 
-# Compiled CEL conditions are cached on disk (carlang_runtime.cel.cache): the tests, and the
-# CLI processes they start, use a directory of their own rather than the user's cache.
-if "CARLANG_CACHE_DIR" not in os.environ:
-    _CACHE = tempfile.mkdtemp(prefix="carlang-test-cache-")
-    os.environ["CARLANG_CACHE_DIR"] = _CACHE
-    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
+# Compiled CEL conditions are cached on disk (carlang_runtime.cel.cache), except in the tests
+# and the CLI processes they start: the user's cache is not theirs to fill, and writing a file
+# per generated expression slows the property tests. tests/runtime/cel/test_cache.py tests the
+# disk level in directories of its own.
+os.environ.setdefault("CARLANG_CACHE_DIR", "off")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
-from carlang_runtime.cel import CelSyntaxError, compile
+from carlang_runtime.cel import (
+    CelCompileError,
+    CelEvalError,
+    CelSyntaxError,
+    Limits,
+    compile,
+    format_value,
+)
 from carlang_runtime.cel import program as program_module
 from carlang_runtime.cel.cache import CompileCache
 from carlang_runtime.cel.checker import Declarations
 from carlang_runtime.cel.types import DYN
+from hypothesis import given, settings
+
+from .generator import activations, expressions
 
 ACTIVATION: dict[str, Any] = {
     "params": {"url": "http://127.0.0.1/x", "hosts": ["a.example.com", "b.example.com"]},
@@ -105,3 +116,27 @@ def test_the_disk_level_follows_the_environment(monkeypatch: pytest.MonkeyPatch)
     assert CompileCache().directory is None
     monkeypatch.setenv("CARLANG_CACHE_DIR", "/somewhere")
     assert CompileCache().directory == Path("/somewhere/cel")
+
+
+def _outcome(program: Any, activation: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return ("value", format_value(program.evaluate(activation)))
+    except CelEvalError as exc:
+        return ("error", exc.kind)
+
+
+@settings(max_examples=150)
+@given(expressions(), activations())
+def test_a_restored_program_evaluates_as_the_compiled_one(
+    expression: str, activation: dict[str, Any]
+) -> None:
+    limits = Limits(max_cost=10**15, max_steps=10**15, max_seconds=600.0)
+    try:
+        fresh = compile(expression, limits=limits, cache=None)
+    except CelCompileError:
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        compile(expression, limits=limits, cache=CompileCache(Path(directory)))
+        restored = compile(expression, limits=limits, cache=CompileCache(Path(directory)))
+    assert restored.python_source == fresh.python_source
+    assert _outcome(restored, activation) == _outcome(fresh, activation)
