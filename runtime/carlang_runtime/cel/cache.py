@@ -159,7 +159,7 @@ class CompileCache:
         if directory is None:
             return None
         try:  # os's calls rather than pathlib's: this is most of a cached compile
-            handle = os.open(os.path.join(directory, f"{key}.bin"), _READ_FLAGS)
+            handle = os.open(f"{os.fspath(directory)}{os.sep}{key}.bin", _READ_FLAGS)
             try:
                 data = os.read(handle, _CHUNK)
                 while len(data) % _CHUNK == 0 and data:  # rare: a file of 64 KiB or more
