@@ -43,6 +43,8 @@ _UNARY: Final = {"-": ops.neg, "!": ops.logical_not}
 def fold(node: n.Expr) -> n.Expr:
     """`node` with its constant sub-expressions replaced by their values (a new tree where
     anything changed; unchanged sub-trees are shared)."""
+    if isinstance(node, (n.Literal, n.Ident)):
+        return node  # nothing under it, and nothing to fold
     rebuilt = _with_folded_children(node)
     if isinstance(rebuilt, n.Conditional):  # `true ? a : b` is `a`
         condition = rebuilt.condition
