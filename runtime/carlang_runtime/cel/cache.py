@@ -40,6 +40,10 @@ _REBUILT: Final = frozenset({"_budget", "_resolving"})
 # Files written by another layout are never read: the format is part of the key.
 _FORMAT: Final = 1
 _MEMORY_SIZE: Final = 1024
+# At most this many conditions on disk (a few KB each); the count is checked every so many
+# writes of one process (and at its first).
+_DISK_FILES: Final = 8192
+_PRUNE_EVERY: Final = 256
 # A stored condition is a few kilobytes: one read of this much gets it all (os.read allocates
 # the whole size first, so much more would cost more than the read itself).
 _CHUNK: Final = 1 << 16
@@ -77,11 +81,18 @@ def _code_fingerprint() -> str:
 
 class CompileCache:
     """Compiled programs in memory (at most `size`) and, with a `directory`, on disk (by
-    default the one `cache_directory()` names when first needed)."""
+    default the one `cache_directory()` names when first needed; at most about `files`)."""
 
-    def __init__(self, directory: Path | None | str = "environment", size: int = _MEMORY_SIZE):
+    def __init__(
+        self,
+        directory: Path | None | str = "environment",
+        size: int = _MEMORY_SIZE,
+        files: int = _DISK_FILES,
+    ) -> None:
         self._directory = directory
         self.size = size
+        self.files = files
+        self._writes = 0
         self.memory: OrderedDict[str, Any] = OrderedDict()
         self._fingerprint: str | None = None
 
@@ -203,6 +214,22 @@ class CompileCache:
             except BaseException:
                 os.unlink(temporary)
                 raise
+        except OSError:
+            return
+        self._writes += 1
+        if self._writes % _PRUNE_EVERY == 1:
+            self._prune(path.parent)
+
+    def _prune(self, directory: Path) -> None:
+        """Keep the directory to `files` conditions: past that, the older half goes (a
+        language server compiling each keystroke's condition would otherwise fill it)."""
+        try:
+            entries = [entry for entry in os.scandir(directory) if entry.name.endswith(".bin")]
+            if len(entries) <= self.files:
+                return
+            entries.sort(key=lambda entry: entry.stat().st_mtime_ns)
+            for entry in entries[: len(entries) - self.files // 2]:
+                os.unlink(entry.path)
         except OSError:
             return
 

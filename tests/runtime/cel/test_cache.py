@@ -140,3 +140,10 @@ def test_a_restored_program_evaluates_as_the_compiled_one(
         restored = compile(expression, limits=limits, cache=CompileCache(Path(directory)))
     assert restored.python_source == fresh.python_source
     assert _outcome(restored, activation) == _outcome(fresh, activation)
+
+
+def test_the_disk_level_is_bounded(tmp_path: Path) -> None:
+    for number in range(6):
+        # A fresh cache per write: each process checks the count at its first write.
+        compile(f"params.n == {number}", cache=CompileCache(tmp_path, files=4))
+    assert 0 < len(list(tmp_path.glob("*.bin"))) <= 4
