@@ -24,6 +24,12 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 HAS_CAR = importlib.util.find_spec("car_runtime") is not None
 
+# Compiled CEL conditions are cached on disk (carlang_runtime.cel.cache), except in the tests
+# and the CLI processes they start: the user's cache is not theirs to fill, and writing a file
+# per generated expression slows the property tests. tests/runtime/cel/test_cache.py tests the
+# disk level in directories of its own.
+os.environ.setdefault("CARLANG_CACHE_DIR", "off")
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

@@ -19,7 +19,7 @@ _GLOB_CHARS = frozenset("*?[")
 
 def is_glob(pattern: str) -> bool:
     """Whether `pattern` contains glob syntax."""
-    return any(c in _GLOB_CHARS for c in pattern)
+    return not _GLOB_CHARS.isdisjoint(pattern)
 
 
 @lru_cache(maxsize=4096)

@@ -16,6 +16,7 @@ import keyword
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from operator import length_hint
 from time import perf_counter
 from typing import Any, Final, NoReturn
 
@@ -34,7 +35,7 @@ from .values import (
     type_name,
 )
 
-__all__ = ["Generated", "generate", "TYPE_NAMES"]
+__all__ = ["Generated", "generate", "resolving_variant", "TYPE_NAMES"]
 
 # Type names usable as values (`type(x) == int`, `google.protobuf.Timestamp`) unless a
 # variable of that name is declared.
@@ -168,6 +169,7 @@ _HELPERS: Final[dict[str, Any]] = {
     "_present_entry": extensions.present_entry,
     "_Opt": CelOptional,
     "_clock": perf_counter,
+    "_hint": length_hint,
     "_str": str,
     "_list": list,
     "_dict": dict,
@@ -213,10 +215,16 @@ class Generated:
     variables: frozenset[str]
     has_macros: bool
     recorded: dict[int, n.Expr] = field(default_factory=dict)
+    # Constants that are not plain data, by name, with what rebuilds them (the compile cache
+    # stores the recipe): a regular expression's `search`, by its pattern.
+    patterns: dict[str, str] = field(default_factory=dict)
 
     def function(self, filename: str) -> Callable[..., Any]:
         """Compile the source and return the function it defines."""
-        code = compile(self.source, filename, "exec")
+        return self.bind(compile(self.source, filename, "exec"))
+
+    def bind(self, code: Any) -> Callable[..., Any]:
+        """The function that `code` (the compiled source) defines, with its namespace."""
         namespace = dict(self.namespace)
         exec(code, namespace)  # noqa: S102 - the source is generated here, from a parse tree
         result: Callable[..., Any] = namespace["_evaluate"]
@@ -256,20 +264,15 @@ def generate(
     body = writer.lines
     header = ["def _evaluate(act, _rec=None):"]
     if writer.candidates:
-
-        def make() -> Generated:
-            return generate(
-                tree,
-                variables=variables,
-                record=record,
-                max_steps=max_steps,
-                max_seconds=max_seconds,
-                source=source,
-                container=container,
-                resolving=True,
-            )
-
-        writer.namespace["_resolving"] = _Resolving(make)
+        writer.namespace["_resolving"] = resolving_variant(
+            lambda: tree,
+            variables=variables,
+            record=record,
+            max_steps=max_steps,
+            max_seconds=max_seconds,
+            source=source,
+            container=container,
+        )
         test = " or ".join(f"{name!r} in act" for name in sorted(writer.candidates))
         header += [f"    if {test}:", "        return _resolving(act, _rec)"]
     for name in sorted(writer.used_variables):
@@ -288,7 +291,18 @@ def generate(
         frozenset(writer.used_variables),
         writer.has_macros,
         writer.recorded,
+        writer.patterns,
     )
+
+
+def resolving_variant(tree: Callable[[], n.Expr], **options: Any) -> _Resolving:
+    """The variant of `generate(tree(), **options)` that resolves qualified names against the
+    activation, made when first called."""
+
+    def make() -> Generated:
+        return generate(tree(), resolving=True, **options)
+
+    return _Resolving(make)
 
 
 class _Writer:
@@ -321,6 +335,7 @@ class _Writer:
         self.used_variables: set[str] = set()
         self.has_macros = False
         self.recorded: dict[int, n.Expr] = {}
+        self.patterns: dict[str, str] = {}
         self.in_macro = 0
 
     # -- plumbing --------------------------------------------------------------------------
@@ -371,10 +386,11 @@ class _Writer:
 
     def catch_errors(self, error: str) -> None:
         """An `except` that keeps a CEL error as a value in `error`; a limit error is not a
-        value and goes on up."""
-        self.emit("except _Limit:")
-        with self.indented():
-            self.emit("raise")
+        value and goes on up. (Only a budgeted expression can raise one.)"""
+        if self.budgeted:
+            self.emit("except _Limit:")
+            with self.indented():
+                self.emit("raise")
         self.emit(f"except CelEvalError as {error}:")
 
     def indented(self) -> _Indent:
@@ -706,6 +722,7 @@ class _Writer:
                     return None
                 text = operands[0]
                 search = self.const(compiled.search)
+                self.patterns[search] = pattern
                 return f"({search}({text}) if type({text}) is _str else {slow})"
         return None
 
@@ -776,11 +793,50 @@ class _Writer:
             self.emit(f"{result} = {option}")
         return result
 
-    def loop(self, node: n.Macro, target: str, variable: str) -> None:
+    def loop(self, node: n.Macro, target: str, variable: str, body: Callable[[], None]) -> None:
+        """A loop over the macro's range running `body` (which emits its statements).
+
+        Each iteration is a step. When the body charges nothing itself and the whole range
+        fits before the next budget check is due, no check can happen inside the loop: that
+        case runs a copy of the loop that does not count (half the cost of a short loop), and
+        charges the iterations it ran when it ends, however it ends (`length_hint` of the
+        iterator is what it did not run). Otherwise each iteration is charged as it starts."""
         iterate = "_iterate" if node.var2 is None else "_pairs"
-        self.emit(f"for {variable} in {iterate}({target}, {node.kind!r}):")
-        self.depth += 1
-        self.charge("1")
+        items = self.assign(f"{iterate}({target}, {node.kind!r})")
+        lines, depth = self.lines, self.depth
+        self.lines, self.depth = [], 0
+        body()
+        statements = self.lines
+        self.lines, self.depth = lines, depth
+        if any("_steps +=" in line for line in statements):
+            self.counted_loop(variable, items, statements)
+            return
+        iterator = self.temp("i")
+        self.emit(f"if _steps + len({items}) < _check:")
+        with self.indented():
+            self.emit(f"{iterator} = iter({items})")
+            self.emit("try:")
+            with self.indented():
+                self.emit(f"for {variable} in {iterator}:")
+                with self.indented():
+                    self.emit_all(statements)
+            self.emit("finally:")
+            with self.indented():
+                self.emit(f"_steps += len({items}) - _hint({iterator})")
+        self.emit("else:")
+        with self.indented():
+            self.counted_loop(variable, items, statements)
+
+    def counted_loop(self, variable: str, items: str, statements: list[str]) -> None:
+        self.emit(f"for {variable} in {items}:")
+        with self.indented():
+            self.charge("1")
+            self.emit_all(statements)
+
+    def emit_all(self, statements: list[str]) -> None:
+        """Emit statements generated at depth 0 here."""
+        prefix = "    " * self.depth
+        self.lines.extend(prefix + line for line in statements)
 
     def predicate(self, node: n.Macro, slot: str, error: str | None) -> None:
         """Evaluate the macro's predicate into `slot`; with `error`, a failed evaluation is
@@ -806,16 +862,20 @@ class _Writer:
         slot = self.temp("p")
         self.emit(f"{result} = {unit}")
         self.emit(f"{error} = None")
-        self.loop(node, target, variable)
-        self.predicate(node, slot, error)
-        self.emit(f"if {slot} is {stop}:")
-        with self.indented():
-            self.emit(f"{result} = {stop}")
-            self.emit("break")
-        self.emit(f"if {slot} is not {unit} and {error} is None:")
-        with self.indented():
-            self.emit(f"{error} = _no_overload({node.kind!r}, {slot})")
-        self.depth -= 1
+
+        def body() -> None:
+            self.predicate(node, slot, error)
+            self.emit(f"if {slot} is not {unit}:")
+            with self.indented():
+                self.emit(f"if {slot} is {stop}:")
+                with self.indented():
+                    self.emit(f"{result} = {stop}")
+                    self.emit("break")
+                self.emit(f"if {error} is None:")
+                with self.indented():
+                    self.emit(f"{error} = _no_overload({node.kind!r}, {slot})")
+
+        self.loop(node, target, variable, body)
         self.emit(f"if {result} is {unit} and {error} is not None:")
         with self.indented():
             self.emit(f"raise {error}")
@@ -824,42 +884,46 @@ class _Writer:
         slot = self.temp("p")
         count = self.temp("k")
         self.emit(f"{count} = 0")
-        self.loop(node, target, variable)
-        self.predicate(node, slot, None)
-        self.emit(f"if {slot} is True:")
-        with self.indented():
-            self.emit(f"{count} += 1")
-        self.emit(f"elif {slot} is not False:")
-        with self.indented():
-            self.emit(f"raise _no_overload('exists_one', {slot})")
-        self.depth -= 1
+
+        def body() -> None:
+            self.predicate(node, slot, None)
+            self.emit(f"if {slot} is True:")
+            with self.indented():
+                self.emit(f"{count} += 1")
+            self.emit(f"elif {slot} is not False:")
+            with self.indented():
+                self.emit(f"raise _no_overload('exists_one', {slot})")
+
+        self.loop(node, target, variable, body)
         self.emit(f"{result} = {count} == 1")
 
     def collect(self, node: n.Macro, target: str, variable: str, result: str) -> None:
         to_map = node.kind in ("transformMap", "transformMapEntry")
         self.emit(f"{result} = {{}}" if to_map else f"{result} = []")
-        self.loop(node, target, variable)
-        if node.predicate is not None:
-            slot = self.temp("p")
-            self.predicate(node, slot, None)
-            self.emit(f"if {slot} is False:")
-            with self.indented():
-                self.emit("continue")
-            self.emit(f"if {slot} is not True:")
-            with self.indented():
-                self.emit(f"raise _no_overload({node.kind!r}, {slot})")
-        if node.result is not None:
-            value = self.checked(node.result, self.value(node.result))
-            if node.kind == "transformMapEntry":
-                self.emit(f"_add_entries({result}, {value})")
-            elif to_map:
-                key = variable.split(",")[0]
-                self.emit(f"{result}[{key}] = {value}")
+
+        def body() -> None:
+            if node.predicate is not None:
+                slot = self.temp("p")
+                self.predicate(node, slot, None)
+                self.emit(f"if {slot} is not True:")
+                with self.indented():
+                    self.emit(f"if {slot} is False:")
+                    with self.indented():
+                        self.emit("continue")
+                    self.emit(f"raise _no_overload({node.kind!r}, {slot})")
+            if node.result is not None:
+                value = self.checked(node.result, self.value(node.result))
+                if node.kind == "transformMapEntry":
+                    self.emit(f"_add_entries({result}, {value})")
+                elif to_map:
+                    key = variable.split(",")[0]
+                    self.emit(f"{result}[{key}] = {value}")
+                else:
+                    self.emit(f"{result}.append({value})")
             else:
-                self.emit(f"{result}.append({value})")
-        else:
-            self.emit(f"{result}.append({variable})")
-        self.depth -= 1
+                self.emit(f"{result}.append({variable})")
+
+        self.loop(node, target, variable, body)
 
 
 class _Indent:

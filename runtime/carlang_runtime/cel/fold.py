@@ -1,5 +1,6 @@
 """Constant folding: sub-expressions of literals (`duration("5m")`, `timestamp("...")`,
-`60 * 60`) evaluated once, at compile time, instead of on every call.
+`60 * 60`, `true && false`, `true ? a : b`) evaluated once, at compile time, instead of on
+every call.
 
 A sub-expression is folded when it is a call of a standard function, or an operator, whose
 operands are all literals (after folding), and evaluating it succeeds with a scalar value. One
@@ -42,7 +43,13 @@ _UNARY: Final = {"-": ops.neg, "!": ops.logical_not}
 def fold(node: n.Expr) -> n.Expr:
     """`node` with its constant sub-expressions replaced by their values (a new tree where
     anything changed; unchanged sub-trees are shared)."""
+    if isinstance(node, (n.Literal, n.Ident)):
+        return node  # nothing under it, and nothing to fold
     rebuilt = _with_folded_children(node)
+    if isinstance(rebuilt, n.Conditional):  # `true ? a : b` is `a`
+        condition = rebuilt.condition
+        if isinstance(condition, n.Literal) and type(condition.value) is bool:
+            return rebuilt.then if condition.value else rebuilt.otherwise
     value = _constant_value(rebuilt)
     if value is _NOT_CONSTANT:
         return rebuilt
@@ -103,6 +110,11 @@ def _constant_value(node: n.Expr) -> Any:
     if isinstance(node, n.Binary) and node.op in _BINARY:
         values = _literals(node.left, node.right)
         return _NOT_CONSTANT if values is None else _evaluate(_BINARY[node.op], values)
+    if isinstance(node, (n.And, n.Or)):  # of bool literals only: anything else may fail
+        values = _literals(*node.operands)
+        if values is None or any(type(value) is not bool for value in values):
+            return _NOT_CONSTANT
+        return all(values) if isinstance(node, n.And) else any(values)
     if isinstance(node, n.Unary) and node.op in _UNARY:
         values = _literals(node.operand)
         return _NOT_CONSTANT if values is None else _evaluate(_UNARY[node.op], values)

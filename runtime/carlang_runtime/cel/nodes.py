@@ -31,6 +31,10 @@ __all__ = [
 ]
 
 
+# Each node kind's attribute names, found once (the passes over a tree ask for every node).
+_NAMES: dict[type, tuple[str, ...]] = {}
+
+
 class Expr:
     """Any expression; `start`/`end` are its offsets in the source text."""
 
@@ -42,8 +46,15 @@ class Expr:
 
     # Plain classes rather than dataclasses: a dataclass per node kind made this module the
     # slowest import of `carlang check`. One generic equality and repr serve them all.
-    def _names(self) -> list[str]:
-        return [n for cls in reversed(type(self).__mro__) for n in getattr(cls, "__slots__", ())]
+    def _names(self) -> tuple[str, ...]:
+        kind = type(self)
+        names = _NAMES.get(kind)
+        if names is None:
+            names = tuple(
+                n for cls in reversed(kind.__mro__) for n in getattr(cls, "__slots__", ())
+            )
+            _NAMES[kind] = names
+        return names
 
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):

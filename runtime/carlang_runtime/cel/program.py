@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -9,7 +10,9 @@ from typing import Any
 from ..errors import CarlangRuntimeError
 from . import nodes as n
 from .build import parse
-from .codegen import Generated, generate
+from .cache import DEFAULT as DEFAULT_CACHE
+from .cache import CompileCache, restored, stored_parts
+from .codegen import Generated, generate, resolving_variant
 from .cost import estimate
 from .fold import fold
 from .resolve import resolve
@@ -93,7 +96,9 @@ class Program:
     variant of the same code and reports what decided the result."""
 
     source: str
-    tree: n.Expr
+    # The tree, or (from the disk cache) its pickle, loaded when first needed: most programs
+    # only ever evaluate, which needs the generated function alone.
+    _tree: n.Expr | bytes = field(repr=False)
     cost: int
     limits: Limits
     declared: frozenset[str] | None
@@ -102,6 +107,16 @@ class Program:
     container: str = ""
     _explain: Callable[..., Any] | None = field(default=None, repr=False)
     _recorded: dict[int, n.Expr] = field(default_factory=dict, repr=False)
+
+    @property
+    def tree(self) -> n.Expr:
+        """The checked and folded expression tree the code was generated from."""
+        if type(self._tree) is bytes:
+            import pickle
+
+            self._tree = pickle.loads(self._tree)
+        assert isinstance(self._tree, n.Expr)
+        return self._tree
 
     @property
     def function(self) -> Callable[..., Any]:
@@ -180,6 +195,7 @@ def compile(  # noqa: A001 - the name the API promises, as re.compile
     *,
     limits: Limits | None = None,
     container: str | None = None,
+    cache: CompileCache | None = DEFAULT_CACHE,
 ) -> Program:
     """Compile CEL `source`. Raises `CelSyntaxError` (with line and column) if it does not
     parse, `CelCostError` if its estimated cost is above `limits.max_cost`, and, when
@@ -189,16 +205,40 @@ def compile(  # noqa: A001 - the name the API promises, as re.compile
     `container` (`com.example`) makes names resolve relative to it (cel-spec's name
     resolution, see `resolve.py`); it defaults to the declarations' container. Qualified
     names (`a.b.c` bound as a whole) resolve against the declarations, or without them
-    against the activation at each evaluation."""
+    against the activation at each evaluation.
+
+    A compiled condition is kept in `cache` (in memory, and on disk for the next process: see
+    `cache.py`); the same inputs then give the same `Program` without compiling again.
+    `cache=None` compiles afresh."""
     limits = limits or Limits()
     if container is None:
         container = declarations.container if declarations is not None else ""
+    if cache is None:
+        return _compile(source, declarations, limits, container, None)
+    key = cache.key(source, declarations, container, limits)
+    program: Program | None = cache.get(
+        key, lambda parts: _restore(source, parts, declarations, limits, container)
+    )
+    if program is None:
+        stored: dict[str, Any] = {}
+        program = _compile(source, declarations, limits, container, stored)
+        cache.put(key, program, stored or None)
+    return program
+
+
+def _compile(
+    source: str,
+    declarations: Any,
+    limits: Limits,
+    container: str,
+    stored: dict[str, Any] | None,
+) -> Program:
     _check_container(container)
     tree = parse(source)
     try:
         # Each later stage walks the tree recursively too: a tree the parser accepts may
         # still be too deep for them (300 nested map literals, 400 chained macros).
-        return _compile_tree(source, tree, declarations, limits, container)
+        return _compile_tree(source, tree, declarations, limits, container, stored)
     except (RecursionError, SyntaxError, MemoryError):
         raise CelCompileError(
             "the condition nests too deeply to compile (about ten levels of && and || inside"
@@ -216,7 +256,12 @@ def _check_container(container: str) -> None:
 
 
 def _compile_tree(
-    source: str, tree: n.Expr, declarations: Any, limits: Limits, container: str
+    source: str,
+    tree: n.Expr,
+    declarations: Any,
+    limits: Limits,
+    container: str,
+    stored: dict[str, Any] | None = None,
 ) -> Program:
     cost = estimate(tree, limits.assumed_size).cost
     if cost > limits.max_cost:
@@ -239,8 +284,42 @@ def _compile_tree(
         source=source,
         container=container,
     )
-    function = generated.function("<cel>")
+    code = builtins.compile(generated.source, "<cel>", "exec")
+    function = generated.bind(code)
+    if stored is not None:
+        import pickle
+
+        stored.update(
+            stored_parts(generated, code),
+            tree=pickle.dumps(tree, pickle.HIGHEST_PROTOCOL),
+            cost=cost,
+            declared=declared,
+        )
     return Program(source, tree, cost, limits, declared, generated, function, container)
+
+
+def _restore(
+    source: str, parts: dict[str, Any], declarations: Any, limits: Limits, container: str
+) -> Program:
+    """The program that a compile stored (see `cache.stored_parts`)."""
+    declared: frozenset[str] | None = parts["declared"]
+    generated = restored(
+        parts,
+        limits,
+        lambda: resolving_variant(
+            lambda: program.tree,
+            variables=declared,
+            max_steps=limits.max_steps,
+            max_seconds=limits.max_seconds,
+            source=source,
+            container=container,
+        ),
+    )
+    function = generated.bind(parts["code"])
+    program = Program(
+        source, parts["tree"], parts["cost"], limits, declared, generated, function, container
+    )
+    return program
 
 
 class _Decider:

@@ -324,7 +324,22 @@ class PolicySet:
         matches: list[PolicyMatch] = []
         for rule in found.rules:
             if isinstance(rule, _CelRule):
-                match = self._match(rule, activation, explain)
+                # Inline, the common cases first: most conditions are false.
+                run = rule.run
+                if run is None:
+                    matches.append(rule.match)
+                    continue
+                try:
+                    value = run(activation)
+                except Exception as exc:  # noqa: BLE001 - _failed re-raises what is a bug
+                    matches.append(self._failed(rule, exc, activation, explain))
+                    continue
+                if value is False:
+                    continue
+                if value is True and not explain:
+                    matches.append(rule.match)
+                    continue
+                match = self._valued(rule, value, activation, explain)
                 if match is not None:
                     matches.append(match)
                 continue
@@ -423,28 +438,31 @@ class PolicySet:
             explanation,
         )
 
-    def _match(
-        self, rule: _CelRule, activation: dict[str, Any], explain: bool
-    ) -> PolicyMatch | None:
-        program, run = rule.program, rule.run
-        if program is None or run is None:
-            return rule.match
+    def _failed(
+        self, rule: _CelRule, exc: Exception, activation: dict[str, Any], explain: bool
+    ) -> PolicyMatch:
+        """The match of a condition that raised `exc`: fail closed, a deny or approval policy
+        that cannot be evaluated applies."""
+        program = rule.program
+        assert program is not None
+        error = program.as_error(exc)
         effect = rule.policy.effect
-        try:
-            value = run(activation)
-        except Exception as exc:
-            # Fail closed: a deny or approval policy that cannot be evaluated applies.
-            error = program.as_error(exc)
-            if error.kind == ErrorKind.COST_LIMIT:
-                # A condition stopped by its limits denies, whatever its effect: approving a
-                # call nobody could evaluate is no safer. Explaining would run it again.
-                reason = f"policy {rule.policy.name} exceeded its evaluation limit: {error.message}"
-                return PolicyMatch(
-                    rule.policy.name, PolicyEffect.DENY, reason, error, None, rule.reads
-                )
-            reason = f"{rule.message} (its condition failed: {error.message})"
-            explanation = program.explain(activation) if explain else None
-            return PolicyMatch(rule.policy.name, effect, reason, error, explanation, rule.reads)
+        if error.kind == ErrorKind.COST_LIMIT:
+            # A condition stopped by its limits denies, whatever its effect: approving a
+            # call nobody could evaluate is no safer. Explaining would run it again.
+            reason = f"policy {rule.policy.name} exceeded its evaluation limit: {error.message}"
+            return PolicyMatch(rule.policy.name, PolicyEffect.DENY, reason, error, None, rule.reads)
+        reason = f"{rule.message} (its condition failed: {error.message})"
+        explanation = program.explain(activation) if explain else None
+        return PolicyMatch(rule.policy.name, effect, reason, error, explanation, rule.reads)
+
+    def _valued(
+        self, rule: _CelRule, value: Any, activation: dict[str, Any], explain: bool
+    ) -> PolicyMatch | None:
+        """The match (None: no match) of a condition that evaluated to `value`."""
+        program = rule.program
+        assert program is not None
+        effect = rule.policy.effect
         if value is True:
             if not explain:
                 return rule.match

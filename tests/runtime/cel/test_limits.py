@@ -213,6 +213,22 @@ def test_constant_sub_expressions_are_folded_at_compile_time() -> None:
     assert program.evaluate({"now": datetime(2023, 1, 1, tzinfo=UTC), "n": 5}) is False
 
 
+def test_logic_and_choices_of_literals_are_folded() -> None:
+    program = compile(
+        'duration("5m") < duration("1h") && timestamp("2026-01-01T00:00:00Z") <'
+        ' timestamp("2027-01-01T00:00:00Z") && (1 + 2) * 3 == 9'
+    )
+    assert program.python_source.splitlines()[1:] == ["    return True"]
+    assert compile("1 > 2 || 3 > 4").python_source.splitlines()[1:] == ["    return False"]
+    choice = compile("2 > 1 ? params.a : params.b + 1/0").python_source
+    assert "'a'" in choice and "'b'" not in choice
+    # Operands that are not bool literals keep their run-time meaning (an error).
+    with pytest.raises(CelEvalError):
+        compile("true && 1").evaluate({})
+    with pytest.raises(CelEvalError):
+        compile("1 ? 2 : 3").evaluate({})
+
+
 def test_a_constant_that_fails_is_left_to_fail_where_it_did() -> None:
     assert compile("false && 1 / 0 == 1").evaluate({}) is False
     with pytest.raises(CelEvalError) as caught:

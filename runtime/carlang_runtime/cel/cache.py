@@ -1,0 +1,275 @@
+"""A cache of compiled CEL conditions, so that a condition is parsed, checked and turned into
+Python once, not at every load of the policies that hold it.
+
+Two levels, keyed by a hash of what decides the result (the source, the declarations, the
+container, the limits) and of the code that compiles it (carlang's version, the Python
+version, and the size and modification time of each module of this package, so that an edited
+checkout never runs stale code):
+
+- in memory, the `Program` itself (bounded, least recently used dropped first);
+- on disk, one file per condition holding the folded tree and the generated function's
+  marshalled code object, so that a fresh process skips parsing, checking, code generation and
+  Python's `compile()`. The directory is `$CARLANG_CACHE_DIR/cel`, else
+  `$XDG_CACHE_HOME/carlang/cel`, else `~/.cache/carlang/cel`; `CARLANG_CACHE_DIR=off` turns
+  the disk level off. A file that cannot be read or does not decode is ignored and rewritten;
+  one that cannot be written is skipped: the cache never makes a compile fail.
+
+Only successful compiles are cached; an expression with errors is compiled (and fails) again.
+"""
+
+from __future__ import annotations
+
+import marshal
+import os
+import sys
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Final
+
+from .._version import __version__
+from . import codegen
+from .functions import compile_regex
+
+__all__ = ["CompileCache", "DEFAULT", "cache_directory", "stored_parts", "restored"]
+
+# Names in a generated namespace that are rebuilt rather than stored.
+_REBUILT: Final = frozenset({"_budget", "_resolving"})
+
+# Files written by another layout are never read: the format is part of the key.
+_FORMAT: Final = 1
+_MEMORY_SIZE: Final = 1024
+# At most this many conditions on disk (a few KB each); the count is checked every so many
+# writes of one process (and at its first).
+_DISK_FILES: Final = 8192
+_PRUNE_EVERY: Final = 256
+# A stored condition is a few kilobytes: one read of this much gets it all (os.read allocates
+# the whole size first, so much more would cost more than the read itself).
+_CHUNK: Final = 1 << 16
+_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+
+
+@lru_cache(maxsize=64)
+def _limits_text(limits: Any) -> str:
+    return repr(limits)
+
+
+def cache_directory() -> Path | None:
+    """Where compiled conditions are stored on disk (None: not on disk)."""
+    configured = os.environ.get("CARLANG_CACHE_DIR")
+    if configured is not None:
+        if configured.lower() in ("", "off", "0", "none"):
+            return None
+        return Path(configured) / "cel"
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "carlang" / "cel"
+
+
+def _code_fingerprint() -> str:
+    """carlang's version, the Python that marshals the code, and this package's modules."""
+    parts = [str(_FORMAT), __version__, sys.implementation.cache_tag or sys.version]
+    package = Path(__file__).resolve().parent
+    try:
+        for path in sorted(package.glob("*.py")):
+            stat = path.stat()
+            parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    except OSError:
+        parts.append("unknown")
+    return "\n".join(parts)
+
+
+class CompileCache:
+    """Compiled programs in memory (at most `size`) and, with a `directory`, on disk (by
+    default the one `cache_directory()` names when first needed; at most about `files`)."""
+
+    def __init__(
+        self,
+        directory: Path | None | str = "environment",
+        size: int = _MEMORY_SIZE,
+        files: int = _DISK_FILES,
+    ) -> None:
+        self._directory = directory
+        self.size = size
+        self.files = files
+        self._writes = 0
+        self.memory: OrderedDict[str, Any] = OrderedDict()
+        self._fingerprint: str | None = None
+
+    def key(self, source: str, declarations: Any, container: str, limits: Any) -> Any:
+        """What names one compile in memory: its inputs (hashable)."""
+        if declarations is None:
+            return (source, None, container, limits)
+        declared = tuple(sorted((name, repr(t)) for name, t in declarations.variables.items()))
+        return (source, declared, container, limits)
+
+    def file_key(self, key: Any) -> str:
+        """The hash naming one compile on disk: its inputs and the code that compiles them."""
+        if self._fingerprint is None:
+            self._fingerprint = _code_fingerprint()
+        source, declared, container, limits = key
+        limits_text = None if limits is None else _limits_text(limits)
+        import hashlib  # here, not at import: a process that only starts pays nothing
+
+        text = "\0".join((self._fingerprint, source, repr(declared), container, repr(limits_text)))
+        return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+
+    def get(self, key: Any, rebuild: Callable[[dict[str, Any]], Any]) -> Any:
+        """The cached program for `key`, from memory or else from disk (`rebuild` turns the
+        stored parts into a program), or None."""
+        program = self.memory.get(key)
+        if program is not None:
+            try:
+                self.memory.move_to_end(key)
+            except KeyError:  # another thread dropped it meanwhile: it is still a program
+                pass
+            return program
+        if self.directory is None:
+            return None
+        parts = self._read(self.file_key(key))
+        if parts is None:
+            return None
+        try:
+            program = rebuild(parts)
+        except Exception:  # noqa: BLE001 - a stale or foreign file: compile afresh instead
+            return None
+        self._remember(key, program)
+        return program
+
+    def put(self, key: Any, program: Any, parts: dict[str, Any] | None) -> None:
+        """Keep `program` in memory and `parts` (what rebuilds it) on disk."""
+        self._remember(key, program)
+        if parts is not None and self.directory is not None:
+            self._write(self.file_key(key), parts)
+
+    def clear(self) -> None:
+        """Forget the programs held in memory (the disk is left as it is)."""
+        self.memory.clear()
+
+    def _remember(self, key: Any, program: Any) -> None:
+        self.memory[key] = program
+        while len(self.memory) > self.size:
+            try:
+                self.memory.popitem(last=False)
+            except KeyError:  # emptied by another thread
+                break
+
+    @property
+    def directory(self) -> Path | None:
+        """Where the disk level lives (None: no disk level)."""
+        if isinstance(self._directory, str):
+            self._directory = cache_directory()
+        return self._directory
+
+    def _path(self, key: str) -> Path | None:
+        directory = self.directory
+        return None if directory is None else directory / f"{key}.bin"
+
+    def _read(self, key: str) -> dict[str, Any] | None:
+        directory = self.directory
+        if directory is None:
+            return None
+        try:  # os's calls rather than pathlib's: this is most of a cached compile
+            handle = os.open(f"{os.fspath(directory)}{os.sep}{key}.bin", _READ_FLAGS)
+            try:
+                data = os.read(handle, _CHUNK)
+                while len(data) % _CHUNK == 0 and data:  # rare: a file of 64 KiB or more
+                    more = os.read(handle, _CHUNK)
+                    if not more:
+                        break
+                    data += more
+            finally:
+                os.close(handle)
+        except OSError:
+            return None
+        import pickle
+
+        try:
+            parts = pickle.loads(data)
+            if type(parts) is not dict or parts.get("key") != key:
+                return None
+            parts["code"] = marshal.loads(parts["code"])
+            return parts
+        except Exception:  # noqa: BLE001 - a corrupt file is ignored (and rewritten)
+            return None
+
+    def _write(self, key: str, parts: dict[str, Any]) -> None:
+        path = self._path(key)
+        if path is None:
+            return
+        import pickle
+        import tempfile
+
+        try:
+            data = pickle.dumps({**parts, "key": key}, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:  # noqa: BLE001 - a constant that does not pickle: memory only
+            return
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+            try:
+                with os.fdopen(handle, "wb") as file:
+                    file.write(data)
+                os.replace(temporary, path)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        except OSError:
+            return
+        self._writes += 1
+        if self._writes % _PRUNE_EVERY == 1:
+            self._prune(path.parent)
+
+    def _prune(self, directory: Path) -> None:
+        """Keep the directory to `files` conditions: past that, the older half goes (a
+        language server compiling each keystroke's condition would otherwise fill it)."""
+        try:
+            entries = [entry for entry in os.scandir(directory) if entry.name.endswith(".bin")]
+            if len(entries) <= self.files:
+                return
+            entries.sort(key=lambda entry: entry.stat().st_mtime_ns)
+            for entry in entries[: len(entries) - self.files // 2]:
+                os.unlink(entry.path)
+        except OSError:
+            return
+
+
+def stored_parts(generated: codegen.Generated, code: Any) -> dict[str, Any]:
+    """What the disk keeps of a generated function: its code and the constants it names that
+    the code generator added (the helpers are the same in every process)."""
+    constants = {
+        name: value
+        for name, value in generated.namespace.items()
+        if name not in codegen._HELPERS and name not in _REBUILT and name not in generated.patterns
+    }
+    return {
+        "source": generated.source,
+        "code": marshal.dumps(code),
+        "constants": constants,
+        "patterns": dict(generated.patterns),
+        "variables": generated.variables,
+        "has_macros": generated.has_macros,
+        "resolving": "_resolving" in generated.namespace,
+    }
+
+
+def restored(parts: dict[str, Any], limits: Any, resolving: Callable[[], Any]) -> codegen.Generated:
+    """The `Generated` that `stored_parts` describes, under `limits` (`resolving` makes its
+    name-resolving variant, when it had one)."""
+    namespace = dict(codegen._HELPERS)
+    namespace.update(parts["constants"])
+    namespace["_budget"] = codegen._Budget(limits.max_steps, limits.max_seconds)
+    for name, pattern in parts["patterns"].items():
+        namespace[name] = compile_regex(pattern).search
+    if parts["resolving"]:
+        namespace["_resolving"] = resolving()
+    return codegen.Generated(
+        parts["source"],
+        namespace,
+        parts["variables"],
+        parts["has_macros"],
+        patterns=dict(parts["patterns"]),
+    )
+
+
+DEFAULT: Final = CompileCache()

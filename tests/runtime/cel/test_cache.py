@@ -1,0 +1,149 @@
+"""The cache of compiled conditions: in memory, on disk for the next process, never an error."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from carlang_runtime.cel import (
+    CelCompileError,
+    CelEvalError,
+    CelSyntaxError,
+    Limits,
+    compile,
+    format_value,
+)
+from carlang_runtime.cel import program as program_module
+from carlang_runtime.cel.cache import CompileCache
+from carlang_runtime.cel.checker import Declarations
+from carlang_runtime.cel.types import DYN
+from hypothesis import given, settings
+
+from .generator import activations, expressions
+
+ACTIVATION: dict[str, Any] = {
+    "params": {"url": "http://127.0.0.1/x", "hosts": ["a.example.com", "b.example.com"]},
+    "a.b": {"c": 7},
+}
+SOURCES = [
+    'params.url.matches("^https?://(localhost|127\\\\.)")',
+    'params.hosts.all(h, h.endsWith(".example.com")) && size(params.hosts) == 2',
+    'timestamp("2026-01-01T00:00:00Z") + duration("5m") > timestamp("2025-01-01T00:00:00Z")',
+    "a.b.c == 7",  # resolves the qualified name `a.b` against the activation
+    "[1.0, 2.0, 3.0].map(x, x * 2.5)[2] == 7.5",
+]
+
+
+def test_the_same_inputs_give_the_same_program_from_memory(tmp_path: Path) -> None:
+    cache = CompileCache(tmp_path)
+    first = compile(SOURCES[1], cache=cache)
+    assert compile(SOURCES[1], cache=cache) is first
+    # Other inputs are other programs.
+    declared = Declarations({"params": DYN})
+    assert compile(SOURCES[1], declared, cache=cache) is not first
+    assert compile(SOURCES[1], container="com.example", cache=cache) is not first
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_fresh_process_restores_the_program_from_disk(
+    tmp_path: Path, source: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fresh = compile(source, cache=None)
+    compile(source, cache=CompileCache(tmp_path))
+    assert len(list(tmp_path.glob("*.bin"))) == 1
+    with monkeypatch.context() as patched:
+        patched.setattr(program_module, "_compile", _must_not_compile)
+        restored = compile(source, cache=CompileCache(tmp_path))  # empty memory: from the file
+    assert restored is not fresh
+    assert restored.evaluate(ACTIVATION) == fresh.evaluate(ACTIVATION)
+    assert restored.python_source == fresh.python_source
+    assert restored.cost == fresh.cost
+    assert str(restored.explain(ACTIVATION)) == str(fresh.explain(ACTIVATION))
+
+
+def _must_not_compile(*_: Any) -> None:
+    raise AssertionError("compiled again instead of restoring the stored program")
+
+
+def test_declarations_are_part_of_the_key_and_the_restored_program(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    declared = Declarations({"params": DYN})
+    compile("params.hosts.exists(h, h == 'x')", declared, cache=CompileCache(tmp_path))
+    monkeypatch.setattr(program_module, "_compile", _must_not_compile)
+    restored = compile("params.hosts.exists(h, h == 'x')", declared, cache=CompileCache(tmp_path))
+    assert restored.declared == frozenset({"params"})
+    assert restored.evaluate(ACTIVATION) is False
+
+
+def test_a_corrupt_file_is_ignored_and_rewritten(tmp_path: Path) -> None:
+    compile(SOURCES[0], cache=CompileCache(tmp_path))
+    [path] = tmp_path.glob("*.bin")
+    path.write_bytes(b"not a pickle")
+    assert compile(SOURCES[0], cache=CompileCache(tmp_path)).evaluate(ACTIVATION) is True
+    assert path.read_bytes() != b"not a pickle"
+    assert compile(SOURCES[0], cache=CompileCache(tmp_path)).evaluate(ACTIVATION) is True
+
+
+def test_a_cache_that_cannot_be_written_only_costs_the_disk_level(tmp_path: Path) -> None:
+    blocked = tmp_path / "file"
+    blocked.write_text("a file where the directory would be")
+    program = compile(SOURCES[1], cache=CompileCache(blocked / "cel"))
+    assert program.evaluate(ACTIVATION) is True
+
+
+def test_another_version_of_the_code_does_not_read_the_files(tmp_path: Path) -> None:
+    cache = CompileCache(tmp_path)
+    key = cache.key("true", None, "", None)
+    other = CompileCache(tmp_path)
+    other._fingerprint = "another carlang"
+    assert cache.file_key(key) != other.file_key(key)
+
+
+def test_errors_are_not_cached(tmp_path: Path) -> None:
+    cache = CompileCache(tmp_path)
+    for _ in range(2):
+        with pytest.raises(CelSyntaxError):
+            compile("params.url ==", cache=cache)
+    assert not cache.memory
+    assert not list(tmp_path.glob("*.bin"))
+
+
+def test_the_disk_level_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARLANG_CACHE_DIR", "off")
+    assert CompileCache().directory is None
+    monkeypatch.setenv("CARLANG_CACHE_DIR", "/somewhere")
+    assert CompileCache().directory == Path("/somewhere/cel")
+
+
+def _outcome(program: Any, activation: dict[str, Any]) -> tuple[str, Any]:
+    try:
+        return ("value", format_value(program.evaluate(activation)))
+    except CelEvalError as exc:
+        return ("error", exc.kind)
+
+
+@settings(max_examples=150)
+@given(expressions(), activations())
+def test_a_restored_program_evaluates_as_the_compiled_one(
+    expression: str, activation: dict[str, Any]
+) -> None:
+    limits = Limits(max_cost=10**15, max_steps=10**15, max_seconds=600.0)
+    try:
+        fresh = compile(expression, limits=limits, cache=None)
+    except CelCompileError:
+        return
+    with tempfile.TemporaryDirectory() as directory:
+        compile(expression, limits=limits, cache=CompileCache(Path(directory)))
+        restored = compile(expression, limits=limits, cache=CompileCache(Path(directory)))
+    assert restored.python_source == fresh.python_source
+    assert _outcome(restored, activation) == _outcome(fresh, activation)
+
+
+def test_the_disk_level_is_bounded(tmp_path: Path) -> None:
+    for number in range(6):
+        # A fresh cache per write: each process checks the count at its first write.
+        compile(f"params.n == {number}", cache=CompileCache(tmp_path, files=4))
+    assert 0 < len(list(tmp_path.glob("*.bin"))) <= 4
