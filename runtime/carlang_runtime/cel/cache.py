@@ -14,6 +14,10 @@ checkout never runs stale code):
   the disk level off. A file that cannot be read or does not decode is ignored and rewritten;
   one that cannot be written is skipped: the cache never makes a compile fail.
 
+A stored condition is code that runs: the disk level is used only in a directory that this
+user owns and no one else may write to (made with mode 0700), as ssh treats its keys. Any other
+directory is passed over, and every condition compiled afresh.
+
 Only successful compiles are cached; an expression with errors is compiled (and fails) again.
 """
 
@@ -95,6 +99,7 @@ class CompileCache:
         self._writes = 0
         self.memory: OrderedDict[str, Any] = OrderedDict()
         self._fingerprint: str | None = None
+        self._checked: Path | None = None
 
     def key(self, source: str, declarations: Any, container: str, limits: Any) -> Any:
         """What names one compile in memory: its inputs (hashable)."""
@@ -156,10 +161,28 @@ class CompileCache:
 
     @property
     def directory(self) -> Path | None:
-        """Where the disk level lives (None: no disk level)."""
+        """Where the disk level lives (None: no disk level, or a directory that others could
+        write to)."""
         if isinstance(self._directory, str):
             self._directory = cache_directory()
+        if self._directory is not None and not self._trusted(self._directory):
+            self._directory = None
         return self._directory
+
+    def _trusted(self, directory: Path) -> bool:
+        """Whether `directory` is this user's alone (made so when missing)."""
+        if directory == self._checked:
+            return True
+        try:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            found = directory.stat()
+        except OSError:
+            return False
+        getuid = getattr(os, "getuid", None)
+        if getuid is not None and (found.st_uid != getuid() or found.st_mode & 0o022):
+            return False
+        self._checked = directory
+        return True
 
     def _path(self, key: str) -> Path | None:
         directory = self.directory
@@ -205,7 +228,6 @@ class CompileCache:
         except Exception:  # noqa: BLE001 - a constant that does not pickle: memory only
             return
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
             handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
             try:
                 with os.fdopen(handle, "wb") as file:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -147,3 +148,22 @@ def test_the_disk_level_is_bounded(tmp_path: Path) -> None:
         # A fresh cache per write: each process checks the count at its first write.
         compile(f"params.n == {number}", cache=CompileCache(tmp_path, files=4))
     assert 0 < len(list(tmp_path.glob("*.bin"))) <= 4
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="ownership checks are POSIX only")
+def test_a_directory_others_may_write_to_is_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A stored condition is code that runs: a file someone else could have put there must not.
+    compile(SOURCES[0], cache=CompileCache(tmp_path))
+    assert len(list(tmp_path.glob("*.bin"))) == 1
+    tmp_path.chmod(0o777)
+    monkeypatch.setattr(program_module, "_compile", _must_not_compile)
+    with pytest.raises(AssertionError, match="compiled again"):
+        compile(SOURCES[0], cache=CompileCache(tmp_path))
+    assert CompileCache(tmp_path).directory is None
+
+
+def test_the_directory_is_made_for_this_user_alone(tmp_path: Path) -> None:
+    compile(SOURCES[0], cache=CompileCache(tmp_path / "new" / "cel"))
+    assert (tmp_path / "new" / "cel").stat().st_mode & 0o777 == 0o700
