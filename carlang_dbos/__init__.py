@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from .backend import (
     APP_NAME,
+    APP_VERSION,
     DEFAULT_DATABASE,
     RUNS_QUEUE,
+    STEP_LAYOUT,
     WORKFLOW,
     DbosSteps,
     DurableApprovals,
@@ -37,6 +39,8 @@ from .experiments import PLANNER_QUEUE, Experiments
 
 __all__ = [
     "APP_NAME",
+    "APP_VERSION",
+    "STEP_LAYOUT",
     "DEFAULT_DATABASE",
     "WORKFLOW",
     "DbosSteps",

@@ -17,12 +17,14 @@ the ones the log already has (same sequence numbers), and are not written twice.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypedDict
 
+from carlang_runtime._version import __version__
 from carlang_runtime.engine import (
     Approval,
     ApprovalRequest,
@@ -67,6 +69,15 @@ WORKFLOW = "carlang_run"
 TOOL_WORKFLOW = "carlang_tool_call"
 #: Where runs are kept when no database is named: a SQLite file in the working directory.
 DEFAULT_DATABASE = "sqlite:///carlang-runs.db"
+#: The sequence of steps a run records (which step names, in which order). A recovered run must
+#: meet its recorded steps in the order it records them again, so a change of the sequence
+#: (layout 2: a tool call's admission is a step only when a replay could decide otherwise)
+#: bumps this number. It is part of the DBOS application version (`application_version`):
+#: runs started under another layout are recovered only by processes of that layout, never
+#: by these, which would fail them ("step 1 was recorded when ... was expected").
+STEP_LAYOUT = 2
+#: The DBOS application version of this process's runs (`DBOS__APPVERSION` overrides it).
+APP_VERSION = f"carlang-{__version__}-steps{STEP_LAYOUT}"
 #: The queue that detached runs wait on until a worker takes them.
 RUNS_QUEUE = "carlang_runs"
 #: The queue that planner experiments' batches wait on (see `carlang_dbos.experiments`).
@@ -363,6 +374,7 @@ def launch(
         "system_database_url": database,
         "log_level": "WARNING",
         "notification_listener_polling_interval_sec": 0.2,
+        "application_version": os.environ.get("DBOS__APPVERSION") or APP_VERSION,
     }
     if executor is not None:
         config["executor_id"] = executor

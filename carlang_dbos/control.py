@@ -29,7 +29,7 @@ __all__ = [
 @dataclass(frozen=True)
 class RunInfo:
     """One durable run: its id, DBOS status, when it started and last changed, its proposal,
-    and its error if it failed."""
+    its error if it failed, and the application version that runs it (see `APP_VERSION`)."""
 
     run_id: str
     status: str
@@ -38,6 +38,7 @@ class RunInfo:
     proposal: str | None
     error: str | None = None
     result: Mapping[str, Any] | None = field(default=None, compare=False)
+    version: str | None = None
 
 
 @contextmanager
@@ -93,6 +94,7 @@ def _info(status: Any) -> RunInfo:
         proposal=_proposal_name(status),
         error=None if error is None else str(error),
         result=output if isinstance(output, Mapping) else None,
+        version=status.app_version,
     )
 
 

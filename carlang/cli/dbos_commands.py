@@ -165,7 +165,10 @@ def runs_list(
         echo("no runs")
         return
     for info in runs:
-        echo(f"{info.run_id}  {info.status:<10}  {info.created or '-'}  {info.proposal or '-'}")
+        echo(
+            f"{info.run_id}  {info.status:<10}  {info.created or '-'}  {info.proposal or '-'}"
+            f"  {info.version or '-'}"
+        )
 
 
 @runs_app.command("show")
@@ -208,6 +211,7 @@ def _run_document(info: Any) -> dict[str, Any]:
         "proposal": info.proposal,
         "error": info.error,
         "result": info.result,
+        "version": info.version,
     }
 
 

@@ -20,7 +20,7 @@ from tests.helpers import run_carlang
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
 
-from carlang_dbos.backend import sqlite_problem  # noqa: E402 - after the skip: it imports dbos
+from carlang_dbos.backend import APP_VERSION, sqlite_problem  # noqa: E402 - after the skip: imports dbos
 
 if sqlite_problem() is not None:
     pytest.skip(sqlite_problem() or "", allow_module_level=True)
@@ -155,9 +155,14 @@ def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(proje
     client = DBOSClient(system_database_url=_db(project))
     try:
         names = [step["function_name"] for step in client.list_workflow_steps(run_id)]
+        [status] = client.list_workflows(workflow_ids=[run_id])
     finally:
         client.destroy()
     assert [name for name in names if name.startswith(("admit ", "call "))] == ["call a", "call b"]
+    # The step layout is in the application version: a run recorded under another layout is
+    # never recovered by this code, which would meet its steps out of order.
+    assert status.app_version == APP_VERSION
+    assert _show(project, run_id)["version"] == APP_VERSION
 
 
 def test_an_approval_waits_across_a_restart_of_every_process(

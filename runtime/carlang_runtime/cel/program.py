@@ -140,6 +140,13 @@ class Program:
         return self.generated.variables
 
     @property
+    def timed(self) -> bool:
+        """Whether an evaluation can stop on the wall-clock limit (`Limits.max_seconds`, checked
+        in macro loops): the same activation can then fail on a busy machine and not on an
+        idle one."""
+        return self.generated.has_macros
+
+    @property
     def python_source(self) -> str:
         """The generated Python source (for debugging and curiosity)."""
         return self.generated.source

@@ -228,9 +228,9 @@ class ProposalRun:
         self.recording = True
         self.program = runtime.decision_program(self.policies) if self.log_decisions else ""
         # Under a durable backend a tool call's admission decision is a recorded step when a
-        # replay could decide differently (a policy reads the time or what ran before, a rate
-        # limit). Otherwise the replay decides again, the same way: one database write fewer
-        # per tool call.
+        # replay could decide differently (a policy reads the time or what ran before, can stop
+        # on CEL's wall-clock limit, a rate limit). Otherwise the replay decides again, the
+        # same way: one database write fewer per tool call.
         self.records_admission = self.steps is not None and any(
             p.depends_on_time() for p in self.policies
         )
@@ -547,6 +547,7 @@ class ProposalRun:
         if self.settled(index, action):
             return
         verdict = await self.admission(action, count_problem)
+        self.log_deciding(action, verdict)
         if not await self.durable_gates(index, verdict, inline):
             return
         self.events.add(_EXECUTING, self.run_id, self.proposal_id, action.id, None, time.time())
@@ -570,6 +571,8 @@ class ProposalRun:
             elif not self.settled(index, actions[index]):
                 calls.append(index)
         verdicts = await asyncio.gather(*(self.admission(actions[i], count_problem) for i in calls))
+        for index, verdict in zip(calls, verdicts, strict=True):  # in the level's order
+            self.log_deciding(actions[index], verdict)
         admitted = [
             index
             for index, verdict in zip(calls, verdicts, strict=True)
@@ -616,11 +619,15 @@ class ProposalRun:
             verdict = await self.steps.run(
                 f"admit {action.id}", self.verdict, action, count_problem
             )
-        # Deciding's events are emitted here, from the record, on a replay as on the first run:
-        # the log's sequence numbers, which tell a replay what it already holds, stay the same.
+        return verdict
+
+    def log_deciding(self, action: Action, verdict: Mapping[str, Any]) -> None:
+        """Log the events deciding `action` emitted (held back in its verdict): from the
+        record, on a replay as on the first run, in the order the caller applies verdicts,
+        so the log's sequence numbers, which tell a replay what it already holds, stay the
+        same."""
         for kind, data in verdict.get("events", ()):
             self.emit(EventKind(kind), action.id, data=data, scrubbed=True)
-        return verdict
 
     def verdict(self, action: Action, count_problem: str | None) -> dict[str, Any]:
         """The admission decision of a tool call as plain data (what a durable step records),
@@ -1263,6 +1270,7 @@ class ProposalRun:
         )
         if self.steps is not None:  # decided once, as any tool call under a durable backend
             verdict = await self.admission(undo, None)
+            self.log_deciding(undo, verdict)
             problems, decision = verdict.get("problems"), _recorded_decision(verdict)
         else:
             problems = self.rejections(undo, None)

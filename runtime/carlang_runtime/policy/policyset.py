@@ -208,13 +208,19 @@ class PolicySet:
         )
 
     def depends_on_time(self) -> bool:
-        """Whether a verdict can differ for the same action, parameters, state and scope: a
-        condition that reads `now` or `history`, or a rate limit (enforced policies only:
-        shadow ones decide nothing)."""
-        return any(
-            (rule.reads if isinstance(rule, _CelRule) else rule[1].reads) & ON_TIME
-            for rule in self._rules
-        )
+        """Whether deciding the same action, parameters, state and scope again can turn out
+        differently: a condition that reads `now` or `history`, one that can stop on the
+        wall-clock limit (a macro loop), or a rate limit; shadow policies' included (what
+        they would decide is logged)."""
+        if self.shadow is not None and self.shadow.depends_on_time():
+            return True
+        for rule in self._rules:
+            if isinstance(rule, _CelRule):
+                if rule.reads & ON_TIME or (rule.program is not None and rule.program.timed):
+                    return True
+            elif rule[1].reads & ON_TIME:
+                return True
+        return False
 
     def add(self, policy: Policy) -> None:
         """Add a policy; raises `PolicyLoadError` if its condition does not compile. A

@@ -3,10 +3,12 @@ its admission decision, when a replay could decide otherwise), and a replay of t
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from carlang_runtime import ir
 from carlang_runtime.engine import AutoApprove, Runtime
 
@@ -16,13 +18,19 @@ from .support import call, proposal, statuses, write
 class RecordingSteps:
     """A stand-in for a durable backend: records every step; replays what it has."""
 
-    def __init__(self, records: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, records: dict[str, Any] | None = None, delays: dict[str, float] | None = None
+    ) -> None:
         self.records: dict[str, Any] = records if records is not None else {}
         self.ran: list[str] = []
+        # Seconds a step waits before it runs: steps of a level then finish in another order
+        # than they started, as on a real backend.
+        self.delays = delays or {}
 
     async def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         if name in self.records:
             return self.records[name]
+        await asyncio.sleep(self.delays.get(name, 0.0))
         self.ran.append(name)
         value = fn(*args)
         if inspect.isawaitable(value):
@@ -192,3 +200,46 @@ def test_a_replay_logs_deciding_events_where_the_first_run_did() -> None:
     again.execute(plan)
     assert replay.ran == []
     assert [(str(e.kind), e.action_id) for e in again.events] == kinds
+
+
+@pytest.mark.parametrize(
+    ("policy", "shadow"),
+    [
+        ('now < timestamp("2000-01-01T00:00:00Z")', True),  # a shadow policy's log reads now
+        ("params.items.exists(i, i == 'x')", False),  # a loop can stop on the wall clock
+    ],
+)
+def test_a_decision_that_may_not_repeat_is_recorded(policy: str, shadow: bool) -> None:
+    steps = RecordingSteps()
+    rt = Runtime()
+    rt.steps = steps
+    rt.register_tool("work", lambda items: items)
+    rt.add_policy(ir.CelPolicy(name="p", tools=["work"], effect="deny", when=policy, shadow=shadow))
+    rt.execute(proposal(call("a", "work", params={"items": ["a"]})))
+    assert steps.ran == ["admit a", "call a"]
+
+
+def test_deciding_events_are_logged_in_the_levels_order_whichever_step_ends_first() -> None:
+    def runtime(steps: RecordingSteps) -> Runtime:
+        rt = Runtime(decision_log=True)
+        rt.steps = steps
+        rt.register_tool("work", lambda item: item)
+        late = 'now < timestamp("2000-01-01T00:00:00Z")'
+        rt.add_policy(ir.CelPolicy(name="late", tools=["work"], effect="deny", when=late))
+        return rt
+
+    plan = proposal(
+        call("a", "work", params={"item": "a"}, failure_behavior="skip"),
+        call("b", "work", params={"item": "b"}, failure_behavior="skip"),
+    )
+    first = RecordingSteps(delays={"admit a": 0.05})
+    rt = runtime(first)
+    rt.execute(plan)
+    assert first.ran.index("admit b") < first.ran.index("admit a")  # b decided first
+    decided = [e.action_id for e in rt.events if str(e.kind) == "policy_decision"]
+    assert decided == ["a", "b"]
+    again = runtime(RecordingSteps(dict(first.records)))
+    again.execute(plan)
+    assert [(str(e.kind), e.action_id) for e in again.events] == [
+        (str(e.kind), e.action_id) for e in rt.events
+    ]
