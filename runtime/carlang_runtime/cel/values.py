@@ -209,16 +209,24 @@ class CelDuration:
     def __hash__(self) -> int:
         return hash((CelDuration, self.nanos))
 
-    def __lt__(self, other: CelDuration) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not CelDuration:
+            return NotImplemented
         return self.nanos < other.nanos
 
-    def __le__(self, other: CelDuration) -> bool:
+    def __le__(self, other: object) -> bool:
+        if type(other) is not CelDuration:
+            return NotImplemented
         return self.nanos <= other.nanos
 
-    def __gt__(self, other: CelDuration) -> bool:
+    def __gt__(self, other: object) -> bool:
+        if type(other) is not CelDuration:
+            return NotImplemented
         return self.nanos > other.nanos
 
-    def __ge__(self, other: CelDuration) -> bool:
+    def __ge__(self, other: object) -> bool:
+        if type(other) is not CelDuration:
+            return NotImplemented
         return self.nanos >= other.nanos
 
     def __repr__(self) -> str:
@@ -265,16 +273,24 @@ class CelTimestamp:
     def __hash__(self) -> int:
         return hash((CelTimestamp, self.nanos))
 
-    def __lt__(self, other: CelTimestamp) -> bool:
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not CelTimestamp:
+            return NotImplemented
         return self.nanos < other.nanos
 
-    def __le__(self, other: CelTimestamp) -> bool:
+    def __le__(self, other: object) -> bool:
+        if type(other) is not CelTimestamp:
+            return NotImplemented
         return self.nanos <= other.nanos
 
-    def __gt__(self, other: CelTimestamp) -> bool:
+    def __gt__(self, other: object) -> bool:
+        if type(other) is not CelTimestamp:
+            return NotImplemented
         return self.nanos > other.nanos
 
-    def __ge__(self, other: CelTimestamp) -> bool:
+    def __ge__(self, other: object) -> bool:
+        if type(other) is not CelTimestamp:
+            return NotImplemented
         return self.nanos >= other.nanos
 
     def __repr__(self) -> str:
@@ -297,13 +313,24 @@ def cel_value(value: Any) -> Any:
     return value
 
 
-@lru_cache(maxsize=256)
 def _from_python_time(value: datetime | timedelta) -> CelTimestamp | CelDuration:
-    # Cached: an activation's `now` is met by every operation that reads it, and a datetime
-    # caches its own hash, so a hit costs far less than the conversion.
     if type(value) is datetime:
-        return check_timestamp(CelTimestamp.from_datetime(value))
-    return check_duration(CelDuration.from_timedelta(value))  # type: ignore[arg-type]
+        # Keyed with the offset too: two datetimes of one zone that differ only in `fold` (the
+        # repeated hour when clocks go back) are equal in Python, but are different instants.
+        return _timestamp_of(value, value.utcoffset())
+    return _duration_of(value)
+
+
+# Cached: an activation's `now` is met by every operation that reads it, and a datetime caches
+# its own hash, so a hit costs far less than the conversion.
+@lru_cache(maxsize=256)
+def _timestamp_of(value: datetime, offset: timedelta | None) -> CelTimestamp:
+    return check_timestamp(CelTimestamp.from_datetime(value))
+
+
+@lru_cache(maxsize=256)
+def _duration_of(value: timedelta) -> CelDuration:
+    return check_duration(CelDuration.from_timedelta(value))
 
 
 TYPES: Final[dict[str, CelType]] = {

@@ -329,3 +329,22 @@ def test_datetimes_round_trip_exactly(moment: datetime) -> None:
     assert converted.to_datetime() == moment
     assert parse_timestamp(moment.isoformat().replace("+00:00", "Z")) == converted
     assert cel_value(moment.replace(tzinfo=None)) == converted
+
+
+def test_the_repeated_hour_of_a_zone_keeps_both_instants() -> None:
+    # Python calls these two equal (one zone, only `fold` differs); they are an hour apart.
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo("America/New_York")
+    first = datetime(2026, 11, 1, 1, 30, tzinfo=zone)
+    second = first.replace(fold=1)
+    assert format_value(cel_value(first)) == 'timestamp("2026-11-01T05:30:00Z")'
+    assert format_value(cel_value(second)) == 'timestamp("2026-11-01T06:30:00Z")'
+
+
+def test_times_order_only_against_their_own_kind_in_python() -> None:
+    with pytest.raises(TypeError):
+        assert CelTimestamp(0) < datetime(2026, 1, 1, tzinfo=UTC)  # type: ignore[operator]
+    with pytest.raises(TypeError):
+        assert CelDuration(5) < CelTimestamp(10)  # type: ignore[operator]
+    assert CelDuration(5) < CelDuration(10) and CelTimestamp(10) >= CelTimestamp(10)
