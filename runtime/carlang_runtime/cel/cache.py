@@ -15,8 +15,10 @@ checkout never runs stale code):
   one that cannot be written is skipped: the cache never makes a compile fail.
 
 A stored condition is code that runs: the disk level is used only in a directory that this
-user owns and no one else may write to (made with mode 0700), as ssh treats its keys. Any other
-directory is passed over, and every condition compiled afresh.
+user owns and no one else may write to (made with mode 0700), and a file is read only if it is
+this user's and no one else may write to it (checked on the open file, not on its path, so a
+directory swapped for another's after the first check gains nothing). Anything else is passed
+over and the condition compiled afresh.
 
 Only successful compiles are cached; an expression with errors is compiled (and fails) again.
 """
@@ -51,7 +53,14 @@ _PRUNE_EVERY: Final = 256
 # A stored condition is a few kilobytes: one read of this much gets it all (os.read allocates
 # the whole size first, so much more would cost more than the read itself).
 _CHUNK: Final = 1 << 16
-_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+_GETUID: Final = getattr(os, "getuid", None)
+
+
+def _ours(found: os.stat_result) -> bool:
+    """Whether a file or directory is this user's and no one else may write to it (POSIX;
+    elsewhere the operating system's own permissions decide)."""
+    return _GETUID is None or (found.st_uid == _GETUID() and not found.st_mode & 0o022)
 
 
 @lru_cache(maxsize=64)
@@ -66,21 +75,37 @@ def cache_directory() -> Path | None:
         if configured.lower() in ("", "off", "0", "none"):
             return None
         return Path(configured) / "cel"
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = str(Path.home() / ".cache")
+        except (RuntimeError, KeyError):  # no HOME and no passwd entry (containers)
+            return None
     return Path(base) / "carlang" / "cel"
 
 
 def _code_fingerprint() -> str:
-    """carlang's version, the Python that marshals the code, and this package's modules."""
+    """carlang's version, the Python that marshals the code, and the files that compile it:
+    this package's modules and parser tables, and the modules of the runtime it imports."""
     parts = [str(_FORMAT), __version__, sys.implementation.cache_tag or sys.version]
     package = Path(__file__).resolve().parent
+    runtime = package.parent
+    used = ("lalr.py", "errors.py", "jsontext.py", "suggest.py", "_version.py")
     try:
-        for path in sorted(package.glob("*.py")):
+        files = [*sorted(package.glob("*.py")), package / "cel_tables.json"]
+        for path in [*files, *(runtime / name for name in used)]:
             stat = path.stat()
             parts.append(f"{path.name}:{stat.st_size}:{stat.st_mtime_ns}")
     except OSError:
         parts.append("unknown")
     return "\n".join(parts)
+
+
+class _FromEnvironment:
+    """The default directory: `cache_directory()`, looked up when first needed."""
+
+
+_FROM_ENVIRONMENT: Final = _FromEnvironment()
 
 
 class CompileCache:
@@ -89,7 +114,7 @@ class CompileCache:
 
     def __init__(
         self,
-        directory: Path | None | str = "environment",
+        directory: Path | str | None | _FromEnvironment = _FROM_ENVIRONMENT,
         size: int = _MEMORY_SIZE,
         files: int = _DISK_FILES,
     ) -> None:
@@ -163,8 +188,10 @@ class CompileCache:
     def directory(self) -> Path | None:
         """Where the disk level lives (None: no disk level, or a directory that others could
         write to)."""
-        if isinstance(self._directory, str):
+        if isinstance(self._directory, _FromEnvironment):
             self._directory = cache_directory()
+        elif isinstance(self._directory, str):
+            self._directory = Path(self._directory)
         if self._directory is not None and not self._trusted(self._directory):
             self._directory = None
         return self._directory
@@ -178,8 +205,7 @@ class CompileCache:
             found = directory.stat()
         except OSError:
             return False
-        getuid = getattr(os, "getuid", None)
-        if getuid is not None and (found.st_uid != getuid() or found.st_mode & 0o022):
+        if not _ours(found):
             return False
         self._checked = directory
         return True
@@ -195,6 +221,8 @@ class CompileCache:
         try:  # os's calls rather than pathlib's: this is most of a cached compile
             handle = os.open(f"{os.fspath(directory)}{os.sep}{key}.bin", _READ_FLAGS)
             try:
+                if not _ours(os.fstat(handle)):
+                    return None
                 data = os.read(handle, _CHUNK)
                 while len(data) % _CHUNK == 0 and data:  # rare: a file of 64 KiB or more
                     more = os.read(handle, _CHUNK)
@@ -224,6 +252,8 @@ class CompileCache:
         import tempfile
 
         try:
+            if not _ours(path.parent.stat()):  # swapped for another's since it was checked
+                return
             data = pickle.dumps({**parts, "key": key}, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - a constant that does not pickle: memory only
             return

@@ -167,3 +167,50 @@ def test_a_directory_others_may_write_to_is_never_read(
 def test_the_directory_is_made_for_this_user_alone(tmp_path: Path) -> None:
     compile(SOURCES[0], cache=CompileCache(tmp_path / "new" / "cel"))
     assert (tmp_path / "new" / "cel").stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="ownership checks are POSIX only")
+def test_a_file_others_may_write_to_is_never_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    compile(SOURCES[0], cache=CompileCache(tmp_path))
+    [path] = tmp_path.glob("*.bin")
+    path.chmod(0o666)
+    monkeypatch.setattr(program_module, "_compile", _must_not_compile)
+    with pytest.raises(AssertionError, match="compiled again"):
+        compile(SOURCES[0], cache=CompileCache(tmp_path))
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="needs chown (root)")
+def test_another_users_file_is_never_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    compile(SOURCES[0], cache=CompileCache(tmp_path))
+    [path] = tmp_path.glob("*.bin")
+    os.chown(path, 54321, -1)
+    monkeypatch.setattr(program_module, "_compile", _must_not_compile)
+    with pytest.raises(AssertionError, match="compiled again"):
+        compile(SOURCES[0], cache=CompileCache(tmp_path))
+
+
+def test_no_home_means_no_disk_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    from carlang_runtime.cel.cache import cache_directory
+
+    def homeless() -> Path:
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.delenv("CARLANG_CACHE_DIR", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setattr(Path, "home", homeless)
+    assert cache_directory() is None
+    assert compile("1 + 1 == 2", cache=CompileCache()).evaluate({}) is True
+
+
+def test_a_directory_given_as_text_is_used(tmp_path: Path) -> None:
+    compile(SOURCES[0], cache=CompileCache(str(tmp_path)))
+    assert len(list(tmp_path.glob("*.bin"))) == 1
+
+
+def test_the_parser_driver_and_tables_are_part_of_the_key() -> None:
+    from carlang_runtime.cel.cache import _code_fingerprint
+
+    fingerprint = _code_fingerprint()
+    assert "lalr.py:" in fingerprint and "cel_tables.json:" in fingerprint
