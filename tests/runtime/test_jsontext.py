@@ -1,0 +1,86 @@
+"""`parse_json`'s fast path (the C decoder, checks on the decoded value) against its exact path
+(every check on the text): same value or same error, position included."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from carlang_runtime import jsontext
+from carlang_runtime.jsontext import JsonTextError, parse_json
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def _exact(text: str) -> tuple[str, object]:
+    fast = jsontext._parse_plain
+    jsontext._parse_plain = lambda _text: jsontext._NOT_PLAIN
+    try:
+        return _outcome(text)
+    finally:
+        jsontext._parse_plain = fast
+
+
+def _outcome(text: str) -> tuple[str, object]:
+    try:
+        return "ok", parse_json(text)
+    except JsonTextError as exc:
+        return "error", str(exc)
+
+
+def _same(text: str) -> None:
+    got, want = _outcome(text), _exact(text)
+    assert got == want
+    if got[0] == "ok":  # 1 == 1.0 == True: compare the kinds of numbers too
+        assert json.dumps(got[1]) == json.dumps(want[1])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 128 + "]" * 128,
+        "[" * 129 + "]" * 129,
+        '{"a":' * 128 + "1" + "}" * 128,
+        '{"a":' * 129 + "1" + "}" * 129,
+        "[" * 3000 + "]" * 3000,
+        "[1e400]",
+        "-1e400",
+        "[1" + "0" * 400 + "]",
+        "1" + "0" * 5000,
+        "[18446744073709551615, -18446744073709551615, 18446744073709551616]",
+        "[NaN]",
+        "[-Infinity]",
+        '"\\ud800"',
+        '"\\ud800\\udc00"',
+        '"\\\\ud800"',
+        "[1,]",
+        '{"a":1}x',
+        "3",
+        "\ufeff{}",
+        "[1.5e10, -0.0, 1E+2, 1e-400]",
+        '{"a": 1, "a": 2}',
+        "",
+    ],
+)
+def test_fast_path_decides_as_the_exact_path(text: str) -> None:
+    _same(text)
+
+
+_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=3), inner),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_json, st.integers(min_value=0, max_value=140))
+def test_fast_path_agrees_on_generated_documents(value: object, depth: int) -> None:
+    text = json.dumps(value, allow_nan=True)
+    _same(text)
+    _same("[" * depth + text + "]" * depth)
+    _same(text[: len(text) // 2])  # usually malformed
