@@ -14,6 +14,7 @@ from operator import itemgetter
 from typing import Any
 
 from .ir import Action, ActionType, Compensation, Precondition, Reversibility, SourceLoc
+from .ir.fastload import PlainColumns
 
 __all__ = ["Columns", "STATE_WRITE", "TOOL_CALL", "STATE_READ", "ASSERTION"]
 
@@ -76,6 +77,28 @@ class Columns:
             list(map(g["compensation"], fields)),
             list(map(g["reversibility"], fields)),
             list(map(g["loc"], fields)),
+        )
+
+    @classmethod
+    def of_plain(cls, plain: PlainColumns) -> Columns:
+        """The columns of a proposal checked a column at a time (`ir.fastload`); its actions
+        have no preconditions, compensation or location."""
+        v = plain.values
+        n = len(v["id"])
+        empty: list[Any] = []  # read only, shared: no plain action has preconditions
+        return cls(
+            plain.proposal.actions,
+            v["id"],
+            v["type"],
+            v["tool"],
+            v["parameters"],
+            v["expected_effects"],
+            v["state_dependencies"],
+            v["depends_on"],
+            [empty] * n,
+            [None] * n,
+            v["reversibility"],
+            [None] * n,
         )
 
     def __len__(self) -> int:

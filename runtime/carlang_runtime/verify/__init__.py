@@ -17,6 +17,7 @@ from ..columns import Columns
 from ..dag import Dag, build_dag
 from ..errors import IRLoadError, LoadProblem
 from ..ir import ActionProposal, Budget, Capability, ToolSchema, load_proposal, load_tools
+from ..ir.fastload import PlainColumns, plain_columns
 from ..ir.load import gc_paused
 from ..jsontext import JsonTextError, parse_json
 from ..paramcheck import ParamChecker
@@ -135,12 +136,36 @@ def verify(
     None skips the tool checks. `max_actions`: the resource bound (default 30, as CAR's CLI).
     `capability` / `budget`: checked when given. Raises `IRLoadError` on malformed input.
     """
-    prop = load_proposal(proposal)
+    plain = _plain(proposal) if isinstance(proposal, (str, bytes)) else None
+    prop = plain.proposal if plain is not None else load_proposal(proposal)
     initial = load_state(state)
     with gc_paused():
         return analyse(
-            prop, initial, tool_set(tools), max_actions, capability, budget, state is not None
+            prop,
+            initial,
+            tool_set(tools),
+            max_actions,
+            capability,
+            budget,
+            state is not None,
+            cols=Columns.of_plain(plain) if plain is not None else None,
         ).result
+
+
+def _plain(text: str | bytes) -> PlainColumns | None:
+    """The columns of a proposal in JSON text of plain actions, checked without a model per
+    action (`ir.fastload`); None for anything else, which `load_proposal` then loads (and
+    reports exactly as always when it is wrong)."""
+    try:
+        data = parse_json(text)
+    except JsonTextError:
+        return None
+    if isinstance(data, dict) and set(data) == {"proposal"}:
+        data = data["proposal"]
+    if not isinstance(data, dict):
+        return None
+    with gc_paused():
+        return plain_columns(data)
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,9 +186,13 @@ def analyse(
     capability: Capability | None = None,
     budget: Budget | None = None,
     state_given: bool = True,
+    *,
+    cols: Columns | None = None,
 ) -> Analysis:
-    """`verify` on a loaded proposal, state and tool set, keeping its columns and DAG."""
-    cols = Columns.of(prop.actions)
+    """`verify` on a loaded proposal, state and tool set, keeping its columns and DAG
+    (`cols`: the proposal's columns, when they are already made)."""
+    if cols is None:
+        cols = Columns.of(prop.actions)
     dag = build_dag(cols)
     ctx = VerifyContext(
         proposal=prop,

@@ -1,0 +1,186 @@
+"""The column-at-a-time loader (`ir.fastload`) against pydantic: on every generated proposal it
+either declines (and pydantic decides) or gives exactly what pydantic's models give; `verify`
+from JSON text answers and fails exactly as on the loaded model."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from carlang_runtime.columns import Columns
+from carlang_runtime.errors import IRLoadError
+from carlang_runtime.ir import ActionProposal, load_proposal
+from carlang_runtime.ir.fastload import PLAIN_KEYS, plain_columns
+from carlang_runtime.verify import verify
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+_scalars = (
+    st.none() | st.booleans() | st.integers(-5, 2**65) | st.floats(-1e3, 1e3) | st.text(max_size=3)
+)
+_anything = (
+    _scalars
+    | st.lists(_scalars, max_size=2)
+    | st.dictionaries(st.text(max_size=2), _scalars, max_size=2)
+)
+_keys = st.sampled_from(["k0", "k1", "k2"])
+
+#: Per field: mostly valid values, sometimes anything at all (usually invalid).
+_FIELDS: dict[str, st.SearchStrategy[Any]] = {
+    "type": st.sampled_from(["tool_call", "state_write", "state_read", "assertion"]),
+    "tool": st.none() | st.sampled_from(["step", "other"]),
+    "parameters": st.dictionaries(
+        st.sampled_from(["key", "value", "i"]), _keys | _scalars, max_size=2
+    ),
+    "expected_effects": st.dictionaries(_keys, _scalars, max_size=2),
+    "state_dependencies": st.lists(_keys, max_size=2),
+    "read_set": st.lists(_keys, max_size=2),
+    "write_set": st.lists(_keys, max_size=2),
+    "depends_on": st.lists(st.sampled_from(["a0", "a1", "a2", "zz"]), max_size=2),
+    "invocation_mode": st.sampled_from(["one_shot", "streaming", "long_running"]),
+    "reversibility": st.sampled_from(["reversible", "compensable", "irreversible"]),
+    "failure_behavior": st.sampled_from(["abort", "retry", "skip"]),
+    "idempotent": st.booleans(),
+    "max_retries": st.integers(0, 2**32 - 1),
+    "timeout_ms": st.none() | st.integers(0, 2**64 - 1),
+    "metadata": st.dictionaries(st.text(max_size=2), _scalars, max_size=2),
+    # not plain: these make the loader decline
+    "preconditions": st.just([{"key": "k0", "operator": "exists"}]),
+    "loc": st.just({"file": "f", "line": 1, "column": 2}),
+    "unknown": _scalars,
+}
+
+
+@st.composite
+def _action(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    action: dict[str, Any] = {}
+    if draw(st.integers(0, 9)):
+        action["id"] = f"a{index}"
+    for name in draw(st.lists(st.sampled_from(sorted(_FIELDS)), max_size=6, unique=True)):
+        broken = draw(st.integers(0, 14)) == 0
+        action[name] = draw(_anything if broken else _FIELDS[name])
+    if draw(st.integers(0, 19)):
+        action["type"] = draw(_FIELDS["type"])
+    return action
+
+
+@st.composite
+def _proposals(draw: st.DrawFn) -> dict[str, Any]:
+    count = draw(st.integers(0, 4))
+    doc: dict[str, Any] = {"id": "p", "actions": [draw(_action(i)) for i in range(count)]}
+    if draw(st.integers(0, 9)) == 0:
+        doc["source"] = draw(_anything)
+    return doc
+
+
+def _without_random_ids(dumped: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in dumped.items() if k != "id" or "id" in given}
+
+
+def _columns(cols: Columns, given: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            cols.ids[i] if "id" in given[i] else None,
+            cols.types[i],
+            cols.tools[i],
+            cols.parameters[i],
+            cols.effects[i],
+            cols.dependencies[i],
+            cols.depends_on[i],
+            list(cols.preconditions[i]),
+            cols.compensations[i],
+            cols.reversibility[i],
+            cols.locs[i],
+        )
+        for i in range(len(cols))
+    ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(_proposals())
+def test_plain_columns_are_pydantics_or_nothing(doc: dict[str, Any]) -> None:
+    data = json.loads(json.dumps(doc))
+    plain = plain_columns(data)
+    try:
+        model = ActionProposal.model_validate(json.loads(json.dumps(doc)))
+    except ValidationError:
+        assert plain is None
+        return
+    plain_keys = all(isinstance(a, dict) and a.keys() <= PLAIN_KEYS for a in doc["actions"])
+    assert (plain is not None) == plain_keys  # declines only what it does not check
+    if plain is None:
+        return
+    given_actions = doc["actions"]
+    assert _columns(Columns.of_plain(plain), given_actions) == _columns(
+        Columns.of(model.actions), given_actions
+    )
+    lazy = plain.proposal.actions
+    assert len(lazy) == len(model.actions)
+    for built, validated, given_action in zip(lazy, model.actions, given_actions, strict=True):
+        assert type(built) is type(validated)
+        assert _without_random_ids(built.model_dump(), given_action) == _without_random_ids(
+            validated.model_dump(), given_action
+        )
+        assert built.model_fields_set == validated.model_fields_set
+        assert built.model_dump_json(exclude={"id"}) == validated.model_dump_json(exclude={"id"})
+    assert plain.proposal.model_dump(exclude={"actions"}) == model.model_dump(exclude={"actions"})
+
+
+def _verify_outcome(source: object) -> object:
+    try:
+        result = verify(source, tools=["step"])  # type: ignore[arg-type]
+    except IRLoadError as exc:
+        return [(p.path, p.message, p.position) for p in exc.problems]
+    return result.model_dump()
+
+
+@settings(max_examples=150, deadline=None)
+@given(_proposals(), st.booleans())
+def test_verify_from_text_is_verify_of_the_model(doc: dict[str, Any], wrapped: bool) -> None:
+    for action in doc["actions"]:
+        if isinstance(action, dict):
+            action.setdefault("id", "same")  # random ids would differ between the two loads
+    text = json.dumps({"proposal": doc} if wrapped else doc, indent=1)
+    try:
+        model = load_proposal(text)
+    except IRLoadError as exc:
+        with pytest.raises(IRLoadError) as raised:
+            verify(text, tools=["step"])
+        assert raised.value.problems == exc.problems  # same messages and positions
+        return
+    assert _verify_outcome(text) == _verify_outcome(model)
+
+
+def test_a_plain_proposal_takes_the_column_path() -> None:
+    doc = {"actions": [{"id": "a", "type": "tool_call", "tool": "step"}, {"type": "state_read"}]}
+    plain = plain_columns(doc)
+    assert plain is not None
+    assert plain.values["id"][0] == "a" and len(plain.values["id"][1]) == 12  # CAR's short id
+    assert plain.proposal.actions[1].id == plain.values["id"][1]
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        {"type": "tool_call", "max_retries": -1},
+        {"type": "tool_call", "max_retries": True},
+        {"type": "tool_call", "timeout_ms": 2**64},
+        {"type": "tool_call", "parameters": None},
+        {"type": "tool_call", "state_dependencies": ["k", 1]},
+        {"type": "tool_call", "reversibility": "undoable"},
+        {"type": "tool_call", "idempotent": 1},
+        {"type": "tool_call", "id": 7},
+        {"tool": "step"},
+    ],
+)
+def test_invalid_plain_actions_fail_as_before(action: dict[str, Any]) -> None:
+    text = json.dumps({"actions": [{"id": "ok", "type": "tool_call"}, action]}, indent=2)
+    assert plain_columns(json.loads(text)) is None
+    with pytest.raises(IRLoadError) as from_load:
+        load_proposal(text)
+    with pytest.raises(IRLoadError) as from_verify:
+        verify(text)
+    assert from_verify.value.problems == from_load.value.problems
+    assert all(p.position is not None for p in from_verify.value.problems)
