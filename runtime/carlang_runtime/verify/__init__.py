@@ -136,7 +136,8 @@ def verify(
     None skips the tool checks. `max_actions`: the resource bound (default 30, as CAR's CLI).
     `capability` / `budget`: checked when given. Raises `IRLoadError` on malformed input.
     """
-    plain = _plain(proposal) if isinstance(proposal, (str, bytes)) else None
+    with gc_paused():  # decoding makes as many objects as validating: both are paused
+        plain = _plain(proposal) if isinstance(proposal, (str, bytes)) else None
     prop = plain.proposal if plain is not None else load_proposal(proposal)
     initial = load_state(state)
     with gc_paused():
@@ -164,8 +165,7 @@ def _plain(text: str | bytes) -> PlainColumns | None:
         data = data["proposal"]
     if not isinstance(data, dict):
         return None
-    with gc_paused():
-        return plain_columns(data)
+    return plain_columns(data)
 
 
 @dataclass(frozen=True, slots=True)
