@@ -1,5 +1,5 @@
 """`python -m benchmarks [verify|compile|cel|runtime|planner|experiments|policytest|dbos|mcp|
-replay|lsp|all] [--quick]`."""
+replay|lsp|memory|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ BENCHMARKS = {
     "mcp": mcp_bench.run,
     "replay": replay_bench.run,
     "lsp": lsp_bench.run,
+    "memory": verify_bench.run_memory,
 }
 
 

@@ -210,3 +210,80 @@ def run(quick: bool = False) -> list[Row]:
         "verify vs car-runtime (median)" + ("" if car else "  [car-runtime not installed]"), rows
     )
     return scaling + rows + _from_text(car, repeat)
+
+
+_MEMORY_CHILD = """
+import json, resource, sys
+engine, path = sys.argv[1], sys.argv[2]
+if engine == "carlang":
+    from carlang_runtime.verify import verify
+    verify('{"actions": []}', tools=["step"])
+    run = lambda text: verify(text, tools=["step"])
+else:
+    import car_runtime
+    run = lambda text: car_runtime.verify(text, None, ["step"])
+with open("/proc/self/statm") as statm:
+    before = int(statm.read().split()[1]) * resource.getpagesize()
+with open(path, encoding="utf-8") as source:
+    run(source.read())
+with open("/proc/self/status") as status:  # VmHWM: this process image's own peak
+    hwm = [line for line in status if line.startswith("VmHWM:")]
+peak = int(hwm[0].split()[1]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"before": before, "peak": peak}))
+"""
+
+
+def _peak_rss(engine: str, path: str) -> tuple[int, int]:
+    """(RSS after start-up, peak RSS (VmHWM; `ru_maxrss` can carry the forking parent's peak
+    across exec)) of one process that reads the JSON text at `path` and
+    verifies it with `engine`: the text's own memory counts, as it does for a caller."""
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, engine, path],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    figures = json.loads(out.strip().splitlines()[-1])
+    return figures["before"], figures["peak"]
+
+
+def run_memory(quick: bool = False) -> None:
+    """Peak RSS of verify from JSON text per point, each in a fresh process, against
+    car-runtime; target: <= 1.2 KB per action at 1M and a peak no higher than car-runtime's."""
+    import os
+    import tempfile
+
+    car = has_car()
+    sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
+    header = f"{'case':<34} {'carlang peak':>13} {'per action':>11} {'car-runtime peak':>17}  ok"
+    print("\nverify from JSON text, peak RSS (fresh process per point)")
+    print(header)
+    print("-" * len(header))
+    for shape in ("chain", "fan-out", "10 independent chains"):
+        for n in sizes:
+            if shape != "fan-out" and n > 100_000:
+                continue  # car-runtime is quadratic on chains: fan-out alone at 1M
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+                json.dump(_TEXT_SHAPES[shape](n), handle)
+            try:
+                before, peak = _peak_rss("carlang", handle.name)
+                per_action = (peak - before) / n
+                theirs = (
+                    _peak_rss("car", handle.name)[1]
+                    if car and (shape == "fan-out" or n <= 10_000)
+                    else None
+                )
+            finally:
+                os.unlink(handle.name)
+            verdict = ""
+            if n == 1_000_000:
+                ok = per_action <= 1200 and (theirs is None or peak <= theirs)
+                verdict = "PASS" if ok else "MISS"
+            car_text = f"{theirs / 2**20:.0f} MB" if theirs else "-"
+            print(
+                f"{shape + f' {n:,}':<34} {peak / 2**20:>10.0f} MB {per_action:>8.0f} B"
+                f" {car_text:>17}  {verdict}"
+            )
