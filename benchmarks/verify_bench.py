@@ -228,7 +228,8 @@ with open(path, encoding="utf-8") as source:
     run(source.read())
 with open("/proc/self/status") as status:  # VmHWM: this process image's own peak
     hwm = [line for line in status if line.startswith("VmHWM:")]
-peak = int(hwm[0].split()[1]) * 1024 if hwm else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+usage = resource.getrusage(resource.RUSAGE_SELF)
+peak = int(hwm[0].split()[1]) * 1024 if hwm else usage.ru_maxrss * 1024
 print(json.dumps({"before": before, "peak": peak}))
 """
 
