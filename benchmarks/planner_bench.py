@@ -77,9 +77,9 @@ def run(quick: bool = False) -> list[Row]:
     plan = _monte_carlo_plan(100)
     monte = median_time(lambda: simulate_monte_carlo(plan, rates, 1000, seed=1), repeat)
     rows = [
-        Row("rank 10 x 10,000 actions: JSON text, CAR's score", as_car, car, 1.5),
-        Row("rank 10 x 10,000 actions: loaded, CAR's score", on_models, car, 1.5),
-        Row("rank 10 x 10,000 actions: loaded, carlang's score", full, car, 1.5),
+        Row("rank 10 x 10,000 actions: JSON text, CAR's score", as_car, car, 1.0),
+        Row("rank 10 x 10,000 actions: loaded, CAR's score", on_models, car, 1.0),
+        Row("rank 10 x 10,000 actions: loaded, carlang's score", full, car, 1.0),
         Row("Monte Carlo: 1,000 trials of a 100-action plan", monte, None, 0.5),
     ]
     print_table(
