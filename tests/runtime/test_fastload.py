@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from carlang_runtime.columns import Columns
 from carlang_runtime.errors import IRLoadError
-from carlang_runtime.ir import ActionProposal, load_proposal
+from carlang_runtime.ir import ActionProposal, Capability, load_proposal
 from carlang_runtime.ir.fastload import PLAIN_KEYS, plain_columns
 from carlang_runtime.verify import verify
 from hypothesis import given, settings
@@ -128,9 +128,13 @@ def test_plain_columns_are_pydantics_or_nothing(doc: dict[str, Any]) -> None:
     assert plain.proposal.model_dump(exclude={"actions"}) == model.model_dump(exclude={"actions"})
 
 
+#: A capability whose key check reads every action model (built lazily on the column path).
+_CAPABILITY = Capability(allowed_tools=["step"], allowed_state_keys=["k0", "k1"])
+
+
 def _verify_outcome(source: object) -> object:
     try:
-        result = verify(source, tools=["step"])  # type: ignore[arg-type]
+        result = verify(source, tools=["step"], capability=_CAPABILITY)  # type: ignore[arg-type]
     except IRLoadError as exc:
         return [(p.path, p.message, p.position) for p in exc.problems]
     return result.model_dump()
