@@ -174,11 +174,9 @@ _MAX_DURATION_NANOS: Final = MAX_DURATION_SECONDS * _NANOS
 _UNIX_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class CelDuration:
-    """A CEL duration (`google.protobuf.Duration`): a whole number of nanoseconds, exact.
-
-    Immutable, hashable and ordered among durations. `from_timedelta` and `to_timedelta`
-    convert from and to Python's `timedelta` (which holds microseconds)."""
+class _Nanoseconds:
+    """A whole number of nanoseconds, exact: immutable, hashable, equal to and ordered
+    against its own kind only (a duration is never equal to a timestamp)."""
 
     __slots__ = ("nanos",)
     nanos: int
@@ -187,10 +185,45 @@ class CelDuration:
         object.__setattr__(self, "nanos", nanos)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("a CelDuration is immutable")
+        raise AttributeError(f"a {type(self).__name__} is immutable")
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (CelDuration, (self.nanos,))
+        return (type(self), (self.nanos,))
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.nanos == self.nanos
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.nanos))
+
+    def __lt__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.nanos < other.nanos
+
+    def __le__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.nanos <= other.nanos
+
+    def __gt__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.nanos > other.nanos
+
+    def __ge__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.nanos >= other.nanos
+
+
+class CelDuration(_Nanoseconds):
+    """A CEL duration (`google.protobuf.Duration`): a whole number of nanoseconds, exact.
+
+    Immutable, hashable and ordered among durations. `from_timedelta` and `to_timedelta`
+    convert from and to Python's `timedelta` (which holds microseconds)."""
+
+    __slots__ = ()
 
     @classmethod
     def from_timedelta(cls, value: timedelta) -> CelDuration:
@@ -203,54 +236,18 @@ class CelDuration:
         micros = abs(self.nanos) // 1000
         return timedelta(microseconds=-micros if self.nanos < 0 else micros)
 
-    def __eq__(self, other: object) -> bool:
-        return type(other) is CelDuration and other.nanos == self.nanos
-
-    def __hash__(self) -> int:
-        return hash((CelDuration, self.nanos))
-
-    def __lt__(self, other: object) -> bool:
-        if type(other) is not CelDuration:
-            return NotImplemented
-        return self.nanos < other.nanos
-
-    def __le__(self, other: object) -> bool:
-        if type(other) is not CelDuration:
-            return NotImplemented
-        return self.nanos <= other.nanos
-
-    def __gt__(self, other: object) -> bool:
-        if type(other) is not CelDuration:
-            return NotImplemented
-        return self.nanos > other.nanos
-
-    def __ge__(self, other: object) -> bool:
-        if type(other) is not CelDuration:
-            return NotImplemented
-        return self.nanos >= other.nanos
-
     def __repr__(self) -> str:
         return f'duration("{format_duration(self)}")'
 
 
-class CelTimestamp:
+class CelTimestamp(_Nanoseconds):
     """A CEL timestamp (`google.protobuf.Timestamp`): nanoseconds since the Unix epoch (UTC),
     exact, within years 1..9999.
 
     Immutable, hashable and ordered among timestamps. `from_datetime` and `to_datetime`
     convert from and to Python's `datetime` (which holds microseconds)."""
 
-    __slots__ = ("nanos",)
-    nanos: int
-
-    def __init__(self, nanos: int) -> None:
-        object.__setattr__(self, "nanos", nanos)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("a CelTimestamp is immutable")
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (CelTimestamp, (self.nanos,))
+    __slots__ = ()
 
     @property
     def seconds(self) -> int:
@@ -266,32 +263,6 @@ class CelTimestamp:
     def to_datetime(self) -> datetime:
         """As an aware `datetime` in UTC, rounded down to whole microseconds."""
         return _UNIX_EPOCH + timedelta(microseconds=self.nanos // 1000)
-
-    def __eq__(self, other: object) -> bool:
-        return type(other) is CelTimestamp and other.nanos == self.nanos
-
-    def __hash__(self) -> int:
-        return hash((CelTimestamp, self.nanos))
-
-    def __lt__(self, other: object) -> bool:
-        if type(other) is not CelTimestamp:
-            return NotImplemented
-        return self.nanos < other.nanos
-
-    def __le__(self, other: object) -> bool:
-        if type(other) is not CelTimestamp:
-            return NotImplemented
-        return self.nanos <= other.nanos
-
-    def __gt__(self, other: object) -> bool:
-        if type(other) is not CelTimestamp:
-            return NotImplemented
-        return self.nanos > other.nanos
-
-    def __ge__(self, other: object) -> bool:
-        if type(other) is not CelTimestamp:
-            return NotImplemented
-        return self.nanos >= other.nanos
 
     def __repr__(self) -> str:
         return f'timestamp("{format_timestamp(self)}")'
