@@ -1,0 +1,172 @@
+"""What `carlang check` does, without typer: finding the sources and their project, compiling
+each, and reporting. The typer command (`lang_commands.check_command`) and the lean path
+(`carlang.cli.lean`, which `carlang check` takes when its arguments are plain) both run
+`run_check`; the helpers serve the other commands too."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .console import EXIT_FAILED, EXIT_OK, echo, fail_usage, painted
+
+if TYPE_CHECKING:
+    from carlang.compiler import CompileResult
+    from carlang.diagnostics import Diagnostic
+    from carlang.project import Project
+
+__all__ = [
+    "CheckFormat",
+    "run_check",
+    "collect_sources",
+    "project_root",
+    "find_project_of",
+    "compile_all",
+    "blocking_errors",
+]
+
+
+class CheckFormat(StrEnum):
+    """Output format of `carlang check`."""
+
+    text = "text"
+    json = "json"
+    sarif = "sarif"
+
+
+def collect_sources(paths: list[Path]) -> list[Path]:
+    """The .car files named, and those under the directories named (sorted, no repeats)."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*.car") if p.is_file()))
+        elif path.is_file():
+            found.append(path)
+        else:
+            fail_usage(f"{path}: no such file or directory")
+    unique = list(dict.fromkeys(p.resolve() for p in found))
+    if not unique:
+        fail_usage("no .car files to check")
+    return unique
+
+
+def find_project_of(files: list[Path], root: Path | None) -> Project:
+    """The project of the first file (its `carlang.toml`, if any); `--root`, when given,
+    overrides the root found."""
+    from carlang.project import ProjectError, find_project
+
+    try:
+        project = find_project(files[0])
+    except ProjectError as exc:
+        fail_usage(str(exc))
+    if root is not None:
+        if not root.is_dir():
+            fail_usage(f"--root {root}: not a directory")
+        project = replace(project, root=root.resolve())
+    return project
+
+
+def project_root(files: list[Path], root: Path | None) -> Path:
+    """The project root: `--root` when given, else the one found from the first file (the
+    nearest directory upwards with a `carlang.toml` or `.git`, else the file's directory)."""
+    return find_project_of(files, root).root
+
+
+def blocking_errors(
+    diagnostics: Sequence[Diagnostic], proposal_errors_ok: bool
+) -> list[Diagnostic]:
+    """The errors that stop a command using the program. With `proposal_errors_ok`, those
+    that only make a proposal invalid (verify's findings, an action a policy will deny) do
+    not: ranking, explaining and testing are about exactly those."""
+    from carlang_runtime.verify import RUNTIME_CODES
+
+    from carlang.policycheck import DENIED
+
+    tolerated = {c.code for c in RUNTIME_CODES} | {DENIED} if proposal_errors_ok else set()
+    return [d for d in diagnostics if d.severity == "error" and d.code not in tolerated]
+
+
+def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], list[Diagnostic]]:
+    """Compile each file as an entry; diagnostics merged without repeats, and unused
+    declarations reported only when no compiled program uses them."""
+    from carlang.cascade import without_repeated_warnings
+    from carlang.compiler import compile_file, unused_declarations, unused_diagnostic
+
+    results = [compile_file(f, root, report_unused=False) for f in files]
+    seen: dict[tuple[Any, ...], Diagnostic] = {}
+    for result in results:
+        for diagnostic in result.diagnostics.items:
+            seen.setdefault(diagnostic.sort_key(), diagnostic)
+    unused: dict[tuple[str, str, str], Any] = {}
+    used_anywhere: set[tuple[str, str, str]] = set()
+    for result in results:
+        names = {f.source.name for f in result.loaded.files}
+        found = {
+            (kind, name, origin.source.name): origin
+            for kind, name, origin in unused_declarations(result)
+        }
+        for kind, name in result.used:
+            for file in names:
+                used_anywhere.add((kind, name, file))
+        unused.update(found)
+    for (kind, name, file), origin in unused.items():
+        if (kind, name, file) not in used_anywhere:
+            diagnostic = unused_diagnostic(kind, name, origin)
+            seen.setdefault(diagnostic.sort_key(), diagnostic)
+    ordered = sorted(without_repeated_warnings(list(seen.values())), key=lambda d: d.sort_key())
+    return results, ordered
+
+
+def _strict(results: list[CompileResult]) -> list[Diagnostic]:
+    """`--strict`'s own findings: shadowed policies; when there are tests, the policies they
+    do not cover (each reported once, however many programs share it)."""
+    from carlang.strict import shadowed_policies, untested_policies
+    from carlang.testrun import Coverage, run_tests
+
+    found: dict[tuple[Any, ...], Diagnostic] = {}
+    for result in results:
+        for diagnostic in shadowed_policies(result):
+            found.setdefault(diagnostic.sort_key(), diagnostic)
+    if any(result.tests for result in results):
+        coverage = Coverage()
+        run_tests(results, coverage)
+        for diagnostic in untested_policies(results, coverage):
+            found.setdefault(diagnostic.sort_key(), diagnostic)
+    return list(found.values())
+
+
+def run_check(
+    paths: list[Path] | None, strict: bool, output: CheckFormat, root: Path | None
+) -> int:
+    """`carlang check`'s work (see its help): every problem of the programs written out, and
+    the exit code: 0 clean, 1 errors (or warnings, with `strict`). Input it cannot use raises
+    `UsageProblem`."""
+    from carlang.project import apply_allowances
+    from carlang.render import render_json, render_sarif, render_text, summary_line
+
+    files = collect_sources(paths or [Path(".")])
+    project = find_project_of(files, root)
+    results, diagnostics = compile_all(files, project.root)
+    strict = strict or project.strict
+    if strict:
+        diagnostics = [*diagnostics, *_strict(results)]
+    sources = {f.source.name: f.source for r in results for f in r.loaded.files}
+    diagnostics, stale = apply_allowances(diagnostics, sources.values(), project)
+    if strict:
+        diagnostics = sorted([*diagnostics, *stale], key=lambda d: d.sort_key())
+    if output is CheckFormat.json:
+        echo(render_json(diagnostics))
+    elif output is CheckFormat.sarif:
+        echo(render_sarif(diagnostics))
+    else:
+        if diagnostics:
+            echo(painted(render_text(diagnostics)))
+            echo()
+        echo(painted(summary_line(diagnostics, len(files))))
+    failed = any(d.severity == "error" for d in diagnostics) or (
+        strict and any(d.severity == "warning" for d in diagnostics)
+    )
+    return EXIT_FAILED if failed else EXIT_OK

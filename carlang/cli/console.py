@@ -1,0 +1,159 @@
+"""Exit codes, input errors and output of the command line, without typer: what the typer
+commands (through `carlang.cli.common`) and the lean `carlang check` path (`carlang.cli.lean`)
+share, so that a check needs no typer to report its findings or its failure."""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from pathlib import Path
+from typing import NoReturn, TextIO
+
+__all__ = [
+    "EXIT_OK",
+    "EXIT_FAILED",
+    "EXIT_USAGE",
+    "EXIT_INTERNAL",
+    "EXIT_PIPE",
+    "UsageProblem",
+    "fail_usage",
+    "exit_code_for",
+    "read_text",
+    "read_bytes",
+    "echo",
+    "echo_err",
+    "printable",
+    "painted",
+    "use_color",
+    "silence_stdout",
+]
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # the input was read and found wanting (invalid, errors, failed tests)
+EXIT_USAGE = 2  # bad invocation or unreadable input
+EXIT_INTERNAL = 101  # a bug in carlang (CAR uses 101 for a panic)
+EXIT_PIPE = 141  # the reader closed the pipe: what a shell reports for a SIGPIPE death
+
+
+class UsageProblem(Exception):
+    """Input the command cannot use: reported as `error: <message>`, exit 2."""
+
+
+def fail_usage(message: str) -> NoReturn:
+    """Stop the command with a usage/input error."""
+    raise UsageProblem(message)
+
+
+def printable(text: str) -> str:
+    """`text` with any lone UTF-16 surrogate (which no output encoding can hold) written as
+    its `\\udXXX` escape, so that printing a value never fails."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
+
+
+_PAINT = [
+    (re.compile(r"(?m)(: )(error)(\[CL\d{4}\])"), "\x1b[1;31m"),
+    (re.compile(r"(?m)(: )(warning)(\[CL\d{4}\])"), "\x1b[1;33m"),
+    (re.compile(r"(?m)^()(FAIL)( )"), "\x1b[1;31m"),
+    (re.compile(r"(?m)^()(error)(: )"), "\x1b[1;31m"),
+    (re.compile(r"(?m)^()(warning)(: )"), "\x1b[1;33m"),
+    (re.compile(r"(?m)( |^)(0 errors|[1-9]\d* passed, 0 failed)()"), "\x1b[32m"),
+]
+
+
+def use_color(err: bool = False) -> bool:
+    """Colour as `run` does: on a terminal, never when piped or with NO_COLOR set."""
+    stream = sys.stderr if err else sys.stdout
+    return stream.isatty() and not os.environ.get("NO_COLOR")
+
+
+def painted(text: str, err: bool = False) -> str:
+    """`text` with severities, FAIL lines and a clean summary coloured, when `use_color`."""
+    if not use_color(err):
+        return text
+    for pattern, colour in _PAINT:
+        text = pattern.sub(f"\\1{colour}\\2\x1b[0m\\3", text)
+    return text
+
+
+#: What click (typer.echo) strips from a line written to anything but a terminal.
+_ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")
+
+
+def _write_line(stream: TextIO, text: str) -> None:
+    """Write `text` and a newline as typer.echo does: ANSI codes stripped unless the stream is
+    a terminal, flushed at once (so a closed pipe is found inside the command)."""
+    try:
+        terminal = stream.isatty()
+    except Exception:  # noqa: BLE001 - a stream that cannot tell is not a terminal
+        terminal = False
+    line = printable(text) + "\n"
+    stream.write(line if terminal else _ANSI.sub("", line))
+    stream.flush()
+
+
+def echo(text: str = "") -> None:
+    """Write a line to standard output."""
+    _write_line(sys.stdout, text)
+
+
+def echo_err(text: str) -> None:
+    """Write a line to standard error."""
+    _write_line(sys.stderr, text)
+
+
+def exit_code_for(exc: Exception) -> int:
+    """Report an exception that ended a command's body and say the exit code it ends with:
+    the reader went away -> 141, quietly; carlang's input errors -> 2; anything else -> 101,
+    an internal error (re-raised, for its traceback, when `CARLANG_DEBUG` is set)."""
+    from carlang_runtime.errors import CarlangRuntimeError
+
+    if isinstance(exc, BrokenPipeError):
+        # the reader went away (`carlang codes | head -1`): end quietly, like other tools
+        silence_stdout()
+        return EXIT_PIPE
+    if isinstance(exc, (UsageProblem, CarlangRuntimeError)):
+        echo_err(f"error: {exc}")
+        return EXIT_USAGE
+    if os.environ.get("CARLANG_DEBUG"):
+        raise exc
+    echo_err(
+        f"internal error: {type(exc).__name__}: {exc} "
+        "(this is a bug in carlang; rerun with CARLANG_DEBUG=1 for a traceback "
+        "and please report it)"
+    )
+    return EXIT_INTERNAL
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+def read_bytes(path: Path, what: str = "file") -> bytes:
+    """The bytes of `path`, or a usage error naming the file and the reason."""
+    if str(path) == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        fail_usage(f"cannot read {what} {path}: no such file")
+    except IsADirectoryError:
+        fail_usage(f"cannot read {what} {path}: it is a directory")
+    except OSError as exc:
+        fail_usage(f"cannot read {what} {path}: {exc.strerror or exc}")
+
+
+def read_text(path: Path, what: str = "file") -> str:
+    """The UTF-8 text of `path`, or a usage error naming the file and the reason."""
+    data = read_bytes(path, what)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        fail_usage(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})")
