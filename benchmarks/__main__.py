@@ -1,5 +1,5 @@
-"""`python -m benchmarks [verify|compile|cel|runtime|planner|experiments|policytest|dbos|mcp|
-replay|lsp|memory|all] [--quick]`."""
+"""`python -m benchmarks [verify|compile|coldstart|cel|runtime|planner|experiments|policytest|
+dbos|mcp|replay|lsp|memory|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 
 from . import (
     cel_bench,
+    coldstart_bench,
     compile_bench,
     dbos_bench,
     experiments_bench,
@@ -22,6 +23,7 @@ from . import (
 BENCHMARKS = {
     "verify": verify_bench.run,
     "compile": compile_bench.run,
+    "coldstart": coldstart_bench.run,
     "cel": cel_bench.run,
     "runtime": runtime_bench.run,
     "planner": planner_bench.run,

@@ -1,14 +1,12 @@
 """Compile speed: generated programs of N lines, compiled and verified by carlang, next to
-lark alone parsing the same text with the same grammar; and `carlang check` as a fresh process.
+lark alone parsing the same text with the same grammar. (`carlang check` as a fresh process:
+`python -m benchmarks coldstart`.)
 """
 
 from __future__ import annotations
 
 import gc
-import os
 import statistics
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -24,7 +22,7 @@ from carlang.parse import parse
 from carlang.source import Source
 
 from .generate import generate_program
-from .timing import Row, fmt_seconds, print_table
+from .timing import Row, print_table
 
 __all__ = ["run"]
 
@@ -47,32 +45,6 @@ def _lark_parse_paused(lark: Any, text: str) -> None:
 def _compile(path: Path, text: str) -> None:
     result = compile_file(path, path.parent, text=text)
     assert result.program is not None and not result.diagnostics.has_errors
-
-
-def _cold_start(path: Path, runs: int) -> tuple[float, float, float]:
-    """Median wall times in a new interpreter of `carlang check FILE`, `carlang --version` and
-    `python -c pass` (the interpreter's own start-up).
-
-    Bytecode is allowed to be cached (as it is in an installed wheel), whatever this shell's
-    PYTHONDONTWRITEBYTECODE says; the first run writes it.
-    """
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-
-    def wall(argv: list[str]) -> float:
-        samples = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            subprocess.run(argv, check=False, capture_output=True, env=env)
-            samples.append(time.perf_counter() - start)
-        return statistics.median(samples)
-
-    carlang = [sys.executable, "-m", "carlang"]
-    wall([*carlang, "check", str(path)])  # warm the file cache
-    return (
-        wall([*carlang, "check", str(path)]),
-        wall([*carlang, "--version"]),
-        wall([sys.executable, "-c", "pass"]),
-    )
 
 
 #: Issue 18's parser target: compile + verify at most this fraction of lark's parse alone.
@@ -135,22 +107,6 @@ def run(quick: bool = False) -> list[Row]:
                     f"(text -> AST with spans; {parsed / lark_paused:.2f}x lark's parse)",
                 )
             )
-        small = Path(tmp) / "small.car"
-        small.write_text(generate_program(50, seed=11))
-        cold, version, python = _cold_start(small, 5 if quick else 11)
-    for name, seconds, target in (
-        ("carlang check, 50 lines, fresh process", cold, 0.15),
-        ("carlang --version, fresh process", version, 0.06),
-    ):
-        rows.append(
-            Row(
-                name,
-                seconds,
-                None,
-                target,
-                f"(python -c pass: {fmt_seconds(python)}; net {fmt_seconds(seconds - python)})",
-            )
-        )
     print_table(
         "compile (median; the reference is lark alone parsing the same text with the same "
         "grammar, to a tree; CAR has no language)",
