@@ -3,6 +3,10 @@
 Every IR element keeps a `loc`, and the `SourceMap` keeps the AST node behind each one, so that
 later findings (verify's, the policy engine's) can point at the exact name, argument or clause.
 Problems found here are about names, shapes and types; what verify finds is left to verify.
+The models are built with `model_construct` from values checked here (types, ranges, enum
+values), not validated again: a model's validator is built on its first use, which cost a
+small file's `carlang check` ~20 ms (tests/test_lower.py compares every program with its fully
+validated copy).
 
 Lowering rules worth knowing (the README documents them for users):
 - a call's parameters are the arguments as written, then the declared defaults of the ones left
@@ -343,7 +347,7 @@ class _Lowerer:
                         item.span,
                     )
                 else:
-                    tool["rate_limit"] = ir.ToolRateLimit(
+                    tool["rate_limit"] = ir.ToolRateLimit.model_construct(
                         max_calls=item.calls, interval_secs=item.per.ms / 1000
                     )
             elif isinstance(item, ast.ReversibilityItem):
@@ -372,7 +376,9 @@ class _Lowerer:
         if binding is not None:
             tool["mcp"] = binding
         self.tool_params[decl.name.text] = declared_parameters(tool["parameters"])
-        return ir.ToolSchema.model_validate(tool)
+        if "reversibility" in tool:
+            tool["reversibility"] = ir.Reversibility(tool["reversibility"])
+        return ir.ToolSchema.model_construct(**tool)
 
     def tool_schema(
         self, source: Source, decl: ast.ToolDecl, item: ast.ToolSchemaItem | ast.ToolSchemaFrom
@@ -438,7 +444,7 @@ class _Lowerer:
             # a server's tools are its surface for agents and the proxy: not "unused"
             self.used.add(("tool", decl.name.text))
             name = remote.name.value if remote is not None else rest
-            return ir.McpBinding(server=server, tool=name)
+            return ir.McpBinding.model_construct(server=server, tool=name)
         if remote is not None:
             self.d.error(
                 "CL0221",
@@ -589,7 +595,7 @@ class _Lowerer:
                             )
                         initial[key] = entry.default.value
                 decls.append(
-                    ir.StateDecl(
+                    ir.StateDecl.model_construct(
                         key=key,
                         type=type_schema(entry.type) or None,
                         loc=loc_of(source, entry.span),
@@ -677,7 +683,7 @@ class _Lowerer:
                         self.d.error("CL0212", "`max_actions` is given twice", source, item.span)
                     max_actions = item.count
             out.append(
-                ir.Capability(
+                ir.Capability.model_construct(
                     name=decl.name.text,
                     allowed_tools=allowed,
                     denied_tools=denied,
@@ -711,7 +717,7 @@ class _Lowerer:
                         "CL0212", f"`{_item_word(item)}` is given twice", source, item.span
                     )
                 fields[key] = value
-            out.append(ir.Budget.model_validate(fields))
+            out.append(ir.Budget.model_construct(**fields))
         return out
 
     def allows_nothing(self, source: Source, names: Iterable[ast.Name]) -> None:
@@ -789,14 +795,15 @@ class _Lowerer:
                     policy["when_loc"] = loc_of(source, decl.when.span)
                 if decl.approval_timeout is not None:
                     policy["approval_timeout_ms"] = self.approval_timeout(source, decl)
-                out.append(ir.CelPolicy.model_validate(policy))
+                policy["effect"] = ir.PolicyEffect(policy["effect"])
+                out.append(ir.CelPolicy.model_construct(**policy))
             elif isinstance(decl, ast.DenyToolDecl):
                 self.check_targets(source, decl.tools)
                 for tool in decl.tools:
                     name = ast.Name(f"deny_tool:{tool.text}", span=tool.span)
                     if self.declare(self.map.policies, "rule", name, Origin(source, decl)):
                         out.append(
-                            ir.DenyToolRule(
+                            ir.DenyToolRule.model_construct(
                                 name=name.text, tool=tool.text, message=message, loc=loc
                             )
                         )
@@ -814,7 +821,9 @@ class _Lowerer:
                 label = "deny_keyword" if keyword_rules == 1 else f"deny_keyword:{keyword_rules}"
                 self.map.policies[label] = Origin(source, decl)
                 out.append(
-                    ir.DenyKeywordRule(name=label, keywords=keywords, message=message, loc=loc)
+                    ir.DenyKeywordRule.model_construct(
+                        name=label, keywords=keywords, message=message, loc=loc
+                    )
                 )
             elif isinstance(
                 decl, (ast.DenyToolParamDecl, ast.AllowToolParamDecl, ast.DenyToolParamMatchingDecl)
@@ -834,7 +843,7 @@ class _Lowerer:
                     )
                 elif self.declare(self.map.policies, "rule", name, Origin(source, decl)):
                     out.append(
-                        ir.RateLimitToolRule(
+                        ir.RateLimitToolRule.model_construct(
                             name=name.text,
                             tool=decl.tool.text,
                             max_calls=decl.calls,
@@ -849,7 +858,7 @@ class _Lowerer:
                 name = ast.Name(f"require_state:{decl.key.text}", span=decl.key.span)
                 if self.declare(self.map.policies, "rule", name, Origin(source, decl)):
                     out.append(
-                        ir.RequireStateRule(
+                        ir.RequireStateRule.model_construct(
                             name=name.text,
                             key=decl.key.text,
                             value=decl.value.value,
@@ -929,7 +938,7 @@ class _Lowerer:
         name = ast.Name(f"{kind}:{tool}.{param}", span=decl.target.span)
         if not self.declare(self.map.policies, "rule", name, Origin(source, decl)):
             return None
-        return rule_class(
+        return rule_class.model_construct(
             name=name.text, tool=tool, param=param, message=message, loc=loc, **fields
         )
 
@@ -1129,7 +1138,7 @@ class _Lowerer:
                 if condition.value is not None:
                     self.no_columns(source, condition.value)
                 preconditions.append(
-                    ir.Precondition(
+                    ir.Precondition.model_construct(
                         key=condition.key.text,
                         operator=_OPERATORS[condition.op],
                         value=condition.value.value if condition.value is not None else None,
@@ -1170,11 +1179,13 @@ class _Lowerer:
                 reversibility_given = True
             elif isinstance(item, ast.Compensate):
                 parameters = self.call_parameters(source, item.call)
-                action["compensation"] = ir.ToolCompensation(
+                action["compensation"] = ir.ToolCompensation.model_construct(
                     tool=item.call.tool.text, parameters=parameters
                 )
             elif isinstance(item, ast.CompensateWith):
-                action["compensation"] = ir.ActionRefCompensation(action_id=item.action.text)
+                action["compensation"] = ir.ActionRefCompensation.model_construct(
+                    action_id=item.action.text
+                )
             elif isinstance(item, ast.Meta):
                 self.no_columns(source, item.data)
                 action["metadata"] = item.data.value
@@ -1257,8 +1268,8 @@ class _Lowerer:
                 "loc": loc_of(source, decl.span),
             }
             if target:
-                plan["cost_target"] = ir.CostTarget(**target)
-            out.append(ir.Plan.model_validate(plan))
+                plan["cost_target"] = ir.CostTarget.model_construct(**target)
+            out.append(ir.Plan.model_construct(**plan))
         return out
 
     def planner_setting(self, source: Source, item: ast.Setting) -> bool:

@@ -295,6 +295,7 @@ class _Builder:
     def action(
         self, source: Source, given: ast.GivenAction, row: dict[str, Any]
     ) -> ir.Action | None:
+        # Built from checked values, not validated again: see carlang/lower.py's docstring.
         kind = given.kind
         if isinstance(kind, ast.Call):
             tool = self.program_tool(kind.tool.text)
@@ -323,16 +324,22 @@ class _Builder:
                     for problem in validation_errors(tool.name, findings):
                         self.error(source, kind.tool.span, f"this call is invalid: {problem}")
                     return None
-            return ir.Action(id="test", type="tool_call", tool=tool.name, parameters=params)
+            return ir.Action.model_construct(
+                id="test", type=ir.ActionType.TOOL_CALL, tool=tool.name, parameters=params
+            )
         if isinstance(kind, ast.SetState):
             value = _bind(kind.value.value, row)
-            return ir.Action(
-                id="test", type="state_write", parameters={"key": kind.key.text, "value": value}
+            return ir.Action.model_construct(
+                id="test",
+                type=ir.ActionType.STATE_WRITE,
+                parameters={"key": kind.key.text, "value": value},
             )
         if isinstance(kind, ast.ReadState):
-            return ir.Action(id="test", type="state_read", parameters={"key": kind.key.text})
+            return ir.Action.model_construct(
+                id="test", type=ir.ActionType.STATE_READ, parameters={"key": kind.key.text}
+            )
         params = _bind(assertion_parameters(kind.condition), row)
-        return ir.Action(id="test", type="assertion", parameters=params)
+        return ir.Action.model_construct(id="test", type=ir.ActionType.ASSERTION, parameters=params)
 
     def program_tool(self, name: str) -> ir.ToolSchema | None:
         return next((t for t in self.program.tools if t.name == name), None)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
+from typing import Any
+
 import pytest
 from carlang_runtime import ir
 
+from carlang.compiler import compile_file, compile_text
 from tests.helpers import codes, compile_diagnostics, compile_ok
 
 
@@ -251,3 +256,101 @@ def test_actions_and_locations_are_whole_models_in_field_order() -> None:
             assert list(vars(model)) == list(type(model).model_fields)
             assert model.model_fields_set == set(type(model).model_fields)
             assert model == type(model).model_construct(**vars(model))
+
+
+_PROGRAMS = sorted(
+    p
+    for folder in ("examples", "tests")
+    for p in (Path(__file__).resolve().parent.parent / folder).rglob("*.car")
+)
+
+_EVERY_CONSTRUCT = """
+mcp_server files { command "files-server" }
+tool files.read(path: string) -> string
+tool t(a: string, n: int = 2) -> object {
+  description "t"  idempotent  cache 60s  rate 5 per 1m  reversibility compensable
+}
+tool u(x: int) { reversibility reversible }
+state { done: bool = false  count.*: int  k: int = 1 }
+capability c {
+  tools allow t, u, files.* deny v
+  state allow done, count.*, k
+  max_actions 9
+}
+budget b { max_actions 9  max_tool_calls 8  max_duration 10s }
+policy p1: deny t when params.n > 3
+  message "too many"
+policy p2: require_approval u
+deny_tool v
+deny_keyword ["rm -rf"]
+deny_tool_param u.x equals 7
+deny_tool_param t.a contains "y"
+allow_tool_param t.n [1, 2]
+deny_tool_param_matching t.a "^secret"
+rate_limit_tool t 3 per 1m
+require_state k == 1
+tool v()
+proposal one from "m" under c, b {
+  a = t(a: "s") {
+    requires k == 1 "why"  reads k  effects { done = true }  retry 2  on_failure skip
+    timeout 5s  compensate u(x: 1)  meta { o: 1 }  mode streaming
+  }
+  b = u(x: 2) after a { compensate with a }
+  w = set k = 3 after b
+  r = read k after w
+  check = assert done == true after a
+  f = files.read(path: "x") after r
+}
+proposal two { a = t(a: "q") { compensate u(x: 1) } }
+plan choose {
+  candidates one, two
+  cost_weight 0.3
+  target tool_calls 4, actions 5, duration 2m
+  set approval_penalty = 0.2
+}
+test "t passes" {
+  action t(a: "ok")
+  expect allow
+}
+test "state" {
+  action set k = 1
+  expect allow
+}
+test "read" {
+  action read k
+  expect allow
+}
+"""
+
+
+def _validated_copy(model: Any) -> Any:
+    return type(model).model_validate(model.model_dump())
+
+
+@pytest.mark.parametrize("path", _PROGRAMS, ids=lambda p: p.name)
+def test_lowered_models_equal_their_validated_copies(path: Path) -> None:
+    """Lowering builds models without validating them (`model_construct`): each must be
+    exactly what validation makes of it, types included (an enum, not its string; a float,
+    not an int), which `repr` shows and `==` would not."""
+    result = compile_file(path, path.parent)
+    _assert_same_as_validated(result)
+
+
+def test_every_construct_lowers_to_what_validation_makes() -> None:
+    result = compile_text(_EVERY_CONSTRUCT, root=Path("/tmp"))
+    program = result.program
+    assert program is not None
+    assert program.tools and program.policies and program.plans and program.mcp_servers
+    assert len(program.policies) >= 9 and program.budgets and program.capabilities
+    assert [c for c in result.tests if c.action is not None], "no test actions lowered"
+    _assert_same_as_validated(result)
+
+
+def _assert_same_as_validated(result: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pydantic warns when a value is not its field's type
+        if result.program is not None:
+            assert repr(result.program) == repr(_validated_copy(result.program))
+        for case in result.tests:
+            if case.action is not None:
+                assert repr(case.action) == repr(_validated_copy(case.action))
