@@ -18,7 +18,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from carlang_runtime import ir
 from carlang_runtime.ir.load import gc_paused
@@ -32,7 +32,9 @@ from .loader import LoadedProgram, ParseCache, load_program
 from .lower import Origin, SourceMap, lower
 from .policycheck import PolicyFinding, policy_findings
 from .source import Span
-from .testcases import TestCase, build_tests
+
+if TYPE_CHECKING:
+    from .testcases import TestCase
 
 __all__ = ["CompileResult", "compile_file", "compile_text", "compile_or_raise"]
 
@@ -119,7 +121,10 @@ def _compile_loaded(
         broken = check_conditions(lowered.program, result.source_map, result.diagnostics)
         _verify_proposals(result, state)
         _judge_proposals(result, state, broken)
-        result.tests = build_tests(lowered.program, result.source_map, result.diagnostics)
+        if result.source_map.tests:  # most files have none: testcases is not even imported
+            from .testcases import build_tests
+
+            result.tests = build_tests(lowered.program, result.source_map, result.diagnostics)
     if check and report_unused:
         _report_unused(result, unused_declarations(result, entry_only=True))
     diagnostics.items = without_cascades(diagnostics.items, loaded, parse_findings)

@@ -15,7 +15,6 @@ overrides it. A `carlang.toml`:
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
@@ -97,6 +96,8 @@ def find_project(entry: Path) -> Project:
 
 
 def _read_config(path: Path) -> Project:
+    import tomllib  # only a project with a carlang.toml pays for it (~2 ms at start-up)
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
