@@ -23,6 +23,7 @@ __all__ = [
     "format_path",
     "lone_surrogate",
     "too_deep",
+    "unusual",
     "shorten",
 ]
 
@@ -118,7 +119,7 @@ def _parse_plain(text: str) -> object:
         return _NOT_PLAIN
     kind = type(value)
     if kind is dict or kind is list:
-        if _unusual(value, NESTING_LIMIT - 1):
+        if unusual(value, NESTING_LIMIT - 1):
             return _NOT_PLAIN
     elif (kind is int and not -_U64_BOUND < value < _U64_BOUND) or value in _INFINITIES:
         return _NOT_PLAIN
@@ -128,14 +129,14 @@ def _parse_plain(text: str) -> object:
 _U64_BOUND = 2**64
 
 
-def _unusual(container: dict[str, object] | list[object], levels: int) -> bool:
+def unusual(container: dict[str, object] | list[object], levels: int) -> bool:
     """Whether a decoded container holds containers more than `levels` levels deep, or a
     number `_json_int` or `_json_float` might refuse (beyond 64 bits, or infinite)."""
     children = container.values() if type(container) is dict else container
     for child in children:
         kind = type(child)
         if kind is dict or kind is list:
-            if levels == 0 or _unusual(child, levels - 1):  # type: ignore[arg-type]
+            if levels == 0 or unusual(child, levels - 1):  # type: ignore[arg-type]
                 return True
         elif kind is int:
             if not -_U64_BOUND < child < _U64_BOUND:  # type: ignore[operator]

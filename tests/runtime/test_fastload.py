@@ -11,7 +11,7 @@ import pytest
 from carlang_runtime.columns import Columns
 from carlang_runtime.errors import IRLoadError
 from carlang_runtime.ir import ActionProposal, Capability, load_proposal
-from carlang_runtime.ir.fastload import PLAIN_KEYS, plain_columns
+from carlang_runtime.ir.fastload import PLAIN_KEYS, PlainColumns, decode_plain, plain_columns
 from carlang_runtime.verify import verify
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -116,6 +116,13 @@ def test_plain_columns_are_pydantics_or_nothing(doc: dict[str, Any]) -> None:
     assert _columns(Columns.of_plain(plain), given_actions) == _columns(
         Columns.of(model.actions), given_actions
     )
+    _assert_actions_are(plain, model, given_actions)
+
+
+def _assert_actions_are(
+    plain: PlainColumns, model: ActionProposal, given_actions: list[Any]
+) -> None:
+    """The lazily built actions and the proposal's own fields are what pydantic made."""
     lazy = plain.proposal.actions
     assert len(lazy) == len(model.actions)
     for built, validated, given_action in zip(lazy, model.actions, given_actions, strict=True):
@@ -126,6 +133,56 @@ def test_plain_columns_are_pydantics_or_nothing(doc: dict[str, Any]) -> None:
         assert built.model_fields_set == validated.model_fields_set
         assert built.model_dump_json(exclude={"id"}) == validated.model_dump_json(exclude={"id"})
     assert plain.proposal.model_dump(exclude={"actions"}) == model.model_dump(exclude={"actions"})
+
+
+@settings(max_examples=300, deadline=None)
+@given(_proposals(), st.integers(0, 2))
+def test_msgspec_decoding_is_the_json_path_or_nothing(doc: dict[str, Any], indent: int) -> None:
+    """`decode_plain` (msgspec) declines or gives exactly what `plain_columns` gives."""
+    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+    text = json.dumps(doc, indent=indent or None)
+    fast = decode_plain(text)
+    slow = plain_columns(json.loads(text))
+    if fast is None:
+        # it may decline more (numbers beyond 64 bits); never a proposal the json path loads
+        # with plain actions whose maps hold only small numbers
+        return
+    assert slow is not None
+    given_actions = doc["actions"]
+    assert _columns(Columns.of_plain(fast), given_actions) == _columns(
+        Columns.of_plain(slow), given_actions
+    )
+    assert decode_plain(text.encode()) is not None
+    _assert_actions_are(fast, load_proposal(text), given_actions)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"actions": [{"type": "tool_call", "parameters": {"n": 18446744073709551616}}]}',
+        '{"actions": [{"type": "tool_call", "parameters": {"n": [-18446744073709551616]}}]}',
+        '{"actions": [{"type": "tool_call", "parameters": {"n": 1e999}}]}',
+        '{"actions": [{"type": "tool_call", "parameters": {"s": "\\ud800"}}]}',
+        '{"actions": [{"type": "tool_call", "timeout_ms": 18446744073709551616}]}',
+        '{"actions": [{"type": "tool_call"}], "extra": 1}',
+        '{"actions": [{"type": "tool_call", "loc": null}]}',
+        '{"proposal": {"actions": []}}',
+        '{"actions": [{"type": "tool_call", "metadata": {"n": %s}}]}' % ("[" * 125 + "]" * 125),
+        '{"actions": [], "context": {"n": %s}}' % ("[" * 127 + "]" * 127),
+        '{"actions": [{"type": "tool_call"}]} x',
+    ],
+)
+def test_msgspec_decoding_declines_what_parse_json_looks_at(text: str) -> None:
+    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+    assert decode_plain(text) is None
+    assert decode_plain(text.encode()) is None
+
+
+def test_msgspec_decoding_takes_the_deepest_value_the_json_path_takes() -> None:
+    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+    deep = '{"actions": [{"type": "tool_call", "metadata": {"n": %s}}]}' % ("[" * 124 + "]" * 124)
+    assert plain_columns(json.loads(deep)) is not None
+    assert decode_plain(deep) is not None
 
 
 #: A capability whose key check reads every action model (built lazily on the column path).

@@ -14,12 +14,14 @@ pydantic differentially.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import chain, repeat
+from operator import attrgetter
 from typing import Any, overload
 
 from pydantic import ValidationError
 
+from ..jsontext import NESTING_LIMIT, lone_surrogate, unusual
 from ._base import construct, short_id
 from .actions import (
     Action,
@@ -30,7 +32,7 @@ from .actions import (
     Reversibility,
 )
 
-__all__ = ["PlainColumns", "LazyActions", "plain_columns"]
+__all__ = ["PlainColumns", "LazyActions", "plain_columns", "decode_plain"]
 
 
 class _Missing:
@@ -99,12 +101,12 @@ def _present(column: list[Any]) -> list[Any]:
     return [v for v in column if v is not _MISSING]
 
 
-def _filled(column: list[Any], default: Any) -> list[Any]:
-    """`column` with each missing value replaced by `default()` (or `default` itself)."""
+def _filled(column: list[Any], default: Any, missing: object = _MISSING) -> list[Any]:
+    """`column` with each `missing` value replaced by `default()` (or `default` itself)."""
     make = default if callable(default) else None
     if make is None:
-        return [default if v is _MISSING else v for v in column]
-    return [make() if v is _MISSING else v for v in column]
+        return [default if v is missing else v for v in column]
+    return [make() if v is missing else v for v in column]
 
 
 #: `Action`'s defaults (a callable makes a fresh one each time, as default_factory does).
@@ -136,9 +138,15 @@ class LazyActions(Sequence[Action]):
     """The actions of a proposal whose plain fields were checked a column at a time; each
     `Action` is built (as pydantic would, without validating again) when first asked for."""
 
-    def __init__(self, data: list[dict[str, Any]], ids: list[str]) -> None:
-        self._data = data
+    def __init__(
+        self,
+        data: Sequence[Any],
+        ids: list[str],
+        as_dict: Callable[[Any], dict[str, Any]] | None = None,
+    ) -> None:
+        self._data = data  # one decoded JSON object per action, or a row `as_dict` turns into one
         self._ids = ids
+        self._as_dict = as_dict
         self._built: list[Action | None] = [None] * len(data)
 
     def __len__(self) -> int:
@@ -161,6 +169,8 @@ class LazyActions(Sequence[Action]):
 
     def _build(self, index: int) -> Action:
         data = self._data[index]
+        if self._as_dict is not None:
+            data = self._as_dict(data)
         values: dict[str, Any] = {}
         for name in _FIELDS:
             if name in data:
@@ -206,25 +216,100 @@ def plain_columns(data: Mapping[str, Any]) -> PlainColumns | None:
             column = list(map(dict.get, actions, repeat(key), repeat(_MISSING)))
             _check(column, key)
             columns[key] = column
-        proposal = ActionProposal.model_validate({**data, "actions": []})
-    except (_Unfit, ValidationError, TypeError):
+    except (_Unfit, TypeError):
         return None
-    n = len(actions)
+    return _finish({k: v for k, v in data.items() if k != "actions"}, actions, columns, _MISSING)
+
+
+#: The columns `Columns` needs, filled with `Action`'s defaults where an action has no value.
+_COLUMNS = ("id", "tool", "parameters", "expected_effects", "state_dependencies", "depends_on")
+
+
+def _finish(
+    rest: dict[str, Any],
+    rows: Sequence[Any],
+    columns: dict[str, list[Any]],
+    missing: object,
+    as_dict: Callable[[Any], dict[str, Any]] | None = None,
+) -> PlainColumns | None:
+    """The proposal and filled columns from checked `columns` (`missing` marks an absent key;
+    a column absent from `columns` is absent from every action); None when pydantic refuses the
+    proposal's own fields (`rest`: every key but `actions`)."""
+    try:
+        proposal = ActionProposal.model_validate({**rest, "actions": []})
+    except (ValidationError, TypeError):
+        return None
+    n = len(rows)
     values: dict[str, list[Any]] = {}
-    for name in ("id", "tool", "parameters", "expected_effects", "state_dependencies"):
+    for name in _COLUMNS:
         default = _DEFAULTS[name]
+        given = columns.get(name)
         values[name] = (
-            _filled(columns[name], default) if name in columns else _filled([_MISSING] * n, default)
+            _filled(given, default, missing)
+            if given is not None
+            else _filled([missing] * n, default, missing)
         )
-    values["depends_on"] = (
-        _filled(columns["depends_on"], list) if "depends_on" in keys else ([[] for _ in range(n)])
+    values["type"] = list(map(_ENUMS["type"].__getitem__, columns.get("type", ())))  # never missing
+    members, default = _ENUMS["reversibility"], _DEFAULTS["reversibility"]
+    given = columns.get("reversibility")
+    values["reversibility"] = (
+        [members[v] if v is not missing else default for v in given] if given else [default] * n
     )
-    for name in ("type", "reversibility"):
-        members = _ENUMS[name]
-        default = _DEFAULTS.get(name)  # none for `type`: every action has one
-        if name not in columns:
-            values[name] = [default] * n
-        else:
-            values[name] = [members[v] if v is not _MISSING else default for v in columns[name]]
-    proposal.__dict__["actions"] = LazyActions(actions, values["id"])
+    proposal.__dict__["actions"] = LazyActions(rows, values["id"], as_dict)
     return PlainColumns(proposal, values)
+
+
+#: How deep a value inside an action's map field may nest: the document, `actions` and the
+#: action itself are the three levels above the map (see `jsontext.unusual`).
+_MAP_LEVELS = NESTING_LIMIT - 4
+_MAP_FIELDS = ("parameters", "expected_effects", "metadata")
+
+
+def decode_plain(text: str | bytes) -> PlainColumns | None:
+    """`plain_columns` straight from JSON text, decoded and checked by msgspec (the optional
+    `fast` extra); None without msgspec, or for text that is not a proposal of plain actions,
+    or whose values `jsontext.parse_json` would look at more closely (the caller then takes the
+    `json` path, which decides, and reports, exactly as without msgspec)."""
+    try:
+        from . import msgdecode
+    except ImportError:
+        return None
+    if isinstance(text, bytes) and b"\\u" in text:
+        try:
+            text = text.decode("utf-8")  # to look for lone surrogates (rare: escapes only)
+        except UnicodeDecodeError:
+            return None
+    if isinstance(text, str) and "\\u" in text and lone_surrogate(text) is not None:
+        return None  # parse_json reports lone surrogates: msgspec's own errors differ
+    try:
+        doc = msgdecode.decode(text)
+    except msgdecode.DECODE_ERRORS:
+        return None
+    rest = msgdecode.rest_of(doc)
+    if unusual(rest, NESTING_LIMIT - 1):
+        return None
+    rows = doc.actions
+    columns: dict[str, list[Any]] = {}
+    for name in (*_COLUMNS, "type", "reversibility", "metadata", "timeout_ms"):
+        columns[name] = list(map(attrgetter(name), rows))
+    if max([t for t in columns.pop("timeout_ms") if type(t) is int], default=0) > _U64_MAX:
+        return None
+    for name in _MAP_FIELDS:
+        maps = [m for m in columns[name] if m is not msgdecode.UNSET]
+        if maps and not _ordinary_maps(maps):
+            return None
+    del columns["metadata"]
+    return _finish(rest, rows, columns, msgdecode.UNSET, msgdecode.present)
+
+
+def _ordinary_maps(maps: list[dict[str, Any]]) -> bool:
+    """Whether `parse_json`'s walk would pass the values of these action maps: no integer
+    beyond 64 bits, no container nested too deeply (msgspec itself refuses infinities)."""
+    values = list(chain.from_iterable(map(dict.values, maps)))
+    kinds = set(map(type, values))
+    if dict in kinds or list in kinds:
+        return not any(unusual(m, _MAP_LEVELS) for m in maps)
+    if int in kinds:
+        ints = [v for v in values if type(v) is int]
+        return -_U64_MAX <= min(ints) and max(ints) <= _U64_MAX
+    return True

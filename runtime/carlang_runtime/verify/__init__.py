@@ -17,7 +17,7 @@ from ..columns import Columns
 from ..dag import Dag, build_dag
 from ..errors import IRLoadError, LoadProblem
 from ..ir import ActionProposal, Budget, Capability, ToolSchema, load_proposal, load_tools
-from ..ir.fastload import PlainColumns, plain_columns
+from ..ir.fastload import PlainColumns, decode_plain, plain_columns
 from ..ir.load import gc_paused
 from ..jsontext import JsonTextError, parse_json
 from ..paramcheck import ParamChecker
@@ -157,6 +157,9 @@ def _plain(text: str | bytes) -> PlainColumns | None:
     """The columns of a proposal in JSON text of plain actions, checked without a model per
     action (`ir.fastload`); None for anything else, which `load_proposal` then loads (and
     reports exactly as always when it is wrong)."""
+    fast = decode_plain(text)
+    if fast is not None:
+        return fast
     try:
         data = parse_json(text)
     except JsonTextError:

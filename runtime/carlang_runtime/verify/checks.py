@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from ..capability import CapabilityCheck, touched_keys
@@ -199,6 +200,8 @@ def check_loop_detection(ctx: VerifyContext) -> None:
     `1`, `1.0` and `true` as one value (Python equality); groups of two or more, and parameter
     maps that cannot be frozen (nested values), are then counted exactly by canonical JSON.
     """
+    if _all_calls_distinct(ctx.cols):
+        return
     types, params = ctx.cols.types, ctx.cols.parameters
     rough_keys: list[tuple[str, object] | None] = [None] * len(types)
     first_seen: dict[tuple[str, object], int] = {}
@@ -231,6 +234,22 @@ def check_loop_detection(ctx: VerifyContext) -> None:
             )
 
 
+def _all_calls_distinct(cols: Columns) -> bool:
+    """Whether, cheaply, no two tool calls can be identical: every action is a call with a
+    tool and flat parameters, and the hashes of (tool, parameter items) are all different.
+
+    The usual proposal, checked without a Python step per action (and keeping one integer per
+    call, not a frozen copy of its parameters); anything else takes the exact way."""
+    if None in cols.tools or cols.types.count(TOOL_CALL) != len(cols.types):
+        return False
+    try:
+        frozen = map(frozenset, map(dict.items, cols.parameters))
+        hashes = set(map(hash, zip(cols.tools, frozen, strict=True)))
+    except TypeError:  # an unhashable parameter value: lists, maps
+        return False
+    return len(hashes) == len(cols.types)
+
+
 # -- stage 1: per action -----------------------------------------------------------------------
 
 
@@ -244,27 +263,41 @@ def walk(ctx: VerifyContext) -> None:
     cols, state = ctx.cols, ctx.state
     types, effects = cols.types, cols.effects
     preconditions, dependencies = cols.preconditions, cols.dependencies
+    update = state.update
     for index in ctx.dag.order():
         if preconditions[index]:
-            for number, pre in enumerate(preconditions[index]):
-                failure = check_precondition(pre, state)
-                if failure is not None:
-                    message = f"precondition will fail: {failure}"
-                    ctx.report(
-                        "precondition-fails", index, message, path=f"preconditions[{number}]"
-                    )
-        if dependencies[index]:
-            for number, key in enumerate(dependencies[index]):
+            _check_preconditions(ctx, index)
+        keys = dependencies[index]
+        if keys:
+            for key in keys:
                 if key not in state:
-                    message = f"state dependency '{key}' not available at this point"
-                    path = f"state_dependencies[{number}]"
-                    hint = did_you_mean(key, state)
-                    ctx.report("dependency-unavailable", index, message, hint, path=path)
+                    _report_unavailable(ctx, index)
+                    break
         kind = types[index]
         if kind is ASSERTION:
             _check_assertion(ctx, index)
-        if kind is STATE_WRITE or effects[index]:
+        if kind is STATE_WRITE:
             apply_effects(cols, index, state)
+        elif effects[index]:
+            update(effects[index])  # apply_effects, inlined: this loop runs once per action
+
+
+def _check_preconditions(ctx: VerifyContext, index: int) -> None:
+    for number, pre in enumerate(ctx.cols.preconditions[index]):
+        failure = check_precondition(pre, ctx.state)
+        if failure is not None:
+            message = f"precondition will fail: {failure}"
+            ctx.report("precondition-fails", index, message, path=f"preconditions[{number}]")
+
+
+def _report_unavailable(ctx: VerifyContext, index: int) -> None:
+    """One finding per state dependency of action `index` that the state does not have."""
+    for number, key in enumerate(ctx.cols.dependencies[index]):
+        if key not in ctx.state:
+            message = f"state dependency '{key}' not available at this point"
+            hint = did_you_mean(key, ctx.state)
+            path = f"state_dependencies[{number}]"
+            ctx.report("dependency-unavailable", index, message, hint, path=path)
 
 
 def _check_assertion(ctx: VerifyContext, index: int) -> None:
@@ -454,6 +487,8 @@ def write_conflicts(ctx: VerifyContext) -> tuple[list[tuple[int, int, str]], lis
     its writers and its exact count of pairs. Time and memory grow with the number of writers
     and of listed pairs, never with the number of pairs."""
     cols = ctx.cols
+    if _one_writer_per_key(cols):
+        return [], []
     first_writer: dict[str, int] = {}
     writers: dict[str, list[int]] = {}  # only keys with two or more writers
     types, params = cols.types, cols.parameters
@@ -482,6 +517,16 @@ def write_conflicts(ctx: VerifyContext) -> tuple[list[tuple[int, int, str]], lis
             per_key.append(KeyConflict(key, tuple(found), count, exact))
     pairs.sort()
     return pairs[:MAX_LISTED_CONFLICTS], per_key
+
+
+def _one_writer_per_key(cols: Columns) -> bool:
+    """Whether, cheaply, no key has two writers: no state_write, and no key in two actions'
+    expected effects (a map cannot hold a key twice); the usual proposal, checked without a
+    Python step per action."""
+    if STATE_WRITE in cols.types:
+        return False
+    keys = list(chain.from_iterable(cols.effects))
+    return len(set(keys)) == len(keys)
 
 
 def _explicit_reach(ctx: VerifyContext, candidates: dict[str, list[int]]) -> list[int] | None:
