@@ -46,6 +46,9 @@ class Dag:
     unknown_dependencies: list[tuple[int, str]] = field(default_factory=list)
     #: `explicit[i]`: positions named by action i's `depends_on`.
     explicit: list[list[int]] = field(default_factory=list)
+    #: Whether every state dependency is a key an earlier action writes, through an edge that
+    #: holds (no cycle): walking level by level, each is then in the state when it is read.
+    dependencies_written: bool = False
 
     def order(self) -> list[int]:
         """All positions, level by level: the order a static walk visits actions."""
@@ -77,7 +80,7 @@ def _edges(cols: Columns, dag: Dag) -> bool:
     last_state_write: dict[str, int] = {}
     deps_out, explicit_out = dag.deps, dag.explicit
     types, params, named_deps = cols.types, cols.parameters, cols.depends_on
-    backwards = True
+    backwards = written = True
     for i, dependencies in enumerate(cols.dependencies):
         found = _NO_DEPS
         if dependencies:
@@ -88,6 +91,8 @@ def _edges(cols: Columns, dag: Dag) -> bool:
                         found = [w]
                     elif w not in found:
                         found.append(w)
+                else:
+                    written = False
         if types[i] is STATE_WRITE:
             written = params[i].get("key")
             if isinstance(written, str):
@@ -115,6 +120,7 @@ def _edges(cols: Columns, dag: Dag) -> bool:
                     found.append(j)
         deps_out.append(found)
         explicit_out.append(named)
+    dag.dependencies_written = written
     return backwards
 
 
@@ -240,6 +246,7 @@ def build_dag(actions: Sequence[Action] | Columns) -> Dag:
     if levels is None:
         components = sorted(_strongly_connected(dag, n), key=lambda c: c[0])
         dag.cycle_members = components
+        dag.dependencies_written = False  # an edge inside a cycle does not hold
         dag.cycles = [_cycle_path(dag, c) for c in components]
         # Level the condensation: edges inside a cycle are dropped, every other edge holds.
         component_of = {i: k for k, c in enumerate(components) for i in c}

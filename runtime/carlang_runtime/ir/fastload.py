@@ -15,8 +15,8 @@ pydantic differentially.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from itertools import chain, repeat
-from operator import attrgetter
+from itertools import chain, compress, repeat
+from operator import attrgetter, is_
 from typing import Any, overload
 
 from pydantic import ValidationError
@@ -102,11 +102,13 @@ def _present(column: list[Any]) -> list[Any]:
 
 
 def _filled(column: list[Any], default: Any, missing: object = _MISSING) -> list[Any]:
-    """`column` with each `missing` value replaced by `default()` (or `default` itself)."""
-    make = default if callable(default) else None
-    if make is None:
-        return [default if v is missing else v for v in column]
-    return [make() if v is missing else v for v in column]
+    """`column` with each `missing` value replaced by `default()` when it is callable (a fresh
+    value each time), else by `default` itself (shared)."""
+    if not any(map(is_, column, repeat(missing))):
+        return column
+    if callable(default):
+        return [default() if v is missing else v for v in column]
+    return [default if v is missing else v for v in column]
 
 
 #: `Action`'s defaults (a callable makes a fresh one each time, as default_factory does).
@@ -223,6 +225,17 @@ def plain_columns(data: Mapping[str, Any]) -> PlainColumns | None:
 
 #: The columns `Columns` needs, filled with `Action`'s defaults where an action has no value.
 _COLUMNS = ("id", "tool", "parameters", "expected_effects", "state_dependencies", "depends_on")
+#: Defaults shared by every action without the key: the columns are read, never changed (an
+#: `Action` is built from its own JSON, with fresh defaults), and a million empty maps would
+#: cost 64 MB.
+_SHARED_MAP: dict[str, Any] = {}
+_SHARED_LIST: list[Any] = []
+_COLUMN_DEFAULTS: dict[str, Any] = {
+    "parameters": _SHARED_MAP,
+    "expected_effects": _SHARED_MAP,
+    "state_dependencies": _SHARED_LIST,
+    "depends_on": _SHARED_LIST,
+}
 
 
 def _finish(
@@ -242,13 +255,12 @@ def _finish(
     n = len(rows)
     values: dict[str, list[Any]] = {}
     for name in _COLUMNS:
-        default = _DEFAULTS[name]
+        default = _COLUMN_DEFAULTS.get(name, _DEFAULTS[name])
         given = columns.get(name)
-        values[name] = (
-            _filled(given, default, missing)
-            if given is not None
-            else _filled([missing] * n, default, missing)
-        )
+        if given is not None:
+            values[name] = _filled(given, default, missing)
+        else:
+            values[name] = [default() for _ in range(n)] if callable(default) else [default] * n
     values["type"] = list(map(_ENUMS["type"].__getitem__, columns.get("type", ())))  # never missing
     members, default = _ENUMS["reversibility"], _DEFAULTS["reversibility"]
     given = columns.get("reversibility")
@@ -309,7 +321,7 @@ def _ordinary_maps(maps: list[dict[str, Any]]) -> bool:
     kinds = set(map(type, values))
     if dict in kinds or list in kinds:
         return not any(unusual(m, _MAP_LEVELS) for m in maps)
-    if int in kinds:
-        ints = [v for v in values if type(v) is int]
+    if int in kinds:  # the integers picked out without a Python step per value
+        ints = list(compress(values, map(is_, map(type, values), repeat(int))))
         return -_U64_MAX <= min(ints) and max(ints) <= _U64_MAX
     return True

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import chain, repeat
 from typing import Any
 
 from ..capability import CapabilityCheck, touched_keys
@@ -242,12 +242,34 @@ def _all_calls_distinct(cols: Columns) -> bool:
     call, not a frozen copy of its parameters); anything else takes the exact way."""
     if None in cols.tools or cols.types.count(TOOL_CALL) != len(cols.types):
         return False
+    if _one_parameter_distinguishes(cols):
+        return True
     try:
         frozen = map(frozenset, map(dict.items, cols.parameters))
         hashes = set(map(hash, zip(cols.tools, frozen, strict=True)))
     except TypeError:  # an unhashable parameter value: lists, maps
         return False
     return len(hashes) == len(cols.types)
+
+
+def _one_parameter_distinguishes(cols: Columns) -> bool:
+    """Whether (tool, value of one parameter) differs from call to call: the parameter is the
+    first of the first call that has any, and calls without it count as having one more value
+    (values Python finds equal, like 1 and 1.0, count as the same here)."""
+    params = cols.parameters
+    name = next((next(iter(p)) for p in params if p), None)
+    if name is None:
+        return False
+    values = map(dict.get, params, repeat(name), repeat(_ABSENT))
+    try:
+        one_tool = len(set(cols.tools)) == 1  # then the values alone (no pair per call)
+        distinct = set(values) if one_tool else set(zip(cols.tools, values, strict=True))
+    except TypeError:  # a value that cannot be hashed
+        return False
+    return len(distinct) == len(params)
+
+
+_ABSENT = object()  # the value of a parameter a call does not have
 
 
 # -- stage 1: per action -----------------------------------------------------------------------
@@ -264,7 +286,11 @@ def walk(ctx: VerifyContext) -> None:
     types, effects = cols.types, cols.effects
     preconditions, dependencies = cols.preconditions, cols.dependencies
     update = state.update
-    for index in ctx.dag.order():
+    order = ctx.dag.order()
+    if _nothing_to_check(ctx):  # then the walk only applies effects: in one call
+        update(chain.from_iterable(map(dict.items, map(effects.__getitem__, order))))
+        return
+    for index in order:
         if preconditions[index]:
             _check_preconditions(ctx, index)
         keys = dependencies[index]
@@ -280,6 +306,18 @@ def walk(ctx: VerifyContext) -> None:
             apply_effects(cols, index, state)
         elif effects[index]:
             update(effects[index])  # apply_effects, inlined: this loop runs once per action
+
+
+def _nothing_to_check(ctx: VerifyContext) -> bool:
+    """Whether the walk can find nothing: no preconditions, assertions or state writes, and
+    every state dependency written earlier (`Dag.dependencies_written`)."""
+    types = ctx.cols.types
+    return (
+        ctx.dag.dependencies_written
+        and ASSERTION not in types
+        and STATE_WRITE not in types
+        and not any(ctx.cols.preconditions)
+    )
 
 
 def _check_preconditions(ctx: VerifyContext, index: int) -> None:
@@ -335,6 +373,8 @@ def check_malformed_action(ctx: VerifyContext) -> None:
 def check_tools(ctx: VerifyContext) -> None:
     """Every tool_call names a registered tool, with parameters that fit its schema."""
     types, tools = ctx.cols.types, ctx.tools
+    if _all_tools_registered(ctx):
+        return
     for index, tool in enumerate(ctx.cols.tools):
         if types[index] is not TOOL_CALL:
             continue
@@ -351,6 +391,18 @@ def check_tools(ctx: VerifyContext) -> None:
                 )
             elif tool in tools.checkers:
                 _check_parameters(ctx, index, tool, tools.checkers[tool])
+
+
+def _all_tools_registered(ctx: VerifyContext) -> bool:
+    """Whether, cheaply, `check_tools` has nothing to find: every action a call of a
+    registered tool without a schema (a call without a tool has None, never registered)."""
+    tools, types = ctx.tools, ctx.cols.types
+    return (
+        tools is not None
+        and not tools.checkers
+        and types.count(TOOL_CALL) == len(types)
+        and set(ctx.cols.tools) <= tools.names
+    )
 
 
 def _check_parameters(ctx: VerifyContext, index: int, tool: str, checker: ParamChecker) -> None:

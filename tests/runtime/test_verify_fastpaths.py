@@ -1,0 +1,111 @@
+"""verify's shortcuts (one C-level pass that proves a check has nothing to find) against the
+checks themselves: on proposals shaped to take them, and to just miss them, the result is the
+same with every shortcut turned off."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from carlang_runtime.verify import checks, verify
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+_SHORTCUTS = (
+    "_all_calls_distinct",
+    "_one_parameter_distinguishes",
+    "_one_writer_per_key",
+    "_nothing_to_check",
+    "_all_tools_registered",
+)
+_KEYS = ["k0", "k1", "k2", "k3"]
+_VALUES = st.sampled_from([0, 1, 1.0, True, "a", None])
+
+
+@st.composite
+def _call(draw: st.DrawFn, index: int) -> dict[str, Any]:
+    action: dict[str, Any] = {"id": f"a{index}", "type": "tool_call"}
+    if draw(st.integers(0, 19)):
+        action["tool"] = draw(st.sampled_from(["step", "step", "other"]))
+    if draw(st.integers(0, 5)):
+        names = draw(st.lists(st.sampled_from(["i", "j"]), max_size=2, unique=True))
+        action["parameters"] = {name: draw(st.integers(0, 6) | _VALUES) for name in names}
+        if draw(st.integers(0, 29)) == 0:
+            action["parameters"]["list"] = [1]  # cannot be hashed
+    if draw(st.integers(0, 3)):
+        keys = draw(st.lists(st.sampled_from(_KEYS + [f"own{index}"] * 4), max_size=2))
+        action["expected_effects"] = {key: draw(_VALUES) for key in keys}
+    if draw(st.booleans()):
+        action["state_dependencies"] = draw(st.lists(st.sampled_from(_KEYS), max_size=2))
+    rare = draw(st.integers(0, 39))
+    if rare == 0:
+        action["type"] = "assertion"
+        action["parameters"] = {"key": "k0", "expected": 1}
+    elif rare == 1:
+        action["type"] = "state_write"
+        action["parameters"] = {"key": "k1", "value": 2}
+    elif rare == 2:
+        action["preconditions"] = [{"key": "k2", "operator": "exists"}]
+    elif rare == 3:
+        action["depends_on"] = [f"a{draw(st.integers(0, 8))}"]
+    return action
+
+
+@st.composite
+def _proposals(draw: st.DrawFn) -> dict[str, Any]:
+    n = draw(st.integers(1, 8))
+    return {"id": "p", "actions": [draw(_call(i)) for i in range(n)]}
+
+
+def _outcome(doc: dict[str, Any], tools: list[str] | None, state: dict[str, Any]) -> Any:
+    return verify(doc, state=state, tools=tools).model_dump()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    _proposals(),
+    st.sampled_from([None, ["step"], ["step", "other"]]),
+    st.sampled_from([{}, {"k0": 1}]),
+)
+def test_shortcuts_change_nothing(
+    doc: dict[str, Any], tools: list[str] | None, state: dict[str, Any]
+) -> None:
+    fast = _outcome(doc, tools, state)
+    with pytest.MonkeyPatch.context() as patch:
+        for name in _SHORTCUTS:
+            patch.setattr(checks, name, lambda *args: False)
+        slow = _outcome(doc, tools, state)
+    assert fast == slow
+
+
+def test_the_shortcuts_are_taken_on_a_plain_fan_out() -> None:
+    """The shape they are for: each shortcut answers True (a test that they are not dead)."""
+    actions: list[dict[str, Any]] = [
+        {"id": "a0", "type": "tool_call", "tool": "step", "expected_effects": {"root": 0}}
+    ]
+    actions += [
+        {
+            "id": f"a{i}",
+            "type": "tool_call",
+            "tool": "step",
+            "parameters": {"i": i},
+            "expected_effects": {f"k{i}": i},
+            "state_dependencies": ["root"],
+        }
+        for i in range(1, 20)
+    ]
+    taken: list[str] = []
+    with pytest.MonkeyPatch.context() as patch:
+        for name in _SHORTCUTS:
+            original = getattr(checks, name)
+
+            def spy(*args: Any, _name: str = name, _original: Any = original) -> bool:
+                answer: bool = _original(*args)
+                if answer:
+                    taken.append(_name)
+                return answer
+
+            patch.setattr(checks, name, spy)
+        result = verify({"actions": actions}, tools=["step"])
+    assert result.valid and not result.issues
+    assert set(taken) == set(_SHORTCUTS)
