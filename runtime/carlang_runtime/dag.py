@@ -80,7 +80,7 @@ def _edges(cols: Columns, dag: Dag) -> bool:
     last_state_write: dict[str, int] = {}
     deps_out, explicit_out = dag.deps, dag.explicit
     types, params, named_deps = cols.types, cols.parameters, cols.depends_on
-    backwards = written = True
+    backwards = all_written = True
     for i, dependencies in enumerate(cols.dependencies):
         found = _NO_DEPS
         if dependencies:
@@ -92,7 +92,7 @@ def _edges(cols: Columns, dag: Dag) -> bool:
                     elif w not in found:
                         found.append(w)
                 else:
-                    written = False
+                    all_written = False
         if types[i] is STATE_WRITE:
             written = params[i].get("key")
             if isinstance(written, str):
@@ -120,7 +120,7 @@ def _edges(cols: Columns, dag: Dag) -> bool:
                     found.append(j)
         deps_out.append(found)
         explicit_out.append(named)
-    dag.dependencies_written = written
+    dag.dependencies_written = all_written
     return backwards
 
 

@@ -322,6 +322,6 @@ def _ordinary_maps(maps: list[dict[str, Any]]) -> bool:
     if dict in kinds or list in kinds:
         return not any(unusual(m, _MAP_LEVELS) for m in maps)
     if int in kinds:  # the integers picked out without a Python step per value
-        ints = list(compress(values, map(is_, map(type, values), repeat(int))))
+        ints: list[int] = list(compress(values, map(is_, map(type, values), repeat(int))))
         return -_U64_MAX <= min(ints) and max(ints) <= _U64_MAX
     return True
