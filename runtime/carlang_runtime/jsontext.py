@@ -156,8 +156,11 @@ def _json_int(literal: str) -> int:
     if len(literal.lstrip("-")) > _MAX_INT_DIGITS:
         raise _OutOfRange(literal)
     value = int(literal)
-    if abs(value) >= 2**64 and abs(float(value)) == float("inf"):
-        raise _OutOfRange(literal)
+    if abs(value) >= 2**64:
+        try:
+            float(value)  # CAR reads such a number as f64
+        except OverflowError:  # (float() raises rather than giving an infinity)
+            raise _OutOfRange(literal) from None
     return value
 
 

@@ -46,6 +46,9 @@ def _same(text: str) -> None:
         "[1e400]",
         "-1e400",
         "[1" + "0" * 400 + "]",
+        "[" + "9" * 309 + "]",  # 309 digits, beyond a double: out of range, not a traceback
+        "[-" + "9" * 309 + "]",
+        "[" + "9" * 308 + "]",
         "1" + "0" * 5000,
         "[18446744073709551615, -18446744073709551615, 18446744073709551616]",
         "[NaN]",
@@ -64,6 +67,12 @@ def _same(text: str) -> None:
 )
 def test_fast_path_decides_as_the_exact_path(text: str) -> None:
     _same(text)
+
+
+def test_an_integer_beyond_a_double_is_out_of_range() -> None:
+    with pytest.raises(JsonTextError, match="1:2: malformed JSON: number out of range"):
+        parse_json("[" + "9" * 309 + "]")
+    assert parse_json("[" + "9" * 308 + "]") == [int("9" * 308)]
 
 
 _json = st.recursive(
