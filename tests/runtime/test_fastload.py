@@ -245,3 +245,26 @@ def test_invalid_plain_actions_fail_as_before(action: dict[str, Any]) -> None:
         verify(text)
     assert from_verify.value.problems == from_load.value.problems
     assert all(p.position is not None for p in from_verify.value.problems)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_proposals(), st.data())
+def test_msgspec_decoding_never_accepts_what_json_refuses(doc: dict[str, Any], data: Any) -> None:
+    """A document one character away from a valid one: msgspec decodes it only if it is JSON
+    that the json path reads the same way."""
+    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+    text = json.dumps(doc)
+    at = data.draw(st.integers(0, len(text)))
+    char = data.draw(st.sampled_from(["\t", "\x01", "\x7f", ",", "}", "]", '"', "\\", "1", " "]))
+    cut = data.draw(st.integers(0, 1))
+    mutated = text[:at] + char + text[at + cut :]
+    fast = decode_plain(mutated)
+    if fast is None:
+        return
+    decoded = json.loads(mutated)  # raises if the text is not JSON
+    given_actions = list(decoded["actions"])
+    slow = plain_columns(decoded)
+    assert slow is not None
+    assert _columns(Columns.of_plain(fast), given_actions) == _columns(
+        Columns.of_plain(slow), given_actions
+    )
