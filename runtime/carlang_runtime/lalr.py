@@ -8,7 +8,8 @@ lark's semantics exactly:
 
 - the lexer is contextual (only the terminals the parser state accepts are tried, in lark's
   order), with one global regex tried first and each state's own regex built only when the
-  global match does not fit the state;
+  global match does not fit the state (compiled regexes are kept on disk between processes:
+  `carlang_runtime.recache`);
 - each reduction shapes its children as lark's tree builder would (dropped punctuation,
   `[x]` placeholders, inlined `_rules`, `?rules` that collapse to their one child), then calls
   the builder's method for the rule (or makes a `Node` when it has none);
@@ -33,6 +34,8 @@ from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
+
+from .recache import compile_cached
 
 __all__ = [
     "Token",
@@ -330,7 +333,7 @@ class _Scanner:
     def regex(self) -> re.Pattern[str]:
         """The compiled lexer."""
         if self._regex is None:
-            self._regex = re.compile(self._pattern, self._flags)
+            self._regex = compile_cached(self._pattern, self._flags)
         return self._regex
 
 
@@ -472,7 +475,7 @@ class Engine:
         lead = self._leads.get(names)
         if lead is None:
             alternatives = self._alternatives(names, marked_after=True)
-            regex = re.compile(
+            regex = compile_cached(
                 self._silent + self._not_comment + "(?:" + "|".join(alternatives) + ")",
                 self.flags,
             )

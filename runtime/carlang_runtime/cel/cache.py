@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .._version import __version__
+from ..cachedir import cache_root, is_private, private_directory
 from . import codegen
 from .functions import compile_regex
 
@@ -54,13 +55,8 @@ _PRUNE_EVERY: Final = 256
 # the whole size first, so much more would cost more than the read itself).
 _CHUNK: Final = 1 << 16
 _READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-_GETUID: Final = getattr(os, "getuid", None)
-
-
-def _ours(found: os.stat_result) -> bool:
-    """Whether a file or directory is this user's and no one else may write to it (POSIX;
-    elsewhere the operating system's own permissions decide)."""
-    return _GETUID is None or (found.st_uid == _GETUID() and not found.st_mode & 0o022)
+# The checks every disk cache of carlang's makes (see `carlang_runtime.cachedir`).
+_ours = is_private
 
 
 @lru_cache(maxsize=64)
@@ -70,18 +66,8 @@ def _limits_text(limits: Any) -> str:
 
 def cache_directory() -> Path | None:
     """Where compiled conditions are stored on disk (None: not on disk)."""
-    configured = os.environ.get("CARLANG_CACHE_DIR")
-    if configured is not None:
-        if configured.lower() in ("", "off", "0", "none"):
-            return None
-        return Path(configured) / "cel"
-    base = os.environ.get("XDG_CACHE_HOME")
-    if not base:
-        try:
-            base = str(Path.home() / ".cache")
-        except (RuntimeError, KeyError):  # no HOME and no passwd entry (containers)
-            return None
-    return Path(base) / "carlang" / "cel"
+    root = cache_root()
+    return None if root is None else root / "cel"
 
 
 def _code_fingerprint() -> str:
@@ -200,12 +186,7 @@ class CompileCache:
         """Whether `directory` is this user's alone (made so when missing)."""
         if directory == self._checked:
             return True
-        try:
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            found = directory.stat()
-        except OSError:
-            return False
-        if not _ours(found):
+        if not private_directory(directory):
             return False
         self._checked = directory
         return True

@@ -1,0 +1,171 @@
+"""The regex cache (`carlang_runtime.recache`): a pattern built from the code kept on disk is
+the pattern `re.compile` makes; anything it cannot trust or use is compiled afresh."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from carlang_runtime import recache
+from carlang_runtime.cel import parser as cel_parser
+from carlang_runtime.lalr import Engine, load_tables
+
+from carlang import syntax
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PATTERNS = [
+    r"(?P<NAME>[A-Za-z_][A-Za-z0-9_]*)|(?P<NUMBER>[0-9]+(?:\.[0-9]*)?)",
+    r"((?:[ \t]+)*+)(?:(?:if(?![A-Za-z0-9_]))(?P<IF>)|(?:[a-z]+)(?P<WORD>))",
+    r"(?i)caf\u00e9|na\u00efve",
+]
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh cache directory for this test (the suite runs with the cache off)."""
+    monkeypatch.setenv("CARLANG_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(recache, "_state", {})
+    yield tmp_path / "regex"
+
+
+def _same(a: re.Pattern[str], b: re.Pattern[str]) -> bool:
+    return a == b and a.groups == b.groups and dict(a.groupindex) == dict(b.groupindex)
+
+
+def _must_not_compile(*args: object) -> None:
+    raise AssertionError("compiled again")
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_a_pattern_from_the_cache_is_the_one_re_makes(cache: Path, pattern: str) -> None:
+    first = recache.compile_cached(pattern, re.MULTILINE)
+    assert _same(first, re.compile(pattern, re.MULTILINE))
+    assert len(list(cache.glob("*.sre"))) == 1
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recache, "_parts", _must_not_compile)
+        again = recache.compile_cached(pattern, re.MULTILINE)
+    assert _same(again, re.compile(pattern, re.MULTILINE))
+    for text in ("if", "word 12", "x1.5", "CAF\u00c9", "na\u00efve", ""):
+        found, expected = again.match(text), re.compile(pattern, re.MULTILINE).match(text)
+        assert (found and (found.span(), found.lastgroup)) == (
+            expected and (expected.span(), expected.lastgroup)
+        )
+
+
+def test_flags_are_part_of_the_key(cache: Path) -> None:
+    recache.compile_cached("abc", 0)
+    ignoring = recache.compile_cached("abc", re.IGNORECASE)
+    assert ignoring.match("ABC") is not None
+    assert len(list(cache.glob("*.sre"))) == 2
+
+
+def test_a_corrupt_or_foreign_file_is_compiled_afresh_and_rewritten(cache: Path) -> None:
+    recache.compile_cached(PATTERNS[0])
+    [path] = cache.glob("*.sre")
+    path.write_bytes(b"not marshal")
+    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    # An entry for another pattern under this one's name (a collision, a swapped file).
+    recache.compile_cached(PATTERNS[1])
+    other = next(p for p in cache.glob("*.sre") if p != path)
+    path.write_bytes(other.read_bytes())
+    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recache, "_parts", _must_not_compile)
+        assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+
+
+def test_invalid_code_is_refused_not_run(cache: Path) -> None:
+    import marshal
+
+    recache.compile_cached(PATTERNS[0])
+    [path] = cache.glob("*.sre")
+    entry = list(marshal.loads(path.read_bytes()))
+    entry[4] = [17, 99, 3, 1, 5, 1, 1]  # not code the matcher would accept
+    path.write_bytes(marshal.dumps(tuple(entry)))
+    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="ownership checks are POSIX only")
+def test_a_file_or_directory_others_may_write_to_is_never_read(cache: Path) -> None:
+    recache.compile_cached(PATTERNS[0])
+    [path] = cache.glob("*.sre")
+    path.chmod(0o666)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recache, "_parts", _must_not_compile)
+        with pytest.raises(AssertionError, match="compiled again"):
+            recache.compile_cached(PATTERNS[0])
+    path.chmod(0o600)
+    cache.chmod(0o777)
+    recache._state.clear()
+    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    assert recache._directory() is None
+
+
+def test_the_directory_is_made_for_this_user_alone(cache: Path) -> None:
+    recache.compile_cached(PATTERNS[0])
+    assert cache.stat().st_mode & 0o777 == 0o700
+
+
+def test_off_means_nothing_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CARLANG_CACHE_DIR", "off")
+    monkeypatch.setattr(recache, "_state", {})
+    assert recache.regex_cache_directory() is None
+    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    assert not list(tmp_path.iterdir())
+
+
+class _Trees:
+    """A builder with no methods: every reduction is a `Node`, spans and all."""
+
+    span: tuple[int, int] = (0, 0)
+
+
+def _outcomes(engine: Engine, texts: list[str]) -> list[object]:
+    return [
+        (repr(o.value), [(p.position, p.token, p.expected) for p in o.problems], o.comments)
+        for o in (engine.parse(text, _Trees()) for text in texts)
+    ]
+
+
+def _carlang_engine() -> Engine:
+    from carlang.grammar import grammar_text
+
+    tables = load_tables(syntax.TABLES_PATH, grammar_text(), "start", maybe_placeholders=True)
+    return Engine(tables, ident="IDENT", comment="COMMENT", recovery=syntax.engine().recovery)
+
+
+def _cel_engine() -> Engine:
+    old = cel_parser._engine()
+    return Engine(old.tables, ident="IDENT", token_hook=old.token_hook, collapse=old.collapse)
+
+
+CEL_TEXTS = [
+    "a.b + 1 > 2 && 'x'.startsWith('y')",
+    "params.items.all(i, i.size() < 3) ? [1, 2.5, b'\\x00'] : {'k': -x}",
+    "request.time - timestamp('2024-01-01T00:00:00Z') > duration('5m') || in",
+]
+
+
+@pytest.mark.parametrize("grammar", ["carlang", "cel"])
+def test_the_engines_parse_the_same_with_their_lexers_from_the_cache(
+    cache: Path, grammar: str
+) -> None:
+    if grammar == "carlang":
+        fresh = _carlang_engine
+        texts = [p.read_text("utf-8") for p in sorted(EXAMPLES.rglob("*.car"))[:12]]
+        texts.append("tool t(x: int) -> string {\n  description 'unclosed\n}\npolicy p: deny")
+    else:
+        fresh, texts = _cel_engine, CEL_TEXTS
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recache, "_state", {"directory": None})
+        expected = _outcomes(fresh(), texts)
+    stored = _outcomes(fresh(), texts)  # compiles, and keeps the code
+    assert list(cache.glob("*.sre"))
+    with pytest.MonkeyPatch.context() as patch:  # every lexer now comes from the cache
+        patch.setattr(recache, "_parts", _must_not_compile)
+        restored = _outcomes(fresh(), texts)
+    assert stored == expected
+    assert restored == expected
