@@ -401,9 +401,9 @@ class Engine:
             if t.literal is not None and ident_re is not None and ident_re.fullmatch(t.literal)
         }
         self.literal_text = {t.name: t.literal for t in tables.terminals if t.literal is not None}
-        self.accepts = [
-            frozenset(k for k in state if k.isupper() or k == END) for state in tables.states
-        ]
+        symbols = {symbol for state in tables.states for symbol in state}
+        terminal_symbols = {s for s in symbols if s.isupper() or s == END}
+        self.accepts = [frozenset(state.keys() & terminal_symbols) for state in tables.states]
         self._state_scanner: dict[int, _Scanner] = {}
         self._scanners: dict[frozenset[str], _Scanner] = {}
         self.top_states = frozenset(
@@ -414,10 +414,9 @@ class Engine:
         # Everything a state could want, minus huge terminals only one state takes (CEL_TEXT):
         # the first regex tried at every position.
         everything = frozenset(by_name) - frozenset(tables.ignore)
-        usage = {name: sum(1 for a in self.accepts if name in a) for name in everything}
-        self.global_names = frozenset(
-            n for n in everything if len(by_name[n].pattern) < 400 or usage[n] > 2
-        )
+        huge = [name for name in everything if len(by_name[name].pattern) >= 400]
+        usage = {name: sum(1 for a in self.accepts if name in a) for name in huge}
+        self.global_names = frozenset(n for n in everything if usage.get(n, 3) > 2)
         self.global_scanner = self._scanner_for(self.global_names)
         # The global regex behind the ignored text that is never recorded (whitespace): one
         # match per token where the state takes what it finds; anything else (a comment, a
