@@ -10,8 +10,8 @@ loaded CAR document is the document CAR itself would write. carlang adds two opt
 `ActionProposal` gains `capability` and `budget` (the names it runs under) the same way.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: pydantic reads the annotations to define each
+# model's fields, and evaluating them from text would cost every start-up (issue 18).
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 

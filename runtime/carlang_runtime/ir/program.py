@@ -6,8 +6,8 @@ None of this is CAR wire format (CAR has no program); it is carlang's own, versi
 `CostTarget`) is embedded unchanged.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: pydantic reads the annotations to define each
+# model's fields, and evaluating them from text would cost every start-up (issue 18).
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 

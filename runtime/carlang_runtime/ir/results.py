@@ -1,8 +1,8 @@
 """What running a proposal produces: per-action results and the cost summary, plus CAR's soft
 cost target used by the planner."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: pydantic reads the annotations to define each
+# model's fields, and evaluating them from text would cost every start-up (issue 18).
 from enum import StrEnum
 from typing import Any
 

@@ -1,7 +1,7 @@
 """Tool schemas: what a tool takes (a JSON Schema), returns, and how it may be cached and paced."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: pydantic reads the annotations to define each
+# model's fields, and evaluating them from text would cost every start-up (issue 18).
 from typing import Any
 
 from pydantic import Field

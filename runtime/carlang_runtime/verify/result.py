@@ -1,7 +1,7 @@
 """What `verify` returns: CAR's `VerifyResult` keys, with a `code` and `check` on every issue."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: pydantic reads the annotations to define each
+# model's fields, and evaluating them from text would cost every start-up (issue 18).
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
