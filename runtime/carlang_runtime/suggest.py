@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
 __all__ = ["closest", "did_you_mean"]
@@ -10,6 +9,8 @@ __all__ = ["closest", "did_you_mean"]
 
 def closest(name: str, choices: Iterable[str]) -> str | None:
     """The choice closest to `name`, or None when nothing is close enough to be a typo."""
+    import difflib  # here: a clean program never needs it, and every start-up would pay
+
     close = difflib.get_close_matches(name, sorted(set(choices)), n=1, cutoff=0.6)
     return close[0] if close else None
 
