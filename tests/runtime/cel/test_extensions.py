@@ -221,3 +221,20 @@ def test_transform_map_entry_refuses_a_repeated_key() -> None:
     with pytest.raises(CelEvalError) as caught:
         run("[1, 2].transformMapEntry(i, v, {'same': v})")
     assert "duplicate" in caught.value.message
+
+
+def test_trim_strips_exactly_gos_unicode_white_space() -> None:
+    # The set is written out in the module (scanning for it at import cost every start-up);
+    # here it is derived as Go's unicode.IsSpace defines it, over every code point.
+    import sys
+    import unicodedata
+
+    from carlang_runtime.cel import extensions
+
+    derived = "".join(
+        chr(c)
+        for c in range(sys.maxunicode + 1)
+        if chr(c) in "\t\n\v\f\r \x85\xa0" or unicodedata.category(chr(c)) in ("Zs", "Zl", "Zp")
+    )
+    assert extensions._WHITESPACE == derived
+    assert extensions.trim("\u3000\u2028 x\u00a0\u205f") == "x"
