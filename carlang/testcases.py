@@ -26,7 +26,7 @@ from carlang_runtime.suggest import did_you_mean
 
 from . import ast
 from .diagnostics import Diagnostics
-from .lower import Origin, SourceMap, assertion_parameters, loc_of
+from .lower import Origin, SourceMap, assertion_parameters, loc_of, new_action
 from .source import Source, Span
 
 __all__ = ["TestCase", "Expectation", "build_tests", "DECISIONS"]
@@ -324,22 +324,33 @@ class _Builder:
                     for problem in validation_errors(tool.name, findings):
                         self.error(source, kind.tool.span, f"this call is invalid: {problem}")
                     return None
-            return ir.Action.model_construct(
-                id="test", type=ir.ActionType.TOOL_CALL, tool=tool.name, parameters=params
+            return new_action(
+                {
+                    "id": "test",
+                    "type": ir.ActionType.TOOL_CALL,
+                    "tool": tool.name,
+                    "parameters": params,
+                }
             )
         if isinstance(kind, ast.SetState):
             value = _bind(kind.value.value, row)
-            return ir.Action.model_construct(
-                id="test",
-                type=ir.ActionType.STATE_WRITE,
-                parameters={"key": kind.key.text, "value": value},
+            return new_action(
+                {
+                    "id": "test",
+                    "type": ir.ActionType.STATE_WRITE,
+                    "parameters": {"key": kind.key.text, "value": value},
+                }
             )
         if isinstance(kind, ast.ReadState):
-            return ir.Action.model_construct(
-                id="test", type=ir.ActionType.STATE_READ, parameters={"key": kind.key.text}
+            return new_action(
+                {
+                    "id": "test",
+                    "type": ir.ActionType.STATE_READ,
+                    "parameters": {"key": kind.key.text},
+                }
             )
         params = _bind(assertion_parameters(kind.condition), row)
-        return ir.Action.model_construct(id="test", type=ir.ActionType.ASSERTION, parameters=params)
+        return new_action({"id": "test", "type": ir.ActionType.ASSERTION, "parameters": params})
 
     def program_tool(self, name: str) -> ir.ToolSchema | None:
         return next((t for t in self.program.tools if t.name == name), None)
