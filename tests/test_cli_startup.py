@@ -130,3 +130,17 @@ def test_a_second_check_takes_its_lexers_from_the_cache(tmp_path: Path) -> None:
     assert big_compiles() > 0
     assert big_compiles() == 0
     assert list((cache / "regex").glob("*.sre"))
+
+
+def test_checking_a_program_with_tests_compiles_no_tokenizer(tmp_path: Path) -> None:
+    # pydantic's `model_construct` reads a default factory's signature (for `list`, parsed
+    # from text with the tokenizer, whose regexes cost ~5 ms to compile): the compiler builds
+    # its actions with every field given instead.
+    test_block = 'test "https passes" {\n  action fetch(url: "https://a.b")\n  expect allow\n}\n'
+    (tmp_path / "p.car").write_text(_PROGRAM + test_block)
+    out = _check_in_fresh_process(
+        tmp_path / "p.car",
+        "import tokenize\nprint('TOKENIZER', tokenize._compile.cache_info().currsize)\n",
+    )
+    assert "0 errors" in out, out
+    assert "TOKENIZER 0" in out, out
