@@ -32,9 +32,9 @@ def test_the_table_names_the_module_of_every_command() -> None:
 #: proposal: typer and the typer app (and click, rich), the runtime's engine and asyncio (run),
 #: lark and cel-python (the parser tables are checked in), pydantic's validators (lowering
 #: constructs the models; building a first validator looks for plugins with
-#: importlib.metadata), difflib (only a misspelt name needs it), and every package of other
-#: commands: planner, agents, MCP, replay, experiments, decision logs, fmt, tests, the
-#: language server.
+#: importlib.metadata), difflib (only a misspelt name needs it), msgspec (JSON text in), and
+#: every package of other commands: planner, agents, MCP, replay, experiments, decision logs,
+#: fmt, tests, the language server.
 _UNNEEDED_BY_CHECK = {
     "typer",
     "click",
@@ -63,6 +63,7 @@ _UNNEEDED_BY_CHECK = {
     "jsonschema",
     "importlib.metadata",
     "difflib",
+    "msgspec",
 }
 
 _PROGRAM = """\
