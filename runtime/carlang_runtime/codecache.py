@@ -1,0 +1,159 @@
+"""The functions `dataclasses` generates, compiled once per machine rather than at every start.
+
+A dataclass's `__init__`, `__repr__`, `__eq__`, `__hash__` (and, when frozen, `__setattr__`
+and `__delattr__`) are written as source text and compiled when the class is defined: ~65 us
+per function, ~0.5 ms per frozen class. A `carlang check` defines about 190 dataclasses
+(carlang's syntax tree and stages, the runtime's, pydantic's own), so compiling their methods
+is ~30 ms of its start-up, for text that is the same at every run. `install()` (which the
+`carlang` command calls, never the library by itself) gives the `dataclasses` module an
+`exec` that looks the text up in a cache and runs the code compiled from it, compiling (as
+`exec` would: no inherited `__future__` flags) and keeping what it has not seen.
+
+The code is exactly what `exec` compiles from the same text with this interpreter (the file is
+per interpreter version), so a class is the same with or without the cache. It is kept in one
+file, `pycode/<tag>.bin` under carlang's cache root (`carlang_runtime.cachedir`, which says how
+to turn it off), trusted as the CEL cache is (this user's alone: a stored function is code
+that runs), loaded once, and rewritten at exit when the process compiled something new. An
+entry is keyed by its whole text. Anything that fails (no cache directory, an unreadable or
+foreign file) leaves `exec` compiling as usual.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import marshal
+import os
+import sys
+from pathlib import Path
+from types import CodeType
+from typing import Any, Final
+
+from .cachedir import cache_root, is_private, private_directory
+
+__all__ = ["install", "code_cache_file"]
+
+_FORMAT: Final = 1
+# Past this many functions the file starts afresh (many Python or carlang versions).
+_ENTRIES: Final = 8192
+_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+
+
+def code_cache_file() -> Path | None:
+    """The file of compiled functions for this interpreter (None: no cache on disk)."""
+    root = cache_root()
+    if root is None:
+        return None
+    # The interpreter's exact version: bytecode may change with it (as a .pyc's magic does).
+    tag = f"{sys.implementation.cache_tag}-{sys.hexversion:x}-{marshal.version}"
+    return root / "pycode" / f"{tag}.bin"
+
+
+class _CodeCache:
+    """The texts compiled so far, by text: `stored` (marshalled, from the file) and `new`."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stored: dict[str, bytes] = _read(path)
+        self.new: dict[str, bytes] = {}
+        self.made: dict[str, CodeType] = {}
+
+    def code(self, text: str) -> CodeType:
+        """The code `exec(text)` runs, from the cache or compiled now."""
+        found = self.made.get(text)
+        if found is not None:
+            return found
+        data = self.stored.get(text)
+        code: Any = None
+        if data is not None:
+            try:
+                code = marshal.loads(data)
+            except Exception:  # noqa: BLE001 - a damaged entry: compile it again
+                code = None
+        if type(code) is not CodeType:
+            code = compile(text, "<string>", "exec", dont_inherit=True)
+            self.new[text] = marshal.dumps(code)
+        made: CodeType = code
+        self.made[text] = made
+        return made
+
+    def save(self) -> None:
+        """Write the file again with what this process compiled (kept atomic; on any error,
+        nothing is written)."""
+        if not self.new:
+            return
+        import tempfile
+
+        entries = {**_read(self.path), **self.new}  # another process may have added some
+        if len(entries) > _ENTRIES:
+            entries = dict(self.new)
+        try:
+            directory = self.path.parent
+            if not is_private(directory.stat()):
+                return
+            data = marshal.dumps((_FORMAT, entries))
+            handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+            try:
+                with os.fdopen(handle, "wb") as file:
+                    file.write(data)
+                os.replace(temporary, self.path)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        except (OSError, ValueError):
+            return
+
+
+def _read(path: Path) -> dict[str, bytes]:
+    """The entries of the file at `path`, if it is trusted and whole (else none)."""
+    try:
+        handle = os.open(path, _READ_FLAGS)
+        try:
+            if not is_private(os.fstat(handle)):
+                return {}
+            data = b""
+            while chunk := os.read(handle, 1 << 20):
+                data += chunk
+        finally:
+            os.close(handle)
+        stored = marshal.loads(data)
+    except Exception:  # noqa: BLE001 - missing, unreadable or corrupt: start afresh
+        return {}
+    if type(stored) is not tuple or len(stored) != 2 or stored[0] != _FORMAT:
+        return {}
+    entries = stored[1]
+    if type(entries) is not dict:
+        return {}
+    return entries
+
+
+def install() -> bool:
+    """Give `dataclasses` the caching `exec` (once per process); False when there is no
+    cache directory to use."""
+    import dataclasses
+
+    if isinstance(getattr(dataclasses, "exec", None), _CachingExec):
+        return True
+    path = code_cache_file()
+    if path is None or not private_directory(path.parent):
+        return False
+    cache = _CodeCache(path)
+    dataclasses.exec = _CachingExec(cache)  # type: ignore[attr-defined]
+    atexit.register(cache.save)
+    return True
+
+
+class _CachingExec:
+    """`exec` for the `dataclasses` module: source text runs as its cached code."""
+
+    def __init__(self, cache: _CodeCache) -> None:
+        self.cache = cache
+
+    def __call__(self, source: Any, globals: Any = None, locals: Any = None, /, **kw: Any) -> None:
+        if type(source) is str and globals is not None and not kw:
+            builtins.exec(self.cache.code(source), globals, locals)
+            return
+        if globals is None:  # exec's default: the caller's namespaces
+            frame = sys._getframe(1)
+            globals, locals = frame.f_globals, frame.f_locals if locals is None else locals
+        builtins.exec(source, globals, locals, **kw)
