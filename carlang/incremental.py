@@ -22,8 +22,12 @@ from .syntax import DECLARATION_KEYWORDS
 
 __all__ = ["DeclarationCache", "split_declarations"]
 
+# Longest keyword first, and in one order in every process (a set's order is not), so that
+# the pattern is the same text each time: the regex cache keeps it by its text.
 _BOUNDARY = re.compile(
-    r"^(?:" + "|".join(sorted({"import", *DECLARATION_KEYWORDS}, key=len, reverse=True)) + r")\b",
+    r"^(?:"
+    + "|".join(sorted({"import", *DECLARATION_KEYWORDS}, key=lambda k: (-len(k), k)))
+    + r")\b",
     re.MULTILINE,
 )
 

@@ -25,10 +25,21 @@ PATTERNS = [
 
 @pytest.fixture
 def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh cache directory for this test (the suite runs with the cache off)."""
+    """A fresh cache directory for this test (the suite runs with the cache off); yields the
+    file the process's store is saved to."""
     monkeypatch.setenv("CARLANG_CACHE_DIR", str(tmp_path))
     monkeypatch.setattr(recache, "_state", {})
-    yield tmp_path / "regex"
+    path = recache.regex_cache_file()
+    assert path is not None
+    yield path
+
+
+def _next_process() -> None:
+    """What a new process sees: the store saved, a new one read from the file."""
+    store = recache._store()
+    assert store is not None
+    store.save()
+    recache._state.clear()
 
 
 def _same(a: re.Pattern[str], b: re.Pattern[str]) -> bool:
@@ -43,7 +54,8 @@ def _must_not_compile(*args: object) -> None:
 def test_a_pattern_from_the_cache_is_the_one_re_makes(cache: Path, pattern: str) -> None:
     first = recache.compile_cached(pattern, re.MULTILINE)
     assert _same(first, re.compile(pattern, re.MULTILINE))
-    assert len(list(cache.glob("*.sre"))) == 1
+    _next_process()
+    assert cache.is_file()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(recache, "_parts", _must_not_compile)
         again = recache.compile_cached(pattern, re.MULTILINE)
@@ -59,19 +71,17 @@ def test_flags_are_part_of_the_key(cache: Path) -> None:
     recache.compile_cached("abc", 0)
     ignoring = recache.compile_cached("abc", re.IGNORECASE)
     assert ignoring.match("ABC") is not None
-    assert len(list(cache.glob("*.sre"))) == 2
+    _next_process()
+    store = recache._store()
+    assert store is not None and set(store.stored) == {("abc", 0), ("abc", re.IGNORECASE)}
 
 
-def test_a_corrupt_or_foreign_file_is_compiled_afresh_and_rewritten(cache: Path) -> None:
+def test_a_corrupt_file_is_compiled_afresh_and_rewritten(cache: Path) -> None:
     recache.compile_cached(PATTERNS[0])
-    [path] = cache.glob("*.sre")
-    path.write_bytes(b"not marshal")
+    _next_process()
+    cache.write_bytes(b"not marshal")
     assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
-    # An entry for another pattern under this one's name (a collision, a swapped file).
-    recache.compile_cached(PATTERNS[1])
-    other = next(p for p in cache.glob("*.sre") if p != path)
-    path.write_bytes(other.read_bytes())
-    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    _next_process()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(recache, "_parts", _must_not_compile)
         assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
@@ -81,40 +91,84 @@ def test_invalid_code_is_refused_not_run(cache: Path) -> None:
     import marshal
 
     recache.compile_cached(PATTERNS[0])
-    [path] = cache.glob("*.sre")
-    entry = list(marshal.loads(path.read_bytes()))
-    entry[4] = [17, 99, 3, 1, 5, 1, 1]  # not code the matcher would accept
-    path.write_bytes(marshal.dumps(tuple(entry)))
+    _next_process()
+    form, entries = marshal.loads(cache.read_bytes())
+    flags, _, groups, groupindex, indexgroup = entries[(PATTERNS[0], 0)]
+    bad = [17, 99, 3, 1, 5, 1, 1]  # not code the matcher would accept
+    entries[(PATTERNS[0], 0)] = (flags, bad, groups, groupindex, indexgroup)
+    cache.write_bytes(marshal.dumps((form, entries)))
     assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="ownership checks are POSIX only")
 def test_a_file_or_directory_others_may_write_to_is_never_read(cache: Path) -> None:
     recache.compile_cached(PATTERNS[0])
-    [path] = cache.glob("*.sre")
-    path.chmod(0o666)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recache, "_parts", _must_not_compile)
-        with pytest.raises(AssertionError, match="compiled again"):
-            recache.compile_cached(PATTERNS[0])
-    path.chmod(0o600)
-    cache.chmod(0o777)
+    _next_process()
+    cache.chmod(0o666)
+    store = recache._store()
+    assert store is not None and store.stored == {}
+    cache.chmod(0o600)
+    cache.parent.chmod(0o777)
     recache._state.clear()
+    assert recache._store() is None  # the directory is not this user's alone
     assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
-    assert recache._directory() is None
 
 
 def test_the_directory_is_made_for_this_user_alone(cache: Path) -> None:
     recache.compile_cached(PATTERNS[0])
-    assert cache.stat().st_mode & 0o777 == 0o700
+    assert cache.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_off_means_nothing_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARLANG_CACHE_DIR", "off")
     monkeypatch.setattr(recache, "_state", {})
-    assert recache.regex_cache_directory() is None
+    assert recache.regex_cache_file() is None
     assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    assert recache.install() is False
     assert not list(tmp_path.iterdir())
+
+
+_EVERY_PATTERN = """
+import json, re, sys
+from carlang_runtime import recache
+installed = recache.install()
+patterns = [
+    (r"(?P<a>x)(?P=a)|(?<=y)z", 0), (r"[\\w.-]+@\\w+", re.I | re.M), (r"(?x) a b # c", 0),
+    (r"\\bword\\b", re.ASCII), (r".+", re.S), (r"(a)?(b)*(?(1)c|d)", 0),
+]
+out = []
+for text, flags in patterns:
+    p = re.compile(text, flags)
+    out.append([p.pattern, p.flags, p.groups, dict(p.groupindex), repr(p.findall("xx yz a@b word"))])
+out.append(repr(re.compile(b"bytes(?P<n>\\d)").match(b"bytes7")))
+store = recache._state.get("store")
+print(json.dumps({"installed": installed, "out": out,
+                  "new": None if store is None else len(store.new)}))
+"""
+
+
+def _every_pattern(cache: str) -> dict[str, object]:
+    import json
+    import subprocess
+    import sys
+
+    env = {**os.environ, "CARLANG_CACHE_DIR": cache}
+    done = subprocess.run(
+        [sys.executable, "-c", _EVERY_PATTERN], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    result: dict[str, object] = json.loads(done.stdout)
+    return result
+
+
+def test_installed_re_compiles_what_re_compiles(tmp_path: Path) -> None:
+    plain = _every_pattern("off")
+    first = _every_pattern(str(tmp_path))
+    second = _every_pattern(str(tmp_path))
+    assert plain["installed"] is False
+    assert first["installed"] and second["installed"]
+    assert first["new"] and second["new"] == 0  # the second process built every one from disk
+    assert first["out"] == plain["out"] == second["out"]
 
 
 class _Trees:
@@ -160,10 +214,11 @@ def test_the_engines_parse_the_same_with_their_lexers_from_the_cache(
     else:
         fresh, texts = _cel_engine, CEL_TEXTS
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recache, "_state", {"directory": None})
+        patch.setattr(recache, "_state", {"store": None})
         expected = _outcomes(fresh(), texts)
     stored = _outcomes(fresh(), texts)  # compiles, and keeps the code
-    assert list(cache.glob("*.sre"))
+    _next_process()
+    assert cache.is_file()
     with pytest.MonkeyPatch.context() as patch:  # every lexer now comes from the cache
         patch.setattr(recache, "_parts", _must_not_compile)
         restored = _outcomes(fresh(), texts)

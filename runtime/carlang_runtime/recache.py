@@ -1,41 +1,47 @@
-"""Big regular expressions compiled once per machine, not once per process.
+"""Regular expressions compiled once per machine, not once per process.
 
-The parse engines' lexers (`carlang_runtime.lalr`) are regexes of every terminal a parser
-state takes, thousands of characters long: compiling those a small file's check needs costs
-~10 ms, at every start of `carlang check`. Python compiles a regex in two steps: parsing the
-pattern and generating the matcher's code (in Python: nearly all the cost), then building the
-pattern object from that code (`_sre.compile`, in C: microseconds). This module keeps the code
-(a list of integers) on disk, one file per pattern, named by a hash of the pattern, its flags
-and the Python that generated it, and builds the pattern from it in later processes.
+Python compiles a regex in two steps: parsing the pattern and generating the matcher's code (in
+Python: nearly all the cost), then building the pattern object from that code (`_sre.compile`,
+in C: microseconds). This module keeps the code (a list of integers) of the patterns compiled
+through it, in one file per interpreter version, and builds those patterns from it in later
+processes. Two users:
 
-The directory is `regex` under carlang's cache root (`carlang_runtime.cachedir`, which says how
-to turn it off), trusted as the CEL cache's is: this user's alone, and a file is read only if
-it is this user's and no one else may write to it. The interpreter validates the code it is
-given (an invalid code is an error, never a crash), a stored entry must name the very pattern
-and flags asked for, and an entry is stored only when the pattern built from it equals what
-`re.compile` makes (same code, flags and groups). Anything that fails falls back to
-`re.compile`: the cache can make a compile faster, never different or failing.
+- the parse engines' lexers (`carlang_runtime.lalr`), regexes of every terminal a parser state
+  takes, thousands of characters long, through `compile_cached`: compiling those a small
+  file's check needs was ~10 ms of every `carlang check`;
+- in the `carlang` command's process only (`install()`), every pattern `re` compiles: the
+  modules carlang and its dependencies import compile ~60 small ones at start-up (~6 ms).
+
+The file is `regex/<interpreter>.bin` under carlang's cache root (`carlang_runtime.cachedir`,
+which says how to turn it off), trusted as the CEL cache's is: this user's alone, read only if
+it is this user's and no one else may write to it. It is loaded on first use and rewritten at
+exit when new patterns were compiled. The interpreter validates the code it is given (an
+invalid code is an error, never a crash), an entry is found by its exact pattern and flags,
+and it is stored only when the pattern built from it equals what `re` makes (same code, flags
+and groups). Anything that fails falls back to `re`: the cache can make a compile faster,
+never different or failing.
 """
 
 from __future__ import annotations
 
-import hashlib
+import atexit
 import marshal
 import os
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
 from .cachedir import cache_root, is_private, private_directory
 
-__all__ = ["compile_cached", "regex_cache_directory"]
+__all__ = ["compile_cached", "install", "regex_cache_file"]
 
-# Files of another layout are never read: the format is part of the file name's hash.
-_FORMAT: Final = 1
-# At most about this many files: past it, the older half goes (one per lexer regex of a
-# grammar, so only many grammar versions or Pythons get there).
-_FILES: Final = 2048
+# Files of another layout are never read.
+_FORMAT: Final = 2
+# Past this many patterns the file starts afresh (one per lexer regex of a grammar version and
+# per pattern of the modules a command imports: only many versions get there).
+_ENTRIES: Final = 4096
 _READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 try:
@@ -46,81 +52,119 @@ except (ImportError, AttributeError):  # another implementation: no code to keep
     _sre = None
     _MAGIC = None
 
-# The process's directory, looked up on first use: (resolved?, directory or None).
-_state: dict[str, Any] = {}
+# `re`'s own compiler, whatever `install` puts in its place.
+_COMPILE: Final[Callable[[Any, int], Any]] = re._compiler.compile  # type: ignore[attr-defined]
+
+Parts = tuple[Any, ...]
 
 
-def regex_cache_directory() -> Path | None:
-    """Where compiled regexes are kept (None: not on disk)."""
+def regex_cache_file() -> Path | None:
+    """The file of compiled patterns for this interpreter (None: not on disk)."""
     root = cache_root()
-    return None if root is None or _sre is None else root / "regex"
+    if root is None or _sre is None:
+        return None
+    tag = f"{sys.implementation.cache_tag}-{sys.hexversion:x}-{_MAGIC}-{marshal.version}"
+    return root / "regex" / f"{tag}.bin"
 
 
-def _directory() -> Path | None:
-    if "directory" not in _state:
-        directory = regex_cache_directory()
-        if directory is not None and not private_directory(directory):
-            directory = None
-        _state["directory"] = directory
-    found: Path | None = _state["directory"]
-    return found
+class _Store:
+    """The patterns' code: `stored` (from the file) and `new` (compiled by this process)."""
 
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.stored: dict[tuple[str, int], Parts] = _read(path)
+        self.new: dict[tuple[str, int], Parts] = {}
 
-def compile_cached(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    """`re.compile(pattern, flags)`, from the code kept on disk when there is one (see the
-    module's docstring); a compiled pattern's code is kept for the next process."""
-    directory = _directory()
-    if directory is None:
-        return re.compile(pattern, flags)
-    flags = int(flags)  # a `re.RegexFlag` is not plain data: the file keeps the number
-    path = os.path.join(directory, _file_name(pattern, flags))
-    parts = _read(path, pattern, flags)
-    if parts is not None:
+    def compile(self, pattern: str, flags: int) -> re.Pattern[str]:
+        """The pattern, built from its kept code, or compiled by `re` (and its code kept)."""
+        key = (pattern, flags)
+        parts = self.stored.get(key) or self.new.get(key)
+        if parts is not None:
+            try:
+                built: re.Pattern[str] = _sre.compile(pattern, *parts)
+                return built
+            except Exception:  # noqa: BLE001 - a stale or foreign entry: compile afresh
+                pass
+        compiled: re.Pattern[str] = _COMPILE(pattern, flags)
+        parts = _parts(pattern, flags, compiled)
+        if parts is not None:
+            self.new[key] = parts
+        return compiled
+
+    def save(self) -> None:
+        """Write the file again with what this process compiled (atomically; on any error,
+        nothing is written)."""
+        if not self.new:
+            return
+        import tempfile
+
+        entries = {**_read(self.path), **self.new}  # another process may have added some
+        if len(entries) > _ENTRIES:
+            entries = dict(self.new)
         try:
-            built: re.Pattern[str] = _sre.compile(pattern, *parts)
-            return built
-        except Exception:  # noqa: BLE001 - a stale or foreign entry: compile afresh
-            pass
-    compiled = re.compile(pattern, flags)
-    parts = _parts(pattern, flags, compiled)
-    if parts is not None:
-        _write(Path(path), (_FORMAT, pattern, flags, *parts))
-    return compiled
+            directory = self.path.parent
+            if not is_private(directory.stat()):  # swapped for another's since it was checked
+                return
+            data = marshal.dumps((_FORMAT, entries))
+            handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
+            try:
+                with os.fdopen(handle, "wb") as file:
+                    file.write(data)
+                os.replace(temporary, self.path)
+            except BaseException:
+                os.unlink(temporary)
+                raise
+        except (OSError, ValueError):
+            return
+        self.new.clear()
 
 
-def _file_name(pattern: str, flags: int) -> str:
-    key = f"{_FORMAT}\0{sys.version}\0{_MAGIC}\0{flags}\0{pattern}"
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
-    return digest.hexdigest() + ".sre"
-
-
-def _read(path: str, pattern: str, flags: int) -> tuple[Any, ...] | None:
-    """The `_sre.compile` arguments after the pattern, from the file at `path`, if it is
-    trusted and holds `pattern` with `flags`."""
+def _read(path: Path) -> dict[tuple[str, int], Parts]:
+    """The entries of the file at `path`, if it is trusted and whole (else none)."""
     try:
         handle = os.open(path, _READ_FLAGS)
         try:
             if not is_private(os.fstat(handle)):
-                return None
+                return {}
             data = b""
             while chunk := os.read(handle, 1 << 20):
                 data += chunk
         finally:
             os.close(handle)
-        entry = marshal.loads(data)
-    except Exception:  # noqa: BLE001 - missing, unreadable or corrupt: compile afresh
-        return None
-    if (
-        type(entry) is not tuple
-        or len(entry) != 8
-        or entry[:3] != (_FORMAT, pattern, flags)
-        or type(entry[4]) is not list
-    ):
-        return None
-    return entry[3:]
+        stored = marshal.loads(data)
+    except Exception:  # noqa: BLE001 - missing, unreadable or corrupt: start afresh
+        return {}
+    if type(stored) is not tuple or len(stored) != 2 or stored[0] != _FORMAT:
+        return {}
+    entries = stored[1]
+    return entries if type(entries) is dict else {}
 
 
-def _parts(pattern: str, flags: int, compiled: re.Pattern[str]) -> tuple[Any, ...] | None:
+# The process's store, made on first use (None: no cache directory).
+_state: dict[str, _Store | None] = {}
+
+
+def _store() -> _Store | None:
+    if "store" not in _state:
+        path = regex_cache_file()
+        store = None
+        if path is not None and private_directory(path.parent):
+            store = _Store(path)
+            atexit.register(store.save)
+        _state["store"] = store
+    return _state["store"]
+
+
+def compile_cached(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """`re.compile(pattern, flags)`, built from the code kept on disk when there is one (see
+    the module's docstring); a pattern compiled now has its code kept for the next process."""
+    store = _store()
+    if store is None:
+        return re.compile(pattern, flags)
+    return store.compile(pattern, int(flags))
+
+
+def _parts(pattern: str, flags: int, compiled: re.Pattern[str]) -> Parts | None:
     """What `_sre.compile` takes after the pattern to build `compiled` (as `re` itself makes
     them), or None when that cannot be had or does not rebuild `compiled` exactly."""
     if _sre is None:
@@ -152,37 +196,20 @@ def _parts(pattern: str, flags: int, compiled: re.Pattern[str]) -> tuple[Any, ..
     return parts if same else None
 
 
-def _write(path: Path, entry: tuple[Any, ...]) -> None:
-    """Store `entry` at `path` (atomically; skipped on any error)."""
-    import tempfile
-
-    try:
-        if not is_private(path.parent.stat()):  # swapped for another's since it was checked
-            return
-        data = marshal.dumps(entry)
-        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(handle, "wb") as file:
-                file.write(data)
-            os.replace(temporary, path)
-        except BaseException:
-            os.unlink(temporary)
-            raise
-    except (OSError, ValueError):
-        return
-    if not _state.get("pruned"):
-        _state["pruned"] = True
-        _prune(path.parent)
+def _compile_for_re(pattern: Any, flags: int = 0) -> Any:
+    """`re`'s compiler, with text patterns from the store (debug output, bytes and parsed
+    patterns go to `re` itself)."""
+    if type(pattern) is str and type(flags) is int and not flags & re.DEBUG:
+        store = _store()
+        if store is not None:
+            return store.compile(pattern, flags)
+    return _COMPILE(pattern, flags)
 
 
-def _prune(directory: Path) -> None:
-    """Keep the directory to about `_FILES` files: past that, the older half goes."""
-    try:
-        entries = [entry for entry in os.scandir(directory) if entry.name.endswith(".sre")]
-        if len(entries) <= _FILES:
-            return
-        entries.sort(key=lambda entry: entry.stat().st_mtime_ns)
-        for entry in entries[: len(entries) - _FILES // 2]:
-            os.unlink(entry.path)
-    except OSError:
-        return
+def install() -> bool:
+    """Have `re` compile every text pattern through the store (for the `carlang` command's
+    process; the library never does this by itself). False when there is no cache directory."""
+    if _store() is None:
+        return False
+    re._compiler.compile = _compile_for_re  # type: ignore[attr-defined]
+    return True
