@@ -80,6 +80,19 @@ _DEFINE_AND_DESCRIBE = textwrap.dedent(
         Frozen(1).a = 2
     except dataclasses.FrozenInstanceError as error:
         described["frozen"] = str(error)
+    import typing
+    references = ["list[int]", "dict[str, 'Plain'] | None", "Frozen"]
+    described["references"] = [
+        code(type("F", (), {"__code__": typing.ForwardRef(r).__forward_code__,
+                            "__defaults__": None, "__kwdefaults__": None,
+                            "__annotations__": {}})())
+        for r in references
+    ] + [repr(typing.ForwardRef(r)._evaluate(globals(), None, recursive_guard=frozenset()))
+         for r in references]
+    try:
+        typing.ForwardRef("1 +")
+    except SyntaxError as error:
+        described["bad reference"] = str(error)
     made = new = None
     if installed:
         cache = dataclasses.exec.cache
