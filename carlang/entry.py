@@ -3,7 +3,7 @@ app: `carlang --version`, before anything but the interpreter is loaded (a versi
 first thing scripts and editors run), and `carlang check` with plain arguments
 (`carlang.cli.lean`: no typer, only what checking needs). Everything else goes to typer. Every
 command but `--version` first sets up the process for a quick start (no pydantic plugin
-discovery; dataclass methods and regexes from `carlang_runtime.codecache` and `recache`)."""
+discovery; compiled dataclass methods and regexes from `carlang_runtime.diskcache`)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,11 @@ def main() -> None:
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     # What Python compiles from text at every start, compiled once per machine instead: the
     # methods `dataclasses` writes for the ~190 dataclasses a command defines (~30-40 ms of a
-    # check), and the regexes of the modules it imports (~6 ms). See codecache and recache.
-    from carlang_runtime import codecache, recache
+    # check), and the regexes of the modules it imports (~6 ms). See carlang_runtime.diskcache.
+    from carlang_runtime.diskcache import pycode, regexes
 
-    codecache.install()
-    recache.install()
+    pycode.install()
+    regexes.install()
     if args[:1] == ["check"] and "_CARLANG_COMPLETE" not in os.environ:
         from carlang.cli.lean import check_main
 

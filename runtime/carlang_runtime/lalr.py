@@ -9,7 +9,7 @@ lark's semantics exactly:
 - the lexer is contextual (only the terminals the parser state accepts are tried, in lark's
   order), with one global regex tried first and each state's own regex built only when the
   global match does not fit the state (compiled regexes are kept on disk between processes:
-  `carlang_runtime.recache`);
+  `carlang_runtime.diskcache.regexes`);
 - each reduction shapes its children as lark's tree builder would (dropped punctuation,
   `[x]` placeholders, inlined `_rules`, `?rules` that collapse to their one child), then calls
   the builder's method for the rule (or makes a `Node` when it has none);
@@ -35,7 +35,7 @@ from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
-from .recache import compile_cached
+from .diskcache.regexes import compile_cached
 
 __all__ = [
     "Token",

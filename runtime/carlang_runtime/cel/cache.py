@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .._version import __version__
-from ..cachedir import cache_root, is_private, private_directory
+from ..diskcache import cache_root, is_private, private_directory
 from . import codegen
 from .functions import compile_regex
 
@@ -55,7 +55,7 @@ _PRUNE_EVERY: Final = 256
 # the whole size first, so much more would cost more than the read itself).
 _CHUNK: Final = 1 << 16
 _READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-# The checks every disk cache of carlang's makes (see `carlang_runtime.cachedir`).
+# The checks every disk cache of carlang's makes (see `carlang_runtime.diskcache`).
 _ours = is_private
 
 

@@ -1,5 +1,6 @@
-"""The regex cache (`carlang_runtime.recache`): a pattern built from the code kept on disk is
-the pattern `re.compile` makes; anything it cannot trust or use is compiled afresh."""
+"""The regex cache (`carlang_runtime.diskcache.regexes`): a pattern built from the code kept
+on disk is the pattern `re.compile` makes; anything it cannot trust or use is compiled
+afresh."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from carlang_runtime import recache
 from carlang_runtime.cel import parser as cel_parser
+from carlang_runtime.diskcache import regexes
 from carlang_runtime.lalr import Engine, load_tables
 
 from carlang import syntax
@@ -28,18 +29,18 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh cache directory for this test (the suite runs with the cache off); yields the
     file the process's store is saved to."""
     monkeypatch.setenv("CARLANG_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(recache, "_state", {})
-    path = recache.regex_cache_file()
+    monkeypatch.setattr(regexes, "_state", {})
+    path = regexes.regex_cache_file()
     assert path is not None
     yield path
 
 
 def _next_process() -> None:
     """What a new process sees: the store saved, a new one read from the file."""
-    store = recache._store()
+    store = regexes._store()
     assert store is not None
     store.save()
-    recache._state.clear()
+    regexes._state.clear()
 
 
 def _same(a: re.Pattern[str], b: re.Pattern[str]) -> bool:
@@ -52,13 +53,13 @@ def _must_not_compile(*args: object) -> None:
 
 @pytest.mark.parametrize("pattern", PATTERNS)
 def test_a_pattern_from_the_cache_is_the_one_re_makes(cache: Path, pattern: str) -> None:
-    first = recache.compile_cached(pattern, re.MULTILINE)
+    first = regexes.compile_cached(pattern, re.MULTILINE)
     assert _same(first, re.compile(pattern, re.MULTILINE))
     _next_process()
     assert cache.is_file()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recache, "_parts", _must_not_compile)
-        again = recache.compile_cached(pattern, re.MULTILINE)
+        patch.setattr(regexes, "_parts", _must_not_compile)
+        again = regexes.compile_cached(pattern, re.MULTILINE)
     assert _same(again, re.compile(pattern, re.MULTILINE))
     for text in ("if", "word 12", "x1.5", "CAF\u00c9", "na\u00efve", ""):
         found, expected = again.match(text), re.compile(pattern, re.MULTILINE).match(text)
@@ -68,70 +69,70 @@ def test_a_pattern_from_the_cache_is_the_one_re_makes(cache: Path, pattern: str)
 
 
 def test_flags_are_part_of_the_key(cache: Path) -> None:
-    recache.compile_cached("abc", 0)
-    ignoring = recache.compile_cached("abc", re.IGNORECASE)
+    regexes.compile_cached("abc", 0)
+    ignoring = regexes.compile_cached("abc", re.IGNORECASE)
     assert ignoring.match("ABC") is not None
     _next_process()
-    store = recache._store()
+    store = regexes._store()
     assert store is not None and set(store.stored) == {("abc", 0), ("abc", re.IGNORECASE)}
 
 
 def test_a_corrupt_file_is_compiled_afresh_and_rewritten(cache: Path) -> None:
-    recache.compile_cached(PATTERNS[0])
+    regexes.compile_cached(PATTERNS[0])
     _next_process()
     cache.write_bytes(b"not marshal")
-    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    assert _same(regexes.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
     _next_process()
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recache, "_parts", _must_not_compile)
-        assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+        patch.setattr(regexes, "_parts", _must_not_compile)
+        assert _same(regexes.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
 
 
 def test_invalid_code_is_refused_not_run(cache: Path) -> None:
     import marshal
 
-    recache.compile_cached(PATTERNS[0])
+    regexes.compile_cached(PATTERNS[0])
     _next_process()
     form, entries = marshal.loads(cache.read_bytes())
     flags, _, groups, groupindex, indexgroup = entries[(PATTERNS[0], 0)]
     bad = [17, 99, 3, 1, 5, 1, 1]  # not code the matcher would accept
     entries[(PATTERNS[0], 0)] = (flags, bad, groups, groupindex, indexgroup)
     cache.write_bytes(marshal.dumps((form, entries)))
-    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    assert _same(regexes.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="ownership checks are POSIX only")
 def test_a_file_or_directory_others_may_write_to_is_never_read(cache: Path) -> None:
-    recache.compile_cached(PATTERNS[0])
+    regexes.compile_cached(PATTERNS[0])
     _next_process()
     cache.chmod(0o666)
-    store = recache._store()
+    store = regexes._store()
     assert store is not None and store.stored == {}
     cache.chmod(0o600)
     cache.parent.chmod(0o777)
-    recache._state.clear()
-    assert recache._store() is None  # the directory is not this user's alone
-    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    regexes._state.clear()
+    assert regexes._store() is None  # the directory is not this user's alone
+    assert _same(regexes.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
 
 
 def test_the_directory_is_made_for_this_user_alone(cache: Path) -> None:
-    recache.compile_cached(PATTERNS[0])
+    regexes.compile_cached(PATTERNS[0])
     assert cache.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_off_means_nothing_on_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CARLANG_CACHE_DIR", "off")
-    monkeypatch.setattr(recache, "_state", {})
-    assert recache.regex_cache_file() is None
-    assert _same(recache.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
-    assert recache.install() is False
+    monkeypatch.setattr(regexes, "_state", {})
+    assert regexes.regex_cache_file() is None
+    assert _same(regexes.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+    assert regexes.install() is False
     assert not list(tmp_path.iterdir())
 
 
 _EVERY_PATTERN = """
 import json, re, sys
-from carlang_runtime import recache
-installed = recache.install()
+from carlang_runtime.diskcache import regexes
+installed = regexes.install()
 patterns = [
     (r"(?P<a>x)(?P=a)|(?<=y)z", 0), (r"[\\w.-]+@\\w+", re.I | re.M), (r"(?x) a b # c", 0),
     (r"\\bword\\b", re.ASCII), (r".+", re.S), (r"(a)?(b)*(?(1)c|d)", 0),
@@ -139,9 +140,10 @@ patterns = [
 out = []
 for text, flags in patterns:
     p = re.compile(text, flags)
-    out.append([p.pattern, p.flags, p.groups, dict(p.groupindex), repr(p.findall("xx yz a@b word"))])
+    found = repr(p.findall("xx yz a@b word"))
+    out.append([p.pattern, p.flags, p.groups, dict(p.groupindex), found])
 out.append(repr(re.compile(b"bytes(?P<n>\\d)").match(b"bytes7")))
-store = recache._state.get("store")
+store = regexes._state.get("store")
 print(json.dumps({"installed": installed, "out": out,
                   "new": None if store is None else len(store.new)}))
 """
@@ -214,13 +216,13 @@ def test_the_engines_parse_the_same_with_their_lexers_from_the_cache(
     else:
         fresh, texts = _cel_engine, CEL_TEXTS
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(recache, "_state", {"store": None})
+        patch.setattr(regexes, "_state", {"store": None})
         expected = _outcomes(fresh(), texts)
     stored = _outcomes(fresh(), texts)  # compiles, and keeps the code
     _next_process()
     assert cache.is_file()
     with pytest.MonkeyPatch.context() as patch:  # every lexer now comes from the cache
-        patch.setattr(recache, "_parts", _must_not_compile)
+        patch.setattr(regexes, "_parts", _must_not_compile)
         restored = _outcomes(fresh(), texts)
     assert stored == expected
     assert restored == expected

@@ -12,7 +12,7 @@ processes. Two users:
 - in the `carlang` command's process only (`install()`), every pattern `re` compiles: the
   modules carlang and its dependencies import compile ~60 small ones at start-up (~6 ms).
 
-The file is `regex/<interpreter>.bin` under carlang's cache root (`carlang_runtime.cachedir`,
+The file is `regex/<interpreter>.bin` under carlang's cache root (`carlang_runtime.diskcache`,
 which says how to turn it off), trusted as the CEL cache's is: this user's alone, read only if
 it is this user's and no one else may write to it. It is loaded on first use and rewritten at
 exit when new patterns were compiled. The interpreter validates the code it is given (an
@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from .cachedir import cache_root, is_private, private_directory
+from . import cache_root, is_private, private_directory
 
 __all__ = ["compile_cached", "install", "regex_cache_file"]
 

@@ -14,7 +14,7 @@ keeping what they have not seen.
 The code is exactly what `exec` or `compile` makes of the same text with this interpreter (the
 file is per interpreter version), so a class or a reference is the same with or without the
 cache. It is kept in one file, `pycode/<tag>.bin` under carlang's cache root
-(`carlang_runtime.cachedir`, which says how to turn it off), trusted as the CEL cache is (this
+(`carlang_runtime.diskcache`, which says how to turn it off), trusted as the CEL cache is (this
 user's alone: a stored function is code that runs), loaded once, and rewritten at exit when the
 process compiled something new. An entry is keyed by its mode and whole text. Anything that
 fails (no cache directory, an unreadable or foreign file) leaves them compiling as usual.
@@ -31,7 +31,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, Final
 
-from .cachedir import cache_root, is_private, private_directory
+from . import cache_root, is_private, private_directory
 
 __all__ = ["install", "code_cache_file"]
 

@@ -1,5 +1,8 @@
-"""Where carlang keeps what it computed for the next process (compiled CEL conditions,
-compiled lexer regexes), and when such a file may be trusted.
+"""What carlang computes once and keeps for the next process: where it is kept, and when such
+a file may be trusted. The caches: compiled CEL conditions (`carlang_runtime.cel.cache`),
+compiled regexes (`regexes`), and the code Python compiles from text at start-up: dataclass
+methods and forward references (`pycode`). The last two, for every pattern and class rather
+than carlang's own, are installed only by the `carlang` command (`carlang.entry`).
 
 The root is `$CARLANG_CACHE_DIR`, else `$XDG_CACHE_HOME/carlang`, else `~/.cache/carlang`;
 `CARLANG_CACHE_DIR=off` (or empty, `0`, `none`) keeps everything in memory. Each cache has its
