@@ -58,9 +58,12 @@ _DEFINE_AND_DESCRIBE = textwrap.dedent(
     class Child(Frozen):
         c: str = "child"
 
+    def constant(value):  # a set's order varies from process to process
+        return sorted(map(repr, value)) if isinstance(value, frozenset) else repr(value)
+
     def code(function):
         c = function.__code__
-        return [c.co_code.hex(), repr(c.co_consts), c.co_names, c.co_varnames, c.co_flags,
+        return [c.co_code.hex(), [constant(value) for value in c.co_consts], c.co_names, c.co_varnames, c.co_flags,
                 c.co_firstlineno, c.co_qualname, c.co_linetable.hex(), c.co_filename,
                 repr(function.__defaults__), repr(function.__kwdefaults__),
                 repr(function.__annotations__)]
