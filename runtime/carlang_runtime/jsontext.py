@@ -89,7 +89,7 @@ def parse_json(text: str | bytes) -> object:
     except _OutOfRange as exc:
         raise JsonTextError(
             f"malformed JSON: number out of range: {shorten(exc.literal)}",
-            line_column(text, max(text.find(exc.literal), 0)),
+            line_column(text, _number_at(text, exc.literal)),
         ) from None
     except json.JSONDecodeError as exc:
         message = exc.msg[0].lower() + exc.msg[1:]
@@ -144,6 +144,12 @@ def unusual(container: dict[str, object] | list[object], levels: int) -> bool:
         elif kind is float and child in _INFINITIES:
             return True
     return False
+
+
+def _number_at(text: str, literal: str) -> int:
+    """Where number `literal` first stands in `text` as a number, not inside a string."""
+    blanked = _JSON_STRING.sub(lambda string: " " * len(string.group()), text)  # same offsets
+    return max(blanked.find(literal), 0)
 
 
 class _OutOfRange(ValueError):

@@ -5,6 +5,7 @@ from JSON text answers and fails exactly as on the loaded model."""
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any
 
 import pytest
@@ -268,3 +269,38 @@ def test_msgspec_decoding_never_accepts_what_json_refuses(doc: dict[str, Any], d
     assert _columns(Columns.of_plain(fast), given_actions) == _columns(
         Columns.of_plain(slow), given_actions
     )
+
+
+def test_msgspec_rows_have_the_plain_keys() -> None:
+    msgdecode = pytest.importorskip("carlang_runtime.ir.msgdecode", reason="msgspec not installed")
+    assert set(msgdecode.FIELDS) == PLAIN_KEYS
+
+
+@pytest.mark.parametrize("field", ["context", "source", "parameters", "metadata"])
+def test_values_nested_beyond_the_stack_are_too_deep_not_a_traceback(field: str) -> None:
+    deep = "[" * 1000 + "]" * 1000
+    if field in ("context", "source"):
+        text = '{"actions": [], "' + field + '": ' + deep + "}"
+    else:
+        text = '{"actions": [{"type": "tool_call", "' + field + '": {"a": ' + deep + "}}]}"
+    for source in (text, text.encode()):
+        with pytest.raises(IRLoadError, match="nested too deeply"):
+            verify(source)
+
+
+def test_without_msgspec_verify_takes_the_json_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import carlang_runtime.ir
+    from carlang_runtime.ir import fastload
+
+    text = json.dumps({"actions": [{"id": "a", "type": "tool_call", "tool": "step"}]})
+    expected = verify(text, tools=["step"]).model_dump()
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # import msgspec now fails
+    monkeypatch.delitem(sys.modules, "carlang_runtime.ir.msgdecode", raising=False)
+    monkeypatch.delattr(carlang_runtime.ir, "msgdecode", raising=False)
+    fastload._msgdecode.cache_clear()
+    try:
+        assert fastload.decode_plain(text) is None
+        assert verify(text, tools=["step"]).model_dump() == expected
+        assert fastload._msgdecode.cache_info().misses == 1  # looked for once, not per call
+    finally:
+        fastload._msgdecode.cache_clear()

@@ -69,6 +69,14 @@ def test_fast_path_decides_as_the_exact_path(text: str) -> None:
     _same(text)
 
 
+def test_a_number_out_of_range_is_found_where_it_stands_not_in_a_string() -> None:
+    big = "2" + "0" * 308
+    text = '{"note": "' + big + '", "n": ' + big + "}"
+    with pytest.raises(JsonTextError) as raised:
+        parse_json(text)
+    assert raised.value.position.column == text.index(": " + big) + 3
+
+
 def test_an_integer_beyond_a_double_is_out_of_range() -> None:
     with pytest.raises(JsonTextError, match="1:2: malformed JSON: number out of range"):
         parse_json("[" + "9" * 309 + "]")

@@ -109,3 +109,10 @@ def test_the_shortcuts_are_taken_on_a_plain_fan_out() -> None:
         result = verify({"actions": actions}, tools=["step"])
     assert result.valid and not result.issues
     assert set(taken) == set(_SHORTCUTS)
+
+
+def test_nan_parameters_decline_the_shortcut() -> None:
+    """NaN is not equal to itself, but two NaN parameters are the same call (canonical JSON)."""
+    call = {"type": "tool_call", "tool": "t", "parameters": {"p": float("nan"), "q": [1]}}
+    doc = {"actions": [{"id": "a", **call}, {"id": "b", **call}]}
+    assert [i.message for i in verify(doc).issues] == ["duplicate tool call: t (2x)"]

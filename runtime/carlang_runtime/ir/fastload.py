@@ -15,8 +15,10 @@ pydantic differentially.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from functools import cache
 from itertools import chain, compress, repeat
 from operator import attrgetter, is_
+from types import ModuleType
 from typing import Any, overload
 
 from pydantic import ValidationError
@@ -191,7 +193,10 @@ class LazyActions(Sequence[Action]):
 
 
 class PlainColumns:
-    """The columns `Columns` holds, made from checked JSON (see `columns.Columns.of_plain`)."""
+    """The columns `Columns` holds, made from checked JSON (see `columns.Columns.of_plain`).
+
+    Read only: the maps and lists are the document's own, and every action without a key
+    shares one empty default per column."""
 
     __slots__ = ("proposal", "values")
 
@@ -225,16 +230,15 @@ def plain_columns(data: Mapping[str, Any]) -> PlainColumns | None:
 
 #: The columns `Columns` needs, filled with `Action`'s defaults where an action has no value.
 _COLUMNS = ("id", "tool", "parameters", "expected_effects", "state_dependencies", "depends_on")
-#: Defaults shared by every action without the key: the columns are read, never changed (an
-#: `Action` is built from its own JSON, with fresh defaults), and a million empty maps would
-#: cost 64 MB.
-_SHARED_MAP: dict[str, Any] = {}
-_SHARED_LIST: list[Any] = []
+_ENUM_COLUMNS = ("type", "reversibility")
+#: Defaults shared by every action without the key, one per column: the columns are read,
+#: never changed (an `Action` is built from its own JSON, with fresh defaults), and a million
+#: empty maps would cost 64 MB.
 _COLUMN_DEFAULTS: dict[str, Any] = {
-    "parameters": _SHARED_MAP,
-    "expected_effects": _SHARED_MAP,
-    "state_dependencies": _SHARED_LIST,
-    "depends_on": _SHARED_LIST,
+    "parameters": {},
+    "expected_effects": {},
+    "state_dependencies": [],
+    "depends_on": [],
 }
 
 
@@ -274,7 +278,6 @@ def _finish(
 #: How deep a value inside an action's map field may nest: the document, `actions` and the
 #: action itself are the three levels above the map (see `jsontext.unusual`).
 _MAP_LEVELS = NESTING_LIMIT - 4
-_MAP_FIELDS = ("parameters", "expected_effects", "metadata")
 
 
 def decode_plain(text: str | bytes) -> PlainColumns | None:
@@ -282,9 +285,8 @@ def decode_plain(text: str | bytes) -> PlainColumns | None:
     `fast` extra); None without msgspec, or for text that is not a proposal of plain actions,
     or whose values `jsontext.parse_json` would look at more closely (the caller then takes the
     `json` path, which decides, and reports, exactly as without msgspec)."""
-    try:
-        from . import msgdecode
-    except ImportError:
+    msgdecode = _msgdecode()
+    if msgdecode is None:
         return None
     if isinstance(text, bytes) and b"\\u" in text:
         try:
@@ -301,17 +303,27 @@ def decode_plain(text: str | bytes) -> PlainColumns | None:
     if unusual(rest, NESTING_LIMIT - 1):
         return None
     rows = doc.actions
-    columns: dict[str, list[Any]] = {}
-    for name in (*_COLUMNS, "type", "reversibility", "metadata", "timeout_ms"):
-        columns[name] = list(map(attrgetter(name), rows))
-    if max([t for t in columns.pop("timeout_ms") if type(t) is int], default=0) > _U64_MAX:
+    timeouts = list(map(attrgetter("timeout_ms"), rows))
+    if max(filter(None, timeouts), default=0) > _U64_MAX:  # (UNSET and None are false)
         return None
-    for name in _MAP_FIELDS:
-        maps = [m for m in columns[name] if m is not msgdecode.UNSET]
-        if maps and not _ordinary_maps(maps):
+    columns = {name: list(map(attrgetter(name), rows)) for name in (*_COLUMNS, *_ENUM_COLUMNS)}
+    metadata = list(map(attrgetter("metadata"), rows))
+    for maps in (columns["parameters"], columns["expected_effects"], metadata):
+        given = list(filter(None, maps))  # UNSET is false, as an empty map is
+        if given and not _ordinary_maps(given):
             return None
-    del columns["metadata"]
     return _finish(rest, rows, columns, msgdecode.UNSET, msgdecode.present)
+
+
+@cache
+def _msgdecode() -> ModuleType | None:
+    """The msgspec decoding module, or None without msgspec (looked for once: Python does not
+    remember an import that failed, and looking again costs most of a small verify)."""
+    try:
+        from . import msgdecode
+    except ImportError:
+        return None
+    return msgdecode
 
 
 def _ordinary_maps(maps: list[dict[str, Any]]) -> bool:

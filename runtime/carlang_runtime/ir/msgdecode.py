@@ -13,7 +13,7 @@ returns None when msgspec is not installed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
@@ -34,16 +34,6 @@ __all__ = [
 _U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
 # msgspec bounds must fit an int64: the upper bound of a u64 is checked by `fastload`.
 _U64 = Annotated[int, msgspec.Meta(ge=0)]
-if TYPE_CHECKING:  # to mypy, the enums' values are strings
-    _Type: TypeAlias = str
-    _Invocation: TypeAlias = str
-    _Reversibility: TypeAlias = str
-    _Failure: TypeAlias = str
-else:  # built from the enums, so that a member added there is accepted here too
-    _Type = Literal[tuple(ActionType._value2member_map_)]
-    _Invocation = Literal[tuple(InvocationMode._value2member_map_)]
-    _Reversibility = Literal[tuple(Reversibility._value2member_map_)]
-    _Failure = Literal[tuple(FailureBehavior._value2member_map_)]
 
 
 class PlainAction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -51,7 +41,7 @@ class PlainAction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
 
     gc=False: a decoded action holds only JSON values, which cannot form a cycle back to it."""
 
-    type: _Type
+    type: ActionType
     id: str | UnsetType = UNSET
     tool: str | None | UnsetType = UNSET
     parameters: dict[str, Any] | UnsetType = UNSET
@@ -59,11 +49,11 @@ class PlainAction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     state_dependencies: list[str] | UnsetType = UNSET
     read_set: list[str] | UnsetType = UNSET
     write_set: list[str] | UnsetType = UNSET
-    invocation_mode: _Invocation | UnsetType = UNSET
-    reversibility: _Reversibility | UnsetType = UNSET
+    invocation_mode: InvocationMode | UnsetType = UNSET
+    reversibility: Reversibility | UnsetType = UNSET
     idempotent: bool | UnsetType = UNSET
     max_retries: _U32 | UnsetType = UNSET
-    failure_behavior: _Failure | UnsetType = UNSET
+    failure_behavior: FailureBehavior | UnsetType = UNSET
     timeout_ms: _U64 | None | UnsetType = UNSET
     metadata: dict[str, Any] | UnsetType = UNSET
     depends_on: list[str] | UnsetType = UNSET
@@ -83,9 +73,10 @@ class PlainProposal(msgspec.Struct, forbid_unknown_fields=True):
 
 #: The action fields, in declaration order.
 FIELDS: tuple[str, ...] = PlainAction.__struct_fields__
-#: What decoding raises for a document the structs do not accept (msgspec's errors, and
-#: UnicodeEncodeError for a str holding a lone surrogate).
-DECODE_ERRORS = (msgspec.MsgspecError, UnicodeError)
+#: What decoding raises for a document the structs do not accept: msgspec's errors,
+#: UnicodeEncodeError for a str holding a lone surrogate, RecursionError for values nested
+#: deeper than the stack allows (the json path then reports them as too deep).
+DECODE_ERRORS = (msgspec.MsgspecError, UnicodeError, RecursionError)
 _DECODER = msgspec.json.Decoder(PlainProposal)
 
 

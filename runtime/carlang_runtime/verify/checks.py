@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain, repeat
+from operator import eq
 from typing import Any
 
 from ..capability import CapabilityCheck, touched_keys
@@ -236,7 +237,8 @@ def check_loop_detection(ctx: VerifyContext) -> None:
 
 def _all_calls_distinct(cols: Columns) -> bool:
     """Whether, cheaply, no two tool calls can be identical: every action is a call with a
-    tool and flat parameters, and the hashes of (tool, parameter items) are all different.
+    tool, and one parameter tells them apart (`_one_parameter_distinguishes`) or, when the
+    parameters are flat, the hashes of (tool, parameter items) are all different.
 
     The usual proposal, checked without a Python step per action (and keeping one integer per
     call, not a frozen copy of its parameters); anything else takes the exact way."""
@@ -254,15 +256,20 @@ def _all_calls_distinct(cols: Columns) -> bool:
 
 def _one_parameter_distinguishes(cols: Columns) -> bool:
     """Whether (tool, value of one parameter) differs from call to call: the parameter is the
-    first of the first call that has any, and calls without it count as having one more value
-    (values Python finds equal, like 1 and 1.0, count as the same here)."""
+    first of the first call that has any, and calls without it count as having one more value.
+
+    Safe because values Python finds unequal have unequal canonical JSON (values it finds
+    equal, like 1 and 1.0, count as the same here), except NaN, which is not equal to itself
+    (and which JSON text cannot hold): a NaN among the values declines."""
     params = cols.parameters
     name = next((next(iter(p)) for p in params if p), None)
     if name is None:
         return False
-    values = map(dict.get, params, repeat(name), repeat(_ABSENT))
+    values = list(map(dict.get, params, repeat(name), repeat(_ABSENT)))
+    if not all(map(eq, values, values)):  # NaN
+        return False
+    one_tool = len(set(cols.tools)) == 1  # then the values alone (no pair per call)
     try:
-        one_tool = len(set(cols.tools)) == 1  # then the values alone (no pair per call)
         distinct = set(values) if one_tool else set(zip(cols.tools, values, strict=True))
     except TypeError:  # a value that cannot be hashed
         return False
