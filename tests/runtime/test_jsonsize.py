@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from carlang_runtime.columns import Columns
 from carlang_runtime.ir import Action, ActionProposal
 from carlang_runtime.ir.fastload import decode_plain, plain_columns
 from carlang_runtime.ir.jsonsize import actions_json_size
@@ -91,6 +92,8 @@ def _any_action(draw: st.DrawFn) -> Action:
 def test_the_size_of_validated_actions_is_pydantics(actions: list[Action]) -> None:
     assert actions_json_size(actions) == _written(actions)
     assert actions_json_size(actions, ("loc",)) == _written(actions, {"loc"})
+    known = Columns.of(actions).by_field()  # columns at hand: read, not extracted again
+    assert actions_json_size(actions, ("loc",), known) == _written(actions, {"loc"})
 
 
 @settings(max_examples=300, deadline=None)
@@ -106,8 +109,11 @@ def test_the_size_of_actions_loaded_by_columns_is_pydantics(doc: dict[str, Any])
         except ValidationError:  # pragma: no cover - the loaders decline what pydantic refuses
             raise AssertionError("a column loader accepted what pydantic refuses") from None
         # an absent id is a random one on both sides: the same length, another value
-        assert actions_json_size(plain.proposal.actions) == _written(model.actions)
-        assert not any(plain.proposal.actions._built)  # sized without building a model
+        lazy = plain.proposal.actions
+        assert actions_json_size(lazy) == _written(model.actions)
+        known = Columns.of_plain(plain).by_field()
+        assert actions_json_size(lazy, ("loc",), known) == _written(model.actions)
+        assert not any(lazy._built)  # sized without building a model
 
 
 def test_non_finite_floats_are_sized_as_pydantic_writes_them() -> None:

@@ -12,7 +12,7 @@ against pydantic's dump.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from functools import cache
@@ -87,9 +87,14 @@ def _fields() -> tuple[_Field, ...]:
     return tuple(fields)
 
 
-def actions_json_size(actions: Sequence[Action], exclude: Collection[str] = ()) -> int:
+def actions_json_size(
+    actions: Sequence[Action],
+    exclude: Collection[str] = (),
+    known: Mapping[str, Sequence[Any]] | None = None,
+) -> int:
     """The length in bytes of `actions` as pydantic writes a `list[Action]` in compact JSON
-    (`[{...},...]`, UTF-8), leaving out the fields named in `exclude`.
+    (`[{...},...]`, UTF-8), leaving out the fields named in `exclude`. `known`: columns
+    already at hand, by field name, each action's value as its model has it.
 
     Actions loaded by columns (`LazyActions`) are sized from their JSON, whose absent keys
     take `Action`'s defaults (an absent id is CAR's 12-digit short id): no model is built."""
@@ -111,7 +116,9 @@ def actions_json_size(actions: Sequence[Action], exclude: Collection[str] = ()) 
     for field in _fields():
         if field.name in exclude:
             continue
-        written, size = _column_size(field, column(field.name), count)
+        given = known.get(field.name) if known is not None else None
+        found = column(field.name) if given is None else (given, _NOTHING)
+        written, size = _column_size(field, found, count)
         total += written * field.overhead + size
     return total
 
@@ -121,7 +128,7 @@ _NOTHING = object()
 
 
 def _column_size(
-    field: _Field, found: tuple[list[Any], object] | None, count: int
+    field: _Field, found: tuple[Sequence[Any], object] | None, count: int
 ) -> tuple[int, int]:
     """How many of `count` actions write `field`, and the bytes of its values over all of
     them. `found`: the field's values and the marker of an absent key (None: none has it)."""
@@ -136,7 +143,7 @@ def _column_size(
     elif missing is not _NOTHING:
         values = [v for v in column if v is not missing]
     else:
-        values = column
+        values = list(column)
     written, size = len(values), 0
     absent = count - written if field.omit is None else 0
     if absent and default_size is not None:

@@ -115,13 +115,16 @@ class ScoringContext:
     monte_carlo_batches: BatchRunner | None = None
 
 
-def token_estimate(proposal: ActionProposal) -> int:
+def token_estimate(proposal: ActionProposal, cols: Columns | None = None) -> int:
     """CAR's `estimate_proposal_tokens`: the bytes of the proposal's compact JSON / 4, as CAR
-    would serialise it (without carlang's source locations and references)."""
+    would serialise it (without carlang's source locations and references). `cols`: the
+    proposal's columns, when they are already made."""
     # The proposal's own members, then its actions sized a field at a time (`ir.jsonsize`):
     # dumping each action through pydantic would cost more than scoring it.
     head = proposal.__pydantic_serializer__.to_json(proposal, exclude=_NOT_CAR)
-    size = len(head) + len(_ACTIONS_MEMBER) + actions_json_size(proposal.actions, ("loc",))
+    known = cols.by_field() if cols is not None else None
+    actions = actions_json_size(proposal.actions, ("loc",), known)
+    size = len(head) + len(_ACTIONS_MEMBER) + actions
     if proposal.timestamp is None:
         size += _STAMP_BYTES
     return size // 4
@@ -229,7 +232,7 @@ def score_candidate(
     )
     feedback = on.feedback
     duration = estimated_duration_ms(cols, analysis.dag, feedback) if feedback is not None else None
-    tokens = token_estimate(proposal)
+    tokens = token_estimate(proposal, cols)
     efficiency = _cost_efficiency(config, actions, tool_calls, levels, tokens, duration)
     cost_text = f"{actions} actions, {tool_calls} tool calls, {levels} levels, {tokens} tokens"
     if duration is not None:
