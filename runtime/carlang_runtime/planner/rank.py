@@ -133,14 +133,14 @@ def _load_candidates(candidates: CandidatesArg) -> list[tuple[ActionProposal, Co
     ]
 
 
-def _load(candidate: object, fresh: bool) -> tuple[ActionProposal, Columns | None]:
+def _load(candidate: Any, fresh: bool) -> tuple[ActionProposal, Columns | None]:
     """A candidate loaded by columns when it is `fresh` (JSON text, or JSON decoded here, whose
     maps and lists may become the columns) and its actions are plain; else by `load_proposal`,
     whose errors stay what they were (a caller's own mapping is always validated)."""
     plain = plain_proposal(candidate) if fresh else None
     if plain is not None:
         return plain.proposal, Columns.of_plain(plain)
-    return load_proposal(candidate), None  # type: ignore[arg-type]
+    return load_proposal(candidate), None
 
 
 def _policy_sets(policies: PoliciesArg) -> list[PolicySet]:
