@@ -190,6 +190,37 @@ def test_rank_of_generated_candidates_from_text_is_rank_of_the_models(
     _same(docs, tools=["step"], config=PlannerConfig.car())
 
 
+def _any_outcome(text: str) -> object:
+    """`_outcome`, or the type and text of any other error."""
+    try:
+        return _outcome(text, tools=["step"], config=PlannerConfig.car())
+    except Exception as exc:  # compared, not hidden
+        return (type(exc).__name__, str(exc))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(_proposals(), min_size=1, max_size=3), st.data())
+def test_msgspec_ranks_every_text_as_the_json_path_does(
+    docs: list[dict[str, Any]], data: Any
+) -> None:
+    """A JSON array, possibly one character away from valid JSON: msgspec's path and the json
+    path give the same ranking or the same error."""
+    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+    for doc in docs:
+        for action in doc["actions"]:
+            if isinstance(action, dict):
+                action.setdefault("id", "same")
+    text = json.dumps(docs)
+    at = data.draw(st.integers(0, len(text)))
+    char = data.draw(st.sampled_from(["", "\t", "\x01", ",", "}", "]", '"', "\\", "1", " "]))
+    cut = data.draw(st.integers(0, 1))
+    text = text[:at] + char + text[at + cut :]
+    with_msgspec = _any_outcome(text)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fastload, "_msgspec_decode", lambda _text, many: None)
+        assert _any_outcome(text) == with_msgspec
+
+
 def test_plain_candidates_are_ranked_without_a_model_per_action(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
