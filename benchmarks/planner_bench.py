@@ -17,7 +17,7 @@ from carlang_runtime.ir import load_proposal
 from carlang_runtime.planner import PlannerConfig, rank, simulate_monte_carlo
 
 from .timing import Row, has_car, median_time, print_table
-from .verify_bench import chain
+from .verify_bench import chain, decoder
 
 __all__ = ["candidates", "run"]
 
@@ -88,7 +88,7 @@ def run(quick: bool = False) -> list[Row]:
         Row("Monte Carlo: 1,000 trials of a 100-action plan", monte, None, 0.5),
     ]
     print_table(
-        "planner vs car-runtime rank_proposals (median)"
+        f"planner vs car-runtime rank_proposals (median; {decoder()})"
         + ("" if car is not None else "  [car-runtime not installed]"),
         rows,
     )
