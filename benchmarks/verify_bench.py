@@ -17,7 +17,7 @@ from carlang_runtime.verify import verify
 
 from .timing import Row, has_car, median_time, print_table
 
-__all__ = ["chain", "fan_out", "independent_chains", "writers", "run"]
+__all__ = ["chain", "fan_out", "independent_chains", "writers", "decoder", "run"]
 
 
 def chain(n: int) -> dict[str, Any]:
@@ -121,8 +121,8 @@ def _case(
     ]
 
 
-def _decoder() -> str:
-    """Which decoder verify uses for JSON text here."""
+def decoder() -> str:
+    """Which decoder verify and rank use for JSON text here."""
     try:
         import msgspec  # noqa: F401
     except ImportError:
@@ -182,7 +182,7 @@ def _from_text(car: bool, repeat: int) -> list[Row]:
                 else ("PASS" if ours <= theirs / 2 else "MISS") + " (target: 2x car-runtime)"
             )
             rows.append(Row(f"{shape} {n:,}: from JSON text", ours, theirs, target, verdict))
-    print_table(f"verify from JSON text vs car-runtime (median wall; {_decoder()})", rows)
+    print_table(f"verify from JSON text vs car-runtime (median wall; {decoder()})", rows)
     for shape in ("chain", "fan-out"):
         (small, small_sys), (large, large_sys) = cpu[shape, 10_000], cpu[shape, 100_000]
         growth = large / small
@@ -295,7 +295,7 @@ def run_memory(quick: bool = False) -> None:
     car = has_car()
     sizes = (10_000, 100_000) if quick else (10_000, 100_000, 1_000_000)
     header = f"{'case':<30} {'loaded':>13} {'carlang peak':>19} {'car-runtime peak':>17}  ok"
-    print(f"\nverify from JSON text, RSS (fresh process per point; {_decoder()})")
+    print(f"\nverify from JSON text, RSS (fresh process per point; {decoder()})")
     print(header)
     print("-" * len(header))
     for shape in ("chain", "fan-out", "10 independent chains"):

@@ -104,6 +104,28 @@ class Columns:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def by_field(self) -> dict[str, list[Any]]:
+        """The columns by the name of the `Action` field each holds."""
+        return dict(
+            zip(
+                _FIELDS,
+                (
+                    self.ids,
+                    self.types,
+                    self.tools,
+                    self.parameters,
+                    self.effects,
+                    self.dependencies,
+                    self.depends_on,
+                    self.preconditions,
+                    self.compensations,
+                    self.reversibility,
+                    self.locs,
+                ),
+                strict=True,
+            )
+        )
+
     def state_write_key(self, index: int) -> str | None:
         """The key a state_write writes, or None (not a state_write, or no string key)."""
         if self.types[index] is not STATE_WRITE:

@@ -23,7 +23,7 @@ from typing import Any, overload
 
 from pydantic import ValidationError
 
-from ..jsontext import NESTING_LIMIT, lone_surrogate, unusual
+from ..jsontext import NESTING_LIMIT, JsonTextError, lone_surrogate, parse_json, unusual
 from ._base import construct, short_id
 from .actions import (
     Action,
@@ -34,7 +34,14 @@ from .actions import (
     Reversibility,
 )
 
-__all__ = ["PlainColumns", "LazyActions", "plain_columns", "decode_plain"]
+__all__ = [
+    "PlainColumns",
+    "LazyActions",
+    "plain_columns",
+    "plain_proposal",
+    "decode_plain",
+    "decode_plain_array",
+]
 
 
 class _Missing:
@@ -147,11 +154,27 @@ class LazyActions(Sequence[Action]):
         data: Sequence[Any],
         ids: list[str],
         as_dict: Callable[[Any], dict[str, Any]] | None = None,
+        missing: object = _MISSING,
+        keys: frozenset[str] | None = None,
     ) -> None:
         self._data = data  # one decoded JSON object per action, or a row `as_dict` turns into one
         self._ids = ids
         self._as_dict = as_dict
+        self._missing = missing  # what a row without a key gives for it (`column`)
+        self._keys = keys  # the keys any row has, when known
         self._built: list[Action | None] = [None] * len(data)
+
+    def column(self, name: str) -> tuple[list[Any], object] | None:
+        """Field `name` of every action as its JSON has it (read only), with the value that
+        marks an action without the key; None when no action has it."""
+        if self._keys is not None and name not in self._keys:
+            return None
+        missing = self._missing
+        if self._as_dict is None:
+            return list(map(dict.get, self._data, repeat(name), repeat(missing))), missing
+        if not self._data or not hasattr(self._data[0], name):  # rows of one struct type
+            return None
+        return list(map(attrgetter(name), self._data)), missing
 
     def __len__(self) -> int:
         return len(self._data)
@@ -203,6 +226,27 @@ class PlainColumns:
     def __init__(self, proposal: ActionProposal, values: dict[str, list[Any]]) -> None:
         self.proposal = proposal
         self.values = values
+
+
+def plain_proposal(source: object) -> PlainColumns | None:
+    """The columns of a proposal of plain actions as `load_proposal` takes it, bare or as
+    `{"proposal": ...}`: JSON text (through msgspec when it can, `decode_plain`), or JSON
+    freshly decoded and owned by the caller (see `plain_columns`). None for anything else,
+    which `load_proposal` then loads (and reports exactly as always when it is wrong)."""
+    data = source
+    if isinstance(source, (str, bytes)):
+        fast = decode_plain(source)
+        if fast is not None:
+            return fast
+        try:
+            data = parse_json(source)
+        except JsonTextError:
+            return None
+    if isinstance(data, dict) and set(data) == {"proposal"}:
+        data = data["proposal"]
+    if not isinstance(data, dict):
+        return None
+    return plain_columns(data)
 
 
 def plain_columns(data: Mapping[str, Any]) -> PlainColumns | None:
@@ -271,7 +315,8 @@ def _finish(
     values["reversibility"] = (
         [members[v] if v is not missing else default for v in given] if given else [default] * n
     )
-    proposal.__dict__["actions"] = LazyActions(rows, values["id"], as_dict)
+    keys = frozenset(columns) if as_dict is None else None  # (decoded JSON: the keys it has)
+    proposal.__dict__["actions"] = LazyActions(rows, values["id"], as_dict, missing, keys)
     return PlainColumns(proposal, values)
 
 
@@ -285,34 +330,17 @@ def decode_plain(text: str | bytes) -> PlainColumns | None:
     `fast` extra); None without msgspec, or for text that is not a proposal of plain actions,
     or whose values `jsontext.parse_json` would look at more closely (the caller then takes the
     `json` path, which decides, and reports, exactly as without msgspec)."""
-    msgdecode = _msgdecode()
-    if msgdecode is None:
-        return None
-    if isinstance(text, bytes) and b"\\u" in text:
-        try:
-            text = text.decode("utf-8")  # to look for lone surrogates (rare: escapes only)
-        except UnicodeDecodeError:
-            return None
-    if isinstance(text, str) and "\\u" in text and lone_surrogate(text) is not None:
-        return None  # parse_json reports lone surrogates: msgspec's own errors differ
-    try:
-        doc = msgdecode.decode(text)
-    except msgdecode.DECODE_ERRORS:
-        return None
-    rest = msgdecode.rest_of(doc)
-    if unusual(rest, NESTING_LIMIT - 1):
-        return None
-    rows = doc.actions
-    timeouts = list(map(attrgetter("timeout_ms"), rows))
-    if max(filter(None, timeouts), default=0) > _U64_MAX:  # (UNSET and None are false)
-        return None
-    columns = {name: list(map(attrgetter(name), rows)) for name in (*_COLUMNS, *_ENUM_COLUMNS)}
-    metadata = list(map(attrgetter("metadata"), rows))
-    for maps in (columns["parameters"], columns["expected_effects"], metadata):
-        given = list(filter(None, maps))  # UNSET is false, as an empty map is
-        if given and not _ordinary_maps(given):
-            return None
-    return _finish(rest, rows, columns, msgdecode.UNSET, msgdecode.present)
+    decoded = _msgspec_decode(text, many=False)
+    return None if decoded is None else _plain_of(decoded, 0)
+
+
+def decode_plain_array(text: str | bytes) -> list[PlainColumns | None] | None:
+    """`decode_plain` of a JSON array of proposals: None when msgspec is not installed or
+    does not decode the text as an array of proposals of plain actions; else each proposal's
+    columns, or None for one whose values `parse_json` would look at more closely (the caller
+    then takes the `json` path for the text, which decides as without msgspec)."""
+    decoded = _msgspec_decode(text, many=True)
+    return None if decoded is None else [_plain_of(doc, 1) for doc in decoded]
 
 
 @cache
@@ -326,13 +354,53 @@ def _msgdecode() -> ModuleType | None:
     return msgdecode
 
 
-def _ordinary_maps(maps: list[dict[str, Any]]) -> bool:
+def _msgspec_decode(text: str | bytes, many: bool) -> Any:
+    """msgspec's structs for `text` (`many`: an array of proposals), or None (see
+    `decode_plain`)."""
+    msgdecode = _msgdecode()
+    if msgdecode is None:
+        return None
+    if isinstance(text, bytes) and b"\\u" in text:
+        try:
+            text = text.decode("utf-8")  # to look for lone surrogates (rare: escapes only)
+        except UnicodeDecodeError:
+            return None
+    if isinstance(text, str) and "\\u" in text and lone_surrogate(text) is not None:
+        return None  # parse_json reports lone surrogates: msgspec's own errors differ
+    try:
+        return msgdecode.decode_many(text) if many else msgdecode.decode(text)
+    except msgdecode.DECODE_ERRORS:
+        return None
+
+
+def _plain_of(doc: Any, depth: int) -> PlainColumns | None:
+    """The columns of a proposal msgspec decoded `depth` levels inside the document, or None
+    when `parse_json` would look at its values more closely."""
+    msgdecode = _msgdecode()
+    assert msgdecode is not None, "only msgspec's structs come here"
+    rest = msgdecode.rest_of(doc)
+    if unusual(rest, NESTING_LIMIT - 1 - depth):
+        return None
+    rows = doc.actions
+    timeouts = list(map(attrgetter("timeout_ms"), rows))
+    if max(filter(None, timeouts), default=0) > _U64_MAX:  # (UNSET and None are false)
+        return None
+    columns = {name: list(map(attrgetter(name), rows)) for name in (*_COLUMNS, *_ENUM_COLUMNS)}
+    metadata = list(map(attrgetter("metadata"), rows))
+    for maps in (columns["parameters"], columns["expected_effects"], metadata):
+        given = list(filter(None, maps))  # UNSET is false, as an empty map is
+        if given and not _ordinary_maps(given, _MAP_LEVELS - depth):
+            return None
+    return _finish(rest, rows, columns, msgdecode.UNSET, msgdecode.present)
+
+
+def _ordinary_maps(maps: list[dict[str, Any]], levels: int) -> bool:
     """Whether `parse_json`'s walk would pass the values of these action maps: no integer
     beyond 64 bits, no container nested too deeply (msgspec itself refuses infinities)."""
     values = list(chain.from_iterable(map(dict.values, maps)))
     kinds = set(map(type, values))
     if dict in kinds or list in kinds:
-        return not any(unusual(m, _MAP_LEVELS) for m in maps)
+        return not any(unusual(m, levels) for m in maps)
     if int in kinds:  # the integers picked out without a Python step per value
         ints: list[int] = list(compress(values, map(is_, map(type, values), repeat(int))))
         return -_U64_MAX <= min(ints) and max(ints) <= _U64_MAX

@@ -27,6 +27,7 @@ __all__ = [
     "FIELDS",
     "UNSET",
     "decode",
+    "decode_many",
     "present",
     "rest_of",
 ]
@@ -78,12 +79,18 @@ FIELDS: tuple[str, ...] = PlainAction.__struct_fields__
 #: deeper than the stack allows (the json path then reports them as too deep).
 DECODE_ERRORS = (msgspec.MsgspecError, UnicodeError, RecursionError)
 _DECODER = msgspec.json.Decoder(PlainProposal)
+_MANY = msgspec.json.Decoder(list[PlainProposal])
 
 
 def decode(text: str | bytes) -> PlainProposal:
     """Decode and check `text`; raises one of `DECODE_ERRORS` when it is not a proposal of
     plain actions (or not JSON)."""
     return _DECODER.decode(text)
+
+
+def decode_many(text: str | bytes) -> list[PlainProposal]:
+    """`decode` of a JSON array of proposals (the planner's candidates)."""
+    return _MANY.decode(text)
 
 
 def present(row: PlainAction) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import compress, repeat
+from operator import is_
 from typing import Any
 
 from ..columns import TOOL_CALL, Columns
@@ -22,6 +24,7 @@ __all__ = [
     "risk_value",
     "PolicyCompliance",
     "policy_compliance",
+    "locs_by_id",
     "budget_headroom",
     "reversibility",
     "estimated_duration_ms",
@@ -88,19 +91,29 @@ def policy_compliance(
     policies: Sequence[PolicySet],
     state: dict[str, Any],
     config: PlannerConfig,
+    *,
+    cols: Columns | None = None,
+    dag: Dag | None = None,
 ) -> PolicyCompliance:
     """Judge every action against `policies` (see `policy.static`): a certain deny counts
     in `denials`; an action with a predicted deny or an approval costs its penalty, once
-    (`risk_value`)."""
+    (`risk_value`). `cols`, `dag`: the proposal's, when they are already made."""
     out = PolicyCompliance()
     worst: dict[int, tuple[int, str]] = {}  # action -> (0 approval / 1 predicted deny, policy)
-    locs = {a.id: a.loc for a in proposal.actions}
-    for verdict in static_verdicts(policies, proposal, state):
-        loc = locs.get(verdict.action_id)
+    verdicts = static_verdicts(policies, proposal, state, cols=cols, dag=dag)
+    if not verdicts:
+        return out  # nothing against it: value 1
+    if cols is None:
+        cols = Columns.of(proposal.actions)
+    locs: dict[str, SourceLoc | None] | None = None  # by id (the last of a repeated one)
+    for verdict in verdicts:
         if verdict.effect is PolicyEffect.DENY:
             if verdict.certain:
                 out.denials += 1
                 message = f"will be denied by {verdict.policy}: {verdict.reason}"
+                if locs is None:
+                    locs = locs_by_id(cols)
+                loc = locs.get(verdict.action_id)
                 out.findings.append(Finding("policy", message, verdict.action_id, loc))
                 continue
             rank, text = 1, f"is predicted to be denied by {verdict.policy}: {verdict.reason}"
@@ -110,8 +123,7 @@ def policy_compliance(
         if verdict.index not in worst or worst[verdict.index][0] < rank:
             worst[verdict.index] = (rank, text)
     for index, (rank, text) in sorted(worst.items()):
-        action = proposal.actions[index]
-        out.findings.append(Finding("policy", text, action.id, action.loc))
+        out.findings.append(Finding("policy", text, cols.ids[index], cols.locs[index]))
         if rank:
             out.predicted_denials += 1
         else:
@@ -122,6 +134,11 @@ def policy_compliance(
         (config.predicted_deny_penalty, out.predicted_denials),
     )
     return out
+
+
+def locs_by_id(cols: Columns) -> dict[str, SourceLoc | None]:
+    """Where each action was written, by id (the last of a repeated id)."""
+    return dict(zip(cols.ids, cols.locs, strict=True))
 
 
 def budget_headroom(
@@ -150,22 +167,20 @@ def _share(used: float, limit: float, what: str, whole: bool = True) -> tuple[fl
     return share, f"uses {amount} of {limit:g} {what}"
 
 
-def reversibility(
-    proposal: ActionProposal, cols: Columns, config: PlannerConfig
-) -> tuple[float, int, list[Finding]]:
+def reversibility(cols: Columns, config: PlannerConfig) -> tuple[float, int, list[Finding]]:
     """`risk_value` of the tool calls that are irreversible and have no compensation: the
     calls whose effects outlive an abort."""
-    irreversible, compensations = Reversibility.IRREVERSIBLE, cols.compensations
-    risky = [
-        index
-        for index, (kind, reversible) in enumerate(zip(cols.types, cols.reversibility, strict=True))
-        if kind is TOOL_CALL and reversible is irreversible and compensations[index] is None
-    ]
+    risks = zip(  # each test a column at a time, at C speed: a plan may have 100,000 calls
+        map(is_, cols.types, repeat(TOOL_CALL)),
+        map(is_, cols.reversibility, repeat(Reversibility.IRREVERSIBLE)),
+        map(is_, cols.compensations, repeat(None)),
+        strict=True,
+    )
+    risky = list(compress(range(len(cols)), map(all, risks)))
     findings = []
     for index in risky[:FINDINGS_PER_FEATURE]:  # only those shown: a plan may have 10,000
-        action = proposal.actions[index]
-        message = f"calls {action.tool}, which is irreversible, without a compensation"
-        findings.append(Finding("reversibility", message, action.id, action.loc))
+        message = f"calls {cols.tools[index]}, which is irreversible, without a compensation"
+        findings.append(Finding("reversibility", message, cols.ids[index], cols.locs[index]))
     value = risk_value((config.irreversible_penalty, len(risky)))
     return value, len(risky), capped(findings, len(risky))
 

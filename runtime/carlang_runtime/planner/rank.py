@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from ..columns import Columns
 from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
+from ..ir.fastload import decode_plain_array, plain_proposal
 from ..ir.load import gc_paused
 from ..jsontext import parse_json
 from ..policy import PolicySet
@@ -61,7 +63,7 @@ def rank(
             monte_carlo_cache=monte_carlo_cache,
             monte_carlo_batches=monte_carlo_batches,
         )
-        scored = [score_candidate(i, p, on) for i, p in enumerate(proposals)]
+        scored = [score_candidate(i, p, on, cols) for i, (p, cols) in enumerate(proposals)]
     return sorted(scored, key=lambda s: (not s.valid, -s.score, s.action_count, s.index))
 
 
@@ -113,15 +115,32 @@ def rank_plan(
     )
 
 
-def _load_candidates(candidates: CandidatesArg) -> list[ActionProposal]:
-    # Not pydantic's validate_json, though it parses faster: json.loads shares one string per
-    # distinct key, which makes every state-key lookup of the scoring after it faster.
+def _load_candidates(candidates: CandidatesArg) -> list[tuple[ActionProposal, Columns | None]]:
+    """Each candidate, with its columns when they came from JSON text without a model per
+    action (`ir.fastload`)."""
     if isinstance(candidates, (str, bytes)):
+        fast = decode_plain_array(candidates) or []
+        plains = [plain for plain in fast if plain is not None]
+        if plains and len(plains) == len(fast):  # else the json path decides, as without msgspec
+            return [(plain.proposal, Columns.of_plain(plain)) for plain in plains]
         data = parse_json(candidates)
         if not isinstance(data, list):
             raise TypeError("candidates as JSON text must be an array of proposals")
-        return [load_proposal(item) for item in data]
-    return [c if isinstance(c, ActionProposal) else load_proposal(c) for c in candidates]
+        return [_load(item, fresh=True) for item in data]
+    return [
+        (c, None) if isinstance(c, ActionProposal) else _load(c, isinstance(c, (str, bytes)))
+        for c in candidates
+    ]
+
+
+def _load(candidate: Any, fresh: bool) -> tuple[ActionProposal, Columns | None]:
+    """A candidate loaded by columns when it is `fresh` (JSON text, or JSON decoded here, whose
+    maps and lists may become the columns) and its actions are plain; else by `load_proposal`,
+    whose errors stay what they were (a caller's own mapping is always validated)."""
+    plain = plain_proposal(candidate) if fresh else None
+    if plain is not None:
+        return plain.proposal, Columns.of_plain(plain)
+    return load_proposal(candidate), None
 
 
 def _policy_sets(policies: PoliciesArg) -> list[PolicySet]:

@@ -17,12 +17,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import chain, compress, repeat
+from operator import is_
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from ..columns import STATE_WRITE, TOOL_CALL, Columns
 from ..ir import ActionProposal, Budget
+from ..ir.jsonsize import actions_json_size
 from ..policy import PolicySet
 from ..verify import ToolSet, VerifyResult, analyse
 from .config import PlannerConfig
@@ -31,6 +34,7 @@ from .features import (
     budget_headroom,
     capped,
     estimated_duration_ms,
+    locs_by_id,
     policy_compliance,
     reversibility,
 )
@@ -46,7 +50,10 @@ FEATURES = ("feedback", "policy", "headroom", "reversibility", "monte_carlo")
 # CAR stamps a proposal without a timestamp when it loads it; its token estimate counts the
 # stamp: `,"timestamp":"2026-01-01T00:00:00.000000000Z"` is 45 bytes.
 _STAMP_BYTES = 45
-_NOT_CAR: Any = {"loc": True, "capability": True, "budget": True, "actions": {"__all__": {"loc"}}}
+#: carlang's own members of a proposal (left out, as CAR has none), and its actions (sized
+#: apart, then counted with their key and the comma between them and the id, always written).
+_NOT_CAR = {"loc", "capability", "budget", "actions"}
+_ACTIONS_MEMBER = b',"actions":'
 
 
 class ScoredProposal(BaseModel):
@@ -108,26 +115,19 @@ class ScoringContext:
     monte_carlo_batches: BatchRunner | None = None
 
 
-def token_estimate(proposal: ActionProposal) -> int:
+def token_estimate(proposal: ActionProposal, cols: Columns | None = None) -> int:
     """CAR's `estimate_proposal_tokens`: the bytes of the proposal's compact JSON / 4, as CAR
-    would serialise it (without carlang's source locations and references)."""
-    carlang_only = (
-        proposal.loc is not None
-        or proposal.capability is not None
-        or proposal.budget is not None
-        or any(action.loc is not None for action in proposal.actions)
-    )
-    # Excluding costs half as much again as the dump itself: only when there is something
-    # to leave out.
-    text = proposal.model_dump_json(exclude=_NOT_CAR) if carlang_only else _dump(proposal)
-    size = len(text.encode()) if not text.isascii() else len(text)
+    would serialise it (without carlang's source locations and references). `cols`: the
+    proposal's columns, when they are already made."""
+    # The proposal's own members, then its actions sized a field at a time (`ir.jsonsize`):
+    # dumping each action through pydantic would cost more than scoring it.
+    head = proposal.__pydantic_serializer__.to_json(proposal, exclude=_NOT_CAR)
+    known = cols.by_field() if cols is not None else None
+    actions = actions_json_size(proposal.actions, ("loc",), known)
+    size = len(head) + len(_ACTIONS_MEMBER) + actions
     if proposal.timestamp is None:
         size += _STAMP_BYTES
     return size // 4
-
-
-def _dump(proposal: ActionProposal) -> str:
-    return proposal.__pydantic_serializer__.to_json(proposal).decode()
 
 
 def _term(count: float, target: float) -> float:
@@ -170,8 +170,10 @@ def _confidence(cols: Columns, feedback: ToolFeedback, config: PlannerConfig) ->
     return sum(unknown if rate is None else rate for rate in rates) / len(rates)
 
 
-def _validity_findings(result: VerifyResult, proposal: ActionProposal) -> list[Finding]:
-    locs = {a.id: a.loc for a in proposal.actions}
+def _validity_findings(result: VerifyResult, cols: Columns) -> list[Finding]:
+    if not result.issues:
+        return []
+    locs = locs_by_id(cols)
     return capped(
         [
             Finding(
@@ -189,8 +191,11 @@ def _factor(weight: float, value: float) -> float:
     return 1.0 - weight + weight * value
 
 
-def score_candidate(index: int, proposal: ActionProposal, on: ScoringContext) -> ScoredProposal:
-    """Score one candidate (see the module's docstring for the formula)."""
+def score_candidate(
+    index: int, proposal: ActionProposal, on: ScoringContext, cols: Columns | None = None
+) -> ScoredProposal:
+    """Score one candidate (see the module's docstring for the formula); `cols`: its columns,
+    when they are already made."""
     config = on.config
     findings: list[Finding] = []
     errors: list[str] = []
@@ -201,15 +206,19 @@ def score_candidate(index: int, proposal: ActionProposal, on: ScoringContext) ->
     except LookupError as exc:
         errors.append(str(exc))
         findings.append(Finding("validity", f"error: {exc}"))
-    analysis = analyse(proposal, on.state, on.tools, config.verify_max_actions, capability, budget)
+    analysis = analyse(
+        proposal, on.state, on.tools, config.verify_max_actions, capability, budget, cols=cols
+    )
     result, cols = analysis.result, analysis.cols
-    findings.extend(_validity_findings(result, proposal))
+    findings.extend(_validity_findings(result, cols))
     actions = len(proposal.actions)
-    tool_calls = sum(1 for kind in cols.types if kind is TOOL_CALL)
+    tool_calls = cols.types.count(TOOL_CALL)
     levels = len(result.execution_levels)
     warnings = len(result.warnings())
     conflicts = len(result.conflicts)
-    compliance = policy_compliance(proposal, on.policies, on.state, config)
+    compliance = policy_compliance(
+        proposal, on.policies, on.state, config, cols=cols, dag=analysis.dag
+    )
     findings.extend(compliance.findings)
     error_count = len(result.errors()) + len(errors) + compliance.denials
     valid = error_count == 0
@@ -223,7 +232,7 @@ def score_candidate(index: int, proposal: ActionProposal, on: ScoringContext) ->
     )
     feedback = on.feedback
     duration = estimated_duration_ms(cols, analysis.dag, feedback) if feedback is not None else None
-    tokens = token_estimate(proposal)
+    tokens = token_estimate(proposal, cols)
     efficiency = _cost_efficiency(config, actions, tool_calls, levels, tokens, duration)
     cost_text = f"{actions} actions, {tool_calls} tool calls, {levels} levels, {tokens} tokens"
     if duration is not None:
@@ -242,7 +251,7 @@ def score_candidate(index: int, proposal: ActionProposal, on: ScoringContext) ->
         headroom, notes = budget_headroom(budget, actions, tool_calls, duration)
         findings.extend(notes)
         factors["headroom"] = _factor(config.headroom_weight, headroom)
-    safe, irreversible, notes = reversibility(proposal, cols, config)
+    safe, irreversible, notes = reversibility(cols, config)
     findings.extend(notes)
     factors["reversibility"] = _factor(config.reversibility_weight, safe)
     monte: MonteCarloResult | None = None
@@ -324,13 +333,9 @@ def _monte_carlo(
 
 def _keys_written(cols: Columns) -> int:
     """How many distinct keys the actions write (state_write keys and expected effects)."""
-    keys: set[Any] = set()
-    for effects in cols.effects:
-        if effects:
-            keys.update(effects)
-    for kind, params in zip(cols.types, cols.parameters, strict=True):
-        if kind is STATE_WRITE and isinstance(params.get("key"), str):
-            keys.add(params["key"])
+    keys: set[Any] = set(chain.from_iterable(cols.effects))
+    writes = compress(range(len(cols)), map(is_, cols.types, repeat(STATE_WRITE)))
+    keys.update(key for i in writes if (key := cols.state_write_key(i)) is not None)
     return len(keys)
 
 

@@ -53,17 +53,22 @@ def static_verdicts(
     policies: PolicySet | Sequence[PolicySet],
     proposal: ActionProposal,
     state: Mapping[str, Any] | None = None,
+    *,
+    cols: Columns | None = None,
+    dag: Dag | None = None,
 ) -> list[StaticVerdict]:
     """The deny and require_approval verdicts that `policies` will give the actions of
     `proposal`, in execution order, starting from `state`. A dry run: no rate-limit budget
-    is spent."""
+    is spent. `cols`, `dag`: the proposal's, when they are already made."""
     sets = [policies] if isinstance(policies, PolicySet) else list(policies)
     sets = [s for s in sets if len(s)]
     if not sets:
         return []
     reads_state = any(s.reads("state") for s in sets)
-    cols = Columns.of(proposal.actions)
-    dag = build_dag(cols)
+    if cols is None:
+        cols = Columns.of(proposal.actions)
+    if dag is None:
+        dag = build_dag(cols)
     before = _ancestors(dag) if any(s.reads("history") for s in sets) else None
     current = dict(state or {})
     verdicts: list[StaticVerdict] = []

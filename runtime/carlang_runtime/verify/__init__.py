@@ -17,7 +17,7 @@ from ..columns import Columns
 from ..dag import Dag, build_dag
 from ..errors import IRLoadError, LoadProblem
 from ..ir import ActionProposal, Budget, Capability, ToolSchema, load_proposal, load_tools
-from ..ir.fastload import PlainColumns, decode_plain, plain_columns
+from ..ir.fastload import plain_proposal
 from ..ir.load import gc_paused
 from ..jsontext import JsonTextError, parse_json
 from ..paramcheck import ParamChecker
@@ -137,7 +137,7 @@ def verify(
     `capability` / `budget`: checked when given. Raises `IRLoadError` on malformed input.
     """
     with gc_paused():  # decoding makes as many objects as validating: both are paused
-        plain = _plain(proposal) if isinstance(proposal, (str, bytes)) else None
+        plain = plain_proposal(proposal) if isinstance(proposal, (str, bytes)) else None
     prop = plain.proposal if plain is not None else load_proposal(proposal)
     initial = load_state(state)
     with gc_paused():
@@ -151,24 +151,6 @@ def verify(
             state is not None,
             cols=Columns.of_plain(plain) if plain is not None else None,
         ).result
-
-
-def _plain(text: str | bytes) -> PlainColumns | None:
-    """The columns of a proposal in JSON text of plain actions, checked without a model per
-    action (`ir.fastload`); None for anything else, which `load_proposal` then loads (and
-    reports exactly as always when it is wrong)."""
-    fast = decode_plain(text)
-    if fast is not None:
-        return fast
-    try:
-        data = parse_json(text)
-    except JsonTextError:
-        return None
-    if isinstance(data, dict) and set(data) == {"proposal"}:
-        data = data["proposal"]
-    if not isinstance(data, dict):
-        return None
-    return plain_columns(data)
 
 
 @dataclass(frozen=True, slots=True)
