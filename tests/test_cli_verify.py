@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -223,3 +224,25 @@ def test_internal_errors_say_so(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert (
         "internal error: RuntimeError: kaboom" in result.output and "Traceback" not in result.output
     )
+
+
+@pytest.mark.parametrize(
+    "action",
+    [
+        {"id": "a", "type": "tool_call", "tool": "fetch", "parameters": {"url": "u"}},
+        {"id": "a", "type": "tool_call", "tool": "fetch", "preconditions": [{"key": "k"}]},
+    ],
+)
+def test_verify_from_a_file_is_verify_of_the_model(tmp_path: Path, action: dict[str, Any]) -> None:
+    """Plain actions are verified by columns from the file's text, others through the model:
+    the report is the same either way."""
+    from carlang_runtime.ir import load_proposal
+    from carlang_runtime.verify import verify
+
+    content = json.dumps({"id": "p", "actions": [action, {**action, "id": "b"}]})
+    result = runner.invoke(
+        app,
+        ["verify", str(write(tmp_path, "p.json", content)), "--tools", "fetch", "--format", "json"],
+    )
+    expected = verify(load_proposal(content), None, ["fetch"])
+    assert json.loads(result.stdout) == json.loads(expected.model_dump_json())

@@ -13,6 +13,8 @@ from .common import EXIT_FAILED, EXIT_OK, echo, fail_usage, guarded
 from .inputs import load_file
 
 if TYPE_CHECKING:
+    from carlang_runtime.ir import ActionProposal
+    from carlang_runtime.ir.fastload import PlainColumns
     from carlang_runtime.verify import VerifyResult
 
 __all__ = ["register"]
@@ -67,6 +69,16 @@ StateOpt = Annotated[Path | None, typer.Option("--state", help="Initial state: a
 FormatOpt = Annotated[TextOrJson, typer.Option("--format", help="Output format.")]
 
 
+def _proposal_to_verify(text: str) -> ActionProposal | PlainColumns:
+    """A proposal's JSON text loaded for `verify`: by columns when its actions are plain (no
+    model per action), else as a model (with pydantic's exact errors)."""
+    from carlang_runtime.ir import load_proposal
+    from carlang_runtime.ir.fastload import plain_proposal
+
+    plain = plain_proposal(text)
+    return plain if plain is not None else load_proposal(text)
+
+
 @guarded
 def verify_command(
     proposal: ProposalArg,
@@ -85,10 +97,9 @@ def verify_command(
     output: FormatOpt = TextOrJson.text,
 ) -> None:
     """Statically verify a CAR proposal. Exit 0 valid, 1 invalid, 2 bad input."""
-    from carlang_runtime.ir import load_proposal
     from carlang_runtime.verify import load_state, verify
 
-    loaded = load_file(proposal, load_proposal, "proposal")
+    loaded = load_file(proposal, _proposal_to_verify, "proposal")
     initial = load_file(state, load_state, "state") if state is not None else None
     result = verify(loaded, initial, _tools_argument(tools, tool_schemas), max_actions)
     if output is TextOrJson.json:

@@ -17,7 +17,7 @@ from ..columns import Columns
 from ..dag import Dag, build_dag
 from ..errors import IRLoadError, LoadProblem
 from ..ir import ActionProposal, Budget, Capability, ToolSchema, load_proposal, load_tools
-from ..ir.fastload import plain_proposal
+from ..ir.fastload import PlainColumns, plain_proposal
 from ..ir.load import gc_paused
 from ..jsontext import JsonTextError, parse_json
 from ..paramcheck import ParamChecker
@@ -121,7 +121,7 @@ def _evidence(ctx: VerifyContext, issues: list[VerifyIssue], state_given: bool) 
 
 
 def verify(
-    proposal: ActionProposal | Mapping[str, Any] | str | bytes,
+    proposal: ActionProposal | Mapping[str, Any] | str | bytes | PlainColumns,
     state: Mapping[str, Any] | str | None = None,
     tools: ToolsArg = None,
     max_actions: int | None = None,
@@ -131,13 +131,16 @@ def verify(
 ) -> VerifyResult:
     """Statically verify a proposal without running anything.
 
-    `proposal`: a model, a dict or JSON text. `state`: the initial state. `tools`: names
+    `proposal`: a model, a dict, JSON text, or the columns `ir.fastload.plain_proposal` made
+    of JSON text (a caller that reads the text first). `state`: the initial state. `tools`: names
     (existence only), `ToolSchema`s or dicts (existence and parameters), or a prebuilt `ToolSet`;
     None skips the tool checks. `max_actions`: the resource bound (default 30, as CAR's CLI).
     `capability` / `budget`: checked when given. Raises `IRLoadError` on malformed input.
     """
-    with gc_paused():  # decoding makes as many objects as validating: both are paused
-        plain = plain_proposal(proposal) if isinstance(proposal, (str, bytes)) else None
+    plain = proposal if isinstance(proposal, PlainColumns) else None
+    if isinstance(proposal, (str, bytes)):
+        with gc_paused():  # decoding makes as many objects as validating: both are paused
+            plain = plain_proposal(proposal)
     prop = plain.proposal if plain is not None else load_proposal(proposal)
     initial = load_state(state)
     with gc_paused():
