@@ -137,11 +137,7 @@ def verify(
     None skips the tool checks. `max_actions`: the resource bound (default 30, as CAR's CLI).
     `capability` / `budget`: checked when given. Raises `IRLoadError` on malformed input.
     """
-    plain = proposal if isinstance(proposal, PlainColumns) else None
-    if isinstance(proposal, (str, bytes)):
-        with gc_paused():  # decoding makes as many objects as validating: both are paused
-            plain = plain_proposal(proposal)
-    prop = plain.proposal if plain is not None else load_proposal(proposal)
+    prop, plain = _loaded(proposal)
     initial = load_state(state)
     with gc_paused():
         return analyse(
@@ -154,6 +150,20 @@ def verify(
             state is not None,
             cols=Columns.of_plain(plain) if plain is not None else None,
         ).result
+
+
+def _loaded(
+    proposal: ActionProposal | Mapping[str, Any] | str | bytes | PlainColumns,
+) -> tuple[ActionProposal, PlainColumns | None]:
+    """The proposal, with its columns when they come straight from JSON text."""
+    if isinstance(proposal, PlainColumns):
+        return proposal.proposal, proposal
+    if isinstance(proposal, (str, bytes)):
+        with gc_paused():  # decoding makes as many objects as validating: both are paused
+            plain = plain_proposal(proposal)
+        if plain is not None:
+            return plain.proposal, plain
+    return load_proposal(proposal), None
 
 
 @dataclass(frozen=True, slots=True)
