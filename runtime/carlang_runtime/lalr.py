@@ -27,12 +27,16 @@ Tokens are tuples `(type, text, start, end)`. Syntax errors are collected as `Pr
 from __future__ import annotations
 
 import hashlib
+import heapq
 import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import itemgetter
 from pathlib import Path
+from re import _constants as _sre  # the regex parser behind `re`, read to order lexers
+from re import _parser as _sre_parser
 from typing import Any
 
 from .diskcache.regexes import compile_cached
@@ -425,7 +429,7 @@ class Engine:
         # `_Lead` regex, and a recorded comment, which no token may start at (it goes the
         # long way, through `next_token`).
         silent = [by_name[name].pattern for name in tables.ignore if name != comment]
-        self._silent = "((?:" + "|".join(silent) + ")*+)" if silent else "()"
+        self._silent = _silent_group(silent, self.flags)
         self._not_comment = f"(?!{by_name[comment].pattern})" if comment else ""
         self._leads: dict[frozenset[str], _Lead] = {}
         self._state_leads: dict[int, _Lead] = {}
@@ -453,7 +457,7 @@ class Engine:
         follows its terminal's pattern (the last group to close, so `lastindex` names the
         terminal): the regex engine then rules out a pattern that starts with a character or
         a set by the first character alone, without entering a group."""
-        alternatives = []
+        chosen = []
         has_ident = self.ident in names
         for t in self.tables.terminals:  # already in lark's order
             if t.name not in names:
@@ -464,11 +468,11 @@ class Engine:
                 pattern = re.escape(t.literal) + r"(?![A-Za-z0-9_])"
             else:
                 pattern = t.pattern
-            if marked_after:
-                alternatives.append(f"(?:{pattern})(?P<{t.name}>)")
-            else:
-                alternatives.append(f"(?P<{t.name}>{pattern})")
-        return alternatives
+            chosen.append((t.name, pattern))
+        if not marked_after:
+            return [f"(?P<{name}>{pattern})" for name, pattern in chosen]
+        ordered = _match_order(chosen, self.ident, self.flags)
+        return [f"(?:{pattern})(?P<{name}>)" for name, pattern in ordered]
 
     def _lead_for(self, names: frozenset[str]) -> _Lead:
         lead = self._leads.get(names)
@@ -520,6 +524,132 @@ class Engine:
         """Parse `text`, calling `builder.<rule>(*children)` (with `builder.span` set) for
         every reduction that has a method, and making `Node`s for the rest."""
         return _Run(self, text, builder).run()
+
+
+def _silent_group(patterns: list[str], flags: int) -> str:
+    """The group of ignored text that a `_Lead` regex starts with: `(?:A|B)*+` of the ignored
+    patterns, or `C*+` for one `C+` of a single character or set (whitespace: the same text,
+    matched without a repeat nested in a repeat, which the regex engine runs slower)."""
+    if not patterns:
+        return "()"
+    if len(patterns) == 1 and patterns[0].endswith("+") and not patterns[0].endswith("\\+"):
+        body = patterns[0][:-1]
+        try:
+            single = _sre_parser.parse(body, flags).data
+            whole = _sre_parser.parse(patterns[0], flags).data
+        except re.error:
+            single = whole = []
+        if (
+            len(single) == 1
+            and single[0][0] in (_sre.IN, _sre.LITERAL)
+            and len(whole) == 1
+            and whole[0][0] is _sre.MAX_REPEAT
+            and whole[0][1][:2] == (1, _sre.MAXREPEAT)
+            and list(whole[0][1][2]) == list(single)
+        ):
+            return f"((?:{body})*+)"
+    return "((?:" + "|".join(patterns) + ")*+)"
+
+
+def _match_order(terminals: list[tuple[str, str]], ident: str, flags: int) -> list[tuple[str, str]]:
+    """`(name, pattern)` in the order a lexer regex tries them: lark's order (the first
+    alternative that matches wins), except that an alternative moves ahead of earlier ones
+    that no match of it can share a first character with (then at most one of them can match
+    at any position, so the order decides nothing). Identifiers go first, then alternatives
+    the regex engine rules out by their first character alone (a character or a set), then
+    the rest: most tokens are identifiers and punctuation, which then cost one test each
+    instead of a try of every number-like pattern before them."""
+    facts = [_pattern_facts(pattern, flags) for _, pattern in terminals]
+    after: list[list[int]] = [[] for _ in terminals]  # j must come after i: i in after[j]
+    waiting_on = [0] * len(terminals)
+    for j, (first_j, _) in enumerate(facts):
+        for i in range(j):
+            first_i = facts[i][0]
+            if first_i is None or first_j is None or not first_i.isdisjoint(first_j):
+                after[i].append(j)
+                waiting_on[j] += 1
+    rank = [
+        (0 if name == ident else 1 if facts[i][1] else 2, i)
+        for i, (name, _) in enumerate(terminals)
+    ]
+    ready = [rank[j] for j in range(len(terminals)) if not waiting_on[j]]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        _, i = heapq.heappop(ready)
+        order.append(terminals[i])
+        for j in after[i]:
+            waiting_on[j] -= 1
+            if not waiting_on[j]:
+                heapq.heappush(ready, rank[j])
+    return order
+
+
+#: A set bigger than this counts as unknown (only its size matters: the sets are compared).
+_MAX_SET = 4096
+
+
+@lru_cache(maxsize=512)
+def _pattern_facts(pattern: str, flags: int) -> tuple[frozenset[str] | None, bool]:
+    """The characters that every match of `pattern` starts with one of (None when that is not
+    known for sure: it may match the empty text; case folding; a class like `\\w`...), and
+    whether the regex engine can rule the pattern out by its first character alone."""
+    try:
+        items = _sre_parser.parse(pattern, flags).data
+    except re.error:
+        return None, False
+    quick = bool(items) and items[0][0] in (_sre.IN, _sre.LITERAL)
+    if flags & (re.IGNORECASE | re.VERBOSE):
+        return None, quick
+    found, nullable = _first_of_sequence(items)
+    return (None if found is None or nullable else frozenset(found)), quick
+
+
+def _first_of_sequence(items: Any) -> tuple[set[str] | None, bool]:
+    found: set[str] = set()
+    for op, av in items:
+        first, nullable = _first_of_item(op, av)
+        if first is None:
+            return None, True
+        found |= first
+        if not nullable:
+            return found, False
+    return found, True
+
+
+def _first_of_item(op: Any, av: Any) -> tuple[set[str] | None, bool]:
+    if op is _sre.LITERAL:
+        return {chr(av)}, False
+    if op is _sre.IN:
+        chars: set[str] = set()
+        for kind, value in av:
+            if kind is _sre.LITERAL:
+                chars.add(chr(value))
+            elif kind is _sre.RANGE and value[1] - value[0] < _MAX_SET:
+                chars.update(map(chr, range(value[0], value[1] + 1)))
+            else:  # NEGATE, CATEGORY (\d, \w), a huge range
+                return None, True
+        return chars, False
+    if op is _sre.SUBPATTERN:
+        _group, add_flags, _del_flags, inner = av
+        if add_flags & (re.IGNORECASE | re.VERBOSE):
+            return None, True
+        return _first_of_sequence(inner)
+    if op in (_sre.MAX_REPEAT, _sre.MIN_REPEAT, _sre.POSSESSIVE_REPEAT):
+        low, _high, inner = av
+        first, nullable = _first_of_sequence(inner)
+        return first, nullable or low == 0
+    if op is _sre.BRANCH:
+        chars = set()
+        any_nullable = False
+        for alternative in av[1]:
+            first, nullable = _first_of_sequence(alternative)
+            if first is None:
+                return None, True
+            chars |= first
+            any_nullable = any_nullable or nullable
+        return chars, any_nullable
+    return None, True  # anything else (anchors, lookarounds, `.`, backreferences): unknown
 
 
 class _Inline(list):  # type: ignore[type-arg]
