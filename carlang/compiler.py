@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from carlang_runtime import ir
 from carlang_runtime.ir.load import gc_paused
-from carlang_runtime.verify import ToolSet, VerifyIssue, VerifyResult, tool_set, verify
+from carlang_runtime.verify import Analysis, ToolSet, VerifyIssue, VerifyResult, analyse, tool_set
 
 from . import ast
 from .cascade import has_syntax_errors, without_cascades
@@ -119,8 +119,9 @@ def _compile_loaded(
     )
     if check:
         broken = check_conditions(lowered.program, result.source_map, result.diagnostics)
-        _verify_proposals(result, state)
-        _judge_proposals(result, state, broken)
+        analyses: dict[str, Analysis] = {}
+        _verify_proposals(result, state, analyses)
+        _judge_proposals(result, state, broken, analyses)
         if result.source_map.tests:  # most files have none: testcases is not even imported
             from .testcases import build_tests
 
@@ -134,7 +135,11 @@ def _compile_loaded(
 # -- verification ------------------------------------------------------------------------------
 
 
-def _verify_proposals(result: CompileResult, state: Mapping[str, Any] | None) -> None:
+def _verify_proposals(
+    result: CompileResult, state: Mapping[str, Any] | None, analyses: dict[str, Analysis]
+) -> None:
+    """Verify each proposal, its findings as diagnostics at their clauses; each verification
+    kept in `analyses` by proposal id."""
     program = result.program
     assert program is not None
     if not program.proposals:
@@ -144,14 +149,17 @@ def _verify_proposals(result: CompileResult, state: Mapping[str, Any] | None) ->
     capabilities = {c.name: c for c in program.capabilities}
     budgets = {b.name: b for b in program.budgets}
     for proposal in program.proposals:
-        outcome = verify(
+        # `verify` of the model, keeping its columns and DAG for plan-vs-policy
+        analysis = analyse(
             proposal,
             initial,
             tools,
             _UNBOUNDED,
-            capability=capabilities.get(proposal.capability or ""),
-            budget=budgets.get(proposal.budget or ""),
+            capabilities.get(proposal.capability or ""),
+            budgets.get(proposal.budget or ""),
         )
+        analyses[proposal.id] = analysis
+        outcome = analysis.result
         result.verify_results[proposal.id] = outcome
         unordered = {i.action_id for i in outcome.issues if i.code == UNKNOWN_DEPENDENCY}
         for issue in outcome.issues:
@@ -163,7 +171,10 @@ def _verify_proposals(result: CompileResult, state: Mapping[str, Any] | None) ->
 
 
 def _judge_proposals(
-    result: CompileResult, state: Mapping[str, Any] | None, broken_policies: set[str]
+    result: CompileResult,
+    state: Mapping[str, Any] | None,
+    broken_policies: set[str],
+    analyses: dict[str, Analysis],
 ) -> None:
     """Plan-vs-policy: each policy verdict on an action, at the action's source line. Not
     reported: verdicts of a policy whose condition has errors, and verdicts on a call that
@@ -171,7 +182,7 @@ def _judge_proposals(
     the policy, and the first error says what to fix."""
     program = result.program
     assert program is not None
-    result.policy_findings = policy_findings(program, state)
+    result.policy_findings = policy_findings(program, state, analyses)
     rejected = _rejected_calls(result)
     for proposal_id, findings in result.policy_findings.items():
         for finding in findings:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from carlang_runtime import ir
 from carlang_runtime.policy import PolicyLoadError, PolicySet, static_verdicts
+from carlang_runtime.verify import Analysis
 
 __all__ = ["PolicyFinding", "policy_findings", "DENIED", "APPROVAL", "PREDICTED_DENY"]
 
@@ -39,10 +40,13 @@ class PolicyFinding:
 
 
 def policy_findings(
-    program: ir.Program, state: Mapping[str, Any] | None = None
+    program: ir.Program,
+    state: Mapping[str, Any] | None = None,
+    analyses: Mapping[str, Analysis] | None = None,
 ) -> dict[str, list[PolicyFinding]]:
     """Per proposal id, what its actions will meet (empty when the program has no policies
-    or a policy does not load: the compiler reports that one itself)."""
+    or a policy does not load: the compiler reports that one itself). `analyses`: verify's
+    analysis of each proposal by id, whose columns and DAG are used rather than made again."""
     if not program.policies:
         return {}
     try:
@@ -53,7 +57,15 @@ def policy_findings(
     found: dict[str, list[PolicyFinding]] = {}
     for proposal in program.proposals:
         items = []
-        for verdict in static_verdicts(policies, proposal, initial):
+        known = analyses.get(proposal.id) if analyses is not None else None
+        verdicts = static_verdicts(
+            policies,
+            proposal,
+            initial,
+            cols=known.cols if known is not None else None,
+            dag=known.dag if known is not None else None,
+        )
+        for verdict in verdicts:
             severity: Literal["error", "warning"] = "warning"
             if verdict.effect is ir.PolicyEffect.DENY and verdict.certain:
                 code, severity = DENIED, "error"
