@@ -59,8 +59,6 @@ _OPERATORS = {
     "exists": "exists",
     "not_exists": "not_exists",
 }
-_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +71,20 @@ class Origin:
     def label(self, message: str = "", span: Span | None = None, primary: bool = True) -> Label:
         """A label on this node (or on `span` inside its file)."""
         return Label(self.source, span if span is not None else self.node.span, message, primary)
+
+
+# Built once per action: the slots' own setters instead of a frozen dataclass's
+# `object.__setattr__` per field (as `Span` does; still frozen to every other assignment).
+_set_origin_source = vars(Origin)["source"].__set__
+_set_origin_node = vars(Origin)["node"].__set__
+
+
+def _origin_init(self: Origin, source: Source, node: Any) -> None:
+    _set_origin_source(self, source)
+    _set_origin_node(self, node)
+
+
+Origin.__init__ = _origin_init  # type: ignore[method-assign]
 
 
 @dataclass
@@ -116,7 +128,14 @@ def loc_of(source: Source, span: Span) -> ir.SourceLoc:
             "end_line": end_line,
             "end_column": end_column,
         },
+        _LOC_FIELDS,
     )
+
+
+#: Every field of a `SourceLoc` (`loc_of` gives them all), one set shared by every location.
+_LOC_FIELDS = {"file", "line", "column", "end_line", "end_column"}
+#: The fields a precondition is built with (all of them), shared the same way.
+_PRECONDITION_FIELDS = {"key", "operator", "value", "description"}
 
 
 def suggest(name: str, choices: Iterable[str]) -> str | None:
@@ -125,11 +144,13 @@ def suggest(name: str, choices: Iterable[str]) -> str | None:
 
 
 def _is_plain(text: str) -> bool:
-    return _PLAIN_NAME.fullmatch(text) is not None
+    """`[A-Za-z_][A-Za-z0-9_]*`: an ASCII identifier (two C calls, where a regex cost more)."""
+    return text.isascii() and text.isidentifier()
 
 
 def _is_dotted(text: str) -> bool:
-    return _DOTTED_NAME.fullmatch(text) is not None
+    """Plain names joined by dots: `[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*`."""
+    return text.isascii() and all(map(str.isidentifier, text.split(".")))
 
 
 class _Lowerer:
@@ -615,7 +636,7 @@ class _Lowerer:
             if not key.startswith(_literal_head(pattern)):
                 continue  # neither test below can hold (and this one is a tenth of the cost)
             prefix = pattern[:-1] if pattern.endswith("*") else pattern
-            if _glob_match(pattern, key) or (pattern.endswith(".*") and key.startswith(prefix)):
+            if (pattern.endswith(".*") and key.startswith(prefix)) or _glob_match(pattern, key):
                 return type_
         return False
 
@@ -1139,11 +1160,17 @@ class _Lowerer:
                 if condition.value is not None:
                     self.no_columns(source, condition.value)
                 preconditions.append(
-                    ir.Precondition.model_construct(
-                        key=condition.key.text,
-                        operator=_OPERATORS[condition.op],
-                        value=condition.value.value if condition.value is not None else None,
-                        description=item.description.value if item.description is not None else "",
+                    construct(
+                        ir.Precondition,
+                        {
+                            "key": condition.key.text,
+                            "operator": _OPERATORS[condition.op],
+                            "value": condition.value.value if condition.value is not None else None,
+                            "description": (
+                                item.description.value if item.description is not None else ""
+                            ),
+                        },
+                        _PRECONDITION_FIELDS,
                     )
                 )
             elif isinstance(item, ast.Reads):
@@ -1428,7 +1455,7 @@ def _action_defaults() -> dict[str, Any]:
     # skips validation (the compiler builds valid values) and pydantic's default handling.
     return {
         "id": "",
-        "type": ir.ActionType.TOOL_CALL,
+        "type": _TOOL_CALL,
         "tool": None,
         "parameters": {},
         "preconditions": [],
@@ -1437,17 +1464,25 @@ def _action_defaults() -> dict[str, Any]:
         "read_set": [],
         "write_set": [],
         "assumptions": [],
-        "invocation_mode": ir.InvocationMode.ONE_SHOT,
-        "reversibility": ir.Reversibility.IRREVERSIBLE,
+        "invocation_mode": _ONE_SHOT,
+        "reversibility": _IRREVERSIBLE,
         "compensation": None,
         "idempotent": False,
         "max_retries": 3,
-        "failure_behavior": ir.FailureBehavior.ABORT,
+        "failure_behavior": _ABORT,
         "timeout_ms": None,
         "metadata": {},
         "depends_on": [],
         "loc": None,
     }
+
+
+# The enum members every action's defaults name, bound once (an enum member lookup costs more
+# than a global's).
+_TOOL_CALL = ir.ActionType.TOOL_CALL
+_ONE_SHOT = ir.InvocationMode.ONE_SHOT
+_IRREVERSIBLE = ir.Reversibility.IRREVERSIBLE
+_ABORT = ir.FailureBehavior.ABORT
 
 
 def _proposal_defaults() -> dict[str, Any]:

@@ -64,8 +64,9 @@ class Source:
 
     def line_column(self, offset: int) -> tuple[int, int]:
         """1-based line and column of a character offset (clamped to the text)."""
-        offset = max(0, min(offset, len(self.text)))
-        starts = self._starts()
+        if not 0 <= offset <= len(self.text):
+            offset = max(0, min(offset, len(self.text)))
+        starts = self._line_starts or self._starts()  # lowering asks once per action
         line = bisect_right(starts, offset)
         return line, offset - starts[line - 1] + 1
 
