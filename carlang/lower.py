@@ -115,8 +115,7 @@ class LowerResult:
 
 def loc_of(source: Source, span: Span) -> ir.SourceLoc:
     """The IR location of a span."""
-    line, column = source.line_column(span.start)
-    end_line, end_column = source.line_column(span.end)
+    line, column, end_line, end_column = source.span_line_columns(span)
     # `construct`, not `model_construct`: one per action, and pydantic's per-field default
     # handling was a tenth of a large program's compile
     return construct(
@@ -1092,7 +1091,11 @@ class _Lowerer:
         return params
 
     def action(self, source: Source, decl: ast.ActionDecl) -> ir.Action:
-        action: dict[str, Any] = {"id": decl.name.text, "loc": loc_of(source, decl.span)}
+        # Every field from the start, in the model's order, set in place: the model is built
+        # from this dict as it is (no merge with the defaults, no set of names per action).
+        action = _action_defaults()
+        action["id"] = decl.name.text
+        action["loc"] = loc_of(source, decl.span)
         dependencies: list[str] = []
         kind = decl.kind
         tool_decl: ast.ToolDecl | None = None
@@ -1133,7 +1136,7 @@ class _Lowerer:
         self.action_items(source, decl, action, dependencies)
         if dependencies:
             action["state_dependencies"] = list(dict.fromkeys(dependencies))
-        return new_action(action)
+        return construct(ir.Action, action, _ACTION_FIELDS)
 
     def action_items(
         self, source: Source, decl: ast.ActionDecl, action: dict[str, Any], dependencies: list[str]
@@ -1219,13 +1222,13 @@ class _Lowerer:
                 action["metadata"] = item.data.value
             elif isinstance(item, ast.Mode):
                 action["invocation_mode"] = ir.InvocationMode(item.word.text)
-        if "compensation" in action and not reversibility_given:
+        if action["compensation"] is not None and not reversibility_given:
             action["reversibility"] = ir.Reversibility.COMPENSABLE
         if preconditions:
             action["preconditions"] = preconditions
         if effects:
             action["expected_effects"] = effects
-        if "reversibility" in action:
+        if type(action["reversibility"]) is str:  # a tool's, as written
             action["reversibility"] = ir.Reversibility(action["reversibility"])
 
     # -- plans -------------------------------------------------------------------------------
@@ -1453,6 +1456,7 @@ def new_action(fields: dict[str, Any]) -> ir.Action:
 def _action_defaults() -> dict[str, Any]:
     # Every field, in the model's order (what `model_construct` would make): `construct`
     # skips validation (the compiler builds valid values) and pydantic's default handling.
+    # New lists and dicts for every action: nothing is shared between two models.
     return {
         "id": "",
         "type": _TOOL_CALL,
@@ -1483,6 +1487,8 @@ _TOOL_CALL = ir.ActionType.TOOL_CALL
 _ONE_SHOT = ir.InvocationMode.ONE_SHOT
 _IRREVERSIBLE = ir.Reversibility.IRREVERSIBLE
 _ABORT = ir.FailureBehavior.ABORT
+#: Every field of an `Action` (`_action_defaults` names them all), one set shared by all.
+_ACTION_FIELDS = set(_action_defaults())
 
 
 def _proposal_defaults() -> dict[str, Any]:

@@ -70,6 +70,20 @@ class Source:
         line = bisect_right(starts, offset)
         return line, offset - starts[line - 1] + 1
 
+    def span_line_columns(self, span: Span) -> tuple[int, int, int, int]:
+        """`line_column` of a span's start and of its end, at once (lowering asks it for every
+        action)."""
+        starts = self._line_starts or self._starts()
+        size = len(self.text)
+        start, end = span.start, span.end
+        if not 0 <= start <= size:
+            start = max(0, min(start, size))
+        if not 0 <= end <= size:
+            end = max(0, min(end, size))
+        line = bisect_right(starts, start)
+        end_line = bisect_right(starts, end)
+        return line, start - starts[line - 1] + 1, end_line, end - starts[end_line - 1] + 1
+
     def line_text(self, line: int) -> str:
         """The text of 1-based line `line`, without its newline."""
         starts = self._starts()

@@ -18,7 +18,7 @@ from carlang.cli import app
 from carlang.compiler import compile_file
 from carlang.fmt import format_source
 from carlang.parse import parse
-from carlang.source import Source
+from carlang.source import Source, Span
 from tests.conftest import ROOT
 
 BASE = Path("/tmp/carlang-properties")
@@ -180,3 +180,10 @@ def test_invalid_bytes_from_the_command_line(seed: str, noise: bytes, at: int) -
     result = CliRunner().invoke(app, ["check", str(path), "--root", str(BASE)])
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and "internal error" not in result.output
+
+
+@given(st.text(st.sampled_from("ab\n"), max_size=12), st.integers(-3, 15), st.integers(-3, 15))
+def test_span_line_columns_are_line_column_of_both_ends(text: str, start: int, end: int) -> None:
+    source = Source("t.car", text)
+    expected = (*source.line_column(start), *source.line_column(end))
+    assert source.span_line_columns(Span(start, end)) == expected
