@@ -671,6 +671,9 @@ _CALL_SOME = 5  # builder method of the children `extra[0]` (an itemgetter) pick
 _NODE = 6  # Node(name, children)
 _APPEND = 7  # a `_rule` `_r: _r x`: child 0 (spliced) then child 1
 _SHAPE = 8  # the shaper (`_shaper`), for anything else
+_PICK = 9  # a `_rule` that keeps one child: that child (see `_step`)
+_CALL_PICK = 10  # builder method of the children (and Nones) `extra[0]` picks, one spliced
+_CALL_ONE_SPLICE = 11  # builder method of child `extra`, spliced
 
 #: (how, size, origin, shaper (for _SHAPE and _KEEP_NODE only), method, extra, name)
 _Step = tuple[int, int, str, Any, Any, Any, str]
@@ -708,6 +711,28 @@ def _step(rule: _Rule, builder: object, collapse: bool, passthrough: bool) -> _S
             how, extra = _CALL_ONE, (picks[0], nones)
         else:
             how, extra = _CALL_SOME, (itemgetter(*picks), nones)
+    elif _inlined(rule) and include is not None and len(include) == 1 and not append_none:
+        # The shaper returns the one child (an `_Inline` of one, when spliced: its item).
+        index, expand, nones_before = include[0]
+        if not nones_before:
+            how, extra = _PICK, (index, expand)
+    elif include is not None and method is not None and not single:
+        # At most one child spliced (an `_Inline` there gives its items), Nones where the
+        # placeholders go: the children list gets one None at its end (position `size`) to
+        # pick for each of them, so that one itemgetter makes every argument.
+        if sum(1 for _, expand, _ in include if expand) <= 1:
+            picks = []
+            splice = -1
+            for index, expand, nones_before in include:
+                picks += [rule.size] * nones_before
+                if expand:
+                    splice = len(picks)
+                picks.append(index)
+            picks += [rule.size] * append_none
+            if len(picks) == 1:  # one spliced child (one kept as it is is _CALL_ONE)
+                how, extra = _CALL_ONE_SPLICE, picks[0]
+            else:
+                how, extra = _CALL_PICK, (itemgetter(*picks), splice, rule.size in picks)
     shaper = _shaper(rule, builder, collapse) if how in (_SHAPE, _KEEP_NODE) else None
     return (how, rule.size, rule.origin, shaper, method, extra, rule.name)
 
@@ -1066,11 +1091,6 @@ class _Run:
                     if how == _CALL:
                         builder.span = span
                         reduced = method(*children)
-                    elif how == _NODE:
-                        reduced = Node(name, children, span)
-                    elif how == _CALL_ONE:
-                        builder.span = span
-                        reduced = method(children[extra[0]], *extra[1])
                     elif how == _CALL_SOME:
                         builder.span = span
                         reduced = method(*extra[0](children), *extra[1])
@@ -1083,9 +1103,34 @@ class _Run:
                             reduced += item
                         else:
                             reduced.append(item)
+                    elif how == _CALL_ONE:
+                        builder.span = span
+                        reduced = method(children[extra[0]], *extra[1])
+                    elif how == _CALL_PICK:
+                        getter, splice, padded = extra
+                        if padded:
+                            children.append(None)
+                        args = getter(children)
+                        if splice >= 0 and type(args[splice]) is _Inline:
+                            args = (*args[:splice], *args[splice], *args[splice + 1 :])
+                        builder.span = span
+                        reduced = method(*args)
+                    elif how == _PICK:
+                        reduced = children[extra[0]]
+                        if extra[1] and type(reduced) is _Inline and len(reduced) == 1:
+                            reduced = reduced[0]
+                    elif how == _CALL_ONE_SPLICE:
+                        builder.span = span
+                        reduced = children[extra]
+                        if type(reduced) is _Inline:
+                            reduced = method(*reduced)
+                        else:
+                            reduced = method(reduced)
                     elif how == _CALL_NONE:
                         builder.span = span
                         reduced = method(*extra)
+                    elif how == _NODE:
+                        reduced = Node(name, children, span)
                     else:
                         reduced = shaper(children, span)
                     state = states[state_stack[-1]][origin]
