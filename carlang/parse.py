@@ -72,7 +72,7 @@ class ParseResult:
 
 
 #: A string literal with no escape and no control character: its value is its inside.
-_PLAIN_STRING = re.compile(r'"[^"\\\x00-\x1f]*"')
+_PLAIN_STRING = re.compile(r'"[^"\\\x00-\x1f]*"').fullmatch
 
 
 def _unquote(text: str) -> str:
@@ -116,7 +116,7 @@ class AstBuilder:
         self.diagnostics.error("CL0217", message, self.file, Span(token[2], token[3]))
 
     def _string_value(self, token: Token) -> str:
-        if _PLAIN_STRING.fullmatch(token[1]):
+        if _PLAIN_STRING(token[1]):
             return token[1][1:-1]
         surrogate = lone_surrogate(token[1])
         if surrogate is not None:
@@ -190,6 +190,9 @@ class AstBuilder:
     # values ---------------------------------------------------------------------------------
 
     def string(self, token: Token) -> ast.Value:
+        text = token[1]
+        if _PLAIN_STRING(text):  # `_string_value`'s common case, without its call
+            return ast.Value(text[1:-1], span=Span(*self.span))
         return ast.Value(self._string_value(token), span=Span(*self.span))
 
     def number(self, token: Token) -> ast.Value:
@@ -214,7 +217,7 @@ class AstBuilder:
         return ast.Value(True, span=Span(*self.span))
 
     def false(self) -> ast.Value:
-        return ast.Value(False, span=self._here())
+        return ast.Value(False, span=Span(*self.span))
 
     def null(self) -> ast.Value:
         return ast.Value(None, span=self._here())
@@ -511,10 +514,21 @@ class AstBuilder:
         after: tuple[ast.Name, ...] | None,
         body: tuple[Any, ...] | None,
     ) -> ast.ActionDecl:
-        return ast.ActionDecl(self._name(name), kind, after or (), body, span=Span(*self.span))
+        return ast.ActionDecl(
+            ast.Name(name[1], span=Span(name[2], name[3])),
+            kind,
+            after or (),
+            body,
+            span=Span(*self.span),
+        )
 
     def call(self, tool: Token, *args: ast.Arg | None) -> ast.Call:
-        return ast.Call(self._name(tool), self._values(args), span=Span(*self.span))
+        for arg in args:
+            if arg is None:  # `()`: no arguments, a placeholder
+                args = self._values(args)
+                break
+        name = ast.Name(tool[1], span=Span(tool[2], tool[3]))
+        return ast.Call(name, args, span=Span(*self.span))  # type: ignore[arg-type]
 
     def arg(self, name: Token, value: ast.Value) -> ast.Arg:
         return ast.Arg(ast.Name(name[1], span=Span(name[2], name[3])), value, span=Span(*self.span))
@@ -529,12 +543,14 @@ class AstBuilder:
         return ast.AssertState(condition, span=self._here())
 
     def after(self, *names: Token) -> tuple[ast.Name, ...]:
-        return tuple(self._name(n) for n in names)
+        return tuple([ast.Name(n[1], span=Span(n[2], n[3])) for n in names])
 
     def action_body(self, *items: Any) -> tuple[Any, ...]:
         return tuple(
-            ast.ReversibilityItem(item, span=item.span) if isinstance(item, ast.Name) else item
-            for item in items
+            [
+                ast.ReversibilityItem(item, span=item.span) if type(item) is ast.Name else item
+                for item in items
+            ]
         )
 
     def requires(self, condition: ast.Condition, description: Token | None) -> ast.Requires:
@@ -549,19 +565,19 @@ class AstBuilder:
         return ast.Reads(tuple(self._name(k) for k in keys), span=self._here())
 
     def effects(self, *entries: ast.Effect) -> ast.Effects:
-        return ast.Effects(entries, span=self._here())
+        return ast.Effects(entries, span=Span(*self.span))
 
     def effect(self, key: Token, value: ast.Value) -> ast.Effect:
         return ast.Effect(ast.Name(key[1], span=Span(key[2], key[3])), value, span=Span(*self.span))
 
     def retry(self, count: Token) -> ast.Retry:
-        return ast.Retry(self._count(count, "retry"), span=self._here())
+        return ast.Retry(self._count(count, "retry"), span=Span(*self.span))
 
     def on_failure(self, word: ast.Name) -> ast.OnFailure:
-        return ast.OnFailure(word, span=self._here())
+        return ast.OnFailure(word, span=Span(*self.span))
 
     def timeout(self, duration: Token) -> ast.Timeout:
-        return ast.Timeout(self._duration(duration, "timeout"), span=self._here())
+        return ast.Timeout(self._duration(duration, "timeout"), span=Span(*self.span))
 
     def compensate(self, call: ast.Call) -> ast.Compensate:
         return ast.Compensate(call, span=self._here())
@@ -576,7 +592,8 @@ class AstBuilder:
         return ast.Mode(word, span=self._here())
 
     def compare(self, key: Token, op: ast.Name, value: ast.Value) -> ast.Condition:
-        return ast.Condition(self._name(key), op.text, value, span=self._here())
+        name = ast.Name(key[1], span=Span(key[2], key[3]))
+        return ast.Condition(name, op.text, value, span=Span(*self.span))
 
     def contains(self, key: Token, value: ast.Value) -> ast.Condition:
         return ast.Condition(self._name(key), "contains", value, span=self._here())
@@ -707,7 +724,7 @@ class AstBuilder:
     # keyword sets ---------------------------------------------------------------------------
 
     def _keyword(self, token: Token) -> ast.Name:
-        return self._name(token)
+        return ast.Name(token[1], span=Span(token[2], token[3]))
 
     policy_effect = decision_word = validity_word = reversibility_word = _keyword
     failure_word = mode_word = comparison = shadow_word = _keyword
