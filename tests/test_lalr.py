@@ -203,3 +203,20 @@ def test_lead_lexers_read_what_lark_order_reads(text: str) -> None:
             got = _lead_match(eng, frozenset(names), text)
             if got is not None or expected is None:  # the lead reads nothing where a comment
                 assert got == expected, (text, sorted(names))  # or whitespace alone remains
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        (r'"([^"\\\n]|\\.)*"', r'"(?:[^"\\\n]|\\.)*"'),
+        (r"[(]x(y)", r"[(]x(?:y)"),
+        (r"[^]()](z)", r"[^]()](?:z)"),
+        (r"\((x)\)", r"\((?:x)\)"),
+        (r"(a)\1", r"(a)\1"),  # a backreference needs its group
+        (r"(?P<n>a)(b)", r"(?P<n>a)(b)"),  # so may a named one: left as it is
+    ],
+)
+def test_lead_patterns_lose_only_groups_nothing_reads(pattern: str, expected: str) -> None:
+    from carlang_runtime.lalr import _uncaptured
+
+    assert _uncaptured(pattern, 0) == expected
