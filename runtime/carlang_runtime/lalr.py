@@ -732,7 +732,10 @@ def _step(rule: _Rule, builder: object, collapse: bool, passthrough: bool) -> _S
     single = rule.expand1 or collapse  # one filtered child may be returned as it is
     how = _SHAPE
     extra: Any = None
-    if passthrough:
+    size = rule.size
+    if not size:
+        pass  # an empty rule (rare: an empty file's `start`): the shaper, of no children
+    elif passthrough:
         how = _KEEP_NODE
     elif include is None and not append_none:
         if rule.size == 1 and (rule.expand1 or _inlined(rule)):
@@ -740,14 +743,14 @@ def _step(rule: _Rule, builder: object, collapse: bool, passthrough: bool) -> _S
         elif not (rule.size == 1 and collapse) and not _inlined(rule):
             how = _NODE if method is None else _CALL
     elif _inlined(rule) and include == ((0, True, 0), (1, True, 0)) and not append_none:
-        how = _APPEND
+        how, extra = _APPEND, (-size, 1 - size)
     elif (
         include is not None
         and method is not None
         and not any(expand or nones for _, expand, nones in include)
         and not (single and len(include) + append_none == 1)
     ):
-        picks = [i for i, _, _ in include]
+        picks = [i - size for i, _, _ in include]  # offsets from the value stack's end
         nones = (None,) * append_none
         if not picks:
             how, extra = _CALL_NONE, nones
@@ -759,24 +762,27 @@ def _step(rule: _Rule, builder: object, collapse: bool, passthrough: bool) -> _S
         # The shaper returns the one child (an `_Inline` of one, when spliced: its item).
         index, expand, nones_before = include[0]
         if not nones_before:
-            how, extra = _PICK, (index, expand)
+            how, extra = _PICK, (index - size, expand)
     elif include is not None and method is not None and not single:
         # At most one child spliced (an `_Inline` there gives its items), Nones where the
-        # placeholders go: the children list gets one None at its end (position `size`) to
-        # pick for each of them, so that one itemgetter makes every argument.
+        # placeholders go: the value stack gets a None on top (position `size`) to pick for
+        # each of them, so that one itemgetter makes every argument.
         if sum(1 for _, expand, _ in include if expand) <= 1:
             picks = []
             splice = -1
             for index, expand, nones_before in include:
-                picks += [rule.size] * nones_before
+                picks += [size] * nones_before
                 if expand:
                     splice = len(picks)
                 picks.append(index)
-            picks += [rule.size] * append_none
+            picks += [size] * append_none
+            padded = size in picks
+            top = size + 1 if padded else size  # offsets from the end of the stack as read
             if len(picks) == 1:  # one spliced child (one kept as it is is _CALL_ONE)
-                how, extra = _CALL_ONE_SPLICE, picks[0]
+                how, extra = _CALL_ONE_SPLICE, picks[0] - size
             else:
-                how, extra = _CALL_PICK, (itemgetter(*picks), splice, rule.size in picks)
+                getter = itemgetter(*[p - top for p in picks])
+                how, extra = _CALL_PICK, (getter, splice, padded)
     shaper = _shaper(rule, builder, collapse) if how in (_SHAPE, _KEEP_NODE) else None
     return (how, rule.size, rule.origin, shaper, method, extra, rule.name)
 
@@ -1123,60 +1129,64 @@ class _Run:
                             fed = True
                             break
                         continue
-                    if size:
-                        children = value_stack[-size:]
+                    if not size:  # an empty rule (see `_step`)
+                        span = (shifted[2], shifted[2])
+                        reduced = shaper([], span)
+                    else:
+                        # The children are read where they are, at the top of the value stack
+                        # (`extra` holds offsets from its end), then popped.
                         span = (span_stack[-size][-2], span_stack[-1][-1])
+                        if how == _CALL:
+                            builder.span = span
+                            reduced = method(*value_stack[-size:])
+                        elif how == _CALL_SOME:
+                            builder.span = span
+                            reduced = method(*extra[0](value_stack), *extra[1])
+                        elif how == _APPEND:  # a `*` helper: add to the list, in place
+                            reduced = value_stack[extra[0]]
+                            if type(reduced) is not _Inline:
+                                reduced = _Inline((reduced,))
+                            item = value_stack[extra[1]]
+                            if type(item) is _Inline:
+                                reduced += item
+                            else:
+                                reduced.append(item)
+                        elif how == _CALL_ONE:
+                            builder.span = span
+                            reduced = method(value_stack[extra[0]], *extra[1])
+                        elif how == _CALL_PICK:
+                            getter, splice, padded = extra
+                            if padded:  # a None on top, for the placeholders to pick
+                                value_stack.append(None)
+                                args = getter(value_stack)
+                                value_stack.pop()
+                            else:
+                                args = getter(value_stack)
+                            if splice >= 0 and type(args[splice]) is _Inline:
+                                args = (*args[:splice], *args[splice], *args[splice + 1 :])
+                            builder.span = span
+                            reduced = method(*args)
+                        elif how == _PICK:
+                            reduced = value_stack[extra[0]]
+                            if extra[1] and type(reduced) is _Inline and len(reduced) == 1:
+                                reduced = reduced[0]
+                        elif how == _CALL_ONE_SPLICE:
+                            builder.span = span
+                            reduced = value_stack[extra]
+                            if type(reduced) is _Inline:
+                                reduced = method(*reduced)
+                            else:
+                                reduced = method(reduced)
+                        elif how == _CALL_NONE:
+                            builder.span = span
+                            reduced = method(*extra)
+                        elif how == _NODE:
+                            reduced = Node(name, value_stack[-size:], span)
+                        else:
+                            reduced = shaper(value_stack[-size:], span)
                         del state_stack[-size:]
                         del value_stack[-size:]
                         del span_stack[-size:]
-                    else:
-                        children = []
-                        span = (shifted[2], shifted[2])
-                    if how == _CALL:
-                        builder.span = span
-                        reduced = method(*children)
-                    elif how == _CALL_SOME:
-                        builder.span = span
-                        reduced = method(*extra[0](children), *extra[1])
-                    elif how == _APPEND:  # a `*` helper: add to the list, in place
-                        reduced = children[0]
-                        if type(reduced) is not _Inline:
-                            reduced = _Inline((reduced,))
-                        item = children[1]
-                        if type(item) is _Inline:
-                            reduced += item
-                        else:
-                            reduced.append(item)
-                    elif how == _CALL_ONE:
-                        builder.span = span
-                        reduced = method(children[extra[0]], *extra[1])
-                    elif how == _CALL_PICK:
-                        getter, splice, padded = extra
-                        if padded:
-                            children.append(None)
-                        args = getter(children)
-                        if splice >= 0 and type(args[splice]) is _Inline:
-                            args = (*args[:splice], *args[splice], *args[splice + 1 :])
-                        builder.span = span
-                        reduced = method(*args)
-                    elif how == _PICK:
-                        reduced = children[extra[0]]
-                        if extra[1] and type(reduced) is _Inline and len(reduced) == 1:
-                            reduced = reduced[0]
-                    elif how == _CALL_ONE_SPLICE:
-                        builder.span = span
-                        reduced = children[extra]
-                        if type(reduced) is _Inline:
-                            reduced = method(*reduced)
-                        else:
-                            reduced = method(reduced)
-                    elif how == _CALL_NONE:
-                        builder.span = span
-                        reduced = method(*extra)
-                    elif how == _NODE:
-                        reduced = Node(name, children, span)
-                    else:
-                        reduced = shaper(children, span)
                     state = states[state_stack[-1]][origin]
                     state_stack.append(state)
                     value_stack.append(reduced)
