@@ -56,6 +56,8 @@ __all__ = [
 Token = tuple[str, str, int, int]
 END = "$END"
 _MISPLACED = "misplaced:"
+#: The kind of "no token" (a character that starts nothing) in the driver: no state takes it.
+_NONE = "$NONE"
 _BRACKETS = frozenset("{}()[]")
 _FORMAT = 1
 
@@ -1044,16 +1046,14 @@ class _Run:
         brackets, last, pos = self.brackets, self.last, self.pos
         state = state_stack[-1]
         pending: Token | None = None
+        kind: str
         while True:
-            # -- the next token ----------------------------------------------------------------
-            if pending is not None:
-                token: Token | None = pending
-                pending = None
-            else:
-                token = None
+            # -- the next token (`kind` and `value` its first two items) -----------------------
+            if pending is None:
+                token: Token | None = None
                 match = lead(text, pos)
                 if match is not None:
-                    kind = lead_names[match.lastindex]  # type: ignore[index]
+                    kind = lead_names[match.lastindex]  # type: ignore[index,assignment]
                     start = match.end(1)
                     end = match.end()
                     value = text[start:end]
@@ -1068,152 +1068,152 @@ class _Run:
                         pos = end
                         if hook is not None:
                             token = hook(token)
+                            kind, value = token[0], token[1]
                 if token is None:  # the state's own lexer decides
                     own = state_leads.get(state) or engine.state_lead(state)
                     match = own.match(text, pos)
                     if match is not None:
-                        kind = own.terminals[match.lastindex]  # type: ignore[index]
+                        kind = own.terminals[match.lastindex]  # type: ignore[index,assignment]
                         start = match.end(1)
                         end = match.end()
                         value = text[start:end]
                         if kind == ident:
                             kind = own.keywords.get(value, kind)
-                        token = (kind, value, start, end)  # type: ignore[assignment]
+                        token = (kind, value, start, end)
                         pos = end
                         if hook is not None:
-                            token = hook(token)  # type: ignore[arg-type]
-                if token is None:  # a comment, the end, a misplaced token or no token
-                    self.pos = pos
-                    token = self.next_token()
-                    pos = self.pos
-            # -- reduce, then shift it ----------------------------------------------------------
-            fed = False
-            if token is not None:
+                            token = hook(token)
+                            kind, value = token[0], token[1]
+                    else:  # a comment, the end, a misplaced token or no token
+                        self.pos = pos
+                        token = self.next_token()
+                        pos = self.pos
+                        # no token: a kind no state takes, so that it is the error below
+                        kind, value = (token[0], token[1]) if token is not None else (_NONE, "")
+            else:
+                token = pending
+                pending = None
                 kind, value = token[0], token[1]
-                shifted = token
-                while True:
-                    try:
-                        code = states[state][kind]
-                    except KeyError:
-                        if kind != ident and value in keyword_types and ident in states[state]:
-                            kind = ident  # a keyword where a name was meant
-                            shifted = (kind, value, shifted[2], shifted[3])
-                            continue
-                        break
-                    if code >= 0:
-                        if state in top_states and value in declaration_words:
-                            self.checkpoint = (
-                                list(state_stack),
-                                list(value_stack),
-                                list(span_stack),
-                            )
-                        state = code
-                        state_stack.append(code)
-                        value_stack.append(shifted)
-                        span_stack.append(shifted)
-                        if value in bracket_texts:
-                            if value in ("{", "(", "["):
-                                brackets.append((value, shifted[2]))
-                            elif brackets:
-                                brackets.pop()
-                        last = shifted
-                        fed = True
-                        break
-                    # reduce (_reduce)
-                    how, size, origin, shaper, method, extra, name = steps[code]
-                    if how == _KEEP or (how == _KEEP_NODE and type(value_stack[-1]) is Node):
-                        state = states[state_stack[-2]][origin]
-                        state_stack[-1] = state
-                        if kind == END and state == end_state:
-                            self.outcome.value = value_stack[-1]
-                            fed = True
-                            break
+            # -- reduce, then shift it (or report the syntax error) -----------------------------
+            shifted = token
+            while True:
+                try:
+                    code = states[state][kind]
+                except KeyError:
+                    if kind != ident and value in keyword_types and ident in states[state]:
+                        kind = ident  # a keyword where a name was meant
+                        shifted = (kind, value, shifted[2], shifted[3])  # type: ignore[index]
                         continue
-                    if not size:  # an empty rule (see `_step`)
-                        span = (shifted[2], shifted[2])
-                        reduced = shaper([], span)
-                    else:
-                        # The children are read where they are, at the top of the value stack
-                        # (`extra` holds offsets from its end), then popped.
-                        span = (span_stack[-size][-2], span_stack[-1][-1])
-                        if how == _CALL:
-                            builder.span = span
-                            reduced = method(*value_stack[-size:])
-                        elif how == _CALL_SOME:
-                            builder.span = span
-                            reduced = method(*extra[0](value_stack), *extra[1])
-                        elif how == _APPEND:  # a `*` helper: add to the list, in place
-                            reduced = value_stack[extra[0]]
-                            if type(reduced) is not _Inline:
-                                reduced = _Inline((reduced,))
-                            item = value_stack[extra[1]]
-                            if type(item) is _Inline:
-                                reduced += item
-                            else:
-                                reduced.append(item)
-                        elif how == _CALL_ONE:
-                            builder.span = span
-                            reduced = method(value_stack[extra[0]], *extra[1])
-                        elif how == _CALL_PICK:
-                            getter, splice, padded = extra
-                            if padded:  # a None on top, for the placeholders to pick
-                                value_stack.append(None)
-                                args = getter(value_stack)
-                                value_stack.pop()
-                            else:
-                                args = getter(value_stack)
-                            if splice >= 0 and type(args[splice]) is _Inline:
-                                args = (*args[:splice], *args[splice], *args[splice + 1 :])
-                            builder.span = span
-                            reduced = method(*args)
-                        elif how == _PICK:
-                            reduced = value_stack[extra[0]]
-                            if extra[1] and type(reduced) is _Inline and len(reduced) == 1:
-                                reduced = reduced[0]
-                        elif how == _CALL_ONE_SPLICE:
-                            builder.span = span
-                            reduced = value_stack[extra]
-                            if type(reduced) is _Inline:
-                                reduced = method(*reduced)
-                            else:
-                                reduced = method(reduced)
-                        elif how == _CALL_NONE:
-                            builder.span = span
-                            reduced = method(*extra)
-                        elif how == _NODE:
-                            reduced = Node(name, value_stack[-size:], span)
-                        else:
-                            reduced = shaper(value_stack[-size:], span)
-                        del state_stack[-size:]
-                        del value_stack[-size:]
-                        del span_stack[-size:]
-                    state = states[state_stack[-1]][origin]
-                    state_stack.append(state)
-                    value_stack.append(reduced)
-                    span_stack.append(span)
+                    # A syntax error: report it, then resume at the next declaration (or stop).
+                    self.pos, self.last = pos, last
+                    self.problem(token)
+                    if recovery is None or len(self.outcome.problems) >= recovery.max_errors:
+                        return self.outcome
+                    if token is not None and token[0] == END and self.checkpoint is None:
+                        return self.outcome
+                    pending = self.recover(token, recovery)
+                    state_stack, value_stack, span_stack = (
+                        self.state_stack,
+                        self.value_stack,
+                        self.span_stack,
+                    )
+                    brackets, last, pos = self.brackets, self.last, self.pos
+                    state = state_stack[-1]
+                    break
+                if code >= 0:
+                    if state in top_states and value in declaration_words:
+                        self.checkpoint = (
+                            list(state_stack),
+                            list(value_stack),
+                            list(span_stack),
+                        )
+                    state = code
+                    state_stack.append(code)
+                    value_stack.append(shifted)
+                    span_stack.append(shifted)
+                    if value in bracket_texts:
+                        if value in ("{", "(", "["):
+                            brackets.append((value, shifted[2]))  # type: ignore[index]
+                        elif brackets:
+                            brackets.pop()
+                    last = shifted
+                    if kind == END:
+                        return self.outcome
+                    break
+                # reduce (_reduce)
+                how, size, origin, shaper, method, extra, name = steps[code]
+                if how == _KEEP or (how == _KEEP_NODE and type(value_stack[-1]) is Node):
+                    state = states[state_stack[-2]][origin]
+                    state_stack[-1] = state
                     if kind == END and state == end_state:
-                        self.outcome.value = reduced
-                        fed = True
-                        break
-            if fed:
-                if token[0] == END:  # type: ignore[index]
+                        self.outcome.value = value_stack[-1]
+                        return self.outcome
+                    continue
+                if not size:  # an empty rule (see `_step`)
+                    span = (shifted[2], shifted[2])  # type: ignore[index]
+                    reduced = shaper([], span)
+                else:
+                    # The children are read where they are, at the top of the value stack
+                    # (`extra` holds offsets from its end), then popped.
+                    span = (span_stack[-size][-2], span_stack[-1][-1])
+                    if how == _CALL:
+                        builder.span = span
+                        reduced = method(*value_stack[-size:])
+                    elif how == _CALL_SOME:
+                        builder.span = span
+                        reduced = method(*extra[0](value_stack), *extra[1])
+                    elif how == _APPEND:  # a `*` helper: add to the list, in place
+                        reduced = value_stack[extra[0]]
+                        if type(reduced) is not _Inline:
+                            reduced = _Inline((reduced,))
+                        item = value_stack[extra[1]]
+                        if type(item) is _Inline:
+                            reduced += item
+                        else:
+                            reduced.append(item)
+                    elif how == _CALL_ONE:
+                        builder.span = span
+                        reduced = method(value_stack[extra[0]], *extra[1])
+                    elif how == _CALL_PICK:
+                        getter, splice, padded = extra
+                        if padded:  # a None on top, for the placeholders to pick
+                            value_stack.append(None)
+                            args = getter(value_stack)
+                            value_stack.pop()
+                        else:
+                            args = getter(value_stack)
+                        if splice >= 0 and type(args[splice]) is _Inline:
+                            args = (*args[:splice], *args[splice], *args[splice + 1 :])
+                        builder.span = span
+                        reduced = method(*args)
+                    elif how == _PICK:
+                        reduced = value_stack[extra[0]]
+                        if extra[1] and type(reduced) is _Inline and len(reduced) == 1:
+                            reduced = reduced[0]
+                    elif how == _CALL_ONE_SPLICE:
+                        builder.span = span
+                        reduced = value_stack[extra]
+                        if type(reduced) is _Inline:
+                            reduced = method(*reduced)
+                        else:
+                            reduced = method(reduced)
+                    elif how == _CALL_NONE:
+                        builder.span = span
+                        reduced = method(*extra)
+                    elif how == _NODE:
+                        reduced = Node(name, value_stack[-size:], span)
+                    else:
+                        reduced = shaper(value_stack[-size:], span)
+                    del state_stack[-size:]
+                    del value_stack[-size:]
+                    del span_stack[-size:]
+                state = states[state_stack[-1]][origin]
+                state_stack.append(state)
+                value_stack.append(reduced)
+                span_stack.append(span)
+                if kind == END and state == end_state:
+                    self.outcome.value = reduced
                     return self.outcome
-                continue
-            # -- a syntax error: report it, then resume at the next declaration (or stop) --------
-            self.pos, self.last = pos, last
-            self.problem(token)
-            if recovery is None or len(self.outcome.problems) >= recovery.max_errors:
-                return self.outcome
-            if token is not None and token[0] == END and self.checkpoint is None:
-                return self.outcome
-            pending = self.recover(token, recovery)
-            state_stack, value_stack, span_stack = (
-                self.state_stack,
-                self.value_stack,
-                self.span_stack,
-            )
-            brackets, last, pos = self.brackets, self.last, self.pos
-            state = state_stack[-1]
 
 
 def misplaced(kind: str) -> str:
