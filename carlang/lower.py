@@ -217,6 +217,8 @@ class _Lowerer:
     def no_columns(self, source: Source, value: ast.Value) -> Any:
         """The value, with any `$column` (only meaningful in tests) reported and replaced by
         its text so that nothing downstream trips over it."""
+        if type(value.value) in _SCALARS:
+            return value.value  # nothing to look into (what `_columns` finds in it: none)
         found = _columns(value.value)
         if not found:
             return value.value
@@ -1534,6 +1536,8 @@ def _without_columns(value: Any) -> Any:
 
 
 _GLOB_SPECIAL = re.compile(r"[*?\[]")
+#: Values with nothing inside them (no `$column` can hide in one).
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 @lru_cache(maxsize=256)
@@ -1587,4 +1591,4 @@ _ITEM_WORDS = {
 
 
 def _item_word(item: ast.Node) -> str:
-    return _ITEM_WORDS.get(type(item), type(item).__name__.lower())
+    return _ITEM_WORDS.get(type(item)) or type(item).__name__.lower()

@@ -201,17 +201,21 @@ def check_value(value: Any, type_: ast.TypeExpr) -> str | None:
     if isinstance(type_, ast.SimpleType):
         name = type_.name.text
         kind = value_kind(value)
-        ok = {
-            "string": kind == "string",
-            "int": kind == "int" or (kind == "float" and float(value).is_integer()),
-            "float": kind in ("int", "float"),
-            "bool": kind == "bool",
-            "any": True,
-            "object": kind == "map",
-        }.get(name, True)
+        if name == "string":
+            ok = kind == "string"
+        elif name == "int":
+            ok = kind == "int" or (kind == "float" and float(value).is_integer())
+        elif name == "float":
+            ok = kind in ("int", "float")
+        elif name == "bool":
+            ok = kind == "bool"
+        elif name == "object":
+            ok = kind == "map"
+        else:  # `any`, and a name that is no type (reported where it is declared)
+            ok = True
         if not ok:
             return f"expected {name}, got {kind}"
-        return _bounds_problem(value, type_)
+        return _bounds_problem(value, type_) if type_.bounds else None
     if isinstance(type_, ast.EnumType):
         options = [o.value for o in type_.options]
         if isinstance(value, str) and value in options:
