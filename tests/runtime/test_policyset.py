@@ -8,6 +8,9 @@ import pytest
 from carlang_runtime import ir
 from carlang_runtime.ir import PolicyEffect
 from carlang_runtime.policy import PolicyLoadError, PolicySet
+from carlang_runtime.policy.rules import as_text
+from hypothesis import given
+from hypothesis import strategies as st
 
 SECRET = "sk-live-4f9a8b7c6d5e4f3a2b1c"
 
@@ -210,6 +213,30 @@ def test_deny_keyword_reads_every_parameter_as_text() -> None:
     assert nested.denied
     assert policies.evaluate(call("sql", query="select 1")).allowed
     assert policies.evaluate(write("note", "DROP TABLE")).allowed  # tool calls only
+
+
+_KEYWORD_PARTS = st.sampled_from(["a", "b", ".", "*", "(", "1", '"', "é", ""])
+_PARAM_VALUES = st.recursive(
+    st.one_of(st.text(st.sampled_from('ab.*(1"é'), max_size=5), st.integers(-3, 300)),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("ab"), inner),
+    max_leaves=6,
+)
+
+
+@given(
+    st.lists(st.lists(_KEYWORD_PARTS, max_size=3).map("".join), max_size=3),
+    st.dictionaries(st.sampled_from(["p", "q", "r"]), _PARAM_VALUES, max_size=3),
+)
+def test_deny_keyword_denies_exactly_a_parameter_text_holding_a_keyword(
+    keywords: list[str], params: dict[str, Any]
+) -> None:
+    policies = PolicySet([ir.DenyKeywordRule(name="deny_keyword", keywords=keywords)])
+    decision = policies.evaluate(call("t", **params))
+    hit = next((n for n, v in params.items() if any(k and k in as_text(v) for k in keywords)), None)
+    if hit is None:
+        assert decision.allowed
+    else:
+        assert decision.matches[0].reason == f"param '{hit}' of 't' contains a denied keyword"
 
 
 def test_deny_tool_param_contains_equals_and_presence() -> None:

@@ -7,6 +7,7 @@ the parameter but never echoes the parameter's value: the value is what a rule e
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, Final
@@ -79,13 +80,14 @@ def native_rule(rule: BuiltinRule, clock: Callable[[], float]) -> NativeRule:
 
 def _deny_keyword(rule: DenyKeywordRule) -> Check:
     keywords = [keyword for keyword in rule.keywords if keyword]
+    # Whether any keyword is in a text (`keyword in text` for each), in one search.
+    contains = re.compile("|".join(map(re.escape, keywords))).search if keywords else None
 
     def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
-        if action.tool is None:
+        if action.tool is None or contains is None:
             return None
         for name, value in action.parameters.items():
-            text = as_text(value)
-            if any(keyword in text for keyword in keywords):
+            if contains(value if type(value) is str else as_text(value)) is not None:
                 return f"param '{name}' of '{action.tool}' contains a denied keyword"
         return None
 
