@@ -214,7 +214,10 @@ _DEPTH_STEP = {"[": 1, "{": 1, "(": 1, "]": -1, "}": -1, ")": -1}
 _SOURCE_SKIPPED = re.compile(
     r'"[^"\\\n]*(?:\\.[^"\\\n]*)*"|\'[^\'\\\n]*(?:\\.[^\'\\\n]*)*\'|#[^\n]*'
 )
-_NOT_SOURCE_BRACKET = re.compile(r"[^\[\]{}()]+")
+#: What `_source_depth` drops, in one pass: runs of characters that start nothing, strings and
+#: comments (`_SOURCE_SKIPPED`, tried where they can start), and a quote that opens no string:
+#: all but the brackets outside strings and comments (no two alternatives start alike).
+_SOURCE_NOT_BRACKET = re.compile(r"""[^\[\]{}()"'#]+|""" + _SOURCE_SKIPPED.pattern + r"""|["']""")
 _SIGNIFICANT = re.compile(r"[\[\]{}()\"]")
 _SIGNIFICANT_WITH_COMMENTS = re.compile(r"[\[\]{}()\"'#]")
 
@@ -227,7 +230,7 @@ def _json_depth(text: str) -> int:
 
 def _source_depth(text: str) -> int:
     """`_json_depth` for carlang source: strings of both quotes and `#` comments removed."""
-    return _bracket_depth(_NOT_SOURCE_BRACKET.sub("", _SOURCE_SKIPPED.sub("", text)))
+    return _bracket_depth(_SOURCE_NOT_BRACKET.sub("", text))
 
 
 def _bracket_depth(brackets: str) -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from carlang_runtime import jsontext
@@ -101,3 +102,11 @@ def test_fast_path_agrees_on_generated_documents(value: object, depth: int) -> N
     _same(text)
     _same("[" * depth + text + "]" * depth)
     _same(text[: len(text) // 2])  # usually malformed
+
+
+@given(st.text(st.sampled_from(list("ab\"'#\\\n{}()[] ")), max_size=30))
+def test_source_brackets_in_one_pass_are_those_outside_strings_and_comments(text: str) -> None:
+    """`_source_depth`'s one regex pass keeps what dropping strings and comments, then every
+    character but a bracket, keeps."""
+    two_passes = re.sub(r"[^\[\]{}()]+", "", jsontext._SOURCE_SKIPPED.sub("", text))
+    assert jsontext._SOURCE_NOT_BRACKET.sub("", text) == two_passes
