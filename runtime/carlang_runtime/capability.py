@@ -50,11 +50,10 @@ class CapabilityCheck:
     def tool_problem(self, tool: str, what: str = "tool") -> tuple[str, str] | None:
         """None if the capability allows `tool`, else (`tool-denied` or `tool-not-allowed`,
         the message)."""
-        label = self.capability.label
         if self.denied_tools is not None and self.denied_tools.matches(tool):
-            return "tool-denied", f"{what} '{tool}' is denied by {label}"
+            return "tool-denied", f"{what} '{tool}' is denied by {self.capability.label}"
         if self.allowed_tools is not None and not self.allowed_tools.matches(tool):
-            return "tool-not-allowed", f"{what} '{tool}' is not allowed by {label}"
+            return "tool-not-allowed", f"{what} '{tool}' is not allowed by {self.capability.label}"
         return None
 
     def key_problem(self, key: str) -> str | None:
