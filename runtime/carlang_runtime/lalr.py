@@ -1204,6 +1204,15 @@ class _Run:
                         reduced = Node(name, value_stack[-size:], span)
                     else:
                         reduced = shaper(value_stack[-size:], span)
+                    if size == 1:  # the child's entry becomes the reduction's
+                        state = states[state_stack[-2]][origin]
+                        state_stack[-1] = state
+                        value_stack[-1] = reduced
+                        span_stack[-1] = span
+                        if kind == END and state == end_state:
+                            self.outcome.value = reduced
+                            return self.outcome
+                        continue
                     del state_stack[-size:]
                     del value_stack[-size:]
                     del span_stack[-size:]
