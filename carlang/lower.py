@@ -148,8 +148,11 @@ def _is_plain(text: str) -> bool:
 
 
 def _is_dotted(text: str) -> bool:
-    """Plain names joined by dots: `[A-Za-z_][A-Za-z0-9_]*(\\.[A-Za-z_][A-Za-z0-9_]*)*`."""
-    return text.isascii() and all(map(str.isidentifier, text.split(".")))
+    """Plain names joined by dots."""
+    return _DOTTED_NAME(text) is not None
+
+
+_DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*").fullmatch
 
 
 class _Lowerer:
