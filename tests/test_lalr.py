@@ -183,8 +183,10 @@ def _lark_order_match(engine: Engine, names: frozenset[str], text: str) -> tuple
     return None if match is None else (str(match.lastgroup), match.end())
 
 
-def _lead_match(engine: Engine, names: frozenset[str], text: str) -> tuple[str, int] | None:
-    lead = engine._lead_for(names)
+def _lead_match(
+    engine: Engine, names: frozenset[str], text: str, tuned: bool
+) -> tuple[str, int] | None:
+    lead = engine._lead_for(names, tuned)
     match = lead.match(text, 0)
     if match is None:
         return None
@@ -194,15 +196,24 @@ def _lead_match(engine: Engine, names: frozenset[str], text: str) -> tuple[str, 
 @settings(max_examples=300)
 @given(_LEXER_TEXT)
 def test_lead_lexers_read_what_lark_order_reads(text: str) -> None:
-    """The one-match lexers try terminals in their own order (identifiers and punctuation
-    first): they read the same terminal, to the same end, as lark's order, for the whole
-    grammar and for each state's terminals, in carlang and in CEL."""
+    """The one-match lexers, tuned (their own order: identifiers and punctuation first; no
+    capturing groups) or not, read the same terminal, to the same end, as lark's order, for
+    the whole grammar and for each state's terminals, in carlang and in CEL."""
     for eng in (engine(), cel_parser._engine()):
         for names in {eng.global_names, *(a - {"$END"} for a in eng.accepts[:40])} - {frozenset()}:
             expected = _lark_order_match(eng, frozenset(names), text)
-            got = _lead_match(eng, frozenset(names), text)
-            if got is not None or expected is None:  # the lead reads nothing where a comment
-                assert got == expected, (text, sorted(names))  # or whitespace alone remains
+            for tuned in (False, True):
+                got = _lead_match(eng, frozenset(names), text, tuned)
+                if got is not None or expected is None:  # a lead reads nothing where only a
+                    assert got == expected, (text, sorted(names))  # comment or space is left
+
+
+def test_an_engine_tunes_its_lexers_once_it_has_lexed_enough_text() -> None:
+    eng = Engine(engine().tables, comment="COMMENT")
+    eng.parse("tool t()", object())
+    assert not eng.tuned  # a short text: lark's order, without the set-up
+    tree = eng.parse(generate_program(600, seed=5), object())
+    assert eng.tuned and not tree.problems
 
 
 @pytest.mark.parametrize(

@@ -433,8 +433,12 @@ class Engine:
         silent = [by_name[name].pattern for name in tables.ignore if name != comment]
         self._silent = _silent_group(silent, self.flags)
         self._not_comment = f"(?!{by_name[comment].pattern})" if comment else ""
-        self._leads: dict[frozenset[str], _Lead] = {}
+        self._leads: dict[tuple[frozenset[str], bool], _Lead] = {}
         self._state_leads: dict[int, _Lead] = {}
+        # Tuned lexers (`_alternatives`) pay for themselves once enough text is lexed: until
+        # then (a short file, a few CEL conditions), lark's order, without their set-up.
+        self._lexed = 0
+        self.tuned = False
         self.global_lead = self._lead_for(self.global_names)
 
     def _scanner_for(self, names: frozenset[str]) -> _Scanner:
@@ -453,12 +457,17 @@ class Engine:
         }
         return _Scanner(pattern, self.flags, keywords)
 
-    def _alternatives(self, names: frozenset[str], marked_after: bool = False) -> list[str]:
+    def _alternatives(
+        self, names: frozenset[str], marked_after: bool = False, tuned: bool = False
+    ) -> list[str]:
         """One named group per terminal of `names`, in lark's order (a keyword is read as an
         identifier where identifiers are taken). With `marked_after`, each group is empty and
         follows its terminal's pattern (the last group to close, so `lastindex` names the
         terminal): the regex engine then rules out a pattern that starts with a character or
-        a set by the first character alone, without entering a group."""
+        a set by the first character alone, without entering a group. `tuned` (with
+        `marked_after`): in the order of `_match_order`, groups inside patterns made
+        non-capturing (`_uncaptured`), which reads the same tokens faster; making it parses
+        every pattern (~1-2 ms a grammar)."""
         chosen = []
         has_ident = self.ident in names
         for t in self.tables.terminals:  # already in lark's order
@@ -473,13 +482,17 @@ class Engine:
             chosen.append((t.name, pattern))
         if not marked_after:
             return [f"(?P<{name}>{pattern})" for name, pattern in chosen]
+        if not tuned:
+            return [f"(?:{pattern})(?P<{name}>)" for name, pattern in chosen]
         ordered = _match_order(chosen, self.ident, self.flags)
         return [f"(?:{_uncaptured(pattern, self.flags)})(?P<{name}>)" for name, pattern in ordered]
 
-    def _lead_for(self, names: frozenset[str]) -> _Lead:
-        lead = self._leads.get(names)
+    def _lead_for(self, names: frozenset[str], tuned: bool | None = None) -> _Lead:
+        """The `_Lead` of `names`, tuned or not (by default: as the engine now is)."""
+        tuned = self.tuned if tuned is None else tuned
+        lead = self._leads.get((names, tuned))
         if lead is None:
-            alternatives = self._alternatives(names, marked_after=True)
+            alternatives = self._alternatives(names, marked_after=True, tuned=tuned)
             regex = compile_cached(
                 self._silent + self._not_comment + "(?:" + "|".join(alternatives) + ")",
                 self.flags,
@@ -487,7 +500,7 @@ class Engine:
             terminals: list[str | None] = [None] * (regex.groups + 1)
             for name, index in regex.groupindex.items():
                 terminals[index] = name
-            lead = self._leads[names] = _Lead(
+            lead = self._leads[names, tuned] = _Lead(
                 regex.match, terminals, self._scanner_for(names).keywords
             )
         return lead
@@ -525,7 +538,18 @@ class Engine:
     def parse(self, text: str, builder: object) -> Outcome:
         """Parse `text`, calling `builder.<rule>(*children)` (with `builder.span` set) for
         every reduction that has a method, and making `Node`s for the rest."""
+        self._lexed += len(text)
+        if not self.tuned and self._lexed > _TUNE_AFTER:
+            self.tuned = True  # from now on, the tuned lexers
+            self._state_leads = {}
+            self.global_lead = self._lead_for(self.global_names)
         return _Run(self, text, builder).run()
+
+
+#: Characters lexed by an engine after which it makes its tuned lexers: what they save per
+#: token (~0.13 us) makes up for their set-up (~1 ms for carlang's grammar) after ~6,000
+#: tokens, ~30,000 characters of carlang.
+_TUNE_AFTER = 30_000
 
 
 def _silent_group(patterns: list[str], flags: int) -> str:
@@ -564,7 +588,7 @@ def _match_order(terminals: list[tuple[str, str]], ident: str, flags: int) -> li
     facts = [_pattern_facts(pattern, flags) for _, pattern in terminals]
     after: list[list[int]] = [[] for _ in terminals]  # j must come after i: i in after[j]
     waiting_on = [0] * len(terminals)
-    for j, (first_j, _) in enumerate(facts):
+    for j, (first_j, _, _) in enumerate(facts):
         for i in range(j):
             first_i = facts[i][0]
             if first_i is None or first_j is None or not first_i.isdisjoint(first_j):
@@ -623,12 +647,14 @@ def _uncaptured(pattern: str, flags: int) -> str:
         out.append(char)
         index += 1
     made = "".join(out)
-    try:
-        if _sre_parser.parse(made, flags).state.groups != 1:  # group 0: the whole match
-            return pattern
-    except re.error:
-        return pattern
-    return made
+    # Every `(` turned into `(?:` opened a capturing group (outside a set, unescaped, not a
+    # `(?` form): when they are all of the pattern's groups, none is left to capture.
+    groups = _pattern_facts(pattern, flags)[2]
+    return (
+        made
+        if groups is not None and made.count("(?:") - pattern.count("(?:") == groups
+        else pattern
+    )
 
 
 #: A set bigger than this counts as unknown (only its size matters: the sets are compared).
@@ -636,19 +662,21 @@ _MAX_SET = 4096
 
 
 @lru_cache(maxsize=512)
-def _pattern_facts(pattern: str, flags: int) -> tuple[frozenset[str] | None, bool]:
-    """The characters that every match of `pattern` starts with one of (None when that is not
-    known for sure: it may match the empty text; case folding; a class like `\\w`...), and
-    whether the regex engine can rule the pattern out by its first character alone."""
+def _pattern_facts(pattern: str, flags: int) -> tuple[frozenset[str] | None, bool, int | None]:
+    """From one parse of `pattern` (by `re`'s own parser): the characters that every match
+    starts with one of (None when that is not known for sure: it may match the empty text;
+    case folding; a class like `\\w`...), whether the regex engine can rule the pattern out
+    by its first character alone, and how many capturing groups it has (None: not a regex)."""
     try:
-        items = _sre_parser.parse(pattern, flags).data
+        parsed = _sre_parser.parse(pattern, flags)
     except re.error:
-        return None, False
+        return None, False, None
+    items, groups = parsed.data, parsed.state.groups - 1  # group 0: the whole match
     quick = bool(items) and items[0][0] in (_sre.IN, _sre.LITERAL)
     if flags & (re.IGNORECASE | re.VERBOSE):
-        return None, quick
+        return None, quick, groups
     found, nullable = _first_of_sequence(items)
-    return (None if found is None or nullable else frozenset(found)), quick
+    return (None if found is None or nullable else frozenset(found)), quick, groups
 
 
 def _first_of_sequence(items: Any) -> tuple[set[str] | None, bool]:
