@@ -231,3 +231,18 @@ def test_lead_patterns_lose_only_groups_nothing_reads(pattern: str, expected: st
     from carlang_runtime.lalr import _uncaptured
 
     assert _uncaptured(pattern, 0) == expected
+
+
+def test_reduction_steps_made_for_a_builder_class_serve_its_other_builders() -> None:
+    class Builder:
+        span = (0, 0)
+
+        def tool_decl(self, *children: Any) -> tuple[str, Any]:
+            return ("built by", self)
+
+    eng = Engine(engine().tables, comment="COMMENT")
+    first, second, odd = Builder(), Builder(), Builder()
+    assert eng.parse("tool t()", first).value.children[0] == ("built by", first)
+    assert eng.parse("tool t()", second).value.children[0] == ("built by", second)
+    odd.tool_decl = None  # type: ignore[assignment, method-assign]  # no method here after all
+    assert eng.parse("tool t()", odd).value.children[0].data == "tool_decl"

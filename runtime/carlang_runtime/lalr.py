@@ -391,6 +391,7 @@ class Engine:
             and not rule.append_none
         )
         self._callbacks: tuple[object, list[_Step]] | None = None
+        self._steps_by_class: dict[type, list[_Step]] = {}
         self.token_hook = token_hook
         self.recovery = recovery
         self.flags = tables.flags
@@ -526,12 +527,36 @@ class Engine:
 
     def reductions(self, builder: object) -> list[_Step]:
         """How the driver reduces each rule for this builder (see `_step`). Made once per
-        builder object (a parser that reuses its builder pays this once)."""
+        builder object (a parser that reuses its builder pays this once); for another builder
+        of a class seen before, the steps made for that class are bound to it (the choices
+        hold as long as it has a method for the same rules)."""
         if self._callbacks is None or self._callbacks[0] is not builder:
-            made = [
-                _step(rule, builder, rule.name in self.collapse, i in self.passthrough)
-                for i, rule in enumerate(self.tables.rules)
-            ]
+            rules = self.tables.rules
+            made: list[_Step] | None = None
+            seen = self._steps_by_class.get(type(builder))
+            if seen is not None:
+                made = []
+                for rule, (how, size, origin, _, has_method, extra, name) in zip(
+                    rules, seen, strict=True
+                ):
+                    own = _method(rule, builder)
+                    if (own is not None) != has_method:
+                        made = None  # not the class's methods: the choices are made anew
+                        break
+                    shaper = None
+                    if how in (_SHAPE, _KEEP_NODE):
+                        shaper = _shaper(rule, builder, rule.name in self.collapse)
+                    made.append((how, size, origin, shaper, own, extra, name))
+            if made is None:
+                made = [
+                    _step(rule, builder, rule.name in self.collapse, i in self.passthrough)
+                    for i, rule in enumerate(rules)
+                ]
+                # kept without the builder's methods and shapers (nor the builder with them)
+                self._steps_by_class[type(builder)] = [
+                    (how, size, origin, None, method is not None, extra, name)
+                    for how, size, origin, _, method, extra, name in made
+                ]
             self._callbacks = (builder, made)
         return self._callbacks[1]
 
