@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 __all__ = ["Source", "Span", "NO_SPAN"]
 
@@ -54,12 +55,10 @@ class Source:
 
     def _starts(self) -> list[int]:
         if not self._line_starts:
-            starts = [0]
-            index = self.text.find("\n")
-            while index != -1:
-                starts.append(index + 1)
-                index = self.text.find("\n", index + 1)
-            self._line_starts = starts
+            # 0, then one past each newline: the running sum of the lines' lengths with their
+            # newlines (every line but the last has one), at C speed
+            lines = self.text.split("\n")
+            self._line_starts = list(accumulate(map((1).__add__, map(len, lines[:-1])), initial=0))
         return self._line_starts
 
     def line_column(self, offset: int) -> tuple[int, int]:

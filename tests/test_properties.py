@@ -187,3 +187,11 @@ def test_span_line_columns_are_line_column_of_both_ends(text: str, start: int, e
     source = Source("t.car", text)
     expected = (*source.line_column(start), *source.line_column(end))
     assert source.span_line_columns(Span(start, end)) == expected
+
+
+@given(st.text(st.sampled_from("ab\n\r"), max_size=20), st.integers(0, 25))
+def test_line_column_counts_lines_at_newlines_only(text: str, offset: int) -> None:
+    at = min(offset, len(text))
+    line = text.count("\n", 0, at) + 1
+    column = at - (text.rfind("\n", 0, at) + 1) + 1
+    assert Source("t.car", text).line_column(offset) == (line, column)
