@@ -162,6 +162,25 @@ def _in_subset(schema: object) -> bool:
     return all(_in_subset(child) for child in children)
 
 
+def _constrained_properties(
+    schema: Mapping[str, Any],
+) -> tuple[tuple[str, Mapping[str, Any]], ...] | None:
+    """For a subset schema of an object whose constraints all sit on its properties (its own
+    keys are shape keys only): those properties, with their schemas. Everything else the
+    validator would find there is a required or a property's type, which the shape layer
+    reports and `_constraint_findings` drops, so only these need checking. None otherwise."""
+    if any(key not in _SHAPE_ROOT_KEYS for key in schema):
+        return None
+    if schema.get("type", "object") != "object":
+        return None  # a type that parameters (an object) never have: the validator says so
+    properties = schema.get("properties", {})
+    return tuple(
+        (name, prop)
+        for name, prop in properties.items()
+        if any(key not in _SHAPE_PROPERTY_KEYS for key in prop)
+    )
+
+
 def _json_equal_for_enum(a: Any, b: Any) -> bool:
     # jsonschema's `equal`: a bool is never equal to a number
     if isinstance(a, bool) or isinstance(b, bool):
@@ -266,6 +285,7 @@ class ParamChecker:
         "_exact",
         "_validator",
         "_schema_error",
+        "_constrained",
     )
 
     def __init__(self, tool: str, schema: Mapping[str, Any]) -> None:
@@ -292,9 +312,11 @@ class ParamChecker:
         }
         self._validator: Any = None
         self._schema_error: str | None = None
+        self._constrained: tuple[tuple[str, Mapping[str, Any]], ...] | None = None
         if schema and _needs_constraints(schema):
             if _in_subset(schema):
                 self._validator = _SubsetValidator(schema)
+                self._constrained = _constrained_properties(schema)
             else:
                 self._build_validator()
 
@@ -341,7 +363,17 @@ class ParamChecker:
 
     def _constraint_findings(self, params: Mapping[str, Any]) -> list[ParamFinding]:
         found = []
-        for error in self._validator.iter_errors(params):
+        errors: list[Any]
+        if self._constrained is not None:  # only these properties can make a finding kept
+            errors = []
+            for name, schema in self._constrained:
+                if name in params:
+                    self._validator._check(
+                        params[name], schema, [name], ["properties", name], errors
+                    )
+        else:
+            errors = self._validator.iter_errors(params)
+        for error in errors:
             schema_path = list(error.relative_schema_path)
             if schema_path == ["required"]:
                 continue  # reported by the shape layer

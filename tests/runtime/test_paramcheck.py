@@ -110,3 +110,18 @@ def test_shape_findings_come_first_and_are_not_repeated() -> None:
         ("type", "e"),
         ("constraint", "e"),
     ]
+
+
+@given(
+    st.dictionaries(st.sampled_from(["a", "b", "c"]), schemas, max_size=3),
+    st.lists(st.sampled_from(["a", "b", "c"])),
+    st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), values, max_size=4),
+)
+def test_checking_only_constrained_properties_finds_what_the_whole_schema_finds(
+    properties: dict[str, Any], required: list[str], params: dict[str, Any]
+) -> None:
+    schema = {"type": "object", "properties": properties, "required": sorted(set(required))}
+    fast = ParamChecker("t", schema)
+    whole = ParamChecker("t", schema)
+    whole._constrained = None  # the whole schema through the validator
+    assert fast.check(params) == whole.check(params)
