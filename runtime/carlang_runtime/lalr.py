@@ -9,7 +9,10 @@ lark's semantics exactly:
 - the lexer is contextual (only the terminals the parser state accepts are tried, in lark's
   order), with one global regex tried first and each state's own regex built only when the
   global match does not fit the state (compiled regexes are kept on disk between processes:
-  `carlang_runtime.diskcache.regexes`);
+  `carlang_runtime.diskcache.regexes`); once an engine has lexed enough text, its regexes
+  are tuned: they try identifiers and punctuation first where no text can start two of the
+  terminals moved past each other (so the order decides nothing), and capture no groups
+  inside the terminals' patterns;
 - each reduction shapes its children as lark's tree builder would (dropped punctuation,
   `[x]` placeholders, inlined `_rules`, `?rules` that collapse to their one child), then calls
   the builder's method for the rule (or makes a `Node` when it has none);
@@ -17,8 +20,9 @@ lark's semantics exactly:
 
 One loop (`_Run.run`) lexes and parses: on the common path a token costs one regex match that
 skips the whitespace before it, and a reduction no Python call but the builder's method (the
-common shapes of lark's child filter are done inline). Comments, tokens the state does not
-take, and errors go through the step-by-step methods, on the same stacks.
+common shapes of lark's child filter are done inline, reading the children where they are on
+the stack). Comments, tokens the state does not take, and errors go through the step-by-step
+methods, on the same stacks.
 
 Tokens are tuples `(type, text, start, end)`. Syntax errors are collected as `Problem`s; with a
 `Recovery`, parsing resumes at the next top-level declaration.
