@@ -215,9 +215,13 @@ def test_deny_keyword_reads_every_parameter_as_text() -> None:
     assert policies.evaluate(write("note", "DROP TABLE")).allowed  # tool calls only
 
 
-_KEYWORD_PARTS = st.sampled_from(["a", "b", ".", "*", "(", "1", '"', "é", ""])
+_KEYWORD_PARTS = st.sampled_from(["a", "b", ".", "*", "(", "1", "-", "ru", "e", '"', "é", ""])
 _PARAM_VALUES = st.recursive(
-    st.one_of(st.text(st.sampled_from('ab.*(1"é'), max_size=5), st.integers(-3, 300)),
+    st.one_of(
+        st.text(st.sampled_from('ab.*(1"é'), max_size=5),
+        st.integers(-300, 300),
+        st.sampled_from([True, False, None, 2**70, 1.5]),
+    ),
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.sampled_from("ab"), inner),
     max_leaves=6,
 )

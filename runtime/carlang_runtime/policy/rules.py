@@ -82,16 +82,35 @@ def _deny_keyword(rule: DenyKeywordRule) -> Check:
     keywords = [keyword for keyword in rule.keywords if keyword]
     # Whether any keyword is in a text (`keyword in text` for each), in one search.
     contains = re.compile("|".join(map(re.escape, keywords))).search if keywords else None
+    # Values whose text cannot hold a keyword, skipped without making it: an integer's text is
+    # digits and a sign (unless it is out of 64 bits), a boolean's `true` or `false`.
+    integers_clear = not any(_INTEGER_CHARACTERS.issuperset(keyword) for keyword in keywords)
+    clear_booleans = {
+        value for value in (True, False) if contains is None or not contains(as_text(value))
+    }
 
     def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
         if action.tool is None or contains is None:
             return None
         for name, value in action.parameters.items():
-            if contains(value if type(value) is str else as_text(value)) is not None:
+            kind = type(value)
+            if kind is str:
+                text = value
+            elif kind is int and integers_clear and _I64_MIN <= value <= _U64_MAX:
+                continue
+            elif kind is bool and value in clear_booleans:
+                continue
+            else:
+                text = as_text(value)
+            if contains(text) is not None:
                 return f"param '{name}' of '{action.tool}' contains a denied keyword"
         return None
 
     return check
+
+
+_INTEGER_CHARACTERS = frozenset("-0123456789")
+_I64_MIN, _U64_MAX = -(2**63), 2**64 - 1  # the integers serde writes as they are
 
 
 def _deny_tool_param(rule: DenyToolParamRule) -> Check:
