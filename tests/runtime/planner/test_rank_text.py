@@ -5,6 +5,7 @@ each candidate loads (columns, or pydantic for what the column loader declines).
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -215,10 +216,20 @@ def test_msgspec_ranks_every_text_as_the_json_path_does(
     char = data.draw(st.sampled_from(["", "\t", "\x01", ",", "}", "]", '"', "\\", "1", " "]))
     cut = data.draw(st.integers(0, 1))
     text = text[:at] + char + text[at + cut :]
-    with_msgspec = _any_outcome(text)
+    with_msgspec = _without_generated_ids(_any_outcome(text), text)
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fastload, "_msgspec_decode", lambda _text, many: None)
-        assert _any_outcome(text) == with_msgspec
+        assert _without_generated_ids(_any_outcome(text), text) == with_msgspec
+
+
+_SHORT_ID = re.compile(r"\b[0-9a-f]{12}\b")
+
+
+def _without_generated_ids(outcome: object, text: str) -> str:
+    """`outcome` as text, each id CAR's loader made up (one a mutation took from the text:
+    12 hex digits the text does not hold) replaced by one placeholder."""
+    dumped = json.dumps(outcome, default=repr, sort_keys=True)
+    return _SHORT_ID.sub(lambda m: m.group() if m.group() in text else "<generated>", dumped)
 
 
 def test_plain_candidates_are_ranked_without_a_model_per_action(
