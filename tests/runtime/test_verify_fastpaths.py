@@ -11,6 +11,8 @@ from carlang_runtime.verify import checks, verify
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.verify_bench import fan_out
+
 _SHORTCUTS = (
     "_all_calls_distinct",
     "_one_parameter_distinguishes",
@@ -80,20 +82,6 @@ def test_shortcuts_change_nothing(
 
 def test_the_shortcuts_are_taken_on_a_plain_fan_out() -> None:
     """The shape they are for: each shortcut answers True (a test that they are not dead)."""
-    actions: list[dict[str, Any]] = [
-        {"id": "a0", "type": "tool_call", "tool": "step", "expected_effects": {"root": 0}}
-    ]
-    actions += [
-        {
-            "id": f"a{i}",
-            "type": "tool_call",
-            "tool": "step",
-            "parameters": {"i": i},
-            "expected_effects": {f"k{i}": i},
-            "state_dependencies": ["root"],
-        }
-        for i in range(1, 20)
-    ]
     taken: list[str] = []
     with pytest.MonkeyPatch.context() as patch:
         for name in _SHORTCUTS:
@@ -106,7 +94,7 @@ def test_the_shortcuts_are_taken_on_a_plain_fan_out() -> None:
                 return answer
 
             patch.setattr(checks, name, spy)
-        result = verify({"actions": actions}, tools=["step"])
+        result = verify(fan_out(20), tools=["step"])
     assert result.valid and not result.issues
     assert set(taken) == set(_SHORTCUTS)
 

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .._version import __version__
-from ..diskcache import cache_root, is_private, private_directory
+from ..diskcache import cache_root, private_directory, read_private, write_atomically
 from . import codegen
 from .functions import compile_regex
 
@@ -51,12 +51,6 @@ _MEMORY_SIZE: Final = 1024
 # writes of one process (and at its first).
 _DISK_FILES: Final = 8192
 _PRUNE_EVERY: Final = 256
-# A stored condition is a few kilobytes: one read of this much gets it all (os.read allocates
-# the whole size first, so much more would cost more than the read itself).
-_CHUNK: Final = 1 << 16
-_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
-# The checks every disk cache of carlang's makes (see `carlang_runtime.diskcache`).
-_ours = is_private
 
 
 @lru_cache(maxsize=64)
@@ -199,20 +193,8 @@ class CompileCache:
         directory = self.directory
         if directory is None:
             return None
-        try:  # os's calls rather than pathlib's: this is most of a cached compile
-            handle = os.open(f"{os.fspath(directory)}{os.sep}{key}.bin", _READ_FLAGS)
-            try:
-                if not _ours(os.fstat(handle)):
-                    return None
-                data = os.read(handle, _CHUNK)
-                while len(data) % _CHUNK == 0 and data:  # rare: a file of 64 KiB or more
-                    more = os.read(handle, _CHUNK)
-                    if not more:
-                        break
-                    data += more
-            finally:
-                os.close(handle)
-        except OSError:
+        data = read_private(f"{os.fspath(directory)}{os.sep}{key}.bin")
+        if data is None:
             return None
         import pickle
 
@@ -230,24 +212,12 @@ class CompileCache:
         if path is None:
             return
         import pickle
-        import tempfile
 
         try:
-            if not _ours(path.parent.stat()):  # swapped for another's since it was checked
-                return
             data = pickle.dumps({**parts, "key": key}, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception:  # noqa: BLE001 - a constant that does not pickle: memory only
             return
-        try:
-            handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-            try:
-                with os.fdopen(handle, "wb") as file:
-                    file.write(data)
-                os.replace(temporary, path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
-        except OSError:
+        if not write_atomically(path, data):
             return
         self._writes += 1
         if self._writes % _PRUNE_EVERY == 1:

@@ -15,11 +15,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-__all__ = ["cache_root", "is_private", "private_directory"]
+__all__ = [
+    "cache_root",
+    "is_private",
+    "private_directory",
+    "read_private",
+    "write_atomically",
+    "read_table",
+    "save_table",
+]
 
 _GETUID: Final = getattr(os, "getuid", None)
+_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+# A stored CEL condition is a few kilobytes: one read of this much gets it all (os.read
+# allocates the whole size first, so much more would cost more than the read itself).
+_CHUNK: Final = 1 << 16
 
 
 def cache_root() -> Path | None:
@@ -51,3 +63,83 @@ def private_directory(directory: Path) -> bool:
         return is_private(directory.stat())
     except OSError:
         return False
+
+
+def read_private(path: str) -> bytes | None:
+    """The bytes of the file at `path` when it may be trusted (this user's, no one else may
+    write to it, not a symbolic link); None when it may not, or cannot be read. os's calls
+    rather than pathlib's: a cached CEL compile is mostly this read."""
+    try:
+        handle = os.open(path, _READ_FLAGS)
+        try:
+            if not is_private(os.fstat(handle)):
+                return None
+            data = os.read(handle, _CHUNK)
+            while len(data) % _CHUNK == 0 and data:  # rare: a file of 64 KiB or more
+                more = os.read(handle, _CHUNK)
+                if not more:
+                    break
+                data += more
+            return data
+        finally:
+            os.close(handle)
+    except OSError:
+        return None
+
+
+def write_atomically(path: Path, data: bytes) -> bool:
+    """Replace the file at `path` with `data` (a temporary file renamed over it, so a reader
+    sees the old file or the new one), if its directory is still this user's alone; False
+    when nothing was written."""
+    import tempfile
+
+    try:
+        if not is_private(path.parent.stat()):  # swapped for another's since it was checked
+            return False
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError:
+        return False
+    return True
+
+
+def read_table(path: Path, layout: int) -> dict[Any, Any]:
+    """The entries of a cache file of one marshalled `(layout, {key: entry})`, if it may be
+    trusted and is whole and of that layout (else none: the cache starts afresh)."""
+    import marshal
+
+    data = read_private(os.fspath(path))
+    if data is None:
+        return {}
+    try:
+        stored = marshal.loads(data)
+    except Exception:  # noqa: BLE001 - corrupt: start afresh
+        return {}
+    if type(stored) is not tuple or len(stored) != 2 or stored[0] != layout:
+        return {}
+    entries = stored[1]
+    return entries if type(entries) is dict else {}
+
+
+def save_table(path: Path, layout: int, new: dict[Any, Any], limit: int) -> bool:
+    """Add `new` to the cache file at `path` (`read_table`): what the file holds now (another
+    process may have added some) and `new`, or `new` alone past `limit` entries. False when
+    nothing was written."""
+    import marshal
+
+    if not new:
+        return False
+    entries = {**read_table(path, layout), **new}
+    if len(entries) > limit:
+        entries = dict(new)
+    try:
+        data = marshal.dumps((layout, entries))
+    except ValueError:  # an entry marshal cannot hold: nothing is written
+        return False
+    return write_atomically(path, data)

@@ -25,20 +25,18 @@ from __future__ import annotations
 import atexit
 import builtins
 import marshal
-import os
 import sys
 from pathlib import Path
 from types import CodeType
 from typing import Any, Final
 
-from . import cache_root, is_private, private_directory
+from . import cache_root, private_directory, read_table, save_table
 
 __all__ = ["install", "code_cache_file"]
 
 _FORMAT: Final = 2
 # Past this many functions the file starts afresh (many Python or carlang versions).
 _ENTRIES: Final = 8192
-_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def code_cache_file() -> Path | None:
@@ -56,7 +54,7 @@ class _CodeCache:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.stored: dict[str, bytes] = _read(path)
+        self.stored: dict[str, bytes] = read_table(path, _FORMAT)
         self.new: dict[str, bytes] = {}
         self.made: dict[str, CodeType] = {}
 
@@ -84,51 +82,7 @@ class _CodeCache:
     def save(self) -> None:
         """Write the file again with what this process compiled (kept atomic; on any error,
         nothing is written)."""
-        if not self.new:
-            return
-        import tempfile
-
-        entries = {**_read(self.path), **self.new}  # another process may have added some
-        if len(entries) > _ENTRIES:
-            entries = dict(self.new)
-        try:
-            directory = self.path.parent
-            if not is_private(directory.stat()):
-                return
-            data = marshal.dumps((_FORMAT, entries))
-            handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-            try:
-                with os.fdopen(handle, "wb") as file:
-                    file.write(data)
-                os.replace(temporary, self.path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
-        except (OSError, ValueError):
-            return
-
-
-def _read(path: Path) -> dict[str, bytes]:
-    """The entries of the file at `path`, if it is trusted and whole (else none)."""
-    try:
-        handle = os.open(path, _READ_FLAGS)
-        try:
-            if not is_private(os.fstat(handle)):
-                return {}
-            data = b""
-            while chunk := os.read(handle, 1 << 20):
-                data += chunk
-        finally:
-            os.close(handle)
-        stored = marshal.loads(data)
-    except Exception:  # noqa: BLE001 - missing, unreadable or corrupt: start afresh
-        return {}
-    if type(stored) is not tuple or len(stored) != 2 or stored[0] != _FORMAT:
-        return {}
-    entries = stored[1]
-    if type(entries) is not dict:
-        return {}
-    return entries
+        save_table(self.path, _FORMAT, self.new, _ENTRIES)
 
 
 def install() -> bool:

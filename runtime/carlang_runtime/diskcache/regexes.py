@@ -26,14 +26,13 @@ from __future__ import annotations
 
 import atexit
 import marshal
-import os
 import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from . import cache_root, is_private, private_directory
+from . import cache_root, private_directory, read_table, save_table
 
 __all__ = ["compile_cached", "install", "regex_cache_file"]
 
@@ -42,7 +41,6 @@ _FORMAT: Final = 2
 # Past this many patterns the file starts afresh (one per lexer regex of a grammar version and
 # per pattern of the modules a command imports: only many versions get there).
 _ENTRIES: Final = 4096
-_READ_FLAGS: Final = os.O_RDONLY | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 try:
     import _sre  # type: ignore[import-not-found]
@@ -72,7 +70,7 @@ class _Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.stored: dict[tuple[str, int], Parts] = _read(path)
+        self.stored: dict[tuple[str, int], Parts] = read_table(path, _FORMAT)
         self.new: dict[tuple[str, int], Parts] = {}
 
     def compile(self, pattern: str, flags: int) -> re.Pattern[str]:
@@ -94,50 +92,8 @@ class _Store:
     def save(self) -> None:
         """Write the file again with what this process compiled (atomically; on any error,
         nothing is written)."""
-        if not self.new:
-            return
-        import tempfile
-
-        entries = {**_read(self.path), **self.new}  # another process may have added some
-        if len(entries) > _ENTRIES:
-            entries = dict(self.new)
-        try:
-            directory = self.path.parent
-            if not is_private(directory.stat()):  # swapped for another's since it was checked
-                return
-            data = marshal.dumps((_FORMAT, entries))
-            handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-")
-            try:
-                with os.fdopen(handle, "wb") as file:
-                    file.write(data)
-                os.replace(temporary, self.path)
-            except BaseException:
-                os.unlink(temporary)
-                raise
-        except (OSError, ValueError):
-            return
-        self.new.clear()
-
-
-def _read(path: Path) -> dict[tuple[str, int], Parts]:
-    """The entries of the file at `path`, if it is trusted and whole (else none)."""
-    try:
-        handle = os.open(path, _READ_FLAGS)
-        try:
-            if not is_private(os.fstat(handle)):
-                return {}
-            data = b""
-            while chunk := os.read(handle, 1 << 20):
-                data += chunk
-        finally:
-            os.close(handle)
-        stored = marshal.loads(data)
-    except Exception:  # noqa: BLE001 - missing, unreadable or corrupt: start afresh
-        return {}
-    if type(stored) is not tuple or len(stored) != 2 or stored[0] != _FORMAT:
-        return {}
-    entries = stored[1]
-    return entries if type(entries) is dict else {}
+        if save_table(self.path, _FORMAT, self.new, _ENTRIES):
+            self.new.clear()
 
 
 # The process's store, made on first use (None: no cache directory).
