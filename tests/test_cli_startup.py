@@ -81,12 +81,14 @@ proposal p {
 def _check_in_fresh_process(
     path: Path, tail: str, head: str = "", cache: Path | None = None
 ) -> str:
-    """Run `head`, `carlang check PATH` and `tail` in a new interpreter; its stdout."""
+    """Run `head`, `carlang check PATH` and `tail` in a new interpreter; its stdout. The tail
+    runs as an `atexit` function: the check ends the process (`entry.end_process`)."""
     script = (
-        head + "import sys\n"
+        head + "import atexit, sys\n"
         f"sys.argv = ['carlang', 'check', {str(path)!r}]\n"
+        f"atexit.register(exec, {tail!r}, globals())\n"
         "from carlang.entry import main\n"
-        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n" + tail
+        "main()\n"
     )
     env = dict(os.environ)
     if cache is not None:
@@ -170,3 +172,43 @@ def test_a_check_with_the_code_cache_says_what_it_says_without(tmp_path: Path) -
     assert first.split("COMPILED")[0] == findings and second.split("COMPILED")[0] == findings
     assert int(first.split("COMPILED ")[1]) > 100  # every dataclass the check defines
     assert "COMPILED 0" in second
+
+
+def _fresh_check(path: Path, head: str = "") -> subprocess.CompletedProcess[str]:
+    script = (
+        head + "import sys\n"
+        f"sys.argv = ['carlang', 'check', {str(path)!r}]\n"
+        "from carlang.entry import main\nmain()\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+
+
+def test_a_check_ends_without_teardown_but_loses_nothing(tmp_path: Path) -> None:
+    # `end_process`: the exit functions run, every line reaches stdout, the exit code is the
+    # check's, and the interpreter's teardown (which would run `__del__` here) is skipped.
+    (tmp_path / "bad.car").write_text(_PROGRAM + "proposal q { a = nosuch() }\n")
+    head = (
+        "import atexit\n"
+        "atexit.register(print, 'EXIT FUNCTION RAN')\n"
+        "class Teardown:\n"
+        "    def __del__(self):\n"
+        "        print('TORN DOWN')\n"
+        "kept = Teardown()\n"
+    )
+    done = _fresh_check(tmp_path / "bad.car", head)
+    assert done.returncode == 1, done.stderr
+    assert "error[" in done.stdout and "1 error" in done.stdout
+    assert done.stdout.rstrip().endswith("EXIT FUNCTION RAN")
+    assert "TORN DOWN" not in done.stdout
+
+
+def test_a_check_waits_for_a_running_thread(tmp_path: Path) -> None:
+    # Another thread still running: the process ends as Python ends it, after the thread.
+    (tmp_path / "p.car").write_text(_PROGRAM)
+    head = (
+        "import threading, time\n"
+        "threading.Thread(target=lambda: (time.sleep(0.3), print('THREAD DONE'))).start()\n"
+    )
+    done = _fresh_check(tmp_path / "p.car", head)
+    assert done.returncode == 0, done.stderr
+    assert "0 errors" in done.stdout and "THREAD DONE" in done.stdout
