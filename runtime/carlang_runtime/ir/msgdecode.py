@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import msgspec
 from msgspec import UNSET, UnsetType
+from msgspec.structs import astuple
 
 from .actions import ActionType, FailureBehavior, InvocationMode, Reversibility
 
@@ -26,6 +27,7 @@ __all__ = [
     "DECODE_ERRORS",
     "FIELDS",
     "UNSET",
+    "astuple",
     "decode",
     "decode_many",
     "present",

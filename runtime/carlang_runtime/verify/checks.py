@@ -360,8 +360,10 @@ def _check_assertion(ctx: VerifyContext, index: int) -> None:
 
 def check_malformed_action(ctx: VerifyContext) -> None:
     """An action without what its type needs at run time (CAR fails these only when run)."""
-    params = ctx.cols.parameters
-    for index, kind in enumerate(ctx.cols.types):
+    params, types = ctx.cols.parameters, ctx.cols.types
+    if types.count(TOOL_CALL) == len(types):  # nothing to find, seen without a step per action
+        return
+    for index, kind in enumerate(types):
         if kind is TOOL_CALL:
             continue  # a missing tool is CAR's own finding (tool_existence)
         key = params[index].get("key")
@@ -434,8 +436,10 @@ def _check_parameters(ctx: VerifyContext, index: int, tool: str, checker: ParamC
 
 def check_compensations(ctx: VerifyContext) -> None:
     """Compensations resolve, and a `compensable` action declares one."""
-    reversibility = ctx.cols.reversibility
-    for index, compensation in enumerate(ctx.cols.compensations):
+    reversibility, compensations = ctx.cols.reversibility, ctx.cols.compensations
+    if compensations.count(None) == len(compensations) and _COMPENSABLE not in reversibility:
+        return  # nothing to find, seen without a step per action
+    for index, compensation in enumerate(compensations):
         if compensation is None:
             if reversibility[index] is _COMPENSABLE:
                 ctx.report(
