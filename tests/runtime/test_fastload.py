@@ -12,7 +12,13 @@ import pytest
 from carlang_runtime.columns import Columns
 from carlang_runtime.errors import IRLoadError
 from carlang_runtime.ir import ActionProposal, Capability, load_proposal
-from carlang_runtime.ir.fastload import PLAIN_KEYS, PlainColumns, decode_plain, plain_columns
+from carlang_runtime.ir.fastload import (
+    PLAIN_KEYS,
+    PlainColumns,
+    decode_plain,
+    plain_columns,
+    plain_proposal,
+)
 from carlang_runtime.verify import verify
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -304,3 +310,17 @@ def test_without_msgspec_verify_takes_the_json_path(monkeypatch: pytest.MonkeyPa
         assert fastload._msgdecode.cache_info().misses == 1  # looked for once, not per call
     finally:
         fastload._msgdecode.cache_clear()
+
+
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1, -(2**63) - 1, -(2**64) + 1])
+def test_a_map_integer_past_msgspecs_bounds_is_kept_by_the_json_path(value: int) -> None:
+    # msgspec's integer bounds are signed 64 bits: a larger integer that JSON text may still
+    # hold (up to 64 bits unsigned, as CAR reads it) sends the text to the json path.
+    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+    text = json.dumps(
+        {"actions": [{"type": "tool_call", "tool": "step", "parameters": {"n": value}}]}
+    )
+    assert decode_plain(text) is None
+    plain = plain_proposal(text)
+    assert plain is not None and plain.values["parameters"] == [{"n": value}]
+    assert verify(text, tools=["step"]).valid

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
-from itertools import chain, compress, repeat
-from operator import attrgetter, is_
+from itertools import chain, repeat
+from operator import attrgetter
 from types import ModuleType
 from typing import Any, overload
 
@@ -417,17 +417,10 @@ def _plain_of(doc: Any, depth: int) -> PlainColumns | None:
 
 
 def _ordinary_maps(maps: list[dict[str, Any]], levels: int) -> bool:
-    """Whether `parse_json`'s walk would pass the values of these action maps: no integer
-    beyond 64 bits, no container nested too deeply (msgspec itself refuses infinities)."""
-    values = list(chain.from_iterable(map(dict.values, maps)))
-    kinds = set(map(type, values))
+    """Whether `parse_json`'s walk would pass the values of these action maps: none nested too
+    deeply, no integer beyond 64 bits (msgspec has checked the integers the maps hold
+    themselves, `msgdecode._VALUE`, and refuses infinities; lists and maps are walked)."""
+    kinds = set(map(type, chain.from_iterable(map(dict.values, maps))))
     if dict in kinds or list in kinds:
         return not any(unusual(m, levels) for m in maps)
-    if int in kinds:  # the integers picked out without a Python step per value
-        ints: list[int] = (
-            values
-            if len(kinds) == 1
-            else list(compress(values, map(is_, map(type, values), repeat(int))))
-        )
-        return -_U64_MAX <= min(ints) and max(ints) <= _U64_MAX
     return True

@@ -35,6 +35,18 @@ __all__ = [
 ]
 
 _U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+#: A value of an action's map: msgspec checks, in C, that an integer fits 64 bits (signed, as
+#: its bounds must: a larger one, rare, sends the text to the json path, which decides); values
+#: inside a list or map are left to `fastload`'s walk.
+_VALUE = (
+    Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+    | float
+    | str
+    | bool
+    | None
+    | list[Any]
+    | dict[str, Any]
+)
 # msgspec bounds must fit an int64: the upper bound of a u64 is checked by `fastload`.
 _U64 = Annotated[int, msgspec.Meta(ge=0)]
 
@@ -47,8 +59,8 @@ class PlainAction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     type: ActionType
     id: str | UnsetType = UNSET
     tool: str | None | UnsetType = UNSET
-    parameters: dict[str, Any] | UnsetType = UNSET
-    expected_effects: dict[str, Any] | UnsetType = UNSET
+    parameters: dict[str, _VALUE] | UnsetType = UNSET
+    expected_effects: dict[str, _VALUE] | UnsetType = UNSET
     state_dependencies: list[str] | UnsetType = UNSET
     read_set: list[str] | UnsetType = UNSET
     write_set: list[str] | UnsetType = UNSET
@@ -58,7 +70,7 @@ class PlainAction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     max_retries: _U32 | UnsetType = UNSET
     failure_behavior: FailureBehavior | UnsetType = UNSET
     timeout_ms: _U64 | None | UnsetType = UNSET
-    metadata: dict[str, Any] | UnsetType = UNSET
+    metadata: dict[str, _VALUE] | UnsetType = UNSET
     depends_on: list[str] | UnsetType = UNSET
 
 

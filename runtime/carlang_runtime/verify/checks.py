@@ -294,8 +294,8 @@ def walk(ctx: VerifyContext) -> None:
     preconditions, dependencies = cols.preconditions, cols.dependencies
     update = state.update
     order = ctx.dag.order()
-    if _nothing_to_check(ctx):  # then the walk only applies effects: in one call
-        update(chain.from_iterable(map(dict.items, map(effects.__getitem__, order))))
+    if _nothing_to_check(ctx):  # then the walk only applies effects, without a Python step
+        any(map(update, map(effects.__getitem__, order)))  # (update returns None: all run)
         return
     for index in order:
         if preconditions[index]:
