@@ -14,12 +14,17 @@ and close a cycle. Levels come from Kahn's algorithm, each sorted by position. W
 block it, the edges inside each cycle are set aside and the rest levelled again, so every action
 still gets a level and every edge outside a cycle still holds; the cycles are reported
 separately, each once, as a path.
+
+The usual proposal (no state_write, no `depends_on`) takes one pass that finds the edges and
+levels together (`_plain_edges_levels`); anything else takes the general loops, which define
+the result (`_build_dag_loops`, the tests' reference). Both give the same `Dag`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from .columns import STATE_WRITE, Columns
 from .ir import Action
@@ -49,6 +54,10 @@ class Dag:
     #: Whether every state dependency is a key an earlier action writes, through an edge that
     #: holds (no cycle): walking level by level, each is then in the state when it is read.
     dependencies_written: bool = False
+    #: Whether no key has two writers (a state_write's key or an `expected_effects` key, as
+    #: rule 1 counts them): True when none has, False when one has, None when not worked out
+    #: (it is only when no action is a state_write, where it comes for free).
+    one_writer_per_key: bool | None = None
 
     def order(self) -> list[int]:
         """All positions, level by level: the order a static walk visits actions."""
@@ -70,9 +79,18 @@ def _writers(cols: Columns) -> dict[str, int]:
     return writer
 
 
-def _edges(cols: Columns, dag: Dag) -> bool:
+def _effect_writers(effects: list[dict[str, Any]]) -> dict[str, int]:
+    """`_writers` when no action is a state_write (only `expected_effects` write)."""
+    writer: dict[str, int] = {}
+    for i, written in enumerate(effects):
+        for key in written:
+            writer[key] = i
+    return writer
+
+
+def _edges(cols: Columns, dag: Dag, writer: dict[str, int]) -> bool:
     """Fill `dag.deps` / `dag.explicit`; True when every edge points backwards (CAR's case)."""
-    writer_of = _writers(cols).get
+    writer_of = writer.get
     first_index: dict[str, int] = {}
     if any(cols.depends_on):
         for i, action_id in enumerate(cols.ids):
@@ -122,6 +140,70 @@ def _edges(cols: Columns, dag: Dag) -> bool:
         explicit_out.append(named)
     dag.dependencies_written = all_written
     return backwards
+
+
+def _plain_edges_levels(cols: Columns, dag: Dag, writer: dict[str, int]) -> None:
+    """`_edges` then `_backward_levels` in one pass, for a proposal with no state_write and
+    no `depends_on` (so only rule 2 makes edges, all backwards): fills `dag.deps`,
+    `dag.explicit`, `dag.dependencies_written` and `dag.levels`."""
+    n = len(cols)
+    writer_of = writer.get
+    deps: list[list[int]] = []
+    add_deps = deps.append
+    level_of: list[int] = []
+    add_level = level_of.append
+    first: list[int] = []
+    add_first = first.append
+    levels = [first]
+    depth = 1  # len(levels), kept by hand: a call per action costs
+    all_written = True
+    for i, dependencies in enumerate(cols.dependencies):
+        if dependencies:
+            if len(dependencies) == 1:  # the usual case, without the repeats to drop
+                w = writer_of(dependencies[0], n)  # n: not written, never < i
+                if w < i:
+                    add_deps([w])
+                    level = level_of[w] + 1
+                    add_level(level)
+                    if level < depth:
+                        levels[level].append(i)
+                    else:
+                        levels.append([i])
+                        depth += 1
+                    continue
+                all_written = False
+            else:
+                found = _NO_DEPS
+                level = 0
+                for key in dependencies:
+                    w = writer_of(key, n)
+                    if w < i:
+                        if found is _NO_DEPS:
+                            found = [w]
+                        elif w in found:
+                            continue
+                        else:
+                            found.append(w)
+                        if level_of[w] >= level:
+                            level = level_of[w] + 1
+                    else:
+                        all_written = False
+                if level:
+                    add_deps(found)
+                    add_level(level)
+                    if level < depth:
+                        levels[level].append(i)
+                    else:
+                        levels.append([i])
+                        depth += 1
+                    continue
+        add_deps(_NO_DEPS)
+        add_level(0)
+        add_first(i)
+    dag.deps = deps
+    dag.explicit = [_NO_DEPS] * n  # shared like every `_NO_DEPS`: never mutated
+    dag.dependencies_written = all_written
+    dag.levels = levels
 
 
 def _backward_levels(deps: list[list[int]]) -> list[list[int]]:
@@ -237,9 +319,29 @@ def _cycle_path(dag: Dag, component: list[int]) -> list[int]:
 def build_dag(actions: Sequence[Action] | Columns) -> Dag:
     """Edges, levels and cycles of `actions` (see the module docstring for the rules)."""
     cols = actions if isinstance(actions, Columns) else Columns.of(actions)
-    n = len(cols)
     dag = Dag(deps=[], levels=[])
-    if _edges(cols, dag):
+    if not cols.ids or STATE_WRITE in cols.types:
+        return _finish(cols, dag, _writers(cols))
+    effects = cols.effects
+    writer = _effect_writers(effects)
+    # A map holds a key once, so a key has two writers exactly when it is counted twice.
+    dag.one_writer_per_key = len(writer) == sum(map(len, effects))
+    if any(cols.depends_on):
+        return _finish(cols, dag, writer)
+    _plain_edges_levels(cols, dag, writer)
+    return dag
+
+
+def _build_dag_loops(cols: Columns) -> Dag:
+    """`build_dag` by the per-action loops alone: the reference the tests hold the column
+    passes to (`one_writer_per_key` stays None)."""
+    return _finish(cols, Dag(deps=[], levels=[]), _writers(cols))
+
+
+def _finish(cols: Columns, dag: Dag, writer: dict[str, int]) -> Dag:
+    """Edges by the per-action loop, then levels and cycles."""
+    n = len(cols)
+    if _edges(cols, dag, writer):
         dag.levels = _backward_levels(dag.deps)
         return dag
     levels = _kahn_levels(dag.deps, n)
