@@ -320,13 +320,13 @@ def build_dag(actions: Sequence[Action] | Columns) -> Dag:
     """Edges, levels and cycles of `actions` (see the module docstring for the rules)."""
     cols = actions if isinstance(actions, Columns) else Columns.of(actions)
     dag = Dag(deps=[], levels=[])
-    if not cols.ids or STATE_WRITE in cols.types:
+    if STATE_WRITE in cols.types:
         return _finish(cols, dag, _writers(cols))
     effects = cols.effects
     writer = _effect_writers(effects)
     # A map holds a key once, so a key has two writers exactly when it is counted twice.
     dag.one_writer_per_key = len(writer) == sum(map(len, effects))
-    if any(cols.depends_on):
+    if not effects or any(cols.depends_on):
         return _finish(cols, dag, writer)
     _plain_edges_levels(cols, dag, writer)
     return dag

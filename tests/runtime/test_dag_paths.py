@@ -154,4 +154,4 @@ def test_state_writes_and_depends_on_take_the_loops() -> None:
 
 def test_no_actions() -> None:
     dag = build_dag([])
-    assert dag.deps == [] and dag.levels == [] and dag.one_writer_per_key is None
+    assert dag.deps == [] and dag.levels == [] and dag.one_writer_per_key is True
