@@ -55,8 +55,9 @@ class Dag:
     #: holds (no cycle): walking level by level, each is then in the state when it is read.
     dependencies_written: bool = False
     #: Whether no key has two writers (a state_write's key or an `expected_effects` key, as
-    #: rule 1 counts them): True when none has, False when one has, None when not worked out
-    #: (it is only when no action is a state_write, where it comes for free).
+    #: rule 1 counts them): True when none has, False when one has, None when not worked out.
+    #: It is worked out exactly when no action is a state_write, where it comes for free, so
+    #: it is True exactly when verify's `_one_writer_per_key(cols)` is.
     one_writer_per_key: bool | None = None
 
     def order(self) -> list[int]:
@@ -333,8 +334,8 @@ def build_dag(actions: Sequence[Action] | Columns) -> Dag:
 
 
 def _build_dag_loops(cols: Columns) -> Dag:
-    """`build_dag` by the per-action loops alone: the reference the tests hold the column
-    passes to (`one_writer_per_key` stays None)."""
+    """`build_dag` by the general loops alone: the reference the tests hold the one-pass
+    path to (`one_writer_per_key` stays None)."""
     return _finish(cols, Dag(deps=[], levels=[]), _writers(cols))
 
 
