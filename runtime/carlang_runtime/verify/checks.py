@@ -550,7 +550,7 @@ def write_conflicts(ctx: VerifyContext) -> tuple[list[tuple[int, int, str]], lis
     its writers and its exact count of pairs. Time and memory grow with the number of writers
     and of listed pairs, never with the number of pairs."""
     cols = ctx.cols
-    if _one_writer_per_key(cols):
+    if _one_writer_per_key(ctx):
         return [], []
     first_writer: dict[str, int] = {}
     writers: dict[str, list[int]] = {}  # only keys with two or more writers
@@ -582,10 +582,14 @@ def write_conflicts(ctx: VerifyContext) -> tuple[list[tuple[int, int, str]], lis
     return pairs[:MAX_LISTED_CONFLICTS], per_key
 
 
-def _one_writer_per_key(cols: Columns) -> bool:
+def _one_writer_per_key(ctx: VerifyContext) -> bool:
     """Whether, cheaply, no key has two writers: no state_write, and no key in two actions'
     expected effects (a map cannot hold a key twice); the usual proposal, checked without a
-    Python step per action."""
+    Python step per action, or found out by `build_dag` on the way (`Dag.one_writer_per_key`)."""
+    known = ctx.dag.one_writer_per_key
+    if known is not None:
+        return known
+    cols = ctx.cols
     if STATE_WRITE in cols.types:
         return False
     keys = list(chain.from_iterable(cols.effects))
