@@ -7,11 +7,13 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from carlang_runtime.columns import Columns
+from carlang_runtime.ir import load_proposal
 from carlang_runtime.verify import checks, verify
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from benchmarks.verify_bench import fan_out
+from benchmarks.verify_bench import fan_out, independent_chains
 
 _SHORTCUTS = (
     "_all_calls_distinct",
@@ -104,3 +106,13 @@ def test_nan_parameters_decline_the_shortcut() -> None:
     call = {"type": "tool_call", "tool": "t", "parameters": {"p": float("nan"), "q": [1]}}
     doc = {"actions": [{"id": "a", **call}, {"id": "b", **call}]}
     assert [i.message for i in verify(doc).issues] == ["duplicate tool call: t (2x)"]
+
+
+def test_two_parameters_together_tell_calls_apart() -> None:
+    # 10 chains: neither `c` nor `i` alone tells the calls apart, the two together do.
+    doc = independent_chains(10, 20)
+    assert checks._one_parameter_distinguishes(Columns.of(load_proposal(doc).actions))
+    same = {"actions": [dict(action, id=f"x{n}") for n, action in enumerate(doc["actions"][:2])]}
+    same["actions"][1]["parameters"] = dict(same["actions"][0]["parameters"])
+    assert not checks._one_parameter_distinguishes(Columns.of(load_proposal(same).actions))
+    assert [i.message for i in verify(same).issues] == ["duplicate tool call: step (2x)"]

@@ -17,9 +17,9 @@ models: see `columns.py` for why.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from itertools import chain, repeat
+from itertools import chain, islice, repeat
 from operator import eq
 from typing import Any
 
@@ -255,25 +255,32 @@ def _all_calls_distinct(cols: Columns) -> bool:
 
 
 def _one_parameter_distinguishes(cols: Columns) -> bool:
-    """Whether (tool, value of one parameter) differs from call to call: the parameter is the
-    first of the first call that has any, and calls without it count as having one more value.
+    """Whether (tool, value of one parameter) differs from call to call, or else (tool, values
+    of two): the parameters are the first two of the first call that has any, and calls without
+    one count as having one more value.
 
     Safe because values Python finds unequal have unequal canonical JSON (values it finds
     equal, like 1 and 1.0, count as the same here), except NaN, which is not equal to itself
     (and which JSON text cannot hold): a NaN among the values declines."""
     params = cols.parameters
-    name = next((next(iter(p)) for p in params if p), None)
-    if name is None:
+    names = next((list(islice(p, 2)) for p in params if p), None)
+    if names is None:
         return False
-    values = list(map(dict.get, params, repeat(name), repeat(_ABSENT)))
-    if not all(map(eq, values, values)):  # NaN
-        return False
-    one_tool = len(set(cols.tools)) == 1  # then the values alone (no pair per call)
-    try:
-        distinct = set(values) if one_tool else set(zip(cols.tools, values, strict=True))
-    except TypeError:  # a value that cannot be hashed
-        return False
-    return len(distinct) == len(params)
+    tools = None if len(set(cols.tools)) == 1 else cols.tools  # one tool: the values alone
+    columns: list[list[Any]] = []
+    for name in names:
+        values = list(map(dict.get, params, repeat(name), repeat(_ABSENT)))
+        if not all(map(eq, values, values)):  # NaN
+            return False
+        columns.append(values)
+        keys: Iterable[Any] = values if len(columns) == 1 else zip(*columns, strict=True)
+        try:
+            distinct = set(keys if tools is None else zip(tools, keys, strict=True))
+        except TypeError:  # a value that cannot be hashed
+            return False
+        if len(distinct) == len(params):
+            return True
+    return False
 
 
 _ABSENT = object()  # the value of a parameter a call does not have
