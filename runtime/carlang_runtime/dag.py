@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from .columns import STATE_WRITE, Columns
@@ -62,7 +63,7 @@ class Dag:
 
     def order(self) -> list[int]:
         """All positions, level by level: the order a static walk visits actions."""
-        return [i for level in self.levels for i in level]
+        return list(chain.from_iterable(self.levels))
 
 
 def _writers(cols: Columns) -> dict[str, int]:

@@ -225,7 +225,7 @@ def analyse(
         valid=not any(i.severity == "error" for i in issues),
         issues=issues,
         simulated_state=ctx.state,
-        execution_levels=[[ids[i] for i in level] for level in dag.levels],
+        execution_levels=[list(map(ids.__getitem__, level)) for level in dag.levels],
         conflicts=[(ids[i], ids[j], key) for i, j, key in ctx.conflicts],
         evidence=_evidence(ctx, issues, state_given),
     )
