@@ -1,5 +1,5 @@
 """`python -m benchmarks [verify|compile|coldstart|cel|runtime|planner|experiments|policytest|
-dbos|mcp|replay|lsp|memory|all] [--quick]`."""
+dbos|mcp|replay|lsp|memory|linearity|all] [--quick]`."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ BENCHMARKS = {
     "replay": replay_bench.run,
     "lsp": lsp_bench.run,
     "memory": verify_bench.run_memory,
+    "linearity": verify_bench.run_linearity,
 }
 
 

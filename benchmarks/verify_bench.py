@@ -17,7 +17,16 @@ from carlang_runtime.verify import verify
 
 from .timing import Row, has_car, median_time, print_table
 
-__all__ = ["chain", "fan_out", "independent_chains", "writers", "decoder", "run"]
+__all__ = [
+    "chain",
+    "fan_out",
+    "independent_chains",
+    "writers",
+    "decoder",
+    "run",
+    "run_memory",
+    "run_linearity",
+]
 
 
 def chain(n: int) -> dict[str, Any]:
@@ -335,3 +344,72 @@ def run_memory(quick: bool = False) -> None:
                 f" {peak / 2**20:>6.0f} MB ({(peak - before) / n:>4.0f} B/act)"
                 f" {car_text:>17}  {verdict}"
             )
+
+
+_INSTRUCTIONS_CHILD = """
+import sys
+from carlang_runtime.verify import verify
+with open(sys.argv[1], encoding="utf-8") as source:
+    text = source.read()
+for _ in range(int(sys.argv[2])):
+    verify(text, tools=["step"])
+"""
+
+
+def _instructions(path: str, runs: int) -> int:
+    """Instructions a fresh process executes reading the JSON text at `path` and verifying it
+    `runs` times, counted by valgrind (cachegrind without its cache model)."""
+    import re
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [
+            "valgrind",
+            "--tool=cachegrind",
+            "--cache-sim=no",
+            "--cachegrind-out-file=/dev/null",
+            sys.executable,
+            "-c",
+            _INSTRUCTIONS_CHILD,
+            path,
+            str(runs),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    found = re.search(r"I\s+refs:\s+([\d,]+)", done.stderr)
+    assert found is not None, done.stderr[-2000:]
+    return int(found.group(1).replace(",", ""))
+
+
+def run_linearity(quick: bool = False) -> None:
+    """Instructions one verify from JSON text executes at 10,000 and 100,000 actions, counted
+    by valgrind (a process verifying twice, less one verifying once: start-up and reading the
+    text cancel out). CPU time also pays for the memory hierarchy, which a 10x larger heap
+    reaches less well (json.loads alone grows 15-17x in CPU time on this machine, see `verify`);
+    the count of instructions is what grows with the work alone. Target: <= 11x (linear: 10x).
+    Skipped without valgrind; takes a few minutes (valgrind runs Python ~50x slower)."""
+    import shutil
+    import tempfile
+
+    if shutil.which("valgrind") is None:
+        print("\nverify linearity (instructions): skipped, valgrind is not installed")
+        return
+    print("\nverify from JSON text, instructions per verify (valgrind; 10k -> 100k, target <= 11x)")
+    shapes = ("fan-out",) if quick else ("chain", "fan-out")
+    for shape in shapes:
+        counts = {}
+        for n in (10_000, 100_000):
+            with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+                json.dump(_TEXT_SHAPES[shape](n), handle)
+            try:
+                counts[n] = _instructions(handle.name, 2) - _instructions(handle.name, 1)
+            finally:
+                os.unlink(handle.name)
+        growth = counts[100_000] / counts[10_000]
+        print(
+            f"{shape}: {counts[10_000] / 1e6:,.0f}M -> {counts[100_000] / 1e6:,.0f}M instructions,"
+            f" {growth:.1f}x (target <= 11x) {'PASS' if growth <= 11 else 'MISS'}"
+        )
