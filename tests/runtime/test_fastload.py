@@ -33,13 +33,20 @@ _anything = (
     | st.dictionaries(st.text(max_size=2), _scalars, max_size=2)
 )
 _keys = st.sampled_from(["k0", "k1", "k2"])
+#: A map's value: mostly a scalar, sometimes a list or map (msgspec's nested decoder).
+_map_values = (
+    _scalars
+    | _scalars
+    | st.lists(_scalars, max_size=2)
+    | st.dictionaries(st.text(max_size=2), _scalars, max_size=2)
+)
 
 #: Per field: mostly valid values, sometimes anything at all (usually invalid).
 _FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "type": st.sampled_from(["tool_call", "state_write", "state_read", "assertion"]),
     "tool": st.none() | st.sampled_from(["step", "other"]),
     "parameters": st.dictionaries(
-        st.sampled_from(["key", "value", "i"]), _keys | _scalars, max_size=2
+        st.sampled_from(["key", "value", "i"]), _keys | _map_values, max_size=2
     ),
     "expected_effects": st.dictionaries(_keys, _scalars, max_size=2),
     "state_dependencies": st.lists(_keys, max_size=2),
@@ -52,7 +59,7 @@ _FIELDS: dict[str, st.SearchStrategy[Any]] = {
     "idempotent": st.booleans(),
     "max_retries": st.integers(0, 2**32 - 1),
     "timeout_ms": st.none() | st.integers(0, 2**64 - 1),
-    "metadata": st.dictionaries(st.text(max_size=2), _scalars, max_size=2),
+    "metadata": st.dictionaries(st.text(max_size=2), _map_values, max_size=2),
     # not plain: these make the loader decline
     "preconditions": st.just([{"key": "k0", "operator": "exists"}]),
     "loc": st.just({"file": "f", "line": 1, "column": 2}),

@@ -409,10 +409,11 @@ def _plain_of(doc: Any, depth: int) -> PlainColumns | None:
     )
     if max(filter(None, columns["timeout_ms"]), default=0) > _U64_MAX:  # (UNSET, None: false)
         return None
-    for name in ("parameters", "expected_effects", "metadata"):
-        given = list(filter(None, columns[name]))  # UNSET is false, as an empty map is
-        if given and not _ordinary_maps(given, _MAP_LEVELS - depth):
-            return None
+    if type(doc) is not msgdecode.PlainProposal:  # maps holding lists or maps: walked
+        for name in ("parameters", "expected_effects", "metadata"):
+            given = list(filter(None, columns[name]))  # UNSET is false, as an empty map is
+            if given and not _ordinary_maps(given, _MAP_LEVELS - depth):
+                return None
     return _finish(rest, rows, columns, msgdecode.UNSET, msgdecode.present)
 
 

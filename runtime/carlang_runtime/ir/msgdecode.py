@@ -24,6 +24,8 @@ from .actions import ActionType, FailureBehavior, InvocationMode, Reversibility
 __all__ = [
     "PlainAction",
     "PlainProposal",
+    "NestedAction",
+    "NestedProposal",
     "DECODE_ERRORS",
     "FIELDS",
     "UNSET",
@@ -35,32 +37,25 @@ __all__ = [
 ]
 
 _U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
-#: A value of an action's map: msgspec checks, in C, that an integer fits 64 bits (signed, as
-#: its bounds must: a larger one, rare, sends the text to the json path, which decides); values
-#: inside a list or map are left to `fastload`'s walk.
-_VALUE = (
-    Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
-    | float
-    | str
-    | bool
-    | None
-    | list[Any]
-    | dict[str, Any]
-)
+#: A value of an action's map, in `PlainAction`: a scalar. msgspec checks, in C, that an
+#: integer fits 64 bits (signed, as its bounds must: a larger one, rare, sends the text to the
+#: json path, which decides).
+_SCALAR = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | float | str | bool | None
+#: A value of an action's map, in `NestedAction`: a scalar, or a list or map whose values
+#: `fastload` walks (for their depth and integers).
+_VALUE = _SCALAR | list[Any] | dict[str, Any]
 # msgspec bounds must fit an int64: the upper bound of a u64 is checked by `fastload`.
 _U64 = Annotated[int, msgspec.Meta(ge=0)]
 
 
-class PlainAction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    """An action with only plain fields; UNSET marks a key the document does not have.
+class _ActionFields(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The fields of an action but its maps; UNSET marks a key the document does not have.
 
     gc=False: a decoded action holds only JSON values, which cannot form a cycle back to it."""
 
     type: ActionType
     id: str | UnsetType = UNSET
     tool: str | None | UnsetType = UNSET
-    parameters: dict[str, _VALUE] | UnsetType = UNSET
-    expected_effects: dict[str, _VALUE] | UnsetType = UNSET
     state_dependencies: list[str] | UnsetType = UNSET
     read_set: list[str] | UnsetType = UNSET
     write_set: list[str] | UnsetType = UNSET
@@ -70,14 +65,30 @@ class PlainAction(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     max_retries: _U32 | UnsetType = UNSET
     failure_behavior: FailureBehavior | UnsetType = UNSET
     timeout_ms: _U64 | None | UnsetType = UNSET
-    metadata: dict[str, _VALUE] | UnsetType = UNSET
     depends_on: list[str] | UnsetType = UNSET
 
 
-class PlainProposal(msgspec.Struct, forbid_unknown_fields=True):
-    """A proposal of plain actions; its other fields are left to pydantic (they are few)."""
+class PlainAction(_ActionFields, forbid_unknown_fields=True, gc=False):
+    """An action with only plain fields, whose maps hold scalars: nothing in them needs a
+    closer look."""
 
-    actions: list[PlainAction]
+    parameters: dict[str, _SCALAR] | UnsetType = UNSET
+    expected_effects: dict[str, _SCALAR] | UnsetType = UNSET
+    metadata: dict[str, _SCALAR] | UnsetType = UNSET
+
+
+class NestedAction(_ActionFields, forbid_unknown_fields=True, gc=False):
+    """An action with only plain fields, whose maps may hold lists and maps (`fastload` walks
+    them); its fields are `PlainAction`'s, in the same order."""
+
+    parameters: dict[str, _VALUE] | UnsetType = UNSET
+    expected_effects: dict[str, _VALUE] | UnsetType = UNSET
+    metadata: dict[str, _VALUE] | UnsetType = UNSET
+
+
+class _ProposalFields(msgspec.Struct, forbid_unknown_fields=True):
+    """A proposal's fields but its actions, left to pydantic (they are few)."""
+
     id: Any = UNSET
     source: Any = UNSET
     timestamp: Any = UNSET
@@ -86,36 +97,58 @@ class PlainProposal(msgspec.Struct, forbid_unknown_fields=True):
     budget: Any = UNSET
 
 
+class PlainProposal(_ProposalFields, forbid_unknown_fields=True, kw_only=True):
+    """A proposal of `PlainAction`s."""
+
+    actions: list[PlainAction]
+
+
+class NestedProposal(_ProposalFields, forbid_unknown_fields=True, kw_only=True):
+    """A proposal of `NestedAction`s."""
+
+    actions: list[NestedAction]
+
+
 #: The action fields, in declaration order.
 FIELDS: tuple[str, ...] = PlainAction.__struct_fields__
 #: What decoding raises for a document the structs do not accept: msgspec's errors,
 #: UnicodeEncodeError for a str holding a lone surrogate, RecursionError for values nested
 #: deeper than the stack allows (the json path then reports them as too deep).
 DECODE_ERRORS = (msgspec.MsgspecError, UnicodeError, RecursionError)
-_DECODER = msgspec.json.Decoder(PlainProposal)
-_MANY = msgspec.json.Decoder(list[PlainProposal])
+_DECODERS = (msgspec.json.Decoder(PlainProposal), msgspec.json.Decoder(NestedProposal))
+_MANY = (msgspec.json.Decoder(list[PlainProposal]), msgspec.json.Decoder(list[NestedProposal]))
 
 
-def decode(text: str | bytes) -> PlainProposal:
-    """Decode and check `text`; raises one of `DECODE_ERRORS` when it is not a proposal of
-    plain actions (or not JSON)."""
-    return _DECODER.decode(text)
+def decode(text: str | bytes) -> PlainProposal | NestedProposal:
+    """Decode and check `text`: a `PlainProposal` when its actions' maps hold only scalars
+    (the usual proposal, whose maps then need no closer look), else a `NestedProposal`; raises
+    one of `DECODE_ERRORS` when it is not a proposal of plain actions (or not JSON)."""
+    scalars, nested = _DECODERS
+    try:
+        return scalars.decode(text)
+    except msgspec.ValidationError:  # a list or map in a map, or not plain at all
+        return nested.decode(text)
 
 
-def decode_many(text: str | bytes) -> list[PlainProposal]:
-    """`decode` of a JSON array of proposals (the planner's candidates)."""
-    return _MANY.decode(text)
+def decode_many(text: str | bytes) -> list[PlainProposal] | list[NestedProposal]:
+    """`decode` of a JSON array of proposals (the planner's candidates): all `PlainProposal`s,
+    or all `NestedProposal`s."""
+    scalars, nested = _MANY
+    try:
+        return scalars.decode(text)
+    except msgspec.ValidationError:
+        return nested.decode(text)
 
 
-def present(row: PlainAction) -> dict[str, Any]:
+def present(row: PlainAction | NestedAction) -> dict[str, Any]:
     """The keys an action's document had, with their values (as `json.loads` gives them)."""
     return {name: value for name in FIELDS if (value := getattr(row, name)) is not UNSET}
 
 
-def rest_of(doc: PlainProposal) -> dict[str, Any]:
+def rest_of(doc: PlainProposal | NestedProposal) -> dict[str, Any]:
     """The proposal's keys other than `actions`, as the document had them."""
     return {
         name: value
-        for name in PlainProposal.__struct_fields__
-        if name != "actions" and (value := getattr(doc, name)) is not UNSET
+        for name in _ProposalFields.__struct_fields__
+        if (value := getattr(doc, name)) is not UNSET
     }
