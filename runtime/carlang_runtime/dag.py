@@ -25,12 +25,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
+from operator import eq
+from typing import Any, overload
 
 from .columns import STATE_WRITE, Columns
 from .ir import Action
 
-__all__ = ["Dag", "build_dag"]
+__all__ = ["Dag", "Parents", "build_dag"]
 
 _NO_DEPS: list[int] = []  # shared by every action without dependencies; never mutated
 
@@ -39,8 +40,9 @@ _NO_DEPS: list[int] = []  # shared by every action without dependencies; never m
 class Dag:
     """Edges, levels and cycles of one proposal, all by action position."""
 
-    #: `deps[i]`: positions action i waits for, without repeats, in the order found.
-    deps: list[list[int]]
+    #: `deps[i]`: positions action i waits for, without repeats, in the order found (read
+    #: only: a list, or `Parents` on the one-pass path).
+    deps: Sequence[list[int]]
     #: Positions per level, each level in proposal order.
     levels: list[list[int]]
     #: Each cycle as a path of positions that starts and ends at its earliest member.
@@ -64,6 +66,38 @@ class Dag:
     def order(self) -> list[int]:
         """All positions, level by level: the order a static walk visits actions."""
         return list(chain.from_iterable(self.levels))
+
+
+class Parents(Sequence[list[int]]):
+    """`Dag.deps` kept compact: per action, its one parent as a position, or its list of
+    parents (`_NO_DEPS` for none). Most actions wait for one other, and verify never reads
+    `deps`: a list per action would be made and freed for nothing. Equal to the list of lists
+    it stands for."""
+
+    __slots__ = ("_parents",)
+
+    def __init__(self, parents: list[int | list[int]]) -> None:
+        self._parents = parents
+
+    def __len__(self) -> int:
+        return len(self._parents)
+
+    @overload
+    def __getitem__(self, index: int) -> list[int]: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[list[int]]: ...
+    def __getitem__(self, index: int | slice) -> list[int] | list[list[int]]:
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        parent = self._parents[index]
+        return [parent] if type(parent) is int else parent  # type: ignore[return-value]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Sequence):
+            return len(other) == len(self) and all(map(eq, self, other))
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _writers(cols: Columns) -> dict[str, int]:
@@ -98,7 +132,9 @@ def _edges(cols: Columns, dag: Dag, writer: dict[str, int]) -> bool:
         for i, action_id in enumerate(cols.ids):
             first_index.setdefault(action_id, i)
     last_state_write: dict[str, int] = {}
-    deps_out, explicit_out = dag.deps, dag.explicit
+    deps_out: list[list[int]] = []
+    explicit_out = dag.explicit
+    dag.deps = deps_out
     types, params, named_deps = cols.types, cols.parameters, cols.depends_on
     backwards = all_written = True
     for i, dependencies in enumerate(cols.dependencies):
@@ -150,7 +186,7 @@ def _plain_edges_levels(cols: Columns, dag: Dag, writer: dict[str, int]) -> None
     `dag.explicit`, `dag.dependencies_written` and `dag.levels`."""
     n = len(cols)
     writer_of = writer.get
-    deps: list[list[int]] = []
+    deps: list[int | list[int]] = []  # see `Parents`
     add_deps = deps.append
     level_of: list[int] = []
     add_level = level_of.append
@@ -164,7 +200,7 @@ def _plain_edges_levels(cols: Columns, dag: Dag, writer: dict[str, int]) -> None
             if len(dependencies) == 1:  # the usual case, without the repeats to drop
                 w = writer_of(dependencies[0], n)  # n: not written, never < i
                 if w < i:
-                    add_deps([w])
+                    add_deps(w)
                     level = level_of[w] + 1
                     add_level(level)
                     if level < depth:
@@ -202,13 +238,13 @@ def _plain_edges_levels(cols: Columns, dag: Dag, writer: dict[str, int]) -> None
         add_deps(_NO_DEPS)
         add_level(0)
         add_first(i)
-    dag.deps = deps
+    dag.deps = Parents(deps)
     dag.explicit = [_NO_DEPS] * n  # shared like every `_NO_DEPS`: never mutated
     dag.dependencies_written = all_written
     dag.levels = levels
 
 
-def _backward_levels(deps: list[list[int]]) -> list[list[int]]:
+def _backward_levels(deps: Sequence[list[int]]) -> list[list[int]]:
     """Levels in one pass, valid when every edge points to an earlier position."""
     level_of = [0] * len(deps)
     levels: list[list[int]] = []
@@ -225,7 +261,7 @@ def _backward_levels(deps: list[list[int]]) -> list[list[int]]:
     return levels
 
 
-def _kahn_levels(deps: list[list[int]], n: int) -> list[list[int]] | None:
+def _kahn_levels(deps: Sequence[list[int]], n: int) -> list[list[int]] | None:
     """Levels by Kahn's algorithm, each sorted by position; None when a cycle blocks it."""
     dependents: list[list[int]] = [[] for _ in range(n)]
     waiting = [0] * n

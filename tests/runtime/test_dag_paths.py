@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from carlang_runtime.columns import Columns
-from carlang_runtime.dag import _NO_DEPS, Dag, _build_dag_loops, build_dag
+from carlang_runtime.dag import _NO_DEPS, Dag, Parents, _build_dag_loops, build_dag
 from carlang_runtime.ir import Action, fastload
 from hypothesis import given
 from hypothesis import strategies as st
@@ -155,3 +155,12 @@ def test_state_writes_and_depends_on_take_the_loops() -> None:
 def test_no_actions() -> None:
     dag = build_dag([])
     assert dag.deps == [] and dag.levels == [] and dag.one_writer_per_key is True
+
+
+def test_the_one_pass_path_keeps_deps_compact() -> None:
+    dag = build_dag(columns(fan_out(6)))
+    assert isinstance(dag.deps, Parents)
+    assert len(dag.deps) == 6 and dag.deps[3] == [0] and dag.deps[0] == []
+    assert dag.deps[1:3] == [[0], [0]] and list(dag.deps) == [[], [0], [0], [0], [0], [0]]
+    assert dag.deps == _build_dag_loops(columns(fan_out(6))).deps
+    assert dag.deps != [[], [0]] and dag.deps != "not a sequence of lists"
