@@ -365,6 +365,8 @@ def _instructions(path: str, runs: int) -> int:
 
     done = subprocess.run(
         [
+            "env",
+            "PYTHONHASHSEED=0",  # the same hashes in every run: the subtraction is exact
             "valgrind",
             "--tool=cachegrind",
             "--cache-sim=no",
@@ -397,7 +399,11 @@ def run_linearity(quick: bool = False) -> None:
     if shutil.which("valgrind") is None:
         print("\nverify linearity (instructions): skipped, valgrind is not installed")
         return
-    print("\nverify from JSON text, instructions per verify (valgrind; 10k -> 100k, target <= 11x)")
+    print(
+        "\nverify from JSON text, instructions per verify (valgrind), 10k -> 100k: how the work"
+        " grows (issue 18's target is on CPU time, see `verify`; this is the same bound on"
+        " instructions)"
+    )
     shapes = ("fan-out",) if quick else ("chain", "fan-out")
     for shape in shapes:
         counts = {}
@@ -411,5 +417,5 @@ def run_linearity(quick: bool = False) -> None:
         growth = counts[100_000] / counts[10_000]
         print(
             f"{shape}: {counts[10_000] / 1e6:,.0f}M -> {counts[100_000] / 1e6:,.0f}M instructions,"
-            f" {growth:.1f}x (target <= 11x) {'PASS' if growth <= 11 else 'MISS'}"
+            f" {growth:.1f}x (<= 11x: {'yes' if growth <= 11 else 'no'})"
         )

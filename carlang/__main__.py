@@ -1,5 +1,5 @@
 """`python -m carlang` runs the command-line interface."""
 
-from carlang.entry import main
+from carlang.entry import run
 
-main()
+run()

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import NoReturn
 
-__all__ = ["main", "end_process"]
+__all__ = ["main", "run", "end_process"]
 
 #: The collector's first threshold while a command starts: importing pydantic and carlang
 #: allocates ~300,000 objects that live as long as the process, and at the default (700) the
@@ -23,13 +23,30 @@ _STARTUP_THRESHOLD = 50_000
 
 
 def main() -> None:
-    """Run the command line (`carlang ...`)."""
-    args = sys.argv[1:]
+    """Run the command line (`carlang ...`); raises `SystemExit` with the exit code, as a
+    command does (callable in-process)."""
+    code = _dispatch(sys.argv[1:])
+    if code is not None:
+        raise SystemExit(code)
+
+
+def run() -> None:
+    """The `carlang` command itself (the console script, `python -m carlang`): `main`, except
+    that a lean check then ends the process without the interpreter's teardown
+    (`end_process`)."""
+    code = _dispatch(sys.argv[1:])
+    if code is not None:
+        end_process(code)
+
+
+def _dispatch(args: list[str]) -> int | None:
+    """Run `carlang ARGS`: the exit code of a lean check, or None when the command is done (or
+    typer ran it and raised `SystemExit` itself)."""
     if args == ["--version"]:
         from carlang import __version__
 
         print(f"carlang {__version__}")
-        return
+        return None
     thresholds = gc.get_threshold()
     gc.set_threshold(_STARTUP_THRESHOLD, *thresholds[1:])
     # The CLI uses no pydantic plugins; skipping their discovery (a scan of every installed
@@ -47,12 +64,13 @@ def main() -> None:
 
         code = check_main(args[1:])
         if code is not None:
-            end_process(code)
+            return code
     # Other commands may run for long (a server, a plan, a replay): the collector as usual.
     gc.set_threshold(*thresholds)
     from carlang.cli import main as cli_main
 
     cli_main()
+    return None
 
 
 def end_process(code: int) -> NoReturn:
@@ -60,14 +78,14 @@ def end_process(code: int) -> NoReturn:
     teardown: freeing every module and object one by one costs ~25 ms of a check (a sixth of
     it), for memory the system takes back anyway. What teardown would do that matters is done
     first: the `atexit` functions run and stdout and stderr are flushed. Falls back to an
-    ordinary exit (`SystemExit`) when another thread still runs, when this Python has no way
-    to run the `atexit` functions early, or when flushing fails (a closed pipe: Python then
-    reports it as it always has)."""
+    ordinary exit (`SystemExit`) when another thread still runs, when a tracer, a profiler or
+    coverage watches the process (they write their data after the program returns), when this
+    Python has no way to run the `atexit` functions early, or when flushing fails (a closed
+    pipe: Python then reports it as it always has)."""
     import atexit
 
     run_exit_functions = getattr(atexit, "_run_exitfuncs", None)
-    threading = sys.modules.get("threading")  # (not loaded: no thread of Python's was started)
-    if run_exit_functions is None or (threading is not None and threading.active_count() > 1):
+    if run_exit_functions is None or _watched() or _other_threads():
         raise SystemExit(code)
     run_exit_functions()  # (they run once: Python forgets them after running them)
     try:
@@ -77,3 +95,19 @@ def end_process(code: int) -> NoReturn:
     except (OSError, ValueError):
         raise SystemExit(code) from None
     os._exit(code)
+
+
+def _other_threads() -> bool:
+    """Whether a thread of Python's besides this one still runs."""
+    threading = sys.modules.get("threading")  # (not loaded: no thread of Python's was started)
+    return threading is not None and threading.active_count() > 1
+
+
+def _watched() -> bool:
+    """Whether a tracer, a profiler or coverage.py watches this process."""
+    if sys.gettrace() is not None or sys.getprofile() is not None or "coverage" in sys.modules:
+        return True
+    monitoring = getattr(sys, "monitoring", None)  # Python 3.12+: tools without a trace hook
+    return monitoring is not None and any(
+        monitoring.get_tool(tool) is not None for tool in range(6)
+    )

@@ -14,6 +14,7 @@ from pathlib import Path
 import typer.main
 
 from carlang.cli import _MODULES, COMMAND_MODULES, build_app
+from carlang.entry import _watched
 
 
 def _names(app: typer.Typer) -> set[str]:
@@ -178,7 +179,7 @@ def _fresh_check(path: Path, head: str = "") -> subprocess.CompletedProcess[str]
     script = (
         head + "import sys\n"
         f"sys.argv = ['carlang', 'check', {str(path)!r}]\n"
-        "from carlang.entry import main\nmain()\n"
+        "from carlang.entry import run\nrun()\n"
     )
     return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
 
@@ -212,3 +213,44 @@ def test_a_check_waits_for_a_running_thread(tmp_path: Path) -> None:
     done = _fresh_check(tmp_path / "p.car", head)
     assert done.returncode == 0, done.stderr
     assert "0 errors" in done.stdout and "THREAD DONE" in done.stdout
+
+
+_TEARDOWN = (
+    "class Teardown:\n    def __del__(self):\n        print('TORN DOWN')\nkept = Teardown()\n"
+)
+
+
+def test_a_watched_check_ends_as_python_ends(tmp_path: Path) -> None:
+    # coverage.py (or a profiler, or a tracer) writes its data after the program returns: the
+    # process then ends as Python ends it, teardown included.
+    (tmp_path / "p.car").write_text(_PROGRAM)
+    watched = "import sys, types\nsys.modules['coverage'] = types.ModuleType('coverage')\n"
+    done = _fresh_check(tmp_path / "p.car", _TEARDOWN + watched)
+    assert done.returncode == 0, done.stderr
+    assert "0 errors" in done.stdout and "TORN DOWN" in done.stdout
+
+
+def test_a_profiler_or_a_tracer_watches() -> None:
+    # (Not watched: see the test above, where a check ends without teardown.)
+    for hook in (sys.setprofile, sys.settrace):
+        hook(lambda *args: None)
+        try:
+            assert _watched()
+        finally:
+            hook(None)
+
+
+def test_main_returns_control_to_its_caller(tmp_path: Path) -> None:
+    # `main` raises SystemExit, as a command does, so it can be called in-process; only the
+    # `carlang` command itself (`run`) ends the process early.
+    (tmp_path / "bad.car").write_text(_PROGRAM + "proposal q { a = nosuch() }\n")
+    script = (
+        "import sys\n"
+        f"sys.argv = ['carlang', 'check', {str(tmp_path / 'bad.car')!r}]\n"
+        "from carlang.entry import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    print('EXIT CODE', exit.code)\n"
+        "print('BACK IN THE CALLER')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "EXIT CODE 1" in done.stdout and done.stdout.rstrip().endswith("BACK IN THE CALLER")

@@ -59,8 +59,8 @@ class Dag:
     dependencies_written: bool = False
     #: Whether no key has two writers (a state_write's key or an `expected_effects` key, as
     #: rule 1 counts them): True when none has, False when one has, None when not worked out.
-    #: It is worked out exactly when no action is a state_write, where it comes for free, so
-    #: it is True exactly when verify's `_one_writer_per_key(cols)` is.
+    #: It is worked out when no action is a state_write, where it comes for free (and verify's
+    #: write-conflict check, `checks._one_writer_per_key`, then need not count keys itself).
     one_writer_per_key: bool | None = None
 
     def order(self) -> list[int]:

@@ -114,8 +114,9 @@ def _filled(column: Sequence[Any], default: Any, missing: object = _MISSING) -> 
     """`column` (as a list) with each `missing` value replaced by `default()` when it is
     callable (a fresh value each time), else by `default` itself (shared).
 
-    The missing values are found by C-level searches (`list.index`), a Python step each: few,
-    in the usual column (one action without parameters among thousands with them)."""
+    The missing values are found by C-level searches (`list.count`, `list.index`: equality,
+    which for JSON values and the `missing` markers is identity), a Python step each: few, in
+    the usual column (one action without parameters among thousands with them)."""
     out = list(column)
     count = out.count(missing)
     if count == 0:
