@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from itertools import chain, islice, repeat
-from operator import eq, is_
+from operator import eq
 from typing import Any
 
 from ..capability import CapabilityCheck, touched_keys
@@ -368,7 +368,9 @@ def _check_assertion(ctx: VerifyContext, index: int) -> None:
 def check_malformed_action(ctx: VerifyContext) -> None:
     """An action without what its type needs at run time (CAR fails these only when run)."""
     params, types = ctx.cols.parameters, ctx.cols.types
-    if all(map(is_, types, repeat(TOOL_CALL))):  # nothing to find, seen at C speed
+    # Nothing to find, seen at C speed (`count` compares by identity first: a list of one
+    # member is counted without a comparison; `_all_calls_distinct` counts the same way).
+    if types.count(TOOL_CALL) == len(types):
         return
     for index, kind in enumerate(types):
         if kind is TOOL_CALL:
@@ -444,10 +446,8 @@ def _check_parameters(ctx: VerifyContext, index: int, tool: str, checker: ParamC
 def check_compensations(ctx: VerifyContext) -> None:
     """Compensations resolve, and a `compensable` action declares one."""
     reversibility, compensations = ctx.cols.reversibility, ctx.cols.compensations
-    if all(map(is_, compensations, repeat(None))) and not any(
-        map(is_, reversibility, repeat(_COMPENSABLE))
-    ):
-        return  # nothing to find, seen at C speed
+    if compensations.count(None) == len(compensations) and _COMPENSABLE not in reversibility:
+        return  # nothing to find, seen at C speed (as `check_malformed_action` sees it)
     for index, compensation in enumerate(compensations):
         if compensation is None:
             if reversibility[index] is _COMPENSABLE:
