@@ -4,8 +4,9 @@ first thing scripts and editors run), and `carlang check` with plain arguments
 (`carlang.cli.lean`: no typer, only what checking needs). Everything else goes to typer. Every
 command but `--version` first sets up the process for a quick start (no pydantic plugin
 discovery; compiled dataclass methods and regexes from `carlang_runtime.diskcache`; the cyclic
-collector run less often while modules load), and a lean check ends the process without
-tearing the interpreter down (`end_process`)."""
+collector run less often while modules load). Run as the `carlang` command (`run`), a lean
+check then ends the process without tearing the interpreter down (`end_process`); `main` is the
+same command line for a caller in the same process, ending with `SystemExit`."""
 
 from __future__ import annotations
 
