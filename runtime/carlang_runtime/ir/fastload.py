@@ -408,8 +408,6 @@ def _plain_of(doc: Any, depth: int) -> PlainColumns | None:
     columns = dict(
         zip(msgdecode.FIELDS, zip(*map(msgdecode.astuple, rows), strict=True), strict=True)
     )
-    if max(filter(None, columns["timeout_ms"]), default=0) > _U64_MAX:  # (UNSET, None: false)
-        return None
     if type(doc) is not msgdecode.PlainProposal:  # maps holding lists or maps: walked
         for name in ("parameters", "expected_effects", "metadata"):
             given = list(filter(None, columns[name]))  # UNSET is false, as an empty map is

@@ -44,8 +44,9 @@ _SCALAR = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)] | float | str 
 #: A value of an action's map, in `NestedAction`: a scalar, or a list or map whose values
 #: `fastload` walks (for their depth and integers).
 _VALUE = _SCALAR | list[Any] | dict[str, Any]
-# msgspec bounds must fit an int64: the upper bound of a u64 is checked by `fastload`.
-_U64 = Annotated[int, msgspec.Meta(ge=0)]
+#: A timeout: msgspec bounds must fit an int64, so one past it (up to a u64, rare) sends the
+#: text to the json path, which decides.
+_U63 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
 
 
 class _ActionFields(msgspec.Struct, forbid_unknown_fields=True, gc=False):
@@ -64,7 +65,7 @@ class _ActionFields(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     idempotent: bool | UnsetType = UNSET
     max_retries: _U32 | UnsetType = UNSET
     failure_behavior: FailureBehavior | UnsetType = UNSET
-    timeout_ms: _U64 | None | UnsetType = UNSET
+    timeout_ms: _U63 | None | UnsetType = UNSET
     depends_on: list[str] | UnsetType = UNSET
 
 
