@@ -331,3 +331,12 @@ def test_a_map_integer_past_msgspecs_bounds_is_kept_by_the_json_path(value: int)
     plain = plain_proposal(text)
     assert plain is not None and plain.values["parameters"] == [{"n": value}]
     assert verify(text, tools=["step"]).valid
+
+
+def test_a_timeout_past_63_bits_is_kept_by_the_json_path() -> None:
+    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+    action = {"type": "tool_call", "tool": "step", "timeout_ms": 2**64 - 1}
+    text = json.dumps({"actions": [action]})
+    assert decode_plain(text) is None
+    plain = plain_proposal(text)
+    assert plain is not None and plain.proposal.actions[0].timeout_ms == 2**64 - 1
