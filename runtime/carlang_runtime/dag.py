@@ -195,49 +195,44 @@ def _plain_edges_levels(cols: Columns, dag: Dag, writer: dict[str, int]) -> None
     levels = [first]
     depth = 1  # len(levels), kept by hand: a call per action costs
     all_written = True
+    parents: int | list[int]  # one parent, or several (see `Parents`)
     for i, dependencies in enumerate(cols.dependencies):
+        level = 0  # deepest parent's level + 1; 0: no parent
         if dependencies:
             if len(dependencies) == 1:  # the usual case, without the repeats to drop
                 w = writer_of(dependencies[0], n)  # n: not written, never < i
                 if w < i:
-                    add_deps(w)
+                    parents = w
                     level = level_of[w] + 1
-                    add_level(level)
-                    if level < depth:
-                        levels[level].append(i)
-                    else:
-                        levels.append([i])
-                        depth += 1
-                    continue
-                all_written = False
+                else:
+                    all_written = False
             else:
-                found = _NO_DEPS
-                level = 0
+                parents = _NO_DEPS
                 for key in dependencies:
                     w = writer_of(key, n)
                     if w < i:
-                        if found is _NO_DEPS:
-                            found = [w]
-                        elif w in found:
+                        if parents is _NO_DEPS:
+                            parents = [w]
+                        elif w in parents:
                             continue
                         else:
-                            found.append(w)
+                            parents.append(w)
                         if level_of[w] >= level:
                             level = level_of[w] + 1
                     else:
                         all_written = False
-                if level:
-                    add_deps(found)
-                    add_level(level)
-                    if level < depth:
-                        levels[level].append(i)
-                    else:
-                        levels.append([i])
-                        depth += 1
-                    continue
-        add_deps(_NO_DEPS)
-        add_level(0)
-        add_first(i)
+        if level:
+            add_deps(parents)
+            add_level(level)
+            if level < depth:
+                levels[level].append(i)
+            else:
+                levels.append([i])
+                depth += 1
+        else:
+            add_deps(_NO_DEPS)
+            add_level(0)
+            add_first(i)
     dag.deps = Parents(deps)
     dag.explicit = [_NO_DEPS] * n  # shared like every `_NO_DEPS`: never mutated
     dag.dependencies_written = all_written
