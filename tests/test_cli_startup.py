@@ -79,22 +79,31 @@ proposal p {
 """
 
 
-def _check_in_fresh_process(
-    path: Path, tail: str, head: str = "", cache: Path | None = None
-) -> str:
-    """Run `head`, `carlang check PATH` and `tail` in a new interpreter; its stdout. The tail
-    runs as an `atexit` function: the check ends the process (`entry.end_process`)."""
-    script = (
-        head + "import atexit, sys\n"
-        f"sys.argv = ['carlang', 'check', {str(path)!r}]\n"
-        f"atexit.register(exec, {tail!r}, globals())\n"
-        "from carlang.entry import main\n"
-        "main()\n"
-    )
+def _fresh_check(
+    path: Path,
+    head: str = "",
+    body: str = "from carlang.entry import run\nrun()\n",
+    cache: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """Run `head`, then `body` with `carlang check PATH` as the command line (by default the
+    `carlang` command itself, `entry.run`), in a new interpreter."""
+    script = head + f"import sys\nsys.argv = ['carlang', 'check', {str(path)!r}]\n" + body
     env = dict(os.environ)
     if cache is not None:
         env["CARLANG_CACHE_DIR"] = str(cache)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
+
+
+def _check_in_fresh_process(
+    path: Path, tail: str, head: str = "", cache: Path | None = None
+) -> str:
+    """Run `head`, `carlang check PATH` (`entry.main`, which gives control back) and `tail` in
+    a new interpreter; its stdout."""
+    body = (
+        "from carlang.entry import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n" + tail
+    )
+    done = _fresh_check(path, head, body, cache)
     assert done.returncode == 0, done.stderr
     return done.stdout
 
@@ -175,27 +184,17 @@ def test_a_check_with_the_code_cache_says_what_it_says_without(tmp_path: Path) -
     assert "COMPILED 0" in second
 
 
-def _fresh_check(path: Path, head: str = "") -> subprocess.CompletedProcess[str]:
-    script = (
-        head + "import sys\n"
-        f"sys.argv = ['carlang', 'check', {str(path)!r}]\n"
-        "from carlang.entry import run\nrun()\n"
-    )
-    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+#: Prints when the interpreter's teardown frees it (a check ended by `run` never does).
+_TEARDOWN = (
+    "class Teardown:\n    def __del__(self):\n        print('TORN DOWN')\nkept = Teardown()\n"
+)
 
 
 def test_a_check_ends_without_teardown_but_loses_nothing(tmp_path: Path) -> None:
     # `end_process`: the exit functions run, every line reaches stdout, the exit code is the
     # check's, and the interpreter's teardown (which would run `__del__` here) is skipped.
     (tmp_path / "bad.car").write_text(_PROGRAM + "proposal q { a = nosuch() }\n")
-    head = (
-        "import atexit\n"
-        "atexit.register(print, 'EXIT FUNCTION RAN')\n"
-        "class Teardown:\n"
-        "    def __del__(self):\n"
-        "        print('TORN DOWN')\n"
-        "kept = Teardown()\n"
-    )
+    head = "import atexit\natexit.register(print, 'EXIT FUNCTION RAN')\n" + _TEARDOWN
     done = _fresh_check(tmp_path / "bad.car", head)
     assert done.returncode == 1, done.stderr
     assert "error[" in done.stdout and "1 error" in done.stdout
@@ -213,11 +212,6 @@ def test_a_check_waits_for_a_running_thread(tmp_path: Path) -> None:
     done = _fresh_check(tmp_path / "p.car", head)
     assert done.returncode == 0, done.stderr
     assert "0 errors" in done.stdout and "THREAD DONE" in done.stdout
-
-
-_TEARDOWN = (
-    "class Teardown:\n    def __del__(self):\n        print('TORN DOWN')\nkept = Teardown()\n"
-)
 
 
 def test_a_watched_check_ends_as_python_ends(tmp_path: Path) -> None:
@@ -244,13 +238,11 @@ def test_main_returns_control_to_its_caller(tmp_path: Path) -> None:
     # `main` raises SystemExit, as a command does, so it can be called in-process; only the
     # `carlang` command itself (`run`) ends the process early.
     (tmp_path / "bad.car").write_text(_PROGRAM + "proposal q { a = nosuch() }\n")
-    script = (
-        "import sys\n"
-        f"sys.argv = ['carlang', 'check', {str(tmp_path / 'bad.car')!r}]\n"
+    body = (
         "from carlang.entry import main\n"
         "try:\n    main()\nexcept SystemExit as exit:\n    print('EXIT CODE', exit.code)\n"
         "print('BACK IN THE CALLER')\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    done = _fresh_check(tmp_path / "bad.car", body=body)
     assert done.returncode == 0, done.stderr
     assert "EXIT CODE 1" in done.stdout and done.stdout.rstrip().endswith("BACK IN THE CALLER")
