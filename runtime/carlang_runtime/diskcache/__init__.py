@@ -25,6 +25,7 @@ __all__ = [
     "write_atomically",
     "read_table",
     "save_table",
+    "table_file",
 ]
 
 _GETUID: Final = getattr(os, "getuid", None)
@@ -107,6 +108,22 @@ def write_atomically(path: Path, data: bytes) -> bool:
     except OSError:
         return False
     return True
+
+
+def table_file(kind: str, *versions: object) -> Path | None:
+    """The file of cache `kind` (`read_table`) for this interpreter: compiled code may change
+    with its exact version (as a .pyc's magic does), with marshal's, and with `versions` (the
+    cache's own); None when caches stay in memory."""
+    import marshal
+    import sys
+
+    root = cache_root()
+    if root is None:
+        return None
+    tag = "-".join(
+        map(str, (sys.implementation.cache_tag, f"{sys.hexversion:x}", *versions, marshal.version))
+    )
+    return root / kind / f"{tag}.bin"
 
 
 def read_table(path: Path, layout: int) -> dict[Any, Any]:

@@ -30,7 +30,7 @@ from pathlib import Path
 from types import CodeType
 from typing import Any, Final
 
-from . import cache_root, private_directory, read_table, save_table
+from . import private_directory, read_table, save_table, table_file
 
 __all__ = ["install", "code_cache_file"]
 
@@ -41,12 +41,7 @@ _ENTRIES: Final = 8192
 
 def code_cache_file() -> Path | None:
     """The file of compiled functions for this interpreter (None: no cache on disk)."""
-    root = cache_root()
-    if root is None:
-        return None
-    # The interpreter's exact version: bytecode may change with it (as a .pyc's magic does).
-    tag = f"{sys.implementation.cache_tag}-{sys.hexversion:x}-{marshal.version}"
-    return root / "pycode" / f"{tag}.bin"
+    return table_file("pycode")
 
 
 class _CodeCache:

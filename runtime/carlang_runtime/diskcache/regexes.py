@@ -25,14 +25,12 @@ never different or failing.
 from __future__ import annotations
 
 import atexit
-import marshal
 import re
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
-from . import cache_root, private_directory, read_table, save_table
+from . import private_directory, read_table, save_table, table_file
 
 __all__ = ["compile_cached", "install", "regex_cache_file"]
 
@@ -58,11 +56,7 @@ Parts = tuple[Any, ...]
 
 def regex_cache_file() -> Path | None:
     """The file of compiled patterns for this interpreter (None: not on disk)."""
-    root = cache_root()
-    if root is None or _sre is None:
-        return None
-    tag = f"{sys.implementation.cache_tag}-{sys.hexversion:x}-{_MAGIC}-{marshal.version}"
-    return root / "regex" / f"{tag}.bin"
+    return None if _sre is None else table_file("regex", _MAGIC)
 
 
 class _Store:
