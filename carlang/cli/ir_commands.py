@@ -72,11 +72,9 @@ FormatOpt = Annotated[TextOrJson, typer.Option("--format", help="Output format."
 def _proposal_to_verify(text: str) -> ActionProposal | PlainColumns:
     """A proposal's JSON text loaded for `verify`: by columns when its actions are plain (no
     model per action), else as a model (with pydantic's exact errors)."""
-    from carlang_runtime.ir import load_proposal
-    from carlang_runtime.ir.fastload import plain_proposal
+    from carlang_runtime.ir.fastload import load_fresh
 
-    plain = plain_proposal(text)
-    return plain if plain is not None else load_proposal(text)
+    return load_fresh(text)
 
 
 @guarded

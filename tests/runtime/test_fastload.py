@@ -340,3 +340,30 @@ def test_a_timeout_past_63_bits_is_kept_by_the_json_path() -> None:
     assert decode_plain(text) is None
     plain = plain_proposal(text)
     assert plain is not None and plain.proposal.actions[0].timeout_ms == 2**64 - 1
+
+
+def test_a_proposal_that_is_not_plain_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # preconditions make the columns decline: pydantic then validates what was parsed already
+    from carlang_runtime.ir import fastload, load
+
+    calls: list[object] = []
+    original = fastload.parse_json
+
+    def counting(text: str | bytes) -> object:
+        calls.append(text)
+        return original(text)
+
+    monkeypatch.setattr(fastload, "parse_json", counting)
+    monkeypatch.setattr(load, "parse_json", counting)
+    action = {"id": "a", "type": "tool_call", "tool": "step"}
+    text = json.dumps(
+        {"actions": [{**action, "preconditions": [{"key": "k", "operator": "exists"}]}]}
+    )
+    issues = verify(text, tools=["step"]).issues
+    assert [i.message for i in issues] == ["precondition will fail: key 'k' does not exist"]
+    assert len(calls) == 1
+    bad = text.replace('"tool": "step"', '"tool": "step", "timeout_ms": "soon"')
+    with pytest.raises(IRLoadError) as raised:
+        verify(bad, tools=["step"])
+    assert len(calls) == 2
+    assert raised.value.problems[0].position is not None  # still placed in the text

@@ -33,12 +33,14 @@ from .actions import (
     InvocationMode,
     Reversibility,
 )
+from .load import NOT_DECODED, load_proposal
 
 __all__ = [
     "PlainColumns",
     "LazyActions",
     "plain_columns",
     "plain_proposal",
+    "load_fresh",
     "decode_plain",
     "decode_plain_array",
 ]
@@ -248,20 +250,39 @@ def plain_proposal(source: object) -> PlainColumns | None:
     `{"proposal": ...}`: JSON text (through msgspec when it can, `decode_plain`), or JSON
     freshly decoded and owned by the caller (see `plain_columns`). None for anything else,
     which `load_proposal` then loads (and reports exactly as always when it is wrong)."""
+    return _plain_and_decoded(source)[0]
+
+
+def load_fresh(source: str | bytes | Mapping[str, Any]) -> PlainColumns | ActionProposal:
+    """A proposal from JSON text, or from JSON freshly decoded and owned by the caller: its
+    columns when its actions are plain (`plain_proposal`), else the model `load_proposal`
+    builds, with its exact errors. JSON text is parsed once either way."""
+    plain, decoded = _plain_and_decoded(source)
+    if plain is not None:
+        return plain
+    if isinstance(source, (str, bytes)):
+        return load_proposal(source, decoded=decoded)  # (NOT_DECODED: it reports the text)
+    return load_proposal(source)
+
+
+def _plain_and_decoded(source: object) -> tuple[PlainColumns | None, object]:
+    """`plain_proposal`, and what `parse_json` made of text `source` when it had to parse it
+    (`NOT_DECODED` when it did not, or could not)."""
     data = source
+    decoded = NOT_DECODED
     if isinstance(source, (str, bytes)):
         fast = decode_plain(source)
         if fast is not None:
-            return fast
+            return fast, decoded
         try:
-            data = parse_json(source)
+            data = decoded = parse_json(source)
         except JsonTextError:
-            return None
+            return None, decoded
     if isinstance(data, dict) and set(data) == {"proposal"}:
         data = data["proposal"]
     if not isinstance(data, dict):
-        return None
-    return plain_columns(data)
+        return None, decoded
+    return plain_columns(data), decoded
 
 
 def plain_columns(data: Mapping[str, Any]) -> PlainColumns | None:

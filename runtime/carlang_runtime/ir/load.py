@@ -90,20 +90,36 @@ def validation_problems(
     return problems
 
 
-def load_model(model: type[M], source: object, what: str, *, wrapper: str | None = None) -> M:
+#: `load_model`'s `decoded` when the caller has not decoded the text.
+NOT_DECODED: Any = object()
+
+
+def load_model(
+    model: type[M],
+    source: object,
+    what: str,
+    *,
+    wrapper: str | None = None,
+    decoded: object = NOT_DECODED,
+) -> M:
     """Build `model` from an instance, a mapping or JSON text; raise `IRLoadError` otherwise.
 
     With `wrapper`, a mapping whose only key is `wrapper` is unwrapped first (`{"proposal": ...}`).
+    `decoded`: what `jsontext.parse_json` made of the text `source`, when the caller has it
+    (the text is then not parsed again; it still gives the errors their positions).
     """
     if isinstance(source, model):
         return source
     text: str | None = None
     data: object = source
     if isinstance(source, (str, bytes)):
-        try:
-            data = parse_json(source)
-        except JsonTextError as exc:
-            raise IRLoadError(what, [LoadProblem("", exc.message, exc.position)]) from None
+        if decoded is NOT_DECODED:
+            try:
+                data = parse_json(source)
+            except JsonTextError as exc:
+                raise IRLoadError(what, [LoadProblem("", exc.message, exc.position)]) from None
+        else:
+            data = decoded
         text = source.decode("utf-8") if isinstance(source, bytes) else source
     prefix: list[str | int] = []
     if wrapper and isinstance(data, Mapping) and set(data) == {wrapper}:
@@ -119,9 +135,12 @@ def load_model(model: type[M], source: object, what: str, *, wrapper: str | None
         raise IRLoadError(what, validation_problems(exc, data, text, prefix)) from None
 
 
-def load_proposal(source: ActionProposal | Mapping[str, Any] | str | bytes) -> ActionProposal:
-    """An `ActionProposal` from a model, a dict, or JSON text (bare or `{"proposal": ...}`)."""
-    return load_model(ActionProposal, source, "proposal", wrapper="proposal")
+def load_proposal(
+    source: ActionProposal | Mapping[str, Any] | str | bytes, *, decoded: object = NOT_DECODED
+) -> ActionProposal:
+    """An `ActionProposal` from a model, a dict, or JSON text (bare or `{"proposal": ...}`;
+    `decoded`: what `parse_json` made of that text, when the caller has it)."""
+    return load_model(ActionProposal, source, "proposal", wrapper="proposal", decoded=decoded)
 
 
 def load_tools(source: object) -> list[ToolSchema] | list[str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..columns import Columns
 from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
-from ..ir.fastload import decode_plain_array, plain_proposal
+from ..ir.fastload import PlainColumns, decode_plain_array, load_fresh
 from ..ir.load import gc_paused
 from ..jsontext import parse_json
 from ..policy import PolicySet
@@ -137,10 +137,12 @@ def _load(candidate: Any, fresh: bool) -> tuple[ActionProposal, Columns | None]:
     """A candidate loaded by columns when it is `fresh` (JSON text, or JSON decoded here, whose
     maps and lists may become the columns) and its actions are plain; else by `load_proposal`,
     whose errors stay what they were (a caller's own mapping is always validated)."""
-    plain = plain_proposal(candidate) if fresh else None
-    if plain is not None:
-        return plain.proposal, Columns.of_plain(plain)
-    return load_proposal(candidate), None
+    if not fresh:
+        return load_proposal(candidate), None
+    loaded = load_fresh(candidate)
+    if isinstance(loaded, PlainColumns):
+        return loaded.proposal, Columns.of_plain(loaded)
+    return loaded, None
 
 
 def _policy_sets(policies: PoliciesArg) -> list[PolicySet]:

@@ -18,7 +18,7 @@ from ..dag import Dag, build_dag
 from ..errors import IRLoadError, LoadProblem
 from ..ir import ActionProposal, Budget, Capability, ToolSchema, load_proposal, load_tools
 from ..ir._base import construct
-from ..ir.fastload import PlainColumns, plain_proposal
+from ..ir.fastload import PlainColumns, load_fresh
 from ..ir.load import gc_paused
 from ..jsontext import JsonTextError, parse_json
 from ..paramcheck import ParamChecker
@@ -141,7 +141,7 @@ def verify(
 ) -> VerifyResult:
     """Statically verify a proposal without running anything.
 
-    `proposal`: a model, a dict, JSON text, or the columns `ir.fastload.plain_proposal` made
+    `proposal`: a model, a dict, JSON text, or the columns `ir.fastload.load_fresh` made
     of JSON text (a caller that reads the text first). `state`: the initial state. `tools`: names
     (existence only), `ToolSchema`s or dicts (existence and parameters), or a prebuilt `ToolSet`;
     None skips the tool checks. `max_actions`: the resource bound (default 30, as CAR's CLI).
@@ -170,9 +170,10 @@ def _loaded(
         return proposal.proposal, proposal
     if isinstance(proposal, (str, bytes)):
         with gc_paused():  # decoding makes as many objects as validating: both are paused
-            plain = plain_proposal(proposal)
-        if plain is not None:
-            return plain.proposal, plain
+            loaded = load_fresh(proposal)
+        if isinstance(loaded, PlainColumns):
+            return loaded.proposal, loaded
+        return loaded, None
     return load_proposal(proposal), None
 
 
