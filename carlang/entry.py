@@ -110,5 +110,6 @@ def _watched() -> bool:
         return True
     monitoring = getattr(sys, "monitoring", None)  # Python 3.12+: tools without a trace hook
     return monitoring is not None and any(
-        monitoring.get_tool(tool) is not None for tool in range(6)
+        monitoring.get_tool(tool) is not None
+        for tool in range(6)  # its tool ids: 0-5
     )
