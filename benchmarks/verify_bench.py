@@ -186,6 +186,7 @@ def _from_text(car: bool, repeat: int) -> list[Row]:
     rows: list[Row] = []
     cpu: dict[tuple[str, int], tuple[float, float]] = {}
     decoding: dict[tuple[str, int], float] = {}  # json.loads alone: the machine's own growth
+    peer_cpu: dict[tuple[str, int], float] = {}  # car-runtime's own growth, where it runs
     for shape, make in _TEXT_SHAPES.items():
         for n in _TEXT_SIZES:
             text = json.dumps(make(n))
@@ -197,6 +198,8 @@ def _from_text(car: bool, repeat: int) -> list[Row]:
                 cpu[shape, n] = _median_cpu(lambda t=text: verify(t, tools=["step"]), runs)
                 decoding[shape, n] = _median_cpu(lambda t=text: _decode_paused(t), runs)[0]
             with_car = car and (shape == "fan-out" or n < 100_000)
+            if with_car and n in (10_000, 100_000):
+                peer_cpu[shape, n] = _median_cpu(lambda t=text: _car_verify(t), runs)[0]
             theirs = (
                 median_time(
                     lambda t=text: _car_verify(t), repeat=max(3, runs // 2), min_time=_STEADY
@@ -221,12 +224,16 @@ def _from_text(car: bool, repeat: int) -> list[Row]:
         growth = large / small
         user = (large - large_sys) / (small - small_sys)
         verdict = "PASS" if growth <= 11 else "MISS"
+        peer = ""
+        if (shape, 10_000) in peer_cpu and (shape, 100_000) in peer_cpu:
+            peer_growth = peer_cpu[shape, 100_000] / peer_cpu[shape, 10_000]
+            peer = f"; car-runtime on the same texts: {peer_growth:.1f}x"
         print(
             f"{shape} from JSON text, CPU 10k -> 100k: {growth:.1f}x (target <= 11x) {verdict};"
             f" user time alone {user:.1f}x, system time {small_sys * 1e3:.0f} -> "
             f"{large_sys * 1e3:.0f} ms (page faults: at 100k the allocator hands the last run's"
             " memory back to the kernel); json.loads alone on the same texts, gc paused as"
-            f" verify pauses it: {decoding[shape, 100_000] / decoding[shape, 10_000]:.1f}x"
+            f" verify pauses it: {decoding[shape, 100_000] / decoding[shape, 10_000]:.1f}x{peer}"
         )
     return rows
 
