@@ -238,6 +238,31 @@ def _from_text(car: bool, repeat: int) -> list[Row]:
     return rows
 
 
+#: Small proposals, the size agents usually send: what a call costs besides its actions.
+_SMALL_SIZES = (1, 10, 100)
+
+
+def _small_from_text(car: bool, repeat: int) -> list[Row]:
+    """verify from JSON text of small proposals against car-runtime, for the cost of a call
+    itself (decoding set-up, the result and its evidence): no target in issue 18, whose grid
+    starts at 1,000 actions; shown so that the fixed cost stays in view."""
+    rows: list[Row] = []
+    for shape in ("chain", "fan-out"):
+        for n in _SMALL_SIZES:
+            text = json.dumps(_TEXT_SHAPES[shape](n))
+            ours = median_time(lambda t=text: verify(t, tools=["step"]), repeat, min_time=_STEADY)
+            theirs = (
+                median_time(lambda t=text: _car_verify(t), repeat, min_time=_STEADY)
+                if car
+                else None
+            )
+            rows.append(Row(f"{shape} {n:,}: from JSON text", ours, theirs))
+    print_table(
+        f"verify small proposals from JSON text (median of {_STEADY * 1e3:.0f} ms samples)", rows
+    )
+    return rows
+
+
 def run(quick: bool = False) -> list[Row]:
     """Run the verify benchmark and print it; returns the rows."""
     car = has_car()
@@ -272,7 +297,7 @@ def run(quick: bool = False) -> list[Row]:
     print_table(
         "verify vs car-runtime (median)" + ("" if car else "  [car-runtime not installed]"), rows
     )
-    return scaling + rows + _from_text(car, repeat)
+    return scaling + rows + _from_text(car, repeat) + _small_from_text(car, repeat)
 
 
 _MEMORY_CHILD = """

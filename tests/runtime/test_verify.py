@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import pytest
 from carlang_runtime.errors import IRLoadError
 from carlang_runtime.ir import Budget, Capability, ToolSchema
+from carlang_runtime.ir.load import gc_paused
 from carlang_runtime.verify import RUNTIME_CODES, ToolSet, tool_set, verify
+from pydantic import ValidationError
 
 
 def tc(i: str, tool: str | None = "t", **kw: Any) -> dict[str, Any]:
@@ -401,6 +404,47 @@ def test_evidence_records_what_ran() -> None:
     checks = {c.name: c for c in with_schema.evidence.checks}
     assert checks["param_schema"].ran and checks["param_schema"].findings == 2
     assert any("no schemas" in a for a in result.evidence.assumptions)
+
+
+def test_records_without_findings_are_shared_and_frozen() -> None:
+    first = verify({"actions": [tc("a")]}, tools=["t"])
+    second = verify({"actions": [tc("b"), tc("c", tool="nope")]}, tools=["t"])
+    before = {c.name: c for c in first.evidence.checks}
+    after = {c.name: c for c in second.evidence.checks}
+    assert after["tool_existence"].findings == 1 and before["tool_existence"].findings == 0
+    assert after["duplicate_ids"] is before["duplicate_ids"]  # no findings in either: shared
+    with pytest.raises(ValidationError):
+        before["duplicate_ids"].findings = 3  # a record is a fact of its verification
+    assert verify({"actions": [tc("a")]}, tools=["t"]) == first  # records and all
+
+
+def test_a_list_of_tool_names_is_the_tool_set_load_tools_makes() -> None:
+    class Name(str):
+        pass
+
+    for names in (["a", "b"], ("a", "b"), [Name("a"), "b"], [], ("a",) * 3):
+        built = tool_set(names)
+        assert built is not None and built.names == frozenset(map(str, names))
+        assert all(type(name) is str for name in built.names)
+        assert not built.has_schemas and not built.checkers
+
+
+def test_gc_paused_nests_and_restores_on_errors() -> None:
+    assert gc.isenabled()
+    with pytest.raises(KeyError), gc_paused():
+        assert not gc.isenabled()
+        with gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the inner pause leaves the outer one paused
+        raise KeyError("x")
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        with gc_paused():
+            pass
+        assert not gc.isenabled()  # paused before: left paused
+    finally:
+        gc.enable()
 
 
 def test_every_issue_has_a_registered_code_and_check() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from ..capability import CapabilityCheck
@@ -64,6 +65,8 @@ def tool_set(tools: object) -> ToolSet | None:
     against the same tools (parameter checkers are built per tool, once)."""
     if tools is None or isinstance(tools, ToolSet):
         return tools
+    if isinstance(tools, (list, tuple)) and all(type(name) is str for name in tools):
+        return ToolSet(names=frozenset(tools))  # names only: what `load_tools` would make
     loaded = load_tools(tools)
     if all(isinstance(t, str) for t in loaded):
         return ToolSet(names=frozenset(str(t) for t in loaded))
@@ -89,19 +92,17 @@ def load_state(state: object) -> dict[str, Any]:
 
 #: Every field of a `CheckRecord`, shared by the records `_evidence` builds.
 _RECORD_FIELDS = {"name", "ran", "verifies", "cannot_verify", "findings", "tier"}
+_EVIDENCE_FIELDS = {"checks", "assumptions", "residual_risks"}
+_RESULT_FIELDS = set(VerifyResult.model_fields)
 
 
-def _evidence(ctx: VerifyContext, issues: list[VerifyIssue], state_given: bool) -> Evidence:
-    present = {
-        "tools": ctx.tools is not None,
-        "schemas": ctx.tools is not None and ctx.tools.has_schemas,
-        "capability": ctx.capability is not None,
-        "budget": ctx.budget is not None,
-    }
-    # built, not validated: the values are made right here, and validating them would make
-    # every verify pay for building these models' validators (`construct`: model_construct
-    # without its per-field default handling, a tenth of a compile's verify of many proposals)
-    records = [
+@cache
+def _records_without_findings(present: tuple[bool, bool, bool, bool]) -> tuple[CheckRecord, ...]:
+    """Every check's record with no findings, for one combination of the optional inputs
+    (`present`: tools, schemas, capability, budget). Records are frozen: every result whose
+    check found nothing shares these."""
+    given = dict(zip(("tools", "schemas", "capability", "budget"), present, strict=True))
+    return tuple(
         construct(
             CheckRecord,
             {
@@ -109,25 +110,46 @@ def _evidence(ctx: VerifyContext, issues: list[VerifyIssue], state_given: bool) 
                 "ran": ran,
                 "verifies": d.verifies if ran else f"(skipped: no {d.needs} supplied)",
                 "cannot_verify": d.cannot_verify,
-                "findings": ctx.findings.get(d.name, 0),
+                "findings": 0,
                 "tier": "heuristic" if d.name == "loop_detection" else "decision_procedure",
             },
             _RECORD_FIELDS,
         )
-        for d, ran in descriptions_for(present)
+        for d, ran in descriptions_for(given)
+    )
+
+
+def _evidence(ctx: VerifyContext, issues: list[VerifyIssue], state_given: bool) -> Evidence:
+    has_schemas = ctx.tools is not None and ctx.tools.has_schemas
+    present = (
+        ctx.tools is not None,
+        has_schemas,
+        ctx.capability is not None,
+        ctx.budget is not None,
+    )
+    # built, not validated: the values are made right here, and validating them would make
+    # every verify pay for building these models' validators (`construct`: model_construct
+    # without its per-field default handling)
+    found = ctx.findings
+    records = [
+        construct(CheckRecord, {**record.__dict__, "findings": found[record.name]}, _RECORD_FIELDS)
+        if record.name in found
+        else record
+        for record in _records_without_findings(present)
     ]
     assumptions = [
         "the supplied initial state is accurate" if state_given else "the initial state is empty",
         "tools honour their declared effects and have no undeclared ones",
     ]
-    if not present["schemas"]:
+    if not has_schemas:
         assumptions.append("tool_call parameters are well-formed (no schemas supplied)")
     warnings = sum(1 for i in issues if i.severity == "warning")
     risks = []
     if warnings:
         risks.append(f"{warnings} warning(s) not blocking the verdict")
     risks.append("outcomes that depend on tool output at run time are not verified")
-    return Evidence.model_construct(checks=records, assumptions=assumptions, residual_risks=risks)
+    values = {"checks": records, "assumptions": assumptions, "residual_risks": risks}
+    return construct(Evidence, values, _EVIDENCE_FIELDS)
 
 
 def verify(
@@ -147,9 +169,9 @@ def verify(
     None skips the tool checks. `max_actions`: the resource bound (default 30, as CAR's CLI).
     `capability` / `budget`: checked when given. Raises `IRLoadError` on malformed input.
     """
-    prop, plain = _loaded(proposal)
-    initial = load_state(state)
-    with gc_paused():
+    with gc_paused():  # decoding makes as many objects as verifying: both are paused
+        prop, plain = _loaded(proposal)
+        initial = load_state(state)
         return analyse(
             prop,
             initial,
@@ -169,8 +191,7 @@ def _loaded(
     if isinstance(proposal, PlainColumns):
         return proposal.proposal, proposal
     if isinstance(proposal, (str, bytes)):
-        with gc_paused():  # decoding makes as many objects as validating: both are paused
-            loaded = load_fresh(proposal)
+        loaded = load_fresh(proposal)
         if isinstance(loaded, PlainColumns):
             return loaded.proposal, loaded
         return loaded, None
@@ -222,12 +243,13 @@ def analyse(
             check(ctx)
     issues = ctx.issues()
     ids = cols.ids
-    result = VerifyResult.model_construct(
-        valid=not any(i.severity == "error" for i in issues),
-        issues=issues,
-        simulated_state=ctx.state,
-        execution_levels=[list(map(ids.__getitem__, level)) for level in dag.levels],
-        conflicts=[(ids[i], ids[j], key) for i, j, key in ctx.conflicts],
-        evidence=_evidence(ctx, issues, state_given),
-    )
+    values = {
+        "valid": not any(i.severity == "error" for i in issues),
+        "issues": issues,
+        "simulated_state": ctx.state,
+        "execution_levels": [list(map(ids.__getitem__, level)) for level in dag.levels],
+        "conflicts": [(ids[i], ids[j], key) for i, j, key in ctx.conflicts],
+        "evidence": _evidence(ctx, issues, state_given),
+    }
+    result = construct(VerifyResult, values, _RESULT_FIELDS)
     return Analysis(result, cols, dag)

@@ -38,9 +38,12 @@ class VerifyIssue(BaseModel):
 
 
 class CheckRecord(BaseModel):
-    """What one check verifies, what it cannot, whether it ran and how many findings it made."""
+    """What one check verifies, what it cannot, whether it ran and how many findings it made.
 
-    model_config = ConfigDict(defer_build=True)
+    Frozen, like `VerifyIssue`: a record states a fact of one verification, and verify shares
+    the records of checks without findings between results (16 models a verify need not make)."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     name: str
     ran: bool
