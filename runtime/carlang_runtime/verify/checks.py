@@ -244,6 +244,8 @@ def _all_calls_distinct(cols: Columns) -> bool:
     call, not a frozen copy of its parameters); anything else takes the exact way."""
     if None in cols.tools or cols.types.count(TOOL_CALL) != len(cols.types):
         return False
+    if len(cols.types) < 2:  # one call (agents often propose one at a time): nothing to repeat
+        return True
     if _one_parameter_distinguishes(cols):
         return True
     try:
