@@ -89,7 +89,12 @@ def parse_json(text: str | bytes) -> object:
     except _OutOfRange as exc:
         raise JsonTextError(
             f"malformed JSON: number out of range: {shorten(exc.literal)}",
-            line_column(text, _number_at(text, exc.literal)),
+            line_column(text, _literal_at(text, exc.literal)),
+        ) from None
+    except _Constant as exc:
+        raise JsonTextError(
+            f"malformed JSON: the constant {exc.literal} is not JSON",
+            line_column(text, _literal_at(text, exc.literal)),
         ) from None
     except json.JSONDecodeError as exc:
         message = exc.msg[0].lower() + exc.msg[1:]
@@ -146,13 +151,22 @@ def unusual(container: dict[str, object] | list[object], levels: int) -> bool:
     return False
 
 
-def _number_at(text: str, literal: str) -> int:
-    """Where number `literal` first stands in `text` as a number, not inside a string."""
+def _literal_at(text: str, literal: str) -> int:
+    """Where `literal` (a number, or a constant like NaN) first stands in `text` as a value,
+    not inside a string."""
     blanked = _JSON_STRING.sub(lambda string: " " * len(string.group()), text)  # same offsets
     return max(blanked.find(literal), 0)
 
 
 class _OutOfRange(ValueError):
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal)
+        self.literal = literal
+
+
+class _Constant(ValueError):
+    """NaN, Infinity or -Infinity: Python's decoder reads them, JSON has no such values."""
+
     def __init__(self, literal: str) -> None:
         super().__init__(literal)
         self.literal = literal
@@ -178,7 +192,7 @@ def _json_float(literal: str) -> float:
 
 
 def _json_constant(literal: str) -> float:
-    raise json.JSONDecodeError(f"the constant {literal} is not JSON", literal, 0)
+    raise _Constant(literal)  # (the decoder does not say where: `parse_json` finds it)
 
 
 def shorten(literal: str) -> str:

@@ -78,6 +78,17 @@ def test_a_number_out_of_range_is_found_where_it_stands_not_in_a_string() -> Non
     assert raised.value.position.column == text.index(": " + big) + 3
 
 
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [('{"a": "NaN", "b": NaN}', "1:19"), ("[1,\n -Infinity]", "2:2"), ('{"x": Infinity}', "1:7")],
+)
+def test_a_constant_json_lacks_is_found_where_it_stands(text: str, where: str) -> None:
+    with pytest.raises(
+        JsonTextError, match=f"^{where}: malformed JSON: the constant .* is not JSON"
+    ):
+        parse_json(text)
+
+
 def test_an_integer_beyond_a_double_is_out_of_range() -> None:
     with pytest.raises(JsonTextError, match="1:2: malformed JSON: number out of range"):
         parse_json("[" + "9" * 309 + "]")
