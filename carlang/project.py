@@ -2,8 +2,9 @@
 warnings a project accepts (the file's `accept` list and `# carlang: allow CL0521` pragmas).
 
 The root is found as users of ruff or git expect: the nearest directory upwards from the entry
-file holding a `carlang.toml` or a `.git`, else the entry file's own directory. `--root` still
-overrides it. A `carlang.toml`:
+file holding a `carlang.toml` or a `.git`, else the entry file's own directory (for several
+files checked together, the directory they have in common). `--root` still overrides it.
+A `carlang.toml`:
 
     root = "."                 # relative to this file (default: its directory)
     strict = true              # `carlang check` and `carlang test` run as with --strict

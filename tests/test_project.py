@@ -53,6 +53,27 @@ def test_the_examples_check_clean_from_any_directory(
     assert "0 errors" in out
 
 
+def test_files_outside_any_project_share_the_directory_they_have_in_common(
+    tmp_path: Path,
+) -> None:
+    # a copy of the examples without .git: each folder's imports of its siblings, and of
+    # ../shared, used to leave the first file's directory, taken for the root
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    code, out = check(str(tmp_path / "examples"))
+    assert code == 0, out
+    assert "0 errors, 0 warnings in 12 files" in out
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir()
+    (tmp_path / "b" / "lib.car").write_text('tool t(x: string) {\n  description "d"\n}\n')
+    (tmp_path / "b" / "uses.car").write_text(
+        'import "lib.car"\ntest "t" {\n  action t(x: "1")\n  expect allow\n}\n'
+    )
+    (tmp_path / "a" / "one.car").write_text('tool u(x: string) {\n  description "d"\n}\n')
+    code, out = check(str(tmp_path / "a"), str(tmp_path / "b"))
+    assert "CL0211" not in out and "0 errors" in out, out
+    assert "a/one.car:1:6" in out  # named from the common root, like every file of the run
+
+
 def test_the_root_is_the_nearest_carlang_toml_or_git_else_the_files_directory(
     tmp_path: Path,
 ) -> None:

@@ -5,6 +5,7 @@ each, and reporting. The typer command (`lang_commands.check_command`) and the l
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from enum import StrEnum
@@ -55,13 +56,17 @@ def collect_sources(paths: list[Path]) -> list[Path]:
 
 def find_project_of(files: list[Path], root: Path | None) -> Project:
     """The project of the first file (its `carlang.toml`, if any); `--root`, when given,
-    overrides the root found."""
-    from carlang.project import ProjectError, find_project
+    overrides the root found. Files with no `carlang.toml` or `.git` above them (a copy of
+    the examples, sources without git) share one root: the directory they have in common, so
+    that an import between sibling folders is not taken for one that leaves the project."""
+    from carlang.project import Project, ProjectError, find_project
 
     try:
         project = find_project(files[0])
     except ProjectError as exc:
         fail_usage(str(exc))
+    if len(files) > 1 and project.config is None and not (project.root / ".git").exists():
+        project = Project(Path(os.path.commonpath([file.resolve().parent for file in files])))
     if root is not None:
         if not root.is_dir():
             fail_usage(f"--root {root}: not a directory")
@@ -71,7 +76,7 @@ def find_project_of(files: list[Path], root: Path | None) -> Project:
 
 def project_root(files: list[Path], root: Path | None) -> Path:
     """The project root: `--root` when given, else the one found from the first file (the
-    nearest directory upwards with a `carlang.toml` or `.git`, else the file's directory)."""
+    nearest directory upwards with a `carlang.toml` or `.git`, else the files' common directory)."""
     return find_project_of(files, root).root
 
 
