@@ -15,6 +15,7 @@ A `carlang.toml`:
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -83,17 +84,22 @@ class Project:
         return 1
 
 
-def find_project(entry: Path) -> Project:
-    """The project of `entry` (a file or directory): see the module docstring."""
-    entry = entry.resolve()
-    start = entry if entry.is_dir() else entry.parent
+def find_project(entry: Path, *others: Path) -> Project:
+    """The project of `entry` (a file or directory), checked together with `others`: see the
+    module docstring."""
+    start = _directory(entry)
     for directory in (start, *start.parents):
         config = directory / PROJECT_FILE
         if config.is_file():
             return _read_config(config)
         if (directory / ".git").exists():
             return Project(directory)
-    return Project(start)
+    return Project(Path(os.path.commonpath([start, *map(_directory, others)])))
+
+
+def _directory(entry: Path) -> Path:
+    entry = entry.resolve()
+    return entry if entry.is_dir() else entry.parent
 
 
 def _read_config(path: Path) -> Project:

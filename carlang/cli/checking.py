@@ -5,7 +5,6 @@ each, and reporting. The typer command (`lang_commands.check_command`) and the l
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from dataclasses import replace
 from enum import StrEnum
@@ -59,14 +58,12 @@ def find_project_of(files: list[Path], root: Path | None) -> Project:
     overrides the root found. Files with no `carlang.toml` or `.git` above them (a copy of
     the examples, sources without git) share one root: the directory they have in common, so
     that an import between sibling folders is not taken for one that leaves the project."""
-    from carlang.project import Project, ProjectError, find_project
+    from carlang.project import ProjectError, find_project
 
     try:
-        project = find_project(files[0])
+        project = find_project(files[0], *files[1:])
     except ProjectError as exc:
         fail_usage(str(exc))
-    if len(files) > 1 and project.config is None and not (project.root / ".git").exists():
-        project = Project(Path(os.path.commonpath([file.resolve().parent for file in files])))
     if root is not None:
         if not root.is_dir():
             fail_usage(f"--root {root}: not a directory")

@@ -86,15 +86,9 @@ def parse_json(text: str | bytes) -> object:
         return json.loads(
             text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant
         )
-    except _OutOfRange as exc:
+    except _BadLiteral as exc:
         raise JsonTextError(
-            f"malformed JSON: number out of range: {shorten(exc.literal)}",
-            line_column(text, _literal_at(text, exc.literal)),
-        ) from None
-    except _Constant as exc:
-        raise JsonTextError(
-            f"malformed JSON: the constant {exc.literal} is not JSON",
-            line_column(text, _literal_at(text, exc.literal)),
+            f"malformed JSON: {exc.problem}", line_column(text, _literal_at(text, exc.literal))
         ) from None
     except json.JSONDecodeError as exc:
         message = exc.msg[0].lower() + exc.msg[1:]
@@ -158,18 +152,26 @@ def _literal_at(text: str, literal: str) -> int:
     return max(blanked.find(literal), 0)
 
 
-class _OutOfRange(ValueError):
-    def __init__(self, literal: str) -> None:
+class _BadLiteral(ValueError):
+    """A value JSON text may not hold, raised by the decoder's hooks (which do not say where:
+    `parse_json` finds `literal` in the text)."""
+
+    def __init__(self, literal: str, problem: str) -> None:
         super().__init__(literal)
         self.literal = literal
+        self.problem = problem
 
 
-class _Constant(ValueError):
+class _OutOfRange(_BadLiteral):
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal, f"number out of range: {shorten(literal)}")
+
+
+class _Constant(_BadLiteral):
     """NaN, Infinity or -Infinity: Python's decoder reads them, JSON has no such values."""
 
     def __init__(self, literal: str) -> None:
-        super().__init__(literal)
-        self.literal = literal
+        super().__init__(literal, f"the constant {literal} is not JSON")
 
 
 def _json_int(literal: str) -> int:
@@ -192,7 +194,7 @@ def _json_float(literal: str) -> float:
 
 
 def _json_constant(literal: str) -> float:
-    raise _Constant(literal)  # (the decoder does not say where: `parse_json` finds it)
+    raise _Constant(literal)
 
 
 def shorten(literal: str) -> str:
