@@ -1,6 +1,7 @@
 """Cold start: carlang commands as fresh processes, next to `python -c pass` (the interpreter's
 own start-up, the floor every command pays). Issue 18's targets: `carlang check` on a small
-file <= 150 ms, `carlang --version` <= 60 ms (medians of wall time).
+file <= 150 ms, `carlang --version` <= 60 ms (medians of wall time). `carlang verify` of a small
+proposal, what an agent's gateway runs once per proposal, is held to the check's target.
 
 Each command runs as a new `python -m carlang ...` with this interpreter and environment, so
 the worktree's code is measured. Bytecode may be cached (as in an installed wheel), whatever
@@ -14,6 +15,7 @@ all of them alike.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from .generate import generate_program
 from .timing import Row, fmt_seconds
+from .verify_bench import fan_out
 
 __all__ = ["run", "CHECK_TARGET", "VERSION_TARGET"]
 
@@ -34,9 +37,10 @@ VERSION_TARGET = 0.060
 _EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "files" / "notes.car"
 
 
-def _commands(small: Path) -> list[tuple[str, list[str], float | None]]:
+def _commands(small: Path, proposal: Path) -> list[tuple[str, list[str], float | None]]:
     """(name, argv, target) of each command measured; the first is the floor."""
     carlang = [sys.executable, "-m", "carlang"]
+    verify = [*carlang, "verify", str(proposal), "--tools", "step"]
     example = _EXAMPLE if _EXAMPLE.is_file() else small
     lines = len(example.read_text(encoding="utf-8").splitlines())
     return [
@@ -49,6 +53,8 @@ def _commands(small: Path) -> list[tuple[str, list[str], float | None]]:
             [*carlang, "check", "--format", "json", str(small)],
             CHECK_TARGET,
         ),
+        ("carlang verify, 10 actions", verify, CHECK_TARGET),
+        ("carlang verify --format json, 10 actions", [*verify, "--format", "json"], CHECK_TARGET),
         (
             f"carlang fmt --check, {lines}-line example",
             [*carlang, "fmt", "--check", str(example)],
@@ -80,7 +86,9 @@ def run(quick: bool = False) -> list[Row]:
     with tempfile.TemporaryDirectory() as tmp:
         small = Path(tmp) / "small.car"
         small.write_text(generate_program(50, seed=11), encoding="utf-8")
-        commands = _commands(small)
+        proposal = Path(tmp) / "proposal.json"
+        proposal.write_text(json.dumps(fan_out(10)), encoding="utf-8")
+        commands = _commands(small, proposal)
         medians = _medians([argv for _, argv, _ in commands], 7 if quick else 21)
     floor = medians[0]
     rows = [

@@ -1,12 +1,12 @@
-"""The `carlang` command's entry point. Two command lines are answered here without the typer
+"""The `carlang` command's entry point. Three command lines are answered here without the typer
 app: `carlang --version`, before anything but the interpreter is loaded (a version check is the
-first thing scripts and editors run), and `carlang check` with plain arguments
-(`carlang.cli.lean`: no typer, only what checking needs). Everything else goes to typer. Every
-command but `--version` first sets up the process for a quick start (no pydantic plugin
-discovery; compiled dataclass methods and regexes from `carlang_runtime.diskcache`; the cyclic
-collector run less often while modules load). Run as the `carlang` command (`run`), a lean
-check then ends the process without tearing the interpreter down (`end_process`); `main` is the
-same command line for a caller in the same process, ending with `SystemExit`."""
+first thing scripts and editors run), and `carlang check` and `carlang verify` with plain
+arguments (`carlang.cli.lean`: no typer, only what the command needs). Everything else goes to
+typer. Every command but `--version` first sets up the process for a quick start (no pydantic
+plugin discovery; compiled dataclass methods and regexes from `carlang_runtime.diskcache`; the
+cyclic collector run less often while modules load). Run as the `carlang` command (`run`), a
+lean command then ends the process without tearing the interpreter down (`end_process`); `main`
+is the same command line for a caller in the same process, ending with `SystemExit`."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def main() -> None:
 
 def run() -> None:
     """The `carlang` command itself (the console script, `python -m carlang`): `main`, except
-    that a lean check then ends the process without the interpreter's teardown
+    that a lean command then ends the process without the interpreter's teardown
     (`end_process`)."""
     code = _dispatch(sys.argv[1:])
     if code is not None:
@@ -41,7 +41,7 @@ def run() -> None:
 
 
 def _dispatch(args: list[str]) -> int | None:
-    """Run `carlang ARGS`: the exit code of a lean check, or None when the command is done (or
+    """Run `carlang ARGS`: the exit code of a lean command, or None when the command is done (or
     typer ran it and raised `SystemExit` itself)."""
     if args == ["--version"]:
         from carlang import __version__
@@ -60,10 +60,11 @@ def _dispatch(args: list[str]) -> int | None:
 
     pycode.install()
     regexes.install()
-    if args[:1] == ["check"] and "_CARLANG_COMPLETE" not in os.environ:
-        from carlang.cli.lean import check_main
+    if args[:1] in (["check"], ["verify"]) and "_CARLANG_COMPLETE" not in os.environ:
+        # (`lean.LEAN_COMMANDS`, named here: importing it would load both commands' modules)
+        from carlang.cli.lean import lean_main
 
-        code = check_main(args[1:])
+        code = lean_main(args[0], args[1:])
         if code is not None:
             return code
     # Other commands may run for long (a server, a plan, a replay): the collector as usual.

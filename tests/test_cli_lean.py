@@ -1,9 +1,12 @@
-"""`carlang check` with plain arguments runs without typer (`carlang.cli.lean`): it must read
-its arguments as typer does, hand anything else to typer, and print, exit and fail exactly as
-the typer command does."""
+"""`carlang check` and `carlang verify` with plain arguments run without typer
+(`carlang.cli.lean`): they must read their arguments as typer does, hand anything else to
+typer, and print, exit and fail exactly as the typer command does."""
 
 from __future__ import annotations
 
+import io
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,8 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from carlang.cli.checking import CheckFormat
-from carlang.cli.lean import check_arguments, check_main
+from carlang.cli.lean import lean_main, plain_arguments
+from carlang.cli.verifying import TextOrJson
 
 from .helpers import run_carlang
 
@@ -44,12 +48,13 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         ["--", "fails.car"],
         ["no-such.car"],
         ["--root=no-such-dir", "fails.car"],
+        ["-"],
     ],
 )
 def test_lean_check_prints_and_exits_as_the_typer_command(
     project: Path, args: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    code = check_main(args)
+    code = lean_main("check", args)
     lean = capsys.readouterr()
     typer_run = CliRunner().invoke(app, ["check", *args])
     assert code is not None
@@ -73,28 +78,22 @@ def test_lean_check_prints_and_exits_as_the_typer_command(
         ["--root", "--strict", "a.car"],
         ["--strict", "--strict", "a.car"],
         ["--strict=yes", "a.car"],
-        ["-"],
         [""],
     ],
 )
 def test_anything_but_plain_arguments_goes_to_typer(args: list[str]) -> None:
-    assert check_arguments(args) is None
+    assert plain_arguments("check", args) is None
 
 
 def test_plain_arguments_are_read_as_typer_reads_them() -> None:
-    assert check_arguments(["a.car", "--strict", "--format=json", "--root", "r", "b"]) == {
+    assert plain_arguments("check", ["a.car", "--strict", "--format=json", "--root", "r", "b"]) == {
         "paths": [Path("a.car"), Path("b")],
         "strict": True,
         "output": CheckFormat.json,
         "root": Path("r"),
     }
-    assert check_arguments(["--", "-odd.car"]) == {
-        "paths": [Path("-odd.car")],
-        "strict": False,
-        "output": CheckFormat.text,
-        "root": None,
-    }
-    assert check_arguments([])["paths"] is None  # type: ignore[index]
+    assert plain_arguments("check", ["--", "-odd.car"]) == {"paths": [Path("-odd.car")]}
+    assert plain_arguments("check", []) == {"paths": None}
 
 
 def test_typer_still_answers_what_the_lean_path_leaves(project: Path) -> None:
@@ -102,3 +101,92 @@ def test_typer_still_answers_what_the_lean_path_leaves(project: Path) -> None:
     assert helped.returncode == 0 and "--strict" in helped.stdout
     bad = run_carlang("check", "--format", "xml", "fails.car", cwd=project)
     assert bad.returncode == 2 and "xml" in bad.stderr
+
+
+_EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "proposals"
+_TOOLS = "fetch,deploy,rollback_deploy"
+
+
+@pytest.fixture
+def proposals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    for name in ("release.json", "state.json", "tools.json"):
+        shutil.copy(_EXAMPLES / name, tmp_path / name)
+    plain = {"id": "p", "actions": [{"id": "a", "type": "tool_call", "tool": "fetch"}]}
+    (tmp_path / "plain.json").write_text(json.dumps(plain))
+    (tmp_path / "broken.json").write_text('{"id": "p",\n "actions": [{"type": "tool_call",]}')
+    (tmp_path / "wrong.json").write_text('{"actions": [{"type": "tool_call", "tool": 7}]}')
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["release.json", "--tools", _TOOLS],
+        ["release.json", f"--tools={_TOOLS}", "--state", "state.json"],
+        ["release.json", "--tool-schemas", "tools.json", "--format", "json"],
+        ["plain.json", "--tools", "other", "--max-actions", "0"],
+        ["--format=json", "plain.json"],
+        ["release.json", "--tools", "fetch", "--tool-schemas", "tools.json"],
+        ["broken.json"],
+        ["wrong.json"],
+        ["no-such.json"],
+        ["plain.json", "--state", "no-such.json"],
+        ["--", "plain.json"],
+    ],
+)
+def test_lean_verify_prints_and_exits_as_the_typer_command(
+    proposals: Path, args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = lean_main("verify", args)
+    lean = capsys.readouterr()
+    typer_run = CliRunner().invoke(app, ["verify", *args])
+    assert code is not None
+    assert (code, lean.out, lean.err) == (
+        typer_run.exit_code,
+        typer_run.stdout,
+        typer_run.stderr,
+    )
+
+
+def test_lean_verify_reads_a_proposal_from_standard_input(
+    proposals: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = (proposals / "release.json").read_text()
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    code = lean_main("verify", ["-", "--tools", _TOOLS])
+    lean = capsys.readouterr()
+    typer_run = CliRunner().invoke(app, ["verify", "-", "--tools", _TOOLS], input=text)
+    assert (code, lean.out) == (typer_run.exit_code, typer_run.stdout)
+    assert lean.out.startswith(("VALID", "INVALID")) and "levels (" in lean.out
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["a.json", "b.json"],
+        ["--help"],
+        ["--max-actions", "-1", "a.json"],
+        ["--max-actions", "1_000", "a.json"],
+        ["--max-actions=", "a.json"],
+        ["--format", "sarif", "a.json"],
+        ["--tools", "a", "--tools", "b", "a.json"],
+        ["--strict", "a.json"],
+        ["--state"],
+    ],
+)
+def test_anything_but_a_plain_verify_goes_to_typer(args: list[str]) -> None:
+    assert plain_arguments("verify", args) is None
+
+
+def test_plain_verify_arguments_are_read_as_typer_reads_them() -> None:
+    assert plain_arguments(
+        "verify", ["p.json", "--tools", "a,b", "--max-actions=7", "--format", "json"]
+    ) == {
+        "proposal": Path("p.json"),
+        "tools": "a,b",
+        "max_actions": 7,
+        "output": TextOrJson.json,
+    }
+    assert plain_arguments("verify", ["-"]) == {"proposal": Path("-")}

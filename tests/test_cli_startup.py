@@ -6,6 +6,7 @@ time (issue 18), which the cold-start benchmark measures."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -118,6 +119,31 @@ def test_check_imports_only_what_it_needs(tmp_path: Path) -> None:
     )
     assert "0 errors" in out, out
     assert "LOADED []" in out, out
+
+
+def test_verify_imports_only_what_it_needs(tmp_path: Path) -> None:
+    # An agent's gateway runs `carlang verify` once per proposal: typer, the compiler and
+    # the engine are not needed for it.
+    proposal = {"id": "p", "actions": [{"id": "a", "type": "tool_call", "tool": "t"}]}
+    (tmp_path / "p.json").write_text(json.dumps(proposal))
+    # (msgspec decodes the proposal; pydantic's plugin loader and importlib.metadata are not
+    # loaded: a plain proposal's header is built without building a validator)
+    needed = {"msgspec"}
+    unneeded = sorted(
+        (_UNNEEDED_BY_CHECK - needed)
+        | {"lark", "carlang.compiler", "pydantic.plugin._loader", "importlib.metadata"}
+    )
+    script = (
+        "import sys\n"
+        f"sys.argv = ['carlang', 'verify', {str(tmp_path / 'p.json')!r}, '--tools', 't']\n"
+        "from carlang.entry import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        f"loaded = [m for m in sys.modules if m in {unneeded!r} or m.endswith('_commands')]\n"
+        "print('LOADED', loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("VALID") and "LOADED []" in done.stdout, done.stdout
 
 
 def test_a_second_check_takes_its_regexes_from_the_cache(tmp_path: Path) -> None:

@@ -141,7 +141,10 @@ def _strict(results: list[CompileResult]) -> list[Diagnostic]:
 
 
 def run_check(
-    paths: list[Path] | None, strict: bool, output: CheckFormat, root: Path | None
+    paths: list[Path] | None,
+    strict: bool = False,
+    output: CheckFormat = CheckFormat.text,
+    root: Path | None = None,
 ) -> int:
     """`carlang check`'s work (see its help): every problem of the programs written out, and
     the exit code: 0 clean, 1 errors (or warnings, with `strict`). Input it cannot use raises

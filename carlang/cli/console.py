@@ -17,6 +17,7 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_PIPE",
     "UsageProblem",
+    "Reported",
     "fail_usage",
     "exit_code_for",
     "read_text",
@@ -38,6 +39,15 @@ EXIT_PIPE = 141  # the reader closed the pipe: what a shell reports for a SIGPIP
 
 class UsageProblem(Exception):
     """Input the command cannot use: reported as `error: <message>`, exit 2."""
+
+
+class Reported(Exception):
+    """Problems already reported, line by line (a file's load errors, each at its position):
+    the command ends with exit code `code` and prints nothing more."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(f"exit {code}")
+        self.code = code
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -108,10 +118,13 @@ def echo_err(text: str) -> None:
 
 def exit_code_for(exc: Exception) -> int:
     """Report an exception that ended a command's body and say the exit code it ends with:
-    the reader went away -> 141, quietly; carlang's input errors -> 2; anything else -> 101,
-    an internal error (re-raised, for its traceback, when `CARLANG_DEBUG` is set)."""
+    the reader went away -> 141, quietly; problems already reported -> their code; carlang's
+    input errors -> 2; anything else -> 101, an internal error (re-raised, for its traceback,
+    when `CARLANG_DEBUG` is set)."""
     from carlang_runtime.errors import CarlangRuntimeError
 
+    if isinstance(exc, Reported):
+        return exc.code
     if isinstance(exc, BrokenPipeError):
         # the reader went away (`carlang codes | head -1`): end quietly, like other tools
         silence_stdout()

@@ -1,5 +1,6 @@
 """Loading the JSON inputs of the IR commands (proposals, states, tool lists) from files, with
-every problem reported as `file:line:col: error: ...`."""
+every problem reported as `file:line:col: error: ...`. Typer-free: the lean `carlang verify`
+(`carlang.cli.lean`) loads its inputs here too."""
 
 from __future__ import annotations
 
@@ -7,9 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-import typer
-
-from .common import EXIT_USAGE, echo_err, read_text
+from .console import EXIT_USAGE, Reported, echo_err, read_text
 
 __all__ = ["load_file", "report_load_error"]
 
@@ -18,7 +17,8 @@ _MAX_PROBLEMS = 20
 
 
 def report_load_error(path: Path, exc: Exception) -> NoReturn:
-    """Print an `IRLoadError`'s problems against `path` and exit 2."""
+    """Print an `IRLoadError`'s problems against `path` and end the command with exit 2
+    (`console.Reported`)."""
     problems = getattr(exc, "problems", [])
     what = getattr(exc, "what", "input")
     for problem in problems[:_MAX_PROBLEMS]:
@@ -33,7 +33,7 @@ def report_load_error(path: Path, exc: Exception) -> NoReturn:
         echo_err(f"{path}: ... and {len(problems) - _MAX_PROBLEMS} more")
     if not problems:
         echo_err(f"{path}: error: {exc}")
-    raise typer.Exit(EXIT_USAGE)
+    raise Reported(EXIT_USAGE)
 
 
 def load_file(path: Path, loader: Callable[[str], T], what: str) -> T:

@@ -5,61 +5,15 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, echo, fail_usage, guarded
+from .common import echo, fail_usage, guarded
 from .inputs import load_file
-
-if TYPE_CHECKING:
-    from carlang_runtime.ir import ActionProposal
-    from carlang_runtime.ir.fastload import PlainColumns
-    from carlang_runtime.verify import VerifyResult
+from .verifying import TextOrJson, run_verify
 
 __all__ = ["register"]
-
-
-class TextOrJson(StrEnum):
-    """Output format of the IR commands."""
-
-    text = "text"
-    json = "json"
-
-
-_MARKS = {"error": "X", "warning": "!", "info": "i"}
-
-
-def render_verify_text(result: VerifyResult) -> str:
-    """`car verify`'s layout: verdict, issues (errors first, then in verify's order: the
-    order of the actions), conflicts, levels, simulated key count. `--format json` keeps the
-    issues in CAR's order."""
-    lines = ["VALID" if result.valid else "INVALID"]
-    for issue in sorted(result.issues, key=lambda i: i.severity != "error"):
-        where = f"{issue.loc}: " if issue.loc else ""
-        lines.append(
-            f"  [{_MARKS[issue.severity]}] {where}{issue.action_id}: {issue.message}"
-            f"  [{issue.code} {issue.check}]"
-        )
-    if result.conflicts:
-        lines.append("conflicts:")
-        lines.extend(f"  {a} <-> {b} on key '{key}'" for a, b, key in result.conflicts)
-    lines.append(f"levels ({len(result.execution_levels)}):")
-    lines.extend(f"  {n}: {', '.join(ids)}" for n, ids in enumerate(result.execution_levels))
-    lines.append(f"simulated state: {len(result.simulated_state)} keys")
-    return "\n".join(lines)
-
-
-def _tools_argument(tools: str | None, tool_schemas: Path | None) -> Any:
-    from carlang_runtime.ir import load_tools
-
-    if tools is not None and tool_schemas is not None:
-        fail_usage("give --tools or --tool-schemas, not both")
-    if tool_schemas is not None:
-        return load_file(tool_schemas, load_tools, "tool list")
-    if tools is not None:
-        return [t.strip() for t in tools.split(",") if t.strip()]
-    return None
 
 
 ProposalArg = Annotated[
@@ -67,14 +21,6 @@ ProposalArg = Annotated[
 ]
 StateOpt = Annotated[Path | None, typer.Option("--state", help="Initial state: a JSON object.")]
 FormatOpt = Annotated[TextOrJson, typer.Option("--format", help="Output format.")]
-
-
-def _proposal_to_verify(text: str) -> ActionProposal | PlainColumns:
-    """A proposal's JSON text loaded for `verify`: by columns when its actions are plain (no
-    model per action), else as a model (with pydantic's exact errors)."""
-    from carlang_runtime.ir.fastload import load_fresh
-
-    return load_fresh(text)
 
 
 @guarded
@@ -95,16 +41,7 @@ def verify_command(
     output: FormatOpt = TextOrJson.text,
 ) -> None:
     """Statically verify a CAR proposal. Exit 0 valid, 1 invalid, 2 bad input."""
-    from carlang_runtime.verify import load_state, verify
-
-    loaded = load_file(proposal, _proposal_to_verify, "proposal")
-    initial = load_file(state, load_state, "state") if state is not None else None
-    result = verify(loaded, initial, _tools_argument(tools, tool_schemas), max_actions)
-    if output is TextOrJson.json:
-        echo(result.model_dump_json(indent=2))
-    else:
-        echo(render_verify_text(result))
-    raise typer.Exit(EXIT_OK if result.valid else EXIT_FAILED)
+    raise typer.Exit(run_verify(proposal, state, tools, tool_schemas, max_actions, output))
 
 
 @guarded

@@ -1,81 +1,140 @@
-"""`carlang check` without typer. A check is what editors, hooks and CI run most, on a few
-files, where start-up is most of the wall time: typer (its import, building the command,
-and pydantic validators for every argument) would cost more than checking a small file.
+"""`carlang check` and `carlang verify` without typer. A check is what editors, hooks and CI
+run most, on a few files; a verify is what an agent's gateway runs once per proposal. Both are
+short, so start-up is most of their wall time, and typer (its import, building the command,
+and pydantic validators for every argument) would cost more than the work itself.
 
-Only plain command lines take this path: paths, `--strict`, `--format FORMAT`, `--root DIR`
-(each option at most once, values given). Anything else (`--help`, an unknown or repeated
-option, a missing or unknown value) returns None and goes to typer, whose messages and help
-stay the only ones; both paths run the same `checking.run_check` under the same error mapping.
+Only plain command lines take this path: the command's positional arguments and its options,
+each option at most once with a value that reads (`--format json`, `--max-actions 30`). Anything
+else (`--help`, an unknown or repeated option, a missing or unusual value, a missing or extra
+argument) returns None and goes to typer, whose messages and help stay the only ones; both
+paths run the same function (`checking.run_check`, `verifying.run_verify`) under the same error
+mapping.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .checking import CheckFormat, run_check
 from .console import echo_err, exit_code_for
+from .verifying import TextOrJson, run_verify
 
-__all__ = ["check_arguments", "check_main"]
-
-_FLAGS = {"--strict": "strict"}
-_VALUED = {"--format": "output", "--root": "root"}
-_FORMATS = {f.value: f for f in CheckFormat}
+__all__ = ["LEAN_COMMANDS", "plain_arguments", "lean_main"]
 
 
-def check_arguments(args: Sequence[str]) -> dict[str, Any] | None:
-    """`run_check`'s keyword arguments for `carlang check ARGS`, read as typer reads them, or
-    None when `args` is anything but plain (see the module's docstring)."""
+def _count(value: str) -> int | None:
+    """A non-negative integer written plainly (typer decides anything else: `1_000`, ` 5`)."""
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _choice(kind: type[CheckFormat] | type[TextOrJson]) -> Callable[[str], Any]:
+    """A reader of one of `kind`'s values (None for anything else)."""
+    members = {member.value: member for member in kind}
+    return members.get
+
+
+@dataclass(frozen=True)
+class _Syntax:
+    """How one command's plain command line reads, and the function that runs it."""
+
+    run: Callable[..., int]
+    #: The keyword the positional arguments are passed as.
+    positional: str
+    #: Any number of positional arguments (a list; None when there are none), or exactly one.
+    many: bool
+    #: Options without a value: option -> keyword (True when given).
+    flags: Mapping[str, str]
+    #: Options with a value: option -> (keyword, reader; a reader's None leaves it to typer).
+    valued: Mapping[str, tuple[str, Callable[[str], Any]]]
+
+
+_COMMANDS: dict[str, _Syntax] = {
+    "check": _Syntax(
+        run_check,
+        positional="paths",
+        many=True,
+        flags={"--strict": "strict"},
+        valued={
+            "--format": ("output", _choice(CheckFormat)),
+            "--root": ("root", Path),
+        },
+    ),
+    "verify": _Syntax(
+        run_verify,
+        positional="proposal",
+        many=False,
+        flags={},
+        valued={
+            "--state": ("state", Path),
+            "--tools": ("tools", str),
+            "--tool-schemas": ("tool_schemas", Path),
+            "--max-actions": ("max_actions", _count),
+            "--format": ("output", _choice(TextOrJson)),
+        },
+    ),
+}
+#: The commands a plain command line runs without typer.
+LEAN_COMMANDS = frozenset(_COMMANDS)
+
+
+def plain_arguments(command: str, args: Sequence[str]) -> dict[str, Any] | None:
+    """The keyword arguments of `command`'s function for `carlang COMMAND ARGS`, read as
+    typer reads them (an option not given is left to the function's default), or None when
+    `args` is anything but plain (see the module's docstring)."""
+    syntax = _COMMANDS[command]
     found: dict[str, Any] = {}
-    paths: list[Path] = []
+    positional: list[Path] = []
     rest = iter(args)
     options_end = False
     for arg in rest:
-        if options_end or (arg and not arg.startswith("-")):
+        if options_end or arg == "-" or (arg and not arg.startswith("-")):
             if not arg:
                 return None
-            paths.append(Path(arg))
+            positional.append(Path(arg))
             continue
         if arg == "--":
             options_end = True
             continue
         name, equals, value = arg.partition("=")
-        key = _FLAGS.get(name) or _VALUED.get(name)
-        if key is None or key in found:
-            return None
-        if name in _FLAGS:
-            if equals:
+        if name in syntax.flags:
+            key = syntax.flags[name]
+            if equals or key in found:
                 return None
             found[key] = True
             continue
+        if name not in syntax.valued:
+            return None
+        key, read = syntax.valued[name]
+        if key in found:
+            return None
         if not equals:
             value = next(rest, "")
         if not value or value.startswith("-"):
             return None
-        if key == "output":
-            if value not in _FORMATS:
-                return None
-            found[key] = _FORMATS[value]
-        else:
-            found[key] = Path(value)
-    return {
-        "paths": paths or None,
-        "strict": found.get("strict", False),
-        "output": found.get("output", CheckFormat.text),
-        "root": found.get("root"),
-    }
+        found[key] = read(value)
+        if found[key] is None:
+            return None
+    if syntax.many:
+        found[syntax.positional] = positional or None
+    elif len(positional) == 1:
+        found[syntax.positional] = positional[0]
+    else:
+        return None
+    return found
 
 
-def check_main(args: Sequence[str]) -> int | None:
-    """Run `carlang check ARGS` and return its exit code, or None (having done nothing) when
+def lean_main(command: str, args: Sequence[str]) -> int | None:
+    """Run `carlang COMMAND ARGS` and return its exit code, or None (having done nothing) when
     typer should read `args`. Ends as typer's commands do: an exception maps to its exit code
     (`console.exit_code_for`), Ctrl-C to 130, end of input to `Aborted!` and 1."""
-    arguments = check_arguments(args)
+    arguments = plain_arguments(command, args)
     if arguments is None:
         return None
     try:
-        return run_check(**arguments)
+        return _COMMANDS[command].run(**arguments)
     except KeyboardInterrupt:
         return 130
     except EOFError:

@@ -81,11 +81,14 @@ def _action(draw: st.DrawFn, index: int) -> dict[str, Any]:
 
 
 @st.composite
-def _proposals(draw: st.DrawFn) -> dict[str, Any]:
+def _proposals(draw: st.DrawFn, id_optional: bool = False) -> dict[str, Any]:
+    """A proposal (`id_optional`: sometimes without an id, so a random one; else "p")."""
     count = draw(st.integers(0, 4))
-    doc: dict[str, Any] = {"id": "p", "actions": [draw(_action(i)) for i in range(count)]}
-    if draw(st.integers(0, 9)) == 0:
-        doc["source"] = draw(_anything)
+    doc: dict[str, Any] = {"actions": [draw(_action(i)) for i in range(count)]}
+    if not id_optional or draw(st.integers(0, 9)):  # a string header is built directly
+        doc["id"] = "p"
+    if draw(st.integers(0, 4)) == 0:
+        doc["source"] = draw(st.text(max_size=3) | _anything)
     return doc
 
 
@@ -113,7 +116,7 @@ def _columns(cols: Columns, given: list[dict[str, Any]]) -> list[tuple[Any, ...]
 
 
 @settings(max_examples=300, deadline=None)
-@given(_proposals())
+@given(_proposals(id_optional=True))
 def test_plain_columns_are_pydantics_or_nothing(doc: dict[str, Any]) -> None:
     data = json.loads(json.dumps(doc))
     plain = plain_columns(data)
@@ -146,7 +149,10 @@ def _assert_actions_are(
         )
         assert built.model_fields_set == validated.model_fields_set
         assert built.model_dump_json(exclude={"id"}) == validated.model_dump_json(exclude={"id"})
-    assert plain.proposal.model_dump(exclude={"actions"}) == model.model_dump(exclude={"actions"})
+    own = {"actions"} if "id" in plain.proposal.model_fields_set else {"actions", "id"}
+    assert plain.proposal.model_dump(exclude=own) == model.model_dump(exclude=own)
+    assert plain.proposal.model_fields_set == model.model_fields_set
+    assert list(vars(plain.proposal)) == list(vars(model))
 
 
 @settings(max_examples=300, deadline=None)

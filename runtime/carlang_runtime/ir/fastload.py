@@ -321,6 +321,35 @@ _COLUMN_DEFAULTS: dict[str, Any] = {
 }
 
 
+#: The proposal's own keys whose values need no validator when they are strings: what agents
+#: send besides `actions`.
+_PLAIN_HEADER = frozenset(("id", "source"))
+
+
+def _proposal_without_actions(rest: dict[str, Any]) -> ActionProposal | None:
+    """The `ActionProposal` of `rest` (every key but `actions`) with no actions yet; None when
+    pydantic refuses it. A header of string `id` and `source` alone is built directly: its
+    values are valid as they are, and validating them would first build the validator of the
+    whole proposal model (its actions' too), ~17 ms of a fresh process's `carlang verify`."""
+    if rest.keys() <= _PLAIN_HEADER and all(type(value) is str for value in rest.values()):
+        values = _header_defaults()
+        values.update(rest)  # (in the fields' order, as validating would give them)
+        return construct(ActionProposal, values, {*rest, "actions"})
+    try:
+        return ActionProposal.model_validate({**rest, "actions": []})
+    except (ValidationError, TypeError):
+        return None
+
+
+def _header_defaults() -> dict[str, Any]:
+    """Every field of `ActionProposal` at its default (a fresh id each time), with no
+    actions."""
+    return {
+        name: [] if name == "actions" else field.get_default(call_default_factory=True)
+        for name, field in ActionProposal.model_fields.items()
+    }
+
+
 def _finish(
     rest: dict[str, Any],
     rows: Sequence[Any],
@@ -332,9 +361,8 @@ def _finish(
     a column absent from `columns` is absent from every action; the enum columns hold members
     when `as_dict` is given (msgspec's rows), else their values); None when pydantic refuses
     the proposal's own fields (`rest`: every key but `actions`)."""
-    try:
-        proposal = ActionProposal.model_validate({**rest, "actions": []})
-    except (ValidationError, TypeError):
+    proposal = _proposal_without_actions(rest)
+    if proposal is None:
         return None
     n = len(rows)
     values: dict[str, list[Any]] = {}
