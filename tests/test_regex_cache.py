@@ -4,8 +4,10 @@ afresh."""
 
 from __future__ import annotations
 
+import marshal
 import os
 import re
+from array import array
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -89,16 +91,45 @@ def test_a_corrupt_file_is_compiled_afresh_and_rewritten(cache: Path) -> None:
 
 
 def test_invalid_code_is_refused_not_run(cache: Path) -> None:
-    import marshal
-
     regexes.compile_cached(PATTERNS[0])
     _next_process()
     form, entries = marshal.loads(cache.read_bytes())
     flags, _, groups, groupindex, indexgroup = entries[(PATTERNS[0], 0)]
-    bad = [17, 99, 3, 1, 5, 1, 1]  # not code the matcher would accept
+    bad = array("I", [17, 99, 3, 1, 5, 1, 1]).tobytes()  # not code the matcher would accept
     entries[(PATTERNS[0], 0)] = (flags, bad, groups, groupindex, indexgroup)
     cache.write_bytes(marshal.dumps((form, entries)))
     assert _same(regexes.compile_cached(PATTERNS[0]), re.compile(PATTERNS[0]))
+
+
+def test_code_is_kept_as_bytes_to_load_without_an_object_per_instruction(cache: Path) -> None:
+    compiled = regexes.compile_cached(PATTERNS[1])
+    _next_process()
+    _, entries = marshal.loads(cache.read_bytes())
+    flags, code, *_ = entries[(PATTERNS[1], 0)]
+    assert type(code) is bytes and array("I", code).tolist()[:4] == _code_of(compiled)[:4]
+
+
+def _code_of(pattern: re.Pattern[str]) -> list[int]:
+    from re import _compiler, _parser  # type: ignore[attr-defined]
+
+    return [int(op) for op in _compiler._code(_parser.parse(pattern.pattern, 0), 0)]
+
+
+def test_a_file_grown_too_big_keeps_what_the_last_process_used(
+    cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Patterns that never recur (tokenize's is built from a set: its text changes with the
+    # hash seed) must not pile up: every process pays for loading the file.
+    regexes.compile_cached(PATTERNS[0])
+    regexes.compile_cached(PATTERNS[1])
+    _next_process()
+    size = cache.stat().st_size
+    monkeypatch.setattr("carlang_runtime.diskcache.TABLE_BYTES", size)
+    regexes.compile_cached(PATTERNS[0])  # used, from the file
+    regexes.compile_cached(PATTERNS[2])  # new: the file would pass the bound
+    _next_process()
+    store = regexes._store()
+    assert store is not None and set(store.stored) == {(PATTERNS[0], 0), (PATTERNS[2], 0)}
 
 
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="ownership checks are POSIX only")

@@ -25,6 +25,7 @@ __all__ = [
     "write_atomically",
     "read_table",
     "save_table",
+    "TABLE_BYTES",
     "table_file",
 ]
 
@@ -144,19 +145,31 @@ def read_table(path: Path, layout: int) -> dict[Any, Any]:
     return entries if type(entries) is dict else {}
 
 
-def save_table(path: Path, layout: int, new: dict[Any, Any], limit: int) -> bool:
+#: A cache file past this size starts afresh (with what the process writing it used): loading
+#: is paid by every process, and patterns or texts that never recur (`tokenize`'s pattern is
+#: built from a set, so its text changes with the process's hash seed) must not pile up.
+TABLE_BYTES = 4 << 20
+
+
+def save_table(
+    path: Path,
+    layout: int,
+    new: dict[Any, Any],
+    limit: int,
+    used: dict[Any, Any] | None = None,
+) -> bool:
     """Add `new` to the cache file at `path` (`read_table`): what the file holds now (another
-    process may have added some) and `new`, or `new` alone past `limit` entries. False when
-    nothing was written."""
+    process may have added some) and `new`; past `limit` entries or `TABLE_BYTES`, only the
+    entries this process `used` and `new`. False when nothing was written."""
     import marshal
 
     if not new:
         return False
     entries = {**read_table(path, layout), **new}
-    if len(entries) > limit:
-        entries = dict(new)
     try:
-        data = marshal.dumps((layout, entries))
+        data = marshal.dumps((layout, entries)) if len(entries) <= limit else b""
+        if not data or len(data) > TABLE_BYTES:
+            data = marshal.dumps((layout, {**(used or {}), **new}))
     except ValueError:  # an entry marshal cannot hold: nothing is written
         return False
     return write_atomically(path, data)

@@ -51,6 +51,7 @@ class _CodeCache:
         self.path = path
         self.stored: dict[str, bytes] = read_table(path, _FORMAT)
         self.new: dict[str, bytes] = {}
+        self.used: dict[str, bytes] = {}  # stored entries this process ran
         self.made: dict[str, CodeType] = {}
 
     def code(self, text: str, mode: str = "exec") -> CodeType:
@@ -70,6 +71,8 @@ class _CodeCache:
         if type(code) is not CodeType:
             code = compile(text, "<string>", mode, dont_inherit=True)
             self.new[key] = marshal.dumps(code)
+        elif data is not None:
+            self.used[key] = data
         made: CodeType = code
         self.made[key] = made
         return made
@@ -77,7 +80,7 @@ class _CodeCache:
     def save(self) -> None:
         """Write the file again with what this process compiled (kept atomic; on any error,
         nothing is written)."""
-        save_table(self.path, _FORMAT, self.new, _ENTRIES)
+        save_table(self.path, _FORMAT, self.new, _ENTRIES, self.used)
 
 
 def install() -> bool:
