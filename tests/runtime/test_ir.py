@@ -261,6 +261,34 @@ def test_load_tools_shapes() -> None:
         load_tools([{"parameters": {}}])
 
 
+@pytest.mark.parametrize(
+    ("text", "path", "line", "column", "message"),
+    [
+        # a proposal given where tools belong: each key is taken for a tool's name
+        ('{"id": "p",\n "actions": []}', "actions", 2, 13, "expected a tool"),
+        ('{"tools": [\n  {"name": "f"},\n  {"name": 7}]}', "tools[1].name", 3, 12, "string"),
+        ('[\n  "a",\n  3]', "[1]", 3, 3, "expected a tool"),
+        ('{"f": {"parameters": 1}}', "f.parameters", 1, 22, "dictionary"),
+        ('{"tools": 5}', "tools", 1, 11, "expected a list of tools"),
+        ("5", "", 1, 1, "expected a list of tools"),
+    ],
+)
+def test_tool_list_problems_say_where(
+    text: str, path: str, line: int, column: int, message: str
+) -> None:
+    with pytest.raises(IRLoadError) as raised:
+        load_tools(text)
+    problem = raised.value.problems[0]
+    assert (
+        problem.path,
+        problem.position and (problem.position.line, problem.position.column),
+    ) == (
+        path,
+        (line, column),
+    )
+    assert message in problem.message
+
+
 def test_capability_defaults() -> None:
     cap = Capability(name="c")
     assert cap.allowed_tools == [] and cap.denied_tools == [] and cap.max_actions is None

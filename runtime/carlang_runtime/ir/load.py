@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -154,38 +155,58 @@ def load_proposal(
 def load_tools(source: object) -> list[ToolSchema] | list[str]:
     """Tool declarations for `verify`: names (existence only) or schemas (existence and
     parameters). Accepts an iterable of names, of `ToolSchema`s or dicts, JSON text of either,
-    or a mapping of name -> schema."""
+    or a mapping of name -> schema. Problems name the tool's place in the document (`[2]`,
+    `tools[2]`, or its name) and, for JSON text, its line and column."""
     data: object = source
+    text: str | None = None
     if isinstance(source, (str, bytes)):
         try:
             data = parse_json(source)
         except JsonTextError as exc:
             raise IRLoadError("tool list", [LoadProblem("", exc.message, exc.position)]) from None
+        text = source.decode("utf-8") if isinstance(source, bytes) else source
+    items = _located_tools(data, text)
+    if all(isinstance(item, str) for _, item in items):
+        return [str(item) for _, item in items]
+    schemas: list[ToolSchema] = []
+    for path, item in items:
+        if isinstance(item, ToolSchema):
+            schemas.append(item)
+            continue
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, Mapping):
+            problem = "expected a tool: its name, or a JSON object of its schema"
+            raise IRLoadError("tool list", [_problem_at(path, problem, text)])
+        try:
+            schemas.append(ToolSchema.model_validate(item))
+        except ValidationError as exc:
+            problems = [
+                replace(p, path=format_path(path) + (f".{p.path}" if p.path else ""))
+                for p in validation_problems(exc, item, text, path)
+            ]
+            raise IRLoadError("tool list", problems) from None
+    return schemas
+
+
+def _located_tools(data: object, text: str | None) -> list[tuple[list[str | int], object]]:
+    """The tools `data` declares, each with its path in the document: a list (bare or as
+    `{"tools": [...]}`), or a mapping of name -> schema (the name joins the schema)."""
+    base: list[str | int] = []
     if isinstance(data, Mapping):
         if set(data) == {"tools"}:
-            data = data["tools"]
+            data, base = data["tools"], ["tools"]
         else:
-            data = [
-                {"name": name, **spec} if isinstance(spec, Mapping) else spec
+            return [
+                ([name], {"name": name, **spec} if isinstance(spec, Mapping) else spec)
                 for name, spec in data.items()
             ]
     if not isinstance(data, Iterable) or isinstance(data, (str, bytes)):
-        raise IRLoadError("tool list", [LoadProblem("", "expected a list of tools")])
-    items = list(data)
-    if all(isinstance(item, str) for item in items):
-        return [str(item) for item in items]
-    schemas: list[ToolSchema] = []
-    for index, item in enumerate(items):
-        if isinstance(item, str):
-            item = {"name": item}
-        try:
-            schemas.append(load_model(ToolSchema, item, "tool schema"))
-        except IRLoadError as exc:
-            raise IRLoadError(
-                "tool list",
-                [
-                    LoadProblem(f"[{index}]" + ("." + p.path if p.path else ""), p.message)
-                    for p in exc.problems
-                ],
-            ) from None
-    return schemas
+        problem = "expected a list of tools (names or schemas), or an object of name -> schema"
+        raise IRLoadError("tool list", [_problem_at(base, problem, text)])
+    return [([*base, index], item) for index, item in enumerate(data)]
+
+
+def _problem_at(path: list[str | int], message: str, text: str | None) -> LoadProblem:
+    """A problem at `path` of the document, located in `text` when there is one."""
+    return LoadProblem(format_path(path), message, locate(text, path) if text else None)
