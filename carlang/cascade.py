@@ -17,7 +17,8 @@ is the one a user reads (and reads once). Recognised here, after every stage has
   a misspelt name.
 
 Other cascades are avoided where they arise: policy verdicts on a call whose parameters are
-wrong, or from a policy whose condition has errors (`compiler._judge_proposals`); where an
+wrong, or from a policy whose condition has errors (`compiler._judge_proposals`); a test's
+unknown names after an import that failed (`testcases._Builder.known`); where an
 action runs in the state flow when its `after` names no action (`compiler._verify_proposals`);
 and unused declarations in a program that did not parse (`compiler.unused_declarations`).
 """
@@ -35,6 +36,7 @@ from .source import Span
 __all__ = [
     "LOOKUP_CODES",
     "SYNTAX_CODES",
+    "FAILED_IMPORT_CODES",
     "UNUSED",
     "without_repeated_warnings",
     "has_syntax_errors",

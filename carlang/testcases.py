@@ -25,6 +25,7 @@ from carlang_runtime.paramcheck import ParamChecker, validation_errors
 from carlang_runtime.suggest import did_you_mean
 
 from . import ast
+from .cascade import FAILED_IMPORT_CODES
 from .diagnostics import Diagnostics
 from .lower import Origin, SourceMap, assertion_parameters, loc_of, new_action
 from .source import Source, Span
@@ -111,14 +112,20 @@ class _Builder:
     cases: list[TestCase] = field(default_factory=list)
     #: the table row being built (a problem with a cell's value is reported on its row)
     row_span: Span = field(default_factory=lambda: Span(0, 0))
+    #: whether an import of the program did not load (see `known`)
+    imports_failed: bool = False
 
     def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
         self.diagnostics.error("CL0701", message, source, span, help=help)
 
     def known(self, source: Source, name: ast.Name, kind: str, names: list[str]) -> bool:
-        """Whether `name` is one of `names`; reports it (with a did-you-mean) if not."""
+        """Whether `name` is one of `names`; reports it (with a did-you-mean) if not, unless
+        an import failed: what that file declares is unknown, so no name is reported unknown
+        (as `cascade.without_cascades` drops the compiler's own lookups then)."""
         if name.text in names:
             return True
+        if self.imports_failed:
+            return False
         help = did_you_mean(name.text, names, "`")
         self.error(source, name.span, f"no {kind} is called `{name.text}`", help)
         return False
@@ -360,7 +367,8 @@ def build_tests(
     program: ir.Program, source_map: SourceMap, diagnostics: Diagnostics
 ) -> list[TestCase]:
     """Every test of the program as runnable cases; problems go to `diagnostics`."""
-    builder = _Builder(program, diagnostics)
+    failed = any(d.code in FAILED_IMPORT_CODES for d in diagnostics.items)
+    builder = _Builder(program, diagnostics, imports_failed=failed)
     for origin in source_map.tests:
         builder.build(origin)
     return builder.cases
