@@ -35,6 +35,8 @@ CHECK_TARGET = 0.150
 VERSION_TARGET = 0.060
 
 _EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "files" / "notes.car"
+#: Policy tests (9 cases over 3 policies), as policy CI runs them.
+_TESTS = _EXAMPLE.parent.parent / "release"
 
 
 def _commands(small: Path, proposal: Path) -> list[tuple[str, list[str], float | None]]:
@@ -42,6 +44,7 @@ def _commands(small: Path, proposal: Path) -> list[tuple[str, list[str], float |
     carlang = [sys.executable, "-m", "carlang"]
     verify = [*carlang, "verify", str(proposal), "--tools", "step"]
     example = _EXAMPLE if _EXAMPLE.is_file() else small
+    tests = _TESTS if _TESTS.is_dir() else small.parent
     lines = len(example.read_text(encoding="utf-8").splitlines())
     return [
         ("python -c pass", [sys.executable, "-c", "pass"], None),
@@ -53,6 +56,7 @@ def _commands(small: Path, proposal: Path) -> list[tuple[str, list[str], float |
             [*carlang, "check", "--format", "json", str(small)],
             CHECK_TARGET,
         ),
+        (f"carlang test, {tests.name} example", [*carlang, "test", str(tests)], None),
         ("carlang verify, 10 actions", verify, CHECK_TARGET),
         ("carlang verify --format json, 10 actions", [*verify, "--format", "json"], CHECK_TARGET),
         (

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import shutil
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from carlang.cli import app
+from carlang.cli import app, testing
 from carlang.cli.checking import CheckFormat
 from carlang.cli.lean import lean_main, plain_arguments
 from carlang.cli.verifying import TextOrJson
@@ -190,3 +191,97 @@ def test_plain_verify_arguments_are_read_as_typer_reads_them() -> None:
         "output": TextOrJson.json,
     }
     assert plain_arguments("verify", ["-"]) == {"proposal": Path("-")}
+
+
+_RELEASE = Path(__file__).resolve().parent.parent / "examples" / "release"
+_FAILING_TEST = """import "release.car"
+
+test "fetches over http are allowed (they are not)" {
+  action fetch(url: "http://ci.example/b/1")
+  expect allow
+}
+"""
+
+
+@pytest.fixture
+def policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    shutil.copytree(_RELEASE, tmp_path / "release")
+    shutil.copytree(_RELEASE.parent / "shared", tmp_path / "shared")  # (release imports it)
+    (tmp_path / "failing").mkdir()
+    shutil.copy(_RELEASE / "release.car", tmp_path / "failing" / "release.car")
+    (tmp_path / "failing" / "failing_test.car").write_text(_FAILING_TEST)
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "none.car").write_text("tool t(x: int)\n")
+    (tmp_path / "carlang.toml").write_text("")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _untimed(text: str) -> str:
+    """Reports carry run times (JUnit's `time`, JSON's `seconds`): the report, times zeroed."""
+    text = re.sub(r'time="[0-9.]+"', 'time="0"', text)
+    return re.sub(r'"seconds": [0-9.e-]+', '"seconds": 0', text)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["release"],
+        ["release", "--coverage"],
+        ["release", "--format", "json", "--coverage"],
+        ["--format=junit", "release"],
+        ["release", "-k", "production"],
+        ["release", "--run=*deploys*"],
+        ["release", "--threshold", "50"],
+        ["release", "--threshold=99.5"],
+        ["release", "--threshold", "150"],
+        ["failing"],
+        ["failing", "--format", "junit"],
+        ["empty"],
+        ["empty", "--strict"],
+        ["release", "-k", "no such test"],
+        ["no-such-dir"],
+        ["release", "--root", "."],
+    ],
+)
+def test_lean_test_prints_and_exits_as_the_typer_command(
+    policies: Path, args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = lean_main("test", args)
+    lean = capsys.readouterr()
+    typer_run = CliRunner().invoke(app, ["test", *args])
+    assert code is not None and "error(s): the tests did not run" not in lean.err
+    assert (code, _untimed(lean.out), lean.err) == (
+        typer_run.exit_code,
+        _untimed(typer_run.stdout),
+        typer_run.stderr,
+    )
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-k=deploys", "release"],
+        ["--threshold", "1e2", "release"],
+        ["--threshold", ".5", "release"],
+        ["--coverage=yes", "release"],
+        ["--format", "xml", "release"],
+        ["-k", "a", "--run", "b", "release"],
+        ["--help"],
+    ],
+)
+def test_anything_but_a_plain_test_run_goes_to_typer(args: list[str]) -> None:
+    assert plain_arguments("test", args) is None
+
+
+def test_plain_test_arguments_are_read_as_typer_reads_them() -> None:
+    assert plain_arguments("test", ["a", "--coverage", "--threshold", "80", "-k", "x"]) == {
+        "paths": [Path("a")],
+        "coverage": True,
+        "threshold": 80.0,
+        "select": "x",
+    }
+    assert plain_arguments("test", ["--format=junit"]) == {
+        "paths": None,
+        "output": testing.TestFormat.junit,
+    }

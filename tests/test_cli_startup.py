@@ -146,6 +146,26 @@ def test_verify_imports_only_what_it_needs(tmp_path: Path) -> None:
     assert done.stdout.startswith("VALID") and "LOADED []" in done.stdout, done.stdout
 
 
+def test_a_test_run_imports_no_typer(tmp_path: Path) -> None:
+    # Policy CI runs `carlang test` once per build: plain arguments take the lean path.
+    (tmp_path / "p.car").write_text(
+        "tool t(x: int)\npolicy no_big: deny t when params.x > 10\n"
+        'test "small" {\n  action t(x: 1)\n  expect allow\n}\n'
+    )
+    script = (
+        "import sys\n"
+        f"sys.argv = ['carlang', 'test', {str(tmp_path / 'p.car')!r}]\n"
+        "from carlang.entry import main\n"
+        "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
+        "loaded = [m for m in sys.modules if m in ('typer', 'click', 'rich')"
+        " or m.endswith('_commands')]\n"
+        "print('LOADED', loaded)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "1 passed" in done.stdout and "LOADED []" in done.stdout, done.stdout
+
+
 def test_a_second_check_takes_its_regexes_from_the_cache(tmp_path: Path) -> None:
     # The parse engines' lexer regexes are thousands of characters long: compiling them was
     # ~10 ms of every check's start-up, the ~60 patterns of the modules it imports ~6 ms. The

@@ -1,18 +1,21 @@
-"""`carlang check` and `carlang verify` without typer. A check is what editors, hooks and CI
-run most, on a few files; a verify is what an agent's gateway runs once per proposal. Both are
-short, so start-up is most of their wall time, and typer (its import, building the command,
-and pydantic validators for every argument) would cost more than the work itself.
+"""`carlang check`, `carlang test` and `carlang verify` without typer. A check is what editors,
+hooks and CI run most, on a few files; a test run is policy CI's step; a verify is what an
+agent's gateway runs once per proposal. All are short, so start-up is most of their wall time,
+and typer (its import, building the command, and pydantic validators for every argument) would
+cost more than the work itself.
 
 Only plain command lines take this path: the command's positional arguments and its options,
-each option at most once with a value that reads (`--format json`, `--max-actions 30`). Anything
+each option at most once with a value that reads (`--format json`, `--max-actions 30`; a short
+option's value apart, `-k NAME`: click reads `-k=NAME` as `=NAME`). Anything
 else (`--help`, an unknown or repeated option, a missing or unusual value, a missing or extra
 argument) returns None and goes to typer, whose messages and help stay the only ones; both
-paths run the same function (`checking.run_check`, `verifying.run_verify`) under the same error
-mapping.
+paths run the same function (`checking.run_check`, `testing.run_test`, `verifying.run_verify`)
+under the same error mapping.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +23,7 @@ from typing import Any
 
 from .checking import CheckFormat, run_check
 from .console import echo_err, exit_code_for
+from .testing import TestFormat, run_test
 from .verifying import TextOrJson, run_verify
 
 __all__ = ["LEAN_COMMANDS", "plain_arguments", "lean_main"]
@@ -30,7 +34,15 @@ def _count(value: str) -> int | None:
     return int(value) if value.isascii() and value.isdigit() else None
 
 
-def _choice(kind: type[CheckFormat] | type[TextOrJson]) -> Callable[[str], Any]:
+_DECIMAL = re.compile(r"[0-9]+(\.[0-9]+)?")
+
+
+def _decimal(value: str) -> float | None:
+    """A number written plainly, `50` or `87.5` (typer decides anything else: `1e2`, `.5`)."""
+    return float(value) if _DECIMAL.fullmatch(value) else None
+
+
+def _choice(kind: type[CheckFormat] | type[TestFormat] | type[TextOrJson]) -> Callable[[str], Any]:
     """A reader of one of `kind`'s values (None for anything else)."""
     members = {member.value: member for member in kind}
     return members.get
@@ -59,6 +71,19 @@ _COMMANDS: dict[str, _Syntax] = {
         flags={"--strict": "strict"},
         valued={
             "--format": ("output", _choice(CheckFormat)),
+            "--root": ("root", Path),
+        },
+    ),
+    "test": _Syntax(
+        run_test,
+        positional="paths",
+        many=True,
+        flags={"--coverage": "coverage", "--strict": "strict"},
+        valued={
+            "--threshold": ("threshold", _decimal),
+            "--format": ("output", _choice(TestFormat)),
+            "-k": ("select", str),
+            "--run": ("select", str),
             "--root": ("root", Path),
         },
     ),
@@ -99,6 +124,8 @@ def plain_arguments(command: str, args: Sequence[str]) -> dict[str, Any] | None:
             options_end = True
             continue
         name, equals, value = arg.partition("=")
+        if equals and not name.startswith("--"):
+            return None  # (`-k=NAME`: click's value would be `=NAME`)
         if name in syntax.flags:
             key = syntax.flags[name]
             if equals or key in found:

@@ -1,0 +1,97 @@
+"""What `carlang test` does, without typer: compiling the programs, running their `test`
+blocks, and reporting (text, JSON or JUnit, with policy coverage). The typer command
+(`test_commands.test_command`) and the lean path (`carlang.cli.lean`, which `carlang test`
+takes when its arguments are plain) both run `run_test`: policy CI runs it once per build."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .checking import blocking_errors, collect_sources, compile_all, find_project_of
+from .console import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, painted
+
+if TYPE_CHECKING:
+    from carlang.compiler import CompileResult
+
+__all__ = ["TestFormat", "run_test"]
+
+
+class TestFormat(StrEnum):
+    """Output formats of `carlang test`."""
+
+    text = "text"
+    json = "json"
+    junit = "junit"
+
+
+def run_test(
+    paths: list[Path] | None,
+    coverage: bool = False,
+    threshold: float | None = None,
+    output: TestFormat = TestFormat.text,
+    select: str | None = None,
+    strict: bool = False,
+    root: Path | None = None,
+) -> int:
+    """`carlang test`'s work (see its help): every test run and reported, and the exit code:
+    0 when all pass (and coverage meets `threshold`), 1 on a failure, a program error or low
+    coverage. Input it cannot use raises `UsageProblem`."""
+    from carlang.render import render_text as render_diagnostics
+    from carlang.testreport import render_json, render_junit, render_text, threshold_problem
+    from carlang.testrun import Coverage, run_tests
+
+    if threshold is not None and not 0 <= threshold <= 100:
+        fail_usage("--threshold is a percentage, from 0 to 100")
+    files = collect_sources(paths or [Path(".")])
+    if not files:
+        fail_usage("no .car files found")
+    project = find_project_of(files, root)
+    strict = strict or project.strict
+    results, diagnostics = compile_all(files, project.root)
+    if select is not None:
+        results = [_only(result, select) for result in results]
+    errors = blocking_errors(diagnostics, proposal_errors_ok=True)
+    if errors:
+        # CI still gets a well-formed report: an error case per file with errors
+        if output is TestFormat.json:
+            echo(render_json([], None, None, errors))
+        elif output is TestFormat.junit:
+            echo(render_junit([], errors=errors))
+        echo_err(painted(render_diagnostics(errors), err=True))
+        echo_err(f"{len(errors)} error(s): the tests did not run")
+        return EXIT_FAILED
+    measured = Coverage()
+    outcomes = run_tests(results, measured)
+    if not outcomes:
+        what = f"no tests match `{select}`" if select is not None else "no tests"
+        where = ", ".join(str(path) for path in paths or [Path(".")])
+        echo_err(f"{'error' if strict else 'warning'}: {what} in {where}")
+        if strict:
+            return EXIT_FAILED
+    shown = measured if coverage or threshold is not None else None
+    if output is TestFormat.json:
+        echo(render_json(outcomes, shown, threshold))
+    elif output is TestFormat.junit:
+        echo(render_junit(outcomes, shown, threshold))
+    else:
+        echo(painted(render_text(outcomes, shown, threshold)))
+    failed = any(not r.passed for r in outcomes)
+    low = threshold_problem(measured, threshold)
+    if low is not None:
+        echo_err(f"error: {low}")
+    return EXIT_FAILED if failed or low is not None else EXIT_OK
+
+
+def _only(result: CompileResult, pattern: str) -> CompileResult:
+    """`result` with only the tests `-k PATTERN` selects."""
+    from dataclasses import replace
+    from fnmatch import fnmatchcase
+
+    glob = any(c in pattern for c in "*?[")
+
+    def chosen(name: str) -> bool:
+        return fnmatchcase(name, pattern) if glob else pattern in name
+
+    return replace(result, tests=[t for t in result.tests if chosen(t.name)])
