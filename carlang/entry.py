@@ -1,12 +1,12 @@
-"""The `carlang` command's entry point. Four command lines are answered here without the typer
-app: `carlang --version`, before anything but the interpreter is loaded (a version check is the
-first thing scripts and editors run), and `carlang check`, `test` and `verify` with plain
-arguments (`carlang.cli.lean`: no typer, only what the command needs). Everything else goes to
-typer. Every command but `--version` first sets up the process for a quick start (no pydantic
-plugin discovery; compiled dataclass methods and regexes from `carlang_runtime.diskcache`; the
-cyclic collector run less often while modules load). Run as the `carlang` command (`run`), a
-lean command then ends the process without tearing the interpreter down (`end_process`); `main`
-is the same command line for a caller in the same process, ending with `SystemExit`."""
+"""The `carlang` command's entry point. Five command lines are answered here without the typer app:
+`carlang --version`, before anything but the interpreter is loaded (a version check is the first
+thing scripts and editors run), and `carlang check`, `fmt`, `test` and `verify` with plain arguments
+(`carlang.cli.lean`: no typer, only what the command needs). Everything else goes to typer. Every
+command but `--version` first sets up the process for a quick start (no pydantic plugin discovery;
+compiled dataclass methods and regexes from `carlang_runtime.diskcache`; the cyclic collector run
+less often while modules load). Run as the `carlang` command (`run`), a lean command then ends the
+process without tearing the interpreter down (`end_process`); `main` is the same command line for a
+caller in the same process, ending with `SystemExit`."""
 
 from __future__ import annotations
 
@@ -60,7 +60,10 @@ def _dispatch(args: list[str]) -> int | None:
 
     pycode.install()
     regexes.install()
-    if args[:1] in (["check"], ["test"], ["verify"]) and "_CARLANG_COMPLETE" not in os.environ:
+    if (
+        args[:1] in (["check"], ["fmt"], ["test"], ["verify"])
+        and "_CARLANG_COMPLETE" not in os.environ
+    ):
         # (`lean.LEAN_COMMANDS`, named here: importing it would load both commands' modules)
         from carlang.cli.lean import lean_main
 

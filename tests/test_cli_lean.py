@@ -285,3 +285,67 @@ def test_plain_test_arguments_are_read_as_typer_reads_them() -> None:
         "paths": None,
         "output": testing.TestFormat.junit,
     }
+
+
+_UNFORMATTED = "tool t(x:int)\nproposal p {\n    a = t(x: 1)\n}\n"
+_BROKEN = "proposal p {\n  a = \n"
+
+
+@pytest.fixture
+def sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "clean.car").write_text(_CLEAN)
+    (tmp_path / "messy.car").write_text(_UNFORMATTED)
+    (tmp_path / "broken.car").write_text(_BROKEN)
+    (tmp_path / "latin1.car").write_bytes("# caf\xe9\n".encode("latin-1"))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--check", "clean.car"],
+        ["--check", "messy.car"],
+        ["--diff", "messy.car", "clean.car"],
+        ["--check", "broken.car"],
+        ["--check", "latin1.car"],
+        ["--check", "."],
+        ["--check", "no-such.car"],
+        ["--", "clean.car"],
+    ],
+)
+def test_lean_fmt_prints_and_exits_as_the_typer_command(
+    sources: Path, args: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = lean_main("fmt", args)
+    lean = capsys.readouterr()
+    typer_run = CliRunner().invoke(app, ["fmt", *args])
+    assert code is not None
+    assert (code, lean.out, lean.err) == (
+        typer_run.exit_code,
+        typer_run.stdout,
+        typer_run.stderr,
+    )
+
+
+def test_lean_fmt_rewrites_files_as_the_typer_command(sources: Path) -> None:
+    assert lean_main("fmt", ["messy.car"]) == 0
+    lean = (sources / "messy.car").read_text()
+    (sources / "messy.car").write_text(_UNFORMATTED)
+    assert CliRunner().invoke(app, ["fmt", "messy.car"]).exit_code == 0
+    assert lean == (sources / "messy.car").read_text() != _UNFORMATTED
+
+
+def test_lean_fmt_formats_standard_input(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(_UNFORMATTED.encode())))
+    assert lean_main("fmt", ["-"]) == 0
+    formatted = capsys.readouterr().out
+    assert formatted == CliRunner().invoke(app, ["fmt", "-"], input=_UNFORMATTED).stdout
+    assert "tool t(x: int)" in formatted
+
+
+@pytest.mark.parametrize("args", [[], ["--check"], ["--check=yes", "a.car"], ["-c", "a.car"]])
+def test_anything_but_a_plain_fmt_goes_to_typer(args: list[str]) -> None:
+    assert plain_arguments("fmt", args) is None

@@ -21,13 +21,12 @@ from .checking import (
 )
 from .common import (
     EXIT_FAILED,
-    EXIT_OK,
     RootOption,
-    echo,
     echo_err,
     fail_usage,
     guarded,
 )
+from .formatting import run_fmt
 
 if TYPE_CHECKING:
     from carlang_runtime.ir import Program
@@ -165,108 +164,7 @@ def fmt_command(
     """Rewrite files in carlang's canonical layout, keeping every comment. With --check, list
     the files that would change and exit 1 if there are any; with --diff, show the changes
     (exit 1 if any). `carlang fmt -` formats standard input to standard output."""
-    if [str(p) for p in paths] == ["-"]:
-        _fmt_stdin(check)
-        return
-    check = check or diff
-    from carlang.fmt import NotFormattable, format_source
-    from carlang.loader import display_name, encoding_error
-    from carlang.render import render_text
-    from carlang.source import Source
-
-    from .common import EXIT_INTERNAL, read_bytes
-
-    changed: list[str] = []
-    failed = internal = False
-    root = Path.cwd().resolve()
-    for path in collect_sources(paths):
-        name = display_name(path, root)
-        data = read_bytes(path)
-        try:
-            source = Source(name, data.decode("utf-8"))
-        except UnicodeDecodeError:
-            echo_err(render_text([encoding_error(name, data)[1]]))
-            failed = True
-            continue
-        try:
-            formatted = format_source(source)
-        except NotFormattable as exc:
-            echo_err(render_text(exc.diagnostics.sorted()))
-            failed = True
-            continue
-        except Exception as exc:  # noqa: BLE001 - FormatError, or a bug: never write then
-            echo_err(
-                f"internal error: {name}: {type(exc).__name__}: {exc} (the file is unchanged;"
-                " this is a bug in carlang, please report it)"
-            )
-            internal = True
-            continue
-        if formatted != source.text:
-            changed.append(name)
-            if diff:
-                echo(_unified_diff(source.text, formatted, name).rstrip("\n"))
-            elif not check:
-                replace_file(path, formatted)
-    for name in changed if not diff else []:
-        echo(f"{'would reformat' if check else 'reformatted'} {name}")
-    if internal:
-        raise typer.Exit(EXIT_INTERNAL)
-    if failed or (check and changed):
-        raise typer.Exit(EXIT_FAILED)
-
-
-def replace_file(path: Path, text: str) -> None:
-    """Replace `path`'s content with `text` atomically: the whole text goes to a temporary file
-    beside it (same directory, so same file system), which then takes the file's place. On any
-    failure the original is left exactly as it was, and the temporary file is removed."""
-    import os
-    import tempfile
-
-    data = text.encode("utf-8")  # fails here, before anything is written, if it cannot
-    directory = path.resolve().parent
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.chmod(temporary, path.stat().st_mode & 0o7777)
-        os.replace(temporary, path.resolve())
-    except BaseException as exc:
-        Path(temporary).unlink(missing_ok=True)
-        if isinstance(exc, OSError):
-            fail_usage(f"cannot write {path}: {exc.strerror or exc}; the file is unchanged")
-        raise
-
-
-def _unified_diff(before: str, after: str, name: str) -> str:
-    import difflib
-
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True), after.splitlines(keepends=True), name, name
-    )
-    return "".join(lines)
-
-
-def _fmt_stdin(check: bool) -> None:
-    """`carlang fmt -`: standard input formatted to standard output (what editors call)."""
-    import sys
-
-    from carlang.fmt import NotFormattable, format_source
-    from carlang.render import render_text
-    from carlang.source import Source
-
-    from .common import read_text
-
-    source = Source("<stdin>", read_text(Path("-"), "standard input"))
-    try:
-        formatted = format_source(source)
-    except NotFormattable as exc:
-        echo_err(render_text(exc.diagnostics.sorted()))
-        raise typer.Exit(EXIT_FAILED) from None
-    if check:
-        raise typer.Exit(EXIT_FAILED if formatted != source.text else EXIT_OK)
-    sys.stdout.write(formatted)
+    raise typer.Exit(run_fmt(paths, check, diff))
 
 
 def register(app: typer.Typer) -> None:

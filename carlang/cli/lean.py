@@ -1,16 +1,16 @@
-"""`carlang check`, `carlang test` and `carlang verify` without typer. A check is what editors,
-hooks and CI run most, on a few files; a test run is policy CI's step; a verify is what an
-agent's gateway runs once per proposal. All are short, so start-up is most of their wall time,
-and typer (its import, building the command, and pydantic validators for every argument) would
-cost more than the work itself.
+"""`carlang check`, `fmt`, `test` and `verify` without typer. A check is what editors, hooks and CI
+run most, on a few files; `fmt` is what hooks run, and editors on every save (`fmt -`); a test run
+is policy CI's step; a verify is what an agent's gateway runs once per proposal. All are short, so
+start-up is most of their wall time, and typer (its import, building the command, and pydantic
+validators for every argument) would cost more than the work itself.
 
-Only plain command lines take this path: the command's positional arguments and its options,
-each option at most once with a value that reads (`--format json`, `--max-actions 30`; a short
-option's value apart, `-k NAME`: click reads `-k=NAME` as `=NAME`). Anything
-else (`--help`, an unknown or repeated option, a missing or unusual value, a missing or extra
-argument) returns None and goes to typer, whose messages and help stay the only ones; both
-paths run the same function (`checking.run_check`, `testing.run_test`, `verifying.run_verify`)
-under the same error mapping.
+Only plain command lines take this path: the command's positional arguments and its options, each
+option at most once with a value that reads (`--format json`, `--max-actions 30`; a short option's
+value apart, `-k NAME`: click reads `-k=NAME` as `=NAME`). Anything else (`--help`, an unknown or
+repeated option, a missing or unusual value, a missing or extra argument) returns None and goes to
+typer, whose messages and help stay the only ones; both paths run the same function
+(`checking.run_check`, `formatting.run_fmt`, `testing.run_test`, `verifying.run_verify`) under the
+same error mapping.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from typing import Any
 
 from .checking import CheckFormat, run_check
 from .console import echo_err, exit_code_for
+from .formatting import run_fmt
 from .testing import TestFormat, run_test
 from .verifying import TextOrJson, run_verify
 
@@ -61,6 +62,8 @@ class _Syntax:
     flags: Mapping[str, str]
     #: Options with a value: option -> (keyword, reader; a reader's None leaves it to typer).
     valued: Mapping[str, tuple[str, Callable[[str], Any]]]
+    #: With `many`: at least one positional argument is needed (typer reports none).
+    needed: bool = False
 
 
 _COMMANDS: dict[str, _Syntax] = {
@@ -73,6 +76,14 @@ _COMMANDS: dict[str, _Syntax] = {
             "--format": ("output", _choice(CheckFormat)),
             "--root": ("root", Path),
         },
+    ),
+    "fmt": _Syntax(
+        run_fmt,
+        positional="paths",
+        many=True,
+        flags={"--check": "check", "--diff": "diff"},
+        valued={},
+        needed=True,
     ),
     "test": _Syntax(
         run_test,
@@ -144,7 +155,7 @@ def plain_arguments(command: str, args: Sequence[str]) -> dict[str, Any] | None:
         found[key] = read(value)
         if found[key] is None:
             return None
-    if syntax.many:
+    if syntax.many and (positional or not syntax.needed):
         found[syntax.positional] = positional or None
     elif len(positional) == 1:
         found[syntax.positional] = positional[0]
