@@ -238,6 +238,36 @@ def test_a_table_into_a_closed_pipe_exits_141(args: list[str], tmp_path: Path) -
     assert proc.stderr == b"" and proc.returncode == 141
 
 
+_FULL = Path("/dev/full")  # Linux: every write fails with ENOSPC
+
+
+@pytest.mark.skipif(not _FULL.exists(), reason="no /dev/full on this system")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["codes"],
+        ["check", str(ROOT / "examples" / "files" / "notes.car"), "--root", str(ROOT)],
+        ["fmt", "-"],
+        ["compile", str(ROOT / "examples" / "files" / "notes.car"), "--root", str(ROOT)],
+        ["verify", str(ROOT / "examples" / "proposals" / "release.json")],
+        ["test", str(ROOT / "examples" / "release"), "--root", str(ROOT)],
+        ["rank", str(ROOT / "examples" / "planning" / "deploy_plans.car"), "--root", str(ROOT)],
+    ],
+)
+def test_output_that_cannot_be_written_is_an_error_not_a_bug(args: list[str]) -> None:
+    # a full disk or an I/O error on stdout is the system's problem: one line, exit 2
+    with _FULL.open("w") as full:
+        proc = subprocess.run(
+            [sys.executable, "-m", "carlang", *args],
+            input="tool t(x: int)\n",  # (for `fmt -`)
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    assert proc.stderr == "error: cannot write to standard output: No space left on device\n"
+    assert proc.returncode == 2
+
+
 def test_a_misspelt_policy_target_is_an_error_with_did_you_mean(tmp_path: Path) -> None:
     # a policy that can never match leaves the action it meant unguarded
     path = write(

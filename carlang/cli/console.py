@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 __all__ = [
     "EXIT_OK",
@@ -17,6 +17,8 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_PIPE",
     "UsageProblem",
+    "OutputProblem",
+    "CheckedStdout",
     "Reported",
     "fail_usage",
     "exit_code_for",
@@ -24,6 +26,7 @@ __all__ = [
     "read_bytes",
     "echo",
     "echo_err",
+    "write_out",
     "printable",
     "painted",
     "use_color",
@@ -102,13 +105,54 @@ def _write_line(stream: TextIO, text: str) -> None:
     except Exception:  # noqa: BLE001 - a stream that cannot tell is not a terminal
         terminal = False
     line = printable(text) + "\n"
-    stream.write(line if terminal else _ANSI.sub("", line))
-    stream.flush()
+    _write(stream, line if terminal else _ANSI.sub("", line))
+
+
+class OutputProblem(UsageProblem):
+    """Standard output or error cannot be written (a full disk, an I/O error): the system's
+    problem, not the input's or carlang's; reported as `error: <message>`, exit 2."""
+
+
+def _write(stream: TextIO, text: str) -> None:
+    """Write `text` to `stream` and flush it at once (so a closed pipe is found inside the
+    command: `BrokenPipeError`, see `exit_code_for`); any other failure to write raises
+    `OutputProblem`, naming the stream and the reason."""
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as exc:
+        name = "standard error" if stream is sys.stderr else "standard output"
+        raise OutputProblem(f"cannot write to {name}: {exc.strerror or exc}") from None
+
+
+class CheckedStdout:
+    """Standard output for writers that take a file (rich's consoles): `sys.stdout` as it is
+    when written to, its writes failing as `_write` fails (`OutputProblem`, or
+    `BrokenPipeError` for the writer's own handler)."""
+
+    def write(self, text: str) -> int:
+        """Write `text` and flush it."""
+        _write(sys.stdout, text)
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing left to flush: every write is flushed."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(sys.stdout, name)  # isatty, fileno, encoding, ...
 
 
 def echo(text: str = "") -> None:
     """Write a line to standard output."""
     _write_line(sys.stdout, text)
+
+
+def write_out(text: str) -> None:
+    """Write `text` to standard output exactly as it is (no newline added, nothing stripped:
+    formatted source, JSON documents)."""
+    _write(sys.stdout, text)
 
 
 def echo_err(text: str) -> None:
@@ -119,8 +163,9 @@ def echo_err(text: str) -> None:
 def exit_code_for(exc: Exception) -> int:
     """Report an exception that ended a command's body and say the exit code it ends with:
     the reader went away -> 141, quietly; problems already reported -> their code; carlang's
-    input errors -> 2; anything else -> 101, an internal error (re-raised, for its traceback,
-    when `CARLANG_DEBUG` is set)."""
+    input errors, and output that cannot be written -> 2; anything else -> 101, an internal
+    error (re-raised, for its traceback, when `CARLANG_DEBUG` is set). A report that cannot be
+    written itself (standard error broken too) is dropped: the exit code still tells."""
     from carlang_runtime.errors import CarlangRuntimeError
 
     if isinstance(exc, Reported):
@@ -129,12 +174,14 @@ def exit_code_for(exc: Exception) -> int:
         # the reader went away (`carlang codes | head -1`): end quietly, like other tools
         silence_stdout()
         return EXIT_PIPE
+    if isinstance(exc, OutputProblem):
+        silence_stdout()  # (what is left in its buffer cannot be written either)
     if isinstance(exc, (UsageProblem, CarlangRuntimeError)):
-        echo_err(f"error: {exc}")
+        _try_to_tell(f"error: {exc}")
         return EXIT_USAGE
     if os.environ.get("CARLANG_DEBUG"):
         raise exc
-    echo_err(
+    _try_to_tell(
         f"internal error: {type(exc).__name__}: {exc} "
         "(this is a bug in carlang; rerun with CARLANG_DEBUG=1 for a traceback "
         "and please report it)"
@@ -142,10 +189,23 @@ def exit_code_for(exc: Exception) -> int:
     return EXIT_INTERNAL
 
 
+def _try_to_tell(text: str) -> None:
+    """`echo_err(text)`, unless standard error cannot be written either."""
+    try:
+        echo_err(text)
+    except OutputProblem:
+        pass
+
+
 def silence_stdout() -> None:
-    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again."""
+    """Point stdout at /dev/null, so that the interpreter's last flush cannot fail again
+    (nothing to do for a stdout that is no file: a test's capture)."""
+    try:
+        descriptor = sys.stdout.fileno()
+    except (OSError, ValueError):
+        return
     devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
+    os.dup2(devnull, descriptor)
     os.close(devnull)
 
 

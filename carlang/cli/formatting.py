@@ -18,6 +18,7 @@ from .console import (
     fail_usage,
     read_bytes,
     read_text,
+    write_out,
 )
 
 __all__ = ["run_fmt", "replace_file"]
@@ -110,7 +111,6 @@ def _unified_diff(before: str, after: str, name: str) -> str:
 
 def _fmt_stdin(check: bool) -> int:
     """`carlang fmt -`: standard input formatted to standard output (what editors call)."""
-    import sys
 
     from carlang.fmt import NotFormattable, format_source
     from carlang.render import render_text
@@ -124,5 +124,5 @@ def _fmt_stdin(check: bool) -> int:
         return EXIT_FAILED
     if check:
         return EXIT_FAILED if formatted != source.text else EXIT_OK
-    sys.stdout.write(formatted)
+    write_out(formatted)
     return EXIT_OK

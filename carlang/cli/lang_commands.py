@@ -26,6 +26,7 @@ from .common import (
     fail_usage,
     guarded,
 )
+from .console import write_out
 from .formatting import run_fmt
 
 if TYPE_CHECKING:
@@ -140,7 +141,7 @@ def compile_command(
         document = program.model_dump(mode="json")
     text = json.dumps(document, indent=2) + "\n"
     if out is None:
-        typer.echo(text, nl=False)
+        write_out(text)
     else:
         try:
             out.write_text(text, encoding="utf-8")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import IO, Any, Literal, cast
 
 __all__ = ["Column", "print_table", "stdout_console"]
 
@@ -40,6 +40,7 @@ def stdout_console(width: int | None = None) -> Any:
     from rich.console import Console
 
     from .common import EXIT_PIPE
+    from .console import CheckedStdout
 
     class _Console(Console):
         def on_broken_pipe(self) -> None:
@@ -48,7 +49,9 @@ def stdout_console(width: int | None = None) -> Any:
             os.dup2(devnull, sys.stdout.fileno())
             raise SystemExit(EXIT_PIPE)
 
-    return _Console(highlight=False, soft_wrap=False, width=width)
+    # (a full disk or an I/O error on stdout: `OutputProblem`, an error, not an internal one)
+    stdout = cast("IO[str]", CheckedStdout())  # (a file to rich: write, flush, the rest delegated)
+    return _Console(file=stdout, highlight=False, soft_wrap=False, width=width)
 
 
 def print_table(
