@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ def _decimal(value: str) -> float | None:
     return float(value) if _DECIMAL.fullmatch(value) else None
 
 
-def _choice(kind: type[CheckFormat] | type[TestFormat] | type[TextOrJson]) -> Callable[[str], Any]:
+def _choice(kind: type[StrEnum]) -> Callable[[str], Any]:
     """A reader of one of `kind`'s values (None for anything else)."""
     members = {member.value: member for member in kind}
     return members.get
