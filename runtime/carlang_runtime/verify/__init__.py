@@ -131,12 +131,19 @@ def _evidence(ctx: VerifyContext, issues: list[VerifyIssue], state_given: bool) 
     # every verify pay for building these models' validators (`construct`: model_construct
     # without its per-field default handling)
     found = ctx.findings
-    records = [
-        construct(CheckRecord, {**record.__dict__, "findings": found[record.name]}, _RECORD_FIELDS)
-        if record.name in found
-        else record
-        for record in _records_without_findings(present)
-    ]
+    shared = _records_without_findings(present)
+    records = (
+        [
+            construct(
+                CheckRecord, {**record.__dict__, "findings": found[record.name]}, _RECORD_FIELDS
+            )
+            if record.name in found
+            else record
+            for record in shared
+        ]
+        if found
+        else list(shared)  # (the usual proposal: no check found anything)
+    )
     assumptions = [
         "the supplied initial state is accurate" if state_given else "the initial state is empty",
         "tools honour their declared effects and have no undeclared ones",
