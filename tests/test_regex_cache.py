@@ -124,7 +124,7 @@ def test_a_file_grown_too_big_keeps_what_the_last_process_used(
     regexes.compile_cached(PATTERNS[1])
     _next_process()
     size = cache.stat().st_size
-    monkeypatch.setattr("carlang_runtime.diskcache.TABLE_BYTES", size)
+    monkeypatch.setattr(regexes, "_BYTES", size)
     regexes.compile_cached(PATTERNS[0])  # used, from the file
     regexes.compile_cached(PATTERNS[2])  # new: the file would pass the bound
     _next_process()

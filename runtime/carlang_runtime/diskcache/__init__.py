@@ -157,9 +157,10 @@ def save_table(
     new: dict[Any, Any],
     limit: int,
     used: dict[Any, Any] | None = None,
+    max_bytes: int = TABLE_BYTES,
 ) -> bool:
     """Add `new` to the cache file at `path` (`read_table`): what the file holds now (another
-    process may have added some) and `new`; past `limit` entries or `TABLE_BYTES`, only the
+    process may have added some) and `new`; past `limit` entries or `max_bytes`, only the
     entries this process `used` and `new`. False when nothing was written."""
     import marshal
 
@@ -168,7 +169,7 @@ def save_table(
     entries = {**read_table(path, layout), **new}
     try:
         data = marshal.dumps((layout, entries)) if len(entries) <= limit else b""
-        if not data or len(data) > TABLE_BYTES:
+        if not data or len(data) > max_bytes:
             data = marshal.dumps((layout, {**(used or {}), **new}))
     except ValueError:  # an entry marshal cannot hold: nothing is written
         return False

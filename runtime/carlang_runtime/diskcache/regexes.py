@@ -41,6 +41,11 @@ _FORMAT: Final = 3
 # Past this many patterns the file starts afresh (one per lexer regex of a grammar version and
 # per pattern of the modules a command imports: only many versions get there).
 _ENTRIES: Final = 4096
+# Past this size too: carlang's own patterns take ~60 KB, and a pattern that never recurs
+# (tokenize's, ~15 KB: pydantic tokenizes `list`'s signature when it builds a validator) is
+# added by every process that compiles it; the file is read by every command and rewritten by
+# each of those, so it is kept small (~1 ms either way).
+_BYTES: Final = 1 << 20
 
 try:
     import _sre  # type: ignore[import-not-found]
@@ -98,7 +103,7 @@ class _Store:
     def save(self) -> None:
         """Write the file again with what this process compiled (atomically; on any error,
         nothing is written)."""
-        if save_table(self.path, _FORMAT, self.new, _ENTRIES, self.used):
+        if save_table(self.path, _FORMAT, self.new, _ENTRIES, self.used, _BYTES):
             self.new.clear()
 
 
