@@ -101,6 +101,7 @@ def replace_file(path: Path, text: str) -> None:
 
 
 def _unified_diff(before: str, after: str, name: str) -> str:
+    """What `--diff` prints for a file: the unified diff from `before` to `after`."""
     import difflib
 
     lines = difflib.unified_diff(
@@ -111,7 +112,6 @@ def _unified_diff(before: str, after: str, name: str) -> str:
 
 def _fmt_stdin(check: bool) -> int:
     """`carlang fmt -`: standard input formatted to standard output (what editors call)."""
-
     from carlang.fmt import NotFormattable, format_source
     from carlang.render import render_text
     from carlang.source import Source
