@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,7 +59,11 @@ def _load_module(target: str) -> Any:
             raise CarlangRuntimeError(f"--tools: cannot load {target}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as exc:  # the user's module failed: their error, not carlang's
+            del sys.modules[path.stem]
+            raise _import_failed(target, exc) from None
         return module
     if "" not in sys.path:
         sys.path.insert(0, "")  # modules next to where carlang runs
@@ -66,3 +71,21 @@ def _load_module(target: str) -> Any:
         return importlib.import_module(target)
     except ImportError as exc:
         raise CarlangRuntimeError(f"--tools: cannot import {target}: {exc}") from None
+    except Exception as exc:
+        raise _import_failed(target, exc) from None
+
+
+def _import_failed(target: str, exc: Exception) -> CarlangRuntimeError:
+    """What to say when running the tools module `target` raised `exc`: where, and what (a
+    syntax error at its line and column; anything else at the deepest line of the module's own
+    code that raised it)."""
+    if isinstance(exc, SyntaxError):
+        where = f"{exc.filename}:{exc.lineno}:{exc.offset or 1}"
+        return CarlangRuntimeError(f"--tools {target}: {where}: syntax error: {exc.msg}")
+    frames = traceback.extract_tb(exc.__traceback__)
+    own = [frame for frame in frames if not frame.filename.startswith("<frozen")]
+    where = f" at {own[-1].filename}:{own[-1].lineno}" if own else ""
+    return CarlangRuntimeError(
+        f"--tools {target}: the module raised {type(exc).__name__}{where}: {exc}"
+        " (fix the module; carlang only imports it)"
+    )
