@@ -17,6 +17,7 @@ the ones the log already has (same sequence numbers), and are not written twice.
 
 from __future__ import annotations
 
+import logging
 import os
 import sqlite3
 import sys
@@ -386,7 +387,7 @@ def launch(
     DBOS(config=config)  # type: ignore[arg-type]
     if queues is not None:
         DBOS.listen_queues(list(queues))
-    DBOS.launch()
+    _launch_on(database)
     for queue in dict.fromkeys([*served, *limits]):
         limit = limits.get(queue)
         given = concurrency is not None or limit is not None
@@ -399,6 +400,31 @@ def launch(
             on_conflict="always_update" if given else "never_update",
         )
     _launched.append(database)
+
+
+def _launch_on(database: str) -> None:
+    """`DBOS.launch()`, with a database it cannot open or reach (a bad path, a refused
+    connection, a file that is not a database) reported as one line naming it: DBOS would log
+    the driver's traceback and raise the driver's own error, SQL statement and all."""
+    dbos_log = logging.getLogger("dbos")
+    level = dbos_log.level
+    dbos_log.setLevel(logging.CRITICAL)  # (its "failed to launch" record holds the traceback)
+    try:
+        DBOS.launch()
+    except Exception as exc:
+        DBOS.destroy(destroy_registry=False)
+        reason = database_error(exc)
+        raise CarlangRuntimeError(f"cannot open the runs database {database}: {reason}") from None
+    finally:
+        dbos_log.setLevel(level)
+
+
+def database_error(exc: BaseException) -> str:
+    """A database error in one line: the driver's own message (SQLAlchemy wraps it with the
+    statement and its parameters, which say nothing to the user and may hold their data)."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    return lines[0] if lines else type(cause).__name__
 
 
 def sqlite_problem() -> str | None:

@@ -13,7 +13,7 @@ from typing import Any
 from carlang_runtime.errors import CarlangRuntimeError
 from dbos import DBOSClient
 
-from .backend import WORKFLOW, approval_topic
+from .backend import WORKFLOW, approval_topic, database_error
 
 __all__ = [
     "RunInfo",
@@ -48,13 +48,17 @@ def _client(database: str) -> Iterator[DBOSClient]:
     try:
         client = DBOSClient(system_database_url=database)
     except Exception as exc:  # the driver's own errors: say which database
-        raise CarlangRuntimeError(f"cannot open the runs database {database}: {exc}") from None
+        raise CarlangRuntimeError(
+            f"cannot open the runs database {database}: {database_error(exc)}"
+        ) from None
     try:
         yield client
     except CarlangRuntimeError:
         raise
     except Exception as exc:  # a database that is not DBOS's, or not reachable
-        raise CarlangRuntimeError(f"the runs database {database} cannot be read: {exc}") from None
+        raise CarlangRuntimeError(
+            f"the runs database {database} cannot be read: {database_error(exc)}"
+        ) from None
     finally:
         client.destroy()
 

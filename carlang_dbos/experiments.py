@@ -31,7 +31,7 @@ from carlang_runtime.policy import PolicySet
 from dbos import DBOS, DBOSClient, run_dbos_database_migrations
 from pydantic import TypeAdapter
 
-from .backend import PLANNER_QUEUE, POLLING_INTERVAL, sqlite_problem
+from .backend import PLANNER_QUEUE, POLLING_INTERVAL, database_error, sqlite_problem
 
 __all__ = [
     "PLANNER_QUEUE",
@@ -210,7 +210,7 @@ class Experiments:
             )
         except Exception as exc:  # the driver's own errors: say which database
             raise CarlangRuntimeError(
-                f"cannot open the runs database {self.database}: {exc}"
+                f"cannot open the runs database {self.database}: {database_error(exc)}"
             ) from None
         return self
 

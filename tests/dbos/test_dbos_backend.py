@@ -268,3 +268,21 @@ def test_an_approval_expires_after_its_policys_timeout(project: Path) -> None:
     assert ship["status"] == "rejected"
     assert "approval expired after 1s without an answer" in ship["error"]
     assert _calls(project) == ["work a", "work b"]
+
+
+def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(project: Path) -> None:
+    (project / "garbage.db").write_bytes(os.urandom(4096))
+    for database in (
+        f"sqlite:///{project / 'no_such_dir' / 'runs.db'}",  # the directory does not exist
+        f"sqlite:///{project / 'garbage.db'}",  # not a database
+    ):
+        args = ("--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database)
+        started = carlang("run", "p.car", *args, cwd=project)
+        assert started.returncode == 2, started.stderr
+        assert started.stderr.startswith(f"error: cannot open the runs database {database}: ")
+        assert "Traceback" not in started.stderr and len(started.stderr.splitlines()) == 1
+    listed = carlang(
+        "runs", "list", "--database", f"sqlite:///{project / 'garbage.db'}", cwd=project
+    )
+    assert listed.returncode == 2 and "file is not a database" in listed.stderr
+    assert "SELECT" not in listed.stderr  # SQLAlchemy's statement says nothing to the user
