@@ -200,6 +200,36 @@ def test_bad_usage_is_reported(tmp_path: Path) -> None:
     assert run(str(program), "--state", str(state))[0] == 2
 
 
+def test_a_tools_module_that_fails_to_import_is_the_users_error_not_an_internal_one(
+    tmp_path: Path,
+) -> None:
+    program, _ = project(tmp_path)
+    broken = tmp_path / "broken_tools.py"
+    broken.write_text("TOOLS = (\n")
+    code, out = run(str(program), "--tools", f"{broken}:TOOLS")
+    assert code == 2
+    assert f"{broken}:1:9: syntax error: '(' was never closed" in out
+    assert "internal error" not in out
+    raising = tmp_path / "raising_tools.py"
+    raising.write_text("def f():\n    raise ValueError('no token')\n\nf()\n")
+    code, out = run(str(program), "--tools", f"{raising}:TOOLS")
+    assert code == 2
+    assert f"the module raised ValueError at {raising}:2: no token" in out
+    assert "internal error" not in out
+
+
+def test_a_syntax_error_is_reported_even_where_it_hides_the_proposal(tmp_path: Path) -> None:
+    program = tmp_path / "syn.car"
+    program.write_text(
+        'tool fetch(url: string) {}\nproposal p {\n  a = fetch(url: "https://x"\n'
+        '  b = fetch(url: "y")\n}\n'
+    )
+    code, out = run(str(program))
+    assert code == 1
+    assert "syn.car:4:3: error[CL0102]: unexpected name `b`" in out
+    assert "proposals" not in out  # not "0 proposals: choose one with --proposal"
+
+
 def test_the_notes_example_runs_for_real_with_builtins(tmp_path: Path) -> None:
     code, out = run(
         str(ROOT / "examples" / "files" / "notes.car"),

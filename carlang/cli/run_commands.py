@@ -183,12 +183,12 @@ def run_command(
     if program is None:
         echo_err(render_text(result.diagnostics.sorted()))
         raise typer.Exit(EXIT_FAILED)
+    _refuse_language_errors(result)  # first: a syntax error can hide the proposal asked for
     run_id = ""
     candidates: list[ir.ActionProposal] = []
     if plan is not None:
         candidates = _candidates(program, plan, file)
-        chosen = candidates[0]
-        _refuse_errors(result, chosen, force=True)  # the ranking judges each candidate
+        chosen = candidates[0]  # (not refused when it does not verify: the ranking judges)
     else:
         if resume is not None and proposal is None and events is not None:
             run_id, proposal = _journalled_run(events, resume)
@@ -326,21 +326,35 @@ def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionPropo
     return program.proposals[0]
 
 
-def _refuse_errors(result: Any, chosen: ir.ActionProposal, force: bool) -> None:
-    """Language errors always stop the run; verification errors unless --force."""
+def _errors(result: Any) -> tuple[list[Any], list[Any]]:
+    """The program's errors, and those of them that are not verification findings."""
     from carlang_runtime.verify.codes import RUNTIME_CODES
-
-    from carlang.render import render_text
 
     verify_codes = {c.code for c in RUNTIME_CODES}
     errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
-    fatal = [d for d in errors if d.code not in verify_codes]
-    verdict = result.verify_results.get(chosen.id)
-    invalid = verdict is not None and not verdict.valid
-    if fatal or (invalid and not force):
+    return errors, [d for d in errors if d.code not in verify_codes]
+
+
+def _refuse_language_errors(result: Any) -> None:
+    """Language errors always stop the run (with every error shown)."""
+    from carlang.render import render_text
+
+    errors, fatal = _errors(result)
+    if fatal:
         echo_err(render_text(errors))
-        if not fatal:
-            echo_err(f"proposal `{chosen.id}` does not verify; run anyway with --force")
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _refuse_errors(result: Any, chosen: ir.ActionProposal, force: bool) -> None:
+    """The chosen proposal's verification errors stop the run unless --force (language errors
+    have stopped it already: `_refuse_language_errors`)."""
+    from carlang.render import render_text
+
+    errors, _ = _errors(result)
+    verdict = result.verify_results.get(chosen.id)
+    if verdict is not None and not verdict.valid and not force:
+        echo_err(render_text(errors))
+        echo_err(f"proposal `{chosen.id}` does not verify; run anyway with --force")
         raise typer.Exit(EXIT_FAILED)
 
 
