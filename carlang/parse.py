@@ -872,14 +872,36 @@ def _bad_duration(problem: SyntaxProblem, source: Source) -> Diagnostic | None:
     if unit is None:
         return None
     span = Span(token[2], unit.end())
-    units = ", ".join(_DURATION_UNITS)
     return Diagnostic(
         "CL0102",
         "error",
         f"unknown duration unit `{unit.group(0)}` in `{source.text[span.start : span.end]}`",
-        (Label(source, span, f"the units are {units}"),),
-        f"write it as {token[1]}ms, {token[1]}s, {token[1]}m or {token[1]}h",
+        (Label(source, span, "the units are h, m, s, ms, us, ns (CEL's)"),),
+        _duration_help(token[1], unit.group(0)),
     )
+
+
+#: Units people write that CEL's durations spell otherwise: (CEL's unit, how many of it).
+_UNIT_SPELLINGS = {
+    **dict.fromkeys(("d", "day", "days"), ("h", 24)),
+    **dict.fromkeys(("w", "wk", "week", "weeks"), ("h", 168)),
+    **dict.fromkeys(("hr", "hrs", "hour", "hours"), ("h", 1)),
+    **dict.fromkeys(("min", "mins", "minute", "minutes"), ("m", 1)),
+    **dict.fromkeys(("sec", "secs", "second", "seconds"), ("s", 1)),
+    **dict.fromkeys(("msec", "msecs", "millis", "milliseconds"), ("ms", 1)),
+}
+
+
+def _duration_help(number: str, unit: str) -> str:
+    """How to write `number` `unit` as a duration: the same length in CEL's units when the
+    unit is a known spelling (`5d` is `120h`), else the units to choose from."""
+    known = _UNIT_SPELLINGS.get(unit.lower())
+    if known is None:
+        return f"write it with one of the units: {number}h, {number}m, {number}s or {number}ms"
+    cel_unit, factor = known
+    amount = float(number) * factor
+    shown = str(int(amount)) if amount.is_integer() else f"{amount:g}"
+    return f"write it as {shown}{cel_unit}"
 
 
 def _too_deep(source: Source) -> Diagnostic | None:

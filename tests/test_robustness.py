@@ -366,10 +366,23 @@ def test_unterminated_string_is_reported_at_its_opening_quote() -> None:
     assert (code, message, line, column) == ("CL0101", "unterminated string", 2, 15)
 
 
-def test_a_bad_duration_unit_lists_the_units() -> None:
-    [diagnostic] = found("tool t()\nproposal p { a = t() { timeout 5sec } }\n")
-    assert "unknown duration unit `sec`" in diagnostic.message
-    assert "5ms, 5s, 5m or 5h" in (diagnostic.help or "")
+@pytest.mark.parametrize(
+    ("written", "unit", "help"),
+    [
+        ("5sec", "sec", "write it as 5s"),
+        ("5d", "d", "write it as 120h"),  # the same length, not 5h or 5ms
+        ("1.5days", "days", "write it as 36h"),
+        ("10Mins", "Mins", "write it as 10m"),
+        ("7x", "x", "write it with one of the units: 7h, 7m, 7s or 7ms"),
+    ],
+)
+def test_a_bad_duration_unit_lists_the_units_and_says_the_same_length(
+    written: str, unit: str, help: str
+) -> None:
+    [diagnostic] = found(f"tool t()\nproposal p {{ a = t() {{ timeout {written} }} }}\n")
+    assert f"unknown duration unit `{unit}`" in diagnostic.message
+    assert diagnostic.help == help
+    assert "h, m, s, ms, us, ns" in diagnostic.labels[0].message
 
 
 @pytest.mark.parametrize(
