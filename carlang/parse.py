@@ -808,12 +808,15 @@ def _syntax_diagnostic(
         char = source.text[problem.position : problem.position + 1]
         shown = repr(char)[1:-1] if char.isprintable() else f"U+{ord(char):04X}"
         span = Span(problem.position, problem.position + 1)
+        help = _syntax_help(problem, source, literal)
+        if char == "\ufeff":  # Windows editors' "UTF-8 with BOM"
+            help = "this is a byte-order mark: save the file as UTF-8 without one"
         return Diagnostic(
             "CL0101",
             "error",
             f"unexpected character `{shown}`",
             (Label(source, span, f"expected {expected}"),),
-            _syntax_help(problem, source, literal),
+            help,
         )
     if token[0] == "$END":
         span = Span(len(source.text), len(source.text))

@@ -488,3 +488,9 @@ def test_two_findings_differing_only_in_their_span_end_sort() -> None:
     diagnostics.error("CL0101", "same", source, Span(0, 2))
     diagnostics.error("CL0101", "same", source, Span(0, 1))
     assert [d.labels[0].span.end for d in diagnostics.sorted()] == [1, 2]
+
+
+def test_a_byte_order_mark_says_what_it_is_and_how_to_save_without_it() -> None:
+    [diagnostic] = found("\ufefftool t() {}\n")
+    assert diagnostic.message == "unexpected character `U+FEFF`"
+    assert diagnostic.help == "this is a byte-order mark: save the file as UTF-8 without one"
