@@ -185,11 +185,9 @@ class _Builder:
         rows = []
         for cells in body:
             if len(cells) != len(names):
-                self.error(
-                    source,
-                    table.span,
-                    f"a table row has {len(cells)} cells, the header {len(names)}",
-                )
+                counted = f"{len(cells)} cell" + ("" if len(cells) == 1 else "s")
+                where = cells[0].span.cover(cells[-1].span) if cells else table.span
+                self.error(source, where, f"a table row has {counted}, the header {len(names)}")
                 continue
             values = {name: _cell_value(cell) for name, cell in zip(names, cells, strict=True)}
             rows.append((values, cells[0].span.cover(cells[-1].span)))

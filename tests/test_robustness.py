@@ -494,3 +494,21 @@ def test_a_byte_order_mark_says_what_it_is_and_how_to_save_without_it() -> None:
     [diagnostic] = found("\ufefftool t() {}\n")
     assert diagnostic.message == "unexpected character `U+FEFF`"
     assert diagnostic.help == "this is a byte-order mark: save the file as UTF-8 without one"
+
+
+def test_a_short_table_row_is_reported_on_that_row() -> None:
+    text = (
+        "tool fetch(url: string) {}\n"
+        'policy https: deny fetch when !params.url.startsWith("https://")\n'
+        'test "schemes" {\n'
+        "  action fetch(url: $url)\n"
+        "  expect $decision\n"
+        "  where\n"
+        "    | url | decision |\n"
+        '    | "http://a" | deny |\n'
+        '    | "https://a" |\n'
+        "}\n"
+    )
+    [diagnostic] = [d for d in found(text) if d.severity == "error"]
+    assert diagnostic.message == "a table row has 1 cell, the header 2"
+    assert diagnostic.labels[0].source.line_column(diagnostic.labels[0].span.start) == (9, 7)
