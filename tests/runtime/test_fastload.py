@@ -376,3 +376,13 @@ def test_a_proposal_that_is_not_plain_is_parsed_once(monkeypatch: pytest.MonkeyP
         verify(bad, tools=["step"])
     assert len(calls) == 2
     assert raised.value.problems[0].position is not None  # still placed in the text
+
+
+def test_false_values_are_kept_and_only_missing_keys_take_the_default() -> None:
+    """`_filled` looks for the missing-key markers only among false values: a false value is
+    still a value, and a column of true values is returned as it is."""
+    from carlang_runtime.ir.fastload import _MISSING, _filled
+
+    assert _filled(["", 0, _MISSING, {}, False, None], "d") == ["", 0, "d", {}, False, None]
+    assert _filled([_MISSING, [], _MISSING], list) == [[], [], []]
+    assert _filled(["a", "b"], "d") == ["a", "b"]

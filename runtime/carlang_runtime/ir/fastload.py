@@ -47,7 +47,11 @@ __all__ = [
 
 
 class _Missing:
-    """The value of a key an action does not have (None is a value JSON can give)."""
+    """The value of a key an action does not have (None is a value JSON can give); false,
+    as msgspec's UNSET is (see `_filled`)."""
+
+    def __bool__(self) -> bool:
+        return False
 
 
 _MISSING = _Missing()
@@ -118,8 +122,14 @@ def _filled(column: Sequence[Any], default: Any, missing: object = _MISSING) -> 
 
     The missing values are found by C-level searches (`list.count`, `list.index`: equality,
     which for JSON values and the `missing` markers is identity), a Python step each: few, in
-    the usual column (one action without parameters among thousands with them)."""
+    the usual column (one action without parameters among thousands with them).
+
+    The markers are false: a column of true values (ids, tools, effects) has none, which
+    `all` finds testing truth in C (~4 ns a value) without comparing each value with the
+    marker (~13 ns: the comparison asks both types before falling back to identity)."""
     out = list(column)
+    if all(out):
+        return out
     count = out.count(missing)
     if count == 0:
         return out
