@@ -756,7 +756,7 @@ def _expected_words(expected: frozenset[str], literal: dict[str, str]) -> str:
 
 
 def _token_words(token: Token) -> str:
-    kind, text = token[0].removeprefix("misplaced:"), token[1]
+    kind, text = token[0].removeprefix("misplaced:"), _shortened(token[1])
     if kind == "$END":
         return "end of file"
     if kind in ("IDENT",):
@@ -764,6 +764,18 @@ def _token_words(token: Token) -> str:
     if kind == "STRING":
         return f"string {text}"
     return f"`{text}`"
+
+
+#: The most characters of a token a message quotes (the source line shows the rest).
+_QUOTED = 60
+
+
+def _shortened(text: str) -> str:
+    """`text`, its middle cut to `...` past `_QUOTED` characters (its end, a string's closing
+    quote, stays)."""
+    if len(text) <= _QUOTED:
+        return text
+    return f"{text[: _QUOTED - 13]}...{text[-10:]}"
 
 
 def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]) -> str | None:
@@ -779,7 +791,7 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
     if text == "=" and "==" in expected_text:
         return "comparisons use `==`"
     if kind == "IDENT" and "STRING" in problem.expected and "IDENT" not in problem.expected:
-        return f'strings need double quotes: "{text}"'
+        return f'strings need double quotes: "{_shortened(text)}"'
     if "," in expected_text and kind in ("IDENT", "STRING", "NUMBER") and problem.after is not None:
         return "separate items with `,`"
     if text == "import":

@@ -16,13 +16,35 @@ from .diagnostics import Diagnostic, Label
 __all__ = ["render_text", "render_json", "render_sarif", "summary_line", "plural"]
 
 
+#: The most columns of a source line a diagnostic shows: a minified JSON document or a
+#: generated file can hold megabytes on one line, and the reader needs only the part around
+#: the mark.
+LINE_WINDOW = 120
+_CUT = "..."
+
+
+def _window(text: str, column: int, length: int) -> tuple[str, int, int]:
+    """`text` cut to `LINE_WINDOW` columns around the mark at 1-based `column` spanning
+    `length` columns, `...` where it is cut; with the mark's column and length in the cut
+    text (a mark running past the window stops at its edge)."""
+    if len(text) <= LINE_WINDOW:
+        return text, column, length
+    # The mark starts a third of the way in: some context before it, more after.
+    start = max(0, min(column - 1 - LINE_WINDOW // 3, len(text) - LINE_WINDOW))
+    end = start + LINE_WINDOW
+    before = _CUT if start else ""
+    after = _CUT if end < len(text) else ""
+    shown = min(length, end - (column - 1))
+    return f"{before}{text[start:end]}{after}", column - start + len(before), max(1, shown)
+
+
 def _caret_lines(label: Label, width: int) -> list[str]:
     source, span = label.source, label.span
     line, column = source.line_column(span.start)
     text = source.line_text(line).replace("\t", " ")
     end_line, end_column = source.line_column(max(span.end, span.start))
     length = (end_column - column) if end_line == line else len(text) - column + 1
-    length = max(1, length)
+    text, column, length = _window(text, column, max(1, length))
     gutter = " " * width
     mark = ("^" if label.primary else "-") * length
     suffix = f" {label.message}" if label.message else ""
@@ -96,7 +118,20 @@ def _context_region(label: Label, first: int, last: int) -> dict[str, Any]:
     start = max(1, first - 1)
     end = min(source.text.count("\n") + 1, last + 1)
     text = "\n".join(source.line_text(n) for n in range(start, end + 1))
-    return {"startLine": start, "endLine": end, "snippet": {"text": text}}
+    return _with_snippet({"startLine": start, "endLine": end}, text)
+
+
+#: The longest region text a SARIF result quotes as its snippet.
+_SNIPPET_LIMIT = 8 * LINE_WINDOW
+
+
+def _with_snippet(region: dict[str, Any], text: str) -> dict[str, Any]:
+    """`region` with `text` as its snippet, unless the text is past `_SNIPPET_LIMIT`: a
+    snippet is the region's exact text, so it cannot be cut, and a region of a minified
+    document can be megabytes (viewers then show the file itself)."""
+    if len(text) <= _SNIPPET_LIMIT:
+        region["snippet"] = {"text": text}
+    return region
 
 
 def render_json(diagnostics: Sequence[Diagnostic]) -> str:
@@ -162,13 +197,15 @@ def render_sarif(diagnostics: Sequence[Diagnostic]) -> str:
                 {
                     "physicalLocation": {
                         "artifactLocation": {"uri": pos["file"], "uriBaseId": "%SRCROOT%"},
-                        "region": {
-                            "startLine": pos["line"],
-                            "startColumn": pos["column"],
-                            "endLine": pos["end_line"],
-                            "endColumn": max(pos["end_column"], pos["column"] + 1),
-                            "snippet": {"text": primary.source.text[pos["start"] : pos["end"]]},
-                        },
+                        "region": _with_snippet(
+                            {
+                                "startLine": pos["line"],
+                                "startColumn": pos["column"],
+                                "endLine": pos["end_line"],
+                                "endColumn": max(pos["end_column"], pos["column"] + 1),
+                            },
+                            primary.source.text[pos["start"] : pos["end"]],
+                        ),
                         "contextRegion": _context_region(primary, pos["line"], pos["end_line"]),
                     }
                 }

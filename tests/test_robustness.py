@@ -512,3 +512,39 @@ def test_a_short_table_row_is_reported_on_that_row() -> None:
     [diagnostic] = [d for d in found(text) if d.severity == "error"]
     assert diagnostic.message == "a table row has 1 cell, the header 2"
     assert diagnostic.labels[0].source.line_column(diagnostic.labels[0].span.start) == (9, 7)
+
+
+# -- a line of megabytes -----------------------------------------------------------------------
+
+
+def test_a_long_line_shows_a_window_around_the_mark(tmp_path: Path) -> None:
+    """A minified or generated file can hold megabytes on one line: a diagnostic shows the
+    columns around its mark, cut with `...`, and quotes a long token by its ends."""
+    long = "x" * 200_000
+    path = write(tmp_path, "long.car", f'proposal p {{ "{long}" }}\n')
+    code, out = run("check", str(path))
+    assert code == 1 and len(out) < 1000, len(out)
+    first, source, caret = out.splitlines()[:3]
+    assert first.startswith('long.car:1:14: error[CL0102]: unexpected string "xxx')
+    assert first.endswith('...xxxxxxxxx"')
+    assert source == "1 | proposal p { " + '"' + "x" * 106 + "..."
+    assert caret == "  | " + " " * 13 + "^" * 107 + " expected `context`, `}`, a name"
+
+
+def test_a_mark_far_along_a_long_line_is_shown_with_the_text_around_it(tmp_path: Path) -> None:
+    path = write(tmp_path, "long.car", "proposal p { " + "y" * 200_000 + " !ok }\n")
+    code, out = run("check", str(path))
+    source, caret = out.splitlines()[1:3]
+    assert code == 1 and len(source) < 140
+    assert source.startswith("1 | ...yyy") and source.endswith(" !ok }")
+    assert caret.index("^") == source.index("!")
+
+
+def test_sarif_leaves_out_snippets_of_a_long_line(tmp_path: Path) -> None:
+    """A snippet is the region's exact text: past the limit it is left out, not cut."""
+    path = write(tmp_path, "long.car", 'proposal p { "' + "x" * 200_000 + '" }\n')
+    code, out = run("check", str(path), "--format", "sarif")
+    location = json.loads(out)["runs"][0]["results"][0]["locations"][0]["physicalLocation"]
+    assert code == 1 and len(out) < 5000
+    assert "snippet" not in location["region"] and "snippet" not in location["contextRegion"]
+    assert location["region"]["startColumn"] == 14
