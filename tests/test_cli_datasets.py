@@ -95,7 +95,7 @@ def test_bad_datasets_say_where(tmp_path: Path) -> None:
     path = tmp_path / "g.jsonl"
     path.write_text('{"id": "g", "candidates": [' + json.dumps(proposal("p")) + "]}\n{oops\n")
     result = runner.invoke(app, ["rank", str(path)])
-    assert result.exit_code == 2 and f"{path}:2:2: invalid JSON" in result.stderr
+    assert result.exit_code == 2 and f"{path}:2:2: error: malformed JSON: " in result.stderr
     path.write_text('{"id": "g", "candidates": []}\n')
     result = runner.invoke(app, ["rank", str(path)])
     assert result.exit_code == 2 and "non-empty array of proposals" in result.stderr

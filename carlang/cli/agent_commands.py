@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from .checking import one_source
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -23,7 +24,7 @@ from .common import (
     fail_usage,
     guarded,
 )
-from .lang_commands import collect_sources, project_root
+from .lang_commands import project_root
 
 if TYPE_CHECKING:
     from carlang_runtime import ir
@@ -60,7 +61,7 @@ def load_program(file: Path, root: Path | None) -> ir.Program:
     from carlang.compiler import compile_file
     from carlang.render import render_text
 
-    files = collect_sources([file])
+    files = one_source(file)
     result = compile_file(files[0], project_root(files, root))
     errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
     if result.program is None or errors:
@@ -89,7 +90,7 @@ def chosen_capability(
 
     if given is not None:
         return given
-    project = find_project_of(collect_sources([file]), root)
+    project = find_project_of(one_source(file), root)
     name = project.capability
     if name is None or program.capability(name) is not None:
         return name

@@ -22,6 +22,7 @@ __all__ = [
     "CheckFormat",
     "run_check",
     "collect_sources",
+    "one_source",
     "project_root",
     "find_project_of",
     "compile_all",
@@ -37,10 +38,20 @@ class CheckFormat(StrEnum):
     sarif = "sarif"
 
 
+#: What `-` (standard input, to many tools) gets: a program's imports and diagnostics are
+#: relative to its file.
+_NOT_STDIN = (
+    "-: carlang reads programs from files, not standard input (imports and diagnostics are"
+    " relative to the file): save it as a .car file and give its path"
+)
+
+
 def collect_sources(paths: list[Path]) -> list[Path]:
     """The .car files named, and those under the directories named (sorted, no repeats)."""
     found: list[Path] = []
     for path in paths:
+        if str(path) == "-":
+            fail_usage(_NOT_STDIN)
         if path.is_dir():
             found.extend(sorted(p for p in path.rglob("*.car") if p.is_file()))
         elif path.is_file():
@@ -49,8 +60,19 @@ def collect_sources(paths: list[Path]) -> list[Path]:
             fail_usage(f"{path}: no such file or directory")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
-        fail_usage("no .car files to check")
+        fail_usage(f"no .car files in {', '.join(map(str, paths))}")
     return unique
+
+
+def one_source(path: Path) -> list[Path]:
+    """`[path]`, resolved, for a command that compiles one program (compile, run, rank, ...):
+    a directory is refused, naming the .car files in it, rather than its first file taken."""
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.car") if p.is_file())
+        listed = ", ".join(inside[:5]) + (", ..." if len(inside) > 5 else "")
+        held = f"it holds {listed}" if inside else "it holds no .car file"
+        fail_usage(f"{path}: a directory; this command takes one .car file ({held})")
+    return collect_sources([path])
 
 
 def find_project_of(files: list[Path], root: Path | None) -> Project:

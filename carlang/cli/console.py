@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, NoReturn, TextIO
 
 __all__ = [
+    "error_line",
     "EXIT_OK",
     "EXIT_FAILED",
     "EXIT_USAGE",
@@ -51,6 +52,19 @@ class Reported(Exception):
     def __init__(self, code: int) -> None:
         super().__init__(f"exit {code}")
         self.code = code
+
+
+#: A message that starts at a position in a file: `file:line:col: `.
+_AT_POSITION = re.compile(r"[^\s:][^:\n]*:\d+:\d+: ")
+
+
+def error_line(message: str) -> str:
+    """`error: message`; for a message that starts at a position, `file:line:col: error:
+    ...`, the form of every diagnostic (which editors and CI annotators read)."""
+    at = _AT_POSITION.match(message)
+    if at is None:
+        return f"error: {message}"
+    return f"{at.group()}error: {message[at.end() :]}"
 
 
 def fail_usage(message: str) -> NoReturn:
@@ -177,7 +191,7 @@ def exit_code_for(exc: Exception) -> int:
     if isinstance(exc, OutputProblem):
         silence_stdout()  # (what is left in its buffer cannot be written either)
     if isinstance(exc, (UsageProblem, CarlangRuntimeError)):
-        _try_to_tell(f"error: {exc}")
+        _try_to_tell(error_line(str(exc)))
         return EXIT_USAGE
     if os.environ.get("CARLANG_DEBUG"):
         raise exc

@@ -16,6 +16,7 @@ from .checking import (
     collect_sources,
     compile_all,
     find_project_of,
+    one_source,
     project_root,
     run_check,
 )
@@ -64,7 +65,7 @@ def compile_program(
     from carlang.compiler import compile_file
     from carlang.render import render_text
 
-    files = collect_sources([file])
+    files = one_source(file)
     result = compile_file(files[0], project_root(files, root), state=state)
     errors = blocking_errors(result.diagnostics.items, proposal_errors_ok)
     if errors or result.program is None:
@@ -119,7 +120,7 @@ def compile_command(
     from carlang.export import to_car_proposal
     from carlang.render import render_text
 
-    files = collect_sources([file])
+    files = one_source(file)
     result = compile_file(files[0], project_root(files, root))
     if result.diagnostics.has_errors or result.program is None:
         echo_err(render_text(result.diagnostics.sorted()))

@@ -107,11 +107,12 @@ def replay_command(
 
 
 def _program(path: Path, root: Path | None) -> ir.Program:
-    from carlang.cli.lang_commands import collect_sources, project_root
+    from carlang.cli.checking import one_source
+    from carlang.cli.lang_commands import project_root
     from carlang.compiler import compile_file
     from carlang.render import render_text
 
-    files = collect_sources([path])
+    files = one_source(path)
     result = compile_file(files[0], project_root(files, root))
     # Errors of reading and naming make a program unusable; what verification finds in the
     # program's own proposals (a proposal the new policy denies) is no reason not to replay.

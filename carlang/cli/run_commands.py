@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from .checking import one_source
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -22,7 +23,7 @@ from .common import (
     fail_usage,
     guarded,
 )
-from .lang_commands import collect_sources, project_root
+from .lang_commands import project_root
 
 if TYPE_CHECKING:
     from carlang_runtime import ir
@@ -176,7 +177,7 @@ def run_command(
         fail_usage("--rollback goes with --resume RUN_ID")
     if plan is not None and (proposal is not None or resume is not None):
         fail_usage("--plan runs the plan's candidates: not with --proposal or --resume")
-    files = collect_sources([file])
+    files = one_source(file)
     initial = _read_state(state) if state is not None else None
     result = compile_file(files[0], project_root(files, root), state=initial)
     program = result.program
@@ -384,18 +385,12 @@ def _http_sink(url: str) -> Any:
 
 
 def _read_state(path: Path) -> dict[str, Any]:
-    from carlang_runtime.jsontext import JsonTextError, parse_json
+    """The initial state in `path`, its problems reported as `verify --state` reports them."""
+    from carlang_runtime.verify import load_state
 
-    from .common import read_text
+    from .inputs import load_file
 
-    try:
-        value = parse_json(read_text(path))
-    except JsonTextError as exc:
-        where = exc.position
-        fail_usage(f"{path}:{where.line}:{where.column}: error: not JSON: {exc.message}")
-    if not isinstance(value, dict):
-        fail_usage(f"{path}: error: the state must be a JSON object")
-    return value
+    return load_file(path, load_state, "state")
 
 
 def _approval_gate(

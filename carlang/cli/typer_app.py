@@ -83,6 +83,7 @@ def _real_metavars(command: Any) -> None:
     for sub in getattr(command, "commands", {}).values():
         _real_metavars(sub)
     for param in command.params:
+        _without_pydantic_prefix(param)
         if param.metavar is not None or getattr(param, "is_flag", False):
             continue
         descriptor = getattr(param, "type_descriptor", None)
@@ -98,6 +99,21 @@ def _real_metavars(command: Any) -> None:
             # typer writes required arguments as `{name}` and adds their type: plain instead
             param._usage_display_name = lambda usage=usage: usage
             param.display_type_rich = lambda ctx: ""
+
+
+def _without_pydantic_prefix(param: Any) -> None:
+    """Bad values reported without the `Value error, ` that typer (0.29: pydantic converts
+    the values) puts before a choice's message: `'nope' is not one of 'text', 'json'.`"""
+    process = param.process_value
+
+    def process_value(ctx: Any, value: Any) -> Any:
+        try:
+            return process(ctx, value)
+        except typer.BadParameter as exc:  # (typer's own click, which it may vendor)
+            exc.message = exc.message.removeprefix("Value error, ")
+            raise
+
+    param.process_value = process_value
 
 
 def main() -> None:

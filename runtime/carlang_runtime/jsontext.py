@@ -91,16 +91,21 @@ def parse_json(text: str | bytes) -> object:
             f"malformed JSON: {exc.problem}", line_column(text, _literal_at(text, exc.literal))
         ) from None
     except json.JSONDecodeError as exc:
-        message = exc.msg[0].lower() + exc.msg[1:]
-        raise JsonTextError(
-            f"malformed JSON: {message}", JsonPosition(exc.lineno, exc.colno)
-        ) from None
+        if not text.strip():  # (json's "expecting value" does not say why)
+            raise JsonTextError("the text is empty (expected JSON)", JsonPosition(1, 1)) from None
+        raise JsonTextError(malformed(exc), JsonPosition(exc.lineno, exc.colno)) from None
     except RecursionError:
         raise JsonTextError("malformed JSON: nested too deeply", JsonPosition(1, 1)) from None
 
 
 _NOT_PLAIN = object()
 _INFINITIES = (float("inf"), float("-inf"))
+
+
+def malformed(exc: json.JSONDecodeError) -> str:
+    """`malformed JSON: expecting value`: what `json` found wrong, worded as carlang's other
+    messages are (the position is the caller's to give, as `file:line:col`)."""
+    return f"malformed JSON: {exc.msg[:1].lower()}{exc.msg[1:]}"
 
 
 def _parse_plain(text: str) -> object:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CarlangRuntimeError
+from ..jsontext import malformed
 from .events import COMPENSATION_END_KINDS, TERMINAL_KINDS, Event, EventKind, event_document
 
 __all__ = [
@@ -23,8 +24,12 @@ __all__ = [
     "RunSummary",
     "EventLogError",
     "SQLITE_SUFFIXES",
+    "ONE_EVENT_PER_LINE",
     "read_event_log",
 ]
+
+#: Said after a JSON Lines event log's malformed line: what the file should hold.
+ONE_EVENT_PER_LINE = " (an event log holds one JSON event per line)"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -266,7 +271,9 @@ def read_event_log(path: Path) -> list[dict[str, Any]]:
                     f"{path}:{number}:{exc.colno}: the last line is cut short (the log was being"
                     " written when its process stopped); remove that line to read the rest"
                 ) from None
-            raise EventLogError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from None
+            raise EventLogError(
+                f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"
+            ) from None
         if not isinstance(record, dict):
             raise EventLogError(f"{path}:{number}:1: an event must be a JSON object")
         records.append(record)

@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
+from ..jsontext import malformed
 from ..planner import Governance, PlannerConfig, ScoredProposal, ToolFeedback, plan_config, rank
 from ..planner.montecarlo import BatchRunner
 from ..policy import PolicySet
@@ -171,7 +172,7 @@ def load_proposals(path: Path) -> Task:
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read it: {exc}") from None
     except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: {malformed(exc)}") from None
     return _group(document, str(path), path.stem)
 
 
@@ -189,7 +190,7 @@ def load_groups(path: Path) -> list[Task]:
         try:
             document = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}:{exc.colno}: invalid JSON: {exc.msg}") from None
+            raise DatasetError(f"{where}:{exc.colno}: {malformed(exc)}") from None
         tasks.append(_group(document, where, f"{path.stem}:{number}"))
     return check_unique(tasks)
 

@@ -135,7 +135,13 @@ def _run_events(path: Path) -> list[dict[str, Any]]:
     """The events of a log that outcomes need (a run's start and its proposal's end). A JSONL
     line that does not name either kind is not parsed: most of a log is whole proposals."""
     # Imported here: the engine imports the planner.
-    from ..engine.journal import SQLITE_SUFFIXES, EventLogError, read_event_log
+    from ..engine.journal import (
+        ONE_EVENT_PER_LINE,
+        SQLITE_SUFFIXES,
+        EventLogError,
+        read_event_log,
+    )
+    from ..jsontext import malformed
 
     if path.suffix in SQLITE_SUFFIXES or not path.exists():
         return read_event_log(path)
@@ -150,7 +156,9 @@ def _run_events(path: Path) -> list[dict[str, Any]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise EventLogError(f"{path}:{number}:{exc.colno}: not JSON: {exc.msg}") from None
+            raise EventLogError(
+                f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"
+            ) from None
         if isinstance(record, dict):
             events.append(record)
     return events

@@ -27,6 +27,7 @@ from typing import Any
 
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, ActionStatus, ProposalResult
+from ..jsontext import malformed
 
 __all__ = [
     "FeedbackFileError",
@@ -314,9 +315,18 @@ class ToolFeedback:
         path = Path(path)
         if path.suffix == ".json":
             try:
-                document = json.loads(path.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-                raise FeedbackFileError(f"{path}: cannot read a feedback file: {exc}") from None
+                document = json.loads(path.read_text("utf-8"))
+            except OSError as exc:
+                reason = (exc.strerror or str(exc)).lower()
+                raise FeedbackFileError(f"{path}: cannot read a feedback file: {reason}") from None
+            except UnicodeDecodeError as exc:
+                raise FeedbackFileError(
+                    f"{path}: not a feedback file: not UTF-8 text (byte {exc.start} is invalid)"
+                ) from None
+            except json.JSONDecodeError as exc:
+                raise FeedbackFileError(
+                    f"{path}:{exc.lineno}:{exc.colno}: not a feedback file: {malformed(exc)}"
+                ) from None
             if not isinstance(document, Mapping):
                 raise FeedbackFileError(f"{path}: not a carlang feedback file")
             try:

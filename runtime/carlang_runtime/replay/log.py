@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..engine.events import TERMINAL_KINDS
-from ..engine.journal import SQLITE_SUFFIXES, EventLogError, EventStore
+from ..engine.journal import ONE_EVENT_PER_LINE, SQLITE_SUFFIXES, EventLogError, EventStore
+from ..jsontext import malformed
 
 __all__ = ["RecordedDecision", "RecordedProposal", "Step", "read_runs"]
 
@@ -303,7 +304,7 @@ def _parse(path: Path, number: int, last: int, text: str, line: str) -> Any:
                 f"{where}: the last line is cut short (the log was being written when its"
                 " process stopped); remove that line to replay the rest"
             ) from None
-        raise EventLogError(f"{where}: not JSON: {exc.msg}") from None
+        raise EventLogError(f"{where}: {malformed(exc)}{ONE_EVENT_PER_LINE}") from None
 
 
 def _timestamp(path: Path, number: int, text: Any) -> float:

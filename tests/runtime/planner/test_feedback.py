@@ -63,7 +63,7 @@ def test_success_rates_and_durations_come_from_the_log(tmp_path: Path, name: str
 def test_a_log_that_is_not_json_says_where(tmp_path: Path) -> None:
     path = tmp_path / "bad.jsonl"
     path.write_text('{"kind": "run_started"}\n{oops\n')
-    with pytest.raises(EventLogError, match=r"bad.jsonl:2:2: not JSON"):
+    with pytest.raises(EventLogError, match=r"bad.jsonl:2:2: malformed JSON: "):
         ToolFeedback.from_log(path)
     with pytest.raises(EventLogError, match="no such file"):
         ToolFeedback.from_log(tmp_path / "missing.db")

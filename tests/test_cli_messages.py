@@ -1,0 +1,122 @@
+"""Every input error the CLI reports reads the same way: `file:line:col: error: ...` when it
+has a position, `error: ...` otherwise, in carlang's words (no Python exception text, no
+`error:` twice, no pydantic prefix), and says what to do."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from carlang.cli.console import error_line
+from tests.conftest import ROOT
+
+runner = CliRunner()
+PROGRAM = "tool step()\nproposal p { a = step() }\n"
+
+
+def cli(*args: str) -> tuple[int, str]:
+    result = runner.invoke(app, list(args))
+    return result.exit_code, result.output
+
+
+def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
+    path = tmp_path / name
+    if isinstance(text, bytes):
+        path.write_bytes(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("message", "line"),
+    [
+        ("a.json:3:7: not JSON", "a.json:3:7: error: not JSON"),
+        ("cannot read a.json", "error: cannot read a.json"),
+        ("http://host:8080: refused", "error: http://host:8080: refused"),
+        ("a.json: the state must be an object", "error: a.json: the state must be an object"),
+    ],
+)
+def test_a_message_at_a_position_puts_error_after_it(message: str, line: str) -> None:
+    assert error_line(message) == line
+
+
+def test_run_reports_a_malformed_state_as_verify_does(tmp_path: Path) -> None:
+    program = write(tmp_path, "p.car", PROGRAM)
+    state = write(tmp_path, "state.json", "{bad")
+    expected = (
+        f"{state}:1:2: error: invalid state: malformed JSON: expecting property name enclosed"
+        " in double quotes"
+    )
+    proposal = write(tmp_path, "p.json", '{"actions": []}')
+    for command in (["run", str(program)], ["verify", str(proposal)]):
+        code, out = cli(*command, "--state", str(state))
+        assert code == 2 and expected in out.splitlines(), out
+    code, out = cli("run", str(program), "--state", str(write(tmp_path, "e.json", "")))
+    assert code == 2 and out.strip().endswith(
+        "error: invalid state: the text is empty (expected JSON)"
+    )
+
+
+def test_an_event_log_that_is_not_json_is_reported_at_its_line(tmp_path: Path) -> None:
+    log = write(tmp_path, "garbage.car", "tool step()\n")
+    code, out = cli("events", str(log))
+    assert code == 2
+    assert out.strip() == (
+        f"{log}:1:1: error: malformed JSON: expecting value"
+        " (an event log holds one JSON event per line)"
+    )
+
+
+def test_a_feedback_file_that_cannot_be_read_says_why_in_words(tmp_path: Path) -> None:
+    program = ROOT / "examples" / "planning" / "deploy_plans.car"
+    missing = tmp_path / "nope.json"
+    code, out = cli("rank", str(program), "--feedback", str(missing))
+    assert code == 2 and out.strip() == (
+        f"error: {missing}: cannot read a feedback file: no such file or directory"
+    )
+    bad = write(tmp_path, "bad.json", '{"tools": }')
+    code, out = cli("rank", str(program), "--feedback", str(bad))
+    assert code == 2 and out.strip() == (
+        f"{bad}:1:11: error: not a feedback file: malformed JSON: expecting value"
+    )
+
+
+def test_a_bad_choice_is_reported_without_pydantics_prefix(tmp_path: Path) -> None:
+    """(The command itself: `carlang.cli.typer_app.main` tidies typer's messages.)"""
+    proposal = str(write(tmp_path, "p.json", "{}"))
+    done = subprocess.run(
+        [sys.executable, "-m", "carlang", "verify", proposal, "--format", "nope"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "Invalid value for '--format': 'nope' is not one of 'text', 'json'." in done.stderr
+    assert "Value error" not in done.stderr
+
+
+def test_a_command_that_compiles_one_program_refuses_a_directory(tmp_path: Path) -> None:
+    write(tmp_path, "a.car", PROGRAM)
+    write(tmp_path, "b.car", PROGRAM)
+    for command in ("run", "compile"):
+        code, out = cli(command, str(tmp_path))
+        assert code == 2 and out.strip() == (
+            f"error: {tmp_path}: a directory; this command takes one .car file"
+            " (it holds a.car, b.car)"
+        ), out
+
+
+def test_nothing_to_check_names_where_it_looked(tmp_path: Path) -> None:
+    code, out = cli("check", str(tmp_path))
+    assert code == 2 and out.strip() == f"error: no .car files in {tmp_path}"
+
+
+def test_standard_input_is_refused_with_what_to_do_instead() -> None:
+    code, out = cli("check", "-")
+    assert code == 2 and "save it as a .car file and give its path" in out
