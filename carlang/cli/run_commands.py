@@ -371,7 +371,7 @@ def _event_log(path: Path | None) -> Any:
         if path.suffix == ".jsonl":
             return EventLog([JsonlSink(path)])
     except OSError as exc:
-        fail_usage(f"cannot write events to {path}: {exc.strerror or exc}")
+        fail_usage(f"cannot write events to {path}: {(exc.strerror or str(exc)).lower()}")
     fail_usage(f"--events {path}: use a .jsonl file or a .db (SQLite) file")
 
 

@@ -60,13 +60,39 @@ _COMMIT_ON = (
 
 
 def _connect(path: Path) -> sqlite3.Connection:
+    if not path.parent.is_dir():
+        raise EventLogError(
+            f"{path}: no such directory {path.parent}: create it, or name a file in one that exists"
+        )
     connection = sqlite3.connect(str(path), isolation_level="DEFERRED", check_same_thread=False)
+    try:
+        _refuse_other_databases(path, connection)
+    except BaseException:
+        connection.close()
+        raise
     # WAL with synchronous=NORMAL: a commit survives the process dying (the case resume is
     # for) without an fsync per action.
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.executescript(_SCHEMA)
     return connection
+
+
+def _refuse_other_databases(path: Path, connection: sqlite3.Connection) -> None:
+    """Raise `EventLogError` when `path` holds tables but no `events` table: another
+    program's database, which the journal's tables (and WAL mode) must not be added to."""
+    tables = [
+        name
+        for (name,) in connection.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    if tables and "events" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise EventLogError(
+            f"{path}: a SQLite database that is not an event journal (its tables: {shown});"
+            " name a new file"
+        )
 
 
 class SqliteSink:

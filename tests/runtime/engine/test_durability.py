@@ -333,3 +333,28 @@ def test_a_killed_process_is_resumed_from_its_journal(tmp_path: Path, seed: int)
     assert all(len(k) == 1 for k in terminal_events_of(store, summary.run_id).values())
     assert len(terminal_events_of(store, summary.run_id)) == 60
     store.close()
+
+
+def test_a_journal_is_never_added_to_another_programs_database(tmp_path: Path) -> None:
+    """A .db that holds other tables is refused, and left exactly as it was (no events
+    table, not switched to WAL); a journal already written is opened again."""
+    import sqlite3
+
+    other = tmp_path / "app.db"
+    with closing(sqlite3.connect(other)) as connection:
+        connection.execute("CREATE TABLE users (id INTEGER)")
+        connection.commit()
+    before = other.read_bytes()
+    with pytest.raises(CarlangRuntimeError, match=r"app.db: a SQLite database that is not an"):
+        SqliteSink(other)
+    assert other.read_bytes() == before
+    journal = tmp_path / "run.db"
+    SqliteSink(journal).close()
+    SqliteSink(journal).close()  # (its own tables: opened again)
+
+
+def test_a_journal_in_a_missing_directory_names_the_directory(tmp_path: Path) -> None:
+    missing = tmp_path / "nope" / "run.db"
+    with pytest.raises(CarlangRuntimeError, match=r"no such directory .*nope: create it"):
+        SqliteSink(missing)
+    assert not missing.parent.exists()
