@@ -242,8 +242,7 @@ class _Checker:
                     f"`{subject}` has no field `{name}`"
                     + (" (so this has() is always false)" if isinstance(node, n.Has) else "")
                     + (" (so this is always optional.none())" if isinstance(node, n.Call) else ""),
-                    did_you_mean(name, fields, quote="`")
-                    or "its fields: " + ", ".join(f"`{f}`" for f in sorted(fields)),
+                    did_you_mean(name, fields, quote="`") or _fields_help(subject, fields),
                 )
                 return DYN
             return operand.element or DYN
@@ -763,3 +762,12 @@ def _usage(name: str, overloads: Iterable[Overload]) -> str:
 
 def _article(kind: str) -> str:
     return ("an " if kind[:1] in "aeiou" else "a ") + kind
+
+
+def _fields_help(subject: str, fields: Mapping[str, Type]) -> str:
+    """What a closed map has, for a field it does not have."""
+    if fields:
+        return "its fields: " + ", ".join(f"`{f}`" for f in sorted(fields))
+    if subject == "params":
+        return "the tools it applies to take no parameters"
+    return "it has no fields"

@@ -127,11 +127,12 @@ def _object(schema: Mapping[str, Any]) -> Type:
     properties = schema.get("properties")
     extra = schema.get("additionalProperties")
     element = from_json_schema(extra) if isinstance(extra, Mapping) else DYN
-    if not isinstance(properties, Mapping) or not properties:
+    if not isinstance(properties, Mapping):
         return map_of(element)
     fields = {name: from_json_schema(sub) for name, sub in properties.items()}
     # With properties listed, a field outside them is a mistake unless the schema says
-    # explicitly that other fields are welcome.
+    # explicitly that other fields are welcome. An empty list of them is a tool without
+    # parameters (`tool ping()`, an MCP tool with no arguments): every field is a mistake.
     closed = extra is None or extra is False
     return map_of(element, fields, closed)
 

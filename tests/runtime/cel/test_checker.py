@@ -142,6 +142,21 @@ def test_fields_only_some_targets_have() -> None:
     assert findings("params.nope == 1", both) == [("unknown-field", "params.nope")]
 
 
+def test_a_tool_without_parameters_has_no_fields() -> None:
+    """`tool ping()` (or an MCP tool with no arguments): `properties: {}` lists none, so
+    every field is a mistake; a schema that lists no properties at all says nothing."""
+    ping = ir.ToolSchema(name="ping", parameters={"type": "object", "properties": {}})
+    assert findings("params.x == 1", [ping]) == [("unknown-field", "params.x")]
+    assert messages("params.x == 1", [ping]) == [
+        "error: `params` has no field `x` (the tools it applies to take no parameters)"
+    ]
+    assert findings("params.url == 'x'", [ping, FETCH]) == [("partial-field", "params.url")]
+    anything = ir.ToolSchema(name="any", parameters={"type": "object"})
+    assert findings("params.x == 1", [anything]) == []
+    extra = {"type": "object", "properties": {}, "additionalProperties": True}
+    assert findings("params.x == 1", [ir.ToolSchema(name="e", parameters=extra)]) == []
+
+
 def test_untargeted_policies_know_nothing_about_params() -> None:
     result = check("params.whatever == 1 && action.tool == 'x'", policy_declarations(None))
     assert result.issues == []
