@@ -21,7 +21,13 @@ from carlang_runtime.mcp import McpClient
 from .fmt import format_source, format_value
 from .source import Source
 
-__all__ = ["import_server", "server_name_for", "render_import", "local_tool_name"]
+__all__ = [
+    "import_server",
+    "server_name_for",
+    "render_import",
+    "local_tool_name",
+    "unusable_tools",
+]
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 
@@ -98,8 +104,12 @@ def render_import(server: McpServer, info: dict[str, Any], tools: list[dict[str,
             lines.append(f"  cwd {format_value(server.cwd)}")
     lines.append("}")
     taken: set[str] = set()
+    unusable = unusable_tools(tools)
     for tool in sorted(tools, key=lambda t: str(t.get("name", ""))):
         remote = str(tool.get("name", ""))
+        if remote in unusable:  # a declaration `carlang check` refuses: left out, said why
+            lines.extend(["", f"# not imported: `{remote}`: {unusable[remote]}"])
+            continue
         name = local_tool_name(server.name, remote, taken)
         lines.append("")
         lines.append(f"tool {name}() {{")
@@ -109,11 +119,27 @@ def render_import(server: McpServer, info: dict[str, Any], tools: list[dict[str,
         lines.extend("  " + item for item in _hint_items(tool.get("annotations") or {}))
         if name != f"{server.name}.{remote}":
             lines.append(f"  remote {format_value(remote)}")
-        schema = tool.get("inputSchema") or {"type": "object"}
-        lines.append(f"  schema {format_value(schema)}")
+        lines.append(f"  schema {format_value(_input_schema(tool))}")
         lines.append("}")
     text = "\n".join(lines) + "\n"
     return format_source(Source("import.car", text))
+
+
+def unusable_tools(tools: list[dict[str, Any]]) -> dict[str, str]:
+    """The server's tools whose input schema carlang cannot check calls against (MCP asks
+    for an object JSON Schema; some servers publish other things): name -> the problem."""
+    from .lower import schema_problem
+
+    unusable = {}
+    for tool in tools:
+        problem = schema_problem(_input_schema(tool))
+        if problem is not None:
+            unusable[str(tool.get("name", ""))] = f"its input schema is not usable: {problem}"
+    return unusable
+
+
+def _input_schema(tool: dict[str, Any]) -> Any:
+    return tool.get("inputSchema") or {"type": "object"}
 
 
 def _hint_items(annotations: dict[str, Any]) -> list[str]:

@@ -120,3 +120,9 @@ def test_nothing_to_check_names_where_it_looked(tmp_path: Path) -> None:
 def test_standard_input_is_refused_with_what_to_do_instead() -> None:
     code, out = cli("check", "-")
     assert code == 2 and "save it as a .car file and give its path" in out
+
+
+def test_verify_given_a_program_says_which_command_takes_one(tmp_path: Path) -> None:
+    program = write(tmp_path, "p.car", PROGRAM)
+    code, out = cli("verify", str(program))
+    assert code == 2 and f"`carlang check {program}`" in out

@@ -118,3 +118,23 @@ def test_schema_from_a_document_with_a_pointer(tmp_path: Path) -> None:
     )
     assert program.tools[0].parameters["required"] == ["n"]
     assert "CL0219" in codes('tool count() { schema from "schemas.json#/tools/9" }')
+
+
+def test_a_schema_reference_must_point_inside_the_schema() -> None:
+    """The validator resolves only references inside a schema (it fetches nothing): one to
+    nowhere is CL0219 at compile time, not an error on every call."""
+    refs = {
+        '"#/$defs/n"': [],
+        '"#why"': [],
+        '"#/$defs/missing"': ["CL0219"],
+        '"#nope"': ["CL0219"],
+        '"https://example.com/n.json"': ["CL0219"],
+    }
+    for ref, expected in refs.items():
+        schema = (
+            '{"type": "object", "$defs": {"n": {"type": "integer"}}, "properties": {'
+            f'"x": {{"$ref": {ref}}}, "y": {{"$anchor": "why", "type": "string"}},'
+            ' "e": {"enum": [{"$ref": "data, not a reference"}]}}}'
+        )
+        found = codes(f"tool t() {{ schema {schema} }}\nproposal p {{ a = t() }}\n")
+        assert found == expected, (ref, found)

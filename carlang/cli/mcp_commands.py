@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from ..render import plural
 from .common import EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
 
 __all__ = ["register"]
@@ -40,7 +41,7 @@ def import_command(
     from carlang_runtime.mcp import McpError
 
     from carlang.lower import local_url_problem
-    from carlang.mcp_import import import_server, render_import, server_name_for
+    from carlang.mcp_import import import_server, render_import, server_name_for, unusable_tools
 
     if bool(command) == (url is not None):
         fail_usage("give the server's command after `--`, or --url URL (not both)")
@@ -62,6 +63,9 @@ def import_command(
     except TimeoutError:
         fail_usage(f"MCP server '{server_name}' did not answer within {timeout:g}s")
     text = render_import(server, info, tools)
+    unusable = unusable_tools(tools)
+    for remote, problem in unusable.items():
+        echo_err(f"warning: tool `{remote}` not imported: {problem}")
     if out is None:
         echo(text.rstrip("\n"))
     else:
@@ -69,7 +73,8 @@ def import_command(
             out.write_text(text, encoding="utf-8")
         except OSError as exc:
             fail_usage(f"cannot write {out}: {exc.strerror or exc}")
-        echo_err(f"wrote {out}: MCP server `{server_name}` with {len(tools)} tools")
+        imported = plural(len(tools) - len(unusable), "tool")
+        echo_err(f"wrote {out}: MCP server `{server_name}` with {imported}")
     raise typer.Exit(EXIT_OK)
 
 

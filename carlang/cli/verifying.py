@@ -85,6 +85,11 @@ def run_verify(
     `console.Reported` once its problems are printed at their positions)."""
     from carlang_runtime.verify import load_state, verify
 
+    if proposal.suffix == ".car":  # (JSON's "expecting value" at 1:1 would not say this)
+        fail_usage(
+            f"{proposal}: `carlang verify` takes a CAR JSON proposal; a .car program is"
+            f" verified by `carlang check {proposal}` (or made JSON by `carlang compile`)"
+        )
     loaded = load_file(proposal, _proposal_to_verify, "proposal")
     initial = load_file(state, load_state, "state") if state is not None else None
     result = verify(loaded, initial, _tools_argument(tools, tool_schemas), max_actions)

@@ -358,7 +358,13 @@ class ParamChecker:
                     )
                 )
         if self._validator is not None:
-            findings.extend(self._constraint_findings(params))
+            try:
+                findings.extend(self._constraint_findings(params))
+            except _unresolvable() as exc:  # a `$ref` to nowhere: no call can be checked
+                ref = getattr(exc, "ref", "")
+                self._schema_error = f"its `$ref` to {ref!r} does not resolve (nothing is fetched)"
+                self._validator = None
+                return [ParamFinding("invalid_schema", "", self._schema_error)]
         return findings
 
     def _constraint_findings(self, params: Mapping[str, Any]) -> list[ParamFinding]:
@@ -372,7 +378,7 @@ class ParamChecker:
                         params[name], schema, [name], ["properties", name], errors
                     )
         else:
-            errors = self._validator.iter_errors(params)
+            errors = list(self._validator.iter_errors(params))  # (resolving `$ref`s as it goes)
         for error in errors:
             schema_path = list(error.relative_schema_path)
             if schema_path == ["required"]:
@@ -389,6 +395,13 @@ class ParamChecker:
             found.append(ParamFinding("constraint", param, error.message, where))
         found.sort(key=lambda f: (f.param, f.path, f.detail))
         return found
+
+
+def _unresolvable() -> type[Exception]:
+    """What jsonschema raises for a `$ref` it cannot resolve (only loaded with it)."""
+    from referencing.exceptions import Unresolvable
+
+    return Unresolvable
 
 
 def validation_errors(tool: str, findings: list[ParamFinding]) -> list[str]:

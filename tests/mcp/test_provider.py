@@ -202,6 +202,28 @@ policy no_tokyo: deny time.get_current_time when params.timezone == "Asia/Tokyo"
     assert json.loads(result["output"])["timezone"] == "UTC"  # the server's text content
 
 
+def test_a_tool_whose_schema_cannot_be_used_is_left_out_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The imported file always passes `carlang check`: a tool whose input schema no
+    validator can use (a `$ref` to nowhere) is left out, with a comment and a warning."""
+    monkeypatch.setenv("TOY_BROKEN", "1")
+    out = tmp_path / "toy.car"
+    result = runner.invoke(
+        app, ["mcp", "import", "--name", "toy", "-o", str(out), "--", *toy_command()]
+    )
+    assert result.exit_code == 0, result.output
+    assert "warning: tool `broken` not imported: its input schema is not usable: `$ref`" in (
+        result.stderr
+    )
+    assert "with 4 tools" in result.stderr
+    text = out.read_text()
+    assert "# not imported: `broken`: its input schema is not usable" in text
+    assert "tool toy.broken" not in text and "tool toy.add" in text
+    check = runner.invoke(app, ["check", str(out)])
+    assert check.exit_code == 0 and "0 errors" in check.output
+
+
 def test_import_usage_errors(tmp_path: Path) -> None:
     neither = runner.invoke(app, ["mcp", "import"])
     assert neither.exit_code == 2 and "give the server's command" in neither.output

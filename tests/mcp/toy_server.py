@@ -3,7 +3,8 @@ servers do not show on demand: errors, slow calls (cancellation), a schema that 
 
     python toy_server.py                 # stdio
     python toy_server.py --http PORT     # Streamable HTTP on 127.0.0.1:PORT/mcp
-TOY_SCHEMA=2 changes `add`'s schema; TOY_CANCELLED=path gets a line per cancelled call.
+TOY_SCHEMA=2 changes `add`'s schema; TOY_BROKEN=1 adds a tool with a broken one;
+TOY_CANCELLED=path gets a line per cancelled call.
 """
 
 from __future__ import annotations
@@ -30,6 +31,20 @@ else:
     def add(a: int, b: int) -> int:
         """Add two numbers."""
         return a + b
+
+
+if os.environ.get("TOY_BROKEN") == "1":
+
+    @mcp.tool()
+    def broken(x: int) -> int:
+        """Publishes an input schema no validator can use."""
+        return x
+
+    # The SDK writes a schema from the signature; some servers publish broken ones.
+    mcp._tool_manager.get_tool("broken").parameters = {  # type: ignore[union-attr]
+        "type": "object",
+        "properties": {"x": {"$ref": "#/$defs/missing"}},
+    }
 
 
 @mcp.tool(annotations=ToolAnnotations(destructiveHint=True))

@@ -125,3 +125,13 @@ def test_checking_only_constrained_properties_finds_what_the_whole_schema_finds(
     whole = ParamChecker("t", schema)
     whole._constrained = None  # the whole schema through the validator
     assert fast.check(params) == whole.check(params)
+
+
+def test_a_reference_that_does_not_resolve_is_an_invalid_schema_not_a_crash() -> None:
+    """A schema from a tool list or a live MCP server is not compiled first: a `$ref` to
+    nowhere makes every call invalid (fail closed), said once per call."""
+    checker = ParamChecker("t", {"type": "object", "properties": {"x": {"$ref": "#/$defs/no"}}})
+    for _ in range(2):
+        (finding,) = checker.check({"x": 1})
+        assert finding.kind == "invalid_schema"
+        assert finding.detail == "its `$ref` to '/$defs/no' does not resolve (nothing is fetched)"
