@@ -216,7 +216,11 @@ class _Loader:
                 source,
                 span,
                 label="this path climbs out of the project root",
-                help="imports must stay inside the project root (set it with --root)",
+                help=(
+                    "imports stay inside the project root (the nearest folder above with a"
+                    " carlang.toml or .git): put a carlang.toml at the project's top, or give"
+                    " --root"
+                ),
             )
             return
         if target in self.stack:

@@ -2,8 +2,9 @@
 warnings a project accepts (the file's `accept` list and `# carlang: allow CL0521` pragmas).
 
 The root is found as users of ruff or git expect: the nearest directory upwards from the entry
-file holding a `carlang.toml` or a `.git`, else the entry file's own directory (for several
-files checked together, the directory they have in common). `--root` still overrides it.
+file holding a `carlang.toml` or a `.git`, else the command's working directory when the files
+are inside it, else the entry file's own directory (for several files checked together, the
+directory they have in common). `--root` still overrides it.
 A `carlang.toml`:
 
     root = "."                 # relative to this file (default: its directory)
@@ -84,9 +85,11 @@ class Project:
         return 1
 
 
-def find_project(entry: Path, *others: Path) -> Project:
+def find_project(entry: Path, *others: Path, working: Path | None = None) -> Project:
     """The project of `entry` (a file or directory), checked together with `others`: see the
-    module docstring."""
+    module docstring. `working`: the command's working directory, the root when no marker is
+    found and it holds the files (as ruff falls back to it): a copy of the examples checked
+    from its top keeps its imports between folders, whichever file is named."""
     start = _directory(entry)
     for directory in (start, *start.parents):
         config = directory / PROJECT_FILE
@@ -94,7 +97,10 @@ def find_project(entry: Path, *others: Path) -> Project:
             return _read_config(config)
         if (directory / ".git").exists():
             return Project(directory)
-    return Project(Path(os.path.commonpath([start, *map(_directory, others)])))
+    shared = Path(os.path.commonpath([start, *map(_directory, others)]))
+    if working is not None and shared.is_relative_to(working.resolve()):
+        return Project(working.resolve())
+    return Project(shared)
 
 
 def _directory(entry: Path) -> Path:

@@ -53,6 +53,28 @@ def test_the_examples_check_clean_from_any_directory(
     assert "0 errors" in out
 
 
+def test_one_file_of_a_copy_checked_from_its_top_keeps_its_imports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No carlang.toml or .git above: the working directory is the root when it holds the
+    file, so the README's `carlang run examples/release/release.car` works in a copy of the
+    examples, and diagnostics name the file as it was typed."""
+    shutil.copytree(ROOT / "examples", tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    code, out = check("examples/release/release.car")
+    assert code == 0, out
+    (tmp_path / "examples" / "release" / "bad.car").write_text(
+        'import "../shared/ops_tools.car"\nproposal p { a = nope() }\n'
+    )
+    code, out = check("examples/release/bad.car")
+    assert code == 1 and out.startswith("examples/release/bad.car:2:18: error["), out
+    monkeypatch.chdir(tmp_path / "examples" / "release")  # (the import leaves this root)
+    code, out = check("bad.car")
+    assert "CL0211" in out and "put a carlang.toml at the project's top" in out
+    found = find_project(tmp_path / "examples" / "release" / "bad.car", working=Path("/nowhere"))
+    assert found.root == (tmp_path / "examples" / "release").resolve()
+
+
 def test_files_outside_any_project_share_the_directory_they_have_in_common(
     tmp_path: Path,
 ) -> None:

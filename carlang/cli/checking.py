@@ -78,12 +78,13 @@ def one_source(path: Path) -> list[Path]:
 def find_project_of(files: list[Path], root: Path | None) -> Project:
     """The project of the first file (its `carlang.toml`, if any); `--root`, when given,
     overrides the root found. Files with no `carlang.toml` or `.git` above them (a copy of
-    the examples, sources without git) share one root: the directory they have in common, so
-    that an import between sibling folders is not taken for one that leaves the project."""
+    the examples, sources without git) share one root: the working directory when they are
+    inside it, else the directory they have in common, so that an import between sibling
+    folders is not taken for one that leaves the project."""
     from carlang.project import ProjectError, find_project
 
     try:
-        project = find_project(files[0], *files[1:])
+        project = find_project(files[0], *files[1:], working=Path.cwd())
     except ProjectError as exc:
         fail_usage(str(exc))
     if root is not None:
