@@ -134,8 +134,9 @@ def _with_snippet(region: dict[str, Any], text: str) -> dict[str, Any]:
     return region
 
 
-def render_json(diagnostics: Sequence[Diagnostic]) -> str:
-    """A stable JSON document: `{"version": 1, "diagnostics": [...]}`."""
+def render_json(diagnostics: Sequence[Diagnostic], failure: str | None = None) -> str:
+    """A stable JSON document: `{"version": 1, "diagnostics": [...]}`; with `failure` (input
+    the command could not use: nothing was checked), also `"error": failure`."""
     from .codes import all_codes
 
     names = {c.code: c.name for c in all_codes()}
@@ -156,14 +157,19 @@ def render_json(diagnostics: Sequence[Diagnostic]) -> str:
                 "notes": list(d.notes),
             }
         )
-    return json.dumps({"version": 1, "diagnostics": items}, indent=2)
+    document: dict[str, Any] = {"version": 1, "diagnostics": items}
+    if failure is not None:
+        document["error"] = failure
+    return json.dumps(document, indent=2)
 
 
 _SARIF_LEVELS = {"error": "error", "warning": "warning", "info": "note"}
 
 
-def render_sarif(diagnostics: Sequence[Diagnostic]) -> str:
-    """SARIF 2.1.0, one run, the rules taken from the code registry."""
+def render_sarif(diagnostics: Sequence[Diagnostic], failure: str | None = None) -> str:
+    """SARIF 2.1.0, one run, the rules taken from the code registry; with `failure` (input
+    the command could not use: nothing was checked), an invocation that did not succeed and
+    says why, so that a CI upload shows the failure instead of refusing an empty file."""
     from .codes import all_codes
 
     codes = {c.code: c for c in all_codes()}
@@ -230,7 +236,7 @@ def render_sarif(diagnostics: Sequence[Diagnostic]) -> str:
                 for n, lab in enumerate(related)
             ]
         results.append(result)
-    document = {
+    document: dict[str, Any] = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [
@@ -247,4 +253,9 @@ def render_sarif(diagnostics: Sequence[Diagnostic]) -> str:
             }
         ],
     }
+    if failure is not None:
+        notification = {"level": "error", "message": {"text": failure}}
+        document["runs"][0]["invocations"] = [
+            {"executionSuccessful": False, "toolExecutionNotifications": [notification]}
+        ]
     return json.dumps(document, indent=2)

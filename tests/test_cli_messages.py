@@ -126,3 +126,30 @@ def test_verify_given_a_program_says_which_command_takes_one(tmp_path: Path) -> 
     program = write(tmp_path, "p.car", PROGRAM)
     code, out = cli("verify", str(program))
     assert code == 2 and f"`carlang check {program}`" in out
+
+
+def test_machine_formats_still_get_a_document_when_nothing_could_be_checked(
+    tmp_path: Path,
+) -> None:
+    """`check --format sarif > out.sarif || true` then an upload: an empty file would be
+    refused as invalid SARIF; a run whose invocation failed, saying why, is shown."""
+    import json
+
+    import jsonschema
+
+    missing = str(tmp_path / "nope.car")
+    code, out = cli("check", missing, "--format", "sarif")
+    document = json.loads(out[: out.rindex("}") + 1])
+    schema = json.loads((ROOT / "tests/data/schemas/sarif-2.1.0-subset.schema.json").read_text())
+    jsonschema.validate(document, schema)
+    (invocation,) = document["runs"][0]["invocations"]
+    assert code == 2 and invocation["executionSuccessful"] is False
+    notification = invocation["toolExecutionNotifications"][0]["message"]["text"]
+    assert notification == f"{missing}: no such file or directory"
+    code, out = cli("check", missing, "--format", "json")
+    document = json.loads(out[: out.rindex("}") + 1])
+    assert code == 2 and document == {
+        "version": 1,
+        "diagnostics": [],
+        "error": f"{missing}: no such file or directory",
+    }

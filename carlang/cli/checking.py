@@ -11,7 +11,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .console import EXIT_FAILED, EXIT_OK, echo, fail_usage, painted
+from .console import EXIT_FAILED, EXIT_OK, UsageProblem, echo, fail_usage, painted
 
 if TYPE_CHECKING:
     from carlang.compiler import CompileResult
@@ -175,8 +175,15 @@ def run_check(
     from carlang.project import apply_allowances
     from carlang.render import render_json, render_sarif, render_text, summary_line
 
-    files = collect_sources(paths or [Path(".")])
-    project = find_project_of(files, root)
+    try:
+        files = collect_sources(paths or [Path(".")])
+        project = find_project_of(files, root)
+    except UsageProblem as exc:  # a machine reader still gets a document that says so
+        if output is CheckFormat.json:
+            echo(render_json([], failure=str(exc)))
+        elif output is CheckFormat.sarif:
+            echo(render_sarif([], failure=str(exc)))
+        raise
     results, diagnostics = compile_all(files, project.root)
     strict = strict or project.strict
     if strict:
