@@ -10,17 +10,17 @@ from carlang_runtime import ir
 from carlang_runtime.cel import CelSyntaxError, Limits
 from carlang_runtime.cel import nodes as cel_nodes
 from carlang_runtime.cel.build import parse
-from carlang_runtime.cel.checker import CelIssue, check_tree
+from carlang_runtime.cel.checker import CelIssue, Declarations, check_tree
 from carlang_runtime.cel.cost import estimate
 from carlang_runtime.globs import GlobSet
-from carlang_runtime.policy import policy_declarations
+from carlang_runtime.policy import policy_declarations, state_type
 
 from . import ast
 from .diagnostics import Diagnostics
 from .lower import Origin, SourceMap
 from .source import Span
 
-__all__ = ["check_conditions", "policy_targets", "CHECK_CODES"]
+__all__ = ["check_conditions", "declarations_of", "policy_targets", "CHECK_CODES"]
 
 #: The diagnostic code of each kind of checker finding.
 CHECK_CODES: Final = {
@@ -77,9 +77,7 @@ def _check_condition(
             help="macros inside macros over lists multiply; check one list at a time",
         )
         return
-    for issue in check_tree(
-        when.text, tree, policy_declarations(policy_targets(program, policy))
-    ).issues:
+    for issue in check_tree(when.text, tree, declarations_of(program, policy)).issues:
         _report(policy, origin, when, issue, diagnostics)
 
 
@@ -110,6 +108,12 @@ def _parse(
             help="a condition ends with its line; wrap a long one in ( ) to continue it",
         )
         return None
+
+
+def declarations_of(program: ir.Program, policy: ir.CelPolicy) -> Declarations:
+    """What a policy's condition sees: `params` of the tools it targets, `state` of the keys
+    the program declares."""
+    return policy_declarations(policy_targets(program, policy), state_type(program.state))
 
 
 def policy_targets(program: ir.Program, policy: ir.CelPolicy) -> list[ir.ToolSchema] | None:

@@ -823,6 +823,8 @@ def _syntax_diagnostic(
         help = _syntax_help(problem, source, literal)
         if char == "\ufeff":  # Windows editors' "UTF-8 with BOM"
             help = "this is a byte-order mark: save the file as UTF-8 without one"
+        elif char.isalnum():  # `empfänger`, `groß`: a name with a letter beyond ASCII
+            help = "names are ASCII letters, digits and `_` (strings may hold any text)"
         return Diagnostic(
             "CL0101",
             "error",

@@ -38,6 +38,7 @@ def run_test(
     """`carlang test`'s work (see its help): every test run and reported, and the exit code:
     0 when all pass (and coverage meets `threshold`), 1 on a failure, a program error or low
     coverage. Input it cannot use raises `UsageProblem`."""
+    from carlang.render import plural
     from carlang.render import render_text as render_diagnostics
     from carlang.testreport import render_json, render_junit, render_text, threshold_problem
     from carlang.testrun import Coverage, run_tests
@@ -60,7 +61,7 @@ def run_test(
         elif output is TestFormat.junit:
             echo(render_junit([], errors=errors))
         echo_err(painted(render_diagnostics(errors), err=True))
-        echo_err(f"{len(errors)} error(s): the tests did not run")
+        echo_err(f"{plural(len(errors), 'error')}: the tests did not run")
         return EXIT_FAILED
     measured = Coverage()
     outcomes = run_tests(results, measured)
@@ -79,7 +80,7 @@ def run_test(
         echo(painted(render_text(outcomes, shown, threshold)))
     failed = any(not r.passed for r in outcomes)
     low = threshold_problem(measured, threshold)
-    if low is not None:
+    if low is not None and output is not TestFormat.text:  # (the text report says it)
         echo_err(f"error: {low}")
     return EXIT_FAILED if failed or low is not None else EXIT_OK
 

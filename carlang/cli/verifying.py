@@ -60,7 +60,14 @@ def _tools_argument(tools: str | None, tool_schemas: Path | None) -> Any:
     if tool_schemas is not None:
         return load_file(tool_schemas, load_tools, "tool list")
     if tools is not None:
-        return [t.strip() for t in tools.split(",") if t.strip()]
+        names = [t.strip() for t in tools.split(",") if t.strip()]
+        files = [n for n in names if n.endswith(".json") or Path(n).is_file()]
+        if files:  # (a tool is never called `tools.json`: the file was meant)
+            fail_usage(
+                f"--tools takes tool names (a,b,c); for the file {files[0]}, use"
+                f" --tool-schemas {files[0]}"
+            )
+        return names
     return None
 
 

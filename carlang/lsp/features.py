@@ -23,7 +23,7 @@ from lsprotocol import types as lsp
 
 from .. import ast
 from ..codes import all_codes
-from ..conditions import policy_targets
+from ..conditions import declarations_of
 from ..diagnostics import Diagnostic
 from ..fmt import FormatError, format_source
 from ..loader import display_name
@@ -356,8 +356,9 @@ class Features:
             ),
             None,
         )
-        targets = policy_targets(program, policy) if program and policy else None
-        return policy_declarations(targets)
+        if program is None or policy is None:
+            return policy_declarations(None)
+        return declarations_of(program, policy)
 
     def _cel_hover(self, path: Path, file: ProjectFile, offset: int) -> tuple[str, Span] | None:
         decl = self.policy_at(file, offset)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ..errors import CarlangRuntimeError
+from ..globs import GlobSet
 from ..suggest import did_you_mean
 from . import nodes as n
 from .build import MACROS
@@ -224,7 +225,7 @@ class _Checker:
             # Selecting on an optional tests presence (cel-go): an optional of the field.
             return optional_of(self.field(node, operand.element or DYN, name, in_has=True))
         subject = "it"
-        if isinstance(node, (n.Select, n.Has)):
+        if isinstance(node, (n.Select, n.Has, n.Index)):
             subject = self.text(node.operand)
         elif isinstance(node, n.Call) and node.args:  # `a.?b`, `a[?"b"]`
             subject = self.text(node.args[0])
@@ -234,6 +235,8 @@ class _Checker:
                 if name in operand.partial and not in_has:
                     self.partial_field(node, subject, name)
                 return fields[name]
+            if operand.patterns and GlobSet(operand.patterns).matches(name):
+                return operand.element or DYN
             if fields is not None and operand.closed:
                 self.report(
                     "error",
@@ -770,4 +773,6 @@ def _fields_help(subject: str, fields: Mapping[str, Type]) -> str:
         return "its fields: " + ", ".join(f"`{f}`" for f in sorted(fields))
     if subject == "params":
         return "the tools it applies to take no parameters"
+    if subject == "state":
+        return "the program declares no such state key (`state { ... }`)"
     return "it has no fields"

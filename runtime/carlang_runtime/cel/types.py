@@ -44,6 +44,9 @@ class Type:
     fields: Mapping[str, Type] | None = field(default=None, hash=False, compare=False)
     closed: bool = False
     partial: frozenset[str] = frozenset()
+    #: Globs naming more fields a closed map may have (declared state families: `build.*`),
+    #: each with the map's `element` type.
+    patterns: tuple[str, ...] = field(default=(), hash=False, compare=False)
 
     def __str__(self) -> str:
         if self.kind == "list" and self.element is not None and self.element.kind != "dyn":
@@ -85,10 +88,14 @@ def optional_of(element: Type) -> Type:
 
 
 def map_of(
-    element: Type = DYN, fields: Mapping[str, Type] | None = None, closed: bool = False
+    element: Type = DYN,
+    fields: Mapping[str, Type] | None = None,
+    closed: bool = False,
+    patterns: tuple[str, ...] = (),
 ) -> Type:
-    """A map with values of `element`, and, when known, its fields."""
-    return Type("map", element, fields, closed)
+    """A map with values of `element`, and, when known, its fields (`patterns`: globs of
+    more fields a closed map may have)."""
+    return Type("map", element, fields, closed, patterns=patterns)
 
 
 _JSON_KINDS: Final = {

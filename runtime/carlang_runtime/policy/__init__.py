@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .activation import VARIABLES, action_activation, policy_declarations
+from .activation import VARIABLES, action_activation, policy_declarations, state_type
 from .policyset import Decision, PolicyLoadError, PolicyMatch, PolicySet, PolicyTrace
 from .static import StaticVerdict, static_verdicts
 
@@ -15,6 +15,7 @@ __all__ = [
     "VARIABLES",
     "action_activation",
     "policy_declarations",
+    "state_type",
     "StaticVerdict",
     "static_verdicts",
 ]

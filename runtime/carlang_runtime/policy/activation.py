@@ -21,9 +21,10 @@ from typing import Any, Final
 from ..cel.checker import Declarations
 from ..cel.types import DYN, STRING, TIMESTAMP, Type, from_json_schema, join, list_of, map_of
 from ..cel.values import CelTimestamp, cel_value
-from ..ir import Action, ToolSchema
+from ..globs import is_glob
+from ..ir import Action, StateDecl, ToolSchema
 
-__all__ = ["VARIABLES", "action_activation", "policy_declarations"]
+__all__ = ["VARIABLES", "action_activation", "policy_declarations", "state_type"]
 
 VARIABLES: Final = ("action", "params", "state", "scope", "history", "now")
 
@@ -61,9 +62,24 @@ def action_activation(
     return activation
 
 
-def policy_declarations(targets: Iterable[ToolSchema] | None) -> Declarations:
+def state_type(declared: Iterable[StateDecl]) -> Type | None:
+    """The type of `state` for a program's `state { ... }` entries: a closed map of the keys
+    declared, each of its declared type, and of the families (`build.*`) as patterns; None
+    when nothing is declared (any key, as CAR's state)."""
+    entries = list(declared)
+    if not entries:
+        return None
+    fields = {e.key: from_json_schema(e.type) for e in entries if not is_glob(e.key)}
+    families = tuple(e.key for e in entries if is_glob(e.key))
+    return map_of(fields=fields, closed=True, patterns=families)
+
+
+def policy_declarations(
+    targets: Iterable[ToolSchema] | None, state: Type | None = None
+) -> Declarations:
     """The declarations of a policy that applies to calls of `targets` (None: to every
-    action, tool call or not, so `params` and `action.tool` may be anything)."""
+    action, tool call or not, so `params` and `action.tool` may be anything); `state`: the
+    type of `state` when the program declares its keys (`state_type`), else any map."""
     if targets is None:
         params: Type = map_of()
         tool: Type = DYN
@@ -92,7 +108,7 @@ def policy_declarations(targets: Iterable[ToolSchema] | None) -> Declarations:
         {
             "action": action,
             "params": params,
-            "state": map_of(),
+            "state": state if state is not None else map_of(),
             "scope": scope,
             "history": list_of(history_entry),
             "now": TIMESTAMP,

@@ -157,6 +157,35 @@ def test_a_tool_without_parameters_has_no_fields() -> None:
     assert findings("params.x == 1", [ir.ToolSchema(name="e", parameters=extra)]) == []
 
 
+def test_state_is_typed_by_the_programs_declarations() -> None:
+    """A policy reads `state` as the program declares it: a key it does not declare is a
+    mistake (with a did-you-mean), a declared type is checked, a family (`build.*`) takes
+    any key it matches; a program that declares no state leaves `state` open."""
+    from carlang_runtime.policy import state_type
+
+    declared = [
+        ir.StateDecl(key="budget_left", type={"type": "integer"}),
+        ir.StateDecl(key="build.*", type={}),
+    ]
+    state = state_type(declared)
+
+    def state_findings(text: str) -> list[tuple[str, str]]:
+        result = check(text, policy_declarations([FETCH], state))
+        return [(issue.kind, text[issue.start : issue.end]) for issue in result.issues]
+
+    assert state_findings("state.budget_left < 10 && state['build.web'] == 1") == []
+    assert state_findings("state.budget_lft < 10") == [("unknown-field", "state.budget_lft")]
+    assert "did you mean `budget_left`?" in str(
+        check("state.budget_lft < 10", policy_declarations([FETCH], state)).issues[0]
+    )
+    assert state_findings('state.budget_left < "10"') == [
+        ("type-mismatch", 'state.budget_left < "10"')
+    ]
+    assert state_findings("state['deploy.web'] == 1") == [("unknown-field", "state['deploy.web']")]
+    assert state_type([]) is None
+    assert check("state.anything == 1", policy_declarations([FETCH], None)).issues == []
+
+
 def test_untargeted_policies_know_nothing_about_params() -> None:
     result = check("params.whatever == 1 && action.tool == 'x'", policy_declarations(None))
     assert result.issues == []
