@@ -153,3 +153,15 @@ def test_machine_formats_still_get_a_document_when_nothing_could_be_checked(
         "diagnostics": [],
         "error": f"{missing}: no such file or directory",
     }
+
+
+def test_a_name_with_a_letter_beyond_ascii_says_names_are_ascii(tmp_path: Path) -> None:
+    code, out = cli("check", str(write(tmp_path, "n.car", "tool pay(empfänger: string)\n")))
+    assert code == 1 and "error[CL0101]: unexpected character `ä`" in out
+    assert "help: names are ASCII letters, digits and `_`" in out
+
+
+def test_verify_given_a_file_for_tool_names_points_at_tool_schemas(tmp_path: Path) -> None:
+    proposal = write(tmp_path, "p.json", '{"actions": []}')
+    code, out = cli("verify", str(proposal), "--tools", "tools.json")
+    assert code == 2 and "use --tool-schemas tools.json" in out
