@@ -17,10 +17,12 @@ proposal; `winner NAME` for a plan.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from carlang_runtime import ir
+from carlang_runtime.globs import GlobSet, is_glob
 from carlang_runtime.paramcheck import ParamChecker, validation_errors
 from carlang_runtime.suggest import did_you_mean
 
@@ -94,6 +96,16 @@ def _cell_value(cell: ast.Value | ast.Name) -> Any:
     if isinstance(cell, ast.Name):
         return cell.text or None
     return cell.value
+
+
+def _key_span(source: Source, within: Span, key: str) -> Span | None:
+    """Where `key` is written as a key (`key:` or `"key":`) inside `within`, if it is."""
+    text = source.text[within.start : within.end]
+    found = re.search(rf'(?<![\w."]){re.escape(key)}"?\s*:', text)
+    if found is None:
+        return None
+    start = within.start + found.start()
+    return Span(start, start + len(key))
 
 
 def _word(word: ast.Name | ast.Column | None, row: dict[str, Any]) -> str | None:
@@ -207,6 +219,8 @@ class _Builder:
         for item in decl.items:
             if isinstance(item, ast.GivenState):
                 given["state"] = _bind(item.data.value, row)
+                if not self.state_fits(source, item.data, given["state"]):
+                    return None
             elif isinstance(item, ast.GivenScope):
                 given["scope"] = _bind(item.data.value, row)
             elif isinstance(item, ast.GivenHistory):
@@ -296,6 +310,36 @@ class _Builder:
             span = self.row_span
         names = [p.name for p in self.program.policies]
         return self.known(source, ast.Name(name, span=span), "policy", names)
+
+    def state_fits(self, source: Source, data: ast.Value, state: Any) -> bool:
+        """Whether a test's `state { ... }` uses only keys the program declares, each with a
+        value of its declared type (when the program declares state at all); reports each
+        key that does not, at the key (a value from a table cell: on its row)."""
+        declared = self.program.state
+        if not declared or not isinstance(state, dict) or self.imports_failed:
+            return True
+        exact = {d.key: d.type for d in declared if not is_glob(d.key)}
+        families = GlobSet(d.key for d in declared if is_glob(d.key))
+        fits = True
+        for key, value in state.items():
+            span = _key_span(source, data.span, key) or data.span
+            if key not in exact and not families.matches(key):
+                help = did_you_mean(key, list(exact), "`")
+                self.error(source, span, f"no state key is called `{key}`", help)
+                fits = False
+                continue
+            schema = exact.get(key)
+            if not schema:  # (`any`, or a family)
+                continue
+            findings = ParamChecker(key, {"type": "object", "properties": {key: schema}}).check(
+                {key: value}
+            )
+            from_cell = isinstance(data.value, dict) and isinstance(data.value.get(key), ast.Column)
+            for finding in findings:
+                where = self.row_span if from_cell else span
+                self.error(source, where, f"state `{key}`: {finding.detail}")
+                fits = False
+        return fits
 
     def action(
         self, source: Source, given: ast.GivenAction, row: dict[str, Any]

@@ -408,3 +408,32 @@ def test_a_folder_without_tests_says_so_and_fails_under_strict(tmp_path: Path) -
     assert code == 0 and "warning: no tests in" in err and "0 passed, 0 failed" in out
     code, _, err = run("test", str(tmp_path), "--strict")
     assert code == 1 and "error: no tests in" in err
+
+
+STATEFUL = """
+state {
+  budget_left: int = 100
+  build.*: any
+}
+tool pay(amount: int)
+policy low: deny pay when state.budget_left < 10
+"""
+
+
+def test_a_tests_state_uses_the_declared_keys_and_types(tmp_path: Path) -> None:
+    """A test's `state { ... }` is checked against the program's state declarations: a
+    typo'd key would make the test pass without testing anything."""
+    typo = 'test "t" {\n  action pay(amount: 1)\n  state { budget_lft: 5 }\n  expect allow\n}\n'
+    code, _, err = run("test", str(write(tmp_path, STATEFUL + typo)))
+    assert code == 1
+    assert "error[CL0701]: no state key is called `budget_lft`" in err
+    assert "did you mean `budget_left`?" in err
+    wrong = 'test "t" {\n  action pay(amount: 1)\n  state { budget_left: "5" }\n  expect deny\n}\n'
+    code, _, err = run("test", str(write(tmp_path, STATEFUL + wrong)))
+    assert code == 1 and "state `budget_left`: expected integer, got string" in err
+    good = (
+        'test "t" {\n  action pay(amount: 1)\n  state { budget_left: 5, "build.web": true }\n'
+        "  expect deny\n}\n"
+    )
+    code, out, err = run("test", str(write(tmp_path, STATEFUL + good)))
+    assert code == 0, out + err
