@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from carlang_runtime import ir
@@ -84,6 +84,7 @@ def replay_command(
     from carlang_runtime.engine import EventLogError
     from carlang_runtime.replay import read_runs, replay
 
+    from carlang.render import plural
     from carlang.replayreport import render_replay
 
     chosen_fail_on = [f.value for f in (fail_on or [FailOn.any])]
@@ -99,11 +100,37 @@ def replay_command(
         runs = [r for r in runs if r.run_id in wanted]
         if not runs:
             fail_usage(f"no run {', '.join(sorted(wanted))} in {', '.join(map(str, logs))}")
+    if tool:
+        _known_tools(tool, runs, [candidate, *([reference] if reference else [])])
     report = replay(
         runs, candidate, reference, tools=tool or (), since=start, until=end, examples=examples
     )
     echo(render_replay(report, output.value, examples, chosen_fail_on))
+    if report.actions == 0:  # a gate that judged nothing passes only by saying so
+        echo_err(
+            f"warning: no decision was judged ({plural(report.runs, 'run')} read,"
+            f" {report.judged_runs} judged): nothing here shows the program's effect"
+        )
     raise typer.Exit(EXIT_FAILED if report.failing(chosen_fail_on) else EXIT_OK)
+
+
+def _known_tools(wanted: list[str], runs: list[Any], judges: list[Any]) -> None:
+    """Refuse a `--tool` that neither program declares and no recorded action calls: a
+    typo would filter every decision out, and the gate would pass judging nothing."""
+    from carlang_runtime.suggest import did_you_mean
+
+    known = set().union(*(judge.tools for judge in judges))
+    for run in runs:
+        for action in (run.document or {}).get("actions") or ():
+            if isinstance(action, dict) and isinstance(action.get("tool"), str):
+                known.add(action["tool"])
+    for name in wanted:
+        if name not in known:
+            hint = did_you_mean(name, sorted(known), "`")
+            fail_usage(
+                f"--tool {name}: no recorded action calls it and the program does not"
+                f" declare it" + (f" ({hint})" if hint else "")
+            )
 
 
 def _program(path: Path, root: Path | None) -> ir.Program:

@@ -66,9 +66,11 @@ def candidate(tmp_path: Path, old: str, new: str) -> Path:
 def changes(
     log: Path, program: Path, *extra: str
 ) -> tuple[int, set[tuple[str, str]], dict[str, Any]]:
-    code, out = cli("replay", str(log), "--program", str(program), "--format", "json", *extra)
-    assert code in (0, 1), out
-    report = json.loads(out)
+    args = ["replay", str(log), "--program", str(program), "--format", "json", *extra]
+    result = CliRunner().invoke(app, args)
+    code = result.exit_code
+    assert code in (0, 1), result.output
+    report = json.loads(result.stdout)  # (a warning goes to stderr)
     found = set()
     for category in report["categories"]:
         assert category["count"] == len(category["examples"]) or category["count"] > 5
@@ -182,6 +184,10 @@ def test_filters(finance_log: Path, tmp_path: Path) -> None:
     assert found == {("pay_a", "allow -> require_approval")}
     code, out = cli("replay", str(finance_log), "--program", str(program), "--run", "nope")
     assert code == 2 and "no run nope" in out
+    # a typo'd tool would filter every decision out: refused, with a did-you-mean
+    code, out = cli("replay", str(finance_log), "--program", str(program), "--tool", "pya")
+    assert code == 2 and "--tool pya: no recorded action calls it" in out
+    assert "did you mean `pay`?" in out
 
 
 def test_runs_it_cannot_judge_are_reported_never_a_crash(finance_log: Path, tmp_path: Path) -> None:
@@ -191,6 +197,7 @@ def test_runs_it_cannot_judge_are_reported_never_a_crash(finance_log: Path, tmp_
     assert code == 0, out
     assert "2 runs could not be judged" in out
     assert "other.car does not declare tool 'pay'" in out or "does not declare capability" in out
+    assert "warning: no decision was judged (2 runs read, 0 judged)" in out
     damaged = tmp_path / "damaged.jsonl"
     damaged.write_text(finance_log.read_text() + '{"seq": 1, "kind": "action_vali')
     code, out = cli("replay", str(damaged), "--program", str(FINANCE))
@@ -198,9 +205,11 @@ def test_runs_it_cannot_judge_are_reported_never_a_crash(finance_log: Path, tmp_
     no_proposal = tmp_path / "bare.jsonl"
     lines = [x for x in finance_log.read_text().splitlines() if '"proposal_received"' not in x]
     no_proposal.write_text("\n".join(lines) + "\n")
-    code, out = cli("replay", str(no_proposal), "--program", str(FINANCE), "--format", "json")
-    assert code == 0
-    assert {u["reason"] for u in json.loads(out)["unjudged"]} == {
+    result = CliRunner().invoke(
+        app, ["replay", str(no_proposal), "--program", str(FINANCE), "--format", "json"]
+    )
+    assert result.exit_code == 0
+    assert {u["reason"] for u in json.loads(result.stdout)["unjudged"]} == {
         "the log holds no proposal for it (was it written by a runtime without a sink?)"
     }
 
