@@ -98,6 +98,13 @@ def _cell_value(cell: ast.Value | ast.Name) -> Any:
     return cell.value
 
 
+def _expectable_codes() -> frozenset[str]:
+    """What `expect codes` may name: every code, and every check that reports one."""
+    from .codes import all_codes
+
+    return frozenset(name for c in all_codes() for name in (c.code, c.check))
+
+
 def _key_span(source: Source, within: Span, key: str) -> Span | None:
     """Where `key` is written as a key (`key:` or `"key":`) inside `within`, if it is."""
     text = source.text[within.start : within.end]
@@ -288,6 +295,17 @@ class _Builder:
                 return None
             return Expectation("decision", word, by, shadow=expect.shadow)
         if expect.kind == "codes":
+            known = _expectable_codes()
+            for code in expect.codes:
+                if code.text not in known:
+                    help = did_you_mean(code.text, sorted(known), "`")
+                    self.error(
+                        source,
+                        code.span,
+                        f"no code or check is called `{code.text}`",
+                        help or "see `carlang codes` for the codes and the checks reporting them",
+                    )
+                    return None
             return Expectation("codes", codes=tuple(c.text for c in expect.codes))
         if expect.kind == "winner":
             plan = (

@@ -216,7 +216,13 @@ class _Runner:
         issues = list(verdict.issues) if verdict is not None else []
         errors = [i.message for i in issues if i.severity == "error"]
         errors += [f.message for f in findings if f.severity == "error"]
-        codes = {i.code for i in issues} | {i.check for i in issues} | {f.code for f in findings}
+        found_codes = sorted({i.code for i in issues} | {f.code for f in findings})
+        checks = _checks_of()
+        codes = {
+            *found_codes,
+            *(checks.get(c, "") for c in found_codes),
+            *(i.check for i in issues),
+        }
         problems = []
         for expected in case.expectations:
             if expected.kind == "validity":
@@ -228,7 +234,7 @@ class _Runner:
             else:
                 missing = [c for c in expected.codes if c not in codes]
                 if missing:
-                    found = ", ".join(sorted(i.code for i in issues)) or "none"
+                    found = ", ".join(found_codes) or "none"
                     problems.append(f"expected codes {', '.join(missing)}; found {found}")
         return problems
 
@@ -270,3 +276,10 @@ def run_tests(results: list[CompileResult], coverage: Coverage | None = None) ->
             seconds = time.perf_counter() - start
             outcomes.append(CaseResult(case, case.loc.file, problems, details, seconds))
     return outcomes
+
+
+def _checks_of() -> dict[str, str]:
+    """The check that reports each code (`expect codes` may name either)."""
+    from .codes import all_codes
+
+    return {c.code: c.check for c in all_codes()}

@@ -127,8 +127,20 @@ def test_proposal_and_plan_expectations_can_fail(tmp_path: Path) -> None:
     code, out, _ = run("test", str(write(tmp_path, text + tests)))
     assert code == 1
     assert "expected valid, got invalid: this action will be denied by tests_first" in out
-    assert "expected codes CL0305; found none" in out
+    assert "expected codes CL0305; found CL0520" in out  # (policy findings are found too)
     assert out.splitlines()[-1] == "1 passed, 2 failed"
+
+
+def test_expect_codes_takes_codes_and_check_names_it_knows(tmp_path: Path) -> None:
+    text = PROGRAM.replace("check = run_tests()\n  ship = deploy", "ship = deploy").replace(
+        " after check", ""
+    )
+    by_check = 'test "c" {\n  proposal release\n  expect codes plan_policies\n}\n'
+    code, out, err = run("test", str(write(tmp_path, text + by_check)))
+    assert code == 0, out + err  # CL0520's check
+    unknown = 'test "c" {\n  proposal release\n  expect codes CL9999, plan_policy\n}\n'
+    code, out, err = run("test", str(write(tmp_path, text + unknown)))
+    assert code == 1 and "error[CL0701]: no code or check is called `CL9999`" in err
 
 
 def test_coverage_counts_true_and_false_outcomes(tmp_path: Path) -> None:
