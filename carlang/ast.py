@@ -10,6 +10,7 @@ Lowering to the IR (`lower.py`) is where names are resolved and defaults applied
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -167,9 +168,27 @@ class Duration(Node):
 
 @dataclass(slots=True, repr=False, eq=False)
 class CelText(Node):
-    """A CEL condition's text; its span locates CEL errors in the file."""
+    """A CEL condition's text as written (`fmt` keeps it so); its span locates CEL errors in
+    the file. `cel` is the text the CEL parser reads."""
 
     text: str
+
+    @property
+    def cel(self) -> str:
+        """The condition without its `#` comments (each blanked to spaces, so that offsets
+        into it are offsets into `text`): CEL has no `#` comments."""
+        if "#" not in self.text:
+            return self.text
+        return _CEL_PIECES.sub(_blank_comment, self.text)
+
+
+#: A CEL string (kept whole: a `#` in it is text) or a `#` comment.
+_CEL_PIECES = re.compile(r""""(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|#[^\n]*""")
+
+
+def _blank_comment(piece: re.Match[str]) -> str:
+    text = piece.group()
+    return " " * len(text) if text.startswith("#") else text
 
 
 @dataclass(slots=True, repr=False, eq=False)

@@ -77,7 +77,7 @@ def _check_condition(
             help="macros inside macros over lists multiply; check one list at a time",
         )
         return
-    for issue in check_tree(when.text, tree, declarations_of(program, policy)).issues:
+    for issue in check_tree(when.cel, tree, declarations_of(program, policy)).issues:
         _report(policy, origin, when, issue, diagnostics)
 
 
@@ -85,7 +85,7 @@ def _parse(
     policy: ir.CelPolicy, origin: Origin, when: ast.CelText, diagnostics: Diagnostics
 ) -> cel_nodes.Expr | None:
     try:
-        return parse(when.text)
+        return parse(when.cel)
     except CelSyntaxError as exc:
         lines = when.text.split("\n")
         offset = sum(len(line) + 1 for line in lines[: exc.line - 1]) + exc.column - 1

@@ -817,7 +817,7 @@ class _Lowerer:
                 if decl.shadow:
                     policy["shadow"] = True
                 if decl.when is not None:
-                    policy["when"] = decl.when.text
+                    policy["when"] = decl.when.cel
                     policy["when_loc"] = loc_of(source, decl.when.span)
                 if decl.approval_timeout is not None:
                     policy["approval_timeout_ms"] = self.approval_timeout(source, decl)

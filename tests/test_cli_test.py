@@ -449,3 +449,15 @@ def test_a_tests_state_uses_the_declared_keys_and_types(tmp_path: Path) -> None:
     )
     code, out, err = run("test", str(write(tmp_path, STATEFUL + good)))
     assert code == 0, out + err
+
+
+def test_a_commented_multi_line_condition_checks_and_decides(tmp_path: Path) -> None:
+    text = (
+        "tool pay(amount: float, to: string)\n"
+        "policy big: deny pay when (params.amount > 10.0 && # large\n"
+        '    params.to != "me#1")  # not to ourselves\n'
+        'test "t" {\n  action pay(amount: 20.0, to: "x")\n  expect deny by big\n}\n'
+        'test "u" {\n  action pay(amount: 20.0, to: "me#1")\n  expect allow\n}\n'
+    )
+    code, out, err = run("test", str(write(tmp_path, text)))
+    assert code == 0 and out.splitlines()[-1] == "2 passed, 0 failed", out + err

@@ -176,6 +176,19 @@ def test_cel_runs_to_end_of_line_and_groups_continue() -> None:
     assert second.message == ast.Value("m")
 
 
+def test_a_group_in_a_condition_may_hold_comments() -> None:
+    """`#` comments at the ends of a grouped condition's lines (or on their own) belong to
+    the text `fmt` keeps; the CEL parser reads them as spaces, offsets unchanged."""
+    text = '(x > 1 && # first\n  # on its own\n  y != "me#1")'
+    module = parse_ok(f"policy p: deny t when {text}  # after\n")
+    (policy,) = module.declarations
+    assert isinstance(policy, ast.PolicyDecl) and policy.when is not None
+    assert policy.when.text == text
+    cel = policy.when.cel
+    assert len(cel) == len(text) and "#" not in cel.replace("me#1", "")
+    assert cel.split() == ["(x", ">", "1", "&&", "y", "!=", '"me#1")']
+
+
 def test_comments_are_collected() -> None:
     result = parse(Source("t.car", "# one\ntool t() # two\n"))
     assert [c.text for c in result.comments] == ["# one", "# two"]

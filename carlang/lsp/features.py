@@ -364,7 +364,7 @@ class Features:
         decl = self.policy_at(file, offset)
         if decl is None or decl.when is None:
             return None
-        text = decl.when.text
+        text = decl.when.cel
         inner = offset - decl.when.span.start
         try:
             tree = parse_cel(text)
