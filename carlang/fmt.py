@@ -544,4 +544,14 @@ def format_source(source: Source) -> str:
         c.text.rstrip() for c in result.comments
     ):
         raise FormatError(f"internal error: formatting {source.name} would lose a comment")
+    return _with_line_endings_of(source.text, text)
+
+
+def _with_line_endings_of(original: str, text: str) -> str:
+    """`text` (written with `\n`) with the line endings `original` starts with: a file checked
+    out with CRLF (Windows, git's autocrlf) stays CRLF, so `fmt --check` judges the layout,
+    not the line endings (prettier's `endOfLine: auto`)."""
+    first = original.find("\n")
+    if first > 0 and original[first - 1] == "\r":
+        return text.replace("\n", "\r\n")
     return text

@@ -147,3 +147,13 @@ def test_an_approval_timeout_goes_on_its_own_line_before_the_message() -> None:
         '  approval_timeout 2h\n  message "ask"\npolicy q: require_approval ship\n'
         "  approval_timeout 5m\n"
     )
+
+
+def test_a_crlf_file_keeps_its_line_endings() -> None:
+    """A file checked out with CRLF (Windows, git's autocrlf) is formatted with CRLF: `fmt
+    --check` judges the layout, not the line endings."""
+    formatted = 'tool t(x: string)\npolicy p: deny t when params.x == "a"  # why\n'
+    crlf = formatted.replace("\n", "\r\n")
+    assert format_source(Source("c.car", crlf)) == crlf
+    assert format_source(Source("c.car", "tool t(x:   string)\r\n")) == "tool t(x: string)\r\n"
+    assert format_source(Source("c.car", formatted)) == formatted
