@@ -502,10 +502,26 @@ class _Printer:
         ]
         self.leading(item.span.start, indent, first)
         self.lines.append("  " * indent + "where")
-        for row in cells:
+        self.trailing(item.span.start + len("where"))
+        for number, (row, nodes) in enumerate(zip(cells, item.rows, strict=True)):
+            # A row's comments stay with it: those on lines before it, and the one after it.
+            start, end = self._row_span(nodes)
+            self.leading(start, indent + 1, number == 0)
             padded = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
             self.lines.append("  " * (indent + 1) + "| " + " | ".join(padded) + " |")
+            self.trailing(end)
         self.trailing(item.span.end)
+
+    def _row_span(self, row: tuple[ast.Value | ast.Name, ...]) -> tuple[int, int]:
+        """Where a table row is written: from its opening `|` to its closing one."""
+        text = self.source.text
+        first, last = row[0].span, row[-1].span
+        opening = text.rfind("|", 0, first.start)
+        closing = text.find("|", last.end)
+        return (
+            opening if opening != -1 else first.start,
+            closing + 1 if closing != -1 else last.end,
+        )
 
 
 def _expectation(item: ast.Expect) -> str:

@@ -157,3 +157,25 @@ def test_a_crlf_file_keeps_its_line_endings() -> None:
     assert format_source(Source("c.car", crlf)) == crlf
     assert format_source(Source("c.car", "tool t(x:   string)\r\n")) == "tool t(x: string)\r\n"
     assert format_source(Source("c.car", formatted)) == formatted
+
+
+def test_comments_stay_with_their_table_rows() -> None:
+    """A comment after a row stays on it, one on its own line stays before its row, and one
+    after `where` stays there: a comment describes the row it is written on."""
+    text = (
+        'tool fetch(url: string)\npolicy p: deny fetch when !params.url.startsWith("https://")\n'
+        'test "urls" {\n  action fetch(url: $url)\n  expect $decision\n'
+        "  where  # the cases\n"
+        "    | url   | decision |\n"
+        '    | "http://a"   | deny  |  # plain http\n'
+        "    # the secure one\n"
+        '    | "https://a"  | allow |  # tls\n'
+        "}\n"
+    )
+    assert format_source(Source("t.car", text)).splitlines()[5:10] == [
+        "  where  # the cases",
+        "    | url         | decision |",
+        '    | "http://a"  | deny     |  # plain http',
+        "    # the secure one",
+        '    | "https://a" | allow    |  # tls',
+    ]
