@@ -105,7 +105,21 @@ def _decision_text(decision: Decision) -> str:
     deciding = decision.deciding
     if not deciding:
         return decision.effect.value
-    return f"{decision.effect.value} by " + "; ".join(f"{m.policy} ({m.reason})" for m in deciding)
+    return f"{decision.effect.value} by " + "; ".join(
+        m.policy + _own_words(m.policy, m.reason) for m in deciding
+    )
+
+
+def _own_words(policy: str, reason: str) -> str:
+    """` (reason)`, without the words `deny by POLICY` already says (`denied by policy P`,
+    the runtime's default message), so that a reason is not said twice."""
+    for said in (f"denied by policy {policy}", f"policy {policy} requires approval"):
+        if reason.startswith(said):
+            rest = reason[len(said) :].strip()
+            if rest.startswith("(") and rest.endswith(")"):
+                rest = rest[1:-1]
+            return f" ({rest})" if rest else ""
+    return f" ({reason})"
 
 
 def _explain(traces: list[PolicyTrace], names: set[str]) -> list[str]:

@@ -461,3 +461,13 @@ def test_a_commented_multi_line_condition_checks_and_decides(tmp_path: Path) -> 
     )
     code, out, err = run("test", str(write(tmp_path, text)))
     assert code == 0 and out.splitlines()[-1] == "2 passed, 0 failed", out + err
+
+
+def test_a_deciding_reason_is_not_said_twice() -> None:
+    from carlang.testrun import _own_words
+
+    failed = "denied by policy p (its condition failed: no such key: 'x')"
+    assert _own_words("p", failed) == " (its condition failed: no such key: 'x')"
+    assert _own_words("p", "denied by policy p") == ""
+    assert _own_words("p", "policy p requires approval") == ""
+    assert _own_words("p", "too much") == " (too much)"
