@@ -318,3 +318,40 @@ def test_resume_finds_the_proposal_in_the_journal(tmp_path: Path) -> None:
     # the run and its proposal were found from the prefix alone (this one ran to its end)
     assert "choose one with --proposal" not in out
     assert f"run '{run_id}' already finished" in out
+
+
+SAGA = """\
+tool book()
+tool cancel()
+tool pay()
+proposal trip {
+  hotel = book() { compensate cancel() }
+  card = pay() after hotel
+}
+"""
+
+SAGA_TOOLS = """\
+def book():
+    return "booked"
+
+def cancel():
+    return "cancelled"
+
+def pay():
+    raise RuntimeError("card declined")
+
+TOOLS = {"book": book, "cancel": cancel, "pay": pay}
+"""
+
+
+def test_the_table_says_which_actions_were_compensated(tmp_path: Path) -> None:
+    """CAR's text for a success undone by an abort says external effects were not undone;
+    when the saga's compensation did run, the table says so, and how it went."""
+    program = tmp_path / "trip.car"
+    program.write_text(SAGA)
+    (tmp_path / "trip_tools.py").write_text(SAGA_TOOLS)
+    code, out = run(str(program), "--tools", f"{tmp_path / 'trip_tools.py'}:TOOLS")
+    assert code == 1, out
+    hotel = next(line for line in out.splitlines() if "hotel" in line)
+    assert "succeeded (rolled back, compensated)" in hotel
+    assert "compensated by cancel" in hotel

@@ -499,9 +499,22 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
     from .tables import Column, print_table, stdout_console
 
     rows = []
+    undone = {c.action_id: c for c in result.compensations}
     for entry in result.results:
         status = entry.status.value + (" (rolled back)" if entry.rolled_back else "")
         text = entry.error if entry.error and not entry.rolled_back else _short(entry.output)
+        compensation = undone.get(entry.action_id)
+        if compensation is not None:  # (the saga's undo step: CAR's text says none ran)
+            done = compensation.status.value == "succeeded"
+            status = f"{entry.status.value} (rolled back, {'' if done else 'not '}compensated)"
+            text = (
+                f"compensated by {compensation.tool}"
+                if done
+                else (
+                    f"compensation {compensation.tool} {compensation.status.value}:"
+                    f" {compensation.error or ''}"
+                )
+            )
         duration = f"{entry.duration_ms:.1f}" if entry.duration_ms is not None else ""
         style = _STYLE.get(entry.status.value, "")
         rows.append([escape(entry.action_id), f"[{style}]{status}[/]", duration, escape(text)])
