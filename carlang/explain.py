@@ -15,7 +15,7 @@ from carlang_runtime.policy import Decision, PolicyTrace
 
 __all__ = ["render_text", "render_json", "describe_action"]
 
-_MARK = {True: "matched", False: "-"}
+_MARK = {True: "matched", False: "did not match"}
 
 
 def describe_action(action: ir.Action, proposal: str | None) -> str:

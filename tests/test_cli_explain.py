@@ -49,7 +49,7 @@ def test_explains_an_action_of_a_proposal(tmp_path: Path) -> None:
     assert any(line.strip() == '!params.url.startsWith("https://") -> true' for line in lines), out
     # Policies that did not match are listed too, with what decided them.
     odd = lines.index(next(line for line in lines if line.startswith("odd_ports")))
-    assert lines[odd].split()[1:] == ["deny", "-"]
+    assert lines[odd].split()[1:] == ["deny", "did", "not", "match"]
     assert lines[odd + 1].strip() == "params.port != 443 -> false"
     assert any(line.startswith("prod ") and "does not apply" in line for line in lines)
 
