@@ -293,6 +293,8 @@ class _Builder:
             by = _word(expect.by, row)
             if by is not None and not self.known_policy(source, expect, by):
                 return None
+            if by is not None and not self.by_fits_shadow(source, expect, by, word):
+                return None
             return Expectation("decision", word, by, shadow=expect.shadow)
         if expect.kind == "codes":
             known = _expectable_codes()
@@ -320,6 +322,30 @@ class _Builder:
                 )
                 return None
         return Expectation(expect.kind, word)
+
+    def by_fits_shadow(self, source: Source, expect: ast.Expect, name: str, word: str) -> bool:
+        """Whether `by NAME` asks the side NAME decides on: a shadow policy never decides an
+        action (only `expect shadow ...` sees it), an enforced one never a shadow decision."""
+        policy = next((p for p in self.program.policies if p.name == name), None)
+        if policy is None or policy.shadow == expect.shadow:
+            return True
+        span = self.row_span if isinstance(expect.by, ast.Column) else expect.span
+        if policy.shadow:
+            self.error(
+                source,
+                span,
+                f"`{name}` is a shadow policy: it never decides an action",
+                f"write `expect shadow {word} by {name}` for what it would decide",
+            )
+        else:
+            self.error(
+                source,
+                span,
+                f"`{name}` is enforced, not a shadow policy: `expect shadow` asks the shadow"
+                " policies",
+                f"write `expect {word} by {name}`",
+            )
+        return False
 
     def known_policy(self, source: Source, expect: ast.Expect, name: str) -> bool:
         # a name from a table cell is wrong on its row: point there

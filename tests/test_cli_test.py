@@ -471,3 +471,19 @@ def test_a_deciding_reason_is_not_said_twice() -> None:
     assert _own_words("p", "denied by policy p") == ""
     assert _own_words("p", "policy p requires approval") == ""
     assert _own_words("p", "too much") == " (too much)"
+
+
+def test_by_names_a_policy_on_the_side_that_decides(tmp_path: Path) -> None:
+    """A shadow policy never decides an action, an enforced one never a shadow decision: a
+    test asking the other side could never pass, and says how to write it."""
+    text = (
+        "tool pay(amount: float)\n"
+        "policy maybe_big: shadow deny pay when params.amount > 100.0\n"
+        'test "a" {\n  action pay(amount: 200.0)\n  expect deny by maybe_big\n}\n'
+    )
+    code, _, err = run("test", str(write(tmp_path, text)))
+    assert code == 1 and "`maybe_big` is a shadow policy: it never decides an action" in err
+    assert "write `expect shadow deny by maybe_big`" in err
+    fixed = text.replace("expect deny by", "expect shadow deny by")
+    code, out, err = run("test", str(write(tmp_path, fixed)))
+    assert code == 0, out + err
