@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from carlang_runtime import ir
-from carlang_runtime.globs import GlobSet, is_glob
 from carlang_runtime.paramcheck import ParamChecker, validation_errors
+from carlang_runtime.policy import state_problems
 from carlang_runtime.suggest import did_you_mean
 
 from . import ast
@@ -359,31 +359,14 @@ class _Builder:
         """Whether a test's `state { ... }` uses only keys the program declares, each with a
         value of its declared type (when the program declares state at all); reports each
         key that does not, at the key (a value from a table cell: on its row)."""
-        declared = self.program.state
-        if not declared or not isinstance(state, dict) or self.imports_failed:
+        if not isinstance(state, dict) or self.imports_failed:
             return True
-        exact = {d.key: d.type for d in declared if not is_glob(d.key)}
-        families = GlobSet(d.key for d in declared if is_glob(d.key))
-        fits = True
-        for key, value in state.items():
-            span = _key_span(source, data.span, key) or data.span
-            if key not in exact and not families.matches(key):
-                help = did_you_mean(key, list(exact), "`")
-                self.error(source, span, f"no state key is called `{key}`", help)
-                fits = False
-                continue
-            schema = exact.get(key)
-            if not schema:  # (`any`, or a family)
-                continue
-            findings = ParamChecker(key, {"type": "object", "properties": {key: schema}}).check(
-                {key: value}
-            )
+        problems = state_problems(self.program.state, state)
+        for key, problem, help in problems:
             from_cell = isinstance(data.value, dict) and isinstance(data.value.get(key), ast.Column)
-            for finding in findings:
-                where = self.row_span if from_cell else span
-                self.error(source, where, f"state `{key}`: {finding.detail}")
-                fits = False
-        return fits
+            span = self.row_span if from_cell else _key_span(source, data.span, key) or data.span
+            self.error(source, span, problem, help)
+        return not problems
 
     def action(
         self, source: Source, given: ast.GivenAction, row: dict[str, Any]

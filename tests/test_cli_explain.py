@@ -117,3 +117,16 @@ def test_params_are_checked_against_the_tools_schema_as_check_does(tmp_path: Pat
     assert "tool 'fetch': parameter 'url' has wrong type: expected string, got number" in out
     code, out = explain(tmp_path, "--tool", "deploy", "--params", '{"env": "prod"}')
     assert code == 0 and "decision: require_approval" in out
+
+
+def test_the_state_given_uses_the_declared_keys_and_types(tmp_path: Path) -> None:
+    """As a test's `state { }`: a typo'd key would explain a decision on a state the program
+    never has."""
+    call = ["--tool", "deploy", "--params", '{"env": "staging"}']
+    code, out = explain(tmp_path, *call, "--state", '{"frozn": true}')
+    assert code == 2
+    assert "--state: no state key is called `frozn` (did you mean `frozen`?)" in out
+    code, out = explain(tmp_path, *call, "--state", '{"frozen": "yes"}')
+    assert code == 2 and "--state: state `frozen`: expected boolean, got string" in out
+    code, out = explain(tmp_path, *call, "--state", '{"frozen": true}')
+    assert code == 0 and "decision: deny" in out

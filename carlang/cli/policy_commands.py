@@ -66,7 +66,7 @@ def explain_command(
     """The full policy decision for one action: every policy, matched or not, with the values
     that decided its condition. Exit 0 whatever the decision; 1 if the program has errors."""
     from carlang_runtime import ir
-    from carlang_runtime.policy import PolicySet
+    from carlang_runtime.policy import PolicySet, state_problems
 
     from carlang.explain import describe_action, render_json, render_text
 
@@ -88,7 +88,10 @@ def explain_command(
         arguments = _json_object(params, "--params")
         _check_call(program, file, tool or "", arguments)
         action = ir.Action(id="call", type="tool_call", tool=tool, parameters=arguments)
-    current = {**program.initial_state, **_json_object(state, "--state")}
+    given = _json_object(state, "--state")
+    for _, problem, hint in state_problems(program.state, given)[:1]:
+        fail_usage(f"--state: {problem}" + (f" ({hint})" if hint else ""))
+    current = {**program.initial_state, **given}
     policies = PolicySet(program.policies, tools=program.tools)
     decision, traces = policies.trace(
         action, proposal_id=proposal or "", state=current, scope=_json_object(scope, "--scope")

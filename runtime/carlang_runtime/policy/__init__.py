@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
-from .activation import VARIABLES, action_activation, policy_declarations, state_type
+from .activation import (
+    VARIABLES,
+    action_activation,
+    policy_declarations,
+    state_problems,
+    state_type,
+)
 from .policyset import Decision, PolicyLoadError, PolicyMatch, PolicySet, PolicyTrace
 from .static import StaticVerdict, static_verdicts
 
@@ -15,6 +21,7 @@ __all__ = [
     "VARIABLES",
     "action_activation",
     "policy_declarations",
+    "state_problems",
     "state_type",
     "StaticVerdict",
     "static_verdicts",

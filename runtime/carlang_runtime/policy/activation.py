@@ -21,10 +21,16 @@ from typing import Any, Final
 from ..cel.checker import Declarations
 from ..cel.types import DYN, STRING, TIMESTAMP, Type, from_json_schema, join, list_of, map_of
 from ..cel.values import CelTimestamp, cel_value
-from ..globs import is_glob
+from ..globs import GlobSet, is_glob
 from ..ir import Action, StateDecl, ToolSchema
 
-__all__ = ["VARIABLES", "action_activation", "policy_declarations", "state_type"]
+__all__ = [
+    "VARIABLES",
+    "action_activation",
+    "policy_declarations",
+    "state_problems",
+    "state_type",
+]
 
 VARIABLES: Final = ("action", "params", "state", "scope", "history", "now")
 
@@ -72,6 +78,31 @@ def state_type(declared: Iterable[StateDecl]) -> Type | None:
     fields = {e.key: from_json_schema(e.type) for e in entries if not is_glob(e.key)}
     families = tuple(e.key for e in entries if is_glob(e.key))
     return map_of(fields=fields, closed=True, patterns=families)
+
+
+def state_problems(
+    declared: Sequence[StateDecl], state: Mapping[str, Any]
+) -> list[tuple[str, str, str | None]]:
+    """What is wrong with `state` given a program's `state { ... }` entries, as `(key,
+    problem, help)`: a key none declares (help: a did-you-mean), a value not of its key's
+    type. Nothing when the program declares no state (any key, as CAR's state)."""
+    from ..paramcheck import ParamChecker
+    from ..suggest import did_you_mean
+
+    if not declared:
+        return []
+    exact = {d.key: d.type for d in declared if not is_glob(d.key)}
+    families = GlobSet(d.key for d in declared if is_glob(d.key))
+    problems: list[tuple[str, str, str | None]] = []
+    for key, value in state.items():
+        if key not in exact and not families.matches(key):
+            hint = did_you_mean(key, list(exact), "`")
+            problems.append((key, f"no state key is called `{key}`", hint))
+        elif exact.get(key):  # (a family's keys, and `any`, take any value)
+            schema = {"type": "object", "properties": {key: exact[key]}}
+            for finding in ParamChecker(key, schema).check({key: value}):
+                problems.append((key, f"state `{key}`: {finding.detail}", None))
+    return problems
 
 
 def policy_declarations(
