@@ -11,7 +11,7 @@ and the file says they are the server's hints.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +82,15 @@ def import_server(
         client.close()
 
 
-def render_import(server: McpServer, info: dict[str, Any], tools: list[dict[str, Any]]) -> str:
-    """The .car text declaring `server` and its `tools`, formatted as `carlang fmt` writes it."""
+def render_import(
+    server: McpServer,
+    info: dict[str, Any],
+    tools: list[dict[str, Any]],
+    unusable: Mapping[str, str] | None = None,
+) -> str:
+    """The .car text declaring `server` and its `tools`, formatted as `carlang fmt` writes it;
+    the tools in `unusable` (`unusable_tools`, found here when not given) are left out, each
+    with a comment saying why."""
     label = " ".join(x for x in (info.get("name"), info.get("version")) if x) or server.name
     lines = [
         f"# MCP server `{server.name}` ({label}), imported by `carlang mcp import`.",
@@ -104,7 +111,8 @@ def render_import(server: McpServer, info: dict[str, Any], tools: list[dict[str,
             lines.append(f"  cwd {format_value(server.cwd)}")
     lines.append("}")
     taken: set[str] = set()
-    unusable = unusable_tools(tools)
+    if unusable is None:
+        unusable = unusable_tools(tools)
     for tool in sorted(tools, key=lambda t: str(t.get("name", ""))):
         remote = str(tool.get("name", ""))
         if remote in unusable:  # a declaration `carlang check` refuses: left out, said why

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 from carlang_runtime import ir
@@ -98,6 +99,7 @@ def _cell_value(cell: ast.Value | ast.Name) -> Any:
     return cell.value
 
 
+@cache
 def _expectable_codes() -> frozenset[str]:
     """What `expect codes` may name: every code, and every check that reports one."""
     from .codes import all_codes

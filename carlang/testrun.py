@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cache
 
 from carlang_runtime import ir
 from carlang_runtime.planner import rank_plan
@@ -292,6 +293,7 @@ def run_tests(results: list[CompileResult], coverage: Coverage | None = None) ->
     return outcomes
 
 
+@cache
 def _checks_of() -> dict[str, str]:
     """The check that reports each code (`expect codes` may name either)."""
     from .codes import all_codes

@@ -62,8 +62,8 @@ def import_command(
         fail_usage(str(exc))
     except TimeoutError:
         fail_usage(f"MCP server '{server_name}' did not answer within {timeout:g}s")
-    text = render_import(server, info, tools)
     unusable = unusable_tools(tools)
+    text = render_import(server, info, tools, unusable)
     for remote, problem in unusable.items():
         echo_err(f"warning: tool `{remote}` not imported: {problem}")
     if out is None:

@@ -89,7 +89,9 @@ def explain_command(
         _check_call(program, file, tool or "", arguments)
         action = ir.Action(id="call", type="tool_call", tool=tool, parameters=arguments)
     given = _json_object(state, "--state")
-    for _, problem, hint in state_problems(program.state, given)[:1]:
+    problems = state_problems(program.state, given)
+    if problems:
+        _, problem, hint = problems[0]
         fail_usage(f"--state: {problem}" + (f" ({hint})" if hint else ""))
     current = {**program.initial_state, **given}
     policies = PolicySet(program.policies, tools=program.tools)

@@ -504,17 +504,8 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
         status = entry.status.value + (" (rolled back)" if entry.rolled_back else "")
         text = entry.error if entry.error and not entry.rolled_back else _short(entry.output)
         compensation = undone.get(entry.action_id)
-        if compensation is not None:  # (the saga's undo step: CAR's text says none ran)
-            done = compensation.status.value == "succeeded"
-            status = f"{entry.status.value} (rolled back, {'' if done else 'not '}compensated)"
-            text = (
-                f"compensated by {compensation.tool}"
-                if done
-                else (
-                    f"compensation {compensation.tool} {compensation.status.value}:"
-                    f" {compensation.error or ''}"
-                )
-            )
+        if compensation is not None:  # (CAR's text for the entry says nothing was undone)
+            status, text = _compensated(entry.status.value, compensation)
         duration = f"{entry.duration_ms:.1f}" if entry.duration_ms is not None else ""
         style = _STYLE.get(entry.status.value, "")
         rows.append([escape(entry.action_id), f"[{style}]{status}[/]", duration, escape(text)])
@@ -532,6 +523,16 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
     console.print(
         f"{shown}; {plural(cost.tool_calls, 'tool call')},"
         f" {plural(cost.retries, 'retry', 'retries')}, {cost.total_duration_ms:.1f} ms in actions"
+    )
+
+
+def _compensated(status: str, compensation: ir.CompensationResult) -> tuple[str, str]:
+    """The status and text of a success the saga's compensation undid (or tried to)."""
+    if compensation.status.value == "succeeded":
+        return f"{status} (rolled back, compensated)", f"compensated by {compensation.tool}"
+    return (
+        f"{status} (rolled back, not compensated)",
+        f"compensation {compensation.tool} {compensation.status.value}: {compensation.error or ''}",
     )
 
 
