@@ -16,6 +16,8 @@ from carlang_runtime.replay import Change, ReplayReport, Verdict
 
 from carlang import __version__
 
+from .render import plural
+
 __all__ = ["render_replay"]
 
 
@@ -47,8 +49,8 @@ def _where(verdict: Verdict) -> str:
 def _text(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
     changed = len(report.changes)
     lines = [
-        f"replayed {report.actions} decisions of {report.judged_runs} runs"
-        f" (against {report.baseline}): {changed} {'change' if changed == 1 else 'changes'},"
+        f"replayed {plural(report.actions, 'decision')} of {plural(report.judged_runs, 'run')}"
+        f" (against {report.baseline}): {plural(changed, 'change')},"
         f" {report.unchanged} unchanged"
     ]
     categories = report.categories()

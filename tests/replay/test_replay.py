@@ -308,3 +308,19 @@ def test_replay_shows_what_a_shadow_policy_would_do(tmp_path: Path) -> None:
     code, out = cli("replay", str(log), "--program", str(program))
     assert code == 0, out
     assert "watch would decide 1 calls of fetch" in out
+
+
+def test_the_summary_counts_in_words(finance_log: Path) -> None:
+    code, out = cli(
+        "replay", str(finance_log), "--program", str(FINANCE), "--run", _first_run(finance_log)
+    )
+    assert code == 0, out
+    assert out.startswith("replayed ") and " of 1 run (against recorded): 0 changes," in out
+
+
+def _first_run(log: Path) -> str:
+    for line in log.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("kind") == "run_started":
+            return str(record["trace_id"])
+    raise AssertionError("no run in the log")
