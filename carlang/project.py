@@ -56,9 +56,11 @@ class Accepted:
 
     def matches(self, diagnostic: Diagnostic) -> bool:
         """Whether this entry accepts `diagnostic`."""
-        if diagnostic.code != self.code:
-            return False
-        return self.glob is None or fnmatch(diagnostic.location()[0], self.glob)
+        return diagnostic.code == self.code and self.covers(diagnostic.location()[0])
+
+    def covers(self, name: str) -> bool:
+        """Whether this entry applies to the file `name` (relative to the project root)."""
+        return self.glob is None or fnmatch(name, self.glob)
 
     def __str__(self) -> str:
         return self.code if self.glob is None else f"{self.code}:{self.glob}"

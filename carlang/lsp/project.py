@@ -4,17 +4,22 @@ an entry with the compiler's own pipeline and diagnostics. Nothing here knows th
 
 An edit re-parses only the edited file; the programs it belongs to (the file and the files that
 import it, directly or not) are lowered and checked again from the kept parses.
+
+The warnings a file's `carlang.toml` accepts, and its `# carlang: allow CODE` pragmas, are taken
+out as `carlang check` takes them out (`carlang.project.apply_allowances`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ..compiler import CompileResult, compile_file, unused_declarations, unused_diagnostic
 from ..diagnostics import Diagnostic
 from ..loader import ParseCache, display_name
 from ..parse import ParseResult
+from ..project import PROJECT_FILE, Accepted, ProjectError, apply_allowances, find_project
+from ..project import Project as Settings
 from ..source import Source
 
 __all__ = ["Project", "ProjectFile", "MAX_SCANNED_FILES"]
@@ -52,6 +57,9 @@ class Project:
         #: judged on.
         self._last_used: dict[Path, set[tuple[str, str]]] = {}
         self._judged_uses: dict[Path, set[tuple[str, str]]] = {}
+        #: Why the last `carlang.toml` read could not be used (None when it could, or there
+        #: was none): the server tells the user, as `carlang check` would refuse to run.
+        self.settings_problem: str | None = None
 
     # -- files -------------------------------------------------------------------------------
 
@@ -103,6 +111,8 @@ class Project:
 
     def disk_changed(self, path: Path) -> list[Path]:
         """A file changed (or went) on disk; the open files to diagnose again."""
+        if path.name == PROJECT_FILE:  # what every file accepts may have changed
+            return sorted(self.open)
         if not path.exists():
             self.cache.forget(path)
             self.imports.pop(path, None)
@@ -236,7 +246,35 @@ class Project:
         for kind, declared, origin in unused_declarations(result, entry_only=True):
             if (kind, declared) not in used_elsewhere:
                 found.append(unused_diagnostic(kind, declared, origin))
-        return found
+        return self._allowed(path, entry.source, found)
+
+    def _allowed(self, path: Path, source: Source, found: list[Diagnostic]) -> list[Diagnostic]:
+        """`found` without the warnings the project accepts; with `strict`, the file's pragmas
+        that accept nothing are reported, as `carlang check` reports them. An `accept` entry
+        that accepts nothing is not: it is judged on every file checked together, and the
+        editor sees one file."""
+        settings = self.settings(path)
+        kept, stale = apply_allowances(found, [source], settings)
+        if settings.strict:
+            kept += [d for d in stale if _file_of(d) == source.name]
+        return kept
+
+    def settings(self, path: Path) -> Settings:
+        """The `carlang.toml` settings `carlang check` uses for `path` (found the same way, the
+        workspace folder standing for the working directory), keeping only the `accept`
+        entries that apply to this file. Read at each call, so an edit to it counts at once.
+        A `carlang.toml` that cannot be used counts as none (`settings_problem` says why)."""
+        try:
+            found = find_project(path, working=self.root)
+        except ProjectError as exc:
+            self.settings_problem = str(exc)
+            return Settings(self.root)
+        self.settings_problem = None
+        # The globs are relative to the project's root, which need not be the workspace folder
+        # the diagnostics name files from: settle them here, for this one file.
+        name = display_name(path, found.root)
+        accept = tuple(Accepted(a.code) for a in found.accept if a.covers(name))
+        return replace(found, accept=accept)
 
     def path_of(self, name: str) -> Path:
         """The path of a file named (as diagnostics name it) relative to the root."""

@@ -39,6 +39,7 @@ class CarlangServer(LanguageServer):
         self._features: Features | None = None
         self._last_change = 0.0
         self._edited: Path | None = None
+        self._shown_problem: str | None = None
 
     @property
     def features(self) -> Features:
@@ -74,6 +75,20 @@ class CarlangServer(LanguageServer):
         self.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=uri_of(path), diagnostics=diagnostics)
         )
+        self._show_settings_problem()
+
+    def _show_settings_problem(self) -> None:
+        """Say once that a `carlang.toml` cannot be used (`carlang check` refuses to run on
+        it; the editor still diagnoses, without its settings)."""
+        problem = self.project.settings_problem if self.project else None
+        if problem is not None and problem != self._shown_problem:
+            self.window_show_message(
+                lsp.ShowMessageParams(
+                    type=lsp.MessageType.Warning,
+                    message=f"{problem} (its settings are not applied until it is fixed)",
+                )
+            )
+        self._shown_problem = problem
 
     def schedule(self, edited: Path, paths: list[Path]) -> None:
         """Publish `paths` soon: at once after a pause in editing, else once the edits have

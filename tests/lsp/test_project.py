@@ -172,3 +172,61 @@ def test_a_burst_of_edits_is_compiled_once(tmp_path: Path) -> None:
         assert published == [main, lib, main]  # the edited file first, then what imports it
 
     asyncio.run(edits())
+
+
+ALLOWED = """\
+tool unused() {}
+tool used() {}
+tool other() {}  # carlang: allow CL0207
+proposal p { a = used() }
+"""
+
+
+def _codes_by_line(project: Project, path: Path) -> list[tuple[str, int]]:
+    return [(d.code, d.location()[1]) for d in project.diagnostics(path)]
+
+
+def test_warnings_the_project_accepts_are_left_out_as_check_leaves_them(tmp_path: Path) -> None:
+    path = (tmp_path / "a.car").resolve()
+    path.write_text(ALLOWED)
+    project = Project(tmp_path)
+    project.set_text(path, ALLOWED)
+    assert _codes_by_line(project, path) == [("CL0207", 1)]  # the pragma accepts line 3's
+    (tmp_path / "carlang.toml").write_text('accept = ["CL0207"]\n')
+    assert project.disk_changed(tmp_path / "carlang.toml") == [path]
+    assert _codes_by_line(project, path) == []
+
+
+def test_strict_reports_a_pragma_that_accepts_nothing(tmp_path: Path) -> None:
+    path = (tmp_path / "a.car").resolve()
+    text = ALLOWED.replace("used() }", "used() }  # carlang: allow CL0521")
+    path.write_text(text)
+    # an `accept` entry is judged on every file checked together: not from one open file
+    (tmp_path / "carlang.toml").write_text('strict = true\naccept = ["CL0207:a.car", "CL0999"]\n')
+    project = Project(tmp_path)
+    project.set_text(path, text)
+    assert _codes_by_line(project, path) == [("CL0525", 4)]
+
+
+def test_accept_globs_are_relative_to_the_project_root(tmp_path: Path) -> None:
+    # the workspace folder is above the project: diagnostics name the file `sub/a.car`
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    path = (sub / "a.car").resolve()
+    path.write_text(ALLOWED)
+    (sub / "carlang.toml").write_text('accept = ["CL0207:a.car"]\n')
+    project = Project(tmp_path)
+    project.set_text(path, ALLOWED)
+    assert _codes_by_line(project, path) == []
+    (sub / "carlang.toml").write_text('accept = ["CL0207:other/*.car"]\n')
+    assert _codes_by_line(project, path) == [("CL0207", 1)]
+
+
+def test_a_carlang_toml_that_cannot_be_used_is_reported_not_raised(tmp_path: Path) -> None:
+    path = (tmp_path / "a.car").resolve()
+    path.write_text(ALLOWED)
+    (tmp_path / "carlang.toml").write_text("accept = [1]\n")
+    project = Project(tmp_path)
+    project.set_text(path, ALLOWED)
+    assert _codes_by_line(project, path) == [("CL0207", 1)]
+    assert project.settings_problem is not None and "`accept` entries" in project.settings_problem
