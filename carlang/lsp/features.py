@@ -32,6 +32,7 @@ from ..types import describe_type, value_kind
 from .completion import Completer
 from .positions import to_offset, to_position, to_range
 from .project import Project, ProjectFile
+from .rename import Renamer
 from .symbols import Occurrence, SymbolKey, occurrence_at, occurrences, state_key_matches
 from .text import code_block, first_line, markdown, source_slice
 
@@ -73,8 +74,6 @@ _TOKEN_TYPES = {
     "plan": 8,
     "import": 9,
 }
-_RENAMEABLE = {"tool", "state", "policy", "capability", "budget", "proposal", "action", "plan"}
-_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 def uri_of(path: Path) -> str:
@@ -136,7 +135,10 @@ class Features:
                 return occurrence.key
         return ("capability", key[1])
 
-    def _at(self, path: Path, position: lsp.Position) -> tuple[ProjectFile, Occurrence] | None:
+    def symbol_at(
+        self, path: Path, position: lsp.Position
+    ) -> tuple[ProjectFile, Occurrence] | None:
+        """The name under the cursor and its file (None when there is no name there)."""
         file = self.file_at(path)
         if file is None or file.parsed.module is None:
             return None
@@ -217,7 +219,7 @@ class Features:
             return None
         offset = self.offset_at(file, position)
         parts: list[str] = []
-        found = self._at(path, position)
+        found = self.symbol_at(path, position)
         span: Span | None = None
         if found is not None:
             parts.append(self._describe(path, found[1]))
@@ -235,7 +237,9 @@ class Features:
             range=self._range(file.source, span) if span is not None else None,
         )
 
-    def _definition_of(self, path: Path, key: SymbolKey) -> list[tuple[ProjectFile, Occurrence]]:
+    def definitions_of(self, path: Path, key: SymbolKey) -> list[tuple[ProjectFile, Occurrence]]:
+        """Where the symbol `key` is declared, in the files related to `path` (a state key:
+        also the patterns that cover it)."""
         found = []
         for file, occurrence in self.all_occurrences(path):
             if not occurrence.is_definition or occurrence.key[0] != key[0]:
@@ -253,7 +257,7 @@ class Features:
             shown = display_name(target, self.project.root)
             state = "" if target.is_file() else " (no such file)"
             return f"imports `{shown}`{state}"
-        definitions = self._definition_of(path, occurrence.key)
+        definitions = self.definitions_of(path, occurrence.key)
         if not definitions:
             return f"{kind} `{name}` (not declared)"
         file, definition = definitions[0]
@@ -385,7 +389,7 @@ class Features:
 
     def definition(self, path: Path, position: lsp.Position) -> list[lsp.Location]:
         """Where the name under the cursor is declared (an import: the imported file)."""
-        found = self._at(path, position)
+        found = self.symbol_at(path, position)
         if found is None:
             return []
         _file, occurrence = found
@@ -393,13 +397,13 @@ class Features:
             target = (path.parent / occurrence.key[1]).resolve()
             start = lsp.Position(line=0, character=0)
             return [lsp.Location(uri=uri_of(target), range=lsp.Range(start=start, end=start))]
-        return [self._location(f, o.span) for f, o in self._definition_of(path, occurrence.key)]
+        return [self._location(f, o.span) for f, o in self.definitions_of(path, occurrence.key)]
 
     def references(
         self, path: Path, position: lsp.Position, include_declaration: bool = True
     ) -> list[lsp.Location]:
         """Every place the name under the cursor is written, across the project."""
-        found = self._at(path, position)
+        found = self.symbol_at(path, position)
         if found is None:
             return []
         key = found[1].key
@@ -413,39 +417,13 @@ class Features:
     # -- rename ------------------------------------------------------------------------------
 
     def prepare_rename(self, path: Path, position: lsp.Position) -> lsp.Range | None:
-        """The range of a renameable name under the cursor."""
-        found = self._at(path, position)
-        if found is None or found[1].key[0] not in _RENAMEABLE or "*" in found[1].key[1]:
-            return None
-        return self._range(found[0].source, found[1].span)
+        """The range of a renameable name under the cursor (see `rename.py`)."""
+        return Renamer(self).prepare(path, position)
 
     def rename(self, path: Path, position: lsp.Position, new_name: str) -> lsp.WorkspaceEdit | None:
         """Rename a tool, state key, policy, capability, budget, proposal, action or plan
-        everywhere it is written."""
-        found = self._at(path, position)
-        if found is None or found[1].key[0] not in _RENAMEABLE:
-            return None
-        kind, old = found[1].key
-        dotted_ok = kind in ("state", "tool")  # state keys and tool names may be dotted
-        if not _NAME.fullmatch(new_name) or ("." in new_name and not dotted_ok):
-            raise ValueError(f"`{new_name}` is not a valid {kind} name")
-        if kind == "action":
-            old = old.split("/", 1)[1]
-        changes: dict[str, list[lsp.TextEdit]] = {}
-        for file, occurrence in self.all_occurrences(path):
-            if occurrence.key[0] != kind and not (
-                kind in ("capability", "budget") and occurrence.key[0] == "capability|budget"
-            ):
-                continue
-            if occurrence.key[1] != found[1].key[1]:
-                continue
-            written = file.source.text[occurrence.span.start : occurrence.span.end]
-            if written != old:
-                continue
-            changes.setdefault(uri_of(file.path), []).append(
-                lsp.TextEdit(range=self._range(file.source, occurrence.span), new_text=new_name)
-            )
-        return lsp.WorkspaceEdit(changes=changes)
+        everywhere it is written; `RenameRefused` when the new name cannot be used."""
+        return Renamer(self).rename(path, position, new_name)
 
     # -- outline -----------------------------------------------------------------------------
 

@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from lsprotocol import types as lsp
+from pygls.exceptions import JsonRpcException
 from pygls.lsp.server import LanguageServer
 
 from carlang import __version__
 
 from .features import TOKEN_LEGEND, Features, path_of_uri, uri_of
 from .project import Project
+from .rename import RenameRefused
 
 __all__ = ["CarlangServer", "build_server", "serve", "DEFAULT_DEBOUNCE"]
 
@@ -227,9 +229,12 @@ def build_server() -> CarlangServer:
 
     @server.feature(lsp.TEXT_DOCUMENT_RENAME)
     def rename(ls: CarlangServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit | None:
-        return ls.features.rename(
-            path_of_uri(params.text_document.uri), params.position, params.new_name
-        )
+        try:
+            return ls.features.rename(
+                path_of_uri(params.text_document.uri), params.position, params.new_name
+            )
+        except RenameRefused as refused:  # the editor shows the message
+            raise JsonRpcException(refused.message, refused.code) from None
 
     @server.feature(lsp.TEXT_DOCUMENT_SEMANTIC_TOKENS_FULL, TOKEN_LEGEND)
     def semantic_tokens(ls: CarlangServer, params: lsp.SemanticTokensParams) -> lsp.SemanticTokens:

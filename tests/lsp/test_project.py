@@ -3,6 +3,7 @@ declarations across importers, positions in UTF-16, completion in a broken file.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from lsprotocol import types as lsp  # noqa: E402
 from carlang.lsp.features import Features  # noqa: E402
 from carlang.lsp.positions import to_offset, to_position  # noqa: E402
 from carlang.lsp.project import Project  # noqa: E402
+from carlang.lsp.rename import RenameRefused  # noqa: E402
 from carlang.source import Source  # noqa: E402
 
 LIB = """\
@@ -126,11 +128,46 @@ def test_rename_refuses_a_name_of_the_wrong_shape(tmp_path: Path) -> None:
     project, _lib, main = _project(tmp_path)
     features = Features(project)
     at_action = lsp.Position(line=2, character=3)  # `get`
-    with pytest.raises(ValueError, match="not a valid action name"):
-        features.rename(main, at_action, "get.it")
+    for bad in ("get.it", "ship two", "1abc", "déploy"):
+        with pytest.raises(RenameRefused, match=f"`{re.escape(bad)}` is not a valid action name"):
+            features.rename(main, at_action, bad)
+    with pytest.raises(RenameRefused, match="an empty name is not a valid") as refused:
+        features.rename(main, at_action, "")
+    assert refused.value.code == lsp.ErrorCodes.InvalidParams
     edit = features.rename(main, at_action, "fetch_it")
     assert edit is not None and edit.changes is not None
     assert [e.new_text for e in edit.changes[main.as_uri()]] == ["fetch_it"]
+
+
+CLASHES = """\
+tool deploy(env: string)
+tool notify(text: string)
+proposal p {
+  get = deploy(env: "x")
+  tell = notify(text: "y") after get
+}
+"""
+
+
+def test_rename_refuses_a_name_taken_or_read_as_a_keyword(tmp_path: Path) -> None:
+    path = (tmp_path / "c.car").resolve()
+    path.write_text(CLASHES)
+    project = Project(tmp_path)
+    project.set_text(path, CLASHES)
+    features = Features(project)
+    at_tell, at_deploy = lsp.Position(line=4, character=3), lsp.Position(line=0, character=6)
+    with pytest.raises(RenameRefused, match="`get` is already an action in this proposal"):
+        features.rename(path, at_tell, "get")
+    with pytest.raises(RenameRefused, match="`notify` is already a tool, declared in `c.car`"):
+        features.rename(path, at_deploy, "notify")
+    with pytest.raises(RenameRefused, match="`context` is a keyword where") as refused:
+        features.rename(path, at_tell, "context")  # `context` starts a proposal's item
+    assert refused.value.code == lsp.LSPErrorCodes.RequestFailed
+    # a word that is a keyword elsewhere, not where the name is written, is a name
+    edit = features.rename(path, at_tell, "proposal")
+    assert edit is not None and edit.changes is not None
+    assert len(edit.changes[path.as_uri()]) == 1
+    assert features.rename(path, at_tell, "tell") == lsp.WorkspaceEdit(changes={})
 
 
 def test_lsp_command_without_pygls_says_how_to_get_it(monkeypatch: pytest.MonkeyPatch) -> None:

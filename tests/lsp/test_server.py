@@ -379,3 +379,33 @@ async def test_semantic_tokens(client: LanguageClient) -> None:
     assert ("tests_passed", 2, 2) in decoded  # written by an effect: a property, modified
     assert ("release_bot", 4, 0) in decoded  # a capability named by `under`
     assert ("gate", 7, 1) in decoded and ("gate", 7, 0) in decoded  # an action, then its use
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_rename_refusals_are_lsp_errors_with_the_reason(client: LanguageClient) -> None:
+    from pygls.exceptions import JsonRpcException
+
+    text = RELEASE.read_text()
+    uri = await _open(client, RELEASE)
+    at_prod = _position(text, "prod = deploy", 1)
+    prepared = await client.text_document_prepare_rename_async(
+        lsp.PrepareRenameParams(text_document=_doc(uri), position=at_prod)
+    )
+    assert prepared == lsp.Range(
+        start=_position(text, "prod = deploy"), end=_position(text, "prod = deploy", 4)
+    )
+    keyword = await client.text_document_prepare_rename_async(
+        lsp.PrepareRenameParams(text_document=_doc(uri), position=_position(text, "proposal", 2))
+    )
+    assert keyword is None  # nothing to rename: the editor says so before asking for a name
+    refusals = {
+        "1abc": (lsp.ErrorCodes.InvalidParams, "`1abc` is not a valid action name: "),
+        "staging": (lsp.LSPErrorCodes.RequestFailed, "`staging` is already an action in this"),
+    }
+    for new_name, (code, message) in refusals.items():
+        with pytest.raises(JsonRpcException) as refused:
+            await client.text_document_rename_async(
+                lsp.RenameParams(text_document=_doc(uri), position=at_prod, new_name=new_name)
+            )
+        assert refused.value.code == code and refused.value.message.startswith(message)
+        assert "Error" not in refused.value.message and refused.value.data is None
