@@ -207,3 +207,84 @@ def test_unreachable_model_ends_with_error(runtime: Any) -> None:
     generator = OpenAIChatGenerator("http://127.0.0.1:9/v1", "m", timeout=2)
     outcome = AgentLoop(runtime, generator).run("hi")
     assert outcome.status == "error" and "inference failed: cannot reach" in outcome.summary
+
+
+def test_a_refused_call_leaves_the_other_calls_of_its_turn_their_own_results(
+    runtime: Any,
+) -> None:
+    """CAR runs a turn's calls one by one: a refusal is that call's observation; the calls
+    before it stay done (not rolled back, not reported failed) and the ones after it run."""
+    script = ScriptedGenerator(
+        [
+            turn_in(
+                "openai",
+                [
+                    ("c1", "write_file", {"path": "notes/b.txt", "content": "beta"}),
+                    ("c2", "write_file", {"path": "/etc/passwd", "content": "x"}),
+                    ("c3", "write_file", {"path": "notes/c.txt", "content": "gamma"}),
+                ],
+            ),
+            final("openai", "done"),
+        ]
+    )
+    events: list[AgentEvent] = []
+    outcome = AgentLoop(runtime, script, capability="agent", on_event=events.append).run("go")
+    assert outcome.tools_called == ["write_file", "write_file"]
+    assert runtime.files["notes/b.txt"] == "beta" and runtime.files["notes/c.txt"] == "gamma"
+    results = {e.data["id"]: e.data for e in events if e.kind == "tool_result"}
+    assert [results[c]["ok"] for c in ("c1", "c2", "c3")] == [True, False, True]
+    assert json.loads(results["c1"]["content"]) == {"written": 4}
+    assert "write only under notes/" in results["c2"]["content"]
+    seen = {m["tool_call_id"]: m["content"] for m in script.requests[1][0] if m["role"] == "tool"}
+    assert json.loads(seen["c3"]) == {"written": 5}
+
+
+def test_read_only_calls_of_a_turn_fail_alone() -> None:
+    from carlang_runtime.engine import Runtime
+
+    from tests.helpers import compile_diagnostics
+
+    program = compile_diagnostics(
+        """
+tool look(path: string) -> string { read_only }
+policy no_env: deny look when params.path.endsWith(".env")
+  message "env files hold secrets"
+"""
+    ).program
+    runtime = Runtime.from_program(program)
+    runtime.register_tool("look", lambda path: f"saw {path}")
+    calls = [("a", "look", {"path": "x.env"}), ("b", "look", {"path": "y.txt"})]
+    script = ScriptedGenerator([turn_in("openai", calls), final("openai", "ok")])
+    outcome = AgentLoop(runtime, script).run("go")
+    assert outcome.tools_called == ["look"]
+    seen = {m["tool_call_id"]: m["content"] for m in script.requests[1][0] if m["role"] == "tool"}
+    assert "env files hold secrets" in seen["a"] and seen["b"] == "saw y.txt"
+
+
+def test_the_live_view_never_shows_secret_or_redacted_arguments() -> None:
+    from carlang_runtime.engine import Runtime
+
+    from tests.helpers import compile_diagnostics
+
+    program = compile_diagnostics(
+        """
+tool login(user: string, token: string secret)
+tool send(to: string, card: map[any])
+redact params.card.number
+"""
+    ).program
+    runtime = Runtime.from_program(program)
+    runtime.register_tool("login", lambda user, token: "in")
+    runtime.register_tool("send", lambda to, card: "sent")
+    calls = [
+        ("a", "login", {"user": "bob", "token": "tok-123"}),
+        ("b", "send", {"to": "x", "card": {"number": "4111-1111", "name": "B"}}),
+    ]
+    events: list[AgentEvent] = []
+    script = ScriptedGenerator([turn_in("openai", calls), final("openai", "ok")])
+    AgentLoop(runtime, script, on_event=events.append).run("go")
+    shown = [e.data["params"] for e in events if e.kind == "tool_call"]
+    assert shown == [
+        {"user": "bob", "token": "[REDACTED]"},
+        {"to": "x", "card": {"number": "[REDACTED]", "name": "B"}},
+    ]

@@ -125,6 +125,29 @@ def test_approval_by_elicitation_and_budget_per_session(program: Path) -> None:
     assert len(asked) == 1 and "ask_secret" in asked[0]
 
 
+def test_an_approval_prompt_shows_no_redacted_value_and_a_no_says_so(
+    program: Path, tmp_path: Path
+) -> None:
+    import mcp.types as types
+
+    redacting = tmp_path / "redacting.car"
+    redacting.write_text(program.read_text() + "redact params.text\n")
+    asked: list[str] = []
+
+    async def elicit(context: Any, params: Any) -> types.ElicitResult:
+        asked.append(params.message)
+        return types.ElicitResult(action="decline")
+
+    async def body(session: Any) -> None:
+        refused = await session.call_tool("toy.echo_text", {"text": "secret"})
+        assert refused.isError and "the MCP client's user declined it" in _text(refused)
+
+    _run(_with_stdio_proxy, redacting, ["--capability", "safe"], body, elicit)
+    (prompt,) = asked
+    assert prompt.startswith('Approve toy.echo_text {"text": "[REDACTED]"}?'), prompt
+    assert "secret text needs a person" in prompt and '"secret"' not in prompt
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

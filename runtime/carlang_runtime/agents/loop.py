@@ -1,8 +1,8 @@
 """`AgentLoop`: CAR's assistant loop (propose -> validate -> execute -> observe).
 
-Each turn the model gets the whole history and the tools the capability allows; its tool
-calls become one proposal that the runtime verifies and executes under the program's
-capability, budget, policies and approval gate (calls run in the order emitted); the results
+Each turn the model gets the whole history and the tools the capability allows; the runtime
+verifies and executes its tool calls under the program's capability, budget, policies and
+approval gate (each call on its own, in the order emitted, as CAR runs them); the results
 go back as tool-result messages, capped at 16 KiB each. The loop stops on a final answer
 (`success`), after `max_turns` (`max_turns`), when cancelled (`cancelled`) or on an inference
 or runtime error (`error`).
@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol
 
 from ..engine.cancel import CancelToken
 from ..errors import CarlangRuntimeError
-from ..ir import ActionResult, ActionStatus
+from ..ir import ActionProposal, ActionResult, ActionStatus, FailureBehavior
 from .messages import DEFAULT_MAX_CHARS, results_to_messages, succeeded, tool_result_text
 from .specs import tool_name_from_model, tool_specs
 from .turns import ToolCall, Turn, TurnError, parse_turn, proposal_from_calls
@@ -165,7 +165,7 @@ class AgentLoop:
         refused: dict[str, ActionResult] = {}
         for call in turn.calls:
             self._emit(
-                "tool_call", turn=turn_number, id=call.id, name=call.name, params=call.arguments
+                "tool_call", turn=turn_number, id=call.id, name=call.name, params=self._shown(call)
             )
             if call.problem is None:
                 good.append(call)
@@ -174,17 +174,48 @@ class AgentLoop:
                     action_id=call.id, status=ActionStatus.REJECTED, error=call.problem
                 )
         ran: dict[str, ActionResult] = {}
-        if good:
-            proposal = proposal_from_calls(
-                good,
-                tools={name: tool.schema for name, tool in self.runtime.tools.items()},
-                proposal_id=f"turn_{turn_number}",
+        for proposal in self._proposals(good, turn_number):
+            result = self.runtime.execute(proposal, session=session, cancel=self.cancel)
+            ran.update((r.action_id, r) for r in result.results)
+        return [ran.get(call.id) or refused[call.id] for call in turn.calls]
+
+    def _proposals(self, calls: list[ToolCall], turn_number: int) -> list[ActionProposal]:
+        """A turn's well-formed calls as the proposals to run, in order, as CAR runs them: each
+        call's refusal or failure is its own observation, never the others' (one proposal
+        would abort, and roll back, the calls that ran before a refused one). Calls of
+        `read_only` tools only are one proposal whose actions run in parallel, each skipped
+        alone when it fails; any other call is a proposal of its own."""
+        schemas = {name: tool.schema for name, tool in self.runtime.tools.items()}
+
+        def proposal(of: list[ToolCall], proposal_id: str) -> ActionProposal:
+            return proposal_from_calls(
+                of,
+                tools=schemas,
+                proposal_id=proposal_id,
                 capability=self.capability,
                 budget=self.budget,
             )
-            result = self.runtime.execute(proposal, session=session, cancel=self.cancel)
-            ran = {r.action_id: r for r in result.results}
-        return [ran.get(call.id) or refused[call.id] for call in turn.calls]
+
+        if len(calls) <= 1:
+            return [proposal(calls, f"turn_{turn_number}")] if calls else []
+        together = proposal(calls, f"turn_{turn_number}")
+        if any(action.depends_on for action in together.actions):  # not all read_only
+            return [
+                proposal([call], f"turn_{turn_number}_{index}")
+                for index, call in enumerate(calls, 1)
+            ]
+        skip = {"failure_behavior": FailureBehavior.SKIP}
+        alone = [action.model_copy(update=skip) for action in together.actions]
+        return [together.model_copy(update={"actions": alone})]
+
+    def _shown(self, call: ToolCall) -> dict[str, Any] | None:
+        """A call's arguments as the live view may show them: secret parameters and the
+        program's `redact` paths are `[REDACTED]`."""
+        if call.arguments is None:
+            return None
+        tool = tool_name_from_model(call.name, self.runtime.tools)
+        shown: dict[str, Any] = self.runtime.shown_parameters(tool, call.arguments)
+        return shown
 
     def _append_assistant(self, messages: list[Any], message: Any, turn: Turn) -> None:
         """Put the assistant's turn into the history, in the generator's format (Responses

@@ -52,7 +52,7 @@ from ..ir._base import construct
 from ..paramcheck import validation_errors
 from ..policy import Decision, PolicyMatch, PolicySet
 from ..precondition import check_assertion, check_precondition
-from ..redact import Scrubber, redact_parameters
+from ..redact import Scrubber
 from .approval import ApprovalRequest
 from .events import EventKind, format_time
 from .limits import call_key
@@ -911,14 +911,9 @@ class ProposalRun:
         return data
 
     async def ask_approval(self, action: Action, policies: tuple[PolicyMatch, ...]) -> str | None:
-        tool = self.rt.tools.get(action.tool or "")
-        shown = (
-            redact_parameters(action.parameters, tool.secrets)
-            if tool is not None and tool.secrets
-            else action.parameters
-        )
+        shown = self.rt.shown_parameters(action.tool, action.parameters)
         request = ApprovalRequest(
-            action, self.proposal.id, policies, self.session, self.scope, dict(shown)
+            action, self.proposal.id, policies, self.session, self.scope, shown
         )
         answer = self.rt.approval.review(request)
         if inspect.isawaitable(answer):

@@ -227,6 +227,13 @@ class Runtime:
         added = tuple(redaction_path(path) for path in paths)
         self.redactions = tuple(dict.fromkeys((*self.redactions, *added)))
 
+    def shown_parameters(self, tool: str | None, parameters: Mapping[str, Any]) -> dict[str, Any]:
+        """A call's parameters as a person may see them (an approval prompt, a live view): the
+        tool's secret parameters and the program's `redact` paths are `[REDACTED]`."""
+        registered = self.tools.get(tool or "")
+        paths = (*registered.secrets, *self.redactions) if registered else self.redactions
+        return dict(redact_parameters(parameters, paths) if paths else parameters)
+
     def declare_tool(self, schema: ToolSchema | Mapping[str, Any]) -> None:
         """Make a tool known by its schema, without an implementation yet (calling it fails
         clearly until one is registered)."""

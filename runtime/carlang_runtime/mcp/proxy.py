@@ -197,14 +197,15 @@ class _ElicitationGate:
         if mcp_session is None or not _can_elicit(mcp_session):
             return Approval(
                 False,
-                f"approval required ({request.reason}); this MCP client cannot be asked"
-                " (it does not support elicitation)",
+                "approval required, and this MCP client cannot be asked (it does not support"
+                " elicitation)",
                 "mcp-proxy",
             )
         try:
             action, content = await _elicit(
                 mcp_session,
-                f"Approve {request.action.tool} {dict(request.parameters)}? {request.reason}",
+                f"Approve {request.action.tool} {json.dumps(dict(request.parameters))}?"
+                f" {request.reason}",
                 {
                     "type": "object",
                     "properties": {"approve": {"type": "boolean", "title": "Approve this call"}},
@@ -212,10 +213,23 @@ class _ElicitationGate:
                 },
             )
         except Exception as exc:  # noqa: BLE001 - no answer is a refusal (fail closed)
-            return Approval(False, f"approval required ({request.reason}); asking failed: {exc}")
+            return Approval(False, f"asking the MCP client's user failed: {exc}")
         approved = action == "accept" and bool((content or {}).get("approve"))
-        reason = "approved by the MCP client's user" if approved else f"not approved ({action})"
+        reason = (
+            "approved by the MCP client's user"
+            if approved
+            else _NOT_APPROVED.get(action, f"not approved ({action})")
+        )
         return Approval(approved, reason, "mcp-elicitation")
+
+
+#: Why a call the client's user was asked about did not go ahead, by the elicitation's action
+#: (`accept` with `approve: false` is the user's "no").
+_NOT_APPROVED: dict[str, str] = {
+    "accept": "the MCP client's user did not approve it",
+    "decline": "the MCP client's user declined it",
+    "cancel": "the MCP client's user cancelled the question",
+}
 
 
 def _can_elicit(session: Any) -> bool:
