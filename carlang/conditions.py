@@ -105,9 +105,31 @@ def _parse(
             origin.source,
             Span(at, at + 1),
             label="not valid CEL here",
-            help="a condition ends with its line; wrap a long one in ( ) to continue it",
+            help=(
+                f"close the string with `{quote}` on its line"
+                if message == "unterminated string"
+                else _syntax_help(when.text, offset)
+            ),
         )
         return None
+
+
+#: The clauses that may follow a policy's condition (`policy_decl` in the grammar).
+_AFTER_CONDITION = ("approval_timeout", "message")
+
+
+def _syntax_help(text: str, offset: int) -> str | None:
+    """How to fix a condition that does not parse at `offset`: a clause written on the
+    condition's line, or a condition cut by its line's end, or nothing to add."""
+    rest = text[offset:]
+    for clause in _AFTER_CONDITION:
+        if rest.startswith(clause) and not rest[len(clause) : len(clause) + 1].isalnum():
+            return f"`{clause}` goes on its own line, after the condition"
+    if rest.startswith("=") and not rest.startswith("=="):
+        return "compare with `==` (a condition assigns nothing)"
+    if not rest.split("\n", 1)[0].strip():
+        return "a condition ends with its line; wrap a long one in ( ) to continue it"
+    return None
 
 
 def declarations_of(program: ir.Program, policy: ir.CelPolicy) -> Declarations:

@@ -17,7 +17,7 @@ from typing import Any
 
 from carlang_runtime.jsontext import NESTING_LIMIT, lone_surrogate, shorten, too_deep
 from carlang_runtime.lalr import Problem as SyntaxProblem
-from carlang_runtime.lalr import Token
+from carlang_runtime.lalr import Token, shown_character
 from carlang_runtime.suggest import did_you_mean
 
 from . import ast
@@ -818,7 +818,7 @@ def _syntax_diagnostic(
         return special
     if token is None:
         char = source.text[problem.position : problem.position + 1]
-        shown = repr(char)[1:-1] if char.isprintable() else f"U+{ord(char):04X}"
+        shown = shown_character(char)
         span = Span(problem.position, problem.position + 1)
         help = _syntax_help(problem, source, literal)
         if char == "\ufeff":  # Windows editors' "UTF-8 with BOM"

@@ -304,3 +304,28 @@ def test_expected_words_never_show_grammar_internals() -> None:
         for diagnostic in parse(Source("t.car", text)).diagnostics.items:
             for label in diagnostic.labels:
                 assert "__ANON" not in label.message and "IDENT" not in label.message
+
+
+@pytest.mark.parametrize(
+    ("condition", "message", "help"),
+    [
+        (
+            'params.p.endsWith(".env") message "m"',
+            "unexpected `message`",
+            "`message` goes on its own line, after the condition",
+        ),
+        ('params.p = "x"', "unexpected character `=`", "compare with `==`"),
+        ('params.p\u00a0== "x"', "unexpected character `U+00A0`", None),
+        ("params.p ==", "unexpected end of condition", "a condition ends with its line"),
+        ('params.p == "x', "unterminated string", 'close the string with `"` on its line'),
+    ],
+)
+def test_a_condition_that_does_not_parse_says_how_to_fix_it(
+    condition: str, message: str, help: str | None
+) -> None:
+    from tests.helpers import compile_diagnostics
+
+    result = compile_diagnostics(f"tool t(p: string)\npolicy q: deny t when {condition}\n")
+    (found,) = [d for d in result.diagnostics.items if d.code == "CL0501"]
+    assert message in found.message
+    assert (found.help is None) if help is None else (help in (found.help or ""))

@@ -55,6 +55,7 @@ __all__ = [
     "Engine",
     "build_tables",
     "grammar_digest",
+    "shown_character",
 ]
 
 Token = tuple[str, str, int, int]
@@ -64,6 +65,13 @@ _MISPLACED = "misplaced:"
 _NONE = "$NONE"
 _BRACKETS = frozenset("{}()[]")
 _FORMAT = 1
+
+
+def shown_character(char: str) -> str:
+    """How an error message names a character no token starts with: itself when it prints,
+    else its code point (`U+00A0`: a no-break space looks like a space, and would print as
+    one)."""
+    return char if char.isprintable() else f"U+{ord(char):04X}"
 
 
 def grammar_digest(text: str) -> str:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..errors import CarlangRuntimeError
-from ..lalr import END, Engine, Node, Token, build_tables, load_tables
+from ..lalr import END, Engine, Node, Token, build_tables, load_tables, shown_character
 
 __all__ = ["CelSyntaxError", "parse_cel", "grammar_text", "TABLES_PATH"]
 
@@ -161,7 +161,8 @@ def parse_cel(text: str) -> Node:
     )
     line, column = _position(text, problem.position)
     if problem.token is None:
-        raise CelSyntaxError(f"unexpected character `{text[problem.position]}`", line, column)
+        shown = shown_character(text[problem.position])
+        raise CelSyntaxError(f"unexpected character `{shown}`", line, column)
     if problem.token[0] == END:
         raise CelSyntaxError(f"unexpected end of condition; expected {expected}", line, column)
     raise CelSyntaxError(f"unexpected `{problem.token[1]}`; expected {expected}", line, column)
