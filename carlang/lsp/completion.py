@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from carlang_runtime.cel import CelSyntaxError
 from carlang_runtime.cel.checker import check as check_cel
 from carlang_runtime.cel.functions import FUNCTIONS
+from carlang_runtime.cel.types import DYN, Type
 from lsprotocol import types as lsp
 
 from .. import ast
@@ -81,9 +82,15 @@ class Completer:
         call = _open_call(file.source.text, offset)
         if call is not None:
             return self._complete_call(path, *call)
+        # What is being written starts after the last brace of the line: a one-line block
+        # (`test "x" { proposal rel expect valid }`) holds its statements after its `{`.
+        before = re.split(r"[{}]", before)[-1]
         stripped = before.strip()
         words = stripped.split()
         first = words[0] if words else ""
+        if _in_block(file.source.text, offset, "effects"):
+            # `key = value`: a key, then a value (nothing to offer for it)
+            return [] if "=" in before else self._state_items(path)
         if re.fullmatch(r"\s*[A-Za-z_]\w*\s*=\s*[\w.]*", before) or re.fullmatch(
             r"\s*(action|compensate)\s+[\w.]*", before
         ):
@@ -94,8 +101,6 @@ class Completer:
         if first in ("reads", "requires", "read", "assert", "set", "require_state") or (
             first == "state" and "allow" in words
         ):
-            return self._state_items(path)
-        if _in_block(file.source.text, offset, "effects"):
             return self._state_items(path)
         if first == "under":
             return self._plain(path, "capability") + self._plain(path, "budget")
@@ -147,7 +152,8 @@ class Completer:
     def _block_keywords(self, text: str, offset: int) -> Iterable[str]:
         block = _enclosing_block(text, offset)
         if block is None:
-            return ("import", *sorted(DECLARATION_KEYWORDS))
+            # imports come first in a file: `import` leads, once
+            return ("import", *sorted(DECLARATION_KEYWORDS - {"import"}))
         head = block.split()
         if not head:
             return ()
@@ -267,18 +273,18 @@ class Completer:
         if member is not None:
             subject = member.group(1)
             try:
-                kind = check_cel(subject, declarations).type
+                kind: Type = check_cel(subject, declarations).type
             except CelSyntaxError:
-                kind = None
-            items = []
-            for name, field_type in sorted((getattr(kind, "fields", None) or {}).items()):
-                items.append(
+                kind = DYN
+            if kind.fields:  # a value with known fields (`params.`, `state.`): a field next
+                return [
                     lsp.CompletionItem(
                         label=name, kind=lsp.CompletionItemKind.Field, detail=str(field_type)
                     )
-                )
-            items.extend(self._cel_functions(method=True))
-            return items
+                    for name, field_type in sorted(kind.fields.items())
+                ]
+            # the methods of the subject's type (all of them when its type is not known)
+            return self._cel_functions(method=True, receiver=kind.kind if kind.known else None)
         items = [
             lsp.CompletionItem(
                 label=name,
@@ -290,10 +296,16 @@ class Completer:
         ]
         return items + self._cel_functions(method=False)
 
-    def _cel_functions(self, method: bool) -> list[lsp.CompletionItem]:
+    def _cel_functions(self, method: bool, receiver: str | None = None) -> list[lsp.CompletionItem]:
+        """The functions called by name, or (`method`) the methods; with `receiver`, only the
+        methods of that type."""
         items = []
         for name, function in sorted(FUNCTIONS.items()):
-            overloads = [o for o in function.overloads if (o.receiver is not None) == method]
+            overloads = [
+                o
+                for o in function.overloads
+                if (o.receiver is not None) == method and receiver in (None, o.receiver)
+            ]
             if not overloads or not function.named:
                 continue
             signatures = [

@@ -267,3 +267,38 @@ def test_a_carlang_toml_that_cannot_be_used_is_reported_not_raised(tmp_path: Pat
     project.set_text(path, ALLOWED)
     assert _codes_by_line(project, path) == [("CL0207", 1)]
     assert project.settings_problem is not None and "`accept` entries" in project.settings_problem
+
+
+COMPLETING = """\
+tool deploy(env: string, tags: list[string])
+policy p: deny deploy when params.env.startsWith("x") && params.tags.size() > 1
+proposal rel { go = deploy(env: "x", tags: []) }
+
+test "x" { proposal rel expect valid }
+"""
+
+
+def _labels(features: Features, path: Path, line: int, after: str) -> list[str]:
+    character = COMPLETING.split("\n")[line].index(after) + len(after)
+    position = lsp.Position(line=line, character=character)
+    return [item.label for item in features.completion(path, position).items]
+
+
+def test_completion_offers_what_fits_where_the_cursor_is(tmp_path: Path) -> None:
+    path = (tmp_path / "c.car").resolve()
+    project = Project(tmp_path)
+    project.set_text(path, COMPLETING)
+    features = Features(project)
+    top = [
+        item.label for item in features.completion(path, lsp.Position(line=3, character=0)).items
+    ]
+    assert top.count("import") == 1 and top[0] == "import" and "proposal" in top
+    # a one-line test block: what follows its `{` is the statement being written
+    assert _labels(features, path, 4, "{ proposal ") == ["rel"]
+    # after `params.` its fields; a method after a value of a type that has it
+    fields = _labels(features, path, 1, "when params.")
+    assert fields == ["env", "tags"]
+    methods = _labels(features, path, 1, "when params.env.")
+    assert "startsWith" in methods and "distinct" not in methods
+    listed = _labels(features, path, 1, "&& params.tags.")
+    assert {"distinct", "size"} <= set(listed) and "charAt" not in listed
