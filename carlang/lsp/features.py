@@ -35,6 +35,7 @@ from .project import Project, ProjectFile
 from .rename import Renamer
 from .symbols import Occurrence, SymbolKey, occurrence_at, occurrences, state_key_matches
 from .text import code_block, first_line, markdown, source_slice
+from .uris import path_of_uri, uri_of
 
 __all__ = ["Features", "TOKEN_LEGEND", "uri_of", "path_of_uri"]
 
@@ -74,18 +75,6 @@ _TOKEN_TYPES = {
     "plan": 8,
     "import": 9,
 }
-
-
-def uri_of(path: Path) -> str:
-    """The `file://` URI of a path."""
-    return path.as_uri()
-
-
-def path_of_uri(uri: str) -> Path:
-    """The resolved path of a `file://` URI."""
-    from urllib.parse import unquote, urlparse
-
-    return Path(unquote(urlparse(uri).path)).resolve()
 
 
 class Features:

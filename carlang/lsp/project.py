@@ -7,6 +7,9 @@ import it, directly or not) are lowered and checked again from the kept parses.
 
 The warnings a file's `carlang.toml` accepts, and its `# carlang: allow CODE` pragmas, are taken
 out as `carlang check` takes them out (`carlang.project.apply_allowances`).
+
+An unsaved document (`uris.is_unsaved`) is a program on its own: its own root, no
+`carlang.toml`, and an import is an error that says why it leads nowhere.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from ..parse import ParseResult
 from ..project import PROJECT_FILE, Accepted, ProjectError, apply_allowances, find_project
 from ..project import Project as Settings
 from ..source import Source
+from .uris import is_unsaved
 
 __all__ = ["Project", "ProjectFile", "MAX_SCANNED_FILES"]
 
@@ -90,9 +94,13 @@ class Project:
         text = self.text(path)
         if text is None:
             return None
-        parsed = self.cache.parse(path, Source(display_name(path, self.root), text))
+        parsed = self.cache.parse(path, Source(display_name(path, self.root_of(path)), text))
         self._note_imports(path, parsed)
         return ProjectFile(path, parsed)
+
+    def root_of(self, path: Path) -> Path:
+        """The root `path` is compiled under: the project's, or an unsaved document's own."""
+        return path.parent if is_unsaved(path) else self.root
 
     def known_files(self) -> list[Path]:
         """Every file the project has parsed, sorted."""
@@ -107,6 +115,10 @@ class Project:
         """The editor closed `path` (its disk text counts again); open files to diagnose."""
         self.open.pop(path, None)
         self._results.pop(path, None)
+        if is_unsaved(path):  # gone for good: nothing on disk stands for it
+            self.cache.forget(path)
+            self.imports.pop(path, None)
+            return []
         return self._invalidate(path)
 
     def disk_changed(self, path: Path) -> list[Path]:
@@ -191,7 +203,12 @@ class Project:
 
     def _compile(self, path: Path, check: bool) -> CompileResult:
         result = compile_file(
-            path, self.root, texts=self.open, cache=self.cache, check=check, report_unused=False
+            path,
+            self.root_of(path),
+            texts=self.open,
+            cache=self.cache,
+            check=check,
+            report_unused=False,
         )
         for parsed in result.loaded.files:
             cached = self.cache.get(parsed.path)
@@ -246,6 +263,8 @@ class Project:
         for kind, declared, origin in unused_declarations(result, entry_only=True):
             if (kind, declared) not in used_elsewhere:
                 found.append(unused_diagnostic(kind, declared, origin))
+        if is_unsaved(path):
+            found = [_unsaved_import(d) for d in found]
         return self._allowed(path, entry.source, found)
 
     def _allowed(self, path: Path, source: Source, found: list[Diagnostic]) -> list[Diagnostic]:
@@ -264,6 +283,8 @@ class Project:
         workspace folder standing for the working directory), keeping only the `accept`
         entries that apply to this file. Read at each call, so an edit to it counts at once.
         A `carlang.toml` that cannot be used counts as none (`settings_problem` says why)."""
+        if is_unsaved(path):  # in no folder: no carlang.toml
+            return Settings(path.parent)
         try:
             found = find_project(path, working=self.root)
         except ProjectError as exc:
@@ -277,10 +298,34 @@ class Project:
         return replace(found, accept=accept)
 
     def path_of(self, name: str) -> Path:
-        """The path of a file named (as diagnostics name it) relative to the root."""
+        """The path of a file named (as diagnostics name it) relative to the root, or of the
+        unsaved document of that name."""
+        unsaved = next((p for p in self.open if is_unsaved(p) and p.name == name), None)
+        if unsaved is not None:
+            return unsaved
         path = Path(name)
         return path if path.is_absolute() else (self.root / path).resolve()
 
 
 def _file_of(diagnostic: Diagnostic) -> str:
     return diagnostic.location()[0]
+
+
+#: What the loader says of an import it cannot follow: no such file, or out of the root.
+_IMPORT_CODES = {"CL0209", "CL0211"}
+
+
+def _unsaved_import(diagnostic: Diagnostic) -> Diagnostic:
+    """An unsaved document's import, said as what it is: it has no folder to be relative to
+    (the loader would say that the file is missing, or outside the root)."""
+    primary = diagnostic.primary
+    if diagnostic.code not in _IMPORT_CODES or primary is None:
+        return diagnostic
+    imported = primary.source.text[primary.span.start : primary.span.end]
+    return replace(
+        diagnostic,
+        code="CL0209",
+        message=f"cannot import {imported}: an unsaved document is in no folder to import from",
+        labels=(replace(primary, message="imported relative to nothing"),),
+        help="save the file in the project: its imports are relative to where it is saved",
+    )

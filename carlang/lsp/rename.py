@@ -21,6 +21,7 @@ from ..parse import parse
 from ..source import Source, Span
 from .positions import to_range
 from .symbols import Occurrence, SymbolKey
+from .uris import uri_of
 
 if TYPE_CHECKING:
     from .features import Features
@@ -98,7 +99,7 @@ class Renamer:
         encoding = self.features.encoding
         return lsp.WorkspaceEdit(
             changes={
-                file.path.as_uri(): [
+                uri_of(file.path): [
                     lsp.TextEdit(range=to_range(file.source, span, encoding), new_text=new_name)
                     for span in spans
                 ]

@@ -409,3 +409,29 @@ async def test_rename_refusals_are_lsp_errors_with_the_reason(client: LanguageCl
             )
         assert refused.value.code == code and refused.value.message.startswith(message)
         assert "Error" not in refused.value.message and refused.value.data is None
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_an_untitled_document_is_a_program_on_its_own(client: LanguageClient) -> None:
+    uri = "untitled:Untitled-1"
+    text = 'import "../shared/ops_tools.car"\ntool ping(host: string)\ntool ping(host: string)\n'
+    client.diagnostics.pop(uri, None)
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(
+            text_document=lsp.TextDocumentItem(uri=uri, language_id="carlang", version=1, text=text)
+        )
+    )
+    found = await _until(client, uri, lambda ds: len(ds) > 0)
+    imported = next(d for d in found if d.code == "CL0209")
+    assert "an unsaved document is in no folder to import from" in imported.message
+    twice = next(d for d in found if d.code == "CL0201")
+    assert [r.location.uri for r in twice.related_information or []] == [uri]
+    hover = await client.text_document_hover_async(
+        lsp.HoverParams(text_document=_doc(uri), position=lsp.Position(line=1, character=6))
+    )
+    assert hover is not None and isinstance(hover.contents, lsp.MarkupContent)
+    assert "tool ping(host: string)" in hover.contents.value
+    definition = await client.text_document_definition_async(
+        lsp.DefinitionParams(text_document=_doc(uri), position=lsp.Position(line=2, character=6))
+    )
+    assert {loc.uri for loc in definition or [] if isinstance(loc, lsp.Location)} == {uri}
