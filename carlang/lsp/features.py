@@ -35,7 +35,7 @@ from .project import Project, ProjectFile
 from .rename import Renamer
 from .symbols import Occurrence, SymbolKey, occurrence_at, occurrences, state_key_matches
 from .text import code_block, first_line, markdown, source_slice
-from .uris import path_of_uri, uri_of
+from .uris import is_unsaved, path_of_uri, uri_of
 
 __all__ = ["Features", "TOKEN_LEGEND", "uri_of", "path_of_uri"]
 
@@ -242,9 +242,11 @@ class Features:
     def _describe(self, path: Path, occurrence: Occurrence) -> str:
         kind, name = occurrence.key
         if kind == "import":
+            if is_unsaved(path):
+                return f"imports `{name}` (an unsaved document is in no folder to import from)"
             target = (path.parent / name).resolve()
             shown = display_name(target, self.project.root)
-            state = "" if target.is_file() else " (no such file)"
+            state = "" if self._imported(path, name) else " (no such file)"
             return f"imports `{shown}`{state}"
         definitions = self.definitions_of(path, occurrence.key)
         if not definitions:
@@ -383,10 +385,21 @@ class Features:
             return []
         _file, occurrence = found
         if occurrence.key[0] == "import":
-            target = (path.parent / occurrence.key[1]).resolve()
+            # a missing file is no place to go (its diagnostic says it is missing)
+            target = self._imported(path, occurrence.key[1])
+            if target is None:
+                return []
             start = lsp.Position(line=0, character=0)
             return [lsp.Location(uri=uri_of(target), range=lsp.Range(start=start, end=start))]
         return [self._location(f, o.span) for f, o in self.definitions_of(path, occurrence.key)]
+
+    def _imported(self, path: Path, name: str) -> Path | None:
+        """The file `import "name"` in `path` reads, when there is one (open in the editor or
+        on disk); an unsaved document imports nothing."""
+        if is_unsaved(path):
+            return None
+        target = (path.parent / name).resolve()
+        return target if self.project.text(target) is not None else None
 
     def references(
         self, path: Path, position: lsp.Position, include_declaration: bool = True

@@ -302,3 +302,16 @@ def test_completion_offers_what_fits_where_the_cursor_is(tmp_path: Path) -> None
     assert "startsWith" in methods and "distinct" not in methods
     listed = _labels(features, path, 1, "&& params.tags.")
     assert {"distinct", "size"} <= set(listed) and "charAt" not in listed
+
+
+def test_definition_of_a_missing_import_goes_nowhere(tmp_path: Path) -> None:
+    project, _lib, main = _project(tmp_path)
+    text = 'import "missing.car"\n' + MAIN
+    project.set_text(main, text)
+    features = Features(project)
+    missing, present = lsp.Position(line=0, character=9), lsp.Position(line=1, character=9)
+    assert features.definition(main, missing) == []  # CL0209 already says it is missing
+    hover = features.hover(main, missing)
+    assert hover is not None and "(no such file)" in str(hover.contents)
+    (location,) = features.definition(main, present)
+    assert location.uri == (tmp_path / "lib.car").resolve().as_uri()
