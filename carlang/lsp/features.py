@@ -461,7 +461,7 @@ class Features:
             entries = [symbol(e.key.text, "state", e, e.key.span, []) for e in decl.entries]
             for child in entries:
                 child.kind = lsp.SymbolKind.Field
-            return symbol("state", "state", decl, decl.span, entries)
+            return symbol("state", "state", decl, _leading_word(source, decl.span), entries)
         if isinstance(decl, ast.ProposalDecl):
             actions = [
                 symbol(a.name.text, "action", a, a.name.span, [])
@@ -476,7 +476,8 @@ class Features:
         if isinstance(decl, (ast.CapabilityDecl, ast.BudgetDecl, ast.PolicyDecl, ast.PlanDecl)):
             kind = type(decl).__name__.removesuffix("Decl").lower()
             return symbol(decl.name.text, kind, decl, decl.name.span, [])
-        return symbol(first_line(source_slice(source, decl)), "rule", decl, decl.span, [])
+        name = first_line(source_slice(source, decl))
+        return symbol(name, "rule", decl, _leading_word(source, decl.span), [])
 
     # -- completion --------------------------------------------------------------------------
 
@@ -675,6 +676,13 @@ def _quickfix(
         edit=lsp.WorkspaceEdit(changes={uri: edits}),
         is_preferred=preferred or None,
     )
+
+
+def _leading_word(source: Source, span: Span) -> Span:
+    """The keyword a declaration starts with (`state`, `deny_tool`): what the outline selects
+    of a declaration that has no name."""
+    match = re.compile(r"[A-Za-z_]\w*").match(source.text, span.start, span.end)
+    return Span(span.start, match.end()) if match else span
 
 
 def _smallest_at(tree: cel_nodes.Expr, offset: int) -> cel_nodes.Expr | None:

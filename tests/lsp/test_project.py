@@ -315,3 +315,22 @@ def test_definition_of_a_missing_import_goes_nowhere(tmp_path: Path) -> None:
     assert hover is not None and "(no such file)" in str(hover.contents)
     (location,) = features.definition(main, present)
     assert location.uri == (tmp_path / "lib.car").resolve().as_uri()
+
+
+def test_the_outline_selects_the_keyword_of_a_declaration_without_a_name(tmp_path: Path) -> None:
+    text = "tool shell(cmd: string)\n\nstate {\n  ready: bool = false\n}\ndeny_tool shell\n"
+    path = (tmp_path / "o.car").resolve()
+    project = Project(tmp_path)
+    project.set_text(path, text)
+    symbols = {s.name: s for s in Features(project).symbols(path)}
+
+    def span(line: int, start: int, end: int) -> lsp.Range:
+        return lsp.Range(
+            start=lsp.Position(line=line, character=start),
+            end=lsp.Position(line=line, character=end),
+        )
+
+    state = symbols["state"]
+    assert state.selection_range == span(2, 0, 5)  # `state`, inside the block's range
+    assert state.range.start.line == 2 and state.range.end.line == 4
+    assert symbols["deny_tool shell"].selection_range == span(5, 0, 9)
