@@ -334,3 +334,21 @@ def test_the_outline_selects_the_keyword_of_a_declaration_without_a_name(tmp_pat
     assert state.selection_range == span(2, 0, 5)  # `state`, inside the block's range
     assert state.range.start.line == 2 and state.range.end.line == 4
     assert symbols["deny_tool shell"].selection_range == span(5, 0, 9)
+
+
+def test_the_server_says_once_that_a_carlang_toml_cannot_be_used(tmp_path: Path) -> None:
+    pytest.importorskip("pygls", reason="the language server needs pygls (carlang[lsp])")
+    from carlang.lsp.server import CarlangServer
+
+    path = (tmp_path / "a.car").resolve()
+    path.write_text(ALLOWED)
+    (tmp_path / "carlang.toml").write_text("strict = 1\n")
+    server = CarlangServer()
+    server.project = Project(tmp_path)
+    server._features = Features(server.project)
+    shown: list[str] = []
+    server.window_show_message = lambda params: shown.append(params.message)  # type: ignore[method-assign]
+    server.text_document_publish_diagnostics = lambda params: None  # type: ignore[method-assign]
+    server.publish(path)
+    server.publish(path)
+    assert len(shown) == 1 and "`strict` must be a bool" in shown[0]
