@@ -20,6 +20,7 @@ from carlang_runtime.cel import CelEvalError, CelSyntaxError, compile, format_va
 from carlang_runtime.cel.checker import Declarations, check
 from carlang_runtime.cel.values import CelTimestamp
 from carlang_runtime.errors import CarlangRuntimeError
+from carlang_runtime.paramcheck import parameter_defaults, with_defaults
 from carlang_runtime.policy import policy_declarations
 from carlang_runtime.policy.activation import action_activation
 
@@ -90,15 +91,8 @@ def eval_context(
             raise EvalUsageError(
                 f"no tool `{tool}` in the program" + (f"; {hint}" if hint else f" (tools: {names})")
             )
-    given = dict(params or {})
-    defaults = {
-        name: spec["default"]
-        for name, spec in (
-            (schema.parameters or {}).get("properties", {}) if schema else {}
-        ).items()
-        if isinstance(spec, dict) and "default" in spec
-    }
-    parameters = {**defaults, **given}
+    defaults = parameter_defaults(schema.parameters) if schema is not None else {}
+    parameters = with_defaults(params or {}, defaults)
     current = {**program.initial_state, **(state or {})}
     action = ir.Action(
         id="eval", type=ir.ActionType.TOOL_CALL, tool=tool or "", parameters=parameters

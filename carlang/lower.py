@@ -28,6 +28,7 @@ from typing import Any
 
 from carlang_runtime import ir
 from carlang_runtime.ir._base import construct
+from carlang_runtime.paramcheck import parameter_defaults
 from carlang_runtime.redact import redaction_problem
 from carlang_runtime.suggest import did_you_mean
 
@@ -387,9 +388,8 @@ class _Lowerer:
                 if given is not None:
                     tool["parameters"] = given
                     # calls get the schema's defaults too, as they get a signature's
-                    for name, prop in (given.get("properties") or {}).items():
-                        if isinstance(prop, dict) and "default" in prop:
-                            self.defaults.setdefault(decl.name.text, {})[name] = prop["default"]
+                    for name, default in parameter_defaults(given).items():
+                        self.defaults.setdefault(decl.name.text, {})[name] = default
         if ast.ToolSchemaItem in seen and ast.ToolSchemaFrom in seen:
             self.d.error(
                 "CL0219",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from carlang_runtime import ir
+from carlang_runtime.paramcheck import parameter_defaults, with_defaults
 
 __all__ = ["build_server"]
 
@@ -59,8 +60,12 @@ def _program_or_error(program: str | None, path: str | None) -> ir.Program:
     return compiled
 
 
-def _action(tool: str, params: dict[str, Any] | None) -> ir.Action:
-    return ir.Action(id="call", type="tool_call", tool=tool, parameters=dict(params or {}))
+def _action(program: ir.Program, tool: str, params: dict[str, Any] | None) -> ir.Action:
+    """The call as the runtime makes it: left-out parameters get their declared defaults."""
+    declared = program.tool(tool)
+    defaults = parameter_defaults(declared.parameters) if declared is not None else {}
+    parameters = with_defaults(params or {}, defaults)
+    return ir.Action(id="call", type="tool_call", tool=tool, parameters=parameters)
 
 
 def check(program: str | None = None, path: str | None = None) -> dict[str, Any]:
@@ -135,7 +140,7 @@ def _decide(
     from carlang_runtime.policy import PolicySet
 
     compiled = _program_or_error(program, path)
-    action = _action(tool, params)
+    action = _action(compiled, tool, params)
     policies = PolicySet(compiled.policies, tools=compiled.tools)
     current = {**compiled.initial_state, **(state or {})}
     decision, traces = policies.trace(action, state=current, scope=scope or {})

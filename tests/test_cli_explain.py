@@ -130,3 +130,18 @@ def test_the_state_given_uses_the_declared_keys_and_types(tmp_path: Path) -> Non
     assert code == 2 and "--state: state `frozen`: expected boolean, got string" in out
     code, out = explain(tmp_path, *call, "--state", '{"frozen": true}')
     assert code == 0 and "decision: deny" in out
+
+
+def test_a_left_out_parameter_gets_its_default_as_at_run_time(tmp_path: Path) -> None:
+    """`port` left out is 443, as in a call written in the program, a test, and the runtime:
+    the decision is the one the call gets, not a failure on a missing key."""
+    code, out = explain(tmp_path, "--tool", "fetch", "--params", '{"url": "https://a.example"}')
+    assert code == 0, out
+    assert out.splitlines()[:2] == [
+        'action call: fetch(url: "https://a.example", port: 443)',
+        "decision: allow",
+    ]
+    code, out = explain(
+        tmp_path, "--tool", "fetch", "--params", '{"url": "https://a.example", "port": 80}'
+    )
+    assert "decision: deny" in out and "odd_ports" in out

@@ -12,7 +12,7 @@ from .common import RootOption, echo, fail_usage, guarded
 from .lang_commands import compile_program
 
 if TYPE_CHECKING:
-    from carlang_runtime.ir import Program
+    from carlang_runtime.ir import Program, ToolSchema
 
 __all__ = ["register"]
 
@@ -66,6 +66,7 @@ def explain_command(
     """The full policy decision for one action: every policy, matched or not, with the values
     that decided its condition. Exit 0 whatever the decision; 1 if the program has errors."""
     from carlang_runtime import ir
+    from carlang_runtime.paramcheck import parameter_defaults, with_defaults
     from carlang_runtime.policy import PolicySet, state_problems
 
     from carlang.explain import describe_action, render_json, render_text
@@ -86,8 +87,10 @@ def explain_command(
             fail_usage(f"proposal `{proposal}` has no action `{action_id}` (actions: {ids})")
     else:
         arguments = _json_object(params, "--params")
-        _check_call(program, file, tool or "", arguments)
-        action = ir.Action(id="call", type="tool_call", tool=tool, parameters=arguments)
+        declared = _check_call(program, file, tool or "", arguments)
+        # the call as the runtime makes it: left-out parameters get their declared defaults
+        filled = with_defaults(arguments, parameter_defaults(declared.parameters))
+        action = ir.Action(id="call", type="tool_call", tool=tool, parameters=filled)
     given = _json_object(state, "--state")
     problems = state_problems(program.state, given)
     if problems:
@@ -104,9 +107,10 @@ def explain_command(
         echo(render_text(describe_action(action, proposal), decision, traces))
 
 
-def _check_call(program: Program, file: Path, tool: str, params: dict[str, Any]) -> None:
-    """A usage error, worded as `check` words it, unless `program` declares `tool` and
-    `params` fit its parameter schema: a decision about a call that cannot happen misleads."""
+def _check_call(program: Program, file: Path, tool: str, params: dict[str, Any]) -> ToolSchema:
+    """`program`'s tool `tool`; a usage error, worded as `check` words it, unless `program`
+    declares it and `params` fit its parameter schema: a decision about a call that cannot
+    happen misleads."""
     from carlang_runtime import ir
     from carlang_runtime.suggest import did_you_mean
     from carlang_runtime.verify import verify
@@ -128,6 +132,7 @@ def _check_call(program: Program, file: Path, tool: str, params: dict[str, Any])
     problems += [issue.message for issue in found.issues if issue.severity == "error"]
     if problems:
         fail_usage("--params: " + "; ".join(problems))
+    return declared
 
 
 def register(app: typer.Typer) -> None:

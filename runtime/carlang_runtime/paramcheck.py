@@ -14,11 +14,19 @@ Two layers, so that findings line up with CAR's:
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["ParamFinding", "ParamChecker", "json_type_name", "validation_errors"]
+__all__ = [
+    "ParamFinding",
+    "ParamChecker",
+    "json_type_name",
+    "parameter_defaults",
+    "validation_errors",
+    "with_defaults",
+]
 
 FindingKind = Literal["missing", "type", "constraint", "invalid_schema"]
 
@@ -421,3 +429,27 @@ def validation_errors(tool: str, findings: list[ParamFinding]) -> list[str]:
                 f"tool '{tool}' parameter validation: {finding.detail} (at {at or '/'})"
             )
     return messages
+
+
+def parameter_defaults(schema: Mapping[str, Any]) -> dict[str, Any]:
+    """The declared `default` of each top-level parameter of a tool's JSON Schema (a program's
+    `limit: int = 100` is one, as is an MCP server's `"default": 10`)."""
+    properties = schema.get("properties")
+    if not isinstance(properties, Mapping):
+        return {}
+    return {
+        name: spec["default"]
+        for name, spec in properties.items()
+        if isinstance(spec, Mapping) and "default" in spec
+    }
+
+
+def with_defaults(parameters: Mapping[str, Any], defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """A call's parameters with the `defaults` of the ones it leaves out: the language's rule
+    for a call written in a program, so that tools and policies see every parameter the
+    signature promises, for a call from anywhere (a model, an MCP client, JSON). A default is
+    copied: a call never shares a list or map with another."""
+    missing = [name for name in defaults if name not in parameters]
+    if not missing:
+        return dict(parameters)
+    return {**parameters, **{name: copy.deepcopy(defaults[name]) for name in missing}}

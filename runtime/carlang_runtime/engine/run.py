@@ -478,7 +478,8 @@ class ProposalRun:
                 return None
         problems = self.rejections(action, count_problem)
         if problems:
-            self.conclude(index, _REJECTED, error="; ".join(problems))
+            remembered = not self.malformed(action)
+            self.conclude(index, _REJECTED, error="; ".join(problems), remembered=remembered)
             return None
         decision = self.decide(action) if self.policies else None
         return self.admitted(index, action, key, decision, inline)
@@ -590,7 +591,10 @@ class ProposalRun:
         whether the action may be dispatched."""
         action = self.actions[index]
         if verdict.get("problems"):
-            self.conclude(index, _REJECTED, error="; ".join(verdict["problems"]))
+            remembered = not self.malformed(action)
+            self.conclude(
+                index, _REJECTED, error="; ".join(verdict["problems"]), remembered=remembered
+            )
             return False
         admitted = self.admitted(index, action, None, _recorded_decision(verdict), inline)
         if admitted is None:
@@ -749,6 +753,17 @@ class ProposalRun:
 
     def idempotency_key(self, action: Action) -> str:
         return f"{self.cache_scope}{action.type.value}:{call_key(action.tool, action.parameters)}"
+
+    def malformed(self, action: Action) -> bool:
+        """Whether a rejected call is one no tool could receive (an unknown tool, parameters
+        that do not fit its schema): it stays out of `history`, whose rules read the calls'
+        parameters (a missing one would make every later decision of such a rule fail)."""
+        if action.type is not _TOOL_CALL:
+            return False
+        tool = self.rt.tools.get(action.tool or "")
+        if tool is None:
+            return True
+        return tool.checker is not None and bool(tool.checker.check(action.parameters))
 
     def rejections(self, action: Action, count_problem: str | None) -> list[str]:
         """Why the action cannot run at all: session, capability, then CAR's validation (all
@@ -1120,9 +1135,11 @@ class ProposalRun:
         duration: float | None = None,
         kind: EventKind | None = None,
         aborts: str | None = None,
+        remembered: bool = True,
     ) -> None:
         """Record an action's result and its one terminal event (`aborts`: the reason the
-        run aborts because of it, journaled so that a resumed run finishes the abort)."""
+        run aborts because of it, journaled so that a resumed run finishes the abort;
+        `remembered`: whether it goes into `history`)."""
         action = self.actions[index]
         now = time.time()
         scrub = self.scrub
@@ -1165,7 +1182,7 @@ class ProposalRun:
             now,
             duration,
         )
-        if self.history is not None:
+        if self.history is not None and remembered:
             self.history.append(
                 {
                     "id": action.id,

@@ -29,6 +29,7 @@ from ..errors import CarlangRuntimeError
 from ..ir import (
     Action,
     ActionProposal,
+    ActionType,
     Budget,
     Capability,
     Policy,
@@ -37,6 +38,7 @@ from ..ir import (
     ToolSchema,
 )
 from ..ir.load import load_proposal
+from ..paramcheck import with_defaults
 from ..policy import PolicySet
 from ..redact import (
     Scrubber,
@@ -233,6 +235,28 @@ class Runtime:
         registered = self.tools.get(tool or "")
         paths = (*registered.secrets, *self.redactions) if registered else self.redactions
         return dict(redact_parameters(parameters, paths) if paths else parameters)
+
+    def with_defaults(self, proposal: ActionProposal) -> ActionProposal:
+        """The proposal with each tool call's left-out parameters given their declared defaults,
+        as the compiler gives them to a call written in a program: the tools, the policies and
+        the log all see every parameter the signature promises (the proposal itself when no
+        call leaves one out)."""
+        actions: list[Action] | None = None
+        for index, action in enumerate(proposal.actions):
+            tool = (
+                self.tools.get(action.tool or "") if action.type is ActionType.TOOL_CALL else None
+            )
+            if (
+                tool is None
+                or not tool.defaults
+                or tool.defaults.keys() <= action.parameters.keys()
+            ):
+                continue
+            if actions is None:
+                actions = list(proposal.actions)
+            filled = with_defaults(action.parameters, tool.defaults)
+            actions[index] = action.model_copy(update={"parameters": filled})
+        return proposal if actions is None else proposal.model_copy(update={"actions": actions})
 
     def declare_tool(self, schema: ToolSchema | Mapping[str, Any]) -> None:
         """Make a tool known by its schema, without an implementation yet (calling it fails
@@ -521,7 +545,7 @@ class Runtime:
         resumed: Resumption | None = None,
         all_or_nothing: bool = False,
     ) -> ProposalResult:
-        current = self._as_proposal(proposal)
+        current = self.with_defaults(self._as_proposal(proposal))
         run_id = run_id or uuid.uuid4().hex[:16]
         scope = dict(scope or {})
         check_tenant(scope.get("tenant"))

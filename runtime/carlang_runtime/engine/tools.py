@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
 from ..ir import Action, ToolSchema
-from ..paramcheck import ParamChecker
+from ..paramcheck import ParamChecker, parameter_defaults
 from ..redact import SecretPath, secret_paths
 from .cancel import CancelToken
 from .state import _IMMUTABLE, MISSING, RunWrites, StateConflict, detached
@@ -127,6 +127,8 @@ class RegisteredTool:
     checker: ParamChecker | None = field(init=False, default=None)
     #: Where its secret parameters are (see redact.py); empty for most tools.
     secrets: tuple[SecretPath, ...] = field(init=False, default=())
+    #: The declared defaults of its top-level parameters (see `paramcheck.with_defaults`).
+    defaults: dict[str, Any] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.inline = (
@@ -139,6 +141,7 @@ class RegisteredTool:
         parameters = self.schema.parameters
         self.checker = ParamChecker(self.name, parameters) if parameters else None
         self.secrets = secret_paths(parameters)
+        self.defaults = parameter_defaults(parameters)
 
     @classmethod
     def from_function(

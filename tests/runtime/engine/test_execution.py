@@ -413,3 +413,39 @@ def test_budget_and_capability_built_in_python_need_no_name() -> None:
     rt.set_budget(ir.Budget(max_tool_calls=1))
     result = rt.execute(proposal(call("a", "t"), call("b", "t")))
     assert statuses(result) == {"a": "succeeded", "b": "skipped"}
+
+
+def test_a_call_that_leaves_a_parameter_out_gets_its_declared_default() -> None:
+    """As the compiler gives a call written in a program its defaults, the runtime gives them
+    to a call from anywhere (a model, an MCP client, JSON): the policy, the tool and the log
+    see the same parameters, and a policy on a left-out parameter decides (not fails)."""
+    seen: list[dict[str, Any]] = []
+    rt = Runtime()
+    rt.register_tool(
+        "log",
+        lambda **params: seen.append(params),
+        schema={
+            "parameters": {
+                "type": "object",
+                "properties": {
+                    "repo": {"type": "string"},
+                    "max_count": {"type": "integer", "default": 10},
+                    "tags": {"type": "array", "default": []},
+                },
+            }
+        },
+    )
+    rt.add_policy(
+        ir.CelPolicy(name="short", effect="deny", tools=["log"], when="params.max_count > 100")
+    )
+    result = rt.execute(
+        proposal(
+            call("a", "log", params={"repo": "r"}),
+            call("b", "log", params={"repo": "r", "max_count": 500}),
+        )
+    )
+    assert statuses(result) == {"a": "succeeded", "b": "rejected"}
+    assert seen == [{"repo": "r", "max_count": 10, "tags": []}]
+    seen[0]["tags"].append("x")  # a default is the call's own: the next call gets a fresh one
+    rt.execute(proposal(call("c", "log", params={"repo": "s"})))
+    assert seen[1]["tags"] == []

@@ -175,6 +175,42 @@ def test_history_is_kept_per_session_for_policies_that_read_it() -> None:
     assert outcomes == ["succeeded", "succeeded", "rejected"]
 
 
+def test_a_call_no_tool_could_receive_stays_out_of_history() -> None:
+    """A call with a missing parameter is rejected before any policy sees it; were it in
+    `history`, a rule reading that parameter would fail (closed) on every later call."""
+    rt = Runtime()
+    rt.register_tool(
+        "echo",
+        lambda text: text,
+        schema={
+            "parameters": {
+                "type": "object",
+                "required": ["text"],
+                "properties": {"text": {"type": "string"}},
+            }
+        },
+    )
+    rt.add_policy(
+        ir.CelPolicy(
+            name="no_repeat",
+            tools=["echo"],
+            when="history.exists(h, h.tool == 'echo' && h.params.text == params.text)",
+        )
+    )
+    session = rt.open_session()
+
+    def echo(params: dict[str, Any]) -> str:
+        plan = proposal(call("a", "echo", params=params, failure_behavior="skip"))
+        return statuses(rt.execute(plan, session=session))["a"]
+
+    assert [echo({}), echo({"text": "ok"}), echo({"text": "ok2"}), echo({"text": "ok"})] == [
+        "rejected",
+        "succeeded",
+        "succeeded",
+        "rejected",
+    ]
+
+
 def test_a_tenant_reads_and_writes_its_own_state() -> None:
     rt = Runtime(state={"shared": 1})
     plan = proposal(
