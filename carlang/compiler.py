@@ -346,16 +346,19 @@ def unused_declarations(
     result: CompileResult, entry_only: bool = False
 ) -> list[tuple[str, str, Origin]]:
     """`(kind, name, origin)` of tools, capabilities and budgets nothing in this program uses
-    (only those of the entry file with `entry_only`)."""
+    (only those of the entry file with `entry_only`). Capabilities and budgets count only in
+    a program with proposals or plans: one without (a gateway's, an agent's) declares them for
+    `--capability` and `--budget`."""
     entry = result.loaded.entry
     if has_syntax_errors(result.loaded.diagnostics):
         return []  # what the unparsed text used is unknown: "never used" would be a guess
     found = []
-    tables: list[tuple[str, dict[str, Origin]]] = [
-        ("tool", result.source_map.tools),
-        ("capability", result.source_map.capabilities),
-        ("budget", result.source_map.budgets),
-    ]
+    tables: list[tuple[str, dict[str, Origin]]] = [("tool", result.source_map.tools)]
+    if result.source_map.proposals or result.source_map.plans:
+        tables += [
+            ("capability", result.source_map.capabilities),
+            ("budget", result.source_map.budgets),
+        ]
     for kind, table in tables:
         for name, origin in table.items():
             if (kind, name) in result.used:
@@ -368,13 +371,17 @@ def unused_declarations(
 
 def unused_diagnostic(kind: str, name: str, origin: Origin) -> Diagnostic:
     """The warning for an unused declaration."""
-    where = " or policy" if kind == "tool" else ""
+    use = {
+        "tool": "use it from a proposal or policy",
+        "capability": f"use it from a proposal (`under {name}`) or with `--capability {name}`",
+        "budget": f"use it from a proposal (`under {name}`) or with `--budget {name}`",
+    }[kind]
     return Diagnostic(
         "CL0207",
         "warning",
         f"{kind} `{name}` is never used",
         (origin.label("", origin.node.name.span),),
-        f"remove it, or use it from a proposal{where}",
+        f"remove it, or {use}",
     )
 
 

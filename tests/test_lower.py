@@ -354,3 +354,14 @@ def _assert_same_as_validated(result: Any) -> None:
         for case in result.tests:
             if case.action is not None:
                 assert repr(case.action) == repr(_validated_copy(case.action))
+
+
+def test_a_program_without_proposals_declares_capabilities_for_the_command_line() -> None:
+    """A gateway's or an agent's program names its capability and budget with `--capability`
+    and `--budget`: they are not "never used"; its unused tool still is."""
+    gateway = "tool t()\ntool spare()\ncapability c { tools allow t }\nbudget b { max_actions 3 }\n"
+    assert codes(gateway) == ["CL0207"]
+    (unused,) = compile_diagnostics(gateway).diagnostics.items
+    assert unused.message == "tool `spare` is never used"
+    with_proposal = gateway + "proposal p { a = t()\n  b = spare() }\n"
+    assert codes(with_proposal) == ["CL0207", "CL0207"]  # now `c` and `b` could be used
