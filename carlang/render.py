@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from carlang import __version__
 
@@ -166,6 +168,16 @@ def render_json(diagnostics: Sequence[Diagnostic], failure: str | None = None) -
 _SARIF_LEVELS = {"error": "error", "warning": "warning", "info": "note"}
 
 
+def sarif_artifact(name: str) -> dict[str, str]:
+    """A SARIF `artifactLocation` for a file as diagnostics name it: relative to the project
+    root (`%SRCROOT%`), or, for a file outside it named by an absolute path, a `file:` URI
+    (SARIF forbids a relative reference that starts with `/`)."""
+    path = Path(name)
+    if path.is_absolute():
+        return {"uri": path.as_uri()}
+    return {"uri": quote(path.as_posix()), "uriBaseId": "%SRCROOT%"}
+
+
 def render_sarif(diagnostics: Sequence[Diagnostic], failure: str | None = None) -> str:
     """SARIF 2.1.0, one run, the rules taken from the code registry; with `failure` (input
     the command could not use: nothing was checked), an invocation that did not succeed and
@@ -202,7 +214,7 @@ def render_sarif(diagnostics: Sequence[Diagnostic], failure: str | None = None) 
             result["locations"] = [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": pos["file"], "uriBaseId": "%SRCROOT%"},
+                        "artifactLocation": sarif_artifact(pos["file"]),
                         "region": _with_snippet(
                             {
                                 "startLine": pos["line"],
@@ -223,10 +235,7 @@ def render_sarif(diagnostics: Sequence[Diagnostic], failure: str | None = None) 
                     "id": n,
                     "message": {"text": lab.message or "related"},
                     "physicalLocation": {
-                        "artifactLocation": {
-                            "uri": _position(lab)["file"],
-                            "uriBaseId": "%SRCROOT%",
-                        },
+                        "artifactLocation": sarif_artifact(_position(lab)["file"]),
                         "region": {
                             "startLine": _position(lab)["line"],
                             "startColumn": _position(lab)["column"],
@@ -245,10 +254,12 @@ def render_sarif(diagnostics: Sequence[Diagnostic], failure: str | None = None) 
                     "driver": {
                         "name": "carlang",
                         "version": __version__,
-                        "informationUri": "https://carlang.dev",
                         "rules": rules,
                     }
                 },
+                # Columns count code points (Python's), not the UTF-16 units SARIF assumes
+                # when a run does not say.
+                "columnKind": "unicodeCodePoints",
                 "results": results,
             }
         ],

@@ -16,7 +16,7 @@ from carlang_runtime.replay import Change, ReplayReport, Verdict
 
 from carlang import __version__
 
-from .render import plural
+from .render import plural, sarif_artifact
 
 __all__ = ["render_replay"]
 
@@ -207,7 +207,7 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
             result["locations"] = [
                 {
                     "physicalLocation": {
-                        "artifactLocation": {"uri": loc["file"], "uriBaseId": "%SRCROOT%"},
+                        "artifactLocation": sarif_artifact(loc["file"]),
                         "region": {"startLine": loc["line"], "startColumn": loc["column"]},
                     }
                 }
@@ -222,13 +222,13 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
                     "driver": {
                         "name": "carlang-replay",
                         "version": __version__,
-                        "informationUri": "https://carlang.dev",
                         "rules": [
                             {"id": r, "shortDescription": {"text": f"decision changes: {r[7:]}"}}
                             for r in rules
                         ],
                     }
                 },
+                "columnKind": "unicodeCodePoints",  # as `check`'s SARIF (render.py) says
                 "results": results,
             }
         ],
