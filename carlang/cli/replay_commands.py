@@ -96,10 +96,8 @@ def replay_command(
     except EventLogError as exc:
         fail_usage(str(exc))
     if run:
-        wanted = set(run)
-        runs = [r for r in runs if r.run_id in wanted]
-        if not runs:
-            fail_usage(f"no run {', '.join(sorted(wanted))} in {', '.join(map(str, logs))}")
+        _known_runs(run, runs, logs)
+        runs = [r for r in runs if r.run_id in set(run)]
     if tool:
         _known_tools(tool, runs, [candidate, *([reference] if reference else [])])
     report = replay(
@@ -112,6 +110,22 @@ def replay_command(
             f" {report.judged_runs} judged): nothing here shows the program's effect"
         )
     raise typer.Exit(EXIT_FAILED if report.failing(chosen_fail_on) else EXIT_OK)
+
+
+def _known_runs(wanted: list[str], runs: list[Any], logs: list[Path]) -> None:
+    """Refuse a `--run` no log holds (each one: a typo'd id among several would quietly leave
+    its run out), with the closest id or the ids there are."""
+    from carlang_runtime.suggest import did_you_mean
+
+    recorded = list(dict.fromkeys(r.run_id for r in runs))
+    for run_id in wanted:
+        if run_id in recorded:
+            continue
+        hint = did_you_mean(run_id, recorded, "")
+        if hint is None:
+            shown = ", ".join(recorded[:5]) + (", ..." if len(recorded) > 5 else "")
+            hint = f"the runs: {shown}" if recorded else "the logs hold no runs"
+        fail_usage(f"no run {run_id} in {', '.join(map(str, logs))} ({hint})")
 
 
 def _known_tools(wanted: list[str], runs: list[Any], judges: list[Any]) -> None:

@@ -14,6 +14,7 @@ import jsonschema
 import pytest
 from carlang_runtime import ir
 from carlang_runtime.engine import AutoApprove, JsonlSink, Runtime, SqliteSink
+from carlang_runtime.replay import read_runs
 from typer.testing import CliRunner
 
 from carlang.cli import app
@@ -183,7 +184,19 @@ def test_filters(finance_log: Path, tmp_path: Path) -> None:
     _, found, _ = changes(finance_log, program, "--until", "2999-01-01T00:00:00Z")
     assert found == {("pay_a", "allow -> require_approval")}
     code, out = cli("replay", str(finance_log), "--program", str(program), "--run", "nope")
-    assert code == 2 and "no run nope" in out
+    assert code == 2 and "no run nope" in out and "(the runs: " in out
+    recorded = read_runs([finance_log])[0].run_id
+    code, out = cli(
+        "replay",
+        str(finance_log),
+        "--program",
+        str(program),
+        "--run",
+        recorded,
+        "--run",
+        recorded[:-1],
+    )
+    assert code == 2 and f"no run {recorded[:-1]} in" in out and f"did you mean {recorded}?" in out
     # a typo'd tool would filter every decision out: refused, with a did-you-mean
     code, out = cli("replay", str(finance_log), "--program", str(program), "--tool", "pya")
     assert code == 2 and "--tool pya: no recorded action calls it" in out
@@ -202,6 +215,13 @@ def test_runs_it_cannot_judge_are_reported_never_a_crash(finance_log: Path, tmp_
     damaged.write_text(finance_log.read_text() + '{"seq": 1, "kind": "action_vali')
     code, out = cli("replay", str(damaged), "--program", str(FINANCE))
     assert code == 2 and "the last line is cut short" in out
+    # cut anywhere in the last line, even past the header the fast path reads alone
+    whole = finance_log.read_text()
+    start = whole.rstrip("\n").rfind("\n") + 1
+    for cut in (start + 60, start + 200, len(whole) - 3):
+        damaged.write_text(whole[:cut])
+        code, out = cli("replay", str(damaged), "--program", str(FINANCE))
+        assert code == 2 and "the last line is cut short" in out, (cut, out)
     no_proposal = tmp_path / "bare.jsonl"
     lines = [x for x in finance_log.read_text().splitlines() if '"proposal_received"' not in x]
     no_proposal.write_text("\n".join(lines) + "\n")

@@ -218,6 +218,10 @@ def _records(path: Path) -> Iterator[_Record]:
         raise EventLogError(f"{path}: cannot read it ({exc})") from None
     lines = text.split("\n")
     last = len(lines)
+    if lines[-1].strip():
+        # The writer ends every line: a last line without its end may be cut short, which the
+        # fast path below (it reads most lines without parsing them) would not see.
+        _parse(path, last, last, text, lines[-1])
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
