@@ -49,3 +49,50 @@ def test_the_readme_walk_through_runs(tmp_path: Path, monkeypatch: pytest.Monkey
         assert result.exit_code == 0, (step, result.output)
     assert (tmp_path / "regenerated" / "tasks.jsonl").exists()
     assert (tmp_path / "feedback.json").exists() and (tmp_path / "best.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["learn", "runs.jsonl", "-o", "{missing}/fb.json"],
+            "-o {missing}/fb.json: there is no folder",
+        ),
+        (["learn", "runs.jsonl", "-o", "{tmp}"], "that is a folder; name a file"),
+        (
+            [
+                "search",
+                "tasks.jsonl",
+                "--outcomes",
+                "runs.jsonl",
+                "--space",
+                "space.toml",
+                "-o",
+                "{missing}/best.json",
+            ],
+            "-o {missing}/best.json: there is no folder",
+        ),
+        (
+            [
+                "search",
+                "tasks.jsonl",
+                "--outcomes",
+                "runs.jsonl",
+                "--space",
+                "space.toml",
+                "--plot",
+                "{missing}/p.png",
+            ],
+            "--plot {missing}/p.png: there is no folder",
+        ),
+    ],
+)
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], message: str
+) -> None:
+    monkeypatch.chdir(FOLDER)
+    missing = str(tmp_path / "missing")
+    filled = [a.format(missing=missing, tmp=tmp_path) for a in args]
+    result = CliRunner().invoke(app, ["planner", *filled])
+    assert result.exit_code == 2, result.output
+    assert message.format(missing=missing) in result.output

@@ -43,6 +43,7 @@ __all__ = [
     "AutoApproveOption",
     "DenyApprovalsOption",
     "UsageProblem",
+    "check_output_path",
     "fail_usage",
     "guarded",
     "read_text",
@@ -52,6 +53,7 @@ __all__ = [
     "printable",
     "painted",
     "use_color",
+    "write_output",
 ]
 
 #: The `--root` option every command that compiles a program takes.
@@ -84,3 +86,22 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(exit_code_for(exc)) from None
 
     return wrapper
+
+
+def check_output_path(path: Path | None, option: str) -> None:
+    """A usage error now, before any work, when `path` (a file a command will write) cannot
+    be: its folder is missing, or it is a folder (a long search must not end in an error)."""
+    if path is None:
+        return
+    if path.is_dir():
+        fail_usage(f"{option} {path}: that is a folder; name a file")
+    if not path.parent.is_dir():
+        fail_usage(f"{option} {path}: there is no folder {path.parent} to write it in")
+
+
+def write_output(path: Path, text: str) -> None:
+    """Write `text` to `path`; a usage error saying why when the system refuses."""
+    try:
+        path.write_text(text)
+    except OSError as exc:
+        fail_usage(f"cannot write {path}: {exc.strerror or exc}")

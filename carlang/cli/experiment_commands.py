@@ -8,7 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .common import (
+    EXIT_OK,
+    RootOption,
+    check_output_path,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+    write_output,
+)
 from .datasets import load_config, load_dataset
 from .dbos_commands import DatabaseOption
 from .run_commands import Backend
@@ -112,10 +121,11 @@ def learn_command(
     (where they differ), approval grant rates per policy, durations; saved for `--feedback`."""
     from carlang_runtime.planner import ToolFeedback
 
+    check_output_path(output, "-o")
     learned = ToolFeedback()
     for log in logs:
         learned.merge(ToolFeedback.from_log(log))
-    learned.save(output)
+    write_output(output, json.dumps(learned.to_document(), indent=1) + "\n")
     for tool, stats in sorted(learned.stats.items()):
         mean = stats.mean_duration_ms
         took = f", {mean:.1f} ms" if mean is not None else ""
@@ -188,6 +198,8 @@ def search_command(
 
     if workers is not None and workers < 1:
         fail_usage("--workers must be at least 1")
+    check_output_path(output, "-o")
+    check_output_path(plot, "--plot")
     if backend is Backend.inprocess and database is not None:
         fail_usage("--database goes with --backend dbos")
     if backend is Backend.dbos and workers is not None:
@@ -222,7 +234,7 @@ def search_command(
     else:
         result = run()
     if output is not None:
-        output.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        write_output(output, json.dumps(result.to_dict(), indent=1) + "\n")
     if as_json:
         echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -276,8 +288,12 @@ def _plot(result: SearchResult, path: Path) -> None:
         axes[1].set_title(f"ablation ({result.objective})")
         axes[1].tick_params(axis="x", rotation=45)
     figure.tight_layout()
-    figure.savefig(path)
-    plt.close(figure)
+    try:
+        figure.savefig(path)
+    except (OSError, ValueError) as exc:  # ValueError: a suffix matplotlib cannot draw
+        fail_usage(f"cannot write {path}: {exc}")
+    finally:
+        plt.close(figure)
     echo_err(f"plot written to {path}")
 
 

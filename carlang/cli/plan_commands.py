@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_FAILED, EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    RootOption,
+    check_output_path,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+)
 from .dbos_commands import DatabaseOption
 from .run_commands import Backend
 
@@ -155,6 +164,7 @@ def _rank(
             fail_usage("a sweep prints csv or json (--format csv|json)")
         if len(tasks) != 1:
             fail_usage(f"a sweep ranks one plan; the inputs hold {len(tasks)} (choose with --plan)")
+        check_output_path(plot, "--plot")
         only = tasks[0]
         at = only.config(base).with_settings(extra)
         _sweep(only, at, history, sweep, output or RankFormat.csv, plot, remote, batch)
