@@ -120,6 +120,26 @@ def test_an_invalid_proposal_is_refused_unless_forced(tmp_path: Path) -> None:
     assert code == 1 and json.loads(out)["result"]["results"][0]["status"] == "rejected"
 
 
+def test_another_proposals_errors_do_not_stop_this_one(tmp_path: Path) -> None:
+    """A policy will deny an action of `big`: running `small` goes ahead; running `big` is
+    refused unless --force (and then the policy denies the action at run time)."""
+    program = tmp_path / "two.car"
+    program.write_text(
+        "tool refund(amount: int)\n"
+        "policy no_huge: deny refund when params.amount > 100\n"
+        "proposal small { r = refund(amount: 5) }\n"
+        "proposal big { r = refund(amount: 500) }\n"
+    )
+    tools = tmp_path / "tools.py"
+    tools.write_text("TOOLS = {'refund': lambda amount: 'refunded'}\n")
+    code, out = run(str(program), "--proposal", "small", "--tools", f"{tools}:TOOLS")
+    assert code == 0 and "1 succeeded" in out and "CL0520" not in out, out
+    code, out = run(str(program), "--proposal", "big", "--tools", f"{tools}:TOOLS")
+    assert code == 1 and "error[CL0520]" in out and "run anyway with --force" in out
+    code, out = run(str(program), "--proposal", "big", "--tools", f"{tools}:TOOLS", "--force")
+    assert code == 1 and "policy violation: no_huge" in out
+
+
 def test_the_given_state_is_what_the_plan_is_verified_against_and_starts_from(
     tmp_path: Path,
 ) -> None:

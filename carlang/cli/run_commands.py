@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .checking import one_source
+from .checking import blocking_errors, one_source
 from .common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -327,36 +327,43 @@ def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionPropo
     return program.proposals[0]
 
 
-def _errors(result: Any) -> tuple[list[Any], list[Any]]:
-    """The program's errors, and those of them that are not verification findings."""
-    from carlang_runtime.verify.codes import RUNTIME_CODES
-
-    verify_codes = {c.code for c in RUNTIME_CODES}
-    errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
-    return errors, [d for d in errors if d.code not in verify_codes]
-
-
 def _refuse_language_errors(result: Any) -> None:
-    """Language errors always stop the run (with every error shown)."""
+    """Language errors always stop the run (with every error shown); a finding that only
+    makes a proposal invalid (verify's, an action a policy will deny) does not: it stops
+    the run of that proposal only (`_refuse_errors`)."""
     from carlang.render import render_text
 
-    errors, fatal = _errors(result)
+    fatal = blocking_errors(result.diagnostics.sorted(), proposal_errors_ok=True)
     if fatal:
-        echo_err(render_text(errors))
+        echo_err(render_text([d for d in result.diagnostics.sorted() if d.severity == "error"]))
         raise typer.Exit(EXIT_FAILED)
 
 
 def _refuse_errors(result: Any, chosen: ir.ActionProposal, force: bool) -> None:
-    """The chosen proposal's verification errors stop the run unless --force (language errors
-    have stopped it already: `_refuse_language_errors`)."""
+    """The chosen proposal's errors (it does not verify, or a policy will deny one of its
+    actions) stop the run unless --force; another proposal's do not."""
     from carlang.render import render_text
 
-    errors, _ = _errors(result)
+    origin = result.source_map.proposals.get(chosen.id)
+    errors = [
+        d
+        for d in result.diagnostics.sorted()
+        if d.severity == "error" and origin is not None and _within(d, origin)
+    ]
     verdict = result.verify_results.get(chosen.id)
-    if verdict is not None and not verdict.valid and not force:
+    if (errors or (verdict is not None and not verdict.valid)) and not force:
         echo_err(render_text(errors))
         echo_err(f"proposal `{chosen.id}` does not verify; run anyway with --force")
         raise typer.Exit(EXIT_FAILED)
+
+
+def _within(diagnostic: Any, origin: Any) -> bool:
+    """Whether a diagnostic points inside a declaration (its file, its span)."""
+    primary = diagnostic.primary
+    if primary is None or primary.source is not origin.source:
+        return False
+    span = origin.node.span
+    return bool(span.start <= primary.span.start and primary.span.end <= span.end)
 
 
 def _event_log(path: Path | None) -> Any:
