@@ -215,10 +215,16 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
         process.wait(10)
 
 
-def test_the_stdio_proxy_answers_bad_messages_with_json_rpc_errors(program: Path) -> None:
+def test_the_stdio_proxy_answers_bad_messages_with_json_rpc_errors(
+    program: Path, tmp_path: Path
+) -> None:
+    """Over stdin from a file (`< requests.jsonl`: no pipe for the event loop to watch), a
+    call before initialize is refused, and bad messages get JSON-RPC errors."""
     import json
 
     lines = [
+        {"jsonrpc": "2.0", "id": 10, "method": "ping"},
+        {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "toy.add"}},
         {
             "jsonrpc": "2.0",
             "id": 1,
@@ -234,17 +240,24 @@ def test_the_stdio_proxy_answers_bad_messages_with_json_rpc_errors(program: Path
         {"jsonrpc": "2.0", "id": 3, "method": "resources/list"},
         {"jsonrpc": "2.0", "id": 4, "method": "tools/call", "params": {"name": 7}},
     ]
-    text = "\n".join(json.dumps(line) for line in lines[:2]) + "\n{not json\n"
-    text += "\n".join(json.dumps(line) for line in lines[2:]) + "\n"
-    done = subprocess.run(
-        [sys.executable, "-m", "carlang", "mcp", "proxy", str(program)],
-        input=text.encode(),
-        capture_output=True,
-        env=_env(),
-        timeout=60,
-    )
+    text = "\n".join(json.dumps(line) for line in lines[:4]) + "\n{not json\n"
+    text += "\n".join(json.dumps(line) for line in lines[4:]) + "\n"
+    requests = tmp_path / "requests.jsonl"
+    requests.write_text(text)
+    with requests.open("rb") as stdin:
+        done = subprocess.run(
+            [sys.executable, "-m", "carlang", "mcp", "proxy", str(program)],
+            stdin=stdin,
+            capture_output=True,
+            env=_env(),
+            timeout=60,
+        )
+    assert b"Traceback" not in done.stderr, done.stderr.decode()
     answers = [json.loads(line) for line in done.stdout.decode().splitlines()]
     by_id = {a.get("id"): a for a in answers}
+    assert by_id[10]["result"] == {}
+    assert by_id[11]["error"]["code"] == -32600
+    assert "before initialize" in by_id[11]["error"]["message"]
     assert by_id[1]["result"]["protocolVersion"] == "2025-06-18"
     assert by_id[1]["result"]["serverInfo"]["name"] == "carlang-proxy"
     assert by_id[None]["error"]["code"] == -32700

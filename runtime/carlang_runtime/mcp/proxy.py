@@ -19,9 +19,12 @@ import asyncio
 import functools
 import itertools
 import json
+import os
+import stat
 import sys
 import time
 import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -266,6 +269,9 @@ class StdioSession:
         self.proxy = proxy
         self.write = write
         self.client_capabilities: dict[str, Any] = {}
+        #: Whether the client has sent `initialize`: before it, only `ping` is answered (the
+        #: MCP lifecycle: a call must not run in a session that was never set up).
+        self.initialized = False
         self._tasks: dict[Any, asyncio.Task[None]] = {}
         self._waiting: dict[Any, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
@@ -317,8 +323,13 @@ class StdioSession:
     async def _answer(self, message: dict[str, Any]) -> None:
         request_id, method = message["id"], message["method"]
         params = message.get("params") or {}
+        if not self.initialized and method not in ("initialize", "ping"):
+            early = f"{method} before initialize: send initialize first (MCP lifecycle)"
+            self.send(_rpc_error(request_id, -32600, early))
+            return
         try:
             if method == "initialize":
+                self.initialized = True
                 self.client_capabilities = dict(params.get("capabilities") or {})
                 requested = params.get("protocolVersion")
                 result: dict[str, Any] = {
@@ -389,9 +400,7 @@ def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
 
 async def serve_stdio(proxy: PolicyProxy) -> None:
     """Serve one client over standard input and output until it hangs up."""
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=1 << 26)
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    readline = await _stdin_lines()
     out = sys.stdout.buffer
 
     def write(data: bytes) -> None:
@@ -400,7 +409,7 @@ async def serve_stdio(proxy: PolicyProxy) -> None:
 
     session = StdioSession(proxy, write)
     try:
-        while line := await reader.readline():
+        while line := await readline():
             line = line.strip()
             if not line:
                 continue
@@ -412,6 +421,27 @@ async def serve_stdio(proxy: PolicyProxy) -> None:
             session.receive(message)
     finally:
         proxy.forget(session)
+
+
+async def _stdin_lines() -> Callable[[], Awaitable[bytes]]:
+    """How to read standard input a line at a time (b"" at its end): from the event loop when
+    it is a pipe, a socket or a terminal; from a thread when it is a file (`< requests.jsonl`,
+    `< /dev/null`), which the loop's selector cannot watch."""
+    try:
+        mode = os.fstat(sys.stdin.fileno()).st_mode
+    except (OSError, ValueError):
+        mode = 0
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or stat.S_ISCHR(mode) and sys.stdin.isatty():
+        reader = asyncio.StreamReader(limit=1 << 26)
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+        return reader.readline
+    stream = sys.stdin.buffer
+
+    async def from_thread() -> bytes:
+        return await asyncio.to_thread(stream.readline)
+
+    return from_thread
 
 
 def serve_http(proxy: PolicyProxy, port: int, host: str = "127.0.0.1") -> None:
