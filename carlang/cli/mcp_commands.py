@@ -114,7 +114,7 @@ def proxy_command(
     import asyncio
 
     from carlang_runtime.engine import Runtime
-    from carlang_runtime.mcp.proxy import PolicyProxy, serve_http, serve_stdio
+    from carlang_runtime.mcp.proxy import PolicyProxy, bind_http, serve_http, serve_stdio
 
     from .agent_commands import chosen_capability, load_program
     from .run_commands import _event_log
@@ -131,7 +131,13 @@ def proxy_command(
             program, runtime, capability=capability, budget=budget, stderr=sys.stderr
         )
         if transport is Transport.http:
-            serve_http(proxy, port)
+            listener = bind_http(port)
+            shown = len(proxy.list_tools())
+            echo_err(
+                f"carlang mcp proxy: {shown} tool(s) at http://127.0.0.1:{port}/mcp"
+                " (Ctrl-C to stop)"
+            )
+            serve_http(proxy, port, listener=listener)
         else:
             asyncio.run(serve_stdio(proxy))
     finally:

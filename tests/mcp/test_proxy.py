@@ -179,7 +179,8 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
         ],
         env=_env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 30
@@ -210,9 +211,18 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
             assert second == [True, True]  # not spent by the other client
 
         anyio.run(both)
+        # a second proxy on the same port: one clear error, exit 2
+        taken = runner.invoke(
+            app, ["mcp", "proxy", str(program), "--transport", "http", "--port", str(port)]
+        )
+        assert taken.exit_code == 2
+        assert f"cannot listen on 127.0.0.1:{port}: it is in use" in taken.output
     finally:
         process.terminate()
-        process.wait(10)
+        _, stderr = process.communicate(timeout=10)
+    # where it listens, said once; clients hanging up are not errors with tracebacks
+    assert f"at http://127.0.0.1:{port}/mcp" in stderr.splitlines()[0]
+    assert "Traceback" not in stderr and "Error in standalone SSE writer" not in stderr, stderr
 
 
 def test_the_stdio_proxy_answers_bad_messages_with_json_rpc_errors(

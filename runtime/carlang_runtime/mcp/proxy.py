@@ -16,10 +16,13 @@ Streamable HTTP it is the official SDK's low-level `Server` (the `mcp` extra).
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import itertools
 import json
+import logging
 import os
+import socket
 import stat
 import sys
 import time
@@ -34,7 +37,7 @@ from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionStatus, Budget, Program, ToolSchema
 from .provider import McpSessions
 
-__all__ = ["PolicyProxy", "build_server", "serve_stdio", "serve_http"]
+__all__ = ["PolicyProxy", "bind_http", "build_server", "serve_stdio", "serve_http"]
 
 
 @dataclass
@@ -444,9 +447,41 @@ async def _stdin_lines() -> Callable[[], Awaitable[bytes]]:
     return from_thread
 
 
-def serve_http(proxy: PolicyProxy, port: int, host: str = "127.0.0.1") -> None:
+class _ClientGone(logging.Filter):
+    """Drops the MCP SDK's report of a client that hung up (`anyio.ClosedResourceError` in
+    its SSE writer): an ordinary end of a session, which it logs as an error with a
+    traceback after every client."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return type(error).__name__ not in ("ClosedResourceError", "BrokenResourceError")
+
+
+def bind_http(port: int, host: str = "127.0.0.1") -> socket.socket:
+    """The listening socket for `serve_http`, bound before anything is served, so that a port
+    in use is one clear error (`CarlangRuntimeError`) rather than the server's log line."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        reason = "it is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)
+        raise CarlangRuntimeError(
+            f"cannot listen on {host}:{port}: {reason}; choose another with --port"
+        ) from None
+    return listener
+
+
+def serve_http(
+    proxy: PolicyProxy,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    listener: socket.socket | None = None,
+) -> None:
     """Serve clients over Streamable HTTP at http://host:port/mcp, one carlang session per
-    MCP session."""
+    MCP session (on `listener` when given: see `bind_http`)."""
     import contextlib
     from collections.abc import AsyncIterator
 
@@ -467,4 +502,7 @@ def serve_http(proxy: PolicyProxy, port: int, host: str = "127.0.0.1") -> None:
 
     # a plain ASGI callable (not a request handler): starlette passes it scope/receive/send
     app = Starlette(routes=[Route("/mcp", endpoint=_Asgi(endpoint))], lifespan=lifespan)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    logging.getLogger("mcp.server.streamable_http").addFilter(_ClientGone())
+    listener = listener if listener is not None else bind_http(port, host)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    server.run(sockets=[listener])
