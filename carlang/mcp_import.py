@@ -11,12 +11,13 @@ and the file says they are the server's hints.
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from carlang_runtime.ir import McpServer
-from carlang_runtime.mcp import McpClient
+from carlang_runtime.mcp import McpClient, McpError
 
 from .fmt import format_source, format_value
 from .source import Source
@@ -73,11 +74,19 @@ def local_tool_name(server: str, remote: str, taken: set[str]) -> str:
 def import_server(
     server: McpServer, timeout: float = 60.0
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Start or reach the server and list its tools: (its serverInfo, its tools)."""
-    client = McpClient(server)
+    """Start or reach the server and list its tools: (its serverInfo, its tools). Raises
+    `McpError`, with what the server wrote on standard error (or, not JSON-RPC, on standard
+    output), when it cannot be started, fails, or does not answer within `timeout`."""
+    client = McpClient(server, stderr=subprocess.PIPE)
     try:
         client.start(timeout)
         return client.server_info, client.list_tools(timeout)
+    except TimeoutError:
+        raise McpError(
+            f"MCP server '{server.name}' did not answer within {timeout:g}s{client.said()}"
+        ) from None
+    except McpError as exc:
+        raise McpError(f"{exc}{client.said()}") from None
     finally:
         client.close()
 

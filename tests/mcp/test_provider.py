@@ -233,3 +233,20 @@ def test_import_usage_errors(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "cannot start /no/such/server" in missing.output
     gone = runner.invoke(app, ["mcp", "import", "--", sys.executable, "-c", "pass"])
     assert gone.exit_code == 2 and "exited" in gone.output
+
+
+def test_import_says_what_a_failing_server_said() -> None:
+    """A server that dies at start, or writes something other than MCP to stdout: the error
+    carries its own words (its stderr's end, or the stray stdout line)."""
+    dying = "import sys; print('boom: no API key set', file=sys.stderr); sys.exit(2)"
+    done = runner.invoke(app, ["mcp", "import", "--", sys.executable, "-c", dying])
+    assert done.exit_code == 2
+    assert "exited (status 2); it said: boom: no API key set" in done.output
+    chatty = "import sys, time; print('hello, not MCP', flush=True); time.sleep(30)"
+    done = runner.invoke(
+        app, ["mcp", "import", "--timeout", "2", "--", sys.executable, "-c", chatty]
+    )
+    assert done.exit_code == 2
+    assert "did not answer within 2s; it wrote, where MCP messages go: 'hello, not MCP'" in (
+        done.output
+    )

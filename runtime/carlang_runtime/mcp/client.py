@@ -7,6 +7,7 @@ futures that a reader thread (stdio) or a request thread (HTTP) resolves.
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import itertools
 import json
@@ -46,8 +47,13 @@ class McpClient:
     `list_tools`, `call_tool`, `close()`."""
 
     def __init__(self, server: McpServer, *, stderr: Any = subprocess.DEVNULL) -> None:
+        """`stderr`: where a stdio server's standard error goes; `subprocess.PIPE` keeps its
+        last lines for `said` (for a person starting it by hand: they may hold anything)."""
         self.server = server
         self.stderr = stderr
+        self._stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
+        self._stderr_reader: threading.Thread | None = None
+        self._not_protocol: str | None = None  # the last stdout line that was not JSON
         self._ids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future[Any]] = {}
         self._lock = threading.Lock()
@@ -99,6 +105,33 @@ class McpClient:
             target=self._read_stdio, name=f"mcp-{server.name}", daemon=True
         )
         self._reader.start()
+        if self.stderr is subprocess.PIPE:
+            self._stderr_reader = threading.Thread(
+                target=self._keep_stderr, name=f"mcp-{server.name}-stderr", daemon=True
+            )
+            self._stderr_reader.start()
+
+    def _keep_stderr(self) -> None:
+        """Drain the server's standard error (a full pipe would stop it), keeping its end."""
+        process = self._process
+        assert process is not None and process.stderr is not None
+        with process.stderr:
+            for line in process.stderr:
+                text = line.decode("utf-8", "replace").strip()
+                if text:
+                    self._stderr_tail.append(text[:300])
+
+    def said(self) -> str:
+        """What the server wrote besides the protocol, to add to an error: the end of its
+        standard error (when kept), else its last line on standard output that was not
+        JSON-RPC; "" when nothing."""
+        if self._stderr_reader is not None:
+            self._stderr_reader.join(timeout=1)  # the rest of what a dying server wrote
+        if self._stderr_tail:
+            return "; it said: " + " | ".join(self._stderr_tail)
+        if self._not_protocol is not None:
+            return f"; it wrote, where MCP messages go: {self._not_protocol!r}"
+        return ""
 
     def close(self) -> None:
         """End the session: stop the server process (stdio), or tell the server (HTTP)."""
@@ -265,7 +298,9 @@ class McpClient:
                 try:
                     message = json.loads(line)
                 except json.JSONDecodeError:
-                    continue  # a server that logs to stdout: not a message
+                    # a server that logs to stdout: not a message (kept for `said`)
+                    self._not_protocol = line[:200].decode("utf-8", "replace")
+                    continue
                 for item in message if isinstance(message, list) else [message]:
                     self._dispatch(item)
         status = process.wait()
