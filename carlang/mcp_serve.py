@@ -30,8 +30,10 @@ class ProgramProblem(Exception):
 def _compile(program: str | None, path: str | None) -> tuple[ir.Program | None, list[Any]]:
     from .compiler import compile_file, compile_text
 
-    if (program is None) == (path is None):
-        raise ProgramProblem("give the program as `program` (.car source text) or `path`, not both")
+    if program is None and path is None:
+        raise ProgramProblem("give the program: `program` (.car source text) or `path` (a file)")
+    if program is not None and path is not None:
+        raise ProgramProblem("give the program as `program` or as `path`, not both")
     if path is not None:
         file = Path(path)
         if not file.is_file():

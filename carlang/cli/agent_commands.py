@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from carlang.render import plural
+
 from .checking import one_source
 from .common import (
     EXIT_FAILED,
@@ -189,7 +191,10 @@ def agent_command(
         if not prompt:
             fail_usage("--model-url needs --prompt TEXT")
         assert model_url is not None
-        generator = OpenAIChatGenerator(model_url, model, api_key=os.environ.get(api_key_env))
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            echo_err(f"warning: ${api_key_env} is not set: the model is asked without an API key")
+        generator = OpenAIChatGenerator(model_url, model, api_key=api_key)
     program = load_program(file, root)
     capability = chosen_capability(file, root, capability, program)
     runtime = Runtime.from_program(
@@ -219,7 +224,7 @@ def agent_command(
         echo(json.dumps(outcome.to_dict(), indent=2))
     else:
         called = ", ".join(outcome.tools_called) or "none"
-        echo(f"{outcome.status} after {outcome.turns} turns; tools called: {called}")
+        echo(f"{outcome.status} after {plural(outcome.turns, 'turn')}; tools called: {called}")
     raise typer.Exit(EXIT_OK if outcome.status == "success" else EXIT_FAILED)
 
 

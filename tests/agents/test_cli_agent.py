@@ -99,3 +99,33 @@ def test_agent_usage_errors(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{")
     bad = runner.invoke(app, ["agent", str(source), "--script", str(tmp_path / "bad.json")])
     assert bad.exit_code == 2 and "the script is not JSON" in bad.output
+    (tmp_path / "empty.json").write_text('{"turns": []}')
+    empty = runner.invoke(app, ["agent", str(source), "--script", str(tmp_path / "empty.json")])
+    assert empty.exit_code == 2 and "the script has no turns" in empty.output
+
+
+def test_one_turn_is_counted_in_words_and_a_missing_key_is_warned_about(tmp_path: Path) -> None:
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"role": "assistant", "content": "nothing to do"}]))
+    done = runner.invoke(app, ["agent", str(source), "--script", str(script)])
+    assert done.exit_code == 0 and done.stdout.strip().endswith(
+        "success after 1 turn; tools called: none"
+    )
+    unset = runner.invoke(
+        app,
+        [
+            "agent",
+            str(source),
+            "--model-url",
+            "http://127.0.0.1:9/v1",
+            "--model",
+            "m",
+            "--prompt",
+            "hi",
+            "--api-key-env",
+            "CARLANG_TEST_NO_SUCH_KEY",
+        ],
+    )
+    assert "warning: $CARLANG_TEST_NO_SUCH_KEY is not set" in unset.stderr

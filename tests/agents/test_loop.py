@@ -203,6 +203,36 @@ def test_openai_compatible_http_model(runtime: Any, model_url: str) -> None:
     }
 
 
+class _EchoingRefusal(BaseHTTPRequestHandler):
+    """A server that refuses every request and echoes its headers, key included."""
+
+    def do_POST(self) -> None:  # noqa: N802 - the http.server API
+        sent = self.headers["Authorization"]  # "Bearer sk-secret-123456"
+        body = ("x" * (500 - 16) + sent + " was refused").encode()  # the cut: mid-key
+        self.send_response(401)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_a_refusal_that_echoes_the_api_key_never_shows_it(runtime: Any) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _EchoingRefusal)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        generator = OpenAIChatGenerator(url, "m", api_key="sk-secret-123456")
+        outcome = AgentLoop(runtime, generator).run("hi")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert outcome.status == "error" and "answered 401" in outcome.summary
+    # the key straddles the 500-character cut: neither half shows
+    assert "sk-secret" not in outcome.summary and "123456" not in outcome.summary
+
+
 def test_unreachable_model_ends_with_error(runtime: Any) -> None:
     generator = OpenAIChatGenerator("http://127.0.0.1:9/v1", "m", timeout=2)
     outcome = AgentLoop(runtime, generator).run("hi")

@@ -118,5 +118,9 @@ def test_serve_answers_the_sdk_client() -> None:
                     session, "policy_check", tool="deploy", program="tool ("
                 )
                 assert error and "the program has errors" in message
+                error, message = await call(session, "check")
+                assert error and "give the program: `program`" in message
+                error, message = await call(session, "check", program="tool t()", path="x")
+                assert error and "not both" in message
 
     anyio.run(scenario)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CarlangRuntimeError
+from ..redact import Scrubber
 from .turns import FORMATS
 
 __all__ = ["GeneratorError", "OpenAIChatGenerator", "ScriptedGenerator"]
@@ -57,6 +58,11 @@ class ScriptedGenerator:
             raise CarlangRuntimeError(
                 f"{path}: a script is a list of assistant turns,"
                 ' or {"format": ..., "turns": [...]}'
+            )
+        if not turns:
+            raise CarlangRuntimeError(
+                f"{path}: the script has no turns (the last one, without tool calls, is the"
+                " final answer)"
             )
         return cls(turns, format or "openai")
 
@@ -110,7 +116,10 @@ class OpenAIChatGenerator:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
                 reply = json.loads(response.read().decode("utf-8"))
         except urllib.error.HTTPError as exc:
-            detail = exc.read().decode("utf-8", "replace")[:500]
+            detail = exc.read(65536).decode("utf-8", "replace")
+            if self.api_key:  # a server that echoes the request must not print the key
+                detail = Scrubber([self.api_key]).text(detail)  # (before the cut: a key cut
+            detail = detail[:500]  # in two would be found by neither half)
             raise GeneratorError(f"{self.url} answered {exc.code}: {detail}") from exc
         except (urllib.error.URLError, OSError) as exc:
             raise GeneratorError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from exc
