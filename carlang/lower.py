@@ -542,6 +542,8 @@ class _Lowerer:
                     bad(setting, problem)
                 fields["url"] = value.value
             else:
+                if setting.word == "command" and not str(value.value).strip():
+                    bad(setting, "`command` is empty: name the program that starts the server")
                 fields[setting.word] = value.value
         if "command" in fields and "url" in fields:
             self.d.error(

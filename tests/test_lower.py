@@ -365,3 +365,8 @@ def test_a_program_without_proposals_declares_capabilities_for_the_command_line(
     assert unused.message == "tool `spare` is never used"
     with_proposal = gateway + "proposal p { a = t()\n  b = spare() }\n"
     assert codes(with_proposal) == ["CL0207", "CL0207"]  # now `c` and `b` could be used
+
+
+def test_an_mcp_server_with_an_empty_command_is_an_error() -> None:
+    (found,) = compile_diagnostics('mcp_server d { command "" }\n').diagnostics.items
+    assert found.code == "CL0220" and "`command` is empty" in found.message

@@ -51,7 +51,7 @@ def import_command(
             fail_usage(problem)
     server_name = name or server_name_for(command, url)
     if not server_name.isidentifier():
-        fail_usage(f"--name {server_name}: use letters, digits and `_`")
+        fail_usage(f"--name {server_name}: use letters, digits and `_`, not starting with a digit")
     if command:
         server = McpServer(name=server_name, command=command[0], args=list(command[1:]))
     else:
@@ -123,6 +123,11 @@ def proxy_command(
     capability = chosen_capability(file, root, capability, program)
     if not program.mcp_servers:
         fail_usage(f"{file} declares no mcp_server: there is nothing to proxy")
+    if capability is None:
+        echo_err(
+            "warning: no capability: clients see every tool of the program's MCP servers"
+            " (choose some with --capability NAME, or `capability` in carlang.toml)"
+        )
     log = _event_log(events)
     log.keep = False  # a gateway runs for days: events go to --events, not to memory
     runtime = Runtime.from_program(program, events=log)

@@ -263,6 +263,7 @@ def test_the_stdio_proxy_answers_bad_messages_with_json_rpc_errors(
             timeout=60,
         )
     assert b"Traceback" not in done.stderr, done.stderr.decode()
+    assert b"warning: no capability: clients see every tool" in done.stderr
     answers = [json.loads(line) for line in done.stdout.decode().splitlines()]
     by_id = {a.get("id"): a for a in answers}
     assert by_id[10]["result"] == {}
