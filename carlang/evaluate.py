@@ -21,7 +21,7 @@ from carlang_runtime.cel.checker import Declarations, check
 from carlang_runtime.cel.values import CelTimestamp
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.paramcheck import parameter_defaults, with_defaults
-from carlang_runtime.policy import policy_declarations
+from carlang_runtime.policy import policy_declarations, state_problems, state_type
 from carlang_runtime.policy.activation import action_activation
 
 from .lower import suggest
@@ -91,6 +91,10 @@ def eval_context(
             raise EvalUsageError(
                 f"no tool `{tool}` in the program" + (f"; {hint}" if hint else f" (tools: {names})")
             )
+    problems = state_problems(program.state, state or {})
+    if problems:  # a state no run can have (as `explain --state` and a test's state refuse)
+        _, problem, hint = problems[0]
+        raise EvalUsageError(f"the state given: {problem}" + (f" ({hint})" if hint else ""))
     defaults = parameter_defaults(schema.parameters) if schema is not None else {}
     parameters = with_defaults(params or {}, defaults)
     current = {**program.initial_state, **(state or {})}
@@ -105,7 +109,10 @@ def eval_context(
         history=history,
         now=CelTimestamp(time.time_ns()),
     )
-    declarations = policy_declarations([schema] if schema is not None else None)
+    # what a policy condition sees: `params` of the tool, `state` of the declared keys
+    declarations = policy_declarations(
+        [schema] if schema is not None else None, state_type(program.state)
+    )
     return EvalContext(program, schema, declarations, activation, parameters, current)
 
 

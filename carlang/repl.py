@@ -88,10 +88,16 @@ class Repl:
                 raise
             return f"deciding a call of `{self.tool}`" if self.tool else "deciding any action"
         if command in (":params", ":state"):
-            value = parse_json_object(rest or "{}", command[1:])
-            setattr(self, command[1:], value)
-            self._rebuild()
-            return f"{command[1:]} = {json.dumps(getattr(self.context, command[1:]))}"
+            name = command[1:]
+            value = parse_json_object(rest or "{}", name)
+            previous = getattr(self, name)
+            setattr(self, name, value)
+            try:
+                self._rebuild()
+            except CarlangRuntimeError:
+                setattr(self, name, previous)  # a refused value leaves the context as it was
+                raise
+            return f"{name} = {json.dumps(getattr(self.context, name))}"
         return f"error: unknown command `{command}` (:help lists them)"
 
     def completions(self, text: str) -> list[str]:

@@ -38,8 +38,8 @@ def test_eval_gives_type_and_value() -> None:
     code, out, _ = _eval("params.timeout_ms", "--tool", "fetch", "--params", '{"url": "https://x"}')
     assert (code, out) == (0, "5000 : int\n")
     # the program's initial state, with --state over it
-    assert _eval("state.tests_passed")[1] == "false : dyn\n"
-    assert _eval("state.tests_passed", "--state", '{"tests_passed": true}')[1] == "true : dyn\n"
+    assert _eval("state.tests_passed")[1] == "false : bool\n"
+    assert _eval("state.tests_passed", "--state", '{"tests_passed": true}')[1] == "true : bool\n"
     code, out, _ = _eval("action.tool", "--tool", "deploy", "--json")
     assert json.loads(out) == {
         "expression": "action.tool",
@@ -98,3 +98,30 @@ def test_repl_completion() -> None:
     assert repl.completions("par") == ["params"]
     assert repl.completions("params.e") == ["params.endsWith", "params.env"]
     assert repl.completions("st") == ["state", "string", "strings.quote"]  # not startsWith
+
+
+def test_state_is_typed_from_the_declarations_as_a_policy_sees_it() -> None:
+    code, out, _ = _eval("state.tests_passed")
+    assert (code, out) == (0, "false : bool\n")
+    code, out, _ = _eval("state.tests_pased")  # (the answer, an error, is the output)
+    assert code == 1 and "`state` has no field `tests_pased`" in out
+    assert "did you mean `tests_passed`?" in out
+
+
+def test_a_mixed_arithmetic_names_the_conversion_that_fits() -> None:
+    _, out, _ = _eval('"v" + 1')
+    assert "convert one side, e.g. string(x) to join text" in out
+    _, out, _ = _eval("1.5 + 1")
+    assert "convert one side, e.g. double(x)" in out
+
+
+def test_a_state_no_run_can_have_is_refused_and_the_repl_keeps_its_own() -> None:
+    code, _, err = _eval("true", "--state", '{"tests_passed": "yes"}')
+    assert code == 2 and "the state given: state `tests_passed`: expected boolean" in err
+    program = compile_file(Path(RELEASE), EXAMPLES).program
+    assert program is not None
+    repl = Repl(program)
+    assert (repl.handle(':state {"tests_passed": true}') or "").startswith("state = {")
+    answer = repl.handle(':state {"nope": 1}')
+    assert answer is not None and answer.startswith("error: the state given: no state key")
+    assert repl.handle("state.tests_passed") == "true : bool"  # the state before the refusal

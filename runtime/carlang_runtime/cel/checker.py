@@ -391,7 +391,7 @@ class _Checker:
             self.mismatch(
                 node,
                 f"`{node.op}` is not defined on {_article(str(left))} and {_article(str(right))}",
-                "CEL does not convert between types: convert one side, e.g. double(x)",
+                _conversion_hint(left.kind, right.kind),
             )
             return DYN
         return result
@@ -776,3 +776,17 @@ def _fields_help(subject: str, fields: Mapping[str, Type]) -> str:
     if subject == "state":
         return "the program declares no such state key (`state { ... }`)"
     return "it has no fields"
+
+
+def _conversion_hint(left: str, right: str) -> str:
+    """How to make an arithmetic on two kinds CEL will not mix: the conversion that fits."""
+    kinds = {left, right}
+    if "string" in kinds:
+        fix = "string(x) to join text"
+    elif "double" in kinds and kinds <= {"int", "uint", "double"}:
+        fix = "double(x)"
+    elif kinds == {"int", "uint"}:
+        fix = "int(x) or uint(x)"
+    else:
+        return "CEL does not convert between types"
+    return f"CEL does not convert between types: convert one side, e.g. {fix}"
