@@ -11,7 +11,7 @@ from carlang_runtime.ir import ActionProposal, ActionStatus
 
 from carlang.fmt import format_source
 from carlang.source import Source
-from tests.helpers import codes, compile_ok
+from tests.helpers import codes, compile_diagnostics, compile_ok
 
 TOOL = """tool search(
   query: string(min_length: 1, max_length: 200),
@@ -138,3 +138,19 @@ def test_a_schema_reference_must_point_inside_the_schema() -> None:
         )
         found = codes(f"tool t() {{ schema {schema} }}\nproposal p {{ a = t() }}\n")
         assert found == expected, (ref, found)
+
+
+def test_a_state_family_has_its_declared_type_and_is_read_with_brackets() -> None:
+    program = (
+        "tool deploy(env: string)\n"
+        "state {\n  frozen: bool = false\n  build.*: int\n}\n"
+        'policy c: deny deploy when state["build.web"] == "x"\n'
+        "policy d: deny deploy when state.build.web == 1\n"
+        'policy e: deny deploy when state["build.web"] > 3\n'
+    )
+    found = {d.code: d for d in compile_diagnostics(program).diagnostics.items}
+    assert set(found) == {"CL0508", "CL0506"}
+    assert '`state["build.web"]` is an int' in found["CL0508"].message
+    assert (
+        found["CL0506"].help == '`build.*` is a family of keys: read one as `state["build.name"]`'
+    )

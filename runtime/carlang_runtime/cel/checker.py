@@ -235,8 +235,9 @@ class _Checker:
                 if name in operand.partial and not in_has:
                     self.partial_field(node, subject, name)
                 return fields[name]
-            if operand.patterns and GlobSet(operand.patterns).matches(name):
-                return operand.element or DYN
+            for pattern, kind in operand.patterns.items():
+                if GlobSet([pattern]).matches(name):
+                    return kind
             if fields is not None and operand.closed:
                 self.report(
                     "error",
@@ -245,7 +246,8 @@ class _Checker:
                     f"`{subject}` has no field `{name}`"
                     + (" (so this has() is always false)" if isinstance(node, n.Has) else "")
                     + (" (so this is always optional.none())" if isinstance(node, n.Call) else ""),
-                    did_you_mean(name, fields, quote="`") or _fields_help(subject, fields),
+                    did_you_mean(name, fields, quote="`")
+                    or _fields_help(subject, fields, operand.patterns, name),
                 )
                 return DYN
             return operand.element or DYN
@@ -767,10 +769,22 @@ def _article(kind: str) -> str:
     return ("an " if kind[:1] in "aeiou" else "a ") + kind
 
 
-def _fields_help(subject: str, fields: Mapping[str, Type]) -> str:
-    """What a closed map has, for a field it does not have."""
-    if fields:
-        return "its fields: " + ", ".join(f"`{f}`" for f in sorted(fields))
+def _fields_help(
+    subject: str,
+    fields: Mapping[str, Type],
+    patterns: Mapping[str, Type] | None = None,
+    name: str = "",
+) -> str:
+    """What a closed map has, for a field `name` it does not have: its fields and its
+    families (`build.*`: a key of one is read with [ ], its name holding dots)."""
+    patterns = patterns or {}
+    families = [p for p in patterns if p.startswith(f"{name}.")]
+    if families:
+        example = families[0].replace("*", "name")
+        return f"`{families[0]}` is a family of keys: read one as `{subject}[\"{example}\"]`"
+    if fields or patterns:
+        shown = [f"`{f}`" for f in sorted(fields)] + [f"`{p}`" for p in sorted(patterns)]
+        return "its fields: " + ", ".join(shown)
     if subject == "params":
         return "the tools it applies to take no parameters"
     if subject == "state":

@@ -45,8 +45,8 @@ class Type:
     closed: bool = False
     partial: frozenset[str] = frozenset()
     #: Globs naming more fields a closed map may have (declared state families: `build.*`),
-    #: each with the map's `element` type.
-    patterns: tuple[str, ...] = field(default=(), hash=False, compare=False)
+    #: each with its type.
+    patterns: Mapping[str, Type] = field(default_factory=dict, hash=False, compare=False)
 
     def __str__(self) -> str:
         if self.kind == "list" and self.element is not None and self.element.kind != "dyn":
@@ -91,11 +91,11 @@ def map_of(
     element: Type = DYN,
     fields: Mapping[str, Type] | None = None,
     closed: bool = False,
-    patterns: tuple[str, ...] = (),
+    patterns: Mapping[str, Type] | None = None,
 ) -> Type:
     """A map with values of `element`, and, when known, its fields (`patterns`: globs of
-    more fields a closed map may have)."""
-    return Type("map", element, fields, closed, patterns=patterns)
+    more fields a closed map may have, each with its type)."""
+    return Type("map", element, fields, closed, patterns=dict(patterns or {}))
 
 
 _JSON_KINDS: Final = {

@@ -76,7 +76,7 @@ def state_type(declared: Iterable[StateDecl]) -> Type | None:
     if not entries:
         return None
     fields = {e.key: from_json_schema(e.type) for e in entries if not is_glob(e.key)}
-    families = tuple(e.key for e in entries if is_glob(e.key))
+    families = {e.key: from_json_schema(e.type) for e in entries if is_glob(e.key)}
     return map_of(fields=fields, closed=True, patterns=families)
 
 
