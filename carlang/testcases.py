@@ -29,7 +29,7 @@ from carlang_runtime.suggest import did_you_mean
 
 from . import ast
 from .cascade import FAILED_IMPORT_CODES
-from .diagnostics import Diagnostics
+from .diagnostics import Diagnostics, Label
 from .lower import Origin, SourceMap, assertion_parameters, loc_of, new_action
 from .source import Source, Span
 
@@ -440,6 +440,35 @@ def build_tests(
     """Every test of the program as runnable cases; problems go to `diagnostics`."""
     failed = any(d.code in FAILED_IMPORT_CODES for d in diagnostics.items)
     builder = _Builder(program, diagnostics, imports_failed=failed)
+    named: dict[str, Origin] = {}
     for origin in source_map.tests:
+        _check_name(origin, named, diagnostics)
         builder.build(origin)
     return builder.cases
+
+
+def _check_name(origin: Origin, named: dict[str, Origin], diagnostics: Diagnostics) -> None:
+    """A test's name says which failed, selects it (`-k`) and names its JUnit case: it must
+    say something, and be the only one of its program."""
+    decl = origin.node
+    assert isinstance(decl, ast.TestDecl)
+    name = str(decl.name.value)
+    if not name.strip():
+        diagnostics.error(
+            "CL0701",
+            "a test needs a name",
+            origin.source,
+            decl.name.span,
+            help='say what it shows: `test "prod deploys need approval" { ... }`',
+        )
+        return
+    first = named.setdefault(name, origin)
+    if first is not origin:
+        diagnostics.error(
+            "CL0701",
+            f'two tests are called "{name}"',
+            origin.source,
+            decl.name.span,
+            related=[Label(first.source, first.node.name.span, "the first", False)],
+            help="give each test its own name: reports and `-k` tell them apart by it",
+        )

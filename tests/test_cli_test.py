@@ -487,3 +487,12 @@ def test_by_names_a_policy_on_the_side_that_decides(tmp_path: Path) -> None:
     fixed = text.replace("expect deny by", "expect shadow deny by")
     code, out, err = run("test", str(write(tmp_path, fixed)))
     assert code == 0, out + err
+
+
+def test_a_test_needs_a_name_of_its_own(tmp_path: Path) -> None:
+    case = '  action fetch(url: "https://x")\n  expect allow\n}\n'
+    text = PROGRAM + 'test "same" {\n' + case + 'test "same" {\n' + case + 'test " " {\n' + case
+    code, _, err = run("test", str(write(tmp_path, text)))
+    assert code == 1
+    assert 'error[CL0701]: two tests are called "same"' in err and "the first" in err
+    assert "error[CL0701]: a test needs a name" in err
