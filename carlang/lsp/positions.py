@@ -13,11 +13,13 @@ Encoding = str  # "utf-16" | "utf-32" | "utf-8"
 
 
 def _units(text: str, encoding: Encoding) -> int:
+    # A lone surrogate (JSON's "\ud800", which an editor's UTF-16 text can hold) is one
+    # UTF-16 unit, as the editor counts it: encoded as is rather than refused.
     if encoding == "utf-32":
         return len(text)
     if encoding == "utf-8":
-        return len(text.encode("utf-8"))
-    return len(text.encode("utf-16-le")) // 2
+        return len(text.encode("utf-8", "surrogatepass"))
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
 
 
 def to_position(source: Source, offset: int, encoding: Encoding = "utf-16") -> lsp.Position:

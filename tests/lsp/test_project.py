@@ -82,6 +82,24 @@ def test_positions_count_utf16_units() -> None:
     assert to_offset(source, lsp.Position(line=1, character=99)) == len('a = "🚀é" b\nnext')
 
 
+def test_a_lone_surrogate_is_one_utf16_unit(tmp_path: Path) -> None:
+    # JSON's "\\udc00" reaches the server as a lone surrogate: the editor counts it as one
+    # UTF-16 unit (it used to crash hover and completion on its line)
+    text = 'tool fetch(url: string) {\n  description "a \udc00 b"\n}\n'
+    source = Source("x.car", text)
+    offset = text.index('b"')
+    assert to_position(source, offset) == lsp.Position(line=1, character=19)
+    assert to_offset(source, lsp.Position(line=1, character=19)) == offset
+    assert to_position(source, offset, "utf-8") == lsp.Position(line=1, character=21)
+    (tmp_path / "x.car").write_text("")
+    project = Project(tmp_path)
+    path = (tmp_path / "x.car").resolve()
+    project.set_text(path, text)
+    features = Features(project)
+    assert features.hover(path, lsp.Position(line=1, character=18)) is None
+    assert features.completion(path, lsp.Position(line=1, character=18)) is not None
+
+
 def test_completion_in_a_file_that_does_not_parse(tmp_path: Path) -> None:
     project, _lib, main = _project(tmp_path)
     broken = MAIN.replace("}", "  next = \n}")
