@@ -96,3 +96,18 @@ def test_an_output_that_cannot_be_written_is_refused_before_any_work(
     result = CliRunner().invoke(app, ["planner", *filled])
     assert result.exit_code == 2, result.output
     assert message.format(missing=missing) in result.output
+
+
+def test_a_dataset_given_where_an_event_log_goes_is_named_for_what_it_is(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(FOLDER)
+    for args in (
+        ["planner", "learn", "tasks.jsonl", "-o", "unused.json"],
+        ["rank", "tasks.jsonl", "--feedback", "tasks.jsonl"],
+    ):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code == 2, result.output
+        assert "tasks.jsonl:1:1: error: not an event" in result.output
+        assert "it looks like a task of a dataset" in result.output
+    assert not (FOLDER / "unused.json").exists()

@@ -25,6 +25,7 @@ __all__ = [
     "EventLogError",
     "SQLITE_SUFFIXES",
     "ONE_EVENT_PER_LINE",
+    "not_an_event",
     "read_event_log",
 ]
 
@@ -300,7 +301,21 @@ def read_event_log(path: Path) -> list[dict[str, Any]]:
             raise EventLogError(
                 f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"
             ) from None
-        if not isinstance(record, dict):
-            raise EventLogError(f"{path}:{number}:1: an event must be a JSON object")
+        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+            raise not_an_event(path, number, record)
         records.append(record)
     return records
+
+
+def not_an_event(path: Path, number: int, record: object) -> EventLogError:
+    """The error for a line of a JSONL log that is JSON but no event, saying what it looks
+    like when it is another of carlang's inputs (a log given where a dataset goes, or the
+    other way round, is an easy slip)."""
+    hint = ""
+    if isinstance(record, dict) and "candidates" in record:
+        hint = (
+            "; it looks like a task of a dataset (`carlang planner eval` and `search` read those)"
+        )
+    elif isinstance(record, dict) and "actions" in record:
+        hint = "; it looks like a proposal (`carlang run` and `verify` read those)"
+    return EventLogError(f"{path}:{number}:1: not an event (a JSON object with a `kind`){hint}")

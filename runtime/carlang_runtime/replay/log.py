@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..engine.events import TERMINAL_KINDS
-from ..engine.journal import ONE_EVENT_PER_LINE, SQLITE_SUFFIXES, EventLogError, EventStore
+from ..engine.journal import (
+    ONE_EVENT_PER_LINE,
+    SQLITE_SUFFIXES,
+    EventLogError,
+    EventStore,
+    not_an_event,
+)
 from ..jsontext import malformed
 
 __all__ = ["RecordedDecision", "RecordedProposal", "Step", "read_runs"]
@@ -251,7 +257,7 @@ def _records(path: Path) -> Iterator[_Record]:
             continue
         record = _parse(path, number, last, text, line)
         if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
-            raise EventLogError(f"{path}:{number}:1: not an event (a JSON object with a kind)")
+            raise not_an_event(path, number, record)
         if record["kind"] not in _WANTED:
             continue
         timestamp = _timestamp(path, number, record.get("timestamp"))
