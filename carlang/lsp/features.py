@@ -31,7 +31,7 @@ from ..source import Source, Span
 from ..types import describe_type, value_kind
 from .completion import Completer
 from .positions import to_offset, to_position, to_range
-from .project import Project, ProjectFile
+from .project import Project, ProjectFile, import_target
 from .rename import Renamer
 from .symbols import Occurrence, SymbolKey, occurrence_at, occurrences, state_key_matches
 from .text import code_block, first_line, markdown, source_slice
@@ -244,7 +244,9 @@ class Features:
         if kind == "import":
             if is_unsaved(path):
                 return f"imports `{name}` (an unsaved document is in no folder to import from)"
-            target = (path.parent / name).resolve()
+            target = import_target(path, name)
+            if target is None:
+                return f"imports `{name}` (not a path a file can have)"
             shown = display_name(target, self.project.root)
             state = "" if self._imported(path, name) else " (no such file)"
             return f"imports `{shown}`{state}"
@@ -396,10 +398,8 @@ class Features:
     def _imported(self, path: Path, name: str) -> Path | None:
         """The file `import "name"` in `path` reads, when there is one (open in the editor or
         on disk); an unsaved document imports nothing."""
-        if is_unsaved(path):
-            return None
-        target = (path.parent / name).resolve()
-        return target if self.project.text(target) is not None else None
+        target = None if is_unsaved(path) else import_target(path, name)
+        return target if target is not None and self.project.text(target) is not None else None
 
     def references(
         self, path: Path, position: lsp.Position, include_declaration: bool = True

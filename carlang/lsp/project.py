@@ -26,7 +26,7 @@ from ..project import Project as Settings
 from ..source import Source
 from .uris import is_unsaved
 
-__all__ = ["Project", "ProjectFile", "MAX_SCANNED_FILES"]
+__all__ = ["Project", "ProjectFile", "MAX_SCANNED_FILES", "import_target"]
 
 #: A workspace with more .car files than this is indexed only as files are opened.
 MAX_SCANNED_FILES = 5000
@@ -150,11 +150,9 @@ class Project:
         return sorted(p for p in touched if p in self.open)
 
     def _note_imports(self, path: Path, parsed: ParseResult) -> None:
-        module = parsed.module
-        targets = (
-            {(path.parent / i.path.value).resolve() for i in module.imports} if module else set()
-        )
-        self.imports[path] = targets
+        imports = parsed.module.imports if parsed.module else ()
+        targets = (import_target(path, i.path.value) for i in imports)
+        self.imports[path] = {t for t in targets if t is not None}
 
     # -- the import graph --------------------------------------------------------------------
 
@@ -305,6 +303,16 @@ class Project:
             return unsaved
         path = Path(name)
         return path if path.is_absolute() else (self.root / path).resolve()
+
+
+def import_target(importer: Path, raw: str) -> Path | None:
+    """The file `import "raw"` in `importer` names; None for a path no file can have (a NUL
+    byte, a lone surrogate, one the system cannot resolve): the loader reports it, and there
+    is nothing to follow."""
+    try:
+        return (importer.parent / raw).resolve()
+    except (OSError, ValueError):  # `Path.resolve` raises ValueError on a NUL byte
+        return None
 
 
 def _file_of(diagnostic: Diagnostic) -> str:

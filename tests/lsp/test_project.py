@@ -335,6 +335,21 @@ def test_definition_of_a_missing_import_goes_nowhere(tmp_path: Path) -> None:
     assert location.uri == (tmp_path / "lib.car").resolve().as_uri()
 
 
+def test_an_import_of_a_path_with_a_nul_byte_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    # `Path.resolve` raises on a NUL: the project model used to, on every edit of the file
+    project, _lib, main = _project(tmp_path)
+    text = 'import "lib\\u0000.car"\n' + MAIN
+    project.set_text(main, text)
+    features = Features(project)
+    (nul,) = [d for d in features.diagnostics(main) if d.code == "CL0209"]
+    assert "cannot hold a NUL character" in nul.message
+    at_import = lsp.Position(line=0, character=9)
+    hover = features.hover(main, at_import)
+    assert hover is not None and "not a path a file can have" in str(hover.contents)
+    assert features.definition(main, at_import) == []
+    assert project.program_files(main) == {main, (tmp_path / "lib.car").resolve()}
+
+
 def test_the_outline_selects_the_keyword_of_a_declaration_without_a_name(tmp_path: Path) -> None:
     text = "tool shell(cmd: string)\n\nstate {\n  ready: bool = false\n}\ndeny_tool shell\n"
     path = (tmp_path / "o.car").resolve()
