@@ -40,6 +40,10 @@ def write(tmp_path: Path, name: str, text: str | bytes) -> Path:
         ("cannot read a.json", "error: cannot read a.json"),
         ("http://host:8080: refused", "error: http://host:8080: refused"),
         ("a.json: the state must be an object", "error: a.json: the state must be an object"),
+        (
+            "--sweep w=0:1:0: the step must be above 0",
+            "error: --sweep w=0:1:0: the step must be above 0",
+        ),
     ],
 )
 def test_a_message_at_a_position_puts_error_after_it(message: str, line: str) -> None:

@@ -111,3 +111,34 @@ def test_a_dataset_given_where_an_event_log_goes_is_named_for_what_it_is(
         assert "tasks.jsonl:1:1: error: not an event" in result.output
         assert "it looks like a task of a dataset" in result.output
     assert not (FOLDER / "unused.json").exists()
+
+
+def test_a_bad_config_or_space_names_its_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FOLDER)
+    (tmp_path / "broken.json").write_text('{"cost_weight": 0.1\n')
+    (tmp_path / "range.json").write_text('{"cost_weight": 7}')
+    (tmp_path / "space.toml").write_text("cost_weight = [0, 2]\n")
+    runner = CliRunner()
+    broken = runner.invoke(app, ["rank", "tasks.jsonl", "--config", str(tmp_path / "broken.json")])
+    assert broken.exit_code == 2 and f"{tmp_path / 'broken.json'}:2:1: error: not a config" in (
+        broken.output
+    )
+    ranged = runner.invoke(app, ["rank", "tasks.jsonl", "--config", str(tmp_path / "range.json")])
+    assert ranged.exit_code == 2
+    assert f"{tmp_path / 'range.json'}: setting cost_weight = 7" in ranged.output
+    space = runner.invoke(
+        app,
+        [
+            "planner",
+            "search",
+            "tasks.jsonl",
+            "--outcomes",
+            "runs.jsonl",
+            "--space",
+            str(tmp_path / "space.toml"),
+        ],
+    )
+    assert space.exit_code == 2
+    assert f"{tmp_path / 'space.toml'}: setting cost_weight = 2.0" in space.output

@@ -55,7 +55,9 @@ class Reported(Exception):
 
 
 #: A message that starts at a position in a file: `file:line:col: `.
-_AT_POSITION = re.compile(r"[^\s:][^:\n]*:\d+:\d+: ")
+_AT_POSITION = re.compile(
+    r"(?!--)[^\s:][^:\n]*:\d+:\d+: "
+)  # (not an option: `--sweep x=0:1:0: ...`)
 
 
 def error_line(message: str) -> str:

@@ -80,7 +80,9 @@ def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> lis
 def load_config(path: Path | None) -> PlannerConfig:
     """The planner config of a file: `carlang planner search -o`'s JSON (its `config`), or a
     JSON or TOML table of settings. Without a file, the defaults."""
+    from carlang_runtime.jsontext import malformed
     from carlang_runtime.planner import PlannerConfig
+    from carlang_runtime.planner.config import SettingError
 
     if path is None:
         return PlannerConfig()
@@ -91,10 +93,15 @@ def load_config(path: Path | None) -> PlannerConfig:
     document: Any
     try:
         document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
-    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
-        fail_usage(f"{path}: not a config (JSON or TOML): {exc}")
+    except json.JSONDecodeError as exc:
+        fail_usage(f"{path}:{exc.lineno}:{exc.colno}: not a config (JSON): {malformed(exc)}")
+    except tomllib.TOMLDecodeError as exc:
+        fail_usage(f"{path}: not a config (TOML): {exc}")
     if isinstance(document, dict) and isinstance(document.get("config"), dict):
         document = document["config"]
     if not isinstance(document, dict):
         fail_usage(f'{path}: a config is a table of settings, like {{"cost_weight": 0.3}}')
-    return PlannerConfig().with_settings(document)
+    try:
+        return PlannerConfig().with_settings(document)
+    except SettingError as exc:
+        fail_usage(f"{path}: {exc}")

@@ -147,7 +147,10 @@ def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimen
                 f"{where}: {name}: write a list of numbers or {{ min = .., max = .., step = .. }}"
             )
         for value in dimension.values or (dimension.low, dimension.high):
-            PlannerConfig().with_settings({name: value})  # out of range: SettingError
+            try:
+                PlannerConfig().with_settings({name: value})
+            except SettingError as exc:  # out of range
+                raise SettingError(f"{where}: {exc}") from None
         dimensions.append(dimension)
     return dimensions
 
