@@ -10,6 +10,7 @@ completion, formatting and refactoring over the Language Server Protocol.
     completion.py completion, from the text before the cursor and the project's names
     text.py      small Markdown and source-text helpers
     server.py    the pygls server: wiring, debouncing, publishing
+    guard.py     every handler's guard: a bug answers an internal error, never a traceback
 
 Only `server.py` needs pygls; `features.py` needs lsprotocol (both in the `lsp` extra).
 """

@@ -2,16 +2,17 @@
 
 Diagnostics are published when a file is opened or saved, and shortly after it changes: edits
 that arrive within the debounce window are compiled once. A change re-diagnoses the open files
-that import the changed one. A failure inside the compiler is logged as an internal error and
+that import the changed one. Every handler runs inside one guard (`guard.py`): a bug in the
+server or the compiler is reported as an internal error, in one line without a traceback, and
 never takes the server down.
 """
 
 from __future__ import annotations
 
 import asyncio
-import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
@@ -20,6 +21,7 @@ from pygls.lsp.server import LanguageServer
 from carlang import __version__
 
 from .features import TOKEN_LEGEND, Features, path_of_uri, uri_of
+from .guard import guarded, internal_error_text, log_traceback
 from .project import Project
 from .rename import RenameRefused
 
@@ -27,6 +29,7 @@ __all__ = ["CarlangServer", "build_server", "serve", "DEFAULT_DEBOUNCE"]
 
 #: Seconds to wait after an edit for more edits before compiling.
 DEFAULT_DEBOUNCE = 0.03
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class CarlangServer(LanguageServer):
@@ -58,6 +61,25 @@ class CarlangServer(LanguageServer):
         assert self.project is not None
         return self.project
 
+    def feature(self, feature_name: str, options: Any | None = None) -> Callable[[F], F]:
+        """Register a handler, as pygls does, inside the guard (see `guard.py`): whatever
+        handler is added, an unexpected exception in it is reported as an internal error."""
+        register = super().feature(feature_name, options)
+
+        def decorator(handler: F) -> F:
+            register(guarded(feature_name, handler, self.report_internal_error))
+            return handler
+
+        return decorator
+
+    def report_internal_error(self, what: str, exc: Exception) -> str:
+        """Tell the user, in the client's log, that `what` failed with `exc` (one line, no
+        traceback: that goes to stderr); the text said."""
+        log_traceback(what, exc)
+        text = internal_error_text(what, exc)
+        self.window_log_message(lsp.LogMessageParams(type=lsp.MessageType.Error, message=text))
+        return text
+
     def _root(self) -> Path:
         root = self.workspace.root_path if self.workspace else None
         return Path(root) if root else Path.cwd()
@@ -67,12 +89,9 @@ class CarlangServer(LanguageServer):
         try:
             diagnostics = self.features.diagnostics(path)
         except Exception as exc:  # noqa: BLE001 - a compiler bug must not stop the server
-            self.window_log_message(
-                lsp.LogMessageParams(
-                    type=lsp.MessageType.Error,
-                    message=f"carlang internal error on {path}: {exc!r}\n{traceback.format_exc()}",
-                )
-            )
+            # Outside any handler's guard when the debounce timer publishes: report it here,
+            # and go on with the other files.
+            self.report_internal_error(f"diagnosing {path.name}", exc)
             return
         self.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=uri_of(path), diagnostics=diagnostics)
@@ -126,6 +145,8 @@ class CarlangServer(LanguageServer):
                 self.publish(path)
         except asyncio.CancelledError:
             pass
+        except Exception as exc:  # noqa: BLE001 - a task's failure would go unseen
+            self.report_internal_error("publishing diagnostics", exc)
 
 
 def build_server() -> CarlangServer:

@@ -13,6 +13,7 @@ pytest.importorskip("lsprotocol", reason="the language server needs lsprotocol (
 from lsprotocol import types as lsp  # noqa: E402
 
 from carlang.lsp.features import Features  # noqa: E402
+from carlang.lsp.guard import internal_error_text, is_request  # noqa: E402
 from carlang.lsp.positions import to_offset, to_position  # noqa: E402
 from carlang.lsp.project import Project  # noqa: E402
 from carlang.lsp.rename import RenameRefused  # noqa: E402
@@ -385,3 +386,16 @@ def test_the_server_says_once_that_a_carlang_toml_cannot_be_used(tmp_path: Path)
     server.publish(path)
     server.publish(path)
     assert len(shown) == 1 and "`strict` must be a bool" in shown[0]
+
+
+def test_an_internal_error_is_one_short_line() -> None:
+    text = internal_error_text("textDocument/hover", ValueError("first line\nsecond line"))
+    assert text == (
+        "internal error in carlang's language server: textDocument/hover failed with"
+        " ValueError: first line; please report it"
+    )
+    long = internal_error_text("diagnosing a.car", KeyError("x" * 500))
+    assert len(long) < 320 and "...; please report it" in long
+    assert "failed with RecursionError;" in internal_error_text("x", RecursionError())
+    assert is_request(lsp.TEXT_DOCUMENT_HOVER) and is_request(lsp.SHUTDOWN)
+    assert not is_request(lsp.TEXT_DOCUMENT_DID_OPEN) and not is_request(lsp.INITIALIZED)

@@ -435,3 +435,82 @@ async def test_an_untitled_document_is_a_program_on_its_own(client: LanguageClie
         lsp.DefinitionParams(text_document=_doc(uri), position=lsp.Position(line=2, character=6))
     )
     assert {loc.uri for loc in definition or [] if isinstance(loc, lsp.Location)} == {uri}
+
+
+#: A document the compiler crashes on: a lone surrogate (JSON's "\udc00", which only an editor
+#: can send: a file on disk is UTF-8) in a pattern reaches RE2, which cannot encode it, and
+#: `lower.valid_regex` catches only RE2's own errors. If that is fixed, pick another real crash.
+CRASHING = 'tool query(sql: string)\ndeny_tool_param_matching query.sql "\udc00" message "x"\n'
+INTERNAL = "internal error in carlang's language server: "
+
+
+async def _logged(client: LanguageClient, count: int) -> list[str]:
+    """The text of the client's log messages, once there are `count` (5 s at most)."""
+
+    async def wait() -> None:
+        while len(client.log_messages) < count:
+            await client.wait_for_notification(lsp.WINDOW_LOG_MESSAGE)
+
+    await asyncio.wait_for(wait(), 5)
+    return [m.message for m in client.log_messages]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_crash_in_a_request_is_an_internal_error_without_a_traceback(
+    client: LanguageClient,
+) -> None:
+    from pygls.exceptions import JsonRpcException
+
+    uri = "untitled:Crashing-1"
+    before = len(client.log_messages)
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(
+            text_document=lsp.TextDocumentItem(
+                uri=uri, language_id="carlang", version=1, text=CRASHING
+            )
+        )
+    )
+    # the diagnostics of the document cannot be published: the user is told why, once
+    (published,) = (await _logged(client, before + 1))[before:]
+    assert published.startswith(f"{INTERNAL}diagnosing Crashing-1 failed with UnicodeEncodeError:")
+    assert published.endswith("; please report it") and "Traceback" not in published
+    with pytest.raises(JsonRpcException) as failed:
+        await client.text_document_hover_async(
+            lsp.HoverParams(text_document=_doc(uri), position=lsp.Position(line=1, character=40))
+        )
+    error = failed.value
+    assert error.code == lsp.ErrorCodes.InternalError and error.data is None
+    assert error.message.startswith(
+        f"{INTERNAL}textDocument/hover failed with UnicodeEncodeError: 'utf-8' codec"
+    )
+    assert error.message.endswith("; please report it") and "Traceback" not in error.message
+    # logged once, in the same words; nothing shown in a pop-up
+    assert (await _logged(client, before + 2))[before + 1 :] == [error.message]
+    assert not [m for m in client.messages if INTERNAL in m.message]
+    # the server goes on answering
+    symbols = await client.text_document_document_symbol_async(
+        lsp.DocumentSymbolParams(text_document=_doc(uri))
+    )
+    assert [s.name for s in symbols or []][:1] == ["query"]
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_a_crash_in_a_notification_is_logged_and_the_server_goes_on(
+    client: LanguageClient,
+) -> None:
+    before = len(client.log_messages)
+    # a file: URI no file can have (a NUL byte): the handler fails, and nothing answers a
+    # notification, so the log is all the user gets
+    client.workspace_did_change_watched_files(
+        lsp.DidChangeWatchedFilesParams(
+            changes=[lsp.FileEvent(uri="file:///nul%00.car", type=lsp.FileChangeType.Changed)]
+        )
+    )
+    (logged,) = (await _logged(client, before + 1))[before:]
+    assert logged == (
+        f"{INTERNAL}workspace/didChangeWatchedFiles failed with ValueError: embedded null byte;"
+        " please report it"
+    )
+    uri = await _open(client, RELEASE)
+    assert list(client.diagnostics[uri]) == []
+    assert len(client.log_messages) == before + 1
