@@ -375,3 +375,25 @@ def test_the_table_says_which_actions_were_compensated(tmp_path: Path) -> None:
     hotel = next(line for line in out.splitlines() if "hotel" in line)
     assert "succeeded (rolled back, compensated)" in hotel
     assert "compensated by cancel" in hotel
+
+
+def test_a_state_no_run_can_have_is_refused(tmp_path: Path) -> None:
+    program = tmp_path / "s.car"
+    program.write_text("tool t()\nstate { done: bool = false }\nproposal p { a = t() }\n")
+    for given, problem in (
+        ('{"done": "yes"}', "state `done`: expected boolean, got string"),
+        ('{"dnoe": true}', "no state key is called `dnoe`"),
+    ):
+        state = tmp_path / "state.json"
+        state.write_text(given)
+        code, out = run(str(program), "--state", str(state))
+        assert code == 2 and f"{state}: {problem}" in out, out
+
+
+def test_deny_approvals_says_it_was_the_flag(tmp_path: Path) -> None:
+    program, tools = project(tmp_path)
+    code, out = run(
+        str(program), "--tools", f"{tools}:TOOLS", "--deny-approvals", "--format", "json"
+    )
+    ship = json.loads(out)["result"]["results"][1]
+    assert code == 1 and ship["error"].endswith("refused (--deny-approvals)")

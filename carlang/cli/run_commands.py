@@ -184,6 +184,8 @@ def run_command(
     if program is None:
         echo_err(render_text(result.diagnostics.sorted()))
         raise typer.Exit(EXIT_FAILED)
+    if state is not None and initial is not None:
+        _refuse_undeclared_state(program, state, initial)
     _refuse_language_errors(result)  # first: a syntax error can hide the proposal asked for
     run_id = ""
     candidates: list[ir.ActionProposal] = []
@@ -400,6 +402,18 @@ def _read_state(path: Path) -> dict[str, Any]:
     return load_file(path, load_state, "state")
 
 
+def _refuse_undeclared_state(program: ir.Program, path: Path, given: dict[str, Any]) -> None:
+    """A usage error for a --state no run of the program can have: a key its `state { }`
+    does not declare, a value not of its declared type (as `explain --state` and a test's
+    state are checked)."""
+    from carlang_runtime.policy import state_problems
+
+    problems = state_problems(program.state, given)
+    if problems:
+        _, problem, hint = problems[0]
+        fail_usage(f"{path}: {problem}" + (f" ({hint})" if hint else ""))
+
+
 def _approval_gate(
     auto_approve: bool, deny_approvals: bool, program: ir.Program, reporter: Any = None
 ) -> Any:
@@ -411,7 +425,9 @@ def _approval_gate(
 
     if auto_approve:
         return AutoApprove()
-    if deny_approvals or not sys.stdin.isatty():
+    if deny_approvals:
+        return DenyApprovals("refused (--deny-approvals)")
+    if not sys.stdin.isatty():
         return DenyApprovals("refused (run with --auto-approve, or at a terminal to be asked)")
     schemas = {tool.name: tool.parameters for tool in program.tools}
     if reporter is None:
