@@ -158,10 +158,11 @@ class Features:
 
     def diagnostics(self, path: Path) -> list[lsp.Diagnostic]:
         """What `carlang check` says about the file, as LSP diagnostics."""
-        return [self.to_lsp(d) for d in self.project.diagnostics(path)]
+        return [self.to_lsp(d, path) for d in self.project.diagnostics(path)]
 
-    def to_lsp(self, diagnostic: Diagnostic) -> lsp.Diagnostic:
-        """One compiler diagnostic in LSP form: code, help, notes, related locations."""
+    def to_lsp(self, diagnostic: Diagnostic, entry: Path) -> lsp.Diagnostic:
+        """One diagnostic of the compile of `entry` in LSP form: code, help, notes, related
+        locations."""
         primary = diagnostic.primary
         where = (
             self._range(primary.source, primary.span)
@@ -180,7 +181,7 @@ class Features:
         related = [
             lsp.DiagnosticRelatedInformation(
                 location=lsp.Location(
-                    uri=uri_of(self.project.path_of(label.source.name)),
+                    uri=uri_of(self.project.path_of(label.source.name, entry)),
                     range=self._range(label.source, label.span),
                 ),
                 message=label.message or diagnostic.message,
@@ -247,7 +248,7 @@ class Features:
             target = import_target(path, name)
             if target is None:
                 return f"imports `{name}` (not a path a file can have)"
-            shown = display_name(target, self.project.root)
+            shown = display_name(target, self.project.root_of(path))
             state = "" if self._imported(path, name) else " (no such file)"
             return f"imports `{shown}`{state}"
         definitions = self.definitions_of(path, occurrence.key)
@@ -577,7 +578,7 @@ class Features:
                 continue
             if primary.source is not file.source:
                 continue
-            as_lsp = self.to_lsp(diagnostic)
+            as_lsp = self.to_lsp(diagnostic, path)
             match = _DID_YOU_MEAN.search(diagnostic.help or "")
             if match:
                 edit = lsp.TextEdit(range=as_lsp.range, new_text=match.group(1))

@@ -5,6 +5,11 @@ an entry with the compiler's own pipeline and diagnostics. Nothing here knows th
 An edit re-parses only the edited file; the programs it belongs to (the file and the files that
 import it, directly or not) are lowered and checked again from the kept parses.
 
+Each file is compiled under the root `carlang check` would give it (`carlang.project.
+find_project`: the nearest folder upwards with a `carlang.toml` or a `.git`), the workspace
+folder standing for the command's working directory: an import that leaves that root is the
+same error in the editor as on the command line, and files are named from the same place.
+
 The warnings a file's `carlang.toml` accepts, and its `# carlang: allow CODE` pragmas, are taken
 out as `carlang check` takes them out (`carlang.project.apply_allowances`).
 
@@ -49,6 +54,8 @@ class Project:
     """Open documents, parses, the import graph and the last compile of each open file."""
 
     def __init__(self, root: Path) -> None:
+        #: The workspace folder: what is scanned, and the working directory `carlang check`
+        #: would run in (a file's own root is `root_of`).
         self.root = root.resolve()
         self.cache = ParseCache()
         #: Unsaved texts of the files open in the editor, by resolved path.
@@ -64,6 +71,8 @@ class Project:
         #: Why the last `carlang.toml` read could not be used (None when it could, or there
         #: was none): the server tells the user, as `carlang check` would refuse to run.
         self.settings_problem: str | None = None
+        #: The root of the files of each folder, as last found (`root_of`).
+        self._roots: dict[Path, Path] = {}
 
     # -- files -------------------------------------------------------------------------------
 
@@ -99,8 +108,15 @@ class Project:
         return ProjectFile(path, parsed)
 
     def root_of(self, path: Path) -> Path:
-        """The root `path` is compiled under: the project's, or an unsaved document's own."""
-        return path.parent if is_unsaved(path) else self.root
+        """The root `path` is compiled under and named from: its project's, as `carlang check`
+        finds it (`settings`), or an unsaved document's own. Kept per folder (every parse
+        asks), found again when a `carlang.toml` changes or the file is diagnosed."""
+        if is_unsaved(path):
+            return path.parent
+        root = self._roots.get(path.parent)
+        if root is None:
+            root = self._roots[path.parent] = self._find(path)[0].root
+        return root
 
     def known_files(self) -> list[Path]:
         """Every file the project has parsed, sorted."""
@@ -123,7 +139,8 @@ class Project:
 
     def disk_changed(self, path: Path) -> list[Path]:
         """A file changed (or went) on disk; the open files to diagnose again."""
-        if path.name == PROJECT_FILE:  # what every file accepts may have changed
+        if path.name == PROJECT_FILE:  # every file's root and what it accepts may change
+            self._roots.clear()
             return sorted(self.open)
         if not path.exists():
             self.cache.forget(path)
@@ -193,11 +210,17 @@ class Project:
     # -- compiling ---------------------------------------------------------------------------
 
     def compile(self, path: Path) -> CompileResult:
-        """The compile of `path` as an entry (kept until it or an import of it changes)."""
+        """The compile of `path` as an entry (kept until it, an import of it or its root
+        changes)."""
         result = self._results.get(path)
-        if result is None:
+        if result is None or not self._current(path, result):
             result = self._results[path] = self._compile(path, check=True)
         return result
+
+    def _current(self, path: Path, result: CompileResult) -> bool:
+        """Whether `result` was compiled under the root `path` has now (a `carlang.toml` that
+        appears, goes or moves `root` changes which imports leave it, and every name)."""
+        return result.loaded.root == self.root_of(path)
 
     def _compile(self, path: Path, check: bool) -> CompileResult:
         result = compile_file(
@@ -217,7 +240,7 @@ class Project:
 
     def _uses_of(self, dependant: Path) -> set[tuple[str, str]]:
         result = self._results.get(dependant) or self._lowered.get(dependant)
-        if result is not None:
+        if result is not None and self._current(dependant, result):
             return result.used
         # An open file is about to be diagnosed again: until then its last compile says what
         # it uses (`stale_unused` tells when that turns out to have changed). A file that is
@@ -251,6 +274,7 @@ class Project:
     def diagnostics(self, path: Path) -> list[Diagnostic]:
         """What `carlang check` says about `path`: the diagnostics of its compile that are in
         this file, and its unused declarations (unless a file importing it uses them)."""
+        settings = self.settings(path)  # first: it finds the file's root again
         result = self.compile(path)
         entry = result.loaded.entry
         if entry is None:
@@ -263,46 +287,51 @@ class Project:
                 found.append(unused_diagnostic(kind, declared, origin))
         if is_unsaved(path):
             found = [_unsaved_import(d) for d in found]
-        return self._allowed(path, entry.source, found)
+        return self._allowed(settings, entry.source, found)
 
-    def _allowed(self, path: Path, source: Source, found: list[Diagnostic]) -> list[Diagnostic]:
+    def _allowed(
+        self, settings: Settings, source: Source, found: list[Diagnostic]
+    ) -> list[Diagnostic]:
         """`found` without the warnings the project accepts; with `strict`, the file's pragmas
         that accept nothing are reported, as `carlang check` reports them. An `accept` entry
         that accepts nothing is not: it is judged on every file checked together, and the
         editor sees one file."""
-        settings = self.settings(path)
         kept, stale = apply_allowances(found, [source], settings)
         if settings.strict:
             kept += [d for d in stale if _file_of(d) == source.name]
         return kept
 
     def settings(self, path: Path) -> Settings:
-        """The `carlang.toml` settings `carlang check` uses for `path` (found the same way, the
-        workspace folder standing for the working directory), keeping only the `accept`
-        entries that apply to this file. Read at each call, so an edit to it counts at once.
-        A `carlang.toml` that cannot be used counts as none (`settings_problem` says why)."""
+        """The `carlang.toml` settings `carlang check` uses for `path` (see `_find`), keeping
+        only the `accept` entries that apply to this file. Read at each call, so an edit to
+        it counts at once (the root it sets too: `root_of` is updated). A `carlang.toml`
+        that cannot be used counts as none (`settings_problem` says why)."""
         if is_unsaved(path):  # in no folder: no carlang.toml
             return Settings(path.parent)
-        try:
-            found = find_project(path, working=self.root)
-        except ProjectError as exc:
-            self.settings_problem = str(exc)
-            return Settings(self.root)
-        self.settings_problem = None
-        # The globs are relative to the project's root, which need not be the workspace folder
-        # the diagnostics name files from: settle them here, for this one file.
+        found, self.settings_problem = self._find(path)
+        self._roots[path.parent] = found.root
+        # The globs are relative to the project's root: settle them here, for this one file.
         name = display_name(path, found.root)
         accept = tuple(Accepted(a.code) for a in found.accept if a.covers(name))
         return replace(found, accept=accept)
 
-    def path_of(self, name: str) -> Path:
-        """The path of a file named (as diagnostics name it) relative to the root, or of the
-        unsaved document of that name."""
+    def _find(self, path: Path) -> tuple[Settings, str | None]:
+        """The project `carlang check` finds for `path` (`find_project`, the workspace folder
+        standing for the working directory), and why its `carlang.toml` cannot be used, if it
+        cannot (the project is then the workspace folder, with no settings)."""
+        try:
+            return find_project(path, working=self.root), None
+        except ProjectError as exc:
+            return Settings(self.root), str(exc)
+
+    def path_of(self, name: str, entry: Path) -> Path:
+        """The path of a file named (as the diagnostics of `entry` name it) relative to the
+        entry's root, or of the unsaved document of that name."""
         unsaved = next((p for p in self.open if is_unsaved(p) and p.name == name), None)
         if unsaved is not None:
             return unsaved
         path = Path(name)
-        return path if path.is_absolute() else (self.root / path).resolve()
+        return path if path.is_absolute() else (self.root_of(entry) / path).resolve()
 
 
 def import_target(importer: Path, raw: str) -> Path | None:

@@ -278,6 +278,31 @@ def test_accept_globs_are_relative_to_the_project_root(tmp_path: Path) -> None:
     assert _codes_by_line(project, path) == [("CL0207", 1)]
 
 
+def test_a_file_is_named_from_its_own_project_root(tmp_path: Path) -> None:
+    # sub/ is a project inside the workspace folder: its files are named from sub/, so the
+    # other end of a duplicate is sub/lib.car, not the workspace folder's lib.car
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    (sub / "carlang.toml").write_text("")
+    (sub / "lib.car").write_text("tool fetch(url: string)\n")
+    main = (sub / "main.car").resolve()
+    main.write_text('import "lib.car"\ntool fetch(url: string)\n')
+    project = Project(tmp_path)
+    project.set_text(main, main.read_text())
+    assert project.root_of(main) == sub.resolve()
+    (twice,) = [d for d in Features(project).diagnostics(main) if d.code == "CL0201"]
+    related = [r.location.uri for r in twice.related_information or []]
+    assert related == [(sub / "lib.car").resolve().as_uri()]
+    # the carlang.toml goes (unreported): the next diagnosis finds the root again, and the
+    # file is compiled again under it
+    (sub / "carlang.toml").unlink()
+    project.diagnostics(main)
+    assert project.root_of(main) == tmp_path.resolve()
+    assert project.compile(main).loaded.root == tmp_path.resolve()
+    file = project.file(main)
+    assert file is not None and file.source.name == "sub/main.car"
+
+
 def test_a_carlang_toml_that_cannot_be_used_is_reported_not_raised(tmp_path: Path) -> None:
     path = (tmp_path / "a.car").resolve()
     path.write_text(ALLOWED)

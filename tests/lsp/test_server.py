@@ -1,9 +1,13 @@
 """End to end: a real LSP client (pytest-lsp) drives `carlang lsp` over stdio, on the examples
-(the server's root is examples/) and on broken files."""
+(the server's workspace folder is examples/), on broken files, and on a workspace made for the
+test (a project inside it, compared with `carlang check`)."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -514,3 +518,81 @@ async def test_a_crash_in_a_notification_is_logged_and_the_server_goes_on(
     uri = await _open(client, RELEASE)
     assert list(client.diagnostics[uri]) == []
     assert len(client.log_messages) == before + 1
+
+
+SERVER = ClientServerConfig(
+    server_command=[sys.executable, "-m", "carlang", "lsp", "--debounce-ms", "10"],
+    server_env={"PYTHONPATH": PYTHONPATH},
+)
+
+
+@pytest_lsp.fixture(config=SERVER)
+async def workspace(lsp_client: LanguageClient, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A server whose workspace folder is `tmp_path`: app/ is a project of its own (it has a
+    carlang.toml) that imports ../shared/tools.car, outside it."""
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "tools.car").write_text("tool fetch(url: string)\n")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "carlang.toml").write_text("strict = false\n")
+    (tmp_path / "app" / "main.car").write_text(
+        'import "../shared/tools.car"\nproposal p {\n  get = fetch(url: "https://x")\n}\n'
+    )
+    await lsp_client.initialize_session(
+        lsp.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"), root_uri=tmp_path.as_uri()
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
+
+
+def _check(folder: Path, file: str) -> list[tuple[str, int, int, str]]:
+    """What `carlang check --format json FILE` says, run in `folder` (as the editor is opened
+    on it): each diagnostic as the editor shows it (code, line, column, message)."""
+    env = {**os.environ, "PYTHONPATH": PYTHONPATH}
+    run = subprocess.run(
+        [sys.executable, "-m", "carlang", "check", "--format", "json", file],
+        cwd=folder, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    found = []
+    for d in json.loads(run.stdout)["diagnostics"]:
+        (label,) = [x for x in d["labels"] if x["primary"]]
+        message = f"{d['message']} ({label['message']})\nhelp: {d['help']}"
+        found.append((d["code"], label["line"], label["column"], message))
+    return found
+
+
+def _shown(diagnostics: list[lsp.Diagnostic]) -> list[tuple[str, int, int, str]]:
+    return [
+        (str(d.code), d.range.start.line + 1, d.range.start.character + 1, d.message)
+        for d in diagnostics
+    ]
+
+
+@pytest.mark.asyncio
+async def test_each_file_has_the_root_carlang_check_gives_it(
+    workspace: LanguageClient, tmp_path: Path
+) -> None:
+    # the workspace folder holds both files, but app/ is a project: its import of
+    # ../shared/tools.car leaves its root, for the editor as for the command line
+    main = tmp_path / "app" / "main.car"
+    uri = await _open(workspace, main)
+    expected = _check(tmp_path, "app/main.car")
+    assert [e[:3] for e in expected] == [("CL0211", 1, 8)]
+    assert _shown(list(workspace.diagnostics[uri])) == expected
+    # without the carlang.toml the workspace folder is the root (the working directory's
+    # place): the import is inside it, and nothing is said, there either
+    (tmp_path / "app" / "carlang.toml").unlink()
+    workspace.diagnostics.pop(uri, None)
+    workspace.workspace_did_change_watched_files(
+        lsp.DidChangeWatchedFilesParams(
+            changes=[
+                lsp.FileEvent(
+                    uri=(tmp_path / "app" / "carlang.toml").as_uri(),
+                    type=lsp.FileChangeType.Deleted,
+                )
+            ]
+        )
+    )
+    assert await _diagnostics(workspace, uri) == []
+    assert _check(tmp_path, "app/main.car") == []
