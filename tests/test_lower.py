@@ -370,3 +370,11 @@ def test_a_program_without_proposals_declares_capabilities_for_the_command_line(
 def test_an_mcp_server_with_an_empty_command_is_an_error() -> None:
     (found,) = compile_diagnostics('mcp_server d { command "" }\n').diagnostics.items
     assert found.code == "CL0220" and "`command` is empty" in found.message
+
+
+def test_a_pattern_holding_a_lone_surrogate_is_an_error_not_a_crash() -> None:
+    """Only an editor can send one (JSON's "\\udc00"): RE2 cannot encode it."""
+    text = 'tool query(sql: string)\ndeny_tool_param_matching query.sql "a\udc00" message "x"\n'
+    found = [d for d in compile_diagnostics(text).diagnostics.items if d.severity == "error"]
+    assert [d.code for d in found] == ["CL0503"]
+    assert "lone UTF-16 surrogate" in found[0].message

@@ -441,11 +441,27 @@ async def test_an_untitled_document_is_a_program_on_its_own(client: LanguageClie
     assert {loc.uri for loc in definition or [] if isinstance(loc, lsp.Location)} == {uri}
 
 
-#: A document the compiler crashes on: a lone surrogate (JSON's "\udc00", which only an editor
-#: can send: a file on disk is UTF-8) in a pattern reaches RE2, which cannot encode it, and
-#: `lower.valid_regex` catches only RE2's own errors. If that is fixed, pick another real crash.
-CRASHING = 'tool query(sql: string)\ndeny_tool_param_matching query.sql "\udc00" message "x"\n'
+#: A document the planted bug of failing_server.py crashes on (by its name, Crashing-1).
+CRASHING = 'tool query(sql: string)\ndeny_tool_param_matching query.sql "x" message "x"\n'
 INTERNAL = "internal error in carlang's language server: "
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(
+        server_command=[sys.executable, str(Path(__file__).with_name("failing_server.py"))],
+        server_env={"PYTHONPATH": PYTHONPATH},
+    ),
+)
+async def failing(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
+    await lsp_client.initialize_session(
+        lsp.InitializeParams(
+            capabilities=client_capabilities("visual-studio-code"),
+            root_uri=EXAMPLES.as_uri(),
+        )
+    )
+    yield
+    await lsp_client.shutdown_session()
 
 
 async def _logged(client: LanguageClient, count: int) -> list[str]:
@@ -461,9 +477,11 @@ async def _logged(client: LanguageClient, count: int) -> list[str]:
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_crash_in_a_request_is_an_internal_error_without_a_traceback(
-    client: LanguageClient,
+    failing: LanguageClient,
 ) -> None:
     from pygls.exceptions import JsonRpcException
+
+    client = failing
 
     uri = "untitled:Crashing-1"
     before = len(client.log_messages)

@@ -125,6 +125,11 @@ def compile_regex(pattern: str) -> Regex:
             ErrorKind.INVALID_ARGUMENT,
             f"the pattern is not a valid RE2 regular expression: {detail}",
         ) from None
+    except UnicodeEncodeError:  # a lone surrogate: no UTF-8 text, so no RE2 pattern, holds one
+        raise CelEvalError(
+            ErrorKind.INVALID_ARGUMENT,
+            "the pattern holds a lone UTF-16 surrogate, which no text can contain",
+        ) from None
     anchor = getattr(getattr(re2, "_Anchor", None), "UNANCHORED", None)
     return Regex(pattern, compiled, anchor)
 
