@@ -18,7 +18,7 @@ is the one a user reads (and reads once). Recognised here, after every stage has
 
 Other cascades are avoided where they arise: policy verdicts on a call whose parameters are
 wrong, or from a policy whose condition has errors (`compiler._judge_proposals`); a test's
-unknown names after an import that failed (`testcases._Builder.known`); where an
+unknown names after an import that failed or a syntax error (`testcases.build_tests`); where an
 action runs in the state flow when its `after` names no action (`compiler._verify_proposals`);
 and unused declarations in a program that did not parse (`compiler.unused_declarations`).
 """

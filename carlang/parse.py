@@ -852,12 +852,45 @@ def _syntax_diagnostic(
             notes,
         )
     span = Span(token[2], token[3])
+    unclosed = _unclosed_before_declaration(problem, source, token)
+    if unclosed is not None:
+        return Diagnostic(
+            "CL0102",
+            "error",
+            f"unexpected {_token_words(token)}",
+            (Label(source, span, f"expected {expected}"), unclosed[0]),
+            unclosed[1],
+        )
     return Diagnostic(
         "CL0102",
         "error",
         f"unexpected {_token_words(token)}",
         (Label(source, span, f"expected {expected}"),),
         _syntax_help(problem, source, literal),
+    )
+
+
+_LINE_START_WORD = re.compile(r"(?m)^([a-z_]+)[ \t]*\Z")
+
+
+def _unclosed_before_declaration(
+    problem: SyntaxProblem, source: Source, token: Token
+) -> tuple[Label, str] | None:
+    """When the problem comes right after a declaration's keyword at the start of a line
+    (`test "x" {`) inside a block still open, the block's missing close is the mistake: the
+    label at its opening and the help to close it; else None."""
+    if not problem.open_brackets:
+        return None
+    word = _LINE_START_WORD.search(source.text, 0, token[2])
+    if word is None or word.group(1) not in DECLARATION_KEYWORDS:
+        return None
+    bracket, at = problem.open_brackets[-1]
+    line, column = source.line_column(at)
+    label = Label(source, Span(at, at + 1), "opened here, and still open", primary=False)
+    closer = _CLOSERS[bracket]
+    return (
+        label,
+        f"close the `{bracket}` opened at {line}:{column} with `{closer}` before `{word.group(1)}`",
     )
 
 

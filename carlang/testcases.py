@@ -28,7 +28,7 @@ from carlang_runtime.policy import state_problems
 from carlang_runtime.suggest import did_you_mean
 
 from . import ast
-from .cascade import FAILED_IMPORT_CODES
+from .cascade import FAILED_IMPORT_CODES, has_syntax_errors
 from .diagnostics import Diagnostics, Label
 from .lower import Origin, SourceMap, assertion_parameters, loc_of, new_action
 from .source import Source, Span
@@ -438,7 +438,11 @@ def build_tests(
     program: ir.Program, source_map: SourceMap, diagnostics: Diagnostics
 ) -> list[TestCase]:
     """Every test of the program as runnable cases; problems go to `diagnostics`."""
-    failed = any(d.code in FAILED_IMPORT_CODES for d in diagnostics.items)
+    # After an import that failed, or text the parser skipped (a declaration cut by a missing
+    # `}`), what the program declares is not known: no name is reported unknown.
+    failed = any(d.code in FAILED_IMPORT_CODES for d in diagnostics.items) or has_syntax_errors(
+        diagnostics.items
+    )
     builder = _Builder(program, diagnostics, imports_failed=failed)
     named: dict[str, Origin] = {}
     for origin in source_map.tests:

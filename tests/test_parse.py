@@ -329,3 +329,22 @@ def test_a_condition_that_does_not_parse_says_how_to_fix_it(
     (found,) = [d for d in result.diagnostics.items if d.code == "CL0501"]
     assert message in found.message
     assert (found.help is None) if help is None else (help in (found.help or ""))
+
+
+def test_a_block_left_open_before_the_next_declaration_is_named() -> None:
+    """`}` missing at the end of a proposal: the next `test "x"` reads as an action there;
+    the error points back at the `{` still open, and no knock-on 'no proposal' follows."""
+    from tests.helpers import compile_diagnostics
+
+    text = (
+        "tool t()\nproposal p {\n  a = t()\n\n"
+        'test "p is valid" {\n  proposal p\n  expect valid\n}\n'
+    )
+    found = compile_diagnostics(text).diagnostics.sorted()
+    assert [d.code for d in found] == ["CL0102"]
+    (error,) = found
+    assert error.help == "close the `{` opened at 2:12 with `}` before `test`"
+    assert [(label.message, label.primary) for label in error.labels][1] == (
+        "opened here, and still open",
+        False,
+    )
