@@ -37,14 +37,19 @@ UNALLOWED = RELEASE.read_text().replace(PRAGMA, "")
     ),
 )
 async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
+    await _initialize(lsp_client)
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def _initialize(lsp_client: LanguageClient) -> None:
+    """Start a session as VS Code does, on the examples folder."""
     await lsp_client.initialize_session(
         lsp.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"),
             root_uri=EXAMPLES.as_uri(),
         )
     )
-    yield
-    await lsp_client.shutdown_session()
 
 
 def _position(text: str, needle: str, delta: int = 0, nth: int = 0) -> lsp.Position:
@@ -454,12 +459,7 @@ INTERNAL = "internal error in carlang's language server: "
     ),
 )
 async def failing(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
-    await lsp_client.initialize_session(
-        lsp.InitializeParams(
-            capabilities=client_capabilities("visual-studio-code"),
-            root_uri=EXAMPLES.as_uri(),
-        )
-    )
+    await _initialize(lsp_client)
     yield
     await lsp_client.shutdown_session()
 
