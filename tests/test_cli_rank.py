@@ -181,3 +181,14 @@ def test_at_a_terminal_no_value_is_cut(tmp_path: Path, columns: int) -> None:
     assert [row[1] for row in cells] == ["careful", "bold", "sloppy"]  # one line each
     assert all(len(row[2]) == len("0.0000") for row in cells)  # each score whole
     assert ("monte carlo" in shown) == (columns == 220)  # the header wraps only when narrow
+
+
+def test_a_program_without_policies_has_no_policy_factor(tmp_path: Path) -> None:
+    bare = "tool a(x: int)\nproposal p1 { s = a(x: 1) }\nproposal p2 { s = a(x: 2) }\n"
+    bare += "plan t { candidates p1, p2 }\n"
+    code, out, _ = rank(tmp_path, "--format", "json", program=bare)
+    assert code == 0, out
+    assert all("policy" not in scored["factors"] for scored in json.loads(out)["ranking"])
+    code, out, _ = rank(tmp_path, program=bare)
+    header, *rows = table_cells(out)
+    assert {row[header.index("policy")] for row in rows} == {"-"}

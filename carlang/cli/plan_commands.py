@@ -268,6 +268,8 @@ def _cell(value: Any, spec: str) -> str:
 def _table_value(scored: ScoredProposal, field: str) -> Any:
     if field == "historical_confidence" and "feedback" not in scored.factors:
         return None  # CAR's 1.0 without feedback: nothing was learned
+    if field == "policy_compliance" and "policy" not in scored.factors:
+        return None  # no policies: nothing to judge
     return getattr(scored, field)
 
 

@@ -245,7 +245,8 @@ def score_candidate(
         confidence = _confidence(cols, feedback, config)
         factors["feedback"] = _factor(config.feedback_weight, confidence)
         findings.extend(_feedback_findings(cols, feedback))
-    factors["policy"] = _factor(config.policy_weight, compliance.value)
+    if any(on.policies):  # no policies: nothing to say (the factor would be 1)
+        factors["policy"] = _factor(config.policy_weight, compliance.value)
     headroom = None
     if budget is not None:
         headroom, notes = budget_headroom(budget, actions, tool_calls, duration)
