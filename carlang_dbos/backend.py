@@ -18,13 +18,16 @@ the ones the log already has (same sequence numbers), and are not written twice.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypedDict
 
+import sqlalchemy
 from carlang_runtime._version import __version__
 from carlang_runtime.engine import (
     Approval,
@@ -42,7 +45,7 @@ from carlang_runtime.engine.run import ProposalRun
 from carlang_runtime.engine.state import check_tenant
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.ir import Action, ActionProposal, CelPolicy, Program, ProposalResult
-from dbos import DBOS, DBOSClient, SetWorkflowID, run_dbos_database_migrations
+from dbos import DBOS, DBOSClient, SetWorkflowID
 
 __all__ = [
     "APP_NAME",
@@ -60,6 +63,13 @@ __all__ = [
     "submit_many",
     "run",
     "RUNS_QUEUE",
+    "DATABASE_FORMS",
+    "check_database",
+    "check_approval_timeout",
+    "check_tools",
+    "quiet_dbos",
+    "opening",
+    "migrate",
 ]
 
 #: The DBOS application every carlang process joins (workers, submitters, the CLI).
@@ -114,7 +124,13 @@ def make_spec(
     state: Mapping[str, Any] | None = None,
     queues: Mapping[str, str] | None = None,
 ) -> RunSpec:
-    """The spec of a run of `proposal` (a name in `program`, or a CAR proposal)."""
+    """The spec of a run of `proposal` (a name in `program`, or a CAR proposal). Checked as
+    the in-process engine checks its run before anything is recorded: `tools` must load
+    (`check_tools`) and `approval_timeout` be a positive number of seconds;
+    `CarlangRuntimeError` otherwise, so a run that cannot work is never queued."""
+    if approval_timeout is not None:
+        check_approval_timeout(approval_timeout)
+    check_tools(program, tools)
     return {
         "program": program.model_dump(mode="json"),
         "proposal": proposal if isinstance(proposal, str) else proposal.model_dump(mode="json"),
@@ -126,6 +142,29 @@ def make_spec(
         "state": dict(state) if state is not None else None,
         "queues": dict(queues or {}),
     }
+
+
+def check_approval_timeout(seconds: float, option: str = "approval_timeout") -> float:
+    """`seconds` if an approval can wait that long: a finite number above 0; else
+    `CarlangRuntimeError` naming `option` (0 or less would expire every approval at once)."""
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise CarlangRuntimeError(
+            f"{option} {seconds:g}: give the seconds an approval may wait, a number above 0"
+            " (like 600)"
+        )
+    return seconds
+
+
+def check_tools(program: Program, tools: Sequence[str]) -> None:
+    """Load every tool spec as the in-process engine does before its run (`--tools
+    nope.py:TOOLS` is its error here, not a failed run on a worker later):
+    `CarlangRuntimeError` for a spec that names nothing usable."""
+    runtime = Runtime.from_program(program)
+    try:
+        for spec in tools:
+            register_tool_spec(runtime, spec)
+    finally:
+        runtime.close()
 
 
 def _portable(spec: str) -> str:
@@ -362,6 +401,7 @@ def launch(
                 f"DBOS already runs here on {_launched[0]}; one process serves one database"
             )
         return
+    check_database(database)
     limits = dict(global_concurrency or {})
     served = list(queues) if queues is not None else [RUNS_QUEUE, PLANNER_QUEUE]
     not_served = sorted(set(limits) - set(served)) if queues is not None else []
@@ -384,10 +424,13 @@ def launch(
         if problem is not None:
             raise CarlangRuntimeError(problem)
         config["system_database_engine"] = _sqlite_engine(database)
-    DBOS(config=config)  # type: ignore[arg-type]
-    if queues is not None:
-        DBOS.listen_queues(list(queues))
-    _launch_on(database)
+    # Set first: the runs DBOS recovers as it launches read it (`build_runtime`).
+    _launched.append(database)
+    try:
+        _launch_on(database, config, queues)
+    except BaseException:
+        _launched.clear()
+        raise
     for queue in dict.fromkeys([*served, *limits]):
         limit = limits.get(queue)
         given = concurrency is not None or limit is not None
@@ -399,24 +442,100 @@ def launch(
             polling_interval_sec=POLLING_INTERVAL.get(queue, 1.0),
             on_conflict="always_update" if given else "never_update",
         )
-    _launched.append(database)
 
 
-def _launch_on(database: str) -> None:
-    """`DBOS.launch()`, with a database it cannot open or reach (a bad path, a refused
-    connection, a file that is not a database) reported as one line naming it: DBOS would log
-    the driver's traceback and raise the driver's own error, SQL statement and all."""
-    dbos_log = logging.getLogger("dbos")
-    level = dbos_log.level
-    dbos_log.setLevel(logging.CRITICAL)  # (its "failed to launch" record holds the traceback)
+def _launch_on(database: str, config: Mapping[str, Any], queues: Sequence[str] | None) -> None:
+    """`DBOS(config)` and `DBOS.launch()`, with a database it cannot open or reach (a bad
+    path, a refused connection, a file that is not a database) reported as one line naming
+    it: DBOS would log the driver's traceback and raise the driver's own error, SQL statement
+    and all."""
     try:
-        DBOS.launch()
-    except Exception as exc:
+        with opening(database):
+            DBOS(config=config)  # type: ignore[arg-type]
+            if queues is not None:
+                DBOS.listen_queues(list(queues))
+            DBOS.launch()
+    except CarlangRuntimeError:
         DBOS.destroy(destroy_registry=False)
-        reason = database_error(exc)
-        raise CarlangRuntimeError(f"cannot open the runs database {database}: {reason}") from None
+        raise
+
+
+#: The runs database URLs carlang accepts, for the errors that name a wrong one.
+DATABASE_FORMS = (
+    "sqlite:///runs.db (a file here), sqlite:////abs/path/runs.db, or"
+    " postgresql://user@host[:port]/dbname"
+)
+
+
+def check_database(database: str) -> str:
+    """`database` when it is a runs database URL carlang can use (SQLite with a file, or
+    Postgres with a database name); else `CarlangRuntimeError` saying what is wrong and the
+    accepted forms. Checked before DBOS sees it: DBOS reads any other scheme as Postgres, and
+    fails on it with an error of its own."""
+    problem: str | None
+    try:
+        url = sqlalchemy.make_url(database)
+    except sqlalchemy.exc.ArgumentError:
+        problem = "not a database URL"
+    else:
+        problem = _url_problem(url.drivername.partition("+")[0], url.host, url.database)
+    if problem is not None:
+        raise CarlangRuntimeError(f"--database {database}: {problem}; give {DATABASE_FORMS}")
+    return database
+
+
+def _url_problem(scheme: str, host: str | None, name: str | None) -> str | None:
+    if scheme == "sqlite":
+        if host or not name or name == ":memory:":
+            return "a SQLite URL names a file after three slashes (four for an absolute path)"
+        return None
+    if scheme in ("postgresql", "postgres"):
+        return None if name else "the Postgres URL names no database (add /dbname)"
+    return f"{scheme}:// is not a database carlang keeps runs in (SQLite or Postgres)"
+
+
+class _Silence(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return False
+
+
+@contextmanager
+def quiet_dbos() -> Iterator[None]:
+    """Keep DBOS's own log lines ("Error connecting to the DBOS system database: ...", a
+    workflow's traceback) off stderr while in the block: carlang reports what went wrong in
+    one line of its own. (A filter, not a level: DBOS sets its logger's level as it starts.)"""
+    dbos_log = logging.getLogger("dbos")
+    silence = _Silence()
+    dbos_log.addFilter(silence)
+    try:
+        yield
     finally:
-        dbos_log.setLevel(level)
+        dbos_log.removeFilter(silence)
+
+
+@contextmanager
+def opening(database: str) -> Iterator[None]:
+    """Open `database` (DBOS, a client, the migrations) in the block: quietly (`quiet_dbos`),
+    and with any failure (a bad path, a refused connection, a file that is not a database)
+    one `CarlangRuntimeError` naming the database and the driver's reason."""
+    with quiet_dbos():
+        try:
+            yield
+        except CarlangRuntimeError:
+            raise
+        except Exception as exc:  # the driver's (or DBOS's) own errors: say which database
+            reason = database_error(exc)
+            raise CarlangRuntimeError(
+                f"cannot open the runs database {database}: {reason}"
+            ) from None
+
+
+def migrate(database: str) -> None:
+    """Give `database` DBOS's tables (a fresh one; a no-op on one that has them), or
+    `CarlangRuntimeError`. (Not `run_dbos_database_migrations`: it prints the driver's error
+    and exits the process.)"""
+    with opening(check_database(database)):
+        DBOS.migrate(database)
 
 
 def database_error(exc: BaseException) -> str:
@@ -481,8 +600,9 @@ def submit(database: str, spec: RunSpec, run_id: str) -> None:
 
 def submit_many(database: str, runs: Sequence[tuple[RunSpec, str]]) -> None:
     """Queue several runs at once (one connection)."""
-    run_dbos_database_migrations(database)  # a fresh database gets DBOS's tables first
-    client = DBOSClient(system_database_url=database)
+    migrate(database)  # a fresh database gets DBOS's tables first
+    with opening(database):
+        client = DBOSClient(system_database_url=database)
     try:
         client.register_queue(RUNS_QUEUE, on_conflict="never_update")
         for spec, run_id in runs:

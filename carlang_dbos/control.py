@@ -13,7 +13,7 @@ from typing import Any
 from carlang_runtime.errors import CarlangRuntimeError
 from dbos import DBOSClient
 
-from .backend import WORKFLOW, approval_topic, database_error
+from .backend import WORKFLOW, approval_topic, check_database, database_error, opening
 
 __all__ = [
     "RunInfo",
@@ -43,14 +43,11 @@ class RunInfo:
 
 @contextmanager
 def _client(database: str) -> Iterator[DBOSClient]:
+    check_database(database)
     if database.startswith("sqlite:///") and not Path(database[len("sqlite:///") :]).exists():
         raise CarlangRuntimeError(f"no runs database at {database} (no run was started there)")
-    try:
+    with opening(database):
         client = DBOSClient(system_database_url=database)
-    except Exception as exc:  # the driver's own errors: say which database
-        raise CarlangRuntimeError(
-            f"cannot open the runs database {database}: {database_error(exc)}"
-        ) from None
     try:
         yield client
     except CarlangRuntimeError:

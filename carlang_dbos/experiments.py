@@ -28,10 +28,10 @@ from carlang_runtime.planner.montecarlo import BatchCounts, MonteCarloJob
 from carlang_runtime.planner.score import ScoredProposal
 from carlang_runtime.planner.sweep import Axis, SweepPoint, grid
 from carlang_runtime.policy import PolicySet
-from dbos import DBOS, DBOSClient, run_dbos_database_migrations
+from dbos import DBOS, DBOSClient
 from pydantic import TypeAdapter
 
-from .backend import PLANNER_QUEUE, POLLING_INTERVAL, database_error, sqlite_problem
+from .backend import PLANNER_QUEUE, POLLING_INTERVAL, migrate, opening, sqlite_problem
 
 __all__ = [
     "PLANNER_QUEUE",
@@ -200,18 +200,14 @@ class Experiments:
         problem = sqlite_problem() if self.database.startswith("sqlite:") else None
         if problem is not None:
             raise CarlangRuntimeError(problem)
-        try:
-            run_dbos_database_migrations(self.database)  # a fresh database gets DBOS's tables
+        migrate(self.database)  # a fresh database gets DBOS's tables
+        with opening(self.database):
             self._client = DBOSClient(system_database_url=self.database)
             self._client.register_queue(
                 PLANNER_QUEUE,
                 polling_interval_sec=POLLING_INTERVAL[PLANNER_QUEUE],
                 on_conflict="never_update",
             )
-        except Exception as exc:  # the driver's own errors: say which database
-            raise CarlangRuntimeError(
-                f"cannot open the runs database {self.database}: {database_error(exc)}"
-            ) from None
         return self
 
     def __exit__(self, *_: object) -> None:

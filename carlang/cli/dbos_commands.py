@@ -31,22 +31,26 @@ DatabaseOption = Annotated[
 ]
 
 
+_INSTALL = "pip install -e '.[dbos]' from a checkout, or pip install 'carlang-X.whl[dbos]'"
+
+
 def _backend() -> Any:
     try:
         import carlang_dbos
     except ImportError as exc:
-        fail_usage(
-            f"the DBOS backend needs the dbos package ({exc.name} is missing): install it with"
-            " pip install -e '.[dbos]' from a checkout, or pip install 'carlang-X.whl[dbos]'"
-        )
+        if isinstance(exc, ModuleNotFoundError) and exc.name == "dbos":
+            fail_usage(f"the DBOS backend needs the dbos package: install it with {_INSTALL}")
+        # Something dbos (or the backend) imports is missing or broken: its own words say what.
+        fail_usage(f"the DBOS backend cannot be loaded ({exc}): reinstall it with {_INSTALL}")
     return carlang_dbos
 
 
 def _database(database: str | None) -> str:
+    """The runs database URL to use, checked (`carlang_dbos.check_database`): a usage error
+    with the accepted forms for one carlang cannot use."""
     backend = _backend()
     chosen: str = database or backend.DEFAULT_DATABASE
-    if "://" not in chosen:
-        fail_usage(f"--database {chosen}: give a URL, sqlite:///runs.db or postgresql://...")
+    backend.check_database(chosen)
     return chosen
 
 
@@ -63,9 +67,13 @@ def run_durably(
     detach: bool,
 ) -> tuple[ir.ProposalResult, str]:
     """Run `chosen` as a DBOS workflow; its result and run id (or, detached, print the id and
-    exit)."""
+    exit). Everything that can be checked here is, before anything is recorded: the
+    database URL, `--approval-timeout`, and the `--tools` (loaded as the in-process engine
+    loads them), so that a run that cannot work is refused (exit 2), not queued to fail."""
     backend = _backend()
     url = _database(database)
+    if approval_timeout is not None:
+        backend.check_approval_timeout(approval_timeout, "--approval-timeout")
     spec = backend.make_spec(
         program,
         chosen.id,
@@ -80,11 +88,13 @@ def run_durably(
         backend.submit(url, spec, run_id)
         echo(run_id)
         raise typer.Exit(EXIT_OK)
-    backend.launch(url)
-    try:
-        return backend.run(spec, run_id), run_id
-    finally:
-        backend.shutdown()
+    # DBOS's log lines stay out of the user's stderr: carlang reports what goes wrong.
+    with backend.quiet_dbos():
+        backend.launch(url)
+        try:
+            return backend.run(spec, run_id), run_id
+        finally:
+            backend.shutdown()
 
 
 def planner_experiments(database: str | None) -> Any:

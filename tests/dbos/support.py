@@ -1,0 +1,60 @@
+"""What the end-to-end DBOS tests share: `carlang` as a process, workers to start and kill, and
+waiting for a condition."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests.helpers import run_carlang
+
+
+def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`carlang ARGS...` in `cwd`, its output captured."""
+    return run_carlang(*args, cwd=cwd, timeout=120)
+
+
+def start_worker(
+    database: str, cwd: Path, started: list[subprocess.Popen[str]], worker_id: str = "w1"
+) -> subprocess.Popen[str]:
+    """A `carlang worker --id worker_id` on `database`, added to `started` (to kill at the end)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "carlang", "worker", "--database", database, "--id", worker_id],
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    started.append(process)
+    return process
+
+
+def stop_all(started: list[subprocess.Popen[str]]) -> None:
+    """Kill every process in `started` that still runs."""
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+
+
+def show(database: str, run_id: str, cwd: Path) -> dict[str, Any]:
+    """`carlang runs show RUN --database ...`, read."""
+    shown = carlang("runs", "show", run_id, "--database", database, cwd=cwd)
+    assert shown.returncode == 0, shown.stderr
+    document: dict[str, Any] = json.loads(shown.stdout)
+    return document
+
+
+def wait_for(predicate: Callable[[], Any], seconds: float = 60.0) -> None:
+    """Poll `predicate` until it holds; AssertionError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.3)
+    raise AssertionError("timed out waiting")

@@ -1,0 +1,143 @@
+"""Bad input to the durable commands is refused up front in one line (exit 2), before anything
+is recorded: a database URL carlang cannot use, a `--tools` that does not load, an approval
+timeout that is not above 0; a database that cannot be reached is one line of carlang's, with
+none of DBOS's own log lines; a broken DBOS install says what is broken."""
+
+from __future__ import annotations
+
+import builtins
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.dbos.support import carlang
+
+pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+
+from carlang.cli import app  # noqa: E402
+
+PROGRAM = """\
+tool work(item: string)
+proposal p {
+  a = work(item: "a")
+}
+"""
+
+TOOLS = 'TOOLS = {"work": lambda item: item.upper()}\n'
+
+#: Every command that opens the runs database, with what it needs besides `--database`.
+COMMANDS = [
+    ["run", "p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos"],
+    ["run", "p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--detach"],
+    ["approve", "r1", "a"],
+    ["deny", "r1", "a"],
+    ["runs", "list"],
+    ["worker"],
+]
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "p.car").write_text(PROGRAM)
+    (tmp_path / "tools.py").write_text(TOOLS)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _invoke(*args: str) -> Any:
+    return CliRunner().invoke(app, list(args))
+
+
+@pytest.mark.parametrize(
+    ("database", "problem"),
+    [
+        ("postgresql://postgres@127.0.0.1:55432", "the Postgres URL names no database"),
+        ("sqlite://x.db", "a SQLite URL names a file after three slashes"),
+        ("mysql://x", "mysql:// is not a database carlang keeps runs in"),
+        ("http://example.com/x", "http:// is not a database carlang keeps runs in"),
+    ],
+)
+def test_a_database_url_carlang_cannot_use_is_refused_with_the_forms_it_takes(
+    project: Path, database: str, problem: str
+) -> None:
+    for command in COMMANDS:
+        result = _invoke(*command, "--database", database)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.output.startswith(f"error: --database {database}: {problem}"), command
+        assert "postgresql://user@host[:port]/dbname" in result.output
+        assert len(result.output.splitlines()) == 1, result.output
+    assert not (project / "x.db").exists()
+
+
+def test_an_unreachable_database_is_one_line_of_carlangs_without_dboss_logs(
+    project: Path,
+) -> None:
+    database = "postgresql://postgres@127.0.0.1:1/carlang"  # nothing listens on port 1
+    for command in COMMANDS[:3] + COMMANDS[4:]:
+        done = carlang(*command, "--database", database, cwd=project)
+        assert done.returncode == 2, (command, done.stderr)
+        assert done.stderr.startswith(f"error: cannot open the runs database {database}: ")
+        assert len(done.stderr.splitlines()) == 1, (command, done.stderr)
+
+
+@pytest.mark.parametrize("seconds", ["-5", "0", "nan"])
+def test_an_approval_timeout_not_above_zero_is_a_usage_error(project: Path, seconds: str) -> None:
+    database = f"sqlite:///{project / 'runs.db'}"
+    # (--detach: before the check, the run was queued, to fail on a worker later)
+    result = _invoke(*COMMANDS[1], "--database", database, f"--approval-timeout={seconds}")
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: --approval-timeout {seconds}: ")
+    assert "above 0" in result.output
+    assert not (project / "runs.db").exists()  # nothing recorded
+
+
+@pytest.mark.slow
+def test_tools_that_do_not_load_are_refused_before_anything_is_recorded(
+    project: Path, postgres_database: str
+) -> None:
+    base = ["run", "p.car", "--backend", "dbos", "--database", postgres_database]
+    first = carlang(*base, "--tools", "tools.py:TOOLS", "--detach", cwd=project)
+    assert first.returncode == 0, first.stderr
+    for tools, said in (("nope.py:TOOLS", "no file nope.py"), ("tools.py:NOPE", "no `NOPE`")):
+        inprocess = carlang("run", "p.car", "--tools", tools, cwd=project)
+        for mode in ([], ["--detach"]):
+            refused = carlang(*base, "--tools", tools, *mode, cwd=project)
+            assert refused.returncode == 2, refused.stdout
+            assert refused.stderr == inprocess.stderr, mode  # the in-process engine's error
+            assert said in refused.stderr and len(refused.stderr.splitlines()) == 1
+            assert refused.stdout == ""
+    listed = carlang("runs", "list", "--database", postgres_database, cwd=project)
+    assert listed.stdout.split()[0] == first.stdout.strip()
+    assert len(listed.stdout.splitlines()) == 1  # no run of the refused ones
+
+
+def test_a_broken_dbos_install_says_what_is_broken(monkeypatch: pytest.MonkeyPatch) -> None:
+    from carlang.cli import dbos_commands
+    from carlang.cli.common import UsageProblem
+
+    real_import = builtins.__import__
+    failure: list[ImportError] = []
+
+    def broken(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "carlang_dbos":
+            raise failure[0]
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    cases = [
+        (ModuleNotFoundError("No module named 'dbos'", name="dbos"), "needs the dbos package"),
+        (
+            ImportError("cannot import name 'DBOSClient' from 'dbos'", name="dbos"),
+            "cannot be loaded (cannot import name 'DBOSClient' from 'dbos')",
+        ),
+        (ImportError("libpq.so.5: cannot open shared object file"), "(libpq.so.5: cannot open"),
+    ]
+    for error, said in cases:
+        failure[:] = [error]
+        with pytest.raises(UsageProblem) as raised:
+            dbos_commands._backend()
+        assert said in str(raised.value), str(raised.value)
+        assert "None is missing" not in str(raised.value)
+        assert "pip install" in str(raised.value)
