@@ -17,6 +17,7 @@ the ones the log already has (same sequence numbers), and are not written twice.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import os
@@ -47,6 +48,8 @@ from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.ir import Action, ActionProposal, CelPolicy, Program, ProposalResult
 from dbos import DBOS, DBOSClient, SetWorkflowID
 
+from . import records
+
 __all__ = [
     "APP_NAME",
     "WORKFLOW",
@@ -70,6 +73,7 @@ __all__ = [
     "quiet_dbos",
     "opening",
     "migrate",
+    "ApprovalWatcher",
 ]
 
 #: The DBOS application every carlang process joins (workers, submitters, the CLI).
@@ -215,13 +219,26 @@ def approval_topic(action_id: str) -> str:
     return f"approval:{action_id}"
 
 
+#: Told, in the process that runs the workflow, when a run starts waiting for an approval:
+#: the run id and the request as `carlang runs show` lists it.
+ApprovalWatcher = Callable[[str, Mapping[str, Any]], None]
+
+#: The watchers of the runs this process started and waits for (`run(..., on_approval=)`).
+_watchers: dict[str, ApprovalWatcher] = {}
+
+
 class DurableApprovals:
     """An approval gate that parks the workflow until someone answers: it publishes the
     request (a DBOS event `approval:<action>`, what `carlang runs show` lists) and waits for a
     message on the action's topic. No answer in time is an expired approval: refused, and
     reported as expired, not as a denial. In time: within the `approval_timeout` of the
     policies that asked (the shortest, when several give one), else `timeout` seconds (the
-    runtime's; None: a day)."""
+    runtime's; None: a day).
+
+    The first answer wins: `carlang approve`/`deny` record theirs with an insert-if-absent
+    (`records.record_answer`) before sending it, and only the one that recorded it sends; the
+    expiry is recorded the same way, so an answer that lands as the wait times out is either
+    the one that stands or refused, never accepted and then ignored."""
 
     def __init__(self, timeout: float | None, policies: Mapping[str, float] | None = None) -> None:
         self.timeout = timeout if timeout is not None else 86_400.0
@@ -247,28 +264,46 @@ class DurableApprovals:
     async def review(self, request: ApprovalRequest) -> Approval:
         """Wait (durably) for `carlang approve` / `carlang deny`."""
         action_id = request.action.id
+        run_id = DBOS.workflow_id or ""
         timeout = self.timeout_for(request)
-        await DBOS.set_event_async(
-            approval_topic(action_id),
-            {
-                "action": action_id,
-                "tool": request.action.tool,
-                "parameters": dict(request.parameters),
-                "reason": request.reason,
-                "timeout_s": timeout,
-            },
-        )
+        waiting = {
+            "action": action_id,
+            "tool": request.action.tool,
+            "parameters": dict(request.parameters),
+            "policies": [match.policy for match in request.policies],
+            "reason": request.reason,
+            "timeout_s": timeout,
+        }
+        await DBOS.set_event_async(approval_topic(action_id), waiting)
+        watcher = _watchers.get(run_id)
+        if watcher is not None:
+            watcher(run_id, waiting)
         answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=timeout)
-        await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
         if not isinstance(answer, Mapping):
-            return Approval(
-                False, f"approval expired after {timeout:g}s without an answer", None, True
-            )
+            answer = await asyncio.to_thread(_settle_expiry, run_id, action_id, timeout)
+        await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
         return Approval(
             bool(answer.get("approved")),
             str(answer.get("reason") or ""),
             answer.get("approver"),
+            bool(answer.get("expired")),
         )
+
+
+def _settle_expiry(run_id: str, action_id: str, timeout: float) -> Mapping[str, Any]:
+    """The answer that stands when the wait timed out: the expiry, unless an answer was
+    recorded first (it is sent after it is recorded: it may not have arrived yet). Not a DBOS
+    step: the row never changes once written, so a replay settles the same way."""
+    expiry = {
+        "approved": False,
+        "expired": True,
+        "reason": f"approval expired after {timeout:g}s without an answer",
+        "approver": None,
+    }
+    if not _launched:  # (a gate used without `launch`: nothing to record the expiry in)
+        return expiry
+    standing, _ = records.record_answer(_launched[0], run_id, action_id, expiry)
+    return standing
 
 
 class _AfterSeq:
@@ -343,9 +378,36 @@ async def carlang_run(spec: RunSpec) -> dict[str, Any]:
     runtime, proposal = build_runtime(spec, run_id)
     try:
         result = await runtime.execute_async(proposal, scope=spec.get("scope"), run_id=run_id)
+        outcome = _outcome(runtime, run_id)
     finally:
         runtime.close()
-    return result.model_dump(mode="json")
+    return {**result.model_dump(mode="json"), OUTCOME: outcome}
+
+
+#: The key of a run's result document that holds carlang's outcome of the run (`_outcome`):
+#: DBOS says SUCCESS for every run that returned, aborted ones included.
+OUTCOME = "carlang_outcome"
+
+
+def _outcome(runtime: Runtime, run_id: str) -> dict[str, Any]:
+    """How the run ended in carlang's terms: `status` completed, aborted or rolled_back (what
+    `run_completed` logs) and, for an abort, the `reason` its proposal gave."""
+    ended = runtime.events.query("run_completed", run_id=run_id)
+    proposals = runtime.events.query("proposal_completed", run_id=run_id)
+    status = (ended[-1].data or {}).get("status") if ended else None
+    reason = (proposals[-1].data or {}).get("reason") if proposals else None
+    document: dict[str, Any] = {"status": status or "completed"}
+    if reason:
+        document["reason"] = reason
+    return document
+
+
+def split_result(document: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """A run workflow's output as (the `ProposalResult` document, carlang's outcome or None:
+    runs recorded before the outcome was)."""
+    result = {key: value for key, value in document.items() if key != OUTCOME}
+    outcome = document.get(OUTCOME)
+    return result, dict(outcome) if isinstance(outcome, Mapping) else None
 
 
 @DBOS.workflow(name=TOOL_WORKFLOW)
@@ -583,6 +645,7 @@ def shutdown() -> None:
     """Stop DBOS in this process (what it was running is recovered by the next launch)."""
     if _launched:
         DBOS.destroy(destroy_registry=False)
+        records.dispose(_launched[0])
         _launched.clear()
 
 
@@ -614,7 +677,16 @@ def submit_many(database: str, runs: Sequence[tuple[RunSpec, str]]) -> None:
         client.destroy()
 
 
-def run(spec: RunSpec, run_id: str) -> ProposalResult:
-    """Run to the end (or pick up the run already under that id) and return its result."""
-    document = start_run(spec, run_id).get_result()
-    return ProposalResult.model_validate(document)
+def run(
+    spec: RunSpec, run_id: str, *, on_approval: ApprovalWatcher | None = None
+) -> ProposalResult:
+    """Run to the end (or pick up the run already under that id) and return its result;
+    `on_approval` is told each time the run starts waiting for an approval."""
+    if on_approval is not None:
+        _watchers[run_id] = on_approval
+    try:
+        document = start_run(spec, run_id).get_result()
+    finally:
+        _watchers.pop(run_id, None)
+    result, _ = split_result(document)
+    return ProposalResult.model_validate(result)

@@ -13,7 +13,8 @@ from typing import Any
 from carlang_runtime.errors import CarlangRuntimeError
 from dbos import DBOSClient
 
-from .backend import WORKFLOW, approval_topic, check_database, database_error, opening
+from . import records
+from .backend import WORKFLOW, approval_topic, check_database, database_error, opening, split_result
 
 __all__ = [
     "RunInfo",
@@ -29,7 +30,9 @@ __all__ = [
 @dataclass(frozen=True)
 class RunInfo:
     """One durable run: its id, DBOS status, when it started and last changed, its proposal,
-    its error if it failed, and the application version that runs it (see `APP_VERSION`)."""
+    its error if it failed, the application version that runs it (see `APP_VERSION`),
+    carlang's outcome of a run that ended (`outcome`: completed, aborted, rolled_back; and
+    why, for an abort), and the worker (DBOS executor id) that runs or ran it."""
 
     run_id: str
     status: str
@@ -39,6 +42,16 @@ class RunInfo:
     error: str | None = None
     result: Mapping[str, Any] | None = field(default=None, compare=False)
     version: str | None = None
+    outcome: str | None = None
+    outcome_reason: str | None = None
+    worker: str | None = None
+
+    @property
+    def shown_status(self) -> str:
+        """What to call the run's state: carlang's outcome once the run recorded one (DBOS
+        says SUCCESS for an aborted run too), else DBOS's status (PENDING, ENQUEUED,
+        CANCELLED, ERROR, ...)."""
+        return self.outcome or self.status
 
 
 @contextmanager
@@ -87,15 +100,21 @@ def _proposal_name(status: Any) -> str | None:
 def _info(status: Any) -> RunInfo:
     error = getattr(status, "error", None)
     output = getattr(status, "output", None)
+    result, outcome = split_result(output) if isinstance(output, Mapping) else (None, None)
+    state = str(status.status)
     return RunInfo(
         run_id=status.workflow_id,
-        status=str(status.status),
+        status=state,
         created=_time(status.created_at),
         updated=_time(status.updated_at),
         proposal=_proposal_name(status),
         error=None if error is None else str(error),
-        result=output if isinstance(output, Mapping) else None,
+        result=result,
         version=status.app_version,
+        outcome=None if outcome is None else outcome.get("status"),
+        outcome_reason=None if outcome is None else outcome.get("reason"),
+        # Who holds it: a queued run is no one's until a worker takes it.
+        worker=None if state == "ENQUEUED" else getattr(status, "executor_id", None),
     )
 
 
@@ -160,37 +179,72 @@ def answer_approval(
     reason: str = "",
     approver: str | None = None,
 ) -> None:
-    """Approve or deny an action a run is waiting on; a run not waiting for that action's
-    approval is a `CarlangRuntimeError` (nothing is sent)."""
-    with _client(database) as client:
-        found = client.list_workflows(workflow_ids=[run_id], name=WORKFLOW)
-        if not found:
-            raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
-        waiting = {entry["action"] for entry in _pending(client, found[0])}
-        if action_id not in waiting:
-            shown = ", ".join(sorted(waiting)) or "none"
-            raise CarlangRuntimeError(
-                f"run '{run_id}' is not waiting for an approval of `{action_id}` (waiting: {shown})"
-            )
-        client.send(
-            run_id,
-            {"approved": approved, "reason": reason, "approver": approver},
-            approval_topic(action_id),
-            idempotency_key=f"{run_id}:{action_id}:answer",
+    """Approve or deny an action a run is waiting on. The first answer wins: it is recorded
+    (insert-if-absent, `records.record_answer`) and only then sent, so an answer that finds
+    one recorded (approved, denied, or expired) is refused, and so is one for a run not
+    waiting for that action's approval: `CarlangRuntimeError`, nothing sent. This holds with
+    no worker alive (the answer waits as a message) and for answers given at once."""
+    try:
+        with _client(database) as client:
+            status = _run_status(client, database, run_id)
+            standing = records.recorded_answer(database, run_id, action_id)
+            ours = False
+            if standing is None:  # (checked first: an answered run is no longer waiting)
+                _check_waiting(client, status, action_id)
+                answer = {"approved": approved, "reason": reason, "approver": approver}
+                standing, ours = records.record_answer(database, run_id, action_id, answer)
+            _deliver(client, status, action_id, standing)
+            if not ours:
+                raise CarlangRuntimeError(
+                    f"`{action_id}` of run '{run_id}' is already answered:"
+                    f" {records.describe_answer(standing)}"
+                )
+    finally:
+        records.dispose(database)
+
+
+def _run_status(client: DBOSClient, database: str, run_id: str) -> Any:
+    found = client.list_workflows(workflow_ids=[run_id], name=WORKFLOW)
+    if not found:
+        raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
+    return found[0]
+
+
+def _check_waiting(client: DBOSClient, status: Any, action_id: str) -> None:
+    waiting = {entry["action"] for entry in _pending(client, status)}
+    if action_id not in waiting:
+        shown = ", ".join(sorted(waiting)) or "none"
+        raise CarlangRuntimeError(
+            f"run '{status.workflow_id}' is not waiting for an approval of `{action_id}`"
+            f" (waiting: {shown})"
         )
+
+
+def _deliver(client: DBOSClient, status: Any, action_id: str, answer: Mapping[str, Any]) -> None:
+    """Send the recorded `answer` to the run, once (the idempotency key): sent again by a
+    later answer too, in case the one that recorded it died before sending. An expiry is the
+    run's own (nothing to send), and a run that ended reads no more messages."""
+    if answer.get("expired") or str(status.status) in ("SUCCESS", "ERROR"):
+        return
+    client.send(
+        status.workflow_id,
+        {key: answer.get(key) for key in ("approved", "reason", "approver")},
+        approval_topic(action_id),
+        idempotency_key=f"{status.workflow_id}:{action_id}:answer",
+    )
 
 
 def cancel_run(database: str, run_id: str) -> None:
     """Cancel a run: it stops at its next step (what ran stays done)."""
     with _client(database) as client:
-        if not client.list_workflows(workflow_ids=[run_id], name=WORKFLOW):
-            raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
+        _run_status(client, database, run_id)
         client.cancel_workflow(run_id)
 
 
 def resume_run(database: str, run_id: str) -> None:
-    """Resume a cancelled (or stuck) run from its last recorded step."""
+    """Hand a run to a worker again: a cancelled one, or one whose worker died (PENDING, held
+    by an executor id no process runs now). It continues from its last recorded step; any
+    live worker takes it."""
     with _client(database) as client:
-        if not client.list_workflows(workflow_ids=[run_id], name=WORKFLOW):
-            raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
+        _run_status(client, database, run_id)
         client.resume_workflow(run_id)

@@ -5,9 +5,11 @@ only when it runs, and says how to install it when it is missing."""
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import threading
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -92,9 +94,34 @@ def run_durably(
     with backend.quiet_dbos():
         backend.launch(url)
         try:
-            return backend.run(spec, run_id), run_id
+            return backend.run(spec, run_id, on_approval=_approval_prompt(url)), run_id
         finally:
             backend.shutdown()
+
+
+def _approval_prompt(database: str) -> Any:
+    """What a foreground run says on stderr when it starts waiting for an approval (once per
+    action): which action, for which policy, until when, and the commands that answer it."""
+    told: set[tuple[str, str]] = set()
+
+    def prompt(run_id: str, request: Mapping[str, Any]) -> None:
+        action = str(request.get("action"))
+        if (run_id, action) in told:
+            return
+        told.add((run_id, action))
+        policies = list(request.get("policies") or [])
+        why = str(request.get("reason") or ", ".join(policies))
+        label = "policy" if len(policies) == 1 else "policies"
+        answer = f"{shlex.quote(run_id)} {shlex.quote(action)} --database {shlex.quote(database)}"
+        echo_err(
+            f"run {run_id} is waiting for approval of `{action}` ({request.get('tool')}), asked"
+            f" by {label} {why}; it expires in {float(request.get('timeout_s') or 0):g}s."
+            f" Answer it from another shell:\n"
+            f"  carlang approve {answer}\n"
+            f"  carlang deny {answer}"
+        )
+
+    return prompt
 
 
 def planner_experiments(database: str | None) -> Any:
@@ -176,8 +203,8 @@ def runs_list(
         return
     for info in runs:
         echo(
-            f"{info.run_id}  {info.status:<10}  {info.created or '-'}  {info.proposal or '-'}"
-            f"  {info.version or '-'}"
+            f"{info.run_id}  {info.shown_status:<11}  {info.created or '-'}"
+            f"  {info.proposal or '-'}  {info.version or '-'}"
         )
 
 
@@ -187,7 +214,8 @@ def runs_show(
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
     database: DatabaseOption = None,
 ) -> None:
-    """One run: its status, result and the approvals it waits for."""
+    """One run: its status, the worker that holds it, its result and the approvals it waits
+    for."""
     info, waiting = _backend().show_run(_database(database), run_id)
     echo(json.dumps({**_run_document(info), "waiting_for_approval": waiting}, indent=2))
 
@@ -207,15 +235,18 @@ def runs_cancel(
 def runs_resume(
     run_id: Annotated[str, typer.Argument(metavar="RUN")], database: DatabaseOption = None
 ) -> None:
-    """Resume a cancelled run from its last recorded step (a worker runs it)."""
+    """Resume a cancelled run, or one whose worker died, from its last recorded step: any live
+    worker takes it."""
     _backend().resume_run(_database(database), run_id)
     echo(f"resumed run {run_id}")
 
 
 def _run_document(info: Any) -> dict[str, Any]:
-    return {
+    document = {
         "run_id": info.run_id,
-        "status": info.status,
+        "status": info.shown_status,
+        "dbos_status": info.status,
+        "worker": info.worker,
         "created": info.created,
         "updated": info.updated,
         "proposal": info.proposal,
@@ -223,6 +254,9 @@ def _run_document(info: Any) -> dict[str, Any]:
         "result": info.result,
         "version": info.version,
     }
+    if info.outcome_reason:
+        document["reason"] = info.outcome_reason
+    return document
 
 
 # -- workers -----------------------------------------------------------------------------------

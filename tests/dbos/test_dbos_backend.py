@@ -195,7 +195,7 @@ def test_an_approval_waits_across_a_restart_of_every_process(
     approved = carlang("approve", run_id, "s", "--database", _db(project), cwd=project)
     assert approved.returncode == 0, approved.stderr
     _worker(project, workers)
-    _wait_for(lambda: _show(project, run_id)["status"] == "SUCCESS")
+    _wait_for(lambda: _show(project, run_id)["status"] == "completed")  # carlang's outcome
     result = _show(project, run_id)["result"]
     assert [r["status"] for r in result["results"]] == ["succeeded"] * 3
     assert _calls(project) == ["work a", "work b", "ship prod"]  # nothing ran twice
@@ -233,7 +233,9 @@ def test_runs_can_be_listed_cancelled_and_resumed(
     assert resumed.returncode == 0, resumed.stderr
     _wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
     carlang("deny", run_id, "s", "--reason", "not today", "--database", _db(project), cwd=project)
-    _wait_for(lambda: _show(project, run_id)["status"] == "SUCCESS")
+    # DBOS says SUCCESS (the workflow returned); carlang says the run aborted, on the denial.
+    _wait_for(lambda: _show(project, run_id)["dbos_status"] == "SUCCESS")
+    assert _show(project, run_id)["status"] == "aborted"
     ship = _show(project, run_id)["result"]["results"][2]
     assert ship["status"] == "rejected" and "not today" in ship["error"]
     assert os.path.exists(project / "runs.db")

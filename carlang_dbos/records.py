@@ -1,0 +1,137 @@
+"""carlang's own records in the runs database, beside DBOS's tables: what DBOS cannot record
+for us.
+
+- **Approval answers** (`carlang_approval_answers`): one row per (run, action), written once
+  (insert-if-absent) by whoever decides first: `carlang approve`, `carlang deny`, or the worker
+  when the approval expires. A second answer finds the row and is refused, so two answers can
+  never both be accepted with one silently dropped, whether or not a worker is alive.
+
+A row is never changed once written, so reading one inside a workflow is deterministic: a
+replay reads what the first execution read.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+__all__ = [
+    "record_answer",
+    "recorded_answer",
+    "describe_answer",
+    "dispose",
+]
+
+_METADATA = sa.MetaData()
+_ANSWERS = sa.Table(
+    "carlang_approval_answers",
+    _METADATA,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("action_id", sa.Text, primary_key=True),
+    sa.Column("answer", sa.Text, nullable=False),  # JSON: approved, reason, approver, ...
+)
+
+_engines: dict[str, sa.Engine] = {}
+_lock = threading.Lock()
+
+
+def _engine(database: str) -> sa.Engine:
+    """An engine on `database` with carlang's tables, one per URL and process."""
+    with _lock:
+        engine = _engines.get(database)
+        if engine is None:
+            engine = _create_engine(database)
+            _create_tables(engine)
+            _engines[database] = engine
+        return engine
+
+
+def _create_engine(database: str) -> sa.Engine:
+    if database.startswith("sqlite:"):
+        from .backend import _sqlite_engine
+
+        engine: sa.Engine = _sqlite_engine(database)
+        return engine
+    # The driver DBOS uses (psycopg 3): SQLAlchemy's default for postgresql:// is psycopg2.
+    url = sa.make_url(database).set(drivername="postgresql+psycopg")
+    return sa.create_engine(url, pool_size=2, max_overflow=4, pool_pre_ping=True)
+
+
+def _create_tables(engine: sa.Engine) -> None:
+    try:
+        _METADATA.create_all(engine, checkfirst=True)
+    except sa.exc.DBAPIError:
+        # Another process created them between the check and the CREATE (Postgres reports
+        # a unique violation on its catalog): what matters is that they exist now.
+        if not sa.inspect(engine).has_table(_ANSWERS.name):
+            raise
+
+
+def _insert_if_absent(engine: sa.Engine, table: sa.Table, values: Mapping[str, Any]) -> bool:
+    """Insert a row unless one with its key exists; whether this insert made it."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    key = next(iter(table.primary_key.columns))
+    # RETURNING, not rowcount: the drivers do not all count a row ON CONFLICT DO NOTHING made.
+    statement = dialect.insert(table).values(**values).on_conflict_do_nothing().returning(key)
+    with engine.begin() as connection:
+        return connection.execute(statement).first() is not None
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def record_answer(
+    database: str, run_id: str, action_id: str, answer: Mapping[str, Any]
+) -> tuple[dict[str, Any], bool]:
+    """Record the answer to `action_id`'s approval unless one is recorded: the answer that
+    stands (the first one) and whether it is `answer`."""
+    document = {**answer, "at": _now()}
+    engine = _engine(database)
+    values = {"run_id": run_id, "action_id": action_id, "answer": json.dumps(document)}
+    if _insert_if_absent(engine, _ANSWERS, values):
+        return document, True
+    standing = recorded_answer(database, run_id, action_id)
+    assert standing is not None  # rows are never deleted
+    return standing, False
+
+
+def recorded_answer(database: str, run_id: str, action_id: str) -> dict[str, Any] | None:
+    """The answer recorded for `action_id`'s approval in run `run_id`, or None."""
+    query = sa.select(_ANSWERS.c.answer).where(
+        _ANSWERS.c.run_id == run_id, _ANSWERS.c.action_id == action_id
+    )
+    with _engine(database).connect() as connection:
+        found = connection.execute(query).scalar()
+    if found is None:
+        return None
+    document: dict[str, Any] = json.loads(found)
+    return document
+
+
+def describe_answer(answer: Mapping[str, Any]) -> str:
+    """An answer in a few words: `approved by alice`, `denied by bob: not today`, `expired
+    after 600s without an answer`."""
+    if answer.get("expired"):
+        return str(answer.get("reason") or "expired without an answer")
+    verb = "approved" if answer.get("approved") else "denied"
+    who = f" by {answer['approver']}" if answer.get("approver") else ""
+    reason = str(answer.get("reason") or "")
+    why = f": {reason}" if reason and reason != verb else ""
+    when = f" at {answer['at']}" if answer.get("at") else ""
+    return f"{verb}{who}{when}{why}"
+
+
+def dispose(database: str | None = None) -> None:
+    """Close the connections kept for `database` (None: every database)."""
+    with _lock:
+        for url in [database] if database is not None else list(_engines):
+            engine = _engines.pop(url, None) if url is not None else None
+            if engine is not None:
+                engine.dispose()

@@ -1,0 +1,200 @@
+"""Answering a durable approval, on Postgres through real processes: the first answer wins and
+any later one (conflicting or repeated, given at once or not, with or without a worker alive,
+after an expiry) is refused naming the answer that stands; a foreground run says how to answer
+it; `runs list|show` give carlang's outcome and the worker that holds a run."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dbos.support import carlang, show, start_worker, stop_all, wait_for
+
+pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytestmark = pytest.mark.slow
+
+PROGRAM = """\
+tool work(item: string)
+tool ship(env: "staging" | "prod")
+policy prod: require_approval ship when params.env == "prod"
+proposal p {
+  a = work(item: "a")
+  s = ship(env: "prod") after a
+}
+"""
+
+TOOLS = """\
+import os
+
+def _mark(text):
+    with open(os.path.join(os.path.dirname(__file__), "calls.txt"), "a") as file:
+        file.write(text + "\\n")
+
+def work(item):
+    _mark("work " + item)
+    return item.upper()
+
+def ship(env):
+    _mark("ship " + env)
+    return "shipped " + env
+
+TOOLS = {"work": work, "ship": ship}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "p.car").write_text(PROGRAM)
+    (tmp_path / "tools.py").write_text(TOOLS)
+    return tmp_path
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    stop_all(started)
+
+
+def _calls(project: Path) -> list[str]:
+    path = project / "calls.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _submit(project: Path, database: str) -> str:
+    args = ["p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database]
+    submitted = carlang("run", *args, "--detach", cwd=project)
+    assert submitted.returncode == 0, submitted.stderr
+    return submitted.stdout.strip()
+
+
+def _answer(
+    verb: str, run_id: str, database: str, project: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    return carlang(verb, run_id, "s", "--database", database, *extra, cwd=project)
+
+
+def test_the_first_answer_wins_with_no_worker_alive_and_a_resume_hands_the_run_on(
+    project: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
+) -> None:
+    run_id = _submit(project, postgres_database)
+    first = start_worker(postgres_database, project, workers, "w1")
+    wait_for(lambda: show(postgres_database, run_id, project)["waiting_for_approval"])
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    # The answers wait in the database, unread: still the first one stands.
+    approved = _answer("approve", run_id, postgres_database, project, "--approver", "alice")
+    assert approved.returncode == 0, approved.stderr
+    for verb in ("deny", "approve"):  # conflicting, and repeated
+        later = _answer(verb, run_id, postgres_database, project, "--approver", "bob")
+        assert later.returncode == 2, later.stderr
+        assert f"`s` of run '{run_id}' is already answered: approved by alice" in later.stderr
+        assert len(later.stderr.splitlines()) == 1
+    # The run's worker is dead: `runs show` names it, so a stuck run can be told apart.
+    shown = show(postgres_database, run_id, project)
+    assert (shown["status"], shown["worker"]) == ("PENDING", "w1")
+    # Another worker (another id) does not take w1's run by itself; `runs resume` hands it on.
+    start_worker(postgres_database, project, workers, "w2")
+    resumed = carlang("runs", "resume", run_id, "--database", postgres_database, cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+    wait_for(lambda: show(postgres_database, run_id, project)["status"] == "completed")
+    shown = show(postgres_database, run_id, project)
+    assert shown["worker"] == "w2"
+    assert [r["status"] for r in shown["result"]["results"]] == ["succeeded", "succeeded"]
+    assert _calls(project) == ["work a", "ship prod"]
+
+
+def test_answers_given_at_once_one_wins_and_the_run_follows_it(
+    project: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
+) -> None:
+    run_id = _submit(project, postgres_database)
+    start_worker(postgres_database, project, workers)
+    wait_for(lambda: show(postgres_database, run_id, project)["waiting_for_approval"])
+    base = [sys.executable, "-m", "carlang"]
+    tail = [run_id, "s", "--database", postgres_database]
+    both = [
+        subprocess.Popen(
+            [*base, verb, *tail, "--approver", who],
+            cwd=project,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for verb, who in (("approve", "alice"), ("deny", "bob"))
+    ]
+    outcomes = [(p.wait(timeout=120), *p.communicate()) for p in both]
+    accepted = [i for i, (code, _, _) in enumerate(outcomes) if code == 0]
+    assert len(accepted) == 1, outcomes
+    winner = ("approved by alice", "denied by bob")[accepted[0]]
+    code, _, refused = outcomes[1 - accepted[0]]
+    assert code == 2 and f"is already answered: {winner}" in refused, outcomes
+    wait_for(lambda: show(postgres_database, run_id, project)["dbos_status"] == "SUCCESS")
+    ship = show(postgres_database, run_id, project)["result"]["results"][1]
+    assert ship["status"] == ("succeeded" if accepted[0] == 0 else "rejected")
+
+
+def test_an_expired_approval_is_not_answered_later_and_the_run_shows_aborted(
+    project: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
+) -> None:
+    (project / "p.car").write_text(
+        PROGRAM.replace(
+            'when params.env == "prod"\n', 'when params.env == "prod"\n  approval_timeout 1s\n'
+        )
+    )
+    run_id = _submit(project, postgres_database)
+    start_worker(postgres_database, project, workers)
+    wait_for(lambda: show(postgres_database, run_id, project)["status"] in ("aborted", "SUCCESS"))
+    late = _answer("approve", run_id, postgres_database, project)
+    assert late.returncode == 2
+    assert "is already answered: approval expired after 1s without an answer" in late.stderr
+    # DBOS calls every run that returned SUCCESS; carlang's outcome says it aborted, and why.
+    shown = show(postgres_database, run_id, project)
+    assert (shown["status"], shown["dbos_status"]) == ("aborted", "SUCCESS")
+    assert "approval expired" in shown["reason"]
+    listed = carlang("runs", "list", "--database", postgres_database, cwd=project)
+    assert listed.stdout.split()[:2] == [run_id, "aborted"]
+    as_json = carlang("runs", "list", "--json", "--database", postgres_database, cwd=project)
+    assert json.loads(as_json.stdout)[0]["status"] == "aborted"
+
+
+def test_a_foreground_run_says_once_how_to_answer_its_approval(
+    project: Path, postgres_database: str
+) -> None:
+    command = [sys.executable, "-m", "carlang", "run", "p.car", "--tools", "tools.py:TOOLS"]
+    lines: list[str] = []
+    with subprocess.Popen(
+        [*command, "--backend", "dbos", "--database", postgres_database],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as process:
+        assert process.stderr is not None and process.stdout is not None
+        reader = threading.Thread(target=lambda: lines.extend(process.stderr or []), daemon=True)
+        reader.start()
+        try:
+            wait_for(lambda: any("carlang deny" in line for line in lines))
+            said = "".join(lines)
+            assert "is waiting for approval of `s` (ship), asked by policy prod" in said
+            approve = next(line for line in lines if line.strip().startswith("carlang approve"))
+            given = shlex.split(approve)
+            assert given[3:] == ["s", "--database", postgres_database]
+            answered = carlang(*given[1:], cwd=project)
+            assert answered.returncode == 0, answered.stderr
+            output = process.stdout.read()
+            assert process.wait(timeout=120) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+        reader.join(timeout=10)
+    assert sum("is waiting for approval" in line for line in lines) == 1
+    assert f"run {given[2]} is waiting" in "".join(lines)
+    assert "succeeded" in output
