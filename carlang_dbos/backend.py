@@ -18,6 +18,7 @@ the ones the log already has (same sequence numbers), and are not written twice.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 import os
@@ -47,6 +48,7 @@ from carlang_runtime.engine.state import check_tenant
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.ir import Action, ActionProposal, CelPolicy, Program, ProposalResult
 from dbos import DBOS, DBOSClient, SetWorkflowID
+from dbos import error as dbos_error
 
 from . import records
 
@@ -184,14 +186,89 @@ class DbosSteps:
     tool bound to a queue (`queue gpu` in its declaration, or the spec's `queues`) is a child
     workflow on that queue instead, run by whichever worker serves it."""
 
-    def __init__(self, spec: RunSpec, run_id: str, queues: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        spec: RunSpec,
+        run_id: str,
+        queues: Mapping[str, str],
+        database: str | None = None,
+    ) -> None:
         self.spec = spec
         self.run_id = run_id
         self.queues = queues
+        #: Where late step results are kept (`carlang_dbos.records`); None: nowhere.
+        self.database = database
+        self._late: dict[int, tuple[str, Any]] | None = None
+        self.ownership = Ownership()
 
     async def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run `fn(*args)` once as a DBOS step named `name`; on a replay, its record."""
-        return await DBOS.run_step_async({"name": name}, fn, *args)
+        """Run `fn(*args)` once as a DBOS step named `name`; on a replay, its record.
+
+        A step that finishes after its run was cancelled is not recorded by DBOS (the
+        cancelled execution's writes are refused): its result is kept in carlang's own
+        records instead, and the resumed run's step returns it rather than running `fn`
+        again. (A step still running when the run is resumed runs twice: at least once.)"""
+        if self.database is None:
+            with self.ownership.watch():
+                return await DBOS.run_step_async({"name": name}, fn, *args)
+        finished: list[tuple[int, Any]] = []
+        step = self._async_step if inspect.iscoroutinefunction(fn) else self._sync_step
+        try:
+            with self.ownership.watch():
+                return await DBOS.run_step_async({"name": name}, step, name, fn, args, finished)
+        except BaseException:
+            if finished:  # `fn` ran, yet DBOS did not record it: keep it ourselves
+                await asyncio.to_thread(self._keep_late, name, *finished[0])
+            raise
+
+    def _sync_step(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], finished: list[Any]
+    ) -> Any:
+        step_id = DBOS.step_id
+        if step_id is not None:
+            late = self._late_result(step_id, name)
+            if late is not None:
+                return late[0]
+        result = fn(*args)
+        finished.append((step_id, result))
+        return result
+
+    async def _async_step(
+        self, name: str, fn: Callable[..., Any], args: tuple[Any, ...], finished: list[Any]
+    ) -> Any:
+        step_id = DBOS.step_id
+        if step_id is not None:
+            late = await asyncio.to_thread(self._late_result, step_id, name)
+            if late is not None:
+                return late[0]
+        result = await fn(*args)
+        finished.append((step_id, result))
+        return result
+
+    def _late_result(self, step_id: int, name: str) -> tuple[Any] | None:
+        """The kept result of step `step_id` (as a 1-tuple: a result may be None), or None.
+        Read once per execution of the run: rows are never changed, so a replay reads the
+        same ones (and a step DBOS recorded never gets here)."""
+        assert self.database is not None
+        if self._late is None:
+            self._late = records.late_steps(self.database, self.run_id)
+        found = self._late.get(step_id)
+        return (found[1],) if found is not None and found[0] == name else None
+
+    def _keep_late(self, name: str, step_id: int | None, result: Any) -> None:
+        assert self.database is not None
+        if step_id is None:
+            return
+        try:
+            records.record_late_step(self.database, self.run_id, step_id, name, result)
+        except Exception:  # noqa: BLE001 - the step then runs again on resume: at least once
+            logging.getLogger(__name__).warning(
+                "run %s: the result of step %s (%s) could not be kept; a resume repeats it",
+                self.run_id,
+                step_id,
+                name,
+                exc_info=True,
+            )
 
     async def call(self, run: ProposalRun, action: Action) -> dict[str, Any]:
         """The tool call, once: here as a step, or on its queue's workers."""
@@ -199,18 +276,19 @@ class DbosSteps:
         if queue is None:
             record: dict[str, Any] = await self.run(f"call {action.id}", run.call_record, action)
             return record
-        # Created if missing; its limits are the workers' (see `launch`), never reset here.
-        await DBOS.register_queue_async(queue, on_conflict="never_update")
-        with SetWorkflowID(f"{self.run_id}.{action.id}"):
-            handle = await DBOS.enqueue_workflow_async(
-                queue,
-                carlang_tool_call,
-                self.spec,
-                self.run_id,
-                action.model_dump(mode="json"),
-                dict(run.live),
-            )
-        result: dict[str, Any] = await handle.get_result()
+        with self.ownership.watch():
+            # Created if missing; its limits are the workers' (see `launch`), never reset here.
+            await DBOS.register_queue_async(queue, on_conflict="never_update")
+            with SetWorkflowID(f"{self.run_id}.{action.id}"):
+                handle = await DBOS.enqueue_workflow_async(
+                    queue,
+                    carlang_tool_call,
+                    self.spec,
+                    self.run_id,
+                    action.model_dump(mode="json"),
+                    dict(run.live),
+                )
+            result: dict[str, Any] = await handle.get_result()
         return result
 
 
@@ -243,6 +321,7 @@ class DurableApprovals:
     def __init__(self, timeout: float | None, policies: Mapping[str, float] | None = None) -> None:
         self.timeout = timeout if timeout is not None else 86_400.0
         self.policies = dict(policies or {})
+        self.ownership = Ownership()
 
     @classmethod
     def for_program(cls, program: Program, timeout: float | None) -> DurableApprovals:
@@ -274,14 +353,15 @@ class DurableApprovals:
             "reason": request.reason,
             "timeout_s": timeout,
         }
-        await DBOS.set_event_async(approval_topic(action_id), waiting)
-        watcher = _watchers.get(run_id)
-        if watcher is not None:
-            watcher(run_id, waiting)
-        answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=timeout)
-        if not isinstance(answer, Mapping):
-            answer = await asyncio.to_thread(_settle_expiry, run_id, action_id, timeout)
-        await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
+        with self.ownership.watch():
+            await DBOS.set_event_async(approval_topic(action_id), waiting)
+            watcher = _watchers.get(run_id)
+            if watcher is not None:
+                watcher(run_id, waiting)
+            answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=timeout)
+            if not isinstance(answer, Mapping):
+                answer = await asyncio.to_thread(_settle_expiry, run_id, action_id, timeout)
+            await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
         return Approval(
             bool(answer.get("approved")),
             str(answer.get("reason") or ""),
@@ -306,6 +386,44 @@ def _settle_expiry(run_id: str, action_id: str, timeout: float) -> Mapping[str, 
     return standing
 
 
+class Ownership:
+    """Whether this execution of a run still owns it. A cancelled execution (or one whose run
+    was handed to another worker) learns it from the DBOS call that refuses it, and unwinds;
+    what the runtime logs on the way out (the actions and the run "interrupted") is not what
+    happens to the run, which a resume continues and logs itself: so the run's event log
+    takes no more events from this execution (see `_Owned`)."""
+
+    def __init__(self) -> None:
+        self.lost = False
+
+    @contextmanager
+    def watch(self) -> Iterator[None]:
+        """Note a refusal of the DBOS calls in the block (and let it unwind the run)."""
+        try:
+            yield
+        except (dbos_error.DBOSWorkflowCancelledError, dbos_error.DBOSWorkflowConflictIDError):
+            self.lost = True
+            raise
+
+
+class _Owned:
+    """A sink that takes events only while its execution owns the run (`Ownership`)."""
+
+    def __init__(self, sink: EventSink, ownership: Ownership) -> None:
+        self.sink = sink
+        self.ownership = ownership
+
+    def write(self, event: Event) -> None:
+        if not self.ownership.lost:
+            self.sink.write(event)
+
+    def flush(self) -> None:
+        self.sink.flush()
+
+    def close(self) -> None:
+        self.sink.close()
+
+
 class _AfterSeq:
     """A sink that skips what it already holds: events a recovered workflow logs again."""
 
@@ -324,9 +442,13 @@ class _AfterSeq:
         self.sink.close()
 
 
-def _event_log(target: str | None, run_id: str) -> EventLog:
+def _event_log(target: str | None, run_id: str, ownership: Ownership) -> EventLog:
     if target is None:
         return EventLog()
+    return EventLog([_Owned(_sink(target, run_id), ownership)])
+
+
+def _sink(target: str, run_id: str) -> EventSink:
     path = Path(target)
     if path.suffix in SQLITE_SUFFIXES:
         last = 0
@@ -341,17 +463,20 @@ def _event_log(target: str | None, run_id: str) -> EventLog:
                 last = 0
             finally:
                 connection.close()
-        return EventLog([_AfterSeq(SqliteSink(path), last)])
-    return EventLog([JsonlSink(path)])
+        return _AfterSeq(SqliteSink(path), last)
+    return JsonlSink(path)
 
 
 def build_runtime(spec: RunSpec, run_id: str) -> tuple[Runtime, ActionProposal]:
     """The runtime and the proposal of one run, from its spec."""
     program = Program.model_validate(spec["program"])
+    ownership = Ownership()
+    approvals = DurableApprovals.for_program(program, spec.get("approval_timeout"))
+    approvals.ownership = ownership
     runtime = Runtime.from_program(
         program,
-        events=_event_log(spec.get("events"), run_id),
-        approval=DurableApprovals.for_program(program, spec.get("approval_timeout")),
+        events=_event_log(spec.get("events"), run_id, ownership),
+        approval=approvals,
         compensate=spec.get("compensate", True),
     )
     state = spec.get("state")
@@ -361,7 +486,9 @@ def build_runtime(spec: RunSpec, run_id: str) -> tuple[Runtime, ActionProposal]:
         register_tool_spec(runtime, tool_spec)
     queues = {t.name: t.queue for t in program.tools if t.queue is not None}
     queues.update(spec.get("queues") or {})
-    runtime.steps = DbosSteps(spec, run_id, queues)
+    steps = DbosSteps(spec, run_id, queues, _launched[0] if _launched else None)
+    steps.ownership = ownership
+    runtime.steps = steps
     wanted = spec["proposal"]
     if isinstance(wanted, str):
         found = program.proposal(wanted)

@@ -235,16 +235,19 @@ def _deliver(client: DBOSClient, status: Any, action_id: str, answer: Mapping[st
 
 
 def cancel_run(database: str, run_id: str) -> None:
-    """Cancel a run: it stops at its next step (what ran stays done)."""
+    """Cancel a run: it stops at its next step. What ran stays done: a tool call in flight
+    finishes, and its result is kept for a resume (`DbosSteps.run`), which does not call it
+    again unless the resume comes before the call has finished."""
     with _client(database) as client:
         _run_status(client, database, run_id)
         client.cancel_workflow(run_id)
 
 
-def resume_run(database: str, run_id: str) -> None:
+def resume_run(database: str, run_id: str) -> RunInfo:
     """Hand a run to a worker again: a cancelled one, or one whose worker died (PENDING, held
     by an executor id no process runs now). It continues from its last recorded step; any
-    live worker takes it."""
+    live worker takes it. The run as it was before the resume."""
     with _client(database) as client:
-        _run_status(client, database, run_id)
+        before = _info(_run_status(client, database, run_id))
         client.resume_workflow(run_id)
+        return before

@@ -5,6 +5,10 @@ for us.
   (insert-if-absent) by whoever decides first: `carlang approve`, `carlang deny`, or the worker
   when the approval expires. A second answer finds the row and is refused, so two answers can
   never both be accepted with one silently dropped, whether or not a worker is alive.
+- **Late step results** (`carlang_late_steps`): a step that finished after its run was
+  cancelled. DBOS refuses to record it (a cancelled execution no longer owns its workflow:
+  its writes are fenced off), so the resumed run would call the tool again; the result is kept
+  here instead, and the resumed run's step returns it rather than calling the tool.
 
 A row is never changed once written, so reading one inside a workflow is deterministic: a
 replay reads what the first execution read.
@@ -25,6 +29,8 @@ __all__ = [
     "record_answer",
     "recorded_answer",
     "describe_answer",
+    "record_late_step",
+    "late_steps",
     "dispose",
 ]
 
@@ -35,6 +41,15 @@ _ANSWERS = sa.Table(
     sa.Column("run_id", sa.Text, primary_key=True),
     sa.Column("action_id", sa.Text, primary_key=True),
     sa.Column("answer", sa.Text, nullable=False),  # JSON: approved, reason, approver, ...
+)
+
+_LATE_STEPS = sa.Table(
+    "carlang_late_steps",
+    _METADATA,
+    sa.Column("run_id", sa.Text, primary_key=True),
+    sa.Column("step_id", sa.Integer, primary_key=True),  # DBOS's function id of the step
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("output", sa.Text, nullable=False),  # JSON (a step's record is JSON-ready data)
 )
 
 _engines: dict[str, sa.Engine] = {}
@@ -69,7 +84,8 @@ def _create_tables(engine: sa.Engine) -> None:
     except sa.exc.DBAPIError:
         # Another process created them between the check and the CREATE (Postgres reports
         # a unique violation on its catalog): what matters is that they exist now.
-        if not sa.inspect(engine).has_table(_ANSWERS.name):
+        inspector = sa.inspect(engine)
+        if not all(inspector.has_table(name) for name in _METADATA.tables):
             raise
 
 
@@ -126,6 +142,28 @@ def describe_answer(answer: Mapping[str, Any]) -> str:
     why = f": {reason}" if reason and reason != verb else ""
     when = f" at {answer['at']}" if answer.get("at") else ""
     return f"{verb}{who}{when}{why}"
+
+
+def record_late_step(database: str, run_id: str, step_id: int, name: str, output: Any) -> None:
+    """Keep the result of step `step_id` (`name`) of run `run_id`, which finished after DBOS
+    stopped recording for this execution (the run was cancelled): the first one kept wins."""
+    values = {
+        "run_id": run_id,
+        "step_id": step_id,
+        "name": name,
+        "output": json.dumps(output),
+    }
+    _insert_if_absent(_engine(database), _LATE_STEPS, values)
+
+
+def late_steps(database: str, run_id: str) -> dict[int, tuple[str, Any]]:
+    """The late step results kept for run `run_id`: step id -> (name, output)."""
+    query = sa.select(_LATE_STEPS.c.step_id, _LATE_STEPS.c.name, _LATE_STEPS.c.output).where(
+        _LATE_STEPS.c.run_id == run_id
+    )
+    with _engine(database).connect() as connection:
+        rows = connection.execute(query).all()
+    return {int(step_id): (str(name), json.loads(output)) for step_id, name, output in rows}
 
 
 def dispose(database: str | None = None) -> None:

@@ -237,8 +237,15 @@ def runs_resume(
 ) -> None:
     """Resume a cancelled run, or one whose worker died, from its last recorded step: any live
     worker takes it."""
-    _backend().resume_run(_database(database), run_id)
+    before = _backend().resume_run(_database(database), run_id)
     echo(f"resumed run {run_id}")
+    if before.status == "CANCELLED":
+        # DBOS does not record a step that ends after the cancel; carlang keeps its result
+        # once it ends, but a call still running now cannot be kept (docs/scale-out.md).
+        echo_err(
+            "note: a tool call that was still running when the run was cancelled is kept if it"
+            " had finished by now; one still running runs again (at least once)"
+        )
 
 
 def _run_document(info: Any) -> dict[str, Any]:
