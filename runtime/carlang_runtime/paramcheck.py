@@ -433,14 +433,16 @@ def validation_errors(tool: str, findings: list[ParamFinding]) -> list[str]:
 
 def parameter_defaults(schema: Mapping[str, Any]) -> dict[str, Any]:
     """The declared `default` of each top-level parameter of a tool's JSON Schema (a program's
-    `limit: int = 100` is one, as is an MCP server's `"default": 10`)."""
+    `limit: int = 100` is one, as is an MCP server's `"default": 10`). A `null` default is
+    left out: it says the parameter may be absent (Python's `lang: str = None`, which
+    servers write as `{"type": "string", "default": null}`), not that null is sent."""
     properties = schema.get("properties")
     if not isinstance(properties, Mapping):
         return {}
     return {
         name: spec["default"]
         for name, spec in properties.items()
-        if isinstance(spec, Mapping) and "default" in spec
+        if isinstance(spec, Mapping) and spec.get("default") is not None
     }
 
 

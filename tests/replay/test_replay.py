@@ -13,7 +13,7 @@ from typing import Any
 import jsonschema
 import pytest
 from carlang_runtime import ir
-from carlang_runtime.engine import AutoApprove, JsonlSink, Runtime, SqliteSink
+from carlang_runtime.engine import AutoApprove, EventLog, JsonlSink, Runtime, SqliteSink
 from carlang_runtime.replay import read_runs
 from typer.testing import CliRunner
 
@@ -344,3 +344,25 @@ def _first_run(log: Path) -> str:
         if record.get("kind") == "run_started":
             return str(record["trace_id"])
     raise AssertionError("no run in the log")
+
+
+def test_a_parameter_the_candidate_adds_with_a_default_is_judged_with_it(tmp_path: Path) -> None:
+    """v2 adds `limit: int = 10` and a policy on it: the recorded call (from v1, without
+    `limit`) runs under v2 with limit 10, allowed; replay says so, not 'no such key'."""
+    log = tmp_path / "run.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.register_tool("f", lambda n: n)
+    call = ir.Action(id="a", type="tool_call", tool="f", parameters={"n": 1})
+    rt.execute(ir.ActionProposal(id="p", actions=[call]))
+    rt.close()
+    program = tmp_path / "v2.car"
+    program.write_text(
+        "tool f(n: int, limit: int = 10)\npolicy big: deny f when params.limit > 100\n"
+    )
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert code == 0 and "0 changes, 1 unchanged" in out, out
+    program.write_text(
+        "tool f(n: int, limit: int = 500)\npolicy big: deny f when params.limit > 100\n"
+    )
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert code == 1 and "1 change" in out and "no such key" not in out, out

@@ -1261,7 +1261,7 @@ class ProposalRun:
                 update={"id": undo_id, "failure_behavior": _RETRY, "depends_on": []}
             )
         assert compensation is not None
-        return Action(
+        undo = Action(
             id=undo_id,
             type=_TOOL_CALL,
             tool=compensation.tool,
@@ -1270,6 +1270,7 @@ class ProposalRun:
             max_retries=action.max_retries,
             timeout_ms=action.timeout_ms,
         )
+        return self.rt.filled(undo)  # a call like any: its left-out parameters' defaults
 
     async def compensate_one(self, action: Action) -> CompensationResult:
         undo = self.compensation_action(action)

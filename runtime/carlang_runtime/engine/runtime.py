@@ -240,23 +240,22 @@ class Runtime:
         """The proposal with each tool call's left-out parameters given their declared defaults,
         as the compiler gives them to a call written in a program: the tools, the policies and
         the log all see every parameter the signature promises (the proposal itself when no
-        call leaves one out)."""
-        actions: list[Action] | None = None
-        for index, action in enumerate(proposal.actions):
-            tool = (
-                self.tools.get(action.tool or "") if action.type is ActionType.TOOL_CALL else None
-            )
-            if (
-                tool is None
-                or not tool.defaults
-                or tool.defaults.keys() <= action.parameters.keys()
-            ):
-                continue
-            if actions is None:
-                actions = list(proposal.actions)
-            filled = with_defaults(action.parameters, tool.defaults)
-            actions[index] = action.model_copy(update={"parameters": filled})
-        return proposal if actions is None else proposal.model_copy(update={"actions": actions})
+        call leaves one out). Every way in fills them: execute, resume, replan, rank, gate."""
+        actions = [self.filled(action) for action in proposal.actions]
+        if all(new is old for new, old in zip(actions, proposal.actions, strict=True)):
+            return proposal
+        return proposal.model_copy(update={"actions": actions})
+
+    def filled(self, action: Action) -> Action:
+        """`action` with its tool's declared defaults for the parameters it leaves out
+        (`paramcheck.with_defaults`); itself when it leaves none out, or is no tool call."""
+        if action.type is not ActionType.TOOL_CALL:
+            return action
+        tool = self.tools.get(action.tool or "")
+        if tool is None or not tool.defaults or tool.defaults.keys() <= action.parameters.keys():
+            return action
+        filled = with_defaults(action.parameters, tool.defaults)
+        return action.model_copy(update={"parameters": filled})
 
     def declare_tool(self, schema: ToolSchema | Mapping[str, Any]) -> None:
         """Make a tool known by its schema, without an implementation yet (calling it fails
@@ -545,7 +544,7 @@ class Runtime:
         resumed: Resumption | None = None,
         all_or_nothing: bool = False,
     ) -> ProposalResult:
-        current = self.with_defaults(self._as_proposal(proposal))
+        current = self._as_proposal(proposal)
         run_id = run_id or uuid.uuid4().hex[:16]
         scope = dict(scope or {})
         check_tenant(scope.get("tenant"))
@@ -685,13 +684,13 @@ class Runtime:
             timestamp=time.time(),
         )
 
-    @staticmethod
-    def _as_proposal(proposal: ActionProposal | Mapping[str, Any] | str) -> ActionProposal:
-        if isinstance(proposal, ActionProposal):
-            return proposal
+    def _as_proposal(self, proposal: ActionProposal | Mapping[str, Any] | str) -> ActionProposal:
+        """A proposal given in any form, loaded, with its calls' defaults (`with_defaults`)."""
         if isinstance(proposal, str):
-            return load_proposal(proposal)
-        return load_proposal(json.dumps(proposal))
+            proposal = load_proposal(proposal)
+        elif not isinstance(proposal, ActionProposal):
+            proposal = load_proposal(json.dumps(proposal))
+        return self.with_defaults(proposal)
 
     def plan_and_execute(
         self,
@@ -806,6 +805,7 @@ class Runtime:
         from ..planner import Governance, rank
 
         tenant = check_tenant((scope or {}).get("tenant"))
+        proposals = [self.with_defaults(proposal) for proposal in proposals]
         governance = Governance(
             {name: check.capability for name, check in self._capabilities.items()},
             self._budgets,
@@ -945,6 +945,7 @@ class Runtime:
         policies asking), or `allow`. For agent loops that consult before executing."""
         scope = dict(scope or {})
         check_tenant(scope.get("tenant"))
+        action = self.filled(action)
         proposal = ActionProposal(id="gate", actions=[action])
         run = ProposalRun(self, proposal, run_id="gate", session=session, scope=scope, cancel=None)
         run.recording = run.log_decisions = False  # a question, not a decision: no events

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from ..capability import CapabilityCheck
 from ..ir import Action, ActionProposal, ActionType, Program
 from ..ir._base import construct
+from ..paramcheck import parameter_defaults, with_defaults
 from ..policy import Decision, PolicyMatch, PolicySet
 from .log import RecordedProposal, without_gc
 
@@ -117,6 +118,9 @@ class Judge:
         self.now = 0.0
         self.policies = PolicySet(program.policies, tools=program.tools, clock=self.clock)
         self.tools = {tool.name for tool in program.tools}
+        #: each tool's declared defaults: a recorded call is judged as this program's runtime
+        #: would run it (`Runtime.filled`), with the defaults of what it left out
+        self.defaults = {tool.name: parameter_defaults(tool.parameters) for tool in program.tools}
         self.capabilities = {c.name: CapabilityCheck(c) for c in program.capabilities}
         self.budgets = {b.name: b for b in program.budgets}
         self.locs: dict[str, dict[str, Any]] = {
@@ -168,6 +172,10 @@ class Judge:
         self, action: Action, proposal: ActionProposal, context: _Context, explain: bool = False
     ) -> Decision:
         """The policies' decision on `action` in the context it had when it was recorded."""
+        defaults = self.defaults.get(action.tool or "")
+        if defaults and action.type is ActionType.TOOL_CALL:
+            filled = with_defaults(action.parameters, defaults)
+            action = action.model_copy(update={"parameters": filled})
         return self.policies.evaluate(
             action,
             proposal_id=proposal.id,

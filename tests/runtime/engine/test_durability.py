@@ -358,3 +358,44 @@ def test_a_journal_in_a_missing_directory_names_the_directory(tmp_path: Path) ->
     with pytest.raises(CarlangRuntimeError, match=r"no such directory .*nope: create it"):
         SqliteSink(missing)
     assert not missing.parent.exists()
+
+
+def test_a_redacted_run_that_relied_on_a_default_resumes(tmp_path: Path) -> None:
+    """The journal keeps the proposal with its defaults filled and its secret redacted; the
+    caller's proposal, without the default, is the same proposal once filled."""
+    login = ir.ToolSchema(
+        name="login",
+        parameters={
+            "type": "object",
+            "properties": {
+                "user": {"type": "string"},
+                "token": {"type": "string", "writeOnly": True},
+                "limit": {"type": "integer", "default": 5},
+            },
+            "required": ["user", "token"],
+        },
+    )
+    db = tmp_path / "run.db"
+    calls: list[str] = []
+
+    def run_login(user: str, token: str, limit: int = 5) -> str:
+        calls.append(user)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process stops mid-run
+        return user
+
+    plan = proposal(
+        call("a", "login", params={"user": "a", "token": "S3CRET"}),
+        call("b", "login", params={"user": "b", "token": "S3CRET"}, depends_on=["a"]),
+    )
+    first = Runtime(events=EventLog([SqliteSink(db)]))
+    first.register_tool("login", run_login, login)
+    with pytest.raises(KeyboardInterrupt):
+        first.execute(plan)
+    first.close()
+    again = Runtime(events=EventLog([SqliteSink(db)]))
+    again.register_tool("login", run_login, login)
+    with closing(EventStore(db)) as store:
+        run_id = store.runs()[0].run_id
+    assert again.resume(run_id, proposal=plan).all_succeeded()
+    assert calls == ["a", "b", "b"]

@@ -449,3 +449,48 @@ def test_a_call_that_leaves_a_parameter_out_gets_its_declared_default() -> None:
     seen[0]["tags"].append("x")  # a default is the call's own: the next call gets a fresh one
     rt.execute(proposal(call("c", "log", params={"repo": "s"})))
     assert seen[1]["tags"] == []
+
+
+def test_a_null_default_is_not_sent() -> None:
+    """`lang: str = None` is written `{"type": "string", "default": null}`: the parameter may
+    be left out, and then is (sending null would fail the parameter's own type)."""
+    seen: list[dict[str, Any]] = []
+
+    def search(q: str, lang: str | None = None) -> str:
+        seen.append({"q": q, "lang": lang})
+        return q
+
+    rt = Runtime()
+    rt.register_tool("search", search)
+    assert rt.tools["search"].schema.parameters["properties"]["lang"].get("default", 0) is None
+    result = rt.execute(proposal(call("a", "search", params={"q": "x"})))
+    assert statuses(result) == {"a": "succeeded"} and seen == [{"q": "x", "lang": None}]
+
+
+def test_every_way_in_decides_with_the_defaults() -> None:
+    """gate, the planner's ranking and compensations see a call as execute runs it."""
+    from tests.helpers import compile_ok
+
+    program = compile_ok(
+        "tool f(limit: int = 10)\ntool undo(limit: int = 10)\n"
+        "policy big: deny f, undo when params.limit > 100\n"
+    )
+    rt = Runtime.from_program(program)
+    rt.register_tool("f", lambda limit: limit)
+    rt.register_tool("undo", lambda limit: limit)
+    rt.register_tool("boom", _raise_tool_error)
+    bare = ir.Action(id="g", type="tool_call", tool="f", parameters={})
+    assert rt.gate(bare).decision == "allow"
+    (scored,) = rt.rank_candidates([proposal(bare)])
+    assert scored.valid and scored.denials == 0
+    undo = ir.ToolCompensation(type="tool", tool="undo", parameters={})
+    failing = proposal(
+        call("c", "f", params={}, compensation=undo),  # undo's limit: 10, allowed
+        call("d", "boom", depends_on=["c"]),
+    )
+    result = rt.execute(failing)
+    assert [c.status.value for c in result.compensations] == ["succeeded"]
+
+
+def _raise_tool_error() -> None:
+    raise ToolError("the second step fails: the run aborts and compensates")
