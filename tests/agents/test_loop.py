@@ -269,6 +269,71 @@ def test_a_refused_call_leaves_the_other_calls_of_its_turn_their_own_results(
     assert json.loads(seen["c3"]) == {"written": 5}
 
 
+LIMITS = """
+tool w(n: int)
+tool r(n: int) { read_only }
+capability agent {
+  tools allow w, r
+  max_actions 2
+}
+budget tight { max_tool_calls 3 }
+policy twice: deny r when history.filter(h, h.tool == "r" && h.status == "succeeded").size() >= 2
+  message "two reads per session"
+"""
+
+
+def _limits_runtime(ran: list[int]) -> Any:
+    from carlang_runtime.engine import Runtime
+
+    from tests.helpers import compile_diagnostics
+
+    runtime = Runtime.from_program(compile_diagnostics(LIMITS).program)
+    for tool in ("w", "r"):
+        runtime.register_tool(tool, lambda n: ran.append(n) or n)
+    return runtime
+
+
+@pytest.mark.parametrize("tool", ["w", "r"])
+def test_a_turn_counts_against_max_actions_as_a_whole(tool: str) -> None:
+    ran: list[int] = []
+    calls = [(f"c{i}", tool, {"n": i}) for i in range(3)]
+    script = ScriptedGenerator([turn_in("openai", calls), final("openai", "ok")])
+    AgentLoop(_limits_runtime(ran), script, capability="agent").run("go")
+    assert ran == []  # 3 calls exceed max_actions 2: none runs, as one proposal would have
+    seen = script.requests[1][0][-1]["content"]
+    assert "3 actions exceed" in seen and "max_actions 2" in seen
+
+
+def test_the_budget_counts_the_whole_conversation() -> None:
+    ran: list[int] = []
+    turns = [
+        turn_in("openai", [(f"c{t}{i}", "w", {"n": 10 * t + i}) for i in range(2)])
+        for t in range(2)
+    ]
+    script = ScriptedGenerator([*turns, final("openai", "ok")])
+    AgentLoop(_limits_runtime(ran), script, budget="tight").run("go")
+    assert ran == [0, 1, 10]  # 3 tool calls, across two turns
+    seen = script.requests[2][0][-1]["content"]
+    assert "budget 'tight' is spent: 3 tool calls per session" in seen
+
+
+def test_read_only_calls_run_in_order_each_seeing_the_ones_before() -> None:
+    """A history rule sees the calls of the same turn that ran before (they run one by one,
+    on the caller's thread: a sync tool may hold thread-bound resources)."""
+    import threading
+
+    ran: list[int] = []
+    runtime = _limits_runtime(ran)
+    threads: set[int] = set()
+    runtime.register_tool("r", lambda n: threads.add(threading.get_ident()) or ran.append(n) or n)
+    calls = [(f"c{i}", "r", {"n": i}) for i in range(4)]
+    script = ScriptedGenerator([turn_in("openai", calls), final("openai", "ok")])
+    AgentLoop(runtime, script).run("go")
+    assert ran == [0, 1] and threads == {threading.get_ident()}
+    seen = {m["tool_call_id"]: m["content"] for m in script.requests[1][0] if m["role"] == "tool"}
+    assert "two reads per session" in seen["c2"] and "two reads per session" in seen["c3"]
+
+
 def test_read_only_calls_of_a_turn_fail_alone() -> None:
     from carlang_runtime.engine import Runtime
 
@@ -282,13 +347,24 @@ policy no_env: deny look when params.path.endsWith(".env")
 """
     ).program
     runtime = Runtime.from_program(program)
-    runtime.register_tool("look", lambda path: f"saw {path}")
-    calls = [("a", "look", {"path": "x.env"}), ("b", "look", {"path": "y.txt"})]
+
+    def look(path: str) -> str:
+        if path == "gone.txt":
+            raise FileNotFoundError(path)
+        return f"saw {path}"
+
+    runtime.register_tool("look", look)
+    calls = [
+        ("a", "look", {"path": "x.env"}),
+        ("b", "look", {"path": "gone.txt"}),
+        ("c", "look", {"path": "y.txt"}),
+    ]
     script = ScriptedGenerator([turn_in("openai", calls), final("openai", "ok")])
     outcome = AgentLoop(runtime, script).run("go")
     assert outcome.tools_called == ["look"]
     seen = {m["tool_call_id"]: m["content"] for m in script.requests[1][0] if m["role"] == "tool"}
-    assert "env files hold secrets" in seen["a"] and seen["b"] == "saw y.txt"
+    assert "env files hold secrets" in seen["a"] and seen["c"] == "saw y.txt"
+    assert json.loads(seen["b"])["status"] == "failed"  # its own status, not "skipped"
 
 
 def test_the_live_view_never_shows_secret_or_redacted_arguments() -> None:

@@ -2,7 +2,8 @@
 
 Each turn the model gets the whole history and the tools the capability allows; the runtime
 verifies and executes its tool calls under the program's capability, budget, policies and
-approval gate (each call on its own, in the order emitted, as CAR runs them); the results
+approval gate (each call on its own, in the order emitted, as CAR runs them; the budget
+counted over the conversation); the results
 go back as tool-result messages, capped at 16 KiB each. The loop stops on a final answer
 (`success`), after `max_turns` (`max_turns`), when cancelled (`cancelled`) or on an inference
 or runtime error (`error`).
@@ -10,13 +11,15 @@ or runtime error (`error`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from ..engine.cancel import CancelToken
+from ..engine.limits import SessionBudget
 from ..errors import CarlangRuntimeError
-from ..ir import ActionProposal, ActionResult, ActionStatus, FailureBehavior
+from ..ir import ActionProposal, ActionResult, ActionStatus
 from .messages import DEFAULT_MAX_CHARS, results_to_messages, succeeded, tool_result_text
 from .specs import tool_name_from_model, tool_specs
 from .turns import ToolCall, Turn, TurnError, parse_turn, proposal_from_calls
@@ -103,6 +106,12 @@ class AgentLoop:
             # the Responses API takes function tools flat: {type, name, description, parameters}
             self.tools = [{"type": "function", **t["function"]} for t in self.tools]
 
+    def _spent(self) -> SessionBudget | None:
+        """The budget of one conversation, counted over all its calls (None: no budget)."""
+        named = ActionProposal(id="conversation", actions=[], budget=self.budget)
+        budget = self.runtime.budget_for(named)
+        return SessionBudget(budget) if budget is not None else None
+
     def run(self, prompt: str | Sequence[Any]) -> AgentOutcome:
         """Run the conversation from a user prompt (or a message history) to its end."""
         messages: list[Any] = []
@@ -113,6 +122,7 @@ class AgentLoop:
         else:
             messages.extend(prompt)
         session = self.runtime.open_session()
+        spent = self._spent()
         called: list[str] = []
         try:
             for turn_number in range(1, self.max_turns + 1):
@@ -132,7 +142,7 @@ class AgentLoop:
                     self._emit("done", text=turn.text)
                     return self._end("success", turn.text, turn_number, called, messages)
                 try:
-                    results = self._execute(turn, turn_number, session)
+                    results = self._execute(turn, turn_number, session, spent)
                 except CarlangRuntimeError as exc:
                     return self._fail(str(exc), turn_number, called, messages)
                 names = {call.id: call.name for call in turn.calls}
@@ -158,55 +168,46 @@ class AgentLoop:
 
     # -- one turn ------------------------------------------------------------------------------
 
-    def _execute(self, turn: Turn, turn_number: int, session: str) -> list[ActionResult]:
-        """Run a turn's calls as one proposal; a malformed call is answered with its problem
-        and not run (the model sees it and may try again)."""
-        good: list[ToolCall] = []
-        refused: dict[str, ActionResult] = {}
-        for call in turn.calls:
+    def _execute(
+        self, turn: Turn, turn_number: int, session: str, spent: SessionBudget | None
+    ) -> list[ActionResult]:
+        """Run a turn's calls, each as a proposal of its own, in the order emitted, as CAR
+        runs them: a call's refusal or failure is its own observation, never the others' (one
+        proposal would abort, and roll back, the calls that ran before a refused one). The
+        capability's `max_actions` counts the turn's calls; the budget, the conversation's
+        (`SessionBudget`). A malformed call is answered with its problem and not run."""
+        good = [call for call in turn.calls if call.problem is None]
+        too_many = self._count_problem(len(good))
+        results: list[ActionResult] = []
+        for index, call in enumerate(turn.calls, 1):
             self._emit(
                 "tool_call", turn=turn_number, id=call.id, name=call.name, params=self._shown(call)
             )
-            if call.problem is None:
-                good.append(call)
-            else:
-                refused[call.id] = ActionResult(
-                    action_id=call.id, status=ActionStatus.REJECTED, error=call.problem
-                )
-        ran: dict[str, ActionResult] = {}
-        for proposal in self._proposals(good, turn_number):
-            result = self.runtime.execute(proposal, session=session, cancel=self.cancel)
-            ran.update((r.action_id, r) for r in result.results)
-        return [ran.get(call.id) or refused[call.id] for call in turn.calls]
-
-    def _proposals(self, calls: list[ToolCall], turn_number: int) -> list[ActionProposal]:
-        """A turn's well-formed calls as the proposals to run, in order, as CAR runs them: each
-        call's refusal or failure is its own observation, never the others' (one proposal
-        would abort, and roll back, the calls that ran before a refused one). Calls of
-        `read_only` tools only are one proposal whose actions run in parallel, each skipped
-        alone when it fails; any other call is a proposal of its own."""
-        schemas = {name: tool.schema for name, tool in self.runtime.tools.items()}
-
-        def proposal(of: list[ToolCall], proposal_id: str) -> ActionProposal:
-            return proposal_from_calls(
-                of,
-                tools=schemas,
-                proposal_id=proposal_id,
+            refusal = call.problem or too_many or (spent.problem() if spent else None)
+            if refusal is not None:
+                results.append(_refused(call, refusal))
+                continue
+            suffix = f"_{index}" if len(turn.calls) > 1 else ""
+            proposal = proposal_from_calls(
+                [call],
+                tools={name: tool.schema for name, tool in self.runtime.tools.items()},
+                proposal_id=f"turn_{turn_number}{suffix}",
                 capability=self.capability,
                 budget=self.budget,
             )
+            started = time.monotonic()
+            (outcome,) = self.runtime.execute(proposal, session=session, cancel=self.cancel).results
+            if spent is not None:
+                ran = outcome.status is not ActionStatus.REJECTED
+                spent.spend(ran, (time.monotonic() - started) * 1000.0)
+            results.append(outcome)
+        return results
 
-        if len(calls) <= 1:
-            return [proposal(calls, f"turn_{turn_number}")] if calls else []
-        together = proposal(calls, f"turn_{turn_number}")
-        if any(action.depends_on for action in together.actions):  # not all read_only
-            return [
-                proposal([call], f"turn_{turn_number}_{index}")
-                for index, call in enumerate(calls, 1)
-            ]
-        skip = {"failure_behavior": FailureBehavior.SKIP}
-        alone = [action.model_copy(update=skip) for action in together.actions]
-        return [together.model_copy(update={"actions": alone})]
+    def _count_problem(self, count: int) -> str | None:
+        """Why a turn of `count` calls is too many for the capability, or None."""
+        named = ActionProposal(id="turn", actions=[], capability=self.capability)
+        check = self.runtime.capability_for(named)
+        return check.count_problem(count) if check is not None else None
 
     def _shown(self, call: ToolCall) -> dict[str, Any] | None:
         """A call's arguments as the live view may show them: secret parameters and the
@@ -256,3 +257,8 @@ class AgentLoop:
         status: Status, summary: str, turns: int, called: list[str], messages: list[Any]
     ) -> AgentOutcome:
         return AgentOutcome(status, summary, turns, called, messages)
+
+
+def _refused(call: ToolCall, reason: str) -> ActionResult:
+    """The result of a call that is not run."""
+    return ActionResult(action_id=call.id, status=ActionStatus.REJECTED, error=reason)

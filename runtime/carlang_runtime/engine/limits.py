@@ -7,9 +7,40 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ..ir import Budget
 from ..jsonvalue import canonical_key
 
-__all__ = ["TokenBucket", "ResultCache", "CacheStats", "call_key"]
+__all__ = ["TokenBucket", "ResultCache", "CacheStats", "SessionBudget", "call_key"]
+
+
+@dataclass
+class SessionBudget:
+    """A budget spent over a session of calls that each run as a proposal of their own (an
+    MCP client's calls through the proxy, a model's in the assistant loop): a proposal's own
+    budget would count one call; this counts them all. The calls it counts are the ones that
+    ran (a refused call spends nothing), against `max_tool_calls` (else `max_actions`) and
+    `max_duration_ms`."""
+
+    budget: Budget
+    calls: int = 0
+    duration_ms: float = 0.0
+
+    def problem(self) -> str | None:
+        """Why the next call may not run (the budget is spent), or None."""
+        budget = self.budget
+        limit = budget.max_tool_calls if budget.max_tool_calls is not None else budget.max_actions
+        if limit is not None and self.calls >= limit:
+            return f"budget '{budget.name}' is spent: {limit} tool calls per session"
+        if budget.max_duration_ms is not None and self.duration_ms >= budget.max_duration_ms:
+            return (
+                f"budget '{budget.name}' is spent: {budget.max_duration_ms} ms of calls per session"
+            )
+        return None
+
+    def spend(self, ran: bool, duration_ms: float) -> None:
+        """Count one call (`ran`: it was not refused) that took `duration_ms`."""
+        self.calls += 1 if ran else 0
+        self.duration_ms += duration_ms
 
 
 def call_key(tool: str | None, parameters: dict[str, Any]) -> str:

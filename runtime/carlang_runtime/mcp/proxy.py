@@ -33,6 +33,7 @@ from typing import Any
 
 from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, visible_tools
 from ..engine.approval import Approval, ApprovalRequest
+from ..engine.limits import SessionBudget
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionStatus, Budget, Program, ToolSchema
 from .provider import McpSessions
@@ -46,8 +47,7 @@ class _Client:
 
     session: str
     mcp: Any
-    calls: int = 0
-    duration_ms: float = 0.0
+    spent: SessionBudget | None = None
     ids: Any = field(default_factory=lambda: itertools.count(1))
 
 
@@ -94,7 +94,8 @@ class PolicyProxy:
         key = id(mcp_session)
         found = self._clients.get(key)
         if found is None:
-            found = self._clients[key] = _Client(self.runtime.open_session(), mcp_session)
+            spent = SessionBudget(self.budget) if self.budget is not None else None
+            found = self._clients[key] = _Client(self.runtime.open_session(), mcp_session, spent)
             weakref.finalize(mcp_session, self._forget, key, found.session)
         return found
 
@@ -138,7 +139,7 @@ class PolicyProxy:
         tool = tool_name_from_model(name, self.tools)
         if tool not in self.tools:
             return _error(f"unknown tool '{name}'")
-        problem = self._over_budget(client)
+        problem = client.spent.problem() if client.spent is not None else None
         if problem is not None:
             return _error(problem)
         action = Action(
@@ -155,26 +156,13 @@ class PolicyProxy:
         )
         started = time.monotonic()
         result = await self.runtime.execute_async(proposal, session=client.session)
-        client.duration_ms += (time.monotonic() - started) * 1000.0
         (outcome,) = result.results
-        if outcome.status is not ActionStatus.REJECTED:
-            client.calls += 1
+        if client.spent is not None:
+            ran = outcome.status is not ActionStatus.REJECTED
+            client.spent.spend(ran, (time.monotonic() - started) * 1000.0)
         if outcome.status is ActionStatus.SUCCEEDED and isinstance(outcome.output, dict):
             return {**outcome.output, "isError": False}
         return _error(outcome.error or outcome.status.value)
-
-    def _over_budget(self, client: _Client) -> str | None:
-        budget = self.budget
-        if budget is None:
-            return None
-        limit = budget.max_tool_calls if budget.max_tool_calls is not None else budget.max_actions
-        if limit is not None and client.calls >= limit:
-            return f"budget '{budget.name}' is spent: {limit} tool calls per session"
-        if budget.max_duration_ms is not None and client.duration_ms >= budget.max_duration_ms:
-            return (
-                f"budget '{budget.name}' is spent: {budget.max_duration_ms} ms of calls per session"
-            )
-        return None
 
 
 class _Asgi:
