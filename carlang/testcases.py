@@ -33,7 +33,10 @@ from .diagnostics import Diagnostics, Label
 from .lower import Origin, SourceMap, assertion_parameters, loc_of, new_action
 from .source import Source, Span
 
-__all__ = ["TestCase", "Expectation", "build_tests", "DECISIONS"]
+#: A `test` block's own problem (an unknown name, a bad expectation, a name used twice).
+TEST_PROBLEM = "CL0701"
+
+__all__ = ["TestCase", "Expectation", "build_tests", "DECISIONS", "TEST_PROBLEM"]
 
 DECISIONS = ("allow", "deny", "require_approval")
 
@@ -137,7 +140,7 @@ class _Builder:
     imports_failed: bool = False
 
     def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
-        self.diagnostics.error("CL0701", message, source, span, help=help)
+        self.diagnostics.error(TEST_PROBLEM, message, source, span, help=help)
 
     def known(self, source: Source, name: ast.Name, kind: str, names: list[str]) -> bool:
         """Whether `name` is one of `names`; reports it (with a did-you-mean) if not, unless
@@ -444,32 +447,35 @@ def build_tests(
         diagnostics.items
     )
     builder = _Builder(program, diagnostics, imports_failed=failed)
-    named: dict[str, Origin] = {}
+    named: dict[tuple[str, str], Origin] = {}
     for origin in source_map.tests:
         _check_name(origin, named, diagnostics)
         builder.build(origin)
     return builder.cases
 
 
-def _check_name(origin: Origin, named: dict[str, Origin], diagnostics: Diagnostics) -> None:
+def _check_name(
+    origin: Origin, named: dict[tuple[str, str], Origin], diagnostics: Diagnostics
+) -> None:
     """A test's name says which failed, selects it (`-k`) and names its JUnit case: it must
-    say something, and be the only one of its program."""
+    say something, and be the only one of its file (reports name a test with its file: two
+    imported files may each have a "smoke" test)."""
     decl = origin.node
     assert isinstance(decl, ast.TestDecl)
     name = str(decl.name.value)
     if not name.strip():
         diagnostics.error(
-            "CL0701",
+            TEST_PROBLEM,
             "a test needs a name",
             origin.source,
             decl.name.span,
             help='say what it shows: `test "prod deploys need approval" { ... }`',
         )
         return
-    first = named.setdefault(name, origin)
+    first = named.setdefault((origin.source.name, name), origin)
     if first is not origin:
         diagnostics.error(
-            "CL0701",
+            TEST_PROBLEM,
             f'two tests are called "{name}"',
             origin.source,
             decl.name.span,

@@ -496,3 +496,20 @@ def test_a_test_needs_a_name_of_its_own(tmp_path: Path) -> None:
     assert code == 1
     assert 'error[CL0701]: two tests are called "same"' in err and "the first" in err
     assert "error[CL0701]: a test needs a name" in err
+
+
+def test_test_names_are_per_file_and_do_not_stop_a_run(tmp_path: Path) -> None:
+    case = '  action fetch(url: "https://x")\n  expect allow\n}\n'
+    (tmp_path / "lib.car").write_text(PROGRAM + 'test "smoke" {\n' + case)
+    main = tmp_path / "main.car"
+    main.write_text('import "lib.car"\ntest "smoke" {\n' + case)
+    code, out, err = run("test", str(main))
+    assert code == 0, out + err  # one "smoke" in each file: apart in every report
+    main.write_text(
+        'import "lib.car"\nproposal p { a = fetch(url: "https://x") }\n'
+        + 'test "twice" {\n' + case + 'test "twice" {\n' + case
+    )
+    code, _, err = run("test", str(main))
+    assert code == 1 and 'two tests are called "twice"' in err
+    ran = runner.invoke(app, ["run", str(main), "--proposal", "p", "--format", "json"])
+    assert ran.exit_code == 1 and json.loads(ran.stdout)["result"]["results"][0]["action_id"] == "a"

@@ -101,16 +101,20 @@ def project_root(files: list[Path], root: Path | None) -> Path:
 
 
 def blocking_errors(
-    diagnostics: Sequence[Diagnostic], proposal_errors_ok: bool
+    diagnostics: Sequence[Diagnostic], proposal_errors_ok: bool, *, running_tests: bool = False
 ) -> list[Diagnostic]:
     """The errors that stop a command using the program. With `proposal_errors_ok`, those
     that only make a proposal invalid (verify's findings, an action a policy will deny) do
-    not: ranking, explaining and testing are about exactly those."""
+    not: ranking, explaining and testing are about exactly those. A `test` block's problems
+    (CL0701) stop only `running_tests`: running or ranking a proposal is not about tests."""
     from carlang_runtime.verify import RUNTIME_CODES
 
     from carlang.policycheck import DENIED
+    from carlang.testcases import TEST_PROBLEM
 
     tolerated = {c.code for c in RUNTIME_CODES} | {DENIED} if proposal_errors_ok else set()
+    if not running_tests:
+        tolerated.add(TEST_PROBLEM)
     return [d for d in diagnostics if d.severity == "error" and d.code not in tolerated]
 
 
