@@ -21,7 +21,7 @@ from carlang_runtime.cel.checker import Declarations, check
 from carlang_runtime.cel.values import CelTimestamp
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.paramcheck import parameter_defaults, with_defaults
-from carlang_runtime.policy import policy_declarations, state_problems, state_type
+from carlang_runtime.policy import policy_declarations, state_problem, state_type
 from carlang_runtime.policy.activation import action_activation
 
 from .lower import suggest
@@ -91,10 +91,9 @@ def eval_context(
             raise EvalUsageError(
                 f"no tool `{tool}` in the program" + (f"; {hint}" if hint else f" (tools: {names})")
             )
-    problems = state_problems(program.state, state or {})
-    if problems:  # a state no run can have (as `explain --state` and a test's state refuse)
-        _, problem, hint = problems[0]
-        raise EvalUsageError(f"the state given: {problem}" + (f" ({hint})" if hint else ""))
+    problem = state_problem(program.state, state or {})
+    if problem is not None:  # a state no run can have (as `explain --state` and tests refuse)
+        raise EvalUsageError(f"the state given: {problem}")
     defaults = parameter_defaults(schema.parameters) if schema is not None else {}
     parameters = with_defaults(params or {}, defaults)
     current = {**program.initial_state, **(state or {})}

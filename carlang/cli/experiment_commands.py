@@ -125,7 +125,10 @@ def learn_command(
     learned = ToolFeedback()
     for log in logs:
         learned.merge(ToolFeedback.from_log(log))
-    write_output(output, json.dumps(learned.to_document(), indent=1) + "\n")
+    try:
+        learned.save(output)
+    except OSError as exc:
+        fail_usage(f"cannot write {output}: {exc.strerror or exc}")
     for tool, stats in sorted(learned.stats.items()):
         mean = stats.mean_duration_ms
         took = f", {mean:.1f} ms" if mean is not None else ""

@@ -67,7 +67,7 @@ def explain_command(
     that decided its condition. Exit 0 whatever the decision; 1 if the program has errors."""
     from carlang_runtime import ir
     from carlang_runtime.paramcheck import parameter_defaults, with_defaults
-    from carlang_runtime.policy import PolicySet, state_problems
+    from carlang_runtime.policy import PolicySet, state_problem
 
     from carlang.explain import describe_action, render_json, render_text
 
@@ -92,10 +92,9 @@ def explain_command(
         filled = with_defaults(arguments, parameter_defaults(declared.parameters))
         action = ir.Action(id="call", type="tool_call", tool=tool, parameters=filled)
     given = _json_object(state, "--state")
-    problems = state_problems(program.state, given)
-    if problems:
-        _, problem, hint = problems[0]
-        fail_usage(f"--state: {problem}" + (f" ({hint})" if hint else ""))
+    problem = state_problem(program.state, given)
+    if problem is not None:
+        fail_usage(f"--state: {problem}")
     current = {**program.initial_state, **given}
     policies = PolicySet(program.policies, tools=program.tools)
     decision, traces = policies.trace(

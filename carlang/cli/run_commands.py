@@ -406,12 +406,11 @@ def _refuse_undeclared_state(program: ir.Program, path: Path, given: dict[str, A
     """A usage error for a --state no run of the program can have: a key its `state { }`
     does not declare, a value not of its declared type (as `explain --state` and a test's
     state are checked)."""
-    from carlang_runtime.policy import state_problems
+    from carlang_runtime.policy import state_problem
 
-    problems = state_problems(program.state, given)
-    if problems:
-        _, problem, hint = problems[0]
-        fail_usage(f"{path}: {problem}" + (f" ({hint})" if hint else ""))
+    problem = state_problem(program.state, given)
+    if problem is not None:
+        fail_usage(f"{path}: {problem}")
 
 
 def _approval_gate(

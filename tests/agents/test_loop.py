@@ -394,3 +394,15 @@ redact params.card.number
         {"user": "bob", "token": "[REDACTED]"},
         {"to": "x", "card": {"number": "[REDACTED]", "name": "B"}},
     ]
+
+
+def test_a_call_id_used_twice_in_a_turn_runs_once() -> None:
+    ran: list[int] = []
+    calls = [("x", "w", {"n": 1}), ("x", "w", {"n": 2})]
+    script = ScriptedGenerator([turn_in("openai", calls), final("openai", "ok")])
+    events: list[AgentEvent] = []
+    AgentLoop(_limits_runtime(ran), script, on_event=events.append).run("go")
+    assert ran == [1]
+    results = [e.data for e in events if e.kind == "tool_result"]
+    assert [r["ok"] for r in results] == [True, False]
+    assert "call id 'x' is used twice in this turn" in results[1]["content"]

@@ -179,11 +179,14 @@ class AgentLoop:
         good = [call for call in turn.calls if call.problem is None]
         too_many = self._count_problem(len(good))
         results: list[ActionResult] = []
+        seen: set[str] = set()
         for index, call in enumerate(turn.calls, 1):
             self._emit(
                 "tool_call", turn=turn_number, id=call.id, name=call.name, params=self._shown(call)
             )
-            refusal = call.problem or too_many or (spent.problem() if spent else None)
+            twice = f"call id '{call.id}' is used twice in this turn" if call.id in seen else None
+            seen.add(call.id)
+            refusal = call.problem or twice or too_many or (spent.problem() if spent else None)
             if refusal is not None:
                 results.append(_refused(call, refusal))
                 continue

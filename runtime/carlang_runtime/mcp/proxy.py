@@ -448,10 +448,14 @@ class _ClientGone(logging.Filter):
 def bind_http(port: int, host: str = "127.0.0.1") -> socket.socket:
     """The listening socket for `serve_http`, bound before anything is served, so that a port
     in use is one clear error (`CarlangRuntimeError`) rather than the server's log line."""
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:  # the host's own address family: 127.0.0.1, ::1, a name
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise CarlangRuntimeError(f"cannot listen on {host}: {exc.strerror}") from None
+    listener = socket.socket(family, kind)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
-        listener.bind((host, port))
+        listener.bind(address)
     except OSError as exc:
         listener.close()
         reason = "it is in use" if exc.errno == errno.EADDRINUSE else exc.strerror or str(exc)

@@ -6,6 +6,7 @@ from .activation import (
     VARIABLES,
     action_activation,
     policy_declarations,
+    state_problem,
     state_problems,
     state_type,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "VARIABLES",
     "action_activation",
     "policy_declarations",
+    "state_problem",
     "state_problems",
     "state_type",
     "StaticVerdict",

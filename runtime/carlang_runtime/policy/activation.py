@@ -28,6 +28,7 @@ __all__ = [
     "VARIABLES",
     "action_activation",
     "policy_declarations",
+    "state_problem",
     "state_problems",
     "state_type",
 ]
@@ -103,6 +104,15 @@ def state_problems(
             for finding in ParamChecker(key, schema).check({key: value}):
                 problems.append((key, f"state `{key}`: {finding.detail}", None))
     return problems
+
+
+def state_problem(declared: Sequence[StateDecl], state: Mapping[str, Any]) -> str | None:
+    """The first of `state_problems`, as one line with its help; None when there is none."""
+    problems = state_problems(declared, state)
+    if not problems:
+        return None
+    _, problem, hint = problems[0]
+    return problem + (f" ({hint})" if hint else "")
 
 
 def policy_declarations(
