@@ -22,6 +22,7 @@ import inspect
 import logging
 import math
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -70,6 +71,8 @@ __all__ = [
     "RUNS_QUEUE",
     "DATABASE_FORMS",
     "check_database",
+    "has_password",
+    "shown_url",
     "check_approval_timeout",
     "check_tools",
     "quiet_dbos",
@@ -656,6 +659,20 @@ DATABASE_FORMS = (
 )
 
 
+def shown_url(database: str) -> str:
+    """`database` as a message may show it: its password, if it has one, as `***` (a
+    message goes to terminals, CI logs and bug reports)."""
+    try:
+        return str(sqlalchemy.make_url(database).render_as_string(hide_password=True))
+    except sqlalchemy.exc.ArgumentError:
+        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", database)
+
+
+def has_password(database: str) -> bool:
+    """Whether the URL holds a password (then it is better given as $CARLANG_DATABASE)."""
+    return shown_url(database) != database
+
+
 def check_database(database: str) -> str:
     """`database` when it is a runs database URL carlang can use (SQLite with a file, or
     Postgres with a database name); else `CarlangRuntimeError` saying what is wrong and the
@@ -669,7 +686,9 @@ def check_database(database: str) -> str:
     else:
         problem = _url_problem(url.drivername.partition("+")[0], url.host, url.database)
     if problem is not None:
-        raise CarlangRuntimeError(f"--database {database}: {problem}; give {DATABASE_FORMS}")
+        raise CarlangRuntimeError(
+            f"--database {shown_url(database)}: {problem}; give {DATABASE_FORMS}"
+        )
     return database
 
 
@@ -715,7 +734,7 @@ def opening(database: str) -> Iterator[None]:
         except Exception as exc:  # the driver's (or DBOS's) own errors: say which database
             reason = database_error(exc)
             raise CarlangRuntimeError(
-                f"cannot open the runs database {database}: {reason}"
+                f"cannot open the runs database {shown_url(database)}: {reason}"
             ) from None
 
 

@@ -14,7 +14,15 @@ from carlang_runtime.errors import CarlangRuntimeError
 from dbos import DBOSClient
 
 from . import records
-from .backend import WORKFLOW, approval_topic, check_database, database_error, opening, split_result
+from .backend import (
+    WORKFLOW,
+    approval_topic,
+    check_database,
+    database_error,
+    opening,
+    shown_url,
+    split_result,
+)
 
 __all__ = [
     "RunInfo",
@@ -58,7 +66,9 @@ class RunInfo:
 def _client(database: str) -> Iterator[DBOSClient]:
     check_database(database)
     if database.startswith("sqlite:///") and not Path(database[len("sqlite:///") :]).exists():
-        raise CarlangRuntimeError(f"no runs database at {database} (no run was started there)")
+        raise CarlangRuntimeError(
+            f"no runs database at {shown_url(database)} (no run was started there)"
+        )
     with opening(database):
         client = DBOSClient(system_database_url=database)
     try:
@@ -67,7 +77,7 @@ def _client(database: str) -> Iterator[DBOSClient]:
         raise
     except Exception as exc:  # a database that is not DBOS's, or not reachable
         raise CarlangRuntimeError(
-            f"the runs database {database} cannot be read: {database_error(exc)}"
+            f"the runs database {shown_url(database)} cannot be read: {database_error(exc)}"
         ) from None
     finally:
         client.destroy()
@@ -137,7 +147,7 @@ def show_run(database: str, run_id: str) -> tuple[RunInfo, list[dict[str, Any]]]
     with _client(database) as client:
         found = client.list_workflows(workflow_ids=[run_id], name=WORKFLOW)
         if not found:
-            raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
+            raise CarlangRuntimeError(f"no run '{run_id}' in {shown_url(database)}")
         return _info(found[0]), _pending(client, found[0])
 
 
@@ -206,7 +216,7 @@ def answer_approval(
 def _run_status(client: DBOSClient, database: str, run_id: str) -> Any:
     found = client.list_workflows(workflow_ids=[run_id], name=WORKFLOW)
     if not found:
-        raise CarlangRuntimeError(f"no run '{run_id}' in {database}")
+        raise CarlangRuntimeError(f"no run '{run_id}' in {shown_url(database)}")
     return found[0]
 
 

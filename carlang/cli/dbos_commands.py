@@ -27,8 +27,11 @@ DatabaseOption = Annotated[
     typer.Option(
         "--database",
         metavar="URL",
+        envvar="CARLANG_DATABASE",
+        show_envvar=True,
         help="The runs database (sqlite:///runs.db or postgresql://...; default"
-        " sqlite:///carlang-runs.db).",
+        " sqlite:///carlang-runs.db). A URL with a password is better given in the"
+        " environment, where commands and logs do not show it.",
     ),
 ]
 
@@ -112,7 +115,11 @@ def _approval_prompt(database: str) -> Any:
         policies = list(request.get("policies") or [])
         why = str(request.get("reason") or ", ".join(policies))
         label = "policy" if len(policies) == 1 else "policies"
-        answer = f"{shlex.quote(run_id)} {shlex.quote(action)} --database {shlex.quote(database)}"
+        answer = f"{shlex.quote(run_id)} {shlex.quote(action)}"
+        if _backend().has_password(database):  # never printed: $CARLANG_DATABASE carries it
+            answer += " (with CARLANG_DATABASE set to the runs database's URL)"
+        else:
+            answer += f" --database {shlex.quote(database)}"
         echo_err(
             f"run {run_id} is waiting for approval of `{action}` ({request.get('tool')}), asked"
             f" by {label} {why}; it expires in {float(request.get('timeout_s') or 0):g}s."
@@ -132,8 +139,8 @@ def planner_experiments(database: str | None) -> Any:
 
     def queued(count: int) -> None:
         echo_err(
-            f"queued {count} task(s) on {backend.PLANNER_QUEUE} in {url}; each"
-            f" `carlang worker --database {url}` takes some"
+            f"queued {count} task(s) on {backend.PLANNER_QUEUE} in {backend.shown_url(url)};"
+            f" each `carlang worker --database {backend.shown_url(url)}` takes some"
         )
 
     return backend.Experiments(url, queued)
@@ -320,7 +327,8 @@ def worker_command(
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    echo(f"carlang worker on {url}" + (f", queues {', '.join(queue)}" if queue else ""))
+    shown = backend.shown_url(url)
+    echo(f"carlang worker on {shown}" + (f", queues {', '.join(queue)}" if queue else ""))
     try:
         while not stop.wait(0.5):
             pass

@@ -82,6 +82,22 @@ def test_an_unreachable_database_is_one_line_of_carlangs_without_dboss_logs(
         assert len(done.stderr.splitlines()) == 1, (command, done.stderr)
 
 
+def test_a_password_in_the_url_is_never_shown(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Errors go to terminals and CI logs: a URL's password is `***` in every one; the URL
+    may come from $CARLANG_DATABASE, where no command line shows it."""
+    refused = _invoke("runs", "list", "--database", "mysql://ops:s3cret@db/x")
+    assert refused.exit_code == 2 and "mysql://ops:***@db/x" in refused.output
+    unreachable = "postgresql://ops:s3cret@127.0.0.1:1/carlang"
+    done = carlang("runs", "list", "--database", unreachable, cwd=project)
+    assert done.returncode == 2 and "postgresql://ops:***@127.0.0.1:1/carlang" in done.stderr
+    monkeypatch.setenv("CARLANG_DATABASE", "mysql://ops:s3cret@db/x")
+    from_env = _invoke("runs", "list")
+    assert from_env.exit_code == 2 and "mysql://ops:***@db/x" in from_env.output
+    assert all("s3cret" not in out for out in (refused.output, done.stderr, from_env.output))
+
+
 @pytest.mark.parametrize("seconds", ["-5", "0", "nan"])
 def test_an_approval_timeout_not_above_zero_is_a_usage_error(project: Path, seconds: str) -> None:
     database = f"sqlite:///{project / 'runs.db'}"
@@ -141,3 +157,17 @@ def test_a_broken_dbos_install_says_what_is_broken(monkeypatch: pytest.MonkeyPat
         assert said in str(raised.value), str(raised.value)
         assert "None is missing" not in str(raised.value)
         assert "pip install" in str(raised.value)
+
+
+def test_the_approval_prompt_leaves_a_password_to_the_environment(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from carlang.cli.dbos_commands import _approval_prompt
+
+    request = {"action": "r", "tool": "refund", "policies": ["big"], "timeout_s": 60}
+    _approval_prompt("postgresql://ops:s3cret@db/runs")("run1", request)
+    said = capsys.readouterr().err
+    assert "carlang approve run1 r (with CARLANG_DATABASE set to the runs database's URL)" in said
+    assert "s3cret" not in said
+    _approval_prompt("postgresql://ops@db/runs")("run2", request)
+    assert "carlang approve run2 r --database postgresql://ops@db/runs" in capsys.readouterr().err
