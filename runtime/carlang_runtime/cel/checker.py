@@ -781,7 +781,7 @@ def _fields_help(
     families = [p for p in patterns if p.startswith(f"{name}.")]
     if families:
         example = families[0].replace("*", "name")
-        return f"`{families[0]}` is a family of keys: read one as `{subject}[\"{example}\"]`"
+        return f'`{families[0]}` is a family of keys: read one as `{subject}["{example}"]`'
     if fields or patterns:
         shown = [f"`{f}`" for f in sorted(fields)] + [f"`{p}`" for p in sorted(patterns)]
         return "its fields: " + ", ".join(shown)
