@@ -507,7 +507,10 @@ def test_test_names_are_per_file_and_do_not_stop_a_run(tmp_path: Path) -> None:
     assert code == 0, out + err  # one "smoke" in each file: apart in every report
     main.write_text(
         'import "lib.car"\nproposal p { a = fetch(url: "https://x") }\n'
-        + 'test "twice" {\n' + case + 'test "twice" {\n' + case
+        + 'test "twice" {\n'
+        + case
+        + 'test "twice" {\n'
+        + case
     )
     code, _, err = run("test", str(main))
     assert code == 1 and 'two tests are called "twice"' in err
