@@ -196,6 +196,8 @@ def build_server() -> CarlangServer:
     def watched(ls: CarlangServer, params: lsp.DidChangeWatchedFilesParams) -> None:
         stale: set[Path] = set()
         for change in params.changes:
+            if "%00" in change.uri or "\x00" in change.uri:
+                continue  # names no file (a path cannot hold a NUL): nothing on disk changed
             stale.update(ls.project_of().disk_changed(path_of_uri(change.uri)))
         for path in sorted(stale):
             ls.publish(path)

@@ -518,19 +518,24 @@ async def test_a_crash_in_a_request_is_an_internal_error_without_a_traceback(
 
 @pytest.mark.asyncio(loop_scope="module")
 async def test_a_crash_in_a_notification_is_logged_and_the_server_goes_on(
-    client: LanguageClient,
+    failing: LanguageClient,
 ) -> None:
+    client = failing
     before = len(client.log_messages)
-    # a file: URI no file can have (a NUL byte): the handler fails, and nothing answers a
-    # notification, so the log is all the user gets
+    # a URI that names no file is no change on disk; then the planted bug: the handler fails,
+    # and nothing answers a notification, so the log is all the user gets
     client.workspace_did_change_watched_files(
         lsp.DidChangeWatchedFilesParams(
-            changes=[lsp.FileEvent(uri="file:///nul%00.car", type=lsp.FileChangeType.Changed)]
+            changes=[
+                lsp.FileEvent(uri="file:///nul%00.car", type=lsp.FileChangeType.Changed),
+                lsp.FileEvent(uri="file:///tmp/Crashing.car", type=lsp.FileChangeType.Changed),
+            ]
         )
     )
     (logged,) = (await _logged(client, before + 1))[before:]
     assert logged == (
-        f"{INTERNAL}workspace/didChangeWatchedFiles failed with ValueError: embedded null byte;"
+        f"{INTERNAL}workspace/didChangeWatchedFiles failed with UnicodeEncodeError: 'utf-8'"
+        " codec can't encode character '\\udc00' in position 0: surrogates not allowed;"
         " please report it"
     )
     uri = await _open(client, RELEASE)
