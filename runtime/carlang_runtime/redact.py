@@ -180,7 +180,7 @@ class Scrubber:
         return text
 
     def value(self, value: Any) -> Any:
-        """`value` with every secret replaced in every string it holds (keys included)."""
+        """`value` with every secret replaced in every string it holds (a key only whole)."""
         if not self._texts:
             return value
         return self._scrub(value, 0)
@@ -191,8 +191,10 @@ class Scrubber:
         if depth > 200:
             return REDACTED  # fail closed on what cannot be walked
         if isinstance(value, Mapping):
+            # A key is replaced when it is a secret, never cut into: keys are mostly names
+            # (a log's own `type`, `session`), which a short secret would garble.
             return {
-                (self.text(k) if isinstance(k, str) else k): self._scrub(v, depth + 1)
+                (REDACTED if k in self._texts else k): self._scrub(v, depth + 1)
                 for k, v in value.items()
             }
         if isinstance(value, (list, tuple)):
@@ -203,12 +205,16 @@ class Scrubber:
         return self.text(str(value))
 
 
+#: The shortest text searched for in free text: a shorter secret (`"e"`) would be found in
+#: every word, garbling logs and, by where the marks fall, giving itself away. It is still
+#: redacted where it is (its parameter), not where it is only mentioned.
+MIN_SEARCHED = 4
+
+
 def _text_forms(value: Any) -> set[str]:
     if isinstance(value, str):
-        if not value:
-            return set()
         forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
-        return {form for form in forms if form}
+        return {form for form in forms if len(form) >= MIN_SEARCHED}
     if isinstance(value, bool) or value is None:
         return set()  # true/false/null are everywhere; a secret that is one shows nothing
     leaves: set[str] = set()
@@ -225,4 +231,4 @@ def _text_forms(value: Any) -> set[str]:
     forms = {text}
     if isinstance(value, (int, float)):
         forms.add(str(value))
-    return leaves | {form for form in forms if len(form) >= 3}
+    return leaves | {form for form in forms if len(form) >= MIN_SEARCHED}

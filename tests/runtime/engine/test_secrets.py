@@ -227,3 +227,18 @@ def test_the_cli_never_prints_a_secret(tmp_path: Path) -> None:
     assert SECRET not in events.output and "[REDACTED]" in events.output
     formatted = runner.invoke(app, ["fmt", "--check", str(tmp_path / "p.car")])
     assert formatted.exit_code == 0, formatted.output
+
+
+def test_a_short_secret_is_not_searched_for_and_keys_are_never_cut() -> None:
+    """A one-letter password found in every word would garble the log (`typ[REDACTED]`) and,
+    by where the marks fall, give itself away; a key is replaced only when it is a secret."""
+    from carlang_runtime.redact import REDACTED, Scrubber
+
+    scrub = Scrubber(["e", "hunter2"])
+    event = {"type": "tool_call", "session": "8ce", "error": "auth failed for hunter2"}
+    assert scrub.value(event) == {
+        "type": "tool_call",
+        "session": "8ce",
+        "error": f"auth failed for {REDACTED}",
+    }
+    assert scrub.value({"hunter2": 1, "hunter2s": 2}) == {REDACTED: 1, "hunter2s": 2}
