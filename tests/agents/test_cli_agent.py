@@ -129,3 +129,12 @@ def test_one_turn_is_counted_in_words_and_a_missing_key_is_warned_about(tmp_path
         ],
     )
     assert "warning: $CARLANG_TEST_NO_SUCH_KEY is not set" in unset.stderr
+
+
+def test_a_secret_parameters_default_is_offered_to_no_model(tmp_path: Path) -> None:
+    source = tmp_path / "sec.car"
+    source.write_text('tool login(user: string, token: string secret = "default-secret-123")\n')
+    for spec_format in ("openai", "anthropic", "mcp"):
+        exported = runner.invoke(app, ["export", "tools", str(source), "--format", spec_format])
+        assert exported.exit_code == 0, exported.output
+        assert "default-secret-123" not in exported.output and '"token"' in exported.output

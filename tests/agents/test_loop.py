@@ -398,11 +398,22 @@ redact params.card.number
 
 def test_a_call_id_used_twice_in_a_turn_runs_once() -> None:
     ran: list[int] = []
-    calls = [("x", "w", {"n": 1}), ("x", "w", {"n": 2})]
+    calls = [("x", "r", {"n": 1}), ("x", "w", {"n": 2})]
     script = ScriptedGenerator([turn_in("openai", calls), final("openai", "ok")])
     events: list[AgentEvent] = []
-    AgentLoop(_limits_runtime(ran), script, on_event=events.append).run("go")
-    assert ran == [1]
+    outcome = AgentLoop(_limits_runtime(ran), script, on_event=events.append).run("go")
+    assert ran == [1] and outcome.tools_called == ["r"]
     results = [e.data for e in events if e.kind == "tool_result"]
-    assert [r["ok"] for r in results] == [True, False]
+    assert [(r["name"], r["ok"]) for r in results] == [("r", True), ("w", False)]
     assert "call id 'x' is used twice in this turn" in results[1]["content"]
+
+
+def test_an_argument_the_tool_does_not_declare_is_refused(runtime: Any) -> None:
+    """From a model, a misspelt argument would run the call on the parameter's default (or
+    without it): refused with the closest name, the call not run."""
+    calls = [("c", "write_file", {"path": "notes/b.txt", "contents": "beta"})]
+    script = ScriptedGenerator([turn_in("openai", calls), final("openai", "ok")])
+    outcome = AgentLoop(runtime, script, capability="agent").run("go")
+    assert outcome.tools_called == [] and "notes/b.txt" not in runtime.files
+    seen = script.requests[1][0][-1]["content"]
+    assert "tool 'write_file' has no parameter 'contents' (did you mean 'content'?)" in seen

@@ -20,6 +20,7 @@ from ..engine.cancel import CancelToken
 from ..engine.limits import SessionBudget
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, ActionResult, ActionStatus
+from ..suggest import did_you_mean
 from .messages import DEFAULT_MAX_CHARS, results_to_messages, succeeded, tool_result_text
 from .specs import tool_name_from_model, tool_specs
 from .turns import ToolCall, Turn, TurnError, parse_turn, proposal_from_calls
@@ -145,18 +146,16 @@ class AgentLoop:
                     results = self._execute(turn, turn_number, session, spent)
                 except CarlangRuntimeError as exc:
                     return self._fail(str(exc), turn_number, called, messages)
-                names = {call.id: call.name for call in turn.calls}
-                for result in results:
+                # (results are in the calls' order: ids may repeat, so they are not keys)
+                for call, result in zip(turn.calls, results, strict=True):
                     ok = succeeded(result)
                     if ok:
-                        called.append(
-                            tool_name_from_model(names[result.action_id], self.runtime.tools)
-                        )
+                        called.append(tool_name_from_model(call.name, self.runtime.tools))
                     self._emit(
                         "tool_result",
                         turn=turn_number,
                         id=result.action_id,
-                        name=names[result.action_id],
+                        name=call.name,
                         ok=ok,
                         content=tool_result_text(result, self.max_chars),
                     )
@@ -186,7 +185,13 @@ class AgentLoop:
             )
             twice = f"call id '{call.id}' is used twice in this turn" if call.id in seen else None
             seen.add(call.id)
-            refusal = call.problem or twice or too_many or (spent.problem() if spent else None)
+            refusal = (
+                call.problem
+                or twice
+                or self._unknown_argument(call)
+                or too_many
+                or (spent.problem() if spent else None)
+            )
             if refusal is not None:
                 results.append(_refused(call, refusal))
                 continue
@@ -205,6 +210,24 @@ class AgentLoop:
                 spent.spend(ran, (time.monotonic() - started) * 1000.0)
             results.append(outcome)
         return results
+
+    def _unknown_argument(self, call: ToolCall) -> str | None:
+        """An argument the tool does not declare, or None. The runtime lets extras through
+        and leaves them out of the call (CAR's rule, for proposals); from a model, a
+        misspelt `environment` for `env` would quietly run with `env`'s default instead, so
+        a tool whose schema lists its parameters (and does not allow more) refuses it."""
+        tool = self.runtime.tools.get(tool_name_from_model(call.name, self.runtime.tools))
+        schema = tool.schema.parameters if tool is not None else {}
+        declared = schema.get("properties")
+        if not declared or schema.get("additionalProperties", False) is not False:
+            return None
+        for name in call.arguments or {}:
+            if name not in declared:
+                hint = did_you_mean(name, declared)
+                return f"tool '{tool.schema.name}' has no parameter '{name}'" + (
+                    f" ({hint})" if hint else f" (its parameters: {', '.join(declared)})"
+                )
+        return None
 
     def _count_problem(self, count: int) -> str | None:
         """Why a turn of `count` calls is too many for the capability, or None."""

@@ -13,6 +13,7 @@ from typing import Any
 from ..capability import CapabilityCheck
 from ..errors import CarlangRuntimeError
 from ..ir import Capability, Program, ToolSchema
+from ..redact import is_secret_schema
 
 __all__ = ["SPEC_FORMATS", "model_tool_name", "tool_name_from_model", "tool_specs", "visible_tools"]
 
@@ -99,6 +100,14 @@ def input_schema(schema: ToolSchema) -> dict[str, Any]:
     if not parameters:
         return {"type": "object"}
     parameters.setdefault("type", "object")
+    properties = parameters.get("properties")
+    if isinstance(properties, dict) and any(
+        is_secret_schema(p) and "default" in p for p in properties.values()
+    ):  # a secret's default is a secret: offered to no model, listed to no client
+        parameters["properties"] = {
+            name: {k: v for k, v in p.items() if k != "default"} if is_secret_schema(p) else p
+            for name, p in properties.items()
+        }
     return parameters
 
 
