@@ -105,7 +105,12 @@ def proxy_command(
     transport: Annotated[
         Transport, typer.Option("--transport", help="stdio, or Streamable HTTP.")
     ] = Transport.stdio,
-    port: Annotated[int, typer.Option("--port", help="The HTTP port (on 127.0.0.1).")] = 8765,
+    port: Annotated[
+        int,
+        typer.Option(
+            "--port", min=0, max=65535, help="The HTTP port (on 127.0.0.1; 0: any free one)."
+        ),
+    ] = 8765,
     root: RootOption = None,
 ) -> None:
     """An MCP server fronting the program's MCP servers: clients see only the tools the
@@ -138,8 +143,9 @@ def proxy_command(
         if transport is Transport.http:
             listener = bind_http(port)
             shown = len(proxy.list_tools())
+            bound = listener.getsockname()[1]  # (with --port 0, the one the system chose)
             echo_err(
-                f"carlang mcp proxy: {shown} tool(s) at http://127.0.0.1:{port}/mcp"
+                f"carlang mcp proxy: {shown} tool(s) at http://127.0.0.1:{bound}/mcp"
                 " (Ctrl-C to stop)"
             )
             serve_http(proxy, port, listener=listener)

@@ -159,7 +159,6 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
     from mcp import ClientSession
     from mcp.client.streamable_http import streamable_http_client
 
-    port = _free_port()
     process = subprocess.Popen(
         [
             sys.executable,
@@ -175,7 +174,7 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
             "--transport",
             "http",
             "--port",
-            str(port),
+            "0",  # any free port: the first line says which
         ],
         env=_env(),
         stdout=subprocess.DEVNULL,
@@ -183,6 +182,9 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
         text=True,
     )
     try:
+        assert process.stderr is not None
+        ready = process.stderr.readline()  # printed once the port is bound
+        port = int(ready.split("http://127.0.0.1:")[1].split("/")[0])
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
@@ -221,7 +223,7 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
         process.terminate()
         _, stderr = process.communicate(timeout=10)
     # where it listens, said once; clients hanging up are not errors with tracebacks
-    assert f"at http://127.0.0.1:{port}/mcp" in stderr.splitlines()[0]
+    assert f"at http://127.0.0.1:{port}/mcp" in ready and port != 0
     assert "Traceback" not in stderr and "Error in standalone SSE writer" not in stderr, stderr
 
 
@@ -276,3 +278,10 @@ def test_the_stdio_proxy_answers_bad_messages_with_json_rpc_errors(
     assert by_id[3]["error"]["code"] == -32601
     assert by_id[4]["error"]["code"] == -32602
     assert done.returncode == 0
+
+
+def test_a_port_out_of_range_is_a_usage_error(program: Path) -> None:
+    out_of_range = runner.invoke(
+        app, ["mcp", "proxy", str(program), "--transport", "http", "--port", "99999"]
+    )
+    assert out_of_range.exit_code == 2 and "--port" in out_of_range.output
