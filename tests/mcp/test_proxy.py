@@ -148,12 +148,6 @@ def test_an_approval_prompt_shows_no_redacted_value_and_a_no_says_so(
     assert "secret text needs a person" in prompt and '"secret"' not in prompt
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
 def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
     from mcp import ClientSession
