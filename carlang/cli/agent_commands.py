@@ -206,6 +206,7 @@ def agent_command(
         _register_builtins(runtime, files_root or Path.cwd(), [])
     for spec in tools or []:
         register_tool_spec(runtime, spec)
+    _warn_unimplemented(runtime, program, capability)
     live = _live_view if output is OutputFormat.text else None
     try:
         loop = AgentLoop(
@@ -226,6 +227,24 @@ def agent_command(
         called = ", ".join(outcome.tools_called) or "none"
         echo(f"{outcome.status} after {plural(outcome.turns, 'turn')}; tools called: {called}")
     raise typer.Exit(EXIT_OK if outcome.status == "success" else EXIT_FAILED)
+
+
+def _warn_unimplemented(runtime: Any, program: Any, capability: str | None) -> None:
+    """Say which of the tools offered to the model have no implementation: each call of one
+    fails, and a run that only fails its calls can still end in `success`."""
+    from carlang_runtime.agents.specs import visible_tools
+
+    missing = [
+        tool.name
+        for tool in visible_tools(program, capability=capability)
+        if tool.mcp is None and getattr(runtime.tools.get(tool.name), "fn", None) is None
+    ]
+    if missing:
+        echo_err(
+            f"warning: no implementation for {', '.join(missing)}: every call of "
+            + ("it" if len(missing) == 1 else "them")
+            + " fails (give --tools module:attr, or --builtins)"
+        )
 
 
 def _live_view(event: Any) -> None:

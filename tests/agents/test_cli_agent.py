@@ -138,3 +138,18 @@ def test_a_secret_parameters_default_is_offered_to_no_model(tmp_path: Path) -> N
         exported = runner.invoke(app, ["export", "tools", str(source), "--format", spec_format])
         assert exported.exit_code == 0, exported.output
         assert "default-secret-123" not in exported.output and '"token"' in exported.output
+
+
+def test_tools_without_an_implementation_are_warned_about(tmp_path: Path) -> None:
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"role": "assistant", "content": "done"}]))
+    bare = runner.invoke(
+        app, ["agent", str(source), "--script", str(script), "--capability", "agent"]
+    )
+    assert "warning: no implementation for read_file, write_file, list_dir" in bare.stderr
+    given = runner.invoke(
+        app, ["agent", str(source), "--script", str(script), "--capability", "agent", "--builtins"]
+    )
+    assert "no implementation" not in given.stderr
