@@ -1140,6 +1140,10 @@ class _Lowerer:
                     action["idempotent"] = True
                 elif isinstance(item, ast.ReversibilityItem):
                     action["reversibility"] = item.word.text
+            kinds = {type(item) for item in tool_decl.items}
+            if ast.ReadOnly in kinds and ast.ReversibilityItem not in kinds:
+                # a call that only reads leaves nothing to undo (unless the tool says otherwise)
+                action["reversibility"] = ir.Reversibility.REVERSIBLE
         self.action_items(source, decl, action, dependencies)
         if dependencies:
             action["state_dependencies"] = list(dict.fromkeys(dependencies))

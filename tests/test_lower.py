@@ -378,3 +378,13 @@ def test_a_pattern_holding_a_lone_surrogate_is_an_error_not_a_crash() -> None:
     found = [d for d in compile_diagnostics(text).diagnostics.items if d.severity == "error"]
     assert [d.code for d in found] == ["CL0503"]
     assert "lone UTF-16 surrogate" in found[0].message
+
+
+def test_a_call_of_a_read_only_tool_is_reversible_unless_the_tool_says() -> None:
+    program = compile_ok(
+        "tool look(s: string) { read_only }\n"
+        "tool peek(s: string) {\n  read_only\n  reversibility irreversible\n}\n"
+        'proposal p {\n  a = look(s: "x")\n  b = peek(s: "x")\n}\n'
+    )
+    (proposal,) = program.proposals
+    assert [a.reversibility.value for a in proposal.actions] == ["reversible", "irreversible"]
