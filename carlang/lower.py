@@ -11,8 +11,9 @@ validated copy).
 Lowering rules worth knowing (the README documents them for users):
 - a call's parameters are the arguments as written, then the declared defaults of the ones left
   out, so tools and policies see every parameter the signature promises;
-- an action inherits `idempotent` and `reversibility` from its tool unless it says otherwise,
-  and `compensate` without a reversibility makes it `compensable`;
+- an action inherits `idempotent` and `reversibility` from its tool unless it says otherwise
+  (a `read_only` tool's calls are `reversible`: nothing to undo), and `compensate` without a
+  reversibility makes it `compensable`;
 - `read k` and `assert k ...` read `k`, so they depend on it (`state_dependencies`);
 - `assert k == v` is CAR's assertion (`{key, expected}`); other operators add `operator` and
   `value`, which carlang's runtime checks like a precondition.
