@@ -86,7 +86,7 @@ def _text(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
         lines.append("")
         lines.append("shadow policies (recorded, not enforced):")
         for (policy, tool), n in report.shadow.most_common():
-            lines.append(f"  {policy} would decide {n} calls of {tool or 'no tool'}")
+            lines.append(f"  {policy} would decide {plural(n, 'call')} of {tool or 'no tool'}")
     if report.unjudged:
         lines.append("")
         count = len(report.unjudged)

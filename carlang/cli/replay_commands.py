@@ -105,9 +105,14 @@ def replay_command(
     )
     echo(render_replay(report, output.value, examples, chosen_fail_on))
     if report.actions == 0:  # a gate that judged nothing passes only by saying so
+        why = (
+            "--tool, --since or --until left none"
+            if report.judged_runs and (tool or since or until)
+            else f"{report.judged_runs} of them could be judged"
+        )
         echo_err(
-            f"warning: no decision was judged ({plural(report.runs, 'run')} read,"
-            f" {report.judged_runs} judged): nothing here shows the program's effect"
+            f"warning: no decision was judged ({plural(report.runs, 'run')} read; {why}):"
+            " nothing here shows the program's effect"
         )
     raise typer.Exit(EXIT_FAILED if report.failing(chosen_fail_on) else EXIT_OK)
 

@@ -210,7 +210,7 @@ def test_runs_it_cannot_judge_are_reported_never_a_crash(finance_log: Path, tmp_
     assert code == 0, out
     assert "2 runs could not be judged" in out
     assert "other.car does not declare tool 'pay'" in out or "does not declare capability" in out
-    assert "warning: no decision was judged (2 runs read, 0 judged)" in out
+    assert "warning: no decision was judged (2 runs read; 0 of them could be judged)" in out
     damaged = tmp_path / "damaged.jsonl"
     damaged.write_text(finance_log.read_text() + '{"seq": 1, "kind": "action_vali')
     code, out = cli("replay", str(damaged), "--program", str(FINANCE))
@@ -327,7 +327,12 @@ def test_replay_shows_what_a_shadow_policy_would_do(tmp_path: Path) -> None:
     program.write_text(SERVICE + 'policy watch: shadow deny fetch when params.url == "a"\n')
     code, out = cli("replay", str(log), "--program", str(program))
     assert code == 0, out
-    assert "watch would decide 1 calls of fetch" in out
+    assert "watch would decide 1 call of fetch" in out
+    code, out = cli(
+        "replay", str(log), "--program", str(program), "--since", "2999-01-01T00:00:00Z"
+    )
+    assert code == 0 and "no decision was judged (" in out
+    assert "; --tool, --since or --until left none)" in out
 
 
 def test_the_summary_counts_in_words(finance_log: Path) -> None:
