@@ -197,6 +197,9 @@ def agent_command(
         generator = OpenAIChatGenerator(model_url, model, api_key=api_key)
     program = load_program(file, root)
     capability = chosen_capability(file, root, capability, program)
+    if budget is not None and program.budget(budget) is None:
+        names = ", ".join(b.name for b in program.budgets) or "none"
+        fail_usage(f"--budget {budget}: {file} declares no such budget (budgets: {names})")
     runtime = Runtime.from_program(
         program,
         events=_event_log(events),

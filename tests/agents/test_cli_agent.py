@@ -153,3 +153,14 @@ def test_tools_without_an_implementation_are_warned_about(tmp_path: Path) -> Non
         app, ["agent", str(source), "--script", str(script), "--capability", "agent", "--builtins"]
     )
     assert "no implementation" not in given.stderr
+
+
+def test_an_unknown_budget_is_a_usage_error(tmp_path: Path) -> None:
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([{"role": "assistant", "content": "done"}]))
+    done = runner.invoke(app, ["agent", str(source), "--script", str(script), "--budget", "nope"])
+    assert (
+        done.exit_code == 2 and "--budget nope: " in done.output and "no such budget" in done.output
+    )
