@@ -241,6 +241,8 @@ class Runtime:
         as the compiler gives them to a call written in a program: the tools, the policies and
         the log all see every parameter the signature promises (the proposal itself when no
         call leaves one out). Every way in fills them: execute, resume, replan, rank, gate."""
+        if not any(tool.defaults for tool in self.tools.values()):
+            return proposal  # the usual case: nothing to fill, no pass over the actions
         actions = [self.filled(action) for action in proposal.actions]
         if all(new is old for new, old in zip(actions, proposal.actions, strict=True)):
             return proposal
