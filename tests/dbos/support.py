@@ -13,6 +13,26 @@ from typing import Any
 
 from tests.helpers import run_carlang
 
+#: A `--tools` module whose tools write each call to calls.txt beside it (a call's trace that
+#: survives the worker process that made it).
+MARKING_TOOLS = """\
+import os
+
+def _mark(text):
+    with open(os.path.join(os.path.dirname(__file__), "calls.txt"), "a") as file:
+        file.write(text + "\\n")
+
+def work(item):
+    _mark("work " + item)
+    return item.upper()
+
+def ship(env):
+    _mark("ship " + env)
+    return "shipped " + env
+
+TOOLS = {"work": work, "ship": ship}
+"""
+
 
 def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`carlang ARGS...` in `cwd`, its output captured."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import carlang, show, start_worker, stop_all, wait_for
+from tests.dbos.support import MARKING_TOOLS, carlang, show, start_worker, stop_all, wait_for
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
@@ -31,23 +31,7 @@ proposal p {
 }
 """
 
-TOOLS = """\
-import os
-
-def _mark(text):
-    with open(os.path.join(os.path.dirname(__file__), "calls.txt"), "a") as file:
-        file.write(text + "\\n")
-
-def work(item):
-    _mark("work " + item)
-    return item.upper()
-
-def ship(env):
-    _mark("ship " + env)
-    return "shipped " + env
-
-TOOLS = {"work": work, "ship": ship}
-"""
+TOOLS = MARKING_TOOLS
 
 
 @pytest.fixture

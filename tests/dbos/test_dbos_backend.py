@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.dbos.support import MARKING_TOOLS
 from tests.helpers import run_carlang
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
@@ -36,23 +37,7 @@ proposal p {
 }
 """
 
-TOOLS = """\
-import os
-
-def _mark(text):
-    with open(os.path.join(os.path.dirname(__file__), "calls.txt"), "a") as file:
-        file.write(text + "\\n")
-
-def work(item):
-    _mark("work " + item)
-    return item.upper()
-
-def ship(env):
-    _mark("ship " + env)
-    return "shipped " + env
-
-TOOLS = {"work": work, "ship": ship}
-"""
+TOOLS = MARKING_TOOLS
 
 
 def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
