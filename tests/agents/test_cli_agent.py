@@ -81,12 +81,20 @@ def test_agent_runs_a_script_against_builtin_tools(tmp_path: Path) -> None:
     assert not (files / "out.txt").exists()
     as_json = runner.invoke(app, [*args, "--format", "json", "--max-turns", "2"])
     assert as_json.exit_code == 1
-    assert json.loads(as_json.stdout) == {
+    document = json.loads(as_json.stdout)
+    calls = document.pop("calls")
+    assert document == {
         "status": "max_turns",
         "summary": "stopped after 2 turns without finishing",
         "turns": 2,
         "tools_called": ["read_file"],
     }
+    assert [(c["turn"], c["name"], c["ok"]) for c in calls] == [
+        (1, "read_file", True),
+        (2, "write_file", False),
+    ]
+    assert calls[0]["arguments"] == {"path": "notes/a.txt"} and calls[0]["result"] == "alpha"
+    assert "write only under notes/" in calls[1]["result"]
 
 
 def test_agent_usage_errors(tmp_path: Path) -> None:

@@ -61,14 +61,19 @@ class AgentOutcome:
     turns: int
     tools_called: list[str] = field(default_factory=list)
     messages: list[Any] = field(default_factory=list)
+    #: every call the model made: turn, id, name, its arguments as shown (secrets and
+    #: `redact` paths `[REDACTED]`), whether it succeeded and what the model was told
+    calls: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The outcome as JSON-ready data (without the history)."""
+        """The outcome as JSON-ready data: the calls as shown, not the message history (which
+        holds the model's own arguments, secrets included)."""
         return {
             "status": self.status,
             "summary": self.summary,
             "turns": self.turns,
             "tools_called": list(self.tools_called),
+            "calls": [dict(call) for call in self.calls],
         }
 
 
@@ -125,6 +130,7 @@ class AgentLoop:
         session = self.runtime.open_session()
         spent = self._spent()
         called: list[str] = []
+        self._calls: list[dict[str, Any]] = []
         try:
             for turn_number in range(1, self.max_turns + 1):
                 if self.cancel.cancelled:
@@ -151,13 +157,24 @@ class AgentLoop:
                     ok = succeeded(result)
                     if ok:
                         called.append(tool_name_from_model(call.name, self.runtime.tools))
+                    content = tool_result_text(result, self.max_chars)
+                    self._calls.append(
+                        {
+                            "turn": turn_number,
+                            "id": call.id,
+                            "name": call.name,
+                            "arguments": self._shown(call),
+                            "ok": ok,
+                            "result": content,
+                        }
+                    )
                     self._emit(
                         "tool_result",
                         turn=turn_number,
                         id=result.action_id,
                         name=call.name,
                         ok=ok,
-                        content=tool_result_text(result, self.max_chars),
+                        content=content,
                     )
                 messages.extend(results_to_messages(results, self.format, max_chars=self.max_chars))
             summary = f"stopped after {self.max_turns} turns without finishing"
@@ -278,11 +295,10 @@ class AgentLoop:
         self._emit("error", message=message)
         return self._end("error", message, turns, called, messages)
 
-    @staticmethod
     def _end(
-        status: Status, summary: str, turns: int, called: list[str], messages: list[Any]
+        self, status: Status, summary: str, turns: int, called: list[str], messages: list[Any]
     ) -> AgentOutcome:
-        return AgentOutcome(status, summary, turns, called, messages)
+        return AgentOutcome(status, summary, turns, called, messages, list(self._calls))
 
 
 def _refused(call: ToolCall, reason: str) -> ActionResult:
