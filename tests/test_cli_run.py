@@ -396,4 +396,6 @@ def test_deny_approvals_says_it_was_the_flag(tmp_path: Path) -> None:
         str(program), "--tools", f"{tools}:TOOLS", "--deny-approvals", "--format", "json"
     )
     ship = json.loads(out)["result"]["results"][1]
-    assert code == 1 and ship["error"].endswith("refused (--deny-approvals)")
+    assert code == 1 and ship["error"].endswith(
+        "approvals are denied in this run (--deny-approvals)"
+    )

@@ -425,7 +425,7 @@ def _approval_gate(
     if auto_approve:
         return AutoApprove()
     if deny_approvals:
-        return DenyApprovals("refused (--deny-approvals)")
+        return DenyApprovals("refused: approvals are denied in this run (--deny-approvals)")
     if not sys.stdin.isatty():
         return DenyApprovals("refused (run with --auto-approve, or at a terminal to be asked)")
     schemas = {tool.name: tool.parameters for tool in program.tools}
