@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -417,3 +418,33 @@ def test_an_argument_the_tool_does_not_declare_is_refused(runtime: Any) -> None:
     assert outcome.tools_called == [] and "notes/b.txt" not in runtime.files
     seen = script.requests[1][0][-1]["content"]
     assert "tool 'write_file' has no parameter 'contents' (did you mean 'content'?)" in seen
+
+
+def test_the_loops_own_refusals_are_in_the_event_log(tmp_path: Path) -> None:
+    """A call the loop refuses (the budget, a malformed call) is an attempt the audit trail
+    keeps, like a policy's refusal."""
+    from carlang_runtime.engine import EventLog, JsonlSink, Runtime
+
+    from tests.helpers import compile_diagnostics
+
+    log = tmp_path / "run.jsonl"
+    runtime = Runtime.from_program(
+        compile_diagnostics(LIMITS).program, events=EventLog([JsonlSink(log)])
+    )
+    runtime.register_tool("w", lambda n: n)
+    bad = {
+        "role": "assistant",
+        "tool_calls": [
+            {"id": "m", "type": "function", "function": {"name": "w", "arguments": "{"}}
+        ],
+    }
+    turns = [turn_in("openai", [(f"c{i}", "w", {"n": i}) for i in range(4)]), bad]
+    script = ScriptedGenerator([*turns, final("openai", "ok")])
+    AgentLoop(runtime, script, budget="tight").run("go")
+    runtime.close()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    rejected = {
+        e["action_id"]: e["data"]["error"] for e in events if e["kind"] == "action_rejected"
+    }
+    assert rejected["c3"] == "budget 'tight' is spent: 3 tool calls per session"
+    assert "arguments are not JSON" in rejected["m"]

@@ -102,10 +102,14 @@ def test_proxy_lists_allowed_tools_and_enforces_policies(program: Path, tmp_path
     _run(_with_stdio_proxy, program, ["--capability", "safe", "--events", str(events)], body)
     logged = events.read_text()
     assert '"policy_violation"' in logged and "too_big" in logged and '"action_succeeded"' in logged
+    # the proxy's own refusal (a tool the client may not see) is logged like the others
+    assert '"error": "unknown tool \'toy.fail\'"' in logged
 
 
-def test_approval_by_elicitation_and_budget_per_session(program: Path) -> None:
+def test_approval_by_elicitation_and_budget_per_session(program: Path, tmp_path: Path) -> None:
     import mcp.types as types
+
+    events = tmp_path / "events.jsonl"
 
     asked: list[str] = []
 
@@ -121,8 +125,12 @@ def test_approval_by_elicitation_and_budget_per_session(program: Path) -> None:
         spent = await session.call_tool("toy.add", {"a": 1, "b": 1})
         assert spent.isError and "budget 'three' is spent: 3 tool calls per session" in _text(spent)
 
-    _run(_with_stdio_proxy, program, ["--capability", "safe", "--budget", "three"], body, elicit)
+    extra = ["--capability", "safe", "--budget", "three", "--events", str(events)]
+    _run(_with_stdio_proxy, program, extra, body, elicit)
     assert len(asked) == 1 and "ask_secret" in asked[0]
+    # the spent budget's refusal is in the log, under the budget the calls ran with
+    assert "budget 'three' is spent: 3 tool calls per session" in events.read_text()
+    assert '"budget": "three"' in events.read_text()
 
 
 def test_an_approval_prompt_shows_no_redacted_value_and_a_no_says_so(

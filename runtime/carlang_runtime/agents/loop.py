@@ -209,9 +209,6 @@ class AgentLoop:
                 or too_many
                 or (spent.problem() if spent else None)
             )
-            if refusal is not None:
-                results.append(_refused(call, refusal))
-                continue
             suffix = f"_{index}" if len(turn.calls) > 1 else ""
             proposal = proposal_from_calls(
                 [call],
@@ -221,8 +218,12 @@ class AgentLoop:
                 budget=self.budget,
             )
             started = time.monotonic()
-            (outcome,) = self.runtime.execute(proposal, session=session, cancel=self.cancel).results
-            if spent is not None:
+            # a refusal of the loop's own goes through the runtime too: logged as any other
+            done = self.runtime.execute(
+                proposal, session=session, cancel=self.cancel, refused=refusal
+            )
+            (outcome,) = done.results
+            if spent is not None and refusal is None:
                 ran = outcome.status is not ActionStatus.REJECTED
                 spent.spend(ran, (time.monotonic() - started) * 1000.0)
             results.append(outcome)
@@ -299,8 +300,3 @@ class AgentLoop:
         self, status: Status, summary: str, turns: int, called: list[str], messages: list[Any]
     ) -> AgentOutcome:
         return AgentOutcome(status, summary, turns, called, messages, list(self._calls))
-
-
-def _refused(call: ToolCall, reason: str) -> ActionResult:
-    """The result of a call that is not run."""
-    return ActionResult(action_id=call.id, status=ActionStatus.REJECTED, error=reason)

@@ -161,8 +161,12 @@ class ProposalRun:
         cancel: Any,
         resumed: Resumption | None = None,
         all_or_nothing: bool = False,
+        refused: str | None = None,
     ) -> None:
         self.rt = runtime
+        #: A refusal made before the run (a session's budget, a model's malformed call): every
+        #: action is rejected with it, so that the log and `history` hold the attempt.
+        self.refused = refused
         self.proposal = proposal
         self.proposal_id = proposal.id
         self.actions = proposal.actions
@@ -768,6 +772,8 @@ class ProposalRun:
     def rejections(self, action: Action, count_problem: str | None) -> list[str]:
         """Why the action cannot run at all: session, capability, then CAR's validation (all
         problems, accumulated)."""
+        if self.refused is not None:
+            return [self.refused]
         if self.unknown_session:
             return [f"unknown session '{self.session}'"]
         problems: list[str] = []

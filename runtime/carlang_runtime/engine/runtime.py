@@ -514,9 +514,14 @@ class Runtime:
         session: str | None = None,
         scope: Mapping[str, Any] | None = None,
         cancel: CancelToken | None = None,
+        refused: str | None = None,
     ) -> ProposalResult:
         """Run a proposal to the end and return its result (see `execute_async`)."""
-        return run_sync(self.execute_async(proposal, session=session, scope=scope, cancel=cancel))
+        return run_sync(
+            self.execute_async(
+                proposal, session=session, scope=scope, cancel=cancel, refused=refused
+            )
+        )
 
     async def execute_async(
         self,
@@ -526,13 +531,17 @@ class Runtime:
         scope: Mapping[str, Any] | None = None,
         cancel: CancelToken | None = None,
         run_id: str | None = None,
+        refused: str | None = None,
     ) -> ProposalResult:
         """Run a proposal: its DAG level by level, each action through the pipeline, abort
         with rollback and compensations, replanning when configured. Returns the result of
         the proposal that ran last (the original, or its last replan). `scope["tenant"]`,
-        when given, must be a non-empty string (`CarlangRuntimeError` otherwise)."""
+        when given, must be a non-empty string (`CarlangRuntimeError` otherwise).
+        `refused`: a refusal the caller made before running anything (a session's budget, a
+        malformed model call): every action is rejected with it, and logged as any
+        rejection is (the event log and `history` hold the attempt)."""
         return await self._execute(
-            proposal, session=session, scope=scope, cancel=cancel, run_id=run_id
+            proposal, session=session, scope=scope, cancel=cancel, run_id=run_id, refused=refused
         )
 
     async def _execute(
@@ -545,6 +554,7 @@ class Runtime:
         run_id: str | None = None,
         resumed: Resumption | None = None,
         all_or_nothing: bool = False,
+        refused: str | None = None,
     ) -> ProposalResult:
         current = self._as_proposal(proposal)
         run_id = run_id or uuid.uuid4().hex[:16]
@@ -571,6 +581,7 @@ class Runtime:
                     cancel=cancel,
                     resumed=resumed if attempt == 0 else None,
                     all_or_nothing=all_or_nothing,
+                    refused=refused,
                 )
                 result = await run.execute()
                 if run.aborted is None:

@@ -137,11 +137,14 @@ class PolicyProxy:
         result with carlang's message."""
         client = self.client(mcp_session)
         tool = tool_name_from_model(name, self.tools)
-        if tool not in self.tools:
-            return _error(f"unknown tool '{name}'")
-        problem = client.spent.problem() if client.spent is not None else None
-        if problem is not None:
-            return _error(problem)
+        # refused here or by the runtime, every call is run through it: the log has them all
+        problem = (
+            f"unknown tool '{name}'"
+            if tool not in self.tools
+            else client.spent.problem()
+            if client.spent is not None
+            else None
+        )
         action = Action(
             id=f"call_{next(client.ids)}",
             type="tool_call",
@@ -153,10 +156,13 @@ class PolicyProxy:
             source="mcp-proxy",
             actions=[action],
             capability=self.capability,
+            budget=self.budget.name if self.budget is not None else None,  # (named in the log)
         )
         started = time.monotonic()
-        result = await self.runtime.execute_async(proposal, session=client.session)
+        result = await self.runtime.execute_async(proposal, session=client.session, refused=problem)
         (outcome,) = result.results
+        if problem is not None:
+            return _error(problem)
         if client.spent is not None:
             ran = outcome.status is not ActionStatus.REJECTED
             client.spent.spend(ran, (time.monotonic() - started) * 1000.0)
