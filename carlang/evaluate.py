@@ -20,7 +20,7 @@ from carlang_runtime.cel import CelEvalError, CelSyntaxError, compile, format_va
 from carlang_runtime.cel.checker import Declarations, check
 from carlang_runtime.cel.values import CelTimestamp
 from carlang_runtime.errors import CarlangRuntimeError
-from carlang_runtime.paramcheck import parameter_defaults, with_defaults
+from carlang_runtime.paramcheck import filled_parameters
 from carlang_runtime.policy import policy_declarations, state_problem, state_type
 from carlang_runtime.policy.activation import action_activation
 
@@ -94,8 +94,7 @@ def eval_context(
     problem = state_problem(program.state, state or {})
     if problem is not None:  # a state no run can have (as `explain --state` and tests refuse)
         raise EvalUsageError(f"the state given: {problem}")
-    defaults = parameter_defaults(schema.parameters) if schema is not None else {}
-    parameters = with_defaults(params or {}, defaults)
+    parameters = filled_parameters(params or {}, schema.parameters if schema is not None else {})
     current = {**program.initial_state, **(state or {})}
     action = ir.Action(
         id="eval", type=ir.ActionType.TOOL_CALL, tool=tool or "", parameters=parameters

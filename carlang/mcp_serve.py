@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from carlang_runtime import ir
-from carlang_runtime.paramcheck import parameter_defaults, with_defaults
+from carlang_runtime.paramcheck import filled_parameters
 
 __all__ = ["build_server"]
 
@@ -65,8 +65,7 @@ def _program_or_error(program: str | None, path: str | None) -> ir.Program:
 def _action(program: ir.Program, tool: str, params: dict[str, Any] | None) -> ir.Action:
     """The call as the runtime makes it: left-out parameters get their declared defaults."""
     declared = program.tool(tool)
-    defaults = parameter_defaults(declared.parameters) if declared is not None else {}
-    parameters = with_defaults(params or {}, defaults)
+    parameters = filled_parameters(params or {}, declared.parameters if declared else {})
     return ir.Action(id="call", type="tool_call", tool=tool, parameters=parameters)
 
 

@@ -870,7 +870,7 @@ def _syntax_diagnostic(
     )
 
 
-_LINE_START_WORD = re.compile(r"(?m)^([a-z_]+)[ \t]*\Z")
+_LINE_START_WORD = re.compile(r"([a-z_]+)[ \t]*")
 
 
 def _unclosed_before_declaration(
@@ -881,7 +881,8 @@ def _unclosed_before_declaration(
     label at its opening and the help to close it; else None."""
     if not problem.open_brackets:
         return None
-    word = _LINE_START_WORD.search(source.text, 0, token[2])
+    line_start = source.text.rfind("\n", 0, token[2]) + 1
+    word = _LINE_START_WORD.fullmatch(source.text, line_start, token[2])
     if word is None or word.group(1) not in DECLARATION_KEYWORDS:
         return None
     bracket, at = problem.open_brackets[-1]

@@ -66,7 +66,7 @@ def explain_command(
     """The full policy decision for one action: every policy, matched or not, with the values
     that decided its condition. Exit 0 whatever the decision; 1 if the program has errors."""
     from carlang_runtime import ir
-    from carlang_runtime.paramcheck import parameter_defaults, with_defaults
+    from carlang_runtime.paramcheck import filled_parameters
     from carlang_runtime.policy import PolicySet, state_problem
 
     from carlang.explain import describe_action, render_json, render_text
@@ -89,7 +89,7 @@ def explain_command(
         arguments = _json_object(params, "--params")
         declared = _check_call(program, file, tool or "", arguments)
         # the call as the runtime makes it: left-out parameters get their declared defaults
-        filled = with_defaults(arguments, parameter_defaults(declared.parameters))
+        filled = filled_parameters(arguments, declared.parameters)
         action = ir.Action(id="call", type="tool_call", tool=tool, parameters=filled)
     given = _json_object(state, "--state")
     problem = state_problem(program.state, given)

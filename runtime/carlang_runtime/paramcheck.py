@@ -23,6 +23,7 @@ __all__ = [
     "ParamFinding",
     "ParamChecker",
     "json_type_name",
+    "filled_parameters",
     "parameter_defaults",
     "validation_errors",
     "with_defaults",
@@ -455,3 +456,9 @@ def with_defaults(parameters: Mapping[str, Any], defaults: Mapping[str, Any]) ->
     if not missing:
         return dict(parameters)
     return {**parameters, **{name: copy.deepcopy(defaults[name]) for name in missing}}
+
+
+def filled_parameters(parameters: Mapping[str, Any], schema: Mapping[str, Any]) -> dict[str, Any]:
+    """`with_defaults` of a call's `parameters` with the defaults its tool's `schema` declares:
+    the call as the runtime makes it (`Runtime.filled`, which keeps each tool's defaults)."""
+    return with_defaults(parameters, parameter_defaults(schema))

@@ -105,6 +105,8 @@ class AgentLoop:
         self.on_event = on_event
         self.cancel = cancel or CancelToken()
         self.system = system
+        #: the calls of the conversation under way (`AgentOutcome.calls`)
+        self._calls: list[dict[str, Any]] = []
         # the spec list checks the capability's name too, before any turn
         spec_format = "anthropic" if self.format == "anthropic" else "openai"
         self.tools = tool_specs(runtime, spec_format, capability=capability)
@@ -130,7 +132,7 @@ class AgentLoop:
         session = self.runtime.open_session()
         spent = self._spent()
         called: list[str] = []
-        self._calls: list[dict[str, Any]] = []
+        self._calls = []
         try:
             for turn_number in range(1, self.max_turns + 1):
                 if self.cancel.cancelled:
@@ -196,6 +198,7 @@ class AgentLoop:
         too_many = self._count_problem(len(good))
         results: list[ActionResult] = []
         seen: set[str] = set()
+        schemas = {name: tool.schema for name, tool in self.runtime.tools.items()}
         for index, call in enumerate(turn.calls, 1):
             self._emit(
                 "tool_call", turn=turn_number, id=call.id, name=call.name, params=self._shown(call)
@@ -212,7 +215,7 @@ class AgentLoop:
             suffix = f"_{index}" if len(turn.calls) > 1 else ""
             proposal = proposal_from_calls(
                 [call],
-                tools={name: tool.schema for name, tool in self.runtime.tools.items()},
+                tools=schemas,
                 proposal_id=f"turn_{turn_number}{suffix}",
                 capability=self.capability,
                 budget=self.budget,

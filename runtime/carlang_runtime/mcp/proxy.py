@@ -138,13 +138,11 @@ class PolicyProxy:
         client = self.client(mcp_session)
         tool = tool_name_from_model(name, self.tools)
         # refused here or by the runtime, every call is run through it: the log has them all
-        problem = (
-            f"unknown tool '{name}'"
-            if tool not in self.tools
-            else client.spent.problem()
-            if client.spent is not None
-            else None
-        )
+        problem: str | None = None
+        if tool not in self.tools:
+            problem = f"unknown tool '{name}'"
+        elif client.spent is not None:
+            problem = client.spent.problem()
         action = Action(
             id=f"call_{next(client.ids)}",
             type="tool_call",
