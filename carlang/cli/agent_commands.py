@@ -257,7 +257,7 @@ def _live_view(event: Any) -> None:
         echo(f"assistant: {data['text']}")
     elif event.kind == "tool_call":
         params = json.dumps(data["params"]) if data["params"] is not None else "(malformed)"
-        echo(f"  -> {data['name']} {_short(params)}")
+        echo(f"  -> {data['name'] or '(no tool name)'} {_short(params)}")
     elif event.kind == "tool_result":
         mark = "ok" if data["ok"] else "refused/failed"
         echo(f"  <- {data['name']} {mark}: {_short(data['content'])}")
