@@ -172,3 +172,16 @@ def test_an_unknown_budget_is_a_usage_error(tmp_path: Path) -> None:
     assert (
         done.exit_code == 2 and "--budget nope: " in done.output and "no such budget" in done.output
     )
+
+
+def test_a_call_without_a_tool_name_shows_as_such(tmp_path: Path) -> None:
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    nameless = {
+        "role": "assistant",
+        "tool_calls": [{"id": "x", "type": "function", "function": {"arguments": "{}"}}],
+    }
+    script = tmp_path / "s.json"
+    script.write_text(json.dumps([nameless, {"role": "assistant", "content": "done"}]))
+    done = runner.invoke(app, ["agent", str(source), "--script", str(script)])
+    assert "  -> (no tool name) (malformed)" in done.stdout, done.output
