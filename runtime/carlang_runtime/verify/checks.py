@@ -457,6 +457,8 @@ def check_compensations(ctx: VerifyContext) -> None:
                     "missing-compensation",
                     index,
                     "action declares reversibility 'compensable' but no compensation",
+                    "add `compensate <tool>(...)` or `compensate with <action id>` to the call, "
+                    "or mark it `reversible` or `irreversible`",
                     path="reversibility",
                 )
         elif isinstance(compensation, ToolCompensation):
