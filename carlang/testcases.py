@@ -23,7 +23,7 @@ from functools import cache
 from typing import Any
 
 from carlang_runtime import ir
-from carlang_runtime.paramcheck import ParamChecker, validation_errors
+from carlang_runtime.paramcheck import ParamChecker, finding_message
 from carlang_runtime.policy import state_problems
 from carlang_runtime.suggest import did_you_mean
 
@@ -373,6 +373,14 @@ class _Builder:
             self.error(source, span, problem, help)
         return not problems
 
+    def argument_span(self, call: ast.Call, param: str) -> Span:
+        """Where a call's argument `param` is written (its row's cells when a column gives
+        it); the tool's name when the call leaves it out."""
+        for arg in call.args:
+            if arg.name.text == param:
+                return self.row_span if isinstance(arg.value.value, ast.Column) else arg.value.span
+        return call.tool.span
+
     def action(
         self, source: Source, given: ast.GivenAction, row: dict[str, Any]
     ) -> ir.Action | None:
@@ -401,9 +409,12 @@ class _Builder:
             if tool.parameters:
                 # the runtime would reject the call before any policy saw it: say so here
                 findings = ParamChecker(tool.name, tool.parameters).check(params)
+                for finding in findings:
+                    span = self.argument_span(kind, finding.param)
+                    missing = finding.kind == "missing"
+                    help = f"add `{finding.param}: ...` to the call" if missing else None
+                    self.error(source, span, finding_message(tool.name, finding), help)
                 if findings:
-                    for problem in validation_errors(tool.name, findings):
-                        self.error(source, kind.tool.span, f"this call is invalid: {problem}")
                     return None
             return new_action(
                 {

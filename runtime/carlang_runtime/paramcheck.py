@@ -413,6 +413,19 @@ def _unresolvable() -> type[Exception]:
     return Unresolvable
 
 
+def finding_message(tool: str, finding: ParamFinding) -> str:
+    """One finding as carlang's diagnostics word it (CL0307-CL0309: the verifier's and a
+    test block's); `validation_errors` has the runtime's wording, which CAR's match."""
+    if finding.kind == "missing":
+        return f"tool '{tool}': missing required parameter '{finding.param}'"
+    if finding.kind == "type":
+        return f"tool '{tool}': parameter '{finding.param}' has wrong type: {finding.detail}"
+    if finding.kind == "invalid_schema":
+        return f"tool '{tool}' has an invalid registered JSON Schema: {finding.detail}"
+    subject = f"parameter '{finding.param}{finding.path}'" if finding.param else "parameters"
+    return f"tool '{tool}': {subject}: {finding.detail}"
+
+
 def validation_errors(tool: str, findings: list[ParamFinding]) -> list[str]:
     """The findings as car-validator's messages (the runtime's wording, as CAR's
     `validate_action` writes them)."""

@@ -35,7 +35,7 @@ from ..ir import (
     ToolCompensation,
 )
 from ..jsonvalue import canonical_key, rust_debug
-from ..paramcheck import ParamChecker
+from ..paramcheck import ParamChecker, finding_message
 from ..precondition import check_assertion, check_precondition
 from ..suggest import did_you_mean
 from .codes import code_for
@@ -425,24 +425,21 @@ def _all_tools_registered(ctx: VerifyContext) -> bool:
     )
 
 
+_FINDING_CODES = {
+    "missing": "missing-parameter",
+    "type": "parameter-type",
+    "invalid_schema": "parameter-constraint",
+}
+
+
 def _check_parameters(ctx: VerifyContext, index: int, tool: str, checker: ParamChecker) -> None:
     for finding in checker.check(ctx.cols.parameters[index]):
-        path = f"parameters.{finding.param}" if finding.param else "parameters"
-        if finding.kind == "missing":
-            message = f"tool '{tool}': missing required parameter '{finding.param}'"
-            ctx.report("missing-parameter", index, message, path=path)
-        elif finding.kind == "type":
-            message = f"tool '{tool}': parameter '{finding.param}' has wrong type: {finding.detail}"
-            ctx.report("parameter-type", index, message, path=path)
-        elif finding.kind == "invalid_schema":
-            message = f"tool '{tool}' has an invalid registered JSON Schema: {finding.detail}"
-            ctx.report("parameter-constraint", index, message, path="tool")
+        if finding.kind == "invalid_schema":
+            path = "tool"
         else:
-            subject = (
-                f"parameter '{finding.param}{finding.path}'" if finding.param else "parameters"
-            )
-            message = f"tool '{tool}': {subject}: {finding.detail}"
-            ctx.report("parameter-constraint", index, message, path=path)
+            path = f"parameters.{finding.param}" if finding.param else "parameters"
+        code = _FINDING_CODES.get(finding.kind, "parameter-constraint")
+        ctx.report(code, index, finding_message(tool, finding), path=path)
 
 
 def check_compensations(ctx: VerifyContext) -> None:
