@@ -225,6 +225,19 @@ def test_strict_reports_shadowed_and_untested_policies(tmp_path: Path) -> None:
     assert code == 0 and "CL0523" not in out  # only with --strict
 
 
+def test_strict_leaves_coverage_out_while_there_are_errors(tmp_path: Path) -> None:
+    # the tests would not run (`carlang test` refuses), so what they cover is unknown: the
+    # wrong condition is the finding, not that its policy looks untested
+    text = (
+        PROGRAM
+        + "policy wrong: deny fetch when params.urll == 1\n"
+        + 'test "a" {\n  action fetch(url: "https://x")\n  expect allow\n}\n'
+    )
+    code, out, _ = run("check", "--strict", str(write(tmp_path, text)))
+    assert code == 1 and "error[CL0506]" in out and "`params` has no field `urll`" in out
+    assert "CL0524" not in out
+
+
 @pytest.mark.parametrize(
     ("proposal", "denied"),
     [

@@ -149,9 +149,11 @@ def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], lis
     return results, ordered
 
 
-def _strict(results: list[CompileResult]) -> list[Diagnostic]:
+def _strict(results: list[CompileResult], diagnostics: list[Diagnostic]) -> list[Diagnostic]:
     """`--strict`'s own findings: shadowed policies; when there are tests, the policies they
-    do not cover (each reported once, however many programs share it)."""
+    do not cover (each reported once, however many programs share it). Not with errors:
+    `carlang test` would not run the tests, and a policy whose condition is wrong would be
+    called untested when its condition is what needs fixing."""
     from carlang.strict import shadowed_policies, untested_policies
     from carlang.testrun import Coverage, run_tests
 
@@ -159,7 +161,8 @@ def _strict(results: list[CompileResult]) -> list[Diagnostic]:
     for result in results:
         for diagnostic in shadowed_policies(result):
             found.setdefault(diagnostic.sort_key(), diagnostic)
-    if any(result.tests for result in results):
+    has_errors = any(d.severity == "error" for d in diagnostics)
+    if not has_errors and any(result.tests for result in results):
         coverage = Coverage()
         run_tests(results, coverage)
         for diagnostic in untested_policies(results, coverage):
@@ -191,7 +194,7 @@ def run_check(
     results, diagnostics = compile_all(files, project.root)
     strict = strict or project.strict
     if strict:
-        diagnostics = [*diagnostics, *_strict(results)]
+        diagnostics = [*diagnostics, *_strict(results, diagnostics)]
     sources = {f.source.name: f.source for r in results for f in r.loaded.files}
     diagnostics, stale = apply_allowances(diagnostics, sources.values(), project)
     if strict:
