@@ -129,13 +129,29 @@ def test_feedback_from_an_event_log_changes_the_ranking(tmp_path: Path) -> None:
     rt.close()
     _, before, _ = rank(tmp_path, "--plan", "gamble", "--format", "json")
     assert json.loads(before)["ranking"][0]["proposal_id"] == "lucky"  # one action: cheaper
-    code, after, _ = rank(tmp_path, "--plan", "gamble", "--format", "json", "--feedback", str(log))
+    code, after, err = rank(
+        tmp_path, "--plan", "gamble", "--format", "json", "--feedback", str(log)
+    )
+    assert "warning" not in err  # it knows `flaky`
     ranking = json.loads(after)["ranking"]
     assert code == 0 and ranking[0]["proposal_id"] == "careful"
     lucky = ranking[1]
     assert lucky["monte_carlo_success"] == 0.0 and lucky["historical_confidence"] == 0.0
     code, _, err = rank(tmp_path, "--plan", "gamble", "--feedback", str(tmp_path / "no.db"))
     assert code == 2 and "no such file" in err
+
+
+def test_feedback_that_knows_none_of_the_tools_is_warned_about(tmp_path: Path) -> None:
+    log = tmp_path / "other_agent.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.register_tool("send_mail", lambda: None)
+    rt.execute({"id": "past", "actions": [{"id": "m", "type": "tool_call", "tool": "send_mail"}]})
+    rt.close()
+    code, out, err = rank(tmp_path, "--plan", "gamble", "--feedback", str(log))
+    assert code == 0 and "lucky" in out
+    assert f"warning: --feedback {log} has no history of any tool these plans call" in err
+    assert "(fetch, flaky)" not in err and "(deploy, fetch, flaky)" in err
+    assert "the ranking learns nothing from it (it knows send_mail)" in err
 
 
 @pytest.mark.parametrize(

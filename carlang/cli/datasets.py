@@ -8,14 +8,14 @@ import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .common import fail_usage
+from .common import echo_err, fail_usage
 from .lang_commands import compile_program
 
 if TYPE_CHECKING:
     from carlang_runtime.experiments import Task
-    from carlang_runtime.planner import PlannerConfig
+    from carlang_runtime.planner import PlannerConfig, ToolFeedback
 
-__all__ = ["load_dataset", "load_config", "DATASET_SUFFIXES"]
+__all__ = ["load_dataset", "load_config", "load_feedback", "DATASET_SUFFIXES"]
 
 #: The files a folder contributes, in this order within the folder (sorted by path).
 DATASET_SUFFIXES = (".car", ".json", ".jsonl")
@@ -105,3 +105,31 @@ def load_config(path: Path | None) -> PlannerConfig:
         return PlannerConfig().with_settings(document)
     except SettingError as exc:
         fail_usage(f"{path}: {exc}")
+
+
+def load_feedback(path: Path | None, tasks: list[Task]) -> ToolFeedback | None:
+    """`--feedback`'s tool history, or None without one. A history that knows none of the
+    tools the tasks call is loaded but warned about: it changes nothing, and the likely cause
+    is the wrong file (another agent's log, or tools renamed since)."""
+    if path is None:
+        return None
+    from carlang_runtime.planner import ToolFeedback
+
+    history = ToolFeedback.load(path)
+    called = {
+        action.tool
+        for task in tasks
+        for candidate in task.candidates
+        for action in candidate.actions
+        if action.tool is not None
+    }
+    known = set(history.success_rates())
+    if called and not called & known:
+        knows = ", ".join(sorted(known)[:5]) + (", ..." if len(known) > 5 else "")
+        echo_err(
+            f"warning: --feedback {path} has no history of any tool these plans call "
+            f"({', '.join(sorted(called)[:5])}{', ...' if len(called) > 5 else ''}): "
+            f"the ranking learns nothing from it"
+            + (f" (it knows {knows})" if known else " (it knows no tool)")
+        )
+    return history

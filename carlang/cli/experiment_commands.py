@@ -18,13 +18,12 @@ from .common import (
     guarded,
     write_output,
 )
-from .datasets import load_config, load_dataset
+from .datasets import load_config, load_dataset, load_feedback
 from .dbos_commands import DatabaseOption
 from .run_commands import Backend
 
 if TYPE_CHECKING:
     from carlang_runtime.experiments.search import SearchResult
-    from carlang_runtime.planner import ToolFeedback
 
 __all__ = ["register"]
 
@@ -59,14 +58,6 @@ SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap a
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
-def _history(path: Path | None) -> ToolFeedback | None:
-    if path is None:
-        return None
-    from carlang_runtime.planner import ToolFeedback
-
-    return ToolFeedback.load(path)
-
-
 @planner_app.command("eval")
 @guarded
 def eval_command(
@@ -95,9 +86,8 @@ def eval_command(
         fail_usage("--resamples must be 0 or more")
     tasks = load_dataset(dataset, plan, root)
     recorded = Outcomes.load(outcomes)
-    result = evaluate(
-        tasks, recorded, load_config(config), _history(feedback), resamples=resamples, seed=seed
-    )
+    history = load_feedback(feedback, tasks)
+    result = evaluate(tasks, recorded, load_config(config), history, resamples=resamples, seed=seed)
     if as_json:
         echo(json.dumps(result.to_dict(), indent=2))
     else:
@@ -217,7 +207,7 @@ def search_command(
             Outcomes.load(outcomes),
             load_space(space),
             base=load_config(config),
-            feedback=_history(feedback),
+            feedback=load_feedback(feedback, tasks),
             method=method,
             trials=trials,
             split=split,

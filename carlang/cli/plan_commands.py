@@ -126,10 +126,10 @@ def rank_command(
     """Score candidate plans without running them, best first: every task of the inputs, in one
     table. Exit 0 when every task has a valid candidate, 1 when one has none (or a program has
     errors), 2 for bad input."""
-    from .datasets import load_config, load_dataset
+    from .datasets import load_config, load_dataset, load_feedback
 
     tasks = load_dataset(files, plan, root)
-    history = _feedback(feedback)
+    history = load_feedback(feedback, tasks)
     base = load_config(config_file)
     extra = _settings(settings or [])
     if backend is Backend.inprocess and (database is not None or batch is not None):
@@ -237,14 +237,6 @@ def _json_document(
     document["carlang_version"] = __version__
     document["rows"] = rows
     return document
-
-
-def _feedback(path: Path | None) -> ToolFeedback | None:
-    if path is None:
-        return None
-    from carlang_runtime.planner import ToolFeedback
-
-    return ToolFeedback.load(path)
 
 
 def _settings(pairs: list[str]) -> dict[str, str]:
