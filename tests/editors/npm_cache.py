@@ -13,6 +13,9 @@ import pytest
 
 CACHE = Path(os.environ.get("CARLANG_NPM_CACHE", Path.home() / ".cache" / "carlang-tests" / "npm"))
 
+#: The package sets whose install failed in this run: tried once per run, not once per test.
+_FAILED: set[tuple[str, ...]] = set()
+
 
 def node_modules(*packages: str) -> Path:
     """The cache's node_modules with `packages` (`name@range`) installed, or skip the test."""
@@ -24,6 +27,8 @@ def node_modules(*packages: str) -> Path:
     ]
     if all((modules / name / "package.json").is_file() for name in names):
         return modules
+    if packages in _FAILED:
+        pytest.skip(f"could not install {', '.join(packages)} from npm (tried once this run)")
     CACHE.mkdir(parents=True, exist_ok=True)
     try:
         subprocess.run(
@@ -35,6 +40,11 @@ def node_modules(*packages: str) -> Path:
                 "--no-audit",
                 "--no-fund",
                 "--silent",
+                # one quick retry: without the registry (no network, or a proxy's certificate
+                # npm does not trust) the default backoff waits out the whole timeout
+                "--fetch-retries=1",
+                "--fetch-retry-mintimeout=2000",
+                "--fetch-retry-maxtimeout=5000",
                 *packages,
             ],
             capture_output=True,
@@ -42,5 +52,6 @@ def node_modules(*packages: str) -> Path:
             check=True,
         )
     except (subprocess.SubprocessError, OSError):
+        _FAILED.add(packages)
         pytest.skip(f"could not install {', '.join(packages)} from npm")
     return modules
