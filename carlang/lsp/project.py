@@ -68,9 +68,10 @@ class Project:
         #: judged on.
         self._last_used: dict[Path, set[tuple[str, str]]] = {}
         self._judged_uses: dict[Path, set[tuple[str, str]]] = {}
-        #: Why the last `carlang.toml` read could not be used (None when it could, or there
-        #: was none): the server tells the user, as `carlang check` would refuse to run.
-        self.settings_problem: str | None = None
+        #: Why a `carlang.toml` cannot be used, by the folder of the files it was last read
+        #: for (none when it can, or there is none): the server tells the user, as
+        #: `carlang check` would refuse to run.
+        self.settings_problems: dict[Path, str] = {}
         #: The root of the files of each folder, as last found (`root_of`).
         self._roots: dict[Path, Path] = {}
 
@@ -305,10 +306,14 @@ class Project:
         """The `carlang.toml` settings `carlang check` uses for `path` (see `_find`), keeping
         only the `accept` entries that apply to this file. Read at each call, so an edit to
         it counts at once (the root it sets too: `root_of` is updated). A `carlang.toml`
-        that cannot be used counts as none (`settings_problem` says why)."""
+        that cannot be used counts as none (`settings_problems` says why)."""
         if is_unsaved(path):  # in no folder: no carlang.toml
             return Settings(path.parent)
-        found, self.settings_problem = self._find(path)
+        found, problem = self._find(path)
+        if problem is None:
+            self.settings_problems.pop(path.parent, None)
+        else:
+            self.settings_problems[path.parent] = problem
         self._roots[path.parent] = found.root
         # The globs are relative to the project's root: settle them here, for this one file.
         name = display_name(path, found.root)

@@ -44,7 +44,7 @@ class CarlangServer(LanguageServer):
         self._features: Features | None = None
         self._last_change = 0.0
         self._edited: Path | None = None
-        self._shown_problem: str | None = None
+        self._shown_problems: set[str] = set()
 
     @property
     def features(self) -> Features:
@@ -100,16 +100,17 @@ class CarlangServer(LanguageServer):
 
     def _show_settings_problem(self) -> None:
         """Say once that a `carlang.toml` cannot be used (`carlang check` refuses to run on
-        it; the editor still diagnoses, without its settings)."""
-        problem = self.project.settings_problem if self.project else None
-        if problem is not None and problem != self._shown_problem:
+        it; the editor still diagnoses, without its settings): again only once it has been
+        fixed and breaks anew, however the files of other projects alternate with its own."""
+        problems = set(self.project.settings_problems.values()) if self.project else set()
+        for problem in sorted(problems - self._shown_problems):
             self.window_show_message(
                 lsp.ShowMessageParams(
                     type=lsp.MessageType.Warning,
                     message=f"{problem} (its settings are not applied until it is fixed)",
                 )
             )
-        self._shown_problem = problem
+        self._shown_problems = problems
 
     def schedule(self, edited: Path, paths: list[Path]) -> None:
         """Publish `paths` soon: at once after a pause in editing, else once the edits have

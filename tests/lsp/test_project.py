@@ -310,7 +310,8 @@ def test_a_carlang_toml_that_cannot_be_used_is_reported_not_raised(tmp_path: Pat
     project = Project(tmp_path)
     project.set_text(path, ALLOWED)
     assert _codes_by_line(project, path) == [("CL0207", 1)]
-    assert project.settings_problem is not None and "`accept` entries" in project.settings_problem
+    (problem,) = project.settings_problems.values()
+    assert "`accept` entries" in problem
 
 
 COMPLETING = """\
@@ -411,6 +412,22 @@ def test_the_server_says_once_that_a_carlang_toml_cannot_be_used(tmp_path: Path)
     server.publish(path)
     server.publish(path)
     assert len(shown) == 1 and "`strict` must be a bool" in shown[0]
+    # a second project, whose carlang.toml is fine: diagnosing its files in between does
+    # not make the first one's warning come back
+    other = (tmp_path / "other" / "b.car").resolve()
+    other.parent.mkdir()
+    other.write_text(ALLOWED)
+    (other.parent / "carlang.toml").write_text("strict = false\n")
+    for _ in range(2):
+        server.publish(other)
+        server.publish(path)
+    assert len(shown) == 1
+    # fixed, then broken again: said again
+    (tmp_path / "carlang.toml").write_text("strict = true\n")
+    server.publish(path)
+    (tmp_path / "carlang.toml").write_text("strict = 2\n")
+    server.publish(path)
+    assert len(shown) == 2 and "`strict` must be a bool" in shown[1]
 
 
 def test_an_internal_error_is_one_short_line() -> None:
