@@ -371,3 +371,38 @@ def test_a_parameter_the_candidate_adds_with_a_default_is_judged_with_it(tmp_pat
     )
     code, out = cli("replay", str(log), "--program", str(program))
     assert code == 1 and "1 change" in out and "no such key" not in out, out
+
+
+def test_a_policy_reading_a_redacted_parameter_is_flagged_not_silently_judged(
+    tmp_path: Path,
+) -> None:
+    """The log keeps `[REDACTED]` for a secret parameter: a candidate policy on the card
+    number cannot be judged from it, and replay says which policy and parameter, rather than
+    reporting the decision unchanged with nothing more."""
+    tools = tmp_path / "pay_tools.py"
+    tools.write_text("TOOLS = {'pay': lambda card, amount: 'ok'}\n")
+    recorded = tmp_path / "v1.car"
+    recorded.write_text(
+        "tool pay(card: string secret, amount: int)\n"
+        "policy big: deny pay when params.amount > 100\n"
+        'proposal p { a = pay(card: "4111111111111111", amount: 5) }\n'
+    )
+    log = tmp_path / "run.jsonl"
+    code, out = cli("run", str(recorded), "--tools", f"{tools}:TOOLS", "--events", str(log))
+    assert code == 0, out
+    assert "4111111111111111" not in log.read_text()
+    v2 = tmp_path / "v2.car"
+    v2.write_text(
+        recorded.read_text().replace(
+            "policy big:", 'policy visa: deny pay when params.card.startsWith("4")\npolicy big:'
+        )
+    )
+    code, _, report = changes(log, v2)
+    assert code == 0 and report["unchanged"] == 1
+    notes = report["not_reconstructed"]
+    flagged = [note for note in notes if "`visa` reads parameter `card`" in note]
+    assert len(flagged) == 1 and notes[flagged[0]] == 1
+    assert not any("`big`" in note for note in notes)  # it reads `amount`, which the log has
+    # the unchanged program: its policies read nothing the log redacted
+    _, _, report = changes(log, recorded)
+    assert not any("reads parameter" in note for note in report["not_reconstructed"])

@@ -424,3 +424,35 @@ def test_trace_lists_every_policy_matched_or_not() -> None:
     # A trace is a dry run: the rate limit still has its one slot.
     assert policies.evaluate(call("fetch", url="https://arxiv.org/abs/1")).allowed
     assert policies.evaluate(call("fetch", url="https://arxiv.org/abs/1")).denied
+
+
+@pytest.mark.parametrize(
+    ("when", "reads"),
+    [
+        ('params.card.startsWith("4")', {"card"}),
+        ('params["a"] > 1 && has(params.b)', {"a", "b"}),
+        ('action.params.c == 1 && action.tool == "pay"', {"c"}),
+        ("state.open == true", set()),
+        ("params.size() > 2", None),  # the map whole
+        ('params.exists(k, k == "a")', None),
+        ("params[state.key] == 1", None),  # a computed key
+        ("action == {}", None),  # `action` whole holds the params
+    ],
+)
+def test_the_parameters_a_policy_reads(when: str, reads: set[str] | None) -> None:
+    policies = PolicySet(
+        [
+            cel("p", when, tools=("pay",)),
+            cel("other_tool", "params.x == 1", tools=("refund",)),
+            ir.DenyToolParamRule(name="no_test_cards", tool="pay", param="card", equals="4242"),
+            ir.DenyKeywordRule(name="deny_keyword", keywords=["DROP"]),
+        ]
+    )
+    found = dict(policies.parameter_readers("pay"))
+    expected = None if reads is None else frozenset(reads)
+    if reads == set():
+        assert "p" not in found  # it reads no parameter at all
+    else:
+        assert found["p"] == expected
+    assert found["no_test_cards"] == {"card"} and found["deny_keyword"] is None
+    assert "other_tool" not in found

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from ..cel import nodes as n
 from ..cel.checker import Declarations
 from ..cel.types import DYN, STRING, TIMESTAMP, Type, from_json_schema, join, list_of, map_of
 from ..cel.values import CelTimestamp, cel_value
@@ -27,6 +28,7 @@ from ..ir import Action, StateDecl, ToolSchema
 __all__ = [
     "VARIABLES",
     "action_activation",
+    "parameters_read",
     "policy_declarations",
     "state_problem",
     "state_problems",
@@ -155,3 +157,59 @@ def policy_declarations(
             "now": TIMESTAMP,
         }
     )
+
+
+def parameters_read(tree: n.Expr) -> frozenset[str] | None:
+    """The parameters a condition reads by name: `params.x`, `params["x"]`, `has(params.x)`,
+    the same under `action.params`. None when it may read them all: the map used whole
+    (`params.size()`, `params` iterated or given to a function, a computed key, `action`
+    used whole)."""
+    names: set[str] = set()
+    stack: list[tuple[n.Expr, n.Expr | None]] = [(tree, None)]
+    while stack:
+        node, parent = stack.pop()
+        if _is_parameters(node):
+            name = _name_read(node, parent)
+            if name is None:
+                return None
+            names.add(name)
+            continue
+        if isinstance(node, n.Ident) and node.name == "action" and not _selects(parent, node):
+            return None  # `action` whole: its params too
+        stack.extend((child, node) for child in n.children(node))
+    return frozenset(names)
+
+
+def _is_parameters(node: n.Expr) -> bool:
+    """Whether `node` is the parameter map: `params` or `action.params`."""
+    if isinstance(node, n.Ident):
+        return node.name == "params"
+    return (
+        isinstance(node, n.Select)
+        and node.field == "params"
+        and isinstance(node.operand, n.Ident)
+        and node.operand.name == "action"
+    )
+
+
+def _selects(parent: n.Expr | None, node: n.Expr) -> bool:
+    """Whether `parent` reads one named field of `node` (`node.f`, `has(node.f)`,
+    `node["f"]`)."""
+    if isinstance(parent, (n.Select, n.Has)):
+        return parent.operand is node
+    return (
+        isinstance(parent, n.Index)
+        and parent.operand is node
+        and isinstance(parent.index, n.Literal)
+        and isinstance(parent.index.value, str)
+    )
+
+
+def _name_read(node: n.Expr, parent: n.Expr | None) -> str | None:
+    """The parameter `parent` reads of the parameter map `node`, or None if not one by name."""
+    if not _selects(parent, node):
+        return None
+    if isinstance(parent, (n.Select, n.Has)):
+        return parent.field
+    assert isinstance(parent, n.Index) and isinstance(parent.index, n.Literal)
+    return str(parent.index.value)

@@ -21,7 +21,7 @@ from ..cel.values import CelTimestamp
 from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
 from ..ir import Action, CelPolicy, DenyKeywordRule, Policy, PolicyEffect, ToolSchema
-from .activation import VARIABLES, action_activation, policy_declarations
+from .activation import VARIABLES, action_activation, parameters_read, policy_declarations
 from .rules import ON_PARAMS, ON_TIME, NativeRule, as_text, native_rule
 
 __all__ = ["PolicySet", "Decision", "PolicyMatch", "PolicyTrace", "PolicyLoadError"]
@@ -267,6 +267,21 @@ class PolicySet:
                 caught.add(getattr(policy, "param", ""))
         caught.discard("")
         return caught
+
+    def parameter_readers(self, tool: str | None) -> list[tuple[str, frozenset[str] | None]]:
+        """Each enforced policy that decides calls of `tool` by their parameters: its name and
+        the parameters it reads by name (None: it may read any of them)."""
+        found: list[tuple[str, frozenset[str] | None]] = []
+        selected = self._for_tool(tool)
+        for rule in (*selected.rules, *selected.allows):
+            if isinstance(rule, _CelRule):
+                program = rule.program
+                if program is not None and not {"params", "action"}.isdisjoint(program.variables):
+                    found.append((rule.policy.name, parameters_read(program.tree)))
+            elif rule[1].reads == ON_PARAMS:
+                param = getattr(rule[0], "param", None)
+                found.append((rule[0].name, frozenset({param}) if param else None))
+        return found
 
     def _compile(self, policy: CelPolicy) -> Program | None:
         if policy.when is None:

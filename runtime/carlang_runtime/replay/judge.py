@@ -17,6 +17,7 @@ from ..ir import Action, ActionProposal, ActionType, Program
 from ..ir._base import construct
 from ..paramcheck import parameter_defaults, with_defaults
 from ..policy import Decision, PolicyMatch, PolicySet
+from ..redact import REDACTED
 from .log import RecordedProposal, without_gc
 
 __all__ = ["Verdict", "Change", "Unjudged", "ReplayReport", "Judge", "replay"]
@@ -142,6 +143,19 @@ class Judge:
         if proposal.budget is not None and proposal.budget not in self.budgets:
             return f"{self.name} does not declare budget '{proposal.budget}'"
         return None
+
+    def redacted_reads(self, action: Action) -> list[tuple[str, str]]:
+        """(policy, parameter) for each redacted parameter of `action` that one of this
+        program's policies reads: its decision was made on `[REDACTED]`, not the value."""
+        redacted = [name for name, value in action.parameters.items() if _holds_redacted(value)]
+        if not redacted:
+            return []
+        return [
+            (policy, name)
+            for policy, reads in self.policies.parameter_readers(action.tool)
+            for name in redacted
+            if reads is None or name in reads
+        ]
 
     def decide(
         self,
@@ -327,6 +341,8 @@ def _replay(
             if not judged:
                 continue
             report.actions += 1
+            if run.redacted:
+                _note_redacted_reads(report, action, candidate, baseline)
             for policy in candidate.shadow(action, proposal, context):
                 report.shadow[(policy, action.tool or "")] += 1
             if after.decision == before.decision:
@@ -359,6 +375,32 @@ def _replay(
                 )
             )
     return report
+
+
+def _note_redacted_reads(
+    report: ReplayReport, action: Action, candidate: Judge, baseline: Judge | None
+) -> None:
+    """Count the decisions a policy made on a parameter the log redacted: replay cannot know
+    what the policy would have decided on the real value."""
+    found = set(candidate.redacted_reads(action))
+    if baseline is not None:
+        found.update(baseline.redacted_reads(action))
+    for policy, name in sorted(found):
+        report.notes[
+            f"decisions where policy `{policy}` reads parameter `{name}`, which the log "
+            f"redacted (judged on {REDACTED}, not its value)"
+        ] += 1
+
+
+def _holds_redacted(value: Any) -> bool:
+    """Whether a parameter value is, or holds somewhere inside, the redaction marker."""
+    if value == REDACTED:
+        return True
+    if isinstance(value, dict):
+        return any(_holds_redacted(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_holds_redacted(item) for item in value)
+    return False
 
 
 def _proposal(run: RecordedProposal) -> tuple[ActionProposal | None, str]:
