@@ -406,3 +406,24 @@ def test_a_policy_reading_a_redacted_parameter_is_flagged_not_silently_judged(
     # the unchanged program: its policies read nothing the log redacted
     _, _, report = changes(log, recorded)
     assert not any("reads parameter" in note for note in report["not_reconstructed"])
+
+
+def test_calls_refused_before_any_policy_are_counted_not_judged(tmp_path: Path) -> None:
+    """The assistant loop and the MCP proxy refuse a call once the session's budget is
+    spent, before any policy sees it: replay cannot re-decide that (the budget is the
+    session's, not the proposal's), and says how many it left out."""
+    log = tmp_path / "run.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.register_tool("f", lambda n: n)
+    for n in range(3):
+        call = ir.Action(id=f"a{n}", type="tool_call", tool="f", parameters={"n": n})
+        spent = "budget 'small' is spent: 1 tool calls per session" if n else None
+        rt.execute(ir.ActionProposal(id=f"p{n}", actions=[call]), refused=spent)
+    rt.close()
+    program = tmp_path / "p.car"
+    program.write_text("tool f(n: int)\npolicy big: deny f when params.n > 100\n")
+    code, _, report = changes(log, program)
+    assert code == 0 and report["decisions"] == 1 and report["judged_runs"] == 3
+    rejected = "actions rejected before any policy decided"
+    (note,) = [text for text in report["not_reconstructed"] if text.startswith(rejected)]
+    assert report["not_reconstructed"][note] == 2

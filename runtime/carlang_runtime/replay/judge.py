@@ -248,6 +248,14 @@ class Judge:
 
 _ALLOW = Verdict("allow")
 
+#: An action the runtime refused before any policy saw it: a session's budget spent (the
+#: assistant loop's, the MCP proxy's), an invalid call, an unknown session. What refused it
+#: is not in the program, so it is counted, not re-decided.
+_REJECTED_UNDECIDED = (
+    "actions rejected before any policy decided (a capability, a session's budget, an invalid"
+    " call): not re-decided"
+)
+
 
 @dataclass(slots=True)
 class _Context:
@@ -312,6 +320,8 @@ def _replay(
         context = _Context(dict(start), run.scope, history)
         for step in run.steps:
             if step[0] == "end":
+                if step[2] == "rejected" and step[1] not in run.decisions:
+                    report.notes[_REJECTED_UNDECIDED] += 1
                 _end(step, actions, context)
                 continue
             if step[0] == "rollback":
