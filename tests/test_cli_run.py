@@ -238,6 +238,40 @@ def test_a_tools_module_that_fails_to_import_is_the_users_error_not_an_internal_
     assert "internal error" not in out
 
 
+def test_a_setup_function_that_raises_is_the_users_error_at_their_line(tmp_path: Path) -> None:
+    program, _ = project(tmp_path)
+    tools = tmp_path / "setups.py"
+    tools.write_text(
+        "def fails(runtime):\n    raise RuntimeError('no cluster')\n\n"
+        "def not_a_function(runtime):\n    runtime.register_tool('fetch', 42)\n"
+    )
+    code, out = run(str(program), "--tools", f"{tools}:fails")
+    assert code == 2 and "internal error" not in out
+    assert f"the setup function raised RuntimeError at {tools}:2: no cluster" in out
+    code, out = run(str(program), "--tools", f"{tools}:not_a_function")
+    assert code == 2 and "internal error" not in out
+    # the line to fix is theirs, not the one deep in the runtime (or `inspect`) that noticed
+    assert f"the setup function raised TypeError at {tools}:5: 42 is not a callable" in out
+
+
+def test_tools_the_program_does_not_declare_are_warned_about(tmp_path: Path) -> None:
+    program, _ = project(tmp_path)
+    tools = tmp_path / "typos.py"
+    tools.write_text(
+        "def fetch(url):\n    return 1\n\n"
+        "TOOLS = {'fetch': fetch, 'deplyo': lambda env: env}\n\n"
+        "def setup(rt):\n    rt.register_tool('fetch', fetch)\n"
+    )
+    _, out = run(str(program), "--tools", f"{tools}:TOOLS", "--deny-approvals")
+    assert (
+        "`deplyo` is not a tool of the program, so nothing calls it (did you mean `deploy`?)" in out
+    )
+    assert "`fetch` is not" not in out
+    _, out = run(str(program), "--tools", f"{tools}:setup", "--deny-approvals")
+    assert "`setup` is not a tool of the program" in out
+    assert "a setup function takes one parameter, named `runtime`" in out
+
+
 def test_a_syntax_error_is_reported_even_where_it_hides_the_proposal(tmp_path: Path) -> None:
     program = tmp_path / "syn.car"
     program.write_text(

@@ -172,9 +172,8 @@ def agent_command(
     results go back, until a final answer. Exit 0 on success, 1 otherwise."""
     from carlang_runtime.agents import AgentLoop, OpenAIChatGenerator, ScriptedGenerator
     from carlang_runtime.engine import Runtime
-    from carlang_runtime.engine.loading import register_tool_spec
 
-    from .run_commands import _approval_gate, _event_log, _register_builtins
+    from .run_commands import _approval_gate, _event_log, _register_builtins, _register_tools
 
     if (script is None) == (model_url is None):
         fail_usage("give either --script FILE or --model-url URL (with --model NAME)")
@@ -207,8 +206,7 @@ def agent_command(
     )
     if builtins:
         _register_builtins(runtime, files_root or Path.cwd(), [])
-    for spec in tools or []:
-        register_tool_spec(runtime, spec)
+    _register_tools(runtime, program, tools or [])
     _warn_unimplemented(runtime, program, capability)
     live = _live_view if output is OutputFormat.text else None
     try:

@@ -166,7 +166,6 @@ def run_command(
     failed, was rejected or skipped (or the program has errors), 2 for bad input."""
     from carlang_runtime.engine import Runtime
     from carlang_runtime.engine.journal import SQLITE_SUFFIXES
-    from carlang_runtime.engine.loading import register_tool_spec
 
     from carlang.compiler import compile_file
     from carlang.render import render_text
@@ -235,8 +234,7 @@ def run_command(
         runtime.state.replace({**program.initial_state, **initial})
     if builtins:
         _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
-    for spec in tools or []:
-        register_tool_spec(runtime, spec)
+    _register_tools(runtime, program, tools or [])
     runtime.use(reporter)
     try:
         if resume is not None:
@@ -432,6 +430,27 @@ def _approval_gate(
     if reporter is None:
         return ConsoleGate(schemas, lambda: None, lambda: None)
     return ConsoleGate(schemas, reporter.pause, reporter.resume)
+
+
+def _register_tools(runtime: Runtime, program: ir.Program, specs: list[str]) -> None:
+    """Register the `--tools` specs, warning about each name the program does not declare:
+    its implementation is never called (a typo in a mapping's key, or a setup function
+    taken for a tool because its parameter is not called `runtime`)."""
+    from carlang_runtime.engine.loading import register_tool_spec
+    from carlang_runtime.suggest import did_you_mean
+
+    declared = [tool.name for tool in program.tools]
+    for spec in specs:
+        for name in register_tool_spec(runtime, spec):
+            if name in declared:
+                continue
+            hint = did_you_mean(name, declared, "`")
+            if hint is None and name == spec.rpartition(":")[2]:
+                hint = "a setup function takes one parameter, named `runtime`"
+            echo_err(
+                f"warning: --tools {spec}: `{name}` is not a tool of the program, so nothing "
+                f"calls it" + (f" ({hint})" if hint else "")
+            )
 
 
 def _register_builtins(runtime: Runtime, files_root: Path, hosts: list[str]) -> None:

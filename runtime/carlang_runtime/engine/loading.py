@@ -8,6 +8,7 @@ import importlib
 import importlib.util
 import inspect
 import sys
+import sysconfig
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
@@ -20,10 +21,26 @@ if TYPE_CHECKING:
 
 __all__ = ["register_tool_spec"]
 
+_LIBRARIES = ("stdlib", "platstdlib", "purelib", "platlib")
 
-def register_tool_spec(runtime: Runtime, spec: str) -> None:
-    """Register the tools `spec` names on `runtime`; `CarlangRuntimeError` says what is
-    wrong with a spec that names nothing usable."""
+#: Where the code that is not the user's lives: Python's own, carlang's, installed packages'.
+_NOT_THEIRS = (
+    "<frozen",
+    str(Path(__file__).resolve().parents[1]),
+    *{path for key, path in sysconfig.get_paths().items() if key in _LIBRARIES},
+)
+
+
+def register_tool_spec(runtime: Runtime, spec: str) -> list[str]:
+    """Register the tools `spec` names on `runtime` and return their names;
+    `CarlangRuntimeError` says what is wrong with a spec that names nothing usable, or whose
+    setup function fails."""
+    before = dict(runtime.tools)
+    _register(runtime, spec)
+    return [name for name, tool in runtime.tools.items() if before.get(name) is not tool]
+
+
+def _register(runtime: Runtime, spec: str) -> None:
     target, _, attr = spec.rpartition(":")
     if not target or not attr:
         raise CarlangRuntimeError(f"--tools {spec}: write module:attr or path/to/file.py:attr")
@@ -40,7 +57,10 @@ def register_tool_spec(runtime: Runtime, spec: str) -> None:
     if callable(value):
         parameters = list(inspect.signature(value).parameters)
         if parameters == ["runtime"]:
-            value(runtime)  # a setup function: it registers what it likes
+            try:
+                value(runtime)  # a setup function: it registers what it likes
+            except Exception as exc:  # the user's function failed: their error, not carlang's
+                raise _raised(f"--tools {spec}: the setup function", exc) from None
         else:
             runtime.register_tool(attr, value)
         return
@@ -77,15 +97,24 @@ def _load_module(target: str) -> Any:
 
 def _import_failed(target: str, exc: Exception) -> CarlangRuntimeError:
     """What to say when running the tools module `target` raised `exc`: where, and what (a
-    syntax error at its line and column; anything else at the deepest line of the module's own
-    code that raised it)."""
+    syntax error at its line and column; anything else as `_raised` says it)."""
     if isinstance(exc, SyntaxError):
         where = f"{exc.filename}:{exc.lineno}:{exc.offset or 1}"
         return CarlangRuntimeError(f"--tools {target}: {where}: syntax error: {exc.msg}")
+    return _raised(f"--tools {target}: the module", exc)
+
+
+def _raised(what: str, exc: Exception) -> CarlangRuntimeError:
+    """`what` (the user's module, or their setup function) raised `exc`: say what, at the
+    deepest line of their own code that raised it, and whose it is to fix."""
     frames = traceback.extract_tb(exc.__traceback__)
-    own = [frame for frame in frames if not frame.filename.startswith("<frozen")]
+    # theirs: not Python's (its import machinery, its library), not carlang's, not installed
+    # packages' (`register_tool(name, 42)` fails deep in `inspect`, but the line to fix is
+    # the call in their code); failing that, the deepest line there is
+    own = [f for f in frames if not f.filename.startswith(_NOT_THEIRS)] or [
+        f for f in frames if not f.filename.startswith("<frozen")
+    ]
     where = f" at {own[-1].filename}:{own[-1].lineno}" if own else ""
     return CarlangRuntimeError(
-        f"--tools {target}: the module raised {type(exc).__name__}{where}: {exc}"
-        " (fix the module; carlang only imports it)"
+        f"{what} raised {type(exc).__name__}{where}: {exc} (fix it; carlang only runs it)"
     )
