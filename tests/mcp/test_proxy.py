@@ -141,17 +141,28 @@ def test_an_approval_prompt_shows_no_redacted_value_and_a_no_says_so(
     redacting = tmp_path / "redacting.car"
     redacting.write_text(program.read_text() + "redact params.text\n")
     asked: list[str] = []
+    # a "no", then answers that are not the boolean `true` the schema asks for: all refusals
+    answers = [
+        types.ElicitResult(action="decline"),
+        types.ElicitResult(action="accept", content={"approve": "false"}),
+        types.ElicitResult(action="accept", content={"approve": "yes"}),
+        types.ElicitResult(action="accept", content={}),
+    ]
 
     async def elicit(context: Any, params: Any) -> types.ElicitResult:
         asked.append(params.message)
-        return types.ElicitResult(action="decline")
+        return answers[len(asked) - 1]
 
     async def body(session: Any) -> None:
         refused = await session.call_tool("toy.echo_text", {"text": "secret"})
         assert refused.isError and "the MCP client's user declined it" in _text(refused)
+        for _ in answers[1:]:
+            refused = await session.call_tool("toy.echo_text", {"text": "secret"})
+            assert refused.isError and "did not approve it" in _text(refused), _text(refused)
 
     _run(_with_stdio_proxy, redacting, ["--capability", "safe"], body, elicit)
-    (prompt,) = asked
+    assert len(asked) == len(answers)
+    prompt = asked[0]
     assert prompt.startswith('Approve toy.echo_text {"text": "[REDACTED]"}?'), prompt
     assert "secret text needs a person" in prompt and '"secret"' not in prompt
 

@@ -212,7 +212,9 @@ class _ElicitationGate:
             )
         except Exception as exc:  # noqa: BLE001 - no answer is a refusal (fail closed)
             return Approval(False, f"asking the MCP client's user failed: {exc}")
-        approved = action == "accept" and bool((content or {}).get("approve"))
+        # `true` itself, and nothing else: the schema asks for a boolean, and a client that
+        # sends "false" or "no" (non-empty strings, truthy in Python) must not approve
+        approved = action == "accept" and (content or {}).get("approve") is True
         reason = (
             "approved by the MCP client's user"
             if approved
