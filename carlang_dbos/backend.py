@@ -366,7 +366,7 @@ class DurableApprovals:
                 answer = await asyncio.to_thread(_settle_expiry, run_id, action_id, timeout)
             await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
         return Approval(
-            bool(answer.get("approved")),
+            answer.get("approved") is True,  # fail closed on anything but a recorded yes
             str(answer.get("reason") or ""),
             answer.get("approver"),
             bool(answer.get("expired")),

@@ -80,7 +80,8 @@ class DenyApprovals:
 
 
 class CallbackGate:
-    """Asks a function: it returns a bool, an `Approval`, or an awaitable of either."""
+    """Asks a function: it returns a bool, an `Approval`, or an awaitable of either; anything
+    but `True` (or an approving `Approval`) is a refusal."""
 
     def __init__(self, decide: Callable[[ApprovalRequest], Any]) -> None:
         self.decide = decide
@@ -92,4 +93,5 @@ class CallbackGate:
             answer = await answer
         if isinstance(answer, Approval):
             return answer
-        return Approval(bool(answer), "approved" if answer else "refused")
+        approved = answer is True  # fail closed: "no", 1 or a dict is not a yes
+        return Approval(approved, "approved" if approved else "refused")

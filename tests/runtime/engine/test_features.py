@@ -125,6 +125,15 @@ def test_approvals_are_asked_of_the_gate() -> None:
     assert [(e.action_id, e.data["approved"]) for e in recorded] == [("ok", True), ("no", False)]
 
 
+@pytest.mark.parametrize("answer", ["yes", "false", 1, {"approved": True}, None])
+def test_a_gate_answer_that_is_not_true_is_a_refusal(answer: Any) -> None:
+    rt = Runtime(approval=CallbackGate(lambda request: answer))
+    rt.register_tool("deploy", lambda: None)
+    rt.add_policy(ir.CelPolicy(name="ask", effect="require_approval"))
+    result = rt.execute(proposal(call("d", "deploy", failure_behavior="skip")))
+    assert statuses(result) == {"d": "rejected"}
+
+
 def test_without_a_gate_approval_is_refused() -> None:
     rt = Runtime()
     rt.register_tool("deploy", lambda: None)
