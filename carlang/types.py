@@ -69,6 +69,8 @@ def type_schema(type_: ast.TypeExpr) -> dict[str, Any]:
             schema = type_schema(field.type)
             if field.default is not None:
                 schema["default"] = field.default.value
+            if field.secret:  # as a parameter's `secret` (see `lower.py`): redacted everywhere
+                schema["writeOnly"] = True
             properties[field.name.text] = schema
             if not field.optional and field.default is None:
                 required.append(field.name.text)
@@ -163,7 +165,8 @@ def describe_type(type_: ast.TypeExpr) -> str:
                 else ""
             )
             mark = "?" if field.optional else ""
-            fields.append(f"{field.name.text}{mark}: {describe_type(field.type)}{default}")
+            secret = " secret" if field.secret else ""
+            fields.append(f"{field.name.text}{mark}: {describe_type(field.type)}{secret}{default}")
         return "{ " + ", ".join(fields) + " }" if fields else "{}"
     if isinstance(type_, ast.UnionType):
         return " | ".join(describe_type(o) for o in type_.options)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from carlang_runtime.engine import Runtime
+from carlang_runtime.engine import EventLog, JsonlSink, Runtime
 from carlang_runtime.ir import ActionProposal, ActionStatus
 
 from carlang.fmt import format_source
@@ -66,6 +66,32 @@ def test_fmt_writes_nested_types_back() -> None:
         in text
     )
     assert format_source(Source("t.car", text)) == text
+
+
+def test_a_secret_field_of_an_object_is_secret_in_the_schema_fmt_and_the_log(
+    tmp_path: Path,
+) -> None:
+    text = (
+        "tool login(auth: { user: string, key: string secret }, "
+        "keys: list[{ id: string, token: string secret }])\n"
+        'proposal p { a = login(auth: { user: "bo", key: "key-9999" }, '
+        'keys: [{ id: "x", token: "tok-7777" }]) }\n'
+    )
+    (tool,) = compile_ok(text).tools
+    properties = tool.parameters["properties"]
+    assert properties["auth"]["properties"]["key"] == {"type": "string", "writeOnly": True}
+    assert properties["keys"]["items"]["properties"]["token"]["writeOnly"] is True
+    formatted = format_source(Source("t.car", text))
+    assert "auth: { user: string, key: string secret }" in formatted
+    assert "keys: list[{ id: string, token: string secret }]" in formatted
+    program = compile_ok(formatted)
+    log = tmp_path / "run.jsonl"
+    runtime = Runtime.from_program(program, events=EventLog([JsonlSink(log)]))
+    runtime.register_tool("login", lambda **params: params)  # the secrets come back too
+    runtime.execute(program.proposals[0])
+    runtime.close()
+    logged = log.read_text()
+    assert '"bo"' in logged and "key-9999" not in logged and "tok-7777" not in logged
 
 
 def test_cel_conditions_are_checked_against_nested_fields() -> None:
