@@ -7,12 +7,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from carlang_runtime import ir
+from carlang_runtime.engine import ApprovalRequest, CallbackGate, Runtime
 
-from carlang.cli.approval_prompt import REDACTED, describe_request, redact_parameters
+from carlang.cli.approval_prompt import describe_request
 from tests.conftest import ROOT
+from tests.helpers import compile_ok
 
 pexpect = pytest.importorskip(
     "pexpect", reason="pexpect is not installed (pip install -e '.[test]')"
@@ -116,27 +118,31 @@ def test_quit_refuses_this_and_every_later_request(tmp_path: Path) -> None:
     assert "refused at the terminal (quit)" in child.before and child.exitstatus == 1
 
 
-def test_secret_parameters_are_redacted_in_the_question() -> None:
-    schema = {
-        "type": "object",
-        "properties": {
-            "account": {"type": "string"},
-            "token": {"type": "string", "writeOnly": True},
-            "auth": {
-                "type": "object",
-                "properties": {"key": {"type": "string", "x-carlang-secret": True}},
-            },
-        },
-    }
-    params = {"account": "acme", "token": "sk-live-123", "auth": {"key": "k-9", "user": "bo"}}
-    assert redact_parameters(params, schema) == {
+def test_secrets_and_redact_paths_are_redacted_in_the_question() -> None:
+    """The question shows the parameters the runtime hands the gate: secret parameters (the
+    tool's `secret`, nested ones too) and the program's `redact` paths are `[REDACTED]`."""
+    program = compile_ok(
+        "tool pay(account: string, token: string secret, content: string, auth: {"
+        " key: string secret, user: string })\n"
+        "redact params.content\n"
+        'policy big: require_approval pay when params.account == "acme"\n'
+        '  message "payments over 10 need a human"\n'
+    )
+    asked: list[ApprovalRequest] = []
+    runtime = Runtime.from_program(program, approval=CallbackGate(asked.append))
+    runtime.register_tool("pay", lambda **params: "paid")
+    params = {
         "account": "acme",
-        "token": REDACTED,
-        "auth": {"key": REDACTED, "user": "bo"},
+        "token": "sk-live-123",
+        "content": "REDACTME123",
+        "auth": {"key": "k-9", "user": "bo"},
     }
-    action = SimpleNamespace(id="a", tool="pay", parameters=params, type=None)
-    match = SimpleNamespace(policy="big", reason="payments over 10 need a human")
-    request = SimpleNamespace(action=action, proposal_id="payday", policies=(match,))
-    text = describe_request(request, {"pay": schema})
-    assert "sk-live-123" not in text and "k-9" not in text
-    assert 'token: "[REDACTED]"' in text and "policy: big: payments over 10 need a human" in text
+    call = ir.Action(id="a", type="tool_call", tool="pay", parameters=params)
+    runtime.execute(ir.ActionProposal(id="payday", actions=[call]))
+    (request,) = asked
+    text = describe_request(request)
+    for secret in ("sk-live-123", "k-9", "REDACTME123"):
+        assert secret not in text
+    assert 'token: "[REDACTED]"' in text and 'content: "[REDACTED]"' in text
+    assert '"user": "bo"' in text and 'account: "acme"' in text
+    assert "policy: big: payments over 10 need a human" in text

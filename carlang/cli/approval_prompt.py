@@ -1,48 +1,22 @@
 """The approval question `carlang run` asks at a terminal.
 
 It pauses the live progress display while it asks (otherwise the bar redraws over the
-question), shows what would run (the tool, its parameters with secrets redacted, the policies
-that asked and their messages) and takes y(es), n(o), a(ll: approve this and every later
-request of the run) or q(uit: refuse this and every later one).
+question), shows what would run (the tool, its parameters with secrets and `redact` paths
+redacted, the policies that asked and their messages) and takes y(es), n(o), a(ll: approve
+this and every later request of the run) or q(uit: refuse this and every later one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["REDACTED", "ConsoleGate", "redact_parameters"]
+__all__ = ["ConsoleGate", "describe_request"]
 
-REDACTED = "[REDACTED]"
 _ANSWERS = {"y": "yes", "yes": "yes", "n": "no", "no": "no", "": "no", "a": "all", "all": "all"}
 _ANSWERS |= {"q": "quit", "quit": "quit"}
-
-
-def _secret(schema: object) -> bool:
-    """Whether a parameter's JSON Schema marks it secret (`writeOnly`, or carlang's mark)."""
-    return isinstance(schema, Mapping) and bool(
-        schema.get("writeOnly") is True or schema.get("x-carlang-secret") is True
-    )
-
-
-def redact_parameters(params: Mapping[str, Any], schema: Mapping[str, Any] | None) -> Any:
-    """`params` with every value whose schema is marked secret replaced by `[REDACTED]`,
-    through nested objects."""
-    properties = (schema or {}).get("properties")
-    if not isinstance(properties, Mapping):
-        return dict(params)
-    shown: dict[str, Any] = {}
-    for name, value in params.items():
-        spec = properties.get(name)
-        if _secret(spec):
-            shown[name] = REDACTED
-        elif isinstance(value, Mapping) and isinstance(spec, Mapping):
-            shown[name] = redact_parameters(value, spec)
-        else:
-            shown[name] = value
-    return shown
 
 
 class ConsoleGate:
@@ -51,12 +25,10 @@ class ConsoleGate:
 
     def __init__(
         self,
-        schemas: Mapping[str, Mapping[str, Any]],
         pause: Callable[[], None],
         resume: Callable[[], None],
         ask: Callable[[str], str] = input,
     ) -> None:
-        self.schemas = schemas
         self.pause, self.resume, self.ask = pause, resume, ask
         self.sticky: str | None = None  # "all" or "quit": the answer for the rest of the run
         self._lock: asyncio.Lock | None = None
@@ -86,7 +58,7 @@ class ConsoleGate:
     def _question(self, request: Any) -> str:
         self.pause()
         try:
-            print(describe_request(request, self.schemas), flush=True)
+            print(describe_request(request), flush=True)
             while True:
                 try:
                     reply = self.ask("approve? [y]es / [N]o / [a]ll / [q]uit: ")
@@ -101,12 +73,13 @@ class ConsoleGate:
             self.resume()
 
 
-def describe_request(request: Any, schemas: Mapping[str, Mapping[str, Any]]) -> str:
-    """What is asked: the action, the tool and its (redacted) parameters, each policy that
-    asked with its message."""
+def describe_request(request: Any) -> str:
+    """What is asked: the action, the tool and its parameters as the runtime shows them to a
+    person (`ApprovalRequest.parameters`: secret parameters and `redact` paths
+    `[REDACTED]`), each policy that asked with its message."""
     action = request.action
     what = action.tool or action.type.value
-    params = redact_parameters(action.parameters, schemas.get(action.tool or ""))
+    params = request.parameters
     lines = [f"approval needed: action {action.id} of proposal {request.proposal_id}"]
     lines.append(f"  tool:   {what}")
     if params:

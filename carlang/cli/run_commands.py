@@ -426,10 +426,9 @@ def _approval_gate(
         return DenyApprovals("refused: approvals are denied in this run (--deny-approvals)")
     if not sys.stdin.isatty():
         return DenyApprovals("refused (run with --auto-approve, or at a terminal to be asked)")
-    schemas = {tool.name: tool.parameters for tool in program.tools}
     if reporter is None:
-        return ConsoleGate(schemas, lambda: None, lambda: None)
-    return ConsoleGate(schemas, reporter.pause, reporter.resume)
+        return ConsoleGate(lambda: None, lambda: None)
+    return ConsoleGate(reporter.pause, reporter.resume)
 
 
 def _register_tools(runtime: Runtime, program: ir.Program, specs: list[str]) -> None:
