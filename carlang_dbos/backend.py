@@ -22,7 +22,6 @@ import inspect
 import logging
 import math
 import os
-import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -48,6 +47,7 @@ from carlang_runtime.engine.run import ProposalRun
 from carlang_runtime.engine.state import check_tenant
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.ir import Action, ActionProposal, CelPolicy, Program, ProposalResult
+from carlang_runtime.redact import shown_url as runtime_shown_url
 from dbos import DBOS, DBOSClient, SetWorkflowID
 from dbos import error as dbos_error
 
@@ -665,7 +665,7 @@ def shown_url(database: str) -> str:
     try:
         return str(sqlalchemy.make_url(database).render_as_string(hide_password=True))
     except sqlalchemy.exc.ArgumentError:
-        return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", database)
+        return runtime_shown_url(database)
 
 
 def has_password(database: str) -> bool:

@@ -172,6 +172,7 @@ def agent_command(
     results go back, until a final answer. Exit 0 on success, 1 otherwise."""
     from carlang_runtime.agents import AgentLoop, OpenAIChatGenerator, ScriptedGenerator
     from carlang_runtime.engine import Runtime
+    from carlang_runtime.errors import CarlangRuntimeError
 
     from .run_commands import _approval_gate, _event_log, _register_builtins, _register_tools
 
@@ -191,9 +192,12 @@ def agent_command(
             fail_usage("--model-url needs --prompt TEXT")
         assert model_url is not None
         api_key = os.environ.get(api_key_env)
-        if not api_key:
+        try:
+            generator = OpenAIChatGenerator(model_url, model, api_key=api_key)
+        except CarlangRuntimeError as exc:
+            fail_usage(f"--model-url: {exc}")
+        if not api_key:  # (after the usage errors: a warning before one is noise)
             echo_err(f"warning: ${api_key_env} is not set: the model is asked without an API key")
-        generator = OpenAIChatGenerator(model_url, model, api_key=api_key)
     program = load_program(file, root)
     capability = chosen_capability(file, root, capability, program)
     if budget is not None and program.budget(budget) is None:

@@ -15,6 +15,7 @@ list. Two tools work together:
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -28,6 +29,7 @@ __all__ = [
     "redaction_path",
     "redaction_problem",
     "Scrubber",
+    "shown_url",
 ]
 
 #: What a secret value becomes wherever it would have been shown.
@@ -232,3 +234,12 @@ def _text_forms(value: Any) -> set[str]:
     if isinstance(value, (int, float)):
         forms.add(str(value))
     return leaves | {form for form in forms if len(form) >= MIN_SEARCHED}
+
+
+_URL_PASSWORD: Final = re.compile(r"(://[^:/@]*:)[^@/]*@")
+
+
+def shown_url(url: str) -> str:
+    """`url` as a message may show it: the password of a `user:password@` in it as `***` (a
+    message goes to terminals, CI logs and bug reports)."""
+    return _URL_PASSWORD.sub(r"\1***@", url)

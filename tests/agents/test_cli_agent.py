@@ -104,6 +104,17 @@ def test_agent_usage_errors(tmp_path: Path) -> None:
     assert neither.exit_code == 2 and "either --script FILE or --model-url URL" in neither.output
     no_model = runner.invoke(app, ["agent", str(source), "--model-url", "http://127.0.0.1:1/v1"])
     assert no_model.exit_code == 2 and "--model-url needs --model NAME" in no_model.output
+    for url, said in (
+        ("notaurl", "is not an http:// or https:// URL with a host"),
+        ("ftp://host/v1", "is not an http:// or https:// URL with a host"),
+        ("http://127.0.0.1:notaport/v1", "is not an http:// or https:// URL with a host"),
+        ("http://user:pa55w0rd@127.0.0.1:1/v1", "user:***@127.0.0.1:1/v1 holds a user or"),
+    ):
+        args = ["agent", str(source), "--model-url", url, "--model", "m", "--prompt", "hi"]
+        refused = runner.invoke(app, [*args, "--api-key-env", "CARLANG_TEST_NO_SUCH_KEY"])
+        assert refused.exit_code == 2 and "--model-url: the model URL" in refused.output
+        assert said in refused.output and "pa55w0rd" not in refused.output
+        assert "warning" not in refused.output  # (no key: said only of a run that goes on)
     (tmp_path / "bad.json").write_text("{")
     bad = runner.invoke(app, ["agent", str(source), "--script", str(tmp_path / "bad.json")])
     assert bad.exit_code == 2 and "the script is not JSON" in bad.output

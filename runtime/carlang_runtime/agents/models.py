@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from ..errors import CarlangRuntimeError
-from ..redact import Scrubber
+from ..redact import Scrubber, shown_url
 from .turns import FORMATS
 
 __all__ = ["GeneratorError", "OpenAIChatGenerator", "ScriptedGenerator"]
@@ -90,6 +91,7 @@ class OpenAIChatGenerator:
         timeout: float = 120.0,
         options: Mapping[str, Any] | None = None,
     ) -> None:
+        _check_model_url(base_url)
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model = model
         self.api_key = api_key
@@ -120,12 +122,37 @@ class OpenAIChatGenerator:
             if self.api_key:  # a server that echoes the request must not print the key
                 detail = Scrubber([self.api_key]).text(detail)  # (before the cut: a key cut
             detail = detail[:500]  # in two would be found by neither half)
-            raise GeneratorError(f"{self.url} answered {exc.code}: {detail}") from exc
-        except (urllib.error.URLError, OSError) as exc:
-            raise GeneratorError(f"cannot reach {self.url}: {getattr(exc, 'reason', exc)}") from exc
+            raise GeneratorError(f"{shown_url(self.url)} answered {exc.code}: {detail}") from exc
+        except (urllib.error.URLError, OSError, ValueError) as exc:  # (http.client's
+            # InvalidURL is a ValueError)
+            reason = getattr(exc, "reason", exc)
+            raise GeneratorError(f"cannot reach {shown_url(self.url)}: {reason}") from exc
         except json.JSONDecodeError as exc:
             raise GeneratorError(f"{self.url} did not answer JSON: {exc.msg}") from exc
         try:
             return reply["choices"][0]["message"]
         except (KeyError, IndexError, TypeError) as exc:
             raise GeneratorError(f"{self.url} answered no choices[0].message") from exc
+
+
+def _check_model_url(url: str) -> None:
+    """`CarlangRuntimeError` for a base URL the client cannot ask: not http(s) with a host,
+    or holding a user and password (urllib does not send them, and a message would show
+    them: the API key goes in the environment)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        user = parts.username or parts.password
+        host = parts.hostname if parts.port or parts.port is None else None
+    except ValueError:  # a port that is not a number, a bracket left open
+        parts, user, host = None, None, None
+    shown = shown_url(url)
+    if parts is None or parts.scheme not in ("http", "https") or not host:
+        raise CarlangRuntimeError(
+            f"the model URL {shown!r} is not an http:// or https:// URL with a host"
+            " (like http://localhost:8000/v1)"
+        )
+    if user:
+        raise CarlangRuntimeError(
+            f"the model URL {shown} holds a user or password, which is never sent: give the"
+            " API key in the environment (--api-key-env, $OPENAI_API_KEY by default)"
+        )

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..engine.events import Event, EventKind
+from ..redact import shown_url
 
 __all__ = ["HttpSink", "HttpSinkStats"]
 
@@ -63,7 +64,9 @@ class HttpSink:
         flush_timeout: float = 10.0,
     ) -> None:
         if not url.startswith(("http://", "https://")):
-            raise ValueError(f"the collector URL must be http:// or https://, not {url!r}")
+            raise ValueError(
+                f"the collector URL must be http:// or https://, not {shown_url(url)!r}"
+            )
         self.url = url
         self.kinds = frozenset(str(k) for k in kinds) if kinds is not None else None
         self.headers = {"Content-Type": "application/json", **(headers or {})}
@@ -141,7 +144,7 @@ class HttpSink:
         if not stats.dropped:
             return None
         return (
-            f"http sink {self.url}: {stats.dropped} events dropped, {stats.sent} sent"
+            f"http sink {shown_url(self.url)}: {stats.dropped} events dropped, {stats.sent} sent"
             f" (last error: {stats.last_error})"
         )
 
