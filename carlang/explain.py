@@ -12,8 +12,9 @@ from typing import Any
 from carlang_runtime import ir
 from carlang_runtime.cel import CelEvalError, Explanation, format_value
 from carlang_runtime.policy import Decision, PolicyTrace
+from carlang_runtime.redact import Scrubber, redaction_path, secret_paths, secret_values
 
-__all__ = ["render_text", "render_json", "describe_action"]
+__all__ = ["render_text", "render_json", "describe_action", "redacted"]
 
 _MARK = {True: "matched", False: "did not match"}
 
@@ -24,6 +25,20 @@ def describe_action(action: ir.Action, proposal: str | None) -> str:
     what = f"{action.tool}({args})" if action.tool else f"{action.type.value}({args})"
     where = f" in proposal {proposal}" if proposal else ""
     return f"action {action.id}{where}: {what}"
+
+
+def redacted(text: str, program: ir.Program, action: ir.Action) -> str:
+    """An explanation of `action` (text or JSON) with the values of its tool's secret
+    parameters and of the program's `redact` paths replaced by `[REDACTED]` wherever they
+    show: the heading, the action, the values that decided a condition, error messages. (A
+    secret never reaches a message, not even one echoing what the user typed.)"""
+    tool = program.tool(action.tool or "") if action.tool else None
+    paths = [
+        *(secret_paths(tool.parameters) if tool else ()),
+        *map(redaction_path, program.redactions),
+    ]
+    values = secret_values(action.parameters, paths)
+    return Scrubber(values).text(text) if values else text
 
 
 def render_text(heading: str, decision: Decision, traces: list[PolicyTrace]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -145,3 +146,66 @@ def test_a_left_out_parameter_gets_its_default_as_at_run_time(tmp_path: Path) ->
         tmp_path, "--tool", "fetch", "--params", '{"url": "https://a.example", "port": 80}'
     )
     assert "decision: deny" in out and "odd_ports" in out
+
+
+TRACED = """\
+tool lookup(order: string)
+tool refund(order: string, card: string secret, note: string)
+state { looked: bool = false }
+redact params.note
+policy lookup_first: deny refund when !history.exists(h, h.tool == "lookup" && h.params.order == params.order)
+policy looked_up: deny refund when !state.looked
+policy test_card: deny refund when params.card == "tok_test_0000"
+policy night: require_approval refund when now.getHours() >= 20
+
+proposal small {
+  look = lookup(order: "o1") { effects { looked = true } }
+  give = refund(order: "o1", card: "tok_secret_123", note: "private note 42") after look
+}
+"""
+
+
+def test_an_action_of_a_plan_is_explained_as_check_judges_it(tmp_path: Path) -> None:
+    """Its ancestors are in `history` (succeeded) and the state is the one the plan predicts
+    when it runs (`looked` set by the action before): `check` finds no error, and explain
+    agrees instead of blaming `lookup_first` and `looked_up`."""
+    path = tmp_path / "t.car"
+    path.write_text(TRACED)
+    assert runner.invoke(app, ["check", str(path)]).exit_code == 0
+    args = ["explain", str(path), "--proposal", "small", "--action", "give"]
+    result = runner.invoke(app, [*args, "--now", "2026-01-05T10:00:00Z"])
+    assert result.exit_code == 0 and "decision: allow" in result.output, result.output
+    assert re.search(r"lookup_first +deny +did not match", result.output)
+    assert re.search(r"looked_up +deny +did not match", result.output)
+
+
+def test_now_can_be_pinned(tmp_path: Path) -> None:
+    path = tmp_path / "t.car"
+    path.write_text(TRACED)
+    args = ["explain", str(path), "--proposal", "small", "--action", "give"]
+    for now, decision in (
+        ("2026-01-05T19:59:59Z", "allow"),
+        ("2026-01-05T20:00:00Z", "require_approval"),
+    ):
+        result = runner.invoke(app, [*args, "--now", now])
+        assert f"decision: {decision}" in result.output, result.output
+    bad = runner.invoke(app, [*args, "--now", "tomorrow"])
+    assert (
+        bad.exit_code == 2
+        and "--now tomorrow: the string is not an RFC 3339 timestamp" in bad.output
+    )
+
+
+def test_secret_parameters_and_redact_paths_are_never_shown(tmp_path: Path) -> None:
+    path = tmp_path / "t.car"
+    path.write_text(TRACED)
+    params = '{"order": "o1", "card": "tok_secret_123", "note": "private note 42"}'
+    for args in (
+        ["--proposal", "small", "--action", "give"],
+        ["--tool", "refund", "--params", params],
+    ):
+        for output in ("text", "json"):
+            result = runner.invoke(app, ["explain", str(path), *args, "--format", output])
+            assert result.exit_code == 0, result.output
+            assert "tok_secret_123" not in result.output and "private note" not in result.output
+            assert "[REDACTED]" in result.output and "o1" in result.output

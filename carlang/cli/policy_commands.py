@@ -38,6 +38,19 @@ def _json_object(text: str | None, option: str) -> dict[str, Any]:
     return value
 
 
+def parse_now(text: str | None) -> Any:
+    """`--now`'s time as a CEL timestamp (None: the current time); a usage error unless it
+    is RFC 3339."""
+    if text is None:
+        return None
+    from carlang_runtime.cel.values import CelEvalError, parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except CelEvalError as exc:
+        fail_usage(f"--now {text}: {exc.message}")
+
+
 @guarded
 def explain_command(
     file: Annotated[Path, typer.Argument(help="The program whose policies decide.")],
@@ -58,6 +71,14 @@ def explain_command(
     scope: Annotated[
         str | None, typer.Option("--scope", help="The caller's scope as a JSON object.")
     ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            help="The time conditions see as `now` (RFC 3339, like 2026-01-05T10:00:00Z;"
+            " default: the current time).",
+        ),
+    ] = None,
     output: Annotated[
         ExplainFormat, typer.Option("--format", help="Output format.")
     ] = ExplainFormat.text,
@@ -68,14 +89,17 @@ def explain_command(
     from carlang_runtime import ir
     from carlang_runtime.paramcheck import filled_parameters
     from carlang_runtime.policy import PolicySet, state_problem
+    from carlang_runtime.policy.static import judged_context
 
-    from carlang.explain import describe_action, render_json, render_text
+    from carlang.explain import describe_action, redacted, render_json, render_text
 
     if (proposal is None) == (tool is None):
         fail_usage("give either --proposal NAME --action ID, or --tool NAME [--params JSON]")
     if proposal is not None and action_id is None:
         fail_usage("--proposal needs --action ID: which of its actions to explain")
+    at = parse_now(now)
     _, program = compile_program(file, root, proposal_errors_ok=True)
+    chosen: ir.ActionProposal | None = None
     if proposal is not None:
         chosen = program.proposal(proposal)
         if chosen is None:
@@ -95,15 +119,26 @@ def explain_command(
     problem = state_problem(program.state, given)
     if problem is not None:
         fail_usage(f"--state: {problem}")
-    current = {**program.initial_state, **given}
+    current: dict[str, Any] = {**program.initial_state, **given}
+    history: list[dict[str, Any]] = []
+    if chosen is not None:
+        # what `check` judged: the state the plan predicts at the action, its ancestors done
+        index = chosen.actions.index(action)
+        current, history = judged_context(chosen, index, current)
     policies = PolicySet(program.policies, tools=program.tools)
     decision, traces = policies.trace(
-        action, proposal_id=proposal or "", state=current, scope=_json_object(scope, "--scope")
+        action,
+        proposal_id=proposal or "",
+        state=current,
+        scope=_json_object(scope, "--scope"),
+        history=history,
+        now=at,
     )
     if output is ExplainFormat.json:
-        echo(render_json(action, decision, traces))
+        text = render_json(action, decision, traces)
     else:
-        echo(render_text(describe_action(action, proposal), decision, traces))
+        text = render_text(describe_action(action, proposal), decision, traces)
+    echo(redacted(text, program, action))
 
 
 def _check_call(program: Program, file: Path, tool: str, params: dict[str, Any]) -> ToolSchema:

@@ -25,7 +25,13 @@ from ..ir import ActionProposal, PolicyEffect
 from ..verify.state import apply_effects
 from .policyset import PolicySet
 
-__all__ = ["StaticVerdict", "static_verdicts", "CERTAIN_READS", "PREDICTED_READS"]
+__all__ = [
+    "StaticVerdict",
+    "static_verdicts",
+    "judged_context",
+    "CERTAIN_READS",
+    "PREDICTED_READS",
+]
 
 #: What a verdict may depend on and still hold on every run of the same action (history: the
 #: plan's own, see the module docstring).
@@ -81,6 +87,25 @@ def static_verdicts(
             for index in level:
                 apply_effects(cols, index, current)
     return verdicts
+
+
+def judged_context(
+    proposal: ActionProposal, index: int, state: Mapping[str, Any] | None = None
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The state and history `static_verdicts` judges action `index` of `proposal` with: the
+    state the plan predicts when its level starts (from `state`), and its ancestors, all
+    succeeded. (`explain` of a plan's action shows what `check` judged.) An action in a
+    cycle is in no level: it gets `state` and no history."""
+    cols = Columns.of(proposal.actions)
+    dag = build_dag(cols)
+    before = _ancestors(dag)
+    current = dict(state or {})
+    for level in dag.levels:
+        if index in level:
+            return current, _history(proposal, before[index])
+        for other in level:
+            apply_effects(cols, other, current)
+    return dict(state or {}), []
 
 
 def _ancestors(dag: Dag) -> list[int]:
