@@ -23,6 +23,7 @@ from .dbos_commands import DatabaseOption
 from .run_commands import Backend
 
 if TYPE_CHECKING:
+    from carlang_runtime.experiments import Outcomes, Task
     from carlang_runtime.experiments.search import SearchResult
 
 __all__ = ["register"]
@@ -200,12 +201,15 @@ def search_command(
             "--workers goes with --backend inprocess (the DBOS workers are `carlang worker`s)"
         )
     tasks = load_dataset(dataset, plan, root)
+    recorded = Outcomes.load(outcomes)
+    dimensions = load_space(space)
+    _warn_fixed(tasks, recorded, [d.name for d in dimensions])
 
     def run(runner: Any = None) -> SearchResult:
         return search(
             tasks,
-            Outcomes.load(outcomes),
-            load_space(space),
+            recorded,
+            dimensions,
             base=load_config(config),
             feedback=load_feedback(feedback, tasks),
             method=method,
@@ -235,6 +239,22 @@ def search_command(
     if plot is not None:
         _plot(result, plot)
     raise typer.Exit(EXIT_OK)
+
+
+def _warn_fixed(tasks: list[Task], recorded: Outcomes, names: list[str]) -> None:
+    """Warn about searched settings that some (not all) judged tasks' plans set themselves:
+    there the plan's value applies, whatever the point (all of them: `search` refuses)."""
+    from carlang_runtime.experiments.evaluate import joined
+    from carlang_runtime.experiments.search import fixed_by_plans
+
+    judged = [task for task in tasks if joined(task, recorded)]
+    for name, ids in fixed_by_plans(judged, names).items():
+        if len(ids) < len(judged):
+            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            echo_err(
+                f"warning: {name} is set by the plan of {len(ids)} of {len(judged)} task(s)"
+                f" ({shown}): there the plan's value applies, not the search's point"
+            )
 
 
 def _number(value: float | None) -> str:

@@ -60,6 +60,7 @@ __all__ = [
     "points",
     "split_tasks",
     "search",
+    "fixed_by_plans",
 ]
 
 OBJECTIVES = ("top1", "regret", "spearman", "kendall")
@@ -307,6 +308,31 @@ def _plan_settings(task: Task) -> dict[str, Any]:
     return settings
 
 
+def fixed_by_plans(tasks: Sequence[Task], names: Sequence[str]) -> dict[str, list[str]]:
+    """For each setting of `names` that some task's plan sets itself (its `cost_weight`,
+    `target` or `set` lines), the ids of those tasks. A plan's own settings win over the
+    search's point, as they win over `--config` (the search judges what `rank --config`
+    will do with the config it writes), so there the setting is not searched."""
+    fixed: dict[str, list[str]] = {}
+    for task in tasks:
+        for name in _plan_settings(task).keys() & set(names):
+            fixed.setdefault(name, []).append(task.id)
+    return {name: fixed[name] for name in names if name in fixed}
+
+
+def _check_searchable(tasks: Sequence[Task], dimensions: Sequence[Dimension]) -> None:
+    """Refuse a searched setting that every task's plan sets itself: no point changes it."""
+    fixed = fixed_by_plans(tasks, [d.name for d in dimensions])
+    for name, ids in fixed.items():
+        if len(ids) == len(tasks):
+            shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+            raise SettingError(
+                f"space: {name} is set by the plan of every task ({shown}), and a plan's own "
+                f"settings win over the search's point (as over --config): no point would "
+                f"change it; take {name} out of the space, or out of the plan"
+            )
+
+
 def _plan_weights(task: Task) -> dict[str, Any]:
     return {k: v for k, v in _plan_settings(task).items() if k in WEIGHTS}
 
@@ -550,6 +576,7 @@ def search(
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if batch < 1:
         raise SettingError("--batch must be at least 1")
+    _check_searchable([t for t in tasks if joined(t, outcomes)], dimensions)
     judge = _Judge(tasks, outcomes, base, feedback, objective, workers, batch, runner)
     parts = split_tasks(tasks, split, seed)
     if method == "optuna":

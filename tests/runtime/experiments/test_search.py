@@ -207,3 +207,37 @@ def test_an_optuna_search_is_seeded_tpe_through_the_cli(
     assert ranked.exit_code == 0, ranked.output
     result = runner.invoke(app, [*args, "--split", "kfold 2"])
     assert result.exit_code == 2 and "TRAIN:TEST" in result.stderr
+
+
+def test_a_setting_every_plan_fixes_is_refused_some_plans_warned(tmp_path: Path) -> None:
+    """A plan's own `cost_weight` wins over the search's point (as over --config): searching
+    it on a plan that sets it would pick a value that changes nothing."""
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "planning" / "deploy_plans.car"
+    text = example.read_text()
+    fixed, free = tmp_path / "fixed", tmp_path / "both"
+    fixed.mkdir()
+    free.mkdir()
+    (fixed / "a.car").write_text(text)
+    (free / "a.car").write_text(text)
+    (free / "b.car").write_text(text.replace("  cost_weight 0.3\n", "").replace("  target", "#"))
+    outcomes = tmp_path / "out.csv"
+    outcomes.write_text(
+        "task,candidate,success,runs\n,fast_path,0.5,10\n,safe_path,0.9,10\n,careful_path,0,10\n"
+    )
+    space = tmp_path / "space.toml"
+    space.write_text("cost_weight = [0.0, 0.5, 1.0]\n")
+    args = ["--outcomes", str(outcomes), "--space", str(space), "--split", "100:0"]
+    best = tmp_path / "best.json"
+    result = CliRunner().invoke(app, ["planner", "search", str(fixed), *args, "-o", str(best)])
+    assert result.exit_code == 2 and not best.exists()
+    assert result.stderr.startswith("error: space: cost_weight is set by the plan of every task")
+    assert "take cost_weight out of the space, or out of the plan" in result.stderr
+    result = CliRunner().invoke(app, ["planner", "search", str(free), *args])
+    assert result.exit_code == 0, result.output
+    assert "warning: cost_weight is set by the plan of 1 of 2 task(s) (a:hotfix_rollout)" in (
+        result.stderr
+    )
