@@ -7,9 +7,10 @@ confidence intervals (tasks resampled, seeded). Candidates with no recorded run 
 a task; a task with none is reported as unjoined.
 
 Baselines, on the same tasks:
-- `car`: car-runtime's `rank_proposals` score: `PlannerConfig.car()` with no feedback, state or
-  policies, which reproduces it exactly (held to it by `tests/runtime/planner/test_car_rank.py`
-  and, on the experiment benchmark, against car-runtime itself);
+- `car`: car-runtime's `rank_proposals` score: `PlannerConfig.car()` with no feedback, which
+  reproduces it exactly (held to it by `tests/runtime/planner/test_car_rank.py` and, on the
+  experiment benchmark, against car-runtime itself), in the task's context (tools, state,
+  policies, capabilities and budgets), so a candidate is valid for it when it is for carlang;
 - `fewest_actions`: fewer actions first (input order among equals);
 - `random`: a seeded random order per task.
 """
@@ -21,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..planner import PlannerConfig, ScoredProposal, ToolFeedback, rank
+from ..planner import PlannerConfig, ScoredProposal, ToolFeedback
 from .dataset import Task, rank_task
 from .metrics import bootstrap_ci, kendall_tau_b, mean, regret, spearman, top1
 from .outcomes import Outcome, Outcomes
@@ -130,8 +131,10 @@ def _ranking(ranked: Sequence[ScoredProposal]) -> Ranking:
 
 
 def car_ranking(task: Task) -> Ranking:
-    """car-runtime's `rank_proposals` on a task: CAR's score and order."""
-    return _ranking(rank(list(task.candidates), task.tools, config=PlannerConfig.car()))
+    """car-runtime's `rank_proposals` on a task: CAR's score and order, judged in the task's
+    context (tools, state, policies, capabilities and budgets, as carlang ranks it), so that a
+    candidate is valid for it when it is for carlang; without feedback."""
+    return _ranking(rank_task(task, PlannerConfig.car(), own_settings=False))
 
 
 def _fewest_actions(task: Task) -> Ranking:

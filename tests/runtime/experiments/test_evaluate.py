@@ -126,3 +126,20 @@ def test_the_eval_command(bench: tuple[Path, Path, list], tmp_path: Path) -> Non
     csv.write_text("task,candidate\nt1,c_okay\n")
     result = runner.invoke(app, ["planner", "eval", str(dataset), "--outcomes", str(csv)])
     assert result.exit_code == 2 and "missing column(s): success" in result.stderr
+
+
+def test_the_car_baseline_ranks_in_the_tasks_context() -> None:
+    """The example's candidates run under budget `hotfix`: ranked without it, CAR's baseline
+    found every one invalid (score 0) and its "winner" was the first by input order."""
+    from carlang.cli.datasets import load_dataset
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "planning" / "deploy_plans.car"
+    [task] = load_dataset([example], None, None)
+    ranking = car_ranking(task)
+    assert sorted(name for name, _ in ranking) == ["careful_path", "fast_path", "safe_path"]
+    assert all(score > 0 for _, score in ranking), ranking
+    outcomes = Outcomes()
+    for name, rate in (("fast_path", 0.2), ("safe_path", 0.9), ("careful_path", 0.5)):
+        outcomes.add(task.id, name, 10, rate * 10, 0.0)
+    [car] = [r for r in evaluate([task], outcomes, resamples=0).rankers if r.name == "car"]
+    assert car.tasks[0].spearman is not None  # the scores differ: a real ranking
