@@ -121,6 +121,32 @@ def test_a_sweep_writes_csv_and_summarises_winner_changes(tmp_path: Path) -> Non
     assert code == 2 and "csv or json" in err
 
 
+def test_a_setting_swept_twice_or_also_set_is_a_usage_error(tmp_path: Path) -> None:
+    code, out, err = rank(
+        tmp_path,
+        "--plan",
+        "release",
+        "--sweep",
+        "cost_weight=0:1:0.5",
+        "--sweep",
+        "cost_weight=0,1",
+    )
+    assert (code, out) == (2, "")
+    assert err == (
+        "error: --sweep cost_weight is given twice: sweep a setting once"
+        " (list every value in one --sweep cost_weight=V1,V2,...)\n"
+    )
+    code, out, err = rank(
+        tmp_path, "--plan", "release", "--sweep", "cost_weight=0,1", "--set", "cost_weight=0.2"
+    )
+    assert (code, out) == (2, "")
+    assert err.startswith("error: --set cost_weight and --sweep cost_weight: the sweep sets")
+    code, _, _ = rank(
+        tmp_path, "--plan", "release", "--sweep", "cost_weight=0,1", "--set", "seed=3"
+    )
+    assert code == 0
+
+
 def test_feedback_from_an_event_log_changes_the_ranking(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
     rt = Runtime(events=EventLog([JsonlSink(log)]))

@@ -25,7 +25,7 @@ from .run_commands import Backend
 if TYPE_CHECKING:
     from carlang_runtime.experiments import Task
     from carlang_runtime.planner import PlannerConfig, ScoredProposal, ToolFeedback
-    from carlang_runtime.planner.sweep import SweepPoint
+    from carlang_runtime.planner.sweep import Axis, SweepPoint
 
     from carlang_dbos import Experiments
 
@@ -165,9 +165,10 @@ def _rank(
         if len(tasks) != 1:
             fail_usage(f"a sweep ranks one plan; the inputs hold {len(tasks)} (choose with --plan)")
         check_output_path(plot, "--plot")
+        axes = _axes(sweep, extra)
         only = tasks[0]
         at = only.config(base).with_settings(extra)
-        _sweep(only, at, history, sweep, output or RankFormat.csv, plot, remote, batch)
+        _sweep(only, at, history, axes, output or RankFormat.csv, plot, remote, batch)
         raise typer.Exit(EXIT_OK)
     if plot is not None:
         fail_usage("--plot draws a sweep: add --sweep NAME=START:STOP:STEP")
@@ -239,6 +240,28 @@ def _json_document(
     return document
 
 
+def _axes(specs: list[str], extra: dict[str, str]) -> list[Axis]:
+    """The sweep's axes; a usage error for a setting swept twice (its rows would be labelled
+    with one value and ranked at another) or also given with --set (the sweep would drop it)."""
+    from carlang_runtime.planner.sweep import parse_axis
+
+    axes = [parse_axis(spec) for spec in specs]
+    seen: set[str] = set()
+    for axis in axes:
+        if axis.name in seen:
+            fail_usage(
+                f"--sweep {axis.name} is given twice: sweep a setting once"
+                f" (list every value in one --sweep {axis.name}=V1,V2,...)"
+            )
+        if axis.name in extra:
+            fail_usage(
+                f"--set {axis.name} and --sweep {axis.name}: the sweep sets {axis.name} at every"
+                f" point; drop one of them"
+            )
+        seen.add(axis.name)
+    return axes
+
+
 def _settings(pairs: list[str]) -> dict[str, str]:
     settings = {}
     for pair in pairs:
@@ -287,16 +310,15 @@ def _sweep(
     task: Task,
     config: PlannerConfig,
     history: ToolFeedback | None,
-    specs: list[str],
+    axes: list[Axis],
     output: RankFormat,
     plot: Path | None = None,
     remote: Experiments | None = None,
     batch: int | None = None,
 ) -> None:
     from carlang_runtime.experiments import rank_task, table_rows, write_csv
-    from carlang_runtime.planner.sweep import parse_axis, sweep, winner_changes
+    from carlang_runtime.planner.sweep import sweep, winner_changes
 
-    axes = [parse_axis(spec) for spec in specs]
     cache: dict[tuple[Any, ...], Any] = {}
     if remote is not None:
         points = remote.sweep(task, config, history, axes, *([batch] if batch else []))
