@@ -88,6 +88,7 @@ __all__ = [
     "GivenAction",
     "GivenState",
     "GivenScope",
+    "GivenNow",
     "GivenHistory",
     "GivenProposal",
     "GivenPlan",
@@ -799,6 +800,14 @@ class GivenScope(Node):
 
 
 @dataclass(slots=True, repr=False, eq=False)
+class GivenNow(Node):
+    """`now "2026-01-05T10:00:00Z"` (or `now $column`) in a test: the time policies see;
+    `time.value` is the string, or a `Column`."""
+
+    time: Value
+
+
+@dataclass(slots=True, repr=False, eq=False)
 class GivenHistory(Node):
     """`history [ ... ]` in a test."""
 
@@ -843,6 +852,7 @@ TestItem = (
     GivenAction
     | GivenState
     | GivenScope
+    | GivenNow
     | GivenHistory
     | GivenProposal
     | GivenPlan

@@ -484,6 +484,8 @@ class _Printer:
             text = f"scope {format_value(item.data.value)}"
         elif isinstance(item, ast.GivenHistory):
             text = f"history {format_value(item.data.value)}"
+        elif isinstance(item, ast.GivenNow):
+            text = f"now {format_value(item.time.value)}"
         elif isinstance(item, ast.GivenProposal):
             text = f"proposal {item.name.text}"
         elif isinstance(item, ast.GivenPlan):

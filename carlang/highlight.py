@@ -44,7 +44,7 @@ _KEYWORDS = (
     "effects", "retry", "on_failure", "timeout", "compensate", "with", "meta", "mode", "abort",
     "skip", "one_shot", "streaming", "long_running", "set", "read", "assert", "exists", "not",
     "candidates", "cost_weight", "target", "tool_calls", "actions", "duration", "action", "scope",
-    "history", "expect", "by", "valid", "invalid", "codes", "winner", "where",
+    "history", "now", "expect", "by", "valid", "invalid", "codes", "winner", "where",
     "deny", "require_approval", "allow",
 )  # fmt: skip
 _TYPES = ("string", "int", "float", "bool", "any", "object", "list", "map")

@@ -660,6 +660,13 @@ class AstBuilder:
     def given_scope(self, data: ast.Value) -> ast.GivenScope:
         return ast.GivenScope(data, span=self._here())
 
+    def given_now(self, token: Token) -> ast.GivenNow:
+        span = Span(token[2], token[3])
+        if token[0] == "COLUMN":
+            column = ast.Value(ast.Column(token[1][1:], span=span), span=span)
+            return ast.GivenNow(column, span=self._here())
+        return ast.GivenNow(ast.Value(self._string_value(token), span=span), span=self._here())
+
     def given_history(self, data: ast.Value) -> ast.GivenHistory:
         return ast.GivenHistory(data, span=self._here())
 

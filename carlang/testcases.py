@@ -23,6 +23,7 @@ from functools import cache
 from typing import Any
 
 from carlang_runtime import ir
+from carlang_runtime.cel.values import CelEvalError, CelTimestamp, format_value, parse_timestamp
 from carlang_runtime.paramcheck import ParamChecker, finding_message
 from carlang_runtime.policy import state_problems
 from carlang_runtime.suggest import did_you_mean
@@ -77,6 +78,8 @@ class TestCase:
     state: dict[str, Any] = field(default_factory=dict)
     scope: dict[str, Any] = field(default_factory=dict)
     history: list[Any] = field(default_factory=list)
+    #: The time the policies see (`now "..."`); None: the time the run started.
+    now: CelTimestamp | None = None
 
 
 class _Missing(Exception):
@@ -237,6 +240,11 @@ class _Builder:
                 given["scope"] = _bind(item.data.value, row)
             elif isinstance(item, ast.GivenHistory):
                 given["history"] = _bind(item.data.value, row)
+            elif isinstance(item, ast.GivenNow):
+                at = self.time(source, item, subject, row)
+                if at is None:
+                    return None
+                given["now"] = at
         expectations = []
         for expect in expects:
             expectation = self.expectation(source, expect, subject, row)
@@ -260,6 +268,39 @@ class _Builder:
                 return None
             fields["plan"] = subject.name.text
         return TestCase(name, loc_of(source, where), tuple(expectations), **given, **fields)
+
+    def time(
+        self,
+        source: Source,
+        item: ast.GivenNow,
+        subject: ast.GivenAction | ast.GivenProposal | ast.GivenPlan,
+        row: dict[str, Any],
+    ) -> CelTimestamp | None:
+        """The time `now "..."` gives the policies; None (reported) unless it is an RFC 3339
+        timestamp, given to a test of an action (only a decision about one reads `now`)."""
+        from_cell = isinstance(item.time.value, ast.Column)
+        span = self.row_span if from_cell else item.time.span
+        if not isinstance(subject, ast.GivenAction):
+            self.error(
+                source,
+                item.span,
+                "`now` sets the time for a decision about an action",
+                "a proposal's or a plan's checks leave out what depends on the time",
+            )
+            return None
+        text = _bind(item.time.value, row)
+        try:
+            if not isinstance(text, str):
+                raise CelEvalError("invalid_argument", f"{format_value(text)} is not a string")
+            return parse_timestamp(text)
+        except CelEvalError as exc:
+            self.error(
+                source,
+                span,
+                f"`now`: {exc.message}",
+                'write it like now "2026-01-05T10:00:00Z" (a zone: Z or +02:00)',
+            )
+            return None
 
     def expectation(
         self,

@@ -164,7 +164,7 @@ class _Runner:
             state={**self.program.initial_state, **case.state},
             scope=case.scope,
             history=case.history,
-            now=self.now,
+            now=case.now or self.now,
         )
         self.coverage.record(traces, self.keys)
         shadow_decision, shadow_traces = self.shadow_trace(case, action)
@@ -200,7 +200,7 @@ class _Runner:
             state={**self.program.initial_state, **case.state},
             scope=case.scope,
             history=case.history,
-            now=self.now,
+            now=case.now or self.now,
         )
 
     @staticmethod

@@ -529,3 +529,62 @@ def test_test_names_are_per_file_and_do_not_stop_a_run(tmp_path: Path) -> None:
     assert code == 1 and 'two tests are called "twice"' in err
     ran = runner.invoke(app, ["run", str(main), "--proposal", "p", "--format", "json"])
     assert ran.exit_code == 1 and json.loads(ran.stdout)["result"]["results"][0]["action_id"] == "a"
+
+
+TIMED = """\
+tool t(x: int)
+policy odd_second: deny t when now.getSeconds() % 2 == 1
+policy evenings: require_approval t when now.getHours("Europe/Berlin") >= 20
+
+test "an even second is allowed" {
+  action t(x: 1)
+  now "2026-01-05T10:00:02Z"
+  expect allow
+}
+test "an odd second is denied" {
+  action t(x: 1)
+  now "2026-01-05T10:00:01Z"
+  expect deny by odd_second
+}
+test "evenings in Berlin need approval" {
+  action t(x: 1)
+  now $at
+  expect $decision
+  where
+    | at                          | decision         |
+    | "2026-01-05T18:59:58Z"      | allow            |
+    | "2026-01-05T20:00:00+01:00" | require_approval |
+}
+"""
+
+
+def test_now_pins_the_time_a_test_decides_at(tmp_path: Path) -> None:
+    """A time rule's tests pass or fail the same at any time of day (they ran on the wall
+    clock before `now`: CI failed on odd seconds)."""
+    path = write(tmp_path, TIMED)
+    for _ in range(3):
+        code, out, _ = run("test", str(path), "--coverage")
+        assert code == 0 and out.splitlines()[-1] == "4 passed, 0 failed", out
+        assert "policy coverage: 100.0%" in out
+    code, out, _ = run("fmt", "--check", str(path))
+    assert code == 0, out
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ('now "tomorrow"', "`now`: the string is not an RFC 3339 timestamp"),
+        ('now "2026-13-05T10:00:00Z"', "`now`: invalid timestamp: month must be in 1..12"),
+        ("now $missing", "uses `$missing`, which its table does not have"),
+    ],
+)
+def test_a_time_that_is_not_one_stops_the_run(tmp_path: Path, given: str, message: str) -> None:
+    text = f'tool t(x: int)\npolicy p: deny t when now.getSeconds() == 1\ntest "x" {{\n  action t(x: 1)\n  {given}\n  expect allow\n}}\n'
+    code, _, err = run("test", str(write(tmp_path, text)))
+    assert code == 1 and message in err, err
+
+
+def test_now_is_for_a_test_of_an_action(tmp_path: Path) -> None:
+    text = 'tool t(x: int)\nproposal q { a = t(x: 1) }\ntest "x" {\n  proposal q\n  now "2026-01-05T10:00:00Z"\n  expect valid\n}\n'
+    code, _, err = run("test", str(write(tmp_path, text)))
+    assert code == 1 and "`now` sets the time for a decision about an action" in err

@@ -33,7 +33,9 @@ _ACTION_ITEMS = (
 
 _TOOL_ITEMS = ("description", "idempotent", "cache", "rate", "reversibility")
 
-_TEST_ITEMS = ("action", "state", "scope", "history", "proposal", "plan", "expect", "where")
+_TEST_ITEMS = (
+    "action", "state", "scope", "history", "now", "proposal", "plan", "expect", "where",
+)  # fmt: skip
 
 _CEL_VARIABLES = {
     "action": "the action being decided: id, type, tool, params, proposal, metadata",
