@@ -147,6 +147,13 @@ def test_a_setting_swept_twice_or_also_set_is_a_usage_error(tmp_path: Path) -> N
     assert code == 0
 
 
+def test_plot_with_two_sweeps_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    args = ["--plan", "release", "--sweep", "cost_weight=0,1", "--sweep", "seed=1,2"]
+    code, out, err = rank(tmp_path, *args, "--plot", str(tmp_path / "s.svg"))
+    assert (code, out) == (2, "")  # no csv: refused before the sweep
+    assert err == "error: --plot draws a sweep over one setting (give one --sweep)\n"
+
+
 def test_feedback_from_an_event_log_changes_the_ranking(tmp_path: Path) -> None:
     log = tmp_path / "events.jsonl"
     rt = Runtime(events=EventLog([JsonlSink(log)]))

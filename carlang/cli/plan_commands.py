@@ -166,6 +166,8 @@ def _rank(
             fail_usage(f"a sweep ranks one plan; the inputs hold {len(tasks)} (choose with --plan)")
         check_output_path(plot, "--plot")
         axes = _axes(sweep, extra)
+        if plot is not None and len(axes) != 1:
+            fail_usage("--plot draws a sweep over one setting (give one --sweep)")
         only = tasks[0]
         at = only.config(base).with_settings(extra)
         _sweep(only, at, history, axes, output or RankFormat.csv, plot, remote, batch)
@@ -339,8 +341,6 @@ def _sweep(
     if plot is not None:
         from carlang.graph.plot import plot_sweep
 
-        if len(axes) != 1:
-            fail_usage("--plot draws a sweep over one setting (give one --sweep)")
         plot_sweep(points, axes[0].name, plot)
         echo_err(f"wrote {plot}")
 
