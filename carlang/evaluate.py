@@ -79,9 +79,11 @@ def eval_context(
     state: Mapping[str, Any] | None = None,
     scope: Mapping[str, Any] | None = None,
     history: Sequence[Mapping[str, Any]] | None = None,
+    now: CelTimestamp | None = None,
 ) -> EvalContext:
     """The context of a policy deciding a call of `tool` with `params` (no tool: a policy that
-    targets every action, deciding a call of an undeclared tool)."""
+    targets every action, deciding a call of an undeclared tool) at `now` (default: the
+    current time)."""
     schema: ir.ToolSchema | None = None
     if tool is not None:
         schema = next((t for t in program.tools if t.name == tool), None)
@@ -105,7 +107,7 @@ def eval_context(
         state=current,
         scope=scope,
         history=history,
-        now=CelTimestamp(time.time_ns()),
+        now=now or CelTimestamp(time.time_ns()),
     )
     # what a policy condition sees: `params` of the tool, `state` of the declared keys
     declarations = policy_declarations(

@@ -50,6 +50,14 @@ def test_eval_gives_type_and_value() -> None:
     }
 
 
+def test_eval_at_a_pinned_time() -> None:
+    assert _eval("now.getHours()", "--now", "2026-01-05T21:30:00Z")[1] == "21 : int\n"
+    code, out, _ = _eval("string(now)", "--now", "2026-01-05T21:30:00+01:00", "--json")
+    assert code == 0 and json.loads(out)["value"] == '"2026-01-05T20:30:00Z"'  # (in UTC)
+    code, _, err = _eval("now", "--now", "yesterday")
+    assert code == 2 and "--now yesterday: the string is not an RFC 3339 timestamp" in err
+
+
 def test_eval_errors() -> None:
     code, out, _ = _eval("params.ulr", "--tool", "fetch")
     assert code == 1 and "`params` has no field `ulr`" in out and "`url`" in out

@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 
@@ -40,6 +40,8 @@ __all__ = [
     "EXIT_INTERNAL",
     "EXIT_PIPE",
     "RootOption",
+    "NowOption",
+    "parse_now",
     "AutoApproveOption",
     "DenyApprovalsOption",
     "UsageProblem",
@@ -59,6 +61,15 @@ __all__ = [
 #: The `--root` option every command that compiles a program takes.
 RootOption = Annotated[
     Path | None, typer.Option("--root", help="Project root: imports may not leave it.")
+]
+#: The `--now` option of the commands that decide one action (`explain`, `eval`).
+NowOption = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        help="The time conditions see as `now` (RFC 3339, like 2026-01-05T10:00:00Z;"
+        " default: the current time).",
+    ),
 ]
 #: The approval flags of every command that runs actions (`run`, `agent`).
 AutoApproveOption = Annotated[
@@ -105,3 +116,16 @@ def write_output(path: Path, text: str) -> None:
         path.write_text(text)
     except OSError as exc:
         fail_usage(f"cannot write {path}: {exc.strerror or exc}")
+
+
+def parse_now(text: str | None) -> Any:
+    """`--now`'s time as a CEL timestamp (None: the current time); a usage error unless it
+    is RFC 3339."""
+    if text is None:
+        return None
+    from carlang_runtime.cel.values import CelEvalError, parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except CelEvalError as exc:
+        fail_usage(f"--now {text}: {exc.message}")

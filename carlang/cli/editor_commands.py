@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import RootOption, echo, fail_usage, guarded
+from .common import NowOption, RootOption, echo, fail_usage, guarded, parse_now
 
 if TYPE_CHECKING:
     from carlang_runtime import ir
@@ -144,6 +144,7 @@ def eval_command(
     tool: ToolOption = None,
     params: ParamsOption = None,
     state: StateOption = None,
+    now: NowOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document.")] = False,
     root: RootOption = None,
 ) -> None:
@@ -157,12 +158,14 @@ def eval_command(
     from .common import EXIT_FAILED, EXIT_OK
     from .lang_commands import compile_program
 
+    at = parse_now(now)
     _, program = compile_program(file, root, proposal_errors_ok=True)
     context = eval_context(
         program,
         tool,
         parse_json_object(params, "--params") if params else None,
         parse_json_object(state, "--state") if state else None,
+        now=at,
     )
     outcome = evaluate(context, expression)
     echo(json.dumps(outcome.document(), indent=2) if as_json else render_outcome(outcome))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import RootOption, echo, fail_usage, guarded
+from .common import NowOption, RootOption, echo, fail_usage, guarded, parse_now
 from .lang_commands import compile_program
 
 if TYPE_CHECKING:
@@ -38,19 +38,6 @@ def _json_object(text: str | None, option: str) -> dict[str, Any]:
     return value
 
 
-def parse_now(text: str | None) -> Any:
-    """`--now`'s time as a CEL timestamp (None: the current time); a usage error unless it
-    is RFC 3339."""
-    if text is None:
-        return None
-    from carlang_runtime.cel.values import CelEvalError, parse_timestamp
-
-    try:
-        return parse_timestamp(text)
-    except CelEvalError as exc:
-        fail_usage(f"--now {text}: {exc.message}")
-
-
 @guarded
 def explain_command(
     file: Annotated[Path, typer.Argument(help="The program whose policies decide.")],
@@ -71,14 +58,7 @@ def explain_command(
     scope: Annotated[
         str | None, typer.Option("--scope", help="The caller's scope as a JSON object.")
     ] = None,
-    now: Annotated[
-        str | None,
-        typer.Option(
-            "--now",
-            help="The time conditions see as `now` (RFC 3339, like 2026-01-05T10:00:00Z;"
-            " default: the current time).",
-        ),
-    ] = None,
+    now: NowOption = None,
     output: Annotated[
         ExplainFormat, typer.Option("--format", help="Output format.")
     ] = ExplainFormat.text,
