@@ -207,7 +207,7 @@ def test_runs_it_cannot_judge_are_reported_never_a_crash(finance_log: Path, tmp_
     program = tmp_path / "other.car"
     program.write_text("tool lookup_invoice(invoice_id: string)\n")
     code, out = cli("replay", str(finance_log), "--program", str(program))
-    assert code == 0, out
+    assert code == 1, out  # a CI gate that could judge none of the runs does not pass
     assert "2 runs could not be judged" in out
     assert "other.car does not declare tool 'pay'" in out or "does not declare capability" in out
     assert "warning: no decision was judged (2 runs read; 0 of them could be judged)" in out
@@ -228,7 +228,7 @@ def test_runs_it_cannot_judge_are_reported_never_a_crash(finance_log: Path, tmp_
     result = CliRunner().invoke(
         app, ["replay", str(no_proposal), "--program", str(FINANCE), "--format", "json"]
     )
-    assert result.exit_code == 0
+    assert result.exit_code == 1
     assert {u["reason"] for u in json.loads(result.stdout)["unjudged"]} == {
         "the log holds no proposal for it (was it written by a runtime without a sink?)"
     }
@@ -403,6 +403,11 @@ def test_a_policy_reading_a_redacted_parameter_is_flagged_not_silently_judged(
     flagged = [note for note in notes if "`visa` reads parameter `card`" in note]
     assert len(flagged) == 1 and notes[flagged[0]] == 1
     assert not any("`big`" in note for note in notes)  # it reads `amount`, which the log has
+    # the same policy in shadow: what it "would decide" is as unknown
+    shadowed = tmp_path / "v3.car"
+    shadowed.write_text(v2.read_text().replace("visa: deny", "visa: shadow deny"))
+    _, _, report = changes(log, shadowed)
+    assert any("`visa` reads parameter `card`" in note for note in report["not_reconstructed"])
     # the unchanged program: its policies read nothing the log redacted
     _, _, report = changes(log, recorded)
     assert not any("reads parameter" in note for note in report["not_reconstructed"])

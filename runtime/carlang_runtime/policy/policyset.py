@@ -269,8 +269,8 @@ class PolicySet:
         return caught
 
     def parameter_readers(self, tool: str | None) -> list[tuple[str, frozenset[str] | None]]:
-        """Each enforced policy that decides calls of `tool` by their parameters: its name and
-        the parameters it reads by name (None: it may read any of them)."""
+        """Each policy (enforced, then shadow) that decides calls of `tool` by their
+        parameters: its name and the parameters it reads by name (None: any of them)."""
         found: list[tuple[str, frozenset[str] | None]] = []
         selected = self._for_tool(tool)
         for rule in (*selected.rules, *selected.allows):
@@ -281,6 +281,8 @@ class PolicySet:
             elif rule[1].reads == ON_PARAMS:
                 param = getattr(rule[0], "param", None)
                 found.append((rule[0].name, frozenset({param}) if param else None))
+        if self.shadow is not None:
+            found += self.shadow.parameter_readers(tool)
         return found
 
     def _compile(self, policy: CelPolicy) -> Program | None:
