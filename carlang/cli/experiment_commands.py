@@ -80,13 +80,13 @@ def eval_command(
     """Rank every task and compare with what really happened: top-1 (ties for best count),
     regret, Spearman and Kendall, per task and overall with bootstrap intervals, next to CAR's
     score, fewest actions and random."""
-    from carlang_runtime.experiments import Outcomes, evaluate
+    from carlang_runtime.experiments import evaluate
     from carlang_runtime.experiments.evaluate import render, render_tasks
 
     if resamples < 0:
         fail_usage("--resamples must be 0 or more")
     tasks = load_dataset(dataset, plan, root)
-    recorded = Outcomes.load(outcomes)
+    recorded = _load_outcomes(outcomes, tasks)
     history = load_feedback(feedback, tasks)
     result = evaluate(tasks, recorded, load_config(config), history, resamples=resamples, seed=seed)
     if as_json:
@@ -187,7 +187,6 @@ def search_command(
 ) -> None:
     """Find the planner settings that rank best on the training tasks and report them on the
     held-out ones; the chosen config is written for `rank --config`."""
-    from carlang_runtime.experiments import Outcomes
     from carlang_runtime.experiments.search import load_space, search
 
     if workers is not None and workers < 1:
@@ -201,7 +200,7 @@ def search_command(
             "--workers goes with --backend inprocess (the DBOS workers are `carlang worker`s)"
         )
     tasks = load_dataset(dataset, plan, root)
-    recorded = Outcomes.load(outcomes)
+    recorded = _load_outcomes(outcomes, tasks)
     dimensions = load_space(space)
     _warn_fixed(tasks, recorded, [d.name for d in dimensions])
 
@@ -239,6 +238,17 @@ def search_command(
     if plot is not None:
         _plot(result, plot)
     raise typer.Exit(EXIT_OK)
+
+
+def _load_outcomes(paths: list[Path], tasks: list[Task]) -> Outcomes:
+    """`--outcomes`, with a warning naming the outcomes that join no task's candidate."""
+    from carlang_runtime.experiments import Outcomes
+
+    recorded = Outcomes.load(paths)
+    problem = recorded.describe_unjoined(tasks)
+    if problem is not None:
+        echo_err(f"warning: {problem}")
+    return recorded
 
 
 def _warn_fixed(tasks: list[Task], recorded: Outcomes, names: list[str]) -> None:

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .dataset import DatasetError
+from .dataset import DatasetError, Task
 
 __all__ = ["Outcome", "Outcomes"]
 
@@ -51,9 +51,21 @@ class Outcomes:
     """Outcomes keyed by (task, candidate); task `""` for runs that named no task."""
 
     by_key: dict[tuple[str, str], Outcome] = field(default_factory=dict)
+    #: Where each key was first recorded (`file:line` of a CSV row, or the log's path).
+    origins: dict[tuple[str, str], str] = field(default_factory=dict)
 
-    def add(self, task: str, candidate: str, runs: int, successes: float, cost: float) -> None:
-        """Count `runs` more runs of a candidate."""
+    def add(
+        self,
+        task: str,
+        candidate: str,
+        runs: int,
+        successes: float,
+        cost: float,
+        origin: str | None = None,
+    ) -> None:
+        """Count `runs` more runs of a candidate (`origin`: where they were recorded)."""
+        if origin is not None:
+            self.origins.setdefault((task, candidate), origin)
         outcome = self.by_key.setdefault((task, candidate), Outcome())
         outcome.runs += runs
         outcome.successes += successes
@@ -68,13 +80,42 @@ class Outcomes:
                 out[name] = found
         return out
 
+    def unjoined(self, tasks: Sequence[Task]) -> list[tuple[str, str]]:
+        """The (task, candidate) keys that name no candidate of `tasks` (a run without a task
+        joins any task with a candidate of its id), in the order they were recorded."""
+        names = {(task.id, c.id) for task in tasks for c in task.candidates}
+        anywhere = {candidate for _, candidate in names}
+        return [
+            (task, candidate)
+            for task, candidate in self.by_key
+            if (task, candidate) not in names and not (task == ANY_TASK and candidate in anywhere)
+        ]
+
+    def describe_unjoined(self, tasks: Sequence[Task], shown: int = 3) -> str | None:
+        """A line naming the outcomes that join no task's candidate (the first `shown`, then a
+        count), or None when every one joins."""
+        keys = self.unjoined(tasks)
+        if not keys:
+            return None
+        parts = []
+        for task, candidate in keys[:shown]:
+            where = self.origins.get((task, candidate))
+            name = f"task {task!r}, candidate {candidate!r}" if task else f"candidate {candidate!r}"
+            parts.append(f"{where} ({name})" if where else name)
+        more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+        return (
+            f"{len(keys)} recorded outcome(s) name no candidate of the dataset's tasks and are"
+            f" left out: {'; '.join(parts)}{more} (check the task and candidate ids)"
+        )
+
     @property
     def runs(self) -> int:
         """Every run counted."""
         return sum(o.runs for o in self.by_key.values())
 
-    def learn_events(self, events: Iterable[Mapping[str, Any]]) -> None:
-        """Count the runs of event documents (as `read_event_log` returns them)."""
+    def learn_events(self, events: Iterable[Mapping[str, Any]], origin: str | None = None) -> None:
+        """Count the runs of event documents (as `read_event_log` returns them); `origin`:
+        where they come from."""
         runs: dict[Any, list[Any]] = {}  # run -> [task, candidate, cost, status]
         for event in events:
             kind, run = event.get("kind"), event.get("trace_id")
@@ -95,7 +136,8 @@ class Outcomes:
         for task, candidate, start, status, end in runs.values():
             if isinstance(candidate, str) and status is not None:
                 cost = (end - start) * 1000.0 if start is not None and end is not None else 0.0
-                self.add(task, candidate, 1, 1.0 if status == "completed" else 0.0, cost)
+                success = 1.0 if status == "completed" else 0.0
+                self.add(task, candidate, 1, success, cost, origin)
 
     def learn_csv(self, path: Path) -> None:
         """Count the rows of an outcomes CSV (see the module's docstring)."""
@@ -116,7 +158,8 @@ class Outcomes:
                 raise DatasetError(f"{path}:{number}: {exc}") from None
             if runs < 1 or not 0.0 <= rate <= 1.0:
                 raise DatasetError(f"{path}:{number}: runs must be >= 1, success in [0, 1]")
-            self.add(row["task"] or ANY_TASK, row["candidate"], runs, rate * runs, cost * runs)
+            task, candidate = row["task"] or ANY_TASK, row["candidate"]
+            self.add(task, candidate, runs, rate * runs, cost * runs, f"{path}:{number}")
 
     @classmethod
     def load(cls, paths: Iterable[Path]) -> Outcomes:
@@ -127,7 +170,7 @@ class Outcomes:
             if path.suffix == ".csv":
                 outcomes.learn_csv(path)
             else:
-                outcomes.learn_events(_run_events(path))
+                outcomes.learn_events(_run_events(path), str(path))
         return outcomes
 
 
@@ -145,10 +188,14 @@ def _run_events(path: Path) -> list[dict[str, Any]]:
 
     if path.suffix in SQLITE_SUFFIXES or not path.exists():
         return read_event_log(path)
+    if path.suffix in _NOT_LOGS:
+        raise DatasetError(f"{path}: {_NOT_LOGS[path.suffix]}; {_OUTCOMES_ARE}")
     try:
         lines = path.read_text("utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         raise EventLogError(f"{path}: cannot read it ({exc})") from None
+    _check_whole_document(path, "\n".join(lines))
+    _check_first_event(path, lines)
     events = []
     for number, line in enumerate(lines, 1):
         if "run_started" not in line and "proposal_completed" not in line:
@@ -162,6 +209,55 @@ def _run_events(path: Path) -> list[dict[str, Any]]:
         if isinstance(record, dict):
             events.append(record)
     return events
+
+
+_OUTCOMES_ARE = (
+    "--outcomes takes event logs of recorded runs (.db, .jsonl) or a CSV of task,candidate,success"
+)
+#: Files that are carlang inputs of another kind, by suffix: what they are.
+_NOT_LOGS = {
+    ".car": "a program, not recorded runs",
+    ".toml": "a TOML file (a config or a space), not recorded runs",
+}
+
+
+def _check_whole_document(path: Path, text: str) -> None:
+    """Refuse a file that is one JSON document other than an event (a feedback file written
+    by `planner learn`, proposals), saying what it looks like."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError:
+        return  # several lines of events, or malformed: `_check_first_event` says which
+    if isinstance(document, dict) and isinstance(document.get("kind"), str):
+        return
+    if isinstance(document, dict) and "tool_success_rates" in document:
+        what = "a feedback file (`planner learn`'s), which goes to --feedback"
+    elif isinstance(document, dict) and ("candidates" in document or "actions" in document):
+        what = "a dataset (tasks or proposals), given as an argument, not with --outcomes"
+    else:
+        what = "a JSON document, not an event log (one JSON event per line)"
+    raise DatasetError(f"{path}: {what}; {_OUTCOMES_ARE}")
+
+
+def _check_first_event(path: Path, lines: Sequence[str]) -> None:
+    """Refuse a JSONL file that is no event log: empty, or its first line no event (a
+    dataset of tasks, proposals...). The rest is checked only where `_run_events` reads it."""
+    from ..engine.journal import ONE_EVENT_PER_LINE, EventLogError, not_an_event
+    from ..jsontext import malformed
+
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise EventLogError(
+                f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"
+            ) from None
+        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+            raise not_an_event(path, number, record)
+        return
+    raise DatasetError(f"{path}: the file is empty: no recorded run; {_OUTCOMES_ARE}")
 
 
 def _seconds(stamp: Any) -> float | None:

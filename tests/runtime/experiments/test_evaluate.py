@@ -143,3 +143,45 @@ def test_the_car_baseline_ranks_in_the_tasks_context() -> None:
         outcomes.add(task.id, name, 10, rate * 10, 0.0)
     [car] = [r for r in evaluate([task], outcomes, resamples=0).rankers if r.name == "car"]
     assert car.tasks[0].spearman is not None  # the scores differ: a real ranking
+
+
+def test_outcomes_that_are_no_outcomes_are_refused(
+    bench: tuple[Path, Path, list], tmp_path: Path
+) -> None:
+    dataset, log, _ = bench
+    learned = tmp_path / "feedback.json"
+    ToolFeedback.from_log(log).save(learned)
+    flat = tmp_path / "feedback.jsonl"
+    flat.write_text(json.dumps(ToolFeedback.from_log(log).to_document()) + "\n")
+    program = tmp_path / "p.car"
+    program.write_text("tool t()\n")
+    (tmp_path / "empty.jsonl").write_text("\n \n")
+    expected = {
+        learned: f"error: {learned}: a feedback file (`planner learn`'s), which goes to --feedback",
+        flat: f"error: {flat}: a feedback file (`planner learn`'s), which goes to --feedback",
+        program: f"error: {program}: a program, not recorded runs",
+        dataset: f"{dataset}:1:1: error: not an event (a JSON object with a `kind`); it looks"
+        " like a task of a dataset",
+        tmp_path / "empty.jsonl": f"error: {tmp_path / 'empty.jsonl'}: the file is empty",
+    }
+    for path, message in expected.items():
+        result = CliRunner().invoke(app, ["planner", "eval", str(dataset), "--outcomes", str(path)])
+        assert result.exit_code == 2, (path, result.output)
+        assert result.stderr.startswith(message), result.stderr
+        assert path == dataset or "--outcomes takes event logs of" in result.stderr
+
+
+def test_outcomes_that_join_no_candidate_are_named(
+    bench: tuple[Path, Path, list], tmp_path: Path
+) -> None:
+    dataset, _, _ = bench
+    csv = tmp_path / "outcomes.csv"
+    rows = ["t1,c_okay,1", "t9,c_okay,1", "t1,nope,0", ",ghost,1", "t1,c_fail,0", "t2,x,1"]
+    csv.write_text("task,candidate,success\n" + "\n".join(rows) + "\n")
+    result = CliRunner().invoke(app, ["planner", "eval", str(dataset), "--outcomes", str(csv)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        f"warning: 4 recorded outcome(s) name no candidate of the dataset's tasks and are left"
+        f" out: {csv}:3 (task 't9', candidate 'c_okay'); {csv}:4 (task 't1', candidate 'nope');"
+        f" {csv}:5 (candidate 'ghost') and 1 more (check the task and candidate ids)\n"
+    )
