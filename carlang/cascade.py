@@ -45,7 +45,18 @@ __all__ = [
 
 #: Findings that a name is not declared (or matches nothing declared).
 LOOKUP_CODES = frozenset(
-    {"CL0202", "CL0204", "CL0206", "CL0302", "CL0306", "CL0311", "CL0312", "CL0502", "CL0505"}
+    {
+        "CL0202",
+        "CL0204",
+        "CL0206",
+        "CL0223",
+        "CL0302",
+        "CL0306",
+        "CL0311",
+        "CL0312",
+        "CL0502",
+        "CL0505",
+    }
 )
 #: The parser's own errors: the text itself is wrong.
 SYNTAX_CODES = frozenset({"CL0101", "CL0102", "CL0103", "CL0105", "CL0106"})

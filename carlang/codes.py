@@ -218,6 +218,14 @@ COMPILER_CODES: tuple[Code, ...] = (
         "a `redact` path that is not a parameter path (`params.NAME`, `*` for every item)",
         "carlang",
     ),
+    Code(
+        "CL0223",
+        "capability-allows-unknown",
+        "names",
+        "warning",
+        "a capability allows a tool or a state key that nothing declares (a misspelling?)",
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

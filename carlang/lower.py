@@ -707,6 +707,7 @@ class _Lowerer:
                     denied += [n.text for n in item.deny]
                 elif isinstance(item, ast.StateAllow):
                     keys += [n.text for n in item.allow]
+                    self.allows_no_key(source, item.allow)
                 elif isinstance(item, ast.MaxActions):
                     if max_actions is not None:
                         self.d.error("CL0212", "`max_actions` is given twice", source, item.span)
@@ -755,12 +756,27 @@ class _Lowerer:
         for name in names:
             if self.tool_decls and "*" not in name.text and name.text not in self.tool_decls:
                 self.d.warning(
-                    "CL0502",
+                    "CL0223",
                     f"`{name.text}` matches no declared tool",
                     source,
                     name.span,
                     help=suggest(name.text, self.tool_decls),
                 )
+
+    def allows_no_key(self, source: Source, names: Iterable[ast.Name]) -> None:
+        """A capability allows a state key the `state { }` block does not declare (patterns
+        are left alone: they may be meant for keys written at run time)."""
+        for name in names:
+            if "*" in name.text or self.state_type(name.text) is not False:
+                continue
+            known = list(self.state_types) + [p for p, _ in self.state_globs]
+            self.d.warning(
+                "CL0223",
+                f"state key `{name.text}` is not declared",
+                source,
+                name.span,
+                help=suggest(name.text, known) or "declare it in a `state { }` block",
+            )
 
     def use_tool_patterns(self, names: Iterable[ast.Name]) -> None:
         for name in names:

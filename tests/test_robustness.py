@@ -463,7 +463,7 @@ def test_a_misspelt_capability_allowance_is_named_first() -> None:
     text = "tool fetch()\ncapability c { tools allow fech }\nproposal p under c { a = fetch() }\n"
     first, second = found(text)
     assert first.code == "CL0601" and "`c` allows `fech`" in (first.help or "")
-    assert second.code == "CL0502" and second.help == "did you mean `fetch`?"
+    assert second.code == "CL0223" and second.help == "did you mean `fetch`?"
 
 
 @pytest.mark.parametrize(
