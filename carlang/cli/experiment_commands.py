@@ -81,7 +81,7 @@ def eval_command(
     regret, Spearman and Kendall, per task and overall with bootstrap intervals, next to CAR's
     score, fewest actions and random."""
     from carlang_runtime.experiments import evaluate
-    from carlang_runtime.experiments.evaluate import render, render_tasks
+    from carlang_runtime.experiments.evaluate import coverage_warning, render, render_tasks
 
     if resamples < 0:
         fail_usage("--resamples must be 0 or more")
@@ -96,6 +96,9 @@ def eval_command(
         if per_task:
             echo()
             echo(render_tasks(result))
+    coverage = coverage_warning(result.single, result.tasks)
+    if coverage is not None:
+        echo_err(f"warning: {coverage}")
     if result.tasks == 0:
         echo_err("no task has recorded outcomes (runs carry scope task=ID, or use a CSV)")
         raise typer.Exit(1)
@@ -201,6 +204,7 @@ def search_command(
         )
     tasks = load_dataset(dataset, plan, root)
     recorded = _load_outcomes(outcomes, tasks)
+    _warn_coverage(tasks, recorded)
     dimensions = load_space(space)
     _warn_fixed(tasks, recorded, [d.name for d in dimensions])
 
@@ -249,6 +253,16 @@ def _load_outcomes(paths: list[Path], tasks: list[Task]) -> Outcomes:
     if problem is not None:
         echo_err(f"warning: {problem}")
     return recorded
+
+
+def _warn_coverage(tasks: list[Task], recorded: Outcomes) -> None:
+    """Warn about the tasks whose outcomes cannot tell rankings apart (one candidate ran)."""
+    from carlang_runtime.experiments.evaluate import coverage_warning, joined, uninformative
+
+    judged = sum(1 for task in tasks if joined(task, recorded))
+    coverage = coverage_warning(uninformative(tasks, recorded), judged)
+    if coverage is not None:
+        echo_err(f"warning: {coverage}")
 
 
 def _warn_fixed(tasks: list[Task], recorded: Outcomes, names: list[str]) -> None:

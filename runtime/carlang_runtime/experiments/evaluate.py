@@ -37,6 +37,8 @@ __all__ = [
     "task_scores",
     "joined",
     "car_ranking",
+    "uninformative",
+    "coverage_warning",
 ]
 
 METRICS = ("top1", "regret", "spearman", "kendall")
@@ -90,6 +92,8 @@ class Evaluation:
     tasks: int
     unjoined: list[str]
     runs: int
+    #: Joined tasks where fewer than 2 candidates have outcomes (see `uninformative`).
+    single: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON data."""
@@ -97,6 +101,7 @@ class Evaluation:
             "tasks": self.tasks,
             "runs": self.runs,
             "unjoined": self.unjoined,
+            "single": self.single,
             "rankers": [r.to_dict() for r in self.rankers],
         }
 
@@ -104,6 +109,26 @@ class Evaluation:
 def joined(task: Task, outcomes: Outcomes) -> dict[str, Outcome]:
     """The outcomes of a task's candidates."""
     return outcomes.for_task(task.id, [c.id for c in task.candidates])
+
+
+def uninformative(tasks: Sequence[Task], outcomes: Outcomes) -> list[str]:
+    """The tasks with outcomes for exactly one candidate: there every ranking, random too,
+    picks the only candidate judged, so its top-1 is 1 and its regret 0 whatever it does."""
+    return [task.id for task in tasks if len(joined(task, outcomes)) == 1]
+
+
+def coverage_warning(single: Sequence[str], joined_tasks: int) -> str | None:
+    """A line saying how many joined tasks cannot tell rankers apart (`uninformative`) and
+    how many that leaves, or None when every one can."""
+    if not single:
+        return None
+    shown = ", ".join(single[:3]) + (f" and {len(single) - 3} more" if len(single) > 3 else "")
+    return (
+        f"{len(single)} of {joined_tasks} task(s) have outcomes for only one candidate ({shown}):"
+        f" there every ranker, random too, scores top-1 1 and regret 0; that leaves"
+        f" {joined_tasks - len(single)} informative task(s) (record runs of at least 2"
+        f" candidates per task)"
+    )
 
 
 def task_scores(task: str, ranking: Ranking, actual: dict[str, float]) -> TaskScore | None:
@@ -197,6 +222,7 @@ def evaluate(
         tasks=len(tasks) - len(unjoined),
         unjoined=unjoined,
         runs=outcomes.runs,
+        single=uninformative(tasks, outcomes),
     )
 
 

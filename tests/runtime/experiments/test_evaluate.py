@@ -185,3 +185,19 @@ def test_outcomes_that_join_no_candidate_are_named(
         f" out: {csv}:3 (task 't9', candidate 'c_okay'); {csv}:4 (task 't1', candidate 'nope');"
         f" {csv}:5 (candidate 'ghost') and 1 more (check the task and candidate ids)\n"
     )
+
+
+def test_tasks_where_one_candidate_ran_are_warned_about(
+    bench: tuple[Path, Path, list], tmp_path: Path
+) -> None:
+    dataset, _, tasks = bench
+    csv = tmp_path / "outcomes.csv"
+    csv.write_text("task,candidate,success\nt1,c_fail,0\nt2,d_two,0\nt2,e_one,1\n")
+    result = CliRunner().invoke(app, ["planner", "eval", str(dataset), "--outcomes", str(csv)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr == (
+        "warning: 1 of 2 task(s) have outcomes for only one candidate (t1): there every ranker,"
+        " random too, scores top-1 1 and regret 0; that leaves 1 informative task(s) (record"
+        " runs of at least 2 candidates per task)\n"
+    )
+    assert evaluate(tasks, Outcomes.load([csv]), resamples=0).single == ["t1"]
