@@ -109,3 +109,27 @@ def test_bad_datasets_say_where(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "no .car, .json or .jsonl file" in result.stderr
     result = runner.invoke(app, ["rank", str(tmp_path / "nope.car")])
     assert result.exit_code == 2 and "no such file" in result.stderr
+
+
+def test_json_keeps_every_tasks_config_and_explanation_csv_refuses_explain(
+    tmp_path: Path,
+) -> None:
+    groups = [
+        {"id": "g1", "candidates": [proposal("p"), proposal("q", call("t"))]},
+        {"id": "g2", "candidates": [proposal("r", call("t"))]},
+    ]
+    path = tmp_path / "two.jsonl"
+    path.write_text("".join(json.dumps(g) + "\n" for g in groups))
+    result = runner.invoke(app, ["rank", str(path), "--format", "json", "--explain"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert [t["plan"] for t in document["tasks"]] == ["g1", "g2"]
+    for task in document["tasks"]:
+        assert {"config", "config_hash", "ranking", "explanation"} <= set(task)
+    assert document["tasks"][0]["explanation"][0] == "g1: p wins with score 0.9697"
+    assert len(document["rows"]) == 3
+    result = runner.invoke(app, ["rank", str(path), "--format", "csv", "--explain"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        "error: --explain has no place in csv: use --format table or json with it\n"
+    )

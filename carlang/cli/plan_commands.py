@@ -174,6 +174,8 @@ def _rank(
         raise typer.Exit(EXIT_OK)
     if plot is not None:
         fail_usage("--plot draws a sweep: add --sweep NAME=START:STOP:STEP")
+    if explain and output is RankFormat.csv:
+        fail_usage("--explain has no place in csv: use --format table or json with it")
     rows: list[dict[str, Any]] = []
     rankings = []
     for task in tasks:
@@ -224,19 +226,25 @@ def _json_document(
     rows: list[dict[str, Any]],
     explain: bool,
 ) -> dict[str, Any]:
+    """`--format json`: every task's config, ranking (and explanation), then the table."""
     from carlang_runtime import __version__
     from carlang_runtime.experiments import config_hash
     from carlang_runtime.planner.explain import render_explanation
 
-    task, config, ranked = rankings[0]
-    document: dict[str, Any] = {}
-    if len(rankings) == 1:
-        document["plan"] = task.id
-        document["config"] = config.model_dump()
-        document["config_hash"] = config_hash(config)
-        document["ranking"] = [s.model_dump(mode="json") for s in ranked]
+    tasks = []
+    for task, config, ranked in rankings:
+        entry: dict[str, Any] = {
+            "plan": task.id,
+            "config": config.model_dump(),
+            "config_hash": config_hash(config),
+            "ranking": [s.model_dump(mode="json") for s in ranked],
+        }
         if explain:
-            document["explanation"] = render_explanation(ranked, config, task.id).splitlines()
+            entry["explanation"] = render_explanation(ranked, config, task.id).splitlines()
+        tasks.append(entry)
+    # One task: its keys at the top too (the shape before datasets, which readers rely on).
+    document: dict[str, Any] = dict(tasks[0]) if len(tasks) == 1 else {}
+    document["tasks"] = tasks
     document["carlang_version"] = __version__
     document["rows"] = rows
     return document
