@@ -22,6 +22,7 @@ import inspect
 import logging
 import math
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -47,7 +48,6 @@ from carlang_runtime.engine.run import ProposalRun
 from carlang_runtime.engine.state import check_tenant
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.ir import Action, ActionProposal, CelPolicy, Program, ProposalResult
-from carlang_runtime.redact import shown_url as runtime_shown_url
 from dbos import DBOS, DBOSClient, SetWorkflowID
 from dbos import error as dbos_error
 
@@ -659,13 +659,36 @@ DATABASE_FORMS = (
 )
 
 
+#: A Postgres URL as SQLAlchemy (and so DBOS) reads it: user, password up to the first `@`,
+#: then the host and port (taken apart by `_host_problem`), the database, the query.
+_POSTGRES_URL = re.compile(
+    r"(?P<scheme>[\w+]+)://"
+    r"(?:(?P<user>[^:/]*)(?::(?P<password>[^@]*))?@)?"
+    r"(?P<hostport>[^/?]*)"
+    r"(?:/(?P<database>[^?]*))?"
+    r"(?:\?(?P<query>.*))?",
+    re.DOTALL,
+)
+
+
 def shown_url(database: str) -> str:
     """`database` as a message may show it: its password, if it has one, as `***` (a
-    message goes to terminals, CI logs and bug reports)."""
-    try:
-        return str(sqlalchemy.make_url(database).render_as_string(hide_password=True))
-    except sqlalchemy.exc.ArgumentError:
-        return runtime_shown_url(database)
+    message goes to terminals, CI logs and bug reports). Any text, well-formed or not: the
+    password is whatever follows the user name's `:` up to the last `@` (more than the
+    password is hidden when its query holds an `@`, never less)."""
+    scheme, separator, rest = database.partition("://")
+    if not separator:
+        return database
+    at = rest.rfind("@")
+    user = re.match(r"[^:/@]*:", rest)
+    if at >= 0 and user is not None and user.end() <= at:
+        return f"{scheme}://{user.group()}***{rest[at:]}"
+    # No `@`: `user:password/db`, read as host and port, is a password written without its
+    # host. A port that is not a number is hidden too.
+    port = re.match(r"([^:/@\[?]*:)([^/?]*[^/?0-9][^/?]*)", rest)
+    if port is not None:
+        return f"{scheme}://{port.group(1)}***{rest[port.end() :]}"
+    return database
 
 
 def has_password(database: str) -> bool:
@@ -675,16 +698,11 @@ def has_password(database: str) -> bool:
 
 def check_database(database: str) -> str:
     """`database` when it is a runs database URL carlang can use (SQLite with a file, or
-    Postgres with a database name); else `CarlangRuntimeError` saying what is wrong and the
-    accepted forms. Checked before DBOS sees it: DBOS reads any other scheme as Postgres, and
-    fails on it with an error of its own."""
-    problem: str | None
-    try:
-        url = sqlalchemy.make_url(database)
-    except sqlalchemy.exc.ArgumentError:
-        problem = "not a database URL"
-    else:
-        problem = _url_problem(url.drivername.partition("+")[0], url.host, url.database)
+    Postgres with a host, a port from 1 to 65535 if any, and a database name); else
+    `CarlangRuntimeError` saying what is wrong and the accepted forms. Checked before DBOS
+    sees it: DBOS reads any other scheme as Postgres, and fails on a malformed URL with an
+    error of its own (a port that is not a number was a `ValueError` from deep inside)."""
+    problem = _database_problem(database)
     if problem is not None:
         raise CarlangRuntimeError(
             f"--database {shown_url(database)}: {problem}; give {DATABASE_FORMS}"
@@ -692,14 +710,62 @@ def check_database(database: str) -> str:
     return database
 
 
-def _url_problem(scheme: str, host: str | None, name: str | None) -> str | None:
+def _database_problem(database: str) -> str | None:
+    scheme, separator, _ = database.partition("://")
+    if not separator or not re.fullmatch(r"[\w+]+", scheme):
+        return "not a database URL"
+    scheme = scheme.partition("+")[0].lower()
     if scheme == "sqlite":
-        if host or not name or name == ":memory:":
+        try:
+            url = sqlalchemy.make_url(database)
+        except (sqlalchemy.exc.ArgumentError, ValueError):
+            url = None
+        if url is None or url.host or not url.database or url.database == ":memory:":
             return "a SQLite URL names a file after three slashes (four for an absolute path)"
         return None
-    if scheme in ("postgresql", "postgres"):
-        return None if name else "the Postgres URL names no database (add /dbname)"
-    return f"{scheme}:// is not a database carlang keeps runs in (SQLite or Postgres)"
+    if scheme not in ("postgresql", "postgres"):
+        return f"{scheme}:// is not a database carlang keeps runs in (SQLite or Postgres)"
+    parts = _POSTGRES_URL.fullmatch(database)
+    if parts is None:
+        return "not a database URL"
+    problem = _host_problem(parts["hostport"], parts["query"] or "")
+    if problem is not None:
+        return problem
+    if not parts["database"]:
+        return "the Postgres URL names no database (add /dbname)"
+    try:
+        sqlalchemy.make_url(database)
+    except (sqlalchemy.exc.ArgumentError, ValueError):
+        return "not a database URL"
+    return None
+
+
+def _host_problem(hostport: str, query: str) -> str | None:
+    """What is wrong with the `host[:port]` of a Postgres URL, or None."""
+    if "@" in hostport:  # `user:p@ss@host`: the driver would take `ss@host` for the host
+        return "it has more than one @ (write an @ in the user name or password as %40)"
+    if hostport.startswith("["):
+        host, closed, after = hostport[1:].partition("]")
+        if not closed:
+            return "an IPv6 address needs its closing ] (like [::1]:5432)"
+        if after and not after.startswith(":"):
+            return "after an IPv6 address's ] comes :port or nothing (like [::1]:5432)"
+        port: str | None = after[1:] if after else None
+    else:
+        if hostport.count(":") > 1:
+            return "an IPv6 address goes in brackets (like [::1]:5432)"
+        host, colon, given = hostport.partition(":")
+        port = given if colon else None
+    if not host and "host=" not in query:
+        return (
+            "the Postgres URL names no host (postgresql://user@HOST/dbname; for a Unix socket,"
+            " add ?host=/its/directory)"
+        )
+    if port is not None and not (port.isascii() and port.isdigit()):
+        return "the port is not a number (like host:5432)"  # (not shown: see `shown_url`)
+    if port is not None and not 1 <= int(port) <= 65535:
+        return f"the port {int(port)} is not from 1 to 65535"
+    return None
 
 
 class _Silence(logging.Filter):

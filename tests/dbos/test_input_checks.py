@@ -6,6 +6,7 @@ none of DBOS's own log lines; a broken DBOS install says what is broken."""
 from __future__ import annotations
 
 import builtins
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from tests.dbos.support import carlang
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 
 from carlang.cli import app  # noqa: E402
+from carlang_dbos import DATABASE_FORMS  # noqa: E402
+
+EXAMPLE = Path(__file__).parents[2] / "examples" / "planning" / "deploy_plans.car"
 
 PROGRAM = """\
 tool work(item: string)
@@ -35,6 +39,7 @@ COMMANDS = [
     ["deny", "r1", "a"],
     ["runs", "list"],
     ["worker"],
+    ["rank", "p.car", "--backend", "dbos"],
 ]
 
 
@@ -69,6 +74,75 @@ def test_a_database_url_carlang_cannot_use_is_refused_with_the_forms_it_takes(
         assert "postgresql://user@host[:port]/dbname" in result.output
         assert len(result.output.splitlines()) == 1, result.output
     assert not (project / "x.db").exists()
+
+
+#: Malformed Postgres URLs, each with a password that must not be shown, and what is said.
+MALFORMED = [
+    ("postgresql://tuser:Hunter2Secret@127.0.0.1:abc/tdb", "the port is not a number"),
+    ("postgresql://tuser:Hunter2Secret@[::1]:abc/tdb", "the port is not a number"),
+    ("postgresql://tuser:Hunter2Secret@127.0.0.1:99999/tdb", "the port 99999 is not from 1"),
+    ("postgresql://tuser:Hunter2Secret@127.0.0.1:0/tdb", "the port 0 is not from 1 to 65535"),
+    ("postgresql://tuser:Hunter2Secret@127.0.0.1:/tdb", "the port is not a number"),
+    ("postgresql://tuser:Hunter2Secret@[::1/tdb", "an IPv6 address needs its closing ]"),
+    ("postgresql://tuser:Hunter2Secret@[::1]x/tdb", "after an IPv6 address's ] comes :port"),
+    ("postgresql://tuser:Hunter2Secret@::1:5432/tdb", "an IPv6 address goes in brackets"),
+    ("postgresql://tuser:Hunter2Secret@/tdb", "the Postgres URL names no host"),
+    ("postgresql://tuser:Hunter2@Secret@db/tdb", "it has more than one @"),
+    ("postgresql://tuser:Hunter2Secret/tdb", "the port is not a number"),  # no @host
+    ("postgresql://tuser:Hunter2/Secret@db:abc/tdb", "the port is not a number"),
+]
+
+
+@pytest.mark.parametrize(("database", "problem"), MALFORMED)
+def test_a_malformed_postgres_url_is_one_line_with_its_password_hidden(
+    project: Path, database: str, problem: str
+) -> None:
+    """A port that is not a number was a ValueError from deep inside SQLAlchemy: "internal
+    error", exit 101. Every command says what is wrong with the URL, exit 2, no password."""
+    for command in COMMANDS:
+        result = _invoke(*command, "--database", database)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.output.startswith("error: --database postgresql://tuser"), result.output
+        assert f": {problem}" in result.output, (command, result.output)
+        assert len(result.output.splitlines()) == 1, result.output
+        assert "Secret" not in result.output, result.output
+        assert "internal error" not in result.output
+
+
+def test_the_sweep_of_the_trial_with_a_port_that_is_not_a_number(project: Path) -> None:
+    """The new-user trial's command, as a process: one line, exit 2, the password hidden."""
+    shutil.copy(EXAMPLE, project / "plans.car")
+    database = "postgresql://tuser:Hunter2Secret@127.0.0.1:abc/tdb"
+    sweep = ["rank", "plans.car", "--sweep", "cost_weight=0:1:0.5", "--backend", "dbos"]
+    done = carlang(*sweep, "--database", database, cwd=project)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        "error: --database postgresql://tuser:***@127.0.0.1:abc/tdb: the port is not a number"
+        f" (like host:5432); give {DATABASE_FORMS}\n"
+    )
+    assert done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("database", "shown"),
+    [
+        ("postgresql://u:s3cret@h/d", "postgresql://u:***@h/d"),
+        ("postgresql://u:s3@cret@h/d", "postgresql://u:***@h/d"),
+        ("postgresql://u:s3/cret@h:abc/d", "postgresql://u:***@h:abc/d"),
+        ("postgresql://u:s3?cret@h/d?x=1", "postgresql://u:***@h/d?x=1"),
+        ("postgresql://u:s3cret/d", "postgresql://u:***/d"),
+        ("postgresql://:s3cret@h/d", "postgresql://:***@h/d"),
+        ("postgresql://u@h:5432/d", "postgresql://u@h:5432/d"),
+        ("postgresql://u@[::1]:5432/d", "postgresql://u@[::1]:5432/d"),
+        ("sqlite:////abs/runs.db", "sqlite:////abs/runs.db"),
+        ("not a url: s3cret", "not a url: s3cret"),
+    ],
+)
+def test_shown_url_hides_any_password_well_formed_or_not(database: str, shown: str) -> None:
+    from carlang_dbos import has_password, shown_url
+
+    assert shown_url(database) == shown
+    assert has_password(database) == (shown != database)
 
 
 def test_an_unreachable_database_is_one_line_of_carlangs_without_dboss_logs(
