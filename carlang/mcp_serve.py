@@ -62,10 +62,27 @@ def _program_or_error(program: str | None, path: str | None) -> ir.Program:
     return compiled
 
 
-def _action(program: ir.Program, tool: str, params: dict[str, Any] | None) -> ir.Action:
-    """The call as the runtime makes it: left-out parameters get their declared defaults."""
-    declared = program.tool(tool)
-    parameters = filled_parameters(params or {}, declared.parameters if declared else {})
+def _action(
+    program: ir.Program, tool: str, params: dict[str, Any] | None, path: str | None
+) -> ir.Action:
+    """The call as the runtime makes it (left-out parameters get their declared defaults);
+    a `ProgramProblem` unless the program declares `tool` and `params` fit its parameters,
+    as `carlang explain --tool --params` checks: a decision about a call that cannot happen
+    misleads (an allow for a tool the program does not know is a false allow)."""
+    from .cli.console import UsageProblem
+    from .cli.policy_commands import _check_call
+
+    given = params or {}
+    try:
+        declared = _check_call(program, Path(path or "the program"), tool, given)
+    except UsageProblem as exc:
+        message = str(exc)
+        raise ProgramProblem(
+            "params: " + message.removeprefix("--params: ")
+            if message.startswith("--params: ")
+            else message
+        ) from None
+    parameters = filled_parameters(given, declared.parameters)
     return ir.Action(id="call", type="tool_call", tool=tool, parameters=parameters)
 
 
@@ -138,10 +155,13 @@ def _decide(
     program: str | None,
     path: str | None,
 ) -> tuple[Any, list[Any], ir.Action]:
-    from carlang_runtime.policy import PolicySet
+    from carlang_runtime.policy import PolicySet, state_problem
 
     compiled = _program_or_error(program, path)
-    action = _action(compiled, tool, params)
+    action = _action(compiled, tool, params, path)
+    problem = state_problem(compiled.state, state or {})
+    if problem is not None:
+        raise ProgramProblem(f"state: {problem}")
     policies = PolicySet(compiled.policies, tools=compiled.tools)
     current = {**compiled.initial_state, **(state or {})}
     decision, traces = policies.trace(action, state=current, scope=scope or {})
