@@ -167,10 +167,15 @@ def _pragmas(sources: Iterable[Source]) -> list[_Pragma]:
 
 
 def apply_allowances(
-    diagnostics: Sequence[Diagnostic], sources: Iterable[Source], project: Project
+    diagnostics: Sequence[Diagnostic],
+    sources: Iterable[Source],
+    project: Project,
+    whole_project: bool = True,
 ) -> tuple[list[Diagnostic], list[Diagnostic]]:
     """(the diagnostics left once the accepted warnings are taken out, one CL0525 warning for
-    each pragma or `accept` entry that accepts nothing). Errors are never accepted."""
+    each pragma or `accept` entry that accepts nothing). Errors are never accepted. An
+    `accept` entry is judged only on the `whole_project`: checking some of its files (a
+    pre-commit hook passes the changed ones), the warning it accepts may be in another."""
     pragmas = _pragmas(sources)
     used_pragmas: set[_Pragma] = set()
     used_entries: set[Accepted] = set()
@@ -190,7 +195,8 @@ def apply_allowances(
         else:
             kept.append(diagnostic)
     stale = [_stale_pragma(p) for p in pragmas if p not in used_pragmas]
-    stale += [_stale_entry(a, project) for a in project.accept if a not in used_entries]
+    if whole_project:
+        stale += [_stale_entry(a, project) for a in project.accept if a not in used_entries]
     return kept, stale
 
 

@@ -147,6 +147,24 @@ def test_carlang_toml_accepts_warnings_by_code_and_glob_and_sets_strict(tmp_path
     assert "carlang.toml:2:11: warning[CL0525]: accepted warning `CL0521:other/*.car`" in out
 
 
+def test_an_accept_entry_is_judged_only_when_the_whole_project_is_checked(
+    tmp_path: Path,
+) -> None:
+    """A pre-commit hook checks the changed files: the warning an entry accepts may be in
+    a file not checked, and `strict` would fail the commit for an entry that is in use."""
+    main = program(tmp_path)
+    tools = tmp_path / "bot" / "tools.car"
+    config = tmp_path / "bot" / "carlang.toml"
+    config.write_text('strict = true\naccept = ["CL0521:main.car"]\n')
+    code, out = check(str(tools))  # the entry's warning is in main.car, not checked
+    assert code == 0 and "CL0207" not in out, out  # `pay` is used there too
+    assert check(str(tmp_path / "bot"))[0] == 0  # in use
+    main.write_text(APPROVAL.replace("{PRAGMA}", "").replace("50", "5"))  # no CL0521 now
+    assert check(str(tools))[0] == 0
+    code, out = check(str(tmp_path / "bot"))
+    assert code == 1 and "warning[CL0525]: accepted warning `CL0521:main.car`" in out
+
+
 CAPABLE = (
     "tool read_note(path: string)\n"
     "tool delete_note(path: string)\n"

@@ -64,6 +64,13 @@ def collect_sources(paths: list[Path]) -> list[Path]:
     return unique
 
 
+def _covers_project(files: list[Path], root: Path) -> bool:
+    """Whether `files` (those checked and those they import) are every .car file of the
+    project under `root`."""
+    checked = {p.resolve() for p in files}
+    return all(p.resolve() in checked for p in root.rglob("*.car") if p.is_file())
+
+
 def one_source(path: Path) -> list[Path]:
     """`[path]`, resolved, for a command that compiles one program (compile, run, rank, ...):
     a directory is refused, naming the .car files in it, rather than its first file taken."""
@@ -179,6 +186,7 @@ def run_check(
     """`carlang check`'s work (see its help): every problem of the programs written out, and
     the exit code: 0 clean, 1 errors (or warnings, with `strict`). Input it cannot use raises
     `UsageProblem`."""
+    from carlang.cascade import UNUSED
     from carlang.project import apply_allowances
     from carlang.render import render_json, render_sarif, render_text, summary_line
 
@@ -196,7 +204,13 @@ def run_check(
     if strict:
         diagnostics = [*diagnostics, *_strict(results, diagnostics)]
     sources = {f.source.name: f.source for r in results for f in r.loaded.files}
-    diagnostics, stale = apply_allowances(diagnostics, sources.values(), project)
+    # Some of a project's files (a pre-commit hook passes the changed ones): what another
+    # file may use or hold is not known, so neither "never used" nor "accepts nothing" is.
+    loaded = [f.path for r in results for f in r.loaded.files]
+    whole = project.config is None or _covers_project(loaded, project.root)
+    if not whole:
+        diagnostics = [d for d in diagnostics if d.code != UNUSED]
+    diagnostics, stale = apply_allowances(diagnostics, sources.values(), project, whole)
     if strict:
         diagnostics = sorted([*diagnostics, *stale], key=lambda d: d.sort_key())
     if output is CheckFormat.json:
