@@ -86,12 +86,7 @@ def _cost_findings(scored: ScoredProposal, winner: ScoredProposal) -> list[dict[
 def compare(winner: ScoredProposal, other: ScoredProposal, config: PlannerConfig) -> Comparison:
     """How `other` compares with `winner` under `config`'s weights."""
     if not other.valid:
-        reasons = [
-            f
-            for f in other.findings
-            if f["message"].startswith("error") or f["message"].startswith("will be denied")
-        ]
-        return Comparison(other, [], [], reasons)
+        return Comparison(other, [], [], _invalid_because(other))
     a, b = _values(winner), _values(other)
     impacts: dict[str, float] = {}
     base_gap = winner.base_score - other.base_score
@@ -118,6 +113,20 @@ def compare(winner: ScoredProposal, other: ScoredProposal, config: PlannerConfig
     lost = sorted((d for d in differences if d.impact > 0), key=lambda d: -d.impact)
     better = sorted((d for d in differences if d.impact < 0), key=lambda d: d.impact)
     return Comparison(other, lost, better, [])
+
+
+def _invalid_because(scored: ScoredProposal) -> list[dict[str, Any]]:
+    """The findings that make a candidate invalid: its errors and certain denials."""
+    return [
+        f
+        for f in scored.findings
+        if f["message"].startswith("error") or f["message"].startswith("will be denied")
+    ]
+
+
+def _invalid_lines(scored: ScoredProposal, reasons: list[dict[str, Any]]) -> list[str]:
+    """`NAME is invalid:` and a line per reason."""
+    return [f"{_name(scored)} is invalid:", *(f"  - {_where(f)}{f['message']}" for f in reasons)]
 
 
 def explain_ranking(ranked: Sequence[ScoredProposal], config: PlannerConfig) -> list[Comparison]:
@@ -159,7 +168,10 @@ def render_explanation(
     winner = ranked[0]
     prefix = f"{title}: " if title else ""
     if not winner.valid:
-        lines = [f"{prefix}no candidate is valid"]
+        lines = [
+            f"{prefix}no candidate is valid",
+            *_invalid_lines(winner, _invalid_because(winner)),
+        ]
     else:
         lines = [f"{prefix}{_name(winner)} wins with score {winner.score:.4f}"]
         if len(ranked) == 1 or not ranked[1].valid:
@@ -168,8 +180,7 @@ def render_explanation(
     for comparison in explain_ranking(ranked, config):
         other = comparison.candidate
         if comparison.invalid_because:
-            lines.append(f"{_name(other)} is invalid:")
-            lines.extend(f"  - {_where(f)}{f['message']}" for f in comparison.invalid_because)
+            lines.extend(_invalid_lines(other, comparison.invalid_because))
             continue
         gap = winner.score - other.score
         lines.append(f"{_name(other)} lost ({other.score:.4f}, {gap:.4f} behind) on:")

@@ -108,3 +108,13 @@ def test_a_grid_varies_the_first_axis_slowest() -> None:
         {"cost_weight": 1.0, "seed": 2.0},
     ]
     assert winner_changes(points)[-1] == "the winner never changes"
+
+
+def test_with_no_valid_candidate_every_candidate_says_why() -> None:
+    only = proposal(call("x", "nope"), id="broken")
+    ranked = rank([only], tools=["deploy"])
+    text = render_explanation(ranked, PlannerConfig(), "t")
+    lines = text.splitlines()
+    assert lines[:2] == ["t: no candidate is valid", "broken is invalid:"]
+    assert len(lines) > 2 and all(line.startswith("  - ") for line in lines[2:])
+    assert "nope" in text
