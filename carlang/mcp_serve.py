@@ -14,6 +14,7 @@ policy_check  allow / deny / require_approval for one action, with the deciding 
 from __future__ import annotations
 
 import json
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +23,40 @@ from carlang_runtime.paramcheck import filled_parameters
 
 __all__ = ["build_server"]
 
+#: The project root of the server answering the current call: a `path` must name a .car
+#: file under it, and imports may not leave it (unset: the working directory).
+_ROOT: ContextVar[Path | None] = ContextVar("carlang_mcp_serve_root", default=None)
+
 
 class ProgramProblem(Exception):
     """A program that does not compile: the message lists its errors."""
+
+
+def _root() -> Path:
+    return (_ROOT.get() or Path.cwd()).resolve()
+
+
+def _program_file(path: str, root: Path) -> Path:
+    """The .car file `path` names (relative to `root`), symlinks and `..` resolved; a
+    `ProgramProblem` unless it is under `root`. (Where it points is checked before whether
+    it exists: nothing is said about files outside the root.)"""
+    outside = (
+        f"{path} is outside the project root {root}: `carlang mcp serve` reads only .car"
+        " files under it (start it with --root to choose another)"
+    )
+    if "\0" in path:
+        raise ProgramProblem(f"{path!r}: a path cannot hold a NUL character")
+    try:
+        file = (root / path).resolve()
+    except (OSError, RuntimeError):  # a symlink loop, a name too long
+        raise ProgramProblem(outside) from None
+    if not file.is_relative_to(root):
+        raise ProgramProblem(outside)
+    if file.suffix != ".car":
+        raise ProgramProblem(f"{path} is not a .car file: `carlang mcp serve` reads only those")
+    if not file.is_file():
+        raise ProgramProblem(f"no file {path} (in the project root {root})")
+    return file
 
 
 def _compile(program: str | None, path: str | None) -> tuple[ir.Program | None, list[Any]]:
@@ -34,14 +66,20 @@ def _compile(program: str | None, path: str | None) -> tuple[ir.Program | None, 
         raise ProgramProblem("give the program: `program` (.car source text) or `path` (a file)")
     if program is not None and path is not None:
         raise ProgramProblem("give the program as `program` or as `path`, not both")
+    root = _root()
     if path is not None:
-        file = Path(path)
-        if not file.is_file():
-            raise ProgramProblem(f"no file {path}")
-        result = compile_file(file.resolve(), file.resolve().parent)
+        result = compile_file(_program_file(path, root), root)
     else:
         assert program is not None
-        result = compile_text(program)
+        result = compile_text(program, root=root)
+    # imports stay under the root (the loader sees to it), and only .car files are read:
+    # anything read from another file (its first word in a parse error) is not shown
+    for parsed in result.loaded.files:
+        if parsed.path.suffix != ".car":
+            shown = parsed.path.relative_to(root) if parsed.path.is_relative_to(root) else "?"
+            raise ProgramProblem(
+                f"cannot import {shown}: `carlang mcp serve` reads only .car files"
+            )
     return result.program, list(result.diagnostics.sorted())
 
 
@@ -229,15 +267,17 @@ def rank(
 TOOLS = (check, verify, simulate, optimize, equivalent, explain, rank, policy_check)
 
 
-def build_server() -> Any:
-    """The SDK server (FastMCP) with carlang's checks as tools."""
+def build_server(root: Path | None = None) -> Any:
+    """The SDK server (FastMCP) with carlang's checks as tools, reading programs under `root`
+    (default: the working directory)."""
     from mcp.server.fastmcp import FastMCP
     from mcp.types import ToolAnnotations
 
+    project = (root or Path.cwd()).resolve()
     server = FastMCP("carlang")
     for fn in TOOLS:
         server.add_tool(
-            _guard(fn),
+            _guard(fn, project),
             name=fn.__name__,
             description=(fn.__doc__ or "").strip(),
             annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False),
@@ -245,8 +285,9 @@ def build_server() -> Any:
     return server
 
 
-def _guard(fn: Any) -> Any:
-    """Bad input becomes a tool error with carlang's message, not a traceback."""
+def _guard(fn: Any, root: Path) -> Any:
+    """`fn` reading programs under `root`; bad input becomes a tool error with carlang's
+    message, not a traceback."""
     import functools
 
     from carlang_runtime.errors import CarlangRuntimeError
@@ -254,9 +295,12 @@ def _guard(fn: Any) -> Any:
 
     @functools.wraps(fn)
     def guarded(*args: Any, **kwargs: Any) -> Any:
+        token = _ROOT.set(root)
         try:
             return fn(*args, **kwargs)
         except (ProgramProblem, CarlangRuntimeError, ValueError) as exc:
             raise ToolError(str(exc)) from exc
+        finally:
+            _ROOT.reset(token)
 
     return guarded

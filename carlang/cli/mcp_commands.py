@@ -156,12 +156,16 @@ def proxy_command(
 
 
 @guarded
-def serve_command() -> None:
+def serve_command(root: RootOption = None) -> None:
     """An MCP server (stdio) with carlang's checks as tools: check, verify, simulate,
-    optimize, equivalent, explain, rank, policy_check. None of them runs anything."""
+    optimize, equivalent, explain, rank, policy_check. None of them runs anything; a `path`
+    they are given must be a .car file under the project root (--root, default: the working
+    directory)."""
     from carlang.mcp_serve import build_server
 
-    build_server().run()
+    if root is not None and not root.is_dir():
+        fail_usage(f"--root {root}: no such folder")
+    build_server(root).run()
 
 
 def register(app: typer.Typer) -> None:
