@@ -133,3 +133,13 @@ def test_json_keeps_every_tasks_config_and_explanation_csv_refuses_explain(
     assert result.stderr == (
         "error: --explain has no place in csv: use --format table or json with it\n"
     )
+
+
+def test_a_jsonl_file_of_no_task_says_so(tmp_path: Path) -> None:
+    for text in ("", "\n  \n\n"):
+        path = tmp_path / "empty.jsonl"
+        path.write_text(text)
+        result = runner.invoke(app, ["rank", str(path)])
+        assert (result.exit_code, result.stdout) == (2, "")
+        assert result.stderr.startswith(f"error: {path}: the file holds no task (it is empty")
+        assert "None" not in result.stderr

@@ -52,9 +52,13 @@ def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> lis
     files = _files(inputs)
     several = len(files) > 1
     tasks: list[Task] = []
+    empty: list[Path] = []  # JSONL files of blank lines
     for file in files:
         if file.suffix == ".jsonl":
-            tasks.extend(load_groups(file))
+            groups = load_groups(file)
+            if not groups:
+                empty.append(file)
+            tasks.extend(groups)
         elif file.suffix == ".json":
             tasks.append(load_proposals(file))
         else:
@@ -72,6 +76,11 @@ def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> lis
             if not program.plans and not program.proposals:
                 fail_usage(f"{file} has no plans and no proposals to rank")
             tasks.extend(tasks_from_program(program, prefix))
+    if not tasks and empty and plan is None:
+        fail_usage(
+            f"{empty[0]}: the file holds no task (it is empty or blank): a JSONL dataset holds"
+            ' one candidate group per line, like {"id": "t1", "candidates": [...]}'
+        )
     if not tasks:
         fail_usage(f"no plan `{plan}` in any input")
     return check_unique(tasks)
