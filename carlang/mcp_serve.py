@@ -274,7 +274,8 @@ def build_server(root: Path | None = None) -> Any:
     from mcp.types import ToolAnnotations
 
     project = (root or Path.cwd()).resolve()
-    server = FastMCP("carlang")
+    # (quiet: the SDK logs every request at INFO on standard error)
+    server = FastMCP("carlang", log_level="ERROR")
     for fn in TOOLS:
         server.add_tool(
             _guard(fn, project),
@@ -304,3 +305,104 @@ def _guard(fn: Any, root: Path) -> Any:
             _ROOT.reset(token)
 
     return guarded
+
+
+def serve(root: Path | None = None) -> None:
+    """Serve carlang's checks over standard input and output until the client hangs up."""
+    import anyio
+
+    server = build_server(root)
+    if not anyio.run(serve_stdio, server):
+        from .cli.console import silence_stdout
+
+        silence_stdout()  # (the interpreter's last flush cannot fail again)
+
+
+async def serve_stdio(server: Any) -> bool:
+    """Run `server` (from `build_server`) on standard input and output, a JSON-RPC message a
+    line. A line that is not JSON is answered with a -32700 parse error, one that is not a
+    JSON-RPC message with -32600 (neither reaches the SDK, which would only log it); at the
+    end of input the requests already read are answered, then the server ends. False when
+    the client stopped reading the answers (standard output closed)."""
+    import sys
+
+    import anyio
+    from mcp.shared.message import SessionMessage
+    from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCRequest, JSONRPCResponse
+    from pydantic import ValidationError
+
+    out = sys.stdout.buffer
+    to_server, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+    outgoing, from_server = anyio.create_memory_object_stream[SessionMessage](0)
+    pending: dict[str | int, int] = {}  # ids of requests not answered yet (how many)
+    answered = anyio.Event()
+    reading = True  # (False: the client closed standard output)
+    stop = anyio.CancelScope()
+
+    def write(text: str) -> None:
+        nonlocal reading
+        if not reading:
+            return
+        try:
+            out.write(text.encode("utf-8") + b"\n")
+            out.flush()
+        except BrokenPipeError:  # the client went away: nothing is left to do
+            reading = False
+            stop.cancel()
+
+    def refuse(request_id: Any, code: int, message: str) -> None:
+        error = {"code": code, "message": message}
+        answer = {"jsonrpc": "2.0", "id": request_id, "error": error}
+        write(json.dumps(answer, separators=(",", ":")))
+
+    async def read() -> None:
+        nonlocal answered
+        stdin = anyio.wrap_file(sys.stdin.buffer)
+        async with to_server:
+            async for raw in stdin:
+                if not raw.strip():
+                    continue
+                try:
+                    data = json.loads(raw.decode("utf-8"))
+                except UnicodeDecodeError:
+                    refuse(None, -32700, "parse error: the line is not UTF-8")
+                    continue
+                except json.JSONDecodeError as exc:
+                    refuse(None, -32700, f"parse error: {exc.msg} at column {exc.colno}")
+                    continue
+                try:
+                    message = JSONRPCMessage.model_validate(data)
+                except ValidationError:
+                    given = data.get("id") if isinstance(data, dict) else None
+                    valid_id = isinstance(given, str | int) and not isinstance(given, bool)
+                    refuse(
+                        given if valid_id else None,
+                        -32600,
+                        "invalid request: not a JSON-RPC 2.0 request, notification or response",
+                    )
+                    continue
+                if isinstance(message.root, JSONRPCRequest):
+                    pending[message.root.id] = pending.get(message.root.id, 0) + 1
+                await to_server.send(SessionMessage(message))
+            while pending:  # the end of input: answer what was asked, then stop
+                answered = anyio.Event()
+                await answered.wait()
+
+    async def write_answers() -> None:
+        async with from_server:
+            async for sent in from_server:
+                message = sent.message.root
+                write(message.model_dump_json(by_alias=True, exclude_none=True))
+                if isinstance(message, JSONRPCResponse | JSONRPCError):
+                    left = pending.pop(message.id, 0) - 1
+                    if left > 0:
+                        pending[message.id] = left
+                    answered.set()
+
+    lowlevel = server._mcp_server
+    with stop:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(read)
+            tasks.start_soon(write_answers)
+            await lowlevel.run(incoming, outgoing, lowlevel.create_initialization_options())
+    return reading

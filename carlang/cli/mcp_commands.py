@@ -161,11 +161,11 @@ def serve_command(root: RootOption = None) -> None:
     optimize, equivalent, explain, rank, policy_check. None of them runs anything; a `path`
     they are given must be a .car file under the project root (--root, default: the working
     directory)."""
-    from carlang.mcp_serve import build_server
+    from carlang.mcp_serve import serve
 
     if root is not None and not root.is_dir():
         fail_usage(f"--root {root}: no such folder")
-    build_server(root).run()
+    serve(root)
 
 
 def register(app: typer.Typer) -> None:

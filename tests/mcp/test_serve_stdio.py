@@ -1,0 +1,87 @@
+"""`carlang mcp serve` on a raw pipe: a line that is not JSON gets a JSON-RPC -32700 parse
+error, one that is not a JSON-RPC message -32600, and the end of input ends the server
+cleanly (exit 0) once what was asked is answered."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+
+from tests.conftest import ROOT
+from tests.mcp.conftest import needs_sdk
+
+pytestmark = needs_sdk
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "pipe", "version": "1"},
+    },
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+CHECK = {
+    "jsonrpc": "2.0",
+    "id": 2,
+    "method": "tools/call",
+    "params": {"name": "check", "arguments": {"program": "tool t(x: string)\n"}},
+}
+
+
+def _serve(lines: list[bytes]) -> tuple[int, list[dict[str, Any]], str]:
+    done = subprocess.run(
+        [sys.executable, "-m", "carlang", "mcp", "serve"],
+        input=b"".join(line + b"\n" for line in lines),
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"},
+        timeout=60,
+    )
+    answers = [json.loads(line) for line in done.stdout.splitlines()]
+    return done.returncode, answers, done.stderr.decode()
+
+
+def _line(message: dict[str, Any]) -> bytes:
+    return json.dumps(message).encode()
+
+
+def test_malformed_lines_get_json_rpc_errors_and_end_of_input_ends_cleanly() -> None:
+    code, answers, errors = _serve(
+        [
+            _line(INITIALIZE),
+            _line(INITIALIZED),
+            _line(CHECK),
+            b"{bad",
+            b"[1, 2]",
+            b'{"jsonrpc": "2.0", "id": 7, "methd": "tools/list"}',
+            b"\xff\xfe not UTF-8",
+            b"",
+        ]
+    )
+    assert (code, errors) == (0, "")
+    by_id = {a["id"]: a for a in answers if a["id"] is not None}
+    assert by_id[1]["result"]["serverInfo"]["name"] == "carlang"
+    assert by_id[2]["result"]["structuredContent"]["ok"] is True
+    assert by_id[7]["error"]["code"] == -32600
+    anonymous = [a["error"] for a in answers if a["id"] is None]
+    assert [e["code"] for e in anonymous] == [-32700, -32600, -32700]
+    assert anonymous[0]["message"].startswith("parse error: ")
+    assert anonymous[2]["message"] == "parse error: the line is not UTF-8"
+
+
+def test_a_request_just_before_the_end_of_input_is_answered() -> None:
+    for lines in (
+        [_line(INITIALIZE), _line(INITIALIZED), _line(CHECK)],
+        [_line(INITIALIZE), _line(INITIALIZED), _line(CHECK), b"{bad"],
+        [b"{bad"],
+        [],
+    ):
+        code, answers, errors = _serve(lines)
+        assert (code, errors) == (0, ""), lines
+        if _line(CHECK) in lines:
+            assert [a["id"] for a in answers if a["id"] is not None] == [1, 2]
