@@ -184,7 +184,13 @@ def test_feedback_that_knows_none_of_the_tools_is_warned_about(tmp_path: Path) -
     assert code == 0 and "lucky" in out
     assert f"warning: --feedback {log} has no history of any tool these plans call" in err
     assert "(fetch, flaky)" not in err and "(deploy, fetch, flaky)" in err
-    assert "the ranking learns nothing from it (it knows send_mail)" in err
+    assert "(it knows send_mail): they are taken as unknown, each call succeeding at" in err
+    assert "unknown_tool_confidence (0.5 unless set, as CAR does)" in err
+    assert "learns nothing" not in err  # it does: every call at 0.5 lowers the scores
+    _, plain, _ = rank(tmp_path, "--plan", "gamble", "--format", "json")
+    _, with_log, _ = rank(tmp_path, "--plan", "gamble", "--format", "json", "--feedback", str(log))
+    scores = [json.loads(doc)["ranking"][0]["score"] for doc in (plain, with_log)]
+    assert scores[1] < scores[0]
 
 
 @pytest.mark.parametrize(

@@ -118,8 +118,9 @@ def load_config(path: Path | None) -> PlannerConfig:
 
 def load_feedback(path: Path | None, tasks: list[Task]) -> ToolFeedback | None:
     """`--feedback`'s tool history, or None without one. A history that knows none of the
-    tools the tasks call is loaded but warned about: it changes nothing, and the likely cause
-    is the wrong file (another agent's log, or tools renamed since)."""
+    tools the tasks call is loaded but warned about: every call is then scored at the unknown
+    tool's rate (`unknown_tool_confidence`), and the likely cause is the wrong file (another
+    agent's log, or tools renamed since)."""
     if path is None:
         return None
     from carlang_runtime.planner import ToolFeedback
@@ -137,8 +138,10 @@ def load_feedback(path: Path | None, tasks: list[Task]) -> ToolFeedback | None:
         knows = ", ".join(sorted(known)[:5]) + (", ..." if len(known) > 5 else "")
         echo_err(
             f"warning: --feedback {path} has no history of any tool these plans call "
-            f"({', '.join(sorted(called)[:5])}{', ...' if len(called) > 5 else ''}): "
-            f"the ranking learns nothing from it"
+            f"({', '.join(sorted(called)[:5])}{', ...' if len(called) > 5 else ''})"
             + (f" (it knows {knows})" if known else " (it knows no tool)")
+            + ": they are taken as unknown, each call succeeding at unknown_tool_confidence"
+            " (0.5 unless set, as CAR does), which lowers every score's history and Monte"
+            " Carlo factors; check the file, or rank without --feedback"
         )
     return history
