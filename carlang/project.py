@@ -16,6 +16,7 @@ A `carlang.toml`:
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Iterable, Sequence
@@ -23,6 +24,8 @@ from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TypeVar
+
+from carlang_runtime.suggest import did_you_mean
 
 from .diagnostics import Diagnostic, Label
 from .source import Source, Span
@@ -114,7 +117,8 @@ def _read_config(path: Path) -> Project:
     import tomllib  # only a project with a carlang.toml pays for it (~2 ms at start-up)
 
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProjectError(f"{path}: not a readable TOML file ({exc})") from None
     unknown = sorted(set(data) - _KEYS)
@@ -122,29 +126,66 @@ def _read_config(path: Path) -> Project:
         raise ProjectError(
             f"{path}: unknown setting `{unknown[0]}` (settings: {', '.join(sorted(_KEYS))})"
         )
-    root = (path.parent / _setting(path, data, "root", str, ".")).resolve()
+    root = (path.parent / _setting(path, text, data, "root", str, ".")).resolve()
     if not root.is_dir():
-        raise ProjectError(f"{path}: root `{data['root']}` is not a directory")
-    accept = [_accepted(path, item) for item in _setting(path, data, "accept", list, [])]
-    strict = _setting(path, data, "strict", bool, False)
-    capability = _setting(path, data, "capability", str, "") or None
+        where = _where(path, text, "root")
+        raise ProjectError(f"{where}: root `{data['root']}` is not a directory")
+    entries = _setting(path, text, data, "accept", list, [])
+    accept = [_accepted(path, text, item) for item in entries]
+    strict = _setting(path, text, data, "strict", bool, False)
+    capability = _setting(path, text, data, "capability", str, "") or None
     return Project(root, path, strict, tuple(accept), capability)
 
 
-def _setting(path: Path, data: dict[str, object], key: str, kind: type[T], default: T) -> T:
+#: How each setting's type is named in a message, with an example of one.
+_KINDS = {bool: "true or false", str: "a string", list: 'a list, like ["CL0521"]'}
+
+
+def _setting(
+    path: Path, text: str, data: dict[str, object], key: str, kind: type[T], default: T
+) -> T:
     value = data.get(key, default)
     if not isinstance(value, kind):
-        raise ProjectError(f"{path}: `{key}` must be a {kind.__name__}")
+        raise ProjectError(
+            f"{_where(path, text, key)}: `{key}` must be {_KINDS.get(kind, kind.__name__)}"
+        )
     return value
 
 
-def _accepted(path: Path, item: object) -> Accepted:
+def _where(path: Path, text: str, needle: str) -> str:
+    """`path:line:column` of the first `needle` in the file's text (its setting's key, an
+    entry's text), or just `path` when it is not found as written."""
+    found = re.search(rf"(?m)^\s*{re.escape(needle)}\s*=", text) or re.search(
+        re.escape(needle), text
+    )
+    if found is None:
+        return str(path)
+    start = found.start() + len(found.group(0)) - len(found.group(0).lstrip())
+    line = text.count("\n", 0, start) + 1
+    column = start - (text.rfind("\n", 0, start) + 1) + 1
+    return f"{path}:{line}:{column}"
+
+
+def _accepted(path: Path, text: str, item: object) -> Accepted:
+    from .codes import all_codes
+
     if not isinstance(item, str) or not re.fullmatch(r"CL\d{4}(:.+)?", item):
+        needle = json.dumps(item) if isinstance(item, str) else "accept"
         raise ProjectError(
-            f"{path}: `accept` entries are codes, optionally with a file glob "
-            f'("CL0521" or "CL0521:refunds/*.car"), not {item!r}'
+            f"{_where(path, text, needle)}: `accept` entries are codes, optionally with a file"
+            f' glob ("CL0521" or "CL0521:refunds/*.car"), not {item!r}'
         )
     code, _, glob = item.partition(":")
+    known = {c.code: c for c in all_codes()}
+    where = _where(path, text, f'"{item}"')
+    if code not in known:
+        hint = did_you_mean(code, known, "")
+        raise ProjectError(
+            f"{where}: `accept` names {code}, which is no carlang code"
+            + (f" ({hint})" if hint else " (`carlang codes` lists them)")
+        )
+    if known[code].severity == "error":
+        raise ProjectError(f"{where}: `accept` names {code}, an error: errors are never accepted")
     return Accepted(code, glob or None)
 
 

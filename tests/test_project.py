@@ -201,4 +201,26 @@ def test_an_undeclared_default_capability_names_its_line(tmp_path: Path) -> None
     assert "did you mean `reader`?" in out
     (tmp_path / "carlang.toml").write_text("capability = 3\n")
     code, out = exported(program)
-    assert code == 2 and "`capability` must be a str" in out
+    assert code == 2 and "`capability` must be a string" in out
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("strict = 1", "carlang.toml:2:1: error: `strict` must be true or false"),
+        ('accept = "CL0521"', 'carlang.toml:2:1: error: `accept` must be a list, like ["CL0521"]'),
+        (
+            'accept = ["CL9999"]',
+            "carlang.toml:2:11: error: `accept` names CL9999, which is no carlang code",
+        ),
+        ('accept = ["CL0502"]', "`accept` names CL0502, an error: errors are never accepted"),
+        ('accept = ["CL0521", 5]', "carlang.toml:2:1: error: `accept` entries are codes"),
+    ],
+)
+def test_a_setting_that_cannot_be_used_is_named_at_its_line(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    main = program(tmp_path)
+    (tmp_path / "bot" / "carlang.toml").write_text(f"# the bot's project\n{setting}\n")
+    code, out = check(str(main))
+    assert code == 2 and message in out, out
