@@ -269,13 +269,55 @@ TOOLS = (check, verify, simulate, optimize, equivalent, explain, rank, policy_ch
 
 def build_server(root: Path | None = None) -> Any:
     """The SDK server (FastMCP) with carlang's checks as tools, reading programs under `root`
-    (default: the working directory)."""
-    from mcp.server.fastmcp import FastMCP
-    from mcp.types import ToolAnnotations
+    (default: the working directory). It reports carlang's version, and a call's bad
+    arguments as one line each."""
+    import inspect
 
+    from carlang_runtime.suggest import did_you_mean
+    from mcp.server.fastmcp import FastMCP
+    from mcp.server.fastmcp.exceptions import ToolError
+    from mcp.types import ToolAnnotations
+    from pydantic import ValidationError
+
+    from . import __version__
+
+    arguments_of = {fn.__name__: list(inspect.signature(fn).parameters) for fn in TOOLS}
     project = (root or Path.cwd()).resolve()
+
+    class CarlangServer(FastMCP):
+        async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
+            known = arguments_of.get(name)
+            if known is None:
+                hint = did_you_mean(name, list(arguments_of), "`")
+                raise ToolError(f"no tool is called `{name}`" + (f" ({hint})" if hint else ""))
+            problems = []
+            for argument in arguments:
+                if argument not in known:  # (ignored, a misspelt `params` would decide a call
+                    hint = did_you_mean(argument, known, "`")  # without its parameters)
+                    problems.append(
+                        f"tool `{name}` has no argument `{argument}`"
+                        + (f" ({hint})" if hint else f" (its arguments: {', '.join(known)})")
+                    )
+            if problems:
+                raise ToolError("\n".join(problems))
+            try:
+                return await super().call_tool(name, arguments)
+            except ToolError as exc:
+                cause = exc.__cause__  # (the SDK wraps what the call raised)
+                if isinstance(cause, ValidationError):
+                    raise ToolError(_argument_problems(cause)) from None
+                if isinstance(cause, ToolError):
+                    raise ToolError(str(cause)) from None
+                if cause is not None:
+                    raise ToolError(
+                        f"internal error: {type(cause).__name__}: {cause} (this is a bug in"
+                        " carlang; please report it)"
+                    ) from None
+                raise
+
     # (quiet: the SDK logs every request at INFO on standard error)
-    server = FastMCP("carlang", log_level="ERROR")
+    server = CarlangServer("carlang", log_level="ERROR")
+    server._mcp_server.version = __version__  # (FastMCP offers no other way to say it)
     for fn in TOOLS:
         server.add_tool(
             _guard(fn, project),
@@ -284,6 +326,54 @@ def build_server(root: Path | None = None) -> Any:
             annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False),
         )
     return server
+
+
+def _argument_problems(error: Any) -> str:
+    """A pydantic `ValidationError` of a tool's arguments, one line per problem: which
+    argument, what is wrong (no pydantic wording, no links)."""
+    lines: list[str] = []
+    for item in error.errors(include_url=False):
+        location = item.get("loc") or ()
+        where = "".join(
+            f"[{part}]" if isinstance(part, int) else f".{part}" for part in location[1:]
+        )
+        argument = f"`{location[0]}{where}`" if location else "the arguments"
+        kind = item.get("type", "")
+        if kind == "missing":
+            line = f"argument {argument} is missing"
+        elif kind in _EXPECTED:
+            got = _json_kind(item.get("input"))
+            line = f"argument {argument}: expected {_EXPECTED[kind]}, got {got}"
+        else:
+            message = str(item.get("msg", "is not valid"))
+            line = f"argument {argument}: {message[:1].lower()}{message[1:]}"
+        if line not in lines:
+            lines.append(line)
+    return "\n".join(lines) or "the arguments are not valid"
+
+
+_EXPECTED = {
+    "string_type": "a string",
+    "dict_type": "an object",
+    "list_type": "an array",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+}
+
+
+def _json_kind(value: Any) -> str:
+    """What a JSON value is, in JSON's words."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "an array"
+    return "an object"
 
 
 def _guard(fn: Any, root: Path) -> Any:
