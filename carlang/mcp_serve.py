@@ -109,17 +109,18 @@ def _action(
     misleads (an allow for a tool the program does not know is a false allow)."""
     from .cli.console import UsageProblem
     from .cli.policy_commands import _check_call
+    from .explain import redacted
 
     given = params or {}
     try:
         declared = _check_call(program, Path(path or "the program"), tool, given)
     except UsageProblem as exc:
         message = str(exc)
-        raise ProgramProblem(
-            "params: " + message.removeprefix("--params: ")
-            if message.startswith("--params: ")
-            else message
-        ) from None
+        if message.startswith("--params: "):
+            message = "params: " + message.removeprefix("--params: ")
+        # ('x' is not one of [...]: a secret parameter's value is not echoed either)
+        call = ir.Action(id="call", type="tool_call", tool=tool, parameters=given)
+        raise ProgramProblem(redacted(message, program, call)) from None
     parameters = filled_parameters(given, declared.parameters)
     return ir.Action(id="call", type="tool_call", tool=tool, parameters=parameters)
 
@@ -192,7 +193,7 @@ def _decide(
     scope: dict[str, Any] | None,
     program: str | None,
     path: str | None,
-) -> tuple[Any, list[Any], ir.Action]:
+) -> tuple[Any, list[Any], ir.Action, ir.Program]:
     from carlang_runtime.policy import PolicySet, state_problem
 
     compiled = _program_or_error(program, path)
@@ -203,7 +204,7 @@ def _decide(
     policies = PolicySet(compiled.policies, tools=compiled.tools)
     current = {**compiled.initial_state, **(state or {})}
     decision, traces = policies.trace(action, state=current, scope=scope or {})
-    return decision, traces, action
+    return decision, traces, action, compiled
 
 
 def explain(
@@ -215,11 +216,13 @@ def explain(
     path: str | None = None,
 ) -> dict[str, Any]:
     """The full policy decision for one call of `tool`: every policy, matched or not, with
-    the values that decided its condition."""
-    from .explain import render_json
+    the values that decided its condition (secret parameters and the program's `redact`
+    paths shown as [REDACTED])."""
+    from .explain import redacted, render_json
 
-    decision, traces, action = _decide(tool, params, state, scope, program, path)
-    document: dict[str, Any] = json.loads(render_json(action, decision, traces))
+    decision, traces, action, compiled = _decide(tool, params, state, scope, program, path)
+    text = redacted(render_json(action, decision, traces), compiled, action)
+    document: dict[str, Any] = json.loads(text)
     return document
 
 
@@ -232,7 +235,7 @@ def policy_check(
     path: str | None = None,
 ) -> dict[str, Any]:
     """allow, deny or require_approval for one call of `tool`, with the deciding policies."""
-    decision, _, _ = _decide(tool, params, state, scope, program, path)
+    decision, _, _, _ = _decide(tool, params, state, scope, program, path)
     return {
         "decision": decision.effect.value,
         "policies": [{"policy": m.policy, "reason": m.reason} for m in decision.deciding],
