@@ -280,8 +280,9 @@ class _Checker:
             "warning",
             "partial-field",
             node,
-            f"not every action this policy applies to has `{subject}.{name}`; on those"
-            " the condition fails, and the policy fails closed",
+            f"`{subject}.{name}` may be missing (an optional parameter, or one not every"
+            " tool this policy applies to has): without it the condition fails, and the"
+            " policy fails closed",
             f"guard it: `has({subject}.{name}) && ...`, or narrow the policy's tools",
         )
 

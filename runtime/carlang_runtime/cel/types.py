@@ -37,7 +37,8 @@ __all__ = [
 @dataclass(frozen=True, slots=True)
 class Type:
     """A static type. `element` is a list's element or a map's value type; `fields` are a
-    map's known fields; `partial` are fields only some of the joined schemas have."""
+    map's known fields; `partial` are fields a value may lack: optional properties without a
+    default, and fields only some of the joined schemas have."""
 
     kind: str
     element: Type | None = None
@@ -141,7 +142,16 @@ def _object(schema: Mapping[str, Any]) -> Type:
     # explicitly that other fields are welcome. An empty list of them is a tool without
     # parameters (`tool ping()`, an MCP tool with no arguments): every field is a mistake.
     closed = extra is None or extra is False
-    return map_of(element, fields, closed)
+    # A property neither required nor defaulted (`limit?: int`) may be left out of a value
+    # (a call's defaults are filled in before any policy sees it, so those are always there)
+    required = schema.get("required")
+    needed = set(required) if isinstance(required, list) else set()
+    partial = frozenset(
+        name
+        for name, sub in properties.items()
+        if name not in needed and not (isinstance(sub, Mapping) and "default" in sub)
+    )
+    return Type("map", element, fields, closed, partial)
 
 
 def value_type(value: Any) -> Type:
@@ -193,5 +203,6 @@ def _join_maps(options: list[Type]) -> Type:
     names = {name for fields in field_sets for name in fields}
     joined = {name: join(fields[name] for fields in field_sets if name in fields) for name in names}
     partial = frozenset(name for name in names if any(name not in f for f in field_sets))
+    partial |= frozenset(name for option in options for name in option.partial)
     closed = all(option.closed for option in options)
     return Type("map", DYN, joined, closed, partial)

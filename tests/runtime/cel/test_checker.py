@@ -28,12 +28,16 @@ FETCH = ir.ToolSchema(
             "headers": {"type": "object", "additionalProperties": {"type": "string"}},
             "ratio": {"type": "number"},
         },
-        "required": ["url"],
+        "required": ["url", "port", "tags", "headers", "ratio"],
     },
 )
 DEPLOY = ir.ToolSchema(
     name="deploy",
-    parameters={"type": "object", "properties": {"env": {"enum": ["staging", "prod"]}}},
+    parameters={
+        "type": "object",
+        "properties": {"env": {"enum": ["staging", "prod"]}},
+        "required": ["env"],
+    },
 )
 
 
@@ -140,6 +144,41 @@ def test_fields_only_some_targets_have() -> None:
     assert findings("has(params.env) ? params.env == 'prod' : false", both) == []
     # In neither: an error.
     assert findings("params.nope == 1", both) == [("unknown-field", "params.nope")]
+
+
+def test_an_optional_parameter_without_a_default_may_be_missing() -> None:
+    """`limit?: int`: a call may leave it out, and the condition then fails (the policy fails
+    closed on every such call): the same finding as a field only some tools have. A default
+    is filled in before any policy sees the call, and a required one is always there."""
+    query = ir.ToolSchema(
+        name="db_query",
+        parameters={
+            "type": "object",
+            "properties": {
+                "sql": {"type": "string"},
+                "limit": {"type": "integer"},
+                "page": {"type": "integer", "default": 1},
+                "opts": {"type": "object", "properties": {"fast": {"type": "boolean"}}},
+            },
+            "required": ["sql"],
+        },
+    )
+    assert findings("params.limit > 10", [query]) == [("partial-field", "params.limit")]
+    assert "`params.limit` may be missing" in messages("params.limit > 10", [query])[0]
+    assert findings("has(params.limit) && params.limit > 10", [query]) == []
+    assert findings("params.page > 10 && params.sql != ''", [query]) == []
+    assert ("partial-field", "params.opts.fast") in findings("params.opts.fast", [query])
+    # joined with a tool that requires it: still missing from the other's calls
+    required = ir.ToolSchema(
+        name="other",
+        parameters={
+            "type": "object",
+            "properties": {"limit": {"type": "integer"}},
+            "required": ["limit"],
+        },
+    )
+    both = [query, required]
+    assert findings("params.limit > 10", both) == [("partial-field", "params.limit")]
 
 
 def test_a_tool_without_parameters_has_no_fields() -> None:
