@@ -14,7 +14,7 @@ from carlang_runtime.cel import CelEvalError, Explanation, format_value
 from carlang_runtime.policy import Decision, PolicyTrace
 from carlang_runtime.redact import Scrubber, redaction_path, secret_paths, secret_values
 
-__all__ = ["render_text", "render_json", "describe_action", "redacted"]
+__all__ = ["render_text", "render_json", "describe_action", "redacted", "call_problems"]
 
 _MARK = {True: "matched", False: "did not match"}
 
@@ -25,6 +25,35 @@ def describe_action(action: ir.Action, proposal: str | None) -> str:
     what = f"{action.tool}({args})" if action.tool else f"{action.type.value}({args})"
     where = f" in proposal {proposal}" if proposal else ""
     return f"action {action.id}{where}: {what}"
+
+
+def call_problems(
+    program: ir.Program, tool: str, params: dict[str, Any], file: str
+) -> tuple[ir.ToolSchema | None, list[str]]:
+    """The tool `program` declares as `tool` and what is wrong with calling it with `params`
+    (worded as `check` words it, a secret's value redacted); (None, [why]) when there is no
+    such tool. A decision about a call that cannot happen misleads: `explain`, and `mcp
+    serve`'s `explain` and `policy_check`, refuse it."""
+    from carlang_runtime.suggest import did_you_mean
+    from carlang_runtime.verify import verify
+
+    declared = program.tool(tool)
+    if declared is None:
+        hint = did_you_mean(tool, [t.name for t in program.tools], "`")
+        return None, [f"no tool is called `{tool}` in {file}" + (f" ({hint})" if hint else "")]
+    properties = declared.parameters.get("properties", {})
+    problems = []
+    for name in params:
+        if properties and name not in properties:
+            hint = did_you_mean(name, properties, "`")
+            problems.append(
+                f"tool `{tool}` has no parameter `{name}`" + (f" ({hint})" if hint else "")
+            )
+    call = ir.Action(id="call", type="tool_call", tool=tool, parameters=params)
+    found = verify(ir.ActionProposal(id="explain", actions=[call]), tools=[declared])
+    problems += [issue.message for issue in found.issues if issue.severity == "error"]
+    # (`'tok_x' is not one of [...]`: a secret parameter's value is not echoed either)
+    return declared, [redacted(problem, program, call) for problem in problems]
 
 
 def redacted(text: str, program: ir.Program, action: ir.Action) -> str:

@@ -107,20 +107,14 @@ def _action(
     a `ProgramProblem` unless the program declares `tool` and `params` fit its parameters,
     as `carlang explain --tool --params` checks: a decision about a call that cannot happen
     misleads (an allow for a tool the program does not know is a false allow)."""
-    from .cli.console import UsageProblem
-    from .cli.policy_commands import _check_call
-    from .explain import redacted
+    from .explain import call_problems
 
     given = params or {}
-    try:
-        declared = _check_call(program, Path(path or "the program"), tool, given)
-    except UsageProblem as exc:
-        message = str(exc)
-        if message.startswith("--params: "):
-            message = "params: " + message.removeprefix("--params: ")
-        # ('x' is not one of [...]: a secret parameter's value is not echoed either)
-        call = ir.Action(id="call", type="tool_call", tool=tool, parameters=given)
-        raise ProgramProblem(redacted(message, program, call)) from None
+    declared, problems = call_problems(program, tool, given, path or "the program")
+    if declared is None:
+        raise ProgramProblem(problems[0])
+    if problems:
+        raise ProgramProblem("params: " + "; ".join(problems))
     parameters = filled_parameters(given, declared.parameters)
     return ir.Action(id="call", type="tool_call", tool=tool, parameters=parameters)
 

@@ -209,3 +209,12 @@ def test_secret_parameters_and_redact_paths_are_never_shown(tmp_path: Path) -> N
             assert result.exit_code == 0, result.output
             assert "tok_secret_123" not in result.output and "private note" not in result.output
             assert "[REDACTED]" in result.output and "o1" in result.output
+
+
+def test_a_usage_error_about_a_secret_parameter_does_not_echo_it(tmp_path: Path) -> None:
+    path = tmp_path / "s.car"
+    path.write_text('tool pay(card: "tok_live_1" | "tok_live_2" secret)\n')
+    params = '{"card": "tok_secret_zz"}'
+    result = runner.invoke(app, ["explain", str(path), "--tool", "pay", "--params", params])
+    assert result.exit_code == 2 and "is not one of" in result.output, result.output
+    assert "tok_secret_zz" not in result.output

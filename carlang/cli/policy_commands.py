@@ -123,27 +123,12 @@ def explain_command(
 
 def _check_call(program: Program, file: Path, tool: str, params: dict[str, Any]) -> ToolSchema:
     """`program`'s tool `tool`; a usage error, worded as `check` words it, unless `program`
-    declares it and `params` fit its parameter schema: a decision about a call that cannot
-    happen misleads."""
-    from carlang_runtime import ir
-    from carlang_runtime.suggest import did_you_mean
-    from carlang_runtime.verify import verify
+    declares it and `params` fit its parameter schema."""
+    from carlang.explain import call_problems
 
-    declared = program.tool(tool)
+    declared, problems = call_problems(program, tool, params, str(file))
     if declared is None:
-        hint = did_you_mean(tool, [t.name for t in program.tools], "`")
-        fail_usage(f"no tool is called `{tool}` in {file}" + (f" ({hint})" if hint else ""))
-    properties = declared.parameters.get("properties", {})
-    problems = []
-    for name in params:
-        if properties and name not in properties:
-            hint = did_you_mean(name, properties, "`")
-            problems.append(
-                f"tool `{tool}` has no parameter `{name}`" + (f" ({hint})" if hint else "")
-            )
-    call = ir.Action(id="call", type="tool_call", tool=tool, parameters=params)
-    found = verify(ir.ActionProposal(id="explain", actions=[call]), tools=[declared])
-    problems += [issue.message for issue in found.issues if issue.severity == "error"]
+        fail_usage(problems[0])
     if problems:
         fail_usage("--params: " + "; ".join(problems))
     return declared
