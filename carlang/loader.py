@@ -8,6 +8,7 @@ reading order; an import cycle is an error that shows the whole chain.
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -123,6 +124,18 @@ def _read(path: Path) -> str | bytes | OSError:
         return data
 
 
+def _kind(path: Path) -> str | None:
+    """ "file", "directory" or "other" (a FIFO, a device, a socket); None when there is
+    nothing there, or it cannot be looked at (reading it says why)."""
+    try:
+        mode = path.stat().st_mode
+    except (OSError, ValueError):
+        return None
+    if stat.S_ISREG(mode):
+        return "file"
+    return "directory" if stat.S_ISDIR(mode) else "other"
+
+
 def _reason(error: OSError) -> str:
     if isinstance(error, FileNotFoundError):
         return "no such file"
@@ -236,8 +249,24 @@ class _Loader:
             return
         if target in self.done:
             return
-        text = self.text_of(target)
         looked = display_name(target, root)
+        if target not in self.texts:
+            # Only .car files, and only regular ones: another file's first word would show
+            # in a syntax error (an agent's `mcp serve` call could read a secret this way),
+            # and reading a FIFO or a device blocks
+            kind = _kind(target)
+            if kind == "directory":
+                cannot("it is a directory", looked=looked)
+                return
+            if target.suffix != ".car":
+                named = _kind(target.with_name(target.name + ".car")) == "file"
+                hint = f'did you mean "{raw}.car"?' if named else None
+                cannot("only .car files can be imported", hint, looked)
+                return
+            if kind == "other":
+                cannot("it is not a regular file", looked=looked)
+                return
+        text = self.text_of(target)
         if isinstance(text, OSError):
             missing = isinstance(text, FileNotFoundError)
             hint = _path_suggestion(raw, importer, root) if missing else None
