@@ -240,17 +240,26 @@ def test_deep_json_is_rejected_where_the_limit_is_passed() -> None:
         ("x" * 300 + ".car", "file name too long"),
         ("lib", "it is a directory"),
         ("lib/latin1.car", "not UTF-8 text (byte 0xe9 at offset 5)"),
+        # another file's first word would show in a syntax error; a FIFO would block
+        ("secret.txt", "only .car files can be imported"),
+        ("pipe.car", "it is not a regular file"),
     ],
 )
 def test_import_path_problems_are_reported_at_the_import(
     tmp_path: Path, path: str, reason: str
 ) -> None:
     write(tmp_path, "lib/latin1.car", "tool \xe9()\n".encode("latin-1"))
+    write(tmp_path, "secret.txt", "hunter2 is the password\n")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(tmp_path / "pipe.car")
+    elif path == "pipe.car":
+        pytest.skip("no FIFOs on this system")
     entry = write(tmp_path, "main.car", f'import "{path}"\n')
     result = compile_file(entry, tmp_path)
     [diagnostic] = result.diagnostics.sorted()
     assert diagnostic.code == "CL0209" and reason in diagnostic.message
     assert diagnostic.location() == ("main.car", 1, 8)
+    assert "hunter2" not in str(result.diagnostics.sorted())
 
 
 def test_import_path_did_you_mean(tmp_path: Path) -> None:
