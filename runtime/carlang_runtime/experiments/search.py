@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..planner import PlannerConfig, ScoredProposal, SettingError, ToolFeedback
-from ..planner.config import unknown_setting
+from ..planner.config import cost_target_settings, unknown_setting
 from .dataset import Task, rank_task
 from .evaluate import joined, task_scores
 from .metrics import mean
@@ -298,13 +298,7 @@ def _plan_settings(task: Task) -> dict[str, Any]:
         return {}
     settings: dict[str, Any] = dict(task.plan.settings)
     if task.plan.cost_target is not None:
-        target = task.plan.cost_target
-        settings.update(
-            cost_weight=target.cost_weight,
-            target_actions=target.target_actions,
-            target_tool_calls=target.target_tool_calls,
-            target_duration_ms=target.target_duration_ms,
-        )
+        settings.update(cost_target_settings(task.plan.cost_target))
     return settings
 
 

@@ -19,6 +19,7 @@ from ..suggest import did_you_mean
 __all__ = [
     "PlannerConfig",
     "SettingError",
+    "cost_target_settings",
     "CARLANG_WEIGHTS",
     "unknown_setting",
     "check_setting",
@@ -164,14 +165,19 @@ class PlannerConfig(BaseModel):
 
     def with_cost_target(self, target: CostTarget) -> PlannerConfig:
         """A copy aimed at `target` (a plan's `cost_weight` and `target` lines)."""
-        return self.with_settings(
-            {
-                "cost_weight": target.cost_weight,
-                "target_actions": target.target_actions,
-                "target_tool_calls": target.target_tool_calls,
-                "target_duration_ms": target.target_duration_ms,
-            }
-        )
+        return self.with_settings(cost_target_settings(target))
+
+
+def cost_target_settings(target: CostTarget) -> dict[str, Any]:
+    """The settings a cost target gives: the fields it was given (a plan's `target 3
+    actions` sets `target_actions` alone; the others keep what `--config`, the search or the
+    defaults say), each under the planner setting of its name."""
+    return {name: getattr(target, name) for name in _COST_TARGET_FIELDS & target.model_fields_set}
+
+
+_COST_TARGET_FIELDS = frozenset(
+    {"cost_weight", "target_actions", "target_tool_calls", "target_duration_ms"}
+)
 
 
 def unknown_setting(name: str) -> str | None:

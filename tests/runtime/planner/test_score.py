@@ -314,6 +314,12 @@ def test_a_plans_target_and_settings_make_its_config() -> None:
     config = plan_config(plan)
     assert (config.cost_weight, config.target_actions, config.approval_penalty) == (0.7, 3, 0.3)
     assert config.target_tool_calls == 5  # CostTarget's default
+    # what the plan does not say comes from the config it is ranked under, not from the
+    # target's defaults: `target actions 3` alone must not set cost_weight back to 0.2
+    base = PlannerConfig().with_settings({"cost_weight": 0.9, "target_tool_calls": 2})
+    only_actions = ir.Plan(name="p", candidates=["a"], cost_target=ir.CostTarget(target_actions=3))
+    config = plan_config(only_actions, base)
+    assert (config.cost_weight, config.target_actions, config.target_tool_calls) == (0.9, 3, 2)
 
 
 # -- invariants ------------------------------------------------------------------------------
