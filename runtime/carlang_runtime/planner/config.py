@@ -42,7 +42,10 @@ class SettingError(CarlangRuntimeError):
 class PlannerConfig(BaseModel):
     """The planner's weights, targets and penalties. Immutable: `with_settings` makes a copy."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", validate_assignment=True)
+    # (no NaN or infinity: `nan` passes no range check, and would make every score NaN)
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", validate_assignment=True, allow_inf_nan=False
+    )
 
     # -- CAR's score ---------------------------------------------------------------------
     cost_weight: float = Field(

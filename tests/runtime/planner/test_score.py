@@ -302,6 +302,9 @@ def test_settings_are_checked_by_name_and_range() -> None:
     with pytest.raises(SettingError, match="feedback_weight"):
         PlannerConfig().with_settings({"feedback_weight": 2})
     assert PlannerConfig().with_settings({"monte_carlo_trials": "50"}).monte_carlo_trials == 50
+    for value in ("nan", "inf", "-inf"):  # no range check stops a NaN: every score would be one
+        with pytest.raises(SettingError, match="input should be a finite number"):
+            PlannerConfig().with_settings({"cost_weight": value})
 
 
 def test_a_plans_target_and_settings_make_its_config() -> None:
