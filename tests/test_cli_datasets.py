@@ -8,6 +8,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from carlang_runtime.experiments.table import TABLE_COLUMNS
 from typer.testing import CliRunner
 
@@ -133,6 +134,31 @@ def test_json_keeps_every_tasks_config_and_explanation_csv_refuses_explain(
     assert result.stderr == (
         "error: --explain has no place in csv: use --format table or json with it\n"
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"tools": "fetch"}, "g.jsonl:1: a group's tools must be an array of tool names"),
+        ({"tools": [{"name": 5}]}, "g.jsonl:1: invalid tools: invalid tool list: [0].name"),
+        (
+            {"policies": [{"rule": "nope", "name": "x"}]},
+            "g.jsonl:1: invalid policy 1 (`x`): its `rule` must be one of allow_tool_param, cel,",
+        ),
+        (
+            {"policies": [{"rule": "cel", "name": "p", "effect": "maybe"}]},
+            "g.jsonl:1: invalid policy 1 (`p`): effect: Input should be 'deny'",
+        ),
+        ({"candidates": [proposal("p"), proposal("p")]}, "two candidates have the id `p`"),
+    ],
+)
+def test_a_group_part_that_cannot_be_used_is_named_with_its_line(
+    tmp_path: Path, extra: dict[str, object], message: str
+) -> None:
+    path = tmp_path / "g.jsonl"
+    path.write_text(json.dumps({"id": "g", "candidates": [proposal("p")], **extra}) + "\n")
+    result = runner.invoke(app, ["rank", str(path)])
+    assert result.exit_code == 2 and message in result.stderr, result.stderr
 
 
 def test_a_jsonl_file_of_no_task_says_so(tmp_path: Path) -> None:

@@ -13,17 +13,18 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import TypeAdapter, ValidationError
 
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
+from ..ir.program import BuiltinRule, CelPolicy
 from ..jsontext import malformed
 from ..planner import Governance, PlannerConfig, ScoredProposal, ToolFeedback, plan_config, rank
 from ..planner.montecarlo import BatchRunner
 from ..policy import PolicySet
-from ..verify import ToolsArg
+from ..verify import ToolsArg, tool_set
 
 __all__ = [
     "Task",
@@ -38,6 +39,10 @@ __all__ = [
 
 
 _POLICY: TypeAdapter[Policy] = TypeAdapter(Policy)
+#: The `rule` each kind of IR policy has (the union's tag).
+_POLICY_KINDS = frozenset(
+    kind.model_fields["rule"].default for kind in (CelPolicy, *get_args(BuiltinRule))
+)
 
 
 class DatasetError(CarlangRuntimeError):
@@ -141,13 +146,36 @@ def _group(document: Any, where: str, default_id: str) -> Task:
     state = document.get("state") or {}
     if not isinstance(state, Mapping):
         raise DatasetError(f"{where}: a group's state must be an object")
+    candidates = _proposals(document["candidates"], where)
+    seen: set[str] = set()
+    for candidate in candidates:
+        if candidate.id in seen:  # rows no one could tell apart, outcomes joined to either
+            raise DatasetError(f"{where}: two candidates have the id `{candidate.id}`")
+        seen.add(candidate.id)
     return Task(
         id=task_id,
-        candidates=_proposals(document["candidates"], where),
-        tools=document.get("tools"),
+        candidates=candidates,
+        tools=_tools(document.get("tools"), where),
         state=dict(state),
         policies=_policies(document.get("policies") or [], where),
     )
+
+
+def _tools(tools: Any, where: str) -> Any:
+    """A group's `tools`, checked now (the ranking would read them later, and say less of
+    where they came from): tool names or tool schemas, in an array."""
+    if tools is None:
+        return None
+    if not isinstance(tools, list):
+        raise DatasetError(
+            f"{where}: a group's tools must be an array of tool names or tool schemas,"
+            f' like ["fetch"], not {json.dumps(tools)[:60]}'
+        )
+    try:
+        tool_set(tools)
+    except CarlangRuntimeError as exc:
+        raise DatasetError(f"{where}: invalid tools: {exc}") from None
+    return tools
 
 
 def _policies(items: Any, where: str) -> list[PolicySet]:
@@ -155,12 +183,23 @@ def _policies(items: Any, where: str) -> list[PolicySet]:
         return []
     if not isinstance(items, list):
         raise DatasetError(f"{where}: policies must be an array of IR policies")
+    policies = []
+    for position, item in enumerate(items, 1):
+        try:
+            policies.append(_POLICY.validate_python(item))
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            at = ".".join(str(part) for part in first["loc"][1:])  # (past the union's tag)
+            name = item.get("name") if isinstance(item, Mapping) else None
+            which = f"policy {position}" + (f" (`{name}`)" if isinstance(name, str) else "")
+            if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+                kinds = ", ".join(sorted(_POLICY_KINDS))
+                problem = f"its `rule` must be one of {kinds}"
+            else:
+                problem = f"{at}: {first['msg']}" if at else first["msg"]
+            raise DatasetError(f"{where}: invalid {which}: {problem}") from None
     try:
-        return [PolicySet(_POLICY.validate_python(item) for item in items)]
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        at = ".".join(str(part) for part in first["loc"])
-        raise DatasetError(f"{where}: invalid policy: {at}: {first['msg']}") from None
+        return [PolicySet(policies)]
     except CarlangRuntimeError as exc:
         raise DatasetError(f"{where}: invalid policy: {exc}") from None
 
