@@ -282,27 +282,32 @@ class ToolFeedback:
         """Feedback saved by `to_document`; raises `ValueError` saying what is wrong."""
         if document.get("format") != FEEDBACK_FORMAT:
             raise ValueError(f"not a carlang feedback file (format {FEEDBACK_FORMAT!r})")
+        where = "the file"
         try:
-
-            def stats(row: list[Any]) -> ToolStats:
-                attempts, successes, duration, timed = row
-                return ToolStats(int(attempts), int(successes), float(duration), int(timed))
-
-            return cls(
-                tool_success_rates={
-                    str(k): float(v) for k, v in document.get("tool_success_rates", {}).items()
-                },
-                stats={str(k): stats(v) for k, v in document.get("tools", {}).items()},
-                patterns={
-                    (str(r[0]), str(r[1]), str(r[2])): stats(r[3:])
-                    for r in document.get("patterns", [])
-                },
-                approvals={
-                    str(k): [int(v[0]), int(v[1])] for k, v in document.get("approvals", {}).items()
-                },
-            )
+            where = "tool_success_rates"
+            rates = {str(k): float(v) for k, v in document.get("tool_success_rates", {}).items()}
+            tools: dict[str, ToolStats] = {}
+            where = "tools"
+            for name, row in document.get("tools", {}).items():
+                where = f"tools.{name}"
+                tools[str(name)] = _stats(row)
+            patterns: dict[Pattern, ToolStats] = {}
+            where = "patterns"
+            for position, row in enumerate(document.get("patterns", [])):
+                where = f"patterns[{position}]"
+                if not isinstance(row, list) or len(row) != 7:
+                    raise ValueError("expected [tool, parameter, value, " + _COUNTS + "]")
+                patterns[(str(row[0]), str(row[1]), str(row[2]))] = _stats(row[3:])
+            approvals: dict[str, list[int]] = {}
+            where = "approvals"
+            for policy, pair in document.get("approvals", {}).items():
+                where = f"approvals.{policy}"
+                if not isinstance(pair, list) or len(pair) != 2:
+                    raise ValueError("expected [asked, granted]")
+                approvals[str(policy)] = [int(pair[0]), int(pair[1])]
         except (TypeError, ValueError, IndexError, AttributeError) as exc:
-            raise ValueError(f"damaged carlang feedback file: {exc}") from None
+            raise ValueError(f"damaged carlang feedback file: {where}: {exc}") from None
+        return cls(tool_success_rates=rates, stats=tools, patterns=patterns, approvals=approvals)
 
     def save(self, path: str | Path) -> None:
         """Write what was learned to `path` (JSON), for `load` to read back."""
@@ -343,6 +348,18 @@ class ToolFeedback:
         from ..engine.journal import read_event_log
 
         return cls.from_events(read_event_log(Path(path)))
+
+
+#: What a row of counts in a feedback file holds, in order.
+_COUNTS = "attempts, successes, duration_ms, timed"
+
+
+def _stats(row: Any) -> ToolStats:
+    """A row of counts of a feedback file; ValueError saying what it should be."""
+    if not isinstance(row, list) or len(row) != 4:
+        raise ValueError(f"expected [{_COUNTS}], got {json.dumps(row)[:60]}")
+    attempts, successes, duration, timed = row
+    return ToolStats(int(attempts), int(successes), float(duration), int(timed))
 
 
 def _value_key(value: Any) -> str | None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,31 @@ def test_plan_and_execute_learns_from_each_run() -> None:
     assert feedback.success_rate("broken") == 0.0 and feedback.success_rate("fine") == 1.0
     ranked = rt.rank_candidates([broken, fine], config=config, feedback=feedback)
     assert ranked[0].proposal_id == "fine"  # history now ranks it first
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (
+            {"tools": {"fetch": [1]}},
+            "tools.fetch: expected [attempts, successes, duration_ms, timed], got [1]",
+        ),
+        (
+            {"patterns": [["fetch", "url"]]},
+            "patterns[0]: expected [tool, parameter, value, attempts",
+        ),
+        ({"approvals": {"prod": 3}}, "approvals.prod: expected [asked, granted]"),
+        ({"tools": []}, "tools: 'list' object has no attribute 'items'"),
+        ({"tool_success_rates": {"fetch": "x"}}, "tool_success_rates: could not convert"),
+    ],
+)
+def test_a_damaged_feedback_file_says_which_entry(
+    tmp_path: Path, content: dict[str, object], message: str
+) -> None:
+    from carlang_runtime.planner.feedback import FEEDBACK_FORMAT, FeedbackFileError
+
+    path = tmp_path / "fb.json"
+    path.write_text(json.dumps({"format": FEEDBACK_FORMAT, **content}))
+    with pytest.raises(FeedbackFileError) as caught:
+        ToolFeedback.load(path)
+    assert f"{path}: damaged carlang feedback file: {message}" in str(caught.value)
