@@ -43,6 +43,7 @@ from typing import Any
 
 from ..planner import PlannerConfig, ScoredProposal, SettingError, ToolFeedback
 from ..planner.config import cost_target_settings, unknown_setting
+from ..suggest import did_you_mean
 from .dataset import Task, rank_task
 from .evaluate import joined, task_scores
 from .metrics import mean
@@ -137,6 +138,13 @@ def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimen
             and _is_number(spec.get("min"))
             and _is_number(spec.get("max"))
         ):
+            extra = sorted(set(spec) - {"min", "max", "step"})
+            if extra:  # `stpe = 0.1` would quietly search without a step
+                hint = did_you_mean(extra[0], ("min", "max", "step"), "")
+                raise SettingError(
+                    f"{where}: {name}: no `{extra[0]}` in a range"
+                    + (f" ({hint})" if hint else " (it takes min, max and step)")
+                )
             step = spec.get("step")
             if step is not None and (not _is_number(step) or step <= 0):
                 raise SettingError(f"{where}: {name}: step must be a number above 0")

@@ -110,6 +110,8 @@ def test_spaces_and_splits_are_checked() -> None:
         parse_space({"cost_weight": "high"})
     with pytest.raises(SettingError, match="cost_weight"):
         parse_space({"cost_weight": [2.0]})
+    with pytest.raises(SettingError, match=r"no `stpe` in a range \(did you mean step\?\)"):
+        parse_space({"cost_weight": {"min": 0, "max": 1, "stpe": 0.5}})
     with pytest.raises(SettingError, match="a grid needs one"):
         points(parse_space({"cost_weight": {"min": 0, "max": 1}}), "grid", 0, 0)
     with pytest.raises(SettingError, match="unknown search method"):
