@@ -420,6 +420,21 @@ def test_an_argument_the_tool_does_not_declare_is_refused(runtime: Any) -> None:
     assert "tool 'write_file' has no parameter 'contents' (did you mean 'content'?)" in seen
 
 
+def test_a_tool_the_program_does_not_have_is_unknown_not_outside_the_capability(
+    runtime: Any,
+) -> None:
+    """A model that invents a tool (or misspells one) hears that it does not exist, with the
+    closest tool it was offered, not that a capability forbids it."""
+    calls = [("c", "read_fil", {"path": "notes/a.txt"}), ("d", "teleport", {})]
+    script = ScriptedGenerator([turn_in("openai", calls), final("openai", "ok")])
+    outcome = AgentLoop(runtime, script, capability="agent").run("go")
+    assert outcome.tools_called == []
+    first, second = script.requests[1][0][-2:]
+    assert "unknown tool 'read_fil' (did you mean 'read_file'?)" in first["content"]
+    assert "unknown tool 'teleport'" in second["content"]
+    assert "capability" not in first["content"] + second["content"]
+
+
 def test_the_loops_own_refusals_are_in_the_event_log(tmp_path: Path) -> None:
     """A call the loop refuses (the budget, a malformed call) is an attempt the audit trail
     keeps, like a policy's refusal."""

@@ -22,7 +22,7 @@ from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, ActionResult, ActionStatus
 from ..suggest import did_you_mean
 from .messages import DEFAULT_MAX_CHARS, results_to_messages, succeeded, tool_result_text
-from .specs import tool_name_from_model, tool_specs
+from .specs import model_tool_name, tool_name_from_model, tool_specs, visible_tools
 from .turns import ToolCall, Turn, TurnError, parse_turn, proposal_from_calls
 
 __all__ = ["AgentEvent", "AgentLoop", "AgentOutcome", "ModelGenerator"]
@@ -110,6 +110,8 @@ class AgentLoop:
         # the spec list checks the capability's name too, before any turn
         spec_format = "anthropic" if self.format == "anthropic" else "openai"
         self.tools = tool_specs(runtime, spec_format, capability=capability)
+        #: the names the model was given (`model_tool_name` of each offered tool)
+        self.offered = [model_tool_name(t.name) for t in visible_tools(runtime, capability)]
         if self.format == "openai-responses":
             # the Responses API takes function tools flat: {type, name, description, parameters}
             self.tools = [{"type": "function", **t["function"]} for t in self.tools]
@@ -208,6 +210,7 @@ class AgentLoop:
             refusal = (
                 call.problem
                 or twice
+                or self._unknown_tool(call)
                 or self._unknown_argument(call)
                 or too_many
                 or (spent.problem() if spent else None)
@@ -231,6 +234,15 @@ class AgentLoop:
                 spent.spend(ran, (time.monotonic() - started) * 1000.0)
             results.append(outcome)
         return results
+
+    def _unknown_tool(self, call: ToolCall) -> str | None:
+        """Why a call names no tool the program declares (an invented name, a typo), with
+        the closest the model was offered; None when it names one (a declared tool the
+        capability hides is the runtime's to refuse, saying so)."""
+        if tool_name_from_model(call.name, self.runtime.tools) in self.runtime.tools:
+            return None
+        hint = did_you_mean(call.name, self.offered)
+        return f"unknown tool '{call.name}'" + (f" ({hint})" if hint else "")
 
     def _unknown_argument(self, call: ToolCall) -> str | None:
         """An argument the tool does not declare, or None. The runtime lets extras through
