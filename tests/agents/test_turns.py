@@ -109,9 +109,16 @@ def test_malformed_arguments_name_the_call() -> None:
         "content": [{"type": "tool_use", "id": "t1", "name": "x", "input": [1]}],
     }
     with pytest.raises(
-        TurnError, match=r"call t1 \(x\): arguments must be a JSON object, not list"
+        TurnError, match=r"call t1 \(x\): `input` must be a JSON object of arguments, not array"
     ):
         proposal_from_turn(listy, format="anthropic")
+    # Anthropic's `input` is an object, never JSON text: a string is the mistake itself
+    text = {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "t2", "name": "x", "input": '{"a": 1}'}],
+    }
+    with pytest.raises(TurnError, match=r"`input` must be a JSON object of arguments, not string"):
+        proposal_from_turn(text, format="anthropic")
     with pytest.raises(TurnError, match="unknown tool-call format 'gemini'"):
         proposal_from_turn(message, format="gemini")
 

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionType, ToolSchema
+from ..paramcheck import json_type_name
 
 __all__ = [
     "FORMATS",
@@ -228,7 +229,7 @@ def _read_anthropic(message: Any) -> tuple[str, list[_RawCall]]:
     for block in blocks:
         block = _mapping(_plain(block), "an Anthropic content block")
         if block.get("type") == "tool_use":
-            calls.append((block.get("id"), block.get("name"), block.get("input", {})))
+            calls.append((block.get("id"), block.get("name"), _Object(block, "input")))
         elif block.get("type") == "text":
             text.append(str(block.get("text", "")))
     return "".join(text), calls
@@ -239,7 +240,7 @@ def _read_langchain(message: Any) -> tuple[str, list[_RawCall]]:
     calls: list[_RawCall] = []
     for raw in message.get("tool_calls") or []:
         raw = _mapping(_plain(raw), "a LangChain tool call")
-        calls.append((raw.get("id"), raw.get("name"), raw.get("args", {})))
+        calls.append((raw.get("id"), raw.get("name"), _Object(raw, "args")))
     return _text_of(message.get("content")), calls
 
 
@@ -249,8 +250,24 @@ def _json_arguments(holder: Mapping[str, Any]) -> Any:
     return holder.get("arguments", "{}")
 
 
+class _Object:
+    """Arguments a format sends as an object (Anthropic's `input`, LangChain's `args`), never
+    as JSON text: a string there is a mistake to report as such, not text to parse."""
+
+    __slots__ = ("value", "field")
+
+    def __init__(self, holder: Mapping[str, Any], field: str) -> None:
+        self.value = holder.get(field, {})
+        self.field = field
+
+
 def _arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     """Parsed arguments, or the problem with them."""
+    if isinstance(raw, _Object):
+        if raw.value is not None and not isinstance(raw.value, Mapping):
+            kind = json_type_name(raw.value)
+            return None, f"`{raw.field}` must be a JSON object of arguments, not {kind}"
+        raw = raw.value
     if isinstance(raw, str):
         if not raw.strip():
             return {}, None
