@@ -187,6 +187,18 @@ def test_events_are_logged_and_listed(tmp_path: Path) -> None:
         app, ["events", str(db), "--run", run_id[:5], "--kind", "approval_recorded"]
     )
     assert by_prefix.exit_code == 0 and by_prefix.output.rstrip().endswith("1 events")
+    assert "(" not in listing.output  # nothing rejected or failed: the status alone
+    # a run whose action was refused says so beside its status (CAR's rule: a refusal before
+    # any policy does not stop the proposal, which "completes")
+    code, _ = run(
+        str(program), "--tools", f"{tools}:TOOLS", "--deny-approvals", "--events", str(db)
+    )
+    assert code == 1
+    listing = runner.invoke(app, ["events", str(db), "--format", "json"])
+    last = json.loads(listing.output)[-1]
+    assert last["rejected"] == 1 and last["failed"] == 0, last
+    listing = runner.invoke(app, ["events", str(db)])
+    assert "(1 rejected)" in listing.output.splitlines()[-2]
     typo = runner.invoke(app, ["events", str(db), "--kind", "aproval_recorded"])
     assert typo.exit_code == 2
     assert "no event kind `aproval_recorded` (did you mean `approval_recorded`?)" in typo.output

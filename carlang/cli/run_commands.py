@@ -675,17 +675,28 @@ def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
                 "status": "interrupted",
                 "events": 0,
                 "proposal": record.get("proposal_id"),
+                "rejected": 0,
+                "failed": 0,
             },
         )
         entry["events"] += 1
-        if record["kind"] == "run_completed":
+        kind = record["kind"]
+        if kind == "run_completed":
             entry["status"] = (record.get("data") or {}).get("status", "completed")
+        elif kind in ("action_rejected", "action_failed"):
+            # a run "completed" with its only call refused (CAR's rule for a refusal before
+            # any policy: the proposal goes on) is not a run that did its work
+            entry[kind.removeprefix("action_")] += 1
     if output is RunFormat.json:
         echo(json.dumps(list(runs.values()), indent=2))
         return
     for entry in runs.values():
+        counts = ", ".join(
+            f"{entry[what]} {what}" for what in ("rejected", "failed") if entry[what]
+        )
+        status = f"{entry['status']} ({counts})" if counts else entry["status"]
         echo(
-            f"{entry['run_id']}  {entry['started']}  {entry['status']:<12}"
+            f"{entry['run_id']}  {entry['started']}  {status:<24}"
             f" {entry['events']:>6} events  {entry['proposal'] or ''}"
         )
     echo(f"{len(runs)} runs")
