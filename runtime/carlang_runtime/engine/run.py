@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from ..capability import touched_keys
 from ..dag import build_dag
 from ..decisionlog.schema import DECISION_VERSION, policy_entry
+from ..errors import CarlangRuntimeError
 from ..ir import (
     Action,
     ActionProposal,
@@ -1431,8 +1432,12 @@ def _recorded_decision(verdict: Mapping[str, Any]) -> Decision | None:
 
 
 def _describe(exc: BaseException) -> str:
-    """A tool's exception as an action's error: `RuntimeError: kaboom`."""
+    """A tool's exception as an action's error: `RuntimeError: kaboom`; one of carlang's own
+    (an MCP server's answer, a subprocess tool's exit) is worded already, and keeps its
+    message alone, as a `ToolError` does."""
     text = str(exc)
+    if isinstance(exc, CarlangRuntimeError) and text:
+        return text
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

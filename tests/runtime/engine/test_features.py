@@ -508,3 +508,26 @@ def test_format_tool_result_caps_on_a_character_boundary() -> None:
     assert format_tool_result(result) == 'a: {"url": "' + "é" * 50 + '"}'
     failed = ir.ActionResult(action_id="b", status="failed", error="boom")
     assert format_tool_result(failed) == "b: failed: boom"
+
+
+def test_carlangs_own_tool_errors_keep_their_words_others_get_their_type() -> None:
+    """An MCP server's answer or a subprocess tool's exit is worded already (`McpError: `
+    before it told the client nothing); a Python tool's exception keeps its type name."""
+    from carlang_runtime.mcp import McpError
+
+    def offline() -> None:
+        raise McpError("MCP server 'fs' is not running")
+
+    def broken() -> None:
+        raise RuntimeError("kaboom")
+
+    rt = Runtime()
+    rt.register_tool("offline", offline)
+    rt.register_tool("broken", broken)
+    result = rt.execute(
+        proposal(
+            call("a", "offline", failure_behavior="skip"),
+            call("b", "broken", failure_behavior="skip"),
+        )
+    )
+    assert errors(result) == {"a": "MCP server 'fs' is not running", "b": "RuntimeError: kaboom"}
