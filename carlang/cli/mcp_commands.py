@@ -3,10 +3,11 @@ policies (`proxy`), and serve carlang's checks as MCP tools (`serve`)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -133,6 +134,7 @@ def proxy_command(
             "warning: no capability: clients see every tool of the program's MCP servers"
             " (choose some with --capability NAME, or `capability` in carlang.toml)"
         )
+    _warn_missing_commands(program)
     log = _event_log(events)
     log.keep = False  # a gateway runs for days: events go to --events, not to memory
     runtime = Runtime.from_program(program, events=log)
@@ -153,6 +155,24 @@ def proxy_command(
             asyncio.run(serve_stdio(proxy))
     finally:
         runtime.close()
+
+
+def _warn_missing_commands(program: Any) -> None:
+    """Say at start-up which MCP servers' commands cannot be found (not on PATH, no such
+    file): the gateway would start, and fail every call of their tools."""
+    import shutil
+
+    for server in program.mcp_servers:
+        command = server.command
+        if command is None:
+            continue
+        where = Path(server.cwd) if server.cwd else Path.cwd()
+        found = shutil.which(command) or (os.sep in command and shutil.which(str(where / command)))
+        if not found:
+            echo_err(
+                f"warning: mcp_server `{server.name}`: its command `{command}` is not found"
+                " (not on PATH, no such file): every call of its tools will fail"
+            )
 
 
 @guarded

@@ -298,3 +298,37 @@ def test_a_port_out_of_range_is_a_usage_error(program: Path) -> None:
         app, ["mcp", "proxy", str(program), "--transport", "http", "--port", "99999"]
     )
     assert out_of_range.exit_code == 2 and "--port" in out_of_range.output
+
+
+def test_a_server_command_that_cannot_be_found_is_said_at_start_up(
+    program: Path, tmp_path: Path
+) -> None:
+    """The gateway starts (the server may be installed later), but says which server's
+    command is missing rather than failing every call of its tools in silence."""
+    import re
+
+    text = program.read_text()
+    start = text.index("mcp_server toy")
+    moved = re.sub(r'command "[^"]*"', 'command "no-such-mcp-server-xyz"', text[start:], count=1)
+    broken = tmp_path / "broken.car"
+    broken.write_text(text[:start] + moved)
+    done = subprocess.run(
+        [sys.executable, "-m", "carlang", "mcp", "proxy", str(broken)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert (
+        b"warning: mcp_server `toy`: its command `no-such-mcp-server-xyz` is not found"
+        in done.stderr
+    ), done.stderr.decode()
+    assert done.returncode == 0 and b"Traceback" not in done.stderr
+    done = subprocess.run(
+        [sys.executable, "-m", "carlang", "mcp", "proxy", str(program)],
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        env=_env(),
+        timeout=60,
+    )
+    assert b"is not found" not in done.stderr
