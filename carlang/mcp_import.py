@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,9 +79,13 @@ def import_server(
     `McpError`, with what the server wrote on standard error (or, not JSON-RPC, on standard
     output), when it cannot be started, fails, or does not answer within `timeout`."""
     client = McpClient(server, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout  # one bound for starting and listing together
     try:
         client.start(timeout)
-        return client.server_info, client.list_tools(timeout)
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        return client.server_info, client.list_tools(left)
     except TimeoutError:
         raise McpError(
             f"MCP server '{server.name}' did not answer within {timeout:g}s{client.said()}"

@@ -235,6 +235,30 @@ def test_import_usage_errors(tmp_path: Path) -> None:
     assert gone.exit_code == 2 and "exited" in gone.output
 
 
+SLOW_SERVER = """
+import json, sys, time
+for line in sys.stdin:
+    message = json.loads(line)
+    if "id" not in message:
+        continue
+    time.sleep(1.0)
+    result = {"tools": []}
+    if message["method"] == "initialize":
+        result = {"protocolVersion": "2025-06-18", "capabilities": {"tools": {}},
+                  "serverInfo": {"name": "slow", "version": "1"}}
+    print(json.dumps({"jsonrpc": "2.0", "id": message["id"], "result": result}), flush=True)
+"""
+
+
+def test_import_timeout_bounds_starting_and_listing_together() -> None:
+    """`--timeout 1.5` is the whole wait: a server that takes 1 s to start and 1 s to list
+    is too slow (each step alone was given the full timeout, so it took twice as long)."""
+    done = runner.invoke(
+        app, ["mcp", "import", "--timeout", "1.5", "--", sys.executable, "-c", SLOW_SERVER]
+    )
+    assert done.exit_code == 2 and "did not answer within 1.5s" in done.output, done.output
+
+
 def test_import_says_what_a_failing_server_said() -> None:
     """A server that dies at start, or writes something other than MCP to stdout: the error
     carries its own words (its stderr's end, or the stray stdout line)."""
