@@ -143,8 +143,11 @@ def policy_declarations(
         },
         closed=True,
     )
+    # closed: an entry has these fields and no other, so `h.tol` is a typo to report (it
+    # would fail the condition, and the policy would fail closed, once history has an entry)
     history_entry = map_of(
-        fields={"id": STRING, "type": STRING, "tool": DYN, "params": map_of(), "status": STRING}
+        fields={"id": STRING, "type": STRING, "tool": DYN, "params": map_of(), "status": STRING},
+        closed=True,
     )
     scope = map_of(fields={"tenant": STRING, "caller": STRING, "claims": map_of()})
     return Declarations(

@@ -255,3 +255,10 @@ def test_declarations_are_plain() -> None:
     declarations = Declarations({"now": TIMESTAMP})
     assert check("now > timestamp('2024-01-01T00:00:00Z')", declarations).issues == []
     assert [i.kind for i in check("then > 1", declarations).issues] == ["unknown-name"]
+
+
+def test_a_history_entry_has_its_fields_and_no_other() -> None:
+    """`h.tol` would fail the condition (and deny) once history has an entry: a typo, found."""
+    assert findings('history.exists(h, h.tol == "fetch")') == [("unknown-field", "h.tol")]
+    assert "did you mean `tool`" in messages('history.exists(h, h.tol == "fetch")')[0]
+    assert findings('history.exists(h, h.tool == "fetch" && h.params.url == "x")') == []
