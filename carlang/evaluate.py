@@ -149,7 +149,11 @@ def evaluate(context: EvalContext, expression: str) -> EvalOutcome:
 def _issue_text(expression: str, issue: Any) -> str:
     part = expression[issue.start : issue.end]
     help = f" ({issue.help})" if issue.help else ""
-    return f"column {issue.start + 1}: {issue.message}{help}" + (f" in `{part}`" if part else "")
+    # `line:column:` as a syntax error says it (the expression may span lines)
+    line = expression.count("\n", 0, issue.start) + 1
+    column = issue.start - (expression.rfind("\n", 0, issue.start) + 1) + 1
+    where = f"{line}:{column}: "
+    return f"{where}{issue.message}{help}" + (f" in `{part}`" if part else "")
 
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:

@@ -61,6 +61,8 @@ def test_eval_at_a_pinned_time() -> None:
 def test_eval_errors() -> None:
     code, out, _ = _eval("params.ulr", "--tool", "fetch")
     assert code == 1 and "`params` has no field `ulr`" in out and "`url`" in out
+    code, out, _ = _eval("true &&\n  params.ulr == 'x'", "--tool", "fetch")
+    assert out.startswith("error: 2:3: `params` has no field `ulr`")  # as a syntax error says
     code, out, _ = _eval("1 / 0")
     assert code == 1 and out.startswith("error: evaluation error: division_by_zero")
     code, out, _ = _eval("params.env ==")
