@@ -20,7 +20,7 @@ from carlang_runtime.cel import CelEvalError, CelSyntaxError, compile, format_va
 from carlang_runtime.cel.checker import Declarations, check
 from carlang_runtime.cel.values import CelTimestamp
 from carlang_runtime.errors import CarlangRuntimeError
-from carlang_runtime.paramcheck import filled_parameters
+from carlang_runtime.paramcheck import ParamChecker, filled_parameters, finding_message
 from carlang_runtime.policy import policy_declarations, state_problem, state_type
 from carlang_runtime.policy.activation import action_activation
 
@@ -96,6 +96,10 @@ def eval_context(
     problem = state_problem(program.state, state or {})
     if problem is not None:  # a state no run can have (as `explain --state` and tests refuse)
         raise EvalUsageError(f"the state given: {problem}")
+    if schema is not None and params:
+        problem = _parameter_problem(schema, params)
+        if problem is not None:  # `5 : string` would answer for a call that cannot happen
+            raise EvalUsageError(f"the parameters given: {problem}")
     parameters = filled_parameters(params or {}, schema.parameters if schema is not None else {})
     current = {**program.initial_state, **(state or {})}
     action = ir.Action(
@@ -114,6 +118,20 @@ def eval_context(
         [schema] if schema is not None else None, state_type(program.state)
     )
     return EvalContext(program, schema, declarations, activation, parameters, current)
+
+
+def _parameter_problem(schema: ir.ToolSchema, params: Mapping[str, Any]) -> str | None:
+    """What is wrong with the parameters given for a call of `schema`'s tool: one it does
+    not declare, or a value of the wrong type or out of its range. (Leaving some out is
+    fine: an expression may read only the others.)"""
+    properties = schema.parameters.get("properties") or {}
+    for name in params:
+        if properties and name not in properties:
+            hint = suggest(name, properties)
+            return f"tool `{schema.name}` has no parameter `{name}`" + (f"; {hint}" if hint else "")
+    checker = ParamChecker(schema.name, schema.parameters)
+    found = [f for f in checker.check(dict(params)) if f.kind != "missing"]
+    return "; ".join(finding_message(schema.name, f) for f in found) or None
 
 
 def _not_condition_only(issue_message: str) -> bool:

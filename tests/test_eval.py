@@ -61,6 +61,13 @@ def test_eval_at_a_pinned_time() -> None:
 def test_eval_errors() -> None:
     code, out, _ = _eval("params.ulr", "--tool", "fetch")
     assert code == 1 and "`params` has no field `ulr`" in out and "`url`" in out
+    # parameters a call cannot have are refused, not evaluated (`5 : string` misled)
+    code, _, err = _eval("params.env", "--tool", "deploy", "--params", '{"env": 5}')
+    assert code == 2 and "parameter 'env' has wrong type: expected string, got number" in err
+    code, _, err = _eval("params.env", "--tool", "deploy", "--params", '{"envv": "prod"}')
+    assert code == 2 and "no parameter `envv`; did you mean `env`?" in err
+    code, _, err = _eval("params.env", "--tool", "deploy", "--params", '{"env": "prod"}')
+    assert code == 0  # (and leaving `version` out is fine: the expression reads `env` alone)
     code, out, _ = _eval("true &&\n  params.ulr == 'x'", "--tool", "fetch")
     assert out.startswith("error: 2:3: `params` has no field `ulr`")  # as a syntax error says
     code, out, _ = _eval("1 / 0")
