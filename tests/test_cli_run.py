@@ -293,7 +293,11 @@ def test_a_syntax_error_is_reported_even_where_it_hides_the_proposal(tmp_path: P
     code, out = run(str(program))
     assert code == 1
     assert "syn.car:4:3: error[CL0102]: unexpected name `b`" in out
-    assert "proposals" not in out  # not "0 proposals: choose one with --proposal"
+    assert "proposal:" not in out  # not "declares no proposal": the syntax error hides it
+    empty = tmp_path / "empty.car"
+    empty.write_text("tool t()\n")
+    code, out = run(str(empty))
+    assert code == 2 and "empty.car declares no proposal: there is nothing to run" in out
 
 
 def test_the_notes_example_runs_for_real_with_builtins(tmp_path: Path) -> None:

@@ -320,6 +320,11 @@ def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionPropo
         if found is None:
             fail_usage(f"no proposal `{name}` in {file} (proposals: {names})")
         return found
+    if not program.proposals:
+        fail_usage(
+            f"{file} declares no proposal: there is nothing to run (write one:"
+            " `proposal NAME { step = tool(...) }`)"
+        )
     if len(program.proposals) != 1:
         fail_usage(
             f"{file} has {len(program.proposals)} proposals: choose one with --proposal ({names})"
