@@ -266,6 +266,21 @@ def test_a_setup_function_that_raises_is_the_users_error_at_their_line(tmp_path:
     assert f"the setup function raised TypeError at {tools}:5: 42 is not a callable" in out
 
 
+def test_a_tools_file_imports_its_neighbours(tmp_path: Path) -> None:
+    """`--tools lib/tools.py:TOOLS` where tools.py does `import lib_helpers` (a file beside
+    it): its folder is on the import path, as when Python runs the file itself."""
+    program, _ = project(tmp_path)
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "release_helpers_x1.py").write_text("def ok(**params):\n    return 'ok'\n")
+    (lib / "tools_x1.py").write_text(
+        "from release_helpers_x1 import ok\n"
+        "TOOLS = {'fetch': ok, 'deploy': ok, 'rollback': ok}\n"
+    )
+    code, out = run(str(program), "--tools", f"{lib / 'tools_x1.py'}:TOOLS", "--auto-approve")
+    assert code == 0 and "No module named" not in out, out
+
+
 def test_tools_the_program_does_not_declare_are_warned_about(tmp_path: Path) -> None:
     program, _ = project(tmp_path)
     tools = tmp_path / "typos.py"

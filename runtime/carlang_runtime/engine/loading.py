@@ -79,6 +79,9 @@ def _load_module(target: str) -> Any:
             raise CarlangRuntimeError(f"--tools: cannot load {target}")
         module = importlib.util.module_from_spec(spec)
         sys.modules[path.stem] = module
+        folder = str(path.resolve().parent)
+        if folder not in sys.path:
+            sys.path.insert(0, folder)  # its own helpers next to it (`import db`), as Python would
         try:
             spec.loader.exec_module(module)
         except Exception as exc:  # the user's module failed: their error, not carlang's
