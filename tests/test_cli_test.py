@@ -427,6 +427,14 @@ def test_k_runs_only_the_tests_whose_name_matches(tmp_path: Path) -> None:
     assert code == 1 and "error: no tests match `nothing like it`" in err
 
 
+def test_k_selects_a_table_row_by_the_name_it_is_shown_with() -> None:
+    """`name [row 2]` has brackets, which a glob reads as a set of characters: the name as
+    shown selects the row all the same."""
+    finance = str(ROOT / "examples" / "finance" / "finance_test.car")
+    code, out, _ = run("test", finance, "-k", "payments need the books open [row 2]")
+    assert code == 0 and out.splitlines()[-1] == "1 passed, 0 failed", out
+
+
 def test_a_folder_without_tests_says_so_and_fails_under_strict(tmp_path: Path) -> None:
     write(tmp_path, PROGRAM)
     code, out, err = run("test", str(tmp_path))

@@ -93,6 +93,7 @@ def _only(result: CompileResult, pattern: str) -> CompileResult:
     glob = any(c in pattern for c in "*?[")
 
     def chosen(name: str) -> bool:
-        return fnmatchcase(name, pattern) if glob else pattern in name
+        # the name as shown selects it too: a table row's `... [row 2]` reads as a glob
+        return pattern in name or (glob and fnmatchcase(name, pattern))
 
     return replace(result, tests=[t for t in result.tests if chosen(t.name)])
