@@ -18,7 +18,7 @@ proposal; `winner NAME` for a plan.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cache
 from typing import Any
 
@@ -26,7 +26,7 @@ from carlang_runtime import ir
 from carlang_runtime.cel.values import CelEvalError, CelTimestamp, format_value, parse_timestamp
 from carlang_runtime.paramcheck import ParamChecker, finding_message
 from carlang_runtime.policy import state_problems
-from carlang_runtime.suggest import did_you_mean
+from carlang_runtime.suggest import closest, did_you_mean
 
 from . import ast
 from .cascade import FAILED_IMPORT_CODES, has_syntax_errors
@@ -182,6 +182,8 @@ class _Builder:
                 "add `expect allow`, `expect valid`, `expect winner NAME`, ...",
             )
             return
+        if not self.columns_fit(source, decl):
+            return
         rows = self.rows(source, decl)
         for number, (row, where) in enumerate(rows, start=1):
             name = title if len(rows) == 1 else f"{title} [row {number}]"
@@ -219,6 +221,45 @@ class _Builder:
             values = {name: _cell_value(cell) for name, cell in zip(names, cells, strict=True)}
             rows.append((values, cells[0].span.cover(cells[-1].span)))
         return rows
+
+    def columns_fit(self, source: Source, decl: ast.TestDecl) -> bool:
+        """The test's `$columns` and its table agree: each one used is in the header (else
+        reported where it is used, with the closest name), no header names one twice, and a
+        table has a row. False (reported) when they do not."""
+        tables = [i for i in decl.items if isinstance(i, ast.Where)]
+        header: list[str] = []
+        if tables and tables[0].rows:
+            header = [
+                c.text if isinstance(c, ast.Name) else str(c.value) for c in tables[0].rows[0]
+            ]
+            if "" in header:
+                return True  # a column without a name: `rows` says so, first
+            twice = next((name for name in header if header.count(name) > 1), None)
+            if twice is not None:
+                self.error(source, tables[0].span, f"the table names column `{twice}` twice")
+                return False
+            if len(tables[0].rows) == 1:
+                self.error(
+                    source,
+                    tables[0].span,
+                    "the table has a header and no row: the test would run no case",
+                    "add a row under the header, one case per row",
+                )
+                return False
+        fits = True
+        for column in _columns(decl.items):
+            if column.name in header:
+                continue
+            fits = False
+            near = closest(column.name, header)
+            if not tables:
+                help = "add a `where` table with a column of that name"
+            elif near is not None:
+                help = f"did you mean `${near}`?"
+            else:
+                help = f"its columns: {', '.join(header)}"
+            self.error(source, column.span, f"`${column.name}` is not a column of the table", help)
+        return fits
 
     def case(
         self,
@@ -534,3 +575,17 @@ def _check_name(
             related=[Label(first.source, first.node.name.span, "the first", False)],
             help="give each test its own name: reports and `-k` tell them apart by it",
         )
+
+
+def _columns(value: Any) -> list[ast.Column]:
+    """Every `$column` in a test's items (their values, their expectations), in order."""
+    if isinstance(value, ast.Column):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [column for item in value for column in _columns(item)]
+    if isinstance(value, dict):
+        return [column for item in value.values() for column in _columns(item)]
+    if isinstance(value, ast.Node) and not isinstance(value, ast.Where):
+        parts = (getattr(value, f.name) for f in fields(value) if f.name != "span")
+        return [column for part in parts for column in _columns(part)]
+    return []

@@ -583,7 +583,7 @@ def test_now_pins_the_time_a_test_decides_at(tmp_path: Path) -> None:
     [
         ('now "tomorrow"', "`now`: the string is not an RFC 3339 timestamp"),
         ('now "2026-13-05T10:00:00Z"', "`now`: invalid timestamp: month must be in 1..12"),
-        ("now $missing", "uses `$missing`, which its table does not have"),
+        ("now $missing", "`$missing` is not a column of the table"),
     ],
 )
 def test_a_time_that_is_not_one_stops_the_run(tmp_path: Path, given: str, message: str) -> None:
