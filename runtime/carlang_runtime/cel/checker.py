@@ -339,6 +339,8 @@ class _Checker:
                     f" them is always {always}",
                     _quoted_number_help(node, left, right) or _HELP_TYPES,
                 )
+            else:
+                self.outside_values(node, left, right)
             return BOOL
         if node.op in ("<", "<=", ">", ">="):
             if (
@@ -355,6 +357,29 @@ class _Checker:
         if node.op == "in":
             return self.membership(node, left, right)
         return self.arithmetic(node, left, right)
+
+    def outside_values(self, node: n.Binary, left: Type, right: Type) -> None:
+        """`params.currency == "GBP"` where the schema allows only "EUR" and "USD": always
+        false (`!=`: always true), so the policy never (or always) matches."""
+        for typed, other, literal in (
+            (left, node.left, node.right),
+            (right, node.right, node.left),
+        ):
+            if typed.values is None or not isinstance(literal, n.Literal):
+                continue
+            if not isinstance(literal.value, str) or literal.value in typed.values:
+                continue
+            allowed = ", ".join(f'"{v}"' for v in sorted(typed.values))
+            always = "false" if node.op == "==" else "true"
+            self.report(
+                "warning",
+                "constant",
+                node,
+                f"`{self.text(other)}` is one of {allowed}: `{node.op}"
+                f' "{literal.value}"` is always {always}',
+                "compare with a value it can have, or add this one to the tool's parameter",
+            )
+            return
 
     def membership(self, node: n.Binary, item: Type, container: Type) -> Type:
         if (

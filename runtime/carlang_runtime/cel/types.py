@@ -8,7 +8,7 @@ which arrives as an int or a double. A map may know its fields (from a JSON Sche
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Final
 
 __all__ = [
@@ -48,6 +48,8 @@ class Type:
     #: Globs naming more fields a closed map may have (declared state families: `build.*`),
     #: each with its type.
     patterns: Mapping[str, Type] = field(default_factory=dict, hash=False, compare=False)
+    #: The only values it can have, when a schema lists them (`"EUR" | "USD"`, an `enum`).
+    values: frozenset[Any] | None = field(default=None, hash=False, compare=False)
 
     def __str__(self) -> str:
         if self.kind == "list" and self.element is not None and self.element.kind != "dyn":
@@ -113,7 +115,10 @@ def from_json_schema(schema: Any) -> Type:
     if not isinstance(schema, Mapping):
         return DYN
     if "enum" in schema and isinstance(schema["enum"], list) and schema["enum"]:
-        return join(value_type(value) for value in schema["enum"])
+        joined = join(value_type(value) for value in schema["enum"])
+        if joined.kind == "string" and all(isinstance(v, str) for v in schema["enum"]):
+            return replace(joined, values=frozenset(schema["enum"]))
+        return joined
     if "const" in schema:
         return value_type(schema["const"])
     for key in ("anyOf", "oneOf"):
@@ -192,7 +197,9 @@ def join(types: Iterable[Type]) -> Type:
         return optional_of(join(option.element or DYN for option in options))
     if first.kind == "map":
         return _join_maps(options)
-    return first
+    if any(option.values is None for option in options):
+        return replace(first, values=None)  # one of them may be anything of its kind
+    return replace(first, values=frozenset().union(*(o.values or () for o in options)))
 
 
 def _join_maps(options: list[Type]) -> Type:

@@ -262,3 +262,24 @@ def test_a_history_entry_has_its_fields_and_no_other() -> None:
     assert findings('history.exists(h, h.tol == "fetch")') == [("unknown-field", "h.tol")]
     assert "did you mean `tool`" in messages('history.exists(h, h.tol == "fetch")')[0]
     assert findings('history.exists(h, h.tool == "fetch" && h.params.url == "x")') == []
+
+
+def test_comparing_with_a_value_the_enum_does_not_have_is_constant() -> None:
+    """`params.env == "production"` where env is "staging" | "prod": never true, so the
+    policy never matches (`!=`: always, so it matches every call)."""
+    assert findings("params.env == 'production'", [DEPLOY]) == [
+        ("constant", "params.env == 'production'")
+    ]
+    assert 'is one of "prod", "staging"' in messages("params.env == 'x'", [DEPLOY])[0]
+    assert findings("'x' != params.env", [DEPLOY]) == [("constant", "'x' != params.env")]
+    assert findings("params.env == 'prod'", [DEPLOY]) == []
+    # joined with a tool whose parameter takes any string: it may be anything
+    free = ir.ToolSchema(
+        name="free",
+        parameters={
+            "type": "object",
+            "properties": {"env": {"type": "string"}},
+            "required": ["env"],
+        },
+    )
+    assert findings("params.env == 'production'", [DEPLOY, free]) == []
