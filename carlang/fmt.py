@@ -136,6 +136,8 @@ class _Printer:
         self.next_comment = 0
         self.lines: list[str] = []
         self.last_end = 0
+        #: Where each block being written closes (its `}`), innermost last.
+        self.closes: list[int] = []
 
     # -- comments and layout -----------------------------------------------------------------
 
@@ -174,8 +176,9 @@ class _Printer:
         ):
             self.lines.append("")
 
-    def trailing(self, end: int) -> None:
-        """A comment on the same source line right after `end` goes at the end of the line."""
+    def trailing(self, end: int, before: int | None = None) -> None:
+        """A comment on the same source line right after `end` (and before `before`) goes at
+        the end of the line."""
         if self.next_comment >= len(self.comments):
             self.last_end = max(self.last_end, end)
             return
@@ -185,6 +188,8 @@ class _Printer:
         if (
             end <= comment.span.start < line_end + 1
             and "\n" not in self.source.text[end : comment.span.start]
+            and (before is None or comment.span.start < before)
+            and (not self.closes or comment.span.start < self.closes[-1])
         ):
             self.lines[-1] += "  " + comment.text.rstrip()
             self.next_comment += 1
@@ -212,10 +217,15 @@ class _Printer:
         self.lines.append("  " * indent + head + " {")
         header_end = self.source.text.find("{", node.span.start)
         self.last_end = max(self.last_end, header_end + 1 if header_end != -1 else node.span.start)
-        self.trailing(self.last_end)
+        close = node.span.end - 1
+        # (`tool a() { ... }  # note` on one line: the note is after the block or its first
+        # item, not about its `{`)
+        first_item = getattr(items[0], "span", None) if items else None
+        self.trailing(self.last_end, before=first_item.start if first_item else close)
+        self.closes.append(close)  # an item's trailing comment ends before the block does
         for position, item in enumerate(items):
             item_printer(item, indent + 1, position == 0)
-        close = node.span.end - 1
+        self.closes.pop()
         self.leading(close, indent + 1, not items)
         self.lines.append("  " * indent + "}")
         self.trailing(node.span.end)

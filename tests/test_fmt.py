@@ -73,6 +73,20 @@ def test_comments_survive_in_place() -> None:
     assert out.index("# about p") < out.index("proposal p")
 
 
+def test_a_comment_after_a_one_line_block_stays_after_it() -> None:
+    """`tool a() { ... }  # note`: the note is about the whole block; written out over
+    several lines, it follows the `}`, not the `{` or the last item."""
+    text = (
+        'tool a() { description "x" }  # about a\n'
+        "tool b(x: int)\n"
+        "proposal p { s = b(x: 1) { timeout 5s }  # about s\n}  # about p\n"
+    )
+    out = format_source(Source("t.car", text))
+    assert '  description "x"\n}  # about a\n' in out
+    assert "    timeout 5s\n  }  # about s\n}  # about p\n" in out
+    assert format_source(Source("t.car", out)) == out
+
+
 def test_blank_lines_between_declarations_are_kept_once() -> None:
     assert fmt("tool a()\n\n\n\ntool b()\ntool c()\n") == "tool a()\n\ntool b()\ntool c()\n"
 
