@@ -274,8 +274,7 @@ def test_a_tools_file_imports_its_neighbours(tmp_path: Path) -> None:
     lib.mkdir()
     (lib / "release_helpers_x1.py").write_text("def ok(**params):\n    return 'ok'\n")
     (lib / "tools_x1.py").write_text(
-        "from release_helpers_x1 import ok\n"
-        "TOOLS = {'fetch': ok, 'deploy': ok, 'rollback': ok}\n"
+        "from release_helpers_x1 import ok\nTOOLS = {'fetch': ok, 'deploy': ok, 'rollback': ok}\n"
     )
     code, out = run(str(program), "--tools", f"{lib / 'tools_x1.py'}:TOOLS", "--auto-approve")
     assert code == 0 and "No module named" not in out, out
