@@ -139,6 +139,9 @@ class _Builder:
     cases: list[TestCase] = field(default_factory=list)
     #: the table row being built (a problem with a cell's value is reported on its row)
     row_span: Span = field(default_factory=lambda: Span(0, 0))
+    #: The current row's cells, by column (a value from one is wrong in that cell).
+    cells: dict[str, Span] = field(default_factory=dict)
+    row_cells: list[dict[str, Span]] = field(default_factory=list)
     #: whether an import of the program did not load (see `known`)
     imports_failed: bool = False
 
@@ -184,11 +187,13 @@ class _Builder:
             return
         if not self.columns_fit(source, decl):
             return
+        self.row_cells = []
         rows = self.rows(source, decl)
         for number, (row, where) in enumerate(rows, start=1):
             name = title if len(rows) == 1 else f"{title} [row {number}]"
             try:
                 self.row_span = where
+                self.cells = self.row_cells[number - 1] if self.row_cells else {}
                 case = self.case(source, decl, name, subjects[0], expects, row, where)
             except _Missing as missing:
                 self.error(
@@ -219,6 +224,9 @@ class _Builder:
                 self.error(source, where, f"a table row has {counted}, the header {len(names)}")
                 continue
             values = {name: _cell_value(cell) for name, cell in zip(names, cells, strict=True)}
+            self.row_cells.append(
+                {name: cell.span for name, cell in zip(names, cells, strict=True)}
+            )
             rows.append((values, cells[0].span.cover(cells[-1].span)))
         return rows
 
@@ -319,8 +327,8 @@ class _Builder:
     ) -> CelTimestamp | None:
         """The time `now "..."` gives the policies; None (reported) unless it is an RFC 3339
         timestamp, given to a test of an action (only a decision about one reads `now`)."""
-        from_cell = isinstance(item.time.value, ast.Column)
-        span = self.row_span if from_cell else item.time.span
+        given = item.time.value
+        span = self.cell(given) if isinstance(given, ast.Column) else item.time.span
         if not isinstance(subject, ast.GivenAction):
             self.error(
                 source,
@@ -370,7 +378,7 @@ class _Builder:
             if word not in DECISIONS:
                 self.error(
                     source,
-                    self.row_span if isinstance(expect.word, ast.Column) else expect.span,
+                    self.cell(expect.word) if isinstance(expect.word, ast.Column) else expect.span,
                     f"`{word}` is not a decision",
                     "expect allow, deny or require_approval",
                 )
@@ -416,7 +424,7 @@ class _Builder:
         policy = next((p for p in self.program.policies if p.name == name), None)
         if policy is None or policy.shadow == expect.shadow:
             return True
-        span = self.row_span if isinstance(expect.by, ast.Column) else expect.span
+        span = self.cell(expect.by) if isinstance(expect.by, ast.Column) else expect.span
         if policy.shadow:
             self.error(
                 source,
@@ -434,11 +442,15 @@ class _Builder:
             )
         return False
 
+    def cell(self, column: ast.Column) -> Span:
+        """Where the current row gives `column` (its cell; the row, if it has no such cell)."""
+        return self.cells.get(column.name, self.row_span)
+
     def known_policy(self, source: Source, expect: ast.Expect, name: str) -> bool:
         # a name from a table cell is wrong on its row: point there
         span = expect.by.span if expect.by is not None else expect.span
         if isinstance(expect.by, ast.Column):
-            span = self.row_span
+            span = self.cell(expect.by)
         names = [p.name for p in self.program.policies]
         return self.known(source, ast.Name(name, span=span), "policy", names)
 
@@ -450,8 +462,11 @@ class _Builder:
             return True
         problems = state_problems(self.program.state, state)
         for key, problem, help in problems:
-            from_cell = isinstance(data.value, dict) and isinstance(data.value.get(key), ast.Column)
-            span = self.row_span if from_cell else _key_span(source, data.span, key) or data.span
+            given = data.value.get(key) if isinstance(data.value, dict) else None
+            if isinstance(given, ast.Column):
+                span = self.cell(given)
+            else:
+                span = _key_span(source, data.span, key) or data.span
             self.error(source, span, problem, help)
         return not problems
 
@@ -460,7 +475,8 @@ class _Builder:
         it); the tool's name when the call leaves it out."""
         for arg in call.args:
             if arg.name.text == param:
-                return self.row_span if isinstance(arg.value.value, ast.Column) else arg.value.span
+                given = arg.value.value
+                return self.cell(given) if isinstance(given, ast.Column) else arg.value.span
         return call.tool.span
 
     def action(

@@ -348,7 +348,7 @@ def test_junit_validates_against_jenkins_xsd_with_a_case_per_row_at_its_line(
     assert f"FAIL schemes [row 3]  (p.car:{row_line})" in out
 
 
-def test_a_bad_cell_is_reported_at_its_row_in_text_and_sarif(tmp_path: Path) -> None:
+def test_a_bad_cell_is_reported_at_its_cell_in_text_and_sarif(tmp_path: Path) -> None:
     bad = ROWS.replace(
         '"https://y"  | deny     | https_only', '"https://y"  | deny     | htps_only'
     )
@@ -356,11 +356,12 @@ def test_a_bad_cell_is_reported_at_its_row_in_text_and_sarif(tmp_path: Path) -> 
     row_line = PROGRAM.count("\n") + 8
     code, _, err = run("test", str(path))
     assert (
-        code == 1 and f"p.car:{row_line}:7: error[CL0701]: no policy is called `htps_only`" in err
+        code == 1 and f"p.car:{row_line}:33: error[CL0701]: no policy is called `htps_only`" in err
     )
     code, out, _ = run("check", str(path), "--format", "sarif")
     (result,) = [r for r in json.loads(out)["runs"][0]["results"] if r["ruleId"] == "CL0701"]
-    assert result["locations"][0]["physicalLocation"]["region"]["startLine"] == row_line
+    region = result["locations"][0]["physicalLocation"]["region"]
+    assert (region["startLine"], region["startColumn"]) == (row_line, 33)
 
 
 def test_a_row_may_expect_a_decision_by_no_policy(tmp_path: Path) -> None:
