@@ -23,6 +23,7 @@ import logging
 import math
 import os
 import re
+import shlex
 import sqlite3
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -78,6 +79,7 @@ __all__ = [
     "quiet_dbos",
     "opening",
     "migrate",
+    "prepare_database",
     "ApprovalWatcher",
 ]
 
@@ -577,8 +579,11 @@ def launch(
     executor: str | None = None,
     concurrency: int | None = None,
     global_concurrency: Mapping[str, int] | None = None,
+    create: bool = True,
 ) -> None:
-    """Start DBOS in this process on `database` (a SQLite or Postgres URL), once. A worker
+    """Start DBOS in this process on `database` (a SQLite or Postgres URL), once: a Postgres
+    database that does not exist is created if `create`, else refused (`prepare_database`:
+    `carlang worker` creates the database it serves, a foreground `carlang run` does not). A worker
     names the `queues` it serves (None: all), its `executor` id (a process that starts with
     an id recovers the runs that id left unfinished: give each worker a stable one), how many
     workflows of each of its queues one worker runs at once (`concurrency`) and, per queue,
@@ -616,6 +621,7 @@ def launch(
         if problem is not None:
             raise CarlangRuntimeError(problem)
         config["system_database_engine"] = _sqlite_engine(database)
+    prepare_database(database, create=create)
     # Set first: the runs DBOS recovers as it launches read it (`build_runtime`).
     _launched.append(database)
     try:
@@ -799,9 +805,92 @@ def opening(database: str) -> Iterator[None]:
             raise
         except Exception as exc:  # the driver's (or DBOS's) own errors: say which database
             reason = database_error(exc)
+            missing = _MISSING_DATABASE.search(reason)
+            if missing is not None:
+                reason = f"{missing.group()}; {_how_to_create(database)}"
             raise CarlangRuntimeError(
                 f"cannot open the runs database {shown_url(database)}: {reason}"
             ) from None
+
+
+#: What Postgres says when the database of a URL does not exist.
+_MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist')
+
+
+def _how_to_create(database: str) -> str:
+    """What to do about a Postgres database that does not exist: check the name, or create it
+    (the `createdb` command, with the URL's host, port and user; never its password)."""
+    url = sqlalchemy.make_url(database)
+    command = ["createdb"]
+    for flag, value in (("-h", url.host), ("-p", url.port), ("-U", url.username)):
+        if value:
+            command += [flag, str(value)]
+    command.append(str(url.database))
+    return (
+        f"check its name, or create it ({shlex.join(command)}; or start `carlang worker` on"
+        " it, which creates the database it serves)"
+    )
+
+
+def prepare_database(database: str, *, create: bool = False) -> bool:
+    """Check that the runs database `database` exists before anything uses it: a Postgres
+    database that does not exist is `CarlangRuntimeError` (`cannot open the runs database
+    ...: database "x" does not exist; check its name, or create it ...`), unless `create`,
+    when it is created (and True returned). DBOS would create it silently, whoever opens it:
+    a mistyped name then became a new, empty database that no worker serves, and a command
+    that queued work there waited forever. A SQLite file is created where it is named."""
+    if not database.startswith(("postgresql", "postgres")):
+        return False
+    with opening(database):
+        engine = _postgres_engine(database)
+        try:
+            with engine.connect():
+                return False
+        except sqlalchemy.exc.OperationalError as exc:
+            if not create or not _MISSING_DATABASE.search(database_error(exc)):
+                raise
+        finally:
+            engine.dispose()
+    try:
+        with opening(database):
+            return _create_database(database)
+    except CarlangRuntimeError as exc:
+        raise CarlangRuntimeError(str(exc).replace("cannot open", "cannot create", 1)) from None
+
+
+def _postgres_engine(database: str, name: str | None = None) -> Any:
+    """A one-connection engine on `database` (or on its server's database `name`), through
+    the driver DBOS uses (psycopg 3)."""
+    url = sqlalchemy.make_url(database).set(drivername="postgresql+psycopg")
+    if name is not None:
+        url = url.set(database=name)
+    return sqlalchemy.create_engine(url, poolclass=sqlalchemy.pool.NullPool)
+
+
+def _create_database(database: str) -> bool:
+    """CREATE DATABASE for `database`, from its server's maintenance database (`postgres`,
+    else `template1`); False when another process created it first."""
+    name = str(sqlalchemy.make_url(database).database)
+    for maintenance in ("postgres", "template1"):
+        engine = _postgres_engine(database, maintenance)
+        try:
+            with engine.connect() as connection:
+                connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+                quoted = connection.dialect.identifier_preparer.quote_identifier(name)
+                connection.execute(sqlalchemy.text(f"CREATE DATABASE {quoted}"))
+                return True
+        except (sqlalchemy.exc.ProgrammingError, sqlalchemy.exc.IntegrityError) as exc:
+            # Created by another process just now: "already exists", or a unique violation
+            # of the catalog when both got past the check at once.
+            if isinstance(exc, sqlalchemy.exc.IntegrityError) or "already exists" in str(exc):
+                return False
+            raise
+        except sqlalchemy.exc.OperationalError as exc:
+            if maintenance == "template1" or not _MISSING_DATABASE.search(database_error(exc)):
+                raise
+        finally:
+            engine.dispose()
+    return False
 
 
 def migrate(database: str) -> None:
@@ -874,7 +963,9 @@ def submit(database: str, spec: RunSpec, run_id: str) -> None:
 
 
 def submit_many(database: str, runs: Sequence[tuple[RunSpec, str]]) -> None:
-    """Queue several runs at once (one connection)."""
+    """Queue several runs at once (one connection), in a database that exists
+    (`prepare_database`: a mistyped Postgres database name is refused, not created)."""
+    prepare_database(check_database(database))
     migrate(database)  # a fresh database gets DBOS's tables first
     with opening(database):
         client = DBOSClient(system_database_url=database)

@@ -31,7 +31,15 @@ from carlang_runtime.policy import PolicySet
 from dbos import DBOS, DBOSClient
 from pydantic import TypeAdapter
 
-from .backend import PLANNER_QUEUE, POLLING_INTERVAL, migrate, opening, sqlite_problem
+from .backend import (
+    PLANNER_QUEUE,
+    POLLING_INTERVAL,
+    check_database,
+    migrate,
+    opening,
+    prepare_database,
+    sqlite_problem,
+)
 
 __all__ = [
     "PLANNER_QUEUE",
@@ -200,6 +208,9 @@ class Experiments:
         problem = sqlite_problem() if self.database.startswith("sqlite:") else None
         if problem is not None:
             raise CarlangRuntimeError(problem)
+        # A Postgres database must exist (a mistyped name is refused, not created: no worker
+        # would serve a new one, and the wait for them would never end).
+        prepare_database(check_database(self.database))
         migrate(self.database)  # a fresh database gets DBOS's tables
         with opening(self.database):
             self._client = DBOSClient(system_database_url=self.database)

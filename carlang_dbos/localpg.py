@@ -4,6 +4,8 @@ local port, for trying the DBOS backend with several processes, for its tests an
     with private_postgres() as url:      # postgresql://postgres@127.0.0.1:PORT/carlang
         ...
 
+(the database `carlang` is created on it; another one, `prepare_database(url, create=True)`).
+
 It needs the server programs (`initdb`, `pg_ctl`: Debian's `postgresql` package) and runs them
 as the `postgres` user when it is root (Postgres refuses root). Not for production data: fsync
 is off and everything is deleted at the end.
@@ -22,6 +24,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from carlang_runtime.errors import CarlangRuntimeError
+
+from .backend import prepare_database
 
 __all__ = ["private_postgres", "server_binary"]
 
@@ -96,7 +100,10 @@ def private_postgres() -> Iterator[str]:
                 if probe.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(0.1)
-        yield f"postgresql://postgres@127.0.0.1:{port}/carlang"
+        url = f"postgresql://postgres@127.0.0.1:{port}/carlang"
+        # carlang refuses a database that does not exist (only a worker creates one).
+        prepare_database(url, create=True)
+        yield url
     finally:
         subprocess.run(
             _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),

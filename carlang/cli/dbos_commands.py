@@ -95,7 +95,7 @@ def run_durably(
         raise typer.Exit(EXIT_OK)
     # DBOS's log lines stay out of the user's stderr: carlang reports what goes wrong.
     with backend.quiet_dbos():
-        backend.launch(url)
+        backend.launch(url, create=False)  # a mistyped database name is refused, not created
         try:
             return backend.run(spec, run_id, on_approval=_approval_prompt(url)), run_id
         finally:
@@ -318,6 +318,8 @@ def worker_command(
             "--global-concurrency needs Postgres (--database postgresql://...): on SQLite,"
             " workers in separate processes can take more than the limit at once"
         )
+    # A worker creates the database it serves (and says so: a mistyped name shows here).
+    created = backend.prepare_database(url, create=True)
     backend.launch(
         url,
         queues=queue,
@@ -328,7 +330,11 @@ def worker_command(
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     shown = backend.shown_url(url)
-    echo(f"carlang worker on {shown}" + (f", queues {', '.join(queue)}" if queue else ""))
+    echo(
+        f"carlang worker on {shown}"
+        + (f", queues {', '.join(queue)}" if queue else "")
+        + (" (a new database: it did not exist, and was created)" if created else "")
+    )
     try:
         while not stop.wait(0.5):
             pass

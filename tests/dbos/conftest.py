@@ -30,7 +30,12 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def postgres_database(postgres_url: str, request: pytest.FixtureRequest) -> str:
-    """A URL of a database of its own for one test, on the session's private cluster (DBOS
-    creates it on first use), so that tests counting runs do not see each other's."""
+    """A URL of a database of its own for one test, on the session's private cluster, so
+    that tests counting runs do not see each other's. Created here: carlang refuses a
+    database that does not exist (only `carlang worker` creates one)."""
+    from carlang_dbos import prepare_database
+
     name = "t_" + "".join(c if c.isalnum() else "_" for c in request.node.name)[:50].lower()
-    return f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+    url = f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+    prepare_database(url, create=True)
+    return url

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import builtins
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -154,6 +156,63 @@ def test_an_unreachable_database_is_one_line_of_carlangs_without_dboss_logs(
         assert done.returncode == 2, (command, done.stderr)
         assert done.stderr.startswith(f"error: cannot open the runs database {database}: ")
         assert len(done.stderr.splitlines()) == 1, (command, done.stderr)
+
+
+def _databases(postgres_url: str) -> set[str]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(postgres_url.replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        with engine.connect() as connection:
+            return set(connection.execute(sa.text("SELECT datname FROM pg_database")).scalars())
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.slow
+def test_a_mistyped_postgres_database_is_refused_not_created(
+    project: Path, postgres_url: str
+) -> None:
+    """DBOS created any database it was given (the user may): a mistyped name became a new
+    database no worker serves, and `rank --backend dbos` queued its tasks there and waited for
+    ever. Every command but `carlang worker` refuses it, in one line that says how to create
+    it; a worker creates the database it serves, and says so."""
+    server = postgres_url.rsplit("/", 1)[0]
+    missing = f"{server}/nosuchdb"
+    port = postgres_url.rsplit(":", 1)[1].split("/")[0]
+    said = (
+        f'error: cannot open the runs database {missing}: database "nosuchdb" does not exist;'
+        f" check its name, or create it (createdb -h 127.0.0.1 -p {port} -U postgres nosuchdb;"
+        " or start `carlang worker` on it, which creates the database it serves)\n"
+    )
+    for command in [c for c in COMMANDS if c != ["worker"]]:
+        refused = carlang(*command, "--database", missing, cwd=project)
+        assert refused.returncode == 2, (command, refused.stdout)
+        assert refused.stderr == said, command
+        assert refused.stdout == ""
+    assert "nosuchdb" not in _databases(postgres_url)
+    with_password = carlang(
+        "runs", "list", "--database", missing.replace("postgres@", "postgres:s3cret@"), cwd=project
+    )
+    assert with_password.returncode == 2 and "s3cret" not in with_password.stderr
+    assert "createdb -h 127.0.0.1" in with_password.stderr
+    with subprocess.Popen(
+        [sys.executable, "-m", "carlang", "worker", "--database", missing, "--id", "w1"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    ) as worker:
+        try:
+            assert worker.stdout is not None
+            assert worker.stdout.readline() == (
+                f"carlang worker on {missing} (a new database: it did not exist, and was created)\n"
+            )
+        finally:
+            worker.kill()
+    assert "nosuchdb" in _databases(postgres_url)
+    listed = carlang("runs", "list", "--database", missing, cwd=project)
+    assert (listed.returncode, listed.stdout) == (0, "no runs\n"), listed.stderr
 
 
 def test_a_password_in_the_url_is_never_shown(
