@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+import shlex
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,9 +36,11 @@ from .backend import (
     PLANNER_QUEUE,
     POLLING_INTERVAL,
     check_database,
+    has_password,
     migrate,
     opening,
     prepare_database,
+    shown_url,
     sqlite_problem,
 )
 
@@ -194,15 +197,29 @@ def search_batch(batch: dict[str, Any]) -> list[float | None]:
 # -- the submitting side ------------------------------------------------------------------------
 
 
+#: The statuses of a batch's workflow that are final: its result (or error) is there.
+_FINISHED = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
+
+
 @dataclass
 class Experiments:
     """Planner work sent to the workers of `database` (see the module's docstring). Use it
-    in a `with` block (it holds a connection); `progress` is told how many batches were
-    queued, before the wait."""
+    in a `with` block (it holds a connection).
+
+    `progress` is told, a line at a time, what goes on: once, when the first tasks go to the
+    workers (where, and how to start a worker); and at the end, how many tasks there were in
+    all, how many were queued now and how many an earlier run of the same experiment had
+    queued or already done (a batch's workflow id is a digest of its inputs: those are
+    collected, not queued again)."""
 
     database: str
-    progress: Any = None
+    progress: Callable[[str], None] | None = None
     _client: DBOSClient | None = None
+    _queued: int = 0  # tasks queued by this process
+    _earlier: int = 0  # tasks an earlier run queued, unfinished when this one looked
+    _done: int = 0  # tasks already done when this one looked
+    _started: bool = False  # whether the first line was said
+    _failed: bool = False
 
     def __enter__(self) -> Experiments:
         problem = sqlite_problem() if self.database.startswith("sqlite:") else None
@@ -221,10 +238,36 @@ class Experiments:
             )
         return self
 
-    def __exit__(self, *_: object) -> None:
+    def __exit__(self, kind: object, error: BaseException | None, _trace: object) -> None:
         if self._client is not None:
             self._client.destroy()
             self._client = None
+        total = self._queued + self._earlier + self._done
+        if total and _ended_well(error) and not self._failed:
+            counts = [
+                f"{self._queued} queued now" if self._queued else "",
+                f"{self._earlier} queued by an earlier run" if self._earlier else "",
+                f"{self._done} done by an earlier run, collected" if self._done else "",
+            ]
+            self._say(
+                f"done: {total} task(s) on {PLANNER_QUEUE} in {self._shown}"
+                f" ({', '.join(c for c in counts if c)})"
+            )
+
+    @property
+    def _shown(self) -> str:
+        return shown_url(self.database)
+
+    def _say(self, line: str) -> None:
+        if self.progress is not None:
+            self.progress(line)
+
+    def _start_a_worker(self) -> str:
+        """The command that starts a worker on this database (its password left to the
+        environment, never shown)."""
+        if has_password(self.database):
+            return "carlang worker, CARLANG_DATABASE set to the runs database's URL"
+        return f"carlang worker --database {shlex.quote(self.database)}"
 
     def sweep(
         self,
@@ -266,34 +309,72 @@ class Experiments:
         return self._run(SEARCH_WORKFLOW, [[b.to_document()] for b in batches])
 
     def _run(self, workflow: str, batches: list[list[Any]]) -> list[Any]:
-        """Enqueue one workflow per batch of arguments; their results, in order."""
+        """Enqueue one workflow per batch of arguments (unless an earlier run did: then it is
+        collected); their results, in order."""
+        try:
+            return self._wait(self._enqueue(workflow, batches))
+        except BaseException:
+            self._failed = True
+            raise
+
+    def _enqueue(self, workflow: str, batches: list[list[Any]]) -> list[str]:
         client = self._client
         if client is None:
             raise CarlangRuntimeError("internal error: Experiments used outside `with`")
-        handles: list[Any] = []
-        for number, arguments in enumerate(batches):
-            digest = _digest([workflow, __version__, arguments])
-            handles.append(
-                client.enqueue(
-                    {
-                        "workflow_name": workflow,
-                        "queue_name": PLANNER_QUEUE,
-                        "workflow_id": f"{workflow}-{digest}-{number}",
-                    },
-                    *arguments,
-                )
+        ids = [
+            f"{workflow}-{_digest([workflow, __version__, arguments])}-{number}"
+            for number, arguments in enumerate(batches)
+        ]
+        known = {
+            w.workflow_id: str(w.status)
+            for w in client.list_workflows(workflow_ids=ids, load_input=False, load_output=False)
+        }
+        for workflow_id, arguments in zip(ids, batches, strict=True):
+            if workflow_id in known:
+                continue
+            client.enqueue(
+                {
+                    "workflow_name": workflow,
+                    "queue_name": PLANNER_QUEUE,
+                    "workflow_id": workflow_id,
+                },
+                *arguments,
             )
-        if self.progress is not None:
-            self.progress(len(handles))
-        results = []
-        for number, handle in enumerate(handles):
+        done = sum(status in _FINISHED for status in known.values())
+        self._queued += len(ids) - len(known)
+        self._earlier += len(known) - done
+        self._done += done
+        if len(ids) > done and not self._started:
+            self._started = True
+            self._say(
+                f"sending tasks to {PLANNER_QUEUE} in {self._shown}: the workers on it take"
+                f" them (start one with: {self._start_a_worker()})"
+            )
+        return ids
+
+    def _wait(self, ids: list[str]) -> list[Any]:
+        """The results of the workflows `ids`, in order."""
+        assert self._client is not None
+        results: list[Any] = []
+        for number, workflow_id in enumerate(ids):
             try:
+                handle: Any = self._client.retrieve_workflow(workflow_id)
                 results.append(handle.get_result(polling_interval_sec=0.2))
             except Exception as exc:  # a worker's failure, re-raised here: say which batch
                 raise CarlangRuntimeError(
-                    f"batch {number + 1} of {len(handles)} failed on a worker: {exc}"
+                    f"batch {number + 1} of {len(ids)} failed on a worker: {exc}"
                 ) from None
         return results
+
+
+def _ended_well(error: BaseException | None) -> bool:
+    """Whether a `with` block ended well: no error, or an exit with status 0 (how the CLI ends
+    a sweep that went well: click's `Exit`, or `SystemExit`)."""
+    if error is None:
+        return True
+    if isinstance(error, SystemExit):
+        return error.code in (0, None)
+    return getattr(error, "exit_code", 1) == 0
 
 
 def _digest(value: Any) -> str:

@@ -132,18 +132,12 @@ def _approval_prompt(database: str) -> Any:
 
 
 def planner_experiments(database: str | None) -> Any:
-    """`carlang_dbos.Experiments` on the runs database, for `rank --backend dbos`: it says on
-    stderr what it queued and that workers take it."""
+    """`carlang_dbos.Experiments` on the runs database, for `rank --backend dbos` and
+    `planner search --backend dbos`: it says on stderr where the tasks go, when no worker
+    serves them, and at the end how many there were (queued now, or collected from an earlier
+    run of the same command)."""
     backend = _backend()
-    url = _database(database)
-
-    def queued(count: int) -> None:
-        echo_err(
-            f"queued {count} task(s) on {backend.PLANNER_QUEUE} in {backend.shown_url(url)};"
-            f" each `carlang worker --database {backend.shown_url(url)}` takes some"
-        )
-
-    return backend.Experiments(url, queued)
+    return backend.Experiments(_database(database), echo_err)
 
 
 # -- approvals ---------------------------------------------------------------------------------

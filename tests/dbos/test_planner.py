@@ -63,23 +63,48 @@ def _worker(database: str, name: str, cwd: Path) -> subprocess.Popen[bytes]:
     )
 
 
+def _sending(database: str) -> str:
+    """What a command says on stderr, once, as it first sends tasks to the workers."""
+    return (
+        f"sending tasks to carlang_planner in {database}: the workers on it take them"
+        f" (start one with: carlang worker --database {database})\n"
+    )
+
+
+def _done(database: str, tasks: int, how: str) -> str:
+    """What a command says on stderr at the end: how many tasks, and how they were had."""
+    return f"done: {tasks} task(s) on carlang_planner in {database} ({tasks} {how})\n"
+
+
 def _same_output_on_the_workers(project: Path, database: str, batch: str) -> None:
-    """Each experiment in process, then on the workers: the same bytes on stdout."""
+    """Each experiment in process, then on the workers: the same bytes on stdout, and on
+    stderr the in-process lines between one line that says where the tasks go and one that
+    counts them (not a line per candidate's estimate). The same command again collects the
+    tasks done, and says so, instead of saying it queued them."""
     common = ["rank", "plans.car", "--feedback", "feedback.json"]
+    sweep_tasks = -(-10 // int(batch))  # ten grid points
     experiments = [
-        [*SWEEP, "--format", "csv"],
-        [*SWEEP, *LARGE, "--format", "json"],  # each point's estimate: three batches, on a worker
-        [*LARGE, "--format", "json"],  # one ranking, its estimates' batches on the workers
+        ([*SWEEP, "--format", "csv"], sweep_tasks),
+        # each point's estimate: three batches, on the worker that ranks the point
+        ([*SWEEP, *LARGE, "--format", "json"], sweep_tasks),
+        # one ranking: each of its three candidates' estimates, three batches on the workers
+        ([*LARGE, "--format", "json"], 3 * 3),
     ]
-    for extra in experiments:
+    for extra, tasks in experiments:
         here = carlang(*common, *extra, cwd=project)
         assert here.returncode == 0, here.stderr
         on_workers = ["--backend", "dbos", "--database", database, "--batch", batch]
         there = carlang(*common, *extra, *on_workers, cwd=project)
         assert there.returncode == 0, there.stderr
-        assert "queued" in there.stderr
         assert there.stdout == here.stdout, extra
-        assert there.stderr.endswith(here.stderr)  # a sweep's winner summary
+        assert there.stderr == (
+            _sending(database) + here.stderr + _done(database, tasks, "queued now")
+        ), extra
+        again = carlang(*common, *extra, *on_workers, cwd=project)
+        assert again.returncode == 0, again.stderr
+        assert again.stdout == here.stdout, extra
+        collected = _done(database, tasks, "done by an earlier run, collected")
+        assert again.stderr == here.stderr + collected, extra
 
 
 def _executors(database: str) -> Counter[tuple[str, str]]:
@@ -128,6 +153,28 @@ def test_a_sweep_on_two_postgres_workers_gives_the_in_process_output(
     assert by_worker["p1"] > 0 and by_worker["p2"] > 0, done  # every worker took some
 
 
+@pytest.mark.slow
+def test_a_batch_that_fails_on_a_worker_is_one_error_naming_it(
+    project: Path, workers: list[subprocess.Popen[bytes]]
+) -> None:
+    from carlang_runtime.errors import CarlangRuntimeError
+
+    from carlang_dbos.backend import sqlite_problem
+    from carlang_dbos.experiments import SEARCH_WORKFLOW, Experiments
+
+    if sqlite_problem() is not None:
+        pytest.skip(sqlite_problem() or "")
+    database = f"sqlite:///{project / 'runs.db'}"
+    workers.append(_worker(database, "w1", project))
+    said: list[str] = []
+    with (
+        Experiments(database, said.append) as experiments,
+        pytest.raises(CarlangRuntimeError, match=r"^batch [12] of 2 failed on a worker: "),
+    ):
+        experiments._run(SEARCH_WORKFLOW, [[{"not": "a batch"}], [{"nor": "this"}]])
+    assert len(said) == 1 and said[0].startswith("sending tasks to carlang_planner")
+
+
 def _search_project(project: Path) -> list[str]:
     """A generated dataset with recorded outcomes and a space: the search's arguments."""
     from carlang_runtime.experiments.generate import generate_tasks, record_runs, write_groups
@@ -161,7 +208,8 @@ def _same_search_on_the_workers(project: Path, database: str) -> None:
         on_workers = ["--backend", "dbos", "--database", database, "-o", "there.json"]
         there = carlang(*common, *extra, *on_workers, cwd=project)
         assert there.returncode == 0, there.stderr
-        assert "queued" in there.stderr
+        assert there.stderr.startswith(_sending(database)), there.stderr
+        assert there.stderr.count("sending tasks") == 1 and there.stderr.count("done: ") == 1
         assert there.stdout.replace("there.json", "here.json") == here.stdout, extra
         assert (project / "there.json").read_text() == (project / "here.json").read_text()
 
