@@ -26,6 +26,8 @@ import re
 import shlex
 import sqlite3
 import sys
+import threading
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -640,6 +642,44 @@ def launch(
             polling_interval_sec=POLLING_INTERVAL.get(queue, 1.0),
             on_conflict="always_update" if given else "never_update",
         )
+    # Seen by the commands that queue work and wait for it (`records.workers_seen`).
+    _heartbeats.append(_Heartbeat(database, executor or "local", list(queues) if queues else None))
+
+
+class _Heartbeat:
+    """Says every `records.HEARTBEAT_S` seconds, in the runs database, that this process
+    serves its queues (`records.beat`), from a thread of its own, until `stop`."""
+
+    def __init__(self, database: str, worker: str, queues: list[str] | None) -> None:
+        self.database = database
+        self.instance = uuid.uuid4().hex
+        self.worker = worker
+        self.queues = queues
+        self._stopping = threading.Event()
+        self._beat()  # seen from the start (a submitter may look right away)
+        self._thread = threading.Thread(target=self._run, name="carlang-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        try:
+            records.beat(self.database, self.instance, self.worker, self.queues)
+        except Exception:  # noqa: BLE001 - a missed beat is retried; the work goes on
+            logging.getLogger(__name__).debug("heartbeat failed", exc_info=True)
+
+    def _run(self) -> None:
+        while not self._stopping.wait(records.HEARTBEAT_S):
+            self._beat()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._thread.join(timeout=10)
+        try:
+            records.forget_worker(self.database, self.instance)
+        except Exception:  # noqa: BLE001 - then it is seen for HEARTBEAT_S more, no longer
+            logging.getLogger(__name__).debug("heartbeat not removed", exc_info=True)
+
+
+_heartbeats: list[_Heartbeat] = []
 
 
 def _launch_on(database: str, config: Mapping[str, Any], queues: Sequence[str] | None) -> None:
@@ -945,6 +985,8 @@ def _sqlite_engine(database: str) -> Any:
 def shutdown() -> None:
     """Stop DBOS in this process (what it was running is recovered by the next launch)."""
     if _launched:
+        while _heartbeats:
+            _heartbeats.pop().stop()
         DBOS.destroy(destroy_registry=False)
         records.dispose(_launched[0])
         _launched.clear()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from carlang_runtime.policy import PolicySet
 from dbos import DBOS, DBOSClient
 from pydantic import TypeAdapter
 
+from . import records
 from .backend import (
     PLANNER_QUEUE,
     POLLING_INTERVAL,
@@ -199,6 +201,8 @@ def search_batch(batch: dict[str, Any]) -> list[float | None]:
 
 #: The statuses of a batch's workflow that are final: its result (or error) is there.
 _FINISHED = frozenset({"SUCCESS", "ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"})
+#: How often the wait looks at the batches' statuses, in seconds.
+_POLL_S = 0.2
 
 
 @dataclass
@@ -207,13 +211,16 @@ class Experiments:
     in a `with` block (it holds a connection).
 
     `progress` is told, a line at a time, what goes on: once, when the first tasks go to the
-    workers (where, and how to start a worker); and at the end, how many tasks there were in
-    all, how many were queued now and how many an earlier run of the same experiment had
-    queued or already done (a batch's workflow id is a digest of its inputs: those are
+    workers (where, and how to start a worker); when no worker serving the queue has been
+    seen for `notice_after` seconds while tasks wait (a worker says it is alive every few
+    seconds: `records.beat`), and when one is seen again; and at the end, how many tasks there
+    were in all, how many were queued now and how many an earlier run of the same experiment
+    had queued or already done (a batch's workflow id is a digest of its inputs: those are
     collected, not queued again)."""
 
     database: str
     progress: Callable[[str], None] | None = None
+    notice_after: float = 10.0
     _client: DBOSClient | None = None
     _queued: int = 0  # tasks queued by this process
     _earlier: int = 0  # tasks an earlier run queued, unfinished when this one looked
@@ -242,6 +249,7 @@ class Experiments:
         if self._client is not None:
             self._client.destroy()
             self._client = None
+            records.dispose(self.database)
         total = self._queued + self._earlier + self._done
         if total and _ended_well(error) and not self._failed:
             counts = [
@@ -353,18 +361,60 @@ class Experiments:
         return ids
 
     def _wait(self, ids: list[str]) -> list[Any]:
-        """The results of the workflows `ids`, in order."""
+        """The results of the workflows `ids`, in order, once each has finished; saying so
+        (`progress`) when no worker serving the queue is seen while they wait."""
+        client = self._client
+        assert client is not None
+        waiting = set(ids)
+        started = time.monotonic()
+        look_at = started + self.notice_after  # when to look for workers next
+        unserved = False  # whether the last look found none (and said so)
+        while True:
+            statuses = client.list_workflows(
+                workflow_ids=sorted(waiting), load_input=False, load_output=False
+            )
+            for status in statuses:
+                if str(status.status) in _FINISHED:
+                    waiting.discard(status.workflow_id)
+                    if str(status.status) != "SUCCESS":  # failed: said now, not after the rest
+                        self._result(ids, status.workflow_id)
+            if not waiting:
+                break
+            now = time.monotonic()
+            if now >= look_at:
+                look_at = now + records.HEARTBEAT_S
+                unserved = self._look_for_workers(len(waiting), unserved)
+            time.sleep(_POLL_S)
+        return [self._result(ids, workflow_id) for workflow_id in ids]
+
+    def _result(self, ids: list[str], workflow_id: str) -> Any:
+        """The result of a finished batch, or `CarlangRuntimeError` saying which failed."""
         assert self._client is not None
-        results: list[Any] = []
-        for number, workflow_id in enumerate(ids):
-            try:
-                handle: Any = self._client.retrieve_workflow(workflow_id)
-                results.append(handle.get_result(polling_interval_sec=0.2))
-            except Exception as exc:  # a worker's failure, re-raised here: say which batch
-                raise CarlangRuntimeError(
-                    f"batch {number + 1} of {len(ids)} failed on a worker: {exc}"
-                ) from None
-        return results
+        try:
+            return self._client.retrieve_workflow(workflow_id).get_result()
+        except Exception as exc:  # a worker's failure, re-raised here: say which batch
+            number = ids.index(workflow_id) + 1
+            raise CarlangRuntimeError(
+                f"batch {number} of {len(ids)} failed on a worker: {exc}"
+            ) from None
+
+    def _look_for_workers(self, waiting: int, unserved: bool) -> bool:
+        """Whether no worker serving the queue has been seen lately, saying so when that
+        changes."""
+        within = max(self.notice_after, 3 * records.HEARTBEAT_S)
+        try:
+            seen = records.workers_seen(self.database, PLANNER_QUEUE, within=within)
+        except Exception:  # noqa: BLE001 - a look that fails is no news; the wait goes on
+            return unserved
+        if not seen and not unserved:
+            self._say(
+                f"no worker serving {PLANNER_QUEUE} has been seen on {self._shown} in the last"
+                f" {within:g}s: {waiting} task(s) wait for one (start one with:"
+                f" {self._start_a_worker()})"
+            )
+        elif seen and unserved:
+            self._say(f"a worker now serves {PLANNER_QUEUE} ({', '.join(seen)}); waiting for it")
+        return not seen
 
 
 def _ended_well(error: BaseException | None) -> bool:

@@ -10,8 +10,13 @@ for us.
   its writes are fenced off), so the resumed run would call the tool again; the result is kept
   here instead, and the resumed run's step returns it rather than calling the tool.
 
-A row is never changed once written, so reading one inside a workflow is deterministic: a
-replay reads what the first execution read.
+- **Workers seen** (`carlang_workers`): one row per process serving the database (`carlang
+  worker`, a foreground run), the queues it serves and when it last said it was alive (every
+  `HEARTBEAT_S` seconds, by the database's clock). A command that queues work and waits for it
+  says so when no worker serving its queue has been seen for a while. Never read by a workflow.
+
+An approval answer or a late step is never changed once written, so reading one inside a
+workflow is deterministic: a replay reads what the first execution read.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ __all__ = [
     "describe_answer",
     "record_late_step",
     "late_steps",
+    "HEARTBEAT_S",
+    "beat",
+    "forget_worker",
+    "workers_seen",
     "dispose",
 ]
 
@@ -51,6 +60,20 @@ _LATE_STEPS = sa.Table(
     sa.Column("name", sa.Text, nullable=False),
     sa.Column("output", sa.Text, nullable=False),  # JSON (a step's record is JSON-ready data)
 )
+
+_WORKERS = sa.Table(
+    "carlang_workers",
+    _METADATA,
+    sa.Column("instance", sa.Text, primary_key=True),  # one process (a uuid)
+    sa.Column("worker", sa.Text, nullable=False),  # its --id (DBOS's executor id)
+    sa.Column("queues", sa.Text, nullable=True),  # JSON list of the queues served; NULL: all
+    sa.Column("seen", sa.Float, nullable=False),  # epoch seconds, by the database's clock
+)
+
+#: How often a worker says it is alive, in seconds.
+HEARTBEAT_S = 5.0
+#: A worker not seen for this long is forgotten (its row deleted by the next one that beats).
+_FORGOTTEN_AFTER_S = 86_400.0
 
 _engines: dict[str, sa.Engine] = {}
 _lock = threading.Lock()
@@ -164,6 +187,55 @@ def late_steps(database: str, run_id: str) -> dict[int, tuple[str, Any]]:
     with _engine(database).connect() as connection:
         rows = connection.execute(query).all()
     return {int(step_id): (str(name), json.loads(output)) for step_id, name, output in rows}
+
+
+def _clock(engine: sa.Engine) -> Any:
+    """The database's time in epoch seconds, as SQL: the one clock every worker and every
+    submitter reads, whatever their machines' clocks say."""
+    if engine.dialect.name == "postgresql":
+        return sa.literal_column("extract(epoch from clock_timestamp())::float8")
+    return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)")
+
+
+def beat(database: str, instance: str, worker: str, queues: list[str] | None) -> None:
+    """Say that process `instance` (worker `worker`, serving `queues`, None: every queue) is
+    alive now; forget the workers not seen for a day."""
+    engine = _engine(database)
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    values = {
+        "instance": instance,
+        "worker": worker,
+        "queues": None if queues is None else json.dumps(queues),
+        "seen": _clock(engine),
+    }
+    statement = (
+        dialect.insert(_WORKERS)
+        .values(**values)
+        .on_conflict_do_update(index_elements=["instance"], set_={"seen": _clock(engine)})
+    )
+    stale = sa.delete(_WORKERS).where(_WORKERS.c.seen < _clock(engine) - _FORGOTTEN_AFTER_S)
+    with engine.begin() as connection:
+        connection.execute(statement)
+        connection.execute(stale)
+
+
+def forget_worker(database: str, instance: str) -> None:
+    """Process `instance` stops serving: it is no longer seen."""
+    with _engine(database).begin() as connection:
+        connection.execute(sa.delete(_WORKERS).where(_WORKERS.c.instance == instance))
+
+
+def workers_seen(database: str, queue: str, within: float) -> list[str]:
+    """The workers (their ids) serving `queue` that were seen in the last `within` seconds."""
+    engine = _engine(database)
+    query = sa.select(_WORKERS.c.worker, _WORKERS.c.queues).where(
+        _WORKERS.c.seen >= _clock(engine) - within
+    )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return sorted(
+        {str(worker) for worker, queues in rows if queues is None or queue in json.loads(queues)}
+    )
 
 
 def dispose(database: str | None = None) -> None:

@@ -5,12 +5,15 @@ is byte for byte the in-process one. One worker on SQLite; two on a private Post
 from __future__ import annotations
 
 import importlib.util
+import queue
 import shutil
 import subprocess
 import sys
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -151,6 +154,55 @@ def test_a_sweep_on_two_postgres_workers_gives_the_in_process_output(
     by_worker = Counter(executor for (name, executor), n in done.items() for _ in range(n))
     assert sum(n for (name, _), n in done.items() if name == "carlang_rank_batch") == 20
     assert by_worker["p1"] > 0 and by_worker["p2"] > 0, done  # every worker took some
+
+
+@pytest.mark.slow
+def test_a_sweep_without_a_worker_says_so_then_a_worker_serves_it(
+    project: Path, workers: list[subprocess.Popen[bytes]], postgres_database: str
+) -> None:
+    """No worker on the database: the command says so on stderr (it waited in silence, for
+    ever); a worker started then serves it, and the output is the in-process one."""
+    rank = ["rank", "plans.car", "--feedback", "feedback.json", *SWEEP, "--format", "csv"]
+    here = carlang(*rank, cwd=project)
+    assert here.returncode == 0, here.stderr
+    with subprocess.Popen(
+        [sys.executable, "-m", "carlang", *rank, "--backend", "dbos"]
+        + ["--database", postgres_database],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as command:
+        try:
+            assert command.stderr is not None and command.stdout is not None
+            lines = _lines_of(command.stderr)
+            assert lines.get(timeout=60) == _sending(postgres_database)
+            assert lines.get(timeout=60) == (
+                f"no worker serving carlang_planner has been seen on {postgres_database} in the"
+                " last 15s: 1 task(s) wait for one (start one with: carlang worker --database"
+                f" {postgres_database})\n"
+            )
+            workers.append(_worker(postgres_database, "w1", project))
+            assert command.stdout.read() == here.stdout
+            assert command.wait(timeout=120) == 0
+            rest = "".join(iter(lambda: lines.get(timeout=10), ""))
+            rest = rest.replace("a worker now serves carlang_planner (w1); waiting for it\n", "")
+            assert rest == here.stderr + _done(postgres_database, 1, "queued now")
+        finally:
+            command.kill()
+
+
+def _lines_of(stream: IO[str]) -> queue.Queue[str]:
+    """The lines of `stream` as they come, read by a thread; "" once it ends."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def read() -> None:
+        for line in stream:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
 
 
 @pytest.mark.slow

@@ -1,0 +1,91 @@
+"""Workers say they are alive (`carlang_workers` in the runs database), and a command that
+queues planner tasks and waits for them says so when no worker serving the queue is seen,
+instead of waiting in silence (a worker on another database, or none started)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dbos.support import wait_for
+
+pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+
+from carlang_dbos import records  # noqa: E402 - after the skip: imports dbos
+from carlang_dbos.experiments import Experiments  # noqa: E402
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    yield url
+    records.dispose(url)
+
+
+def test_a_worker_is_seen_while_it_beats_for_the_queues_it_serves(database: str) -> None:
+    records.beat(database, "i1", "w1", None)  # every queue
+    records.beat(database, "i2", "gpu-1", ["gpu"])
+    assert records.workers_seen(database, "carlang_planner", within=15) == ["w1"]
+    assert records.workers_seen(database, "gpu", within=15) == ["gpu-1", "w1"]
+    records.beat(database, "i2", "gpu-1", ["gpu"])  # again: the same row, seen later
+    records.forget_worker(database, "i1")
+    assert records.workers_seen(database, "carlang_planner", within=15) == []
+    time.sleep(0.3)
+    assert records.workers_seen(database, "gpu", within=0.1) == []  # not seen lately
+    assert records.workers_seen(database, "gpu", within=15) == ["gpu-1"]
+
+
+def test_a_wait_says_when_no_worker_is_seen_and_when_one_is(database: str) -> None:
+    said: list[str] = []
+    experiments = Experiments(database, said.append)
+    assert experiments._look_for_workers(3, unserved=False) is True
+    assert said == [
+        f"no worker serving carlang_planner has been seen on {database} in the last 15s:"
+        f" 3 task(s) wait for one (start one with: carlang worker --database {database})"
+    ]
+    assert experiments._look_for_workers(3, unserved=True) is True
+    assert len(said) == 1  # said once, not at every look
+    records.beat(database, "i1", "w9", ["carlang_planner"])
+    assert experiments._look_for_workers(2, unserved=True) is False
+    assert said[1:] == ["a worker now serves carlang_planner (w9); waiting for it"]
+
+
+def test_the_way_to_start_a_worker_leaves_a_password_to_the_environment() -> None:
+    hidden = Experiments("postgresql://ops:s3cret@db/runs")
+    assert hidden._start_a_worker() == (
+        "carlang worker, CARLANG_DATABASE set to the runs database's URL"
+    )
+    assert hidden._shown == "postgresql://ops:***@db/runs"
+    shown = Experiments("postgresql://ops@db/runs")
+    assert shown._start_a_worker() == "carlang worker --database postgresql://ops@db/runs"
+
+
+@pytest.mark.slow
+def test_a_worker_process_is_seen_until_it_stops(database: str, tmp_path: Path) -> None:
+    from carlang_dbos.backend import sqlite_problem
+
+    if sqlite_problem() is not None:
+        pytest.skip(sqlite_problem() or "")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "carlang", "worker", "--database", database]
+        + ["--id", "w7", "--queue", "gpu"],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(lambda: records.workers_seen(database, "gpu", within=15) == ["w7"])
+        assert records.workers_seen(database, "carlang_planner", within=15) == []  # not its
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+        assert records.workers_seen(database, "gpu", within=15) == []  # it said it stopped
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
