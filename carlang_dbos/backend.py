@@ -51,6 +51,7 @@ from carlang_runtime.engine.run import ProposalRun
 from carlang_runtime.engine.state import check_tenant
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.ir import Action, ActionProposal, CelPolicy, Program, ProposalResult
+from carlang_runtime.redact import shown_url
 from dbos import DBOS, DBOSClient, SetWorkflowID
 from dbos import error as dbos_error
 
@@ -715,26 +716,6 @@ _POSTGRES_URL = re.compile(
     r"(?:\?(?P<query>.*))?",
     re.DOTALL,
 )
-
-
-def shown_url(database: str) -> str:
-    """`database` as a message may show it: its password, if it has one, as `***` (a
-    message goes to terminals, CI logs and bug reports). Any text, well-formed or not: the
-    password is whatever follows the user name's `:` up to the last `@` (more than the
-    password is hidden when its query holds an `@`, never less)."""
-    scheme, separator, rest = database.partition("://")
-    if not separator:
-        return database
-    at = rest.rfind("@")
-    user = re.match(r"[^:/@]*:", rest)
-    if at >= 0 and user is not None and user.end() <= at:
-        return f"{scheme}://{user.group()}***{rest[at:]}"
-    # No `@`: `user:password/db`, read as host and port, is a password written without its
-    # host. A port that is not a number is hidden too.
-    port = re.match(r"([^:/@\[?]*:)([^/?]*[^/?0-9][^/?]*)", rest)
-    if port is not None:
-        return f"{scheme}://{port.group(1)}***{rest[port.end() :]}"
-    return database
 
 
 def has_password(database: str) -> bool:

@@ -236,10 +236,21 @@ def _text_forms(value: Any) -> set[str]:
     return leaves | {form for form in forms if len(form) >= MIN_SEARCHED}
 
 
-_URL_PASSWORD: Final = re.compile(r"(://[^:/@]*:)[^@/]*@")
-
-
 def shown_url(url: str) -> str:
-    """`url` as a message may show it: the password of a `user:password@` in it as `***` (a
-    message goes to terminals, CI logs and bug reports)."""
-    return _URL_PASSWORD.sub(r"\1***@", url)
+    """`url` as a message may show it: its password, if it has one, as `***` (a message goes
+    to terminals, CI logs and bug reports). Any text, well-formed or not: the password is
+    whatever follows the user name's `:` up to the last `@` (more than the password is
+    hidden when its query holds an `@`, never less)."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    at = rest.rfind("@")
+    user = re.match(r"[^:/@]*:", rest)
+    if at >= 0 and user is not None and user.end() <= at:
+        return f"{scheme}://{user.group()}***{rest[at:]}"
+    # No `@`: `user:password/db`, read as host and port, is a password written without its
+    # host. A port that is not a number is hidden too.
+    port = re.match(r"([^:/@\[?]*:)([^/?]*[^/?0-9][^/?]*)", rest)
+    if port is not None:
+        return f"{scheme}://{port.group(1)}***{rest[port.end() :]}"
+    return url

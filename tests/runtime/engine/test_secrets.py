@@ -242,3 +242,20 @@ def test_a_short_secret_is_not_searched_for_and_keys_are_never_cut() -> None:
         "error": f"auth failed for {REDACTED}",
     }
     assert scrub.value({"hunter2": 1, "hunter2s": 2}) == {REDACTED: 1, "hunter2s": 2}
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://user:pw@127.0.0.1:8000/v1", "http://user:***@127.0.0.1:8000/v1"),
+        ("postgresql://u:pa/ss@h/d", "postgresql://u:***@h/d"),  # a `/` in the password
+        ("postgresql://u:p@ss@h:5432/d", "postgresql://u:***@h:5432/d"),  # an `@` in it
+        ("postgresql://u:secret/d", "postgresql://u:***/d"),  # written without its host
+        ("https://host:8443/v1", "https://host:8443/v1"),
+        ("not a url", "not a url"),
+    ],
+)
+def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
+    from carlang_runtime.redact import shown_url
+
+    assert shown_url(url) == shown
