@@ -89,7 +89,9 @@ def task_document(task: Task) -> dict[str, Any]:
             "capability": _dump(task.governance.capability),
             "budget": _dump(task.governance.budget),
         },
-        "plan": _dump(task.plan),
+        # only what the plan wrote: a cost target's unset fields are not the plan's settings
+        # (`target actions 3` alone must not fix cost_weight on the workers either)
+        "plan": task.plan.model_dump(mode="json", exclude_unset=True) if task.plan else None,
     }
 
 

@@ -295,3 +295,23 @@ def test_a_search_on_two_postgres_workers_gives_the_in_process_output(
     done = _executors(postgres_database)
     searched = {e: n for (name, e), n in done.items() if name == "carlang_search_batch"}
     assert searched.get("p1", 0) > 0 and searched.get("p2", 0) > 0, done
+
+
+def test_a_task_sent_to_the_workers_keeps_only_what_its_plan_wrote() -> None:
+    """A plan's `target actions 3` sets that alone: after the trip through the queue, the
+    workers still take cost_weight from the config, as in process (a dump of every field made
+    the cost target's defaults the plan's own settings there)."""
+    from carlang_dbos.experiments import task_document, task_from_document
+    from carlang_runtime import ir
+    from carlang_runtime.experiments import Task
+    from carlang_runtime.planner import PlannerConfig, plan_config
+
+    target = ir.CostTarget.model_construct(target_actions=3)
+    plan = ir.Plan.model_construct(name="p", candidates=["a"], settings={}, cost_target=target)
+    task = Task(id="t", candidates=[ir.ActionProposal(id="a", actions=[])], plan=plan)
+    sent = task_from_document(task_document(task))
+    base = PlannerConfig().with_settings({"cost_weight": 0.9})
+    assert sent.plan is not None
+    here, there = plan_config(plan, base), plan_config(sent.plan, base)
+    assert (there.cost_weight, there.target_actions) == (here.cost_weight, here.target_actions)
+    assert there.cost_weight == 0.9
