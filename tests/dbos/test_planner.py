@@ -301,10 +301,11 @@ def test_a_task_sent_to_the_workers_keeps_only_what_its_plan_wrote() -> None:
     """A plan's `target actions 3` sets that alone: after the trip through the queue, the
     workers still take cost_weight from the config, as in process (a dump of every field made
     the cost target's defaults the plan's own settings there)."""
-    from carlang_dbos.experiments import task_document, task_from_document
     from carlang_runtime import ir
     from carlang_runtime.experiments import Task
     from carlang_runtime.planner import PlannerConfig, plan_config
+
+    from carlang_dbos.experiments import task_document, task_from_document
 
     target = ir.CostTarget.model_construct(target_actions=3)
     plan = ir.Plan.model_construct(name="p", candidates=["a"], settings={}, cost_target=target)
