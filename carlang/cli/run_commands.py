@@ -677,7 +677,8 @@ def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
             {
                 "run_id": run_id,
                 "started": record["timestamp"],
-                "status": "interrupted",
+                # no run_completed (yet): still running, or stopped before it ended
+                "status": "unfinished",
                 "events": 0,
                 "proposal": record.get("proposal_id"),
                 "rejected": 0,

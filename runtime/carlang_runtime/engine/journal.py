@@ -56,8 +56,17 @@ _COMMIT_ON = (
         EventKind.PROPOSAL_RECEIVED,
         EventKind.STATE_SNAPSHOT,
         EventKind.STATE_ROLLBACK,
+        # before a wait (a tool's call, a retry's pause; an approval flushes the log itself):
+        # no write lock is held across it, so another process's run on the same journal is
+        # not locked out
+        EventKind.ACTION_EXECUTING,
+        EventKind.ACTION_RETRYING,
+        EventKind.COMPENSATION_STARTED,
     }
 )
+
+#: How long a write waits for another process's (a run sharing the journal) to finish.
+_BUSY_SECONDS = 60.0
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -65,7 +74,9 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise EventLogError(
             f"{path}: no such directory {path.parent}: create it, or name a file in one that exists"
         )
-    connection = sqlite3.connect(str(path), isolation_level="DEFERRED", check_same_thread=False)
+    connection = sqlite3.connect(
+        str(path), isolation_level="DEFERRED", check_same_thread=False, timeout=_BUSY_SECONDS
+    )
     try:
         _refuse_other_databases(path, connection)
     except BaseException:

@@ -937,6 +937,9 @@ class ProposalRun:
         request = ApprovalRequest(
             action, self.proposal.id, policies, self.session, self.scope, shown
         )
+        # a person may take minutes: nothing written is held back (or keeps a shared journal
+        # locked for another process's run) while they do
+        self.rt.events.flush()
         answer = self.rt.approval.review(request)
         if inspect.isawaitable(answer):
             answer = await answer

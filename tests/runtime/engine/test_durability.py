@@ -402,3 +402,41 @@ def test_a_redacted_run_that_relied_on_a_default_resumes(tmp_path: Path) -> None
     finally:
         again.close()  # (its journal's connection: Python 3.13 warns of one left open)
     assert calls == ["a", "b", "b"]
+
+
+def test_two_runs_share_one_journal_while_a_tool_of_one_takes_its_time(tmp_path: Path) -> None:
+    """Two runtimes (two processes, in production) writing one journal: while a tool of the
+    first runs, no write transaction of its holds the journal, so the second run writes its
+    events (it waited 5 s, then failed with 'database is locked' in the middle of its plan)."""
+    import threading
+
+    db = tmp_path / "shared.db"
+    second_done = threading.Event()
+    outcome: dict[str, Any] = {}
+
+    def waits_for_the_other() -> str:
+        assert second_done.wait(20), "the second run never finished"
+        return "done"
+
+    first = Runtime(events=EventLog([SqliteSink(db)]))
+    first.register_tool("wait", waits_for_the_other)
+    second = Runtime(events=EventLog([SqliteSink(db)]))
+    second.register_tool("quick", lambda: "quick")
+
+    def run_first() -> None:
+        outcome["first"] = first.execute(proposal(call("w", "wait")))
+
+    worker = threading.Thread(target=run_first)
+    worker.start()
+    time.sleep(0.3)  # the first run is inside its tool now
+    started = time.monotonic()
+    outcome["second"] = second.execute(proposal(call("q", "quick")))
+    waited = time.monotonic() - started
+    second_done.set()
+    worker.join(30)
+    first.close()
+    second.close()
+    assert statuses(outcome["second"]) == {"q": "succeeded"} and waited < 3
+    assert statuses(outcome["first"]) == {"w": "succeeded"}
+    with closing(EventStore(db)) as store:
+        assert len(store.runs()) == 2
