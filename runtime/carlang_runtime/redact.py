@@ -236,14 +236,24 @@ def _text_forms(value: Any) -> set[str]:
     return leaves | {form for form in forms if len(form) >= MIN_SEARCHED}
 
 
+#: A query parameter whose name says it carries a credential, up to its value.
+_QUERY_SECRET: Final = re.compile(
+    r"([?&][^=&#]*(?:token|key|secret|password|passwd|pwd|sig|signature|auth|credential)"
+    r"[^=&#]*=)[^&#]*",
+    re.IGNORECASE,
+)
+
+
 def shown_url(url: str) -> str:
-    """`url` as a message may show it: its password, if it has one, as `***` (a message goes
-    to terminals, CI logs and bug reports). Any text, well-formed or not: the password is
+    """`url` as a message may show it: its password, if it has one, and the values of query
+    parameters named for a credential (`token`, `api_key`, `sig`, ...), as `***` (a message
+    goes to terminals, CI logs and bug reports). Any text, well-formed or not: the password is
     whatever follows the user name's `:` up to the last `@` (more than the password is
     hidden when its query holds an `@`, never less)."""
     scheme, separator, rest = url.partition("://")
     if not separator:
         return url
+    rest = _QUERY_SECRET.sub(r"\1***", rest)  # `?token=...`, `&api_key=...`
     at = rest.rfind("@")
     user = re.match(r"[^:/@]*:", rest)
     if at >= 0 and user is not None and user.end() <= at:
@@ -253,4 +263,4 @@ def shown_url(url: str) -> str:
     port = re.match(r"([^:/@\[?]*:)([^/?]*[^/?0-9][^/?]*)", rest)
     if port is not None:
         return f"{scheme}://{port.group(1)}***{rest[port.end() :]}"
-    return url
+    return f"{scheme}://{rest}"

@@ -3,6 +3,7 @@ retries with backoff, drops counted and reported, the run never blocked past the
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -26,6 +27,7 @@ class Collector:
         self.failures = failures
         self.delay = delay
         self.batches: list[list[dict[str, Any]]] = []
+        self.authorizations: list[str | None] = []
         self.attempts = 0
         collector = self
 
@@ -39,6 +41,7 @@ class Collector:
                     return
                 time.sleep(collector.delay)
                 assert self.headers["Content-Type"] == "application/json"
+                collector.authorizations.append(self.headers.get("Authorization"))
                 collector.batches.append(json.loads(body))
                 self.send_response(200)
                 self.end_headers()
@@ -115,6 +118,20 @@ def test_decision_events_arrive_in_batches(collector: Collector) -> None:
     assert all(len(batch) <= 4 for batch in collector.batches) and len(collector.batches) >= 3
     stats = sink.stats()
     assert (stats.sent, stats.dropped) == (10, 0) and sink.report() is None
+
+
+def test_a_user_and_password_in_the_url_are_sent_as_basic_auth(collector: Collector) -> None:
+    """urllib sends no credentials from a URL (it took `user:password@host` for a host name
+    and said the name was not known): the sink sends them as an Authorization header, and
+    never shows the password."""
+    url = collector.url.replace("http://", "http://admin:hun%40ter2@")
+    sink = HttpSink(url, batch_size=2, flush_interval=0.05)
+    _run(sink, 2)
+    sink.close()
+    assert len(collector.events()) == 2
+    token = base64.b64encode(b"admin:hun@ter2").decode()
+    assert set(collector.authorizations) == {f"Basic {token}"}
+    assert "hun" not in sink.url
 
 
 def test_failed_posts_are_retried_with_backoff() -> None:

@@ -252,6 +252,8 @@ def test_a_short_secret_is_not_searched_for_and_keys_are_never_cut() -> None:
         ("postgresql://u:p@ss@h:5432/d", "postgresql://u:***@h:5432/d"),  # an `@` in it
         ("postgresql://u:secret/d", "postgresql://u:***/d"),  # written without its host
         ("https://host:8443/v1", "https://host:8443/v1"),
+        ("http://h:1/d?token=abc123&page=2", "http://h:1/d?token=***&page=2"),
+        ("http://h/d?a=1&api_key=zz", "http://h/d?a=1&api_key=***"),
         ("not a url", "not a url"),
     ],
 )
