@@ -1029,12 +1029,8 @@ class ProposalRun:
             state = ToolState(self.writes) if tool.context_param else None
             try:
                 output = await self.invoke(tool, action, attempt, state, inline)
-            except TimeoutError as exc:
-                error = (
-                    f"timed out after {action.timeout_ms} ms"
-                    if action.timeout_ms is not None
-                    else str(exc) or "timed out"
-                )
+            except _DeadlinePassed:
+                error = f"timed out after {action.timeout_ms} ms"
             except ToolError as exc:
                 error = str(exc) or type(exc).__name__
             except Exception as exc:
@@ -1085,14 +1081,14 @@ class ProposalRun:
         if tool.is_async:
             if timeout is None:
                 return await fn(**kwargs)
-            return await asyncio.wait_for(fn(**kwargs), timeout)
+            return await _within(fn(**kwargs), timeout)
         if inline and timeout is None:
             return fn(**kwargs)
         loop = asyncio.get_running_loop()
         future = loop.run_in_executor(self.rt.executor, lambda: fn(**kwargs))
         if timeout is None:
             return await future
-        return await asyncio.wait_for(future, timeout)
+        return await _within(future, timeout)
 
     # -- results ---------------------------------------------------------------------------
 
@@ -1432,6 +1428,27 @@ def _recorded_decision(verdict: Mapping[str, Any]) -> Decision | None:
         for m in verdict["matches"]
     )
     return Decision(PolicyEffect(verdict["effect"]), matches)
+
+
+class _DeadlinePassed(Exception):
+    """The action's `timeout_ms` passed (not a `TimeoutError` the tool raised itself, which
+    is its own failure, reported as any exception of its is)."""
+
+
+async def _within(awaitable: Any, timeout: float) -> Any:
+    """`awaitable`'s result, or `_DeadlinePassed` once `timeout` seconds have gone by (the
+    attempt is cancelled: a coroutine stops at its next await; a thread cannot be stopped,
+    and its result is dropped)."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=timeout)
+    except asyncio.CancelledError:  # the run was cancelled while it waited
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        raise _DeadlinePassed
+    return task.result()
 
 
 def _describe(exc: BaseException) -> str:

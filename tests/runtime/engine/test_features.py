@@ -531,3 +531,34 @@ def test_carlangs_own_tool_errors_keep_their_words_others_get_their_type() -> No
         )
     )
     assert errors(result) == {"a": "MCP server 'fs' is not running", "b": "RuntimeError: kaboom"}
+
+
+def test_a_tools_own_timeout_error_is_its_failure_not_the_actions_deadline() -> None:
+    """A tool that raises TimeoutError at once (its own client gave up) failed as "timed out
+    after 5000 ms", the action's timeout, which never passed."""
+    import time as clock
+
+    def gives_up() -> None:
+        raise TimeoutError("the upstream did not answer")
+
+    async def gives_up_async() -> None:
+        raise TimeoutError("the upstream did not answer")
+
+    def sleeps() -> str:
+        clock.sleep(0.3)
+        return "late"
+
+    rt = Runtime()
+    rt.register_tool("gives_up", gives_up)
+    rt.register_tool("gives_up_async", gives_up_async)
+    rt.register_tool("sleeps", sleeps)
+    result = rt.execute(
+        proposal(
+            call("a", "gives_up", timeout_ms=5000, failure_behavior="skip"),
+            call("b", "gives_up_async", timeout_ms=5000, failure_behavior="skip"),
+            call("c", "gives_up", failure_behavior="skip"),
+            call("d", "sleeps", timeout_ms=50, failure_behavior="skip"),
+        )
+    )
+    own = "TimeoutError: the upstream did not answer"
+    assert errors(result) == {"a": own, "b": own, "c": own, "d": "timed out after 50 ms"}
