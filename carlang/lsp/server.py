@@ -10,6 +10,7 @@ never takes the server down.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +44,8 @@ class CarlangServer(LanguageServer):
         self._timer: asyncio.Task[None] | None = None
         self._features: Features | None = None
         self._last_change = 0.0
+        #: When the last compile ended: edits that queued up while it ran are a burst too
+        self._last_compiled = 0.0
         self._edited: Path | None = None
         self._shown_problems: set[str] = set()
 
@@ -93,6 +96,8 @@ class CarlangServer(LanguageServer):
             # and go on with the other files.
             self.report_internal_error(f"diagnosing {path.name}", exc)
             return
+        finally:
+            self._last_compiled = _now()
         self.text_document_publish_diagnostics(
             lsp.PublishDiagnosticsParams(uri=uri_of(path), diagnostics=diagnostics)
         )
@@ -118,7 +123,10 @@ class CarlangServer(LanguageServer):
         compiled once. The edited file comes first, then the files that import it."""
         loop = asyncio.get_running_loop()
         now = loop.time()
-        burst = now - self._last_change < self.debounce
+        # An edit read right after a compile (it waited for it: the compile blocks the loop)
+        # is part of a burst, however long ago its predecessor was read: else each edit
+        # typed during a long compile got a compile of its own, and the server fell behind.
+        burst = now - max(self._last_change, self._last_compiled) < self.debounce
         self._last_change = now
         self._pending.update(paths)
         self._edited = edited
@@ -273,3 +281,11 @@ def serve(debounce: float | None = None, **_: Any) -> None:
     if debounce is not None:
         server.debounce = debounce
     server.start_io()
+
+
+def _now() -> float:
+    """The event loop's clock (the one `schedule` reads), or the monotonic clock it uses."""
+    try:
+        return asyncio.get_running_loop().time()
+    except RuntimeError:  # published outside the loop (tests, the start-up scan)
+        return time.monotonic()

@@ -230,6 +230,41 @@ def test_a_burst_of_edits_is_compiled_once(tmp_path: Path) -> None:
     asyncio.run(edits())
 
 
+def test_edits_queued_behind_a_slow_compile_are_one_burst(tmp_path: Path) -> None:
+    """A compile blocks the server's loop: the edits typed meanwhile are read one after the
+    other once it ends, each long after the edit before it was read. They are still one burst,
+    compiled once (each got a compile of its own, and a large file fell minutes behind)."""
+    import asyncio
+    import time
+
+    pytest.importorskip("pygls", reason="the language server needs pygls (carlang[lsp])")
+    from carlang.lsp.server import CarlangServer
+
+    server = CarlangServer()
+    server.debounce = 0.1
+    compiles: list[Path] = []
+    main = (tmp_path / "main.car").resolve()
+
+    class SlowFeatures:
+        def diagnostics(self, path: Path) -> list[object]:
+            compiles.append(path)
+            time.sleep(0.3)  # a large file's compile, on the loop
+            return []
+
+    server._features = SlowFeatures()  # type: ignore[assignment]
+    server.text_document_publish_diagnostics = lambda params: None  # type: ignore[method-assign]
+
+    async def typing() -> None:
+        server.schedule(main, [main])  # after a pause: compiled at once (0.3 s, blocking)
+        for _ in range(5):  # the keystrokes that queued up meanwhile, each read when the
+            await asyncio.sleep(0.01)  # loop is free again: after the compile before it
+            server.schedule(main, [main])
+        await asyncio.sleep(0.6)
+
+    asyncio.run(typing())
+    assert len(compiles) == 2, compiles  # the first edit's, then one for the whole burst
+
+
 ALLOWED = """\
 tool unused() {}
 tool used() {}
