@@ -176,6 +176,18 @@ class _Printer:
         ):
             self.lines.append("")
 
+    def inner(self, end: int) -> None:
+        """Comments inside what was just written on one line (a parameter list or a call
+        written over several lines, now joined) go at the end of that line, in order: on it
+        still, a `# carlang: allow` pragma still accepts the warning of the line it was on,
+        and a note stays beside what it is about."""
+        found = self._pending_before(end)
+        if not found:
+            return
+        texts = [comment.text.rstrip() for comment in found]
+        self.lines[-1] += "  " + " ".join(texts)
+        self.last_end = max(self.last_end, found[-1].span.end)
+
     def trailing(self, end: int, before: int | None = None) -> None:
         """A comment on the same source line right after `end` (and before `before`) goes at
         the end of the line."""
@@ -201,6 +213,7 @@ class _Printer:
         """One line for `node`, with its comments."""
         self.leading(node.span.start, indent, first)
         self.lines.append("  " * indent + text)
+        self.inner(node.span.end)
         self.trailing(node.span.end)
 
     def block(
@@ -216,6 +229,7 @@ class _Printer:
         self.leading(node.span.start, indent, first)
         self.lines.append("  " * indent + head + " {")
         header_end = self.source.text.find("{", node.span.start)
+        self.inner(header_end if header_end != -1 else node.span.start)
         self.last_end = max(self.last_end, header_end + 1 if header_end != -1 else node.span.start)
         close = node.span.end - 1
         # (`tool a() { ... }  # note` on one line: the note is after the block or its first

@@ -87,6 +87,24 @@ def test_a_comment_after_a_one_line_block_stays_after_it() -> None:
     assert format_source(Source("t.car", out)) == out
 
 
+def test_comments_inside_what_is_joined_onto_one_line_stay_on_it() -> None:
+    """A parameter list, a call or an allow list written over several lines becomes one
+    line: the comments inside go at its end (they went below it, so a `# carlang: allow`
+    pragma no longer accepted the warning of its line, and `check` answered otherwise)."""
+    text = (
+        "tool never_used( # carlang: allow CL0207\n  y: int) {}\n"
+        "tool deploy(env: string, # after env\n  version: string)\n"
+        "capability c {\n  tools allow deploy, # deploy ok\n    never_used\n}\n"
+        'proposal q {\n  s = deploy(env: "a", # after arg\n    version: "1")\n}\n'
+    )
+    out = format_source(Source("t.car", text))
+    assert "tool never_used(y: int)  # carlang: allow CL0207\n" in out
+    assert "tool deploy(env: string, version: string)  # after env\n" in out
+    assert "  tools allow deploy, never_used  # deploy ok\n" in out
+    assert '  s = deploy(env: "a", version: "1")  # after arg\n' in out
+    assert format_source(Source("t.car", out)) == out
+
+
 def test_blank_lines_between_declarations_are_kept_once() -> None:
     assert fmt("tool a()\n\n\n\ntool b()\ntool c()\n") == "tool a()\n\ntool b()\ntool c()\n"
 
