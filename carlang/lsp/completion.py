@@ -93,6 +93,10 @@ class Completer:
         if _in_block(file.source.text, offset, "effects"):
             # `key = value`: a key, then a value (nothing to offer for it)
             return [] if "=" in before else self._state_items(path)
+        if re.fullmatch(r"\s*([A-Za-z_]\w*\s*=|action)\s*(set|read|assert)\s+[\w.]*", before):
+            return self._state_items(path)  # `s = set |`, `action read |`: a state key
+        if _in_test_state(file.source.text, offset):
+            return [] if ":" in before else self._state_items(path)  # a test's `state { k: v }`
         if re.fullmatch(r"\s*[A-Za-z_]\w*\s*=\s*[\w.]*", before) or re.fullmatch(
             r"\s*(action|compensate)\s+[\w.]*", before
         ):
@@ -376,6 +380,19 @@ def _enclosing_block(text: str, offset: int) -> str | None:
             depth -= 1
         index -= 1
     return None
+
+
+def _in_test_state(text: str, offset: int) -> bool:
+    """Whether `offset` is inside a test's `state { ... }` (its keys are the program's; a
+    top-level `state { }` declares new ones)."""
+    block = _enclosing_block(text, offset)
+    if block is None or not block.rstrip().endswith("state"):
+        return False
+    opening = text.rfind("{", 0, offset)
+    while opening > 0 and not text[:opening].rstrip().endswith("state"):
+        opening = text.rfind("{", 0, opening)
+    outer = _enclosing_block(text, opening) if opening > 0 else None
+    return outer is not None and outer.split()[:1] == ["test"]
 
 
 def _in_block(text: str, offset: int, head: str) -> bool:

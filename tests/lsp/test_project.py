@@ -384,6 +384,42 @@ def test_completion_offers_what_fits_where_the_cursor_is(tmp_path: Path) -> None
     assert {"distinct", "size"} <= set(listed) and "charAt" not in listed
 
 
+STATEFUL = """\
+tool deploy(env: string)
+state { ready: bool = false  build.*: bool }
+proposal rel {
+  s = set 
+  r = read 
+  go = deploy(env: "x") after s
+}
+test "x" {
+  action set 
+  state {  }
+  expect allow
+}
+"""
+
+
+def test_state_keys_are_offered_after_set_read_and_in_a_tests_state(tmp_path: Path) -> None:
+    """`s = set |` in a proposal (the line starts with the action's name, not `set`),
+    `action set |` in a test, and a test's `state { | }`: the program's state keys."""
+    path = (tmp_path / "s.car").resolve()
+    project = Project(tmp_path)
+    project.set_text(path, STATEFUL)
+    features = Features(project)
+    lines = STATEFUL.split("\n")
+
+    def labels(line: int, after: str) -> list[str]:
+        character = lines[line].index(after) + len(after)
+        position = lsp.Position(line=line, character=character)
+        return [item.label for item in features.completion(path, position).items]
+
+    for line, after in ((3, "set "), (4, "read "), (8, "action set "), (9, "state { ")):
+        assert "ready" in labels(line, after), (line, after)
+    # the program's own `state { }` declares keys: nothing to offer there
+    assert "ready" not in labels(1, "state { ")
+
+
 def test_definition_of_a_missing_import_goes_nowhere(tmp_path: Path) -> None:
     project, _lib, main = _project(tmp_path)
     text = 'import "missing.car"\n' + MAIN
