@@ -384,20 +384,24 @@ def test_completion_offers_what_fits_where_the_cursor_is(tmp_path: Path) -> None
     assert {"distinct", "size"} <= set(listed) and "charAt" not in listed
 
 
-STATEFUL = """\
-tool deploy(env: string)
-state { ready: bool = false  build.*: bool }
-proposal rel {
-  s = set 
-  r = read 
-  go = deploy(env: "x") after s
-}
-test "x" {
-  action set 
-  state {  }
-  expect allow
-}
-"""
+# (the cursor after `set `: the lines end in a space, written out so no editor trims it)
+STATEFUL = "\n".join(
+    [
+        "tool deploy(env: string)",
+        "state { ready: bool = false  build.*: bool }",
+        "proposal rel {",
+        "  s = set ",
+        "  r = read ",
+        '  go = deploy(env: "x") after s',
+        "}",
+        'test "x" {',
+        "  action set ",
+        "  state {  }",
+        "  expect allow",
+        "}",
+        "",
+    ]
+)
 
 
 def test_state_keys_are_offered_after_set_read_and_in_a_tests_state(tmp_path: Path) -> None:
