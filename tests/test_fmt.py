@@ -169,6 +169,31 @@ def test_fmt_stdin_to_stdout_and_diff_change_nothing(tmp_path: Path) -> None:
     assert result.exit_code == 0 and path.read_text() == neat  # plain fmt writes the fixes
 
 
+def test_fmt_diff_of_a_file_without_a_last_newline_is_a_patch_that_applies(
+    tmp_path: Path,
+) -> None:
+    """Its last line gets `\\ No newline at end of file` after it, as `diff` writes it
+    (joined to the next line, `patch` refused the diff as malformed)."""
+    import shutil
+    import subprocess
+
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    path = tmp_path / "n.car"
+    path.write_text('tool t(x: string) {}\nproposal p {\n a = t(x: "1")\n}')
+    result = CliRunner().invoke(app, ["fmt", "--diff", str(path)])
+    assert '-}\n\\ No newline at end of file\n+  a = t(x: "1")' in result.stdout
+    if shutil.which("patch") is None:
+        return
+    patch = tmp_path / "n.patch"
+    patch.write_text(result.stdout)
+    done = subprocess.run(["patch", str(path), str(patch)], capture_output=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert CliRunner().invoke(app, ["fmt", "--check", str(path)]).exit_code == 0
+
+
 def test_an_approval_timeout_goes_on_its_own_line_before_the_message() -> None:
     written = (
         'tool ship(env: string)\npolicy  p: require_approval ship when params.env == "prod"  # why\n'

@@ -107,7 +107,11 @@ def _unified_diff(before: str, after: str, name: str) -> str:
     lines = difflib.unified_diff(
         before.splitlines(keepends=True), after.splitlines(keepends=True), name, name
     )
-    return "".join(lines)
+    # a last line without its newline is marked as `diff` marks it: joined to the next one,
+    # the patch would not apply
+    return "".join(
+        line if line.endswith("\n") else line + "\n\\ No newline at end of file\n" for line in lines
+    )
 
 
 def _fmt_stdin(check: bool) -> int:
