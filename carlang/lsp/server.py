@@ -10,6 +10,7 @@ never takes the server down.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -158,8 +159,23 @@ class CarlangServer(LanguageServer):
             self.report_internal_error("publishing diagnostics", exc)
 
 
+class _QuietRefusals(logging.Filter):
+    """Keeps pygls from logging a request carlang refuses on purpose (a rename to a name that
+    is taken) as a failure with its traceback: the client gets the refusal and shows it, and
+    a traceback in the editor's output panel reads as a crash."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, JsonRpcException) and error.code != lsp.ErrorCodes.InternalError:
+            return False
+        return True
+
+
 def build_server() -> CarlangServer:
     """The server with every feature registered."""
+    rpc = logging.getLogger("pygls.protocol.json_rpc")
+    if not any(isinstance(f, _QuietRefusals) for f in rpc.filters):
+        rpc.addFilter(_QuietRefusals())
     server = CarlangServer()
 
     @server.feature(lsp.INITIALIZE)

@@ -516,3 +516,28 @@ def test_an_internal_error_is_one_short_line() -> None:
     assert "failed with RecursionError;" in internal_error_text("x", RecursionError())
     assert is_request(lsp.TEXT_DOCUMENT_HOVER) and is_request(lsp.SHUTDOWN)
     assert not is_request(lsp.TEXT_DOCUMENT_DID_OPEN) and not is_request(lsp.INITIALIZED)
+
+
+def test_a_refusal_is_not_logged_as_a_failure_with_a_traceback() -> None:
+    """pygls logs every JSON-RPC error with its traceback; a rename refused on purpose is
+    the client's to show, and a traceback in the editor's output panel reads as a crash."""
+    import logging
+    import sys
+
+    pytest.importorskip("pygls", reason="the language server needs pygls (carlang[lsp])")
+    from pygls.exceptions import JsonRpcException
+
+    from carlang.lsp.server import build_server
+
+    build_server()
+    rpc = logging.getLogger("pygls.protocol.json_rpc")
+
+    def record(code: int) -> logging.LogRecord:
+        try:
+            raise JsonRpcException("`x` is already a tool", code)
+        except JsonRpcException:
+            info = sys.exc_info()
+        return rpc.makeRecord(rpc.name, logging.ERROR, __file__, 1, "failed", (), info)
+
+    assert not rpc.filter(record(lsp.ErrorCodes.InvalidParams))
+    assert rpc.filter(record(lsp.ErrorCodes.InternalError))  # a bug is still logged
