@@ -432,3 +432,24 @@ def test_calls_refused_before_any_policy_are_counted_not_judged(tmp_path: Path) 
     rejected = "actions rejected before any policy decided"
     (note,) = [text for text in report["not_reconstructed"] if text.startswith(rejected)]
     assert report["not_reconstructed"][note] == 2
+
+
+def test_the_order_the_logs_are_named_in_changes_nothing(tmp_path: Path) -> None:
+    """Runs are judged in the order they started: a rate limit's clock ran backwards from one
+    log to the next, and `replay new.db old.db` found changes `replay old.db new.db` did not."""
+    logs = []
+    for name in ("older", "newer"):
+        log = tmp_path / f"{name}.jsonl"
+        rt = Runtime(events=EventLog([JsonlSink(log)]))
+        rt.register_tool("deploy", lambda env: env)
+        for n in range(2):
+            call = ir.Action(id=f"d{n}", type="tool_call", tool="deploy", parameters={"env": "x"})
+            rt.execute(ir.ActionProposal(id=f"{name}{n}", actions=[call]))
+        rt.close()
+        logs.append(log)
+    program = tmp_path / "limited.car"
+    program.write_text("tool deploy(env: string)\nrate_limit_tool deploy 2 per 1m\n")
+    _, forward, first = changes(logs[0], program, str(logs[1]))
+    _, backward, second = changes(logs[1], program, str(logs[0]))
+    assert first["categories"] == second["categories"] and forward == backward
+    assert first["changes"] == 2  # the newer log's two deploys, past the limit

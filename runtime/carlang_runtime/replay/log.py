@@ -114,10 +114,19 @@ def without_gc() -> Iterator[None]:
 
 
 def read_runs(paths: Iterable[Path]) -> list[RecordedProposal]:
-    """Every proposal run in the logs, in the order the logs give them (file by file). Raises
-    `EventLogError` for a log that cannot be read, saying where."""
+    """Every proposal run in the logs, in the order they started (the order the logs give
+    them, for runs started at the same time). Raises `EventLogError` for a log that cannot be
+    read, saying where. (In the order given, file by file, a rate limit's clock and a
+    session's history ran backwards from one log to the next: the verdicts depended on the
+    order the files were named in.)"""
     with without_gc():
-        return _read_runs(paths)
+        runs = _read_runs(paths)
+        runs.sort(key=_started)  # stable: a log's own order is kept among equals
+        return runs
+
+
+def _started(run: RecordedProposal) -> float:
+    return run.started
 
 
 def _read_runs(paths: Iterable[Path]) -> list[RecordedProposal]:
