@@ -100,11 +100,11 @@ def _text(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
         lines.append("not reconstructed:")
         for note, n in report.notes.most_common():
             lines.append(f"  {n} {note}")
-    failing = report.failing(fail_on)
+    problems = report.gate_problems(fail_on)
     lines.append("")
     lines.append(
-        f"{len(failing)} changes fail --fail-on {','.join(fail_on)}"
-        if failing
+        f"fails --fail-on {','.join(fail_on)}: {'; '.join(problems)}"
+        if problems
         else f"nothing --fail-on {','.join(fail_on)} names changes"
     )
     return "\n".join(lines)

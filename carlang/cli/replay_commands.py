@@ -79,8 +79,9 @@ def replay_command(
 ) -> None:
     """Re-decide every action recorded in event logs with the candidate program's policies,
     capabilities and budgets (the state, scope and history each had), and report the decisions
-    that change. Exit 0 when nothing --fail-on names changes (default: any), 1 otherwise (or
-    when the logs hold runs and none could be judged), 2 for bad input."""
+    that change. Exit 0 when nothing --fail-on names changes (default: any), 1 otherwise (and
+    when the candidate drops a tool, capability or budget the runs use, under `deny` or
+    `any`, or no run could be judged), 2 for bad input."""
     from carlang_runtime.engine import EventLogError
     from carlang_runtime.replay import read_runs, replay
 
@@ -114,11 +115,9 @@ def replay_command(
             f"warning: no decision was judged ({plural(report.runs, 'run')} read; {why}):"
             " nothing here shows the program's effect"
         )
-    # a gate that could judge none of the runs it was given (every tool renamed, the wrong
-    # program) must not pass: nothing shows the change is safe
-    unjudged = report.runs > 0 and report.judged_runs == 0
-    failed = unjudged or bool(report.failing(chosen_fail_on))
-    raise typer.Exit(EXIT_FAILED if failed else EXIT_OK)
+    # a gate that could judge none of the runs it was given, or whose candidate dropped a
+    # tool production calls, must not pass: nothing shows the change is safe
+    raise typer.Exit(EXIT_FAILED if report.gate_problems(chosen_fail_on) else EXIT_OK)
 
 
 def _known_runs(wanted: list[str], runs: list[Any], logs: list[Path]) -> None:

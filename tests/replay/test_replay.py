@@ -453,3 +453,24 @@ def test_the_order_the_logs_are_named_in_changes_nothing(tmp_path: Path) -> None
     _, backward, second = changes(logs[1], program, str(logs[0]))
     assert first["categories"] == second["categories"] and forward == backward
     assert first["changes"] == 2  # the newer log's two deploys, past the limit
+
+
+def test_a_candidate_that_drops_a_tool_production_calls_fails_the_gate(tmp_path: Path) -> None:
+    """Renaming or removing a tool makes its calls refused: a deny, for a gate. It passed as
+    long as some other run could still be judged."""
+    log = tmp_path / "run.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.register_tool("fetch", lambda url: url)
+    rt.register_tool("deploy", lambda env: env)
+    for tool, params in (("fetch", {"url": "https://x"}), ("deploy", {"env": "prod"})):
+        call = ir.Action(id="a", type="tool_call", tool=tool, parameters=params)
+        rt.execute(ir.ActionProposal(id=tool, actions=[call]))
+    rt.close()
+    program = tmp_path / "renamed.car"
+    program.write_text("tool fetch(url: string)\ntool ship(env: string)\n")
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert code == 1, out
+    assert "1 run could not be judged" in out and "does not declare tool 'deploy'" in out
+    assert "fails --fail-on any: 1 run the candidate cannot run (it dropped what they use)" in out
+    code, out = cli("replay", str(log), "--program", str(program), "--fail-on", "allow")
+    assert code == 0, out  # a gate on new allows only: dropping a tool allows nothing new

@@ -69,6 +69,9 @@ class Unjudged:
     run_id: str
     proposal_id: str
     reason: str
+    #: the candidate (or baseline) cannot judge it: it no longer declares the run's tool,
+    #: capability or budget, so those calls would now be refused (not a log's problem)
+    dropped: bool = False
 
 
 @dataclass
@@ -97,6 +100,23 @@ class ReplayReport:
     def by_tool(self) -> Counter[tuple[str, str]]:
         """Changes per (category, tool)."""
         return Counter((c.category, c.tool or "(no tool)") for c in self.changes)
+
+    def gate_problems(self, fail_on: Iterable[str]) -> list[str]:
+        """Why a CI gate with `--fail-on` fails (none: it passes): the changes it names;
+        runs whose tool, capability or budget the candidate dropped (their calls would now
+        be refused: a deny), when it names `deny` or `any`; runs, none of them judged."""
+        wanted = set(fail_on)
+        problems = []
+        failing = self.failing(wanted)
+        if failing:
+            problems.append(f"{len(failing)} {'change' if len(failing) == 1 else 'changes'}")
+        dropped = [u for u in self.unjudged if u.dropped]
+        if dropped and wanted & {"deny", "any"}:
+            runs = f"{len(dropped)} {'run' if len(dropped) == 1 else 'runs'}"
+            problems.append(f"{runs} the candidate cannot run (it dropped what they use)")
+        if self.runs and not self.judged_runs:
+            problems.append("no run could be judged")
+        return problems
 
     def failing(self, fail_on: Iterable[str]) -> list[Change]:
         """The changes `--fail-on` names: `deny` (to deny), `approval` (to require_approval),
@@ -306,7 +326,7 @@ def _replay(
             baseline.problem(proposal) if baseline is not None else None
         )
         if refusal is not None:
-            report.unjudged.append(Unjudged(run.run_id, run.proposal_id, refusal))
+            report.unjudged.append(Unjudged(run.run_id, run.proposal_id, refusal, dropped=True))
             continue
         report.judged_runs += 1
         if run.state is None:
