@@ -148,6 +148,8 @@ def _json(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
         "unchanged": report.unchanged,
         "changes": len(report.changes),
         "failing": len(report.failing(fail_on)),
+        # why the gate fails (empty: it passes), as the exit status says
+        "gate": report.gate_problems(fail_on),
         "categories": [
             {
                 "category": category,

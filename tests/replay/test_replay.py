@@ -474,3 +474,5 @@ def test_a_candidate_that_drops_a_tool_production_calls_fails_the_gate(tmp_path:
     assert "fails --fail-on any: 1 run the candidate cannot run (it dropped what they use)" in out
     code, out = cli("replay", str(log), "--program", str(program), "--fail-on", "allow")
     assert code == 0, out  # a gate on new allows only: dropping a tool allows nothing new
+    _, _, report = changes(log, program)
+    assert report["gate"] == ["1 run the candidate cannot run (it dropped what they use)"]
