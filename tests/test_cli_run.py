@@ -250,6 +250,21 @@ def test_a_tools_module_that_fails_to_import_is_the_users_error_not_an_internal_
     assert "internal error" not in out
 
 
+def test_events_are_not_appended_to_a_jsonl_file_that_is_no_event_log(tmp_path: Path) -> None:
+    program, tools = project(tmp_path)
+    dataset = tmp_path / "tasks.jsonl"
+    dataset.write_text('{"id": "t1", "candidates": []}\n')
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--events", str(dataset))
+    assert code == 2 and "not an event" in out and "looks like a task of a dataset" in out
+    assert dataset.read_text() == '{"id": "t1", "candidates": []}\n'  # left as it was
+    log = tmp_path / "run.jsonl"
+    for _ in range(2):  # an event log is appended to
+        code, out = run(
+            str(program), "--tools", f"{tools}:TOOLS", "--events", str(log), "--auto-approve"
+        )
+        assert code == 0, out
+
+
 def test_a_setup_function_that_raises_is_the_users_error_at_their_line(tmp_path: Path) -> None:
     program, _ = project(tmp_path)
     tools = tmp_path / "setups.py"

@@ -381,10 +381,37 @@ def _event_log(path: Path | None) -> Any:
         if path.suffix in SQLITE_SUFFIXES:
             return EventLog([SqliteSink(path)])
         if path.suffix == ".jsonl":
+            _refuse_other_jsonl(path)
             return EventLog([JsonlSink(path)])
     except OSError as exc:
         fail_usage(f"cannot write events to {path}: {(exc.strerror or str(exc)).lower()}")
     fail_usage(f"--events {path}: use a .jsonl file or a .db (SQLite) file")
+
+
+def _refuse_other_jsonl(path: Path) -> None:
+    """A usage error when `path` holds lines that are not events (a dataset, a proposal):
+    appended to, it would be no event log (`carlang events` and `replay` would refuse it),
+    as a SQLite database of another program is refused."""
+    import json
+
+    from carlang_runtime.engine.journal import not_an_event
+
+    try:
+        with path.open(encoding="utf-8") as lines:
+            first = next((line for line in lines if line.strip()), None)
+    except FileNotFoundError:
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        fail_usage(f"--events {path}: cannot read it: {exc}")
+    if first is None:
+        return
+    try:
+        record = json.loads(first)
+    except json.JSONDecodeError:
+        record = None
+    if not (isinstance(record, dict) and "kind" in record):
+        problem = not_an_event(path, 1, record)
+        fail_usage(f"--events {problem}; name a new file for the events")
 
 
 def _http_sink(url: str) -> Any:
