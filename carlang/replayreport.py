@@ -99,7 +99,7 @@ def _text(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
         lines.append("")
         lines.append("not reconstructed:")
         for note, n in report.notes.most_common():
-            lines.append(f"  {n} {note}")
+            lines.append(f"  {n} {_counted(n, note)}")
     problems = report.gate_problems(fail_on)
     lines.append("")
     lines.append(
@@ -256,7 +256,8 @@ def _junit(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
             f" by {c.responsible.policy or '?'} {_where(c.responsible)}".rstrip()
             for c in changes[: max(examples, 1) * 4]
         ]
-        message = quoteattr(f"{len(changes)} decisions change")
+        count = len(changes)
+        message = quoteattr(f"{count} {'decision changes' if count == 1 else 'decisions change'}")
         body = _xml_text("\n".join(lines))
         cases.append(
             f'    <testcase classname="replay" name={name}>\n'
@@ -323,3 +324,12 @@ def _csv(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
             ]
         )
     return out.getvalue().rstrip("\n")
+
+
+def _counted(count: int, note: str) -> str:
+    """A note (written for many: "runs with ...") for `count` of them: its first word
+    singular for one ("1 run with ...")."""
+    first, space, rest = note.partition(" ")
+    if count == 1 and first in ("runs", "decisions", "actions"):
+        return first[:-1] + space + rest
+    return note
