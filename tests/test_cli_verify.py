@@ -103,6 +103,11 @@ def test_verify_valid_json_with_state(tmp_path: Path) -> None:
         "conflicts",
         "evidence",
     }
+    # the state may be given as the JSON object itself, as `explain --state` takes it
+    inline = runner.invoke(app, ["verify", str(proposal), "--state", '{"k": 1}'])
+    assert inline.exit_code == 0, inline.output
+    bad = runner.invoke(app, ["verify", str(proposal), "--state", '{"k": tru}'])
+    assert bad.exit_code == 2 and "--state:1:7: error: invalid state: malformed JSON" in bad.output
 
 
 def test_verify_with_tool_schemas_and_max_actions(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import NoReturn, TypeVar
 
 from .console import EXIT_USAGE, Reported, echo_err, read_text
 
-__all__ = ["load_file", "report_load_error"]
+__all__ = ["load_file", "load_state_option", "report_load_error"]
 
 T = TypeVar("T")
 _MAX_PROBLEMS = 20
@@ -45,3 +45,18 @@ def load_file(path: Path, loader: Callable[[str], T], what: str) -> T:
         return loader(text)
     except IRLoadError as exc:
         report_load_error(path, exc)
+
+
+def load_state_option(value: Path) -> dict[str, object]:
+    """`--state`'s state: a JSON file, or the JSON object itself (`--state '{"ready": true}'`,
+    as `explain` and `eval` take it), its problems reported against the option."""
+    from carlang_runtime.errors import IRLoadError
+    from carlang_runtime.verify import load_state
+
+    text = str(value)
+    if not text.lstrip().startswith("{"):
+        return load_file(value, load_state, "state")
+    try:
+        return load_state(text)
+    except IRLoadError as exc:
+        report_load_error(Path("--state"), exc)

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from .common import echo, fail_usage, guarded
-from .inputs import load_file
+from .inputs import load_file, load_state_option
 from .verifying import TextOrJson, run_verify
 
 __all__ = ["register"]
@@ -19,7 +19,10 @@ __all__ = ["register"]
 ProposalArg = Annotated[
     Path, typer.Argument(help='A CAR proposal (JSON; bare or {"proposal": ...}); - reads stdin.')
 ]
-StateOpt = Annotated[Path | None, typer.Option("--state", help="Initial state: a JSON object.")]
+StateOpt = Annotated[
+    Path | None,
+    typer.Option("--state", help="Initial state: a JSON file, or a JSON object."),
+]
 FormatOpt = Annotated[TextOrJson, typer.Option("--format", help="Output format.")]
 
 
@@ -50,10 +53,10 @@ def simulate_command(
 ) -> None:
     """Print the state a proposal's declared effects leave (no tool is called)."""
     from carlang_runtime.ir import load_proposal
-    from carlang_runtime.verify import load_state, simulate
+    from carlang_runtime.verify import simulate
 
     loaded = load_file(proposal, load_proposal, "proposal")
-    initial = load_file(state, load_state, "state") if state is not None else None
+    initial = load_state_option(state) if state is not None else None
     final = simulate(loaded, initial)
     if output is TextOrJson.json:
         echo(json.dumps(final, indent=2, sort_keys=True))

@@ -72,7 +72,10 @@ def run_command(
         ),
     ] = None,
     state: Annotated[
-        Path | None, typer.Option("--state", help="Initial state (JSON object) over the program's.")
+        Path | None,
+        typer.Option(
+            "--state", help="Initial state over the program's: a JSON file, or a JSON object."
+        ),
     ] = None,
     events: Annotated[
         Path | None,
@@ -424,12 +427,11 @@ def _http_sink(url: str) -> Any:
 
 
 def _read_state(path: Path) -> dict[str, Any]:
-    """The initial state in `path`, its problems reported as `verify --state` reports them."""
-    from carlang_runtime.verify import load_state
+    """The initial state `--state` gives (a file, or the JSON object itself), its problems
+    reported as `verify --state` reports them."""
+    from .inputs import load_state_option
 
-    from .inputs import load_file
-
-    return load_file(path, load_state, "state")
+    return load_state_option(path)
 
 
 def _refuse_undeclared_state(program: ir.Program, path: Path, given: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .console import EXIT_FAILED, EXIT_OK, echo, fail_usage
-from .inputs import load_file
+from .inputs import load_file, load_state_option
 
 if TYPE_CHECKING:
     from carlang_runtime.ir import ActionProposal
@@ -90,7 +90,7 @@ def run_verify(
     """Verify the proposal in file `proposal` (`-`: standard input), print the result, and
     return the exit code: 0 valid, 1 invalid. Bad input raises (`console.UsageProblem`, or
     `console.Reported` once its problems are printed at their positions)."""
-    from carlang_runtime.verify import load_state, verify
+    from carlang_runtime.verify import verify
 
     if proposal.suffix == ".car":  # (JSON's "expecting value" at 1:1 would not say this)
         fail_usage(
@@ -98,7 +98,7 @@ def run_verify(
             f" verified by `carlang check {proposal}` (or made JSON by `carlang compile`)"
         )
     loaded = load_file(proposal, _proposal_to_verify, "proposal")
-    initial = load_file(state, load_state, "state") if state is not None else None
+    initial = load_state_option(state) if state is not None else None
     result = verify(loaded, initial, _tools_argument(tools, tool_schemas), max_actions)
     if output is TextOrJson.json:
         echo(result.model_dump_json(indent=2))
