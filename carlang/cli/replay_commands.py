@@ -97,8 +97,8 @@ def replay_command(
     except EventLogError as exc:
         fail_usage(str(exc))
     if run:
-        _known_runs(run, runs, logs)
-        runs = [r for r in runs if r.run_id in set(run)]
+        chosen = set(_known_runs(run, runs, logs))
+        runs = [r for r in runs if r.run_id in chosen]
     if tool:
         _known_tools(tool, runs, [candidate, *([reference] if reference else [])])
     report = replay(
@@ -120,20 +120,31 @@ def replay_command(
     raise typer.Exit(EXIT_FAILED if report.gate_problems(chosen_fail_on) else EXIT_OK)
 
 
-def _known_runs(wanted: list[str], runs: list[Any], logs: list[Path]) -> None:
-    """Refuse a `--run` no log holds (each one: a typo'd id among several would quietly leave
-    its run out), with the closest id or the ids there are."""
+def _known_runs(wanted: list[str], runs: list[Any], logs: list[Path]) -> list[str]:
+    """The run ids `--run` names (a unique prefix names its run, as `carlang events --run`
+    takes it); a usage error for one no log holds (each one: a typo'd id among several would
+    quietly leave its run out), with the closest id or the ids there are."""
     from carlang_runtime.suggest import did_you_mean
 
     recorded = list(dict.fromkeys(r.run_id for r in runs))
+    found = []
     for run_id in wanted:
         if run_id in recorded:
+            found.append(run_id)
             continue
+        starting = [r for r in recorded if r.startswith(run_id)]
+        if len(starting) == 1:
+            found.append(starting[0])
+            continue
+        if len(starting) > 1:
+            shown = ", ".join(starting[:5])
+            fail_usage(f"--run {run_id} names several runs ({shown}): give more of the id")
         hint = did_you_mean(run_id, recorded, "")
         if hint is None:
             shown = ", ".join(recorded[:5]) + (", ..." if len(recorded) > 5 else "")
             hint = f"the runs: {shown}" if recorded else "the logs hold no runs"
         fail_usage(f"no run {run_id} in {', '.join(map(str, logs))} ({hint})")
+    return found
 
 
 def _known_tools(wanted: list[str], runs: list[Any], judges: list[Any]) -> None:

@@ -186,17 +186,14 @@ def test_filters(finance_log: Path, tmp_path: Path) -> None:
     code, out = cli("replay", str(finance_log), "--program", str(program), "--run", "nope")
     assert code == 2 and "no run nope" in out and "(the runs: " in out
     recorded = read_runs([finance_log])[0].run_id
+    typo = recorded[:-1] + ("0" if recorded[-1] != "0" else "1")
     code, out = cli(
-        "replay",
-        str(finance_log),
-        "--program",
-        str(program),
-        "--run",
-        recorded,
-        "--run",
-        recorded[:-1],
+        "replay", str(finance_log), "--program", str(program), "--run", recorded, "--run", typo
     )
-    assert code == 2 and f"no run {recorded[:-1]} in" in out and f"did you mean {recorded}?" in out
+    assert code == 2 and f"no run {typo} in" in out and f"did you mean {recorded}?" in out
+    # a unique prefix names its run, as `carlang events --run` takes it
+    _, _, by_prefix = changes(finance_log, program, "--run", recorded[:6])
+    assert by_prefix["runs"] == 1
     # a typo'd tool would filter every decision out: refused, with a did-you-mean
     code, out = cli("replay", str(finance_log), "--program", str(program), "--tool", "pya")
     assert code == 2 and "--tool pya: no recorded action calls it" in out
