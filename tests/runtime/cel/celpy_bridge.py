@@ -301,6 +301,14 @@ def _patched_functions() -> dict[str, Any]:
             # is 0, int(true) is 1, bytes([]) is b"", ...).
             if not isinstance(value, accepted[name]) or isinstance(value, celtypes.BoolType):
                 raise TypeError("no such overload")
+            if (
+                name == "uint"
+                and isinstance(value, celtypes.DoubleType)
+                and not 0 <= float(value) < 2.0**64
+            ):
+                # Difference 25: a double outside uint64's range is a range error, as in
+                # cel-spec's conformance tests and cel-go (celpy: uint(-0.5) is 0u)
+                raise OverflowError("uint out of range")
             if name == "int" and isinstance(value, celtypes.TimestampType):
                 # Difference 15: whole seconds since the epoch, rounded down as Go's Unix()
                 # (celpy truncates a float toward zero, and loses precision doing so).

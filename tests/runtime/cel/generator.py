@@ -175,13 +175,14 @@ class Gen:
     def chance(self, p: float) -> bool:
         return self.draw(st.floats(0, 1)) < p
 
-    def expr(self, kind: str, depth: int) -> str:
-        """An expression meant to have type `kind` (`any` for whatever)."""
+    def expr(self, kind: str, depth: int, swap: bool = True) -> str:
+        """An expression meant to have type `kind` (`any` for whatever); `swap`: it may be of
+        another type on purpose, some of the time."""
         if kind == "any":
             kind = self.pick(TYPES)
         if kind != "bool" and depth > 0 and self.chance(0.06):
             return self.pick(BROKEN)  # the wrong thing, on purpose
-        if kind != "bool" and self.chance(0.05):
+        if kind != "bool" and swap and self.chance(0.05):
             kind = self.pick(TYPES)  # a value of another type where this one was wanted
         # A macro variable over a mixed list is of any type, so not in a bool's place.
         bound = [name for name, t in self.scope if t == kind or (t == "any" and kind != "bool")]
@@ -296,7 +297,8 @@ class Gen:
                 f"({self.expr('timestamp', depth)} {self.pick(['+', '-'])} "
                 f"{self.expr('duration', depth)})"
             )
-        return f"timestamp({self.expr('string', depth)})"
+        # (never another type: `timestamp(int)` is a deliberate difference, see above)
+        return f"timestamp({self.expr('string', depth, swap=False)})"
 
     def make_duration(self, depth: int) -> str:
         choice = self.pick(["diff", "sum", "conv"])
