@@ -131,6 +131,21 @@ class AstBuilder:
                 "a lone half)",
             )
             return "\ufffd"
+        control = next((i for i, c in enumerate(token[1]) if ord(c) < 0x20), None)
+        if control is not None:  # a tab typed into a string: JSON wants it escaped
+            char = token[1][control]
+            named = {"\t": ("a tab", "\\t"), "\r": ("a carriage return", "\\r")}
+            what, escape = named.get(char, (f"control character U+{ord(char):04X}", ""))
+            escape = escape or f"\\u{ord(char):04x}"
+            start = token[2] + control
+            self.diagnostics.error(
+                "CL0104",
+                f"{what} cannot be written as itself in a string",
+                self.file,
+                Span(start, start + 1),
+                help=f"write `{escape}` instead",
+            )
+            return token[1][1:-1]
         try:
             return _unquote(token[1])
         except ValueError:

@@ -105,6 +105,21 @@ def test_lone_surrogate_in_the_language_is_reported_at_its_column() -> None:
     assert summary('state { k: string = "\\ud83d\\ude00 \\\\ud800" }\n') == []  # a pair; `\\`
 
 
+@pytest.mark.parametrize(
+    ("char", "said", "escape"),
+    [("\t", "a tab", "\\t"), ("\r", "a carriage return", "\\r"), ("\x01", "U+0001", "\\u0001")],
+)
+def test_a_control_character_in_a_string_is_named_with_its_escape(
+    char: str, said: str, escape: str
+) -> None:
+    """JSON strings escape control characters: a tab typed into one was called an "invalid
+    escape", which it is not."""
+    [(code, message, line, column)] = summary(f'state {{ k: string = "a{char}b" }}\n')
+    assert (code, line, column) == ("CL0104", 1, 23) and said in message
+    found = compile_diagnostics(f'state {{ k: string = "a{char}b" }}\n').diagnostics.items[0]
+    assert found.help == f"write `{escape}` instead"
+
+
 def test_lone_surrogate_in_json_is_rejected_with_its_position() -> None:
     with pytest.raises(JsonTextError) as caught:
         parse_json('{"id": "a\\ud800"}')
