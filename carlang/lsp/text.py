@@ -15,9 +15,17 @@ def markdown(*parts: str) -> lsp.MarkupContent:
     return lsp.MarkupContent(kind=lsp.MarkupKind.Markdown, value="\n\n".join(p for p in parts if p))
 
 
+#: The longest text a hover shows of a declaration (a tool whose default value is a 200,000
+#: character string filled the editor's hover with it).
+HOVER_CHARS = 2000
+
+
 def code_block(text: str) -> str:
-    """A fenced carlang block."""
-    return f"```carlang\n{text.strip()}\n```"
+    """A fenced carlang block (cut at `HOVER_CHARS`, saying so)."""
+    text = text.strip()
+    if len(text) > HOVER_CHARS:
+        text = text[:HOVER_CHARS] + f" ... ({len(text) - HOVER_CHARS:,} more characters)"
+    return f"```carlang\n{text}\n```"
 
 
 def source_slice(source: Source, node: ast.Node) -> str:

@@ -541,3 +541,16 @@ def test_a_refusal_is_not_logged_as_a_failure_with_a_traceback() -> None:
 
     assert not rpc.filter(record(lsp.ErrorCodes.InvalidParams))
     assert rpc.filter(record(lsp.ErrorCodes.InternalError))  # a bug is still logged
+
+
+def test_a_hover_over_a_huge_declaration_is_cut(tmp_path: Path) -> None:
+    """A tool whose default is a 200,000-character string: the hover shows its start and how
+    much is left out, not all of it."""
+    path = (tmp_path / "h.car").resolve()
+    text = f'tool t(x: string = "{"a" * 200_000}")\nproposal p {{ s = t() }}\n'
+    project = Project(tmp_path)
+    project.set_text(path, text)
+    hover = Features(project).hover(path, lsp.Position(line=1, character=18))
+    assert hover is not None
+    shown = str(hover.contents)
+    assert len(shown) < 3000 and "more characters)" in shown
