@@ -235,7 +235,11 @@ class Completer:
                     for a in decl.items
                     if isinstance(a, ast.ActionDecl) and not a.span.start <= offset <= a.span.end
                 ]
-        return []
+        # Half typed (`compensate with |`), the proposal does not parse: its actions from text
+        return [
+            lsp.CompletionItem(label=name, kind=lsp.CompletionItemKind.Event)
+            for name in _actions_in_text(file.source.text, offset)
+        ]
 
     def _complete_call(
         self, path: Path, tool: str, given: list[str], current_param: str | None
@@ -380,6 +384,36 @@ def _enclosing_block(text: str, offset: int) -> str | None:
             depth -= 1
         index -= 1
     return None
+
+
+def _actions_in_text(text: str, offset: int) -> list[str]:
+    """The actions named (`name = ...` at its top level) in the proposal around `offset`,
+    read from the text, the one being written left out: for a file that does not parse."""
+    start = None
+    for match in re.finditer(r"(?m)^proposal\b[^{\n]*\{", text[:offset]):
+        start = match.end()
+    if start is None:
+        return []
+    names: list[str] = []
+    depth, line_start, inside = 1, start, None
+    current = text.rfind("\n", 0, offset) + 1
+    for index in range(start, len(text)):
+        char = text[index]
+        if index == offset and depth > 1 and names:
+            inside = names[-1]  # in that action's block: it does not name itself
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            depth -= 1
+            if depth == 0:
+                break
+        elif char == "\n":
+            line_start = index + 1
+            if depth == 1 and line_start != current:
+                found = re.match(r"\s*([A-Za-z_]\w*)\s*=", text[line_start : line_start + 200])
+                if found:
+                    names.append(found.group(1))
+    return [name for name in names if name != inside]
 
 
 def _in_test_state(text: str, offset: int) -> bool:

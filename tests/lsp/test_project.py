@@ -554,3 +554,20 @@ def test_a_hover_over_a_huge_declaration_is_cut(tmp_path: Path) -> None:
     assert hover is not None
     shown = str(hover.contents)
     assert len(shown) < 3000 and "more characters)" in shown
+
+
+def test_compensate_with_offers_the_other_actions_while_the_file_does_not_parse(
+    tmp_path: Path,
+) -> None:
+    """`compensate with |` half typed: the proposal does not parse, its actions are read from
+    the text; the action being written is left out."""
+    text = (
+        "tool deploy(env: string)\ntool undo()\nproposal p {\n  a = undo()\n"
+        '  b = deploy(env: "x") {\n    compensate with \n  }\n  c = undo()\n}\n'
+    )
+    path = (tmp_path / "c.car").resolve()
+    project = Project(tmp_path)
+    project.set_text(path, text)
+    position = lsp.Position(line=5, character=len("    compensate with "))
+    labels = [item.label for item in Features(project).completion(path, position).items]
+    assert labels == ["a", "c"]
