@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from carlang.cli import app
@@ -478,3 +479,49 @@ def test_deny_approvals_says_it_was_the_flag(tmp_path: Path) -> None:
     assert code == 1 and ship["error"].endswith(
         "approvals are denied in this run (--deny-approvals)"
     )
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_which_run_stopped_and_how_to_resume_it(tmp_path: Path) -> None:
+    """Interrupted, `carlang run` printed nothing at all: no run id, no way back in."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    program = tmp_path / "slow.car"
+    program.write_text(
+        "tool fetch(n: int)\ntool slow(ms: int)\n"
+        "proposal p { a = fetch(n: 1)  b = slow(ms: 30000) after a  c = fetch(n: 2) after b }\n"
+    )
+    tools = tmp_path / "slow_tools.py"
+    tools.write_text(
+        "import pathlib, time\ndef fetch(n):\n    return n\ndef slow(ms):\n"
+        f"    pathlib.Path({str(tmp_path / 'started')!r}).touch()\n    time.sleep(ms / 1000)\n"
+        "TOOLS = {'fetch': fetch, 'slow': slow}\n"
+    )
+    db = tmp_path / "run.db"
+    command = [sys.executable, "-m", "carlang", "run", str(program), "--tools", f"{tools}:TOOLS"]
+    process = subprocess.Popen(
+        [*command, "--events", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and not (tmp_path / "started").exists():
+        time.sleep(0.05)  # until the slow tool is running
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == 130, err
+    assert "interrupted: run " in err and f"--events {db} --resume " in err, err
+    run_id = err.split("interrupted: run ", 1)[1].split()[0]
+    assert "Traceback" not in err
+    code, out = run(
+        str(program),
+        "--tools",
+        f"{tools}:TOOLS",
+        "--events",
+        str(db),
+        "--rollback",
+        "--resume",
+        run_id,
+    )
+    assert code in (0, 1) and "internal error" not in out, out

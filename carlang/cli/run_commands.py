@@ -257,6 +257,10 @@ def run_command(
         else:
             outcome = runtime.execute(chosen)
             run_id = runtime.events.query("run_started")[-1].run_id or ""
+    except KeyboardInterrupt:
+        reporter.stop()
+        _say_interrupted(runtime, file, events)
+        raise
     finally:
         reporter.stop()
         runtime.close()
@@ -265,6 +269,28 @@ def run_command(
             echo_err(dropped)
     _report(output, chosen, outcome, run_id, graph)
     raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
+
+
+def _say_interrupted(runtime: Runtime, file: Path, events: Path | None) -> None:
+    """On Ctrl-C: which run stopped, and how to take it up again (a durable journal) or why
+    it cannot be (the actions that ran are done; what was running is not known to be)."""
+    from carlang_runtime.engine.journal import SQLITE_SUFFIXES
+
+    started = runtime.events.query("run_started")
+    run_id = started[-1].run_id if started else None
+    if run_id is None:
+        echo_err("interrupted before the run started: nothing ran")
+        return
+    if events is not None and events.suffix in SQLITE_SUFFIXES:
+        echo_err(
+            f"interrupted: run {run_id} stopped; take it up again with `carlang run {file}"
+            f" --events {events} --resume {run_id}` (add --rollback to undo what it did)"
+        )
+    else:
+        echo_err(
+            f"interrupted: run {run_id} stopped; the actions that finished are done (give"
+            " --events run.db to be able to resume a run)"
+        )
 
 
 def _report(
