@@ -501,6 +501,8 @@ class Features:
             kind = occurrence.key[0]
             if kind not in _TOKEN_TYPES or not occurrence.span:
                 continue
+            if kind == "capability|budget":  # `under x`: coloured as what `x` is declared as
+                kind = self._resolve(path, occurrence.key)[0]
             start = to_position(source, occurrence.span.start, self.encoding)
             end = to_position(source, occurrence.span.end, self.encoding)
             if end.line != start.line:

@@ -571,3 +571,26 @@ def test_compensate_with_offers_the_other_actions_while_the_file_does_not_parse(
     position = lsp.Position(line=5, character=len("    compensate with "))
     labels = [item.label for item in Features(project).completion(path, position).items]
     assert labels == ["a", "c"]
+
+
+def test_a_budget_after_under_is_coloured_as_a_budget(tmp_path: Path) -> None:
+    """`under bot, small`: each name gets its declaration's token type (a budget was given
+    the capability's)."""
+    from carlang.lsp.features import _TOKEN_TYPES
+
+    text = (
+        "tool t()\ncapability bot { tools allow t }\nbudget small { max_actions 2 }\n"
+        "proposal p under bot, small { a = t() }\n"
+    )
+    path = (tmp_path / "u.car").resolve()
+    project = Project(tmp_path)
+    project.set_text(path, text)
+    data = Features(project).semantic_tokens(path).data
+    tokens, line, start = {}, 0, 0
+    for index in range(0, len(data), 5):
+        delta_line, delta_start, length, kind, _ = data[index : index + 5]
+        line += delta_line
+        start = start + delta_start if delta_line == 0 else delta_start
+        tokens[(line, text.split("\n")[line][start : start + length])] = kind
+    assert tokens[(3, "bot")] == _TOKEN_TYPES["capability"]
+    assert tokens[(3, "small")] == _TOKEN_TYPES["budget"]
