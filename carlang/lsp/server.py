@@ -88,6 +88,26 @@ class CarlangServer(LanguageServer):
         root = self.workspace.root_path if self.workspace else None
         return Path(root) if root else Path.cwd()
 
+    def watch_files(self) -> None:
+        """Ask the client to report changes on disk to .car files and to `carlang.toml` (its
+        root, `accept` and `strict` change every file's diagnostics), when it can be asked:
+        else a changed carlang.toml was noticed only at the next edit."""
+        capabilities = self.client_capabilities.workspace
+        watched = capabilities.did_change_watched_files if capabilities else None
+        if watched is None or not watched.dynamic_registration:
+            return
+        watchers = [
+            lsp.FileSystemWatcher(glob_pattern="**/*.car"),
+            lsp.FileSystemWatcher(glob_pattern="**/carlang.toml"),
+        ]
+        options = lsp.DidChangeWatchedFilesRegistrationOptions(watchers=watchers)
+        registration = lsp.Registration(
+            id="carlang-files",
+            method=lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES,
+            register_options=options,
+        )
+        self.client_register_capability(lsp.RegistrationParams(registrations=[registration]))
+
     def publish(self, path: Path) -> None:
         """Compile `path` (if needed) and publish its diagnostics."""
         try:
@@ -187,6 +207,7 @@ def build_server() -> CarlangServer:
     @server.feature(lsp.INITIALIZED)
     def initialized(ls: CarlangServer, params: lsp.InitializedParams) -> None:
         ls.project_of().scan()
+        ls.watch_files()
 
     @server.feature(lsp.TEXT_DOCUMENT_DID_OPEN)
     def did_open(ls: CarlangServer, params: lsp.DidOpenTextDocumentParams) -> None:

@@ -15,7 +15,7 @@ function activate(context) {
     { command, args },
     {
       documentSelector: [{ scheme: "file", language: "carlang" }],
-      synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher("**/*.car") },
+      synchronize: { fileEvents: vscode.workspace.createFileSystemWatcher("**/{*.car,carlang.toml}") },
     }
   );
   context.subscriptions.push(client);

@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -42,8 +43,19 @@ async def client(lsp_client: LanguageClient):  # type: ignore[no-untyped-def]
     await lsp_client.shutdown_session()
 
 
+#: What the server asked the client to register (`client/registerCapability`), per client.
+REGISTERED: dict[int, list[lsp.Registration]] = {}
+
+
 async def _initialize(lsp_client: LanguageClient) -> None:
-    """Start a session as VS Code does, on the examples folder."""
+    """Start a session as VS Code does, on the examples folder (answering the server's
+    `client/registerCapability`, as VS Code does)."""
+    registered = REGISTERED.setdefault(id(lsp_client), [])
+
+    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def register(params: lsp.RegistrationParams) -> None:
+        registered.extend(params.registrations)
+
     await lsp_client.initialize_session(
         lsp.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"),
@@ -560,6 +572,11 @@ async def workspace(lsp_client: LanguageClient, tmp_path: Path):  # type: ignore
     (tmp_path / "app" / "main.car").write_text(
         'import "../shared/tools.car"\nproposal p {\n  get = fetch(url: "https://x")\n}\n'
     )
+
+    @lsp_client.feature(lsp.CLIENT_REGISTER_CAPABILITY)
+    def register(params: lsp.RegistrationParams) -> None:
+        pass  # as VS Code does: it watches the files asked for
+
     await lsp_client.initialize_session(
         lsp.InitializeParams(
             capabilities=client_capabilities("visual-studio-code"), root_uri=tmp_path.as_uri()
@@ -619,3 +636,22 @@ async def test_each_file_has_the_root_carlang_check_gives_it(
     )
     assert await _diagnostics(workspace, uri) == []
     assert _check(tmp_path, "app/main.car") == []
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_the_server_asks_to_hear_of_carlang_toml_changes(client: LanguageClient) -> None:
+    """An edited carlang.toml (its root, `accept`, `strict`) changes every file's diagnostics:
+    the server asks the client to report it, with the .car files (it was noticed only at the
+    next edit in clients that watch what the server asks for)."""
+    for _ in range(50):  # (the request may still be on its way)
+        registered = [r for rs in REGISTERED.values() for r in rs]
+        if registered:
+            break
+        await asyncio.sleep(0.1)
+    watching = [r for r in registered if r.method == lsp.WORKSPACE_DID_CHANGE_WATCHED_FILES]
+    assert watching  # (one per session started in this module so far)
+    for registration in watching:
+        options: Any = registration.register_options
+        watchers = options["watchers"] if isinstance(options, dict) else options.watchers
+        globs = {w["globPattern"] if isinstance(w, dict) else w.glob_pattern for w in watchers}
+        assert globs == {"**/*.car", "**/carlang.toml"}
