@@ -503,13 +503,24 @@ def test_ctrl_c_says_which_run_stopped_and_how_to_resume_it(tmp_path: Path) -> N
     db = tmp_path / "run.db"
     command = [sys.executable, "-m", "carlang", "run", str(program), "--tools", f"{tools}:TOOLS"]
     process = subprocess.Popen(
-        [*command, "--events", str(db)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*command, "--events", str(db)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # Ctrl-C's signal as a terminal sends it: a test run started in the background (as CI
+        # starts it) passes SIGINT on ignored, and Python then never raises KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not (tmp_path / "started").exists():
-        time.sleep(0.05)  # until the slow tool is running
-    process.send_signal(signal.SIGINT)
-    _, err = process.communicate(timeout=30)
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (tmp_path / "started").exists():
+            time.sleep(0.05)  # until the slow tool is running
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
     assert process.returncode == 130, err
     assert "interrupted: run " in err and f"--events {db} --resume " in err, err
     run_id = err.split("interrupted: run ", 1)[1].split()[0]
