@@ -421,9 +421,7 @@ def _refuse_other_jsonl(path: Path) -> None:
     """A usage error when `path` holds lines that are not events (a dataset, a proposal):
     appended to, it would be no event log (`carlang events` and `replay` would refuse it),
     as a SQLite database of another program is refused."""
-    import json
-
-    from carlang_runtime.engine.journal import not_an_event
+    from carlang_runtime.engine.journal import EventLogError, json_line, not_an_event
 
     try:
         with path.open(encoding="utf-8") as lines:
@@ -435,9 +433,9 @@ def _refuse_other_jsonl(path: Path) -> None:
     if first is None:
         return
     try:
-        record = json.loads(first)
-    except json.JSONDecodeError:
-        record = None
+        record = json_line(path, 1, first)
+    except EventLogError as exc:
+        fail_usage(f"--events {exc}; name a new file for the events")
     if not (isinstance(record, dict) and "kind" in record):
         problem = not_an_event(path, 1, record)
         fail_usage(f"--events {problem}; name a new file for the events")

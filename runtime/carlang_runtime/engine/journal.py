@@ -25,6 +25,7 @@ __all__ = [
     "EventLogError",
     "SQLITE_SUFFIXES",
     "ONE_EVENT_PER_LINE",
+    "json_line",
     "not_an_event",
     "read_event_log",
 ]
@@ -309,13 +310,22 @@ def read_event_log(path: Path) -> list[dict[str, Any]]:
                     f"{path}:{number}:{exc.colno}: the last line is cut short (the log was being"
                     " written when its process stopped); remove that line to read the rest"
                 ) from None
-            raise EventLogError(
-                f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"
-            ) from None
+            json_line(path, number, line)  # raises, saying where
         if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
             raise not_an_event(path, number, record)
         records.append(record)
     return records
+
+
+def json_line(path: Path, number: int, line: str) -> Any:
+    """Line `number` of a JSONL event log, parsed; `EventLogError` at its line and column when
+    it is not JSON."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise EventLogError(
+            f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"
+        ) from None
 
 
 def not_an_event(path: Path, number: int, record: object) -> EventLogError:

@@ -178,13 +178,7 @@ def _run_events(path: Path) -> list[dict[str, Any]]:
     """The events of a log that outcomes need (a run's start and its proposal's end). A JSONL
     line that does not name either kind is not parsed: most of a log is whole proposals."""
     # Imported here: the engine imports the planner.
-    from ..engine.journal import (
-        ONE_EVENT_PER_LINE,
-        SQLITE_SUFFIXES,
-        EventLogError,
-        read_event_log,
-    )
-    from ..jsontext import malformed
+    from ..engine.journal import SQLITE_SUFFIXES, EventLogError, json_line, read_event_log
 
     if path.suffix in SQLITE_SUFFIXES or not path.exists():
         return read_event_log(path)
@@ -200,12 +194,7 @@ def _run_events(path: Path) -> list[dict[str, Any]]:
     for number, line in enumerate(lines, 1):
         if "run_started" not in line and "proposal_completed" not in line:
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EventLogError(
-                f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"
-            ) from None
+        record = json_line(path, number, line)
         if isinstance(record, dict):
             events.append(record)
     return events
@@ -242,18 +231,12 @@ def _check_whole_document(path: Path, text: str) -> None:
 def _check_first_event(path: Path, lines: Sequence[str]) -> None:
     """Refuse a JSONL file that is no event log: empty, or its first line no event (a
     dataset of tasks, proposals...). The rest is checked only where `_run_events` reads it."""
-    from ..engine.journal import ONE_EVENT_PER_LINE, EventLogError, not_an_event
-    from ..jsontext import malformed
+    from ..engine.journal import json_line, not_an_event
 
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise EventLogError(
-                f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"
-            ) from None
+        record = json_line(path, number, line)
         if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
             raise not_an_event(path, number, record)
         return
