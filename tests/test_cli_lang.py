@@ -319,6 +319,15 @@ def test_check_defaults_to_the_current_directory(
     assert code == 0 and "in 1 file" in out
 
 
+def test_check_counts_the_files_it_read_imports_too(tmp_path: Path) -> None:
+    """An error in an imported file is in a file the summary counts."""
+    write(tmp_path, "tools.car", "tool fetch(url: strin)\n")
+    entry = write(tmp_path, "main.car", 'import "tools.car"\ntool other()\n')
+    code, out = check(str(entry), "--root", str(tmp_path))
+    assert code == 1 and "tools.car:1:" in out
+    assert out.rstrip().endswith("1 error, 2 warnings in 2 files")
+
+
 @pytest.mark.parametrize("command", ["check", "test"])
 def test_check_and_test_colour_on_a_terminal_only(tmp_path: Path, command: str) -> None:
     pexpect = pytest.importorskip("pexpect", reason="pexpect is not installed")

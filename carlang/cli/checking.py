@@ -221,7 +221,8 @@ def run_check(
         if diagnostics:
             echo(painted(render_text(diagnostics)))
             echo()
-        echo(painted(summary_line(diagnostics, len(files))))
+        # every file read counts, the imported ones too: an error in an import is in a file
+        echo(painted(summary_line(diagnostics, len(sources))))
     failed = any(d.severity == "error" for d in diagnostics) or (
         strict and any(d.severity == "warning" for d in diagnostics)
     )
