@@ -536,3 +536,169 @@ def test_ctrl_c_says_which_run_stopped_and_how_to_resume_it(tmp_path: Path) -> N
         run_id,
     )
     assert code in (0, 1) and "internal error" not in out, out
+    # the call Ctrl-C stopped is an interrupted attempt, not the outcome of the run's action
+    (listed,) = json.loads(runner.invoke(app, ["events", str(db), "--format", "json"]).output)
+    assert listed["status"] == "rolled_back" and listed["failed"] == 0, listed
+    assert listed["interrupted"] == 1, listed
+
+
+INTERRUPTED = """\
+tool fetch(n: int)
+tool slow(n: int)
+proposal p {
+  a = fetch(n: 1)
+  b = slow(n: 2) after a
+  c = fetch(n: 3) after b
+}
+"""
+
+INTERRUPTING_TOOLS = """\
+import pathlib
+
+FLAG = pathlib.Path(__file__).with_name("interrupted-once")
+
+def fetch(n):
+    return n
+
+def slow(n):
+    if not FLAG.exists():  # Ctrl-C while the call runs, the first time only
+        FLAG.touch()
+        raise KeyboardInterrupt
+    return n
+
+TOOLS = {"fetch": fetch, "slow": slow}
+"""
+
+
+def test_events_do_not_count_an_interrupted_attempt_a_resume_finished(tmp_path: Path) -> None:
+    """`carlang events` listed a run that a resume had finished as `completed (1 failed)`: the
+    failure journaled when the run was interrupted mid-action counted, though the resumed run
+    ran the action again and it succeeded."""
+    program = tmp_path / "slow.car"
+    program.write_text(INTERRUPTED)
+    tools = tmp_path / "slow_tools.py"
+    tools.write_text(INTERRUPTING_TOOLS)
+    db = tmp_path / "run.db"
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--events", str(db))
+    assert code != 0 and "interrupted: run " in out, out  # as Ctrl-C stops `carlang run`
+    (stopped,) = json.loads(runner.invoke(app, ["events", str(db), "--format", "json"]).output)
+    assert stopped["status"] == "interrupted" and stopped["failed"] == 1, stopped
+    code, out = run(
+        str(program),
+        "--tools",
+        f"{tools}:TOOLS",
+        "--events",
+        str(db),
+        "--resume",
+        stopped["run_id"],
+    )
+    assert code == 0 and "3 succeeded" in out, out
+    listing = runner.invoke(app, ["events", str(db), "--format", "json"])
+    (resumed,) = json.loads(listing.output)
+    assert resumed["status"] == "completed", resumed
+    assert resumed["failed"] == 0 and resumed["rejected"] == 0, resumed
+    assert resumed["interrupted"] == 1, resumed  # the attempt is still told
+    text = runner.invoke(app, ["events", str(db)]).output
+    line = text.splitlines()[0]
+    assert "failed" not in line and "completed (1 interrupted attempt)" in line, text
+    # the attempt's events are all there
+    b = runner.invoke(app, ["events", str(db), "--action", "b"]).output
+    assert "interrupted: KeyboardInterrupt" in b and "action_succeeded" in b, b
+
+
+def test_run_shows_the_state_it_left(tmp_path: Path) -> None:
+    """`carlang run` showed the results, never the state the run produced."""
+    program, tools = project(tmp_path)
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve")
+    assert code == 0, out
+    lines = out.splitlines()
+    at = lines.index("state after the run (1 key):")
+    assert lines[at + 1 :] == ["  deployed.prod = true"], out
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve", "--format", "json")
+    assert code == 0 and json.loads(out)["state"] == {"deployed.prod": True}, out
+    # an aborted run leaves the state it found (its writes rolled back)
+    code, out = run(str(program), "--tools", f"{tools}:setup", "--auto-approve")
+    assert code == 1 and out.rstrip().endswith("state after the run: empty"), out
+    code, out = run(str(program), "--tools", f"{tools}:setup", "--auto-approve", "--format", "json")
+    assert json.loads(out)["state"] == {}, out
+
+
+SECRET_PROGRAM = """\
+tool login(user: string, token: string secret) -> string
+state {
+  auth.*: string
+  logins: int = 0
+}
+proposal p {
+  a = login(user: "ann", token: "sk-LIVE-4242") {
+    effects { auth.token = "sk-LIVE-4242"  auth.user = "ann"  logins = 1 }
+  }
+}
+"""
+
+SECRET_TOOLS = """\
+def login(user, token):
+    return f"{user} logged in with {token}"
+
+TOOLS = {"login": login}
+"""
+
+
+def test_the_state_shown_after_a_run_keeps_secrets_out(tmp_path: Path) -> None:
+    program = tmp_path / "login.car"
+    program.write_text(SECRET_PROGRAM)
+    tools = tmp_path / "login_tools.py"
+    tools.write_text(SECRET_TOOLS)
+    for output in ("text", "json"):
+        code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--format", output)
+        assert code == 0, out
+        assert "sk-LIVE-4242" not in out and "LIVE" not in out, out
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS")
+    assert '  auth.token = "[REDACTED]"' in out.splitlines(), out
+    assert '  auth.user = "ann"' in out.splitlines() and "  logins = 1" in out.splitlines()
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--format", "json")
+    assert json.loads(out)["state"] == {
+        "auth.token": "[REDACTED]",
+        "auth.user": "ann",
+        "logins": 1,
+    }
+
+
+def test_a_large_state_is_shown_short(tmp_path: Path) -> None:
+    """At most 20 keys, each value on one line of at most 60 characters; JSON has it all."""
+    program = tmp_path / "big.car"
+    program.write_text("tool t()\nstate { k.*: string }\nproposal p { a = t() }\n")
+    tools = tmp_path / "big_tools.py"
+    tools.write_text("TOOLS = {'t': lambda: 'ok'}\n")
+    given = {f"k.{i:02}": f"value {i}" for i in range(25)}
+    given["k.00"] = "x" * 500 + "\nsecond line"
+    state = tmp_path / "state.json"
+    state.write_text(json.dumps(given))
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--state", str(state))
+    assert code == 0, out
+    lines = out.splitlines()
+    at = lines.index("state after the run (25 keys):")
+    shown = lines[at + 1 :]
+    assert len(shown) == 21 and shown[-1] == "  ... 5 more (all of them: --format json)", out
+    assert shown[0] == '  k.00 = "' + "x" * 56 + "...", shown[0]  # 60 characters
+    assert shown[1] == '  k.01 = "value 1"' and shown[19] == '  k.19 = "value 19"'
+    code, out = run(
+        str(program), "--tools", f"{tools}:TOOLS", "--state", str(state), "--format", "json"
+    )
+    assert json.loads(out)["state"] == given
+
+
+@pytest.mark.slow
+def test_a_durable_run_shows_the_state_an_in_process_run_does(tmp_path: Path) -> None:
+    pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+    program = tmp_path / "login.car"
+    program.write_text(SECRET_PROGRAM)
+    tools = tmp_path / "login_tools.py"
+    tools.write_text(SECRET_TOOLS)
+    common = [str(program), "--tools", f"{tools}:TOOLS", "--format", "json"]
+    database = f"sqlite:///{tmp_path / 'runs.db'}"
+    code, durable = run(*common, "--backend", "dbos", "--database", database)
+    assert code == 0, durable
+    code, local = run(*common)
+    assert json.loads(durable)["state"] == json.loads(local)["state"]
+    assert "sk-LIVE" not in durable

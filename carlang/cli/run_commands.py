@@ -218,7 +218,8 @@ def run_command(
             state=initial,
             detach=detach,
         )
-        _report(output, chosen, outcome, run_id, graph)
+        final = _durable_state(program, chosen, initial, outcome)
+        _report(output, chosen, outcome, run_id, final, graph)
         raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
     if database is not None or approval_timeout is not None or detach:
         fail_usage("--database, --approval-timeout and --detach go with --backend dbos")
@@ -257,6 +258,7 @@ def run_command(
         else:
             outcome = runtime.execute(chosen)
             run_id = runtime.events.query("run_started")[-1].run_id or ""
+        final = runtime.shown_state(candidates or [chosen])
     except KeyboardInterrupt:
         reporter.stop()
         _say_interrupted(runtime, file, events)
@@ -267,7 +269,7 @@ def run_command(
         dropped = http.report() if http is not None else None
         if dropped is not None:
             echo_err(dropped)
-    _report(output, chosen, outcome, run_id, graph)
+    _report(output, chosen, outcome, run_id, final, graph)
     raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
 
 
@@ -298,14 +300,41 @@ def _report(
     chosen: ir.ActionProposal,
     outcome: ir.ProposalResult,
     run_id: str,
+    state: dict[str, Any],
     graph: Path | None = None,
 ) -> None:
+    """The run's result and the state it left (secrets redacted): a table and a summary, or
+    one JSON document (`run_id`, `result`, `state`, the state whole)."""
     if graph is not None:
         _draw_run(chosen, outcome, graph)
     if output is RunFormat.json:
-        echo(json.dumps({"run_id": run_id, "result": outcome.model_dump(mode="json")}, indent=2))
+        document = {"run_id": run_id, "result": outcome.model_dump(mode="json"), "state": state}
+        echo(json.dumps(document, indent=2, default=str))
     else:
         _print_result(chosen, outcome, run_id)
+        _print_state(state)
+
+
+def _durable_state(
+    program: ir.Program,
+    chosen: ir.ActionProposal,
+    initial: dict[str, Any] | None,
+    outcome: ir.ProposalResult,
+) -> dict[str, Any]:
+    """The state a DBOS run left, as `run` shows it: the state it started from with the state
+    changes of its results that stand (a rolled-back result's are gone), in the order they were
+    made, secrets redacted as the in-process run's are."""
+    from carlang_runtime.engine import Runtime
+
+    state = {**program.initial_state, **(initial or {})}
+    standing = [r for r in outcome.results if r.state_changes and not r.rolled_back]
+    for result in sorted(standing, key=lambda r: r.timestamp):
+        for key, change in result.state_changes.items():
+            if isinstance(change, dict) and change.get("op") == "delete":
+                state.pop(key, None)
+            elif isinstance(change, dict):
+                state[key] = change.get("value")
+    return Runtime.from_program(program).shown_state([chosen], state=state)
 
 
 def _candidates(program: ir.Program, name: str, file: Path) -> list[ir.ActionProposal]:
@@ -624,6 +653,46 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
     )
 
 
+#: The most state keys `run` lists, and the longest a value it shows (the rest: --format json).
+STATE_KEYS_SHOWN = 20
+STATE_VALUE_WIDTH = 60
+
+
+def _print_state(state: dict[str, Any]) -> None:
+    """The state the run left, one `key = value` line per key (sorted), after the result:
+    long values cut short, at most `STATE_KEYS_SHOWN` keys (then how many more)."""
+    from carlang.render import plural
+
+    if not state:
+        echo("state after the run: empty")
+        return
+    echo(f"state after the run ({plural(len(state), 'key')}):")
+    keys = sorted(state)
+    for key in keys[:STATE_KEYS_SHOWN]:
+        echo(f"  {_clipped(_shown_key(key))} = {_clipped(_json_text(state[key]))}")
+    if len(keys) > STATE_KEYS_SHOWN:
+        echo(f"  ... {len(keys) - STATE_KEYS_SHOWN} more (all of them: --format json)")
+
+
+def _shown_key(key: str) -> str:
+    """A state key as written, or as a JSON string when it holds spaces, `=`, quotes or
+    control characters (so that each line still reads as one key and one value)."""
+    plain = key and key.isprintable() and not any(c in key for c in ' ="')
+    return key if plain else json.dumps(key)
+
+
+def _json_text(value: Any) -> str:
+    """A value on one line, as JSON."""
+    return json.dumps(value, default=str, ensure_ascii=False)
+
+
+def _clipped(text: str) -> str:
+    """`text`, cut to `STATE_VALUE_WIDTH` characters (ending in `...`) when longer."""
+    if len(text) <= STATE_VALUE_WIDTH:
+        return text
+    return text[: STATE_VALUE_WIDTH - 3] + "..."
+
+
 def _compensated(status: str, compensation: ir.CompensationResult) -> tuple[str, str]:
     """The status and text of a success the saga's compensation undid (or tried to)."""
     if compensation.status.value == "succeeded":
@@ -721,6 +790,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
 
 def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
     runs: dict[str, dict[str, Any]] = {}
+    ends: dict[str, dict[tuple[Any, Any], dict[str, Any]]] = {}
     for record in records:
         run_id = record.get("trace_id")
         if run_id is None:
@@ -736,29 +806,62 @@ def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
                 "proposal": record.get("proposal_id"),
                 "rejected": 0,
                 "failed": 0,
+                "interrupted": 0,
             },
         )
         entry["events"] += 1
         kind = record["kind"]
         if kind == "run_completed":
             entry["status"] = (record.get("data") or {}).get("status", "completed")
-        elif kind in ("action_rejected", "action_failed"):
-            # a run "completed" with its only call refused (CAR's rule for a refusal before
-            # any policy: the proposal goes on) is not a run that did its work
-            entry[kind.removeprefix("action_")] += 1
+        elif kind in _TERMINAL_KINDS:
+            # An action's outcome is its last terminal event in the run: an attempt a resume
+            # ran again (interrupted mid-call, then resumed) is superseded, not a failure.
+            key = (record.get("proposal_id"), record.get("action_id"))
+            outcomes = ends.setdefault(run_id, {})
+            earlier = outcomes.get(key)
+            if earlier is not None and _interrupted_attempt(earlier):
+                entry["interrupted"] += 1
+            outcomes[key] = record
+    for run_id, outcomes in ends.items():
+        for record in outcomes.values():
+            if record["kind"] in ("action_rejected", "action_failed"):
+                # a run "completed" with its only call refused (CAR's rule for a refusal before
+                # any policy: the proposal goes on) is not a run that did its work
+                runs[run_id][record["kind"].removeprefix("action_")] += 1
     if output is RunFormat.json:
         echo(json.dumps(list(runs.values()), indent=2))
         return
+    from carlang.render import plural
+
     for entry in runs.values():
-        counts = ", ".join(
-            f"{entry[what]} {what}" for what in ("rejected", "failed") if entry[what]
-        )
-        status = f"{entry['status']} ({counts})" if counts else entry["status"]
+        counts = [f"{entry[what]} {what}" for what in ("rejected", "failed") if entry[what]]
+        if entry["interrupted"]:
+            counts.append(plural(entry["interrupted"], "interrupted attempt"))
+        status = f"{entry['status']} ({', '.join(counts)})" if counts else entry["status"]
         echo(
             f"{entry['run_id']}  {entry['started']}  {status:<24}"
             f" {entry['events']:>6} events  {entry['proposal'] or ''}"
         )
     echo(f"{len(runs)} runs")
+
+
+#: The kinds of event that end an action (`engine.events.TERMINAL_KINDS`, as text).
+_TERMINAL_KINDS = frozenset(
+    {
+        "action_succeeded",
+        "action_failed",
+        "action_skipped",
+        "action_rejected",
+        "action_deduplicated",
+    }
+)
+
+
+def _interrupted_attempt(record: dict[str, Any]) -> bool:
+    """Whether a terminal event ended a call that was running when its run was stopped from
+    outside (Ctrl-C, a cancellation): a resumed run calls it again."""
+    data = record.get("data") or {}
+    return record["kind"] == "action_failed" and bool(data.get("interrupted"))
 
 
 def register(app: typer.Typer) -> None:

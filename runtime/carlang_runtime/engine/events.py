@@ -3,7 +3,8 @@
 Kinds are CAR's (`EventKind`, snake_case on the wire) plus `run_started`/`run_completed`.
 Events carry spans: `trace_id` is the run, a proposal is a span under it, an action a span under
 the proposal, so a log can be read as a trace. Every action ends in exactly one terminal event:
-succeeded, failed, skipped, rejected or deduplicated.
+succeeded, failed, skipped, rejected or deduplicated (per attempt of a resumed run: an attempt
+interrupted from outside ends in one marked `interrupted`, and the resumed run's is its outcome).
 """
 
 from __future__ import annotations

@@ -462,6 +462,13 @@ class Runtime:
         per run)."""
         if not self._secret_tools and not self.redactions and not (self.durable and policies):
             return None
+        scrubber = Scrubber(self._kept_out(proposal, policies if self.durable else ()))
+        return scrubber if scrubber else None
+
+    def _kept_out(self, proposal: ActionProposal, policies: Sequence[PolicySet]) -> list[Any]:
+        """The values a run of `proposal` keeps out of what it writes down: its secret
+        parameters (and its compensations'), its `redact` paths, and what a built-in rule of
+        `policies` catches."""
         values: list[Any] = []
         for action in proposal.actions:
             if self.redactions:
@@ -474,12 +481,28 @@ class Runtime:
                 tool = self.tools.get(name or "")
                 if tool is not None and tool.secrets:
                     values.extend(secret_values(parameters, tool.secrets))
-            if self.durable:
-                for policy_set in policies:
-                    for param in policy_set.caught_parameters(action):
-                        values.append(action.parameters[param])
+            for policy_set in policies:
+                for param in policy_set.caught_parameters(action):
+                    values.append(action.parameters[param])
+        return values
+
+    def shown_state(
+        self,
+        proposals: Iterable[ActionProposal],
+        *,
+        state: Mapping[str, Any] | None = None,
+        session: str | None = None,
+        tenant: str | None = None,
+    ) -> dict[str, Any]:
+        """The state as output may show it after runs of `proposals` (`state`, or this
+        runtime's, of `tenant`): every value a run keeps out of what it writes down (secret
+        parameters, `redact` paths, what a built-in rule catches, durable log or not) is
+        `[REDACTED]` wherever it occurs, as in the runs' results. A copy."""
+        shown = dict(state) if state is not None else self.state.snapshot(tenant=tenant)
+        policies = self.policy_sets(session)
+        values = [v for proposal in proposals for v in self._kept_out(proposal, policies)]
         scrubber = Scrubber(values)
-        return scrubber if scrubber else None
+        return dict(scrubber.value(shown)) if scrubber else shown
 
     def cache_scope(self, session: str | None, tenant: str | None) -> str:
         """Whose cached results a run may see: its tenant's, and its session's where the

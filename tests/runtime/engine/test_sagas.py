@@ -259,3 +259,84 @@ def test_a_resumed_run_finishes_the_abort_it_finds_under_way(tmp_path: Path, die
     store = EventStore(db)
     assert store.runs()[0].status == "aborted"
     store.close()
+
+
+SAGA_RETRIES = """\
+tool book(n: int)
+tool cancel(n: int)
+tool pay()
+proposal trip {
+  plain = book(n: 1) { compensate cancel(n: 1) }
+  retried = book(n: 2) after plain {
+    retry 1
+    on_failure abort
+    compensate cancel(n: 2)
+  }
+  fix = cancel(n: 3) after retried { retry 0 }
+  named = book(n: 3) after fix { compensate with fix }
+  card = pay() after named
+}
+"""
+
+
+def test_a_compensation_is_retried_as_documented() -> None:
+    """What docs/runtime.md ("Sagas") says of an undo step's attempts: those of a `retry`
+    action, `max_retries + 1` (CAR's default 3 retries: 4 attempts) with the runtime's backoff;
+    `retry N` on the action undone sets N (also with `on_failure abort` after it, which stops
+    the action itself from being retried); `compensate with ACTION` takes that action's. Once
+    its attempts are spent, it ends failed, the others still run, and nothing runs it again."""
+    from tests.helpers import compile_ok
+
+    program = compile_ok(SAGA_RETRIES)
+    rt = Runtime.from_program(program)
+    calls: list[int] = []
+
+    def cancel(n: int) -> None:
+        calls.append(n)
+        if len([c for c in calls if c == n]) > 1 or n != 3:
+            raise RuntimeError(f"cannot cancel {n}")
+
+    def pay() -> None:
+        raise RuntimeError("card declined")
+
+    rt.register_tool("book", lambda n: n)
+    rt.register_tool("cancel", cancel)
+    rt.register_tool("pay", pay)
+    slept: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        slept.append(seconds)
+
+    rt.sleep = no_wait
+    trip = program.proposal("trip")
+    assert trip is not None
+    result = rt.execute(trip)
+    undone = {c.action_id: c for c in result.compensations}
+    assert [c.action_id for c in result.compensations] == ["named", "retried", "plain"]
+    assert (undone["plain"].status.value, undone["plain"].attempts) == ("failed", 4)
+    assert (undone["retried"].status.value, undone["retried"].attempts) == ("failed", 2)
+    # `fix` ran once as a step of the plan, then as `named`'s undo step: its `retry 0`, one try
+    assert (undone["named"].status.value, undone["named"].attempts) == ("failed", 1)
+    assert calls == [3, 3, 2, 2, 1, 1, 1, 1]
+    assert undone["plain"].error == "RuntimeError: cannot cancel 1"
+    # 100 ms x 2^k between attempts: after plain's 1st, 2nd, 3rd; after retried's 1st
+    assert slept == [0.1, 0.1, 0.2, 0.4]
+    retrying = [e.action_id for e in rt.events.query("action_retrying")]
+    assert retrying == ["retried.compensation"] + ["plain.compensation"] * 3
+    failed = rt.events.query("compensation_failed", action_id="plain")
+    assert (
+        failed[0].data["attempts"] == 4 and failed[0].data["compensation"] == "plain.compensation"
+    )
+    assert ir.Action(id="x", type="tool_call", tool="t").max_retries == 3  # CAR's default
+
+
+def test_the_docs_say_how_often_a_compensation_is_tried() -> None:
+    """The language and runtime docs said an undo step has "its own retries", never how many:
+    they say it, from CAR's default `max_retries`."""
+    from tests.conftest import ROOT
+
+    attempts = ir.Action(id="x", type="tool_call", tool="t").max_retries + 1
+    for page in ("language.md", "runtime.md"):
+        text = " ".join((ROOT / "docs" / page).read_text().split())
+        assert f"**an undo step is tried {attempts} times** by default" in text, page
+        assert "`retry 0`: one" in text and "`on_failure abort`" in text, page

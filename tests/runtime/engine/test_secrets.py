@@ -261,3 +261,44 @@ def test_a_url_is_shown_without_its_password(url: str, shown: str) -> None:
     from carlang_runtime.redact import shown_url
 
     assert shown_url(url) == shown
+
+
+def test_the_state_as_shown_keeps_out_what_a_run_keeps_out() -> None:
+    """`shown_state` (what `carlang run` prints after a run): secret parameters, `redact` paths
+    and values a built-in rule catches are redacted wherever they occur in the state, in keys
+    whole, with an in-memory log as with a durable one; the state itself is left as it is."""
+    rt = Runtime(state={"before": "untouched"})
+    rt.declare_tool(LOGIN)
+    rt.register_tool("login", lambda user, token, nested=None: user)
+    rt.register_tool("post", lambda text, card="": text)
+    rt.redact(["params.card"])
+    rt.add_policy(ir.DenyToolParamRule(name="no_keys", tool="post", param="text", contains="AKIA"))
+    plan = proposal(
+        call(
+            "in",
+            "login",
+            params={"user": "u", "token": SECRET},
+            expected_effects={"token": SECRET, "note": f"logged in with {SECRET}", SECRET: 1},
+        ),
+        call(
+            "card",
+            "post",
+            params={"text": "paid", "card": "4111-1111"},
+            expected_effects={"card": "4111-1111"},
+        ),
+        call("key", "post", params={"text": "key AKIAXYZ123"}, failure_behavior="skip"),
+    )
+    result = rt.execute(plan)
+    assert [r.status.value for r in result.results] == ["succeeded", "succeeded", "rejected"]
+    with_key = {**rt.state.snapshot(), "leaked": "key AKIAXYZ123"}
+    assert rt.shown_state([plan], state=with_key) == {
+        "before": "untouched",
+        "token": REDACTED,
+        "note": f"logged in with {REDACTED}",
+        REDACTED: 1,
+        "card": REDACTED,
+        "leaked": REDACTED,
+    }
+    assert rt.shown_state([plan])["token"] == REDACTED
+    assert rt.state.snapshot()["token"] == SECRET  # (shown redacted, kept as it is)
+    assert rt.shown_state([]) == rt.state.snapshot()
