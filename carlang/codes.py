@@ -281,8 +281,9 @@ COMPILER_CODES: tuple[Code, ...] = (
         "cel-partial-field",
         "policies",
         "warning",
-        "a field only some targeted tools have, read without a has() guard: the condition "
-        "fails, and the policy fails closed, on the others",
+        "a field only some targeted tools have (with no tool list: every action, state "
+        "writes included), read without a has() guard or a test of action.tool: the "
+        "condition fails, and the policy fails closed, on the others",
         "carlang",
     ),
     Code(

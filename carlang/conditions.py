@@ -135,7 +135,9 @@ def _syntax_help(text: str, offset: int) -> str | None:
 def declarations_of(program: ir.Program, policy: ir.CelPolicy) -> Declarations:
     """What a policy's condition sees: `params` of the tools it targets, `state` of the keys
     the program declares."""
-    return policy_declarations(policy_targets(program, policy), state_type(program.state))
+    targets = policy_targets(program, policy)
+    state = state_type(program.state)
+    return policy_declarations(targets, state, declared=program.tools if targets is None else ())
 
 
 def policy_targets(program: ir.Program, policy: ir.CelPolicy) -> list[ir.ToolSchema] | None:

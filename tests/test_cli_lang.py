@@ -319,6 +319,20 @@ def test_check_defaults_to_the_current_directory(
     assert code == 0 and "in 1 file" in out
 
 
+def test_check_warns_of_a_parameter_read_by_a_policy_of_every_action(tmp_path: Path) -> None:
+    """No tool list: the policy also judges state writes and other tools' calls, which lack
+    `params.url`, and denies each (its condition fails)."""
+    text = (
+        "tool fetch(url: string)\ntool deploy(env: string)\n"
+        'policy https_only: deny when !params.url.startsWith("https://")\n'
+    )
+    code, out = check(str(write(tmp_path, "p.car", text)), "--root", str(tmp_path))
+    assert "p.car:3:31: warning[CL0507]" in out and "`params.url` may be missing" in out
+    narrowed = text.replace("deny when", "deny fetch when")
+    code, out = check(str(write(tmp_path, "p.car", narrowed)), "--root", str(tmp_path))
+    assert "CL0507" not in out
+
+
 def test_check_counts_the_files_it_read_imports_too(tmp_path: Path) -> None:
     """An error in an imported file is in a file the summary counts."""
     write(tmp_path, "tools.car", "tool fetch(url: strin)\n")

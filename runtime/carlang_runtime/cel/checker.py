@@ -274,7 +274,7 @@ class _Checker:
         return optional_of(self.field(node, inner, name, in_has=True))
 
     def partial_field(self, node: n.Expr, subject: str, name: str) -> None:
-        if f"{subject}.{name}" in self.guarded:
+        if f"{subject}.{name}" in self.guarded or f"{subject}.*" in self.guarded:
             return
         self.report(
             "warning",
@@ -431,13 +431,37 @@ class _Checker:
         return self.logical(node.operands, guard=False)
 
     def logical(self, operands: tuple[n.Expr, ...], guard: bool) -> Type:
+        """`&&` (guard) or `||`: an operand that decides the whole when a field is missing
+        guards the other operands (`has(x.f) && x.f > 1`, `!has(x.f) || x.f > 1`, in either
+        order: CEL's `&&` is false when any operand is false, errors or not), and a test of
+        the tool (`action.tool == "fetch" && params.url ...`) guards `params`."""
         saved = set(self.guarded)
         for operand in operands:
+            self.guards(operand, guard)
+        for operand in operands:
             self.expect(operand, self.infer(operand), ("bool",), "`&&` and `||`")
-            if guard and isinstance(operand, n.Has):
-                self.guarded.add(f"{self.text(operand.operand)}.{operand.field}")
         self.guarded = saved
         return BOOL
+
+    def guards(self, operand: n.Expr, conjunct: bool) -> None:
+        """Add what `operand`, as an operand of `&&` (conjunct) or `||`, guards."""
+        test = operand
+        if not conjunct:  # `||` needs the operand false to look at the others
+            if not (isinstance(operand, n.Unary) and operand.op == "!"):
+                return
+            test = operand.operand
+        if isinstance(test, n.Has):
+            self.guarded.add(f"{self.text(test.operand)}.{test.field}")
+        elif conjunct and self.tests_tool(test):
+            self.guarded.update(("params.*", "action.params.*"))
+
+    def tests_tool(self, node: n.Expr) -> bool:
+        """Whether `node` is `action.tool == "name"` or `action.tool in [...]` (true only for
+        calls of the tools named, whose parameters the author has in mind)."""
+        if not isinstance(node, n.Binary) or node.op not in ("==", "in"):
+            return False
+        sides = (node.left, node.right) if node.op == "==" else (node.left,)
+        return any(self.text(side) == "action.tool" for side in sides)
 
     def _conditional(self, node: n.Conditional) -> Type:
         self.expect(node.condition, self.infer(node.condition), ("bool",), "`? :`")

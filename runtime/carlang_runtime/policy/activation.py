@@ -118,16 +118,26 @@ def state_problem(declared: Sequence[StateDecl], state: Mapping[str, Any]) -> st
 
 
 def policy_declarations(
-    targets: Iterable[ToolSchema] | None, state: Type | None = None
+    targets: Iterable[ToolSchema] | None,
+    state: Type | None = None,
+    *,
+    declared: Sequence[ToolSchema] = (),
 ) -> Declarations:
     """The declarations of a policy that applies to calls of `targets` (None: to every
     action, tool call or not, so `params` and `action.tool` may be anything); `state`: the
-    type of `state` when the program declares its keys (`state_type`), else any map."""
+    type of `state` when the program declares its keys (`state_type`), else any map.
+    `declared`: for a policy of every action, the tools the program declares: their
+    parameters are what `params` may hold, each one missing from some actions (the other
+    tools' calls, and state reads, writes and asserts, whose `params` are empty)."""
     if targets is None:
         params: Type = map_of()
+        if declared:
+            # open: a tool the program does not declare (an MCP server's) may be called too
+            nothing = Type("map", DYN, {}, False, frozenset())
+            params = join([*(_parameters_type(t) for t in declared), nothing])
         tool: Type = DYN
     else:
-        schemas = [from_json_schema(t.parameters) if t.parameters else map_of() for t in targets]
+        schemas = [_parameters_type(t) for t in targets]
         params = join(schemas) if schemas else map_of()
         if params.kind != "map":
             params = map_of()
@@ -160,6 +170,11 @@ def policy_declarations(
             "now": TIMESTAMP,
         }
     )
+
+
+def _parameters_type(tool: ToolSchema) -> Type:
+    """The type of a call's `params`: its tool's parameters (any map when it declares none)."""
+    return from_json_schema(tool.parameters) if tool.parameters else map_of()
 
 
 def parameters_read(tree: n.Expr) -> frozenset[str] | None:

@@ -146,6 +146,47 @@ def test_fields_only_some_targets_have() -> None:
     assert findings("params.nope == 1", both) == [("unknown-field", "params.nope")]
 
 
+def test_guards_in_either_order_and_in_a_disjunction() -> None:
+    """CEL's `&&` is false when any operand is false, errors or not, so a guard after the
+    read guards it too; `!has(x) || ...` guards the rest of a `||`; `||` with a plain
+    has() does not (when it is false, the other side still reads the field)."""
+    both = [FETCH, DEPLOY]
+    assert findings("params.env == 'prod' && has(params.env)", both) == []
+    assert findings("!has(params.env) || params.env != 'prod'", both) == []
+    assert findings("params.env != 'prod' || !has(params.env)", both) == []
+    assert findings("has(params.env) || params.env == 'prod'", both) == [
+        ("partial-field", "params.env")
+    ]
+
+
+def test_a_policy_of_every_action_reads_parameters_some_actions_lack() -> None:
+    """A policy with no tool list applies to every action: state writes and the other tools'
+    calls lack `params.url`, and the condition fails (the policy fails closed) on each. A
+    test of `action.tool` narrows it by hand; an undeclared field is not an error (a tool of
+    an MCP server the program does not declare may be called)."""
+
+    def every(text: str) -> list[tuple[str, str]]:
+        result = check(text, policy_declarations(None, declared=[FETCH, DEPLOY]))
+        return [(issue.kind, text[issue.start : issue.end]) for issue in result.issues]
+
+    assert every("params.url.startsWith('http:')") == [("partial-field", "params.url")]
+    assert every("has(params.url) && params.url.startsWith('http:')") == []
+    assert every("action.tool == 'fetch' && params.url.startsWith('http:')") == []
+    assert every("params.url.startsWith('http:') && action.tool in ['fetch']") == []
+    assert every("params.url.startsWith('http:') || action.tool == 'fetch'") == [
+        ("partial-field", "params.url")
+    ]
+    assert every("params.other == 1") == []
+    assert ("type-mismatch", "params.url == 1") in every("params.url == 1")
+    # without the declared tools (a bare policy set), `params` is any map, as before
+    assert findings_of_none("params.url.startsWith('http:')") == []
+
+
+def findings_of_none(text: str) -> list[tuple[str, str]]:
+    result = check(text, policy_declarations(None))
+    return [(issue.kind, text[issue.start : issue.end]) for issue in result.issues]
+
+
 def test_an_optional_parameter_without_a_default_may_be_missing() -> None:
     """`limit?: int`: a call may leave it out, and the condition then fails (the policy fails
     closed on every such call): the same finding as a field only some tools have. A default
