@@ -18,6 +18,7 @@ from carlang_runtime.cel import CelSyntaxError
 from carlang_runtime.cel import nodes as cel_nodes
 from carlang_runtime.cel.build import parse as parse_cel
 from carlang_runtime.cel.checker import check as check_cel
+from carlang_runtime.globs import GlobSet
 from carlang_runtime.policy import policy_declarations
 from lsprotocol import types as lsp
 
@@ -101,6 +102,10 @@ class Features:
     def _location(self, file: ProjectFile, span: Span) -> lsp.Location:
         return lsp.Location(uri=uri_of(file.path), range=self._range(file.source, span))
 
+    def related_files(self, path: Path) -> list[ProjectFile]:
+        """The parsed files related to `path` (see `Project.related_files`)."""
+        return self._related(path)
+
     def _related(self, path: Path) -> list[ProjectFile]:
         files = (self.file_at(p) for p in self.project.related_files(path))
         return [f for f in files if f is not None and f.parsed.module is not None]
@@ -109,7 +114,7 @@ class Features:
         """Every name in the files related to `path` (see `Project.related_files`)."""
         for file in self._related(path):
             assert file.parsed.module is not None
-            for occurrence in occurrences(file.parsed.module):
+            for occurrence in occurrences(file.parsed.module, file.source.text):
                 yield file, occurrence
 
     def _resolve(self, path: Path, key: SymbolKey) -> SymbolKey:
@@ -131,11 +136,45 @@ class Features:
         file = self.file_at(path)
         if file is None or file.parsed.module is None:
             return None
-        found = occurrence_at(file.parsed.module, self.offset_at(file, position))
+        found = occurrence_at(file.parsed.module, self.offset_at(file, position), file.source.text)
         if found is None:
             return None
         key = self._resolve(path, found.key)
-        return file, Occurrence(key, found.span, found.role, found.node)
+        return file, Occurrence(key, found.span, found.role, found.node, found.form)
+
+    def tools(self, path: Path) -> dict[str, frozenset[str] | None]:
+        """The tools declared in the files related to `path`, with the names of their
+        parameters (None when they are not known here: a schema read from a file)."""
+        found: dict[str, frozenset[str] | None] = {}
+        for file in self._related(path):
+            assert file.parsed.module is not None
+            for decl in file.parsed.module.declarations:
+                if isinstance(decl, ast.ToolDecl):
+                    found.setdefault(decl.name.text, _param_names(decl))
+        return found
+
+    def applies_to(self, node: ast.Node, tools: dict[str, frozenset[str] | None]) -> list[str]:
+        """The declared tools whose parameters `params` means in `node`: a policy's targets
+        (names or globs), every tool for a policy without targets and for `redact`."""
+        if isinstance(node, ast.PolicyDecl) and node.targets:
+            targets = GlobSet(t.text for t in node.targets)
+            return [tool for tool in tools if targets.matches(tool)]
+        return list(tools)
+
+    def keys_of(
+        self, occurrence: Occurrence, tools: dict[str, frozenset[str] | None]
+    ) -> list[SymbolKey]:
+        """The symbols an occurrence names: one, except `params.url` (`param_use`), which is
+        the parameter `url` of each tool it applies to that has one (a tool whose parameters
+        are not known here may have it)."""
+        kind, name = occurrence.key
+        if kind != "param_use":
+            return [occurrence.key]
+        return [
+            ("param", f"{tool}({name})")
+            for tool in self.applies_to(occurrence.node, tools)
+            if (params := tools[tool]) is None or name in params
+        ]
 
     def _same_symbol(self, wanted: SymbolKey, other: SymbolKey) -> bool:
         if wanted[0] == "capability" or wanted[0] == "budget":
@@ -210,10 +249,19 @@ class Features:
         offset = self.offset_at(file, position)
         parts: list[str] = []
         found = self.symbol_at(path, position)
+        if found is not None and _in_condition(found[1]):
+            found = None  # a name in a condition: its CEL type, below
         span: Span | None = None
         if found is not None:
-            parts.append(self._describe(path, found[1]))
-            span = found[1].span
+            occurrence = found[1]
+            keys = self.keys_of(occurrence, self.tools(path))
+            parts.extend(
+                self._describe(
+                    path, Occurrence(key, occurrence.span, occurrence.role, occurrence.node)
+                )
+                for key in keys
+            )
+            span = occurrence.span
         else:
             cel = self._cel_hover(path, file, offset)
             if cel is not None:
@@ -394,7 +442,13 @@ class Features:
                 return []
             start = lsp.Position(line=0, character=0)
             return [lsp.Location(uri=uri_of(target), range=lsp.Range(start=start, end=start))]
-        return [self._location(f, o.span) for f, o in self.definitions_of(path, occurrence.key)]
+        locations: list[lsp.Location] = []
+        for key in self.keys_of(occurrence, self.tools(path)):
+            for file, definition in self.definitions_of(path, key):
+                location = self._location(file, definition.span)
+                if location not in locations:
+                    locations.append(location)
+        return locations
 
     def _imported(self, path: Path, name: str) -> Path | None:
         """The file `import "name"` in `path` reads, when there is one (open in the editor or
@@ -406,15 +460,47 @@ class Features:
         self, path: Path, position: lsp.Position, include_declaration: bool = True
     ) -> list[lsp.Location]:
         """Every place the name under the cursor is written, across the project."""
+        return [
+            self._location(file, occurrence.span)
+            for file, occurrence in self.uses(path, position)
+            if include_declaration or not occurrence.is_definition
+        ]
+
+    def uses(self, path: Path, position: lsp.Position) -> list[tuple[ProjectFile, Occurrence]]:
+        """Every occurrence of the symbol under the cursor (`params.url` in a condition: of
+        the parameters it reads), across the project."""
         found = self.symbol_at(path, position)
         if found is None:
             return []
-        key = found[1].key
+        tools = self.tools(path)
+        wanted = self.keys_of(found[1], tools)
         return [
-            self._location(file, occurrence.span)
+            (file, occurrence)
             for file, occurrence in self.all_occurrences(path)
-            if self._same_symbol(key, occurrence.key)
-            and (include_declaration or not occurrence.is_definition)
+            if any(
+                self._same_symbol(key, other)
+                for key in wanted
+                for other in self.keys_of(occurrence, tools)
+            )
+        ]
+
+    def highlights(self, path: Path, position: lsp.Position) -> list[lsp.DocumentHighlight]:
+        """The places in this file that name the symbol under the cursor: writes (of a state
+        key) as writes, reads and references as reads, declarations as text."""
+        file = self.file_at(path)
+        if file is None:
+            return []
+        kinds = {
+            "write": lsp.DocumentHighlightKind.Write,
+            "definition": lsp.DocumentHighlightKind.Text,
+        }
+        return [
+            lsp.DocumentHighlight(
+                range=self._range(file.source, occurrence.span),
+                kind=kinds.get(occurrence.role, lsp.DocumentHighlightKind.Read),
+            )
+            for other, occurrence in self.uses(path, position)
+            if other.path == file.path
         ]
 
     # -- rename ------------------------------------------------------------------------------
@@ -424,8 +510,9 @@ class Features:
         return Renamer(self).prepare(path, position)
 
     def rename(self, path: Path, position: lsp.Position, new_name: str) -> lsp.WorkspaceEdit | None:
-        """Rename a tool, state key, policy, capability, budget, proposal, action or plan
-        everywhere it is written; `RenameRefused` when the new name cannot be used."""
+        """Rename a tool, tool parameter, state key, policy, capability, budget, proposal,
+        action or plan everywhere it is written or read; `RenameRefused` when the new name
+        cannot be used or would change what the program means."""
         return Renamer(self).rename(path, position, new_name)
 
     # -- outline -----------------------------------------------------------------------------
@@ -497,10 +584,12 @@ class Features:
             return lsp.SemanticTokens(data=data)
         source = file.source
         previous_line, previous_start = 0, 0
-        for occurrence in occurrences(file.parsed.module):
+        for occurrence in occurrences(file.parsed.module, source.text):
             kind = occurrence.key[0]
             if kind not in _TOKEN_TYPES or not occurrence.span:
                 continue
+            if occurrence.form == "string" or _in_condition(occurrence):
+                continue  # strings and CEL are the TextMate grammar's
             if kind == "capability|budget":  # `under x`: coloured as what `x` is declared as
                 kind = self._resolve(path, occurrence.key)[0]
             start = to_position(source, occurrence.span.start, self.encoding)
@@ -679,6 +768,28 @@ def _quickfix(
         edit=lsp.WorkspaceEdit(changes={uri: edits}),
         is_preferred=preferred or None,
     )
+
+
+def _param_names(decl: ast.ToolDecl) -> frozenset[str] | None:
+    """The names of a tool's parameters: its signature's, its inline schema's properties, or
+    None for a schema read from a file (not known here)."""
+    names = {p.name.text for p in decl.params}
+    for item in decl.items:
+        if isinstance(item, ast.ToolSchemaFrom):
+            return None
+        if isinstance(item, ast.ToolSchemaItem) and isinstance(item.schema.value, dict):
+            properties = item.schema.value.get("properties")
+            if isinstance(properties, dict):
+                names |= {str(name) for name in properties}
+    return frozenset(names)
+
+
+def _in_condition(occurrence: Occurrence) -> bool:
+    """Whether the name is read in a policy's `when` condition."""
+    node = occurrence.node
+    if not isinstance(node, ast.PolicyDecl) or node.when is None:
+        return False
+    return node.when.span.start <= occurrence.span.start <= node.when.span.end
 
 
 def _leading_word(source: Source, span: Span) -> Span:

@@ -264,6 +264,12 @@ def build_server() -> CarlangServer:
             params.context.include_declaration,
         )
 
+    @server.feature(lsp.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
+    def highlight(
+        ls: CarlangServer, params: lsp.DocumentHighlightParams
+    ) -> list[lsp.DocumentHighlight]:
+        return ls.features.highlights(path_of_uri(params.text_document.uri), params.position)
+
     @server.feature(
         lsp.TEXT_DOCUMENT_COMPLETION,
         lsp.CompletionOptions(trigger_characters=[".", "(", ",", " ", ":"]),
@@ -294,7 +300,12 @@ def build_server() -> CarlangServer:
 
     @server.feature(lsp.TEXT_DOCUMENT_PREPARE_RENAME)
     def prepare_rename(ls: CarlangServer, params: lsp.PrepareRenameParams) -> lsp.Range | None:
-        return ls.features.prepare_rename(path_of_uri(params.text_document.uri), params.position)
+        try:
+            return ls.features.prepare_rename(
+                path_of_uri(params.text_document.uri), params.position
+            )
+        except RenameRefused as refused:  # the editor shows why before asking for a name
+            raise JsonRpcException(refused.message, refused.code) from None
 
     @server.feature(lsp.TEXT_DOCUMENT_RENAME)
     def rename(ls: CarlangServer, params: lsp.RenameParams) -> lsp.WorkspaceEdit | None:

@@ -5,13 +5,27 @@ A symbol is `(kind, name)`: `tool`, `param` (`tool(param)`), `state` (a key or a
 `policy`, `capability`, `budget`, `proposal`, `action` (`proposal/action`), `plan`, `import`
 (the imported path, resolved). An occurrence is one place the symbol is written, and says
 whether it defines the symbol and, for state keys, whether it reads or writes it.
+
+Names are also read where they are not declared names: in a policy's CEL condition
+(`params.url`, `state["build.ok"]`, `action.tool == "fetch"`), a redaction's path
+(`params.card`), a rule's `tool.param`, a test's `state { key: ... }`, `expect ... by
+"policy"` and the cells of a table that fill `by $column` or `winner $column`. A parameter
+read through `params` names no tool by itself: it is `("param_use", "url")`, and which tools'
+`url` it is depends on the tools its policy targets (`Features` settles it with the project's
+tools).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
+
+from carlang_runtime.cel import CelSyntaxError
+from carlang_runtime.cel import nodes as cel
+from carlang_runtime.cel.build import parse as parse_cel
 
 from .. import ast
 from ..source import Span
@@ -20,6 +34,9 @@ __all__ = ["Occurrence", "SymbolKey", "occurrences", "occurrence_at", "state_key
 
 SymbolKey = tuple[str, str]
 Role = Literal["definition", "reference", "read", "write"]
+#: How a name is written: as a name (""), inside a string literal ("string": any name can be
+#: written there), or as a CEL field (`state.ready`, "field": only a plain name can).
+Form = Literal["", "string", "field"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +48,7 @@ class Occurrence:
     span: Span
     role: Role
     node: ast.Node
+    form: Form = ""
 
     @property
     def is_definition(self) -> bool:
@@ -48,17 +66,20 @@ def state_key_matches(pattern: str, key: str) -> bool:
     return key.startswith(pattern[:-1]) and len(key) > len(pattern) - 1
 
 
-def occurrences(module: ast.Module) -> list[Occurrence]:
-    """Every name in `module`, in source order."""
+def occurrences(module: ast.Module, text: str | None = None) -> list[Occurrence]:
+    """Every name in `module`, in source order (given the file's `text`, also the state keys
+    of its tests' `state { }`, which the syntax tree keeps as a value without positions)."""
     found = list(_module(module))
+    if text is not None:
+        found += _given_state_keys(module, text)
     found.sort(key=lambda o: o.span.start)
     return found
 
 
-def occurrence_at(module: ast.Module, offset: int) -> Occurrence | None:
+def occurrence_at(module: ast.Module, offset: int, text: str | None = None) -> Occurrence | None:
     """The name at character `offset` (also just after its last character)."""
     best: Occurrence | None = None
-    for occurrence in occurrences(module):
+    for occurrence in occurrences(module, text):
         if occurrence.span.start <= offset <= occurrence.span.end:
             best = occurrence
             if offset < occurrence.span.end:
@@ -99,6 +120,11 @@ def _declaration(decl: ast.Declaration) -> Iterator[Occurrence]:
         yield _o("policy", decl.name, "definition", decl)
         for target in decl.targets:
             yield _o("tool", target, "reference", decl)
+        if decl.when is not None:
+            start = decl.when.span.start
+            for kind, read, begin, end, form in cel_names(decl.when.cel):
+                role: Role = "reference" if kind == "tool" else "read"
+                yield Occurrence((kind, read), Span(start + begin, start + end), role, decl, form)
     elif isinstance(decl, ast.ProposalDecl):
         yield from _proposal(decl)
     elif isinstance(decl, ast.PlanDecl):
@@ -111,7 +137,9 @@ def _declaration(decl: ast.Declaration) -> Iterator[Occurrence]:
         yield from _test(decl)
     elif isinstance(decl, ast.McpServerDecl):
         yield _o("mcp_server", decl.name, "definition", decl)
-    elif not isinstance(decl, ast.RedactDecl):  # redactions are paths, not declared names
+    elif isinstance(decl, ast.RedactDecl):
+        yield from _redacted_params(decl)
+    else:
         yield from _rule(decl)
 
 
@@ -135,10 +163,13 @@ def _rule(decl: ast.RuleDecl) -> Iterator[Occurrence]:
     elif isinstance(
         decl, (ast.DenyToolParamDecl, ast.AllowToolParamDecl, ast.DenyToolParamMatchingDecl)
     ):
-        tool, _, _param = decl.target.text.rpartition(".")
+        tool, _, param = decl.target.text.rpartition(".")
         if tool:
-            span = Span(decl.target.span.start, decl.target.span.start + len(tool))
-            yield Occurrence(("tool", tool), span, "reference", decl)
+            start = decl.target.span.start
+            yield Occurrence(("tool", tool), Span(start, start + len(tool)), "reference", decl)
+            at = start + len(tool) + 1
+            key = ("param", f"{tool}({param})")
+            yield Occurrence(key, Span(at, at + len(param)), "reference", decl)
     elif isinstance(decl, ast.RateLimitToolDecl):
         yield _o("tool", decl.tool, "reference", decl)
     elif isinstance(decl, ast.RequireStateDecl):
@@ -197,6 +228,8 @@ def _action_item(
 
 
 def _test(decl: ast.TestDecl) -> Iterator[Occurrence]:
+    #: what the table's columns fill: `by $p` a policy, `winner $w` a proposal
+    columns: dict[str, str] = {}
     for item in decl.items:
         if isinstance(item, ast.GivenAction):
             yield from _action_kind(item.kind, decl)
@@ -204,5 +237,224 @@ def _test(decl: ast.TestDecl) -> Iterator[Occurrence]:
             yield _o("proposal", item.name, "reference", decl)
         elif isinstance(item, ast.GivenPlan):
             yield _o("plan", item.name, "reference", decl)
-        elif isinstance(item, ast.Expect) and isinstance(item.by, ast.Name):
-            yield _o("policy", item.by, "reference", decl)
+        elif isinstance(item, ast.Expect):
+            kind, word = ("policy", item.by) if item.kind == "decision" else ("proposal", item.word)
+            if item.kind not in ("decision", "winner"):
+                continue
+            if isinstance(word, ast.Name):
+                yield _named(kind, word, decl)
+            elif isinstance(word, ast.Column):
+                columns[word.name] = kind
+    for item in decl.items:
+        if isinstance(item, ast.Where) and columns and item.rows:
+            yield from _table_cells(item, columns, decl)
+
+
+def _named(kind: str, name: ast.Name, node: ast.Node) -> Occurrence:
+    """A name written as a name, or as a string (`by "https_only"`: its span is the quotes',
+    so the name is the text inside them when the string has no escapes)."""
+    span = name.span
+    if span.end - span.start == len(name.text) + 2:
+        return Occurrence((kind, name.text), Span(span.start + 1, span.end - 1), "reference",
+                          node, "string")  # fmt: skip
+    return _o(kind, name, "reference", node)
+
+
+def _table_cells(
+    table: ast.Where, columns: dict[str, str], decl: ast.TestDecl
+) -> Iterator[Occurrence]:
+    header, *rows = table.rows
+    for index, cell in enumerate(header):
+        name = cell.text if isinstance(cell, ast.Name) else str(cell.value)
+        kind = columns.get(name)
+        if kind is None:
+            continue
+        for row in rows:
+            value = row[index] if index < len(row) else None
+            if isinstance(value, ast.Name) and value.text:
+                yield _o(kind, value, "reference", decl)
+            elif isinstance(value, ast.Value) and isinstance(value.value, str):
+                yield _named(kind, ast.Name(value.value, span=value.span), decl)
+
+
+def _given_state_keys(module: ast.Module, text: str) -> Iterator[Occurrence]:
+    """The keys of the tests' `state { key: value }`: the state keys a test starts from."""
+    for decl in module.declarations:
+        if not isinstance(decl, ast.TestDecl):
+            continue
+        for item in decl.items:
+            if isinstance(item, ast.GivenState) and isinstance(item.data.value, dict):
+                span = item.data.span
+                for key, start, end, quoted in _map_keys(text, span.start, span.end):
+                    if key in item.data.value:
+                        form: Form = "string" if quoted else ""
+                        yield Occurrence(("state", key), Span(start, end), "read", decl, form)
+
+
+_MAP_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[A-Za-z_*][A-Za-z0-9_.*]*|#[^\n]*|\S')
+
+
+def _map_keys(text: str, start: int, end: int) -> Iterator[tuple[str, int, int, bool]]:
+    """The keys of the map written at `text[start:end]` (its own, not those of maps inside
+    it): `(key, start, end, quoted)`, the span being the key's text inside any quotes."""
+    depth = 0
+    previous: tuple[str, int, int, bool] | None = None
+    for match in _MAP_TOKEN.finditer(text, start, end):
+        token = match.group()
+        if token in "{[" and len(token) == 1:
+            depth += 1
+        elif token in "}]" and len(token) == 1:
+            depth -= 1
+        elif token == ":" and depth == 1 and previous is not None:
+            yield previous
+        if token.startswith("#"):
+            continue
+        previous = None
+        if depth == 1 and token[0] == '"' and "\\" not in token:
+            previous = (token[1:-1], match.start() + 1, match.end() - 1, True)
+        elif depth == 1 and (token[0].isalpha() or token[0] == "_"):
+            previous = (token, match.start(), match.end(), False)
+
+
+def _redacted_params(decl: ast.RedactDecl) -> Iterator[Occurrence]:
+    """`redact params.card`: the parameter `card` of every tool that has one."""
+    for path in decl.paths:
+        parts = path.text.split(".")
+        if len(parts) > 1 and parts[0] == "params" and _PLAIN_NAME.fullmatch(parts[1]):
+            at = path.span.start + len("params.")
+            yield Occurrence(("param_use", parts[1]), Span(at, at + len(parts[1])), "reference",
+                             decl)  # fmt: skip
+
+
+_PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+#: The variables of a condition whose fields or keys are names of the program.
+_ROOTS = ("params", "state", "action", "history")
+CelName = tuple[str, str, int, int, Form]
+
+
+@lru_cache(maxsize=4096)
+def cel_names(text: str) -> tuple[CelName, ...]:
+    """The names a CEL condition reads, as `(kind, name, start, end, form)` with offsets into
+    `text`: parameters (`params.url`, `action.params.url`, `params["url"]`, `has(params.url)`,
+    `params.?url`) as `param_use`; state keys (`state.ready`, `state["build.ok"]`, `"ready" in
+    state`, `has(state.ready)`); tools compared with an action's (`action.tool == "fetch"`,
+    `action.tool in ["a", "b"]`, `h.tool == "fetch"` for `h` over `history`). Nothing for a
+    condition that does not parse."""
+    try:
+        tree = parse_cel(text)
+    except (CelSyntaxError, RecursionError):
+        return ()
+    found: list[CelName] = []
+    _cel_walk(tree, text, frozenset(), frozenset(), found)
+    found.sort(key=lambda f: f[2])
+    return tuple(found)
+
+
+def _cel_walk(
+    node: cel.Expr, text: str, bound: frozenset[str], items: frozenset[str], found: list[CelName]
+) -> None:
+    """Collect `node`'s names; `bound` are the macro variables in scope (which hide `params`
+    and the others), `items` those that stand for an entry of `history`."""
+    if isinstance(node, cel.Macro):
+        _cel_walk(node.target, text, bound, items, found)
+        names = {node.var} | ({node.var2} if node.var2 else set())
+        inner = bound | names
+        over_history = _root(node.target, "history", bound)
+        element = node.var2 if node.var2 else node.var
+        # `h` (or, in a two-variable form, its element) is an entry of history
+        scoped = (items - names) | ({element} if over_history and node.kind != "bind" else set())
+        for part in (node.predicate, node.result):
+            if part is not None:
+                _cel_walk(part, text, inner, frozenset(scoped), found)
+        return
+    _cel_match(node, text, bound, items, found)
+    for child in cel.children(node):
+        _cel_walk(child, text, bound, items, found)
+
+
+def _root(node: cel.Expr, name: str, bound: frozenset[str]) -> bool:
+    """Whether `node` is the condition's variable `name` (not a macro variable hiding it)."""
+    return isinstance(node, cel.Ident) and node.name == name and (node.root or name not in bound)
+
+
+def _params_of(node: cel.Expr, bound: frozenset[str]) -> bool:
+    """`params`, or `action.params`: the parameters of the action judged."""
+    if _root(node, "params", bound):
+        return True
+    return (
+        isinstance(node, cel.Select)
+        and node.field == "params"
+        and _root(node.operand, "action", bound)
+    )
+
+
+def _cel_match(
+    node: cel.Expr, text: str, bound: frozenset[str], items: frozenset[str], found: list[CelName]
+) -> None:
+    if isinstance(node, (cel.Select, cel.Has)):
+        kind = _field_kind(node.operand, bound)
+        if kind is not None:
+            at = _field_at(node, text)
+            if at is not None:
+                found.append((kind, node.field, at, at + len(node.field), "field"))
+    elif isinstance(node, cel.Index):
+        kind = _field_kind(node.operand, bound)
+        name = _string_at(node.index, text)
+        if kind is not None and name is not None:
+            found.append((kind, *name))
+    elif isinstance(node, cel.Call) and node.function == "_?._" and len(node.args) == 2:
+        kind = _field_kind(node.args[0], bound)
+        field = node.args[1]
+        if kind is not None and isinstance(field, cel.Literal) and isinstance(field.value, str):
+            if text[field.start : field.end] == field.value:
+                found.append((kind, field.value, field.start, field.end, "field"))
+    elif isinstance(node, cel.Binary) and node.op == "in" and _root(node.right, "state", bound):
+        name = _string_at(node.left, text)
+        if name is not None:
+            found.append(("state", *name))
+    elif isinstance(node, cel.Binary) and node.op in ("==", "!=", "in"):
+        for tool, other in ((node.left, node.right), (node.right, node.left)):
+            if _tool_of_action(tool, bound, items) and (node.op != "in" or other is node.right):
+                values = other.items if isinstance(other, cel.ListExpr) else (other,)
+                for value in values:
+                    name = _string_at(value, text)
+                    if name is not None:
+                        found.append(("tool", *name))
+
+
+def _field_kind(operand: cel.Expr, bound: frozenset[str]) -> str | None:
+    """What a field or key of `operand` names: a parameter, a state key, or nothing."""
+    if _params_of(operand, bound):
+        return "param_use"
+    if _root(operand, "state", bound):
+        return "state"
+    return None
+
+
+def _tool_of_action(node: cel.Expr, bound: frozenset[str], items: frozenset[str]) -> bool:
+    """`action.tool`, or `h.tool` for `h` an entry of history."""
+    if not isinstance(node, cel.Select) or node.field != "tool":
+        return False
+    operand = node.operand
+    if _root(operand, "action", bound):
+        return True
+    return isinstance(operand, cel.Ident) and not operand.root and operand.name in items
+
+
+def _field_at(node: cel.Select | cel.Has, text: str) -> int | None:
+    """Where the field of `operand.field` (or `has(operand.field)`) is written."""
+    at = text.rfind(node.field, node.operand.end, node.end)
+    return at if at >= 0 else None
+
+
+def _string_at(node: cel.Expr, text: str) -> tuple[str, int, int, Form] | None:
+    """A string literal written without escapes or prefixes: `(value, start, end, "string")`,
+    the span being the text inside its quotes."""
+    if not isinstance(node, cel.Literal) or not isinstance(node.value, str):
+        return None
+    raw = text[node.start : node.end]
+    if len(raw) < 2 or raw[0] not in "'\"" or raw[-1] != raw[0] or raw[1:-1] != node.value:
+        return None
+    if raw.startswith(raw[0] * 3):  # a triple-quoted string
+        return None
+    return node.value, node.start + 1, node.end - 1, "string"

@@ -433,6 +433,37 @@ async def test_rename_refusals_are_lsp_errors_with_the_reason(client: LanguageCl
 
 
 @pytest.mark.asyncio(loop_scope="module")
+async def test_highlights_and_a_refused_prepare_rename(client: LanguageClient) -> None:
+    from pygls.exceptions import JsonRpcException
+
+    text = RELEASE.read_text()
+    uri = await _open(client, RELEASE)
+    # deploy's `env`: its declaration, its policies' `params.env`, the calls that pass it
+    # (not rollback_deploy's `env`)
+    highlights = await client.text_document_document_highlight_async(
+        lsp.DocumentHighlightParams(
+            text_document=_doc(uri), position=_position(text, "params.env ==", 7)
+        )
+    )
+    assert sorted((h.range.start.line + 1, h.kind) for h in highlights or []) == [  # fmt: skip
+        (9, lsp.DocumentHighlightKind.Text),
+        (39, lsp.DocumentHighlightKind.Read),
+        (41, lsp.DocumentHighlightKind.Read),
+        (60, lsp.DocumentHighlightKind.Read),
+        (65, lsp.DocumentHighlightKind.Read),
+    ]
+    # a state key pattern: the editor says why before asking for a new name
+    with pytest.raises(JsonRpcException) as refused:
+        await client.text_document_prepare_rename_async(
+            lsp.PrepareRenameParams(
+                text_document=_doc(uri), position=_position(text, "build.*: any")
+            )
+        )
+    assert refused.value.code == lsp.LSPErrorCodes.RequestFailed
+    assert refused.value.message.startswith("`build.*` is a pattern of state keys, not one name")
+
+
+@pytest.mark.asyncio(loop_scope="module")
 async def test_an_untitled_document_is_a_program_on_its_own(client: LanguageClient) -> None:
     uri = "untitled:Untitled-1"
     text = 'import "../shared/ops_tools.car"\ntool ping(host: string)\ntool ping(host: string)\n'
