@@ -172,6 +172,29 @@ def test_car_target_is_accepted_by_car_runtime() -> None:
             assert [sorted(level) for level in theirs["execution_levels"]] == ours_levels
 
 
+@pytest.mark.car
+def test_car_runtime_does_not_run_an_exported_after_past_its_first_step(tmp_path: Path) -> None:
+    """What docs/runtime.md (difference 9) says of car-runtime 0.58: its `execute` does not
+    commit `expected_effects`, so the `__done.a` that `after a` lowers to is never there and
+    `b` is rejected although `a` succeeded; carlang runs both. If a car-runtime release
+    commits declared effects, this fails: update the difference."""
+    import car_runtime
+
+    text = 'tool r(path: string)\ntool w(path: string)\nproposal p { a = r(path: "x")  b = w(path: "y") after a }\n'
+    result = runner.invoke(
+        app, ["compile", str(write(tmp_path, "two.car", text)), "--target", "car"]
+    )
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(
+        car_runtime.execute(result.output, ["r", "w"], lambda name, params: json.dumps("ok"))
+    )
+    statuses = {r["action_id"]: (r["status"], r.get("error")) for r in outcome["results"]}
+    assert statuses == {
+        "a": ("succeeded", None),
+        "b": ("rejected", "state dependency '__done.a' not found"),
+    }
+
+
 def test_fmt_check_and_write(tmp_path: Path) -> None:
     path = write(tmp_path, "messy.car", "tool   t( )\n")
     result = runner.invoke(app, ["fmt", "--check", str(path)])
