@@ -4,7 +4,10 @@ Style: two-space indentation; one statement per line; blocks open on the stateme
 blank line between declarations where the source had one (several collapse to one); values
 written as JSON (map keys bare when they are plain names). Comments are kept: a comment on its
 own line stays before the statement that follows it, a comment at the end of a line stays at
-the end of that statement's line; none is ever dropped.
+the end of that statement's line (a block written on one line with a comment after it stays on
+one line; a comment after a `}` that shares its line with the block's last item stays with
+that item), so a `# carlang: allow` pragma still accepts its line's warnings; none is ever
+dropped.
 
 `format_source` proves its result: it parses the output again and requires the same syntax tree
 and the same comments, or raises `FormatError` (an internal error) instead of returning it.
@@ -136,8 +139,9 @@ class _Printer:
         self.next_comment = 0
         self.lines: list[str] = []
         self.last_end = 0
-        #: Where each block being written closes (its `}`), innermost last.
-        self.closes: list[int] = []
+        #: Where each block being written closes (its `}`), innermost last, and whether it is
+        #: written on one line.
+        self.closes: list[tuple[int, bool]] = []
 
     # -- comments and layout -----------------------------------------------------------------
 
@@ -188,6 +192,37 @@ class _Printer:
         self.lines[-1] += "  " + " ".join(texts)
         self.last_end = max(self.last_end, found[-1].span.end)
 
+    def _after_braces(self, end: int, comment: ast.Comment) -> bool:
+        """Whether only closing braces (and spaces) come between `end` and `comment`."""
+        return not self.source.text[end : comment.span.start].strip(" \t\r}")
+
+    def _within_block(self, end: int, comment: ast.Comment) -> bool:
+        """Whether the statement ending at `end` may take `comment`, given the block being
+        written: a comment before its `}` is inside it; one after it, on the line the block's
+        last item ends (`  cache 60s }  # note`), is the item's once the `}` gets a line of
+        its own, unless the block stays on one line (then it is the block's)."""
+        if not self.closes:
+            return True
+        close, one_line = self.closes[-1]
+        return comment.span.start < close or (not one_line and self._after_braces(end, comment))
+
+    def _stays_on_one_line(self, node: ast.Node, header_end: int) -> bool:
+        """A block written on one line (`{` to `}`) with a comment after it on that line, only
+        closing braces between, stays on one line: written over several lines, the comment
+        would be beside only part of what it is about, and a `# carlang: allow` pragma could
+        no longer accept every warning of its line."""
+        close = node.span.end - 1
+        if header_end == -1 or "\n" in self.source.text[header_end:close]:
+            return False
+        if self.next_comment >= len(self.comments):
+            return False
+        comment = self.comments[self.next_comment]
+        return (
+            comment.span.start >= node.span.end
+            and "\n" not in self.source.text[node.span.end : comment.span.start]
+            and self._after_braces(node.span.end, comment)
+        )
+
     def trailing(self, end: int, before: int | None = None) -> None:
         """A comment on the same source line right after `end` (and before `before`) goes at
         the end of the line."""
@@ -201,13 +236,19 @@ class _Printer:
             end <= comment.span.start < line_end + 1
             and "\n" not in self.source.text[end : comment.span.start]
             and (before is None or comment.span.start < before)
-            and (not self.closes or comment.span.start < self.closes[-1])
+            and self._within_block(end, comment)
         ):
             self.lines[-1] += "  " + comment.text.rstrip()
             self.next_comment += 1
             self.last_end = comment.span.end
         else:
             self.last_end = max(self.last_end, end)
+
+    def wrapped(self, value: Any, indent: int, prefix: str) -> str:
+        """`format_value_wrapped`, except in a block that stays on one line."""
+        if any(one_line for _, one_line in self.closes):
+            return format_value(value)
+        return format_value_wrapped(value, indent, prefix)
 
     def statement(self, node: ast.Node, text: str, indent: int, first: bool) -> None:
         """One line for `node`, with its comments."""
@@ -225,10 +266,13 @@ class _Printer:
         first: bool,
         item_printer: Any,
     ) -> None:
-        """`head {`, the items one per line, `}` — comments inside stay inside."""
+        """`head {`, the items one per line, `}` — comments inside stay inside; or all on one
+        line, when the source has it so with a comment after it (`_stays_on_one_line`)."""
         self.leading(node.span.start, indent, first)
-        self.lines.append("  " * indent + head + " {")
         header_end = self.source.text.find("{", node.span.start)
+        one_line = self._stays_on_one_line(node, header_end)
+        mark = len(self.lines)
+        self.lines.append("  " * indent + head + " {")
         self.inner(header_end if header_end != -1 else node.span.start)
         self.last_end = max(self.last_end, header_end + 1 if header_end != -1 else node.span.start)
         close = node.span.end - 1
@@ -236,12 +280,16 @@ class _Printer:
         # item, not about its `{`)
         first_item = getattr(items[0], "span", None) if items else None
         self.trailing(self.last_end, before=first_item.start if first_item else close)
-        self.closes.append(close)  # an item's trailing comment ends before the block does
+        self.closes.append((close, one_line))
         for position, item in enumerate(items):
             item_printer(item, indent + 1, position == 0)
         self.closes.pop()
         self.leading(close, indent + 1, not items)
         self.lines.append("  " * indent + "}")
+        if one_line:  # (no comment inside it: the one after it comes next)
+            inside = [line.strip() for line in self.lines[mark + 1 : -1]]
+            self.lines[mark:] = [self.lines[mark] + "".join(f" {line}" for line in inside)]
+            self.lines[-1] += " }" if inside else "}"
         self.trailing(node.span.end)
 
     # -- declarations ------------------------------------------------------------------------
@@ -292,7 +340,7 @@ class _Printer:
         elif isinstance(item, ast.ReadOnly):
             text = "read_only"
         elif isinstance(item, ast.ToolSchemaItem):
-            text = "schema " + format_value_wrapped(item.schema.value, indent, "schema ")
+            text = "schema " + self.wrapped(item.schema.value, indent, "schema ")
         elif isinstance(item, ast.ToolSchemaFrom):
             text = f"schema from {format_value(item.reference.value)}"
         elif isinstance(item, ast.RemoteName):
@@ -307,7 +355,7 @@ class _Printer:
             if isinstance(value, ast.Duration):
                 written = value.text
             else:
-                written = format_value_wrapped(value.value, indent, setting.word + " ")
+                written = self.wrapped(value.value, indent, setting.word + " ")
             self.statement(setting, f"{setting.word} {written}", indent, first_item)
 
         self.block(decl, f"mcp_server {decl.name.text}", decl.settings, 0, first, item)

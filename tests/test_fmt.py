@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import tempfile
+from collections import Counter
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from carlang.compiler import compile_file
 from carlang.fmt import FormatError, format_module, format_source
 from carlang.parse import parse
+from carlang.project import Project, apply_allowances
 from carlang.source import Source
 from tests.conftest import ROOT
 
@@ -74,17 +80,177 @@ def test_comments_survive_in_place() -> None:
 
 
 def test_a_comment_after_a_one_line_block_stays_after_it() -> None:
-    """`tool a() { ... }  # note`: the note is about the whole block; written out over
-    several lines, it follows the `}`, not the `{` or the last item."""
+    """`tool a() { ... }  # note`: the note is about the whole line, so the block stays on
+    it (split over several lines, the note went after the `}`, a line below what it is about,
+    and a `# carlang: allow` pragma no longer accepted the warning of its line)."""
     text = (
         'tool a() { description "x" }  # about a\n'
         "tool b(x: int)\n"
         "proposal p { s = b(x: 1) { timeout 5s }  # about s\n}  # about p\n"
+        "state {}  # empty\n"
     )
     out = format_source(Source("t.car", text))
-    assert '  description "x"\n}  # about a\n' in out
-    assert "    timeout 5s\n  }  # about s\n}  # about p\n" in out
+    assert out == (
+        'tool a() { description "x" }  # about a\n'
+        "tool b(x: int)\n"
+        "proposal p {\n  s = b(x: 1) { timeout 5s }  # about s\n}  # about p\n"
+        "state {}  # empty\n"
+    )
     assert format_source(Source("t.car", out)) == out
+
+
+def test_a_long_value_in_a_block_that_stays_on_one_line_is_not_wrapped() -> None:
+    """Wrapped over lines, the value would break the block's one line (and the next `fmt`
+    would write it otherwise)."""
+    keys = ", ".join(f'key_number_{i}: {{ type: "string" }}' for i in range(6))
+    text = f'tool t(x: int) {{ schema {{ type: "object", properties: {{ {keys} }} }} }}  # c\n'
+    assert fmt(text) == text
+    assert fmt(text.replace("  # c", "")).count("\n") > 4
+
+
+def test_a_comment_after_a_closing_brace_shared_with_the_last_item_stays_on_that_item() -> None:
+    """`  cache 60s }  # note`: written out, the `}` gets a line of its own and the note
+    stays beside the item it was written after."""
+    text = (
+        "tool t(x: int) {\n  idempotent\n  cache 60s }  # about cache\n"
+        "proposal p {\n  a = t(x: 1) {\n    retry 2 } }  # about retry\n"
+        "proposal q {\n  a = t(x: 1) { retry 2 } }  # about a\n"
+    )
+    out = format_source(Source("t.car", text))
+    assert out == (
+        "tool t(x: int) {\n  idempotent\n  cache 60s  # about cache\n}\n"
+        "proposal p {\n  a = t(x: 1) {\n    retry 2  # about retry\n  }\n}\n"
+        "proposal q {\n  a = t(x: 1) { retry 2 }  # about a\n}\n"
+    )
+    assert format_source(Source("t.car", out)) == out
+
+
+def _codes(text: str, tmp: Path) -> Counter[str]:
+    """The codes `carlang check` reports for `text`, once its pragmas have accepted what
+    they accept (a pragma that accepts nothing counts as its CL0525)."""
+    result = compile_file(tmp / "t.car", tmp, text=text)
+    kept, stale = apply_allowances(
+        result.diagnostics.items, [f.source for f in result.loaded.files], Project(tmp)
+    )
+    return Counter(d.code for d in [*kept, *stale])
+
+
+_APPROVED = "tool t(x: int)\npolicy q: require_approval t\n"
+_PRAGMA_SHAPES = {
+    "one-line tool, warning on its head": (
+        "tool t(x: int) { idempotent cache 60s }  # carlang: allow CL0207\n"
+    ),
+    "one-line capability, warning on its item": (
+        "tool t()\ncapability c { tools allow nope }  # carlang: allow CL0223\n"
+        "proposal p under c {\n  a = t()\n}\n"
+    ),
+    "last item and closing brace on one line": (
+        "tool t()\ncapability c {\n  max_actions 3\n  tools allow nope }  # carlang: allow CL0223\n"
+        "proposal p under c {\n  a = t()\n}\n"
+    ),
+    "one-line action block": (
+        _APPROVED + "proposal p {\n  a = t(x: 1) { retry 2 }  # carlang: allow CL0521\n}\n"
+    ),
+    "one-line action block, warning inside it": (
+        "tool t()\nstate { k: int }\n"
+        "proposal p {\n  a = t() { effects { k = 1 j = 2 } }  # carlang: allow CL0206\n}\n"
+    ),
+    "one-line effects block": (
+        "tool t()\nstate { k: int }\n"
+        "proposal p {\n  a = t() {\n    effects { k = 1 j = 2 }  # carlang: allow CL0206\n  }\n}\n"
+    ),
+    "last action and closing brace on one line": (
+        _APPROVED + "proposal p {\n  a = t(x: 1) }  # carlang: allow CL0521\n"
+    ),
+    "one-line last action and closing brace on one line": (
+        _APPROVED + "proposal p {\n  a = t(x: 1) { retry 2 } }  # carlang: allow CL0521\n"
+    ),
+    "one-line proposal, two warnings": (
+        _APPROVED + "proposal p { a = t(x: 1) b = t(x: 2) }  # carlang: allow CL0521\n"
+    ),
+    "closing braces of nested blocks on the last item's line": (
+        "tool t()\nstate { k: int }\nproposal p {\n  a = t() {\n    retry 1\n"
+        "    effects { k = 1 j = 2 } } }  # carlang: allow CL0206\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("text", _PRAGMA_SHAPES.values(), ids=list(_PRAGMA_SHAPES))
+def test_a_pragma_after_a_closing_brace_still_accepts_its_warning(
+    text: str, tmp_path: Path
+) -> None:
+    """Formatting moves no pragma off the line whose warning it accepts: `check` says the
+    same of the file before and after `fmt`."""
+    out = fmt(text)
+    assert fmt(out) == out
+    assert "CL0525" not in _codes(text, tmp_path)  # each pragma accepts a warning
+    assert _codes(out, tmp_path) == _codes(text, tmp_path), out
+
+
+_NOTE = st.sampled_from(
+    [
+        "",
+        "",
+        "  # note",
+        "  # carlang: allow CL0207",
+        "  # carlang: allow CL0521",
+        "  # carlang: allow CL0206",
+        "  # carlang: allow CL0223",
+        "  # carlang: allow CL0521, CL0206",
+    ]
+)
+
+
+@st.composite
+def _laid_out(draw: st.DrawFn) -> str:
+    """A program with blocks written on one line, one item a line, or with the last item
+    and the `}` on one line, with notes and pragmas after the `}`s."""
+
+    def block(head: str, items: list[list[str]]) -> list[str]:
+        flat_ok = all(len(i) == 1 and "#" not in i[0] for i in items)
+        layout = draw(
+            st.sampled_from(["flat", "lines", "shared"] if flat_ok else ["lines", "shared"])
+        )
+        note = draw(_NOTE)
+        if layout == "flat":
+            return [f"{head} {{ {' '.join(i[0] for i in items)} }}{note}"]
+        body = ["  " + line for item in items for line in item]
+        if layout == "shared" and "#" not in body[-1]:
+            return [f"{head} {{", *body[:-1], body[-1] + " }" + note]
+        return [f"{head} {{", *body, "}" + note]
+
+    def some(options: list[str]) -> list[list[str]]:
+        chosen = draw(st.lists(st.sampled_from(options), min_size=1, max_size=3, unique=True))
+        return [[item] for item in chosen]
+
+    lines = [*block("tool u(x: int)", some(["idempotent", "cache 60s", 'description "d"']))]
+    lines += ["tool t(x: int)", "policy q: require_approval t"]
+    lines += block("state", some(["k: int", "m: bool"]))
+    lines += block("capability c", some(["tools allow t, nope", "max_actions 9"]))
+    actions = []
+    for n in range(draw(st.integers(1, 3))):
+        tool = draw(st.sampled_from(["t", "u"]))
+        call = f"a{n} = {tool}(x: {n})"
+        inner = some(["retry 2", "timeout 2s", "effects { k = 1 }"])
+        if draw(st.booleans()):
+            inner.append(block("effects", [["k = 1"], ["j = 2"]]))
+        actions.append(block(call, inner) if draw(st.booleans()) else [call])
+    lines += block("proposal p", actions)
+    return "\n".join(lines) + "\n"
+
+
+@settings(max_examples=150)
+@given(_laid_out())
+def test_fmt_keeps_what_the_pragmas_accept(text: str) -> None:
+    """Whatever the layout: formatting twice is formatting once, no comment is lost, and
+    `check` says the same of the file before and after `fmt` (each pragma still on the line
+    of the warning it accepts)."""
+    out = fmt(text)
+    assert fmt(out) == out
+    comments = Counter(c.text for c in parse(Source("a", text)).comments)
+    assert Counter(c.text for c in parse(Source("b", out)).comments) == comments
+    tmp = Path(tempfile.mkdtemp(prefix="carlang-fmt-"))
+    assert _codes(out, tmp) == _codes(text, tmp), out
 
 
 def test_comments_inside_what_is_joined_onto_one_line_stay_on_it() -> None:
