@@ -4,9 +4,11 @@ A tool's success rate is per attempt, as the Monte Carlo estimate draws it: a su
 attempt that worked, each `action_retrying` is an attempt that failed, and a final
 `action_failed` one more, and so is an `action_skipped` after `action_executing` (an optional
 step whose call failed). Rejected, otherwise skipped and deduplicated actions never called the
-tool and count for nothing. Durations are the mean of the successful calls' `duration_ms`. A log
-names an action's tool only in its `proposal_received` event (the whole proposal, which durable
-logs record), so events of proposals the log does not hold are left out.
+tool and count for nothing, nor does an attempt interrupted from outside (an `action_failed`
+marked `interrupted`: the run was stopped, the tool did not fail). Durations are the mean of
+the successful calls' `duration_ms`. A log names an action's tool only in its
+`proposal_received` event (the whole proposal, which durable logs record), so events of
+proposals the log does not hold are left out.
 
 Beyond the tool, the log is split by *parameter pattern*: each scalar parameter's value
 (`deploy` with `env = "prod"`). A pattern is used instead of its tool's rate only where the log
@@ -230,6 +232,8 @@ class ToolFeedback:
                 called.add(key)
             elif kind == "action_succeeded":
                 self._success(call, data.get("duration_ms"))
+            elif kind == "action_failed" and data.get("interrupted"):
+                continue  # stopped from outside (Ctrl-C, a killed worker): not the tool's doing
             elif kind in ("action_failed", "action_retrying"):
                 self._failure(call)
             elif kind == "action_skipped" and key in called:

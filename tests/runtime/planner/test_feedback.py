@@ -47,6 +47,23 @@ def run_flaky(path: Path) -> None:
     rt.close()
 
 
+def test_an_attempt_interrupted_from_outside_is_not_a_failure_of_its_tool() -> None:
+    """Ctrl-C (or a killed worker) mid-call ends the attempt in an `action_failed` marked
+    `interrupted`; the resumed run's success is the call's outcome. The tool did not fail."""
+    document = {"actions": [{"id": "d", "type": "tool_call", "tool": "deploy", "parameters": {}}]}
+    events = [
+        {"kind": "proposal_received", "trace_id": "r1", "proposal_id": "p", "data": {"proposal": document}},
+        {"kind": "action_executing", "trace_id": "r1", "proposal_id": "p", "action_id": "d", "data": {}},
+        {"kind": "action_failed", "trace_id": "r1", "proposal_id": "p", "action_id": "d",
+         "data": {"error": "interrupted: KeyboardInterrupt", "interrupted": True}},
+        {"kind": "action_executing", "trace_id": "r1", "proposal_id": "p", "action_id": "d", "data": {}},
+        {"kind": "action_succeeded", "trace_id": "r1", "proposal_id": "p", "action_id": "d",
+         "data": {"duration_ms": 5}},
+    ]  # fmt: skip
+    stats = ToolFeedback.from_events(events).stats["deploy"]
+    assert (stats.attempts, stats.successes) == (1, 1)
+
+
 @pytest.mark.parametrize("name", ["events.jsonl", "events.db"])
 def test_success_rates_and_durations_come_from_the_log(tmp_path: Path, name: str) -> None:
     path = tmp_path / name
