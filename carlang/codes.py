@@ -322,6 +322,16 @@ COMPILER_CODES: tuple[Code, ...] = (
     ),
     # plans against policies
     Code(
+        "CL0512",
+        "impossible-rule-value",
+        "policies",
+        "warning",
+        "a value `allow_tool_param` lists or `deny_tool_param ... equals` names that the "
+        "parameter cannot take (outside its enum, of another type): the entry does nothing (an "
+        "error when no listed value is possible: every call of the tool is denied)",
+        "carlang",
+    ),
+    Code(
         "CL0520",
         "policy-denies-action",
         "plan_policies",

@@ -21,6 +21,7 @@ Lowering rules worth knowing (the README documents them for users):
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -170,6 +171,8 @@ class _Lowerer:
         self.defaults: dict[str, dict[str, Any]] = {}
         #: tool -> its parameter names (None: the tool's schema does not list them)
         self.tool_params: dict[str, list[str] | None] = {}
+        #: tool -> its parameters' JSON Schema
+        self.tool_schemas: dict[str, dict[str, Any]] = {}
         self.mcp_names: set[str] = set()
 
     # -- helpers -----------------------------------------------------------------------------
@@ -403,6 +406,7 @@ class _Lowerer:
         if binding is not None:
             tool["mcp"] = binding
         self.tool_params[decl.name.text] = declared_parameters(tool["parameters"])
+        self.tool_schemas[decl.name.text] = tool["parameters"]
         if "reversibility" in tool:
             tool["reversibility"] = ir.Reversibility(tool["reversibility"])
         return ir.ToolSchema.model_construct(**tool)
@@ -958,6 +962,7 @@ class _Lowerer:
             kind, fields = "deny_tool_param", {}
             if decl.test == "equals" and decl.operand is not None:
                 fields["equals"] = decl.operand.value
+                self.impossible_values(source, decl.operand, tool, param, allow=False)
             elif decl.test == "contains" and decl.operand is not None:
                 if not isinstance(decl.operand.value, str):
                     self.d.error("CL0504", "`contains` takes a string", source, decl.operand.span)
@@ -975,6 +980,7 @@ class _Lowerer:
                 )
                 return None
             fields, rule_class = {"allow": decl.allowed.value}, ir.AllowToolParamRule
+            self.impossible_values(source, decl.allowed, tool, param, allow=True)
         else:
             kind = "deny_tool_param_matching"
             if not self.valid_regex(source, decl.pattern):
@@ -985,6 +991,44 @@ class _Lowerer:
             return None
         return rule_class.model_construct(
             name=name.text, tool=tool, param=param, message=message, loc=loc, **fields
+        )
+
+    def impossible_values(
+        self, source: Source, operand: ast.Value, tool: str, param: str, allow: bool
+    ) -> None:
+        """A value `allow_tool_param` lists or `deny_tool_param ... equals` names that the
+        parameter cannot take (outside its enum, of another type): that entry allows or denies
+        nothing, and an allow list with no possible value denies every call of the tool."""
+        from carlang_runtime.paramcheck import ParamChecker
+
+        properties = self.tool_schemas.get(tool, {}).get("properties")
+        schema = properties.get(param) if isinstance(properties, dict) else None
+        if not isinstance(schema, dict):
+            return
+        checker = ParamChecker(tool, {"type": "object", "properties": {param: schema}})
+        values = operand.value if allow else [operand.value]
+        problems = [(v, found[0].detail) for v in values if (found := checker.check({param: v}))]
+        if not problems:
+            return
+        rule = f"allow_tool_param {tool}.{param}" if allow else f"deny_tool_param {tool}.{param}"
+        if allow and len(problems) == len(values):
+            self.d.error(
+                "CL0512",
+                f"`{rule}`: `{param}` can take none of these values ({problems[0][1]}), so"
+                f" every call of `{tool}` is denied",
+                source,
+                operand.span,
+                help=f"list values `{param}` can take, or deny the tool: `deny_tool {tool}`",
+            )
+            return
+        shown = ", ".join(json.dumps(value) for value, _ in problems)
+        self.d.warning(
+            "CL0512",
+            f"`{rule}`: `{param}` can never be {shown} ({problems[0][1]}): "
+            + ("that entry allows nothing" if allow else "the rule denies nothing"),
+            source,
+            operand.span,
+            help=f"use a value `{param}` can take",
         )
 
     def valid_regex(self, source: Source, pattern: ast.Value) -> bool:
