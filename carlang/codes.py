@@ -401,6 +401,15 @@ COMPILER_CODES: tuple[Code, ...] = (
         "a test that names what the program does not have, or lacks a subject or expectation",
         "carlang",
     ),
+    Code(
+        "CL0702",
+        "unused-column",
+        "tests",
+        "warning",
+        "a column of a test's `where` table that no `$column` uses (a column called `name` "
+        "names the rows instead)",
+        "carlang",
+    ),
 )
 
 

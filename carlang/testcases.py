@@ -36,6 +36,10 @@ from .source import Source, Span
 
 #: A `test` block's own problem (an unknown name, a bad expectation, a name used twice).
 TEST_PROBLEM = "CL0701"
+#: A table column no `$column` of its test uses.
+UNUSED_COLUMN = "CL0702"
+#: The column whose cells name the rows (when no `$name` uses it).
+ROW_NAME = "name"
 
 __all__ = ["TestCase", "Expectation", "build_tests", "DECISIONS", "TEST_PROBLEM"]
 
@@ -189,8 +193,9 @@ class _Builder:
             return
         self.row_cells = []
         rows = self.rows(source, decl)
+        labels = _row_labels([row for row, _ in rows], decl)
         for number, (row, where) in enumerate(rows, start=1):
-            name = title if len(rows) == 1 else f"{title} [row {number}]"
+            name = title if len(rows) == 1 else f"{title} [{labels[number - 1]}]"
             try:
                 self.row_span = where
                 self.cells = self.row_cells[number - 1] if self.row_cells else {}
@@ -267,7 +272,24 @@ class _Builder:
             else:
                 help = f"its columns: {', '.join(header)}"
             self.error(source, column.span, f"`${column.name}` is not a column of the table", help)
+        if fits:  # (else the column an error suggests for a misspelt `$name` would be "unused")
+            self.unused_columns(source, tables[0] if tables else None, decl)
         return fits
+
+    def unused_columns(self, source: Source, table: ast.Where | None, decl: ast.TestDecl) -> None:
+        """Warn of each column of `table` that no `$column` of the test uses (but `name`)."""
+        used = {column.name for column in _columns(decl.items)}
+        for cell in table.rows[0] if table is not None and table.rows else ():
+            named = cell.text if isinstance(cell, ast.Name) else str(cell.value)
+            if named not in used and named != ROW_NAME:
+                self.diagnostics.warning(
+                    UNUSED_COLUMN,
+                    f"no `${named}` uses column `{named}`: its cells change nothing",
+                    source,
+                    cell.span,
+                    help=f"use `${named}` in the test, remove the column, or call a column of"
+                    f" row names `{ROW_NAME}`",
+                )
 
     def case(
         self,
@@ -592,6 +614,20 @@ def _check_name(
             related=[Label(first.source, first.node.name.span, "the first", False)],
             help="give each test its own name: reports and `-k` tell them apart by it",
         )
+
+
+def _row_labels(rows: list[dict[str, Any]], decl: ast.TestDecl) -> list[str]:
+    """How reports and `-k` name each row: its `name` cell (a column no `$name` uses), or
+    `row N` when it has none, or shares its name with another row."""
+    uses_name = any(column.name == ROW_NAME for column in _columns(decl.items))
+    given = [
+        row.get(ROW_NAME) if not uses_name and isinstance(row.get(ROW_NAME), str) else None
+        for row in rows
+    ]
+    return [
+        label.strip() if label and label.strip() and given.count(label) == 1 else f"row {n}"
+        for n, label in enumerate(given, start=1)
+    ]
 
 
 def _columns(value: Any) -> list[ast.Column]:

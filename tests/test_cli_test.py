@@ -436,6 +436,32 @@ def test_k_selects_a_table_row_by_the_name_it_is_shown_with() -> None:
     assert code == 0 and out.splitlines()[-1] == "1 passed, 0 failed", out
 
 
+def test_a_name_column_names_the_rows_and_an_unused_column_is_warned(tmp_path: Path) -> None:
+    """A `name` column no `$name` uses names each row in reports and for `-k`; another column
+    no `$column` uses changes nothing, which `check` says (CL0702)."""
+    text = (
+        PROGRAM
+        + """
+test "named rows" {
+  action fetch(url: $url)
+  expect $decision
+  where
+    | name  | url                    | decision | note    |
+    | plain | "http://ci.example/b"  | allow    | "wrong" |
+    | tls   | "https://ci.example/b" | allow    | "right" |
+}
+"""
+    )
+    path = write(tmp_path, text)
+    code, out, _ = run("test", str(path))
+    assert code == 1 and "FAIL named rows [plain]" in out and "[row 1]" not in out
+    code, out, _ = run("test", str(path), "-k", "named rows [tls]")
+    assert code == 0 and out.splitlines()[-1] == "1 passed, 0 failed", out
+    code, out, _ = run("check", str(path))
+    assert "warning[CL0702]: no `$note` uses column `note`" in out
+    assert "`name`: its cells" not in out
+
+
 def test_a_folder_without_tests_says_so_and_fails_under_strict(tmp_path: Path) -> None:
     write(tmp_path, PROGRAM)
     code, out, err = run("test", str(tmp_path))
