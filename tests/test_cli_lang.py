@@ -356,6 +356,18 @@ def test_check_warns_of_a_parameter_read_by_a_policy_of_every_action(tmp_path: P
     assert "CL0507" not in out
 
 
+@pytest.mark.parametrize("command", ["check", "run", "compile", "test"])
+def test_a_json_file_given_as_a_program_is_refused_with_the_command_for_it(
+    tmp_path: Path, command: str
+) -> None:
+    """`carlang run plan.json` (a CAR proposal) was a syntax error at its first `{`."""
+    path = write(tmp_path, "plan.json", '{"id": "p", "source": "x", "actions": []}')
+    result = runner.invoke(app, [command, str(path)])
+    assert result.exit_code == 2, result.output
+    assert f"a JSON file, not a carlang program (.car): `carlang verify {path}`" in result.output
+    assert "CL0102" not in result.output
+
+
 def test_check_counts_the_files_it_read_imports_too(tmp_path: Path) -> None:
     """An error in an imported file is in a file the summary counts."""
     write(tmp_path, "tools.car", "tool fetch(url: strin)\n")

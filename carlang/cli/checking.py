@@ -55,6 +55,7 @@ def collect_sources(paths: list[Path]) -> list[Path]:
         if path.is_dir():
             found.extend(sorted(p for p in path.rglob("*.car") if p.is_file()))
         elif path.is_file():
+            _refuse_json(path)
             found.append(path)
         else:
             fail_usage(f"{path}: no such file or directory")
@@ -62,6 +63,16 @@ def collect_sources(paths: list[Path]) -> list[Path]:
     if not unique:
         fail_usage(f"no .car files in {', '.join(map(str, paths))}")
     return unique
+
+
+def _refuse_json(path: Path) -> None:
+    """A `.json` file named where a program is expected: a CAR proposal or an IR, most likely
+    (`carlang run plan.json`), which would otherwise be a syntax error at its first `{`."""
+    if path.suffix.lower() == ".json":
+        fail_usage(
+            f"{path}: a JSON file, not a carlang program (.car): `carlang verify {path}` checks"
+            " a CAR proposal, and `carlang compile FILE.car` makes one from a program"
+        )
 
 
 def _covers_project(files: list[Path], root: Path) -> bool:
