@@ -50,7 +50,14 @@ from carlang_runtime.engine.loading import register_tool_spec
 from carlang_runtime.engine.run import ProposalRun
 from carlang_runtime.engine.state import check_tenant
 from carlang_runtime.errors import CarlangRuntimeError
-from carlang_runtime.ir import Action, ActionProposal, CelPolicy, Program, ProposalResult
+from carlang_runtime.ir import (
+    Action,
+    ActionProposal,
+    CelPolicy,
+    Program,
+    ProposalResult,
+    ToolCompensation,
+)
 from carlang_runtime.redact import shown_url
 from dbos import DBOS, DBOSClient, SetWorkflowID
 from dbos import error as dbos_error
@@ -84,6 +91,12 @@ __all__ = [
     "migrate",
     "prepare_database",
     "ApprovalWatcher",
+    "WorkerLook",
+    "start_a_worker",
+    "notice",
+    "unserved_queues",
+    "UNSERVED_AFTER_S",
+    "SEEN_WITHIN_S",
 ]
 
 #: The DBOS application every carlang process joins (workers, submitters, the CLI).
@@ -208,6 +221,10 @@ class DbosSteps:
         self.database = database
         self._late: dict[int, tuple[str, Any]] | None = None
         self.ownership = Ownership()
+        #: The calls waiting on each queue (action id -> tool), and the task that looks for
+        #: a worker serving that queue while any waits (`_look_for_workers`).
+        self._waiting: dict[str, dict[str, str]] = {}
+        self._looks: dict[str, asyncio.Task[None]] = {}
 
     async def run(self, name: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Run `fn(*args)` once as a DBOS step named `name`; on a replay, its record.
@@ -296,8 +313,50 @@ class DbosSteps:
                     action.model_dump(mode="json"),
                     dict(run.live),
                 )
-            result: dict[str, Any] = await handle.get_result()
+            result: dict[str, Any] = await self._result_of(queue, action, handle)
         return result
+
+    async def _result_of(self, queue: str, action: Action, handle: Any) -> Any:
+        """The result of a call sent to `queue`, once a worker made it; while it waits, a
+        look for a worker serving the queue (one per queue for all its calls waiting), which
+        says so when none is seen (`WorkerLook`). The look is no DBOS operation: a replay
+        meets the same steps whatever it saw."""
+        waiting = self._waiting.setdefault(queue, {})
+        waiting[action.id] = action.tool or action.id
+        if self.database is not None and queue not in self._looks:
+            self._looks[queue] = asyncio.create_task(self._look_for_workers(queue))
+        try:
+            return await handle.get_result()
+        finally:
+            waiting.pop(action.id, None)
+            if not waiting:
+                self._waiting.pop(queue, None)
+                look = self._looks.pop(queue, None)
+                if look is not None:
+                    look.cancel()
+
+    async def _look_for_workers(self, queue: str) -> None:
+        """While calls wait on `queue`: after `UNSERVED_AFTER_S`, and then at every
+        heartbeat, whether a worker serving it is seen; said (`notice`) when that changes."""
+        assert self.database is not None
+        look = WorkerLook(self.database, queue, lambda line: notice(f"run {self.run_id}: {line}"))
+        try:
+            await asyncio.sleep(UNSERVED_AFTER_S)
+            while self._waiting.get(queue):
+                await asyncio.to_thread(look.look, _calls_waiting(self._waiting[queue]))
+                await asyncio.sleep(records.HEARTBEAT_S)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - a notice that cannot be said leaves the run be
+            logging.getLogger(__name__).debug("looking for workers failed", exc_info=True)
+
+
+def _calls_waiting(waiting: Mapping[str, str]) -> str:
+    """What waits on a queue, said in a notice: `s` (render), or 6 calls of render."""
+    if len(waiting) == 1:
+        [(action_id, tool)] = waiting.items()
+        return f"its call of {tool} (`{action_id}`) waits for one"
+    return f"{len(waiting)} calls of {', '.join(sorted(set(waiting.values())))} wait for one"
 
 
 def approval_topic(action_id: str) -> str:
@@ -583,6 +642,7 @@ def launch(
     concurrency: int | None = None,
     global_concurrency: Mapping[str, int] | None = None,
     create: bool = True,
+    notices: Callable[[str], None] | None = None,
 ) -> None:
     """Start DBOS in this process on `database` (a SQLite or Postgres URL), once: a Postgres
     database that does not exist is created if `create`, else refused (`prepare_database`:
@@ -590,7 +650,9 @@ def launch(
     names the `queues` it serves (None: all), its `executor` id (a process that starts with
     an id recovers the runs that id left unfinished: give each worker a stable one), how many
     workflows of each of its queues one worker runs at once (`concurrency`) and, per queue,
-    how many run at once across every worker (`global_concurrency`).
+    how many run at once across every worker (`global_concurrency`). `notices` is told what
+    the runs here wait for (a call on a queue no worker serves: see `WorkerLook`); None: the
+    `carlang_dbos` logger.
 
     A queue's limits live in the database, one row per queue that every process reads: a
     process that gives limits sets them for all (the last one started wins, so give every
@@ -627,6 +689,9 @@ def launch(
     prepare_database(database, create=create)
     # Set first: the runs DBOS recovers as it launches read it (`build_runtime`).
     _launched.append(database)
+    del _notices[1:]
+    if notices is not None:
+        _notices.append(notices)
     try:
         _launch_on(database, config, queues)
     except BaseException:
@@ -681,6 +746,78 @@ class _Heartbeat:
 
 
 _heartbeats: list[_Heartbeat] = []
+
+
+# -- whether anyone serves a queue --------------------------------------------------------------
+
+#: How long work waits on a queue before its waiter looks for a worker serving it, in seconds.
+UNSERVED_AFTER_S = 10.0
+#: A worker counts as serving its queues while seen within this many seconds (it says it is
+#: alive every `records.HEARTBEAT_S`).
+SEEN_WITHIN_S = 3 * records.HEARTBEAT_S
+
+
+def start_a_worker(database: str, queue: str | None = None) -> str:
+    """The command that starts a worker on `database` (its password left to the environment,
+    never shown), serving `queue` only when it is not one of carlang's own (a worker with no
+    `--queue` serves every queue)."""
+    own = queue is None or queue in (RUNS_QUEUE, PLANNER_QUEUE)
+    queues = "" if own else f" --queue {shlex.quote(str(queue))}"
+    if has_password(database):
+        return f"carlang worker{queues}, CARLANG_DATABASE set to the runs database's URL"
+    return f"carlang worker --database {shlex.quote(database)}{queues}"
+
+
+class WorkerLook:
+    """Looks whether a worker serving `queue` on `database` was seen in the last `within`
+    seconds (the workers' heartbeats: `records.workers_seen`), and says so (`say`) when that
+    changes: once when none is, and when one is again after that. What the commands that
+    queue work share: a planner experiment's wait, a detached run, a run's call on a queue."""
+
+    def __init__(
+        self,
+        database: str,
+        queue: str,
+        say: Callable[[str], None],
+        within: float = SEEN_WITHIN_S,
+    ) -> None:
+        self.database = database
+        self.queue = queue
+        self.say = say
+        self.within = within
+        self.unserved = False  # whether the last look found none (and said so)
+
+    def look(self, waiting: str) -> bool:
+        """Whether no worker serving the queue has been seen lately; `waiting` says what
+        waits for one ("3 task(s) wait for one"), in the line that says none is."""
+        try:
+            seen = records.workers_seen(self.database, self.queue, within=self.within)
+        except Exception:  # noqa: BLE001 - a look that fails is no news; the wait goes on
+            return self.unserved
+        if not seen and not self.unserved:
+            self.say(
+                f"no worker serving {self.queue} has been seen on {shown_url(self.database)}"
+                f" in the last {self.within:g}s: {waiting} (start one with:"
+                f" {start_a_worker(self.database, self.queue)})"
+            )
+        elif seen and self.unserved:
+            self.say(f"a worker now serves {self.queue} ({', '.join(seen)}); waiting for it")
+        self.unserved = not seen
+        return self.unserved
+
+
+def _log_notice(line: str) -> None:
+    logging.getLogger("carlang_dbos").warning("%s", line)
+
+
+#: Where this process says what its runs wait for (`launch(notices=)`).
+_notices: list[Callable[[str], None]] = [_log_notice]
+
+
+def notice(line: str) -> None:
+    """Say `line` where this process says what its runs wait for: the `notices` given to
+    `launch` (the CLI: stderr), else the `carlang_dbos` logger, as a warning."""
+    _notices[-1](line)
 
 
 def _launch_on(database: str, config: Mapping[str, Any], queues: Sequence[str] | None) -> None:
@@ -971,6 +1108,7 @@ def shutdown() -> None:
         DBOS.destroy(destroy_registry=False)
         records.dispose(_launched[0])
         _launched.clear()
+        del _notices[1:]
 
 
 def start_run(spec: RunSpec, run_id: str) -> Any:
@@ -1001,6 +1139,37 @@ def submit_many(database: str, runs: Sequence[tuple[RunSpec, str]]) -> None:
             )
     finally:
         client.destroy()
+
+
+def unserved_queues(database: str, spec: RunSpec, run_id: str) -> list[str]:
+    """What a run queued for the workers (`submit`) will wait for: a line for the runs queue
+    when no worker serving it has been seen lately (`WorkerLook`), and one for each queue the
+    run's tools are bound to that none serves (their calls would wait there). Empty when every
+    queue is served."""
+    program = Program.model_validate(spec["program"])
+    wanted = spec["proposal"]
+    proposal = (
+        program.proposal(wanted)
+        if isinstance(wanted, str)
+        else ActionProposal.model_validate(wanted)
+    )
+    called = set()
+    for action in proposal.actions if proposal is not None else []:
+        called.add(action.tool)
+        if isinstance(action.compensation, ToolCompensation):
+            called.add(action.compensation.tool)
+    routes = {t.name: t.queue for t in program.tools if t.queue is not None}
+    routes.update(spec.get("queues") or {})
+    bound: dict[str, list[str]] = {}
+    for tool, queue in sorted(routes.items()):
+        if tool in called and queue != RUNS_QUEUE:
+            bound.setdefault(queue, []).append(tool)
+    said: list[str] = []
+    WorkerLook(database, RUNS_QUEUE, said.append).look(f"run {run_id} waits for one")
+    for queue, tools in bound.items():
+        calls = f"run {run_id}'s calls of {', '.join(tools)} will wait for one"
+        WorkerLook(database, queue, said.append).look(calls)
+    return said
 
 
 def run(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,13 +36,15 @@ from . import records
 from .backend import (
     PLANNER_QUEUE,
     POLLING_INTERVAL,
+    SEEN_WITHIN_S,
+    WorkerLook,
     check_database,
-    has_password,
     migrate,
     opening,
     prepare_database,
     shown_url,
     sqlite_problem,
+    start_a_worker,
 )
 
 __all__ = [
@@ -275,9 +276,13 @@ class Experiments:
     def _start_a_worker(self) -> str:
         """The command that starts a worker on this database (its password left to the
         environment, never shown)."""
-        if has_password(self.database):
-            return "carlang worker, CARLANG_DATABASE set to the runs database's URL"
-        return f"carlang worker --database {shlex.quote(self.database)}"
+        return start_a_worker(self.database)
+
+    def _worker_look(self) -> WorkerLook:
+        """The look for a worker serving the planner queue, saying what it finds (`progress`),
+        over the last `notice_after` seconds (at least three heartbeats)."""
+        within = max(self.notice_after, SEEN_WITHIN_S)
+        return WorkerLook(self.database, PLANNER_QUEUE, self._say, within)
 
     def sweep(
         self,
@@ -370,7 +375,7 @@ class Experiments:
         waiting = set(ids)
         started = time.monotonic()
         look_at = started + self.notice_after  # when to look for workers next
-        unserved = False  # whether the last look found none (and said so)
+        workers = self._worker_look()
         while True:
             statuses = client.list_workflows(
                 workflow_ids=sorted(waiting), load_input=False, load_output=False
@@ -385,7 +390,7 @@ class Experiments:
             now = time.monotonic()
             if now >= look_at:
                 look_at = now + records.HEARTBEAT_S
-                unserved = self._look_for_workers(len(waiting), unserved)
+                workers.look(f"{len(waiting)} task(s) wait for one")
             time.sleep(_POLL_S)
         return [self._result(ids, workflow_id) for workflow_id in ids]
 
@@ -399,24 +404,6 @@ class Experiments:
             raise CarlangRuntimeError(
                 f"batch {number} of {len(ids)} failed on a worker: {exc}"
             ) from None
-
-    def _look_for_workers(self, waiting: int, unserved: bool) -> bool:
-        """Whether no worker serving the queue has been seen lately, saying so when that
-        changes."""
-        within = max(self.notice_after, 3 * records.HEARTBEAT_S)
-        try:
-            seen = records.workers_seen(self.database, PLANNER_QUEUE, within=within)
-        except Exception:  # noqa: BLE001 - a look that fails is no news; the wait goes on
-            return unserved
-        if not seen and not unserved:
-            self._say(
-                f"no worker serving {PLANNER_QUEUE} has been seen on {self._shown} in the last"
-                f" {within:g}s: {waiting} task(s) wait for one (start one with:"
-                f" {self._start_a_worker()})"
-            )
-        elif seen and unserved:
-            self._say(f"a worker now serves {PLANNER_QUEUE} ({', '.join(seen)}); waiting for it")
-        return not seen
 
 
 def _ended_well(error: BaseException | None) -> bool:

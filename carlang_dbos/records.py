@@ -12,8 +12,10 @@ for us.
 
 - **Workers seen** (`carlang_workers`): one row per process serving the database (`carlang
   worker`, a foreground run), the queues it serves and when it last said it was alive (every
-  `HEARTBEAT_S` seconds, by the database's clock). A command that queues work and waits for it
-  says so when no worker serving its queue has been seen for a while. Never read by a workflow.
+  `HEARTBEAT_S` seconds, by the database's clock). Whoever queues work says so when no worker
+  serving its queue has been seen for a while (`backend.WorkerLook`): a command that waits for
+  it, `run --detach`, and a run whose tool call waits on a queue. A workflow reads it only to
+  say so, never to decide anything: a replay takes the same steps whatever it finds.
 
 An approval answer or a late step is never changed once written, so reading one inside a
 workflow is deterministic: a replay reads what the first execution read.

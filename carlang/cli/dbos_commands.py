@@ -91,11 +91,15 @@ def run_durably(
     run_id = uuid.uuid4().hex[:16]
     if detach:  # queued for a worker; nothing here needs to stay up
         backend.submit(url, spec, run_id)
-        echo(run_id)
+        echo(run_id)  # alone on stdout: what a script reads
+        # No worker serving its queue (or its tools' queues) seen: nothing would run it.
+        for line in backend.unserved_queues(url, spec, run_id):
+            echo_err(f"note: {line}")
         raise typer.Exit(EXIT_OK)
     # DBOS's log lines stay out of the user's stderr: carlang reports what goes wrong.
     with backend.quiet_dbos():
-        backend.launch(url, create=False)  # a mistyped database name is refused, not created
+        # (a mistyped database name is refused, not created)
+        backend.launch(url, create=False, notices=echo_err)
         try:
             return backend.run(spec, run_id, on_approval=_approval_prompt(url)), run_id
         finally:
@@ -320,6 +324,7 @@ def worker_command(
         executor=worker_id,
         concurrency=concurrency,
         global_concurrency=limits,
+        notices=echo_err,  # a run's call waiting on a queue no worker serves
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

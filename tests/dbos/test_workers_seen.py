@@ -43,16 +43,16 @@ def test_a_worker_is_seen_while_it_beats_for_the_queues_it_serves(database: str)
 
 def test_a_wait_says_when_no_worker_is_seen_and_when_one_is(database: str) -> None:
     said: list[str] = []
-    experiments = Experiments(database, said.append)
-    assert experiments._look_for_workers(3, unserved=False) is True
+    look = Experiments(database, said.append)._worker_look()
+    assert look.look("3 task(s) wait for one") is True
     assert said == [
         f"no worker serving carlang_planner has been seen on {database} in the last 15s:"
         f" 3 task(s) wait for one (start one with: carlang worker --database {database})"
     ]
-    assert experiments._look_for_workers(3, unserved=True) is True
+    assert look.look("3 task(s) wait for one") is True
     assert len(said) == 1  # said once, not at every look
     records.beat(database, "i1", "w9", ["carlang_planner"])
-    assert experiments._look_for_workers(2, unserved=True) is False
+    assert look.look("2 task(s) wait for one") is False
     assert said[1:] == ["a worker now serves carlang_planner (w9); waiting for it"]
 
 
@@ -64,6 +64,17 @@ def test_the_way_to_start_a_worker_leaves_a_password_to_the_environment() -> Non
     assert hidden._shown == "postgresql://ops:***@db/runs"
     shown = Experiments("postgresql://ops@db/runs")
     assert shown._start_a_worker() == "carlang worker --database postgresql://ops@db/runs"
+
+
+def test_the_way_to_start_a_worker_names_a_tools_queue_not_carlangs_own() -> None:
+    from carlang_dbos import start_a_worker
+
+    database = "postgresql://ops@db/runs"
+    assert start_a_worker(database, "carlang_runs") == f"carlang worker --database {database}"
+    assert start_a_worker(database, "gpu") == f"carlang worker --database {database} --queue gpu"
+    assert start_a_worker("postgresql://ops:s3cret@db/runs", "gpu") == (
+        "carlang worker --queue gpu, CARLANG_DATABASE set to the runs database's URL"
+    )
 
 
 @pytest.mark.slow

@@ -1,0 +1,143 @@
+"""Work queued where no worker serves it is said, on a private Postgres through real
+processes: `run --detach` says on stderr (its stdout still the run id alone, exit 0) when no
+worker serving the runs queue, or the queue one of its tools is bound to, has been seen; and a
+run whose tool call waits on a queue no worker serves says so on its worker's stderr, naming
+the tool and the queue, instead of waiting in silence."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dbos.support import carlang, show, stop_all, wait_for
+
+pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytestmark = pytest.mark.slow
+
+PROGRAM = """\
+tool work(item: string)
+tool render(n: int) {
+  queue gpu
+}
+tool idle(n: int) {
+  queue tpu
+}
+proposal p {
+  a = work(item: "a")
+  r = render(n: 2) after a
+}
+"""
+
+TOOLS = """\
+def work(item):
+    return item.upper()
+
+def render(n):
+    return n * 2
+
+def idle(n):
+    return n
+
+TOOLS = {"work": work, "render": render, "idle": idle}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "p.car").write_text(PROGRAM)
+    (tmp_path / "tools.py").write_text(TOOLS)
+    return tmp_path
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    stop_all(started)
+
+
+def _detach(project: Path, database: str) -> subprocess.CompletedProcess[str]:
+    args = ["p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database]
+    return carlang("run", *args, "--detach", cwd=project)
+
+
+def _worker(
+    database: str, project: Path, started: list[subprocess.Popen[str]], name: str, queue: str
+) -> Path:
+    """A `carlang worker --id name --queue queue`; the file its stderr goes to."""
+    log = project / f"{name}.err"
+    with log.open("w") as stderr:
+        started.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "carlang", "worker", "--database", database]
+                + ["--id", name, "--queue", queue],
+                cwd=project,
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                text=True,
+            )
+        )
+    return log
+
+
+def test_a_detached_run_says_which_of_its_queues_no_worker_serves(
+    project: Path, postgres_database: str
+) -> None:
+    from carlang_dbos import records
+
+    database = postgres_database
+    start = f"start one with: carlang worker --database {database}"
+    try:
+        alone = _detach(project, database)
+        assert alone.returncode == 0, alone.stderr
+        run_id = alone.stdout.strip()
+        assert alone.stdout == f"{run_id}\n"  # stdout unchanged: the run id, what scripts read
+        # The runs queue, and gpu (render's); not tpu: the run never calls idle.
+        assert alone.stderr.splitlines() == [
+            f"note: no worker serving carlang_runs has been seen on {database} in the last 15s:"
+            f" run {run_id} waits for one ({start})",
+            f"note: no worker serving gpu has been seen on {database} in the last 15s:"
+            f" run {run_id}'s calls of render will wait for one ({start} --queue gpu)",
+        ]
+        records.beat(database, "i1", "w1", ["carlang_runs"])  # a worker of runs only
+        runs_only = _detach(project, database)
+        assert runs_only.returncode == 0, runs_only.stderr
+        assert [line.split(":")[0:2] for line in runs_only.stderr.splitlines()] == [
+            ["note", " no worker serving gpu has been seen on postgresql"]
+        ]
+        records.beat(database, "i2", "g1", ["gpu"])
+        served = _detach(project, database)
+        assert served.returncode == 0 and served.stderr == ""
+        records.forget_worker(database, "i1")
+        records.forget_worker(database, "i2")
+        records.beat(database, "i3", "any", None)  # a worker of every queue
+        everything = _detach(project, database)
+        assert everything.returncode == 0 and everything.stderr == ""
+    finally:
+        records.dispose(database)
+
+
+def test_a_run_whose_tool_waits_on_a_queue_no_worker_serves_says_so(
+    project: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
+) -> None:
+    database = postgres_database
+    log = _worker(database, project, workers, "w1", "carlang_runs")
+    submitted = _detach(project, database)
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    said = (
+        f"run {run_id}: no worker serving gpu has been seen on {database} in the last 15s:"
+        f" its call of render (`r`) waits for one (start one with: carlang worker --database"
+        f" {database} --queue gpu)"
+    )
+    wait_for(lambda: said in log.read_text().splitlines(), seconds=90)
+    assert show(database, run_id, project)["status"] == "PENDING"  # waiting on gpu
+    _worker(database, project, workers, "g1", "gpu")
+    wait_for(lambda: show(database, run_id, project)["status"] == "completed", seconds=90)
+    results = show(database, run_id, project)["result"]["results"]
+    assert [(r["action_id"], r.get("output")) for r in results] == [("a", "A"), ("r", 4)]
+    assert log.read_text().count("no worker serving gpu") == 1  # said once, not at every look
