@@ -196,3 +196,30 @@ def test_a_call_without_a_tool_name_shows_as_such(tmp_path: Path) -> None:
     script.write_text(json.dumps([nameless, {"role": "assistant", "content": "done"}]))
     done = runner.invoke(app, ["agent", str(source), "--script", str(script)])
     assert "  -> (no tool name) (malformed)" in done.stdout, done.output
+
+
+def test_deeply_nested_arguments_are_answered_not_an_internal_error(tmp_path: Path) -> None:
+    """A call's arguments nested 100,000 deep ended `carlang agent` with 'internal error'
+    (RecursionError); a script file nesting that deep too."""
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    deep = '{"path": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    call = {"id": "c1", "type": "function", "function": {"name": "read_file", "arguments": deep}}
+    script = tmp_path / "s.json"
+    script.write_text(
+        json.dumps(
+            [{"role": "assistant", "tool_calls": [call]}, {"role": "assistant", "content": "ok"}]
+        )
+    )
+    args = ["agent", str(source), "--script", str(script), "--capability", "agent"]
+    done = runner.invoke(app, [*args, "--format", "json"])
+    assert done.exit_code == 0, done.output
+    (seen,) = json.loads(done.stdout)["calls"]
+    assert "arguments are not JSON: nested too deeply (more than 128 levels)" in seen["result"]
+    deep_script = tmp_path / "deep.json"
+    deep_script.write_text(
+        '{"format": "anthropic", "turns": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    )
+    refused = runner.invoke(app, ["agent", str(source), "--script", str(deep_script)])
+    assert refused.exit_code == 2, refused.output
+    assert "the script is not JSON: nested too deeply" in refused.output

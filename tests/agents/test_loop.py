@@ -463,3 +463,80 @@ def test_the_loops_own_refusals_are_in_the_event_log(tmp_path: Path) -> None:
     }
     assert rejected["c3"] == "budget 'tight' is spent: 3 tool calls per session"
     assert "arguments are not JSON" in rejected["m"]
+
+
+NUMBERS = """
+tool pay(amount: float, to: string) -> object { description "pay" }
+policy too_big: deny pay when params.amount > 1000.0
+  message "too big"
+"""
+
+
+def test_nan_infinity_and_deep_arguments_are_answered_and_never_run() -> None:
+    """A NaN amount passed `deny when params.amount > 1000.0` and the tool got nan; arguments
+    nested 2,000 deep made the loop raise RecursionError. Each is a malformed call now,
+    answered with its problem, and the other calls of the turn run."""
+    from carlang_runtime.engine import Runtime
+
+    from tests.agents.test_turns import _nested
+    from tests.helpers import compile_diagnostics
+
+    runtime = Runtime.from_program(compile_diagnostics(NUMBERS).program)
+    paid: list[Any] = []
+    runtime.register_tool("pay", lambda amount, to: paid.append(amount) or {"paid": amount})
+
+    def call(call_id: str, arguments: str) -> dict[str, Any]:
+        return {
+            "id": call_id,
+            "type": "function",
+            "function": {"name": "pay", "arguments": arguments},
+        }
+
+    turn = {
+        "role": "assistant",
+        "tool_calls": [
+            call("nan", '{"amount": NaN, "to": "x"}'),
+            call("inf", '{"amount": Infinity, "to": "x"}'),
+            call("deep", '{"amount": 1.0, "to": ' + "[" * 50_000 + "]" * 50_000 + "}"),
+            call("ok", '{"amount": 5.0, "to": "x"}'),
+        ],
+    }
+    script = ScriptedGenerator([turn, final("openai", "done")])
+    outcome = AgentLoop(runtime, script).run("go")
+    assert outcome.status == "success" and paid == [5.0]
+    seen = {m["tool_call_id"]: m["content"] for m in script.requests[1][0] if m["role"] == "tool"}
+    assert "the constant NaN is not JSON" in seen["nan"]
+    assert "the constant Infinity is not JSON" in seen["inf"]
+    assert "nested too deeply (more than 128 levels)" in seen["deep"]
+
+    anthropic = {
+        "role": "assistant",
+        "content": [
+            {"type": "tool_use", "id": "n", "name": "pay", "input": {"amount": float("nan")}},
+            {"type": "tool_use", "id": "d", "name": "pay", "input": {"to": _nested(2000)}},
+        ],
+    }
+    script = ScriptedGenerator([anthropic, final("anthropic", "done")], "anthropic")
+    outcome = AgentLoop(runtime, script).run("go")
+    assert outcome.status == "success" and paid == [5.0]
+    blocks = script.requests[1][0][-1]["content"]
+    assert "amount is NaN" in blocks[0]["content"] and blocks[0]["is_error"]
+    assert "nested too deeply" in blocks[1]["content"] and blocks[1]["is_error"]
+
+
+def test_a_model_reply_nested_too_deeply_is_an_inference_error(runtime: Any) -> None:
+    """A server's reply nested past JSON's 128 levels raised RecursionError out of the loop;
+    one that is not JSON at all was reported as 'cannot reach' the server."""
+    from unittest import mock
+
+    for body, said in (
+        (b'{"choices": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "nested too deeply"),
+        (b"<html>busy</html>", "did not answer JSON"),
+    ):
+        reply = mock.MagicMock()
+        reply.__enter__.return_value.read.return_value = body
+        with mock.patch("urllib.request.urlopen", return_value=reply):
+            generator = OpenAIChatGenerator("http://127.0.0.1:9/v1", "m")
+            outcome = AgentLoop(runtime, generator).run("hi")
+        assert outcome.status == "error", outcome.summary
+        assert said in outcome.summary and "cannot reach" not in outcome.summary

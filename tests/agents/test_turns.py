@@ -192,3 +192,84 @@ def test_tool_specs_only_show_what_the_capability_allows(program: Any, runtime: 
         },
     }
     assert "shell" in [s["name"] for s in tool_specs(program, "mcp")]
+
+
+def _openai_call(arguments: Any, call_id: Any = "c1", name: str = "pay") -> dict[str, Any]:
+    return {
+        "role": "assistant",
+        "tool_calls": [
+            {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+        ],
+    }
+
+
+def _nested(depth: int) -> list[Any]:
+    """A list holding a list ... `depth` lists in all."""
+    root: list[Any] = []
+    current = root
+    for _ in range(depth - 1):
+        inner: list[Any] = []
+        current.append(inner)
+        current = inner
+    return root
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity", "1e400"])
+def test_nan_and_infinity_in_arguments_text_are_not_json(constant: str) -> None:
+    """Python's json reads NaN and Infinity; JSON has neither. A NaN amount passed
+    `deny when params.amount > 1000.0` (every comparison with NaN is false), the tool got nan
+    and the proposal's JSON said null."""
+    message = _openai_call('{"to": "x", "amount": ' + constant + "}")
+    (call,) = parse_turn(message).calls
+    assert call.arguments is None and call.problem is not None
+    assert call.problem.startswith("arguments are not JSON: ")
+    assert "at column 23" in call.problem
+    with pytest.raises(TurnError, match=r"call c1 \(pay\): arguments are not JSON"):
+        proposal_from_turn(message)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [float("nan"), float("inf"), float("-inf"), 10**400],
+    ids=["nan", "inf", "-inf", "1e400"],
+)
+def test_nan_and_infinity_in_argument_objects_are_refused(value: Any) -> None:
+    """SDKs hand arguments over as Python objects (Anthropic's `input`, LangChain's `args`,
+    an OpenAI-compatible server's object): a float NaN or infinity there is no JSON number."""
+    anthropic = {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "t", "name": "pay", "input": {"n": [1, value]}}],
+    }
+    with pytest.raises(TurnError, match=r"call t \(pay\): arguments are not JSON: n\[1\] is "):
+        proposal_from_turn(anthropic, format="anthropic")
+    langchain = {"content": "", "tool_calls": [{"id": "l", "name": "pay", "args": {"n": value}}]}
+    with pytest.raises(TurnError, match=r"arguments are not JSON: n is "):
+        proposal_from_turn(langchain, format="langchain")
+    with pytest.raises(TurnError, match=r"arguments are not JSON: amount is "):
+        proposal_from_turn(_openai_call({"amount": value}))
+
+
+def test_arguments_nested_deeper_than_json_allows_are_malformed() -> None:
+    """The 128 levels of a JSON document (serde_json's, `NESTING_LIMIT`) hold for arguments:
+    deeper ones were accepted, and verify, execute or the loop hit RecursionError (from the
+    CLI, 'internal error')."""
+    text = '{"cc": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(TurnError, match=r"arguments are not JSON: nested too deeply \(more than"):
+        proposal_from_turn(_openai_call(text))
+    for depth in (129, 2000, 5000):
+        deep = {
+            "role": "assistant",
+            "content": [
+                {"type": "tool_use", "id": "t", "name": "pay", "input": {"cc": _nested(depth)}}
+            ],
+        }
+        with pytest.raises(TurnError, match=r"nested too deeply \(more than 128 levels\)"):
+            proposal_from_turn(deep, format="anthropic")
+    # 128 levels, the arguments object the first of them, are fine
+    at_limit = '{"cc": ' + "[" * 127 + "]" * 127 + "}"
+    assert proposal_from_turn(_openai_call(at_limit)).actions[0].parameters["cc"] == _nested(127)
+    fine = {
+        "role": "assistant",
+        "content": [{"type": "tool_use", "id": "t", "name": "pay", "input": {"cc": _nested(127)}}],
+    }
+    assert proposal_from_turn(fine, format="anthropic").actions[0].parameters["cc"] == _nested(127)

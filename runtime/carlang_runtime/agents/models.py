@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CarlangRuntimeError
+from ..jsontext import JsonTextError, parse_json
 from ..redact import Scrubber, shown_url
 from .turns import FORMATS
 
@@ -41,15 +42,20 @@ class ScriptedGenerator:
     @classmethod
     def from_file(cls, path: str | Path, format: str | None = None) -> ScriptedGenerator:
         """A script from a JSON file: a list of turns, or `{"format": ..., "turns": [...]}`
-        (`format` given here wins; the default is `openai`)."""
+        (`format` given here wins; the default is `openai`). It is read as JSON is: NaN,
+        Infinity and nesting past 128 levels are not JSON."""
         try:
-            data = json.loads(Path(path).read_text(encoding="utf-8"))
+            text = Path(path).read_bytes()
         except OSError as exc:
             raise CarlangRuntimeError(f"{path}: cannot read the script: {exc.strerror}") from exc
-        except json.JSONDecodeError as exc:
+        try:
+            data = parse_json(text)
+        except JsonTextError as exc:
+            where = f"{exc.position.line}:{exc.position.column}"
+            message = exc.message.removeprefix("malformed JSON: ")
             raise CarlangRuntimeError(
-                f"{path}:{exc.lineno}:{exc.colno}: the script is not JSON: {exc.msg}"
-            ) from exc
+                f"{path}:{where}: the script is not JSON: {message}"
+            ) from None
         if isinstance(data, Mapping):
             turns = data.get("turns")
             format = format or data.get("format")
@@ -116,7 +122,7 @@ class OpenAIChatGenerator:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310
-                reply = json.loads(response.read().decode("utf-8"))
+                answer = response.read()
         except urllib.error.HTTPError as exc:
             detail = exc.read(65536).decode("utf-8", "replace")
             if self.api_key:  # a server that echoes the request must not print the key
@@ -127,8 +133,11 @@ class OpenAIChatGenerator:
             # InvalidURL is a ValueError)
             reason = getattr(exc, "reason", exc)
             raise GeneratorError(f"cannot reach {shown_url(self.url)}: {reason}") from exc
-        except json.JSONDecodeError as exc:
-            raise GeneratorError(f"{self.url} did not answer JSON: {exc.msg}") from exc
+        try:  # as JSON is read: nesting past 128 levels is refused, not a RecursionError
+            reply: Any = parse_json(answer)
+        except JsonTextError as exc:
+            message = exc.message.removeprefix("malformed JSON: ")
+            raise GeneratorError(f"{shown_url(self.url)} did not answer JSON: {message}") from None
         try:
             return reply["choices"][0]["message"]
         except (KeyError, IndexError, TypeError) as exc:

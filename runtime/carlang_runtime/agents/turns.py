@@ -15,13 +15,13 @@ Objects (SDK models) are read through `model_dump()` or their attributes.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionType, ToolSchema
+from ..jsontext import NESTING_LIMIT, JsonTextError, format_path, parse_json
 from ..paramcheck import json_type_name
 
 __all__ = [
@@ -262,7 +262,10 @@ class _Object:
 
 
 def _arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
-    """Parsed arguments, or the problem with them."""
+    """Parsed arguments, or the problem with them. Text is read as JSON is, no more: NaN,
+    Infinity, numbers beyond a double and nesting past `NESTING_LIMIT` levels are not JSON
+    (Python's decoder reads the first three, and recurses on the last). An object (an SDK's)
+    is held to the same: a float NaN or infinity in it, or nesting too deep, is refused."""
     if isinstance(raw, _Object):
         if raw.value is not None and not isinstance(raw.value, Mapping):
             kind = json_type_name(raw.value)
@@ -272,14 +275,60 @@ def _arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
         if not raw.strip():
             return {}, None
         try:
-            raw = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            return None, f"arguments are not JSON ({exc.msg} at character {exc.pos})"
+            raw = parse_json(raw)
+        except JsonTextError as exc:
+            return None, f"arguments are not JSON: {_json_problem(exc)}"
+    elif raw is not None:
+        problem = _not_json(raw)
+        if problem is not None:
+            return None, f"arguments are not JSON: {problem}"
     if raw is None:
         return {}, None
     if not isinstance(raw, Mapping):
         return None, f"arguments must be a JSON object, not {type(raw).__name__}"
     return dict(raw), None
+
+
+def _json_problem(exc: JsonTextError) -> str:
+    """What `parse_json` found wrong and where, as one phrase: `the constant NaN is not JSON
+    at column 23`."""
+    message = exc.message.removeprefix("malformed JSON: ")
+    line, column = exc.position.line, exc.position.column
+    return f"{message} at " + (f"column {column}" if line == 1 else f"line {line}, column {column}")
+
+
+_INFINITY = float("inf")
+
+
+def _not_json(value: Any) -> str | None:
+    """Why a Python value (arguments an SDK decoded) is not what a JSON document can hold, or
+    None: a float NaN or infinity, an integer beyond a double, or containers nested more than
+    `NESTING_LIMIT` levels (the value itself the first). Iterative: a value nested 100,000
+    deep (or holding itself) is answered, not a RecursionError."""
+    stack: list[tuple[Any, tuple[str | int, ...], int]] = [(value, (), 1)]
+    while stack:
+        current, path, depth = stack.pop()
+        if isinstance(current, Mapping | list | tuple):
+            if depth > NESTING_LIMIT:
+                return f"nested too deeply (more than {NESTING_LIMIT} levels)"
+            items = current.items() if isinstance(current, Mapping) else enumerate(current)
+            stack.extend((child, (*path, key), depth + 1) for key, child in items)
+        elif isinstance(current, float):
+            if current != current or current in (_INFINITY, -_INFINITY):
+                shown = "NaN" if current != current else repr(current).replace("inf", "Infinity")
+                return f"{format_path(path) or 'the value'} is {shown} (a JSON number is finite)"
+        elif isinstance(current, int) and not isinstance(current, bool):
+            if abs(current) >= 2**64 and _beyond_double(current):
+                return f"{format_path(path) or 'the value'} is a number out of range"
+    return None
+
+
+def _beyond_double(number: int) -> bool:
+    try:
+        float(number)
+    except OverflowError:
+        return True
+    return False
 
 
 _READERS = {
