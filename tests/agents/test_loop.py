@@ -540,3 +540,29 @@ def test_a_model_reply_nested_too_deeply_is_an_inference_error(runtime: Any) -> 
             outcome = AgentLoop(runtime, generator).run("hi")
         assert outcome.status == "error", outcome.summary
         assert said in outcome.summary and "cannot reach" not in outcome.summary
+
+
+def test_langchain_invalid_calls_and_numeric_ids_are_answered(runtime: Any) -> None:
+    """LangChain's `invalid_tool_calls` were dropped (the turn read as a final answer); a
+    numeric call id became `call_1_0`, so the result answered a call the model never made."""
+    invalid = {
+        "type": "ai",
+        "content": "",
+        "tool_calls": [],
+        "invalid_tool_calls": [
+            {"name": "write_file", "args": '{"path": ', "id": "lc1", "error": "not valid JSON"}
+        ],
+    }
+    script = ScriptedGenerator([invalid, final("langchain", "done")], "langchain")
+    outcome = AgentLoop(runtime, script, capability="agent").run("go")
+    assert (outcome.status, outcome.turns) == ("success", 2)
+    answer = script.requests[1][0][-1]
+    assert answer["tool_call_id"] == "lc1" and answer["status"] == "error"
+    assert "arguments are not JSON" in answer["content"]
+
+    numbered = turn_in("openai", [(7, "read_file", {"path": "notes/a.txt"})])  # type: ignore[list-item]
+    script = ScriptedGenerator([numbered, final("openai", "done")])
+    AgentLoop(runtime, script, capability="agent").run("go")
+    *_, assistant, tool = script.requests[1][0]
+    assert assistant["tool_calls"][0]["id"] == "7"
+    assert tool == {"role": "tool", "tool_call_id": "7", "content": "alpha"}

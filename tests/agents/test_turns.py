@@ -273,3 +273,65 @@ def test_arguments_nested_deeper_than_json_allows_are_malformed() -> None:
         "content": [{"type": "tool_use", "id": "t", "name": "pay", "input": {"cc": _nested(127)}}],
     }
     assert proposal_from_turn(fine, format="anthropic").actions[0].parameters["cc"] == _nested(127)
+
+
+def test_langchain_invalid_tool_calls_are_calls_with_their_problem() -> None:
+    """LangChain puts a call whose arguments did not parse in `invalid_tool_calls`: it was
+    dropped, and the turn read as a final answer."""
+    message = {
+        "type": "ai",
+        "content": "",
+        "tool_calls": [{"name": "read_file", "args": {"path": "a"}, "id": "ok"}],
+        "invalid_tool_calls": [
+            {
+                "name": "write_file",
+                "args": '{"path": "notes/a", "content": ',
+                "id": "lc1",
+                "error": "Function write_file arguments are not valid JSON",
+            },
+            {"name": "write_file", "args": '{"path": "b"}', "id": "lc2", "error": None},
+        ],
+    }
+    calls = parse_turn(message, "langchain").calls
+    assert [(c.id, c.name, c.arguments is None) for c in calls] == [
+        ("ok", "read_file", False),
+        ("lc1", "write_file", True),
+        ("lc2", "write_file", True),
+    ]
+    assert calls[1].problem is not None and calls[1].problem.startswith("arguments are not JSON")
+    assert calls[2].problem == "LangChain could not read this call"
+    with pytest.raises(TurnError, match=r"call lc1 \(write_file\): arguments are not JSON"):
+        proposal_from_turn(message, format="langchain")
+
+    class AIMessage:  # an object, read through its attributes
+        content = ""
+        tool_calls: list[Any] = []
+        invalid_tool_calls = [{"name": "x", "args": "{", "id": "i", "error": "bad"}]
+
+    assert parse_turn(AIMessage(), "langchain").calls[0].problem is not None
+
+
+def test_a_call_id_used_twice_in_a_turn_is_refused() -> None:
+    """Two calls `c1`: the second was reported 'skipped: it runs after c1, which did not
+    succeed' though c1 succeeded, and two results went back under one id."""
+    message = turn_in(
+        "openai",
+        [("c1", "write_file", {"path": "a", "content": "x"}), ("c1", "read_file", {"path": "b"})],
+    )
+    calls = parse_turn(message).calls
+    assert calls[0].problem is None
+    assert calls[1].problem == "call id 'c1' is used twice in this turn"
+    with pytest.raises(TurnError, match=r"call c1 \(read_file\): call id 'c1' is used twice"):
+        proposal_from_turn(message)
+
+
+@pytest.mark.parametrize("format", FORMATS)
+def test_a_numeric_call_id_is_kept_as_text(format: str) -> None:
+    """A model (or a compatible server) that numbers its calls gets its own ids back, not
+    `call_0_0`, so that its results match its calls."""
+    message = turn_in(format, [(7, "read_file", {"path": "a"})])  # type: ignore[list-item]
+    assert parse_turn(message, format).calls[0].id == "7"
+    assert proposal_from_turn(message, format=format).actions[0].id == "7"
+    for flag in (True, 1.5):  # not an id: one is given
+        odd = turn_in(format, [(flag, "read_file", {"path": "a"})])  # type: ignore[list-item]
+        assert parse_turn(odd, format).calls[0].id == "call_0_0"

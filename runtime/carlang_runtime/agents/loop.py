@@ -199,17 +199,13 @@ class AgentLoop:
         good = [call for call in turn.calls if call.problem is None]
         too_many = self._count_problem(len(good))
         results: list[ActionResult] = []
-        seen: set[str] = set()
         schemas = {name: tool.schema for name, tool in self.runtime.tools.items()}
         for index, call in enumerate(turn.calls, 1):
             self._emit(
                 "tool_call", turn=turn_number, id=call.id, name=call.name, params=self._shown(call)
             )
-            twice = f"call id '{call.id}' is used twice in this turn" if call.id in seen else None
-            seen.add(call.id)
             refusal = (
-                call.problem
-                or twice
+                call.problem  # (malformed, or its id used by an earlier call of the turn)
                 or self._unknown_tool(call)
                 or self._unknown_argument(call)
                 or too_many

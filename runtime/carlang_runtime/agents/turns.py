@@ -68,22 +68,36 @@ class Turn:
 
 
 def parse_turn(message: Any, format: str = "openai", *, turn: int = 0) -> Turn:
-    """The text and tool calls of an assistant turn. Calls without an id get
-    `call_{turn}_{index}` (CAR's rule); a call with malformed arguments is kept with its
+    """The text and tool calls of an assistant turn. A call's id is kept as text (a number
+    too: `7` is `"7"`); calls without one get `call_{turn}_{index}` (CAR's rule). A call with
+    malformed arguments, or whose id an earlier call of the turn has, is kept with its
     `problem`, so a loop can feed it back to the model."""
     reader = _READERS.get(format)
     if reader is None:
         raise TurnError(f"unknown tool-call format '{format}' (use one of {', '.join(FORMATS)})")
     text, raw_calls = reader(_plain(message))
     calls = []
+    seen: set[str] = set()
     for index, (call_id, name, arguments) in enumerate(raw_calls):
-        call_id = call_id if isinstance(call_id, str) and call_id else f"call_{turn}_{index}"
+        call_id = _call_id(call_id) or f"call_{turn}_{index}"
+        twice = f"call id '{call_id}' is used twice in this turn" if call_id in seen else None
+        seen.add(call_id)
         if not isinstance(name, str) or not name:
             calls.append(ToolCall(call_id, str(name or ""), None, "the call names no tool"))
             continue
         parsed, problem = _arguments(arguments)
-        calls.append(ToolCall(call_id, name, parsed, problem))
+        calls.append(ToolCall(call_id, name, parsed, problem or twice))
     return Turn(text, tuple(calls))
+
+
+def _call_id(raw: Any) -> str | None:
+    """A call's id as text: a non-empty string, or an integer (some servers number their
+    calls; their results must carry the same id back); None for anything else."""
+    if isinstance(raw, str):
+        return raw or None
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        return str(raw)
+    return None
 
 
 def proposal_from_turn(
@@ -161,7 +175,7 @@ def _plain(message: Any) -> Any:
         return message
     data = {
         key: getattr(message, key)
-        for key in ("content", "tool_calls", "output", "role")
+        for key in ("content", "tool_calls", "invalid_tool_calls", "output", "role")
         if hasattr(message, key)
     }
     return data or message
@@ -241,6 +255,11 @@ def _read_langchain(message: Any) -> tuple[str, list[_RawCall]]:
     for raw in message.get("tool_calls") or []:
         raw = _mapping(_plain(raw), "a LangChain tool call")
         calls.append((raw.get("id"), raw.get("name"), _Object(raw, "args")))
+    # calls LangChain could not parse (their `args` the model's text): each is a call the
+    # model made, to be answered with its problem, never dropped
+    for raw in message.get("invalid_tool_calls") or []:
+        raw = _mapping(_plain(raw), "a LangChain invalid tool call")
+        calls.append((raw.get("id"), raw.get("name"), _Invalid(raw.get("args"), raw.get("error"))))
     return _text_of(message.get("content")), calls
 
 
@@ -261,11 +280,32 @@ class _Object:
         self.field = field
 
 
+class _Invalid:
+    """A call LangChain marked invalid (`invalid_tool_calls`): its `args` text and LangChain's
+    `error`. Always a problem: the one its text has, else LangChain's."""
+
+    __slots__ = ("args", "error")
+
+    def __init__(self, args: Any, error: Any) -> None:
+        self.args = args
+        self.error = error
+
+    def problem(self) -> str:
+        if isinstance(self.args, str):
+            _, problem = _arguments(self.args)
+            if problem is not None:
+                return problem
+        said = f": {self.error}" if isinstance(self.error, str) and self.error else ""
+        return f"LangChain could not read this call{said}"
+
+
 def _arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     """Parsed arguments, or the problem with them. Text is read as JSON is, no more: NaN,
     Infinity, numbers beyond a double and nesting past `NESTING_LIMIT` levels are not JSON
     (Python's decoder reads the first three, and recurses on the last). An object (an SDK's)
     is held to the same: a float NaN or infinity in it, or nesting too deep, is refused."""
+    if isinstance(raw, _Invalid):
+        return None, raw.problem()
     if isinstance(raw, _Object):
         if raw.value is not None and not isinstance(raw.value, Mapping):
             kind = json_type_name(raw.value)
