@@ -335,3 +335,31 @@ def test_a_numeric_call_id_is_kept_as_text(format: str) -> None:
     for flag in (True, 1.5):  # not an id: one is given
         odd = turn_in(format, [(flag, "read_file", {"path": "a"})])  # type: ignore[list-item]
         assert parse_turn(odd, format).calls[0].id == "call_0_0"
+
+
+def test_a_rolled_back_success_gives_its_output_and_a_separate_note() -> None:
+    """A call that succeeded in a proposal that then aborted: the model read
+    `{"error": "proposal aborted; ...", "status": "succeeded"}` and never its output."""
+    from carlang_runtime.engine.run import ROLLED_BACK
+
+    result = ProposalResult(
+        proposal_id="t",
+        results=[
+            ActionResult(
+                action_id="c1", status=ActionStatus.SUCCEEDED, output="alpha", error=ROLLED_BACK
+            )
+        ],
+    )
+    (message,) = results_to_messages(result, "openai")
+    output, note = message["content"].split("\n\n", 1)
+    assert output == "alpha"
+    assert note == f"[note: this call succeeded, but its proposal did not: {ROLLED_BACK}]"
+    (anthropic,) = results_to_messages(result, "anthropic")
+    assert anthropic["content"][0]["content"].startswith("alpha\n\n[note: ")
+    assert anthropic["content"][0]["is_error"] is False
+    (langchain,) = results_to_messages(result, "langchain")
+    assert langchain["status"] == "success"
+    # the note is never cut: the output is
+    (short,) = results_to_messages(result, "openai", max_chars=3)
+    assert short["content"].startswith("alp\n[... 2 more characters]\n\n[note: ")
+    assert short["content"].endswith(ROLLED_BACK + "]")

@@ -18,18 +18,22 @@ DEFAULT_MAX_CHARS = 16384
 def tool_result_text(result: ActionResult, max_chars: int = DEFAULT_MAX_CHARS) -> str:
     """What the model reads of one call's result: its output (text as is, anything else as
     JSON), or `{"error": ..., "status": ...}` when it did not succeed; capped at
-    `max_chars` on a character boundary."""
+    `max_chars` on a character boundary. A call that succeeded in a proposal that then
+    aborted (its state effects rolled back) gives its output, then a note saying so, never cut."""
     if succeeded(result):
         output = result.output
-        text = output if isinstance(output, str) else _json(output)
-    else:
-        text = _json({"error": result.error or result.status.value, "status": result.status.value})
-    return cap_text(text, max_chars)
+        text = cap_text(output if isinstance(output, str) else _json(output), max_chars)
+        if result.error:
+            text += f"\n\n[note: this call succeeded, but its proposal did not: {result.error}]"
+        return text
+    error = _json({"error": result.error or result.status.value, "status": result.status.value})
+    return cap_text(error, max_chars)
 
 
 def succeeded(result: ActionResult) -> bool:
-    """Whether a call's result is a success to report to the model."""
-    return result.status is ActionStatus.SUCCEEDED and result.error is None
+    """Whether a call succeeded (its proposal may still have aborted after it: the result's
+    `error` then says so)."""
+    return result.status is ActionStatus.SUCCEEDED
 
 
 def results_to_messages(
