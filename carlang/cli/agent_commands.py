@@ -203,6 +203,11 @@ def agent_command(
     if budget is not None and program.budget(budget) is None:
         names = ", ".join(b.name for b in program.budgets) or "none"
         fail_usage(f"--budget {budget}: {file} declares no such budget (budgets: {names})")
+    if capability is None and program.capabilities:
+        echo_err(
+            "warning: no capability: the model is offered every tool of the program"
+            " (choose some with --capability NAME, or `capability` in carlang.toml)"
+        )
     runtime = Runtime.from_program(
         program,
         events=_event_log(events),

@@ -223,3 +223,54 @@ def test_deeply_nested_arguments_are_answered_not_an_internal_error(tmp_path: Pa
     refused = runner.invoke(app, ["agent", str(source), "--script", str(deep_script)])
     assert refused.exit_code == 2, refused.output
     assert "the script is not JSON: nested too deeply" in refused.output
+
+
+def test_no_capability_is_warned_about_and_carlang_toml_chooses_one(tmp_path: Path) -> None:
+    """Without --capability, a program's capabilities were ignored without a word: the model
+    was offered, and ran, `shell`, which its only capability leaves out."""
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    script = tmp_path / "s.json"
+    shell = turn_in("openai", [("c1", "shell", {"cmd": "cat ~/.ssh/id_rsa"})])
+    script.write_text(json.dumps([shell, {"role": "assistant", "content": "done"}]))
+    args = ["agent", str(source), "--script", str(script), "--builtins", "--format", "json"]
+    bare = runner.invoke(app, args)
+    assert bare.exit_code == 0, bare.output
+    assert (
+        "warning: no capability: the model is offered every tool of the program"
+        " (choose some with --capability NAME, or `capability` in carlang.toml)" in bare.stderr
+    )
+    chosen = runner.invoke(app, [*args, "--capability", "agent"])
+    assert "no capability" not in chosen.stderr
+    (call,) = json.loads(chosen.stdout)["calls"]
+    assert call["ok"] is False and "unknown tool 'shell'" in call["result"]
+    (tmp_path / "carlang.toml").write_text('capability = "agent"\n')
+    configured = runner.invoke(app, args)
+    assert "no capability" not in configured.stderr
+    (call,) = json.loads(configured.stdout)["calls"]
+    assert call["ok"] is False and "unknown tool 'shell'" in call["result"]
+    # a program without capabilities has nothing to choose: no warning
+    (tmp_path / "carlang.toml").unlink()
+    plain = tmp_path / "plain.car"
+    plain.write_text("tool shell(cmd: string)\n")
+    quiet = runner.invoke(app, ["agent", str(plain), "--script", str(script), "--builtins"])
+    assert "no capability" not in quiet.stderr
+
+
+def test_tool_names_that_collide_for_models_are_a_clear_error(tmp_path: Path) -> None:
+    source = tmp_path / "c.car"
+    source.write_text(
+        'tool fs__delete(path: string) { description "plain" }\n'
+        'tool fs.delete() { description "dotted"\n'
+        '  schema { type: "object", properties: { path: { type: "string" } } } }\n'
+        "capability dotted { tools allow fs.delete }\n"
+    )
+    refused = runner.invoke(app, ["export", "tools", str(source)])
+    assert refused.exit_code == 2, refused.output
+    assert "tools fs__delete and fs.delete are both offered to models as 'fs__delete'" in (
+        refused.output
+    )
+    one = runner.invoke(app, ["export", "tools", str(source), "--capability", "dotted"])
+    assert one.exit_code == 0 and json.loads(one.stdout)[0]["function"]["description"] == "dotted"
+    mcp = runner.invoke(app, ["export", "tools", str(source), "--format", "mcp"])
+    assert mcp.exit_code == 0

@@ -69,16 +69,17 @@ def test_scripted_loop_runs_calls_and_feeds_results_back(format: str, runtime: A
 
 
 def test_a_tool_outside_the_capability_is_refused_and_the_loop_goes_on(runtime: Any) -> None:
+    """A tool the model was not offered is, to it, no tool: 'unknown tool', as the MCP proxy
+    answers (the capability's own refusal named it, and the capability)."""
     script = ScriptedGenerator(
         [turn_in("openai", [("c", "shell", {"cmd": "rm -rf /"})]), final("openai", "ok")]
     )
     outcome = AgentLoop(runtime, script, capability="agent").run("go")
     assert outcome.status == "success" and outcome.tools_called == []
     tool_message = script.requests[1][0][-1]
-    assert (
-        tool_message["tool_call_id"] == "c"
-        and "not allowed by capability 'agent'" in tool_message["content"]
-    )
+    assert tool_message["tool_call_id"] == "c"
+    assert "unknown tool 'shell'" in tool_message["content"]
+    assert "capability" not in tool_message["content"]
 
 
 def test_malformed_arguments_are_fed_back_not_fatal(runtime: Any) -> None:
@@ -566,3 +567,62 @@ def test_langchain_invalid_calls_and_numeric_ids_are_answered(runtime: Any) -> N
     *_, assistant, tool = script.requests[1][0]
     assert assistant["tool_calls"][0]["id"] == "7"
     assert tool == {"role": "tool", "tool_call_id": "7", "content": "alpha"}
+
+
+def test_the_loop_runs_only_tools_it_offered() -> None:
+    """The tools offered to the model are the ones it may call: a tool the runtime gained
+    after the loop was made (so never offered) is unknown, even without a capability."""
+    from carlang_runtime.engine import Runtime
+    from carlang_runtime.ir import ToolSchema
+
+    from tests.helpers import compile_diagnostics
+
+    runtime = Runtime.from_program(compile_diagnostics("tool look(path: string)\n").program)
+    ran: list[str] = []
+    runtime.register_tool("look", lambda path: ran.append("look") or "seen")
+    script = ScriptedGenerator(
+        [
+            turn_in("openai", [("a", "look", {"path": "x"}), ("b", "wipe", {})]),
+            final("openai", "ok"),
+        ]
+    )
+    loop = AgentLoop(runtime, script)
+    runtime.declare_tool(ToolSchema(name="wipe"))
+    runtime.register_tool("wipe", lambda: ran.append("wipe") or "wiped")
+    outcome = loop.run("go")
+    assert ran == ["look"] and outcome.tools_called == ["look"]
+    assert "unknown tool 'wipe'" in script.requests[1][0][-1]["content"]
+
+
+COLLIDE = """
+tool fs__delete(path: string) -> string { description "delete a file" }
+tool fs.delete() {
+  description "dotted delete"
+  schema { type: "object", properties: { path: { type: "string" } }, required: ["path"] }
+}
+capability dotted { tools allow fs.delete }
+capability plain { tools allow fs__delete }
+"""
+
+
+@pytest.mark.parametrize(("capability", "runs"), [("dotted", "fs.delete"), ("plain", "fs__delete")])
+def test_a_call_means_the_tool_offered_under_its_name(capability: str, runs: str) -> None:
+    """`fs__delete` and `fs.delete` are both `fs__delete` to a model: under a capability
+    that offers one, the call is that one (it was the plain tool, whichever was offered);
+    offering both is refused."""
+    from carlang_runtime.engine import Runtime
+    from carlang_runtime.errors import CarlangRuntimeError
+
+    from tests.helpers import compile_diagnostics
+
+    runtime = Runtime.from_program(compile_diagnostics(COLLIDE).program)
+    ran: list[str] = []
+    runtime.register_tool("fs__delete", lambda path: ran.append("fs__delete") or "plain")
+    runtime.register_tool("fs.delete", lambda path: ran.append("fs.delete") or "dotted")
+    script = ScriptedGenerator(
+        [turn_in("openai", [("c", "fs__delete", {"path": "x"})]), final("openai", "ok")]
+    )
+    outcome = AgentLoop(runtime, script, capability=capability).run("go")
+    assert ran == [runs] and outcome.tools_called == [runs]
+    with pytest.raises(CarlangRuntimeError, match="are both offered to models as 'fs__delete'"):
+        AgentLoop(runtime, ScriptedGenerator([]))

@@ -363,3 +363,43 @@ def test_a_rolled_back_success_gives_its_output_and_a_separate_note() -> None:
     (short,) = results_to_messages(result, "openai", max_chars=3)
     assert short["content"].startswith("alp\n[... 2 more characters]\n\n[note: ")
     assert short["content"].endswith(ROLLED_BACK + "]")
+
+
+def test_tool_names_that_collide_once_encoded_are_refused() -> None:
+    """`fs__delete` and `fs.delete` were both offered as `fs__delete`, and a call of it ran
+    whichever the mapping found first."""
+    from carlang_runtime.errors import CarlangRuntimeError
+
+    tools = [ToolSchema(name="fs__delete"), ToolSchema(name="fs.delete")]
+    for spec_format in ("openai", "anthropic"):
+        with pytest.raises(
+            CarlangRuntimeError,
+            match=r"tools fs__delete and fs\.delete are both offered to models as 'fs__delete'",
+        ):
+            tool_specs(tools, spec_format)
+    assert [t["name"] for t in tool_specs(tools, "mcp")] == ["fs__delete", "fs.delete"]
+    message = turn_in("openai", [("c", "fs__delete", {"path": "x"})])
+    with pytest.raises(
+        TurnError, match=r"call c \(fs__delete\): the tool name 'fs__delete' is ambiguous"
+    ):
+        proposal_from_turn(message, tools=tools)
+    # given only the tool offered, the name means it
+    assert proposal_from_turn(message, tools=tools[1:]).actions[0].tool == "fs.delete"
+    assert proposal_from_turn(message, tools=tools[:1]).actions[0].tool == "fs__delete"
+    # a program (or a runtime) and a capability: the tools the model was offered
+    from carlang_runtime.engine import Runtime
+
+    from tests.helpers import compile_diagnostics
+
+    program = compile_diagnostics(
+        "tool fs__delete(path: string)\n"
+        'tool fs.delete() { schema { type: "object", properties: { path: { type: "string" } } } }\n'
+        "capability dotted { tools allow fs.delete }\n"
+        "capability plain { tools allow fs__delete }\n"
+    ).program
+    for source in (program, Runtime.from_program(program)):
+        for capability, meant in (("dotted", "fs.delete"), ("plain", "fs__delete")):
+            proposal = proposal_from_turn(message, tools=source, capability=capability)
+            assert proposal.actions[0].tool == meant and proposal.capability == capability
+        with pytest.raises(TurnError, match="is ambiguous"):
+            proposal_from_turn(message, tools=source)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from ..engine.cancel import CancelToken
@@ -22,7 +22,7 @@ from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, ActionResult, ActionStatus
 from ..suggest import did_you_mean
 from .messages import DEFAULT_MAX_CHARS, results_to_messages, succeeded, tool_result_text
-from .specs import model_tool_name, tool_name_from_model, tool_specs, visible_tools
+from .specs import model_names, model_tool_name, tool_specs, visible_tools
 from .turns import ToolCall, Turn, TurnError, parse_turn, proposal_from_calls
 
 __all__ = ["AgentEvent", "AgentLoop", "AgentOutcome", "ModelGenerator"]
@@ -107,11 +107,16 @@ class AgentLoop:
         self.system = system
         #: the calls of the conversation under way (`AgentOutcome.calls`)
         self._calls: list[dict[str, Any]] = []
-        # the spec list checks the capability's name too, before any turn
+        # the spec list checks the capability's name too, before any turn, and that no two
+        # tools offered share a model name
         spec_format = "anthropic" if self.format == "anthropic" else "openai"
         self.tools = tool_specs(runtime, spec_format, capability=capability)
+        offered = visible_tools(runtime, capability)
         #: the names the model was given (`model_tool_name` of each offered tool)
-        self.offered = [model_tool_name(t.name) for t in visible_tools(runtime, capability)]
+        self.offered = [model_tool_name(t.name) for t in offered]
+        #: the tools the model may call, by the names it may call them: its own (`fs__read`)
+        #: and the carlang name (`fs.read`); a call of any other is an unknown tool
+        self._callable = {t.name: t.name for t in offered} | model_names(offered)
         if self.format == "openai-responses":
             # the Responses API takes function tools flat: {type, name, description, parameters}
             self.tools = [{"type": "function", **t["function"]} for t in self.tools]
@@ -160,7 +165,7 @@ class AgentLoop:
                 for call, result in zip(turn.calls, results, strict=True):
                     ok = succeeded(result)
                     if ok:
-                        called.append(tool_name_from_model(call.name, self.runtime.tools))
+                        called.append(self._tool_of(call) or call.name)
                     content = tool_result_text(result, self.max_chars)
                     self._calls.append(
                         {
@@ -212,8 +217,9 @@ class AgentLoop:
                 or (spent.problem() if spent else None)
             )
             suffix = f"_{index}" if len(turn.calls) > 1 else ""
+            tool = self._tool_of(call)
             proposal = proposal_from_calls(
-                [call],
+                [replace(call, name=tool) if tool is not None else call],
                 tools=schemas,
                 proposal_id=f"turn_{turn_number}{suffix}",
                 capability=self.capability,
@@ -231,11 +237,15 @@ class AgentLoop:
             results.append(outcome)
         return results
 
+    def _tool_of(self, call: ToolCall) -> str | None:
+        """The tool a call means among those the model was offered, or None."""
+        return self._callable.get(call.name)
+
     def _unknown_tool(self, call: ToolCall) -> str | None:
-        """Why a call names no tool the program declares (an invented name, a typo), with
-        the closest the model was offered; None when it names one (a declared tool the
-        capability hides is the runtime's to refuse, saying so)."""
-        if tool_name_from_model(call.name, self.runtime.tools) in self.runtime.tools:
+        """Why a call names no tool the model was offered (an invented name, a typo, a tool
+        the capability leaves out: to the model, which never saw it, no tool at all), with
+        the closest it was offered; None when it names one."""
+        if self._tool_of(call) is not None:
             return None
         hint = did_you_mean(call.name, self.offered)
         return f"unknown tool '{call.name}'" + (f" ({hint})" if hint else "")
@@ -245,7 +255,7 @@ class AgentLoop:
         and leaves them out of the call (CAR's rule, for proposals); from a model, a
         misspelt `environment` for `env` would quietly run with `env`'s default instead, so
         a tool whose schema lists its parameters (and does not allow more) refuses it."""
-        tool = self.runtime.tools.get(tool_name_from_model(call.name, self.runtime.tools))
+        tool = self.runtime.tools.get(self._tool_of(call) or call.name)
         schema = tool.schema.parameters if tool is not None else {}
         declared = schema.get("properties")
         if not declared or schema.get("additionalProperties", False) is not False:
@@ -269,7 +279,7 @@ class AgentLoop:
         program's `redact` paths are `[REDACTED]`."""
         if call.arguments is None:
             return None
-        tool = tool_name_from_model(call.name, self.runtime.tools)
+        tool = self._tool_of(call) or call.name
         shown: dict[str, Any] = self.runtime.shown_parameters(tool, call.arguments)
         return shown
 

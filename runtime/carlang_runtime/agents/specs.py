@@ -2,7 +2,8 @@
 
 Model APIs allow tool names of letters, digits, `_` and `-` only, so a carlang name with dots
 (an MCP-bound tool such as `fs.read_file`) is offered as `fs__read_file`, and a call of that
-name is mapped back to the tool. MCP keeps the carlang name as is.
+name is mapped back to the tool. MCP keeps the carlang name as is. Two tools offered together
+under one model name (`fs__delete` and `fs.delete`) are refused: a call could mean either.
 """
 
 from __future__ import annotations
@@ -15,7 +16,15 @@ from ..errors import CarlangRuntimeError
 from ..ir import Capability, Program, ToolSchema
 from ..redact import is_secret_schema
 
-__all__ = ["SPEC_FORMATS", "model_tool_name", "tool_name_from_model", "tool_specs", "visible_tools"]
+__all__ = [
+    "SPEC_FORMATS",
+    "ambiguous_tool_names",
+    "model_names",
+    "model_tool_name",
+    "tool_name_from_model",
+    "tool_specs",
+    "visible_tools",
+]
 
 #: The formats `tool_specs` writes.
 SPEC_FORMATS: tuple[str, ...] = ("openai", "anthropic", "mcp")
@@ -35,6 +44,31 @@ def tool_name_from_model(name: str, known: Mapping[str, Any]) -> str:
         if model_tool_name(candidate) == name:
             return candidate
     return name
+
+
+def ambiguous_tool_names(name: str, known: Mapping[str, Any]) -> list[str]:
+    """The tools of `known` that a model's `name` may mean when it may mean more than one
+    (`fs__delete` is tool `fs__delete`, and tool `fs.delete` as models see it), else []."""
+    meant = [name] if name in known else []
+    meant += [other for other in known if other != name and model_tool_name(other) == name]
+    return meant if len(meant) > 1 else []
+
+
+def model_names(schemas: Iterable[ToolSchema]) -> dict[str, str]:
+    """Each tool's model name -> its carlang name, for tools offered together; a
+    `CarlangRuntimeError` when two have one model name (a call of it could mean either)."""
+    found: dict[str, str] = {}
+    for schema in schemas:
+        name = model_tool_name(schema.name)
+        other = found.get(name)
+        if other is not None:
+            raise CarlangRuntimeError(
+                f"tools {other} and {schema.name} are both offered to models as '{name}'"
+                " (model APIs allow no dots in a tool name: `.` is written `__`): rename one,"
+                " or offer one only (a capability that allows one of them)"
+            )
+        found[name] = schema.name
+    return found
 
 
 def visible_tools(source: Any, capability: str | Capability | None = None) -> list[ToolSchema]:
@@ -58,12 +92,17 @@ def tool_specs(
 ) -> list[dict[str, Any]]:
     """The tool list a model sees: the tools of a `Program` or `Runtime` (or a list of
     `ToolSchema`) that the capability allows, as OpenAI function tools, Anthropic tools or
-    MCP tools. Tools outside the capability are left out entirely."""
+    MCP tools. Tools outside the capability are left out entirely. Two tools with one model
+    name (`fs__delete`, `fs.delete`) are a `CarlangRuntimeError` for a model's formats (MCP
+    keeps the names as they are)."""
     if format not in SPEC_FORMATS:
         raise CarlangRuntimeError(
             f"unknown tool spec format '{format}' (use one of {', '.join(SPEC_FORMATS)})"
         )
-    return [_spec(schema, format) for schema in visible_tools(source, capability)]
+    schemas = visible_tools(source, capability)
+    if format != "mcp":
+        model_names(schemas)
+    return [_spec(schema, format) for schema in schemas]
 
 
 def _spec(schema: ToolSchema, format: str) -> dict[str, Any]:

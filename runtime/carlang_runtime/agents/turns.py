@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import CarlangRuntimeError
-from ..ir import Action, ActionProposal, ActionType, ToolSchema
+from ..ir import Action, ActionProposal, ActionType, Program, ToolSchema
 from ..jsontext import NESTING_LIMIT, JsonTextError, format_path, parse_json
 from ..paramcheck import json_type_name
 
@@ -104,25 +104,39 @@ def proposal_from_turn(
     message: Any,
     format: str = "openai",
     *,
-    tools: Iterable[ToolSchema] | Mapping[str, ToolSchema] = (),
+    tools: Iterable[ToolSchema] | Mapping[str, ToolSchema] | Program | Any = (),
     turn: int = 0,
     proposal_id: str | None = None,
     capability: str | None = None,
     budget: str | None = None,
 ) -> ActionProposal:
     """A proposal of the tool calls in an assistant turn: one `tool_call` action per call,
-    the action id the call id, the parameters its arguments. Calls run in the order emitted
-    (each after the one before: a turn may mkdir, then write), unless every tool called is
-    declared read-only in `tools` (then they may run in parallel). A tool name the model saw
-    encoded (`fs__read_file` for `fs.read_file`) is mapped back through `tools`. Raises
-    `TurnError` naming the first call whose arguments are malformed."""
+    the action id the call id, the parameters its arguments, under `capability` and
+    `budget`. Calls run in the order emitted (each after the one before: a turn may mkdir,
+    then write), unless every tool called is declared read-only in `tools` (then they may run
+    in parallel). A tool name the model saw encoded (`fs__read_file` for `fs.read_file`) is
+    mapped back through `tools`: tool schemas, or a `Program` or `Runtime`, whose tools
+    `capability` allows are then the ones the model was offered (as `tool_specs` offers them).
+    Raises `TurnError` naming the first call that is malformed (its arguments, its id used
+    twice), or whose tool name may mean two of `tools` (`fs__delete`: tool `fs__delete`, or
+    `fs.delete` as models see it; given the tools offered, it means the one offered)."""
+    from .specs import ambiguous_tool_names
+
     parsed = parse_turn(message, format, turn=turn)
+    known = _known(tools, capability)
     for call in parsed.calls:
         if call.problem is not None:
             raise TurnError(f"{call.describe()}: {call.problem}")
+        meant = ambiguous_tool_names(call.name, known)
+        if meant:
+            raise TurnError(
+                f"{call.describe()}: the tool name '{call.name}' is ambiguous: it may mean"
+                f" {' or '.join(meant)} (give `tools` the program and the capability, or"
+                " only the tools the model was offered)"
+            )
     return proposal_from_calls(
         parsed.calls,
-        tools=tools,
+        tools=known,
         proposal_id=proposal_id or f"turn_{turn}",
         capability=capability,
         budget=budget,
@@ -140,7 +154,7 @@ def proposal_from_calls(
     """The proposal of well-formed calls (see `proposal_from_turn`)."""
     from .specs import tool_name_from_model
 
-    known = dict(tools) if isinstance(tools, Mapping) else {t.name: t for t in tools}
+    known = _known(tools)
     names = [tool_name_from_model(call.name, known) for call in calls]
     parallel = bool(names) and all(n in known and known[n].read_only for n in names)
     actions = []
@@ -159,6 +173,18 @@ def proposal_from_calls(
     return ActionProposal(
         id=proposal_id, source="model", actions=actions, capability=capability, budget=budget
     )
+
+
+def _known(tools: Any, capability: str | None = None) -> dict[str, ToolSchema]:
+    """Tools by name: given as schemas, or a `Program` or `Runtime`'s (those `capability`
+    allows)."""
+    if isinstance(tools, Program) or isinstance(getattr(tools, "tools", None), Mapping):
+        from .specs import visible_tools
+
+        return {schema.name: schema for schema in visible_tools(tools, capability)}
+    if isinstance(tools, Mapping):
+        return dict(tools)
+    return {t.name: t for t in tools}
 
 
 # -- readers: message -> (text, [(id, name, arguments)]) --------------------------------------
