@@ -211,7 +211,9 @@ def agent_command(
     runtime = Runtime.from_program(
         program,
         events=_event_log(events),
-        approval=_approval_gate(auto_approve, deny_approvals, program),
+        approval=_approval_gate(auto_approve, deny_approvals, program)
+        if auto_approve or deny_approvals or sys.stdin.isatty()
+        else _NoOneToAsk(),
     )
     if builtins:
         _register_builtins(runtime, files_root or Path.cwd(), [])
@@ -237,6 +239,21 @@ def agent_command(
         called = ", ".join(outcome.tools_called) or "none"
         echo(f"{outcome.status} after {plural(outcome.turns, 'turn')}; tools called: {called}")
     raise typer.Exit(EXIT_OK if outcome.status == "success" else EXIT_FAILED)
+
+
+class _NoOneToAsk:
+    """The approval gate of a run with no terminal to ask at: the model hears that approval
+    was not given, and only that; how to give it is for the operator, on stderr."""
+
+    def review(self, request: Any) -> Any:
+        """No, saying why to the operator."""
+        from carlang_runtime.engine import Approval
+
+        echo_err(
+            f"approval needed for {request.action.tool} ({request.reason}): refused"
+            " (run with --auto-approve, or at a terminal to be asked)"
+        )
+        return Approval(False, "approval was not given")
 
 
 def _warn_unimplemented(runtime: Any, program: Any, capability: str | None) -> None:

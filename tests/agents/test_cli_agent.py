@@ -274,3 +274,30 @@ def test_tool_names_that_collide_for_models_are_a_clear_error(tmp_path: Path) ->
     assert one.exit_code == 0 and json.loads(one.stdout)[0]["function"]["description"] == "dotted"
     mcp = runner.invoke(app, ["export", "tools", str(source), "--format", "mcp"])
     assert mcp.exit_code == 0
+
+
+def test_a_refused_approval_tells_the_model_no_more_than_that(tmp_path: Path) -> None:
+    """Without a terminal, the model was told '(run with --auto-approve, or at a terminal to
+    be asked)': the operator's instructions. It hears that approval was not given; the hint
+    goes to the operator's terminal."""
+    source = tmp_path / "p.car"
+    source.write_text(
+        "tool send(to: string) -> object\n"
+        'policy outside: require_approval send when !params.to.endsWith("@example.com")\n'
+        '  message "external mail needs approval"\n'
+    )
+    script = tmp_path / "s.json"
+    call = turn_in("openai", [("c1", "send", {"to": "x@evil.com"})])
+    script.write_text(json.dumps([call, {"role": "assistant", "content": "done"}]))
+    args = ["agent", str(source), "--script", str(script), "--builtins", "--format", "json"]
+    done = runner.invoke(app, args)
+    assert done.exit_code == 0, done.output
+    (seen,) = json.loads(done.stdout)["calls"]
+    told = json.loads(seen["result"])["error"]
+    assert (
+        told == "approval refused (outside: external mail needs approval): approval was not given"
+    )
+    assert (
+        "approval needed for send (outside: external mail needs approval): refused"
+        " (run with --auto-approve, or at a terminal to be asked)" in done.stderr
+    )
