@@ -21,7 +21,7 @@ from typing import Any
 from carlang_runtime import ir
 from carlang_runtime.paramcheck import filled_parameters
 
-__all__ = ["build_server"]
+__all__ = ["build_server", "served_methods", "serve_stdio"]
 
 #: The project root of the server answering the current call: a `path` must name a .car
 #: file under it, and imports may not leave it (unset: the working directory).
@@ -259,15 +259,20 @@ TOOLS = (check, verify, simulate, optimize, equivalent, explain, rank, policy_ch
 
 
 def build_server(root: Path | None = None) -> Any:
-    """The SDK server (FastMCP) with carlang's checks as tools, reading programs under `root`
-    (default: the working directory). It reports carlang's version, and a call's bad
-    arguments as one line each."""
+    """The SDK's server (`mcp.server.lowlevel.Server`) with carlang's checks as its tools,
+    reading programs under `root` (default: the working directory). It says it is carlang
+    (carlang's version), declares only the tools capability (all it serves), and answers as
+    the MCP specification asks: a call of a tool it does not have is a JSON-RPC -32602 error,
+    a call's bad arguments a tool error (`isError`, one line each, for the model to correct),
+    a bug in carlang a JSON-RPC -32603 error."""
     import inspect
 
+    import mcp.types as types
     from carlang_runtime.suggest import did_you_mean
     from mcp.server.fastmcp import FastMCP
     from mcp.server.fastmcp.exceptions import ToolError
-    from mcp.types import ToolAnnotations
+    from mcp.server.lowlevel import Server
+    from mcp.shared.exceptions import McpError
     from pydantic import ValidationError
 
     from . import __version__
@@ -275,48 +280,89 @@ def build_server(root: Path | None = None) -> Any:
     arguments_of = {fn.__name__: list(inspect.signature(fn).parameters) for fn in TOOLS}
     project = (root or Path.cwd()).resolve()
 
-    class CarlangServer(FastMCP):
-        async def call_tool(self, name: str, arguments: dict[str, Any]) -> Any:
-            known = arguments_of.get(name)
-            if known is None:
-                hint = did_you_mean(name, list(arguments_of), "`")
-                raise ToolError(f"no tool is called `{name}`" + (f" ({hint})" if hint else ""))
-            problems = []
-            for argument in arguments:
-                if argument not in known:  # (ignored, a misspelt `params` would decide a call
-                    hint = did_you_mean(argument, known, "`")  # without its parameters)
-                    problems.append(
-                        f"tool `{name}` has no argument `{argument}`"
-                        + (f" ({hint})" if hint else f" (its arguments: {', '.join(known)})")
-                    )
-            if problems:
-                raise ToolError("\n".join(problems))
-            try:
-                return await super().call_tool(name, arguments)
-            except ToolError as exc:
-                cause = exc.__cause__  # (the SDK wraps what the call raised)
-                if isinstance(cause, ValidationError):
-                    raise ToolError(_argument_problems(cause)) from None
-                if isinstance(cause, ToolError):
-                    raise ToolError(str(cause)) from None
-                if cause is not None:
-                    raise ToolError(
-                        f"internal error: {type(cause).__name__}: {cause} (this is a bug in"
-                        " carlang; please report it)"
-                    ) from None
-                raise
-
+    # FastMCP (public API only) keeps the tools: each one's input schema from its signature,
+    # its arguments checked, its result as structured content. It is not what is served:
+    # its own server would declare prompts and resources too, and say the SDK's version.
     # (quiet: the SDK logs every request at INFO on standard error)
-    server = CarlangServer("carlang", log_level="ERROR")
-    server._mcp_server.version = __version__  # (FastMCP offers no other way to say it)
+    tools = FastMCP("carlang", log_level="ERROR")
     for fn in TOOLS:
-        server.add_tool(
+        tools.add_tool(
             _guard(fn, project),
             name=fn.__name__,
             description=(fn.__doc__ or "").strip(),
-            annotations=ToolAnnotations(readOnlyHint=True, openWorldHint=False),
+            annotations=types.ToolAnnotations(readOnlyHint=True, openWorldHint=False),
         )
+    server: Any = Server("carlang", version=__version__)
+
+    @server.list_tools()  # type: ignore[untyped-decorator]
+    async def list_tools() -> list[types.Tool]:
+        return await tools.list_tools()
+
+    def tool_error(message: str) -> types.ServerResult:
+        text = types.TextContent(type="text", text=message)
+        return types.ServerResult(types.CallToolResult(content=[text], isError=True))
+
+    async def call_tool(request: types.CallToolRequest) -> types.ServerResult:
+        name, arguments = request.params.name, request.params.arguments or {}
+        known = arguments_of.get(name)
+        if known is None:  # a protocol error (the spec's "unknown tools"), not a tool's
+            hint = did_you_mean(name, list(arguments_of), "`")
+            message = f"no tool is called `{name}`" + (f" ({hint})" if hint else "")
+            raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=message))
+        problems = []
+        for argument in arguments:
+            if argument not in known:  # (ignored, a misspelt `params` would decide a call
+                hint = did_you_mean(argument, known, "`")  # without its parameters)
+                problems.append(
+                    f"tool `{name}` has no argument `{argument}`"
+                    + (f" ({hint})" if hint else f" (its arguments: {', '.join(known)})")
+                )
+        if problems:
+            return tool_error("\n".join(problems))
+        try:
+            result = await tools.call_tool(name, arguments)
+        except ToolError as exc:
+            cause = exc.__cause__  # (the SDK wraps what the call raised)
+            if isinstance(cause, ValidationError):
+                return tool_error(_argument_problems(cause))
+            if isinstance(cause, ToolError):
+                return tool_error(str(cause))
+            message = (
+                f"internal error: {type(cause or exc).__name__}: {cause or exc} (this is a bug"
+                " in carlang; please report it)"
+            )
+            raise McpError(types.ErrorData(code=types.INTERNAL_ERROR, message=message)) from None
+        return types.ServerResult(_call_result(result))
+
+    server.request_handlers[types.CallToolRequest] = call_tool
     return server
+
+
+def _call_result(result: Any) -> Any:
+    """A `CallToolResult` of what FastMCP's `call_tool` returned: (content, structured
+    content) for a tool with an output schema, as every carlang check has; else content."""
+    import mcp.types as types
+
+    if isinstance(result, tuple):
+        content, structured = result
+        return types.CallToolResult(content=list(content), structuredContent=structured)
+    if isinstance(result, dict):
+        text = types.TextContent(type="text", text=json.dumps(result, indent=2))
+        return types.CallToolResult(content=[text], structuredContent=result)
+    return types.CallToolResult(content=list(result))
+
+
+def served_methods(server: Any) -> frozenset[str]:
+    """The JSON-RPC request methods `server` (from `build_server`) answers: `initialize`
+    (its session answers that) and one per request handler. `serve_stdio` answers any other
+    with -32601 itself: the SDK (1.x) answers a method it does not know with -32602 invalid
+    params, as if the method existed (modelcontextprotocol/python-sdk#1561)."""
+    import typing
+
+    methods = {"initialize"}
+    for request in server.request_handlers:
+        methods.update(typing.get_args(request.model_fields["method"].annotation))
+    return frozenset(methods)
 
 
 def _argument_problems(error: Any) -> str:
@@ -402,7 +448,9 @@ def serve(root: Path | None = None) -> None:
 async def serve_stdio(server: Any) -> bool:
     """Run `server` (from `build_server`) on standard input and output, a JSON-RPC message a
     line. A line that is not JSON is answered with a -32700 parse error, one that is not a
-    JSON-RPC message with -32600 (neither reaches the SDK, which would only log it); at the
+    JSON-RPC message with -32600 (neither reaches the SDK, which would only log it); a
+    request for a method the server does not serve with -32601, and one other than `ping`
+    before `initialize` with -32600 (the SDK answers both with -32602 invalid params); at the
     end of input the requests already read are answered, then the server ends. False when
     the client stopped reading the answers (standard output closed)."""
     import sys
@@ -413,6 +461,7 @@ async def serve_stdio(server: Any) -> bool:
     from pydantic import ValidationError
 
     out = sys.stdout.buffer
+    methods = served_methods(server)
     to_server, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     outgoing, from_server = anyio.create_memory_object_stream[SessionMessage](0)
     pending: dict[str | int, int] = {}  # ids of requests not answered yet (how many)
@@ -438,6 +487,7 @@ async def serve_stdio(server: Any) -> bool:
 
     async def read() -> None:
         nonlocal answered
+        initialized = False  # (an initialize request was passed on)
         stdin = anyio.wrap_file(sys.stdin.buffer)
         async with to_server:
             async for raw in stdin:
@@ -463,6 +513,15 @@ async def serve_stdio(server: Any) -> bool:
                     )
                     continue
                 if isinstance(message.root, JSONRPCRequest):
+                    method = message.root.method
+                    if method not in methods:
+                        refuse(message.root.id, -32601, f"method not found: {method}")
+                        continue
+                    if not initialized and method not in ("initialize", "ping"):
+                        early = f"{method} before initialize: send initialize first (MCP lifecycle)"
+                        refuse(message.root.id, -32600, early)
+                        continue
+                    initialized = initialized or method == "initialize"
                     pending[message.root.id] = pending.get(message.root.id, 0) + 1
                 await to_server.send(SessionMessage(message))
             while pending:  # the end of input: answer what was asked, then stop
@@ -480,10 +539,9 @@ async def serve_stdio(server: Any) -> bool:
                         pending[message.id] = left
                     answered.set()
 
-    lowlevel = server._mcp_server
     with stop:
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(read)
             tasks.start_soon(write_answers)
-            await lowlevel.run(incoming, outgoing, lowlevel.create_initialization_options())
+            await server.run(incoming, outgoing, server.create_initialization_options())
     return reading

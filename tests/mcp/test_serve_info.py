@@ -1,6 +1,7 @@
 """`carlang mcp serve` says it is carlang (its version, not the SDK's), and a call's bad
 arguments are one clean line each: which argument, what is wrong (no pydantic text); an
-argument no tool takes is refused, not ignored."""
+argument no tool takes is refused, not ignored. (A tool it does not have is a JSON-RPC error:
+test_serve_protocol.py.)"""
 
 from __future__ import annotations
 
@@ -61,11 +62,6 @@ def test_bad_arguments_are_one_clean_line_each(tmp_path: Path) -> None:
                     "check",
                     {"text": "tool t()"},
                     "tool `check` has no argument `text` (its arguments: program, path)",
-                ),
-                (
-                    "polcy_check",
-                    {},
-                    "no tool is called `polcy_check` (did you mean `policy_check`?)",
                 ),
                 ("check", {}, "give the program: `program` (.car source text) or `path` (a file)"),
             ]

@@ -14,9 +14,23 @@ import os
 import sys
 
 from mcp.server.fastmcp import FastMCP
+from mcp.server.fastmcp.tools import Tool
 from mcp.types import ToolAnnotations
 
-mcp = FastMCP("toy")
+
+def broken(x: int) -> int:
+    """Publishes an input schema no validator can use."""
+    return x
+
+
+extra: list[Tool] = []
+if os.environ.get("TOY_BROKEN") == "1":
+    # The SDK writes a schema from the signature; some servers publish broken ones.
+    tool = Tool.from_function(broken)
+    tool.parameters = {"type": "object", "properties": {"x": {"$ref": "#/$defs/missing"}}}
+    extra.append(tool)
+
+mcp = FastMCP("toy", tools=extra)
 
 if os.environ.get("TOY_SCHEMA") == "2":
 
@@ -31,20 +45,6 @@ else:
     def add(a: int, b: int) -> int:
         """Add two numbers."""
         return a + b
-
-
-if os.environ.get("TOY_BROKEN") == "1":
-
-    @mcp.tool()
-    def broken(x: int) -> int:
-        """Publishes an input schema no validator can use."""
-        return x
-
-    # The SDK writes a schema from the signature; some servers publish broken ones.
-    mcp._tool_manager.get_tool("broken").parameters = {  # type: ignore[union-attr]
-        "type": "object",
-        "properties": {"x": {"$ref": "#/$defs/missing"}},
-    }
 
 
 @mcp.tool(annotations=ToolAnnotations(destructiveHint=True))
