@@ -14,7 +14,6 @@ import re
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 from carlang_runtime.ir import McpServer
@@ -26,35 +25,249 @@ from .source import Source
 __all__ = [
     "import_server",
     "server_name_for",
+    "is_server_name",
     "render_import",
     "local_tool_name",
     "unusable_tools",
 ]
 
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
-def server_name_for(command: Sequence[str] | None, url: str | None) -> str:
-    """A server name from how it is started: `mcp-server-time` -> `time`,
-    `npx -y @modelcontextprotocol/server-filesystem /tmp` -> `filesystem`."""
-    if command:
-        words = [w for w in command if not w.startswith("-")]
-        program = Path(words[0]).name if words else "server"
-        if (
-            program in ("npx", "uvx", "pipx", "node", "python", "python3", "deno", "bunx")
-            and len(words) > 1
-        ):
-            program = words[1].rsplit("/", 1)[-1]
-            if program in ("-m",) and len(words) > 2:
-                program = words[2]
-        base = program
-    else:
-        base = (url or "server").rstrip("/").rsplit("/", 1)[-1] or "server"
-    base = base.split("@")[0]
-    for prefix in ("mcp-server-", "mcp_server_", "server-", "mcp-"):
-        if base.startswith(prefix) and len(base) > len(prefix):
-            base = base[len(prefix) :]
-    return _plain_name(base)
+def is_server_name(text: str) -> bool:
+    """Whether `text` can name an `mcp_server` (a carlang name: ASCII letters, digits and
+    `_`, not starting with a digit; no `.`, which separates it from a tool's name)."""
+    return _NAME.fullmatch(text) is not None
+
+
+def server_name_for(
+    command: Sequence[str] | None, url: str | None, info: Mapping[str, Any] | None = None
+) -> str:
+    """The default name of a server (`--name` chooses another): the name it gives itself
+    (`info`, its initialize `serverInfo`) when that says something, else what its command
+    runs or its URL's path, else `server`. Launchers and their options are passed over
+    (`npx -y`, `uvx --from X`, `uv run`, `python -m`, `node`, `docker run -i --rm`...), an npm
+    scope, a version and a file's extension are dropped, and so are `mcp` and `server` at
+    either end: `npx -y @modelcontextprotocol/server-filesystem /tmp` -> `filesystem`,
+    `python -m mcp_server_git` -> `git`, `node ~/weather-server/build/index.js` -> `weather`,
+    `@playwright/mcp` -> `playwright`; a serverInfo `mcp-time` -> `time` (`FastMCP`, the SDK's
+    default, says nothing). The result is a carlang name."""
+    own = _name_of_server_info(info.get("name")) if info else None
+    if own is None:
+        own = _name_of_command(command) if command else _name_of_url(url)
+    if own is None:
+        return "server"
+    return own if own[0].isalpha() or own[0] == "_" else "_" + own
+
+
+#: `mcp` and `server` at either end of a name say nothing of what the server does.
+_AFFIXES = frozenset({"mcp", "server", "servers", "modelcontextprotocol"})
+
+#: Names (and path segments) that say nothing of what a server does, passed over for the
+#: next one: an entry point's file, a build folder, an SDK's default server name.
+_GENERIC = frozenset(
+    {
+        "", "app", "bin", "build", "cli", "default", "demo", "dist", "example", "examples",
+        "fastmcp", "http", "index", "lib", "main", "node_modules", "out", "run", "sdk", "sse",
+        "src", "start", "stdio", "streamable", "target", "test", "api", "stream", "v1", "v2",
+    }
+)  # fmt: skip
+
+#: File extensions a server's entry point has.
+_EXTENSIONS = re.compile(
+    r"\.(js|mjs|cjs|ts|mts|py|pyz|jar|dll|exe|cmd|bat|ps1|sh|rb|php|pl|git)$", re.IGNORECASE
+)
+
+#: Programs that start another, with the subcommands they take before it and the options
+#: that take a value (`--from X`): passed over to reach what they start.
+_LAUNCHERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    name: (frozenset(subs.split()), frozenset(values.split()))
+    for name, subs, values in [
+        ("npx", "", "-p --package -c --call --cache --registry --userconfig"),
+        ("pnpx", "", "-p --package"),
+        ("bunx", "", "-p --package"),
+        ("npm", "exec x", "-p --package -w --workspace --prefix"),
+        ("pnpm", "dlx exec", "--package -C --dir"),
+        ("yarn", "dlx exec", "-p --package"),
+        ("bun", "x run", "--cwd"),
+        ("node", "", "-r --require --import --loader --experimental-loader"),
+        ("nodejs", "", "-r --require --import --loader --experimental-loader"),
+        ("deno", "run", "--config -c --import-map --env-file"),
+        ("tsx", "", ""),
+        ("ts-node", "", ""),
+        (
+            "uvx",
+            "",
+            "--from --with --with-editable --with-requirements --python -p --index"
+            " --index-url --extra-index-url --directory --env-file",
+        ),
+        (
+            "uv",
+            "run tool",
+            "--from --with --with-editable --with-requirements --python -p --index --index-url"
+            " --extra-index-url --directory --project --package --env-file --extra --group",
+        ),
+        ("pipx", "run", "--spec --python --pip-args --index-url"),
+        ("poetry", "run", "-C --directory -P --project"),
+        ("hatch", "run", "-e --env"),
+        ("pdm", "run", "-p --project"),
+        ("pixi", "run", "-e --environment --manifest-path"),
+        ("rye", "run", ""),
+        ("conda", "run", "-n --name -p --prefix"),
+        ("mamba", "run", "-n --name -p --prefix"),
+        ("micromamba", "run", "-n --name -p --prefix"),
+        (
+            "docker",
+            "run container",
+            "-e --env --env-file -v --volume -p --publish --name --network --net -w --workdir"
+            " -u --user --mount --entrypoint --platform -l --label -m --memory --cpus"
+            " --add-host --pull --restart -h --hostname",
+        ),
+        (
+            "podman",
+            "run container",
+            "-e --env --env-file -v --volume -p --publish --name --network --net -w --workdir"
+            " -u --user --mount --entrypoint --platform -l --label -m --memory --cpus"
+            " --add-host --pull --restart -h --hostname",
+        ),
+        ("java", "", "-cp -classpath --class-path"),
+        ("dotnet", "run exec", "-c --configuration -f --framework"),
+        ("go", "run", ""),
+        ("env", "", "-u --unset -C --chdir"),
+        ("cmd", "/c /k /s /q", ""),
+        ("exec", "", ""),
+        ("nohup", "", ""),
+    ]
+}
+
+_PYTHON = re.compile(r"(python|pypy|py)(\d+(\.\d+)*)?[mtw]?")
+_SHELLS = frozenset({"sh", "bash", "zsh", "dash", "fish"})
+
+
+def _name_of_command(command: Sequence[str]) -> str | None:
+    """The name of what `command` runs, launchers passed over (None: nothing that says)."""
+    import shlex
+
+    words = list(command)
+    for _ in range(20):  # (each turn passes over one launcher)
+        if not words:
+            return None
+        program = _EXTENSIONS.sub("", re.split(r"[/\\]", words[0])[-1].lower())
+        rest = words[1:]
+        if _PYTHON.fullmatch(program):
+            return _name_of_python(rest)
+        if program in _SHELLS and "-c" in rest[:-1]:
+            try:
+                words = shlex.split(rest[rest.index("-c") + 1])
+            except ValueError:
+                return None
+            continue
+        launcher = _LAUNCHERS.get(program)
+        if launcher is None:
+            if words[0].lower() in ("mcp-remote", "supergateway"):  # a bridge to a URL
+                url = next((w for w in rest if "://" in w), None)
+                return _name_of_url(url) if url else None
+            return _name_of_word(words[0])
+        words = _past_options(rest, *launcher)
+        while words and "=" in words[0] and not words[0].startswith("-"):  # env NAME=value
+            words = words[1:]
+    return None
+
+
+def _past_options(
+    words: list[str], subcommands: frozenset[str], takes_value: frozenset[str]
+) -> list[str]:
+    """`words` from the first that is not a launcher's subcommand or option."""
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "--" or word.lower() in subcommands:
+            index += 1
+        elif word.startswith("-") and len(word) > 1:
+            index += 2 if word in takes_value else 1
+        else:
+            break
+    return words[index:]
+
+
+def _name_of_python(words: list[str]) -> str | None:
+    """What `python ARGS` runs: `-m module`, or a script (None: `-c`, or nothing)."""
+    index = 0
+    while index < len(words):
+        word = words[index]
+        if word == "-m" and index + 1 < len(words):
+            return _name_of_word(words[index + 1].replace(".", "/"))
+        if word.startswith("-m") and len(word) > 2:
+            return _name_of_word(word[2:].replace(".", "/"))
+        if word == "-c" or word.startswith("-c"):
+            return None
+        if word.startswith("-"):
+            index += 2 if word in ("-W", "-X") else 1
+            continue
+        return _name_of_word(word)
+    return None
+
+
+def _name_of_word(word: str) -> str | None:
+    """The name in a package, module, image or path: its last segment that says something
+    (`@playwright/mcp` -> `playwright`, `build/index.js` -> the folder above), without a
+    version, tag or extension."""
+    text = re.sub(r"^(npm|jsr|pypi|docker|git\+\w+):(//)?", "", word)
+    text = re.split(r"[=<>~!;\[]", text, maxsplit=1)[0]  # a Python requirement's version
+    segments = [s for s in re.split(r"[/\\]", text) if s not in ("", ".", "..", "~")]
+    if segments:
+        last = segments[-1]
+        if "@" in last[1:]:  # a version (`pkg@1.2`) or a digest
+            last = last[0] + last[1:].split("@", 1)[0]
+        segments[-1] = _EXTENSIONS.sub("", last.split(":", 1)[0])  # an image's tag
+    for segment in reversed(segments):
+        name = _plain(segment.lstrip("@"))
+        if name is not None:
+            return name
+    return None
+
+
+def _name_of_url(url: str | None) -> str | None:
+    """The name in a server's URL: its path's last segment that says something
+    (`/github/mcp` -> `github`), else its host unless it is this machine."""
+    from urllib.parse import urlsplit
+
+    if not url:
+        return None
+    parts = urlsplit(url)
+    for segment in reversed(parts.path.split("/")):
+        name = _plain(segment)
+        if name is not None:
+            return name
+    host = (parts.hostname or "").lower()
+    if host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or re.fullmatch(r"[\d.]+", host):
+        return None
+    labels = [label for label in host.split(".")[:-1] if label not in ("www", "mcp", "api")]
+    return _plain(labels[-1]) if labels else None
+
+
+def _name_of_server_info(name: Any) -> str | None:
+    """The name a server gives itself, as a carlang name (None: it says nothing)."""
+    if not isinstance(name, str):
+        return None
+    for segment in reversed(name.split("/")):
+        plain = _plain(segment.lstrip("@"))
+        if plain is not None:
+            return plain
+    return None
+
+
+def _plain(text: str) -> str | None:
+    """`text` as a lower-case carlang name, `mcp` and `server` off its ends; None when
+    nothing is left that says something."""
+    words = [w for w in re.split(r"[^a-z0-9]+", text.lower()) if w]
+    while words and words[0] in _AFFIXES:
+        words.pop(0)
+    while words and words[-1] in _AFFIXES:
+        words.pop()
+    name = "_".join(words)
+    return None if name in _GENERIC else name
 
 
 def _plain_name(text: str) -> str:

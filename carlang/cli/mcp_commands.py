@@ -27,7 +27,12 @@ def import_command(
         str | None, typer.Option("--url", help="A Streamable HTTP server on this machine.")
     ] = None,
     name: Annotated[
-        str | None, typer.Option("--name", help="The server's name in the program.")
+        str | None,
+        typer.Option(
+            "--name",
+            help="The server's name in the program (default: the name it gives itself, else"
+            " one from its command or URL).",
+        ),
     ] = None,
     out: Annotated[
         Path | None, typer.Option("-o", "--output", help="Write the .car here (else stdout).")
@@ -37,12 +42,20 @@ def import_command(
     ] = 60.0,
 ) -> None:
     """Start (or reach) an MCP server, list its tools and write carlang declarations: the
-    server and every tool (`server.tool`) with its description and full schema."""
+    server and every tool (`server.tool`) with its description and full schema. The server's
+    name is --name, else the name it gives itself (`mcp-time` -> `time`), else one from its
+    command (`npx -y @modelcontextprotocol/server-filesystem` -> `filesystem`) or URL."""
     from carlang_runtime.ir import McpServer
     from carlang_runtime.mcp import McpError
 
     from carlang.lower import local_url_problem
-    from carlang.mcp_import import import_server, render_import, server_name_for, unusable_tools
+    from carlang.mcp_import import (
+        import_server,
+        is_server_name,
+        render_import,
+        server_name_for,
+        unusable_tools,
+    )
 
     if bool(command) == (url is not None):
         fail_usage("give the server's command after `--`, or --url URL (not both)")
@@ -50,9 +63,9 @@ def import_command(
         problem = local_url_problem(url)
         if problem:
             fail_usage(problem)
-    server_name = name or server_name_for(command, url)
-    if not server_name.isidentifier():
-        fail_usage(f"--name {server_name}: use letters, digits and `_`, not starting with a digit")
+    if name is not None and not is_server_name(name):
+        fail_usage(f"--name {name}: use letters, digits and `_`, not starting with a digit")
+    server_name = name or server_name_for(command, url)  # (until it says its own)
     if command:
         server = McpServer(name=server_name, command=command[0], args=list(command[1:]))
     else:
@@ -63,6 +76,9 @@ def import_command(
         fail_usage(str(exc))
     except TimeoutError:
         fail_usage(f"MCP server '{server_name}' did not answer within {timeout:g}s")
+    if name is None:
+        server_name = server_name_for(command, url, info)
+        server = server.model_copy(update={"name": server_name})
     unusable = unusable_tools(tools)
     text = render_import(server, info, tools, unusable)
     for remote, problem in unusable.items():
