@@ -249,8 +249,8 @@ def test_fmt_keeps_what_the_pragmas_accept(text: str) -> None:
     assert fmt(out) == out
     comments = Counter(c.text for c in parse(Source("a", text)).comments)
     assert Counter(c.text for c in parse(Source("b", out)).comments) == comments
-    tmp = Path(tempfile.mkdtemp(prefix="carlang-fmt-"))
-    assert _codes(out, tmp) == _codes(text, tmp), out
+    with tempfile.TemporaryDirectory(prefix="carlang-fmt-") as tmp:
+        assert _codes(out, Path(tmp)) == _codes(text, Path(tmp)), out
 
 
 def test_comments_inside_what_is_joined_onto_one_line_stay_on_it() -> None:
