@@ -20,10 +20,13 @@ from .backend import (
     DurableApprovals,
     RunSpec,
     WorkerLook,
+    app_version,
     approval_topic,
     check_approval_timeout,
     check_database,
     check_tools,
+    default_worker_id,
+    foreground_id,
     has_password,
     launch,
     make_spec,
@@ -47,6 +50,7 @@ from .control import (
     pending_approvals,
     resume_run,
     show_run,
+    unserved_waits,
 )
 from .experiments import PLANNER_QUEUE, Experiments
 
@@ -78,6 +82,10 @@ __all__ = [
     "pending_approvals",
     "resume_run",
     "show_run",
+    "unserved_waits",
+    "app_version",
+    "default_worker_id",
+    "foreground_id",
     "run",
     "shown_url",
     "shutdown",

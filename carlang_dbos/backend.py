@@ -24,9 +24,11 @@ import math
 import os
 import re
 import shlex
+import socket
 import sqlite3
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -92,6 +94,9 @@ __all__ = [
     "prepare_database",
     "ApprovalWatcher",
     "WorkerLook",
+    "app_version",
+    "default_worker_id",
+    "foreground_id",
     "start_a_worker",
     "notice",
     "unserved_queues",
@@ -114,8 +119,35 @@ DEFAULT_DATABASE = "sqlite:///carlang-runs.db"
 #: runs started under another layout are recovered only by processes of that layout, never
 #: by these, which would fail them ("step 1 was recorded when ... was expected").
 STEP_LAYOUT = 2
-#: The DBOS application version of this process's runs (`DBOS__APPVERSION` overrides it).
+#: The DBOS application version of this process's runs (`DBOS__APPVERSION` overrides it:
+#: see `app_version`).
 APP_VERSION = f"carlang-{__version__}-steps{STEP_LAYOUT}"
+
+
+def app_version() -> str:
+    """The DBOS application version this process runs and tags the work it queues with:
+    `DBOS__APPVERSION` when set, else `APP_VERSION`. A worker takes only work of its own
+    version (DBOS dequeues by version), so this is also the version a worker must have to be
+    counted as serving that work (`WorkerLook`)."""
+    return os.environ.get("DBOS__APPVERSION") or APP_VERSION
+
+
+def default_worker_id() -> str:
+    """The executor id of a worker started without one: `DBOS__VMID` when set, else this
+    machine's host name. Stable across restarts on one machine, so a worker started again
+    there recovers the runs it left unfinished; two workers on one machine need an id each
+    (`launch` refuses a second one while the first still beats)."""
+    return os.environ.get("DBOS__VMID") or socket.gethostname() or "local"
+
+
+def foreground_id(run_id: str) -> str:
+    """The executor id of a foreground `carlang run --backend dbos`: its own, never a
+    worker's, so that no process recovers another's runs as its own. The run it holds is
+    finished by it or, if it stops first, by `carlang runs resume` (no process starts with
+    this id again, so none recovers the run by itself)."""
+    return f"foreground-{run_id}"
+
+
 #: The queue that detached runs wait on until a worker takes them.
 RUNS_QUEUE = "carlang_runs"
 #: The queue that planner experiments' batches wait on (see `carlang_dbos.experiments`).
@@ -646,13 +678,20 @@ def launch(
 ) -> None:
     """Start DBOS in this process on `database` (a SQLite or Postgres URL), once: a Postgres
     database that does not exist is created if `create`, else refused (`prepare_database`:
-    `carlang worker` creates the database it serves, a foreground `carlang run` does not). A worker
-    names the `queues` it serves (None: all), its `executor` id (a process that starts with
-    an id recovers the runs that id left unfinished: give each worker a stable one), how many
-    workflows of each of its queues one worker runs at once (`concurrency`) and, per queue,
-    how many run at once across every worker (`global_concurrency`). `notices` is told what
-    the runs here wait for (a call on a queue no worker serves: see `WorkerLook`); None: the
-    `carlang_dbos` logger.
+    `carlang worker` creates the database it serves, a foreground `carlang run` does not).
+
+    A worker names the `queues` it serves (None: carlang's and every other; an empty list:
+    none, a process that runs only the runs it starts itself, as a foreground `carlang run`
+    does), its `executor` id (None: `default_worker_id`; a process that starts with an id
+    recovers the runs that id left unfinished: give each worker a stable one of its own), how
+    many workflows of each of its queues one worker runs at once (`concurrency`) and, per
+    queue, how many run at once across every worker (`global_concurrency`). `notices` is told
+    what the runs here wait for (a call on a queue no worker serves: see `WorkerLook`); None:
+    the `carlang_dbos` logger.
+
+    A process that serves queues says so in the database (its heartbeat: what `WorkerLook`
+    reads), and does not start while another process serving the database with the same id
+    still beats (`CarlangRuntimeError`): the two would recover each other's runs.
 
     A queue's limits live in the database, one row per queue that every process reads: a
     process that gives limits sets them for all (the last one started wins, so give every
@@ -672,26 +711,31 @@ def launch(
             f"a global concurrency for {', '.join(not_served)}, which this worker does not"
             " serve: add --queue for it"
         )
+    worker = executor if executor is not None else default_worker_id()
+    version = app_version()
     config: dict[str, Any] = {
         "name": APP_NAME,
         "system_database_url": database,
         "log_level": "WARNING",
         "notification_listener_polling_interval_sec": 0.2,
-        "application_version": os.environ.get("DBOS__APPVERSION") or APP_VERSION,
+        "application_version": version,
+        "executor_id": worker,
     }
-    if executor is not None:
-        config["executor_id"] = executor
     if database.startswith("sqlite:"):
         problem = sqlite_problem()
         if problem is not None:
             raise CarlangRuntimeError(problem)
         config["system_database_engine"] = _sqlite_engine(database)
     prepare_database(database, create=create)
-    # Set first: the runs DBOS recovers as it launches read it (`build_runtime`).
-    _launched.append(database)
     del _notices[1:]
     if notices is not None:
         _notices.append(notices)
+    if served:
+        # Before DBOS launches: it recovers, as it starts, every unfinished run of its id.
+        with opening(database):
+            _wait_for_id(database, worker)
+    # Set first: the runs DBOS recovers as it launches read it (`build_runtime`).
+    _launched.append(database)
     try:
         _launch_on(database, config, queues)
     except BaseException:
@@ -708,19 +752,58 @@ def launch(
             polling_interval_sec=POLLING_INTERVAL.get(queue, 1.0),
             on_conflict="always_update" if given else "never_update",
         )
-    # Seen by the commands that queue work and wait for it (`records.workers_seen`).
-    _heartbeats.append(_Heartbeat(database, executor or "local", list(queues) if queues else None))
+    if served:
+        # Seen by the commands that queue work and wait for it (`records.workers_seen`).
+        _heartbeats.append(_Heartbeat(database, worker, list(queues) if queues else None, version))
+
+
+#: A worker that has not said it is alive for this many seconds (two heartbeats missed) has
+#: stopped: a worker may then start with its id.
+SILENT_AFTER_S = 2 * records.HEARTBEAT_S
+
+
+def _wait_for_id(database: str, worker: str) -> None:
+    """Return once no other process serving `database` as worker `worker` is alive: at once
+    when none beat lately; else after its heartbeats have stopped for `SILENT_AFTER_S` (a
+    worker killed a moment ago, now started again), or `CarlangRuntimeError` as soon as one
+    beats again (a live worker with that id: the two would recover each other's runs)."""
+    alive = {
+        instance: seen
+        for instance, (seen, age) in records.instances_of(database, worker).items()
+        if age < SILENT_AFTER_S
+    }
+    if not alive:
+        return
+    ages = [age for seen, age in records.instances_of(database, worker).values()]
+    notice(
+        f"worker id {worker} was seen on {shown_url(database)} {min(ages):.0f}s ago: waiting"
+        f" up to {SILENT_AFTER_S:g}s to see whether that worker still runs"
+    )
+    while alive:
+        time.sleep(0.5)
+        now = records.instances_of(database, worker)
+        for instance, seen in list(alive.items()):
+            last, age = now.get(instance, (seen, math.inf))
+            if last != seen:  # it beat since: alive
+                raise CarlangRuntimeError(
+                    f"worker id {worker} is taken: a worker with that id serves"
+                    f" {shown_url(database)} now; give this one an id of its own (--id),"
+                    " since a worker recovers every unfinished run of its id"
+                )
+            if age >= SILENT_AFTER_S:  # it stopped (its row removed), or has been silent
+                alive.pop(instance)
 
 
 class _Heartbeat:
     """Says every `records.HEARTBEAT_S` seconds, in the runs database, that this process
     serves its queues (`records.beat`), from a thread of its own, until `stop`."""
 
-    def __init__(self, database: str, worker: str, queues: list[str] | None) -> None:
+    def __init__(self, database: str, worker: str, queues: list[str] | None, version: str) -> None:
         self.database = database
         self.instance = uuid.uuid4().hex
         self.worker = worker
         self.queues = queues
+        self.version = version
         self._stopping = threading.Event()
         self._beat()  # seen from the start (a submitter may look right away)
         self._thread = threading.Thread(target=self._run, name="carlang-heartbeat", daemon=True)
@@ -728,7 +811,7 @@ class _Heartbeat:
 
     def _beat(self) -> None:
         try:
-            records.beat(self.database, self.instance, self.worker, self.queues)
+            records.beat(self.database, self.instance, self.worker, self.queues, self.version)
         except Exception:  # noqa: BLE001 - a missed beat is retried; the work goes on
             logging.getLogger(__name__).debug("heartbeat failed", exc_info=True)
 
@@ -769,10 +852,14 @@ def start_a_worker(database: str, queue: str | None = None) -> str:
 
 
 class WorkerLook:
-    """Looks whether a worker serving `queue` on `database` was seen in the last `within`
-    seconds (the workers' heartbeats: `records.workers_seen`), and says so (`say`) when that
-    changes: once when none is, and when one is again after that. What the commands that
-    queue work share: a planner experiment's wait, a detached run, a run's call on a queue."""
+    """Looks whether a worker serving `queue` on `database` at DBOS application version
+    `version` (None: at any version) was seen in the last `within` seconds (the workers'
+    heartbeats: `records.workers_serving`), and says so (`say`) when that changes: once when
+    none is, and when one is again after that. Only a worker of the work's version counts: DBOS
+    gives a worker only work of its own version, so one of another version (an older worker
+    left running after an upgrade) serves the queue but never this work; the line that says
+    none is names those, if any. What the commands that queue work share: a planner
+    experiment's wait, a detached run, a run's call on a queue, `carlang runs show`."""
 
     def __init__(
         self,
@@ -780,30 +867,49 @@ class WorkerLook:
         queue: str,
         say: Callable[[str], None],
         within: float = SEEN_WITHIN_S,
+        version: str | None = None,
+        *,
+        any_version: bool = False,
     ) -> None:
         self.database = database
         self.queue = queue
         self.say = say
         self.within = within
+        #: The version of the work waiting (None with `any_version`: every worker counts).
+        self.version = None if any_version else (version or app_version())
         self.unserved = False  # whether the last look found none (and said so)
 
     def look(self, waiting: str) -> bool:
         """Whether no worker serving the queue has been seen lately; `waiting` says what
         waits for one ("3 task(s) wait for one"), in the line that says none is."""
         try:
-            seen = records.workers_seen(self.database, self.queue, within=self.within)
+            serving = records.workers_serving(self.database, self.queue, within=self.within)
         except Exception:  # noqa: BLE001 - a look that fails is no news; the wait goes on
             return self.unserved
+        seen = sorted({w for w, v in serving if self.version is None or v == self.version})
         if not seen and not self.unserved:
-            self.say(
-                f"no worker serving {self.queue} has been seen on {shown_url(self.database)}"
-                f" in the last {self.within:g}s: {waiting} (start one with:"
-                f" {start_a_worker(self.database, self.queue)})"
-            )
+            self.say(self.none_seen(waiting, [(w, v) for w, v in serving if w not in seen]))
         elif seen and self.unserved:
             self.say(f"a worker now serves {self.queue} ({', '.join(seen)}); waiting for it")
         self.unserved = not seen
         return self.unserved
+
+    def none_seen(self, waiting: str, others: Sequence[tuple[str, str | None]] = ()) -> str:
+        """The line that says no worker serves the queue; `others`: the workers of other
+        versions that do (named, with their versions)."""
+        where = f"on {shown_url(self.database)} in the last {self.within:g}s"
+        start = start_a_worker(self.database, self.queue)
+        if not others:
+            return (
+                f"no worker serving {self.queue} has been seen {where}: {waiting}"
+                f" (start one with: {start})"
+            )
+        named = ", ".join(f"{w} at {v or 'a version it does not say'}" for w, v in others)
+        return (
+            f"no worker serving {self.queue} at version {self.version} has been seen {where},"
+            f" only of other versions, which do not take this work ({named}): {waiting}"
+            f" (start one of this version with: {start})"
+        )
 
 
 def _log_notice(line: str) -> None:
@@ -1130,11 +1236,19 @@ def submit_many(database: str, runs: Sequence[tuple[RunSpec, str]]) -> None:
     migrate(database)  # a fresh database gets DBOS's tables first
     with opening(database):
         client = DBOSClient(system_database_url=database)
+    version = app_version()
     try:
         client.register_queue(RUNS_QUEUE, on_conflict="never_update")
         for spec, run_id in runs:
+            # Tagged with this version: only a worker of it takes the run (and recovers it),
+            # the one whose steps the run records (see `STEP_LAYOUT`).
             client.enqueue(
-                {"workflow_name": WORKFLOW, "queue_name": RUNS_QUEUE, "workflow_id": run_id},
+                {
+                    "workflow_name": WORKFLOW,
+                    "queue_name": RUNS_QUEUE,
+                    "workflow_id": run_id,
+                    "app_version": version,
+                },
                 spec,
             )
     finally:
@@ -1143,9 +1257,9 @@ def submit_many(database: str, runs: Sequence[tuple[RunSpec, str]]) -> None:
 
 def unserved_queues(database: str, spec: RunSpec, run_id: str) -> list[str]:
     """What a run queued for the workers (`submit`) will wait for: a line for the runs queue
-    when no worker serving it has been seen lately (`WorkerLook`), and one for each queue the
-    run's tools are bound to that none serves (their calls would wait there). Empty when every
-    queue is served."""
+    when no worker of this version serving it has been seen lately (`WorkerLook`), and one
+    for each queue the run's tools are bound to that none serves (their calls would wait
+    there). Empty when every queue is served."""
     program = Program.model_validate(spec["program"])
     wanted = spec["proposal"]
     proposal = (

@@ -15,7 +15,10 @@ from dbos import DBOSClient
 
 from . import records
 from .backend import (
+    RUNS_QUEUE,
+    TOOL_WORKFLOW,
     WORKFLOW,
+    WorkerLook,
     approval_topic,
     check_database,
     database_error,
@@ -28,6 +31,7 @@ __all__ = [
     "RunInfo",
     "list_runs",
     "show_run",
+    "unserved_waits",
     "pending_approvals",
     "answer_approval",
     "cancel_run",
@@ -151,6 +155,62 @@ def show_run(database: str, run_id: str) -> tuple[RunInfo, list[dict[str, Any]]]
         return _info(found[0]), _pending(client, found[0])
 
 
+def unserved_waits(database: str, run_id: str) -> list[str]:
+    """What run `run_id` waits for on a queue that no worker of its version serves (none seen
+    lately: `WorkerLook`), a line each, as the process that waits says it: the run itself
+    waiting on its queue for a worker to take it, and each of its tool calls waiting on its
+    tool's queue (`run R: no worker serving gpu has been seen ...: its call of render (`r`)
+    waits for one (start one with: ...)`). Empty when nothing waits, or every queue is
+    served."""
+    said: list[str] = []
+    try:
+        with _client(database) as client:
+            status = _run_status(client, database, run_id)
+            if str(status.status) == "ENQUEUED" and _served_by_workers(status.queue_name):
+                _look(database, status, said.append, f"run {run_id} waits for one")
+            if str(status.status) != "PENDING":
+                return said
+            calls = client.list_workflows(
+                parent_workflow_id=run_id, name=TOOL_WORKFLOW, status="ENQUEUED"
+            )
+            for call in sorted(calls, key=lambda c: c.workflow_id):
+                if not _served_by_workers(call.queue_name):
+                    continue
+                action = _call_action(call)
+                action_id = str(action.get("id") or call.workflow_id.removeprefix(f"{run_id}."))
+                waiting = f"its call of {action.get('tool') or '?'} (`{action_id}`) waits for one"
+                _look(database, call, lambda line: said.append(f"run {run_id}: {line}"), waiting)
+    finally:
+        records.dispose(database)
+    return said
+
+
+def _served_by_workers(queue: str | None) -> bool:
+    """Whether work on `queue` waits for a worker that says it serves it: any queue but
+    DBOS's own (`_dbos...`), which every DBOS process takes from."""
+    return bool(queue) and not str(queue).startswith("_dbos")
+
+
+def _look(database: str, status: Any, say: Any, waiting: str) -> None:
+    """A `WorkerLook` for the workflow `status` on its queue, at its version (any, when the
+    workflow carries none: then any worker of the latest version takes it)."""
+    version = getattr(status, "app_version", None)
+    look = WorkerLook(
+        database, str(status.queue_name), say, version=version, any_version=version is None
+    )
+    look.look(waiting)
+
+
+def _call_action(status: Any) -> Mapping[str, Any]:
+    """The action (as JSON data) of a tool call's workflow: its third argument."""
+    inputs = getattr(status, "input", None)
+    args = inputs.get("args") if isinstance(inputs, Mapping) else getattr(inputs, "args", None)
+    if args and len(args) > 2 and isinstance(args[2], Mapping):
+        action: Mapping[str, Any] = args[2]
+        return action
+    return {}
+
+
 def _pending(client: DBOSClient, status: Any) -> list[dict[str, Any]]:
     spec = _spec(status)
     if spec is None or str(status.status) not in ("PENDING", "ENQUEUED"):
@@ -255,9 +315,11 @@ def cancel_run(database: str, run_id: str) -> None:
 
 def resume_run(database: str, run_id: str) -> RunInfo:
     """Hand a run to a worker again: a cancelled one, or one whose worker died (PENDING, held
-    by an executor id no process runs now). It continues from its last recorded step; any
-    live worker takes it. The run as it was before the resume."""
+    by an executor id no process runs now). It continues from its last recorded step; a
+    worker serving the runs queue (`carlang_runs`) takes it. (Not DBOS's own queue, DBOS's
+    default for a resume: every DBOS process takes from that one, a foreground `carlang run`
+    or a worker of another queue too.) The run as it was before the resume."""
     with _client(database) as client:
         before = _info(_run_status(client, database, run_id))
-        client.resume_workflow(run_id)
+        client.resume_workflow(run_id, queue_name=RUNS_QUEUE)
         return before

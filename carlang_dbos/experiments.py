@@ -38,6 +38,7 @@ from .backend import (
     POLLING_INTERVAL,
     SEEN_WITHIN_S,
     WorkerLook,
+    app_version,
     check_database,
     migrate,
     opening,
@@ -344,6 +345,7 @@ class Experiments:
             w.workflow_id: str(w.status)
             for w in client.list_workflows(workflow_ids=ids, load_input=False, load_output=False)
         }
+        version = app_version()  # a worker of this version takes them (`WorkerLook` too)
         for workflow_id, arguments in zip(ids, batches, strict=True):
             if workflow_id in known:
                 continue
@@ -352,6 +354,7 @@ class Experiments:
                     "workflow_name": workflow,
                     "queue_name": PLANNER_QUEUE,
                     "workflow_id": workflow_id,
+                    "app_version": version,
                 },
                 *arguments,
             )

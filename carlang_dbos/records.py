@@ -10,9 +10,10 @@ for us.
   its writes are fenced off), so the resumed run would call the tool again; the result is kept
   here instead, and the resumed run's step returns it rather than calling the tool.
 
-- **Workers seen** (`carlang_workers`): one row per process serving the database (`carlang
-  worker`, a foreground run), the queues it serves and when it last said it was alive (every
-  `HEARTBEAT_S` seconds, by the database's clock). Whoever queues work says so when no worker
+- **Workers seen** (`carlang_workers`): one row per process serving queues of the database
+  (`carlang worker`), the queues it serves, the DBOS application version it runs (a worker
+  takes only work of its own version) and when it last said it was alive (every `HEARTBEAT_S`
+  seconds, by the database's clock). Whoever queues work says so when no worker
   serving its queue has been seen for a while (`backend.WorkerLook`): a command that waits for
   it, `run --detach`, and a run whose tool call waits on a queue. A workflow reads it only to
   say so, never to decide anything: a replay takes the same steps whatever it finds.
@@ -42,6 +43,8 @@ __all__ = [
     "beat",
     "forget_worker",
     "workers_seen",
+    "workers_serving",
+    "instances_of",
     "dispose",
 ]
 
@@ -70,6 +73,8 @@ _WORKERS = sa.Table(
     sa.Column("worker", sa.Text, nullable=False),  # its --id (DBOS's executor id)
     sa.Column("queues", sa.Text, nullable=True),  # JSON list of the queues served; NULL: all
     sa.Column("seen", sa.Float, nullable=False),  # epoch seconds, by the database's clock
+    # Its DBOS application version; NULL: a worker from before versions were recorded.
+    sa.Column("version", sa.Text, nullable=True),
 )
 
 #: How often a worker says it is alive, in seconds.
@@ -112,6 +117,28 @@ def _create_tables(engine: sa.Engine) -> None:
         inspector = sa.inspect(engine)
         if not all(inspector.has_table(name) for name in _METADATA.tables):
             raise
+    _add_columns(engine)
+
+
+def _add_columns(engine: sa.Engine) -> None:
+    """Give a `carlang_workers` made before a column was added that column (NULL in the rows
+    there; what older workers write too)."""
+    present = {column["name"] for column in sa.inspect(engine).get_columns(_WORKERS.name)}
+    for column in _WORKERS.columns:
+        if column.name in present:
+            continue
+        kind = column.type.compile(dialect=engine.dialect)
+        try:
+            with engine.begin() as connection:
+                connection.execute(
+                    sa.text(f"ALTER TABLE {_WORKERS.name} ADD COLUMN {column.name} {kind}")
+                )
+        except sa.exc.DBAPIError:
+            # Added by another process just now ("duplicate column"): what matters is that
+            # it is there.
+            again = {c["name"] for c in sa.inspect(engine).get_columns(_WORKERS.name)}
+            if column.name not in again:
+                raise
 
 
 def _insert_if_absent(engine: sa.Engine, table: sa.Table, values: Mapping[str, Any]) -> bool:
@@ -199,9 +226,15 @@ def _clock(engine: sa.Engine) -> Any:
     return sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)")
 
 
-def beat(database: str, instance: str, worker: str, queues: list[str] | None) -> None:
-    """Say that process `instance` (worker `worker`, serving `queues`, None: every queue) is
-    alive now; forget the workers not seen for a day."""
+def beat(
+    database: str,
+    instance: str,
+    worker: str,
+    queues: list[str] | None,
+    version: str | None = None,
+) -> None:
+    """Say that process `instance` (worker `worker`, serving `queues`, None: every queue, at
+    DBOS application version `version`) is alive now; forget the workers not seen for a day."""
     engine = _engine(database)
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     values = {
@@ -209,6 +242,7 @@ def beat(database: str, instance: str, worker: str, queues: list[str] | None) ->
         "worker": worker,
         "queues": None if queues is None else json.dumps(queues),
         "seen": _clock(engine),
+        "version": version,
     }
     statement = (
         dialect.insert(_WORKERS)
@@ -227,17 +261,41 @@ def forget_worker(database: str, instance: str) -> None:
         connection.execute(sa.delete(_WORKERS).where(_WORKERS.c.instance == instance))
 
 
-def workers_seen(database: str, queue: str, within: float) -> list[str]:
-    """The workers (their ids) serving `queue` that were seen in the last `within` seconds."""
+def workers_serving(database: str, queue: str, within: float) -> list[tuple[str, str | None]]:
+    """The workers serving `queue` that were seen in the last `within` seconds: (id, DBOS
+    application version or None when the worker did not say), sorted."""
     engine = _engine(database)
-    query = sa.select(_WORKERS.c.worker, _WORKERS.c.queues).where(
+    query = sa.select(_WORKERS.c.worker, _WORKERS.c.queues, _WORKERS.c.version).where(
         _WORKERS.c.seen >= _clock(engine) - within
     )
     with engine.connect() as connection:
         rows = connection.execute(query).all()
-    return sorted(
-        {str(worker) for worker, queues in rows if queues is None or queue in json.loads(queues)}
+    found = {
+        (str(worker), None if version is None else str(version))
+        for worker, queues, version in rows
+        if queues is None or queue in json.loads(queues)
+    }
+    return sorted(found, key=lambda pair: (pair[0], pair[1] or ""))
+
+
+def workers_seen(database: str, queue: str, within: float, version: str | None = None) -> list[str]:
+    """The workers (their ids) serving `queue` that were seen in the last `within` seconds;
+    with `version`, only those of that DBOS application version (the others do not take its
+    work)."""
+    serving = workers_serving(database, queue, within)
+    return sorted({w for w, v in serving if version is None or v == version})
+
+
+def instances_of(database: str, worker: str) -> dict[str, tuple[float, float]]:
+    """The processes that beat as worker `worker` (its id): instance -> (when it was last
+    seen, how many seconds ago), by the database's clock."""
+    engine = _engine(database)
+    query = sa.select(_WORKERS.c.instance, _WORKERS.c.seen, _clock(engine) - _WORKERS.c.seen).where(
+        _WORKERS.c.worker == worker
     )
+    with engine.connect() as connection:
+        rows = connection.execute(query).all()
+    return {str(instance): (float(seen), float(age)) for instance, seen, age in rows}
 
 
 def dispose(database: str | None = None) -> None:

@@ -70,11 +70,19 @@ def run_durably(
     compensate: bool,
     state: dict[str, Any] | None,
     detach: bool,
+    as_json: bool = False,
 ) -> tuple[ir.ProposalResult, str]:
-    """Run `chosen` as a DBOS workflow; its result and run id (or, detached, print the id and
-    exit). Everything that can be checked here is, before anything is recorded: the
-    database URL, `--approval-timeout`, and the `--tools` (loaded as the in-process engine
-    loads them), so that a run that cannot work is refused (exit 2), not queued to fail."""
+    """Run `chosen` as a DBOS workflow; its result and run id (or, detached, print the id, or
+    with `as_json` a JSON object of it, its queue and the notices, and exit). Everything that
+    can be checked here is, before anything is recorded: the database URL,
+    `--approval-timeout`, and the `--tools` (loaded as the in-process engine loads them), so
+    that a run that cannot work is refused (exit 2), not queued to fail.
+
+    In the foreground this process runs its own run and nothing else: it takes no work from
+    any queue (another's queued run, a call on a tool's queue), and its DBOS executor id is
+    its own (`carlang_dbos.foreground_id`), so it recovers no one's runs as it starts, and
+    no one takes its run as theirs. A call of a tool bound to a queue waits for a worker
+    serving that queue (said on stderr when none is seen)."""
     backend = _backend()
     url = _database(database)
     if approval_timeout is not None:
@@ -91,15 +99,27 @@ def run_durably(
     run_id = uuid.uuid4().hex[:16]
     if detach:  # queued for a worker; nothing here needs to stay up
         backend.submit(url, spec, run_id)
-        echo(run_id)  # alone on stdout: what a script reads
         # No worker serving its queue (or its tools' queues) seen: nothing would run it.
-        for line in backend.unserved_queues(url, spec, run_id):
+        notices = backend.unserved_queues(url, spec, run_id)
+        if as_json:
+            document = {"run_id": run_id, "queue": backend.RUNS_QUEUE, "notices": notices}
+            echo(json.dumps(document, indent=2))
+        else:
+            echo(run_id)  # alone on stdout: what a script reads
+        for line in notices:
             echo_err(f"note: {line}")
         raise typer.Exit(EXIT_OK)
     # DBOS's log lines stay out of the user's stderr: carlang reports what goes wrong.
     with backend.quiet_dbos():
-        # (a mistyped database name is refused, not created)
-        backend.launch(url, create=False, notices=echo_err)
+        # Serving no queue, under an id of its own (a mistyped database name is refused, not
+        # created).
+        backend.launch(
+            url,
+            queues=[],
+            executor=backend.foreground_id(run_id),
+            create=False,
+            notices=echo_err,
+        )
         try:
             return backend.run(spec, run_id, on_approval=_approval_prompt(url)), run_id
         finally:
@@ -219,10 +239,16 @@ def runs_show(
     run_id: Annotated[str, typer.Argument(metavar="RUN")],
     database: DatabaseOption = None,
 ) -> None:
-    """One run: its status, the worker that holds it, its result and the approvals it waits
-    for."""
-    info, waiting = _backend().show_run(_database(database), run_id)
-    echo(json.dumps({**_run_document(info), "waiting_for_approval": waiting}, indent=2))
+    """One run: its status, the worker that holds it, its result, the approvals it waits for,
+    and what it waits for on a queue no worker serves (also said on stderr)."""
+    backend = _backend()
+    url = _database(database)
+    info, waiting = backend.show_run(url, run_id)
+    notices = backend.unserved_waits(url, run_id)
+    document = {**_run_document(info), "waiting_for_approval": waiting, "notices": notices}
+    echo(json.dumps(document, indent=2))
+    for line in notices:
+        echo_err(f"note: {line}")
 
 
 @runs_app.command("cancel")
@@ -240,10 +266,14 @@ def runs_cancel(
 def runs_resume(
     run_id: Annotated[str, typer.Argument(metavar="RUN")], database: DatabaseOption = None
 ) -> None:
-    """Resume a cancelled run, or one whose worker died, from its last recorded step: any live
-    worker takes it."""
-    before = _backend().resume_run(_database(database), run_id)
+    """Resume a cancelled run, or one whose worker died, from its last recorded step: a worker
+    serving the runs queue takes it."""
+    backend = _backend()
+    url = _database(database)
+    before = backend.resume_run(url, run_id)
     echo(f"resumed run {run_id}")
+    for line in backend.unserved_waits(url, run_id):  # no worker to take it
+        echo_err(f"note: {line}")
     if before.status == "CANCELLED":
         # DBOS does not record a step that ends after the cancel; carlang keeps its result
         # once it ends, but a call still running now cannot be kept (docs/scale-out.md).
@@ -284,8 +314,9 @@ def worker_command(
         str | None,
         typer.Option(
             "--id",
-            help="A stable id for this worker: started again with it, it recovers the runs it"
-            " left unfinished (default: local).",
+            help="A stable id of this worker's own: started again with it, it recovers the runs"
+            " it left unfinished (default: this machine's host name, or $DBOS__VMID; two"
+            " workers on one machine need an id each).",
         ),
     ] = None,
     concurrency: Annotated[

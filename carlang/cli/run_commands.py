@@ -151,8 +151,8 @@ def run_command(
         bool,
         typer.Option(
             "--detach",
-            help="With --backend dbos: queue the run for `carlang worker`, print its id and"
-            " return.",
+            help="With --backend dbos: queue the run for `carlang worker`, print its id (with"
+            " --format json, a JSON object: run_id, queue, notices) and return.",
         ),
     ] = False,
     graph: Annotated[
@@ -217,6 +217,7 @@ def run_command(
             compensate=compensate,
             state=initial,
             detach=detach,
+            as_json=output is RunFormat.json,
         )
         final = _durable_state(program, chosen, initial, outcome)
         _report(output, chosen, outcome, run_id, final, graph)

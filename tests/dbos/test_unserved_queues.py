@@ -87,7 +87,7 @@ def _worker(
 def test_a_detached_run_says_which_of_its_queues_no_worker_serves(
     project: Path, postgres_database: str
 ) -> None:
-    from carlang_dbos import records
+    from carlang_dbos import APP_VERSION, records
 
     database = postgres_database
     start = f"start one with: carlang worker --database {database}"
@@ -103,18 +103,18 @@ def test_a_detached_run_says_which_of_its_queues_no_worker_serves(
             f"note: no worker serving gpu has been seen on {database} in the last 15s:"
             f" run {run_id}'s calls of render will wait for one ({start} --queue gpu)",
         ]
-        records.beat(database, "i1", "w1", ["carlang_runs"])  # a worker of runs only
+        records.beat(database, "i1", "w1", ["carlang_runs"], APP_VERSION)  # of runs only
         runs_only = _detach(project, database)
         assert runs_only.returncode == 0, runs_only.stderr
         assert [line.split(":")[0:2] for line in runs_only.stderr.splitlines()] == [
             ["note", " no worker serving gpu has been seen on postgresql"]
         ]
-        records.beat(database, "i2", "g1", ["gpu"])
+        records.beat(database, "i2", "g1", ["gpu"], APP_VERSION)
         served = _detach(project, database)
         assert served.returncode == 0 and served.stderr == ""
         records.forget_worker(database, "i1")
         records.forget_worker(database, "i2")
-        records.beat(database, "i3", "any", None)  # a worker of every queue
+        records.beat(database, "i3", "any", None, APP_VERSION)  # a worker of every queue
         everything = _detach(project, database)
         assert everything.returncode == 0 and everything.stderr == ""
     finally:

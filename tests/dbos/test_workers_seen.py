@@ -17,7 +17,7 @@ from tests.dbos.support import wait_for
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 
-from carlang_dbos import records  # noqa: E402 - after the skip: imports dbos
+from carlang_dbos import APP_VERSION, records  # noqa: E402 - after the skip: imports dbos
 from carlang_dbos.experiments import Experiments  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def test_a_wait_says_when_no_worker_is_seen_and_when_one_is(database: str) -> No
     ]
     assert look.look("3 task(s) wait for one") is True
     assert len(said) == 1  # said once, not at every look
-    records.beat(database, "i1", "w9", ["carlang_planner"])
+    records.beat(database, "i1", "w9", ["carlang_planner"], APP_VERSION)
     assert look.look("2 task(s) wait for one") is False
     assert said[1:] == ["a worker now serves carlang_planner (w9); waiting for it"]
 

@@ -1,0 +1,250 @@
+"""One runs database shared by many people's processes, the quick parts (SQLite, no worker):
+the heartbeat carries the DBOS application version and only a worker of the work's version
+counts as serving it; a worker's default id is its host's, and a second process with an id
+that a live worker beats under is refused; `run --detach --format json` prints a JSON object;
+a detached run is tagged with its version; `runs resume` hands a run to the runs queue, not
+DBOS's own (which every process takes from). The end-to-end parts, through real processes,
+are in test_shared_use_processes.py."""
+
+from __future__ import annotations
+
+import json
+import socket
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.dbos.support import carlang
+
+pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+
+from carlang_runtime.errors import CarlangRuntimeError  # noqa: E402
+
+from carlang_dbos import backend, records  # noqa: E402 - after the skip: imports dbos
+from carlang_dbos.backend import APP_VERSION, WorkerLook, sqlite_problem  # noqa: E402
+
+PROGRAM = """\
+tool work(item: string)
+tool render(n: int) {
+  queue gpu
+}
+proposal p {
+  a = work(item: "a")
+  r = render(n: 2) after a
+}
+"""
+
+TOOLS = """\
+def work(item):
+    return item.upper()
+
+def render(n):
+    return n * 2
+
+TOOLS = {"work": work, "render": render}
+"""
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[str]:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    yield url
+    records.dispose(url)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    if sqlite_problem() is not None:
+        pytest.skip(sqlite_problem() or "")
+    (tmp_path / "p.car").write_text(PROGRAM)
+    (tmp_path / "tools.py").write_text(TOOLS)
+    return tmp_path
+
+
+# -- versions ------------------------------------------------------------------------------------
+
+
+def test_only_a_worker_of_the_works_version_counts_as_serving_it(database: str) -> None:
+    records.beat(database, "i1", "old-1", None, "carlang-0.1.0-steps1")  # every queue, old
+    records.beat(database, "i2", "new-gpu", ["gpu"], APP_VERSION)
+    assert records.workers_seen(database, "gpu", within=15) == ["new-gpu", "old-1"]
+    assert records.workers_seen(database, "gpu", within=15, version=APP_VERSION) == ["new-gpu"]
+    assert records.workers_seen(database, "carlang_runs", within=15, version=APP_VERSION) == []
+    assert records.workers_serving(database, "carlang_runs", within=15) == [
+        ("old-1", "carlang-0.1.0-steps1")
+    ]
+
+
+def test_a_look_says_when_only_workers_of_other_versions_serve_the_queue(database: str) -> None:
+    records.beat(database, "i1", "old-1", None, "carlang-0.1.0-steps1")
+    records.beat(database, "i2", "older", ["carlang_runs"], None)  # from before versions
+    said: list[str] = []
+    look = WorkerLook(database, "carlang_runs", said.append)
+    assert look.look("run r1 waits for one") is True
+    assert said == [
+        f"no worker serving carlang_runs at version {APP_VERSION} has been seen on {database}"
+        " in the last 15s, only of other versions, which do not take this work (old-1 at"
+        " carlang-0.1.0-steps1, older at a version it does not say): run r1 waits for one"
+        f" (start one of this version with: carlang worker --database {database})"
+    ]
+    records.beat(database, "i3", "new-1", ["carlang_runs"], APP_VERSION)
+    assert look.look("run r1 waits for one") is False
+    assert said[1:] == ["a worker now serves carlang_runs (new-1); waiting for it"]
+    # Work of no version (queued by an older carlang) is any worker's.
+    anyone: list[str] = []
+    assert WorkerLook(database, "gpu", anyone.append, any_version=True).look("x") is False
+    assert anyone == []
+
+
+def test_a_table_of_workers_from_before_versions_gets_the_column(database: str) -> None:
+    path = database.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as connection:  # as an older carlang made it
+        connection.execute(
+            "CREATE TABLE carlang_workers (instance TEXT PRIMARY KEY, worker TEXT NOT NULL,"
+            " queues TEXT, seen FLOAT NOT NULL)"
+        )
+        connection.execute(
+            "INSERT INTO carlang_workers VALUES ('i0', 'w0', NULL,"
+            " (julianday('now') - 2440587.5) * 86400.0)"
+        )
+    connection.close()
+    records.beat(database, "i1", "w1", ["gpu"], APP_VERSION)
+    assert records.workers_serving(database, "gpu", within=15) == [
+        ("w0", None),
+        ("w1", APP_VERSION),
+    ]
+
+
+def test_a_heartbeat_says_the_version_of_the_process(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DBOS__APPVERSION", "pinned-7")
+    assert backend.app_version() == "pinned-7"
+    beat = backend._Heartbeat(database, "w1", ["gpu"], backend.app_version())
+    try:
+        assert records.workers_serving(database, "gpu", within=15) == [("w1", "pinned-7")]
+    finally:
+        beat.stop()
+    monkeypatch.delenv("DBOS__APPVERSION")
+    assert backend.app_version() == APP_VERSION
+
+
+# -- worker ids ----------------------------------------------------------------------------------
+
+
+def test_a_workers_default_id_is_its_hosts_and_a_foreground_runs_is_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DBOS__VMID", raising=False)
+    assert backend.default_worker_id() == socket.gethostname()
+    monkeypatch.setenv("DBOS__VMID", "pod-3")
+    assert backend.default_worker_id() == "pod-3"
+    assert backend.foreground_id("1f3a") == "foreground-1f3a"
+    assert backend.foreground_id("1f3a") != backend.foreground_id("2b4c")
+
+
+def test_an_id_a_live_worker_beats_under_is_refused(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend, "SILENT_AFTER_S", 3.0)
+    said: list[str] = []
+    monkeypatch.setattr(backend, "_notices", [said.append])
+    stop = threading.Event()
+
+    def alive() -> None:
+        while not stop.is_set():
+            records.beat(database, "i1", "w1", None, APP_VERSION)
+            stop.wait(0.3)
+
+    records.beat(database, "i1", "w1", None, APP_VERSION)
+    beating = threading.Thread(target=alive)
+    beating.start()
+    try:
+        with pytest.raises(CarlangRuntimeError, match="worker id w1 is taken"):
+            backend._wait_for_id(database, "w1")
+    finally:
+        stop.set()
+        beating.join()
+    assert said[0].startswith(f"worker id w1 was seen on {database} 0s ago: waiting up to 3s")
+    backend._wait_for_id(database, "w2")  # another id: at once
+
+
+def test_the_id_of_a_worker_that_stopped_beating_is_free_again(
+    database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend, "SILENT_AFTER_S", 1.0)
+    monkeypatch.setattr(backend, "_notices", [lambda line: None])
+    records.beat(database, "i1", "w1", None, APP_VERSION)  # then killed: no more beats
+    backend._wait_for_id(database, "w1")  # returns once it has been silent for 1s
+    assert records.instances_of(database, "w1")["i1"][1] >= 1.0
+
+
+# -- through the CLI ------------------------------------------------------------------------------
+
+
+def _detach(project: Path, *more: str) -> dict[str, object]:
+    database = f"sqlite:///{project / 'runs.db'}"
+    args = ["p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database]
+    done = carlang("run", *args, "--detach", *more, cwd=project)
+    assert done.returncode == 0, done.stderr
+    return {"stdout": done.stdout, "stderr": done.stderr}
+
+
+def test_detach_with_format_json_prints_a_json_object(project: Path) -> None:
+    database = f"sqlite:///{project / 'runs.db'}"
+    done = _detach(project, "--format", "json")
+    document = json.loads(str(done["stdout"]))
+    run_id = document["run_id"]
+    start = f"start one with: carlang worker --database {database}"
+    assert document == {
+        "run_id": run_id,
+        "queue": "carlang_runs",
+        "notices": [
+            f"no worker serving carlang_runs has been seen on {database} in the last 15s:"
+            f" run {run_id} waits for one ({start})",
+            f"no worker serving gpu has been seen on {database} in the last 15s:"
+            f" run {run_id}'s calls of render will wait for one ({start} --queue gpu)",
+        ],
+    }
+    # The notes stay on stderr too, for whoever reads it; text stays the run id alone.
+    assert str(done["stderr"]).splitlines() == [f"note: {n}" for n in document["notices"]]
+    plain = _detach(project)
+    assert len(str(plain["stdout"]).split()) == 1
+
+
+def test_a_detached_run_carries_its_version_and_says_what_it_waits_for(project: Path) -> None:
+    database = f"sqlite:///{project / 'runs.db'}"
+    run_id = str(_detach(project)["stdout"]).strip()
+    shown = carlang("runs", "show", run_id, "--database", database, cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    document = json.loads(shown.stdout)
+    # Queued with this version: only a worker of it takes the run (DBOS dequeues by version).
+    assert document["status"] == "ENQUEUED" and document["version"] == APP_VERSION
+    assert document["notices"] == [
+        f"no worker serving carlang_runs has been seen on {database} in the last 15s:"
+        f" run {run_id} waits for one (start one with: carlang worker --database {database})"
+    ]
+    assert shown.stderr.splitlines() == [f"note: {document['notices'][0]}"]
+
+
+def test_a_resumed_run_goes_to_the_runs_queue_not_dbos_own(project: Path) -> None:
+    from dbos import DBOSClient
+
+    database = f"sqlite:///{project / 'runs.db'}"
+    run_id = str(_detach(project)["stdout"]).strip()
+    cancelled = carlang("runs", "cancel", run_id, "--database", database, cwd=project)
+    assert cancelled.returncode == 0, cancelled.stderr
+    resumed = carlang("runs", "resume", run_id, "--database", database, cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+    client = DBOSClient(system_database_url=database)
+    try:
+        [status] = client.list_workflows(workflow_ids=[run_id])
+    finally:
+        client.destroy()
+    # DBOS's own queue (its default for a resume) is taken from by every DBOS process: a
+    # foreground run or a worker of the gpu queue would have taken the run.
+    assert (status.status, status.queue_name) == ("ENQUEUED", "carlang_runs")
+    assert f"run {run_id} waits for one" in resumed.stderr  # no worker to take it: said

@@ -1,0 +1,224 @@
+"""One runs database shared by many people's processes, end to end through real processes
+(SQLite): a foreground `carlang run --backend dbos` runs its own run and nothing else (never
+another's queued run; a call of a tool bound to a queue waits for a worker of that queue, said
+on its stderr and by `carlang runs show`); workers and foreground runs have ids of their own,
+so a foreground run never recovers a worker's run, and a worker killed and started again on
+the same machine recovers its own; a second worker under an id a live one uses is refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dbos.support import carlang, stop_all, wait_for
+
+pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytestmark = pytest.mark.slow
+
+from carlang_dbos.backend import sqlite_problem  # noqa: E402 - after the skip: imports dbos
+
+if sqlite_problem() is not None:
+    pytest.skip(sqlite_problem() or "", allow_module_level=True)
+
+PROGRAM = """\
+tool work(item: string)
+tool slow(item: string)
+tool render(n: int) {
+  queue gpu
+}
+tool ship(env: "staging" | "prod")
+policy prod: require_approval ship when params.env == "prod"
+proposal waits {
+  a = slow(item: "w")
+}
+proposal gpu {
+  a = work(item: "g")
+  r = render(n: 2) after a
+}
+proposal release {
+  a = work(item: "r")
+  s = ship(env: "prod") after a
+}
+proposal quick {
+  a = slow(item: "q")
+}
+"""
+
+#: Every call writes `<tool> <argument> <pid>` to calls.txt: which process made it.
+TOOLS = """\
+import os, time
+
+def _mark(text):
+    with open(os.path.join(os.path.dirname(__file__), "calls.txt"), "a") as file:
+        file.write(f"{text} {os.getpid()}\\n")
+
+def work(item):
+    _mark("work " + item)
+    return item.upper()
+
+def slow(item):
+    time.sleep(4)  # long enough for a queue to be polled a few times meanwhile
+    _mark("slow " + item)
+    return item
+
+def render(n):
+    _mark(f"render {n}")
+    return n * 2
+
+def ship(env):
+    _mark("ship " + env)
+    return "shipped " + env
+
+TOOLS = {"work": work, "slow": slow, "render": render, "ship": ship}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    (tmp_path / "p.car").write_text(PROGRAM)
+    (tmp_path / "tools.py").write_text(TOOLS)
+    return tmp_path
+
+
+@pytest.fixture
+def started() -> Iterator[list[subprocess.Popen[str]]]:
+    processes: list[subprocess.Popen[str]] = []
+    yield processes
+    stop_all(processes)
+
+
+def _db(project: Path) -> str:
+    return f"sqlite:///{project / 'runs.db'}"
+
+
+def _args(project: Path, proposal: str) -> list[str]:
+    return ["p.car", "--proposal", proposal, "--tools", "tools.py:TOOLS", "--backend", "dbos"] + [
+        "--database",
+        _db(project),
+    ]
+
+
+def _calls(project: Path) -> list[str]:
+    path = project / "calls.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def _show(project: Path, run_id: str) -> dict[str, Any]:
+    shown = carlang("runs", "show", run_id, "--database", _db(project), cwd=project)
+    assert shown.returncode == 0, shown.stderr
+    document: dict[str, Any] = json.loads(shown.stdout)
+    return document
+
+
+def _runs(project: Path) -> list[dict[str, Any]]:
+    listed = carlang("runs", "list", "--json", "--database", _db(project), cwd=project)
+    if listed.returncode != 0:
+        return []
+    runs: list[dict[str, Any]] = json.loads(listed.stdout)
+    return runs
+
+
+def _start(
+    project: Path, started: list[subprocess.Popen[str]], args: list[str], log: str
+) -> subprocess.Popen[str]:
+    """`carlang ARGS` in the background, its stderr to `log` in the project."""
+    with (project / log).open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "carlang", *args],
+            cwd=project,
+            env={k: v for k, v in os.environ.items() if k != "DBOS__VMID"},
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            text=True,
+        )
+    started.append(process)
+    return process
+
+
+def _worker(
+    project: Path, started: list[subprocess.Popen[str]], log: str, *more: str
+) -> subprocess.Popen[str]:
+    return _start(project, started, ["worker", "--database", _db(project), *more], log)
+
+
+def test_a_foreground_run_never_takes_a_queued_run(project: Path) -> None:
+    queued = carlang("run", *_args(project, "waits"), "--detach", cwd=project)
+    assert queued.returncode == 0, queued.stderr
+    waiting = queued.stdout.strip()
+    # Runs 4s, while its DBOS would poll every queue it listens to each second.
+    own = carlang("run", *_args(project, "quick"), "--format", "json", cwd=project)
+    assert own.returncode == 0, own.stderr
+    run_id = json.loads(own.stdout)["run_id"]
+    assert [c.rsplit(" ", 1)[0] for c in _calls(project)] == ["slow q"]  # its own call only
+    other = _show(project, waiting)
+    assert (other["status"], other["worker"]) == ("ENQUEUED", None)  # still a worker's to take
+    assert _show(project, run_id)["worker"] == f"foreground-{run_id}"  # an id of its own
+
+
+def test_a_foreground_runs_call_on_a_tool_queue_waits_for_a_worker_of_that_queue(
+    project: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    database = _db(project)
+    foreground = _start(project, started, ["run", *_args(project, "gpu")], "run.err")
+    wait_for(lambda: len(_runs(project)) == 1)
+    run_id = _runs(project)[0]["run_id"]
+    said = (
+        f"run {run_id}: no worker serving gpu has been seen on {database} in the last 15s:"
+        f" its call of render (`r`) waits for one (start one with: carlang worker --database"
+        f" {database} --queue gpu)"
+    )
+    # The run's own process says it, once it has waited a while (10s).
+    log = project / "run.err"
+    wait_for(lambda: said in log.read_text().splitlines() or foreground.poll() is not None, 60)
+    assert foreground.poll() is None, log.read_text()  # waiting, not running render itself
+    # The submitter sees it too: `runs show` lists the call waiting on a queue nobody serves.
+    assert _show(project, run_id)["notices"] == [said]
+    gpu = _worker(project, started, "gpu.err", "--id", "g1", "--queue", "gpu")
+    assert foreground.wait(timeout=90) == 0, (project / "run.err").read_text()
+    calls = dict(line.rsplit(" ", 1) for line in _calls(project))
+    assert calls == {"work g": str(foreground.pid), "render 2": str(gpu.pid)}
+    assert _show(project, run_id)["notices"] == []
+
+
+def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
+    project: Path, started: list[subprocess.Popen[str]]
+) -> None:
+    host = socket.gethostname()  # the default id (the processes run without DBOS__VMID)
+    queued = carlang("run", *_args(project, "release"), "--detach", cwd=project)
+    run_id = queued.stdout.strip()
+    first = _worker(project, started, "w1.err")  # no --id: the host's
+    wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
+    assert _show(project, run_id)["worker"] == host
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    # A foreground run starts, runs and ends: it recovers nothing of the worker's.
+    own = carlang("run", *_args(project, "quick"), "--format", "json", cwd=project)
+    assert own.returncode == 0, own.stderr
+    left = _show(project, run_id)
+    assert (left["status"], left["worker"]) == ("PENDING", host)
+    # The worker started again on this machine has its id, and recovers its run (once the
+    # killed one's heartbeat has stopped: it says it waits for that).
+    again = _worker(project, started, "w2.err")
+    wait_for(lambda: _show(project, run_id)["waiting_for_approval"], seconds=90)
+    assert f"worker id {host} was seen on" in (project / "w2.err").read_text()
+    approved = carlang("approve", run_id, "s", "--database", _db(project), cwd=project)
+    assert approved.returncode == 0, approved.stderr
+    wait_for(lambda: _show(project, run_id)["status"] == "completed", seconds=60)
+    marks = [line.rsplit(" ", 1) for line in _calls(project)]
+    assert [m[0] for m in marks] == ["work r", "slow q", "ship prod"]  # each once
+    assert marks[2][1] == str(again.pid)
+    # A second worker under the id the live one uses is refused: the two would recover each
+    # other's runs.
+    twin = _worker(project, started, "w3.err")
+    assert twin.wait(timeout=90) == 2
+    assert f"worker id {host} is taken" in (project / "w3.err").read_text()
+    assert again.poll() is None
