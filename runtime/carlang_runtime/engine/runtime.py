@@ -445,13 +445,38 @@ class Runtime:
                 entry["parameters"] = redact_parameters(before, paths, caught)
                 redacted = redacted or entry["parameters"] != before
             compensation = entry.get("compensation")
-            if isinstance(compensation, dict) and compensation.get("type") == "tool":
-                undo = self.tools.get(str(compensation.get("tool")))
-                if undo is not None and undo.secrets:
-                    before = compensation.get("parameters", {})
-                    compensation["parameters"] = redact_parameters(before, undo.secrets)
+            undo = self._compensation_call(action)
+            if isinstance(compensation, dict) and undo is not None:
+                # the undo step is a call of its tool like any: the same paths are kept out
+                undo_tool = self.tools.get(undo.tool or "")
+                paths = (
+                    (*undo_tool.secrets, *self.redactions)
+                    if undo_tool is not None
+                    else self.redactions
+                )
+                caught = set()
+                for policy_set in policies:
+                    caught |= policy_set.caught_parameters(undo)
+                before = compensation.get("parameters", {})
+                if (paths or caught) and isinstance(before, dict) and before:
+                    compensation["parameters"] = redact_parameters(before, paths, caught)
                     redacted = redacted or compensation["parameters"] != before
         return redacted
+
+    @staticmethod
+    def _compensation_call(action: Action) -> Action | None:
+        """The call a `compensate tool(...)` of `action` makes (its undo step, as far as
+        what it passes goes), or None (no compensation, or one that names an action, which is
+        in the proposal and redacted as itself)."""
+        compensation = action.compensation
+        if compensation is None or compensation.type != "tool":
+            return None
+        return Action(
+            id=f"{action.id}.compensation",
+            type=ActionType.TOOL_CALL,
+            tool=compensation.tool,
+            parameters=compensation.parameters,
+        )
 
     def scrubber(
         self, proposal: ActionProposal, policies: Sequence[PolicySet] = ()
@@ -471,19 +496,19 @@ class Runtime:
         `policies` catches."""
         values: list[Any] = []
         for action in proposal.actions:
-            if self.redactions:
-                values.extend(secret_values(action.parameters, self.redactions))
-            calls = [(action.tool, action.parameters)]
-            compensation = action.compensation
-            if compensation is not None and compensation.type == "tool":
-                calls.append((compensation.tool, compensation.parameters))
-            for name, parameters in calls:
-                tool = self.tools.get(name or "")
+            calls = [action]
+            undo = self._compensation_call(action)
+            if undo is not None:  # the undo step's call: kept out as any call of its tool
+                calls.append(undo)
+            for call in calls:
+                if self.redactions:
+                    values.extend(secret_values(call.parameters, self.redactions))
+                tool = self.tools.get(call.tool or "")
                 if tool is not None and tool.secrets:
-                    values.extend(secret_values(parameters, tool.secrets))
-            for policy_set in policies:
-                for param in policy_set.caught_parameters(action):
-                    values.append(action.parameters[param])
+                    values.extend(secret_values(call.parameters, tool.secrets))
+                for policy_set in policies:
+                    for param in policy_set.caught_parameters(call):
+                        values.append(call.parameters[param])
         return values
 
     def shown_state(

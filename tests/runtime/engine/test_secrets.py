@@ -15,6 +15,7 @@ from carlang_runtime.engine import (
     EventLog,
     EventStore,
     JsonlSink,
+    RetryPolicy,
     Runtime,
     SqliteSink,
     ToolError,
@@ -302,3 +303,46 @@ def test_the_state_as_shown_keeps_out_what_a_run_keeps_out() -> None:
     assert rt.shown_state([plan])["token"] == REDACTED
     assert rt.state.snapshot()["token"] == SECRET  # (shown redacted, kept as it is)
     assert rt.shown_state([]) == rt.state.snapshot()
+
+
+def test_redact_paths_cover_compensation_parameters(tmp_path: Path) -> None:
+    """A `redact` path is the same for a compensation's call as for any call of the tool: the
+    undo step's parameters are `[REDACTED]` in the journaled proposal, and its value is kept
+    out of results, retries and compensation events (it was only `secret` parameters)."""
+    card, undo_card = "4111222233334444", "4111999988887777"
+    rt = Runtime(
+        events=EventLog(sinks=[SqliteSink(tmp_path / "run.db")]),
+        retry=RetryPolicy(base_delay=0.0),
+    )
+    rt.redact(["params.card_number"])
+    rt.register_tool("charge", lambda card_number, amount: {"ok": True})
+
+    def refund(card_number: str, amount: int) -> None:
+        raise ToolError("refund failed for card " + card_number)
+
+    rt.register_tool("refund", refund)
+    rt.register_tool("boom", lambda: (_ for _ in ()).throw(ToolError("boom")))
+    undo: dict[str, Any] = {
+        "type": "tool",
+        "tool": "refund",
+        "parameters": {"card_number": undo_card, "amount": 5},
+    }
+    plan = proposal(
+        call("a", "charge", params={"card_number": card, "amount": 5}, compensation=undo),
+        call("b", "boom", depends_on=["a"]),
+    )
+    result = rt.execute(plan)
+    assert [c.status.value for c in result.compensations] == ["failed"]
+    assert undo_card not in result.model_dump_json()
+    assert result.compensations[0].error == f"refund failed for card {REDACTED}"
+    rt.close()
+    store = EventStore(tmp_path / "run.db")
+    with closing(store):
+        events = [e.to_dict() for e in store.events()]
+    written = json.dumps(events)
+    assert card not in written and undo_card not in written
+    received = next(e for e in events if e["kind"] == "proposal_received")
+    journaled = received["data"]["proposal"]["actions"][0]
+    assert journaled["compensation"]["parameters"] == {"card_number": REDACTED, "amount": 5}
+    assert received["data"]["redacted"] is True
+    assert any(e["kind"] == "action_retrying" for e in events)
