@@ -9,7 +9,7 @@ import sys
 def test_runtime_imports_without_compiler_dependencies() -> None:
     code = (
         "import sys, carlang_runtime, carlang_runtime.ir, carlang_runtime.verify\n"
-        "carlang_runtime.verify.verify({'actions': [{'type': 'tool_call', 'tool': 't'}]}, tools=['t'])\n"
+        "carlang_runtime.verify({'actions': [{'type': 'tool_call', 'tool': 't'}]}, tools=['t'])\n"
         "bad = [m for m in ('lark', 'typer', 'carlang', 'click', 'rich') if m in sys.modules]\n"
         "print(','.join(bad))\n"
     )

@@ -9,6 +9,8 @@ needs nothing else. Names are imported lazily, so `import carlang_runtime` stays
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
@@ -98,6 +100,12 @@ _LAZY = {
 }
 
 
+#: Public names that are also the names of submodules: `verify` is the function, never the
+#: module `carlang_runtime.verify` (importing that module binds it on its package, which would
+#: shadow the lazy name: the answer would depend on what was imported first).
+_SHADOWED = frozenset(name for name, module in _LAZY.items() if name == module)
+
+
 def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
@@ -105,3 +113,22 @@ def __getattr__(name: str) -> Any:
     value = getattr(importlib.import_module(f".{module}", __name__), name)
     globals()[name] = value
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
+
+class _Package(types.ModuleType):
+    """This package, which keeps its public names: the import system's binding of a submodule
+    named like one (`carlang_runtime.verify`) is not kept (the module stays in `sys.modules`,
+    where `import carlang_runtime.verify` and `from carlang_runtime.verify import ...` find
+    it), so the name stays the function."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _SHADOWED and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
