@@ -12,21 +12,32 @@ import concurrent.futures
 import itertools
 import json
 import os
+import re
 import subprocess
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from .._version import __version__
+from ..decisionlog.http import _without_credentials
 from ..errors import CarlangRuntimeError
 from ..ir import McpServer
+from ..jsontext import JsonTextError, parse_json
+from ..redact import Scrubber, shown_url
 
 __all__ = ["PROTOCOL_VERSION", "McpClient", "McpError", "McpProtocolError"]
 
 #: The protocol revision carlang asks for (servers answer with the one they speak).
 PROTOCOL_VERSION = "2025-06-18"
-_CLIENT_INFO = {"name": "carlang", "version": "1"}
+_CLIENT_INFO = {"name": "carlang", "version": __version__}
+
+#: An option whose name says it carries a credential (`--api-key`, `--token=...`).
+_SECRET_OPTION = re.compile(
+    r"-{1,2}[\w-]*(token|key|secret|password|passwd|pwd|auth|credential)[\w-]*", re.IGNORECASE
+)
 
 
 class McpError(CarlangRuntimeError):
@@ -51,6 +62,12 @@ class McpClient:
         last lines for `said` (for a person starting it by hand: they may hold anything)."""
         self.server = server
         self.stderr = stderr
+        #: the URL requests go to (without `user:password@`) and the headers sending those
+        #: credentials (urllib took `user:password@host` for a host name)
+        self._url, self._auth = _without_credentials(server.url) if server.url else ("", {})
+        #: what a message may not show: the URL's password and credential query values, the
+        #: server's env values, the values of its credential options (`--token X`)
+        self._scrubber = Scrubber(_secrets_of(server))
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_reader: threading.Thread | None = None
         self._not_protocol: str | None = None  # the last stdout line that was not JSON
@@ -128,10 +145,18 @@ class McpClient:
         if self._stderr_reader is not None:
             self._stderr_reader.join(timeout=1)  # the rest of what a dying server wrote
         if self._stderr_tail:
-            return "; it said: " + " | ".join(self._stderr_tail)
+            return "; it said: " + self._scrubber.text(" | ".join(self._stderr_tail))
         if self._not_protocol is not None:
-            return f"; it wrote, where MCP messages go: {self._not_protocol!r}"
+            return f"; it wrote, where MCP messages go: {self._scrubber.text(self._not_protocol)!r}"
         return ""
+
+    @property
+    def where(self) -> str:
+        """How messages name the server: `MCP server 'name'`, with its URL (credentials
+        hidden) when it is reached over HTTP."""
+        if self.server.url is None:
+            return f"MCP server '{self.server.name}'"
+        return f"MCP server '{self.server.name}' at {shown_url(self.server.url)}"
 
     def close(self) -> None:
         """End the session: stop the server process (stdio), or tell the server (HTTP)."""
@@ -155,7 +180,9 @@ class McpClient:
                 self._reader.join(timeout=2)
         elif self._session_id is not None and self.server.url is not None:
             request = urllib.request.Request(
-                self.server.url, method="DELETE", headers={"Mcp-Session-Id": self._session_id}
+                self._url,
+                method="DELETE",
+                headers={"Mcp-Session-Id": self._session_id, **self._auth},
             )
             try:
                 urllib.request.urlopen(request, timeout=2).close()  # noqa: S310 - localhost
@@ -248,19 +275,32 @@ class McpClient:
             elif self.on_notification is not None:
                 self.on_notification(message["method"], message.get("params"))
             return
+        request_id = message.get("id")
+        if not _hashable(request_id):  # (an id that is a list or an object answers nothing)
+            return
         with self._lock:
-            future = self._pending.pop(message.get("id"), None)  # type: ignore[arg-type]
+            future = self._pending.pop(request_id, None)  # type: ignore[arg-type]
         if future is None or future.done():
             return
         error = message.get("error")
         if error is not None:
+            if not isinstance(error, dict):
+                error = {"message": f"malformed error: {str(error)[:200]!r}"}
+            code = error.get("code")
             future.set_exception(
                 McpProtocolError(
-                    int(error.get("code", 0)), str(error.get("message", "")), error.get("data")
+                    code if isinstance(code, int) and not isinstance(code, bool) else 0,
+                    str(error.get("message", "")),
+                    error.get("data"),
                 )
             )
         else:
-            future.set_result(message.get("result", {}))
+            result = message.get("result", {})
+            if isinstance(result, dict):
+                future.set_result(result)
+            else:  # (every MCP result is an object: its callers read its fields)
+                problem = f"{self.where} answered with a result that is not an object"
+                future.set_exception(McpError(f"{problem}: {str(result)[:200]!r}"))
 
     def _answer_server_request(self, message: dict[str, Any]) -> None:
         """carlang declares no client capabilities: `ping` is answered, anything else is
@@ -296,15 +336,37 @@ class McpClient:
                 if not line:
                     continue
                 try:
-                    message = json.loads(line)
-                except json.JSONDecodeError:
-                    # a server that logs to stdout: not a message (kept for `said`)
-                    self._not_protocol = line[:200].decode("utf-8", "replace")
+                    message = parse_json(line)
+                except JsonTextError as exc:
+                    loose = _loosely(line)
+                    if loose is _NOT_JSON:
+                        # a server that logs to stdout: not a message (kept for `said`)
+                        self._not_protocol = line[:200].decode("utf-8", "replace")
+                    else:  # JSON Python reads but JSON does not allow: fail its request
+                        self._unreadable(loose, exc)
                     continue
                 for item in message if isinstance(message, list) else [message]:
                     self._dispatch(item)
         status = process.wait()
         self._fail_pending(McpError(f"MCP server '{self.server.name}' exited (status {status})"))
+
+    def _unreadable(self, loose: Any, problem: JsonTextError) -> None:
+        """A message carlang refuses to read (NaN, Infinity, a number out of range, nesting
+        past 128 levels): the request it answers fails saying so; when which one cannot be
+        told, every request waiting does (a server request or notification is dropped)."""
+        error = McpError(f"{self.where} sent a message that is not valid JSON: {problem}")
+        items = loose if isinstance(loose, list) else [loose]
+        ids = [item.get("id") for item in items if isinstance(item, dict)]
+        if items and all(isinstance(item, dict) and "method" in item for item in items):
+            return  # (its own requests and notifications: nothing of carlang's waits on them)
+        if not any(_hashable(i) and i is not None for i in ids):
+            self._fail_pending(error)  # (too deep to read at all, or no id in it)
+            return
+        with self._lock:
+            futures = [self._pending.pop(i) for i in ids if _hashable(i) and i in self._pending]
+        for future in futures:
+            if not future.done():
+                future.set_exception(error)
 
     # -- Streamable HTTP -----------------------------------------------------------------------
 
@@ -314,11 +376,12 @@ class McpClient:
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
             "MCP-Protocol-Version": PROTOCOL_VERSION,
+            **self._auth,
         }
         if self._session_id is not None:
             headers["Mcp-Session-Id"] = self._session_id
         request = urllib.request.Request(
-            self.server.url, data=json.dumps(message).encode(), headers=headers, method="POST"
+            self._url, data=json.dumps(message).encode(), headers=headers, method="POST"
         )
         try:
             with urllib.request.urlopen(request, timeout=None) as response:  # noqa: S310
@@ -329,29 +392,89 @@ class McpClient:
                 if response.status == 202 or "id" not in message or "method" not in message:
                     return
                 if kind.startswith("text/event-stream"):
-                    self._read_events(response)
+                    for item in self._read_events(response):
+                        self._dispatch(item)
                 else:
-                    self._dispatch(json.loads(response.read().decode("utf-8")))
-        except (urllib.error.URLError, OSError, json.JSONDecodeError) as exc:
+                    self._dispatch(parse_json(response.read()))
+        except (urllib.error.URLError, OSError, JsonTextError) as exc:
             if "id" in message and "method" in message:
+                if isinstance(exc, JsonTextError):
+                    problem = f"its answer is not valid JSON: {exc}"
+                else:  # (what urllib says may quote the URL it was given)
+                    problem = self._scrubber.text(str(getattr(exc, "reason", exc)))
                 with self._lock:
                     future = self._pending.pop(message["id"], None)
                 if future is not None and not future.done():
-                    reason = getattr(exc, "reason", exc)
-                    future.set_exception(
-                        McpError(f"MCP server '{self.server.name}' at {self.server.url}: {reason}")
-                    )
+                    future.set_exception(McpError(f"{self.where}: {problem}"))
 
-    def _read_events(self, response: Any) -> None:
-        """Server-sent events: each `data:` block is one JSON-RPC message."""
+    def _read_events(self, response: Any) -> Iterator[Any]:
+        """Server-sent events: each `data:` block is one JSON-RPC message. A block that is not
+        JSON (an empty priming event) is passed over; one Python reads but JSON does not
+        allow (NaN, nesting past 128 levels) raises `JsonTextError`."""
         data: list[str] = []
         for raw in response:
             line = raw.decode("utf-8").rstrip("\r\n")
             if line.startswith("data:"):
                 data.append(line[5:].lstrip())
             elif not line and data:
+                text, data = "\n".join(data), []
                 try:
-                    self._dispatch(json.loads("\n".join(data)))
-                except json.JSONDecodeError:
-                    pass
-                data = []
+                    yield parse_json(text)
+                except JsonTextError:
+                    if _loosely(text) is not _NOT_JSON:
+                        raise
+
+
+_NOT_JSON = object()
+
+
+def _loosely(text: str | bytes) -> Any:
+    """`text` as Python's `json` reads it (NaN, Infinity, any depth it can), `_NOT_JSON` when
+    it is not JSON at all, None when it is too deep for Python (a message all the same)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return None
+    except (ValueError, UnicodeDecodeError):
+        return _NOT_JSON
+
+
+def _hashable(value: Any) -> bool:
+    return isinstance(value, str | int | float) or value is None
+
+
+def _secrets_of(server: McpServer) -> list[str]:
+    """What a message about `server` may not show, though the server may echo it (on its
+    standard error, in an error): its URL's password and the values of query parameters named
+    for a credential, its environment's values, the values of its options named for one
+    (`--api-key X`, `--token=X`), and the same in any URL among its arguments."""
+    found: list[str] = [*server.env.values()]
+    args = list(server.args)
+    for index, arg in enumerate(args):
+        option, equals, value = arg.partition("=")
+        if _SECRET_OPTION.fullmatch(option):
+            if equals:
+                found.append(value)
+            elif index + 1 < len(args):
+                found.append(args[index + 1])
+        if "://" in arg:
+            found.extend(_url_secrets(arg))
+    if server.url:
+        found.extend(_url_secrets(server.url))
+    return [value for value in found if value]
+
+
+def _url_secrets(url: str) -> list[str]:
+    """The password of `url` and the values of the query parameters `shown_url` hides, as
+    written and decoded."""
+    try:
+        password = urllib.parse.urlsplit(url).password
+    except ValueError:
+        password = None
+    found = [password, urllib.parse.unquote(password)] if password else []
+    query = url.partition("?")[2].partition("#")[0]
+    for pair in query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value and shown_url(f"http://h/?{name}={value}").endswith("=***"):
+            found.extend([value, urllib.parse.unquote_plus(value)])
+    return found
