@@ -18,6 +18,7 @@ from typing import Any
 
 from carlang_runtime.ir import McpServer
 from carlang_runtime.mcp import McpClient, McpError
+from carlang_runtime.redact import shown_url
 
 from .fmt import format_source, format_value
 from .source import Source
@@ -230,21 +231,43 @@ def _name_of_word(word: str) -> str | None:
 
 def _name_of_url(url: str | None) -> str | None:
     """The name in a server's URL: its path's last segment that says something
-    (`/github/mcp` -> `github`), else its host unless it is this machine."""
-    from urllib.parse import urlsplit
+    (`/github/mcp` -> `github`), else its host unless it is this machine. Nothing else of the
+    URL reaches the name: not its user or password, query, fragment or path parameters
+    (`;token=...`), nor a segment that looks like a key (`/mcp/sk-ak-3f9a.../sse`)."""
+    from urllib.parse import unquote, urlsplit
 
     if not url:
         return None
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:  # (`http://[::1`: not a URL)
+        return None
     for segment in reversed(parts.path.split("/")):
+        segment = re.split(r"[;,=?#&@]", unquote(segment), maxsplit=1)[0]
+        if _looks_like_a_key(segment):
+            continue
         name = _plain(segment)
         if name is not None:
             return name
-    host = (parts.hostname or "").lower()
     if host in ("localhost", "127.0.0.1", "::1", "0.0.0.0") or re.fullmatch(r"[\d.]+", host):
         return None
     labels = [label for label in host.split(".")[:-1] if label not in ("www", "mcp", "api")]
-    return _plain(labels[-1]) if labels else None
+    if not labels or _looks_like_a_key(labels[-1]):
+        return None
+    return _plain(labels[-1])
+
+
+def _looks_like_a_key(text: str) -> bool:
+    """Whether `text` holds what may be a credential or an id rather than a name: a run of
+    letters and digits 8 long with 2 of each (`ABCDEF123`, a UUID's part), or 20 long."""
+    for run in re.findall(r"[A-Za-z0-9]+", text):
+        digits = sum(c.isdigit() for c in run)
+        if len(run) >= 20 or (len(run) >= 8 and digits >= 2 and len(run) - digits >= 2):
+            return True
+        if len(run) >= 8 and digits == len(run):
+            return True
+    return False
 
 
 def _name_of_server_info(name: Any) -> str | None:
@@ -318,14 +341,20 @@ def render_import(
     """The .car text declaring `server` and its `tools`, formatted as `carlang fmt` writes it;
     the tools in `unusable` (`unusable_tools`, found here when not given) are left out, each
     with a comment saying why."""
-    label = " ".join(x for x in (info.get("name"), info.get("version")) if x) or server.name
+    # (what the server says of itself goes into a comment: one line, nothing that ends it)
+    said = [x for x in (info.get("name"), info.get("version")) if isinstance(x, str)]
+    label = " ".join(_one_line(x) for x in said if x.strip()) or server.name
     lines = [
         f"# MCP server `{server.name}` ({label}), imported by `carlang mcp import`.",
         "# read_only and reversibility below come from the server's annotations:",
         "# they are its hints, not verified. Review them before relying on them.",
-        "",
-        f"mcp_server {server.name} {{",
     ]
+    if server.url is not None and shown_url(server.url) != server.url:
+        lines += [
+            "# Its url holds a credential (a password or a key in the query): keep this file",
+            "# out of version control, or import it again with the credential left out.",
+        ]
+    lines += ["", f"mcp_server {server.name} {{"]
     if server.url is not None:
         lines.append(f"  url {format_value(server.url)}")
     else:
@@ -358,6 +387,11 @@ def render_import(
         lines.append("}")
     text = "\n".join(lines) + "\n"
     return format_source(Source("import.car", text))
+
+
+def _one_line(text: str) -> str:
+    """`text` as one line of printable characters, at most 80."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:80]
 
 
 def unusable_tools(tools: list[dict[str, Any]]) -> dict[str, str]:

@@ -76,6 +76,40 @@ def test_a_name_from_the_url(url: str, name: str) -> None:
     assert server_name_for(None, url) == name
 
 
+SECRET = "KEY-ABCDEF123"
+
+
+@pytest.mark.parametrize(
+    ("url", "name"),
+    [
+        (f"http://127.0.0.1:8791/mcp?token={SECRET}", "server"),
+        (f"http://127.0.0.1:8791/?token={SECRET}", "server"),
+        (f"http://127.0.0.1:8791/github/mcp?token={SECRET}&x=1", "github"),
+        (f"http://admin:{SECRET}@127.0.0.1:8791/mcp", "server"),
+        (f"http://admin:{SECRET}@127.0.0.1:8791", "server"),
+        (f"http://{SECRET}@localhost:8791/", "server"),
+        (f"http://127.0.0.1:8791/mcp#token={SECRET}", "server"),
+        (f"http://127.0.0.1:8791/mcp;token={SECRET}", "server"),
+        ("http://127.0.0.1:8791/mcp%3Ftoken%3DKEY-ABCDEF123", "server"),
+        # a key in the path (some hosted servers put one there) is passed over
+        (f"http://127.0.0.1:8791/mcp/{SECRET}/sse", "server"),
+        (f"http://127.0.0.1:8791/zapier/{SECRET}/sse", "zapier"),
+        ("http://127.0.0.1:8791/notes/sk-ak-3f9a8b7c6d5e4f3a2b1c/mcp", "notes"),
+        ("http://127.0.0.1:8791/v1/3fa85f64-5717-4562-b3fc-2c963f66afa6/mcp", "server"),
+        ("http://127.0.0.1:8791/mcp/aGVsbG8gd29ybGQgdGhpcyBpcyBh", "server"),
+        ("http://[::1:8791/mcp", "server"),  # (not a URL: no name, and no crash)
+    ],
+)
+def test_a_name_from_the_url_carries_no_credential(url: str, name: str) -> None:
+    """The name goes into every tool's name, the program and its logs: the URL's query,
+    fragment, path parameters, user and password never reach it, nor a path segment that
+    looks like a key."""
+    assert server_name_for(None, url) == name
+    assert server_name_for(["npx", "-y", "mcp-remote", url], None) == name
+    for part in ("key", "abcdef123", "token", "3f9a8b", "3fa85f64", "agvsbg8"):
+        assert part not in name
+
+
 @pytest.mark.parametrize(
     ("own", "name"),
     [
