@@ -1000,18 +1000,23 @@ class Runtime:
         *,
         session: str | None = None,
         scope: Mapping[str, Any] | None = None,
+        capability: str | None = None,
     ) -> GateDecision:
         """What the runtime would say to `action` now, without running it: `deny` (with the
         reason: unknown tool, capability, validation or policy), `require_approval` (the
-        policies asking), or `allow`. For agent loops that consult before executing."""
+        policies asking), or `allow`: what `execute` would decide for a proposal of this one
+        action under `capability` (a name this runtime has; None: the default capability,
+        `set_capabilities`, as for a proposal that names none). For agent loops that consult
+        before executing."""
         scope = dict(scope or {})
         check_tenant(scope.get("tenant"))
         action = self.filled(action)
-        proposal = ActionProposal(id="gate", actions=[action])
+        proposal = ActionProposal(id="gate", actions=[action], capability=capability)
         run = ProposalRun(self, proposal, run_id="gate", session=session, scope=scope, cancel=None)
         run.recording = run.log_decisions = False  # a question, not a decision: no events
         try:
-            problems = run.rejections(action, None)
+            limit = run.capability.count_problem(1) if run.capability is not None else None
+            problems = run.rejections(action, limit)
             decision = run.decide(action) if not problems else None
         finally:
             run.writes.release()

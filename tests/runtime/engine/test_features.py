@@ -499,6 +499,37 @@ def test_gate_answers_before_running() -> None:
     assert rt.events.query("action_executing") == []
 
 
+def test_gate_decides_under_the_capability_named_as_execute_does() -> None:
+    """`gate(action, capability=...)` answers as `execute` of a proposal under that capability
+    would: a tool it denies, or does not allow, is `deny` with execute's reason; one it allows
+    goes on to the policies; a capability the runtime does not have is an error (never a
+    silent allow)."""
+    program = ir.Program(
+        tools=[
+            ir.ToolSchema(name="shell", parameters={"type": "object"}),
+            ir.ToolSchema(name="read", parameters={"type": "object"}),
+        ],
+        capabilities=[
+            ir.Capability(name="agent", allowed_tools=["read", "shell"], denied_tools=["shell"]),
+            ir.Capability(name="reader", allowed_tools=["read"]),
+        ],
+    )
+    rt = Runtime.from_program(program)
+    rt.register_tool("shell", lambda cmd: "RAN " + cmd)
+    rt.register_tool("read", lambda path: path)
+    shell = call("c1", "shell", params={"cmd": "ls"})
+    gated = rt.gate(shell, capability="agent")
+    ran = rt.execute(proposal(shell, capability="agent", id="turn")).results[0]
+    assert ran.status.value == "rejected"
+    assert (gated.decision, gated.reason) == ("deny", ran.error)
+    assert gated.reason == "tool 'shell' is denied by capability 'agent'"
+    assert rt.gate(shell, capability="reader").decision == "deny"
+    assert rt.gate(call("r", "read", params={"path": "a"}), capability="reader").decision == "allow"
+    assert rt.gate(shell).decision == "allow"  # no capability named, none set: as execute
+    with pytest.raises(CarlangRuntimeError, match="capability 'nope'"):
+        rt.gate(shell, capability="nope")
+
+
 def test_format_tool_result_caps_on_a_character_boundary() -> None:
     rt = fetching_runtime()
     result = rt.execute(proposal(call("a", "fetch", params={"url": "é" * 50})))
