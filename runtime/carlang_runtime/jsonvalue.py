@@ -13,6 +13,8 @@ import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
+from .jsontext import NESTING_LIMIT, format_path
+
 __all__ = [
     "json_equal",
     "as_number",
@@ -20,6 +22,7 @@ __all__ = [
     "to_json_text",
     "rust_debug",
     "canonical_key",
+    "not_json",
 ]
 
 _I64_MIN = -(2**63)
@@ -173,3 +176,37 @@ def canonical_key(value: Any) -> str:
         return _CANONICAL.encode(value)
     except (TypeError, ValueError):
         return to_json_text(value)
+
+
+_INFINITY = float("inf")
+
+
+def not_json(value: Any) -> str | None:
+    """Why a Python value (arguments an SDK decoded) is not what a JSON document can hold, or
+    None: a float NaN or infinity, an integer beyond a double, or containers nested more than
+    `NESTING_LIMIT` levels (the value itself the first). Iterative: a value nested 100,000
+    deep (or holding itself) is answered, not a RecursionError."""
+    stack: list[tuple[Any, tuple[str | int, ...], int]] = [(value, (), 1)]
+    while stack:
+        current, path, depth = stack.pop()
+        if isinstance(current, Mapping | list | tuple):
+            if depth > NESTING_LIMIT:
+                return f"nested too deeply (more than {NESTING_LIMIT} levels)"
+            items = current.items() if isinstance(current, Mapping) else enumerate(current)
+            stack.extend((child, (*path, key), depth + 1) for key, child in items)
+        elif isinstance(current, float):
+            if current != current or current in (_INFINITY, -_INFINITY):
+                shown = "NaN" if current != current else repr(current).replace("inf", "Infinity")
+                return f"{format_path(path) or 'the value'} is {shown} (a JSON number is finite)"
+        elif isinstance(current, int) and not isinstance(current, bool):
+            if abs(current) >= 2**64 and _beyond_double(current):
+                return f"{format_path(path) or 'the value'} is a number out of range"
+    return None
+
+
+def _beyond_double(number: int) -> bool:
+    try:
+        float(number)
+    except OverflowError:
+        return True
+    return False

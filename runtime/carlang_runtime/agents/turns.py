@@ -21,7 +21,8 @@ from typing import Any, Literal
 
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionType, Program, ToolSchema
-from ..jsontext import NESTING_LIMIT, JsonTextError, format_path, parse_json
+from ..jsontext import JsonTextError, parse_json
+from ..jsonvalue import not_json as _not_json
 from ..paramcheck import json_type_name
 
 __all__ = [
@@ -361,40 +362,6 @@ def _json_problem(exc: JsonTextError) -> str:
     message = exc.message.removeprefix("malformed JSON: ")
     line, column = exc.position.line, exc.position.column
     return f"{message} at " + (f"column {column}" if line == 1 else f"line {line}, column {column}")
-
-
-_INFINITY = float("inf")
-
-
-def _not_json(value: Any) -> str | None:
-    """Why a Python value (arguments an SDK decoded) is not what a JSON document can hold, or
-    None: a float NaN or infinity, an integer beyond a double, or containers nested more than
-    `NESTING_LIMIT` levels (the value itself the first). Iterative: a value nested 100,000
-    deep (or holding itself) is answered, not a RecursionError."""
-    stack: list[tuple[Any, tuple[str | int, ...], int]] = [(value, (), 1)]
-    while stack:
-        current, path, depth = stack.pop()
-        if isinstance(current, Mapping | list | tuple):
-            if depth > NESTING_LIMIT:
-                return f"nested too deeply (more than {NESTING_LIMIT} levels)"
-            items = current.items() if isinstance(current, Mapping) else enumerate(current)
-            stack.extend((child, (*path, key), depth + 1) for key, child in items)
-        elif isinstance(current, float):
-            if current != current or current in (_INFINITY, -_INFINITY):
-                shown = "NaN" if current != current else repr(current).replace("inf", "Infinity")
-                return f"{format_path(path) or 'the value'} is {shown} (a JSON number is finite)"
-        elif isinstance(current, int) and not isinstance(current, bool):
-            if abs(current) >= 2**64 and _beyond_double(current):
-                return f"{format_path(path) or 'the value'} is a number out of range"
-    return None
-
-
-def _beyond_double(number: int) -> bool:
-    try:
-        float(number)
-    except OverflowError:
-        return True
-    return False
 
 
 _READERS = {

@@ -16,6 +16,7 @@ Streamable HTTP it is the official SDK's low-level `Server` (the `mcp` extra).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import errno
 import functools
 import itertools
@@ -36,6 +37,9 @@ from ..engine.approval import Approval, ApprovalRequest
 from ..engine.limits import SessionBudget
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionStatus, Budget, Program, ToolSchema
+from ..jsontext import JsonTextError, parse_json
+from ..jsonvalue import not_json
+from ..paramcheck import json_type_name
 from .provider import McpSessions
 
 __all__ = ["PolicyProxy", "bind_http", "build_server", "serve_stdio", "serve_http"]
@@ -43,12 +47,95 @@ __all__ = ["PolicyProxy", "bind_http", "build_server", "serve_stdio", "serve_htt
 
 @dataclass
 class _Client:
-    """One MCP client session: its carlang session, its counters against the budget."""
+    """One MCP client session: its carlang session, its counters against the budget, and the
+    lock its calls are admitted under one at a time (they run alongside each other)."""
 
     session: str
     mcp: Any
     spent: SessionBudget | None = None
     ids: Any = field(default_factory=lambda: itertools.count(1))
+    admitting: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+#: The status of a call admitted and not finished yet, as trace rules see it in `history`.
+IN_FLIGHT = ActionStatus.EXECUTING.value
+
+
+class _Admission:
+    """One call on its way in. It holds its session's admission lock from before the budget
+    check until the runtime admits it (its tool is called, or a person is asked about it) or
+    concludes it (refused), so that the session's next call is decided knowing of this one:
+    a call admitted is in the session's `history` with status `executing` until its outcome
+    replaces it, and counted against the budget from then on."""
+
+    def __init__(self, client: _Client, history: list[dict[str, Any]] | None, action: Action):
+        self.client = client
+        self.history = history
+        self.action = action
+        self.entry: dict[str, Any] | None = None
+        #: Whether the runtime admitted the call (its tool may have been called).
+        self.started = False
+        self.held = False
+
+    async def __aenter__(self) -> _Admission:
+        await self.client.admitting.acquire()
+        self.held = True
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        self.release()
+        if self.entry is not None and self.history is not None:
+            # the run put the call's outcome in history when it ended: the entry goes
+            for index in range(len(self.history) - 1, -1, -1):
+                if self.history[index] is self.entry:
+                    del self.history[index]
+                    break
+
+    def admitted(self, parameters: Any) -> None:
+        """The runtime admitted the call: it goes into history as in flight, and the session's
+        next call may be decided."""
+        self.started = True
+        if self.history is not None and self.entry is None and not self._listed():
+            self.entry = {
+                "id": self.action.id,
+                "type": self.action.type.value,
+                "tool": self.action.tool,
+                "params": dict(parameters),
+                "status": IN_FLIGHT,
+            }
+            self.history.append(self.entry)
+        self.release()
+
+    def _listed(self) -> bool:
+        """Whether the session's history already holds this call (the runtime put it there
+        when it admitted it): it is not listed twice, which a rule counting calls would see."""
+        assert self.history is not None
+        return any(entry.get("id") == self.action.id for entry in reversed(self.history))
+
+    def release(self) -> None:
+        if self.held:
+            self.held = False
+            self.client.admitting.release()
+
+
+#: The call being admitted, in the task that runs it (read by the tools the proxy registers
+#: and by its approval gate, which the runtime calls once it has admitted the call).
+_ADMISSION: contextvars.ContextVar[_Admission | None] = contextvars.ContextVar(
+    "carlang_proxy_admission", default=None
+)
+
+
+def _admitting(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """An MCP-bound tool's function that first tells the call's admission it was admitted."""
+
+    async def call_admitted(**arguments: Any) -> Any:
+        admission = _ADMISSION.get()
+        if admission is not None:
+            admission.admitted(arguments)
+        return await fn(**arguments)
+
+    call_admitted.__doc__ = fn.__doc__
+    return call_admitted
 
 
 class PolicyProxy:
@@ -79,9 +166,8 @@ class PolicyProxy:
                 self.tools[schema.name] = schema
         for schema in program.tools:
             if schema.mcp is not None and schema.mcp.server in self.sessions.servers:
-                runtime.register_tool(
-                    schema.name, self.sessions.tool_function(schema, raw=True), schema
-                )
+                function = _admitting(self.sessions.tool_function(schema, raw=True))
+                runtime.register_tool(schema.name, function, schema)
         runtime.on_close(self.sessions.close)
         runtime.set_approval_gate(_ElicitationGate(self))
         self._clients: dict[int, _Client] = {}
@@ -134,15 +220,11 @@ class PolicyProxy:
         self, mcp_session: Any, name: str, arguments: dict[str, Any]
     ) -> dict[str, Any]:
         """Run one call through the runtime's pipeline: the server's result, or an error
-        result with carlang's message."""
+        result with carlang's message. A session's calls are admitted one at a time (the
+        budget checked and a call reserved, the policies' decision with the calls in flight
+        in `history`), and run alongside each other."""
         client = self.client(mcp_session)
         tool = tool_name_from_model(name, self.tools)
-        # refused here or by the runtime, every call is run through it: the log has them all
-        problem: str | None = None
-        if tool not in self.tools:
-            problem = f"unknown tool '{name}'"
-        elif client.spent is not None:
-            problem = client.spent.problem()
         action = Action(
             id=f"call_{next(client.ids)}",
             type="tool_call",
@@ -156,17 +238,46 @@ class PolicyProxy:
             capability=self.capability,
             budget=self.budget.name if self.budget is not None else None,  # (named in the log)
         )
-        started = time.monotonic()
-        result = await self.runtime.execute_async(proposal, session=client.session, refused=problem)
-        (outcome,) = result.results
+        async with _Admission(client, self._history(client.session), action) as admission:
+            # refused here or by the runtime, every call is run through it: the log has them all
+            problem: str | None = None
+            if tool not in self.tools:
+                problem = f"unknown tool '{name}'"
+            elif client.spent is not None:
+                problem = client.spent.problem()
+            spent = client.spent if problem is None else None
+            if spent is not None:
+                spent.calls += 1  # counted now: the session's next call is decided knowing it
+            started = time.monotonic()
+            token = _ADMISSION.set(admission)
+            try:
+                result = await self.runtime.execute_async(
+                    proposal, session=client.session, refused=problem
+                )
+            except BaseException:  # cancelled: a call that may have reached its server counts
+                if spent is not None and not admission.started:
+                    spent.calls -= 1
+                raise
+            finally:
+                _ADMISSION.reset(token)
+            (outcome,) = result.results
+            if spent is not None:
+                if outcome.status is ActionStatus.REJECTED:  # refused: it spends nothing
+                    spent.calls -= 1
+                spent.duration_ms += (time.monotonic() - started) * 1000.0
         if problem is not None:
             return _error(problem)
-        if client.spent is not None:
-            ran = outcome.status is not ActionStatus.REJECTED
-            client.spent.spend(ran, (time.monotonic() - started) * 1000.0)
         if outcome.status is ActionStatus.SUCCEEDED and isinstance(outcome.output, dict):
             return {**outcome.output, "isError": False}
         return _error(outcome.error or outcome.status.value)
+
+    def _history(self, session: str) -> list[dict[str, Any]] | None:
+        """The session's history, where calls in flight go, when a policy reads it."""
+        policies = self.runtime.policy_sets(session)
+        if not self.runtime.has_session(session) or not any(p.reads("history") for p in policies):
+            return None
+        history: list[dict[str, Any]] = self.runtime.history(session, "")  # (the session's)
+        return history
 
 
 class _Asgi:
@@ -191,6 +302,9 @@ class _ElicitationGate:
         self.proxy = proxy
 
     async def review(self, request: ApprovalRequest) -> Approval:
+        admission = _ADMISSION.get()
+        if admission is not None:  # admitted, pending the answer: the session goes on
+            admission.admitted(request.action.parameters)
         mcp_session = self.proxy.mcp_session_of(request.session)
         if mcp_session is None or not _can_elicit(mcp_session):
             return Approval(
@@ -272,6 +386,9 @@ class StdioSession:
         self._tasks: dict[Any, asyncio.Task[None]] = {}
         self._waiting: dict[Any, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
+        #: Why the client can no longer answer a request of ours (it closed its output), or
+        #: None while it can.
+        self.gone: str | None = None
 
     def can_elicit(self) -> bool:
         """Whether the client declared elicitation."""
@@ -283,6 +400,8 @@ class StdioSession:
 
     async def request(self, method: str, params: dict[str, Any]) -> Any:
         """Ask the client something and wait for its answer."""
+        if self.gone is not None:
+            raise ConnectionError(self.gone)
         request_id = f"carlang-{next(self._ids)}"
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = future
@@ -311,15 +430,34 @@ class StdioSession:
             return
         key = message["id"]
         task = asyncio.ensure_future(self._answer(message))
+        if key in self._tasks:  # a repeated id: kept apart, so that the end of input waits
+            key = (key, id(task))  # for both (a cancellation names the first)
         self._tasks[key] = task
         task.add_done_callback(functools.partial(self._done, key))
 
-    def _done(self, key: Any, _task: asyncio.Task[None]) -> None:
-        self._tasks.pop(key, None)
+    def _done(self, key: Any, task: asyncio.Task[None]) -> None:
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+
+    async def finish(self) -> None:
+        """The client closed its input: answer every request read, then return. It cannot
+        answer a question any more (an approval asked is refused, failing closed)."""
+        self.gone = "the MCP client closed its input: it cannot answer"
+        for future in self._waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError(self.gone))
+        self._waiting.clear()
+        while self._tasks:
+            await asyncio.wait(list(self._tasks.values()))
 
     async def _answer(self, message: dict[str, Any]) -> None:
         request_id, method = message["id"], message["method"]
-        params = message.get("params") or {}
+        params = message.get("params")
+        params = {} if params is None else params
+        if not isinstance(params, dict):
+            kind = json_type_name(params)
+            self.send(_rpc_error(request_id, -32602, f"params must be a JSON object, not {kind}"))
+            return
         if not self.initialized and method not in ("initialize", "ping"):
             early = f"{method} before initialize: send initialize first (MCP lifecycle)"
             self.send(_rpc_error(request_id, -32600, early))
@@ -341,12 +479,11 @@ class StdioSession:
             elif method == "tools/list":
                 result = {"tools": self.proxy.list_tools()}
             elif method == "tools/call":
-                arguments = params.get("arguments") or {}
-                if not isinstance(params.get("name"), str) or not isinstance(arguments, dict):
-                    self.send(
-                        _rpc_error(request_id, -32602, "tools/call needs a name and arguments")
-                    )
+                problem = call_problem(params)
+                if problem is not None:
+                    self.send(_rpc_error(request_id, -32602, problem))
                     return
+                arguments = params.get("arguments") or {}
                 result = await self.proxy.call_tool(self, params["name"], arguments)
             else:
                 self.send(_rpc_error(request_id, -32601, f"method not found: {method}"))
@@ -369,6 +506,28 @@ def _version() -> str:
     from .._version import __version__
 
     return str(__version__)
+
+
+def call_problem(params: dict[str, Any]) -> str | None:
+    """What is wrong with a `tools/call` request's params (a JSON-RPC -32602 invalid params
+    error), or None: the name missing or not a string, arguments neither left out nor a JSON
+    object, or holding what JSON cannot (NaN, an infinity, nesting past 128 levels: an SDK's
+    decoder reads them, and such a value would be judged as one thing and sent as another)."""
+    if "name" not in params:
+        return "tools/call needs the tool's name: params.name is missing"
+    name = params["name"]
+    if not isinstance(name, str):
+        return f"params.name must be a string (the tool's name), not {json_type_name(name)}"
+    arguments = params.get("arguments")
+    if isinstance(arguments, str):
+        return "arguments must be a JSON object, not a string: decode it first"
+    if arguments is not None and not isinstance(arguments, dict):
+        return f"arguments must be a JSON object, not {json_type_name(arguments)}"
+    problem = not_json(arguments) if arguments else None
+    if problem is not None:  # (a path inside the arguments, else their depth)
+        where = "the arguments are " if problem.startswith("nested") else "arguments."
+        return f"arguments are not JSON: {where}{problem}"
+    return None
 
 
 def _rpc_error(request_id: Any, code: int, message: str) -> dict[str, Any]:
@@ -396,13 +555,20 @@ def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
 
 
 async def serve_stdio(proxy: PolicyProxy) -> None:
-    """Serve one client over standard input and output until it hangs up."""
+    """Serve one client over standard input and output until it closes its input; every
+    request read is answered before this returns."""
     readline = await _stdin_lines()
     out = sys.stdout.buffer
+    session: StdioSession
 
     def write(data: bytes) -> None:
-        out.write(data)
-        out.flush()
+        if session.gone == _STDOUT_CLOSED:
+            return
+        try:
+            out.write(data)
+            out.flush()
+        except (BrokenPipeError, ValueError):  # the client stopped reading: nobody to answer
+            session.gone = _STDOUT_CLOSED
 
     session = StdioSession(proxy, write)
     try:
@@ -411,13 +577,37 @@ async def serve_stdio(proxy: PolicyProxy) -> None:
             if not line:
                 continue
             try:
-                message = json.loads(line)
-            except json.JSONDecodeError as exc:
-                session.send(_rpc_error(None, -32700, f"parse error: {exc.msg}"))
+                message = parse_json(line)
+            except JsonTextError as exc:
+                session.send(_not_json_error(line, exc))
                 continue
             session.receive(message)
+        await session.finish()
     finally:
         proxy.forget(session)
+
+
+_STDOUT_CLOSED = "the MCP client closed its output"
+
+
+def _not_json_error(line: bytes, exc: JsonTextError) -> dict[str, Any]:
+    """The answer to a line that is not JSON: a parse error (-32700), for the request it
+    holds when Python's lenient decoder can read its id (a NaN in a call's arguments, nesting
+    past 128 levels), so that its client is not left waiting; else for no id (`null`)."""
+    where = exc.position
+    at = f"column {where.column}" if where.line == 1 else f"{where.line}:{where.column}"
+    problem = f"parse error: {exc.message.removeprefix('malformed JSON: ')} at {at}"
+    request_id = None
+    try:
+        lenient = json.loads(line)
+    except (ValueError, RecursionError):
+        lenient = None
+    if isinstance(lenient, dict) and "method" in lenient:
+        found = lenient.get("id")
+        if isinstance(found, str | int) and not isinstance(found, bool):
+            request_id = found
+            problem += " (the request was not run)"
+    return _rpc_error(request_id, -32700, problem)
 
 
 async def _stdin_lines() -> Callable[[], Awaitable[bytes]]:
