@@ -14,6 +14,7 @@ policy_check  allow / deny / require_approval for one action, with the deciding 
 from __future__ import annotations
 
 import json
+import re
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -71,10 +72,84 @@ def _compile(program: str | None, path: str | None) -> tuple[ir.Program | None, 
         result = compile_file(_program_file(path, root), root)
     else:
         assert program is not None
+        refused = _schema_files_refused(program)
+        if refused:
+            return None, refused
         result = compile_text(program, root=root)
     # imports stay under the root, and only regular .car files are read (the loader sees to
-    # both): nothing of another file (its first word in a parse error) can be shown
-    return result.program, list(result.diagnostics.sorted())
+    # both): nothing of another file (its first word in a parse error) can be shown. Schema
+    # files are read only for the project's own .car files, and never quoted.
+    return result.program, [_unquoted(d) for d in result.diagnostics.sorted()]
+
+
+#: What an inline program that names a schema file is told (whether the file exists or not).
+_SCHEMA_FROM_REFUSED = (
+    "`schema from` reads a file: a program given inline to `carlang mcp serve` may not use it"
+)
+
+
+def _schema_files_refused(program: str) -> list[Any]:
+    """An error for each `schema from "file.json"` in a program given inline, before anything
+    is read: the client chose the file, and what the compiler says of it (its type, a key it
+    lacks) would give it away. A .car file of the project may name one (`path`, or imported):
+    the project chose it."""
+    if "from" not in program:  # (the keyword is written as it is, or not at all)
+        return []
+    from . import ast
+    from .diagnostics import Diagnostic, Label
+    from .parse import parse
+    from .source import Source
+
+    source = Source("input.car", program)  # (the name compile_text gives it)
+    module = parse(source).module
+    if module is None:
+        return []
+    return [
+        Diagnostic(
+            "CL0219",
+            "error",
+            _SCHEMA_FROM_REFUSED,
+            (Label(source, item.reference.span),),
+            help="write the schema out (`schema { ... }`), or give the program by `path`: a .car"
+            " file under the project root",
+        )
+        for decl in module.declarations
+        if isinstance(decl, ast.ToolDecl)
+        for item in decl.items
+        if isinstance(item, ast.ToolSchemaFrom)
+    ]
+
+
+#: What the compiler says of a schema file that is safe to show: where it is, whether it can
+#: be read, what a pointer into it lacks (all of it written in the project's .car file).
+_SAFE_SCHEMA_FILE = re.compile(
+    r"schema document `[^`]*` leaves the project root|cannot read schema document `[^`]*`: .*"
+    r"|`#[^`]*` in `[^`]*` is not a JSON pointer .*|`[^`]*` has nothing at `#[^`]*` \(no `.*`\)",
+    re.DOTALL,
+)
+
+
+def _unquoted(diagnostic: Any) -> Any:
+    """A diagnostic about a schema file (`schema from "cfg.json"`: the primary label is the
+    file's name) without what it quotes of the file: `its type is 'sk-live-...'` is cut, and
+    so is what Python's json says of text that is not JSON."""
+    label = diagnostic.primary
+    if (
+        diagnostic.code != "CL0219"
+        or label is None
+        or not label.source.text[label.span.start : label.span.start + 1] == '"'
+        or _SAFE_SCHEMA_FILE.fullmatch(diagnostic.message)
+    ):
+        return diagnostic
+    import dataclasses
+
+    head = diagnostic.message.split(": ", 1)[0]
+    if head.startswith("the schema of tool"):
+        head += (
+            " (what is wrong is not shown: `carlang mcp serve` quotes nothing of a schema file;"
+            " `carlang check` says)"
+        )
+    return dataclasses.replace(diagnostic, message=head)
 
 
 def _diagnostics(items: list[Any]) -> list[dict[str, Any]]:
