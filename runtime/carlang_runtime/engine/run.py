@@ -3,8 +3,11 @@
 Per level, actions run concurrently, except that a level holding an `abort` action (or a
 single action) runs in order. Per action, in CAR's order:
 
-    idempotency cache -> capability -> validation -> policies -> approval -> middleware
+    capability -> validation -> policies -> approval -> middleware -> idempotency cache
     -> dispatch (result cache, rate limit, attempts with timeout and backoff) -> commit
+
+(CAR's order puts the idempotency cache first; here every gate decides before a cached output
+may answer, and the caches are keyed by the run's whole scope: see `Runtime.cache_scope`.)
 
 An action ends in exactly one status and one terminal event, whatever raises. A failure with
 `abort` (or `retry` once its attempts are spent) stops the run: what has not run is skipped, the
@@ -203,8 +206,8 @@ class ProposalRun:
             else None
         )
         self.unknown_session = session is not None and not runtime.has_session(session)
-        # Caches are per tenant, and per session where the session has policies of its own.
-        self.cache_scope = runtime.cache_scope(session, self.tenant)
+        # Whose cached outputs this run may share: its callers' of the same scope (None: none).
+        self.cache_scope = runtime.cache_scope(scope)
         resumed = resumed or Resumption()
         # Actions a resumed run already finished: their results stand, they do not run again.
         self.done = dict(resumed.results)
@@ -450,6 +453,12 @@ class ProposalRun:
 
     def execute_action(self, index: int, key: str | None, inline: bool) -> Awaitable[None] | None:
         action = self.actions[index]
+        if key is not None:
+            # Only now, every gate passed: a cached output never stands in for a decision.
+            cached = self.rt.idempotency.get(key, MISSING)
+            if cached is not MISSING:
+                self.conclude(index, _SUCCEEDED, output=cached, kind=EventKind.ACTION_DEDUPLICATED)
+                return None
         # `events.add` directly, not `emit`: this and ACTION_VALIDATED are on every action.
         self.events.add(_EXECUTING, self.run_id, self.proposal_id, action.id, None, time.time())
         started = time.perf_counter()
@@ -469,18 +478,14 @@ class ProposalRun:
         self, index: int, count_problem: str | None, inline: bool
     ) -> tuple[Action, str | None, tuple[PolicyMatch, ...] | None] | None:
         """Everything before dispatch that needs no waiting: a resumed result, `after`, the
-        budget, the idempotency cache, rejections, the policy decision, the claim on the keys
-        it declares it writes. None when the action is concluded here; else (action,
-        idempotency key, policies asking for approval)."""
+        budget, rejections, the policy decision, the claim on the keys it declares it writes.
+        None when the action is concluded here; else (action, idempotency key, policies asking
+        for approval). The idempotency cache is looked in once the gates have passed
+        (`execute_action`)."""
         action = self.actions[index]
         if self.settled(index, action):
             return None
         key = self.idempotency_key(action) if action.idempotent else None
-        if key is not None:
-            cached = self.rt.idempotency.get(key, MISSING)
-            if cached is not MISSING:
-                self.conclude(index, _SUCCEEDED, output=cached, kind=EventKind.ACTION_DEDUPLICATED)
-                return None
         problems = self.rejections(action, count_problem)
         if problems:
             remembered = not self.malformed(action)
@@ -756,7 +761,11 @@ class ProposalRun:
         elapsed_ms = (self.rt.clock() - self.start) * 1000.0
         return budget.max_duration_ms is not None and elapsed_ms > budget.max_duration_ms
 
-    def idempotency_key(self, action: Action) -> str:
+    def idempotency_key(self, action: Action) -> str | None:
+        """The key of an idempotent action's cached output: the caller's scope, the type and
+        the call; None when the scope cannot key a cache (nothing is shared then)."""
+        if self.cache_scope is None:
+            return None
         return f"{self.cache_scope}{action.type.value}:{call_key(action.tool, action.parameters)}"
 
     def malformed(self, action: Action) -> bool:
@@ -1015,8 +1024,11 @@ class ProposalRun:
                 " --tools module:attr)",
             )
         ttl = tool.schema.cache_ttl_secs
+        scope = self.cache_scope
         cache_key = (
-            f"{self.tenant or ''}\x1f{call_key(tool.name, action.parameters)}" if ttl else None
+            f"{scope}{call_key(tool.name, action.parameters)}"
+            if ttl and scope is not None
+            else None
         )
         if cache_key is not None:
             hit, output = rt.result_cache.get(tool.name, cache_key)

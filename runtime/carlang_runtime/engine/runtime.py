@@ -69,6 +69,8 @@ T = TypeVar("T")
 HISTORY_LIMIT = 1000
 #: The checkpoint format written: `state` is the shared state, `tenants` each tenant's.
 CHECKPOINT_FORMAT = 2
+#: A scope as the key of the caches it may share (strict: a value that is not JSON raises).
+_SCOPE_KEY = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -529,12 +531,16 @@ class Runtime:
         scrubber = Scrubber(values)
         return dict(scrubber.value(shown)) if scrubber else shown
 
-    def cache_scope(self, session: str | None, tenant: str | None) -> str:
-        """Whose cached results a run may see: its tenant's, and its session's where the
-        session has policies of its own (a cached output skips the policies)."""
-        found = self._sessions.get(session) if session is not None else None
-        own = session if found is not None and len(found.policies) else ""
-        return f"{tenant or ''}\x1f{own}\x1f"
+    def cache_scope(self, scope: Mapping[str, Any]) -> str | None:
+        """Whose cached outputs (the idempotency cache, the result cache) a run may share: the
+        runs of callers with the same scope, all of it (tenant, caller, claims, whatever else
+        it holds: what policies and tools see), as canonical JSON. None when the scope is not
+        JSON (no identity to key by): such a run shares no cached output, either way (fail
+        closed). Every gate has decided a call before either cache is looked in."""
+        try:
+            return f"{_SCOPE_KEY.encode(dict(scope))}\x1f"
+        except (TypeError, ValueError):  # a value JSON cannot hold (no repr stands in for it)
+            return None
 
     def snapshot_event_data(self, tenant: str | None) -> dict[str, Any]:
         """What `state_snapshot` records: the whole state when the log is durable."""

@@ -380,6 +380,79 @@ def test_idempotent_actions_are_deduplicated_until_rolled_back() -> None:
     assert calls == [5, 7, 7]  # the rolled-back charge is no longer deduplicated
 
 
+def test_policies_and_approvals_decide_before_the_idempotency_cache_answers() -> None:
+    """A cached output never stands in for a decision: every gate (policies, approval) decides
+    the action first, and only the same caller (the same scope: tenant, caller, claims) gets
+    the output cached for it (a security review found the intern reading the payroll the
+    admin's call left in the cache, and a denied approval answered from a session that had
+    one)."""
+    rt = Runtime()
+    calls: list[str] = []
+    rt.register_tool("read_payroll", lambda dept: calls.append(dept) or {"dept": dept, "ceo": 9})
+    rt.add_policy(
+        ir.CelPolicy(
+            name="admins_only",
+            tools=["read_payroll"],
+            when='scope.claims.role != "admin"',
+            message="payroll is for admins",
+        )
+    )
+    rt.add_policy(
+        ir.CelPolicy(
+            name="ask",
+            effect="require_approval",
+            tools=["read_payroll"],
+            when='params.dept == "exec"',
+            message="exec payroll needs approval",
+        )
+    )
+    eng = proposal(call("r", "read_payroll", params={"dept": "eng"}, idempotent=True))
+    admin = {"tenant": "acme", "caller": "alice", "claims": {"role": "admin"}}
+    intern = {"tenant": "acme", "caller": "mallory", "claims": {"role": "intern"}}
+    assert rt.execute(eng, scope=admin).results[0].status.value == "succeeded"
+    refused = rt.execute(eng, scope=intern).results[0]
+    assert (refused.status.value, refused.output) == ("rejected", None)
+    assert refused.error == "policy violation: admins_only: payroll is for admins"
+    assert rt.execute(eng, scope=admin).results[0].output == {"dept": "eng", "ceo": 9}
+    assert calls == ["eng"]  # the same caller: answered from the cache
+    other_admin = {**admin, "caller": "bob"}
+    assert rt.execute(eng, scope=other_admin).results[0].status.value == "succeeded"
+    assert calls == ["eng", "eng"]  # another caller: not someone else's cached output
+    exec_payroll = proposal(call("r", "read_payroll", params={"dept": "exec"}, idempotent=True))
+    rt.set_approval_gate(AutoApprove())
+    assert rt.execute(exec_payroll, scope=admin).results[0].status.value == "succeeded"
+    rt.set_approval_gate(DenyApprovals("no"))
+    denied = rt.execute(exec_payroll, scope=admin).results[0]
+    assert denied.status.value == "rejected" and denied.error is not None
+    assert denied.error.startswith("approval refused")
+    deduplicated = rt.events.query("action_deduplicated")
+    assert len(deduplicated) == 1  # the admin's second read of eng, and nothing else
+    kinds = [e.kind for e in rt.events if e.run_id == deduplicated[0].run_id and e.action_id]
+    assert kinds == ["action_validated", "action_deduplicated"]
+
+
+def test_cached_results_are_per_caller_and_a_scope_that_is_not_json_shares_none() -> None:
+    rt = Runtime()
+    counter = iter(range(100))
+    rt.register_tool("now", lambda: next(counter), schema={"cache_ttl_secs": 60})
+    rt.register_tool("once", lambda: next(counter))
+
+    def run(tool: str, scope: dict[str, Any]) -> Any:
+        action = call("a", tool, idempotent=tool == "once")
+        return rt.execute(proposal(action), scope=scope).results[0].output
+
+    alice = {"tenant": "acme", "caller": "alice", "claims": {"role": "admin"}}
+    assert run("now", alice) == 0
+    assert run("now", dict(alice)) == 0  # the same scope: cached
+    assert run("now", {**alice, "caller": "bob"}) == 1
+    assert run("now", {**alice, "claims": {"role": "intern"}}) == 2
+    odd = {"tenant": "acme", "caller": object()}  # no identity to key a cache by
+    assert run("now", odd) == 3
+    assert run("now", odd) == 4
+    assert run("once", odd) == 5
+    assert run("once", odd) == 6
+
+
 def test_rate_limits_make_callers_wait() -> None:
     clock = FakeClock()
     rt = Runtime(clock=clock, sleep=clock.sleep)
