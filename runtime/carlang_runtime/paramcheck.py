@@ -15,9 +15,12 @@ Two layers, so that findings line up with CAR's:
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from .redact import SecretPath
 
 __all__ = [
     "ParamFinding",
@@ -198,14 +201,18 @@ def _json_equal_for_enum(a: Any, b: Any) -> bool:
 
 
 class _SubsetError:
-    """What jsonschema's ValidationError offers the constraint layer: where and what."""
+    """What jsonschema's ValidationError offers the constraint layer: where, what, and the
+    value it is about."""
 
-    __slots__ = ("message", "absolute_path", "relative_schema_path")
+    __slots__ = ("message", "absolute_path", "relative_schema_path", "instance")
 
-    def __init__(self, message: str, path: list[str | int], schema_path: list[str | int]) -> None:
+    def __init__(
+        self, message: str, path: list[str | int], schema_path: list[str | int], instance: Any
+    ) -> None:
         self.message = message
         self.absolute_path = path
         self.relative_schema_path = schema_path
+        self.instance = instance
 
 
 class _SubsetValidator:
@@ -235,12 +242,16 @@ class _SubsetValidator:
             if not any(_has_type(value, t) for t in types):
                 shown = ", ".join(repr(t) for t in types)
                 found.append(
-                    _SubsetError(f"{value!r} is not of type {shown}", path, [*schema_path, "type"])
+                    _SubsetError(
+                        f"{value!r} is not of type {shown}", path, [*schema_path, "type"], value
+                    )
                 )
         enum = schema.get("enum")
         if enum is not None and not any(_json_equal_for_enum(value, option) for option in enum):
             found.append(
-                _SubsetError(f"{value!r} is not one of {enum!r}", path, [*schema_path, "enum"])
+                _SubsetError(
+                    f"{value!r} is not one of {enum!r}", path, [*schema_path, "enum"], value
+                )
             )
         if isinstance(value, (list, tuple)) and "items" in schema:
             for index, item in enumerate(value):
@@ -268,7 +279,7 @@ class _SubsetValidator:
             verb = "was" if len(unexpected) == 1 else "were"
             names = ", ".join(repr(n) for n in unexpected)
             message = f"Additional properties are not allowed ({names} {verb} unexpected)"
-            found.append(_SubsetError(message, path, [*schema_path, "additionalProperties"]))
+            found.append(_SubsetError(message, path, [*schema_path, "additionalProperties"], value))
         elif isinstance(extra, Mapping):
             for name in unexpected:
                 self._check(
@@ -278,7 +289,7 @@ class _SubsetValidator:
             if name not in value:
                 found.append(
                     _SubsetError(
-                        f"{name!r} is a required property", path, [*schema_path, "required"]
+                        f"{name!r} is a required property", path, [*schema_path, "required"], value
                     )
                 )
 
@@ -295,6 +306,7 @@ class ParamChecker:
         "_validator",
         "_schema_error",
         "_constrained",
+        "_secrets",
     )
 
     def __init__(self, tool: str, schema: Mapping[str, Any]) -> None:
@@ -322,6 +334,7 @@ class ParamChecker:
         self._validator: Any = None
         self._schema_error: str | None = None
         self._constrained: tuple[tuple[str, Mapping[str, Any]], ...] | None = None
+        self._secrets: tuple[SecretPath, ...] | None = None  # (found when a finding needs them)
         if schema and _needs_constraints(schema):
             if _in_subset(schema):
                 self._validator = _SubsetValidator(schema)
@@ -343,8 +356,13 @@ class ParamChecker:
             return
         self._validator = cls(schema)
 
-    def check(self, params: Mapping[str, Any]) -> list[ParamFinding]:
-        """Every finding for `params`, shape findings first (required, then types)."""
+    def check(
+        self, params: Mapping[str, Any], redact: Sequence[SecretPath] = ()
+    ) -> list[ParamFinding]:
+        """Every finding for `params`, shape findings first (required, then types). A finding
+        never quotes the value of a secret parameter (`writeOnly` in the schema, at any depth)
+        or of a position in `redact` (a program's `redact` paths): `'[REDACTED]' does not
+        match ...`."""
         findings: list[ParamFinding] = []
         if self._schema_error is not None:
             findings.append(ParamFinding("invalid_schema", "", self._schema_error))
@@ -368,7 +386,7 @@ class ParamChecker:
                 )
         if self._validator is not None:
             try:
-                findings.extend(self._constraint_findings(params))
+                findings.extend(self._constraint_findings(params, redact))
             except _unresolvable() as exc:  # a `$ref` to nowhere: no call can be checked
                 ref = getattr(exc, "ref", "")
                 self._schema_error = f"its `$ref` to {ref!r} does not resolve (nothing is fetched)"
@@ -376,7 +394,9 @@ class ParamChecker:
                 return [ParamFinding("invalid_schema", "", self._schema_error)]
         return findings
 
-    def _constraint_findings(self, params: Mapping[str, Any]) -> list[ParamFinding]:
+    def _constraint_findings(
+        self, params: Mapping[str, Any], redact: Sequence[SecretPath]
+    ) -> list[ParamFinding]:
         found = []
         errors: list[Any]
         if self._constrained is not None:  # only these properties can make a finding kept
@@ -401,9 +421,23 @@ class ParamChecker:
             path = list(error.absolute_path)
             param = str(path[0]) if path else ""
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])
-            found.append(ParamFinding("constraint", param, error.message, where))
+            detail = error.message
+            secrets = (*self.secret_paths(), *redact)
+            if secrets:
+                from .redact import redacted_message
+
+                detail = redacted_message(detail, error.instance, path, secrets)
+            found.append(ParamFinding("constraint", param, detail, where))
         found.sort(key=lambda f: (f.param, f.path, f.detail))
         return found
+
+    def secret_paths(self) -> tuple[SecretPath, ...]:
+        """Where the schema's secret parameters are (`redact.secret_paths`), found once."""
+        if self._secrets is None:
+            from .redact import secret_paths
+
+            self._secrets = secret_paths(self.schema)
+        return self._secrets
 
 
 def _unresolvable() -> type[Exception]:

@@ -3,8 +3,9 @@ is written down (events, logs, results, reasons, error messages).
 
 A parameter is secret when its JSON Schema says `writeOnly: true` (what the language's
 `token: string secret` compiles to, and what MCP tool schemas may carry) or
-`"x-carlang-secret": true`, at any depth: a field of an object parameter, or the items of a
-list. Two tools work together:
+`"x-carlang-secret": true`, at any depth: a field of an object parameter, the items of a
+list, the values of a map, wherever a local `$ref` leads (see `secret_paths`). Two tools work
+together:
 
 - `redact_parameters` replaces secret values in a parameter map by `REDACTED`, by position
   (for documents that keep parameters: the proposal a journal stores);
@@ -14,10 +15,12 @@ list. Two tools work together:
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
+from urllib.parse import quote, quote_plus, unquote
 
 __all__ = [
     "REDACTED",
@@ -28,6 +31,7 @@ __all__ = [
     "redact_parameters",
     "redaction_path",
     "redaction_problem",
+    "redacted_message",
     "Scrubber",
     "shown_url",
 ]
@@ -35,7 +39,8 @@ __all__ = [
 #: What a secret value becomes wherever it would have been shown.
 REDACTED: Final = "[REDACTED]"
 
-#: Where a secret sits in a tool's parameters: property names, `*` for every item of a list.
+#: Where a secret sits in a tool's parameters: property names, `*` for every item of a list
+#: and every value of a map, a decimal index for one item of a list (`("pair", "1")`).
 SecretPath = tuple[str, ...]
 
 _EVERY_ITEM: Final = "*"
@@ -50,35 +55,207 @@ def is_secret_schema(schema: object) -> bool:
 
 def secret_paths(parameters: Mapping[str, Any] | None) -> tuple[SecretPath, ...]:
     """Every secret position in a tool's parameter schema (an object schema), outermost first.
-    A secret object is secret whole: nothing under it is listed separately."""
-    found: list[SecretPath] = []
-    if isinstance(parameters, Mapping):
-        _collect(parameters, (), found, depth=0)
-    return tuple(found)
+    A secret object is secret whole: nothing under it is listed separately.
+
+    The whole schema is walked: `properties`, `items` and `prefixItems` (a position is its
+    index: `("pair", "1")`), `additionalProperties`, `patternProperties` and the like (every
+    value of the map: `*`), the applicators that apply at the same place (`allOf`, `anyOf`,
+    `oneOf`, `not`, `if`/`then`/`else`, `dependentSchemas`), and local `$ref`s (`#/$defs/X`,
+    `#/definitions/X`, `#`, an anchor), which is where pydantic puts the fields of a nested
+    model. It fails closed: where a secret sits somewhere no path can say (the names of a map's
+    keys, inside a string's encoded content, a recursive schema, a schema too big to walk
+    whole), the value around it is secret."""
+    if not isinstance(parameters, Mapping):
+        return ()
+    walk = _SecretWalk(parameters)
+    walk.walk(parameters, (), frozenset({id(parameters)}), 0)
+    found = sorted(dict.fromkeys(walk.found), key=len)  # outermost first
+    kept: list[SecretPath] = []
+    seen: set[SecretPath] = set()
+    for path in found:
+        if not any(path[:n] in seen for n in range(1, len(path))):
+            kept.append(path)
+            seen.add(path)
+    return tuple(kept)
 
 
-def _collect(
-    schema: Mapping[str, Any], path: SecretPath, found: list[SecretPath], depth: int
-) -> None:
-    if depth > 64:  # a schema nested this deep is refused elsewhere; do not recurse forever
-        return
-    if path and is_secret_schema(schema):
-        found.append(path)
-        return
-    properties = schema.get("properties")
-    if isinstance(properties, Mapping):
-        for name, child in properties.items():
+#: Keywords whose subschema applies to the value itself.
+_SAME_VALUE: Final = ("not", "if", "then", "else")
+_SAME_VALUE_LISTS: Final = ("allOf", "anyOf", "oneOf")
+#: Keywords holding a map of name -> subschema applied to the value itself.
+_SAME_VALUE_MAPS: Final = ("dependentSchemas", "dependencies")
+#: Keywords whose subschema applies to every value of a map (or some values: all, to be safe).
+_EVERY_VALUE: Final = ("additionalProperties", "unevaluatedProperties")
+#: Keywords whose subschema applies to every item of a list (or some items: all, to be safe).
+_EVERY_ITEM_KEYS: Final = ("additionalItems", "unevaluatedItems", "contains")
+#: Keywords whose subschema describes something no path can name (a map's keys, a string's
+#: decoded content): a secret there makes the value itself secret.
+_NO_PATH: Final = ("propertyNames", "contentSchema")
+_REFS: Final = ("$ref", "$dynamicRef", "$recursiveRef")
+#: Keywords whose values are data, not schemas (a secret mark there marks nothing).
+_DATA: Final = frozenset({"enum", "const", "default", "examples"})
+
+#: How many subschemas `secret_paths` walks before it gives up on precision (fail closed).
+_WALK_BUDGET: Final = 20_000
+_MAX_DEPTH: Final = 64
+
+
+class _SecretWalk:
+    """One walk of a tool's parameter schema for `secret_paths`."""
+
+    __slots__ = ("root", "found", "budget", "_holds", "_anchors")
+
+    def __init__(self, root: Mapping[str, Any]) -> None:
+        self.root = root
+        self.found: list[SecretPath] = []
+        self.budget = _WALK_BUDGET
+        self._holds: dict[int, bool] = {}
+        self._anchors: dict[str, Mapping[str, Any]] | None = None
+
+    def walk(
+        self, schema: Mapping[str, Any], path: SecretPath, refs: frozenset[int], depth: int
+    ) -> None:
+        self.budget -= 1
+        if self.budget < 0 or depth > _MAX_DEPTH:
+            self.whole(schema, path)  # too big or too deep to walk: secret whole if it holds one
+            return
+        if is_secret_schema(schema):
+            self.found.append(path or (_EVERY_ITEM,))  # (the parameters whole: each of them)
+            return
+        for keyword in _REFS:
+            ref = schema.get(keyword)
+            if not isinstance(ref, str):
+                continue
+            target = self.resolve(ref)
+            if target is None:
+                continue  # not local, or to nowhere: nothing is fetched
+            if id(target) in refs:
+                self.whole(target, path)  # recursive: no finite set of paths says where
+            else:
+                self.walk(target, path, refs | {id(target)}, depth + 1)
+        properties = schema.get("properties")
+        if isinstance(properties, Mapping):
+            for name, child in properties.items():
+                self.child(child, (*path, str(name)), refs, depth)
+        patterns = schema.get("patternProperties")
+        if isinstance(patterns, Mapping):
+            for child in patterns.values():
+                self.child(child, (*path, _EVERY_ITEM), refs, depth)
+        for keyword in _EVERY_VALUE + _EVERY_ITEM_KEYS:
+            self.child(schema.get(keyword), (*path, _EVERY_ITEM), refs, depth)
+        items = schema.get("items")
+        if isinstance(items, list):  # (the tuple form before 2020-12)
+            for index, child in enumerate(items):
+                self.child(child, (*path, str(index)), refs, depth)
+        else:
+            self.child(items, (*path, _EVERY_ITEM), refs, depth)
+        prefix = schema.get("prefixItems")
+        if isinstance(prefix, list):
+            for index, child in enumerate(prefix):
+                self.child(child, (*path, str(index)), refs, depth)
+        for keyword in _SAME_VALUE:
+            self.child(schema.get(keyword), path, refs, depth)
+        for keyword in _SAME_VALUE_LISTS:
+            options = schema.get(keyword)
+            if isinstance(options, list):
+                for option in options:
+                    self.child(option, path, refs, depth)
+        for keyword in _SAME_VALUE_MAPS:
+            options = schema.get(keyword)
+            if isinstance(options, Mapping):
+                for option in options.values():
+                    self.child(option, path, refs, depth)
+        for keyword in _NO_PATH:
+            child = schema.get(keyword)
             if isinstance(child, Mapping):
-                _collect(child, (*path, str(name)), found, depth + 1)
-    items = schema.get("items")
-    if isinstance(items, Mapping):
-        _collect(items, (*path, _EVERY_ITEM), found, depth + 1)
-    for keyword in ("anyOf", "oneOf", "allOf"):
-        options = schema.get(keyword)
-        if isinstance(options, list):
-            for option in options:
-                if isinstance(option, Mapping):
-                    _collect(option, path, found, depth + 1)
+                self.whole(child, path)
+
+    def child(self, schema: object, path: SecretPath, refs: frozenset[int], depth: int) -> None:
+        if isinstance(schema, Mapping):
+            self.walk(schema, path, refs, depth + 1)
+
+    def whole(self, schema: Mapping[str, Any], path: SecretPath) -> None:
+        """The value at `path` is secret whole if `schema` marks anything secret anywhere
+        (the parameters themselves: every one of them)."""
+        if self.holds_secret(schema):
+            self.found.append(path or (_EVERY_ITEM,))
+
+    def holds_secret(self, schema: Mapping[str, Any]) -> bool:
+        """Whether `schema`, or any schema in it or that it refers to, marks a value secret."""
+        known = self._holds.get(id(schema))
+        if known is not None:
+            return known
+        seen: set[int] = set()
+        pending: list[object] = [schema]
+        found = False
+        while pending and not found:
+            node = pending.pop()
+            if isinstance(node, list):
+                pending.extend(node)
+                continue
+            if not isinstance(node, Mapping) or id(node) in seen:
+                continue
+            seen.add(id(node))
+            if is_secret_schema(node):
+                found = True
+                break
+            for key, value in node.items():
+                if key in _REFS and isinstance(value, str):
+                    pending.append(self.resolve(value))
+                elif key not in _DATA and isinstance(value, (Mapping, list)):
+                    pending.append(value)
+        self._holds[id(schema)] = found
+        return found
+
+    def resolve(self, ref: str) -> Mapping[str, Any] | None:
+        """The schema a local `$ref` names in the root (`#`, `#/json/pointer`, `#anchor`, or
+        the root's own `$id` with either), or None."""
+        base, _, fragment = ref.partition("#")
+        if base:
+            own = self.root.get("$id")
+            if not isinstance(own, str) or own.partition("#")[0] != base:
+                return None  # another document: nothing is fetched
+        if not fragment:
+            return self.root
+        if not fragment.startswith("/"):
+            return self.anchors().get(fragment)
+        node: object = self.root
+        for part in fragment[1:].split("/"):
+            part = unquote(part).replace("~1", "/").replace("~0", "~")
+            if isinstance(node, Mapping):
+                node = node.get(part)
+            elif isinstance(node, list) and part.isascii() and part.isdigit():
+                index = int(part)
+                node = node[index] if index < len(node) else None
+            else:
+                return None
+        return node if isinstance(node, Mapping) else None
+
+    def anchors(self) -> dict[str, Mapping[str, Any]]:
+        """The root's named places: `$anchor`, `$dynamicAnchor`, and `$id: "#name"`."""
+        if self._anchors is None:
+            self._anchors = {}
+            pending: list[object] = [self.root]
+            seen: set[int] = set()
+            while pending:
+                node = pending.pop()
+                if isinstance(node, list):
+                    pending.extend(node)
+                    continue
+                if not isinstance(node, Mapping) or id(node) in seen:
+                    continue
+                seen.add(id(node))
+                for keyword in ("$anchor", "$dynamicAnchor"):
+                    name = node.get(keyword)
+                    if isinstance(name, str):
+                        self._anchors.setdefault(name, node)
+                named = node.get("$id")
+                if isinstance(named, str) and named.startswith("#"):
+                    self._anchors.setdefault(named[1:], node)
+                pending.extend(
+                    v for k, v in node.items() if k not in _DATA and isinstance(v, (Mapping, list))
+                )
+        return self._anchors
 
 
 def redaction_problem(text: str) -> str | None:
@@ -117,11 +294,22 @@ def _values_at(value: Any, path: SecretPath, out: list[Any]) -> None:
         out.append(value)
         return
     head, rest = path[0], path[1:]
-    if head == _EVERY_ITEM and isinstance(value, list):
-        for item in value:
-            _values_at(item, rest, out)
-    elif isinstance(value, Mapping) and head in value:
-        _values_at(value[head], rest, out)
+    if isinstance(value, Mapping):
+        if head == _EVERY_ITEM:
+            for item in value.values():
+                _values_at(item, rest, out)
+        elif head in value:
+            _values_at(value[head], rest, out)
+    elif isinstance(value, (list, tuple)):
+        if head == _EVERY_ITEM:
+            for item in value:
+                _values_at(item, rest, out)
+        elif _is_index(head) and int(head) < len(value):
+            _values_at(value[int(head)], rest, out)
+
+
+def _is_index(part: str) -> bool:
+    return part.isascii() and part.isdigit()
 
 
 def redact_parameters(
@@ -143,26 +331,72 @@ def _redact_at(value: Any, path: SecretPath) -> Any:
     if not path:
         return REDACTED
     head, rest = path[0], path[1:]
-    if head == _EVERY_ITEM and isinstance(value, list):
-        return [_redact_at(item, rest) for item in value]
-    if isinstance(value, Mapping) and head in value:
-        return {**value, head: _redact_at(value[head], rest)}
+    if isinstance(value, Mapping):
+        if head == _EVERY_ITEM:
+            return {key: _redact_at(item, rest) for key, item in value.items()}
+        if head in value:
+            return {**value, head: _redact_at(value[head], rest)}
+    elif isinstance(value, (list, tuple)):
+        if head == _EVERY_ITEM:
+            return [_redact_at(item, rest) for item in value]
+        if _is_index(head) and int(head) < len(value):
+            index = int(head)
+            return [_redact_at(item, rest) if i == index else item for i, item in enumerate(value)]
     return value
+
+
+def redacted_message(
+    message: str, value: Any, location: Sequence[str | int], paths: Iterable[SecretPath]
+) -> str:
+    """A message about `value`, which sits at `location` in a call's parameters (`["creds",
+    "api_key"]`, `["pair", 1]`; `[]` for the parameters), with what `paths` make secret
+    replaced by `REDACTED`: the value whole when a path covers `location`, else the secrets
+    inside it. The value is found as its Python repr (how jsonschema's messages quote it) and
+    as any text form `Scrubber` knows."""
+    whole = False
+    inner: list[SecretPath] = []
+    for path in paths:
+        if all(part in (_EVERY_ITEM, str(key)) for part, key in zip(path, location, strict=False)):
+            if len(path) <= len(location):
+                whole = True
+                break
+            inner.append(path[len(location) :])
+    secrets: list[Any] = []
+    if whole:
+        shown: Any = REDACTED
+        secrets.append(value)
+    elif inner:
+        shown = value
+        for path in inner:
+            _values_at(value, path, secrets)
+            shown = _redact_at(shown, path)
+    else:
+        return message
+    quoted, shown_quoted = repr(value), repr(shown)
+    if message.startswith(quoted):  # (the rest is about the schema: `... is too long`)
+        message = shown_quoted + message[len(quoted) :]
+    else:
+        message = message.replace(quoted, shown_quoted)
+    return Scrubber(secrets).text(message) if secrets else message
 
 
 class Scrubber:
     """Replaces every text form of known secret values in strings, deeply (lists, maps), with
-    `REDACTED`. A string secret is matched as itself and as it appears escaped in JSON or in a
-    Python repr; any other value by its JSON text."""
+    `REDACTED`. A string secret is matched as itself, as it appears escaped in JSON or in a
+    Python repr, and as it appears encoded: percent-encoded (in a URL's query or path, with
+    upper- or lower-case hex, whichever characters the encoder escaped), and base64 (standard
+    or URL-safe) of any text that holds it: a base64 run whose decoding holds a secret is
+    replaced whole (HTTP Basic auth's `base64(user:password)`, which no list of forms could
+    foresee; see `_base64_cores`). A number is matched by its JSON text, as any other value."""
 
-    __slots__ = ("_texts",)
+    __slots__ = ("_texts", "_strings", "_percent", "_cores")
 
     def __init__(self, values: Iterable[Any] = ()) -> None:
-        texts: set[str] = set()
-        for value in values:
-            texts.update(_text_forms(value))
-        # Longest first, so a secret that contains another is replaced whole.
-        self._texts = sorted(texts, key=len, reverse=True)
+        self._texts: list[str] = []
+        self._strings: list[str] = []
+        self._percent: list[re.Pattern[str]] | None = None
+        self._cores: tuple[str, ...] = ()
+        self.add(values)
 
     def __bool__(self) -> bool:
         return bool(self._texts)
@@ -170,16 +404,43 @@ class Scrubber:
     def add(self, values: Iterable[Any]) -> None:
         """Know more secret values."""
         texts = set(self._texts)
+        strings = set(self._strings)
         for value in values:
             texts.update(_text_forms(value))
+            strings.update(_searched_texts(value))
+        # Longest first, so a secret that contains another is replaced whole.
         self._texts = sorted(texts, key=len, reverse=True)
+        self._strings = sorted(strings, key=len, reverse=True)
+        self._percent = None  # (built when a text first holds a `%`)
+        self._cores = tuple({core for text in self._strings for core in _base64_cores(text)})
 
     def text(self, text: str) -> str:
         """`text` with every secret replaced."""
+        if self._cores:
+            # (first: `Basic base64(user:secret)` goes whole, user too, where the secret's own
+            # base64 would leave the user's part of the run)
+            if any(core in text for core in self._cores):  # (rare: then find the runs)
+                text = _BASE64_RUN.sub(self._base64_run, text)
         for secret in self._texts:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        if "%" in text and self._strings:
+            for pattern in self._percent_patterns():
+                text = pattern.sub(REDACTED, text)
         return text
+
+    def _percent_patterns(self) -> list[re.Pattern[str]]:
+        if self._percent is None:
+            self._percent = [
+                _percent_pattern(secret)
+                for secret in self._strings
+                if len(secret) <= _PERCENT_LONGEST
+            ]
+        return self._percent
+
+    def _base64_run(self, match: re.Match[str]) -> str:
+        run = match.group()
+        return REDACTED if any(core in run for core in self._cores) else run
 
     def value(self, value: Any) -> Any:
         """`value` with every secret replaced in every string it holds (a key only whole)."""
@@ -212,10 +473,73 @@ class Scrubber:
 #: redacted where it is (its parameter), not where it is only mentioned.
 MIN_SEARCHED = 4
 
+#: A run of text that may be base64 (standard or URL-safe) of something, with its padding.
+_BASE64_RUN: Final = re.compile(r"[A-Za-z0-9+/_-]+={0,2}")
+_URLSAFE: Final = str.maketrans("+/", "-_")
+#: A secret longer than this is searched for percent-encoded only as Python's `quote` and
+#: `quote_plus` write it (its pattern of alternatives would be large).
+_PERCENT_LONGEST: Final = 1024
+
+
+def _base64_cores(secret: str) -> set[str]:
+    """What any base64 text holding `secret` holds, whatever comes before and after it: for
+    each of the three places the secret's bytes may start in a 3-byte group, the characters
+    that encode its bits only, in the standard alphabet and the URL-safe one."""
+    data = secret.encode("utf-8", "surrogatepass")
+    cores = set()
+    for shift in range(3):
+        encoded = base64.b64encode(bytes(shift) + data + bytes(2)).decode("ascii")
+        start, end = -(-8 * shift // 6), 8 * (shift + len(data)) // 6
+        if end - start >= MIN_SEARCHED:
+            cores.add(encoded[start:end])
+            cores.add(encoded[start:end].translate(_URLSAFE))
+    return cores
+
+
+def _percent_pattern(secret: str) -> re.Pattern[str]:
+    """`secret` with each character as itself or percent-encoded (its UTF-8 bytes, hex in
+    either case; a space also as `+`)."""
+    parts = []
+    for char in secret:
+        encoded = "".join(
+            "%" + "".join(d if d.isdigit() else f"[{d}{d.upper()}]" for d in f"{byte:02x}")
+            for byte in char.encode("utf-8", "surrogatepass")
+        )
+        options = [re.escape(char), encoded, *([r"\+"] if char == " " else [])]
+        parts.append(f"(?:{'|'.join(options)})")
+    return re.compile("".join(parts))
+
+
+def _searched_texts(value: Any) -> set[str]:
+    """The texts of the strings and numbers in `value` long enough to be searched for in free
+    text (as themselves, not their JSON or repr escapes)."""
+    if isinstance(value, str):
+        return {value} if len(value) >= MIN_SEARCHED else set()
+    if isinstance(value, bool) or value is None:
+        return set()
+    if isinstance(value, (int, float)):
+        return {text for text in {json.dumps(value), str(value)} if len(text) >= MIN_SEARCHED}
+    found: set[str] = set()
+    if isinstance(value, Mapping):
+        for item in value.values():
+            found |= _searched_texts(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found |= _searched_texts(item)
+    return found
+
+
+def _encoded_forms(value: str) -> set[str]:
+    """How a string secret shows once percent-encoded as Python writes it (other encoders,
+    and base64, are found by `Scrubber.text`'s patterns)."""
+    return {quote(value, safe=""), quote(value), quote_plus(value, safe="")}  # (quote: `/` kept)
+
 
 def _text_forms(value: Any) -> set[str]:
     if isinstance(value, str):
         forms = {value, json.dumps(value)[1:-1], repr(value)[1:-1]}
+        if len(value) >= MIN_SEARCHED:  # (a short one is not searched for, encoded or not)
+            forms |= _encoded_forms(value)
         return {form for form in forms if len(form) >= MIN_SEARCHED}
     if isinstance(value, bool) or value is None:
         return set()  # true/false/null are everywhere; a secret that is one shows nothing

@@ -9,7 +9,7 @@ Every issue carries the `check` that produced it and a stable `code` (see `codes
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cache
 from typing import Any
 
@@ -60,11 +60,20 @@ DEFAULT_MAX_ACTIONS = 30
 ToolsArg = ToolSet | Iterable[str] | Iterable[ToolSchema] | Iterable[Mapping[str, Any]] | str | None
 
 
-def tool_set(tools: object) -> ToolSet | None:
+def tool_set(tools: object, redact: Iterable[str] = ()) -> ToolSet | None:
     """The `ToolSet` for `verify`'s `tools` argument; build it once to verify many proposals
-    against the same tools (parameter checkers are built per tool, once)."""
-    if tools is None or isinstance(tools, ToolSet):
-        return tools
+    against the same tools (parameter checkers are built per tool, once). `redact`: a
+    program's `redact` paths (`params.card_number`), whose values no message quotes, as no
+    message quotes a secret parameter's (`writeOnly` in its tool's schema)."""
+    if tools is None:
+        return None
+    paths: tuple[tuple[str, ...], ...] = ()
+    if redact:
+        from ..redact import redaction_path  # (only a program's paths need it)
+
+        paths = tuple(dict.fromkeys(map(redaction_path, redact)))
+    if isinstance(tools, ToolSet):
+        return replace(tools, redact=tools.redact + paths) if paths else tools
     if isinstance(tools, (list, tuple)) and all(type(name) is str for name in tools):
         return ToolSet(names=frozenset(tools))  # names only: what `load_tools` would make
     loaded = load_tools(tools)
@@ -72,7 +81,8 @@ def tool_set(tools: object) -> ToolSet | None:
         return ToolSet(names=frozenset(str(t) for t in loaded))
     schemas = [t for t in loaded if isinstance(t, ToolSchema)]
     checkers = {s.name: ParamChecker(s.name, s.parameters) for s in schemas if s.parameters}
-    return ToolSet(names=frozenset(s.name for s in schemas), checkers=checkers, has_schemas=True)
+    names = frozenset(s.name for s in schemas)
+    return ToolSet(names=names, checkers=checkers, has_schemas=True, redact=paths)
 
 
 def load_state(state: object) -> dict[str, Any]:
@@ -167,6 +177,7 @@ def verify(
     *,
     capability: Capability | None = None,
     budget: Budget | None = None,
+    redact: Iterable[str] = (),
 ) -> VerifyResult:
     """Statically verify a proposal without running anything.
 
@@ -174,7 +185,10 @@ def verify(
     of JSON text (a caller that reads the text first). `state`: the initial state. `tools`: names
     (existence only), `ToolSchema`s or dicts (existence and parameters), or a prebuilt `ToolSet`;
     None skips the tool checks. `max_actions`: the resource bound (default 30, as CAR's CLI).
-    `capability` / `budget`: checked when given. Raises `IRLoadError` on malformed input.
+    `capability` / `budget`: checked when given. `redact`: a program's `redact` paths
+    (`params.card_number`): no message quotes their values, as none quotes the value of a
+    secret parameter. Raises `IRLoadError` on malformed input (and ValueError on a malformed
+    `redact` path).
     """
     with gc_paused():  # decoding makes as many objects as verifying: both are paused
         prop, plain = _loaded(proposal)
@@ -182,7 +196,7 @@ def verify(
         return analyse(
             prop,
             initial,
-            tool_set(tools),
+            tool_set(tools, redact),
             max_actions,
             capability,
             budget,

@@ -77,6 +77,9 @@ class ToolSet:
     names: frozenset[str]
     checkers: dict[str, ParamChecker] = field(default_factory=dict)
     has_schemas: bool = False
+    #: Positions in every call's parameters whose values no message quotes (a program's
+    #: `redact` paths, as `redact.redaction_path` reads them), besides each schema's secrets.
+    redact: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(slots=True)
@@ -433,7 +436,8 @@ _FINDING_CODES = {
 
 
 def _check_parameters(ctx: VerifyContext, index: int, tool: str, checker: ParamChecker) -> None:
-    for finding in checker.check(ctx.cols.parameters[index]):
+    redact = ctx.tools.redact if ctx.tools is not None else ()
+    for finding in checker.check(ctx.cols.parameters[index], redact):
         if finding.kind == "invalid_schema":
             path = "tool"
         else:
