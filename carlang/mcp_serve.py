@@ -205,24 +205,103 @@ def verify(
     capability: str | None = None,
     budget: str | None = None,
 ) -> dict[str, Any]:
-    """Statically verify a CAR proposal: against a program's tools, capability and budget
-    when one is given. Runs nothing."""
+    """Statically verify a CAR proposal: with a program, against its tools, its capability
+    and budget (given here, else the ones the proposal names) and its policies, as `carlang
+    check` judges a plan: an action a policy will deny is an error, one that will need an
+    approval (or that a policy is predicted to deny from the state) a warning. Runs nothing."""
+    from carlang_runtime.ir import load_proposal
     from carlang_runtime.verify import verify as run_verify
 
-    tools = None
-    cap = bud = None
-    if program is not None or path is not None:
-        compiled = _program_or_error(program, path)
-        tools = compiled.tools
-        cap = compiled.capability(capability) if capability else None
-        bud = compiled.budget(budget) if budget else None
-        if capability and cap is None:
-            raise ProgramProblem(f"no capability '{capability}'")
-        if budget and bud is None:
-            raise ProgramProblem(f"no budget '{budget}'")
-    result = run_verify(proposal, state, tools, capability=cap, budget=bud)
-    data: dict[str, Any] = result.model_dump(mode="json")
+    if program is None and path is None:
+        data: dict[str, Any] = run_verify(proposal, state).model_dump(mode="json")
+        return data
+    compiled = _program_or_error(program, path)
+    loaded = load_proposal(proposal)
+    cap_name = capability or loaded.capability
+    budget_name = budget or loaded.budget
+    cap = _capability(compiled, cap_name) if cap_name else None
+    bud = compiled.budget(budget_name) if budget_name else None
+    if budget_name and bud is None:
+        raise ProgramProblem(_no_such("budget", budget_name, [b.name for b in compiled.budgets]))
+    result = run_verify(loaded, state, compiled.tools, capability=cap, budget=bud)
+    data = result.model_dump(mode="json")
+    _add_policy_verdicts(data, compiled, loaded, state)
     return data
+
+
+def _no_such(kind: str, name: str, names: list[str]) -> str:
+    from carlang_runtime.suggest import did_you_mean
+
+    hint = did_you_mean(name, names)
+    return f"no {kind} '{name}'" + (f" ({hint})" if hint else "")
+
+
+def _capability(compiled: ir.Program, name: str) -> ir.Capability:
+    found = compiled.capability(name)
+    if found is None:
+        names = [c.name for c in compiled.capabilities]
+        raise ProgramProblem(_no_such("capability", name, names))
+    return found
+
+
+def _add_policy_verdicts(
+    data: dict[str, Any],
+    compiled: ir.Program,
+    proposal: ir.ActionProposal,
+    state: dict[str, Any] | None,
+) -> None:
+    """What the program's policies will say to the proposal's actions, added to `verify`'s
+    verdict as `carlang check` reports them (`carlang.policycheck`): a certain deny is an
+    error (CL0520), so `valid` is false; an approval (CL0521) and a deny predicted from the
+    state the plan declares (CL0522) are warnings."""
+    from carlang_runtime.policy import PolicyLoadError, PolicySet, static_verdicts
+    from carlang_runtime.verify import CheckRecord, VerifyIssue
+
+    from .policycheck import APPROVAL, DENIED, PREDICTED_DENY
+
+    if not compiled.policies:
+        return
+    try:
+        policies = PolicySet(compiled.policies, tools=compiled.tools)
+    except PolicyLoadError:  # (the compiler reported it: the program has errors)
+        return
+    initial = {**compiled.initial_state, **(state or {})}
+    issues = []
+    for verdict in static_verdicts(policies, proposal, initial):
+        if verdict.effect is ir.PolicyEffect.DENY and verdict.certain:
+            code, severity, said = DENIED, "error", "will be denied by"
+        elif verdict.effect is ir.PolicyEffect.DENY:
+            code, severity, said = PREDICTED_DENY, "warning", "is predicted to be denied by"
+        else:
+            code, severity, said = APPROVAL, "warning", "will require approval by"
+        issue = VerifyIssue(
+            action_id=verdict.action_id,
+            severity=severity,
+            message=f"this action {said} {verdict.policy}: {verdict.reason}",
+            tier="decision_procedure" if verdict.certain else "heuristic",
+            check="plan_policies",
+            code=code,
+        )
+        issues.append(issue.model_dump(mode="json"))
+    data["issues"] = [*data["issues"], *issues]
+    data["valid"] = not any(i["severity"] == "error" for i in data["issues"])
+    record = CheckRecord(
+        name="plan_policies",
+        ran=True,
+        verifies="what the program's policies will say to each action, from its parameters,"
+        " the state the plan declares and the actions before it",
+        cannot_verify="what policies decide from what only the run knows (tool outputs, time,"
+        " rate limits, a person's approval)",
+        findings=len(issues),
+        tier="decision_procedure",
+    )
+    evidence = data["evidence"]
+    evidence["checks"] = [*evidence["checks"], record.model_dump(mode="json")]
+    warnings = sum(1 for i in data["issues"] if i["severity"] == "warning")
+    risks = [r for r in evidence["residual_risks"] if "not blocking the verdict" not in r]
+    if warnings:
+        risks.insert(0, f"{warnings} warning(s) not blocking the verdict")
+    evidence["residual_risks"] = risks
 
 
 def simulate(proposal: dict[str, Any], state: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -256,7 +335,12 @@ def _decide(
     scope: dict[str, Any] | None,
     program: str | None,
     path: str | None,
-) -> tuple[Any, list[Any], ir.Action, ir.Program]:
+    capability: str | None = None,
+) -> tuple[Any, list[Any], ir.Action, ir.Program, dict[str, str] | None]:
+    """The policies' decision on one call, their traces, the call, the program, and (with a
+    `capability` that does not allow the tool) the capability's deny, which comes first, as
+    at run time: `{"policy": "capability:NAME", "reason": ...}`."""
+    from carlang_runtime.capability import CapabilityCheck
     from carlang_runtime.policy import PolicySet, state_problem
 
     compiled = _program_or_error(program, path)
@@ -264,10 +348,15 @@ def _decide(
     problem = state_problem(compiled.state, state or {})
     if problem is not None:
         raise ProgramProblem(f"state: {problem}")
+    refused = None
+    if capability is not None:
+        denied = CapabilityCheck(_capability(compiled, capability)).tool_problem(tool)
+        if denied is not None:
+            refused = {"policy": f"capability:{capability}", "reason": denied[1]}
     policies = PolicySet(compiled.policies, tools=compiled.tools)
     current = {**compiled.initial_state, **(state or {})}
     decision, traces = policies.trace(action, state=current, scope=scope or {})
-    return decision, traces, action, compiled
+    return decision, traces, action, compiled, refused
 
 
 def explain(
@@ -277,15 +366,22 @@ def explain(
     scope: dict[str, Any] | None = None,
     program: str | None = None,
     path: str | None = None,
+    capability: str | None = None,
 ) -> dict[str, Any]:
     """The full policy decision for one call of `tool`: every policy, matched or not, with
     the values that decided its condition (secret parameters and the program's `redact`
-    paths shown as [REDACTED])."""
+    paths shown as [REDACTED]). With a `capability` that does not allow the tool, the
+    decision is deny by `capability:NAME` (the policies are still listed)."""
     from .explain import redacted, render_json
 
-    decision, traces, action, compiled = _decide(tool, params, state, scope, program, path)
+    decision, traces, action, compiled, refused = _decide(
+        tool, params, state, scope, program, path, capability
+    )
     text = redacted(render_json(action, decision, traces), compiled, action)
     document: dict[str, Any] = json.loads(text)
+    if refused is not None:
+        document["decision"] = "deny"
+        document["reasons"] = [refused]
     return document
 
 
@@ -296,9 +392,13 @@ def policy_check(
     scope: dict[str, Any] | None = None,
     program: str | None = None,
     path: str | None = None,
+    capability: str | None = None,
 ) -> dict[str, Any]:
-    """allow, deny or require_approval for one call of `tool`, with the deciding policies."""
-    decision, _, _, _ = _decide(tool, params, state, scope, program, path)
+    """allow, deny or require_approval for one call of `tool`, with the deciding policies;
+    with a `capability`, a tool it does not allow is a deny by `capability:NAME`."""
+    decision, _, _, _, refused = _decide(tool, params, state, scope, program, path, capability)
+    if refused is not None:
+        return {"decision": "deny", "policies": [refused]}
     return {
         "decision": decision.effect.value,
         "policies": [{"policy": m.policy, "reason": m.reason} for m in decision.deciding],
