@@ -145,7 +145,8 @@ def _verify_proposals(
     if not program.proposals:
         return
     initial = {**program.initial_state, **state} if state else program.initial_state
-    tools: ToolSet | None = tool_set(program.tools)
+    # (a `redact` path's value is quoted by no diagnostic, as a secret parameter's is not)
+    tools: ToolSet | None = tool_set(program.tools, program.redactions)
     capabilities = {c.name: c for c in program.capabilities}
     budgets = {b.name: b for b in program.budgets}
     for proposal in program.proposals:

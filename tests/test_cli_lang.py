@@ -368,6 +368,18 @@ def test_a_json_file_given_as_a_program_is_refused_with_the_command_for_it(
     assert "CL0102" not in result.output
 
 
+def test_check_quotes_no_value_at_a_redact_path(tmp_path: Path) -> None:
+    """`redact params.card_number`: a diagnostic on that parameter says `[REDACTED]`, as one
+    on a `secret` parameter does (the value is in the file, but CI logs keep the output)."""
+    text = (
+        'tool pay(card_number: string(pattern: "^[0-9]{16}$"))\nredact params.card_number\n'
+        'proposal p { x = pay(card_number: "4111-1111-1111-1111") }\n'
+    )
+    code, out = check(str(write(tmp_path, "p.car", text)), "--root", str(tmp_path))
+    assert code == 1 and "'[REDACTED]' does not match" in out
+    assert "4111-1111-1111-1111'" not in out.split("\n")[0]
+
+
 def test_check_counts_the_files_it_read_imports_too(tmp_path: Path) -> None:
     """An error in an imported file is in a file the summary counts."""
     write(tmp_path, "tools.car", "tool fetch(url: strin)\n")
