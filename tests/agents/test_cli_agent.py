@@ -151,12 +151,17 @@ def test_one_turn_is_counted_in_words_and_a_missing_key_is_warned_about(tmp_path
 
 
 def test_a_secret_parameters_default_is_offered_to_no_model(tmp_path: Path) -> None:
+    """Nor a nested secret's (a field of an object parameter)."""
     source = tmp_path / "sec.car"
-    source.write_text('tool login(user: string, token: string secret = "default-secret-123")\n')
+    source.write_text(
+        'tool login(user: string, token: string secret = "default-secret-123",\n'
+        '  auth: { key: string secret = "nested-secret-456" } = {key: "nested-secret-456"})\n'
+    )
     for spec_format in ("openai", "anthropic", "mcp"):
         exported = runner.invoke(app, ["export", "tools", str(source), "--format", spec_format])
         assert exported.exit_code == 0, exported.output
         assert "default-secret-123" not in exported.output and '"token"' in exported.output
+        assert "nested-secret-456" not in exported.output and '"key"' in exported.output
 
 
 def test_tools_without_an_implementation_are_warned_about(tmp_path: Path) -> None:

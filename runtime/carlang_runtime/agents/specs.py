@@ -139,15 +139,29 @@ def input_schema(schema: ToolSchema) -> dict[str, Any]:
     if not parameters:
         return {"type": "object"}
     parameters.setdefault("type", "object")
-    properties = parameters.get("properties")
-    if isinstance(properties, dict) and any(
-        is_secret_schema(p) and "default" in p for p in properties.values()
-    ):  # a secret's default is a secret: offered to no model, listed to no client
-        parameters["properties"] = {
-            name: {k: v for k, v in p.items() if k != "default"} if is_secret_schema(p) else p
-            for name, p in properties.items()
-        }
-    return parameters
+    shown = _without_secret_examples(parameters)
+    assert isinstance(shown, dict)
+    return shown
+
+
+#: What a secret's schema may hold of its value: offered to no model, listed to no client.
+_SECRET_VALUES = ("default", "examples")
+
+
+def _without_secret_examples(schema: Any) -> Any:
+    """`schema` with the values (default, examples) of every `writeOnly` (secret) sub-schema
+    left out, however deep (a nested object's field, `$defs`, `items`), and of every schema
+    holding one (an object parameter's default holds its secret field's value)."""
+    if isinstance(schema, list):
+        return [_without_secret_examples(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    secret = _holds_secret(schema)
+    return {
+        key: _without_secret_examples(value)
+        for key, value in schema.items()
+        if not (secret and key in _SECRET_VALUES)
+    }
 
 
 def mcp_annotations(schema: ToolSchema) -> dict[str, Any]:
@@ -181,3 +195,12 @@ def _tools_of(source: Any) -> tuple[list[ToolSchema], dict[str, Capability]]:
     raise CarlangRuntimeError(
         f"tool_specs takes a Program, a Runtime or tool schemas, not {type(source).__name__}"
     )
+
+
+def _holds_secret(schema: Any) -> bool:
+    """Whether `schema` is, or has anywhere inside it, a `writeOnly` schema."""
+    if isinstance(schema, list):
+        return any(_holds_secret(item) for item in schema)
+    if not isinstance(schema, dict):
+        return False
+    return is_secret_schema(schema) or any(_holds_secret(v) for v in schema.values())
