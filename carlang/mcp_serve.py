@@ -532,12 +532,48 @@ def served_methods(server: Any) -> frozenset[str]:
     (its session answers that) and one per request handler. `serve_stdio` answers any other
     with -32601 itself: the SDK (1.x) answers a method it does not know with -32602 invalid
     params, as if the method existed (modelcontextprotocol/python-sdk#1561)."""
+    return frozenset(_request_models(server))
+
+
+def _request_models(server: Any) -> dict[str, Any]:
+    """The request model (`CallToolRequest`...) of each method `server` answers."""
     import typing
 
-    methods = {"initialize"}
+    import mcp.types as types
+
+    models: dict[str, Any] = {"initialize": types.InitializeRequest}
     for request in server.request_handlers:
-        methods.update(typing.get_args(request.model_fields["method"].annotation))
-    return frozenset(methods)
+        for method in typing.get_args(request.model_fields["method"].annotation):
+            models[method] = request
+    return models
+
+
+def _params_problem(model: Any, method: str, params: Any) -> str | None:
+    """What is wrong with a request's `params` for `model` (one of `_request_models`), as
+    -32602's message says it (`invalid params for tools/call: ` and "`params.name` is
+    missing"; the SDK said only "Invalid request parameters"); None when they are valid."""
+    from pydantic import ValidationError
+
+    try:
+        model.model_validate({"method": method, "params": params})
+    except ValidationError as error:
+        lines: list[str] = []
+        for item in error.errors(include_url=False):
+            location = [part for part in item.get("loc") or () if part != "method"]
+            where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in location[1:])
+            field = f"`params{where}`"
+            kind = item.get("type", "")
+            if kind == "missing" or (kind == "model_type" and item.get("input") is None):
+                line = f"{field} is missing"
+            elif kind in _EXPECTED:
+                line = f"{field}: expected {_EXPECTED[kind]}, got {_json_kind(item.get('input'))}"
+            else:
+                message = str(item.get("msg", "is not valid"))
+                line = f"{field}: {message[:1].lower()}{message[1:]}"
+            if line not in lines:
+                lines.append(line)
+        return f"invalid params for {method}: " + "; ".join(lines or ["not valid"])
+    return None
 
 
 def _argument_problems(error: Any) -> str:
@@ -636,7 +672,7 @@ async def serve_stdio(server: Any) -> bool:
     from pydantic import ValidationError
 
     out = sys.stdout.buffer
-    methods = served_methods(server)
+    methods = _request_models(server)
     to_server, incoming = anyio.create_memory_object_stream[SessionMessage | Exception](0)
     outgoing, from_server = anyio.create_memory_object_stream[SessionMessage](0)
     pending: dict[str | int, int] = {}  # ids of requests not answered yet (how many)
@@ -691,6 +727,10 @@ async def serve_stdio(server: Any) -> bool:
                     method = message.root.method
                     if method not in methods:
                         refuse(message.root.id, -32601, f"method not found: {method}")
+                        continue
+                    problem = _params_problem(methods[method], method, message.root.params)
+                    if problem is not None:
+                        refuse(message.root.id, -32602, problem)
                         continue
                     if not initialized and method not in ("initialize", "ping"):
                         early = f"{method} before initialize: send initialize first (MCP lifecycle)"

@@ -85,3 +85,55 @@ def test_a_request_just_before_the_end_of_input_is_answered() -> None:
         assert (code, errors) == (0, ""), lines
         if _line(CHECK) in lines:
             assert [a["id"] for a in answers if a["id"] is not None] == [1, 2]
+
+
+def _request(request_id: int, method: str, params: Any = None) -> bytes:
+    message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
+    if params is not None:
+        message["params"] = params
+    return _line(message)
+
+
+def test_malformed_params_get_a_message_saying_what_is_wrong() -> None:
+    """The SDK answered any of these -32602 "Invalid request parameters", with empty data."""
+    code, answers, errors = _serve(
+        [
+            _line(INITIALIZE),
+            _line(INITIALIZED),
+            _request(12, "tools/call", {"arguments": {"program": "tool t()"}}),
+            _request(13, "tools/call", {"name": 3}),
+            _request(14, "tools/call", {"name": "check", "arguments": [1]}),
+            _request(15, "tools/call"),
+            _request(16, "tools/list", {"cursor": 3}),
+            _request(17, "initialize", {"capabilities": {}}),
+            _line(CHECK),
+        ]
+    )
+    assert (code, errors) == (0, "")
+    by_id = {a["id"]: a for a in answers}
+    said = {i: by_id[i]["error"] for i in range(12, 18)}
+    assert said == {
+        12: {"code": -32602, "message": "invalid params for tools/call: `params.name` is missing"},
+        13: {
+            "code": -32602,
+            "message": "invalid params for tools/call: `params.name`: expected a string, got a"
+            " number",
+        },
+        14: {
+            "code": -32602,
+            "message": "invalid params for tools/call: `params.arguments`: expected an object,"
+            " got an array",
+        },
+        15: {"code": -32602, "message": "invalid params for tools/call: `params` is missing"},
+        16: {
+            "code": -32602,
+            "message": "invalid params for tools/list: `params.cursor`: expected a string, got a"
+            " number",
+        },
+        17: {
+            "code": -32602,
+            "message": "invalid params for initialize: `params.protocolVersion` is missing;"
+            " `params.clientInfo` is missing",
+        },
+    }
+    assert by_id[CHECK["id"]]["result"]["structuredContent"]["ok"]  # (the session goes on)
