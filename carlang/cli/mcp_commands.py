@@ -124,23 +124,75 @@ def proxy_command(
     ] = Transport.stdio,
     port: Annotated[
         int,
-        typer.Option(
-            "--port", min=0, max=65535, help="The HTTP port (on 127.0.0.1; 0: any free one)."
-        ),
+        typer.Option("--port", min=0, max=65535, help="The HTTP port (0: any free one)."),
     ] = 8765,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="The address to listen on over HTTP. Another than this machine's own (like"
+            " 0.0.0.0) needs --token-env, or --insecure.",
+        ),
+    ] = "127.0.0.1",
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-host",
+            help="Also answer requests with this Host header (NAME, NAME:PORT or NAME:*;"
+            " localhost, 127.0.0.1 and [::1] at the port are always answered). Repeatable.",
+        ),
+    ] = None,
+    allow_origin: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-origin",
+            help="Also answer browser requests from this origin (scheme://host[:port]; a"
+            " request with no Origin is answered). Repeatable.",
+        ),
+    ] = None,
+    token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--token-env",
+            metavar="VAR",
+            help="Require `Authorization: Bearer <token>` over HTTP, the token being the value"
+            " of environment variable VAR (never printed); other requests get 401.",
+        ),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option(
+            "--insecure",
+            help="Listen on an address other machines reach without --token-env: anyone who"
+            " reaches it can call the tools.",
+        ),
+    ] = False,
     root: RootOption = None,
 ) -> None:
     """An MCP server fronting the program's MCP servers: clients see only the tools the
     capability allows, and every call goes through the program's policies, budget, approvals
-    (MCP elicitation) and event log."""
+    (MCP elicitation) and event log. Over HTTP it answers only requests naming this machine
+    (Host, Origin: DNS rebinding protection) and, with --token-env, carrying the token."""
     import asyncio
 
     from carlang_runtime.engine import Runtime
-    from carlang_runtime.mcp.proxy import PolicyProxy, bind_http, serve_http, serve_stdio
+    from carlang_runtime.mcp.proxy import PolicyProxy, serve_http, serve_stdio
 
     from .agent_commands import chosen_capability, load_program
     from .run_commands import _event_log
 
+    if transport is Transport.stdio:
+        given = {
+            "--allow-host": allow_host,
+            "--allow-origin": allow_origin,
+            "--token-env": token_env,
+            "--insecure": insecure,
+            "--host": host != "127.0.0.1",
+        }
+        for option, value in given.items():
+            if value:
+                fail_usage(f"{option} is for --transport http (stdio has no hosts or origins)")
+    token = _token(token_env)
     program = load_program(file, root)
     capability = chosen_capability(file, root, capability, program)
     if not program.mcp_servers:
@@ -159,18 +211,74 @@ def proxy_command(
             program, runtime, capability=capability, budget=budget, stderr=sys.stderr
         )
         if transport is Transport.http:
-            listener = bind_http(port)
+            listener, access = _listen(host, port, allow_host, allow_origin, token, insecure)
             shown = len(proxy.list_tools())
             bound = listener.getsockname()[1]  # (with --port 0, the one the system chose)
+            where = f"[{host}]" if ":" in host else host
             echo_err(
-                f"carlang mcp proxy: {shown} tool(s) at http://127.0.0.1:{bound}/mcp"
-                " (Ctrl-C to stop)"
+                f"carlang mcp proxy: {shown} tool(s) at http://{where}:{bound}/mcp (Ctrl-C to stop)"
             )
-            serve_http(proxy, port, listener=listener)
+            serve_http(proxy, bound, host, listener=listener, access=access)
         else:
             asyncio.run(serve_stdio(proxy))
     finally:
         runtime.close()
+
+
+def _token(variable: str | None) -> str | None:
+    """The bearer token --token-env names (the variable's value), checked before anything
+    starts; None without the option."""
+    if variable is None:
+        return None
+    token = os.environ.get(variable, "").strip()
+    if not token:
+        fail_usage(f"--token-env {variable}: the environment variable {variable} is not set")
+    return token
+
+
+def _listen(
+    host: str,
+    port: int,
+    allow_host: list[str] | None,
+    allow_origin: list[str] | None,
+    token: str | None,
+    insecure: bool,
+) -> tuple[Any, Any]:
+    """The HTTP proxy's listening socket and who it answers. An address other machines reach
+    is refused without a token unless --insecure (then a warning says what that means)."""
+    from carlang_runtime.errors import CarlangRuntimeError
+    from carlang_runtime.mcp.proxy import bind_http, http_access, is_loopback
+
+    try:
+        access = http_access(
+            host, port, allow_hosts=allow_host or (), allow_origins=allow_origin or (), token=token
+        )
+    except CarlangRuntimeError as exc:
+        fail_usage(str(exc))
+    listener = bind_http(port, host)
+    address, bound = listener.getsockname()[:2]
+    if not is_loopback(address):
+        if token is None and not insecure:
+            listener.close()
+            fail_usage(
+                f"--host {host}: other machines can reach this address, and anyone who does"
+                " could call the tools; require a token with --token-env VAR (the value of"
+                " environment variable VAR), or accept that with --insecure"
+            )
+        if token is None:
+            echo_err(
+                f"warning: --insecure: listening on {host}:{bound} with no token; anyone who"
+                " reaches it can call the program's tools (within its policies)"
+            )
+        if host in ("0.0.0.0", "::") and not allow_host:
+            echo_err(
+                f"note: on {host}, requests from other machines must name an allowed host:"
+                " add --allow-host NAME for the name or address they use"
+            )
+    access = http_access(
+        host, bound, allow_hosts=allow_host or (), allow_origins=allow_origin or (), token=token
+    )
+    return listener, access
 
 
 def _warn_missing_commands(program: Any) -> None:

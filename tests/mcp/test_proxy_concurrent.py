@@ -40,6 +40,9 @@ policy ask_secret: require_approval toy.echo_text when params.text == "secret"
   message "secret text needs a person"
 policy echo_once: deny toy.echo_text when history.exists(h, h.tool == "toy.echo_text")
   message "one echo per session"
+policy not_during_slow: deny toy.add
+  when history.exists(h, h.tool == "toy.slow" && h.status == "running")
+  message "not while a slow call runs"
 """
 
 
@@ -183,6 +186,22 @@ def test_calls_sent_together_see_each_other_in_history(programs: dict[str, Path]
         assert "two_adds: two adds per session" in _text(adds[n])
     assert "slow_once" in _text(later[20])
     assert "Traceback" not in stderr, stderr
+
+
+def test_a_call_in_flight_has_status_running(programs: dict[str, Path]) -> None:
+    """A call admitted and not ended is in history with status "running" (the runtime's
+    word for it); once it ends, its outcome's."""
+    proxy = _Proxy(programs["history"], "--capability", "agent")
+    try:
+        proxy.send(_call(1, "toy.slow", {"seconds": 0.5}), _call(2, "toy.add", {"a": 1, "b": 2}))
+        together = proxy.answers(2)
+        proxy.send(_call(3, "toy.add", {"a": 1, "b": 2}))
+        after = proxy.answers(1)
+    finally:
+        proxy.stop()
+    assert not together[1]["result"]["isError"]
+    assert "not_during_slow: not while a slow call runs" in _text(together[2])
+    assert not after[3]["result"]["isError"], after
 
 
 def test_in_flight_entries_leave_history_when_their_calls_end(programs: dict[str, Path]) -> None:

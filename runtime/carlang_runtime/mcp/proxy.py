@@ -19,6 +19,8 @@ import asyncio
 import contextvars
 import errno
 import functools
+import hmac
+import ipaddress
 import itertools
 import json
 import logging
@@ -28,9 +30,10 @@ import stat
 import sys
 import time
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, visible_tools
 from ..engine.approval import Approval, ApprovalRequest
@@ -42,7 +45,17 @@ from ..jsonvalue import not_json
 from ..paramcheck import json_type_name
 from .provider import McpSessions
 
-__all__ = ["PolicyProxy", "bind_http", "build_server", "serve_stdio", "serve_http"]
+__all__ = [
+    "HttpAccess",
+    "PolicyProxy",
+    "bind_http",
+    "build_server",
+    "call_problem",
+    "http_access",
+    "is_loopback",
+    "serve_stdio",
+    "serve_http",
+]
 
 
 @dataclass
@@ -57,15 +70,16 @@ class _Client:
     admitting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
-#: The status of a call admitted and not finished yet, as trace rules see it in `history`.
-IN_FLIGHT = ActionStatus.EXECUTING.value
+#: The status of a call admitted and not ended yet, as trace rules see it in `history` (the
+#: runtime's word for an action admitted in a level whose actions run alongside each other).
+IN_FLIGHT = "running"
 
 
 class _Admission:
     """One call on its way in. It holds its session's admission lock from before the budget
     check until the runtime admits it (its tool is called, or a person is asked about it) or
     concludes it (refused), so that the session's next call is decided knowing of this one:
-    a call admitted is in the session's `history` with status `executing` until its outcome
+    a call admitted is in the session's `history` with status `running` until its outcome
     replaces it, and counted against the budget from then on."""
 
     def __init__(self, client: _Client, history: list[dict[str, Any]] | None, action: Action):
@@ -535,22 +549,35 @@ def _rpc_error(request_id: Any, code: int, message: str) -> dict[str, Any]:
 
 
 def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
-    """The SDK server answering tools/list and tools/call through `proxy`."""
+    """The SDK server answering tools/list and tools/call through `proxy`, saying carlang's
+    version. A call whose params are wrong (arguments holding NaN or an infinity, which the
+    SDK's decoder reads) is a JSON-RPC -32602 error, as over stdio."""
     import mcp.types as types
     from mcp.server.lowlevel import Server
+    from mcp.shared.exceptions import McpError
 
-    server: Any = Server(name)
+    server: Any = Server(name, version=_version())
 
     @server.list_tools()  # type: ignore[untyped-decorator]
     async def list_tools() -> list[types.Tool]:
         return [types.Tool.model_validate(t) for t in proxy.list_tools()]
 
-    @server.call_tool(validate_input=False)  # type: ignore[untyped-decorator]
-    async def call_tool(name: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    async def call_tool(request: types.CallToolRequest) -> types.ServerResult:
+        params = request.params
+        problem = call_problem({"name": params.name, "arguments": params.arguments})
+        if problem is not None:
+            raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=problem))
         session = server.request_context.session
-        result = await proxy.call_tool(session, name, arguments)
-        return types.CallToolResult.model_validate(result)
+        try:
+            result = await proxy.call_tool(session, params.name, params.arguments or {})
+        except CarlangRuntimeError as exc:  # refused by the runtime: a tool error
+            result = _error(str(exc))
+        except Exception as exc:  # noqa: BLE001 - a bug: a JSON-RPC error, not a tool's
+            message = f"internal error in carlang: {exc!r}"
+            raise McpError(types.ErrorData(code=types.INTERNAL_ERROR, message=message)) from None
+        return types.ServerResult(types.CallToolResult.model_validate(result))
 
+    server.request_handlers[types.CallToolRequest] = call_tool
     return server
 
 
@@ -591,7 +618,8 @@ _STDOUT_CLOSED = "the MCP client closed its output"
 
 
 def _not_json_error(line: bytes, exc: JsonTextError) -> dict[str, Any]:
-    """The answer to a line that is not JSON: a parse error (-32700), for the request it
+    """The answer to a line (or HTTP body) that is not JSON: a parse error (-32700), for the
+    request it
     holds when Python's lenient decoder can read its id (a NaN in a call's arguments, nesting
     past 128 levels), so that its client is not left waiting; else for no id (`null`)."""
     where = exc.position
@@ -661,24 +689,156 @@ def bind_http(port: int, host: str = "127.0.0.1") -> socket.socket:
     return listener
 
 
+#: The names a client on this machine reaches a loopback listener by.
+_LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+_WILDCARDS = ("", "0.0.0.0", "::")
+
+
+def is_loopback(address: str) -> bool:
+    """Whether a listener's address (what `getsockname` says) is this machine's only."""
+    try:
+        return ipaddress.ip_address(address.strip("[]").split("%")[0]).is_loopback
+    except ValueError:
+        return address == "localhost"
+
+
+@dataclass(frozen=True)
+class HttpAccess:
+    """Who the HTTP proxy answers. `hosts` and `origins`: the Host and Origin header values
+    it accepts (DNS rebinding protection, as the MCP specification asks: another Host is
+    421, another Origin 403; a request with no Origin, from no browser, is fine). `token`:
+    when set, a request must carry `Authorization: Bearer <token>` (else 401)."""
+
+    hosts: tuple[str, ...]
+    origins: tuple[str, ...]
+    token: str | None = field(default=None, repr=False)
+
+
+def http_access(
+    host: str,
+    port: int,
+    *,
+    allow_hosts: Iterable[str] = (),
+    allow_origins: Iterable[str] = (),
+    token: str | None = None,
+) -> HttpAccess:
+    """The access of a proxy listening on `host`:`port`: this machine's names for it
+    (localhost, 127.0.0.1, [::1]) and the address it listens on, at that port, and what
+    `allow_hosts` and `allow_origins` add. A host given without a port is allowed at the
+    proxy's port and with none (as a reverse proxy in front may send it); `NAME:*` allows any
+    port. An origin is `scheme://host[:port]` (`:*` for any port). `CarlangRuntimeError` for
+    a value that cannot be one."""
+    names = list(_LOOPBACK_NAMES)
+    if host not in _WILDCARDS and host.strip("[]") not in ("127.0.0.1", "localhost", "::1"):
+        names.append(f"[{host}]" if ":" in host and not host.startswith("[") else host)
+    hosts = [f"{name}:{port}" for name in names]
+    origins = [f"http://{name}:{port}" for name in names]
+    for given in allow_hosts:
+        value = given.strip().lower()
+        bare = value.rsplit("]", 1)[-1] if value.startswith("[") else value
+        if not value or "/" in value or "@" in value or bare.count(":") > 1:
+            raise CarlangRuntimeError(
+                f"--allow-host {given!r}: give a host name or address, optionally with"
+                " :PORT or :* (like app.example.com, 10.0.0.5:8765, [fe80::1]:*)"
+            )
+        if ":" in bare:
+            hosts.append(value)
+        else:
+            hosts.extend((value, f"{value}:{port}"))
+    for given in allow_origins:
+        value = given.strip().rstrip("/").lower()
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.path:
+            raise CarlangRuntimeError(
+                f"--allow-origin {given!r}: give an origin as a browser sends it,"
+                " scheme://host[:port] (like https://app.example.com, http://localhost:*)"
+            )
+        origins.append(value)
+    return HttpAccess(tuple(dict.fromkeys(hosts)), tuple(dict.fromkeys(origins)), token)
+
+
+def _authorized(scope: Any, token: str) -> bool:
+    """Whether a request carries `Authorization: Bearer <token>` (compared in constant
+    time)."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == b"authorization":
+            scheme, _, given = value.partition(b" ")
+            if scheme.lower() == b"bearer":
+                return hmac.compare_digest(given.strip(), token.encode())
+    return False
+
+
+async def _buffered(receive: Any) -> tuple[bytes, Callable[[], Awaitable[Any]]]:
+    """A request's whole body, and a `receive` that gives it again (then what follows)."""
+    chunks: list[bytes] = []
+    queued: list[Any] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            queued.append(message)
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    queued.insert(0, {"type": "http.request", "body": body, "more_body": False})
+
+    async def replay() -> Any:
+        return queued.pop(0) if queued else await receive()
+
+    return body, replay
+
+
+async def _unauthorized(scope: Any, receive: Any, send: Any) -> None:
+    from starlette.responses import Response
+
+    response = Response(
+        "Unauthorized: this MCP proxy needs the header Authorization: Bearer <its token>\n",
+        status_code=401,
+        headers={"WWW-Authenticate": 'Bearer realm="carlang mcp proxy"'},
+    )
+    await response(scope, receive, send)
+
+
 def serve_http(
     proxy: PolicyProxy,
     port: int,
     host: str = "127.0.0.1",
     *,
     listener: socket.socket | None = None,
+    access: HttpAccess | None = None,
 ) -> None:
     """Serve clients over Streamable HTTP at http://host:port/mcp, one carlang session per
-    MCP session (on `listener` when given: see `bind_http`)."""
+    MCP session (on `listener` when given: see `bind_http`), answering only what `access`
+    allows (default: this machine's names for the listener, no token)."""
     import contextlib
     from collections.abc import AsyncIterator
 
     import uvicorn
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+    from mcp.server.transport_security import (
+        DEFAULT_MAX_REQUEST_BODY_SIZE,
+        RequestBodyLimitMiddleware,
+        TransportSecurityMiddleware,
+        TransportSecuritySettings,
+    )
     from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    manager = StreamableHTTPSessionManager(app=build_server(proxy))
+    listener = listener if listener is not None else bind_http(port, host)
+    if access is None:
+        bound_host, bound_port = listener.getsockname()[:2]
+        access = http_access(bound_host, bound_port)
+    security = TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=list(access.hosts),
+        allowed_origins=list(access.origins),
+    )
+    manager = StreamableHTTPSessionManager(app=build_server(proxy), security_settings=security)
+    guard = TransportSecurityMiddleware(security)
+    token = access.token
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
@@ -686,11 +846,27 @@ def serve_http(
             yield
 
     async def endpoint(scope: Any, receive: Any, send: Any) -> None:
+        if token is not None and not _authorized(scope, token):
+            await _unauthorized(scope, receive, send)
+            return
+        post = scope.get("method") == "POST"
+        refusal = await guard.validate_request(Request(scope, receive), is_post=post)
+        if refusal is not None:  # (checked before the body is read; the SDK checks again)
+            await refusal(scope, receive, send)
+            return
+        if post:  # JSON as it is: the SDK's decoder reads NaN, and hands it on as null
+            body, receive = await _buffered(receive)
+            try:
+                parse_json(body)
+            except JsonTextError as exc:
+                answer = JSONResponse(_not_json_error(body, exc), status_code=400)
+                await answer(scope, receive, send)
+                return
         await manager.handle_request(scope, receive, send)
 
     # a plain ASGI callable (not a request handler): starlette passes it scope/receive/send
-    app = Starlette(routes=[Route("/mcp", endpoint=_Asgi(endpoint))], lifespan=lifespan)
+    limited = RequestBodyLimitMiddleware(endpoint, DEFAULT_MAX_REQUEST_BODY_SIZE)
+    app = Starlette(routes=[Route("/mcp", endpoint=_Asgi(limited))], lifespan=lifespan)
     logging.getLogger("mcp.server.streamable_http").addFilter(_ClientGone())
-    listener = listener if listener is not None else bind_http(port, host)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[listener])

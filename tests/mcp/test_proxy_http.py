@@ -1,0 +1,284 @@
+"""`carlang mcp proxy --transport http`: who it answers. Only requests naming this machine
+(Host; Origin when a browser sends one: DNS rebinding protection, which the MCP specification
+makes a MUST), and with --token-env only those carrying the token; an address other machines
+reach needs a token or --insecure. It says carlang's version, and a call whose arguments hold
+NaN is a JSON-RPC error, as over stdio."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from carlang_runtime import __version__
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.conftest import ROOT
+from tests.mcp.conftest import needs_sdk, toy_command
+
+pytestmark = needs_sdk
+runner = CliRunner()
+TOKEN = "tok-3f9a1c-never-printed"
+
+POLICY = """
+capability agent { tools allow toy.add }
+policy small: deny toy.add when params.a > 100
+  message "a is too big"
+"""
+
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {
+        "protocolVersion": "2025-06-18",
+        "capabilities": {},
+        "clientInfo": {"name": "t", "version": "1"},
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("proxy_http") / "toy.car"
+    result = runner.invoke(
+        app, ["mcp", "import", "--name", "toy", "-o", str(path), "--", *toy_command()]
+    )
+    assert result.exit_code == 0, result.output
+    path.write_text(path.read_text() + POLICY)
+    return path
+
+
+class _Proxy:
+    """A proxy over HTTP on a free port of 127.0.0.1."""
+
+    def __init__(self, program: Path, *extra: str) -> None:
+        env = {
+            **os.environ,
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}",
+            "PROXY_TOKEN": TOKEN,
+        }
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "carlang", "mcp", "proxy", str(program), "--capability"]
+            + ["agent", "--transport", "http", "--port", "0", *extra],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        self.ready = self.process.stderr.readline()
+        assert "http://127.0.0.1:" in self.ready, self.ready + self.stop()
+        self.port = int(self.ready.split("http://127.0.0.1:")[1].split("/")[0])
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+    def post(self, message: dict[str, Any] | str, **headers: str) -> httpx.Response:
+        body = message if isinstance(message, str) else json.dumps(message)
+        sent = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            **{k.replace("_", "-"): v for k, v in headers.items()},
+        }
+        return httpx.post(self.url, content=body, headers=sent, timeout=30)
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            out, err = self.process.communicate(timeout=10)
+        finally:
+            self.process.kill()
+        return out + err
+
+
+def _answer(response: httpx.Response) -> dict[str, Any]:
+    """The JSON-RPC message of a response (JSON, or the data of an event stream)."""
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        data = [line[5:] for line in response.text.splitlines() if line.startswith("data:")]
+        return dict(json.loads(data[-1]))
+    return dict(response.json())
+
+
+def _session(proxy: _Proxy, **headers: str) -> str:
+    opened = proxy.post(INITIALIZE, **headers)
+    assert opened.status_code == 200, opened.text
+    session = opened.headers["mcp-session-id"]
+    initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    proxy.post(initialized, Mcp_Session_Id=session, **headers)
+    return session
+
+
+def _call(request_id: int, arguments: str) -> str:
+    return (
+        f'{{"jsonrpc":"2.0","id":{request_id},"method":"tools/call",'
+        f'"params":{{"name":"toy.add","arguments":{arguments}}}}}'
+    )
+
+
+@pytest.fixture(scope="module")
+def proxy(program: Path) -> Iterator[_Proxy]:
+    started = _Proxy(program)
+    yield started
+    output = started.stop()
+    assert "Traceback" not in output, output
+
+
+def test_requests_naming_another_host_or_origin_are_refused(proxy: _Proxy) -> None:
+    """A web page whose name was rebound to 127.0.0.1 sends its own Host and Origin: 421
+    and 403, before anything is initialized or called."""
+    port = proxy.port
+    assert proxy.post(INITIALIZE, Host="attacker.example").status_code == 421
+    assert proxy.post(INITIALIZE, Host=f"attacker.example:{port}").status_code == 421
+    assert proxy.post(INITIALIZE, Origin="http://attacker.example").status_code == 403
+    assert proxy.post(INITIALIZE, Origin=f"http://attacker.example:{port}").status_code == 403
+    # this machine's names for it, at its port; no Origin (no browser) is fine
+    for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}"):
+        assert proxy.post(INITIALIZE, Host=host).status_code == 200, host
+    assert proxy.post(INITIALIZE, Origin=f"http://localhost:{port}").status_code == 200
+    assert proxy.post(INITIALIZE, Host="localhost:1").status_code == 421
+    # an open session is no way in either
+    session = _session(proxy)
+    call = _call(2, '{"a": 1, "b": 2}')
+    refused = proxy.post(call, Mcp_Session_Id=session, Origin="http://attacker.example")
+    assert refused.status_code == 403
+    ran = proxy.post(call, Mcp_Session_Id=session)
+    assert _answer(ran)["result"]["structuredContent"] == {"result": 3}
+
+
+def test_the_proxy_says_carlangs_version(proxy: _Proxy, program: Path) -> None:
+    info = _answer(proxy.post(INITIALIZE))["result"]["serverInfo"]
+    assert info == {"name": "carlang-proxy", "version": __version__}
+    stdio = subprocess.run(
+        [sys.executable, "-m", "carlang", "mcp", "proxy", str(program), "--capability", "agent"],
+        input=json.dumps(INITIALIZE) + "\n",
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"},
+        timeout=60,
+    )
+    assert json.loads(stdio.stdout)["result"]["serverInfo"]["version"] == __version__
+
+
+def test_arguments_holding_nan_are_a_json_rpc_error(proxy: _Proxy) -> None:
+    """The SDK's decoder reads NaN and 1e400 (as nan and inf, which `a > 100` lets through)
+    and hands them on as null: such a body is refused as not JSON, answered to its request."""
+    session = _session(proxy)
+    for request_id, value, said in [
+        (3, "NaN", "the constant NaN is not JSON"),
+        (4, "-Infinity", "the constant -Infinity is not JSON"),
+        (5, "1e400", "number out of range: 1e400"),
+        (6, "[" * 200 + "]" * 200, "nested too deeply"),
+    ]:
+        body = _call(request_id, f'{{"a": 1, "b": 1, "c": {value}}}')
+        refused = proxy.post(body, Mcp_Session_Id=session)
+        assert refused.status_code == 400
+        error = refused.json()
+        assert error["id"] == request_id and error["error"]["code"] == -32700, error
+        assert said in error["error"]["message"], error
+        assert "the request was not run" in error["error"]["message"]
+    ran = proxy.post(_call(7, '{"a": 1, "b": 1}'), Mcp_Session_Id=session)
+    assert _answer(ran)["result"]["structuredContent"] == {"result": 2}
+
+
+@pytest.mark.slow
+def test_a_token_and_more_hosts_and_origins(program: Path) -> None:
+    """--token-env: a request without `Authorization: Bearer <token>` is 401, whatever else
+    it says; the token is never printed. --allow-host and --allow-origin add to this
+    machine's names. The SDK's own client, given the header, works as usual."""
+    proxy = _Proxy(
+        program,
+        "--token-env",
+        "PROXY_TOKEN",
+        "--allow-host",
+        "proxy.example",
+        "--allow-origin",
+        "https://app.example/",
+    )
+    try:
+        bearer = {"Authorization": f"Bearer {TOKEN}"}
+        missing = proxy.post(INITIALIZE)
+        assert missing.status_code == 401
+        assert missing.headers["www-authenticate"].startswith("Bearer")
+        assert TOKEN not in missing.text
+        assert proxy.post(INITIALIZE, Authorization=f"Bearer {TOKEN}x").status_code == 401
+        assert proxy.post(INITIALIZE, Authorization=f"Basic {TOKEN}").status_code == 401
+        assert proxy.post(INITIALIZE, Authorization=f"bearer {TOKEN}").status_code == 200
+        port = proxy.port
+        for host in ("proxy.example", f"proxy.example:{port}", f"localhost:{port}"):
+            assert proxy.post(INITIALIZE, Host=host, **bearer).status_code == 200, host
+        assert proxy.post(INITIALIZE, Host="other.example", **bearer).status_code == 421
+        assert proxy.post(INITIALIZE, Origin="https://app.example", **bearer).status_code == 200
+        assert proxy.post(INITIALIZE, Origin="http://app.example", **bearer).status_code == 403
+
+        async def client() -> None:
+            from mcp import ClientSession
+            from mcp.client.streamable_http import streamable_http_client
+
+            async with httpx.AsyncClient(headers=bearer, timeout=30) as http:
+                async with streamable_http_client(proxy.url, http_client=http) as (r, w, _):
+                    async with ClientSession(r, w) as session:
+                        await session.initialize()
+                        result = await session.call_tool("toy.add", {"a": 2, "b": 3})
+                        assert result.structuredContent == {"result": 5}
+
+        anyio.run(client)
+    finally:
+        output = proxy.stop()
+    assert TOKEN not in output and "Traceback" not in output, output
+
+
+def test_an_address_other_machines_reach_needs_a_token_or_insecure(
+    program: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import carlang_runtime.mcp.proxy as proxy_module
+
+    served: list[Any] = []
+
+    def serve(*_args: Any, listener: Any, access: Any) -> None:  # (serves nothing)
+        listener.close()
+        served.append(access)
+
+    monkeypatch.setattr(proxy_module, "serve_http", serve)
+    monkeypatch.setenv("PROXY_TOKEN", TOKEN)
+    monkeypatch.delenv("NO_SUCH_TOKEN_VAR", raising=False)
+    http = ["mcp", "proxy", str(program), "--capability", "agent", "--transport", "http"]
+    wide = [*http, "--host", "0.0.0.0", "--port", "0"]
+
+    refused = runner.invoke(app, wide)
+    assert refused.exit_code == 2 and not served
+    assert "--host 0.0.0.0: other machines can reach this address" in refused.output
+    assert "--token-env VAR" in refused.output and "--insecure" in refused.output
+
+    insecure = runner.invoke(app, [*wide, "--insecure"])
+    assert insecure.exit_code == 0, insecure.output
+    assert "warning: --insecure: listening on 0.0.0.0:" in insecure.output
+    assert "--allow-host NAME" in insecure.output
+    assert served[-1].token is None
+
+    tokened = runner.invoke(app, [*wide, "--token-env", "PROXY_TOKEN", "--allow-host", "box"])
+    assert tokened.exit_code == 0, tokened.output
+    assert "warning" not in tokened.output and TOKEN not in tokened.output
+    assert served[-1].token == TOKEN and "box" in served[-1].hosts
+    assert TOKEN not in repr(served[-1])
+
+    unset = runner.invoke(app, [*http, "--port", "0", "--token-env", "NO_SUCH_TOKEN_VAR"])
+    assert unset.exit_code == 2 and "NO_SUCH_TOKEN_VAR is not set" in unset.output
+    origin = runner.invoke(app, [*http, "--port", "0", "--allow-origin", "app.example"])
+    assert origin.exit_code == 2 and "--allow-origin 'app.example'" in origin.output
+    stdio = runner.invoke(app, ["mcp", "proxy", str(program), "--token-env", "PROXY_TOKEN"])
+    assert stdio.exit_code == 2 and "--token-env is for --transport http" in stdio.output
