@@ -137,3 +137,37 @@ def test_malformed_params_get_a_message_saying_what_is_wrong() -> None:
         },
     }
     assert by_id[CHECK["id"]]["result"]["structuredContent"]["ok"]  # (the session goes on)
+
+
+def test_a_request_holding_what_json_cannot_is_a_parse_error_for_its_id() -> None:
+    """NaN, Infinity, 1e400 and nesting past 128 levels are not JSON (Python's decoder reads
+    them: a NaN parameter reached the checks as null): -32700 for the request, not run."""
+    program = "tool transfer(to: string, amount: float)\n"
+    call = (
+        '{"jsonrpc": "2.0", "id": ID, "method": "tools/call", "params": {"name":'
+        ' "policy_check", "arguments": {"tool": "transfer", "params": {"to": "x", "amount":'
+        ' VALUE}, "program": ' + json.dumps(program) + "}}}"
+    )
+    values = {11: "NaN", 12: "-Infinity", 13: "1e400", 14: "[" * 200 + "]" * 200}
+    code, answers, errors = _serve(
+        [
+            _line(INITIALIZE),
+            _line(INITIALIZED),
+            *[call.replace("ID", str(i)).replace("VALUE", v).encode() for i, v in values.items()],
+            b'{"jsonrpc": "2.0", "method": "notifications/x", "params": {"a": NaN}}',
+        ]
+    )
+    assert (code, errors) == (0, "")
+    said = {a["id"]: a["error"]["message"] for a in answers if "error" in a}
+    column = call.index("VALUE") + 1  # (where the value starts, 1-based; ID stays 2 long)
+    assert said == {
+        11: f"parse error: the constant NaN is not JSON at column {column} (the request was"
+        " not run)",
+        12: f"parse error: the constant -Infinity is not JSON at column {column} (the request"
+        " was not run)",
+        13: f"parse error: number out of range: 1e400 at column {column} (the request was not run)",
+        # (the value is 4 levels in: its 125th list is the 129th level)
+        14: f"parse error: nested too deeply (more than 128 levels) at column {column + 124}"
+        " (the request was not run)",
+        None: "parse error: the constant NaN is not JSON at column 65",
+    }
