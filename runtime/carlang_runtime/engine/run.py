@@ -1,7 +1,12 @@
 """One run of one proposal: levels of the DAG, the per-action pipeline, abort and rollback.
 
 Per level, actions run concurrently, except that a level holding an `abort` action (or a
-single action) runs in order. Per action, in CAR's order:
+single action) runs in order. Even then they are *admitted* one after the other, in proposal
+order: each is decided (budget, capability, validation, policies) with what the ones before it
+took. A tool call's place in a `max_tool_calls` budget is reserved when it is admitted (and
+given back when it ends without a call), and an admitted action is in `history` with status
+"running" until it ends, so a budget or a history rule holds within a level as it does in
+order. Per action:
 
     capability -> validation -> policies -> approval -> middleware -> idempotency cache
     -> dispatch (result cache, rate limit, attempts with timeout and backoff) -> commit
@@ -195,9 +200,13 @@ class ProposalRun:
         self.interrupt: BaseException | None = None
         self.budget_exceeded = False
         self.started_actions = 0
+        # Tool calls admitted and not yet ended: each holds a place in `max_tool_calls`.
+        self.reserved: set[int] | None = None
         self.start = runtime.clock()
         self.capability = runtime.capability_for(proposal)
         self.budget = runtime.budget_for(proposal)
+        if self.budget is not None and self.budget.max_tool_calls is not None:
+            self.reserved = set()
         self.policies = runtime.policy_sets(session)
         # Policies see `history` only if one reads it; otherwise nothing is kept.
         self.history = (
@@ -205,6 +214,8 @@ class ProposalRun:
             if any(p.reads("history") for p in self.policies)
             else None
         )
+        # The `history` entries of admitted actions that have not ended (status "running").
+        self.running: dict[int, dict[str, Any]] = {}
         self.unknown_session = session is not None and not runtime.has_session(session)
         # Whose cached outputs this run may share: its callers' of the same scope (None: none).
         self.cache_scope = runtime.cache_scope(scope)
@@ -365,21 +376,38 @@ class ProposalRun:
         if self.steps is not None:
             await self.run_durable_level(level, count_problem)
             return
-        tasks = [asyncio.ensure_future(self.run_action(index, count_problem)) for index in level]
+        # Admitted one after the other, in proposal order (no waiting: `step` returns what
+        # must wait), so each decision sees the budget and history the ones before took; then
+        # they wait (approvals, tools) alongside each other.
+        tasks: list[asyncio.Future[None]] = []
+        waiting: list[Awaitable[None] | None] = []
         try:
+            for index in level:
+                try:
+                    pending = self.step(index, count_problem, inline=False)
+                except BaseException as exc:
+                    raise self.interrupted(index, exc) from None
+                waiting.append(pending)
+                tasks.append(asyncio.ensure_future(self.run_action(index, pending)))
             await asyncio.gather(*tasks)
         except BaseException:
             # One action was interrupted (or the run was cancelled): stop the others, and let
             # each end itself before the run goes on to clean up.
             for task in tasks:
                 task.cancel()
-            await asyncio.wait(tasks)
+            if tasks:
+                await asyncio.wait(tasks)
+            for pending in waiting:  # what a task cancelled before it started never awaited
+                if inspect.iscoroutine(pending) and inspect.getcoroutinestate(pending) == (
+                    inspect.CORO_CREATED
+                ):
+                    pending.close()
             raise
 
-    async def run_action(self, index: int, count_problem: str | None) -> None:
-        """One action of a level whose actions run alongside each other."""
+    async def run_action(self, index: int, pending: Awaitable[None] | None) -> None:
+        """The rest of an admitted action of a level whose actions run alongside each other:
+        what it waits for (an approval, middleware, its tool)."""
         try:
-            pending = self.step(index, count_problem, inline=False)
             if pending is not None:
                 await pending
             if self.pending_hooks:
@@ -513,6 +541,8 @@ class ProposalRun:
             self.conclude(index, _SKIPPED, error=BUDGET_EXCEEDED)
             return True
         self.started_actions += 1
+        if self.reserved is not None and action.type is _TOOL_CALL:
+            self.reserved.add(index)  # its place in the budget, until it ends (`conclude`)
         return False
 
     def admitted(
@@ -542,6 +572,11 @@ class ProposalRun:
             if conflict is not None:
                 self.refuse(index, str(conflict), inline)
                 return None
+        if self.history is not None:
+            # Admitted: the policies deciding what comes next see it, running, until it ends.
+            entry = _history_entry(action, "running")
+            self.history.append(entry)
+            self.running[index] = entry
         return action, key, asking
 
     # -- durable steps (a backend that records decisions and tool results) ------------------
@@ -573,22 +608,38 @@ class ProposalRun:
         steps = self.steps
         assert steps is not None
         actions = self.actions
-        calls = []
-        for index in level:
-            if actions[index].type is not _TOOL_CALL:
-                pending = self.step(index, count_problem, inline=False)
-                if pending is not None:
-                    await pending
-            elif not self.settled(index, actions[index]):
-                calls.append(index)
-        verdicts = await asyncio.gather(*(self.admission(actions[i], count_problem) for i in calls))
-        for index, verdict in zip(calls, verdicts, strict=True):  # in the level's order
-            self.log_deciding(actions[index], verdict)
-        admitted = [
-            index
-            for index, verdict in zip(calls, verdicts, strict=True)
-            if await self.durable_gates(index, verdict, False)
-        ]
+        admitted: list[int] = []
+        if self.history is not None or self.reserved is not None:
+            # A decision reads what the ones before it admitted (history, the budget): each
+            # is made, and applied, before the next is made (the steps start in level order).
+            for index in level:
+                action = actions[index]
+                if action.type is not _TOOL_CALL:
+                    pending = self.step(index, count_problem, inline=False)
+                    if pending is not None:
+                        await pending
+                elif not self.settled(index, action):
+                    verdict = await self.admission(action, count_problem)
+                    self.log_deciding(action, verdict)
+                    if await self.durable_gates(index, verdict, False):
+                        admitted.append(index)
+        else:
+            calls = []
+            for index in level:
+                if actions[index].type is not _TOOL_CALL:
+                    pending = self.step(index, count_problem, inline=False)
+                    if pending is not None:
+                        await pending
+                elif not self.settled(index, actions[index]):
+                    calls.append(index)
+            verdicts = await asyncio.gather(
+                *(self.admission(actions[i], count_problem) for i in calls)
+            )
+            for index, verdict in zip(calls, verdicts, strict=True):  # in the level's order
+                self.log_deciding(actions[index], verdict)
+            for index, verdict in zip(calls, verdicts, strict=True):
+                if await self.durable_gates(index, verdict, False):
+                    admitted.append(index)
         for index in admitted:
             action_id = actions[index].id
             self.events.add(_EXECUTING, self.run_id, self.proposal_id, action_id, None, time.time())
@@ -755,7 +806,9 @@ class ProposalRun:
         if (
             budget.max_tool_calls is not None
             and action.type is _TOOL_CALL
-            and self.tool_calls >= budget.max_tool_calls
+            and self.reserved is not None
+            # the calls made, and those admitted that may still make one
+            and self.tool_calls + len(self.reserved) >= budget.max_tool_calls
         ):
             return True
         elapsed_ms = (self.rt.clock() - self.start) * 1000.0
@@ -1200,16 +1253,14 @@ class ProposalRun:
             now,
             duration,
         )
+        if self.reserved:
+            self.reserved.discard(index)  # its call, if it made one, is in `tool_calls` now
         if self.history is not None and remembered:
-            self.history.append(
-                {
-                    "id": action.id,
-                    "type": action.type.value,
-                    "tool": action.tool,
-                    "params": action.parameters,
-                    "status": status.value,
-                }
-            )
+            entry = self.running.pop(index, None) if self.running else None
+            if entry is not None:
+                entry["status"] = status.value  # the entry it had since it was admitted
+            else:
+                self.history.append(_history_entry(action, status.value))
         hooks = self.rt.middleware
         if hooks:
             for hook in hooks:
@@ -1365,15 +1416,7 @@ class ProposalRun:
             data["output"] = output
         self.emit(_COMPENSATION_END[status], action.id, data=data)
         if self.history is not None and undo is not None:
-            self.history.append(
-                {
-                    "id": undo.id,
-                    "type": undo.type.value,
-                    "tool": undo.tool,
-                    "params": undo.parameters,
-                    "status": status.value,
-                }
-            )
+            self.history.append(_history_entry(undo, status.value))
         return CompensationResult(
             action_id=action.id,
             tool=tool,
@@ -1411,6 +1454,18 @@ class ProposalRun:
             data,
             timestamp if timestamp is not None else time.time(),
         )
+
+
+def _history_entry(action: Action, status: str) -> dict[str, Any]:
+    """An action as `history` holds it: status "running" (admitted, not ended), "succeeded",
+    "failed", "skipped" or "rejected"."""
+    return {
+        "id": action.id,
+        "type": action.type.value,
+        "tool": action.tool,
+        "params": action.parameters,
+        "status": status,
+    }
 
 
 def _recorded_outcome(record: Mapping[str, Any]) -> _Outcome:
