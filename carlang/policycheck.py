@@ -5,8 +5,10 @@ Every parameter of an action is written in the plan, so a policy whose verdict d
 the action is certain: "will be denied by https_only" is an error. A require_approval verdict
 is a warning; so is a deny predicted from the state the plan declares (the policy reads
 `state`). Trace rules (policies over `history`) are judged against the actions that precede
-the guarded one on every path of the DAG, all taken to have succeeded: a rule that denies
-even then is not met by the plan (see `carlang_runtime.policy.static`).
+the guarded one on every path of the DAG, all taken to have succeeded, and against the history
+the runtime will hold when it decides the action (it admits a level's actions in proposal
+order, each in `history` from then on: an unordered sibling counts, "running"): a rule that
+denies either way is not met by the plan (see `carlang_runtime.policy.static`).
 """
 
 from __future__ import annotations

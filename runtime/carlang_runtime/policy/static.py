@@ -6,11 +6,18 @@ One that also reads `state` is judged against the state the plan predicts at tha
 initial state plus the declared effects of the levels before), as `verify` judges
 preconditions: it is *predicted*, since tools may write what they do not declare.
 
-A trace rule (a condition over `history`) is judged against the actions that come before the
-guarded one on every path of the DAG (its ancestors), all taken to have succeeded: the best
-the plan itself can do. A deny even then is certain for the plan (only an earlier run in the
-same session could change it). A verdict that depends on the caller's scope or the time cannot
-be known beforehand and is left out.
+A trace rule (a condition over `history`) is judged twice. Against the actions that come
+before the guarded one on every path of the DAG (its ancestors), all taken to have succeeded:
+what the plan itself guarantees (a rule that needs a step first is not met by a step that
+merely happens to run earlier). And against the history the runtime will hold when it decides
+the action: it admits a level's actions one after the other in proposal order, each in
+`history` from its admission (status "running" while the others of a level running alongside
+it are decided; "succeeded" once its level is done, taken to succeed; "rejected" when a policy
+is predicted to deny it), so an unordered sibling is seen too (a "pay once" rule denies the
+second of two unordered payments). A deny or require_approval found either way is reported.
+A deny even then is certain for the plan (only an earlier run in the same session could change
+it). A verdict that depends on the caller's scope or the time cannot be known beforehand and is
+left out.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from typing import Any, Final
 
 from ..columns import Columns
 from ..dag import Dag, build_dag
-from ..ir import ActionProposal, PolicyEffect
+from ..ir import ActionProposal, FailureBehavior, PolicyEffect
 from ..verify.state import apply_effects
 from .policyset import PolicySet
 
@@ -66,46 +73,96 @@ def static_verdicts(
     """The deny and require_approval verdicts that `policies` will give the actions of
     `proposal`, in execution order, starting from `state`. A dry run: no rate-limit budget
     is spent. `cols`, `dag`: the proposal's, when they are already made."""
-    sets = [policies] if isinstance(policies, PolicySet) else list(policies)
-    sets = [s for s in sets if len(s)]
+    sets = _sets(policies)
     if not sets:
         return []
-    reads_state = any(s.reads("state") for s in sets)
-    if cols is None:
-        cols = Columns.of(proposal.actions)
-    if dag is None:
-        dag = build_dag(cols)
-    before = _ancestors(dag) if any(s.reads("history") for s in sets) else None
-    current = dict(state or {})
     verdicts: list[StaticVerdict] = []
-    for level in dag.levels:
-        # Actions of one level run side by side: each sees the state the level starts from.
-        for index in level:
-            history = _history(proposal, before[index]) if before is not None else ()
-            _judge(sets, proposal, index, current, history, verdicts)
-        if reads_state:
-            for index in level:
-                apply_effects(cols, index, current)
+    _walk(sets, proposal, state, cols, dag, verdicts)
     return verdicts
 
 
 def judged_context(
-    proposal: ActionProposal, index: int, state: Mapping[str, Any] | None = None
+    proposal: ActionProposal,
+    index: int,
+    state: Mapping[str, Any] | None = None,
+    policies: PolicySet | Sequence[PolicySet] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The state and history `static_verdicts` judges action `index` of `proposal` with: the
     state the plan predicts when its level starts (from `state`), and its ancestors, all
-    succeeded. (`explain` of a plan's action shows what `check` judged.) An action in a
-    cycle is in no level: it gets `state` and no history."""
-    cols = Columns.of(proposal.actions)
-    dag = build_dag(cols)
-    before = _ancestors(dag)
+    succeeded; or, given the `policies` and when they deny it (or ask for approval) only with
+    the history the runtime will hold (the siblings admitted before it: see the module's
+    docstring), that one. (`explain` of a plan's action shows what `check` judged.) An action
+    in a cycle is in no level: it gets `state` and no history."""
+    sets = _sets(policies) if policies is not None else []
+    found = _walk(sets, proposal, state, None, None, [], stop=index)
+    if found is not None:
+        return found
+    return dict(state or {}), []
+
+
+def _sets(policies: PolicySet | Sequence[PolicySet]) -> list[PolicySet]:
+    sets = [policies] if isinstance(policies, PolicySet) else list(policies)
+    return [s for s in sets if len(s)]
+
+
+def _walk(
+    sets: list[PolicySet],
+    proposal: ActionProposal,
+    state: Mapping[str, Any] | None,
+    cols: Columns | None,
+    dag: Dag | None,
+    out: list[StaticVerdict],
+    stop: int | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """Judge the actions level by level, as the runtime will decide them, adding verdicts to
+    `out`; with `stop`, the state and history action `stop` was judged with, once it is (the
+    walk ends there: None when it is in no level)."""
+    if cols is None:
+        cols = Columns.of(proposal.actions)
+    if dag is None:
+        dag = build_dag(cols)
+    judging = stop is None or bool(sets)
+    reads_state = stop is not None or any(s.reads("state") for s in sets)
+    reads_history = stop is not None or any(s.reads("history") for s in sets)
+    before = _ancestors(dag) if reads_history else None
+    # The runtime's history: every action admitted so far, in admission order.
+    admitted: list[dict[str, Any]] = []
+    actions = proposal.actions
     current = dict(state or {})
     for level in dag.levels:
-        if index in level:
-            return current, _history(proposal, before[index])
-        for other in level:
-            apply_effects(cols, other, current)
-    return dict(state or {}), []
+        # A level holding an `abort` action runs in order: each ends before the next starts.
+        in_order = len(level) == 1 or any(
+            actions[i].failure_behavior is FailureBehavior.ABORT for i in level
+        )
+        running: list[dict[str, Any]] = []
+        for index in level:
+            # Actions of one level run side by side: each sees the state the level starts from.
+            history = _history(proposal, before[index]) if before is not None else []
+            start = len(out)
+            if judging:
+                _judge(sets, proposal, index, current, history, out)
+            if before is None:
+                if index == stop:
+                    return current, history
+                continue
+            seen = {(v.policy, v.effect) for v in out[start:]}
+            if judging:
+                _judge(sets, proposal, index, current, admitted, out, history_only=True, seen=seen)
+            if index == stop:
+                only_admitted = any((v.policy, v.effect) not in seen for v in out[start:])
+                return current, list(admitted) if only_admitted else history
+            denied = any(v.effect is PolicyEffect.DENY for v in out[start:])
+            status = "rejected" if denied else "succeeded" if in_order else "running"
+            entry = _entry(proposal, index, status)
+            admitted.append(entry)
+            if status == "running":
+                running.append(entry)
+        for entry in running:  # the level is done: taken to have succeeded
+            entry["status"] = "succeeded"
+        if reads_state:
+            for index in level:
+                apply_effects(cols, index, current)
+    return None
 
 
 def _ancestors(dag: Dag) -> list[int]:
@@ -127,19 +184,21 @@ def _history(proposal: ActionProposal, bits: int) -> list[dict[str, Any]]:
     index = 0
     while bits:
         if bits & 1:
-            action = proposal.actions[index]
-            entries.append(
-                {
-                    "id": action.id,
-                    "type": action.type.value,
-                    "tool": action.tool,
-                    "params": action.parameters,
-                    "status": "succeeded",
-                }
-            )
+            entries.append(_entry(proposal, index, "succeeded"))
         bits >>= 1
         index += 1
     return entries
+
+
+def _entry(proposal: ActionProposal, index: int, status: str) -> dict[str, Any]:
+    action = proposal.actions[index]
+    return {
+        "id": action.id,
+        "type": action.type.value,
+        "tool": action.tool,
+        "params": action.parameters,
+        "status": status,
+    }
 
 
 def _judge(
@@ -149,9 +208,17 @@ def _judge(
     state: Mapping[str, Any],
     history: Sequence[Mapping[str, Any]],
     out: list[StaticVerdict],
+    *,
+    history_only: bool = False,
+    seen: set[tuple[str, PolicyEffect]] | None = None,
 ) -> None:
+    """Add the verdicts of `sets` on action `index` to `out`; `history_only`: only those of
+    policies that read `history` and are not in `seen` (a second judgement, with another
+    history)."""
     action = proposal.actions[index]
     for policies in sets:
+        if history_only and not policies.reads("history"):
+            continue
         decision = policies.evaluate(
             action,
             proposal_id=proposal.id,
@@ -162,6 +229,10 @@ def _judge(
         )
         for match in decision.matches:
             if match.effect is PolicyEffect.ALLOW or not match.reads <= PREDICTED_READS:
+                continue
+            if history_only and (
+                "history" not in match.reads or (match.policy, match.effect) in (seen or ())
+            ):
                 continue
             certain = match.reads <= CERTAIN_READS
             out.append(
