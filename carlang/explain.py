@@ -11,10 +11,18 @@ from typing import Any
 
 from carlang_runtime import ir
 from carlang_runtime.cel import CelEvalError, Explanation, format_value
-from carlang_runtime.policy import Decision, PolicyTrace
+from carlang_runtime.policy import Decision, PolicyMatch, PolicyTrace
 from carlang_runtime.redact import Scrubber, redaction_path, secret_paths, secret_values
 
-__all__ = ["render_text", "render_json", "describe_action", "redacted", "call_problems"]
+__all__ = [
+    "render_text",
+    "render_json",
+    "describe_action",
+    "redacted",
+    "call_problems",
+    "capability_problem",
+    "under_capability",
+]
 
 _MARK = {True: "matched", False: "did not match"}
 
@@ -54,6 +62,47 @@ def call_problems(
     problems += [issue.message for issue in found.issues if issue.severity == "error"]
     # (`'tok_x' is not one of [...]`: a secret parameter's value is not echoed either)
     return declared, [redacted(problem, program, call) for problem in problems]
+
+
+def capability_problem(
+    program: ir.Program, action: ir.Action, capability: str | None, file: str
+) -> str | None:
+    """Why `action` cannot run under `program`'s capability `capability`, worded as the
+    runtime rejects it (`Runtime.gate(..., capability=)` and `execute` say the same): a tool
+    it denies or does not allow, a state key it does not allow; a capability the program does
+    not declare is a problem too. None when it may run, or no capability is named (a decision
+    about a call the capability refuses misleads: `explain --capability`, whose default is
+    carlang.toml's `capability`, or the proposal's own, says deny)."""
+    from carlang_runtime.capability import CapabilityCheck, touched_keys
+    from carlang_runtime.suggest import did_you_mean
+
+    if capability is None:
+        return None
+    declared = program.capability(capability)
+    if declared is None:
+        names = [c.name for c in program.capabilities]
+        hint = did_you_mean(capability, names, "`") or f"capabilities: {', '.join(names) or 'none'}"
+        return f"no capability `{capability}` in {file} ({hint})"
+    check = CapabilityCheck(declared)
+    problems = []
+    if action.type is ir.ActionType.TOOL_CALL and action.tool is not None:
+        denied = check.tool_problem(action.tool)
+        if denied is not None:
+            problems.append(denied[1])
+    if check.allowed_keys is not None:
+        problems += [p for p in map(check.key_problem, touched_keys(action)) if p is not None]
+    return "; ".join(problems) or None
+
+
+def under_capability(decision: Decision, problem: str | None, capability: str | None) -> Decision:
+    """The decision on an action as its run makes it under a capability: the policies' when
+    the capability lets it run (`problem` None), else deny, the capability deciding (listed
+    first, as `capability:NAME`, as `mcp serve`'s explain and policy_check name it; the
+    policies' traces still say what they would decide)."""
+    if problem is None:
+        return decision
+    refusal = PolicyMatch(f"capability:{capability}", ir.PolicyEffect.DENY, problem)
+    return Decision(ir.PolicyEffect.DENY, (refusal, *decision.matches))
 
 
 def redacted(text: str, program: ir.Program, action: ir.Action) -> str:

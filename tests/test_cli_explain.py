@@ -218,3 +218,61 @@ def test_a_usage_error_about_a_secret_parameter_does_not_echo_it(tmp_path: Path)
     result = runner.invoke(app, ["explain", str(path), "--tool", "pay", "--params", params])
     assert result.exit_code == 2 and "is not one of" in result.output, result.output
     assert "tok_secret_zz" not in result.output
+
+
+GUARDED = """\
+tool read_file(path: string) -> string { read_only }
+tool shell(cmd: string) -> string
+tool mail(to: string) -> object
+state { sent: int = 0 }
+capability agent {
+  tools allow read_file, shell, mail  deny shell
+  state allow sent
+}
+capability reader { tools allow read_file }
+policy no_etc: deny read_file when params.path.startsWith("/etc")
+"""
+
+
+def test_a_capability_decides_before_the_policies(tmp_path: Path) -> None:
+    """What `explain --capability NAME` builds on (carlang/explain.py): the capability's
+    refusal, worded as the runtime's (`gate(capability=)`, `execute`), makes the decision deny;
+    an allowed call keeps the policies' decision; an undeclared name is a problem too."""
+    from carlang_runtime import ir
+    from carlang_runtime.engine import Runtime
+    from carlang_runtime.policy import PolicySet
+
+    from carlang.compiler import compile_text
+    from carlang.explain import capability_problem, render_text, under_capability
+
+    program = compile_text(GUARDED).program
+    assert program is not None
+    shell = ir.Action(id="call", type="tool_call", tool="shell", parameters={"cmd": "ls"})
+    read = ir.Action(id="call", type="tool_call", tool="read_file", parameters={"path": "/etc"})
+    mail = ir.Action(id="call", type="tool_call", tool="mail", parameters={"to": "x"})
+    problem = capability_problem(program, shell, "agent", "g.car")
+    assert problem == "tool 'shell' is denied by capability 'agent'"
+    rt = Runtime.from_program(program)
+    assert rt.gate(shell, capability="agent").reason == problem  # the runtime's own words
+    assert capability_problem(program, mail, "reader", "g.car") == (
+        "tool 'mail' is not allowed by capability 'reader'"
+    )
+    write = ir.Action(id="w", type="state_write", parameters={"key": "other", "value": 1})
+    assert capability_problem(program, write, "agent", "g.car") == (
+        "state key 'other' is not allowed by capability 'agent'"
+    )
+    assert capability_problem(program, read, "agent", "g.car") is None
+    assert capability_problem(program, shell, None, "g.car") is None
+    unknown = capability_problem(program, shell, "agnet", "g.car")
+    assert unknown == "no capability `agnet` in g.car (did you mean `agent`?)"
+    policies = PolicySet(program.policies, tools=program.tools)
+    decision, traces = policies.trace(shell, proposal_id="", state={}, scope={}, history=[])
+    assert decision.effect is ir.PolicyEffect.ALLOW  # no policy is about shell
+    denied = under_capability(decision, problem, "agent")
+    text = render_text("action call: shell(...)", denied, traces)
+    assert text.splitlines()[1:3] == [
+        "decision: deny",
+        "  capability:agent: tool 'shell' is denied by capability 'agent'",
+    ]
+    decided, _ = policies.trace(read, proposal_id="", state={}, scope={}, history=[])
+    assert under_capability(decided, None, "agent") is decided
