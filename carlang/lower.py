@@ -1546,9 +1546,11 @@ def local_url_problem(url: str) -> str | None:
     """Why `url` is not an HTTP(S) URL on this machine, or None."""
     from urllib.parse import urlsplit
 
+    from carlang_runtime.redact import shown_url
+
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        return f"`{url}` is not an http:// URL"
+        return f"`{shown_url(url)}` is not an http:// URL"
     if parts.hostname not in ("localhost", "127.0.0.1", "::1"):
         return (
             f"MCP servers over HTTP must be on this machine (localhost, 127.0.0.1 or [::1]),"

@@ -223,7 +223,9 @@ def verify(
     bud = compiled.budget(budget_name) if budget_name else None
     if budget_name and bud is None:
         raise ProgramProblem(_no_such("budget", budget_name, [b.name for b in compiled.budgets]))
-    result = run_verify(loaded, state, compiled.tools, capability=cap, budget=bud)
+    result = run_verify(
+        loaded, state, compiled.tools, capability=cap, budget=bud, redact=compiled.redactions
+    )
     data = result.model_dump(mode="json")
     _add_policy_verdicts(data, compiled, loaded, state)
     return data

@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
-from urllib.parse import quote, quote_plus, unquote
+from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
 __all__ = [
     "REDACTED",
@@ -34,6 +34,7 @@ __all__ = [
     "redacted_message",
     "Scrubber",
     "shown_url",
+    "url_credentials",
 ]
 
 #: What a secret value becomes wherever it would have been shown.
@@ -588,3 +589,17 @@ def shown_url(url: str) -> str:
     if port is not None:
         return f"{scheme}://{port.group(1)}***{rest[port.end() :]}"
     return f"{scheme}://{rest}"
+
+
+def url_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """`http://user:password@host/path` as the URL without them and the Basic authorization
+    header that sends them (urllib sends no credentials from a URL: it took `user:password@host`
+    for a host name, and said the name was not known)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url, {}
+    user = unquote(parts.username or "")
+    password = unquote(parts.password or "")
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}

@@ -274,3 +274,28 @@ def test_import_says_what_a_failing_server_said() -> None:
     assert "did not answer within 2s; it wrote, where MCP messages go: 'hello, not MCP'" in (
         done.output
     )
+
+
+def test_a_secret_mark_a_server_drops_is_a_changed_schema() -> None:
+    """`writeOnly` is an annotation to JSON Schema, but to carlang it hides a value from every
+    log: a server that stops marking a parameter secret has changed what was checked."""
+    from carlang_runtime.mcp.provider import schema_fingerprint
+
+    marked = {"type": "object", "properties": {"key": {"type": "string", "writeOnly": True}}}
+    plain = {"type": "object", "properties": {"key": {"type": "string"}}}
+    assert schema_fingerprint(marked) != schema_fingerprint(plain)
+    described = {"type": "object", "properties": {"key": {"type": "string", "title": "K"}}}
+    assert schema_fingerprint(described) == schema_fingerprint(plain)
+
+
+def test_a_bad_server_url_is_shown_without_its_password(tmp_path: Path) -> None:
+    text = 'mcp_server fs { url "ftp://user:hunter2@localhost/mcp" }\n'
+    result = compile_file(_write(tmp_path, text), tmp_path)
+    shown = "\n".join(d.message for d in result.diagnostics.items)
+    assert "is not an http:// URL" in shown and "hunter2" not in shown
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.car"
+    path.write_text(text)
+    return path

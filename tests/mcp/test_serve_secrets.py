@@ -45,3 +45,25 @@ def test_explain_never_shows_secrets() -> None:
                 assert "parameter 'card': '[REDACTED]' is not one of" in message
 
     anyio.run(scenario)
+
+
+def test_verify_with_a_program_quotes_no_value_at_a_redact_path() -> None:
+    """A proposal's value at the program's `redact` path is `[REDACTED]` in verify's
+    findings, as a secret parameter's is."""
+    program = 'tool note(text: string(pattern: "^[a-z]+$"))\nredact params.text\n'
+    proposal = {
+        "id": "p",
+        "source": "agent",
+        "actions": [
+            {"id": "a", "type": "tool_call", "tool": "note", "parameters": {"text": "SECRET 99"}}
+        ],
+    }
+
+    async def scenario() -> None:
+        async with serving() as session:
+            error, verdict = await call(session, "verify", proposal=proposal, program=program)
+            shown = json.dumps(verdict)
+            assert not error and verdict["valid"] is False, verdict
+            assert "SECRET 99" not in shown and "'[REDACTED]' does not match" in shown
+
+    anyio.run(scenario)

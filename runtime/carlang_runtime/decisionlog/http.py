@@ -7,7 +7,6 @@ with exponential backoff. Every event that does not reach the collector is count
 
 from __future__ import annotations
 
-import base64
 import json
 import queue
 import threading
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..engine.events import Event, EventKind
-from ..redact import shown_url
+from ..redact import shown_url, url_credentials
 
 __all__ = ["HttpSink", "HttpSinkStats"]
 
@@ -69,7 +68,7 @@ class HttpSink:
             raise ValueError(
                 f"the collector URL must be http:// or https://, not {shown_url(url)!r}"
             )
-        self.url, credentials = _without_credentials(url)
+        self.url, credentials = url_credentials(url)
         self.kinds = frozenset(str(k) for k in kinds) if kinds is not None else None
         self.headers = {"Content-Type": "application/json", **credentials, **(headers or {})}
         self.block = block_ms / 1000.0
@@ -211,17 +210,3 @@ class HttpSink:
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 error = f"cannot reach the collector: {getattr(exc, 'reason', exc)}"
         self._count(dropped=len(batch), error=error)
-
-
-def _without_credentials(url: str) -> tuple[str, dict[str, str]]:
-    """`http://user:password@host/path` as the URL without them and the Basic authorization
-    header that sends them (urllib sends no credentials from a URL: it took `user:password@host`
-    for a host name, and said the name was not known)."""
-    parts = urllib.parse.urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url, {}
-    user = urllib.parse.unquote(parts.username or "")
-    password = urllib.parse.unquote(parts.password or "")
-    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-    host = parts.netloc.rpartition("@")[2]
-    return urllib.parse.urlunsplit(parts._replace(netloc=host)), {"Authorization": f"Basic {token}"}

@@ -22,11 +22,10 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .._version import __version__
-from ..decisionlog.http import _without_credentials
 from ..errors import CarlangRuntimeError
 from ..ir import McpServer
 from ..jsontext import JsonTextError, parse_json
-from ..redact import Scrubber, shown_url
+from ..redact import Scrubber, shown_url, url_credentials
 
 __all__ = ["PROTOCOL_VERSION", "McpClient", "McpError", "McpProtocolError"]
 
@@ -64,7 +63,7 @@ class McpClient:
         self.stderr = stderr
         #: the URL requests go to (without `user:password@`) and the headers sending those
         #: credentials (urllib took `user:password@host` for a host name)
-        self._url, self._auth = _without_credentials(server.url) if server.url else ("", {})
+        self._url, self._auth = url_credentials(server.url) if server.url else ("", {})
         #: what a message may not show: the URL's password and credential query values, the
         #: server's env values, the values of its credential options (`--token X`)
         self._scrubber = Scrubber(_secrets_of(server))

@@ -30,6 +30,8 @@ __all__ = [
 ]
 
 #: JSON Schema keywords that only annotate: a change in them does not change what was checked.
+#: (`writeOnly` is not one of them for carlang: it marks a secret, which logs, events and
+#: messages hide; a server that drops the mark would have its value written down.)
 _ANNOTATIONS = frozenset(
     {
         "title",
@@ -40,7 +42,6 @@ _ANNOTATIONS = frozenset(
         "$id",
         "deprecated",
         "readOnly",
-        "writeOnly",
     }
 )
 
