@@ -35,6 +35,7 @@ __all__ = [
     "Scrubber",
     "shown_url",
     "url_credentials",
+    "NAMED_SCHEMAS",
 ]
 
 #: What a secret value becomes wherever it would have been shown.
@@ -200,11 +201,8 @@ class _SecretWalk:
             if is_secret_schema(node):
                 found = True
                 break
-            for key, value in node.items():
-                if key in _REFS and isinstance(value, str):
-                    pending.append(self.resolve(value))
-                elif key not in _DATA and isinstance(value, (Mapping, list)):
-                    pending.append(value)
+            pending.extend(self.resolve(ref) for ref in _refs(node))
+            pending.extend(_subschemas(node))
         self._holds[id(schema)] = found
         return found
 
@@ -253,10 +251,32 @@ class _SecretWalk:
                 named = node.get("$id")
                 if isinstance(named, str) and named.startswith("#"):
                     self._anchors.setdefault(named[1:], node)
-                pending.extend(
-                    v for k, v in node.items() if k not in _DATA and isinstance(v, (Mapping, list))
-                )
+                pending.extend(_subschemas(node))
         return self._anchors
+
+
+#: Keywords whose values map names to schemas (a name there is a property's, not a keyword).
+NAMED_SCHEMAS: Final = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+
+
+def _subschemas(schema: Mapping[str, Any]) -> list[object]:
+    """The schemas (or lists of them) directly inside `schema`: the values of its keywords,
+    but not data (`enum`, `default`, ...), and the values of a name-to-schema map (whose keys
+    are names: a property called `default` is a schema like any other)."""
+    found: list[object] = []
+    for key, value in schema.items():
+        if key in NAMED_SCHEMAS and isinstance(value, Mapping):
+            found.extend(v for v in value.values() if isinstance(v, (Mapping, list)))
+        elif key not in _DATA and isinstance(value, (Mapping, list)):
+            found.append(value)
+    return found
+
+
+def _refs(schema: Mapping[str, Any]) -> list[str]:
+    """The references `schema` makes itself (`$ref` and its dynamic forms)."""
+    return [value for key in _REFS if isinstance(value := schema.get(key), str)]
 
 
 def redaction_problem(text: str) -> str | None:

@@ -403,3 +403,19 @@ def test_tool_names_that_collide_once_encoded_are_refused() -> None:
             assert proposal.actions[0].tool == meant and proposal.capability == capability
         with pytest.raises(TurnError, match="is ambiguous"):
             proposal_from_turn(message, tools=source)
+
+
+def test_parameters_named_default_or_examples_are_offered_beside_a_secret() -> None:
+    """A secret's default is left out of what a model is offered; a parameter that happens to
+    be called `default` is not a default."""
+    from carlang_runtime.agents.specs import input_schema
+    from carlang_runtime.ir import ToolSchema
+
+    properties = {
+        "default": {"type": "boolean"},
+        "examples": {"type": "integer"},
+        "token": {"type": "string", "writeOnly": True, "default": "tok-123"},
+    }
+    tool = ToolSchema(name="t", parameters={"type": "object", "properties": properties})
+    shown = input_schema(tool)["properties"]
+    assert set(shown) == {"default", "examples", "token"} and "default" not in shown["token"]

@@ -328,3 +328,23 @@ def test_a_message_about_a_secret_value_does_not_quote_it() -> None:
     assert redacted_message("'x' is bad", "x", ["pair", 1], paths) == "'[REDACTED]' is bad"
     assert redacted_message("'x' is bad", "x", ["pair", 0], paths) == "'x' is bad"
     assert redacted_message("'x' is bad", "x", ["user"], paths) == "'x' is bad"
+
+
+def test_a_secret_property_named_like_a_keyword_is_found_where_the_walk_falls_back() -> None:
+    """A property called `default` (or `enum`, `examples`) is a schema, not data: in a schema
+    that refers to itself, the fail-closed fallback must still see the secret under it."""
+    from carlang_runtime.redact import secret_paths
+
+    node = {
+        "type": "object",
+        "properties": {
+            "default": {"type": "string", "writeOnly": True},
+            "child": {"$ref": "#/$defs/node"},
+        },
+    }
+    schema = {
+        "type": "object",
+        "$defs": {"node": node},
+        "properties": {"tree": {"$ref": "#/$defs/node"}},
+    }
+    assert set(secret_paths(schema)) == {("tree", "default"), ("tree", "child")}

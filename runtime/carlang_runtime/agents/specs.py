@@ -14,7 +14,7 @@ from typing import Any
 from ..capability import CapabilityCheck
 from ..errors import CarlangRuntimeError
 from ..ir import Capability, Program, ToolSchema
-from ..redact import is_secret_schema
+from ..redact import NAMED_SCHEMAS, is_secret_schema
 
 __all__ = [
     "SPEC_FORMATS",
@@ -157,11 +157,15 @@ def _without_secret_examples(schema: Any) -> Any:
     if not isinstance(schema, dict):
         return schema
     secret = _holds_secret(schema)
-    return {
-        key: _without_secret_examples(value)
-        for key, value in schema.items()
-        if not (secret and key in _SECRET_VALUES)
-    }
+    shown: dict[str, Any] = {}
+    for key, value in schema.items():
+        if secret and key in _SECRET_VALUES:
+            continue
+        if key in NAMED_SCHEMAS and isinstance(value, dict):  # names, then schemas
+            shown[key] = {name: _without_secret_examples(v) for name, v in value.items()}
+        else:
+            shown[key] = _without_secret_examples(value)
+    return shown
 
 
 def mcp_annotations(schema: ToolSchema) -> dict[str, Any]:
