@@ -1001,13 +1001,21 @@ class _Lowerer:
         nothing, and an allow list with no possible value denies every call of the tool."""
         from carlang_runtime.paramcheck import ParamChecker
 
-        properties = self.tool_schemas.get(tool, {}).get("properties")
-        schema = properties.get(param) if isinstance(properties, dict) else None
-        if not isinstance(schema, dict):
+        schema = self.tool_schemas.get(tool, {})
+        properties = schema.get("properties")
+        if not isinstance(properties, dict) or not isinstance(properties.get(param), dict):
             return
-        checker = ParamChecker(tool, {"type": "object", "properties": {param: schema}})
+        # the whole schema (a `$ref` resolves in it), and only this parameter's findings
+        checker = ParamChecker(tool, schema)
         values = operand.value if allow else [operand.value]
-        problems = [(v, found[0].detail) for v in values if (found := checker.check({param: v}))]
+        problems = []
+        for value in values:
+            found = checker.check({param: value})
+            if any(f.kind == "invalid_schema" for f in found):
+                return  # (the tool's schema is reported where it is declared)
+            mine = [f for f in found if f.param == param and f.kind != "missing"]
+            if mine:
+                problems.append((value, mine[0].detail))
         if not problems:
             return
         rule = f"allow_tool_param {tool}.{param}" if allow else f"deny_tool_param {tool}.{param}"
@@ -1021,7 +1029,10 @@ class _Lowerer:
                 help=f"list values `{param}` can take, or deny the tool: `deny_tool {tool}`",
             )
             return
-        shown = ", ".join(json.dumps(value) for value, _ in problems)
+        from carlang_runtime.redact import REDACTED, is_secret_schema
+
+        secret = is_secret_schema(properties[param])
+        shown = ", ".join(REDACTED if secret else json.dumps(value) for value, _ in problems)
         self.d.warning(
             "CL0512",
             f"`{rule}`: `{param}` can never be {shown} ({problems[0][1]}): "

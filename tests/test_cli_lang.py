@@ -380,6 +380,30 @@ def test_check_quotes_no_value_at_a_redact_path(tmp_path: Path) -> None:
     assert "4111-1111-1111-1111'" not in out.split("\n")[0]
 
 
+def test_impossible_rule_values_are_judged_against_the_whole_schema(tmp_path: Path) -> None:
+    """CL0512 on a tool whose schema (from a file) reaches its enum through `$ref`: judged in
+    the whole schema, "staging" is possible and "qa" is not."""
+    write(
+        tmp_path,
+        "s.json",
+        json.dumps(
+            {
+                "type": "object",
+                "$defs": {"Env": {"type": "string", "enum": ["staging", "prod"]}},
+                "properties": {"env": {"$ref": "#/$defs/Env"}},
+                "required": ["env"],
+            }
+        ),
+    )
+    text = (
+        'tool deploy() { schema from "s.json" }\nallow_tool_param deploy.env ["staging"]\n'
+        'deny_tool_param deploy.env equals "qa"\n'
+    )
+    code, out = check(str(write(tmp_path, "p.car", text)), "--root", str(tmp_path))
+    assert "error" not in out.split("\n")[0] and code == 0, out
+    assert 'warning[CL0512]: `deny_tool_param deploy.env`: `env` can never be "qa"' in out
+
+
 def test_check_counts_the_files_it_read_imports_too(tmp_path: Path) -> None:
     """An error in an imported file is in a file the summary counts."""
     write(tmp_path, "tools.car", "tool fetch(url: strin)\n")
