@@ -1,15 +1,16 @@
 """One run of one proposal: levels of the DAG, the per-action pipeline, abort and rollback.
 
 Per level, actions run concurrently, except that a level holding an `abort` action (or a
-single action) runs in order. Even then they are *admitted* one after the other, in proposal
-order: each is decided (budget, capability, validation, policies) with what the ones before it
-took. A tool call's place in a `max_tool_calls` budget is reserved when it is admitted (and
-given back when it ends without a call), and an admitted action is in `history` with status
-"running" until it ends, so a budget or a history rule holds within a level as it does in
-order. Per action:
+single action) runs in order. Actions that run concurrently are still *admitted* one after
+the other, in proposal order: each is decided (budget, capability, validation, policies) with
+what the ones before it took. A tool call's place in a `max_tool_calls` budget is reserved
+when it is admitted (and given back when it ends without a call), and an admitted action is in
+`history` with status "running" until it ends, so a budget or a history rule holds within a
+level as it does in order. Per action:
 
-    capability -> validation -> policies -> approval -> middleware -> idempotency cache
-    -> dispatch (result cache, rate limit, attempts with timeout and backoff) -> commit
+    `after` -> budget -> capability -> validation -> policies -> approval -> middleware
+    -> idempotency cache -> dispatch (result cache, rate limit, attempts with timeout and
+    backoff) -> commit
 
 (CAR's order puts the idempotency cache first; here every gate decides before a cached output
 may answer, and the caches are keyed by the run's whole scope: see `Runtime.cache_scope`.)
