@@ -1559,13 +1559,17 @@ def local_url_problem(url: str) -> str | None:
 
     from carlang_runtime.redact import shown_url
 
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # (`http://[::1:8000/mcp`: an IPv6 address left open)
         return f"`{shown_url(url)}` is not an http:// URL"
-    if parts.hostname not in ("localhost", "127.0.0.1", "::1"):
+    if parts.scheme not in ("http", "https") or not host:
+        return f"`{shown_url(url)}` is not an http:// URL"
+    if host not in ("localhost", "127.0.0.1", "::1"):
         return (
             f"MCP servers over HTTP must be on this machine (localhost, 127.0.0.1 or [::1]),"
-            f" not {parts.hostname}"
+            f" not {host}"
         )
     return None
 

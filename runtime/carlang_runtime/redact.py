@@ -615,8 +615,11 @@ def url_credentials(url: str) -> tuple[str, dict[str, str]]:
     """`http://user:password@host/path` as the URL without them and the Basic authorization
     header that sends them (urllib sends no credentials from a URL: it took `user:password@host`
     for a host name, and said the name was not known)."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
+    try:
+        parts = urlsplit(url)
+        if parts.username is None and parts.password is None:
+            return url, {}
+    except ValueError:  # not a URL urllib can split: nothing to take out of it
         return url, {}
     user = unquote(parts.username or "")
     password = unquote(parts.password or "")

@@ -293,9 +293,29 @@ def test_a_bad_server_url_is_shown_without_its_password(tmp_path: Path) -> None:
     result = compile_file(_write(tmp_path, text), tmp_path)
     shown = "\n".join(d.message for d in result.diagnostics.items)
     assert "is not an http:// URL" in shown and "hunter2" not in shown
+    # an IPv6 address left open: urllib raises, which was an internal error
+    result = compile_file(
+        _write(tmp_path, 'mcp_server s { url "http://[::1:8000/mcp" }\n'), tmp_path
+    )
+    assert [d.code for d in result.diagnostics.items] == ["CL0220"]
 
 
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "p.car"
     path.write_text(text)
     return path
+
+
+def test_a_servers_error_does_not_show_its_own_secrets(tmp_path: Path, toy_car: str) -> None:
+    """The server's environment holds its key; its error quotes it (`invalid key ...`): the
+    action's error, which the event log and the terminal show, hides it."""
+    text = toy_car.replace(
+        "mcp_server toy {", 'mcp_server toy {\n  env { TOY_KEY: "sk-live-9f8e7d" }'
+    )
+    path = tmp_path / "toy.car"
+    path.write_text(text)
+    program = _program(path, 'proposal p { f = toy.fail(message: "invalid key sk-live-9f8e7d") }')
+    with Runtime.from_program(program) as runtime:
+        (outcome,) = runtime.execute(program.proposals[0]).results
+    assert outcome.status is ActionStatus.FAILED
+    assert "invalid key" in (outcome.error or "") and "sk-live-9f8e7d" not in (outcome.error or "")

@@ -96,7 +96,8 @@ class McpClient:
                 "clientInfo": _CLIENT_INFO,
             },
         ).result(timeout)
-        self.server_info = answer.get("serverInfo", {})
+        info = answer.get("serverInfo")
+        self.server_info = info if isinstance(info, dict) else {}
         self.capabilities = answer.get("capabilities", {})
         self.notify("notifications/initialized")
 
@@ -222,6 +223,11 @@ class McpClient:
             message["params"] = dict(params)
         self._send(message)
 
+    def scrubbed(self, text: str) -> str:
+        """`text` without this server's own secrets (its env values, credential options and
+        URL secrets): what it says may quote them."""
+        return self._scrubber.text(text)
+
     def cancel(self, future: concurrent.futures.Future[Any], reason: str) -> None:
         """Tell the server to stop a request (`notifications/cancelled`) and forget it."""
         request_id = getattr(future, "request_id", None)
@@ -289,7 +295,8 @@ class McpClient:
             future.set_exception(
                 McpProtocolError(
                     code if isinstance(code, int) and not isinstance(code, bool) else 0,
-                    str(error.get("message", "")),
+                    # (a server's error may quote its own key: "invalid API key sk-...")
+                    self._scrubber.text(str(error.get("message", ""))),
                     error.get("data"),
                 )
             )

@@ -200,7 +200,8 @@ class McpSessions:
                 client.cancel(future, "cancelled by carlang (timeout or cancellation)")
                 raise
             if result.get("isError"):
-                raise ToolError(result_text(result) or json.dumps(result.get("content")))
+                said = result_text(result) or json.dumps(result.get("content"))
+                raise ToolError(client.scrubbed(said))
             if raw:
                 return {k: v for k, v in result.items() if k in ("content", "structuredContent")}
             return output_of(result)
