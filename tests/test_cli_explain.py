@@ -276,3 +276,28 @@ def test_a_capability_decides_before_the_policies(tmp_path: Path) -> None:
     ]
     decided, _ = policies.trace(read, proposal_id="", state={}, scope={}, history=[])
     assert under_capability(decided, None, "agent") is decided
+
+
+def test_explain_decides_under_a_capability(tmp_path: Path) -> None:
+    path = tmp_path / "g.car"
+    path.write_text(GUARDED + 'proposal p under agent {\n  s = shell(cmd: "ls")\n}\n')
+    shell = ["--tool", "shell", "--params", '{"cmd": "ls"}']
+    result = runner.invoke(app, ["explain", str(path), *shell, "--capability", "agent"])
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[1:3] == [
+        "decision: deny",
+        "  capability:agent: tool 'shell' is denied by capability 'agent'",
+    ]
+    assert "decision: allow" in runner.invoke(app, ["explain", str(path), *shell]).output
+    result = runner.invoke(app, ["explain", str(path), "--proposal", "p", "--action", "s"])
+    assert "decision: deny" in result.output  # the proposal's own capability
+    (tmp_path / "carlang.toml").write_text('capability = "agent"\n')
+    result = runner.invoke(app, ["explain", str(path), *shell])
+    assert "decision: deny" in result.output, result.output  # carlang.toml's
+    result = runner.invoke(app, ["explain", str(path), *shell, "--capability", "agnet"])
+    assert result.exit_code == 2 and "did you mean `agent`?" in result.output
+    document = json.loads(
+        runner.invoke(app, ["explain", str(path), *shell, "--format", "json"]).output
+    )
+    assert document["decision"] == "deny"
+    assert document["reasons"][0]["policy"] == "capability:agent"

@@ -58,6 +58,14 @@ def explain_command(
     scope: Annotated[
         str | None, typer.Option("--scope", help="The caller's scope as a JSON object.")
     ] = None,
+    capability: Annotated[
+        str | None,
+        typer.Option(
+            "--capability",
+            help="Decide under this capability (default: the proposal's, else carlang.toml's"
+            " `capability`).",
+        ),
+    ] = None,
     now: NowOption = None,
     output: Annotated[
         ExplainFormat, typer.Option("--format", help="Output format.")
@@ -71,7 +79,14 @@ def explain_command(
     from carlang_runtime.policy import PolicySet, state_problem
     from carlang_runtime.policy.static import judged_context
 
-    from carlang.explain import describe_action, redacted, render_json, render_text
+    from carlang.explain import (
+        capability_problem,
+        describe_action,
+        redacted,
+        render_json,
+        render_text,
+        under_capability,
+    )
 
     if (proposal is None) == (tool is None):
         fail_usage("give either --proposal NAME --action ID, or --tool NAME [--params JSON]")
@@ -101,11 +116,20 @@ def explain_command(
         fail_usage(f"--state: {problem}")
     current: dict[str, Any] = {**program.initial_state, **given}
     history: list[dict[str, Any]] = []
-    if chosen is not None:
-        # what `check` judged: the state the plan predicts at the action, its ancestors done
-        index = chosen.actions.index(action)
-        current, history = judged_context(chosen, index, current)
     policies = PolicySet(program.policies, tools=program.tools)
+    if chosen is not None:
+        # what `check` judged: the state the plan predicts at the action, and the history
+        # that decided (its ancestors done, or the siblings admitted before it)
+        index = chosen.actions.index(action)
+        current, history = judged_context(chosen, index, current, policies)
+    name = capability if capability is not None else (chosen.capability if chosen else None)
+    if name is None:
+        from .agent_commands import chosen_capability
+
+        name = chosen_capability(file, root, None, program)  # carlang.toml's, if any
+    refused = capability_problem(program, action, name, str(file))
+    if name is not None and program.capability(name) is None:
+        fail_usage(f"--capability: {refused}")
     decision, traces = policies.trace(
         action,
         proposal_id=proposal or "",
@@ -114,6 +138,7 @@ def explain_command(
         history=history,
         now=at,
     )
+    decision = under_capability(decision, refused, name)
     if output is ExplainFormat.json:
         text = render_json(action, decision, traces)
     else:
