@@ -70,7 +70,9 @@ HISTORY_LIMIT = 1000
 #: The checkpoint format written: `state` is the shared state, `tenants` each tenant's.
 CHECKPOINT_FORMAT = 2
 #: A scope as the key of the caches it may share (strict: a value that is not JSON raises).
-_SCOPE_KEY = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+_SCOPE_KEY = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 @dataclass(frozen=True)
@@ -538,9 +540,11 @@ class Runtime:
         JSON (no identity to key by): such a run shares no cached output, either way (fail
         closed). Every gate has decided a call before either cache is looked in."""
         try:
-            return f"{_SCOPE_KEY.encode(dict(scope))}\x1f"
+            key = _SCOPE_KEY.encode(dict(scope))
         except (TypeError, ValueError):  # a value JSON cannot hold (no repr stands in for it)
             return None
+        # one scope, one key: JSON writes {1: "x"} as {"1": "x"}, and a tuple as a list
+        return f"{key}\x1f" if json.loads(key) == dict(scope) else None
 
     def snapshot_event_data(self, tenant: str | None) -> dict[str, Any]:
         """What `state_snapshot` records: the whole state when the log is durable."""

@@ -4,7 +4,7 @@
     params   the action's parameters (typed from the tools' JSON Schemas)
     state    the state the action would run against (a tenant's view under a scope)
     scope    {tenant, caller, claims, ...}                   who is asking, as the host says
-    history  [{id, type, tool, params, status}, ...]         actions already run this session
+    history  [{id, type, tool, params, status}, ...]         actions admitted this session
     now      the current time, a timestamp (exact to the nanosecond; a `datetime` given by
              the host is taken exactly)
 

@@ -451,6 +451,11 @@ def test_cached_results_are_per_caller_and_a_scope_that_is_not_json_shares_none(
     assert run("now", odd) == 4
     assert run("once", odd) == 5
     assert run("once", odd) == 6
+    # one scope, one key: an int claim key (written "1" by JSON) and a NaN share nothing
+    assert run("now", {"tenant": "acme", "claims": {1: "x"}}) == 7
+    assert run("now", {"tenant": "acme", "claims": {"1": "x"}}) == 8
+    nan = {"tenant": "acme", "claims": {"level": float("nan")}}
+    assert run("now", nan) == 9 and run("now", nan) == 10
 
 
 def test_rate_limits_make_callers_wait() -> None:
