@@ -473,3 +473,94 @@ def test_a_candidate_that_drops_a_tool_production_calls_fails_the_gate(tmp_path:
     assert code == 0, out  # a gate on new allows only: dropping a tool allows nothing new
     _, _, report = changes(log, program)
     assert report["gate"] == ["1 run the candidate cannot run (it dropped what they use)"]
+
+
+# Three pays with no order between them (`on_failure skip`: the level runs them alongside each
+# other): the runtime admits them one after the other, each admitted one in `history` as
+# "running" until it ends, so `once` lets the first pay and denies the two others.
+PAY_ONCE = """\
+tool pay(n: int)
+policy once: deny pay when history.exists(h, h.tool == "pay")
+proposal p {
+  a = pay(n: 1) { on_failure skip }
+  b = pay(n: 2) { on_failure skip }
+  c = pay(n: 3) { on_failure skip }
+}
+"""
+
+
+def _pay_log(tmp_path: Path, suffix: str, program: str = PAY_ONCE) -> tuple[Path, Path]:
+    """A real run of `program` (`carlang run --force --events`): the program and its log."""
+    source = tmp_path / "h.car"
+    source.write_text(program)
+    tools = tmp_path / "pay_tools.py"
+    tools.write_text("TOOLS = {'pay': lambda n: n}\n")
+    log = tmp_path / f"x{suffix}"
+    code, out = cli(
+        "run", str(source), "--tools", f"{tools}:TOOLS", "--force", "--events", str(log)
+    )
+    assert code in (0, 1), out
+    return source, log
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".db"])
+def test_a_history_rule_on_unordered_siblings_is_replayed_unchanged(
+    tmp_path: Path, suffix: str
+) -> None:
+    """Replay rebuilt `history` from the actions that had ended only: the second pay, decided
+    while the first was admitted and not ended, was judged on an empty history, and the
+    unchanged program reported `deny -> allow`, failing a CI gate."""
+    source, log = _pay_log(tmp_path, suffix)
+    (run,) = read_runs([log])
+    assert {i: d.decision for i, d in run.decisions.items()} == {
+        "a": "allow",
+        "b": "deny",
+        "c": "deny",
+    }
+    code, found, report = changes(log, source)
+    assert code == 0 and found == set(), report
+    assert report["decisions"] == report["unchanged"] == 3
+    code, out = cli("replay", "--program", str(source), str(log))
+    assert code == 0 and "0 changes, 3 unchanged" in out, out
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".db"])
+def test_a_rule_that_no_longer_sees_running_siblings_is_a_change(
+    tmp_path: Path, suffix: str
+) -> None:
+    """The entry of an admitted action says "running" until it ends: a candidate counting only
+    successes does not see the first pay when the others are decided, and the change is
+    reported; one counting running pays too decides as the recorded run did."""
+    source, log = _pay_log(tmp_path, suffix)
+    old = 'h.tool == "pay")'
+    successes = tmp_path / "successes.car"
+    successes.write_text(PAY_ONCE.replace(old, 'h.tool == "pay" && h.status == "succeeded")'))
+    code, found, report = changes(log, successes)
+    assert code == 1
+    assert found == {("b", "deny -> allow"), ("c", "deny -> allow")}
+    assert report["unchanged"] == 1  # a: allowed either way
+    running = tmp_path / "running.car"
+    running.write_text(
+        PAY_ONCE.replace(old, 'h.tool == "pay" && h.status in ["succeeded", "running"])')
+    )
+    code, found, report = changes(log, running)
+    assert code == 0 and found == set() and report["unchanged"] == 3
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".db"])
+def test_a_tool_call_budget_counts_siblings_started_and_not_ended(
+    tmp_path: Path, suffix: str
+) -> None:
+    """A tool call holds its place in `max_tool_calls` from its start to its end: under a
+    budget of 2, the third of three unordered pays is refused although none had ended."""
+    recorded = PAY_ONCE.replace(
+        "policy once:", "budget calls { max_tool_calls 3 }\npolicy once:"
+    ).replace("proposal p {", "proposal p under calls {")
+    recorded = recorded.replace('h.tool == "pay")', 'h.tool == "never")')  # all three pay
+    source, log = _pay_log(tmp_path, suffix, recorded)
+    code, found, _ = changes(log, source)
+    assert code == 0 and found == set()
+    tighter = tmp_path / "tighter.car"
+    tighter.write_text(recorded.replace("max_tool_calls 3", "max_tool_calls 2"))
+    code, found, _ = changes(log, tighter)
+    assert code == 1 and found == {("c", "allow -> deny")}

@@ -1,6 +1,12 @@
 """Re-deciding recorded actions with another program: the candidate's (and the baseline's)
 policies, capabilities and budgets, each action with the state, scope and history it had when it
-was decided (rebuilt from the log), in the recorded order."""
+was decided (rebuilt from the log), in the recorded order.
+
+`history` is rebuilt as the runtime holds it (engine/run.py): an action the recorded run
+admitted (its decision was not a deny) is in it, status "running", from the moment it was
+decided; when it ends, that same entry takes its final status. An action refused when decided,
+or before, is in it once it ended. So an action decided alongside an admitted sibling that had
+not ended sees it, as it did when it ran."""
 
 from __future__ import annotations
 
@@ -197,7 +203,8 @@ class Judge:
             if (
                 budget.max_tool_calls is not None
                 and action.type is ActionType.TOOL_CALL
-                and context.tool_calls >= budget.max_tool_calls
+                # the calls made, and those started and not ended (each holds its place)
+                and context.tool_calls + len(context.reserved) >= budget.max_tool_calls
             ):
                 return Verdict("deny", f"budget:{budget.name}", "cost budget exceeded")
         return self.verdict(self._evaluate(action, proposal, context))
@@ -285,6 +292,10 @@ class _Context:
     now: float = 0.0
     started: int = 0
     tool_calls: int = 0
+    #: the `history` entries of the actions admitted and not ended ("running"), by id
+    running: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: the tool calls started and not ended: each holds its place in `max_tool_calls`
+    reserved: set[str] = field(default_factory=set)
 
 
 def replay(
@@ -368,6 +379,7 @@ def _replay(
                     loc=recorded.locs.get(recorded.policies[0]) if recorded.policies else None,
                 )
             context.started += 1
+            _admit(action, recorded.decision, context)
             if not judged:
                 continue
             report.actions += 1
@@ -508,14 +520,39 @@ def _end(step: tuple[Any, ...], actions: dict[str, Action], context: _Context) -
         return
     if status == "succeeded" and action.type is ActionType.TOOL_CALL:
         context.tool_calls += 1
-    context.history.append(
-        {
-            "id": action.id,
-            "type": action.type.value,
-            "tool": action.tool,
-            "params": action.parameters,
-            "status": status,
-        }
-    )
+    context.reserved.discard(action_id)
+    entry = context.running.pop(action_id, None)
+    if entry is not None:
+        entry["status"] = status  # the entry it had since it was admitted
+        return
+    _remember(context, _history_entry(action, status))
+
+
+def _admit(action: Action, decision: str, context: _Context) -> None:
+    """After an action's decision, what the runtime's admission took: a tool call's place in
+    `max_tool_calls` (from its start to its end, as `ProposalRun.settled` reserves it), and,
+    unless the recorded run denied it, its `history` entry, "running" until it ends."""
+    if action.type is ActionType.TOOL_CALL:
+        context.reserved.add(action.id)
+    if decision == "deny":
+        return  # refused: in history once it ends ("rejected"), as the runtime has it
+    entry = _history_entry(action, "running")
+    context.running[action.id] = entry
+    _remember(context, entry)
+
+
+def _history_entry(action: Action, status: str) -> dict[str, Any]:
+    """An action as the runtime's `history` holds it (id, type, tool, params, status)."""
+    return {
+        "id": action.id,
+        "type": action.type.value,
+        "tool": action.tool,
+        "params": action.parameters,
+        "status": status,
+    }
+
+
+def _remember(context: _Context, entry: dict[str, Any]) -> None:
+    context.history.append(entry)
     if len(context.history) > HISTORY_LIMIT:
         del context.history[: len(context.history) - HISTORY_LIMIT]
