@@ -60,7 +60,7 @@ from ..ir import (
 )
 from ..ir._base import construct
 from ..paramcheck import validation_errors
-from ..policy import Decision, PolicyMatch, PolicySet
+from ..policy import RUNNING, Decision, PolicyMatch, PolicySet, history_entry
 from ..precondition import check_assertion, check_precondition
 from ..redact import Scrubber
 from .approval import ApprovalRequest
@@ -575,7 +575,7 @@ class ProposalRun:
                 return None
         if self.history is not None:
             # Admitted: the policies deciding what comes next see it, running, until it ends.
-            entry = _history_entry(action, "running")
+            entry = history_entry(action, RUNNING)
             self.history.append(entry)
             self.running[index] = entry
         return action, key, asking
@@ -1261,7 +1261,7 @@ class ProposalRun:
             if entry is not None:
                 entry["status"] = status.value  # the entry it had since it was admitted
             else:
-                self.history.append(_history_entry(action, status.value))
+                self.history.append(history_entry(action, status.value))
         hooks = self.rt.middleware
         if hooks:
             for hook in hooks:
@@ -1417,7 +1417,7 @@ class ProposalRun:
             data["output"] = output
         self.emit(_COMPENSATION_END[status], action.id, data=data)
         if self.history is not None and undo is not None:
-            self.history.append(_history_entry(undo, status.value))
+            self.history.append(history_entry(undo, status.value))
         return CompensationResult(
             action_id=action.id,
             tool=tool,
@@ -1455,18 +1455,6 @@ class ProposalRun:
             data,
             timestamp if timestamp is not None else time.time(),
         )
-
-
-def _history_entry(action: Action, status: str) -> dict[str, Any]:
-    """An action as `history` holds it: status "running" (admitted, not ended), "succeeded",
-    "failed", "skipped" or "rejected"."""
-    return {
-        "id": action.id,
-        "type": action.type.value,
-        "tool": action.tool,
-        "params": action.parameters,
-        "status": status,
-    }
 
 
 def _recorded_outcome(record: Mapping[str, Any]) -> _Outcome:

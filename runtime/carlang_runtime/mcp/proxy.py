@@ -43,6 +43,7 @@ from ..ir import Action, ActionProposal, ActionStatus, Budget, Program, ToolSche
 from ..jsontext import JsonTextError, parse_json
 from ..jsonvalue import not_json
 from ..paramcheck import json_type_name
+from ..policy import RUNNING, history_entry
 from .provider import McpSessions
 
 __all__ = [
@@ -68,11 +69,6 @@ class _Client:
     spent: SessionBudget | None = None
     ids: Any = field(default_factory=lambda: itertools.count(1))
     admitting: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
-#: The status of a call admitted and not ended yet, as trace rules see it in `history` (the
-#: runtime's word for an action admitted in a level whose actions run alongside each other).
-IN_FLIGHT = "running"
 
 
 class _Admission:
@@ -110,13 +106,7 @@ class _Admission:
         next call may be decided."""
         self.started = True
         if self.history is not None and self.entry is None and not self._listed():
-            self.entry = {
-                "id": self.action.id,
-                "type": self.action.type.value,
-                "tool": self.action.tool,
-                "params": dict(parameters),
-                "status": IN_FLIGHT,
-            }
+            self.entry = history_entry(self.action, RUNNING, dict(parameters))
             self.history.append(self.entry)
         self.release()
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from .activation import (
+    RUNNING,
     VARIABLES,
     action_activation,
+    history_entry,
     policy_declarations,
     state_problem,
     state_problems,
@@ -20,7 +22,9 @@ __all__ = [
     "PolicyTrace",
     "PolicyLoadError",
     "VARIABLES",
+    "RUNNING",
     "action_activation",
+    "history_entry",
     "policy_declarations",
     "state_problem",
     "state_problems",

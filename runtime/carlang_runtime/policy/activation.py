@@ -117,6 +117,25 @@ def state_problem(declared: Sequence[StateDecl], state: Mapping[str, Any]) -> st
     return problem + (f" ({hint})" if hint else "")
 
 
+#: The status of an admitted action that has not ended, in `history`.
+RUNNING: Final = "running"
+
+
+def history_entry(
+    action: Action, status: str, params: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """An action as `history` holds it: status "running" (admitted, not ended), "succeeded",
+    "failed", "skipped" or "rejected". `params`: the parameters as the call received them,
+    when not the action's own."""
+    return {
+        "id": action.id,
+        "type": action.type.value,
+        "tool": action.tool,
+        "params": action.parameters if params is None else params,
+        "status": status,
+    }
+
+
 def policy_declarations(
     targets: Iterable[ToolSchema] | None,
     state: Type | None = None,

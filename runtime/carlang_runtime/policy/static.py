@@ -30,6 +30,7 @@ from ..columns import Columns
 from ..dag import Dag, build_dag
 from ..ir import ActionProposal, FailureBehavior, PolicyEffect
 from ..verify.state import apply_effects
+from .activation import RUNNING, history_entry
 from .policyset import PolicySet
 
 __all__ = [
@@ -152,10 +153,10 @@ def _walk(
                 only_admitted = any((v.policy, v.effect) not in seen for v in out[start:])
                 return current, list(admitted) if only_admitted else history
             denied = any(v.effect is PolicyEffect.DENY for v in out[start:])
-            status = "rejected" if denied else "succeeded" if in_order else "running"
-            entry = _entry(proposal, index, status)
+            status = "rejected" if denied else "succeeded" if in_order else RUNNING
+            entry = history_entry(proposal.actions[index], status)
             admitted.append(entry)
-            if status == "running":
+            if status == RUNNING:
                 running.append(entry)
         for entry in running:  # the level is done: taken to have succeeded
             entry["status"] = "succeeded"
@@ -184,21 +185,10 @@ def _history(proposal: ActionProposal, bits: int) -> list[dict[str, Any]]:
     index = 0
     while bits:
         if bits & 1:
-            entries.append(_entry(proposal, index, "succeeded"))
+            entries.append(history_entry(proposal.actions[index], "succeeded"))
         bits >>= 1
         index += 1
     return entries
-
-
-def _entry(proposal: ActionProposal, index: int, status: str) -> dict[str, Any]:
-    action = proposal.actions[index]
-    return {
-        "id": action.id,
-        "type": action.type.value,
-        "tool": action.tool,
-        "params": action.parameters,
-        "status": status,
-    }
 
 
 def _judge(

@@ -22,7 +22,7 @@ from ..capability import CapabilityCheck
 from ..ir import Action, ActionProposal, ActionType, Program
 from ..ir._base import construct
 from ..paramcheck import parameter_defaults, with_defaults
-from ..policy import Decision, PolicyMatch, PolicySet
+from ..policy import RUNNING, Decision, PolicyMatch, PolicySet, history_entry
 from ..redact import REDACTED
 from .log import RecordedProposal, without_gc
 
@@ -525,7 +525,7 @@ def _end(step: tuple[Any, ...], actions: dict[str, Action], context: _Context) -
     if entry is not None:
         entry["status"] = status  # the entry it had since it was admitted
         return
-    _remember(context, _history_entry(action, status))
+    _remember(context, history_entry(action, status))
 
 
 def _admit(action: Action, decision: str, context: _Context) -> None:
@@ -536,20 +536,9 @@ def _admit(action: Action, decision: str, context: _Context) -> None:
         context.reserved.add(action.id)
     if decision == "deny":
         return  # refused: in history once it ends ("rejected"), as the runtime has it
-    entry = _history_entry(action, "running")
+    entry = history_entry(action, RUNNING)
     context.running[action.id] = entry
     _remember(context, entry)
-
-
-def _history_entry(action: Action, status: str) -> dict[str, Any]:
-    """An action as the runtime's `history` holds it (id, type, tool, params, status)."""
-    return {
-        "id": action.id,
-        "type": action.type.value,
-        "tool": action.tool,
-        "params": action.parameters,
-        "status": status,
-    }
 
 
 def _remember(context: _Context, entry: dict[str, Any]) -> None:
