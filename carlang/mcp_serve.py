@@ -212,6 +212,8 @@ def verify(
     from carlang_runtime.ir import load_proposal
     from carlang_runtime.verify import verify as run_verify
 
+    from .policycheck import judged_verdict
+
     if program is None and path is None:
         data: dict[str, Any] = run_verify(proposal, state).model_dump(mode="json")
         return data
@@ -226,9 +228,7 @@ def verify(
     result = run_verify(
         loaded, state, compiled.tools, capability=cap, budget=bud, redact=compiled.redactions
     )
-    data = result.model_dump(mode="json")
-    _add_policy_verdicts(data, compiled, loaded, state)
-    return data
+    return judged_verdict(result, compiled, loaded, state)
 
 
 def _no_such(kind: str, name: str, names: list[str]) -> str:
@@ -244,66 +244,6 @@ def _capability(compiled: ir.Program, name: str) -> ir.Capability:
         names = [c.name for c in compiled.capabilities]
         raise ProgramProblem(_no_such("capability", name, names))
     return found
-
-
-def _add_policy_verdicts(
-    data: dict[str, Any],
-    compiled: ir.Program,
-    proposal: ir.ActionProposal,
-    state: dict[str, Any] | None,
-) -> None:
-    """What the program's policies will say to the proposal's actions, added to `verify`'s
-    verdict as `carlang check` reports them (`carlang.policycheck`): a certain deny is an
-    error (CL0520), so `valid` is false; an approval (CL0521) and a deny predicted from the
-    state the plan declares (CL0522) are warnings."""
-    from carlang_runtime.policy import PolicyLoadError, PolicySet, static_verdicts
-    from carlang_runtime.verify import CheckRecord, VerifyIssue
-
-    from .policycheck import APPROVAL, DENIED, PREDICTED_DENY
-
-    if not compiled.policies:
-        return
-    try:
-        policies = PolicySet(compiled.policies, tools=compiled.tools)
-    except PolicyLoadError:  # (the compiler reported it: the program has errors)
-        return
-    initial = {**compiled.initial_state, **(state or {})}
-    issues = []
-    for verdict in static_verdicts(policies, proposal, initial):
-        if verdict.effect is ir.PolicyEffect.DENY and verdict.certain:
-            code, severity, said = DENIED, "error", "will be denied by"
-        elif verdict.effect is ir.PolicyEffect.DENY:
-            code, severity, said = PREDICTED_DENY, "warning", "is predicted to be denied by"
-        else:
-            code, severity, said = APPROVAL, "warning", "will require approval by"
-        issue = VerifyIssue(
-            action_id=verdict.action_id,
-            severity=severity,
-            message=f"this action {said} {verdict.policy}: {verdict.reason}",
-            tier="decision_procedure" if verdict.certain else "heuristic",
-            check="plan_policies",
-            code=code,
-        )
-        issues.append(issue.model_dump(mode="json"))
-    data["issues"] = [*data["issues"], *issues]
-    data["valid"] = not any(i["severity"] == "error" for i in data["issues"])
-    record = CheckRecord(
-        name="plan_policies",
-        ran=True,
-        verifies="what the program's policies will say to each action, from its parameters,"
-        " the state the plan declares and the actions before it",
-        cannot_verify="what policies decide from what only the run knows (tool outputs, time,"
-        " rate limits, a person's approval)",
-        findings=len(issues),
-        tier="decision_procedure",
-    )
-    evidence = data["evidence"]
-    evidence["checks"] = [*evidence["checks"], record.model_dump(mode="json")]
-    warnings = sum(1 for i in data["issues"] if i["severity"] == "warning")
-    risks = [r for r in evidence["residual_risks"] if "not blocking the verdict" not in r]
-    if warnings:
-        risks.insert(0, f"{warnings} warning(s) not blocking the verdict")
-    evidence["residual_risks"] = risks
 
 
 def simulate(proposal: dict[str, Any], state: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -18,10 +18,18 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from carlang_runtime import ir
-from carlang_runtime.policy import PolicyLoadError, PolicySet, static_verdicts
-from carlang_runtime.verify import Analysis
+from carlang_runtime.policy import PolicyLoadError, PolicySet, StaticVerdict, static_verdicts
+from carlang_runtime.verify import Analysis, VerifyResult
 
-__all__ = ["PolicyFinding", "policy_findings", "DENIED", "APPROVAL", "PREDICTED_DENY"]
+__all__ = [
+    "PolicyFinding",
+    "policy_findings",
+    "finding_of",
+    "judged_verdict",
+    "DENIED",
+    "APPROVAL",
+    "PREDICTED_DENY",
+]
 
 DENIED = "CL0520"
 APPROVAL = "CL0521"
@@ -58,7 +66,6 @@ def policy_findings(
     initial = {**program.initial_state, **(state or {})}
     found: dict[str, list[PolicyFinding]] = {}
     for proposal in program.proposals:
-        items = []
         known = analyses.get(proposal.id) if analyses is not None else None
         verdicts = static_verdicts(
             policies,
@@ -67,24 +74,77 @@ def policy_findings(
             cols=known.cols if known is not None else None,
             dag=known.dag if known is not None else None,
         )
-        for verdict in verdicts:
-            severity: Literal["error", "warning"] = "warning"
-            if verdict.effect is ir.PolicyEffect.DENY and verdict.certain:
-                code, severity = DENIED, "error"
-                message = f"this action will be denied by {verdict.policy}: {verdict.reason}"
-            elif verdict.effect is ir.PolicyEffect.DENY:
-                code = PREDICTED_DENY
-                message = (
-                    f"this action is predicted to be denied by {verdict.policy}: {verdict.reason}"
-                )
-            else:
-                code = APPROVAL
-                message = f"this action will require approval by {verdict.policy}: {verdict.reason}"
-            items.append(
-                PolicyFinding(
-                    proposal.id, verdict.action_id, code, severity, message, verdict.policy
-                )
-            )
+        items = [finding_of(proposal.id, verdict) for verdict in verdicts]
         if items:
             found[proposal.id] = items
     return found
+
+
+def finding_of(proposal_id: str, verdict: StaticVerdict) -> PolicyFinding:
+    """A policy's verdict on an action as a finding: a certain deny is an error (CL0520), a
+    deny predicted from the state the plan declares (CL0522) and an approval (CL0521) are
+    warnings."""
+    severity: Literal["error", "warning"] = "warning"
+    if verdict.effect is ir.PolicyEffect.DENY and verdict.certain:
+        code, severity = DENIED, "error"
+        message = f"this action will be denied by {verdict.policy}: {verdict.reason}"
+    elif verdict.effect is ir.PolicyEffect.DENY:
+        code = PREDICTED_DENY
+        message = f"this action is predicted to be denied by {verdict.policy}: {verdict.reason}"
+    else:
+        code = APPROVAL
+        message = f"this action will require approval by {verdict.policy}: {verdict.reason}"
+    return PolicyFinding(proposal_id, verdict.action_id, code, severity, message, verdict.policy)
+
+
+def judged_verdict(
+    result: VerifyResult,
+    program: ir.Program,
+    proposal: ir.ActionProposal,
+    state: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """`verify`'s verdict on a proposal (as JSON data) with what `program`'s policies will
+    say to its actions added, as `carlang check` judges a plan: a certain deny is an error,
+    so `valid` is false; the other verdicts are warnings; a `plan_policies` evidence record."""
+    from carlang_runtime.verify import CheckRecord, VerifyIssue
+
+    data: dict[str, Any] = result.model_dump(mode="json")
+    if not program.policies:
+        return data
+    try:
+        policies = PolicySet(program.policies, tools=program.tools)
+    except PolicyLoadError:  # (the compiler reported it: the program has errors)
+        return data
+    initial = {**program.initial_state, **(state or {})}
+    issues = []
+    for verdict in static_verdicts(policies, proposal, initial):
+        finding = finding_of(proposal.id, verdict)
+        issue = VerifyIssue(
+            action_id=finding.action_id,
+            severity=finding.severity,
+            message=finding.message,
+            tier="decision_procedure" if verdict.certain else "heuristic",
+            check="plan_policies",
+            code=finding.code,
+        )
+        issues.append(issue.model_dump(mode="json"))
+    data["issues"] = [*data["issues"], *issues]
+    data["valid"] = not any(i["severity"] == "error" for i in data["issues"])
+    record = CheckRecord(
+        name="plan_policies",
+        ran=True,
+        verifies="what the program's policies will say to each action, from its parameters,"
+        " the state the plan declares and the actions before it",
+        cannot_verify="what policies decide from what only the run knows (tool outputs, time,"
+        " rate limits, a person's approval)",
+        findings=len(issues),
+        tier="decision_procedure",
+    )
+    evidence = data["evidence"]
+    evidence["checks"] = [*evidence["checks"], record.model_dump(mode="json")]
+    warnings = sum(1 for i in data["issues"] if i["severity"] == "warning")
+    risks = [r for r in evidence["residual_risks"] if "not blocking the verdict" not in r]
+    if warnings:
+        risks.insert(0, f"{warnings} warning(s) not blocking the verdict")
+    evidence["residual_risks"] = risks
+    return data

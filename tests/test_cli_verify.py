@@ -254,3 +254,45 @@ def test_verify_from_a_file_is_verify_of_the_model(tmp_path: Path, action: dict[
     )
     expected = verify(load_proposal(content), None, ["fetch"])
     assert json.loads(result.stdout) == json.loads(expected.model_dump_json())
+
+
+AGENT_PROGRAM = """\
+tool read_file(path: string)
+tool shell(cmd: string)
+capability agent { tools allow read_file }
+policy no_etc: deny read_file when params.path.startsWith("/etc/")
+  message "no system files"
+"""
+
+
+def _call(tool: str, **params: object) -> dict[str, object]:
+    action = {"id": "c1", "type": "tool_call", "tool": tool, "parameters": params}
+    return {"id": "turn", "source": "model", "actions": [action], "capability": "agent"}
+
+
+def test_verify_against_a_program_judges_as_check_does(tmp_path: Path) -> None:
+    """An agent's proposal (JSON) against the program: its policies, its capability (the one
+    the proposal names, or --capability), its tools; alone, verify sees none of them."""
+    program = write(tmp_path, "agent.car", AGENT_PROGRAM)
+    denied = write(tmp_path, "denied.json", _call("read_file", path="/etc/passwd"))
+    result = runner.invoke(app, ["verify", str(denied), "--program", str(program)])
+    assert result.exit_code == 1, result.output
+    assert "[X] c1: this action will be denied by no_etc: no system files  [CL0520" in result.output
+    alone = runner.invoke(app, ["verify", str(denied)])
+    assert alone.exit_code == 0 and alone.output.startswith("VALID")
+    shell = write(tmp_path, "shell.json", _call("shell", cmd="ls"))
+    result = runner.invoke(
+        app, ["verify", str(shell), "--program", str(program), "--format", "json"]
+    )
+    document = json.loads(result.output)
+    assert result.exit_code == 1 and document["valid"] is False
+    assert [i["code"] for i in document["issues"]] == ["CL0601"]  # not allowed by it
+    fine = write(tmp_path, "fine.json", _call("read_file", path="/home/notes"))
+    assert runner.invoke(app, ["verify", str(fine), "--program", str(program)]).exit_code == 0
+    unknown = runner.invoke(
+        app, ["verify", str(fine), "--program", str(program), "--capability", "agnt"]
+    )
+    assert unknown.exit_code == 2 and "declares no capability `agnt`" in unknown.output
+    assert "did you mean `agent`?" in unknown.output
+    both = runner.invoke(app, ["verify", str(fine), "--program", str(program), "--tools", "x"])
+    assert both.exit_code == 2 and "--program gives the tools" in both.output

@@ -42,9 +42,48 @@ def verify_command(
         int | None, typer.Option("--max-actions", min=0, help="Resource bound (default 30).")
     ] = None,
     output: FormatOpt = TextOrJson.text,
+    program: Annotated[
+        Path | None,
+        typer.Option(
+            "--program",
+            help="A .car program: verify against its tools, capability, budget, state and"
+            " policies, as check judges its own plans.",
+        ),
+    ] = None,
+    capability: Annotated[
+        str | None,
+        typer.Option(
+            "--capability",
+            help="With --program: under this capability (default: the proposal's, else"
+            " carlang.toml's).",
+        ),
+    ] = None,
+    budget: Annotated[
+        str | None,
+        typer.Option(
+            "--budget", help="With --program: within this budget (default: the proposal's)."
+        ),
+    ] = None,
+    root: Annotated[
+        Path | None, typer.Option("--root", help="With --program: its project root.")
+    ] = None,
 ) -> None:
-    """Statically verify a CAR proposal. Exit 0 valid, 1 invalid, 2 bad input."""
-    raise typer.Exit(run_verify(proposal, state, tools, tool_schemas, max_actions, output))
+    """Statically verify a CAR proposal (an agent's plan, as JSON), alone or against a
+    program. Exit 0 valid, 1 invalid, 2 bad input."""
+    raise typer.Exit(
+        run_verify(
+            proposal,
+            state,
+            tools,
+            tool_schemas,
+            max_actions,
+            output,
+            program,
+            capability,
+            budget,
+            root,
+        )
+    )
 
 
 @guarded

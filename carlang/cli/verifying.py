@@ -86,11 +86,26 @@ def run_verify(
     tool_schemas: Path | None = None,
     max_actions: int | None = None,
     output: TextOrJson = TextOrJson.text,
+    program: Path | None = None,
+    capability: str | None = None,
+    budget: str | None = None,
+    root: Path | None = None,
 ) -> int:
     """Verify the proposal in file `proposal` (`-`: standard input), print the result, and
-    return the exit code: 0 valid, 1 invalid. Bad input raises (`console.UsageProblem`, or
-    `console.Reported` once its problems are printed at their positions)."""
+    return the exit code: 0 valid, 1 invalid. With `program` (a .car file), against its
+    tools, capability, budget, state and policies (`verify_against`). Bad input raises
+    (`console.UsageProblem`, or `console.Reported` once its problems are printed at their
+    positions)."""
     from carlang_runtime.verify import verify
+
+    if program is not None:
+        if tools is not None or tool_schemas is not None:
+            fail_usage("--program gives the tools: leave out --tools and --tool-schemas")
+        return verify_against(
+            proposal, program, state, max_actions, output, capability, budget, root
+        )
+    if capability is not None or budget is not None:
+        fail_usage("--capability and --budget name a program's: give it with --program FILE.car")
 
     if proposal.suffix == ".car":  # (JSON's "expecting value" at 1:1 would not say this)
         fail_usage(
@@ -105,3 +120,60 @@ def run_verify(
     else:
         echo(render_verify_text(result))
     return EXIT_OK if result.valid else EXIT_FAILED
+
+
+def verify_against(
+    proposal: Path,
+    program: Path,
+    state: Path | None,
+    max_actions: int | None,
+    output: TextOrJson,
+    capability: str | None,
+    budget: str | None,
+    root: Path | None,
+) -> int:
+    """Verify a CAR proposal (an agent's, as JSON) against a program, as `carlang check`
+    judges the program's own plans: its tools and their schemas, the capability and budget
+    (given, else the proposal's, else carlang.toml's capability), its state, its `redact`
+    paths, and what its policies will say to each action (a certain deny is an error)."""
+    import json
+
+    from carlang_runtime.ir import load_proposal
+    from carlang_runtime.suggest import did_you_mean
+    from carlang_runtime.verify import VerifyResult, verify
+
+    from carlang.policycheck import judged_verdict
+
+    from .agent_commands import chosen_capability
+    from .lang_commands import compile_program
+
+    _, compiled = compile_program(program, root, proposal_errors_ok=True)
+    loaded = load_file(proposal, load_proposal, "proposal")
+    given = load_state_option(state) if state is not None else {}
+    cap_name = capability or loaded.capability or chosen_capability(program, root, None, compiled)
+    budget_name = budget or loaded.budget
+    cap = compiled.capability(cap_name) if cap_name else None
+    bud = compiled.budget(budget_name) if budget_name else None
+    for kind, kinds, name, found, names in (
+        ("capability", "capabilities", cap_name, cap, [c.name for c in compiled.capabilities]),
+        ("budget", "budgets", budget_name, bud, [b.name for b in compiled.budgets]),
+    ):
+        if name and found is None:
+            hint = did_you_mean(name, names, "`") or f"{kinds}: {', '.join(names) or 'none'}"
+            fail_usage(f"{program} declares no {kind} `{name}` ({hint})")
+    initial = {**compiled.initial_state, **given}
+    result = verify(
+        loaded,
+        initial,
+        compiled.tools,
+        max_actions,
+        capability=cap,
+        budget=bud,
+        redact=compiled.redactions,
+    )
+    data = judged_verdict(result, compiled, loaded, given)
+    if output is TextOrJson.json:
+        echo(json.dumps(data, indent=2))
+    else:
+        echo(render_verify_text(VerifyResult.model_validate(data)))
+    return EXIT_OK if data["valid"] else EXIT_FAILED
