@@ -610,6 +610,7 @@ async def serve_stdio(server: Any) -> bool:
 
     import anyio
     from carlang_runtime.jsontext import JsonTextError, parse_json
+    from carlang_runtime.mcp.proxy import parse_error
     from mcp.shared.message import SessionMessage
     from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCRequest, JSONRPCResponse
     from pydantic import ValidationError
@@ -653,7 +654,7 @@ async def serve_stdio(server: Any) -> bool:
                     refuse(None, -32700, "parse error: the line is not UTF-8")
                     continue
                 except JsonTextError as exc:
-                    refuse(*_parse_error(raw, exc))
+                    refuse(*parse_error(raw, exc))
                     continue
                 try:
                     message = JSONRPCMessage.model_validate(data)
@@ -703,21 +704,3 @@ async def serve_stdio(server: Any) -> bool:
             tasks.start_soon(write_answers)
             await server.run(incoming, outgoing, server.create_initialization_options())
     return reading
-
-
-def _parse_error(line: bytes, exc: Any) -> tuple[Any, int, str]:
-    """(id, -32700, message) for a line that is not JSON (`exc`, a `JsonTextError`): NaN,
-    Infinity, a number out of range and nesting past 128 levels are not JSON either (Python's
-    decoder reads them). The id is the request's when Python's decoder can read it, so that
-    its client is not left waiting; else null."""
-    where = exc.position
-    at = f"column {where.column}" if where.line == 1 else f"{where.line}:{where.column}"
-    message = f"parse error: {exc.message.removeprefix('malformed JSON: ')} at {at}"
-    try:
-        lenient = json.loads(line)
-    except (ValueError, RecursionError):
-        return None, -32700, message
-    found = lenient.get("id") if isinstance(lenient, dict) and "method" in lenient else None
-    if isinstance(found, str | int) and not isinstance(found, bool):
-        return found, -32700, message + " (the request was not run)"
-    return None, -32700, message

@@ -608,14 +608,18 @@ _STDOUT_CLOSED = "the MCP client closed its output"
 
 
 def _not_json_error(line: bytes, exc: JsonTextError) -> dict[str, Any]:
-    """The answer to a line (or HTTP body) that is not JSON: a parse error (-32700), for the
-    request it
-    holds when Python's lenient decoder can read its id (a NaN in a call's arguments, nesting
-    past 128 levels), so that its client is not left waiting; else for no id (`null`)."""
+    """The answer to a line (or HTTP body) that is not JSON (see `parse_error`)."""
+    return _rpc_error(*parse_error(line, exc))
+
+
+def parse_error(line: bytes, exc: JsonTextError) -> tuple[Any, int, str]:
+    """`(id, -32700, message)` for a JSON-RPC line that is not JSON (`exc`): NaN, Infinity, a
+    number out of range and nesting past 128 levels are not JSON either, though Python's
+    decoder reads them. The id is the request's when that lenient decoder can read it, so that
+    its client is not left waiting (the request is not run); else null."""
     where = exc.position
     at = f"column {where.column}" if where.line == 1 else f"{where.line}:{where.column}"
     problem = f"parse error: {exc.message.removeprefix('malformed JSON: ')} at {at}"
-    request_id = None
     try:
         lenient = json.loads(line)
     except (ValueError, RecursionError):
@@ -623,9 +627,8 @@ def _not_json_error(line: bytes, exc: JsonTextError) -> dict[str, Any]:
     if isinstance(lenient, dict) and "method" in lenient:
         found = lenient.get("id")
         if isinstance(found, str | int) and not isinstance(found, bool):
-            request_id = found
-            problem += " (the request was not run)"
-    return _rpc_error(request_id, -32700, problem)
+            return found, -32700, problem + " (the request was not run)"
+    return None, -32700, problem
 
 
 async def _stdin_lines() -> Callable[[], Awaitable[bytes]]:
