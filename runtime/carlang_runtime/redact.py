@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
@@ -187,22 +187,7 @@ class _SecretWalk:
         known = self._holds.get(id(schema))
         if known is not None:
             return known
-        seen: set[int] = set()
-        pending: list[object] = [schema]
-        found = False
-        while pending and not found:
-            node = pending.pop()
-            if isinstance(node, list):
-                pending.extend(node)
-                continue
-            if not isinstance(node, Mapping) or id(node) in seen:
-                continue
-            seen.add(id(node))
-            if is_secret_schema(node):
-                found = True
-                break
-            pending.extend(self.resolve(ref) for ref in _refs(node))
-            pending.extend(_subschemas(node))
+        found = any(is_secret_schema(node) for node in self.schemas_in(schema, follow=True))
         self._holds[id(schema)] = found
         return found
 
@@ -234,16 +219,7 @@ class _SecretWalk:
         """The root's named places: `$anchor`, `$dynamicAnchor`, and `$id: "#name"`."""
         if self._anchors is None:
             self._anchors = {}
-            pending: list[object] = [self.root]
-            seen: set[int] = set()
-            while pending:
-                node = pending.pop()
-                if isinstance(node, list):
-                    pending.extend(node)
-                    continue
-                if not isinstance(node, Mapping) or id(node) in seen:
-                    continue
-                seen.add(id(node))
+            for node in self.schemas_in(self.root, follow=False):
                 for keyword in ("$anchor", "$dynamicAnchor"):
                     name = node.get(keyword)
                     if isinstance(name, str):
@@ -251,8 +227,25 @@ class _SecretWalk:
                 named = node.get("$id")
                 if isinstance(named, str) and named.startswith("#"):
                     self._anchors.setdefault(named[1:], node)
-                pending.extend(_subschemas(node))
         return self._anchors
+
+    def schemas_in(self, start: object, follow: bool) -> Iterator[Mapping[str, Any]]:
+        """Each schema in `start` (a schema or a list of them), once, and with `follow` in
+        what its local `$ref`s name too."""
+        seen: set[int] = set()
+        pending: list[object] = [start]
+        while pending:
+            node = pending.pop()
+            if isinstance(node, list):
+                pending.extend(node)
+                continue
+            if not isinstance(node, Mapping) or id(node) in seen:
+                continue
+            seen.add(id(node))
+            yield node
+            if follow:
+                pending.extend(self.resolve(ref) for ref in _refs(node))
+            pending.extend(_subschemas(node))
 
 
 #: Keywords whose values map names to schemas (a name there is a property's, not a keyword).
