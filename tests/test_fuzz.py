@@ -14,6 +14,7 @@ import random
 import re
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from carlang.cli import app
@@ -124,6 +125,7 @@ def _fmt_cli(runner: CliRunner, path: Path, text: str) -> None:
         assert after.decode("utf-8") == format_source(Source(path.name, text))
 
 
+@pytest.mark.slow  # 11 s: thousands of mutated files through check and fmt
 def test_mutated_examples_never_break_check_or_fmt(tmp_path: Path) -> None:
     runner = CliRunner()
     for number, (path, text) in enumerate(_inputs()):

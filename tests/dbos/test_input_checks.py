@@ -18,6 +18,8 @@ from typer.testing import CliRunner
 from tests.dbos.support import carlang
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+# slow: subprocesses that load DBOS (the default run stays under three minutes; CI runs these)
+pytestmark = pytest.mark.slow
 
 from carlang.cli import app  # noqa: E402
 from carlang_dbos import DATABASE_FORMS  # noqa: E402

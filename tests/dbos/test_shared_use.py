@@ -193,6 +193,7 @@ def _detach(project: Path, *more: str) -> dict[str, object]:
     return {"stdout": done.stdout, "stderr": done.stderr}
 
 
+@pytest.mark.slow  # DBOS launched in the test process
 def test_detach_with_format_json_prints_a_json_object(project: Path) -> None:
     database = f"sqlite:///{project / 'runs.db'}"
     done = _detach(project, "--format", "json")
@@ -215,6 +216,7 @@ def test_detach_with_format_json_prints_a_json_object(project: Path) -> None:
     assert len(str(plain["stdout"]).split()) == 1
 
 
+@pytest.mark.slow  # DBOS launched in the test process
 def test_a_detached_run_carries_its_version_and_says_what_it_waits_for(project: Path) -> None:
     database = f"sqlite:///{project / 'runs.db'}"
     run_id = str(_detach(project)["stdout"]).strip()
@@ -230,6 +232,7 @@ def test_a_detached_run_carries_its_version_and_says_what_it_waits_for(project: 
     assert shown.stderr.splitlines() == [f"note: {document['notices'][0]}"]
 
 
+@pytest.mark.slow  # DBOS launched in the test process
 def test_a_resumed_run_goes_to_the_runs_queue_not_dbos_own(project: Path) -> None:
     from dbos import DBOSClient
 

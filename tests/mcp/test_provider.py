@@ -250,6 +250,7 @@ for line in sys.stdin:
 """
 
 
+@pytest.mark.slow
 def test_import_timeout_bounds_starting_and_listing_together() -> None:
     """`--timeout 1.5` is the whole wait: a server that takes 1 s to start and 1 s to list
     is too slow (each step alone was given the full timeout, so it took twice as long)."""
@@ -259,6 +260,7 @@ def test_import_timeout_bounds_starting_and_listing_together() -> None:
     assert done.exit_code == 2 and "did not answer within 1.5s" in done.output, done.output
 
 
+@pytest.mark.slow
 def test_import_says_what_a_failing_server_said() -> None:
     """A server that dies at start, or writes something other than MCP to stdout: the error
     carries its own words (its stderr's end, or the stray stdout line)."""

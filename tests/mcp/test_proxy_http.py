@@ -25,7 +25,8 @@ from carlang.cli import app
 from tests.conftest import ROOT
 from tests.mcp.conftest import needs_sdk, toy_command
 
-pytestmark = needs_sdk
+# slow: the proxy over HTTP as a subprocess, per test (the default run stays under three minutes; CI runs these)
+pytestmark = [needs_sdk, pytest.mark.slow]
 runner = CliRunner()
 TOKEN = "tok-3f9a1c-never-printed"
 

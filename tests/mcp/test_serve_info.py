@@ -8,11 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import anyio
+import pytest
 
 from tests.mcp.conftest import needs_sdk
 from tests.mcp.test_serve import call, serve_params, serving
 
-pytestmark = needs_sdk
+# slow: a server as a subprocess per test (the default run stays under three minutes; CI
+# runs these)
+pytestmark = [needs_sdk, pytest.mark.slow]
 
 
 def test_serve_reports_carlang_and_its_version() -> None:

@@ -11,13 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import pytest
 from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.mcp.conftest import needs_sdk
 from tests.mcp.test_serve import call, serving
 
-pytestmark = needs_sdk
+# slow: mcp serve as a subprocess, per test (the default run stays under three minutes; CI runs these)
+pytestmark = [needs_sdk, pytest.mark.slow]
 
 PROGRAM = """
 tool read_file(path: string) -> string { read_only }

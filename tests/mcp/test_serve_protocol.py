@@ -19,7 +19,8 @@ from tests.mcp.conftest import needs_sdk
 from tests.mcp.test_serve import serving
 from tests.mcp.test_serve_stdio import INITIALIZE, _line, _serve
 
-pytestmark = needs_sdk
+# slow: mcp serve as a subprocess, per test (the default run stays under three minutes; CI runs these)
+pytestmark = [needs_sdk, pytest.mark.slow]
 
 
 async def _raw_request(session: Any, method: str) -> Any:

@@ -11,12 +11,15 @@ import sys
 from pathlib import Path
 
 import anyio
+import pytest
 
 from tests.conftest import ROOT
 from tests.mcp.conftest import needs_sdk
 from tests.mcp.test_serve import call, serving
 
-pytestmark = needs_sdk
+# slow: a server as a subprocess per test (the default run stays under three minutes; CI
+# runs these)
+pytestmark = [needs_sdk, pytest.mark.slow]
 
 SECRET = "hunter2 topsecret\n"
 

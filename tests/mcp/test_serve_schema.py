@@ -10,11 +10,13 @@ import json
 from pathlib import Path
 
 import anyio
+import pytest
 
 from tests.mcp.conftest import needs_sdk
 from tests.mcp.test_serve import call, serving
 
-pytestmark = needs_sdk
+# slow: mcp serve as a subprocess, per test (the default run stays under three minutes; CI runs these)
+pytestmark = [needs_sdk, pytest.mark.slow]
 
 CONFIG = {"type": "sk-live-TOPSECRET", "x": {"password": "TOPSECRET2"}, "arr": [{"k": "T3"}]}
 GOOD = {"type": "object", "properties": {"env": {"enum": ["staging", "prod"]}}}

@@ -6,11 +6,14 @@ from __future__ import annotations
 import json
 
 import anyio
+import pytest
 
 from tests.mcp.conftest import needs_sdk
 from tests.mcp.test_serve import call, serving
 
-pytestmark = needs_sdk
+# slow: a server as a subprocess per test (the default run stays under three minutes; CI
+# runs these)
+pytestmark = [needs_sdk, pytest.mark.slow]
 
 PROGRAM = """
 tool refund(order: string, card: string secret, note: string)

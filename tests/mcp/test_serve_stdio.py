@@ -10,10 +10,14 @@ import subprocess
 import sys
 from typing import Any
 
+import pytest
+
 from tests.conftest import ROOT
 from tests.mcp.conftest import needs_sdk
 
-pytestmark = needs_sdk
+# slow: a server as a subprocess per test (the default run stays under three minutes; CI
+# runs these)
+pytestmark = [needs_sdk, pytest.mark.slow]
 
 INITIALIZE = {
     "jsonrpc": "2.0",

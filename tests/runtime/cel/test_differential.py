@@ -59,6 +59,7 @@ def _agree(expression: str, activation: dict[str, Any]) -> None:
         assert ours[1] in _error_kinds_inside(expression, activation), context
 
 
+@pytest.mark.slow  # 700 random expressions against cel-python (9 s)
 @settings(max_examples=700)
 @given(expressions(), st.lists(activations(), min_size=3, max_size=3))
 def test_any_expression_agrees_with_celpy(expression: str, cases: list[dict[str, Any]]) -> None:

@@ -181,6 +181,7 @@ def test_a_bad_url_is_refused() -> None:
         HttpSink("file:///etc/passwd")
 
 
+@pytest.mark.slow  # a carlang process and an HTTP collector
 def test_carlang_run_posts_decisions_and_reports_drops(collector: Collector) -> None:
     from typer.testing import CliRunner
 

@@ -65,6 +65,7 @@ def _car_rank(candidates: list[dict[str, Any]], tools: Any, cost_weight: float |
     return json.loads(car_runtime.rank_proposals(json.dumps(candidates), tools, cost_weight))
 
 
+@pytest.mark.slow  # random candidate groups ranked by car-runtime too (7 s)
 @settings(max_examples=EXAMPLES, deadline=None)
 @given(candidate_groups())
 def test_rank_agrees_with_car(case: tuple[list[dict[str, Any]], Any, float | None]) -> None:
