@@ -56,6 +56,7 @@ TERMINAL_WORDS = {
     "DURATION": "a duration (250ms, 5s, 1m30s, 1h)",
     "CEL_TEXT": "a CEL condition",
     "COLUMN": "a column reference ($name)",
+    "EMPTY_CELL": "an empty cell",
     "$END": "the end of the file",
 }
 

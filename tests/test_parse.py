@@ -348,3 +348,13 @@ def test_a_block_left_open_before_the_next_declaration_is_named() -> None:
         "opened here, and still open",
         False,
     )
+
+
+def test_a_table_cut_short_names_no_grammar_terminal() -> None:
+    """`expected ..., empty_cell` named lark's terminal to the user."""
+    text = 'tool f(u: string)\ntest "t" { action f(u: $u) expect allow where\n | u |\n | "x" \n'
+    messages = [
+        d.message + " " + " ".join(lab.message for lab in d.labels)
+        for d in parse(Source("t.car", text)).diagnostics.items
+    ]
+    assert messages and not any("empty_cell" in m.lower() for m in messages), messages
