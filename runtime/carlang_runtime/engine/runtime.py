@@ -53,7 +53,7 @@ from .events import EventKind, EventLog
 from .limits import ResultCache, TokenBucket
 from .middleware import Middleware
 from .outcome import candidate_failure, uncompensated_successes
-from .run import ROLLED_BACK_ON_RESUME, ProposalRun, Resumption
+from .run import BUDGET_EXCEEDED, ROLLED_BACK_ON_RESUME, ProposalRun, Resumption
 from .state import StateStore, check_tenant
 from .steps import DurableSteps
 from .tools import RegisteredTool, subprocess_tool
@@ -1011,22 +1011,26 @@ class Runtime:
         session: str | None = None,
         scope: Mapping[str, Any] | None = None,
         capability: str | None = None,
+        budget: str | None = None,
     ) -> GateDecision:
         """What the runtime would say to `action` now, without running it: `deny` (with the
-        reason: unknown tool, capability, validation or policy), `require_approval` (the
-        policies asking), or `allow`: what `execute` would decide for a proposal of this one
-        action under `capability` (a name this runtime has; None: the default capability,
-        `set_capabilities`, as for a proposal that names none). For agent loops that consult
-        before executing."""
+        reason: a budget that allows no such action, unknown tool, capability, validation or
+        policy), `require_approval` (the policies asking), or `allow`: what `execute` would
+        decide for a proposal of this one action under `capability` and `budget` (names this
+        runtime has; None: the defaults, `set_capabilities` and `set_budget`, as for a
+        proposal that names none). For agent loops that consult before executing."""
         scope = dict(scope or {})
         check_tenant(scope.get("tenant"))
         action = self.filled(action)
-        proposal = ActionProposal(id="gate", actions=[action], capability=capability)
+        proposal = ActionProposal(
+            id="gate", actions=[action], capability=capability, budget=budget
+        )
         run = ProposalRun(self, proposal, run_id="gate", session=session, scope=scope, cancel=None)
         run.recording = run.log_decisions = False  # a question, not a decision: no events
         try:
             limit = run.capability.count_problem(1) if run.capability is not None else None
-            problems = run.rejections(action, limit)
+            spent = run.budget is not None and run.over_budget(action)
+            problems = [BUDGET_EXCEEDED] if spent else run.rejections(action, limit)
             decision = run.decide(action) if not problems else None
         finally:
             run.writes.release()

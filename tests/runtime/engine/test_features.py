@@ -671,3 +671,30 @@ def test_a_tools_own_timeout_error_is_its_failure_not_the_actions_deadline() -> 
     )
     own = "TimeoutError: the upstream did not answer"
     assert errors(result) == {"a": own, "b": own, "c": own, "d": "timed out after 50 ms"}
+
+
+def test_gate_denies_what_the_budget_would_skip() -> None:
+    """A budget that allows no tool call (or no action) makes `gate` say deny with the
+    reason `execute` gives the skipped action; a budget with room lets the policies decide;
+    a budget the runtime does not have is an error, as for execute."""
+    program = ir.Program(
+        tools=[ir.ToolSchema(name="read", parameters={"type": "object"})],
+        budgets=[
+            ir.Budget(name="none", max_tool_calls=0),
+            ir.Budget(name="still", max_actions=0),
+            ir.Budget(name="some", max_tool_calls=3),
+        ],
+    )
+    rt = Runtime.from_program(program)
+    rt.register_tool("read", lambda path: path)
+    read = call("r", "read", params={"path": "a"})
+    ran = rt.execute(proposal(read, budget="none", id="turn")).results[0]
+    for name in ("none", "still"):
+        gated = rt.gate(read, budget=name)
+        assert (gated.decision, gated.reason) == ("deny", ran.error)
+    assert rt.gate(read, budget="some").decision == "allow"
+    assert rt.gate(read).decision == "allow"
+    rt.set_budget(ir.Budget(max_tool_calls=0))
+    assert rt.gate(read).decision == "deny"
+    with pytest.raises(CarlangRuntimeError, match="budget 'nope'"):
+        rt.gate(read, budget="nope")
