@@ -564,3 +564,42 @@ def test_a_tool_call_budget_counts_siblings_started_and_not_ended(
     tighter.write_text(recorded.replace("max_tool_calls 3", "max_tool_calls 2"))
     code, found, _ = changes(log, tighter)
     assert code == 1 and found == {("c", "allow -> deny")}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".db"])
+def test_remembered_outputs_do_not_count_as_tool_calls(tmp_path: Path, suffix: str) -> None:
+    """An idempotent action answered from the idempotency cache and a cacheable tool's cached
+    output call no tool, and the runtime does not count them in `max_tool_calls`: replay
+    counted both, so the unchanged program's last call went `allow -> deny`."""
+    program = """\
+tool pay(n: int) { idempotent }
+tool look(n: int) { cache 10m }
+budget calls { max_tool_calls 3 }
+proposal p under calls {
+  a = pay(n: 1)
+  b = pay(n: 1) after a
+  c = look(n: 1) after b
+  d = look(n: 1) after c
+  e = pay(n: 2) after d
+}
+"""
+    source = tmp_path / "h.car"
+    source.write_text(program)
+    tools = tmp_path / "pay_tools.py"
+    tools.write_text("TOOLS = {'pay': lambda n: n, 'look': lambda n: n}\n")
+    log = tmp_path / f"x{suffix}"
+    # (verify counts five calls: which outputs will be remembered is known only when it runs)
+    code, out = cli(
+        "run", str(source), "--tools", f"{tools}:TOOLS", "--events", str(log), "--force"
+    )
+    assert code == 0, out
+    (run,) = read_runs([log])
+    called = {step[1]: step[4] for step in run.steps if step[0] == "end"}
+    assert called == {"a": True, "b": False, "c": True, "d": False, "e": True}
+    code, found, report = changes(log, source)
+    assert code == 0 and found == set() and report["unchanged"] == 5
+    tighter = tmp_path / "tighter.car"
+    tighter.write_text(program.replace("max_tool_calls 3", "max_tool_calls 2"))
+    code, found, _ = changes(log, tighter)
+    # d is decided before anyone knows its output is cached: the budget is spent by then
+    assert code == 1 and found == {("d", "allow -> deny"), ("e", "allow -> deny")}

@@ -789,7 +789,13 @@ class ProposalRun:
             if action.compensation is not None:
                 self.completed.append(index)
             self.conclude(
-                index, _SUCCEEDED, output=outcome.output, changes=changes, duration=duration
+                index,
+                _SUCCEEDED,
+                output=outcome.output,
+                changes=changes,
+                duration=duration,
+                # a cacheable tool's cached output: no call was made (nor counted)
+                cached=action.type is _TOOL_CALL and not outcome.tool_call,
             )
             return
         if action.failure_behavior is FailureBehavior.SKIP:
@@ -1208,10 +1214,12 @@ class ProposalRun:
         kind: EventKind | None = None,
         aborts: str | None = None,
         remembered: bool = True,
+        cached: bool = False,
     ) -> None:
         """Record an action's result and its one terminal event (`aborts`: the reason the
         run aborts because of it, journaled so that a resumed run finishes the abort;
-        `remembered`: whether it goes into `history`)."""
+        `remembered`: whether it goes into `history`; `cached`: a tool call answered from the
+        result cache, marked so in the event, which a replay does not count as a call)."""
         action = self.actions[index]
         now = time.time()
         scrub = self.scrub
@@ -1234,8 +1242,8 @@ class ProposalRun:
         )
         self.results[index] = result
         data: dict[str, Any] | None = None
-        if error is not None or self.durable:
-            data = {}
+        if error is not None or self.durable or cached:
+            data = {"cached": True} if cached else {}
             if error is not None:
                 data["error"] = error
             if self.durable:  # what a resumed run needs to stand in for the action

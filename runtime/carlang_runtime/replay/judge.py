@@ -506,7 +506,7 @@ _PROPOSAL_DEFAULTS: dict[str, Any] = dict(ActionProposal(id="-", actions=[]).__d
 
 
 def _end(step: tuple[Any, ...], actions: dict[str, Action], context: _Context) -> None:
-    _, action_id, status, changes = step
+    _, action_id, status, changes, called = step
     if isinstance(changes, dict):  # CAR's state_changes: {key: {"op": "set", "value": v}}
         for key, change in changes.items():
             if not isinstance(change, dict):
@@ -518,7 +518,7 @@ def _end(step: tuple[Any, ...], actions: dict[str, Action], context: _Context) -
     action = actions.get(action_id)
     if action is None:
         return
-    if status == "succeeded" and action.type is ActionType.TOOL_CALL:
+    if called and action.type is ActionType.TOOL_CALL:
         context.tool_calls += 1
     context.reserved.discard(action_id)
     entry = context.running.pop(action_id, None)

@@ -52,7 +52,7 @@ _STATUS: Final = {
 }
 
 #: A step of a recorded run: ("decide", action id, time), ("end", action id, status,
-#: state changes or None), ("rollback",).
+#: state changes or None, whether it called a tool), ("rollback",).
 Step = tuple[Any, ...]
 
 
@@ -168,7 +168,10 @@ def _add(
     if kind in _TERMINAL:
         if action_id is not None:
             changes = data.get("state_changes") if kind != "action_deduplicated" else None
-            run.steps.append(("end", action_id, _STATUS[kind], changes))
+            # whether a tool was called: not for an idempotent action's or a cacheable
+            # tool's remembered output (neither counts in `max_tool_calls`)
+            called = kind == "action_succeeded" and not data.get("cached")
+            run.steps.append(("end", action_id, _STATUS[kind], changes, called))
     elif kind == "action_validated":
         if action_id is not None:
             run.steps.append(("decide", action_id, timestamp))
@@ -295,8 +298,13 @@ def _light_data(kind: str, rest: str) -> dict[str, Any] | None:
     """The data replay needs of an event, when it can be had without parsing (None: parse)."""
     if kind == "action_validated":
         return _NO_DATA
-    if kind in _TERMINAL and '"state_changes": {}' in rest and rest.count('"state_changes"') == 1:
-        return _NO_DATA  # no state changed: replay needs nothing else of it
+    if (
+        kind in _TERMINAL
+        and '"state_changes": {}' in rest
+        and rest.count('"state_changes"') == 1
+        and '"cached"' not in rest
+    ):
+        return _NO_DATA  # no state changed, a call made: replay needs nothing else of it
     if kind == "policy_violation" and rest.startswith('{"policy": "'):
         end = rest.find('"', 12)
         name = rest[12:end]
