@@ -603,3 +603,54 @@ proposal p under calls {
     code, found, _ = changes(log, tighter)
     # d is decided before anyone knows its output is cached: the budget is spent by then
     assert code == 1 and found == {("d", "allow -> deny"), ("e", "allow -> deny")}
+
+
+REFUNDS = """\
+tool pay(n: int, note: string = "")
+tool refund(n: int, reason: string = "undo")
+tool fail()
+policy after_refund: deny pay when history.exists(h, h.tool == "refund" && h.params.reason == "undo")
+"""
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".db"])
+def test_undo_steps_are_in_the_replayed_history(tmp_path: Path, suffix: str) -> None:
+    """A compensation that ran is in `history` (with its tool's defaults filled in, as the
+    runtime ran it), so a rule reading it decides the session's next run as it did: replay
+    left undo steps out, and the unchanged program's denied pay came back `deny -> allow`."""
+    program = compile_diagnostics(REFUNDS).program
+    assert program is not None
+    log = tmp_path / f"refunds{suffix}"
+    rt = Runtime.from_program(program)
+    rt.events.sinks.append(JsonlSink(log) if suffix == ".jsonl" else SqliteSink(log))
+    rt.register_tool("pay", lambda n, note: n)
+    rt.register_tool("refund", lambda n, reason: n)
+
+    def broken() -> None:
+        raise RuntimeError("down")
+
+    rt.register_tool("fail", broken)
+    session = rt.open_session()
+    paid = ir.Action(
+        id="a",
+        type="tool_call",
+        tool="pay",
+        parameters={"n": 1},
+        compensation={"type": "tool", "tool": "refund", "parameters": {"n": 1}},
+    )
+    failing = ir.Action(id="b", type="tool_call", tool="fail", depends_on=["a"])
+    first = rt.execute(ir.ActionProposal(id="p1", actions=[paid, failing]), session=session)
+    assert [c.status.value for c in first.compensations] == ["succeeded"]
+    again = ir.Action(id="c", type="tool_call", tool="pay", parameters={"n": 2})
+    second = rt.execute(ir.ActionProposal(id="p2", actions=[again]), session=session)
+    assert second.results[0].status.value == "rejected"
+    rt.close()
+    source = tmp_path / "refunds.car"
+    source.write_text(REFUNDS)
+    code, found, report = changes(log, source)
+    assert code == 0 and found == set() and report["unchanged"] == 3, report
+    # a rule on a parameter the undo step left out sees its default, as the runtime did
+    relaxed = tmp_path / "relaxed.car"
+    relaxed.write_text(REFUNDS.replace('h.params.reason == "undo"', 'h.params.reason == "x"'))
+    code, found, _ = changes(log, relaxed)
+    assert code == 1 and found == {("c", "deny -> allow")}

@@ -1022,9 +1022,7 @@ class Runtime:
         scope = dict(scope or {})
         check_tenant(scope.get("tenant"))
         action = self.filled(action)
-        proposal = ActionProposal(
-            id="gate", actions=[action], capability=capability, budget=budget
-        )
+        proposal = ActionProposal(id="gate", actions=[action], capability=capability, budget=budget)
         run = ProposalRun(self, proposal, run_id="gate", session=session, scope=scope, cancel=None)
         run.recording = run.log_decisions = False  # a question, not a decision: no events
         try:

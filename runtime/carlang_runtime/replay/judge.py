@@ -359,6 +359,11 @@ def _replay(
                 context.state.clear()
                 context.state.update(start)
                 continue
+            if step[0] == "undo":
+                undo = _undo_step(run.document, actions, step[1], candidate.defaults)
+                if undo is not None:
+                    _remember(context, history_entry(undo, step[2]))
+                continue
             action = actions.get(step[1])
             recorded = run.decisions.get(step[1])
             context.now = step[2]
@@ -503,6 +508,38 @@ _ACTION_DEFAULTS: dict[str, Any] = dict(Action(id="-", type=ActionType.TOOL_CALL
 _ACTION_FIELDS = set(Action.model_fields)
 _TYPES: dict[str, ActionType] = {kind.value: kind for kind in ActionType}
 _PROPOSAL_DEFAULTS: dict[str, Any] = dict(ActionProposal(id="-", actions=[]).__dict__)
+
+
+def _undo_step(
+    document: dict[str, Any] | None,
+    actions: dict[str, Action],
+    action_id: str,
+    defaults: dict[str, dict[str, Any]],
+) -> Action | None:
+    """The undo step of `action_id` as the runtime ran it (`ProposalRun.compensation_action`):
+    the call its compensation names, or a copy of the action it refers to, with the defaults
+    of the parameters it leaves out; None when the recorded proposal does not say."""
+    entries = document.get("actions") if document is not None else None
+    entry = next(
+        (e for e in entries or () if isinstance(e, dict) and e.get("id") == action_id), None
+    )
+    compensation = entry.get("compensation") if entry is not None else None
+    if not isinstance(compensation, dict):
+        return None
+    target = compensation.get("action_id")
+    if isinstance(target, str):
+        source = actions.get(target)
+        if source is None:
+            return None
+        tool, parameters = source.tool, source.parameters
+    else:
+        tool, parameters = compensation.get("tool"), compensation.get("parameters") or {}
+        if not isinstance(tool, str) or not isinstance(parameters, dict):
+            return None
+        parameters = with_defaults(parameters, defaults.get(tool) or {})
+    undo = dict(_ACTION_DEFAULTS)
+    undo.update(id=f"{action_id}.compensation", tool=tool, parameters=parameters)
+    return construct(Action, undo, _ACTION_FIELDS)
 
 
 def _end(step: tuple[Any, ...], actions: dict[str, Action], context: _Context) -> None:

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from ..engine.events import TERMINAL_KINDS
+from ..engine.events import COMPENSATION_END_KINDS, TERMINAL_KINDS
 from ..engine.journal import (
     ONE_EVENT_PER_LINE,
     SQLITE_SUFFIXES,
@@ -39,6 +39,7 @@ _WANTED: Final = frozenset(
         "policy_decision",
         "state_rollback",
         *TERMINAL_KINDS,
+        *COMPENSATION_END_KINDS,
     }
 )
 _TERMINAL: Final = frozenset(str(kind) for kind in TERMINAL_KINDS)
@@ -51,8 +52,15 @@ _STATUS: Final = {
     "action_deduplicated": "succeeded",
 }
 
+_COMPENSATION_END: Final = {
+    "compensation_succeeded": "succeeded",
+    "compensation_failed": "failed",
+    "compensation_rejected": "rejected",
+}
+
 #: A step of a recorded run: ("decide", action id, time), ("end", action id, status,
-#: state changes or None, whether it called a tool), ("rollback",).
+#: state changes or None, whether it called a tool), ("rollback",), ("undo", id of the
+#: action compensated, the undo step's status).
 Step = tuple[Any, ...]
 
 
@@ -196,6 +204,11 @@ def _add(
         for policy in data.get("policies") or ():
             if policy not in recorded.policies:
                 recorded.policies.append(str(policy))
+    elif kind in _COMPENSATION_END:
+        # An undo step that ran, or was refused when decided, is in `history` once it ends
+        # (none when there was no step to run: data without `compensation`).
+        if action_id is not None and isinstance(data.get("compensation"), str):
+            run.steps.append(("undo", action_id, _COMPENSATION_END[kind]))
     elif kind == "state_rollback":
         run.steps.append(("rollback",))
     elif kind == "proposal_received":
