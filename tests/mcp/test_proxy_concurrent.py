@@ -290,3 +290,32 @@ def test_calls_in_flight_when_input_ends_are_answered(programs: dict[str, Path])
     assert answers[5]["result"]["isError"], answers
     assert "approval refused" in _text(answers[5]) and "closed" in _text(answers[5])
     assert done.returncode == 0 and b"Traceback" not in done.stderr, done.stderr.decode()
+
+
+def test_a_call_waiting_for_its_rate_limit_holds_up_no_other_call(
+    programs: dict[str, Path], tmp_path: Path
+) -> None:
+    """A call admitted and waiting for its tool's rate limit (a token bucket makes callers
+    wait their turn) no longer holds the session's admission: the session's add is answered
+    at once, not after the second slow call's wait."""
+    toy = programs["budget"].parent / "toy.car"
+    limited = tmp_path / "toy.car"
+    limited.write_text(
+        toy.read_text().replace(
+            'description "Sleep, then answer."',
+            'description "Sleep, then answer."\n  rate 1 per 3s',
+        )
+    )
+    program = tmp_path / "limited.car"
+    program.write_text('import "toy.car"\n' + POLICIES)
+    proxy = _Proxy(program, "--capability", "agent")
+    try:
+        proxy.send(_call(1, "toy.slow", {"seconds": 0}), _call(2, "toy.slow", {"seconds": 0}))
+        first = proxy.read()
+        proxy.send(_call(3, "toy.add", {"a": 1, "b": 2}))
+        second, third = proxy.read(), proxy.read()
+    finally:
+        stderr = proxy.stop()
+    assert (first["id"], second["id"], third["id"]) == (1, 3, 2)
+    assert not third["result"]["isError"], third
+    assert "Traceback" not in stderr, stderr

@@ -38,6 +38,7 @@ from urllib.parse import urlsplit
 from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, visible_tools
 from ..engine.approval import Approval, ApprovalRequest
 from ..engine.limits import SessionBudget
+from ..engine.middleware import Middleware
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionStatus, Budget, Program, ToolSchema
 from ..jsontext import JsonTextError, parse_json
@@ -73,17 +74,18 @@ class _Client:
 
 class _Admission:
     """One call on its way in. It holds its session's admission lock from before the budget
-    check until the runtime admits it (its tool is called, or a person is asked about it) or
+    check until the runtime admits it (every gate passed, or a person is asked about it) or
     concludes it (refused), so that the session's next call is decided knowing of this one:
     a call admitted is in the session's `history` with status `running` until its outcome
-    replaces it, and counted against the budget from then on."""
+    replaces it, and counted against the budget from then on. The lock is not held while an
+    admitted call waits for its tool's rate limit, or runs."""
 
     def __init__(self, client: _Client, history: list[dict[str, Any]] | None, action: Action):
         self.client = client
         self.history = history
         self.action = action
         self.entry: dict[str, Any] | None = None
-        #: Whether the runtime admitted the call (its tool may have been called).
+        #: Whether the call's tool was called (a cancelled call that was counts).
         self.started = False
         self.held = False
 
@@ -104,7 +106,6 @@ class _Admission:
     def admitted(self, parameters: Any) -> None:
         """The runtime admitted the call: it goes into history as in flight, and the session's
         next call may be decided."""
-        self.started = True
         if self.history is not None and self.entry is None and not self._listed():
             self.entry = history_entry(self.action, RUNNING, dict(parameters))
             self.history.append(self.entry)
@@ -129,12 +130,24 @@ _ADMISSION: contextvars.ContextVar[_Admission | None] = contextvars.ContextVar(
 )
 
 
+class _AdmittedHook(Middleware):
+    """The last gate a call passes before dispatch (middleware runs after the policies and
+    the approval gate): from here the call is admitted, and the session's next call need not
+    wait while this one waits for its tool's rate limit."""
+
+    def before_action(self, action: Action, proposal: ActionProposal) -> None:
+        admission = _ADMISSION.get()
+        if admission is not None:
+            admission.admitted(action.parameters)
+
+
 def _admitting(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """An MCP-bound tool's function that first tells the call's admission it was admitted."""
 
     async def call_admitted(**arguments: Any) -> Any:
         admission = _ADMISSION.get()
         if admission is not None:
+            admission.started = True
             admission.admitted(arguments)
         return await fn(**arguments)
 
@@ -174,6 +187,7 @@ class PolicyProxy:
                 runtime.register_tool(schema.name, function, schema)
         runtime.on_close(self.sessions.close)
         runtime.set_approval_gate(_ElicitationGate(self))
+        runtime.use(_AdmittedHook())
         self._clients: dict[int, _Client] = {}
 
     # -- sessions ------------------------------------------------------------------------------
