@@ -1,10 +1,11 @@
-"""One "did you mean" for every misspelt name the runtime and the compiler report."""
+"""One "did you mean" for every misspelt name the runtime and the compiler report, and the
+article messages put before a kind ("an array", "a string")."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["closest", "did_you_mean"]
+__all__ = ["closest", "did_you_mean", "with_article"]
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:
@@ -20,3 +21,8 @@ def did_you_mean(name: str, choices: Iterable[str], quote: str = "'") -> str | N
     close enough. `quote` wraps the suggestion (the compiler's messages use backticks)."""
     close = closest(name, choices)
     return f"did you mean {quote}{close}{quote}?" if close is not None else None
+
+
+def with_article(kind: str) -> str:
+    """`kind` after its indefinite article: "an array", "a string"."""
+    return ("an " if kind[:1] in "aeiou" else "a ") + kind

@@ -109,7 +109,7 @@ def test_malformed_arguments_name_the_call() -> None:
         "content": [{"type": "tool_use", "id": "t1", "name": "x", "input": [1]}],
     }
     with pytest.raises(
-        TurnError, match=r"call t1 \(x\): `input` must be a JSON object of arguments, not array"
+        TurnError, match=r"call t1 \(x\): `input` must be a JSON object of arguments, not an array"
     ):
         proposal_from_turn(listy, format="anthropic")
     # Anthropic's `input` is an object, never JSON text: a string is the mistake itself
@@ -117,7 +117,9 @@ def test_malformed_arguments_name_the_call() -> None:
         "role": "assistant",
         "content": [{"type": "tool_use", "id": "t2", "name": "x", "input": '{"a": 1}'}],
     }
-    with pytest.raises(TurnError, match=r"`input` must be a JSON object of arguments, not string"):
+    with pytest.raises(
+        TurnError, match=r"`input` must be a JSON object of arguments, not a string"
+    ):
         proposal_from_turn(text, format="anthropic")
     with pytest.raises(TurnError, match="unknown tool-call format 'gemini'"):
         proposal_from_turn(message, format="gemini")

@@ -196,6 +196,26 @@ def test_arguments_holding_nan_are_a_json_rpc_error(proxy: _Proxy) -> None:
     assert _answer(ran)["result"]["structuredContent"] == {"result": 2}
 
 
+def test_wrong_arguments_are_said_as_over_stdio(proxy: _Proxy) -> None:
+    """Arguments given as a string (a model's tool call passed on undecoded), a list or a
+    name that is not a string: the JSON-RPC -32602 error says what is wrong and how to fix
+    it, as over stdio, not the SDK's generic 'Invalid request parameters'."""
+    session = _session(proxy)
+    for request_id, arguments, said in [
+        (8, '"{\\"a\\": 1}"', "arguments must be a JSON object, not a string: decode it first"),
+        (9, "[1, 2]", "arguments must be a JSON object, not an array"),
+    ]:
+        refused = proxy.post(_call(request_id, arguments), Mcp_Session_Id=session)
+        error = _answer(refused)
+        assert error["id"] == request_id and error["error"]["code"] == -32602, error
+        assert error["error"]["message"] == said
+    unnamed = '{"jsonrpc":"2.0","id":10,"method":"tools/call","params":{"name":3}}'
+    error = _answer(proxy.post(unnamed, Mcp_Session_Id=session))["error"]
+    assert error["message"] == "params.name must be a string (the tool's name), not a number"
+    ran = proxy.post(_call(11, '{"a": 1, "b": 1}'), Mcp_Session_Id=session)
+    assert _answer(ran)["result"]["structuredContent"] == {"result": 2}
+
+
 @pytest.mark.slow
 def test_a_token_and_more_hosts_and_origins(program: Path) -> None:
     """--token-env: a request without `Authorization: Bearer <token>` is 401, whatever else

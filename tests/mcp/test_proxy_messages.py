@@ -113,10 +113,10 @@ def test_each_problem_with_tools_call_params_is_named(program: Path) -> None:
     messages = {i: answers[i].get("error", {}).get("message") for i in range(1, 6)}
     assert all(answers[i]["error"]["code"] == -32602 for i in range(1, 6)), answers
     assert messages[1] == "tools/call needs the tool's name: params.name is missing"
-    assert messages[2] == "params.name must be a string (the tool's name), not number"
+    assert messages[2] == "params.name must be a string (the tool's name), not a number"
     assert messages[3] == "arguments must be a JSON object, not a string: decode it first"
-    assert messages[4] == "arguments must be a JSON object, not array"
-    assert messages[5] == "params must be a JSON object, not array"
+    assert messages[4] == "arguments must be a JSON object, not an array"
+    assert messages[5] == "params must be a JSON object, not an array"
     # the call itself is made: the tool says what is missing
     assert answers[6]["result"]["isError"]
     assert "required" in answers[6]["result"]["content"][0]["text"]

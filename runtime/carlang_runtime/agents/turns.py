@@ -24,6 +24,7 @@ from ..ir import Action, ActionProposal, ActionType, Program, ToolSchema
 from ..jsontext import JsonTextError, parse_json
 from ..jsonvalue import not_json as _not_json
 from ..paramcheck import json_type_name
+from ..suggest import with_article
 
 __all__ = [
     "FORMATS",
@@ -335,7 +336,7 @@ def _arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
         return None, raw.problem()
     if isinstance(raw, _Object):
         if raw.value is not None and not isinstance(raw.value, Mapping):
-            kind = json_type_name(raw.value)
+            kind = with_article(json_type_name(raw.value))
             return None, f"`{raw.field}` must be a JSON object of arguments, not {kind}"
         raw = raw.value
     if isinstance(raw, str):
@@ -352,7 +353,7 @@ def _arguments(raw: Any) -> tuple[dict[str, Any] | None, str | None]:
     if raw is None:
         return {}, None
     if not isinstance(raw, Mapping):
-        return None, f"arguments must be a JSON object, not {type(raw).__name__}"
+        return None, f"arguments must be a JSON object, not {with_article(json_type_name(raw))}"
     return dict(raw), None
 
 

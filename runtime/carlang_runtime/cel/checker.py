@@ -25,7 +25,7 @@ from typing import Any, Final
 
 from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
-from ..suggest import did_you_mean
+from ..suggest import did_you_mean, with_article
 from . import nodes as n
 from .build import MACROS
 from .codegen import TYPE_NAMES
@@ -129,7 +129,7 @@ def check_tree(source: str, tree: n.Expr, declarations: Declarations) -> CheckRe
             "error",
             "type-mismatch",
             tree,
-            f"a condition must be a bool, and this is {_article(str(result_type))}",
+            f"a condition must be a bool, and this is {with_article(str(result_type))}",
             "compare it with something, e.g. `... == true` or `size(...) > 0`",
         )
     checker.constant_condition(tree)
@@ -256,7 +256,7 @@ class _Checker:
                 "error",
                 "type-mismatch",
                 node,
-                f"`{subject}` is {_article(str(operand))}, which has no fields",
+                f"`{subject}` is {with_article(str(operand))}, which has no fields",
                 "only maps have fields",
             )
         return DYN
@@ -267,7 +267,7 @@ class _Checker:
         if inner.known and inner.kind != "map":
             self.mismatch(
                 node,
-                f"`{self.text(node.args[0])}` is {_article(str(inner))}, which has no fields",
+                f"`{self.text(node.args[0])}` is {with_article(str(inner))}, which has no fields",
                 "only maps have fields",
             )
             return optional_of(DYN)
@@ -310,7 +310,7 @@ class _Checker:
         if container.known:
             self.mismatch(
                 node,
-                f"`{self.text(operand)}` is {_article(str(container))} and cannot be indexed",
+                f"`{self.text(operand)}` is {with_article(str(container))} and cannot be indexed",
                 "only lists and maps take [ ]",
             )
         return DYN
@@ -334,8 +334,8 @@ class _Checker:
                     "warning",
                     "type-mismatch",
                     node,
-                    f"`{self.text(node.left)}` is {_article(str(left))} and"
-                    f" `{self.text(node.right)}` is {_article(str(right))}: `{node.op}` between"
+                    f"`{self.text(node.left)}` is {with_article(str(left))} and"
+                    f" `{self.text(node.right)}` is {with_article(str(right))}: `{node.op}` between"
                     f" them is always {always}",
                     _quoted_number_help(node, left, right) or _HELP_TYPES,
                 )
@@ -350,7 +350,8 @@ class _Checker:
             ):
                 self.mismatch(
                     node,
-                    f"`{node.op}` cannot order {_article(str(left))} and {_article(str(right))}",
+                    f"`{node.op}` cannot order {with_article(str(left))}"
+                    f" and {with_article(str(right))}",
                     _HELP_TYPES,
                 )
             return BOOL
@@ -391,14 +392,14 @@ class _Checker:
                 "warning",
                 "type-mismatch",
                 node,
-                f"{_article(str(item))} is never in a {container}: `in` is always false",
+                f"{with_article(str(item))} is never in a {container}: `in` is always false",
                 _HELP_TYPES,
             )
         elif container.known and container.kind not in ("list", "map"):
             self.mismatch(
                 node,
                 f"`in` needs a list or a map, and `{self.text(node.right)}` is"
-                f" {_article(str(container))}",
+                f" {with_article(str(container))}",
                 "for a substring use `.contains()`" if container.kind == "string" else None,
             )
         return BOOL
@@ -418,7 +419,8 @@ class _Checker:
         if result is None:
             self.mismatch(
                 node,
-                f"`{node.op}` is not defined on {_article(str(left))} and {_article(str(right))}",
+                f"`{node.op}` is not defined on {with_article(str(left))}"
+                f" and {with_article(str(right))}",
                 _conversion_hint(left.kind, right.kind),
             )
             return DYN
@@ -561,7 +563,7 @@ class _Checker:
                 self.mismatch(
                     node.target,
                     f"{node.kind}() ranges over a list or a map, and"
-                    f" `{self.text(node.target)}` is {_article(str(target))}",
+                    f" `{self.text(node.target)}` is {with_article(str(target))}",
                 )
         scope = {node.var: element}
         if node.var2 is not None:
@@ -626,8 +628,8 @@ class _Checker:
         if actual.known and not any(_accepts(kind, actual) for kind in kinds):
             self.mismatch(
                 node,
-                f"{where} needs {' or '.join(_article(k) for k in kinds)}, and"
-                f" `{self.text(node)}` is {_article(str(actual))}",
+                f"{where} needs {' or '.join(with_article(k) for k in kinds)}, and"
+                f" `{self.text(node)}` is {with_article(str(actual))}",
             )
 
     def mismatch(self, node: n.Expr, message: str, help: str | None = None) -> None:
@@ -813,10 +815,6 @@ def _usage(name: str, overloads: Iterable[Overload]) -> str:
             receivers = " | ".join(dict.fromkeys(str(o.receiver) for o in group))
             shown.append(f"`<{receivers}>.{name}({args})`")
     return " or ".join(shown)
-
-
-def _article(kind: str) -> str:
-    return ("an " if kind[:1] in "aeiou" else "a ") + kind
 
 
 def _fields_help(

@@ -45,6 +45,7 @@ from ..jsontext import JsonTextError, parse_json
 from ..jsonvalue import not_json
 from ..paramcheck import json_type_name
 from ..policy import RUNNING, history_entry
+from ..suggest import with_article
 from .provider import McpSessions
 
 __all__ = [
@@ -473,7 +474,7 @@ class StdioSession:
         params = message.get("params")
         params = {} if params is None else params
         if not isinstance(params, dict):
-            kind = json_type_name(params)
+            kind = with_article(json_type_name(params))
             self.send(_rpc_error(request_id, -32602, f"params must be a JSON object, not {kind}"))
             return
         if not self.initialized and method not in ("initialize", "ping"):
@@ -535,12 +536,13 @@ def call_problem(params: dict[str, Any]) -> str | None:
         return "tools/call needs the tool's name: params.name is missing"
     name = params["name"]
     if not isinstance(name, str):
-        return f"params.name must be a string (the tool's name), not {json_type_name(name)}"
+        kind = with_article(json_type_name(name))
+        return f"params.name must be a string (the tool's name), not {kind}"
     arguments = params.get("arguments")
     if isinstance(arguments, str):
         return "arguments must be a JSON object, not a string: decode it first"
     if arguments is not None and not isinstance(arguments, dict):
-        return f"arguments must be a JSON object, not {json_type_name(arguments)}"
+        return f"arguments must be a JSON object, not {with_article(json_type_name(arguments))}"
     problem = not_json(arguments) if arguments else None
     if problem is not None:  # (a path inside the arguments, else their depth)
         where = "the arguments are " if problem.startswith("nested") else "arguments."
@@ -764,15 +766,29 @@ def http_access(
     return HttpAccess(tuple(dict.fromkeys(hosts)), tuple(dict.fromkeys(origins)), token)
 
 
+def _header(scope: Any, wanted: bytes) -> bytes | None:
+    """The value of a request's first header named `wanted` (lowercase), or None."""
+    for name, value in scope.get("headers") or ():
+        if name.lower() == wanted:
+            return bytes(value)
+    return None
+
+
 def _authorized(scope: Any, token: str) -> bool:
     """Whether a request carries `Authorization: Bearer <token>` (compared in constant
     time)."""
-    for name, value in scope.get("headers") or ():
-        if name.lower() == b"authorization":
-            scheme, _, given = value.partition(b" ")
-            if scheme.lower() == b"bearer":
-                return hmac.compare_digest(given.strip(), token.encode())
-    return False
+    scheme, _, given = (_header(scope, b"authorization") or b"").partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token.encode())
+
+
+def _invalid_call(message: Any) -> dict[str, Any] | None:
+    """The JSON-RPC -32602 answer to a `tools/call` request whose params are wrong
+    (`call_problem`), or None. Nothing of the request is run."""
+    if not isinstance(message, dict) or message.get("method") != "tools/call":
+        return None
+    params = message.get("params")
+    problem = call_problem(params) if isinstance(params, dict) else None
+    return _rpc_error(message.get("id"), -32602, problem) if problem is not None else None
 
 
 async def _buffered(receive: Any) -> tuple[bytes, Callable[[], Awaitable[Any]]]:
@@ -864,10 +880,14 @@ def serve_http(
         if post:  # JSON as it is: the SDK's decoder reads NaN, and hands it on as null
             body, receive = await _buffered(receive)
             try:
-                parse_json(body)
+                message = parse_json(body)
             except JsonTextError as exc:
                 answer = JSONResponse(_not_json_error(body, exc), status_code=400)
                 await answer(scope, receive, send)
+                return
+            invalid = _invalid_call(message) if _header(scope, b"mcp-session-id") else None
+            if invalid is not None:  # said as over stdio, not as the SDK's generic -32602
+                await JSONResponse(invalid)(scope, receive, send)
                 return
         await manager.handle_request(scope, receive, send)
 
