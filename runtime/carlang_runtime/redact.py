@@ -403,17 +403,24 @@ class Scrubber:
     replaced whole (HTTP Basic auth's `base64(user:password)`, which no list of forms could
     foresee; see `_base64_cores`). A number is matched by its JSON text, as any other value."""
 
-    __slots__ = ("_texts", "_strings", "_percent", "_cores")
+    __slots__ = ("_texts", "_strings", "_whole", "_quoted", "_percent", "_cores")
 
     def __init__(self, values: Iterable[Any] = ()) -> None:
         self._texts: list[str] = []
         self._strings: list[str] = []
+        #: what a whole string (or a number's JSON text) is replaced for when it equals it,
+        #: a secret too short to be searched for in text included
+        self._whole: set[str] = set()
+        #: a string secret too short to be searched for bare, as a quoted string shows it
+        #: (`"k9"` in JSON, `'k9'` in a repr), with what it is replaced by (quoted, so that
+        #: JSON stays JSON)
+        self._quoted: dict[str, str] = {}
         self._percent: list[re.Pattern[str]] | None = None
         self._cores: tuple[str, ...] = ()
         self.add(values)
 
     def __bool__(self) -> bool:
-        return bool(self._texts)
+        return bool(self._whole)
 
     def add(self, values: Iterable[Any]) -> None:
         """Know more secret values."""
@@ -422,6 +429,11 @@ class Scrubber:
         for value in values:
             texts.update(_text_forms(value))
             strings.update(_searched_texts(value))
+            for leaf, is_string in _leaves(value):
+                self._whole.add(leaf)
+                if is_string:
+                    self._quoted.update(_quoted_forms(leaf))
+        self._whole.update(texts)
         # Longest first, so a secret that contains another is replaced whole.
         self._texts = sorted(texts, key=len, reverse=True)
         self._strings = sorted(strings, key=len, reverse=True)
@@ -438,6 +450,9 @@ class Scrubber:
         for secret in self._texts:
             if secret in text:
                 text = text.replace(secret, REDACTED)
+        for form, shown in self._quoted.items():
+            if form in text:
+                text = text.replace(form, shown)
         if "%" in text and self._strings:
             for pattern in self._percent_patterns():
                 text = pattern.sub(REDACTED, text)
@@ -458,27 +473,27 @@ class Scrubber:
 
     def value(self, value: Any) -> Any:
         """`value` with every secret replaced in every string it holds (a key only whole)."""
-        if not self._texts:
+        if not self._whole:
             return value
         return self._scrub(value, 0)
 
     def _scrub(self, value: Any, depth: int) -> Any:
         if isinstance(value, str):
-            return self.text(value)
+            return REDACTED if value in self._whole else self.text(value)
         if depth > 200:
             return REDACTED  # fail closed on what cannot be walked
         if isinstance(value, Mapping):
             # A key is replaced when it is a secret, never cut into: keys are mostly names
             # (a log's own `type`, `session`), which a short secret would garble.
             return {
-                (REDACTED if k in self._texts else k): self._scrub(v, depth + 1)
+                (REDACTED if k in self._whole else k): self._scrub(v, depth + 1)
                 for k, v in value.items()
             }
         if isinstance(value, (list, tuple)):
             return [self._scrub(item, depth + 1) for item in value]
         if isinstance(value, (int, float, bool)) or value is None:
             text = json.dumps(value)
-            return REDACTED if text in self._texts else value
+            return REDACTED if text in self._whole else value
         return self.text(str(value))
 
 
@@ -541,6 +556,34 @@ def _searched_texts(value: Any) -> set[str]:
         for item in value:
             found |= _searched_texts(item)
     return found
+
+
+def _leaves(value: Any) -> set[tuple[str, bool]]:
+    """The strings in `value` and its numbers' JSON texts, whatever their length (not true,
+    false or null, which are everywhere), each with whether it is a string: a value equal
+    to one is the secret itself."""
+    if isinstance(value, str):
+        return {(value, True)} if value else set()
+    if isinstance(value, bool) or value is None:
+        return set()
+    if isinstance(value, (int, float)):
+        return {(json.dumps(value), False)}
+    found: set[tuple[str, bool]] = set()
+    if isinstance(value, Mapping):
+        for item in value.values():
+            found |= _leaves(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            found |= _leaves(item)
+    return found
+
+
+def _quoted_forms(secret: str) -> dict[str, str]:
+    """A short string secret as a JSON string and a Python repr show it, with the quoted
+    marker each is replaced by (a longer one is found bare, inside them too)."""
+    if len(secret) >= MIN_SEARCHED:
+        return {}
+    return {json.dumps(secret): f'"{REDACTED}"', repr(secret): repr(REDACTED)}
 
 
 def _encoded_forms(value: str) -> set[str]:

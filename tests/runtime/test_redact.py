@@ -348,3 +348,22 @@ def test_a_secret_property_named_like_a_keyword_is_found_where_the_walk_falls_ba
         "properties": {"tree": {"$ref": "#/$defs/node"}},
     }
     assert set(secret_paths(schema)) == {("tree", "default"), ("tree", "child")}
+
+
+def test_a_short_secret_is_redacted_where_it_is_equal_or_quoted() -> None:
+    """A secret too short to be searched for bare ("k9") is still replaced as a whole value
+    (an output field that echoes it, a number equal to a short numeric one) and quoted, as
+    JSON and a repr show a string (JSON stays JSON); bare inside words it is left alone."""
+    scrub = Scrubber(["k9", {"pin": 12, "code": "77"}])
+    assert scrub.value({"token_used": "k9", "n": 12, "text": "ak9b", "k9": 1}) == {
+        "token_used": REDACTED,
+        "n": REDACTED,
+        "text": "ak9b",
+        REDACTED: 1,
+    }
+    shown = scrub.text("api_token: \"k9\", kwargs={'code': '77'} and k9 in ak9b \"12\"")
+    assert (
+        shown == f'api_token: "{REDACTED}", kwargs={{\'code\': {REDACTED!r}}} and k9 in ak9b "12"'
+    )
+    document = json.loads(scrub.text(json.dumps({"api_token": "k9", "code": "77"})))
+    assert document == {"api_token": REDACTED, "code": REDACTED}

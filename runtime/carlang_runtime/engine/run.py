@@ -952,7 +952,7 @@ class ProposalRun:
                 "action": action.id,
                 "type": action.type.value,
                 "tool": action.tool,
-                "params": action.parameters,
+                "params": self.logged_parameters(action),
                 "tenant": self.tenant,
                 "session": self.session,
                 "decision": decision.effect.value if decision is not None else "allow",
@@ -962,6 +962,16 @@ class ProposalRun:
                 "decided_in_us": round(elapsed_us, 3),
             },
         )
+
+    def logged_parameters(self, action: Action) -> dict[str, Any]:
+        """An action's parameters as its decision record holds them: what the proposal's
+        logged copy keeps out (`Runtime.redact_document`) is `[REDACTED]` by where it is, a
+        secret too short to be searched for in text included."""
+        rt = self.rt
+        if not (rt.keeps_parameters_out or rt.durable and self.policies):
+            return action.parameters
+        policies = self.policies if rt.durable else ()
+        return rt.written_parameters(action, action.parameters, policies)
 
     def policy_entry(self, match: PolicyMatch, shadow: bool = False) -> dict[str, Any]:
         for policies in self.policies:

@@ -439,33 +439,36 @@ class Runtime:
         written down; whether anything was."""
         redacted = False
         for action, entry in zip(proposal.actions, document["actions"], strict=True):
-            tool = self.tools.get(action.tool or "")
-            paths = (*tool.secrets, *self.redactions) if tool is not None else self.redactions
-            caught: set[str] = set()
-            for policy_set in policies:
-                caught |= policy_set.caught_parameters(action)
-            if (paths or caught) and action.parameters:
-                before = entry.get("parameters", {})
-                entry["parameters"] = redact_parameters(before, paths, caught)
-                redacted = redacted or entry["parameters"] != before
+            before = entry.get("parameters", {})
+            if action.parameters and isinstance(before, dict):
+                entry["parameters"] = self.written_parameters(action, before, policies)
+                redacted = redacted or entry["parameters"] is not before
             compensation = entry.get("compensation")
             undo = self._compensation_call(action)
             if isinstance(compensation, dict) and undo is not None:
                 # the undo step is a call of its tool like any: the same paths are kept out
-                undo_tool = self.tools.get(undo.tool or "")
-                paths = (
-                    (*undo_tool.secrets, *self.redactions)
-                    if undo_tool is not None
-                    else self.redactions
-                )
-                caught = set()
-                for policy_set in policies:
-                    caught |= policy_set.caught_parameters(undo)
                 before = compensation.get("parameters", {})
-                if (paths or caught) and isinstance(before, dict) and before:
-                    compensation["parameters"] = redact_parameters(before, paths, caught)
-                    redacted = redacted or compensation["parameters"] != before
+                if isinstance(before, dict) and before:
+                    compensation["parameters"] = self.written_parameters(undo, before, policies)
+                    redacted = redacted or compensation["parameters"] is not before
         return redacted
+
+    def written_parameters(
+        self, action: Action, parameters: dict[str, Any], policies: Sequence[PolicySet]
+    ) -> dict[str, Any]:
+        """`parameters` (the action's, as a document holds them) as a log may hold them: its
+        tool's secret parameters, the `redact` paths and what a policy caught (`deny_keyword`)
+        are `[REDACTED]` by where they are, whatever their length (free-text scrubbing skips
+        short values); `parameters` itself when nothing is."""
+        tool = self.tools.get(action.tool or "")
+        paths = (*tool.secrets, *self.redactions) if tool is not None else self.redactions
+        caught: set[str] = set()
+        for policy_set in policies:
+            caught |= policy_set.caught_parameters(action)
+        if not (paths or caught):
+            return parameters
+        shown = redact_parameters(parameters, paths, caught)
+        return shown if shown != parameters else parameters
 
     @staticmethod
     def _compensation_call(action: Action) -> Action | None:
@@ -482,6 +485,12 @@ class Runtime:
             parameters=compensation.parameters,
         )
 
+    @property
+    def keeps_parameters_out(self) -> bool:
+        """Whether some parameter is kept out of what runs write down: a tool has secret
+        parameters, or the program `redact`s paths."""
+        return bool(self._secret_tools or self.redactions)
+
     def scrubber(
         self, proposal: ActionProposal, policies: Sequence[PolicySet] = ()
     ) -> Scrubber | None:
@@ -489,7 +498,7 @@ class Runtime:
         parameters of its actions (and compensations), and, when the log is durable, the values
         a built-in rule catches. None when there is nothing (the common case costs a set test
         per run)."""
-        if not self._secret_tools and not self.redactions and not (self.durable and policies):
+        if not self.keeps_parameters_out and not (self.durable and policies):
             return None
         scrubber = Scrubber(self._kept_out(proposal, policies if self.durable else ()))
         return scrubber if scrubber else None

@@ -346,3 +346,46 @@ def test_redact_paths_cover_compensation_parameters(tmp_path: Path) -> None:
     assert journaled["compensation"]["parameters"] == {"card_number": REDACTED, "amount": 5}
     assert received["data"]["redacted"] is True
     assert any(e["kind"] == "action_retrying" for e in events)
+
+
+SHORT_SECRET_PROGRAM = """\
+tool login(user: string, token: string secret)
+tool note(body: string)
+redact params.body
+policy named: deny login when params.user == "mallory"
+proposal p {
+  a = login(user: "bob", token: "k9")
+  b = note(body: "hi") after a
+}
+"""
+
+
+def test_a_short_secret_reaches_no_log_and_no_explanation(tmp_path: Path) -> None:
+    """A secret (or a `redact`ed value) too short to be searched for in text: the decision
+    record's params held it (the proposal's copy did not), a tool output echoing it showed
+    it, and `carlang explain` printed it in the action line."""
+    source = tmp_path / "short.car"
+    source.write_text(SHORT_SECRET_PROGRAM)
+    tools = tmp_path / "short_tools.py"
+    tools.write_text(
+        "TOOLS = {'login': lambda user, token: {'used': token}, 'note': lambda body: body}\n"
+    )
+    log = tmp_path / "events.jsonl"
+    runner = CliRunner()
+    ran = runner.invoke(
+        app, ["run", str(source), "--tools", f"{tools}:TOOLS", "--events", str(log)]
+    )
+    assert ran.exit_code == 0, ran.output
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    decisions = [e["data"]["params"] for e in events if e["kind"] == "policy_decision"]
+    assert decisions == [{"user": "bob", "token": REDACTED}, {"body": REDACTED}]
+    for shown in (log.read_text(), ran.output):
+        assert '"k9"' not in shown and '"hi"' not in shown, shown
+    for extra in ([], ["--format", "json"]):
+        explained = runner.invoke(
+            app,
+            ["explain", str(source), "--tool", "login", "--params", '{"user":"b","token":"k9"}']
+            + extra,
+        )
+        assert explained.exit_code == 0, explained.output
+        assert "k9" not in explained.output and REDACTED in explained.output
