@@ -30,7 +30,7 @@ from .conditions import check_conditions
 from .diagnostics import CarlangError, Diagnostic, Diagnostics, Label
 from .loader import LoadedProgram, ParseCache, load_program
 from .lower import Origin, SourceMap, lower
-from .policycheck import PolicyFinding, policy_findings
+from .policycheck import PolicyFinding, policy_findings, rejected_actions
 from .source import Span
 
 if TYPE_CHECKING:
@@ -184,10 +184,11 @@ def _judge_proposals(
     program = result.program
     assert program is not None
     result.policy_findings = policy_findings(program, state, analyses)
-    rejected = _rejected_calls(result)
     for proposal_id, findings in result.policy_findings.items():
+        outcome = result.verify_results.get(proposal_id)
+        rejected = rejected_actions(outcome.issues) if outcome is not None else set()
         for finding in findings:
-            if finding.policy in broken_policies or (proposal_id, finding.action_id) in rejected:
+            if finding.policy in broken_policies or finding.action_id in rejected:
                 continue
             origin = result.source_map.actions.get((proposal_id, finding.action_id))
             if origin is None:
@@ -196,16 +197,6 @@ def _judge_proposals(
             result.diagnostics.add(
                 Diagnostic(finding.code, finding.severity, finding.message, (label,))
             )
-
-
-def _rejected_calls(result: CompileResult) -> set[tuple[str, str]]:
-    """`(proposal, action)` of the calls verify rejects for their tool or parameters."""
-    return {
-        (proposal_id, issue.action_id)
-        for proposal_id, outcome in result.verify_results.items()
-        for issue in outcome.issues
-        if issue.severity == "error" and (issue.path or "").startswith(("tool", "parameters"))
-    }
 
 
 def _issue_diagnostic(

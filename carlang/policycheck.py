@@ -13,13 +13,13 @@ denies either way is not met by the plan (see `carlang_runtime.policy.static`).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from carlang_runtime import ir
 from carlang_runtime.policy import PolicyLoadError, PolicySet, StaticVerdict, static_verdicts
-from carlang_runtime.verify import Analysis, VerifyResult
+from carlang_runtime.verify import Analysis, VerifyIssue, VerifyResult
 
 __all__ = [
     "PolicyFinding",
@@ -97,6 +97,30 @@ def finding_of(proposal_id: str, verdict: StaticVerdict) -> PolicyFinding:
     return PolicyFinding(proposal_id, verdict.action_id, code, severity, message, verdict.policy)
 
 
+def rejected_actions(issues: Iterable[VerifyIssue]) -> set[str]:
+    """The actions verify rejects for their tool or parameters: the runtime never asks the
+    policies about them, so no policy verdict is reported on them (the first error says what
+    to fix)."""
+    return {
+        issue.action_id
+        for issue in issues
+        if issue.severity == "error" and (issue.path or "").startswith(("tool", "parameters"))
+    }
+
+
+def _in_plan_order(
+    issues: list[dict[str, Any]], proposal: ir.ActionProposal
+) -> list[dict[str, Any]]:
+    """Issues in the order of the actions they are about (the proposal's own first), errors
+    before warnings on each, as `check` lists them by position."""
+    position = {action.id: index for index, action in enumerate(proposal.actions)}
+
+    def key(issue: dict[str, Any]) -> tuple[int, int]:
+        return position.get(issue.get("action_id"), -1), issue.get("severity") != "error"
+
+    return sorted(issues, key=key)
+
+
 def judged_verdict(
     result: VerifyResult,
     program: ir.Program,
@@ -106,7 +130,7 @@ def judged_verdict(
     """`verify`'s verdict on a proposal (as JSON data) with what `program`'s policies will
     say to its actions added, as `carlang check` judges a plan: a certain deny is an error,
     so `valid` is false; the other verdicts are warnings; a `plan_policies` evidence record."""
-    from carlang_runtime.verify import CheckRecord, VerifyIssue
+    from carlang_runtime.verify import CheckRecord
 
     data: dict[str, Any] = result.model_dump(mode="json")
     if not program.policies:
@@ -116,8 +140,11 @@ def judged_verdict(
     except PolicyLoadError:  # (the compiler reported it: the program has errors)
         return data
     initial = {**program.initial_state, **(state or {})}
+    rejected = rejected_actions(result.issues)
     issues = []
     for verdict in static_verdicts(policies, proposal, initial):
+        if verdict.action_id in rejected:
+            continue  # the runtime never asks the policies: the call's own error says it
         finding = finding_of(proposal.id, verdict)
         issue = VerifyIssue(
             action_id=finding.action_id,
@@ -128,7 +155,7 @@ def judged_verdict(
             code=finding.code,
         )
         issues.append(issue.model_dump(mode="json"))
-    data["issues"] = [*data["issues"], *issues]
+    data["issues"] = _in_plan_order([*data["issues"], *issues], proposal)
     data["valid"] = not any(i["severity"] == "error" for i in data["issues"])
     record = CheckRecord(
         name="plan_policies",

@@ -296,3 +296,37 @@ def test_verify_against_a_program_judges_as_check_does(tmp_path: Path) -> None:
     assert "did you mean `agent`?" in unknown.output
     both = runner.invoke(app, ["verify", str(fine), "--program", str(program), "--tools", "x"])
     assert both.exit_code == 2 and "--program gives the tools" in both.output
+
+
+def test_verify_against_a_program_leaves_out_verdicts_on_rejected_calls(tmp_path: Path) -> None:
+    """As `check` does: no policy verdict on a call verify already rejects for its parameters
+    (the runtime never asks the policies; the parameter error says what to fix), and the
+    issues come in the proposal's order, errors before warnings on each action."""
+    program = write(
+        tmp_path,
+        "pay.car",
+        """\
+tool pay(amount: int, currency: "EUR" | "USD")
+tool mail(to: string)
+policy big: deny pay when params.amount > 100
+policy ask: require_approval mail when params.to.endsWith("@x.example")
+policy outside: deny mail when !params.to.endsWith(".example")
+""",
+    )
+    actions = [
+        {"id": "m1", "type": "tool_call", "tool": "mail", "parameters": {"to": "a@x.example"}},
+        {
+            "id": "p",
+            "type": "tool_call",
+            "tool": "pay",
+            "parameters": {"amount": 500, "currency": "GBP"},
+        },
+        {"id": "m2", "type": "tool_call", "tool": "mail", "parameters": {"to": "b@evil.org"}},
+    ]
+    proposal = write(tmp_path, "p.json", {"id": "turn", "actions": actions})
+    result = runner.invoke(
+        app, ["verify", str(proposal), "--program", str(program), "--format", "json"]
+    )
+    assert result.exit_code == 1, result.output
+    issues = [(i["action_id"], i["code"]) for i in json.loads(result.output)["issues"]]
+    assert issues == [("m1", "CL0521"), ("p", "CL0309"), ("m2", "CL0520")]
