@@ -332,6 +332,15 @@ COMPILER_CODES: tuple[Code, ...] = (
         "carlang",
     ),
     Code(
+        "CL0513",
+        "invalid-time-zone",
+        "policies",
+        "error",
+        'a time zone a timestamp accessor names (`now.getHours("Europe/Paris")`) that does '
+        "not exist: every evaluation of the condition would fail",
+        "carlang",
+    ),
+    Code(
         "CL0520",
         "policy-denies-action",
         "plan_policies",

@@ -32,6 +32,7 @@ CHECK_CODES: Final = {
     "wrong-arguments": "CL0509",
     "constant": "CL0510",
     "invalid-regex": "CL0503",
+    "invalid-time-zone": "CL0513",
 }
 
 

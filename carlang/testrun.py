@@ -132,7 +132,8 @@ def _explain(traces: list[PolicyTrace], names: set[str]) -> list[str]:
         line = f"{trace.policy}: {verdict}"
         if trace.explanation is not None and str(trace.explanation):
             line += f" because {trace.explanation}"
-        if trace.error is not None:
+        if trace.error is not None and trace.error.message not in line:
+            # (an explanation that shows the failing part says it already)
             line += f" (its condition failed: {trace.error.message})"
         lines.append(line)
     return lines

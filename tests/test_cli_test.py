@@ -109,6 +109,19 @@ def test_a_failing_test_fails_with_the_decision_and_its_explanation(tmp_path: Pa
     assert out.splitlines()[-1] == "0 passed, 1 failed"
 
 
+def test_a_condition_that_failed_is_said_once_per_line(tmp_path: Path) -> None:
+    """The explanation shows the failing part with its error: the line does not add the same
+    error again ("(its condition failed: ...)" twice over)."""
+    program = """tool pay(amount: int, tz: string)
+policy hours: require_approval pay when now.getHours(params.tz) < 9
+test "t" { action pay(amount: 5, tz: "Mars/Base") now "2026-01-05T12:00:00Z" expect allow }
+"""
+    code, out, _ = run("test", str(write(tmp_path, program)))
+    assert code == 1
+    (line,) = [line for line in out.splitlines() if line.strip().startswith("hours: matched")]
+    assert line.count("unknown time zone") == 1, line
+
+
 def test_a_wrong_deciding_policy_fails(tmp_path: Path) -> None:
     wrong = 'test "by" {\n  action fetch(url: "http://x")\n  expect deny by freeze\n}\n'
     code, out, _ = run("test", str(write(tmp_path, PROGRAM + wrong)))

@@ -29,7 +29,7 @@ from ..suggest import did_you_mean, with_article
 from . import nodes as n
 from .build import MACROS
 from .codegen import TYPE_NAMES
-from .functions import FUNCTIONS, Overload, compile_regex
+from .functions import FUNCTIONS, ZONED_ACCESSORS, Overload, compile_regex, time_zone
 from .resolve import resolve
 from .types import (
     BOOL,
@@ -530,6 +530,8 @@ class _Checker:
             return DYN
         if node.function == "matches":
             self.regex(node.args[-1])
+        elif node.function in ZONED_ACCESSORS and method and len(args) == 1:
+            self.zone(node.args[0])
         received = ([target] if target is not None else []) + args
         for overload in forms:
             wanted = ([overload.receiver] if overload.receiver else []) + list(overload.args)
@@ -620,6 +622,19 @@ class _Checker:
                     pattern,
                     exc.message,
                     "RE2 syntax: no backreferences or lookaround",
+                )
+
+    def zone(self, name: n.Expr) -> None:
+        if isinstance(name, n.Literal) and type(name.value) is str:
+            try:
+                time_zone(name.value)
+            except CelEvalError:
+                self.report(
+                    "error",
+                    "invalid-time-zone",
+                    name,
+                    f"{name.value!r} is not a time zone: every evaluation would fail",
+                    "an IANA name like Europe/Paris, UTC, or an offset like +02:00",
                 )
 
     # -- helpers ---------------------------------------------------------------------------

@@ -38,7 +38,15 @@ from .values import (
     unix_seconds,
 )
 
-__all__ = ["Overload", "Function", "FUNCTIONS", "Regex", "compile_regex"]
+__all__ = [
+    "Overload",
+    "Function",
+    "FUNCTIONS",
+    "Regex",
+    "compile_regex",
+    "ZONED_ACCESSORS",
+    "time_zone",
+]
 
 
 def _conversions(sources: str, result: str) -> tuple[Overload, ...]:
@@ -317,17 +325,19 @@ _OFFSET = re.compile(r"([+-]?)(\d\d?):(\d\d)")
 
 
 @lru_cache(maxsize=64)
-def _zone(name: str) -> tzinfo:
+def time_zone(name: str) -> tzinfo:
+    """The time zone a timestamp accessor's argument names (`getHours("Europe/Paris")`): an
+    IANA name, `UTC`, or an offset like `+02:00`. Raises `CelEvalError` for any other."""
     match = _OFFSET.fullmatch(name)
-    if match:
-        sign, hours, minutes = match.groups()
-        offset = timedelta(hours=int(hours), minutes=int(minutes))
-        return timezone(-offset if sign == "-" else offset)
-    if name in ("UTC", "Z", "utc"):
-        return UTC
-    from zoneinfo import ZoneInfo
-
     try:
+        if match:
+            sign, hours, minutes = match.groups()
+            offset = timedelta(hours=int(hours), minutes=int(minutes))
+            return timezone(-offset if sign == "-" else offset)  # (ValueError past 24 hours)
+        if name in ("UTC", "Z", "utc"):
+            return UTC
+        from zoneinfo import ZoneInfo
+
         return ZoneInfo(name)
     except (ValueError, KeyError, OSError):
         raise CelEvalError(
@@ -350,7 +360,7 @@ def _moment(value: Any, zone: Any, accessor: str) -> CelTimestamp:
 def _local(moment: CelTimestamp, zone: str | None) -> datetime:
     # The civil time of the whole second (the fraction is no calendar's business).
     utc = _UNIX_EPOCH + timedelta(seconds=moment.nanos // _NANOS)
-    return utc.astimezone(_zone(zone)) if zone else utc
+    return utc.astimezone(time_zone(zone)) if zone else utc
 
 
 def _timestamp_accessor(accessor: str, read: Callable[[datetime], int]) -> Callable[..., int]:
@@ -490,6 +500,23 @@ def _functions() -> dict[str, Function]:
         ),
     ]
     return {function.name: function for function in table}
+
+
+#: The timestamp accessors that take a time zone as their argument.
+ZONED_ACCESSORS: Final = frozenset(
+    {
+        "getFullYear",
+        "getMonth",
+        "getDate",
+        "getDayOfMonth",
+        "getDayOfWeek",
+        "getDayOfYear",
+        "getHours",
+        "getMinutes",
+        "getSeconds",
+        "getMilliseconds",
+    }
+)
 
 
 def _all_functions() -> dict[str, Function]:

@@ -122,6 +122,18 @@ def test_invalid_regex_literal() -> None:
     assert findings('params.url.matches("[a-")') == [("invalid-regex", '"[a-"')]
 
 
+def test_time_zone_literals_are_checked() -> None:
+    """A time zone that does not exist fails every evaluation (the policy fails closed on
+    every call): reported where it is written; names, UTC and offsets that exist are fine."""
+    assert findings('now.getHours("Europe/Pariss") < 9') == [
+        ("invalid-time-zone", '"Europe/Pariss"')
+    ]
+    assert findings('now.getDayOfWeek("+25:00") == 1') == [("invalid-time-zone", '"+25:00"')]
+    for zone in ("Europe/Paris", "UTC", "+02:00", "-05:30"):
+        assert findings(f'now.getHours("{zone}") < 9 && now.getMinutes("{zone}") < 5') == []
+    assert findings("now.getHours(params.url) < 9") == []  # (known only when it runs)
+
+
 def test_constant_conditions() -> None:
     assert findings("1 == 1") == [("constant", "1 == 1")]
     assert messages("1 == 1") == [
