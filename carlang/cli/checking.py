@@ -188,6 +188,41 @@ def _strict(results: list[CompileResult], diagnostics: list[Diagnostic]) -> list
     return list(found.values())
 
 
+def _unknown_project_capability(
+    results: Sequence[CompileResult], project: Project
+) -> Diagnostic | None:
+    """CL0202 at `carlang.toml`'s `capability` line when no program checked declares the
+    capability it names (what `agent`, `export tools` and `mcp proxy` refuse to run under),
+    or None. Not judged when a program did not compile: it may be the one declaring it."""
+    from carlang_runtime.suggest import did_you_mean
+
+    from carlang.diagnostics import Diagnostic, Label
+    from carlang.source import Source, Span
+
+    name = project.capability
+    if name is None or project.config is None or not results:
+        return None
+    if any(r.program is None for r in results):
+        return None
+    declared = sorted({c.name for r in results if r.program for c in r.program.capabilities})
+    if name in declared:
+        return None
+    text = project.config.read_text(encoding="utf-8")
+    source = Source(project.config.name, text)
+    line = project.capability_line()
+    start = source.offset(line, 1)
+    quoted = text.find(f'"{name}"', start)
+    span = Span(quoted, quoted + len(name) + 2) if quoted >= 0 else Span(start, start)
+    hint = did_you_mean(name, declared, "`") or f"capabilities: {', '.join(declared) or 'none'}"
+    return Diagnostic(
+        "CL0202",
+        "error",
+        f"capability `{name}` is not declared by the programs checked ({hint})",
+        (Label(source, span, "no such capability"),),
+        help="declare it, or name a declared one (commands run under it by default)",
+    )
+
+
 def run_check(
     paths: list[Path] | None,
     strict: bool = False,
@@ -222,6 +257,9 @@ def run_check(
     if not whole:
         diagnostics = [d for d in diagnostics if d.code != UNUSED]
     diagnostics, stale = apply_allowances(diagnostics, sources.values(), project, whole)
+    unknown = _unknown_project_capability(results, project) if whole else None
+    if unknown is not None:
+        diagnostics = [unknown, *diagnostics]
     if strict:
         diagnostics = sorted([*diagnostics, *stale], key=lambda d: d.sort_key())
     if output is CheckFormat.json:
