@@ -344,6 +344,18 @@ def test_the_notes_example_runs_for_real_with_builtins(tmp_path: Path) -> None:
     assert "5 succeeded" in out
 
 
+def test_a_files_root_that_is_missing_or_a_file_says_which(tmp_path: Path) -> None:
+    notes = str(ROOT / "examples" / "files" / "notes.car")
+    missing = tmp_path / "notes"
+    code, out = run(notes, "--builtins", "--files-root", str(missing))
+    assert code == 2 and f"--files-root {missing}: no such directory (create it first" in out
+    assert not missing.exists()
+    afile = tmp_path / "f.txt"
+    afile.write_text("x")
+    code, out = run(notes, "--builtins", "--files-root", str(afile))
+    assert code == 2 and f"--files-root {afile}: not a directory" in out
+
+
 PLANS = """\
 tool fetch(url: string) -> object
 tool deploy(env: "staging" | "prod")

@@ -11,7 +11,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .console import EXIT_FAILED, EXIT_OK, UsageProblem, echo, fail_usage, painted
+from .console import (
+    EXIT_FAILED,
+    EXIT_OK,
+    UsageProblem,
+    echo,
+    fail_usage,
+    painted,
+    require_directory,
+)
 
 if TYPE_CHECKING:
     from carlang.compiler import CompileResult
@@ -106,8 +114,7 @@ def find_project_of(files: list[Path], root: Path | None) -> Project:
     except ProjectError as exc:
         fail_usage(str(exc))
     if root is not None:
-        if not root.is_dir():
-            fail_usage(f"--root {root}: not a directory")
+        require_directory("--root", root)
         project = replace(project, root=root.resolve())
     return project
 

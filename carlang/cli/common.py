@@ -30,6 +30,7 @@ from .console import (
     printable,
     read_bytes,
     read_text,
+    require_directory,
     use_color,
 )
 
@@ -47,6 +48,7 @@ __all__ = [
     "UsageProblem",
     "check_output_path",
     "fail_usage",
+    "require_directory",
     "guarded",
     "read_text",
     "read_bytes",

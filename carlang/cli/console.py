@@ -22,6 +22,7 @@ __all__ = [
     "CheckedStdout",
     "Reported",
     "fail_usage",
+    "require_directory",
     "exit_code_for",
     "read_text",
     "read_bytes",
@@ -72,6 +73,16 @@ def error_line(message: str) -> str:
 def fail_usage(message: str) -> NoReturn:
     """Stop the command with a usage/input error."""
     raise UsageProblem(message)
+
+
+def require_directory(option: str, path: Path) -> None:
+    """Stop with a usage error unless `path` (given as `option`) is an existing directory,
+    saying which it is not: missing, or a file."""
+    if path.is_dir():
+        return
+    if path.exists():
+        fail_usage(f"{option} {path}: not a directory")
+    fail_usage(f"{option} {path}: no such directory (create it first: mkdir -p {path})")
 
 
 def printable(text: str) -> str:

@@ -22,6 +22,7 @@ from .common import (
     echo_err,
     fail_usage,
     guarded,
+    require_directory,
 )
 from .lang_commands import project_root
 
@@ -543,8 +544,7 @@ def _register_tools(runtime: Runtime, program: ir.Program, specs: list[str]) -> 
 def _register_builtins(runtime: Runtime, files_root: Path, hosts: list[str]) -> None:
     from carlang_runtime.engine.builtins import builtin_tools
 
-    if not files_root.is_dir():
-        fail_usage(f"--files-root {files_root}: not a directory")
+    require_directory("--files-root", files_root)
     for name, fn in builtin_tools(files_root, hosts).items():
         if name in runtime.tools:
             runtime.register_tool(name, fn)
