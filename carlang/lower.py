@@ -546,6 +546,11 @@ class _Lowerer:
                 if problem:
                     bad(setting, problem)
                 fields["url"] = value.value
+            elif setting.word == "cwd":
+                directory, problem = self.server_directory(source, value.value)
+                if problem:
+                    bad(setting, problem)
+                fields["cwd"] = directory
             else:
                 if setting.word == "command" and not str(value.value).strip():
                     bad(setting, "`command` is empty: name the program that starts the server")
@@ -577,6 +582,33 @@ class _Lowerer:
             )
             return None
         return ir.McpServer.model_validate(fields) if ok else None
+
+    def server_directory(self, source: Source, written: str) -> tuple[str, str | None]:
+        """An `mcp_server`'s `cwd`, absolute: a relative one is read from the folder of the
+        file that declares it (as `import` and `schema from` are), not from the directory the
+        program happens to run in. With the problem when it is not an existing folder."""
+        import os
+
+        if not written.strip():
+            return (
+                written,
+                "`cwd` is empty: name the folder the server starts in (`.`: this file's)",
+            )
+        parsed = next((f for f in self.loaded.files if f.source is source), None)
+        base = parsed.path.parent if parsed is not None else self.loaded.root
+        try:
+            directory = str((base / written).resolve())
+        except (OSError, RuntimeError):  # (a symlink loop)
+            directory = os.path.abspath(base / written)
+        if os.path.isdir(directory):
+            return directory, None
+        what = "is not a folder" if os.path.exists(directory) else "does not exist"
+        shown = (
+            directory
+            if os.path.isabs(written)
+            else f"`{written}` (from this file's folder: {directory})"
+        )
+        return directory, f"`cwd` {shown} {what}: the server cannot start there"
 
     # -- state -------------------------------------------------------------------------------
 

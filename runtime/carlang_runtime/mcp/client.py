@@ -105,6 +105,12 @@ class McpClient:
         server = self.server
         assert server.command is not None
         env = {**os.environ, **server.env} if server.env else None
+        if server.cwd is not None and not os.path.isdir(server.cwd):
+            # (Popen would say only "No such file or directory", as if the command were missing)
+            raise McpError(
+                f"MCP server '{server.name}': cannot start {server.command}: its working"
+                f" directory (cwd) {server.cwd} is not an existing folder"
+            )
         try:
             self._process = subprocess.Popen(
                 [server.command, *server.args],
