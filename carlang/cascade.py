@@ -12,6 +12,8 @@ is the one a user reads (and reads once). Recognised here, after every stage has
   the tool, say) follows from the name being wrong;
 - a required parameter is "missing" from a call whose unknown argument is its misspelling
   (`chanel:` for `channel`): the misspelling is the finding;
+- a precondition or an assertion "will fail" on a state key the plan writes a value of the
+  wrong type to (`paid = "yes"` for a bool): the value is the finding;
 - a warning that repeats an error: "not declared" about a state key where an error already
   suggests the declared one, or "never used" about a declaration an error suggests instead of
   a misspelt name.
@@ -70,6 +72,11 @@ MISSING_PARAMETER = "CL0307"
 UNKNOWN_PARAMETER = "CL0203"
 #: A declaration nothing uses.
 UNUSED = "CL0207"
+#: A value that does not have its declared type, and what the state flow then finds about
+#: the key it is written to (a precondition or an assertion that fails on that value).
+VALUE_TYPE = "CL0205"
+STATE_FLOW_CODES = frozenset({"CL0401", "CL0404"})
+_MISTYPED = re.compile(r"value for `([^`]+)` does not fit its declared type")
 #: A state key no `state` block declares.
 UNDECLARED_KEY = "CL0206"
 _WORD = re.compile(r"[A-Za-z_*][A-Za-z0-9_.*]*")
@@ -96,6 +103,7 @@ def without_cascades(
     }
     import_failed = any(d.code in FAILED_IMPORT_CODES for d in items)
     misspelt = _misspelt_arguments(items)
+    mistyped = _mistyped_keys(items)
     kept = []
     for diagnostic in items:
         label = diagnostic.primary
@@ -109,6 +117,11 @@ def without_cascades(
             continue
         elif diagnostic.code == MISSING_PARAMETER and _is_misspelt(diagnostic, misspelt):
             continue
+        elif diagnostic.code in STATE_FLOW_CODES and any(
+            f"state['{key}']" in diagnostic.message or f": '{key}' is " in diagnostic.message
+            for key in mistyped
+        ):
+            continue  # about a value the plan writes with the wrong type ("assertion will fail")
         elif (
             diagnostic.code not in LOOKUP_CODES
             and label is not None
@@ -118,6 +131,15 @@ def without_cascades(
         else:
             kept.append(diagnostic)
     return without_repeated_warnings(kept)
+
+
+def _mistyped_keys(items: list[Diagnostic]) -> set[str]:
+    """The state keys a value of the wrong type is written to (CL0205)."""
+    return {
+        match.group(1)
+        for d in items
+        if d.code == VALUE_TYPE and (match := _MISTYPED.match(d.message)) is not None
+    }
 
 
 def without_repeated_warnings(items: list[Diagnostic]) -> list[Diagnostic]:
