@@ -410,7 +410,7 @@ class _Builder:
             by = _word(expect.by, row)
             if by is not None and not self.known_policy(source, expect, by):
                 return None
-            if by is not None and not self.by_fits_shadow(source, expect, by, word):
+            if by is not None and not self.by_fits_shadow(source, expect, by):
                 return None
             return Expectation("decision", word, by, shadow=expect.shadow)
         if expect.kind == "codes":
@@ -441,19 +441,22 @@ class _Builder:
                 return None
         return Expectation(expect.kind, word)
 
-    def by_fits_shadow(self, source: Source, expect: ast.Expect, name: str, word: str) -> bool:
+    def by_fits_shadow(self, source: Source, expect: ast.Expect, name: str) -> bool:
         """Whether `by NAME` asks the side NAME decides on: a shadow policy never decides an
         action (only `expect shadow ...` sees it), an enforced one never a shadow decision."""
         policy = next((p for p in self.program.policies if p.name == name), None)
         if policy is None or policy.shadow == expect.shadow:
             return True
         span = self.cell(expect.by) if isinstance(expect.by, ast.Column) else expect.span
+        # what the policy decides when it fires (an allow policy denies what it does not allow)
+        effect = getattr(policy, "effect", ir.PolicyEffect.DENY)
+        decided = "require_approval" if effect is ir.PolicyEffect.REQUIRE_APPROVAL else "deny"
         if policy.shadow:
             self.error(
                 source,
                 span,
                 f"`{name}` is a shadow policy: it never decides an action",
-                f"write `expect shadow {word} by {name}` for what it would decide",
+                f"write `expect shadow {decided} by {name}` for what it would decide",
             )
         else:
             self.error(
@@ -461,7 +464,7 @@ class _Builder:
                 span,
                 f"`{name}` is enforced, not a shadow policy: `expect shadow` asks the shadow"
                 " policies",
-                f"write `expect {word} by {name}`",
+                f"write `expect {decided} by {name}`",
             )
         return False
 

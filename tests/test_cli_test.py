@@ -548,6 +548,12 @@ def test_by_names_a_policy_on_the_side_that_decides(tmp_path: Path) -> None:
     fixed = text.replace("expect deny by", "expect shadow deny by")
     code, out, err = run("test", str(write(tmp_path, fixed)))
     assert code == 0, out + err
+    # the hint says what the policy decides, not the word written (`allow` by a deny policy)
+    code, _, err = run("test", str(write(tmp_path, text.replace("expect deny", "expect allow"))))
+    assert code == 1 and "write `expect shadow deny by maybe_big`" in err
+    asking = text.replace("shadow deny", "shadow require_approval")
+    code, _, err = run("test", str(write(tmp_path, asking)))
+    assert code == 1 and "write `expect shadow require_approval by maybe_big`" in err
 
 
 def test_a_test_needs_a_name_of_its_own(tmp_path: Path) -> None:
