@@ -66,10 +66,13 @@ def run_test(
     measured = Coverage()
     outcomes = run_tests(results, measured)
     if not outcomes:
+        # a pattern that selects nothing is a mistake (a typo in CI would pass silently); a
+        # project without tests only a warning, unless strict
         what = f"no tests match `{select}`" if select is not None else "no tests"
         where = ", ".join(str(path) for path in paths or [Path(".")])
-        echo_err(f"{'error' if strict else 'warning'}: {what} in {where}")
-        if strict:
+        failing = strict or select is not None
+        echo_err(f"{'error' if failing else 'warning'}: {what} in {where}")
+        if failing:
             return EXIT_FAILED
     shown = measured if coverage or threshold is not None else None
     if output is TestFormat.json:
