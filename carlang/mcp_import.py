@@ -10,10 +10,12 @@ and the file says they are the server's hints.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from carlang_runtime.ir import McpServer
@@ -21,10 +23,12 @@ from carlang_runtime.mcp import McpClient, McpError
 from carlang_runtime.redact import shown_url
 
 from .fmt import format_source, format_value
+from .project import ProjectError, find_project
 from .source import Source
 
 __all__ = [
     "import_server",
+    "import_directory",
     "server_name_for",
     "is_server_name",
     "render_import",
@@ -306,6 +310,38 @@ def local_tool_name(server: str, remote: str, taken: set[str]) -> str:
         name, n = f"{base}_{n}", n + 1
     taken.add(name)
     return name
+
+
+def import_directory(output: Path | None, started_in: Path | None = None) -> str:
+    """The `cwd` an imported server is declared with: the directory it was started in for the
+    import (`started_in`, default: the working directory), where it is known to work (a
+    command or argument may name something there: `python server.py`, `python -m pkg`, a
+    project file `uv run` or `npm` reads). A relative `cwd` is read from the folder of the
+    file that declares it, so it is written relative to `output`'s folder when the directory
+    is inside `output`'s project (as `carlang check` finds it: the two move together), with
+    `/`; else absolute. Without `output` (the text goes to standard output), relative to the
+    working directory: `.` when started there."""
+    here = Path.cwd().resolve()
+    started = (started_in or here).resolve()
+    if output is None:
+        return _relative(started, here)
+    folder = output.resolve().parent
+    try:
+        root = find_project(folder, working=here).root
+    except ProjectError:  # (an unreadable carlang.toml: `check` says so; the folder will do)
+        root = folder
+    if started.is_relative_to(root) or started.is_relative_to(folder):
+        return _relative(started, folder)
+    return str(started)
+
+
+def _relative(path: Path, start: Path) -> str:
+    """`path` relative to `start`, with `/` (the .car file works on any system), or absolute
+    when there is no such path (another drive)."""
+    try:
+        return Path(os.path.relpath(path, start)).as_posix()
+    except ValueError:
+        return str(path)
 
 
 def import_server(

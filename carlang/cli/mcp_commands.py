@@ -44,12 +44,15 @@ def import_command(
     """Start (or reach) an MCP server, list its tools and write carlang declarations: the
     server and every tool (`server.tool`) with its description and full schema. The server's
     name is --name, else the name it gives itself (`mcp-time` -> `time`), else one from its
-    command (`npx -y @modelcontextprotocol/server-filesystem` -> `filesystem`) or URL."""
+    command (`npx -y @modelcontextprotocol/server-filesystem` -> `filesystem`) or URL. A
+    started server is declared with `cwd`, the directory it ran in here (relative to the
+    output's folder when in its project), so that it starts there from any directory."""
     from carlang_runtime.ir import McpServer
     from carlang_runtime.mcp import McpError
 
     from carlang.lower import local_url_problem
     from carlang.mcp_import import (
+        import_directory,
         import_server,
         is_server_name,
         render_import,
@@ -79,6 +82,8 @@ def import_command(
     if name is None:
         server_name = server_name_for(command, url, info)
         server = server.model_copy(update={"name": server_name})
+    if command:  # (started where import ran: declared so, it starts there from anywhere)
+        server = server.model_copy(update={"cwd": import_directory(out)})
     unusable = unusable_tools(tools)
     text = render_import(server, info, tools, unusable)
     for remote, problem in unusable.items():

@@ -1,12 +1,18 @@
 """Where an `mcp_server` starts: a relative `cwd` is read from the folder of the file that
-declares it (as `import` and `schema from` are), not from the directory the program runs in
-(an MCP client starts `carlang mcp proxy` with its own working directory, often `/`);
-`carlang check` reports one that is not a folder at its line."""
+declares it (as `import` and `schema from` are), not from the directory the program runs in;
+`carlang check` reports one that is not a folder at its line; `carlang mcp import` writes the
+directory the server was imported from, so the file works from anywhere (an MCP client starts
+`carlang mcp proxy` with its own working directory, often `/`)."""
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from carlang_runtime.ir import McpServer
@@ -15,7 +21,10 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from carlang.compiler import compile_file
+from carlang.mcp_import import import_directory
 from carlang.render import render_text
+from tests.conftest import ROOT
+from tests.mcp.conftest import TOY, needs_sdk
 
 runner = CliRunner()
 
@@ -119,3 +128,108 @@ def test_a_runtime_given_a_missing_cwd_says_so() -> None:
         client.start(5)
     client.close()
     assert "working directory (cwd) /no/such/folder is not an existing folder" in str(raised.value)
+
+
+def test_import_writes_where_it_ran_relative_to_the_output_inside_its_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The directory import ran in, relative to the output file's folder (`/`-separated)
+    when it is in the output's project, so the two move together; absolute when it is
+    outside; relative to the working directory when the text goes to standard output."""
+    project = tmp_path / "project"
+    (project / "server").mkdir(parents=True)
+    (project / "policies").mkdir()
+    (project / "carlang.toml").write_text("")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    monkeypatch.chdir(project)
+    assert import_directory(None) == "."
+    assert import_directory(Path("tools.car")) == "."
+    assert import_directory(project / "tools.car") == "."
+    assert import_directory(Path("policies/tools.car")) == ".."
+    monkeypatch.chdir(project / "server")
+    assert import_directory(Path("../tools.car")) == "server"
+    assert import_directory(Path("../policies/tools.car")) == "../server"
+    monkeypatch.chdir(outside)
+    assert import_directory(project / "tools.car") == str(outside.resolve())
+    assert import_directory(None) == "."
+    assert import_directory(None, project / "server") == "../project/server"
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"}
+
+
+def _proxy_call(program: Path, cwd: Path, tool: str, arguments: dict[str, Any]) -> str:
+    """`carlang mcp proxy PROGRAM` started in `cwd` (as an MCP client starts it), one call
+    of `tool`: the call's text, or what the proxy said when it failed."""
+    messages = [
+        {
+            "jsonrpc": "2.0",
+            "id": "init",
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "t", "version": "1"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": "call",
+            "method": "tools/call",
+            "params": {"name": tool, "arguments": arguments},
+        },
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "carlang", "mcp", "proxy", str(program)],
+        input="".join(json.dumps(m) + "\n" for m in messages),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=_env(),
+        timeout=60,
+    )
+    answers = {a["id"]: a for a in map(json.loads, done.stdout.splitlines()) if "id" in a}
+    assert "call" in answers, done.stderr
+    result = answers["call"]["result"]
+    text = "\n".join(c.get("text", "") for c in result["content"])
+    assert not result["isError"], f"{text}\n{done.stderr}"
+    return text
+
+
+@needs_sdk
+@pytest.mark.slow  # (a proxy and a real MCP server per case)
+@pytest.mark.parametrize("output", ["tools.car", "car/tools.car"])
+def test_an_imported_server_is_called_from_another_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    """The trial's case: `carlang mcp import -o tools.car -- python server.py` in the
+    server's folder (`args ["server.py"]`, a path relative to it), then the proxy started
+    from elsewhere (`/`, and another folder): the call reaches the server. Before, the
+    server was started in the proxy's directory and exited ("can't open file")."""
+    folder = tmp_path / "bank"
+    folder.mkdir()
+    shutil.copy(TOY, folder / "server.py")
+    (folder / "car").mkdir()
+    monkeypatch.chdir(folder)
+    imported = runner.invoke(
+        app,
+        ["mcp", "import", "--name", "bankserver", "-o", output, "--", sys.executable, "server.py"],
+    )
+    assert imported.exit_code == 0, imported.output
+    tools = folder / output
+    expected = "." if output == "tools.car" else ".."
+    assert f'  args ["server.py"]\n  cwd "{expected}"\n' in tools.read_text()
+    program = tools.parent / "policy.car"
+    program.write_text(
+        'import "tools.car"\ncapability agent { tools allow bankserver.* }\n'
+        'policy small: deny bankserver.add when params.a > 100\n  message "too big"\n'
+    )
+    checked = runner.invoke(app, ["check", str(program)])
+    assert checked.exit_code == 0, checked.output
+    other = tmp_path / "client"
+    other.mkdir()
+    for where in (Path("/"), other):
+        assert _proxy_call(program, where, "bankserver.add", {"a": 2, "b": 3}) == "5"
