@@ -116,7 +116,8 @@ def _in_plan_order(
     position = {action.id: index for index, action in enumerate(proposal.actions)}
 
     def key(issue: dict[str, Any]) -> tuple[int, int]:
-        return position.get(issue.get("action_id"), -1), issue.get("severity") != "error"
+        found = position.get(str(issue.get("action_id")), -1)
+        return found, issue.get("severity") != "error"
 
     return sorted(issues, key=key)
 
