@@ -176,6 +176,23 @@ def test_allow_policies_make_an_allow_list_for_their_tools() -> None:
     assert policies.evaluate(call("search", q="x")).allowed
 
 
+def test_an_allow_list_denial_says_the_allow_policies_messages() -> None:
+    """The allow policies' own words say why a call is not allowed (each once, in order);
+    the generic reason only when none has a message."""
+    only = 'params.to.endsWith("@bank.example")'
+    policies = PolicySet(
+        [
+            cel("mail_to", only, "allow", ("mail",), message="mail goes to bank.example only"),
+            cel("internal", 'params.to == "ops"', "allow", ("mail",)),
+            cel("also", only, "allow", ("mail",), message="mail goes to bank.example only"),
+        ]
+    )
+    denied = policies.evaluate(call("mail", to="a@evil.example"))
+    assert denied.matches[0].reason == (
+        "not allowed: mail goes to bank.example only (mail_to, internal, also)"
+    )
+
+
 def test_an_allow_policy_that_fails_does_not_allow() -> None:
     policies = PolicySet([cel("hosts", "params.host.endsWith('.corp')", "allow", ("ssh",))])
     decision = policies.evaluate(call("ssh"))

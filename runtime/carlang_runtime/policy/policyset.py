@@ -519,7 +519,9 @@ class PolicySet:
                 else:
                     errors.append(f"{rule.policy.name}: {exc.message}")
         names = ", ".join(rule.policy.name for rule in allows)
-        reason = f"not allowed: no allow policy matches this call ({names})"
+        # the allow policies' own words, when they have some (`message "only bank.example"`)
+        said = "; ".join(dict.fromkeys(r.policy.message for r in allows if r.policy.message))
+        reason = f"not allowed: {said or 'no allow policy matches this call'} ({names})"
         if errors:
             reason += "; failed: " + "; ".join(errors)
         first = allows[0].program
