@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from ..ir import Action
 from ..policy import PolicyMatch
@@ -21,6 +21,7 @@ __all__ = [
     "AutoApprove",
     "DenyApprovals",
     "CallbackGate",
+    "as_gate",
 ]
 
 
@@ -58,6 +59,20 @@ class ApprovalGate(Protocol):
 
     def review(self, request: ApprovalRequest) -> Approval | Awaitable[Approval]:
         """Approve or refuse, with a reason."""
+
+
+def as_gate(gate: ApprovalGate | Callable[[ApprovalRequest], Any]) -> ApprovalGate:
+    """`gate` as an approval gate: itself when it has `review`, a plain function wrapped in
+    `CallbackGate`. Anything else is a `TypeError` now, not when the first approval is asked
+    (mid-run)."""
+    if callable(getattr(gate, "review", None)):
+        return cast(ApprovalGate, gate)
+    if callable(gate):
+        return CallbackGate(gate)
+    raise TypeError(
+        f"an approval gate has a review(request) method, or is a function of the request;"
+        f" got {type(gate).__name__}"
+    )
 
 
 class AutoApprove:

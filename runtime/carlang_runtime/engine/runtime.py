@@ -47,7 +47,7 @@ from ..redact import (
     redaction_path,
     secret_values,
 )
-from .approval import ApprovalGate, DenyApprovals
+from .approval import ApprovalGate, ApprovalRequest, DenyApprovals, as_gate
 from .cancel import CancelToken
 from .events import EventKind, EventLog
 from .limits import ResultCache, TokenBucket
@@ -136,7 +136,7 @@ class Runtime:
         *,
         state: Mapping[str, Any] | StateStore | None = None,
         events: EventLog | None = None,
-        approval: ApprovalGate | None = None,
+        approval: ApprovalGate | Callable[[ApprovalRequest], Any] | None = None,
         retry: RetryPolicy | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
@@ -147,8 +147,12 @@ class Runtime:
     ) -> None:
         self.state = state if isinstance(state, StateStore) else StateStore(state)
         self.events = events if events is not None else EventLog()
-        self.approval: ApprovalGate = approval or DenyApprovals(
-            "no approval gate is configured (Runtime(approval=...), or carlang run --auto-approve)"
+        self.approval: ApprovalGate = (
+            as_gate(approval)
+            if approval
+            else DenyApprovals(
+                "no approval gate is configured (Runtime(approval=...), or carlang run --auto-approve)"
+            )
         )
         self.retry = retry or RetryPolicy()
         self.clock = clock
@@ -338,9 +342,10 @@ class Runtime:
         """Add middleware; hooks run in the order added."""
         self.middleware.append(middleware)
 
-    def set_approval_gate(self, gate: ApprovalGate) -> None:
-        """Who decides actions a require_approval policy matched."""
-        self.approval = gate
+    def set_approval_gate(self, gate: ApprovalGate | Callable[[ApprovalRequest], Any]) -> None:
+        """Who decides actions a require_approval policy matched: a gate (`review(request)`),
+        or a function of the request (as `CallbackGate` takes it)."""
+        self.approval = as_gate(gate)
 
     def with_replan(
         self, callback: Callable[[ReplanContext], Any], config: ReplanConfig | None = None

@@ -134,6 +134,32 @@ def test_a_gate_answer_that_is_not_true_is_a_refusal(answer: Any) -> None:
     assert statuses(result) == {"d": "rejected"}
 
 
+def test_a_plain_function_is_a_gate_and_anything_else_is_refused_when_set() -> None:
+    """A function of the request is taken as `CallbackGate` takes it (a plain function passed
+    to set_approval_gate crashed the run at its first approval, with an AttributeError); an
+    object that is neither is a TypeError when it is set, not mid-run."""
+    asked: list[str] = []
+
+    def decide(request: Any) -> bool:
+        asked.append(request.action.id)
+        return request.action.id == "yes"
+
+    for rt in (Runtime(approval=decide), Runtime()):
+        rt.set_approval_gate(decide)
+        rt.register_tool("deploy", lambda: None)
+        rt.add_policy(ir.CelPolicy(name="ask", effect="require_approval"))
+        result = rt.execute(
+            proposal(
+                call("yes", "deploy", failure_behavior="skip"),
+                call("no", "deploy", failure_behavior="skip"),
+            )
+        )
+        assert statuses(result) == {"yes": "succeeded", "no": "rejected"}
+    assert asked == ["yes", "no"] * 2
+    with pytest.raises(TypeError, match="an approval gate has a review"):
+        Runtime().set_approval_gate("yes")  # type: ignore[arg-type]
+
+
 def test_without_a_gate_approval_is_refused() -> None:
     rt = Runtime()
     rt.register_tool("deploy", lambda: None)
