@@ -48,9 +48,33 @@ def _caret_lines(label: Label, width: int) -> list[str]:
     length = (end_column - column) if end_line == line else len(text) - column + 1
     text, column, length = _window(text, column, max(1, length))
     gutter = " " * width
-    mark = ("^" if label.primary else "-") * length
+    # in terminal cells, not characters: a wide character (CJK, most emoji) takes two, a
+    # combining mark none, so the mark stays under what it points at
+    indent = _cells(text[: column - 1])
+    cells = max(1, _cells(text[column - 1 : column - 1 + length]))
+    mark = ("^" if label.primary else "-") * cells
     suffix = f" {label.message}" if label.message else ""
-    return [f"{line:>{width}} | {text}", f"{gutter} | {' ' * (column - 1)}{mark}{suffix}"]
+    return [f"{line:>{width}} | {text}", f"{gutter} | {' ' * indent}{mark}{suffix}"]
+
+
+def _cells(text: str) -> int:
+    """How many terminal cells `text` takes (its length, for ASCII)."""
+    if text.isascii():
+        return len(text)
+    import unicodedata  # (only for a line that is not ASCII)
+
+    return sum(
+        0
+        if unicodedata.combining(char) or char in _ZERO_WIDTH
+        else 2
+        if unicodedata.east_asian_width(char) in "WF"
+        else 1
+        for char in text
+    )
+
+
+#: Characters that take no cell: joiners and the variation selector of emoji.
+_ZERO_WIDTH = frozenset("\u200b\u200c\u200d\ufe0e\ufe0f")
 
 
 def render_one(diagnostic: Diagnostic) -> str:

@@ -169,3 +169,23 @@ def test_verify_given_a_file_for_tool_names_points_at_tool_schemas(tmp_path: Pat
     proposal = write(tmp_path, "p.json", '{"actions": []}')
     code, out = cli("verify", str(proposal), "--tools", "tools.json")
     assert code == 2 and "use --tool-schemas tools.json" in out
+
+
+@pytest.mark.parametrize(
+    ("before", "cells"),
+    [("日本", 4), ("😀😀", 4), ("e\u0301", 1), ("❤\ufe0f", 1), ("ab", 2)],
+)
+def test_the_caret_stands_under_its_mark_in_terminal_cells(
+    tmp_path: Path, before: str, cells: int
+) -> None:
+    """A wide character takes two cells and a combining mark none: the caret is placed by
+    cells, not characters, so it stays under the argument it points at."""
+    program = f'tool t(a: string)\nproposal p {{\n  x = t(a: "{before}", b: 1)\n}}\n'
+    code, out = cli("check", str(write(tmp_path, "w.car", program)))
+    assert code == 1 and "error[CL0203]" in out
+    lines = out.splitlines()
+    source = next(i for i, line in enumerate(lines) if line.startswith("3 | "))
+    caret = lines[source + 1]
+    prefix = '  x = t(a: "'
+    assert caret.index("^") == len("3 | ") + len(prefix) + cells + len('", ')
+    assert caret.count("^") == 1  # `b`
