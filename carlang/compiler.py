@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +45,8 @@ TOOL_NOT_ALLOWED = "CL0601"
 #: An `after` naming no action, and what verify then says about where the action runs.
 UNKNOWN_DEPENDENCY = "CL0302"
 STATE_FLOW_CODES = frozenset({"CL0401", "CL0402", "CL0404"})
+#: The same call twice, and more than twice: verify says so of the proposal (as CAR does).
+REPEATED_CALL_CODES = frozenset({"CL0313", "CL0314"})
 #: No resource-bound warning for authored proposals: capabilities and budgets set the limits.
 _UNBOUNDED = sys.maxsize
 
@@ -163,12 +165,45 @@ def _verify_proposals(
         outcome = analysis.result
         result.verify_results[proposal.id] = outcome
         unordered = {i.action_id for i in outcome.issues if i.code == UNKNOWN_DEPENDENCY}
+        repeats = _repeated_calls(proposal)
         for issue in outcome.issues:
             if issue.action_id in unordered and issue.code in STATE_FLOW_CODES:
                 continue  # with its `after` unknown, the action's place in the flow is a guess
             diagnostic = _issue_diagnostic(result.source_map, proposal.id, issue)
+            if diagnostic is not None and issue.code in REPEATED_CALL_CODES and repeats:
+                diagnostic = _at_the_repeat(diagnostic, repeats.pop(0), result.source_map, proposal)
             if diagnostic is not None:
                 result.diagnostics.add(diagnostic)
+
+
+def _repeated_calls(proposal: ir.ActionProposal) -> list[list[str]]:
+    """The ids of the calls made more than once (same tool, same parameters), a list per
+    call, in the order of each call's first occurrence: the order verify reports them in."""
+    from carlang_runtime.jsonvalue import canonical_key
+
+    groups: dict[tuple[str, str], list[str]] = {}
+    for action in proposal.actions:
+        if action.type is ir.ActionType.TOOL_CALL and action.tool is not None:
+            key = (action.tool, canonical_key(action.parameters))
+            groups.setdefault(key, []).append(action.id)
+    return [ids for ids in groups.values() if len(ids) > 1]
+
+
+def _at_the_repeat(
+    diagnostic: Diagnostic, ids: list[str], source_map: SourceMap, proposal: ir.ActionProposal
+) -> Diagnostic:
+    """A repeated call's finding at the call made again (the first one noted), rather than at
+    the proposal's name."""
+    origins = [source_map.actions.get((proposal.id, action_id)) for action_id in ids]
+    if any(origin is None for origin in origins):
+        return diagnostic
+    first, again, *more = [o for o in origins if o is not None]
+    labels = (
+        again.label("the same call again", _path_span(again.node, "parameters")),
+        first.label("first here", _path_span(first.node, "parameters"), primary=False),
+        *(o.label("and again", _path_span(o.node, "parameters"), primary=False) for o in more),
+    )
+    return replace(diagnostic, labels=labels)
 
 
 def _judge_proposals(
