@@ -730,16 +730,23 @@ def launch(
     del _notices[1:]
     if notices is not None:
         _notices.append(notices)
+    served_queues = list(queues) if queues else None
+    instance = uuid.uuid4().hex
     if served:
         # Before DBOS launches: it recovers, as it starts, every unfinished run of its id.
         with opening(database):
             _wait_for_id(database, worker)
+            holder = records.claim_worker_id(database, worker, instance, SILENT_AFTER_S)
+        if holder is not None:  # another process started with this id at the same moment
+            raise CarlangRuntimeError(_id_taken(worker, database))
     # Set first: the runs DBOS recovers as it launches read it (`build_runtime`).
     _launched.append(database)
     try:
         _launch_on(database, config, queues)
     except BaseException:
         _launched.clear()
+        if served:
+            records.forget_worker(database, instance)
         raise
     for queue in dict.fromkeys([*served, *limits]):
         limit = limits.get(queue)
@@ -754,7 +761,7 @@ def launch(
         )
     if served:
         # Seen by the commands that queue work and wait for it (`records.workers_seen`).
-        _heartbeats.append(_Heartbeat(database, worker, list(queues) if queues else None, version))
+        _heartbeats.append(_Heartbeat(database, worker, served_queues, version, instance))
 
 
 #: A worker that has not said it is alive for this many seconds (two heartbeats missed) has
@@ -785,22 +792,34 @@ def _wait_for_id(database: str, worker: str) -> None:
         for instance, seen in list(alive.items()):
             last, age = now.get(instance, (seen, math.inf))
             if last != seen:  # it beat since: alive
-                raise CarlangRuntimeError(
-                    f"worker id {worker} is taken: a worker with that id serves"
-                    f" {shown_url(database)} now; give this one an id of its own (--id),"
-                    " since a worker recovers every unfinished run of its id"
-                )
+                raise CarlangRuntimeError(_id_taken(worker, database))
             if age >= SILENT_AFTER_S:  # it stopped (its row removed), or has been silent
                 alive.pop(instance)
+
+
+def _id_taken(worker: str, database: str) -> str:
+    return (
+        f"worker id {worker} is taken: a worker with that id serves {shown_url(database)} now;"
+        " give this one an id of its own (--id), since a worker recovers every unfinished run"
+        " of its id"
+    )
 
 
 class _Heartbeat:
     """Says every `records.HEARTBEAT_S` seconds, in the runs database, that this process
     serves its queues (`records.beat`), from a thread of its own, until `stop`."""
 
-    def __init__(self, database: str, worker: str, queues: list[str] | None, version: str) -> None:
+    def __init__(
+        self,
+        database: str,
+        worker: str,
+        queues: list[str] | None,
+        version: str,
+        instance: str | None = None,
+    ) -> None:
         self.database = database
-        self.instance = uuid.uuid4().hex
+        # (the process that claimed the worker id: `records.claim_worker_id`)
+        self.instance = instance if instance is not None else uuid.uuid4().hex
         self.worker = worker
         self.queues = queues
         self.version = version

@@ -25,6 +25,7 @@ workflow is deterministic: a replay reads what the first execution read.
 from __future__ import annotations
 
 import json
+import math
 import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -42,6 +43,7 @@ __all__ = [
     "HEARTBEAT_S",
     "beat",
     "forget_worker",
+    "claim_worker_id",
     "workers_seen",
     "workers_serving",
     "instances_of",
@@ -75,6 +77,14 @@ _WORKERS = sa.Table(
     sa.Column("seen", sa.Float, nullable=False),  # epoch seconds, by the database's clock
     # Its DBOS application version; NULL: a worker from before versions were recorded.
     sa.Column("version", sa.Text, nullable=True),
+)
+
+_WORKER_IDS = sa.Table(
+    "carlang_worker_ids",
+    _METADATA,
+    sa.Column("worker", sa.Text, primary_key=True),  # a --id some process serves as
+    sa.Column("instance", sa.Text, nullable=False),  # that process (its `carlang_workers` row)
+    sa.Column("claimed", sa.Float, nullable=False),  # epoch seconds, by the database's clock
 )
 
 #: How often a worker says it is alive, in seconds.
@@ -236,6 +246,16 @@ def beat(
     """Say that process `instance` (worker `worker`, serving `queues`, None: every queue, at
     DBOS application version `version`) is alive now; forget the workers not seen for a day."""
     engine = _engine(database)
+    stale = sa.delete(_WORKERS).where(_WORKERS.c.seen < _clock(engine) - _FORGOTTEN_AFTER_S)
+    with engine.begin() as connection:
+        connection.execute(_beat_statement(engine, instance, worker, queues, version))
+        connection.execute(stale)
+
+
+def _beat_statement(
+    engine: sa.Engine, instance: str, worker: str, queues: list[str] | None, version: str | None
+) -> Any:
+    """The upsert of process `instance`'s row, seen now (see `beat`)."""
     dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
     values = {
         "instance": instance,
@@ -244,21 +264,61 @@ def beat(
         "seen": _clock(engine),
         "version": version,
     }
-    statement = (
+    return (
         dialect.insert(_WORKERS)
         .values(**values)
         .on_conflict_do_update(index_elements=["instance"], set_={"seen": _clock(engine)})
     )
-    stale = sa.delete(_WORKERS).where(_WORKERS.c.seen < _clock(engine) - _FORGOTTEN_AFTER_S)
-    with engine.begin() as connection:
-        connection.execute(statement)
-        connection.execute(stale)
 
 
 def forget_worker(database: str, instance: str) -> None:
-    """Process `instance` stops serving: it is no longer seen."""
+    """Process `instance` stops serving: it is no longer seen, and the id it held is free."""
     with _engine(database).begin() as connection:
         connection.execute(sa.delete(_WORKERS).where(_WORKERS.c.instance == instance))
+        connection.execute(sa.delete(_WORKER_IDS).where(_WORKER_IDS.c.instance == instance))
+
+
+def claim_worker_id(database: str, worker: str, instance: str, silent_after: float) -> str | None:
+    """Take id `worker` for process `instance`, atomically: None when it is this process's
+    now, else the process that holds it and is alive (it claimed the id, or beat, in the last
+    `silent_after` seconds: a process beats once it serves). An id whose holder has stopped
+    is taken over (compare and swap: of two processes taking it at once, one gets it). So two
+    workers started at the same moment with one id cannot both run."""
+    engine = _engine(database)
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    claim = (
+        dialect.insert(_WORKER_IDS)
+        .values(worker=worker, instance=instance, claimed=_clock(engine))
+        .on_conflict_do_nothing()
+        .returning(_WORKER_IDS.c.worker)
+    )
+    holder_of = sa.select(_WORKER_IDS.c.instance, _clock(engine) - _WORKER_IDS.c.claimed).where(
+        _WORKER_IDS.c.worker == worker
+    )
+    for _ in range(10):  # (each round another process changed the claim between two looks)
+        with engine.begin() as connection:
+            if connection.execute(claim).first() is not None:
+                return None
+            found = connection.execute(holder_of).first()
+            if found is None:
+                continue  # released just now: claim it again
+            holder, claim_age = str(found[0]), float(found[1])
+            if holder == instance:
+                return None
+            beat_age = connection.execute(
+                sa.select(_clock(engine) - _WORKERS.c.seen).where(_WORKERS.c.instance == holder)
+            ).scalar()
+            if min(claim_age, math.inf if beat_age is None else float(beat_age)) < silent_after:
+                return holder
+            swapped = connection.execute(
+                sa.update(_WORKER_IDS)
+                .where(_WORKER_IDS.c.worker == worker, _WORKER_IDS.c.instance == holder)
+                .values(instance=instance, claimed=_clock(engine))
+                .returning(_WORKER_IDS.c.worker)
+            ).first()
+            if swapped is not None:
+                return None
+    raise RuntimeError(f"worker id {worker}: its claim kept changing")  # (not seen in practice)
 
 
 def workers_serving(database: str, queue: str, within: float) -> list[tuple[str, str | None]]:
