@@ -34,7 +34,15 @@ from .completion import Completer
 from .positions import to_offset, to_position, to_range
 from .project import Project, ProjectFile, import_target
 from .rename import Renamer
-from .symbols import Occurrence, SymbolKey, occurrence_at, occurrences, state_key_matches
+from .symbols import (
+    TOOL_TESTS,
+    Occurrence,
+    SymbolKey,
+    occurrence_at,
+    occurrences,
+    passes_tool_test,
+    state_key_matches,
+)
 from .text import code_block, first_line, markdown, source_slice
 from .uris import is_unsaved, path_of_uri, uri_of
 
@@ -45,6 +53,7 @@ _SEVERITY = {
     "warning": lsp.DiagnosticSeverity.Warning,
     "info": lsp.DiagnosticSeverity.Information,
 }
+_TOOL_TEST_KINDS = frozenset(TOOL_TESTS.values())
 _DID_YOU_MEAN = re.compile(r"did you mean `([^`]+)`\?")
 _SYMBOL_KINDS = {
     "tool": lsp.SymbolKind.Function,
@@ -166,8 +175,11 @@ class Features:
     ) -> list[SymbolKey]:
         """The symbols an occurrence names: one, except `params.url` (`param_use`), which is
         the parameter `url` of each tool it applies to that has one (a tool whose parameters
-        are not known here may have it)."""
+        are not known here may have it), and a test of a tool's name in a condition
+        (`action.tool.startsWith("fs.")`), which names each declared tool that passes it."""
         kind, name = occurrence.key
+        if kind in _TOOL_TEST_KINDS:
+            return [("tool", tool) for tool in tools if passes_tool_test(kind, name, tool)]
         if kind != "param_use":
             return [occurrence.key]
         return [

@@ -15,7 +15,11 @@ change what a pattern matches:
   which `state allow orders.*` no longer allows); `ready` may not become `orders.ready`;
 - a parameter read as `params.url` by a condition (or a `redact`) that applies to several
   tools with a `url` is not renamed for one of them (the condition would read another
-  parameter for it than for the others); nor one an MCP server's tool is called by.
+  parameter for it than for the others); nor one an MCP server's tool is called by;
+- a test of a tool's name in a condition (`action.tool.startsWith("fs.")`, `endsWith`,
+  `contains`, `matches`) names no one tool: it is never rewritten, and a tool is not renamed
+  to a name that would pass it when the old one did not, or fail it when the old one passed
+  (`fs.read` may become `fs.load`, not `files.read`).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from ..diagnostics import Diagnostics
 from ..parse import parse
 from ..source import Source, Span
 from .positions import to_range
-from .symbols import Occurrence, SymbolKey
+from .symbols import TOOL_TESTS, Occurrence, SymbolKey, passes_tool_test
 from .uris import is_unsaved, uri_of
 
 if TYPE_CHECKING:
@@ -61,6 +65,8 @@ _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 #: Kinds whose names may have dotted parts (as the compiler's CL0208 allows).
 _DOTTED_KINDS = {"tool", "state"}
+#: The CEL function of each kind of test of a tool's name (`tool_prefix`: `startsWith`).
+_TOOL_TEST_FUNCTIONS = {kind: function for function, kind in TOOL_TESTS.items()}
 #: `under` names a capability or a budget: the two share their names.
 _SHARED_NAMES = {"capability": ("capability", "budget"), "budget": ("capability", "budget")}
 
@@ -104,6 +110,13 @@ class Renamer:
                 return None
             occurrence = Occurrence(keys[0], occurrence.span, occurrence.role, occurrence.node)
             kind, name = occurrence.key
+        if kind in _TOOL_TEST_FUNCTIONS:  # `action.tool.startsWith("fs.")`
+            passing = self.features.keys_of(occurrence, self.features.tools(path))
+            tools = _listed(key[1] for key in passing) if passing else "no declared tool"
+            raise RenameRefused(
+                f"`{_test_text(file, occurrence)}` tests tools' names (it matches {tools}), "
+                f"it is not one name: it is not renamed; rename the tools themselves"
+            )
         if kind not in RENAMEABLE:
             return None
         if is_glob(name):
@@ -146,6 +159,7 @@ class Renamer:
             self._check_patterns(path, key, new_name)
         if key[0] == "tool":
             self._check_binding(path, old, new_name)
+            self._check_tool_tests(path, old, new_name)
         places = self._places(path, key, old, new_name)
         _check_parses(places, key[0], old, new_name)
         encoding = self.features.encoding
@@ -306,6 +320,28 @@ class Renamer:
                     f"match `{old}`: the rename would change what it allows or targets"
                 )
 
+    def _check_tool_tests(self, path: Path, old: str, new_name: str) -> None:
+        """Refuse a rename that would change whether the tool passes a test of its name in a
+        condition (`action.tool.startsWith("fs.")`, `h.tool.matches("^fs")`): the test names
+        no one tool, so it is not rewritten, and the condition would decide otherwise for the
+        tool renamed."""
+        for file, occurrence in self.features.all_occurrences(path):
+            kind, argument = occurrence.key
+            before = passes_tool_test(kind, argument, old)
+            if before is None or before == passes_tool_test(kind, argument, new_name):
+                continue
+            test = f"`{_test_text(file, occurrence)}` in {_where(file, occurrence)}"
+            if before:
+                raise RenameRefused(
+                    f"`{old}` passes {test}, and `{new_name}` would not: the condition would "
+                    f"decide otherwise for it (a test of tools' names is not renamed); choose "
+                    f"a name that passes it, or change the condition first"
+                )
+            raise RenameRefused(
+                f"`{new_name}` would pass {test}, which `{old}` does not: the condition would "
+                f"decide otherwise for it (a test of tools' names is not renamed)"
+            )
+
     def _check_binding(self, path: Path, old: str, new_name: str) -> None:
         """Refuse a rename of a tool that changes the MCP server tool it calls: `SERVER.NAME`
         calls `NAME` on `SERVER` (unless `remote "name"` says otherwise)."""
@@ -365,6 +401,14 @@ def _written(key: SymbolKey) -> str:
     if kind == "param":
         return name[name.rindex("(") + 1 : -1]
     return name.split("/", 1)[1] if kind == "action" else name
+
+
+def _test_text(file: ProjectFile, occurrence: Occurrence) -> str:
+    """A test of tools' names as a message shows it: `startsWith("fs.")`."""
+    text, span = file.source.text, occurrence.span
+    if span.start > 0 and span.end < len(text) and text[span.start - 1] in "'\"":
+        span = Span(span.start - 1, span.end + 1)  # the quotes around the text inside them
+    return f"{_TOOL_TEST_FUNCTIONS[occurrence.key[0]]}({text[span.start : span.end]})"
 
 
 def _tool_of(key: SymbolKey) -> str:
@@ -436,13 +480,21 @@ def _check_shape(kind: str, new_name: str) -> None:
 def _check_parses(
     places: dict[Path, tuple[ProjectFile, list[Span]]], kind: str, old: str, new_name: str
 ) -> None:
-    """Refuse a name that reads as a keyword where it would be written: each renamed file is
+    """Refuse a name that reads as a keyword where it would be written, or that is already a
+    key of the map (or an argument of the call) it would be written in: each renamed file is
     parsed again, and must have no more syntax errors than it had, in its CEL conditions
     too."""
     for file, spans in places.values():
         text = _replaced(file.source.text, spans, new_name)
         before = _syntax_errors(file.parsed.diagnostics)
         parsed = parse(Source(file.source.name, text))
+        if _syntax_errors(parsed.diagnostics, "CL0215") > _syntax_errors(
+            file.parsed.diagnostics, "CL0215"
+        ):  # (a history entry's `params` may hold a key its tool does not declare)
+            raise RenameRefused(
+                f"`{new_name}` is already a key or argument written beside the "
+                f"{RENAMEABLE[kind]} `{old}` in `{file.source.name}`: it would be written twice"
+            )
         if _syntax_errors(parsed.diagnostics) > before or (
             parsed.module is not None
             and file.parsed.module is not None
@@ -472,8 +524,10 @@ def _replaced(text: str, spans: list[Span], new_name: str) -> str:
     return text
 
 
-def _syntax_errors(diagnostics: Diagnostics) -> int:
-    return sum(1 for d in diagnostics.items if d.severity == "error")
+def _syntax_errors(diagnostics: Diagnostics, code: str | None = None) -> int:
+    return sum(
+        1 for d in diagnostics.items if d.severity == "error" and (code is None or d.code == code)
+    )
 
 
 def _a(noun: str) -> str:

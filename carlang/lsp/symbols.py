@@ -8,15 +8,18 @@ whether it defines the symbol and, for state keys, whether it reads or writes it
 
 Names are also read where they are not declared names: in a policy's CEL condition
 (`params.url`, `state["build.ok"]`, `action.tool == "fetch"`), a redaction's path
-(`params.card`), a rule's `tool.param`, a test's `state { key: ... }`, `expect ... by
-"policy"` and the cells of a table that fill `by $column` or `winner $column`. A parameter
-read through `params` names no tool by itself: it is `("param_use", "url")`, and which tools'
-`url` it is depends on the tools its policy targets (`Features` settles it with the project's
-tools).
+(`params.card`), a rule's `tool.param`, a test's `state { key: ... }`, the `tool` and the
+`params` keys of the entries of its `history [...]`, `expect ... by "policy"` and the cells of
+a table that fill `by $column`, `winner $column` or a history entry's `tool: $column`. A
+parameter read through `params` names no tool by itself: it is `("param_use", "url")`, and
+which tools' `url` it is depends on the tools its policy targets (`Features` settles it with
+the project's tools). A test of a tool's name in a condition (`action.tool.startsWith("fs.")`)
+names every tool that passes it: it is `("tool_prefix", "fs.")` (see `TOOL_TESTS`).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,11 +29,21 @@ from typing import Literal
 from carlang_runtime.cel import CelSyntaxError
 from carlang_runtime.cel import nodes as cel
 from carlang_runtime.cel.build import parse as parse_cel
+from carlang_runtime.cel.functions import matches
+from carlang_runtime.cel.values import CelEvalError
 
 from .. import ast
 from ..source import Span
 
-__all__ = ["Occurrence", "SymbolKey", "occurrences", "occurrence_at", "state_key_matches"]
+__all__ = [
+    "Occurrence",
+    "SymbolKey",
+    "TOOL_TESTS",
+    "occurrences",
+    "occurrence_at",
+    "passes_tool_test",
+    "state_key_matches",
+]
 
 SymbolKey = tuple[str, str]
 Role = Literal["definition", "reference", "read", "write"]
@@ -66,12 +79,42 @@ def state_key_matches(pattern: str, key: str) -> bool:
     return key.startswith(pattern[:-1]) and len(key) > len(pattern) - 1
 
 
+#: The CEL functions that test a tool's name (`action.tool.startsWith("fs.")`, `h.tool` for
+#: `h` over `history` too), and the kind of symbol their string argument is: it names no tool
+#: by itself, but every tool that passes the test (`passes_tool_test`).
+TOOL_TESTS = {
+    "startsWith": "tool_prefix",
+    "endsWith": "tool_suffix",
+    "contains": "tool_part",
+    "matches": "tool_regex",
+}
+
+
+def passes_tool_test(kind: str, argument: str, tool: str) -> bool | None:
+    """Whether the name `tool` passes the test of a tool's name `(kind, argument)`
+    (`("tool_prefix", "fs.")`: `startsWith("fs.")`); None when `kind` is no such test, or its
+    pattern is not a regular expression (no name passes it: the condition fails)."""
+    if kind == "tool_prefix":
+        return tool.startswith(argument)
+    if kind == "tool_suffix":
+        return tool.endswith(argument)
+    if kind == "tool_part":
+        return argument in tool
+    if kind == "tool_regex":
+        try:
+            return matches(tool, argument)
+        except CelEvalError:
+            return None
+    return None
+
+
 def occurrences(module: ast.Module, text: str | None = None) -> list[Occurrence]:
-    """Every name in `module`, in source order (given the file's `text`, also the state keys
-    of its tests' `state { }`, which the syntax tree keeps as a value without positions)."""
+    """Every name in `module`, in source order (given the file's `text`, also the names in
+    its tests' `state { }` and `history [ ]`, which the syntax tree keeps as values without
+    positions)."""
     found = list(_module(module))
     if text is not None:
-        found += _given_state_keys(module, text)
+        found += _given_values(module, text)
     found.sort(key=lambda o: o.span.start)
     return found
 
@@ -123,7 +166,7 @@ def _declaration(decl: ast.Declaration) -> Iterator[Occurrence]:
         if decl.when is not None:
             start = decl.when.span.start
             for kind, read, begin, end, form in cel_names(decl.when.cel):
-                role: Role = "reference" if kind == "tool" else "read"
+                role: Role = "read" if kind in ("state", "param_use") else "reference"
                 yield Occurrence((kind, read), Span(start + begin, start + end), role, decl, form)
     elif isinstance(decl, ast.ProposalDecl):
         yield from _proposal(decl)
@@ -228,11 +271,16 @@ def _action_item(
 
 
 def _test(decl: ast.TestDecl) -> Iterator[Occurrence]:
-    #: what the table's columns fill: `by $p` a policy, `winner $w` a proposal
+    #: what the table's columns fill: `by $p` a policy, `winner $w` a proposal, a history
+    #: entry's `tool: $t` a tool
     columns: dict[str, str] = {}
     for item in decl.items:
         if isinstance(item, ast.GivenAction):
             yield from _action_kind(item.kind, decl)
+        elif isinstance(item, ast.GivenHistory) and isinstance(item.data.value, list):
+            for entry in item.data.value:  # `{tool: $t, ...}`: the column names tools
+                if isinstance(entry, dict) and isinstance(entry.get("tool"), ast.Column):
+                    columns[entry["tool"].name] = "tool"
         elif isinstance(item, ast.GivenProposal):
             yield _o("proposal", item.name, "reference", decl)
         elif isinstance(item, ast.GivenPlan):
@@ -263,57 +311,168 @@ def _named(kind: str, name: ast.Name, node: ast.Node) -> Occurrence:
 def _table_cells(
     table: ast.Where, columns: dict[str, str], decl: ast.TestDecl
 ) -> Iterator[Occurrence]:
-    header, *rows = table.rows
-    for index, cell in enumerate(header):
-        name = cell.text if isinstance(cell, ast.Name) else str(cell.value)
-        kind = columns.get(name)
-        if kind is None:
-            continue
-        for row in rows:
-            value = row[index] if index < len(row) else None
+    for column, kind in columns.items():
+        for value in _cells(table, column):
             if isinstance(value, ast.Name) and value.text:
                 yield _o(kind, value, "reference", decl)
             elif isinstance(value, ast.Value) and isinstance(value.value, str):
                 yield _named(kind, ast.Name(value.value, span=value.span), decl)
 
 
-def _given_state_keys(module: ast.Module, text: str) -> Iterator[Occurrence]:
-    """The keys of the tests' `state { key: value }`: the state keys a test starts from."""
+def _cells(table: ast.Where, column: str) -> Iterator[ast.Value | ast.Name]:
+    """The cells of a table's column (none when the table has no such column)."""
+    if not table.rows:
+        return
+    header, *rows = table.rows
+    for index, cell in enumerate(header):
+        name = cell.text if isinstance(cell, ast.Name) else str(cell.value)
+        if name == column:
+            yield from (row[index] for row in rows if index < len(row))
+            return
+
+
+def _given_values(module: ast.Module, text: str) -> Iterator[Occurrence]:
+    """The names in the tests' data, which the syntax tree keeps as values without positions
+    (found again in `text`): the keys of `state { key: value }`, the state keys a test starts
+    from; in `history [...]`, each entry's `tool` and the keys of its `params` (that tool's
+    parameters), also in the cells of a table that fill a whole entry (`history [$entry]`)."""
     for decl in module.declarations:
         if not isinstance(decl, ast.TestDecl):
             continue
+        entry_columns: list[str] = []
         for item in decl.items:
             if isinstance(item, ast.GivenState) and isinstance(item.data.value, dict):
-                span = item.data.span
-                for key, start, end, quoted in _map_keys(text, span.start, span.end):
-                    if key in item.data.value:
-                        form: Form = "string" if quoted else ""
-                        yield Occurrence(("state", key), Span(start, end), "read", decl, form)
+                written = _written(text, item.data.span)
+                for key, span, form, _value in _entries(text, written, item.data.value):
+                    yield Occurrence(("state", key), span, "read", decl, form)
+            elif isinstance(item, ast.GivenHistory) and isinstance(item.data.value, list):
+                written = _written(text, item.data.span)
+                if written is None or len(written.items) != len(item.data.value):
+                    continue
+                for entry, value in zip(written.items, item.data.value, strict=True):
+                    if isinstance(value, ast.Column):
+                        entry_columns.append(value.name)
+                    else:
+                        yield from _history_entry(text, entry, value, decl)
+        for table in (i for i in decl.items if isinstance(i, ast.Where)):
+            for column in entry_columns:
+                for cell in _cells(table, column):
+                    if isinstance(cell, ast.Value):
+                        written = _written(text, cell.span)
+                        if written is not None:
+                            yield from _history_entry(text, written, cell.value, decl)
 
 
-_MAP_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|[A-Za-z_*][A-Za-z0-9_.*]*|#[^\n]*|\S')
+def _history_entry(
+    text: str, written: _Written, value: object, decl: ast.TestDecl
+) -> Iterator[Occurrence]:
+    """The names in one entry of a test's history, `{tool: "fetch", params: {url: ...},
+    ...}`: the tool, and the keys of its `params`, that tool's parameters."""
+    if not isinstance(value, dict):
+        return
+    fields = {key: entry for key, _span, _form, entry in _entries(text, written, value)}
+    tool = value.get("tool")
+    if not isinstance(tool, str) or "tool" not in fields:
+        return
+    span = _string_span(text, fields["tool"].span, tool)
+    if span is not None:
+        yield Occurrence(("tool", tool), span, "reference", decl, "string")
+    params = value.get("params")
+    if isinstance(params, dict) and "params" in fields:
+        for key, span, form, _value in _entries(text, fields["params"], params):
+            yield Occurrence(("param", f"{tool}({key})"), span, "reference", decl, form)
 
 
-def _map_keys(text: str, start: int, end: int) -> Iterator[tuple[str, int, int, bool]]:
-    """The keys of the map written at `text[start:end]` (its own, not those of maps inside
-    it): `(key, start, end, quoted)`, the span being the key's text inside any quotes."""
-    depth = 0
-    previous: tuple[str, int, int, bool] | None = None
-    for match in _MAP_TOKEN.finditer(text, start, end):
-        token = match.group()
-        if token in "{[" and len(token) == 1:
-            depth += 1
-        elif token in "}]" and len(token) == 1:
-            depth -= 1
-        elif token == ":" and depth == 1 and previous is not None:
-            yield previous
-        if token.startswith("#"):
+@dataclass(frozen=True, slots=True)
+class _Written:
+    """A value as written in the source: its span, and a map's entries (each key's span,
+    quotes included, with its value) or a list's items."""
+
+    span: Span
+    entries: tuple[tuple[Span, _Written], ...] = ()
+    items: tuple[_Written, ...] = ()
+
+
+_VALUE_TOKEN = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*|[^\s"#\[\]{}:,]+|\S')
+
+
+def _written(text: str, span: Span) -> _Written | None:
+    """The value written at `text[span]` (a literal the parser read: `[`, `{`, `,`, `:`,
+    strings, `#` comments and plain words), or None when it does not read as one."""
+    tokens = [
+        (match.start(), match.end(), match.group())
+        for match in _VALUE_TOKEN.finditer(text, span.start, span.end)
+        if not match.group().startswith("#")
+    ]
+    at = 0
+
+    def value() -> _Written:
+        nonlocal at
+        start, end, token = tokens[at]
+        at += 1
+        if token == "[":
+            items = []
+            while tokens[at][2] != "]":
+                if tokens[at][2] == ",":
+                    at += 1
+                    continue
+                items.append(value())
+            at += 1
+            return _Written(Span(start, tokens[at - 1][1]), items=tuple(items))
+        if token == "{":
+            entries = []
+            while tokens[at][2] != "}":
+                if tokens[at][2] == ",":
+                    at += 1
+                    continue
+                key_start, key_end, _key = tokens[at]
+                if tokens[at + 1][2] != ":":
+                    raise ValueError
+                at += 2
+                entries.append((Span(key_start, key_end), value()))
+            at += 1
+            return _Written(Span(start, tokens[at - 1][1]), entries=tuple(entries))
+        if token in ("]", "}", ":", ","):
+            raise ValueError
+        return _Written(Span(start, end))
+
+    try:
+        found = value()
+    except (IndexError, ValueError, RecursionError):
+        return None
+    return found if at == len(tokens) else None
+
+
+def _entries(
+    text: str, written: _Written | None, value: dict[str, object]
+) -> Iterator[tuple[str, Span, Form, _Written]]:
+    """The keys of the map `value` written as `written`: `(key, span, form, its value)`, the
+    span being the key's text inside any quotes (the whole string when it has escapes, so a
+    rename cannot miss it: it refuses to rename a name not written as the name)."""
+    if written is None:
+        return
+    for span, entry in written.entries:
+        raw = text[span.start : span.end]
+        if not raw.startswith('"'):
+            if raw in value:
+                yield raw, span, "", entry
             continue
-        previous = None
-        if depth == 1 and token[0] == '"' and "\\" not in token:
-            previous = (token[1:-1], match.start() + 1, match.end() - 1, True)
-        elif depth == 1 and (token[0].isalpha() or token[0] == "_"):
-            previous = (token, match.start(), match.end(), False)
+        try:
+            key = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(key, str) and key in value:
+            inner = _string_span(text, span, key)
+            yield key, inner if inner is not None else span, "string", entry
+
+
+def _string_span(text: str, span: Span, value: str) -> Span | None:
+    """Where the string `value`, written at `span`, is: the text inside its quotes, or the
+    whole string when it has escapes; None when `span` is not a string."""
+    raw = text[span.start : span.end]
+    if not raw.startswith('"'):
+        return None
+    return Span(span.start + 1, span.end - 1) if raw[1:-1] == value else span
 
 
 def _redacted_params(decl: ast.RedactDecl) -> Iterator[Occurrence]:
@@ -338,8 +497,9 @@ def cel_names(text: str) -> tuple[CelName, ...]:
     `text`: parameters (`params.url`, `action.params.url`, `params["url"]`, `has(params.url)`,
     `params.?url`) as `param_use`; state keys (`state.ready`, `state["build.ok"]`, `"ready" in
     state`, `has(state.ready)`); tools compared with an action's (`action.tool == "fetch"`,
-    `action.tool in ["a", "b"]`, `h.tool == "fetch"` for `h` over `history`). Nothing for a
-    condition that does not parse."""
+    `action.tool in ["a", "b"]`, `h.tool == "fetch"` for `h` over `history`); the arguments
+    of the tests of a tool's name (`action.tool.startsWith("fs.")`: `TOOL_TESTS`). Nothing
+    for a condition that does not parse."""
     try:
         tree = parse_cel(text)
     except (CelSyntaxError, RecursionError):
@@ -420,6 +580,11 @@ def _cel_match(
                     name = _string_at(value, text)
                     if name is not None:
                         found.append(("tool", *name))
+    elif isinstance(node, cel.Call) and node.function in TOOL_TESTS:
+        argument = _tool_test_argument(node, bound, items)
+        name = _string_at(argument, text) if argument is not None else None
+        if name is not None:
+            found.append((TOOL_TESTS[node.function], *name))
 
 
 def _field_kind(operand: cel.Expr, bound: frozenset[str]) -> str | None:
@@ -441,6 +606,20 @@ def _tool_of_action(node: cel.Expr, bound: frozenset[str], items: frozenset[str]
     return isinstance(operand, cel.Ident) and not operand.root and operand.name in items
 
 
+def _tool_test_argument(
+    node: cel.Call, bound: frozenset[str], items: frozenset[str]
+) -> cel.Expr | None:
+    """The argument of a test of a tool's name: `action.tool.startsWith(ARG)` (and
+    `endsWith`, `contains`, `matches`), `matches(action.tool, ARG)`."""
+    if node.target is not None and len(node.args) == 1:
+        if _tool_of_action(node.target, bound, items):
+            return node.args[0]
+    elif node.function == "matches" and len(node.args) == 2:
+        if _tool_of_action(node.args[0], bound, items):
+            return node.args[1]
+    return None
+
+
 def _field_at(node: cel.Select | cel.Has, text: str) -> int | None:
     """Where the field of `operand.field` (or `has(operand.field)`) is written."""
     at = text.rfind(node.field, node.operand.end, node.end)
@@ -448,13 +627,18 @@ def _field_at(node: cel.Select | cel.Has, text: str) -> int | None:
 
 
 def _string_at(node: cel.Expr, text: str) -> tuple[str, int, int, Form] | None:
-    """A string literal written without escapes or prefixes: `(value, start, end, "string")`,
-    the span being the text inside its quotes."""
+    """A string literal: `(value, start, end, "string")`, the span being the text inside its
+    quotes; the whole literal when it is not written as its value (escapes, a prefix, triple
+    quotes), so that a rename refuses it rather than miss it."""
     if not isinstance(node, cel.Literal) or not isinstance(node.value, str):
         return None
     raw = text[node.start : node.end]
-    if len(raw) < 2 or raw[0] not in "'\"" or raw[-1] != raw[0] or raw[1:-1] != node.value:
-        return None
-    if raw.startswith(raw[0] * 3):  # a triple-quoted string
-        return None
-    return node.value, node.start + 1, node.end - 1, "string"
+    if (
+        len(raw) >= 2
+        and raw[0] in "'\""
+        and raw[-1] == raw[0]
+        and raw[1:-1] == node.value
+        and not raw.startswith(raw[0] * 3)
+    ):
+        return node.value, node.start + 1, node.end - 1, "string"
+    return node.value, node.start, node.end, "string"

@@ -313,3 +313,190 @@ def test_a_capability_rename_renames_the_one_carlang_toml_runs_under(tmp_path: P
         start=lsp.Position(line=1, character=14), end=lsp.Position(line=1, character=17)
     )
     assert len(edit.changes[path.as_uri()]) == 2
+
+
+HISTORY = """\
+tool fetch(url: string)
+tool post(url: string, body: string)
+policy fetch_once: deny fetch when history.exists(h, h.tool == "fetch" && h.status == "ok")
+proposal p { a = fetch(url: "https://x")  b = post(url: "https://x", body: "b") }
+test "fetched already" {
+  action fetch(url: "https://x")
+  history [
+    {id: "a", type: "tool_call", tool: "fetch", params: {url: "https://x"}, status: "ok"},
+    {id: "b", type: "tool_call", tool: "post", params: {"url": "https://x"}, status: "ok"},
+    {id: "c", type: "state_write", tool: null, params: {}, status: "ok"},  # url: "fetch"
+  ]
+  expect deny by fetch_once
+}
+test "after a fetch" {
+  action post(url: "https://x", body: "b")
+  history [{id: "a", tool: $tool, params: {}, status: "ok"}, $entry]
+  expect allow
+  where
+    | tool    | entry                                                      |
+    | fetch   | {id: "b", tool: "fetch", params: {"url": "x"}, status: "ok"} |
+    | "post"  | {id: "b", tool: "post", params: {url: "y"}, status: "ok"}    |
+}
+"""
+
+
+def test_a_tests_history_names_tools_and_their_parameters(tmp_path: Path) -> None:
+    features, path = _features(tmp_path, HISTORY)
+    assert _shown(features, path) == []
+    # an entry's `tool`, in the history or in a table's cells that fill it (`tool: $tool`,
+    # a whole entry `$entry`), is a use of the tool
+    fetch = _at(HISTORY, "tool fetch", 5)
+    expected = ["fetch@1", "fetch@3", "fetch@3", "fetch@4", "fetch@6", "fetch@8"]
+    assert _lines(HISTORY, features.references(path, fetch)) == [*expected, "fetch@20", "fetch@20"]
+    in_history = _at(HISTORY, 'tool: "fetch"', 7)
+    assert _lines(HISTORY, features.definition(path, in_history)) == ["fetch@1"]
+    assert features.prepare_rename(path, in_history) == lsp.Range(
+        start=in_history, end=_at(HISTORY, 'tool: "fetch"', 12)
+    )
+    hover = features.hover(path, in_history)
+    assert hover is not None and isinstance(hover.contents, lsp.MarkupContent)
+    assert "tool fetch(url: string)" in hover.contents.value
+    # the keys of its `params` are that tool's parameters (post's `url` is not fetch's)
+    assert _lines(HISTORY, features.references(path, _at(HISTORY, "url: string"))) == [
+        "url@1",
+        "url@4",
+        "url@6",
+        "url@8",
+        "url@20",
+    ]
+    assert _lines(HISTORY, features.references(path, _at(HISTORY, "url: string", nth=1))) == [
+        "url@2",
+        "url@4",
+        "url@9",
+        "url@15",
+        "url@21",
+    ]
+    renamed = _renamed(features, path, fetch, "download")
+    assert 'tool: "download", params: {url: "https://x"}' in renamed
+    assert '| download   | {id: "b", tool: "download", params: {"url"' in renamed
+    assert 'tool: "post"' in renamed and '# url: "fetch"' in renamed
+    renamed = _renamed(features, path, _at(renamed, "url: string"), "address")
+    assert 'tool: "download", params: {address: "https://x"}' in renamed
+    assert 'tool: "download", params: {"address": "x"}' in renamed
+    assert 'tool: "post", params: {"url": "https://x"}' in renamed
+    assert 'tool: "post", params: {url: "y"}' in renamed
+
+
+def test_a_history_parameter_is_not_renamed_to_a_key_its_entry_has(tmp_path: Path) -> None:
+    text = HISTORY.replace('params: {url: "https://x"}', 'params: {url: "x", mode: "fast"}')
+    features, path = _features(tmp_path, text)
+    with pytest.raises(
+        RenameRefused, match="`mode` is already a key or argument written beside the parameter"
+    ):
+        features.rename(path, _at(text, "url: string"), "mode")
+    # a name written with escapes is a use, renamed by hand
+    escaped = HISTORY.replace('tool: "fetch", params: {url', 'tool: "fe\\u0074ch", params: {url')
+    features, path = _features(tmp_path, escaped)
+    at_fetch = _at(escaped, "tool fetch", 5)
+    assert '"fe\\u0074ch"@8' in _lines(escaped, features.references(path, at_fetch))
+    with pytest.raises(RenameRefused, match=r'`fetch` is written `"fe\\u0074ch"` in `p.car`'):
+        features.rename(path, at_fetch, "download")
+
+
+TOOL_TESTS = """\
+tool fs.read(path: string)
+tool fs.write(path: string, text: string)
+tool read_file(path: string)
+tool fetch(url: string)
+policy no_fs_twice: deny when action.tool.startsWith("fs.") && history.exists(h, h.tool.startsWith("fs."))
+policy files: require_approval when action.tool.endsWith("_file") || matches(action.tool, "^fs[.]w")
+policy no_fetch: deny when action.tool in ["fetch", "fs.read"] && !action.tool.contains("rea")
+proposal p {
+  a = fs.read(path: "a")
+  b = fs.write(path: "a", text: "b")
+  c = read_file(path: "a")
+  d = fetch(url: "https://x")
+}
+"""
+
+
+def test_a_test_of_tools_names_is_a_use_of_each_tool_it_matches(tmp_path: Path) -> None:
+    features, path = _features(tmp_path, TOOL_TESTS)
+    # a literal a condition tests tool names with is a reference of every tool it matches
+    at_read = _at(TOOL_TESTS, "fs.read(path", 1)
+    assert _lines(TOOL_TESTS, features.references(path, at_read)) == [
+        "fs.read@1",
+        "fs.@5",
+        "fs.@5",
+        "fs.read@7",
+        "rea@7",
+        "fs.read@9",
+    ]
+    assert "^fs[.]w@6" in _lines(TOOL_TESTS, features.references(path, _at(TOOL_TESTS, "fs.write")))
+    assert _lines(TOOL_TESTS, features.references(path, _at(TOOL_TESTS, "read_file("))) == [
+        "read_file@3",
+        "_file@6",
+        "rea@7",
+        "read_file@11",
+    ]
+    prefix = _at(TOOL_TESTS, '"fs.")', 1)
+    assert _lines(TOOL_TESTS, features.definition(path, prefix)) == ["fs.read@1", "fs.write@2"]
+    # it is not one name: it is not renamed, and says why before asking for a new name
+    with pytest.raises(
+        RenameRefused,
+        match=re.escape('`startsWith("fs.")` tests tools\' names (it matches `fs.read` and '),
+    ):
+        features.prepare_rename(path, prefix)
+    with pytest.raises(RenameRefused, match=re.escape('`endsWith("_file")` tests tools')):
+        features.rename(path, _at(TOOL_TESTS, '"_file"', 1), "x")
+
+
+def test_a_tool_keeps_passing_or_failing_the_tests_of_its_name(tmp_path: Path) -> None:
+    features, path = _features(tmp_path, TOOL_TESTS)
+    at_read = _at(TOOL_TESTS, "fs.read(path", 1)
+    # out of `startsWith("fs.")`: the policy would no longer deny it
+    with pytest.raises(
+        RenameRefused,
+        match=re.escape(
+            '`fs.read` passes `startsWith("fs.")` in policy `no_fs_twice` in `p.car`, and '
+            "`files.read` would not"
+        ),
+    ):
+        features.rename(path, at_read, "files.read")
+    # into one: a policy would start to apply to it
+    with pytest.raises(
+        RenameRefused,
+        match=re.escape(
+            '`fs.fetch` would pass `startsWith("fs.")` in policy `no_fs_twice` in `p.car`, '
+            "which `fetch` does not"
+        ),
+    ):
+        features.rename(path, _at(TOOL_TESTS, "tool fetch", 5), "fs.fetch")
+    with pytest.raises(RenameRefused, match=re.escape('`matches("^fs[.]w")`')):
+        features.rename(path, _at(TOOL_TESTS, "fs.write"), "fs.put")
+    with pytest.raises(RenameRefused, match=re.escape('would pass `contains("rea")`')):
+        features.rename(path, _at(TOOL_TESTS, "tool fetch", 5), "fetch_area")
+    # a name that passes and fails them as the old one did: the tests are left as they are,
+    # the names compared with `action.tool` are renamed
+    renamed = _renamed(features, path, at_read, "fs.read_text")
+    assert 'action.tool in ["fetch", "fs.read_text"]' in renamed and "a = fs.read_text(" in renamed
+    assert renamed.count('startsWith("fs.")') == 2
+    renamed = _renamed(features, path, _at(renamed, "tool fetch", 5), "download")
+    assert 'action.tool in ["download", "fs.read_text"]' in renamed
+
+
+def test_a_name_compared_with_action_tool_written_with_escapes_is_renamed_by_hand(
+    tmp_path: Path,
+) -> None:
+    text = """\
+tool fetch(url: string)
+policy no_fetch: deny when action.tool == "fe\\x74ch" || action.tool.startsWith('f\\x65')
+proposal p { a = fetch(url: "x") }
+"""
+    features, path = _features(tmp_path, text)
+    assert _lines(text, features.references(path, _at(text, "tool fetch", 5))) == [
+        "fetch@1",
+        '"fe\\x74ch"@2',
+        "'f\\x65'@2",
+        "fetch@3",
+    ]
+    with pytest.raises(RenameRefused, match=re.escape('`fetch` is written `"fe\\x74ch"`')):
+        features.rename(path, _at(text, "tool fetch", 5), "fetcher")
+    with pytest.raises(RenameRefused, match=re.escape("`fetch` passes `startsWith('f\\x65')`")):
+        features.rename(path, _at(text, "tool fetch", 5), "get")

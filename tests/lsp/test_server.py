@@ -489,6 +489,102 @@ async def test_an_untitled_document_is_a_program_on_its_own(client: LanguageClie
     assert {loc.uri for loc in definition or [] if isinstance(loc, lsp.Location)} == {uri}
 
 
+#: Tools named in a test's history and tested by prefix in conditions.
+NAMES_IN_TESTS = """\
+tool fs.read(path: string)
+tool fetch(url: string)
+policy fetch_once: deny fetch when history.exists(h, h.tool == "fetch")
+policy no_fs: deny when action.tool.startsWith("fs.") && history.exists(h, h.tool == "x")
+proposal p { a = fetch(url: "x")  b = fs.read(path: "y") }
+test "fetched" {
+  action fetch(url: "x")
+  history [{id: "a", type: "tool_call", tool: "fetch", params: {url: "x"}, status: "ok"}]
+  expect deny by fetch_once
+}
+"""
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_names_in_a_tests_history_and_tool_tests(client: LanguageClient) -> None:
+    from pygls.exceptions import JsonRpcException
+
+    text = NAMES_IN_TESTS
+    uri = "untitled:Untitled-2"
+    client.diagnostics.pop(uri, None)
+    client.text_document_did_open(
+        lsp.DidOpenTextDocumentParams(
+            text_document=lsp.TextDocumentItem(uri=uri, language_id="carlang", version=1, text=text)
+        )
+    )
+    assert await _until(client, uri, lambda ds: True) == []
+
+    def shown(ranges: list[lsp.Range]) -> list[tuple[int, str]]:
+        lines = text.split("\n")
+        return [(r.start.line + 1, lines[r.start.line][r.start.character : r.end.character]) for r in ranges]  # fmt: skip
+
+    async def references(position: lsp.Position) -> list[tuple[int, str]]:
+        found = await client.text_document_references_async(
+            lsp.ReferenceParams(
+                text_document=_doc(uri),
+                position=position,
+                context=lsp.ReferenceContext(include_declaration=True),
+            )
+        )
+        return shown([location.range for location in found or []])
+
+    # the history entry's tool and the keys of its params are uses of the tool and parameter
+    assert (8, "fetch") in await references(_position(text, "tool fetch", 5))
+    assert await references(_position(text, "url: string")) == [
+        (2, "url"),
+        (5, "url"),
+        (7, "url"),
+        (8, "url"),
+    ]
+    # `startsWith("fs.")` is a use of every tool it matches
+    assert await references(_position(text, "fs.read(path")) == [
+        (1, "fs.read"),
+        (4, "fs."),
+        (5, "fs.read"),
+    ]
+    renamed = await client.text_document_rename_async(
+        lsp.RenameParams(
+            text_document=_doc(uri), position=_position(text, "url: string"), new_name="address"
+        )
+    )
+    assert renamed is not None and renamed.changes is not None
+    assert sorted(e.range.start.line + 1 for e in renamed.changes[uri]) == [2, 5, 7, 8]
+    tool = await client.text_document_rename_async(
+        lsp.RenameParams(
+            text_document=_doc(uri), position=_position(text, "tool fetch", 5), new_name="get"
+        )
+    )
+    assert tool is not None and tool.changes is not None
+    edits = shown([e.range for e in tool.changes[uri]])
+    assert edits == [(line, "fetch") for line in (2, 3, 3, 5, 7, 8)]
+    # the prefix is no name: it is not renamed, and the tools it matches keep matching it
+    with pytest.raises(JsonRpcException) as refused:
+        await client.text_document_prepare_rename_async(
+            lsp.PrepareRenameParams(text_document=_doc(uri), position=_position(text, '"fs."', 1))
+        )
+    assert refused.value.message.startswith('`startsWith("fs.")` tests tools\' names')
+    with pytest.raises(JsonRpcException) as refused:
+        await client.text_document_rename_async(
+            lsp.RenameParams(
+                text_document=_doc(uri),
+                position=_position(text, "fs.read(path"),
+                new_name="files.read",
+            )
+        )
+    assert refused.value.code == lsp.LSPErrorCodes.RequestFailed
+    assert refused.value.message.startswith('`fs.read` passes `startsWith("fs.")` in policy')
+    kept = await client.text_document_rename_async(
+        lsp.RenameParams(
+            text_document=_doc(uri), position=_position(text, "fs.read(path"), new_name="fs.load"
+        )
+    )
+    assert kept is not None and kept.changes is not None and len(kept.changes[uri]) == 2
+
+
 #: A document the planted bug of failing_server.py crashes on (by its name, Crashing-1).
 CRASHING = 'tool query(sql: string)\ndeny_tool_param_matching query.sql "x" message "x"\n'
 INTERNAL = "internal error in carlang's language server: "
