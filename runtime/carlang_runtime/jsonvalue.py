@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .jsontext import NESTING_LIMIT, format_path
 
 __all__ = [
     "json_equal",
+    "same_value",
+    "texts_of",
     "as_number",
     "format_f64",
     "to_json_text",
@@ -52,6 +54,48 @@ def json_equal(a: Any, b: Any) -> bool:
             return False
         return all(json_equal(x, y) for x, y in zip(a, b, strict=True))
     return bool(a == b)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """`json_equal`, except that numbers compare by value (`100.0` is `100`), at any depth:
+    what a deny rule compares with, so that writing a denied number as a float (which a JSON
+    Schema `integer` accepts) does not get past it."""
+    if _is_number(a) and _is_number(b):
+        return bool(a == b)
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return len(a) == len(b) and all(k in b and same_value(v, b[k]) for k, v in a.items())
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(same_value(x, y) for x, y in zip(a, b, strict=True))
+    return json_equal(a, b)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def texts_of(value: Any) -> Iterator[str]:
+    """The texts a value is searched in by the rules that look for text in a parameter: a
+    string itself; anything else its JSON text (CAR's string coercion), then every string
+    and key inside it as written, where JSON would escape a backslash, a quote or a control
+    character that the searched text has."""
+    if isinstance(value, str):
+        yield value
+        return
+    yield to_json_text(value)
+    if isinstance(value, (Mapping, list, tuple)):
+        yield from _strings_in(value)
+
+
+def _strings_in(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield str(key)
+            yield from _strings_in(item)
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _strings_in(item)
 
 
 def as_number(value: Any) -> float | None:

@@ -8,7 +8,7 @@ import pytest
 from carlang_runtime import ir
 from carlang_runtime.ir import PolicyEffect
 from carlang_runtime.policy import PolicyLoadError, PolicySet
-from carlang_runtime.policy.rules import as_text
+from carlang_runtime.jsonvalue import texts_of
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -253,11 +253,49 @@ def test_deny_keyword_denies_exactly_a_parameter_text_holding_a_keyword(
 ) -> None:
     policies = PolicySet([ir.DenyKeywordRule(name="deny_keyword", keywords=keywords)])
     decision = policies.evaluate(call("t", **params))
-    hit = next((n for n, v in params.items() if any(k and k in as_text(v) for k in keywords)), None)
+    hit = next(
+        (n for n, v in params.items() if any(k and k in t for t in texts_of(v) for k in keywords)),
+        None,
+    )
     if hit is None:
         assert decision.allowed
     else:
         assert decision.matches[0].reason == f"param '{hit}' of 't' contains a denied keyword"
+
+
+def test_text_rules_read_strings_inside_values_as_written() -> None:
+    """A list or map parameter is searched in its JSON text (CAR's string coercion) and in
+    every string and key inside it as written: JSON escapes a backslash, a quote and control
+    characters, so `C:\\Windows` in a list was not found in `["C:\\\\Windows"]`."""
+    keyword = PolicySet([ir.DenyKeywordRule(name="deny_keyword", keywords=["C:\\Windows", 'a"b'])])
+    assert keyword.evaluate(call("pay", tags=["C:\\Windows\\System32"])).denied
+    assert keyword.evaluate(call("pay", tags={"note": 'say a"b'})).denied
+    assert keyword.evaluate(call("pay", tags={'a"b': 1})).denied  # a key too
+    assert keyword.evaluate(call("pay", tags=["D:\\data"])).allowed
+    contains = PolicySet([ir.DenyToolParamRule(name="d", tool="pay", param="tags", contains="\n")])
+    assert contains.evaluate(call("pay", tags=["line\nbreak"])).denied
+    matching = PolicySet(
+        [ir.DenyToolParamMatchingRule(name="m", tool="pay", param="tags", matches='^a"b$')]
+    )
+    assert matching.evaluate(call("pay", tags=['a"b'])).denied
+    assert matching.evaluate(call("pay", tags=["ab"])).allowed
+
+
+def test_deny_tool_param_equals_a_number_whatever_its_form() -> None:
+    """A denied 100 written 100.0 or 1e2 (a JSON Schema `integer` accepts both) is denied,
+    at any depth; a bool is still no number, and an allow list stays exact (fail closed)."""
+    equals = PolicySet([ir.DenyToolParamRule(name="d", tool="pay", param="amount", equals=100)])
+    for value in (100, 100.0, 1e2):
+        assert equals.evaluate(call("pay", amount=value)).denied, value
+    assert equals.evaluate(call("pay", amount=100.5)).allowed
+    nested = PolicySet(
+        [ir.DenyToolParamRule(name="d", tool="pay", param="split", equals=[1, {"n": 2}])]
+    )
+    assert nested.evaluate(call("pay", split=[1.0, {"n": 2.0}])).denied
+    flag = PolicySet([ir.DenyToolParamRule(name="d", tool="pay", param="n", equals=1)])
+    assert flag.evaluate(call("pay", n=True)).allowed
+    allowed = PolicySet([ir.AllowToolParamRule(name="a", tool="pay", param="amount", allow=[100])])
+    assert allowed.evaluate(call("pay", amount=100.0)).denied
 
 
 def test_deny_tool_param_contains_equals_and_presence() -> None:

@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, TypeVar, cast
 
 from ..capability import CapabilityCheck
 from ..decisionlog.schema import content_hash
@@ -147,13 +147,7 @@ class Runtime:
     ) -> None:
         self.state = state if isinstance(state, StateStore) else StateStore(state)
         self.events = events if events is not None else EventLog()
-        self.approval: ApprovalGate = (
-            as_gate(approval)
-            if approval
-            else DenyApprovals(
-                "no approval gate is configured (Runtime(approval=...), or carlang run --auto-approve)"
-            )
-        )
+        self.approval: ApprovalGate = as_gate(approval) if approval else _NO_APPROVAL_GATE
         self.retry = retry or RetryPolicy()
         self.clock = clock
         self.sleep = sleep
@@ -1174,6 +1168,12 @@ class Runtime:
 
     def __exit__(self, *_: object) -> None:
         self.close()
+
+
+#: What decides approvals when nobody was named to: nothing is approved.
+_NO_APPROVAL_GATE: Final = DenyApprovals(
+    "no approval gate is configured (Runtime(approval=...), or carlang run --auto-approve)"
+)
 
 
 def _named(

@@ -21,8 +21,9 @@ from ..cel.values import CelTimestamp
 from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
 from ..ir import Action, CelPolicy, DenyKeywordRule, Policy, PolicyEffect, ToolSchema
+from ..jsonvalue import texts_of
 from .activation import VARIABLES, action_activation, parameters_read, policy_declarations
-from .rules import ON_PARAMS, ON_TIME, NativeRule, as_text, native_rule
+from .rules import ON_PARAMS, ON_TIME, NativeRule, native_rule
 
 __all__ = ["PolicySet", "Decision", "PolicyMatch", "PolicyTrace", "PolicyLoadError"]
 
@@ -261,7 +262,7 @@ class PolicySet:
                 caught.update(
                     name
                     for name, value in action.parameters.items()
-                    if any(k in as_text(value) for k in keywords)
+                    if any(k in text for text in texts_of(value) for k in keywords)
                 )
             elif native.check(action, {}, False) is not None:
                 caught.add(getattr(policy, "param", ""))

@@ -25,7 +25,7 @@ from ..ir import (
     RateLimitToolRule,
     RequireStateRule,
 )
-from ..jsonvalue import json_equal, to_json_text
+from ..jsonvalue import json_equal, same_value, texts_of, to_json_text
 
 __all__ = ["NativeRule", "native_rule", "as_text"]
 
@@ -95,14 +95,14 @@ def _deny_keyword(rule: DenyKeywordRule) -> Check:
         for name, value in action.parameters.items():
             kind = type(value)
             if kind is str:
-                text = value
+                hit = contains(value) is not None
             elif kind is int and integers_clear and _I64_MIN <= value <= _U64_MAX:
                 continue
             elif kind is bool and value in clear_booleans:
                 continue
-            else:
-                text = as_text(value)
-            if contains(text) is not None:
+            else:  # its JSON text, and the strings in it as written (JSON escapes `\`, `"`)
+                hit = any(contains(text) is not None for text in texts_of(value))
+            if hit:
                 return f"param '{name}' of '{action.tool}' contains a denied keyword"
         return None
 
@@ -121,9 +121,9 @@ def _deny_tool_param(rule: DenyToolParamRule) -> Check:
             return None
         value = action.parameters[param]
         if rule.equals is not None:
-            hit = json_equal(value, rule.equals)
+            hit = same_value(value, rule.equals)  # (a denied 100 written 100.0 is denied)
         elif rule.contains is not None:
-            hit = rule.contains in as_text(value)
+            hit = any(rule.contains in text for text in texts_of(value))
         else:
             return f"param '{param}' is not allowed on '{rule.tool}'"
         return f"param '{param}' of '{rule.tool}' matches a denied value" if hit else None
@@ -159,7 +159,7 @@ def _deny_matching(rule: DenyToolParamMatchingRule) -> Check:
     def check(action: Action, state: Mapping[str, Any], admit: bool) -> str | None:
         if param not in action.parameters:
             return None
-        if not regex.search(as_text(action.parameters[param])):
+        if not any(regex.search(text) for text in texts_of(action.parameters[param])):
             return None
         return f"param '{param}' of '{rule.tool}' matches a denied pattern"
 
