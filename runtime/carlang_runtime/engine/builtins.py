@@ -78,16 +78,12 @@ def builtin_tools(
             raise ToolError(f"file '{path}' is not UTF-8 text") from None
 
     def write_file(path: str, content: str) -> dict[str, Any]:
-        """Write a UTF-8 text file inside the files root (directories are created)."""
+        """Write a UTF-8 text file inside the files root (directories are created): a new
+        file renamed over the name, never written through it (a hard link to a file outside
+        the root stays as it was, and a reader never sees half a file)."""
         data = content.encode("utf-8")
         with _Confined(root, path, create=True) as place:
-            descriptor = place.open_file(os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NONBLOCK)
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(descriptor, view) :]
-            finally:
-                os.close(descriptor)
+            place.replace_file(data)
         return {"path": path, "bytes": len(data)}
 
     def list_dir(path: str = ".") -> list[str]:
@@ -182,12 +178,49 @@ class _Confined:
             os.close(self.parent)
 
     def open_file(self, flags: int) -> int:
-        """A descriptor of the last name, a regular file (opened without following)."""
+        """A descriptor of the last name, a regular file (opened without following) with no
+        other name: a hard link may be a file from outside the files root."""
         descriptor = self._open(self.name, flags | os.O_NOFOLLOW, self.parent, 0o644)
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
             os.close(descriptor)
             raise ToolError(f"'{self.path}' is not a regular file")
+        if info.st_nlink > 1:
+            os.close(descriptor)
+            raise ToolError(_HARD_LINK.format(path=self.path))
         return descriptor
+
+    def replace_file(self, data: bytes) -> None:
+        """Put `data` at the last name: written to a new file beside it, then renamed over
+        it. What is there must be a regular file, or nothing (a symlink or a directory is
+        refused, as when reading)."""
+        try:
+            info = os.stat(self.name, dir_fd=self.parent, follow_symlinks=False)
+        except FileNotFoundError:
+            info = None
+        if info is not None and stat.S_ISLNK(info.st_mode):
+            raise ToolError(_SYMLINK.format(path=self.path))
+        if info is not None and stat.S_ISDIR(info.st_mode):
+            raise ToolError(f"'{self.path}' is a directory")
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            raise ToolError(f"'{self.path}' is not a regular file")
+        temporary = f".{self.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+        descriptor = self._open(temporary, flags, self.parent, 0o644)
+        try:
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+            finally:
+                os.close(descriptor)
+            os.rename(temporary, self.name, src_dir_fd=self.parent, dst_dir_fd=self.parent)
+        except BaseException:
+            try:
+                os.unlink(temporary, dir_fd=self.parent)
+            except OSError:
+                pass
+            raise
 
     def _open(self, name: str, flags: int, directory: int, mode: int = 0o777) -> int:
         try:
@@ -208,6 +241,10 @@ class _Confined:
             raise ToolError(f"cannot open '{self.path}': {exc.strerror}") from None
 
 
+_HARD_LINK = (
+    "'{path}' has other names (hard links): it may be a file from outside the files root,"
+    " which the file tools never read"
+)
 _SYMLINK = (
     "path '{path}' goes through a symlink, which the file tools never follow (it could lead"
     " out of the files root)"

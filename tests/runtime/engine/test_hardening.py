@@ -110,6 +110,43 @@ def test_the_file_tools_follow_no_symlink_anywhere_on_the_path(tmp_path: Path) -
     assert tools["list_dir"](path="inside") == ["file.txt"]
 
 
+def test_the_file_tools_never_write_or_read_through_a_hard_link(tmp_path: Path) -> None:
+    """A hard link in the root to a file outside it: write_file replaces the name (a new file
+    renamed over it) and leaves the outside file as it was; read_file refuses a file with
+    other names. A symlink or a directory at the name is still refused; an ordinary file is
+    replaced whole, with nothing left beside it."""
+    root = tmp_path / "root"
+    root.mkdir()
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    os.link(outside, root / "linked.txt")
+    tools = builtin_tools(root)
+    with pytest.raises(Exception, match="hard links"):
+        tools["read_file"](path="linked.txt")
+    assert tools["write_file"](path="linked.txt", content="new") == {
+        "path": "linked.txt",
+        "bytes": 3,
+    }
+    assert outside.read_text() == "keep me"
+    assert tools["read_file"](path="linked.txt") == "new"  # its own file now
+    (root / "plain.txt").write_text("old text, longer than the new")
+    tools["write_file"](path="plain.txt", content="short")
+    assert (root / "plain.txt").read_text() == "short"
+    os.symlink(outside, root / "sym.txt")
+    with pytest.raises(Exception, match="symlink"):
+        tools["write_file"](path="sym.txt", content="x")
+    (root / "dir").mkdir()
+    with pytest.raises(Exception, match="is a directory"):
+        tools["write_file"](path="dir", content="x")
+    assert outside.read_text() == "keep me"
+    assert sorted(p.name for p in root.iterdir()) == [
+        "dir",
+        "linked.txt",
+        "plain.txt",
+        "sym.txt",
+    ]
+
+
 def test_read_file_checks_the_size_before_reading_and_refuses_what_is_not_a_file(
     tmp_path: Path,
 ) -> None:
