@@ -214,3 +214,54 @@ def test_the_parser_driver_and_tables_are_part_of_the_key() -> None:
 
     fingerprint = _code_fingerprint()
     assert "lalr.py:" in fingerprint and "cel_tables.json:" in fingerprint
+
+
+# -- reading a stored file --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 65_535, 65_536, 65_537, 3 * 65_536, 5_000_001])
+def test_a_stored_file_is_read_whole_in_one_read(
+    tmp_path: Path, size: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carlang_runtime import diskcache
+
+    data = os.urandom(size)
+    path = tmp_path / "entry.bin"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    reads: list[int] = []
+    real_read = os.read
+
+    def counted(handle: int, wanted: int) -> bytes:
+        reads.append(wanted)
+        return real_read(handle, wanted)
+
+    monkeypatch.setattr(os, "read", counted)
+    assert diskcache.read_private(str(path)) == data
+    # Read 64 KiB at a time and grown by `+=`, a 52 MB condition took 22 s to read (each
+    # chunk copied all that came before it); the size is known: one read of it.
+    assert len(reads) == 1
+
+
+def test_a_stored_file_that_grew_or_was_read_short_is_still_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carlang_runtime import diskcache
+
+    data = os.urandom(200_000)
+    path = tmp_path / "entry.bin"
+    path.write_bytes(data)
+    path.chmod(0o600)
+    real_read = os.read
+    # A read that returns at most 1,000 bytes (a signal, a pipe-like file system) ...
+    monkeypatch.setattr(os, "read", lambda h, n: real_read(h, min(n, 1_000)))
+    assert diskcache.read_private(str(path)) == data
+    # ... and a file appended to after its size was taken.
+    real_fstat = os.fstat
+    monkeypatch.setattr(os, "read", real_read)
+    monkeypatch.setattr(
+        os,
+        "fstat",
+        lambda h: os.stat_result((*real_fstat(h)[:6], 10, *real_fstat(h)[7:])),
+    )
+    assert diskcache.read_private(str(path)) == data
