@@ -100,6 +100,20 @@ def test_bad_datasets_say_where(tmp_path: Path) -> None:
     path.write_text('{"id": "g", "candidates": []}\n')
     result = runner.invoke(app, ["rank", str(path)])
     assert result.exit_code == 2 and "non-empty array of proposals" in result.stderr
+    # what verify refuses, rank refuses: NaN (which a lenient decoder reads), a lone surrogate
+    # (which reached the ranking and failed there, an internal error)
+    write = {"id": "a", "type": "state_write", "parameters": {"key": "k", "value": 1}}
+    text = json.dumps({"id": "x", "actions": [write]})
+    for suffix, bad, said in [
+        (".json", text.replace("1}", "NaN}"), "the constant NaN is not JSON"),
+        (".jsonl", text.replace("1}", "NaN}"), "the constant NaN is not JSON"),
+        (".json", text.replace('"a"', '"\\ud83d"'), "lone surrogate"),
+    ]:
+        bad_path = tmp_path / f"bad{suffix}"
+        bad_path.write_text(bad + "\n")
+        result = runner.invoke(app, ["rank", str(bad_path)])
+        assert result.exit_code == 2, result.output
+        assert f"{bad_path}:1:" in result.stderr and said in result.stderr
     twice = json.dumps({"id": "g", "candidates": [proposal("p")]}) + "\n"
     path.write_text(twice * 2)
     result = runner.invoke(app, ["rank", str(path)])

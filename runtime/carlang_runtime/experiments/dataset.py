@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
 from ..ir.program import BuiltinRule, CelPolicy
-from ..jsontext import malformed
+from ..jsontext import JsonTextError, parse_json
 from ..planner import Governance, PlannerConfig, ScoredProposal, ToolFeedback, plan_config, rank
 from ..planner.montecarlo import BatchRunner
 from ..policy import PolicySet
@@ -207,11 +207,11 @@ def _policies(items: Any, where: str) -> list[PolicySet]:
 def load_proposals(path: Path) -> Task:
     """A CAR JSON file as one task: a proposal, an array of proposals, or a group."""
     try:
-        document = json.loads(path.read_text())
+        document = parse_json(path.read_text())
     except (OSError, UnicodeDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read it: {exc}") from None
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{path}:{exc.lineno}:{exc.colno}: {malformed(exc)}") from None
+    except JsonTextError as exc:  # (NaN, a lone surrogate, ...: what verify refuses too)
+        raise DatasetError(f"{path}:{exc}") from None
     return _group(document, str(path), path.stem)
 
 
@@ -227,9 +227,9 @@ def load_groups(path: Path) -> list[Task]:
             continue
         where = f"{path}:{number}"
         try:
-            document = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DatasetError(f"{where}:{exc.colno}: {malformed(exc)}") from None
+            document = parse_json(line)
+        except JsonTextError as exc:
+            raise DatasetError(f"{where}:{exc.position.column}: {exc.message}") from None
         tasks.append(_group(document, where, f"{path.stem}:{number}"))
     return check_unique(tasks)
 
