@@ -7,7 +7,10 @@ own line stays before the statement that follows it, a comment at the end of a l
 the end of that statement's line (a block written on one line with a comment after it stays on
 one line; a comment after a `}` that shares its line with the block's last item stays with
 that item), so a `# carlang: allow` pragma still accepts its line's warnings; none is ever
-dropped.
+dropped. A parameter list or a call's arguments with comments inside is written one item a
+line, each comment beside the item it was written after (as ruff and prettier keep such a
+statement expanded); other comments inside what is joined onto one line (a list of names, a
+value) go at the end of that line, several in order (`# one  # two`, as black gathers them).
 
 `format_source` proves its result: it parses the output again and requires the same syntax tree
 and the same comments, or raises `FormatError` (an internal error) instead of returning it.
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import json
 import re
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -24,10 +28,17 @@ from typing import Any
 from . import ast
 from .diagnostics import Diagnostics
 from .parse import parse
-from .source import Source
+from .source import Source, Span
 from .types import describe_type
 
-__all__ = ["FormatError", "NotFormattable", "format_source", "format_module", "format_value"]
+__all__ = [
+    "FormatError",
+    "NotFormattable",
+    "format_source",
+    "format_module",
+    "format_value",
+    "statement_spans",
+]
 
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _KEYWORD_VALUES = frozenset({"true", "false", "null"})
@@ -104,11 +115,6 @@ def _names(names: Iterable[ast.Name]) -> str:
     return ", ".join(n.text for n in names)
 
 
-def _call(call: ast.Call) -> str:
-    args = ", ".join(f"{a.name.text}: {format_value(a.value.value)}" for a in call.args)
-    return f"{call.tool.text}({args})"
-
-
 def _condition(condition: ast.Condition) -> str:
     if condition.op == "exists":
         return f"exists {condition.key.text}"
@@ -116,16 +122,6 @@ def _condition(condition: ast.Condition) -> str:
         return f"not exists {condition.key.text}"
     assert condition.value is not None
     return f"{condition.key.text} {condition.op} {format_value(condition.value.value)}"
-
-
-def _action_kind(kind: ast.ActionKind) -> str:
-    if isinstance(kind, ast.Call):
-        return _call(kind)
-    if isinstance(kind, ast.SetState):
-        return f"set {kind.key.text} = {format_value(kind.value.value)}"
-    if isinstance(kind, ast.ReadState):
-        return f"read {kind.key.text}"
-    return f"assert {_condition(kind.condition)}"
 
 
 def _message(message: ast.Value | None) -> str:
@@ -136,6 +132,7 @@ class _Printer:
     def __init__(self, source: Source, comments: Sequence[ast.Comment]) -> None:
         self.source = source
         self.comments = sorted(comments, key=lambda c: c.span.start)
+        self.comment_starts = [c.span.start for c in self.comments]
         self.next_comment = 0
         self.lines: list[str] = []
         self.last_end = 0
@@ -154,6 +151,114 @@ class _Printer:
             found.append(self.comments[self.next_comment])
             self.next_comment += 1
         return found
+
+    def _comment_at(self, offset: int) -> ast.Comment | None:
+        """The comment `offset` is in, if any."""
+        index = bisect_right(self.comment_starts, offset) - 1
+        if index >= 0 and offset < self.comments[index].span.end:
+            return self.comments[index]
+        return None
+
+    def _token_after(self, offset: int) -> int:
+        """Where the first token at or after `offset` starts (spaces and comments skipped)."""
+        text = self.source.text
+        while offset < len(text):
+            comment = self._comment_at(offset)
+            if comment is not None:
+                offset = comment.span.end
+            elif text[offset].isspace():
+                offset += 1
+            else:
+                break
+        return offset
+
+    def _token_before(self, offset: int) -> int:
+        """Where the last token ending at or before `offset` ends (spaces and comments
+        skipped)."""
+        text = self.source.text
+        while offset > 0:
+            comment = self._comment_at(offset - 1)
+            if comment is not None:
+                offset = comment.span.start
+            elif text[offset - 1].isspace():
+                offset -= 1
+            else:
+                break
+        return offset
+
+    def opening_brace(self, node: ast.Node, items: Sequence[Any]) -> int:
+        """Where the `{` opening `node`'s block is: the last token before its first item (or
+        before its `}`), not the first `{` after its start, which may open a map or an object
+        type in its head."""
+        first = getattr(items[0], "span", None) if items else None
+        boundary = first.start if first is not None else node.span.end - 1
+        brace = self._token_before(boundary) - 1
+        return brace if brace >= 0 and self.source.text[brace] == "{" else -1
+
+    def _own_line(self, comment: ast.Comment) -> bool:
+        """Whether nothing but spaces comes before `comment` on its line."""
+        text = self.source.text
+        return not text[text.rfind("\n", 0, comment.span.start) + 1 : comment.span.start].strip()
+
+    def bracketed(
+        self,
+        opening: int,
+        closing: int,
+        nodes: Sequence[ast.Node],
+        texts: Sequence[str],
+        indent: int,
+    ) -> str:
+        """The list between the `(` at `opening` and the `)` at `closing` (`nodes`, written as
+        `texts`), for a statement at `indent`: on one line, `(a, b)`; or, with comments inside,
+        one item a line, each comment where it was: after the `(`, on its own line before an
+        item or the `)`, or beside the item it was written after (with the comments inside
+        that item), as ruff and prettier keep such a list expanded. Joined, comments inside
+        it would all go after the statement, away from what they are about."""
+        inside = max(bisect_right(self.comment_starts, opening), self.next_comment)
+        if inside == len(self.comments) or self.comment_starts[inside] >= closing:
+            return "(" + ", ".join(texts) + ")"
+        starts = [node.span.start for node in nodes]
+        after_opening = [c.text.rstrip() for c in self._pending_before(opening)]
+        before: list[list[str]] = [[] for _ in range(len(nodes) + 1)]  # (the last: the `)`)
+        beside: list[list[str]] = [[] for _ in nodes]
+        found = self._pending_before(closing)
+        for comment in found:
+            text = comment.text.rstrip()
+            item = bisect_right(starts, comment.span.start) - 1  # the item it is in or after
+            if item >= 0 and comment.span.start < nodes[item].span.end:
+                beside[item].append(text)
+            elif self._own_line(comment):
+                before[item + 1].append(text)
+            elif item < 0:
+                after_opening.append(text)
+            else:
+                beside[item].append(text)
+        if found:
+            self.last_end = max(self.last_end, found[-1].span.end)
+        pad = "  " * (indent + 1)
+        lines = ["(" + "".join(f"  {text}" for text in after_opening)]
+        for number, text in enumerate(texts):
+            lines += [pad + note for note in before[number]]
+            lines.append(pad + text + "," + "".join(f"  {note}" for note in beside[number]))
+        lines += [pad + note for note in before[-1]]
+        lines.append("  " * indent + ")")
+        return "\n".join(lines)
+
+    def call(self, call: ast.Call, indent: int) -> str:
+        """`tool(name: value, ...)`, for a statement at `indent` (see `bracketed`)."""
+        texts = [f"{a.name.text}: {format_value(a.value.value)}" for a in call.args]
+        opening = self._token_after(call.tool.span.end)
+        args = self.bracketed(opening, call.span.end - 1, call.args, texts, indent)
+        return call.tool.text + args
+
+    def action_kind(self, kind: ast.ActionKind, indent: int) -> str:
+        if isinstance(kind, ast.Call):
+            return self.call(kind, indent)
+        if isinstance(kind, ast.SetState):
+            return f"set {kind.key.text} = {format_value(kind.value.value)}"
+        if isinstance(kind, ast.ReadState):
+            return f"read {kind.key.text}"
+        return f"assert {_condition(kind.condition)}"
 
     def _blank_between(self, start: int, end: int) -> bool:
         return self.source.text.count("\n", start, end) >= 2
@@ -181,15 +286,14 @@ class _Printer:
             self.lines.append("")
 
     def inner(self, end: int) -> None:
-        """Comments inside what was just written on one line (a parameter list or a call
-        written over several lines, now joined) go at the end of that line, in order: on it
-        still, a `# carlang: allow` pragma still accepts the warning of the line it was on,
-        and a note stays beside what it is about."""
+        """Comments inside what was just written on one line (a list of names or a value
+        written over several lines, now joined) go at the end of that line, in order (`# one
+        # two`, as black gathers them): on the statement's line still, a `# carlang: allow`
+        pragma still accepts its warnings, and a note stays beside what it is about."""
         found = self._pending_before(end)
         if not found:
             return
-        texts = [comment.text.rstrip() for comment in found]
-        self.lines[-1] += "  " + " ".join(texts)
+        self.lines[-1] += "".join(f"  {comment.text.rstrip()}" for comment in found)
         self.last_end = max(self.last_end, found[-1].span.end)
 
     def _after_braces(self, end: int, comment: ast.Comment) -> bool:
@@ -269,7 +373,7 @@ class _Printer:
         """`head {`, the items one per line, `}` — comments inside stay inside; or all on one
         line, when the source has it so with a comment after it (`_stays_on_one_line`)."""
         self.leading(node.span.start, indent, first)
-        header_end = self.source.text.find("{", node.span.start)
+        header_end = self.opening_brace(node, items)
         one_line = self._stays_on_one_line(node, header_end)
         mark = len(self.lines)
         self.lines.append("  " * indent + head + " {")
@@ -318,7 +422,11 @@ class _Printer:
             name = p.name.text + ("?" if p.optional else "")
             secret = " secret" if p.secret else ""
             params.append(f"{name}: {describe_type(p.type)}{secret}{default}")
-        head = f"tool {decl.name.text}({', '.join(params)})"
+        opening = self._token_after(decl.name.span.end)
+        closing = self._token_after(decl.params[-1].span.end if decl.params else opening + 1)
+        if self.source.text.startswith(",", closing):  # (a trailing comma)
+            closing = self._token_after(closing + 1)
+        head = f"tool {decl.name.text}{self.bracketed(opening, closing, decl.params, params, 0)}"
         if decl.returns is not None:
             head += f" -> {describe_type(decl.returns)}"
         if not decl.items:
@@ -406,14 +514,21 @@ class _Printer:
             head += f" when {decl.when.text}"
         self.leading(decl.span.start, 0, first)
         self.lines.append(head)
-        end = decl.when.span.end if decl.when is not None else None
+        # (a comment inside the condition is part of its text: none is in the comments)
+        last = decl.when or (decl.targets[-1] if decl.targets else decl.effect)
+        end = last.span.end
+        self.inner(end)
+        lines: list[tuple[ast.Node, str]] = []
         if decl.approval_timeout is not None:
-            self.trailing(end if end is not None else decl.approval_timeout.span.start)
-            self.lines.append(f"  approval_timeout {decl.approval_timeout.text}")
-            end = decl.approval_timeout.span.end
+            lines.append((decl.approval_timeout, f"approval_timeout {decl.approval_timeout.text}"))
         if decl.message is not None:
-            self.trailing(end if end is not None else decl.message.span.start)
-            self.lines.append(f"  message {format_value(decl.message.value)}")
+            lines.append((decl.message, f"message {format_value(decl.message.value)}"))
+        for node, text in lines:  # each on a line of its own, with its comments
+            self.trailing(end)
+            self.leading(node.span.start, 1, True)
+            self.lines.append("  " + text)
+            self.inner(node.span.end)
+            end = node.span.end
         self.trailing(decl.span.end)
 
     def decl_RedactDecl(self, decl: ast.RedactDecl, first: bool) -> None:
@@ -470,7 +585,7 @@ class _Printer:
         if isinstance(item, ast.ContextDecl):
             self.statement(item, f"context {format_value(item.data.value)}", indent, first)
             return
-        head = f"{item.name.text} = {_action_kind(item.kind)}"
+        head = f"{item.name.text} = {self.action_kind(item.kind, indent)}"
         if item.after:
             head += f" after {_names(item.after)}"
         if item.items is None:
@@ -515,7 +630,7 @@ class _Printer:
         elif isinstance(item, ast.ReversibilityItem):
             text = item.word.text
         elif isinstance(item, ast.Compensate):
-            text = f"compensate {_call(item.call)}"
+            text = f"compensate {self.call(item.call, indent)}"
         elif isinstance(item, ast.CompensateWith):
             text = f"compensate with {item.action.text}"
         elif isinstance(item, ast.Meta):
@@ -549,7 +664,7 @@ class _Printer:
             self.where(item, indent, first)
             return
         if isinstance(item, ast.GivenAction):
-            text = f"action {_action_kind(item.kind)}"
+            text = f"action {self.action_kind(item.kind, indent)}"
         elif isinstance(item, ast.GivenState):
             text = f"state {format_value(item.data.value)}"
         elif isinstance(item, ast.GivenScope):
@@ -615,6 +730,50 @@ def _expectation(item: ast.Expect) -> str:
     return text
 
 
+#: The nodes holding a block (`{ ... }`) of statements, and the field that holds them.
+_BLOCKS: dict[type[ast.Node], str] = {
+    ast.ToolDecl: "items",
+    ast.McpServerDecl: "settings",
+    ast.StateDecl: "entries",
+    ast.CapabilityDecl: "items",
+    ast.BudgetDecl: "items",
+    ast.ProposalDecl: "items",
+    ast.ActionDecl: "items",
+    ast.Effects: "entries",
+    ast.PlanDecl: "items",
+    ast.TestDecl: "items",
+}
+
+
+def statement_spans(
+    source: Source, module: ast.Module, comments: Sequence[ast.Comment]
+) -> list[Span]:
+    """Where each statement of `module` is written: from its start to the `{` opening its
+    block (whose items are statements of their own), or to its end when it has none. The
+    formatter keeps a statement's comments on its lines, though it may join them onto one
+    line or split them (a parameter list with comments inside); a table's rows, each on its
+    line, are left out."""
+    printer = _Printer(source, comments)
+    spans: list[Span] = []
+
+    def visit(node: ast.Node) -> None:
+        if isinstance(node, ast.Where):
+            return
+        field = _BLOCKS.get(type(node))
+        items: Sequence[ast.Node] | None = getattr(node, field) if field else None
+        brace = printer.opening_brace(node, items) if items is not None else -1
+        if brace == -1:
+            spans.append(node.span)
+            return
+        spans.append(Span(node.span.start, brace + 1))
+        for item in items or ():
+            visit(item)
+
+    for node in (*module.imports, *module.declarations):
+        visit(node)
+    return spans
+
+
 def format_module(source: Source, module: ast.Module, comments: Sequence[ast.Comment]) -> str:
     """The canonical text of a parsed module (no self-check)."""
     return _Printer(source, comments).module(module)
@@ -630,11 +789,17 @@ def format_source(source: Source) -> str:
     again = parse(Source(source.name, text))
     if again.diagnostics.has_errors or again.module != result.module:
         raise FormatError(f"internal error: formatting {source.name} would change its meaning")
-    if Counter(c.text.rstrip() for c in again.comments) != Counter(
-        c.text.rstrip() for c in result.comments
-    ):
+    if _comment_pieces(again.comments) != _comment_pieces(result.comments):
         raise FormatError(f"internal error: formatting {source.name} would lose a comment")
     return _with_line_endings_of(source.text, text)
+
+
+def _comment_pieces(comments: Iterable[ast.Comment]) -> Counter[str]:
+    """The comments' texts, each cut before every `#` that follows a space: the formatter
+    gathers several comments onto one line (`# one  # two`), which reads back as one."""
+    return Counter(
+        piece for c in comments for piece in re.split(r"\s+(?=#)", c.text.strip()) if piece
+    )
 
 
 def _with_line_endings_of(original: str, text: str) -> str:

@@ -1,5 +1,7 @@
 """The project a program belongs to: its root and its `carlang.toml` settings, and the
-warnings a project accepts (the file's `accept` list and `# carlang: allow CL0521` pragmas).
+warnings a project accepts (the file's `accept` list and `# carlang: allow CL0521` pragmas: a
+pragma accepts the warnings of its line, and of the other lines of the statement it is on when
+that statement is written over several, as `carlang fmt` may join or split it).
 
 The root is found as users of ruff or git expect: the nearest directory upwards from the entry
 file holding a `carlang.toml` or a `.git`, else the command's working directory when the files
@@ -200,11 +202,30 @@ def _pragmas(sources: Iterable[Source]) -> list[_Pragma]:
     found = []
     for source in sources:
         for number, text in enumerate(source.text.splitlines(), 1):
-            match = _PRAGMA.search(text)
-            if match is not None:
+            # (several on a line: `fmt` gathers the comments of a joined line, in order)
+            for match in _PRAGMA.finditer(text):
                 for code in re.split(r"\s*,\s*", match.group(1)):
                     found.append(_Pragma(source, number, code))
     return found
+
+
+def _statement_lines(source: Source) -> dict[int, tuple[int, int]]:
+    """For each line of a statement written over several lines (`carlang.fmt.
+    statement_spans`: a declaration, a block's item, a block's head up to its `{`), the
+    statement's first and last lines."""
+    from .fmt import statement_spans
+    from .parse import parse
+
+    parsed = parse(source)
+    if parsed.module is None:
+        return {}
+    lines: dict[int, tuple[int, int]] = {}
+    for span in statement_spans(source, parsed.module, parsed.comments):
+        first = source.line_column(span.start)[0]
+        last = source.line_column(max(span.start, span.end - 1))[0]
+        for number in range(first, last + 1) if last > first else ():
+            lines[number] = (first, last)
+    return lines
 
 
 def apply_allowances(
@@ -218,6 +239,18 @@ def apply_allowances(
     `accept` entry is judged only on the `whole_project`: checking some of its files (a
     pre-commit hook passes the changed ones), the warning it accepts may be in another."""
     pragmas = _pragmas(sources)
+    # (only a file with pragmas is read for its statements)
+    with_pragmas = {id(p.source): p.source for p in pragmas}
+    lines = {key: _statement_lines(source) for key, source in with_pragmas.items()}
+
+    def on(pragma: _Pragma, name: str, line: int) -> bool:
+        """Whether `pragma` is on `line` of the file `name`, or on another line of the
+        statement written over several that holds it (as `fmt` may join it, or split it)."""
+        if pragma.source.name != name:
+            return False
+        first, last = lines[id(pragma.source)].get(pragma.line, (pragma.line, pragma.line))
+        return first <= line <= last
+
     used_pragmas: set[_Pragma] = set()
     used_entries: set[Accepted] = set()
     kept = []
@@ -226,11 +259,12 @@ def apply_allowances(
             kept.append(diagnostic)
             continue
         name, line, _ = diagnostic.location()
-        here = (name, line, diagnostic.code)
-        pragma = next((p for p in pragmas if (p.source.name, p.line, p.code) == here), None)
+        # (a statement's lines are one line: each of its pragmas for this code accepts it, as
+        # several on one line do, whichever lines `fmt` puts them on)
+        covering = [p for p in pragmas if p.code == diagnostic.code and on(p, name, line)]
         entry = next((a for a in project.accept if a.matches(diagnostic)), None)
-        if pragma is not None:
-            used_pragmas.add(pragma)
+        if covering:
+            used_pragmas.update(covering)
         elif entry is not None:
             used_entries.add(entry)
         else:
@@ -247,7 +281,8 @@ def _stale_pragma(pragma: _Pragma) -> Diagnostic:
     return Diagnostic(
         STALE_ALLOWANCE,
         "warning",
-        f"`# carlang: allow {pragma.code}` accepts nothing: no {pragma.code} on this line",
+        f"`# carlang: allow {pragma.code}` accepts nothing: no {pragma.code} on this line"
+        " or the rest of its statement",
         (Label(pragma.source, Span(start, end), "nothing to allow here"),),
         help="remove the pragma, or move it to the line the warning points at",
     )

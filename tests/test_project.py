@@ -135,6 +135,66 @@ def test_a_pragma_accepts_the_warning_on_its_line_and_strict_reports_stale_ones(
     assert check(str(main))[0] == 0  # without --strict a stale pragma does not fail
 
 
+_SPLIT_CALL = (
+    "tool pay(amount: int, to: string)\n"
+    "policy big: require_approval pay when params.amount > 10\n"
+    "proposal q {{\n"
+    "  a = pay(amount: 50,{first}\n"
+    '          to: "x"){last}\n'
+    '  b = pay(amount: 70, to: "y")\n'
+    "}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("first", "last"),
+    [("", "  # carlang: allow CL0521"), ("  # carlang: allow CL0521", "")],
+    ids=["on the last line", "on the first line"],
+)
+def test_a_pragma_on_any_line_of_a_statement_accepts_its_warnings(
+    tmp_path: Path, first: str, last: str
+) -> None:
+    """The warning of an action written over two lines is reported at its first line; a
+    pragma on either line accepts it (only the statement's own: `b` still warns), so `check`
+    says the same before and after `carlang fmt` (which joins the call onto one line, or
+    with the pragma inside it writes it one argument a line)."""
+    main = tmp_path / "main.car"
+    main.write_text(_SPLIT_CALL.format(first=first, last=last))
+    code, out = check(str(main), "--strict")
+    assert "main.car:6:3: warning[CL0521]" in out
+    assert "4:3" not in out and "CL0525" not in out, out
+    assert runner.invoke(app, ["fmt", str(main)]).exit_code == 0
+    formatted = main.read_text()
+    # joined onto one line, or (the pragma inside the call) one argument a line
+    assert ('a = pay(amount: 50, to: "x")  # carlang: allow CL0521' in formatted) == bool(last)
+    line = formatted.splitlines().index('  b = pay(amount: 70, to: "y")') + 1
+    after_code, after = check(str(main), "--strict")
+    assert (after_code, after) == (code, out.replace("6", str(line))), after
+
+
+def test_a_pragma_does_not_reach_past_its_statement(tmp_path: Path) -> None:
+    """A block's `{` ends its head: a pragma inside the block, or after its `}`, accepts
+    nothing of the head's lines; two pragmas gathered on one line both count."""
+    main = tmp_path / "main.car"
+    main.write_text(
+        "tool pay(amount: int)\n"
+        "policy big: require_approval pay when params.amount > 10\n"
+        "proposal q {\n"
+        "  a = pay(\n"
+        "    amount: 50,\n"
+        "  ) {\n"
+        "    retry 2  # carlang: allow CL0521\n"
+        "  }  # carlang: allow CL0521\n"
+        "}\n"
+        "tool spare(\n  x: int,\n)  # carlang: allow CL0521  # carlang: allow CL0207\n"
+    )
+    code, out = check(str(main), "--strict")
+    assert "main.car:4:3: warning[CL0521]" in out
+    assert "main.car:7:" in out and "main.car:8:" in out  # each accepts nothing
+    assert "main.car:12:1: warning[CL0525]: `# carlang: allow CL0521`" in out
+    assert "CL0207" not in out.replace("allow CL0207", "")  # `spare`'s is accepted
+
+
 def test_carlang_toml_accepts_warnings_by_code_and_glob_and_sets_strict(tmp_path: Path) -> None:
     main = program(tmp_path)
     config = tmp_path / "bot" / "carlang.toml"
