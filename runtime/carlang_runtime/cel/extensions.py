@@ -41,6 +41,7 @@ from .values import (
     format_duration,
     format_timestamp,
     type_name,
+    utf8,
 )
 
 __all__ = ["EXTENSIONS", "NAMESPACES"]
@@ -265,7 +266,7 @@ def _format_verb(verb: str, value: Any, precision: int | None) -> str:
             sign = "-" if value < 0 else ""
             return sign + format(abs(int(value)), verb)
         if kind in (str, bytes) and verb in "xX":
-            data = value.encode("utf-8") if kind is str else value
+            data = utf8(value, "format") if kind is str else value
             text = data.hex()
             return str(text.upper() if verb == "X" else text)
     else:

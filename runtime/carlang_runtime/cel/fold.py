@@ -124,6 +124,8 @@ def _constant_value(node: n.Expr) -> Any:
 def _evaluate(function: Any, values: list[Any]) -> Any:
     try:
         value = function(*values)
-    except CelEvalError:
+    except (CelEvalError, ArithmeticError, LookupError, TypeError, ValueError):
+        # Left to fail at run time, where the error is the evaluation's (never the compile's:
+        # a Python error that a function let through would otherwise crash it).
         return _NOT_CONSTANT
     return value if type(value) in _SCALARS else _NOT_CONSTANT

@@ -36,6 +36,7 @@ from .values import (
     parse_timestamp,
     type_of,
     unix_seconds,
+    utf8,
 )
 
 __all__ = [
@@ -167,7 +168,13 @@ def _parse_int(text: str) -> int:
     if _INT_TEXT.fullmatch(text) is None:
         raise CelEvalError(ErrorKind.INVALID_ARGUMENT, "the string is not an integer")
     body = text.lstrip("+-")
-    value = int(body[2:], 16) if body[:2] in ("0x", "0X") else int(body)
+    if body[:2] in ("0x", "0X"):
+        value = int(body[2:], 16)
+    else:
+        # Past 20 digits the value is out of every integer range; Python would refuse to
+        # read more than 4,300 (a ValueError, not a CEL error). Leading zeros are no digits.
+        digits = body.lstrip("0")
+        value = int(digits or "0") if len(digits) <= 20 else 10**21
     return -value if text.startswith("-") else value
 
 
@@ -258,7 +265,7 @@ def to_bytes(value: Any) -> bytes:
     if type(value) is bytes:
         return value
     if type(value) is str:
-        return value.encode("utf-8")
+        return utf8(value, "bytes")
     raise ops.no_overload("bytes", value)
 
 
@@ -360,7 +367,16 @@ def _moment(value: Any, zone: Any, accessor: str) -> CelTimestamp:
 def _local(moment: CelTimestamp, zone: str | None) -> datetime:
     # The civil time of the whole second (the fraction is no calendar's business).
     utc = _UNIX_EPOCH + timedelta(seconds=moment.nanos // _NANOS)
-    return utc.astimezone(time_zone(zone)) if zone else utc
+    if not zone:
+        return utc
+    tz = time_zone(zone)
+    try:
+        return utc.astimezone(tz)
+    except OverflowError:  # 0001-01-01T00:00Z at -01:00 is in year 0, past Python's dates
+        raise CelEvalError(
+            ErrorKind.OVERFLOW,
+            "the time in that zone is out of the timestamp range (years 1 to 9999)",
+        ) from None
 
 
 def _timestamp_accessor(accessor: str, read: Callable[[datetime], int]) -> Callable[..., int]:

@@ -58,6 +58,7 @@ __all__ = [
     "cel_value",
     "MIN_TIMESTAMP_SECONDS",
     "MAX_TIMESTAMP_SECONDS",
+    "utf8",
 ]
 
 INT64_MIN: Final = -(2**63)
@@ -533,3 +534,16 @@ def _quote(text: str) -> str:
         text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
     )
     return f'"{escaped}"'
+
+
+def utf8(text: str, name: str) -> bytes:
+    """`text` in UTF-8; a string holding a lone UTF-16 surrogate (only Python data can: JSON's
+    `"\\ud800"` decodes to one) has none, and is an invalid_argument error."""
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise CelEvalError(
+            ErrorKind.INVALID_ARGUMENT,
+            f"{name}: the string holds a lone UTF-16 surrogate (U+D800 to U+DFFF), which is"
+            " not Unicode text and has no UTF-8 form",
+        ) from None
