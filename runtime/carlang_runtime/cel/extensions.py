@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -44,7 +45,7 @@ from .values import (
     utf8,
 )
 
-__all__ = ["EXTENSIONS", "NAMESPACES"]
+__all__ = ["EXTENSIONS", "NAMESPACES", "MAX_PRECISION"]
 
 #: The prefixes of namespaced functions: `math.greatest(...)` is a call of `math.greatest`.
 NAMESPACES: Final = frozenset({"math", "sets", "base64", "strings", "lists", "optional"})
@@ -209,31 +210,45 @@ def reverse(value: Any) -> Any:
     raise ops.no_overload("reverse", value)
 
 
+#: One clause of a format string: `%`, an optional precision (`.2`) and the verb (empty at the
+#: end of the string, an error).
+_CLAUSE: Final = re.compile(r"%(?:\.([0-9]*))?(.?)", re.DOTALL)
+#: The largest precision `%f` and `%e` take: as many decimals as any double has (the exact
+#: expansion of the smallest, 2**-1074, has 1,074); past it only zeros would follow. A larger
+#: one is an error, as in cel-go, rather than a string of up to a gigabyte of zeros.
+MAX_PRECISION: Final = 1074
+
+
+def _precision(digits: str | None) -> int | None:
+    """A clause's precision (None: none written), or an error past `MAX_PRECISION`."""
+    if digits is None:
+        return None
+    if _too_precise(digits):
+        raise _fail(
+            f"format: the precision is above {MAX_PRECISION}, more decimals than any double has"
+        )
+    return int(digits or "0")
+
+
+def _too_precise(digits: str) -> bool:
+    # (Thousands of digits are more than Python's int() reads: compared by their count.)
+    return len(digits.lstrip("0")) > 4 or int(digits or "0") > MAX_PRECISION
+
+
 def format_string(template: Any, args: Any) -> str:
     """`s.format(list)`: `%s`, `%d`, `%f`, `%e`, `%b`, `%o`, `%x`, `%X` (with a precision, as
-    `%.2f`) and `%%`, each taking the next element of the list."""
+    `%.2f`, at most `MAX_PRECISION`) and `%%`, each taking the next element of the list."""
     _check("format", (template, args), str, _LISTS)
     out: list[str] = []
     position = 0
     used = 0
-    while position < len(template):
-        char = template[position]
-        if char != "%":
-            out.append(char)
-            position += 1
-            continue
-        position += 1
-        precision: int | None = None
-        if position < len(template) and template[position] == ".":
-            start = position + 1
-            position = start
-            while position < len(template) and template[position].isdigit():
-                position += 1
-            precision = int(template[start:position] or "0")
-        if position >= len(template):
+    for clause in _CLAUSE.finditer(template):
+        out.append(template[position : clause.start()])
+        position = clause.end()
+        digits, verb = clause.groups()
+        if not verb:
             raise _fail("format: the string ends inside a formatting clause")
-        verb = template[position]
-        position += 1
+        precision = _precision(digits)
         if verb == "%":
             out.append("%")
             continue
@@ -241,6 +256,7 @@ def format_string(template: Any, args: Any) -> str:
             raise _fail(f"format: index {used} out of range: too few arguments")
         out.append(_format_verb(verb, args[used], precision))
         used += 1
+    out.append(template[position:])
     return "".join(out)
 
 
@@ -309,9 +325,65 @@ def _as_text(value: Any) -> str:
 
 
 def _format_size(template: Any, args: Any) -> int:
+    """A bound on the length of `template.format(args)`, charged before it is built: the
+    template's text, and each clause's output (a precision makes `%f` that much longer, `%s`
+    of a list the length of all it holds)."""
     if type(template) is not str or type(args) not in _LISTS:
         return 0
-    return len(template) + sum(len(a) if type(a) in (str, bytes, list, dict) else 24 for a in args)
+    size = len(template)
+    used = 0
+    sizes: dict[int, int] = {}
+    for clause in _CLAUSE.finditer(template):
+        digits, verb = clause.groups()
+        if verb == "%" or not verb or used >= len(args):
+            continue
+        value = args[used]
+        used += 1
+        if verb == "s":
+            size += _text_size(value, sizes)
+        elif verb in "fe":
+            if digits is not None and _too_precise(digits):
+                return size  # an error, before anything is built
+            precision = 6 if digits is None else int(digits or "0")
+            size += precision + _whole_digits(value) + 8
+        elif verb in "xX" and type(value) in (str, bytes):
+            size += 2 * (len(value) if type(value) is bytes or value.isascii() else 4 * len(value))
+        else:
+            size += 66  # %d, %b, %o, %x of a 64-bit number
+    return size
+
+
+def _whole_digits(value: Any) -> int:
+    """The digits before the point of a number printed with `%f` (bounded)."""
+    if type(value) not in _NUMBERS:
+        return 0
+    magnitude = abs(float(value))
+    return int(math.log10(magnitude)) + 1 if 1.0 <= magnitude < math.inf else 1
+
+
+def _text_size(value: Any, sizes: dict[int, int]) -> int:
+    """A bound on the length of `_as_text(value)`; a list or map met again (a list built of
+    one list many times) is counted from `sizes`, so this takes the time of the distinct
+    values, not of the text they would print."""
+    kind = type(value)
+    if kind is str or kind is bytes:
+        return len(value)
+    if kind in _LISTS or kind is dict:
+        known = sizes.get(id(value))
+        if known is not None:
+            return known
+        items = list(value.items()) if kind is dict else value
+        total = 2 + 4 * len(items)  # brackets, separators and (in a map) ": "
+        for item in items:
+            if kind is dict:
+                total += _text_size(item[0], sizes) + _text_size(item[1], sizes)
+            else:
+                total += _text_size(item, sizes)
+        sizes[id(value)] = total
+        return total
+    if kind is CelType:
+        return len(value.name)
+    return 32  # a number, null, bool, timestamp or duration
 
 
 # -- math -------------------------------------------------------------------------------------

@@ -4,10 +4,11 @@ for data that is CEL data), and no evaluation escapes its limits."""
 
 from __future__ import annotations
 
+from time import perf_counter
 from typing import Any
 
 import pytest
-from carlang_runtime.cel import CelEvalError, ErrorKind, compile
+from carlang_runtime.cel import CelEvalError, CelLimitError, ErrorKind, compile
 from carlang_runtime.cel.values import CelTimestamp
 
 NANOS = 1_000_000_000
@@ -92,3 +93,68 @@ def test_a_lone_surrogate_has_no_utf8_and_says_so(text: str) -> None:
 def test_what_a_lone_surrogate_does_not_need_encoded_still_works() -> None:
     assert compile("size(lone) == 2 && lone.startsWith(lone)").evaluate(ACTIVATION) is True
     assert compile('"%s".format([lone])').evaluate(ACTIVATION) == "\ud800x"
+
+
+# -- string.format: what it may build is bounded, and charged before it is built ----------------
+
+
+@pytest.mark.parametrize(
+    "precision",
+    ["1075", "2000", "300000000", "1000000000", "9" * 5_000],
+    ids=["1075", "2000", "3e8", "1e9", "5000-digits"],
+)
+def test_a_precision_past_any_doubles_digits_is_an_error(precision: str) -> None:
+    # "%.300000000f" built 300 MB of zeros (620 MB resident) with no error.
+    for verb in "fe":
+        error = failure("template.format([1.0])", {"template": f"%.{precision}{verb}"})
+        assert error.kind == ErrorKind.INVALID_ARGUMENT
+        assert "precision is above 1074" in error.message
+
+
+def test_every_digit_of_a_double_can_still_be_printed() -> None:
+    exact = compile('"%.1074f".format([5e-324])').evaluate({})
+    assert exact == f"{5e-324:.1074f}" and len(exact) == 1076 and exact.endswith("625")
+    # Precisions as before: none, `.` alone (0), leading zeros; `%.2%` is a `%`.
+    text = '"%.0f|%.f|%.2e|%.0002f|%.2%|%f".format([2.5, 1.5, 1234.5, 1.0, 0.5])'
+    assert compile(text).evaluate({}) == "2|2|1.23e+03|1.00|%|0.500000"
+
+
+def test_what_format_would_build_counts_against_the_limit_before_it_is_built() -> None:
+    # 2,000 clauses of 1,000 decimals each: 2 million characters, charged as 14,000 before.
+    activation = {"template": "%.1000f" * 2_000, "args": [1.0] * 2_000}
+    with pytest.raises(CelLimitError) as caught:
+        compile("size(template.format(args)) > 0").evaluate(activation)
+    assert caught.value.kind == ErrorKind.COST_LIMIT
+    activation = {"template": "%.1000f" * 200, "args": [1.0] * 200}
+    assert compile("size(template.format(args))").evaluate(activation) == 200 * 1_002
+
+
+def test_a_list_printed_by_format_counts_all_it_holds() -> None:
+    # A list holding one list 1,000 times costs 1,000 steps to build and prints 12 million
+    # characters: charged as its 1,000 elements before. Counted once per list, it is quick.
+    text = (
+        'cel.bind(a, lists.range(1000).map(x, "xxxxxxxxxx"),'
+        ' cel.bind(b, lists.range(1000).map(x, a), size("%s".format([b]))))'
+    )
+    started = perf_counter()
+    with pytest.raises(CelLimitError):
+        compile(text).evaluate({})
+    assert perf_counter() - started < 1.0
+    assert compile(text.replace("1000", "100")).evaluate({}) == 120_200
+
+
+@pytest.mark.parametrize(
+    ("template", "args"),
+    [
+        ("%s", [[1, "ab", None, True, 1.5, b"xy", [], {}]]),
+        ("%s and %s", [{"a": [1, 2], "b": {"c": "d"}}, -1.25e-300]),
+        ("%d %x %X %o %b", [-(2**63), "héllo", b"\x00\xff", 2**63 - 1, -(2**63)]),
+        ("%e|%.1074e|%f", [-1.7976931348623157e308, 5e-324, 1.7976931348623157e308]),
+        ("%s %s", [float("nan"), float("-inf")]),
+        ("100%% %s", ["\u00e9\u4e2d"]),
+    ],
+)
+def test_the_charge_is_never_below_what_format_builds(template: str, args: list[Any]) -> None:
+    from carlang_runtime.cel.extensions import _format_size, format_string
+
+    assert _format_size(template, args) >= len(format_string(template, args))
