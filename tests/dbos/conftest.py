@@ -1,10 +1,13 @@
-"""A private Postgres for the DBOS tests that need several processes on one database (see
-carlang_dbos.localpg), started once per test session; skipped with one clear line when no
-server can be started here."""
+"""The DBOS tests' fixtures: a private Postgres for the tests that need several processes on one
+database (see carlang_dbos.localpg), started once per test session and skipped with one clear
+line when no server can be started here; a SQLite runs database; the processes a test starts,
+killed at its end. Plain helpers are in support.py."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +42,25 @@ def postgres_database(postgres_url: str, request: pytest.FixtureRequest) -> str:
     url = f"{postgres_url.rsplit('/', 1)[0]}/{name}"
     prepare_database(url, create=True)
     return url
+
+
+@pytest.fixture
+def workers() -> Iterator[list[subprocess.Popen[str]]]:
+    """The processes a test starts (workers, and any run it leaves in the background): each
+    one still running is killed at the test's end."""
+    from tests.dbos.support import stop_all
+
+    started: list[subprocess.Popen[str]] = []
+    yield started
+    stop_all(started)
+
+
+@pytest.fixture
+def sqlite_database(tmp_path: Path) -> Iterator[str]:
+    """The URL of a SQLite runs database in the test's directory (runs.db), carlang's engines on
+    it disposed at the test's end."""
+    from carlang_dbos import records
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    yield url
+    records.dispose(url)

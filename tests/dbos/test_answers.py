@@ -11,12 +11,11 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import MARKING_TOOLS, carlang, show, start_worker, stop_all, wait_for
+from tests.dbos.support import MARKING_TOOLS, carlang, show, start_worker, wait_for
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
@@ -39,13 +38,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "p.car").write_text(PROGRAM)
     (tmp_path / "tools.py").write_text(TOOLS)
     return tmp_path
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    stop_all(started)
 
 
 def _calls(project: Path) -> list[str]:

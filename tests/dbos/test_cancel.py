@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import carlang, show, start_worker, stop_all, wait_for
+from tests.dbos.support import carlang, show, start_worker, wait_for
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
@@ -50,13 +49,6 @@ def slow(n):
 
 TOOLS = {"work": work, "slow": slow}
 """
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    stop_all(started)
 
 
 def _calls(project: Path) -> list[str]:

@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,16 +73,6 @@ def _wait_for(predicate: Any, seconds: float = 30.0) -> None:
             return
         time.sleep(0.3)
     raise AssertionError("timed out waiting")
-
-
-@pytest.fixture
-def workers(project: Path) -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    for process in started:
-        if process.poll() is None:
-            process.kill()
-        process.wait()
 
 
 def _worker(project: Path, started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:

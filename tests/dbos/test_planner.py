@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
@@ -45,15 +44,6 @@ def project(tmp_path: Path) -> Path:
     )
     feedback.save(tmp_path / "feedback.json")
     return tmp_path
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for process in started:
-        process.kill()
-        process.wait()
 
 
 def _worker(database: str, name: str, cwd: Path) -> subprocess.Popen[bytes]:

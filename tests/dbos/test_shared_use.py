@@ -12,7 +12,6 @@ import json
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -49,13 +48,6 @@ TOOLS = {"work": work, "render": render}
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    yield url
-    records.dispose(url)
-
-
-@pytest.fixture
 def project(tmp_path: Path) -> Path:
     if sqlite_problem() is not None:
         pytest.skip(sqlite_problem() or "")
@@ -67,40 +59,46 @@ def project(tmp_path: Path) -> Path:
 # -- versions ------------------------------------------------------------------------------------
 
 
-def test_only_a_worker_of_the_works_version_counts_as_serving_it(database: str) -> None:
-    records.beat(database, "i1", "old-1", None, "carlang-0.1.0-steps1")  # every queue, old
-    records.beat(database, "i2", "new-gpu", ["gpu"], APP_VERSION)
-    assert records.workers_seen(database, "gpu", within=15) == ["new-gpu", "old-1"]
-    assert records.workers_seen(database, "gpu", within=15, version=APP_VERSION) == ["new-gpu"]
-    assert records.workers_seen(database, "carlang_runs", within=15, version=APP_VERSION) == []
-    assert records.workers_serving(database, "carlang_runs", within=15) == [
+def test_only_a_worker_of_the_works_version_counts_as_serving_it(sqlite_database: str) -> None:
+    records.beat(sqlite_database, "i1", "old-1", None, "carlang-0.1.0-steps1")  # every queue, old
+    records.beat(sqlite_database, "i2", "new-gpu", ["gpu"], APP_VERSION)
+    assert records.workers_seen(sqlite_database, "gpu", within=15) == ["new-gpu", "old-1"]
+    assert records.workers_seen(sqlite_database, "gpu", within=15, version=APP_VERSION) == [
+        "new-gpu"
+    ]
+    assert (
+        records.workers_seen(sqlite_database, "carlang_runs", within=15, version=APP_VERSION) == []
+    )
+    assert records.workers_serving(sqlite_database, "carlang_runs", within=15) == [
         ("old-1", "carlang-0.1.0-steps1")
     ]
 
 
-def test_a_look_says_when_only_workers_of_other_versions_serve_the_queue(database: str) -> None:
-    records.beat(database, "i1", "old-1", None, "carlang-0.1.0-steps1")
-    records.beat(database, "i2", "older", ["carlang_runs"], None)  # from before versions
+def test_a_look_says_when_only_workers_of_other_versions_serve_the_queue(
+    sqlite_database: str,
+) -> None:
+    records.beat(sqlite_database, "i1", "old-1", None, "carlang-0.1.0-steps1")
+    records.beat(sqlite_database, "i2", "older", ["carlang_runs"], None)  # from before versions
     said: list[str] = []
-    look = WorkerLook(database, "carlang_runs", said.append)
+    look = WorkerLook(sqlite_database, "carlang_runs", said.append)
     assert look.look("run r1 waits for one") is True
     assert said == [
-        f"no worker serving carlang_runs at version {APP_VERSION} has been seen on {database}"
+        f"no worker serving carlang_runs at version {APP_VERSION} has been seen on {sqlite_database}"
         " in the last 15s, only of other versions, which do not take this work (old-1 at"
         " carlang-0.1.0-steps1, older at a version it does not say): run r1 waits for one"
-        f" (start one of this version with: carlang worker --database {database})"
+        f" (start one of this version with: carlang worker --database {sqlite_database})"
     ]
-    records.beat(database, "i3", "new-1", ["carlang_runs"], APP_VERSION)
+    records.beat(sqlite_database, "i3", "new-1", ["carlang_runs"], APP_VERSION)
     assert look.look("run r1 waits for one") is False
     assert said[1:] == ["a worker now serves carlang_runs (new-1); waiting for it"]
     # Work of no version (queued by an older carlang) is any worker's.
     anyone: list[str] = []
-    assert WorkerLook(database, "gpu", anyone.append, any_version=True).look("x") is False
+    assert WorkerLook(sqlite_database, "gpu", anyone.append, any_version=True).look("x") is False
     assert anyone == []
 
 
-def test_a_table_of_workers_from_before_versions_gets_the_column(database: str) -> None:
-    path = database.removeprefix("sqlite:///")
+def test_a_table_of_workers_from_before_versions_gets_the_column(sqlite_database: str) -> None:
+    path = sqlite_database.removeprefix("sqlite:///")
     with sqlite3.connect(path) as connection:  # as an older carlang made it
         connection.execute(
             "CREATE TABLE carlang_workers (instance TEXT PRIMARY KEY, worker TEXT NOT NULL,"
@@ -111,21 +109,21 @@ def test_a_table_of_workers_from_before_versions_gets_the_column(database: str) 
             " (julianday('now') - 2440587.5) * 86400.0)"
         )
     connection.close()
-    records.beat(database, "i1", "w1", ["gpu"], APP_VERSION)
-    assert records.workers_serving(database, "gpu", within=15) == [
+    records.beat(sqlite_database, "i1", "w1", ["gpu"], APP_VERSION)
+    assert records.workers_serving(sqlite_database, "gpu", within=15) == [
         ("w0", None),
         ("w1", APP_VERSION),
     ]
 
 
 def test_a_heartbeat_says_the_version_of_the_process(
-    database: str, monkeypatch: pytest.MonkeyPatch
+    sqlite_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("DBOS__APPVERSION", "pinned-7")
     assert backend.app_version() == "pinned-7"
-    beat = backend._Heartbeat(database, "w1", ["gpu"], backend.app_version())
+    beat = backend._Heartbeat(sqlite_database, "w1", ["gpu"], backend.app_version())
     try:
-        assert records.workers_serving(database, "gpu", within=15) == [("w1", "pinned-7")]
+        assert records.workers_serving(sqlite_database, "gpu", within=15) == [("w1", "pinned-7")]
     finally:
         beat.stop()
     monkeypatch.delenv("DBOS__APPVERSION")
@@ -147,7 +145,7 @@ def test_a_workers_default_id_is_its_hosts_and_a_foreground_runs_is_its_own(
 
 
 def test_an_id_a_live_worker_beats_under_is_refused(
-    database: str, monkeypatch: pytest.MonkeyPatch
+    sqlite_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(backend, "SILENT_AFTER_S", 3.0)
     said: list[str] = []
@@ -156,30 +154,32 @@ def test_an_id_a_live_worker_beats_under_is_refused(
 
     def alive() -> None:
         while not stop.is_set():
-            records.beat(database, "i1", "w1", None, APP_VERSION)
+            records.beat(sqlite_database, "i1", "w1", None, APP_VERSION)
             stop.wait(0.3)
 
-    records.beat(database, "i1", "w1", None, APP_VERSION)
+    records.beat(sqlite_database, "i1", "w1", None, APP_VERSION)
     beating = threading.Thread(target=alive)
     beating.start()
     try:
         with pytest.raises(CarlangRuntimeError, match="worker id w1 is taken"):
-            backend._wait_for_id(database, "w1")
+            backend._wait_for_id(sqlite_database, "w1")
     finally:
         stop.set()
         beating.join()
-    assert said[0].startswith(f"worker id w1 was seen on {database} 0s ago: waiting up to 3s")
-    backend._wait_for_id(database, "w2")  # another id: at once
+    assert said[0].startswith(
+        f"worker id w1 was seen on {sqlite_database} 0s ago: waiting up to 3s"
+    )
+    backend._wait_for_id(sqlite_database, "w2")  # another id: at once
 
 
 def test_the_id_of_a_worker_that_stopped_beating_is_free_again(
-    database: str, monkeypatch: pytest.MonkeyPatch
+    sqlite_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(backend, "SILENT_AFTER_S", 1.0)
     monkeypatch.setattr(backend, "_notices", [lambda line: None])
-    records.beat(database, "i1", "w1", None, APP_VERSION)  # then killed: no more beats
-    backend._wait_for_id(database, "w1")  # returns once it has been silent for 1s
-    assert records.instances_of(database, "w1")["i1"][1] >= 1.0
+    records.beat(sqlite_database, "i1", "w1", None, APP_VERSION)  # then killed: no more beats
+    backend._wait_for_id(sqlite_database, "w1")  # returns once it has been silent for 1s
+    assert records.instances_of(sqlite_database, "w1")["i1"][1] >= 1.0
 
 
 # -- through the CLI ------------------------------------------------------------------------------

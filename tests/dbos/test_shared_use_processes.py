@@ -13,13 +13,12 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dbos.support import carlang, stop_all, wait_for
+from tests.dbos.support import carlang, wait_for
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
@@ -87,13 +86,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "p.car").write_text(PROGRAM)
     (tmp_path / "tools.py").write_text(TOOLS)
     return tmp_path
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[str]]]:
-    processes: list[subprocess.Popen[str]] = []
-    yield processes
-    stop_all(processes)
 
 
 def _db(project: Path) -> str:
@@ -165,10 +157,10 @@ def test_a_foreground_run_never_takes_a_queued_run(project: Path) -> None:
 
 
 def test_a_foreground_runs_call_on_a_tool_queue_waits_for_a_worker_of_that_queue(
-    project: Path, started: list[subprocess.Popen[str]]
+    project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
     database = _db(project)
-    foreground = _start(project, started, ["run", *_args(project, "gpu")], "run.err")
+    foreground = _start(project, workers, ["run", *_args(project, "gpu")], "run.err")
     wait_for(lambda: len(_runs(project)) == 1)
     run_id = _runs(project)[0]["run_id"]
     said = (
@@ -182,7 +174,7 @@ def test_a_foreground_runs_call_on_a_tool_queue_waits_for_a_worker_of_that_queue
     assert foreground.poll() is None, log.read_text()  # waiting, not running render itself
     # The submitter sees it too: `runs show` lists the call waiting on a queue nobody serves.
     assert _show(project, run_id)["notices"] == [said]
-    gpu = _worker(project, started, "gpu.err", "--id", "g1", "--queue", "gpu")
+    gpu = _worker(project, workers, "gpu.err", "--id", "g1", "--queue", "gpu")
     assert foreground.wait(timeout=90) == 0, (project / "run.err").read_text()
     calls = dict(line.rsplit(" ", 1) for line in _calls(project))
     assert calls == {"work g": str(foreground.pid), "render 2": str(gpu.pid)}
@@ -190,12 +182,12 @@ def test_a_foreground_runs_call_on_a_tool_queue_waits_for_a_worker_of_that_queue
 
 
 def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
-    project: Path, started: list[subprocess.Popen[str]]
+    project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
     host = socket.gethostname()  # the default id (the processes run without DBOS__VMID)
     queued = carlang("run", *_args(project, "release"), "--detach", cwd=project)
     run_id = queued.stdout.strip()
-    first = _worker(project, started, "w1.err")  # no --id: the host's
+    first = _worker(project, workers, "w1.err")  # no --id: the host's
     wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
     assert _show(project, run_id)["worker"] == host
     first.send_signal(signal.SIGKILL)
@@ -207,7 +199,7 @@ def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
     assert (left["status"], left["worker"]) == ("PENDING", host)
     # The worker started again on this machine has its id, and recovers its run (once the
     # killed one's heartbeat has stopped: it says it waits for that).
-    again = _worker(project, started, "w2.err")
+    again = _worker(project, workers, "w2.err")
     wait_for(lambda: _show(project, run_id)["waiting_for_approval"], seconds=90)
     assert f"worker id {host} was seen on" in (project / "w2.err").read_text()
     approved = carlang("approve", run_id, "s", "--database", _db(project), cwd=project)
@@ -218,7 +210,7 @@ def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
     assert marks[2][1] == str(again.pid)
     # A second worker under the id the live one uses is refused: the two would recover each
     # other's runs.
-    twin = _worker(project, started, "w3.err")
+    twin = _worker(project, workers, "w3.err")
     assert twin.wait(timeout=90) == 2
     assert f"worker id {host} is taken" in (project / "w3.err").read_text()
     assert again.poll() is None

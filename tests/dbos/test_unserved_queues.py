@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import carlang, show, stop_all, wait_for
+from tests.dbos.support import carlang, show, wait_for
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
@@ -51,13 +50,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "p.car").write_text(PROGRAM)
     (tmp_path / "tools.py").write_text(TOOLS)
     return tmp_path
-
-
-@pytest.fixture
-def workers() -> Iterator[list[subprocess.Popen[str]]]:
-    started: list[subprocess.Popen[str]] = []
-    yield started
-    stop_all(started)
 
 
 def _detach(project: Path, database: str) -> subprocess.CompletedProcess[str]:

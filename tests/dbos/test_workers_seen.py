@@ -8,7 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,37 +20,30 @@ from carlang_dbos import APP_VERSION, records  # noqa: E402 - after the skip: im
 from carlang_dbos.experiments import Experiments  # noqa: E402
 
 
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    yield url
-    records.dispose(url)
-
-
-def test_a_worker_is_seen_while_it_beats_for_the_queues_it_serves(database: str) -> None:
-    records.beat(database, "i1", "w1", None)  # every queue
-    records.beat(database, "i2", "gpu-1", ["gpu"])
-    assert records.workers_seen(database, "carlang_planner", within=15) == ["w1"]
-    assert records.workers_seen(database, "gpu", within=15) == ["gpu-1", "w1"]
-    records.beat(database, "i2", "gpu-1", ["gpu"])  # again: the same row, seen later
-    records.forget_worker(database, "i1")
-    assert records.workers_seen(database, "carlang_planner", within=15) == []
+def test_a_worker_is_seen_while_it_beats_for_the_queues_it_serves(sqlite_database: str) -> None:
+    records.beat(sqlite_database, "i1", "w1", None)  # every queue
+    records.beat(sqlite_database, "i2", "gpu-1", ["gpu"])
+    assert records.workers_seen(sqlite_database, "carlang_planner", within=15) == ["w1"]
+    assert records.workers_seen(sqlite_database, "gpu", within=15) == ["gpu-1", "w1"]
+    records.beat(sqlite_database, "i2", "gpu-1", ["gpu"])  # again: the same row, seen later
+    records.forget_worker(sqlite_database, "i1")
+    assert records.workers_seen(sqlite_database, "carlang_planner", within=15) == []
     time.sleep(0.3)
-    assert records.workers_seen(database, "gpu", within=0.1) == []  # not seen lately
-    assert records.workers_seen(database, "gpu", within=15) == ["gpu-1"]
+    assert records.workers_seen(sqlite_database, "gpu", within=0.1) == []  # not seen lately
+    assert records.workers_seen(sqlite_database, "gpu", within=15) == ["gpu-1"]
 
 
-def test_a_wait_says_when_no_worker_is_seen_and_when_one_is(database: str) -> None:
+def test_a_wait_says_when_no_worker_is_seen_and_when_one_is(sqlite_database: str) -> None:
     said: list[str] = []
-    look = Experiments(database, said.append)._worker_look()
+    look = Experiments(sqlite_database, said.append)._worker_look()
     assert look.look("3 task(s) wait for one") is True
     assert said == [
-        f"no worker serving carlang_planner has been seen on {database} in the last 15s:"
-        f" 3 task(s) wait for one (start one with: carlang worker --database {database})"
+        f"no worker serving carlang_planner has been seen on {sqlite_database} in the last 15s:"
+        f" 3 task(s) wait for one (start one with: carlang worker --database {sqlite_database})"
     ]
     assert look.look("3 task(s) wait for one") is True
     assert len(said) == 1  # said once, not at every look
-    records.beat(database, "i1", "w9", ["carlang_planner"], APP_VERSION)
+    records.beat(sqlite_database, "i1", "w9", ["carlang_planner"], APP_VERSION)
     assert look.look("2 task(s) wait for one") is False
     assert said[1:] == ["a worker now serves carlang_planner (w9); waiting for it"]
 
@@ -78,24 +70,24 @@ def test_the_way_to_start_a_worker_names_a_tools_queue_not_carlangs_own() -> Non
 
 
 @pytest.mark.slow
-def test_a_worker_process_is_seen_until_it_stops(database: str, tmp_path: Path) -> None:
+def test_a_worker_process_is_seen_until_it_stops(sqlite_database: str, tmp_path: Path) -> None:
     from carlang_dbos.backend import sqlite_problem
 
     if sqlite_problem() is not None:
         pytest.skip(sqlite_problem() or "")
     worker = subprocess.Popen(
-        [sys.executable, "-m", "carlang", "worker", "--database", database]
+        [sys.executable, "-m", "carlang", "worker", "--database", sqlite_database]
         + ["--id", "w7", "--queue", "gpu"],
         cwd=tmp_path,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for(lambda: records.workers_seen(database, "gpu", within=15) == ["w7"])
-        assert records.workers_seen(database, "carlang_planner", within=15) == []  # not its
+        wait_for(lambda: records.workers_seen(sqlite_database, "gpu", within=15) == ["w7"])
+        assert records.workers_seen(sqlite_database, "carlang_planner", within=15) == []  # not its
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(timeout=60) == 0
-        assert records.workers_seen(database, "gpu", within=15) == []  # it said it stopped
+        assert records.workers_seen(sqlite_database, "gpu", within=15) == []  # it said it stopped
     finally:
         if worker.poll() is None:
             worker.kill()
