@@ -11,7 +11,8 @@ is the one a user reads (and reads once). Recognised here, after every stage has
 - anything else said at the very place of an unknown name (that the capability does not allow
   the tool, say) follows from the name being wrong;
 - a required parameter is "missing" from a call whose unknown argument is its misspelling
-  (`chanel:` for `channel`): the misspelling is the finding;
+  (`chanel:` for `channel`): the misspelling is the finding; and the schema's "additional
+  properties are not allowed" about arguments the signature does not have (CL0203 names each);
 - a precondition or an assertion "will fail" on a state key the plan writes a value of the
   wrong type to (`paid = "yes"` for a bool): the value is the finding;
 - a warning that repeats an error: "not declared" about a state key where an error already
@@ -70,6 +71,13 @@ FAILED_IMPORT_CODES = frozenset({"CL0209", "CL0211"})
 #: A call without a required parameter, and an argument the tool does not have.
 MISSING_PARAMETER = "CL0307"
 UNKNOWN_PARAMETER = "CL0203"
+#: A call's parameters against its tool's schema, and its words for arguments a closed
+#: schema (a signature's) does not have.
+PARAMETER_SCHEMA = "CL0309"
+_UNEXPECTED = re.compile(
+    r"^tool '[^']*': parameters: Additional properties are not allowed \((.*) (?:was|were)"
+    r" unexpected\)$"
+)
 #: A declaration nothing uses.
 UNUSED = "CL0207"
 #: A value that does not have its declared type, and what the state flow then finds about
@@ -117,6 +125,8 @@ def without_cascades(
             continue
         elif diagnostic.code == MISSING_PARAMETER and _is_misspelt(diagnostic, misspelt):
             continue
+        elif diagnostic.code == PARAMETER_SCHEMA and _only_unknown_arguments(diagnostic, items):
+            continue  # the schema's "additional properties" about arguments CL0203 names
         elif diagnostic.code in STATE_FLOW_CODES and any(
             f"state['{key}']" in diagnostic.message or f": '{key}' is " in diagnostic.message
             for key in mistyped
@@ -174,6 +184,25 @@ def _misspelt_arguments(items: list[Diagnostic]) -> list[tuple[str, Diagnostic]]
         if d.code == UNKNOWN_PARAMETER
         for name in _SUGGESTED.findall(d.help or "")
     ]
+
+
+def _only_unknown_arguments(finding: Diagnostic, items: list[Diagnostic]) -> bool:
+    """A parameter-schema finding that only says a call has arguments its signature does not
+    have, each of which an unknown-parameter finding inside the call names already."""
+    found = _UNEXPECTED.search(finding.message)
+    label = finding.primary
+    if found is None or label is None:
+        return False
+    named = {
+        name
+        for d in items
+        if d.code == UNKNOWN_PARAMETER
+        and (inner := d.primary) is not None
+        and inner.source is label.source
+        and _within(inner.span, label.span)
+        for name in _QUOTED_NAME.findall(d.message)[-1:]
+    }
+    return set(_QUOTED_NAME.findall(found.group(1))) <= named
 
 
 def _is_misspelt(missing: Diagnostic, misspelt: list[tuple[str, Diagnostic]]) -> bool:

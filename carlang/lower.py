@@ -36,7 +36,7 @@ from carlang_runtime.suggest import did_you_mean
 
 from . import ast
 from .diagnostics import Diagnostics, Label
-from .loader import LoadedProgram, ParsedFile
+from .loader import LoadedProgram, ParsedFile, not_a_file
 from .source import Source, Span
 from .types import bound_problems, check_value, describe_type, type_schema, unknown_simple_types
 
@@ -334,6 +334,9 @@ class _Lowerer:
         parameters: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             parameters["required"] = required
+        # a signature names every parameter: a call from anywhere (a model, JSON) with another
+        # is refused, as a call written in a program is (CL0203)
+        parameters["additionalProperties"] = False
         tool: dict[str, Any] = {
             "name": decl.name.text,
             "parameters": parameters,
@@ -458,6 +461,9 @@ class _Lowerer:
         target = (base / path_text).resolve()
         if not target.is_relative_to(self.loaded.root):
             return None, f"schema document `{path_text}` leaves the project root"
+        unreadable = not_a_file(target)  # (as an import: reading a FIFO would block)
+        if unreadable is not None:
+            return None, f"cannot read schema document `{path_text}`: {unreadable}"
         try:
             document = json.loads(target.read_text(encoding="utf-8"))
         except OSError as exc:
@@ -1512,18 +1518,20 @@ def declared_parameters(schema: dict[str, Any]) -> list[str] | None:
 
 def schema_problem(schema: Any) -> str | None:
     """What makes `schema` unusable as a tool's parameters, or None: it must be a valid
-    JSON Schema (draft 2020-12) describing objects."""
+    JSON Schema (draft 2020-12) describing objects, that calls can be checked against in
+    bounded time (patterns RE2 matches, no `$ref` leading back to itself for the same
+    value: `schemacheck.check_schema`)."""
     import jsonschema
+    from carlang_runtime.schemacheck import check_schema, schema_problem_text
 
     if not isinstance(schema, dict):
         return "it is not an object"
     if schema.get("type", "object") != "object":
         return f'its type is {schema["type"]!r}, not "object" (parameters are an object)'
     try:
-        jsonschema.Draft202012Validator.check_schema(schema)
+        check_schema(schema, jsonschema.Draft202012Validator)
     except jsonschema.SchemaError as exc:
-        where = "/".join(str(p) for p in exc.path)
-        return f"{exc.message}" + (f" (at {where})" if where else "")
+        return schema_problem_text(exc)
     return _unresolved_reference(schema)
 
 

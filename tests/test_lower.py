@@ -31,6 +31,7 @@ def test_tool_schema() -> None:
             "f": {"type": "string", "enum": ["x", "y"]},
         },
         "required": ["a", "e", "f"],
+        "additionalProperties": False,  # a signature names every parameter
     }
     assert tool.returns == {"type": "array", "items": {}}
     assert (tool.description, tool.idempotent, tool.cache_ttl_secs) == ("does t", True, 120)

@@ -56,6 +56,7 @@ def test_nested_types_compile_to_json_schema() -> None:
             "limit": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
         },
         "required": ["query"],
+        "additionalProperties": False,
     }
 
 

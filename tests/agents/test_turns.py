@@ -191,6 +191,7 @@ def test_tool_specs_only_show_what_the_capability_allows(program: Any, runtime: 
             "type": "object",
             "properties": {"path": {"type": "string"}},
             "required": ["path"],
+            "additionalProperties": False,
         },
     }
     assert "shell" in [s["name"] for s in tool_specs(program, "mcp")]
