@@ -365,7 +365,9 @@ def type_name(value: Any) -> str:
 # -- timestamps and durations ----------------------------------------------------------------
 
 _TIMESTAMP = re.compile(
-    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+    # (RFC 3339's offsets: hours 00-23, minutes 00-59)
+    r"(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?"
+    r"([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)"
 )
 _DURATION_PART = re.compile(r"(\d*)(?:\.(\d*))?(h|ms|us|µs|ns|m|s)")
 _UNIT_NANOS: Final = {

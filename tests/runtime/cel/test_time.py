@@ -117,6 +117,15 @@ def test_out_of_range_is_an_overflow_error(text: str) -> None:
     assert "range" in caught.value.message
 
 
+@pytest.mark.parametrize("offset", ["+24:00", "+25:00", "-99:00", "+05:60", "+2:00"])
+def test_an_offset_rfc_3339_does_not_allow_is_refused(offset: str) -> None:
+    """RFC 3339's offsets run to 23:59: `+25:00` was read (as 25 hours) and `--now` took it."""
+    with pytest.raises(CelEvalError) as caught:
+        run(f"timestamp('2024-01-01T00:00:00{offset}')")
+    assert caught.value.kind == ErrorKind.INVALID_ARGUMENT
+    assert run("timestamp('2024-01-01T00:00:00+23:59')") == run("timestamp('2023-12-31T00:01:00Z')")
+
+
 def test_the_ranges_reach_their_edges_exactly() -> None:
     assert run("duration('315576000000s')") == CelDuration(MAX_DURATION_NANOS)
     assert run("-duration('315576000000s')") == CelDuration(-MAX_DURATION_NANOS)
