@@ -9,7 +9,6 @@ program's initial state with the given one over it.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -176,10 +175,13 @@ def _issue_text(expression: str, issue: Any) -> str:
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:
     """A JSON object given on the command line, or `EvalUsageError` saying what is wrong."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise EvalUsageError(f"{what} is not JSON: {exc.msg} at column {exc.colno}") from None
+    from carlang_runtime.jsontext import JsonTextError, parse_json
+
+    try:  # (the strict reader, as explain's: NaN and Infinity are not JSON)
+        value = parse_json(text)
+    except JsonTextError as exc:
+        where = exc.position.column
+        raise EvalUsageError(f"{what} is not JSON: {exc.message} at column {where}") from None
     if not isinstance(value, dict):
         raise EvalUsageError(f'{what} must be a JSON object, like {{"key": 1}}')
     return value

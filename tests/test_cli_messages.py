@@ -77,6 +77,31 @@ def test_an_event_log_that_is_not_json_is_reported_at_its_line(tmp_path: Path) -
     )
 
 
+@pytest.mark.parametrize("command", ["events", "replay"])
+def test_an_event_log_that_cannot_be_read_says_why_in_words(tmp_path: Path, command: str) -> None:
+    """Not UTF-8 at its line and column, a folder, a missing file: said in words, not as
+    Python's codec message or `[Errno 21]`."""
+    program = write(tmp_path, "p.car", "tool step()\n")
+    extra = ["--program", str(program)] if command == "replay" else []
+    log = write(tmp_path, "bad.jsonl", b'{"seq": 1}\n  \xc3(\n')
+    code, out = cli(command, str(log), *extra)
+    assert code == 2
+    assert f"{log}:2:3: error: not UTF-8 text (byte 0xc3)" in out
+    folder = tmp_path / "logs.jsonl"
+    folder.mkdir()
+    code, out = cli(command, str(folder), *extra)
+    assert code == 2 and f"{folder}: is a folder, not an event log" in out
+    assert "Errno" not in out
+
+
+def test_eval_reads_params_as_json_is_read_elsewhere(tmp_path: Path) -> None:
+    program = write(tmp_path, "p.car", "tool pay(amount: float)\n")
+    code, out = cli(
+        "eval", str(program), "params.amount > 1.0", "--tool", "pay", "--params", '{"amount": NaN}'
+    )
+    assert code == 2 and "--params is not JSON: malformed JSON: the constant NaN is not JSON" in out
+
+
 def test_a_feedback_file_that_cannot_be_read_says_why_in_words(tmp_path: Path) -> None:
     program = ROOT / "examples" / "planning" / "deploy_plans.car"
     missing = tmp_path / "nope.json"

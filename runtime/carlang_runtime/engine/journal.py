@@ -28,6 +28,7 @@ __all__ = [
     "json_line",
     "not_an_event",
     "read_event_log",
+    "read_log_text",
 ]
 
 #: Said after a JSON Lines event log's malformed line: what the file should hold.
@@ -282,6 +283,28 @@ class EventLogError(CarlangRuntimeError):
     """An event log that cannot be read: missing, not a journal, or a line that is not JSON."""
 
 
+def read_log_text(path: Path) -> str:
+    """A JSON Lines log's text, or `EventLogError` saying in words why not: a folder, no such
+    file, not UTF-8 (at which line and column), or the system's reason."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise EventLogError(f"{path}: is a folder, not an event log") from None
+    except FileNotFoundError:
+        raise EventLogError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise EventLogError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise EventLogError(
+            f"{path}:{line}:{column}: not UTF-8 text (byte 0x{data[exc.start]:02x});"
+            " an event log is UTF-8 JSON, one event per line"
+        ) from None
+
+
 def read_event_log(path: Path) -> list[dict[str, Any]]:
     """Every event of a log as JSON-ready documents (`event_document`'s form), in order: a
     SQLite journal (`.db`) or a JSONL file. Raises `EventLogError`, saying where."""
@@ -294,10 +317,7 @@ def read_event_log(path: Path) -> list[dict[str, Any]]:
         finally:
             store.close()
     records = []
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EventLogError(f"{path}: cannot read it ({exc})") from None
+    text = read_log_text(path)
     lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():

@@ -178,16 +178,18 @@ def _run_events(path: Path) -> list[dict[str, Any]]:
     """The events of a log that outcomes need (a run's start and its proposal's end). A JSONL
     line that does not name either kind is not parsed: most of a log is whole proposals."""
     # Imported here: the engine imports the planner.
-    from ..engine.journal import SQLITE_SUFFIXES, EventLogError, json_line, read_event_log
+    from ..engine.journal import (
+        SQLITE_SUFFIXES,
+        json_line,
+        read_event_log,
+        read_log_text,
+    )
 
     if path.suffix in SQLITE_SUFFIXES or not path.exists():
         return read_event_log(path)
     if path.suffix in _NOT_LOGS:
         raise DatasetError(f"{path}: {_NOT_LOGS[path.suffix]}; {_OUTCOMES_ARE}")
-    try:
-        lines = path.read_text("utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EventLogError(f"{path}: cannot read it ({exc})") from None
+    lines = read_log_text(path).splitlines()
     _check_whole_document(path, "\n".join(lines))
     _check_first_event(path, lines)
     events = []

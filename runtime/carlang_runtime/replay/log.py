@@ -22,6 +22,7 @@ from ..engine.journal import (
     EventLogError,
     EventStore,
     not_an_event,
+    read_log_text,
 )
 from ..jsontext import malformed
 
@@ -243,10 +244,7 @@ def _records(path: Path) -> Iterator[_Record]:
         finally:
             store.close()
         return
-    try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise EventLogError(f"{path}: cannot read it ({exc})") from None
+    text = read_log_text(path)
     lines = text.split("\n")
     last = len(lines)
     if lines[-1].strip():
