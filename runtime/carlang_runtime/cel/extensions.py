@@ -535,13 +535,86 @@ def _flatten_size(items: Any, depth: Any = 1) -> int:
 
 
 def distinct(items: Any) -> list[Any]:
-    """`list.distinct()`: the first of each set of equal elements, in order."""
+    """`list.distinct()`: the first of each set of equal elements (CEL equality: `1`, `1u`
+    and `1.0` are one), in order. Elements are found again by hashing a key that is equal
+    exactly when CEL equality says so; only what has no such key (see `_distinct_key`) is
+    compared with the elements kept, one by one, as cel-go compares them all."""
     _check("distinct", (items,), _LISTS)
     result: list[Any] = []
+    seen: set[Any] = set()
+    unkeyed: list[Any] = []  # kept elements without a key: compared one by one
     for item in items:
-        if not any(ops.eq(item, kept) for kept in result):
-            result.append(item)
+        key = _distinct_key(item)
+        if key is None:
+            if any(ops.eq(item, kept) for kept in result):
+                continue
+            unkeyed.append(item)
+        elif key in seen or (unkeyed and any(ops.eq(item, kept) for kept in unkeyed)):
+            continue
+        else:
+            seen.add(key)
+        result.append(item)
     return result
+
+
+# Values whose Python equality within their own type is CEL's, and never equal to a value of
+# another of these types or to a number: their key is the value itself.
+_SELF_KEYED: Final = frozenset({str, bytes, CelTimestamp, CelDuration, CelType})
+# Integers within +-2**53 are doubles exactly: Python's equality of int and float (exact) is
+# then CEL's (as doubles). Past it CEL's is not transitive (2**53 + 1 == 2.0**53 == 2**53).
+_EXACT_DOUBLE: Final = 2**53
+_TRUE_KEY: Final = ("bool", True)
+_FALSE_KEY: Final = ("bool", False)
+_NULL_KEY: Final = ("null",)  # (None is what has no key)
+
+
+def _scalar_key(value: Any) -> Any:
+    kind = type(value)
+    if kind in _SELF_KEYED:
+        return value
+    if kind is float:
+        return value if value == value else object()  # NaN equals nothing, not even itself
+    if kind is int or kind is CelUint:
+        return int(value) if -_EXACT_DOUBLE <= value <= _EXACT_DOUBLE else None
+    if kind is bool:
+        return _TRUE_KEY if value else _FALSE_KEY
+    if value is None:
+        return _NULL_KEY
+    if kind in PYTHON_TIME_TYPES:
+        return cel_value(value)
+    return None
+
+
+def _distinct_key(value: Any) -> Any:
+    """A hashable key of `value` for `distinct`, equal to another's exactly when the values
+    are equal under CEL equality; None for a value that has none: a list or map holding
+    anything but scalars (hashing a list of one list a thousand times would take the time of
+    its whole tree), an integer past 2**53, an optional, data that is not CEL's."""
+    kind = type(value)
+    if kind in _LISTS:
+        keys = tuple(map(_scalar_key, value))
+        return None if None in keys else ("list", keys)
+    if kind is dict:
+        pairs = frozenset((_scalar_key(k), _scalar_key(v)) for k, v in value.items())
+        return None if any(None in pair for pair in pairs) else ("map", pairs)
+    return _scalar_key(value)
+
+
+def _distinct_size(items: Any) -> int:
+    """What `distinct` is charged: a step per element and per element of a list or map keyed,
+    and for each element without a key (`_distinct_key`), comparing it (its size) with
+    every element, twice (it with those kept, those after it with it)."""
+    if type(items) not in _LISTS:
+        return 0
+    charge = len(items)
+    unkeyed = 0
+    for item in items:
+        sized = type(item) in _LISTS or type(item) is dict
+        if sized:
+            charge += len(item)
+        if _distinct_key(item) is None:
+            unkeyed += 1 + (len(item) if sized else 0)
+    return charge + 2 * len(items) * unkeyed
 
 
 _SORTABLE: Final = frozenset({int, CelUint, float, str, bytes, bool, CelTimestamp, CelDuration})
@@ -868,7 +941,7 @@ def _extensions() -> dict[str, Function]:
             (_m("list", "", "list"), _m("list", "int", "list")),
             precharge=_flatten_size,
         ),
-        Function("distinct", distinct, (_m("list", "", "same"),), precharge=_quadratic),
+        Function("distinct", distinct, (_m("list", "", "same"),), precharge=_distinct_size),
         Function("sort", sort, (_m("list", "", "same"),), cost=5, linear=True),
         Function("lists.range", list_range, (_g("int", "list_int"),), precharge=_range_size),
         Function("first", first, (_m("list", "", "optional_element"),)),
