@@ -262,3 +262,33 @@ def test_distinct_is_cel_equality_as_the_pairwise_comparison_has_it(items: list[
     result = compile("items.distinct()").evaluate({"items": items})
     assert len(result) == len(expected)
     assert all(map(_same, result, expected))
+
+
+# -- list.flatten(depth): charged the whole result, however deep ---------------------------------
+
+
+def test_flatten_charges_every_level_it_splices() -> None:
+    # A list of one list of 100 a hundred times, four levels deep: `[[d]].flatten(5)` built
+    # 100 million elements (1.5 GB, 12 s), charged as its one element.
+    text = (
+        "cel.bind(a, lists.range(100), cel.bind(b, lists.range(100).map(x, a),"
+        " cel.bind(c, lists.range(100).map(x, b), cel.bind(d, lists.range(100).map(x, c),"
+        " [[d]].flatten(5).size()))))"
+    )
+    with pytest.raises(CelLimitError):
+        compile(text).evaluate({})
+    assert compile(text.replace("flatten(5)", "flatten(2)")).evaluate({}) == 100
+    small = (
+        "cel.bind(a, lists.range(100), cel.bind(b, lists.range(100).map(x, a),"
+        " [[b]].flatten(3).size()))"
+    )
+    assert compile(small).evaluate({}) == 10_000
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2, 3, 9])
+def test_the_flatten_charge_is_its_result_length(depth: int) -> None:
+    from carlang_runtime.cel.extensions import _flatten_size, flatten
+
+    shared = [1, [2, [3]]]
+    items = [shared, [shared, [[4, shared]]], 5, (), [()]]
+    assert _flatten_size(items, depth) == len(flatten(items, depth))
