@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from carlang_runtime import ir
 from carlang_runtime.ir import PolicyEffect
-from carlang_runtime.policy import PolicyLoadError, PolicySet
 from carlang_runtime.jsonvalue import texts_of
+from carlang_runtime.policy import PolicyLoadError, PolicySet
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -1123,6 +1123,11 @@ class ProposalRun:
                 writes = state.writes if state is not None else _NO_CHANGES
                 return _Outcome(True, output, writes=writes, tool_call=True, attempts=attempt)
             if attempt < attempts:
+                refused = self.retry_refusal(action)
+                if refused is not None:  # a retry calls the tool again: the limits hold
+                    return _Outcome(
+                        False, error=f"{error}; not retried: {refused}", attempts=attempt
+                    )
                 self.retries += 1
                 delay = rt.retry.delay(attempt)
                 self.emit(
@@ -1132,6 +1137,14 @@ class ProposalRun:
                 )
                 await rt.sleep(delay)
         return _Outcome(False, error=error, attempts=attempts)
+
+    def retry_refusal(self, action: Action) -> str | None:
+        """Why the policies' rate limits refuse another attempt of `action`, or None."""
+        for policies in self.policies:
+            refused = policies.rate_refusal(action)
+            if refused is not None:
+                return refused
+        return None
 
     async def invoke(
         self,

@@ -20,7 +20,15 @@ from ..cel import compile as compile_cel
 from ..cel.values import CelTimestamp
 from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
-from ..ir import Action, CelPolicy, DenyKeywordRule, Policy, PolicyEffect, ToolSchema
+from ..ir import (
+    Action,
+    CelPolicy,
+    DenyKeywordRule,
+    Policy,
+    PolicyEffect,
+    RateLimitToolRule,
+    ToolSchema,
+)
 from ..jsonvalue import texts_of
 from .activation import VARIABLES, action_activation, parameters_read, policy_declarations
 from .rules import ON_PARAMS, ON_TIME, NativeRule, native_rule
@@ -268,6 +276,18 @@ class PolicySet:
                 caught.add(getattr(policy, "param", ""))
         caught.discard("")
         return caught
+
+    def rate_refusal(self, action: Action) -> str | None:
+        """Why the rate limits (`rate_limit_tool`) refuse one more call of `action`'s tool now,
+        or None, the call then taking its place in the window: asked before each retry, which
+        calls the tool again (an agent's `retry 1000` must not get past `1 per 1h`)."""
+        for rule in self._for_tool(action.tool).rules:
+            if isinstance(rule, _CelRule) or not isinstance(rule[0], RateLimitToolRule):
+                continue
+            refused = rule[1].check(action, {}, True)
+            if refused is not None:
+                return f"{rule[0].name}: {refused}"
+        return None
 
     def parameter_readers(self, tool: str | None) -> list[tuple[str, frozenset[str] | None]]:
         """Each policy (enforced, then shadow) that decides calls of `tool` by their

@@ -724,3 +724,38 @@ def test_gate_denies_what_the_budget_would_skip() -> None:
     assert rt.gate(read).decision == "deny"
     with pytest.raises(CarlangRuntimeError, match="budget 'nope'"):
         rt.gate(read, budget="nope")
+
+
+def test_a_retry_is_a_call_the_rate_limit_policies_count() -> None:
+    """`rate_limit_tool flaky 2 per 1h`: each attempt calls the tool, so a proposal's
+    `retry 8` makes two calls, not nine; the failure says why it was not retried. Another
+    tool's limit does not stop it, and with room in the window it retries as ever."""
+    calls: list[int] = []
+
+    def flaky(n: int) -> None:
+        calls.append(n)
+        raise RuntimeError("down")
+
+    rt = Runtime(sleep=lambda _seconds: asyncio.sleep(0))
+    rt.register_tool("flaky", flaky)
+    rt.add_policy(
+        ir.RateLimitToolRule(
+            name="rate_limit_tool:flaky", tool="flaky", max_calls=2, interval_secs=3600
+        )
+    )
+    action = call("a", "flaky", params={"n": 1}, failure_behavior="retry", max_retries=8)
+    result = rt.execute(proposal(action))
+    assert calls == [1, 1]
+    assert statuses(result) == {"a": "failed"}
+    assert result.results[0].error == (
+        "RuntimeError: down; not retried: rate_limit_tool:flaky: tool 'flaky' is over its"
+        " limit of 2 calls per 3600s"
+    )
+    other = Runtime(sleep=lambda _seconds: asyncio.sleep(0))
+    other.register_tool("flaky", flaky)
+    other.add_policy(
+        ir.RateLimitToolRule(name="rate_limit_tool:g", tool="g", max_calls=1, interval_secs=3600)
+    )
+    calls.clear()
+    other.execute(proposal(action.model_copy(update={"max_retries": 3})))
+    assert calls == [1, 1, 1, 1]
