@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar, cast
 
 from lsprotocol import types as lsp
 from pygls.exceptions import JsonRpcException
@@ -325,10 +325,58 @@ def build_server() -> CarlangServer:
 
 def serve(debounce: float | None = None, **_: Any) -> None:
     """Run the server on stdin/stdout until the client exits."""
+    import sys
+
     server = build_server()
     if debounce is not None:
         server.debounce = debounce
-    server.start_io()
+    logging.getLogger("pygls.server").addFilter(_NotJsonSaidInOneLine())
+    server.start_io(stdin=cast(BinaryIO, _FramedInput(sys.stdin.buffer, sys.stderr)))
+
+
+#: The largest message the server reads (a `.car` document is a few hundred kilobytes).
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class _FramedInput:
+    """Standard input as pygls reads it, refusing a message whose `Content-Length` is past
+    `MAX_MESSAGE_BYTES` (a huge or garbled length made the read an internal OverflowError):
+    said on stderr in one line, and read as the end of input, since where the next message
+    starts can no longer be known."""
+
+    def __init__(self, stream: Any, errors: Any) -> None:
+        self.stream = stream
+        self.errors = errors
+
+    def readline(self) -> bytes:
+        line: bytes = self.stream.readline()
+        return line
+
+    def read(self, size: int) -> bytes:
+        if size > MAX_MESSAGE_BYTES:
+            self.errors.write(
+                f"carlang lsp: a message of {size} bytes (its Content-Length) is past the"
+                f" {MAX_MESSAGE_BYTES}-byte limit; the stream cannot be read on: stopping\n"
+            )
+            self.errors.flush()
+            return b""
+        data: bytes = self.stream.read(size)
+        return data
+
+
+class _NotJsonSaidInOneLine(logging.Filter):
+    """pygls logs a message body that is not JSON with a traceback (the client is told too,
+    by a showMessage): one line says it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, ValueError):  # (json.JSONDecodeError, UnicodeDecodeError)
+            record.msg, record.args, record.exc_info = (
+                "carlang lsp: a message that is not JSON: %s",
+                (error,),
+                None,
+            )
+        return True
 
 
 def _now() -> float:

@@ -782,3 +782,30 @@ async def test_the_server_asks_to_hear_of_carlang_toml_changes(client: LanguageC
         watchers = options["watchers"] if isinstance(options, dict) else options.watchers
         globs = {w["globPattern"] if isinstance(w, dict) else w.glob_pattern for w in watchers}
         assert globs == {"**/*.car", "**/carlang.toml"}
+
+
+@pytest.mark.parametrize(
+    ("framed", "said"),
+    [
+        (b'Content-Length: 5\r\n\r\n{"a":', "carlang lsp: a message that is not JSON"),
+        (
+            b"Content-Length: 99999999999999999999\r\n\r\n{}",
+            "carlang lsp: a message of 99999999999999999999 bytes (its Content-Length) is past",
+        ),
+    ],
+)
+def test_a_garbled_message_is_one_line_on_stderr_not_a_traceback(framed: bytes, said: str) -> None:
+    """A body that is not JSON, and a Content-Length past any message (the read was an
+    internal OverflowError that killed the server): one line on stderr each, exit 0."""
+    run = subprocess.run(
+        [sys.executable, "-m", "carlang", "lsp"],
+        input=framed,
+        env={**os.environ, "PYTHONPATH": PYTHONPATH},
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    stderr = run.stderr.decode()
+    assert run.returncode == 0, stderr
+    assert "Traceback" not in stderr and "internal error" not in stderr, stderr
+    assert said in stderr
