@@ -75,6 +75,7 @@ _PLAIN = frozenset(
 _PYTHON_TIME = PYTHON_TIME_TYPES
 _KEY_TYPES = frozenset({str, int, CelUint, bool})
 _VALUES = _PLAIN | {list, tuple, dict, CelOptional}
+_NESTED = frozenset({list, tuple, dict})
 
 
 def no_overload(operator: str, *operands: Any) -> CelEvalError:
@@ -149,18 +150,24 @@ def ne(left: Any, right: Any) -> bool:
     return not eq(left, right)
 
 
-def _list_eq(left: Any, right: Any) -> bool:
+def _list_eq(left: Any, right: Any, memo: dict[Any, Any] | None = None) -> bool:
     if len(left) != len(right):
         return False
-    return _all_equal(zip(left, right, strict=True))
+    return _all_equal(zip(left, right, strict=True), memo)
 
 
-def _all_equal(pairs: Iterable[tuple[Any, Any]]) -> bool:
+def _all_equal(pairs: Iterable[tuple[Any, Any]], memo: dict[Any, Any] | None = None) -> bool:
     # Element comparisons combine like `&&`: one false decides, errors count only otherwise.
     error: CelEvalError | None = None
     for a, b in pairs:
         try:
-            if not eq(a, b):
+            if type(a) in _NESTED and type(b) in _NESTED:
+                if memo is None:
+                    memo = {}
+                same = _nested_eq(a, b, memo)
+            else:
+                same = eq(a, b)
+            if not same:
                 return False
         except CelEvalError as exc:
             error = error or exc
@@ -169,24 +176,49 @@ def _all_equal(pairs: Iterable[tuple[Any, Any]]) -> bool:
     return True
 
 
+def _nested_eq(left: Any, right: Any, memo: dict[Any, Any]) -> bool:
+    """`==` of two lists or maps inside one comparison. A pair met again is answered from
+    `memo` (by identity: both are alive until the comparison ends), so a list built of one
+    list many times, nested, compares in the time of its distinct lists rather than of the
+    tree they unfold to (`c == c`, c a hundred of b, b a thousand of a: 10**8 comparisons)."""
+    key = (id(left), id(right))
+    known = memo.get(key)
+    if known is None:
+        try:
+            if type(left) is dict and type(right) is dict:
+                known = _map_eq(left, right, memo)
+            elif type(left) is not dict and type(right) is not dict:
+                known = _list_eq(left, right, memo)
+            else:
+                known = False  # a list and a map
+        except CelEvalError as exc:
+            known = exc
+        memo[key] = known
+    if type(known) is bool:
+        return known
+    raise known
+
+
 def _typed_keys(mapping: dict[Any, Any]) -> set[tuple[type, Any]]:
     # Python treats 1, 1u and true as one key; CEL does not.
     return {(type(key), key) for key in mapping}
 
 
-def _map_eq(left: dict[Any, Any], right: dict[Any, Any]) -> bool:
+def _map_eq(
+    left: dict[Any, Any], right: dict[Any, Any], memo: dict[Any, Any] | None = None
+) -> bool:
     # Keys compare by CEL equality too: `{1: 1.0} == {1u: 1}`.
     if len(left) != len(right):
         return False
     if _typed_keys(left) == _typed_keys(right):
-        return _all_equal((value, right[key]) for key, value in left.items())
+        return _all_equal(((value, right[key]) for key, value in left.items()), memo)
     pairs = []
     for key, value in left.items():
         other = _lookup(right, key)
         if other is _MISSING:
             return False
         pairs.append((value, other))
-    return _all_equal(pairs)
+    return _all_equal(pairs, memo)
 
 
 def _ordered(operator: str, left: Any, right: Any) -> tuple[Any, Any]:

@@ -292,3 +292,46 @@ def test_the_flatten_charge_is_its_result_length(depth: int) -> None:
     shared = [1, [2, [3]]]
     items = [shared, [shared, [[4, shared]]], 5, (), [()]]
     assert _flatten_size(items, depth) == len(flatten(items, depth))
+
+
+# -- == of lists built of one list many times ----------------------------------------------------
+
+SHARED = (
+    'cel.bind(a, lists.range(1000).map(x, "x"), cel.bind(b, lists.range(1000).map(x, a),'
+    " cel.bind(c, lists.range(100).map(x, b), TEXT)))"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("c == c", True),
+        ("c != c + []", False),
+        ("c in [1, c]", True),
+        ("[c].exists(x, x == c)", True),
+        ("sets.contains([c], [c])", True),
+        ("[c, c].distinct().size()", 1),
+        ("{'k': c} == {'k': c}", True),
+        ("c == c.map(x, x)", True),
+    ],
+)
+def test_comparing_lists_built_of_one_list_takes_the_time_of_the_distinct_lists(
+    text: str, expected: Any
+) -> None:
+    # c holds b a hundred times and b holds a a thousand times: compared element by element,
+    # `c == c` was 100 million comparisons (minutes, uncharged) after 2,100 steps of building.
+    started = perf_counter()
+    assert compile(SHARED.replace("TEXT", text)).evaluate({}) == expected
+    assert perf_counter() - started < 5.0  # (milliseconds; a busy machine aside)
+
+
+def test_a_pair_met_again_keeps_its_answer_and_its_error() -> None:
+    nan = [float("nan")]
+    inner = [1, nan]
+    assert compile("x == y").evaluate({"x": [inner] * 3, "y": [inner] * 3}) is False
+    assert compile("x == y").evaluate({"x": [[1, 2]] * 3, "y": [[1, 2], [1, 2], [1, 3]]}) is False
+    odd = [object()]  # not CEL data: comparing it is an error, every time it is met
+    with pytest.raises(CelEvalError):
+        compile("x == y").evaluate({"x": [odd, odd], "y": [[1], [1]]})
+    # A false element decides, even after an error (as `&&` does).
+    assert compile("x == y").evaluate({"x": [odd, [1], odd], "y": [odd, [2], odd]}) is False
