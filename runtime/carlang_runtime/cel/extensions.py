@@ -141,6 +141,15 @@ def split(text: Any, separator: Any, limit: Any = -1) -> list[str]:
     return list(text.split(separator, limit - 1 if limit > 0 else -1))
 
 
+def _split_size(text: Any, separator: Any, limit: Any = -1) -> int:
+    # The parts `split` makes, counted before it makes them: a list of a million one-character
+    # strings is some 60 MB, from a 3 MB string.
+    if type(text) is not str or type(separator) is not str or type(limit) is not int:
+        return 0
+    parts = len(text) if separator == "" else text.count(separator) + 1
+    return min(parts, limit) if limit >= 0 else parts
+
+
 def substring(text: Any, start: Any, end: Any = None) -> str:
     """`s.substring(start[, end])`: code points `start` up to `end`."""
     if end is None:
@@ -894,7 +903,7 @@ def _extensions() -> dict[str, Function]:
             "split",
             split,
             (_m("string", "string", "list_string"), _m("string", "string int", "list_string")),
-            grows=True,
+            precharge=_split_size,
         ),
         Function(
             "substring",
