@@ -127,6 +127,25 @@ def _key_span(source: Source, within: Span, key: str) -> Span | None:
     return Span(start, start + len(key))
 
 
+def _named_span(source: Source, within: Span, name: str) -> Span | None:
+    """Where `name` is written inside `within`, as a key or a string (`name:`, `"name"`)."""
+    if not name:
+        return None
+    text = source.text[within.start : within.end]
+    found = re.search(rf'(?<![\w."])"?{re.escape(name)}(?![\w.])"?', text)
+    if found is None:
+        return None
+    start = within.start + found.start()
+    return Span(start, within.start + found.end())
+
+
+#: What a `history` entry is, and the statuses one can have (`policy.history_entry`).
+_HISTORY = (
+    'an entry is like {id: "t", type: "tool_call", tool: "fetch", params: {}, status: "succeeded"}'
+)
+_STATUSES = ("running", "succeeded", "failed", "skipped", "rejected")
+
+
 def _word(word: ast.Name | ast.Column | None, row: dict[str, Any]) -> str | None:
     if word is None:
         return None
@@ -311,6 +330,8 @@ class _Builder:
                 given["scope"] = _bind(item.data.value, row)
             elif isinstance(item, ast.GivenHistory):
                 given["history"] = _bind(item.data.value, row)
+                if not self.history_fits(source, item.data, given["history"]):
+                    return None
             elif isinstance(item, ast.GivenNow):
                 at = self.time(source, item, subject, row)
                 if at is None:
@@ -494,6 +515,49 @@ class _Builder:
             else:
                 span = _key_span(source, data.span, key) or data.span
             self.error(source, span, problem, help)
+        return not problems
+
+    def history_fits(self, source: Source, data: ast.Value, history: Any) -> bool:
+        """Whether a test's `history [...]` is a list of entries that name tools the program
+        declares, with parameters those tools have and a status an entry can have (a rule
+        over history would otherwise be tested against calls that can never be made: a
+        tool renamed, a parameter misspelt); reports each that does not, at what it names
+        (the list, when it cannot be found there)."""
+        if self.imports_failed:
+            return True
+        if not isinstance(history, list):
+            self.error(source, data.span, "`history` is a list of earlier actions", _HISTORY)
+            return False
+        problems: list[tuple[str, str, str | None]] = []  # (what to point at, problem, help)
+        for number, entry in enumerate(history, 1):
+            if not isinstance(entry, dict):
+                problems.append(("", f"history entry {number} is not a map", _HISTORY))
+                continue
+            status = entry.get("status")
+            if status is not None and status not in _STATUSES:
+                shown = ", ".join(_STATUSES)
+                problems.append((str(status), f"history entry {number}: no status `{status}`",
+                                 f"a status is one of {shown}"))  # fmt: skip
+            name = entry.get("tool")
+            if not isinstance(name, str):
+                continue
+            tool = self.program_tool(name)
+            if tool is None:
+                names = [t.name for t in self.program.tools]
+                problems.append((name, f"history entry {number}: no tool is called `{name}`",
+                                 did_you_mean(name, names, "`")))  # fmt: skip
+                continue
+            params = entry.get("params")
+            schema = tool.parameters or {}
+            properties = schema.get("properties") or {}
+            if isinstance(params, dict) and schema.get("additionalProperties") is False:
+                for key in params:
+                    if key not in properties:
+                        problems.append((str(key),
+                            f"history entry {number}: tool `{name}` has no parameter `{key}`",
+                            did_you_mean(str(key), list(properties), "`")))  # fmt: skip
+        for named, problem, help in problems:
+            self.error(source, _named_span(source, data.span, named) or data.span, problem, help)
         return not problems
 
     def argument_span(self, call: ast.Call, param: str) -> Span:

@@ -643,3 +643,29 @@ def test_now_is_for_a_test_of_an_action(tmp_path: Path) -> None:
     text = 'tool t(x: int)\nproposal q { a = t(x: 1) }\ntest "x" {\n  proposal q\n  now "2026-01-05T10:00:00Z"\n  expect valid\n}\n'
     code, _, err = run("test", str(write(tmp_path, text)))
     assert code == 1 and "`now` sets the time for a decision about an action" in err
+
+
+def test_a_history_entry_names_what_the_program_has(tmp_path: Path) -> None:
+    """A test's history of calls that can never be made (a tool renamed, a parameter
+    misspelt, a status no action has) would test a trace rule against nothing real: each is
+    CL0701 at what it names, and the tests do not run."""
+    text = """\
+tool fetch(url: string)
+tool deploy(env: string)
+policy fetched_first: deny deploy when !history.exists(h, h.tool == "fetch")
+test "stale" {
+  action deploy(env: "prod")
+  history [{id: "t", type: "tool_call", tool: "fetsh", params: {}, status: "succeded"},
+           {id: "f", type: "tool_call", tool: "fetch", params: {ulr: "x"}, status: "succeeded"}]
+  expect allow
+}
+"""
+    code, _, err = run("test", str(write(tmp_path, text)))
+    assert code == 1
+    assert "p.car:6:47: error[CL0701]: history entry 1: no tool is called `fetsh`" in err
+    assert "did you mean `fetch`?" in err
+    assert "error[CL0701]: history entry 1: no status `succeded`" in err
+    assert "p.car:7:65: error[CL0701]: history entry 2: tool `fetch` has no parameter `ulr`" in err
+    fixed = text.replace("fetsh", "fetch").replace("succeded", "succeeded").replace("ulr", "url")
+    code, out, err = run("test", str(write(tmp_path, fixed)))
+    assert code == 0, out + err

@@ -318,25 +318,25 @@ def test_a_capability_rename_renames_the_one_carlang_toml_runs_under(tmp_path: P
 HISTORY = """\
 tool fetch(url: string)
 tool post(url: string, body: string)
-policy fetch_once: deny fetch when history.exists(h, h.tool == "fetch" && h.status == "ok")
+policy fetch_once: deny fetch when history.exists(h, h.tool == "fetch" && h.status == "succeeded")
 proposal p { a = fetch(url: "https://x")  b = post(url: "https://x", body: "b") }
 test "fetched already" {
   action fetch(url: "https://x")
   history [
-    {id: "a", type: "tool_call", tool: "fetch", params: {url: "https://x"}, status: "ok"},
-    {id: "b", type: "tool_call", tool: "post", params: {"url": "https://x"}, status: "ok"},
-    {id: "c", type: "state_write", tool: null, params: {}, status: "ok"},  # url: "fetch"
+    {id: "a", type: "tool_call", tool: "fetch", params: {url: "https://x"}, status: "succeeded"},
+    {id: "b", type: "tool_call", tool: "post", params: {"url": "https://x"}, status: "succeeded"},
+    {id: "c", type: "state_write", tool: null, params: {}, status: "succeeded"},  # url: "fetch"
   ]
   expect deny by fetch_once
 }
 test "after a fetch" {
   action post(url: "https://x", body: "b")
-  history [{id: "a", tool: $tool, params: {}, status: "ok"}, $entry]
+  history [{id: "a", tool: $tool, params: {}, status: "succeeded"}, $entry]
   expect allow
   where
     | tool    | entry                                                      |
-    | fetch   | {id: "b", tool: "fetch", params: {"url": "x"}, status: "ok"} |
-    | "post"  | {id: "b", tool: "post", params: {url: "y"}, status: "ok"}    |
+    | fetch   | {id: "b", tool: "fetch", params: {"url": "x"}, status: "succeeded"} |
+    | "post"  | {id: "b", tool: "post", params: {url: "y"}, status: "succeeded"}    |
 }
 """
 

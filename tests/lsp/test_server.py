@@ -498,7 +498,7 @@ policy no_fs: deny when action.tool.startsWith("fs.") && history.exists(h, h.too
 proposal p { a = fetch(url: "x")  b = fs.read(path: "y") }
 test "fetched" {
   action fetch(url: "x")
-  history [{id: "a", type: "tool_call", tool: "fetch", params: {url: "x"}, status: "ok"}]
+  history [{id: "a", type: "tool_call", tool: "fetch", params: {url: "x"}, status: "succeeded"}]
   expect deny by fetch_once
 }
 """
