@@ -7,6 +7,7 @@ reading order; an import cycle is an error that shows the whole chain.
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ __all__ = [
     "default_root",
     "display_name",
     "encoding_error",
+    "not_a_file",
 ]
 
 
@@ -134,6 +136,16 @@ def _kind(path: Path) -> str | None:
     if stat.S_ISREG(mode):
         return "file"
     return "directory" if stat.S_ISDIR(mode) else "other"
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why `path` is not read as a file: "it is a directory", or "it is not a regular file"
+    (a FIFO, a device, a socket: reading one blocks, maybe for ever); None for a regular
+    file, or for nothing there (reading it says why)."""
+    kind = _kind(path)
+    if kind == "directory":
+        return "it is a directory"
+    return "it is not a regular file" if kind == "other" else None
 
 
 def _reason(error: OSError) -> str:
@@ -292,6 +304,12 @@ def load_program(
     between calls."""
     entry = entry.resolve()
     loader = _Loader(root if root is not None else default_root(entry), texts, cache)
+    if text is None and entry not in loader.texts:
+        problem = not_a_file(entry)
+        if problem == "it is a directory":
+            raise IsADirectoryError(errno.EISDIR, problem, str(entry))
+        if problem is not None:  # (a FIFO would block the read below)
+            raise OSError(errno.EINVAL, problem, str(entry))
     content = loader.text_of(entry) if text is None else text
     if isinstance(content, OSError):
         raise content
