@@ -7,7 +7,9 @@ Two layers, so that findings line up with CAR's:
   counts as an integer). Extra parameters are allowed, as in CAR (models send extras).
 - the *constraint* layer is everything else a JSON Schema can say (enum, ranges, patterns,
   nested items, `additionalProperties: false`, ...), checked with `jsonschema` and only built
-  when the schema says something the shape layer does not.
+  when the schema says something the shape layer does not. Its patterns are matched in linear
+  time, and a schema that could not be checked in bounded time is an invalid schema (see
+  `schemacheck`).
 
 `{}` is a schemaless tool: nothing is checked.
 """
@@ -119,10 +121,40 @@ def _needs_constraints(schema: Mapping[str, Any]) -> bool:
     properties = schema.get("properties", {})
     if not isinstance(properties, Mapping):
         return True
-    return any(
+    if any(
         not isinstance(prop, Mapping) or any(key not in _SHAPE_PROPERTY_KEYS for key in prop)
         for prop in properties.values()
-    )
+    ):
+        return True
+    # a shape the metaschema refuses (`"type": "bogus"`) goes to jsonschema, which says so
+    return not (_well_formed(schema) and all(map(_well_formed, properties.values())))
+
+
+#: Keywords whose value is a string in a valid schema (of those the shape and subset layers
+#: read without jsonschema, which would otherwise never see a schema that breaks them).
+_STRING_KEYWORDS = ("description", "title", "$comment", "$schema", "$id")
+
+
+def _well_formed(schema: Mapping[str, Any]) -> bool:
+    """Whether the keywords of `schema` the shape and subset layers read hold what the
+    metaschema asks of them (a known type name, a list of distinct names, ...)."""
+    declared = schema.get("type")
+    if declared is not None:
+        types = declared if isinstance(declared, list) else [declared]
+        if not types or not all(isinstance(t, str) and t in _TYPE_NAMES for t in types):
+            return False
+        if len(set(types)) != len(types):
+            return False
+    required = schema.get("required")
+    if required is not None and not (
+        isinstance(required, list)
+        and all(isinstance(r, str) for r in required)
+        and len(set(required)) == len(required)
+    ):
+        return False
+    if "examples" in schema and not isinstance(schema["examples"], list):
+        return False
+    return all(isinstance(schema.get(key, ""), str) for key in _STRING_KEYWORDS)
 
 
 # Keywords `_SubsetValidator` implements; a schema using only these (all that carlang's own
@@ -151,15 +183,9 @@ _TYPE_NAMES = frozenset({"string", "integer", "number", "boolean", "object", "ar
 def _in_subset(schema: object) -> bool:
     if not isinstance(schema, Mapping) or any(key not in _SUBSET_KEYWORDS for key in schema):
         return False
-    declared = schema.get("type")
-    types = declared if isinstance(declared, list) else [declared] if declared is not None else []
-    if not all(isinstance(t, str) and t in _TYPE_NAMES for t in types):
+    if not _well_formed(schema):
         return False
     if "enum" in schema and not isinstance(schema["enum"], list):
-        return False
-    if "required" in schema and not (
-        isinstance(schema["required"], list) and all(isinstance(r, str) for r in schema["required"])
-    ):
         return False
     children: list[object] = []
     if "items" in schema:
@@ -172,6 +198,14 @@ def _in_subset(schema: object) -> bool:
     if not isinstance(extra, bool):
         children.append(extra)
     return all(_in_subset(child) for child in children)
+
+
+def _fits_subset(schema: Mapping[str, Any]) -> bool:
+    """`_in_subset`, False for a schema nested too deeply to walk (jsonschema says so)."""
+    try:
+        return _in_subset(schema)
+    except RecursionError:
+        return False
 
 
 def _constrained_properties(
@@ -336,7 +370,7 @@ class ParamChecker:
         self._constrained: tuple[tuple[str, Mapping[str, Any]], ...] | None = None
         self._secrets: tuple[SecretPath, ...] | None = None  # (found when a finding needs them)
         if schema and _needs_constraints(schema):
-            if _in_subset(schema):
+            if _fits_subset(schema):
                 self._validator = _SubsetValidator(schema)
                 self._constrained = _constrained_properties(schema)
             else:
@@ -347,14 +381,18 @@ class ParamChecker:
         import jsonschema
         from jsonschema.validators import validator_for
 
+        from .schemacheck import check_schema, linear_validator, schema_problem_text
+
         schema = dict(self.schema)
         cls = validator_for(schema, default=jsonschema.Draft202012Validator)
         try:
-            cls.check_schema(schema)
+            # (a pattern RE2 refuses, or a `$ref` back to itself, is an invalid schema too:
+            # the validator matches patterns in linear time, and would never finish there)
+            check_schema(schema, cls)
         except jsonschema.SchemaError as exc:
-            self._schema_error = exc.message
+            self._schema_error = schema_problem_text(exc)
             return
-        self._validator = cls(schema)
+        self._validator = linear_validator(schema, cls)
 
     def check(
         self, params: Mapping[str, Any], redact: Sequence[SecretPath] = ()
@@ -392,6 +430,12 @@ class ParamChecker:
                 self._schema_error = f"its `$ref` to {ref!r} does not resolve (nothing is fetched)"
                 self._validator = None
                 return [ParamFinding("invalid_schema", "", self._schema_error)]
+            except _pattern_refused() as exc:  # (one `check_schema` could not see: a `$ref`
+                self._schema_error = str(exc)  # into a place that is no schema keyword)
+                self._validator = None
+                return [ParamFinding("invalid_schema", "", self._schema_error)]
+            except RecursionError:  # a value nested deeper than Python's stack: fail closed
+                findings.append(ParamFinding("constraint", "", _TOO_DEEP))
         return findings
 
     def _constraint_findings(
@@ -445,6 +489,16 @@ def _unresolvable() -> type[Exception]:
     from referencing.exceptions import Unresolvable
 
     return Unresolvable
+
+
+def _pattern_refused() -> type[Exception]:
+    """What the linear-time pattern match raises for a pattern RE2 cannot compile."""
+    from .schemacheck import PatternRefused
+
+    return PatternRefused
+
+
+_TOO_DEEP = "the value is nested too deeply to be checked against the schema"
 
 
 def finding_message(tool: str, finding: ParamFinding) -> str:
