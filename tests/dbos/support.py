@@ -1,8 +1,9 @@
-"""What the end-to-end DBOS tests share: `carlang` as a process, workers to start and kill, and
-waiting for a condition."""
+"""What the end-to-end DBOS tests share besides their fixtures (conftest.py): `carlang` as a
+process, workers and other processes to start and kill, and waiting for a condition."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -39,19 +40,39 @@ def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return run_carlang(*args, cwd=cwd, timeout=120)
 
 
-def start_worker(
-    database: str, cwd: Path, started: list[subprocess.Popen[str]], worker_id: str = "w1"
+def start_carlang(
+    *args: str,
+    cwd: Path,
+    started: list[subprocess.Popen[str]],
+    log: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
-    """A `carlang worker --id worker_id` on `database`, added to `started` (to kill at the end)."""
-    process = subprocess.Popen(
-        [sys.executable, "-m", "carlang", "worker", "--database", database, "--id", worker_id],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    """`carlang ARGS...` in the background in `cwd`, added to `started` (to kill at the end):
+    its stdout discarded, its stderr written to the file `log` (discarded without one)."""
+    with log.open("w") if log is not None else contextlib.nullcontext(subprocess.DEVNULL) as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "carlang", *args],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
     started.append(process)
     return process
+
+
+def start_worker(
+    database: str,
+    *options: str,
+    cwd: Path,
+    started: list[subprocess.Popen[str]],
+    log: Path | None = None,
+) -> subprocess.Popen[str]:
+    """`carlang worker --database DATABASE OPTIONS...`, as `start_carlang` starts it."""
+    return start_carlang(
+        "worker", "--database", database, *options, cwd=cwd, started=started, log=log
+    )
 
 
 def stop_all(started: list[subprocess.Popen[str]]) -> None:

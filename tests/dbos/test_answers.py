@@ -62,7 +62,7 @@ def test_the_first_answer_wins_with_no_worker_alive_and_a_resume_hands_the_run_o
     project: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
 ) -> None:
     run_id = _submit(project, postgres_database)
-    first = start_worker(postgres_database, project, workers, "w1")
+    first = start_worker(postgres_database, "--id", "w1", cwd=project, started=workers)
     wait_for(lambda: show(postgres_database, run_id, project)["waiting_for_approval"])
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -78,7 +78,7 @@ def test_the_first_answer_wins_with_no_worker_alive_and_a_resume_hands_the_run_o
     shown = show(postgres_database, run_id, project)
     assert (shown["status"], shown["worker"]) == ("PENDING", "w1")
     # Another worker (another id) does not take w1's run by itself; `runs resume` hands it on.
-    start_worker(postgres_database, project, workers, "w2")
+    start_worker(postgres_database, "--id", "w2", cwd=project, started=workers)
     resumed = carlang("runs", "resume", run_id, "--database", postgres_database, cwd=project)
     assert resumed.returncode == 0, resumed.stderr
     wait_for(lambda: show(postgres_database, run_id, project)["status"] == "completed")
@@ -92,7 +92,7 @@ def test_answers_given_at_once_one_wins_and_the_run_follows_it(
     project: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
 ) -> None:
     run_id = _submit(project, postgres_database)
-    start_worker(postgres_database, project, workers)
+    start_worker(postgres_database, "--id", "w1", cwd=project, started=workers)
     wait_for(lambda: show(postgres_database, run_id, project)["waiting_for_approval"])
     base = [sys.executable, "-m", "carlang"]
     tail = [run_id, "s", "--database", postgres_database]
@@ -126,7 +126,7 @@ def test_an_expired_approval_is_not_answered_later_and_the_run_shows_aborted(
         )
     )
     run_id = _submit(project, postgres_database)
-    start_worker(postgres_database, project, workers)
+    start_worker(postgres_database, "--id", "w1", cwd=project, started=workers)
     wait_for(lambda: show(postgres_database, run_id, project)["status"] in ("aborted", "SUCCESS"))
     late = _answer("approve", run_id, postgres_database, project)
     assert late.returncode == 2

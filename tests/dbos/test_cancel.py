@@ -64,7 +64,7 @@ def test_a_call_in_flight_at_a_cancel_is_kept_and_not_repeated_by_the_resume(
     (tmp_path / "p.car").write_text(PROGRAM)
     (tmp_path / "tools.py").write_text(TOOLS)
     database = postgres_database
-    start_worker(database, tmp_path, workers)
+    start_worker(database, "--id", "w1", cwd=tmp_path, started=workers)
     args = ["p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database]
     submitted = carlang("run", *args, "--events", "run.db", "--detach", cwd=tmp_path)
     assert submitted.returncode == 0, submitted.stderr

@@ -7,14 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dbos.support import MARKING_TOOLS
+from tests.dbos.support import MARKING_TOOLS, start_worker
 from tests.helpers import run_carlang
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
@@ -73,18 +72,6 @@ def _wait_for(predicate: Any, seconds: float = 30.0) -> None:
             return
         time.sleep(0.3)
     raise AssertionError("timed out waiting")
-
-
-def _worker(project: Path, started: list[subprocess.Popen[str]]) -> subprocess.Popen[str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "carlang", "worker", "--database", _db(project)],
-        cwd=project,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    started.append(process)
-    return process
 
 
 def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(project: Path) -> None:
@@ -158,7 +145,7 @@ def test_an_approval_waits_across_a_restart_of_every_process(
     )
     assert submitted.returncode == 0, submitted.stderr
     run_id = submitted.stdout.strip()
-    first = _worker(project, workers)
+    first = start_worker(_db(project), cwd=project, started=workers)
     _wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
     assert _calls(project) == ["work a", "work b"]
     first.send_signal(signal.SIGKILL)
@@ -168,7 +155,7 @@ def test_an_approval_waits_across_a_restart_of_every_process(
     assert wrong.returncode == 2 and "not waiting for an approval of `zz`" in wrong.stderr
     approved = carlang("approve", run_id, "s", "--database", _db(project), cwd=project)
     assert approved.returncode == 0, approved.stderr
-    _worker(project, workers)
+    start_worker(_db(project), cwd=project, started=workers)
     _wait_for(lambda: _show(project, run_id)["status"] == "completed")  # carlang's outcome
     result = _show(project, run_id)["result"]
     assert [r["status"] for r in result["results"]] == ["succeeded"] * 3
@@ -198,7 +185,7 @@ def test_runs_can_be_listed_cancelled_and_resumed(
     run_id = submitted.stdout.strip()
     listed = carlang("runs", "list", "--database", _db(project), "--json", cwd=project)
     assert json.loads(listed.stdout)[0]["run_id"] == run_id
-    _worker(project, workers)
+    start_worker(_db(project), cwd=project, started=workers)
     _wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
     cancelled = carlang("runs", "cancel", run_id, "--database", _db(project), cwd=project)
     assert cancelled.returncode == 0, cancelled.stderr

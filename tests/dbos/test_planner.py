@@ -16,6 +16,7 @@ from typing import IO
 
 import pytest
 
+from tests.dbos.support import start_worker
 from tests.helpers import run_carlang
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
@@ -46,14 +47,8 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _worker(database: str, name: str, cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "carlang", "worker", "--database", database, "--id", name]
-        + ["--concurrency", "1"],
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+def _worker(database: str, name: str, cwd: Path, workers: list[subprocess.Popen[str]]) -> None:
+    start_worker(database, "--id", name, "--concurrency", "1", cwd=cwd, started=workers)
 
 
 def _sending(database: str) -> str:
@@ -117,7 +112,7 @@ def _executors(database: str) -> Counter[tuple[str, str]]:
 
 @pytest.mark.slow
 def test_a_sweep_on_one_sqlite_worker_gives_the_in_process_output(
-    project: Path, workers: list[subprocess.Popen[bytes]]
+    project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
     from carlang_dbos.backend import sqlite_problem
 
@@ -126,7 +121,7 @@ def test_a_sweep_on_one_sqlite_worker_gives_the_in_process_output(
     database = f"sqlite:///{project / 'runs.db'}"
     misuse = carlang("rank", "plans.car", "--batch", "2", cwd=project)
     assert misuse.returncode == 2 and "go with --backend dbos" in misuse.stderr
-    workers.append(_worker(database, "w1", project))
+    _worker(database, "w1", project, workers)
     _same_output_on_the_workers(project, database, "4")
     done = _executors(database)
     assert done[("carlang_rank_batch", "w1")] == 3 + 3  # ten points in batches of four, twice
@@ -136,9 +131,10 @@ def test_a_sweep_on_one_sqlite_worker_gives_the_in_process_output(
 @pytest.mark.slow
 @pytest.mark.scale
 def test_a_sweep_on_two_postgres_workers_gives_the_in_process_output(
-    project: Path, workers: list[subprocess.Popen[bytes]], postgres_database: str
+    project: Path, workers: list[subprocess.Popen[str]], postgres_database: str
 ) -> None:
-    workers.extend(_worker(postgres_database, name, project) for name in ("p1", "p2"))
+    for name in ("p1", "p2"):
+        _worker(postgres_database, name, project, workers)
     _same_output_on_the_workers(project, postgres_database, "1")
     done = _executors(postgres_database)
     by_worker = Counter(executor for (name, executor), n in done.items() for _ in range(n))
@@ -148,7 +144,7 @@ def test_a_sweep_on_two_postgres_workers_gives_the_in_process_output(
 
 @pytest.mark.slow
 def test_a_sweep_without_a_worker_says_so_then_a_worker_serves_it(
-    project: Path, workers: list[subprocess.Popen[bytes]], postgres_database: str
+    project: Path, workers: list[subprocess.Popen[str]], postgres_database: str
 ) -> None:
     """No worker on the database: the command says so on stderr (it waited in silence, for
     ever); a worker started then serves it, and the output is the in-process one."""
@@ -172,7 +168,7 @@ def test_a_sweep_without_a_worker_says_so_then_a_worker_serves_it(
                 " last 15s: 1 task(s) wait for one (start one with: carlang worker --database"
                 f" {postgres_database})\n"
             )
-            workers.append(_worker(postgres_database, "w1", project))
+            _worker(postgres_database, "w1", project, workers)
             assert command.stdout.read() == here.stdout
             assert command.wait(timeout=120) == 0
             rest = "".join(iter(lambda: lines.get(timeout=10), ""))
@@ -197,7 +193,7 @@ def _lines_of(stream: IO[str]) -> queue.Queue[str]:
 
 @pytest.mark.slow
 def test_a_batch_that_fails_on_a_worker_is_one_error_naming_it(
-    project: Path, workers: list[subprocess.Popen[bytes]]
+    project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
     from carlang_runtime.errors import CarlangRuntimeError
 
@@ -207,7 +203,7 @@ def test_a_batch_that_fails_on_a_worker_is_one_error_naming_it(
     if sqlite_problem() is not None:
         pytest.skip(sqlite_problem() or "")
     database = f"sqlite:///{project / 'runs.db'}"
-    workers.append(_worker(database, "w1", project))
+    _worker(database, "w1", project, workers)
     said: list[str] = []
     with (
         Experiments(database, said.append) as experiments,
@@ -258,7 +254,7 @@ def _same_search_on_the_workers(project: Path, database: str) -> None:
 
 @pytest.mark.slow
 def test_a_search_on_one_sqlite_worker_gives_the_in_process_output(
-    project: Path, workers: list[subprocess.Popen[bytes]]
+    project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
     from carlang_dbos.backend import sqlite_problem
 
@@ -267,7 +263,7 @@ def test_a_search_on_one_sqlite_worker_gives_the_in_process_output(
     database = f"sqlite:///{project / 'runs.db'}"
     misuse = carlang(*_search_project(project), "--database", database, cwd=project)
     assert misuse.returncode == 2 and "goes with --backend dbos" in misuse.stderr
-    workers.append(_worker(database, "w1", project))
+    _worker(database, "w1", project, workers)
     _same_search_on_the_workers(project, database)
     done = _executors(database)
     # 16 points in batches of 5, on each fold's training tasks, then on all: 4 x 3, and the
@@ -278,9 +274,10 @@ def test_a_search_on_one_sqlite_worker_gives_the_in_process_output(
 @pytest.mark.slow
 @pytest.mark.scale
 def test_a_search_on_two_postgres_workers_gives_the_in_process_output(
-    project: Path, workers: list[subprocess.Popen[bytes]], postgres_database: str
+    project: Path, workers: list[subprocess.Popen[str]], postgres_database: str
 ) -> None:
-    workers.extend(_worker(postgres_database, name, project) for name in ("p1", "p2"))
+    for name in ("p1", "p2"):
+        _worker(postgres_database, name, project, workers)
     _same_search_on_the_workers(project, postgres_database)
     done = _executors(postgres_database)
     searched = {e: n for (name, e), n in done.items() if name == "carlang_search_batch"}

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.dbos.support import start_worker
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 
@@ -54,7 +55,7 @@ TOOLS = {"render": render}
 
 
 def _workers_keep_the_global_limit(
-    tmp_path: Path, database: str, workers: list[subprocess.Popen[bytes]]
+    tmp_path: Path, database: str, workers: list[subprocess.Popen[str]]
 ) -> None:
     from carlang.compiler import compile_file
     from carlang_dbos import list_runs, make_spec, submit_many
@@ -65,15 +66,8 @@ def _workers_keep_the_global_limit(
     assert compiled.program is not None
     spec = make_spec(compiled.program, "p", tools=[f"{tmp_path / 'tools.py'}:TOOLS"])
     for name in ("g1", "g2", "g3"):
-        command = ["worker", "--database", database, "--id", name, "--concurrency", "1"]
-        workers.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "carlang", *command, "--global-concurrency", "gpu=2"],
-                cwd=tmp_path,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
+        options = ["--id", name, "--concurrency", "1", "--global-concurrency", "gpu=2"]
+        start_worker(database, *options, cwd=tmp_path, started=workers)
     submit_many(database, [(spec, f"limit{number}") for number in range(RUNS)])
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -108,7 +102,7 @@ def test_a_global_concurrency_on_sqlite_is_refused(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.scale
 def test_postgres_workers_run_at_most_the_queues_global_concurrency(
-    tmp_path: Path, workers: list[subprocess.Popen[bytes]], postgres_database: str
+    tmp_path: Path, workers: list[subprocess.Popen[str]], postgres_database: str
 ) -> None:
     _workers_keep_the_global_limit(tmp_path, postgres_database, workers)
 

@@ -10,12 +10,13 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from tests.dbos.support import start_worker, stop_all
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = [pytest.mark.slow, pytest.mark.scale]
@@ -69,24 +70,11 @@ def test_two_workers_finish_every_run_once_whatever_dies(tmp_path: Path, postgre
     program = compiled.program
     spec = make_spec(program, "p", tools=[f"{tmp_path / 'tools.py'}:TOOLS"])
 
-    def worker(name: str) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "carlang",
-                "worker",
-                "--database",
-                postgres_url,
-                "--id",
-                name,
-                "--concurrency",
-                "8",
-            ],
-            cwd=tmp_path,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+    processes: list[subprocess.Popen[str]] = []  # every worker started, to kill at the end
+
+    def worker(name: str) -> subprocess.Popen[str]:
+        options = ["--id", name, "--concurrency", "8"]
+        return start_worker(postgres_url, *options, cwd=tmp_path, started=processes)
 
     workers = {"w1": worker("w1"), "w2": worker("w2")}
     rng = random.Random(11)
@@ -113,9 +101,7 @@ def test_two_workers_finish_every_run_once_whatever_dies(tmp_path: Path, postgre
         else:
             raise AssertionError(f"runs did not finish: {statuses}")
     finally:
-        for process in workers.values():
-            process.kill()
-            process.wait()
+        stop_all(processes)
     assert kills >= 1
     # The in-process engine's result of the same plan.
     local = Runtime.from_program(program)

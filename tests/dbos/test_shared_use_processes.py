@@ -12,13 +12,12 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.dbos.support import carlang, wait_for
+from tests.dbos.support import carlang, start_carlang, wait_for
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
@@ -122,18 +121,10 @@ def _runs(project: Path) -> list[dict[str, Any]]:
 def _start(
     project: Path, started: list[subprocess.Popen[str]], args: list[str], log: str
 ) -> subprocess.Popen[str]:
-    """`carlang ARGS` in the background, its stderr to `log` in the project."""
-    with (project / log).open("w") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "carlang", *args],
-            cwd=project,
-            env={k: v for k, v in os.environ.items() if k != "DBOS__VMID"},
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-            text=True,
-        )
-    started.append(process)
-    return process
+    """`carlang ARGS` in the background, its stderr to `log` in the project; without
+    DBOS__VMID, so that a worker's default id is the host's."""
+    env = {k: v for k, v in os.environ.items() if k != "DBOS__VMID"}
+    return start_carlang(*args, cwd=project, started=started, log=project / log, env=env)
 
 
 def _worker(

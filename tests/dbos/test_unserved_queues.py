@@ -7,12 +7,11 @@ the tool and the queue, instead of waiting in silence."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import carlang, show, wait_for
+from tests.dbos.support import carlang, show, start_worker, wait_for
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 pytestmark = pytest.mark.slow
@@ -62,17 +61,7 @@ def _worker(
 ) -> Path:
     """A `carlang worker --id name --queue queue`; the file its stderr goes to."""
     log = project / f"{name}.err"
-    with log.open("w") as stderr:
-        started.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "carlang", "worker", "--database", database]
-                + ["--id", name, "--queue", queue],
-                cwd=project,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-                text=True,
-            )
-        )
+    start_worker(database, "--id", name, "--queue", queue, cwd=project, started=started, log=log)
     return log
 
 

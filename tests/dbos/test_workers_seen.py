@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import wait_for
+from tests.dbos.support import start_worker, wait_for
 
 pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
 
@@ -70,25 +69,17 @@ def test_the_way_to_start_a_worker_names_a_tools_queue_not_carlangs_own() -> Non
 
 
 @pytest.mark.slow
-def test_a_worker_process_is_seen_until_it_stops(sqlite_database: str, tmp_path: Path) -> None:
+def test_a_worker_process_is_seen_until_it_stops(
+    sqlite_database: str, tmp_path: Path, workers: list[subprocess.Popen[str]]
+) -> None:
     from carlang_dbos.backend import sqlite_problem
 
     if sqlite_problem() is not None:
         pytest.skip(sqlite_problem() or "")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "carlang", "worker", "--database", sqlite_database]
-        + ["--id", "w7", "--queue", "gpu"],
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(lambda: records.workers_seen(sqlite_database, "gpu", within=15) == ["w7"])
-        assert records.workers_seen(sqlite_database, "carlang_planner", within=15) == []  # not its
-        worker.send_signal(signal.SIGTERM)
-        assert worker.wait(timeout=60) == 0
-        assert records.workers_seen(sqlite_database, "gpu", within=15) == []  # it said it stopped
-    finally:
-        if worker.poll() is None:
-            worker.kill()
-            worker.wait()
+    options = ["--id", "w7", "--queue", "gpu"]
+    worker = start_worker(sqlite_database, *options, cwd=tmp_path, started=workers)
+    wait_for(lambda: records.workers_seen(sqlite_database, "gpu", within=15) == ["w7"])
+    assert records.workers_seen(sqlite_database, "carlang_planner", within=15) == []  # not its
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(timeout=60) == 0
+    assert records.workers_seen(sqlite_database, "gpu", within=15) == []  # it said it stopped
