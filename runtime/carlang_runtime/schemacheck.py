@@ -50,9 +50,24 @@ class PatternRefused(ValueError):
         self.pattern = pattern
 
 
-@lru_cache(maxsize=512)
+#: Each pattern's search, compiled once (a plain dict: looked up on every match, it is
+#: cheaper than an lru_cache; emptied when full).
+_SEARCHES: dict[str, Callable[[str], bool]] = {}
+_MAX_SEARCHES: Final = 512
+
+
 def _compiled(pattern: str) -> Callable[[str], bool]:
     """`pattern`'s unanchored search, compiled once; PatternRefused if RE2 refuses it."""
+    search = _SEARCHES.get(pattern)
+    if search is None:
+        search = _compile(pattern)
+        if len(_SEARCHES) >= _MAX_SEARCHES:
+            _SEARCHES.clear()
+        _SEARCHES[pattern] = search
+    return search
+
+
+def _compile(pattern: str) -> Callable[[str], bool]:
     import re2  # google-re2, which CEL's matches() runs on
 
     options = re2.Options()
@@ -88,7 +103,8 @@ def _compiled(pattern: str) -> Callable[[str], bool]:
 def pattern_matches(pattern: str, text: str) -> bool:
     """Whether `pattern` matches anywhere in `text` (JSON Schema's unanchored `pattern`), in
     linear time. PatternRefused for a pattern RE2 cannot compile."""
-    return _compiled(pattern)(text)
+    search = _SEARCHES.get(pattern)
+    return (search or _compiled(pattern))(text)
 
 
 def _search(pattern: str, text: str) -> bool | None:
