@@ -180,8 +180,8 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
     try:  # (the strict reader, as explain's: NaN and Infinity are not JSON)
         value = parse_json(text)
     except JsonTextError as exc:
-        where = exc.position.column
-        raise EvalUsageError(f"{what} is not JSON: {exc.message} at column {where}") from None
+        problem, where = exc.message.removeprefix("malformed JSON: "), exc.position.column
+        raise EvalUsageError(f"{what} is not JSON: {problem} at column {where}") from None
     if not isinstance(value, dict):
         raise EvalUsageError(f'{what} must be a JSON object, like {{"key": 1}}')
     return value

@@ -99,7 +99,7 @@ def test_eval_reads_params_as_json_is_read_elsewhere(tmp_path: Path) -> None:
     code, out = cli(
         "eval", str(program), "params.amount > 1.0", "--tool", "pay", "--params", '{"amount": NaN}'
     )
-    assert code == 2 and "--params is not JSON: malformed JSON: the constant NaN is not JSON" in out
+    assert code == 2 and "--params is not JSON: the constant NaN is not JSON" in out
 
 
 def test_a_feedback_file_that_cannot_be_read_says_why_in_words(tmp_path: Path) -> None:

@@ -102,7 +102,7 @@ def test_repl_over_piped_input() -> None:
         "false : bool",
         '{"env": "staging"} : map{env, version}',
         "error: no tool `nope` in the program (tools: notify, fetch, shell, run_tests, deploy, rollback_deploy)",
-        "error: state is not JSON: Expecting property name enclosed in double quotes at column 2",
+        "error: state is not JSON: expecting property name enclosed in double quotes at column 2",
         "error: unknown command `:frob` (:help lists them)",
     ]
 

@@ -32,7 +32,8 @@ def _json_object(text: str | None, option: str) -> dict[str, Any]:
     try:
         value = parse_json(text)
     except JsonTextError as exc:
-        fail_usage(f"{option} is not JSON: {exc.message} at column {exc.position.column}")
+        problem = exc.message.removeprefix("malformed JSON: ")
+        fail_usage(f"{option} is not JSON: {problem} at column {exc.position.column}")
     if not isinstance(value, dict):
         fail_usage(f'{option} must be a JSON object, like \'{{"url": "https://x"}}\'')
     return value
