@@ -18,6 +18,7 @@ import binascii
 import math
 import re
 from collections.abc import Callable, Sequence
+from functools import lru_cache
 from typing import Any, Final
 
 from . import ops
@@ -244,17 +245,41 @@ def _too_precise(digits: str) -> bool:
     return len(digits.lstrip("0")) > 4 or int(digits or "0") > MAX_PRECISION
 
 
+_Clauses = tuple[tuple[str, str | None, str | None], ...]
+
+
+def _clauses(template: str) -> _Clauses:
+    """`template` cut into (text before a clause, its precision's digits or None, its verb:
+    "" when the string ends inside it), and last (the rest, None, None). A template is mostly
+    a constant of the condition: a short one is cut once (`format` and its charge both read
+    it)."""
+    return _cut_short(template) if len(template) <= 200 else _cut(template)
+
+
+def _cut(template: str) -> _Clauses:
+    parts: list[tuple[str, str | None, str | None]] = []
+    position = 0
+    for clause in _CLAUSE.finditer(template):
+        digits, verb = clause.groups()
+        parts.append((template[position : clause.start()], digits, verb))
+        position = clause.end()
+    parts.append((template[position:], None, None))
+    return tuple(parts)
+
+
+_cut_short: Final = lru_cache(maxsize=256)(_cut)
+
+
 def format_string(template: Any, args: Any) -> str:
     """`s.format(list)`: `%s`, `%d`, `%f`, `%e`, `%b`, `%o`, `%x`, `%X` (with a precision, as
     `%.2f`, at most `MAX_PRECISION`) and `%%`, each taking the next element of the list."""
     _check("format", (template, args), str, _LISTS)
     out: list[str] = []
-    position = 0
     used = 0
-    for clause in _CLAUSE.finditer(template):
-        out.append(template[position : clause.start()])
-        position = clause.end()
-        digits, verb = clause.groups()
+    for text, digits, verb in _clauses(template):
+        out.append(text)
+        if verb is None:
+            break
         if not verb:
             raise _fail("format: the string ends inside a formatting clause")
         precision = _precision(digits)
@@ -265,7 +290,6 @@ def format_string(template: Any, args: Any) -> str:
             raise _fail(f"format: index {used} out of range: too few arguments")
         out.append(_format_verb(verb, args[used], precision))
         used += 1
-    out.append(template[position:])
     return "".join(out)
 
 
@@ -342,9 +366,8 @@ def _format_size(template: Any, args: Any) -> int:
     size = len(template)
     used = 0
     sizes: dict[int, int] = {}
-    for clause in _CLAUSE.finditer(template):
-        digits, verb = clause.groups()
-        if verb == "%" or not verb or used >= len(args):
+    for _text, digits, verb in _clauses(template):
+        if not verb or verb == "%" or used >= len(args):
             continue
         value = args[used]
         used += 1

@@ -161,14 +161,14 @@ def _all_equal(pairs: Iterable[tuple[Any, Any]], memo: dict[Any, Any] | None = N
     error: CelEvalError | None = None
     for a, b in pairs:
         try:
-            if type(a) in _NESTED and type(b) in _NESTED:
+            if type(a) not in _NESTED or type(b) not in _NESTED:
+                if not eq(a, b):
+                    return False
+            else:
                 if memo is None:
                     memo = {}
-                same = _nested_eq(a, b, memo)
-            else:
-                same = eq(a, b)
-            if not same:
-                return False
+                if not _nested_eq(a, b, memo):
+                    return False
         except CelEvalError as exc:
             error = error or exc
     if error is not None:
