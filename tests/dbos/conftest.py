@@ -11,11 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.dbos.support import NO_DBOS, sqlite_url, stop_all
+
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """A URL of a fresh database on a private Postgres cluster."""
-    pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+    pytest.importorskip("dbos", reason=NO_DBOS)
     from carlang_runtime.errors import CarlangRuntimeError
 
     from carlang_dbos.localpg import private_postgres
@@ -48,8 +50,6 @@ def postgres_database(postgres_url: str, request: pytest.FixtureRequest) -> str:
 def workers() -> Iterator[list[subprocess.Popen[str]]]:
     """The processes a test starts (workers, and any run it leaves in the background): each
     one still running is killed at the test's end."""
-    from tests.dbos.support import stop_all
-
     started: list[subprocess.Popen[str]] = []
     yield started
     stop_all(started)
@@ -61,6 +61,6 @@ def sqlite_database(tmp_path: Path) -> Iterator[str]:
     it disposed at the test's end."""
     from carlang_dbos import records
 
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    url = sqlite_url(tmp_path)
     yield url
     records.dispose(url)

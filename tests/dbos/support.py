@@ -1,5 +1,6 @@
-"""What the end-to-end DBOS tests share besides their fixtures (conftest.py): `carlang` as a
-process, workers and other processes to start and kill, and waiting for a condition."""
+"""What the DBOS tests share besides their fixtures (conftest.py): the skips, a project to run,
+`carlang` as a process (a run submitted, one shown), workers and other processes to start and
+kill, and waiting for a condition."""
 
 from __future__ import annotations
 
@@ -12,7 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from tests.helpers import run_carlang
+
+#: Why a module of DBOS tests is skipped where DBOS is not installed (`pytest.importorskip`).
+NO_DBOS = "the DBOS backend needs the dbos package (carlang[dbos])"
 
 #: A `--tools` module whose tools write each call to calls.txt beside it (a call's trace that
 #: survives the worker process that made it).
@@ -35,9 +41,53 @@ TOOLS = {"work": work, "ship": ship}
 """
 
 
+def skip_without_sqlite() -> None:
+    """Skip the test (or, called at a module's top, the module) where DBOS cannot keep its runs
+    in SQLite here, saying why in one line."""
+    from carlang_dbos.backend import sqlite_problem
+
+    problem = sqlite_problem()
+    if problem is not None:
+        pytest.skip(problem, allow_module_level=True)
+
+
+def sqlite_url(directory: Path) -> str:
+    """The URL of the SQLite runs database runs.db in `directory`."""
+    return f"sqlite:///{directory / 'runs.db'}"
+
+
+def write_project(directory: Path, program: str, tools: str) -> Path:
+    """`directory`, with `program` in p.car and `tools` in tools.py (for `--tools
+    tools.py:TOOLS`)."""
+    (directory / "p.car").write_text(program)
+    (directory / "tools.py").write_text(tools)
+    return directory
+
+
+def calls(directory: Path) -> list[str]:
+    """The lines the tools wrote to calls.txt in `directory` (as MARKING_TOOLS do), in order;
+    none before the first call."""
+    path = directory / "calls.txt"
+    return path.read_text().splitlines() if path.exists() else []
+
+
 def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """`carlang ARGS...` in `cwd`, its output captured."""
     return run_carlang(*args, cwd=cwd, timeout=120)
+
+
+def detach(database: str, cwd: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    """`carlang run p.car --tools tools.py:TOOLS --backend dbos --database DATABASE --detach
+    MORE...` in `cwd` (a project `write_project` wrote), its output captured."""
+    args = ["p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database]
+    return carlang("run", *args, "--detach", *more, cwd=cwd)
+
+
+def submit(database: str, cwd: Path, *more: str) -> str:
+    """The id of the run `detach` queued; AssertionError (with its stderr) if it did not."""
+    submitted = detach(database, cwd, *more)
+    assert submitted.returncode == 0, submitted.stderr
+    return submitted.stdout.strip()
 
 
 def start_carlang(

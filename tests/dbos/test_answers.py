@@ -15,9 +15,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import MARKING_TOOLS, carlang, show, start_worker, wait_for
+from tests.dbos.support import (
+    MARKING_TOOLS,
+    NO_DBOS,
+    calls,
+    carlang,
+    show,
+    start_worker,
+    submit,
+    wait_for,
+    write_project,
+)
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 pytestmark = pytest.mark.slow
 
 PROGRAM = """\
@@ -30,26 +40,10 @@ proposal p {
 }
 """
 
-TOOLS = MARKING_TOOLS
-
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "p.car").write_text(PROGRAM)
-    (tmp_path / "tools.py").write_text(TOOLS)
-    return tmp_path
-
-
-def _calls(project: Path) -> list[str]:
-    path = project / "calls.txt"
-    return path.read_text().splitlines() if path.exists() else []
-
-
-def _submit(project: Path, database: str) -> str:
-    args = ["p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database]
-    submitted = carlang("run", *args, "--detach", cwd=project)
-    assert submitted.returncode == 0, submitted.stderr
-    return submitted.stdout.strip()
+    return write_project(tmp_path, PROGRAM, MARKING_TOOLS)
 
 
 def _answer(
@@ -61,7 +55,7 @@ def _answer(
 def test_the_first_answer_wins_with_no_worker_alive_and_a_resume_hands_the_run_on(
     project: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
 ) -> None:
-    run_id = _submit(project, postgres_database)
+    run_id = submit(postgres_database, project)
     first = start_worker(postgres_database, "--id", "w1", cwd=project, started=workers)
     wait_for(lambda: show(postgres_database, run_id, project)["waiting_for_approval"])
     first.send_signal(signal.SIGKILL)
@@ -85,13 +79,13 @@ def test_the_first_answer_wins_with_no_worker_alive_and_a_resume_hands_the_run_o
     shown = show(postgres_database, run_id, project)
     assert shown["worker"] == "w2"
     assert [r["status"] for r in shown["result"]["results"]] == ["succeeded", "succeeded"]
-    assert _calls(project) == ["work a", "ship prod"]
+    assert calls(project) == ["work a", "ship prod"]
 
 
 def test_answers_given_at_once_one_wins_and_the_run_follows_it(
     project: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
 ) -> None:
-    run_id = _submit(project, postgres_database)
+    run_id = submit(postgres_database, project)
     start_worker(postgres_database, "--id", "w1", cwd=project, started=workers)
     wait_for(lambda: show(postgres_database, run_id, project)["waiting_for_approval"])
     base = [sys.executable, "-m", "carlang"]
@@ -125,7 +119,7 @@ def test_an_expired_approval_is_not_answered_later_and_the_run_shows_aborted(
             'when params.env == "prod"\n', 'when params.env == "prod"\n  approval_timeout 1s\n'
         )
     )
-    run_id = _submit(project, postgres_database)
+    run_id = submit(postgres_database, project)
     start_worker(postgres_database, "--id", "w1", cwd=project, started=workers)
     wait_for(lambda: show(postgres_database, run_id, project)["status"] in ("aborted", "SUCCESS"))
     late = _answer("approve", run_id, postgres_database, project)

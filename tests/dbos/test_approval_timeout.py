@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+from tests.dbos.support import NO_DBOS
+
+pytest.importorskip("dbos", reason=NO_DBOS)
 
 from carlang_runtime import ir  # noqa: E402
 from carlang_runtime.engine import ApprovalRequest  # noqa: E402

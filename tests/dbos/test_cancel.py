@@ -11,9 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import carlang, show, start_worker, wait_for
+from tests.dbos.support import (
+    NO_DBOS,
+    calls,
+    carlang,
+    show,
+    start_worker,
+    submit,
+    wait_for,
+    write_project,
+)
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 pytestmark = pytest.mark.slow
 
 PROGRAM = """\
@@ -51,25 +60,16 @@ TOOLS = {"work": work, "slow": slow}
 """
 
 
-def _calls(project: Path) -> list[str]:
-    path = project / "calls.txt"
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def test_a_call_in_flight_at_a_cancel_is_kept_and_not_repeated_by_the_resume(
     tmp_path: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
 ) -> None:
     from carlang_dbos.records import late_steps
 
-    (tmp_path / "p.car").write_text(PROGRAM)
-    (tmp_path / "tools.py").write_text(TOOLS)
+    write_project(tmp_path, PROGRAM, TOOLS)
     database = postgres_database
     start_worker(database, "--id", "w1", cwd=tmp_path, started=workers)
-    args = ["p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database]
-    submitted = carlang("run", *args, "--events", "run.db", "--detach", cwd=tmp_path)
-    assert submitted.returncode == 0, submitted.stderr
-    run_id = submitted.stdout.strip()
-    wait_for(lambda: "start slow" in _calls(tmp_path))
+    run_id = submit(database, tmp_path, "--events", "run.db")
+    wait_for(lambda: "start slow" in calls(tmp_path))
     cancelled = carlang("runs", "cancel", run_id, "--database", database, cwd=tmp_path)
     assert cancelled.returncode == 0, cancelled.stderr
     (tmp_path / "release").touch()  # the call finishes after the cancel
@@ -77,8 +77,8 @@ def test_a_call_in_flight_at_a_cancel_is_kept_and_not_repeated_by_the_resume(
     assert show(database, run_id, tmp_path)["status"] == "CANCELLED"
     resumed = carlang("runs", "resume", run_id, "--database", database, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
-    wait_for(lambda: "work b" in _calls(tmp_path))
-    assert _calls(tmp_path) == ["work a", "start slow", "end slow", "work b"]
+    wait_for(lambda: "work b" in calls(tmp_path))
+    assert calls(tmp_path) == ["work a", "start slow", "end slow", "work b"]
     assert "at least once" in resumed.stderr  # a call still running then would run again
     wait_for(lambda: show(database, run_id, tmp_path)["status"] == "completed")
     result = show(database, run_id, tmp_path)["result"]

@@ -13,16 +13,26 @@ from typing import Any
 
 import pytest
 
-from tests.dbos.support import MARKING_TOOLS, start_worker
-from tests.helpers import run_carlang
+from tests.dbos.support import (
+    MARKING_TOOLS,
+    NO_DBOS,
+    calls,
+    carlang,
+    show,
+    skip_without_sqlite,
+    sqlite_url,
+    start_worker,
+    submit,
+    wait_for,
+    write_project,
+)
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 pytestmark = pytest.mark.slow
 
-from carlang_dbos.backend import APP_VERSION, sqlite_problem  # noqa: E402 - after the skip: imports dbos
+from carlang_dbos.backend import APP_VERSION  # noqa: E402 - after the skip: imports dbos
 
-if sqlite_problem() is not None:
-    pytest.skip(sqlite_problem() or "", allow_module_level=True)
+skip_without_sqlite()
 
 PROGRAM = """\
 tool work(item: string)
@@ -35,43 +45,14 @@ proposal p {
 }
 """
 
-TOOLS = MARKING_TOOLS
-
-
-def carlang(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return run_carlang(*args, cwd=cwd, timeout=120)
-
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "p.car").write_text(PROGRAM)
-    (tmp_path / "tools.py").write_text(TOOLS)
-    return tmp_path
-
-
-def _db(project: Path) -> str:
-    return f"sqlite:///{project / 'runs.db'}"
-
-
-def _calls(project: Path) -> list[str]:
-    path = project / "calls.txt"
-    return path.read_text().splitlines() if path.exists() else []
+    return write_project(tmp_path, PROGRAM, MARKING_TOOLS)
 
 
 def _show(project: Path, run_id: str) -> dict[str, Any]:
-    shown = carlang("runs", "show", run_id, "--database", _db(project), cwd=project)
-    assert shown.returncode == 0, shown.stderr
-    document: dict[str, Any] = json.loads(shown.stdout)
-    return document
-
-
-def _wait_for(predicate: Any, seconds: float = 30.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.3)
-    raise AssertionError("timed out waiting")
+    return show(sqlite_url(project), run_id, project)
 
 
 def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(project: Path) -> None:
@@ -82,7 +63,7 @@ def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(proje
         "--backend",
         "dbos",
         "--database",
-        _db(project),
+        sqlite_url(project),
         "--approval-timeout",
         "1",
         cwd=project,
@@ -113,7 +94,7 @@ def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(proje
     # call (the approval is a durable wait, not a step of ours).
     from dbos import DBOSClient
 
-    client = DBOSClient(system_database_url=_db(project))
+    client = DBOSClient(system_database_url=sqlite_url(project))
     try:
         names = [step["function_name"] for step in client.list_workflow_steps(run_id)]
         [status] = client.list_workflows(workflow_ids=[run_id])
@@ -129,37 +110,22 @@ def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(proje
 def test_an_approval_waits_across_a_restart_of_every_process(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
-    submitted = carlang(
-        "run",
-        "p.car",
-        "--tools",
-        "tools.py:TOOLS",
-        "--backend",
-        "dbos",
-        "--database",
-        _db(project),
-        "--detach",
-        "--events",
-        "run.db",
-        cwd=project,
-    )
-    assert submitted.returncode == 0, submitted.stderr
-    run_id = submitted.stdout.strip()
-    first = start_worker(_db(project), cwd=project, started=workers)
-    _wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
-    assert _calls(project) == ["work a", "work b"]
+    run_id = submit(sqlite_url(project), project, "--events", "run.db")
+    first = start_worker(sqlite_url(project), cwd=project, started=workers)
+    wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
+    assert calls(project) == ["work a", "work b"]
     first.send_signal(signal.SIGKILL)
     first.wait()
     # No process runs the workflow now; the answer waits in the database.
-    wrong = carlang("approve", run_id, "zz", "--database", _db(project), cwd=project)
+    wrong = carlang("approve", run_id, "zz", "--database", sqlite_url(project), cwd=project)
     assert wrong.returncode == 2 and "not waiting for an approval of `zz`" in wrong.stderr
-    approved = carlang("approve", run_id, "s", "--database", _db(project), cwd=project)
+    approved = carlang("approve", run_id, "s", "--database", sqlite_url(project), cwd=project)
     assert approved.returncode == 0, approved.stderr
-    start_worker(_db(project), cwd=project, started=workers)
-    _wait_for(lambda: _show(project, run_id)["status"] == "completed")  # carlang's outcome
+    start_worker(sqlite_url(project), cwd=project, started=workers)
+    wait_for(lambda: _show(project, run_id)["status"] == "completed")  # carlang's outcome
     result = _show(project, run_id)["result"]
     assert [r["status"] for r in result["results"]] == ["succeeded"] * 3
-    assert _calls(project) == ["work a", "work b", "ship prod"]  # nothing ran twice
+    assert calls(project) == ["work a", "work b", "ship prod"]  # nothing ran twice
     events = carlang("events", "run.db", "--run", run_id, "--format", "json", cwd=project)
     kinds = [e["kind"] for e in json.loads(events.stdout)]
     assert kinds.count("action_succeeded") == 3 and kinds.count("run_completed") == 1
@@ -170,32 +136,22 @@ def test_runs_can_be_listed_cancelled_and_resumed(
 ) -> None:
     missing = carlang("runs", "list", "--database", f"sqlite:///{project / 'nope.db'}", cwd=project)
     assert missing.returncode == 2 and "no runs database" in missing.stderr
-    submitted = carlang(
-        "run",
-        "p.car",
-        "--tools",
-        "tools.py:TOOLS",
-        "--backend",
-        "dbos",
-        "--database",
-        _db(project),
-        "--detach",
-        cwd=project,
-    )
-    run_id = submitted.stdout.strip()
-    listed = carlang("runs", "list", "--database", _db(project), "--json", cwd=project)
+    run_id = submit(sqlite_url(project), project)
+    listed = carlang("runs", "list", "--database", sqlite_url(project), "--json", cwd=project)
     assert json.loads(listed.stdout)[0]["run_id"] == run_id
-    start_worker(_db(project), cwd=project, started=workers)
-    _wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
-    cancelled = carlang("runs", "cancel", run_id, "--database", _db(project), cwd=project)
+    start_worker(sqlite_url(project), cwd=project, started=workers)
+    wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
+    cancelled = carlang("runs", "cancel", run_id, "--database", sqlite_url(project), cwd=project)
     assert cancelled.returncode == 0, cancelled.stderr
-    _wait_for(lambda: _show(project, run_id)["status"] == "CANCELLED")
-    resumed = carlang("runs", "resume", run_id, "--database", _db(project), cwd=project)
+    wait_for(lambda: _show(project, run_id)["status"] == "CANCELLED")
+    resumed = carlang("runs", "resume", run_id, "--database", sqlite_url(project), cwd=project)
     assert resumed.returncode == 0, resumed.stderr
-    _wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
-    carlang("deny", run_id, "s", "--reason", "not today", "--database", _db(project), cwd=project)
+    wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
+    carlang(
+        "deny", run_id, "s", "--reason", "not today", "--database", sqlite_url(project), cwd=project
+    )
     # DBOS says SUCCESS (the workflow returned); carlang says the run aborted, on the denial.
-    _wait_for(lambda: _show(project, run_id)["dbos_status"] == "SUCCESS")
+    wait_for(lambda: _show(project, run_id)["dbos_status"] == "SUCCESS")
     assert _show(project, run_id)["status"] == "aborted"
     ship = _show(project, run_id)["result"]["results"][2]
     assert ship["status"] == "rejected" and "not today" in ship["error"]
@@ -220,7 +176,7 @@ def test_an_approval_expires_after_its_policys_timeout(project: Path) -> None:
         "--backend",
         "dbos",
         "--database",
-        _db(project),
+        sqlite_url(project),
         "--approval-timeout",
         "3600",
         cwd=project,
@@ -230,7 +186,7 @@ def test_an_approval_expires_after_its_policys_timeout(project: Path) -> None:
     ship = json.loads(durable.stdout)["result"]["results"][2]
     assert ship["status"] == "rejected"
     assert "approval expired after 1s without an answer" in ship["error"]
-    assert _calls(project) == ["work a", "work b"]
+    assert calls(project) == ["work a", "work b"]
 
 
 def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(project: Path) -> None:

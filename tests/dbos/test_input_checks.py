@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.dbos.support import carlang
+from tests.dbos.support import NO_DBOS, carlang, sqlite_url, write_project
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 # slow: subprocesses that load DBOS (the default run stays under three minutes; CI runs these)
 pytestmark = pytest.mark.slow
 
@@ -49,10 +49,8 @@ COMMANDS = [
 
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    (tmp_path / "p.car").write_text(PROGRAM)
-    (tmp_path / "tools.py").write_text(TOOLS)
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    return write_project(tmp_path, PROGRAM, TOOLS)
 
 
 def _invoke(*args: str) -> Any:
@@ -235,7 +233,7 @@ def test_a_password_in_the_url_is_never_shown(
 
 @pytest.mark.parametrize("seconds", ["-5", "0", "nan"])
 def test_an_approval_timeout_not_above_zero_is_a_usage_error(project: Path, seconds: str) -> None:
-    database = f"sqlite:///{project / 'runs.db'}"
+    database = sqlite_url(project)
     # (--detach: before the check, the run was queued, to fail on a worker later)
     result = _invoke(*COMMANDS[1], "--database", database, f"--approval-timeout={seconds}")
     assert result.exit_code == 2, result.output

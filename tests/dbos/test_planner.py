@@ -16,10 +16,10 @@ from typing import IO
 
 import pytest
 
-from tests.dbos.support import start_worker
+from tests.dbos.support import NO_DBOS, skip_without_sqlite, sqlite_url, start_worker
 from tests.helpers import run_carlang
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 
 from carlang_runtime.planner import ToolFeedback, ToolStats  # noqa: E402
 
@@ -114,11 +114,8 @@ def _executors(database: str) -> Counter[tuple[str, str]]:
 def test_a_sweep_on_one_sqlite_worker_gives_the_in_process_output(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
-    from carlang_dbos.backend import sqlite_problem
-
-    if sqlite_problem() is not None:
-        pytest.skip(sqlite_problem() or "")
-    database = f"sqlite:///{project / 'runs.db'}"
+    skip_without_sqlite()
+    database = sqlite_url(project)
     misuse = carlang("rank", "plans.car", "--batch", "2", cwd=project)
     assert misuse.returncode == 2 and "go with --backend dbos" in misuse.stderr
     _worker(database, "w1", project, workers)
@@ -197,12 +194,10 @@ def test_a_batch_that_fails_on_a_worker_is_one_error_naming_it(
 ) -> None:
     from carlang_runtime.errors import CarlangRuntimeError
 
-    from carlang_dbos.backend import sqlite_problem
     from carlang_dbos.experiments import SEARCH_WORKFLOW, Experiments
 
-    if sqlite_problem() is not None:
-        pytest.skip(sqlite_problem() or "")
-    database = f"sqlite:///{project / 'runs.db'}"
+    skip_without_sqlite()
+    database = sqlite_url(project)
     _worker(database, "w1", project, workers)
     said: list[str] = []
     with (
@@ -256,11 +251,8 @@ def _same_search_on_the_workers(project: Path, database: str) -> None:
 def test_a_search_on_one_sqlite_worker_gives_the_in_process_output(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
-    from carlang_dbos.backend import sqlite_problem
-
-    if sqlite_problem() is not None:
-        pytest.skip(sqlite_problem() or "")
-    database = f"sqlite:///{project / 'runs.db'}"
+    skip_without_sqlite()
+    database = sqlite_url(project)
     misuse = carlang(*_search_project(project), "--database", database, cwd=project)
     assert misuse.returncode == 2 and "goes with --backend dbos" in misuse.stderr
     _worker(database, "w1", project, workers)

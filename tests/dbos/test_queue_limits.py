@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import start_worker
+from tests.dbos.support import NO_DBOS, start_worker, write_project
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 
 RUNS, CALLS = 3, 6  # six calls of one level per run: twelve may start at once
 
@@ -60,8 +60,7 @@ def _workers_keep_the_global_limit(
     from carlang.compiler import compile_file
     from carlang_dbos import list_runs, make_spec, submit_many
 
-    (tmp_path / "p.car").write_text(PROGRAM)
-    (tmp_path / "tools.py").write_text(TOOLS)
+    write_project(tmp_path, PROGRAM, TOOLS)
     compiled = compile_file(tmp_path / "p.car", tmp_path)
     assert compiled.program is not None
     spec = make_spec(compiled.program, "p", tools=[f"{tmp_path / 'tools.py'}:TOOLS"])

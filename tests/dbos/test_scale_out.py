@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import start_worker, stop_all
+from tests.dbos.support import NO_DBOS, start_worker, stop_all
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 pytestmark = [pytest.mark.slow, pytest.mark.scale]
 
 RUNS = 200

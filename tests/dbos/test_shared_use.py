@@ -11,19 +11,27 @@ from __future__ import annotations
 import json
 import socket
 import sqlite3
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import carlang
+from tests.dbos.support import (
+    NO_DBOS,
+    carlang,
+    detach,
+    skip_without_sqlite,
+    sqlite_url,
+    write_project,
+)
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 
 from carlang_runtime.errors import CarlangRuntimeError  # noqa: E402
 
 from carlang_dbos import backend, records  # noqa: E402 - after the skip: imports dbos
-from carlang_dbos.backend import APP_VERSION, WorkerLook, sqlite_problem  # noqa: E402
+from carlang_dbos.backend import APP_VERSION, WorkerLook  # noqa: E402
 
 PROGRAM = """\
 tool work(item: string)
@@ -49,11 +57,8 @@ TOOLS = {"work": work, "render": render}
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    if sqlite_problem() is not None:
-        pytest.skip(sqlite_problem() or "")
-    (tmp_path / "p.car").write_text(PROGRAM)
-    (tmp_path / "tools.py").write_text(TOOLS)
-    return tmp_path
+    skip_without_sqlite()
+    return write_project(tmp_path, PROGRAM, TOOLS)
 
 
 # -- versions ------------------------------------------------------------------------------------
@@ -185,19 +190,17 @@ def test_the_id_of_a_worker_that_stopped_beating_is_free_again(
 # -- through the CLI ------------------------------------------------------------------------------
 
 
-def _detach(project: Path, *more: str) -> dict[str, object]:
-    database = f"sqlite:///{project / 'runs.db'}"
-    args = ["p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database]
-    done = carlang("run", *args, "--detach", *more, cwd=project)
+def _detach(project: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    done = detach(sqlite_url(project), project, *more)
     assert done.returncode == 0, done.stderr
-    return {"stdout": done.stdout, "stderr": done.stderr}
+    return done
 
 
 @pytest.mark.slow  # DBOS launched in the test process
 def test_detach_with_format_json_prints_a_json_object(project: Path) -> None:
-    database = f"sqlite:///{project / 'runs.db'}"
+    database = sqlite_url(project)
     done = _detach(project, "--format", "json")
-    document = json.loads(str(done["stdout"]))
+    document = json.loads(done.stdout)
     run_id = document["run_id"]
     start = f"start one with: carlang worker --database {database}"
     assert document == {
@@ -211,15 +214,15 @@ def test_detach_with_format_json_prints_a_json_object(project: Path) -> None:
         ],
     }
     # The notes stay on stderr too, for whoever reads it; text stays the run id alone.
-    assert str(done["stderr"]).splitlines() == [f"note: {n}" for n in document["notices"]]
+    assert done.stderr.splitlines() == [f"note: {n}" for n in document["notices"]]
     plain = _detach(project)
-    assert len(str(plain["stdout"]).split()) == 1
+    assert len(plain.stdout.split()) == 1
 
 
 @pytest.mark.slow  # DBOS launched in the test process
 def test_a_detached_run_carries_its_version_and_says_what_it_waits_for(project: Path) -> None:
-    database = f"sqlite:///{project / 'runs.db'}"
-    run_id = str(_detach(project)["stdout"]).strip()
+    database = sqlite_url(project)
+    run_id = _detach(project).stdout.strip()
     shown = carlang("runs", "show", run_id, "--database", database, cwd=project)
     assert shown.returncode == 0, shown.stderr
     document = json.loads(shown.stdout)
@@ -236,8 +239,8 @@ def test_a_detached_run_carries_its_version_and_says_what_it_waits_for(project: 
 def test_a_resumed_run_goes_to_the_runs_queue_not_dbos_own(project: Path) -> None:
     from dbos import DBOSClient
 
-    database = f"sqlite:///{project / 'runs.db'}"
-    run_id = str(_detach(project)["stdout"]).strip()
+    database = sqlite_url(project)
+    run_id = _detach(project).stdout.strip()
     cancelled = carlang("runs", "cancel", run_id, "--database", database, cwd=project)
     assert cancelled.returncode == 0, cancelled.stderr
     resumed = carlang("runs", "resume", run_id, "--database", database, cwd=project)

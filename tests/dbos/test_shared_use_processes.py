@@ -17,15 +17,22 @@ from typing import Any
 
 import pytest
 
-from tests.dbos.support import carlang, start_carlang, wait_for
+from tests.dbos.support import (
+    NO_DBOS,
+    calls,
+    carlang,
+    show,
+    skip_without_sqlite,
+    sqlite_url,
+    start_carlang,
+    wait_for,
+    write_project,
+)
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 pytestmark = pytest.mark.slow
 
-from carlang_dbos.backend import sqlite_problem  # noqa: E402 - after the skip: imports dbos
-
-if sqlite_problem() is not None:
-    pytest.skip(sqlite_problem() or "", allow_module_level=True)
+skip_without_sqlite()
 
 PROGRAM = """\
 tool work(item: string)
@@ -82,36 +89,22 @@ TOOLS = {"work": work, "slow": slow, "render": render, "ship": ship}
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "p.car").write_text(PROGRAM)
-    (tmp_path / "tools.py").write_text(TOOLS)
-    return tmp_path
-
-
-def _db(project: Path) -> str:
-    return f"sqlite:///{project / 'runs.db'}"
+    return write_project(tmp_path, PROGRAM, TOOLS)
 
 
 def _args(project: Path, proposal: str) -> list[str]:
     return ["p.car", "--proposal", proposal, "--tools", "tools.py:TOOLS", "--backend", "dbos"] + [
         "--database",
-        _db(project),
+        sqlite_url(project),
     ]
 
 
-def _calls(project: Path) -> list[str]:
-    path = project / "calls.txt"
-    return path.read_text().splitlines() if path.exists() else []
-
-
 def _show(project: Path, run_id: str) -> dict[str, Any]:
-    shown = carlang("runs", "show", run_id, "--database", _db(project), cwd=project)
-    assert shown.returncode == 0, shown.stderr
-    document: dict[str, Any] = json.loads(shown.stdout)
-    return document
+    return show(sqlite_url(project), run_id, project)
 
 
 def _runs(project: Path) -> list[dict[str, Any]]:
-    listed = carlang("runs", "list", "--json", "--database", _db(project), cwd=project)
+    listed = carlang("runs", "list", "--json", "--database", sqlite_url(project), cwd=project)
     if listed.returncode != 0:
         return []
     runs: list[dict[str, Any]] = json.loads(listed.stdout)
@@ -130,7 +123,7 @@ def _start(
 def _worker(
     project: Path, started: list[subprocess.Popen[str]], log: str, *more: str
 ) -> subprocess.Popen[str]:
-    return _start(project, started, ["worker", "--database", _db(project), *more], log)
+    return _start(project, started, ["worker", "--database", sqlite_url(project), *more], log)
 
 
 def test_a_foreground_run_never_takes_a_queued_run(project: Path) -> None:
@@ -141,7 +134,7 @@ def test_a_foreground_run_never_takes_a_queued_run(project: Path) -> None:
     own = carlang("run", *_args(project, "quick"), "--format", "json", cwd=project)
     assert own.returncode == 0, own.stderr
     run_id = json.loads(own.stdout)["run_id"]
-    assert [c.rsplit(" ", 1)[0] for c in _calls(project)] == ["slow q"]  # its own call only
+    assert [c.rsplit(" ", 1)[0] for c in calls(project)] == ["slow q"]  # its own call only
     other = _show(project, waiting)
     assert (other["status"], other["worker"]) == ("ENQUEUED", None)  # still a worker's to take
     assert _show(project, run_id)["worker"] == f"foreground-{run_id}"  # an id of its own
@@ -150,7 +143,7 @@ def test_a_foreground_run_never_takes_a_queued_run(project: Path) -> None:
 def test_a_foreground_runs_call_on_a_tool_queue_waits_for_a_worker_of_that_queue(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
-    database = _db(project)
+    database = sqlite_url(project)
     foreground = _start(project, workers, ["run", *_args(project, "gpu")], "run.err")
     wait_for(lambda: len(_runs(project)) == 1)
     run_id = _runs(project)[0]["run_id"]
@@ -167,8 +160,8 @@ def test_a_foreground_runs_call_on_a_tool_queue_waits_for_a_worker_of_that_queue
     assert _show(project, run_id)["notices"] == [said]
     gpu = _worker(project, workers, "gpu.err", "--id", "g1", "--queue", "gpu")
     assert foreground.wait(timeout=90) == 0, (project / "run.err").read_text()
-    calls = dict(line.rsplit(" ", 1) for line in _calls(project))
-    assert calls == {"work g": str(foreground.pid), "render 2": str(gpu.pid)}
+    callers = dict(line.rsplit(" ", 1) for line in calls(project))
+    assert callers == {"work g": str(foreground.pid), "render 2": str(gpu.pid)}
     assert _show(project, run_id)["notices"] == []
 
 
@@ -193,10 +186,10 @@ def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
     again = _worker(project, workers, "w2.err")
     wait_for(lambda: _show(project, run_id)["waiting_for_approval"], seconds=90)
     assert f"worker id {host} was seen on" in (project / "w2.err").read_text()
-    approved = carlang("approve", run_id, "s", "--database", _db(project), cwd=project)
+    approved = carlang("approve", run_id, "s", "--database", sqlite_url(project), cwd=project)
     assert approved.returncode == 0, approved.stderr
     wait_for(lambda: _show(project, run_id)["status"] == "completed", seconds=60)
-    marks = [line.rsplit(" ", 1) for line in _calls(project)]
+    marks = [line.rsplit(" ", 1) for line in calls(project)]
     assert [m[0] for m in marks] == ["work r", "slow q", "ship prod"]  # each once
     assert marks[2][1] == str(again.pid)
     # A second worker under the id the live one uses is refused: the two would recover each

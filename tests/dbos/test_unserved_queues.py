@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import carlang, show, start_worker, wait_for
+from tests.dbos.support import NO_DBOS, detach, show, start_worker, wait_for, write_project
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 pytestmark = pytest.mark.slow
 
 PROGRAM = """\
@@ -46,14 +46,7 @@ TOOLS = {"work": work, "render": render, "idle": idle}
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "p.car").write_text(PROGRAM)
-    (tmp_path / "tools.py").write_text(TOOLS)
-    return tmp_path
-
-
-def _detach(project: Path, database: str) -> subprocess.CompletedProcess[str]:
-    args = ["p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database]
-    return carlang("run", *args, "--detach", cwd=project)
+    return write_project(tmp_path, PROGRAM, TOOLS)
 
 
 def _worker(
@@ -73,7 +66,7 @@ def test_a_detached_run_says_which_of_its_queues_no_worker_serves(
     database = postgres_database
     start = f"start one with: carlang worker --database {database}"
     try:
-        alone = _detach(project, database)
+        alone = detach(database, project)
         assert alone.returncode == 0, alone.stderr
         run_id = alone.stdout.strip()
         assert alone.stdout == f"{run_id}\n"  # stdout unchanged: the run id, what scripts read
@@ -85,18 +78,18 @@ def test_a_detached_run_says_which_of_its_queues_no_worker_serves(
             f" run {run_id}'s calls of render will wait for one ({start} --queue gpu)",
         ]
         records.beat(database, "i1", "w1", ["carlang_runs"], APP_VERSION)  # of runs only
-        runs_only = _detach(project, database)
+        runs_only = detach(database, project)
         assert runs_only.returncode == 0, runs_only.stderr
         assert [line.split(":")[0:2] for line in runs_only.stderr.splitlines()] == [
             ["note", " no worker serving gpu has been seen on postgresql"]
         ]
         records.beat(database, "i2", "g1", ["gpu"], APP_VERSION)
-        served = _detach(project, database)
+        served = detach(database, project)
         assert served.returncode == 0 and served.stderr == ""
         records.forget_worker(database, "i1")
         records.forget_worker(database, "i2")
         records.beat(database, "i3", "any", None, APP_VERSION)  # a worker of every queue
-        everything = _detach(project, database)
+        everything = detach(database, project)
         assert everything.returncode == 0 and everything.stderr == ""
     finally:
         records.dispose(database)
@@ -107,7 +100,7 @@ def test_a_run_whose_tool_waits_on_a_queue_no_worker_serves_says_so(
 ) -> None:
     database = postgres_database
     log = _worker(database, project, workers, "w1", "carlang_runs")
-    submitted = _detach(project, database)
+    submitted = detach(database, project)
     assert submitted.returncode == 0, submitted.stderr
     run_id = submitted.stdout.strip()
     said = (

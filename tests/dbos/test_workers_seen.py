@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import start_worker, wait_for
+from tests.dbos.support import NO_DBOS, skip_without_sqlite, start_worker, wait_for
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+pytest.importorskip("dbos", reason=NO_DBOS)
 
 from carlang_dbos import APP_VERSION, records  # noqa: E402 - after the skip: imports dbos
 from carlang_dbos.experiments import Experiments  # noqa: E402
@@ -72,10 +72,7 @@ def test_the_way_to_start_a_worker_names_a_tools_queue_not_carlangs_own() -> Non
 def test_a_worker_process_is_seen_until_it_stops(
     sqlite_database: str, tmp_path: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
-    from carlang_dbos.backend import sqlite_problem
-
-    if sqlite_problem() is not None:
-        pytest.skip(sqlite_problem() or "")
+    skip_without_sqlite()
     options = ["--id", "w7", "--queue", "gpu"]
     worker = start_worker(sqlite_database, *options, cwd=tmp_path, started=workers)
     wait_for(lambda: records.workers_seen(sqlite_database, "gpu", within=15) == ["w7"])
