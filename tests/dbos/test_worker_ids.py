@@ -6,22 +6,15 @@ test run's Postgres (slow: a server)."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-pytest.importorskip("dbos", reason="the DBOS backend needs the dbos package (carlang[dbos])")
+from tests.dbos.support import NO_DBOS
+
+pytest.importorskip("dbos", reason=NO_DBOS)
 
 from carlang_dbos import records  # noqa: E402 - after the skip: imports dbos
 from carlang_dbos.backend import APP_VERSION  # noqa: E402
-
-
-@pytest.fixture
-def sqlite_database(tmp_path: Path) -> Iterator[str]:
-    url = f"sqlite:///{tmp_path / 'runs.db'}"
-    yield url
-    records.dispose(url)
 
 
 def claim(database: str, instance: str, worker: str = "w1", silent: float = 10.0) -> str | None:
