@@ -117,6 +117,10 @@ def bound_problems(type_: ast.TypeExpr) -> list[tuple[ast.Node, str]]:
                 problems.append(
                     (value, f"`{name.text}` takes {wanted[kind]}, not {_show(value.value)}")
                 )
+            elif name.text == "pattern":
+                refused = _pattern_refused(value.value)
+                if refused is not None:
+                    problems.append((value, refused))
     elif isinstance(type_, (ast.ListType, ast.MapType)):
         problems.extend(bound_problems(type_.item))
     elif isinstance(type_, ast.ObjectType):
@@ -126,6 +130,18 @@ def bound_problems(type_: ast.TypeExpr) -> list[tuple[ast.Node, str]]:
         for option in type_.options:
             problems.extend(bound_problems(option))
     return problems
+
+
+def _pattern_refused(pattern: str) -> str | None:
+    """Why a `pattern` bound cannot be used (matched in linear time, RE2 refuses it), or
+    None. Imported here, as in `_bounds_problem`, to keep jsonschema off a plain start."""
+    from carlang_runtime.schemacheck import PatternRefused, pattern_matches
+
+    try:
+        pattern_matches(pattern, "")
+    except PatternRefused as refused:
+        return str(refused)
+    return None
 
 
 def _bound_value_ok(value: Any, kind: str) -> bool:
@@ -266,7 +282,8 @@ def _object_problem(value: Mapping[str, Any], type_: ast.ObjectType) -> str | No
 
 
 def _bounds_problem(value: Any, type_: ast.SimpleType) -> str | None:
-    import re
+    # (here: jsonschema, which it imports, costs a fresh `carlang check` what it needs not)
+    from carlang_runtime.schemacheck import PatternRefused, pattern_matches
 
     for name, bound in type_.bounds:
         limit = bound.value
@@ -286,11 +303,11 @@ def _bounds_problem(value: Any, type_: ast.SimpleType) -> str | None:
         if name.text == "max_length" and len(value) > limit:
             return f"{_show(value)} is longer than {limit} characters"
         if name.text == "pattern" and isinstance(limit, str):
-            try:
-                if re.search(limit, value) is None:
+            try:  # in linear time, as every call's value is (`schemacheck`)
+                if not pattern_matches(limit, value):
                     return f"{_show(value)} does not match {limit}"
-            except re.error:
-                return None
+            except PatternRefused:
+                return None  # (reported at the bound: `bound_problems`)
     return None
 
 

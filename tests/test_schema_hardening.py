@@ -160,3 +160,27 @@ def test_verify_tool_schemas_with_an_evil_value_is_quick(tmp_path: Path) -> None
     assert time.perf_counter() - started < 5.0
     assert code == 1
     assert f"tool 'fetch': parameter 'x': '{EVIL}' does not match '^(a+)+$'" in output
+
+
+def test_a_signature_pattern_is_matched_in_linear_time_and_checked_where_written() -> None:
+    """A `string(pattern: ...)` bound RE2 cannot compile is CL0217 at the bound (it was CL0309
+    at each call, or nothing for a tool never called), and a default or state value is
+    matched in linear time as a call's is (a backtracking pattern took seconds)."""
+    found = messages('tool t(a: string(pattern: "^(?!admin)x")) {}\n')
+    assert [code for code, _ in found if code != "CL0207"] == ["CL0217"]
+    assert "cannot be used: patterns are matched in linear time (RE2)" in found[0][1]
+    started = time.perf_counter()
+    found = messages(f'tool u(a: string(pattern: "^(a+)+$") = "{EVIL}") {{}}\n')
+    assert time.perf_counter() - started < 5.0
+    assert ("CL0205", f'default of `a` does not fit its type: "{EVIL}" does not match ^(a+)+$') in (
+        found
+    )
+
+
+def test_check_names_a_program_that_is_not_a_regular_file(tmp_path: Path) -> None:
+    import os
+
+    fifo = tmp_path / "fifo.car"
+    os.mkfifo(fifo)
+    result = runner.invoke(app, ["check", str(fifo)])
+    assert result.exit_code == 2 and f"{fifo}: it is not a regular file" in result.output

@@ -65,6 +65,8 @@ def collect_sources(paths: list[Path]) -> list[Path]:
         elif path.is_file():
             _refuse_json(path)
             found.append(path)
+        elif path.exists():  # a FIFO, a device: reading it could block for ever
+            fail_usage(f"{path}: it is not a regular file")
         else:
             fail_usage(f"{path}: no such file or directory")
     unique = list(dict.fromkeys(p.resolve() for p in found))
