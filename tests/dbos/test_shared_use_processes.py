@@ -165,6 +165,16 @@ def test_a_foreground_runs_call_on_a_tool_queue_waits_for_a_worker_of_that_queue
     assert _show(project, run_id)["notices"] == []
 
 
+def _beat_again(database: str, worker: str) -> None:
+    """Say, for each process that served as `worker`, that it is alive now (one beat)."""
+    from carlang_dbos import records
+    from carlang_dbos.backend import APP_VERSION
+
+    for instance in records.instances_of(database, worker):
+        records.beat(database, instance, worker, None, APP_VERSION)
+    records.dispose(database)
+
+
 def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
@@ -182,7 +192,10 @@ def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
     left = _show(project, run_id)
     assert (left["status"], left["worker"]) == ("PENDING", host)
     # The worker started again on this machine has its id, and recovers its run (once the
-    # killed one's heartbeat has stopped: it says it waits for that).
+    # killed one's heartbeat has stopped: it says it waits for that). The foreground run may
+    # have taken longer than that wait here: the killed one's last beat is made recent again,
+    # as if it had been killed a moment ago.
+    _beat_again(sqlite_url(project), host)
     again = _worker(project, workers, "w2.err")
     wait_for(lambda: _show(project, run_id)["waiting_for_approval"], seconds=90)
     assert f"worker id {host} was seen on" in (project / "w2.err").read_text()
