@@ -403,24 +403,24 @@ class Scrubber:
     replaced whole (HTTP Basic auth's `base64(user:password)`, which no list of forms could
     foresee; see `_base64_cores`). A number is matched by its JSON text, as any other value."""
 
-    __slots__ = ("_texts", "_strings", "_whole", "_quoted", "_percent", "_cores")
+    __slots__ = ("_texts", "_strings", "_short", "_quoted", "_percent", "_cores")
 
     def __init__(self, values: Iterable[Any] = ()) -> None:
         self._texts: list[str] = []
         self._strings: list[str] = []
-        #: what a whole string (or a number's JSON text) is replaced for when it equals it,
-        #: a secret too short to be searched for in text included
-        self._whole: set[str] = set()
-        #: a string secret too short to be searched for bare, as a quoted string shows it
-        #: (`"k9"` in JSON, `'k9'` in a repr), with what it is replaced by (quoted, so that
-        #: JSON stays JSON)
+        #: the secrets too short to be searched for in text, as a tool's output may hold one
+        #: whole (a string value equal to a string secret, a number to a number): `output`
+        self._short: set[tuple[str, bool]] = set()
+        #: a short string secret with a letter or digit, as a quoted string shows it (`"k9"`
+        #: in JSON, `'k9'` in a repr), with what it is replaced by (quoted, so that JSON
+        #: stays JSON)
         self._quoted: dict[str, str] = {}
         self._percent: list[re.Pattern[str]] | None = None
         self._cores: tuple[str, ...] = ()
         self.add(values)
 
     def __bool__(self) -> bool:
-        return bool(self._whole)
+        return bool(self._texts or self._short)
 
     def add(self, values: Iterable[Any]) -> None:
         """Know more secret values."""
@@ -430,10 +430,10 @@ class Scrubber:
             texts.update(_text_forms(value))
             strings.update(_searched_texts(value))
             for leaf, is_string in _leaves(value):
-                self._whole.add(leaf)
-                if is_string:
-                    self._quoted.update(_quoted_forms(leaf))
-        self._whole.update(texts)
+                if len(leaf) < MIN_SEARCHED:
+                    self._short.add((leaf, is_string))
+                    if is_string:
+                        self._quoted.update(_quoted_forms(leaf))
         # Longest first, so a secret that contains another is replaced whole.
         self._texts = sorted(texts, key=len, reverse=True)
         self._strings = sorted(strings, key=len, reverse=True)
@@ -473,27 +473,41 @@ class Scrubber:
 
     def value(self, value: Any) -> Any:
         """`value` with every secret replaced in every string it holds (a key only whole)."""
-        if not self._whole:
+        if not self:
             return value
-        return self._scrub(value, 0)
+        return self._scrub(value, 0, None)
 
-    def _scrub(self, value: Any, depth: int) -> Any:
+    def output(self, value: Any) -> Any:
+        """`value` (a tool's output, an undo step's) as `value` makes it, and also a string
+        equal to a short string secret or a number equal to a short numeric one replaced: a
+        tool echoing a short token gives it back whole. (Not for documents: an action id or
+        a count may be equal to a short secret by chance.)"""
+        if not self:
+            return value
+        return self._scrub(value, 0, self._short or None)
+
+    def _scrub(self, value: Any, depth: int, short: set[tuple[str, bool]] | None) -> Any:
         if isinstance(value, str):
-            return REDACTED if value in self._whole else self.text(value)
+            if short is not None and (value, True) in short:
+                return REDACTED
+            return self.text(value)
         if depth > 200:
             return REDACTED  # fail closed on what cannot be walked
         if isinstance(value, Mapping):
             # A key is replaced when it is a secret, never cut into: keys are mostly names
             # (a log's own `type`, `session`), which a short secret would garble.
             return {
-                (REDACTED if k in self._whole else k): self._scrub(v, depth + 1)
+                (REDACTED if k in self._texts else k): self._scrub(v, depth + 1, short)
                 for k, v in value.items()
             }
         if isinstance(value, (list, tuple)):
-            return [self._scrub(item, depth + 1) for item in value]
-        if isinstance(value, (int, float, bool)) or value is None:
+            return [self._scrub(item, depth + 1, short) for item in value]
+        if isinstance(value, bool) or value is None:
+            return value
+        if isinstance(value, (int, float)):
             text = json.dumps(value)
-            return REDACTED if text in self._whole else value
+            hit = text in self._texts or short is not None and (text, False) in short
+            return REDACTED if hit else value
         return self.text(str(value))
 
 
@@ -580,8 +594,9 @@ def _leaves(value: Any) -> set[tuple[str, bool]]:
 
 def _quoted_forms(secret: str) -> dict[str, str]:
     """A short string secret as a JSON string and a Python repr show it, with the quoted
-    marker each is replaced by (a longer one is found bare, inside them too)."""
-    if len(secret) >= MIN_SEARCHED:
+    marker each is replaced by (a longer one is found bare, inside them too). None for one
+    without a letter or a digit (`","`, `": "`): its quoted form is JSON's own punctuation."""
+    if len(secret) >= MIN_SEARCHED or not any(char.isalnum() for char in secret):
         return {}
     return {json.dumps(secret): f'"{REDACTED}"', repr(secret): repr(REDACTED)}
 

@@ -351,19 +351,26 @@ def test_a_secret_property_named_like_a_keyword_is_found_where_the_walk_falls_ba
 
 
 def test_a_short_secret_is_redacted_where_it_is_equal_or_quoted() -> None:
-    """A secret too short to be searched for bare ("k9") is still replaced as a whole value
-    (an output field that echoes it, a number equal to a short numeric one) and quoted, as
-    JSON and a repr show a string (JSON stays JSON); bare inside words it is left alone."""
-    scrub = Scrubber(["k9", {"pin": 12, "code": "77"}])
-    assert scrub.value({"token_used": "k9", "n": 12, "text": "ak9b", "k9": 1}) == {
+    """A secret too short to be searched for bare ("k9") is replaced in a tool's output where
+    a value equals it (a string a string secret, a number a numeric one), and quoted, as JSON
+    and a repr show a string (JSON stays JSON). In a document (`value`: a proposal, a state
+    snapshot) a value equal to it by chance (an action id, a count) is left alone, and so are
+    keys, and quoted punctuation (a secret ","), which would break the JSON around it."""
+    scrub = Scrubber(["k9", {"pin": 12, "code": "77"}, ","])
+    assert scrub.output({"token_used": "k9", "n": 12, "code": 77, "text": "ak9b", "k9": 1}) == {
         "token_used": REDACTED,
         "n": REDACTED,
+        "code": 77,  # (the secret "77" is a string)
         "text": "ak9b",
-        REDACTED: 1,
+        "k9": 1,
     }
+    document = {"id": "k9", "depends_on": ["k9"], "max_retries": 12, "a": ",", "b": 1}
+    assert scrub.value(document) == document
     shown = scrub.text("api_token: \"k9\", kwargs={'code': '77'} and k9 in ak9b \"12\"")
     assert (
         shown == f'api_token: "{REDACTED}", kwargs={{\'code\': {REDACTED!r}}} and k9 in ak9b "12"'
     )
-    document = json.loads(scrub.text(json.dumps({"api_token": "k9", "code": "77"})))
-    assert document == {"api_token": REDACTED, "code": REDACTED}
+    document = json.loads(
+        scrub.text(json.dumps({"api_token": "k9", "code": "77", "l": ["x", "y"]}))
+    )
+    assert document == {"api_token": REDACTED, "code": REDACTED, "l": ["x", "y"]}

@@ -1247,7 +1247,7 @@ class ProposalRun:
         now = time.time()
         scrub = self.scrub
         if scrub is not None:
-            output, changes = scrub.value(output), scrub.value(changes)
+            output, changes = scrub.output(output), scrub.value(changes)
             error = scrub.text(error) if error is not None else None
         result = construct(
             ActionResult,
@@ -1436,7 +1436,7 @@ class ProposalRun:
         """Record how the compensation of `action` ended: its one end event and its result."""
         scrub = self.scrub
         if scrub is not None:
-            output = scrub.value(output)
+            output = scrub.output(output)
             error = scrub.text(error) if error is not None else None
         tool = undo.tool or "" if undo is not None else ""
         data: dict[str, Any] = {"tool": tool, "attempts": attempts}

@@ -389,3 +389,37 @@ def test_a_short_secret_reaches_no_log_and_no_explanation(tmp_path: Path) -> Non
         )
         assert explained.exit_code == 0, explained.output
         assert "k9" not in explained.output and REDACTED in explained.output
+
+
+def test_a_short_secret_leaves_the_logged_proposal_as_it_was(tmp_path: Path) -> None:
+    """A secret "a" (or "3") equal by chance to an action id, a dependency or a count: the
+    logged proposal keeps them (whole-value replacement is for tool outputs only), so a
+    resume and a replay read the proposal that ran; the secret parameter itself is redacted
+    by its path, and an output echoing it is."""
+    rt = Runtime(events=EventLog([JsonlSink(tmp_path / "events.jsonl")]))
+    rt.declare_tool(LOGIN)
+    rt.register_tool("login", lambda user, token, nested=None: {"echo": token, "n": 3})
+    actions = [
+        call("a", "login", params={"user": "bob", "token": "a"}),
+        call("b", "login", params={"user": "3", "token": "3"}, depends_on=["a"]),
+        call(
+            "c",
+            "login",
+            params={"user": "x", "token": "x"},
+            failure_behavior="retry",
+            max_retries=3,
+        ),  # fmt: skip
+    ]
+    with closing(rt):
+        result = rt.execute(proposal(*actions))
+    assert [r.output for r in result.results] == [
+        {"echo": REDACTED, "n": 3},
+        {"echo": REDACTED, "n": 3},  # (the secret "3" is a string: the number 3 is not it)
+        {"echo": REDACTED, "n": 3},
+    ]
+    (received,) = rt.events.query("proposal_received")
+    logged = received.data["proposal"]["actions"]
+    assert [a["id"] for a in logged] == ["a", "b", "c"]
+    assert logged[1]["depends_on"] == ["a"] and logged[2]["max_retries"] == 3
+    assert [a["parameters"]["token"] for a in logged] == [REDACTED] * 3
+    assert logged[1]["parameters"]["user"] == "3"
