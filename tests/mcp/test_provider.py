@@ -321,3 +321,21 @@ def test_a_servers_error_does_not_show_its_own_secrets(tmp_path: Path, toy_car: 
         (outcome,) = runtime.execute(program.proposals[0]).results
     assert outcome.status is ActionStatus.FAILED
     assert "invalid key" in (outcome.error or "") and "sk-live-9f8e7d" not in (outcome.error or "")
+
+
+def test_a_tool_declared_by_its_signature_is_the_servers_open_tool(
+    tmp_path: Path, toy_car: str
+) -> None:
+    """A signature compiles to a closed object (`additionalProperties: false`: calls pass
+    only what it names); the server's tool, an open object with the same parameters, is the
+    same tool: the call is made, not refused as a changed schema."""
+    header = toy_car.split("\ntool ", 1)[0]  # the mcp_server declaration alone
+    path = tmp_path / "signed.car"
+    path.write_text(header + "\ntool toy.add(a: int, b: int)\n")
+    program = _program(path, "proposal p { s = toy.add(a: 2, b: 3) }")
+    (tool,) = [t for t in program.tools if t.name == "toy.add"]
+    assert tool.parameters["additionalProperties"] is False
+    with Runtime.from_program(program) as runtime:
+        result = runtime.execute(program.proposals[0])
+    (outcome,) = result.results
+    assert outcome.status is ActionStatus.SUCCEEDED, outcome.error

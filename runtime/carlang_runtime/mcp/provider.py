@@ -160,7 +160,12 @@ class McpSessions:
                 " against a tool that is gone (re-import it: carlang mcp import)"
             )
         checked = schema.parameters or {"type": "object"}
-        if schema_fingerprint(live.get("inputSchema") or {}) != schema_fingerprint(checked):
+        served = live.get("inputSchema") or {}
+        if checked.get("additionalProperties") is False and "additionalProperties" not in served:
+            # a tool declared by its signature is closed by carlang (calls pass only what it
+            # names): the server's open object is the same tool
+            checked = {k: v for k, v in checked.items() if k != "additionalProperties"}
+        if schema_fingerprint(served) != schema_fingerprint(checked):
             return (
                 f"MCP server '{server}' changed the schema of tool '{remote}' since the program"
                 " was checked; the plan was verified against another tool (re-import it:"
