@@ -204,11 +204,15 @@ class _Confined:
             raise ToolError(f"'{self.path}' is a directory")
         if info is not None and not stat.S_ISREG(info.st_mode):
             raise ToolError(f"'{self.path}' is not a regular file")
-        temporary = f".{self.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        # (a short name of its own: the target's name may already be as long as names go)
+        temporary = f".carlang-{os.urandom(8).hex()}.tmp"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-        descriptor = self._open(temporary, flags, self.parent, 0o644)
+        # a new file gets the usual permissions (0644 less the umask); one replaced, its own
+        descriptor = self._open(temporary, flags, self.parent, 0o600 if info else 0o644)
         try:
             try:
+                if info is not None:
+                    os.fchmod(descriptor, stat.S_IMODE(info.st_mode))
                 view = memoryview(data)
                 while view:
                     view = view[os.write(descriptor, view) :]

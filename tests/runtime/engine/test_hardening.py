@@ -147,6 +147,25 @@ def test_the_file_tools_never_write_or_read_through_a_hard_link(tmp_path: Path) 
     ]
 
 
+def test_write_file_keeps_a_files_permissions_and_takes_the_longest_names(tmp_path: Path) -> None:
+    """The new file renamed over the name gets the old one's mode (a 0600 file stayed 0600
+    before it was written through a temporary file), a new file the usual mode, and a name
+    as long as the file system allows still works (the temporary name is short)."""
+    tools = builtin_tools(tmp_path)
+    private = tmp_path / "private.txt"
+    private.write_text("old")
+    private.chmod(0o600)
+    tools["write_file"](path="private.txt", content="new")
+    assert (private.stat().st_mode & 0o777, private.read_text()) == (0o600, "new")
+    tools["write_file"](path="fresh.txt", content="x")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert (tmp_path / "fresh.txt").stat().st_mode & 0o777 == 0o644 & ~mask
+    long_name = "n" * 250 + ".txt"
+    tools["write_file"](path=long_name, content="x")
+    assert (tmp_path / long_name).read_text() == "x"
+
+
 def test_read_file_checks_the_size_before_reading_and_refuses_what_is_not_a_file(
     tmp_path: Path,
 ) -> None:
