@@ -32,6 +32,7 @@ import re
 from bisect import bisect_left
 from collections.abc import Iterable
 
+from . import ast
 from .diagnostics import Diagnostic
 from .loader import LoadedProgram, ParsedFile
 from .source import Span
@@ -111,7 +112,7 @@ def without_cascades(
     }
     import_failed = any(d.code in FAILED_IMPORT_CODES for d in items)
     misspelt = _misspelt_arguments(items)
-    mistyped = _mistyped_keys(items)
+    mistyped = _mistyped_keys(items, loaded)
     kept = []
     for diagnostic in items:
         label = diagnostic.primary
@@ -128,10 +129,11 @@ def without_cascades(
         elif diagnostic.code == PARAMETER_SCHEMA and _only_unknown_arguments(diagnostic, items):
             continue  # the schema's "additional properties" about arguments CL0203 names
         elif diagnostic.code in STATE_FLOW_CODES and any(
-            f"state['{key}']" in diagnostic.message or f": '{key}' is " in diagnostic.message
-            for key in mistyped
+            (f"state['{key}']" in diagnostic.message or f": '{key}' is " in diagnostic.message)
+            and _within_one(diagnostic, where)
+            for key, where in mistyped
         ):
-            continue  # about a value the plan writes with the wrong type ("assertion will fail")
+            continue  # about a value its plan writes with the wrong type ("assertion will fail")
         elif (
             diagnostic.code not in LOOKUP_CODES
             and label is not None
@@ -143,13 +145,34 @@ def without_cascades(
     return without_repeated_warnings(kept)
 
 
-def _mistyped_keys(items: list[Diagnostic]) -> set[str]:
-    """The state keys a value of the wrong type is written to (CL0205)."""
-    return {
-        match.group(1)
-        for d in items
-        if d.code == VALUE_TYPE and (match := _MISTYPED.match(d.message)) is not None
-    }
+def _mistyped_keys(
+    items: list[Diagnostic], loaded: LoadedProgram
+) -> list[tuple[str, tuple[int, Span]]]:
+    """Each state key a plan writes a value of the wrong type to (CL0205), with the proposal
+    it is written in (its source by id, and its span): what the state flow says of that key
+    in another proposal is its own finding."""
+    proposals = [
+        (parsed.source, decl.span)
+        for parsed in loaded.files
+        for decl in parsed.module.declarations
+        if isinstance(decl, ast.ProposalDecl)
+    ]
+    found = []
+    for d in items:
+        match = _MISTYPED.match(d.message) if d.code == VALUE_TYPE else None
+        label = d.primary
+        if match is None or label is None:
+            continue
+        for source, span in proposals:
+            if source is label.source and _within(label.span, span):
+                found.append((match.group(1), (id(source), span)))
+    return found
+
+
+def _within_one(diagnostic: Diagnostic, where: tuple[int, Span]) -> bool:
+    """Whether `diagnostic` is inside the span of source (by id) `where`."""
+    label = diagnostic.primary
+    return label is not None and id(label.source) == where[0] and _within(label.span, where[1])
 
 
 def without_repeated_warnings(items: list[Diagnostic]) -> list[Diagnostic]:
