@@ -184,3 +184,20 @@ def test_check_names_a_program_that_is_not_a_regular_file(tmp_path: Path) -> Non
     os.mkfifo(fifo)
     result = runner.invoke(app, ["check", str(fifo)])
     assert result.exit_code == 2 and f"{fifo}: it is not a regular file" in result.output
+
+
+def test_spaces_are_ecma_spaces_and_re2_syntax_is_taken() -> None:
+    """JSON Schema patterns are ECMA-262: `\\s` is every Unicode space (RE2's is ASCII, so
+    `^\\S+$` let a no-break space through, where Python's `re` had refused it), inside a
+    class too; RE2's own `\\pL` is a pattern (it was refused as 'not a regex' at every call,
+    Python's `re` not knowing it) and checks what it says."""
+    found = messages(
+        'tool login(user: string(pattern: "^\\\\S+$"), tag: string(pattern: "^[a\\\\s]+$"))\n'
+        'tool greet(name: string(pattern: "^\\\\pL+$"))\n'
+        'proposal p { a = login(user: "root\\u00a0admin", tag: "a\\u3000a")'
+        '  b = greet(name: "héllo")  c = greet(name: "a1") }\n'
+    )
+    assert found == [
+        ("CL0309", "tool 'login': parameter 'user': 'root\\xa0admin' does not match '^\\\\S+$'"),
+        ("CL0309", "tool 'greet': parameter 'name': 'a1' does not match '^\\\\pL+$'"),
+    ]

@@ -18,7 +18,6 @@ compiler).
 
 from __future__ import annotations
 
-import re
 import types
 from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
@@ -67,13 +66,59 @@ def _compiled(pattern: str) -> Callable[[str], bool]:
     return search
 
 
+#: ECMA-262's `\s` (the dialect JSON Schema patterns are written in): RE2's own is ASCII
+#: only, so `^\S+$` let a no-break space through. Its class body, and the two classes.
+_ECMA_SPACE: Final = r"\s\v\pZ\x{feff}"
+_SPACE_CLASSES: Final = {"s": f"[{_ECMA_SPACE}]", "S": f"[^{_ECMA_SPACE}]"}
+
+
+def ecma_spaces(pattern: str) -> str:
+    r"""`pattern` with `\s` and `\S` meaning what ECMA-262 means by them (every Unicode
+    space), for RE2: outside a class each becomes a class; inside one `\s` adds the spaces
+    (a `\S` inside a class is left as RE2 reads it: a class cannot hold a negated one)."""
+    if "\\s" not in pattern and "\\S" not in pattern:
+        return pattern
+    out: list[str] = []
+    in_class = False
+    index = 0
+    while index < len(pattern):
+        char = pattern[index]
+        if char == "\\" and index + 1 < len(pattern):
+            escaped = pattern[index + 1]
+            if escaped == "s" and in_class:
+                out.append(_ECMA_SPACE)
+            elif escaped in _SPACE_CLASSES and not in_class:
+                out.append(_SPACE_CLASSES[escaped])
+            else:
+                out.append(pattern[index : index + 2])
+            index += 2
+            continue
+        if char == "[" and not in_class:
+            in_class = True
+            out.append(char)
+            index += 1
+            # a `]` first in a class (after an optional `^`) is a character of it
+            if index < len(pattern) and pattern[index] == "^":
+                out.append("^")
+                index += 1
+            if index < len(pattern) and pattern[index] == "]":
+                out.append("]")
+                index += 1
+            continue
+        if char == "]" and in_class:
+            in_class = False
+        out.append(char)
+        index += 1
+    return "".join(out)
+
+
 def _compile(pattern: str) -> Callable[[str], bool]:
     import re2  # google-re2, which CEL's matches() runs on
 
     options = re2.Options()
     options.log_errors = False  # RE2 would also print the error on stderr
     try:
-        compiled = re2.compile(pattern, options)
+        compiled = re2.compile(ecma_spaces(pattern), options)
     except re2.error as exc:
         detail = exc.args[0] if exc.args else exc
         if isinstance(detail, bytes):
@@ -201,13 +246,12 @@ def linear_validator(schema: Mapping[str, Any], base: Any = None) -> Any:
 
 
 def _is_regex(instance: object) -> bool:
-    """The metaschema's `format: regex`: a pattern Python compiles (as jsonschema asks, so
-    that its message for one that is no regular expression at all stays the same), and RE2
-    too (PatternRefused, said clearly by `check_schema`)."""
-    if not isinstance(instance, str):
-        return True
-    re.compile(instance)
-    _compiled(instance)
+    """The metaschema's `format: regex`: a pattern RE2 compiles (PatternRefused, said clearly
+    by `check_schema`), as every pattern is matched with it; not also Python's `re`, which
+    refused RE2's own syntax (`\\pL`), so a signature's pattern check passed and every call
+    was then refused as an invalid schema."""
+    if isinstance(instance, str):
+        _compiled(instance)
     return True
 
 
@@ -217,7 +261,7 @@ def _format_checker(cls: Any) -> Any:
     meta = validator_for(cls.META_SCHEMA, default=cls)
     checker = jsonschema.FormatChecker(())
     checker.checkers = dict(meta.FORMAT_CHECKER.checkers)
-    checker.checkers["regex"] = (_is_regex, (re.error, PatternRefused))
+    checker.checkers["regex"] = (_is_regex, (PatternRefused,))
     return checker
 
 
