@@ -654,3 +654,41 @@ def test_undo_steps_are_in_the_replayed_history(tmp_path: Path, suffix: str) -> 
     relaxed.write_text(REFUNDS.replace('h.params.reason == "undo"', 'h.params.reason == "x"'))
     code, found, _ = changes(log, relaxed)
     assert code == 1 and found == {("c", "deny -> allow")}
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".db"])
+def test_a_retry_takes_its_place_in_a_replayed_rate_limit(tmp_path: Path, suffix: str) -> None:
+    """A retry calls the tool again and takes a place in `rate_limit_tool`'s window at run
+    time; replay counted none, so the unchanged program's refused `b` came back allowed, and
+    explaining the example spent a second place (`deny -> deny`)."""
+    program = """\
+tool flaky(n: int)
+rate_limit_tool flaky 2 per 1h
+proposal p {
+  a = flaky(n: 1) { retry 1 }
+  b = flaky(n: 2) after a { on_failure skip }
+}
+"""
+    source = tmp_path / "r.car"
+    source.write_text(program)
+    tools = tmp_path / "flaky_tools.py"
+    tools.write_text(
+        "calls = []\n"
+        "def flaky(n):\n"
+        "    calls.append(n)\n"
+        "    if len(calls) == 1:\n"
+        "        raise RuntimeError('first try fails')\n"
+        "    return n\n"
+        "TOOLS = {'flaky': flaky}\n"
+    )
+    log = tmp_path / f"x{suffix}"
+    code, out = cli("run", str(source), "--tools", f"{tools}:TOOLS", "--events", str(log))
+    assert code == 1 and "1 succeeded, 1 rejected; 1 tool call, 1 retry" in out, out
+    (run,) = read_runs([log])
+    assert run.decisions["b"].decision == "deny"
+    code, found, report = changes(log, source)
+    assert code == 0 and found == set() and report["unchanged"] == 2, report
+    looser = tmp_path / "looser.car"
+    looser.write_text(program.replace("2 per 1h", "3 per 1h"))
+    code, found, _ = changes(log, looser)
+    assert code == 1 and found == {("b", "deny -> allow")}

@@ -240,10 +240,18 @@ class Judge:
             self.locs.get(first.policy),
         )
 
-    def explain(self, action: Action, proposal: ActionProposal, context: _Context) -> Verdict:
-        """`decide` again with the values that decided it (only for the examples shown:
-        explaining costs more than deciding)."""
-        verdict = self.decide(action, proposal, context)
+    def retried(self, action: Action, context: _Context) -> None:
+        """A recorded retry of `action`: another call of its tool, which takes its place in
+        the rate limits' windows (`PolicySet.rate_refusal`), as at run time."""
+        self.now = context.now
+        self.policies.rate_refusal(action)
+
+    def explain(
+        self, action: Action, proposal: ActionProposal, context: _Context, verdict: Verdict
+    ) -> Verdict:
+        """`verdict` (what `decide` said) with the values that decided it (only for the
+        examples shown: explaining costs more than deciding; deciding again would spend a
+        rate limit's place twice)."""
         if verdict.policy is None or verdict.policy.startswith(("capability:", "budget:")):
             return verdict
         decision = self._evaluate(action, proposal, context, explain=True)
@@ -359,6 +367,14 @@ def _replay(
                 context.state.clear()
                 context.state.update(start)
                 continue
+            if step[0] == "retry":
+                retried = actions.get(step[1])
+                if retried is not None:
+                    context.now = step[2]
+                    candidate.retried(retried, context)
+                    if baseline is not None:
+                        baseline.retried(retried, context)
+                continue
             if step[0] == "undo":
                 undo = _undo_step(run.document, actions, step[1], candidate.defaults)
                 if undo is not None:
@@ -398,9 +414,9 @@ def _replay(
             category = f"{before.decision} -> {after.decision}"
             if shown[category] < examples:
                 shown[category] += 1
-                after = candidate.explain(action, proposal, context)
+                after = candidate.explain(action, proposal, context, after)
                 if baseline is not None:
-                    before = baseline.explain(action, proposal, context)
+                    before = baseline.explain(action, proposal, context, before)
                 elif before.policy is not None and before.loc is None:
                     before = Verdict(
                         before.decision,

@@ -39,12 +39,15 @@ _WANTED: Final = frozenset(
         "approval_recorded",
         "policy_decision",
         "state_rollback",
+        "action_retrying",
         *TERMINAL_KINDS,
         *COMPENSATION_END_KINDS,
     }
 )
 _TERMINAL: Final = frozenset(str(kind) for kind in TERMINAL_KINDS)
-_TIMED: Final = frozenset({"run_started", "action_validated", "proposal_received"})
+_TIMED: Final = frozenset(
+    {"run_started", "action_validated", "proposal_received", "action_retrying"}
+)
 _STATUS: Final = {
     "action_succeeded": "succeeded",
     "action_failed": "failed",
@@ -61,7 +64,7 @@ _COMPENSATION_END: Final = {
 
 #: A step of a recorded run: ("decide", action id, time), ("end", action id, status,
 #: state changes or None, whether it called a tool), ("rollback",), ("undo", id of the
-#: action compensated, the undo step's status).
+#: action compensated, the undo step's status), ("retry", action id, time).
 Step = tuple[Any, ...]
 
 
@@ -210,6 +213,9 @@ def _add(
         # (none when there was no step to run: data without `compensation`).
         if action_id is not None and isinstance(data.get("compensation"), str):
             run.steps.append(("undo", action_id, _COMPENSATION_END[kind]))
+    elif kind == "action_retrying":
+        if action_id is not None:  # another call of its tool: a place in its rate limits
+            run.steps.append(("retry", action_id, timestamp))
     elif kind == "state_rollback":
         run.steps.append(("rollback",))
     elif kind == "proposal_received":
@@ -307,7 +313,7 @@ _RAW: Final = "\x00raw"  # not a key JSON from the runtime has
 
 def _light_data(kind: str, rest: str) -> dict[str, Any] | None:
     """The data replay needs of an event, when it can be had without parsing (None: parse)."""
-    if kind == "action_validated":
+    if kind == "action_validated" or kind == "action_retrying":
         return _NO_DATA
     if (
         kind in _TERMINAL
