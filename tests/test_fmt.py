@@ -239,6 +239,7 @@ def _laid_out(draw: st.DrawFn) -> str:
     return "\n".join(lines) + "\n"
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=150)
 @given(_laid_out())
 def test_fmt_keeps_what_the_pragmas_accept(text: str) -> None:
@@ -455,6 +456,7 @@ def _commented(draw: st.DrawFn) -> str:
     return text
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=120, deadline=None)
 @given(_commented())
 def test_a_comment_after_any_token_is_kept_in_order(text: str) -> None:

@@ -47,6 +47,7 @@ def test_carlang_trees_match_lark(path: Any) -> None:
     assert shape(engine_tree(text)) == shape(LARK.parse(text))
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 def test_generated_program_trees_match_lark() -> None:
     text = generate_program(400, seed=3)
     assert shape(engine_tree(text)) == shape(LARK.parse(text))

@@ -9,6 +9,7 @@ import random
 from dataclasses import fields, is_dataclass
 from typing import Any
 
+import pytest
 from carlang_runtime.cel import parser as cel_parser
 from carlang_runtime.lalr import Node, Outcome
 from hypothesis import HealthCheck, given, settings
@@ -76,12 +77,14 @@ def test_generated_programs_parse_the_same(text: str) -> None:
     assert_same_parse(text)
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=120, suppress_health_check=[HealthCheck.too_slow])
 @given(mutations())
 def test_mutated_examples_parse_the_same(text: str) -> None:
     assert_same_parse(text)
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(st.integers(0, 10_000).flatmap(lambda seed: noisy(generate_program(60, seed=seed))))
 def test_noisy_benchmark_programs_parse_the_same(text: str) -> None:

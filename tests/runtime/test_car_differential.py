@@ -144,6 +144,7 @@ def car_verify(
     return json.loads(car_runtime.verify(json.dumps(proposal), **kwargs))  # type: ignore[no-any-return]
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=EXAMPLES)
 @given(car_inputs())
 def test_verify_agrees_with_car(
@@ -184,6 +185,7 @@ def test_simulate_and_optimize_agree_with_car(
     ]
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=150)
 @given(car_inputs(), car_inputs())
 def test_equivalent_agrees_with_car(

@@ -267,6 +267,7 @@ def test_invalid_plain_actions_fail_as_before(action: dict[str, Any]) -> None:
     assert all(p.position is not None for p in from_verify.value.problems)
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=300, deadline=None)
 @given(_proposals(), st.data())
 def test_msgspec_decoding_never_accepts_what_json_refuses(doc: dict[str, Any], data: Any) -> None:

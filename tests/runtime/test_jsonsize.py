@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from carlang_runtime.columns import Columns
 from carlang_runtime.ir import Action, ActionProposal
 from carlang_runtime.ir.fastload import decode_plain, plain_columns
@@ -87,6 +88,7 @@ def _any_action(draw: st.DrawFn) -> Action:
     return Action.model_validate(fields)
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=300, deadline=None)
 @given(st.lists(_any_action(), max_size=4))
 def test_the_size_of_validated_actions_is_pydantics(actions: list[Action]) -> None:
@@ -96,6 +98,7 @@ def test_the_size_of_validated_actions_is_pydantics(actions: list[Action]) -> No
     assert actions_json_size(actions, ("loc",), known) == _written(actions, {"loc"})
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=300, deadline=None)
 @given(_proposals())
 def test_the_size_of_actions_loaded_by_columns_is_pydantics(doc: dict[str, Any]) -> None:

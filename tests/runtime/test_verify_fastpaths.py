@@ -65,6 +65,7 @@ def _outcome(doc: dict[str, Any], tools: list[str] | None, state: dict[str, Any]
     return verify(doc, state=state, tools=tools).model_dump()
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=400, deadline=None)
 @given(
     _proposals(),

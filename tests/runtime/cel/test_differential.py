@@ -67,6 +67,7 @@ def test_any_expression_agrees_with_celpy(expression: str, cases: list[dict[str,
         _agree(expression, activation)
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=500)
 @given(expressions("bool", depth=4), st.lists(activations(), min_size=3, max_size=3))
 def test_conditions_agree_with_celpy(expression: str, cases: list[dict[str, Any]]) -> None:
