@@ -48,7 +48,6 @@ from ..errors import CarlangRuntimeError
 from ..ir import (
     Action,
     ActionProposal,
-    ActionRefCompensation,
     ActionResult,
     ActionStatus,
     ActionType,
@@ -1343,35 +1342,22 @@ class ProposalRun:
             self.compensations.append(await self.compensate_one(action))
 
     def compensation_action(self, action: Action) -> Action | str:
-        """The action that undoes `action`, or why there is none to run."""
-        compensation = action.compensation
-        undo_id = f"{action.id}.compensation"
-        if isinstance(compensation, ActionRefCompensation):
-            if self.index_of is None:
-                self.index(action.id)
-            assert self.index_of is not None
-            position = self.index_of.get(compensation.action_id)
-            if position is None:
-                return (
-                    f"its compensation names action '{compensation.action_id}', not in the proposal"
-                )
-            target = self.actions[position]
-            if target.type is not _TOOL_CALL or target.tool is None:
-                return f"its compensation '{compensation.action_id}' is not a tool call"
-            return target.model_copy(
-                update={"id": undo_id, "failure_behavior": _RETRY, "depends_on": []}
-            )
-        assert compensation is not None
-        undo = Action(
-            id=undo_id,
-            type=_TOOL_CALL,
-            tool=compensation.tool,
-            parameters=compensation.parameters,
-            failure_behavior=_RETRY,
-            max_retries=action.max_retries,
-            timeout_ms=action.timeout_ms,
-        )
+        """The action that undoes `action` (`Action.undo_call`), retried as any undo step is,
+        with its tool's defaults; or why there is none to run."""
+        undo = action.undo_call(self.action_named)
+        if undo is None:
+            return "it has no compensation"
+        if isinstance(undo, str):
+            return undo
+        undo = undo.model_copy(update={"failure_behavior": _RETRY})
         return self.rt.filled(undo)  # a call like any: its left-out parameters' defaults
+
+    def action_named(self, action_id: str) -> Action | None:
+        """The proposal's action with id `action_id`, or None."""
+        if self.index_of is None:
+            self.index_of = {a.id: i for i, a in enumerate(self.actions)}
+        position = self.index_of.get(action_id)
+        return self.actions[position] if position is not None else None
 
     async def compensate_one(self, action: Action) -> CompensationResult:
         undo = self.compensation_action(action)

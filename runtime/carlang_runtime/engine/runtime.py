@@ -469,20 +469,15 @@ class Runtime:
         shown = redact_parameters(parameters, paths, caught)
         return shown if shown != parameters else parameters
 
-    @staticmethod
-    def _compensation_call(action: Action) -> Action | None:
+    def _compensation_call(self, action: Action) -> Action | None:
         """The call a `compensate tool(...)` of `action` makes (its undo step, as far as
-        what it passes goes), or None (no compensation, or one that names an action, which is
-        in the proposal and redacted as itself)."""
-        compensation = action.compensation
-        if compensation is None or compensation.type != "tool":
+        what it passes goes: its tool's defaults too, a secret one included), or None (no
+        compensation, or one that names an action, which is in the proposal and redacted as
+        itself)."""
+        if action.compensation is None or action.compensation.type != "tool":
             return None
-        return Action(
-            id=f"{action.id}.compensation",
-            type=ActionType.TOOL_CALL,
-            tool=compensation.tool,
-            parameters=compensation.parameters,
-        )
+        undo = action.undo_call(lambda _: None)
+        return self.filled(undo) if isinstance(undo, Action) else None
 
     @property
     def keeps_parameters_out(self) -> bool:

@@ -12,6 +12,7 @@ loaded CAR document is the document CAR itself would write. carlang adds two opt
 
 # No `from __future__ import annotations`: pydantic reads the annotations to define each
 # model's fields, and evaluating them from text would cost every start-up (issue 18).
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -167,6 +168,32 @@ class Action(CarModel):
     # carlang extensions
     depends_on: list[Str] = Field(default_factory=list, exclude_if=omit_empty)
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
+
+    def undo_call(self, find: Callable[[str], "Action | None"]) -> "Action | str | None":
+        """The call that undoes this action (its compensation's: a tool call, or a copy of
+        the action it names, which `find` looks up by id), as `<id>.compensation`, before
+        its tool's defaults are filled; why there is none to make (a string); None without a
+        compensation. One definition for the runtime, the log's redaction and replay."""
+        compensation = self.compensation
+        undo_id = f"{self.id}.compensation"
+        if isinstance(compensation, ActionRefCompensation):
+            target = find(compensation.action_id)
+            if target is None:
+                named = compensation.action_id
+                return f"its compensation names action '{named}', not in the proposal"
+            if target.type is not ActionType.TOOL_CALL or target.tool is None:
+                return f"its compensation '{compensation.action_id}' is not a tool call"
+            return target.model_copy(update={"id": undo_id, "depends_on": []})
+        if compensation is None:
+            return None
+        return Action(
+            id=undo_id,
+            type=ActionType.TOOL_CALL,
+            tool=compensation.tool,
+            parameters=compensation.parameters,
+            max_retries=self.max_retries,
+            timeout_ms=self.timeout_ms,
+        )
 
     def written_keys(self) -> list[str]:
         """State keys this action writes: a state_write's key, then its expected effects."""

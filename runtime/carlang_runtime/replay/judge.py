@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import TypeAdapter, ValidationError
 
 from ..capability import CapabilityCheck
-from ..ir import Action, ActionProposal, ActionType, Program
+from ..ir import Action, ActionProposal, ActionType, Compensation, Program
 from ..ir._base import construct
 from ..paramcheck import parameter_defaults, with_defaults
 from ..policy import RUNNING, Decision, PolicyMatch, PolicySet, history_entry
@@ -376,7 +376,7 @@ def _replay(
                         baseline.retried(retried, context)
                 continue
             if step[0] == "undo":
-                undo = _undo_step(run.document, actions, step[1], candidate.defaults)
+                undo = _undo_step(actions, step[1], candidate.defaults)
                 if undo is not None:
                     _remember(context, history_entry(undo, step[2]))
                 continue
@@ -513,9 +513,18 @@ def _action(entry: dict[str, Any]) -> Action:
             "tool": entry.get("tool"),
             "parameters": parameters,
             "metadata": metadata,
+            # (rare, so validated: what an undo step calls, `Action.undo_call`)
+            "compensation": _COMPENSATION.validate_python(entry["compensation"])
+            if entry.get("compensation") is not None
+            else None,
+            "max_retries": entry.get("max_retries", 3),
+            "timeout_ms": entry.get("timeout_ms"),
         },
         _ACTION_FIELDS,
     )
+
+
+_COMPENSATION: TypeAdapter[Compensation] = TypeAdapter(Compensation)
 
 
 # Every field's default, made once (`construct` needs every field; replay changes none of
@@ -527,35 +536,16 @@ _PROPOSAL_DEFAULTS: dict[str, Any] = dict(ActionProposal(id="-", actions=[]).__d
 
 
 def _undo_step(
-    document: dict[str, Any] | None,
-    actions: dict[str, Action],
-    action_id: str,
-    defaults: dict[str, dict[str, Any]],
+    actions: dict[str, Action], action_id: str, defaults: dict[str, dict[str, Any]]
 ) -> Action | None:
-    """The undo step of `action_id` as the runtime ran it (`ProposalRun.compensation_action`):
-    the call its compensation names, or a copy of the action it refers to, with the defaults
-    of the parameters it leaves out; None when the recorded proposal does not say."""
-    entries = document.get("actions") if document is not None else None
-    entry = next(
-        (e for e in entries or () if isinstance(e, dict) and e.get("id") == action_id), None
-    )
-    compensation = entry.get("compensation") if entry is not None else None
-    if not isinstance(compensation, dict):
+    """The undo step of `action_id` as the runtime ran it (`Action.undo_call`), with the
+    defaults of the parameters it leaves out; None when the recorded proposal has none."""
+    action = actions.get(action_id)
+    undo = action.undo_call(actions.get) if action is not None else None
+    if not isinstance(undo, Action):
         return None
-    target = compensation.get("action_id")
-    if isinstance(target, str):
-        source = actions.get(target)
-        if source is None:
-            return None
-        tool, parameters = source.tool, source.parameters
-    else:
-        tool, parameters = compensation.get("tool"), compensation.get("parameters") or {}
-        if not isinstance(tool, str) or not isinstance(parameters, dict):
-            return None
-        parameters = with_defaults(parameters, defaults.get(tool) or {})
-    undo = dict(_ACTION_DEFAULTS)
-    undo.update(id=f"{action_id}.compensation", tool=tool, parameters=parameters)
-    return construct(Action, undo, _ACTION_FIELDS)
+    filled = with_defaults(undo.parameters, defaults.get(undo.tool or "") or {})
+    return undo.model_copy(update={"parameters": filled})
 
 
 def _end(step: tuple[Any, ...], actions: dict[str, Action], context: _Context) -> None:

@@ -423,3 +423,43 @@ def test_a_short_secret_leaves_the_logged_proposal_as_it_was(tmp_path: Path) -> 
     assert logged[1]["depends_on"] == ["a"] and logged[2]["max_retries"] == 3
     assert [a["parameters"]["token"] for a in logged] == [REDACTED] * 3
     assert logged[1]["parameters"]["user"] == "3"
+
+
+def test_a_secret_default_of_an_undo_steps_tool_is_kept_out(tmp_path: Path) -> None:
+    """An undo step's call has its tool's defaults, a secret one too: what the runtime keeps
+    out of the log is that call (`Action.undo_call`, filled), so the default key a refund
+    echoes in its error is `[REDACTED]`."""
+    key = "sk-refund-default-77"
+    program = ir.Program(
+        tools=[
+            ir.ToolSchema(name="charge", parameters={"type": "object"}),
+            ir.ToolSchema(
+                name="refund",
+                parameters={
+                    "type": "object",
+                    "properties": {
+                        "n": {"type": "integer"},
+                        "key": {"type": "string", "writeOnly": True, "default": key},
+                    },
+                },
+            ),
+            ir.ToolSchema(name="boom", parameters={"type": "object"}),
+        ]
+    )
+    rt = Runtime.from_program(program, events=EventLog(sinks=[SqliteSink(tmp_path / "r.db")]))
+    rt.register_tool("charge", lambda: {"ok": True})
+
+    def refund(n: int, key: str) -> None:
+        raise ToolError(f"refund {n} failed with key {key}")
+
+    rt.register_tool("refund", refund)
+    rt.register_tool("boom", lambda: (_ for _ in ()).throw(ToolError("boom")))
+    undo: dict[str, Any] = {"type": "tool", "tool": "refund", "parameters": {"n": 1}}
+    plan = proposal(call("a", "charge", compensation=undo), call("b", "boom", depends_on=["a"]))
+    result = rt.execute(plan)
+    assert result.compensations[0].error == f"refund 1 failed with key {REDACTED}"
+    rt.close()
+    store = EventStore(tmp_path / "r.db")
+    with closing(store):
+        written = json.dumps([e.to_dict() for e in store.events()])
+    assert key not in written
