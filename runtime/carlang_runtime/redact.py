@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 from urllib.parse import quote, quote_plus, unquote, urlsplit, urlunsplit
 
@@ -36,6 +36,12 @@ __all__ = [
     "shown_url",
     "url_credentials",
     "NAMED_SCHEMAS",
+    "REFS",
+    "SAME_VALUE",
+    "SAME_VALUE_LISTS",
+    "SAME_VALUE_MAPS",
+    "resolve_local_ref",
+    "DATA_KEYWORDS",
 ]
 
 #: What a secret value becomes wherever it would have been shown.
@@ -81,11 +87,11 @@ def secret_paths(parameters: Mapping[str, Any] | None) -> tuple[SecretPath, ...]
     return tuple(kept)
 
 
-#: Keywords whose subschema applies to the value itself.
-_SAME_VALUE: Final = ("not", "if", "then", "else")
-_SAME_VALUE_LISTS: Final = ("allOf", "anyOf", "oneOf")
+#: Keywords whose subschema applies to the value itself (shared with `schemacheck`).
+SAME_VALUE: Final = ("not", "if", "then", "else")
+SAME_VALUE_LISTS: Final = ("allOf", "anyOf", "oneOf")
 #: Keywords holding a map of name -> subschema applied to the value itself.
-_SAME_VALUE_MAPS: Final = ("dependentSchemas", "dependencies")
+SAME_VALUE_MAPS: Final = ("dependentSchemas", "dependencies")
 #: Keywords whose subschema applies to every value of a map (or some values: all, to be safe).
 _EVERY_VALUE: Final = ("additionalProperties", "unevaluatedProperties")
 #: Keywords whose subschema applies to every item of a list (or some items: all, to be safe).
@@ -93,9 +99,39 @@ _EVERY_ITEM_KEYS: Final = ("additionalItems", "unevaluatedItems", "contains")
 #: Keywords whose subschema describes something no path can name (a map's keys, a string's
 #: decoded content): a secret there makes the value itself secret.
 _NO_PATH: Final = ("propertyNames", "contentSchema")
-_REFS: Final = ("$ref", "$dynamicRef", "$recursiveRef")
+#: The keywords that refer to another schema.
+REFS: Final = ("$ref", "$dynamicRef", "$recursiveRef")
 #: Keywords whose values are data, not schemas (a secret mark there marks nothing).
-_DATA: Final = frozenset({"enum", "const", "default", "examples"})
+DATA_KEYWORDS: Final = frozenset({"enum", "const", "default", "examples"})
+
+
+def resolve_local_ref(
+    root: Mapping[str, Any], anchors: Callable[[], Mapping[str, Mapping[str, Any]]], ref: str
+) -> Mapping[str, Any] | None:
+    """The schema a local `$ref` names in `root` (`#`, `#/json/pointer`, `#anchor` from
+    `anchors()`, or the root's own `$id` with either), or None: another document (nothing is
+    fetched), or a place that is no schema."""
+    base, _, fragment = ref.partition("#")
+    if base:
+        own = root.get("$id")
+        if not isinstance(own, str) or own.partition("#")[0] != base:
+            return None
+    if not fragment:
+        return root
+    if not fragment.startswith("/"):
+        return anchors().get(fragment)
+    node: object = root
+    for raw in fragment[1:].split("/"):
+        part = unquote(raw).replace("~1", "/").replace("~0", "~")
+        if isinstance(node, Mapping):
+            node = node.get(part)
+        elif isinstance(node, list) and part.isascii() and part.isdigit():
+            index = int(part)
+            node = node[index] if index < len(node) else None
+        else:
+            return None
+    return node if isinstance(node, Mapping) else None
+
 
 #: How many subschemas `secret_paths` walks before it gives up on precision (fail closed).
 _WALK_BUDGET: Final = 20_000
@@ -124,7 +160,7 @@ class _SecretWalk:
         if is_secret_schema(schema):
             self.found.append(path or (_EVERY_ITEM,))  # (the parameters whole: each of them)
             return
-        for keyword in _REFS:
+        for keyword in REFS:
             ref = schema.get(keyword)
             if not isinstance(ref, str):
                 continue
@@ -155,14 +191,14 @@ class _SecretWalk:
         if isinstance(prefix, list):
             for index, child in enumerate(prefix):
                 self.child(child, (*path, str(index)), refs, depth)
-        for keyword in _SAME_VALUE:
+        for keyword in SAME_VALUE:
             self.child(schema.get(keyword), path, refs, depth)
-        for keyword in _SAME_VALUE_LISTS:
+        for keyword in SAME_VALUE_LISTS:
             options = schema.get(keyword)
             if isinstance(options, list):
                 for option in options:
                     self.child(option, path, refs, depth)
-        for keyword in _SAME_VALUE_MAPS:
+        for keyword in SAME_VALUE_MAPS:
             options = schema.get(keyword)
             if isinstance(options, Mapping):
                 for option in options.values():
@@ -192,28 +228,8 @@ class _SecretWalk:
         return found
 
     def resolve(self, ref: str) -> Mapping[str, Any] | None:
-        """The schema a local `$ref` names in the root (`#`, `#/json/pointer`, `#anchor`, or
-        the root's own `$id` with either), or None."""
-        base, _, fragment = ref.partition("#")
-        if base:
-            own = self.root.get("$id")
-            if not isinstance(own, str) or own.partition("#")[0] != base:
-                return None  # another document: nothing is fetched
-        if not fragment:
-            return self.root
-        if not fragment.startswith("/"):
-            return self.anchors().get(fragment)
-        node: object = self.root
-        for part in fragment[1:].split("/"):
-            part = unquote(part).replace("~1", "/").replace("~0", "~")
-            if isinstance(node, Mapping):
-                node = node.get(part)
-            elif isinstance(node, list) and part.isascii() and part.isdigit():
-                index = int(part)
-                node = node[index] if index < len(node) else None
-            else:
-                return None
-        return node if isinstance(node, Mapping) else None
+        """The schema a local `$ref` names in the root, or None (`resolve_local_ref`)."""
+        return resolve_local_ref(self.root, self.anchors, ref)
 
     def anchors(self) -> dict[str, Mapping[str, Any]]:
         """The root's named places: `$anchor`, `$dynamicAnchor`, and `$id: "#name"`."""
@@ -262,14 +278,14 @@ def _subschemas(schema: Mapping[str, Any]) -> list[object]:
     for key, value in schema.items():
         if key in NAMED_SCHEMAS and isinstance(value, Mapping):
             found.extend(v for v in value.values() if isinstance(v, (Mapping, list)))
-        elif key not in _DATA and isinstance(value, (Mapping, list)):
+        elif key not in DATA_KEYWORDS and isinstance(value, (Mapping, list)):
             found.append(value)
     return found
 
 
 def _refs(schema: Mapping[str, Any]) -> list[str]:
     """The references `schema` makes itself (`$ref` and its dynamic forms)."""
-    return [value for key in _REFS if isinstance(value := schema.get(key), str)]
+    return [value for key in REFS if isinstance(value := schema.get(key), str)]
 
 
 def redaction_problem(text: str) -> str | None:

@@ -22,11 +22,19 @@ import types
 from collections.abc import Callable, Iterator, Mapping
 from functools import lru_cache
 from typing import Any, Final
-from urllib.parse import unquote
 
 import jsonschema
 from jsonschema.exceptions import SchemaError, ValidationError
 from jsonschema.validators import extend, validator_for
+
+from .redact import (
+    DATA_KEYWORDS,
+    REFS,
+    SAME_VALUE,
+    SAME_VALUE_LISTS,
+    SAME_VALUE_MAPS,
+    resolve_local_ref,
+)
 
 __all__ = [
     "PatternRefused",
@@ -299,11 +307,8 @@ def schema_problem_text(exc: SchemaError) -> str:
 
 # -- `$ref`s that lead back to themselves ----------------------------------------------------
 
-#: Keywords whose subschemas apply to the value itself (no step into it).
-_SAME_VALUE: Final = ("not", "if", "then", "else")
-_SAME_VALUE_LISTS: Final = ("allOf", "anyOf", "oneOf")
-_SAME_VALUE_MAPS: Final = ("dependentSchemas", "dependencies")
-_REFS: Final = ("$ref", "$dynamicRef", "$recursiveRef")
+#: Keywords whose subschemas apply to the value itself (no step into it), and those that
+#: refer: the secret walk's (`redact`).
 #: Keywords whose subschemas apply to a part of the value (a property, an item, a name).
 _INTO_VALUE: Final = (
     "additionalProperties",
@@ -316,8 +321,7 @@ _INTO_VALUE: Final = (
 )
 _INTO_VALUE_MAPS: Final = ("properties", "patternProperties")
 _INTO_VALUE_LISTS: Final = ("prefixItems", "items")
-#: Keywords whose values are data, not schemas.
-_DATA: Final = frozenset({"enum", "const", "default", "examples"})
+#: Keywords holding a map of names to subschemas.
 _NAMED: Final = frozenset(
     {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
 )
@@ -351,47 +355,28 @@ class _Schemas:
             for key, value in node.items():
                 if key in _NAMED and isinstance(value, Mapping):
                     pending.extend((v, (*path, key, k)) for k, v in value.items())
-                elif key not in _DATA:
+                elif key not in DATA_KEYWORDS:
                     pending.append((value, (*path, key)))
 
     def resolve(self, ref: str) -> Mapping[str, Any] | None:
-        """The schema a local `$ref` names (`#`, `#/json/pointer`, `#anchor`, or the root's
-        own `$id` with either), or None (not local, or to nowhere: reported elsewhere)."""
-        base, _, fragment = ref.partition("#")
-        if base:
-            own = self.root.get("$id")
-            if not isinstance(own, str) or own.partition("#")[0] != base:
-                return None
-        if not fragment:
-            return self.root
-        if not fragment.startswith("/"):
-            return self.anchors.get(fragment)
-        node: object = self.root
-        for raw in fragment[1:].split("/"):
-            part = unquote(raw).replace("~1", "/").replace("~0", "~")
-            if isinstance(node, Mapping):
-                node = node.get(part)
-            elif isinstance(node, list) and part.isascii() and part.isdigit():
-                index = int(part)
-                node = node[index] if index < len(node) else None
-            else:
-                return None
-        return node if isinstance(node, Mapping) else None
+        """The schema a local `$ref` names, or None (not local, or to nowhere: reported
+        elsewhere): `redact.resolve_local_ref`, which the secret walk uses too."""
+        return resolve_local_ref(self.root, lambda: self.anchors, ref)
 
     def same_value(self, schema: Mapping[str, Any]) -> Iterator[tuple[object, str | None]]:
         """The schemas `schema` applies to the value itself, each with the `$ref` that leads
         there (None for a subschema written inside it)."""
-        for keyword in _REFS:
+        for keyword in REFS:
             ref = schema.get(keyword)
             if isinstance(ref, str):
                 yield self.resolve(ref), ref
-        for keyword in _SAME_VALUE:
+        for keyword in SAME_VALUE:
             yield schema.get(keyword), None
-        for keyword in _SAME_VALUE_LISTS:
+        for keyword in SAME_VALUE_LISTS:
             options = schema.get(keyword)
             if isinstance(options, list):
                 yield from ((option, None) for option in options)
-        for keyword in _SAME_VALUE_MAPS:
+        for keyword in SAME_VALUE_MAPS:
             options = schema.get(keyword)
             if isinstance(options, Mapping):
                 yield from ((option, None) for option in options.values())
