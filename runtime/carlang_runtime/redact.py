@@ -41,6 +41,7 @@ __all__ = [
     "SAME_VALUE_LISTS",
     "SAME_VALUE_MAPS",
     "resolve_local_ref",
+    "anchor_names",
     "DATA_KEYWORDS",
 ]
 
@@ -103,6 +104,18 @@ _NO_PATH: Final = ("propertyNames", "contentSchema")
 REFS: Final = ("$ref", "$dynamicRef", "$recursiveRef")
 #: Keywords whose values are data, not schemas (a secret mark there marks nothing).
 DATA_KEYWORDS: Final = frozenset({"enum", "const", "default", "examples"})
+
+
+def anchor_names(schema: Mapping[str, Any]) -> Iterator[str]:
+    """The names a `#name` reference finds `schema` by: its `$anchor`, `$dynamicAnchor`, and
+    an `$id` of the form `#name`."""
+    for keyword in ("$anchor", "$dynamicAnchor"):
+        name = schema.get(keyword)
+        if isinstance(name, str):
+            yield name
+    named = schema.get("$id")
+    if isinstance(named, str) and named.startswith("#"):
+        yield named[1:]
 
 
 def resolve_local_ref(
@@ -236,13 +249,8 @@ class _SecretWalk:
         if self._anchors is None:
             self._anchors = {}
             for node in self.schemas_in(self.root, follow=False):
-                for keyword in ("$anchor", "$dynamicAnchor"):
-                    name = node.get(keyword)
-                    if isinstance(name, str):
-                        self._anchors.setdefault(name, node)
-                named = node.get("$id")
-                if isinstance(named, str) and named.startswith("#"):
-                    self._anchors.setdefault(named[1:], node)
+                for name in anchor_names(node):
+                    self._anchors.setdefault(name, node)
         return self._anchors
 
     def schemas_in(self, start: object, follow: bool) -> Iterator[Mapping[str, Any]]:

@@ -33,6 +33,7 @@ from .redact import (
     SAME_VALUE,
     SAME_VALUE_LISTS,
     SAME_VALUE_MAPS,
+    anchor_names,
     resolve_local_ref,
 )
 
@@ -345,13 +346,8 @@ class _Schemas:
             if not isinstance(node, Mapping) or id(node) in self.paths:
                 continue
             self.paths[id(node)] = path
-            for keyword in ("$anchor", "$dynamicAnchor"):
-                name = node.get(keyword)
-                if isinstance(name, str):
-                    self.anchors.setdefault(name, node)
-            named = node.get("$id")
-            if isinstance(named, str) and named.startswith("#"):
-                self.anchors.setdefault(named[1:], node)
+            for name in anchor_names(node):
+                self.anchors.setdefault(name, node)
             for key, value in node.items():
                 if key in _NAMED and isinstance(value, Mapping):
                     pending.extend((v, (*path, key, k)) for k, v in value.items())
