@@ -6,6 +6,7 @@ import importlib.util
 import shutil
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,3 +35,21 @@ def npx_or_skip() -> str:
     if npx is None:
         pytest.skip("npx is not available: the npm MCP servers cannot run")
     return npx
+
+
+def initialize(request_id: Any = "init", client: str = "t") -> dict[str, Any]:
+    """An MCP client's `initialize` request, as the raw JSON-RPC tests send it."""
+    return {
+        "jsonrpc": "2.0",
+        "id": request_id,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": client, "version": "1"},
+        },
+    }
+
+
+#: The notification a client sends once initialized.
+INITIALIZED: dict[str, Any] = {"jsonrpc": "2.0", "method": "notifications/initialized"}

@@ -24,7 +24,7 @@ from carlang.compiler import compile_file
 from carlang.mcp_import import import_directory
 from carlang.render import render_text
 from tests.conftest import ROOT
-from tests.mcp.conftest import TOY, needs_sdk
+from tests.mcp.conftest import TOY, initialize, needs_sdk
 
 runner = CliRunner()
 
@@ -164,16 +164,7 @@ def _proxy_call(program: Path, cwd: Path, tool: str, arguments: dict[str, Any]) 
     """`carlang mcp proxy PROGRAM` started in `cwd` (as an MCP client starts it), one call
     of `tool`: the call's text, or what the proxy said when it failed."""
     messages = [
-        {
-            "jsonrpc": "2.0",
-            "id": "init",
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
+        initialize(),
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {
             "jsonrpc": "2.0",

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.conftest import ROOT
-from tests.mcp.conftest import needs_sdk, toy_command
+from tests.mcp.conftest import initialize, needs_sdk, toy_command
 
 # slow: a server as a subprocess per test (the default run stays under three minutes; CI
 # runs these)
@@ -252,16 +252,7 @@ def test_the_stdio_proxy_answers_bad_messages_with_json_rpc_errors(
     lines = [
         {"jsonrpc": "2.0", "id": 10, "method": "ping"},
         {"jsonrpc": "2.0", "id": 11, "method": "tools/call", "params": {"name": "toy.add"}},
-        {
-            "jsonrpc": "2.0",
-            "id": 1,
-            "method": "initialize",
-            "params": {
-                "protocolVersion": "2025-06-18",
-                "capabilities": {},
-                "clientInfo": {"name": "t", "version": "1"},
-            },
-        },
+        initialize(1),
         {"jsonrpc": "2.0", "method": "notifications/initialized"},
         {"jsonrpc": "2.0", "id": 2, "method": "ping"},
         {"jsonrpc": "2.0", "id": 3, "method": "resources/list"},

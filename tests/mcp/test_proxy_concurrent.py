@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.conftest import ROOT
-from tests.mcp.conftest import needs_sdk, toy_command
+from tests.mcp.conftest import initialize, needs_sdk, toy_command
 
 # slow: the proxy as a subprocess with a real MCP server, per test (the default run stays under three minutes; CI runs these)
 pytestmark = [needs_sdk, pytest.mark.slow]
@@ -69,16 +69,7 @@ def programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"budget": budget, "history": history}
 
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": "init",
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INITIALIZE = initialize()
 
 
 def _call(request_id: Any, name: str, arguments: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.conftest import ROOT
-from tests.mcp.conftest import needs_sdk, toy_command
+from tests.mcp.conftest import initialize, needs_sdk, toy_command
 
 # slow: the proxy over HTTP as a subprocess, per test (the default run stays under three minutes; CI runs these)
 pytestmark = [needs_sdk, pytest.mark.slow]
@@ -36,16 +36,7 @@ policy small: deny toy.add when params.a > 100
   message "a is too big"
 """
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "t", "version": "1"},
-    },
-}
+INITIALIZE = initialize(1)
 
 
 @pytest.fixture(scope="module")

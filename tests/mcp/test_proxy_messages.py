@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.conftest import ROOT
-from tests.mcp.conftest import needs_sdk, toy_command
+from tests.mcp.conftest import initialize, needs_sdk, toy_command
 
 # slow: the proxy as a subprocess, per test (the default run stays under three minutes; CI runs these)
 pytestmark = [needs_sdk, pytest.mark.slow]
@@ -42,17 +42,7 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _exchange(program: Path, lines: list[str]) -> tuple[dict[Any, dict[str, Any]], str]:
-    initialize = {
-        "jsonrpc": "2.0",
-        "id": "init",
-        "method": "initialize",
-        "params": {
-            "protocolVersion": "2025-06-18",
-            "capabilities": {},
-            "clientInfo": {"name": "t", "version": "1"},
-        },
-    }
-    text = json.dumps(initialize) + "\n" + "\n".join(lines) + "\n"
+    text = json.dumps(initialize()) + "\n" + "\n".join(lines) + "\n"
     done = subprocess.run(
         [sys.executable, "-m", "carlang", "mcp", "proxy", str(program), "--capability", "agent"],
         input=text.encode(),

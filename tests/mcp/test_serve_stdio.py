@@ -13,23 +13,13 @@ from typing import Any
 import pytest
 
 from tests.conftest import ROOT
-from tests.mcp.conftest import needs_sdk
+from tests.mcp.conftest import INITIALIZED, initialize, needs_sdk
 
 # slow: a server as a subprocess per test (the default run stays under three minutes; CI
 # runs these)
 pytestmark = [needs_sdk, pytest.mark.slow]
 
-INITIALIZE = {
-    "jsonrpc": "2.0",
-    "id": 1,
-    "method": "initialize",
-    "params": {
-        "protocolVersion": "2025-06-18",
-        "capabilities": {},
-        "clientInfo": {"name": "pipe", "version": "1"},
-    },
-}
-INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+INITIALIZE = initialize(1, "pipe")
 CHECK = {
     "jsonrpc": "2.0",
     "id": 2,
