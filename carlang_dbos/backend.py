@@ -732,21 +732,24 @@ def launch(
         _notices.append(notices)
     served_queues = list(queues) if queues else None
     instance = uuid.uuid4().hex
+    heartbeat = None
     if served:
         # Before DBOS launches: it recovers, as it starts, every unfinished run of its id.
         with opening(database):
-            _wait_for_id(database, worker)
-            holder = records.claim_worker_id(database, worker, instance, SILENT_AFTER_S)
-        if holder is not None:  # another process started with this id at the same moment
-            raise CarlangRuntimeError(_id_taken(worker, database))
+            _claim_id(database, worker, instance)
+            # Beating from the claim on, not from the end of the launch: a launch that takes
+            # longer than SILENT_AFTER_S (a slow database, many runs to recover) must not let
+            # a worker started meanwhile with this id take it over. Seen by the commands that
+            # queue work and wait for it (`records.workers_seen`).
+            heartbeat = _Heartbeat(database, worker, served_queues, version, instance)
     # Set first: the runs DBOS recovers as it launches read it (`build_runtime`).
     _launched.append(database)
     try:
         _launch_on(database, config, queues)
     except BaseException:
         _launched.clear()
-        if served:
-            records.forget_worker(database, instance)
+        if heartbeat is not None:
+            heartbeat.stop()  # (which frees the id)
         raise
     for queue in dict.fromkeys([*served, *limits]):
         limit = limits.get(queue)
@@ -759,9 +762,8 @@ def launch(
             polling_interval_sec=POLLING_INTERVAL.get(queue, 1.0),
             on_conflict="always_update" if given else "never_update",
         )
-    if served:
-        # Seen by the commands that queue work and wait for it (`records.workers_seen`).
-        _heartbeats.append(_Heartbeat(database, worker, served_queues, version, instance))
+    if heartbeat is not None:
+        _heartbeats.append(heartbeat)
 
 
 #: A worker that has not said it is alive for this many seconds (two heartbeats missed) has
@@ -795,6 +797,30 @@ def _wait_for_id(database: str, worker: str) -> None:
                 raise CarlangRuntimeError(_id_taken(worker, database))
             if age >= SILENT_AFTER_S:  # it stopped (its row removed), or has been silent
                 alive.pop(instance)
+
+
+def _claim_id(database: str, worker: str, instance: str) -> None:
+    """Claim worker id `worker` for this process (`instance`) once no other live process
+    holds it (`_wait_for_id`), or `CarlangRuntimeError`. A holder that claimed the id but has
+    not beaten yet is either starting now (it beats in a moment: then refused) or was killed
+    while starting (its claim lapses after `SILENT_AFTER_S`: then taken over), so it is waited
+    for rather than refused at once."""
+    deadline = time.monotonic() + SILENT_AFTER_S + records.HEARTBEAT_S
+    told = False
+    while True:
+        _wait_for_id(database, worker)
+        holder = records.claim_worker_id(database, worker, instance, SILENT_AFTER_S)
+        if holder is None:
+            return
+        if holder in records.instances_of(database, worker) or time.monotonic() > deadline:
+            raise CarlangRuntimeError(_id_taken(worker, database))
+        if not told:
+            notice(
+                f"worker id {worker} was claimed on {shown_url(database)} by a worker that has"
+                f" not started serving: waiting up to {SILENT_AFTER_S:g}s to see whether it does"
+            )
+            told = True
+        time.sleep(0.5)
 
 
 def _id_taken(worker: str, database: str) -> str:

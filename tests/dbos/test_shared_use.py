@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -185,6 +186,64 @@ def test_the_id_of_a_worker_that_stopped_beating_is_free_again(
     records.beat(sqlite_database, "i1", "w1", None, APP_VERSION)  # then killed: no more beats
     backend._wait_for_id(sqlite_database, "w1")  # returns once it has been silent for 1s
     assert records.instances_of(sqlite_database, "w1")["i1"][1] >= 1.0
+
+
+def test_an_id_claimed_by_a_worker_killed_while_starting_is_taken_over_after_the_limit(
+    sqlite_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend, "SILENT_AFTER_S", 1.0)
+    said: list[str] = []
+    monkeypatch.setattr(backend, "_notices", [said.append])
+    assert records.claim_worker_id(sqlite_database, "w1", "killed", 1.0) is None  # never beat
+    backend._claim_id(sqlite_database, "w1", "next")  # waits out the lapsed claim, not refused
+    assert records.claim_worker_id(sqlite_database, "w1", "other", 1.0) == "next"
+    assert said == [
+        f"worker id w1 was claimed on {sqlite_database} by a worker that has not started"
+        " serving: waiting up to 1s to see whether it does"
+    ]
+
+
+def test_an_id_claimed_by_a_worker_that_then_beats_is_refused(
+    sqlite_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(backend, "SILENT_AFTER_S", 3.0)
+    monkeypatch.setattr(backend, "_notices", [lambda line: None])
+    assert records.claim_worker_id(sqlite_database, "w1", "starting", 3.0) is None
+    stop = threading.Event()
+
+    def starts_then_beats() -> None:
+        while not stop.wait(0.3):
+            records.beat(sqlite_database, "starting", "w1", None, APP_VERSION)
+
+    beating = threading.Thread(target=starts_then_beats)
+    beating.start()
+    try:
+        with pytest.raises(CarlangRuntimeError, match="worker id w1 is taken"):
+            backend._claim_id(sqlite_database, "w1", "next")
+    finally:
+        stop.set()
+        beating.join()
+
+
+def test_a_launching_worker_beats_from_its_claim_on(
+    sqlite_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A launch slower than the silence limit keeps its id: it beats while DBOS launches."""
+    monkeypatch.setattr(backend, "SILENT_AFTER_S", 0.5)
+    monkeypatch.setattr(records, "HEARTBEAT_S", 0.1)
+    seen_while_launching: list[str | None] = []
+
+    def slow_launch(database: str, config: object, queues: object) -> None:
+        time.sleep(1.0)  # twice the silence limit
+        seen_while_launching.append(records.claim_worker_id(database, "w1", "rival", 0.5))
+        raise CarlangRuntimeError("launch failed")  # (stop here: no DBOS in this test)
+
+    monkeypatch.setattr(backend, "_launch_on", slow_launch)
+    with pytest.raises(CarlangRuntimeError, match="launch failed"):
+        backend.launch(sqlite_database, executor="w1")
+    assert seen_while_launching and seen_while_launching[0] not in (None, "rival")
+    assert records.instances_of(sqlite_database, "w1") == {}  # a failed launch frees its id
+    assert records.claim_worker_id(sqlite_database, "w1", "rival", 0.5) is None
 
 
 # -- through the CLI ------------------------------------------------------------------------------
