@@ -7,11 +7,16 @@ help line and notes. Nothing here prints.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
 
 from .source import Source, Span
+
+#: A `# carlang: allow CL0521, CL0207` pragma: it accepts those warnings on its line (on any
+#: line of the statement it ends, for a statement over several lines).
+ALLOW_PRAGMA = re.compile(r"#\s*carlang:\s*allow\s+(CL\d{4}(?:\s*,\s*CL\d{4})*)")
 
 __all__ = ["Severity", "Label", "Diagnostic", "Diagnostics", "CarlangError"]
 

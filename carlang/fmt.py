@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from . import ast
-from .diagnostics import Diagnostics
+from .diagnostics import ALLOW_PRAGMA, Diagnostics
 from .parse import parse
 from .source import Source, Span
 from .types import describe_type
@@ -324,7 +324,11 @@ class _Printer:
         return (
             comment.span.start >= node.span.end
             and "\n" not in self.source.text[node.span.end : comment.span.start]
-            and self._after_braces(node.span.end, comment)
+            and (
+                self._after_braces(node.span.end, comment)
+                # (a pragma after more statements on the line: it accepts this block's too)
+                or ALLOW_PRAGMA.search(comment.text) is not None
+            )
         )
 
     def trailing(self, end: int, before: int | None = None) -> None:
@@ -342,11 +346,18 @@ class _Printer:
             and (before is None or comment.span.start < before)
             and self._within_block(end, comment)
         ):
-            self.lines[-1] += "  " + comment.text.rstrip()
-            self.next_comment += 1
-            self.last_end = comment.span.end
-        else:
-            self.last_end = max(self.last_end, end)
+            pragmas = [piece for piece in _pieces(comment.text) if ALLOW_PRAGMA.match(piece)]
+            if pragmas and not self._after_braces(end, comment):
+                # A pragma after several statements on one line (`tool a() tool b()  #
+                # carlang: allow ...`) accepted the warnings of each: each gets a copy once
+                # split, and the last one the whole comment.
+                self.lines[-1] += "".join(f"  {pragma}" for pragma in pragmas)
+            else:
+                self.lines[-1] += "  " + comment.text.rstrip()
+                self.next_comment += 1
+                self.last_end = comment.span.end
+                return
+        self.last_end = max(self.last_end, end)
 
     def wrapped(self, value: Any, indent: int, prefix: str) -> str:
         """`format_value_wrapped`, except in a block that stays on one line."""
@@ -789,7 +800,7 @@ def format_source(source: Source) -> str:
     again = parse(Source(source.name, text))
     if again.diagnostics.has_errors or again.module != result.module:
         raise FormatError(f"internal error: formatting {source.name} would change its meaning")
-    if _comment_pieces(again.comments) != _comment_pieces(result.comments):
+    if not _same_comments(_comment_pieces(again.comments), _comment_pieces(result.comments)):
         raise FormatError(f"internal error: formatting {source.name} would lose a comment")
     return _with_line_endings_of(source.text, text)
 
@@ -797,9 +808,21 @@ def format_source(source: Source) -> str:
 def _comment_pieces(comments: Iterable[ast.Comment]) -> Counter[str]:
     """The comments' texts, each cut before every `#` that follows a space: the formatter
     gathers several comments onto one line (`# one  # two`), which reads back as one."""
-    return Counter(
-        piece for c in comments for piece in re.split(r"\s+(?=#)", c.text.strip()) if piece
-    )
+    return Counter(piece for c in comments for piece in _pieces(c.text))
+
+
+def _pieces(comment: str) -> list[str]:
+    """A comment cut before every `#` that follows a space (`# one  # two`)."""
+    return [piece for piece in re.split(r"\s+(?=#)", comment.strip()) if piece]
+
+
+def _same_comments(written: Counter[str], read: Counter[str]) -> bool:
+    """Whether the comments `written` are those `read`: each as often, except that a pragma
+    may be written more often (copied to each statement split off its line)."""
+    return all(
+        written[piece] == count or (written[piece] > count and ALLOW_PRAGMA.match(piece))
+        for piece, count in read.items()
+    ) and set(written) == set(read)
 
 
 def _with_line_endings_of(original: str, text: str) -> str:

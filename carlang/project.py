@@ -29,7 +29,7 @@ from typing import TypeVar
 
 from carlang_runtime.suggest import did_you_mean
 
-from .diagnostics import Diagnostic, Label
+from .diagnostics import ALLOW_PRAGMA, Diagnostic, Label
 from .source import Source, Span
 
 __all__ = [
@@ -43,7 +43,6 @@ __all__ = [
 
 PROJECT_FILE = "carlang.toml"
 STALE_ALLOWANCE = "CL0525"
-_PRAGMA = re.compile(r"#\s*carlang:\s*allow\s+(CL\d{4}(?:\s*,\s*CL\d{4})*)")
 _KEYS = {"root", "strict", "accept", "capability"}
 T = TypeVar("T")
 
@@ -203,7 +202,7 @@ def _pragmas(sources: Iterable[Source]) -> list[_Pragma]:
     for source in sources:
         for number, text in enumerate(source.text.splitlines(), 1):
             # (several on a line: `fmt` gathers the comments of a joined line, in order)
-            for match in _PRAGMA.finditer(text):
+            for match in ALLOW_PRAGMA.finditer(text):
                 for code in re.split(r"\s*,\s*", match.group(1)):
                     found.append(_Pragma(source, number, code))
     return found

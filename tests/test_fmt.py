@@ -168,6 +168,17 @@ _PRAGMA_SHAPES = {
     "one-line proposal, two warnings": (
         _APPROVED + "proposal p { a = t(x: 1) b = t(x: 2) }  # carlang: allow CL0521\n"
     ),
+    "two actions on one line, a warning each": (
+        _APPROVED + "proposal p {\n  a = t(x: 1) b = t(x: 2)  # carlang: allow CL0521\n}\n"
+    ),
+    "a one-line block and an action after it on its line": (
+        _APPROVED
+        + "proposal p {\n  a = t(x: 1) { retry 2 } b = t(x: 2)  # carlang: allow CL0521\n}\n"
+    ),
+    "two tools on one line, a warning each": (
+        "tool t(x: int) { idempotent cache 60s } tool u(x: int) { idempotent cache 60s }"
+        "  # carlang: allow CL0207 both  # and a note\n"
+    ),
     "closing braces of nested blocks on the last item's line": (
         "tool t()\nstate { k: int }\nproposal p {\n  a = t() {\n    retry 1\n"
         "    effects { k = 1 j = 2 } } }  # carlang: allow CL0206\n"
