@@ -162,13 +162,20 @@ class Features:
                     found.setdefault(decl.name.text, _param_names(decl))
         return found
 
-    def applies_to(self, node: ast.Node, tools: dict[str, frozenset[str] | None]) -> list[str]:
-        """The declared tools whose parameters `params` means in `node`: a policy's targets
-        (names or globs), every tool for a policy without targets and for `redact`."""
-        if isinstance(node, ast.PolicyDecl) and node.targets:
+    def applies_to(
+        self, occurrence: Occurrence, tools: dict[str, frozenset[str] | None]
+    ) -> list[str]:
+        """The declared tools whose parameter a `param_use` reads: those it is read from
+        (`h.params.url`: `Occurrence.over`), else its policy's targets (names or globs), every
+        tool for a policy without targets and for `redact`."""
+        node = occurrence.node
+        if occurrence.over is not None:
+            targets = GlobSet(occurrence.over)
+        elif isinstance(node, ast.PolicyDecl) and node.targets:
             targets = GlobSet(t.text for t in node.targets)
-            return [tool for tool in tools if targets.matches(tool)]
-        return list(tools)
+        else:
+            return list(tools)
+        return [tool for tool in tools if targets.matches(tool)]
 
     def keys_of(
         self, occurrence: Occurrence, tools: dict[str, frozenset[str] | None]
@@ -184,7 +191,7 @@ class Features:
             return [occurrence.key]
         return [
             ("param", f"{tool}({name})")
-            for tool in self.applies_to(occurrence.node, tools)
+            for tool in self.applies_to(occurrence, tools)
             if (params := tools[tool]) is None or name in params
         ]
 

@@ -215,7 +215,7 @@ class Renamer:
         renamed, and so is renamed with it. Refuses when renaming it would change what it
         reads for another tool, or when it reads the new name from this tool already."""
         tool = _tool_of(key)
-        applies = self.features.applies_to(occurrence.node, tools)
+        applies = self.features.applies_to(occurrence, tools)
         name = occurrence.key[1]
         if tool not in applies or name not in (old, new_name):
             return False
@@ -231,10 +231,15 @@ class Renamer:
             if other != tool and ((params := tools[other]) is None or {old, new_name} & params)
         ]
         if others:
+            fix = (
+                f'pin its history entry\'s tool (`.tool == "{tool}"`)'
+                if occurrence.over is not None
+                else "give the condition its tools"
+            )
             raise RenameRefused(
                 f"{where} reads `params.{old}` of {_listed(others)} too: renaming `{tool}`'s "
-                f"`{old}` there would change what it reads for {_them(others)}; give the "
-                f"condition its tools, or rename the parameter of each"
+                f"`{old}` there would change what it reads for {_them(others)}; {fix}, or "
+                f"rename the parameter of each"
             )
         return True
 

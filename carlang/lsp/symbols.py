@@ -62,6 +62,10 @@ class Occurrence:
     role: Role
     node: ast.Node
     form: Form = ""
+    #: For a `param_use`, the tools (names or globs) whose parameter it reads when that is not
+    #: its declaration's: `h.params.url` for `h` an entry of `history` reads the parameter of
+    #: the tools `h.tool` is pinned to in its condition, or of any tool (`("*",)`).
+    over: tuple[str, ...] | None = None
 
     @property
     def is_definition(self) -> bool:
@@ -165,9 +169,10 @@ def _declaration(decl: ast.Declaration) -> Iterator[Occurrence]:
             yield _o("tool", target, "reference", decl)
         if decl.when is not None:
             start = decl.when.span.start
-            for kind, read, begin, end, form in cel_names(decl.when.cel):
+            for kind, read, begin, end, form, over in cel_names(decl.when.cel):
                 role: Role = "read" if kind in ("state", "param_use") else "reference"
-                yield Occurrence((kind, read), Span(start + begin, start + end), role, decl, form)
+                span = Span(start + begin, start + end)
+                yield Occurrence((kind, read), span, role, decl, form, over)
     elif isinstance(decl, ast.ProposalDecl):
         yield from _proposal(decl)
     elif isinstance(decl, ast.PlanDecl):
@@ -488,14 +493,18 @@ def _redacted_params(decl: ast.RedactDecl) -> Iterator[Occurrence]:
 _PLAIN_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 #: The variables of a condition whose fields or keys are names of the program.
 _ROOTS = ("params", "state", "action", "history")
-CelName = tuple[str, str, int, int, Form]
+CelName = tuple[str, str, int, int, Form, tuple[str, ...] | None]
+#: The tools an entry of `history` may be of when its condition does not pin its tool.
+ANY_TOOL = ("*",)
 
 
 @lru_cache(maxsize=4096)
 def cel_names(text: str) -> tuple[CelName, ...]:
     """The names a CEL condition reads, as `(kind, name, start, end, form)` with offsets into
-    `text`: parameters (`params.url`, `action.params.url`, `params["url"]`, `has(params.url)`,
-    `params.?url`) as `param_use`; state keys (`state.ready`, `state["build.ok"]`, `"ready" in
+    `text`, and for a parameter read from other tools than its policy's, those tools:
+    parameters (`params.url`, `action.params.url`, `params["url"]`, `has(params.url)`,
+    `params.?url`; `h.params.url` for `h` an entry of history, read from the tools `h.tool` is
+    pinned to) as `param_use`; state keys (`state.ready`, `state["build.ok"]`, `"ready" in
     state`, `has(state.ready)`); tools compared with an action's (`action.tool == "fetch"`,
     `action.tool in ["a", "b"]`, `h.tool == "fetch"` for `h` over `history`); the arguments
     of the tests of a tool's name (`action.tool.startsWith("fs.")`: `TOOL_TESTS`). Nothing
@@ -505,13 +514,18 @@ def cel_names(text: str) -> tuple[CelName, ...]:
     except (CelSyntaxError, RecursionError):
         return ()
     found: list[CelName] = []
-    _cel_walk(tree, text, frozenset(), frozenset(), found)
+    _cel_walk(tree, text, frozenset(), {}, found)
     found.sort(key=lambda f: f[2])
     return tuple(found)
 
 
+#: The macro variables that stand for an entry of `history`, each with the tools it may be
+#: of (`_pinned_tools`).
+_Items = dict[str, tuple[str, ...]]
+
+
 def _cel_walk(
-    node: cel.Expr, text: str, bound: frozenset[str], items: frozenset[str], found: list[CelName]
+    node: cel.Expr, text: str, bound: frozenset[str], items: _Items, found: list[CelName]
 ) -> None:
     """Collect `node`'s names; `bound` are the macro variables in scope (which hide `params`
     and the others), `items` those that stand for an entry of `history`."""
@@ -521,15 +535,47 @@ def _cel_walk(
         inner = bound | names
         over_history = _root(node.target, "history", bound)
         element = node.var2 if node.var2 else node.var
-        # `h` (or, in a two-variable form, its element) is an entry of history
-        scoped = (items - names) | ({element} if over_history and node.kind != "bind" else set())
+        scoped = {name: tools for name, tools in items.items() if name not in names}
+        if over_history and node.kind != "bind":
+            # `h` (or, in a two-variable form, its element) is an entry of history
+            scoped[element] = _pinned_tools(node.predicate, element)
         for part in (node.predicate, node.result):
             if part is not None:
-                _cel_walk(part, text, inner, frozenset(scoped), found)
+                _cel_walk(part, text, inner, scoped, found)
         return
     _cel_match(node, text, bound, items, found)
     for child in cel.children(node):
         _cel_walk(child, text, bound, items, found)
+
+
+def _pinned_tools(predicate: cel.Expr | None, item: str) -> tuple[str, ...]:
+    """The tools a macro's `predicate` lets history entry `item` be of: those it compares
+    `item.tool` with in a test that must hold (`h.tool == "fetch" && ...`, `h.tool in ["a",
+    "b"]`), else any (`ANY_TOOL`)."""
+    if isinstance(predicate, cel.And):
+        for side in predicate.operands:
+            pinned = _pinned_tools(side, item)
+            if pinned != ANY_TOOL:
+                return pinned
+    elif isinstance(predicate, cel.Binary) and predicate.op in ("==", "in"):
+        for tool, other in ((predicate.left, predicate.right), (predicate.right, predicate.left)):
+            if not (
+                isinstance(tool, cel.Select)
+                and tool.field == "tool"
+                and isinstance(tool.operand, cel.Ident)
+                and not tool.operand.root
+                and tool.operand.name == item
+            ):
+                continue
+            if predicate.op == "in" and other is not predicate.right:
+                continue
+            values = other.items if isinstance(other, cel.ListExpr) else (other,)
+            names = [
+                v.value for v in values if isinstance(v, cel.Literal) and isinstance(v.value, str)
+            ]
+            if values and len(names) == len(values):
+                return tuple(names)
+    return ANY_TOOL
 
 
 def _root(node: cel.Expr, name: str, bound: frozenset[str]) -> bool:
@@ -549,29 +595,29 @@ def _params_of(node: cel.Expr, bound: frozenset[str]) -> bool:
 
 
 def _cel_match(
-    node: cel.Expr, text: str, bound: frozenset[str], items: frozenset[str], found: list[CelName]
+    node: cel.Expr, text: str, bound: frozenset[str], items: _Items, found: list[CelName]
 ) -> None:
     if isinstance(node, (cel.Select, cel.Has)):
-        kind = _field_kind(node.operand, bound)
+        kind = _field_kind(node.operand, bound, items)
         if kind is not None:
             at = _field_at(node, text)
             if at is not None:
-                found.append((kind, node.field, at, at + len(node.field), "field"))
+                found.append((kind[0], node.field, at, at + len(node.field), "field", kind[1]))
     elif isinstance(node, cel.Index):
-        kind = _field_kind(node.operand, bound)
+        kind = _field_kind(node.operand, bound, items)
         name = _string_at(node.index, text)
         if kind is not None and name is not None:
-            found.append((kind, *name))
+            found.append((kind[0], *name, kind[1]))
     elif isinstance(node, cel.Call) and node.function == "_?._" and len(node.args) == 2:
-        kind = _field_kind(node.args[0], bound)
+        kind = _field_kind(node.args[0], bound, items)
         field = node.args[1]
         if kind is not None and isinstance(field, cel.Literal) and isinstance(field.value, str):
             if text[field.start : field.end] == field.value:
-                found.append((kind, field.value, field.start, field.end, "field"))
+                found.append((kind[0], field.value, field.start, field.end, "field", kind[1]))
     elif isinstance(node, cel.Binary) and node.op == "in" and _root(node.right, "state", bound):
         name = _string_at(node.left, text)
         if name is not None:
-            found.append(("state", *name))
+            found.append(("state", *name, None))
     elif isinstance(node, cel.Binary) and node.op in ("==", "!=", "in"):
         for tool, other in ((node.left, node.right), (node.right, node.left)):
             if _tool_of_action(tool, bound, items) and (node.op != "in" or other is node.right):
@@ -579,24 +625,35 @@ def _cel_match(
                 for value in values:
                     name = _string_at(value, text)
                     if name is not None:
-                        found.append(("tool", *name))
+                        found.append(("tool", *name, None))
     elif isinstance(node, cel.Call) and node.function in TOOL_TESTS:
         argument = _tool_test_argument(node, bound, items)
         name = _string_at(argument, text) if argument is not None else None
         if name is not None:
-            found.append((TOOL_TESTS[node.function], *name))
+            found.append((TOOL_TESTS[node.function], *name, None))
 
 
-def _field_kind(operand: cel.Expr, bound: frozenset[str]) -> str | None:
-    """What a field or key of `operand` names: a parameter, a state key, or nothing."""
+def _field_kind(
+    operand: cel.Expr, bound: frozenset[str], items: _Items
+) -> tuple[str, tuple[str, ...] | None] | None:
+    """What a field or key of `operand` names: a parameter (of the tools it is read from,
+    when not its policy's), a state key, or nothing."""
     if _params_of(operand, bound):
-        return "param_use"
+        return "param_use", None
     if _root(operand, "state", bound):
-        return "state"
+        return "state", None
+    if (
+        isinstance(operand, cel.Select)
+        and operand.field == "params"
+        and isinstance(operand.operand, cel.Ident)
+        and not operand.operand.root
+        and operand.operand.name in items
+    ):  # `h.params` for `h` an entry of history
+        return "param_use", items[operand.operand.name]
     return None
 
 
-def _tool_of_action(node: cel.Expr, bound: frozenset[str], items: frozenset[str]) -> bool:
+def _tool_of_action(node: cel.Expr, bound: frozenset[str], items: _Items) -> bool:
     """`action.tool`, or `h.tool` for `h` an entry of history."""
     if not isinstance(node, cel.Select) or node.field != "tool":
         return False
@@ -606,9 +663,7 @@ def _tool_of_action(node: cel.Expr, bound: frozenset[str], items: frozenset[str]
     return isinstance(operand, cel.Ident) and not operand.root and operand.name in items
 
 
-def _tool_test_argument(
-    node: cel.Call, bound: frozenset[str], items: frozenset[str]
-) -> cel.Expr | None:
+def _tool_test_argument(node: cel.Call, bound: frozenset[str], items: _Items) -> cel.Expr | None:
     """The argument of a test of a tool's name: `action.tool.startsWith(ARG)` (and
     `endsWith`, `contains`, `matches`), `matches(action.tool, ARG)`."""
     if node.target is not None and len(node.args) == 1:

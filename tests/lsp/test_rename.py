@@ -500,3 +500,48 @@ proposal p { a = fetch(url: "x") }
         features.rename(path, _at(text, "tool fetch", 5), "fetcher")
     with pytest.raises(RenameRefused, match=re.escape("`fetch` passes `startsWith('f\\x65')`")):
         features.rename(path, _at(text, "tool fetch", 5), "get")
+
+
+HISTORY_CONDITIONS = """\
+tool fetch(url: string)
+tool post(url: string, body: string)
+tool ping(host: string)
+policy refetch: deny fetch when history.exists(h, h.tool == "fetch" && h.params.url == params.url)
+policy reposted: deny post when history.exists(h, h.tool in ["post"] && has(h.params.body))
+policy any_url: deny when history.exists(h, h.params.url == "x")
+policy hosts: deny when history.exists(e, e.status == "ok" && "ping" == e.tool && e.params.host == "y")
+"""
+
+
+def test_a_history_entrys_params_are_its_pinned_tools_parameters(tmp_path: Path) -> None:
+    """`h.params.url` over `history` reads the parameter of the tool `h.tool` is pinned to in
+    the condition (`h.tool == "fetch" && ...`), or of any tool: renamed with that parameter,
+    refused when it may read another tool's."""
+    text = HISTORY_CONDITIONS
+    features, path = _features(tmp_path, text)
+    fetch_url = _at(text, "url: string")
+    assert _lines(text, features.references(path, fetch_url)) == [
+        "url@1",
+        "url@4",
+        "url@4",
+        "url@6",
+    ]
+    post_body = _at(text, "body: string")
+    assert _lines(text, features.references(path, post_body)) == ["body@2", "body@5"]
+    # `e.params.host`: `e.tool` is pinned by `"ping" == e.tool`, the second test of three
+    renamed = _renamed(features, path, _at(text, "host: string"), "address")
+    assert 'e.params.address == "y"' in renamed
+    renamed = _renamed(features, path, _at(renamed, "body: string"), "payload")
+    assert "has(h.params.payload)" in renamed
+    # `any_url` reads `url` of an entry of any tool: fetch's and post's
+    with pytest.raises(
+        RenameRefused, match=r"pin its history entry's tool \(`.tool == \"fetch\"`\)"
+    ):
+        features.rename(path, fetch_url, "address")
+    features, path = _features(
+        tmp_path,
+        text.replace('policy any_url: deny when history.exists(h, h.params.url == "x")\n', ""),
+    )
+    renamed = _renamed(features, path, fetch_url, "address")
+    assert 'h.tool == "fetch" && h.params.address == params.address' in renamed
+    assert "tool post(url: string" in renamed
