@@ -1535,44 +1535,25 @@ def schema_problem(schema: Any) -> str | None:
     return _unresolved_reference(schema)
 
 
-#: Keywords whose values are data, not schemas: a `$ref` key inside them is not a reference.
-_DATA_KEYWORDS = frozenset(("enum", "const", "default", "examples"))
-
-
 def _unresolved_reference(schema: dict[str, Any]) -> str | None:
     """The first `$ref` in `schema` that does not point inside it, said as a problem: the
     validator the runtime checks calls with resolves only those (it fetches nothing), and
     would fail on every call."""
-    from urllib.parse import unquote
+    from carlang_runtime.schemacheck import unresolved_ref
 
-    anchors = set(_keyword_values(schema, "$anchor"))
-    for ref in _keyword_values(schema, "$ref"):
-        if not ref.startswith("#"):
-            return f"`$ref` {ref!r} points outside the schema (only `#/...` is resolved)"
-        fragment = unquote(ref[1:])
-        if fragment.startswith("/") or not fragment:
-            if resolve_pointer(schema, fragment, "")[1] is not None:
-                return f"`$ref` {ref!r} points at nothing in the schema"
-        elif fragment not in anchors:
-            return f"`$ref` {ref!r} names no `$anchor` of the schema"
-    return None
-
-
-def _keyword_values(schema: Any, keyword: str) -> list[str]:
-    """Every string value of `keyword` in the schema's subschemas (not in its data)."""
-    found: list[str] = []
-    stack = [schema]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, list):
-            stack.extend(node)
-        elif isinstance(node, dict):
-            for key, value in node.items():
-                if key == keyword and isinstance(value, str):
-                    found.append(value)
-                elif key not in _DATA_KEYWORDS:
-                    stack.append(value)
-    return found
+    found = unresolved_ref(schema)
+    if found is None:
+        return None
+    where, ref = found
+    base, _, fragment = ref.partition("#")
+    own = schema.get("$id")
+    if base and not (isinstance(own, str) and own.partition("#")[0] == base):
+        problem = "points outside the schema (only `#...` and the schema's own `$id` resolve)"
+    elif not fragment or fragment.startswith("/"):
+        problem = "points at nothing in the schema"
+    else:
+        problem = "names no `$anchor` of the schema"
+    return f"`$ref` {ref!r} {problem} (at {'/'.join(map(str, where))})"
 
 
 def resolve_pointer(document: Any, pointer: str, name: str) -> tuple[Any, str | None]:

@@ -109,6 +109,46 @@ def test_a_recursive_schema_with_a_way_out_keeps_working(tmp_path: Path) -> None
     ]
 
 
+def test_a_ref_to_the_schemas_own_id_is_a_ref_to_it() -> None:
+    """`$id` names the schema: `"$ref": "https://ex/tree"` inside it is `"#"` (as the runtime's
+    validator resolves it), not a reference to another document."""
+    tree = (
+        'tool tree() { schema { "$id": "https://ex/tree", type: "object", properties: {'
+        ' name: { type: "string" }, children: { type: "array", items: { "$ref":'
+        ' "https://ex/tree" } } }, required: ["name"] } }\n'
+    )
+    compile_ok(tree + 'proposal p { t = tree(name: "r", children: [{ name: "c" }]) }\n')
+    assert messages(tree + 'proposal p { t = tree(name: "r", children: [{ name: 1 }]) }\n') == [
+        ("CL0309", "tool 'tree': parameter 'children[0].name': 1 is not of type 'string'")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("ref", "problem"),
+    [
+        (
+            "other.json",
+            "points outside the schema (only `#...` and the schema's own `$id` resolve)",
+        ),
+        (
+            "https://ex/s#/properties",
+            "points outside the schema (only `#...` and the schema's own `$id` resolve)",
+        ),
+        ("#/nope", "points at nothing in the schema"),
+        ("#nope", "names no `$anchor` of the schema"),
+    ],
+)
+def test_a_ref_that_resolves_to_no_schema_of_the_document_is_cl0219(ref: str, problem: str) -> None:
+    # (under a property called `default`: a name there, not the keyword, so it is looked at)
+    text = f'tool u() {{ schema {{ type: "object", properties: {{ default: {{ "$ref": "{ref}" }} }} }} }}\n'
+    assert messages(text + "proposal p { x = u() }\n") == [
+        (
+            "CL0219",
+            f"the schema of tool `u` is not usable: `$ref` {ref!r} {problem} (at properties/default/$ref)",
+        )
+    ]
+
+
 def test_mcp_import_refuses_such_schemas_as_unusable() -> None:
     tools = [
         {"name": "ok", "inputSchema": {"type": "object", "properties": {"a": {"pattern": "^a"}}}},

@@ -29,6 +29,7 @@ from jsonschema.validators import extend, validator_for
 
 from .redact import (
     DATA_KEYWORDS,
+    NAMED_SCHEMAS,
     REFS,
     SAME_VALUE,
     SAME_VALUE_LISTS,
@@ -43,6 +44,7 @@ __all__ = [
     "linear_validator",
     "pattern_matches",
     "schema_problem_text",
+    "unresolved_ref",
 ]
 
 
@@ -299,6 +301,20 @@ def check_schema(schema: Mapping[str, Any], cls: Any = None) -> None:
         )
 
 
+def unresolved_ref(root: Mapping[str, Any]) -> tuple[_Path, str] | None:
+    """A `$ref` (where it is, what it says) that names no schema of `root`: one in another
+    document (nothing is fetched: only `#...` and the root's own `$id` resolve) or nowhere in
+    it; None when every reference resolves. The first in the document's order."""
+    schemas = _Schemas(root)
+    unresolved = [
+        ((*schemas.paths[key], keyword), ref)
+        for key, node in schemas.nodes.items()
+        for keyword in REFS
+        if isinstance(ref := node.get(keyword), str) and schemas.resolve(ref) is None
+    ]
+    return min(unresolved, key=lambda found: [str(part) for part in found[0]], default=None)
+
+
 def schema_problem_text(exc: SchemaError) -> str:
     """A SchemaError said in one line, with where in the schema when not at its top (as
     `carlang check` says it: `... (at properties/a/type)`)."""
@@ -322,10 +338,6 @@ _INTO_VALUE: Final = (
 )
 _INTO_VALUE_MAPS: Final = ("properties", "patternProperties")
 _INTO_VALUE_LISTS: Final = ("prefixItems", "items")
-#: Keywords holding a map of names to subschemas.
-_NAMED: Final = frozenset(
-    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
-)
 
 _Path = tuple[str | int, ...]
 
@@ -335,6 +347,8 @@ class _Schemas:
 
     def __init__(self, root: Mapping[str, Any]) -> None:
         self.root = root
+        #: Each schema, by id, with where it is.
+        self.nodes: dict[int, Mapping[str, Any]] = {}
         self.paths: dict[int, _Path] = {}
         self.anchors: dict[str, Mapping[str, Any]] = {}
         pending: list[tuple[object, _Path]] = [(root, ())]
@@ -346,10 +360,11 @@ class _Schemas:
             if not isinstance(node, Mapping) or id(node) in self.paths:
                 continue
             self.paths[id(node)] = path
+            self.nodes[id(node)] = node
             for name in anchor_names(node):
                 self.anchors.setdefault(name, node)
             for key, value in node.items():
-                if key in _NAMED and isinstance(value, Mapping):
+                if key in NAMED_SCHEMAS and isinstance(value, Mapping):
                     pending.extend((v, (*path, key, k)) for k, v in value.items())
                 elif key not in DATA_KEYWORDS:
                     pending.append((value, (*path, key)))
