@@ -26,6 +26,7 @@ from .common import (
     fail_usage,
     guarded,
 )
+from .console import terminal_text
 from .lang_commands import project_root
 
 if TYPE_CHECKING:
@@ -250,7 +251,8 @@ class _NoOneToAsk:
         from carlang_runtime.engine import Approval
 
         echo_err(
-            f"approval needed for {request.action.tool} ({request.reason}): refused"
+            f"approval needed for {terminal_text(request.action.tool or '')}"
+            f" ({terminal_text(request.reason)}): refused"
             " (run with --auto-approve, or at a terminal to be asked)"
         )
         return Approval(False, "approval was not given")
@@ -277,20 +279,22 @@ def _warn_unimplemented(runtime: Any, program: Any, capability: str | None) -> N
 def _live_view(event: Any) -> None:
     """One line per loop event, as it happens."""
     data = event.data
+    # (what a model or a tool wrote: no escape sequence reaches the terminal to hide or fake
+    # the lines after it, such as an approval question)
     if event.kind == "text":
-        echo(f"assistant: {data['text']}")
+        echo(f"assistant: {terminal_text(data['text'], newlines=True)}")
     elif event.kind == "tool_call":
         params = json.dumps(data["params"]) if data["params"] is not None else "(malformed)"
-        echo(f"  -> {data['name'] or '(no tool name)'} {_short(params)}")
+        echo(f"  -> {terminal_text(data['name'] or '(no tool name)')} {_short(params)}")
     elif event.kind == "tool_result":
         mark = "ok" if data["ok"] else "refused/failed"
-        echo(f"  <- {data['name']} {mark}: {_short(data['content'])}")
+        echo(f"  <- {terminal_text(data['name'])} {mark}: {_short(data['content'])}")
     elif event.kind == "error":
-        print(f"error: {data['message']}", file=sys.stderr)
+        print(f"error: {terminal_text(data['message'])}", file=sys.stderr)
 
 
 def _short(text: str, limit: int = 200) -> str:
-    text = text.replace("\n", " ")
+    text = terminal_text(text.replace("\n", " "))
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 

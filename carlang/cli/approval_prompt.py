@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from .console import terminal_text
+
 __all__ = ["ConsoleGate", "describe_request"]
 
 _ANSWERS = {"y": "yes", "yes": "yes", "n": "no", "no": "no", "": "no", "a": "all", "all": "all"}
@@ -76,15 +78,18 @@ class ConsoleGate:
 def describe_request(request: Any) -> str:
     """What is asked: the action, the tool and its parameters as the runtime shows them to a
     person (`ApprovalRequest.parameters`: secret parameters and `redact` paths
-    `[REDACTED]`), each policy that asked with its message."""
+    `[REDACTED]`), each policy that asked with its message; control characters escaped
+    (`console.terminal_text`; values are JSON, which escapes them), so that no id or name
+    can rewrite the question on the screen."""
+    shown = terminal_text  # (ids and names may come from a model: no escape reaches the terminal)
     action = request.action
-    what = action.tool or action.type.value
+    what = shown(action.tool or action.type.value)
     params = request.parameters
-    lines = [f"approval needed: action {action.id} of proposal {request.proposal_id}"]
+    lines = [f"approval needed: action {shown(action.id)} of proposal {shown(request.proposal_id)}"]
     lines.append(f"  tool:   {what}")
     if params:
         lines.append("  params:")
-        lines += [f"    {k}: {json.dumps(v, default=str)}" for k, v in params.items()]
+        lines += [f"    {shown(k)}: {json.dumps(v, default=str)}" for k, v in params.items()]
     for match in request.policies:
-        lines.append(f"  policy: {match.policy}: {match.reason}")
+        lines.append(f"  policy: {shown(match.policy)}: {shown(match.reason)}")
     return "\n".join(lines)

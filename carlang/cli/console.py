@@ -95,6 +95,21 @@ def printable(text: str) -> str:
     return text
 
 
+def terminal_text(text: str, newlines: bool = False) -> str:
+    """`text` from outside (a model's call id, a parameter's name, a tool's output) made safe
+    to show at a terminal: control characters (an escape sequence that moves the cursor,
+    erases a line or hides what follows), Unicode format characters (a right-to-left
+    override) and line separators written as escapes (`\\x1b`, `\\u202e`), so that what a
+    person reads, above all an approval question, is what the text says. Newlines are kept
+    with `newlines`."""
+    if text.isprintable():
+        return text
+    return "".join(
+        char if char.isprintable() or (newlines and char == "\n") else ascii(char)[1:-1]
+        for char in text
+    )
+
+
 _PAINT = [
     (re.compile(r"(?m)(: )(error)(\[CL\d{4}\])"), "\x1b[1;31m"),
     (re.compile(r"(?m)(: )(warning)(\[CL\d{4}\])"), "\x1b[1;33m"),

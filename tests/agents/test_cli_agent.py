@@ -306,3 +306,25 @@ def test_a_refused_approval_tells_the_model_no_more_than_that(tmp_path: Path) ->
         "approval needed for send (outside: external mail needs approval): refused"
         " (run with --auto-approve, or at a terminal to be asked)" in done.stderr
     )
+
+
+def test_what_a_model_writes_reaches_the_terminal_without_escape_sequences(
+    tmp_path: Path,
+) -> None:
+    """The model's text and tool names are shown with their control characters escaped: an
+    escape sequence in them could hide or fake the lines after it (an approval question)."""
+    source = tmp_path / "p.car"
+    source.write_text(PROGRAM)
+    (tmp_path / "files").mkdir()
+    script = tmp_path / "turns.json"
+    hide = "fine\x1b[8m\x1b[30;40m"
+    turns = [
+        turn_in("anthropic", [("t1", "list\x1b[2Kdir", {})], f"line one\n{hide}"),
+        turn_in("anthropic", [], "done"),
+    ]
+    script.write_text(json.dumps({"format": "anthropic", "turns": turns}))
+    args = ["agent", str(source), "--script", str(script), "--builtins"]
+    result = runner.invoke(app, [*args, "--files-root", str(tmp_path / "files")])
+    assert "\x1b" not in result.stdout
+    assert "assistant: line one\nfine\\x1b[8m\\x1b[30;40m\n" in result.stdout
+    assert "  -> list\\x1b[2Kdir {}" in result.stdout
