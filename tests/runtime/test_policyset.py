@@ -511,3 +511,37 @@ def test_the_parameters_a_policy_reads(when: str, reads: set[str] | None) -> Non
         assert found["p"] == expected
     assert found["no_test_cards"] == {"card"} and found["deny_keyword"] is None
     assert "other_tool" not in found
+
+
+# -- declared effects are state writes ---------------------------------------------------
+
+
+def test_a_tool_calls_declared_effects_are_judged_as_state_writes() -> None:
+    """A tool call's `expected_effects` are committed to state when it succeeds: a rule
+    against writing a key holds for them as for a `state_write` (it was bypassed by declaring
+    the write as an effect of a harmless call)."""
+    policies = PolicySet(
+        [
+            cel("no_admin", 'action.type == "state_write" && params.key == "admin"'),
+            cel("ask_big", 'action.type == "state_write" && params.value > 10', "require_approval"),
+        ]
+    )
+    sneaky = ir.Action(
+        type="tool_call", tool="echo", parameters={"text": "hi"}, expected_effects={"admin": True}
+    )
+    decision = policies.evaluate(sneaky)
+    assert decision.denied
+    assert decision.reason() == (
+        "no_admin: denied by policy no_admin (on its declared effect `admin`, a state write)"
+    )
+    big = sneaky.model_copy(update={"expected_effects": {"count": 11}})
+    assert policies.evaluate(big).needs_approval
+    fine = sneaky.model_copy(update={"expected_effects": {"count": 3}})
+    assert policies.evaluate(fine).allowed
+    # a policy that targets tools judges the call only: a state write is no tool's call
+    targeted = PolicySet([cel("echo_writes", 'action.type == "state_write"', tools=("echo",))])
+    assert targeted.evaluate(sneaky).allowed
+    # an allow-list for every action must allow the write too
+    listed = PolicySet([cel("calls_only", 'action.type == "tool_call"', "allow")])
+    assert listed.evaluate(call("echo", text="hi")).allowed
+    assert listed.evaluate(sneaky).denied

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
 from ..ir import (
     Action,
+    ActionType,
     CelPolicy,
     DenyKeywordRule,
     Policy,
@@ -148,6 +149,12 @@ class _ForTool:
     allows: tuple[_CelRule, ...]
     reads_now: bool
     needs_activation: bool
+
+
+def _on_effect(match: PolicyMatch, key: str) -> PolicyMatch:
+    """`match`, made on the state write of a declared effect, saying so."""
+    reason = f"{match.reason} (on its declared effect `{key}`, a state write)"
+    return replace(match, reason=reason)
 
 
 def _policy(rule: _CelRule | tuple[Policy, NativeRule]) -> Policy:
@@ -355,7 +362,50 @@ class PolicySet:
         admit: bool = True,
     ) -> Decision:
         """The decision for `action`. `explain` adds, to each CEL match, the sub-expressions
-        that decided it; `admit=False` is a dry run that spends no rate-limit budget."""
+        that decided it; `admit=False` is a dry run that spends no rate-limit budget.
+
+        A tool call's declared effects (`expected_effects`, committed to state when it
+        succeeds) are state writes: each is judged as the `state_write` of its key and value
+        would be, by the policies that apply to every action, so that a rule against writing
+        a key (`deny when action.type == "state_write" && params.key == "admin"`) holds
+        however the write is made."""
+        matches = self._matches(action, proposal_id, state, scope, history, now, explain, admit)
+        if action.expected_effects and self._judges_writes():
+            for key, value in action.expected_effects.items():
+                write = action.model_copy(
+                    update={
+                        "type": ActionType.STATE_WRITE,
+                        "tool": None,
+                        "parameters": {"key": key, "value": value},
+                        "expected_effects": {},
+                    }
+                )
+                found = self._matches(
+                    write, proposal_id, state, scope, history, now, explain, admit
+                )
+                matches.extend(_on_effect(match, key) for match in found)
+        if not matches:
+            return ALLOW
+        effect = max((m.effect for m in matches), key=_STRENGTH.__getitem__)
+        return Decision(effect, tuple(matches))
+
+    def _judges_writes(self) -> bool:
+        """Whether any policy applies to a `state_write` (one that targets no tool)."""
+        found = self._for_tool(None)
+        return bool(found.rules or found.allows)
+
+    def _matches(
+        self,
+        action: Action,
+        proposal_id: str,
+        state: Mapping[str, Any] | None,
+        scope: Mapping[str, Any] | None,
+        history: Sequence[Mapping[str, Any]] | None,
+        now: datetime | CelTimestamp | None,
+        explain: bool,
+        admit: bool,
+    ) -> list[PolicyMatch]:
+        """The policies that match `action` itself (`evaluate`)."""
         found = self._for_tool(action.tool)
         state = state if state is not None else {}
         activation: dict[str, Any] = {}
@@ -395,10 +445,7 @@ class PolicySet:
                 )
         if found.allows:
             matches.extend(self._allow_list(found.allows, activation, explain))
-        if not matches:
-            return ALLOW
-        effect = max((m.effect for m in matches), key=_STRENGTH.__getitem__)
-        return Decision(effect, tuple(matches))
+        return matches
 
     def trace(
         self,
