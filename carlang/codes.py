@@ -61,7 +61,8 @@ COMPILER_CODES: tuple[Code, ...] = (
         "duplicate-declaration",
         "names",
         "error",
-        "two declarations of one kind share a name",
+        "two declarations of one kind, or a capability and a budget (`under` names either), "
+        "share a name",
         "carlang",
     ),
     Code(

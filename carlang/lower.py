@@ -174,6 +174,8 @@ class _Lowerer:
         #: tool -> its parameters' JSON Schema
         self.tool_schemas: dict[str, dict[str, Any]] = {}
         self.mcp_names: set[str] = set()
+        #: name -> the first capability or budget declared with it, and which of the two
+        self.under_names: dict[str, tuple[str, Origin]] | None = None
 
     # -- helpers -----------------------------------------------------------------------------
 
@@ -197,6 +199,31 @@ class _Lowerer:
             return False
         table[name.text] = origin
         return True
+
+    def under_name_free(self, kind: str, name: ast.Name, origin: Origin) -> bool:
+        """`under NAME` names a capability or a budget: the two kinds share their names. A
+        capability and a budget of one name is an error at the later of the two (`under c`
+        would name only one, the other's limits silently left out). False if taken."""
+        if self.under_names is None:
+            self.under_names = {}
+            for parsed, decl in self.declarations():
+                if isinstance(decl, ast.CapabilityDecl | ast.BudgetDecl):
+                    what = "capability" if isinstance(decl, ast.CapabilityDecl) else "budget"
+                    self.under_names.setdefault(decl.name.text, (what, Origin(parsed.source, decl)))
+        first_kind, first = self.under_names[name.text]
+        if first_kind == kind:
+            return True
+        self.d.error(
+            "CL0201",
+            f"{kind} `{name.text}` has the name of {first_kind} `{name.text}`",
+            origin.source,
+            name.span,
+            label="declared again here",
+            help=f"rename one of them: `under {name.text}` names a capability or a budget, "
+            "not both",
+            related=[first.label("first declared here", _name_span(first.node), primary=False)],
+        )
+        return False
 
     def plain(self, source: Source, name: ast.Name, what: str) -> bool:
         if _is_plain(name.text):
@@ -731,9 +758,10 @@ class _Lowerer:
             source = parsed.source
             if not self.plain(source, decl.name, "capability name"):
                 continue
-            if not self.declare(
-                self.map.capabilities, "capability", decl.name, Origin(source, decl)
-            ):
+            origin = Origin(source, decl)
+            if not self.under_name_free("capability", decl.name, origin):
+                continue
+            if not self.declare(self.map.capabilities, "capability", decl.name, origin):
                 continue
             allowed: list[str] = []
             denied: list[str] = []
@@ -774,7 +802,10 @@ class _Lowerer:
             source = parsed.source
             if not self.plain(source, decl.name, "budget name"):
                 continue
-            if not self.declare(self.map.budgets, "budget", decl.name, Origin(source, decl)):
+            origin = Origin(source, decl)
+            if not self.under_name_free("budget", decl.name, origin):
+                continue
+            if not self.declare(self.map.budgets, "budget", decl.name, origin):
                 continue
             fields: dict[str, Any] = {"name": decl.name.text, "loc": loc_of(source, decl.span)}
             for item in decl.items:
