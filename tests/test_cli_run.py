@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import pytest
@@ -595,15 +596,15 @@ def test_events_do_not_count_an_interrupted_attempt_a_resume_finished(tmp_path: 
     assert code != 0 and "interrupted: run " in out, out  # as Ctrl-C stops `carlang run`
     (stopped,) = json.loads(runner.invoke(app, ["events", str(db), "--format", "json"]).output)
     assert stopped["status"] == "interrupted" and stopped["failed"] == 1, stopped
-    code, out = run(
-        str(program),
-        "--tools",
-        f"{tools}:TOOLS",
-        "--events",
-        str(db),
-        "--resume",
-        stopped["run_id"],
+    # resumed exactly as the message says: with the tools' implementations (which it left
+    # out, so the resumed run failed its next call and was aborted for good)
+    said = out.split("take it up again with `", 1)[1].split("`", 1)[0]
+    assert said == shlex.join(
+        ["carlang", "run", str(program), "--tools", f"{tools}:TOOLS", "--events", str(db)]
+        + ["--resume", stopped["run_id"]]
     )
+    words = shlex.split(said)
+    code, out = run(*words[2:])
     assert code == 0 and "3 succeeded" in out, out
     listing = runner.invoke(app, ["events", str(db), "--format", "json"])
     (resumed,) = json.loads(listing.output)

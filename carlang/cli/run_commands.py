@@ -263,7 +263,20 @@ def run_command(
         final = runtime.shown_state(candidates or [chosen])
     except KeyboardInterrupt:
         reporter.stop()
-        _say_interrupted(runtime, file, events)
+        # the command again, with what decides how the rest runs (the tools' implementations
+        # above all: without them its calls would fail); the journal knows the proposal
+        again = ["carlang", "run", str(file), *_repeated("--tools", tools)]
+        again += ["--events", str(events)] if events is not None else []
+        again += ["--builtins"] if builtins else []
+        again += ["--files-root", str(files_root)] if files_root is not None else []
+        again += _repeated("--allow-host", allow_host)
+        again += ["--decisions-url", decisions_url] if decisions_url is not None else []
+        again += ["--auto-approve"] if auto_approve else []
+        again += ["--deny-approvals"] if deny_approvals else []
+        again += ["--force"] if force else []
+        again += [] if compensate else ["--no-compensate"]
+        again += ["--root", str(root)] if root is not None else []
+        _say_interrupted(runtime, events, again)
         raise
     finally:
         reporter.stop()
@@ -275,9 +288,17 @@ def run_command(
     raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
 
 
-def _say_interrupted(runtime: Runtime, file: Path, events: Path | None) -> None:
-    """On Ctrl-C: which run stopped, and how to take it up again (a durable journal) or why
-    it cannot be (the actions that ran are done; what was running is not known to be)."""
+def _repeated(option: str, values: list[str] | None) -> list[str]:
+    """`option` before each of `values` (a repeatable option, as given)."""
+    return [word for value in values or [] for word in (option, value)]
+
+
+def _say_interrupted(runtime: Runtime, events: Path | None, again: list[str]) -> None:
+    """On Ctrl-C: which run stopped, and how to take it up again (a durable journal: the
+    command `again` with `--resume`) or why it cannot be (the actions that ran are done; what
+    was running is not known to be)."""
+    import shlex
+
     from carlang_runtime.engine.journal import SQLITE_SUFFIXES
 
     started = runtime.events.query("run_started")
@@ -287,8 +308,8 @@ def _say_interrupted(runtime: Runtime, file: Path, events: Path | None) -> None:
         return
     if events is not None and events.suffix in SQLITE_SUFFIXES:
         echo_err(
-            f"interrupted: run {run_id} stopped; take it up again with `carlang run {file}"
-            f" --events {events} --resume {run_id}` (add --rollback to undo what it did)"
+            f"interrupted: run {run_id} stopped; take it up again with"
+            f" `{shlex.join([*again, '--resume', run_id])}` (add --rollback to undo what it did)"
         )
     else:
         echo_err(

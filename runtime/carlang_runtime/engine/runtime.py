@@ -963,6 +963,7 @@ class Runtime:
                 " it as session=, so that its denials still apply"
             )
         original = self._resumed_proposal(run, proposal)
+        self._refuse_unimplemented(original)
         self.state.replace(run.initial_state, tenant=run.tenant)
         resumed = Resumption(
             results=run.results,
@@ -980,6 +981,34 @@ class Runtime:
             resumed=resumed,
         )
 
+    def _refuse_unimplemented(self, proposal: ActionProposal) -> None:
+        """Refuse to resume `proposal` while a tool it calls (or undoes with) is declared here
+        but has no implementation: its call would fail and abort the run for good, where a
+        resume given the implementations would have finished it."""
+        by_id = {action.id: action for action in proposal.actions}
+        calls = [*proposal.actions]
+        calls += [
+            undo for a in proposal.actions if isinstance(undo := a.undo_call(by_id.get), Action)
+        ]
+        missing = sorted(
+            {
+                call.tool
+                for call in calls
+                if call.type is ActionType.TOOL_CALL
+                and call.tool is not None
+                and (tool := self.tools.get(call.tool)) is not None
+                and tool.fn is None
+            }
+        )
+        if missing:
+            names = ", ".join(repr(name) for name in missing)
+            raise CarlangRuntimeError(
+                f"{'tool' if len(missing) == 1 else 'tools'} {names}"
+                f" {'has' if len(missing) == 1 else 'have'} no implementation here:"
+                " resume with the implementations the run started with (carlang run --tools"
+                " module:attr), else its calls would fail and abort the run for good"
+            )
+
     def _resumed_proposal(
         self, run: Any, given: ActionProposal | Mapping[str, Any] | str | None
     ) -> ActionProposal:
@@ -995,9 +1024,14 @@ class Runtime:
                 )
             return cast(ActionProposal, run.proposal)
         proposal = self._as_proposal(given)
-        document = proposal.model_dump(mode="json")
-        if run.redacted:
-            self.redact_document(proposal, document, self.policy_sets(run.session))
+        document: Any = proposal.model_dump(mode="json")
+        policies = self.policy_sets(run.session)
+        self.redact_document(proposal, document, policies)
+        # as the run wrote it down: a secret's text is also out of every other string (a
+        # message that quotes the token), not only out of its own parameter
+        scrub = self.scrubber(proposal, policies)
+        if scrub is not None:
+            document = scrub.value(document)
         if document != run.proposal.model_dump(mode="json"):
             raise CarlangRuntimeError(
                 f"the proposal given is not the one run '{run.run_id}' ran (its journal holds"

@@ -404,6 +404,84 @@ def test_a_redacted_run_that_relied_on_a_default_resumes(tmp_path: Path) -> None
     assert calls == ["a", "b", "b"]
 
 
+def _interrupted_login_run(db: Path, b_params: dict[str, Any]) -> tuple[ir.ActionProposal, Any]:
+    """A run of `a = login(token: secret)` then `b = login(**b_params)`, stopped during b."""
+    login = ir.ToolSchema(
+        name="login",
+        parameters={
+            "type": "object",
+            "properties": {
+                "user": {"type": "string"},
+                "token": {"type": "string", "writeOnly": True},
+                "note": {"type": "string"},
+            },
+            "required": ["user"],
+        },
+    )
+    calls: list[str] = []
+
+    def run_login(user: str, token: str = "", note: str = "") -> str:
+        calls.append(user)
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the process stops mid-run
+        return user
+
+    plan = proposal(
+        call("a", "login", params={"user": "a", "token": "tok_abcdef123"}),
+        call("b", "login", params=b_params, depends_on=["a"]),
+    )
+    first = Runtime(events=EventLog([SqliteSink(db)]))
+    first.register_tool("login", run_login, login)
+    with pytest.raises(KeyboardInterrupt):
+        first.execute(plan)
+    first.close()
+    return plan, (login, run_login, calls)
+
+
+def test_a_run_whose_secret_is_quoted_in_another_parameter_resumes(tmp_path: Path) -> None:
+    """The journal takes a secret's text out of every string, a plain parameter that quotes
+    it too (`note: "uses tok_..."`): the caller's proposal, written down the same way, is the
+    one it ran (it was refused as another proposal, so the run could never be resumed)."""
+    db = tmp_path / "run.db"
+    b_params = {"user": "b", "note": "uses tok_abcdef123"}
+    plan, (login, run_login, calls) = _interrupted_login_run(db, b_params)
+    again = Runtime(events=EventLog([SqliteSink(db)]))
+    again.register_tool("login", run_login, login)
+    with closing(EventStore(db)) as store:
+        run_id = store.runs()[0].run_id
+    other = proposal(plan.actions[0], call("b", "login", params={**b_params, "user": "c"}))
+    try:
+        with pytest.raises(CarlangRuntimeError, match="the proposal given is not the one run"):
+            again.resume(run_id, proposal=other)  # (another proposal is still refused)
+        assert again.resume(run_id, proposal=plan).all_succeeded()
+    finally:
+        again.close()
+    assert calls == ["a", "b", "b"]
+
+
+def test_a_run_is_not_resumed_without_its_tools_implementations(tmp_path: Path) -> None:
+    """Resumed without an implementation of a tool it calls, the run's next call would fail
+    and abort it for good: refused before anything runs, and resumable once given them."""
+    db = tmp_path / "run.db"
+    plan, (login, run_login, calls) = _interrupted_login_run(db, {"user": "b"})
+    with closing(EventStore(db)) as store:
+        run_id = store.runs()[0].run_id
+    bare = Runtime(events=EventLog([SqliteSink(db)]))
+    bare.declare_tool(login)  # declared, as a program declares it, but not implemented
+    try:
+        with pytest.raises(CarlangRuntimeError, match="tool 'login' has no implementation here"):
+            bare.resume(run_id, proposal=plan)
+    finally:
+        bare.close()
+    again = Runtime(events=EventLog([SqliteSink(db)]))
+    again.register_tool("login", run_login, login)
+    try:
+        assert again.resume(run_id, proposal=plan).all_succeeded()
+    finally:
+        again.close()
+    assert calls == ["a", "b", "b"]
+
+
 def test_two_runs_share_one_journal_while_a_tool_of_one_takes_its_time(tmp_path: Path) -> None:
     """Two runtimes (two processes, in production) writing one journal: while a tool of the
     first runs, no write transaction of its holds the journal, so the second run writes its
