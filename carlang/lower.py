@@ -735,9 +735,7 @@ class _Lowerer:
             )
             return
         self.used.add(("state", name.text))
-        if value is not None and isinstance(
-            declared, (ast.SimpleType, ast.ListType, ast.MapType, ast.EnumType)
-        ):
+        if value is not None and not isinstance(declared, bool):
             problem = check_value(value.value, declared)
             if problem:
                 self.d.error(
