@@ -12,6 +12,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
@@ -932,11 +933,15 @@ def _unterminated_string(problem: SyntaxProblem, source: Source) -> Diagnostic |
     )
 
 
-_UNIT_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_UNIT_WORD = re.compile(r"[A-Za-zµ_][A-Za-z0-9_]*")
+#: CEL's duration units (what the DURATION token takes).
+_CEL_UNITS = frozenset(("h", "m", "s", "ms", "us", "µs", "ns"))
 
 
 def _bad_duration(problem: SyntaxProblem, source: Source) -> Diagnostic | None:
-    """A number with a word stuck to it where a duration belongs: `5sec`, `10mins`."""
+    """A number with a word stuck to it where a duration belongs: `5sec`, `10mins`; or a
+    duration's number with a sign or an exponent (`-5s`, `1e3ms`), which durations do not
+    take: then the number is the mistake, not the unit."""
     token = problem.token
     if token is None or "DURATION" not in problem.expected:
         return None
@@ -946,12 +951,19 @@ def _bad_duration(problem: SyntaxProblem, source: Source) -> Diagnostic | None:
     if unit is None:
         return None
     span = Span(token[2], unit.end())
+    written = source.text[span.start : span.end]
+    number, word = token[1], unit.group(0)
+    if number.startswith("-"):
+        message = f"a duration cannot be negative: `{written}`"
+        label = "durations have no sign"
+    elif "e" in number.lower():
+        message = f"a duration's number cannot have an exponent: `{written}`"
+        label = "write the number out in full"
+    else:
+        message = f"unknown duration unit `{word}` in `{written}`"
+        label = "the units are h, m, s, ms, us, ns (CEL's)"
     return Diagnostic(
-        "CL0102",
-        "error",
-        f"unknown duration unit `{unit.group(0)}` in `{source.text[span.start : span.end]}`",
-        (Label(source, span, "the units are h, m, s, ms, us, ns (CEL's)"),),
-        _duration_help(token[1], unit.group(0)),
+        "CL0102", "error", message, (Label(source, span, label),), _duration_help(number, word)
     )
 
 
@@ -967,15 +979,24 @@ _UNIT_SPELLINGS = {
 
 
 def _duration_help(number: str, unit: str) -> str:
-    """How to write `number` `unit` as a duration: the same length in CEL's units when the
-    unit is a known spelling (`5d` is `120h`), else the units to choose from."""
-    known = _UNIT_SPELLINGS.get(unit.lower())
+    """How to write `number` `unit` as a duration: without a sign, the number written out,
+    and the same length in CEL's units when the unit is a known spelling (`5d` is `120h`),
+    else the units to choose from."""
+    magnitude = abs(Decimal(number))
+    if abs(magnitude.adjusted()) > 30:  # (`1e999999s`: not written out)
+        return "write the number out in full, without a sign or an exponent"
+    known = (unit, 1) if unit in _CEL_UNITS else _UNIT_SPELLINGS.get(unit.lower())
     if known is None:
-        return f"write it with one of the units: {number}h, {number}m, {number}s or {number}ms"
+        shown = _plain_number(magnitude)
+        return f"write it with one of the units: {shown}h, {shown}m, {shown}s or {shown}ms"
     cel_unit, factor = known
-    amount = float(number) * factor
-    shown = str(int(amount)) if amount.is_integer() else f"{amount:g}"
-    return f"write it as {shown}{cel_unit}"
+    return f"write it as {_plain_number(magnitude * factor)}{cel_unit}"
+
+
+def _plain_number(number: Decimal) -> str:
+    """`number` in digits, with no exponent and no trailing zeros: 1000, 0.25."""
+    text = format(number, "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
 
 
 def _too_deep(source: Source) -> Diagnostic | None:

@@ -410,6 +410,27 @@ def test_a_bad_duration_unit_lists_the_units_and_says_the_same_length(
 
 
 @pytest.mark.parametrize(
+    ("written", "message", "help"),
+    [
+        ("-5s", "a duration cannot be negative: `-5s`", "write it as 5s"),
+        ("-1.5m", "a duration cannot be negative: `-1.5m`", "write it as 1.5m"),
+        ("-2days", "a duration cannot be negative: `-2days`", "write it as 48h"),
+        ("1e3ms", "a duration's number cannot have an exponent: `1e3ms`", "write it as 1000ms"),
+        ("2.5E-1s", "a duration's number cannot have an exponent: `2.5E-1s`", "write it as 0.25s"),
+        ("-1e3ms", "a duration cannot be negative: `-1e3ms`", "write it as 1000ms"),
+        ("1e3x", "exponent", "write it with one of the units: 1000h, 1000m, 1000s or 1000ms"),
+    ],
+)
+def test_a_duration_with_a_sign_or_an_exponent_blames_the_number_not_the_unit(
+    written: str, message: str, help: str
+) -> None:
+    [diagnostic] = found(f"tool t()\nproposal p {{ a = t() {{ timeout {written} }} }}\n")
+    assert message in diagnostic.message
+    assert "unit" not in diagnostic.message
+    assert diagnostic.help == help
+
+
+@pytest.mark.parametrize(
     ("text", "hint"),
     [
         ("tool t()\nproposal p { a = t() { compensate tt() } }", "did you mean `t`?"),
