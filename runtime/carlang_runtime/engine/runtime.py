@@ -56,6 +56,7 @@ from .outcome import candidate_failure, uncompensated_successes
 from .run import BUDGET_EXCEEDED, ROLLED_BACK_ON_RESUME, ProposalRun, Resumption
 from .state import StateStore, check_tenant
 from .steps import DurableSteps
+from .threads import DaemonThreadPool
 from .tools import RegisteredTool, subprocess_tool
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ class Runtime:
         self.idempotency: dict[str, Any] = {}
         self.result_cache = ResultCache(clock)
         self.no_cancel = CancelToken()
-        self.executor = concurrent.futures.ThreadPoolExecutor(
+        self.executor: concurrent.futures.Executor = DaemonThreadPool(
             max_workers=workers, thread_name_prefix="carlang-tool"
         )
         self._capability: CapabilityCheck | None = None
