@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -161,18 +162,28 @@ _SUGGESTION_FILES = 2000
 
 
 def _path_suggestion(raw: str, importer: Path, root: Path) -> str | None:
-    """`did you mean "lib/support_tools.car"?` for an import path naming no file."""
+    """`did you mean "lib/support_tools.car"?` for an import path naming no file: a path
+    that differs only in case first, else the closest ignoring case; never the importing file
+    itself (an import cycle)."""
     from itertools import islice
 
-    from carlang_runtime.suggest import did_you_mean
+    from carlang_runtime.suggest import closest
 
     base = importer.parent
     try:
+        itself = importer.resolve()
         found = islice((p for p in root.rglob("*.car") if p.is_file()), _SUGGESTION_FILES)
-        choices = [os.path.relpath(p, base).replace(os.sep, "/") for p in found]
+        choices = [
+            os.path.relpath(p, base).replace(os.sep, "/") for p in found if p.resolve() != itself
+        ]
     except (OSError, ValueError):
         return None
-    return did_you_mean(raw, choices, quote='"')
+    by_case: dict[str, str] = {}
+    for choice in choices:  # (two files differing only in case: the first)
+        by_case.setdefault(posixpath.normpath(choice).lower(), choice)
+    wanted = posixpath.normpath(raw).lower()
+    close = by_case.get(wanted) or by_case.get(closest(wanted, by_case) or "")
+    return f'did you mean "{close}"?' if close is not None else None
 
 
 class _Loader:

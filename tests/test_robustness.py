@@ -284,6 +284,22 @@ def test_import_path_did_you_mean(tmp_path: Path) -> None:
     assert diagnostic.help == 'did you mean "lib/support_tools.car"?'
 
 
+@pytest.mark.parametrize("path", ["A.car", "./A.car"])
+def test_import_did_you_mean_prefers_a_case_only_difference_to_the_importing_file(
+    tmp_path: Path, path: str
+) -> None:
+    write(tmp_path, "a.car", "tool t()\n")
+    entry = write(tmp_path, "g.car", f'import "{path}"\n')
+    [diagnostic] = compile_file(entry, tmp_path).diagnostics.sorted()
+    assert diagnostic.code == "CL0209" and diagnostic.help == 'did you mean "a.car"?'
+
+
+def test_import_did_you_mean_never_names_the_importing_file(tmp_path: Path) -> None:
+    entry = write(tmp_path, "main.car", 'import "Main.car"\n')
+    [diagnostic] = compile_file(entry, tmp_path).diagnostics.sorted()
+    assert diagnostic.code == "CL0209" and diagnostic.help is None
+
+
 # -- verify: write conflicts -------------------------------------------------------------------
 
 
