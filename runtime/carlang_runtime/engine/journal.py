@@ -7,8 +7,11 @@ from it.
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sqlite3
 from collections.abc import Sequence
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from .events import COMPENSATION_END_KINDS, TERMINAL_KINDS, Event, EventKind, ev
 __all__ = [
     "SqliteSink",
     "EventStore",
+    "running_elsewhere",
     "StoredEvent",
     "RunSummary",
     "EventLogError",
@@ -48,6 +52,12 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, id);
+CREATE TABLE IF NOT EXISTS run_owners (
+    run_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process_start TEXT NOT NULL
+);
 """
 _COMMIT_ON = (
     TERMINAL_KINDS
@@ -139,6 +149,15 @@ class SqliteSink:
                 json.dumps(event.data, default=str, ensure_ascii=False),
             ),
         )
+        if event.kind == EventKind.RUN_STARTED and event.run_id is not None:
+            # this process runs it now: a resume elsewhere must not run it a second time
+            self._connection.execute(
+                "INSERT OR REPLACE INTO run_owners (run_id, host, pid, process_start)"
+                " VALUES (?, ?, ?, ?)",
+                (event.run_id, socket.gethostname(), os.getpid(), _process_start(os.getpid())),
+            )
+        elif event.kind == EventKind.RUN_COMPLETED and event.run_id is not None:
+            self._connection.execute("DELETE FROM run_owners WHERE run_id = ?", (event.run_id,))
         if event.kind in _COMMIT_ON:
             self._connection.commit()
 
@@ -150,6 +169,49 @@ class SqliteSink:
         """Commit and close."""
         self._connection.commit()
         self._connection.close()
+
+
+def _process_start(pid: int) -> str:
+    """When process `pid` started (Linux's clock ticks since boot, from /proc), so that a
+    process id the system gave again to another process is not taken for the run's; "" where
+    there is no /proc."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return ""
+    fields = stat[stat.rfind(")") + 2 :].split()  # (after the command name, which may hold spaces)
+    return fields[19] if len(fields) > 19 else ""
+
+
+def _alive(pid: int, started: str) -> bool:
+    """Whether process `pid` of this machine, started at `started`, still runs."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # (another user's: it exists)
+    return not started or _process_start(pid) in (started, "")
+
+
+def running_elsewhere(path: Path, run_id: str) -> str | None:
+    """Who runs `run_id` of journal `path` now, when another live process of this machine
+    does (it started or resumed the run and has not ended it), said for a person; None when
+    no process does (a run whose process was killed, or ended). A process of another machine
+    sharing the journal cannot be looked at: it counts as stopped."""
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
+            row = connection.execute(
+                "SELECT host, pid, process_start FROM run_owners WHERE run_id = ?", (run_id,)
+            ).fetchone()
+    except sqlite3.Error:  # (a journal written before run owners were kept)
+        return None
+    if row is None:
+        return None
+    host, pid, started = str(row[0]), int(row[1]), str(row[2])
+    if host != socket.gethostname() or pid == os.getpid() or not _alive(pid, started):
+        return None
+    return f"process {pid} of this machine runs it now"
 
 
 @dataclass(frozen=True, slots=True)

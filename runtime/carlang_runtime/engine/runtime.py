@@ -939,7 +939,7 @@ class Runtime:
         session (re-opened, with its policies) passed as `session`: its denials must not be
         lost. A journal never keeps secret parameter values: resuming such a run needs its
         `proposal` again (checked against what the journal kept)."""
-        from .journal import EventStore, SqliteSink
+        from .journal import EventStore, SqliteSink, running_elsewhere
         from .resume import read_run
 
         path = Path(journal) if journal is not None else None
@@ -957,6 +957,12 @@ class Runtime:
         if run.finished and run.status not in ("interrupted", "failed"):
             raise CarlangRuntimeError(
                 f"run '{run_id}' already finished ({run.status}); there is nothing to resume"
+            )
+        running = running_elsewhere(path, run_id)
+        if running is not None:
+            raise CarlangRuntimeError(
+                f"run '{run_id}' is still running ({running}): resumed now, its actions would"
+                " run twice; wait for it to end, or stop that process first"
             )
         if run.session is not None and (session is None or not self.has_session(session)):
             raise CarlangRuntimeError(

@@ -482,6 +482,74 @@ def test_a_run_is_not_resumed_without_its_tools_implementations(tmp_path: Path) 
     assert calls == ["a", "b", "b"]
 
 
+def test_the_journal_says_which_process_runs_a_run_while_it_runs(tmp_path: Path) -> None:
+    import os
+    import sqlite3
+
+    db = tmp_path / "run.db"
+    seen: list[list[tuple[Any, ...]]] = []
+
+    def look() -> str:
+        with closing(sqlite3.connect(db)) as connection:
+            seen.append(connection.execute("SELECT pid FROM run_owners").fetchall())
+        return "ok"
+
+    runtime = Runtime(events=EventLog([SqliteSink(db)]))
+    runtime.register_tool("look", look)
+    try:
+        assert runtime.execute(proposal(call("a", "look"))).all_succeeded()
+    finally:
+        runtime.close()
+    assert seen == [[(os.getpid(),)]]
+    with closing(sqlite3.connect(db)) as connection:
+        assert connection.execute("SELECT * FROM run_owners").fetchall() == []  # it ended
+
+
+def test_a_run_another_live_process_runs_is_not_resumed(tmp_path: Path) -> None:
+    """Resumed while its process still ran it, a run ran every action twice (and the journal
+    showed one clean run): the journal keeps which process runs each run, and a resume is
+    refused while that process lives; once it has died (kill -9), the run is resumed."""
+    import os
+    import socket
+    import sqlite3
+    import subprocess
+    import sys
+
+    from carlang_runtime.engine.journal import _process_start, running_elsewhere
+
+    db = tmp_path / "run.db"
+    plan, (login, run_login, calls) = _interrupted_login_run(db, {"user": "b"})
+    with closing(EventStore(db)) as store:
+        run_id = store.runs()[0].run_id
+    assert running_elsewhere(db, run_id) is None  # (its process ended it: interrupted)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with closing(sqlite3.connect(db)) as connection:  # as that process's run_started does
+            connection.execute(
+                "INSERT INTO run_owners VALUES (?, ?, ?, ?)",
+                (run_id, socket.gethostname(), other.pid, _process_start(other.pid)),
+            )
+            connection.commit()
+        again = Runtime(events=EventLog([SqliteSink(db)]))
+        again.register_tool("login", run_login, login)
+        with pytest.raises(
+            CarlangRuntimeError,
+            match=rf"run '{run_id}' is still running \(process {other.pid} of this machine runs",
+        ):
+            again.resume(run_id, proposal=plan)
+        assert calls == ["a", "b"]  # nothing ran
+    finally:
+        other.kill()
+        other.wait()
+    try:
+        assert again.resume(run_id, proposal=plan).all_succeeded()  # its process is gone
+    finally:
+        again.close()
+    assert calls == ["a", "b", "b"]
+    assert running_elsewhere(db, run_id) is None
+    assert os.getpid() != other.pid
+
+
 def test_two_runs_share_one_journal_while_a_tool_of_one_takes_its_time(tmp_path: Path) -> None:
     """Two runtimes (two processes, in production) writing one journal: while a tool of the
     first runs, no write transaction of its holds the journal, so the second run writes its
