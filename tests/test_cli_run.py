@@ -715,3 +715,27 @@ def test_a_durable_run_shows_the_state_an_in_process_run_does(tmp_path: Path) ->
     code, local = run(*common)
     assert json.loads(durable)["state"] == json.loads(local)["state"]
     assert "sk-LIVE" not in durable
+
+
+def test_format_json_writes_any_output_a_tool_returns_as_json(tmp_path: Path) -> None:
+    """A tool's output of bytes that are not UTF-8 stopped `--format json` with an internal
+    error after the tools had run; a NaN was written `null` (or `NaN`, which is no JSON)."""
+    program = tmp_path / "odd.car"
+    program.write_text(
+        "tool weird(kind: string) -> any\n"
+        'proposal p { b = weird(kind: "bytes")  n = weird(kind: "nan")  i = weird(kind: "inf") }\n'
+    )
+    tools = tmp_path / "odd_tools.py"
+    tools.write_text(
+        "def weird(kind):\n"
+        "    return {'bytes': b'\\xff\\x00', 'nan': float('nan'), 'inf': [float('-inf')]}[kind]\n"
+    )
+    code, out = run(str(program), "--tools", f"{tools}:weird", "--format", "json")
+    assert code == 0, out
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    document = json.loads(out, parse_constant=refuse)
+    outputs = [r["output"] for r in document["result"]["results"]]
+    assert outputs == ["b'\\xff\\x00'", "NaN", ["-Infinity"]]

@@ -4,6 +4,7 @@ logged)."""
 from __future__ import annotations
 
 import json
+import math
 import sys
 from enum import StrEnum
 from pathlib import Path
@@ -331,8 +332,11 @@ def _report(
     if graph is not None:
         _draw_run(chosen, outcome, graph)
     if output is RunFormat.json:
-        document = {"run_id": run_id, "result": outcome.model_dump(mode="json"), "state": state}
-        echo(json.dumps(document, indent=2, default=str))
+        # (python mode: a tool's output may be any value, bytes not UTF-8 among them, which
+        # pydantic's JSON mode cannot write; `_plain` writes what JSON cannot hold as text)
+        result = outcome.model_dump(mode="python")
+        document = {"run_id": run_id, "result": result, "state": state}
+        echo(json.dumps(_plain(document), indent=2, default=str, allow_nan=False))
     else:
         _print_result(chosen, outcome, run_id)
         _print_state(state)
@@ -701,6 +705,22 @@ def _shown_key(key: str) -> str:
     control characters (so that each line still reads as one key and one value)."""
     plain = key and key.isprintable() and not any(c in key for c in ' ="')
     return key if plain else json.dumps(key)
+
+
+#: How a number JSON cannot hold is written (as the text table shows it).
+_NOT_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
+
+
+def _plain(value: Any) -> Any:
+    """`value` with the numbers JSON cannot hold (NaN, infinities) as their names, so that
+    the document is JSON (such a number was written `NaN`, or silently `null`)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else _NOT_FINITE[value]
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
 
 
 def _json_text(value: Any) -> str:
