@@ -213,7 +213,9 @@ class _Printer:
         one item a line, each comment where it was: after the `(`, on its own line before an
         item or the `)`, or beside the item it was written after (with the comments inside
         that item), as ruff and prettier keep such a list expanded. Joined, comments inside
-        it would all go after the statement, away from what they are about."""
+        it would all go after the statement, away from what they are about. The statement's
+        `leading` comments must be written first: every comment not yet written before the
+        `(` is taken as written after it."""
         inside = max(bisect_right(self.comment_starts, opening), self.next_comment)
         if inside == len(self.comments) or self.comment_starts[inside] >= closing:
             return "(" + ", ".join(texts) + ")"
@@ -245,7 +247,8 @@ class _Printer:
         return "\n".join(lines)
 
     def call(self, call: ast.Call, indent: int) -> str:
-        """`tool(name: value, ...)`, for a statement at `indent` (see `bracketed`)."""
+        """`tool(name: value, ...)`, for a statement at `indent` (see `bracketed`; the
+        statement's `leading` comments written first)."""
         texts = [f"{a.name.text}: {format_value(a.value.value)}" for a in call.args]
         opening = self._token_after(call.tool.span.end)
         args = self.bracketed(opening, call.span.end - 1, call.args, texts, indent)
@@ -433,6 +436,7 @@ class _Printer:
             name = p.name.text + ("?" if p.optional else "")
             secret = " secret" if p.secret else ""
             params.append(f"{name}: {describe_type(p.type)}{secret}{default}")
+        self.leading(decl.span.start, 0, first)  # (before `bracketed` takes the comments)
         opening = self._token_after(decl.name.span.end)
         closing = self._token_after(decl.params[-1].span.end if decl.params else opening + 1)
         if self.source.text.startswith(",", closing):  # (a trailing comma)
@@ -596,6 +600,7 @@ class _Printer:
         if isinstance(item, ast.ContextDecl):
             self.statement(item, f"context {format_value(item.data.value)}", indent, first)
             return
+        self.leading(item.span.start, indent, first)  # (before `bracketed` takes the comments)
         head = f"{item.name.text} = {self.action_kind(item.kind, indent)}"
         if item.after:
             head += f" after {_names(item.after)}"
@@ -641,6 +646,7 @@ class _Printer:
         elif isinstance(item, ast.ReversibilityItem):
             text = item.word.text
         elif isinstance(item, ast.Compensate):
+            self.leading(item.span.start, indent, first)  # (before `bracketed`: see `call`)
             text = f"compensate {self.call(item.call, indent)}"
         elif isinstance(item, ast.CompensateWith):
             text = f"compensate with {item.action.text}"
@@ -675,6 +681,7 @@ class _Printer:
             self.where(item, indent, first)
             return
         if isinstance(item, ast.GivenAction):
+            self.leading(item.span.start, indent, first)  # (before `bracketed`: see `call`)
             text = f"action {self.action_kind(item.kind, indent)}"
         elif isinstance(item, ast.GivenState):
             text = f"state {format_value(item.data.value)}"

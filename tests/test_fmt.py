@@ -328,6 +328,26 @@ _TRIAL_SHAPES = {
         "tool t(a: int)\nproposal p {\n  a = t(a: 1) {\n    compensate t(\n      a: 2,  # c\n"
         '    )\n  }\n}\ntest "x" {\n  action t(\n    a: 1,  # v\n  )\n  expect allow\n}\n',
     ),
+    # (a comment on its own line before the statement stays there: it was written after the
+    # `(`, `tool t(  # leading comment`, when the list had comments of its own)
+    "a comment above a signature with comments inside": (
+        "# leading comment\ntool t(x: int, # the x\n  y: int) {}\n",
+        "# leading comment\ntool t(\n  x: int,  # the x\n  y: int,\n)\n",
+    ),
+    "comments above a call, a compensation and a test's action with comments inside": (
+        "tool t(x: int)\n\n# about p\nproposal p {\n  # about a\n  a = t(x: 1, # c\n  )\n\n"
+        "  # about b\n  b = t(x: 1, # c\n  ) {\n    # about comp\n    compensate t(x: 2, # d\n"
+        '    )\n  }\n}\n# about test\ntest "x" {\n  # about action\n  action t(x: 1 # e\n  )\n'
+        "  expect allow\n}\n",
+        "tool t(x: int)\n\n# about p\nproposal p {\n  # about a\n  a = t(\n    x: 1,  # c\n  )\n\n"
+        "  # about b\n  b = t(\n    x: 1,  # c\n  ) {\n    # about comp\n    compensate t(\n"
+        '      x: 2,  # d\n    )\n  }\n}\n# about test\ntest "x" {\n  # about action\n'
+        "  action t(\n    x: 1,  # e\n  )\n  expect allow\n}\n",
+    ),
+    "blank lines around a comment above a signature with comments inside": (
+        "tool a()\n\n\n# leading\n\n\ntool t(x: int, # the x\n  y: int) -> int\n",
+        "tool a()\n\n# leading\n\ntool t(\n  x: int,  # the x\n  y: int,\n) -> int\n",
+    ),
 }
 
 
@@ -362,12 +382,17 @@ def _lists_with_comments(draw: st.DrawFn) -> str:
                 text += f"{indent}  {item}{comma}{draw(_INSIDE)}\n"
         return text + indent + ")"
 
+    def above(indent: str) -> list[str]:  # a comment on its own line before a statement
+        return [f"{indent}# above"] if draw(st.booleans()) else []
+
     params = ["to: string", "amount: int = 1", 'memo: string = "m"'][: draw(st.integers(0, 3))]
-    lines = [bracketed("tool pay", params, "") + (" {" + draw(_INSIDE) + "\n  idempotent\n}")]
+    lines = above("")
+    lines += [bracketed("tool pay", params, "") + (" {" + draw(_INSIDE) + "\n  idempotent\n}")]
     lines += ["tool other(x: int)", "policy big: require_approval pay"]
     lines += ["proposal p {"]
     for number in range(draw(st.integers(1, 2))):
         args = ['to: "x"', "amount: 5"][: draw(st.integers(0, 2))]
+        lines += above("  ")
         call = bracketed(f"  a{number} = pay", args, "  ")
         if draw(st.booleans()):
             call += " {" + draw(_INSIDE) + "\n    retry 2\n  }"
@@ -380,10 +405,12 @@ def _lists_with_comments(draw: st.DrawFn) -> str:
 @given(_lists_with_comments())
 def test_comments_in_parameter_lists_and_calls_are_kept(text: str) -> None:
     """Wherever the comments are in a parameter list or a call: `fmt` never fails, formatting
-    twice is formatting once, every comment is kept (in order), and `check` says the same of
-    the file before and after (each pragma still on a line of its statement)."""
+    twice is formatting once, every comment is kept (in order; one on its own line above a
+    statement still there), and `check` says the same of the file before and after (each
+    pragma still on a line of its statement)."""
     out = fmt(text)
     assert fmt(out) == out
+    assert out.count("# above\n") == text.count("# above\n"), out
     before = [c.text for c in parse(Source("a", text)).comments]
     after = [c.text for c in parse(Source("b", out)).comments]
     assert [p for t in after for p in t.split("  ")] == before
