@@ -84,9 +84,12 @@ class Completer:
         call = _open_call(file.source.text, offset)
         if call is not None:
             return self._complete_call(path, *call)
-        # What is being written starts after the last brace of the line: a one-line block
-        # (`test "x" { proposal rel expect valid }`) holds its statements after its `{`.
-        before = re.split(r"[{}]", before)[-1]
+        # What is being written starts after the last brace of the line, at the last statement
+        # that starts there: a one-line block (`test "x" { proposal rel  expect valid }`)
+        # holds its statements after its `{`, one after another.
+        before = _current_statement(
+            re.split(r"[{}]", before)[-1], _enclosing_block(file.source.text, offset)
+        )
         stripped = before.strip()
         words = stripped.split()
         first = words[0] if words else ""
@@ -95,8 +98,8 @@ class Completer:
             return [] if "=" in before else self._state_items(path)
         if re.fullmatch(r"\s*([A-Za-z_]\w*\s*=|action)\s*(set|read|assert)\s+[\w.]*", before):
             return self._state_items(path)  # `s = set |`, `action read |`: a state key
-        if _in_test_state(file.source.text, offset):
-            return [] if ":" in before else self._state_items(path)  # a test's `state { k: v }`
+        if _in_test_state(file.source.text, offset):  # a test's `state { k: v, j: w }`
+            return [] if ":" in before.rsplit(",", 1)[-1] else self._state_items(path)
         if re.fullmatch(r"\s*[A-Za-z_]\w*\s*=\s*[\w.]*", before) or re.fullmatch(
             r"\s*(action|compensate)\s+[\w.]*", before
         ):
@@ -151,7 +154,7 @@ class Completer:
                     "winner",
                 )
             ]
-        if len(words) <= 1 and not before.rstrip().endswith((":", "=")):
+        if re.fullmatch(r"\s*\w*", before):  # the first word of a statement
             return [_keyword(k) for k in self._block_keywords(file.source.text, offset)]
         return []
 
@@ -370,7 +373,9 @@ def _open_call(text: str, offset: int) -> tuple[str, list[str], str | None] | No
 
 
 def _enclosing_block(text: str, offset: int) -> str | None:
-    """The text before the `{` of the innermost block around `offset` (from its line)."""
+    """The statement that opens the innermost block around `offset`, up to its `{`: from its
+    line's start, or in a one-line block from where it starts after the outer block's `{`
+    (`proposal q { x = f() { retry 2 | } }`: `x = f() `)."""
     depth = 0
     index = offset - 1
     while index >= 0:
@@ -379,11 +384,99 @@ def _enclosing_block(text: str, offset: int) -> str | None:
             depth += 1
         elif char == "{":
             if depth == 0:
-                start = text.rfind("\n", 0, index) + 1
-                return text[start:index]
+                break
             depth -= 1
         index -= 1
-    return None
+    else:
+        return None
+    start = text.rfind("\n", 0, index) + 1
+    head = text[start:index]
+    cut = max(head.rfind("{"), head.rfind("}"))
+    if cut >= 0:
+        head = _current_statement(head[cut + 1 :], _enclosing_block(text, start + cut + 1))
+    return head
+
+
+#: Per kind of block (`_block_kind`), what starts a statement in it: a keyword, or for
+#: proposals and `effects` a name and `=` (`y = lookup(id: 2)`, not `==`).
+_KEYWORD_AT = r"(?<![\w$.])({})\b(?![.\w])"
+_NAME_AT = r"(?<![\w$.])[A-Za-z_]\w*\s*=(?!=)"
+_STATEMENT_STARTS = {
+    kind: re.compile("|".join(patterns))
+    for kind, patterns in {
+        "test": [_KEYWORD_AT.format("|".join(_TEST_ITEMS))],
+        "action": [_KEYWORD_AT.format("|".join(_ACTION_ITEMS))],
+        "proposal": [_KEYWORD_AT.format("context"), _NAME_AT],
+        "effects": [_NAME_AT],
+        "tool": [
+            _KEYWORD_AT.format("|".join((*_TOOL_ITEMS, "queue", "read_only", "schema", "remote")))
+        ],
+        "capability": [_KEYWORD_AT.format("tools|state|max_actions")],
+        "budget": [_KEYWORD_AT.format("max_actions|max_tool_calls|max_duration")],
+        "plan": [_KEYWORD_AT.format("candidates|cost_weight|target|set")],
+        "mcp_server": [_KEYWORD_AT.format("command|args|env|cwd|url|timeout")],
+    }.items()
+}
+#: Words whose value can be a word that also starts a statement (`on_failure retry`, `x = set
+#: k = 1`): what follows them goes on with their statement.
+_TAKES_A_WORD = frozenset(
+    {"on_failure", "mode", "reversibility", "expect", "by", "with", "set", "read", "assert",
+     "action", "proposal", "plan", "after", "under", "from", "shadow", "winner", "codes"}
+)  # fmt: skip
+
+
+def _block_kind(block: str | None) -> str | None:
+    """What kind of block `_enclosing_block` found: its keyword, or `action` for an action's
+    body (`name = kind [after a] {`)."""
+    words = block.split() if block else []
+    if not block or not words:
+        return None
+    if words[0] in _STATEMENT_STARTS:
+        return words[0]
+    return "action" if "=" in block else None
+
+
+def _current_statement(text: str, block: str | None) -> str:
+    """The statement of the block `block` opens being written at the end of `text` (text after
+    a brace, or a line): the last one that starts in it; all of `text` when none is known."""
+    kind = _block_kind(block)
+    if kind is None:
+        return text
+    masked = _masked(text)
+    start = 0
+    for match in _STATEMENT_STARTS[kind].finditer(masked):
+        previous = masked[: match.start()].split()
+        if not previous or previous[-1] not in _TAKES_A_WORD:
+            start = match.start()
+    return text[start:]
+
+
+def _masked(text: str) -> str:
+    """`text` with its strings and what is inside brackets and parentheses blanked out (the
+    same length), so that no word in them reads as a statement."""
+    out = []
+    depth, quoted, escaped = 0, False, False
+    for char in text:
+        if quoted:
+            quoted = escaped or char != '"'
+            escaped = not escaped and char == "\\"
+            out.append(" ")
+            continue
+        if char == '"':
+            quoted = True
+        elif char in "([":
+            depth += 1
+        elif char in ")]":
+            depth = max(0, depth - 1)
+        elif not depth:
+            out.append(char)
+            continue
+        out.append(" ")
+    return "".join(out)
+
+
+#: `set ` just before a name: `x = set k = 1` names the action `x`, not `k`.
+_AFTER_SET = re.compile(r"(?<![\w$.])set\s+$")
 
 
 def _actions_in_text(text: str, offset: int) -> list[str]:
@@ -394,26 +487,23 @@ def _actions_in_text(text: str, offset: int) -> list[str]:
         start = match.end()
     if start is None:
         return []
-    names: list[str] = []
-    depth, line_start, inside = 1, start, None
-    current = text.rfind("\n", 0, offset) + 1
-    for index in range(start, len(text)):
-        char = text[index]
-        if index == offset and depth > 1 and names:
-            inside = names[-1]  # in that action's block: it does not name itself
-        if char == "{":
+    names: list[tuple[int, str]] = []
+    depth = 1
+    tokens = re.compile(r'"(?:[^"\\\n]|\\.)*"?|#[^\n]*|[{}]|(?<![\w$.])([A-Za-z_]\w*)\s*=(?!=)')
+    for match in tokens.finditer(text, start):
+        token = match.group(0)
+        if token == "{":
             depth += 1
-        elif char == "}":
+        elif token == "}":
             depth -= 1
             if depth == 0:
                 break
-        elif char == "\n":
-            line_start = index + 1
-            if depth == 1 and line_start != current:
-                found = re.match(r"\s*([A-Za-z_]\w*)\s*=", text[line_start : line_start + 200])
-                if found:
-                    names.append(found.group(1))
-    return [name for name in names if name != inside]
+        elif match.group(1) and depth == 1:
+            if not _AFTER_SET.search(text, max(0, match.start() - 40), match.start()):
+                names.append((match.start(), match.group(1)))
+    # the action being written (or whose block the cursor is in): the last named before it
+    writing = [name for at, name in names if at < offset][-1:]
+    return [name for _at, name in names if name not in writing]
 
 
 def _in_test_state(text: str, offset: int) -> bool:

@@ -7,7 +7,6 @@ Every answer comes from the compiler's own data: the parsed files (`symbols.py`)
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +17,7 @@ from carlang_runtime.cel import CelSyntaxError
 from carlang_runtime.cel import nodes as cel_nodes
 from carlang_runtime.cel.build import parse as parse_cel
 from carlang_runtime.cel.checker import check as check_cel
+from carlang_runtime.dag import build_dag
 from carlang_runtime.globs import GlobSet
 from carlang_runtime.policy import policy_declarations
 from lsprotocol import types as lsp
@@ -31,6 +31,7 @@ from ..loader import display_name
 from ..source import Source, Span
 from ..types import describe_type, value_kind
 from .completion import Completer
+from .linediff import changed_lines
 from .positions import to_offset, to_position, to_range
 from .project import Project, ProjectFile, import_target
 from .rename import Renamer
@@ -633,8 +634,9 @@ class Features:
     # -- formatting --------------------------------------------------------------------------
 
     def formatting(self, path: Path, within: lsp.Range | None = None) -> list[lsp.TextEdit]:
-        """`carlang fmt`'s edits (only those touching `within` when given); none when the file
-        does not parse."""
+        """`carlang fmt`'s edits, by changed lines (only those of the lines of `within` when
+        given: a range that ends at the start of a line leaves that line out); none when the
+        file does not parse."""
         file = self.file_at(path)
         if file is None:
             return []
@@ -642,24 +644,25 @@ class Features:
             formatted = format_source(file.source)
         except (ValueError, FormatError):
             return []
-        old = file.source.text.splitlines(keepends=True)
-        new = formatted.splitlines(keepends=True)
-        edits = []
-        matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
-        for tag, a1, a2, b1, b2 in matcher.get_opcodes():
-            if tag == "equal":
-                continue
-            if within is not None and (a2 < within.start.line or a1 > within.end.line):
-                continue
-            edits.append(
-                lsp.TextEdit(
-                    range=lsp.Range(
-                        start=lsp.Position(line=a1, character=0),
-                        end=lsp.Position(line=a2, character=0),
-                    ),
-                    new_text="".join(new[b1:b2]),
-                )
+        # lines as positions count them: `\n` ends one (not U+2028, a form feed, ...)
+        old = _lines(file.source.text)
+        new = _lines(formatted)
+        if within is None:
+            first, last = 0, len(old)
+        else:
+            first, last = within.start.line, within.end.line
+            if within.end.character == 0 and last > first:
+                last -= 1
+        edits = [
+            lsp.TextEdit(
+                range=lsp.Range(
+                    start=lsp.Position(line=a1, character=0),
+                    end=lsp.Position(line=a2, character=0),
+                ),
+                new_text="".join(new[b1:b2]),
             )
+            for a1, a2, b1, b2 in changed_lines(old, new, first, last)
+        ]
         if edits and not file.source.text.endswith("\n") and within is None:
             return [self._whole(file, formatted)]
         return edits
@@ -674,7 +677,7 @@ class Features:
 
     def code_actions(self, path: Path, within: lsp.Range) -> list[lsp.CodeAction]:
         """Quick fixes for the diagnostics in `within` (apply a did-you-mean, declare an unknown
-        tool) and `reads` for state an action requires that another action writes."""
+        tool) and `reads` or `after` for state an action requires that another action writes."""
         file = self.file_at(path)
         if file is None:
             return []
@@ -699,7 +702,7 @@ class Features:
                 stub = self._tool_stub(file, primary.span)
                 if stub is not None:
                     actions.append(_quickfix(stub[0], uri, [stub[1]], as_lsp))
-        actions.extend(self._missing_reads(file, start, end, uri))
+        actions.extend(self._ordering_fixes(path, file, start, end, uri))
         return actions
 
     def _tool_stub(self, file: ProjectFile, span: Span) -> tuple[str, lsp.TextEdit] | None:
@@ -720,39 +723,104 @@ class Features:
         edit = lsp.TextEdit(range=lsp.Range(start=position, end=position), new_text=text)
         return f"Declare tool `{name}`", edit
 
-    def _missing_reads(
-        self, file: ProjectFile, start: int, end: int, uri: str
+    def _ordering_fixes(
+        self, path: Path, file: ProjectFile, start: int, end: int, uri: str
     ) -> list[lsp.CodeAction]:
+        """For an action that `requires` a key another action of its proposal writes, and
+        does not run after that writer: the edit that orders it after the writer (the last one,
+        which the key's readers wait for). `reads KEY` when the writer comes earlier in the
+        proposal (a state dependency only waits for an earlier writer); `after WRITER` when it
+        comes later. Not offered when the action runs after the writer already, nor when the
+        writer runs after the action (ordering them would close a cycle)."""
         module = file.parsed.module
         actions: list[lsp.CodeAction] = []
         for proposal in module.declarations if module else ():
             if not isinstance(proposal, ast.ProposalDecl):
                 continue
             decls = [i for i in proposal.items if isinstance(i, ast.ActionDecl)]
-            written = {k for a in decls for k in _writes(a)}
-            for action in decls:
+            before: list[set[int]] | None = None
+            for position, action in enumerate(decls):
                 if action.span.end < start or action.span.start > end:
                     continue
+                own = _writes(action)
                 read = {
                     k.text for i in action.items or () if isinstance(i, ast.Reads) for k in i.keys
                 }
                 needed = [
                     i.condition.key.text
                     for i in action.items or ()
-                    if isinstance(i, ast.Requires)
-                    and i.condition.key.text in written - _writes(action)
-                    and i.condition.key.text not in read
+                    if isinstance(i, ast.Requires) and i.condition.key.text not in own
                 ]
                 for key in dict.fromkeys(needed):
-                    edit = self._add_item(file, action, f"reads {key}")
+                    writers = [
+                        j for j, a in enumerate(decls) if j != position and key in _writes(a)
+                    ]
+                    if not writers:
+                        continue
+                    writer = writers[-1]
+                    if before is None:
+                        before = self._runs_after(path, proposal, decls)
+                    if writer in before[position] or position in before[writer]:
+                        continue  # ordered already, or ordering it would close a cycle
+                    name = decls[writer].name.text
+                    if writer < position and key not in read:
+                        edit = self._add_item(file, action, f"reads {key}")
+                        title = f"Add `reads {key}` (run after the action that writes it)"
+                    else:
+                        edit = self._add_after(file, action, name)
+                        title = f"Add `after {name}` (run after the action that writes `{key}`)"
                     actions.append(
                         lsp.CodeAction(
-                            title=f"Add `reads {key}` (run after the action that writes it)",
+                            title=title,
                             kind=lsp.CodeActionKind.QuickFix,
                             edit=lsp.WorkspaceEdit(changes={uri: [edit]}),
                         )
                     )
         return actions
+
+    def _runs_after(
+        self, path: Path, proposal: ast.ProposalDecl, decls: list[ast.ActionDecl]
+    ) -> list[set[int]]:
+        """Per action of `proposal` (by position), the actions it runs after: its dependency
+        graph's (`after`, state dependencies, write barriers; `carlang_runtime.dag`) from the
+        compiled proposal, or from the `after`s alone when it was not compiled as written."""
+        names = [a.name.text for a in decls]
+        program = self.project.compile(path).program
+        compiled = next(
+            (
+                p
+                for p in (program.proposals if program is not None else ())
+                if p.id == proposal.name.text and [a.id for a in p.actions] == names
+            ),
+            None,
+        )
+        if compiled is not None:
+            parents = [list(d) for d in build_dag(compiled.actions).deps]
+        else:
+            first: dict[str, int] = {}
+            for index, name in enumerate(names):
+                first.setdefault(name, index)
+            parents = [[first[n.text] for n in a.after if n.text in first] for a in decls]
+        found: list[set[int]] = []
+        for index in range(len(decls)):
+            seen: set[int] = set()
+            todo = list(parents[index])
+            while todo:
+                parent = todo.pop()
+                if parent not in seen:
+                    seen.add(parent)
+                    todo.extend(parents[parent])
+            found.append(seen)
+        return found
+
+    def _add_after(self, file: ProjectFile, action: ast.ActionDecl, name: str) -> lsp.TextEdit:
+        """`after NAME` on `action` (`, NAME` when it has an `after` already)."""
+        if action.after:
+            at, text = action.after[-1].span.end, f", {name}"
+        else:
+            at, text = action.kind.span.end, f" after {name}"
+        position = to_position(file.source, at, self.encoding)
+        return lsp.TextEdit(range=lsp.Range(start=position, end=position), new_text=text)
 
     def _add_item(self, file: ProjectFile, action: ast.ActionDecl, item: str) -> lsp.TextEdit:
         source = file.source
@@ -764,9 +832,13 @@ class Features:
             text = f" {{\n{pad}  {item}\n{pad}}}"
         else:
             close = source.text.rfind("}", action.span.start, action.span.end)
-            at = to_position(source, close, self.encoding)
             before = source.text[:close].rstrip(" \t")
-            text = f"  {item}\n{pad}" if before.endswith("\n") else f" {item} "
+            if before.endswith("\n"):  # a block over lines: the item on a line of its own
+                at = to_position(source, close, self.encoding)
+                text = f"  {item}\n{pad}"
+            else:  # a one-line block: after its last item, one space either side
+                at = to_position(source, len(before), self.encoding)
+                text = f" {item}" if close > len(before) else f" {item} "
         return lsp.TextEdit(range=lsp.Range(start=at, end=at), new_text=text)
 
 
@@ -850,6 +922,14 @@ def _writes(action: ast.ActionDecl) -> set[str]:
         if isinstance(item, ast.Effects):
             keys |= {e.key.text for e in item.entries}
     return keys
+
+
+def _lines(text: str) -> list[str]:
+    """`text`'s lines, each with its `\n` (the last has none when the text does not end in
+    one)."""
+    lines = [line + "\n" for line in text.split("\n")]
+    lines[-1] = lines[-1][:-1]
+    return lines if lines[-1] else lines[:-1]
 
 
 def _type_of_value(value: Any) -> str:

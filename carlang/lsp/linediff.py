@@ -1,0 +1,84 @@
+"""The lines `fmt` changes, as blocks small enough to format a range of lines with.
+
+`difflib` gives one block for a run of changed lines: `tool t(x: int)   {}` and the `tool u`
+under it, both reformatted, are one block of two lines, and a range over `tool u` alone would
+rewrite `tool t` too. Formatting changes layout, not what is written, so a block is cut where
+its old and new lines hold the same text apart from whitespace, on both sides of the cut
+(`cut_block`); a range then takes the pieces that lie inside it (`changed_lines`).
+"""
+
+from __future__ import annotations
+
+import difflib
+
+__all__ = ["Block", "changed_lines", "cut_block"]
+
+#: `(a1, a2, b1, b2)`: old lines `a1..a2` (end excluded) become new lines `b1..b2`.
+Block = tuple[int, int, int, int]
+
+
+def changed_lines(old: list[str], new: list[str], first: int, last: int) -> list[Block]:
+    """The blocks of lines that change from `old` to `new` and lie within old lines
+    `first..last` (both included): the blocks that cross the range's edges are cut as finely as
+    their text allows, and the pieces outside left out. An inserted block counts when it goes
+    before one of the lines of the range."""
+    found = []
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, a1, a2, b1, b2 in matcher.get_opcodes():
+        if tag == "equal" or a2 < first or a1 > last:
+            continue
+        pieces = [(a1, a2, b1, b2)]
+        if a1 < first or a2 > last + 1:
+            pieces = cut_block(old, new, (a1, a2, b1, b2))
+        found += [piece for piece in pieces if _inside(piece, first, last)]
+    return found
+
+
+def _inside(block: Block, first: int, last: int) -> bool:
+    a1, a2, _b1, _b2 = block
+    if a1 == a2:
+        return first <= a1 <= last
+    return first <= a1 and a2 <= last + 1
+
+
+def cut_block(old: list[str], new: list[str], block: Block) -> list[Block]:
+    """`block` cut between old lines wherever the text before the cut (whitespace left out)
+    becomes only new lines before a matching cut, and the text after it only new lines
+    after; the pieces that do not change are left out."""
+    a1, a2, b1, b2 = block
+    old_chars, old_lines = _characters(old, a1, a2)
+    new_chars, new_lines = _characters(new, b1, b2)
+    # per old line: the first and last new line its characters end up on (when they do)
+    lowest: dict[int, int] = {}
+    highest: dict[int, int] = {}
+    matcher = difflib.SequenceMatcher(a=old_chars, b=new_chars, autojunk=False)
+    for i, j, size in matcher.get_matching_blocks():
+        for k in range(size):
+            line, to = old_lines[i + k], new_lines[j + k]
+            lowest[line] = min(lowest.get(line, to), to)
+            highest[line] = max(highest.get(line, to), to)
+    # suffix[i]: the first new line that the old lines from i on reach
+    suffix = [b2] * (a2 - a1 + 1)
+    for line in range(a2 - 1, a1 - 1, -1):
+        suffix[line - a1] = min(suffix[line - a1 + 1], lowest.get(line, b2))
+    pieces: list[Block] = []
+    start_old, start_new, reached = a1, b1, b1 - 1
+    for line in range(a1, a2 - 1):
+        reached = max(reached, highest.get(line, reached))
+        if suffix[line + 1 - a1] > reached:  # a cut after old `line` and new `reached`
+            pieces.append((start_old, line + 1, start_new, reached + 1))
+            start_old, start_new = line + 1, reached + 1
+    pieces.append((start_old, a2, start_new, b2))
+    return [p for p in pieces if old[p[0] : p[1]] != new[p[2] : p[3]]]
+
+
+def _characters(lines: list[str], start: int, end: int) -> tuple[str, list[int]]:
+    """The characters of `lines[start:end]` that are not whitespace, and the line of each."""
+    chars: list[str] = []
+    where: list[int] = []
+    for index in range(start, end):
+        for char in lines[index]:
+            if not char.isspace():
+                chars.append(char)
+                where.append(index)
+    return "".join(chars), where
