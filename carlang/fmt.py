@@ -2,11 +2,14 @@
 
 Style: two-space indentation; one statement per line; blocks open on the statement's line; a
 blank line between declarations where the source had one (several collapse to one); values
-written as JSON (map keys bare when they are plain names). Comments are kept: a comment on its
-own line stays before the statement that follows it, a comment at the end of a line stays at
-the end of that statement's line (a block written on one line with a comment after it stays on
-one line; a comment after a `}` that shares its line with the block's last item stays with
-that item), so a `# carlang: allow` pragma still accepts its line's warnings; none is ever
+written as JSON (map keys bare when they are plain names), every character in a string that is
+not printable (a bidi control, a zero-width space, a line separator, a byte-order mark) as an
+escape, whether it was written as one or typed, so that no string displays other than it reads
+("Trojan Source"); other characters beyond ASCII as themselves. Comments are kept: a comment
+on its own line stays before the statement that follows it, a comment at the end of a line
+stays at the end of that statement's line (a block written on one line with a comment after it
+stays on one line; a comment after a `}` that shares its line with the block's last item stays
+with that item), so a `# carlang: allow` pragma still accepts its line's warnings; none is ever
 dropped. A parameter list or a call's arguments with comments inside is written one item a
 line, each comment beside the item it was written after (as ruff and prettier keep such a
 statement expanded); other comments inside what is joined onto one line (a list of names, a
@@ -69,7 +72,7 @@ def format_value(value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
+        return _string(value)
     if isinstance(value, list):
         return "[" + ", ".join(format_value(v) for v in value) + "]"
     if isinstance(value, dict):
@@ -77,7 +80,43 @@ def format_value(value: Any) -> str:
             return "{}"
         entries = ", ".join(f"{_map_key(k)}: {format_value(v)}" for k, v in value.items())
         return "{ " + entries + " }"
-    return json.dumps(str(value))
+    return _string(str(value))
+
+
+def _string(text: str) -> str:
+    """`text` as a string literal: JSON's, with every character that is not printable written
+    as an escape (see `_escaped`); other characters beyond ASCII (é, 漢, emoji) as themselves."""
+    return _escaped(json.dumps(text, ensure_ascii=False))
+
+
+#: A run of characters beyond printable ASCII: those of them that are not printable
+#: (`str.isprintable`: control, format, separator other than the space, private-use,
+#: surrogate, unassigned) are escaped, besides those JSON escapes itself.
+_BEYOND_ASCII = re.compile(r"[^ -~]+")
+
+
+def _escaped(written: str) -> str:
+    """`written` (carlang text whose only characters beyond ASCII are in its string literals)
+    with each character that is not printable in them written as `\\uXXXX` (a pair of them
+    beyond the BMP, as JSON writes it): a bidi override, a zero-width space, a line separator
+    or a byte-order mark typed as itself renders reversed or not at all in an editor or a
+    code review ("Trojan Source"), so fmt never turns the escape someone wrote into it."""
+    return _BEYOND_ASCII.sub(_escape_run, written)
+
+
+def _escape_run(match: re.Match[str]) -> str:
+    run = match.group(0)
+    if run.isprintable():
+        return run
+    return "".join(char if char.isprintable() else _escape(char) for char in run)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if code > 0xFFFF:
+        code -= 0x10000
+        return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
+    return f"\\u{code:04x}"
 
 
 #: Lines longer than this break a map or list value over several lines.
@@ -104,11 +143,13 @@ def format_value_wrapped(value: Any, indent: int, prefix: str) -> str:
 
 
 def _map_key(key: str) -> str:
-    return (
-        key
-        if _PLAIN.match(key) and key not in _KEYWORD_VALUES
-        else json.dumps(key, ensure_ascii=False)
-    )
+    return key if _PLAIN.match(key) and key not in _KEYWORD_VALUES else _string(key)
+
+
+def _type(type_: ast.TypeExpr) -> str:
+    """A type as carlang writes it, its string literals (an enum's, a field's default) as
+    `format_value` writes strings."""
+    return _escaped(describe_type(type_))
 
 
 def _names(names: Iterable[ast.Name]) -> str:
@@ -435,7 +476,7 @@ class _Printer:
             default = f" = {format_value(p.default.value)}" if p.default is not None else ""
             name = p.name.text + ("?" if p.optional else "")
             secret = " secret" if p.secret else ""
-            params.append(f"{name}: {describe_type(p.type)}{secret}{default}")
+            params.append(f"{name}: {_type(p.type)}{secret}{default}")
         self.leading(decl.span.start, 0, first)  # (before `bracketed` takes the comments)
         opening = self._token_after(decl.name.span.end)
         closing = self._token_after(decl.params[-1].span.end if decl.params else opening + 1)
@@ -443,7 +484,7 @@ class _Printer:
             closing = self._token_after(closing + 1)
         head = f"tool {decl.name.text}{self.bracketed(opening, closing, decl.params, params, 0)}"
         if decl.returns is not None:
-            head += f" -> {describe_type(decl.returns)}"
+            head += f" -> {_type(decl.returns)}"
         if not decl.items:
             self.statement(decl, head, 0, first)
             return
@@ -486,9 +527,7 @@ class _Printer:
     def decl_StateDecl(self, decl: ast.StateDecl, first: bool) -> None:
         def entry(e: ast.StateEntry, indent: int, first_entry: bool) -> None:
             default = f" = {format_value(e.default.value)}" if e.default is not None else ""
-            self.statement(
-                e, f"{e.key.text}: {describe_type(e.type)}{default}", indent, first_entry
-            )
+            self.statement(e, f"{e.key.text}: {_type(e.type)}{default}", indent, first_entry)
 
         self.block(decl, "state", decl.entries, 0, first, entry)
 
@@ -736,7 +775,7 @@ def _expectation(item: ast.Expect) -> str:
         if isinstance(w, ast.Column):
             return f"${w.name}"
         assert w is not None
-        return w.text if _PLAIN.match(w.text) else json.dumps(w.text)
+        return w.text if _PLAIN.match(w.text) else _string(w.text)
 
     if item.kind == "codes":
         return "codes " + ", ".join(c.text for c in item.codes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -11,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from carlang.compiler import compile_file
-from carlang.fmt import FormatError, format_module, format_source
+from carlang.fmt import FormatError, format_module, format_source, format_value
 from carlang.parse import parse
 from carlang.project import Project, apply_allowances
 from carlang.source import Source
@@ -519,6 +520,40 @@ def test_values_and_strings_round_trip() -> None:
     text = 'tool t(x: any)\nproposal p { a = t(x: ["é\\n\\"q\\"", 1.5e-07, -3, { "not plain": true, ok: null }]) }\n'
     out = fmt(text)
     assert parse(Source("a", out)).module == parse(Source("b", text)).module
+
+
+def test_invisible_and_bidi_characters_in_strings_stay_escaped() -> None:
+    """A character that is not printable (a bidi override, a zero-width space, a line
+    separator, U+0085, a byte-order mark, a tag character...) is written as an escape in every
+    string fmt writes, whether the source escaped it or typed it: typed, it renders reversed
+    or not at all in an editor or a code review ("Trojan Source"). Others stay as typed."""
+    text = (
+        'deny_keyword ["\\u202e", "\\u200b"]  # block bidi override and zero-width space\n'
+        'tool t(m: "\\u2066" | "b" = "b", o: { a: string = "\\u2028" } = { "k\\u0085": "\u202e" })'
+        ' -> "\\ufeff" {\n  description "x\u2029y\\u00a0z\\u007f\\udb40\\udc01 é漢😀\\u0007\\t"\n}\n'
+        'state {\n  k: string = "\\u200f"\n}\n'
+        'test "t\\u061c" {\n  action t(m: "b")\n  expect deny by "p\\u202aq"\n}\n'
+    )
+    assert fmt(text) == (
+        'deny_keyword ["\\u202e", "\\u200b"]  # block bidi override and zero-width space\n'
+        'tool t(m: "\\u2066" | "b" = "b", o: { a: string = "\\u2028" } = { "k\\u0085": "\\u202e" })'
+        ' -> "\\ufeff" {\n  description "x\\u2029y\\u00a0z\\u007f\\udb40\\udc01 é漢😀\\u0007\\t"\n}\n'
+        'state {\n  k: string = "\\u200f"\n}\n'
+        'test "t\\u061c" {\n  action t(m: "b")\n  expect deny by "p\\u202aq"\n}\n'
+    )
+
+
+def test_every_character_that_is_not_printable_is_written_escaped() -> None:
+    """Every code point of the BMP, the tag characters and a sample of the other planes:
+    `format_value` writes it as itself exactly when it is printable (the space included), and
+    reads back as the same string."""
+    codes = [*range(0xD800), *range(0xE000, 0x10000), *range(0xE0000, 0xE0080)]
+    everything = "".join(chr(c) for c in [*codes, *range(0x10000, 0x110000, 0x101)])
+    written = format_value(everything)
+    assert written.isprintable()
+    assert json.loads(written) == everything
+    kept = {c for c in set(written) if ord(c) > 0x7E}
+    assert kept == {c for c in everything if ord(c) > 0x7E and c.isprintable()}
 
 
 def test_refuses_files_with_syntax_errors() -> None:
