@@ -452,16 +452,24 @@ class ParamChecker:
                     )
         else:
             errors = list(self._validator.iter_errors(params))  # (resolving `$ref`s as it goes)
+        properties = self.schema.get("properties", {})
         for error in errors:
             schema_path = list(error.relative_schema_path)
-            if schema_path == ["required"]:
-                continue  # reported by the shape layer
+            # What the shape layer reports (`required` and the `type` of a property, written in
+            # the schema itself) is not said twice; a `$ref` gives its errors the same path
+            # (jsonschema does not count the reference), but the shape layer never saw the
+            # schema it leads to: those are kept. (`schema`: the one that failed; the subset
+            # validator, which follows no reference, has none.)
+            failed = getattr(error, "schema", None)
+            if schema_path == ["required"] and (failed is None or failed == self.schema):
+                continue
             if (
                 len(schema_path) == 3
                 and schema_path[0] == "properties"
                 and schema_path[2] == "type"
+                and (failed is None or failed == properties.get(schema_path[1]))
             ):
-                continue  # reported by the shape layer
+                continue
             path = list(error.absolute_path)
             param = str(path[0]) if path else ""
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path[1:])

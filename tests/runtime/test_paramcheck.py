@@ -135,3 +135,30 @@ def test_a_reference_that_does_not_resolve_is_an_invalid_schema_not_a_crash() ->
         (finding,) = checker.check({"x": 1})
         assert finding.kind == "invalid_schema"
         assert finding.detail == "its `$ref` to '/$defs/no' does not resolve (nothing is fetched)"
+
+
+def test_a_parameter_whose_schema_is_a_ref_has_its_type_checked() -> None:
+    """jsonschema gives the errors a `$ref` leads to the path of the property's own `type`
+    (`properties/n/type`), which the shape layer reports, so they were dropped: a call with
+    a string where the referenced schema says integer passed (FastMCP puts nested models in
+    `$defs`). Only what the shape layer saw is left to it."""
+    schema = {
+        "$defs": {
+            "N": {"type": "integer"},
+            "P": {"type": "object", "properties": {"n": {"type": "integer"}}, "required": ["n"]},
+        },
+        "type": "object",
+        "properties": {"n": {"$ref": "#/$defs/N"}, "m": {"type": "integer", "minimum": 0}},
+        "required": ["m"],
+    }
+    checker = ParamChecker("t", schema)
+    assert [(f.kind, f.param, f.detail) for f in checker.check({"n": "x", "m": 1})] == [
+        ("constraint", "n", "'x' is not of type 'integer'")
+    ]
+    # the property's own type, and the schema's own `required`, once (by the shape layer)
+    assert [(f.kind, f.param) for f in checker.check({"n": 1, "m": "y"})] == [("type", "m")]
+    assert [(f.kind, f.param) for f in checker.check({"n": 1})] == [("missing", "m")]
+    whole = ParamChecker("t", {"$defs": schema["$defs"], "$ref": "#/$defs/P"})
+    assert [(f.kind, f.detail) for f in whole.check({})] == [
+        ("constraint", "'n' is a required property")
+    ]
