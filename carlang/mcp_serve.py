@@ -601,16 +601,18 @@ def serve(root: Path | None = None) -> None:
 async def serve_stdio(server: Any) -> bool:
     """Run `server` (from `build_server`) on standard input and output, a JSON-RPC message a
     line. A line that is not JSON is answered with a -32700 parse error, one that is not a
-    JSON-RPC message with -32600 (neither reaches the SDK, which would only log it); a
-    request for a method the server does not serve with -32601, and one other than `ping`
-    before `initialize` with -32600 (the SDK answers both with -32602 invalid params); at the
-    end of input the requests already read are answered, then the server ends. False when
-    the client stopped reading the answers (standard output closed)."""
+    JSON-RPC message with -32600 (neither reaches the SDK, which would only log it), and so is
+    a request whose id is not a string or an integer (the SDK would take it for a
+    notification, and never answer); a request for a method the server does not serve with
+    -32601, and one other than `ping` before `initialize` with -32600 (the SDK answers both
+    with -32602 invalid params); at the end of input the requests already read are answered,
+    then the server ends. False when the client stopped reading the answers (standard output
+    closed)."""
     import sys
 
     import anyio
     from carlang_runtime.jsontext import JsonTextError, parse_json
-    from carlang_runtime.mcp.proxy import parse_error
+    from carlang_runtime.mcp.proxy import parse_error, request_id_problem
     from mcp.shared.message import SessionMessage
     from mcp.types import JSONRPCError, JSONRPCMessage, JSONRPCRequest, JSONRPCResponse
     from pydantic import ValidationError
@@ -656,6 +658,13 @@ async def serve_stdio(server: Any) -> bool:
                 except JsonTextError as exc:
                     refuse(*parse_error(raw, exc))
                     continue
+                if isinstance(data, dict) and "method" in data and "id" in data:
+                    # (the SDK reads a request whose id is no string or integer as a
+                    # notification, and answers nothing)
+                    bad_id = request_id_problem(data["id"])
+                    if bad_id is not None:
+                        refuse(None, -32600, bad_id)
+                        continue
                 try:
                     message = JSONRPCMessage.model_validate(data)
                 except ValidationError:

@@ -112,6 +112,38 @@ def test_each_problem_with_tools_call_params_is_named(program: Path) -> None:
     assert "required" in answers[6]["result"]["content"][0]["text"]
 
 
+def test_a_message_with_an_id_that_is_not_a_string_or_an_integer_ends_nothing(
+    program: Path,
+) -> None:
+    """An object or array id crashed the proxy (unhashable: exit 101), and with it every call
+    in flight: each is -32600 with id null, and the calls around them are answered."""
+    lines = [
+        _call_line(1, '{"a": 2, "b": 3}'),
+        '{"jsonrpc":"2.0","id":{"a":1},"method":"ping"}',
+        '{"jsonrpc":"2.0","id":[1],"method":"tools/call","params":{"name":"toy.add",'
+        '"arguments":{"a":1,"b":1}}}',
+        '{"jsonrpc":"2.0","method":"notifications/cancelled","params":[1]}',
+        '{"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":[1]}}',
+        '{"jsonrpc":"2.0","id":"carlang-1","error":"not an object"}',
+        _call_line(2, '{"a": 4, "b": 5}'),
+    ]
+    text = json.dumps(initialize()) + "\n" + "\n".join(lines) + "\n"
+    done = subprocess.run(
+        [sys.executable, "-m", "carlang", "mcp", "proxy", str(program), "--capability", "agent"],
+        input=text.encode(),
+        capture_output=True,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"},
+        timeout=60,
+    )
+    assert done.returncode == 0 and b"internal error" not in done.stderr, done.stderr
+    answers = [json.loads(line) for line in done.stdout.decode().splitlines()]
+    refused = [a["error"] for a in answers if a["id"] is None]
+    assert [e["code"] for e in refused] == [-32600, -32600], answers
+    by_id = {a["id"]: a for a in answers}
+    assert by_id[1]["result"]["structuredContent"] == {"result": 5}
+    assert by_id[2]["result"]["structuredContent"] == {"result": 9}
+
+
 def test_decoded_arguments_holding_what_json_cannot_are_a_problem() -> None:
     """What an SDK's decoder let through (the HTTP transport reads NaN and Infinity) is held
     to JSON as text from stdio is."""

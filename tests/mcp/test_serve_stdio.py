@@ -81,7 +81,7 @@ def test_a_request_just_before_the_end_of_input_is_answered() -> None:
             assert [a["id"] for a in answers if a["id"] is not None] == [1, 2]
 
 
-def _request(request_id: int, method: str, params: Any = None) -> bytes:
+def _request(request_id: Any, method: str, params: Any = None) -> bytes:
     message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
     if params is not None:
         message["params"] = params
@@ -165,3 +165,29 @@ def test_a_request_holding_what_json_cannot_is_a_parse_error_for_its_id() -> Non
         " (the request was not run)",
         None: "parse error: the constant NaN is not JSON at column 65",
     }
+
+
+def test_a_request_whose_id_is_not_a_string_or_an_integer_is_invalid() -> None:
+    """MCP ids are strings or integers: the SDK took `"id": [1]` (or true, 1.5, null) for a
+    notification and never answered. Each is -32600 with id null, and the session goes on."""
+    ids = [[1], {"a": 1}, True, 1.5, None]
+    code, answers, errors = _serve(
+        [
+            _line(INITIALIZE),
+            _line(INITIALIZED),
+            *[_request(i, "ping") for i in ids],
+            b'{"id": [1], "method": "ping"}',
+            _request(9, "ping"),
+        ]
+    )
+    assert (code, errors) == (0, "")
+    said = [a["error"] for a in answers if a["id"] is None]
+    kinds = ["an array", "an object", "true", "1.5", "null", "an array"]
+    assert said == [
+        {
+            "code": -32600,
+            "message": f"invalid request: the id must be a string or an integer (MCP), not {kind}",
+        }
+        for kind in kinds
+    ]
+    assert answers[-1] == {"jsonrpc": "2.0", "id": 9, "result": {}}

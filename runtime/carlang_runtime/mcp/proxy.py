@@ -56,6 +56,7 @@ __all__ = [
     "call_problem",
     "http_access",
     "is_loopback",
+    "request_id_problem",
     "serve_stdio",
     "serve_http",
 ]
@@ -428,22 +429,32 @@ class StdioSession:
         return await future
 
     def receive(self, message: Any) -> None:
-        """Handle one message from the client."""
+        """Handle one message from the client. One that is not a JSON-RPC message (not an
+        object, a method that is not a string, a request id that is not a string or an
+        integer, as MCP asks) is answered with -32600 invalid request (id null when the id
+        itself is what is wrong); nothing of it is run."""
         if not isinstance(message, dict):
             self.send(_rpc_error(None, -32600, "not a JSON-RPC message"))
             return
-        method = message.get("method")
-        if method is None:  # an answer to one of ours
-            future = self._waiting.pop(message.get("id"), None)
-            if future is not None and not future.done():
-                if "error" in message:
-                    future.set_exception(RuntimeError(str(message["error"].get("message"))))
-                else:
-                    future.set_result(message.get("result") or {})
+        if "method" not in message:  # an answer to one of ours
+            self._answered(message)
+            return
+        method = message["method"]
+        if "id" in message:
+            problem = request_id_problem(message["id"])
+            if problem is not None:
+                self.send(_rpc_error(None, -32600, problem))
+                return
+        if not isinstance(method, str):
+            kind = with_article(json_type_name(method))
+            problem = f"invalid request: the method must be a string, not {kind}"
+            self.send(_rpc_error(message.get("id"), -32600, problem))
             return
         if "id" not in message:
             if method == "notifications/cancelled":
-                task = self._tasks.get((message.get("params") or {}).get("requestId"))
+                params = message.get("params")
+                cancelled = params.get("requestId") if isinstance(params, dict) else None
+                task = self._tasks.get(cancelled) if request_id_problem(cancelled) is None else None
                 if task is not None:
                     task.cancel()
             return
@@ -453,6 +464,31 @@ class StdioSession:
             key = (key, id(task))  # for both (a cancellation names the first)
         self._tasks[key] = task
         task.add_done_callback(functools.partial(self._done, key))
+
+    def _answered(self, message: dict[str, Any]) -> None:
+        """The client's answer to a request of ours (an elicitation): its result, or an error
+        saying what it said (a malformed answer is an error: the question was not answered)."""
+        request_id = message.get("id")
+        if request_id_problem(request_id) is not None:
+            return  # (not an id of ours)
+        future = self._waiting.pop(request_id, None)
+        if future is None or future.done():
+            return  # (an answer to nothing of ours: JSON-RPC answers no answer)
+        if "error" in message:
+            error = message["error"]
+            said = error.get("message") if isinstance(error, dict) else None
+            if said is None:
+                said = f"a malformed error: {json.dumps(error, default=str)[:200]}"
+            future.set_exception(RuntimeError(str(said)))
+            return
+        result = message.get("result")
+        if result is None:
+            result = {}
+        if isinstance(result, dict):
+            future.set_result(result)
+        else:
+            kind = with_article(json_type_name(result))
+            future.set_exception(RuntimeError(f"its answer's result is {kind}, not an object"))
 
     def _done(self, key: Any, task: asyncio.Task[None]) -> None:
         if self._tasks.get(key) is task:
@@ -550,6 +586,21 @@ def call_problem(params: dict[str, Any]) -> str | None:
     return None
 
 
+def request_id_problem(request_id: Any) -> str | None:
+    """What is wrong with a request's id, or None: MCP asks for a string or an integer (not
+    null, a fraction, a boolean, an array or an object, which JSON-RPC 2.0 alone allows or
+    discourages)."""
+    if isinstance(request_id, str) or (
+        isinstance(request_id, int) and not isinstance(request_id, bool)
+    ):
+        return None
+    if isinstance(request_id, list | dict):
+        kind = with_article(json_type_name(request_id))
+    else:  # null, true, 1.5
+        kind = json.dumps(request_id)
+    return f"invalid request: the id must be a string or an integer (MCP), not {kind}"
+
+
 def _rpc_error(request_id: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
@@ -614,7 +665,12 @@ async def serve_stdio(proxy: PolicyProxy) -> None:
             except JsonTextError as exc:
                 session.send(_not_json_error(line, exc))
                 continue
-            session.receive(message)
+            try:
+                session.receive(message)
+            except Exception as exc:  # noqa: BLE001 - a bug must not end the calls in flight
+                given = message.get("id") if isinstance(message, dict) else None
+                request_id = given if request_id_problem(given) is None else None
+                session.send(_rpc_error(request_id, -32603, f"internal error in carlang: {exc!r}"))
         await session.finish()
     finally:
         proxy.forget(session)
