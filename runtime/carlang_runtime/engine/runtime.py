@@ -39,7 +39,7 @@ from ..ir import (
 )
 from ..ir.load import load_proposal
 from ..paramcheck import with_defaults
-from ..policy import PolicySet
+from ..policy import PolicySet, keep_history
 from ..redact import (
     Scrubber,
     SecretPath,
@@ -66,8 +66,6 @@ __all__ = ["Runtime", "RetryPolicy", "ReplanConfig", "ReplanContext", "GateDecis
 
 T = TypeVar("T")
 
-#: How many finished actions a session keeps as `history` for policies.
-HISTORY_LIMIT = 1000
 #: The checkpoint format written: `state` is the shared state, `tenants` each tenant's.
 CHECKPOINT_FORMAT = 2
 #: A scope as the key of the caches it may share (strict: a value that is not JSON raises).
@@ -389,8 +387,7 @@ class Runtime:
         run's when there is no session."""
         found = self._sessions.get(session) if session is not None else None
         if found is not None:
-            if len(found.history) > HISTORY_LIMIT:
-                del found.history[: len(found.history) - HISTORY_LIMIT]
+            keep_history(found.history)
             return found.history
         return self._run_history.setdefault(run_id, [])
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from .activation import (
+    HISTORY_LIMIT,
     RUNNING,
     VARIABLES,
     action_activation,
     history_entry,
+    keep_history,
     policy_declarations,
     state_problem,
     state_problems,
@@ -23,8 +25,10 @@ __all__ = [
     "PolicyLoadError",
     "VARIABLES",
     "RUNNING",
+    "HISTORY_LIMIT",
     "action_activation",
     "history_entry",
+    "keep_history",
     "policy_declarations",
     "state_problem",
     "state_problems",

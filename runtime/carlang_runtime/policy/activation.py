@@ -26,8 +26,10 @@ from ..globs import GlobSet, is_glob
 from ..ir import Action, StateDecl, ToolSchema
 
 __all__ = [
+    "HISTORY_LIMIT",
     "VARIABLES",
     "action_activation",
+    "keep_history",
     "parameters_read",
     "policy_declarations",
     "state_problem",
@@ -134,6 +136,21 @@ def history_entry(
         "params": action.parameters if params is None else params,
         "status": status,
     }
+
+
+#: How many entries `history` keeps (a session's actions): the last ones.
+HISTORY_LIMIT: Final = 1000
+
+
+def keep_history(history: list[dict[str, Any]], limit: int = HISTORY_LIMIT) -> None:
+    """Trim `history`, in place, to `limit` entries: the oldest refused ones go first
+    (status "rejected"), then the oldest. A refusal costs its caller nothing (no budget, no
+    tool runs), so were the oldest to go first, calls a policy denies would push a call out
+    of a rule's sight for free (`deny pay when history.exists(h, h.tool == "pay" && ...)`:
+    a thousand denied calls later, a second payment went through)."""
+    while len(history) > limit:
+        refused = next((i for i, e in enumerate(history) if e["status"] == "rejected"), None)
+        del history[refused if refused is not None else 0]
 
 
 def policy_declarations(

@@ -22,14 +22,11 @@ from ..capability import CapabilityCheck
 from ..ir import Action, ActionProposal, ActionType, Compensation, Program
 from ..ir._base import construct
 from ..paramcheck import parameter_defaults, with_defaults
-from ..policy import RUNNING, Decision, PolicyMatch, PolicySet, history_entry
+from ..policy import RUNNING, Decision, PolicyMatch, PolicySet, history_entry, keep_history
 from ..redact import REDACTED
 from .log import RecordedProposal, without_gc
 
 __all__ = ["Verdict", "Change", "Unjudged", "ReplayReport", "Judge", "replay"]
-
-#: What a policy's `history` keeps, as the runtime does.
-HISTORY_LIMIT = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -586,5 +583,4 @@ def _admit(action: Action, decision: str, context: _Context) -> None:
 
 def _remember(context: _Context, entry: dict[str, Any]) -> None:
     context.history.append(entry)
-    if len(context.history) > HISTORY_LIMIT:
-        del context.history[: len(context.history) - HISTORY_LIMIT]
+    keep_history(context.history)

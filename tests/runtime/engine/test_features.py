@@ -210,6 +210,37 @@ def test_history_is_kept_per_session_for_policies_that_read_it() -> None:
     assert outcomes == ["succeeded", "succeeded", "rejected"]
 
 
+def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history() -> None:
+    """`history` keeps the last 1,000 entries; a refused call costs its caller nothing, so
+    refused calls go first: a thousand denied calls do not make a second payment pass a
+    once-per-session rule (they did, as the oldest entries went first)."""
+    from carlang_runtime.policy import HISTORY_LIMIT
+
+    rt = Runtime()
+    rt.register_tool("pay", lambda amount: "paid")
+    rt.register_tool("ping", lambda n: "pong")
+    rt.add_policy(
+        ir.CelPolicy(
+            name="once",
+            tools=["pay"],
+            when='history.exists(h, h.tool == "pay" && h.status != "rejected")',
+        )
+    )
+    rt.add_policy(ir.CelPolicy(name="no_big_ping", tools=["ping"], when="params.n > 10"))
+    session = rt.open_session()
+
+    def status(tool: str, **params: Any) -> str:
+        plan = proposal(call("a", tool, params=params))
+        return statuses(rt.execute(plan, session=session))["a"]
+
+    assert [status("pay", amount=5), status("pay", amount=5)] == ["succeeded", "rejected"]
+    assert {status("ping", n=1000) for _ in range(HISTORY_LIMIT)} == {"rejected"}
+    assert status("pay", amount=5) == "rejected"
+    # allowed calls still push the oldest out: the last 1,000 are what the rule sees
+    assert {status("ping", n=1) for _ in range(HISTORY_LIMIT)} == {"succeeded"}
+    assert status("pay", amount=5) == "succeeded"
+
+
 def test_a_call_no_tool_could_receive_stays_out_of_history() -> None:
     """A call with a missing parameter is rejected before any policy sees it; were it in
     `history`, a rule reading that parameter would fail (closed) on every later call."""
