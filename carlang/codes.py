@@ -55,6 +55,16 @@ COMPILER_CODES: tuple[Code, ...] = (
         "brackets nested more than 128 levels deep (CAR's JSON limit)",
         "carlang",
     ),
+    Code(
+        "CL0107",
+        "invalid-pragma",
+        "syntax",
+        "warning",
+        "a comment that starts like a pragma (`# carlang:`) but is not one carlang reads "
+        "(`# carlang: alow CL0207`, `# carlang: allow CL207`), or that names a code there is "
+        "not or an error: what it was meant to accept is still reported",
+        "carlang",
+    ),
     # names and declarations
     Code(
         "CL0201",

@@ -15,8 +15,12 @@ from typing import Literal
 from .source import Source, Span
 
 #: A `# carlang: allow CL0521, CL0207` pragma: it accepts those warnings on its line (on any
-#: line of the statement it ends, for a statement over several lines).
-ALLOW_PRAGMA = re.compile(r"#\s*carlang:\s*allow\s+(CL\d{4}(?:\s*,\s*CL\d{4})*)")
+#: line of the statement it ends, for a statement over several lines). The codes in any case
+#: (`cl0521` is CL0521), each a whole word (`CL05211` is none).
+ALLOW_PRAGMA = re.compile(r"#\s*carlang:\s*allow\s+((?i:CL)\d{4}\b(?:\s*,\s*(?i:CL)\d{4}\b)*)")
+#: What starts like a pragma (`# carlang:`, `#Carlang :`): one that `ALLOW_PRAGMA` does not
+#: read whole is reported (CL0107), not silently ignored.
+PRAGMA_START = re.compile(r"#\s*carlang\s*:", re.IGNORECASE)
 
 __all__ = ["Severity", "Label", "Diagnostic", "Diagnostics", "CarlangError"]
 

@@ -25,12 +25,18 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from carlang_runtime.suggest import did_you_mean
 
-from .diagnostics import ALLOW_PRAGMA, Diagnostic, Label
+from .diagnostics import ALLOW_PRAGMA, PRAGMA_START, Diagnostic, Label
 from .source import Source, Span
+
+if TYPE_CHECKING:
+    from carlang_runtime.verify.codes import Code
+
+    from . import ast
+    from .parse import ParseResult
 
 __all__ = [
     "PROJECT_FILE",
@@ -43,6 +49,7 @@ __all__ = [
 
 PROJECT_FILE = "carlang.toml"
 STALE_ALLOWANCE = "CL0525"
+INVALID_PRAGMA = "CL0107"
 _KEYS = {"root", "strict", "accept", "capability"}
 T = TypeVar("T")
 
@@ -194,30 +201,126 @@ def _accepted(path: Path, text: str, item: object) -> Accepted:
 class _Pragma:
     source: Source
     line: int
+    #: the code, in capitals
     code: str
+    #: where the code is written
+    span: Span
 
 
 def _pragmas(sources: Iterable[Source]) -> list[_Pragma]:
     found = []
     for source in sources:
-        for number, text in enumerate(source.text.splitlines(), 1):
+        if "carlang" not in source.text:
+            continue
+        # (the lines as `Source` counts them: `splitlines` also splits at \r, \f, ...)
+        for number, text in enumerate(source.text.split("\n"), 1):
             # (several on a line: `fmt` gathers the comments of a joined line, in order)
             for match in ALLOW_PRAGMA.finditer(text):
-                for code in re.split(r"\s*,\s*", match.group(1)):
-                    found.append(_Pragma(source, number, code))
+                line_start = source.offset(number, 1)
+                for code in _PRAGMA_CODE.finditer(match.group(1)):
+                    at = line_start + match.start(1) + code.start()
+                    span = Span(at, at + len(code.group(0)))
+                    found.append(_Pragma(source, number, code.group(0).upper(), span))
     return found
 
 
-def _statement_lines(source: Source) -> dict[int, tuple[int, int]]:
+_PRAGMA_CODE = re.compile(r"(?i:CL)\d{4}")
+_WORD = re.compile(r"\s*(\w*)")
+_CHUNK = re.compile(r"\s*([^\s,]*)")
+_COMMA = re.compile(r"\s*,")
+_SHORT_CODE = re.compile(r"(?i:CL)(\d{1,3})")
+_PRAGMA_FORM = "`# carlang: allow CL0521` (several codes: `# carlang: allow CL0521, CL0207`)"
+
+
+def _pragma_problems(source: Source, comments: Iterable[ast.Comment]) -> list[Diagnostic]:
+    """CL0107 for each comment that starts like a pragma (`# carlang:`) but is not one
+    `ALLOW_PRAGMA` reads whole, or that names a code there is not or an error: a pragma
+    that accepts nothing because of how it is written is not silently ignored."""
+    from .codes import all_codes
+
+    known = {c.code: c for c in all_codes()}
+    found = []
+    for comment in comments:
+        for start in PRAGMA_START.finditer(comment.text):
+            for problem, begin, end, help in _pragma_problem(comment.text, start, known):
+                at = comment.span.start
+                label = Label(source, Span(at + begin, at + end), "")
+                found.append(Diagnostic(INVALID_PRAGMA, "warning", problem, (label,), help))
+    return found
+
+
+def _pragma_problem(
+    text: str, start: re.Match[str], known: dict[str, Code]
+) -> list[tuple[str, int, int, str]]:
+    """What is wrong with the pragma `start` begins in the comment `text`: (message, start,
+    end in `text`, help) for each problem (none for a pragma that is right)."""
+    word = _WORD.match(text, start.end())
+    assert word is not None  # (`\w*` matches the empty text)
+    if word.group(1) != "allow":
+        written = _CHUNK.match(text, start.end())
+        assert written is not None
+        what = f"`{written.group(1)}`" if written.group(1) else "nothing"
+        message = f"pragma not read: `# carlang:` is followed by {what}, not `allow`"
+        return [(message, start.start(), max(word.end(), written.end()), f"write {_PRAGMA_FORM}")]
+    codes: list[tuple[str, int, int]] = []
+    at = word.end()
+    while True:
+        code = _WORD.match(text, at)
+        assert code is not None
+        written = _CHUNK.match(text, at)
+        assert written is not None
+        if not _PRAGMA_CODE.fullmatch(code.group(1)) or (
+            not codes and code.start(1) == word.end()  # (`allowCL0521`)
+        ):
+            after = "`allow`" if not codes else "`,`"
+            if not written.group(1):
+                problem = f"no code after {after}"
+            else:
+                problem = f"`{written.group(1)}` after {after} is not a code (`CL` and four digits)"
+            short = _SHORT_CODE.fullmatch(code.group(1))
+            meant = f"CL{short.group(1).zfill(4)}" if short is not None else ""
+            help = (
+                f"write the code `{meant}`"
+                if meant in known
+                else f"write {_PRAGMA_FORM}; `carlang codes` lists the codes"
+            )
+            if not codes:
+                return [(f"pragma not read: {problem}", start.start(), written.end(), help)]
+            # (the codes before it are read: the pragma accepts them)
+            begin = written.start(1) if written.group(1) else code.start()
+            message = f"{problem}: the pragma reads only the codes before it"
+            return [(message, begin, max(written.end(), begin + 1), help)]
+        codes.append((code.group(1).upper(), code.start(1), code.end(1)))
+        comma = _COMMA.match(text, code.end())
+        if comma is None:
+            break
+        at = comma.end()
+    whole = ALLOW_PRAGMA.match(text, start.start())
+    if whole is None or len(_PRAGMA_CODE.findall(whole.group(1))) != len(codes):
+        message = f"pragma not read: `{start.group(0)}` is not written `# carlang:`"
+        help = "write `carlang` in lowercase, the `:` right after it"
+        return [(message, start.start(), start.end(), help)]
+    problems = []
+    for name, begin, end in codes:
+        entry = known.get(name)
+        if entry is None:
+            message = f"`{name}` is no carlang code: the pragma accepts nothing for it"
+            problems.append((message, begin, end, "`carlang codes` lists the codes"))
+        elif entry.severity == "error":
+            message = f"`{name}` is an error: a pragma accepts warnings, never errors"
+            problems.append((message, begin, end, "fix the error instead"))
+    return problems
+
+
+def _statement_lines(parsed: ParseResult) -> dict[int, tuple[int, int]]:
     """For each line of a statement written over several lines (`carlang.fmt.
     statement_spans`: a declaration, a block's item, a block's head up to its `{`), the
     statement's first and last lines."""
     from .fmt import statement_spans
-    from .parse import parse
 
-    parsed = parse(source)
     if parsed.module is None:
         return {}
+    source = parsed.source
     lines: dict[int, tuple[int, int]] = {}
     for span in statement_spans(source, parsed.module, parsed.comments):
         first = source.line_column(span.start)[0]
@@ -236,11 +339,25 @@ def apply_allowances(
     """(the diagnostics left once the accepted warnings are taken out, one CL0525 warning for
     each pragma or `accept` entry that accepts nothing). Errors are never accepted. An
     `accept` entry is judged only on the `whole_project`: checking some of its files (a
-    pre-commit hook passes the changed ones), the warning it accepts may be in another."""
+    pre-commit hook passes the changed ones), the warning it accepts may be in another.
+    A comment that starts like a pragma but is not one that accepts anything (misspelt, a
+    code there is not) is a CL0107 warning among the diagnostics (with or without --strict:
+    the warnings it was meant to accept are still reported)."""
+    from .parse import parse
+
+    sources = list(sources)
     pragmas = _pragmas(sources)
-    # (only a file with pragmas is read for its statements)
-    with_pragmas = {id(p.source): p.source for p in pragmas}
-    lines = {key: _statement_lines(source) for key, source in with_pragmas.items()}
+    # (only a file that may have pragmas is parsed again: for its comments and statements)
+    parsed = {
+        id(source): parse(source)
+        for source in sources
+        if "carlang" in source.text.lower() and PRAGMA_START.search(source.text) is not None
+    }
+    diagnostics = [
+        *diagnostics,
+        *(d for p in parsed.values() for d in _pragma_problems(p.source, p.comments)),
+    ]
+    lines = {id(p.source): _statement_lines(parsed[id(p.source)]) for p in pragmas}
 
     def on(pragma: _Pragma, name: str, line: int) -> bool:
         """Whether `pragma` is on `line` of the file `name`, or on another line of the
@@ -268,21 +385,27 @@ def apply_allowances(
             used_entries.add(entry)
         else:
             kept.append(diagnostic)
-    stale = [_stale_pragma(p) for p in pragmas if p not in used_pragmas]
+    # (a code there is not, or an error's, is reported as CL0107 already)
+    warnings = _warning_codes()
+    stale = [_stale_pragma(p) for p in pragmas if p not in used_pragmas and p.code in warnings]
     if whole_project:
         stale += [_stale_entry(a, project) for a in project.accept if a not in used_entries]
     return kept, stale
 
 
+def _warning_codes() -> set[str]:
+    from .codes import all_codes
+
+    return {c.code for c in all_codes() if c.severity != "error"}
+
+
 def _stale_pragma(pragma: _Pragma) -> Diagnostic:
-    start = pragma.source.offset(pragma.line, 1)
-    end = start + len(pragma.source.line_text(pragma.line))
     return Diagnostic(
         STALE_ALLOWANCE,
         "warning",
         f"`# carlang: allow {pragma.code}` accepts nothing: no {pragma.code} on this line"
         " or the rest of its statement",
-        (Label(pragma.source, Span(start, end), "nothing to allow here"),),
+        (Label(pragma.source, pragma.span, "nothing to allow here"),),
         help="remove the pragma, or move it to the line the warning points at",
     )
 

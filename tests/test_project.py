@@ -10,6 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from carlang.cli import app
+from carlang.diagnostics import Diagnostic
 from carlang.project import find_project
 from tests.conftest import ROOT
 
@@ -131,7 +132,7 @@ def test_a_pragma_accepts_the_warning_on_its_line_and_strict_reports_stale_ones(
     )
     code, out = check(str(main), "--strict")
     assert code == 1
-    assert "main.car:6:1: warning[CL0525]: `# carlang: allow CL0521` accepts nothing" in out
+    assert "main.car:6:18: warning[CL0525]: `# carlang: allow CL0521` accepts nothing" in out
     assert check(str(main))[0] == 0  # without --strict a stale pragma does not fail
 
 
@@ -191,8 +192,66 @@ def test_a_pragma_does_not_reach_past_its_statement(tmp_path: Path) -> None:
     code, out = check(str(main), "--strict")
     assert "main.car:4:3: warning[CL0521]" in out
     assert "main.car:7:" in out and "main.car:8:" in out  # each accepts nothing
-    assert "main.car:12:1: warning[CL0525]: `# carlang: allow CL0521`" in out
+    assert "main.car:12:21: warning[CL0525]: `# carlang: allow CL0521`" in out
     assert "CL0207" not in out.replace("allow CL0207", "")  # `spare`'s is accepted
+
+
+def _allowed(tmp_path: Path, text: str) -> tuple[list[str], list[str]]:
+    """`check`'s findings for `text` once its pragmas are applied, as `line:column code
+    message`: (those always reported, those --strict adds)."""
+    from carlang.compiler import compile_file
+    from carlang.project import Project, apply_allowances
+
+    result = compile_file(tmp_path / "t.car", tmp_path, text=text)
+    kept, stale = apply_allowances(
+        result.diagnostics.items, [f.source for f in result.loaded.files], Project(tmp_path)
+    )
+
+    def shown(found: list[Diagnostic]) -> list[str]:
+        return [f"{d.location()[1]}:{d.location()[2]} {d.code} {d.message}" for d in found]
+
+    return shown(kept), shown(stale)
+
+
+def test_a_pragma_code_may_be_written_in_lowercase(tmp_path: Path) -> None:
+    kept, stale = _allowed(tmp_path, "tool t()  # carlang: allow cl0207\n")
+    assert (kept, stale) == ([], [])
+
+
+@pytest.mark.parametrize(
+    ("pragma", "column", "message"),
+    [
+        ("# carlang: allow CL207", 11, "pragma not read: `CL207` after `allow` is not a code"),
+        ("# carlang: alow CL0207", 11, "`# carlang:` is followed by `alow`, not `allow`"),
+        ("# carlang:", 11, "`# carlang:` is followed by nothing, not `allow`"),
+        ("# Carlang: allow CL0207", 11, "`# Carlang:` is not written `# carlang:`"),
+        ("# carlang: allow CL02071", 11, "`CL02071` after `allow` is not a code"),
+        ("# carlang: allow CL0999", 28, "`CL0999` is no carlang code"),
+        ("# carlang: allow CL0201", 28, "`CL0201` is an error: a pragma accepts warnings"),
+        ("# carlang: allow CL0207, CL0999", 36, "`CL0999` is no carlang code"),
+    ],
+)
+def test_a_pragma_that_is_not_read_or_names_no_warning_is_reported_where_it_is(
+    tmp_path: Path, pragma: str, column: int, message: str
+) -> None:
+    """Not silently ignored, and not only with --strict (the warning it was meant to accept
+    is reported then): a CL0107 at the pragma (or at its code) saying what is wrong; its
+    codes that are no warnings' are not also called stale (CL0525)."""
+    kept, stale = _allowed(tmp_path, f"tool t()  {pragma}\n")
+    [problem] = [k for k in kept if " CL0107 " in k]
+    assert problem.startswith(f"1:{column} CL0107 ") and message in problem, problem
+    assert ("1:6 CL0207 tool `t` is never used" in kept) == ("CL0207," not in pragma)
+    assert stale == []
+
+
+def test_the_help_of_a_short_code_in_a_pragma_writes_it_in_full(tmp_path: Path) -> None:
+    main = tmp_path / "main.car"
+    main.write_text('tool t()  # carlang: allow CL207\ntool u() { description "# carlang: x" }\n')
+    code, out = check(str(main))
+    assert code == 0, out  # a warning, with or without --strict
+    assert "main.car:1:11: warning[CL0107]" in out and "help: write the code `CL0207`" in out
+    assert out.count("CL0107") == 1  # not in the string
+    assert check(str(main), "--strict")[0] == 1
 
 
 def test_carlang_toml_accepts_warnings_by_code_and_glob_and_sets_strict(tmp_path: Path) -> None:
