@@ -410,6 +410,34 @@ def test_a_policy_reading_a_redacted_parameter_is_flagged_not_silently_judged(
     assert not any("reads parameter" in note for note in report["not_reconstructed"])
 
 
+def test_a_keyword_rule_that_fired_is_no_change_when_replayed_on_its_own_log(
+    tmp_path: Path,
+) -> None:
+    """The log redacts what a keyword rule caught, so the replayed rule sees `[REDACTED]`
+    and no keyword: replaying the program on its own log reported `deny -> allow` and failed
+    the gate. A changed decision made on a redacted parameter is not counted as a change."""
+    tools = tmp_path / "echo_tools.py"
+    tools.write_text("TOOLS = {'echo': lambda text: text}\n")
+    program = tmp_path / "p.car"
+    program.write_text(
+        'tool echo(text: string) -> string\ndeny_keyword ["DROP TABLE"]\n'
+        'proposal p { a = echo(text: "x DROP TABLE y") }\n'
+    )
+    log = tmp_path / "run.jsonl"
+    cli("run", str(program), "--tools", f"{tools}:TOOLS", "--events", str(log), "--force")
+    assert "DROP TABLE" not in log.read_text()
+    code, _, report = changes(log, program)
+    assert code == 0 and report["changes"] == 0 and report["unchanged"] == 0, report
+    notes = report["not_reconstructed"]
+    assert (
+        notes[
+            "decisions deny -> allow not counted as changes: a policy read a parameter the log"
+            " redacted"
+        ]
+        == 1
+    ), notes
+
+
 def test_calls_refused_before_any_policy_are_counted_not_judged(tmp_path: Path) -> None:
     """The assistant loop and the MCP proxy refuse a call once the session's budget is
     spent, before any policy sees it: replay cannot re-decide that (the budget is the

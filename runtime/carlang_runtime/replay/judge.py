@@ -401,12 +401,19 @@ def _replay(
             if not judged:
                 continue
             report.actions += 1
-            if run.redacted:
-                _note_redacted_reads(report, action, candidate, baseline)
+            on_redacted = run.redacted and _note_redacted_reads(report, action, candidate, baseline)
             for policy in candidate.shadow(action, proposal, context):
                 report.shadow[(policy, action.tool or "")] += 1
             if after.decision == before.decision:
                 report.unchanged += 1
+                continue
+            if on_redacted:
+                # judged on `[REDACTED]`, not the value the recorded run judged: no change
+                # can be told (a keyword rule that fired on the value now sees no keyword)
+                report.notes[
+                    f"decisions {before.decision} -> {after.decision} not counted as changes: a"
+                    f" policy read a parameter the log redacted"
+                ] += 1
                 continue
             category = f"{before.decision} -> {after.decision}"
             if shown[category] < examples:
@@ -439,9 +446,9 @@ def _replay(
 
 def _note_redacted_reads(
     report: ReplayReport, action: Action, candidate: Judge, baseline: Judge | None
-) -> None:
+) -> bool:
     """Count the decisions a policy made on a parameter the log redacted: replay cannot know
-    what the policy would have decided on the real value."""
+    what the policy would have decided on the real value. Whether there was any."""
     found = set(candidate.redacted_reads(action))
     if baseline is not None:
         found.update(baseline.redacted_reads(action))
@@ -450,6 +457,7 @@ def _note_redacted_reads(
             f"decisions where policy `{policy}` reads parameter `{name}`, which the log "
             f"redacted (judged on {REDACTED}, not its value)"
         ] += 1
+    return bool(found)
 
 
 def _holds_redacted(value: Any) -> bool:
