@@ -320,7 +320,8 @@ COMPILER_CODES: tuple[Code, ...] = (
         "policies",
         "warning",
         "a condition, or an operand of && or ||, that is always true or always false (an "
-        "error when it always fails)",
+        "error when it always fails); an error too for any part of a condition that reads no "
+        'variable and always fails (`now > timestamp("2026-12-32T00:00:00Z")`)',
         "carlang",
     ),
     Code(

@@ -675,6 +675,51 @@ class _Checker:
         for node in n.walk(tree):
             if isinstance(node, (n.And, n.Or)):
                 self.constant_operands(node)
+        self.constant_failures(tree)
+
+    def constant_failures(self, tree: n.Expr) -> None:
+        """Report each part of the condition that reads no variable and whose evaluation
+        fails (`now > timestamp("2026-12-32T00:00:00Z")`, `params.n > int("abc")`): the
+        condition fails whenever it evaluates it. At the smallest such part."""
+        readers = _variable_readers(tree, self.variables)
+        stack = [tree]
+        while stack:
+            current = stack.pop()
+            if isinstance(current, n.Literal):
+                continue
+            if id(current) in readers:
+                stack.extend(n.children(current))
+                continue
+            value = self.constant(current, readers)
+            if isinstance(value, CelEvalError):
+                self.constant_failure(current, value, readers)
+            # (one that succeeds: a part of it that would fail is never evaluated)
+
+    def constant_failure(self, node: n.Expr, error: CelEvalError, readers: set[int]) -> None:
+        """Report `node`, which always fails with `error`, at its smallest part that does
+        (`int("z")` in `[1, 2].exists(y, y > int("z"))`)."""
+        stack = list(reversed(n.children(node)))
+        while stack:
+            current = stack.pop()
+            if isinstance(current, n.Literal):
+                continue
+            if id(current) in readers:  # (`y > int("z")`: `y` is the macro's)
+                stack.extend(reversed(n.children(current)))
+                continue
+            value = self.constant(current, readers)
+            if isinstance(value, CelEvalError):
+                self.constant_failure(current, value, readers)
+                return
+        text = self.text(node)
+        # (a function's error starts with its call: `int("abc"): the string is not ...`)
+        message = error.message.removeprefix(f"{text}: ")
+        self.report(
+            "error",
+            "constant",
+            node,
+            f"`{text}` always fails: {message}",
+            "it reads no variable: it fails each time it is evaluated, and the condition with it",
+        )
 
     def constant_operands(self, node: n.And | n.Or) -> None:
         deciding = isinstance(node, n.Or)
@@ -700,11 +745,12 @@ class _Checker:
                     f"`{self.text(operand)}` is always {shown} and changes nothing",
                 )
 
-    def constant(self, node: n.Expr) -> Any:
-        """The value of `node` if it reads no variable, else `_VARIES`."""
+    def constant(self, node: n.Expr, readers: set[int] | None = None) -> Any:
+        """The value of `node` if it reads no variable, else `_VARIES` (`readers`: the nodes
+        that read one, when known: `_variable_readers`)."""
         if isinstance(node, n.Literal):
             return node.value
-        if _reads_variables(node, self.variables):
+        if id(node) in readers if readers is not None else _reads_variables(node, self.variables):
             return _VARIES
         from .program import Limits, compile
 
@@ -721,6 +767,29 @@ class _Varies:
 
 
 _VARIES: Final = _Varies()
+
+
+def _variable_readers(tree: n.Expr, variables: Mapping[str, Any]) -> set[int]:
+    """The ids of the nodes under `tree` (itself included) that read a variable: an
+    identifier that is a variable or no type name (`int`), and is not a variable a macro
+    around it binds. In one pass, from the leaves up."""
+    free: dict[int, frozenset[str]] = {}
+    readers: set[int] = set()
+    for node in reversed(list(n.walk(tree))):  # (children before their parents)
+        if isinstance(node, n.Ident):
+            names = (
+                frozenset((node.name,))
+                if node.name in variables or node.name not in TYPE_NAMES
+                else frozenset()
+            )
+        else:
+            names = frozenset().union(*(free[id(child)] for child in n.children(node)))
+            if isinstance(node, n.Macro) and names:
+                names -= {node.var, node.var2}
+        free[id(node)] = names
+        if names:
+            readers.add(id(node))
+    return readers
 
 
 def _reads_variables(node: n.Expr, variables: Mapping[str, Any]) -> bool:

@@ -147,6 +147,40 @@ def test_constant_conditions() -> None:
     assert findings("true") == []  # written on purpose
 
 
+@pytest.mark.parametrize(
+    ("text", "failing", "why"),
+    [
+        ('now > timestamp("2026-12-32T00:00:00Z")', 'timestamp("2026-12-32T00:00:00Z")', "day"),
+        ('params.port > int("abc")', 'int("abc")', "not an integer"),
+        ('params.port > int("abc") + 1', 'int("abc")', "not an integer"),  # the smallest part
+        ("params.port > 1 && 1 / 0 == 1", "1 / 0", "division by zero"),
+        ('[1, 2].exists(y, y > int("z")) || params.port > 1', 'int("z")', "not an integer"),
+        ('now - duration("1x") > timestamp("2024-01-01T00:00:00Z")', 'duration("1x")', "not a"),
+    ],
+)
+def test_a_constant_part_that_always_fails_is_an_error_where_it_is(
+    text: str, failing: str, why: str
+) -> None:
+    """Not only a whole condition or an operand of && or ||: any part that reads no variable
+    and fails fails the condition each time it is evaluated (a policy then fails closed on
+    every call), reported at the literal call (the whole condition does vary)."""
+    assert findings(text) == [("constant", failing)]
+    [message] = messages(text)
+    assert message.startswith(f"error: `{failing}` always fails: ") and why in message
+
+
+def test_a_constant_part_that_succeeds_or_is_never_evaluated_is_no_error() -> None:
+    assert findings('now > timestamp("2026-12-31T00:00:00Z") + duration("1h")') == []
+    # `true ? 1 : ...` never evaluates its other branch (its own warning: always true)
+    assert findings('params.port > 1 && (true ? 1 : int("q")) == 1') == [
+        ("constant", '(true ? 1 : int("q")) == 1')
+    ]
+    # a macro's variable is a variable inside it: `10 / y` is not constant
+    assert findings("[1, 2].all(y, 10 / y > 1) || params.port > 1") == [
+        ("constant", "[1, 2].all(y, 10 / y > 1)")
+    ]
+
+
 def test_fields_only_some_targets_have() -> None:
     both = [FETCH, DEPLOY]
     assert findings("params.env == 'prod'", both) == [("partial-field", "params.env")]
