@@ -29,9 +29,9 @@ from operator import eq
 from typing import Any, overload
 
 from .columns import STATE_WRITE, Columns
-from .ir import Action
+from .ir import Action, FailureBehavior
 
-__all__ = ["Dag", "Parents", "build_dag"]
+__all__ = ["Dag", "Parents", "build_dag", "runs_in_order"]
 
 _NO_DEPS: list[int] = []  # shared by every action without dependencies; never mutated
 
@@ -393,3 +393,16 @@ def _finish(cols: Columns, dag: Dag, writer: dict[str, int]) -> Dag:
         assert levels is not None, "the condensation of a graph is acyclic"
     dag.levels = levels
     return dag
+
+
+def runs_in_order(actions: Sequence[Action], level: Sequence[int], judges_state: bool) -> bool:
+    """Whether the actions of `level` run one after the other (each ends before the next is
+    decided) rather than alongside each other: a single action; a level holding an `abort`
+    action (a failure must stop what comes after it); and, when a policy's verdict depends on
+    the state (`judges_state`), a level whose actions declare state writes, so that each is
+    judged with the writes of the ones before it (run alongside, the second of two payments
+    was judged before the first's `effects { paid = true }` were written, and passed `deny
+    pay when state.paid`). The runtime and the static verdicts of `check` decide it here."""
+    if len(level) == 1 or any(actions[i].failure_behavior is FailureBehavior.ABORT for i in level):
+        return True
+    return judges_state and any(actions[i].written_keys() for i in level)

@@ -122,3 +122,27 @@ def test_carlang_check_reports_unordered_payments(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert result.output.count("error[CL0520]: this action will be denied by once") == 2
     assert "h.car:6:3" in result.output and "h.car:7:3" in result.output
+
+
+PAID = ir.CelPolicy(
+    name="paid", tools=["pay"], when='"paid" in state && state.paid == true', message="paid"
+)
+
+
+def _payment(id: str, fb: str, effects: dict[str, Any] | None = None) -> ir.Action:
+    action = _call(id, "pay", fb, amount=100)
+    return action.model_copy(update={"expected_effects": effects or {}})
+
+
+def test_a_state_rule_sees_the_writes_of_the_actions_before_it_in_a_level() -> None:
+    """Two payments in one level, the first declaring `paid = true`: run alongside each other
+    (`on_failure skip`), the second was judged before the first wrote, and paid twice. A level
+    whose actions write while a policy reads the state runs in order; `check` predicts the
+    same, in order (`abort`) as alongside (it predicted neither)."""
+    for fb in ("skip", "abort"):
+        plan = _plan(_payment("p1", fb, {"paid": True}), _payment("p2", fb))
+        assert _ran([PAID], plan) == ["p2"], fb
+        assert _denied([PAID], plan) == [("p2", "paid", False)], fb  # (state: predicted)
+    # nothing written in the level: it runs alongside, each seeing the state it starts from
+    plan = _plan(_payment("p1", "skip"), _payment("p2", "skip"))
+    assert _ran([PAID], plan) == [] and _denied([PAID], plan) == []

@@ -1,7 +1,8 @@
 """One run of one proposal: levels of the DAG, the per-action pipeline, abort and rollback.
 
 Per level, actions run concurrently, except that a level holding an `abort` action (or a
-single action) runs in order. Actions that run concurrently are still *admitted* one after
+single action, or declared state writes while a policy reads the state: `dag.runs_in_order`)
+runs in order. Actions that run concurrently are still *admitted* one after
 the other, in proposal order: each is decided (budget, capability, validation, policies) with
 what the ones before it took. A tool call's place in a `max_tool_calls` budget is reserved
 when it is admitted (and given back when it ends without a call), and an admitted action is in
@@ -42,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from ..capability import touched_keys
-from ..dag import build_dag
+from ..dag import build_dag, runs_in_order
 from ..decisionlog.schema import DECISION_VERSION, policy_entry
 from ..errors import CarlangRuntimeError
 from ..ir import (
@@ -214,6 +215,8 @@ class ProposalRun:
             if any(p.reads("history") for p in self.policies)
             else None
         )
+        # Whether a level whose actions declare state writes runs in order (`runs_in_order`).
+        self.judges_state = any(p.judges_state() for p in self.policies)
         # The `history` entries of admitted actions that have not ended (status "running").
         self.running: dict[int, dict[str, Any]] = {}
         self.unknown_session = session is not None and not runtime.has_session(session)
@@ -352,9 +355,7 @@ class ProposalRun:
         return exc if isinstance(exc, asyncio.CancelledError) else _Interrupted()
 
     async def run_level(self, level: list[int], count_problem: str | None) -> None:
-        actions = self.actions
-        sequential = len(level) == 1 or any(actions[i].failure_behavior is _ABORT for i in level)
-        if sequential:
+        if runs_in_order(self.actions, level, self.judges_state):
             try:
                 for index in level:
                     try:

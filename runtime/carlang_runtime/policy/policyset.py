@@ -223,6 +223,15 @@ class PolicySet:
             for rule in self._rules
         )
 
+    def judges_state(self) -> bool:
+        """Whether some policy's verdict depends on the state (a condition that reads
+        `state`, `require_state`), shadow policies' included."""
+        if self.shadow is not None and self.shadow.judges_state():
+            return True
+        return self.reads("state") or any(
+            not isinstance(rule, _CelRule) and "state" in rule[1].reads for rule in self._rules
+        )
+
     def depends_on_time(self) -> bool:
         """Whether deciding the same action, parameters, state and scope again can turn out
         differently: a condition that reads `now` or `history`, one that can stop on the

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ..columns import Columns
-from ..dag import Dag, build_dag
-from ..ir import ActionProposal, FailureBehavior, PolicyEffect
+from ..dag import Dag, build_dag, runs_in_order
+from ..ir import ActionProposal, PolicyEffect
 from ..verify.state import apply_effects
 from .activation import RUNNING, history_entry
 from .policyset import PolicySet
@@ -123,7 +123,8 @@ def _walk(
     if dag is None:
         dag = build_dag(cols)
     judging = stop is None or bool(sets)
-    reads_state = stop is not None or any(s.reads("state") for s in sets)
+    judges_state = any(s.judges_state() for s in sets)
+    reads_state = stop is not None or judges_state
     reads_history = stop is not None or any(s.reads("history") for s in sets)
     before = _ancestors(dag) if reads_history else None
     # The runtime's history: every action admitted so far, in admission order.
@@ -131,17 +132,18 @@ def _walk(
     actions = proposal.actions
     current = dict(state or {})
     for level in dag.levels:
-        # A level holding an `abort` action runs in order: each ends before the next starts.
-        in_order = len(level) == 1 or any(
-            actions[i].failure_behavior is FailureBehavior.ABORT for i in level
-        )
+        # Some levels run in order: each action ends (and writes) before the next is judged.
+        in_order = runs_in_order(actions, level, judges_state)
         running: list[dict[str, Any]] = []
         for index in level:
-            # Actions of one level run side by side: each sees the state the level starts from.
+            # Actions of one level that run side by side see the state the level starts from;
+            # in order, each sees the writes of the ones before it (taken to have succeeded).
             history = _history(proposal, before[index]) if before is not None else []
             start = len(out)
             if judging:
                 _judge(sets, proposal, index, current, history, out)
+            if in_order and reads_state and index != stop:
+                apply_effects(cols, index, current)
             if before is None:
                 if index == stop:
                     return current, history
@@ -160,7 +162,7 @@ def _walk(
                 running.append(entry)
         for entry in running:  # the level is done: taken to have succeeded
             entry["status"] = "succeeded"
-        if reads_state:
+        if reads_state and not in_order:
             for index in level:
                 apply_effects(cols, index, current)
     return None
