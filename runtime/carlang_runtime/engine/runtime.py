@@ -172,6 +172,8 @@ class Runtime:
         self._budget: Budget | None = None
         self._capabilities: dict[str, CapabilityCheck] = {}
         self._budgets: dict[str, Budget] = {}
+        #: The capability and budget every proposal runs under, whatever it names (`pin`).
+        self._pinned: dict[str, str] = {}
         self._sessions: dict[str, _Session] = {}
         self._run_history: dict[str, list[dict[str, Any]]] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -188,10 +190,19 @@ class Runtime:
     # -- building --------------------------------------------------------------------------
 
     @classmethod
-    def from_program(cls, program: Any, **options: Any) -> Runtime:
+    def from_program(
+        cls,
+        program: Any,
+        *,
+        capability: str | None = None,
+        budget: str | None = None,
+        **options: Any,
+    ) -> Runtime:
         """A runtime for a compiled program: its tools declared (schemas, no implementations
         yet, except MCP-bound tools: their servers), its initial state, capabilities, budgets
-        and policies."""
+        and policies. `capability`, `budget`: names of the program's, which every proposal then
+        runs under (`pin`): what a host running a model's proposals gives, since a proposal
+        names its own otherwise."""
         from ..ir import Program
 
         if not isinstance(program, Program):
@@ -210,7 +221,24 @@ class Runtime:
             attach_mcp_servers(runtime, program)
         runtime.redact(program.redactions)
         runtime.program_hash = content_hash(program)
+        if capability is not None or budget is not None:
+            runtime.pin(capability=capability, budget=budget)
         return runtime
+
+    def pin(self, *, capability: str | None = None, budget: str | None = None) -> None:
+        """Run every proposal under `capability` and `budget` (names this runtime has, from
+        its program): one that names none runs under them, one that names another is refused
+        (`CarlangRuntimeError`). A proposal an agent writes may name a capability, and without
+        a pin the runtime honours it: an agent would choose its own rights."""
+        for kind, name, known in (
+            ("capability", capability, self._capabilities),
+            ("budget", budget, self._budgets),
+        ):
+            if name is None:
+                continue
+            if name not in known:
+                raise CarlangRuntimeError(f"no {kind} '{name}' to pin (known: {sorted(known)})")
+            self._pinned[kind] = name
 
     @property
     def logs_decisions(self) -> bool:
@@ -367,12 +395,14 @@ class Runtime:
     # -- what runs read --------------------------------------------------------------------
 
     def capability_for(self, proposal: ActionProposal) -> CapabilityCheck | None:
-        """The capability a proposal runs under: the one it names, else the default."""
-        return _named(proposal, "capability", self._capabilities, self._capability)
+        """The capability a proposal runs under: the pinned one (`pin`), else the one it
+        names, else the default."""
+        return _named(proposal, "capability", self._capabilities, self._capability, self._pinned)
 
     def budget_for(self, proposal: ActionProposal) -> Budget | None:
-        """The budget a proposal runs under: the one it names, else the default."""
-        return _named(proposal, "budget", self._budgets, self._budget)
+        """The budget a proposal runs under: the pinned one (`pin`), else the one it names,
+        else the default."""
+        return _named(proposal, "budget", self._budgets, self._budget, self._pinned)
 
     def policy_sets(self, session: str | None) -> list[PolicySet]:
         """The policy sets that decide an action: the global one and the session's."""
@@ -1210,10 +1240,23 @@ _NO_APPROVAL_GATE: Final = DenyApprovals(
 
 
 def _named(
-    proposal: ActionProposal, kind: str, known: Mapping[str, T], default: T | None
+    proposal: ActionProposal,
+    kind: str,
+    known: Mapping[str, T],
+    default: T | None,
+    pinned: Mapping[str, str],
 ) -> T | None:
-    """The capability or budget (`kind`) a proposal names, else the default."""
+    """The capability or budget (`kind`) a proposal runs under: the pinned one (refusing a
+    proposal that names another), else the one it names, else the default."""
     name = getattr(proposal, kind)
+    pin = pinned.get(kind)
+    if pin is not None:
+        if name is not None and name != pin:
+            raise CarlangRuntimeError(
+                f"proposal {proposal.id} names {kind} '{name}', but this runtime runs every"
+                f" proposal under {kind} '{pin}': a proposal does not choose its own"
+            )
+        return known[pin]
     if name is None:
         return default
     found = known.get(name)

@@ -665,6 +665,36 @@ def test_gate_decides_under_the_capability_named_as_execute_does() -> None:
         rt.gate(shell, capability="nope")
 
 
+def test_a_pinned_capability_is_every_proposals_whatever_it_names() -> None:
+    """A proposal an agent writes may name a capability (`"capability": "admin"`), which the
+    runtime honoured: the agent chose its own rights. `from_program(capability=...)` pins
+    one: a proposal naming none runs under it, one naming another is refused."""
+    program = ir.Program(
+        tools=[ir.ToolSchema(name="shell", parameters={"type": "object"})],
+        capabilities=[
+            ir.Capability(name="agent", denied_tools=["shell"]),
+            ir.Capability(name="admin", allowed_tools=["shell"]),
+        ],
+        budgets=[ir.Budget(name="small", max_tool_calls=1)],
+    )
+    rt = Runtime.from_program(program, capability="agent", budget="small")
+    rt.register_tool("shell", lambda cmd: "RAN " + cmd)
+    shell = call("c1", "shell", params={"cmd": "ls"})
+    plain = rt.execute(proposal(shell, id="turn")).results[0]
+    assert (plain.status.value, plain.error) == (
+        "rejected",
+        "tool 'shell' is denied by capability 'agent'",
+    )
+    assert rt.execute(proposal(shell, capability="agent")).results[0].status.value == "rejected"
+    with pytest.raises(CarlangRuntimeError, match="names capability 'admin', but this runtime"):
+        rt.execute(proposal(shell, capability="admin"))
+    with pytest.raises(CarlangRuntimeError, match="no capability 'root' to pin"):
+        Runtime.from_program(program, capability="root")
+    unpinned = Runtime.from_program(program)  # (a proposal's own choice, without a pin)
+    unpinned.register_tool("shell", lambda cmd: "RAN " + cmd)
+    assert unpinned.execute(proposal(shell, capability="admin")).all_succeeded()
+
+
 def test_format_tool_result_caps_on_a_character_boundary() -> None:
     rt = fetching_runtime()
     result = rt.execute(proposal(call("a", "fetch", params={"url": "é" * 50})))
