@@ -205,3 +205,52 @@ def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(project: P
     )
     assert listed.returncode == 2 and "file is not a database" in listed.stderr
     assert "SELECT" not in listed.stderr  # SQLAlchemy's statement says nothing to the user
+
+
+SECRET_PROGRAM = """\
+tool pay(amount: int, token: string secret) -> string
+proposal p {
+  a = pay(amount: 100, token: "tok_supersecret_123")
+}
+"""
+SECRET_TOOLS = """\
+def pay(amount, token):
+    return f"paid {amount} with token {token}"
+TOOLS = {"pay": pay}
+"""
+
+
+def test_a_tools_output_is_recorded_in_the_runs_database_without_its_secrets(
+    tmp_path: Path,
+) -> None:
+    """DBOS records each step's output in the runs database (pickled): a tool that echoed a
+    secret parameter had it there in clear, though every log and the result redact it."""
+    project = write_project(tmp_path, SECRET_PROGRAM, SECRET_TOOLS)
+    done = carlang(
+        "run",
+        "p.car",
+        "--tools",
+        "tools.py:TOOLS",
+        "--format",
+        "json",
+        "--backend",
+        "dbos",
+        "--database",
+        sqlite_url(project),
+        cwd=project,
+    )
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    assert json.loads(done.stdout)["result"]["results"][0]["output"] == (
+        "paid 100 with token [REDACTED]"
+    )
+    from dbos import DBOSClient
+
+    client = DBOSClient(system_database_url=sqlite_url(project))
+    try:
+        steps = client.list_workflow_steps(run_id)
+    finally:
+        client.destroy()
+    recorded = [step for step in steps if step["function_name"] == "call a"]
+    assert recorded and "tok_supersecret_123" not in repr(recorded), recorded
+    assert "paid 100 with token [REDACTED]" in repr(recorded)

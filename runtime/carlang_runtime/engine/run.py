@@ -726,11 +726,19 @@ class ProposalRun:
         started = time.perf_counter()
         outcome = await self.call_tool(action, False)
         writes = {k: v for k, v in outcome.writes.items() if v is not MISSING}
+        output, error = outcome.output, outcome.error
+        scrub = self.scrub
+        if scrub is not None:
+            # Recorded in the runs database: kept out of it as out of every log (the result
+            # is made of the same redacted output: `conclude`). The state's writes are kept
+            # as they are, as the state keeps them.
+            output = scrub.output(output)
+            error = scrub.text(error) if error is not None else None
         return {
             "duration_ms": (time.perf_counter() - started) * 1000.0,
             "ok": outcome.ok,
-            "output": outcome.output,
-            "error": outcome.error,
+            "output": output,
+            "error": error,
             "writes": writes,
             "deleted": [k for k, v in outcome.writes.items() if v is MISSING],
             "tool_call": outcome.tool_call,
