@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import CarlangRuntimeError
-from ..ir import ActionProposal, ActionResult, ActionStatus, CompensationResult
+from ..ir import ActionProposal, ActionResult, ActionStatus, ActionType, CompensationResult
 from .events import EventKind, format_time
 from .journal import EventStore, StoredEvent
 from .state import MISSING
@@ -28,6 +28,11 @@ _COMPENSATION_STATUS = {
     EventKind.COMPENSATION_FAILED.value: ActionStatus.FAILED,
     EventKind.COMPENSATION_REJECTED.value: ActionStatus.REJECTED,
 }
+
+#: A compensation that ended so made its call.
+_COMPENSATION_CALLED = frozenset(
+    {EventKind.COMPENSATION_SUCCEEDED.value, EventKind.COMPENSATION_FAILED.value}
+)
 
 _STATUS_OF_KIND = {
     EventKind.ACTION_SUCCEEDED.value: ActionStatus.SUCCEEDED,
@@ -61,6 +66,9 @@ class JournaledRun:
     compensations: dict[str, CompensationResult] = field(default_factory=dict)
     #: Whether the journal's proposal had secret values replaced (resume needs it again).
     redacted: bool = False
+    #: The tool calls the run made (succeeded calls not answered from a cache, and undo
+    #: steps): a resumed run's `max_tool_calls` budget counts them.
+    tool_calls: int = 0
     finished: bool = False
     status: str | None = None
 
@@ -111,10 +119,17 @@ def read_run(store: EventStore, run_id: str) -> JournaledRun:
         initial_state=dict(snapshot.data["state"]),
         redacted=bool(last.data.get("redacted")),
     )
+    calls = {a.id for a in proposal.actions if a.type is ActionType.TOOL_CALL}
     for event in events[first:]:
         if event.proposal_id != proposal.id:
             continue
         _read_event(run, event)
+        if event.kind in _COMPENSATION_CALLED or (
+            event.kind == EventKind.ACTION_SUCCEEDED.value
+            and event.action_id in calls
+            and not event.data.get("cached")
+        ):
+            run.tool_calls += 1
     completed = [e for e in events if e.kind == EventKind.RUN_COMPLETED.value]
     if completed:
         run.finished = True

@@ -143,6 +143,15 @@ class _Interrupted(Exception):
     task's `KeyboardInterrupt` escape the event loop at once, before the run could clean up)."""
 
 
+def _never_started(result: ActionResult) -> bool:
+    """Whether an action that ended so was over before it started (`settled`): skipped for
+    an abort, a spent budget, or an `after` predecessor that did not succeed."""
+    error = result.error or ""
+    return result.status is _SKIPPED and (
+        error in (SKIPPED_ABORT, BUDGET_EXCEEDED) or error.startswith(AFTER_PREFIX)
+    )
+
+
 @dataclass
 class Resumption:
     """What a journal says of a run being resumed: the results of the actions that finished
@@ -155,6 +164,8 @@ class Resumption:
     abort: str | None = None
     compensations: Mapping[str, CompensationResult] = field(default_factory=dict)
     succeeded: Sequence[str] = ()
+    #: The tool calls it made (a budget's `max_tool_calls` counts them).
+    tool_calls: int = 0
 
 
 class ProposalRun:
@@ -223,8 +234,11 @@ class ProposalRun:
         # Whose cached outputs this run may share: its callers' of the same scope (None: none).
         self.cache_scope = runtime.cache_scope(scope)
         resumed = resumed or Resumption()
-        # Actions a resumed run already finished: their results stand, they do not run again.
+        # Actions a resumed run already finished: their results stand, they do not run again;
+        # the calls they made and their places in a budget count (`settled`), so a run killed
+        # and resumed does not start its budget again.
         self.done = dict(resumed.results)
+        self.tool_calls = resumed.tool_calls
         # A resumed run's journaled writes, replayed into this run's writes (an abort undoes them).
         self.replay = resumed.writes
         # An abort the journal shows under way: the resumed run finishes it, nothing more runs.
@@ -531,6 +545,8 @@ class ProposalRun:
             self.results[index] = done
             if done.status is _SUCCEEDED and done.duration_ms:
                 self.duration_ms += done.duration_ms
+            if not _never_started(done):
+                self.started_actions += 1
             return True
         if action.depends_on:
             unmet = self.unmet_dependency(action)

@@ -1005,6 +1005,7 @@ class Runtime:
             abort=ROLLED_BACK_ON_RESUME if rollback else run.abort,
             compensations=run.compensations,
             succeeded=run.succeeded,
+            tool_calls=run.tool_calls,
         )
         return await self._execute(
             original,

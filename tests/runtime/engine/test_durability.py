@@ -550,6 +550,53 @@ def test_a_run_another_live_process_runs_is_not_resumed(tmp_path: Path) -> None:
     assert os.getpid() != other.pid
 
 
+def test_a_budget_counts_what_the_run_did_before_it_was_resumed(tmp_path: Path) -> None:
+    """A resumed run started its budget again: killed after two of its three calls allowed
+    (`max_tool_calls 3`), it made three more once resumed. The calls and actions the journal
+    shows count, and the result counts every call of the run."""
+    db = tmp_path / "run.db"
+    calls: list[int] = []
+
+    def step(n: int) -> int:
+        calls.append(n)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the process stops during the third call
+        return n
+
+    plan = proposal(
+        *(call(f"a{n}", "step", params={"n": n}, failure_behavior="skip") for n in range(5))
+    )
+    for n in range(1, 5):
+        plan.actions[n].depends_on.append(f"a{n - 1}")
+
+    def runtime() -> Runtime:
+        rt = Runtime(events=EventLog([SqliteSink(db)]))
+        rt.set_budget(ir.Budget(max_tool_calls=3))
+        rt.register_tool("step", step)
+        return rt
+
+    first = runtime()
+    with pytest.raises(KeyboardInterrupt):
+        first.execute(plan)
+    first.close()
+    with closing(EventStore(db)) as store:
+        run_id = store.runs()[0].run_id
+    again = runtime()
+    try:
+        result = again.resume(run_id)
+    finally:
+        again.close()
+    assert calls == [0, 1, 2, 2]  # the interrupted call again, then the budget is spent
+    assert statuses(result) == {
+        "a0": "succeeded",
+        "a1": "succeeded",
+        "a2": "succeeded",
+        "a3": "skipped",
+        "a4": "skipped",
+    }
+    assert result.cost.tool_calls == 3
+
+
 def test_two_runs_share_one_journal_while_a_tool_of_one_takes_its_time(tmp_path: Path) -> None:
     """Two runtimes (two processes, in production) writing one journal: while a tool of the
     first runs, no write transaction of its holds the journal, so the second run writes its
