@@ -3,8 +3,12 @@ policies (`proxy`), and serve carlang's checks as MCP tools (`serve`)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -210,24 +214,65 @@ def proxy_command(
     _warn_missing_commands(program)
     log = _event_log(events)
     log.keep = False  # a gateway runs for days: events go to --events, not to memory
-    runtime = Runtime.from_program(program, events=log)
-    try:
-        proxy = PolicyProxy(
-            program, runtime, capability=capability, budget=budget, stderr=sys.stderr
-        )
-        if transport is Transport.http:
-            listener, access = _listen(host, port, allow_host, allow_origin, token, insecure)
-            shown = len(proxy.list_tools())
-            bound = listener.getsockname()[1]  # (with --port 0, the one the system chose)
-            where = f"[{host}]" if ":" in host else host
-            echo_err(
-                f"carlang mcp proxy: {shown} tool(s) at http://{where}:{bound}/mcp (Ctrl-C to stop)"
+    with _stopped_as_by_ctrl_c() as caught:
+        runtime = Runtime.from_program(program, events=log)
+        try:
+            proxy = PolicyProxy(
+                program, runtime, capability=capability, budget=budget, stderr=sys.stderr
             )
-            serve_http(proxy, bound, host, listener=listener, access=access)
-        else:
-            asyncio.run(serve_stdio(proxy))
+            if transport is Transport.http:
+                listener, access = _listen(host, port, allow_host, allow_origin, token, insecure)
+                shown = len(proxy.list_tools())
+                bound = listener.getsockname()[1]  # (with --port 0, the one the system chose)
+                where = f"[{host}]" if ":" in host else host
+                echo_err(
+                    f"carlang mcp proxy: {shown} tool(s) at http://{where}:{bound}/mcp"
+                    " (Ctrl-C to stop)"
+                )
+                serve_http(proxy, bound, host, listener=listener, access=access)
+            else:
+                asyncio.run(serve_stdio(proxy))
+        except KeyboardInterrupt:
+            if not caught:  # (Ctrl-C itself)
+                raise
+        finally:
+            runtime.close()  # (stops the servers, and waits for them)
+    if caught:  # stopped by SIGTERM or SIGHUP: its usual status, once everything is closed
+        raise typer.Exit(128 + caught[0])
+
+
+#: The signals that stop the proxy as Ctrl-C does: how an MCP client stops a server it
+#: started (it closes its input, then sends SIGTERM), how a service manager stops one, and a
+#: terminal that closes.
+_STOPPING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+@contextlib.contextmanager
+def _stopped_as_by_ctrl_c() -> Iterator[list[int]]:
+    """While inside, SIGTERM and SIGHUP do what SIGINT does (whatever handles SIGINT then:
+    asyncio's runner cancels the calls in flight, which the event log records as
+    interrupted; uvicorn shuts down), so that the proxy closes its runtime and with it the
+    servers it started, instead of dying and leaving them running. The list holds the
+    signals caught."""
+    caught: list[int] = []
+
+    def stop(signum: int, frame: Any) -> None:
+        caught.append(signum)
+        handler = signal.getsignal(signal.SIGINT)
+        if callable(handler):
+            handler(signal.SIGINT, frame)
+        else:  # (SIGINT ignored, as in a background job: stop all the same)
+            raise KeyboardInterrupt
+
+    if threading.current_thread() is not threading.main_thread():
+        yield caught  # (signals reach the main thread only: in tests, a runner's thread)
+        return
+    previous = {number: signal.signal(number, stop) for number in _STOPPING}
+    try:
+        yield caught
     finally:
-        runtime.close()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _token(variable: str | None) -> str | None:

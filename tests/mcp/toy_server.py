@@ -4,7 +4,9 @@ servers do not show on demand: errors, slow calls (cancellation), a schema that 
     python toy_server.py                 # stdio
     python toy_server.py --http PORT     # Streamable HTTP on 127.0.0.1:PORT/mcp
 TOY_SCHEMA=2 changes `add`'s schema; TOY_BROKEN=1 adds a tool with a broken one;
-TOY_CANCELLED=path gets a line per cancelled call.
+TOY_CANCELLED=path gets a line per cancelled call, TOY_STARTED=path one per call of `slow`
+as it starts; TOY_BLOCKING=1 makes `slow` block the server (it reads nothing meanwhile, not
+even the end of its input), as a server running blocking code does.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+import time
 
 from mcp.server.fastmcp import FastMCP
 from mcp.server.fastmcp.tools import Tool
@@ -62,6 +65,13 @@ def echo_text(text: str) -> str:
 @mcp.tool()
 async def slow(seconds: float) -> str:
     """Sleep, then answer."""
+    started = os.environ.get("TOY_STARTED")
+    if started:
+        with open(started, "a") as out:
+            out.write("started\n")
+    if os.environ.get("TOY_BLOCKING") == "1":
+        time.sleep(seconds)
+        return "slept"
     try:
         await asyncio.sleep(seconds)
     except asyncio.CancelledError:

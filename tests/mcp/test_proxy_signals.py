@@ -1,0 +1,151 @@
+"""`carlang mcp proxy` stopped by SIGTERM or SIGHUP (how an MCP client stops a server it
+started: it closes the server's input, then sends SIGTERM) shuts down as on Ctrl-C: the calls
+in flight are recorded as interrupted, and the servers it started are stopped. It used to die
+at once, leaving a server in the middle of a call running, orphaned."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.conftest import ROOT
+from tests.mcp.conftest import INITIALIZED, initialize, needs_sdk, toy_command
+
+# slow: the proxy and a real MCP server as subprocesses, seconds per case (the default run
+# stays under three minutes; CI runs these)
+pytestmark = [
+    needs_sdk,
+    pytest.mark.slow,
+    pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="finds processes in /proc"),
+]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("proxy_signals") / "toy.car"
+    result = runner.invoke(
+        app, ["mcp", "import", "--name", "toy", "-o", str(path), "--", *toy_command()]
+    )
+    assert result.exit_code == 0, result.output
+    path.write_text(path.read_text() + "capability agent { tools allow toy.slow }\n")
+    return path
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _events(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.endswith("}")]
+
+
+@pytest.mark.parametrize(
+    ("stop", "close_input", "blocking"),
+    [
+        (signal.SIGTERM, False, False),
+        (signal.SIGHUP, False, False),
+        (signal.SIGTERM, True, False),
+        (signal.SIGTERM, False, True),
+    ],
+    ids=["SIGTERM", "SIGHUP", "input closed, then SIGTERM", "SIGTERM, a server that blocks"],
+)
+def test_a_signal_during_a_call_stops_the_server_and_records_the_call_interrupted(
+    program: Path, tmp_path: Path, stop: signal.Signals, close_input: bool, blocking: bool
+) -> None:
+    """A server that blocks (sync code) does not even see its input close: it is terminated."""
+    events = tmp_path / "events.jsonl"
+    started = tmp_path / "started"  # (the toy writes it as the call starts)
+    errors = tmp_path / "stderr"
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "toy.slow", "arguments": {"seconds": 3600}},
+    }
+    with (
+        errors.open("wb") as stderr_file,
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "carlang",
+                "mcp",
+                "proxy",
+                str(program),
+                "--events",
+                str(events),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,  # (not a pipe: a server left running would hold it open)
+            env={
+                **os.environ,
+                "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}",
+                "TOY_STARTED": str(started),
+                "TOY_BLOCKING": "1" if blocking else "0",
+            },
+        ) as proxy,
+    ):
+        assert proxy.stdin is not None
+        server = 0
+        try:
+            for message in (initialize(0), INITIALIZED, call):
+                proxy.stdin.write(json.dumps(message).encode() + b"\n")
+            proxy.stdin.flush()
+            deadline = time.monotonic() + 30
+            while not started.exists():
+                assert time.monotonic() < deadline and proxy.poll() is None, "the call never ran"
+                time.sleep(0.05)
+            (server,) = _children(proxy.pid)  # the toy server, in the middle of the call
+            if close_input:  # (the proxy then waits for the call to end: the client does not)
+                proxy.stdin.close()
+                time.sleep(0.3)
+                assert proxy.poll() is None
+            proxy.send_signal(stop)
+            proxy.wait(timeout=30)
+        finally:
+            if proxy.poll() is None:
+                proxy.kill()
+                proxy.wait()
+            left = _alive(server) if server else False
+            if left:  # (not this test's to leave behind)
+                os.kill(server, signal.SIGKILL)
+    stderr = errors.read_bytes()
+    assert proxy.returncode == 128 + stop, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
+    assert not left  # stopped with the proxy, not left running
+    kinds = {e["kind"]: e["data"] for e in _events(events)}
+    assert kinds["action_failed"]["interrupted"] is True
+    assert kinds["proposal_completed"]["status"] == "interrupted"
