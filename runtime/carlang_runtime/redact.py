@@ -427,9 +427,11 @@ class Scrubber:
     replaced whole (HTTP Basic auth's `base64(user:password)`, which no list of forms could
     foresee; see `_base64_cores`). A number is matched by its JSON text, as any other value."""
 
-    __slots__ = ("_texts", "_strings", "_short", "_quoted", "_percent", "_cores")
+    __slots__ = ("_values", "_texts", "_strings", "_short", "_quoted", "_percent", "_cores")
 
     def __init__(self, values: Iterable[Any] = ()) -> None:
+        #: the secret values themselves, as given
+        self._values: list[Any] = []
         self._texts: list[str] = []
         self._strings: list[str] = []
         #: the secrets too short to be searched for in text, as a tool's output may hold one
@@ -448,6 +450,8 @@ class Scrubber:
 
     def add(self, values: Iterable[Any]) -> None:
         """Know more secret values."""
+        values = list(values)
+        self._values.extend(v for v in values if v not in self._values)
         texts = set(self._texts)
         strings = set(self._strings)
         for value in values:
@@ -463,6 +467,13 @@ class Scrubber:
         self._strings = sorted(strings, key=len, reverse=True)
         self._percent = None  # (built when a text first holds a `%`)
         self._cores = tuple({core for text in self._strings for core in _base64_cores(text)})
+
+    def secrets_in(self, value: Any) -> list[Any]:
+        """The secret values (as given) that `value` holds: scrubbed with that one alone, it
+        changes. What a state write keeps of a run's secrets, for later runs to keep out."""
+        if not self or self.output(value) == value:
+            return []
+        return [secret for secret in self._values if Scrubber([secret]).output(value) != value]
 
     def text(self, text: str) -> str:
         """`text` with every secret replaced."""

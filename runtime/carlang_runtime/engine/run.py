@@ -256,7 +256,7 @@ class ProposalRun:
         ]
         self.compensations: list[CompensationResult] = []
         # Secret parameter values (and values a policy caught) never leave the run unredacted.
-        self.scrub: Scrubber | None = runtime.scrubber(proposal, self.policies)
+        self.scrub: Scrubber | None = runtime.scrubber(proposal, self.policies, self.tenant)
         self.succeeded_idempotent: list[str] = []
         # Decision records (`policy_decision`), when the runtime keeps them.
         self.log_decisions = bool(self.policies) and runtime.logs_decisions
@@ -1236,6 +1236,12 @@ class ProposalRun:
                 # A state_write's value is the proposal's; a tool's was copied as it was staged.
                 transitions.append(log.set(key, detached(value), action.id))
                 changes[key] = {"op": "set", "value": value}
+        if self.scrub is not None:
+            # a secret the state now holds (a tool keeping its token) is kept out of what later
+            # runs write down, which do not have it as a parameter
+            held = self.scrub.secrets_in([t.new for t in transitions if t.new is not MISSING])
+            if held:
+                self.rt.remember_state_secrets(self.tenant, held)
         for transition in transitions:
             self.emit(
                 EventKind.STATE_CHANGED,

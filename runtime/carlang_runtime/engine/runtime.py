@@ -174,6 +174,10 @@ class Runtime:
         self._budgets: dict[str, Budget] = {}
         #: The capability and budget every proposal runs under, whatever it names (`pin`).
         self._pinned: dict[str, str] = {}
+        #: Per tenant (None: the shared state), the secret values runs wrote into the state
+        #: (a tool keeping its token): later runs, which do not have them as parameters, keep
+        #: them out of what they write down, their state snapshots first (`scrubber`).
+        self._state_secrets: dict[str | None, list[Any]] = {}
         self._sessions: dict[str, _Session] = {}
         self._run_history: dict[str, list[dict[str, Any]]] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -514,16 +518,43 @@ class Runtime:
         return bool(self._secret_tools or self.redactions)
 
     def scrubber(
-        self, proposal: ActionProposal, policies: Sequence[PolicySet] = ()
+        self,
+        proposal: ActionProposal,
+        policies: Sequence[PolicySet] = (),
+        tenant: str | None = None,
     ) -> Scrubber | None:
         """What a run must keep out of everything it writes down: the values of secret
-        parameters of its actions (and compensations), and, when the log is durable, the values
+        parameters of its actions (and compensations), the secrets earlier runs wrote into the
+        state of `tenant` (`remember_state_secrets`), and, when the log is durable, the values
         a built-in rule catches. None when there is nothing (the common case costs a set test
         per run)."""
-        if not self.keeps_parameters_out and not (self.durable and policies):
+        held = self._state_secrets.get(tenant)
+        if not self.keeps_parameters_out and not (self.durable and policies) and not held:
             return None
-        scrubber = Scrubber(self._kept_out(proposal, policies if self.durable else ()))
+        values = self._kept_out(proposal, policies if self.durable else ())
+        if held:
+            values.extend(self.state_secrets(tenant))
+        scrubber = Scrubber(values)
         return scrubber if scrubber else None
+
+    def remember_state_secrets(self, tenant: str | None, values: Iterable[Any]) -> None:
+        """Secret values a run wrote into the state of `tenant`: kept out of what later runs
+        write down (a snapshot of that state above all), as long as the state holds them."""
+        held = self._state_secrets.setdefault(tenant, [])
+        held.extend(v for v in values if v not in held)
+
+    def state_secrets(self, tenant: str | None) -> list[Any]:
+        """The remembered secrets the state of `tenant` still holds (the others forgotten)."""
+        held = self._state_secrets.get(tenant)
+        if not held:
+            return []
+        state = self.state.snapshot(tenant=tenant)
+        still = [secret for secret in held if Scrubber([secret]).output(state) != state]
+        if still:
+            self._state_secrets[tenant] = still
+        else:
+            del self._state_secrets[tenant]
+        return still
 
     def _kept_out(self, proposal: ActionProposal, policies: Sequence[PolicySet]) -> list[Any]:
         """The values a run of `proposal` keeps out of what it writes down: its secret
@@ -561,6 +592,7 @@ class Runtime:
         shown = dict(state) if state is not None else self.state.snapshot(tenant=tenant)
         policies = self.policy_sets(session)
         values = [v for proposal in proposals for v in self._kept_out(proposal, policies)]
+        values += self.state_secrets(tenant)
         scrubber = Scrubber(values)
         return dict(scrubber.value(shown)) if scrubber else shown
 
@@ -1064,7 +1096,7 @@ class Runtime:
         self.redact_document(proposal, document, policies)
         # as the run wrote it down: a secret's text is also out of every other string (a
         # message that quotes the token), not only out of its own parameter
-        scrub = self.scrubber(proposal, policies)
+        scrub = self.scrubber(proposal, policies, run.tenant)
         if scrub is not None:
             document = scrub.value(document)
         if document != run.proposal.model_dump(mode="json"):

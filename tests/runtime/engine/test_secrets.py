@@ -302,7 +302,9 @@ def test_the_state_as_shown_keeps_out_what_a_run_keeps_out() -> None:
     }
     assert rt.shown_state([plan])["token"] == REDACTED
     assert rt.state.snapshot()["token"] == SECRET  # (shown redacted, kept as it is)
-    assert rt.shown_state([]) == rt.state.snapshot()
+    # the secrets a run wrote into the state are remembered: shown redacted without its plan
+    assert rt.shown_state([]) == rt.shown_state([plan])
+    assert Runtime(state=rt.state.snapshot()).shown_state([]) == rt.state.snapshot()
 
 
 def test_redact_paths_cover_compensation_parameters(tmp_path: Path) -> None:
@@ -463,3 +465,40 @@ def test_a_secret_default_of_an_undo_steps_tool_is_kept_out(tmp_path: Path) -> N
     with closing(store):
         written = json.dumps([e.to_dict() for e in store.events()])
     assert key not in written
+
+
+def test_a_secret_a_tool_keeps_in_the_state_stays_out_of_later_runs_logs(tmp_path: Path) -> None:
+    """A tool that keeps its token in the state (a login session): the run that had it as a
+    parameter redacted it, but the next run, which does not, wrote the whole state in its
+    `state_snapshot` (and a copy of it in its own writes and outputs) in clear. The runtime
+    remembers which secrets the state holds, per tenant, for as long as it holds them."""
+    log = tmp_path / "run.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+
+    def login(user: str, token: str, context: Any) -> str:
+        context.state.set(f"session.{user}", {"user": user, "token": token})
+        return "ok"
+
+    def copy(context: Any) -> Any:
+        session = context.state.get("session.alice")
+        context.state.set("backup", session)
+        return session
+
+    rt.register_tool("login", login, LOGIN)
+    rt.register_tool("copy", copy)
+    rt.register_tool("ping", lambda: "pong")
+    a = {"tenant": "A"}
+    rt.execute(proposal(call("l", "login", params={"user": "alice", "token": SECRET})), scope=a)
+    second = rt.execute(proposal(call("c", "copy"), id="p2"), scope=a)
+    assert second.results[0].output == {"user": "alice", "token": REDACTED}
+    rt.execute(proposal(call("x", "ping"), id="p3"), scope={"tenant": "B"})
+    rt.close()
+    text = log.read_text()
+    assert SECRET not in text
+    snapshots = [json.loads(line) for line in text.splitlines() if '"state_snapshot"' in line]
+    assert snapshots[1]["data"]["state"]["session.alice"]["token"] == REDACTED
+    assert rt.state.get("backup", tenant="A")["token"] == SECRET  # (kept as it is)
+    # once the state no longer holds it, it is forgotten
+    rt.state.delete("session.alice", tenant="A")
+    rt.state.delete("backup", tenant="A")
+    assert rt.state_secrets("A") == [] and rt.state_secrets("B") == []
