@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -47,28 +48,15 @@ class DaemonThreadPool(concurrent.futures.Executor):
             self._work.put((future, fn, args, kwargs))
             if not self._idle.acquire(blocking=False) and len(self._threads) < self._max_workers:
                 name = f"{self._prefix}_{len(self._threads)}"
-                thread = threading.Thread(target=self._serve, name=name, daemon=True)
+                # (the thread holds the pool weakly, as ThreadPoolExecutor's do: a pool nobody
+                # shut down, its runtime dropped without `close`, lets its threads end)
+                pool = weakref.ref(self, _wake(self._work))
+                thread = threading.Thread(
+                    target=_serve, args=(pool, self._work, self._idle), name=name, daemon=True
+                )
                 thread.start()
                 self._threads.append(thread)
         return future
-
-    def _serve(self) -> None:
-        while True:
-            work = self._work.get()
-            if work is None:
-                self._work.put(None)  # (for the next thread)
-                return
-            future, fn, args, kwargs = work
-            del work
-            if future.set_running_or_notify_cancel():
-                try:
-                    result = fn(*args, **kwargs)
-                except BaseException as exc:  # noqa: BLE001 - the caller's to handle, as in ThreadPoolExecutor
-                    future.set_exception(exc)
-                else:
-                    future.set_result(result)
-            del future, fn, args, kwargs
-            self._idle.release()
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         """Take no more work; with `cancel_futures`, cancel what has not started; with `wait`,
@@ -87,3 +75,38 @@ class DaemonThreadPool(concurrent.futures.Executor):
         if wait:
             for thread in self._threads:
                 thread.join()
+
+
+def _wake(work: queue.SimpleQueue[_Work | None]) -> Callable[[Any], None]:
+    """What tells the threads of a pool that was dropped to end."""
+
+    def wake(_: Any) -> None:
+        work.put(None)
+
+    return wake
+
+
+def _serve(
+    pool: weakref.ref[DaemonThreadPool],
+    work: queue.SimpleQueue[_Work | None],
+    idle: threading.Semaphore,
+) -> None:
+    """A thread of the pool: runs work until the pool shuts down or is dropped."""
+    while True:
+        item = work.get()
+        if item is None:
+            work.put(None)  # (for the next thread)
+            return
+        future, fn, args, kwargs = item
+        del item
+        if future.set_running_or_notify_cancel():
+            try:
+                result = fn(*args, **kwargs)
+            except BaseException as exc:  # noqa: BLE001 - the caller's, as in ThreadPoolExecutor
+                future.set_exception(exc)
+            else:
+                future.set_result(result)
+        del future, fn, args, kwargs
+        if pool() is None:
+            return
+        idle.release()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,21 @@ def test_a_run_whose_tool_hangs_past_its_timeout_ends_with_the_run(tmp_path: Pat
     )
     assert done.returncode == 1, done.stderr
     assert "timed out after 200 ms" in done.stdout, done.stdout
+
+
+def test_the_threads_of_a_pool_nobody_shut_down_end_once_it_is_dropped() -> None:
+    """A runtime dropped without `close` (a host making one per request): its pool's threads
+    held the pool, so they never ended, 32 more per runtime (ThreadPoolExecutor's hold it
+    weakly, and so do these)."""
+    import gc
+
+    before = threading.active_count()
+    for _ in range(20):
+        pool = DaemonThreadPool(max_workers=2, thread_name_prefix="dropped")
+        assert pool.submit(lambda: 1).result(timeout=5) == 1
+        del pool
+    gc.collect()
+    deadline = time.monotonic() + 10
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() <= before
