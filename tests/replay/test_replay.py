@@ -436,6 +436,19 @@ def test_a_keyword_rule_that_fired_is_no_change_when_replayed_on_its_own_log(
         ]
         == 1
     ), notes
+    # a change another policy makes is counted, though one that reads the redacted
+    # parameter is there too (the candidate drops `big`: deny -> allow by it)
+    big = "policy big: deny echo when params.n > 100\n"
+    program.write_text(
+        'tool echo(text: string, n: int = 500) -> string\ndeny_keyword ["DROP TABLE"]\n'
+        + big
+        + 'proposal p { a = echo(text: "x DROP TABLE y") }\n'
+    )
+    log.unlink()
+    cli("run", str(program), "--tools", f"{tools}:TOOLS", "--events", str(log), "--force")
+    program.write_text(program.read_text().replace(big, ""))
+    code, _, report = changes(log, program)
+    assert code == 1 and report["changes"] == 1, report
 
 
 def test_calls_refused_before_any_policy_are_counted_not_judged(tmp_path: Path) -> None:

@@ -38,6 +38,13 @@ class Verdict:
     reason: str = ""
     explanation: str | None = None
     loc: dict[str, Any] | None = None
+    #: Every policy that decided it (`policy` is the first), when more than one did.
+    also: tuple[str, ...] = ()
+
+    @property
+    def deciding(self) -> set[str]:
+        """The names of the policies that decided it."""
+        return ({self.policy} if self.policy is not None else set()) | set(self.also)
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,13 +235,14 @@ class Judge:
     def verdict(self, decision: Decision) -> Verdict:
         if decision.allowed:
             return _ALLOW
-        first = decision.deciding[0]
+        first, *more = decision.deciding
         return Verdict(
             decision.effect.value,
             first.policy,
             first.reason,
             None,
             self.locs.get(first.policy),
+            tuple(match.policy for match in more),
         )
 
     def retried(self, action: Action, context: _Context) -> None:
@@ -395,21 +403,26 @@ def _replay(
                     recorded.decision,
                     recorded.policies[0] if recorded.policies else None,
                     loc=recorded.locs.get(recorded.policies[0]) if recorded.policies else None,
+                    also=tuple(recorded.policies[1:]),
                 )
             context.started += 1
             _admit(action, recorded.decision, context)
             if not judged:
                 continue
             report.actions += 1
-            on_redacted = run.redacted and _note_redacted_reads(report, action, candidate, baseline)
+            readers = (
+                _note_redacted_reads(report, action, candidate, baseline) if run.redacted else set()
+            )
             for policy in candidate.shadow(action, proposal, context):
                 report.shadow[(policy, action.tool or "")] += 1
             if after.decision == before.decision:
                 report.unchanged += 1
                 continue
-            if on_redacted:
-                # judged on `[REDACTED]`, not the value the recorded run judged: no change
-                # can be told (a keyword rule that fired on the value now sees no keyword)
+            deciding = before.deciding | after.deciding
+            if deciding and deciding <= readers:
+                # decided by policies that read `[REDACTED]`, not the value the recorded run
+                # judged: no change can be told (a keyword rule that fired on the value now
+                # sees no keyword). A change another policy makes is counted.
                 report.notes[
                     f"decisions {before.decision} -> {after.decision} not counted as changes: a"
                     f" policy read a parameter the log redacted"
@@ -446,9 +459,9 @@ def _replay(
 
 def _note_redacted_reads(
     report: ReplayReport, action: Action, candidate: Judge, baseline: Judge | None
-) -> bool:
+) -> set[str | None]:
     """Count the decisions a policy made on a parameter the log redacted: replay cannot know
-    what the policy would have decided on the real value. Whether there was any."""
+    what the policy would have decided on the real value. The names of those policies."""
     found = set(candidate.redacted_reads(action))
     if baseline is not None:
         found.update(baseline.redacted_reads(action))
@@ -457,7 +470,7 @@ def _note_redacted_reads(
             f"decisions where policy `{policy}` reads parameter `{name}`, which the log "
             f"redacted (judged on {REDACTED}, not its value)"
         ] += 1
-    return bool(found)
+    return {policy for policy, _ in found}
 
 
 def _holds_redacted(value: Any) -> bool:
