@@ -33,6 +33,8 @@ __all__ = [
     "is_server_name",
     "render_import",
     "local_tool_name",
+    "renamed_tools",
+    "tool_names",
     "unusable_tools",
 ]
 
@@ -312,6 +314,46 @@ def local_tool_name(server: str, remote: str, taken: set[str]) -> str:
     return name
 
 
+def tool_names(
+    server: str, tools: Sequence[Mapping[str, Any]], unusable: Mapping[str, str] | None = None
+) -> list[tuple[Mapping[str, Any], str]]:
+    """Each tool to import (those in `unusable` left out), sorted by its name, with its
+    carlang name. A tool whose name is a carlang name keeps it exactly (`server.get_env`):
+    those are given out first, so that a tool renamed because its name is not one
+    (`get-env`) can never take the name of another (it gets `server.get_env_2`): a policy
+    naming `server.get_env` means the server's `get_env`, whatever else it lists."""
+    unusable = unusable or {}
+    chosen = [t for t in sorted(tools, key=_remote) if _remote(t) not in unusable]
+    names: list[str | None] = [None] * len(chosen)
+    taken: set[str] = set()
+    for index, tool in enumerate(chosen):
+        exact = f"{server}.{_remote(tool)}"
+        if _NAME.fullmatch(_remote(tool)) and exact not in taken:
+            names[index] = exact
+            taken.add(exact)
+    for index, tool in enumerate(chosen):
+        if names[index] is None:
+            names[index] = local_tool_name(server, _remote(tool), taken)
+    return [(tool, name) for tool, name in zip(chosen, names, strict=True) if name is not None]
+
+
+def renamed_tools(
+    server: str, tools: Sequence[Mapping[str, Any]], unusable: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The tools imported under another name than their own (it is not a carlang name):
+    the server's name -> the carlang name (`get-env` -> `server.get_env_2`)."""
+    return {
+        _remote(tool): name
+        for tool, name in tool_names(server, tools, unusable)
+        if name != f"{server}.{_remote(tool)}"
+    }
+
+
+def _remote(tool: Mapping[str, Any]) -> str:
+    """A tool's name on its server."""
+    return str(tool.get("name", ""))
+
+
 def import_directory(output: Path | None, started_in: Path | None = None) -> str:
     """The `cwd` an imported server is declared with: the directory it was started in for the
     import (`started_in`, default: the working directory), where it is known to work (a
@@ -402,16 +444,19 @@ def render_import(
         if server.cwd:
             lines.append(f"  cwd {format_value(server.cwd)}")
     lines.append("}")
-    taken: set[str] = set()
     if unusable is None:
         unusable = unusable_tools(tools)
-    for tool in sorted(tools, key=lambda t: str(t.get("name", ""))):
-        remote = str(tool.get("name", ""))
+    names = {id(tool): name for tool, name in tool_names(server.name, tools, unusable)}
+    for tool in sorted(tools, key=_remote):
+        remote = _remote(tool)
         if remote in unusable:  # a declaration `carlang check` refuses: left out, said why
-            lines.extend(["", f"# not imported: `{remote}`: {unusable[remote]}"])
+            why = f"`{_one_line(remote)}`: {_one_line(unusable[remote], None)}"
+            lines.extend(["", f"# not imported: {why}"])
             continue
-        name = local_tool_name(server.name, remote, taken)
+        name = names[id(tool)]
         lines.append("")
+        if name != f"{server.name}.{remote}":
+            lines.append(f"# renamed: the server's `{_one_line(remote)}` is not a carlang name")
         lines.append(f"tool {name}() {{")
         description = (tool.get("description") or tool.get("title") or "").strip()
         if description:
@@ -425,9 +470,10 @@ def render_import(
     return format_source(Source("import.car", text))
 
 
-def _one_line(text: str) -> str:
-    """`text` as one line of printable characters, at most 80."""
-    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:80]
+def _one_line(text: str, limit: int | None = 80) -> str:
+    """`text` as one line of printable characters (at most `limit`): nothing of it can end
+    a comment and start a declaration."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text).split())[:limit]
 
 
 def unusable_tools(tools: list[dict[str, Any]]) -> dict[str, str]:

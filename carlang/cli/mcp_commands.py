@@ -59,10 +59,13 @@ def import_command(
         import_directory,
         import_server,
         is_server_name,
+        renamed_tools,
         render_import,
         server_name_for,
         unusable_tools,
     )
+
+    from .console import terminal_text
 
     if bool(command) == (url is not None):
         fail_usage("give the server's command after `--`, or --url URL (not both)")
@@ -90,8 +93,13 @@ def import_command(
         server = server.model_copy(update={"cwd": import_directory(out)})
     unusable = unusable_tools(tools)
     text = render_import(server, info, tools, unusable)
-    for remote, problem in unusable.items():
-        echo_err(f"warning: tool `{remote}` not imported: {problem}")
+    for remote, problem in unusable.items():  # (names from the server: shown escaped)
+        echo_err(f"warning: tool `{terminal_text(remote)}` not imported: {terminal_text(problem)}")
+    for remote, local in renamed_tools(server_name, tools, unusable).items():
+        echo_err(
+            f"warning: tool `{terminal_text(remote)}` imported as {local}: its name is not a"
+            " carlang name (policies and capabilities name it so)"
+        )
     if out is None:
         echo(text.rstrip("\n"))
     else:
