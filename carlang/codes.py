@@ -65,6 +65,18 @@ COMPILER_CODES: tuple[Code, ...] = (
         "not or an error: what it was meant to accept is still reported",
         "carlang",
     ),
+    Code(
+        "CL0108",
+        "text-direction-codepoint",
+        "syntax",
+        "warning",
+        "a Unicode bidirectional control character (U+202A-U+202E, U+2066-U+2069, U+200E, "
+        "U+200F, U+061C) written as itself, which can make a line display otherwise than it is "
+        'compiled ("Trojan Source", CVE-2021-42574): an error in a policy condition or outside '
+        "strings and comments, a warning in a comment or a string (write it as an escape: "
+        "`\\u202e`)",
+        "carlang",
+    ),
     # names and declarations
     Code(
         "CL0201",

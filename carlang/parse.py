@@ -8,6 +8,7 @@ is for `lower.py`.
 
 from __future__ import annotations
 
+import bisect
 import json
 import math
 import re
@@ -101,6 +102,9 @@ class AstBuilder:
         self.file = source  # not `source`: that is a rule name (a proposal's `from`)
         self.diagnostics = diagnostics
         self.span: tuple[int, int] = (0, 0)
+        #: Where each policy condition's CEL text is: a bidirectional control character
+        #: there is an error (`_direction_controls`).
+        self.conditions: list[tuple[int, int]] = []
 
     # helpers --------------------------------------------------------------------------------
 
@@ -454,6 +458,7 @@ class AstBuilder:
         return self._duration(duration, "approval_timeout")
 
     def when(self, text: Token) -> ast.CelText:
+        self.conditions.append((text[2], text[3]))
         stripped = text[1].rstrip()
         return ast.CelText(stripped, span=Span(text[2], text[2] + len(stripped)))
 
@@ -847,6 +852,12 @@ def _syntax_diagnostic(
         help = _syntax_help(problem, source, literal)
         if char == "\ufeff":  # Windows editors' "UTF-8 with BOM"
             help = "this is a byte-order mark: save the file as UTF-8 without one"
+        elif char in DIRECTION_CONTROLS:  # "Trojan Source": see `_direction_controls`
+            help = (
+                f"this is {_character_name(char)}, a bidirectional control character: it "
+                "reorders how the text around it is displayed, so the line may not read as "
+                "it is compiled; remove it"
+            )
         elif char.isalnum():  # `empfänger`, `groß`: a name with a letter beyond ASCII
             help = "names are ASCII letters, digits and `_` (strings may hold any text)"
         return Diagnostic(
@@ -1013,6 +1024,127 @@ def _too_deep(source: Source) -> Diagnostic | None:
     )
 
 
+#: Unicode's bidirectional control characters: the embeddings and overrides (U+202A-U+202E),
+#: the isolates (U+2066-U+2069) and the marks (U+200E, U+200F, U+061C). Written as themselves
+#: they make editors and review tools display the text around them in another order than the
+#: one it is read in, so that a file can show a reviewer a different policy from the one that
+#: runs ("Trojan Source", CVE-2021-42574).
+DIRECTION_CONTROLS = frozenset(
+    "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+)
+_DIRECTION_CONTROL = re.compile("[" + "".join(sorted(DIRECTION_CONTROLS)) + "]")
+#: What carlang's lexer reads as a string or a comment (neither runs past its line).
+_STRING_OR_COMMENT = re.compile(r'"(?:[^"\\\n]|\\.)*"|#[^\n]*')
+#: What CEL's lexer reads as a string or, in a condition's group over several lines, a note
+#: (the grammar's `_CEL_STR` and `_CEL_NOTE`).
+_CEL_STRING_OR_NOTE = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|#[^\n]*')
+
+
+def _character_name(char: str) -> str:
+    """`U+202E (RIGHT-TO-LEFT OVERRIDE)`."""
+    import unicodedata
+
+    return f"U+{ord(char):04X} ({unicodedata.name(char, 'unnamed')})"
+
+
+def _direction_controls(
+    source: Source,
+    comments: list[tuple[int, int]],
+    conditions: list[tuple[int, int]],
+    reported: set[int],
+) -> list[Diagnostic]:
+    """CL0108 for each bidirectional control character written as itself (`DIRECTION_CONTROLS`):
+    an error in a policy's condition (CEL runs exactly what is written, whatever it displays
+    as) and outside strings and comments, a warning in a comment or a string literal (where it
+    can only hide text: the warning can be accepted, or the character written as an escape).
+    Not at a character another syntax error is at (`reported`: CL0101, a character that starts
+    nothing), nor in a condition's CEL code outside its strings and notes, where CEL's parser
+    rejects the character (CL0501). Costs one search of the text when there is none."""
+    text = source.text
+    if text.isascii():
+        return []
+    found = [m.start() for m in _DIRECTION_CONTROL.finditer(text)]
+    if not found:
+        return []
+    comments = sorted(comments)
+    conditions = sorted(conditions)
+    condition_ends = [end for _, end in conditions]
+    diagnostics = []
+    lexemes: dict[int, list[re.Match[str]]] = {}  # (each line's strings and comments, once)
+    for at in found:
+        if at in reported:
+            continue
+        place = ""
+        index = bisect.bisect_right(conditions, (at, len(text) + 1)) - 1
+        if index >= 0 and conditions[index][0] <= at < conditions[index][1]:
+            start, end = conditions[index]
+            inside = _CEL_STRING_OR_NOTE.finditer(text, start, end)
+            lexeme = next((m for m in inside if m.start() < at < m.end()), None)
+            if lexeme is None:
+                continue  # CEL code: CEL's parser reports it (CL0501)
+            place = "condition note" if lexeme.group()[0] == "#" else "condition"
+        else:
+            index = bisect.bisect_right(comments, (at, len(text) + 1)) - 1
+            if index >= 0 and comments[index][0] <= at < comments[index][1]:
+                place = "comment"
+        if not place:
+            line_start = text.rfind("\n", 0, at) + 1
+            # a condition (its group may run over several lines) that ends on this line,
+            # before the character: the line is read from its end
+            ended = bisect.bisect_right(condition_ends, at) - 1
+            if ended >= 0 and condition_ends[ended] > line_start:
+                line_start = condition_ends[ended]
+            if line_start not in lexemes:
+                line_end = text.find("\n", at)
+                line_end = len(text) if line_end == -1 else line_end
+                lexemes[line_start] = list(_STRING_OR_COMMENT.finditer(text, line_start, line_end))
+            lexeme = next((m for m in lexemes[line_start] if m.start() < at < m.end()), None)
+            place = (
+                "code" if lexeme is None else "comment" if lexeme.group()[0] == "#" else "string"
+            )
+        diagnostics.append(_direction_control(source, at, place))
+    return diagnostics
+
+
+_PLACES = {
+    "condition": "in a policy condition",
+    "condition note": "in a policy condition",
+    "comment": "in a comment",
+    "string": "in a string",
+    "code": "outside any string or comment",
+}
+
+
+def _direction_control(source: Source, at: int, place: str) -> Diagnostic:
+    char = source.text[at]
+    escape = f"\\u{ord(char):04x}"
+    help = "remove it"
+    if place == "condition":
+        label = "CEL reads what is written here, not what is displayed"
+        help = f"remove it, or write it as the escape `{escape}` (CEL's strings take it)"
+    elif place == "condition note":
+        label = "the condition may display otherwise than CEL reads it"
+    elif place == "string":
+        label = "the string may display otherwise than it is"
+        help = f"remove it, or write it as the escape `{escape}` (the string stays the same)"
+    elif place == "comment":
+        label = "the comment, and the line around it, may display otherwise than it is"
+    else:
+        label = "the line may display otherwise than it is read"
+    return Diagnostic(
+        "CL0108",
+        "warning" if place in ("comment", "string") else "error",
+        f"bidirectional control character {_character_name(char)} {_PLACES[place]}",
+        (Label(source, Span(at, at + 1), label),),
+        help,
+        (
+            "it changes the order in which editors and review tools display the text around "
+            'it, so what a reviewer reads can differ from what carlang compiles ("Trojan '
+            'Source", CVE-2021-42574)',
+        ),
+    )
+
+
 def parse(source: Source) -> ParseResult:
     """Parse one file. Syntax errors become diagnostics (parsing resumes at the next
     declaration); the module holds every declaration that parsed."""
@@ -1028,6 +1160,11 @@ def parse(source: Source) -> ParseResult:
     outcome = eng.parse(source.text, builder)
     for problem in outcome.problems:
         diagnostics.add(_syntax_diagnostic(problem, source, eng.literal_text))
+    if not source.text.isascii():
+        reported = {p.position for p in outcome.problems if p.token is None}
+        diagnostics.extend(
+            _direction_controls(source, outcome.comments, builder.conditions, reported)
+        )
     comments = [ast.Comment(source.text[s:e], span=Span(s, e)) for s, e in outcome.comments]
     module = outcome.value if isinstance(outcome.value, ast.Module) else None
     if module is None and outcome.problems:

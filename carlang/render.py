@@ -43,18 +43,65 @@ def _window(text: str, column: int, length: int) -> tuple[str, int, int]:
 def _caret_lines(label: Label, width: int) -> list[str]:
     source, span = label.source, label.span
     line, column = source.line_column(span.start)
-    text = source.line_text(line).replace("\t", " ")
+    text = source.line_text(line).replace("\t", " ").removesuffix("\r")  # (CRLF)
     end_line, end_column = source.line_column(max(span.end, span.start))
     length = (end_column - column) if end_line == line else len(text) - column + 1
-    text, column, length = _window(text, column, max(1, length))
+    text, column, length = _escaped(text, column, max(1, length))
+    text, column, length = _window(text, column, length)
     gutter = " " * width
     # in terminal cells, not characters: a wide character (CJK, most emoji) takes two, a
     # combining mark none, so the mark stays under what it points at
     indent = _cells(text[: column - 1])
     cells = max(1, _cells(text[column - 1 : column - 1 + length]))
     mark = ("^" if label.primary else "-") * cells
-    suffix = f" {label.message}" if label.message else ""
+    suffix = f" {_quoted(label.message)}" if label.message else ""
     return [f"{line:>{width}} | {text}", f"{gutter} | {' ' * indent}{mark}{suffix}"]
+
+
+def _escaped(text: str, column: int, length: int) -> tuple[str, int, int]:
+    """`text` with each character that does not print written as its escape (`\\u202e`),
+    with the mark's 1-based column and length in the escaped text: a bidirectional control
+    character ("Trojan Source") printed as itself would make the terminal show the line in
+    another order than the file's (and the caret under the wrong character), and an
+    invisible one (a zero-width space, a no-break space) would not show at all."""
+    if text.isprintable():
+        return text, column, length
+    # (only the part `_window` may show is escaped, from a margin each side that it always
+    # cuts into, so that it still marks the cuts with `...`: a line can be megabytes long)
+    margin = 2 * LINE_WINDOW
+    start = max(0, column - 1 - margin)
+    mark_end = column - 1 + min(length, margin)
+    end = min(len(text), mark_end + margin)
+    before = _escape(text[start : column - 1])
+    marked = _escape(text[column - 1 : mark_end])
+    after = _escape(text[mark_end:end])
+    return before + marked + after, len(before) + 1, max(1, len(marked))
+
+
+def _escape(text: str) -> str:
+    if text.isprintable():
+        return text
+    return "".join(
+        char
+        if char.isprintable()
+        else f"\\u{ord(char):04x}"
+        if ord(char) <= 0xFFFF
+        else f"\\U{ord(char):08x}"
+        for char in text
+    )
+
+
+#: Bidirectional control characters as escapes, for text a diagnostic quotes from the source
+#: (its message, labels, help and notes, which print on one line each).
+_DIRECTION_ESCAPES = {
+    ord(char): f"\\u{ord(char):04x}"
+    for char in "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+}
+
+
+def _quoted(text: str) -> str:
+    """`text` with its bidirectional control characters escaped (see `_escaped`)."""
+    return text if text.isascii() else text.translate(_DIRECTION_ESCAPES)
 
 
 def _cells(text: str) -> int:
@@ -81,7 +128,8 @@ def render_one(diagnostic: Diagnostic) -> str:
     """`file:line:col: severity[CODE]: message`, the source with carets, help and notes."""
     name, line, column = diagnostic.location()
     where = f"{name}:{line}:{column}: " if line else (f"{name}: " if name else "")
-    out = [f"{where}{diagnostic.severity}[{diagnostic.code}]: {diagnostic.message}"]
+    message = _quoted(diagnostic.message)
+    out = [f"{where}{diagnostic.severity}[{diagnostic.code}]: {message}"]
     labels = [label for label in diagnostic.labels if label.span]
     if labels:
         width = max(len(str(lab.source.line_column(lab.span.start)[0])) for lab in labels)
@@ -96,9 +144,9 @@ def render_one(diagnostic: Diagnostic) -> str:
             out.extend(_caret_lines(label, width))
     gutter = " " * (len(str(line)) if line else 1)
     if diagnostic.help:
-        out.append(f"{gutter} = help: {diagnostic.help}")
+        out.append(f"{gutter} = help: {_quoted(diagnostic.help)}")
     for note in diagnostic.notes:
-        out.append(f"{gutter} = note: {note}")
+        out.append(f"{gutter} = note: {_quoted(note)}")
     return "\n".join(out)
 
 

@@ -358,3 +358,103 @@ def test_a_table_cut_short_names_no_grammar_terminal() -> None:
         for d in parse(Source("t.car", text)).diagnostics.items
     ]
     assert messages and not any("empty_cell" in m.lower() for m in messages), messages
+
+
+# -- bidirectional control characters ("Trojan Source", CVE-2021-42574) -----------------------
+
+RLO, LRI, PDI, RLM, ALM = "\u202e", "\u2066", "\u2069", "\u200f", "\u061c"
+
+
+def direction_findings(text: str) -> list[tuple[str, str, int, int, str]]:
+    """`(code, severity, line, column, message)` of each parse diagnostic, in output order."""
+    result = parse(Source("t.car", text))
+    return [(d.code, d.severity, *d.location()[1:], d.message) for d in result.diagnostics.sorted()]
+
+
+@pytest.mark.parametrize(
+    ("text", "severity", "place"),
+    [
+        # a condition's CEL string: the "stretched string" of the paper, an error
+        (
+            f'tool t(a: string)\npolicy p: deny t when params.a != "admin{RLO} {LRI}# x{PDI}"\n',
+            "error",
+            "in a policy condition",
+        ),
+        # a note of a condition's group over several lines: an error too (CEL's text)
+        (f"tool t()\npolicy p: deny t when (1 == 1 # n{RLM}\n  )\n", "error", "condition"),
+        # a condition runs to the end of its line, past its group's end
+        (f'tool t()\npolicy p: deny t when (1 ==\n  1) && "{RLM}" == ""\n', "error", "condition"),
+        # a comment, a string: a warning
+        (f"tool t()  # a {RLO}comment\n", "warning", "in a comment"),
+        (f'tool t() {{ description "a {RLO}b" }}\n', "warning", "in a string"),
+        (f'tool t()\npolicy p: deny t when (1 ==\n  1)\n  message "{RLM}"\n', "warning", "string"),
+        (f"tool t()\npolicy p: deny t when (1 ==\n  1) # {ALM}\n", "warning", "comment"),
+        # a pragma's comment
+        (f"tool t()  # carlang: allow CL0521 {RLM}\n", "warning", "in a comment"),
+    ],
+)
+def test_a_direction_control_is_reported_at_its_column_by_where_it_is(
+    text: str, severity: str, place: str
+) -> None:
+    at = next(i for i, char in enumerate(text) if char in (RLO, LRI, PDI, RLM, ALM))
+    line = text.count("\n", 0, at) + 1
+    column = at - text.rfind("\n", 0, at)
+    (code, found_severity, *where, message) = direction_findings(text)[0]
+    assert (code, found_severity, *where) == ("CL0108", severity, line, column)
+    assert place in message and "U+" in message
+
+
+def test_a_direction_control_says_which_it_is_and_how_to_fix_it() -> None:
+    result = parse(Source("t.car", f'tool t() {{ description "a{RLO}" }}\n'))
+    (diagnostic,) = result.diagnostics.items
+    assert diagnostic.message == (
+        "bidirectional control character U+202E (RIGHT-TO-LEFT OVERRIDE) in a string"
+    )
+    assert diagnostic.help is not None and "`\\u202e`" in diagnostic.help
+    assert "Trojan Source" in diagnostic.notes[0]
+    assert RLO not in diagnostic.message + diagnostic.help + "".join(diagnostic.notes)
+
+
+def test_every_direction_control_is_reported_once() -> None:
+    from carlang.parse import DIRECTION_CONTROLS
+
+    assert len(DIRECTION_CONTROLS) == 12
+    for char in sorted(DIRECTION_CONTROLS):
+        text = f"tool t()  # {char}{char}\n"
+        found = direction_findings(text)
+        assert [(f[0], f[3]) for f in found] == [("CL0108", 13), ("CL0108", 14)], hex(ord(char))
+        assert f"U+{ord(char):04X}" in found[0][4]
+
+
+def test_escapes_and_other_text_beyond_ascii_are_not_direction_controls() -> None:
+    parse_ok(
+        'tool t(a: string) { description "\\u202e \\u2066 مرحبا שלום 日本 \\u200f" }\n'
+        'policy p: deny t when params.a == "\\u202e" || params.a == "مرحبا"  # שלום 😀\n'
+    )
+
+
+def test_a_stray_direction_control_is_one_syntax_error_not_two() -> None:
+    """CL0101 (a character that starts nothing) is already at the first; the rest of the
+    declaration is skipped by recovery, where the next one is reported outside any string."""
+    text = f"tool t()\npolicy p: deny t {RLO} x {LRI}\ntool u()\n"
+    found = direction_findings(text)
+    assert [(f[0], f[1], f[2], f[3]) for f in found] == [
+        ("CL0101", "error", 2, 18),
+        ("CL0108", "error", 2, 22),
+    ]
+    assert "outside any string or comment" in found[1][4]
+    result = parse(Source("t.car", text))
+    help = result.diagnostics.sorted()[0].help
+    assert help is not None and "U+202E (RIGHT-TO-LEFT OVERRIDE)" in help and RLO not in help
+
+
+def test_a_direction_control_in_a_conditions_code_is_left_to_cel() -> None:
+    """Outside its strings and notes, CEL's parser rejects the character (CL0501): carlang's
+    parser does not report it a second time."""
+    from tests.helpers import compile_diagnostics
+
+    text = f"tool t()\npolicy p: deny t when 1 == 1 {RLO}&& true\n"
+    assert direction_findings(text) == []
+    found = compile_diagnostics(text).diagnostics.sorted()
+    assert [(d.code, *d.location()[1:]) for d in found] == [("CL0501", 2, 30)]
+    assert "U+202E" in found[0].message

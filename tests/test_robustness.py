@@ -609,3 +609,116 @@ def test_sarif_leaves_out_snippets_of_a_long_line(tmp_path: Path) -> None:
     assert code == 1 and len(out) < 5000
     assert "snippet" not in location["region"] and "snippet" not in location["contextRegion"]
     assert location["region"]["startColumn"] == 14
+
+
+# -- bidirectional control characters ("Trojan Source", CVE-2021-42574) -----------------------
+
+
+def test_a_snippet_shows_direction_controls_escaped_with_the_caret_under_them(
+    tmp_path: Path,
+) -> None:
+    """Printed as itself, U+202E would make the terminal show the rest of the snippet's line
+    backwards (and the caret under another character)."""
+    text = 'tool t(a: string)\npolicy p: deny t when params.a != "日本\u202e \u2066# x\u2069"\n'
+    code, out = run("check", str(write(tmp_path, "b.car", text)))
+    assert code == 1 and "\u202e" not in out and "\u2066" not in out and "\u2069" not in out
+    lines = out.splitlines()
+    assert lines[0] == (
+        "b.car:2:38: error[CL0108]: bidirectional control character U+202E (RIGHT-TO-LEFT"
+        " OVERRIDE) in a policy condition"
+    )
+    source, caret = lines[1], lines[2]
+    assert source == '2 | policy p: deny t when params.a != "日本\\u202e \\u2066# x\\u2069"'
+    # `日本` takes four cells: the caret covers the escape, in cells
+    assert caret.index("^") == source.index("\\u202e") + 2 and caret.count("^") == 6
+
+
+def test_text_a_diagnostic_quotes_has_its_direction_controls_escaped() -> None:
+    from carlang.render import render_text
+
+    diagnostic = found('tool "a\u202eb"\n')[0]
+    assert diagnostic.code == "CL0102" and "\u202e" in diagnostic.message  # (the model: as read)
+    rendered = render_text([diagnostic])
+    assert "\u202e" not in rendered and 'unexpected string "a\\u202eb"' in rendered
+
+
+@pytest.mark.parametrize(
+    ("char", "shown"),
+    [
+        ("\u00a0", "\\u00a0"),
+        ("\u200b", "\\u200b"),
+        ("\u2028", "\\u2028"),
+        ("\U000e0041", "\\U000e0041"),
+    ],
+)
+def test_a_snippet_shows_invisible_characters_escaped(char: str, shown: str) -> None:
+    from carlang.render import render_text
+
+    diagnostics = found(f'tool t(x: int)\nproposal p {{ a = t(x: "{char}") }}\n')
+    source, caret = render_text(diagnostics).splitlines()[1:3]
+    assert source == f'2 | proposal p {{ a = t(x: "{shown}") }}'
+    assert caret == "  | " + " " * (source.index('"') - 4) + "^" * (len(shown) + 2)
+
+
+def test_a_crlf_line_is_shown_without_its_carriage_return() -> None:
+    from carlang.render import render_text
+
+    text = 'tool t(x: int)\r\nproposal p { a = t(x: "no") }\r\n'
+    source, caret = render_text(found(text)).splitlines()[1:3]
+    assert source == '2 | proposal p { a = t(x: "no") }'
+
+
+def test_a_direction_control_warning_can_be_accepted_and_an_error_cannot(
+    tmp_path: Path,
+) -> None:
+    warned = (
+        'tool t() { description "مرحبا\u200f" }  # carlang: allow CL0108\nproposal p { a = t() }\n'
+    )
+    code, out = run("check", "--strict", str(write(tmp_path, "w.car", warned)))
+    assert code == 0, out
+    erred = (
+        'tool t(a: string)\npolicy p: deny t when params.a == "\u200f"  # carlang: allow CL0108\n'
+    )
+    code, out = run("check", str(write(tmp_path, "e.car", erred)))
+    assert code == 1 and "error[CL0108]" in out
+
+
+def test_the_renderer_and_the_parser_agree_on_the_direction_controls() -> None:
+    from carlang.parse import DIRECTION_CONTROLS
+    from carlang.render import _DIRECTION_ESCAPES
+
+    assert {chr(c) for c in _DIRECTION_ESCAPES} == DIRECTION_CONTROLS
+
+
+def test_the_editor_shows_direction_controls_from_the_same_diagnostics(tmp_path: Path) -> None:
+    pytest.importorskip("lsprotocol", reason="the language server needs lsprotocol")
+    from lsprotocol import types as lsp
+
+    from carlang.lsp.features import Features
+    from carlang.lsp.project import Project
+
+    text = 'tool t(a: string)\npolicy p: deny t when params.a != "x\u202e"  # y\u2066\n'
+    path = write(tmp_path, "l.car", text).resolve()
+    project = Project(tmp_path)
+    project.set_text(path, text)
+    found = [
+        (d.code, d.severity, d.range.start.line, d.range.start.character)
+        for d in Features(project).diagnostics(path)
+    ]
+    assert sorted(found) == [
+        ("CL0108", lsp.DiagnosticSeverity.Error, 1, 36),
+        ("CL0108", lsp.DiagnosticSeverity.Warning, 1, 43),
+    ]
+
+
+def test_a_long_line_with_a_direction_control_is_cut_around_its_escaped_mark(
+    tmp_path: Path,
+) -> None:
+    text = "tool t()  # " + "\u202e" + "y" * 100_000 + " \u2066 z\n"
+    code, out = run("check", str(write(tmp_path, "long.car", text)))
+    lines = out.splitlines()
+    first, second = (lines[i + 1 : i + 3] for i, line in enumerate(lines) if "[CL0108]" in line)
+    assert code == 0 and first[0].startswith("1 | tool t()  # \\u202eyyy")
+    assert first[0].endswith("yyy...") and first[1].index("^") == first[0].index("\\u202e")
+    assert second[0].startswith("1 | ...yyy") and second[0].endswith("yyy \\u2066 z")
+    assert second[1].index("^") == second[0].index("\\u2066") and second[1].count("^") == 6
