@@ -143,14 +143,24 @@ HISTORY_LIMIT: Final = 1000
 
 
 def keep_history(history: list[dict[str, Any]], limit: int = HISTORY_LIMIT) -> None:
-    """Trim `history`, in place, to `limit` entries: the oldest refused ones go first
-    (status "rejected"), then the oldest. A refusal costs its caller nothing (no budget, no
-    tool runs), so were the oldest to go first, calls a policy denies would push a call out
-    of a rule's sight for free (`deny pay when history.exists(h, h.tool == "pay" && ...)`:
-    a thousand denied calls later, a second payment went through)."""
-    while len(history) > limit:
-        refused = next((i for i, e in enumerate(history) if e["status"] == "rejected"), None)
-        del history[refused if refused is not None else 0]
+    """Trim `history`, in place, to the last `limit` refused entries (status "rejected") and
+    the last `limit` others, in order. Apart, because a refusal costs its caller nothing (no
+    budget, no tool runs): were the oldest to go first whatever they are, calls a policy
+    denies would push a call out of a rule's sight for free (`deny pay when history.exists(h,
+    h.tool == "pay" && ...)`: a thousand denied calls later, a second payment went through);
+    were refusals to go first, a rule that counts them would never see one. One pass."""
+    if len(history) <= limit:
+        return
+    refused = kept = 0
+    keep = [False] * len(history)
+    for index in range(len(history) - 1, -1, -1):
+        if history[index]["status"] == "rejected":
+            refused += 1
+            keep[index] = refused <= limit
+        else:
+            kept += 1
+            keep[index] = kept <= limit
+    history[:] = [entry for entry, kept_it in zip(history, keep, strict=True) if kept_it]
 
 
 def policy_declarations(

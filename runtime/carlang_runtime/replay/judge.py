@@ -360,6 +360,8 @@ def _replay(
         actions = {action.id: action for action in proposal.actions}
         session_key = run.session if run.session is not None else f"run:{run.run_id}"
         history = histories.setdefault(session_key, [])
+        if run.session is not None:
+            keep_history(history)  # (as the runtime trims a session's, when a run starts)
         start = dict(run.state or {})
         context = _Context(dict(start), run.scope, history)
         for step in run.steps:
@@ -604,4 +606,3 @@ def _admit(action: Action, decision: str, context: _Context) -> None:
 
 def _remember(context: _Context, entry: dict[str, Any]) -> None:
     context.history.append(entry)
-    keep_history(context.history)

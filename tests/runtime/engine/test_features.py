@@ -211,9 +211,9 @@ def test_history_is_kept_per_session_for_policies_that_read_it() -> None:
 
 
 def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history() -> None:
-    """`history` keeps the last 1,000 entries; a refused call costs its caller nothing, so
-    refused calls go first: a thousand denied calls do not make a second payment pass a
-    once-per-session rule (they did, as the oldest entries went first)."""
+    """`history` keeps the last 1,000 refused entries and the last 1,000 others: a refused
+    call costs its caller nothing, so a thousand denied calls do not make a second payment
+    pass a once-per-session rule (they did, as the oldest entries went first)."""
     from carlang_runtime.policy import HISTORY_LIMIT
 
     rt = Runtime()
@@ -239,6 +239,16 @@ def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history() -> None:
     # allowed calls still push the oldest out: the last 1,000 are what the rule sees
     assert {status("ping", n=1) for _ in range(HISTORY_LIMIT)} == {"succeeded"}
     assert status("pay", amount=5) == "succeeded"
+    # and the refusals are kept too, the last 1,000 of them: a rule that counts them still
+    # sees one after a thousand allowed calls
+    rt.register_tool("wire", lambda amount: "sent")
+    rt.add_policy(
+        ir.CelPolicy(
+            name="locked", tools=["wire"], when='history.exists(h, h.status == "rejected")'
+        )
+    )
+    assert {status("ping", n=1) for _ in range(HISTORY_LIMIT)} == {"succeeded"}
+    assert status("wire", amount=5) == "rejected"
 
 
 def test_a_call_no_tool_could_receive_stays_out_of_history() -> None:
