@@ -207,6 +207,31 @@ def test_wrong_arguments_are_said_as_over_stdio(proxy: _Proxy) -> None:
     assert _answer(ran)["result"]["structuredContent"] == {"result": 2}
 
 
+def test_a_batch_or_a_bad_id_is_an_invalid_request_as_over_stdio(proxy: _Proxy) -> None:
+    """A batch (a JSON array) got the SDK's multi-line pydantic dump with id "server-error";
+    an id that is not a string or an integer got 202 and no answer: each is -32600, id null,
+    status 400, as over stdio, with or without a session."""
+    session = _session(proxy)
+    ping = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    batch = "not a JSON-RPC message: a batch (an array) is not served; send each alone"
+    for body, said in [
+        (json.dumps([INITIALIZE]), batch),
+        (json.dumps([ping, {**ping, "id": 2}]), batch),
+        ("5", "not a JSON-RPC message"),
+        (json.dumps({**ping, "id": [1]}), "(MCP), not an array"),
+        (json.dumps({**ping, "id": True}), "(MCP), not true"),
+        (json.dumps({**ping, "id": None}), "(MCP), not null"),
+        (json.dumps({**ping, "method": 3}), "the method must be a string, not a number"),
+    ]:
+        for headers in ({}, {"Mcp_Session_Id": session}):
+            refused = proxy.post(body, **headers)
+            assert refused.status_code == 400, refused.text
+            error = refused.json()
+            assert error["error"]["code"] == -32600 and said in error["error"]["message"], error
+            assert error["id"] == (1 if "method" in said else None)
+    assert _answer(proxy.post(ping, Mcp_Session_Id=session))["result"] == {}
+
+
 @pytest.mark.slow
 def test_a_token_and_more_hosts_and_origins(program: Path) -> None:
     """--token-env: a request without `Authorization: Bearer <token>` is 401, whatever else

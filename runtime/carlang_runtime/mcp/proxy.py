@@ -55,6 +55,7 @@ __all__ = [
     "build_server",
     "call_problem",
     "http_access",
+    "invalid_request",
     "is_loopback",
     "request_id_problem",
     "serve_stdio",
@@ -433,23 +434,14 @@ class StdioSession:
         object, a method that is not a string, a request id that is not a string or an
         integer, as MCP asks) is answered with -32600 invalid request (id null when the id
         itself is what is wrong); nothing of it is run."""
-        if not isinstance(message, dict):
-            self.send(_rpc_error(None, -32600, "not a JSON-RPC message"))
+        invalid = invalid_request(message)
+        if invalid is not None:
+            self.send(invalid)
             return
         if "method" not in message:  # an answer to one of ours
             self._answered(message)
             return
         method = message["method"]
-        if "id" in message:
-            problem = request_id_problem(message["id"])
-            if problem is not None:
-                self.send(_rpc_error(None, -32600, problem))
-                return
-        if not isinstance(method, str):
-            kind = with_article(json_type_name(method))
-            problem = f"invalid request: the method must be a string, not {kind}"
-            self.send(_rpc_error(message.get("id"), -32600, problem))
-            return
         if "id" not in message:
             if method == "notifications/cancelled":
                 params = message.get("params")
@@ -583,6 +575,29 @@ def call_problem(params: dict[str, Any]) -> str | None:
     if problem is not None:  # (a path inside the arguments, else their depth)
         where = "the arguments are " if problem.startswith("nested") else "arguments."
         return f"arguments are not JSON: {where}{problem}"
+    return None
+
+
+def invalid_request(message: Any) -> dict[str, Any] | None:
+    """The JSON-RPC -32600 invalid request answer to a message that is not one, or None: not
+    an object (a batch, an array, among them: MCP has none since 2025-06-18), a request id
+    that is not a string or an integer (answered with id null), a method that is not a
+    string. An answer (no method) is left to its reader."""
+    if isinstance(message, list):
+        problem = "not a JSON-RPC message: a batch (an array) is not served; send each alone"
+        return _rpc_error(None, -32600, problem)
+    if not isinstance(message, dict):
+        return _rpc_error(None, -32600, "not a JSON-RPC message")
+    if "method" not in message:
+        return None
+    bad_id = request_id_problem(message["id"]) if "id" in message else None
+    if bad_id is not None:
+        return _rpc_error(None, -32600, bad_id)
+    method = message["method"]
+    if not isinstance(method, str):
+        kind = with_article(json_type_name(method))
+        said = f"invalid request: the method must be a string, not {kind}"
+        return _rpc_error(message.get("id"), -32600, said)
     return None
 
 
@@ -940,6 +955,10 @@ def serve_http(
             except JsonTextError as exc:
                 answer = JSONResponse(_not_json_error(body, exc), status_code=400)
                 await answer(scope, receive, send)
+                return
+            refused = invalid_request(message)
+            if refused is not None:  # said as over stdio, not as the SDK's pydantic dump
+                await JSONResponse(refused, status_code=400)(scope, receive, send)
                 return
             invalid = _invalid_call(message) if _header(scope, b"mcp-session-id") else None
             if invalid is not None:  # said as over stdio, not as the SDK's generic -32602
