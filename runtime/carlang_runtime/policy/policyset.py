@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, cast
 
 from ..cel import CelEvalError, ErrorKind, Explanation, Limits, Program
 from ..cel import compile as compile_cel
@@ -151,6 +151,32 @@ class _ForTool:
     needs_activation: bool
 
 
+_THE_ACTION: Final = frozenset({"action", "params"})
+
+
+def _reads_the_action(rule: _CelRule | tuple[Policy, NativeRule]) -> bool:
+    """Whether a rule's verdict depends on the action judged (not only on the state, the
+    scope, history or the time, which a declared effect shares with its call)."""
+    if isinstance(rule, _CelRule):
+        return rule.program is not None and bool(rule.program.variables & _THE_ACTION)
+    return bool(rule[1].reads & _THE_ACTION)
+
+
+class _EffectWrite:
+    """A tool call's declared effect as the `state_write` policies judge (only what they
+    read of an action: made per effect, so not a pydantic model)."""
+
+    __slots__ = ("id", "type", "tool", "parameters", "metadata", "expected_effects")
+
+    def __init__(self, call: Action, key: str, value: Any) -> None:
+        self.id = call.id
+        self.type = ActionType.STATE_WRITE
+        self.tool = None
+        self.parameters = {"key": key, "value": value}
+        self.metadata = call.metadata
+        self.expected_effects: dict[str, Any] = {}
+
+
 def _on_effect(match: PolicyMatch, key: str) -> PolicyMatch:
     """`match`, made on the state write of a declared effect, saying so."""
     reason = f"{match.reason} (on its declared effect `{key}`, a state write)"
@@ -184,6 +210,7 @@ class PolicySet:
         self.clock = clock
         self._rules: list[_CelRule | tuple[Policy, NativeRule]] = []
         self._by_tool: dict[str | None, _ForTool] = {}
+        self._effect_rules: _ForTool | None = None
         #: The shadow policies, evaluated apart (`evaluate` never sees them): their decision
         #: is recorded, never enforced.
         self.shadow: PolicySet | None = None
@@ -265,6 +292,7 @@ class PolicySet:
         else:
             self._rules.append((policy, native_rule(policy, self.clock)))
         self._by_tool.clear()
+        self._effect_rules = None
 
     def caught_parameters(self, action: Action) -> set[str]:
         """The parameters of `action` whose values a built-in rule exists to catch and does
@@ -378,33 +406,39 @@ class PolicySet:
         would be, by the policies that apply to every action, so that a rule against writing
         a key (`deny when action.type == "state_write" && params.key == "admin"`) holds
         however the write is made."""
-        matches = self._matches(action, proposal_id, state, scope, history, now, explain, admit)
-        if action.expected_effects and self._judges_writes():
-            for key, value in action.expected_effects.items():
-                write = action.model_copy(
-                    update={
-                        "type": ActionType.STATE_WRITE,
-                        "tool": None,
-                        "parameters": {"key": key, "value": value},
-                        "expected_effects": {},
-                    }
-                )
-                found = self._matches(
-                    write, proposal_id, state, scope, history, now, explain, admit
-                )
-                matches.extend(_on_effect(match, key) for match in found)
+        found = self._for_tool(action.tool)
+        judged = (action, proposal_id, state, scope, history, now, explain, admit)
+        matches = self._matches(found, *judged)
+        if action.expected_effects:
+            on_writes = self._for_effects()
+            if on_writes.rules or on_writes.allows:
+                for key, value in action.expected_effects.items():
+                    write = cast(Action, _EffectWrite(action, key, value))
+                    found_on = self._matches(on_writes, write, *judged[1:])
+                    matches.extend(_on_effect(match, key) for match in found_on)
         if not matches:
             return ALLOW
         effect = max((m.effect for m in matches), key=_STRENGTH.__getitem__)
         return Decision(effect, tuple(matches))
 
-    def _judges_writes(self) -> bool:
-        """Whether any policy applies to a `state_write` (one that targets no tool)."""
-        found = self._for_tool(None)
-        return bool(found.rules or found.allows)
+    def _for_effects(self) -> _ForTool:
+        """The rules that judge a declared effect as a state write: those that apply to
+        every action and read the action or its parameters (the others judge the write as
+        they judged the call that declares it), and the allow-list of every action when one
+        of its rules does."""
+        found = self._effect_rules
+        if found is None:
+            every = self._for_tool(None)
+            rules = tuple(rule for rule in every.rules if _reads_the_action(rule))
+            allows = every.allows if any(map(_reads_the_action, every.allows)) else ()
+            cel = [r for r in [*rules, *allows] if isinstance(r, _CelRule)]
+            reads_now = any(r.program is not None and "now" in r.program.variables for r in cel)
+            found = self._effect_rules = _ForTool(rules, allows, reads_now, bool(cel))
+        return found
 
     def _matches(
         self,
+        found: _ForTool,
         action: Action,
         proposal_id: str,
         state: Mapping[str, Any] | None,
@@ -414,8 +448,7 @@ class PolicySet:
         explain: bool,
         admit: bool,
     ) -> list[PolicyMatch]:
-        """The policies that match `action` itself (`evaluate`)."""
-        found = self._for_tool(action.tool)
+        """The policies of `found` that match `action` itself (`evaluate`)."""
         state = state if state is not None else {}
         activation: dict[str, Any] = {}
         if found.needs_activation:
