@@ -723,12 +723,16 @@ def test_format_json_writes_any_output_a_tool_returns_as_json(tmp_path: Path) ->
     program = tmp_path / "odd.car"
     program.write_text(
         "tool weird(kind: string) -> any\n"
-        'proposal p { b = weird(kind: "bytes")  n = weird(kind: "nan")  i = weird(kind: "inf") }\n'
+        'proposal p { b = weird(kind: "bytes")  n = weird(kind: "nan")  i = weird(kind: "inf")\n'
+        '  t = weird(kind: "text")  s = weird(kind: "set")  w = weird(kind: "when") }\n'
     )
     tools = tmp_path / "odd_tools.py"
     tools.write_text(
+        "import datetime\n"
         "def weird(kind):\n"
-        "    return {'bytes': b'\\xff\\x00', 'nan': float('nan'), 'inf': [float('-inf')]}[kind]\n"
+        "    return {'bytes': b'\\xff\\x00', 'nan': float('nan'), 'inf': [float('-inf')],\n"
+        "            'text': b'hello', 'set': {2}, 'when': datetime.datetime(2024, 1, 2,\n"
+        "            tzinfo=datetime.timezone.utc)}[kind]\n"
     )
     code, out = run(str(program), "--tools", f"{tools}:weird", "--format", "json")
     assert code == 0, out
@@ -738,4 +742,4 @@ def test_format_json_writes_any_output_a_tool_returns_as_json(tmp_path: Path) ->
 
     document = json.loads(out, parse_constant=refuse)
     outputs = [r["output"] for r in document["result"]["results"]]
-    assert outputs == ["b'\\xff\\x00'", "NaN", ["-Infinity"]]
+    assert outputs == ["b'\\xff\\x00'", "NaN", ["-Infinity"], "hello", [2], "2024-01-02T00:00:00Z"]

@@ -712,15 +712,26 @@ _NOT_FINITE = {math.inf: "Infinity", -math.inf: "-Infinity"}
 
 
 def _plain(value: Any) -> Any:
-    """`value` with the numbers JSON cannot hold (NaN, infinities) as their names, so that
-    the document is JSON (such a number was written `NaN`, or silently `null`)."""
+    """`value` (a tool's output, the state: anything) as JSON values, as pydantic's JSON mode
+    writes them (bytes as text, a set as a list, a datetime in ISO 8601), except what that
+    cannot write: bytes that are not UTF-8 as their repr, and the numbers JSON cannot hold
+    (NaN, infinities) as their names (pydantic wrote them `null`)."""
     if isinstance(value, float) and not math.isfinite(value):
         return "NaN" if math.isnan(value) else _NOT_FINITE[value]
+    if value is None or isinstance(value, (str, int, float)):
+        return value
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
+    if isinstance(value, (list, tuple, set, frozenset)):
         return [_plain(item) for item in value]
-    return value
+    if isinstance(value, (bytes, bytearray)):
+        try:
+            return bytes(value).decode("utf-8")
+        except UnicodeDecodeError:
+            return str(value)
+    from pydantic_core import to_jsonable_python
+
+    return _plain(to_jsonable_python(value, fallback=str))
 
 
 def _json_text(value: Any) -> str:
