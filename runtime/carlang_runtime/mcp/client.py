@@ -234,6 +234,12 @@ class McpClient:
         URL secrets): what it says may quote them."""
         return self._scrubber.text(text)
 
+    def scrubbed_value(self, value: Any) -> Any:
+        """`value` (a tool's result) with this server's own secrets replaced in every string it
+        holds: a tool may answer with its own credential (`token=...`), which is kept out of
+        the event log and of what a client or a model is told, as it is from an error."""
+        return self._scrubber.value(value)
+
     def cancel(self, future: concurrent.futures.Future[Any], reason: str) -> None:
         """Tell the server to stop a request (`notifications/cancelled`) and forget it."""
         request_id = getattr(future, "request_id", None)

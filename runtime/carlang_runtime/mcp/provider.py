@@ -5,7 +5,8 @@ the server.
 What a call does: the tool's schema the program was checked against is compared with the
 server's live `tools/list` (a changed schema fails the call: the plan was verified against
 another tool); `tools/call` goes out; `isError` fails the action with the server's text;
-otherwise `structuredContent`, else the text content, is the action's output. A server
+otherwise `structuredContent`, else the text content, is the action's output; either has the
+server's own secrets (its env values, credential options) as `[REDACTED]`. A server
 `timeout` (or the action's own) sends `notifications/cancelled`.
 """
 
@@ -207,9 +208,11 @@ class McpSessions:
             if result.get("isError"):
                 said = result_text(result) or json.dumps(result.get("content"))
                 raise ToolError(client.scrubbed(said))
+            # (what the server said, its result as its errors, holds none of its own secrets)
             if raw:
-                return {k: v for k, v in result.items() if k in ("content", "structuredContent")}
-            return output_of(result)
+                kept = {k: v for k, v in result.items() if k in ("content", "structuredContent")}
+                return client.scrubbed_value(kept)
+            return client.scrubbed_value(output_of(result))
 
         call_mcp_tool.__doc__ = f"Calls tool '{remote}' on MCP server '{server_name}'."
         return call_mcp_tool
