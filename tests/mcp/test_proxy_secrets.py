@@ -104,5 +104,7 @@ def test_a_servers_secret_reaches_neither_the_client_nor_the_log_nor_stderr(
         }
     events = (tmp_path / "events.jsonl").read_text()
     assert "token=[REDACTED]" in events
-    for where in (json.dumps(written), events):
+    server_said = errors.read_text()
+    assert "boot BANK_TOKEN=[REDACTED]" in server_said and "login with [REDACTED]" in server_said
+    for where in (json.dumps(written), events, server_said):
         assert SECRET not in where

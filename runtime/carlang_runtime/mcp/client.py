@@ -69,6 +69,7 @@ class McpClient:
         self._scrubber = Scrubber(_secrets_of(server))
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_reader: threading.Thread | None = None
+        self._stderr_forwarder: threading.Thread | None = None
         self._not_protocol: str | None = None  # the last stdout line that was not JSON
         self._ids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future[Any]] = {}
@@ -111,12 +112,15 @@ class McpClient:
                 f"MCP server '{server.name}': cannot start {server.command}: its working"
                 f" directory (cwd) {server.cwd} is not an existing folder"
             )
+        # a stream to pass the server's standard error on to (the proxy's own): through a pipe
+        # when the server has secrets, so that what it writes there is scrubbed of them
+        forward = self.stderr if _is_stream(self.stderr) and self._scrubber else None
         try:
             self._process = subprocess.Popen(
                 [server.command, *server.args],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
-                stderr=self.stderr,
+                stderr=subprocess.PIPE if forward is not None else self.stderr,
                 env=env,
                 cwd=server.cwd,
             )
@@ -133,6 +137,31 @@ class McpClient:
                 target=self._keep_stderr, name=f"mcp-{server.name}-stderr", daemon=True
             )
             self._stderr_reader.start()
+        elif forward is not None:
+            self._stderr_forwarder = threading.Thread(
+                target=self._forward_stderr,
+                args=(forward,),
+                name=f"mcp-{server.name}-stderr",
+                daemon=True,
+            )
+            self._stderr_forwarder.start()
+
+    def _forward_stderr(self, stream: Any) -> None:
+        """Pass the server's standard error on to `stream` a line at a time, its secrets
+        (env values, credential options) replaced; when `stream` fails, the rest is drained
+        (a full pipe would stop the server)."""
+        process = self._process
+        assert process is not None and process.stderr is not None
+        with process.stderr:
+            for line in process.stderr:
+                if stream is None:
+                    continue
+                text = self._scrubber.text(line.decode("utf-8", "replace"))
+                try:
+                    stream.write(text)
+                    stream.flush()
+                except (OSError, ValueError, TypeError):  # closed, or a binary stream
+                    stream = None
 
     def _keep_stderr(self) -> None:
         """Drain the server's standard error (a full pipe would stop it), keeping its end."""
@@ -184,6 +213,8 @@ class McpClient:
                     process.wait()
             if self._reader is not None:
                 self._reader.join(timeout=2)
+            if self._stderr_forwarder is not None:  # (the last of what it said, passed on)
+                self._stderr_forwarder.join(timeout=2)
         elif self._session_id is not None and self.server.url is not None:
             request = urllib.request.Request(
                 self._url,
@@ -455,6 +486,12 @@ def _loosely(text: str | bytes) -> Any:
         return None
     except (ValueError, UnicodeDecodeError):
         return _NOT_JSON
+
+
+def _is_stream(value: Any) -> bool:
+    """Whether `value` is a text stream (like `sys.stderr`) rather than what `Popen` takes as
+    such (`PIPE`, `DEVNULL`, a file descriptor, None)."""
+    return hasattr(value, "write") and not isinstance(value, int)
 
 
 def _hashable(value: Any) -> bool:
