@@ -681,6 +681,10 @@ class Runtime:
         run_id = run_id or uuid.uuid4().hex[:16]
         scope = dict(scope or {})
         check_tenant(scope.get("tenant"))
+        # refused before anything is logged: a capability or budget this runtime has not (or
+        # not the pinned one) is the caller's error, not a run that failed and may be resumed
+        self.capability_for(current)
+        self.budget_for(current)
         self.events.emit(
             EventKind.RUN_STARTED,
             run_id=run_id,
@@ -797,13 +801,17 @@ class Runtime:
     def _verify(self, proposal: ActionProposal, tenant: str | None) -> list[str]:
         from ..verify import verify
 
-        capability = self.capability_for(proposal)
+        try:
+            capability = self.capability_for(proposal)
+            budget = self.budget_for(proposal)
+        except CarlangRuntimeError as exc:  # (one this runtime has not, or not the pinned one)
+            return [str(exc)]
         verdict = verify(
             proposal,
             state=self.state.data(tenant),
             tools=self._schemas(),
             capability=capability.capability if capability is not None else None,
-            budget=self.budget_for(proposal),
+            budget=budget,
         )
         return [str(issue) for issue in verdict.issues if issue.severity == "error"]
 

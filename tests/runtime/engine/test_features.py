@@ -697,7 +697,16 @@ def test_a_pinned_capability_is_every_proposals_whatever_it_names() -> None:
     )
     assert rt.execute(proposal(shell, capability="agent")).results[0].status.value == "rejected"
     with pytest.raises(CarlangRuntimeError, match="names capability 'admin', but this runtime"):
-        rt.execute(proposal(shell, capability="admin"))
+        rt.execute(proposal(shell, capability="admin", id="escalate"))
+    # refused before anything is logged: no run that failed (which a resume would take up)
+    assert not [e for e in rt.events if e.proposal_id == "escalate"]
+    # a replan naming another is a replan that does not verify, not a crash of the run
+    rt.register_tool("boom", lambda: 1 / 0)
+    rt.with_replan(lambda context: proposal(shell, capability="admin", id="again"))
+    aborted = rt.execute(proposal(call("b", "boom", failure_behavior="abort"), id="first"))
+    assert aborted.results[0].status.value == "failed"
+    (rejected,) = rt.events.query("replan_rejected")
+    assert "names capability 'admin'" in rejected.data["issues"][0]
     with pytest.raises(CarlangRuntimeError, match="no capability 'root' to pin"):
         Runtime.from_program(program, capability="root")
     unpinned = Runtime.from_program(program)  # (a proposal's own choice, without a pin)
