@@ -288,9 +288,16 @@ def _token(variable: str | None) -> str | None:
     starts; None without the option."""
     if variable is None:
         return None
-    token = os.environ.get(variable, "").strip()
-    if not token:
+    given = os.environ.get(variable)
+    if given is None:
         fail_usage(f"--token-env {variable}: the environment variable {variable} is not set")
+    token = given.strip()
+    if not token:
+        blank = "empty" if not given else "only white space"
+        fail_usage(
+            f"--token-env {variable}: the environment variable {variable} is {blank}: set it to"
+            f" the token (like `export {variable}=$(openssl rand -hex 32)`)"
+        )
     return token
 
 
