@@ -23,7 +23,7 @@ from .events import COMPENSATION_END_KINDS, TERMINAL_KINDS, Event, EventKind, ev
 __all__ = [
     "SqliteSink",
     "EventStore",
-    "running_elsewhere",
+    "claim_run",
     "StoredEvent",
     "RunSummary",
     "EventLogError",
@@ -38,7 +38,17 @@ __all__ = [
 #: Said after a JSON Lines event log's malformed line: what the file should hold.
 ONE_EVENT_PER_LINE = " (an event log holds one JSON event per line)"
 
-_SCHEMA = """
+#: Which process runs each run, from its `run_started` to its `run_completed` (`claim_run`).
+_OWNERS_TABLE = """
+CREATE TABLE IF NOT EXISTS run_owners (
+    run_id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    process_start TEXT NOT NULL
+);
+"""
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS events (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     seq INTEGER NOT NULL,
@@ -52,13 +62,9 @@ CREATE TABLE IF NOT EXISTS events (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_run ON events (run_id, id);
-CREATE TABLE IF NOT EXISTS run_owners (
-    run_id TEXT PRIMARY KEY,
-    host TEXT NOT NULL,
-    pid INTEGER NOT NULL,
-    process_start TEXT NOT NULL
-);
 """
+    + _OWNERS_TABLE
+)
 _COMMIT_ON = (
     TERMINAL_KINDS
     | COMPENSATION_END_KINDS
@@ -194,24 +200,36 @@ def _alive(pid: int, started: str) -> bool:
     return not started or _process_start(pid) in (started, "")
 
 
-def running_elsewhere(path: Path, run_id: str) -> str | None:
-    """Who runs `run_id` of journal `path` now, when another live process of this machine
-    does (it started or resumed the run and has not ended it), said for a person; None when
-    no process does (a run whose process was killed, or ended). A process of another machine
-    sharing the journal cannot be looked at: it counts as stopped."""
-    try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as connection:
-            row = connection.execute(
+def claim_run(path: Path, run_id: str) -> str | None:
+    """Take run `run_id` of journal `path` for this process, at once (one transaction: of two
+    resumes started together, one takes it), unless another live process of this machine
+    runs it (it started or resumed the run and has not ended it): then who, said for a
+    person. A process killed mid-run runs nothing, so its run is taken; one of another
+    machine sharing the journal cannot be looked at, and counts as stopped."""
+    with closing(sqlite3.connect(str(path), timeout=_BUSY_SECONDS, isolation_level=None)) as db:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(_OWNERS_TABLE)  # (a journal written before run owners were kept)
+            row = db.execute(
                 "SELECT host, pid, process_start FROM run_owners WHERE run_id = ?", (run_id,)
             ).fetchone()
-    except sqlite3.Error:  # (a journal written before run owners were kept)
-        return None
-    if row is None:
-        return None
-    host, pid, started = str(row[0]), int(row[1]), str(row[2])
-    if host != socket.gethostname() or pid == os.getpid() or not _alive(pid, started):
-        return None
-    return f"process {pid} of this machine runs it now"
+            if row is not None:
+                host, pid, started = str(row[0]), int(row[1]), str(row[2])
+                here = host == socket.gethostname() and pid != os.getpid()
+                if here and _alive(pid, started):
+                    db.execute("ROLLBACK")
+                    return f"process {pid} of this machine runs it now"
+            db.execute(
+                "INSERT OR REPLACE INTO run_owners (run_id, host, pid, process_start)"
+                " VALUES (?, ?, ?, ?)",
+                (run_id, socket.gethostname(), os.getpid(), _process_start(os.getpid())),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -257,7 +275,7 @@ class EventStore:
         self.path = path
         connection = None
         try:
-            connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             connection.execute("SELECT id, seq, run_id, kind, data FROM events LIMIT 1")
         except sqlite3.Error as exc:
             if connection is not None:

@@ -1006,7 +1006,7 @@ class Runtime:
         session (re-opened, with its policies) passed as `session`: its denials must not be
         lost. A journal never keeps secret parameter values: resuming such a run needs its
         `proposal` again (checked against what the journal kept)."""
-        from .journal import EventStore, SqliteSink, running_elsewhere
+        from .journal import EventStore, SqliteSink, claim_run
         from .resume import read_run
 
         path = Path(journal) if journal is not None else None
@@ -1025,12 +1025,6 @@ class Runtime:
             raise CarlangRuntimeError(
                 f"run '{run_id}' already finished ({run.status}); there is nothing to resume"
             )
-        running = running_elsewhere(path, run_id)
-        if running is not None:
-            raise CarlangRuntimeError(
-                f"run '{run_id}' is still running ({running}): resumed now, its actions would"
-                " run twice; wait for it to end, or stop that process first"
-            )
         if run.session is not None and (session is None or not self.has_session(session)):
             raise CarlangRuntimeError(
                 f"run '{run_id}' ran in a session: open a session with its policies and pass"
@@ -1038,6 +1032,14 @@ class Runtime:
             )
         original = self._resumed_proposal(run, proposal)
         self._refuse_unimplemented(original)
+        self.capability_for(original)  # (refused now, before the run is taken)
+        self.budget_for(original)
+        running = claim_run(path, run_id)
+        if running is not None:
+            raise CarlangRuntimeError(
+                f"run '{run_id}' is still running ({running}): resumed now, its actions would"
+                " run twice; wait for it to end, or stop that process first"
+            )
         self.state.replace(run.initial_state, tenant=run.tenant)
         resumed = Resumption(
             results=run.results,

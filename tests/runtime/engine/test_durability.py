@@ -515,13 +515,12 @@ def test_a_run_another_live_process_runs_is_not_resumed(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from carlang_runtime.engine.journal import _process_start, running_elsewhere
+    from carlang_runtime.engine.journal import _process_start
 
-    db = tmp_path / "run.db"
+    db = tmp_path / "run #1.db"  # (a name a URI must escape)
     plan, (login, run_login, calls) = _interrupted_login_run(db, {"user": "b"})
     with closing(EventStore(db)) as store:
         run_id = store.runs()[0].run_id
-    assert running_elsewhere(db, run_id) is None  # (its process ended it: interrupted)
     other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
         with closing(sqlite3.connect(db)) as connection:  # as that process's run_started does
@@ -546,8 +545,31 @@ def test_a_run_another_live_process_runs_is_not_resumed(tmp_path: Path) -> None:
     finally:
         again.close()
     assert calls == ["a", "b", "b"]
-    assert running_elsewhere(db, run_id) is None
+    with closing(sqlite3.connect(db)) as connection:
+        assert connection.execute("SELECT * FROM run_owners").fetchall() == []  # it ended
     assert os.getpid() != other.pid
+
+
+CLAIM = """
+import sys, time
+from pathlib import Path
+from carlang_runtime.engine.journal import claim_run
+print(claim_run(Path(sys.argv[1]), "r1"), flush=True)
+time.sleep(2)
+"""
+
+
+@pytest.mark.slow  # (two processes)
+def test_of_two_resumes_started_together_one_takes_the_run(tmp_path: Path) -> None:
+    db = tmp_path / "run.db"
+    SqliteSink(db).close()
+    started = [
+        subprocess.Popen([sys.executable, "-c", CLAIM, str(db)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    said = [process.communicate(timeout=60)[0].strip() for process in started]
+    assert sorted(said, key=len)[0] == "None", said
+    assert said.count("None") == 1 and "of this machine runs it now" in max(said, key=len), said
 
 
 def test_a_budget_counts_what_the_run_did_before_it_was_resumed(tmp_path: Path) -> None:
