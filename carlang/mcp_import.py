@@ -477,8 +477,11 @@ def _one_line(text: str, limit: int | None = 80) -> str:
 
 
 def unusable_tools(tools: list[dict[str, Any]]) -> dict[str, str]:
-    """The server's tools whose input schema carlang cannot check calls against (MCP asks
-    for an object JSON Schema; some servers publish other things): name -> the problem."""
+    """The server's tools carlang cannot call: name -> the problem. One whose input schema
+    carlang cannot check calls against (MCP asks for an object JSON Schema; some servers
+    publish other things), and one that must be called as a task (`execution.taskSupport:
+    "required"`, MCP 2025-11-25: a plain `tools/call` of it is refused), which carlang does
+    not do."""
     from .lower import schema_problem
 
     unusable = {}
@@ -486,7 +489,18 @@ def unusable_tools(tools: list[dict[str, Any]]) -> dict[str, str]:
         problem = schema_problem(_input_schema(tool))
         if problem is not None:
             unusable[str(tool.get("name", ""))] = f"its input schema is not usable: {problem}"
+        elif _task_required(tool):
+            unusable[str(tool.get("name", ""))] = (
+                "it must be called as a task (execution.taskSupport: required), which carlang"
+                " does not do: a call of it would be refused"
+            )
     return unusable
+
+
+def _task_required(tool: Mapping[str, Any]) -> bool:
+    """Whether the server says a tool can only be called as a task."""
+    execution = tool.get("execution")
+    return isinstance(execution, Mapping) and execution.get("taskSupport") == "required"
 
 
 def _input_schema(tool: dict[str, Any]) -> Any:

@@ -115,3 +115,29 @@ def test_the_name_of_a_tool_left_out_stays_in_its_comment(tmp_path: Path) -> Non
     path.write_text(text)
     program = compile_file(path, tmp_path).program
     assert program is not None and program.policies == []
+
+
+def test_a_tool_that_must_be_called_as_a_task_is_left_out_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """carlang calls tools with a plain tools/call, which a server refuses for a tool whose
+    `execution.taskSupport` is "required" (MCP 2025-11-25): it is not imported, with a
+    comment and a warning; "optional" and "forbidden" are called as any other."""
+    tools = _tools("long_job", "quick", "either", "never")
+    tools[0]["execution"] = {"taskSupport": "required"}
+    tools[2]["execution"] = {"taskSupport": "optional"}
+    tools[3]["execution"] = {"taskSupport": "forbidden"}
+    monkeypatch.setattr(mcp_import, "import_server", lambda server, timeout: ({}, tools))
+    out = tmp_path / "s.car"
+    result = CliRunner().invoke(app, ["mcp", "import", "--name", "s", "-o", str(out), "--", "x"])
+    assert result.exit_code == 0, result.output
+    why = (
+        "it must be called as a task (execution.taskSupport: required), which carlang does"
+        " not do: a call of it would be refused"
+    )
+    assert f"warning: tool `long_job` not imported: {why}" in result.stderr
+    text = out.read_text()
+    assert f"# not imported: `long_job`: {why}" in text
+    program = compile_file(out, tmp_path).program
+    assert program is not None
+    assert {t.name for t in program.tools} == {"s.quick", "s.either", "s.never"}
