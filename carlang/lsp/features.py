@@ -36,6 +36,7 @@ from .positions import to_offset, to_position, to_range
 from .project import Project, ProjectFile, import_target
 from .rename import Renamer
 from .symbols import (
+    ANY_TOOL,
     TOOL_TESTS,
     Occurrence,
     SymbolKey,
@@ -170,13 +171,15 @@ class Features:
         (`h.params.url`: `Occurrence.over`), else its policy's targets (names or globs), every
         tool for a policy without targets and for `redact`."""
         node = occurrence.node
-        if occurrence.over is not None:
-            targets = GlobSet(occurrence.over)
-        elif isinstance(node, ast.PolicyDecl) and node.targets:
-            targets = GlobSet(t.text for t in node.targets)
-        else:
+        if occurrence.over == ANY_TOOL:
             return list(tools)
-        return [tool for tool in tools if targets.matches(tool)]
+        if occurrence.over is not None:
+            # names compared with `h.tool ==`: exact, a `*` in one is no pattern
+            return [tool for tool in tools if tool in occurrence.over]
+        if isinstance(node, ast.PolicyDecl) and node.targets:
+            targets = GlobSet(t.text for t in node.targets)
+            return [tool for tool in tools if targets.matches(tool)]
+        return list(tools)
 
     def keys_of(
         self, occurrence: Occurrence, tools: dict[str, frozenset[str] | None]

@@ -545,3 +545,7 @@ def test_a_history_entrys_params_are_its_pinned_tools_parameters(tmp_path: Path)
     renamed = _renamed(features, path, fetch_url, "address")
     assert 'h.tool == "fetch" && h.params.address == params.address' in renamed
     assert "tool post(url: string" in renamed
+    # a name compared with `==` is exact: `"fs.*"` is no pattern, and pins no declared tool
+    globbed = 'tool fs.read(path: string)\npolicy p: deny when history.exists(h, h.tool == "fs.*" && h.params.path == "x")\n'
+    features, path = _features(tmp_path, globbed)
+    assert _lines(globbed, features.references(path, _at(globbed, "path: string"))) == ["path@1"]
