@@ -948,12 +948,18 @@ class Runtime:
 
         tenant = check_tenant((scope or {}).get("tenant"))
         proposals = [self.with_defaults(proposal) for proposal in proposals]
-        governance = Governance(
-            {name: check.capability for name, check in self._capabilities.items()},
-            self._budgets,
-            self._capability.capability if self._capability is not None else None,
-            self._budget,
-        )
+        capabilities = {name: check.capability for name, check in self._capabilities.items()}
+        budgets = dict(self._budgets)
+        capability = self._capability.capability if self._capability is not None else None
+        budget = self._budget
+        # pinned (`pin`): every candidate runs under those, one naming another cannot run
+        if "capability" in self._pinned:
+            pinned = capabilities[self._pinned["capability"]]
+            capabilities, capability = {pinned.name: pinned}, pinned
+        if "budget" in self._pinned:
+            budget = budgets[self._pinned["budget"]]
+            budgets = {budget.name: budget}
+        governance = Governance(capabilities, budgets, capability, budget)
         return rank(
             proposals,
             self._schemas(),

@@ -709,7 +709,11 @@ def test_a_pinned_capability_is_every_proposals_whatever_it_names() -> None:
     assert "names capability 'admin'" in rejected.data["issues"][0]
     with pytest.raises(CarlangRuntimeError, match="no capability 'root' to pin"):
         Runtime.from_program(program, capability="root")
+    # ranked as `execute` runs them: a candidate naming another capability cannot run
+    escalating = proposal(shell, capability="admin", id="escalating")
+    assert [r.valid for r in rt.rank_candidates([escalating])] == [False]
     unpinned = Runtime.from_program(program)  # (a proposal's own choice, without a pin)
+    assert [r.valid for r in unpinned.rank_candidates([escalating])] == [True]
     unpinned.register_tool("shell", lambda cmd: "RAN " + cmd)
     assert unpinned.execute(proposal(shell, capability="admin")).all_succeeded()
 
