@@ -134,7 +134,9 @@ class StateStore:
         """The live dict of one tenant (the runtime reads it directly; do not keep it)."""
         found = self._tenants.get(tenant)
         if found is None:
-            found = self._tenants[check_tenant(tenant)] = {}
+            # `setdefault`, one step (atomic on a dict): two threads meeting a new tenant at
+            # once get the same dict (two made, one replacing the other, lost a run's writes)
+            found = self._tenants.setdefault(check_tenant(tenant), {})
         return found
 
     def view(self, tenant: str | None = None) -> StateView:

@@ -415,3 +415,26 @@ def test_after_means_after_it_succeeded() -> None:
         "skipped: it runs after fails, which did not succeed (skipped)"
     )
     assert_one_terminal_event_each(rt, result)
+
+
+def test_two_threads_meeting_a_new_tenant_at_once_share_its_state() -> None:
+    """`StateStore.data` looked a tenant up, then made its dict: a thread between the two
+    steps made one too, and the second replaced the first, losing the writes of a run that
+    held it. The tenant's dict is made in one step."""
+    from carlang_runtime.engine.state import StateStore
+
+    store = StateStore()
+    theirs: dict[str, Any] = {"written": 1}
+
+    class Racing(dict):  # type: ignore[type-arg]
+        """Another thread makes tenant "t" between this thread's look and its insert."""
+
+        def get(self, key: Any, default: Any = None) -> Any:
+            found = super().get(key, default)
+            if found is None and key == "t":
+                super().__setitem__("t", theirs)
+            return found
+
+    store._tenants = Racing(store._tenants)
+    assert store.data("t") is theirs
+    assert store.get("written", tenant="t") == 1
