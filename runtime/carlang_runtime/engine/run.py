@@ -230,7 +230,10 @@ class ProposalRun:
         self.judges_state = any(p.judges_state() for p in self.policies)
         # The `history` entries of admitted actions that have not ended (status "running").
         self.running: dict[int, dict[str, Any]] = {}
-        self.unknown_session = session is not None and not runtime.has_session(session)
+        # An unknown session, or another tenant's: every action is rejected (fail closed).
+        self.session_problem = (
+            runtime.session_problem(session, self.tenant) if session is not None else None
+        )
         # Whose cached outputs this run may share: its callers' of the same scope (None: none).
         self.cache_scope = runtime.cache_scope(scope)
         resumed = resumed or Resumption()
@@ -868,8 +871,8 @@ class ProposalRun:
         problems, accumulated)."""
         if self.refused is not None:
             return [self.refused]
-        if self.unknown_session:
-            return [f"unknown session '{self.session}'"]
+        if self.session_problem is not None:
+            return [self.session_problem]
         problems: list[str] = []
         capability = self.capability
         if capability is not None:

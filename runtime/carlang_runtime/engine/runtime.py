@@ -125,6 +125,9 @@ class GateDecision:
 class _Session:
     policies: PolicySet
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: The tenant whose runs the session holds (`tenant`, once `bound`): its history is theirs.
+    tenant: str | None = None
+    bound: bool = False
 
 
 class Runtime:
@@ -382,11 +385,33 @@ class Runtime:
 
     # -- sessions --------------------------------------------------------------------------
 
-    def open_session(self) -> str:
-        """A new session: its own policies (added to the global ones) and its own history."""
+    def open_session(self, *, tenant: str | None = None) -> str:
+        """A new session: its own policies (added to the global ones) and its own history.
+        It belongs to one tenant (`tenant`, else the tenant of its first run, None for the
+        shared state): a run of another tenant in it is refused (`session_problem`), as its
+        history would show one tenant's actions, parameters and all, to another's policies."""
         session = uuid.uuid4().hex[:12]
-        self._sessions[session] = _Session(PolicySet(tools=self._schemas(), clock=self.clock))
+        found = _Session(PolicySet(tools=self._schemas(), clock=self.clock))
+        if tenant is not None:
+            found.tenant, found.bound = check_tenant(tenant), True
+        self._sessions[session] = found
         return session
+
+    def session_problem(self, session: str, tenant: str | None) -> str | None:
+        """Why a run of `tenant` may not run in `session` (None: it may): unknown, or another
+        tenant's. The first run binds a session opened without a tenant."""
+        found = self._sessions.get(session)
+        if found is None:
+            return f"unknown session '{session}'"
+        if not found.bound:
+            found.tenant, found.bound = tenant, True
+        if found.tenant != tenant:
+
+            def who(name: str | None) -> str:
+                return "the shared state" if name is None else f"tenant '{name}'"
+
+            return f"session '{session}' belongs to {who(found.tenant)}, not {who(tenant)}"
+        return None
 
     def close_session(self, session: str) -> None:
         """End a session; running with its id afterwards rejects every action."""

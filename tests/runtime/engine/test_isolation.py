@@ -438,3 +438,30 @@ def test_two_threads_meeting_a_new_tenant_at_once_share_its_state() -> None:
     store._tenants = Racing(store._tenants)
     assert store.data("t") is theirs
     assert store.get("written", tenant="t") == 1
+
+
+def test_a_session_belongs_to_one_tenant() -> None:
+    """A session's history is its runs' actions, parameters and all: used by two tenants, one
+    tenant's payment decided the other's (`history.exists(h, h.params.to == ...)`). The
+    first run binds it (or `open_session(tenant=...)`); another tenant's run is refused."""
+    rt = Runtime()
+    rt.register_tool("pay", lambda to: "paid")
+    rt.add_policy(
+        ir.CelPolicy(name="once", tools=["pay"], when='history.exists(h, h.tool == "pay")')
+    )
+    session = rt.open_session()
+    plan = proposal(call("a", "pay", params={"to": "alice-acct-123"}))
+    assert statuses(rt.execute(plan, session=session, scope={"tenant": "A"}))["a"] == "succeeded"
+    other = rt.execute(plan, session=session, scope={"tenant": "B"})
+    assert errors(other)["a"] == f"session '{session}' belongs to tenant 'A', not tenant 'B'"
+    shared = rt.execute(plan, session=session)
+    assert errors(shared)["a"] == f"session '{session}' belongs to tenant 'A', not the shared state"
+    assert (
+        rt.gate(
+            call("a", "pay", params={"to": "x"}), session=session, scope={"tenant": "B"}
+        ).decision
+        == "deny"
+    )
+    bound = rt.open_session(tenant="B")
+    assert statuses(rt.execute(plan, session=bound, scope={"tenant": "B"}))["a"] == "succeeded"
+    assert statuses(rt.execute(plan, session=bound, scope={"tenant": "A"}))["a"] == "rejected"
