@@ -191,15 +191,15 @@ def test_the_id_of_a_worker_that_stopped_beating_is_free_again(
 def test_an_id_claimed_by_a_worker_killed_while_starting_is_taken_over_after_the_limit(
     sqlite_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(backend, "SILENT_AFTER_S", 1.0)
+    monkeypatch.setattr(backend, "SILENT_AFTER_S", 0.4)
     said: list[str] = []
     monkeypatch.setattr(backend, "_notices", [said.append])
-    assert records.claim_worker_id(sqlite_database, "w1", "killed", 1.0) is None  # never beat
+    assert records.claim_worker_id(sqlite_database, "w1", "killed", 0.4) is None  # never beat
     backend._claim_id(sqlite_database, "w1", "next")  # waits out the lapsed claim, not refused
-    assert records.claim_worker_id(sqlite_database, "w1", "other", 1.0) == "next"
+    assert records.claim_worker_id(sqlite_database, "w1", "other", 0.4) == "next"
     assert said == [
         f"worker id w1 was claimed on {sqlite_database} by a worker that has not started"
-        " serving: waiting up to 1s to see whether it does"
+        " serving: waiting up to 0.4s to see whether it does"
     ]
 
 
@@ -229,13 +229,13 @@ def test_a_launching_worker_beats_from_its_claim_on(
     sqlite_database: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A launch slower than the silence limit keeps its id: it beats while DBOS launches."""
-    monkeypatch.setattr(backend, "SILENT_AFTER_S", 0.5)
-    monkeypatch.setattr(records, "HEARTBEAT_S", 0.1)
+    monkeypatch.setattr(backend, "SILENT_AFTER_S", 0.4)
+    monkeypatch.setattr(records, "HEARTBEAT_S", 0.05)
     seen_while_launching: list[str | None] = []
 
     def slow_launch(database: str, config: object, queues: object) -> None:
-        time.sleep(1.0)  # twice the silence limit
-        seen_while_launching.append(records.claim_worker_id(database, "w1", "rival", 0.5))
+        time.sleep(0.8)  # twice the silence limit
+        seen_while_launching.append(records.claim_worker_id(database, "w1", "rival", 0.4))
         raise CarlangRuntimeError("launch failed")  # (stop here: no DBOS in this test)
 
     monkeypatch.setattr(backend, "_launch_on", slow_launch)
@@ -243,7 +243,7 @@ def test_a_launching_worker_beats_from_its_claim_on(
         backend.launch(sqlite_database, executor="w1")
     assert seen_while_launching and seen_while_launching[0] not in (None, "rival")
     assert records.instances_of(sqlite_database, "w1") == {}  # a failed launch frees its id
-    assert records.claim_worker_id(sqlite_database, "w1", "rival", 0.5) is None
+    assert records.claim_worker_id(sqlite_database, "w1", "rival", 0.4) is None
 
 
 # -- through the CLI ------------------------------------------------------------------------------

@@ -142,13 +142,15 @@ def history_entry(
 HISTORY_LIMIT: Final = 1000
 
 
-def keep_history(history: list[dict[str, Any]], limit: int = HISTORY_LIMIT) -> None:
+def keep_history(history: list[dict[str, Any]], limit: int | None = None) -> None:
     """Trim `history`, in place, to the last `limit` refused entries (status "rejected") and
     the last `limit` others, in order. Apart, because a refusal costs its caller nothing (no
     budget, no tool runs): were the oldest to go first whatever they are, calls a policy
     denies would push a call out of a rule's sight for free (`deny pay when history.exists(h,
     h.tool == "pay" && ...)`: a thousand denied calls later, a second payment went through);
-    were refusals to go first, a rule that counts them would never see one. One pass."""
+    were refusals to go first, a rule that counts them would never see one. One pass.
+    (`limit`: `HISTORY_LIMIT` when None.)"""
+    limit = HISTORY_LIMIT if limit is None else limit
     if len(history) <= limit:
         return
     refused = kept = 0

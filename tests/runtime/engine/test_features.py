@@ -210,12 +210,16 @@ def test_history_is_kept_per_session_for_policies_that_read_it() -> None:
     assert outcomes == ["succeeded", "succeeded", "rejected"]
 
 
-def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history() -> None:
+def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """`history` keeps the last 1,000 refused entries and the last 1,000 others: a refused
     call costs its caller nothing, so a thousand denied calls do not make a second payment
     pass a once-per-session rule (they did, as the oldest entries went first)."""
-    from carlang_runtime.policy import HISTORY_LIMIT
+    from carlang_runtime.policy import activation
 
+    HISTORY_LIMIT = 50  # (1,000 in production: the same with fewer runs)
+    monkeypatch.setattr(activation, "HISTORY_LIMIT", HISTORY_LIMIT)
     rt = Runtime()
     rt.register_tool("pay", lambda amount: "paid")
     rt.register_tool("ping", lambda n: "pong")
