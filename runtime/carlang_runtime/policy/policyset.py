@@ -406,15 +406,18 @@ class PolicySet:
         would be, by the policies that apply to every action, so that a rule against writing
         a key (`deny when action.type == "state_write" && params.key == "admin"`) holds
         however the write is made."""
-        found = self._for_tool(action.tool)
-        judged = (action, proposal_id, state, scope, history, now, explain, admit)
-        matches = self._matches(found, *judged)
+        found = self._by_tool.get(action.tool) or self._for_tool(action.tool)
+        matches = self._matches(
+            found, action, proposal_id, state, scope, history, now, explain, admit
+        )
         if action.expected_effects:
             on_writes = self._for_effects()
             if on_writes.rules or on_writes.allows:
                 for key, value in action.expected_effects.items():
                     write = cast(Action, _EffectWrite(action, key, value))
-                    found_on = self._matches(on_writes, write, *judged[1:])
+                    found_on = self._matches(
+                        on_writes, write, proposal_id, state, scope, history, now, explain, admit
+                    )
                     matches.extend(_on_effect(match, key) for match in found_on)
         if not matches:
             return ALLOW
