@@ -55,24 +55,23 @@ def _show(project: Path, run_id: str) -> dict[str, Any]:
     return show(sqlite_url(project), run_id, project)
 
 
-def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(project: Path) -> None:
-    common = ["p.car", "--tools", "tools.py:TOOLS", "--format", "json", "--events", "run.db"]
-    durable = carlang(
-        "run",
-        *common,
-        "--backend",
-        "dbos",
-        "--database",
-        sqlite_url(project),
-        "--approval-timeout",
-        "1",
+def _run_durably(project: Path, *more: str) -> subprocess.CompletedProcess[str]:
+    """`carlang run p.car` on the DBOS backend in the foreground, its result as JSON."""
+    database = ("--backend", "dbos", "--database", sqlite_url(project))
+    return carlang(
+        "run", "p.car", "--tools", "tools.py:TOOLS", "--format", "json", *database, *more,
         cwd=project,
-    )
+    )  # fmt: skip
+
+
+def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(project: Path) -> None:
+    common = ["p.car", "--tools", "tools.py:TOOLS", "--format", "json"]
+    durable = _run_durably(project, "--events", "run.db", "--approval-timeout", "1")
     assert durable.returncode == 1, durable.stderr
     result = json.loads(durable.stdout)["result"]
     ship = result["results"][2]
     assert ship["status"] == "rejected" and "approval expired" in ship["error"]
-    inprocess = carlang("run", *common[:-2], "--deny-approvals", cwd=project)
+    inprocess = carlang("run", *common, "--deny-approvals", cwd=project)
     local = json.loads(inprocess.stdout)["result"]
     assert [(r["action_id"], r["status"], r.get("output")) for r in result["results"]] == [
         (r["action_id"], r["status"], r.get("output")) for r in local["results"]
@@ -166,21 +165,7 @@ def test_an_approval_expires_after_its_policys_timeout(project: Path) -> None:
         )
     )
     started = time.monotonic()
-    durable = carlang(
-        "run",
-        "p.car",
-        "--tools",
-        "tools.py:TOOLS",
-        "--format",
-        "json",
-        "--backend",
-        "dbos",
-        "--database",
-        sqlite_url(project),
-        "--approval-timeout",
-        "3600",
-        cwd=project,
-    )
+    durable = _run_durably(project, "--approval-timeout", "3600")
     assert durable.returncode == 1, durable.stderr
     assert time.monotonic() - started < 60
     ship = json.loads(durable.stdout)["result"]["results"][2]
@@ -226,19 +211,7 @@ def test_a_tools_output_is_recorded_in_the_runs_database_without_its_secrets(
     """DBOS records each step's output in the runs database (pickled): a tool that echoed a
     secret parameter had it there in clear, though every log and the result redact it."""
     project = write_project(tmp_path, SECRET_PROGRAM, SECRET_TOOLS)
-    done = carlang(
-        "run",
-        "p.car",
-        "--tools",
-        "tools.py:TOOLS",
-        "--format",
-        "json",
-        "--backend",
-        "dbos",
-        "--database",
-        sqlite_url(project),
-        cwd=project,
-    )
+    done = _run_durably(project)
     assert done.returncode == 0, done.stderr
     run_id = json.loads(done.stdout)["run_id"]
     assert json.loads(done.stdout)["result"]["results"][0]["output"] == (

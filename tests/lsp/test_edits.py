@@ -15,9 +15,8 @@ from lsprotocol import types as lsp  # noqa: E402
 
 from carlang.lsp.features import Features  # noqa: E402
 from carlang.lsp.linediff import cut_block  # noqa: E402
-from carlang.lsp.positions import to_offset  # noqa: E402
 from carlang.lsp.project import Project  # noqa: E402
-from carlang.source import Source  # noqa: E402
+from tests.lsp.support import applied  # noqa: E402
 
 
 def _features(tmp_path: Path, text: str) -> tuple[Project, Features, Path]:
@@ -25,14 +24,6 @@ def _features(tmp_path: Path, text: str) -> tuple[Project, Features, Path]:
     project = Project(tmp_path)
     project.set_text(path, text)
     return project, Features(project), path
-
-
-def _apply(text: str, edits: list[lsp.TextEdit]) -> str:
-    source = Source("f.car", text)
-    spans = [(to_offset(source, e.range.start), to_offset(source, e.range.end), e) for e in edits]
-    for start, end, edit in sorted(spans, key=lambda s: s[0], reverse=True):
-        text = text[:start] + edit.new_text + text[end:]
-    return text
 
 
 def _everywhere() -> lsp.Range:
@@ -87,7 +78,7 @@ def test_the_ordering_fix_makes_the_failing_precondition_go(
     (fix,) = features.code_actions(path, _everywhere())
     assert fix.title.startswith(title)
     assert fix.edit is not None and fix.edit.changes is not None
-    after = _apply(text, fix.edit.changes[path.as_uri()])
+    after = applied(text, fix.edit.changes[path.as_uri()])
     assert fixed in after
     project.set_text(path, after)
     assert [d.code for d in project.diagnostics(path)] == []
@@ -102,7 +93,9 @@ def test_an_after_that_is_there_gets_the_writer_added(tmp_path: Path) -> None:
     _project, features, path = _features(tmp_path, text)
     (fix,) = features.code_actions(path, _everywhere())
     assert fix.edit is not None and fix.edit.changes is not None
-    assert 'c = send_email(to: "x") after a, d {\n' in _apply(text, fix.edit.changes[path.as_uri()])
+    assert 'c = send_email(to: "x") after a, d {\n' in applied(
+        text, fix.edit.changes[path.as_uri()]
+    )
 
 
 def test_no_ordering_fix_when_the_writer_runs_after_the_action(tmp_path: Path) -> None:

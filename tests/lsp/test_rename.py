@@ -16,10 +16,9 @@ pytest.importorskip("lsprotocol", reason="the language server needs lsprotocol (
 from lsprotocol import types as lsp  # noqa: E402
 
 from carlang.lsp.features import Features  # noqa: E402
-from carlang.lsp.positions import to_offset  # noqa: E402
 from carlang.lsp.project import Project  # noqa: E402
 from carlang.lsp.rename import RenameRefused  # noqa: E402
-from carlang.source import Source  # noqa: E402
+from tests.lsp.support import applied  # noqa: E402
 
 
 def _features(tmp_path: Path, text: str, name: str = "p.car") -> tuple[Features, Path]:
@@ -39,14 +38,6 @@ def _at(text: str, needle: str, delta: int = 0, nth: int = 0) -> lsp.Position:
     return lsp.Position(line=line, character=index - (text.rfind("\n", 0, index) + 1))
 
 
-def _applied(text: str, edits: list[lsp.TextEdit]) -> str:
-    source = Source("x.car", text)
-    spans = [(to_offset(source, e.range.start), to_offset(source, e.range.end), e) for e in edits]
-    for start, end, edit in sorted(spans, key=lambda s: s[0], reverse=True):
-        text = text[:start] + edit.new_text + text[end:]
-    return text
-
-
 def _renamed(features: Features, path: Path, at: lsp.Position, new_name: str) -> str:
     """The file after the rename, which must leave its diagnostics as they were."""
     text = features.project.text(path)
@@ -55,7 +46,7 @@ def _renamed(features: Features, path: Path, at: lsp.Position, new_name: str) ->
     edit = features.rename(path, at, new_name)
     assert edit is not None and edit.changes is not None
     assert set(edit.changes) == {path.as_uri()}
-    renamed = _applied(text, edit.changes[path.as_uri()])
+    renamed = applied(text, edit.changes[path.as_uri()])
     features.project.set_text(path, renamed)
     assert _shown(features, path) == before
     return renamed

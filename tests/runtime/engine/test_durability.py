@@ -363,36 +363,10 @@ def test_a_journal_in_a_missing_directory_names_the_directory(tmp_path: Path) ->
 def test_a_redacted_run_that_relied_on_a_default_resumes(tmp_path: Path) -> None:
     """The journal keeps the proposal with its defaults filled and its secret redacted; the
     caller's proposal, without the default, is the same proposal once filled."""
-    login = ir.ToolSchema(
-        name="login",
-        parameters={
-            "type": "object",
-            "properties": {
-                "user": {"type": "string"},
-                "token": {"type": "string", "writeOnly": True},
-                "limit": {"type": "integer", "default": 5},
-            },
-            "required": ["user", "token"],
-        },
-    )
     db = tmp_path / "run.db"
-    calls: list[str] = []
-
-    def run_login(user: str, token: str, limit: int = 5) -> str:
-        calls.append(user)
-        if len(calls) == 2:
-            raise KeyboardInterrupt  # the process stops mid-run
-        return user
-
-    plan = proposal(
-        call("a", "login", params={"user": "a", "token": "S3CRET"}),
-        call("b", "login", params={"user": "b", "token": "S3CRET"}, depends_on=["a"]),
-    )
-    first = Runtime(events=EventLog([SqliteSink(db)]))
-    first.register_tool("login", run_login, login)
-    with pytest.raises(KeyboardInterrupt):
-        first.execute(plan)
-    first.close()
+    limit = {"limit": {"type": "integer", "default": 5}}
+    secret = {"user": "b", "token": "tok_abcdef123"}
+    plan, (login, run_login, calls) = _interrupted_login_run(db, secret, limit)
     again = Runtime(events=EventLog([SqliteSink(db)]))
     again.register_tool("login", run_login, login)
     with closing(EventStore(db)) as store:
@@ -404,8 +378,11 @@ def test_a_redacted_run_that_relied_on_a_default_resumes(tmp_path: Path) -> None
     assert calls == ["a", "b", "b"]
 
 
-def _interrupted_login_run(db: Path, b_params: dict[str, Any]) -> tuple[ir.ActionProposal, Any]:
-    """A run of `a = login(token: secret)` then `b = login(**b_params)`, stopped during b."""
+def _interrupted_login_run(
+    db: Path, b_params: dict[str, Any], more: dict[str, Any] | None = None
+) -> tuple[ir.ActionProposal, Any]:
+    """A run of `a = login(token: secret)` then `b = login(**b_params)`, stopped during b
+    (`more`: more parameters of `login`, in JSON Schema)."""
     login = ir.ToolSchema(
         name="login",
         parameters={
@@ -414,13 +391,14 @@ def _interrupted_login_run(db: Path, b_params: dict[str, Any]) -> tuple[ir.Actio
                 "user": {"type": "string"},
                 "token": {"type": "string", "writeOnly": True},
                 "note": {"type": "string"},
+                **(more or {}),
             },
             "required": ["user"],
         },
     )
     calls: list[str] = []
 
-    def run_login(user: str, token: str = "", note: str = "") -> str:
+    def run_login(user: str, token: str = "", note: str = "", **more: Any) -> str:
         calls.append(user)
         if len(calls) == 2:
             raise KeyboardInterrupt  # the process stops mid-run
