@@ -184,16 +184,45 @@ def proxy_command(
             " reaches it can call the tools.",
         ),
     ] = False,
+    max_sessions: Annotated[
+        int | None,
+        typer.Option(
+            "--max-sessions",
+            min=1,
+            metavar="N",
+            help="Over HTTP, how many client sessions at once may have servers started for"
+            " them (each has its own server processes); a call that would start another"
+            " session's is refused (JSON-RPC -32000) until one ends. Default: 32.",
+        ),
+    ] = None,
+    idle_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--idle-timeout",
+            min=1,
+            metavar="SECONDS",
+            help="Over HTTP, end a client session after this long with no request (and no"
+            " open stream); its servers are stopped. Default: 1800 (30 minutes).",
+        ),
+    ] = None,
     root: RootOption = None,
 ) -> None:
     """An MCP server fronting the program's MCP servers: clients see only the tools the
     capability allows, and every call goes through the program's policies, budget, approvals
     (MCP elicitation) and event log. Over HTTP it answers only requests naming this machine
-    (Host, Origin: DNS rebinding protection) and, with --token-env, carrying the token."""
+    (Host, Origin: DNS rebinding protection) and, with --token-env, carrying the token; each
+    client session has servers of its own (started on its first call of their tools, stopped
+    when it ends), for at most --max-sessions sessions at once."""
     import asyncio
 
     from carlang_runtime.engine import Runtime
-    from carlang_runtime.mcp.proxy import PolicyProxy, serve_http, serve_stdio
+    from carlang_runtime.mcp.proxy import (
+        IDLE_TIMEOUT,
+        MAX_SESSIONS,
+        PolicyProxy,
+        serve_http,
+        serve_stdio,
+    )
 
     from .agent_commands import chosen_capability, load_program
     from .run_commands import _event_log
@@ -209,6 +238,10 @@ def proxy_command(
         for option, value in given.items():
             if value:
                 fail_usage(f"{option} is for --transport http (stdio has no hosts or origins)")
+        limits = {"--max-sessions": max_sessions, "--idle-timeout": idle_timeout}
+        for option, limit in limits.items():
+            if limit is not None:
+                fail_usage(f"{option} is for --transport http (stdio serves one client session)")
     token = _token(token_env)
     program = load_program(file, root)
     capability = chosen_capability(file, root, capability, program)
@@ -225,10 +258,16 @@ def proxy_command(
     with _stopped_as_by_ctrl_c() as caught:
         runtime = Runtime.from_program(program, events=log)
         try:
+            http = transport is Transport.http
             proxy = PolicyProxy(
-                program, runtime, capability=capability, budget=budget, stderr=sys.stderr
+                program,
+                runtime,
+                capability=capability,
+                budget=budget,
+                stderr=sys.stderr,
+                max_sessions=(max_sessions or MAX_SESSIONS) if http else None,
             )
-            if transport is Transport.http:
+            if http:
                 listener, access = _listen(host, port, allow_host, allow_origin, token, insecure)
                 shown = len(proxy.list_tools())
                 bound = listener.getsockname()[1]  # (with --port 0, the one the system chose)
@@ -237,7 +276,14 @@ def proxy_command(
                     f"carlang mcp proxy: {shown} tool(s) at http://{where}:{bound}/mcp"
                     " (Ctrl-C to stop)"
                 )
-                serve_http(proxy, bound, host, listener=listener, access=access)
+                serve_http(
+                    proxy,
+                    bound,
+                    host,
+                    listener=listener,
+                    access=access,
+                    idle_timeout=idle_timeout or IDLE_TIMEOUT,
+                )
             else:
                 asyncio.run(serve_stdio(proxy))
         except KeyboardInterrupt:

@@ -286,7 +286,7 @@ def test_an_address_other_machines_reach_needs_a_token_or_insecure(
 
     served: list[Any] = []
 
-    def serve(*_args: Any, listener: Any, access: Any) -> None:  # (serves nothing)
+    def serve(*_args: Any, listener: Any, access: Any, **_options: Any) -> None:  # (no serving)
         listener.close()
         served.append(access)
 

@@ -1,6 +1,7 @@
 """MCP servers as tool providers: one session per server per runtime, started on first use,
 closed with the runtime; each MCP-bound tool is registered as an async function that calls
-the server.
+the server. (`carlang mcp proxy` keeps one `McpSessions` per client session instead: see
+proxy.py.)
 
 What a call does: the tool's schema the program was checked against is compared with the
 server's live `tools/list` (a changed schema fails the call: the plan was verified against
@@ -93,7 +94,9 @@ def output_of(result: Mapping[str, Any]) -> Any:
 
 
 class McpSessions:
-    """The MCP sessions of one runtime, one per server."""
+    """The MCP sessions of one runtime (or of one client of the proxy), one per server. Once
+    closed, it starts none again: a call still on its way (in a worker thread) fails instead
+    of starting a server nobody would stop."""
 
     def __init__(self, servers: Iterable[McpServer], *, stderr: Any = None) -> None:
         import subprocess
@@ -104,12 +107,15 @@ class McpSessions:
         self._live: dict[str, dict[str, dict[str, Any]]] = {}
         self._stale: set[str] = set()
         self._lock = threading.Lock()
+        self._closed = False
         #: (server, tool) -> the pinning verdict against the server's current list
         self._verdicts: dict[tuple[str, str], str | None] = {}
 
     def client(self, name: str) -> McpClient:
         """The session with server `name`, started (and its tools listed) on first use."""
         with self._lock:
+            if self._closed:
+                raise McpError(f"MCP server '{name}': the session was closed")
             found = self._clients.get(name)
             if found is not None and found.alive:
                 return found
@@ -218,8 +224,9 @@ class McpSessions:
         return call_mcp_tool
 
     def close(self) -> None:
-        """End every session."""
+        """End every session; none starts again."""
         with self._lock:
+            self._closed = True
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()

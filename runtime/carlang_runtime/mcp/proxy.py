@@ -9,6 +9,12 @@
 - a refusal or failure is a tool result with `isError: true` and carlang's message;
 - a successful call returns the server's own result.
 
+Each client session has its own sessions with the servers (`McpSessions`), started on its
+first call of a server's tool and closed when it ends, so that a server's per-session state
+is never one client's to another; and its runs have the scope `{"mcp_session": <its carlang
+session>}`, so that the runtime's caches (`cache`, idempotency) are its own. `max_sessions`
+bounds how many client sessions at once may have servers started for them (`ProxyBusy`).
+
 Over stdio the proxy speaks JSON-RPC itself (`StdioSession`, on the event loop); over
 Streamable HTTP it is the official SDK's low-level `Server` (the `mcp` extra).
 """
@@ -28,8 +34,8 @@ import os
 import socket
 import stat
 import sys
+import threading
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +45,7 @@ from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, 
 from ..engine.approval import Approval, ApprovalRequest
 from ..engine.limits import SessionBudget
 from ..engine.middleware import Middleware
+from ..engine.tools import ToolError
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionStatus, Budget, Program, ToolSchema
 from ..jsontext import JsonTextError, parse_json
@@ -49,8 +56,11 @@ from ..suggest import with_article
 from .provider import McpSessions
 
 __all__ = [
+    "IDLE_TIMEOUT",
+    "MAX_SESSIONS",
     "HttpAccess",
     "PolicyProxy",
+    "ProxyBusy",
     "bind_http",
     "build_server",
     "call_problem",
@@ -63,16 +73,45 @@ __all__ = [
 ]
 
 
+class ProxyBusy(Exception):
+    """A call refused because the proxy is at its limit of client sessions with servers of
+    their own (`max_sessions`): a JSON-RPC error (`code`), not a tool result, as it says
+    nothing about the call itself; nothing of it ran."""
+
+    code = -32000
+
+
 @dataclass
 class _Client:
-    """One MCP client session: its carlang session, its counters against the budget, and the
-    lock its calls are admitted under one at a time (they run alongside each other)."""
+    """One MCP client session: its carlang session, its own sessions with the servers
+    (`downstream`, started on first use), the scope its runs have, its counters against the
+    budget, and the lock its calls are admitted under one at a time (they run alongside each
+    other)."""
 
     session: str
     mcp: Any
+    downstream: McpSessions
     spent: SessionBudget | None = None
     ids: Any = field(default_factory=lambda: itertools.count(1))
     admitting: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: Whether it holds one of the proxy's `max_sessions` places (from its first call of a
+    #: tool of a server carlang starts, until it ends).
+    placed: bool = False
+    #: Its MCP-bound tools' functions, calling its own sessions with the servers.
+    functions: dict[str, Callable[..., Awaitable[Any]]] = field(default_factory=dict)
+
+    @property
+    def scope(self) -> dict[str, Any]:
+        """The scope of its runs: what the runtime's caches are keyed by (with no tenant: the
+        runs use the shared state, as before)."""
+        return {"mcp_session": self.session}
+
+    def function(self, schema: ToolSchema) -> Callable[..., Awaitable[Any]]:
+        """The function calling `schema`'s tool through this client's own server session."""
+        found = self.functions.get(schema.name)
+        if found is None:
+            found = self.functions[schema.name] = self.downstream.tool_function(schema, raw=True)
+        return found
 
 
 class _Admission:
@@ -144,17 +183,24 @@ class _AdmittedHook(Middleware):
             admission.admitted(action.parameters)
 
 
-def _admitting(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """An MCP-bound tool's function that first tells the call's admission it was admitted."""
+def _dispatching(schema: ToolSchema) -> Callable[..., Awaitable[Any]]:
+    """An MCP-bound tool's function for the proxy's runtime: it tells the call's admission it
+    was admitted, then calls the tool through the calling client's own server session (the
+    client is the call's admission's: a call from no client session is refused)."""
+    assert schema.mcp is not None
+    server, remote = schema.mcp.server, schema.mcp.tool
 
     async def call_admitted(**arguments: Any) -> Any:
         admission = _ADMISSION.get()
-        if admission is not None:
-            admission.started = True
-            admission.admitted(arguments)
-        return await fn(**arguments)
+        if admission is None:  # (fail closed: whose server session would it use?)
+            raise ToolError(
+                f"MCP tool '{remote}' on '{server}' was called outside an MCP client's session"
+            )
+        admission.started = True
+        admission.admitted(arguments)
+        return await admission.client.function(schema)(**arguments)
 
-    call_admitted.__doc__ = fn.__doc__
+    call_admitted.__doc__ = f"Calls tool '{remote}' on MCP server '{server}' (the client's own)."
     return call_admitted
 
 
@@ -169,7 +215,11 @@ class PolicyProxy:
         capability: str | None = None,
         budget: str | None = None,
         stderr: Any = None,
+        max_sessions: int | None = None,
     ) -> None:
+        """`max_sessions`: how many client sessions at once may have servers started for them
+        (None: no limit); `stderr`: where the servers' standard error goes (and the proxy's
+        warnings), None for nowhere."""
         self.program = program
         self.runtime = runtime
         self.capability = capability
@@ -179,42 +229,115 @@ class PolicyProxy:
             if self.budget is None:
                 names = ", ".join(b.name for b in program.budgets) or "none"
                 raise CarlangRuntimeError(f"no budget '{budget}' (budgets: {names})")
-        self.sessions = McpSessions(program.mcp_servers, stderr=stderr)
+        if max_sessions is not None and max_sessions < 1:
+            raise CarlangRuntimeError(f"max_sessions must be at least 1, not {max_sessions}")
+        self.max_sessions = max_sessions
+        self.stderr = stderr
+        self.servers = {server.name: server for server in program.mcp_servers}
+        #: The servers carlang starts (a command), a process per client session each.
+        self._started_here = {n for n, server in self.servers.items() if server.command}
         self.tools: dict[str, ToolSchema] = {}
         for schema in visible_tools(program, capability):
-            if schema.mcp is not None and schema.mcp.server in self.sessions.servers:
+            if schema.mcp is not None and schema.mcp.server in self.servers:
                 self.tools[schema.name] = schema
         for schema in program.tools:
-            if schema.mcp is not None and schema.mcp.server in self.sessions.servers:
-                function = _admitting(self.sessions.tool_function(schema, raw=True))
-                runtime.register_tool(schema.name, function, schema)
-        runtime.on_close(self.sessions.close)
+            if schema.mcp is not None and schema.mcp.server in self.servers:
+                runtime.register_tool(schema.name, _dispatching(schema), schema)
+        runtime.on_close(self.close)
         runtime.set_approval_gate(_ElicitationGate(self))
         runtime.use(_AdmittedHook())
         self._clients: dict[int, _Client] = {}
+        #: Server sessions of clients gone that are closed with the runtime (`forget`).
+        self._left: list[McpSessions] = []
+        #: How many client sessions hold a place (`max_sessions`), and whether a warning
+        #: said the places are all taken (said again once one is given back).
+        self._placed = 0
+        self._warned_full = False
 
     # -- sessions ------------------------------------------------------------------------------
 
     def client(self, mcp_session: Any) -> _Client:
-        """The carlang session of an MCP client session, opened on its first request and
-        closed when the MCP session goes away."""
-        key = id(mcp_session)
+        """The carlang session of an MCP client session, opened on its first call, with its
+        own sessions with the servers (each started on its first call of that server's tools);
+        all closed when the MCP session ends (`end`, `forget`)."""
+        key = id(mcp_session)  # (the client holds the session: the id is no other's meanwhile)
         found = self._clients.get(key)
         if found is None:
             spent = SessionBudget(self.budget) if self.budget is not None else None
-            found = self._clients[key] = _Client(self.runtime.open_session(), mcp_session, spent)
-            weakref.finalize(mcp_session, self._forget, key, found.session)
+            downstream = McpSessions(self.servers.values(), stderr=self.stderr)
+            session = self.runtime.open_session()
+            found = self._clients[key] = _Client(session, mcp_session, downstream, spent)
         return found
 
     def forget(self, mcp_session: Any) -> None:
-        """Close the carlang session of an MCP session that ended."""
-        found = self._clients.pop(id(mcp_session), None)
+        """Close the carlang session of an MCP session that ended, leaving its sessions with
+        the servers to be closed with the runtime: over stdio the client's end is the
+        proxy's, and its calls cancelled are recorded as interrupted before their servers
+        stop."""
+        found = self._detach(mcp_session)
         if found is not None:
-            self.runtime.close_session(found.session)
+            self._left.append(found.downstream)
 
-    def _forget(self, key: int, session: str) -> None:
-        self._clients.pop(key, None)
-        self.runtime.close_session(session)
+    async def end(self, mcp_session: Any) -> None:
+        """Close the carlang session of an MCP session that ended and its sessions with the
+        servers now (a server it started is stopped: its input closed, SIGTERM after 2 s),
+        without holding up the event loop meanwhile."""
+        found = self._detach(mcp_session)
+        if found is not None:
+            await asyncio.to_thread(found.downstream.close)
+
+    def _detach(self, mcp_session: Any) -> _Client | None:
+        found = self._clients.pop(id(mcp_session), None)
+        if found is None:
+            return None
+        self.runtime.close_session(found.session)
+        if found.placed:
+            found.placed = False
+            self._placed -= 1
+            self._warned_full = False
+        return found
+
+    def close(self) -> None:
+        """Close every client's sessions with the servers (the runtime closes: the proxy
+        stops), side by side: each may wait seconds for its server to stop."""
+        clients, self._clients = list(self._clients.values()), {}
+        for client in clients:
+            self.runtime.close_session(client.session)
+        left, self._left = self._left, []
+        closing = [threading.Thread(target=c.downstream.close) for c in clients]
+        closing += [threading.Thread(target=downstream.close) for downstream in left]
+        for thread in closing:
+            thread.start()
+        for thread in closing:
+            thread.join()
+
+    def _place(self, client: _Client, tool: str) -> None:
+        """Give `client` a place among the `max_sessions` client sessions that may have
+        servers started for them, or refuse its call (`ProxyBusy`) when none is left."""
+        if self.max_sessions is not None and self._placed >= self.max_sessions:
+            limit = self.max_sessions
+            if not self._warned_full:
+                self._warned_full = True
+                self._warn(
+                    f"carlang mcp proxy: {limit} client session(s) have MCP servers of their own"
+                    f" (--max-sessions {limit}): a new session's calls of their tools are"
+                    " refused until one ends"
+                )
+            raise ProxyBusy(
+                f"carlang mcp proxy is busy: {limit} other client session(s) have MCP servers of"
+                f" their own, its limit (--max-sessions {limit}); {tool} was not called. Try"
+                " again once one of them ends (its client closes it, or it is idle too long)"
+            )
+        client.placed = True
+        self._placed += 1
+
+    def _warn(self, message: str) -> None:
+        if self.stderr is not None and hasattr(self.stderr, "write"):
+            try:
+                self.stderr.write(message + "\n")
+                self.stderr.flush()
+            except (OSError, ValueError):
+                pass
 
     def mcp_session_of(self, session: str | None) -> Any:
         """The MCP session behind a carlang session."""
@@ -246,6 +369,14 @@ class PolicyProxy:
         in `history`), and run alongside each other."""
         client = self.client(mcp_session)
         tool = tool_name_from_model(name, self.tools)
+        schema = self.tools.get(tool)
+        if (
+            not client.placed
+            and schema is not None
+            and schema.mcp is not None
+            and schema.mcp.server in self._started_here
+        ):
+            self._place(client, tool)  # (or ProxyBusy: nothing of the call runs)
         action = Action(
             id=f"call_{next(client.ids)}",
             type="tool_call",
@@ -273,7 +404,7 @@ class PolicyProxy:
             token = _ADMISSION.set(admission)
             try:
                 result = await self.runtime.execute_async(
-                    proposal, session=client.session, refused=problem
+                    proposal, session=client.session, scope=client.scope, refused=problem
                 )
             except BaseException:  # cancelled: a call that may have reached its server counts
                 if spent is not None and not admission.started:
@@ -537,6 +668,9 @@ class StdioSession:
                 return
         except asyncio.CancelledError:
             return  # the client cancelled: no answer is sent
+        except ProxyBusy as exc:
+            self.send(_rpc_error(request_id, exc.code, str(exc)))
+            return
         except CarlangRuntimeError as exc:  # refused by the runtime: a tool error, not a crash
             result = _error(str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the client waiting
@@ -620,15 +754,40 @@ def _rpc_error(request_id: Any, code: int, message: str) -> dict[str, Any]:
     return {"jsonrpc": "2.0", "id": request_id, "error": {"code": code, "message": message}}
 
 
+class _Connection:
+    """One run of the SDK server: one MCP session (the SDK's `ServerSession`, known from its
+    first call)."""
+
+    def __init__(self) -> None:
+        self.mcp: Any = None
+
+
 def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
     """The SDK server answering tools/list and tools/call through `proxy`, saying carlang's
     version. A call whose params are wrong (arguments holding NaN or an infinity, which the
-    SDK's decoder reads) is a JSON-RPC -32602 error, as over stdio."""
+    SDK's decoder reads) is a JSON-RPC -32602 error, as over stdio; one refused as the proxy
+    is busy (`ProxyBusy`) is -32000. When an MCP session ends (over HTTP: its client deleted
+    it, it was idle too long, or the proxy stops), its carlang session and its sessions with
+    the servers are closed (the SDK runs the server once per session, in its `lifespan`)."""
+    import contextlib
+    from collections.abc import AsyncIterator
+
+    import anyio
     import mcp.types as types
     from mcp.server.lowlevel import Server
     from mcp.shared.exceptions import McpError
 
-    server: Any = Server(name, version=_version())
+    @contextlib.asynccontextmanager
+    async def per_session(_server: Any) -> AsyncIterator[_Connection]:
+        connection = _Connection()
+        try:
+            yield connection
+        finally:
+            if connection.mcp is not None:
+                with anyio.CancelScope(shield=True):  # (the proxy stopping cancels the run)
+                    await proxy.end(connection.mcp)
+
+    server: Any = Server(name, version=_version(), lifespan=per_session)
 
     @server.list_tools()  # type: ignore[untyped-decorator]
     async def list_tools() -> list[types.Tool]:
@@ -639,9 +798,14 @@ def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
         problem = call_problem({"name": params.name, "arguments": params.arguments})
         if problem is not None:
             raise McpError(types.ErrorData(code=types.INVALID_PARAMS, message=problem))
-        session = server.request_context.session
+        context = server.request_context
+        session = context.session
+        if isinstance(context.lifespan_context, _Connection):
+            context.lifespan_context.mcp = session  # (its end ends the client's session)
         try:
             result = await proxy.call_tool(session, params.name, params.arguments or {})
+        except ProxyBusy as exc:
+            raise McpError(types.ErrorData(code=exc.code, message=str(exc))) from None
         except CarlangRuntimeError as exc:  # refused by the runtime: a tool error
             result = _error(str(exc))
         except Exception as exc:  # noqa: BLE001 - a bug: a JSON-RPC error, not a tool's
@@ -894,6 +1058,14 @@ async def _unauthorized(scope: Any, receive: Any, send: Any) -> None:
     await response(scope, receive, send)
 
 
+#: Seconds an HTTP session may stay idle before it ends (the SDK's default: 30 minutes).
+IDLE_TIMEOUT = 30 * 60.0
+
+#: How many client sessions at once may have servers started for them, by default (over
+#: HTTP: `carlang mcp proxy --max-sessions`).
+MAX_SESSIONS = 32
+
+
 def serve_http(
     proxy: PolicyProxy,
     port: int,
@@ -901,10 +1073,13 @@ def serve_http(
     *,
     listener: socket.socket | None = None,
     access: HttpAccess | None = None,
+    idle_timeout: float = IDLE_TIMEOUT,
 ) -> None:
     """Serve clients over Streamable HTTP at http://host:port/mcp, one carlang session per
     MCP session (on `listener` when given: see `bind_http`), answering only what `access`
-    allows (default: this machine's names for the listener, no token)."""
+    allows (default: this machine's names for the listener, no token). A session with no
+    request in flight (and no open stream) for `idle_timeout` seconds ends, as one its client
+    deletes: its sessions with the servers are closed."""
     import contextlib
     from collections.abc import AsyncIterator
 
@@ -930,7 +1105,9 @@ def serve_http(
         allowed_hosts=list(access.hosts),
         allowed_origins=list(access.origins),
     )
-    manager = StreamableHTTPSessionManager(app=build_server(proxy), security_settings=security)
+    manager = StreamableHTTPSessionManager(
+        app=build_server(proxy), security_settings=security, session_idle_timeout=idle_timeout
+    )
     guard = TransportSecurityMiddleware(security)
     token = access.token
 
