@@ -116,9 +116,10 @@ DEFAULT_DATABASE = "sqlite:///carlang-runs.db"
 #: meet its recorded steps in the order it records them again, so a change of the sequence
 #: (layout 2: a tool call's admission is a step only when a replay could decide otherwise;
 #: layout 3: a level whose actions declare state writes runs in order when a policy reads the
-#: state, each admission then followed by its call) bumps this number. It is part of the DBOS application version (`application_version`):
-#: runs started under another layout are recovered only by processes of that layout, never
-#: by these, which would fail them ("step 1 was recorded when ... was expected").
+#: state, each admission then followed by its call) bumps this number. It is part of the DBOS
+#: application version (`application_version`): runs started under another layout are
+#: recovered only by processes of that layout, never by these, which would fail them ("step 1
+#: was recorded when ... was expected").
 STEP_LAYOUT = 3
 #: The DBOS application version of this process's runs (`DBOS__APPVERSION` overrides it:
 #: see `app_version`).
