@@ -183,3 +183,44 @@ def test_a_jsonl_file_of_no_task_says_so(tmp_path: Path) -> None:
         assert (result.exit_code, result.stdout) == (2, "")
         assert result.stderr.startswith(f"error: {path}: the file holds no task (it is empty")
         assert "None" not in result.stderr
+
+
+def test_plan_chooses_a_task_of_json_and_jsonl_by_its_id(tmp_path: Path) -> None:
+    groups = [
+        {"id": "g1", "candidates": [proposal("p"), proposal("q", call("t"))]},
+        {"id": "g2", "candidates": [proposal("r", call("t")), proposal("s")]},
+    ]
+    path = tmp_path / "two.jsonl"
+    path.write_text("".join(json.dumps(g) + "\n" for g in groups))
+    (tmp_path / "one.json").write_text(json.dumps(groups[0] | {"id": "solo"}))
+    result = runner.invoke(app, ["rank", str(path), "--plan", "g2", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert {row["task"] for row in csv.DictReader(io.StringIO(result.stdout))} == {"g2"}
+    result = runner.invoke(app, ["rank", str(tmp_path), "--plan", "solo", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["plan"] == "solo"
+    # one task chosen: a sweep has its one plan
+    swept = ["rank", str(path), "--plan", "g1", "--sweep", "cost_weight=0,1"]
+    result = runner.invoke(app, swept)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("cost_weight,task,")
+    # an id no task has: a usage error, with the closest id
+    result = runner.invoke(app, ["rank", str(path), "--plan", "g22"])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == "error: no plan `g22` in any input (did you mean `g2`?)\n"
+    result = runner.invoke(app, ["rank", str(path), "--plan", "zzz"])
+    assert "(plans and tasks: g1, g2)" in result.stderr
+    outcomes = tmp_path / "o.csv"
+    outcomes.write_text("task,candidate,success\ng1,p,1\n")
+    result = runner.invoke(
+        app, ["planner", "eval", str(path), "--outcomes", str(outcomes), "--plan", "nope"]
+    )
+    assert result.exit_code == 2 and "no plan `nope` in any input" in result.stderr
+
+
+def test_plan_of_a_program_is_suggested_when_misspelt(tmp_path: Path) -> None:
+    path = tmp_path / "p.car"
+    path.write_text(PROGRAM)
+    result = runner.invoke(app, ["rank", str(path), "--plan", "frist"])
+    assert result.exit_code == 2
+    assert result.stderr == f"error: no plan `frist` in {path} (did you mean `first`?)\n"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import tomllib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .common import echo_err, fail_usage
 from .lang_commands import compile_program
@@ -43,9 +43,10 @@ def _files(inputs: list[Path]) -> list[Path]:
 
 
 def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> list[Task]:
-    """Every task of the inputs: each program's plans (only `plan` when given; all proposals
-    of a program without plans), each CAR JSON file, each line of a JSONL file of groups.
-    With several files, a plan's task id is `file:plan`."""
+    """Every task of the inputs: each program's plans (all proposals of a program without
+    plans), each CAR JSON file, each line of a JSONL file of groups. With several files, a
+    plan's task id is `file:plan`. `plan` keeps only the plans of that name and the JSON and
+    JSONL tasks of that id; a usage error (with a did-you-mean) when none has it."""
     from carlang_runtime.experiments import load_groups, load_proposals, tasks_from_program
     from carlang_runtime.experiments.dataset import check_unique, task_from_plan
 
@@ -53,37 +54,48 @@ def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> lis
     several = len(files) > 1
     tasks: list[Task] = []
     empty: list[Path] = []  # JSONL files of blank lines
+    names: list[str] = []  # what `plan` could have named: plans and task ids
     for file in files:
-        if file.suffix == ".jsonl":
-            groups = load_groups(file)
-            if not groups:
+        if file.suffix in (".jsonl", ".json"):
+            found = load_groups(file) if file.suffix == ".jsonl" else [load_proposals(file)]
+            if not found:
                 empty.append(file)
-            tasks.extend(groups)
-        elif file.suffix == ".json":
-            tasks.append(load_proposals(file))
-        else:
-            _, program = compile_program(file, root, proposal_errors_ok=True)
-            prefix = f"{file.stem}:" if several else ""
-            if plan is not None:
-                chosen = program.plan(plan)
-                if chosen is None:
-                    if several:
-                        continue
-                    names = ", ".join(p.name for p in program.plans) or "none"
-                    fail_usage(f"no plan `{plan}` in {file} (plans: {names})")
+            names.extend(task.id for task in found)
+            tasks.extend(task for task in found if plan is None or task.id == plan)
+            continue
+        _, program = compile_program(file, root, proposal_errors_ok=True)
+        prefix = f"{file.stem}:" if several else ""
+        if plan is not None:
+            names.extend(p.name for p in program.plans)
+            chosen = program.plan(plan)
+            if chosen is not None:
                 tasks.append(task_from_plan(program, chosen, prefix + chosen.name))
-                continue
-            if not program.plans and not program.proposals:
-                fail_usage(f"{file} has no plans and no proposals to rank")
-            tasks.extend(tasks_from_program(program, prefix))
+            elif not several:
+                _no_plan(plan, f"in {file}", [p.name for p in program.plans], "plans")
+            continue
+        if not program.plans and not program.proposals:
+            fail_usage(f"{file} has no plans and no proposals to rank")
+        tasks.extend(tasks_from_program(program, prefix))
     if not tasks and empty and plan is None:
         fail_usage(
             f"{empty[0]}: the file holds no task (it is empty or blank): a JSONL dataset holds"
             ' one candidate group per line, like {"id": "t1", "candidates": [...]}'
         )
     if not tasks:
-        fail_usage(f"no plan `{plan}` in any input")
+        assert plan is not None
+        _no_plan(plan, "in any input", names, "plans and tasks")
     return check_unique(tasks)
+
+
+def _no_plan(plan: str, where: str, names: list[str], kinds: str) -> NoReturn:
+    """The usage error for a `--plan` that names no plan or task: the closest name, or the
+    first few there are."""
+    from carlang_runtime.suggest import did_you_mean
+
+    known = list(dict.fromkeys(names))
+    shown = ", ".join(known[:8]) + (f" and {len(known) - 8} more" if len(known) > 8 else "")
+    hint = did_you_mean(plan, known, "`") or f"{kinds}: {shown or 'none'}"
+    fail_usage(f"no plan `{plan}` {where} ({hint})")
 
 
 def load_config(path: Path | None) -> PlannerConfig:

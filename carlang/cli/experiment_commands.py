@@ -54,7 +54,12 @@ FeedbackOption = Annotated[
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="Planner settings (JSON/TOML, or a search's).")
 ]
-PlanOption = Annotated[str | None, typer.Option("--plan", help="Only this plan of programs.")]
+PlanOption = Annotated[
+    str | None,
+    typer.Option(
+        "--plan", help="Only this plan of each program and the JSON/JSONL task of this id."
+    ),
+]
 SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and baselines.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 

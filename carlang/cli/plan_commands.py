@@ -69,7 +69,11 @@ def rank_command(
     ],
     plan: Annotated[
         str | None,
-        typer.Option("--plan", help="Only this plan of each program (default: every plan)."),
+        typer.Option(
+            "--plan",
+            help="Only this plan of each program and the JSON/JSONL task of this id"
+            " (default: every task).",
+        ),
     ] = None,
     feedback: Annotated[
         Path | None,
