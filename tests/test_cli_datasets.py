@@ -164,6 +164,17 @@ def test_json_keeps_every_tasks_config_and_explanation_csv_refuses_explain(
             "g.jsonl:1: invalid policy 1 (`p`): effect: Input should be 'deny'",
         ),
         ({"candidates": [proposal("p"), proposal("p")]}, "two candidates have the id `p`"),
+        # a misspelt key is no part of the task: the policies or tools it holds would be lost
+        (
+            {"polices": [{"rule": "cel", "name": "p", "effect": "deny", "when": "true"}]},
+            "g.jsonl:1: a group has no key `polices` (did you mean `policies`?)",
+        ),
+        ({"tols": ["t"]}, "g.jsonl:1: a group has no key `tols` (did you mean `tools`?)"),
+        (
+            {"bogus": 1},
+            "g.jsonl:1: a group has no key `bogus` (it takes `id`, `candidates`, `tools`,"
+            " `state`, `policies`)",
+        ),
     ],
 )
 def test_a_group_part_that_cannot_be_used_is_named_with_its_line(

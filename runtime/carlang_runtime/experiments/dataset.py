@@ -24,6 +24,7 @@ from ..jsontext import JsonTextError, parse_json
 from ..planner import Governance, PlannerConfig, ScoredProposal, ToolFeedback, plan_config, rank
 from ..planner.montecarlo import BatchRunner
 from ..policy import PolicySet
+from ..suggest import did_you_mean
 from ..verify import ToolsArg, tool_set
 
 __all__ = [
@@ -133,6 +134,10 @@ def _proposals(items: Any, where: str) -> list[ActionProposal]:
     return out
 
 
+#: What a group (a task of a dataset) holds.
+_GROUP_KEYS = ("id", "candidates", "tools", "state", "policies")
+
+
 def _group(document: Any, where: str, default_id: str) -> Task:
     if isinstance(document, list):
         return Task(id=default_id, candidates=_proposals(document, where))
@@ -140,6 +145,13 @@ def _group(document: Any, where: str, default_id: str) -> Task:
         raise DatasetError(f"{where}: expected a proposal, an array of them or a group")
     if "candidates" not in document:
         return Task(id=default_id, candidates=_proposals([document], where))
+    unknown = [key for key in document if key not in _GROUP_KEYS]
+    if unknown:  # `polices` would quietly rank without the policies
+        hint = did_you_mean(str(unknown[0]), _GROUP_KEYS, "`")
+        keys = ", ".join(f"`{key}`" for key in _GROUP_KEYS)
+        raise DatasetError(
+            f"{where}: a group has no key `{unknown[0]}` ({hint or f'it takes {keys}'})"
+        )
     task_id = document.get("id", default_id)
     if not isinstance(task_id, str) or not task_id:
         raise DatasetError(f"{where}: a group's id must be a non-empty string")
