@@ -235,3 +235,34 @@ def test_plan_of_a_program_is_suggested_when_misspelt(tmp_path: Path) -> None:
     result = runner.invoke(app, ["rank", str(path), "--plan", "frist"])
     assert result.exit_code == 2
     assert result.stderr == f"error: no plan `frist` in {path} (did you mean `first`?)\n"
+
+
+def test_a_folder_skips_the_files_that_are_no_dataset_and_says_so(tmp_path: Path) -> None:
+    group = {"id": "g", "candidates": [proposal("p", call("t")), proposal("q")]}
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(group) + "\n")
+    event = {"seq": 1, "kind": "run_started", "trace_id": "r1", "data": {"scope": {}}}
+    (tmp_path / "runs.jsonl").write_text(json.dumps(event) + "\n")
+    (tmp_path / "feedback.json").write_text(json.dumps({"format": 1, "tool_success_rates": {}}))
+    search = {"objective": "top1", "best": {}, "tried": [], "config": {"cost_weight": 0.5}}
+    (tmp_path / "best.json").write_text(json.dumps(search))
+    (tmp_path / "config.json").write_text(json.dumps({"cost_weight": 0.3}))
+    result = runner.invoke(app, ["rank", str(tmp_path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert {row["task"] for row in csv.DictReader(io.StringIO(result.stdout))} == {"g"}
+    assert result.stderr.splitlines() == [
+        f"note: skipped {tmp_path / 'best.json'}: a search's output (`planner search -o`'s,"
+        " for --config), not a dataset",
+        f"note: skipped {tmp_path / 'config.json'}: a planner config (for --config), not a dataset",
+        f"note: skipped {tmp_path / 'feedback.json'}: a feedback file (`planner learn`'s, for"
+        " --feedback), not a dataset",
+        f"note: skipped {tmp_path / 'runs.jsonl'}: an event log of recorded runs (for"
+        " --outcomes, or --feedback), not a dataset",
+    ]
+    # given by name: an error saying what it is and which option takes it
+    log = tmp_path / "runs.jsonl"
+    result = runner.invoke(app, ["rank", str(log)])
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == (
+        f"error: {log}: an event log of recorded runs (for --outcomes, or --feedback), not a"
+        " dataset of tasks to rank\n"
+    )

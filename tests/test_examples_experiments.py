@@ -142,3 +142,13 @@ def test_a_bad_config_or_space_names_its_file(
     )
     assert space.exit_code == 2
     assert f"{tmp_path / 'space.toml'}: setting cost_weight = 2.0" in space.output
+
+
+def test_the_folder_ranks_as_a_whole_its_event_log_skipped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(FOLDER)
+    result = CliRunner().invoke(app, ["rank", ".", "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert len(result.stdout.splitlines()) == 1 + 36  # the header, every candidate of tasks.jsonl
+    assert "note: skipped runs.jsonl: an event log of recorded runs" in result.stderr

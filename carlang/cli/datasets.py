@@ -22,6 +22,11 @@ DATASET_SUFFIXES = (".car", ".json", ".jsonl")
 
 
 def _files(inputs: list[Path]) -> list[Path]:
+    """The files of the inputs: each file given, and the dataset files of each folder (those
+    recognisably another kind of file, an event log or a feedback file, skipped with a note;
+    given by name, they are an error saying which option takes them)."""
+    from carlang_runtime.experiments.dataset import not_a_dataset
+
     files: list[Path] = []
     for path in inputs:
         if path.is_dir():
@@ -34,10 +39,18 @@ def _files(inputs: list[Path]) -> list[Path]:
             )
             if not found:
                 fail_usage(f"{path}: no .car, .json or .jsonl file in this folder")
-            files.extend(found)
+            for file in found:
+                other = not_a_dataset(file) if file.suffix != ".car" else None
+                if other is None:
+                    files.append(file)
+                else:
+                    echo_err(f"note: skipped {file}: {other}, not a dataset")
         elif not path.exists():
             fail_usage(f"{path}: no such file or folder")
         else:
+            other = not_a_dataset(path) if path.suffix in (".json", ".jsonl") else None
+            if other is not None:
+                fail_usage(f"{path}: {other}, not a dataset of tasks to rank")
             files.append(path)
     return files
 

@@ -36,6 +36,7 @@ __all__ = [
     "load_proposals",
     "rank_task",
     "check_unique",
+    "not_a_dataset",
 ]
 
 
@@ -256,3 +257,32 @@ def check_unique(tasks: Iterable[Task]) -> list[Task]:
         seen.add(task.id)
         out.append(task)
     return out
+
+
+def not_a_dataset(path: Path) -> str | None:
+    """What a `.json` or `.jsonl` file is when it is recognisably another of carlang's files
+    (an event log, `planner learn`'s feedback, `planner search -o`'s output, a planner
+    config), with the option that takes it; None for anything else (a dataset, or a file its
+    loader will say is a bad one)."""
+    try:
+        if path.suffix == ".jsonl":
+            with path.open(encoding="utf-8") as lines:
+                first = next((line for line in lines if line.strip()), "")
+            document = json.loads(first)
+        else:
+            document = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(document, dict) or not document:
+        return None
+    if "candidates" in document or "actions" in document:
+        return None
+    if path.suffix == ".jsonl" and isinstance(document.get("kind"), str):
+        return "an event log of recorded runs (for --outcomes, or --feedback)"
+    if "tool_success_rates" in document:
+        return "a feedback file (`planner learn`'s, for --feedback)"
+    if isinstance(document.get("config"), dict) and "best" in document:
+        return "a search's output (`planner search -o`'s, for --config)"
+    if all(key in PlannerConfig.model_fields for key in document):
+        return "a planner config (for --config)"
+    return None
