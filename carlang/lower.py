@@ -1396,6 +1396,7 @@ class _Lowerer:
             candidates: list[str] = []
             target: dict[str, Any] = {}
             settings: dict[str, float] = {}
+            given: dict[str, ast.Node] = {}  # each planner setting: where the plan sets it
             for item in decl.items:
                 if isinstance(item, ast.Candidates):
                     for name in item.names:
@@ -1414,6 +1415,8 @@ class _Lowerer:
                         else:
                             candidates.append(name.text)
                 elif isinstance(item, ast.CostWeight):
+                    if self.setting_twice(source, decl, given, "cost_weight", item):
+                        continue
                     weight = item.value.value
                     if not 0.0 <= float(weight) <= 1.0:
                         self.d.error(
@@ -1423,6 +1426,9 @@ class _Lowerer:
                         target["cost_weight"] = float(weight)
                 elif isinstance(item, ast.Target):
                     for entry in item.items:
+                        kind = "duration_ms" if entry.kind == "duration" else entry.kind
+                        if self.setting_twice(source, decl, given, f"target_{kind}", entry):
+                            continue
                         if entry.kind == "duration":
                             assert entry.duration is not None
                             target["target_duration_ms"] = float(entry.duration.ms)
@@ -1430,6 +1436,8 @@ class _Lowerer:
                             target[f"target_{entry.kind}"] = entry.count
                 elif isinstance(item, ast.Setting):
                     if not self.plain(source, item.name, "setting name"):
+                        continue
+                    if self.setting_twice(source, decl, given, item.name.text, item):
                         continue
                     if self.planner_setting(source, item):
                         settings[item.name.text] = float(item.value.value)
@@ -1452,6 +1460,29 @@ class _Lowerer:
                 plan["cost_target"] = ir.CostTarget.model_construct(**target)
             out.append(ir.Plan.model_construct(**plan))
         return out
+
+    def setting_twice(
+        self,
+        source: Source,
+        decl: ast.PlanDecl,
+        given: dict[str, ast.Node],
+        name: str,
+        node: ast.Node,
+    ) -> bool:
+        """Whether plan `decl` already sets planner setting `name` (reported at `node`,
+        pointing at the first): `cost_weight 0.2` after `set cost_weight = 0.1` would leave
+        which one ranks to the order the lowering applies them in."""
+        first = given.setdefault(name, node)
+        if first is node:
+            return False
+        self.d.error(
+            "CL0212",
+            f"`{name}` is given twice in plan `{decl.name.text}`",
+            source,
+            node.span,
+            related=[Label(source, first.span, "first given here", False)],
+        )
+        return True
 
     def planner_setting(self, source: Source, item: ast.Setting) -> bool:
         """Whether a plan's `set NAME = VALUE` is one the planner has, with a value it takes;
