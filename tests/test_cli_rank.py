@@ -247,3 +247,23 @@ def test_a_program_without_policies_has_no_policy_factor(tmp_path: Path) -> None
     code, out, _ = rank(tmp_path, program=bare)
     header, *rows = table_cells(out)
     assert {row[header.index("policy")] for row in rows} == {"-"}
+
+
+def test_plot_without_matplotlib_is_a_usage_error_before_any_work(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """rank --sweep printed the whole sweep, then exited 2; planner search searched, said
+    "no plot" and exited 0. Both now stop first, saying how to install it."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # `import matplotlib` fails
+    said = "error: --plot needs matplotlib: pip install 'carlang[plot]'\n"
+    args = ("--plan", "release", "--sweep", "cost_weight=0,1", "--format", "csv")
+    code, out, err = rank(tmp_path, *args, "--plot", str(tmp_path / "x.png"))
+    assert (code, out, err) == (2, "", said)
+    outcomes = tmp_path / "o.csv"
+    outcomes.write_text("task,candidate,success\nrelease,careful,1\nrelease,bold,0\n")
+    (tmp_path / "space.toml").write_text("cost_weight = [0, 1]\n")
+    search = ["planner", "search", str(tmp_path / "p.car"), "--outcomes", str(outcomes)]
+    search += ["--space", str(tmp_path / "space.toml"), "--workers", "1"]
+    result = runner.invoke(app, [*search, "--plot", str(tmp_path / "s.png")])
+    assert (result.exit_code, result.stdout, result.stderr) == (2, "", said)
+    assert not (tmp_path / "x.png").exists() and not (tmp_path / "s.png").exists()

@@ -20,6 +20,7 @@ from .common import (
 )
 from .datasets import load_config, load_dataset, load_feedback
 from .dbos_commands import DatabaseOption
+from .plan_commands import check_plot
 from .run_commands import Backend
 
 if TYPE_CHECKING:
@@ -200,7 +201,7 @@ def search_command(
     if workers is not None and workers < 1:
         fail_usage("--workers must be at least 1")
     check_output_path(output, "-o")
-    check_output_path(plot, "--plot")
+    check_plot(plot)
     if backend is Backend.inprocess and database is not None:
         fail_usage("--database goes with --backend dbos")
     if backend is Backend.dbos and workers is not None:
@@ -312,9 +313,8 @@ def _plot(result: SearchResult, path: Path) -> None:
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-    except ImportError:
-        echo_err("no plot: matplotlib is not installed (pip install 'carlang[plot]')")
-        return
+    except ImportError:  # (checked before the search: `check_plot`)
+        fail_usage("--plot needs matplotlib: pip install 'carlang[plot]'")
     panels = 2 if result.ablation else 1
     figure, axes_list = plt.subplots(1, panels, figsize=(6 * panels, 4), squeeze=False)
     axes = axes_list[0]

@@ -132,6 +132,7 @@ def rank_command(
     errors), 2 for bad input."""
     from .datasets import load_config, load_dataset, load_feedback
 
+    check_plot(plot)
     tasks = load_dataset(files, plan, root)
     history = load_feedback(feedback, tasks)
     base = load_config(config_file)
@@ -168,7 +169,6 @@ def _rank(
             fail_usage("a sweep prints csv or json (--format csv|json)")
         if len(tasks) != 1:
             fail_usage(f"a sweep ranks one plan; the inputs hold {len(tasks)} (choose with --plan)")
-        check_output_path(plot, "--plot")
         axes = _axes(sweep, extra)
         if plot is not None and len(axes) != 1:
             fail_usage("--plot draws a sweep over one setting (give one --sweep)")
@@ -210,6 +210,18 @@ def _rank(
                 echo(render_explanation(ranked, config, task.id))
     every_valid = all(ranked and ranked[0].valid for _, _, ranked in rankings)
     raise typer.Exit(EXIT_OK if every_valid else EXIT_FAILED)
+
+
+def check_plot(path: Path | None) -> None:
+    """A usage error now, before any work, when `--plot PATH` cannot be drawn: its file
+    cannot be written, or matplotlib (the `plot` extra) is not installed."""
+    check_output_path(path, "--plot")
+    if path is None:
+        return
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        fail_usage("--plot needs matplotlib: pip install 'carlang[plot]'")
 
 
 def _tie_note(ranked: list[ScoredProposal]) -> str | None:
