@@ -116,7 +116,19 @@ def test_a_sweep_writes_csv_and_summarises_winner_changes(tmp_path: Path) -> Non
     assert [r["approval_penalty"] for r in rows[::3]] == ["0.0", "1.0", "2.0", "3.0", "4.0"]
     assert err.splitlines()[-1].startswith("the winner")
     code, out, _ = rank(tmp_path, "--plan", "release", "--sweep", "seed=1,2", "--format", "json")
-    assert [p["settings"] for p in json.loads(out)] == [{"seed": 1.0}, {"seed": 2.0}]
+    assert '"seed": 1\n' in out and '"seed": 1.0' not in out  # an integer setting: an int
+    assert [p["settings"] for p in json.loads(out)] == [{"seed": 1}, {"seed": 2}]
+    # a swept seed is one column (the table's own `seed` column is the same value)
+    args = ("--sweep", "seed=1,2", "--sweep", "monte_carlo_trials=100,200")
+    code, out, _ = rank(tmp_path, "--plan", "release", *args, "--format", "csv")
+    header, *rows = list(csv.reader(io.StringIO(out)))
+    assert code == 0 and header.count("seed") == 1 and header[:2] == ["seed", "monte_carlo_trials"]
+    assert [row[:2] for row in rows[::3]] == [
+        ["1", "100"],
+        ["1", "200"],
+        ["2", "100"],
+        ["2", "200"],
+    ]
     code, _, err = rank(tmp_path, "--plan", "release", "--sweep", "x=1", "--format", "table")
     assert code == 2 and "csv or json" in err
 

@@ -108,10 +108,11 @@ def table_rows(
 
 
 def write_csv(rows: Sequence[dict[str, Any]], leading: Sequence[str] = ()) -> str:
-    """The rows as CSV with one header: `leading` columns (a sweep's settings) first."""
+    """The rows as CSV with one header: `leading` columns (a sweep's settings) first, and
+    a column among them (a swept `seed`) not again after."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    columns = [*leading, *TABLE_COLUMNS]
+    columns = [*leading, *(c for c in TABLE_COLUMNS if c not in leading)]
     writer.writerow(columns)
     for row in rows:
         writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])

@@ -25,7 +25,7 @@ class Axis:
     """One setting and the values it takes."""
 
     name: str
-    values: tuple[float, ...]
+    values: tuple[float, ...]  # ints for an integer setting (`seed`, `monte_carlo_trials`)
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ def parse_axis(spec: str) -> Axis:
         points = tuple(round(start + i * step, 10) for i in range(count))
     else:
         points = tuple(_number(v.strip(), spec) for v in values.split(","))
+    if PlannerConfig.model_fields[name].annotation is int:  # 100, not 100.0, in every output
+        if not all(float(v).is_integer() for v in points):
+            raise SettingError(f"--sweep {spec}: {name} takes whole numbers")
+        points = tuple(int(v) for v in points)
     return Axis(name, points)
 
 

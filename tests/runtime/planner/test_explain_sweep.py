@@ -63,7 +63,15 @@ def test_a_lone_or_all_invalid_ranking_is_explained() -> None:
 def test_axes_parse_ranges_and_lists() -> None:
     assert parse_axis("cost_weight=0:1:0.25").values == (0.0, 0.25, 0.5, 0.75, 1.0)
     assert parse_axis("cost_weight=0:0.3:0.1").values == (0.0, 0.1, 0.2, 0.3)
-    assert parse_axis("seed=1,2,5").values == (1.0, 2.0, 5.0)
+    # an integer setting's values are ints (printed 100, not 100.0); a fraction is refused
+    for spec, values in [
+        ("seed=1,2,5", (1, 2, 5)),
+        ("monte_carlo_trials=100:200:50", (100, 150, 200)),
+    ]:
+        got = parse_axis(spec).values
+        assert got == values and all(type(v) is int for v in got), got
+    with pytest.raises(SettingError, match="monte_carlo_trials takes whole numbers"):
+        parse_axis("monte_carlo_trials=100,150.5")
     for bad, message in [
         ("cost_weight", "NAME=START:STOP:STEP"),
         ("cost_wieght=0:1:0.1", "did you mean 'cost_weight'"),
