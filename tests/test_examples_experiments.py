@@ -152,3 +152,29 @@ def test_the_folder_ranks_as_a_whole_its_event_log_skipped(
     assert result.exit_code == 0, result.output
     assert len(result.stdout.splitlines()) == 1 + 36  # the header, every candidate of tasks.jsonl
     assert "note: skipped runs.jsonl: an event log of recorded runs" in result.stderr
+
+
+def test_a_broken_toml_config_and_outcome_cells_say_where_and_what(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(FOLDER)
+    runner = CliRunner()
+    config = tmp_path / "c.toml"
+    config.write_text("cost_weight = 0.5\npolicy_weight = \n")
+    result = runner.invoke(app, ["rank", "tasks.jsonl", "--config", str(config)])
+    assert (result.exit_code, result.stdout) == (2, "")
+    # the form of the JSON config's error (and every diagnostic), not "(at line 2, column 17)"
+    assert result.stderr == f"{config}:2:17: error: not a config (TOML): invalid value\n"
+    outcomes = tmp_path / "oc.csv"
+    for rows, said in [
+        ("t0,t0c0,1,2.5", "column `runs`: '2.5' is not a whole number of runs, 1 or more"),
+        ("t0,t0c0,1,0", "column `runs`: '0' is not a whole number of runs, 1 or more"),
+        ("t0,t0c0,yes,1", "column `success`: 'yes' is not a number between 0 and 1"),
+        ("t0,t0c0,1.5,1", "column `success`: '1.5' is not a number between 0 and 1"),
+        ("t0,t0c0,,1", "column `success`: nothing is not a number between 0 and 1"),
+        ("t0,t0c0,1,1,x", "column `cost`: 'x' is not a number (the mean cost of a run)"),
+    ]:
+        outcomes.write_text(f"task,candidate,success,runs,cost\nt0,t0c1,0,1,\n{rows}\n")
+        result = runner.invoke(app, ["planner", "eval", "tasks.jsonl", "--outcomes", str(outcomes)])
+        assert (result.exit_code, result.stdout) == (2, "")
+        assert result.stderr == f"error: {outcomes}:3: {said}\n"

@@ -116,7 +116,7 @@ def load_config(path: Path | None) -> PlannerConfig:
     JSON or TOML table of settings. Without a file, the defaults."""
     from carlang_runtime.jsontext import malformed
     from carlang_runtime.planner import PlannerConfig
-    from carlang_runtime.planner.config import SettingError
+    from carlang_runtime.planner.config import SettingError, toml_problem
 
     if path is None:
         return PlannerConfig()
@@ -130,7 +130,7 @@ def load_config(path: Path | None) -> PlannerConfig:
     except json.JSONDecodeError as exc:
         fail_usage(f"{path}:{exc.lineno}:{exc.colno}: not a config (JSON): {malformed(exc)}")
     except tomllib.TOMLDecodeError as exc:
-        fail_usage(f"{path}: not a config (TOML): {exc}")
+        fail_usage(toml_problem(path, text, exc, "not a config (TOML)"))
     if isinstance(document, dict) and isinstance(document.get("config"), dict):
         document = document["config"]
     if not isinstance(document, dict):

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -150,14 +151,10 @@ class Outcomes:
         if missing:
             raise DatasetError(f"{path}:1: missing column(s): {', '.join(sorted(missing))}")
         for number, row in enumerate(reader, 2):
-            try:
-                runs = int(row.get("runs") or 1)
-                rate = float(row["success"])
-                cost = float(row.get("cost") or 0.0)
-            except ValueError as exc:
-                raise DatasetError(f"{path}:{number}: {exc}") from None
-            if runs < 1 or not 0.0 <= rate <= 1.0:
-                raise DatasetError(f"{path}:{number}: runs must be >= 1, success in [0, 1]")
+            where = f"{path}:{number}"
+            runs = _cell(row, "runs", where, _whole, "1", "a whole number of runs, 1 or more")
+            rate = _cell(row, "success", where, _rate, None, "a number between 0 and 1")
+            cost = _cell(row, "cost", where, _number, "0", "a number (the mean cost of a run)")
             task, candidate = row["task"] or ANY_TASK, row["candidate"]
             self.add(task, candidate, runs, rate * runs, cost * runs, f"{path}:{number}")
 
@@ -243,6 +240,42 @@ def _check_first_event(path: Path, lines: Sequence[str]) -> None:
             raise not_an_event(path, number, record)
         return
     raise DatasetError(f"{path}: the file is empty: no recorded run; {_OUTCOMES_ARE}")
+
+
+def _cell(
+    row: Mapping[str, str | None],
+    column: str,
+    where: str,
+    read: Callable[[str], float | None],
+    default: str | None,
+    expected: str,
+) -> Any:
+    """The value of an outcomes CSV row's `column` (`default` when empty), or a
+    `DatasetError` naming the column and what it takes."""
+    text = (row.get(column) or "").strip() or default
+    value = read(text) if text is not None else None
+    if value is None:
+        shown = f"{text!r}" if text else "nothing"
+        raise DatasetError(f"{where}: column `{column}`: {shown} is not {expected}")
+    return value
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _rate(text: str) -> float | None:
+    value = _number(text)
+    return value if value is not None and 0.0 <= value <= 1.0 else None
+
+
+def _whole(text: str) -> int | None:
+    value = _number(text)
+    return int(value) if value is not None and value.is_integer() and value >= 1 else None
 
 
 def _seconds(stamp: Any) -> float | None:

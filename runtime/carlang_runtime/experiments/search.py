@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..planner import PlannerConfig, ScoredProposal, SettingError, ToolFeedback
-from ..planner.config import cost_target_settings, unknown_setting
+from ..planner.config import cost_target_settings, toml_problem, unknown_setting
 from ..suggest import did_you_mean
 from .dataset import Task, rank_task
 from .evaluate import joined, task_scores
@@ -102,14 +102,25 @@ class Dimension:
     low: float = 0.0
     high: float = 0.0
     step: float | None = None
+    where: str = "space"  # the space's file, for errors
+
+    @property
+    def integer(self) -> bool:
+        """Whether the setting takes whole numbers (`seed`, `monte_carlo_trials`): its values
+        are then ints, and a random draw from a range without a step is a whole number."""
+        return PlannerConfig.model_fields[self.name].annotation is int
 
     def grid(self) -> tuple[float, ...]:
         """Every value a grid tries."""
         if self.values:
             return self.values
         if self.step is None:
-            raise SettingError(f"space: {self.name} is a range without a step: a grid needs one")
+            raise SettingError(
+                f"{self.where}: {self.name} is a range without a step: a grid needs one"
+            )
         count = int((self.high - self.low) / self.step + 1e-9) + 1
+        if self.integer:
+            return tuple(int(self.low + i * self.step) for i in range(count))
         return tuple(round(self.low + i * self.step, 10) for i in range(count))
 
     def draw(self, rng: random.Random) -> float:
@@ -118,6 +129,8 @@ class Dimension:
             return rng.choice(self.values)
         if self.step is not None:
             return rng.choice(self.grid())
+        if self.integer:
+            return rng.randint(int(self.low), int(self.high))
         return round(rng.uniform(self.low, self.high), 10)
 
 
@@ -131,8 +144,12 @@ def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimen
         problem = unknown_setting(name)
         if problem is not None:
             raise SettingError(f"{where}: {problem}")
+        integer = PlannerConfig.model_fields[name].annotation is int
         if isinstance(spec, list) and spec and all(_is_number(v) for v in spec):
-            dimension = Dimension(name, values=tuple(float(v) for v in spec))
+            if integer and not all(float(v).is_integer() for v in spec):
+                raise SettingError(f"{where}: {name} takes whole numbers, like [100, 200]")
+            number = int if integer else float
+            dimension = Dimension(name, values=tuple(number(v) for v in spec), where=where)
         elif (
             isinstance(spec, Mapping)
             and _is_number(spec.get("min"))
@@ -150,14 +167,20 @@ def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimen
                 raise SettingError(f"{where}: {name}: step must be a number above 0")
             if spec["max"] < spec["min"]:
                 raise SettingError(f"{where}: {name}: max is below min")
-            dimension = Dimension(name, low=float(spec["min"]), high=float(spec["max"]), step=step)
+            if integer and not all(float(spec.get(k, 1)).is_integer() for k in spec):
+                raise SettingError(
+                    f"{where}: {name} takes whole numbers: min, max and step must be whole"
+                )
+            dimension = Dimension(
+                name, low=float(spec["min"]), high=float(spec["max"]), step=step, where=where
+            )
         else:
             raise SettingError(
                 f"{where}: {name}: write a list of numbers or {{ min = .., max = .., step = .. }}"
             )
         for value in dimension.values or (dimension.low, dimension.high):
             try:
-                PlannerConfig().with_settings({name: value})
+                PlannerConfig().with_settings({name: int(value) if integer else value})
             except SettingError as exc:  # out of range
                 raise SettingError(f"{where}: {exc}") from None
         dimensions.append(dimension)
@@ -167,11 +190,13 @@ def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimen
 def load_space(path: Path) -> list[Dimension]:
     """A space from a TOML file; raises `SettingError` saying what is wrong."""
     try:
-        document = tomllib.loads(path.read_text())
-    except OSError as exc:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
         raise SettingError(f"{path}: cannot read it: {exc}") from None
+    try:
+        document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise SettingError(f"{path}: invalid TOML: {exc}") from None
+        raise SettingError(toml_problem(path, text, exc, "invalid TOML")) from None
     return parse_space(document, str(path))
 
 

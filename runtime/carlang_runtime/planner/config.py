@@ -7,6 +7,7 @@ switched off by setting their weight to 0; `PlannerConfig.car()` switches all of
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "CARLANG_WEIGHTS",
     "unknown_setting",
     "check_setting",
+    "toml_problem",
 ]
 
 
@@ -200,3 +202,19 @@ def check_setting(name: str, value: float) -> str | None:
     except SettingError as exc:
         return str(exc)
     return None
+
+
+def toml_problem(path: object, text: str, error: ValueError, what: str) -> str:
+    """`path:line:col: what: problem` for a TOML file `tomllib` refuses, the form of every
+    position carlang reports (tomllib puts the position at the end of its message)."""
+    message = str(error)
+    at = re.fullmatch(r"(.*) \(at line (\d+), column (\d+)\)", message, re.DOTALL)
+    if at is not None:
+        message, position = at.group(1), f"{at.group(2)}:{at.group(3)}"
+    elif message.endswith(" (at end of document)"):
+        message = message.removesuffix(" (at end of document)")
+        lines = text.split("\n")
+        position = f"{len(lines)}:{len(lines[-1]) + 1}"
+    else:
+        return f"{path}: {what}: {message}"
+    return f"{path}:{position}: {what}: {message[:1].lower()}{message[1:]}"

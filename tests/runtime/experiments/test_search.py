@@ -243,3 +243,33 @@ def test_a_setting_every_plan_fixes_is_refused_some_plans_warned(tmp_path: Path)
     assert "warning: cost_weight is set by the plan of 1 of 2 task(s) (a:hotfix_rollout)" in (
         result.stderr
     )
+
+
+def test_a_space_file_names_itself_and_keeps_integer_settings_whole(tmp_path: Path) -> None:
+    import random
+
+    from carlang_runtime.experiments.search import load_space
+
+    path = tmp_path / "space.toml"
+    path.write_text("monte_carlo_trials = { min = 10, max = 100 }\n")
+    [trials] = load_space(path)
+    with pytest.raises(SettingError, match=f"^{path}: monte_carlo_trials is a range without"):
+        trials.grid()  # (it said `space:`)
+    # a random draw of an integer setting is whole (it drew 85.99..., refused by the ranking)
+    rng = random.Random(0)
+    assert all(type(trials.draw(rng)) is int for _ in range(20))
+    path.write_text("monte_carlo_trials = { min = 100, max = 300, step = 100 }\nseed = [1, 2]\n")
+    grid = points(load_space(path), "grid", 0, 0)
+    assert grid[0] == {"monte_carlo_trials": 100, "seed": 1}
+    assert all(type(v) is int for point in grid for v in point.values())
+    for text, said in [
+        ("monte_carlo_trials = [2000000]", "setting monte_carlo_trials = 2000000: input should"),
+        ("monte_carlo_trials = [0.5]", "monte_carlo_trials takes whole numbers"),
+        ("seed = { min = 0, max = 9.5, step = 1 }", "seed takes whole numbers"),
+        ("cost_weight = [0.1\n", ":2:1: invalid TOML: unclosed array"),
+        ("cost_weight = 0.1 0.2\n", ":1:19: invalid TOML: expected newline or end of document"),
+    ]:
+        path.write_text(text)
+        with pytest.raises(SettingError) as caught:
+            load_space(path)
+        assert str(caught.value).startswith(str(path)) and said in str(caught.value)
