@@ -442,6 +442,23 @@ def test_k_runs_only_the_tests_whose_name_matches(tmp_path: Path) -> None:
         assert code == 1 and "error: no tests match `nothing like it`" in err
 
 
+@pytest.mark.parametrize("form", ["junit", "json"])
+def test_a_run_of_no_test_still_writes_a_well_formed_report(tmp_path: Path, form: str) -> None:
+    """`carlang test -k typo --format junit > carlang-tests.xml` in CI: exit 1, and a report
+    of no tests that parses (an empty file failed the report step, hiding the cause)."""
+    path = write(tmp_path, PROGRAM + TESTS)
+    for args in (["-k", "nothing like it"], ["--strict"]):
+        if args == ["--strict"]:
+            path = write(tmp_path, PROGRAM)  # no test at all, and --strict
+        code, out, err = run("test", str(path), "--format", form, *args)
+        assert code == 1 and "error: no tests" in err
+        if form == "junit":
+            junit_validator().validate(out)
+            assert ET.fromstring(out).get("tests") == "0"
+        else:
+            assert json.loads(out) == {"passed": 0, "failed": 0, "errors": [], "tests": []}
+
+
 def test_k_selects_a_table_row_by_the_name_it_is_shown_with() -> None:
     """`name [row 2]` has brackets, which a glob reads as a set of characters: the name as
     shown selects the row all the same."""
