@@ -114,7 +114,7 @@ def _no_plan(plan: str, where: str, names: list[str], kinds: str) -> NoReturn:
 def load_config(path: Path | None) -> PlannerConfig:
     """The planner config of a file: `carlang planner search -o`'s JSON (its `config`), or a
     JSON or TOML table of settings. Without a file, the defaults."""
-    from carlang_runtime.jsontext import malformed
+    from carlang_runtime.jsontext import loads, malformed
     from carlang_runtime.planner import PlannerConfig
     from carlang_runtime.planner.config import SettingError, toml_problem
 
@@ -126,7 +126,7 @@ def load_config(path: Path | None) -> PlannerConfig:
         fail_usage(f"{path}: cannot read it: {exc}")
     document: Any
     try:
-        document = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+        document = tomllib.loads(text) if path.suffix == ".toml" else loads(text)
     except json.JSONDecodeError as exc:
         fail_usage(f"{path}:{exc.lineno}:{exc.colno}: not a config (JSON): {malformed(exc)}")
     except tomllib.TOMLDecodeError as exc:

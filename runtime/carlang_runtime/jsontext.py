@@ -12,12 +12,15 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import accumulate
+from typing import Any
 
 __all__ = [
     "JsonPosition",
     "JsonTextError",
     "NESTING_LIMIT",
     "parse_json",
+    "loads",
+    "too_deeply_nested",
     "locate",
     "line_column",
     "format_path",
@@ -96,6 +99,27 @@ def parse_json(text: str | bytes) -> object:
         raise JsonTextError(malformed(exc), JsonPosition(exc.lineno, exc.colno)) from None
     except RecursionError:
         raise JsonTextError("malformed JSON: nested too deeply", JsonPosition(1, 1)) from None
+
+
+def loads(text: str) -> Any:
+    """`json.loads(text)`, except that a document nested too deeply is a `json.JSONDecodeError`
+    at the bracket past `NESTING_LIMIT` ("nested too deeply (more than 128 levels)", as
+    `parse_json` says it), not a `RecursionError`: the readers of event logs, feedback files,
+    configs and outcomes call this, and report the error as every malformed line is reported.
+    (As fast as `json.loads`: `parse_json`'s checks are for documents read whole.)"""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        deep = too_deep(text)
+        raise json.JSONDecodeError(_TOO_DEEP, text, deep or 0) from None
+
+
+_TOO_DEEP = f"Nested too deeply (more than {NESTING_LIMIT} levels)"
+
+
+def too_deeply_nested(exc: json.JSONDecodeError) -> bool:
+    """Whether `loads` refused the text for its nesting (not a line cut short, say)."""
+    return exc.msg == _TOO_DEEP
 
 
 _NOT_PLAIN = object()

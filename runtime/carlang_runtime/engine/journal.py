@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CarlangRuntimeError
-from ..jsontext import malformed
+from ..jsontext import loads, malformed, too_deeply_nested
 from .events import COMPENSATION_END_KINDS, TERMINAL_KINDS, Event, EventKind, event_document
 
 __all__ = [
@@ -291,7 +291,7 @@ class EventStore:
 
     def _data(self, row_id: int, text: str) -> dict[str, Any]:
         try:
-            data = json.loads(text)
+            data = loads(text)
         except (TypeError, json.JSONDecodeError):
             data = None
         if not isinstance(data, dict):
@@ -403,9 +403,9 @@ def read_event_log(path: Path) -> list[dict[str, Any]]:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = loads(line)
         except json.JSONDecodeError as exc:
-            if number == len(lines) and not text.endswith("\n"):
+            if number == len(lines) and not text.endswith("\n") and not too_deeply_nested(exc):
                 raise EventLogError(
                     f"{path}:{number}:{exc.colno}: the last line is cut short (the log was being"
                     " written when its process stopped); remove that line to read the rest"
@@ -421,7 +421,7 @@ def json_line(path: Path, number: int, line: str) -> Any:
     """Line `number` of a JSONL event log, parsed; `EventLogError` at its line and column when
     it is not JSON."""
     try:
-        return json.loads(line)
+        return loads(line)
     except json.JSONDecodeError as exc:
         raise EventLogError(
             f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"

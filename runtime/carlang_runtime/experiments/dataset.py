@@ -20,7 +20,7 @@ from pydantic import TypeAdapter, ValidationError
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
 from ..ir.program import BuiltinRule, CelPolicy
-from ..jsontext import JsonTextError, parse_json
+from ..jsontext import JsonTextError, loads, parse_json
 from ..planner import Governance, PlannerConfig, ScoredProposal, ToolFeedback, plan_config, rank
 from ..planner.montecarlo import BatchRunner
 from ..policy import PolicySet
@@ -268,9 +268,9 @@ def not_a_dataset(path: Path) -> str | None:
         if path.suffix == ".jsonl":
             with path.open(encoding="utf-8") as lines:
                 first = next((line for line in lines if line.strip()), "")
-            document = json.loads(first)
+            document = loads(first)
         else:
-            document = json.loads(path.read_text(encoding="utf-8"))
+            document = loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         return None
     if not isinstance(document, dict) or not document:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..jsontext import loads
 from .dataset import DatasetError, Task
 
 __all__ = ["Outcome", "Outcomes"]
@@ -213,7 +214,7 @@ def _check_whole_document(path: Path, text: str) -> None:
     """Refuse a file that is one JSON document other than an event (a feedback file written
     by `planner learn`, proposals), saying what it looks like."""
     try:
-        document = json.loads(text)
+        document = loads(text)
     except json.JSONDecodeError:
         return  # several lines of events, or malformed: `_check_first_event` says which
     if isinstance(document, dict) and isinstance(document.get("kind"), str):

@@ -29,7 +29,7 @@ from typing import Any
 
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, ActionStatus, ProposalResult
-from ..jsontext import malformed
+from ..jsontext import loads, malformed
 
 __all__ = [
     "FeedbackFileError",
@@ -324,7 +324,7 @@ class ToolFeedback:
         path = Path(path)
         if path.suffix == ".json":
             try:
-                document = json.loads(path.read_text("utf-8"))
+                document = loads(path.read_text("utf-8"))
             except OSError as exc:
                 reason = (exc.strerror or str(exc)).lower()
                 raise FeedbackFileError(f"{path}: cannot read a feedback file: {reason}") from None

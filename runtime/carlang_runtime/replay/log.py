@@ -24,7 +24,7 @@ from ..engine.journal import (
     not_an_event,
     read_log_text,
 )
-from ..jsontext import malformed
+from ..jsontext import loads, malformed, too_deeply_nested
 
 __all__ = ["RecordedDecision", "RecordedProposal", "Step", "read_runs"]
 
@@ -83,7 +83,7 @@ class RecordedDecision:
         if self.raw is None:
             return {}
         try:
-            data = json.loads(self.raw)
+            data = loads(self.raw)
         except json.JSONDecodeError:
             return {}
         return {
@@ -340,10 +340,10 @@ def _light_data(kind: str, rest: str) -> dict[str, Any] | None:
 
 def _parse(path: Path, number: int, last: int, text: str, line: str) -> Any:
     try:
-        return json.loads(line)
+        return loads(line)
     except json.JSONDecodeError as exc:
         where = f"{path}:{number}:{exc.colno}"
-        if number >= last - 1 and not text.endswith("\n"):
+        if number >= last - 1 and not text.endswith("\n") and not too_deeply_nested(exc):
             raise EventLogError(
                 f"{where}: the last line is cut short (the log was being written when its"
                 " process stopped); remove that line to replay the rest"
