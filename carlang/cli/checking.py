@@ -5,6 +5,8 @@ each, and reporting. The typer command (`lang_commands.check_command`) and the l
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
 from dataclasses import replace
 from enum import StrEnum
@@ -17,6 +19,7 @@ from .console import (
     UsageProblem,
     echo,
     fail_usage,
+    os_reason,
     painted,
     require_directory,
 )
@@ -55,24 +58,52 @@ _NOT_STDIN = (
 
 
 def collect_sources(paths: list[Path]) -> list[Path]:
-    """The .car files named, and those under the directories named (sorted, no repeats)."""
+    """The .car files named, and those under the directories named (sorted, no repeats); a
+    usage error naming the path and the reason for one that cannot be read (permission
+    denied, a symbolic link loop, a folder that cannot be listed)."""
     found: list[Path] = []
     for path in paths:
         if str(path) == "-":
             fail_usage(_NOT_STDIN)
-        if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*.car") if p.is_file()))
-        elif path.is_file():
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            fail_usage(f"{path}: no such file or directory")
+        except OSError as exc:
+            fail_usage(f"cannot read {path}: {os_reason(exc)}")
+        if stat.S_ISDIR(mode):
+            found.extend(_car_files(path))
+        elif stat.S_ISREG(mode):
             _refuse_json(path)
             found.append(path)
-        elif path.exists():  # a FIFO, a device: reading it could block for ever
+        else:  # a FIFO, a device: reading it could block for ever
             fail_usage(f"{path}: it is not a regular file")
-        else:
-            fail_usage(f"{path}: no such file or directory")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         fail_usage(f"no .car files in {', '.join(map(str, paths))}")
+    for file in found:  # (before any work: a check or a fmt is all or nothing)
+        try:
+            with open(file, "rb"):
+                pass
+        except OSError as exc:
+            fail_usage(f"cannot read {file}: {os_reason(exc)}")
     return unique
+
+
+def _car_files(folder: Path) -> list[Path]:
+    """The regular .car files under `folder`, sorted (symbolic links to folders not
+    followed, as `rglob`); a usage error for a folder in it that cannot be listed."""
+
+    def unreadable(exc: OSError) -> None:
+        fail_usage(f"cannot read {exc.filename or folder}: {os_reason(exc)}")
+
+    found = [
+        Path(top, name)
+        for top, _, names in os.walk(folder, onerror=unreadable)
+        for name in names
+        if name.endswith(".car")
+    ]
+    return sorted(p for p in found if p.is_file())
 
 
 def _refuse_json(path: Path) -> None:
@@ -151,7 +182,10 @@ def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], lis
     from carlang.cascade import without_repeated_warnings
     from carlang.compiler import compile_file, unused_declarations, unused_diagnostic
 
-    results = [compile_file(f, root, report_unused=False) for f in files]
+    try:
+        results = [compile_file(f, root, report_unused=False) for f in files]
+    except OSError as exc:  # (read before, by `collect_sources`: changed since)
+        fail_usage(f"cannot read {exc.filename}: {os_reason(exc)}")
     seen: dict[tuple[Any, ...], Diagnostic] = {}
     for result in results:
         for diagnostic in result.diagnostics.items:

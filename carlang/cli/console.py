@@ -26,6 +26,7 @@ __all__ = [
     "exit_code_for",
     "read_text",
     "read_bytes",
+    "os_reason",
     "echo",
     "echo_err",
     "write_out",
@@ -249,6 +250,17 @@ def silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, descriptor)
     os.close(devnull)
+
+
+def os_reason(exc: OSError) -> str:
+    """Why the system refused, in lower case, as diagnostics say it: `permission denied`,
+    `too many levels of symbolic links`."""
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "it is a directory"
+    reason = exc.strerror or str(exc)
+    return reason[:1].lower() + reason[1:]
 
 
 def read_bytes(path: Path, what: str = "file") -> bytes:
