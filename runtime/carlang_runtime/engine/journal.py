@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CarlangRuntimeError
-from ..jsontext import loads, malformed, too_deeply_nested
+from ..jsontext import loads, locate, malformed, too_deeply_nested
 from .events import COMPENSATION_END_KINDS, TERMINAL_KINDS, Event, EventKind, event_document
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "ONE_EVENT_PER_LINE",
     "json_line",
     "not_an_event",
+    "check_event",
     "read_event_log",
     "read_log_text",
 ]
@@ -411,8 +412,7 @@ def read_event_log(path: Path) -> list[dict[str, Any]]:
                     " written when its process stopped); remove that line to read the rest"
                 ) from None
             json_line(path, number, line)  # raises, saying where
-        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
-            raise not_an_event(path, number, record)
+        check_event(path, number, line, record)
         records.append(record)
     return records
 
@@ -426,6 +426,40 @@ def json_line(path: Path, number: int, line: str) -> Any:
         raise EventLogError(
             f"{path}:{number}:{exc.colno}: {malformed(exc)}{ONE_EVENT_PER_LINE}"
         ) from None
+
+
+#: The fields of an event (`event_document`'s) and what each must be, when present: its ids and
+#: time are strings, its data an object (each may be null).
+_EVENT_FIELDS: dict[str, tuple[type, str]] = {
+    "seq": (int, "a whole number"),
+    "trace_id": (str, "a string"),
+    "proposal_id": (str, "a string"),
+    "action_id": (str, "a string"),
+    "span_id": (str, "a string"),
+    "parent_id": (str, "a string"),
+    "timestamp": (str, "a string (an RFC 3339 time)"),
+    "data": (dict, "an object"),
+}
+_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+
+
+def check_event(path: Path, number: int, line: str, record: object) -> None:
+    """Raise `EventLogError` at the field's line and column unless `record` (line `number`,
+    parsed) is an event: a JSON object with a string `kind`, its ids and time strings or null
+    and its data an object or null. (A log's readers use these values as they are: a
+    `proposal_id` that is an object was an internal error.)"""
+    if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+        raise not_an_event(path, number, record)
+    for name, (kind, what) in _EVENT_FIELDS.items():
+        value = record.get(name)
+        if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+            continue
+        found = _JSON_KINDS.get(type(value), "a number")
+        column = locate(line, [name]).column
+        raise EventLogError(
+            f"{path}:{number}:{column}: not a valid event: {name} must be {what} or null,"
+            f" not {found}{ONE_EVENT_PER_LINE}"
+        )
 
 
 def not_an_event(path: Path, number: int, record: object) -> EventLogError:

@@ -178,6 +178,7 @@ def _run_events(path: Path) -> list[dict[str, Any]]:
     # Imported here: the engine imports the planner.
     from ..engine.journal import (
         SQLITE_SUFFIXES,
+        check_event,
         json_line,
         read_event_log,
         read_log_text,
@@ -195,8 +196,8 @@ def _run_events(path: Path) -> list[dict[str, Any]]:
         if "run_started" not in line and "proposal_completed" not in line:
             continue
         record = json_line(path, number, line)
-        if isinstance(record, dict):
-            events.append(record)
+        check_event(path, number, line, record)
+        events.append(record)
     return events
 
 

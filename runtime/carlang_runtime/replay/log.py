@@ -21,7 +21,7 @@ from ..engine.journal import (
     SQLITE_SUFFIXES,
     EventLogError,
     EventStore,
-    not_an_event,
+    check_event,
     read_log_text,
 )
 from ..jsontext import loads, malformed, too_deeply_nested
@@ -275,6 +275,8 @@ def _records(path: Path) -> Iterator[_Record]:
             data: Any = _light_data(kind, rest)
             if data is None:
                 data = _parse(path, number, last, text, rest)
+            if not isinstance(data, dict) and data is not None:
+                check_event(path, number, line, _parse(path, number, last, text, line))
             yield (
                 kind,
                 run_id,
@@ -285,8 +287,7 @@ def _records(path: Path) -> Iterator[_Record]:
             )
             continue
         record = _parse(path, number, last, text, line)
-        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
-            raise not_an_event(path, number, record)
+        check_event(path, number, line, record)
         if record["kind"] not in _WANTED:
             continue
         timestamp = _timestamp(path, number, record.get("timestamp"))
