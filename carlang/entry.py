@@ -43,10 +43,21 @@ def run() -> None:
 def _dispatch(args: list[str]) -> int | None:
     """Run `carlang ARGS`: the exit code of a lean command, or None when the command is done (or
     typer ran it and raised `SystemExit` itself)."""
+    if sys.stdin is None or sys.stdout is None or sys.stderr is None:  # (started closed)
+        from carlang.cli.console import stand_in_for_closed_streams
+
+        stand_in_for_closed_streams()
     if args == ["--version"]:
         from carlang import __version__
 
-        print(f"carlang {__version__}")
+        try:
+            print(f"carlang {__version__}", flush=True)
+        except Exception as exc:  # noqa: BLE001 - a closed or full stdout, as for any command
+            from carlang.cli.console import OutputProblem, exit_code_for
+
+            if isinstance(exc, OSError) and not isinstance(exc, BrokenPipeError):
+                exc = OutputProblem(f"cannot write to standard output: {exc.strerror or exc}")
+            return exit_code_for(exc)
         return None
     thresholds = gc.get_threshold()
     gc.set_threshold(_STARTUP_THRESHOLD, *thresholds[1:])
@@ -73,8 +84,12 @@ def _dispatch(args: list[str]) -> int | None:
     # Other commands may run for long (a server, a plan, a replay): the collector as usual.
     gc.set_threshold(*thresholds)
     from carlang.cli import main as cli_main
+    from carlang.cli.console import UsageProblem, exit_code_for
 
-    cli_main()
+    try:
+        cli_main()
+    except UsageProblem as exc:  # outside any command body: help to a closed stdout
+        return exit_code_for(exc)
     return None
 
 

@@ -4,6 +4,7 @@ share, so that a check needs no typer to report its findings or its failure."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import sys
@@ -34,6 +35,7 @@ __all__ = [
     "painted",
     "use_color",
     "silence_stdout",
+    "stand_in_for_closed_streams",
 ]
 
 EXIT_OK = 0
@@ -250,6 +252,86 @@ def silence_stdout() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, descriptor)
     os.close(devnull)
+
+
+class _ClosedOutput(io.TextIOBase):
+    """What stands for standard output or error when the process started with it closed
+    (`carlang compile f.car >&-`; Python's is then None): every write is an `OutputProblem`,
+    as on a full disk, so that a command says so (exit 2) rather than failing on None."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _problem(self) -> OutputProblem:
+        return OutputProblem(f"cannot write to {self._name}: it is closed")
+
+    def write(self, text: str) -> int:
+        raise self._problem()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def flush(self) -> None:
+        """Nothing was written: nothing to flush (the interpreter's last flush too)."""
+
+    encoding = "utf-8"
+
+    @property
+    def buffer(self) -> Any:
+        raise self._problem()
+
+
+class _ClosedInput(io.TextIOBase):
+    """What stands for standard input when the process started with it closed (`carlang
+    verify - <&-`): any read is a `UsageProblem` saying so (exit 2)."""
+
+    def _problem(self) -> UsageProblem:
+        return UsageProblem("cannot read standard input: it is closed")
+
+    def read(self, size: int | None = -1) -> str:
+        raise self._problem()
+
+    def readline(self, size: int | None = -1) -> str:  # type: ignore[override]
+        raise self._problem()
+
+    def readable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    encoding = "utf-8"
+
+    @property
+    def buffer(self) -> Any:
+        raise self._problem()
+
+
+def stand_in_for_closed_streams() -> None:
+    """Give a process started with standard input, output or error closed (Python's
+    `sys.stdin`... is then None) stand-ins that report reading or writing them as the input's
+    problem (exit 2), and hold the closed descriptor with /dev/null, so that no file the
+    command opens takes its number (and a tool it starts writes there)."""
+    stand_ins: dict[str, io.TextIOBase] = {}
+    if sys.stdin is None:
+        stand_ins["stdin"] = sys.stdin = _ClosedInput()
+    if sys.stdout is None:
+        stand_ins["stdout"] = sys.stdout = _ClosedOutput("standard output")
+    if sys.stderr is None:
+        stand_ins["stderr"] = sys.stderr = _ClosedOutput("standard error")
+    for descriptor, name in enumerate(("stdin", "stdout", "stderr")):
+        if name not in stand_ins:
+            continue
+        try:
+            os.fstat(descriptor)
+        except OSError:
+            held = os.open(os.devnull, os.O_RDWR)
+            if held != descriptor:
+                os.dup2(held, descriptor)
+                os.close(held)
 
 
 def os_reason(exc: OSError) -> str:
