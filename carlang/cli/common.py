@@ -3,7 +3,8 @@ error reporting and output come from `carlang.cli.console` (typer-free) and are 
 
 Every command body runs under `guarded`, so bad input ends in a one-line error and exit 2, and
 anything unexpected ends in an "internal error" line and exit 101 — never a traceback, unless
-`CARLANG_DEBUG=1` asks for one.
+`CARLANG_DEBUG=1` (or true, yes) asks for one (printed before that line; the exit code is still
+101).
 """
 
 from __future__ import annotations

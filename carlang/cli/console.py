@@ -35,6 +35,7 @@ __all__ = [
     "painted",
     "use_color",
     "silence_stdout",
+    "debugging",
     "stand_in_for_closed_streams",
 ]
 
@@ -209,7 +210,7 @@ def exit_code_for(exc: Exception) -> int:
     """Report an exception that ended a command's body and say the exit code it ends with:
     the reader went away -> 141, quietly; problems already reported -> their code; carlang's
     input errors, and output that cannot be written -> 2; anything else -> 101, an internal
-    error (re-raised, for its traceback, when `CARLANG_DEBUG` is set). A report that cannot be
+    error (its traceback first, when `debugging`). A report that cannot be
     written itself (standard error broken too) is dropped: the exit code still tells."""
     from carlang_runtime.errors import CarlangRuntimeError
 
@@ -224,14 +225,22 @@ def exit_code_for(exc: Exception) -> int:
     if isinstance(exc, (UsageProblem, CarlangRuntimeError)):
         _try_to_tell(error_line(str(exc)))
         return EXIT_USAGE
-    if os.environ.get("CARLANG_DEBUG"):
-        raise exc
+    if debugging():
+        import traceback
+
+        _try_to_tell("".join(traceback.format_exception(exc)).rstrip("\n"))
     _try_to_tell(
         f"internal error: {type(exc).__name__}: {exc} "
         "(this is a bug in carlang; rerun with CARLANG_DEBUG=1 for a traceback "
         "and please report it)"
     )
     return EXIT_INTERNAL
+
+
+def debugging() -> bool:
+    """Whether `CARLANG_DEBUG` asks for an internal error's traceback: 1, true or yes (in any
+    case); anything else (unset, empty, 0, false, no) does not."""
+    return os.environ.get("CARLANG_DEBUG", "").strip().lower() in ("1", "true", "yes")
 
 
 def _try_to_tell(text: str) -> None:
