@@ -432,3 +432,19 @@ def test_check_and_test_colour_on_a_terminal_only(tmp_path: Path, command: str) 
     assert "\x1b[" not in plain and ("error[" in plain or "FAIL" in plain)
     piped = carlang_process(command, str(path))
     assert "\x1b[" not in piped.stdout + piped.stderr
+
+
+def test_compile_never_writes_over_its_own_program(tmp_path: Path) -> None:
+    program = write(tmp_path, "x.car", "tool t(x: int)\nproposal p { a = t(x: 1) }\n")
+    before = program.read_text()
+    link = tmp_path / "link.car"
+    link.symlink_to(program)
+    for out in (program, tmp_path / "sub" / ".." / "x.car", link):
+        (tmp_path / "sub").mkdir(exist_ok=True)
+        result = CliRunner().invoke(app, ["compile", str(program), "-o", str(out)])
+        assert result.exit_code == 2, result.output
+        assert "that is the program" in result.output
+        assert program.read_text() == before
+    out = tmp_path / "x.json"
+    assert CliRunner().invoke(app, ["compile", str(program), "-o", str(out)]).exit_code == 0
+    assert json.loads(out.read_text()) and program.read_text() == before
