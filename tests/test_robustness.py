@@ -89,6 +89,49 @@ def test_fmt_never_writes_unverified_text(tmp_path: Path, monkeypatch: pytest.Mo
     assert path.read_text() == "tool   t( )\n"
 
 
+def test_fmt_in_a_folder_it_cannot_write_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a read-only folder: the temporary file beside the program cannot be made
+    import tempfile
+
+    from carlang.cli.lean import lean_main
+
+    path = write(tmp_path, "fm2" + os.sep + "a.car", "tool   t( )\n")
+
+    def refuse(*_: object, **__: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    assert lean_main("fmt", [str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: cannot write {path}: Permission denied; the file is unchanged" in err
+    assert "internal" not in err and path.read_text() == "tool   t( )\n"
+
+
+def test_fmt_rewrites_nothing_when_one_file_cannot_be_read_or_formatted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    untidy = "tool   t( )\n"
+    first = write(tmp_path, "fm3/a.car", untidy)
+    broken = write(tmp_path, "fm3/b.car", "tool (\n")
+    code, out = run("fmt", str(tmp_path / "fm3"))
+    assert code == 1 and "nothing rewritten" in out and "reformatted" not in out
+    assert first.read_text() == untidy
+    broken.write_text("tool u()\n")  # now it formats, but cannot be read
+    real = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        if self.name == "b.car":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    code, out = run("fmt", str(tmp_path / "fm3"))
+    assert code == 2 and "b.car: Permission denied" in out and "reformatted" not in out
+    assert first.read_text() == untidy
+
+
 def test_fmt_keeps_the_file_mode(tmp_path: Path) -> None:
     path = write(tmp_path, "m.car", "tool   t( )\n")
     path.chmod(0o640)

@@ -26,8 +26,10 @@ __all__ = ["run_fmt", "replace_file"]
 
 def run_fmt(paths: list[Path], check: bool = False, diff: bool = False) -> int:
     """`carlang fmt`'s work (see its help), and the exit code: 1 when a file does not parse, or
-    with `check` or `diff` when one would change; 101 on an internal error (the file is then
-    left unchanged)."""
+    with `check` or `diff` when one would change; 101 on an internal error. Every file is read
+    and formatted before any is written: when one cannot be (unreadable, not UTF-8, a syntax
+    error, a bug), none is rewritten. Each file rewritten is named as it is, so that a write
+    that fails part way (a full disk) leaves no doubt which were."""
     if [str(p) for p in paths] == ["-"]:
         return _fmt_stdin(check)
     check = check or diff
@@ -36,7 +38,7 @@ def run_fmt(paths: list[Path], check: bool = False, diff: bool = False) -> int:
     from carlang.render import render_text
     from carlang.source import Source
 
-    changed: list[str] = []
+    changed: list[tuple[Path, str, str]] = []
     failed = internal = False
     root = Path.cwd().resolve()
     for path in collect_sources(paths):
@@ -62,13 +64,17 @@ def run_fmt(paths: list[Path], check: bool = False, diff: bool = False) -> int:
             internal = True
             continue
         if formatted != source.text:
-            changed.append(name)
+            changed.append((path, name, formatted))
             if diff:
                 echo(_unified_diff(source.text, formatted, name).rstrip("\n"))
-            elif not check:
+    if (failed or internal) and changed and not check:
+        files = "file was" if len(changed) == 1 else f"{len(changed)} files were"
+        echo_err(f"nothing rewritten: {files} left unformatted until the errors above are fixed")
+    elif not diff:
+        for path, name, formatted in changed:
+            if not check:
                 replace_file(path, formatted)
-    for name in changed if not diff else []:
-        echo(f"{'would reformat' if check else 'reformatted'} {name}")
+            echo(f"{'would reformat' if check else 'reformatted'} {name}")
     if internal:
         return EXIT_INTERNAL
     if failed or (check and changed):
@@ -85,8 +91,9 @@ def replace_file(path: Path, text: str) -> None:
 
     data = text.encode("utf-8")  # fails here, before anything is written, if it cannot
     directory = path.resolve().parent
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    temporary: str | None = None
     try:
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
@@ -94,7 +101,8 @@ def replace_file(path: Path, text: str) -> None:
         os.chmod(temporary, path.stat().st_mode & 0o7777)
         os.replace(temporary, path.resolve())
     except BaseException as exc:
-        Path(temporary).unlink(missing_ok=True)
+        if temporary is not None:
+            Path(temporary).unlink(missing_ok=True)
         if isinstance(exc, OSError):
             fail_usage(f"cannot write {path}: {exc.strerror or exc}; the file is unchanged")
         raise
