@@ -10,6 +10,7 @@ anything unexpected ends in an "internal error" line and exit 101 — never a tr
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
@@ -48,6 +49,8 @@ __all__ = [
     "DenyApprovalsOption",
     "UsageProblem",
     "check_output_path",
+    "seconds",
+    "MAX_SECONDS",
     "fail_usage",
     "require_directory",
     "guarded",
@@ -100,6 +103,24 @@ def guarded(command: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(exit_code_for(exc)) from None
 
     return wrapper
+
+
+#: The longest wait a seconds option takes: a year (a longer one overflows the system's timers:
+#: `--timeout 1e308` was an internal OverflowError).
+MAX_SECONDS = 365 * 24 * 3600
+
+
+def seconds(value: float | None) -> float | None:
+    """The callback of every option that is a number of seconds (`--timeout`, `--idle-timeout`;
+    `typer.Option(..., callback=seconds)`): a usage error (exit 2) unless it is a finite number
+    above 0 and at most `MAX_SECONDS`; `nan`, `inf`, 0 and negative numbers are refused."""
+    if value is None:
+        return None
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        raise typer.BadParameter(
+            f"{value:g}: give a number of seconds above 0 and at most {MAX_SECONDS} (a year)"
+        )
+    return value
 
 
 def check_output_path(path: Path | None, option: str) -> None:

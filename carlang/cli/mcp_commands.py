@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from ..render import plural
-from .common import EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded
+from .common import EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded, seconds
 
 __all__ = ["register"]
 
@@ -42,7 +42,8 @@ def import_command(
         Path | None, typer.Option("-o", "--output", help="Write the .car here (else stdout).")
     ] = None,
     timeout: Annotated[
-        float, typer.Option("--timeout", help="Seconds to wait for the server.")
+        float,
+        typer.Option("--timeout", callback=seconds, help="Seconds to wait for the server."),
     ] = 60.0,
 ) -> None:
     """Start (or reach) an MCP server, list its tools and write carlang declarations: the
@@ -200,6 +201,7 @@ def proxy_command(
         typer.Option(
             "--idle-timeout",
             min=1,
+            callback=seconds,
             metavar="SECONDS",
             help="Over HTTP, end a client session after this long with no request (and no"
             " open stream); its servers are stopped. Default: 1800 (30 minutes).",
