@@ -79,3 +79,79 @@ def test_a_wrongly_typed_event_field_is_a_located_usage_error(
     column = json.dumps({**EVENT, field: value}).index(json.dumps(value)) + 1
     assert code == 2, output
     assert f"{log}:1:{column}: error: not a valid event: {field} must be {said}" in output
+
+
+NOT_FILES = [
+    "verify {dev}",
+    "simulate {dev}",
+    "verify {proposal} --state {dev}",
+    "verify {proposal} --tool-schemas {dev}",
+    "run " + PLANS + " --state {dev}",
+    "events {dev}",
+    "replay {dev} --program " + PLANS,
+    "rank " + PLANS + " --feedback {dev}",
+    "rank " + PLANS + " --config {dev}",
+    "agent " + PLANS + " --script {dev} --prompt x",
+    "planner learn {dev} -o {out}",
+    "planner eval " + PLANS + " --outcomes {dev}",
+    "planner search " + PLANS + " --outcomes {runs} --space {dev}",
+]
+
+
+@pytest.mark.parametrize("command", NOT_FILES)
+@pytest.mark.parametrize("dev", ["/dev/zero", "fifo"])
+def test_a_device_or_fifo_is_refused_before_it_is_read(
+    tmp_path: Path, command: str, dev: str
+) -> None:
+    import os
+
+    if dev == "fifo":
+        dev = str(tmp_path / "fifo")
+        os.mkfifo(dev)
+    proposal = tmp_path / "p.json"
+    proposal.write_text('{"id": "p", "actions": []}')
+    runs = ROOT / "examples" / "experiments" / "runs.jsonl"
+    argv = command.format(dev=dev, proposal=proposal, out=tmp_path / "o.json", runs=runs)
+    code, output = carlang(*argv.split())
+    assert code == 2, output
+    assert f"{dev}: it is not a regular file" in output
+
+
+@pytest.mark.parametrize(
+    ("data", "said"),
+    [
+        (b'{"a": 1}\n\x83', "{name}:2:1: error: not UTF-8 text (byte 0x83); save it as UTF-8"),
+        ("a = 1".encode("utf-16"), "{name}:1:1: error: not UTF-8 text (byte 0xff); it looks like"),
+        (None, "{name}: is a folder, not a file"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("command", "suffix"),
+    [
+        ("planner search " + PLANS + " --outcomes {runs} --space {}", ".toml"),
+        ("rank " + PLANS + " --config {}", ".json"),
+        ("planner eval " + PLANS + " --outcomes {}", ".jsonl"),
+        ("rank {}", ".json"),
+    ],
+)
+def test_a_file_that_is_not_utf8_text_is_said_so(
+    tmp_path: Path, data: bytes | None, said: str, command: str, suffix: str
+) -> None:
+    if data is None and command == "rank {}":
+        pytest.skip("rank reads the datasets of a folder")
+    path = tmp_path / ("input" + suffix)
+    if data is None:
+        path.mkdir()
+    else:
+        path.write_bytes(data)
+    runs = ROOT / "examples" / "experiments" / "runs.jsonl"
+    code, output = carlang(*command.format(str(path), runs=runs).split())
+    assert code == 2, output
+    assert said.format(name=path) in output
+
+
+def test_a_byte_order_mark_is_skipped(tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_bytes(b'\xef\xbb\xbf{"cost_weight": 0.3}')
+    code, output = carlang("rank", PLANS, "--config", str(config))
+    assert code == 0, output

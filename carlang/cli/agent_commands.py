@@ -183,6 +183,9 @@ def agent_command(
         fail_usage("--auto-approve and --deny-approvals exclude each other")
     generator: Any
     if script is not None:
+        from .inputs import require_file
+
+        require_file(script)
         generator = ScriptedGenerator.from_file(
             script, script_format.value if script_format else None
         )

@@ -117,13 +117,11 @@ def load_config(path: Path | None) -> PlannerConfig:
     from carlang_runtime.jsontext import loads, malformed
     from carlang_runtime.planner import PlannerConfig
     from carlang_runtime.planner.config import SettingError, toml_problem
+    from carlang_runtime.textfile import read_input
 
     if path is None:
         return PlannerConfig()
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        fail_usage(f"{path}: cannot read it: {exc}")
+    text = read_input(path)
     document: Any
     try:
         document = tomllib.loads(text) if path.suffix == ".toml" else loads(text)

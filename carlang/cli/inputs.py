@@ -8,9 +8,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
-from .console import EXIT_USAGE, Reported, echo_err, read_text
+from .console import EXIT_USAGE, Reported, echo_err, fail_usage, read_text
 
-__all__ = ["load_file", "load_state_option", "report_load_error"]
+__all__ = [
+    "load_file",
+    "load_state_option",
+    "read_input_text",
+    "report_load_error",
+    "require_file",
+]
 
 T = TypeVar("T")
 _MAX_PROBLEMS = 20
@@ -40,11 +46,34 @@ def load_file(path: Path, loader: Callable[[str], T], what: str) -> T:
     """Read `path` and build a value with `loader`, reporting load errors against the file."""
     from carlang_runtime.errors import IRLoadError
 
-    text = read_text(path, what)
+    text = read_input_text(path, what)
     try:
         return loader(text)
     except IRLoadError as exc:
         report_load_error(path, exc)
+
+
+def read_input_text(path: Path, what: str) -> str:
+    """The text of an input file (`-`: standard input), or a usage error saying why not: a
+    folder, a FIFO or a device (which `carlang_runtime.textfile` refuses before reading: it
+    may never end), not UTF-8 (where)."""
+    from carlang_runtime.textfile import InputFileError, read_input
+
+    if str(path) == "-":
+        return read_text(path, what)
+    try:
+        return read_input(path)
+    except InputFileError as exc:
+        fail_usage(str(exc))
+
+
+def require_file(path: Path) -> None:
+    """A usage error unless `path` is a regular file, `-`, or nothing (reading says so then)."""
+    from carlang_runtime.textfile import not_a_file
+
+    problem = None if str(path) == "-" else not_a_file(path)
+    if problem is not None:
+        fail_usage(f"{path}: {problem}")
 
 
 def load_state_option(value: Path) -> dict[str, object]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CarlangRuntimeError
 from ..jsontext import loads, locate, malformed, too_deeply_nested
+from ..textfile import InputFileError, read_input
 from .events import COMPENSATION_END_KINDS, TERMINAL_KINDS, Event, EventKind, event_document
 
 __all__ = [
@@ -368,22 +369,9 @@ def read_log_text(path: Path) -> str:
     """A JSON Lines log's text, or `EventLogError` saying in words why not: a folder, no such
     file, not UTF-8 (at which line and column), or the system's reason."""
     try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise EventLogError(f"{path}: is a folder, not an event log") from None
-    except FileNotFoundError:
-        raise EventLogError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise EventLogError(f"{path}: cannot read it ({exc.strerror or exc})") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
-        raise EventLogError(
-            f"{path}:{line}:{column}: not UTF-8 text (byte 0x{data[exc.start]:02x});"
-            " an event log is UTF-8 JSON, one event per line"
-        ) from None
+        return read_input(path)
+    except InputFileError as exc:
+        raise EventLogError(str(exc)) from None
 
 
 def read_event_log(path: Path) -> list[dict[str, Any]]:

@@ -25,6 +25,7 @@ from ..planner import Governance, PlannerConfig, ScoredProposal, ToolFeedback, p
 from ..planner.montecarlo import BatchRunner
 from ..policy import PolicySet
 from ..suggest import did_you_mean
+from ..textfile import InputFileError, read_input
 from ..verify import ToolsArg, tool_set
 
 __all__ = [
@@ -220,9 +221,7 @@ def _policies(items: Any, where: str) -> list[PolicySet]:
 def load_proposals(path: Path) -> Task:
     """A CAR JSON file as one task: a proposal, an array of proposals, or a group."""
     try:
-        document = parse_json(path.read_text())
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read it: {exc}") from None
+        document = parse_json(read_input(path))
     except JsonTextError as exc:  # (NaN, a lone surrogate, ...: what verify refuses too)
         raise DatasetError(f"{path}:{exc}") from None
     return _group(document, str(path), path.stem)
@@ -230,10 +229,7 @@ def load_proposals(path: Path) -> Task:
 
 def load_groups(path: Path) -> list[Task]:
     """A JSONL file of candidate groups, one task per line (blank lines ignored)."""
-    try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: cannot read it: {exc}") from None
+    lines = read_input(path).splitlines()
     tasks = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -265,13 +261,12 @@ def not_a_dataset(path: Path) -> str | None:
     config), with the option that takes it; None for anything else (a dataset, or a file its
     loader will say is a bad one)."""
     try:
+        text = read_input(path)
         if path.suffix == ".jsonl":
-            with path.open(encoding="utf-8") as lines:
-                first = next((line for line in lines if line.strip()), "")
-            document = loads(first)
+            document = loads(next((line for line in text.splitlines() if line.strip()), ""))
         else:
-            document = loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
+            document = loads(text)
+    except (InputFileError, ValueError):
         return None
     if not isinstance(document, dict) or not document:
         return None

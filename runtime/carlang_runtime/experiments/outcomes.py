@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..jsontext import loads
+from ..textfile import read_input
 from .dataset import DatasetError, Task
 
 __all__ = ["Outcome", "Outcomes"]
@@ -143,10 +144,7 @@ class Outcomes:
 
     def learn_csv(self, path: Path) -> None:
         """Count the rows of an outcomes CSV (see the module's docstring)."""
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as exc:
-            raise DatasetError(f"{path}: cannot read it: {exc}") from None
+        text = read_input(path)
         reader = csv.DictReader(text.splitlines())
         missing = {"task", "candidate", "success"} - set(reader.fieldnames or ())
         if missing:

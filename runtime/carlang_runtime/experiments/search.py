@@ -44,6 +44,7 @@ from typing import Any
 from ..planner import PlannerConfig, ScoredProposal, SettingError, ToolFeedback
 from ..planner.config import cost_target_settings, toml_problem, unknown_setting
 from ..suggest import did_you_mean
+from ..textfile import read_input
 from .dataset import Task, rank_task
 from .evaluate import joined, task_scores
 from .metrics import mean
@@ -189,10 +190,7 @@ def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimen
 
 def load_space(path: Path) -> list[Dimension]:
     """A space from a TOML file; raises `SettingError` saying what is wrong."""
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingError(f"{path}: cannot read it: {exc}") from None
+    text = read_input(path)
     try:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:

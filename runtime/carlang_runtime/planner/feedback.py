@@ -30,6 +30,7 @@ from typing import Any
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, ActionStatus, ProposalResult
 from ..jsontext import loads, malformed
+from ..textfile import read_input
 
 __all__ = [
     "FeedbackFileError",
@@ -324,14 +325,7 @@ class ToolFeedback:
         path = Path(path)
         if path.suffix == ".json":
             try:
-                document = loads(path.read_text("utf-8"))
-            except OSError as exc:
-                reason = (exc.strerror or str(exc)).lower()
-                raise FeedbackFileError(f"{path}: cannot read a feedback file: {reason}") from None
-            except UnicodeDecodeError as exc:
-                raise FeedbackFileError(
-                    f"{path}: not a feedback file: not UTF-8 text (byte {exc.start} is invalid)"
-                ) from None
+                document = loads(read_input(path))
             except json.JSONDecodeError as exc:
                 raise FeedbackFileError(
                     f"{path}:{exc.lineno}:{exc.colno}: not a feedback file: {malformed(exc)}"
