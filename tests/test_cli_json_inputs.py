@@ -155,3 +155,10 @@ def test_a_byte_order_mark_is_skipped(tmp_path: Path) -> None:
     config.write_bytes(b'\xef\xbb\xbf{"cost_weight": 0.3}')
     code, output = carlang("rank", PLANS, "--config", str(config))
     assert code == 0, output
+
+
+@pytest.mark.parametrize("values", ["nan:1:0.1", "0:inf:1", "0:1:nan", "0.1,-inf"])
+def test_a_sweep_of_values_that_are_not_finite_is_a_usage_error(values: str) -> None:
+    code, output = carlang("rank", PLANS, "--sweep", f"cost_weight={values}")
+    assert code == 2, output
+    assert "is not a finite number" in output

@@ -8,6 +8,7 @@ and `winner_changes` says where along the grid the winner changes.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,9 +44,12 @@ class SweepPoint:
 
 def _number(text: str, spec: str) -> float:
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
         raise SettingError(f"--sweep {spec}: `{text}` is not a number") from None
+    if not math.isfinite(value):  # (a range of them was a ValueError or an OverflowError)
+        raise SettingError(f"--sweep {spec}: `{text}` is not a finite number; write numbers")
+    return value
 
 
 def parse_axis(spec: str) -> Axis:
