@@ -733,3 +733,14 @@ proposal p {
     looser.write_text(program.replace("2 per 1h", "3 per 1h"))
     code, found, _ = changes(log, looser)
     assert code == 1 and found == {("b", "deny -> allow")}
+
+
+def test_a_log_that_holds_no_run_fails_the_gate(tmp_path: Path) -> None:
+    """An empty log (or one whose events belong to no run) passed the gate, exit 0: a CI
+    gate that read nothing passed nothing."""
+    program = tmp_path / "p.car"
+    program.write_text("tool t()\n")
+    log = tmp_path / "empty.jsonl"
+    log.write_text("")
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert code == 1 and "the logs hold no run" in out, out

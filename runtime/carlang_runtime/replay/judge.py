@@ -114,7 +114,9 @@ class ReplayReport:
     def gate_problems(self, fail_on: Iterable[str]) -> list[str]:
         """Why a CI gate with `--fail-on` fails (none: it passes): the changes it names;
         runs whose tool, capability or budget the candidate dropped (their calls would now
-        be refused: a deny), when it names `deny` or `any`; runs, none of them judged."""
+        be refused: a deny), when it names `deny` or `any`; runs, none of them judged; no
+        run at all (an empty log, or one whose events belong to no run: a gate that read
+        nothing passes nothing)."""
         wanted = set(fail_on)
         problems = []
         failing = self.failing(wanted)
@@ -126,6 +128,8 @@ class ReplayReport:
             problems.append(f"{runs} the candidate cannot run (it dropped what they use)")
         if self.runs and not self.judged_runs:
             problems.append("no run could be judged")
+        if not self.runs:
+            problems.append("the logs hold no run (a run's events carry its trace_id)")
         return problems
 
     def failing(self, fail_on: Iterable[str]) -> list[Change]:
