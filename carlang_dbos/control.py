@@ -309,7 +309,7 @@ def cancel_run(database: str, run_id: str) -> None:
     finishes, and its result is kept for a resume (`DbosSteps.run`), which does not call it
     again unless the resume comes before the call has finished."""
     with _client(database) as client:
-        _run_status(client, database, run_id)
+        _refuse_ended(_run_status(client, database, run_id), "cancel", ("CANCELLED",))
         client.cancel_workflow(run_id)
 
 
@@ -320,6 +320,23 @@ def resume_run(database: str, run_id: str) -> RunInfo:
     default for a resume: every DBOS process takes from that one, a foreground `carlang run`
     or a worker of another queue too.) The run as it was before the resume."""
     with _client(database) as client:
-        before = _info(_run_status(client, database, run_id))
+        status = _run_status(client, database, run_id)
+        _refuse_ended(status, "resume")
+        before = _info(status)
         client.resume_workflow(run_id, queue_name=RUNS_QUEUE)
         return before
+
+
+#: DBOS's statuses of a run that ended (it runs no more, whatever is asked of it).
+_ENDED = ("SUCCESS", "ERROR", "MAX_RECOVERY_ATTEMPTS_EXCEEDED")
+
+
+def _refuse_ended(status: Any, what: str, also: tuple[str, ...] = ()) -> None:
+    """`CarlangRuntimeError` when the run cannot be `what`ed (cancelled, resumed): it ended
+    (or is in one of the `also` statuses). DBOS takes either as a no-op, and the command said
+    it had done it."""
+    if str(status.status) in (*_ENDED, *also):
+        shown = _info(status).shown_status.lower()
+        raise CarlangRuntimeError(
+            f"run '{status.workflow_id}' already ended ({shown}): there is nothing to {what}"
+        )

@@ -227,3 +227,9 @@ def test_a_tools_output_is_recorded_in_the_runs_database_without_its_secrets(
     recorded = [step for step in steps if step["function_name"] == "call a"]
     assert recorded and "tok_supersecret_123" not in repr(recorded), recorded
     assert "paid 100 with token [REDACTED]" in repr(recorded)
+    # a run that ended is neither cancelled nor resumed (DBOS takes both as no-ops, and the
+    # commands said they had done it)
+    for what in ("cancel", "resume"):
+        refused = carlang("runs", what, run_id, "--database", sqlite_url(project), cwd=project)
+        assert refused.returncode != 0, refused.stdout
+        assert f"already ended (completed): there is nothing to {what}" in refused.stderr
