@@ -206,14 +206,18 @@ def make_spec(
 
 
 def check_approval_timeout(seconds: float, option: str = "approval_timeout") -> float:
-    """`seconds` if an approval can wait that long: a finite number above 0; else
-    `CarlangRuntimeError` naming `option` (0 or less would expire every approval at once)."""
-    if not (math.isfinite(seconds) and seconds > 0):
+    """`seconds` if an approval can wait that long: a finite number above 0 and at most a
+    year; else `CarlangRuntimeError` naming `option` (0 or less would expire every approval at
+    once; 1e308 overflows the clock)."""
+    if not (math.isfinite(seconds) and 0 < seconds <= _YEAR_S):
         raise CarlangRuntimeError(
             f"{option} {seconds:g}: give the seconds an approval may wait, a number above 0"
-            " (like 600)"
+            f" and at most a year, {_YEAR_S} (like 600)"
         )
     return seconds
+
+
+_YEAR_S = 365 * 24 * 3600
 
 
 def check_tools(program: Program, tools: Sequence[str]) -> None:

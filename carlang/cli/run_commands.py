@@ -24,7 +24,6 @@ from .common import (
     fail_usage,
     guarded,
     require_directory,
-    seconds,
 )
 from .lang_commands import project_root
 
@@ -148,7 +147,6 @@ def run_command(
             "--approval-timeout",
             metavar="SECONDS",
             help="With --backend dbos: how long an approval may wait (default a day).",
-            callback=seconds,
         ),
     ] = None,
     detach: Annotated[
