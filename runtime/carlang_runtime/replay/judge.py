@@ -389,7 +389,7 @@ def _replay(
             if step[0] == "undo":
                 undo = _undo_step(actions, step[1], candidate.defaults)
                 if undo is not None:
-                    _remember(context, history_entry(undo, step[2]))
+                    context.history.append(history_entry(undo, step[2]))
                 continue
             action = actions.get(step[1])
             recorded = run.decisions.get(step[1])
@@ -592,7 +592,7 @@ def _end(step: tuple[Any, ...], actions: dict[str, Action], context: _Context) -
     if entry is not None:
         entry["status"] = status  # the entry it had since it was admitted
         return
-    _remember(context, history_entry(action, status))
+    context.history.append(history_entry(action, status))
 
 
 def _admit(action: Action, decision: str, context: _Context) -> None:
@@ -605,8 +605,4 @@ def _admit(action: Action, decision: str, context: _Context) -> None:
         return  # refused: in history once it ends ("rejected"), as the runtime has it
     entry = history_entry(action, RUNNING)
     context.running[action.id] = entry
-    _remember(context, entry)
-
-
-def _remember(context: _Context, entry: dict[str, Any]) -> None:
     context.history.append(entry)
