@@ -27,6 +27,8 @@ __all__ = [
     "lone_surrogate",
     "too_deep",
     "unusual",
+    "keys_within",
+    "keys_all_distinct",
     "shorten",
 ]
 
@@ -87,8 +89,20 @@ def parse_json(text: str | bytes) -> object:
         )
     try:
         return json.loads(
-            text, parse_int=_json_int, parse_float=_json_float, parse_constant=_json_constant
+            text,
+            parse_int=_json_int,
+            parse_float=_json_float,
+            parse_constant=_json_constant,
+            object_pairs_hook=_distinct_keys,
         )
+    except _RepeatedKey:
+        at = _repeated_key_at(text)
+        key = json.decoder.scanstring(text, at + 1)[0]  # type: ignore[attr-defined]
+        raise JsonTextError(
+            f"duplicate key {json.dumps(shorten(key))} in an object "
+            "(which of its values is meant is ambiguous: keep one of them)",
+            line_column(text, at),
+        ) from None
     except _BadLiteral as exc:
         raise JsonTextError(
             f"malformed JSON: {exc.problem}", line_column(text, _literal_at(text, exc.literal))
@@ -147,7 +161,8 @@ def _parse_plain(text: str) -> object:
         return _NOT_PLAIN
     kind = type(value)
     if kind is dict or kind is list:
-        if unusual(value, NESTING_LIMIT - 1):
+        keys = keys_within(value, NESTING_LIMIT - 1)
+        if keys is None or not keys_all_distinct(text, keys):
             return _NOT_PLAIN
     elif (kind is int and not -_U64_BOUND < value < _U64_BOUND) or value in _INFINITIES:
         return _NOT_PLAIN
@@ -160,18 +175,92 @@ _U64_BOUND = 2**64
 def unusual(container: dict[str, object] | list[object], levels: int) -> bool:
     """Whether a decoded container holds containers more than `levels` levels deep, or a
     number `_json_int` or `_json_float` might refuse (beyond 64 bits, or infinite)."""
-    children = container.values() if type(container) is dict else container
+    return keys_within(container, levels) is None
+
+
+def keys_within(container: dict[str, object] | list[object], levels: int) -> int | None:
+    """How many keys a decoded container's maps hold (its own, if a map, and every nested
+    map's), or None when it is `unusual`: one walk serves both (see `keys_all_distinct`)."""
+    is_map = type(container) is dict
+    keys = len(container) if is_map else 0
+    children = container.values() if is_map else container  # type: ignore[union-attr]
     for child in children:
         kind = type(child)
         if kind is dict or kind is list:
-            if levels == 0 or unusual(child, levels - 1):  # type: ignore[arg-type]
-                return True
+            inner = None if levels == 0 else keys_within(child, levels - 1)  # type: ignore[arg-type]
+            if inner is None:
+                return None
+            keys += inner
         elif kind is int:
             if not -_U64_BOUND < child < _U64_BOUND:  # type: ignore[operator]
-                return True
+                return None
         elif kind is float and child in _INFINITIES:
-            return True
-    return False
+            return None
+    return keys
+
+
+def keys_all_distinct(text: str | bytes, keys: int) -> bool:
+    """Whether no object of a JSON text repeats a key, given the `keys` its decoded value has
+    (`keys_within`): decoders keep one value of a repeated key, silently, so the text has
+    more keys than the value exactly when some object repeats one. False may be wrong (the
+    exact path then decides, `parse_json`); True never is.
+
+    Each key is followed by a colon, after white space if any: the colons right after a
+    quote or white space bound the text's keys from above (colons in strings count too; the
+    text's colons all together are a first, cheaper bound)."""
+    colon = b":" if isinstance(text, bytes) else ":"
+    if text.count(colon) == keys:  # type: ignore[arg-type]
+        return True
+    after = (b'":', b" :", b"\n:", b"\t:", b"\r:") if isinstance(text, bytes) else _KEY_COLONS
+    return sum(map(text.count, after)) == keys  # type: ignore[arg-type]
+
+
+#: The colons that may end a key: right after its closing quote or after white space.
+_KEY_COLONS = ('":', " :", "\n:", "\t:", "\r:")
+
+
+class _RepeatedKey(ValueError):
+    """An object repeats a key: raised by the exact path's decoder, which does not say where
+    (`_repeated_key_at` finds it in the text)."""
+
+
+def _distinct_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    mapping = dict(pairs)
+    if len(mapping) != len(pairs):
+        raise _RepeatedKey
+    return mapping
+
+
+def _repeated_key_at(text: str) -> int:
+    """The offset of the first key in `text` that its object already has (the text is JSON,
+    nested no deeper than `NESTING_LIMIT`, and repeats a key)."""
+    found = _repeat_in_value(text, _skip_ws(text, 0))[0]
+    assert found is not None, "the decoder saw a repeated key"
+    return found
+
+
+def _repeat_in_value(text: str, pos: int) -> tuple[int | None, int]:
+    """The offset of a repeated key in the value at `pos`, if any, and where the value ends."""
+    opener = text[pos]
+    if opener not in "{[":
+        return None, _value_end(text, pos)
+    closer = "}" if opener == "{" else "]"
+    seen: set[str] = set()
+    pos = _skip_ws(text, pos + 1)
+    while text[pos] != closer:
+        if opener == "{":
+            key, after = json.decoder.scanstring(text, pos + 1)  # type: ignore[attr-defined]
+            if key in seen:
+                return pos, pos
+            seen.add(key)
+            pos = _skip_ws(text, _skip_ws(text, after) + 1)  # past the colon
+        found, pos = _repeat_in_value(text, pos)
+        if found is not None:
+            return found, pos
+        pos = _skip_ws(text, pos)
+        if text[pos] == ",":
+            pos = _skip_ws(text, pos + 1)
+    return None, pos + 1
 
 
 def _literal_at(text: str, literal: str) -> int:

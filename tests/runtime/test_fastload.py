@@ -16,6 +16,7 @@ from carlang_runtime.ir.fastload import (
     PLAIN_KEYS,
     PlainColumns,
     decode_plain,
+    decode_plain_array,
     plain_columns,
     plain_proposal,
 )
@@ -387,3 +388,65 @@ def test_false_values_are_kept_and_only_missing_keys_take_the_default() -> None:
     assert _filled(["", 0, _MISSING, {}, False, None], "d") == ["", 0, "d", {}, False, None]
     assert _filled([_MISSING, [], _MISSING], list) == [[], [], []]
     assert _filled(["a", "b"], "d") == ["a", "b"]
+
+
+def _with_a_repeated_key(value: Any, data: Any) -> str | None:
+    """JSON text of `value` with one member of one of its objects written twice (the second
+    time with another value); None when it has no object with a member."""
+    objects: list[dict[str, Any]] = []
+    _objects_in(value, objects)
+    objects = [o for o in objects if o]
+    if not objects:
+        return None
+    chosen = data.draw(st.sampled_from(objects))
+    key = data.draw(st.sampled_from(sorted(chosen)))
+
+    def render(node: Any) -> str:
+        if isinstance(node, dict):
+            members = [f"{json.dumps(k)}: {render(v)}" for k, v in node.items()]
+            if node is chosen:
+                members.append(f"{json.dumps(key)}: {json.dumps(data.draw(_scalars))}")
+            return "{" + ", ".join(members) + "}"
+        if isinstance(node, list):
+            return "[" + ", ".join(map(render, node)) + "]"
+        return json.dumps(node)
+
+    return render(value)
+
+
+def _objects_in(value: Any, into: list[dict[str, Any]]) -> None:
+    if isinstance(value, dict):
+        into.append(value)
+        for child in value.values():
+            _objects_in(child, into)
+    elif isinstance(value, list):
+        for child in value:
+            _objects_in(child, into)
+
+
+@settings(max_examples=100, deadline=None)
+@given(_proposals(), st.data())
+def test_a_key_repeated_anywhere_is_refused_on_every_path(doc: dict[str, Any], data: Any) -> None:
+    """CAR refuses a proposal field given twice; carlang refuses any repeated key, with or
+    without msgspec, where it repeats."""
+    text = _with_a_repeated_key(doc, data)
+    if text is None:
+        return
+    assert decode_plain(text) is None  # (None without msgspec too)
+    assert decode_plain_array(f"[{text}]") is None
+    with pytest.raises(IRLoadError) as from_load:
+        load_proposal(text)
+    with pytest.raises(IRLoadError) as from_verify:
+        verify(text, tools=["step"])
+    assert from_verify.value.problems == from_load.value.problems
+    [problem] = from_load.value.problems
+    assert "duplicate key" in problem.message and problem.position is not None
+
+
+def test_a_repeated_action_field_is_refused_where_it_repeats() -> None:
+    text = '{"actions": [{"id": "a", "type": "tool_call", "tool": "step", "tool": "evil"}]}'
+    with pytest.raises(IRLoadError) as raised:
+        verify(text, tools=["step", "evil"])
+    [problem] = raised.value.problems
+    assert problem.message.startswith('duplicate key "tool" in an object')
+    assert (problem.position.line, problem.position.column) == (1, text.index('"tool": "evil"') + 1)

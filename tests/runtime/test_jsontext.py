@@ -63,6 +63,10 @@ def _same(text: str) -> None:
         "\ufeff{}",
         "[1.5e10, -0.0, 1E+2, 1e-400]",
         '{"a": 1, "a": 2}',
+        '{"a": "x:y", "a": 2}',
+        '{"a" :1, "b"\n:[{"a": 1}], "a"\t:2}',
+        '[{"u": "http://x"}, {"u": "a", "v": {"u": 1, "u": 2}}]',
+        '{"a": {"b": 1}, "b": {"a": 1}}',
         "",
     ],
 )
@@ -121,3 +125,62 @@ def test_source_brackets_in_one_pass_are_those_outside_strings_and_comments(text
     character but a bracket, keeps."""
     two_passes = re.sub(r"[^\[\]{}()]+", "", jsontext._SOURCE_SKIPPED.sub("", text))
     assert jsontext._SOURCE_NOT_BRACKET.sub("", text) == two_passes
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "key"),
+    [
+        ('{"a": 1, "a": 2}', "1:10", "a"),
+        ('{"x": {"u": "https://a", "u": "b"}}', "1:26", "u"),
+        ('[{"a": 1}, {"a": 1}, {"k": "::", "k"\n : 0}]', "1:34", "k"),
+        ('{"q\\"": 1, "q\\"": 2}', "1:12", 'q"'),
+    ],
+)
+def test_a_key_repeated_in_one_object_is_refused_where_it_repeats(
+    text: str, where: str, key: str
+) -> None:
+    # CAR refuses a proposal field given twice; which value an agent meant is ambiguous, and
+    # readers disagree on it (json and msgspec keep the last, others the first)
+    for path in (_outcome, _exact):
+        kind, message = path(text)
+        assert kind == "error"
+        assert message.startswith(f"{where}: duplicate key {json.dumps(key)} in an object")
+
+
+def test_objects_may_share_keys_with_each_other() -> None:
+    text = '{"a": {"a": 1, "b": 2}, "b": [{"a": 1}, {"a": 2}], "c": "a: b"}'
+    assert parse_json(text) == json.loads(text)
+
+
+_key = st.sampled_from(["a", "b", "a:b", ":", "u\\"])
+_spacing = st.sampled_from(["", " ", "\n", "\t ", "\r\n"])
+
+
+@st.composite
+def _object_text(draw: st.DrawFn, depth: int = 0) -> tuple[str, bool]:
+    """JSON text of an object whose keys may repeat (with colons in its strings and white
+    space around them), and whether some object in it repeats a key."""
+    members, keys, repeats = [], [], False
+    for _ in range(draw(st.integers(0, 4))):
+        key = draw(_key)
+        if depth < 2 and draw(st.booleans()):
+            value, inner = draw(_object_text(depth + 1))
+            repeats |= inner
+        else:
+            value = json.dumps(draw(st.sampled_from(["x", "a:b", ' "k" :', 1, None])))
+        keys.append(key)
+        members.append(f"{json.dumps(key)}{draw(_spacing)}:{draw(_spacing)}{value}")
+    return "{" + ", ".join(members) + "}", repeats or len(set(keys)) < len(keys)
+
+
+@settings(max_examples=120, deadline=None)
+@given(_object_text())
+def test_a_repeated_key_is_refused_exactly_when_an_object_repeats_one(
+    case: tuple[str, bool],
+) -> None:
+    text, repeats = case
+    _same(text)
+    kind, message = _outcome(text)
+    assert (kind == "error") == repeats, message
+    if repeats:
+        assert "duplicate key" in str(message)

@@ -23,7 +23,14 @@ from typing import Any, overload
 
 from pydantic import ValidationError
 
-from ..jsontext import NESTING_LIMIT, JsonTextError, lone_surrogate, parse_json, unusual
+from ..jsontext import (
+    NESTING_LIMIT,
+    JsonTextError,
+    keys_all_distinct,
+    keys_within,
+    lone_surrogate,
+    parse_json,
+)
 from ._base import construct, short_id
 from .actions import (
     Action,
@@ -412,7 +419,7 @@ def _finish(
 
 
 #: How deep a value inside an action's map field may nest: the document, `actions` and the
-#: action itself are the three levels above the map (see `jsontext.unusual`).
+#: action itself are the three levels above the map (see `jsontext.keys_within`).
 _MAP_LEVELS = NESTING_LIMIT - 4
 
 
@@ -422,7 +429,10 @@ def decode_plain(text: str | bytes) -> PlainColumns | None:
     or whose values `jsontext.parse_json` would look at more closely (the caller then takes the
     `json` path, which decides, and reports, exactly as without msgspec)."""
     decoded = _msgspec_decode(text, many=False)
-    return None if decoded is None else _plain_of(decoded, 0)
+    if decoded is None:
+        return None
+    plain, keys = _plain_of(decoded, 0)
+    return plain if keys_all_distinct(text, keys) else None
 
 
 def decode_plain_array(text: str | bytes) -> list[PlainColumns | None] | None:
@@ -431,7 +441,11 @@ def decode_plain_array(text: str | bytes) -> list[PlainColumns | None] | None:
     columns, or None for one whose values `parse_json` would look at more closely (the caller
     then takes the `json` path for the text, which decides as without msgspec)."""
     decoded = _msgspec_decode(text, many=True)
-    return None if decoded is None else [_plain_of(doc, 1) for doc in decoded]
+    if decoded is None:
+        return None
+    found = [_plain_of(doc, 1) for doc in decoded]
+    keys = sum(keys for _plain, keys in found)
+    return [plain for plain, _keys in found] if keys_all_distinct(text, keys) else None
 
 
 @cache
@@ -467,35 +481,50 @@ def _msgspec_decode(text: str | bytes, many: bool) -> Any:
         return None
 
 
-def _plain_of(doc: Any, depth: int) -> PlainColumns | None:
+def _plain_of(doc: Any, depth: int) -> tuple[PlainColumns | None, int]:
     """The columns of a proposal msgspec decoded `depth` levels inside the document, or None
-    when `parse_json` would look at its values more closely."""
+    when `parse_json` would look at its values more closely; and how many keys the proposal's
+    document has, for `keys_all_distinct` (msgspec, as `json`, keeps one value of a repeated
+    key), or 0 when the columns are None."""
     msgdecode = _msgdecode()
     assert msgdecode is not None, "only msgspec's structs come here"
     rest = msgdecode.rest_of(doc)
-    if unusual(rest, NESTING_LIMIT - 1 - depth):
-        return None
+    keys = keys_within(rest, NESTING_LIMIT - 1 - depth)
+    if keys is None:
+        return None, 0
+    keys += 1  # "actions"
     rows = doc.actions
     if not rows:
-        return _finish(rest, rows, {}, msgdecode.UNSET, msgdecode.present)
+        return _finish(rest, rows, {}, msgdecode.UNSET, msgdecode.present), keys
     # Every field of every row, a column per field: one C call per row (`astuple`) and one
     # transposition, about half what an attribute getter per field and row costs.
     columns = dict(
         zip(msgdecode.FIELDS, zip(*map(msgdecode.astuple, rows), strict=True), strict=True)
     )
-    if type(doc) is not msgdecode.PlainProposal:  # maps holding lists or maps: walked
-        for name in ("parameters", "expected_effects", "metadata"):
-            given = list(filter(None, columns[name]))  # UNSET is false, as an empty map is
-            if given and not _ordinary_maps(given, _MAP_LEVELS - depth):
-                return None
-    return _finish(rest, rows, columns, msgdecode.UNSET, msgdecode.present)
+    unset = msgdecode.UNSET
+    keys += sum(len(rows) - column.count(unset) for column in columns.values())
+    nested = type(doc) is not msgdecode.PlainProposal  # maps holding lists or maps: walked
+    for name in ("parameters", "expected_effects", "metadata"):
+        given = list(filter(None, columns[name]))  # UNSET is false, as an empty map is
+        inner = _map_keys(given, _MAP_LEVELS - depth) if nested else sum(map(len, given))
+        if inner is None:
+            return None, 0
+        keys += inner
+    return _finish(rest, rows, columns, unset, msgdecode.present), keys
 
 
-def _ordinary_maps(maps: list[dict[str, Any]], levels: int) -> bool:
-    """Whether `parse_json`'s walk would pass the values of these action maps: none nested too
-    deeply, no integer beyond 64 bits (msgspec has checked the integers the maps hold
-    themselves, `msgdecode._VALUE`, and refuses infinities; lists and maps are walked)."""
+def _map_keys(maps: list[dict[str, Any]], levels: int) -> int | None:
+    """How many keys these action maps hold, theirs and their values' (`keys_within`), or None
+    when `parse_json`'s walk would not pass them: nested too deeply, or holding an integer
+    beyond 64 bits (msgspec has checked the integers the maps hold themselves,
+    `msgdecode._VALUE`, and refuses infinities; lists and maps are walked)."""
     kinds = set(map(type, chain.from_iterable(map(dict.values, maps))))
-    if dict in kinds or list in kinds:
-        return not any(unusual(m, levels) for m in maps)
-    return True
+    if dict not in kinds and list not in kinds:
+        return sum(map(len, maps))
+    keys = 0
+    for mapping in maps:
+        inner = keys_within(mapping, levels)
+        if inner is None:
+            return None
+        keys += inner
+    return keys
