@@ -10,9 +10,10 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from carlang_runtime.textfile import IS_A_DIRECTORY, NOT_REGULAR, file_kind, not_a_file
 
 from . import ast
 from .diagnostics import Diagnostic, Diagnostics, Label
@@ -28,7 +29,6 @@ __all__ = [
     "default_root",
     "display_name",
     "encoding_error",
-    "not_a_file",
 ]
 
 
@@ -127,33 +127,11 @@ def _read(path: Path) -> str | bytes | OSError:
         return data
 
 
-def _kind(path: Path) -> str | None:
-    """ "file", "directory" or "other" (a FIFO, a device, a socket); None when there is
-    nothing there, or it cannot be looked at (reading it says why)."""
-    try:
-        mode = path.stat().st_mode
-    except (OSError, ValueError):
-        return None
-    if stat.S_ISREG(mode):
-        return "file"
-    return "directory" if stat.S_ISDIR(mode) else "other"
-
-
-def not_a_file(path: Path) -> str | None:
-    """Why `path` is not read as a file: "it is a directory", or "it is not a regular file"
-    (a FIFO, a device, a socket: reading one blocks, maybe for ever); None for a regular
-    file, or for nothing there (reading it says why)."""
-    kind = _kind(path)
-    if kind == "directory":
-        return "it is a directory"
-    return "it is not a regular file" if kind == "other" else None
-
-
 def _reason(error: OSError) -> str:
     if isinstance(error, FileNotFoundError):
         return "no such file"
     if isinstance(error, IsADirectoryError):
-        return "it is a directory"
+        return IS_A_DIRECTORY
     return (error.strerror or str(error)).lower()
 
 
@@ -277,17 +255,17 @@ class _Loader:
             # Only .car files, and only regular ones: another file's first word would show
             # in a syntax error (an agent's `mcp serve` call could read a secret this way),
             # and reading a FIFO or a device blocks
-            kind = _kind(target)
+            kind = file_kind(target)
             if kind == "directory":
-                cannot("it is a directory", looked=looked)
+                cannot(IS_A_DIRECTORY, looked=looked)
                 return
             if target.suffix != ".car":
-                named = _kind(target.with_name(target.name + ".car")) == "file"
+                named = file_kind(target.with_name(target.name + ".car")) == "file"
                 hint = f'did you mean "{raw}.car"?' if named else None
                 cannot("only .car files can be imported", hint, looked)
                 return
             if kind == "other":
-                cannot("it is not a regular file", looked=looked)
+                cannot(NOT_REGULAR, looked=looked)
                 return
         text = self.text_of(target)
         if isinstance(text, OSError):
@@ -317,7 +295,7 @@ def load_program(
     loader = _Loader(root if root is not None else default_root(entry), texts, cache)
     if text is None and entry not in loader.texts:
         problem = not_a_file(entry)
-        if problem == "it is a directory":
+        if problem == IS_A_DIRECTORY:
             raise IsADirectoryError(errno.EISDIR, problem, str(entry))
         if problem is not None:  # (a FIFO would block the read below)
             raise OSError(errno.EINVAL, problem, str(entry))

@@ -33,10 +33,11 @@ from carlang_runtime.ir._base import construct
 from carlang_runtime.paramcheck import parameter_defaults
 from carlang_runtime.redact import redaction_problem
 from carlang_runtime.suggest import did_you_mean
+from carlang_runtime.textfile import not_a_file
 
 from . import ast
 from .diagnostics import Diagnostics, Label
-from .loader import LoadedProgram, ParsedFile, not_a_file
+from .loader import LoadedProgram, ParsedFile
 from .source import Source, Span
 from .types import bound_problems, check_value, describe_type, type_schema, unknown_simple_types
 

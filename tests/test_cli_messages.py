@@ -90,7 +90,7 @@ def test_an_event_log_that_cannot_be_read_says_why_in_words(tmp_path: Path, comm
     folder = tmp_path / "logs.jsonl"
     folder.mkdir()
     code, out = cli(command, str(folder), *extra)
-    assert code == 2 and f"{folder}: is a folder, not a file" in out
+    assert code == 2 and f"{folder}: it is a directory, not a file" in out
     assert "Errno" not in out
 
 
@@ -212,3 +212,25 @@ def test_the_caret_stands_under_its_mark_in_terminal_cells(
     prefix = '  x = t(a: "'
     assert caret.index("^") == len("3 | ") + len(prefix) + cells + len('", ')
     assert caret.count("^") == 1  # `b`
+
+
+def test_a_directory_given_as_a_file_is_said_so_in_the_same_words_everywhere(
+    tmp_path: Path,
+) -> None:
+    """The compiler's loader, the CLI and the runtime's input reader share one wording."""
+    folder = tmp_path / "given.json"
+    folder.mkdir()
+    (tmp_path / "lib.car").mkdir()
+    program = write(tmp_path, "p.car", PROGRAM)
+    importer = write(tmp_path, "i.car", 'import "lib.car"\n' + PROGRAM)
+    said = []
+    for args in (
+        ["verify", str(folder)],
+        ["run", str(program), "--state", str(folder)],
+        ["events", str(folder)],
+        ["check", str(importer)],
+    ):
+        code, out = cli(*args)
+        assert code in (1, 2), out
+        said.append(out)
+    assert all("it is a directory, not a file" in out for out in said), said

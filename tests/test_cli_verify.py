@@ -169,7 +169,7 @@ def test_bad_state_and_missing_files(tmp_path: Path) -> None:
     result = runner.invoke(app, ["verify", str(tmp_path / "none.json")])
     assert result.exit_code == 2 and "no such file" in result.output
     result = runner.invoke(app, ["verify", str(tmp_path)])
-    assert result.exit_code == 2 and "is a folder, not a file" in result.output
+    assert result.exit_code == 2 and "it is a directory, not a file" in result.output
     result = runner.invoke(app, ["verify", proposal, "--tools", "a", "--tool-schemas", proposal])
     assert result.exit_code == 2 and "not both" in result.output
     binary = tmp_path / "b.json"

@@ -77,7 +77,9 @@ def collect_sources(paths: list[Path]) -> list[Path]:
             _refuse_json(path)
             found.append(path)
         else:  # a FIFO, a device: reading it could block for ever
-            fail_usage(f"{path}: it is not a regular file")
+            from carlang_runtime.textfile import NOT_REGULAR
+
+            fail_usage(f"{path}: {NOT_REGULAR}")
     unique = list(dict.fromkeys(p.resolve() for p in found))
     if not unique:
         fail_usage(f"no .car files in {', '.join(map(str, paths))}")

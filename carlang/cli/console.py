@@ -349,7 +349,9 @@ def os_reason(exc: OSError) -> str:
     if isinstance(exc, FileNotFoundError):
         return "no such file"
     if isinstance(exc, IsADirectoryError):
-        return "it is a directory"
+        from carlang_runtime.textfile import IS_A_DIRECTORY
+
+        return IS_A_DIRECTORY
     reason = exc.strerror or str(exc)
     return reason[:1].lower() + reason[1:]
 
@@ -362,8 +364,8 @@ def read_bytes(path: Path, what: str = "file") -> bytes:
         return path.read_bytes()
     except FileNotFoundError:
         fail_usage(f"cannot read {what} {path}: no such file")
-    except IsADirectoryError:
-        fail_usage(f"cannot read {what} {path}: it is a directory")
+    except IsADirectoryError as exc:
+        fail_usage(f"cannot read {what} {path}: {os_reason(exc)}")
     except OSError as exc:
         fail_usage(f"cannot read {what} {path}: {exc.strerror or exc}")
 

@@ -1,7 +1,8 @@
 """Reading an input file as text, the one way every reader of carlang's JSON, JSONL, CSV and
 TOML inputs does: a regular file or `-` (standard input), UTF-8 with a byte order mark
-skipped, and every problem said in words (`file: is a folder, not a file`, `file:1:4: not
-UTF-8 text (byte 0x83)`), never an `OSError`'s or a codec's message.
+skipped, and every problem said in words (`file: it is a directory, not a file`, `file:1:4:
+not UTF-8 text (byte 0x83)`), never an `OSError`'s or a codec's message. The compiler's
+loader and the CLI say what is wrong with a path in these same words (`not_a_file`).
 
 A FIFO or a device is refused before it is read: reading one blocks, maybe for ever
 (`/dev/zero` never ends, and fills the memory while it is read)."""
@@ -12,10 +13,20 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Literal
 
 from .errors import CarlangRuntimeError
 
-__all__ = ["InputFileError", "not_a_file", "read_input_bytes", "decode_input", "read_input"]
+__all__ = [
+    "InputFileError",
+    "IS_A_DIRECTORY",
+    "NOT_REGULAR",
+    "file_kind",
+    "not_a_file",
+    "read_input_bytes",
+    "decode_input",
+    "read_input",
+]
 
 _BOM = b"\xef\xbb\xbf"
 
@@ -24,18 +35,32 @@ class InputFileError(CarlangRuntimeError):
     """An input file that cannot be read as text; the message says which and why."""
 
 
-def not_a_file(path: Path) -> str | None:
-    """Why `path` is not read as a file ("is a folder, not a file", "is not a regular file
-    ..."), or None for a regular file or for nothing there (reading it says why)."""
+#: Why a directory is not read as a file, after `path: ` or `cannot read X: `.
+IS_A_DIRECTORY = "it is a directory, not a file"
+#: Why a FIFO, a device or a socket is not read: reading one blocks, maybe for ever.
+NOT_REGULAR = "it is not a regular file (a pipe or a device: reading it may never end)"
+
+
+def file_kind(path: Path) -> Literal["file", "directory", "other"] | None:
+    """What is at `path`: a regular "file", a "directory", or "other" (a FIFO, a device, a
+    socket); None when there is nothing there or it cannot be looked at (reading it says
+    why)."""
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):
         return None
     if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISDIR(mode):
-        return "is a folder, not a file"
-    return "it is not a regular file (a pipe or a device: reading it may never end)"
+        return "file"
+    return "directory" if stat.S_ISDIR(mode) else "other"
+
+
+def not_a_file(path: Path) -> str | None:
+    """Why `path` is not read as a file (`IS_A_DIRECTORY`, `NOT_REGULAR`), or None for a
+    regular file or for nothing there (reading it says why)."""
+    kind = file_kind(path)
+    if kind == "directory":
+        return IS_A_DIRECTORY
+    return NOT_REGULAR if kind == "other" else None
 
 
 def read_input_bytes(path: Path) -> bytes:
@@ -50,7 +75,7 @@ def read_input_bytes(path: Path) -> bytes:
     except FileNotFoundError:
         raise InputFileError(f"{path}: no such file") from None
     except IsADirectoryError:
-        raise InputFileError(f"{path}: is a folder, not a file") from None
+        raise InputFileError(f"{path}: {IS_A_DIRECTORY}") from None
     except OSError as exc:
         reason = (exc.strerror or str(exc)).lower()
         raise InputFileError(f"{path}: cannot read it ({reason})") from None
