@@ -175,20 +175,23 @@ def verify_with(tmp_path: Path, parameters: object, call: object = None) -> tupl
 
 
 def test_verify_tool_schemas_says_a_ref_loop_is_an_invalid_schema(tmp_path: Path) -> None:
+    # the tool list is what is wrong: an error at its place there, not a finding on a call
     code, output = verify_with(tmp_path, {"$ref": "#"})
-    assert code == 1, output
+    assert code == 2, output
     assert (
-        "  [X] a: tool 'fetch' has an invalid registered JSON Schema: `$ref` '#' " + SELF
+        "ts.json:1:43: error: invalid tool list: [0].parameters.$ref: tool 'fetch': its"
+        " parameters are not a valid JSON Schema: `$ref` '#' " + SELF
     ) in output
     assert "internal error" not in output
 
 
 def test_verify_tool_schemas_checks_the_schema_against_the_metaschema(tmp_path: Path) -> None:
     code, output = verify_with(tmp_path, {"type": "bogus"})
-    assert code == 1, output
+    assert code == 2, output
     assert (
-        "  [X] a: tool 'fetch' has an invalid registered JSON Schema: 'bogus' is not valid under"
-        " any of the given schemas (at type)"
+        "ts.json:1:43: error: invalid tool list: [0].parameters.type: tool 'fetch': its"
+        " parameters are not a valid JSON Schema: 'bogus' is not valid under any of the given"
+        " schemas"
     ) in output
 
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from jsonschema import SchemaError
+
     from .redact import SecretPath
 
 __all__ = [
@@ -32,6 +34,7 @@ __all__ = [
     "parameter_defaults",
     "validation_errors",
     "with_defaults",
+    "schema_error",
 ]
 
 FindingKind = Literal["missing", "type", "constraint", "invalid_schema"]
@@ -206,6 +209,24 @@ def _fits_subset(schema: Mapping[str, Any]) -> bool:
         return _in_subset(schema)
     except RecursionError:
         return False
+
+
+def schema_error(schema: Mapping[str, Any]) -> SchemaError | None:
+    """jsonschema's `SchemaError` (its `path` says where in `schema`) when `schema` is not a
+    valid JSON Schema, as `ParamChecker` would find it (a call then gets an `invalid_schema`
+    finding); None when it is valid. A schema of plain shapes or of the subset carlang checks
+    itself is decided without importing jsonschema."""
+    if not schema or not _needs_constraints(schema) or _fits_subset(schema):
+        return None
+    import jsonschema
+
+    from .schemacheck import check_schema
+
+    try:
+        check_schema(dict(schema))
+    except jsonschema.SchemaError as exc:
+        return exc
+    return None
 
 
 def _constrained_properties(

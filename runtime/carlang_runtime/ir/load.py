@@ -179,14 +179,33 @@ def load_tools(source: object) -> list[ToolSchema] | list[str]:
             problem = "expected a tool: its name, or a JSON object of its schema"
             raise IRLoadError("tool list", [_problem_at(path, problem, text)])
         try:
-            schemas.append(ToolSchema.model_validate(item))
+            schema = ToolSchema.model_validate(item)
         except ValidationError as exc:
             problems = [
                 replace(p, path=format_path(path) + (f".{p.path}" if p.path else ""))
                 for p in validation_problems(exc, item, text, path)
             ]
             raise IRLoadError("tool list", problems) from None
+        if text is not None:
+            _check_parameters_schema(schema, path, text)
+        schemas.append(schema)
     return schemas
+
+
+def _check_parameters_schema(schema: ToolSchema, path: list[str | int], text: str) -> None:
+    """An `IRLoadError` at the place in a tool list's JSON text where a tool's `parameters`
+    is not a valid JSON Schema: the file is what is wrong, not the calls a verifier would
+    report it against. (Tools given as objects keep the verifier's finding on each call,
+    `invalid registered JSON Schema`, as CAR's runtime says of a schema registered in code:
+    there is no place in a file to point to.)"""
+    from ..paramcheck import schema_error
+
+    error = schema_error(schema.parameters)
+    if error is None:
+        return
+    where = [*path, "parameters", *error.path]
+    problem = f"tool '{schema.name}': its parameters are not a valid JSON Schema: {error.message}"
+    raise IRLoadError("tool list", [_problem_at(where, problem, text)])
 
 
 def _located_tools(data: object, text: str | None) -> list[tuple[list[str | int], object]]:
