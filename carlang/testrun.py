@@ -180,11 +180,11 @@ class _Runner:
                 problems.append(problem)
         if not problems:
             return [], []
-        involved = {m.policy for m in decision.matches}
+        involved = {name for m in decision.matches for name in m.policies}
         involved.update(e.by for e in case.expectations if e.by is not None)
         details = [f"decision: {_decision_text(decision)}", *_explain(traces, involved)]
         if shadow_traces:
-            involved |= {m.policy for m in shadow_decision.matches}
+            involved |= {name for m in shadow_decision.matches for name in m.policies}
             details.append(f"shadow decision: {_decision_text(shadow_decision)}")
             details.extend(_explain(shadow_traces, involved))
         return problems, details
@@ -216,7 +216,7 @@ class _Runner:
         if expected.word == "allow":
             deciders = {t.policy for t in traces if t.matched and t.effect.value == "allow"}
         else:
-            deciders = {m.policy for m in decision.deciding}
+            deciders = {name for m in decision.deciding for name in m.policies}
         if expected.by_no_policy:
             if not deciders:
                 return None

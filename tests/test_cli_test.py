@@ -377,6 +377,26 @@ def test_a_bad_cell_is_reported_at_its_cell_in_text_and_sarif(tmp_path: Path) ->
     assert (region["startLine"], region["startColumn"]) == (row_line, 33)
 
 
+def test_a_denial_by_an_allow_list_is_by_each_of_its_allow_policies(tmp_path: Path) -> None:
+    """With two allow policies and neither matching, the call is denied by the allow list:
+    `expect deny by` either of them holds (as with two deny policies that both match)."""
+    program = """tool send(to: string)
+policy mail_to: allow send when params.to.endsWith("@example.com")
+policy mail_partner: allow send when params.to.endsWith("@partner.com")
+policy quiet: deny send when params.to == "x"
+test "one" { action send(to: "a@gmail.com")  expect deny by mail_to }
+test "other" { action send(to: "a@gmail.com")  expect deny by mail_partner }
+test "wrong" { action send(to: "a@gmail.com")  expect deny by quiet }
+"""
+    code, out, _ = run("test", str(write(tmp_path, program)))
+    assert code == 1
+    assert "FAIL one" not in out and "FAIL other" not in out
+    assert "expected deny by quiet, but it was decided by mail_partner, mail_to" in out
+    # both allow policies' traces are shown, not only the one a test named
+    assert "mail_partner: did not match because" in out
+    assert out.splitlines()[-1] == "2 passed, 1 failed"
+
+
 def test_a_row_may_expect_a_decision_by_no_policy(tmp_path: Path) -> None:
     code, out, _ = run(
         "test",

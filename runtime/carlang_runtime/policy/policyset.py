@@ -63,6 +63,13 @@ class PolicyMatch:
     #: of the same action, which is what lets a plan be judged before it runs.
     reads: frozenset[str] = frozenset(VARIABLES)
 
+    @property
+    def policies(self) -> tuple[str, ...]:
+        """The policies this match stands for: its one policy, or each allow policy of an
+        allow list that none of them matched (`policy` names them all, `a, b`: policy names
+        are identifiers, so the comma and space part them unambiguously)."""
+        return tuple(self.policy.split(", "))
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
