@@ -706,3 +706,21 @@ test "stale" {
     fixed = text.replace("fetsh", "fetch").replace("succeded", "succeeded").replace("ulr", "url")
     code, out, err = run("test", str(write(tmp_path, fixed)))
     assert code == 0, out + err
+
+
+def test_tests_that_cannot_run_report_every_error_check_reports(tmp_path: Path) -> None:
+    """A proposal's errors alone do not stop the tests; when another error does, they are
+    reported with it, as `check` reports them (one CI round per error is a round too many)."""
+    program = """tool refund(amount: float, order_id: string)
+policy b: deny refund when params.amout > 10.0
+proposal p { y = refund(amount: 1.0) }
+test "t" { action refund(amount: 1.0, order_id: "o")  expect allow }
+"""
+    path = write(tmp_path, program)
+    code, checked, checked_err = run("check", str(path))
+    code_tested, _, tested = run("test", str(path))
+    assert code == code_tested == 1
+    said = [line for line in (checked + checked_err).splitlines() if "error[" in line]
+    assert len(said) == 2 and "CL0307" in said[1]  # the policy's and the proposal's
+    assert [line for line in tested.splitlines() if "error[" in line] == said
+    assert "2 errors: the tests did not run" in tested
