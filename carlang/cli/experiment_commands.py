@@ -74,7 +74,8 @@ def eval_command(
     config: ConfigOption = None,
     plan: PlanOption = None,
     resamples: Annotated[
-        int, typer.Option("--resamples", help="Bootstrap resamples for the 95% intervals.")
+        int,
+        typer.Option("--resamples", help="Bootstrap resamples for the 95% intervals (0-100000)."),
     ] = 1000,
     seed: SeedOption = 0,
     per_task: Annotated[
@@ -89,8 +90,7 @@ def eval_command(
     from carlang_runtime.experiments import evaluate
     from carlang_runtime.experiments.evaluate import coverage_warning, render, render_tasks
 
-    if resamples < 0:
-        fail_usage("--resamples must be 0 or more")
+    _check_resamples(resamples)
     tasks = load_dataset(dataset, plan, root)
     recorded = _load_outcomes(outcomes, tasks)
     history = load_feedback(feedback, tasks)
@@ -109,6 +109,22 @@ def eval_command(
         echo_err("no task has recorded outcomes (runs carry scope task=ID, or use a CSV)")
         raise typer.Exit(1)
     raise typer.Exit(EXIT_OK)
+
+
+#: The most bootstrap resamples `eval` takes: far more than a 95% interval needs (the default
+#: 1000 is plenty), and each interval then takes about a second per 100 tasks (one per metric and
+#: ranker); unbounded, `--resamples 10000000` ran for minutes, and a larger count for ever or
+#: out of memory (every resample's mean is kept).
+MAX_RESAMPLES = 100_000
+
+
+def _check_resamples(resamples: int) -> None:
+    """A usage error unless `--resamples` is 0 (no intervals) to `MAX_RESAMPLES`."""
+    if not 0 <= resamples <= MAX_RESAMPLES:
+        fail_usage(
+            f"--resamples {resamples}: give 0 to {MAX_RESAMPLES} bootstrap resamples"
+            " (0: no intervals; the default is 1000)"
+        )
 
 
 @planner_app.command("learn")

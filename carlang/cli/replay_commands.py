@@ -88,6 +88,7 @@ def replay_command(
     from carlang.render import plural
     from carlang.replayreport import render_replay
 
+    _check_examples(examples)
     chosen_fail_on = [f.value for f in (fail_on or [FailOn.any])]
     start, end = _time(since, "--since"), _time(until, "--until")
     candidate = _judge(program, root)
@@ -118,6 +119,14 @@ def replay_command(
     # a gate that could judge none of the runs it was given, or whose candidate dropped a
     # tool production calls, must not pass: nothing shows the change is safe
     raise typer.Exit(EXIT_FAILED if report.gate_problems(chosen_fail_on) else EXIT_OK)
+
+
+def _check_examples(examples: int) -> None:
+    """A usage error for a negative `--examples` (it was taken, and showed none)."""
+    if examples < 0:
+        fail_usage(
+            f"--examples {examples}: give 0 or more examples per change category (0: counts only)"
+        )
 
 
 def _known_runs(wanted: list[str], runs: list[Any], logs: list[Path]) -> list[str]:
