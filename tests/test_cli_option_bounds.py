@@ -5,8 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from carlang_runtime.engine import EventLog, JsonlSink, Runtime, SqliteSink
 from carlang_runtime.experiments.generate import generate_tasks, write_groups
+from carlang_runtime.experiments.search import split_tasks
+from carlang_runtime.planner import SettingError
 from typer.testing import CliRunner
 
 from carlang.cli import app
@@ -66,3 +69,56 @@ def test_planner_eval_refuses_resamples_beyond_the_bound(tmp_path: Path) -> None
     outcomes.write_text("task,candidate,success\nzz,zzc0,1\n")
     result = runner.invoke(app, [*args, "100000"])
     assert result.exit_code == 1 and "no task has recorded outcomes" in result.stderr
+
+
+# -- planner search --split ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("split", "message"),
+    [
+        ("100:0", "the test part is 0, so no task would be held out"),
+        ("0:100", "the train part is 0, so there would be nothing to search on"),
+        ("0:0", "the train part is 0, so there would be nothing to search on"),
+        ("-1:2", "the train part is -1, so there would be nothing to search on"),
+        ("nan:1", "write TRAIN:TEST with two numbers (like 70:30) or kfold K"),
+        ("inf:1", "write TRAIN:TEST with two numbers (like 70:30) or kfold K"),
+    ],
+)
+def test_a_split_with_an_empty_part_is_refused(split: str, message: str) -> None:
+    """`--split 100:0` searched with nothing held out (`held-out -`); nan and inf were an
+    internal error."""
+    tasks = generate_tasks(4, seed=1, candidates=(2, 2))
+    with pytest.raises(SettingError) as caught:
+        split_tasks(tasks, split, 0)
+    assert str(caught.value).startswith(f"--split {split}: {message}")
+
+
+def test_a_split_gives_each_part_at_least_one_task() -> None:
+    """95:5 of 10 tasks rounded the test part to none; it now holds one out (as 5:95 already
+    kept one to train on). Huge parts are still a ratio (1e308:1e308 was an internal error)."""
+    tasks = generate_tasks(10, seed=1, candidates=(2, 2))
+    for split, sizes in [("95:5", (9, 1)), ("5:95", (1, 9)), ("1e308:1e308", (5, 5))]:
+        [(train, test)] = split_tasks(tasks, split, 0)
+        assert (len(train), len(test)) == sizes, split
+    # a single task can only be trained on (the held-out figure is then `-`)
+    assert split_tasks(tasks[:1], "50:50", 0) == [(tasks[:1], [])]
+
+
+def test_planner_search_refuses_a_split_that_holds_out_nothing(tmp_path: Path) -> None:
+    tasks = tmp_path / "tasks.jsonl"
+    write_groups(generate_tasks(4, seed=1, candidates=(2, 2)), tasks)
+    outcomes = tmp_path / "outcomes.csv"
+    outcomes.write_text(
+        "task,candidate,success\n" + "".join(f"t{n},t{n}c0,1\nt{n},t{n}c1,0\n" for n in range(4))
+    )
+    space = tmp_path / "space.toml"
+    space.write_text("cost_weight = [0.0, 1.0]\n")
+    best = tmp_path / "best.json"
+    args = ["planner", "search", str(tasks), "--outcomes", str(outcomes), "--space", str(space)]
+    result = runner.invoke(app, [*args, "--workers", "1", "--split", "100:0", "-o", str(best)])
+    assert (result.exit_code, result.stdout) == (2, ""), result.output
+    assert result.stderr.startswith(
+        "error: --split 100:0: the test part is 0, so no task would be held out;"
+    )
+    assert not best.exists()

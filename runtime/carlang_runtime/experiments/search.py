@@ -225,29 +225,60 @@ def points(
 def split_tasks(
     tasks: Sequence[Task], split: str, seed: int
 ) -> list[tuple[list[Task], list[Task]]]:
-    """(train, test) pairs: one for `TRAIN:TEST`, K for `kfold K` (seeded shuffles)."""
+    """(train, test) pairs: one for `TRAIN:TEST`, K for `kfold K` (seeded shuffles). A
+    `SettingError` for a split that is not one, or whose part is 0 or less."""
     order = list(tasks)
     random.Random(seed).shuffle(order)
     text = split.strip()
     if text.startswith("kfold"):
-        try:
-            k = int(text[5:].strip())
-        except ValueError:
-            raise SettingError(f"--split {split}: write kfold K, like kfold 5") from None
-        if not 2 <= k <= len(order):
-            raise SettingError(f"--split {split}: K must be between 2 and the tasks ({len(order)})")
-        folds = [order[i::k] for i in range(k)]
-        return [([t for j, f in enumerate(folds) if j != i for t in f], folds[i]) for i in range(k)]
-    train_text, sep, test_text = text.partition(":")
+        return _folds(order, split, text[5:])
+    cut = _cut(len(order), _train_share(split))
+    return [(order[:cut], order[cut:])]
+
+
+def _folds(order: list[Task], split: str, k_text: str) -> list[tuple[list[Task], list[Task]]]:
+    """`kfold K`'s (train, test) pairs: each of K folds held out in turn."""
+    try:
+        k = int(k_text.strip())
+    except ValueError:
+        raise SettingError(f"--split {split}: write kfold K, like kfold 5") from None
+    if not 2 <= k <= len(order):
+        raise SettingError(f"--split {split}: K must be between 2 and the tasks ({len(order)})")
+    folds = [order[i::k] for i in range(k)]
+    return [([t for j, f in enumerate(folds) if j != i for t in f], folds[i]) for i in range(k)]
+
+
+def _train_share(split: str) -> float:
+    """The share of the tasks `TRAIN:TEST` trains on. Both parts must be finite and above 0:
+    a part of 0 leaves it empty (100:0 searched with nothing held out), and nan or inf made
+    the share nan (an internal error)."""
+    train_text, sep, test_text = split.strip().partition(":")
+    usage = f"--split {split}: write TRAIN:TEST with two numbers (like 70:30) or kfold K"
     try:
         train, test = float(train_text), float(test_text)
     except ValueError:
-        raise SettingError(f"--split {split}: write TRAIN:TEST (like 70:30) or kfold K") from None
-    if not sep or train <= 0 or test < 0:
-        raise SettingError(f"--split {split}: write TRAIN:TEST (like 70:30) or kfold K")
-    cut = round(len(order) * train / (train + test))
-    cut = min(max(cut, 1), len(order))
-    return [(order[:cut], order[cut:])]
+        raise SettingError(usage) from None
+    if not sep or not math.isfinite(train) or not math.isfinite(test):
+        raise SettingError(usage)
+    if train <= 0:
+        raise SettingError(
+            f"--split {split}: the train part is {train:g}, so there would be nothing to search"
+            " on; give both parts above 0 (like 70:30)"
+        )
+    if test <= 0:
+        raise SettingError(
+            f"--split {split}: the test part is {test:g}, so no task would be held out; give"
+            " both parts above 0 (like 70:30), or kfold K to choose on every task and still"
+            " report held-out figures"
+        )
+    return 1 / (1 + test / train)  # (not train / (train + test): the sum may overflow)
+
+
+def _cut(count: int, share: float) -> int:
+    """Where `count` shuffled tasks are cut: the nearest to `share` that leaves each part a
+    task (95:5 of 10 tasks rounded the test part to none), except that a single task can only
+    be trained on."""
+    return min(max(round(count * share), 1), max(count - 1, 1))
 
 
 # -- scoring in closed form -------------------------------------------------------------------
