@@ -122,3 +122,55 @@ def test_planner_search_refuses_a_split_that_holds_out_nothing(tmp_path: Path) -
         "error: --split 100:0: the test part is 0, so no task would be held out;"
     )
     assert not best.exists()
+
+
+# -- graph --format and -o -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "name", "message"),
+    [
+        (
+            "mermaid",
+            "x.png",
+            "--format mermaid contradicts -o x.png (its suffix says png): drop --format (the suffix"
+            " decides), or name a .mmd file",
+        ),
+        (
+            "dot",
+            "x.svg",
+            "--format dot contradicts -o x.svg (its suffix says svg): drop --format (the suffix"
+            " decides), or name a .dot file",
+        ),
+        (
+            "svg",
+            "x.gv",
+            "--format svg contradicts -o x.gv (its suffix says dot): drop --format (the suffix"
+            " decides), or name a .svg file",
+        ),
+    ],
+)
+def test_graph_refuses_a_format_the_output_suffix_contradicts(
+    tmp_path: Path, fmt: str, name: str, message: str
+) -> None:
+    """`-o x.png --format mermaid` wrote Mermaid text into x.png."""
+    output = tmp_path / name
+    program = str(EXAMPLES / "release" / "release.car")
+    args = ["graph", program, "--root", str(EXAMPLES), "--format", fmt, "-o", str(output)]
+    result = runner.invoke(app, args)
+    assert (result.exit_code, result.stdout) == (2, "")
+    assert result.stderr == f"error: {message.replace(name, str(output))}\n"
+    assert not output.exists()
+
+
+@pytest.mark.parametrize("name", ["x.mmd", "x.MERMAID", "x.txt", "x", "-"])
+def test_graph_takes_a_format_the_output_suffix_agrees_with_or_does_not_know(
+    tmp_path: Path, name: str
+) -> None:
+    output = name if name == "-" else str(tmp_path / name)
+    program = str(EXAMPLES / "release" / "release.car")
+    args = ["graph", program, "--root", str(EXAMPLES), "--format", "mermaid", "-o", output]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    written = result.stdout if name == "-" else Path(output).read_text()
+    assert written.startswith("flowchart TB")

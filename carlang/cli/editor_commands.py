@@ -78,16 +78,38 @@ def write_graph(data: bytes, fmt: GraphFormat, output: Path | None) -> None:
         fail_usage(f"cannot write {output}: {exc.strerror or exc}")
 
 
+#: The usual suffix of a file of each format (the one a usage error suggests).
+_SUFFIXES = {
+    GraphFormat.mermaid: ".mmd",
+    GraphFormat.dot: ".dot",
+    GraphFormat.svg: ".svg",
+    GraphFormat.png: ".png",
+}
+
+
 def graph_format(fmt: GraphFormat | None, output: Path | None) -> GraphFormat:
-    """The format asked for, else the output file's suffix, else Mermaid."""
-    if fmt is not None:
-        return fmt
+    """The format asked for, else the output file's suffix, else Mermaid. A usage error when
+    `--format` contradicts a suffix that names a format (`-o x.png --format mermaid` wrote
+    Mermaid text into x.png); an unknown suffix (x.txt) takes any format."""
+    implied = _suffix_format(output)
+    if fmt is None:
+        return implied or GraphFormat.mermaid
+    if implied is not None and implied is not fmt:
+        fail_usage(
+            f"--format {fmt.value} contradicts -o {output} (its suffix says {implied.value}): drop"
+            f" --format (the suffix decides), or name a {_SUFFIXES[fmt]} file"
+        )
+    return fmt
+
+
+def _suffix_format(output: Path | None) -> GraphFormat | None:
+    """The format the suffix of `output` names (.mmd, .mermaid, .dot, .gv, .svg, .png), if any."""
     suffix = output.suffix.lstrip(".").lower() if output is not None else ""
     aliases = {"mmd": "mermaid", "gv": "dot"}
     try:
         return GraphFormat(aliases.get(suffix, suffix))
     except ValueError:
-        return GraphFormat.mermaid
+        return None
 
 
 @guarded
@@ -114,13 +136,13 @@ def graph_command(
 
     from .lang_commands import compile_program
 
+    fmt = graph_format(fmt, output)  # (first: a contradiction with -o costs no compile)
     result, program = compile_program(file, root, proposal_errors_ok=True)
     chosen = _chosen(program, proposal, plan)
     graphs = [
         graph_of_compile(p, result.policy_findings.get(p.id), result.verify_results.get(p.id))
         for p in chosen
     ]
-    fmt = graph_format(fmt, output)
     write_graph(render(graphs, fmt.value), fmt, output)
     if output is not None and str(output) != "-":
         echo(f"wrote {output} ({fmt.value}, {len(graphs)} proposal{'s' * (len(graphs) != 1)})")
