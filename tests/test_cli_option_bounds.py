@@ -3,10 +3,11 @@ error (exit 2) saying what is wrong and what to give, before any work, never a t
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
-from carlang_runtime.engine import EventLog, JsonlSink, Runtime, SqliteSink
+from carlang_runtime.engine import EventLog, EventStore, JsonlSink, Runtime, SqliteSink
 from carlang_runtime.experiments.generate import generate_tasks, write_groups
 from carlang_runtime.experiments.search import split_tasks
 from carlang_runtime.planner import SettingError
@@ -174,3 +175,46 @@ def test_graph_takes_a_format_the_output_suffix_agrees_with_or_does_not_know(
     assert result.exit_code == 0, result.output
     written = result.stdout if name == "-" else Path(output).read_text()
     assert written.startswith("flowchart TB")
+
+
+# -- events on a SQLite log ----------------------------------------------------------------
+
+
+def _side_files(log: Path) -> list[str]:
+    return sorted(p.name for p in log.parent.iterdir() if p.name != log.name)
+
+
+def test_events_leaves_no_files_beside_the_log_it_reads(tmp_path: Path) -> None:
+    """Reading a journal (read-only, it was) left run.db-wal and run.db-shm behind."""
+    log = tmp_path / "run.db"
+    _one_run(log)
+    assert _side_files(log) == []
+    before = log.read_bytes()
+    result = runner.invoke(app, ["events", str(log)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("1 runs\n")
+    assert _side_files(log) == [] and log.read_bytes() == before
+    store = EventStore(log)  # (it may write, to remove the WAL files: it is refused any write)
+    try:
+        with pytest.raises(sqlite3.OperationalError, match="readonly"):
+            store._connection.execute("DELETE FROM events")
+    finally:
+        store.close()
+    assert _side_files(log) == [] and log.read_bytes() == before
+
+
+def test_events_reads_a_log_a_live_run_is_writing(tmp_path: Path) -> None:
+    """A run still writing the journal: what it committed is read, its WAL is left to it, and
+    it goes on writing after the read."""
+    log = tmp_path / "run.db"
+    rt = Runtime(events=EventLog([SqliteSink(log)]))
+    rt.execute(proposal(write("w", "k", 1)))  # (committed at the run's end; the sink stays open)
+    result = runner.invoke(app, ["events", str(log)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.endswith("1 runs\n")
+    assert _side_files(log) == ["run.db-shm", "run.db-wal"]  # the writer's, still open
+    rt.execute(proposal(write("w", "k", 2)))
+    rt.close()
+    assert _side_files(log) == []
+    result = runner.invoke(app, ["events", str(log)])
+    assert result.stdout.endswith("2 runs\n")

@@ -265,6 +265,23 @@ class RunSummary:
     events: int
 
 
+def _reading(path: Path) -> sqlite3.Connection:
+    """A connection to the existing database `path` that only reads it and leaves no file
+    beside it. Not `mode=ro`: a journal is in WAL mode, and a read-only connection to one makes
+    its `-wal` and `-shm` files and cannot remove them (`carlang events` left them behind);
+    the last connection closed removes them if it may write. So it opens read-write (never
+    creating the file; read-only anyway when the file is write-protected) with `query_only`,
+    which refuses every write. A live run's own WAL is read, and stays until that run closes
+    the journal."""
+    connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=rw", uri=True)
+    try:
+        connection.execute("PRAGMA query_only = ON")
+    except BaseException:
+        connection.close()
+        raise
+    return connection
+
+
 class EventStore:
     """Read access to a journal written by `SqliteSink`. A file that is missing, not a journal
     or damaged is an `EventLogError` that names it and says what is wrong."""
@@ -277,7 +294,7 @@ class EventStore:
         self.path = path
         connection = None
         try:
-            connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+            connection = _reading(path)
             connection.execute("SELECT id, seq, run_id, kind, data FROM events LIMIT 1")
         except sqlite3.Error as exc:
             if connection is not None:
