@@ -412,6 +412,8 @@ class _Checker:
             and left.kind in _NUMERIC
             and not (node.op == "%" and "double" in (left.kind, right.kind))
         ):
+            if "number" in (left.kind, right.kind):
+                self.mixed_numbers(node, left, right)
             return left if left.kind == right.kind else NUMBER
         if node.op == "+" and left.kind == right.kind == "list":
             return list_of(join([left.element or DYN, right.element or DYN]))
@@ -425,6 +427,35 @@ class _Checker:
             )
             return DYN
         return result
+
+    def mixed_numbers(self, node: n.Binary, left: Type, right: Type) -> None:
+        """Arithmetic on a JSON number (a `float` parameter or state key, a schema's
+        `number`): JSON gives 50 as an int and 7.5 as a double, and CEL will not mix the two,
+        so the condition fails (and its policy fails closed) whenever the operands' kinds
+        differ at run time. Comparisons mix them; arithmetic needs `double(...)`."""
+        operand = node.left if left.kind == "number" else node.right
+        other = node.right if operand is node.left else node.left
+        if isinstance(operand, n.Binary):  # (`a * 2 + 1`: said once, of `a * 2`)
+            return
+        said = self.text(operand)
+        other_type = right if operand is node.left else left
+        if isinstance(other, n.Literal) and type(other.value) is int:
+            converted = f"{other.value}.0"
+        elif other_type.kind == "double":
+            converted = self.text(other)
+        else:
+            converted = f"double({self.text(other)})"
+        sides = (f"double({said})", converted)
+        fixed = f" {node.op} ".join(sides if operand is node.left else reversed(sides))
+        self.report(
+            "warning",
+            "type-mismatch",
+            node,
+            f"`{said}` is a number: an int or a double, as the JSON holds it (50 or 7.5), and"
+            f" CEL does not mix them in arithmetic: `{self.text(node)}` fails, and its policy"
+            " fails closed, whenever the two sides differ",
+            f"convert to double: `{fixed}`",
+        )
 
     def _and(self, node: n.And) -> Type:
         return self.logical(node.operands, guard=True)

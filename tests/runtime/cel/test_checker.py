@@ -370,3 +370,35 @@ def test_comparing_with_a_value_the_enum_does_not_have_is_constant() -> None:
         },
     )
     assert findings("params.env == 'production'", [DEPLOY, free]) == []
+
+
+@pytest.mark.parametrize(
+    ("condition", "fix"),
+    [
+        ("params.ratio * 2 > 1.0", "double(params.ratio) * 2.0"),
+        ("3 * params.ratio > 1.0", "3.0 * double(params.ratio)"),
+        ("params.ratio + 0.5 > 1.0", "double(params.ratio) + 0.5"),
+        ("params.ratio - params.port > 1.0", "double(params.ratio) - double(params.port)"),
+        ("params.ratio * 2 + 1 > 5.0", "double(params.ratio) * 2.0"),  # said once
+    ],
+)
+def test_arithmetic_on_a_json_number_is_a_warning_with_its_fix(condition: str, fix: str) -> None:
+    """A `number` (a `float` parameter) is an int or a double as the JSON holds it (50 or
+    7.5): CEL's arithmetic fails when the sides differ, so the policy fails closed on some
+    calls. Comparisons mix ints and doubles; they stay silent."""
+    result = check(condition, policy_declarations([FETCH]))
+    (issue,) = result.issues
+    assert (issue.severity, issue.kind) == ("warning", "type-mismatch")
+    assert "CEL does not mix them in arithmetic" in issue.message
+    assert issue.help == f"convert to double: `{fix}`"
+    # the fix is silent, and decides as meant for 50 and 7.5 alike
+    fixed = condition.replace(condition.split(" > ")[0], fix)
+    assert check(fixed, policy_declarations([FETCH])).issues == []
+    program = compile(fixed)
+    for ratio in (50, 7.5):
+        params = {"ratio": ratio, "port": 1}
+        assert isinstance(program.evaluate({"params": params}), bool)
+
+
+def test_comparisons_of_a_json_number_stay_silent() -> None:
+    assert findings("params.ratio > 1 && params.ratio <= 2.5 && params.ratio != 3") == []
