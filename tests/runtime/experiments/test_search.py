@@ -232,7 +232,7 @@ def test_a_setting_every_plan_fixes_is_refused_some_plans_warned(tmp_path: Path)
     )
     space = tmp_path / "space.toml"
     space.write_text("cost_weight = [0.0, 0.5, 1.0]\n")
-    args = ["--outcomes", str(outcomes), "--space", str(space), "--split", "100:0"]
+    args = ["--outcomes", str(outcomes), "--space", str(space), "--split", "50:50"]
     best = tmp_path / "best.json"
     result = CliRunner().invoke(app, ["planner", "search", str(fixed), *args, "-o", str(best)])
     assert result.exit_code == 2 and not best.exists()
