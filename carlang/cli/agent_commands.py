@@ -131,7 +131,11 @@ def agent_command(
     ] = None,
     script_format: Annotated[
         TurnFormat | None,
-        typer.Option("--turn-format", help="The script's format (else its own, else openai)."),
+        typer.Option(
+            "--turn-format",
+            help="The script's format (else its \"format\", else the one its turns' tool calls"
+            " are written in; openai if they have none). A turn in another is an error.",
+        ),
     ] = None,
     model_url: Annotated[
         str | None,
@@ -179,6 +183,12 @@ def agent_command(
 
     if (script is None) == (model_url is None):
         fail_usage("give either --script FILE or --model-url URL (with --model NAME)")
+    if script_format is not None and script is None:
+        # (said, not ignored: it does not make the model's server answer in that format)
+        fail_usage(
+            "--turn-format is the format of a --script's turns; a --model-url model is asked"
+            " in OpenAI's chat-completions format"
+        )
     if auto_approve and deny_approvals:
         fail_usage("--auto-approve and --deny-approvals exclude each other")
     generator: Any

@@ -6,7 +6,8 @@ approval gate (each call on its own, in the order emitted, as CAR runs them; the
 counted over the conversation); the results
 go back as tool-result messages, capped at 16 KiB each. The loop stops on a final answer
 (`success`), after `max_turns` (`max_turns`), when cancelled (`cancelled`) or on an inference
-or runtime error (`error`).
+or runtime error (`error`); a turn written in another format than the generator's is such an
+error, never a final answer (read in the wrong format, its tool calls would be lost).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from ..ir import ActionProposal, ActionResult, ActionStatus
 from ..suggest import did_you_mean
 from .messages import DEFAULT_MAX_CHARS, results_to_messages, succeeded, tool_result_text
 from .specs import model_names, model_tool_name, tool_specs, visible_tools
-from .turns import ToolCall, Turn, TurnError, parse_turn, proposal_from_calls
+from .turns import ToolCall, Turn, TurnError, TurnFormatError, parse_turn, proposal_from_calls
 
 __all__ = ["AgentEvent", "AgentLoop", "AgentOutcome", "ModelGenerator"]
 
@@ -149,6 +150,9 @@ class AgentLoop:
                 try:
                     message = self.generator.generate(messages, self.tools)
                     turn = parse_turn(message, self.format, turn=turn_number)
+                except TurnFormatError as exc:
+                    # (not the final answer a turn without calls it can read would be)
+                    return self._fail(_misread(exc, turn_number), turn_number, called, messages)
                 except (TurnError, CarlangRuntimeError, OSError, ValueError) as exc:
                     return self._fail(f"inference failed: {exc}", turn_number, called, messages)
                 if turn.text:
@@ -321,3 +325,13 @@ class AgentLoop:
         self, status: Status, summary: str, turns: int, called: list[str], messages: list[Any]
     ) -> AgentOutcome:
         return AgentOutcome(status, summary, turns, called, messages, list(self._calls))
+
+
+def _misread(exc: TurnFormatError, turn: int) -> str:
+    """The error of a turn the model wrote in another format than its generator's: a server
+    that is not the kind the generator speaks, or a generator that says the wrong `format`."""
+    return (
+        f"turn {turn}: the model answered {exc.shape.named()}, but its generator reads"
+        f" {exc.format}: its tool calls cannot be read (does the model's server speak the"
+        " generator's format?)"
+    )

@@ -11,13 +11,14 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import CarlangRuntimeError
-from ..jsontext import JsonTextError, parse_json
+from ..jsontext import JsonTextError, locate, parse_json
 from ..redact import Scrubber, shown_url
-from .turns import FORMATS
+from .turns import FORMATS, Shape, turn_shapes
 
 __all__ = ["GeneratorError", "OpenAIChatGenerator", "ScriptedGenerator"]
 
@@ -27,23 +28,27 @@ class GeneratorError(CarlangRuntimeError):
 
 
 class ScriptedGenerator:
-    """Replays a list of assistant turns, one per call, in `format`; asking for more turns
-    than the script has is an error."""
+    """Replays a list of assistant turns, one per call, in `format`: given, else the one its
+    turns' tool calls are written in (`turn_shapes`), else `openai` (turns of text alone read
+    alike in every format). A turn written in another format is an error here, before any
+    turn is played: read anyway, its calls would be lost and the loop would end on it as if
+    the model had answered in text. Asking for more turns than the script has is an error."""
 
-    def __init__(self, turns: Sequence[Any], format: str = "openai") -> None:
-        if format not in FORMATS:
-            raise CarlangRuntimeError(
-                f"unknown tool-call format '{format}' (use one of {', '.join(FORMATS)})"
-            )
+    def __init__(self, turns: Sequence[Any], format: str | None = None) -> None:
+        _check_format(format)
         self.turns = list(turns)
-        self.format = format
+        chosen, misread = _script_format(self.turns, format)
+        if misread is not None:
+            raise CarlangRuntimeError(misread.message(None, "format={!r}"))
+        self.format = chosen
         self.requests: list[tuple[list[Any], list[dict[str, Any]]]] = []
 
     @classmethod
     def from_file(cls, path: str | Path, format: str | None = None) -> ScriptedGenerator:
-        """A script from a JSON file: a list of turns, or `{"format": ..., "turns": [...]}`
-        (`format` given here wins; the default is `openai`). It is read as JSON is: NaN,
-        Infinity and nesting past 128 levels are not JSON."""
+        """A script from a JSON file: a list of turns, or `{"format": ..., "turns": [...]}`.
+        Its format is `format` given here, else the file's, else the one its turns are
+        written in, else `openai`; a turn in another is an error at its line and column. It
+        is read as JSON is: NaN, Infinity and nesting past 128 levels are not JSON."""
         try:
             text = Path(path).read_bytes()
         except OSError as exc:
@@ -56,9 +61,14 @@ class ScriptedGenerator:
             raise CarlangRuntimeError(
                 f"{path}:{where}: the script is not JSON: {message}"
             ) from None
+        prefix: list[str | int] = []
+        source = None
         if isinstance(data, Mapping):
-            turns = data.get("turns")
-            format = format or data.get("format")
+            turns, prefix = data.get("turns"), ["turns"]
+            if format is None and data.get("format") is not None:
+                format, source = data["format"], 'the script\'s "format"'
+                at = locate(text.decode("utf-8"), ["format"])
+                _check_format(format, f"{path}:{at.line}:{at.column}: ")
         else:
             turns = data
         if not isinstance(turns, list):
@@ -71,7 +81,13 @@ class ScriptedGenerator:
                 f"{path}: the script has no turns (the last one, without tool calls, is the"
                 " final answer)"
             )
-        return cls(turns, format or "openai")
+        chosen, misread = _script_format(turns, format)
+        if misread is not None:
+            at = locate(text.decode("utf-8"), [*prefix, misread.index, *misread.shape.path])
+            raise CarlangRuntimeError(
+                f"{path}:{at.line}:{at.column}: {misread.message(source, '--turn-format {}')}"
+            )
+        return cls(turns, chosen)
 
     def generate(self, messages: Sequence[Any], tools: Sequence[Mapping[str, Any]]) -> Any:
         """The next scripted turn."""
@@ -142,6 +158,67 @@ class OpenAIChatGenerator:
             return reply["choices"][0]["message"]
         except (KeyError, IndexError, TypeError) as exc:
             raise GeneratorError(f"{self.url} answered no choices[0].message") from exc
+
+
+def _check_format(format: Any, where: str = "") -> None:
+    """`CarlangRuntimeError` unless `format` is None (to be found) or one of `FORMATS`."""
+    if format is not None and format not in FORMATS:
+        shown = f"'{format}'" if isinstance(format, str) else json.dumps(format)
+        raise CarlangRuntimeError(
+            f"{where}unknown tool-call format {shown} (use one of {', '.join(FORMATS)})"
+        )
+
+
+@dataclass(frozen=True)
+class _Misread:
+    """A turn of a script that the script's format does not read: its index (from 0), what
+    shows its own format, the script's format and, when that format was found rather than
+    given, the index of the turn it was found in."""
+
+    index: int
+    shape: Shape
+    format: str
+    found_in: int | None = None
+
+    def message(self, source: str | None, give: str) -> str:
+        """What is wrong and how to put it right: `give` is how a format is given
+        (`--turn-format {}`, a `str.format` template), `source` where the script's format
+        came from when not from there (`the script's "format"`)."""
+        turn = f"turn {self.index + 1}"
+        if self.shape.format not in FORMATS:  # (no format reads it: no format to suggest)
+            return (
+                f"{turn} is {self.shape.named()}: a script holds a model's turns, in one of"
+                f" the formats {', '.join(FORMATS)} (a proposal is checked with `carlang"
+                " verify`)"
+            )
+        if self.found_in is not None:
+            return (
+                f"{turn} is {self.shape.named()}, but turn {self.found_in + 1} is in the"
+                f" {self.format} format: a script's turns are all in one format"
+            )
+        fix = "give " + give.format(self.shape.format)
+        if source is not None:
+            fix = f"correct {source}, or {fix}"
+        return (
+            f"{turn} is {self.shape.named()}; read as {self.format}"
+            f" ({source or give.format(self.format)}), its tool calls would be lost ({fix})"
+        )
+
+
+def _script_format(turns: Sequence[Any], format: str | None) -> tuple[str, _Misread | None]:
+    """The format of a script's turns: `format` when given, else that of the first turn
+    that shows one (`turn_shapes`), else `openai`; and the first turn that format does not
+    read (it shows another), or None."""
+    found_in: int | None = None
+    for index, turn in enumerate(turns):
+        shapes = turn_shapes(turn)
+        if not shapes:
+            continue
+        if format is None and shapes[0].format in FORMATS:
+            format, found_in = shapes[0].format, index
+        elif all(shape.format != format for shape in shapes):
+            return format or "openai", _Misread(index, shapes[0], format or "openai", found_in)
+    return format or "openai", None
 
 
 def _check_model_url(url: str) -> None:

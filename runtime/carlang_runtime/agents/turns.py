@@ -11,17 +11,22 @@ Four shapes are read (see docs/agents.md):
 - `langchain`: an `AIMessage` (or its dict) with `tool_calls: [{name, args, id}]`.
 
 Objects (SDK models) are read through `model_dump()` or their attributes.
+
+A turn read in a format its calls are not written in is an error (`TurnFormatError`), never a
+turn without calls: each reader skips what it does not know, so an Anthropic `tool_use` block
+read as OpenAI would otherwise end a loop as if the model had answered in text. `turn_shapes`
+says which formats a turn shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionType, Program, ToolSchema
-from ..jsontext import JsonTextError, parse_json
+from ..jsontext import JsonTextError, format_path, parse_json
 from ..jsonvalue import not_json as _not_json
 from ..paramcheck import json_type_name
 from ..suggest import with_article
@@ -29,11 +34,15 @@ from ..suggest import with_article
 __all__ = [
     "FORMATS",
     "Format",
+    "Shape",
     "ToolCall",
     "Turn",
     "TurnError",
+    "TurnFormatError",
+    "misread",
     "parse_turn",
     "proposal_from_turn",
+    "turn_shapes",
 ]
 
 Format = Literal["openai", "openai-responses", "anthropic", "langchain"]
@@ -44,6 +53,41 @@ FORMATS: tuple[str, ...] = ("openai", "openai-responses", "anthropic", "langchai
 class TurnError(CarlangRuntimeError):
     """A turn that cannot become a proposal: an unknown format, a shape that is not a turn, or
     a call whose arguments are malformed (the message names the call)."""
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What shows the format a turn is written in: the format (one of `FORMATS`, or `car`
+    for a CAR proposal, which is no turn at all), what shows it and where (a path in the
+    turn, `("content", 1)`)."""
+
+    format: str
+    what: str
+    path: tuple[str | int, ...] = ()
+
+    def seen(self) -> str:
+        """`a `tool_use` content block at content[1]`."""
+        where = format_path(self.path)
+        return f"{self.what} at {where}" if where else self.what
+
+    def named(self) -> str:
+        """What the turn is, to follow `the turn is`: `in the anthropic format (a `tool_use`
+        content block at content[1])`."""
+        if self.format == "car":
+            return f"a CAR proposal ({self.seen()}), not a model's assistant turn"
+        return f"in the {self.format} format ({self.seen()})"
+
+
+class TurnFormatError(TurnError):
+    """A turn read in a format its tool calls are not written in (`format`, the one asked
+    for; `shape`, what the turn shows): read anyway, its calls would be lost or misread."""
+
+    def __init__(self, shape: Shape, format: str) -> None:
+        self.shape = shape
+        self.format = format
+        super().__init__(
+            f"the turn is {shape.named()}; read as {format}, its tool calls would be lost"
+        )
 
 
 @dataclass(frozen=True)
@@ -73,10 +117,14 @@ def parse_turn(message: Any, format: str = "openai", *, turn: int = 0) -> Turn:
     """The text and tool calls of an assistant turn. A call's id is kept as text (a number
     too: `7` is `"7"`); calls without one get `call_{turn}_{index}` (CAR's rule). A call with
     malformed arguments, or whose id an earlier call of the turn has, is kept with its
-    `problem`, so a loop can feed it back to the model."""
+    `problem`, so a loop can feed it back to the model. A turn whose calls are written in
+    another format raises `TurnFormatError` (see `misread`)."""
     reader = _READERS.get(format)
     if reader is None:
         raise TurnError(f"unknown tool-call format '{format}' (use one of {', '.join(FORMATS)})")
+    other = misread(message, format)
+    if other is not None:
+        raise TurnFormatError(other, format)
     text, raw_calls = reader(_plain(message))
     calls = []
     seen: set[str] = set()
@@ -187,6 +235,110 @@ def _known(tools: Any, capability: str | None = None) -> dict[str, ToolSchema]:
     if isinstance(tools, Mapping):
         return dict(tools)
     return {t.name: t for t in tools}
+
+
+# -- shapes: which format a turn is written in ------------------------------------------------
+
+
+def turn_shapes(message: Any) -> list[Shape]:
+    """The formats a turn's tool calls are written in, as far as its shape shows: one `Shape`
+    per format seen, the most specific first (LangChain's `AIMessage` from Anthropic's chat
+    model holds LangChain `tool_calls` and Anthropic `tool_use` blocks both, and either reads
+    it right). A turn of text alone shows none: every format reads it alike."""
+    plain = _plain(message)
+    shapes = (find(plain) for find in _SHAPES)
+    return [shape for shape in shapes if shape is not None]
+
+
+def misread(message: Any, format: str) -> Shape | None:
+    """What shows that a turn is written in another format than `format`, when it shows
+    some format and not that one; None when `format` reads it (or nothing shows)."""
+    shapes = turn_shapes(message)
+    if not shapes or any(shape.format == format for shape in shapes):
+        return None
+    return shapes[0]
+
+
+def _first(items: Any, test: Callable[[Mapping[str, Any]], bool]) -> int | None:
+    """The index of the first object of a list that passes `test`; None for anything else."""
+    if not isinstance(items, list | tuple):
+        return None
+    for index, item in enumerate(items):
+        item = _plain(item)
+        if isinstance(item, Mapping) and test(item):
+            return index
+    return None
+
+
+def _langchain_shape(plain: Any) -> Shape | None:
+    """LangChain: a `tool_calls` entry with `args` (no `function`), or an invalid call."""
+    if not isinstance(plain, Mapping):
+        return None
+    index = _first(plain.get("tool_calls"), lambda c: "args" in c or c.get("type") == "tool_call")
+    if index is not None:
+        return Shape("langchain", "a LangChain tool call (`args`)", ("tool_calls", index))
+    index = _first(plain.get("invalid_tool_calls"), lambda c: True)
+    if index is not None:
+        return Shape("langchain", "a LangChain invalid tool call", ("invalid_tool_calls", index))
+    return None
+
+
+def _openai_shape(plain: Any) -> Shape | None:
+    """OpenAI chat: a `tool_calls` entry with a `function`."""
+    if not isinstance(plain, Mapping):
+        return None
+    index = _first(plain.get("tool_calls"), lambda c: "function" in c)
+    if index is None:
+        return None
+    return Shape("openai", "an OpenAI chat tool call (`function`)", ("tool_calls", index))
+
+
+def _responses_shape(plain: Any) -> Shape | None:
+    """OpenAI Responses: a `function_call` item (of the `output` list, of a list, or the
+    turn itself)."""
+    prefix: tuple[str | int, ...] | None = ()
+    if isinstance(plain, Mapping) and "output" in plain:
+        items, prefix = plain["output"], ("output",)
+    elif isinstance(plain, Mapping):
+        items, prefix = [plain], None
+    else:
+        items = plain
+    index = _first(items, lambda item: item.get("type") == "function_call")
+    if index is None:
+        return None
+    path = () if prefix is None else (*prefix, index)
+    return Shape("openai-responses", "a Responses `function_call` item", path)
+
+
+def _anthropic_shape(plain: Any) -> Shape | None:
+    """Anthropic: a `tool_use` content block (of the message's content, or of a list)."""
+    prefix: tuple[str | int, ...] = ("content",) if isinstance(plain, Mapping) else ()
+    blocks = plain.get("content") if isinstance(plain, Mapping) else plain
+    index = _first(blocks, lambda block: block.get("type") == "tool_use")
+    if index is None:
+        return None
+    return Shape("anthropic", "a `tool_use` content block", (*prefix, index))
+
+
+def _proposal_shape(plain: Any) -> Shape | None:
+    """A CAR proposal (`actions` naming tools): a plan, not a model's turn, though a script
+    may hold one by mistake."""
+    if not isinstance(plain, Mapping):
+        return None
+    index = _first(plain.get("actions"), lambda a: "tool" in a or a.get("type") == "tool_call")
+    if index is None:
+        return None
+    return Shape("car", "an action", ("actions", index))
+
+
+#: in the order `turn_shapes` lists them: the most specific first
+_SHAPES: tuple[Callable[[Any], Shape | None], ...] = (
+    _langchain_shape,
+    _openai_shape,
+    _responses_shape,
+    _anthropic_shape,
+    _proposal_shape,
+)
 
 
 # -- readers: message -> (text, [(id, name, arguments)]) --------------------------------------
