@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import sys
 import threading
@@ -45,13 +46,25 @@ def import_command(
         float,
         typer.Option("--timeout", callback=seconds, help="Seconds to wait for the server."),
     ] = 60.0,
+    env: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--env",
+            metavar="NAME",
+            help="Pass this environment variable to the server (repeatable): it is declared"
+            ' as env { NAME: "${NAME}" }, the value taken when the server starts, never'
+            " written. A server gets no other variable but PATH, HOME, the locale and the"
+            " like.",
+        ),
+    ] = None,
 ) -> None:
     """Start (or reach) an MCP server, list its tools and write carlang declarations: the
     server and every tool (`server.tool`) with its description and full schema. The server's
     name is --name, else the name it gives itself (`mcp-time` -> `time`), else one from its
     command (`npx -y @modelcontextprotocol/server-filesystem` -> `filesystem`) or URL. A
     started server is declared with `cwd`, the directory it ran in here (relative to the
-    output's folder when in its project), so that it starts there from any directory."""
+    output's folder when in its project), so that it starts there from any directory; and
+    with `env` for each --env."""
     from carlang_runtime.ir import McpServer
     from carlang_runtime.mcp import McpError
 
@@ -78,8 +91,15 @@ def import_command(
         fail_usage(f"--name {name}: use letters, digits and `_`, not starting with a digit")
     server_name = name or server_name_for(command, url)  # (until it says its own)
     if command:
-        server = McpServer(name=server_name, command=command[0], args=list(command[1:]))
+        server = McpServer(
+            name=server_name,
+            command=command[0],
+            args=list(command[1:]),
+            env=_passed_env(env or []),
+        )
     else:
+        if env:
+            fail_usage("--env is for a server carlang starts (a command), not one at --url")
         server = McpServer(name=server_name, url=url)
     try:
         info, tools = import_server(server, timeout)
@@ -329,6 +349,18 @@ def _stopped_as_by_ctrl_c() -> Iterator[list[int]]:
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _passed_env(names: list[str]) -> dict[str, str]:
+    """`--env NAME`s as a server's env: each a reference to the variable (`${NAME}`), so the
+    declaration never holds its value; a usage error for a name that cannot be one."""
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            fail_usage(
+                f"--env {name}: give the name of an environment variable (like GITHUB_TOKEN);"
+                " its value is taken from carlang's environment when the server starts"
+            )
+    return {name: f"${{{name}}}" for name in names}
 
 
 def _token(variable: str | None) -> str | None:

@@ -210,7 +210,9 @@ def test_a_tool_whose_schema_cannot_be_used_is_left_out_saying_why(
     monkeypatch.setenv("TOY_BROKEN", "1")
     out = tmp_path / "toy.car"
     result = runner.invoke(
-        app, ["mcp", "import", "--name", "toy", "-o", str(out), "--", *toy_command()]
+        app,
+        ["mcp", "import", "--name", "toy", "--env", "TOY_BROKEN", "-o", str(out)]
+        + ["--", *toy_command()],
     )
     assert result.exit_code == 0, result.output
     assert "warning: tool `broken` not imported: its input schema is not usable: `$ref`" in (
@@ -220,6 +222,8 @@ def test_a_tool_whose_schema_cannot_be_used_is_left_out_saying_why(
     text = out.read_text()
     assert "# not imported: `broken`: its input schema is not usable" in text
     assert "tool toy.broken" not in text and "tool toy.add" in text
+    # --env passes the variable by name: the file holds the reference, never the value
+    assert 'env { TOY_BROKEN: "${TOY_BROKEN}" }' in text
     check = runner.invoke(app, ["check", str(out)])
     assert check.exit_code == 0 and "0 errors" in check.output
 
@@ -227,6 +231,10 @@ def test_a_tool_whose_schema_cannot_be_used_is_left_out_saying_why(
 def test_import_usage_errors(tmp_path: Path) -> None:
     neither = runner.invoke(app, ["mcp", "import"])
     assert neither.exit_code == 2 and "give the server's command" in neither.output
+    bad_env = runner.invoke(app, ["mcp", "import", "--env", "A-B", "--", *toy_command()])
+    assert bad_env.exit_code == 2 and "--env A-B: give the name of an environment" in (
+        bad_env.output
+    )
     far = runner.invoke(app, ["mcp", "import", "--url", "http://example.com/mcp"])
     assert far.exit_code == 2 and "must be on this machine" in far.output
     missing = runner.invoke(app, ["mcp", "import", "--", "/no/such/server"])

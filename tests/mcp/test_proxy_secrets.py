@@ -50,14 +50,14 @@ for line in sys.stdin:
 """
 
 
-def _program(tmp_path: Path) -> Any:
+def _program(tmp_path: Path, token: str = SECRET, server: str = SERVER) -> Any:
     script = tmp_path / "bank.py"
-    script.write_text(SERVER)
+    script.write_text(server)
     text = f"""
 mcp_server bank {{
   command {json.dumps(sys.executable)}
   args [{json.dumps(str(script))}]
-  env {{ BANK_TOKEN: {json.dumps(SECRET)} }}
+  env {{ BANK_TOKEN: {json.dumps(token)} }}
 }}
 tool bank.login() {{
   schema {{ type: "object" }}
@@ -69,11 +69,9 @@ tool bank.login() {{
     return result.program
 
 
-@pytest.mark.parametrize("fail", [False, True], ids=["a result", "an error"])
-def test_a_servers_secret_reaches_neither_the_client_nor_the_log_nor_stderr(
-    tmp_path: Path, fail: bool
-) -> None:
-    program = _program(tmp_path)
+def _call(program: Any, tmp_path: Path, arguments: dict[str, Any]) -> dict[str, Any]:
+    """The result of one `bank.login` call through the proxy (its log in events.jsonl, what
+    the server wrote on its standard error in stderr.txt)."""
     log = EventLog([JsonlSink(tmp_path / "events.jsonl")])  # (a file: outputs are kept)
     runtime = Runtime.from_program(program, events=log)
     errors = tmp_path / "stderr.txt"
@@ -84,7 +82,7 @@ def test_a_servers_secret_reaches_neither_the_client_nor_the_log_nor_stderr(
 
         async def scenario() -> None:
             session.receive(initialize(0))
-            call = {"name": "bank.login", "arguments": {"fail": True} if fail else {}}
+            call = {"name": "bank.login", "arguments": arguments}
             session.receive({"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": call})
             await session.finish()
 
@@ -93,7 +91,20 @@ def test_a_servers_secret_reaches_neither_the_client_nor_the_log_nor_stderr(
         finally:
             runtime.close()
     (answer,) = [a for a in written if a["id"] == 1]
-    result = answer["result"]
+    result: dict[str, Any] = answer["result"]
+    return {**result, "written": written}
+
+
+@pytest.mark.parametrize("given", ["declared", "from the environment"])
+@pytest.mark.parametrize("fail", [False, True], ids=["a result", "an error"])
+def test_a_servers_secret_reaches_neither_the_client_nor_the_log_nor_stderr(
+    tmp_path: Path, fail: bool, given: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # (`${NAME}`: the program holds the variable's name, the server gets its value)
+    monkeypatch.setenv("BANK_SOURCE", SECRET)
+    program = _program(tmp_path, SECRET if given == "declared" else "${BANK_SOURCE}")
+    result = _call(program, tmp_path, {"fail": True} if fail else {})
+    written = result.pop("written")
     assert result["isError"] is fail
     said = result["content"][0]["text"]
     assert said.endswith("ok u token=[REDACTED]"), said
@@ -104,7 +115,39 @@ def test_a_servers_secret_reaches_neither_the_client_nor_the_log_nor_stderr(
         }
     events = (tmp_path / "events.jsonl").read_text()
     assert "token=[REDACTED]" in events
-    server_said = errors.read_text()
+    server_said = (tmp_path / "stderr.txt").read_text()
     assert "boot BANK_TOKEN=[REDACTED]" in server_said and "login with [REDACTED]" in server_said
     for where in (json.dumps(written), events, server_said):
         assert SECRET not in where
+
+
+#: A server whose one tool answers with the variables of its environment named in its call.
+ENVIRONMENT_SERVER = SERVER.replace(
+    'text = "ok u token=" + token',
+    'text = json.dumps({n: os.environ.get(n) for n in params["arguments"]["names"]})',
+)
+
+
+def test_a_server_gets_no_variable_of_carlangs_its_program_does_not_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proxy's own bearer token (`--token-env`) and the host's other credentials never
+    reach a server: it gets PATH, HOME, the locale and the like, and what its `env` names."""
+    monkeypatch.setenv("PROXY_TOKEN", "tok-proxy-SECRET-5f3a")
+    monkeypatch.setenv("OTHER_API_KEY", "sk-host-SECRET-77")
+    program = _program(tmp_path, "${BANK_SOURCE}", ENVIRONMENT_SERVER)
+    monkeypatch.setenv("BANK_SOURCE", SECRET)
+    names = ["PROXY_TOKEN", "OTHER_API_KEY", "PATH", "BANK_TOKEN"]
+    result = _call(program, tmp_path, {"names": names})
+    assert result["isError"] is False, result
+    seen = json.loads(result["content"][0]["text"])
+    assert seen["PROXY_TOKEN"] is None and seen["OTHER_API_KEY"] is None
+    assert seen["PATH"] and seen["BANK_TOKEN"] == "[REDACTED]"
+
+
+def test_a_variable_the_environment_lacks_fails_the_call_saying_which(tmp_path: Path) -> None:
+    program = _program(tmp_path, "${CARLANG_TEST_NEVER_SET}")
+    result = _call(program, tmp_path, {})
+    assert result["isError"] is True
+    said = result["content"][0]["text"]
+    assert "its env names ${CARLANG_TEST_NEVER_SET}, which carlang's environment does not" in said

@@ -38,7 +38,13 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
         app, ["mcp", "import", "--name", "toy", "-o", str(path), "--", *toy_command()]
     )
     assert result.exit_code == 0, result.output
-    path.write_text(path.read_text() + "capability agent { tools allow toy.slow }\n")
+    # (the toy's switches come from the proxy's environment, as the program names them: a
+    # server gets no variable it does not declare)
+    passed = (
+        'mcp_server toy {\n  env { TOY_STARTED: "${TOY_STARTED}", TOY_BLOCKING: "${TOY_BLOCKING}" }'
+    )
+    text = path.read_text().replace("mcp_server toy {", passed)
+    path.write_text(text + "capability agent { tools allow toy.slow }\n")
     return path
 
 

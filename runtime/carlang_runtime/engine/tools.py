@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
+from ..environment import DEFAULT_INHERITED_ENV, tool_environment
 from ..ir import Action, ToolSchema
 from ..paramcheck import ParamChecker, parameter_defaults
 from ..redact import SecretPath, secret_paths
@@ -313,31 +314,6 @@ def _is_json(value: Any) -> bool:
 
 
 _PLACEHOLDER = re.compile(r"\{(\w+)\}")
-
-#: The variables a subprocess tool gets from the runtime's environment unless told otherwise:
-#: enough to find programs and speak the locale, never the host's credentials.
-DEFAULT_INHERITED_ENV: tuple[str, ...] = (
-    "PATH",
-    "HOME",
-    "LANG",
-    "LANGUAGE",
-    "LC_ALL",
-    "LC_CTYPE",
-    "TZ",
-    "TMPDIR",
-    "SYSTEMROOT",
-)
-
-
-def tool_environment(
-    env: Mapping[str, str] | None, inherit: Sequence[str] | None
-) -> dict[str, str]:
-    """A subprocess tool's environment: the variables named in `inherit` (default
-    `DEFAULT_INHERITED_ENV`) taken from this process's environment, then `env` on top."""
-    names = DEFAULT_INHERITED_ENV if inherit is None else tuple(inherit)
-    environment = {name: os.environ[name] for name in names if name in os.environ}
-    environment.update(env or {})
-    return environment
 
 
 def _kill_group(process: asyncio.subprocess.Process) -> None:

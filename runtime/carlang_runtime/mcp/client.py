@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from .._version import __version__
+from ..environment import MCP_INHERITED_ENV, expand_references, tool_environment
 from ..errors import CarlangRuntimeError
 from ..ir import McpServer
 from ..jsontext import JsonTextError, parse_json
@@ -64,9 +65,13 @@ class McpClient:
         #: the URL requests go to (without `user:password@`) and the headers sending those
         #: credentials (urllib took `user:password@host` for a host name)
         self._url, self._auth = url_credentials(server.url) if server.url else ("", {})
+        #: its declared env with `${NAME}`s taken from carlang's environment, and the names
+        #: carlang's environment does not have (the server is then not started)
+        self._env, self._unset = expand_references(server.env)
         #: what a message may not show: the URL's password and credential query values, the
-        #: server's env values, the values of its credential options (`--token X`)
-        self._scrubber = Scrubber(_secrets_of(server))
+        #: server's env values (as declared and as taken), the values of its credential
+        #: options (`--token X`)
+        self._scrubber = Scrubber([*_secrets_of(server), *self._env.values()])
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_reader: threading.Thread | None = None
         self._stderr_forwarder: threading.Thread | None = None
@@ -105,7 +110,16 @@ class McpClient:
     def _spawn(self) -> None:
         server = self.server
         assert server.command is not None
-        env = {**os.environ, **server.env} if server.env else None
+        if self._unset:
+            names = ", ".join(f"${{{name}}}" for name in self._unset)
+            raise McpError(
+                f"MCP server '{server.name}': its env names {names}, which carlang's"
+                " environment does not have: set it before starting carlang, or write the"
+                " value in the server's env"
+            )
+        # an allow-list, not carlang's whole environment: the host's credentials (the proxy's
+        # own bearer token above all) reach a server only when its `env` names them
+        env = tool_environment(self._env, MCP_INHERITED_ENV)
         if server.cwd is not None and not os.path.isdir(server.cwd):
             # (Popen would say only "No such file or directory", as if the command were missing)
             raise McpError(
