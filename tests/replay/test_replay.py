@@ -472,6 +472,54 @@ def test_calls_refused_before_any_policy_are_counted_not_judged(tmp_path: Path) 
     assert report["not_reconstructed"][note] == 2
 
 
+def _session_log(tmp_path: Path, calls: list[tuple[str, str | None]]) -> Path:
+    """A log of one MCP client session's calls, each a proposal of its own as the proxy runs
+    them (`source` mcp-proxy, budget `per_session`), some refused before any policy."""
+    from carlang.compiler import compile_text
+
+    log = tmp_path / "run.jsonl"
+    compiled = compile_text("tool f(n: int)\nbudget per_session { max_tool_calls 9 }\n")
+    assert compiled.program is not None
+    rt = Runtime.from_program(compiled.program, events=EventLog([JsonlSink(log)]))
+    rt.register_tool("f", lambda n: n)
+    session = rt.open_session()
+    for n, (tool, refused) in enumerate(calls):
+        call = ir.Action(id=f"call_{n}", type="tool_call", tool=tool, parameters={"n": n})
+        proposal = ir.ActionProposal(
+            id=f"mcp_{n}", source="mcp-proxy", actions=[call], budget="per_session"
+        )
+        rt.execute(proposal, session=session, refused=refused)
+    rt.close()
+    return log
+
+
+def test_a_tighter_session_budget_denies_the_calls_past_it(tmp_path: Path) -> None:
+    """The proxy's and the loop's budget is the session's: replay counts the calls the
+    candidate lets run across the session's proposals (it judged each on its own, and a budget
+    cut from 5 to 1 calls passed the gate)."""
+    log = _session_log(tmp_path, [("f", None)] * 3)
+    program = tmp_path / "p.car"
+    program.write_text("tool f(n: int)\nbudget per_session { max_tool_calls 5 }\n")
+    code, _, report = changes(log, program)
+    assert code == 0 and report["changes"] == 0, report
+    program.write_text("tool f(n: int)\nbudget per_session { max_tool_calls 1 }\n")
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert code == 1, out
+    assert "allow -> deny: 2 of 3" in out and "policy budget:per_session: 2" in out
+    assert "budget 'per_session' is spent: 1 tool calls per session" in out
+
+
+def test_a_call_of_a_tool_no_program_declares_is_not_a_dropped_run(tmp_path: Path) -> None:
+    """An MCP client calling a tool that does not exist (a typo) is refused before any policy;
+    replaying the unchanged program is no failure (it said the candidate dropped the tool)."""
+    log = _session_log(tmp_path, [("f", None), ("f_typo", "unknown tool 'f_typo'")])
+    program = tmp_path / "p.car"
+    program.write_text("tool f(n: int)\nbudget per_session { max_tool_calls 5 }\n")
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert code == 0, out
+    assert "could not be judged" not in out and "1 action rejected before any policy" in out
+
+
 def test_the_order_the_logs_are_named_in_changes_nothing(tmp_path: Path) -> None:
     """Runs are judged in the order they started: a rate limit's clock ran backwards from one
     log to the next, and `replay new.db old.db` found changes `replay old.db new.db` did not."""

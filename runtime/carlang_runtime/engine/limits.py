@@ -10,7 +10,19 @@ from typing import Any
 from ..ir import Budget
 from ..jsonvalue import canonical_key
 
-__all__ = ["TokenBucket", "ResultCache", "CacheStats", "SessionBudget", "call_key"]
+__all__ = [
+    "TokenBucket",
+    "ResultCache",
+    "CacheStats",
+    "SessionBudget",
+    "SESSION_BUDGET_SOURCES",
+    "call_key",
+]
+
+#: The `source` of the proposals whose budget is their session's (`SessionBudget`): each call
+#: of an MCP client through the proxy, and of a model in the assistant loop, is a proposal of
+#: its own, and the budget counts them all (replay judges them so).
+SESSION_BUDGET_SOURCES = frozenset({"mcp-proxy", "model"})
 
 
 @dataclass

@@ -11,7 +11,7 @@ not ended sees it, as it did when it ran."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Sequence, Set
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -19,7 +19,8 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from ..capability import CapabilityCheck
-from ..ir import Action, ActionProposal, ActionType, Compensation, Program
+from ..engine.limits import SESSION_BUDGET_SOURCES, SessionBudget
+from ..ir import Action, ActionProposal, ActionType, Budget, Compensation, Program
 from ..ir._base import construct
 from ..paramcheck import parameter_defaults, with_defaults
 from ..policy import RUNNING, Decision, PolicyMatch, PolicySet, history_entry, keep_history
@@ -158,6 +159,9 @@ class Judge:
         self.defaults = {tool.name: parameter_defaults(tool.parameters) for tool in program.tools}
         self.capabilities = {c.name: CapabilityCheck(c) for c in program.capabilities}
         self.budgets = {b.name: b for b in program.budgets}
+        #: what each session has spent of its budget, as this program would have let it
+        #: (`SessionBudget`: the calls it let run), by session
+        self.spent: dict[str, SessionBudget] = {}
         self.locs: dict[str, dict[str, Any]] = {
             p.name: {"file": p.loc.file, "line": p.loc.line, "column": p.loc.column}
             for p in program.policies
@@ -167,9 +171,13 @@ class Judge:
     def clock(self) -> float:
         return self.now
 
-    def problem(self, proposal: ActionProposal) -> str | None:
-        """Why this program cannot judge the proposal at all, or None."""
+    def problem(self, proposal: ActionProposal, undecided: Set[str] = frozenset()) -> str | None:
+        """Why this program cannot judge the proposal at all, or None. The actions in
+        `undecided` were refused before any decision when recorded (a tool the recording
+        program did not declare either, say): nothing of this program's would judge them."""
         for action in proposal.actions:
+            if action.id in undecided:
+                continue
             if action.type is ActionType.TOOL_CALL and action.tool not in self.tools:
                 return f"{self.name} does not declare tool '{action.tool}' (action {action.id})"
         if proposal.capability is not None and proposal.capability not in self.capabilities:
@@ -205,6 +213,8 @@ class Judge:
             if denied is not None:
                 return Verdict("deny", f"capability:{proposal.capability}", denied[1])
         budget = self.budgets.get(proposal.budget) if proposal.budget else None
+        if budget is not None and context.session_budget is not None:
+            return self._session_decide(action, proposal, context, budget)
         if budget is not None:
             if budget.max_actions is not None and context.started >= budget.max_actions:
                 return Verdict("deny", f"budget:{budget.name}", "cost budget exceeded")
@@ -216,6 +226,25 @@ class Judge:
             ):
                 return Verdict("deny", f"budget:{budget.name}", "cost budget exceeded")
         return self.verdict(self._evaluate(action, proposal, context))
+
+    def _session_decide(
+        self, action: Action, proposal: ActionProposal, context: _Context, budget: Budget
+    ) -> Verdict:
+        """The decision on a call whose budget is its session's: refused once the calls
+        this program let run in the session spend it, as the proxy and the loop refuse it;
+        a call it lets through spends it."""
+        assert context.session_budget is not None
+        spent = self.spent.get(context.session_budget)
+        if spent is None or spent.budget is not budget:
+            spent = self.spent[context.session_budget] = SessionBudget(budget)
+        if action.type is ActionType.TOOL_CALL:
+            problem = spent.problem()
+            if problem is not None:
+                return Verdict("deny", f"budget:{budget.name}", problem)
+        verdict = self.verdict(self._evaluate(action, proposal, context))
+        if action.type is ActionType.TOOL_CALL and verdict.decision != "deny":
+            spent.spend(True, 0.0)
+        return verdict
 
     def _evaluate(
         self, action: Action, proposal: ActionProposal, context: _Context, explain: bool = False
@@ -313,6 +342,9 @@ class _Context:
     running: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: the tool calls started and not ended: each holds its place in `max_tool_calls`
     reserved: set[str] = field(default_factory=set)
+    #: the session whose budget the run's calls spend (`SessionBudget`: an MCP client's
+    #: calls through the proxy, a model's in the loop), or None: the run's own budget
+    session_budget: str | None = None
 
 
 def replay(
@@ -350,8 +382,13 @@ def _replay(
         if proposal is None:
             report.unjudged.append(Unjudged(run.run_id, run.proposal_id, problem))
             continue
-        refusal = candidate.problem(proposal) or (
-            baseline.problem(proposal) if baseline is not None else None
+        undecided = {
+            step[1]
+            for step in run.steps
+            if step[0] == "end" and step[2] == "rejected" and step[1] not in run.decisions
+        }
+        refusal = candidate.problem(proposal, undecided) or (
+            baseline.problem(proposal, undecided) if baseline is not None else None
         )
         if refusal is not None:
             report.unjudged.append(Unjudged(run.run_id, run.proposal_id, refusal, dropped=True))
@@ -368,6 +405,8 @@ def _replay(
             keep_history(history)  # (as the runtime trims a session's, when a run starts)
         start = dict(run.state or {})
         context = _Context(dict(start), run.scope, history)
+        if run.session is not None and proposal.source in SESSION_BUDGET_SOURCES:
+            context.session_budget = run.session
         for step in run.steps:
             if step[0] == "end":
                 if step[2] == "rejected" and step[1] not in run.decisions:
@@ -509,6 +548,7 @@ def _proposal(run: RecordedProposal) -> tuple[ActionProposal | None, str]:
                     "actions": actions,
                     "capability": document.get("capability"),
                     "budget": document.get("budget"),
+                    "source": str(document.get("source") or _PROPOSAL_DEFAULTS["source"]),
                 },
             ),
             "",
