@@ -207,6 +207,21 @@ def test_wrong_arguments_are_said_as_over_stdio(proxy: _Proxy) -> None:
     assert _answer(ran)["result"]["structuredContent"] == {"result": 2}
 
 
+def test_a_request_over_the_size_limit_is_a_json_rpc_error(proxy: _Proxy) -> None:
+    """A body over 4 MiB got the SDK's plain-text 413: a JSON-RPC -32600 now says the limit,
+    and the session goes on."""
+    session = _session(proxy)
+    big = _call(12, json.dumps({"a": 1, "b": 1, "pad": "u" * 5_000_000}))
+    refused = proxy.post(big, Mcp_Session_Id=session)
+    assert refused.status_code == 413
+    error = refused.json()["error"]
+    assert (
+        error["code"] == -32600 and "over this proxy's limit of 4194304 bytes" in error["message"]
+    )
+    ran = proxy.post(_call(13, '{"a": 1, "b": 1}'), Mcp_Session_Id=session)
+    assert _answer(ran)["result"]["structuredContent"] == {"result": 2}
+
+
 def test_a_batch_or_a_bad_id_is_an_invalid_request_as_over_stdio(proxy: _Proxy) -> None:
     """A batch (a JSON array) got the SDK's multi-line pydantic dump with id "server-error";
     an id that is not a string or an integer got 202 and no answer: each is -32600, id null,

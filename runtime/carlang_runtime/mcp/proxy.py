@@ -1016,6 +1016,24 @@ def _authorized(scope: Any, token: str) -> bool:
     return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token.encode())
 
 
+def _too_large(scope: Any, limit: int) -> dict[str, Any] | None:
+    """The JSON-RPC -32600 answer to a request whose Content-Length is over `limit` bytes, or
+    None (no length, or within it)."""
+    given = _header(scope, b"content-length")
+    try:
+        size = int(given) if given is not None else 0
+    except ValueError:
+        return None  # (the server refuses a malformed length itself)
+    if size <= limit:
+        return None
+    return _rpc_error(
+        None,
+        -32600,
+        f"the request is {size} bytes, over this proxy's limit of {limit} bytes"
+        f" ({limit // 2**20} MiB): send less in one call (a large content by reference)",
+    )
+
+
 def _invalid_call(message: Any) -> dict[str, Any] | None:
     """The JSON-RPC -32602 answer to a `tools/call` request whose params are wrong
     (`call_problem`), or None. Nothing of the request is run."""
@@ -1145,7 +1163,18 @@ def serve_http(
 
     # a plain ASGI callable (not a request handler): starlette passes it scope/receive/send
     limited = RequestBodyLimitMiddleware(endpoint, DEFAULT_MAX_REQUEST_BODY_SIZE)
-    app = Starlette(routes=[Route("/mcp", endpoint=_Asgi(limited))], lifespan=lifespan)
+
+    async def sized(scope: Any, receive: Any, send: Any) -> None:
+        # a body its Content-Length says is too large gets a JSON-RPC error, as every other
+        # refusal does (the SDK's middleware answers in plain text; it still bounds a body
+        # sent without a length)
+        refusal = _too_large(scope, DEFAULT_MAX_REQUEST_BODY_SIZE)
+        if refusal is not None:
+            await JSONResponse(refusal, status_code=413)(scope, receive, send)
+            return
+        await limited(scope, receive, send)
+
+    app = Starlette(routes=[Route("/mcp", endpoint=_Asgi(sized))], lifespan=lifespan)
     logging.getLogger("mcp.server.streamable_http").addFilter(_ClientGone())
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[listener])
