@@ -15,6 +15,16 @@ line, each comment beside the item it was written after (as ruff and prettier ke
 statement expanded); other comments inside what is joined onto one line (a list of names, a
 value) go at the end of that line, several in order (`# one  # two`, as black gathers them).
 
+Width: a map or list value that, from the start of its line, would pass `_WIDTH` columns is
+written one entry a line with a trailing comma, indented, nested values the same way
+(`format_value_wrapped`), wherever it is (a schema, a test's `history`, a `state` default, an
+effect, a call's argument, ...); one that fits stays on one line, however the source laid it
+out. The rule is the width alone: a short list the author spread over lines is joined again.
+A parameter list or a call's arguments is written one item a line (as with comments inside)
+when one of its values, on a line of its own, still needs wrapping; a call that is only long
+stays on one line. Nothing is wrapped on the line of a block that stays on one line (its head
+included: the comment after it is about all of it).
+
 `format_source` proves its result: it parses the output again and requires the same syntax tree
 and the same comments, or raises `FormatError` (an internal error) instead of returning it.
 """
@@ -25,7 +35,7 @@ import json
 import re
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from . import ast
@@ -156,13 +166,16 @@ def _names(names: Iterable[ast.Name]) -> str:
     return ", ".join(n.text for n in names)
 
 
-def _condition(condition: ast.Condition) -> str:
+def _condition(condition: ast.Condition, value: Callable[[Any, str], str]) -> str:
+    """`key OP value` (or `exists key`), its value written by `value(value, prefix)`, where
+    `prefix` is the condition's text before it."""
     if condition.op == "exists":
         return f"exists {condition.key.text}"
     if condition.op == "not_exists":
         return f"not exists {condition.key.text}"
     assert condition.value is not None
-    return f"{condition.key.text} {condition.op} {format_value(condition.value.value)}"
+    head = f"{condition.key.text} {condition.op} "
+    return head + value(condition.value.value, head)
 
 
 def _message(message: ast.Value | None) -> str:
@@ -180,6 +193,8 @@ class _Printer:
         #: Where each block being written closes (its `}`), innermost last, and whether it is
         #: written on one line.
         self.closes: list[tuple[int, bool]] = []
+        #: Whether the head being written is that of a block that stays on one line.
+        self.flat_head = False
 
     # -- comments and layout -----------------------------------------------------------------
 
@@ -248,17 +263,22 @@ class _Printer:
         nodes: Sequence[ast.Node],
         texts: Sequence[str],
         indent: int,
+        spread: Sequence[str] | None = None,
     ) -> str:
         """The list between the `(` at `opening` and the `)` at `closing` (`nodes`, written as
-        `texts`), for a statement at `indent`: on one line, `(a, b)`; or, with comments inside,
-        one item a line, each comment where it was: after the `(`, on its own line before an
-        item or the `)`, or beside the item it was written after (with the comments inside
-        that item), as ruff and prettier keep such a list expanded. Joined, comments inside
-        it would all go after the statement, away from what they are about. The statement's
-        `leading` comments must be written first: every comment not yet written before the
-        `(` is taken as written after it."""
+        `texts` on one line, as `spread` one a line: their values wrapped to fit there, see
+        `wrapped`), for a statement at `indent`: on one line, `(a, b)`; or, with comments
+        inside or with an item of `spread` over several lines (a value too long even for a
+        line of its own), one item a line, each comment where it was: after the `(`, on its
+        own line before an item or the `)`, or beside the item it was written after (with the
+        comments inside that item), as ruff and prettier keep such a list expanded. Joined,
+        comments inside it would all go after the statement, away from what they are about.
+        The statement's `leading` comments must be written first: every comment not yet
+        written before the `(` is taken as written after it."""
+        spread = texts if spread is None else spread
         inside = max(bisect_right(self.comment_starts, opening), self.next_comment)
-        if inside == len(self.comments) or self.comment_starts[inside] >= closing:
+        commented = inside < len(self.comments) and self.comment_starts[inside] < closing
+        if not commented and not any("\n" in text for text in spread):
             return "(" + ", ".join(texts) + ")"
         starts = [node.span.start for node in nodes]
         after_opening = [c.text.rstrip() for c in self._pending_before(opening)]
@@ -280,7 +300,7 @@ class _Printer:
             self.last_end = max(self.last_end, found[-1].span.end)
         pad = "  " * (indent + 1)
         lines = ["(" + "".join(f"  {text}" for text in after_opening)]
-        for number, text in enumerate(texts):
+        for number, text in enumerate(spread):
             lines += [pad + note for note in before[number]]
             lines.append(pad + text + "," + "".join(f"  {note}" for note in beside[number]))
         lines += [pad + note for note in before[-1]]
@@ -291,18 +311,30 @@ class _Printer:
         """`tool(name: value, ...)`, for a statement at `indent` (see `bracketed`; the
         statement's `leading` comments written first)."""
         texts = [f"{a.name.text}: {format_value(a.value.value)}" for a in call.args]
+        spread = [self.assigned(f"{a.name.text}: ", a.value.value, indent + 1) for a in call.args]
         opening = self._token_after(call.tool.span.end)
-        args = self.bracketed(opening, call.span.end - 1, call.args, texts, indent)
+        args = self.bracketed(opening, call.span.end - 1, call.args, texts, indent, spread)
         return call.tool.text + args
 
-    def action_kind(self, kind: ast.ActionKind, indent: int) -> str:
+    def action_kind(self, kind: ast.ActionKind, indent: int, prefix: str) -> str:
+        """An action (a call, `set`, `read`, `assert`) written after `prefix` at `indent`."""
         if isinstance(kind, ast.Call):
             return self.call(kind, indent)
         if isinstance(kind, ast.SetState):
-            return f"set {kind.key.text} = {format_value(kind.value.value)}"
+            return self.assigned(f"set {kind.key.text} = ", kind.value.value, indent, prefix)
         if isinstance(kind, ast.ReadState):
             return f"read {kind.key.text}"
-        return f"assert {_condition(kind.condition)}"
+        return self.condition("assert ", kind.condition, indent, prefix)
+
+    def assigned(self, head: str, value: Any, indent: int, prefix: str = "") -> str:
+        """`head` and `value` after it, written after `prefix` at `indent` (see `wrapped`)."""
+        return head + self.wrapped(value, indent, prefix + head)
+
+    def condition(self, head: str, condition: ast.Condition, indent: int, prefix: str) -> str:
+        """`head` and `condition` after it, written after `prefix` at `indent`."""
+        return head + _condition(
+            condition, lambda value, key: self.wrapped(value, indent, prefix + head + key)
+        )
 
     def _blank_between(self, start: int, end: int) -> bool:
         return self.source.text.count("\n", start, end) >= 2
@@ -404,10 +436,25 @@ class _Printer:
         self.last_end = max(self.last_end, end)
 
     def wrapped(self, value: Any, indent: int, prefix: str) -> str:
-        """`format_value_wrapped`, except in a block that stays on one line."""
-        if any(one_line for _, one_line in self.closes):
+        """`value` written after `prefix` at `indent`: `format_value_wrapped` (a map or list
+        that does not fit one entry a line), except in a block that stays on one line (its
+        items are joined onto that line, and its head stays on it too: see `block_head`)."""
+        if self.flat_head or any(one_line for _, one_line in self.closes):
             return format_value(value)
         return format_value_wrapped(value, indent, prefix)
+
+    def block_head(
+        self, node: ast.Node, items: Sequence[Any] | None, write: Callable[[], str]
+    ) -> str:
+        """`write()`: the head of `node`, whose block holds `items` (if it has one), its
+        values not wrapped when that block stays on one line (`_stays_on_one_line`): the
+        comment after the line is about the whole statement, head included."""
+        brace = self.opening_brace(node, items) if items is not None else -1
+        self.flat_head = self._stays_on_one_line(node, brace)
+        try:
+            return write()
+        finally:
+            self.flat_head = False
 
     def statement(self, node: ast.Node, text: str, indent: int, first: bool) -> None:
         """One line for `node`, with its comments."""
@@ -471,24 +518,34 @@ class _Printer:
         method(decl, first)
 
     def decl_ToolDecl(self, decl: ast.ToolDecl, first: bool) -> None:
-        params = []
-        for p in decl.params:
-            default = f" = {format_value(p.default.value)}" if p.default is not None else ""
-            name = p.name.text + ("?" if p.optional else "")
-            secret = " secret" if p.secret else ""
-            params.append(f"{name}: {_type(p.type)}{secret}{default}")
         self.leading(decl.span.start, 0, first)  # (before `bracketed` takes the comments)
-        opening = self._token_after(decl.name.span.end)
-        closing = self._token_after(decl.params[-1].span.end if decl.params else opening + 1)
-        if self.source.text.startswith(",", closing):  # (a trailing comma)
-            closing = self._token_after(closing + 1)
-        head = f"tool {decl.name.text}{self.bracketed(opening, closing, decl.params, params, 0)}"
-        if decl.returns is not None:
-            head += f" -> {_type(decl.returns)}"
+        head = self.block_head(decl, decl.items or None, lambda: self.tool_head(decl))
         if not decl.items:
             self.statement(decl, head, 0, first)
             return
         self.block(decl, head, decl.items, 0, first, self.tool_item)
+
+    def tool_head(self, decl: ast.ToolDecl) -> str:
+        """`tool name(params) -> type` (see `bracketed`; the `leading` comments written)."""
+        params, spread = [], []
+        for p in decl.params:
+            name = p.name.text + ("?" if p.optional else "")
+            written = f"{name}: {_type(p.type)}{' secret' if p.secret else ''}"
+            if p.default is None:
+                params.append(written)
+                spread.append(written)
+            else:
+                params.append(f"{written} = {format_value(p.default.value)}")
+                spread.append(self.assigned(f"{written} = ", p.default.value, 1))
+        opening = self._token_after(decl.name.span.end)
+        closing = self._token_after(decl.params[-1].span.end if decl.params else opening + 1)
+        if self.source.text.startswith(",", closing):  # (a trailing comma)
+            closing = self._token_after(closing + 1)
+        written = self.bracketed(opening, closing, decl.params, params, 0, spread)
+        head = f"tool {decl.name.text}{written}"
+        if decl.returns is not None:
+            head += f" -> {_type(decl.returns)}"
+        return head
 
     def tool_item(self, item: Any, indent: int, first: bool) -> None:
         if isinstance(item, ast.Description):
@@ -526,8 +583,10 @@ class _Printer:
 
     def decl_StateDecl(self, decl: ast.StateDecl, first: bool) -> None:
         def entry(e: ast.StateEntry, indent: int, first_entry: bool) -> None:
-            default = f" = {format_value(e.default.value)}" if e.default is not None else ""
-            self.statement(e, f"{e.key.text}: {_type(e.type)}{default}", indent, first_entry)
+            text = f"{e.key.text}: {_type(e.type)}"
+            if e.default is not None:
+                text = self.assigned(f"{text} = ", e.default.value, indent)
+            self.statement(e, text, indent, first_entry)
 
         self.block(decl, "state", decl.entries, 0, first, entry)
 
@@ -592,20 +651,19 @@ class _Printer:
         self.statement(decl, f"deny_tool {_names(decl.tools)}{_message(decl.message)}", 0, first)
 
     def decl_DenyKeywordDecl(self, decl: ast.DenyKeywordDecl, first: bool) -> None:
-        text = f"deny_keyword {format_value(decl.keywords.value)}{_message(decl.message)}"
+        keywords = self.assigned("deny_keyword ", decl.keywords.value, 0)
+        text = f"{keywords}{_message(decl.message)}"
         self.statement(decl, text, 0, first)
 
     def decl_DenyToolParamDecl(self, decl: ast.DenyToolParamDecl, first: bool) -> None:
-        test = (
-            f" {decl.test} {format_value(decl.operand.value)}" if decl.test and decl.operand else ""
-        )
-        self.statement(
-            decl, f"deny_tool_param {decl.target.text}{test}{_message(decl.message)}", 0, first
-        )
+        text = f"deny_tool_param {decl.target.text}"
+        if decl.test and decl.operand:
+            text = self.assigned(f"{text} {decl.test} ", decl.operand.value, 0)
+        self.statement(decl, f"{text}{_message(decl.message)}", 0, first)
 
     def decl_AllowToolParamDecl(self, decl: ast.AllowToolParamDecl, first: bool) -> None:
-        allowed = format_value(decl.allowed.value)
-        text = f"allow_tool_param {decl.target.text} {allowed}{_message(decl.message)}"
+        allowed = self.assigned(f"allow_tool_param {decl.target.text} ", decl.allowed.value, 0)
+        text = f"{allowed}{_message(decl.message)}"
         self.statement(decl, text, 0, first)
 
     def decl_DenyToolParamMatchingDecl(
@@ -623,8 +681,8 @@ class _Printer:
         self.statement(decl, text, 0, first)
 
     def decl_RequireStateDecl(self, decl: ast.RequireStateDecl, first: bool) -> None:
-        value = format_value(decl.value.value)
-        text = f"require_state {decl.key.text} == {value}{_message(decl.message)}"
+        value = self.assigned(f"require_state {decl.key.text} == ", decl.value.value, 0)
+        text = f"{value}{_message(decl.message)}"
         self.statement(decl, text, 0, first)
 
     def decl_ProposalDecl(self, decl: ast.ProposalDecl, first: bool) -> None:
@@ -637,10 +695,13 @@ class _Printer:
 
     def proposal_item(self, item: Any, indent: int, first: bool) -> None:
         if isinstance(item, ast.ContextDecl):
-            self.statement(item, f"context {format_value(item.data.value)}", indent, first)
+            self.statement(item, self.assigned("context ", item.data.value, indent), indent, first)
             return
         self.leading(item.span.start, indent, first)  # (before `bracketed` takes the comments)
-        head = f"{item.name.text} = {self.action_kind(item.kind, indent)}"
+        prefix = f"{item.name.text} = "
+        head = prefix + self.block_head(
+            item, item.items, lambda: self.action_kind(item.kind, indent, prefix)
+        )
         if item.after:
             head += f" after {_names(item.after)}"
         if item.items is None:
@@ -650,28 +711,13 @@ class _Printer:
 
     def action_item(self, item: Any, indent: int, first: bool) -> None:
         if isinstance(item, ast.Effects):
-            if len(item.entries) == 1:
-                e = item.entries[0]
-                self.statement(
-                    item,
-                    f"effects {{ {e.key.text} = {format_value(e.value.value)} }}",
-                    indent,
-                    first,
-                )
-            else:
-
-                def effect(e: ast.Effect, inner: int, first_effect: bool) -> None:
-                    self.statement(
-                        e, f"{e.key.text} = {format_value(e.value.value)}", inner, first_effect
-                    )
-
-                self.block(item, "effects", item.entries, indent, first, effect)
+            self.effects(item, indent, first)
             return
         if isinstance(item, ast.Requires):
             description = (
                 f" {format_value(item.description.value)}" if item.description is not None else ""
             )
-            text = f"requires {_condition(item.condition)}{description}"
+            text = self.condition("requires ", item.condition, indent, "") + description
         elif isinstance(item, ast.Reads):
             text = f"reads {_names(item.keys)}"
         elif isinstance(item, ast.Retry):
@@ -690,10 +736,27 @@ class _Printer:
         elif isinstance(item, ast.CompensateWith):
             text = f"compensate with {item.action.text}"
         elif isinstance(item, ast.Meta):
-            text = f"meta {format_value(item.data.value)}"
+            text = self.assigned("meta ", item.data.value, indent)
         else:
             text = f"mode {item.word.text}"
         self.statement(item, text, indent, first)
+
+    def effects(self, item: ast.Effects, indent: int, first: bool) -> None:
+        """`effects { k = v }` on one line when it has one entry whose value fits on a line
+        of its own; else a block, one entry a line, each value wrapped to fit (as a call's
+        arguments are spread: see `bracketed`)."""
+
+        def effect(e: ast.Effect, inner: int, first_effect: bool) -> None:
+            text = self.assigned(f"{e.key.text} = ", e.value.value, inner)
+            self.statement(e, text, inner, first_effect)
+
+        if len(item.entries) == 1:
+            e = item.entries[0]
+            if "\n" not in self.assigned(f"{e.key.text} = ", e.value.value, indent + 1):
+                text = f"effects {{ {e.key.text} = {format_value(e.value.value)} }}"
+                self.statement(item, text, indent, first)
+                return
+        self.block(item, "effects", item.entries, indent, first, effect)
 
     def decl_PlanDecl(self, decl: ast.PlanDecl, first: bool) -> None:
         def item(i: Any, indent: int, first_item: bool) -> None:
@@ -705,7 +768,7 @@ class _Printer:
                 parts = [f"{t.kind} {t.duration.text if t.duration else t.count}" for t in i.items]
                 text = "target " + ", ".join(parts)
             else:
-                text = f"set {i.name.text} = {format_value(i.value.value)}"
+                text = self.assigned(f"set {i.name.text} = ", i.value.value, indent)
             self.statement(i, text, indent, first_item)
 
         self.block(decl, f"plan {decl.name.text}", decl.items, 0, first, item)
@@ -721,13 +784,13 @@ class _Printer:
             return
         if isinstance(item, ast.GivenAction):
             self.leading(item.span.start, indent, first)  # (before `bracketed`: see `call`)
-            text = f"action {self.action_kind(item.kind, indent)}"
+            text = "action " + self.action_kind(item.kind, indent, "action ")
         elif isinstance(item, ast.GivenState):
-            text = f"state {format_value(item.data.value)}"
+            text = self.assigned("state ", item.data.value, indent)
         elif isinstance(item, ast.GivenScope):
-            text = f"scope {format_value(item.data.value)}"
+            text = self.assigned("scope ", item.data.value, indent)
         elif isinstance(item, ast.GivenHistory):
-            text = f"history {format_value(item.data.value)}"
+            text = self.assigned("history ", item.data.value, indent)
         elif isinstance(item, ast.GivenNow):
             text = f"now {format_value(item.time.value)}"
         elif isinstance(item, ast.GivenProposal):
