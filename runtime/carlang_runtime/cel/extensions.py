@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import posixpath
 import re
 from collections.abc import Callable, Sequence
 from functools import lru_cache
@@ -49,7 +50,7 @@ from .values import (
 __all__ = ["EXTENSIONS", "NAMESPACES", "MAX_PRECISION"]
 
 #: The prefixes of namespaced functions: `math.greatest(...)` is a call of `math.greatest`.
-NAMESPACES: Final = frozenset({"math", "sets", "base64", "strings", "lists", "optional"})
+NAMESPACES: Final = frozenset({"math", "sets", "base64", "strings", "lists", "optional", "path"})
 
 _LISTS: Final = (list, tuple)
 _NUMBERS: Final = (int, CelUint, float)
@@ -871,6 +872,21 @@ def base64_decode(text: Any) -> bytes:
         raise _fail("base64.decode: the string is not base64") from None
 
 
+# -- paths (carlang's own: cel-go has none) --------------------------------------------------
+
+
+def path_clean(text: Any) -> str:
+    """`path.clean(string)`: the shortest path naming the same file as `text` by its text
+    alone, as Go's `path.Clean`: `.` elements and repeated slashes dropped, each `..` taking
+    the element before it away (none above the root: `/../x` is `/x`), no trailing slash,
+    `.` for nothing. A policy on a folder judges this, not what `..` can escape
+    (`/srv/safe/../etc` is `/srv/etc`). Symbolic links are not followed: no file is read."""
+    _check("path.clean", (text,), str)
+    cleaned = posixpath.normpath(text) if text else "."
+    # (POSIX keeps a leading `//`, which Go's rule and every Unix path reading joins)
+    return "/" + cleaned.lstrip("/") if cleaned.startswith("//") else cleaned
+
+
 def _quadratic(first: Any, second: Any = None) -> int:
     # sets.* compare every element of one list with every element of the other.
     size = len(first) if type(first) in _LISTS else 0
@@ -1015,6 +1031,8 @@ def _extensions() -> dict[str, Function]:
         Function(
             "sets.intersects", sets_intersects, (_g("list list", "bool"),), precharge=_quadratic
         ),
+        # paths
+        Function("path.clean", path_clean, (_g("string", "string"),), linear=True),
         # encoders
         Function("base64.encode", base64_encode, (_g("bytes", "string"),), grows=True),
         Function("base64.decode", base64_decode, (_g("string", "bytes"),), grows=True),

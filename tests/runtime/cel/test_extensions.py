@@ -10,6 +10,8 @@ import pytest
 from carlang_runtime.cel import CelEvalError, ErrorKind, Limits, compile
 from carlang_runtime.cel.checker import Declarations, check
 from carlang_runtime.cel.types import STRING, list_of, map_of
+from hypothesis import given
+from hypothesis import strategies as st
 
 
 def run(text: str, **activation: Any) -> Any:
@@ -238,3 +240,56 @@ def test_trim_strips_exactly_gos_unicode_white_space() -> None:
     )
     assert extensions._WHITESPACE == derived
     assert extensions.trim("\u3000\u2028 x\u00a0\u205f") == "x"
+
+
+# -- path.clean (carlang's own: a folder policy that `..` cannot escape) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("given", "cleaned"),
+    [  # Go's path.Clean cases (src/path/path_test.go)
+        ("", "."),
+        ("abc", "abc"),
+        ("abc/def", "abc/def"),
+        (".", "."),
+        ("..", ".."),
+        ("../..", "../.."),
+        ("/", "/"),
+        ("abc/", "abc"),
+        ("/abc/def/", "/abc/def"),
+        ("abc//def//ghi", "abc/def/ghi"),
+        ("//abc", "/abc"),
+        ("///abc", "/abc"),
+        ("abc/./def", "abc/def"),
+        ("/./abc/def", "/abc/def"),
+        ("abc/def/ghi/../jkl", "abc/def/jkl"),
+        ("abc/def/../ghi/../jkl", "abc/jkl"),
+        ("abc/def/..", "abc"),
+        ("abc/def/../..", "."),
+        ("/abc/def/../..", "/"),
+        ("abc/def/../../..", ".."),
+        ("/abc/def/../../..", "/"),
+        ("/../abc", "/abc"),
+        ("/srv/safe/../pwn.txt", "/srv/pwn.txt"),
+    ],
+)
+def test_path_clean_is_gos_path_clean(given: str, cleaned: str) -> None:
+    assert run("path.clean(p)", p=given) == cleaned
+
+
+@given(st.text(st.sampled_from(list("ab./")), max_size=16))
+def test_a_cleaned_path_has_no_dot_elements_and_cleaning_again_changes_nothing(text: str) -> None:
+    cleaned = run("path.clean(p)", p=text)
+    assert run("path.clean(p)", p=cleaned) == cleaned
+    parts = cleaned.split("/")
+    assert "." not in parts or cleaned == "."
+    assert "//" not in cleaned and (cleaned == "/" or not cleaned.endswith("/"))
+    if cleaned.startswith("/"):
+        assert ".." not in parts  # nothing above the root
+
+
+def test_path_clean_is_typed_and_refuses_what_is_not_a_string() -> None:
+    declarations = Declarations({"p": STRING})
+    assert check("path.clean(p).startsWith('/srv/')", declarations).issues == []
+    with pytest.raises(CelEvalError):
+        run("path.clean(p)", p=3)
