@@ -19,6 +19,7 @@ from carlang_runtime.planner import rank_plan
 from carlang_runtime.policy import Decision, PolicySet, PolicyTrace
 
 from .compiler import CompileResult
+from .explain import capability_problem, under_capability
 from .testcases import Expectation, TestCase
 
 __all__ = ["CaseResult", "Coverage", "run_tests"]
@@ -140,10 +141,14 @@ def _explain(traces: list[PolicyTrace], names: set[str]) -> list[str]:
 
 
 class _Runner:
-    def __init__(self, result: CompileResult, coverage: Coverage) -> None:
+    def __init__(
+        self, result: CompileResult, coverage: Coverage, capability: str | None = None
+    ) -> None:
         assert result.program is not None
         self.result = result
         self.program = result.program
+        #: The capability calls run under (the project's), when this program declares it.
+        self.capability = capability if self.program.capability(capability or "") else None
         self.policies = PolicySet(self.program.policies, tools=self.program.tools)
         self.coverage = coverage
         self.keys = coverage.add_policies(self.program)
@@ -168,6 +173,9 @@ class _Runner:
             now=case.now or self.now,
         )
         self.coverage.record(traces, self.keys)
+        if self.capability is not None:  # what a run under it decides (as `explain` says)
+            refused = capability_problem(self.program, action, self.capability, case.loc.file)
+            decision = under_capability(decision, refused, self.capability)
         shadow_decision, shadow_traces = self.shadow_trace(case, action)
         self.coverage.record(shadow_traces, self.keys)
         problems = []
@@ -272,16 +280,23 @@ class _Runner:
         return problems
 
 
-def run_tests(results: list[CompileResult], coverage: Coverage | None = None) -> list[CaseResult]:
+def run_tests(
+    results: list[CompileResult],
+    coverage: Coverage | None = None,
+    capability: str | None = None,
+) -> list[CaseResult]:
     """Run the test cases of every compiled program, in order; `coverage` collects what the
-    decisions reached."""
+    decisions reached. `capability` (the project's, carlang.toml's `capability`): the one an
+    action test's call is decided under, in each program that declares it, as `run`,
+    `explain` and the agent loop decide it (a call it refuses is denied by
+    `capability:NAME`)."""
     coverage = coverage if coverage is not None else Coverage()
     outcomes = []
     seen: set[tuple[str, int, str]] = set()  # a test in a file two programs import runs once
     for result in results:
         if result.program is None:
             continue
-        runner = _Runner(result, coverage)
+        runner = _Runner(result, coverage, capability)
         for case in result.tests:
             where = (case.loc.file, case.loc.line, case.name)
             if where in seen:

@@ -724,3 +724,24 @@ test "t" { action refund(amount: 1.0, order_id: "o")  expect allow }
     assert len(said) == 2 and "CL0307" in said[1]  # the policy's and the proposal's
     assert [line for line in tested.splitlines() if "error[" in line] == said
     assert "2 errors: the tests did not run" in tested
+
+
+def test_action_tests_decide_under_the_projects_capability(tmp_path: Path) -> None:
+    """A call the project's capability (carlang.toml) refuses is denied in a test, as `run`,
+    `explain` and the agent loop deny it; tests ignored capabilities, saying nothing."""
+    program = """tool read_customer(id: string)
+tool delete_account(id: string)
+capability support { tools allow read_customer }
+policy blocked: deny read_customer when params.id == "x"
+test "delete is refused" { action delete_account(id: "C1")  expect deny }
+test "read is fine" { action read_customer(id: "C1")  expect allow }
+test "wrong" { action delete_account(id: "C1")  expect allow }
+"""
+    path = write(tmp_path, program)
+    code, out, _ = run("test", str(path))
+    assert code == 1 and "FAIL delete is refused" in out  # no capability: the policies alone
+    (tmp_path / "carlang.toml").write_text('capability = "support"\n')
+    code, out, _ = run("test", str(path), "--root", str(tmp_path))
+    assert code == 1 and out.splitlines()[-1] == "2 passed, 1 failed", out
+    assert "FAIL wrong" in out and "FAIL delete" not in out
+    assert "decision: deny by capability:support (tool 'delete_account' is not allowed" in out

@@ -66,7 +66,7 @@ def run_test(
         echo_err(f"{plural(len(errors), 'error')}: the tests did not run")
         return EXIT_FAILED
     measured = Coverage()
-    outcomes = run_tests(results, measured)
+    outcomes = run_tests(results, measured, project.capability)
     if not outcomes:
         # a pattern that selects nothing is a mistake (a typo in CI would pass silently); a
         # project without tests only a warning, unless strict
