@@ -305,8 +305,9 @@ COMPILER_CODES: tuple[Code, ...] = (
         "policies",
         "warning",
         "a field only some targeted tools have (with no tool list: every action, state "
-        "writes included), read without a has() guard or a test of action.tool: the "
-        "condition fails, and the policy fails closed, on the others",
+        "writes included), or a scope field (a run may have no tenant), read without a has() "
+        "guard or a test of action.tool: the condition fails, and the policy fails closed, "
+        "where it is missing",
         "carlang",
     ),
     Code(

@@ -276,14 +276,22 @@ class _Checker:
     def partial_field(self, node: n.Expr, subject: str, name: str) -> None:
         if f"{subject}.{name}" in self.guarded or f"{subject}.*" in self.guarded:
             return
+        if subject == "scope":
+            why = "a run whose host gives no such scope: one with no tenant, say"
+            fix = (
+                f"guard it: `has(scope.{name}) && ...` not to match without it,"
+                f" `!has(scope.{name}) || ...` to match"
+            )
+        else:
+            why = "an optional parameter, or one not every tool this policy applies to has"
+            fix = f"guard it: `has({subject}.{name}) && ...`, or narrow the policy's tools"
         self.report(
             "warning",
             "partial-field",
             node,
-            f"`{subject}.{name}` may be missing (an optional parameter, or one not every"
-            " tool this policy applies to has): without it the condition fails, and the"
-            " policy fails closed",
-            f"guard it: `has({subject}.{name}) && ...`, or narrow the policy's tools",
+            f"`{subject}.{name}` may be missing ({why}): without it the condition fails, and"
+            " the policy fails closed",
+            fix,
         )
 
     def _index(self, node: n.Index) -> Type:

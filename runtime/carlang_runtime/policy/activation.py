@@ -207,7 +207,10 @@ def policy_declarations(
         fields={"id": STRING, "type": STRING, "tool": DYN, "params": map_of(), "status": STRING},
         closed=True,
     )
-    scope = map_of(fields={"tenant": STRING, "caller": STRING, "claims": map_of()})
+    # every field partial: a host sets the scope it has (no tenant in a single-tenant run, the
+    # proxy's only `mcp_session`), so a condition reading one unguarded fails without it
+    scope_fields = {"tenant": STRING, "caller": STRING, "claims": map_of()}
+    scope = Type("map", DYN, scope_fields, False, frozenset(scope_fields))
     return Declarations(
         {
             "action": action,

@@ -71,7 +71,8 @@ def test_unknown_field_with_a_suggestion() -> None:
 
 def test_open_maps_take_any_field() -> None:
     assert findings("params.headers.authorization == 'x'") == []
-    assert findings("state.anything == 1 && scope.claims.role == 'admin'") == []
+    guarded = "state.anything == 1 && has(scope.claims) && scope.claims.role == 'admin'"
+    assert findings(guarded) == []
 
 
 def test_type_mismatches() -> None:
@@ -402,3 +403,23 @@ def test_arithmetic_on_a_json_number_is_a_warning_with_its_fix(condition: str, f
 
 def test_comparisons_of_a_json_number_stay_silent() -> None:
     assert findings("params.ratio > 1 && params.ratio <= 2.5 && params.ratio != 3") == []
+
+
+@pytest.mark.parametrize(
+    "condition", ['scope.tenant in ["blocked-co"]', "scope.claims.role != 'admin'"]
+)
+def test_a_scope_field_read_unguarded_is_a_warning(condition: str) -> None:
+    """A host gives the scope it has: no tenant in a single-tenant run, the MCP proxy only
+    its session. A condition reading a scope field without a guard fails without it, and a
+    deny policy then denies every call."""
+    result = check(condition, policy_declarations([FETCH]))
+    (issue,) = result.issues
+    assert (issue.severity, issue.kind) == ("warning", "partial-field")
+    assert "may be missing (a run whose host gives no such scope" in issue.message
+    assert "has(scope." in (issue.help or "")
+    assert (
+        check(
+            f"has(scope.tenant) && has(scope.claims) && {condition}", policy_declarations([FETCH])
+        ).issues
+        == []
+    )
