@@ -17,6 +17,7 @@ from functools import cache
 from carlang_runtime import ir
 from carlang_runtime.planner import rank_plan
 from carlang_runtime.policy import Decision, PolicySet, PolicyTrace
+from carlang_runtime.policy.static import judged_contexts
 
 from .compiler import CompileResult
 from .explain import capability_problem, under_capability
@@ -235,6 +236,7 @@ class _Runner:
         return None
 
     def proposal(self, case: TestCase, name: str) -> list[str]:
+        self.cover_proposal(name)
         verdict = self.result.verify_results.get(name)
         findings = self.result.policy_findings.get(name, [])
         issues = list(verdict.issues) if verdict is not None else []
@@ -261,6 +263,24 @@ class _Runner:
                     found = ", ".join(found_codes) or "none"
                     problems.append(f"expected codes {', '.join(missing)}; found {found}")
         return problems
+
+    def cover_proposal(self, name: str) -> None:
+        """Record what the policies decide of each action of proposal `name` as `check`
+        judges it (the state the plan predicts, its ancestors as history): a proposal test
+        exercises the policies its actions meet, and coverage counts them."""
+        proposal = self.program.proposal(name)
+        if proposal is None:
+            return
+        contexts = judged_contexts(proposal, self.program.initial_state, self.policies)
+        for index, (state, history) in contexts.items():
+            _, traces = self.policies.trace(
+                proposal.actions[index],
+                proposal_id=name,
+                state=state,
+                history=history,
+                now=self.now,
+            )
+            self.coverage.record(traces, self.keys)
 
     def plan(self, case: TestCase, name: str) -> list[str]:
         if name not in self.winners:

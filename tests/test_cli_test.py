@@ -745,3 +745,20 @@ test "wrong" { action delete_account(id: "C1")  expect allow }
     assert code == 1 and out.splitlines()[-1] == "2 passed, 1 failed", out
     assert "FAIL wrong" in out and "FAIL delete" not in out
     assert "decision: deny by capability:support (tool 'delete_account' is not allowed" in out
+
+
+def test_a_proposal_test_counts_for_coverage(tmp_path: Path) -> None:
+    """A proposal test exercises the policies its actions meet, as `check` judges them (the
+    state the plan predicts, the history before each action): coverage counts them (it said
+    0%, 'never exercised', of a policy a proposal test saw deny)."""
+    program = """tool refund(amount: float)
+policy big: deny refund when params.amount > 100.0
+proposal p {
+  small = refund(amount: 5.0)
+  large = refund(amount: 500.0) after small
+}
+test "t" { proposal p  expect invalid }
+"""
+    code, out, _ = run("test", str(write(tmp_path, program)), "--coverage")
+    assert code == 0, out
+    assert "policy coverage: 100.0% of true/false outcomes reached" in out

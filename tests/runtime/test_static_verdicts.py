@@ -10,7 +10,9 @@ from typing import Any
 from carlang_runtime import ir
 from carlang_runtime.engine import Runtime
 from carlang_runtime.policy import PolicySet, static_verdicts
-from carlang_runtime.policy.static import judged_context
+from carlang_runtime.policy.static import judged_context, judged_contexts
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from carlang.cli import app
@@ -104,6 +106,33 @@ def test_judged_context_gives_the_history_that_decided() -> None:
     assert [(h["id"], h["status"]) for h in history] == [("p1", "running")]
     ordered = _plan(_call("t", "run_tests"), _call("d", "deploy", after=("t",)))
     assert judged_context(ordered, 1, policies=PolicySet([TESTS_FIRST]))[1][0]["id"] == "t"
+
+
+_STEP = st.tuples(
+    st.sampled_from(["pay", "run_tests", "deploy", "fetch"]),
+    st.sampled_from(["skip", "abort"]),
+    st.lists(st.integers(0, 5), max_size=2),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(_STEP, min_size=1, max_size=6))
+def test_every_context_from_one_walk_is_the_one_judged_context_gives(steps: list[Any]) -> None:
+    """`judged_contexts` (one walk, for coverage of a proposal test) gives each action what
+    `judged_context` (a walk to that action) gives it."""
+    actions = []
+    for index, (tool, fb, after) in enumerate(steps):
+        earlier = tuple(sorted({f"a{i}" for i in after if i < index}))
+        effects = {f"k{index % 2}": index}
+        action = _call(f"a{index}", tool, fb, earlier, n=index)
+        actions.append(action.model_copy(update={"expected_effects": effects}))
+    plan = _plan(*actions)
+    rule = ir.CelPolicy(name="seen", tools=["pay"], when="has(state.k0) && state.k0 > 2")
+    policies = PolicySet([ONCE, TESTS_FIRST, BUSY, rule])
+    every = judged_contexts(plan, {"k1": 0}, policies)
+    assert set(every) == set(range(len(actions)))
+    for index in range(len(actions)):
+        assert every[index] == judged_context(plan, index, {"k1": 0}, policies)
 
 
 def test_carlang_check_reports_unordered_payments(tmp_path: Path) -> None:

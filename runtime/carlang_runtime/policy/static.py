@@ -22,7 +22,7 @@ left out.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -37,6 +37,7 @@ __all__ = [
     "StaticVerdict",
     "static_verdicts",
     "judged_context",
+    "judged_contexts",
     "CERTAIN_READS",
     "PREDICTED_READS",
 ]
@@ -101,6 +102,23 @@ def judged_context(
     return dict(state or {}), []
 
 
+def judged_contexts(
+    proposal: ActionProposal,
+    state: Mapping[str, Any] | None = None,
+    policies: PolicySet | Sequence[PolicySet] | None = None,
+) -> dict[int, tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """`judged_context` of every action of `proposal` that is in a level, by index, from one
+    walk (asking for each in turn walks the plan again each time)."""
+    found: dict[int, tuple[dict[str, Any], list[dict[str, Any]]]] = {}
+    sets = _sets(policies) if policies is not None else []
+
+    def visit(index: int, seen: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        found[index] = (seen, history)
+
+    _walk(sets, proposal, state, None, None, [], visit=visit)
+    return found
+
+
 def _sets(policies: PolicySet | Sequence[PolicySet]) -> list[PolicySet]:
     sets = [policies] if isinstance(policies, PolicySet) else list(policies)
     return [s for s in sets if len(s)]
@@ -114,18 +132,20 @@ def _walk(
     dag: Dag | None,
     out: list[StaticVerdict],
     stop: int | None = None,
+    visit: Callable[[int, dict[str, Any], list[dict[str, Any]]], None] | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
     """Judge the actions level by level, as the runtime will decide them, adding verdicts to
     `out`; with `stop`, the state and history action `stop` was judged with, once it is (the
-    walk ends there: None when it is in no level)."""
+    walk ends there: None when it is in no level); `visit` is given those of every action."""
     if cols is None:
         cols = Columns.of(proposal.actions)
     if dag is None:
         dag = build_dag(cols)
     judging = stop is None or bool(sets)
     judges_state = any(s.judges_state() for s in sets)
-    reads_state = stop is not None or judges_state
-    reads_history = stop is not None or any(s.reads("history") for s in sets)
+    contexts = stop is not None or visit is not None
+    reads_state = contexts or judges_state
+    reads_history = contexts or any(s.reads("history") for s in sets)
     before = _ancestors(dag) if reads_history else None
     # The runtime's history: every action admitted so far, in admission order.
     admitted: list[dict[str, Any]] = []
@@ -142,18 +162,27 @@ def _walk(
             start = len(out)
             if judging:
                 _judge(sets, proposal, index, current, history, out)
+            judged_on = dict(current) if visit is not None else current  # (before its writes)
             if in_order and reads_state and index != stop:
                 apply_effects(cols, index, current)
             if before is None:
                 if index == stop:
                     return current, history
+                if visit is not None:
+                    visit(index, judged_on, history)
                 continue
             seen = {(v.policy, v.effect) for v in out[start:]}
             if judging:
-                _judge(sets, proposal, index, current, admitted, out, history_only=True, seen=seen)
-            if index == stop:
+                _judge(
+                    sets, proposal, index, judged_on, admitted, out, history_only=True, seen=seen
+                )
+            if index == stop or visit is not None:
                 only_admitted = any((v.policy, v.effect) not in seen for v in out[start:])
-                return current, list(admitted) if only_admitted else history
+                chosen = list(admitted) if only_admitted else history
+                if index == stop:
+                    return current, chosen
+                assert visit is not None
+                visit(index, judged_on, chosen)
             denied = any(v.effect is PolicyEffect.DENY for v in out[start:])
             status = "rejected" if denied else "succeeded" if in_order else RUNNING
             entry = history_entry(proposal.actions[index], status)
