@@ -192,7 +192,7 @@ def test_events_leaves_no_files_beside_the_log_it_reads(tmp_path: Path) -> None:
     before = log.read_bytes()
     result = runner.invoke(app, ["events", str(log)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.endswith("1 runs\n")
+    assert result.stdout.endswith("1 run\n")
     assert _side_files(log) == [] and log.read_bytes() == before
     store = EventStore(log)  # (it may write, to remove the WAL files: it is refused any write)
     try:
@@ -211,7 +211,7 @@ def test_events_reads_a_log_a_live_run_is_writing(tmp_path: Path) -> None:
     rt.execute(proposal(write("w", "k", 1)))  # (committed at the run's end; the sink stays open)
     result = runner.invoke(app, ["events", str(log)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.endswith("1 runs\n")
+    assert result.stdout.endswith("1 run\n")
     assert _side_files(log) == ["run.db-shm", "run.db-wal"]  # the writer's, still open
     rt.execute(proposal(write("w", "k", 2)))
     rt.close()

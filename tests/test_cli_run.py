@@ -188,7 +188,7 @@ def test_events_are_logged_and_listed(tmp_path: Path) -> None:
     by_prefix = runner.invoke(
         app, ["events", str(db), "--run", run_id[:5], "--kind", "approval_recorded"]
     )
-    assert by_prefix.exit_code == 0 and by_prefix.output.rstrip().endswith("1 events")
+    assert by_prefix.exit_code == 0 and by_prefix.output.rstrip().endswith("1 event")
     assert "(" not in listing.output  # nothing rejected or failed: the status alone
     # a run whose action was refused says so beside its status (CAR's rule: a refusal before
     # any policy does not stop the proposal, which "completes")

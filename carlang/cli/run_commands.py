@@ -794,12 +794,14 @@ def events_command(
     if output is RunFormat.json:
         echo(json.dumps(chosen, indent=2))
         return
+    from carlang.render import plural
+
     for record in chosen:
         data = record.get("data") or {}
         detail = " ".join(f"{k}={_short(v)}" for k, v in data.items() if k != "proposal")
         where = record.get("action_id") or record.get("proposal_id") or ""
         echo(f"{record['timestamp']}  {record['kind']:<26} {where:<16} {detail}".rstrip())
-    echo(f"{len(chosen)} events")
+    echo(plural(len(chosen), "event"))
 
 
 def resolve_run_id(records: list[dict[str, Any]], given: str, log: Path) -> str:
@@ -891,11 +893,14 @@ def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
         if entry["interrupted"]:
             counts.append(plural(entry["interrupted"], "interrupted attempt"))
         status = f"{entry['status']} ({', '.join(counts)})" if counts else entry["status"]
+        count = entry["events"]
+        # (not `plural`: the counts stay right-aligned in a column, the word padded after)
+        word = "event" if count == 1 else "events"
         echo(
             f"{entry['run_id']}  {entry['started']}  {status:<24}"
-            f" {entry['events']:>6} events  {entry['proposal'] or ''}"
+            f" {count:>6} {word:<6}  {entry['proposal'] or ''}"
         )
-    echo(f"{len(runs)} runs")
+    echo(plural(len(runs), "run"))
 
 
 #: The kinds of event that end an action (`engine.events.TERMINAL_KINDS`, as text).
