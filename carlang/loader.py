@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import posixpath
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -145,8 +146,6 @@ def _path_suggestion(raw: str, importer: Path, root: Path) -> str | None:
     itself (an import cycle)."""
     from itertools import islice
 
-    from carlang_runtime.suggest import closest
-
     base = importer.parent
     try:
         itself = importer.resolve()
@@ -160,8 +159,26 @@ def _path_suggestion(raw: str, importer: Path, root: Path) -> str | None:
     for choice in choices:  # (two files differing only in case: the first)
         by_case.setdefault(posixpath.normpath(choice).lower(), choice)
     wanted = posixpath.normpath(raw).lower()
-    close = by_case.get(wanted) or by_case.get(closest(wanted, by_case) or "")
+    close = by_case.get(wanted) or by_case.get(_near_miss(wanted, by_case) or "")
     return f'did you mean "{close}"?' if close is not None else None
+
+
+def _near_miss(wanted: str, paths: Iterable[str]) -> str | None:
+    """The path of `paths` that `wanted` is a misspelling of, by `closest`'s measure, or None.
+    Judged without the `.car` every path ends with, and the file's own name must be a near
+    miss too (or the same): a shared suffix or folder counts as likeness, and made "nope.car"
+    look like "eof.car"."""
+    from carlang_runtime.suggest import closest
+
+    stems = {path.removesuffix(".car"): path for path in paths}
+    stem = wanted.removesuffix(".car")
+    close = closest(stem, stems)
+    if close is None:
+        return None
+    name, close_name = posixpath.basename(stem), posixpath.basename(close)
+    if name != close_name and closest(name, [close_name]) is None:
+        return None
+    return stems[close]
 
 
 class _Loader:

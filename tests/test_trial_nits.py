@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from carlang_runtime.engine import EventLog, JsonlSink, Runtime
 from typer.testing import CliRunner
 
 from carlang.cli import app
+from carlang.compiler import compile_file
 from tests.runtime.engine.support import proposal, write
 
 runner = CliRunner()
@@ -28,3 +30,43 @@ def test_events_counts_one_run_and_one_event_in_the_singular(tmp_path: Path) -> 
     assert runs.stdout.endswith("\n1 run\n")
     one = runner.invoke(app, ["events", str(log), "--kind", "run_completed"])
     assert one.exit_code == 0 and one.stdout.endswith("\n1 event\n"), one.output
+
+
+# -- import: a did-you-mean only for a near miss --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("files", "imported"),
+    [
+        (["eof.car"], "nope.car"),  # alike only in ".car"
+        (["lib/eof.car", "lib/x/z.car"], "lib/nope.car"),  # and in the folder
+        (["a/b/c/eof.car"], "a/b/c/nope.car"),
+    ],
+)
+def test_an_import_naming_no_file_suggests_nothing_unlike(
+    tmp_path: Path, files: list[str], imported: str
+) -> None:
+    """`import "nope.car"` beside eof.car suggested `did you mean "eof.car"?`."""
+    for name in files:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("tool t()\n")
+    entry = tmp_path / "main.car"
+    entry.write_text(f'import "{imported}"\n')
+    [diagnostic] = compile_file(entry, tmp_path).diagnostics.sorted()
+    assert diagnostic.code == "CL0209" and diagnostic.help is None
+
+
+@pytest.mark.parametrize(
+    ("imported", "suggested"),
+    [("ef.car", "eof.car"), ("lbi/tools.car", "lib/tools.car"), ("lib/tols.car", "lib/tools.car")],
+)
+def test_an_import_misspelling_a_file_or_its_folder_suggests_it(
+    tmp_path: Path, imported: str, suggested: str
+) -> None:
+    for name in ("eof.car", "lib/tools.car"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text("tool t()\n")
+    entry = tmp_path / "main.car"
+    entry.write_text(f'import "{imported}"\n')
+    [diagnostic] = compile_file(entry, tmp_path).diagnostics.sorted()
+    assert diagnostic.help == f'did you mean "{suggested}"?'
