@@ -70,3 +70,35 @@ def test_an_import_misspelling_a_file_or_its_folder_suggests_it(
     entry.write_text(f'import "{imported}"\n')
     [diagnostic] = compile_file(entry, tmp_path).diagnostics.sorted()
     assert diagnostic.help == f'did you mean "{suggested}"?'
+
+
+# -- fmt: which files were left unformatted --------------------------------------------------
+
+
+def test_fmt_names_the_files_it_left_unformatted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several files given, one of them broken, fmt ended "nothing rewritten: file was
+    left unformatted…": which file?"""
+    monkeypatch.chdir(tmp_path)  # (files are named as given: relative to the folder)
+    broken = tmp_path / "a.car"
+    broken.write_text("tool t(\n")
+    untidy = [tmp_path / f"{name}.car" for name in "bcdef"]
+    for path in untidy:
+        path.write_text("tool   t()\n")
+
+    def last_line(*paths: Path) -> str:
+        result = runner.invoke(app, ["fmt", *map(str, paths)])
+        assert result.exit_code == 1 and "reformatted" not in result.stdout
+        return result.stderr.splitlines()[-1]
+
+    assert last_line(broken, untidy[0]) == (
+        "nothing rewritten: b.car needs formatting, and is left as it is until the errors above"
+        " are fixed"
+    )
+    assert last_line(broken, *untidy[:2]) == (
+        "nothing rewritten: 2 files need formatting (b.car, c.car), and are left as they are"
+        " until the errors above are fixed"
+    )
+    assert "(b.car, c.car, d.car and 2 more)" in last_line(broken, *untidy)
+    assert all(path.read_text() == "tool   t()\n" for path in untidy)

@@ -68,8 +68,7 @@ def run_fmt(paths: list[Path], check: bool = False, diff: bool = False) -> int:
             if diff:
                 echo(_unified_diff(source.text, formatted, name).rstrip("\n"))
     if (failed or internal) and changed and not check:
-        files = "file was" if len(changed) == 1 else f"{len(changed)} files were"
-        echo_err(f"nothing rewritten: {files} left unformatted until the errors above are fixed")
+        echo_err(f"nothing rewritten: {_left_unformatted([name for _, name, _ in changed])}")
     elif not diff:
         for path, name, formatted in changed:
             if not check:
@@ -80,6 +79,23 @@ def run_fmt(paths: list[Path], check: bool = False, diff: bool = False) -> int:
     if failed or (check and changed):
         return EXIT_FAILED
     return EXIT_OK
+
+
+#: How many of the files left unformatted are named (a folder may hold hundreds).
+_NAMED_FILES = 3
+
+
+def _left_unformatted(names: list[str]) -> str:
+    """Which files would have been reformatted but were not (another could not be): named, so
+    that with several files given it is clear which ("file was left unformatted" was not)."""
+    if len(names) == 1:
+        return f"{names[0]} needs formatting, and is left as it is until the errors above are fixed"
+    shown = ", ".join(names[:_NAMED_FILES])
+    more = f" and {len(names) - _NAMED_FILES} more" if len(names) > _NAMED_FILES else ""
+    return (
+        f"{len(names)} files need formatting ({shown}{more}), and are left as they are until"
+        " the errors above are fixed"
+    )
 
 
 def replace_file(path: Path, text: str) -> None:
