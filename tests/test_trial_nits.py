@@ -102,3 +102,18 @@ def test_fmt_names_the_files_it_left_unformatted(
     )
     assert "(b.car, c.car, d.car and 2 more)" in last_line(broken, *untidy)
     assert all(path.read_text() == "tool   t()\n" for path in untidy)
+
+
+# -- test --threshold: a percentage --------------------------------------------------------
+
+
+def test_threshold_that_is_no_number_is_refused_in_carlangs_words(tmp_path: Path) -> None:
+    """`carlang test --threshold abc` answered in pydantic's words ("Input should be a valid
+    number, unable to parse string as a number"); out of range, it named no value."""
+    program = tmp_path / "a.car"
+    program.write_text("tool t()\n")
+    for value in ("abc", "150", "nan", "-5"):
+        result = runner.invoke(app, ["test", str(program), f"--threshold={value}"])
+        assert result.exit_code == 2, result.output
+        assert f"{value}: give a percentage from 0 to 100" in result.stderr
+        assert "Input should be" not in result.output

@@ -23,6 +23,7 @@ from .console import (
     EXIT_OK,
     EXIT_PIPE,
     EXIT_USAGE,
+    PERCENTAGE,
     UsageProblem,
     echo,
     echo_err,
@@ -50,6 +51,7 @@ __all__ = [
     "UsageProblem",
     "check_output_path",
     "seconds",
+    "percentage",
     "MAX_SECONDS",
     "fail_usage",
     "require_directory",
@@ -121,6 +123,17 @@ def seconds(value: float | None) -> float | None:
             f"{value:g}: give a number of seconds above 0 and at most {MAX_SECONDS} (a year)"
         )
     return value
+
+
+def percentage(text: str) -> float:
+    """The parser of an option that is a percentage (`typer.Option(..., parser=percentage)`):
+    a usage error (exit 2) in carlang's words for what is no number (`abc`), where typer's
+    own float would answer in pydantic's ("Input should be a valid number..."). The range is
+    the command's to check (`--threshold 150` is refused as the lean path refuses it)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text}: {PERCENTAGE}") from None
 
 
 def check_output_path(path: Path | None, option: str) -> None:

@@ -18,6 +18,7 @@ __all__ = [
     "EXIT_USAGE",
     "EXIT_INTERNAL",
     "EXIT_PIPE",
+    "PERCENTAGE",
     "UsageProblem",
     "OutputProblem",
     "CheckedStdout",
@@ -72,6 +73,11 @@ def error_line(message: str) -> str:
     if at is None:
         return f"error: {message}"
     return f"{at.group()}error: {message[at.end() :]}"
+
+
+#: What a percentage option (`test --threshold`) takes, said when it is given anything else
+#: (here, where both its typer parser and the lean path's check can read it).
+PERCENTAGE = "give a percentage from 0 to 100"
 
 
 def fail_usage(message: str) -> NoReturn:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .common import RootOption, guarded
+from .common import RootOption, guarded, percentage
 from .testing import TestFormat, run_test
 
 __all__ = ["register"]
@@ -24,7 +24,12 @@ def test_command(
     ] = False,
     threshold: Annotated[
         float | None,
-        typer.Option("--threshold", help="Fail when coverage is below this percentage."),
+        typer.Option(
+            "--threshold",
+            parser=percentage,
+            help="Fail when coverage is below this percentage.",
+            metavar="PERCENT",
+        ),
     ] = None,
     output: Annotated[TestFormat, typer.Option("--format", help="Output format.")] = (
         TestFormat.text

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .checking import blocking_errors, collect_sources, compile_all, find_project_of
-from .console import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, painted
+from .console import EXIT_FAILED, EXIT_OK, PERCENTAGE, echo, echo_err, fail_usage, painted
 
 if TYPE_CHECKING:
     from carlang.compiler import CompileResult
@@ -44,7 +44,7 @@ def run_test(
     from carlang.testrun import Coverage, run_tests
 
     if threshold is not None and not 0 <= threshold <= 100:
-        fail_usage("--threshold is a percentage, from 0 to 100")
+        fail_usage(f"--threshold {threshold:g}: {PERCENTAGE}")
     files = collect_sources(paths or [Path(".")])
     if not files:
         fail_usage("no .car files found")
