@@ -129,11 +129,9 @@ def _read_config(path: Path) -> Project:
         data = tomllib.loads(text)
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ProjectError(f"{path}: not a readable TOML file ({exc})") from None
-    unknown = sorted(set(data) - _KEYS)
+    unknown = [key for key in data if key not in _KEYS]  # (in the file's order)
     if unknown:
-        raise ProjectError(
-            f"{path}: unknown setting `{unknown[0]}` (settings: {', '.join(sorted(_KEYS))})"
-        )
+        raise ProjectError(_unknown_setting(path, text, unknown[0]))
     root = (path.parent / _setting(path, text, data, "root", str, ".")).resolve()
     if not root.is_dir():
         where = _where(path, text, "root")
@@ -160,6 +158,16 @@ def _setting(
     return value
 
 
+def _unknown_setting(path: Path, text: str, key: str) -> str:
+    """The message for a setting carlang.toml has no such key for, at the key (`strct =`, a
+    table `[strct]`, a dotted `strct.x =`), with the setting it may be a misspelling of."""
+    written = rf'"?{re.escape(key)}"?'
+    found = re.search(rf"(?m)^[ \t]*\[*[ \t]*(?P<key>{written})[ \t]*[=.\]]", text)
+    where = _at(path, text, found.start("key")) if found else _where(path, text, key)
+    hint = did_you_mean(key, _KEYS, "`") or f"settings: {', '.join(sorted(_KEYS))}"
+    return f"{where}: unknown setting `{key}` ({hint})"
+
+
 def _where(path: Path, text: str, needle: str) -> str:
     """`path:line:column` of the first `needle` in the file's text (its setting's key, an
     entry's text), or just `path` when it is not found as written."""
@@ -168,7 +176,11 @@ def _where(path: Path, text: str, needle: str) -> str:
     )
     if found is None:
         return str(path)
-    start = found.start() + len(found.group(0)) - len(found.group(0).lstrip())
+    return _at(path, text, found.start() + len(found.group(0)) - len(found.group(0).lstrip()))
+
+
+def _at(path: Path, text: str, start: int) -> str:
+    """`path:line:column` of offset `start` in the file's text."""
     line = text.count("\n", 0, start) + 1
     column = start - (text.rfind("\n", 0, start) + 1) + 1
     return f"{path}:{line}:{column}"

@@ -115,7 +115,12 @@ def test_a_bad_carlang_toml_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "bot" / "carlang.toml").write_text("stric = true\n")
     code, out = check(str(main))
     assert code == 2
-    assert "carlang.toml: unknown setting `stric`" in out
+    # at its line, with the setting it misspells, as the other settings' errors are
+    assert "carlang.toml:1:1: error: unknown setting `stric` (did you mean `strict`?)" in out
+    (tmp_path / "bot" / "carlang.toml").write_text('# the tools\nroot = "."\n\n[tools]\n')
+    code, out = check(str(main))
+    assert code == 2
+    assert "carlang.toml:4:2: error: unknown setting `tools` (settings: accept, capability" in out
 
 
 def test_a_pragma_accepts_the_warning_on_its_line_and_strict_reports_stale_ones(
