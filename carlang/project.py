@@ -97,6 +97,17 @@ class Project:
                     return number
         return 1
 
+    def capability_where(self) -> str:
+        """`carlang.toml:line:column` of the `capability` setting's value (its opening quote,
+        where `check` reports it; column 1 if it cannot be found)."""
+        if self.config is None:
+            return PROJECT_FILE
+        line = self.capability_line()
+        lines = self.config.read_text(encoding="utf-8").splitlines()
+        written = lines[line - 1] if line <= len(lines) else ""
+        found = written.find(self.capability) if self.capability else -1
+        return f"{self.config}:{line}:{max(found, 1)}"
+
 
 def find_project(entry: Path, *others: Path, working: Path | None = None) -> Project:
     """The project of `entry` (a file or directory), checked together with `others`: see the

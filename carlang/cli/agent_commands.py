@@ -98,10 +98,15 @@ def chosen_capability(
     if name is None or program.capability(name) is not None:
         return name
     declared = [c.name for c in program.capabilities]
-    hint = did_you_mean(name, declared, "`") or f"capabilities: {', '.join(declared) or 'none'}"
+    if declared:
+        hint = did_you_mean(name, declared, "`") or f"capabilities: {', '.join(declared)}"
+        fix = "name one it declares in carlang.toml, or give --capability NAME"
+    else:  # (no --capability can help)
+        hint = "it declares none"
+        fix = f"declare it in {file} (or import the file that does), or remove this setting"
     fail_usage(
-        f"{project.config}:{project.capability_line()}: capability `{name}` is not declared"
-        f" by {file} ({hint})"
+        f"{project.capability_where()}: capability `{name}` is not declared by {file} ({hint}):"
+        f" {fix}"
     )
 
 
