@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import random
 
-__all__ = ["generate_program"]
+__all__ = ["generate_program", "generate_policies"]
 
 _TOOLS = [
     ("fetch", "url: string, timeout_ms: int = 5000", "-> object { idempotent  cache 60s }"),
@@ -110,6 +110,52 @@ def generate_program(lines: int, seed: int = 7) -> str:
         'test "https fetch passes" {',
         '  action fetch(url: "https://a.example")',
         "  expect allow",
+        "}",
+    ]
+    return "\n".join(out) + "\n"
+
+
+#: A policy's condition per tool of `_TOOLS`, over the call's parameters and the state: `{i}`
+#: (the policy's number) makes each condition its own, as a real program's are; `{k}` is a
+#: small number.
+_CONDITIONS = {
+    "fetch": 'params.url.startsWith("http://h{i}.example/") && state.level > {k}',
+    "deploy": 'params.env == "prod" && params.version == "1.{i}.0" && !state.ready',
+    "rollback": 'params.env == "prod-{i}" && state.level <= {k}',
+    "notify": 'params.channel == "#c{i}" && params.text.contains("rollout {i}") || !state.ready',
+    "query": 'params.limit > {i} + 1000 && !("t{i}" in params.tags)',
+    "store": 'params.key.startsWith("k{i}.") && state.level >= {k}',
+}
+
+
+def generate_policies(count: int, same_tool: bool = False, seed: int = 7) -> str:
+    """A program of `count` CEL policies (deny, one in four require_approval; a message on
+    every third) over the tools of `generate_program`, in turn or, with `same_tool`, all on
+    `fetch`; and a small proposal that none of them stops, so that `check` reports nothing and
+    its time is the policies'."""
+    rng = random.Random(seed)
+    out = ["# generated carlang policies", ""]
+    for name, params, tail in _TOOLS:
+        out.append(f"tool {name}({params}) {tail}".rstrip())
+    out += ["", "state {", "  ready: bool = true", "  level: int = 3", "}", ""]
+    tools = ["fetch"] if same_tool else list(_CONDITIONS)
+    for i in range(count):
+        tool = tools[i % len(tools)]
+        effect = "require_approval" if rng.random() < 0.25 else "deny"
+        condition = _CONDITIONS[tool].format(i=i, k=i % 5)
+        out.append(f"policy p{i}: {effect} {tool} when {condition}")
+        if i % 3 == 0:
+            out.append(f'  message "{tool} rule {i}"')
+    out += [
+        "",
+        "capability worker {",
+        "  tools allow fetch, deploy, rollback, notify, query, store",
+        "  state allow ready, level",
+        "}",
+        'proposal sync from "model-0" under worker {',
+        '  a = fetch(url: "https://h0.example/item")',
+        '  b = query(sql: "select 1", limit: 10) after a',
+        '  c = notify(channel: "#ops", text: "synced", urgent: false) after b',
         "}",
     ]
     return "\n".join(out) + "\n"

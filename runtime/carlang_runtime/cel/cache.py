@@ -47,10 +47,14 @@ _REBUILT: Final = frozenset({"_budget", "_resolving"})
 # Files written by another layout are never read: the format is part of the key.
 _FORMAT: Final = 1
 _MEMORY_SIZE: Final = 1024
-# At most this many conditions on disk (a few KB each); the count is checked every so many
-# writes of one process (and at its first).
+# At most this many conditions on disk (a few KB each) besides those the process itself uses;
+# the count is checked at a process's first write and then every so many writes ...
 _DISK_FILES: Final = 8192
 _PRUNE_EVERY: Final = 256
+# ... or, in a directory of more entries than `_DISK_FILES`, after as many writes as this share
+# of them: a check reads every entry, and a process writing 40,000 conditions (all kept) would
+# otherwise read its growing directory every 256 writes, quadratic in them.
+_SCAN_SHARE: Final = _DISK_FILES // _PRUNE_EVERY
 
 
 @lru_cache(maxsize=64)
@@ -90,7 +94,8 @@ _FROM_ENVIRONMENT: Final = _FromEnvironment()
 
 class CompileCache:
     """Compiled programs in memory (at most `size`) and, with a `directory`, on disk (by
-    default the one `cache_directory()` names when first needed; at most about `files`)."""
+    default the one `cache_directory()` names when first needed; at most about `files`
+    besides those this cache read or wrote)."""
 
     def __init__(
         self,
@@ -102,6 +107,9 @@ class CompileCache:
         self.size = size
         self.files = files
         self._writes = 0
+        self._next_check = 1  # (the first write checks the count)
+        #: The files on disk (by key) this cache read or wrote: it never prunes them.
+        self._used: set[str] = set()
         self.memory: OrderedDict[str, Any] = OrderedDict()
         self._fingerprint: str | None = None
         self._checked: Path | None = None
@@ -136,13 +144,15 @@ class CompileCache:
             return program
         if self.directory is None:
             return None
-        parts = self._read(self.file_key(key))
+        name = self.file_key(key)
+        parts = self._read(name)
         if parts is None:
             return None
         try:
             program = rebuild(parts)
         except Exception:  # noqa: BLE001 - a stale or foreign file: compile afresh instead
             return None
+        self._used.add(name)
         self._remember(key, program)
         return program
 
@@ -219,19 +229,25 @@ class CompileCache:
             return
         if not write_atomically(path, data):
             return
+        self._used.add(key)
         self._writes += 1
-        if self._writes % _PRUNE_EVERY == 1:
+        if self._writes >= self._next_check:
             self._prune(path.parent)
 
     def _prune(self, directory: Path) -> None:
-        """Keep the directory to `files` conditions: past that, the older half goes (a
-        language server compiling each keystroke's condition would otherwise fill it)."""
+        """Keep the directory to `files` conditions besides those this cache used: past
+        that, the older half of the others goes (a language server compiling each keystroke's
+        condition would otherwise fill it). What it read or wrote stays, however many: a
+        program of more conditions than `files` would otherwise evict its own at each check,
+        and the next check would find none of them (each compiled, written, deleted again)."""
         try:
             entries = [entry for entry in os.scandir(directory) if entry.name.endswith(".bin")]
-            if len(entries) <= self.files:
+            self._next_check = self._writes + max(_PRUNE_EVERY, len(entries) // _SCAN_SHARE)
+            others = [entry for entry in entries if entry.name[:-4] not in self._used]
+            if len(others) <= self.files:
                 return
-            entries.sort(key=lambda entry: entry.stat().st_mtime_ns)
-            for entry in entries[: len(entries) - self.files // 2]:
+            others.sort(key=lambda entry: entry.stat().st_mtime_ns)
+            for entry in others[: len(others) - self.files // 2]:
                 os.unlink(entry.path)
         except OSError:
             return

@@ -150,6 +150,29 @@ def test_the_disk_level_is_bounded(tmp_path: Path) -> None:
     assert 0 < len(list(tmp_path.glob("*.bin"))) <= 4
 
 
+def test_a_process_keeps_every_condition_it_uses_and_bounds_the_others(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carlang_runtime.cel import cache as cache_module
+
+    # More conditions than the bound, and writes enough for the count to be checked again:
+    # pruning the older half, a run deleted its own conditions and the next found almost none
+    # (a check of 40,000 policies, past the bound of 8,192, compiled, wrote and deleted them
+    # all again: 30x the CPU time of 4,000).
+    sources = [f"params.n == {number}" for number in range(cache_module._PRUNE_EVERY + 8)]
+    first = CompileCache(tmp_path, files=4)
+    for source in sources:
+        compile(source, cache=first)
+    with monkeypatch.context() as patched:
+        patched.setattr(program_module, "_compile", _must_not_compile)
+        again = CompileCache(tmp_path, files=4)
+        for source in sources:
+            compile(source, cache=again)
+    # The bound holds for what a process does not use: the next one keeps 4 // 2 of them.
+    compile("params.n == -1", cache=CompileCache(tmp_path, files=4))
+    assert len(list(tmp_path.glob("*.bin"))) == 4 // 2 + 1
+
+
 @pytest.mark.skipif(not hasattr(os, "getuid"), reason="ownership checks are POSIX only")
 def test_a_directory_others_may_write_to_is_never_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
