@@ -319,6 +319,30 @@ def test_the_budget_counts_the_whole_conversation() -> None:
     assert "budget 'tight' is spent: 3 tool calls per session" in seen
 
 
+def test_a_tighter_budget_replays_as_the_loop_would_spend_it(tmp_path: Path) -> None:
+    """The loop's proposals say their budget is the conversation's: replaying its log with
+    a budget of 1 call denies the calls past the first, as the loop would have."""
+    from carlang_runtime.engine import EventLog, JsonlSink, Runtime
+    from carlang_runtime.replay import Judge, read_runs, replay
+
+    from tests.helpers import compile_diagnostics
+
+    log = tmp_path / "run.jsonl"
+    runtime = Runtime.from_program(
+        compile_diagnostics(LIMITS).program, events=EventLog([JsonlSink(log)])
+    )
+    runtime.register_tool("w", lambda n: n)
+    turn = turn_in("openai", [(f"c{i}", "w", {"n": i}) for i in range(3)])
+    AgentLoop(runtime, ScriptedGenerator([turn, final("openai", "ok")]), budget="tight").run("go")
+    runtime.close()
+    tighter = compile_diagnostics(LIMITS.replace("max_tool_calls 3", "max_tool_calls 1"))
+    report = replay(read_runs([log]), Judge(tighter.program, "tighter"))
+    assert [(c.action_id, c.after.policy) for c in report.changes] == [
+        ("c1", "budget:tight"),
+        ("c2", "budget:tight"),
+    ]
+
+
 def test_read_only_calls_run_in_order_each_seeing_the_ones_before() -> None:
     """A history rule sees the calls of the same turn that ran before (they run one by one,
     on the caller's thread: a sync tool may hold thread-bound resources)."""

@@ -472,21 +472,37 @@ def test_calls_refused_before_any_policy_are_counted_not_judged(tmp_path: Path) 
     assert report["not_reconstructed"][note] == 2
 
 
-def _session_log(tmp_path: Path, calls: list[tuple[str, str | None]]) -> Path:
+def _session_log(
+    tmp_path: Path,
+    calls: list[tuple[str, str | None]],
+    *,
+    per_session: bool = True,
+    program: str = "tool f(n: int)\n",
+) -> Path:
     """A log of one MCP client session's calls, each a proposal of its own as the proxy runs
-    them (`source` mcp-proxy, budget `per_session`), some refused before any policy."""
+    them (budget `per_session`, the session's when `per_session`, as the proxy marks it),
+    some refused before any policy; a person says no to any approval asked."""
+    from carlang_runtime.engine import DenyApprovals
+    from carlang_runtime.engine.limits import session_budget_context
+
     from carlang.compiler import compile_text
 
     log = tmp_path / "run.jsonl"
-    compiled = compile_text("tool f(n: int)\nbudget per_session { max_tool_calls 9 }\n")
+    compiled = compile_text(program + "budget per_session { max_tool_calls 9 }\n")
     assert compiled.program is not None
-    rt = Runtime.from_program(compiled.program, events=EventLog([JsonlSink(log)]))
+    rt = Runtime.from_program(
+        compiled.program, events=EventLog([JsonlSink(log)]), approval=DenyApprovals()
+    )
     rt.register_tool("f", lambda n: n)
     session = rt.open_session()
     for n, (tool, refused) in enumerate(calls):
         call = ir.Action(id=f"call_{n}", type="tool_call", tool=tool, parameters={"n": n})
         proposal = ir.ActionProposal(
-            id=f"mcp_{n}", source="mcp-proxy", actions=[call], budget="per_session"
+            id=f"mcp_{n}",
+            source="mcp-proxy",
+            actions=[call],
+            budget="per_session",
+            context=session_budget_context() if per_session else {},
         )
         rt.execute(proposal, session=session, refused=refused)
     rt.close()
@@ -507,6 +523,26 @@ def test_a_tighter_session_budget_denies_the_calls_past_it(tmp_path: Path) -> No
     assert code == 1, out
     assert "allow -> deny: 2 of 3" in out and "policy budget:per_session: 2" in out
     assert "budget 'per_session' is spent: 1 tool calls per session" in out
+
+
+def test_a_budget_a_session_does_not_spend_is_counted_per_proposal(tmp_path: Path) -> None:
+    """A host's own session running proposals with a budget (not the proxy's or the loop's,
+    whose proposals say their budget is the session's) spends it per proposal, as before."""
+    log = _session_log(tmp_path, [("f", None)] * 3, per_session=False)
+    program = tmp_path / "p.car"
+    program.write_text("tool f(n: int)\nbudget per_session { max_tool_calls 1 }\n")
+    code, _, report = changes(log, program)
+    assert code == 0 and report["changes"] == 0, report
+
+
+def test_a_call_a_person_refused_spends_no_session_budget(tmp_path: Path) -> None:
+    """The proxy counts the calls that ran: one asked about and refused spends nothing."""
+    ask = "tool f(n: int)\npolicy big: require_approval f when params.n == 0\n"
+    log = _session_log(tmp_path, [("f", None)] * 3, program=ask)
+    program = tmp_path / "p.car"
+    program.write_text(ask + "budget per_session { max_tool_calls 2 }\n")
+    code, _, report = changes(log, program)
+    assert code == 0 and report["changes"] == 0, report
 
 
 def test_a_call_of_a_tool_no_program_declares_is_not_a_dropped_run(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Protocol
 
 from ..engine.cancel import CancelToken
-from ..engine.limits import SessionBudget
+from ..engine.limits import SessionBudget, session_budget_context
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, ActionResult, ActionStatus
 from ..suggest import did_you_mean
@@ -229,6 +229,8 @@ class AgentLoop:
                 capability=self.capability,
                 budget=self.budget,
             )
+            if spent is not None:  # (the budget is the conversation's: replay counts it so)
+                proposal.context.update(session_budget_context())
             started = time.monotonic()
             # a refusal of the loop's own goes through the runtime too: logged as any other
             done = self.runtime.execute(

@@ -15,14 +15,20 @@ __all__ = [
     "ResultCache",
     "CacheStats",
     "SessionBudget",
-    "SESSION_BUDGET_SOURCES",
+    "BUDGET_SCOPE",
+    "session_budget_context",
     "call_key",
 ]
 
-#: The `source` of the proposals whose budget is their session's (`SessionBudget`): each call
-#: of an MCP client through the proxy, and of a model in the assistant loop, is a proposal of
-#: its own, and the budget counts them all (replay judges them so).
-SESSION_BUDGET_SOURCES = frozenset({"mcp-proxy", "model"})
+#: The key a proposal's `context` holds, set to "session", when its budget is its session's
+#: (`SessionBudget`: the proxy's `--budget`, the assistant loop's): each call is a proposal of
+#: its own, and the budget counts them all. The event log keeps it; replay counts so.
+BUDGET_SCOPE = "carlang.budget_scope"
+
+
+def session_budget_context() -> dict[str, str]:
+    """The `context` of a proposal whose budget its session spends (see `BUDGET_SCOPE`)."""
+    return {BUDGET_SCOPE: "session"}
 
 
 @dataclass

@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, visible_tools
 from ..engine.approval import Approval, ApprovalRequest
-from ..engine.limits import SessionBudget
+from ..engine.limits import SessionBudget, session_budget_context
 from ..engine.middleware import Middleware
 from ..engine.tools import ToolError
 from ..errors import CarlangRuntimeError
@@ -389,6 +389,8 @@ class PolicyProxy:
             actions=[action],
             capability=self.capability,
             budget=self.budget.name if self.budget is not None else None,  # (named in the log)
+            # (the budget is the client session's: replay counts it so)
+            context=session_budget_context() if self.budget is not None else {},
         )
         async with _Admission(client, self._history(client.session), action) as admission:
             # refused here or by the runtime, every call is run through it: the log has them all

@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from ..capability import CapabilityCheck
-from ..engine.limits import SESSION_BUDGET_SOURCES, SessionBudget
+from ..engine.limits import BUDGET_SCOPE, SessionBudget
 from ..ir import Action, ActionProposal, ActionType, Budget, Compensation, Program
 from ..ir._base import construct
 from ..paramcheck import parameter_defaults, with_defaults
@@ -162,6 +162,8 @@ class Judge:
         #: what each session has spent of its budget, as this program would have let it
         #: (`SessionBudget`: the calls it let run), by session
         self.spent: dict[str, SessionBudget] = {}
+        #: the calls it would have asked about, until their recorded end says if they ran
+        self._asked: dict[tuple[int, str], SessionBudget] = {}
         self.locs: dict[str, dict[str, Any]] = {
             p.name: {"file": p.loc.file, "line": p.loc.line, "column": p.loc.column}
             for p in program.policies
@@ -242,9 +244,19 @@ class Judge:
             if problem is not None:
                 return Verdict("deny", f"budget:{budget.name}", problem)
         verdict = self.verdict(self._evaluate(action, proposal, context))
-        if action.type is ActionType.TOOL_CALL and verdict.decision != "deny":
-            spent.spend(True, 0.0)
+        if action.type is ActionType.TOOL_CALL:
+            if verdict.decision == "allow":
+                spent.spend(True, 0.0)
+            elif verdict.decision == "require_approval":  # spent if it ran: the person's answer
+                self._asked[(id(context), action.id)] = spent
         return verdict
+
+    def ended(self, context: _Context, action_id: str, status: str) -> None:
+        """An action ended as recorded: a call this program would have asked a person about
+        spends its session's budget if it ran (the person said yes), as the proxy counts it."""
+        spent = self._asked.pop((id(context), action_id), None)
+        if spent is not None and status != "rejected":
+            spent.spend(True, 0.0)
 
     def _evaluate(
         self, action: Action, proposal: ActionProposal, context: _Context, explain: bool = False
@@ -405,13 +417,16 @@ def _replay(
             keep_history(history)  # (as the runtime trims a session's, when a run starts)
         start = dict(run.state or {})
         context = _Context(dict(start), run.scope, history)
-        if run.session is not None and proposal.source in SESSION_BUDGET_SOURCES:
+        if run.session is not None and proposal.context.get(BUDGET_SCOPE) == "session":
             context.session_budget = run.session
         for step in run.steps:
             if step[0] == "end":
                 if step[2] == "rejected" and step[1] not in run.decisions:
                     report.notes[_REJECTED_UNDECIDED] += 1
                 _end(step, actions, context)
+                for judge in (candidate, baseline):
+                    if judge is not None:
+                        judge.ended(context, step[1], step[2])
                 continue
             if step[0] == "rollback":
                 context.state.clear()
@@ -529,6 +544,12 @@ def _holds_redacted(value: Any) -> bool:
     return False
 
 
+def _context_of(document: dict[str, Any]) -> dict[str, Any]:
+    """A recorded proposal's `context` (what replay reads of it: `BUDGET_SCOPE`)."""
+    context = document.get("context")
+    return dict(context) if isinstance(context, dict) else {}
+
+
 def _proposal(run: RecordedProposal) -> tuple[ActionProposal | None, str]:
     document = run.document
     if document is None:
@@ -548,7 +569,7 @@ def _proposal(run: RecordedProposal) -> tuple[ActionProposal | None, str]:
                     "actions": actions,
                     "capability": document.get("capability"),
                     "budget": document.get("budget"),
-                    "source": str(document.get("source") or _PROPOSAL_DEFAULTS["source"]),
+                    "context": _context_of(document),
                 },
             ),
             "",
