@@ -39,29 +39,62 @@ def call_problems(
     program: ir.Program, tool: str, params: dict[str, Any], file: str
 ) -> tuple[ir.ToolSchema | None, list[str]]:
     """The tool `program` declares as `tool` and what is wrong with calling it with `params`
-    (worded as `check` words it, a secret's value redacted); (None, [why]) when there is no
-    such tool. A decision about a call that cannot happen misleads: `explain`, and `mcp
-    serve`'s `explain` and `policy_check`, refuse it."""
+    (worded as `check` words it, each mistake once, a secret's value redacted); (None, [why])
+    when there is no such tool. A decision about a call that cannot happen misleads:
+    `explain`, and `mcp serve`'s `explain` and `policy_check`, refuse it."""
     from carlang_runtime.suggest import did_you_mean
-    from carlang_runtime.verify import verify
 
     declared = program.tool(tool)
     if declared is None:
         hint = did_you_mean(tool, [t.name for t in program.tools], "`")
         return None, [f"no tool is called `{tool}` in {file}" + (f" ({hint})" if hint else "")]
     properties = declared.parameters.get("properties", {})
-    problems = []
-    for name in params:
-        if properties and name not in properties:
-            hint = did_you_mean(name, properties, "`")
-            problems.append(
-                f"tool `{tool}` has no parameter `{name}`" + (f" ({hint})" if hint else "")
-            )
-    call = ir.Action(id="call", type="tool_call", tool=tool, parameters=params)
-    found = verify(ir.ActionProposal(id="explain", actions=[call]), tools=[declared])
-    problems += [issue.message for issue in found.issues if issue.severity == "error"]
+    unknown = [name for name in params if properties and name not in properties]
+    problems = [_unknown_parameter(tool, name, properties) for name in unknown]
+    known = {name: value for name, value in params.items() if name not in unknown}
+    problems += _schema_problems(declared, known, _misspelt(unknown, properties))
     # (`'tok_x' is not one of [...]`: a secret parameter's value is not echoed either)
+    call = ir.Action(id="call", type="tool_call", tool=tool, parameters=params)
     return declared, [redacted(problem, program, call) for problem in problems]
+
+
+def _unknown_parameter(tool: str, name: str, properties: dict[str, Any]) -> str:
+    """`tool `t` has no parameter `knwn` (did you mean `known`?)`, as check says it."""
+    from carlang_runtime.suggest import did_you_mean
+
+    hint = did_you_mean(name, properties, "`")
+    return f"tool `{tool}` has no parameter `{name}`" + (f" ({hint})" if hint else "")
+
+
+def _misspelt(unknown: list[str], properties: dict[str, Any]) -> set[str]:
+    """The parameters that `unknown` arguments look like misspellings of."""
+    from carlang_runtime.suggest import closest
+
+    return {close for name in unknown if (close := closest(name, properties)) is not None}
+
+
+def _schema_problems(tool: ir.ToolSchema, known: dict[str, Any], misspelt: set[str]) -> list[str]:
+    """What verify finds wrong with calling `tool` with `known` (the arguments it has), but
+    a misspelt parameter's being missing: as check says each mistake once (`cascade`), an
+    unknown argument is not also in the schema's "additional properties are not allowed",
+    nor the parameter it misspells "missing"."""
+    from carlang_runtime.verify import verify
+
+    from .cascade import MISSING_PARAMETER
+
+    call = ir.Action(id="call", type="tool_call", tool=tool.name, parameters=known)
+    found = verify(ir.ActionProposal(id="explain", actions=[call]), tools=[tool])
+    return [
+        issue.message
+        for issue in found.issues
+        if issue.severity == "error"
+        and not (issue.code == MISSING_PARAMETER and _parameter(issue.path) in misspelt)
+    ]
+
+
+def _parameter(path: str | None) -> str | None:
+    """The parameter a verify finding's `path` is about (`parameters.known`), or None."""
+    return path.removeprefix("parameters.") if path and path.startswith("parameters.") else None
 
 
 def capability_problem(

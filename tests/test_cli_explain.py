@@ -120,6 +120,22 @@ def test_params_are_checked_against_the_tools_schema_as_check_does(tmp_path: Pat
     assert code == 0 and "decision: require_approval" in out
 
 
+def test_an_unknown_parameter_is_reported_once(tmp_path: Path) -> None:
+    """A user trial: an extra key was reported in carlang's words and again in the JSON
+    Schema's ("Additional properties are not allowed"); a misspelt one also made its
+    parameter "missing". Each is said once, as check says it."""
+    params = '{"url": "https://x", "extra": 2}'
+    code, out = explain(tmp_path, "--tool", "fetch", "--params", params)
+    assert code == 2
+    assert out == "error: --params: tool `fetch` has no parameter `extra`\n"
+    code, out = explain(tmp_path, "--tool", "fetch", "--params", '{"ulr": "https://x"}')
+    assert code == 2
+    assert out == "error: --params: tool `fetch` has no parameter `ulr` (did you mean `url`?)\n"
+    code, out = explain(tmp_path, "--tool", "fetch", "--params", '{"ulr": 1, "port": "x"}')
+    assert code == 2 and "missing" not in out and "Additional" not in out
+    assert "parameter 'port' has wrong type" in out  # the other mistake, still said
+
+
 def test_the_state_given_uses_the_declared_keys_and_types(tmp_path: Path) -> None:
     """As a test's `state { }`: a typo'd key would explain a decision on a state the program
     never has."""
