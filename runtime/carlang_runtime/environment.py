@@ -53,19 +53,23 @@ def tool_environment(
 
 def expand_references(
     values: Mapping[str, str], source: Mapping[str, str] | None = None
-) -> tuple[dict[str, str], list[str]]:
+) -> tuple[dict[str, str], list[str], list[str]]:
     """`values` with each `${NAME}` replaced by NAME's value in `source` (default: this
-    process's environment), and the names referred to that `source` does not have (their
-    references are left as written). Other text, a lone `$` included, is kept as it is."""
+    process's environment); the names referred to that `source` does not have (their
+    references are left as written); and the values taken (secrets to keep out of what is
+    shown, on their own as within the values: `Bearer ${TOKEN}`). Other text, a lone `$`
+    included, is kept as it is."""
     source = os.environ if source is None else source
     unset: list[str] = []
+    taken: list[str] = []
 
     def value_of(reference: re.Match[str]) -> str:
         name = reference.group(1)
         if name in source:
+            taken.append(source[name])
             return source[name]
         unset.append(name)
         return reference.group()
 
     expanded = {key: _REFERENCE.sub(value_of, value) for key, value in values.items()}
-    return expanded, list(dict.fromkeys(unset))
+    return expanded, list(dict.fromkeys(unset)), list(dict.fromkeys(taken))

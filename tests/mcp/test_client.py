@@ -293,3 +293,16 @@ def test_import_reaches_a_server_whose_url_holds_credentials(recorder: int) -> N
     assert {auth for _, _, auth in _Recorder.seen} == {
         "Basic " + base64.b64encode(f"admin:{PASSWORD}".encode()).decode()
     }
+
+
+def test_a_variable_taken_into_part_of_an_env_value_is_redacted_on_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`env { AUTH: "Bearer ${TOKEN}" }`: a server that repeats the token alone (an error
+    quoting it) has it redacted too, not only the whole value."""
+    from carlang_runtime.mcp.client import McpClient
+
+    monkeypatch.setenv("PART_TOKEN", "s3cr3t-token-xyz-123")
+    client = McpClient(McpServer(name="s", command="x", env={"AUTH": "Bearer ${PART_TOKEN}"}))
+    assert client.scrubbed("invalid token s3cr3t-token-xyz-123") == "invalid token [REDACTED]"
+    assert "s3cr3t" not in client.scrubbed("AUTH=Bearer s3cr3t-token-xyz-123")

@@ -67,11 +67,11 @@ class McpClient:
         self._url, self._auth = url_credentials(server.url) if server.url else ("", {})
         #: its declared env with `${NAME}`s taken from carlang's environment, and the names
         #: carlang's environment does not have (the server is then not started)
-        self._env, self._unset = expand_references(server.env)
+        self._env, self._unset, taken = expand_references(server.env)
         #: what a message may not show: the URL's password and credential query values, the
-        #: server's env values (as declared and as taken), the values of its credential
-        #: options (`--token X`)
-        self._scrubber = Scrubber([*_secrets_of(server), *self._env.values()])
+        #: server's env values (as declared, as taken, and each variable taken on its own),
+        #: the values of its credential options (`--token X`)
+        self._scrubber = Scrubber([*_secrets_of(server), *self._env.values(), *taken])
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_reader: threading.Thread | None = None
         self._stderr_forwarder: threading.Thread | None = None
