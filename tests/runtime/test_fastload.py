@@ -450,3 +450,45 @@ def test_a_repeated_action_field_is_refused_where_it_repeats() -> None:
     [problem] = raised.value.problems
     assert problem.message.startswith('duplicate key "tool" in an object')
     assert (problem.position.line, problem.position.column) == (1, text.index('"tool": "evil"') + 1)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # strings holding colons after a quote or a space: the exact check (the value encoded
+        # again) decides, and a repeated key is still refused
+        '{"actions": [{"type": "tool_call", "parameters": {"b": "{\\"a\\":1}", "b": 2}}]}',
+        '{"actions": [{"type": "tool_call", "id": "x", "id": "Attention : lire"}]}',
+        '{"actions": [{"type": "tool_call", "metadata": {"n": "a :", "n": "b"}}], "id": "p"}',
+        '{"id": " : ", "actions": [], "id": "q"}',
+    ],
+)
+def test_a_repeated_key_among_strings_holding_colons_is_refused(text: str) -> None:
+    assert decode_plain(text) is None
+    assert decode_plain_array(f"[{text}]") is None
+    with pytest.raises(IRLoadError, match="duplicate key"):
+        load_proposal(text)
+
+
+@pytest.mark.parametrize("note", ['{\\"a\\":1}', "Attention : lire", '\\" :'])
+def test_strings_holding_colons_keep_the_column_path(note: str) -> None:
+    """No repeated key: the value encoded again has the text's colons, and the proposal
+    takes the column path (a slow re-parse cost up to 11 times as much)."""
+    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+    text = '{"actions": [{"type": "tool_call", "parameters": {"note": "' + note + '"}}]}'
+    assert decode_plain(text) is not None
+    assert decode_plain_array(f"[{text}, {text}]") is not None
+
+
+def test_msgspec_rows_encode_only_the_keys_the_text_had() -> None:
+    """`keys_all_distinct`'s exact check counts the colons of the rows encoded again: a field
+    with a default other than UNSET would be written though the text lacked it, and could
+    hide a repeated key. Every field but the required ones defaults to UNSET."""
+    msgdecode = pytest.importorskip("carlang_runtime.ir.msgdecode", reason="msgspec not installed")
+    import msgspec
+
+    for struct in (msgdecode.PlainAction, msgdecode.PlainProposal, msgdecode.NestedProposal):
+        for field in msgspec.structs.fields(struct):
+            if field.name in ("type", "actions"):
+                continue
+            assert field.default is msgdecode.UNSET, (struct.__name__, field.name)

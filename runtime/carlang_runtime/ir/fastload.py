@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from ..jsontext import (
     NESTING_LIMIT,
     JsonTextError,
+    json_encoded,
     keys_all_distinct,
     keys_within,
     lone_surrogate,
@@ -432,7 +433,7 @@ def decode_plain(text: str | bytes) -> PlainColumns | None:
     if decoded is None:
         return None
     plain, keys = _plain_of(decoded, 0)
-    return plain if keys_all_distinct(text, keys) else None
+    return plain if keys_all_distinct(text, keys, lambda: json_encoded(decoded)) else None
 
 
 def decode_plain_array(text: str | bytes) -> list[PlainColumns | None] | None:
@@ -445,7 +446,8 @@ def decode_plain_array(text: str | bytes) -> list[PlainColumns | None] | None:
         return None
     found = [_plain_of(doc, 1) for doc in decoded]
     keys = sum(keys for _plain, keys in found)
-    return [plain for plain, _keys in found] if keys_all_distinct(text, keys) else None
+    distinct = keys_all_distinct(text, keys, lambda: json_encoded(decoded))
+    return [plain for plain, _keys in found] if distinct else None
 
 
 @cache
