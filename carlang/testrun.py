@@ -16,11 +16,11 @@ from functools import cache
 
 from carlang_runtime import ir
 from carlang_runtime.planner import rank_plan
-from carlang_runtime.policy import Decision, PolicySet, PolicyTrace
+from carlang_runtime.policy import Decision, PolicyMatch, PolicySet, PolicyTrace
 from carlang_runtime.policy.static import judged_contexts
 
 from .compiler import CompileResult
-from .explain import capability_problem, under_capability
+from .explain import capability_problem
 from .testcases import Expectation, TestCase
 
 __all__ = ["CaseResult", "Coverage", "run_tests"]
@@ -173,12 +173,19 @@ class _Runner:
             history=case.history,
             now=case.now or self.now,
         )
-        self.coverage.record(traces, self.keys)
+        refused = None
         if self.capability is not None:  # what a run under it decides (as `explain` says)
             refused = capability_problem(self.program, action, self.capability, case.loc.file)
-            decision = under_capability(decision, refused, self.capability)
+        if refused is not None:
+            # the run refuses the call before any policy: the capability alone decides, and
+            # no policy is exercised (the traces still show what they would say)
+            refusal = PolicyMatch(f"capability:{self.capability}", ir.PolicyEffect.DENY, refused)
+            decision = Decision(ir.PolicyEffect.DENY, (refusal,))
+        else:
+            self.coverage.record(traces, self.keys)
         shadow_decision, shadow_traces = self.shadow_trace(case, action)
-        self.coverage.record(shadow_traces, self.keys)
+        if refused is None:
+            self.coverage.record(shadow_traces, self.keys)
         problems = []
         for expected in case.expectations:
             if expected.shadow:

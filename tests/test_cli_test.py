@@ -762,3 +762,20 @@ test "t" { proposal p  expect invalid }
     code, out, _ = run("test", str(write(tmp_path, program)), "--coverage")
     assert code == 0, out
     assert "policy coverage: 100.0% of true/false outcomes reached" in out
+
+
+def test_a_call_the_capability_refuses_is_decided_by_it_alone(tmp_path: Path) -> None:
+    """No policy is reached by a call the capability refuses: `by` a policy does not hold,
+    and coverage does not count the policy as exercised."""
+    program = """tool delete_account(id: string)
+tool read_customer(id: string)
+capability support { tools allow read_customer }
+policy nodel: deny delete_account when params.id == "C1"
+test "t" { action delete_account(id: "C1")  expect deny by nodel }
+"""
+    path = write(tmp_path, program)
+    (tmp_path / "carlang.toml").write_text('capability = "support"\n')
+    code, out, _ = run("test", str(path), "--coverage", "--root", str(tmp_path))
+    assert code == 1
+    assert "expected deny by nodel, but it was decided by capability:support" in out
+    assert "nodel (p.car:4:1): never exercised" in out
