@@ -347,6 +347,10 @@ def worker_command(
             "--global-concurrency needs Postgres (--database postgresql://...): on SQLite,"
             " workers in separate processes can take more than the limit at once"
         )
+    # (before the launch: a SIGTERM as soon as it is seen working stops it cleanly, not by
+    # the signal's default, which would leave its runs for recovery)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     # A worker creates the database it serves (and says so: a mistyped name shows here).
     created = backend.prepare_database(url, create=True)
     backend.launch(
@@ -357,8 +361,6 @@ def worker_command(
         global_concurrency=limits,
         notices=echo_err,  # a run's call waiting on a queue no worker serves
     )
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
     shown = backend.shown_url(url)
     echo(
         f"carlang worker on {shown}"
