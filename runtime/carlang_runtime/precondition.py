@@ -3,13 +3,17 @@ where `StaticState` and the runtime `StateStore` both feed `check_precondition`)
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .ir import Precondition
 from .jsonvalue import as_number, json_equal, rust_debug, to_json_text
 
-__all__ = ["check_precondition", "check_assertion", "contains"]
+__all__ = ["check_precondition", "check_assertion", "contains", "Show"]
+
+#: How a message shows a value: CAR's Rust Debug form (`String("c")`, `rust_debug`) by
+#: default, as car-runtime words it; carlang's compiler passes its own (`"c"`).
+Show = Callable[[Any], str]
 
 _COMPARISONS = {
     "gt": lambda a, b: a > b,
@@ -27,8 +31,11 @@ def contains(actual: Any, pattern: Any) -> bool:
     return needle in haystack
 
 
-def check_precondition(pre: Precondition, state: Mapping[str, Any]) -> str | None:
-    """None when `pre` holds in `state`, else the reason it fails (CAR's wording).
+def check_precondition(
+    pre: Precondition, state: Mapping[str, Any], show: Show = rust_debug
+) -> str | None:
+    """None when `pre` holds in `state`, else the reason it fails (CAR's wording, each value
+    as `show` writes it).
 
     An operator this version does not know fails the check, so that a newer proposal is never
     run with a guard silently dropped.
@@ -47,33 +54,36 @@ def check_precondition(pre: Precondition, state: Mapping[str, Any]) -> str | Non
     if op == "eq":
         if json_equal(actual, pre.value):
             return None
-        return f"'{key}' is {rust_debug(actual)}, need {rust_debug(pre.value)}"
+        return f"'{key}' is {show(actual)}, need {show(pre.value)}"
     if op == "neq":
         if not json_equal(actual, pre.value):
             return None
-        return f"'{key}' is {rust_debug(actual)}, must not be"
+        return f"'{key}' is {show(actual)}, must not be"
     compare = _COMPARISONS.get(op)
     if compare is not None:
         left, right = as_number(actual), as_number(pre.value)
         if left is None or right is None:
-            return f"cannot compare '{key}': {rust_debug(actual)} {op} {rust_debug(pre.value)}"
+            return f"cannot compare '{key}': {show(actual)} {op} {show(pre.value)}"
         if compare(left, right):
             return None
-        return f"'{key}' is {rust_debug(actual)}, need {op} {rust_debug(pre.value)}"
+        return f"'{key}' is {show(actual)}, need {op} {show(pre.value)}"
     if op == "contains":
         if contains(actual, pre.value):
             return None
-        return f"key '{key}' does not contain {rust_debug(pre.value)}"
+        return f"key '{key}' does not contain {show(pre.value)}"
     return f"unknown operator '{op}'"
 
 
-def check_assertion(params: Mapping[str, Any], state: Mapping[str, Any]) -> str | None:
-    """None when an assertion action's check holds in `state`, else why not. CAR's assertion
-    is `{key, expected}`: the value under `key` (null when absent) equals `expected`.
-    carlang's may name an `operator` and a `value` instead, checked as a precondition."""
+def check_assertion(
+    params: Mapping[str, Any], state: Mapping[str, Any], show: Show = rust_debug
+) -> str | None:
+    """None when an assertion action's check holds in `state`, else why not (values as `show`
+    writes them). CAR's assertion is `{key, expected}`: the value under `key` (null when
+    absent) equals `expected`. carlang's may name an `operator` and a `value` instead, checked
+    as a precondition."""
     key = params.get("key")
     if not isinstance(key, str):
-        return f"assertion needs a string 'key' parameter, got {rust_debug(key)}"
+        return f"assertion needs a string 'key' parameter, got {show(key)}"
     operator = params.get("operator")
     if isinstance(operator, str):
         return check_precondition(
@@ -81,9 +91,10 @@ def check_assertion(params: Mapping[str, Any], state: Mapping[str, Any]) -> str 
                 key=key, operator=operator, value=params.get("value"), description=""
             ),
             state,
+            show,
         )
     actual = state.get(key)
     expected = params.get("expected")
     if json_equal(actual, expected):
         return None
-    return f"state['{key}'] = {rust_debug(actual)}, expected {rust_debug(expected)}"
+    return f"state['{key}'] = {show(actual)}, expected {show(expected)}"

@@ -101,3 +101,17 @@ def test_every_operator_is_covered() -> None:
 def test_default_operator_is_eq_against_null() -> None:
     assert check_precondition(Precondition(key="nul"), STATE) is None
     assert check_precondition(Precondition(key="n"), STATE) == "'n' is Number(5), need Null"
+
+
+def test_values_are_shown_as_the_caller_writes_them() -> None:
+    """CAR's Rust Debug form by default; carlang's compiler shows values as CEL literals."""
+    from carlang_runtime.cel import format_value
+    from carlang_runtime.precondition import check_assertion
+
+    pre = Precondition(key="s", operator="eq", value="bye")
+    assert check_precondition(pre, STATE) == """'s' is String("hello"), need String("bye")"""
+    assert check_precondition(pre, STATE, format_value) == """'s' is "hello", need "bye\""""
+    params = {"key": "arr", "expected": [1]}
+    assert check_assertion(params, STATE, format_value) == "state['arr'] = [1, 2], expected [1]"
+    compare = {"key": "n", "operator": "gt", "value": 9}
+    assert check_assertion(compare, STATE, format_value) == "'n' is 5, need gt 9"

@@ -22,7 +22,9 @@ from ..ir._base import construct
 from ..ir.fastload import PlainColumns, load_fresh
 from ..ir.load import gc_paused
 from ..jsontext import JsonTextError, parse_json
+from ..jsonvalue import rust_debug
 from ..paramcheck import ParamChecker
+from ..precondition import Show
 from .checks import (
     ACTION_CHECKS,
     FINAL_CHECKS,
@@ -239,9 +241,11 @@ def analyse(
     state_given: bool = True,
     *,
     cols: Columns | None = None,
+    show: Show = rust_debug,
 ) -> Analysis:
     """`verify` on a loaded proposal, state and tool set, keeping its columns and DAG
-    (`cols`: the proposal's columns, when they are already made)."""
+    (`cols`: the proposal's columns, when they are already made; `show`: how a failing
+    precondition's or assertion's message shows a value, CAR's Rust Debug form by default)."""
     if cols is None:
         cols = Columns.of(prop.actions)
     dag = build_dag(cols)
@@ -255,6 +259,7 @@ def analyse(
         capability=capability,
         budget=budget,
         ids=frozenset(cols.ids),
+        show=show,
     )
     if capability is not None:
         ctx.capability_check = CapabilityCheck(capability)

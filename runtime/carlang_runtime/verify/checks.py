@@ -36,7 +36,7 @@ from ..ir import (
 )
 from ..jsonvalue import canonical_key, rust_debug
 from ..paramcheck import ParamChecker, finding_message
-from ..precondition import check_assertion, check_precondition
+from ..precondition import Show, check_assertion, check_precondition
 from ..suggest import did_you_mean
 from .codes import code_for
 from .result import VerifyIssue
@@ -96,6 +96,8 @@ class VerifyContext:
     budget: Budget | None = None
     ids: frozenset[str] = frozenset()
     capability_check: CapabilityCheck | None = None
+    #: How a precondition's or an assertion's message shows a value (CAR's form by default).
+    show: Show = rust_debug
     #: `(earlier, later, key)` positions of unordered writers, filled by check_write_conflicts.
     conflicts: list[tuple[int, int, str]] = field(default_factory=list)
     findings: dict[str, int] = field(default_factory=dict)
@@ -341,7 +343,7 @@ def _nothing_to_check(ctx: VerifyContext) -> bool:
 
 def _check_preconditions(ctx: VerifyContext, index: int) -> None:
     for number, pre in enumerate(ctx.cols.preconditions[index]):
-        failure = check_precondition(pre, ctx.state)
+        failure = check_precondition(pre, ctx.state, ctx.show)
         if failure is not None:
             message = f"precondition will fail: {failure}"
             ctx.report("precondition-fails", index, message, path=f"preconditions[{number}]")
@@ -364,7 +366,7 @@ def _check_assertion(ctx: VerifyContext, index: int) -> None:
     key = params.get("key")
     if not isinstance(key, str) or key not in ctx.state:
         return
-    failure = check_assertion(params, ctx.state)
+    failure = check_assertion(params, ctx.state, ctx.show)
     if failure is not None:
         path = "parameters" if isinstance(params.get("operator"), str) else "parameters.expected"
         ctx.report("assertion-fails", index, f"assertion will fail: {failure}", path=path)
