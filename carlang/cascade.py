@@ -6,8 +6,9 @@ is the one a user reads (and reads once). Recognised here, after every stage has
   literal ("precondition will fail" on `k < 1e400`) is about the stand-in, not the program;
 - a syntax error makes the parser skip text up to the next declaration; a name that is
   "unknown" (a tool, an action, a state key) but is written in that skipped text was very
-  likely declared there, so the lookup failure is a consequence of the syntax error; and after
-  an import that failed, no name is reported unknown at all;
+  likely declared there, so the lookup failure is a consequence of the syntax error (not in
+  a skipped `test`, which declares nothing: `SkippedText`); and after an import that failed,
+  or one the parser skipped, no name is reported unknown at all;
 - anything else said at the very place of an unknown name (that the capability does not allow
   the tool, say) follows from the name being wrong;
 - a required parameter is "missing" from a call whose unknown argument is its misspelling
@@ -21,29 +22,37 @@ is the one a user reads (and reads once). Recognised here, after every stage has
 
 Other cascades are avoided where they arise: policy verdicts on a call whose parameters are
 wrong, or from a policy whose condition has errors (`compiler._judge_proposals`); a test's
-unknown names after an import that failed or a syntax error (`testcases.build_tests`); where an
-action runs in the state flow when its `after` names no action (`compiler._verify_proposals`);
-and unused declarations in a program that did not parse (`compiler.unused_declarations`).
+unknown names after an import that failed, or that skipped text may declare
+(`testcases.build_tests`); where an action runs in the state flow when its `after` names no
+action (`compiler._verify_proposals`); and declarations "never used" that skipped text names
+(`compiler.unused_declarations`).
 """
 
 from __future__ import annotations
 
 import re
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from carlang_runtime.globs import GlobSet
 
 from . import ast
 from .diagnostics import Diagnostic
 from .loader import LoadedProgram, ParsedFile
 from .source import Span
+from .syntax import DECLARATION_KEYWORDS
 
 __all__ = [
     "LOOKUP_CODES",
     "SYNTAX_CODES",
     "FAILED_IMPORT_CODES",
     "UNUSED",
+    "SkippedText",
     "without_repeated_warnings",
     "has_syntax_errors",
+    "skipped_text",
     "without_cascades",
 ]
 
@@ -85,6 +94,11 @@ UNUSED = "CL0207"
 #: the key it is written to (a precondition or an assertion that fails on that value).
 VALUE_TYPE = "CL0205"
 STATE_FLOW_CODES = frozenset({"CL0401", "CL0404"})
+#: What is judged from the state a plan starts from: the state flow's findings, and a deny
+#: predicted from that state (policycheck's CL0522). A key whose declaration the parser
+#: skipped has no value there, so what is said about it is a guess.
+STATE_GUESS_CODES = STATE_FLOW_CODES | {"CL0522"}
+_STATE_KINDS = frozenset({"state"})
 _MISTYPED = re.compile(r"value for `([^`]+)` does not fit its declared type")
 #: A state key no `state` block declares.
 UNDECLARED_KEY = "CL0206"
@@ -104,13 +118,13 @@ def without_cascades(
     `parse_findings` are the diagnostics the parser reported."""
     literals = _literal_spans(parse_findings)
     parsed = {id(d) for d in parse_findings}
-    skipped = _skipped_words(loaded, parse_findings)
+    skipped = skipped_text(loaded, parse_findings)
     unknown_at = {
         (id(label.source), label.span)
         for d in items
         if d.code in LOOKUP_CODES and d.severity == "error" and (label := d.primary)
     }
-    import_failed = any(d.code in FAILED_IMPORT_CODES for d in items)
+    import_failed = skipped.anything or any(d.code in FAILED_IMPORT_CODES for d in items)
     misspelt = _misspelt_arguments(items)
     mistyped = _mistyped_keys(items, loaded)
     kept = []
@@ -124,6 +138,10 @@ def without_cascades(
             import_failed or _names_skipped(diagnostic, skipped)
         ):
             continue
+        elif diagnostic.code in STATE_GUESS_CODES and _names_skipped(
+            diagnostic, skipped, _STATE_KINDS
+        ):
+            continue  # about a key whose `state` declaration was skipped ("has no value")
         elif diagnostic.code == MISSING_PARAMETER and _is_misspelt(diagnostic, misspelt):
             continue
         elif diagnostic.code == PARAMETER_SCHEMA and _only_unknown_arguments(diagnostic, items):
@@ -271,37 +289,151 @@ def _within(inner: Span, outer: Span) -> bool:
     return outer.start <= inner.start and inner.end <= outer.end
 
 
-def _skipped_words(loaded: LoadedProgram, parse_findings: list[Diagnostic]) -> set[str]:
-    """The words in the text the parser skipped over, in every file."""
+#: A declaration keyword in the first column: where recovery resumes, so where one skipped
+#: declaration ends and the next begins.
+_DECLARATION_START = re.compile(
+    r"^(?:" + "|".join(sorted(DECLARATION_KEYWORDS, key=lambda k: (-len(k), k))) + r")\b",
+    re.MULTILINE,
+)
+#: Skipped declarations that declare one name, on their first line.
+_NAMED = frozenset({"tool", "mcp_server", "capability", "budget", "policy", "proposal", "plan"})
+#: Built-in rules: each declares only its own name, which starts with its keyword (a test's
+#: `by deny_tool:shell`, `by deny_keyword`).
+_RULES = frozenset(
+    {
+        "deny_tool",
+        "deny_keyword",
+        "deny_tool_param",
+        "allow_tool_param",
+        "deny_tool_param_matching",
+        "rate_limit_tool",
+        "require_state",
+    }
+)
+#: Skipped declarations whose words declare nothing: a rule, a redaction, a test.
+_DECLARE_NO_WORD = _RULES | {"redact", "test"}
+
+
+@dataclass(frozen=True)
+class SkippedText:
+    """What the parser skipped after syntax errors (the text of broken declarations, in every
+    file of a program), for telling a finding about a name that text may hold from a finding
+    of its own. Each skipped piece runs from a declaration keyword in the first column to the
+    next (or from the text an error left, when it starts with no keyword): a piece of a named
+    declaration (`tool NAME`, `policy NAME`, ...) may declare a word of its first line; a
+    `state` block, an `import`, or text that starts with no keyword, any of its words."""
+
+    #: By the first word of each skipped piece (its keyword, or whatever an error left
+    #: there), the names those pieces may declare.
+    declared: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    #: Every word of the skipped text but a test's (what a test calls is no use of a tool).
+    used: frozenset[str] = frozenset()
+
+    @property
+    def anything(self) -> bool:
+        """Whether an `import` was skipped: then any name may be declared (in its file)."""
+        return "import" in self.declared
+
+    def may_declare(self, name: str, kinds: frozenset[str] | None = None) -> bool:
+        """Whether a declaration the parser skipped may have declared `name`: see the class.
+        `kinds`: only pieces that start with one of these keywords (or with none) count."""
+        if self.anything:
+            return True
+        for kind, names in self.declared.items():
+            if kinds is not None and kind in DECLARATION_KEYWORDS and kind not in kinds:
+                continue
+            if _written(name, names) or (kind in _RULES and name.split(":", 1)[0] == kind):
+                return True
+        return False
+
+    def may_use(self, name: str) -> bool:
+        """Whether the skipped text may use `name` (a proposal's call, a policy's target, a
+        proposal's `under`, ...): it is written there, or matches a pattern written there;
+        any name, when an `import` was skipped (the file it names may use it)."""
+        return self.anything or _written(name, self.used)
+
+
+def _written(name: str, words: frozenset[str]) -> bool:
+    """Whether `name` is one of `words` or matches one of those that are patterns."""
+    return name in words or GlobSet(word for word in words if "*" in word).matches(name)
+
+
+#: Nothing skipped: the common case, shared.
+_NOTHING_SKIPPED = SkippedText()
+
+
+def skipped_text(loaded: LoadedProgram, diagnostics: Iterable[Diagnostic]) -> SkippedText:
+    """The text the parser skipped in the files of `loaded` that `diagnostics` report a syntax
+    error in (see `SkippedText`)."""
     broken = {
         id(label.source)
-        for d in parse_findings
-        if d.code in SYNTAX_CODES and (label := d.primary) is not None
+        for d in diagnostics
+        if d.code in SYNTAX_CODES and d.severity == "error" and (label := d.primary) is not None
     }
-    words: set[str] = set()
+    if not broken:
+        return _NOTHING_SKIPPED
+    declared: dict[str, frozenset[str]] = {}
+    used: set[str] = set()
     for parsed in loaded.files:
-        if id(parsed.source) in broken:
-            words |= _words_outside(parsed)
-    return words
+        if id(parsed.source) not in broken:
+            continue
+        for piece in _skipped_pieces(parsed):
+            words = _WORD.findall(piece)
+            if not words:
+                continue  # (the blank lines between declarations)
+            kind = words[0]
+            if kind != "test":
+                used.update(words)
+            declared[kind] = declared.get(kind, frozenset()) | _declared_names(kind, piece, words)
+    return SkippedText(declared, frozenset(used))
 
 
-def _words_outside(parsed: ParsedFile) -> set[str]:
-    """The words of a file outside everything that parsed (imports, declarations, comments)."""
-    covered = sorted(
-        [node.span for node in (*parsed.module.imports, *parsed.module.declarations)]
-        + [comment.span for comment in parsed.comments],
-        key=lambda span: span.start,
-    )
+def _declared_names(kind: str, piece: str, words: list[str]) -> frozenset[str]:
+    """The names a skipped piece of `kind` (its text and its words) may declare: none for a
+    rule, a redaction or a test; the words of its first line, where the name is, for a named
+    declaration (the word after the keyword may be the mistake: `tool x refund(`); else any."""
+    if kind in _DECLARE_NO_WORD:
+        return frozenset()
+    if kind in _NAMED:
+        return frozenset(_WORD.findall(piece.lstrip().split("\n", 1)[0]))
+    return frozenset(words)
+
+
+def _skipped_pieces(parsed: ParsedFile) -> list[str]:
+    """The text of a file that no import or declaration covers, comments taken out, cut at
+    each declaration keyword in the first column: one piece per skipped declaration."""
     text = parsed.source.text
-    words: set[str] = set()
+    nodes = (*parsed.module.imports, *parsed.module.declarations)
+    covered = sorted((node.span.start, node.span.end) for node in nodes)
+    comments = sorted((comment.span.start, comment.span.end) for comment in parsed.comments)
+    pieces = []
     position = 0
-    for span in covered:
-        if span.start > position:
-            words.update(_WORD.findall(text, position, span.start))
-        position = max(position, span.end)
-    words.update(_WORD.findall(text, position))
-    return words
+    for start, end in [*covered, (len(text), len(text))]:
+        if start > position:
+            cuts = [m.start() for m in _DECLARATION_START.finditer(text, position, start)]
+            bounds = [position, *(c for c in cuts if c > position), start]
+            for left, right in pairwise(bounds):
+                pieces.append(_without_comments(text, left, right, comments))
+        position = max(position, end)
+    return pieces
 
 
-def _names_skipped(diagnostic: Diagnostic, skipped: set[str]) -> bool:
-    return bool(skipped) and any(n in skipped for n in _QUOTED_NAME.findall(diagnostic.message))
+def _without_comments(text: str, start: int, end: int, comments: list[tuple[int, int]]) -> str:
+    """`text[start:end]` with its comments left out (their words are not code)."""
+    kept = []
+    position = start
+    for comment_start, comment_end in comments[bisect_left(comments, (start, -1)) :]:
+        if comment_start >= end:
+            break
+        kept.append(text[position:comment_start])
+        position = max(position, comment_end)
+    kept.append(text[position:end])
+    return " ".join(kept)
+
+
+def _names_skipped(
+    diagnostic: Diagnostic, skipped: SkippedText, kinds: frozenset[str] | None = None
+) -> bool:
+    """Whether a name `diagnostic` quotes may be declared by skipped text (of `kinds`)."""
+    names = _QUOTED_NAME.findall(diagnostic.message)
+    return any(skipped.may_declare(name, kinds) for name in names)

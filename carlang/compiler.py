@@ -25,7 +25,7 @@ from carlang_runtime.ir.load import gc_paused
 from carlang_runtime.verify import Analysis, ToolSet, VerifyIssue, VerifyResult, analyse, tool_set
 
 from . import ast
-from .cascade import has_syntax_errors, without_cascades
+from .cascade import skipped_text, without_cascades
 from .conditions import check_conditions
 from .diagnostics import CarlangError, Diagnostic, Diagnostics, Label
 from .loader import LoadedProgram, ParseCache, load_program
@@ -127,7 +127,10 @@ def _compile_loaded(
         if result.source_map.tests:  # most files have none: testcases is not even imported
             from .testcases import build_tests
 
-            result.tests = build_tests(lowered.program, result.source_map, result.diagnostics)
+            skipped = skipped_text(loaded, parse_findings)
+            result.tests = build_tests(
+                lowered.program, result.source_map, result.diagnostics, skipped
+            )
     if check and report_unused:
         _report_unused(result, unused_declarations(result, entry_only=True))
     diagnostics.items = without_cascades(diagnostics.items, loaded, parse_findings)
@@ -377,8 +380,9 @@ def unused_declarations(
     a program with proposals or plans: one without (a gateway's, an agent's) declares them for
     `--capability` and `--budget`."""
     entry = result.loaded.entry
-    if has_syntax_errors(result.loaded.diagnostics):
-        return []  # what the unparsed text used is unknown: "never used" would be a guess
+    # A name the parser skipped over (after a syntax error) may be used there: "never used"
+    # would be a guess. (`skipped_text` reads only the parser's errors among these.)
+    skipped = skipped_text(result.loaded, result.loaded.diagnostics.items)
     found = []
     tables: list[tuple[str, dict[str, Origin]]] = [("tool", result.source_map.tools)]
     if result.source_map.proposals or result.source_map.plans:
@@ -388,7 +392,7 @@ def unused_declarations(
         ]
     for kind, table in tables:
         for name, origin in table.items():
-            if (kind, name) in result.used:
+            if (kind, name) in result.used or skipped.may_use(name):
                 continue
             if entry_only and (entry is None or origin.source is not entry.source):
                 continue

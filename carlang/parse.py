@@ -1169,4 +1169,70 @@ def parse(source: Source) -> ParseResult:
     module = outcome.value if isinstance(outcome.value, ast.Module) else None
     if module is None and outcome.problems:
         module = ast.Module((), (), span=Span(0, len(source.text)))
+    if module is not None and outcome.problems:
+        module = _without_cut_declarations(module, outcome.problems, source.text)
     return ParseResult(source, module, comments, diagnostics)
+
+
+#: Declarations whose last token is their own block's `}`: once closed, they are whole.
+_BLOCK_DECLARATIONS = (
+    ast.McpServerDecl,
+    ast.StateDecl,
+    ast.CapabilityDecl,
+    ast.BudgetDecl,
+    ast.ProposalDecl,
+    ast.PlanDecl,
+    ast.TestDecl,
+)
+#: What may come between a block's `}` and an error that cuts the block short.
+_BLANK_OR_COMMENTS = re.compile(r"(?:[ \t]|#[^\n]*)*")
+#: A line that starts with code in its first column: a declaration of its own.
+_NEW_LINE_OF_CODE = re.compile(r"\n[^\s#]")
+
+
+def _without_cut_declarations(
+    module: ast.Module, problems: list[SyntaxProblem], text: str
+) -> ast.Module:
+    """`module` without the declarations that a syntax error cuts short. Recovery keeps a
+    declaration that was complete when the error came, but complete is not whole: a
+    declaration with no block (a policy, a rule, an import, a tool without a body) is
+    complete after any of its parts, so an error in a later part (`deny refund whn ...`, an
+    indented `mesage` line, a keyword that starts a declaration mid-line) would leave it
+    standing without them, and `check` would report what that invented declaration does (a
+    policy with no condition denies every call). So is a block closed by a `}` that an error
+    follows on its line (`a: int } = 0`: a `}` too many). Such a declaration is dropped, as a
+    broken one is. A line with code in its first column starts the next declaration (as
+    recovery reads it): an error from there on is not this one's."""
+    cut: set[int] = set()
+    nodes: list[ast.Import | ast.Declaration] = [*module.imports, *module.declarations]
+    ends = [node.span.end for node in nodes]
+    for problem in problems:
+        at = problem.position
+        index = bisect.bisect_right(ends, at) - 1
+        if index < 0 or at == 0 or text[at - 1] == "\n":
+            continue
+        node, end = nodes[index], nodes[index].span.end
+        if _closed_by_block(node, text):
+            cuts = _BLANK_OR_COMMENTS.fullmatch(text, end, at) is not None
+        else:
+            cuts = _NEW_LINE_OF_CODE.search(text, end, at) is None
+        if cuts:
+            cut.add(id(node))
+    if not cut:
+        return module
+    return ast.Module(
+        tuple(i for i in module.imports if id(i) not in cut),
+        tuple(d for d in module.declarations if id(d) not in cut),
+        span=module.span,
+    )
+
+
+def _closed_by_block(node: ast.Import | ast.Declaration, text: str) -> bool:
+    """Whether `node` ends with the `}` of its own block (a tool's body, not its return type's
+    `{ field: T }`)."""
+    if isinstance(node, _BLOCK_DECLARATIONS):
+        return True
+    if isinstance(node, ast.ToolDecl):
+        returns_last = node.returns is not None and node.returns.span.end == node.span.end
+        return text[node.span.end - 1] == "}" and not returns_last
+    return False

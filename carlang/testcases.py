@@ -29,7 +29,7 @@ from carlang_runtime.policy import state_problems
 from carlang_runtime.suggest import closest, did_you_mean
 
 from . import ast
-from .cascade import FAILED_IMPORT_CODES, has_syntax_errors
+from .cascade import FAILED_IMPORT_CODES, SkippedText
 from .diagnostics import Diagnostics, Label
 from .lower import Origin, SourceMap, assertion_parameters, loc_of, new_action
 from .source import Source, Span
@@ -167,17 +167,20 @@ class _Builder:
     row_cells: list[dict[str, Span]] = field(default_factory=list)
     #: whether an import of the program did not load (see `known`)
     imports_failed: bool = False
+    #: the text the parser skipped after a syntax error: a name declared there is unknown
+    skipped: SkippedText = field(default_factory=SkippedText)
 
     def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
         self.diagnostics.error(TEST_PROBLEM, message, source, span, help=help)
 
     def known(self, source: Source, name: ast.Name, kind: str, names: list[str]) -> bool:
         """Whether `name` is one of `names`; reports it (with a did-you-mean) if not, unless
-        an import failed: what that file declares is unknown, so no name is reported unknown
-        (as `cascade.without_cascades` drops the compiler's own lookups then)."""
+        an import failed (what that file declares is unknown, so no name is reported unknown)
+        or a declaration a syntax error made the parser skip may have declared it (as
+        `cascade.without_cascades` drops the compiler's own lookups then)."""
         if name.text in names:
             return True
-        if self.imports_failed:
+        if self.imports_failed or self.skipped.may_declare(name.text):
             return False
         help = did_you_mean(name.text, names, "`")
         self.error(source, name.span, f"no {kind} is called `{name.text}`", help)
@@ -453,6 +456,8 @@ class _Builder:
                 self.program.plan(subject.name.text) if isinstance(subject, ast.GivenPlan) else None
             )
             if plan is not None and word not in plan.candidates:
+                if self.skipped.may_declare(word):
+                    return None  # (a candidate the parser skipped: the plan lost it)
                 self.error(
                     source,
                     expect.span,
@@ -507,7 +512,12 @@ class _Builder:
         key that does not, at the key (a value from a table cell: on its row)."""
         if not isinstance(state, dict) or self.imports_failed:
             return True
-        problems = state_problems(self.program.state, state)
+        declared = {entry.key for entry in self.program.state}
+        problems = [
+            problem
+            for problem in state_problems(self.program.state, state)
+            if problem[0] in declared or not self.skipped.may_declare(problem[0])
+        ]
         for key, problem, help in problems:
             given = data.value.get(key) if isinstance(data.value, dict) else None
             if isinstance(given, ast.Column):
@@ -542,6 +552,8 @@ class _Builder:
             if not isinstance(name, str):
                 continue
             tool = self.program_tool(name)
+            if tool is None and self.skipped.may_declare(name):
+                continue
             if tool is None:
                 names = [t.name for t in self.program.tools]
                 problems.append((name, f"history entry {number}: no tool is called `{name}`",
@@ -637,15 +649,19 @@ class _Builder:
 
 
 def build_tests(
-    program: ir.Program, source_map: SourceMap, diagnostics: Diagnostics
+    program: ir.Program,
+    source_map: SourceMap,
+    diagnostics: Diagnostics,
+    skipped: SkippedText | None = None,
 ) -> list[TestCase]:
-    """Every test of the program as runnable cases; problems go to `diagnostics`."""
-    # After an import that failed, or text the parser skipped (a declaration cut by a missing
-    # `}`), what the program declares is not known: no name is reported unknown.
-    failed = any(d.code in FAILED_IMPORT_CODES for d in diagnostics.items) or has_syntax_errors(
-        diagnostics.items
-    )
-    builder = _Builder(program, diagnostics, imports_failed=failed)
+    """Every test of the program as runnable cases; problems go to `diagnostics`. `skipped`:
+    the text the parser skipped after syntax errors (`cascade.skipped_text`)."""
+    skipped = skipped or SkippedText()
+    # After an import that failed (or that the parser skipped), what the program declares is
+    # not known: no name is reported unknown. After a declaration the parser skipped, only
+    # the names written in it are (a test's own errors are reported with the syntax error).
+    failed = skipped.anything or any(d.code in FAILED_IMPORT_CODES for d in diagnostics.items)
+    builder = _Builder(program, diagnostics, imports_failed=failed, skipped=skipped)
     named: dict[tuple[str, str], Origin] = {}
     for origin in source_map.tests:
         _check_name(origin, named, diagnostics)

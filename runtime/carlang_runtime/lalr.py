@@ -1055,12 +1055,27 @@ class _Run:
             list(spans),
         )
 
+    def _starts_declaration(self, token: Token, recovery: Recovery) -> bool:
+        """Whether `token` is a declaration keyword in the first column of its line."""
+        start = token[2]
+        return token[1] in recovery.keywords and (start == 0 or self.text[start - 1] == "\n")
+
     def recover(self, failed: Token | None, recovery: Recovery) -> Token:
         """Skip to the next declaration keyword at the start of a line and continue from the
         last top-level point (keeping a declaration that was already complete)."""
         self._close_declaration(recovery.probe)
         if failed is not None and failed[0] != END:
-            self.pos = failed[3]
+            # A declaration keyword at the start of a line is where the next declaration
+            # starts (the one before it left a block open): resume there, not after it,
+            # or that declaration would be skipped with the broken one. So too when that
+            # keyword was just read as a name (an action called `test`, in a proposal left
+            # open) and the error is the token after it; read again from the top level, it
+            # is a keyword, so this cannot repeat.
+            last = self.last
+            if last is not None and last[0] == self.engine.ident and last[2] < failed[2]:
+                if self._starts_declaration(last, recovery):
+                    failed = last
+            self.pos = failed[2] if self._starts_declaration(failed, recovery) else failed[3]
         scanner = self.engine.global_scanner
         while True:
             self.skip_ignored()
