@@ -504,6 +504,8 @@ class _Builder:
         if isinstance(expect.by, ast.Column):
             span = self.cell(expect.by)
         names = [p.name for p in self.program.policies]
+        # (a call the project's capability refuses is decided by it: `capability:NAME`)
+        names += [f"capability:{c.name}" for c in self.program.capabilities if c.name]
         return self.known(source, ast.Name(name, span=span), "policy", names)
 
     def state_fits(self, source: Source, data: ast.Value, state: Any) -> bool:

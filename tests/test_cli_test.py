@@ -779,3 +779,6 @@ test "t" { action delete_account(id: "C1")  expect deny by nodel }
     assert code == 1
     assert "expected deny by nodel, but it was decided by capability:support" in out
     assert "nodel (p.car:4:1): never exercised" in out
+    by_it = program.replace("expect deny by nodel", 'expect deny by "capability:support"')
+    code, out, _ = run("test", str(write(tmp_path, by_it)), "--root", str(tmp_path))
+    assert code == 0, out
