@@ -15,7 +15,8 @@ is the one a user reads (and reads once). Recognised here, after every stage has
   (`chanel:` for `channel`): the misspelling is the finding; and the schema's "additional
   properties are not allowed" about arguments the signature does not have (CL0203 names each);
 - a precondition or an assertion "will fail" on a state key the plan writes a value of the
-  wrong type to (`paid = "yes"` for a bool): the value is the finding;
+  wrong type to (`paid = "yes"` for a bool), or on the initial value of a key that does not
+  fit its type (`tier: "a" | "b" = "c"`, then `assert tier == "z"`): the value is the finding;
 - a warning that repeats an error: "not declared" about a state key where an error already
   suggests the declared one, or "never used" about a declaration an error suggests instead of
   a misspelt name.
@@ -100,6 +101,7 @@ STATE_FLOW_CODES = frozenset({"CL0401", "CL0404"})
 STATE_GUESS_CODES = STATE_FLOW_CODES | {"CL0522"}
 _STATE_KINDS = frozenset({"state"})
 _MISTYPED = re.compile(r"value for `([^`]+)` does not fit its declared type")
+_BAD_INITIAL = re.compile(r"initial value of `([^`]+)` does not fit its type")
 #: A state key no `state` block declares.
 UNDECLARED_KEY = "CL0206"
 _WORD = re.compile(r"[A-Za-z_*][A-Za-z0-9_.*]*")
@@ -127,6 +129,7 @@ def without_cascades(
     import_failed = skipped.anything or any(d.code in FAILED_IMPORT_CODES for d in items)
     misspelt = _misspelt_arguments(items)
     mistyped = _mistyped_keys(items, loaded)
+    bad_initial = _invalid_initial_values(items, loaded)
     kept = []
     for diagnostic in items:
         label = diagnostic.primary
@@ -152,6 +155,8 @@ def without_cascades(
             for key, where in mistyped
         ):
             continue  # about a value its plan writes with the wrong type ("assertion will fail")
+        elif diagnostic.code in STATE_FLOW_CODES and _about_a_value(diagnostic, bad_initial):
+            continue  # about an initial value already reported as not fitting its type
         elif (
             diagnostic.code not in LOOKUP_CODES
             and label is not None
@@ -185,6 +190,43 @@ def _mistyped_keys(
             if source is label.source and _within(label.span, span):
                 found.append((match.group(1), (id(source), span)))
     return found
+
+
+def _invalid_initial_values(
+    items: list[Diagnostic], loaded: LoadedProgram
+) -> list[tuple[str, str]]:
+    """`(key, value)` for each state key whose initial value does not fit its type (CL0205),
+    the value as the state flow's findings show it (`compiler._verify_proposals`)."""
+    from carlang_runtime.cel import format_value
+
+    keys = {
+        found.group(1)
+        for d in items
+        if d.code == VALUE_TYPE and (found := _BAD_INITIAL.match(d.message)) is not None
+    }
+    if not keys:
+        return []
+    return [
+        (entry.key.text, format_value(entry.default.value))
+        for parsed in loaded.files
+        for decl in parsed.module.declarations
+        if isinstance(decl, ast.StateDecl)
+        for entry in decl.entries
+        if entry.key.text in keys and entry.default is not None
+    ]
+
+
+def _about_a_value(diagnostic: Diagnostic, values: list[tuple[str, str]]) -> bool:
+    """Whether a state-flow finding says a key holds one of `values` (`(key, value)`): the
+    assertion's `state['k'] = V,`, a precondition's `'k' is V,` or `'k': V <op>`. A value the
+    plan wrote instead is its own finding."""
+    message = diagnostic.message
+    return any(
+        f"state['{key}'] = {value}," in message
+        or f"'{key}' is {value}," in message
+        or f"'{key}': {value} " in message
+        for key, value in values
+    )
 
 
 def _within_one(diagnostic: Diagnostic, where: tuple[int, Span]) -> bool:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from carlang_runtime import ir
+from carlang_runtime.cel import format_value
 from carlang_runtime.ir.load import gc_paused
 from carlang_runtime.verify import Analysis, ToolSet, VerifyIssue, VerifyResult, analyse, tool_set
 
@@ -163,6 +164,7 @@ def _verify_proposals(
             _UNBOUNDED,
             capabilities.get(proposal.capability or ""),
             budgets.get(proposal.budget or ""),
+            show=format_value,  # values as carlang writes them, `"c"`, not CAR's `String("c")`
         )
         analyses[proposal.id] = analysis
         outcome = analysis.result

@@ -117,3 +117,53 @@ def test_threshold_that_is_no_number_is_refused_in_carlangs_words(tmp_path: Path
         assert result.exit_code == 2, result.output
         assert f"{value}: give a percentage from 0 to 100" in result.stderr
         assert "Input should be" not in result.output
+
+
+# -- check: an invalid initial value, said once; values as carlang writes them ---------------
+
+
+def _findings(tmp_path: Path, text: str) -> list[tuple[str, str]]:
+    """The errors `check` reports in a program of `text`: code and message."""
+    path = tmp_path / "p.car"
+    path.write_text(text)
+    found = compile_file(path, tmp_path).diagnostics.sorted()
+    return [(d.code, d.message) for d in found if d.severity == "error"]
+
+
+_TIER = 'tool t()\ntool u()\nstate {\n  tier: "a" | "b" = "c"\n}\nproposal p {\n  x = t()\n%s\n}\n'
+
+
+def test_an_invalid_initial_value_is_one_error_not_also_the_assertions_on_it(
+    tmp_path: Path,
+) -> None:
+    """`assert tier == "z"` on a key whose declared initial value does not fit its type was a
+    second error, about that value, worded in Rust (`String("c"), expected String("z")`)."""
+    for check in ('  y = assert tier == "z" after x', '  y = u() { requires tier == "z" }'):
+        found = _findings(tmp_path, _TIER % check)
+        assert found == [
+            (
+                "CL0205",
+                'initial value of `tier` does not fit its type: expected one of "a", "b", got "c"',
+            )
+        ]
+
+
+def test_the_state_flow_still_judges_a_value_the_plan_writes(tmp_path: Path) -> None:
+    """Not an initial value's follow-on: the plan wrote the value the assertion fails on."""
+    plan = '  w = u() { effects { tier = "a" } }\n  y = assert tier == "b" after w'
+    found = _findings(tmp_path, _TIER % plan)
+    assert found[0][0] == "CL0205"
+    assert found[1:] == [("CL0404", """assertion will fail: state['tier'] = "a", expected "b\"""")]
+
+
+def test_the_state_flow_shows_values_as_carlang_writes_them(tmp_path: Path) -> None:
+    program = (
+        'tool t()\nstate {\n  count: int = 1\n  tags: list[string] = ["x"]\n}\n'
+        "proposal p {\n  a = assert count == 2\n  b = t() { requires count > 5 }\n"
+        '  c = assert tags == ["y"]\n}\n'
+    )
+    assert _findings(tmp_path, program) == [
+        ("CL0404", "assertion will fail: state['count'] = 1, expected 2"),
+        ("CL0401", "precondition will fail: 'count' is 1, need gt 5"),
+        ("CL0404", """assertion will fail: state['tags'] = ["x"], expected ["y"]"""),
+    ]
