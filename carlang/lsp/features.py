@@ -656,6 +656,9 @@ class Features:
             first, last = within.start.line, within.end.line
             if within.end.character == 0 and last > first:
                 last -= 1
+        blocks = changed_lines(old, new, first, last)
+        if within is not None and not _keeps_meaning(file.source, old, new, blocks, formatted):
+            return []  # (a range's edits that lose or repeat a line are never offered)
         edits = [
             lsp.TextEdit(
                 range=lsp.Range(
@@ -664,7 +667,7 @@ class Features:
                 ),
                 new_text="".join(new[b1:b2]),
             )
-            for a1, a2, b1, b2 in changed_lines(old, new, first, last)
+            for a1, a2, b1, b2 in blocks
         ]
         if edits and not file.source.text.endswith("\n") and within is None:
             return [self._whole(file, formatted)]
@@ -925,6 +928,24 @@ def _writes(action: ast.ActionDecl) -> set[str]:
         if isinstance(item, ast.Effects):
             keys |= {e.key.text for e in item.entries}
     return keys
+
+
+def _keeps_meaning(
+    source: Source,
+    old: list[str],
+    new: list[str],
+    blocks: list[tuple[int, int, int, int]],
+    formatted: str,
+) -> bool:
+    """Whether the text with only `blocks` formatted formats as the whole does: a partial
+    edit that lost, moved or repeated a line would not."""
+    lines = list(old)
+    for a1, a2, b1, b2 in reversed(blocks):
+        lines[a1:a2] = new[b1:b2]
+    try:
+        return format_source(Source(source.name, "".join(lines))) == formatted
+    except (ValueError, FormatError):
+        return False
 
 
 def _lines(text: str) -> list[str]:

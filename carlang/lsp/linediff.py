@@ -23,15 +23,31 @@ def changed_lines(old: list[str], new: list[str], first: int, last: int) -> list
     their text allows, and the pieces outside left out. An inserted block counts when it goes
     before one of the lines of the range."""
     found = []
-    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    # Lines are paired by their text without whitespace, which is most of what formatting
+    # changes: paired by their whole text, the old `}` of a block re-indented matched the
+    # new `}` closing the block around it, and the lines between were taken as one change
+    # that moved a statement, which a range then wrote twice.
+    matcher = difflib.SequenceMatcher(a=_bare(old), b=_bare(new), autojunk=False)
     for tag, a1, a2, b1, b2 in matcher.get_opcodes():
-        if tag == "equal" or a2 < first or a1 > last:
+        if a2 < first or a1 > last:
             continue
-        pieces = [(a1, a2, b1, b2)]
-        if a1 < first or a2 > last + 1:
+        if tag == "equal":  # re-indented or re-spaced lines: each on its own
+            pieces = [
+                (a1 + k, a1 + k + 1, b1 + k, b1 + k + 1)
+                for k in range(a2 - a1)
+                if old[a1 + k] != new[b1 + k]
+            ]
+        elif a1 < first or a2 > last + 1:
             pieces = cut_block(old, new, (a1, a2, b1, b2))
+        else:
+            pieces = [(a1, a2, b1, b2)]
         found += [piece for piece in pieces if _inside(piece, first, last)]
     return found
+
+
+def _bare(lines: list[str]) -> list[str]:
+    """Each line without its whitespace."""
+    return ["".join(line.split()) for line in lines]
 
 
 def _inside(block: Block, first: int, last: int) -> bool:

@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("lsprotocol", reason="the language server needs lsprotocol (carlang[lsp])")
 
@@ -152,6 +154,42 @@ def test_range_formatting_cuts_a_line_that_becomes_several(tmp_path: Path) -> No
     assert _format(features, path, (3, 0), (3, 3)) == [(3, 4, "  a = t(x: 1)  # c\r\n")]
 
 
+NESTED = """tool f(x: string) {}
+tool g(y: string) {}
+proposal q from "x" {
+a=f(x:"u")   {
+retry 2
+}
+  b = g(y:"t") after a
+}
+"""
+
+
+def _apply(text: str, edits: list) -> str:  # type: ignore[type-arg]
+    lines = text.splitlines(keepends=True)
+    for first, end, new in sorted(edits, reverse=True):
+        lines[first:end] = [new] if new else []
+    return "".join(lines)
+
+
+def test_range_formatting_never_repeats_or_loses_a_line(tmp_path: Path) -> None:
+    """The old `}` of a re-indented block was paired with the new `}` closing the proposal,
+    and a range over the block wrote `b = g(...)` twice (a user trial of the editor)."""
+    from carlang.fmt import format_source
+    from carlang.source import Source
+
+    _project, features, path = _features(tmp_path, NESTED)
+    whole = format_source(Source("p.car", NESTED))
+    for start, end in [((3, 0), (4, 3)), ((3, 0), (5, 0)), ((4, 0), (4, 3)), ((3, 0), (3, 5))]:
+        edited = _apply(NESTED, _format(features, path, start, end))
+        assert edited.count("b = g") + edited.count("b=g") == 1, edited
+        assert format_source(Source("p.car", edited)) == whole
+    assert _format(features, path, (3, 0), (5, 0)) == [
+        (3, 4, '  a = f(x: "u") {\n'),
+        (4, 5, "    retry 2\n"),
+    ]
+
+
 def test_a_block_is_cut_where_the_text_on_both_sides_allows() -> None:
     old = ["budget b { max_actions 5\n", "  max_tool_calls 3 }\n"]
     new = ["budget b {\n", "  max_actions 5\n", "  max_tool_calls 3\n", "}\n"]
@@ -206,3 +244,17 @@ def test_completion_of_a_later_statement_in_a_one_line_block(
     assert expected <= labels if expected else labels == set()
     if "after" in line:
         assert labels == expected  # not the action being written, nor `ok` of `set ok`
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.integers(0, 7), st.integers(0, 7))
+def test_any_range_formatted_formats_as_the_whole(tmp_path: Path, one: int, other: int) -> None:
+    from carlang.fmt import format_source
+    from carlang.source import Source
+
+    _project, features, path = _features(tmp_path, NESTED)
+    first, last = min(one, other), max(one, other)
+    edited = _apply(NESTED, _format(features, path, (first, 0), (last, 80)))
+    assert format_source(Source("p.car", edited)) == format_source(Source("p.car", NESTED))
