@@ -57,6 +57,8 @@ _SEVERITY = {
 }
 _TOOL_TEST_KINDS = frozenset(TOOL_TESTS.values())
 _DID_YOU_MEAN = re.compile(r"did you mean `([^`]+)`\?")
+#: The field an unknown-field diagnostic names ("`params` has no field `ulr`").
+_UNKNOWN_FIELD = re.compile(r"has no field `([^`]+)`")
 _SYMBOL_KINDS = {
     "tool": lsp.SymbolKind.Function,
     "state": lsp.SymbolKind.Struct,
@@ -700,7 +702,8 @@ class Features:
             as_lsp = self.to_lsp(diagnostic, path)
             match = _DID_YOU_MEAN.search(diagnostic.help or "")
             if match:
-                edit = lsp.TextEdit(range=as_lsp.range, new_text=match.group(1))
+                where = self._misspelt(file, diagnostic, primary.span) or as_lsp.range
+                edit = lsp.TextEdit(range=where, new_text=match.group(1))
                 actions.append(
                     _quickfix(f"Change to `{match.group(1)}`", uri, [edit], as_lsp, preferred=True)
                 )
@@ -710,6 +713,23 @@ class Features:
                     actions.append(_quickfix(stub[0], uri, [stub[1]], as_lsp))
         actions.extend(self._ordering_fixes(path, file, start, end, uri))
         return actions
+
+    def _misspelt(self, file: ProjectFile, diagnostic: Diagnostic, span: Span) -> lsp.Range | None:
+        """Where the misspelt name is in a diagnostic's span, when the span holds more than
+        the name: an unknown CEL field is reported on the whole selection (`params.ulr`,
+        `has(params.ulr)`, `params["ulr"]`), and its did-you-mean replaces only the field."""
+        named = _UNKNOWN_FIELD.search(diagnostic.message)
+        if named is None:
+            return None
+        text = file.source.text[span.start : span.end]
+        at = text.rfind(named.group(1))
+        if at < 0 or text == named.group(1):
+            return None
+        start = span.start + at
+        return lsp.Range(
+            start=to_position(file.source, start, self.encoding),
+            end=to_position(file.source, start + len(named.group(1)), self.encoding),
+        )
 
     def _tool_stub(self, file: ProjectFile, span: Span) -> tuple[str, lsp.TextEdit] | None:
         module = file.parsed.module

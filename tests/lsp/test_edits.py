@@ -87,6 +87,32 @@ def test_the_ordering_fix_makes_the_failing_precondition_go(
     assert Features(project).code_actions(path, _everywhere()) == []  # ordered now
 
 
+@pytest.mark.parametrize(
+    ("condition", "fixed"),
+    [
+        ('params.ulr == "x"', 'params.url == "x"'),
+        ('action.params.ulr == "x"', 'action.params.url == "x"'),
+        ("has(params.ulr)", "has(params.url)"),
+        ('params["ulr"] == "x"', 'params["url"] == "x"'),
+        ("state.redy", "state.ready"),
+    ],
+)
+def test_a_did_you_mean_for_a_cel_field_changes_the_field_alone(
+    tmp_path: Path, condition: str, fixed: str
+) -> None:
+    """`params.ulr` was replaced whole by `url`, making `when url == "x"`, a new error (a
+    user trial of the editor)."""
+    text = "tool fetch(url: string)\nstate { ready: bool = false }\n"
+    text += f"policy p: deny fetch when {condition}\n"
+    project, features, path = _features(tmp_path, text)
+    (fix,) = [a for a in features.code_actions(path, _everywhere()) if "Change to" in a.title]
+    assert fix.edit is not None and fix.edit.changes is not None
+    after = applied(text, fix.edit.changes[path.as_uri()])
+    assert f"when {fixed}\n" in after
+    project.set_text(path, after)
+    assert [d.code for d in project.diagnostics(path) if d.severity == "error"] == []
+
+
 def test_an_after_that_is_there_gets_the_writer_added(tmp_path: Path) -> None:
     text = HEAD + (
         'proposal q {\n  a = send_email(to: "y")\n  c = send_email(to: "x") after a {\n'
