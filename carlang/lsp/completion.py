@@ -18,6 +18,7 @@ from lsprotocol import types as lsp
 from .. import ast
 from ..syntax import DECLARATION_KEYWORDS
 from ..types import describe_type
+from .positions import to_position
 from .text import first_line, markdown, source_slice
 
 if TYPE_CHECKING:
@@ -83,7 +84,8 @@ class Completer:
             return self._complete_cel(path, policy, before)
         call = _open_call(file.source.text, offset)
         if call is not None:
-            return self._complete_call(path, *call)
+            items = self._complete_call(path, *call)
+            return self._in_quotes(file, offset, items)
         # What is being written starts after the last brace of the line, at the last statement
         # that starts there: a one-line block (`test "x" { proposal rel  expect valid }`)
         # holds its statements after its `{`, one after another.
@@ -278,6 +280,37 @@ class Completer:
             if p.name.text not in given
         ]
 
+    def _in_quotes(
+        self, file: ProjectFile, offset: int, items: list[lsp.CompletionItem]
+    ) -> list[lsp.CompletionItem]:
+        """String values (`"staging"`) chosen with the cursor inside a string already opened
+        (`env: "st|` or `env: "|"`, the editor having closed the quote): each replaces the
+        quoted text, quotes included, rather than adding its own (`""staging""`)."""
+        opened = _open_quote(file.source.text, offset)
+        if opened is None:
+            return items
+        text = file.source.text
+        end = offset + 1 if text[offset : offset + 1] == '"' else offset
+        encoding = self.features.encoding
+        where = lsp.Range(
+            start=to_position(file.source, opened, encoding),
+            end=to_position(file.source, end, encoding),
+        )
+        typed = text[opened:offset]
+        return [
+            lsp.CompletionItem(
+                label=item.label,
+                kind=item.kind,
+                detail=item.detail,
+                filter_text=item.label,
+                text_edit=lsp.TextEdit(range=where, new_text=item.label),
+            )
+            if item.label.startswith('"') and item.label.startswith(typed)
+            else item
+            for item in items
+            if not item.label.startswith('"') or item.label.startswith(typed)
+        ]
+
     def _complete_cel(
         self, path: Path, policy: ast.PolicyDecl, before: str
     ) -> list[lsp.CompletionItem]:
@@ -370,6 +403,25 @@ def _open_call(text: str, offset: int) -> tuple[str, list[str], str | None] | No
     value = re.search(r"([A-Za-z_]\w*)\s*:\s*[^,]*$", inside)
     current = value.group(1) if value else None
     return name.group(1), given, current
+
+
+def _open_quote(text: str, offset: int) -> int | None:
+    """The offset of the `"` opening a string the cursor is in, on its line (a backslash
+    escapes the next character), or None when it is in none."""
+    line_start = text.rfind("\n", 0, offset) + 1
+    opened = None
+    index = line_start
+    while index < offset:
+        char = text[index]
+        if char == "\\" and opened is not None:
+            index += 2
+            continue
+        if char == '"':
+            opened = index if opened is None else None
+        elif char == "#" and opened is None:
+            return None  # a comment: no string goes on
+        index += 1
+    return opened
 
 
 def _enclosing_block(text: str, offset: int) -> str | None:

@@ -284,3 +284,25 @@ def test_any_range_formatted_formats_as_the_whole(tmp_path: Path, one: int, othe
     first, last = min(one, other), max(one, other)
     edited = _apply(NESTED, _format(features, path, (first, 0), (last, 80)))
     assert format_source(Source("p.car", edited)) == format_source(Source("p.car", NESTED))
+
+
+@pytest.mark.parametrize(
+    ("written", "cursor"), [('env: "st', len('env: "st')), ('env: ""', len('env: "'))]
+)
+def test_an_enum_value_chosen_inside_its_quotes_replaces_them(
+    tmp_path: Path, written: str, cursor: int
+) -> None:
+    """Choosing `"staging"` with the cursor inside a string already opened gave
+    `env: ""staging""` (a user trial of the editor): the item replaces the quoted text."""
+    from carlang.lsp.completion import Completer
+
+    head = 'tool deploy(env: "staging" | "prod")\nproposal q {\n  a = deploy('
+    text = head + written + ")\n}\n"
+    _project, features, path = _features(tmp_path, text)
+    line = text[: len(head) + cursor].count("\n")
+    column = len(head) + cursor - (text.rfind("\n", 0, len(head) + cursor) + 1)
+    items = Completer(features).completion(path, lsp.Position(line=line, character=column)).items
+    (staging,) = [i for i in items if i.label == '"staging"']
+    assert isinstance(staging.text_edit, lsp.TextEdit)
+    after = applied(text, [staging.text_edit])
+    assert 'a = deploy(env: "staging")\n' in after
