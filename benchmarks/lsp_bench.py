@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .generate import generate_program
+from .generate import generate_policies, generate_program
 from .timing import Row, print_table
 
 __all__ = ["run", "project_files"]
@@ -156,6 +156,17 @@ async def _measure(quick: bool) -> list[Row]:
         times, _ = await _edits(session, single, [single], samples, "svc")
         await session.stop()
         rows.append(_row("edit a 1,000-line file -> diagnostics", times, 0.100))
+
+        # a policy file: each keystroke used to check every condition again (130 ms at 1,000)
+        policies = root / "policies" / "policies.car"
+        policies.parent.mkdir()
+        policies.write_text(generate_policies(1000))
+        session = _Session()
+        await session.start(policies.parent)
+        await session.open(policies)
+        times, _ = await _edits(session, policies, [policies], samples, "h0.example")
+        await session.stop()
+        rows.append(_row("edit a file of 1,000 policies -> diagnostics", times, 0.100))
 
         project = root / "project"
         project.mkdir()

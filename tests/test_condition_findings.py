@@ -1,0 +1,40 @@
+"""Policy conditions' findings are remembered by condition and by what the condition is checked
+against (each tool's parameters, the declared state), so that an editor's check of a program
+after a keystroke does not check every condition again, and never answers from a stale one."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.helpers import codes, compile_diagnostics
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        # the tool's parameters change: the same condition is checked again
+        ("tool fetch(url: string)", "tool fetch(ulr: string)"),
+        # the declared state changes
+        ("tool fetch(url: string)\nstate { ready: bool = false }", "tool fetch(url: string)"),
+    ],
+)
+def test_a_condition_is_checked_again_when_what_it_sees_changes(before: str, after: str) -> None:
+    policy = '\npolicy p: deny fetch when params.ulr == "x"\npolicy q: deny when state.redy\n'
+    first = codes(before + policy)
+    second = codes(after + policy)
+    assert first != second
+    assert codes(before + policy) == first  # remembered, the same
+
+
+def test_remembered_findings_are_reported_at_each_policys_own_place() -> None:
+    text = (
+        "tool fetch(url: string)\n"
+        'policy a: deny fetch when params.ulr == "x"\n'
+        'policy b: deny fetch when params.ulr == "x"\n'
+    )
+    found = compile_diagnostics(text).diagnostics.items
+    places = sorted(
+        (d.primary.span.start, d.message) for d in found if d.code == "CL0506" and d.primary
+    )
+    assert len(places) == 2 and places[0][0] != places[1][0]
+    assert "policy `a`" in places[0][1] and "policy `b`" in places[1][1]
