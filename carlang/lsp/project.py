@@ -3,7 +3,8 @@ disk, each parsed once per text (`ParseCache`), the import graph, and each open 
 an entry with the compiler's own pipeline and diagnostics. Nothing here knows the protocol.
 
 An edit re-parses only the edited file; the programs it belongs to (the file and the files that
-import it, directly or not) are lowered and checked again from the kept parses.
+import it, directly or not) are lowered and checked again from the kept parses. An import
+cycle is reported in each file of it, as `carlang check` of the project reports it (`_cycles`).
 
 Each file is compiled under the root `carlang check` would give it (`carlang.project.
 find_project`: the nearest folder upwards with a `carlang.toml` or a `.git`), the workspace
@@ -22,9 +23,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from ..cascade import has_syntax_errors
 from ..compiler import CompileResult, compile_file, unused_declarations, unused_diagnostic
-from ..diagnostics import Diagnostic
-from ..loader import ParseCache, display_name
+from ..diagnostics import Diagnostic, Diagnostics
+from ..loader import ParseCache, display_name, load_program
 from ..parse import ParseResult
 from ..project import PROJECT_FILE, Accepted, ProjectError, apply_allowances, find_project
 from ..project import Project as Settings
@@ -150,27 +152,53 @@ class Project:
 
     def _invalidate(self, path: Path) -> list[Path]:
         before = self.cache.get(path)
+        imported_before = self.imports.get(path, set())
         after = self.file(path)
         touched = {path}
-        # Files importing this one are compiled again only when what it declares changed: an
-        # edit to comments or layout moves positions in this file alone (AST equality ignores
-        # spans).
+        # Files importing this one are compiled again only when what they can see of it may
+        # have changed: what it declares (AST equality ignores spans), or, while it has syntax
+        # errors, any of its text (the importers' findings about names the parser skipped
+        # over are judged on that text: `cascade.skipped_text`). An edit to comments or
+        # layout of a file that parses moves positions in this file alone, but for the
+        # importers' findings that point into it ("first declared here").
+        text_changed = (
+            before is None or after is None or before.source.text != after.parsed.source.text
+        )
         if (
             before is None
             or after is None
             or before.module != after.parsed.module
             or len(before.diagnostics) != len(after.parsed.diagnostics)
+            or (text_changed and (_broken(before) or _broken(after.parsed)))
         ):
             touched |= self.dependants(path)
+        elif text_changed:
+            touched |= {d for d in self.dependants(path) if self._points_into(d, path)}
+        if self.imports.get(path, set()) != imported_before:
+            # Which import closes a cycle depends on the file the program is read from: the
+            # files of a cycle this file reaches, now or before, may see another (`_cycles`).
+            reached = self.program_files(path)
+            for target in imported_before:
+                reached |= self.program_files(target)
+            touched |= {p for p in reached if p in self.open and self._in_cycle(p)}
         for stale in touched:
             self._results.pop(stale, None)
             self._lowered.pop(stale, None)
         return sorted(p for p in touched if p in self.open)
 
     def _note_imports(self, path: Path, parsed: ParseResult) -> None:
-        imports = parsed.module.imports if parsed.module else ()
-        targets = (import_target(path, i.path.value) for i in imports)
-        self.imports[path] = {t for t in targets if t is not None}
+        self.imports[path] = _imports_of(parsed, path)
+
+    def _points_into(self, dependant: Path, path: Path) -> bool:
+        """Whether a finding of `dependant`'s kept compile has a label in `path` (whose
+        positions an edit of `path` moves)."""
+        result = self._results.get(dependant)
+        if result is None:
+            return False
+        names = {f.source.name for f in result.loaded.files if f.path == path}
+        return any(
+            label.source.name in names for d in result.diagnostics.items for label in d.labels
+        )
 
     # -- the import graph --------------------------------------------------------------------
 
@@ -198,6 +226,42 @@ class Project:
                 if target not in found:
                     found.add(target)
                     todo.append(target)
+        return found
+
+    def _in_cycle(self, path: Path) -> bool:
+        """Whether `path` imports, directly or not, a file that imports it."""
+        seen: set[Path] = set()
+        todo = list(self.imports.get(path, ()))
+        while todo:
+            target = todo.pop()
+            if target == path:
+                return True
+            if target not in seen:
+                seen.add(target)
+                todo.extend(self.imports.get(target, ()))
+        return False
+
+    def _cycles(self, path: Path) -> list[Diagnostic]:
+        """The import cycles `carlang check` reports in `path` when it checks the project:
+        each file is read as an entry, and the import that closes a cycle is the one met
+        last from that entry, so the cycle found in `path` is found reading another file
+        (one of the cycle, or one importing it). Each of those files is read again (parses
+        kept), only while `path` is in a cycle."""
+        if is_unsaved(path) or not self._in_cycle(path):
+            return []
+        root = self.root_of(path)
+        name = display_name(path, root)
+        found: list[Diagnostic] = []
+        for entry in sorted(self.dependants(path)):
+            if is_unsaved(entry) or self.root_of(entry) != root:
+                continue
+            try:
+                loaded = load_program(entry, root, texts=self.open, cache=self.cache)
+            except OSError:  # (gone, or not a file, since it was parsed)
+                continue
+            found += [
+                d for d in loaded.diagnostics.items if d.code == _CYCLE and _file_of(d) == name
+            ]
         return found
 
     def related_files(self, path: Path) -> list[Path]:
@@ -281,7 +345,9 @@ class Project:
         if entry is None:
             return []
         name = entry.source.name
-        found = [d for d in result.diagnostics.sorted() if _file_of(d) in (name, "")]
+        # (and the import cycles that reading another file finds in this one)
+        everything = Diagnostics([*result.diagnostics.items, *self._cycles(path)])
+        found = [d for d in everything.sorted() if _file_of(d) in (name, "")]
         used_elsewhere = self._judged_uses[path] = self._used_elsewhere(path)
         for kind, declared, origin in unused_declarations(result, entry_only=True):
             if (kind, declared) not in used_elsewhere:
@@ -349,8 +415,24 @@ def import_target(importer: Path, raw: str) -> Path | None:
         return None
 
 
+def _broken(parsed: ParseResult) -> bool:
+    """Whether the parser skipped text of the file (a syntax error)."""
+    return has_syntax_errors(parsed.diagnostics)
+
+
+def _imports_of(parsed: ParseResult, path: Path) -> set[Path]:
+    """The files `parsed` (the text of `path`) imports."""
+    imports = parsed.module.imports if parsed.module else ()
+    targets = (import_target(path, i.path.value) for i in imports)
+    return {t for t in targets if t is not None}
+
+
 def _file_of(diagnostic: Diagnostic) -> str:
     return diagnostic.location()[0]
+
+
+#: An import cycle (the loader's).
+_CYCLE = "CL0210"
 
 
 #: What the loader says of an import it cannot follow: no such file, or out of the root.
