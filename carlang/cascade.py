@@ -43,7 +43,7 @@ from . import ast
 from .diagnostics import Diagnostic
 from .loader import LoadedProgram, ParsedFile
 from .source import Span
-from .syntax import DECLARATION_KEYWORDS
+from .syntax import DECLARATION_KEYWORDS, RULE_KEYWORDS
 
 __all__ = [
     "LOOKUP_CODES",
@@ -341,17 +341,7 @@ _DECLARATION_START = re.compile(
 _NAMED = frozenset({"tool", "mcp_server", "capability", "budget", "policy", "proposal", "plan"})
 #: Built-in rules: each declares only its own name, which starts with its keyword (a test's
 #: `by deny_tool:shell`, `by deny_keyword`).
-_RULES = frozenset(
-    {
-        "deny_tool",
-        "deny_keyword",
-        "deny_tool_param",
-        "allow_tool_param",
-        "deny_tool_param_matching",
-        "rate_limit_tool",
-        "require_state",
-    }
-)
+_RULES = RULE_KEYWORDS
 #: Skipped declarations whose words declare nothing: a rule, a redaction, a test.
 _DECLARE_NO_WORD = _RULES | {"redact", "test"}
 

@@ -13,13 +13,25 @@ from carlang_runtime.lalr import Engine, Recovery, Tables, build_tables, load_ta
 
 from .grammar import grammar_text
 
-__all__ = ["DECLARATION_KEYWORDS", "TABLES_PATH", "engine", "fresh_tables"]
+__all__ = ["DECLARATION_KEYWORDS", "RULE_KEYWORDS", "TABLES_PATH", "engine", "fresh_tables"]
 
 TABLES_PATH = Path(__file__).resolve().parent / "grammar_tables.json"
 
+#: Keywords that start a built-in rule (each named by its keyword: `deny_tool:shell`).
+RULE_KEYWORDS = frozenset(
+    {
+        "deny_tool",
+        "deny_keyword",
+        "deny_tool_param",
+        "allow_tool_param",
+        "deny_tool_param_matching",
+        "rate_limit_tool",
+        "require_state",
+    }
+)
 #: Keywords that start a top-level declaration; error recovery resumes at one of them when it
 #: is the first thing on its line.
-DECLARATION_KEYWORDS = frozenset(
+DECLARATION_KEYWORDS = RULE_KEYWORDS | frozenset(
     {
         "tool",
         "mcp_server",
@@ -28,13 +40,6 @@ DECLARATION_KEYWORDS = frozenset(
         "budget",
         "policy",
         "redact",
-        "deny_tool",
-        "deny_keyword",
-        "deny_tool_param",
-        "allow_tool_param",
-        "deny_tool_param_matching",
-        "rate_limit_tool",
-        "require_state",
         "proposal",
         "plan",
         "test",
