@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from carlang_runtime.cel import CelSyntaxError
+from carlang_runtime.cel.checker import Declarations
 from carlang_runtime.cel.checker import check as check_cel
 from carlang_runtime.cel.functions import FUNCTIONS
-from carlang_runtime.cel.types import DYN, Type
+from carlang_runtime.cel.types import DYN, STRING, Type
 from lsprotocol import types as lsp
 
 from .. import ast
@@ -318,6 +319,7 @@ class Completer:
         member = re.search(r"([A-Za-z_][\w.]*)\.(\w*)$", before)
         if member is not None:
             subject = member.group(1)
+            declarations = _with_macro_variable(declarations, before, subject)
             try:
                 kind: Type = check_cel(subject, declarations).type
             except CelSyntaxError:
@@ -329,8 +331,12 @@ class Completer:
                     )
                     for name, field_type in sorted(kind.fields.items())
                 ]
-            # the methods of the subject's type (all of them when its type is not known)
-            return self._cel_functions(method=True, receiver=kind.kind if kind.known else None)
+            # the methods of the subject's type (all of them when its type is not known), and
+            # the macros of a list or a map (`history.exists(h, ...)`)
+            methods = self._cel_functions(method=True, receiver=kind.kind if kind.known else None)
+            if kind.kind in ("list", "map") or not kind.known:
+                methods += [_macro_item(name) for name in _LIST_MACROS]
+            return methods
         items = [
             lsp.CompletionItem(
                 label=name,
@@ -370,6 +376,44 @@ class Completer:
                 )
             )
         return items
+
+
+#: The comprehension macros of lists and maps, with what each gives.
+_LIST_MACROS = {
+    "all": "all(x, predicate) -> bool: every element",
+    "exists": "exists(x, predicate) -> bool: some element",
+    "exists_one": "exists_one(x, predicate) -> bool: exactly one element",
+    "filter": "filter(x, predicate) -> list: the elements that hold",
+    "map": "map(x, expression) -> list: each element transformed",
+}
+
+
+def _macro_item(name: str) -> lsp.CompletionItem:
+    return lsp.CompletionItem(
+        label=name, kind=lsp.CompletionItemKind.Method, detail=f"macro: {_LIST_MACROS[name]}"
+    )
+
+
+def _with_macro_variable(declarations: Declarations, before: str, subject: str) -> Declarations:
+    """`declarations` with the variable a macro binds, when `subject` starts with it: in
+    `history.filter(h, h.` the `h` is an element of `history` (a map's key for a map)."""
+    variable = subject.split(".")[0]
+    if variable in declarations.variables:
+        return declarations
+    bound = None
+    for found in re.finditer(r"([A-Za-z_][\w.]*)\.(?:\w+)\(\s*([A-Za-z_]\w*)\s*,", before):
+        if found.group(2) == variable:
+            bound = found  # the innermost binding before the cursor is the last one
+    if bound is None:
+        return declarations
+    try:
+        ranged = check_cel(bound.group(1), declarations).type
+    except CelSyntaxError:
+        return declarations
+    element = ranged.element if ranged.kind == "list" else STRING if ranged.kind == "map" else None
+    if element is None:
+        return declarations
+    return Declarations({**declarations.variables, variable: element}, declarations.container)
 
 
 def _keyword(word: str) -> lsp.CompletionItem:

@@ -306,3 +306,26 @@ def test_an_enum_value_chosen_inside_its_quotes_replaces_them(
     assert isinstance(staging.text_edit, lsp.TextEdit)
     after = applied(text, [staging.text_edit])
     assert 'a = deploy(env: "staging")\n' in after
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("history.", {"exists", "all", "filter", "map", "exists_one", "size"}),
+        ('history.filter(h, h.tool == "fetch" && h.', {"tool", "params", "status", "id"}),
+        ("history.exists(e, e.", {"tool", "params", "status"}),
+    ],
+)
+def test_completion_knows_macros_and_what_their_variable_holds(
+    tmp_path: Path, written: str, expected: set[str]
+) -> None:
+    """`history.` offered no `exists`, `filter`...; `h.` inside `history.filter(h, ...)` was
+    of unknown type, so no field of a history entry was offered (a user trial)."""
+    from carlang.lsp.completion import Completer
+
+    head = "tool fetch(url: string)\npolicy p: deny fetch when "
+    text = head + written + "\n"
+    _project, features, path = _features(tmp_path, text)
+    position = lsp.Position(line=1, character=len(head.split("\n")[1]) + len(written))
+    labels = {i.label for i in Completer(features).completion(path, position).items}
+    assert expected <= labels, labels
