@@ -332,6 +332,10 @@ def serve(debounce: float | None = None, **_: Any) -> None:
         server.debounce = debounce
     logging.getLogger("pygls.server").addFilter(_NotJsonSaidInOneLine())
     server.start_io(stdin=cast(BinaryIO, _FramedInput(sys.stdin.buffer, sys.stderr)))
+    # LSP: `exit` with no `shutdown` before it ends the server with status 1 (pygls asks for
+    # it from a callback, which its loop swallows; the process then ended with 0)
+    if not getattr(server.protocol, "_shutdown", True):
+        sys.exit(1)
 
 
 #: The largest message the server reads (a `.car` document is a few hundred kilobytes).

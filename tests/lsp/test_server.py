@@ -809,3 +809,26 @@ def test_a_garbled_message_is_one_line_on_stderr_not_a_traceback(framed: bytes, 
     assert run.returncode == 0, stderr
     assert "Traceback" not in stderr and "internal error" not in stderr, stderr
     assert said in stderr
+
+
+@pytest.mark.parametrize(("shutdown", "status"), [(True, 0), (False, 1)])
+def test_exit_ends_the_server_with_the_status_lsp_asks(shutdown: bool, status: int) -> None:
+    """`exit` after `shutdown` ends the server with 0, without it with 1 (it ended with 0)."""
+
+    def framed(message: dict[str, object]) -> bytes:
+        body = json.dumps(message).encode()
+        return b"Content-Length: %d\r\n\r\n" % len(body) + body
+
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"capabilities": {}}},
+        {"jsonrpc": "2.0", "method": "initialized", "params": {}},
+        *([{"jsonrpc": "2.0", "id": 2, "method": "shutdown"}] if shutdown else []),
+        {"jsonrpc": "2.0", "method": "exit"},
+    ]
+    done = subprocess.run(
+        [sys.executable, "-m", "carlang", "lsp"],
+        input=b"".join(map(framed, messages)),
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == status, done.stderr
