@@ -250,6 +250,7 @@ def _spread(value: str) -> str:
     return value.replace("[", "[\n").replace("{", "{\n").replace(", ", ",\n")
 
 
+@pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_programs())
 def test_any_value_is_laid_out_by_the_width_alone(programs: tuple[str, str]) -> None:

@@ -23,6 +23,9 @@ from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities  
 
 from carlang.lsp.project import Project  # noqa: E402
 
+#: A real language server per test, driven by a real client: with the slower tests.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[2]
 PYTHONPATH = f"{ROOT}:{ROOT / 'runtime'}"
 SERVER = ClientServerConfig(

@@ -811,6 +811,7 @@ def test_a_garbled_message_is_one_line_on_stderr_not_a_traceback(framed: bytes, 
     assert said in stderr
 
 
+@pytest.mark.slow  # (a process each: the default run stays under three minutes)
 @pytest.mark.parametrize(("shutdown", "status"), [(True, 0), (False, 1)])
 def test_exit_ends_the_server_with_the_status_lsp_asks(shutdown: bool, status: int) -> None:
     """`exit` after `shutdown` ends the server with 0, without it with 1 (it ended with 0)."""

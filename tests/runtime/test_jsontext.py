@@ -173,7 +173,7 @@ def _object_text(draw: st.DrawFn, depth: int = 0) -> tuple[str, bool]:
     return "{" + ", ".join(members) + "}", repeats or len(set(keys)) < len(keys)
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(_object_text())
 def test_a_repeated_key_is_refused_exactly_when_an_object_repeats_one(
     case: tuple[str, bool],
