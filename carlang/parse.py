@@ -1200,8 +1200,9 @@ def _without_cut_declarations(
     indented `mesage` line, a keyword that starts a declaration mid-line) would leave it
     standing without them, and `check` would report what that invented declaration does (a
     policy with no condition denies every call). So is a block closed by a `}` that an error
-    follows on its line (`a: int } = 0`: a `}` too many). Such a declaration is dropped, as a
-    broken one is. A line with code in its first column starts the next declaration (as
+    follows on its line (`a: int } = 0`: a `}` too many), unless the block is on one line
+    (opened there, it is whole). Such a declaration is dropped, as a broken one is, but a tool
+    whose signature the error leaves whole (`_whole_signature`). A line with code in its first column starts the next declaration (as
     recovery reads it): an error from there on is not this one's."""
     cut: set[int] = set()
     nodes: list[ast.Import | ast.Declaration] = [*module.imports, *module.declarations]
@@ -1212,8 +1213,12 @@ def _without_cut_declarations(
         if index < 0 or at == 0 or text[at - 1] == "\n":
             continue
         node, end = nodes[index], nodes[index].span.end
+        if _whole_signature(node, text, at):
+            continue
         if _closed_by_block(node, text):
-            cuts = _BLANK_OR_COMMENTS.fullmatch(text, end, at) is not None
+            # (a block opened and closed on one line is whole: `state { a: int = 0 }  // x`)
+            one_line = "\n" not in text[node.span.start : end]
+            cuts = not one_line and _BLANK_OR_COMMENTS.fullmatch(text, end, at) is not None
         else:
             cuts = _NEW_LINE_OF_CODE.search(text, end, at) is None
         if cuts:
@@ -1225,6 +1230,18 @@ def _without_cut_declarations(
         tuple(d for d in module.declarations if id(d) not in cut),
         span=module.span,
     )
+
+
+def _whole_signature(node: ast.Import | ast.Declaration, text: str, at: int) -> bool:
+    """Whether `node` is a tool with no block whose parameter list an error at `at` left
+    closed as written: nothing after the error on its line closes a parenthesis (`tool t(x:
+    int)  // note`, `-> string extra`; not `tool t( ) x: int)`, closed early). What it declares
+    is what every other declaration is checked against: dropped, their errors went unsaid,
+    and a part of it lost decides nothing, as a policy's lost condition would."""
+    if not isinstance(node, ast.ToolDecl) or _closed_by_block(node, text):
+        return False
+    line_end = text.find("\n", at)
+    return ")" not in text[at : len(text) if line_end < 0 else line_end]
 
 
 def _closed_by_block(node: ast.Import | ast.Declaration, text: str) -> bool:

@@ -491,3 +491,32 @@ def test_junk_in_one_declaration_keeps_the_findings_of_the_others(
         }
     )
     assert after == _outside(_BASE_FOUND, (start, end)), [d.message for d in found]
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        (
+            "tool fetch(url: string)  // what it fetches\n"
+            'proposal q {\n  a = fetch(ulr: "x")\n}\n'
+            'policy p: deny fetch when params.ulr == "y"\n',
+            ["CL0101", "CL0203", "CL0506"],
+        ),
+        (
+            "tool fetch(url: string)\nstate { ready: bool = false }  // flags\n"
+            "policy p: deny fetch when state.redy\n",
+            ["CL0101", "CL0506"],
+        ),
+        (
+            'tool send(to: string) -> string,\nproposal q { a = send(too: "x") }\n',
+            ["CL0102", "CL0203"],
+        ),
+    ],
+)
+def test_a_stray_token_after_a_whole_declaration_hides_no_other_error(
+    text: str, kept: list[str]
+) -> None:
+    """A tool or a one-line block followed on its line by junk (a `//` comment) is whole: it
+    was dropped as cut short, and the errors of what uses it went unsaid (a review)."""
+    found = [d.code for d in compile_text(text, "p.car", Path("/tmp")).diagnostics.sorted()]
+    assert [c for c in found if c != "CL0207"] == kept
