@@ -1202,8 +1202,9 @@ def _without_cut_declarations(
     policy with no condition denies every call). So is a block closed by a `}` that an error
     follows on its line (`a: int } = 0`: a `}` too many), unless the block is on one line
     (opened there, it is whole). Such a declaration is dropped, as a broken one is, but a tool
-    whose signature the error leaves whole (`_whole_signature`). A line with code in its first column starts the next declaration (as
-    recovery reads it): an error from there on is not this one's."""
+    whose signature the error leaves whole (`_whole_signature`). A line with code in its
+    first column starts the next declaration (as recovery reads it): an error from there on
+    is not this one's."""
     cut: set[int] = set()
     nodes: list[ast.Import | ast.Declaration] = [*module.imports, *module.declarations]
     ends = [node.span.end for node in nodes]

@@ -796,7 +796,8 @@ async def test_the_server_asks_to_hear_of_carlang_toml_changes(client: LanguageC
 )
 def test_a_garbled_message_is_one_line_on_stderr_not_a_traceback(framed: bytes, said: str) -> None:
     """A body that is not JSON, and a Content-Length past any message (the read was an
-    internal OverflowError that killed the server): one line on stderr each, exit 0."""
+    internal OverflowError that killed the server): one line on stderr each, and the end of
+    input with no `shutdown` before it, status 1 (as LSP asks of `exit` without one)."""
     run = subprocess.run(
         [sys.executable, "-m", "carlang", "lsp"],
         input=framed,
@@ -806,7 +807,7 @@ def test_a_garbled_message_is_one_line_on_stderr_not_a_traceback(framed: bytes, 
         check=False,
     )
     stderr = run.stderr.decode()
-    assert run.returncode == 0, stderr
+    assert run.returncode == 1, stderr
     assert "Traceback" not in stderr and "internal error" not in stderr, stderr
     assert said in stderr
 
