@@ -4,6 +4,7 @@ functions, constant conditions), with every finding at its line and column in th
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Hashable
 from dataclasses import dataclass
@@ -78,7 +79,7 @@ class _Seen:
     def __init__(self, program: ir.Program) -> None:
         self.tools = {tool.name: _fingerprint(tool.parameters) for tool in program.tools}
         self.state = _fingerprint([(e.key, e.type) for e in program.state])
-        self.every_tool = tuple(sorted(self.tools.items()))
+        self.every_tool = _fingerprint(sorted(self.tools.items()))
 
     def key(self, program: ir.Program, policy: ir.CelPolicy) -> Hashable:
         """The fingerprint of `declarations_of(program, policy)`."""
@@ -88,8 +89,10 @@ class _Seen:
         return (tuple((t.name, self.tools[t.name]) for t in targets), self.state)
 
 
-def _fingerprint(value: object) -> str:
-    return json.dumps(value, sort_keys=True, default=repr)
+def _fingerprint(value: object) -> bytes:
+    """A digest of `value` as JSON: a key of a few bytes however large the schemas are."""
+    text = json.dumps(value, sort_keys=True, default=repr)
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
 def _check_condition(
@@ -134,7 +137,9 @@ def _findings(program: ir.Program, policy: ir.CelPolicy, cel: str, limits: Limit
     try:
         tree = parse(cel)
     except CelSyntaxError as exc:
-        return _Findings(exc)
+        # a fresh error, with no traceback: kept in `_FINDINGS`, the raised one's frames
+        # would keep the whole program alive
+        return _Findings(CelSyntaxError(exc.message, exc.line, exc.column, literal=exc.literal))
     cost = estimate(tree, limits.assumed_size).cost
     if cost > limits.max_cost:
         return _Findings(None, cost)

@@ -38,3 +38,20 @@ def test_remembered_findings_are_reported_at_each_policys_own_place() -> None:
     )
     assert len(places) == 2 and places[0][0] != places[1][0]
     assert "policy `a`" in places[0][1] and "policy `b`" in places[1][1]
+
+
+def test_a_remembered_syntax_error_keeps_no_program_alive() -> None:
+    """An editor makes a condition that does not parse at nearly every keystroke: the error
+    remembered held its traceback, whose frame held the whole program (a review)."""
+    import gc
+    import weakref
+
+    tools = "\n".join(f"tool t{i}(p: string)" for i in range(5))
+    alive = []
+    for k in range(5):
+        result = compile_diagnostics(tools + f"\npolicy p: deny t1 when params.p == {k} &&\n")
+        assert result.program is not None
+        alive.append(weakref.ref(result.program))
+        del result
+    gc.collect()
+    assert [ref() for ref in alive] == [None] * 5
