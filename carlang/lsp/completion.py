@@ -291,7 +291,7 @@ class Completer:
         if opened is None:
             return items
         text = file.source.text
-        end = offset + 1 if text[offset : offset + 1] == '"' else offset
+        end = _string_close(text, offset)
         encoding = self.features.encoding
         where = lsp.Range(
             start=to_position(file.source, opened, encoding),
@@ -466,6 +466,20 @@ def _open_quote(text: str, offset: int) -> int | None:
             return None  # a comment: no string goes on
         index += 1
     return opened
+
+
+def _string_close(text: str, offset: int) -> int:
+    """Past the `"` that closes, on its line, the string the cursor at `offset` is in (`"st|ag"`:
+    the rest of the string goes too), or `offset` when the line does not close it."""
+    index = offset
+    while index < len(text) and text[index] != "\n":
+        if text[index] == "\\":
+            index += 2
+            continue
+        if text[index] == '"':
+            return index + 1
+        index += 1
+    return offset
 
 
 def _enclosing_block(text: str, offset: int) -> str | None:

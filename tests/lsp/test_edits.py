@@ -287,7 +287,8 @@ def test_any_range_formatted_formats_as_the_whole(tmp_path: Path, one: int, othe
 
 
 @pytest.mark.parametrize(
-    ("written", "cursor"), [('env: "st', len('env: "st')), ('env: ""', len('env: "'))]
+    ("written", "cursor"),
+    [('env: "st', len('env: "st')), ('env: ""', len('env: "')), ('env: "stag"', len('env: "st'))],
 )
 def test_an_enum_value_chosen_inside_its_quotes_replaces_them(
     tmp_path: Path, written: str, cursor: int
