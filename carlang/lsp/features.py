@@ -31,7 +31,7 @@ from ..loader import display_name
 from ..source import Source, Span
 from ..types import describe_type, value_kind
 from .completion import Completer
-from .linediff import changed_lines
+from .linediff import changed_by_characters, changed_lines
 from .positions import to_offset, to_position, to_range
 from .project import Project, ProjectFile, import_target
 from .rename import Renamer
@@ -660,7 +660,13 @@ class Features:
                 last -= 1
         blocks = changed_lines(old, new, first, last)
         if within is not None and not _keeps_meaning(file.source, old, new, blocks, formatted):
-            return []  # (a range's edits that lose or repeat a line are never offered)
+            # (a range's edits that lose or repeat a line are never offered: the lines paired
+            # the other way, or nothing)
+            blocks = changed_lines(old, new, first, last, bare=False)
+            if not _keeps_meaning(file.source, old, new, blocks, formatted):
+                blocks = changed_by_characters(old, new, first, last)
+                if not _keeps_meaning(file.source, old, new, blocks, formatted):
+                    return []
         edits = [
             lsp.TextEdit(
                 range=lsp.Range(

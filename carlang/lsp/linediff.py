@@ -11,23 +11,28 @@ from __future__ import annotations
 
 import difflib
 
-__all__ = ["Block", "changed_lines", "cut_block"]
+__all__ = ["Block", "changed_lines", "changed_by_characters", "cut_block"]
 
 #: `(a1, a2, b1, b2)`: old lines `a1..a2` (end excluded) become new lines `b1..b2`.
 Block = tuple[int, int, int, int]
 
 
-def changed_lines(old: list[str], new: list[str], first: int, last: int) -> list[Block]:
+def changed_lines(
+    old: list[str], new: list[str], first: int, last: int, *, bare: bool = True
+) -> list[Block]:
     """The blocks of lines that change from `old` to `new` and lie within old lines
     `first..last` (both included): the blocks that cross the range's edges are cut as finely as
     their text allows, and the pieces outside left out. An inserted block counts when it goes
-    before one of the lines of the range."""
+    before one of the lines of the range. Lines are paired by their text without whitespace
+    (`bare`), else by their whole text."""
     found = []
-    # Lines are paired by their text without whitespace, which is most of what formatting
-    # changes: paired by their whole text, the old `}` of a block re-indented matched the
-    # new `}` closing the block around it, and the lines between were taken as one change
-    # that moved a statement, which a range then wrote twice.
-    matcher = difflib.SequenceMatcher(a=_bare(old), b=_bare(new), autojunk=False)
+    # Paired by their text without whitespace, which is most of what formatting changes:
+    # paired by their whole text, the old `}` of a block re-indented matched the new `}`
+    # closing the block around it, and the lines between were taken as one change that moved
+    # a statement, which a range then wrote twice. Either pairing can meet a `}` that is not
+    # its own: the caller checks the edits (and tries the other pairing).
+    keys = (_bare(old), _bare(new)) if bare else (old, new)
+    matcher = difflib.SequenceMatcher(a=keys[0], b=keys[1], autojunk=False)
     for tag, a1, a2, b1, b2 in matcher.get_opcodes():
         if a2 < first or a1 > last:
             continue
@@ -43,6 +48,23 @@ def changed_lines(old: list[str], new: list[str], first: int, last: int) -> list
             pieces = [(a1, a2, b1, b2)]
         found += [piece for piece in pieces if _inside(piece, first, last)]
     return found
+
+
+def changed_by_characters(old: list[str], new: list[str], first: int, last: int) -> list[Block]:
+    """`changed_lines` with no pairing of lines: the lines from the first that differs to the
+    last are one block, cut where its characters (whitespace left out) allow (`cut_block`).
+    Slower, for when neither pairing of lines gives edits that keep the text's meaning (a
+    `}` on a line of its own paired with another block's)."""
+    start = 0
+    while start < min(len(old), len(new)) and old[start] == new[start]:
+        start += 1
+    end_old, end_new = len(old), len(new)
+    while end_old > start and end_new > start and old[end_old - 1] == new[end_new - 1]:
+        end_old, end_new = end_old - 1, end_new - 1
+    if start == end_old and start == end_new:
+        return []
+    pieces = cut_block(old, new, (start, end_old, start, end_new))
+    return [piece for piece in pieces if _inside(piece, first, last)]
 
 
 def _bare(lines: list[str]) -> list[str]:

@@ -330,3 +330,28 @@ def test_completion_knows_macros_and_what_their_variable_holds(
     position = lsp.Position(line=1, character=len(head.split("\n")[1]) + len(written))
     labels = {i.label for i in Completer(features).completion(path, position).items}
     assert expected <= labels, labels
+
+
+BLOCKS_CLOSED_APART = (
+    "tool build(commit: string) {\n  idempotent\n  reversibility reversible }\n"
+    "tool canary(version: string) { reversibility compensable\n}\n"
+    "tool promote(version: string) { reversibility irreversible\n}\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("line", "edit"),
+    [
+        (2, (2, 3, "  reversibility reversible\n}\n")),
+        (3, (3, 4, "tool canary(version: string) {\n  reversibility compensable\n")),
+        (5, (5, 6, "tool promote(version: string) {\n  reversibility irreversible\n")),
+    ],
+)
+def test_a_range_gets_its_own_lines_formatted_where_no_pairing_of_lines_fits(
+    tmp_path: Path, line: int, edit: tuple[int, int, str]
+) -> None:
+    """Each `}` on a line of its own pairs with another tool's under either pairing of lines:
+    the edits were refused as unsafe and the range formatted nothing (a review). The lines
+    are then cut by their characters."""
+    _project, features, path = _features(tmp_path, BLOCKS_CLOSED_APART)
+    assert _format(features, path, (line, 0), (line, 80)) == [edit]
