@@ -22,6 +22,7 @@ __all__ = [
     "call_problems",
     "capability_problem",
     "under_capability",
+    "capability_refusal",
 ]
 
 _MARK = {True: "matched", False: "did not match"}
@@ -134,8 +135,15 @@ def under_capability(decision: Decision, problem: str | None, capability: str | 
     policies' traces still say what they would decide)."""
     if problem is None:
         return decision
-    refusal = PolicyMatch(f"capability:{capability}", ir.PolicyEffect.DENY, problem)
-    return Decision(ir.PolicyEffect.DENY, (refusal, *decision.matches))
+    return Decision(
+        ir.PolicyEffect.DENY, (capability_refusal(capability, problem), *decision.matches)
+    )
+
+
+def capability_refusal(capability: str | None, problem: str) -> PolicyMatch:
+    """The deny of a call capability `capability` refuses, named `capability:NAME` (as
+    `explain`, `mcp serve` and a test's `by` name it)."""
+    return PolicyMatch(f"capability:{capability}", ir.PolicyEffect.DENY, problem)
 
 
 def redacted(text: str, program: ir.Program, action: ir.Action) -> str:

@@ -16,11 +16,11 @@ from functools import cache
 
 from carlang_runtime import ir
 from carlang_runtime.planner import rank_plan
-from carlang_runtime.policy import Decision, PolicyMatch, PolicySet, PolicyTrace
+from carlang_runtime.policy import Decision, PolicySet, PolicyTrace
 from carlang_runtime.policy.static import judged_contexts
 
 from .compiler import CompileResult
-from .explain import capability_problem
+from .explain import capability_problem, capability_refusal
 from .testcases import Expectation, TestCase
 
 __all__ = ["CaseResult", "Coverage", "run_tests"]
@@ -179,7 +179,7 @@ class _Runner:
         if refused is not None:
             # the run refuses the call before any policy: the capability alone decides, and
             # no policy is exercised (the traces still show what they would say)
-            refusal = PolicyMatch(f"capability:{self.capability}", ir.PolicyEffect.DENY, refused)
+            refusal = capability_refusal(self.capability, refused)
             decision = Decision(ir.PolicyEffect.DENY, (refusal,))
         else:
             self.coverage.record(traces, self.keys)
