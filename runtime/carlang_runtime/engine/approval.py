@@ -8,7 +8,7 @@ refused: an action that needs a yes does not run without one.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, cast
 
 from ..ir import Action
@@ -22,6 +22,7 @@ __all__ = [
     "DenyApprovals",
     "CallbackGate",
     "as_gate",
+    "as_approval",
 ]
 
 
@@ -106,7 +107,22 @@ class CallbackGate:
         answer = self.decide(request)
         if isinstance(answer, Awaitable):
             answer = await answer
-        if isinstance(answer, Approval):
+        return as_approval(answer)
+
+
+def as_approval(answer: object) -> Approval:
+    """A gate's `answer` as an `Approval` that approves only when it says so exactly: `True`,
+    or an `Approval` whose `approved` is `True`. Anything else is a refusal (fail closed): a
+    gate that builds its answer from a form's or a webhook's text must not approve on
+    `"false"`, `1` or `None`."""
+    if isinstance(answer, Approval):
+        if isinstance(answer.approved, bool):
             return answer
-        approved = answer is True  # fail closed: "no", 1 or a dict is not a yes
-        return Approval(approved, "approved" if approved else "refused")
+        shown = repr(answer.approved)[:40]
+        return replace(
+            answer,
+            approved=False,
+            reason=f"refused: the gate answered approved={shown}, which is not True",
+        )
+    approved = answer is True
+    return Approval(approved, "approved" if approved else "refused")

@@ -229,9 +229,9 @@ class EventSink(Protocol):
 class JsonlSink:
     """One JSON object per line, appended to a file (flushed at the end of each run)."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._file = path.open("a", encoding="utf-8")
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._file = self.path.open("a", encoding="utf-8")
 
     def write(self, event: Event) -> None:
         """Append one line."""

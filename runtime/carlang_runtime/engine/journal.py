@@ -130,8 +130,8 @@ def _refuse_other_databases(path: Path, connection: sqlite3.Connection) -> None:
 class SqliteSink:
     """Writes events to a SQLite database file."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path | str) -> None:
+        self.path = path = Path(path)
         try:
             self._connection = _connect(path)
         except sqlite3.Error as exc:
@@ -286,7 +286,8 @@ class EventStore:
     """Read access to a journal written by `SqliteSink`. A file that is missing, not a journal
     or damaged is an `EventLogError` that names it and says what is wrong."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
+        path = Path(path)
         if not path.exists():
             raise EventLogError(f"{path}: no such file")
         if path.is_dir():

@@ -63,7 +63,7 @@ from ..paramcheck import validation_errors
 from ..policy import RUNNING, Decision, PolicyMatch, PolicySet, history_entry
 from ..precondition import check_assertion, check_precondition
 from ..redact import Scrubber
-from .approval import ApprovalRequest
+from .approval import ApprovalRequest, as_approval
 from .events import EventKind, format_time
 from .limits import call_key
 from .outcome import AFTER_PREFIX, candidate_failure
@@ -1049,6 +1049,7 @@ class ProposalRun:
         answer = self.rt.approval.review(request)
         if inspect.isawaitable(answer):
             answer = await answer
+        answer = as_approval(answer)  # a gate's own class may answer anything
         self.emit(
             EventKind.APPROVAL_RECORDED,
             action.id,

@@ -68,14 +68,18 @@ def write_action(id: str) -> ir.Action:
     return ir.Action(id=id, type="state_write", parameters={"key": "k", "value": 1})
 
 
-def test_jsonl_and_sqlite_sinks_record_the_same_events(tmp_path: Path) -> None:
+@pytest.mark.parametrize("as_text", [False, True])
+def test_jsonl_and_sqlite_sinks_record_the_same_events(tmp_path: Path, as_text: bool) -> None:
+    """(`as_text`: the sinks take a path as a str too, as the docs' `JsonlSink(path)` reads;
+    a str was an AttributeError.)"""
     jsonl, db = tmp_path / "run.jsonl", tmp_path / "run.db"
-    rt = Runtime(events=EventLog([JsonlSink(jsonl), SqliteSink(db)]))
+    paths = (str(jsonl), str(db)) if as_text else (jsonl, db)
+    rt = Runtime(events=EventLog([JsonlSink(paths[0]), SqliteSink(paths[1])]))
     rt.register_tool("t", lambda: {"ok": True})
     rt.execute(proposal(call("a", "t"), call("b", "nope")))
     rt.close()
     lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
-    store = EventStore(db)
+    store = EventStore(paths[1])
     stored = [e.to_dict() for e in store.events()]
     assert [r["kind"] for r in lines] == [r["kind"] for r in stored]
     assert lines[0]["data"] == stored[0]["data"]

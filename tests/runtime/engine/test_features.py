@@ -134,6 +134,37 @@ def test_a_gate_answer_that_is_not_true_is_a_refusal(answer: Any) -> None:
     assert statuses(result) == {"d": "rejected"}
 
 
+class _Answers:
+    """A gate of the user's own class, answering whatever it was given."""
+
+    def __init__(self, answer: Any) -> None:
+        self.answer = answer
+
+    def review(self, request: Any) -> Any:
+        return self.answer
+
+
+@pytest.mark.parametrize("approved", ["false", "true", 1, None, [True]])
+@pytest.mark.parametrize("own_class", [False, True])
+def test_an_approval_whose_approved_is_not_a_bool_is_a_refusal(
+    approved: Any, own_class: bool
+) -> None:
+    """`Approval("false", ...)` approved the action (the engine tested its truth): a gate
+    that builds its answer from a form's text must not approve on "false" or 1. A gate of
+    the user's own class answering a bare value is taken as `CallbackGate` takes it."""
+    for answer in (Approval(approved, "from a web form", "alice"), approved):
+        gate = _Answers(answer) if own_class else CallbackGate(lambda request, a=answer: a)
+        rt = Runtime(approval=gate)
+        rt.register_tool("deploy", lambda: None)
+        rt.add_policy(ir.CelPolicy(name="ask", effect="require_approval"))
+        result = rt.execute(proposal(call("d", "deploy", failure_behavior="skip")))
+        assert statuses(result) == {"d": "rejected"}
+        (recorded,) = rt.events.query("approval_recorded")
+        assert recorded.data["approved"] is False
+        if isinstance(answer, Approval):
+            assert "which is not True" in errors(result)["d"]
+
+
 def test_a_plain_function_is_a_gate_and_anything_else_is_refused_when_set() -> None:
     """A function of the request is taken as `CallbackGate` takes it (a plain function passed
     to set_approval_gate crashed the run at its first approval, with an AttributeError); an
