@@ -249,6 +249,15 @@ COMPILER_CODES: tuple[Code, ...] = (
         "a capability allows a tool or a state key that nothing declares (a misspelling?)",
         "carlang",
     ),
+    Code(
+        "CL0224",
+        "mcp-tool-twice",
+        "names",
+        "warning",
+        "two tools bound to the same tool of an MCP server: a policy or capability that names one"
+        " does not hold for the other's calls",
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

@@ -175,6 +175,8 @@ class _Lowerer:
         #: tool -> its parameters' JSON Schema
         self.tool_schemas: dict[str, dict[str, Any]] = {}
         self.mcp_names: set[str] = set()
+        #: (server, the server's tool name) -> the first declaration bound to it
+        self.mcp_bound: dict[tuple[str, str], tuple[Source, ast.ToolDecl]] = {}
         #: name -> the first capability or budget declared with it, and which of the two
         self.under_names: dict[str, tuple[str, Origin]] | None = None
 
@@ -509,6 +511,7 @@ class _Lowerer:
             # a server's tools are its surface for agents and the proxy: not "unused"
             self.used.add(("tool", decl.name.text))
             name = remote.name.value if remote is not None else rest
+            self.bound_once(source, decl, server, name)
             return ir.McpBinding.model_construct(server=server, tool=name)
         if remote is not None:
             self.d.error(
@@ -520,6 +523,29 @@ class _Lowerer:
                 help="name the tool `server.name` after a declared `mcp_server`",
             )
         return None
+
+    def bound_once(self, source: Source, decl: ast.ToolDecl, server: str, name: str) -> None:
+        """Warn when a second declaration binds the server's tool `name` (CL0224): policies
+        and capabilities name declarations, so a rule on one leaves the other's calls free
+        (`deny t.pay when ...` does not see `t.pay_v2`, whose `remote "pay"` calls the same
+        tool)."""
+        first = self.mcp_bound.setdefault((server, name), (source, decl))
+        if first[1] is decl:
+            return
+        first_source, first_decl = first
+        self.d.warning(
+            "CL0224",
+            f"tool `{decl.name.text}` calls `{name}` on MCP server `{server}`, as"
+            f" `{first_decl.name.text}` does: a policy or capability that names one does not"
+            " hold for the other's calls",
+            source,
+            decl.name.span,
+            label="the same server tool again",
+            related=[Label(first_source, first_decl.name.span, "first bound here", False)],
+            help=f"declare `{server}`'s `{name}` once, or name both tools in every policy and"
+            f" capability that names one (`deny {first_decl.name.text}, {decl.name.text}"
+            " when ...`)",
+        )
 
     # -- MCP servers -------------------------------------------------------------------------
 
