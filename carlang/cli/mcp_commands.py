@@ -227,6 +227,17 @@ def proxy_command(
             " open stream); its servers are stopped. Default: 1800 (30 minutes).",
         ),
     ] = None,
+    history_limit: Annotated[
+        int | None,
+        typer.Option(
+            "--history-limit",
+            min=1,
+            metavar="N",
+            help="How many calls of a client session `history` keeps (the last N refused and"
+            " the last N others): past it, policies that read `history` refuse the session's"
+            " calls they would allow (they cannot be decided on part of it). Default: 1000.",
+        ),
+    ] = None,
     root: RootOption = None,
 ) -> None:
     """An MCP server fronting the program's MCP servers: clients see only the tools the
@@ -245,6 +256,7 @@ def proxy_command(
         serve_http,
         serve_stdio,
     )
+    from carlang_runtime.policy import HISTORY_LIMIT
 
     from .agent_commands import chosen_capability, load_program
     from .run_commands import _event_log
@@ -278,7 +290,9 @@ def proxy_command(
     log = _event_log(events)
     log.keep = False  # a gateway runs for days: events go to --events, not to memory
     with _stopped_as_by_ctrl_c() as caught:
-        runtime = Runtime.from_program(program, events=log)
+        runtime = Runtime.from_program(
+            program, events=log, history_limit=history_limit or HISTORY_LIMIT
+        )
         try:
             http = transport is Transport.http
             proxy = PolicyProxy(

@@ -108,6 +108,22 @@ def test_proxy_lists_allowed_tools_and_enforces_policies(program: Path, tmp_path
     assert '"error": "unknown tool \'toy.fail\'"' in logged
 
 
+def test_history_limit_trims_a_session_and_its_history_rules_fail_closed(program: Path) -> None:
+    """`--history-limit N`: past N calls the first leave `history`, and `echo_once` then
+    cannot be decided: it refuses, saying why, instead of forgetting the first echo."""
+
+    async def body(session: Any) -> None:
+        first = await session.call_tool("toy.echo_text", {"text": "hello"})
+        assert not first.isError
+        for _ in range(2):
+            assert not (await session.call_tool("toy.add", {"a": 1, "b": 1})).isError
+        again = await session.call_tool("toy.echo_text", {"text": "hello"})
+        assert again.isError and "echo_once" in _text(again)
+        assert "earlier call(s) of this session are no longer kept" in _text(again)
+
+    _run(_with_stdio_proxy, program, ["--capability", "safe", "--history-limit", "2"], body)
+
+
 def test_approval_by_elicitation_and_budget_per_session(program: Path, tmp_path: Path) -> None:
     import mcp.types as types
 

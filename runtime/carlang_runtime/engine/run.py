@@ -226,6 +226,8 @@ class ProposalRun:
             if any(p.reads("history") for p in self.policies)
             else None
         )
+        # How many earlier entries that history lacks: the rules that read it fail closed.
+        self.dropped = runtime.history_dropped(session) if self.history is not None else 0
         # Whether a level whose actions declare state writes runs in order (`runs_in_order`).
         self.judges_state = any(p.judges_state() for p in self.policies)
         # The `history` entries of admitted actions that have not ended (status "running").
@@ -946,6 +948,7 @@ class ProposalRun:
                 scope=self.scope,
                 history=self.history if self.history is not None else (),
                 explain=self.rt.explain_violations,
+                dropped=self.dropped,
             )
             if decision.matches:
                 matches.extend(decision.matches)
@@ -1021,6 +1024,7 @@ class ProposalRun:
             history=self.history if self.history is not None else (),
             explain=True,
             admit=False,
+            dropped=self.dropped,
         )
         if decision.allowed:
             return ()

@@ -39,7 +39,7 @@ from ..ir import (
 )
 from ..ir.load import load_proposal
 from ..paramcheck import with_defaults
-from ..policy import PolicySet, keep_history
+from ..policy import HISTORY_LIMIT, PolicySet, keep_history
 from ..redact import (
     Scrubber,
     SecretPath,
@@ -128,6 +128,9 @@ class _Session:
     #: The tenant whose runs the session holds (`tenant`, once `bound`): its history is theirs.
     tenant: str | None = None
     bound: bool = False
+    #: How many of its earliest `history` entries are gone (`keep_history`): a policy that
+    #: reads `history` cannot be decided without them, and fails closed.
+    dropped: int = 0
 
 
 class Runtime:
@@ -146,7 +149,10 @@ class Runtime:
         workers: int = 32,
         compensate: bool = True,
         decision_log: bool | None = None,
+        history_limit: int = HISTORY_LIMIT,
     ) -> None:
+        if type(history_limit) is not int or history_limit < 1:
+            raise ValueError(f"history_limit must be a positive int, not {history_limit!r}")
         self.state = state if isinstance(state, StateStore) else StateStore(state)
         self.events = events if events is not None else EventLog()
         self.approval: ApprovalGate = as_gate(approval) if approval else _NO_APPROVAL_GATE
@@ -162,6 +168,9 @@ class Runtime:
         #: Whether every policy decision is a `policy_decision` event (None: when events go
         #: to a sink, so a runtime that keeps nothing pays nothing).
         self.decision_log = decision_log
+        #: How many refused and how many other entries a session's `history` keeps (each):
+        #: past it, policies that read `history` fail closed for the rest of the session.
+        self.history_limit = history_limit
         self.tools: dict[str, RegisteredTool] = {}
         self.policies = PolicySet(clock=clock)
         self.middleware: list[Middleware] = []
@@ -446,9 +455,15 @@ class Runtime:
         run's when there is no session."""
         found = self._sessions.get(session) if session is not None else None
         if found is not None:
-            keep_history(found.history)
+            found.dropped += keep_history(found.history, self.history_limit)
             return found.history
         return self._run_history.setdefault(run_id, [])
+
+    def history_dropped(self, session: str | None) -> int:
+        """How many earlier entries the session's `history` no longer holds (0 without a
+        session: a run's own history is whole)."""
+        found = self._sessions.get(session) if session is not None else None
+        return found.dropped if found is not None else 0
 
     async def wait_for_rate(self, tool: RegisteredTool) -> None:
         """Wait for the tool's rate limit to admit one more call (backpressure)."""

@@ -142,17 +142,18 @@ def history_entry(
 HISTORY_LIMIT: Final = 1000
 
 
-def keep_history(history: list[dict[str, Any]], limit: int | None = None) -> None:
+def keep_history(history: list[dict[str, Any]], limit: int | None = None) -> int:
     """Trim `history`, in place, to the last `limit` refused entries (status "rejected") and
     the last `limit` others, in order. Apart, because a refusal costs its caller nothing (no
     budget, no tool runs): were the oldest to go first whatever they are, calls a policy
     denies would push a call out of a rule's sight for free (`deny pay when history.exists(h,
     h.tool == "pay" && ...)`: a thousand denied calls later, a second payment went through);
     were refusals to go first, a rule that counts them would never see one. One pass.
-    (`limit`: `HISTORY_LIMIT` when None.)"""
+    (`limit`: `HISTORY_LIMIT` when None.) Returns how many entries went: a policy that reads
+    `history` cannot be decided on what is left (`PolicySet.evaluate`'s `dropped`)."""
     limit = HISTORY_LIMIT if limit is None else limit
     if len(history) <= limit:
-        return
+        return 0
     refused = kept = 0
     keep = [False] * len(history)
     for index in range(len(history) - 1, -1, -1):
@@ -162,7 +163,9 @@ def keep_history(history: list[dict[str, Any]], limit: int | None = None) -> Non
         else:
             kept += 1
             keep[index] = kept <= limit
+    before = len(history)
     history[:] = [entry for entry, kept_it in zip(history, keep, strict=True) if kept_it]
+    return before - len(history)
 
 
 def policy_declarations(

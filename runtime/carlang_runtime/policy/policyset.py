@@ -404,9 +404,15 @@ class PolicySet:
         now: datetime | CelTimestamp | None = None,
         explain: bool = False,
         admit: bool = True,
+        dropped: int = 0,
     ) -> Decision:
         """The decision for `action`. `explain` adds, to each CEL match, the sub-expressions
         that decided it; `admit=False` is a dry run that spends no rate-limit budget.
+
+        `dropped`: how many earlier entries `history` lacks (a session's is trimmed to its
+        last calls, `keep_history`). A condition that reads `history` and does not match
+        could then have matched on what is gone: it cannot be decided, and applies (fail
+        closed), as a condition that fails does; an allow that reads it does not allow.
 
         A tool call's declared effects (`expected_effects`, committed to state when it
         succeeds) are state writes: each is judged as the `state_write` of its key and value
@@ -415,7 +421,7 @@ class PolicySet:
         however the write is made."""
         found = self._by_tool.get(action.tool) or self._for_tool(action.tool)
         matches = self._matches(
-            found, action, proposal_id, state, scope, history, now, explain, admit
+            found, action, proposal_id, state, scope, history, now, explain, admit, dropped
         )
         if action.expected_effects:
             on_writes = self._for_effects()
@@ -423,7 +429,16 @@ class PolicySet:
                 for key, value in action.expected_effects.items():
                     write = cast(Action, _EffectWrite(action, key, value))
                     found_on = self._matches(
-                        on_writes, write, proposal_id, state, scope, history, now, explain, admit
+                        on_writes,
+                        write,
+                        proposal_id,
+                        state,
+                        scope,
+                        history,
+                        now,
+                        explain,
+                        admit,
+                        dropped,
                     )
                     matches.extend(_on_effect(match, key) for match in found_on)
         if not matches:
@@ -457,6 +472,7 @@ class PolicySet:
         now: datetime | CelTimestamp | None,
         explain: bool,
         admit: bool,
+        dropped: int = 0,
     ) -> list[PolicyMatch]:
         """The policies of `found` that match `action` itself (`evaluate`)."""
         state = state if state is not None else {}
@@ -495,8 +511,10 @@ class PolicySet:
                 matches.append(
                     PolicyMatch(policy.name, PolicyEffect.DENY, reason, reads=native.reads)
                 )
+        if dropped:  # (after the loop: a session within its limit pays nothing for this)
+            matches.extend(_undecidable(found.rules, matches, dropped))
         if found.allows:
-            matches.extend(self._allow_list(found.allows, activation, explain))
+            matches.extend(self._allow_list(found.allows, activation, explain, dropped))
         return matches
 
     def trace(
@@ -620,13 +638,20 @@ class PolicySet:
         return None
 
     def _allow_list(
-        self, allows: tuple[_CelRule, ...], activation: dict[str, Any], explain: bool
+        self,
+        allows: tuple[_CelRule, ...],
+        activation: dict[str, Any],
+        explain: bool,
+        dropped: int = 0,
     ) -> list[PolicyMatch]:
         errors: list[str] = []
         limited = False
         for rule in allows:
             if rule.program is None:
                 return []
+            if dropped and "history" in rule.reads:  # allowed on part of it: no allow
+                errors.append(f"{rule.policy.name}: {_incomplete(dropped)}")
+                continue
             try:
                 if rule.program.evaluate(activation) is True:
                     return []
@@ -649,3 +674,35 @@ class PolicySet:
         explanation = first.explain(activation) if explained and first is not None else None
         reads = frozenset().union(*(rule.reads for rule in allows))
         return [PolicyMatch(names, PolicyEffect.DENY, reason, None, explanation, reads)]
+
+
+def _incomplete(dropped: int) -> str:
+    """Why a condition that reads `history` cannot be decided on a trimmed one."""
+    return (
+        f"it reads `history`, and {dropped} earlier call(s) of this session are no longer"
+        " kept (the runtime's history_limit): a rule over the whole session cannot be decided"
+        " on part of it; start a new session, or raise history_limit"
+    )
+
+
+def _undecidable(
+    rules: Iterable[_CelRule | tuple[Policy, NativeRule]],
+    matched: Sequence[PolicyMatch],
+    dropped: int,
+) -> list[PolicyMatch]:
+    """The deny and approval rules that read `history` and did not match it: on a history
+    that lacks `dropped` earlier entries they cannot be decided, and apply (fail closed: a
+    "once per session" rule must not forget the first call after a thousand others)."""
+    decided = {match.policy for match in matched}
+    out = []
+    for rule in rules:
+        if not isinstance(rule, _CelRule) or "history" not in rule.reads:
+            continue
+        if rule.policy.name in decided:
+            continue
+        error = CelEvalError(ErrorKind.INVALID_ARGUMENT, _incomplete(dropped))
+        reason = f"{rule.message} ({_incomplete(dropped)})"
+        out.append(
+            PolicyMatch(rule.policy.name, rule.policy.effect, reason, error, None, rule.reads)
+        )
+    return out

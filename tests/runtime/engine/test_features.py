@@ -241,17 +241,12 @@ def test_history_is_kept_per_session_for_policies_that_read_it() -> None:
     assert outcomes == ["succeeded", "succeeded", "rejected"]
 
 
-def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """`history` keeps the last 1,000 refused entries and the last 1,000 others: a refused
-    call costs its caller nothing, so a thousand denied calls do not make a second payment
-    pass a once-per-session rule (they did, as the oldest entries went first)."""
-    from carlang_runtime.policy import activation
-
-    HISTORY_LIMIT = 50  # (1,000 in production: the same with fewer runs)
-    monkeypatch.setattr(activation, "HISTORY_LIMIT", HISTORY_LIMIT)
-    rt = Runtime()
+def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history() -> None:
+    """`history` keeps the last `history_limit` refused entries and as many others: a
+    refused call costs its caller nothing, so a thousand denied calls do not make a second
+    payment pass a once-per-session rule (they did, as the oldest entries went first)."""
+    limit = 50  # (1,000 by default: the same with fewer runs)
+    rt = Runtime(history_limit=limit)
     rt.register_tool("pay", lambda amount: "paid")
     rt.register_tool("ping", lambda n: "pong")
     rt.add_policy(
@@ -264,26 +259,64 @@ def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history(
     rt.add_policy(ir.CelPolicy(name="no_big_ping", tools=["ping"], when="params.n > 10"))
     session = rt.open_session()
 
-    def status(tool: str, **params: Any) -> str:
+    def run(tool: str, **params: Any) -> tuple[str, str | None]:
         plan = proposal(call("a", tool, params=params))
-        return statuses(rt.execute(plan, session=session))["a"]
+        result = rt.execute(plan, session=session)
+        return statuses(result)["a"], errors(result).get("a")
 
-    assert [status("pay", amount=5), status("pay", amount=5)] == ["succeeded", "rejected"]
-    assert {status("ping", n=1000) for _ in range(HISTORY_LIMIT)} == {"rejected"}
-    assert status("pay", amount=5) == "rejected"
-    # allowed calls still push the oldest out: the last 1,000 are what the rule sees
-    assert {status("ping", n=1) for _ in range(HISTORY_LIMIT)} == {"succeeded"}
-    assert status("pay", amount=5) == "succeeded"
-    # and the refusals are kept too, the last 1,000 of them: a rule that counts them still
-    # sees one after a thousand allowed calls
+    assert [run("pay", amount=5)[0], run("pay", amount=5)[0]] == ["succeeded", "rejected"]
+    assert {run("ping", n=1000)[0] for _ in range(limit - 1)} == {"rejected"}
+    status, error = run("pay", amount=5)
+    assert status == "rejected" and error is not None and "no longer kept" not in error
+
+
+def test_a_rule_over_a_trimmed_history_fails_closed() -> None:
+    """Past `history_limit` allowed calls the first ones leave `history`: a once-per-session
+    rule then saw no payment and allowed a second one (a red-team trial: a thousand cheap
+    calls, then the payment). A rule that reads `history` and does not match a trimmed one
+    cannot be decided: it applies, saying why; rules that do not read it are unaffected, and
+    a new session starts whole."""
+    limit = 50
+    rt = Runtime(history_limit=limit)
+    rt.register_tool("pay", lambda amount: "paid")
+    rt.register_tool("ping", lambda n: "pong")
     rt.register_tool("wire", lambda amount: "sent")
     rt.add_policy(
         ir.CelPolicy(
-            name="locked", tools=["wire"], when='history.exists(h, h.status == "rejected")'
+            name="once",
+            tools=["pay"],
+            when='history.exists(h, h.tool == "pay" && h.status != "rejected")',
         )
     )
-    assert {status("ping", n=1) for _ in range(HISTORY_LIMIT)} == {"succeeded"}
-    assert status("wire", amount=5) == "rejected"
+    rt.add_policy(
+        ir.CelPolicy(
+            name="ask_after_refusal",
+            effect="require_approval",
+            tools=["wire"],
+            when='history.exists(h, h.status == "rejected")',
+        )
+    )
+    rt.add_policy(ir.CelPolicy(name="no_big_ping", tools=["ping"], when="params.n > 10"))
+    session = rt.open_session()
+
+    def run(tool: str, session: str = session, **params: Any) -> tuple[str, str | None]:
+        result = rt.execute(proposal(call("a", tool, params=params)), session=session)
+        return statuses(result)["a"], errors(result).get("a")
+
+    assert run("pay", amount=5)[0] == "succeeded"
+    assert {run("ping", n=1)[0] for _ in range(limit)} == {"succeeded"}  # trimmed now
+    status, error = run("pay", amount=5)
+    assert status == "rejected" and error is not None
+    assert "1 earlier call(s) of this session are no longer kept" in error
+    assert run("ping", n=1)[0] == "succeeded"  # no_big_ping reads no history
+    # a require_approval rule applies too: approval is asked (and refused without a gate)
+    status, error = run("wire", amount=5)
+    assert status == "rejected" and error is not None and error.startswith("approval refused")
+    assert rt.history_dropped(session) > 0
+    fresh = rt.open_session()
+    assert run("pay", session=fresh, amount=5)[0] == "succeeded"
+    with pytest.raises(ValueError, match="history_limit must be a positive int"):
+        Runtime(history_limit=0)
 
 
 def test_a_call_no_tool_could_receive_stays_out_of_history() -> None:
