@@ -176,19 +176,21 @@ def _known_tools(wanted: list[str], runs: list[Any], judges: list[Any]) -> None:
 
 
 def _program(path: Path, root: Path | None) -> ir.Program:
-    from carlang.cli.checking import one_source
+    """The program at `path`, or exit 2 with its errors: those that stop `carlang run` stop
+    replay (a policy naming no declared tool, a condition on a field that does not exist
+    would decide nothing, and the gate pass on it). What verification finds in the
+    program's own proposals (a proposal the new policy denies) is no reason not to replay."""
+    from carlang.cli.checking import blocking_errors, one_source
     from carlang.cli.lang_commands import project_root
     from carlang.compiler import compile_file
     from carlang.render import render_text
 
     files = one_source(path)
     result = compile_file(files[0], project_root(files, root))
-    # Errors of reading and naming make a program unusable; what verification finds in the
-    # program's own proposals (a proposal the new policy denies) is no reason not to replay.
-    errors = [d for d in result.diagnostics.sorted() if d.severity == "error" and d.code < "CL0300"]
+    errors = blocking_errors(result.diagnostics.sorted(), proposal_errors_ok=True)
     if result.program is None or errors:
         echo_err(render_text(errors or result.diagnostics.sorted()))
-        echo_err(f"{path}: the program has errors; replay needs one that compiles")
+        echo_err(f"{path}: the program has errors; fix them to replay with it")
         raise typer.Exit(EXIT_USAGE)
     return result.program
 

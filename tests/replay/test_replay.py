@@ -828,3 +828,25 @@ def test_a_log_that_holds_no_run_fails_the_gate(tmp_path: Path) -> None:
     log.write_text("")
     code, out = cli("replay", str(log), "--program", str(program))
     assert code == 1 and "the logs hold no run" in out, out
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "code"),
+    [
+        ("deny pay when", "deny pya when", "CL0502"),  # a tool no declaration has
+        ("params.amount_cents > 100000", "params.amount_cent > 100000", "CL0506"),
+    ],
+)
+def test_a_candidate_with_errors_is_refused_as_run_refuses_it(
+    finance_log: Path, tmp_path: Path, old: str, new: str, code: str
+) -> None:
+    """Only parse errors were refused: a policy naming no declared tool, or reading a field
+    that does not exist, decides nothing, and the gate passed on a program `check` fails."""
+    program = candidate(tmp_path, old, new)
+    status, out = cli("replay", str(finance_log), "--program", str(program))
+    assert status == 2, out
+    assert f"error[{code}]" in out and "the program has errors; fix them" in out
+    status, out = cli(
+        "replay", str(finance_log), "--program", str(FINANCE), "--baseline", str(program)
+    )
+    assert status == 2 and f"error[{code}]" in out, out
