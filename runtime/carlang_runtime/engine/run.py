@@ -261,7 +261,9 @@ class ProposalRun:
         ]
         self.compensations: list[CompensationResult] = []
         # Secret parameter values (and values a policy caught) never leave the run unredacted.
-        self.scrub: Scrubber | None = runtime.scrubber(proposal, self.policies, self.tenant)
+        self.scrub: Scrubber | None = runtime.scrubber(
+            proposal, self.policies, self.tenant, session
+        )
         self.succeeded_idempotent: list[str] = []
         # Decision records (`policy_decision`), when the runtime keeps them.
         self.log_decisions = bool(self.policies) and runtime.logs_decisions

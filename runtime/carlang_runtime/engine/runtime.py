@@ -121,6 +121,11 @@ class GateDecision:
     policies: tuple[str, ...] = ()
 
 
+#: How many distinct kept-out values a session remembers for its later runs (the oldest go
+#: first): enough for the tokens and keys of a long session, bounded for a gateway's memory.
+SESSION_SECRETS: Final = 1000
+
+
 @dataclass
 class _Session:
     policies: PolicySet
@@ -131,6 +136,10 @@ class _Session:
     #: How many of its earliest `history` entries are gone (`keep_history`): a policy that
     #: reads `history` cannot be decided without them, and fails closed.
     dropped: int = 0
+    #: The values its runs kept out of what they wrote down (secret parameters, `redact`
+    #: paths, what a built-in rule caught), distinct, the last `SESSION_SECRETS`: later runs
+    #: of the session keep them out too (a token given to `login` and echoed by a later call).
+    secrets: list[Any] = field(default_factory=list)
 
 
 class Runtime:
@@ -562,16 +571,32 @@ class Runtime:
         proposal: ActionProposal,
         policies: Sequence[PolicySet] = (),
         tenant: str | None = None,
+        session: str | None = None,
     ) -> Scrubber | None:
         """What a run must keep out of everything it writes down: the values of secret
         parameters of its actions (and compensations), the secrets earlier runs wrote into the
-        state of `tenant` (`remember_state_secrets`), and, when the log is durable, the values
-        a built-in rule catches. None when there is nothing (the common case costs a set test
+        state of `tenant` (`remember_state_secrets`), those earlier runs of `session` kept out
+        (remembered here for its later runs), and, when the log is durable, the values a
+        built-in rule catches. None when there is nothing (the common case costs a set test
         per run)."""
         held = self._state_secrets.get(tenant)
-        if not self.keeps_parameters_out and not (self.durable and policies) and not held:
+        found = self._sessions.get(session) if session is not None else None
+        if found is not None and (not found.bound or found.tenant != tenant):
+            # another tenant's run (refused) neither adds to nor learns from the session's
+            # secrets: whether a guess comes back `[REDACTED]` would tell it one
+            found = None
+        earlier = found.secrets if found is not None else []
+        if (
+            not self.keeps_parameters_out
+            and not (self.durable and policies)
+            and not held
+            and not earlier
+        ):
             return None
         values = self._kept_out(proposal, policies if self.durable else ())
+        if found is not None and values:
+            _remember_distinct(found.secrets, values, SESSION_SECRETS)
+        values.extend(earlier)
         if held:
             values.extend(self.state_secrets(tenant))
         scrubber = Scrubber(values)
@@ -1152,7 +1177,7 @@ class Runtime:
         self.redact_document(proposal, document, policies)
         # as the run wrote it down: a secret's text is also out of every other string (a
         # message that quotes the token), not only out of its own parameter
-        scrub = self.scrubber(proposal, policies, run.tenant)
+        scrub = self.scrubber(proposal, policies, run.tenant, run.session)
         if scrub is not None:
             document = scrub.value(document)
         if document != run.proposal.model_dump(mode="json"):
@@ -1413,3 +1438,11 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _remember_distinct(held: list[Any], values: Iterable[Any], limit: int) -> None:
+    """Add each of `values` not in `held` yet to its end, then keep its last `limit`."""
+    for value in values:
+        if value not in held:
+            held.append(value)
+    del held[:-limit]

@@ -502,3 +502,44 @@ def test_a_secret_a_tool_keeps_in_the_state_stays_out_of_later_runs_logs(tmp_pat
     rt.state.delete("session.alice", tenant="A")
     rt.state.delete("backup", tenant="A")
     assert rt.state_secrets("A") == [] and rt.state_secrets("B") == []
+
+
+def test_a_secret_given_earlier_in_a_session_stays_out_of_its_later_runs(tmp_path: Path) -> None:
+    """A token given to `login` was redacted in that run, but a later call of the same
+    session that quoted it (an agent echoing what it was told) wrote it in clear in its
+    result and its events (a red-team trial, through the MCP proxy and the agent loop, where
+    every call is a run of its own). A session remembers what its runs kept out; another
+    tenant's run in it neither adds to nor learns from that (its guesses would come back
+    `[REDACTED]`), and another session has none of it."""
+    log = tmp_path / "run.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.register_tool("login", lambda user, token: "ok", LOGIN)
+    rt.register_tool("echo", lambda text: text)
+    a = {"tenant": "A"}
+    session = rt.open_session(tenant="A")
+    rt.execute(
+        proposal(call("l", "login", params={"user": "alice", "token": SECRET})),
+        session=session,
+        scope=a,
+    )
+    quoted = {"text": f"the token is {SECRET}"}
+    later = rt.execute(
+        proposal(call("e", "echo", params=quoted), id="p2"), session=session, scope=a
+    )
+    assert later.results[0].output == f"the token is {REDACTED}"
+    other = rt.execute(proposal(call("e", "echo", params=quoted), id="p3"), scope=a)
+    assert other.results[0].output == quoted["text"]  # (no session: nothing was given it)
+    probe = rt.execute(
+        proposal(call("e", "echo", params=quoted), id="p4"), session=session, scope={"tenant": "B"}
+    )
+    assert probe.results[0].status.value == "rejected" and REDACTED not in str(probe.results)
+    rt.close()
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    proposal_of = {
+        e["trace_id"]: e["data"]["proposal"]["id"]
+        for e in events
+        if e["kind"] == "proposal_received"
+    }
+    in_session = [e for e in events if proposal_of[e["trace_id"]] in ("p", "p2")]
+    assert len(in_session) > 10 and SECRET not in json.dumps(in_session)
+    assert SECRET in json.dumps([e for e in events if proposal_of[e["trace_id"]] == "p3"])
