@@ -23,6 +23,7 @@ from carlang_runtime.paramcheck import ParamChecker, filled_parameters, finding_
 from carlang_runtime.policy import policy_declarations, state_problem, state_type
 from carlang_runtime.policy.activation import action_activation
 
+from .explain import redacted
 from .lower import suggest
 
 __all__ = ["EvalContext", "EvalOutcome", "eval_context", "evaluate", "EvalUsageError"]
@@ -160,7 +161,15 @@ def evaluate(context: EvalContext, expression: str) -> EvalOutcome:
         )
     except CarlangRuntimeError as exc:
         return EvalOutcome(expression, kind, errors=(str(exc),), warnings=warnings)
-    return EvalOutcome(expression, kind, value, format_value(value), warnings=warnings)
+    # a secret parameter's value is not shown, not even to the one who typed it (as explain)
+    action = ir.Action(
+        id="eval",
+        type=ir.ActionType.TOOL_CALL,
+        tool=context.tool.name if context.tool is not None else "",
+        parameters=context.params,
+    )
+    shown = redacted(format_value(value), context.program, action)
+    return EvalOutcome(expression, kind, value, shown, warnings=warnings)
 
 
 def _issue_text(expression: str, issue: Any) -> str:

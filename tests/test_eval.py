@@ -142,3 +142,17 @@ def test_a_state_no_run_can_have_is_refused_and_the_repl_keeps_its_own() -> None
     answer = repl.handle(':state {"nope": 1}')
     assert answer is not None and answer.startswith("error: the state given: no state key")
     assert repl.handle("state.tests_passed") == "true : bool"  # the state before the refusal
+
+
+def test_a_secret_parameter_is_not_shown_in_a_value(tmp_path: Path) -> None:
+    """`carlang eval` printed a secret parameter's value (`explain`, `verify` and `mcp serve`
+    show it `[REDACTED]`), in text and in --json, and so did the repl."""
+    program = tmp_path / "login.car"
+    program.write_text("tool login(user: string, token: string secret)\n")
+    given = ["--tool", "login", "--params", '{"user": "bob", "token": "hunter2xyz"}']
+    for extra in ([], ["--json"]):
+        result = runner.invoke(app, ["eval", str(program), 'params.token + "!"', *given, *extra])
+        assert result.exit_code == 0 and "hunter2xyz" not in result.output
+        assert "[REDACTED]!" in result.output
+    shown = runner.invoke(app, ["eval", str(program), "params.user", *given])
+    assert shown.exit_code == 0 and '"bob"' in shown.output
