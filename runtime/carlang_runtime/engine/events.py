@@ -10,6 +10,7 @@ interrupted from outside ends in one marked `interrupted`, and the resumed run's
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -235,7 +236,7 @@ class JsonlSink:
 
     def write(self, event: Event) -> None:
         """Append one line."""
-        self._file.write(json.dumps(event.to_dict(), default=str, ensure_ascii=False) + "\n")
+        self._file.write(_strict_json(event.to_dict()) + "\n")
 
     def flush(self) -> None:
         """Flush to the operating system."""
@@ -245,6 +246,29 @@ class JsonlSink:
         """Flush and close the file."""
         if not self._file.closed:
             self._file.close()
+
+
+def _strict_json(document: dict[str, Any]) -> str:
+    """`document` as one line of strict JSON (RFC 8259), for other tools to read: a tool's
+    output may hold NaN or an infinity, which `json.dumps` writes bare (jq and most parsers
+    refuse the line); those are written as strings, "NaN", "Infinity", "-Infinity"."""
+    try:
+        return json.dumps(document, default=str, ensure_ascii=False, allow_nan=False)
+    except ValueError as exc:
+        if "Out of range float" not in str(exc):
+            raise
+        return json.dumps(_finite(document), default=str, ensure_ascii=False, allow_nan=False)
+
+
+def _finite(value: Any) -> Any:
+    """`value` with each non-finite float replaced by its name, a string."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 class EventLog:

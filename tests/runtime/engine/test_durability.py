@@ -93,6 +93,26 @@ def test_jsonl_and_sqlite_sinks_record_the_same_events(tmp_path: Path, as_text: 
     store.close()
 
 
+def test_a_jsonl_log_is_strict_json_when_a_tool_answers_nan(tmp_path: Path) -> None:
+    """A tool's output of NaN or an infinity was written bare into the JSONL log (`NaN`),
+    which jq and most JSON parsers refuse: such numbers are written as strings there; the
+    run's own result keeps the float."""
+    log = tmp_path / "run.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.register_tool("t", lambda: {"score": float("nan"), "range": [float("inf"), -1e400, 2.5]})
+    result = rt.execute(proposal(call("a", "t")))
+    rt.close()
+    output = result.results[0].output
+    assert output["score"] != output["score"]  # (NaN, kept as it is)
+
+    def refuse(name: str) -> None:
+        raise AssertionError(f"non-standard JSON: {name}")
+
+    lines = [json.loads(line, parse_constant=refuse) for line in log.read_text().splitlines()]
+    (done,) = [e for e in lines if e["kind"] == "action_succeeded"]
+    assert done["data"]["output"] == {"score": "NaN", "range": ["Infinity", "-Infinity", 2.5]}
+
+
 # -- checkpoints ----------------------------------------------------------------------
 
 
