@@ -97,13 +97,20 @@ def replay_command(
         runs = read_runs(logs)
     except EventLogError as exc:
         fail_usage(str(exc))
-    if run:
-        chosen = set(_known_runs(run, runs, logs))
-        runs = [r for r in runs if r.run_id in chosen]
+    # the runs --run leaves out are replayed all the same: they make the session's history
+    # and budget the chosen ones are judged with
+    chosen = _known_runs(run, runs, logs) if run else []
     if tool:
         _known_tools(tool, runs, [candidate, *([reference] if reference else [])])
     report = replay(
-        runs, candidate, reference, tools=tool or (), since=start, until=end, examples=examples
+        runs,
+        candidate,
+        reference,
+        tools=tool or (),
+        since=start,
+        until=end,
+        run_ids=chosen,
+        examples=examples,
     )
     echo(render_replay(report, output.value, examples, chosen_fail_on))
     if report.actions == 0:  # a gate that judged nothing passes only by saying so

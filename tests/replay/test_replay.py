@@ -850,3 +850,27 @@ def test_a_candidate_with_errors_is_refused_as_run_refuses_it(
         "replay", str(finance_log), "--program", str(FINANCE), "--baseline", str(program)
     )
     assert status == 2 and f"error[{code}]" in out, out
+
+
+def test_run_judges_one_run_with_the_history_and_budget_of_its_session(tmp_path: Path) -> None:
+    """`--run` dropped the session's other runs before replaying: the run was judged on an
+    empty history and an unspent budget, and 0 changes passed the gate where the whole log
+    showed `allow -> deny`. It narrows what is judged, as `--tool` and `--since` do."""
+    log = _service_log(tmp_path, ".jsonl")
+    second = read_runs([log])[1]  # acme's second run: f1, after the session read a secret
+    assert second.steps[0][1] == "f1"
+    program = tmp_path / "new.car"
+    program.write_text(
+        SERVICE
+        + 'policy no_exfiltration: deny fetch when history.exists(h, h.tool == "read_secret")\n'
+    )
+    code, found, report = changes(log, program, "--run", second.run_id)
+    assert code == 1 and found == {("f1", "allow -> deny")}, report
+    assert (report["runs"], report["judged_runs"], report["decisions"]) == (1, 1, 1)
+    # a session's budget, spent by the session's earlier runs
+    budgeted = _session_log(tmp_path, [("f", None)] * 3)
+    third = read_runs([budgeted])[2].run_id
+    program.write_text("tool f(n: int)\nbudget per_session { max_tool_calls 2 }\n")
+    code, found, report = changes(budgeted, program, "--run", third)
+    assert code == 1 and found == {("call_2", "allow -> deny")}, report
+    assert report["categories"][0]["by_policy"] == {"budget:per_session": 1}

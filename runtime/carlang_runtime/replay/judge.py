@@ -367,12 +367,15 @@ def replay(
     tools: Iterable[str] = (),
     since: float | None = None,
     until: float | None = None,
+    run_ids: Iterable[str] = (),
     examples: int = 5,
 ) -> ReplayReport:
     """Re-decide every recorded action of `runs` with `candidate`, against the recorded
-    decisions or, with `baseline`, against the baseline's decisions on the same actions."""
+    decisions or, with `baseline`, against the baseline's decisions on the same actions.
+    `tools`, `since`, `until` and `run_ids` narrow what is judged and reported; every run
+    still rebuilds the state, history and budgets the judged ones see."""
     with without_gc():
-        return _replay(runs, candidate, baseline, tools, since, until, examples)
+        return _replay(runs, candidate, baseline, tools, since, until, set(run_ids), examples)
 
 
 def _replay(
@@ -382,6 +385,7 @@ def _replay(
     tools: Iterable[str],
     since: float | None,
     until: float | None,
+    run_ids: Set[str],
     examples: int,
 ) -> ReplayReport:
     report = ReplayReport(baseline=baseline.name if baseline is not None else "recorded")
@@ -389,10 +393,14 @@ def _replay(
     histories: dict[str, list[dict[str, Any]]] = {}
     shown: Counter[str] = Counter()
     for run in runs:
-        report.runs += 1
+        # A run `run_ids` leaves out is not reported, but it is replayed all the same: the
+        # session's history and budget the chosen runs see hold its actions.
+        counted = not run_ids or run.run_id in run_ids
+        report.runs += counted
         proposal, problem = _proposal(run)
         if proposal is None:
-            report.unjudged.append(Unjudged(run.run_id, run.proposal_id, problem))
+            if counted:
+                report.unjudged.append(Unjudged(run.run_id, run.proposal_id, problem))
             continue
         undecided = {
             step[1]
@@ -403,12 +411,13 @@ def _replay(
             baseline.problem(proposal, undecided) if baseline is not None else None
         )
         if refusal is not None:
-            report.unjudged.append(Unjudged(run.run_id, run.proposal_id, refusal, dropped=True))
+            if counted:
+                report.unjudged.append(Unjudged(run.run_id, run.proposal_id, refusal, dropped=True))
             continue
-        report.judged_runs += 1
-        if run.state is None:
+        report.judged_runs += counted
+        if counted and run.state is None:
             report.notes["runs whose starting state the log does not hold (judged on {})"] += 1
-        if run.redacted:
+        if counted and run.redacted:
             report.notes["runs with redacted parameters (policies saw [REDACTED])"] += 1
         actions = {action.id: action for action in proposal.actions}
         session_key = run.session if run.session is not None else f"run:{run.run_id}"
@@ -421,7 +430,7 @@ def _replay(
             context.session_budget = run.session
         for step in run.steps:
             if step[0] == "end":
-                if step[2] == "rejected" and step[1] not in run.decisions:
+                if counted and step[2] == "rejected" and step[1] not in run.decisions:
                     report.notes[_REJECTED_UNDECIDED] += 1
                 _end(step, actions, context)
                 for judge in (candidate, baseline):
@@ -451,7 +460,8 @@ def _replay(
             if action is None or recorded is None:
                 continue
             judged = (
-                (not only_tools or action.tool in only_tools)
+                counted
+                and (not only_tools or action.tool in only_tools)
                 and (since is None or context.now >= since)
                 and (until is None or context.now <= until)
             )
