@@ -24,7 +24,15 @@ from ..ir import ActionProposal, ActionResult, ActionStatus
 from ..suggest import did_you_mean
 from .messages import DEFAULT_MAX_CHARS, results_to_messages, succeeded, tool_result_text
 from .specs import model_names, model_tool_name, tool_specs, visible_tools
-from .turns import ToolCall, Turn, TurnError, TurnFormatError, parse_turn, proposal_from_calls
+from .turns import (
+    ToolCall,
+    Turn,
+    TurnError,
+    TurnFormatError,
+    assistant_message,
+    parse_turn,
+    proposal_from_calls,
+)
 
 __all__ = ["AgentEvent", "AgentLoop", "AgentOutcome", "ModelGenerator"]
 
@@ -292,9 +300,7 @@ class AgentLoop:
     def _append_assistant(self, messages: list[Any], message: Any, turn: Turn) -> None:
         """Put the assistant's turn into the history, in the generator's format (Responses
         items go in flat; OpenAI calls get the ids the loop gave them)."""
-        from .turns import _plain
-
-        plain = _plain(message)
+        plain = assistant_message(message)
         if self.format == "openai-responses":
             items = (
                 plain.get("output") if isinstance(plain, Mapping) and "output" in plain else plain
@@ -331,7 +337,10 @@ class AgentLoop:
 
 def _misread(exc: TurnFormatError, turn: int) -> str:
     """The error of a turn the model wrote in another format than its generator's: a server
-    that is not the kind the generator speaks, or a generator that says the wrong `format`."""
+    that is not the kind the generator speaks, or a generator that says the wrong `format`;
+    or of a turn no format reads (a legacy `function_call`, another role's message)."""
+    if not exc.shape.readable:
+        return f"turn {turn}: the model answered {exc.shape.refusal()}"
     return (
         f"turn {turn}: the model answered {exc.shape.named()}, but its generator reads"
         f" {exc.format}: its tool calls cannot be read (does the model's server speak the"

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import CarlangRuntimeError
 from ..jsontext import JsonTextError, locate, parse_json
 from ..redact import Scrubber, shown_url
-from .turns import FORMATS, Shape, turn_shapes
+from .turns import FORMATS, Shape, TurnError, parse_turn, turn_shapes
 
 __all__ = ["GeneratorError", "OpenAIChatGenerator", "ScriptedGenerator"]
 
@@ -30,16 +30,18 @@ class GeneratorError(CarlangRuntimeError):
 class ScriptedGenerator:
     """Replays a list of assistant turns, one per call, in `format`: given, else the one its
     turns' tool calls are written in (`turn_shapes`), else `openai` (turns of text alone read
-    alike in every format). A turn written in another format is an error here, before any
-    turn is played: read anyway, its calls would be lost and the loop would end on it as if
-    the model had answered in text. Asking for more turns than the script has is an error."""
+    alike in every format). A turn written in another format, one that no format reads (see
+    `turn_shapes`) or one the format cannot read (not an object, say) is an error here,
+    before any turn is played: read anyway, its calls would be lost and the loop would end on
+    it as if the model had answered in text, or fail halfway. Asking for more turns than the
+    script has is an error."""
 
     def __init__(self, turns: Sequence[Any], format: str | None = None) -> None:
         _check_format(format)
         self.turns = list(turns)
-        chosen, misread = _script_format(self.turns, format)
-        if misread is not None:
-            raise CarlangRuntimeError(misread.message(None, "format={!r}"))
+        chosen, problem = _script_format(self.turns, format)
+        if problem is not None:
+            raise CarlangRuntimeError(problem.message(None, "format={!r}"))
         self.format = chosen
         self.requests: list[tuple[list[Any], list[dict[str, Any]]]] = []
 
@@ -81,11 +83,11 @@ class ScriptedGenerator:
                 f"{path}: the script has no turns (the last one, without tool calls, is the"
                 " final answer)"
             )
-        chosen, misread = _script_format(turns, format)
-        if misread is not None:
-            at = locate(text.decode("utf-8"), [*prefix, misread.index, *misread.shape.path])
+        chosen, problem = _script_format(turns, format)
+        if problem is not None:
+            at = locate(text.decode("utf-8"), [*prefix, problem.index, *problem.path])
             raise CarlangRuntimeError(
-                f"{path}:{at.line}:{at.column}: {misread.message(source, '--turn-format {}')}"
+                f"{path}:{at.line}:{at.column}: {problem.message(source, '--turn-format {}')}"
             )
         return cls(turns, chosen)
 
@@ -180,17 +182,18 @@ class _Misread:
     format: str
     found_in: int | None = None
 
+    @property
+    def path(self) -> tuple[str | int, ...]:
+        """Where in the turn the problem shows."""
+        return self.shape.path
+
     def message(self, source: str | None, give: str) -> str:
         """What is wrong and how to put it right: `give` is how a format is given
         (`--turn-format {}`, a `str.format` template), `source` where the script's format
         came from when not from there (`the script's "format"`)."""
         turn = f"turn {self.index + 1}"
-        if self.shape.format not in FORMATS:  # (no format reads it: no format to suggest)
-            return (
-                f"{turn} is {self.shape.named()}: a script holds a model's turns, in one of"
-                f" the formats {', '.join(FORMATS)} (a proposal is checked with `carlang"
-                " verify`)"
-            )
+        if not self.shape.readable:  # (no format reads it: no format to suggest)
+            return f"{turn} is {self.shape.refusal()}"
         if self.found_in is not None:
             return (
                 f"{turn} is {self.shape.named()}, but turn {self.found_in + 1} is in the"
@@ -205,20 +208,47 @@ class _Misread:
         )
 
 
-def _script_format(turns: Sequence[Any], format: str | None) -> tuple[str, _Misread | None]:
+@dataclass(frozen=True)
+class _Unreadable:
+    """A turn of a script that its format cannot read (`TurnError`): its index (from 0),
+    the format and the reader's problem."""
+
+    index: int
+    format: str
+    problem: str
+    path: tuple[str | int, ...] = ()
+
+    def message(self, source: str | None, give: str) -> str:
+        """What is wrong (`source` and `give` as `_Misread.message` takes them)."""
+        return f"turn {self.index + 1} cannot be read as {self.format}: {self.problem}"
+
+
+def _script_format(
+    turns: Sequence[Any], format: str | None
+) -> tuple[str, _Misread | _Unreadable | None]:
     """The format of a script's turns: `format` when given, else that of the first turn
-    that shows one (`turn_shapes`), else `openai`; and the first turn that format does not
-    read (it shows another), or None."""
+    that shows one (`turn_shapes`), else `openai`; and the first turn that is wrong: one
+    that no format reads, one that format does not read (it shows another), or one whose
+    reading fails (`parse_turn`), or None. Every turn is checked, before any is played."""
     found_in: int | None = None
     for index, turn in enumerate(turns):
         shapes = turn_shapes(turn)
+        unreadable = [shape for shape in shapes if not shape.readable]
+        if unreadable:
+            return format or "openai", _Misread(index, unreadable[0], format or "openai")
         if not shapes:
             continue
-        if format is None and shapes[0].format in FORMATS:
+        if format is None:
             format, found_in = shapes[0].format, index
         elif all(shape.format != format for shape in shapes):
-            return format or "openai", _Misread(index, shapes[0], format or "openai", found_in)
-    return format or "openai", None
+            return format, _Misread(index, shapes[0], format, found_in)
+    chosen = format or "openai"
+    for index, turn in enumerate(turns):
+        try:
+            parse_turn(turn, chosen, turn=index + 1)
+        except TurnError as exc:
+            return chosen, _Unreadable(index, chosen, str(exc))
+    return chosen, None
 
 
 def _check_model_url(url: str) -> None:

@@ -15,13 +15,17 @@ Objects (SDK models) are read through `model_dump()` or their attributes.
 A turn read in a format its calls are not written in is an error (`TurnFormatError`), never a
 turn without calls: each reader skips what it does not know, so an Anthropic `tool_use` block
 read as OpenAI would otherwise end a loop as if the model had answered in text. `turn_shapes`
-says which formats a turn shows.
+says which formats a turn shows. So is a turn no format reads (a legacy `function_call`, a
+call given alone, another role's message, a CAR proposal), while a wrapper whose message is
+plain is unwrapped: a Chat Completions response of one choice (its `message`), a LangChain
+AIMessage serialized by `dumpd` (its `kwargs`) or `message_to_dict` (its `data`).
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..errors import CarlangRuntimeError
@@ -39,6 +43,7 @@ __all__ = [
     "Turn",
     "TurnError",
     "TurnFormatError",
+    "assistant_message",
     "misread",
     "parse_turn",
     "proposal_from_turn",
@@ -57,34 +62,53 @@ class TurnError(CarlangRuntimeError):
 
 @dataclass(frozen=True)
 class Shape:
-    """What shows the format a turn is written in: the format (one of `FORMATS`, or `car`
-    for a CAR proposal, which is no turn at all), what shows it and where (a path in the
-    turn, `("content", 1)`)."""
+    """What shows the format a turn is written in: the format (one of `FORMATS`, or, for a
+    turn no format reads, a word for what it is: `car` for a CAR proposal), what shows it and
+    where (a path in the turn, `("content", 1)`). A turn no format reads also has `kind`, what
+    it is (`a CAR proposal`), and `fix`, why that is no turn and what to send instead."""
 
     format: str
     what: str
     path: tuple[str | int, ...] = ()
+    kind: str = ""
+    fix: str = ""
+
+    @property
+    def readable(self) -> bool:
+        """Whether some format reads a turn of this shape."""
+        return self.format in FORMATS
 
     def seen(self) -> str:
         """`a `tool_use` content block at content[1]`."""
         where = format_path(self.path)
+        if not self.what:
+            return f"at {where}" if where else ""
         return f"{self.what} at {where}" if where else self.what
 
     def named(self) -> str:
         """What the turn is, to follow `the turn is`: `in the anthropic format (a `tool_use`
-        content block at content[1])`."""
-        if self.format == "car":
-            return f"a CAR proposal ({self.seen()}), not a model's assistant turn"
-        return f"in the {self.format} format ({self.seen()})"
+        content block at content[1])`, or `a CAR proposal (an action at actions[0])`."""
+        if self.readable:
+            return f"in the {self.format} format ({self.seen()})"
+        seen = self.seen()
+        return f"{self.kind} ({seen})" if seen else self.kind
+
+    def refusal(self) -> str:
+        """What a turn no format reads is, why it is no turn and what to send instead."""
+        return f"{self.named()}, {self.fix}"
 
 
 class TurnFormatError(TurnError):
     """A turn read in a format its tool calls are not written in (`format`, the one asked
-    for; `shape`, what the turn shows): read anyway, its calls would be lost or misread."""
+    for; `shape`, what the turn shows): read anyway, its calls would be lost or misread. Also
+    a turn no format reads (`shape.readable` false), whatever the format."""
 
     def __init__(self, shape: Shape, format: str) -> None:
         self.shape = shape
         self.format = format
+        if not shape.readable:
+            super().__init__(f"the turn is {shape.refusal()}")
+            return
         super().__init__(
             f"the turn is {shape.named()}; read as {format}, its tool calls would be lost"
         )
@@ -125,7 +149,7 @@ def parse_turn(message: Any, format: str = "openai", *, turn: int = 0) -> Turn:
     other = misread(message, format)
     if other is not None:
         raise TurnFormatError(other, format)
-    text, raw_calls = reader(_plain(message))
+    text, raw_calls = reader(assistant_message(message))
     calls = []
     seen: set[str] = set()
     for index, (call_id, name, arguments) in enumerate(raw_calls):
@@ -244,19 +268,119 @@ def turn_shapes(message: Any) -> list[Shape]:
     """The formats a turn's tool calls are written in, as far as its shape shows: one `Shape`
     per format seen, the most specific first (LangChain's `AIMessage` from Anthropic's chat
     model holds LangChain `tool_calls` and Anthropic `tool_use` blocks both, and either reads
-    it right). A turn of text alone shows none: every format reads it alike."""
-    plain = _plain(message)
-    shapes = (find(plain) for find in _SHAPES)
-    return [shape for shape in shapes if shape is not None]
+    it right), and the shapes no format reads (`Shape.readable`). A turn of text alone shows
+    none: every format reads it alike. Paths are in the turn as given (a wrapped message's
+    under `choices[0].message`, `kwargs` or `data`)."""
+    inner, prefix, problem = _unwrap(_plain(message))
+    if problem is not None:
+        return [problem]
+    shapes = (find(inner) for find in _SHAPES)
+    return [replace(s, path=(*prefix, *s.path)) for s in shapes if s is not None]
 
 
 def misread(message: Any, format: str) -> Shape | None:
     """What shows that a turn is written in another format than `format`, when it shows
-    some format and not that one; None when `format` reads it (or nothing shows)."""
+    some format and not that one, or that no format reads it; None when `format` reads it
+    (or nothing shows)."""
     shapes = turn_shapes(message)
+    unreadable = [shape for shape in shapes if not shape.readable]
+    if unreadable:
+        return unreadable[0]
     if not shapes or any(shape.format == format for shape in shapes):
         return None
     return shapes[0]
+
+
+def assistant_message(message: Any) -> Any:
+    """The assistant message a turn is, as plain data: a wrapper's message unwrapped (see
+    `_unwrap`), anything else as `_plain` gives it."""
+    inner, _, _ = _unwrap(_plain(message))
+    return inner
+
+
+#: what a turn is, for the errors of turns that are none
+_A_TURN = (
+    "a turn is the model's assistant message (an object), or a list of its Anthropic content"
+    " blocks or Responses output items"
+)
+#: LangChain message types (`type`, or the class in `dumpd`'s `id`) that are not the model's
+_NOT_THE_MODELS = frozenset({"human", "system", "tool", "chat", "developer"})
+_NOT_THE_MODELS_FIX = (
+    "not the assistant's: a turn is the model's own message; the user's request is the"
+    " prompt, and tool results are carlang's to send"
+)
+
+
+def _unwrap(plain: Any) -> tuple[Any, tuple[str | int, ...], Shape | None]:
+    """The assistant message a wrapper holds and where, when that is plain: a Chat
+    Completions response of one choice (`choices[0].message`, as a Responses response is read
+    through its `output`), a LangChain message serialized by `dumpd` (`kwargs`) or by
+    `message_to_dict` (`data`). A wrapper that holds no one assistant message (choices to pick
+    from, a streamed chunk, another class) is a `Shape` no format reads."""
+    if not isinstance(plain, Mapping):
+        return plain, (), None
+    choices = plain.get("choices")
+    if isinstance(choices, list):
+        return _unwrap_choices(choices, plain.get("object"))
+    if plain.get("lc") == 1 and "type" in plain:
+        return _unwrap_dumpd(plain)
+    data = plain.get("data")
+    if plain.get("type") in ("ai", "AIMessageChunk") and isinstance(data, Mapping):
+        if not {"content", "tool_calls"} & plain.keys():
+            return data, ("data",), None
+    return plain, (), None
+
+
+def _unwrap_choices(
+    choices: list[Any], kind: Any
+) -> tuple[Any, tuple[str | int, ...], Shape | None]:
+    """A Chat Completions response's one message (see `_unwrap`)."""
+    first = _plain(choices[0]) if choices else None
+    if kind == "chat.completion.chunk" or (isinstance(first, Mapping) and "delta" in first):
+        shape = Shape(
+            "chunk",
+            "",
+            ("choices",),
+            kind="a streamed Chat Completions chunk",
+            fix="a part of a message: give the whole message (choices[0].message of the"
+            " response, or its chunks' deltas joined) as the turn",
+        )
+        return None, (), shape
+    message = _plain(first.get("message")) if isinstance(first, Mapping) else None
+    if len(choices) != 1 or not isinstance(message, Mapping):
+        many = f"{len(choices)} choices" if len(choices) != 1 else "a choice without a message"
+        shape = Shape(
+            "choices",
+            "",
+            ("choices",),
+            kind=f"a Chat Completions response with {many}",
+            fix="not one assistant message: give the message of the choice to play"
+            " (choices[N].message) as the turn",
+        )
+        return None, (), shape
+    return message, ("choices", 0, "message"), None
+
+
+def _unwrap_dumpd(plain: Mapping[str, Any]) -> tuple[Any, tuple[str | int, ...], Shape | None]:
+    """A LangChain AIMessage serialized by `dumpd`: its `kwargs` (see `_unwrap`)."""
+    ids = plain.get("id")
+    name = ids[-1] if isinstance(ids, list) and ids and isinstance(ids[-1], str) else ""
+    kwargs = plain.get("kwargs")
+    if plain.get("type") == "constructor" and isinstance(kwargs, Mapping):
+        if name in ("AIMessage", "AIMessageChunk"):
+            return kwargs, ("kwargs",), None
+        if name.removesuffix("Chunk").removesuffix("Message").lower() in _NOT_THE_MODELS:
+            shape = Shape("role", "", ("id",), f"a LangChain {name}", _NOT_THE_MODELS_FIX)
+            return None, (), shape
+    shape = Shape(
+        "lc",
+        json.dumps(name or plain.get("type")),
+        ("id",) if name else ("type",),
+        kind="a LangChain serialized object that is not an AIMessage",
+        fix="not a model's assistant turn: give the AIMessage the model answered"
+        " (`dumpd(message)`, `message.model_dump()` or `message_to_dict(message)`)",
+    )
+    return None, (), shape
 
 
 def _first(items: Any, test: Callable[[Mapping[str, Any]], bool]) -> int | None:
@@ -328,16 +452,95 @@ def _proposal_shape(plain: Any) -> Shape | None:
     index = _first(plain.get("actions"), lambda a: "tool" in a or a.get("type") == "tool_call")
     if index is None:
         return None
-    return Shape("car", "an action", ("actions", index))
+    fix = (
+        f"not a model's assistant turn: a turn is an assistant message in one of the formats"
+        f" {', '.join(FORMATS)} (a proposal is checked with `carlang verify`)"
+    )
+    return Shape("car", "an action", ("actions", index), "a CAR proposal", fix)
 
 
-#: in the order `turn_shapes` lists them: the most specific first
+def _no_object_shape(plain: Any) -> Shape | None:
+    """A turn that is no object or list (a number, a string, null): no message at all."""
+    if isinstance(plain, Mapping | list | tuple):
+        return None
+    kind = "null" if plain is None else with_article(json_type_name(plain))
+    return Shape("value", "", (), kind, f"not a model's assistant turn: {_A_TURN}")
+
+
+def _legacy_shape(plain: Any) -> Shape | None:
+    """OpenAI's legacy `function_call` (before `tool_calls`): no format reads it, and read as
+    `openai` the call would be lost. (An empty one, or null, as some servers send beside
+    `tool_calls`, calls nothing.)"""
+    call = _plain(plain.get("function_call")) if isinstance(plain, Mapping) else None
+    if not isinstance(call, Mapping) or not call:
+        return None
+    return Shape(
+        "function_call",
+        "",
+        ("function_call",),
+        kind="a legacy OpenAI function call",
+        fix='which carlang does not read: write the call in `tool_calls`, as `{"id": ...,'
+        ' "type": "function", "function": {"name": ..., "arguments": ...}}`',
+    )
+
+
+def _lone_call_shape(plain: Any) -> Shape | None:
+    """A tool call given alone as the turn (OpenAI's `{type: "function", function}`, an
+    Anthropic `tool_use` block, a LangChain `{name, args}`), not in a message: read as a
+    message, it holds no calls. (A Responses `function_call` item alone is a turn.)"""
+    if not isinstance(plain, Mapping) or plain.get("type") == "function_call":
+        return None
+    if isinstance(plain.get("function"), Mapping):
+        path = "function"
+    elif isinstance(plain.get("name"), str) and {"arguments", "args", "input"} & plain.keys():
+        path = "name"
+    else:
+        return None
+    fix = (
+        "not a turn: a turn is the assistant message that holds its calls (OpenAI's"
+        " `tool_calls`, Anthropic's `content` blocks, LangChain's `tool_calls`)"
+    )
+    return Shape("call", "", (path,), "a tool call alone", fix)
+
+
+def _role_shape(plain: Any) -> Shape | None:
+    """A message that is not the assistant's: another `role` (of the turn, or of an item of a
+    turn that is a list), or a LangChain message `type` such as `human`."""
+    if isinstance(plain, Mapping):
+        found: list[tuple[tuple[str | int, ...], Any]] = [((), plain)]
+    elif isinstance(plain, list | tuple):
+        found = [((index,), _plain(item)) for index, item in enumerate(plain)]
+    else:
+        return None
+    for path, item in found:
+        if not isinstance(item, Mapping):
+            continue
+        role, kind = item.get("role"), item.get("type")
+        if isinstance(role, str) and role != "assistant":
+            key, value = "role", role
+        elif isinstance(kind, str) and kind in _NOT_THE_MODELS:
+            key, value = "type", kind
+        else:
+            continue
+        # (the value shown as JSON: what a model wrote reaches no terminal unescaped)
+        name = f"the {value}" if value.isidentifier() and len(value) <= 20 else "another role"
+        shown = f"`{json.dumps(key)}: {json.dumps(value)}`"
+        return Shape("role", shown, (*path, key), f"a message from {name}", _NOT_THE_MODELS_FIX)
+    return None
+
+
+#: in the order `turn_shapes` lists them: those no format reads first (a turn that shows one
+#: is an error whatever else it shows), then the most specific format first
 _SHAPES: tuple[Callable[[Any], Shape | None], ...] = (
+    _no_object_shape,
+    _lone_call_shape,
+    _role_shape,
+    _legacy_shape,
+    _proposal_shape,
     _langchain_shape,
     _openai_shape,
     _responses_shape,
     _anthropic_shape,
-    _proposal_shape,
 )
 
 
@@ -355,7 +558,14 @@ def _plain(message: Any) -> Any:
         return message
     data = {
         key: getattr(message, key)
-        for key in ("content", "tool_calls", "invalid_tool_calls", "output", "role")
+        for key in (
+            "content",
+            "tool_calls",
+            "invalid_tool_calls",
+            "output",
+            "role",
+            "function_call",
+        )
         if hasattr(message, key)
     }
     return data or message
