@@ -267,14 +267,14 @@ def search_command(
 
 
 def _load_outcomes(paths: list[Path], tasks: list[Task]) -> Outcomes:
-    """`--outcomes`, with a warning naming the outcomes that join no task's candidate."""
+    """`--outcomes`, runs without a task joined where their task is clear (`resolve`), with
+    a warning for each kind of outcome that joins no task's candidate."""
     from carlang_runtime.experiments import Outcomes
 
     recorded = Outcomes.load(paths)
-    problem = recorded.describe_unjoined(tasks)
-    if problem is not None:
+    for problem in recorded.warnings(tasks):
         echo_err(f"warning: {problem}")
-    return recorded
+    return recorded.resolve(tasks)
 
 
 def _warn_coverage(tasks: list[Task], recorded: Outcomes) -> None:

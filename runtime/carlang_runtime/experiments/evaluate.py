@@ -206,6 +206,7 @@ def evaluate(
     if unknown:
         raise ValueError(f"unknown baseline(s): {', '.join(sorted(unknown))}")
     chosen = ["carlang", *baselines]
+    outcomes = outcomes.resolve(tasks)  # (runs without a task, where their task is clear)
     per: dict[str, list[TaskScore]] = {name: [] for name in chosen}
     unjoined = []
     for task in tasks:

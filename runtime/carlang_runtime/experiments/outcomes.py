@@ -3,11 +3,16 @@
 From event logs: each run is one candidate (its proposal id) of the task named by the run's
 `scope["task"]` (`rt.execute(p, scope={"task": "t1"})`); a run succeeded when its proposal
 completed (not aborted or interrupted: an optional step passed over is fine), and its cost is
-its wall time in milliseconds, from `run_started` to `proposal_completed`. A run without a task
-counts for every task that has a candidate of that id.
+its wall time in milliseconds, from `run_started` to `proposal_completed`.
 
 From CSV: columns `task`, `candidate`, `success` (0/1, or a rate when `runs` is given), and
 optionally `runs` and `cost` (mean cost per run).
+
+A run that names no task (no `scope["task"]`, or an empty `task` cell) is joined to a task only
+where that is unambiguous: the one task of the dataset with a candidate of its id (a dataset of
+one task, or candidate ids unique across tasks; `Outcomes.resolve`). Where several tasks have
+such a candidate, which one it ran for is unknown: it is left out, and `warnings` says so. A
+`scope["task"]` that is not a string joins nothing, and is warned about too.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from .dataset import DatasetError, Task
 
 __all__ = ["Outcome", "Outcomes"]
 
-#: The task of a run whose scope names none.
+#: The task of a run whose scope names none (see the module's docstring).
 ANY_TASK = ""
 
 
@@ -51,11 +56,13 @@ class Outcome:
 
 @dataclass
 class Outcomes:
-    """Outcomes keyed by (task, candidate); task `""` for runs that named no task."""
+    """Outcomes keyed by (task, candidate); task `ANY_TASK` for runs that named no task."""
 
     by_key: dict[tuple[str, str], Outcome] = field(default_factory=dict)
     #: Where each key was first recorded (`file:line` of a CSV row, or the log's path).
     origins: dict[tuple[str, str], str] = field(default_factory=dict)
+    #: Runs whose scope's task is not a string: (the log, that task), one per run; never joined.
+    bad_tasks: list[tuple[str, Any]] = field(default_factory=list)
 
     def add(
         self,
@@ -75,17 +82,38 @@ class Outcomes:
         outcome.cost += cost
 
     def for_task(self, task: str, candidates: Iterable[str]) -> dict[str, Outcome]:
-        """The outcomes of a task's candidates (those with none are left out)."""
+        """The outcomes of a task's candidates (those with none are left out). Runs that named
+        no task count only once `resolve` has joined them to their task."""
         out = {}
         for name in candidates:
-            found = self.by_key.get((task, name)) or self.by_key.get((ANY_TASK, name))
+            found = self.by_key.get((task, name))
             if found is not None:
                 out[name] = found
         return out
 
+    def resolve(self, tasks: Sequence[Task]) -> Outcomes:
+        """These outcomes with each run that named no task joined to the one task of `tasks`
+        with a candidate of its id; one that several tasks have stays unjoined (`ambiguous`).
+        Resolving twice changes nothing."""
+        owners = _owners(tasks)
+        out = Outcomes(bad_tasks=list(self.bad_tasks))
+        for (task, candidate), outcome in self.by_key.items():
+            found = owners.get(candidate, [])
+            at = found[0] if task == ANY_TASK and len(found) == 1 else task
+            origin = self.origins.get((task, candidate))
+            out.add(at, candidate, outcome.runs, outcome.successes, outcome.cost, origin)
+        return out
+
+    def ambiguous(self, tasks: Sequence[Task]) -> list[str]:
+        """The candidates of runs that named no task which several of `tasks` have: which
+        task such a run was for is unknown, so it joins none."""
+        owners = _owners(tasks)
+        return [c for t, c in self.by_key if t == ANY_TASK and len(owners.get(c, ())) > 1]
+
     def unjoined(self, tasks: Sequence[Task]) -> list[tuple[str, str]]:
         """The (task, candidate) keys that name no candidate of `tasks` (a run without a task
-        joins any task with a candidate of its id), in the order they were recorded."""
+        joins the one task with a candidate of its id, see `resolve`; one that several have is
+        `ambiguous`, not counted here), in the order they were recorded."""
         names = {(task.id, c.id) for task in tasks for c in task.candidates}
         anywhere = {candidate for _, candidate in names}
         return [
@@ -93,6 +121,33 @@ class Outcomes:
             for task, candidate in self.by_key
             if (task, candidate) not in names and not (task == ANY_TASK and candidate in anywhere)
         ]
+
+    def warnings(self, tasks: Sequence[Task]) -> list[str]:
+        """A line for each kind of recorded outcome that joins no task's candidate: those that
+        name none (`describe_unjoined`), runs without a task whose candidate several tasks
+        have, and runs whose scope's task is not a string."""
+        lines = [line] if (line := self.describe_unjoined(tasks)) is not None else []
+        ambiguous = self.ambiguous(tasks)
+        if ambiguous:
+            runs = sum(self.by_key[(ANY_TASK, c)].runs for c in ambiguous)
+            where = self.origins.get((ANY_TASK, ambiguous[0]))
+            owners = _owners(tasks)
+            shared = list(dict.fromkeys(t for c in ambiguous for t in owners[c]))
+            lines.append(
+                f"{runs} recorded run(s) name no task"
+                + (f" (the first at {where})" if where else "")
+                + f" and are left out: their candidate(s) ({_first(ambiguous)}) are candidates"
+                f" of several tasks ({_first(shared)}), so which task they ran for is unknown"
+                ' (record runs with scope={"task": ID}, or fill the CSV\'s `task` column)'
+            )
+        if self.bad_tasks:
+            where, task = self.bad_tasks[0]
+            lines.append(
+                f"{len(self.bad_tasks)} recorded run(s) are left out: their scope's task is not"
+                f" a string (the first, in {where}, is {json.dumps(task)[:40]}); a task is"
+                ' named by its id, a string: scope={"task": "t1"}'
+            )
+        return lines
 
     def describe_unjoined(self, tasks: Sequence[Task], shown: int = 3) -> str | None:
         """A line naming the outcomes that join no task's candidate (the first `shown`, then a
@@ -126,7 +181,7 @@ class Outcomes:
             if kind == "run_started":
                 scope = data.get("scope") if isinstance(data, Mapping) else None
                 task = scope.get("task") if isinstance(scope, Mapping) else None
-                runs[run] = [task if isinstance(task, str) else ANY_TASK, None, None, None, None]
+                runs[run] = [ANY_TASK if task is None else task, None, None, None, None]
             entry = runs.get(run)
             if entry is None:
                 continue
@@ -140,7 +195,10 @@ class Outcomes:
             if isinstance(candidate, str) and status is not None:
                 cost = (end - start) * 1000.0 if start is not None and end is not None else 0.0
                 success = 1.0 if status == "completed" else 0.0
-                self.add(task, candidate, 1, success, cost, origin)
+                if isinstance(task, str):
+                    self.add(task, candidate, 1, success, cost, origin)
+                else:  # (7, or an object: matched to no task, and said so)
+                    self.bad_tasks.append((origin or "the log", task))
 
     def learn_csv(self, path: Path) -> None:
         """Count the rows of an outcomes CSV (see the module's docstring)."""
@@ -168,6 +226,23 @@ class Outcomes:
             else:
                 outcomes.learn_events(_run_events(path), str(path))
         return outcomes
+
+
+def _owners(tasks: Sequence[Task]) -> dict[str, list[str]]:
+    """Per candidate id, the tasks that have a candidate of that id."""
+    owners: dict[str, list[str]] = {}
+    for task in tasks:
+        for candidate in task.candidates:
+            found = owners.setdefault(candidate.id, [])
+            if task.id not in found:
+                found.append(task.id)
+    return owners
+
+
+def _first(names: Sequence[str], shown: int = 3) -> str:
+    """The first `shown` names, then how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _run_events(path: Path) -> list[dict[str, Any]]:

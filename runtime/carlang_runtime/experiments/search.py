@@ -48,6 +48,7 @@ from ..textfile import read_input
 from .dataset import Task, rank_task
 from .evaluate import joined, task_scores
 from .metrics import mean
+from .outcomes import Outcomes
 
 __all__ = [
     "OBJECTIVES",
@@ -608,7 +609,7 @@ class _Judge:
 
 def search(
     tasks: Sequence[Task],
-    outcomes: Any,
+    outcomes: Outcomes,
     dimensions: Sequence[Dimension],
     *,
     base: PlannerConfig | None = None,
@@ -632,6 +633,7 @@ def search(
     workers = workers if workers is not None else (os.cpu_count() or 1)
     if batch < 1:
         raise SettingError("--batch must be at least 1")
+    outcomes = outcomes.resolve(tasks)  # (runs without a task, where their task is clear)
     _check_searchable([t for t in tasks if joined(t, outcomes)], dimensions)
     judge = _Judge(tasks, outcomes, base, feedback, objective, workers, batch, runner)
     parts = split_tasks(tasks, split, seed)

@@ -201,3 +201,76 @@ def test_tasks_where_one_candidate_ran_are_warned_about(
         " runs of at least 2 candidates per task)\n"
     )
     assert evaluate(tasks, Outcomes.load([csv]), resamples=0).single == ["t1"]
+
+
+def _group(task: str, *names: str) -> str:
+    candidates = [
+        {"id": n, "actions": [{"id": "a", "type": "tool_call", "tool": "t"}]} for n in names
+    ]
+    return json.dumps({"id": task, "candidates": candidates}) + "\n"
+
+
+def _runs(*runs: tuple[object, str, str]) -> str:
+    """An event log of runs: (the scope's task, or ... for no scope; candidate; status)."""
+    lines = []
+    for number, (task, candidate, status) in enumerate(runs):
+        scope = {} if task is ... else {"task": task}
+        trace = f"run{number}"
+        lines.append({"kind": "run_started", "trace_id": trace, "data": {"scope": scope}})
+        lines.append(
+            {
+                "kind": "proposal_completed",
+                "trace_id": trace,
+                "proposal_id": candidate,
+                "data": {"status": status},
+            }
+        )
+    return "".join(json.dumps(line) + "\n" for line in lines)
+
+
+def test_runs_without_a_task_join_only_where_their_task_is_clear(tmp_path: Path) -> None:
+    """A run that named no task counted for every task with a candidate of its id: an empty
+    `task` cell for `one` made T1 and T2 both 'joined'. It now joins only the one task that
+    has such a candidate; one that several tasks have is left out, with a warning."""
+    dataset = tmp_path / "ds.jsonl"
+    dataset.write_text(_group("T1", "one", "two") + _group("T2", "one", "three"))
+    csv = tmp_path / "o.csv"
+    csv.write_text("task,candidate,success\n,one,1\n,two,0\nT1,one,1\n,three,1\nT2,one,0\n")
+    from carlang.cli.datasets import load_dataset
+
+    tasks = load_dataset([dataset], None, None)
+    resolved = Outcomes.load([csv]).resolve(tasks)
+    rates = {key: o.success_rate for key, o in resolved.by_key.items()}
+    assert rates == {
+        ("", "one"): 1.0,  # T1's or T2's: unknown, so neither's
+        ("T1", "two"): 0.0,
+        ("T1", "one"): 1.0,
+        ("T2", "three"): 1.0,
+        ("T2", "one"): 0.0,
+    }
+    assert resolved.resolve(tasks).by_key == resolved.by_key
+    args = ["planner", "eval", str(dataset), "--resamples", "0"]
+    result = CliRunner().invoke(app, [*args, "--outcomes", str(csv)])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("2 task(s) joined with 5 recorded run(s)\n")
+    assert result.stderr == (
+        f"warning: 1 recorded run(s) name no task (the first at {csv}:2) and are left out:"
+        " their candidate(s) (one) are candidates of several tasks (T1, T2), so which task"
+        ' they ran for is unknown (record runs with scope={"task": ID}, or fill the CSV\'s'
+        " `task` column)\n"
+    )
+    # Only ambiguous ones: nothing joins (it was "2 task(s) joined").
+    csv.write_text("task,candidate,success\n,one,1\n,one,0\n")
+    result = CliRunner().invoke(app, [*args, "--outcomes", str(csv)])
+    assert result.exit_code == 1 and "2 recorded run(s) name no task" in result.stderr
+    # A log: no scope joins where clear; a task that is no string joins nothing.
+    log = tmp_path / "runs.jsonl"
+    log.write_text(_runs((..., "two", "completed"), (7, "two", "aborted"), ("T2", "one", "x")))
+    result = CliRunner().invoke(app, [*args, "--outcomes", str(log), "--per-task", "--json"])
+    assert result.exit_code == 0, result.output
+    [carlang, *_] = json.loads(result.stdout)["rankers"]
+    assert [task["task"] for task in carlang["tasks"]] == ["T1", "T2"]
+    assert result.stderr.splitlines()[0] == (
+        f"warning: 1 recorded run(s) are left out: their scope's task is not a string (the"
+        f' first, in {log}, is 7); a task is named by its id, a string: scope={{"task": "t1"}}'
+    )

@@ -238,6 +238,15 @@ def test_a_setting_every_plan_fixes_is_refused_some_plans_warned(tmp_path: Path)
     assert result.exit_code == 2 and not best.exists()
     assert result.stderr.startswith("error: space: cost_weight is set by the plan of every task")
     assert "take cost_weight out of the space, or out of the plan" in result.stderr
+    # Two tasks with the same candidates: a row must say which task it is of.
+    outcomes.write_text(
+        "task,candidate,success,runs\n"
+        + "".join(
+            f"{task},{name},{rate},10\n"
+            for task in ("a:hotfix_rollout", "b:hotfix_rollout")
+            for name, rate in (("fast_path", 0.5), ("safe_path", 0.9), ("careful_path", 0))
+        )
+    )
     result = CliRunner().invoke(app, ["planner", "search", str(free), *args])
     assert result.exit_code == 0, result.output
     assert "warning: cost_weight is set by the plan of 1 of 2 task(s) (a:hotfix_rollout)" in (
