@@ -328,3 +328,45 @@ def test_what_a_model_writes_reaches_the_terminal_without_escape_sequences(
     assert "\x1b" not in result.stdout
     assert "assistant: line one\nfine\\x1b[8m\\x1b[30;40m\n" in result.stdout
     assert "  -> list\\x1b[2Kdir {}" in result.stdout
+
+
+SECRET_PROGRAM = """
+tool login(user: string, password: string secret) -> string
+tool note(text: string) -> string
+"""
+
+
+def test_a_secret_value_is_shown_nowhere_the_run_prints(tmp_path: Path) -> None:
+    """A secret parameter's value given again in an argument the tool does not declare was
+    printed (`-> login {"user": "bob", "password": "[REDACTED]", "extra": "hunter2xyz"}`, and
+    under `calls[].arguments` with --format json), though the event log had it redacted. So
+    were the model's text, a later turn's arguments and the final answer that repeat it."""
+    source = tmp_path / "p.car"
+    source.write_text(SECRET_PROGRAM)
+    tools = tmp_path / "secret_tools.py"
+    tools.write_text('TOOLS = {"login": lambda user, password: "in", "note": lambda text: text}\n')
+    secret = "hunter2xyz"
+    script = tmp_path / "s.json"
+    login = {"user": "bob", "password": secret, "extra": secret}
+    turns = [
+        turn_in("openai", [("c1", "login", login)], f"logging in with {secret}"),
+        turn_in("openai", [("c2", "note", {"text": f"pw={secret}"})]),
+        {"role": "assistant", "content": f"done: {secret}"},
+    ]
+    script.write_text(json.dumps(turns))
+    events = tmp_path / "run.jsonl"
+    args = ["agent", str(source), "--script", str(script), "--tools", f"{tools}:TOOLS"]
+    text = runner.invoke(app, [*args, "--events", str(events)])
+    assert text.exit_code == 0, text.output
+    assert '-> login {"user": "bob", "password": "[REDACTED]", "extra": "[REDACTED]"}' in (
+        text.stdout
+    )
+    assert "assistant: logging in with [REDACTED]" in text.stdout
+    assert secret not in text.output and secret not in events.read_text()
+    shown = runner.invoke(app, [*args, "--format", "json"])
+    assert shown.exit_code == 0, shown.output
+    assert secret not in shown.output
+    outcome = json.loads(shown.stdout)
+    assert outcome["calls"][0]["arguments"]["extra"] == "[REDACTED]"
+    assert outcome["calls"][1]["arguments"] == {"text": "pw=[REDACTED]"}
+    assert outcome["summary"] == "done: [REDACTED]"

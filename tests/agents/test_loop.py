@@ -650,3 +650,36 @@ def test_a_call_means_the_tool_offered_under_its_name(capability: str, runs: str
     assert ran == [runs] and outcome.tools_called == [runs]
     with pytest.raises(CarlangRuntimeError, match="are both offered to models as 'fs__delete'"):
         AgentLoop(runtime, ScriptedGenerator([]))
+
+
+def test_what_the_loop_shows_keeps_every_secret_of_the_conversation_out() -> None:
+    """Events and outcome scrub by value, over the conversation (as the event log does):
+    an undeclared argument, the model's text, a later call, the final answer. The history
+    keeps the model's own words: it is what the model is sent."""
+    from carlang_runtime.engine import Runtime
+
+    from tests.helpers import compile_diagnostics
+
+    program = compile_diagnostics(
+        "tool login(user: string, token: string secret)\ntool say(text: string)\n"
+    ).program
+    runtime = Runtime.from_program(program)
+    runtime.register_tool("login", lambda user, token: f"in as {user} with {token}")
+    runtime.register_tool("say", lambda text: text)
+    secret = "tok-98765"
+    turns = [
+        turn_in("openai", [("a", "login", {"user": "bob", "token": secret, "x": secret})], secret),
+        turn_in("openai", [("b", "say", {"text": secret})]),
+        final("openai", f"all done, {secret}"),
+    ]
+    events: list[AgentEvent] = []
+    script = ScriptedGenerator(turns)
+    outcome = AgentLoop(runtime, script, on_event=events.append).run("go")
+    assert secret not in json.dumps([e.data for e in events])
+    assert secret not in json.dumps(outcome.to_dict())
+    assert outcome.summary == "all done, [REDACTED]"
+    assert [c["arguments"] for c in outcome.calls] == [
+        {"user": "bob", "token": "[REDACTED]", "x": "[REDACTED]"},
+        {"text": "[REDACTED]"},
+    ]
+    assert secret in json.dumps(outcome.messages)  # (the model's own turns, as sent to it)

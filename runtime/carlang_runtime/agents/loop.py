@@ -21,6 +21,7 @@ from ..engine.cancel import CancelToken
 from ..engine.limits import SessionBudget, session_budget_context
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, ActionResult, ActionStatus
+from ..redact import Scrubber
 from ..suggest import did_you_mean
 from .messages import DEFAULT_MAX_CHARS, results_to_messages, succeeded, tool_result_text
 from .specs import model_names, model_tool_name, tool_specs, visible_tools
@@ -116,6 +117,8 @@ class AgentLoop:
         self.system = system
         #: the calls of the conversation under way (`AgentOutcome.calls`)
         self._calls: list[dict[str, Any]] = []
+        #: what keeps the conversation's secrets out of what the loop shows (`_keep_out`)
+        self._scrub: Scrubber | None = None
         # the spec list checks the capability's name too, before any turn, and that no two
         # tools offered share a model name
         spec_format = "anthropic" if self.format == "anthropic" else "openai"
@@ -148,7 +151,7 @@ class AgentLoop:
         session = self.runtime.open_session()
         spent = self._spent()
         called: list[str] = []
-        self._calls = []
+        self._calls, self._scrub = [], None
         try:
             for turn_number in range(1, self.max_turns + 1):
                 if self.cancel.cancelled:
@@ -163,6 +166,7 @@ class AgentLoop:
                     return self._fail(_misread(exc, turn_number), turn_number, called, messages)
                 except (TurnError, CarlangRuntimeError, OSError, ValueError) as exc:
                     return self._fail(f"inference failed: {exc}", turn_number, called, messages)
+                self._keep_out(turn, session)  # (before anything of the turn is shown)
                 if turn.text:
                     self._emit("text", turn=turn_number, text=turn.text)
                 self._append_assistant(messages, message, turn)
@@ -180,14 +184,16 @@ class AgentLoop:
                         called.append(self._tool_of(call) or call.name)
                     content = tool_result_text(result, self.max_chars)
                     self._calls.append(
-                        {
-                            "turn": turn_number,
-                            "id": call.id,
-                            "name": call.name,
-                            "arguments": self._shown(call),
-                            "ok": ok,
-                            "result": content,
-                        }
+                        self._scrubbed(
+                            {
+                                "turn": turn_number,
+                                "id": call.id,
+                                "name": call.name,
+                                "arguments": self._shown(call),
+                                "ok": ok,
+                                "result": content,
+                            }
+                        )
                     )
                     self._emit(
                         "tool_result",
@@ -290,12 +296,33 @@ class AgentLoop:
 
     def _shown(self, call: ToolCall) -> dict[str, Any] | None:
         """A call's arguments as the live view may show them: secret parameters and the
-        program's `redact` paths are `[REDACTED]`."""
+        program's `redact` paths are `[REDACTED]`, and so is any value of them wherever it
+        occurs (an argument the tool does not declare, that repeats a secret one), a value
+        equal to a short one too, as a tool's output is scrubbed."""
         if call.arguments is None:
             return None
         tool = self._tool_of(call) or call.name
         shown: dict[str, Any] = self.runtime.shown_parameters(tool, call.arguments)
-        return shown
+        return self._scrub.output(shown) if self._scrub is not None else shown
+
+    def _keep_out(self, turn: Turn, session: str) -> None:
+        """Learn what to keep out of what the loop shows (its events, the outcome's summary
+        and calls) before any of a turn is shown: the runtime's own scrubber for a run of the
+        turn's calls in the conversation's session (`Runtime.scrubber`), as the event log
+        has it: the values of their secret parameters and `redact` paths, and those of the
+        session's earlier runs, wherever they occur."""
+        calls = [
+            replace(call, name=self._tool_of(call) or call.name)
+            for call in turn.calls
+            if call.arguments is not None
+        ]
+        proposal = proposal_from_calls(calls, proposal_id=f"shown_{session}")
+        policies = self.runtime.policy_sets(session)
+        self._scrub = self.runtime.scrubber(proposal, policies, None, session)
+
+    def _scrubbed(self, data: dict[str, Any]) -> dict[str, Any]:
+        """`data` with the conversation's secret values `[REDACTED]` (see `_keep_out`)."""
+        return dict(self._scrub.value(data)) if self._scrub is not None else data
 
     def _append_assistant(self, messages: list[Any], message: Any, turn: Turn) -> None:
         """Put the assistant's turn into the history, in the generator's format (Responses
@@ -321,7 +348,7 @@ class AgentLoop:
 
     def _emit(self, kind: EventKind, **data: Any) -> None:
         if self.on_event is not None:
-            self.on_event(AgentEvent(kind, data))
+            self.on_event(AgentEvent(kind, self._scrubbed(data)))
 
     def _fail(
         self, message: str, turns: int, called: list[str], messages: list[Any]
@@ -332,6 +359,8 @@ class AgentLoop:
     def _end(
         self, status: Status, summary: str, turns: int, called: list[str], messages: list[Any]
     ) -> AgentOutcome:
+        if self._scrub is not None:
+            summary = self._scrub.text(summary)
         return AgentOutcome(status, summary, turns, called, messages, list(self._calls))
 
 
