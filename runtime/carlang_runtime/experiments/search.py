@@ -25,7 +25,9 @@ not depend on the weights). Points are judged in batches of configs, in parallel
 `SearchBatchRunner` may run elsewhere: `carlang_dbos` sends them to the DBOS workers.
 
 Ablation: the objective of the chosen config with each feature switched off in turn (its weight
-set to 0; `cost` sets `cost_weight` to 0).
+set to 0; `cost` sets `cost_weight` to 0), on the held-out tasks as `test` is: under `kfold`, each
+fold's best point with the feature off judged on that fold, and the mean over folds (so `none`
+is the held-out figure).
 """
 
 from __future__ import annotations
@@ -643,6 +645,7 @@ def search(
         tried_settings = points(dimensions, method, trials, seed)
     tried: list[dict[str, Any]] = [{"settings": s} for s in tried_settings]
     held_out = []
+    fold_bests: list[tuple[dict[str, Any], list[Task]]] = []  # (a fold's best, its held-out)
     for train, test in parts:
         values = judge.judge(tried_settings, train)
         best_index = _best(values)
@@ -651,6 +654,7 @@ def search(
         if best_index is not None and test:
             [value] = judge.judge([tried_settings[best_index]], test)
             held_out.append(_signed(value, objective))
+            fold_bests.append((tried_settings[best_index], test))
             if len(parts) == 1:
                 tried[best_index]["test"] = held_out[-1]
     if len(parts) == 1:
@@ -677,12 +681,14 @@ def search(
         folds=len(parts),
     )
     if ablate:
-        judged_on = parts[0][1] if len(parts) == 1 and parts[0][1] else tasks
-        variants = [best] + [{**best, weight: 0.0} for weight in ABLATIONS.values()]
-        values = judge.judge(variants, judged_on)
-        result.ablation = {"none": _signed(values[0], objective)}
-        for name, value in zip(ABLATIONS, values[1:], strict=True):
-            result.ablation[name] = _signed(value, objective)
+        # On the held-out tasks, as `test` is: each fold's best point with each feature off,
+        # judged on that fold, then the mean over folds (a single task: only trained on).
+        folds: list[list[float | None]] = []
+        for settings, held in fold_bests or [(best, list(tasks))]:
+            variants = [settings] + [{**settings, weight: 0.0} for weight in ABLATIONS.values()]
+            folds.append([_signed(v, objective) for v in judge.judge(variants, held)])
+        for position, name in enumerate(["none", *ABLATIONS]):
+            result.ablation[name] = mean([fold[position] for fold in folds])
     return result
 
 

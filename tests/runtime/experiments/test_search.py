@@ -282,3 +282,20 @@ def test_a_space_file_names_itself_and_keeps_integer_settings_whole(tmp_path: Pa
         with pytest.raises(SettingError) as caught:
             load_space(path)
         assert str(caught.value).startswith(str(path)) and said in str(caught.value)
+
+
+def test_a_kfold_ablation_is_held_out(data: tuple[list, Outcomes, ToolFeedback]) -> None:
+    """Under kfold, the ablation was of the config chosen on all tasks, judged on all tasks:
+    in-sample figures labelled held-out (`none` was the train figure). It is now each fold's
+    best point, changed, judged on that fold, averaged as the held-out figure is."""
+    tasks, outcomes, feedback = data
+    common = {"feedback": feedback, "method": "random", "trials": 12, "seed": 4, "workers": 1}
+    result = search(
+        tasks, outcomes, SPACE, split="kfold 4", objective="spearman", ablate=True, **common
+    )
+    assert result.train != result.test  # (a dataset where they differ)
+    assert result.ablation["none"] == pytest.approx(result.test)
+    single = search(
+        tasks, outcomes, SPACE, split="50:50", objective="spearman", ablate=True, **common
+    )
+    assert single.ablation["none"] == pytest.approx(single.test)
