@@ -874,3 +874,49 @@ def test_run_judges_one_run_with_the_history_and_budget_of_its_session(tmp_path:
     code, found, report = changes(budgeted, program, "--run", third)
     assert code == 1 and found == {("call_2", "allow -> deny")}, report
     assert report["categories"][0]["by_policy"] == {"budget:per_session": 1}
+
+
+def _read_back(log: Path) -> list[tuple[Any, ...]]:
+    """What replay reads of each run of `log` (its source and the raw text aside)."""
+    return [
+        (
+            run.run_id,
+            run.proposal_id,
+            run.scope,
+            run.session,
+            run.started,
+            run.document,
+            run.redacted,
+            run.tenant,
+            run.state,
+            # (no state change: None read by the header alone, {} when parsed)
+            [(*s[:3], s[3] or None, *s[4:]) if s[0] == "end" else s for s in run.steps],
+            {i: (d.decision, d.policies, d.locs) for i, d in run.decisions.items()},
+        )
+        for run in read_runs([log])
+    ]
+
+
+@pytest.mark.parametrize(
+    "rewrite",
+    [
+        lambda line: line + "\r",  # CRLF
+        lambda line: line + "  \t",
+        lambda line: line[:-1] + ', "host": "web-1"}',  # a field added to every event
+        lambda line: line[:-1] + ', "meta": {"host": "web-1", "cached": true}}',
+    ],
+    ids=["crlf", "trailing-space", "extra-field", "extra-object"],
+)
+def test_a_log_written_otherwise_is_read_as_the_runtime_wrote_it(
+    finance_log: Path, tmp_path: Path, rewrite: Any
+) -> None:
+    """The fast path took `data` to be the last field and `}` the last character: a log
+    with CRLF line ends, trailing spaces or one more field on each event was refused as
+    "malformed JSON: extra data" (or misread), though `carlang events` read it."""
+    original = _read_back(finance_log)
+    assert any(loc for run in original for *_, locs in run[-1].values() for loc in locs)
+    log = tmp_path / "other.jsonl"
+    log.write_text("".join(rewrite(line) + "\n" for line in finance_log.read_text().splitlines()))
+    assert _read_back(log) == original
+    code, out = cli("replay", str(log), "--program", str(FINANCE))
+    assert code == 0 and "0 changes, 6 unchanged" in out, out

@@ -68,6 +68,9 @@ _COMPENSATION_END: Final = {
 Step = tuple[Any, ...]
 
 
+_DECODER: Final = json.JSONDecoder()
+
+
 @dataclass(slots=True)
 class RecordedDecision:
     """What the log says the policies decided about one action."""
@@ -83,12 +86,14 @@ class RecordedDecision:
         if self.raw is None:
             return {}
         try:
-            data = loads(self.raw)
-        except json.JSONDecodeError:
+            # the first value: the data, though another field followed it on the line
+            data, _ = _DECODER.raw_decode(self.raw)
+        except (json.JSONDecodeError, RecursionError):
             return {}
+        policies = data.get("policies") if isinstance(data, dict) else None
         return {
             str(entry.get("name")): entry["loc"]
-            for entry in data.get("policies") or ()
+            for entry in (policies if isinstance(policies, list) else ())
             if isinstance(entry, dict) and isinstance(entry.get("loc"), dict)
         }
 
@@ -269,21 +274,16 @@ def _records(path: Path) -> Iterator[_Record]:
             if end != -1 and line[start + 9 : end] not in _WANTED:
                 continue
         header = _HEADER.match(line)
-        if header is not None and "\\" not in line[: header.end()]:
+        data = _fast_data(line, header)
+        if header is not None and data is not None:
             kind, run_id, proposal_id, action_id, stamp = header.groups()
-            rest = line[header.end() : -1]
-            data: Any = _light_data(kind, rest)
-            if data is None:
-                data = _parse(path, number, last, text, rest)
-            if not isinstance(data, dict) and data is not None:
-                check_event(path, number, line, _parse(path, number, last, text, line))
             yield (
                 kind,
                 run_id,
                 proposal_id,
                 action_id,
                 _timestamp(path, number, stamp) if kind in _TIMED else 0.0,
-                data if isinstance(data, dict) else {},
+                data,
             )
             continue
         record = _parse(path, number, last, text, line)
@@ -310,6 +310,29 @@ _HEADER: Final = re.compile(
 )
 _NO_DATA: Final[dict[str, Any]] = {}
 _RAW: Final = "\x00raw"  # not a key JSON from the runtime has
+
+
+def _fast_data(line: str, header: re.Match[str] | None) -> dict[str, Any] | None:
+    """The data of a line read by its header (`_HEADER`) without parsing the whole line, or
+    None: the line is to be parsed whole. That reading holds for the layout `event_document`
+    writes, `data` last and the closing brace after it (a line ending in CRLF or spaces
+    too); a line written otherwise (another field after `data`, an escaped character in the
+    header, data that is not an object) is parsed whole, which reads it right or says what
+    is wrong with it where it is."""
+    if header is None or "\\" in line[: header.end()]:
+        return None
+    body = line.rstrip()
+    if not body.endswith("}"):
+        return None
+    rest = body[header.end() : -1]
+    data = _light_data(header[1], rest)
+    if data is not None:
+        return data
+    try:
+        parsed = loads(rest)
+    except json.JSONDecodeError:  # not one JSON value: another field after `data`, say
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
 def _light_data(kind: str, rest: str) -> dict[str, Any] | None:
