@@ -1046,6 +1046,8 @@ class ProposalRun:
 
     async def ask_approval(self, action: Action, policies: tuple[PolicyMatch, ...]) -> str | None:
         shown = self.rt.shown_parameters(action.tool, action.parameters)
+        if self.scrub is not None:  # a secret quoted by another parameter, as events show it
+            shown = self.scrub.value(shown)
         request = ApprovalRequest(
             action, self.proposal.id, policies, self.session, self.scope, shown
         )

@@ -543,3 +543,20 @@ def test_a_secret_given_earlier_in_a_session_stays_out_of_its_later_runs(tmp_pat
     in_session = [e for e in events if proposal_of[e["trace_id"]] in ("p", "p2")]
     assert len(in_session) > 10 and SECRET not in json.dumps(in_session)
     assert SECRET in json.dumps([e for e in events if proposal_of[e["trace_id"]] == "p3"])
+
+
+def test_an_approval_request_does_not_show_a_secret_another_parameter_quotes() -> None:
+    """The person asked saw a secret parameter `[REDACTED]` in its place, but in clear where
+    another parameter quoted it (a note repeating the token): they see what events show."""
+    asked: list[Any] = []
+
+    def ask(request: ApprovalRequest) -> bool:
+        asked.append(dict(request.parameters))
+        return False
+
+    rt = Runtime(approval=CallbackGate(ask))
+    rt.register_tool("login", lambda user, token, nested=None: "ok", LOGIN)
+    rt.add_policy(ir.CelPolicy(name="watch", tools=["login"], effect="require_approval"))
+    quoting = {"user": f"the token is {SECRET}", "token": SECRET}
+    rt.execute(proposal(call("a", "login", params=quoting, failure_behavior="skip")))
+    assert asked == [{"user": f"the token is {REDACTED}", "token": REDACTED}]
