@@ -825,6 +825,8 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
         return "separate items with `,`"
     if text == "import":
         return "imports must come before all declarations"
+    if text == "approval_timeout":  # (after the policy's `message`, or given twice)
+        return "a policy's `approval_timeout` comes once, before its `message`"
     keywords = [word for word in expected_text if word.isidentifier()]
     if kind == "IDENT" and keywords:
         return did_you_mean(text, keywords, quote="`")  # `retyr 3`: a misspelt keyword
