@@ -241,12 +241,10 @@ def test_history_is_kept_per_session_for_policies_that_read_it() -> None:
     assert outcomes == ["succeeded", "succeeded", "rejected"]
 
 
-def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history() -> None:
-    """`history` keeps the last `history_limit` refused entries and as many others: a
-    refused call costs its caller nothing, so a thousand denied calls do not make a second
-    payment pass a once-per-session rule (they did, as the oldest entries went first)."""
-    limit = 50  # (1,000 by default: the same with fewer runs)
-    rt = Runtime(history_limit=limit)
+def _pay_once(history_limit: int) -> Runtime:
+    """A runtime where `pay` runs once per session (a rule over `history`) and `ping` any
+    number of times unless `n > 10` (a rule that reads no history)."""
+    rt = Runtime(history_limit=history_limit)
     rt.register_tool("pay", lambda amount: "paid")
     rt.register_tool("ping", lambda n: "pong")
     rt.add_policy(
@@ -257,6 +255,15 @@ def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history() -> None:
         )
     )
     rt.add_policy(ir.CelPolicy(name="no_big_ping", tools=["ping"], when="params.n > 10"))
+    return rt
+
+
+def test_calls_a_policy_refuses_do_not_push_a_call_out_of_history() -> None:
+    """`history` keeps the last `history_limit` refused entries and as many others: a
+    refused call costs its caller nothing, so a thousand denied calls do not make a second
+    payment pass a once-per-session rule (they did, as the oldest entries went first)."""
+    limit = 50  # (1,000 by default: the same with fewer runs)
+    rt = _pay_once(limit)
     session = rt.open_session()
 
     def run(tool: str, **params: Any) -> tuple[str, str | None]:
@@ -277,17 +284,8 @@ def test_a_rule_over_a_trimmed_history_fails_closed() -> None:
     cannot be decided: it applies, saying why; rules that do not read it are unaffected, and
     a new session starts whole."""
     limit = 50
-    rt = Runtime(history_limit=limit)
-    rt.register_tool("pay", lambda amount: "paid")
-    rt.register_tool("ping", lambda n: "pong")
+    rt = _pay_once(limit)
     rt.register_tool("wire", lambda amount: "sent")
-    rt.add_policy(
-        ir.CelPolicy(
-            name="once",
-            tools=["pay"],
-            when='history.exists(h, h.tool == "pay" && h.status != "rejected")',
-        )
-    )
     rt.add_policy(
         ir.CelPolicy(
             name="ask_after_refusal",
@@ -296,7 +294,6 @@ def test_a_rule_over_a_trimmed_history_fails_closed() -> None:
             when='history.exists(h, h.status == "rejected")',
         )
     )
-    rt.add_policy(ir.CelPolicy(name="no_big_ping", tools=["ping"], when="params.n > 10"))
     session = rt.open_session()
 
     def run(tool: str, session: str = session, **params: Any) -> tuple[str, str | None]:
