@@ -88,7 +88,12 @@ def eval_command(
     regret, Spearman and Kendall, per task and overall with bootstrap intervals, next to CAR's
     score, fewest actions and random."""
     from carlang_runtime.experiments import evaluate
-    from carlang_runtime.experiments.evaluate import coverage_warning, render, render_tasks
+    from carlang_runtime.experiments.evaluate import (
+        coverage_warning,
+        render,
+        render_tasks,
+        undecided_warning,
+    )
 
     _check_resamples(resamples)
     tasks = load_dataset(dataset, plan, root)
@@ -102,9 +107,9 @@ def eval_command(
         if per_task:
             echo()
             echo(render_tasks(result))
-    coverage = coverage_warning(result.single, result.tasks)
-    if coverage is not None:
-        echo_err(f"warning: {coverage}")
+    for problem in (coverage_warning(result.single, result.tasks), undecided_warning(result)):
+        if problem is not None:
+            echo_err(f"warning: {problem}")
     if result.tasks == 0:
         echo_err("no task has recorded outcomes (runs carry scope task=ID, or use a CSV)")
         raise typer.Exit(1)
@@ -278,13 +283,23 @@ def _load_outcomes(paths: list[Path], tasks: list[Task]) -> Outcomes:
 
 
 def _warn_coverage(tasks: list[Task], recorded: Outcomes) -> None:
-    """Warn about the tasks whose outcomes cannot tell rankings apart (one candidate ran)."""
+    """Warn about the tasks whose outcomes cannot tell rankings apart (one candidate ran),
+    and those where a point's winner may be a candidate that never ran (then its top-1 and
+    regret there are undecided, and the task is left out of the objective's mean)."""
     from carlang_runtime.experiments.evaluate import coverage_warning, joined, uninformative
 
-    judged = sum(1 for task in tasks if joined(task, recorded))
-    coverage = coverage_warning(uninformative(tasks, recorded), judged)
+    judged = [task for task in tasks if joined(task, recorded)]
+    coverage = coverage_warning(uninformative(tasks, recorded), len(judged))
     if coverage is not None:
         echo_err(f"warning: {coverage}")
+    partly = [t.id for t in judged if len(joined(t, recorded)) < len(t.candidates)]
+    if partly:
+        shown = ", ".join(partly[:3]) + (f" and {len(partly) - 3} more" if len(partly) > 3 else "")
+        echo_err(
+            f"warning: {len(partly)} of {len(judged)} task(s) have candidates that never ran"
+            f" ({shown}): where a point's winner is one of them, its top-1 and regret there are"
+            " unknown and the task is left out of the objective (record runs of every candidate)"
+        )
 
 
 def _warn_fixed(tasks: list[Task], recorded: Outcomes, names: list[str]) -> None:

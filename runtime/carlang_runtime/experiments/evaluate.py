@@ -4,7 +4,10 @@ Each task's candidates are ranked (carlang with the given config and feedback), 
 ranking is compared with the candidates' real success rates (`Outcomes`): top-1 (ties for best
 count), regret, Spearman and Kendall per task, their means over tasks with percentile bootstrap
 confidence intervals (tasks resampled, seeded). Candidates with no recorded run are left out of
-a task; a task with none is reported as unjoined.
+a task's correlations; a task with none is reported as unjoined. A ranker's winner is its first
+candidate, outcomes or not: when that one never ran, whether it was right is unknown, so its
+top-1 and regret on the task are undecided (None), left out of their means and counted
+(`RankerScore.undecided`); no candidate that ran stands in for it.
 
 Baselines, on the same tasks:
 - `car`: car-runtime's `rank_proposals` score: `PlannerConfig.car()` with no feedback, which
@@ -39,6 +42,7 @@ __all__ = [
     "car_ranking",
     "uninformative",
     "coverage_warning",
+    "undecided_warning",
 ]
 
 METRICS = ("top1", "regret", "spearman", "kendall")
@@ -54,8 +58,9 @@ class TaskScore:
 
     task: str
     winner: str
-    top1: float
-    regret: float
+    #: None: the winner never ran (undecided; left out of the mean).
+    top1: float | None
+    regret: float | None
     spearman: float | None
     kendall: float | None
 
@@ -74,10 +79,17 @@ class RankerScore:
     means: dict[str, float | None] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict)
 
+    @property
+    def undecided(self) -> list[str]:
+        """The tasks where this ranker's winner has no recorded run: its top-1 and regret
+        there are unknown, and left out of their means."""
+        return [t.task for t in self.tasks if t.top1 is None]
+
     def to_dict(self) -> dict[str, Any]:
         """As JSON data."""
         return {
             "name": self.name,
+            "undecided": self.undecided,
             "means": self.means,
             "intervals": {k: list(v) if v else None for k, v in self.intervals.items()},
             "tasks": [t.__dict__ for t in self.tasks],
@@ -125,7 +137,7 @@ def coverage_warning(single: Sequence[str], joined_tasks: int) -> str | None:
     shown = ", ".join(single[:3]) + (f" and {len(single) - 3} more" if len(single) > 3 else "")
     return (
         f"{len(single)} of {joined_tasks} task(s) have outcomes for only one candidate ({shown}):"
-        f" there every ranker, random too, scores top-1 1 and regret 0; that leaves"
+        f" there every ranker that picks it, random too, scores top-1 1 and regret 0; that leaves"
         f" {joined_tasks - len(single)} informative task(s) (record runs of at least 2"
         f" candidates per task)"
     )
@@ -133,18 +145,20 @@ def coverage_warning(single: Sequence[str], joined_tasks: int) -> str | None:
 
 def task_scores(task: str, ranking: Ranking, actual: dict[str, float]) -> TaskScore | None:
     """The metrics of one ranking against the actual success rates of its candidates (those
-    without an outcome are left out); None when no candidate has one."""
+    without an outcome are left out of the correlations; a winner without one leaves top-1
+    and regret undecided, None); None when no candidate has one."""
     kept = [(name, score) for name, score in ranking if name in actual]
     if not kept:
         return None
     rates = [actual[name] for name, _ in kept]
     scores = [score for _, score in kept]
-    winner = kept[0][0]
+    winner = ranking[0][0]
+    ran = winner in actual
     return TaskScore(
         task=task,
         winner=winner,
-        top1=top1(actual[winner], rates),
-        regret=regret(actual[winner], rates),
+        top1=top1(actual[winner], rates) if ran else None,
+        regret=regret(actual[winner], rates) if ran else None,
         spearman=spearman(scores, rates),
         kendall=kendall_tau_b(scores, rates),
     )
@@ -237,8 +251,25 @@ def render_tasks(evaluation: Evaluation) -> str:
                 f"{'-' if score.metric(m) is None else format(score.metric(m), '.3f'):>10}"
                 for m in METRICS
             )
-            lines.append(f"{score.task:<16}{ranker.name:<16}{score.winner:<20}{cells}")
+            winner = score.winner + (" (no runs)" if score.top1 is None else "")
+            lines.append(f"{score.task:<16}{ranker.name:<16}{winner:<20}{cells}")
     return "\n".join(lines)
+
+
+def undecided_warning(evaluation: Evaluation, ranker: str = "carlang") -> str | None:
+    """A line saying in how many tasks `ranker`'s winner never ran (its top-1 and regret
+    there undecided, left out), or None when it ran in every one."""
+    [scores] = [r for r in evaluation.rankers if r.name == ranker]
+    undecided = [t for t in scores.tasks if t.top1 is None]
+    if not undecided:
+        return None
+    shown = ", ".join(f"{t.task}: {t.winner}" for t in undecided[:3])
+    more = f" and {len(undecided) - 3} more" if len(undecided) > 3 else ""
+    return (
+        f"{ranker}'s winner has no recorded run in {len(undecided)} of {evaluation.tasks}"
+        f" task(s) ({shown}{more}): whether it was right is unknown, so its top-1 and regret"
+        f" leave those tasks out (record runs of those candidates)"
+    )
 
 
 def render(evaluation: Evaluation) -> str:
@@ -259,4 +290,11 @@ def render(evaluation: Evaluation) -> str:
                 text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
             cells.append(f"{text:>24}")
         lines.append(f"{ranker.name:<16}" + "".join(cells))
+    undecided = [f"{r.name} {len(r.undecided)}" for r in evaluation.rankers if r.undecided]
+    if undecided:
+        lines.append(
+            "top1 and regret leave out the tasks whose winner never ran: "
+            + ", ".join(undecided)
+            + " task(s)"
+        )
     return "\n".join(lines)

@@ -195,10 +195,10 @@ def test_tasks_where_one_candidate_ran_are_warned_about(
     csv.write_text("task,candidate,success\nt1,c_fail,0\nt2,d_two,0\nt2,e_one,1\n")
     result = CliRunner().invoke(app, ["planner", "eval", str(dataset), "--outcomes", str(csv)])
     assert result.exit_code == 0, result.output
-    assert result.stderr == (
-        "warning: 1 of 2 task(s) have outcomes for only one candidate (t1): there every ranker,"
-        " random too, scores top-1 1 and regret 0; that leaves 1 informative task(s) (record"
-        " runs of at least 2 candidates per task)\n"
+    assert result.stderr.splitlines()[0] == (
+        "warning: 1 of 2 task(s) have outcomes for only one candidate (t1): there every ranker"
+        " that picks it, random too, scores top-1 1 and regret 0; that leaves 1 informative"
+        " task(s) (record runs of at least 2 candidates per task)"
     )
     assert evaluate(tasks, Outcomes.load([csv]), resamples=0).single == ["t1"]
 
@@ -274,3 +274,30 @@ def test_runs_without_a_task_join_only_where_their_task_is_clear(tmp_path: Path)
         f"warning: 1 recorded run(s) are left out: their scope's task is not a string (the"
         f' first, in {log}, is 7); a task is named by its id, a string: scope={{"task": "t1"}}'
     )
+
+
+def test_a_winner_that_never_ran_is_undecided_not_replaced(tmp_path: Path) -> None:
+    """`rank` picks `one`, which never ran: eval named `two` (the best-ranked candidate that
+    ran) as the winner and scored top-1 1. The winner is now `one`, and its top-1 and regret
+    there are undecided: left out of their means, counted and warned about."""
+    dataset = tmp_path / "ds.jsonl"
+    dataset.write_text(_group("T1", "one", "two", "three"))
+    csv = tmp_path / "o.csv"
+    csv.write_text("task,candidate,success\nT1,two,1\nT1,three,0\n")
+    args = ["planner", "eval", str(dataset), "--outcomes", str(csv), "--resamples", "0"]
+    result = CliRunner().invoke(app, [*args, "--json"])
+    assert result.exit_code == 0, result.output
+    rankers = {r["name"]: r for r in json.loads(result.stdout)["rankers"]}
+    [task] = rankers["carlang"]["tasks"]
+    assert (task["winner"], task["top1"], task["regret"]) == ("one", None, None)
+    assert rankers["carlang"]["means"]["top1"] is None
+    assert rankers["carlang"]["undecided"] == ["T1"]
+    assert (
+        "warning: carlang's winner has no recorded run in 1 of 1 task(s) (T1: one): whether it"
+        " was right is unknown, so its top-1 and regret leave those tasks out"
+    ) in result.stderr
+    text = CliRunner().invoke(app, [*args, "--per-task"]).stdout
+    assert "top1 and regret leave out the tasks whose winner never ran: carlang 1," in text
+    assert ["T1", "carlang", "one", "(no", "runs)", "-", "-", "-", "-"] in [
+        line.split() for line in text.splitlines()
+    ]
