@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -279,3 +280,31 @@ def test_plot_without_matplotlib_is_a_usage_error_before_any_work(
     result = runner.invoke(app, [*search, "--plot", str(tmp_path / "s.png")])
     assert (result.exit_code, result.stdout, result.stderr) == (2, "", said)
     assert not (tmp_path / "x.png").exists() and not (tmp_path / "s.png").exists()
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("matplotlib") is None, reason="needs matplotlib (the plot extra)"
+)
+def test_a_plot_format_matplotlib_cannot_draw_is_a_usage_error_before_any_work(
+    tmp_path: Path,
+) -> None:
+    """`--plot x.txt` was refused only after the work: a sweep's CSV printed, a search's
+    `-o` written, then exit 2. The suffix is now checked first, as matplotlib is."""
+    args = ("--plan", "release", "--sweep", "cost_weight=0,1", "--format", "csv")
+    code, out, err = rank(tmp_path, *args, "--plot", str(tmp_path / "x.txt"))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"error: --plot {tmp_path / 'x.txt'}: matplotlib cannot draw a .txt")
+    assert "end the name with .png, .svg or .pdf, or " in err
+    code, out, err = rank(tmp_path, *args, "--plot", str(tmp_path / "x"))
+    assert code == 2 and "cannot draw a file without a suffix" in err
+    outcomes = tmp_path / "o.csv"
+    outcomes.write_text("task,candidate,success\nrelease,careful,1\nrelease,bold,0\n")
+    (tmp_path / "space.toml").write_text("cost_weight = [0, 1]\n")
+    search = ["planner", "search", str(tmp_path / "p.car"), "--outcomes", str(outcomes)]
+    search += ["--space", str(tmp_path / "space.toml"), "--workers", "1"]
+    best = tmp_path / "best.json"
+    result = runner.invoke(app, [*search, "-o", str(best), "--plot", str(tmp_path / "s.txt")])
+    assert (result.exit_code, result.stdout) == (2, "") and not best.exists()
+    assert "matplotlib cannot draw a .txt file" in result.stderr
+    code, out, _ = rank(tmp_path, *args, "--plot", str(tmp_path / "s.PDF"))
+    assert code == 0 and (tmp_path / "s.PDF").read_bytes()[:4] == b"%PDF"

@@ -210,7 +210,11 @@ def search_command(
     ] = None,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="Draw the search (and ablation) to this PNG (matplotlib)."),
+        typer.Option(
+            "--plot",
+            help="Draw the search (and ablation) to this file, in the format of its suffix"
+            " (.png, .svg, .pdf or another matplotlib draws; needs matplotlib).",
+        ),
     ] = None,
     as_json: JsonOption = False,
     root: RootOption = None,

@@ -108,7 +108,11 @@ def rank_command(
     ] = False,
     plot: Annotated[
         Path | None,
-        typer.Option("--plot", help="With --sweep over one setting: draw the scores (.svg, .png)."),
+        typer.Option(
+            "--plot",
+            help="With --sweep over one setting: draw the scores to this file, in the format of"
+            " its suffix (.png, .svg, .pdf or another matplotlib draws; needs matplotlib).",
+        ),
     ] = None,
     backend: Annotated[
         Backend,
@@ -214,14 +218,25 @@ def _rank(
 
 def check_plot(path: Path | None) -> None:
     """A usage error now, before any work, when `--plot PATH` cannot be drawn: its file
-    cannot be written, or matplotlib (the `plot` extra) is not installed."""
+    cannot be written, matplotlib (the `plot` extra) is not installed, or its suffix is no
+    format matplotlib draws (it chooses the format by the suffix; `x.txt` failed only after
+    the work, its other outputs written)."""
     check_output_path(path, "--plot")
     if path is None:
         return
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401  (first: a cached submodule imports without it)
+        from matplotlib.backend_bases import FigureCanvasBase
     except ImportError:
         fail_usage("--plot needs matplotlib: pip install 'carlang[plot]'")
+    formats = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix[1:].lower() not in formats:
+        others = ", ".join(f".{name}" for name in sorted(set(formats) - {"png", "svg", "pdf"}))
+        given = f"a .{path.suffix[1:]} file" if path.suffix else "a file without a suffix"
+        fail_usage(
+            f"--plot {path}: matplotlib cannot draw {given} (the suffix gives the format);"
+            f" end the name with .png, .svg or .pdf, or {others}"
+        )
 
 
 def _tie_note(ranked: list[ScoredProposal]) -> str | None:
