@@ -920,3 +920,74 @@ def test_a_log_written_otherwise_is_read_as_the_runtime_wrote_it(
     assert _read_back(log) == original
     code, out = cli("replay", str(log), "--program", str(FINANCE))
     assert code == 0 and "0 changes, 6 unchanged" in out, out
+
+
+@pytest.mark.parametrize(
+    ("kind", "field", "value"),
+    [
+        ("run_started", "scope", "x"),
+        ("run_started", "scope", [1, 2]),
+        ("run_started", "session", {"id": 1}),
+        ("approval_recorded", "policies", 5),
+        ("approval_recorded", "policies", [{"name": "x"}]),
+        ("state_snapshot", "tenant", 5),
+        ("proposal_received", "proposal", "p"),
+        ("action_succeeded", "state_changes", [1]),
+    ],
+)
+def test_a_field_of_the_wrong_type_is_an_error_at_its_line(
+    finance_log: Path, tmp_path: Path, kind: str, field: str, value: Any
+) -> None:
+    """Replay used these fields as they were: a `scope` that is a string, a `session` that is
+    an object, `policies` that is a number were internal errors (exit 101)."""
+    lines = finance_log.read_text().splitlines()
+    number = next(n for n, line in enumerate(lines) if f'"kind": "{kind}"' in line)
+    record = json.loads(lines[number])
+    record["data"][field] = value
+    lines[number] = json.dumps(record)
+    log = tmp_path / "edited.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    code, out = cli("replay", str(log), "--program", str(FINANCE))
+    assert code == 2, out
+    assert out.startswith(f"{log}:{number + 1}:")
+    assert f"not a valid {kind} event: data.{field} must be" in out and "internal" not in out
+
+
+def test_positions_of_the_wrong_type_are_left_out(finance_log: Path, tmp_path: Path) -> None:
+    """A refusal's `policy_decision` is read only for its policies' positions: `policies`
+    of another type crashed replay when it showed the recorded policy; now its position is
+    not known, as when the log has none."""
+    lines = finance_log.read_text().splitlines()
+    for number, line in enumerate(lines):
+        record = json.loads(line)
+        if record["kind"] == "policy_decision" and record["data"]["decision"] != "allow":
+            record["data"]["policies"] = 5
+            lines[number] = json.dumps(record)
+    log = tmp_path / "edited.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    program = candidate(
+        tmp_path,
+        'require_state books_open == true message "payments only while the books are open"',
+        "",
+    )
+    code, found, _ = changes(log, program)
+    assert code == 1 and found == {("check_a", "deny -> allow")}
+
+
+def test_a_journal_row_of_the_wrong_type_is_an_error_naming_the_event(tmp_path: Path) -> None:
+    """SQLite keeps whatever a column is given: a text timestamp crashed replay and
+    `carlang events` alike, and a wrongly-typed data field crashed replay."""
+    import sqlite3
+
+    program = tmp_path / "service.car"
+    program.write_text(SERVICE)
+    log = _service_log(tmp_path, ".db")
+    with sqlite3.connect(log) as db:
+        db.execute("UPDATE events SET data = json_set(data, '$.scope', 'x') WHERE id = 1")
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert code == 2 and f"{log}: event 1: not a valid run_started event: data.scope" in out, out
+    with sqlite3.connect(log) as db:
+        db.execute("UPDATE events SET timestamp = 'abc' WHERE id = 3")
+    for command in (["replay", str(log), "--program", str(program)], ["events", str(log)]):
+        code, out = cli(*command)
+        assert code == 2 and f"{log}: event 3 is damaged (its timestamp is 'abc'" in out, out

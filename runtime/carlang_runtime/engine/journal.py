@@ -33,6 +33,7 @@ __all__ = [
     "json_line",
     "not_an_event",
     "check_event",
+    "json_kind",
     "read_event_log",
     "read_log_text",
 ]
@@ -320,6 +321,16 @@ class EventStore:
             )
         return data
 
+    def _time(self, row_id: int, value: object) -> float:
+        """A row's timestamp, seconds since the epoch; a damaged row's (text, say: SQLite
+        keeps what it is given) is an `EventLogError`, not a crash of its readers."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        raise EventLogError(
+            f"{self.path}: event {row_id} is damaged (its timestamp is {value!r}, not seconds"
+            " since the epoch): correct or delete that row"
+        )
+
     def close(self) -> None:
         """Release the database."""
         self._connection.close()
@@ -353,7 +364,7 @@ class EventStore:
                 action_id=row[5],
                 span_id=row[6],
                 parent_id=row[7],
-                timestamp=row[8],
+                timestamp=self._time(row[0], row[8]),
                 data=self._data(row[0], row[9]),
             )
             for row in rows
@@ -446,7 +457,18 @@ _EVENT_FIELDS: dict[str, tuple[type, str]] = {
     "timestamp": (str, "a string (an RFC 3339 time)"),
     "data": (dict, "an object"),
 }
-_JSON_KINDS = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+_JSON_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def json_kind(value: object) -> str:
+    """What a JSON value is, in words: "an object", "a list", "a string", "a number"..."""
+    return _JSON_KINDS.get(type(value), "a number")
 
 
 def check_event(path: Path, number: int, line: str, record: object) -> None:
@@ -460,7 +482,7 @@ def check_event(path: Path, number: int, line: str, record: object) -> None:
         value = record.get(name)
         if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
             continue
-        found = _JSON_KINDS.get(type(value), "a number")
+        found = json_kind(value)
         column = locate(line, [name]).column
         raise EventLogError(
             f"{path}:{number}:{column}: not a valid event: {name} must be {what} or null,"

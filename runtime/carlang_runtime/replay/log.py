@@ -22,9 +22,10 @@ from ..engine.journal import (
     EventLogError,
     EventStore,
     check_event,
+    json_kind,
     read_log_text,
 )
-from ..jsontext import loads, malformed, too_deeply_nested
+from ..jsontext import loads, locate, malformed, too_deeply_nested
 
 __all__ = ["RecordedDecision", "RecordedProposal", "Step", "read_runs"]
 
@@ -244,6 +245,7 @@ def _records(path: Path) -> Iterator[_Record]:
         try:
             for event in store.events():
                 if event.kind in _WANTED:
+                    _check_data(f"{path}: event {event.id}", event.kind, event.data, "")
                     yield (
                         event.kind,
                         event.run_id,
@@ -277,6 +279,7 @@ def _records(path: Path) -> Iterator[_Record]:
         data = _fast_data(line, header)
         if header is not None and data is not None:
             kind, run_id, proposal_id, action_id, stamp = header.groups()
+            _check_data(f"{path}:{number}", kind, data, line)
             yield (
                 kind,
                 run_id,
@@ -292,6 +295,8 @@ def _records(path: Path) -> Iterator[_Record]:
             continue
         timestamp = _timestamp(path, number, record.get("timestamp"))
         data = record.get("data")
+        if isinstance(data, dict):
+            _check_data(f"{path}:{number}", record["kind"], data, line)
         yield (
             record["kind"],
             record.get("trace_id"),
@@ -309,6 +314,36 @@ _HEADER: Final = re.compile(
     r' "timestamp": "([^"]*)", "data": '
 )
 _NO_DATA: Final[dict[str, Any]] = {}
+
+#: The fields of an event's data that replay reads, by kind, and what each must be when it
+#: is there and not null (replay used them as they were: a `scope` that is a string was an
+#: internal error).
+_DATA_FIELDS: Final[dict[str, dict[str, tuple[type, str]]]] = {
+    "run_started": {"scope": (dict, "an object"), "session": (str, "a string")},
+    "proposal_received": {"proposal": (dict, "an object")},
+    "state_snapshot": {"state": (dict, "an object"), "tenant": (str, "a string")},
+    "policy_violation": {"policy": (str, "a string")},
+    "approval_recorded": {"policies": (list, "a list of policy names")},
+    **{kind: {"state_changes": (dict, "an object")} for kind in _TERMINAL},
+}
+
+
+def _check_data(where: str, kind: str, data: dict[str, Any], line: str) -> None:
+    """Raise `EventLogError` at `where` (`file:line`, and the field's column when `line`,
+    the event's text, is given) unless the fields of `data` replay reads are what they must
+    be."""
+    for name, (expected, what) in _DATA_FIELDS.get(kind, {}).items():
+        value = data.get(name)
+        if value is None or _fits(value, expected):
+            continue
+        column = f":{locate(line, ['data', name]).column}" if line else ""
+        found = "a list holding other values" if isinstance(value, list) else json_kind(value)
+        raise EventLogError(
+            f"{where}{column}: not a valid {kind} event: data.{name} must be {what} or null,"
+            f" not {found}; correct or remove that event"
+        )
+
+
 _RAW: Final = "\x00raw"  # not a key JSON from the runtime has
 
 
@@ -333,6 +368,13 @@ def _fast_data(line: str, header: re.Match[str] | None) -> dict[str, Any] | None
     except json.JSONDecodeError:  # not one JSON value: another field after `data`, say
         return None
     return parsed if isinstance(parsed, dict) else None
+
+
+def _fits(value: object, expected: type) -> bool:
+    """Whether `value` is an `expected` (a list: of strings, the only lists replay reads)."""
+    if isinstance(value, list):
+        return expected is list and all(isinstance(item, str) for item in value)
+    return isinstance(value, expected)
 
 
 def _light_data(kind: str, rest: str) -> dict[str, Any] | None:
