@@ -132,6 +132,10 @@ def _check_resamples(resamples: int) -> None:
         )
 
 
+#: What `planner learn` takes, said when a file is none.
+_LEARN_TAKES = "planner learn takes event logs of recorded runs (.db, .jsonl)"
+
+
 @planner_app.command("learn")
 @guarded
 def learn_command(
@@ -140,12 +144,13 @@ def learn_command(
 ) -> None:
     """Learn from event logs what fails: success rates per tool and per parameter pattern
     (where they differ), approval grant rates per policy, durations; saved for `--feedback`."""
+    from carlang_runtime.experiments.outcomes import read_log
     from carlang_runtime.planner import ToolFeedback
 
     check_output_path(output, "-o")
     learned = ToolFeedback()
-    for log in logs:
-        learned.merge(ToolFeedback.from_log(log))
+    for log in logs:  # (read as eval and search read --outcomes: the same refusals)
+        learned.merge(ToolFeedback.from_events(read_log(log, _LEARN_TAKES)))
     try:
         learned.save(output)
     except OSError as exc:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from ..jsontext import loads
 from ..textfile import read_input
 from .dataset import DatasetError, Task
 
-__all__ = ["Outcome", "Outcomes"]
+__all__ = ["Outcome", "Outcomes", "RUN_KINDS", "read_log"]
 
 #: The task of a run whose scope names none (see the module's docstring).
 ANY_TASK = ""
@@ -224,7 +224,7 @@ class Outcomes:
             if path.suffix == ".csv":
                 outcomes.learn_csv(path)
             else:
-                outcomes.learn_events(_run_events(path), str(path))
+                outcomes.learn_events(read_log(path, _OUTCOMES_ARE, RUN_KINDS), str(path))
         return outcomes
 
 
@@ -245,32 +245,48 @@ def _first(names: Sequence[str], shown: int = 3) -> str:
     return ", ".join(names[:shown]) + more
 
 
-def _run_events(path: Path) -> list[dict[str, Any]]:
-    """The events of a log that outcomes need (a run's start and its proposal's end). A JSONL
-    line that does not name either kind is not parsed: most of a log is whole proposals."""
+#: The events outcomes are counted from: a run's start and its proposal's end.
+RUN_KINDS = ("run_started", "proposal_completed")
+
+
+def read_log(path: Path, takes: str, kinds: Collection[str] = ()) -> list[dict[str, Any]]:
+    """The events of a log of recorded runs (those of `kinds`, or all), as `planner eval`,
+    `search` (`--outcomes`) and `learn` read one: `read_event_log`'s reading, after refusing a
+    file that records no run (a program, TOML, a feedback file, a dataset, an empty file),
+    saying what it looks like and what the option `takes`. With `kinds`, a JSONL line naming
+    none of them is not parsed (most of a log is whole proposals), but the last line always
+    is, and a malformed line is reported as `read_event_log` reports it: a log cut short is
+    refused by all three commands alike."""
     # Imported here: the engine imports the planner.
-    from ..engine.journal import (
-        SQLITE_SUFFIXES,
-        check_event,
-        json_line,
-        read_event_log,
-        read_log_text,
-    )
+    from ..engine.journal import SQLITE_SUFFIXES, check_event, read_event_log, read_log_text
 
     if path.suffix in SQLITE_SUFFIXES or not path.exists():
-        return read_event_log(path)
+        events = read_event_log(path)
+        if not events and path.exists():
+            raise DatasetError(f"{path}: the journal holds no event: no recorded run; {takes}")
+        return [e for e in events if not kinds or e.get("kind") in kinds]
     if path.suffix in _NOT_LOGS:
-        raise DatasetError(f"{path}: {_NOT_LOGS[path.suffix]}; {_OUTCOMES_ARE}")
-    lines = read_log_text(path).splitlines()
-    _check_whole_document(path, "\n".join(lines))
-    _check_first_event(path, lines)
+        raise DatasetError(f"{path}: {_NOT_LOGS[path.suffix]}; {takes}")
+    text = read_log_text(path)
+    lines = text.splitlines()
+    _check_whole_document(path, text, takes)
+    _check_first_event(path, lines, takes)
+    if not kinds:
+        return read_event_log(path)
     events = []
     for number, line in enumerate(lines, 1):
-        if "run_started" not in line and "proposal_completed" not in line:
+        if number < len(lines) and not any(kind in line for kind in kinds):
             continue
-        record = json_line(path, number, line)
+        if not line.strip():
+            continue
+        try:
+            record = loads(line)
+        except json.JSONDecodeError:
+            read_event_log(path)  # raises at the first bad line, in the words it uses
+            raise
         check_event(path, number, line, record)
-        events.append(record)
+        if record.get("kind") in kinds:
+            events.append(record)
     return events
 
 
@@ -284,7 +300,7 @@ _NOT_LOGS = {
 }
 
 
-def _check_whole_document(path: Path, text: str) -> None:
+def _check_whole_document(path: Path, text: str, takes: str) -> None:
     """Refuse a file that is one JSON document other than an event (a feedback file written
     by `planner learn`, proposals), saying what it looks like."""
     try:
@@ -296,15 +312,15 @@ def _check_whole_document(path: Path, text: str) -> None:
     if isinstance(document, dict) and "tool_success_rates" in document:
         what = "a feedback file (`planner learn`'s), which goes to --feedback"
     elif isinstance(document, dict) and ("candidates" in document or "actions" in document):
-        what = "a dataset (tasks or proposals), given as an argument, not with --outcomes"
+        what = "a dataset (tasks or proposals), which `rank`, `planner eval` and `search` take"
     else:
         what = "a JSON document, not an event log (one JSON event per line)"
-    raise DatasetError(f"{path}: {what}; {_OUTCOMES_ARE}")
+    raise DatasetError(f"{path}: {what}; {takes}")
 
 
-def _check_first_event(path: Path, lines: Sequence[str]) -> None:
+def _check_first_event(path: Path, lines: Sequence[str], takes: str) -> None:
     """Refuse a JSONL file that is no event log: empty, or its first line no event (a
-    dataset of tasks, proposals...). The rest is checked only where `_run_events` reads it."""
+    dataset of tasks, proposals...). The rest is checked only where `read_log` reads it."""
     from ..engine.journal import json_line, not_an_event
 
     for number, line in enumerate(lines, 1):
@@ -314,7 +330,7 @@ def _check_first_event(path: Path, lines: Sequence[str]) -> None:
         if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
             raise not_an_event(path, number, record)
         return
-    raise DatasetError(f"{path}: the file is empty: no recorded run; {_OUTCOMES_ARE}")
+    raise DatasetError(f"{path}: the file is empty: no recorded run; {takes}")
 
 
 def _cell(

@@ -301,3 +301,36 @@ def test_a_winner_that_never_ran_is_undecided_not_replaced(tmp_path: Path) -> No
     assert ["T1", "carlang", "one", "(no", "runs)", "-", "-", "-", "-"] in [
         line.split() for line in text.splitlines()
     ]
+
+
+def test_a_log_cut_short_or_empty_is_refused_alike_by_learn_eval_and_search(
+    bench: tuple[Path, Path, list], tmp_path: Path
+) -> None:
+    """`learn` refused a log cut short (its last line half written); `eval` and `search`
+    read it, the last line left out unread. All three now read logs the same way; and an
+    empty log, which eval refused, made `learn` write an empty feedback file (exit 0)."""
+    dataset, log, _ = bench
+    text = log.read_text()
+    cut = tmp_path / "cut.jsonl"
+    cut.write_text(text[: text.rindex("proposal_completed") - 20])
+    lines = cut.read_text().splitlines()
+    said = f"{cut}:{len(lines)}:"
+    space = tmp_path / "space.toml"
+    space.write_text("cost_weight = [0.0, 0.5]\n")
+    feedback = tmp_path / "feedback.json"
+    commands = {
+        "learn": ["planner", "learn", "-o", str(feedback)],
+        "eval": ["planner", "eval", str(dataset), "--outcomes"],
+        "search": ["planner", "search", str(dataset), "--space", str(space), "--outcomes"],
+    }
+    for name, args in commands.items():
+        result = CliRunner().invoke(app, [*args, str(cut)])
+        assert result.exit_code == 2, (name, result.output)
+        assert result.stderr.startswith(said) and "the last line is cut short" in result.stderr
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n")
+    for name, args in commands.items():
+        result = CliRunner().invoke(app, [*args, str(empty)])
+        assert result.exit_code == 2, (name, result.output)
+        assert result.stderr.startswith(f"error: {empty}: the file is empty: no recorded run")
+    assert not feedback.exists()
