@@ -15,7 +15,13 @@ if TYPE_CHECKING:
     from carlang_runtime.experiments import Task
     from carlang_runtime.planner import PlannerConfig, ToolFeedback
 
-__all__ = ["load_dataset", "load_config", "load_feedback", "DATASET_SUFFIXES"]
+__all__ = [
+    "load_dataset",
+    "load_config",
+    "load_feedback",
+    "warn_idle_settings",
+    "DATASET_SUFFIXES",
+]
 
 #: The files a folder contributes, in this order within the folder (sorted by path).
 DATASET_SUFFIXES = (".car", ".json", ".jsonl")
@@ -168,3 +174,21 @@ def load_feedback(path: Path | None, tasks: list[Task]) -> ToolFeedback | None:
             " Carlo factors; check the file, or rank without --feedback"
         )
     return history
+
+
+def warn_idle_settings(names: list[str], feedback: ToolFeedback | None, doing: str) -> None:
+    """Warn about the settings of `names` (searched or swept: `doing`) that cannot change a
+    score with this feedback: every value would score the same, and nothing said why."""
+    from carlang_runtime.planner.config import idle_settings
+
+    idle = idle_settings(names, feedback)
+    if not idle:
+        return
+    if feedback is None:
+        why = (
+            "without --feedback: they act only on what feedback gives (tool history, the Monte"
+            " Carlo estimate, durations); give --feedback, an event log or `planner learn`'s file"
+        )
+    else:
+        why = "with this --feedback: the duration term needs durations, and it has none"
+    echo_err(f"warning: {doing} {', '.join(idle)}: every value scores the same {why}")

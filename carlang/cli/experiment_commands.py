@@ -18,7 +18,7 @@ from .common import (
     guarded,
     write_output,
 )
-from .datasets import load_config, load_dataset, load_feedback
+from .datasets import load_config, load_dataset, load_feedback, warn_idle_settings
 from .dbos_commands import DatabaseOption
 from .plan_commands import check_plot
 from .run_commands import Backend
@@ -244,13 +244,16 @@ def search_command(
     dimensions = load_space(space)
     _warn_fixed(tasks, recorded, [d.name for d in dimensions])
 
+    history = load_feedback(feedback, tasks)
+    warn_idle_settings([d.name for d in dimensions], history, "searching")
+
     def run(runner: Any = None) -> SearchResult:
         return search(
             tasks,
             recorded,
             dimensions,
             base=load_config(config),
-            feedback=load_feedback(feedback, tasks),
+            feedback=history,
             method=method,
             trials=trials,
             split=split,

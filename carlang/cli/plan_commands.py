@@ -168,6 +168,8 @@ def _rank(
     from carlang_runtime.experiments import rank_task, table_rows, write_csv
     from carlang_runtime.planner.explain import render_explanation
 
+    from .datasets import warn_idle_settings
+
     if sweep:
         if output is RankFormat.table:
             fail_usage("a sweep prints csv or json (--format csv|json)")
@@ -176,6 +178,7 @@ def _rank(
         axes = _axes(sweep, extra)
         if plot is not None and len(axes) != 1:
             fail_usage("--plot draws a sweep over one setting (give one --sweep)")
+        warn_idle_settings([axis.name for axis in axes], history, "sweeping")
         only = tasks[0]
         at = only.config(base).with_settings(extra)
         _sweep(only, at, history, axes, output or RankFormat.csv, plot, remote, batch)

@@ -8,14 +8,17 @@ switched off by setting their weight to 0; `PlannerConfig.car()` switches all of
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import CarlangRuntimeError
 from ..ir import CostTarget
 from ..suggest import did_you_mean
+
+if TYPE_CHECKING:
+    from .feedback import ToolFeedback
 
 __all__ = [
     "PlannerConfig",
@@ -25,6 +28,9 @@ __all__ = [
     "unknown_setting",
     "check_setting",
     "toml_problem",
+    "FEEDBACK_SETTINGS",
+    "DURATION_SETTINGS",
+    "idle_settings",
 ]
 
 
@@ -35,6 +41,31 @@ CARLANG_WEIGHTS = (
     "reversibility_weight",
     "monte_carlo_weight",
 )
+
+
+#: The settings that change no score without feedback: the history's factor, the Monte Carlo
+#: estimate (its weight, trials and seed), and what both assume of a tool or policy not seen.
+FEEDBACK_SETTINGS = (
+    "feedback_weight",
+    "unknown_tool_confidence",
+    "monte_carlo_weight",
+    "monte_carlo_trials",
+    "unknown_approval_rate",
+    "seed",
+)
+#: The settings of the duration term, which changes no score unless feedback has durations.
+DURATION_SETTINGS = ("duration_weight", "target_duration_ms")
+
+
+def idle_settings(names: Iterable[str], feedback: ToolFeedback | None) -> list[str]:
+    """The settings of `names` that cannot change any score with this `feedback` (None:
+    without any): searching or sweeping them gives the same scores at every value."""
+    idle = set(DURATION_SETTINGS)
+    if feedback is None:
+        idle.update(FEEDBACK_SETTINGS)
+    elif feedback.has_durations:
+        idle = set()
+    return [name for name in names if name in idle]
 
 
 class SettingError(CarlangRuntimeError):

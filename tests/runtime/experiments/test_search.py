@@ -299,3 +299,31 @@ def test_a_kfold_ablation_is_held_out(data: tuple[list, Outcomes, ToolFeedback])
         tasks, outcomes, SPACE, split="50:50", objective="spearman", ablate=True, **common
     )
     assert single.ablation["none"] == pytest.approx(single.test)
+
+
+def test_settings_that_need_feedback_are_warned_about_without_it(tmp_path: Path) -> None:
+    """Searching feedback_weight without --feedback scored every point the same, silently."""
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    group = {"id": "t", "candidates": [{"id": "a", "actions": []}, {"id": "b", "actions": []}]}
+    dataset = tmp_path / "ds.jsonl"
+    dataset.write_text(json.dumps(group) + "\n")
+    outcomes = tmp_path / "o.csv"
+    outcomes.write_text("task,candidate,success\nt,a,1\nt,b,0\n")
+    space = tmp_path / "space.toml"
+    space.write_text("feedback_weight = [0.0, 1.0]\ncost_weight = [0.0, 1.0]\nseed = [1, 2]\n")
+    args = ["planner", "search", str(dataset), "--outcomes", str(outcomes), "--workers", "1"]
+    result = CliRunner().invoke(app, [*args, "--space", str(space)])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(
+        "warning: searching feedback_weight, seed: every value scores the same without"
+        " --feedback: they act only on what feedback gives"
+    )
+    program = tmp_path / "p.car"
+    program.write_text("tool t()\nproposal a { x = t() }\nproposal b { x = t()  y = t() }\n")
+    sweep = ["rank", str(program), "--sweep", "monte_carlo_weight=0,1", "--sweep", "cost_weight=0"]
+    result = CliRunner().invoke(app, sweep)
+    assert result.exit_code == 0, result.output
+    assert "warning: sweeping monte_carlo_weight: every value scores the same" in result.stderr
