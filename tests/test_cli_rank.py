@@ -308,3 +308,18 @@ def test_a_plot_format_matplotlib_cannot_draw_is_a_usage_error_before_any_work(
     assert "matplotlib cannot draw a .txt file" in result.stderr
     code, out, _ = rank(tmp_path, *args, "--plot", str(tmp_path / "s.PDF"))
     assert code == 0 and (tmp_path / "s.PDF").read_bytes()[:4] == b"%PDF"
+
+
+def test_a_program_with_errors_shows_the_warnings_check_shows(tmp_path: Path) -> None:
+    """Ranking a program with errors printed every warning, those a `# carlang: allow`
+    pragma accepts too, which `carlang check` leaves out."""
+    program = PROGRAM.replace(
+        'proposal bold { ship = deploy(env: "prod") }',
+        'proposal bold {\n  ship = deploy(env: "prod")  # carlang: allow CL0521\n}',
+    ).replace("candidates careful, bold, sloppy", "candidates careful, bold, sloppy, nobody")
+    code, out, err = rank(tmp_path, "--plan", "release", program=program)
+    assert code == 1 and out == ""
+    assert "error[CL0202]: no proposal is called `nobody`" in err
+    check = runner.invoke(app, ["check", str(tmp_path / "p.car")])
+    assert "CL0521" not in check.stdout
+    assert "CL0521" not in err

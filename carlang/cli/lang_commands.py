@@ -62,15 +62,20 @@ def compile_program(
     proposal_errors_ok: bool = False,
 ) -> tuple[CompileResult, Program]:
     """Compile one program for a command that uses it (explain, run, rank): its errors, if
-    any, go to stderr and end the command with exit 1 (see `blocking_errors`)."""
+    any, go to stderr and end the command with exit 1 (see `blocking_errors`), with the
+    warnings `check` would show (not those a pragma or `accept` in carlang.toml accepts)."""
     from carlang.compiler import compile_file
+    from carlang.project import apply_allowances
     from carlang.render import render_text
 
     files = one_source(file)
-    result = compile_file(files[0], project_root(files, root), state=state)
+    project = find_project_of(files, root)
+    result = compile_file(files[0], project.root, state=state)
     errors = blocking_errors(result.diagnostics.items, proposal_errors_ok)
     if errors or result.program is None:
-        echo_err(render_text(result.diagnostics.sorted()))
+        sources = [f.source for f in result.loaded.files]
+        shown, _ = apply_allowances(result.diagnostics.sorted(), sources, project, False)
+        echo_err(render_text(shown))
         raise typer.Exit(EXIT_FAILED)
     return result, result.program
 
