@@ -266,3 +266,37 @@ def test_a_folder_skips_the_files_that_are_no_dataset_and_says_so(tmp_path: Path
         f"error: {log}: an event log of recorded runs (for --outcomes, or --feedback), not a"
         " dataset of tasks to rank\n"
     )
+
+
+def test_carlangs_own_json_outputs_in_a_folder_are_skipped(tmp_path: Path) -> None:
+    """`rank DIR` over a folder holding `rank --format json`'s output failed: "candidate 1:
+    invalid proposal: actions: field required". Outputs of rank, a sweep and eval are now
+    skipped with a note, as search outputs are; a group without candidates says so."""
+    group = {"id": "g", "candidates": [proposal("p", call("t")), proposal("q")]}
+    dataset = tmp_path / "tasks.jsonl"
+    dataset.write_text(json.dumps(group) + "\n")
+    outputs = {
+        "rank_out.json": ["rank", str(dataset), "--format", "json"],
+        "sweep.json": ["rank", str(dataset), "--sweep", "cost_weight=0,1", "--format", "json"],
+    }
+    for name, args in outputs.items():
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        (tmp_path / name).write_text(result.stdout)
+    evaluation = {"tasks": 1, "runs": 2, "unjoined": [], "single": [], "rankers": []}
+    (tmp_path / "eval.json").write_text(json.dumps(evaluation))
+    result = runner.invoke(app, ["rank", str(tmp_path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert {row["task"] for row in csv.DictReader(io.StringIO(result.stdout))} == {"g"}
+    assert result.stderr.splitlines() == [
+        f"note: skipped {tmp_path / 'eval.json'}: an evaluation's output (`planner eval"
+        " --json`'s), not a dataset",
+        f"note: skipped {tmp_path / 'rank_out.json'}: a ranking's output (`carlang rank"
+        " --format json`'s), not a dataset",
+        f"note: skipped {tmp_path / 'sweep.json'}: a sweep's output (`carlang rank --sweep"
+        " --format json`'s), not a dataset",
+    ]
+    dataset.write_text('{"id": "g1"}\n')
+    result = runner.invoke(app, ["rank", str(dataset)])
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {dataset}:1: no `candidates`: a task is a group")

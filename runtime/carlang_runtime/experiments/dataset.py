@@ -146,6 +146,11 @@ def _group(document: Any, where: str, default_id: str) -> Task:
     if not isinstance(document, Mapping):
         raise DatasetError(f"{where}: expected a proposal, an array of them or a group")
     if "candidates" not in document:
+        if "actions" not in document:  # (a proposal's "actions: field required" misled)
+            raise DatasetError(
+                f"{where}: no `candidates`: a task is a group, like"
+                ' {"id": "t1", "candidates": [...]}, or a proposal (with `actions`)'
+            )
         return Task(id=default_id, candidates=_proposals([document], where))
     unknown = [key for key in document if key not in _GROUP_KEYS]
     if unknown:  # `polices` would quietly rank without the policies
@@ -258,8 +263,9 @@ def check_unique(tasks: Iterable[Task]) -> list[Task]:
 def not_a_dataset(path: Path) -> str | None:
     """What a `.json` or `.jsonl` file is when it is recognisably another of carlang's files
     (an event log, `planner learn`'s feedback, `planner search -o`'s output, a planner
-    config), with the option that takes it; None for anything else (a dataset, or a file its
-    loader will say is a bad one)."""
+    config, the JSON output of `rank`, `rank --sweep` or `planner eval`), with the option
+    that takes it; None for anything else (a dataset, or a file its loader will say is a bad
+    one)."""
     try:
         text = read_input(path)
         if path.suffix == ".jsonl":
@@ -268,10 +274,17 @@ def not_a_dataset(path: Path) -> str | None:
             document = loads(text)
     except (InputFileError, ValueError):
         return None
+    if isinstance(document, list) and document and isinstance(document[0], dict):
+        if {"settings", "winner", "ranking"} <= document[0].keys():
+            return "a sweep's output (`carlang rank --sweep --format json`'s)"
     if not isinstance(document, dict) or not document:
         return None
     if "candidates" in document or "actions" in document:
         return None
+    if {"tasks", "carlang_version", "rows"} <= document.keys():
+        return "a ranking's output (`carlang rank --format json`'s)"
+    if {"tasks", "runs", "rankers"} <= document.keys():
+        return "an evaluation's output (`planner eval --json`'s)"
     if path.suffix == ".jsonl" and isinstance(document.get("kind"), str):
         return "an event log of recorded runs (for --outcomes, or --feedback)"
     if "tool_success_rates" in document:
