@@ -94,7 +94,8 @@ def replay_command(
     candidate = _judge(program, root)
     reference = _judge(baseline, root) if baseline is not None else None
     try:
-        runs = read_runs(logs)
+        # a log given twice (or copies that overlap) counts each run once, said on stderr
+        runs = read_runs(logs, lambda text: echo_err(f"note: {text}"))
     except EventLogError as exc:
         fail_usage(str(exc))
     # the runs --run leaves out are replayed all the same: they make the session's history

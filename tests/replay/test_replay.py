@@ -991,3 +991,28 @@ def test_a_journal_row_of_the_wrong_type_is_an_error_naming_the_event(tmp_path: 
     for command in (["replay", str(log), "--program", str(program)], ["events", str(log)]):
         code, out = cli(*command)
         assert code == 2 and f"{log}: event 3 is damaged (its timestamp is 'abc'" in out, out
+
+
+def test_a_log_given_twice_counts_each_run_once(tmp_path: Path) -> None:
+    """The same log given twice (or copies that overlap) was judged twice: a session budget
+    saw each call twice, and the program that recorded the log failed its own gate."""
+    log = _session_log(tmp_path, [("f", None)] * 3)
+    copy = tmp_path / "copy.jsonl"
+    copy.write_text(log.read_text())
+    program = tmp_path / "p.car"
+    program.write_text("tool f(n: int)\nbudget per_session { max_tool_calls 3 }\n")
+    args = ["replay", str(log), str(copy), str(log), "--program", str(program)]
+    result = CliRunner().invoke(app, [*args, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert (report["runs"], report["decisions"], report["changes"]) == (3, 3, 0)
+    assert result.stderr.splitlines() == [
+        f"note: {copy} repeats 3 runs of {log} (the same events): judged once",
+        f"note: {log} is given twice: its runs are judged once",
+    ]
+    # a copy taken while a run was going on holds other events of it: which is right?
+    lines = log.read_text().splitlines(keepends=True)
+    copy.write_text("".join(lines[:-3]))
+    code, out = cli("replay", str(log), str(copy), "--program", str(program))
+    assert code == 2, out
+    assert f"{copy}: run " in out and f" is in {log} too, with other events" in out

@@ -8,7 +8,7 @@ from __future__ import annotations
 import gc
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -131,14 +131,36 @@ def without_gc() -> Iterator[None]:
             gc.enable()
 
 
-def read_runs(paths: Iterable[Path]) -> list[RecordedProposal]:
+def read_runs(
+    paths: Iterable[Path], note: Callable[[str], None] | None = None
+) -> list[RecordedProposal]:
     """Every proposal run in the logs, in the order they started (the order the logs give
-    them, for runs started at the same time). Raises `EventLogError` for a log that cannot be
-    read, saying where. (In the order given, file by file, a rate limit's clock and a
-    session's history ran backwards from one log to the next: the verdicts depended on the
-    order the files were named in.)"""
+    them, for runs started at the same time). A run a later log holds again with the same
+    events (the same log given twice, overlapping copies) is read once, and `note` told so
+    in a line per log. Raises `EventLogError` for a log that cannot be read, saying where,
+    and for a run two logs hold with different events. (In the order given, file by file, a
+    rate limit's clock and a session's history ran backwards from one log to the next: the
+    verdicts depended on the order the files were named in.)"""
     with without_gc():
-        runs = _read_runs(paths)
+        runs: list[RecordedProposal] = []
+        first: dict[tuple[str, str], RecordedProposal] = {}
+        for path in paths:
+            repeated: dict[str, set[str]] = {}  # earlier log -> the runs this one repeats
+            for run in _read_log(path):
+                earlier = first.setdefault((run.run_id, run.proposal_id), run)
+                if earlier is run:
+                    runs.append(run)
+                elif _same_events(earlier, run):
+                    repeated.setdefault(earlier.source, set()).add(run.run_id)
+                else:
+                    raise EventLogError(
+                        f"{path}: run {run.run_id} is in {earlier.source} too, with other"
+                        " events (a copy taken while it ran?): give each run's events in"
+                        " one log"
+                    )
+            if note is not None:
+                for source, ids in repeated.items():
+                    note(_repeated(path, source, len(ids)))
         runs.sort(key=_started)  # stable: a log's own order is kept among equals
         return runs
 
@@ -147,36 +169,56 @@ def _started(run: RecordedProposal) -> float:
     return run.started
 
 
-def _read_runs(paths: Iterable[Path]) -> list[RecordedProposal]:
+def _same_events(one: RecordedProposal, other: RecordedProposal) -> bool:
+    """Whether two logs' records of a run hold the same events (all replay reads of them;
+    a refusal's positions aside)."""
+    return all(
+        getattr(one, name) == getattr(other, name)
+        for name in RecordedProposal.__dataclass_fields__
+        if name not in ("source", "decisions")
+    ) and {i: (d.decision, d.policies) for i, d in one.decisions.items()} == {
+        i: (d.decision, d.policies) for i, d in other.decisions.items()
+    }
+
+
+def _repeated(path: Path, source: str, count: int) -> str:
+    """The note for the runs of `path` read from `source` already."""
+    if Path(source).resolve() == path.resolve():
+        return f"{path} is given twice: its runs are judged once"
+    runs = f"{count} run{'' if count == 1 else 's'}"
+    return f"{path} repeats {runs} of {source} (the same events): judged once"
+
+
+def _read_log(path: Path) -> list[RecordedProposal]:
+    """The proposal runs of one log, in the order the log gives them."""
     found: list[RecordedProposal] = []
-    for path in paths:
-        open_runs: dict[tuple[str, str], RecordedProposal] = {}
-        contexts: dict[str, tuple[dict[str, Any], str | None, float]] = {}
-        current: RecordedProposal | None = None
-        for kind, run_id, proposal_id, action_id, timestamp, data in _records(path):
-            if run_id is None:
-                continue
-            if kind == "run_started":
-                contexts[run_id] = (data.get("scope") or {}, data.get("session"), timestamp)
-                continue
-            # Most events belong to the run of the event before them.
-            if (
-                current is not None
-                and current.run_id == run_id
-                and current.proposal_id == (proposal_id or "")
-            ):
-                _add(current, kind, action_id, timestamp, data)
-                continue
-            key = (run_id, proposal_id or "")
-            run = open_runs.get(key)
-            if run is None:
-                scope, session, started = contexts.get(run_id, ({}, None, timestamp))
-                run = open_runs[key] = RecordedProposal(
-                    run_id, proposal_id or "", dict(scope), session, started, source=str(path)
-                )
-                found.append(run)
-            current = run
-            _add(run, kind, action_id, timestamp, data)
+    open_runs: dict[tuple[str, str], RecordedProposal] = {}
+    contexts: dict[str, tuple[dict[str, Any], str | None, float]] = {}
+    current: RecordedProposal | None = None
+    for kind, run_id, proposal_id, action_id, timestamp, data in _records(path):
+        if run_id is None:
+            continue
+        if kind == "run_started":
+            contexts[run_id] = (data.get("scope") or {}, data.get("session"), timestamp)
+            continue
+        # Most events belong to the run of the event before them.
+        if (
+            current is not None
+            and current.run_id == run_id
+            and current.proposal_id == (proposal_id or "")
+        ):
+            _add(current, kind, action_id, timestamp, data)
+            continue
+        key = (run_id, proposal_id or "")
+        run = open_runs.get(key)
+        if run is None:
+            scope, session, started = contexts.get(run_id, ({}, None, timestamp))
+            run = open_runs[key] = RecordedProposal(
+                run_id, proposal_id or "", dict(scope), session, started, source=str(path)
+            )
+            found.append(run)
+        current = run
+        _add(run, kind, action_id, timestamp, data)
     return found
 
 
@@ -245,7 +287,8 @@ def _records(path: Path) -> Iterator[_Record]:
         try:
             for event in store.events():
                 if event.kind in _WANTED:
-                    _check_data(f"{path}: event {event.id}", event.kind, event.data, "")
+                    if event.kind in _DATA_FIELDS:
+                        _check_data(f"{path}: event {event.id}", event.kind, event.data, "")
                     yield (
                         event.kind,
                         event.run_id,
@@ -279,7 +322,8 @@ def _records(path: Path) -> Iterator[_Record]:
         data = _fast_data(line, header)
         if header is not None and data is not None:
             kind, run_id, proposal_id, action_id, stamp = header.groups()
-            _check_data(f"{path}:{number}", kind, data, line)
+            if data and kind in _DATA_FIELDS:
+                _check_data(f"{path}:{number}", kind, data, line)
             yield (
                 kind,
                 run_id,
@@ -295,7 +339,7 @@ def _records(path: Path) -> Iterator[_Record]:
             continue
         timestamp = _timestamp(path, number, record.get("timestamp"))
         data = record.get("data")
-        if isinstance(data, dict):
+        if isinstance(data, dict) and record["kind"] in _DATA_FIELDS:
             _check_data(f"{path}:{number}", record["kind"], data, line)
         yield (
             record["kind"],
@@ -356,8 +400,8 @@ def _fast_data(line: str, header: re.Match[str] | None) -> dict[str, Any] | None
     is wrong with it where it is."""
     if header is None or "\\" in line[: header.end()]:
         return None
-    body = line.rstrip()
-    if not body.endswith("}"):
+    body = line if line[-1:] == "}" else line.rstrip()  # (a copy only when it must)
+    if body[-1:] != "}":
         return None
     rest = body[header.end() : -1]
     data = _light_data(header[1], rest)
