@@ -300,3 +300,28 @@ def test_carlangs_own_json_outputs_in_a_folder_are_skipped(tmp_path: Path) -> No
     result = runner.invoke(app, ["rank", str(dataset)])
     assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {dataset}:1: no `candidates`: a task is a group")
+
+
+def test_a_bad_candidate_and_a_repeated_task_id_say_file_line_and_column(tmp_path: Path) -> None:
+    """A pretty-printed group's `"max_retries": -1` was reported at no line (verify gives
+    line:col for the same proposal), and two files with one task id named neither file."""
+    bad = proposal("p", call("t"))
+    bad["actions"][0]["max_retries"] = -1  # type: ignore[index]
+    pretty = tmp_path / "pretty.json"
+    pretty.write_text(json.dumps({"id": "g", "candidates": [proposal("q"), bad]}, indent=2))
+    result = runner.invoke(app, ["rank", str(pretty)])
+    line = pretty.read_text().splitlines().index('          "max_retries": -1') + 1
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        f"{pretty}:{line}:26: error: candidate 2: invalid proposal: actions[0].max_retries:"
+    )
+    group = {"id": "t0", "candidates": [proposal("p", call("t"))]}
+    first, second = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    first.write_text(json.dumps(group) + "\n")
+    second.write_text("\n" + json.dumps(group) + "\n")
+    result = runner.invoke(app, ["rank", str(first), str(second)])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"{second}:2:8: error: two tasks are called 't0' (the first at {first}:1:8): task ids"
+        " must be unique (rename one: a group's `id`, a plan's name)\n"
+    )

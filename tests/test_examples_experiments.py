@@ -127,7 +127,7 @@ def test_a_bad_config_or_space_names_its_file(
     )
     ranged = runner.invoke(app, ["rank", "tasks.jsonl", "--config", str(tmp_path / "range.json")])
     assert ranged.exit_code == 2
-    assert f"{tmp_path / 'range.json'}: setting cost_weight = 7" in ranged.output
+    assert f"{tmp_path / 'range.json'}:1:17: error: setting cost_weight = 7" in ranged.output
     space = runner.invoke(
         app,
         [
@@ -141,7 +141,7 @@ def test_a_bad_config_or_space_names_its_file(
         ],
     )
     assert space.exit_code == 2
-    assert f"{tmp_path / 'space.toml'}: setting cost_weight = 2.0" in space.output
+    assert f"{tmp_path / 'space.toml'}:1:15: error: setting cost_weight = 2.0" in space.output
 
 
 def test_the_folder_ranks_as_a_whole_its_event_log_skipped(

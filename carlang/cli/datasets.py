@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tomllib
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -94,7 +95,9 @@ def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> lis
             continue
         if not program.plans and not program.proposals:
             fail_usage(f"{file} has no plans and no proposals to rank")
-        tasks.extend(tasks_from_program(program, prefix))
+        tasks.extend(
+            replace(t, origin=t.origin or str(file)) for t in tasks_from_program(program, prefix)
+        )
     if not tasks and empty and plan is None:
         fail_usage(
             f"{empty[0]}: the file holds no task (it is empty or blank): a JSONL dataset holds"
@@ -122,7 +125,7 @@ def load_config(path: Path | None) -> PlannerConfig:
     JSON or TOML table of settings. Without a file, the defaults."""
     from carlang_runtime.jsontext import loads, malformed
     from carlang_runtime.planner import PlannerConfig
-    from carlang_runtime.planner.config import SettingError, toml_problem
+    from carlang_runtime.planner.config import SettingError, setting_position, toml_problem
     from carlang_runtime.textfile import read_input
 
     if path is None:
@@ -135,14 +138,17 @@ def load_config(path: Path | None) -> PlannerConfig:
         fail_usage(f"{path}:{exc.lineno}:{exc.colno}: not a config (JSON): {malformed(exc)}")
     except tomllib.TOMLDecodeError as exc:
         fail_usage(toml_problem(path, text, exc, "not a config (TOML)"))
+    within = []
     if isinstance(document, dict) and isinstance(document.get("config"), dict):
-        document = document["config"]
+        document, within = document["config"], ["config"]
     if not isinstance(document, dict):
         fail_usage(f'{path}: a config is a table of settings, like {{"cost_weight": 0.3}}')
     try:
         return PlannerConfig().with_settings(document)
     except SettingError as exc:
-        fail_usage(f"{path}: {exc}")
+        toml = path.suffix == ".toml"
+        at = setting_position(text, exc.setting, toml, within) if exc.setting else None
+        fail_usage(f"{path}:{at}: {exc}" if at else f"{path}: {exc}")
 
 
 def load_feedback(path: Path | None, tasks: list[Task]) -> ToolFeedback | None:

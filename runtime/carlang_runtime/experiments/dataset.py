@@ -19,8 +19,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from ..errors import CarlangRuntimeError
 from ..ir import ActionProposal, Plan, Policy, Program, load_proposal
+from ..ir.load import validation_problems
 from ..ir.program import BuiltinRule, CelPolicy
-from ..jsontext import JsonTextError, loads, parse_json
+from ..jsontext import JsonPosition, JsonTextError, loads, locate, parse_json
 from ..planner import Governance, PlannerConfig, ScoredProposal, ToolFeedback, plan_config, rank
 from ..planner.montecarlo import BatchRunner
 from ..policy import PolicySet
@@ -64,6 +65,8 @@ class Task:
     policies: Sequence[PolicySet] = ()
     governance: Governance = field(default_factory=Governance)
     plan: Plan | None = None
+    #: Where it was read (`file:line:col` of a group's id, a file), for errors; "" unknown.
+    origin: str = ""
 
     def config(self, base: PlannerConfig) -> PlannerConfig:
         """The config this task is ranked with: `base`, then its plan's own settings."""
@@ -112,6 +115,7 @@ def task_from_plan(program: Program, plan: Plan, task_id: str | None = None) -> 
         policies=[PolicySet(program.policies, tools=program.tools)],
         governance=Governance.from_program(program),
         plan=plan,
+        origin=str(plan.loc) if plan.loc is not None else "",
     )
 
 
@@ -124,7 +128,29 @@ def tasks_from_program(program: Program, prefix: str = "") -> list[Task]:
     return [task_from_plan(program, plan, prefix + plan.name) for plan in plans]
 
 
-def _proposals(items: Any, where: str) -> list[ActionProposal]:
+@dataclass(frozen=True)
+class _Where:
+    """Where a document is read from: its file, its text and, for a line of a JSONL file, that
+    line's number; `at` names a place in it as `file:line:col`."""
+
+    file: str
+    text: str | None = None
+    line: int | None = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}" if self.line is not None else self.file
+
+    def at(self, path: Sequence[str | int], position: JsonPosition | None = None) -> str:
+        """`file:line:col` of the value at `path` (or of `position`, in the text)."""
+        if self.text is None:
+            return str(self)
+        found = position or locate(self.text, path)
+        return f"{self.file}:{found.line + (self.line or 1) - 1}:{found.column}"
+
+
+def _proposals(items: Any, where: _Where, base: list[str | int] | None) -> list[ActionProposal]:
+    """The candidates `items`, each at `[*base, position]` of the document (`base` None: the
+    document is the one candidate)."""
     if not isinstance(items, list) or not items:
         raise DatasetError(f"{where}: candidates must be a non-empty array of proposals")
     out = []
@@ -132,17 +158,32 @@ def _proposals(items: Any, where: str) -> list[ActionProposal]:
         try:
             out.append(load_proposal(item))
         except CarlangRuntimeError as exc:
-            raise DatasetError(f"{where}: candidate {position + 1}: {exc}") from None
+            at = _problem_at(item, where, [] if base is None else [*base, position])
+            raise DatasetError(f"{at}: candidate {position + 1}: {exc}") from None
     return out
+
+
+def _problem_at(item: Any, where: _Where, path: list[str | int]) -> str:
+    """`file:line:col` of the first problem of a candidate that is no proposal, as `verify`
+    places it (a pretty-printed group's `"max_retries": -1` at its line)."""
+    if isinstance(item, Mapping) and set(item) == {"proposal"}:  # (CAR's wrapper)
+        item, path = item["proposal"], [*path, "proposal"]
+    if isinstance(item, Mapping) and where.text is not None:
+        try:
+            ActionProposal.model_validate(item)
+        except ValidationError as exc:
+            [first, *_] = validation_problems(exc, item, where.text, path)
+            return where.at(path, first.position)
+    return where.at(path)
 
 
 #: What a group (a task of a dataset) holds.
 _GROUP_KEYS = ("id", "candidates", "tools", "state", "policies")
 
 
-def _group(document: Any, where: str, default_id: str) -> Task:
+def _group(document: Any, where: _Where, default_id: str) -> Task:
     if isinstance(document, list):
-        return Task(id=default_id, candidates=_proposals(document, where))
+        return Task(id=default_id, candidates=_proposals(document, where, []), origin=str(where))
     if not isinstance(document, Mapping):
         raise DatasetError(f"{where}: expected a proposal, an array of them or a group")
     if "candidates" not in document:
@@ -151,7 +192,9 @@ def _group(document: Any, where: str, default_id: str) -> Task:
                 f"{where}: no `candidates`: a task is a group, like"
                 ' {"id": "t1", "candidates": [...]}, or a proposal (with `actions`)'
             )
-        return Task(id=default_id, candidates=_proposals([document], where))
+        return Task(
+            id=default_id, candidates=_proposals([document], where, None), origin=str(where)
+        )
     unknown = [key for key in document if key not in _GROUP_KEYS]
     if unknown:  # `polices` would quietly rank without the policies
         hint = did_you_mean(str(unknown[0]), _GROUP_KEYS, "`")
@@ -165,7 +208,7 @@ def _group(document: Any, where: str, default_id: str) -> Task:
     state = document.get("state") or {}
     if not isinstance(state, Mapping):
         raise DatasetError(f"{where}: a group's state must be an object")
-    candidates = _proposals(document["candidates"], where)
+    candidates = _proposals(document["candidates"], where, ["candidates"])
     seen: set[str] = set()
     for candidate in candidates:
         if candidate.id in seen:  # rows no one could tell apart, outcomes joined to either
@@ -177,10 +220,11 @@ def _group(document: Any, where: str, default_id: str) -> Task:
         tools=_tools(document.get("tools"), where),
         state=dict(state),
         policies=_policies(document.get("policies") or [], where),
+        origin=where.at(["id"]) if "id" in document else str(where),
     )
 
 
-def _tools(tools: Any, where: str) -> Any:
+def _tools(tools: Any, where: _Where) -> Any:
     """A group's `tools`, checked now (the ranking would read them later, and say less of
     where they came from): tool names or tool schemas, in an array."""
     if tools is None:
@@ -197,7 +241,7 @@ def _tools(tools: Any, where: str) -> Any:
     return tools
 
 
-def _policies(items: Any, where: str) -> list[PolicySet]:
+def _policies(items: Any, where: _Where) -> list[PolicySet]:
     if not items:
         return []
     if not isinstance(items, list):
@@ -225,11 +269,12 @@ def _policies(items: Any, where: str) -> list[PolicySet]:
 
 def load_proposals(path: Path) -> Task:
     """A CAR JSON file as one task: a proposal, an array of proposals, or a group."""
+    text = read_input(path)
     try:
-        document = parse_json(read_input(path))
+        document = parse_json(text)
     except JsonTextError as exc:  # (NaN, a lone surrogate, ...: what verify refuses too)
         raise DatasetError(f"{path}:{exc}") from None
-    return _group(document, str(path), path.stem)
+    return _group(document, _Where(str(path), text), path.stem)
 
 
 def load_groups(path: Path) -> list[Task]:
@@ -239,7 +284,7 @@ def load_groups(path: Path) -> list[Task]:
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
-        where = f"{path}:{number}"
+        where = _Where(str(path), line, number)
         try:
             document = parse_json(line)
         except JsonTextError as exc:
@@ -249,15 +294,20 @@ def load_groups(path: Path) -> list[Task]:
 
 
 def check_unique(tasks: Iterable[Task]) -> list[Task]:
-    """The tasks, refusing two with one id (outcomes are joined by id)."""
-    seen: set[str] = set()
-    out = []
+    """The tasks, refusing two with one id (outcomes are joined by id), at the second's place
+    and naming the first's."""
+    seen: dict[str, Task] = {}
     for task in tasks:
-        if task.id in seen:
-            raise DatasetError(f"two tasks are called '{task.id}': task ids must be unique")
-        seen.add(task.id)
-        out.append(task)
-    return out
+        first = seen.get(task.id)
+        if first is not None:
+            at = f"{task.origin}: " if task.origin else ""
+            also = f" (the first at {first.origin})" if first.origin else ""
+            raise DatasetError(
+                f"{at}two tasks are called '{task.id}'{also}: task ids must be unique (rename"
+                " one: a group's `id`, a plan's name)"
+            )
+        seen[task.id] = task
+    return list(seen.values())
 
 
 def not_a_dataset(path: Path) -> str | None:

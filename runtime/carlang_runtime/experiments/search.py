@@ -44,7 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from ..planner import PlannerConfig, ScoredProposal, SettingError, ToolFeedback
-from ..planner.config import cost_target_settings, toml_problem, unknown_setting
+from ..planner.config import (
+    cost_target_settings,
+    setting_position,
+    toml_problem,
+    unknown_setting,
+)
 from ..suggest import did_you_mean
 from ..textfile import read_input
 from .dataset import Task, rank_task
@@ -138,8 +143,16 @@ class Dimension:
         return round(rng.uniform(self.low, self.high), 10)
 
 
-def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimension]:
-    """The dimensions of a space document (see the module's docstring)."""
+def parse_space(
+    document: Mapping[str, Any], where: str = "space", text: str | None = None
+) -> list[Dimension]:
+    """The dimensions of a space document (see the module's docstring); `text`, its TOML,
+    places a setting's error at its `file:line:col`."""
+
+    def at(name: str) -> str:
+        position = setting_position(text, name, toml=True) if text is not None else None
+        return f"{where}:{position}" if position else where
+
     table = document.get("space", document)
     if not isinstance(table, Mapping) or not table:
         raise SettingError(f"{where}: the space names no setting")
@@ -147,13 +160,13 @@ def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimen
     for name, spec in table.items():
         problem = unknown_setting(name)
         if problem is not None:
-            raise SettingError(f"{where}: {problem}")
+            raise SettingError(f"{at(name)}: {problem}")
         integer = PlannerConfig.model_fields[name].annotation is int
         if isinstance(spec, list) and spec and all(_is_number(v) for v in spec):
             if integer and not all(float(v).is_integer() for v in spec):
-                raise SettingError(f"{where}: {name} takes whole numbers, like [100, 200]")
+                raise SettingError(f"{at(name)}: {name} takes whole numbers, like [100, 200]")
             number = int if integer else float
-            dimension = Dimension(name, values=tuple(number(v) for v in spec), where=where)
+            dimension = Dimension(name, values=tuple(number(v) for v in spec), where=at(name))
         elif (
             isinstance(spec, Mapping)
             and _is_number(spec.get("min"))
@@ -163,30 +176,31 @@ def parse_space(document: Mapping[str, Any], where: str = "space") -> list[Dimen
             if extra:  # `stpe = 0.1` would quietly search without a step
                 hint = did_you_mean(extra[0], ("min", "max", "step"), "")
                 raise SettingError(
-                    f"{where}: {name}: no `{extra[0]}` in a range"
+                    f"{at(name)}: {name}: no `{extra[0]}` in a range"
                     + (f" ({hint})" if hint else " (it takes min, max and step)")
                 )
             step = spec.get("step")
             if step is not None and (not _is_number(step) or step <= 0):
-                raise SettingError(f"{where}: {name}: step must be a number above 0")
+                raise SettingError(f"{at(name)}: {name}: step must be a number above 0")
             if spec["max"] < spec["min"]:
-                raise SettingError(f"{where}: {name}: max is below min")
+                raise SettingError(f"{at(name)}: {name}: max is below min")
             if integer and not all(float(spec.get(k, 1)).is_integer() for k in spec):
                 raise SettingError(
-                    f"{where}: {name} takes whole numbers: min, max and step must be whole"
+                    f"{at(name)}: {name} takes whole numbers: min, max and step must be whole"
                 )
             dimension = Dimension(
-                name, low=float(spec["min"]), high=float(spec["max"]), step=step, where=where
+                name, low=float(spec["min"]), high=float(spec["max"]), step=step, where=at(name)
             )
         else:
             raise SettingError(
-                f"{where}: {name}: write a list of numbers or {{ min = .., max = .., step = .. }}"
+                f"{at(name)}: {name}: write a list of numbers"
+                " or { min = .., max = .., step = .. }"
             )
         for value in dimension.values or (dimension.low, dimension.high):
             try:
                 PlannerConfig().with_settings({name: int(value) if integer else value})
             except SettingError as exc:  # out of range
-                raise SettingError(f"{where}: {exc}") from None
+                raise SettingError(f"{at(name)}: {exc}") from None
         dimensions.append(dimension)
     return dimensions
 
@@ -198,7 +212,7 @@ def load_space(path: Path) -> list[Dimension]:
         document = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SettingError(toml_problem(path, text, exc, "invalid TOML")) from None
-    return parse_space(document, str(path))
+    return parse_space(document, str(path), text)
 
 
 def _is_number(value: Any) -> bool:

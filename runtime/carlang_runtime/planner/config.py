@@ -8,13 +8,14 @@ switched off by setting their weight to 0; `PlannerConfig.car()` switches all of
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import CarlangRuntimeError
 from ..ir import CostTarget
+from ..jsontext import locate as json_locate
 from ..suggest import did_you_mean
 
 if TYPE_CHECKING:
@@ -31,6 +32,7 @@ __all__ = [
     "FEEDBACK_SETTINGS",
     "DURATION_SETTINGS",
     "idle_settings",
+    "setting_position",
 ]
 
 
@@ -69,7 +71,12 @@ def idle_settings(names: Iterable[str], feedback: ToolFeedback | None) -> list[s
 
 
 class SettingError(CarlangRuntimeError):
-    """A planner setting that does not exist or has a value it cannot take."""
+    """A planner setting that does not exist or has a value it cannot take; `setting` names
+    it, when one setting is at fault (for its place in a file: `setting_position`)."""
+
+    def __init__(self, message: str, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class PlannerConfig(BaseModel):
@@ -188,7 +195,7 @@ class PlannerConfig(BaseModel):
         for name in settings:
             problem = unknown_setting(name)
             if problem is not None:
-                raise SettingError(problem)
+                raise SettingError(problem, name)
         data = {**self.model_dump(), **settings}
         try:
             return PlannerConfig.model_validate(data)
@@ -196,7 +203,7 @@ class PlannerConfig(BaseModel):
             error = exc.errors()[0]
             name = ".".join(str(part) for part in error["loc"])
             raise SettingError(
-                f"setting {name} = {data.get(name)!r}: {error['msg'].lower()}"
+                f"setting {name} = {data.get(name)!r}: {error['msg'].lower()}", name
             ) from None
 
     def with_cost_target(self, target: CostTarget) -> PlannerConfig:
@@ -249,3 +256,21 @@ def toml_problem(path: object, text: str, error: ValueError, what: str) -> str:
     else:
         return f"{path}: {what}: {message}"
     return f"{path}:{position}: {what}: {message[:1].lower()}{message[1:]}"
+
+
+def setting_position(text: str, name: str, toml: bool, within: Sequence[str] = ()) -> str | None:
+    """`line:col` of setting `name`'s value in a config or space file's `text` (TOML, else
+    JSON, where it sits under the keys `within`), or None where it cannot be found."""
+    if not toml:
+        if json_locate(text, [*within, name]) == json_locate(text, within):
+            return None  # (not there: the position of what holds it)
+        found = json_locate(text, [*within, name])
+        return f"{found.line}:{found.column}"
+    key = re.escape(name)
+    match = re.search(
+        rf"""^[ \t]*(?:[\w"'.-]+\.)?(?:{key}|"{key}"|'{key}')[ \t]*=[ \t]*""", text, re.MULTILINE
+    )
+    if match is None:
+        return None
+    line = text.count("\n", 0, match.end()) + 1
+    return f"{line}:{match.end() - (text.rfind(chr(10), 0, match.end()) + 1) + 1}"

@@ -262,8 +262,8 @@ def test_a_space_file_names_itself_and_keeps_integer_settings_whole(tmp_path: Pa
     path = tmp_path / "space.toml"
     path.write_text("monte_carlo_trials = { min = 10, max = 100 }\n")
     [trials] = load_space(path)
-    with pytest.raises(SettingError, match=f"^{path}: monte_carlo_trials is a range without"):
-        trials.grid()  # (it said `space:`)
+    with pytest.raises(SettingError, match=f"^{path}:1:22: monte_carlo_trials is a range with"):
+        trials.grid()  # (it said `space:`, then the file with no line)
     # a random draw of an integer setting is whole (it drew 85.99..., refused by the ranking)
     rng = random.Random(0)
     assert all(type(trials.draw(rng)) is int for _ in range(20))
@@ -272,7 +272,8 @@ def test_a_space_file_names_itself_and_keeps_integer_settings_whole(tmp_path: Pa
     assert grid[0] == {"monte_carlo_trials": 100, "seed": 1}
     assert all(type(v) is int for point in grid for v in point.values())
     for text, said in [
-        ("monte_carlo_trials = [2000000]", "setting monte_carlo_trials = 2000000: input should"),
+        ("monte_carlo_trials = [2000000]", ":1:22: setting monte_carlo_trials = 2000000: input"),
+        ("a = 1\n[space]\ncost_weight = [2.0, -1.0]", ":3:15: setting cost_weight = 2.0: input"),
         ("monte_carlo_trials = [0.5]", "monte_carlo_trials takes whole numbers"),
         ("seed = { min = 0, max = 9.5, step = 1 }", "seed takes whole numbers"),
         ("cost_weight = [0.1\n", ":2:1: invalid TOML: unclosed array"),
