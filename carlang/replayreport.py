@@ -192,7 +192,7 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
             "allow": "allowed",
         }[first.after.decision]
         message = (
-            f"policy {policy} would have {verb} {len(changes)} of {report.actions} recorded"
+            f"{_named(policy)} would have {verb} {len(changes)} of {report.actions} recorded"
             f" calls ({category})"
         )
         example = next((c for c in changes if c.responsible.explanation), first)
@@ -236,6 +236,12 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
         ],
     }
     return json.dumps(document, indent=2)
+
+
+def _named(policy: str) -> str:
+    """How a message names what decided: `policy NAME`, `budget NAME`, `capability NAME`."""
+    kind, colon, name = policy.partition(":")
+    return f"{kind} {name}" if colon and kind in ("budget", "capability") else f"policy {policy}"
 
 
 def _junit(report: ReplayReport, examples: int, fail_on: list[str]) -> str:

@@ -1016,3 +1016,30 @@ def test_a_log_given_twice_counts_each_run_once(tmp_path: Path) -> None:
     code, out = cli("replay", str(log), str(copy), "--program", str(program))
     assert code == 2, out
     assert f"{copy}: run " in out and f" is in {log} too, with other events" in out
+
+
+def test_a_change_a_budget_makes_is_located_at_the_budget(
+    finance_log: Path, tmp_path: Path
+) -> None:
+    """SARIF results point at the policy that changes decisions; one a budget caused had no
+    location at all (and a CI annotation had nowhere to go)."""
+    log = _session_log(tmp_path, [("f", None)] * 3)
+    program = tmp_path / "p.car"
+    program.write_text("tool f(n: int)\n\nbudget per_session { max_tool_calls 1 }\n")
+    code, out = cli("replay", str(log), "--program", str(program), "--format", "sarif")
+    assert code == 1, out
+    document = json.loads(out)
+    jsonschema.validate(document, json.loads(SARIF_SCHEMA.read_text()))
+    (result,) = document["runs"][0]["results"]
+    assert result["message"]["text"].startswith("budget per_session would have denied 2 of 3")
+    (location,) = result["locations"]
+    assert location["physicalLocation"]["region"] == {"startLine": 3, "startColumn": 1}
+    assert location["physicalLocation"]["artifactLocation"]["uri"].endswith("p.car")
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert "by budget:per_session at " in out and "p.car:3:1: budget 'per_session'" in out
+    # a capability's, at the capability
+    program = candidate(tmp_path, "tools allow lookup_invoice, pay, refund", "tools allow pay")
+    _, _, report = changes(finance_log, program)
+    (category,) = report["categories"]
+    assert category["by_policy"] == {"capability:payments_bot": 2}
+    assert category["examples"][0]["after"]["loc"]["line"] == 24

@@ -164,10 +164,16 @@ class Judge:
         self.spent: dict[str, SessionBudget] = {}
         #: the calls it would have asked about, until their recorded end says if they ran
         self._asked: dict[tuple[int, str], SessionBudget] = {}
+        #: where each policy is declared, and each budget and capability (by the name a
+        #: refusal of theirs is reported under: `budget:NAME`, `capability:NAME`)
         self.locs: dict[str, dict[str, Any]] = {
-            p.name: {"file": p.loc.file, "line": p.loc.line, "column": p.loc.column}
-            for p in program.policies
-            if p.loc is not None
+            name: {"file": loc.file, "line": loc.line, "column": loc.column}
+            for name, loc in (
+                *((p.name, p.loc) for p in program.policies),
+                *((f"budget:{b.name}", b.loc) for b in program.budgets),
+                *((f"capability:{c.name}", c.loc) for c in program.capabilities),
+            )
+            if loc is not None
         }
 
     def clock(self) -> float:
@@ -213,20 +219,20 @@ class Judge:
         if capability is not None and action.type is ActionType.TOOL_CALL and action.tool:
             denied = capability.tool_problem(action.tool)
             if denied is not None:
-                return Verdict("deny", f"capability:{proposal.capability}", denied[1])
+                return self.refusal(f"capability:{proposal.capability}", denied[1])
         budget = self.budgets.get(proposal.budget) if proposal.budget else None
         if budget is not None and context.session_budget is not None:
             return self._session_decide(action, proposal, context, budget)
         if budget is not None:
             if budget.max_actions is not None and context.started >= budget.max_actions:
-                return Verdict("deny", f"budget:{budget.name}", "cost budget exceeded")
+                return self.refusal(f"budget:{budget.name}", "cost budget exceeded")
             if (
                 budget.max_tool_calls is not None
                 and action.type is ActionType.TOOL_CALL
                 # the calls made, and those started and not ended (each holds its place)
                 and context.tool_calls + len(context.reserved) >= budget.max_tool_calls
             ):
-                return Verdict("deny", f"budget:{budget.name}", "cost budget exceeded")
+                return self.refusal(f"budget:{budget.name}", "cost budget exceeded")
         return self.verdict(self._evaluate(action, proposal, context))
 
     def _session_decide(
@@ -242,7 +248,7 @@ class Judge:
         if action.type is ActionType.TOOL_CALL:
             problem = spent.problem()
             if problem is not None:
-                return Verdict("deny", f"budget:{budget.name}", problem)
+                return self.refusal(f"budget:{budget.name}", problem)
         verdict = self.verdict(self._evaluate(action, proposal, context))
         if action.type is ActionType.TOOL_CALL:
             if verdict.decision == "allow":
@@ -276,6 +282,10 @@ class Judge:
             explain=explain,
             admit=not explain,  # explaining again must spend no rate-limit budget
         )
+
+    def refusal(self, by: str, reason: str) -> Verdict:
+        """A deny by a budget or a capability (`budget:NAME`), at its declaration."""
+        return Verdict("deny", by, reason, None, self.locs.get(by))
 
     def verdict(self, decision: Decision) -> Verdict:
         if decision.allowed:
