@@ -323,3 +323,22 @@ def test_a_program_with_errors_shows_the_warnings_check_shows(tmp_path: Path) ->
     check = runner.invoke(app, ["check", str(tmp_path / "p.car")])
     assert "CL0521" not in check.stdout
     assert "CL0521" not in err
+
+
+def test_a_sweep_without_a_valid_candidate_exits_1_and_explain_is_refused(
+    tmp_path: Path,
+) -> None:
+    """A sweep where no candidate was valid exited 0 (rank exits 1); `--explain` with
+    `--sweep` was quietly ignored (as with csv, it is now a usage error)."""
+    code, out, err = rank(tmp_path, "--plan", "release", "--sweep", "cost_weight=0,1")
+    assert code == 0 and "cost_weight=0: careful" in err
+    denied = PROGRAM.replace("candidates careful, bold, sloppy", "candidates sloppy")
+    code, out, err = rank(
+        tmp_path, "--plan", "release", "--sweep", "cost_weight=0,1", program=denied
+    )
+    assert code == 1 and "no valid candidate" in err and out.startswith("cost_weight,task")
+    code, out, err = rank(tmp_path, "--plan", "release", "--sweep", "cost_weight=0,1", "--explain")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: --explain explains one ranking, and a sweep ranks at every")
+    search_help = runner.invoke(app, ["planner", "search", "--help"]).stdout
+    assert "bootstrap" not in search_help and "Seed of the split" in " ".join(search_help.split())

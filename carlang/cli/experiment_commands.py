@@ -61,7 +61,17 @@ PlanOption = Annotated[
         "--plan", help="Only this plan of each program and the JSON/JSONL task of this id."
     ),
 ]
-SeedOption = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap and baselines.")]
+SeedOption = Annotated[
+    int, typer.Option("--seed", help="Seed of the bootstrap intervals and the random baseline.")
+]
+SearchSeedOption = Annotated[
+    int,
+    typer.Option(
+        "--seed",
+        help="Seed of the split's shuffle and of the random or optuna points (Monte Carlo's is"
+        " the `seed` setting).",
+    ),
+]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
@@ -191,7 +201,7 @@ def search_command(
     objective: Annotated[
         str, typer.Option("--objective", help="top1, regret, spearman or kendall.")
     ] = "top1",
-    seed: SeedOption = 0,
+    seed: SearchSeedOption = 0,
     ablate: Annotated[
         bool, typer.Option("--ablate", help="Report the objective with each feature off.")
     ] = False,

@@ -132,8 +132,8 @@ def rank_command(
     root: RootOption = None,
 ) -> None:
     """Score candidate plans without running them, best first: every task of the inputs, in one
-    table. Exit 0 when every task has a valid candidate, 1 when one has none (or a program has
-    errors), 2 for bad input."""
+    table. Exit 0 when every task (with --sweep, every point) has a valid candidate, 1 when one
+    has none (or a program has errors), 2 for bad input."""
     from .datasets import load_config, load_dataset, load_feedback
 
     check_plot(plot)
@@ -175,14 +175,20 @@ def _rank(
             fail_usage("a sweep prints csv or json (--format csv|json)")
         if len(tasks) != 1:
             fail_usage(f"a sweep ranks one plan; the inputs hold {len(tasks)} (choose with --plan)")
+        if explain:  # (it was ignored)
+            fail_usage(
+                "--explain explains one ranking, and a sweep ranks at every point: drop"
+                " --explain, or explain one point with --set NAME=VALUE instead of --sweep"
+            )
         axes = _axes(sweep, extra)
         if plot is not None and len(axes) != 1:
             fail_usage("--plot draws a sweep over one setting (give one --sweep)")
         warn_idle_settings([axis.name for axis in axes], history, "sweeping")
         only = tasks[0]
         at = only.config(base).with_settings(extra)
-        _sweep(only, at, history, axes, output or RankFormat.csv, plot, remote, batch)
-        raise typer.Exit(EXIT_OK)
+        points = _sweep(only, at, history, axes, output or RankFormat.csv, plot, remote, batch)
+        # (as a ranking without a valid candidate exits 1: a point without one does too)
+        raise typer.Exit(EXIT_OK if all(p.winner is not None for p in points) else EXIT_FAILED)
     if plot is not None:
         fail_usage("--plot draws a sweep: add --sweep NAME=START:STOP:STEP")
     if explain and output is RankFormat.csv:
@@ -359,7 +365,9 @@ def _sweep(
     plot: Path | None = None,
     remote: Experiments | None = None,
     batch: int | None = None,
-) -> None:
+) -> list[SweepPoint]:
+    """Rank at every point of the grid and print it (CSV or JSON; where the winner changes
+    on stderr); the points, for the exit status."""
     from carlang_runtime.experiments import rank_task, table_rows, write_csv
     from carlang_runtime.planner.sweep import sweep, winner_changes
 
@@ -385,6 +393,7 @@ def _sweep(
 
         plot_sweep(points, axes[0].name, plot)
         echo_err(f"wrote {plot}")
+    return list(points)
 
 
 def _point_document(point: SweepPoint) -> dict[str, Any]:
