@@ -85,7 +85,10 @@ def eval_command(
     plan: PlanOption = None,
     resamples: Annotated[
         int,
-        typer.Option("--resamples", help="Bootstrap resamples for the 95% intervals (0-100000)."),
+        typer.Option(
+            "--resamples",
+            help="Bootstrap resamples for the 95% intervals (100-100000; 0: no intervals).",
+        ),
     ] = 1000,
     seed: SeedOption = 0,
     per_task: Annotated[
@@ -134,11 +137,19 @@ MAX_RESAMPLES = 100_000
 
 
 def _check_resamples(resamples: int) -> None:
-    """A usage error unless `--resamples` is 0 (no intervals) to `MAX_RESAMPLES`."""
+    """A usage error unless `--resamples` is 0 (no intervals) or `MIN_RESAMPLES` to
+    `MAX_RESAMPLES`."""
+    from carlang_runtime.experiments.metrics import MIN_RESAMPLES
+
     if not 0 <= resamples <= MAX_RESAMPLES:
         fail_usage(
             f"--resamples {resamples}: give 0 to {MAX_RESAMPLES} bootstrap resamples"
             " (0: no intervals; the default is 1000)"
+        )
+    if 0 < resamples < MIN_RESAMPLES:  # (1 gave a "95% interval" without the mean in it)
+        fail_usage(
+            f"--resamples {resamples}: a 95% interval needs at least {MIN_RESAMPLES} bootstrap"
+            " resamples (0: no intervals; the default is 1000)"
         )
 
 

@@ -27,7 +27,12 @@ __all__ = [
     "average_ranks",
     "mean",
     "bootstrap_ci",
+    "MIN_RESAMPLES",
 ]
+
+#: The fewest resamples a 95% percentile interval is drawn from: with fewer, its ends are a
+#: handful of resampled means (with 1, one), which need not hold the mean itself.
+MIN_RESAMPLES = 100
 
 
 def top1(winner_actual: float, actual: Sequence[float]) -> float:

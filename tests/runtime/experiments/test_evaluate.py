@@ -334,3 +334,17 @@ def test_a_log_cut_short_or_empty_is_refused_alike_by_learn_eval_and_search(
         assert result.exit_code == 2, (name, result.output)
         assert result.stderr.startswith(f"error: {empty}: the file is empty: no recorded run")
     assert not feedback.exists()
+
+
+def test_too_few_resamples_for_an_interval_are_refused(bench: tuple[Path, Path, list]) -> None:
+    """`--resamples 1` printed a "95% interval" of one resampled mean, which may not hold the
+    mean itself."""
+    dataset, log, _ = bench
+    args = ["planner", "eval", str(dataset), "--outcomes", str(log), "--resamples"]
+    for few in ("1", "99"):
+        result = CliRunner().invoke(app, [*args, few])
+        assert (result.exit_code, result.stdout) == (2, "")
+        assert result.stderr.startswith(
+            f"error: --resamples {few}: a 95% interval needs at least 100 bootstrap resamples"
+        )
+    assert CliRunner().invoke(app, [*args, "100"]).exit_code == 0
