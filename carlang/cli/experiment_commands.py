@@ -165,13 +165,17 @@ def learn_command(
 ) -> None:
     """Learn from event logs what fails: success rates per tool and per parameter pattern
     (where they differ), approval grant rates per policy, durations; saved for `--feedback`."""
-    from carlang_runtime.experiments.outcomes import read_log
+    from carlang_runtime.experiments.outcomes import read_log, repeated_note, unseen_runs
     from carlang_runtime.planner import ToolFeedback
 
     check_output_path(output, "-o")
     learned = ToolFeedback()
+    seen: set[str] = set()
     for log in logs:  # (read as eval and search read --outcomes: the same refusals)
-        learned.merge(ToolFeedback.from_events(read_log(log, _LEARN_TAKES)))
+        events, repeated = unseen_runs(read_log(log, _LEARN_TAKES), seen)
+        if repeated:
+            echo_err(f"note: {repeated_note(str(log), repeated)}")
+        learned.merge(ToolFeedback.from_events(events))
     try:
         learned.save(output)
     except OSError as exc:
@@ -308,8 +312,11 @@ def _load_outcomes(paths: list[Path], tasks: list[Task]) -> Outcomes:
     """`--outcomes`, runs without a task joined where their task is clear (`resolve`), with
     a warning for each kind of outcome that joins no task's candidate."""
     from carlang_runtime.experiments import Outcomes
+    from carlang_runtime.experiments.outcomes import repeated_note
 
     recorded = Outcomes.load(paths)
+    for log, runs in recorded.repeated:
+        echo_err(f"note: {repeated_note(log, runs)}")
     for problem in recorded.warnings(tasks):
         echo_err(f"warning: {problem}")
     return recorded.resolve(tasks)

@@ -29,7 +29,7 @@ from ..jsontext import loads
 from ..textfile import read_input
 from .dataset import DatasetError, Task
 
-__all__ = ["Outcome", "Outcomes", "RUN_KINDS", "read_log"]
+__all__ = ["Outcome", "Outcomes", "RUN_KINDS", "read_log", "unseen_runs", "repeated_note"]
 
 #: The task of a run whose scope names none (see the module's docstring).
 ANY_TASK = ""
@@ -63,6 +63,8 @@ class Outcomes:
     origins: dict[tuple[str, str], str] = field(default_factory=dict)
     #: Runs whose scope's task is not a string: (the log, that task), one per run; never joined.
     bad_tasks: list[tuple[str, Any]] = field(default_factory=list)
+    #: Per log, how many of its runs an earlier log held too (their trace ids): counted once.
+    repeated: list[tuple[str, int]] = field(default_factory=list)
 
     def add(
         self,
@@ -96,7 +98,7 @@ class Outcomes:
         with a candidate of its id; one that several tasks have stays unjoined (`ambiguous`).
         Resolving twice changes nothing."""
         owners = _owners(tasks)
-        out = Outcomes(bad_tasks=list(self.bad_tasks))
+        out = Outcomes(bad_tasks=list(self.bad_tasks), repeated=list(self.repeated))
         for (task, candidate), outcome in self.by_key.items():
             found = owners.get(candidate, [])
             at = found[0] if task == ANY_TASK and len(found) == 1 else task
@@ -220,12 +222,36 @@ class Outcomes:
         """Outcomes from event logs (`.db`, `.jsonl`) and outcome CSVs (`.csv`). Raises
         `EventLogError` or `DatasetError`, saying where."""
         outcomes = cls()
+        seen: set[str] = set()
         for path in paths:
             if path.suffix == ".csv":
                 outcomes.learn_csv(path)
-            else:
-                outcomes.learn_events(read_log(path, _OUTCOMES_ARE, RUN_KINDS), str(path))
+                continue
+            events, repeated = unseen_runs(read_log(path, _OUTCOMES_ARE, RUN_KINDS), seen)
+            if repeated:
+                outcomes.repeated.append((str(path), repeated))
+            outcomes.learn_events(events, str(path))
         return outcomes
+
+
+def unseen_runs(events: list[dict[str, Any]], seen: set[str]) -> tuple[list[dict[str, Any]], int]:
+    """The events of a log whose run (trace id) is not in `seen`, which it then holds too,
+    and how many runs were left out: the same log given twice, or copies that overlap, count
+    each run once."""
+    traces = {e["trace_id"] for e in events if isinstance(e.get("trace_id"), str)}
+    repeated = traces & seen
+    seen |= traces
+    if repeated:
+        events = [e for e in events if e.get("trace_id") not in repeated]
+    return events, len(repeated)
+
+
+def repeated_note(log: str, runs: int) -> str:
+    """The note for `runs` of a log that an earlier one held (see `unseen_runs`)."""
+    return (
+        f"{log}: {runs} run(s) were read from an earlier log already (the same trace ids):"
+        " each is counted once"
+    )
 
 
 def _owners(tasks: Sequence[Task]) -> dict[str, list[str]]:

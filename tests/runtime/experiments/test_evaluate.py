@@ -348,3 +348,21 @@ def test_too_few_resamples_for_an_interval_are_refused(bench: tuple[Path, Path, 
             f"error: --resamples {few}: a 95% interval needs at least 100 bootstrap resamples"
         )
     assert CliRunner().invoke(app, [*args, "100"]).exit_code == 0
+
+
+def test_a_log_given_twice_counts_each_run_once(
+    bench: tuple[Path, Path, list], tmp_path: Path
+) -> None:
+    """The same log given twice was counted twice by learn and eval (twice the attempts and
+    runs, as though the evidence were twice as strong)."""
+    dataset, log, _ = bench
+    note = f"note: {log}: 20 run(s) were read from an earlier log already (the same trace ids)"
+    learned = tmp_path / "feedback.json"
+    result = CliRunner().invoke(app, ["planner", "learn", str(log), str(log), "-o", str(learned)])
+    assert result.exit_code == 0, result.output
+    assert "tool flky: 50.0% of 8 attempts" in result.stdout and note in result.stderr
+    args = ["planner", "eval", str(dataset), "--outcomes", str(log), "--outcomes", str(log)]
+    result = CliRunner().invoke(app, [*args, "--resamples", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("2 task(s) joined with 20 recorded run(s)\n")
+    assert note in result.stderr
