@@ -39,6 +39,7 @@ __all__ = [
     "FEEDBACK_FORMAT",
     "MIN_PATTERN_ATTEMPTS",
     "SIGNIFICANT_Z",
+    "MAX_DURATION_MS",
 ]
 
 _RECEIVED = ("proposal_received", "replan_proposal_received")
@@ -48,6 +49,10 @@ FEEDBACK_FORMAT = "carlang-feedback/1"
 MIN_PATTERN_ATTEMPTS = 20
 #: How far (in standard errors) a pattern's rate must be from the rest of its tool's.
 SIGNIFICANT_Z = 2.0
+#: The longest duration counted, a year in ms: a `duration_ms` beyond it (1e308), negative or
+#: not a finite number is no call's time (the call still counts); summed, 1e308 overflowed to
+#: infinity, which a feedback file cannot hold as standard JSON.
+MAX_DURATION_MS = 365 * 24 * 3600 * 1000.0
 #: A (tool, parameter, value as compact JSON) pattern.
 Pattern = tuple[str, str, str]
 
@@ -191,7 +196,11 @@ class ToolFeedback:
         return counters
 
     def _success(self, call: tuple[str, Mapping[str, Any]], duration_ms: Any) -> None:
-        timed = isinstance(duration_ms, (int, float)) and not isinstance(duration_ms, bool)
+        timed = (
+            isinstance(duration_ms, (int, float))
+            and not isinstance(duration_ms, bool)
+            and 0 <= duration_ms <= MAX_DURATION_MS  # (False for NaN)
+        )
         for stats in self._counters(call):
             stats.attempts += 1
             stats.successes += 1
@@ -316,7 +325,8 @@ class ToolFeedback:
 
     def save(self, path: str | Path) -> None:
         """Write what was learned to `path` (JSON), for `load` to read back."""
-        Path(path).write_text(json.dumps(self.to_document(), indent=1) + "\n")
+        # (allow_nan=False: never a non-standard `Infinity` that other JSON readers refuse)
+        Path(path).write_text(json.dumps(self.to_document(), indent=1, allow_nan=False) + "\n")
 
     @classmethod
     def load(cls, path: str | Path) -> ToolFeedback:
@@ -357,6 +367,8 @@ def _stats(row: Any) -> ToolStats:
     if not isinstance(row, list) or len(row) != 4:
         raise ValueError(f"expected [{_COUNTS}], got {json.dumps(row)[:60]}")
     attempts, successes, duration, timed = row
+    if not math.isfinite(float(duration)) or float(duration) < 0:
+        raise ValueError(f"a duration must be a finite number of ms, 0 or more, not {duration}")
     return ToolStats(int(attempts), int(successes), float(duration), int(timed))
 
 

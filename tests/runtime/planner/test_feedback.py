@@ -160,3 +160,27 @@ def test_a_damaged_feedback_file_says_which_entry(
     with pytest.raises(FeedbackFileError) as caught:
         ToolFeedback.load(path)
     assert f"{path}: damaged carlang feedback file: {message}" in str(caught.value)
+
+
+def test_an_absurd_duration_is_no_calls_time_and_files_stay_standard_json(
+    tmp_path: Path,
+) -> None:
+    """Two calls logged at `duration_ms` 1e308 summed to infinity: `learn` printed `inf ms`
+    and wrote `Infinity`, which is no standard JSON. Such a duration (or a negative one, or
+    NaN) is now left out, the call still counted; a file holding one is refused."""
+    document = {"actions": [{"id": "d", "type": "tool_call", "tool": "deploy", "parameters": {}}]}
+    events: list[dict[str, object]] = []
+    for run, took in enumerate((1e308, 1e308, -5.0, float("nan"), 40.0)):
+        trace = {"trace_id": f"r{run}", "proposal_id": "p"}
+        events.append({"kind": "proposal_received", **trace, "data": {"proposal": document}})
+        done = {"kind": "action_succeeded", **trace, "action_id": "d"}
+        events.append({**done, "data": {"duration_ms": took}})
+    learned = ToolFeedback.from_events(events)
+    assert learned.stats["deploy"].attempts == 5
+    assert learned.mean_duration_ms("deploy") == 40.0
+    saved = tmp_path / "feedback.json"
+    learned.save(saved)
+    json.loads(saved.read_text(), parse_constant=lambda name: pytest.fail(name))
+    saved.write_text(saved.read_text().replace("40.0", "Infinity"))
+    with pytest.raises(ValueError, match="tools.deploy: a duration must be a finite number"):
+        ToolFeedback.load(saved)
