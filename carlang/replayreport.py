@@ -41,8 +41,7 @@ def _examples(report: ReplayReport, examples: int) -> dict[str, list[Change]]:
     return shown
 
 
-def _where(verdict: Verdict) -> str:
-    loc = verdict.loc
+def _where(loc: dict[str, Any] | None) -> str:
     return f"{loc['file']}:{loc['line']}:{loc['column']}" if loc else ""
 
 
@@ -67,7 +66,6 @@ def _text(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
                 lines.append(f"  tool {tool}: {n}")
         for change in shown[category]:
             responsible = change.responsible
-            where = _where(responsible)
             lines.append(
                 f"  e.g. run {change.run_id} action {change.action_id}"
                 f" ({change.tool or 'no tool'}"
@@ -75,9 +73,12 @@ def _text(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
                 + f", {format_time(change.time)})"
             )
             if responsible.policy:
+                deciding = ", ".join(
+                    f"{policy} at {_where(loc)}" if (loc := responsible.loc_of(policy)) else policy
+                    for policy in responsible.policies
+                )
                 lines.append(
-                    f"       by {responsible.policy}"
-                    + (f" at {where}" if where else "")
+                    f"       by {deciding}"
                     + (f": {responsible.reason}" if responsible.reason else "")
                 )
             if responsible.explanation:
@@ -114,6 +115,8 @@ def _verdict(verdict: Verdict) -> dict[str, Any]:
     document: dict[str, Any] = {"decision": verdict.decision}
     if verdict.policy is not None:
         document["policy"] = verdict.policy
+    if verdict.also:  # the other policies that decided it too
+        document["also"] = list(verdict.also)
     if verdict.reason:
         document["reason"] = verdict.reason
     if verdict.explanation:
@@ -177,8 +180,9 @@ def _json(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
 def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
     failing = {id(c) for c in report.failing(fail_on)}
     groups: dict[tuple[str, str], list[Change]] = defaultdict(list)
-    for change in report.changes:
-        groups[(change.responsible.policy or "(no policy)", change.category)].append(change)
+    for change in report.changes:  # under each policy that decided it
+        for policy in change.responsible.policies or ("(no policy)",):
+            groups[(policy, change.category)].append(change)
     rules: list[str] = []
     results = []
     for (policy, category), changes in groups.items():
@@ -204,7 +208,9 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
             "level": "error" if any(id(c) in failing for c in changes) else "note",
             "message": {"text": message},
         }
-        loc = next((c.responsible.loc for c in changes if c.responsible.loc), None)
+        loc = next(
+            (c.responsible.loc_of(policy) for c in changes if c.responsible.loc_of(policy)), None
+        )
         if loc:
             result["locations"] = [
                 {
@@ -259,7 +265,7 @@ def _junit(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
             continue
         lines = [
             f"{c.category}: run {c.run_id} action {c.action_id}"
-            f" by {c.responsible.policy or '?'} {_where(c.responsible)}".rstrip()
+            f" by {c.responsible.policy or '?'} {_where(c.responsible.loc)}".rstrip()
             for c in changes[: max(examples, 1) * 4]
         ]
         count = len(changes)
@@ -324,7 +330,7 @@ def _csv(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
                 change.before.decision,
                 change.after.decision,
                 responsible.policy or "",
-                _where(responsible),
+                _where(responsible.loc),
                 responsible.reason,
                 responsible.explanation or "",
             ]

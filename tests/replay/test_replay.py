@@ -1043,3 +1043,46 @@ def test_a_change_a_budget_makes_is_located_at_the_budget(
     (category,) = report["categories"]
     assert category["by_policy"] == {"capability:payments_bot": 2}
     assert category["examples"][0]["after"]["loc"]["line"] == 24
+
+
+def test_a_decision_two_policies_make_counts_under_each(tmp_path: Path) -> None:
+    """Two policies denied the same call: only the first was counted in `by_policy` and had a
+    SARIF result. The decision itself counts once."""
+    two = (
+        "tool pay(n: int)\n"
+        "policy small: deny pay when params.n < 10\n"
+        "policy odd: deny pay when params.n % 2 == 1\n"
+        "proposal p { a = pay(n: 3) }\n"
+    )
+    source, log = _pay_log(tmp_path, ".jsonl", two)
+    (run,) = read_runs([log])
+    assert run.decisions["a"].policies == ["small", "odd"]
+    program = tmp_path / "none.car"
+    program.write_text("tool pay(n: int)\n")
+    code, _, report = changes(log, program)
+    (relaxed,) = report["categories"]
+    assert code == 1 and (report["decisions"], report["changes"], relaxed["count"]) == (1, 1, 1)
+    assert relaxed["by_policy"] == {"small": 1, "odd": 1}
+    code, out = cli("replay", str(log), "--program", str(program))
+    assert "by small at h.car:2:1, odd at h.car:3:1" in out, out
+    # the candidate's two, each at its line
+    code, _, report = changes(log, source, "--baseline", str(program))
+    assert report["categories"][0]["by_policy"] == {"small": 1, "odd": 1}
+    _, sarif = cli(
+        "replay",
+        str(log),
+        "--program",
+        str(source),
+        "--baseline",
+        str(program),
+        "--format",
+        "sarif",
+    )
+    results = json.loads(sarif)["runs"][0]["results"]
+    assert [
+        (
+            r["message"]["text"].split(" would")[0],
+            r["locations"][0]["physicalLocation"]["region"]["startLine"],
+        )
+        for r in results
+    ] == [("policy small", 2), ("policy odd", 3)]

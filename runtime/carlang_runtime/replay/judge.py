@@ -11,8 +11,8 @@ not ended sees it, as it did when it ran."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence, Set
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence, Set
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -41,11 +41,32 @@ class Verdict:
     loc: dict[str, Any] | None = None
     #: Every policy that decided it (`policy` is the first), when more than one did.
     also: tuple[str, ...] = ()
+    #: where each policy that decided it is declared (`loc` is the first's), by name
+    locs: Mapping[str, dict[str, Any]] = field(default_factory=dict, hash=False)
 
     @property
     def deciding(self) -> set[str]:
         """The names of the policies that decided it."""
-        return ({self.policy} if self.policy is not None else set()) | set(self.also)
+        return set(self.policies)
+
+    @property
+    def policies(self) -> tuple[str, ...]:
+        """The names of the policies that decided it, in order (`policy` first)."""
+        return self.also if self.policy is None else (self.policy, *self.also)
+
+    def loc_of(self, policy: str) -> dict[str, Any] | None:
+        """Where `policy`, one of those that decided it, is declared (None: not known)."""
+        return self.locs.get(policy) or (self.loc if policy == self.policy else None)
+
+    def located(self, *sources: Mapping[str, dict[str, Any]]) -> Verdict:
+        """This verdict with its policies' positions, each from the first of `sources` that
+        has it."""
+        locs = {}
+        for name in self.policies:
+            loc = next((source[name] for source in sources if name in source), None)
+            if loc is not None:
+                locs[name] = loc
+        return replace(self, loc=locs.get(self.policy or ""), locs=locs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +126,13 @@ class ReplayReport:
         return Counter(change.category for change in self.changes)
 
     def by_policy(self) -> Counter[tuple[str, str]]:
-        """Changes per (category, responsible policy)."""
-        return Counter((c.category, c.responsible.policy or "(no policy)") for c in self.changes)
+        """Changes per (category, responsible policy): a change two policies make counts
+        under each."""
+        return Counter(
+            (c.category, policy)
+            for c in self.changes
+            for policy in c.responsible.policies or ("(no policy)",)
+        )
 
     def by_tool(self) -> Counter[tuple[str, str]]:
         """Changes per (category, tool)."""
@@ -285,20 +311,16 @@ class Judge:
 
     def refusal(self, by: str, reason: str) -> Verdict:
         """A deny by a budget or a capability (`budget:NAME`), at its declaration."""
-        return Verdict("deny", by, reason, None, self.locs.get(by))
+        return Verdict("deny", by, reason).located(self.locs)
 
     def verdict(self, decision: Decision) -> Verdict:
         if decision.allowed:
             return _ALLOW
         first, *more = decision.deciding
-        return Verdict(
-            decision.effect.value,
-            first.policy,
-            first.reason,
-            None,
-            self.locs.get(first.policy),
-            tuple(match.policy for match in more),
+        verdict = Verdict(
+            decision.effect.value, first.policy, first.reason, also=tuple(m.policy for m in more)
         )
+        return verdict.located(self.locs)
 
     def retried(self, action: Action, context: _Context) -> None:
         """A recorded retry of `action`: another call of its tool, which takes its place in
@@ -320,9 +342,7 @@ class Judge:
         )
         if match is None or match.explanation is None:
             return verdict
-        return Verdict(
-            verdict.decision, verdict.policy, verdict.reason, str(match.explanation), verdict.loc
-        )
+        return replace(verdict, explanation=str(match.explanation))
 
     def shadow(self, action: Action, proposal: ActionProposal, context: _Context) -> list[str]:
         """The shadow policies that would decide otherwise than allow, with their effect."""
@@ -479,10 +499,9 @@ def _replay(
             if baseline is not None:
                 before = baseline.decide(action, proposal, context)
             else:
-                before = Verdict(
+                before = Verdict(  # (where its policies are: only for a change, below)
                     recorded.decision,
                     recorded.policies[0] if recorded.policies else None,
-                    loc=recorded.locs.get(recorded.policies[0]) if recorded.policies else None,
                     also=tuple(recorded.policies[1:]),
                 )
             context.started += 1
@@ -509,19 +528,15 @@ def _replay(
                 ] += 1
                 continue
             category = f"{before.decision} -> {after.decision}"
+            if baseline is None and before.policies:
+                # where the recording program declared them, as the log says (else where
+                # the candidate does: an older log recorded no positions)
+                before = before.located(recorded.locs, candidate.locs)
             if shown[category] < examples:
                 shown[category] += 1
                 after = candidate.explain(action, proposal, context, after)
                 if baseline is not None:
                     before = baseline.explain(action, proposal, context, before)
-                elif before.policy is not None and before.loc is None:
-                    before = Verdict(
-                        before.decision,
-                        before.policy,
-                        before.reason,
-                        None,
-                        candidate.locs.get(before.policy),
-                    )
             report.changes.append(
                 Change(
                     run.run_id,
