@@ -325,3 +325,22 @@ def test_a_bad_candidate_and_a_repeated_task_id_say_file_line_and_column(tmp_pat
         f"{second}:2:8: error: two tasks are called 't0' (the first at {first}:1:8): task ids"
         " must be unique (rename one: a group's `id`, a plan's name)\n"
     )
+
+
+def test_rank_reads_standard_input_as_verify_does(tmp_path: Path) -> None:
+    """`carlang rank -` said "-: no such file or folder"; `carlang verify -` reads stdin."""
+    groups = [
+        {"id": "a", "candidates": [proposal("p", call("t")), proposal("q")]},
+        {"id": "b", "candidates": [proposal("r", call("t"))]},
+    ]
+    jsonl = "".join(json.dumps(group) + "\n" for group in groups)
+    result = runner.invoke(app, ["rank", "-", "--format", "csv"], input=jsonl)
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(io.StringIO(result.stdout)))
+    assert [(row["task"], row["candidate"]) for row in rows] == [("a", "q"), ("a", "p"), ("b", "r")]
+    pretty = json.dumps(proposal("p", call("t")), indent=2)  # one document: a task `stdin`
+    result = runner.invoke(app, ["rank", "-", "--format", "csv"], input=pretty)
+    assert result.exit_code == 0, result.output
+    assert [row["task"] for row in csv.DictReader(io.StringIO(result.stdout))] == ["stdin"]
+    result = runner.invoke(app, ["rank", "-"], input='{\n  "id": \n')
+    assert result.exit_code == 2 and result.stderr.startswith("-:3:1: error: malformed JSON")

@@ -36,7 +36,11 @@ def _files(inputs: list[Path]) -> list[Path]:
 
     files: list[Path] = []
     for path in inputs:
-        if path.is_dir():
+        if str(path) == "-":  # standard input, as `verify -` reads it
+            if path in files:
+                fail_usage("- (standard input) is given twice: it can be read once")
+            files.append(path)
+        elif path.is_dir():
             found = sorted(
                 p
                 for p in path.rglob("*")
@@ -68,7 +72,7 @@ def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> lis
     plan's task id is `file:plan`. `plan` keeps only the plans of that name and the JSON and
     JSONL tasks of that id; a usage error (with a did-you-mean) when none has it."""
     from carlang_runtime.experiments import load_groups, load_proposals, tasks_from_program
-    from carlang_runtime.experiments.dataset import check_unique, task_from_plan
+    from carlang_runtime.experiments.dataset import check_unique, load_stdin, task_from_plan
 
     files = _files(inputs)
     several = len(files) > 1
@@ -76,8 +80,11 @@ def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> lis
     empty: list[Path] = []  # JSONL files of blank lines
     names: list[str] = []  # what `plan` could have named: plans and task ids
     for file in files:
-        if file.suffix in (".jsonl", ".json"):
-            found = load_groups(file) if file.suffix == ".jsonl" else [load_proposals(file)]
+        if file.suffix in (".jsonl", ".json") or str(file) == "-":
+            if str(file) == "-":
+                found = load_stdin(file)
+            else:
+                found = load_groups(file) if file.suffix == ".jsonl" else [load_proposals(file)]
             if not found:
                 empty.append(file)
             names.extend(task.id for task in found)

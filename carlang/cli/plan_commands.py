@@ -64,7 +64,7 @@ def rank_command(
         list[Path],
         typer.Argument(
             help="Programs, folders (every plan in them), CAR JSON proposals or a JSONL file of"
-            " candidate groups (one task per line)."
+            " candidate groups (one task per line); - reads JSON or JSONL from stdin."
         ),
     ],
     plan: Annotated[

@@ -36,6 +36,7 @@ __all__ = [
     "tasks_from_program",
     "load_groups",
     "load_proposals",
+    "load_stdin",
     "rank_task",
     "check_unique",
     "not_a_dataset",
@@ -267,19 +268,21 @@ def _policies(items: Any, where: _Where) -> list[PolicySet]:
         raise DatasetError(f"{where}: invalid policy: {exc}") from None
 
 
-def load_proposals(path: Path) -> Task:
-    """A CAR JSON file as one task: a proposal, an array of proposals, or a group."""
-    text = read_input(path)
+def load_proposals(path: Path, text: str | None = None) -> Task:
+    """A CAR JSON file as one task: a proposal, an array of proposals, or a group (`text`:
+    the file's, when it is read already)."""
+    text = read_input(path) if text is None else text
     try:
         document = parse_json(text)
     except JsonTextError as exc:  # (NaN, a lone surrogate, ...: what verify refuses too)
         raise DatasetError(f"{path}:{exc}") from None
-    return _group(document, _Where(str(path), text), path.stem)
+    return _group(document, _Where(str(path), text), _stem(path))
 
 
-def load_groups(path: Path) -> list[Task]:
-    """A JSONL file of candidate groups, one task per line (blank lines ignored)."""
-    lines = read_input(path).splitlines()
+def load_groups(path: Path, text: str | None = None) -> list[Task]:
+    """A JSONL file of candidate groups, one task per line (blank lines ignored; `text`: the
+    file's, when it is read already)."""
+    lines = (read_input(path) if text is None else text).splitlines()
     tasks = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
@@ -289,8 +292,26 @@ def load_groups(path: Path) -> list[Task]:
             document = parse_json(line)
         except JsonTextError as exc:
             raise DatasetError(f"{where}:{exc.position.column}: {exc.message}") from None
-        tasks.append(_group(document, where, f"{path.stem}:{number}"))
+        tasks.append(_group(document, where, f"{_stem(path)}:{number}"))
     return check_unique(tasks)
+
+
+def load_stdin(path: Path) -> list[Task]:
+    """The tasks of standard input (`path` is `-`): JSONL groups, one per line, when its
+    first line is a JSON document and another follows; else one CAR JSON document (a
+    proposal, an array of them, or a group, pretty-printed or not)."""
+    text = read_input(path)
+    lines = [line for line in text.splitlines() if line.strip()]
+    try:
+        jsonl = len(lines) > 1 and parse_json(lines[0]) is not None
+    except JsonTextError:
+        jsonl = False
+    return load_groups(path, text) if jsonl else [load_proposals(path, text)]
+
+
+def _stem(path: Path) -> str:
+    """The default id of a file's tasks: its name's stem (`stdin` for `-`)."""
+    return "stdin" if str(path) == "-" else path.stem
 
 
 def check_unique(tasks: Iterable[Task]) -> list[Task]:
