@@ -6,13 +6,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import xml.etree.ElementTree as ET
 from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
-from xml.sax.saxutils import quoteattr
 
 from carlang_runtime.engine.events import format_time
-from carlang_runtime.replay import Change, ReplayReport, Verdict
+from carlang_runtime.replay import Change, ReplayReport, Unjudged, Verdict
 
 from carlang import __version__
 
@@ -169,7 +169,13 @@ def _json(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
             {"policy": p, "tool": t, "count": n} for (p, t), n in report.shadow.most_common()
         ],
         "unjudged": [
-            {"run_id": u.run_id, "proposal_id": u.proposal_id, "reason": u.reason}
+            {
+                "run_id": u.run_id,
+                "proposal_id": u.proposal_id,
+                "reason": u.reason,
+                # the candidate (or baseline) dropped what it uses: its calls would be refused
+                "dropped": u.dropped,
+            }
             for u in report.unjudged
         ],
         "not_reconstructed": dict(report.notes),
@@ -183,12 +189,11 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
     for change in report.changes:  # under each policy that decided it
         for policy in change.responsible.policies or ("(no policy)",):
             groups[(policy, change.category)].append(change)
-    rules: list[str] = []
+    rules: dict[str, str] = {}  # id -> description
     results = []
     for (policy, category), changes in groups.items():
         rule = "replay/" + category.replace(" -> ", "-to-").replace("require_approval", "approval")
-        if rule not in rules:
-            rules.append(rule)
+        rules.setdefault(rule, f"decision changes: {rule[7:]}")
         first = changes[0]
         verb = {
             "deny": "denied",
@@ -202,25 +207,43 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
         example = next((c for c in changes if c.responsible.explanation), first)
         if example.responsible.explanation:
             message += f"; e.g. action {example.action_id}: {example.responsible.explanation}"
-        result: dict[str, Any] = {
-            "ruleId": rule,
-            "ruleIndex": rules.index(rule),
-            "level": "error" if any(id(c) in failing for c in changes) else "note",
-            "message": {"text": message},
-        }
         loc = next(
             (c.responsible.loc_of(policy) for c in changes if c.responsible.loc_of(policy)), None
         )
-        if loc:
-            result["locations"] = [
-                {
-                    "physicalLocation": {
-                        "artifactLocation": sarif_artifact(loc["file"]),
-                        "region": {"startLine": loc["line"], "startColumn": loc["column"]},
-                    }
-                }
-            ]
-        results.append(result)
+        results.append(
+            _sarif_result(
+                rule,
+                any(id(c) in failing for c in changes),
+                message,
+                (loc["file"], loc["line"], loc["column"]) if loc else None,
+            )
+        )
+    # the runs it could not judge, a result per cause: at the program that dropped what they
+    # use (their calls would now be refused), or at the log
+    failing_runs = {id(u) for u in report.failing_runs(fail_on)}
+    unjudged: dict[tuple[bool, str, str | None], list[Unjudged]] = defaultdict(list)
+    for run in report.unjudged:
+        unjudged[(run.dropped, run.cause or run.reason, run.file)].append(run)
+    for (dropped, cause, file), runs in unjudged.items():
+        rule = "replay/dropped" if dropped else "replay/not-judged"
+        rules.setdefault(
+            rule,
+            "recorded runs the candidate cannot run (it dropped what they use)"
+            if dropped
+            else "recorded runs that cannot be judged",
+        )
+        message = f"{plural(len(runs), 'recorded run')} cannot be judged: {cause}"
+        if dropped:
+            message += " (their calls would now be refused)"
+        error = any(id(u) in failing_runs for u in runs)
+        results.append(_sarif_result(rule, error, message, (file, 1, 1) if file else None))
+    problems = report.gate_problems(fail_on)
+    if problems and not any(r["level"] == "error" for r in results):  # (no run, say)
+        rules.setdefault("replay/gate", "the replay gate fails")
+        results.append(_sarif_result("replay/gate", True, f"fails: {'; '.join(problems)}", None))
+    ids = list(rules)
+    for result in results:
+        result["ruleIndex"] = ids.index(result["ruleId"])
     document = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
@@ -231,8 +254,8 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
                         "name": "carlang-replay",
                         "version": __version__,
                         "rules": [
-                            {"id": r, "shortDescription": {"text": f"decision changes: {r[7:]}"}}
-                            for r in rules
+                            {"id": rule, "shortDescription": {"text": text}}
+                            for rule, text in rules.items()
                         ],
                     }
                 },
@@ -244,6 +267,29 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
     return json.dumps(document, indent=2)
 
 
+def _sarif_result(
+    rule: str, error: bool, message: str, where: tuple[str, int, int] | None
+) -> dict[str, Any]:
+    """A SARIF result: `error` when the gate fails by it, else `note`; at `where`, a
+    (file, line, column), if known."""
+    result: dict[str, Any] = {
+        "ruleId": rule,
+        "level": "error" if error else "note",
+        "message": {"text": message},
+    }
+    if where is not None:
+        file, line, column = where
+        result["locations"] = [
+            {
+                "physicalLocation": {
+                    "artifactLocation": sarif_artifact(file),
+                    "region": {"startLine": line, "startColumn": column},
+                }
+            }
+        ]
+    return result
+
+
 def _named(policy: str) -> str:
     """How a message names what decided: `policy NAME`, `budget NAME`, `capability NAME`."""
     kind, colon, name = policy.partition(":")
@@ -251,51 +297,65 @@ def _named(policy: str) -> str:
 
 
 def _junit(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
+    """JUnit XML valid under Jenkins' junit-10.xsd (as `carlang test`'s): a test case per
+    tool judged, failing when its decisions change as `--fail-on` names; a case per run not
+    judged, failing when that fails the gate (the candidate dropped what it uses, or no run
+    could be judged), else skipped; a failing `replay gate` case when the gate fails for
+    nothing else shown (no run at all)."""
     failing = report.failing(fail_on)
     per_tool: dict[str, list[Change]] = defaultdict(list)
     for change in failing:
         per_tool[change.tool or "(no tool)"].append(change)
-    tools = sorted({c.tool or "(no tool)" for c in report.changes} | set(per_tool)) or ["replay"]
-    cases = []
-    for tool in tools:
+    suite = ET.Element("testsuite", name="carlang replay")
+    for tool in sorted(set(report.tools) | set(per_tool)):
+        case = _case(suite, f"decisions of {tool} unchanged")
         changes = per_tool.get(tool, [])
-        name = quoteattr(f"decisions of {tool} unchanged")
-        if not changes:
-            cases.append(f'    <testcase classname="replay" name={name}/>')
-            continue
-        lines = [
-            f"{c.category}: run {c.run_id} action {c.action_id}"
-            f" by {c.responsible.policy or '?'} {_where(c.responsible.loc)}".rstrip()
-            for c in changes[: max(examples, 1) * 4]
-        ]
-        count = len(changes)
-        message = quoteattr(f"{count} {'decision changes' if count == 1 else 'decisions change'}")
-        body = _xml_text("\n".join(lines))
-        cases.append(
-            f'    <testcase classname="replay" name={name}>\n'
-            f'      <failure message={message} type="decision-change">{body}</failure>\n'
-            "    </testcase>"
-        )
-    for unjudged in report.unjudged:
-        name = quoteattr(f"run {unjudged.run_id} judged")
-        cases.append(
-            f'    <testcase classname="replay" name={name}>\n'
-            f"      <skipped message={quoteattr(unjudged.reason)}/>\n    </testcase>"
-        )
-    failures = sum(1 for tool in tools if per_tool.get(tool))
-    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return (
-        '<?xml version="1.0" encoding="UTF-8"?>\n'
-        f'<testsuites tests="{len(cases)}" failures="{failures}">\n'
-        f'  <testsuite name="carlang replay" tests="{len(cases)}" failures="{failures}"'
-        f' skipped="{len(report.unjudged)}" timestamp="{stamp}">\n'
-        + "\n".join(cases)
-        + "\n  </testsuite>\n</testsuites>"
-    )
+        if changes:
+            lines = [
+                f"{c.category}: run {c.run_id} action {c.action_id}"
+                f" by {c.responsible.policy or '?'}"
+                + (f" at {_where(c.responsible.loc)}" if c.responsible.loc else "")
+                for c in changes[: max(examples, 1) * 4]
+            ]
+            count = len(changes)
+            text = f"{count} {'decision changes' if count == 1 else 'decisions change'}"
+            _failure(case, text, "decision-change", "\n".join(lines))
+    failing_runs = {id(u) for u in report.failing_runs(fail_on)}
+    for run in report.unjudged:
+        case = _case(suite, f"run {run.run_id} judged")
+        if id(run) in failing_runs:
+            kind = "dropped" if run.dropped else "not-judged"
+            _failure(case, run.reason, kind, f"run {run.run_id} ({run.proposal_id}): {run.reason}")
+        else:
+            ET.SubElement(case, "skipped", message=run.reason)
+    problems = report.gate_problems(fail_on)
+    if problems and suite.find("testcase/failure") is None:
+        _failure(_case(suite, "replay gate"), f"fails: {'; '.join(problems)}", "gate", "")
+    if not len(suite):  # (nothing judged, and nothing fails: a suite holds a case)
+        _case(suite, "decisions unchanged")
+    tests = len(suite)
+    failures = len(suite.findall("testcase/failure"))
+    skipped = len(suite.findall("testcase/skipped"))
+    root = ET.Element("testsuites", name="carlang replay")
+    for element in (root, suite):
+        element.set("tests", str(tests))
+        element.set("failures", str(failures))
+        element.set("errors", "0")
+        element.set("time", "0.000")
+    suite.set("skipped", str(skipped))
+    suite.set("timestamp", datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
 
 
-def _xml_text(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _case(suite: ET.Element, name: str) -> ET.Element:
+    return ET.SubElement(suite, "testcase", classname="replay", name=name, time="0.000")
+
+
+def _failure(case: ET.Element, message: str, kind: str, text: str) -> None:
+    failure = ET.SubElement(case, "failure", message=message, type=kind)
+    failure.text = text or None
 
 
 def _csv(report: ReplayReport, examples: int, fail_on: list[str]) -> str:

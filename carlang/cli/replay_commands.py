@@ -183,11 +183,12 @@ def _known_tools(wanted: list[str], runs: list[Any], judges: list[Any]) -> None:
             )
 
 
-def _program(path: Path, root: Path | None) -> ir.Program:
-    """The program at `path`, or exit 2 with its errors: those that stop `carlang run` stop
-    replay (a policy naming no declared tool, a condition on a field that does not exist
-    would decide nothing, and the gate pass on it). What verification finds in the
-    program's own proposals (a proposal the new policy denies) is no reason not to replay."""
+def _program(path: Path, root: Path | None) -> tuple[ir.Program, str]:
+    """The program at `path` and its file as its positions name it, or exit 2 with its
+    errors: those that stop `carlang run` stop replay (a policy naming no declared tool, a
+    condition on a field that does not exist would decide nothing, and the gate pass on
+    it). What verification finds in the program's own proposals (a proposal the new policy
+    denies) is no reason not to replay."""
     from carlang.cli.checking import blocking_errors, one_source
     from carlang.cli.lang_commands import project_root
     from carlang.compiler import compile_file
@@ -200,7 +201,8 @@ def _program(path: Path, root: Path | None) -> ir.Program:
         echo_err(render_text(errors or result.diagnostics.sorted()))
         echo_err(f"{path}: the program has errors; fix them to replay with it")
         raise typer.Exit(EXIT_USAGE)
-    return result.program
+    entry = result.loaded.entry
+    return result.program, entry.source.name if entry is not None else str(path)
 
 
 def _judge(path: Path, root: Path | None) -> Judge:
@@ -208,7 +210,8 @@ def _judge(path: Path, root: Path | None) -> Judge:
     from carlang_runtime.replay import Judge
 
     try:
-        return Judge(_program(path, root), path.name)
+        program, file = _program(path, root)
+        return Judge(program, path.name, file)
     except PolicyLoadError as exc:
         fail_usage(f"{path}: {exc}")
 

@@ -166,13 +166,33 @@ def test_every_format(finance_log: Path, tmp_path: Path) -> None:
     assert result["locations"][0]["physicalLocation"]["region"]["startLine"] == 36
     assert "policy large_payment would have asked approval for 1 of" in result["message"]["text"]
     _, junit = cli("replay", str(finance_log), "--program", str(program), "--format", "junit")
+    valid_junit(junit)
     suite = ET.fromstring(junit).find("testsuite")
     assert suite is not None and suite.get("failures") == "1"
+    # a test case per tool judged, as the docs say, not only per tool with changes
+    assert [(c.get("name"), c.find("failure") is not None) for c in suite] == [
+        ("decisions of (no tool) unchanged", False),
+        ("decisions of lookup_invoice unchanged", False),
+        ("decisions of pay unchanged", True),
+    ]
     _, table = cli("replay", str(finance_log), "--program", str(program), "--format", "csv")
     rows = list(csv.DictReader(io.StringIO(table)))
     assert [(r["action_id"], r["before"], r["after"], r["policy"]) for r in rows] == [
         ("pay_a", "allow", "require_approval", "large_payment")
     ]
+
+
+def valid_junit(text: str) -> None:
+    """Check JUnit XML with the validators `carlang test --format junit`'s tests use: Jenkins'
+    junit-10.xsd, and (when no case is skipped, which its layout leaves out) the JSON schema
+    of the layout CI servers read."""
+    from tests.test_cli_test import SCHEMAS, _as_data, junit_validator
+
+    junit_validator().validate(text)
+    tree = ET.fromstring(text)
+    if tree.find(".//skipped") is None:
+        schema = json.loads((SCHEMAS / "junit.schema.json").read_text())
+        jsonschema.validate(_as_data(tree), schema)
 
 
 def test_filters(finance_log: Path, tmp_path: Path) -> None:
@@ -598,6 +618,30 @@ def test_a_candidate_that_drops_a_tool_production_calls_fails_the_gate(tmp_path:
     assert code == 0, out  # a gate on new allows only: dropping a tool allows nothing new
     _, _, report = changes(log, program)
     assert report["gate"] == ["1 run the candidate cannot run (it dropped what they use)"]
+    # SARIF and JUnit show the failure too (they showed none: no result, failures="0")
+    for fail_on, level, failures in (("any", "error", "1"), ("allow", "note", "0")):
+        _, sarif = cli(*_args(log, program, "sarif", fail_on))
+        document = json.loads(sarif)
+        jsonschema.validate(document, json.loads(SARIF_SCHEMA.read_text()))
+        (result,) = document["runs"][0]["results"]
+        assert (result["ruleId"], result["level"]) == ("replay/dropped", level)
+        assert result["message"]["text"] == (
+            "1 recorded run cannot be judged: renamed.car does not declare tool 'deploy'"
+            " (their calls would now be refused)"
+        )
+        where = result["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        assert where.endswith("renamed.car")
+        _, junit = cli(*_args(log, program, "junit", fail_on))
+        valid_junit(junit)
+        suite = ET.fromstring(junit).find("testsuite")
+        assert suite is not None and suite.get("failures") == failures
+        (case,) = [c for c in suite if c.get("name", "").startswith("run ")]
+        assert case[0].tag == ("failure" if failures == "1" else "skipped")
+        assert "does not declare tool 'deploy' (action a)" in (case[0].get("message") or "")
+
+
+def _args(log: Path, program: Path, output: str, fail_on: str = "any") -> list[str]:
+    return ["replay", str(log), "--program", str(program), "--format", output, "--fail-on", fail_on]
 
 
 # Three pays with no order between them (`on_failure skip`: the level runs them alongside each
@@ -828,6 +872,14 @@ def test_a_log_that_holds_no_run_fails_the_gate(tmp_path: Path) -> None:
     log.write_text("")
     code, out = cli("replay", str(log), "--program", str(program))
     assert code == 1 and "the logs hold no run" in out, out
+    # SARIF and JUnit fail too (stdout: the warning that nothing was judged is on stderr)
+    sarif = CliRunner().invoke(app, _args(log, program, "sarif")).stdout
+    (result,) = json.loads(sarif)["runs"][0]["results"]
+    assert result["level"] == "error" and "the logs hold no run" in result["message"]["text"]
+    junit = CliRunner().invoke(app, _args(log, program, "junit")).stdout
+    valid_junit(junit)
+    (case,) = ET.fromstring(junit).iter("testcase")
+    assert case.get("name") == "replay gate" and case[0].tag == "failure"
 
 
 @pytest.mark.parametrize(

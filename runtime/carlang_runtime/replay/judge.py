@@ -104,6 +104,11 @@ class Unjudged:
     #: the candidate (or baseline) cannot judge it: it no longer declares the run's tool,
     #: capability or budget, so those calls would now be refused (not a log's problem)
     dropped: bool = False
+    #: the reason as it stands for every run it stops (without this run's action): the
+    #: reports group runs by it
+    cause: str = ""
+    #: the file at fault: the program that dropped what the run uses, or the log
+    file: str | None = None
 
 
 @dataclass
@@ -120,6 +125,8 @@ class ReplayReport:
     notes: Counter[str] = field(default_factory=Counter)
     shadow: Counter[tuple[str, str]] = field(default_factory=Counter)
     baseline: str = "recorded"
+    #: the decisions judged, per tool
+    tools: Counter[str] = field(default_factory=Counter)
 
     def categories(self) -> Counter[str]:
         """Changes per category."""
@@ -149,8 +156,8 @@ class ReplayReport:
         failing = self.failing(wanted)
         if failing:
             problems.append(f"{len(failing)} {'change' if len(failing) == 1 else 'changes'}")
-        dropped = [u for u in self.unjudged if u.dropped]
-        if dropped and wanted & {"deny", "any"}:
+        dropped = [u for u in self.failing_runs(wanted) if u.dropped]
+        if dropped:
             runs = f"{len(dropped)} {'run' if len(dropped) == 1 else 'runs'}"
             problems.append(f"{runs} the candidate cannot run (it dropped what they use)")
         if self.runs and not self.judged_runs:
@@ -158,6 +165,16 @@ class ReplayReport:
         if not self.runs:
             problems.append("the logs hold no run (a run's events carry its trace_id)")
         return problems
+
+    def failing_runs(self, fail_on: Iterable[str]) -> list[Unjudged]:
+        """The runs not judged that fail the gate (`gate_problems`): those whose tool,
+        capability or budget the candidate dropped, when `--fail-on` names `deny` or `any`;
+        every one, when none could be judged."""
+        if self.runs and not self.judged_runs:
+            return list(self.unjudged)
+        if not set(fail_on) & {"deny", "any"}:
+            return []
+        return [u for u in self.unjudged if u.dropped]
 
     def failing(self, fail_on: Iterable[str]) -> list[Change]:
         """The changes `--fail-on` names: `deny` (to deny), `approval` (to require_approval),
@@ -175,8 +192,10 @@ class Judge:
     """One program's deciding parts, for replay: its policies (rate limits on the recorded
     clock), capabilities and budgets."""
 
-    def __init__(self, program: Program, name: str) -> None:
+    def __init__(self, program: Program, name: str, file: str | None = None) -> None:
         self.name = name
+        #: the program's file, as its positions name it (`name` when not given)
+        self.file = file or name
         self.now = 0.0
         self.policies = PolicySet(program.policies, tools=program.tools, clock=self.clock)
         self.tools = {tool.name for tool in program.tools}
@@ -205,19 +224,22 @@ class Judge:
     def clock(self) -> float:
         return self.now
 
-    def problem(self, proposal: ActionProposal, undecided: Set[str] = frozenset()) -> str | None:
-        """Why this program cannot judge the proposal at all, or None. The actions in
-        `undecided` were refused before any decision when recorded (a tool the recording
-        program did not declare either, say): nothing of this program's would judge them."""
+    def problem(
+        self, proposal: ActionProposal, undecided: Set[str] = frozenset()
+    ) -> tuple[str, str | None] | None:
+        """Why this program cannot judge the proposal at all, and the action it is about
+        (None: the whole proposal), or None. The actions in `undecided` were refused before
+        any decision when recorded (a tool the recording program did not declare either,
+        say): nothing of this program's would judge them."""
         for action in proposal.actions:
             if action.id in undecided:
                 continue
             if action.type is ActionType.TOOL_CALL and action.tool not in self.tools:
-                return f"{self.name} does not declare tool '{action.tool}' (action {action.id})"
+                return f"{self.name} does not declare tool '{action.tool}'", action.id
         if proposal.capability is not None and proposal.capability not in self.capabilities:
-            return f"{self.name} does not declare capability '{proposal.capability}'"
+            return f"{self.name} does not declare capability '{proposal.capability}'", None
         if proposal.budget is not None and proposal.budget not in self.budgets:
-            return f"{self.name} does not declare budget '{proposal.budget}'"
+            return f"{self.name} does not declare budget '{proposal.budget}'", None
         return None
 
     def redacted_reads(self, action: Action) -> list[tuple[str, str]]:
@@ -430,19 +452,19 @@ def _replay(
         proposal, problem = _proposal(run)
         if proposal is None:
             if counted:
-                report.unjudged.append(Unjudged(run.run_id, run.proposal_id, problem))
+                report.unjudged.append(
+                    Unjudged(run.run_id, run.proposal_id, problem, False, problem, run.source)
+                )
             continue
         undecided = {
             step[1]
             for step in run.steps
             if step[0] == "end" and step[2] == "rejected" and step[1] not in run.decisions
         }
-        refusal = candidate.problem(proposal, undecided) or (
-            baseline.problem(proposal, undecided) if baseline is not None else None
-        )
+        refusal = _dropped(run, proposal, undecided, candidate, baseline)
         if refusal is not None:
             if counted:
-                report.unjudged.append(Unjudged(run.run_id, run.proposal_id, refusal, dropped=True))
+                report.unjudged.append(refusal)
             continue
         report.judged_runs += counted
         if counted and run.state is None:
@@ -509,6 +531,7 @@ def _replay(
             if not judged:
                 continue
             report.actions += 1
+            report.tools[action.tool or "(no tool)"] += 1
             readers = (
                 _note_redacted_reads(report, action, candidate, baseline) if run.redacted else set()
             )
@@ -550,6 +573,24 @@ def _replay(
                 )
             )
     return report
+
+
+def _dropped(
+    run: RecordedProposal,
+    proposal: ActionProposal,
+    undecided: Set[str],
+    candidate: Judge,
+    baseline: Judge | None,
+) -> Unjudged | None:
+    """The run, unjudged, when the candidate (or the baseline) does not declare a tool,
+    capability or budget it uses; else None."""
+    for judge in (candidate, baseline):
+        problem = judge.problem(proposal, undecided) if judge is not None else None
+        if judge is not None and problem is not None:
+            cause, action_id = problem
+            reason = cause if action_id is None else f"{cause} (action {action_id})"
+            return Unjudged(run.run_id, run.proposal_id, reason, True, cause, judge.file)
+    return None
 
 
 def _note_redacted_reads(
