@@ -220,6 +220,8 @@ def _search_project(project: Path) -> list[str]:
         "monte_carlo_weight = [0.0, 1.0]\nmonte_carlo_trials = [100]\n"
     )
     return ["planner", "search", "tasks.jsonl", "--outcomes", "runs.jsonl"] + [
+        "--feedback",  # (without it, the Monte Carlo settings change nothing, and it warns)
+        "runs.jsonl",
         "--space",
         "space.toml",
         "--ablate",
