@@ -1138,3 +1138,17 @@ def test_a_decision_two_policies_make_counts_under_each(tmp_path: Path) -> None:
         )
         for r in results
     ] == [("policy small", 2), ("policy odd", 3)]
+
+
+def test_another_tools_transcript_is_refused_naming_the_logs_replay_reads(
+    tmp_path: Path,
+) -> None:
+    """A chat transcript (JSON objects without `kind`) was refused as "not an event", with
+    nothing said of what replay does read."""
+    program = tmp_path / "p.car"
+    program.write_text("tool t()\n")
+    transcript = tmp_path / "chat.jsonl"
+    transcript.write_text('{"role": "user", "content": "hi"}\n')
+    code, out = cli("replay", str(transcript), "--program", str(program))
+    assert code == 2 and out.startswith(f"{transcript}:1:1: error: not an event"), out
+    assert "replay reads the event logs `carlang run`, `carlang agent` and `carlang mcp" in out

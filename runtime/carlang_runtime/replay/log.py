@@ -23,6 +23,7 @@ from ..engine.journal import (
     EventStore,
     check_event,
     json_kind,
+    not_an_event,
     read_log_text,
 )
 from ..jsontext import loads, locate, malformed, too_deeply_nested
@@ -334,6 +335,9 @@ def _records(path: Path) -> Iterator[_Record]:
             )
             continue
         record = _parse(path, number, last, text, line)
+        if not isinstance(record, dict) or not isinstance(record.get("kind"), str):
+            # another tool's transcript, say: name the logs replay reads
+            raise EventLogError(f"{not_an_event(path, number, record)}{_WHAT_REPLAY_READS}")
         check_event(path, number, line, record)
         if record["kind"] not in _WANTED:
             continue
@@ -358,6 +362,10 @@ _HEADER: Final = re.compile(
     r' "timestamp": "([^"]*)", "data": '
 )
 _NO_DATA: Final[dict[str, Any]] = {}
+_WHAT_REPLAY_READS: Final = (
+    "; replay reads the event logs `carlang run`, `carlang agent` and `carlang mcp proxy`"
+    " write with --events (a JSON event per line)"
+)
 
 #: The fields of an event's data that replay reads, by kind, and what each must be when it
 #: is there and not null (replay used them as they were: a `scope` that is a string was an
