@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import math
 import os
@@ -30,10 +31,10 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypedDict
+from typing import Any, NoReturn, TypedDict
 
 import sqlalchemy
 from carlang_runtime._version import __version__
@@ -71,6 +72,10 @@ __all__ = [
     "WORKFLOW",
     "DEFAULT_DATABASE",
     "RunSpec",
+    "RunStopped",
+    "ToolInterrupted",
+    "resume_command",
+    "run_status",
     "make_spec",
     "DbosSteps",
     "DurableApprovals",
@@ -272,13 +277,18 @@ class DbosSteps:
         records instead, and the resumed run's step returns it rather than running `fn`
         again. (A step still running when the run is resumed runs twice: at least once.)"""
         if self.database is None:
-            with self.ownership.watch():
-                return await DBOS.run_step_async({"name": name}, fn, *args)
+            try:
+                with self.ownership.watch():
+                    return await DBOS.run_step_async({"name": name}, fn, *args)
+            except _StepInterrupted as stopped:
+                raise stopped.interrupt from None
         finished: list[tuple[int, Any]] = []
         step = self._async_step if inspect.iscoroutinefunction(fn) else self._sync_step
         try:
             with self.ownership.watch():
                 return await DBOS.run_step_async({"name": name}, step, name, fn, args, finished)
+        except _StepInterrupted as stopped:
+            raise stopped.interrupt from None
         except BaseException:
             if finished:  # `fn` ran, yet DBOS did not record it: keep it ourselves
                 await asyncio.to_thread(self._keep_late, name, *finished[0])
@@ -337,7 +347,8 @@ class DbosSteps:
         """The tool call, once: here as a step, or on its queue's workers."""
         queue = self.queues.get(action.tool or "")
         if queue is None:
-            record: dict[str, Any] = await self.run(f"call {action.id}", run.call_record, action)
+            call = _unrecorded_if_interrupted(run.call_record)
+            record: dict[str, Any] = await self.run(f"call {action.id}", call, action)
             return record
         with self.ownership.watch():
             # Created if missing; its limits are the workers' (see `launch`), never reset here.
@@ -352,6 +363,8 @@ class DbosSteps:
                     dict(run.live),
                 )
             result: dict[str, Any] = await self._result_of(queue, action, handle)
+        if INTERRUPTED in result:  # (the call's worker recorded it so: a resume meets it again)
+            raise ToolInterrupted(str(result[INTERRUPTED]), action.id, action.tool or "")
         return result
 
     async def _result_of(self, queue: str, action: Action, handle: Any) -> Any:
@@ -395,6 +408,59 @@ def _calls_waiting(waiting: Mapping[str, str]) -> str:
         [(action_id, tool)] = waiting.items()
         return f"its call of {tool} (`{action_id}`) waits for one"
     return f"{len(waiting)} calls of {', '.join(sorted(set(waiting.values())))} wait for one"
+
+
+class ToolInterrupted(CarlangRuntimeError):
+    """A tool raised `KeyboardInterrupt` or `SystemExit`: raised in its place (its message
+    is what the runtime reports, `interrupted: KeyboardInterrupt`), naming the action whose
+    call it was (`action`, `tool`). Never let through as it is: asyncio lets a task's
+    `KeyboardInterrupt` or `SystemExit` escape the event loop, which stopped DBOS's loop, and
+    with it every later run of the process."""
+
+    def __init__(self, message: str, action: str = "", tool: str = "") -> None:
+        super().__init__(message)
+        self.action = action
+        self.tool = tool
+
+    def __reduce__(self) -> tuple[Any, ...]:  # (DBOS pickles a queued call's outcome)
+        return (type(self), (str(self), self.action, self.tool))
+
+    def said(self) -> str:
+        """What stopped the run, in words: `the tool of `x` (boom) raised KeyboardInterrupt`."""
+        return f"the tool of `{self.action}` ({self.tool}) raised {self}"
+
+
+class _StepInterrupted(asyncio.CancelledError):
+    """Carries a `ToolInterrupted` out of a DBOS step without DBOS recording it (DBOS records
+    no step that ends in a cancellation): the run stops, and a resume calls the tool again,
+    as the in-process engine's resume does after an interruption."""
+
+    def __init__(self, interrupt: ToolInterrupted) -> None:
+        super().__init__(str(interrupt))
+        self.interrupt = interrupt
+
+
+def _interruption(exc: BaseException, action: Action) -> ToolInterrupted:
+    """`exc`, raised by `action`'s tool, as the runtime words an interruption:
+    `KeyboardInterrupt`, `SystemExit: 3`."""
+    text = str(exc)
+    message = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return ToolInterrupted(message, action.id, action.tool or "")
+
+
+def _unrecorded_if_interrupted(
+    call: Callable[[Action], Coroutine[Any, Any, dict[str, Any]]],
+) -> Callable[[Action], Coroutine[Any, Any, dict[str, Any]]]:
+    """`call` (a tool call's step), with a tool's `KeyboardInterrupt` or `SystemExit` a
+    `_StepInterrupted` (see `DbosSteps.run`)."""
+
+    async def step(action: Action) -> dict[str, Any]:
+        try:
+            return await call(action)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            raise _StepInterrupted(_interruption(exc, action)) from None
+
+    return step
 
 
 def approval_topic(action_id: str) -> str:
@@ -463,7 +529,11 @@ class DurableApprovals:
             watcher = _watchers.get(run_id)
             if watcher is not None:
                 watcher(run_id, waiting)
-            answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=timeout)
+            self.ownership.parked = True
+            try:
+                answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=timeout)
+            finally:
+                self.ownership.parked = False
             if not isinstance(answer, Mapping):
                 answer = await asyncio.to_thread(_settle_expiry, run_id, action_id, timeout)
             await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
@@ -496,10 +566,13 @@ class Ownership:
     was handed to another worker) learns it from the DBOS call that refuses it, and unwinds;
     what the runtime logs on the way out (the actions and the run "interrupted") is not what
     happens to the run, which a resume continues and logs itself: so the run's event log
-    takes no more events from this execution (see `_Owned`)."""
+    takes no more events from this execution (see `_Owned`). `parked`: whether the run waits
+    for an approval's answer now (a wait that no DBOS call ends when the run is cancelled:
+    a foreground run looks for the cancel itself, see `run`)."""
 
     def __init__(self) -> None:
         self.lost = False
+        self.parked = False
 
     @contextmanager
     def watch(self) -> Iterator[None]:
@@ -530,14 +603,15 @@ class _Owned:
 
 
 class _AfterSeq:
-    """A sink that skips what it already holds: events a recovered workflow logs again."""
+    """A sink that skips what it already holds: the first `held` events of an execution,
+    which a recovered workflow logs again (see `_replayed`)."""
 
-    def __init__(self, sink: EventSink, last_seq: int) -> None:
+    def __init__(self, sink: EventSink, held: int) -> None:
         self.sink = sink
-        self.last_seq = last_seq
+        self.held = held
 
     def write(self, event: Event) -> None:
-        if event.seq > self.last_seq:
+        if event.seq > self.held:
             self.sink.write(event)
 
     def flush(self) -> None:
@@ -556,26 +630,64 @@ def _event_log(target: str | None, run_id: str, ownership: Ownership) -> EventLo
 def _sink(target: str, run_id: str) -> EventSink:
     path = Path(target)
     if path.suffix in SQLITE_SUFFIXES:
-        last = 0
-        if path.exists():
-            connection = sqlite3.connect(path)
-            try:
-                row = connection.execute(
-                    "SELECT MAX(seq) FROM events WHERE run_id = ?", (run_id,)
-                ).fetchone()
-                last = int(row[0] or 0)
-            except sqlite3.Error:
-                last = 0
-            finally:
-                connection.close()
-        return _AfterSeq(SqliteSink(path), last)
+        return _AfterSeq(SqliteSink(path), _replayed(path, run_id) if path.exists() else 0)
     return JsonlSink(path)
 
 
-def build_runtime(spec: RunSpec, run_id: str) -> tuple[Runtime, ActionProposal]:
-    """The runtime and the proposal of one run, from its spec."""
+def _replayed(path: Path, run_id: str) -> int:
+    """How many of the events of run `run_id` that the SQLite log `path` holds its next
+    execution logs again (an execution numbers its events from 1, and a replay logs the same
+    ones in the same order): every one but those of an execution that stopped without an
+    outcome (its process stopped cleanly, a tool interrupted it) that no replay logs again.
+    Those are what it logged as it stopped (`_logged_as_it_stopped`), and the
+    `action_executing` of the calls it stopped, right before: the next execution makes those
+    calls again, and logs them as it makes them. Counting them (the largest sequence number,
+    as before) dropped the recovered execution's events that took their numbers."""
+    connection = sqlite3.connect(path)
+    try:
+        rows = connection.execute(
+            "SELECT kind, data FROM events WHERE run_id = ? ORDER BY id", (run_id,)
+        ).fetchall()
+    except sqlite3.Error:
+        return 0
+    finally:
+        connection.close()
+    kinds = [str(kind) for kind, _ in rows]
+    stopped = [
+        _logged_as_it_stopped(kind, data) for kind, (_, data) in zip(kinds, rows, strict=True)
+    ]
+    for index in range(len(stopped)):
+        if stopped[index] and (index == 0 or not stopped[index - 1]):
+            before = index - 1
+            while before >= 0 and kinds[before] == "action_executing" and not stopped[before]:
+                stopped[before] = True
+                before -= 1
+    return stopped.count(False)
+
+
+def _logged_as_it_stopped(kind: str, data: Any) -> bool:
+    """Whether an event (its kind and JSON data) is one an execution logs as it stops
+    without an outcome (see `_replayed`)."""
+    try:
+        document = json.loads(data) if isinstance(data, str) else None
+    except ValueError:
+        return False
+    if not isinstance(document, dict):
+        return False
+    if kind == "run_completed":
+        return document.get("status") in ("interrupted", "failed")
+    if kind == "proposal_completed":
+        return document.get("status") == "interrupted"
+    return document.get("interrupted") is True
+
+
+def build_runtime(
+    spec: RunSpec, run_id: str, ownership: Ownership | None = None
+) -> tuple[Runtime, ActionProposal]:
+    """The runtime and the proposal of one run, from its spec (`ownership`: of the execution
+    that runs it)."""
     program = Program.model_validate(spec["program"])
-    ownership = Ownership()
+    ownership = ownership if ownership is not None else Ownership()
     approvals = DurableApprovals.for_program(program, spec.get("approval_timeout"))
     approvals.ownership = ownership
     runtime = Runtime.from_program(
@@ -605,15 +717,69 @@ def build_runtime(spec: RunSpec, run_id: str) -> tuple[Runtime, ActionProposal]:
 
 @DBOS.workflow(name=WORKFLOW)
 async def carlang_run(spec: RunSpec) -> dict[str, Any]:
-    """One carlang run, durably (see the module's docstring)."""
+    """One carlang run, durably (see the module's docstring). A run that cannot start here
+    (its tools do not load on this worker, its event log cannot be opened) or that a tool
+    interrupted (`ToolInterrupted`) stops without an outcome: it stays PENDING, and `carlang
+    runs resume` (or this worker started again) takes it up once what stopped it is fixed."""
     run_id = DBOS.workflow_id or ""
-    runtime, proposal = build_runtime(spec, run_id)
+    ownership = Ownership()
+    _executions[run_id] = ownership
     try:
-        result = await runtime.execute_async(proposal, scope=spec.get("scope"), run_id=run_id)
-        outcome = _outcome(runtime, run_id)
+        try:
+            runtime, proposal = build_runtime(spec, run_id, ownership)
+        except Exception as exc:  # noqa: BLE001 - said in one line; the run waits for a fix
+            _stop(run_id, f"cannot start here: {_problem(exc)}")
+        try:
+            result = await runtime.execute_async(proposal, scope=spec.get("scope"), run_id=run_id)
+            outcome = _outcome(runtime, run_id)
+        except ToolInterrupted as exc:
+            _stop(run_id, f"was interrupted: {exc.said()}")
+        finally:
+            runtime.close()
     finally:
-        runtime.close()
+        if _executions.get(run_id) is ownership:
+            del _executions[run_id]
     return {**result.model_dump(mode="json"), OUTCOME: outcome}
+
+
+#: The executions of runs in this process now (their `Ownership`), by run id.
+_executions: dict[str, Ownership] = {}
+#: The runs this process runs in the foreground (`run`), and why each stopped, if it did.
+_foreground: dict[str, str | None] = {}
+
+
+def _problem(exc: Exception) -> str:
+    """An exception in one line: carlang's own say what is wrong; others add their type."""
+    if isinstance(exc, CarlangRuntimeError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def _stop(run_id: str, reason: str) -> NoReturn:
+    """End this execution of run `run_id` without an outcome (DBOS records none for a
+    workflow that ends cancelled): the run stays PENDING, resumable. Said by the process that
+    waits for the run (a foreground `run`), else on this process's notices (a worker's
+    stderr)."""
+    if run_id in _foreground:
+        _foreground[run_id] = reason
+    else:
+        notice(
+            f"run {run_id} {reason}; it stays pending: once that is fixed, take it up again"
+            f" with `{resume_command(run_id)}` (or start this worker again)"
+        )
+    raise asyncio.CancelledError(reason)
+
+
+def resume_command(run_id: str, database: str | None = None) -> str:
+    """The command that resumes run `run_id` of `database` (None: the one this process
+    serves), its password left to the environment, never shown."""
+    where = database if database is not None else (_launched[0] if _launched else None)
+    command = f"carlang runs resume {shlex.quote(run_id)}"
+    if where is None:
+        return command
+    if has_password(where):
+        return f"{command} (with CARLANG_DATABASE set to the runs database's URL)"
+    return f"{command} --database {shlex.quote(where)}"
 
 
 #: The key of a run's result document that holds carlang's outcome of the run (`_outcome`):
@@ -661,12 +827,33 @@ async def carlang_tool_call(
     )
     try:
         record: dict[str, Any] = await DBOS.run_step_async(
-            {"name": f"call {call.id}"}, run.call_record, call
+            {"name": f"call {call.id}"}, _interruptions_recorded(run.call_record), call
         )
         return record
     finally:
         run.writes.release()
         runtime.close()
+
+
+def _interruptions_recorded(
+    call: Callable[[Action], Coroutine[Any, Any, dict[str, Any]]],
+) -> Callable[[Action], Coroutine[Any, Any, dict[str, Any]]]:
+    """`call` (a tool call on a queue's worker), with a tool's `KeyboardInterrupt` or
+    `SystemExit` recorded as the call's outcome (`{"interrupted": "KeyboardInterrupt"}`),
+    which the run that sent it then meets, and stops on (`DbosSteps.call`); the worker's
+    event loop goes on."""
+
+    async def step(action: Action) -> dict[str, Any]:
+        try:
+            return await call(action)
+        except (KeyboardInterrupt, SystemExit) as exc:
+            return {INTERRUPTED: str(_interruption(exc, action))}
+
+    return step
+
+
+#: The key of a queued call's outcome that says its tool interrupted it (and how).
+INTERRUPTED = "interrupted"
 
 
 _launched: list[str] = []
@@ -750,10 +937,14 @@ def launch(
             heartbeat = _Heartbeat(database, worker, served_queues, version, instance)
     # Set first: the runs DBOS recovers as it launches read it (`build_runtime`).
     _launched.append(database)
+    log = _DbosLog(database)
+    logging.getLogger("dbos").addFilter(log)
+    _dbos_logs.append(log)
     try:
         _launch_on(database, config, queues)
     except BaseException:
         _launched.clear()
+        _forget_dbos_logs()
         if heartbeat is not None:
             heartbeat.stop()  # (which frees the id)
         raise
@@ -770,6 +961,7 @@ def launch(
         )
     if heartbeat is not None:
         _heartbeats.append(heartbeat)
+        heartbeat.log = log
 
 
 #: A worker that has not said it is alive for this many seconds (two heartbeats missed) has
@@ -856,6 +1048,8 @@ class _Heartbeat:
         self.queues = queues
         self.version = version
         self._stopping = threading.Event()
+        #: Told whether each beat reached the database (`_DbosLog`: said when that changes).
+        self.log: _DbosLog | None = None
         self._beat()  # seen from the start (a submitter may look right away)
         self._thread = threading.Thread(target=self._run, name="carlang-heartbeat", daemon=True)
         self._thread.start()
@@ -863,8 +1057,13 @@ class _Heartbeat:
     def _beat(self) -> None:
         try:
             records.beat(self.database, self.instance, self.worker, self.queues, self.version)
-        except Exception:  # noqa: BLE001 - a missed beat is retried; the work goes on
+        except Exception as exc:  # noqa: BLE001 - a missed beat is retried; the work goes on
             logging.getLogger(__name__).debug("heartbeat failed", exc_info=True)
+            if self.log is not None and isinstance(exc, sqlalchemy.exc.OperationalError):
+                self.log.lost(database_error(exc))
+        else:
+            if self.log is not None:
+                self.log.back()
 
     def _run(self) -> None:
         while not self._stopping.wait(records.HEARTBEAT_S):
@@ -1108,6 +1307,76 @@ def quiet_dbos() -> Iterator[None]:
         dbos_log.removeFilter(silence)
 
 
+class _DbosLog(logging.Filter):
+    """What DBOS logs in a process that serves queues (a worker), made fit to read: the
+    warning a workflow or step cancelled as the process stops gives (object reprs, nothing to
+    do) is dropped, and while the database cannot be reached, the ~150 lines a second of
+    DBOS's threads failing to connect (queues, notifications, schedules, each with the
+    driver's traceback) are one line, `lost`, then one when it is `back` (the heartbeat
+    reaches it again)."""
+
+    def __init__(self, database: str) -> None:
+        super().__init__()
+        self.database = database
+        self.down = False
+        self._lock = threading.Lock()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if message.startswith("Asyncio task cancelled for workflow or step"):
+            return False
+        reason = _unreachable(message, record.exc_info)
+        if reason is None:
+            return True
+        self.lost(reason)
+        return False
+
+    def lost(self, reason: str) -> None:
+        """The database cannot be reached (`reason`): said once until it is `back`."""
+        with self._lock:
+            if self.down:
+                return
+            self.down = True
+        notice(
+            f"the runs database {shown_url(self.database)} cannot be reached ({reason}):"
+            " retrying; the runs here wait for it"
+        )
+
+    def back(self) -> None:
+        """The database was reached: said if it could not be before."""
+        with self._lock:
+            if not self.down:
+                return
+            self.down = False
+        notice(f"the runs database {shown_url(self.database)} is reachable again")
+
+
+#: What a database error that means "cannot reach the database" looks like, in DBOS's log
+#: lines (which carry the driver's message, or its traceback).
+_CONNECTION_LOST = re.compile(
+    r"OperationalError|server closed the connection|consuming input failed|connection"
+    r" (?:failed|refused|timed out)|could not connect|terminating connection|the database"
+    r" system is (?:shutting down|starting up|in recovery mode)",
+    re.IGNORECASE,
+)
+
+
+def _unreachable(message: str, exc_info: Any) -> str | None:
+    """Why the database cannot be reached, in one line, if a DBOS log line (`message`, and
+    the exception it logs) says it cannot; else None."""
+    error = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None
+    if error is not None and isinstance(error, sqlalchemy.exc.OperationalError):
+        return database_error(error)
+    if not _CONNECTION_LOST.search(message):
+        return None
+    first = message.strip().splitlines()[0] if message.strip() else message
+    wrapped = re.search(r"\((?:\w+\.)*OperationalError\)\s*(.*)", first)
+    return (wrapped.group(1) if wrapped else first.rpartition(": ")[2] or first).strip()
+
+
+_dbos_logs: list[_DbosLog] = []
+
+
 @contextmanager
 def opening(database: str) -> Iterator[None]:
     """Open `database` (DBOS, a client, the migrations) in the block: quietly (`quiet_dbos`),
@@ -1265,7 +1534,14 @@ def shutdown() -> None:
         DBOS.destroy(destroy_registry=False)
         records.dispose(_launched[0])
         _launched.clear()
+        _forget_dbos_logs()
         del _notices[1:]
+
+
+def _forget_dbos_logs() -> None:
+    """Take `launch`'s filter off DBOS's logger."""
+    while _dbos_logs:
+        logging.getLogger("dbos").removeFilter(_dbos_logs.pop())
 
 
 def start_run(spec: RunSpec, run_id: str) -> Any:
@@ -1337,16 +1613,88 @@ def unserved_queues(database: str, spec: RunSpec, run_id: str) -> list[str]:
     return said
 
 
+class RunStopped(CarlangRuntimeError):
+    """A run `run` waited for stopped before it ended, and waits to be resumed (`carlang
+    runs resume`): cancelled (`cancelled`), or stopped by what `reason` says."""
+
+    def __init__(self, run_id: str, reason: str, *, cancelled: bool = False) -> None:
+        super().__init__(f"run {run_id} {reason}")
+        self.run_id = run_id
+        self.reason = reason
+        self.cancelled = cancelled
+
+
+#: How often a foreground run waiting for an approval looks whether it was cancelled, in
+#: seconds (no DBOS call ends that wait when the run is cancelled).
+CANCEL_LOOK_S = 1.0
+
+
 def run(
     spec: RunSpec, run_id: str, *, on_approval: ApprovalWatcher | None = None
 ) -> ProposalResult:
-    """Run to the end (or pick up the run already under that id) and return its result;
-    `on_approval` is told each time the run starts waiting for an approval."""
+    """Run to the end (or pick up the run already under that id) in this process, and return
+    its result; `on_approval` is told each time the run starts waiting for an approval. Not
+    from a running event loop: the run is a task of a loop of its own.
+
+    A run that stops before it ends is `RunStopped` (cancelled by `carlang runs cancel`, a
+    tool that raised `KeyboardInterrupt`), and a `KeyboardInterrupt` here (Ctrl-C) stops it
+    and is raised again: either way the run is left as a worker that stops leaves its runs,
+    PENDING (or CANCELLED) without an outcome, for `carlang runs resume`. (DBOS records no
+    outcome for a workflow task that ends cancelled; run from a thread, as `start_run` does,
+    its cancellation is recorded as an error that ends the run for good.)"""
     if on_approval is not None:
         _watchers[run_id] = on_approval
+    _foreground[run_id] = None
     try:
-        document = start_run(spec, run_id).get_result()
+        document = asyncio.run(_run_here(spec, run_id))
     finally:
         _watchers.pop(run_id, None)
+        _foreground.pop(run_id, None)
     result, _ = split_result(document)
     return ProposalResult.model_validate(result)
+
+
+async def _run_here(spec: RunSpec, run_id: str) -> dict[str, Any]:
+    """Start run `run_id` as a task of this loop and wait for its result (see `run`)."""
+    with SetWorkflowID(run_id):
+        handle = await DBOS.start_workflow_async(carlang_run, spec)
+    result = asyncio.ensure_future(handle.get_result())
+    try:
+        while not (await asyncio.wait({result}, timeout=CANCEL_LOOK_S))[0]:
+            if await _cancelled_while_parked(run_id):
+                raise RunStopped(run_id, "was cancelled", cancelled=True)
+        document: dict[str, Any] = result.result()
+        return document
+    except dbos_error.DBOSAwaitedWorkflowCancelledError:
+        raise RunStopped(run_id, "was cancelled", cancelled=True) from None
+    except asyncio.CancelledError:
+        reason = _foreground.get(run_id)
+        if reason is None:  # (this process is stopping: Ctrl-C)
+            raise
+        raise RunStopped(run_id, reason) from None
+
+
+async def _cancelled_while_parked(run_id: str) -> bool:
+    """Whether run `run_id`, waiting here for an approval, was cancelled: then its execution
+    no longer owns it (it logs nothing more), and is stopped as this loop ends. A run
+    cancelled while it does anything else learns it from its next DBOS call."""
+    ownership = _executions.get(run_id)
+    if ownership is None or not ownership.parked:
+        return False
+    status = await DBOS.get_workflow_status_async(run_id)
+    if status is None or status.status != "CANCELLED":
+        return False
+    ownership.lost = True
+    return True
+
+
+def run_status(run_id: str) -> str | None:
+    """DBOS's status of run `run_id` in the database this process serves (PENDING, CANCELLED,
+    SUCCESS, ...), or None: no such run, or DBOS is not launched here."""
+    if not _launched:
+        return None
+    try:
+        status = DBOS.get_workflow_status(run_id)
+    except Exception:  # noqa: BLE001 - not known is all the caller needs
+        return None
+    return None if status is None else str(status.status)

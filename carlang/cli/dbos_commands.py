@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import EXIT_OK, echo, echo_err, fail_usage, guarded
+from .common import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage, guarded
+from .mcp_commands import _stopped_as_by_ctrl_c
 
 if TYPE_CHECKING:
     from carlang_runtime import ir
@@ -109,21 +110,45 @@ def run_durably(
         for line in notices:
             echo_err(f"note: {line}")
         raise typer.Exit(EXIT_OK)
-    # DBOS's log lines stay out of the user's stderr: carlang reports what goes wrong.
-    with backend.quiet_dbos():
-        # Serving no queue, under an id of its own (a mistyped database name is refused, not
-        # created).
-        backend.launch(
-            url,
-            queues=[],
-            executor=backend.foreground_id(run_id),
-            create=False,
-            notices=echo_err,
-        )
+    # DBOS's log lines stay out of the user's stderr: carlang reports what goes wrong. A
+    # SIGTERM (or SIGHUP) stops the run as Ctrl-C does, leaving it resumable.
+    with backend.quiet_dbos(), _stopped_as_by_ctrl_c() as caught:
         try:
+            # Serving no queue, under an id of its own (a mistyped database name is refused,
+            # not created).
+            backend.launch(
+                url,
+                queues=[],
+                executor=backend.foreground_id(run_id),
+                create=False,
+                notices=echo_err,
+            )
             return backend.run(spec, run_id, on_approval=_approval_prompt(url)), run_id
+        except KeyboardInterrupt:
+            echo_err(_interrupted(url, run_id))
+            raise typer.Exit(128 + (caught[0] if caught else signal.SIGINT)) from None
+        except backend.RunStopped as stopped:
+            resume = backend.resume_command(run_id, url)
+            echo_err(f"{stopped}; resume with `{resume}`")
+            raise typer.Exit(EXIT_FAILED) from None
         finally:
             backend.shutdown()
+
+
+def _interrupted(database: str, run_id: str) -> str:
+    """What a foreground run stopped by Ctrl-C (or SIGTERM) says: that it waits, and the
+    command that takes it up again; or that it had not started, or had ended."""
+    backend = _backend()
+    status = backend.run_status(run_id)
+    if status is None:
+        return "interrupted before the run started: nothing ran"
+    if status in ("PENDING", "ENQUEUED", "CANCELLED"):
+        return (
+            f"interrupted: run {run_id} stopped; it waits in the runs database: take it up"
+            f" again with `{backend.resume_command(run_id, database)}` (a worker serving"
+            f" {backend.RUNS_QUEUE} runs the rest)"
+        )
+    return f"interrupted: run {run_id} had ended ({status}): see `carlang runs show {run_id}`"
 
 
 def _approval_prompt(database: str) -> Any:

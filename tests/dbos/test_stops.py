@@ -1,0 +1,333 @@
+"""Runs stopped before they end, through real processes (SQLite): by Ctrl-C or SIGTERM in the
+foreground, by a worker stopped cleanly, by a tool that raises KeyboardInterrupt or SystemExit,
+by `carlang runs cancel` on a foreground run, by tools that do not load on the worker. Each
+stays resumable (PENDING, or CANCELLED), the process says which run stopped and how to take it
+up again, and the event log holds every event of the execution that takes it up."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.dbos.support import (
+    NO_DBOS,
+    calls,
+    carlang,
+    show,
+    skip_without_sqlite,
+    sqlite_url,
+    start_carlang,
+    start_worker,
+    submit,
+    wait_for,
+    write_project,
+)
+
+pytest.importorskip("dbos", reason=NO_DBOS)
+pytestmark = pytest.mark.slow
+
+skip_without_sqlite()
+
+PROGRAM = """\
+tool work(item: string)
+tool slow(n: int)
+tool ship(env: "staging" | "prod")
+tool boom(how: string)
+tool gpu_boom(how: string) {
+  queue gpu
+}
+policy prod: require_approval ship when params.env == "prod"
+proposal call {
+  a = work(item: "a")
+  s = slow(n: 1) after a
+  b = work(item: "b") after s
+}
+proposal approval {
+  a = work(item: "a")
+  s = ship(env: "prod") after a
+}
+proposal kbd {
+  a = work(item: "a")
+  x = boom(how: "kbd") after a
+  b = work(item: "b") after x
+}
+proposal queued {
+  x = gpu_boom(how: "kbd")
+}
+proposal exit {
+  x = boom(how: "exit")
+}
+proposal plain {
+  a = work(item: "plain")
+}
+"""
+
+TOOLS = """\
+import os, time
+
+HERE = os.path.dirname(__file__)
+
+def _mark(text):
+    with open(os.path.join(HERE, "calls.txt"), "a") as file:
+        file.write(text + "\\n")
+
+def work(item):
+    _mark("work " + item)
+    return item.upper()
+
+def slow(n):
+    _mark("start slow")
+    deadline = time.monotonic() + 60
+    while not os.path.exists(os.path.join(HERE, "release")) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    _mark("end slow")
+    return n + 1
+
+def ship(env):
+    _mark("ship " + env)
+    return "shipped " + env
+
+def boom(how):
+    _mark("boom " + how)
+    if os.path.exists(os.path.join(HERE, "fixed")):
+        return "fine"
+    if how == "kbd":
+        raise KeyboardInterrupt
+    raise SystemExit(3)
+
+TOOLS = {"work": work, "slow": slow, "ship": ship, "boom": boom, "gpu_boom": boom}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return write_project(tmp_path, PROGRAM, TOOLS)
+
+
+def _foreground(
+    project: Path, proposal: str, started: list[subprocess.Popen[str]], *more: str
+) -> tuple[subprocess.Popen[str], Path]:
+    """`carlang run p.car --proposal PROPOSAL` on the DBOS backend in the foreground, with its
+    events in run.db; the process and the file its stderr goes to."""
+    err = project / f"{proposal}.err"
+    process = start_carlang(
+        "run", "p.car", "--proposal", proposal, "--tools", "tools.py:TOOLS", "--backend",
+        "dbos", "--database", sqlite_url(project), "--events", "run.db", *more,
+        cwd=project, started=started, log=err,
+    )  # fmt: skip
+    return process, err
+
+
+def _waiting_for_approval(err: Path) -> bool:
+    return err.exists() and "is waiting for approval of `s`" in err.read_text()
+
+
+def _run_id(err: Path) -> str:
+    found = re.search(r"run ([0-9a-f]{16})", err.read_text())
+    assert found is not None, err.read_text()
+    return found.group(1)
+
+
+def _only_run(project: Path) -> str:
+    """The id of the one run in the project's runs database."""
+    listed = carlang("runs", "list", "--json", "--database", sqlite_url(project), cwd=project)
+    [run] = json.loads(listed.stdout)
+    run_id: str = run["run_id"]
+    return run_id
+
+
+def _approve(project: Path, run_id: str) -> None:
+    database = sqlite_url(project)
+    wait_for(lambda: show(database, run_id, project)["waiting_for_approval"])
+    approved = carlang("approve", run_id, "s", "--database", database, cwd=project)
+    assert approved.returncode == 0, approved.stderr
+
+
+def _completed(project: Path, run_id: str) -> dict[str, Any]:
+    database = sqlite_url(project)
+    wait_for(lambda: show(database, run_id, project)["status"] in ("completed", "aborted"))
+    return show(database, run_id, project)
+
+
+def _events(project: Path, run_id: str) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
+    """The run's line of `carlang events run.db`, and its events (kind, action)."""
+    runs = carlang("events", "run.db", "--format", "json", cwd=project)
+    [summary] = [r for r in json.loads(runs.stdout) if r["run_id"] == run_id]
+    logged = carlang("events", "run.db", "--run", run_id, "--format", "json", cwd=project)
+    return summary, [(e["kind"], e.get("action_id")) for e in json.loads(logged.stdout)]
+
+
+def _resume(project: Path, run_id: str) -> None:
+    resumed = carlang("runs", "resume", run_id, "--database", sqlite_url(project), cwd=project)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+@pytest.mark.parametrize(
+    ("signum", "proposal"), [(signal.SIGINT, "call"), (signal.SIGTERM, "approval")]
+)
+def test_a_foreground_run_stopped_by_ctrl_c_or_sigterm_waits_to_be_resumed(
+    project: Path, workers: list[subprocess.Popen[str]], signum: int, proposal: str
+) -> None:
+    database = sqlite_url(project)
+    process, err = _foreground(project, proposal, workers)
+    if proposal == "call":  # stopped during a tool call
+        wait_for(lambda: "start slow" in calls(project))
+    else:  # stopped while it waits for an approval
+        wait_for(lambda: _waiting_for_approval(err))
+    process.send_signal(signum)
+    assert process.wait(timeout=60) == 128 + signum
+    run_id = _run_id(err)
+    said = err.read_text()
+    assert f"interrupted: run {run_id} stopped" in said, said
+    assert f"`carlang runs resume {run_id} --database {database}`" in said, said
+    assert show(database, run_id, project)["status"] == "PENDING"  # (was ERROR: lost for good)
+    (project / "release").touch()
+    _resume(project, run_id)
+    start_worker(database, "--id", "w1", cwd=project, started=workers)
+    if proposal == "approval":
+        _approve(project, run_id)
+    assert _completed(project, run_id)["status"] == "completed"
+    summary, events = _events(project, run_id)
+    assert (summary["status"], summary["interrupted"], summary["failed"]) == ("completed", 1, 0)
+    # every event of the execution that took the run up (they were dropped: the stopped one's
+    # last events had taken their sequence numbers)
+    if proposal == "call":
+        assert events.count(("action_executing", "s")) == 2
+        assert ("action_succeeded", "s") in events and ("action_succeeded", "b") in events
+    else:
+        assert ("approval_recorded", "s") in events and ("action_succeeded", "s") in events
+    assert events[-1] == ("run_completed", None)
+
+
+def test_a_run_of_a_worker_stopped_cleanly_is_logged_whole_by_the_worker_that_takes_it_up(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    database = sqlite_url(project)
+    first = project / "w1.err"
+    worker = start_worker(database, "--id", "w1", cwd=project, started=workers, log=first)
+    run_id = submit(database, project, "--proposal", "approval", "--events", "run.db")
+    wait_for(lambda: show(database, run_id, project)["waiting_for_approval"])
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+    again = project / "w1-again.err"
+    start_worker(database, "--id", "w1", cwd=project, started=workers, log=again)
+    _approve(project, run_id)
+    assert _completed(project, run_id)["status"] == "completed"
+    assert calls(project) == ["work a", "ship prod"]
+    summary, events = _events(project, run_id)
+    assert (summary["status"], summary["interrupted"]) == ("completed", 1)
+    for event in [("approval_recorded", "s"), ("action_executing", "s"), ("action_succeeded", "s")]:
+        assert event in events
+    # and the worker said nothing of DBOS's internals as it stopped
+    assert "object at 0x" not in first.read_text() + again.read_text()
+
+
+def test_a_tool_that_raises_keyboard_interrupt_stops_its_run_and_the_worker_goes_on(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    database = sqlite_url(project)
+    err = project / "w1.err"
+    start_worker(database, "--id", "w1", cwd=project, started=workers, log=err)
+    stopped = submit(database, project, "--proposal", "kbd", "--events", "run.db")
+    wait_for(lambda: f"run {stopped} was interrupted" in err.read_text())
+    said = err.read_text()
+    assert "the tool of `x` (boom) raised KeyboardInterrupt" in said
+    assert f"carlang runs resume {stopped} --database {database}" in said
+    assert "Traceback" not in said and "Event loop is closed" not in said
+    plain = submit(database, project, "--proposal", "plain")  # the worker still serves
+    assert _completed(project, plain)["status"] == "completed"
+    assert show(database, stopped, project)["status"] == "PENDING"
+    _, events = _events(project, stopped)
+    assert ("action_failed", "x") in events
+    (project / "fixed").touch()
+    _resume(project, stopped)
+    assert _completed(project, stopped)["status"] == "completed"
+    assert calls(project) == ["work a", "boom kbd", "work plain", "boom kbd", "work b"]
+    logged = carlang("events", "run.db", "--run", stopped, "--kind", "action_failed", cwd=project)
+    assert "interrupted: KeyboardInterrupt" in logged.stdout
+
+
+def test_a_tool_on_a_queue_that_raises_keyboard_interrupt_stops_its_run_too(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    database = sqlite_url(project)
+    err = project / "w1.err"
+    start_worker(database, "--id", "w1", cwd=project, started=workers, log=err)
+    stopped = submit(database, project, "--proposal", "queued")
+    wait_for(lambda: f"run {stopped} was interrupted" in err.read_text())
+    said = err.read_text()
+    assert "the tool of `x` (gpu_boom) raised KeyboardInterrupt" in said, said
+    assert "Traceback" not in said
+    plain = submit(database, project, "--proposal", "plain")  # the worker still serves
+    assert _completed(project, plain)["status"] == "completed"
+
+
+def test_a_tool_that_raises_system_exit_in_the_foreground_says_so_and_exits(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    process, err = _foreground(project, "exit", workers)
+    assert process.wait(timeout=60) == 1  # (it hung until killed)
+    run_id = _run_id(err)
+    said = err.read_text()
+    assert (
+        f"run {run_id} was interrupted: the tool of `x` (boom) raised SystemExit: 3; resume"
+        f" with `carlang runs resume {run_id} --database {sqlite_url(project)}`"
+    ) in said, said
+    assert show(sqlite_url(project), run_id, project)["status"] == "PENDING"
+
+
+@pytest.mark.parametrize("proposal", ["approval", "call"])
+def test_cancelling_a_foreground_run_ends_it_saying_how_to_resume(
+    project: Path, workers: list[subprocess.Popen[str]], proposal: str
+) -> None:
+    database = sqlite_url(project)
+    process, err = _foreground(project, proposal, workers)
+    if proposal == "call":
+        wait_for(lambda: "start slow" in calls(project))
+    else:
+        wait_for(lambda: _waiting_for_approval(err))
+    run_id = _only_run(project)
+    cancelled = carlang("runs", "cancel", run_id, "--database", database, cwd=project)
+    assert cancelled.returncode == 0, cancelled.stderr
+    (project / "release").touch()  # (the call in flight ends)
+    assert process.wait(timeout=60) == 1  # (it waited for ever, or was an internal error)
+    said = err.read_text()
+    assert (
+        f"run {run_id} was cancelled; resume with `carlang runs resume {run_id} --database"
+        f" {database}`"
+    ) in said, said
+    assert "internal error" not in said
+    assert show(database, run_id, project)["status"] == "CANCELLED"
+
+
+def test_a_run_whose_tools_do_not_load_on_its_worker_waits_for_them(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    database = sqlite_url(project)
+    (project / "mytools.py").write_text(TOOLS)
+    elsewhere = project / "elsewhere"
+    elsewhere.mkdir()
+    submitted = carlang(
+        "run", "p.car", "--proposal", "plain", "--tools", "mytools:TOOLS", "--backend", "dbos",
+        "--database", database, "--detach", cwd=project,
+    )  # fmt: skip
+    assert submitted.returncode == 0, submitted.stderr
+    run_id = submitted.stdout.strip()
+    err = project / "w1.err"
+    worker = start_worker(database, "--id", "w1", cwd=elsewhere, started=workers, log=err)
+    wait_for(lambda: f"run {run_id} cannot start here" in err.read_text())
+    said = err.read_text()
+    assert "No module named 'mytools'" in said and "Traceback" not in said, said
+    assert len(said.strip().splitlines()) == 1
+    assert show(database, run_id, project)["status"] == "PENDING"  # (was ERROR, for good)
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=60)
+    start_worker(database, "--id", "w1", cwd=project, started=workers)  # where they load
+    assert _completed(project, run_id)["status"] == "completed"
+    assert calls(project) == ["work plain"]
