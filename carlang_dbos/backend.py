@@ -80,6 +80,7 @@ __all__ = [
     "DbosSteps",
     "DurableApprovals",
     "approval_topic",
+    "expiry",
     "launch",
     "shutdown",
     "start_run",
@@ -523,6 +524,11 @@ class DurableApprovals:
             "policies": [match.policy for match in request.policies],
             "reason": request.reason,
             "timeout_s": timeout,
+            # When it expires (epoch seconds, this clock): `carlang approve` refuses an answer
+            # after it, whether or not a process was alive then to record the expiry. (On a
+            # replay the event stands as first published, with the first deadline, which is
+            # the one DBOS's durable wait keeps too.)
+            "expires_at": time.time() + timeout,
         }
         with self.ownership.watch():
             await DBOS.set_event_async(approval_topic(action_id), waiting)
@@ -549,16 +555,20 @@ def _settle_expiry(run_id: str, action_id: str, timeout: float) -> Mapping[str, 
     """The answer that stands when the wait timed out: the expiry, unless an answer was
     recorded first (it is sent after it is recorded: it may not have arrived yet). Not a DBOS
     step: the row never changes once written, so a replay settles the same way."""
-    expiry = {
+    if not _launched:  # (a gate used without `launch`: nothing to record the expiry in)
+        return expiry(timeout)
+    standing, _ = records.record_answer(_launched[0], run_id, action_id, expiry(timeout))
+    return standing
+
+
+def expiry(timeout: float) -> dict[str, Any]:
+    """The answer to an approval that waited `timeout` seconds without one."""
+    return {
         "approved": False,
         "expired": True,
         "reason": f"approval expired after {timeout:g}s without an answer",
         "approver": None,
     }
-    if not _launched:  # (a gate used without `launch`: nothing to record the expiry in)
-        return expiry
-    standing, _ = records.record_answer(_launched[0], run_id, action_id, expiry)
-    return standing
 
 
 class Ownership:

@@ -3,6 +3,7 @@ them. Through a `DBOSClient` on the database, so these need no DBOS launched her
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from .backend import (
     approval_topic,
     check_database,
     database_error,
+    expiry,
     opening,
     shown_url,
     split_result,
@@ -260,9 +262,12 @@ def answer_approval(
             standing = records.recorded_answer(database, run_id, action_id)
             ours = False
             if standing is None:  # (checked first: an answered run is no longer waiting)
-                _check_waiting(client, status, action_id)
+                request = _check_waiting(client, status, action_id)
                 answer = {"approved": approved, "reason": reason, "approver": approver}
+                if _expired(request):  # (no process was alive to record it at the deadline)
+                    answer = expiry(float(request.get("timeout_s") or 0))
                 standing, ours = records.record_answer(database, run_id, action_id, answer)
+                ours = ours and not answer.get("expired")
             _deliver(client, status, action_id, standing)
             if not ours:
                 raise CarlangRuntimeError(
@@ -280,14 +285,23 @@ def _run_status(client: DBOSClient, database: str, run_id: str) -> Any:
     return found[0]
 
 
-def _check_waiting(client: DBOSClient, status: Any, action_id: str) -> None:
-    waiting = {entry["action"] for entry in _pending(client, status)}
+def _check_waiting(client: DBOSClient, status: Any, action_id: str) -> Mapping[str, Any]:
+    """The request the run waits on for `action_id`, or `CarlangRuntimeError`."""
+    waiting = {entry["action"]: entry for entry in _pending(client, status)}
     if action_id not in waiting:
         shown = ", ".join(sorted(waiting)) or "none"
         raise CarlangRuntimeError(
             f"run '{status.workflow_id}' is not waiting for an approval of `{action_id}`"
             f" (waiting: {shown})"
         )
+    return waiting[action_id]
+
+
+def _expired(request: Mapping[str, Any]) -> bool:
+    """Whether an approval request's time is up: measured from when it was asked, as the
+    run's own wait is (never, for a request of an earlier carlang, which carries no deadline)."""
+    deadline = request.get("expires_at")
+    return isinstance(deadline, (int, float)) and time.time() >= deadline
 
 
 def _deliver(client: DBOSClient, status: Any, action_id: str, answer: Mapping[str, Any]) -> None:

@@ -2,7 +2,8 @@
 foreground, by a worker stopped cleanly, by a tool that raises KeyboardInterrupt or SystemExit,
 by `carlang runs cancel` on a foreground run, by tools that do not load on the worker. Each
 stays resumable (PENDING, or CANCELLED), the process says which run stopped and how to take it
-up again, and the event log holds every event of the execution that takes it up."""
+up again, and the event log holds every event of the execution that takes it up. An approval
+whose time ran out while no process was alive is refused."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import json
 import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -280,6 +282,27 @@ def test_a_tool_that_raises_system_exit_in_the_foreground_says_so_and_exits(
         f" with `carlang runs resume {run_id} --database {sqlite_url(project)}`"
     ) in said, said
     assert show(sqlite_url(project), run_id, project)["status"] == "PENDING"
+
+
+def test_an_approval_after_its_timeout_is_refused_though_no_process_was_alive(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    database = sqlite_url(project)
+    process, err = _foreground(project, "approval", workers, "--approval-timeout", "3")
+    wait_for(lambda: _waiting_for_approval(err))
+    asked = time.monotonic()
+    process.kill()  # no process is alive at the deadline
+    process.wait()
+    run_id = _run_id(err)
+    time.sleep(max(0.0, asked + 4 - time.monotonic()))
+    late = carlang("approve", run_id, "s", "--database", database, cwd=project)
+    assert late.returncode == 2
+    assert "is already answered: approval expired after 3s without an answer" in late.stderr
+    _resume(project, run_id)
+    start_worker(database, "--id", "w1", cwd=project, started=workers)
+    shown = _completed(project, run_id)
+    assert shown["status"] == "aborted" and "approval expired" in shown["reason"]
+    assert calls(project) == ["work a"]  # never shipped
 
 
 @pytest.mark.parametrize("proposal", ["approval", "call"])
