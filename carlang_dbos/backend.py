@@ -90,6 +90,7 @@ __all__ = [
     "RUNS_QUEUE",
     "DATABASE_FORMS",
     "check_database",
+    "database_file",
     "has_password",
     "shown_url",
     "check_approval_timeout",
@@ -1221,6 +1222,15 @@ _POSTGRES_URL = re.compile(
 )
 
 
+def database_file(database: str) -> Path | None:
+    """The file of a SQLite runs database URL (relative to this directory, as SQLite opens
+    it), or None for another database."""
+    if not database.startswith("sqlite:"):
+        return None
+    name = sqlalchemy.make_url(database).database
+    return Path(name) if name else None
+
+
 def has_password(database: str) -> bool:
     """Whether the URL holds a password (then it is better given as $CARLANG_DATABASE)."""
     return shown_url(database) != database
@@ -1398,7 +1408,7 @@ def opening(database: str) -> Iterator[None]:
         except CarlangRuntimeError:
             raise
         except Exception as exc:  # the driver's (or DBOS's) own errors: say which database
-            reason = database_error(exc)
+            reason = explained(database, exc)
             missing = _MISSING_DATABASE.search(reason)
             if missing is not None:
                 reason = f"{missing.group()}; {_how_to_create(database)}"
@@ -1409,6 +1419,52 @@ def opening(database: str) -> Iterator[None]:
 
 #: What Postgres says when the database of a URL does not exist.
 _MISSING_DATABASE = re.compile(r'database "[^"]*" does not exist')
+#: What SQLite says when it cannot open or write a file, whatever the cause.
+_SQLITE_REFUSED = re.compile(r"unable to open database file|readonly database|disk I/O error")
+
+
+def explained(database: str, exc: BaseException) -> str:
+    """A database error in one line (`database_error`); for a SQLite runs database that
+    SQLite could not open or write ("unable to open database file" says nothing of why), why
+    this process cannot use it (`sqlite_access_problem`), when that can be seen."""
+    reason = database_error(exc)
+    if _SQLITE_REFUSED.search(reason):
+        return sqlite_access_problem(database) or reason
+    return reason
+
+
+def sqlite_access_problem(database: str) -> str | None:
+    """Why this process cannot use the SQLite runs database `database`: its directory is
+    missing, or it or its file cannot be read or written (a read-only file system, or this
+    user's permissions); None when nothing of the kind is seen."""
+    path = database_file(database)
+    if path is None:
+        return None
+    folder = path.parent
+    if not folder.is_dir():
+        return f"there is no directory {folder}: create it, or name a file in one that exists"
+    if path.exists() and not os.access(path, os.R_OK):
+        return f"{path} cannot be read by this user: give it read permission, or use a copy"
+    if not os.access(folder, os.W_OK):
+        return (
+            f"its directory {folder} is not writable ({_why_not_writable(folder)}): SQLite"
+            " writes its journal files (-wal, -shm) beside the database, to read it too;"
+            " keep the runs database in a directory this user can write in"
+        )
+    if path.exists() and not os.access(path, os.W_OK):
+        return (
+            f"{path} is not writable ({_why_not_writable(path)}): the runs database is"
+            " written to, to read it too (DBOS keeps its queues there)"
+        )
+    return None
+
+
+def _why_not_writable(path: Path) -> str:
+    try:
+        read_only = bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        read_only = False
+    return "a read-only file system" if read_only else "this user may not write to it"
 
 
 def _how_to_create(database: str) -> str:

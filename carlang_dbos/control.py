@@ -3,6 +3,7 @@ them. Through a `DBOSClient` on the database, so these need no DBOS launched her
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,8 +23,8 @@ from .backend import (
     WorkerLook,
     approval_topic,
     check_database,
-    database_error,
     expiry,
+    explained,
     opening,
     shown_url,
     split_result,
@@ -82,11 +83,22 @@ def _client(database: str) -> Iterator[DBOSClient]:
     except CarlangRuntimeError:
         raise
     except Exception as exc:  # a database that is not DBOS's, or not reachable
+        reason = explained(database, exc)
+        if _NO_RUNS.search(reason):  # (a Postgres database that exists, no run was started)
+            raise CarlangRuntimeError(
+                f"no runs database at {shown_url(database)} (no run was started there)"
+            ) from None
         raise CarlangRuntimeError(
-            f"the runs database {shown_url(database)} cannot be read: {database_error(exc)}"
+            f"the runs database {shown_url(database)} cannot be read: {reason}"
         ) from None
     finally:
         client.destroy()
+
+
+#: What a database without DBOS's tables says when they are read: Postgres, and SQLite.
+_NO_RUNS = re.compile(
+    r'relation "dbos\.\w+" does not exist|no such table: (?:main\.)?workflow_status'
+)
 
 
 def _time(epoch_ms: int | None) -> str | None:

@@ -5,11 +5,12 @@ only when it runs, and says how to install it when it is missing."""
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 import threading
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -23,16 +24,17 @@ if TYPE_CHECKING:
 
 __all__ = ["register", "run_durably"]
 
+#: The variable that names the runs database when `--database` does not (`_database`).
+DATABASE_VARIABLE = "CARLANG_DATABASE"
+
 DatabaseOption = Annotated[
     str | None,
     typer.Option(
         "--database",
         metavar="URL",
-        envvar="CARLANG_DATABASE",
-        show_envvar=True,
         help="The runs database (sqlite:///runs.db or postgresql://...; default"
-        " sqlite:///carlang-runs.db). A URL with a password is better given in the"
-        " environment, where commands and logs do not show it.",
+        f" ${DATABASE_VARIABLE}, else sqlite:///carlang-runs.db). A URL with a password is"
+        f" better given in ${DATABASE_VARIABLE}, where commands and logs do not show it.",
     ),
 ]
 
@@ -52,10 +54,13 @@ def _backend() -> Any:
 
 
 def _database(database: str | None) -> str:
-    """The runs database URL to use, checked (`carlang_dbos.check_database`): a usage error
-    with the accepted forms for one carlang cannot use."""
+    """The runs database URL to use: `--database`, else `$CARLANG_DATABASE`, else the
+    default; checked (`carlang_dbos.check_database`): a usage error with the accepted forms
+    for one carlang cannot use. Every command that uses a runs database reads it here (`run
+    --backend dbos` and `rank --backend dbos` too), and only then: the variable set does not
+    make an in-process command's `--database` given."""
     backend = _backend()
-    chosen: str = database or backend.DEFAULT_DATABASE
+    chosen: str = database or os.environ.get(DATABASE_VARIABLE) or backend.DEFAULT_DATABASE
     backend.check_database(chosen)
     return chosen
 
@@ -72,10 +77,12 @@ def run_durably(
     state: dict[str, Any] | None,
     detach: bool,
     as_json: bool = False,
+    check_events: Callable[[], None] = lambda: None,
 ) -> tuple[ir.ProposalResult, str]:
     """Run `chosen` as a DBOS workflow; its result and run id (or, detached, print the id, or
     with `as_json` a JSON object of it, its queue and the notices, and exit). Everything that
-    can be checked here is, before anything is recorded: the database URL,
+    can be checked here is, before anything is recorded: the database URL, `--events` (not
+    the runs database itself, then `check_events`: the in-process run's checks),
     `--approval-timeout`, and the `--tools` (loaded as the in-process engine loads them), so
     that a run that cannot work is refused (exit 2), not queued to fail.
 
@@ -86,6 +93,13 @@ def run_durably(
     serving that queue (said on stderr when none is seen)."""
     backend = _backend()
     url = _database(database)
+    runs_file = backend.database_file(url)
+    if events is not None and runs_file is not None and events.resolve() == runs_file.resolve():
+        fail_usage(
+            f"--events {events} is the runs database ({backend.shown_url(url)}): name another"
+            " file for the events (like run-events.db)"
+        )
+    check_events()
     if approval_timeout is not None:
         backend.check_approval_timeout(approval_timeout, "--approval-timeout")
     spec = backend.make_spec(

@@ -138,7 +138,7 @@ def run_command(
             "--database",
             metavar="URL",
             help="With --backend dbos: the runs database (sqlite:///runs.db or"
-            " postgresql://...; default sqlite:///carlang-runs.db).",
+            " postgresql://...; default $CARLANG_DATABASE, else sqlite:///carlang-runs.db).",
         ),
     ] = None,
     approval_timeout: Annotated[
@@ -220,6 +220,9 @@ def run_command(
             state=initial,
             detach=detach,
             as_json=output is RunFormat.json,
+            # the in-process run's checks of --events (a .jsonl or .db file that can be
+            # written and holds events, if anything), before anything is recorded
+            check_events=lambda: None if events is None else _event_log(events).close(),
         )
         final = _durable_state(program, chosen, initial, outcome)
         _report(output, chosen, outcome, run_id, final, graph)
