@@ -3,6 +3,7 @@ input is a usage error (exit 2) saying where and what, never an internal error."
 
 from __future__ import annotations
 
+import gzip
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,7 @@ def test_a_device_or_fifo_is_refused_before_it_is_read(
     [
         (b'{"a": 1}\n\x83', "{name}:2:1: error: not UTF-8 text (byte 0x83); save it as UTF-8"),
         ("a = 1".encode("utf-16"), "{name}:1:1: error: not UTF-8 text (byte 0xff); it looks like"),
+        (gzip.compress(b'{"a": 1}\n'), "{name}: gzip-compressed, not text: decompress it first"),
         (None, "{name}: it is a directory, not a file"),
     ],
 )

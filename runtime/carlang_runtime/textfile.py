@@ -29,6 +29,7 @@ __all__ = [
 ]
 
 _BOM = b"\xef\xbb\xbf"
+_GZIP = b"\x1f\x8b"  # the magic bytes every gzip file starts with
 
 
 class InputFileError(CarlangRuntimeError):
@@ -89,6 +90,10 @@ def decode_input(path: Path, data: bytes) -> str:
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
+        if data.startswith(_GZIP):  # a rotated log, say: `x.jsonl.gz`
+            raise InputFileError(
+                f"{path}: gzip-compressed, not text: decompress it first (gunzip -k {path})"
+            ) from None
         start = data.rfind(b"\n", 0, exc.start) + 1
         line = data.count(b"\n", 0, exc.start) + 1
         column = len(data[start : exc.start].decode("utf-8", errors="replace")) + 1
