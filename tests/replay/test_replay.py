@@ -1152,3 +1152,43 @@ def test_another_tools_transcript_is_refused_naming_the_logs_replay_reads(
     code, out = cli("replay", str(transcript), "--program", str(program))
     assert code == 2 and out.startswith(f"{transcript}:1:1: error: not an event"), out
     assert "replay reads the event logs `carlang run`, `carlang agent` and `carlang mcp" in out
+
+
+ONCE = """
+tool pay(n: int)
+tool ping()
+policy once: deny pay when history.exists(h, h.tool == "pay")
+"""
+
+
+@pytest.mark.parametrize("limit", [None, 3])
+def test_a_trimmed_session_history_fails_closed_in_replay_as_it_did(
+    tmp_path: Path, limit: int | None
+) -> None:
+    """Past its history limit a session's history rules fail closed (the runtime refused the
+    second payment though the first had left `history`): replay trims the session's history
+    with the limit the recording runtime had (`run_started` says it when it is not the
+    default) and decides the same, where it would have found `deny -> allow`."""
+    program = compile_diagnostics(ONCE).program
+    assert program is not None
+    log = tmp_path / "once.jsonl"
+    kept = limit or 1000
+    rt = Runtime.from_program(program, **({"history_limit": limit} if limit else {}))
+    rt.events.sinks.append(JsonlSink(log))
+    rt.register_tool("pay", lambda n: n)
+    rt.register_tool("ping", lambda: "pong")
+    session = rt.open_session()
+
+    def run(action: ir.Action) -> str:
+        result = rt.execute(ir.ActionProposal(actions=[action]), session=session)
+        return result.results[0].status.value
+
+    assert run(ir.Action(id="a", type="tool_call", tool="pay", parameters={"n": 1})) == "succeeded"
+    pings = {run(ir.Action(id="p", type="tool_call", tool="ping")) for _ in range(kept)}
+    assert pings == {"succeeded"}
+    assert run(ir.Action(id="b", type="tool_call", tool="pay", parameters={"n": 2})) == "rejected"
+    rt.close()
+    source = tmp_path / "once.car"
+    source.write_text(ONCE)
+    code, found, report = changes(log, source)
+    assert code == 0 and found == set(), report

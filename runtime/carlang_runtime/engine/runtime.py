@@ -468,6 +468,15 @@ class Runtime:
             return found.history
         return self._run_history.setdefault(run_id, [])
 
+    def _run_started_data(self, session: str | None, scope: dict[str, Any]) -> dict[str, Any]:
+        """What `run_started` records: the session and the scope, and the history limit of a
+        session when it is not the default one (replay trims the session's history as this
+        runtime did, and so fails closed where it did)."""
+        data: dict[str, Any] = {"session": session, "scope": scope}
+        if session is not None and self.history_limit != HISTORY_LIMIT:
+            data["history_limit"] = self.history_limit
+        return data
+
     def history_dropped(self, session: str | None) -> int:
         """How many earlier entries the session's `history` no longer holds (0 without a
         session: a run's own history is whole)."""
@@ -754,7 +763,7 @@ class Runtime:
             EventKind.RUN_STARTED,
             run_id=run_id,
             proposal_id=current.id,
-            data={"session": session, "scope": scope},
+            data=self._run_started_data(session, scope),
             timestamp=time.time(),
         )
         replans = self._replan_config.max_replans if self._replan is not None else 0

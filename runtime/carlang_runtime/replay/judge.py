@@ -23,7 +23,15 @@ from ..engine.limits import BUDGET_SCOPE, SessionBudget
 from ..ir import Action, ActionProposal, ActionType, Budget, Compensation, Program
 from ..ir._base import construct
 from ..paramcheck import parameter_defaults, with_defaults
-from ..policy import RUNNING, Decision, PolicyMatch, PolicySet, history_entry, keep_history
+from ..policy import (
+    HISTORY_LIMIT,
+    RUNNING,
+    Decision,
+    PolicyMatch,
+    PolicySet,
+    history_entry,
+    keep_history,
+)
 from ..redact import REDACTED
 from .log import RecordedProposal, without_gc
 
@@ -329,6 +337,7 @@ class Judge:
             now=datetime.fromtimestamp(context.now, UTC),
             explain=explain,
             admit=not explain,  # explaining again must spend no rate-limit budget
+            dropped=context.dropped,
         )
 
     def refusal(self, by: str, reason: str) -> Verdict:
@@ -379,6 +388,7 @@ class Judge:
             history=context.history,
             now=datetime.fromtimestamp(context.now, UTC),
             admit=False,
+            dropped=context.dropped,
         )
         return [] if decision.allowed else [m.policy for m in decision.deciding]
 
@@ -409,6 +419,9 @@ class _Context:
     #: the session whose budget the run's calls spend (`SessionBudget`: an MCP client's
     #: calls through the proxy, a model's in the loop), or None: the run's own budget
     session_budget: str | None = None
+    #: how many earlier entries `history` lacks (a session's trimmed to its limit): the
+    #: policies that read it fail closed, as the runtime's did
+    dropped: int = 0
 
 
 def replay(
@@ -443,6 +456,7 @@ def _replay(
     report = ReplayReport(baseline=baseline.name if baseline is not None else "recorded")
     only_tools = set(tools)
     histories: dict[str, list[dict[str, Any]]] = {}
+    dropped: dict[str, int] = {}  # by session: how many entries its history lost
     shown: Counter[str] = Counter()
     for run in runs:
         # A run `run_ids` leaves out is not reported, but it is replayed all the same: the
@@ -474,10 +488,11 @@ def _replay(
         actions = {action.id: action for action in proposal.actions}
         session_key = run.session if run.session is not None else f"run:{run.run_id}"
         history = histories.setdefault(session_key, [])
-        if run.session is not None:
-            keep_history(history)  # (as the runtime trims a session's, when a run starts)
+        if run.session is not None:  # (as the runtime trims a session's, when a run starts)
+            gone = keep_history(history, run.history_limit or HISTORY_LIMIT)
+            dropped[session_key] = dropped.get(session_key, 0) + gone
         start = dict(run.state or {})
-        context = _Context(dict(start), run.scope, history)
+        context = _Context(dict(start), run.scope, history, dropped=dropped.get(session_key, 0))
         if run.session is not None and proposal.context.get(BUDGET_SCOPE) == "session":
             context.session_budget = run.session
         for step in run.steps:

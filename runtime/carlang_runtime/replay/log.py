@@ -116,6 +116,9 @@ class RecordedProposal:
     steps: list[Step] = field(default_factory=list)
     decisions: dict[str, RecordedDecision] = field(default_factory=dict)
     source: str = ""
+    #: how many entries the recording runtime kept of its session's `history` (None: the
+    #: default, `HISTORY_LIMIT`)
+    history_limit: int | None = None
 
 
 @contextmanager
@@ -194,13 +197,15 @@ def _read_log(path: Path) -> list[RecordedProposal]:
     """The proposal runs of one log, in the order the log gives them."""
     found: list[RecordedProposal] = []
     open_runs: dict[tuple[str, str], RecordedProposal] = {}
-    contexts: dict[str, tuple[dict[str, Any], str | None, float]] = {}
+    contexts: dict[str, tuple[dict[str, Any], str | None, float, int | None]] = {}
     current: RecordedProposal | None = None
     for kind, run_id, proposal_id, action_id, timestamp, data in _records(path):
         if run_id is None:
             continue
         if kind == "run_started":
-            contexts[run_id] = (data.get("scope") or {}, data.get("session"), timestamp)
+            limit = data.get("history_limit")
+            limit = limit if type(limit) is int and limit > 0 else None
+            contexts[run_id] = (data.get("scope") or {}, data.get("session"), timestamp, limit)
             continue
         # Most events belong to the run of the event before them.
         if (
@@ -213,9 +218,15 @@ def _read_log(path: Path) -> list[RecordedProposal]:
         key = (run_id, proposal_id or "")
         run = open_runs.get(key)
         if run is None:
-            scope, session, started = contexts.get(run_id, ({}, None, timestamp))
+            scope, session, started, limit = contexts.get(run_id, ({}, None, timestamp, None))
             run = open_runs[key] = RecordedProposal(
-                run_id, proposal_id or "", dict(scope), session, started, source=str(path)
+                run_id,
+                proposal_id or "",
+                dict(scope),
+                session,
+                started,
+                source=str(path),
+                history_limit=limit,
             )
             found.append(run)
         current = run
@@ -371,7 +382,11 @@ _WHAT_REPLAY_READS: Final = (
 #: is there and not null (replay used them as they were: a `scope` that is a string was an
 #: internal error).
 _DATA_FIELDS: Final[dict[str, dict[str, tuple[type, str]]]] = {
-    "run_started": {"scope": (dict, "an object"), "session": (str, "a string")},
+    "run_started": {
+        "scope": (dict, "an object"),
+        "session": (str, "a string"),
+        "history_limit": (int, "a positive integer"),
+    },
     "proposal_received": {"proposal": (dict, "an object")},
     "state_snapshot": {"state": (dict, "an object"), "tenant": (str, "a string")},
     "policy_violation": {"policy": (str, "a string")},
