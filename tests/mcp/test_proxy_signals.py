@@ -155,3 +155,73 @@ def test_a_signal_during_a_call_stops_the_server_and_records_the_call_interrupte
     kinds = {e["kind"]: e["data"] for e in _events(events)}
     assert kinds["action_failed"]["interrupted"] is True
     assert kinds["proposal_completed"]["status"] == "interrupted"
+
+
+def test_a_client_gone_during_a_call_stops_the_proxy_and_its_server(
+    program: Path, tmp_path: Path
+) -> None:
+    """A client that dies in the middle of a call (its input to the proxy at its end, its
+    output's reader gone) cannot be answered: the proxy cancels the call (recorded as
+    interrupted), stops the server and exits, rather than wait for a call that may never end.
+    It used to run on, with its server, for as long as the call did."""
+    events = tmp_path / "events.jsonl"
+    started = tmp_path / "started"
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "toy.slow", "arguments": {"seconds": 3600}},
+    }
+    with (
+        (tmp_path / "stderr").open("wb") as stderr_file,
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "carlang",
+                "mcp",
+                "proxy",
+                str(program),
+                "--events",
+                str(events),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=stderr_file,
+            env={
+                **os.environ,
+                "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}",
+                "TOY_STARTED": str(started),
+                "TOY_BLOCKING": "0",
+            },
+        ) as proxy,
+    ):
+        assert proxy.stdin is not None and proxy.stdout is not None
+        server = 0
+        try:
+            for message in (initialize(0), INITIALIZED, call):
+                proxy.stdin.write(json.dumps(message).encode() + b"\n")
+            proxy.stdin.flush()
+            assert json.loads(proxy.stdout.readline())["id"] == 0
+            deadline = time.monotonic() + 30
+            while not started.exists():
+                assert time.monotonic() < deadline and proxy.poll() is None, "the call never ran"
+                time.sleep(0.05)
+            (server,) = _children(proxy.pid)
+            proxy.stdin.close()
+            proxy.stdout.close()
+            proxy.wait(timeout=20)
+        finally:
+            if proxy.poll() is None:
+                proxy.kill()
+                proxy.wait()
+            left = _alive(server) if server else False
+            if left:
+                os.kill(server, signal.SIGKILL)
+    stderr = (tmp_path / "stderr").read_text()
+    assert proxy.returncode == 0, stderr
+    assert "Traceback" not in stderr, stderr
+    assert not left
+    kinds = {e["kind"]: e["data"] for e in _events(events)}
+    assert kinds["action_failed"]["interrupted"] is True
+    assert kinds["proposal_completed"]["status"] == "interrupted"

@@ -31,6 +31,7 @@ import itertools
 import json
 import logging
 import os
+import select
 import socket
 import stat
 import sys
@@ -619,16 +620,31 @@ class StdioSession:
         if self._tasks.get(key) is task:
             del self._tasks[key]
 
-    async def finish(self) -> None:
+    async def finish(self, broken: Callable[[], bool] | None = None) -> None:
         """The client closed its input: answer every request read, then return. It cannot
-        answer a question any more (an approval asked is refused, failing closed)."""
-        self.gone = "the MCP client closed its input: it cannot answer"
+        answer a question any more (an approval asked is refused, failing closed). When
+        `broken()` says the client's end of the output is gone too (checked every
+        `_BROKEN_CHECK` seconds), no answer can be delivered: the calls in flight are
+        cancelled (recorded as interrupted, as on SIGTERM) instead of waited for, which
+        could be forever."""
+        if self.gone != _STDOUT_CLOSED:
+            self.gone = "the MCP client closed its input: it cannot answer"
         for future in self._waiting.values():
             if not future.done():
                 future.set_exception(ConnectionError(self.gone))
         self._waiting.clear()
         while self._tasks:
-            await asyncio.wait(list(self._tasks.values()))
+            tasks = list(self._tasks.values())
+            if broken is None:
+                await asyncio.wait(tasks)
+                continue
+            if self.gone == _STDOUT_CLOSED or broken():
+                self.gone = _STDOUT_CLOSED
+                for task in tasks:
+                    task.cancel()
+                await asyncio.wait(tasks)
+                continue
+            await asyncio.wait(tasks, timeout=_BROKEN_CHECK)
 
     async def _answer(self, message: dict[str, Any]) -> None:
         request_id, method = message["id"], message["method"]
@@ -821,7 +837,9 @@ def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
 
 async def serve_stdio(proxy: PolicyProxy) -> None:
     """Serve one client over standard input and output until it closes its input; every
-    request read is answered before this returns."""
+    request read is answered before this returns, unless the client closed its end of the
+    output too (nobody can read an answer: the calls in flight are cancelled, recorded as
+    interrupted, and this returns; the runtime's close then stops the servers)."""
     readline = await _stdin_lines()
     out = sys.stdout.buffer
     session: StdioSession
@@ -852,12 +870,30 @@ async def serve_stdio(proxy: PolicyProxy) -> None:
                 given = message.get("id") if isinstance(message, dict) else None
                 request_id = given if request_id_problem(given) is None else None
                 session.send(_rpc_error(request_id, -32603, f"internal error in carlang: {exc!r}"))
-        await session.finish()
+        await session.finish(broken=lambda: _output_broken(out))
     finally:
         proxy.forget(session)
 
 
 _STDOUT_CLOSED = "the MCP client closed its output"
+
+#: Seconds between checks, once the client closed its input, that it still reads the output.
+_BROKEN_CHECK = 0.2
+
+
+def _output_broken(stream: Any) -> bool:
+    """Whether nobody reads `stream` any more: the read end of its pipe is closed (POLLERR)
+    or its socket hung up (POLLHUP). A file or a terminal is never broken here; nor is
+    anything where `poll` is missing (Windows)."""
+    if not hasattr(select, "poll"):
+        return False
+    try:
+        poller = select.poll()
+        poller.register(stream.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (OSError, ValueError):
+        return False
+    return any(revents & (select.POLLERR | select.POLLHUP) for _fd, revents in events)
 
 
 def _not_json_error(line: bytes, exc: JsonTextError) -> dict[str, Any]:
