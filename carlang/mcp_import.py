@@ -10,11 +10,12 @@ and the file says they are the server's hints.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import subprocess
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -486,7 +487,7 @@ def unusable_tools(tools: list[dict[str, Any]]) -> dict[str, str]:
 
     unusable = {}
     for tool in tools:
-        problem = schema_problem(_input_schema(tool))
+        problem = _number_problem(_input_schema(tool)) or schema_problem(_input_schema(tool))
         if problem is not None:
             unusable[str(tool.get("name", ""))] = f"its input schema is not usable: {problem}"
         elif _task_required(tool):
@@ -495,6 +496,34 @@ def unusable_tools(tools: list[dict[str, Any]]) -> dict[str, str]:
                 " does not do: a call of it would be refused"
             )
     return unusable
+
+
+def _number_problem(value: Any, path: str = "") -> str | None:
+    """What in a schema carlang cannot write (a .car number is JSON's, in 64 bits): an integer
+    outside -2^63..2^64-1 or a number that is not finite, with where it is; or None."""
+    where = f" at {path}" if path else ""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        if -(2**63) <= value < 2**64:
+            return None
+        digits = str(value)
+        shown = digits if len(digits) <= 30 else f"{digits[:12]}...{digits[-6:]}"
+        return f"the integer {shown}{where} is out of range (carlang's integers fit in 64 bits)"
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"the number {value}{where} is not finite"
+    if isinstance(value, Mapping):
+        items: Iterable[tuple[Any, Any]] = value.items()
+    elif isinstance(value, list | tuple):
+        items = enumerate(value)
+    else:
+        return None
+    for key, item in items:
+        step = f"[{key}]" if isinstance(key, int) else _one_line(str(key), 40)
+        found = _number_problem(item, f"{path}.{step}" if path and step[0] != "[" else path + step)
+        if found is not None:
+            return found
+    return None
 
 
 def _task_required(tool: Mapping[str, Any]) -> bool:

@@ -141,3 +141,42 @@ def test_a_tool_that_must_be_called_as_a_task_is_left_out_saying_why(
     program = compile_file(out, tmp_path).program
     assert program is not None
     assert {t.name for t in program.tools} == {"s.quick", "s.either", "s.never"}
+
+
+@pytest.mark.parametrize(
+    ("schema", "where", "shown"),
+    [
+        (
+            {"type": "integer", "default": 2**70},
+            "properties.n.default",
+            "1180591620717411303424",
+        ),
+        (
+            {"type": "integer", "enum": [1, -(2**63) - 1]},
+            "properties.n.enum[1]",
+            "-9223372036854775809",
+        ),
+        ({"type": "integer", "maximum": 10**400}, "properties.n.maximum", "100000000000...000000"),
+    ],
+)
+def test_a_tool_whose_schema_holds_an_integer_out_of_range_is_left_out_saying_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, schema: dict[str, Any], where: str, shown: str
+) -> None:
+    """A .car integer fits in 64 bits: a schema holding one past them (a default of 2^70) made
+    the import fail with an internal error (NotFormattable); the tool is now left out with a
+    comment and a warning, and the others imported."""
+    tools = _tools("ok", "big")
+    tools[1]["inputSchema"] = {"type": "object", "properties": {"n": schema}}
+    monkeypatch.setattr(mcp_import, "import_server", lambda server, timeout: ({}, tools))
+    out = tmp_path / "s.car"
+    result = CliRunner().invoke(app, ["mcp", "import", "--name", "s", "-o", str(out), "--", "x"])
+    assert result.exit_code == 0, result.output
+    why = (
+        f"its input schema is not usable: the integer {shown} at {where} is out of range"
+        " (carlang's integers fit in 64 bits)"
+    )
+    assert f"warning: tool `big` not imported: {why}" in result.stderr
+    assert f"# not imported: `big`: {why}" in out.read_text()
+    program = compile_file(out, tmp_path).program
+    assert program is not None
+    assert {t.name for t in program.tools} == {"s.ok"}
