@@ -347,3 +347,35 @@ def test_a_tool_declared_by_its_signature_is_the_servers_open_tool(
         result = runtime.execute(program.proposals[0])
     (outcome,) = result.results
     assert outcome.status is ActionStatus.SUCCEEDED, outcome.error
+
+
+@pytest.mark.slow
+def test_a_server_that_never_answers_initialize_is_bounded_by_its_timeout(
+    tmp_path: Path,
+) -> None:
+    """The server's `timeout` bounds its start too: one that never answers `initialize` was
+    waited for 30 s whatever it declared, then failed the call with a bare `TimeoutError`.
+    The error names the server, the wait and what to check."""
+    from carlang_runtime.ir import McpServer
+    from carlang_runtime.mcp import McpError
+    from carlang_runtime.mcp.provider import McpSessions
+
+    server = McpServer(
+        name="hangy",
+        command=sys.executable,
+        args=["-c", "import time; time.sleep(60)"],
+        timeout_ms=1000,
+    )
+    sessions = McpSessions([server])
+    started = time.monotonic()
+    try:
+        with pytest.raises(McpError) as caught:
+            sessions.client("hangy")
+    finally:
+        sessions.close()
+    assert time.monotonic() - started < 10
+    message = str(caught.value)
+    assert message.startswith(
+        "MCP server 'hangy' did not answer initialize within 1s (its timeout): check that its"
+        f" command (`{sys.executable} -c import time; time.sleep(60)`) starts an MCP server"
+    ), message

@@ -124,8 +124,15 @@ class McpSessions:
                 raise McpError(f"no MCP server '{name}' is declared")
             client = McpClient(server, stderr=self.stderr)
             client.on_notification = lambda method, _params: self._notified(name, method)
+            limit = _start_timeout(server)
             try:
-                client.start()
+                client.start(limit)
+            except TimeoutError:
+                said = client.said()
+                client.close()
+                raise McpError(
+                    client.scrubbed(_not_started(client.where, server, limit)) + said
+                ) from None
             except Exception:
                 client.close()
                 raise
@@ -150,7 +157,14 @@ class McpSessions:
         list changed)."""
         client = self.client(name)
         if name in self._stale or name not in self._live:
-            self._live[name] = {t["name"]: t for t in client.list_tools()}
+            limit = _start_timeout(self.servers[name])
+            try:
+                listed = client.list_tools(limit)
+            except TimeoutError:
+                raise McpError(
+                    f"{client.where} did not list its tools within {limit:g}s{client.said()}"
+                ) from None
+            self._live[name] = {t["name"]: t for t in listed}
             self._stale.discard(name)
             for key in [k for k in self._verdicts if k[0] == name]:
                 del self._verdicts[key]
@@ -230,6 +244,30 @@ class McpSessions:
             clients, self._clients = list(self._clients.values()), {}
         for client in clients:
             client.close()
+
+
+#: Seconds a server has to answer `initialize` (and `tools/list`) when it declares no
+#: `timeout`.
+START_TIMEOUT = 30.0
+
+
+def _start_timeout(server: McpServer) -> float:
+    """How long the server has to start: its `timeout` when it declares one."""
+    return server.timeout_ms / 1000.0 if server.timeout_ms else START_TIMEOUT
+
+
+def _not_started(where: str, server: McpServer, limit: float) -> str:
+    """Why a server that never answered `initialize` could not be used, and what to check."""
+    whose = "its timeout" if server.timeout_ms else "the default; set its `timeout` to change it"
+    if server.url is not None:
+        check = "check that the URL is an MCP server's Streamable HTTP endpoint and that it is up"
+    else:
+        command = " ".join([server.command or "", *server.args]).strip()
+        check = (
+            f"check that its command (`{command}`) starts an MCP server speaking JSON-RPC on its"
+            " standard input and output"
+        )
+    return f"{where} did not answer initialize within {limit:g}s ({whose}): {check}"
 
 
 def attach_mcp_servers(runtime: Any, program: Program, *, stderr: Any = None) -> McpSessions:
