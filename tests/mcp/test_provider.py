@@ -379,3 +379,42 @@ def test_a_server_that_never_answers_initialize_is_bounded_by_its_timeout(
         "MCP server 'hangy' did not answer initialize within 1s (its timeout): check that its"
         f" command (`{sys.executable} -c import time; time.sleep(60)`) starts an MCP server"
     ), message
+
+
+#: An MCP server with no tools capability (resources only): it answers tools/list -32601.
+NO_TOOLS_SERVER = """
+import anyio, mcp.server.stdio
+from mcp.server.lowlevel import Server
+s = Server("res-only")
+@s.list_resources()
+async def lr(): return []
+async def main():
+    async with mcp.server.stdio.stdio_server() as (r, w):
+        await s.run(r, w, s.create_initialization_options())
+anyio.run(main)
+"""
+
+
+@pytest.mark.slow
+def test_a_server_without_tools_says_so_in_import_and_at_run_time(tmp_path: Path) -> None:
+    """A server that serves no tools answers tools/list -32601: `carlang mcp import` and a
+    call through the proxy said a bare `Method not found`."""
+    from carlang_runtime.ir import McpServer
+    from carlang_runtime.mcp import McpError
+    from carlang_runtime.mcp.provider import McpSessions
+
+    said = "MCP server 'res' does not serve tools (tools/list: method not found)"
+    result = runner.invoke(
+        app,
+        ["mcp", "import", "--name", "res", "--timeout", "20", "--"]
+        + [sys.executable, "-c", NO_TOOLS_SERVER],
+    )
+    assert result.exit_code == 2, result.output
+    assert said in result.stderr, result.stderr
+    server = McpServer(name="res", command=sys.executable, args=["-c", NO_TOOLS_SERVER])
+    sessions = McpSessions([server])
+    try:
+        with pytest.raises(McpError, match=r"^MCP server 'res' does not serve tools \("):
+            sessions.live_tools("res")
+    finally:
+        sessions.close()

@@ -40,6 +40,10 @@ _SECRET_OPTION = re.compile(
 )
 
 
+#: JSON-RPC's code for a method the server does not have.
+_METHOD_NOT_FOUND = -32601
+
+
 class McpError(CarlangRuntimeError):
     """A server that cannot be started or reached, or that broke the protocol."""
 
@@ -302,7 +306,14 @@ class McpClient:
         cursor: str | None = None
         while True:
             params = {"cursor": cursor} if cursor else {}
-            page = self.request("tools/list", params).result(timeout)
+            try:
+                page = self.request("tools/list", params).result(timeout)
+            except McpProtocolError as exc:
+                if exc.code != _METHOD_NOT_FOUND:
+                    raise
+                raise McpError(
+                    f"{self.where} does not serve tools (tools/list: method not found)"
+                ) from None
             tools.extend(page.get("tools", []))
             cursor = page.get("nextCursor")
             if not cursor:
