@@ -14,6 +14,7 @@ policy_check  allow / deny / require_approval for one action, with the deciding 
 from __future__ import annotations
 
 import json
+import os
 import re
 from contextvars import ContextVar
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any
 
 from carlang_runtime import ir
 from carlang_runtime.paramcheck import filled_parameters
+from carlang_runtime.textfile import file_kind, not_a_file
 
 __all__ = ["build_server", "served_methods", "serve_stdio"]
 
@@ -41,12 +43,13 @@ def _program_file(path: str, root: Path) -> Path:
     """The .car file `path` names (relative to `root`), symlinks and `..` resolved; a
     `ProgramProblem` unless it is under `root`. (Where it points is checked before whether
     it exists: nothing is said about files outside the root.)"""
+    shown = _shown_path(path)
     outside = (
-        f"{path} is outside the project root {root}: `carlang mcp serve` reads only .car"
+        f"{shown} is outside the project root {root}: `carlang mcp serve` reads only .car"
         " files under it (start it with --root to choose another)"
     )
     if "\0" in path:
-        raise ProgramProblem(f"{path!r}: a path cannot hold a NUL character")
+        raise ProgramProblem(f"{shown!r}: a path cannot hold a NUL character")
     try:
         file = (root / path).resolve()
     except (OSError, RuntimeError):  # a symlink loop, a name too long
@@ -54,10 +57,28 @@ def _program_file(path: str, root: Path) -> Path:
     if not file.is_relative_to(root):
         raise ProgramProblem(outside)
     if file.suffix != ".car":
-        raise ProgramProblem(f"{path} is not a .car file: `carlang mcp serve` reads only those")
-    if not file.is_file():
-        raise ProgramProblem(f"no file {path} (in the project root {root})")
+        raise ProgramProblem(f"{shown} is not a .car file: `carlang mcp serve` reads only those")
+    problem = not_a_file(file)
+    if problem is not None:
+        raise ProgramProblem(f"{shown}: {problem}")
+    if file_kind(file) is None:  # nothing there, or a path the system cannot look at
+        try:
+            os.stat(file)
+        except (FileNotFoundError, NotADirectoryError):
+            pass
+        except OSError as exc:  # a name too long, a directory it may not enter
+            reason = (exc.strerror or str(exc)).lower()
+            raise ProgramProblem(f"{shown}: cannot read it ({reason})") from None
+        raise ProgramProblem(f"no file {shown} (in the project root {root})")
     return file
+
+
+def _shown_path(path: str) -> str:
+    """A path as messages show it: whole up to 200 characters, else its start, its end and
+    its length (a 5,000-character path is not worth printing)."""
+    if len(path) <= 200:
+        return path
+    return f"{path[:60]}...{path[-40:]} ({len(path)} characters)"
 
 
 def _compile(program: str | None, path: str | None) -> tuple[ir.Program | None, list[Any]]:

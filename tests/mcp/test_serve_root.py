@@ -111,3 +111,23 @@ def test_root_option_chooses_the_root(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2
     assert missing.stderr == f"error: --root {tmp_path / 'none'}: no such folder\n"
+
+
+def test_a_path_the_system_cannot_look_at_is_a_tool_error(tmp_path: Path) -> None:
+    """A path too long to look up (a 5,000-character name) was an internal error (-32603,
+    `OSError: File name too long`); it is a tool error saying so, the path shortened. A
+    directory named like a .car file is said to be one."""
+    project, _ = _layout(tmp_path)
+    (project / "dir.car").mkdir()
+
+    async def scenario() -> None:
+        async with serving(cwd=project) as session:
+            for path in ("a" * 5000 + ".car", "a/" * 3000 + "x.car"):
+                error, message = await call(session, "check", path=path)
+                assert error, message
+                assert message.endswith(": cannot read it (file name too long)"), message
+                assert f"({len(path)} characters)" in message and len(message) < 300, message
+            error, message = await call(session, "check", path="dir.car")
+            assert error and message == "dir.car: it is a directory, not a file", message
+
+    anyio.run(scenario)
