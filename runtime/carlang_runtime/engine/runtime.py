@@ -614,8 +614,7 @@ class Runtime:
     def remember_state_secrets(self, tenant: str | None, values: Iterable[Any]) -> None:
         """Secret values a run wrote into the state of `tenant`: kept out of what later runs
         write down (a snapshot of that state above all), as long as the state holds them."""
-        held = self._state_secrets.setdefault(tenant, [])
-        held.extend(v for v in values if v not in held)
+        _remember_distinct(self._state_secrets.setdefault(tenant, []), values)
 
     def state_secrets(self, tenant: str | None) -> list[Any]:
         """The remembered secrets the state of `tenant` still holds (the others forgotten)."""
@@ -1449,9 +1448,11 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _remember_distinct(held: list[Any], values: Iterable[Any], limit: int) -> None:
-    """Add each of `values` not in `held` yet to its end, then keep its last `limit`."""
+def _remember_distinct(held: list[Any], values: Iterable[Any], limit: int | None = None) -> None:
+    """Add each of `values` not in `held` yet to its end, then keep its last `limit` (None:
+    all of them)."""
     for value in values:
         if value not in held:
             held.append(value)
-    del held[:-limit]
+    if limit is not None:
+        del held[:-limit]
