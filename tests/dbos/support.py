@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -98,12 +100,13 @@ def start_carlang(
     env: dict[str, str] | None = None,
 ) -> subprocess.Popen[str]:
     """`carlang ARGS...` in the background in `cwd`, added to `started` (to kill at the end):
-    its stdout discarded, its stderr written to the file `log` (discarded without one)."""
+    its stdout discarded, its stderr written to the file `log` (discarded without one). Its
+    faulthandler is on, for `exit_code`'s dump of a process that does not end."""
     with log.open("w") if log is not None else contextlib.nullcontext(subprocess.DEVNULL) as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "carlang", *args],
             cwd=cwd,
-            env=env,
+            env={**(os.environ if env is None else env), "PYTHONFAULTHANDLER": "1"},
             stdout=subprocess.DEVNULL,
             stderr=err,
             text=True,
@@ -123,6 +126,18 @@ def start_worker(
     return start_carlang(
         "worker", "--database", database, *options, cwd=cwd, started=started, log=log
     )
+
+
+def exit_code(process: subprocess.Popen[str], log: Path, seconds: float = 60.0) -> int:
+    """The exit code of `process` (`start_carlang`'s, stderr to `log`) once it ends; if it has
+    not ended within `seconds`, AssertionError with its stderr, where SIGABRT had its
+    faulthandler write every thread's stack: what it waited for."""
+    try:
+        return process.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        process.wait(timeout=30)
+        raise AssertionError(f"not ended after {seconds} s:\n{log.read_text()}") from None
 
 
 def stop_all(started: list[subprocess.Popen[str]]) -> None:

@@ -21,6 +21,7 @@ from tests.dbos.support import (
     NO_DBOS,
     calls,
     carlang,
+    exit_code,
     show,
     skip_without_sqlite,
     sqlite_url,
@@ -183,7 +184,7 @@ def test_a_foreground_run_stopped_by_ctrl_c_or_sigterm_waits_to_be_resumed(
     else:  # stopped while it waits for an approval
         wait_for(lambda: _waiting_for_approval(err))
     process.send_signal(signum)
-    assert process.wait(timeout=60) == 128 + signum
+    assert exit_code(process, err) == 128 + signum
     run_id = _run_id(err)
     said = err.read_text()
     assert f"interrupted: run {run_id} stopped" in said, said
@@ -274,7 +275,7 @@ def test_a_tool_that_raises_system_exit_in_the_foreground_says_so_and_exits(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
     process, err = _foreground(project, "exit", workers)
-    assert process.wait(timeout=60) == 1  # (it hung until killed)
+    assert exit_code(process, err) == 1  # (it hung until killed)
     run_id = _run_id(err)
     said = err.read_text()
     assert (
@@ -319,7 +320,7 @@ def test_cancelling_a_foreground_run_ends_it_saying_how_to_resume(
     cancelled = carlang("runs", "cancel", run_id, "--database", database, cwd=project)
     assert cancelled.returncode == 0, cancelled.stderr
     (project / "release").touch()  # (the call in flight ends)
-    assert process.wait(timeout=60) == 1  # (it waited for ever, or was an internal error)
+    assert exit_code(process, err) == 1  # (it waited for ever, or was an internal error)
     said = err.read_text()
     assert (
         f"run {run_id} was cancelled; resume with `carlang runs resume {run_id} --database"
