@@ -15,6 +15,11 @@ is never one client's to another; and its runs have the scope `{"mcp_session": <
 session>}`, so that the runtime's caches (`cache`, idempotency) are its own. `max_sessions`
 bounds how many client sessions at once may have servers started for them (`ProxyBusy`).
 
+Over HTTP, a proxy given a token per tenant (`HttpAccess.tenants`) knows whose each request is:
+a client session belongs to the tenant whose token opened it (a request of another tenant for
+it is answered as if it did not exist), and its runs have the tenant in their scope, so that
+the state, the history, the caches and the remembered secrets they see are that tenant's.
+
 Over stdio the proxy speaks JSON-RPC itself (`StdioSession`, on the event loop); over
 Streamable HTTP it is the official SDK's low-level `Server` (the `mcp` extra).
 """
@@ -37,7 +42,7 @@ import stat
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -46,6 +51,7 @@ from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, 
 from ..engine.approval import Approval, ApprovalRequest
 from ..engine.limits import SessionBudget, session_budget_context
 from ..engine.middleware import Middleware
+from ..engine.state import check_tenant
 from ..engine.tools import ToolError
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionStatus, Budget, Program, ToolSchema
@@ -93,6 +99,9 @@ class _Client:
     mcp: Any
     downstream: McpSessions
     spent: SessionBudget | None = None
+    #: The tenant whose token opened it (over HTTP with a token per tenant), else None: its
+    #: runs use the shared state.
+    tenant: str | None = None
     ids: Any = field(default_factory=lambda: itertools.count(1))
     admitting: asyncio.Lock = field(default_factory=asyncio.Lock)
     #: Whether it holds one of the proxy's `max_sessions` places (from its first call of a
@@ -103,9 +112,11 @@ class _Client:
 
     @property
     def scope(self) -> dict[str, Any]:
-        """The scope of its runs: what the runtime's caches are keyed by (with no tenant: the
-        runs use the shared state, as before)."""
-        return {"mcp_session": self.session}
+        """The scope of its runs: what the runtime's caches are keyed by, and its tenant's
+        (with no tenant: the runs use the shared state)."""
+        if self.tenant is None:
+            return {"mcp_session": self.session}
+        return {"mcp_session": self.session, "tenant": self.tenant}
 
     def function(self, schema: ToolSchema) -> Callable[..., Awaitable[Any]]:
         """The function calling `schema`'s tool through this client's own server session."""
@@ -257,17 +268,23 @@ class PolicyProxy:
 
     # -- sessions ------------------------------------------------------------------------------
 
-    def client(self, mcp_session: Any) -> _Client:
-        """The carlang session of an MCP client session, opened on its first call, with its
-        own sessions with the servers (each started on its first call of that server's tools);
-        all closed when the MCP session ends (`end`, `forget`)."""
+    def client(self, mcp_session: Any, tenant: str | None = None) -> _Client:
+        """The carlang session of an MCP client session, opened on its first call (for
+        `tenant`: the tenant whose token opened the MCP session), with its own sessions with
+        the servers (each started on its first call of that server's tools); all closed when
+        the MCP session ends (`end`, `forget`). A call of another tenant than the session's is
+        a `CarlangRuntimeError` (the HTTP transport never lets one through: this is the second
+        lock)."""
         key = id(mcp_session)  # (the client holds the session: the id is no other's meanwhile)
         found = self._clients.get(key)
         if found is None:
             spent = SessionBudget(self.budget) if self.budget is not None else None
             downstream = McpSessions(self.servers.values(), stderr=self.stderr)
-            session = self.runtime.open_session()
-            found = self._clients[key] = _Client(session, mcp_session, downstream, spent)
+            session = self.runtime.open_session(tenant=tenant)
+            found = _Client(session, mcp_session, downstream, spent, tenant=tenant)
+            self._clients[key] = found
+        elif found.tenant != tenant:
+            raise CarlangRuntimeError("this MCP session belongs to another tenant")
         return found
 
     def forget(self, mcp_session: Any) -> None:
@@ -362,13 +379,14 @@ class PolicyProxy:
         return out
 
     async def call_tool(
-        self, mcp_session: Any, name: str, arguments: dict[str, Any]
+        self, mcp_session: Any, name: str, arguments: dict[str, Any], tenant: str | None = None
     ) -> dict[str, Any]:
         """Run one call through the runtime's pipeline: the server's result, or an error
-        result with carlang's message. A session's calls are admitted one at a time (the
-        budget checked and a call reserved, the policies' decision with the calls in flight
-        in `history`), and run alongside each other."""
-        client = self.client(mcp_session)
+        result with carlang's message (`tenant`: whose call it is, see `client`). A session's
+        calls are admitted one at a time (the budget checked and a call reserved, the
+        policies' decision with the calls in flight in `history`), and run alongside each
+        other."""
+        client = self.client(mcp_session, tenant)
         tool = tool_name_from_model(name, self.tools)
         schema = self.tools.get(tool)
         if (
@@ -820,8 +838,9 @@ def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
         session = context.session
         if isinstance(context.lifespan_context, _Connection):
             context.lifespan_context.mcp = session  # (its end ends the client's session)
+        tenant = _request_tenant(context.request)
         try:
-            result = await proxy.call_tool(session, params.name, params.arguments or {})
+            result = await proxy.call_tool(session, params.name, params.arguments or {}, tenant)
         except ProxyBusy as exc:
             raise McpError(types.ErrorData(code=exc.code, message=str(exc))) from None
         except CarlangRuntimeError as exc:  # refused by the runtime: a tool error
@@ -989,11 +1008,14 @@ class HttpAccess:
     """Who the HTTP proxy answers. `hosts` and `origins`: the Host and Origin header values
     it accepts (DNS rebinding protection, as the MCP specification asks: another Host is
     421, another Origin 403; a request with no Origin, from no browser, is fine). `token`:
-    when set, a request must carry `Authorization: Bearer <token>` (else 401)."""
+    when set, a request must carry `Authorization: Bearer <token>` (else 401). `tenants`:
+    when any, a request must carry one of their tokens, which says whose it is (each pair is
+    a tenant and its token)."""
 
     hosts: tuple[str, ...]
     origins: tuple[str, ...]
     token: str | None = field(default=None, repr=False)
+    tenants: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
 def http_access(
@@ -1003,13 +1025,15 @@ def http_access(
     allow_hosts: Iterable[str] = (),
     allow_origins: Iterable[str] = (),
     token: str | None = None,
+    tenants: Mapping[str, str] | None = None,
 ) -> HttpAccess:
     """The access of a proxy listening on `host`:`port`: this machine's names for it
     (localhost, 127.0.0.1, [::1]) and the address it listens on, at that port, and what
     `allow_hosts` and `allow_origins` add. A host given without a port is allowed at the
     proxy's port and with none (as a reverse proxy in front may send it); `NAME:*` allows any
-    port. An origin is `scheme://host[:port]` (`:*` for any port). `CarlangRuntimeError` for
-    a value that cannot be one."""
+    port. An origin is `scheme://host[:port]` (`:*` for any port). `token`, or `tenants`
+    (each tenant's token), is the bearer token requests need. `CarlangRuntimeError` for a
+    value that cannot be one."""
     names = list(_LOOPBACK_NAMES)
     if host not in _WILDCARDS and host.strip("[]") not in ("127.0.0.1", "localhost", "::1"):
         names.append(f"[{host}]" if ":" in host and not host.startswith("[") else host)
@@ -1036,7 +1060,30 @@ def http_access(
                 " scheme://host[:port] (like https://app.example.com, http://localhost:*)"
             )
         origins.append(value)
-    return HttpAccess(tuple(dict.fromkeys(hosts)), tuple(dict.fromkeys(origins)), token)
+    pairs = _tenant_tokens(tenants or {}, token)
+    return HttpAccess(tuple(dict.fromkeys(hosts)), tuple(dict.fromkeys(origins)), token, pairs)
+
+
+def _tenant_tokens(tenants: Mapping[str, str], token: str | None) -> tuple[tuple[str, str], ...]:
+    """`tenants` as `HttpAccess.tenants`, once checked: each a tenant (`check_tenant`) with
+    a token of its own, and not alongside one `token` for all (whose would its calls be?)."""
+    if tenants and token is not None:
+        raise CarlangRuntimeError(
+            "give one token for every client or a token per tenant, not both: with tenants,"
+            " every client uses its tenant's token"
+        )
+    owners: dict[str, str] = {}
+    for tenant, secret in tenants.items():
+        check_tenant(tenant)
+        if not secret:
+            raise CarlangRuntimeError(f"tenant '{tenant}' has an empty token: give it one")
+        if secret in owners:
+            raise CarlangRuntimeError(
+                f"tenants '{owners[secret]}' and '{tenant}' have the same token: a token must"
+                " say whose a request is, so give each tenant its own"
+            )
+        owners[secret] = tenant
+    return tuple(tenants.items())
 
 
 def _header(scope: Any, wanted: bytes) -> bytes | None:
@@ -1050,8 +1097,43 @@ def _header(scope: Any, wanted: bytes) -> bytes | None:
 def _authorized(scope: Any, token: str) -> bool:
     """Whether a request carries `Authorization: Bearer <token>` (compared in constant
     time)."""
+    return _tenant_of(scope, (("", token),)) is not None
+
+
+def _tenant_of(scope: Any, tenants: Iterable[tuple[str, str]]) -> str | None:
+    """The tenant whose token a request carries as `Authorization: Bearer <token>`, or None.
+    Every token is compared, each in constant time: how long it takes says nothing of which
+    one, or how much of one, matched."""
     scheme, _, given = (_header(scope, b"authorization") or b"").partition(b" ")
-    return scheme.lower() == b"bearer" and hmac.compare_digest(given.strip(), token.encode())
+    given = given.strip()
+    found = None
+    for tenant, token in tenants:
+        if hmac.compare_digest(given, token.encode()) and scheme.lower() == b"bearer":
+            found = tenant
+    return found
+
+
+def _as_tenant(scope: Any, tenant: str) -> None:
+    """Mark a request as `tenant`'s, for the SDK and for the proxy's calls: the SDK binds a
+    session to the user of the request that opened it, and answers a request of another user
+    for it as for a session that does not exist (404); `_request_tenant` reads it back."""
+    from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+    from mcp.server.auth.provider import AccessToken
+
+    # (the token itself is not kept: the tenant's name is who the request is)
+    scope["user"] = AuthenticatedUser(
+        AccessToken(token="", client_id=tenant, subject=tenant, scopes=[])
+    )
+
+
+def _request_tenant(request: Any) -> str | None:
+    """The tenant `_as_tenant` marked the HTTP request of a call as, or None (stdio; a
+    proxy with no token per tenant)."""
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, dict) else None
+    token = getattr(user, "access_token", None)
+    tenant = getattr(token, "client_id", None)
+    return tenant if isinstance(tenant, str) else None
 
 
 def _too_large(scope: Any, limit: int) -> dict[str, Any] | None:
@@ -1176,6 +1258,12 @@ def serve_http(
         if token is not None and not _authorized(scope, token):
             await _unauthorized(scope, receive, send)
             return
+        if access.tenants:
+            tenant = _tenant_of(scope, access.tenants)
+            if tenant is None:
+                await _unauthorized(scope, receive, send)
+                return
+            _as_tenant(scope, tenant)
         post = scope.get("method") == "POST"
         refusal = await guard.validate_request(Request(scope, receive), is_post=post)
         if refusal is not None:  # (checked before the body is read; the SDK checks again)

@@ -1,0 +1,73 @@
+"""A proxy's tokens per tenant, in process: what `http_access` refuses, and that a client session
+belongs to one tenant, whose runs have it in their scope (the same over HTTP with real
+processes: test_proxy_tenants.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from carlang_runtime.engine import Runtime
+from carlang_runtime.errors import CarlangRuntimeError
+from carlang_runtime.mcp.proxy import PolicyProxy, http_access
+
+from carlang.compiler import compile_text
+
+PROGRAM = """
+mcp_server there {
+  url "http://127.0.0.1:9/mcp"
+}
+tool there.add(a: int) -> int { description "add" }
+capability agent { tools allow there.add }
+"""
+
+
+@pytest.mark.parametrize(
+    ("tenants", "token", "said"),
+    [
+        ({"acme": "same", "globex": "same"}, None, "tenants 'acme' and 'globex' have the same"),
+        ({"acme": "a"}, "b", "not both"),
+        ({"": "a"}, None, "a tenant must be a non-empty string"),
+        ({"acme": ""}, None, "tenant 'acme' has an empty token"),
+    ],
+)
+def test_tokens_per_tenant_that_cannot_be_are_refused(
+    tenants: dict[str, str], token: str | None, said: str
+) -> None:
+    with pytest.raises(CarlangRuntimeError) as refused:
+        http_access("127.0.0.1", 8765, tenants=tenants, token=token)
+    assert said in str(refused.value)
+    for secret in tenants.values():
+        if secret:
+            assert f"'{secret}'" not in str(refused.value)
+
+
+def test_the_access_keeps_each_tenants_token_out_of_its_repr() -> None:
+    access = http_access("127.0.0.1", 8765, tenants={"acme": "s3cr3t-acme"})
+    assert access.tenants == (("acme", "s3cr3t-acme"),)
+    assert "s3cr3t" not in repr(access)
+
+
+@pytest.fixture
+def proxy(tmp_path: Path) -> Any:
+    result = compile_text(PROGRAM, root=tmp_path)
+    assert result.program is not None
+    runtime = Runtime.from_program(result.program)
+    yield PolicyProxy(result.program, runtime, capability="agent")
+    runtime.close()
+
+
+def test_a_client_session_is_its_tenants_alone(proxy: PolicyProxy) -> None:
+    mcp_session = object()
+    client = proxy.client(mcp_session, "acme")
+    assert client.scope == {"mcp_session": client.session, "tenant": "acme"}
+    assert proxy.client(mcp_session, "acme") is client
+    for other in ("globex", None):
+        with pytest.raises(CarlangRuntimeError, match="belongs to another tenant"):
+            proxy.client(mcp_session, other)
+    # the runtime's session is bound to the tenant too: another tenant's run is refused there
+    assert proxy.runtime.session_problem(client.session, "globex") is not None
+    assert proxy.runtime.session_problem(client.session, "acme") is None
+    untenanted = proxy.client(object())
+    assert untenanted.scope == {"mcp_session": untenanted.session}
