@@ -230,16 +230,15 @@ def verify(
     and budget (given here, else the ones the proposal names) and its policies, as `carlang
     check` judges a plan: an action a policy will deny is an error, one that will need an
     approval (or that a policy is predicted to deny from the state) a warning. Runs nothing."""
-    from carlang_runtime.ir import load_proposal
     from carlang_runtime.verify import verify as run_verify
 
     from .policycheck import judged_verdict
 
+    (loaded,) = _proposals(("proposal", proposal))
     if program is None and path is None:
-        data: dict[str, Any] = run_verify(proposal, state).model_dump(mode="json")
+        data: dict[str, Any] = run_verify(loaded, state).model_dump(mode="json")
         return data
     compiled = _program_or_error(program, path)
-    loaded = load_proposal(proposal)
     cap_name = capability or loaded.capability
     budget_name = budget or loaded.budget
     cap = _capability(compiled, cap_name) if cap_name else None
@@ -267,28 +266,134 @@ def _capability(compiled: ir.Program, name: str) -> ir.Capability:
     return found
 
 
+#: How many problems one answer lists (the rest are counted): a proposal of 10,000 broken
+#: actions is corrected from its first few.
+_PROBLEMS_SHOWN = 20
+
+
+def _listed(lines: list[str]) -> str:
+    """Problems one a line, the first `_PROBLEMS_SHOWN` of them, then how many more."""
+    shown = lines[:_PROBLEMS_SHOWN]
+    if len(lines) > _PROBLEMS_SHOWN:
+        shown.append(f"... and {len(lines) - _PROBLEMS_SHOWN} more")
+    return "\n".join(shown)
+
+
+def _proposals(*given: tuple[str, dict[str, Any]]) -> list[ir.ActionProposal]:
+    """Each `(argument, data)` loaded as a proposal; a `ProgramProblem` unless all of them
+    are one, a line per problem, each at its place in its argument (``argument
+    `proposal.actions[0].type`: ...``, ``argument `candidates[1].id`: ...``)."""
+    from carlang_runtime.errors import IRLoadError
+    from carlang_runtime.ir import load_proposal
+
+    loaded, problems = [], []
+    for argument, data in given:
+        try:
+            loaded.append(load_proposal(data))
+        except IRLoadError as exc:
+            for problem in exc.problems:
+                place = problem.path
+                where = argument + (place if place[:1] in ("", "[") else f".{place}")
+                problems.append(f"argument `{where}`: {problem.message}")
+    if problems:
+        raise ProgramProblem(_listed(problems))
+    return loaded
+
+
+def _unverified(
+    proposal: ir.ActionProposal,
+    state: dict[str, Any] | None,
+    argument: str,
+    start: str,
+    hint: str | None = None,
+) -> str | None:
+    """What `verify` (without a program) finds wrong with `proposal` from `state`, as the
+    `verify` tool says it (`error[CL0303] a: dependency cycle: a -> b -> a`), or None when
+    it verifies. `start`: the state, as the message says it ("from `state`"); `hint`: how to
+    give another, said when an error depends on the state (CL04xx: a key read before it is
+    written, a precondition or an assertion that fails)."""
+    from carlang_runtime.verify import verify as run_verify
+
+    errors = run_verify(proposal, state).errors()
+    if not errors:
+        return None
+    listed = _listed([str(e) + (f" ({e.help})" if e.help else "") for e in errors])
+    if hint is not None and any(e.code.startswith("CL04") for e in errors):
+        listed += "\n" + hint
+    return (
+        f"`{argument}` does not verify {start}, so the runtime would not run it; fix these"
+        " (the `verify` tool gives the whole verdict):\n" + listed
+    )
+
+
+def _checked(proposal: dict[str, Any], state: dict[str, Any] | None) -> ir.ActionProposal:
+    """`proposal` loaded; a `ProgramProblem` unless it verifies from `state` (`simulate` and
+    `optimize` answer nothing for a proposal the runtime would not run)."""
+    (loaded,) = _proposals(("proposal", proposal))
+    if state is None:
+        start, hint = "from an empty state", "(no `state` was given: give the state it starts from)"
+    else:
+        start, hint = "from `state`", None
+    problem = _unverified(loaded, state, "proposal", start, hint)
+    if problem is not None:
+        raise ProgramProblem(problem)
+    return loaded
+
+
 def simulate(proposal: dict[str, Any], state: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The state a proposal's declared effects leave (no tool is called)."""
+    """The state a proposal's declared effects leave from `state` (no tool is called). A
+    proposal that does not verify from that state (a cycle, a duplicate id, a key read
+    before anything writes it...) is an error listing verify's errors: the runtime would not
+    run it."""
     from carlang_runtime.verify import simulate as run_simulate
 
-    return {"state": run_simulate(proposal, state)}
+    return {"state": run_simulate(_checked(proposal, state), state)}
 
 
-def optimize(proposal: dict[str, Any]) -> dict[str, Any]:
-    """The proposal without phantom state dependencies (wider parallelism)."""
+def optimize(proposal: dict[str, Any], state: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The proposal without phantom state dependencies (keys no action writes, which only
+    narrow parallelism); nothing is reordered or removed. `state`: the state it will run
+    from, where those keys are. A proposal that does not verify from that state is an error
+    listing verify's errors (a dependency on a key that is nowhere is not phantom: the
+    runtime would refuse the action)."""
     from carlang_runtime.verify import optimize as run_optimize
 
-    data: dict[str, Any] = run_optimize(proposal).model_dump(mode="json")
+    data: dict[str, Any] = run_optimize(_checked(proposal, state)).model_dump(mode="json")
     return data
 
 
 def equivalent(
     first: dict[str, Any], second: dict[str, Any], test_states: list[dict[str, Any]] | None = None
 ) -> dict[str, Any]:
-    """Whether two proposals leave the same state from every test state."""
+    """Whether two proposals leave the same state from every test state (default: {} and
+    {"x": 1, "y": 2}, which only sample). A proposal that does not verify from a test state
+    is an error listing verify's errors."""
     from carlang_runtime.verify import equivalent as run_equivalent
+    from carlang_runtime.verify.simulate import PROBE_STATES
 
-    return {"equivalent": run_equivalent(first, second, test_states)}
+    if test_states == []:
+        raise ProgramProblem(
+            "argument `test_states` is empty: give the states to compare from, or leave it"
+            " out for the default ones"
+        )
+    states = PROBE_STATES if test_states is None else test_states
+    loaded = _proposals(("first", first), ("second", second))
+    problems = []
+    hint = None if test_states is not None else "(give `test_states`: the states both start from)"
+    for argument, proposal in zip(("first", "second"), loaded, strict=True):
+        for index, state in enumerate(states):
+            start = (
+                f"from `test_states[{index}]`"
+                if test_states is not None
+                else f"from the default test state {json.dumps(state)}"
+            )
+            problem = _unverified(proposal, state, argument, start, hint)
+            if problem is not None:
+                problems.append(problem)
+                break
+    if problems:
+        raise ProgramProblem("\n".join(problems))
+    return {"equivalent": run_equivalent(loaded[0], loaded[1], states)}
 
 
 def _decide(
@@ -380,10 +485,11 @@ def rank(
 
     tools: Any = None
     policies: Any = None
+    loaded = _proposals(*((f"candidates[{i}]", c) for i, c in enumerate(candidates)))
     if program is not None or path is not None:
         compiled = _program_or_error(program, path)
         tools, policies = compiled.tools, compiled.policies
-    ranked = run_rank(candidates, tools, state, policies=policies)
+    ranked = run_rank(loaded, tools, state, policies=policies)
     fields = ("proposal_id", "score", "valid", "error_count", "action_count", "tool_call_count")
     return {
         "ranking": [
@@ -415,7 +521,8 @@ def build_server(root: Path | None = None) -> Any:
 
     from . import __version__
 
-    arguments_of = {fn.__name__: list(inspect.signature(fn).parameters) for fn in TOOLS}
+    signatures = {fn.__name__: inspect.signature(fn).parameters for fn in TOOLS}
+    arguments_of = {name: list(parameters) for name, parameters in signatures.items()}
     project = (root or Path.cwd()).resolve()
 
     # FastMCP (public API only) keeps the tools: each one's input schema from its signature,
