@@ -480,20 +480,38 @@ def rank(
     path: str | None = None,
 ) -> dict[str, Any]:
     """Score candidate proposals without running them and rank them, best first (with a
-    program: its tools and policies count)."""
+    program: its tools, policies, and the capabilities and budgets candidates name count;
+    without one, those names are not checked, as `verify` does not). Each candidate's
+    `findings` say what makes it invalid (verify's errors, a policy's certain deny) and what
+    else verify or the policies say of it (warnings, approvals)."""
+    from carlang_runtime.planner import Governance
     from carlang_runtime.planner import rank as run_rank
 
     tools: Any = None
     policies: Any = None
+    governance = None
     loaded = _proposals(*((f"candidates[{i}]", c) for i, c in enumerate(candidates)))
     if program is not None or path is not None:
         compiled = _program_or_error(program, path)
         tools, policies = compiled.tools, compiled.policies
-    ranked = run_rank(loaded, tools, state, policies=policies)
-    fields = ("proposal_id", "score", "valid", "error_count", "action_count", "tool_call_count")
+        governance = Governance.from_program(compiled)
+    else:  # (the planner would find every name unknown: nothing declares it)
+        loaded = [
+            p.model_copy(update={"capability": None, "budget": None})
+            if p.capability is not None or p.budget is not None
+            else p
+            for p in loaded
+        ]
+    ranked = run_rank(loaded, tools, state, policies=policies, governance=governance)
+    fields = {"index", "proposal_id", "score", "valid", "error_count"}
+    fields |= {"action_count", "tool_call_count"}
     return {
         "ranking": [
-            {k: v for k, v in s.model_dump(mode="json").items() if k in fields or k == "index"}
+            {
+                **{k: v for k, v in s.model_dump(mode="json").items() if k in fields},
+                # (why it is invalid, or what it will meet: the rest explains the score)
+                "findings": [f for f in s.findings if f["feature"] in ("validity", "policy")],
+            }
             for s in ranked
         ]
     }

@@ -211,3 +211,72 @@ def test_what_is_not_a_proposal_is_said_at_its_place_in_each_argument() -> None:
             assert len(lines) == 21 and lines[-1] == "... and 5 more", lines
 
     anyio.run(scenario)
+
+
+RANKED = """
+tool deploy(env: "staging" | "prod", version: string)
+policy no_latest: deny deploy when params.version == "latest"
+  message "pin a version"
+capability agent { tools allow deploy }
+capability reader { tools allow read }
+tool read()
+"""
+
+
+def _deploy(proposal_id: str, version: str = "1.2", **fields: Any) -> dict[str, Any]:
+    call = {"env": "staging", "version": version}
+    action = {"id": "a", "type": "tool_call", "tool": "deploy", "parameters": call}
+    return {"id": proposal_id, "actions": [action], **fields}
+
+
+def test_rank_says_why_a_candidate_is_invalid_and_judges_it_as_verify_does() -> None:
+    """Each candidate's findings say what makes it invalid (an unknown tool, a policy's deny,
+    a capability that does not allow a tool); a capability the program declares is the one
+    it runs under (it was "not given": every candidate naming one was invalid, unsaid), and
+    without a program a name is not checked, as `verify` does not check it."""
+    unknown = {**_deploy("unknown"), "actions": [{**_deploy("x")["actions"][0], "tool": "deploi"}]}
+    candidates = [
+        _deploy("agent", capability="agent"),
+        unknown,
+        _deploy("latest", version="latest"),
+        _deploy("reader", capability="reader"),
+        _deploy("plain"),
+    ]
+
+    async def scenario() -> None:
+        async with in_process() as session:
+            error, ranked = await call(session, "rank", candidates=candidates, program=RANKED)
+            assert not error, ranked
+            by_id = {r["proposal_id"]: r for r in ranked["ranking"]}
+            for proposal in candidates:
+                error, verdict = await call(session, "verify", proposal=proposal, program=RANKED)
+                assert by_id[proposal["id"]]["valid"] is verdict["valid"], proposal["id"]
+            assert by_id["agent"]["valid"] and by_id["agent"]["findings"] == []
+            assert by_id["unknown"]["findings"] == [
+                {
+                    "feature": "validity",
+                    "message": "error: tool 'deploi' is not registered",
+                    "action_id": "a",
+                }
+            ]
+            assert by_id["latest"]["findings"] == [
+                {
+                    "feature": "policy",
+                    "message": "will be denied by no_latest: pin a version",
+                    "action_id": "a",
+                }
+            ]
+            assert by_id["reader"]["findings"] == [
+                {
+                    "feature": "validity",
+                    "message": "error: tool 'deploy' is not allowed by capability 'reader'",
+                    "action_id": "a",
+                }
+            ]
+            # without a program: the names are not checked (verify does not check them)
+            error, ranked = await call(session, "rank", candidates=[_deploy("x", capability="c")])
+            assert not error and ranked["ranking"][0]["valid"], ranked
+            error, verdict = await call(session, "verify", proposal=_deploy("x", capability="c"))
+            assert verdict["valid"]
+
+    anyio.run(scenario)
