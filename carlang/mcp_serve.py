@@ -541,6 +541,15 @@ def build_server(root: Path | None = None) -> Any:
 
     signatures = {fn.__name__: inspect.signature(fn).parameters for fn in TOOLS}
     arguments_of = {name: list(parameters) for name, parameters in signatures.items()}
+    # the arguments that are JSON objects or arrays (the others are strings), by kind
+    structured_of = {
+        name: {
+            argument: "an array" if str(p.annotation).startswith("list") else "an object"
+            for argument, p in parameters.items()
+            if not str(p.annotation).startswith("str")
+        }
+        for name, parameters in signatures.items()
+    }
     project = (root or Path.cwd()).resolve()
 
     # FastMCP (public API only) keeps the tools: each one's input schema from its signature,
@@ -582,6 +591,9 @@ def build_server(root: Path | None = None) -> Any:
                 )
         if problems:
             return tool_error("\n".join(problems))
+        arguments, problems = _decoded(arguments, structured_of[name])
+        if problems:
+            return tool_error("\n".join(problems))
         try:
             result = await tools.call_tool(name, arguments)
         except ToolError as exc:
@@ -599,6 +611,36 @@ def build_server(root: Path | None = None) -> Any:
 
     server.request_handlers[types.CallToolRequest] = call_tool
     return server
+
+
+def _decoded(
+    arguments: dict[str, Any], structured: dict[str, str]
+) -> tuple[dict[str, Any], list[str]]:
+    """`arguments` with the JSON text given for an object or an array decoded (models often
+    send a proposal so), and a line per such text that cannot be read. The SDK would decode
+    it with Python's `json`, which reads NaN and Infinity (answered back as text that is not
+    JSON) and overflows the stack on deep nesting (an internal error): carlang's reader
+    refuses both, and nesting past 128 levels, as `serve_stdio` refuses them in a request.
+    (`structured`: the arguments that are objects or arrays, with what each is.)"""
+    from carlang_runtime.jsontext import JsonTextError, parse_json
+
+    decoded = dict(arguments)
+    problems = []
+    for argument, value in arguments.items():
+        if argument not in structured or not isinstance(value, str):
+            continue
+        try:
+            parsed = parse_json(value)
+        except JsonTextError as exc:
+            if value.lstrip()[:1] in ("{", "["):  # (else: "expected an object, got a string")
+                problems.append(
+                    f"argument `{argument}`: expected {structured[argument]}, got JSON text"
+                    f" that cannot be read ({exc})"
+                )
+            continue
+        if isinstance(parsed, dict | list):
+            decoded[argument] = parsed
+    return decoded, problems
 
 
 def _call_result(result: Any) -> Any:
