@@ -236,15 +236,26 @@ def verify(
 
     (loaded,) = _proposals(("proposal", proposal))
     if program is None and path is None:
+        for argument, value in (("capability", capability), ("budget", budget)):
+            if value is not None:  # (it would be ignored: a verdict that did not check it)
+                raise ProgramProblem(
+                    f"argument `{argument}` names a program's {argument}: give the program too"
+                    " (`program`, its .car source text, or `path`, a file)"
+                )
         data: dict[str, Any] = run_verify(loaded, state).model_dump(mode="json")
         return data
     compiled = _program_or_error(program, path)
     cap_name = capability or loaded.capability
     budget_name = budget or loaded.budget
-    cap = _capability(compiled, cap_name) if cap_name else None
+    cap = compiled.capability(cap_name) if cap_name else None
     bud = compiled.budget(budget_name) if budget_name else None
-    if budget_name and bud is None:
-        raise ProgramProblem(_no_such("budget", budget_name, [b.name for b in compiled.budgets]))
+    for kind, given, name, found, names in (
+        ("capability", capability, cap_name, cap, [c.name for c in compiled.capabilities]),
+        ("budget", budget, budget_name, bud, [b.name for b in compiled.budgets]),
+    ):
+        if name and found is None:  # (named by the argument, else by the proposal)
+            where = "" if given else f"argument `proposal.{kind}`: "
+            raise ProgramProblem(where + _no_such(kind, name, names))
     result = run_verify(
         loaded, state, compiled.tools, capability=cap, budget=bud, redact=compiled.redactions
     )
@@ -252,10 +263,13 @@ def verify(
 
 
 def _no_such(kind: str, name: str, names: list[str]) -> str:
+    """`no capability 'agnet' (did you mean 'agent'?)`, else the names there are (`budgets:
+    none`), as carlang's other commands say it."""
     from carlang_runtime.suggest import did_you_mean
 
-    hint = did_you_mean(name, names)
-    return f"no {kind} '{name}'" + (f" ({hint})" if hint else "")
+    kinds = {"capability": "capabilities", "budget": "budgets"}.get(kind, f"{kind}s")
+    hint = did_you_mean(name, names) or f"{kinds}: {', '.join(names) or 'none'}"
+    return f"no {kind} '{name}' ({hint})"
 
 
 def _capability(compiled: ir.Program, name: str) -> ir.Capability:

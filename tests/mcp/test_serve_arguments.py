@@ -86,3 +86,54 @@ def test_json_text_for_an_object_is_read_as_a_request_is() -> None:
             assert error and message == "argument `proposal`: expected an object, got a string"
 
     anyio.run(scenario)
+
+
+GOVERNED = "tool t()\ncapability agent { tools allow t }\nbudget small { max_actions 3 }\n"
+
+
+def test_a_capability_or_budget_is_looked_up_in_a_program_and_an_unknown_one_said() -> None:
+    """`verify` with a `capability` or `budget` but no program is an error (it was ignored:
+    a verdict that did not check what was asked); an unknown name lists the declared ones
+    when none is close, and says so when the proposal, not an argument, named it."""
+    proposal = {"id": "p", "actions": [{"id": "a", "type": "tool_call", "tool": "t"}]}
+
+    async def scenario() -> None:
+        async with in_process() as session:
+            for argument in ("capability", "budget"):
+                error, message = await call(
+                    session, "verify", proposal=proposal, **{argument: "agent"}
+                )
+                assert error and message == (
+                    f"argument `{argument}` names a program's {argument}: give the program"
+                    " too (`program`, its .car source text, or `path`, a file)"
+                ), message
+            cases = [
+                ("verify", {"capability": "zzz"}, "no capability 'zzz' (capabilities: agent)"),
+                ("verify", {"budget": "zzz"}, "no budget 'zzz' (budgets: small)"),
+                (
+                    "verify",
+                    {"capability": "agnet"},
+                    "no capability 'agnet' (did you mean 'agent'?)",
+                ),
+                (
+                    "policy_check",
+                    {"capability": "zzz"},
+                    "no capability 'zzz' (capabilities: agent)",
+                ),
+            ]
+            for tool, arguments, expected in cases:
+                given = {"proposal": proposal} if tool == "verify" else {"tool": "t"}
+                error, message = await call(session, tool, program=GOVERNED, **given, **arguments)
+                assert error and message == expected, (tool, message)
+            error, message = await call(
+                session, "explain", tool="t", program="tool t()", capability="agent"
+            )
+            assert error and message == "no capability 'agent' (capabilities: none)"
+            error, message = await call(
+                session, "verify", proposal={**proposal, "budget": "large"}, program=GOVERNED
+            )
+            assert error and message == (
+                "argument `proposal.budget`: no budget 'large' (budgets: small)"
+            )
+
+    anyio.run(scenario)

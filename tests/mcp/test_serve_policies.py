@@ -130,7 +130,9 @@ def test_verify_uses_the_capability_the_proposal_names() -> None:
             error, message = await call(
                 session, "verify", proposal={**shell, "capability": "agnet"}, program=PROGRAM
             )
-            assert error and message == "no capability 'agnet' (did you mean 'agent'?)"
+            assert error and message == (
+                "argument `proposal.capability`: no capability 'agnet' (did you mean 'agent'?)"
+            )
 
     anyio.run(scenario)
 
