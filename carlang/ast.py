@@ -357,17 +357,29 @@ class ToolDecl(Node):
 
 
 @dataclass(slots=True, repr=False, eq=False)
+class MapEntry(Node):
+    """One `key: value` of a map, with where its key is written (kept for the maps whose
+    entries are checked one by one: an `mcp_server`'s `headers`)."""
+
+    key: Name
+    value: Value
+
+
+@dataclass(slots=True, repr=False, eq=False)
 class McpSetting(Node):
-    """One line of an `mcp_server` block: `command`, `args`, `env`, `cwd`, `url` (a `Value`)
-    or `timeout` (a `Duration`)."""
+    """One line of an `mcp_server` block: `command`, `args`, `env`, `cwd`, `url`, `headers`
+    (a `Value`) or `timeout` (a `Duration`). `entries`: the map's entries as written, for
+    `headers` (each checked at its own place)."""
 
     word: str
     value: Value | Duration
+    entries: tuple[MapEntry, ...] = ()
 
 
 @dataclass(slots=True, repr=False, eq=False)
 class McpServerDecl(Node):
-    """`mcp_server name { command "..." args [...] env {...} cwd "..." | url "..." }`."""
+    """`mcp_server name { command "..." args [...] env {...} cwd "..." | url "..." headers {...}
+    }`."""
 
     name: Name
     settings: tuple[McpSetting, ...]

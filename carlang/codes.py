@@ -258,6 +258,27 @@ COMPILER_CODES: tuple[Code, ...] = (
         " does not hold for the other's calls",
         "carlang",
     ),
+    Code(
+        "CL0225",
+        "mcp-header",
+        "names",
+        "error",
+        "an `mcp_server` header that cannot be sent as written: `headers` on a server started by"
+        " a `command`, a name that is not an HTTP token or that carlang sends itself"
+        " (`Content-Type`, `Accept`, `Mcp-Session-Id`, `MCP-Protocol-Version`, ...), a name"
+        " given twice (in any case), `Authorization` beside a url's `user:password@`, a value"
+        " holding a line break or NUL (header injection)",
+        "carlang",
+    ),
+    Code(
+        "CL0226",
+        "mcp-header-secret",
+        "names",
+        "warning",
+        "an `mcp_server` header whose value is a credential written out in the program"
+        ' (`"Bearer sk-..."`): take it from the environment, `"Bearer ${TOKEN}"`',
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

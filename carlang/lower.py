@@ -601,6 +601,8 @@ class _Lowerer:
                 if not all(isinstance(v, str) for v in value.value.values()):
                     bad(setting, "`env` must map names to strings")
                 fields["env"] = value.value
+            elif setting.word == "headers":  # (each header is checked below, at its place)
+                fields["headers"] = value.value
             elif setting.word == "url":
                 problem = local_url_problem(value.value)
                 if problem:
@@ -641,7 +643,54 @@ class _Lowerer:
                 decl.name.span,
             )
             return None
+        if "headers" in seen and not self.mcp_headers(source, seen["headers"], fields):
+            return None
         return ir.McpServer.model_validate(fields) if ok else None
+
+    def mcp_headers(self, source: Source, setting: ast.McpSetting, fields: dict[str, Any]) -> bool:
+        """Check an `mcp_server`'s `headers` (CL0225 at the header's name or value), and warn
+        of a credential written out in a value (CL0226): whether they can be sent."""
+        from carlang_runtime.mcp.client import header_problems, written_out_credential
+
+        headers = fields["headers"]
+        # the entry a name is at: the last one written (a key written twice is CL0215 already)
+        at = {entry.key.text: entry for entry in setting.entries}
+        keyword = Span(setting.span.start, setting.span.start + len("headers"))
+        problems = header_problems(headers, url=fields.get("url"), command=fields.get("command"))
+        for problem in problems:
+            entry = at.get(problem.name) if problem.name is not None else None
+            if entry is None:
+                span = keyword if problem.part == "headers" else setting.value.span
+            else:
+                span = entry.value.span if problem.part == "value" else entry.key.span
+            first = at.get(problem.first) if problem.first is not None else None
+            self.d.error(
+                "CL0225",
+                problem.message,
+                source,
+                span,
+                help=problem.help,
+                related=[Label(source, first.key.span, "given first here", False)]
+                if first is not None
+                else [],
+            )
+        wrong = {problem.name for problem in problems}
+        for entry in at.values():
+            name, value = entry.key.text, entry.value.value
+            if name in wrong or None in wrong or not isinstance(value, str):
+                continue
+            if written_out_credential(name, value):
+                self.d.warning(
+                    "CL0226",
+                    f"header `{name}` holds a credential written out in the program",
+                    source,
+                    entry.value.span,
+                    label="the secret is in the file",
+                    help="take it from carlang's environment when the server is reached,"
+                    f" `{credential_reference(name, value)}`: the program then holds the variable's"
+                    " name, never the secret",
+                )
+        return not problems
 
     def server_directory(self, source: Source, written: str) -> tuple[str, str | None]:
         """An `mcp_server`'s `cwd`, absolute: a relative one is read from the folder of the
@@ -1659,6 +1708,15 @@ def resolve_pointer(document: Any, pointer: str, name: str) -> tuple[Any, str | 
         else:
             return None, f"`{name}` has nothing at `#{pointer}` (no `{part}`)"
     return node, None
+
+
+def credential_reference(name: str, value: str) -> str:
+    """The value a header holding a written-out credential could have instead: its scheme
+    kept, the secret taken from a variable (`"Bearer ${TOKEN}"`, `"${X_API_KEY}"`)."""
+    words = value.split()
+    scheme = f"{words[0]} " if len(words) > 1 else ""
+    variable = "TOKEN" if name.lower() == "authorization" else re.sub(r"\W", "_", name).upper()
+    return f'"{scheme}${{{variable}}}"'
 
 
 def local_url_problem(url: str) -> str | None:

@@ -74,6 +74,9 @@ class ParseResult:
     diagnostics: Diagnostics = field(default_factory=Diagnostics)
 
 
+#: A map entry as parsed: its key, its value, and where the key is written.
+_Entry = tuple[str, ast.Value, Span]
+
 #: A string literal with no escape and no control character: its value is its inside.
 _PLAIN_STRING = re.compile(r'"[^"\\\x00-\x1f]*"').fullmatch
 
@@ -105,6 +108,8 @@ class AstBuilder:
         #: Where each policy condition's CEL text is: a bidirectional control character
         #: there is an error (`_direction_controls`).
         self.conditions: list[tuple[int, int]] = []
+        #: The map built last, with its entries as written (`mcp_headers` reads them).
+        self._last_map: tuple[ast.Value | None, tuple[_Entry | None, ...]] = (None, ())
 
     # helpers --------------------------------------------------------------------------------
 
@@ -249,12 +254,12 @@ class AstBuilder:
     def list_value(self, *items: ast.Value | None) -> ast.Value:
         return ast.Value([item.value for item in items if item is not None], span=self._here())
 
-    def map_value(self, *entries: tuple[str, ast.Value] | None) -> ast.Value:
+    def map_value(self, *entries: _Entry | None) -> ast.Value:
         data: dict[str, Any] = {}
         for entry in entries:
             if entry is None:
                 continue
-            key, value = entry
+            key, value, _ = entry
             if key in data:
                 self.diagnostics.error(
                     "CL0215",
@@ -264,11 +269,14 @@ class AstBuilder:
                     label="written again here",
                 )
             data[key] = value.value
-        return ast.Value(data, span=self._here())
+        built = ast.Value(data, span=self._here())
+        # (a rule whose map's entries are checked one by one takes them: `mcp_headers`)
+        self._last_map = (built, entries)
+        return built
 
-    def map_entry(self, key: Token, value: ast.Value) -> tuple[str, ast.Value]:
+    def map_entry(self, key: Token, value: ast.Value) -> _Entry:
         text = self._string_value(key) if key[0] == "STRING" else key[1]
-        return text, value
+        return text, value, Span(key[2], key[3])
 
     # tools ----------------------------------------------------------------------------------
 
@@ -360,6 +368,16 @@ class AstBuilder:
 
     def mcp_env(self, value: ast.Value) -> ast.McpSetting:
         return ast.McpSetting("env", value, span=self._here())
+
+    def mcp_headers(self, value: ast.Value) -> ast.McpSetting:
+        built, written = self._last_map  # (the map just built is this one's: its only child)
+        entries = tuple(
+            ast.MapEntry(ast.Name(key, span=at), item, span=Span(at.start, item.span.end))
+            for key, item, at in (e for e in written if e is not None)
+        )
+        return ast.McpSetting(
+            "headers", value, entries if built is value else (), span=self._here()
+        )
 
     def mcp_timeout(self, token: Token) -> ast.McpSetting:
         return ast.McpSetting("timeout", self._duration(token, "timeout"), span=self._here())

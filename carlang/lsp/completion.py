@@ -524,7 +524,7 @@ _STATEMENT_STARTS = {
         "capability": [_KEYWORD_AT.format("tools|state|max_actions")],
         "budget": [_KEYWORD_AT.format("max_actions|max_tool_calls|max_duration")],
         "plan": [_KEYWORD_AT.format("candidates|cost_weight|target|set")],
-        "mcp_server": [_KEYWORD_AT.format("command|args|env|cwd|url|timeout")],
+        "mcp_server": [_KEYWORD_AT.format("command|args|env|cwd|url|headers|timeout")],
     }.items()
 }
 #: Words whose value can be a word that also starts a statement (`on_failure retry`, `x = set

@@ -53,7 +53,9 @@ class StateDecl(CarModel):
 class McpServer(CarModel):
     """carlang extension: an MCP server a program's tools are bound to. Started as a
     subprocess (`command`, `args`, `env`, `cwd`) speaking stdio, or reached at `url` (Streamable
-    HTTP, on this machine). `timeout_ms` bounds each call (none: the action's own timeout)."""
+    HTTP, on this machine) with `headers` sent on each request (their values may name
+    variables of carlang's environment, `Bearer ${TOKEN}`, taken when the client connects).
+    `timeout_ms` bounds each call (none: the action's own timeout)."""
 
     name: Str
     command: Str | None = Field(default=None, exclude_if=omit_none)
@@ -61,6 +63,7 @@ class McpServer(CarModel):
     env: dict[Str, Str] = Field(default_factory=dict)
     cwd: Str | None = Field(default=None, exclude_if=omit_none)
     url: Str | None = Field(default=None, exclude_if=omit_none)
+    headers: dict[Str, Str] = Field(default_factory=dict, exclude_if=omit_empty)
     timeout_ms: U64 | None = Field(default=None, exclude_if=omit_none)
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
 

@@ -19,7 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from .._version import __version__
 from ..environment import MCP_INHERITED_ENV, expand_references, tool_environment
@@ -28,7 +28,16 @@ from ..ir import McpServer
 from ..jsontext import JsonTextError, parse_json
 from ..redact import Scrubber, shown_url, url_credentials
 
-__all__ = ["PROTOCOL_VERSION", "McpClient", "McpError", "McpProtocolError"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "RESERVED_HEADERS",
+    "HeaderProblem",
+    "McpClient",
+    "McpError",
+    "McpProtocolError",
+    "header_problems",
+    "written_out_credential",
+]
 
 #: The protocol revision carlang asks for (servers answer with the one they speak).
 PROTOCOL_VERSION = "2025-06-18"
@@ -42,6 +51,180 @@ _SECRET_OPTION = re.compile(
 
 #: JSON-RPC's code for a method the server does not have.
 _METHOD_NOT_FOUND = -32601
+
+#: The headers of carlang's requests that a server's `headers` may not set: those the client
+#: sends itself (Streamable HTTP's) and those urllib writes for it.
+RESERVED_HEADERS: tuple[str, ...] = (
+    "Accept",
+    "Content-Type",
+    "Mcp-Session-Id",
+    "MCP-Protocol-Version",
+    "Content-Length",
+    "Host",
+    "Connection",
+    "Transfer-Encoding",
+)
+_RESERVED = {name.lower(): name for name in RESERVED_HEADERS}
+
+#: An HTTP header name: a token (RFC 9110, 5.1 and 5.6.2).
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+#: A header whose name says it carries a credential (`Authorization`, `X-Api-Key`,
+#: `Cookie`), or a value written as one (`Bearer ...`, `Basic ...`).
+_CREDENTIAL_HEADER = re.compile(
+    r".*(token|key|secret|password|passwd|pwd|auth|credential|cookie|session|signature).*",
+    re.IGNORECASE,
+)
+_CREDENTIAL_SCHEME = re.compile(r"\s*(bearer|basic|token|digest|apikey)\s+\S", re.IGNORECASE)
+
+
+class HeaderProblem(NamedTuple):
+    """Why a server's `headers` cannot be sent as written: which header (None: the whole
+    `headers`), the part at fault (its name, its value, or the whole `headers`), what is wrong
+    (never showing a value: it may be a secret) and what to do. `first` is the name a
+    duplicate repeats."""
+
+    name: str | None
+    part: Literal["name", "value", "headers"]
+    message: str
+    help: str
+    first: str | None = None
+
+
+def header_problems(
+    headers: Mapping[str, Any],
+    *,
+    url: str | None,
+    command: str | None = None,
+    taken: bool = False,
+) -> list[HeaderProblem]:
+    """What in a server's `headers` cannot be sent: headers on a server started by `command`
+    (they go with HTTP requests), a name that is not an HTTP token or that names a header
+    carlang sends itself, a value that is not a string or holds a line break, NUL or another
+    control character (it would end the header: header injection) or a character HTTP cannot
+    carry, a name given twice (names are case-insensitive), `Authorization` beside a `url`'s
+    `user:password@`. `taken`: the values are the ones taken from carlang's environment (the
+    problem is then said of the variable's value)."""
+    problems: list[HeaderProblem] = []
+    if command is not None and headers:
+        problems.append(
+            HeaderProblem(
+                None,
+                "headers",
+                "`headers` are sent with HTTP requests, but this MCP server is started by a"
+                " `command` (stdio)",
+                "a server carlang starts takes values through `env` (`env { TOKEN:"
+                ' "${TOKEN}" }`); `headers` are for a server reached at a `url`',
+            )
+        )
+    from_url = bool(url) and bool(url_credentials(url or "")[1])
+    seen: dict[str, str] = {}
+    for name, value in headers.items():
+        shown = _shown_name(name)
+        if not _HEADER_NAME.fullmatch(name):
+            problems.append(
+                HeaderProblem(
+                    name,
+                    "name",
+                    f"{shown} is not an HTTP header name",
+                    "a header name is letters, digits and !#$%&'*+-.^_`|~, without spaces or"
+                    ' a colon (`"X-Api-Key"`)',
+                )
+            )
+            continue
+        key = name.lower()
+        if key in seen:
+            problems.append(
+                HeaderProblem(
+                    name,
+                    "name",
+                    f"header `{name}` is given twice (as `{seen[key]}` before): header names"
+                    " are case-insensitive",
+                    "keep one of them",
+                    seen[key],
+                )
+            )
+            continue
+        seen[key] = name
+        if key in _RESERVED:
+            problems.append(
+                HeaderProblem(
+                    name,
+                    "name",
+                    f"carlang sends `{_RESERVED[key]}` itself: a server's `headers` cannot set it",
+                    "remove it: carlang sends " + ", ".join(RESERVED_HEADERS[:4]) + " as MCP's"
+                    " Streamable HTTP asks, and " + ", ".join(RESERVED_HEADERS[4:]) + " as"
+                    " HTTP does",
+                )
+            )
+            continue
+        if key == "authorization" and from_url:
+            problems.append(
+                HeaderProblem(
+                    name,
+                    "name",
+                    "header `Authorization` and the url's `user:password@` would both set the"
+                    " request's authorization",
+                    "keep one: remove `user:password@` from the url, or the Authorization header",
+                )
+            )
+            continue
+        if not isinstance(value, str):
+            problems.append(
+                HeaderProblem(
+                    name,
+                    "value",
+                    f"header `{name}`: its value is not a string",
+                    f'write it as a string (`"{name}": "..."`)',
+                )
+            )
+            continue
+        problem = _value_problem(value)
+        if problem is not None:
+            whose = "the value its `${...}` takes" if taken else "its value"
+            problems.append(
+                HeaderProblem(
+                    name,
+                    "value",
+                    f"header `{name}`: {whose} {problem}",
+                    "check the environment variable's value: one line of text"
+                    if taken
+                    else "write the value on one line, without control characters",
+                )
+            )
+    return problems
+
+
+def _value_problem(value: str) -> str | None:
+    """Why `value` cannot be sent as a header's value (without showing it), or None."""
+    if "\r" in value or "\n" in value:
+        return (
+            "holds a line break (CR or LF), which would end the header and start another"
+            " (header injection)"
+        )
+    if "\0" in value:
+        return "holds a NUL character, which HTTP does not allow in a header"
+    if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in value):
+        return "holds a control character, which HTTP does not allow in a header"
+    if any(ord(c) > 0xFF for c in value):
+        return "holds a character HTTP headers cannot carry (only Latin-1 text can be sent)"
+    return None
+
+
+def _shown_name(name: str) -> str:
+    """A header name as a message shows it: escaped when it holds what a terminal would act
+    on (it is not a header name then)."""
+    return f"`{name}`" if name.isprintable() else json.dumps(name)
+
+
+def written_out_credential(name: str, value: str) -> bool:
+    """Whether a declared header's value is a credential written out: the header is one by
+    its name (`Authorization`, `X-Api-Key`, `Cookie`) or its value's form (`Bearer ...`),
+    and the value takes no variable from carlang's environment (`Bearer ${TOKEN}` holds a
+    name, not a secret)."""
+    if not value.strip() or expand_references({name: value}, {})[1]:
+        return False
+    return bool(_CREDENTIAL_HEADER.fullmatch(name) or _CREDENTIAL_SCHEME.match(value))
 
 
 class McpError(CarlangRuntimeError):
@@ -68,14 +251,26 @@ class McpClient:
         self.stderr = stderr
         #: the URL requests go to (without `user:password@`) and the headers sending those
         #: credentials (urllib took `user:password@host` for a host name)
-        self._url, self._auth = url_credentials(server.url) if server.url else ("", {})
+        self._url, auth = url_credentials(server.url) if server.url else ("", {})
         #: its declared env with `${NAME}`s taken from carlang's environment, and the names
         #: carlang's environment does not have (the server is then not started)
         self._env, self._unset, taken = expand_references(server.env)
+        #: its declared headers taken so too (the server is not reached while one names a
+        #: variable that is not set), with the URL's credentials: sent on every request
+        headers, self._unset_in_headers, taken_in_headers = expand_references(server.headers)
+        self._headers = {**auth, **headers}
         #: what a message may not show: the URL's password and credential query values, the
-        #: server's env values (as declared, as taken, and each variable taken on its own),
-        #: the values of its credential options (`--token X`)
-        self._scrubber = Scrubber([*_secrets_of(server), *self._env.values(), *taken])
+        #: server's env and header values (as declared, as taken, and each variable taken on
+        #: its own), the values of its credential options (`--token X`)
+        self._scrubber = Scrubber(
+            [
+                *_secrets_of(server),
+                *self._env.values(),
+                *taken,
+                *headers.values(),
+                *taken_in_headers,
+            ]
+        )
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_reader: threading.Thread | None = None
         self._stderr_forwarder: threading.Thread | None = None
@@ -98,6 +293,8 @@ class McpClient:
         """Start the server (stdio) and run the initialize handshake."""
         if self.server.command is not None:
             self._spawn()
+        elif self.server.url is not None:
+            self._check_headers()
         answer = self.request(
             "initialize",
             {
@@ -111,16 +308,47 @@ class McpClient:
         self.capabilities = answer.get("capabilities", {})
         self.notify("notifications/initialized")
 
+    def _unset_error(self, naming: str, unset: list[str], instead: str) -> McpError:
+        """The error for declared values (`naming`: "env names", "headers name") that take
+        variables carlang's environment does not have."""
+        names = ", ".join(f"${{{name}}}" for name in unset)
+        return McpError(
+            f"MCP server '{self.server.name}': its {naming} {names}, which carlang's"
+            f" environment does not have: set it before starting carlang, {instead}"
+        )
+
+    def _check_headers(self) -> None:
+        """Refuse to reach the server with headers that cannot be sent: one naming a variable
+        carlang's environment does not have, or one the compiler would refuse (a program's IR
+        may come from anywhere), as declared or as taken (a variable's value with a line
+        break). Nothing said shows a value."""
+        server = self.server
+        if self._unset_in_headers:
+            raise self._unset_error(
+                "headers name", self._unset_in_headers, "or remove the header that needs it"
+            )
+        taken = {
+            name: value
+            for name, value in self._headers.items()
+            if server.headers.get(name, value) != value
+        }
+        problems = [
+            *header_problems(server.headers, url=server.url, command=server.command),
+            *header_problems(taken, url=None, taken=True),
+        ]
+        if problems:
+            raise McpError(f"{self.where}: {problems[0].message}")
+
     def _spawn(self) -> None:
         server = self.server
         assert server.command is not None
         if self._unset:
-            names = ", ".join(f"${{{name}}}" for name in self._unset)
-            raise McpError(
-                f"MCP server '{server.name}': its env names {names}, which carlang's"
-                " environment does not have: set it before starting carlang, or write the"
-                " value in the server's env"
+            raise self._unset_error(
+                "env names", self._unset, "or write the value in the server's env"
             )
+        if server.headers:
+            (problem, *_) = header_problems(server.headers, url=None, command=server.command)
+            raise McpError(f"{self.where}: {problem.message}")
         # an allow-list, not carlang's whole environment: the host's credentials (the proxy's
         # own bearer token above all) reach a server only when its `env` names them
         env = tool_environment(self._env, MCP_INHERITED_ENV)
@@ -237,7 +465,7 @@ class McpClient:
             request = urllib.request.Request(
                 self._url,
                 method="DELETE",
-                headers={"Mcp-Session-Id": self._session_id, **self._auth},
+                headers={"Mcp-Session-Id": self._session_id, **self._headers},
             )
             try:
                 urllib.request.urlopen(request, timeout=2).close()  # noqa: S310 - localhost
@@ -450,7 +678,7 @@ class McpClient:
             "Content-Type": "application/json",
             "Accept": "application/json, text/event-stream",
             "MCP-Protocol-Version": PROTOCOL_VERSION,
-            **self._auth,
+            **self._headers,
         }
         if self._session_id is not None:
             headers["Mcp-Session-Id"] = self._session_id
@@ -474,12 +702,40 @@ class McpClient:
             if "id" in message and "method" in message:
                 if isinstance(exc, JsonTextError):
                     problem = f"its answer is not valid JSON: {exc}"
+                elif isinstance(exc, urllib.error.HTTPError) and exc.code in (401, 403):
+                    problem = self._refused(exc.code)
                 else:  # (what urllib says may quote the URL it was given)
                     problem = self._scrubber.text(str(getattr(exc, "reason", exc)))
                 with self._lock:
                     future = self._pending.pop(message["id"], None)
                 if future is not None and not future.done():
                     future.set_exception(McpError(f"{self.where}: {problem}"))
+
+    def _refused(self, status: int) -> str:
+        """What a 401 or 403 answer means, saying which headers to check (by name, and the
+        variables they take: never their values)."""
+        said = "401 Unauthorized" if status == 401 else "403 Forbidden"
+        if status == 401:
+            why = "wrong or expired, or not the one the server expects"
+        else:
+            why = "not allowed to do this"
+        declared = self.server.headers
+        if declared:
+            # (the variables a value takes, by name: every reference, as if none were set)
+            variables = expand_references(declared, {})[1]
+            taken = ", ".join(f"${{{name}}}" for name in variables)
+            check = f"check its headers ({', '.join(declared)})" + (
+                f" and the variables they take ({taken})" if taken else ""
+            )
+            check += f": the credential they send is {why}"
+        elif self._headers:
+            check = f"check the user and password in its url: the credential is {why}"
+        else:
+            check = (
+                "it wants credentials: declare them in its `headers`, like"
+                ' `headers { "Authorization": "Bearer ${TOKEN}" }`'
+            )
+        return f"HTTP {said}: the server refused carlang's request; {check}"
 
     def _read_events(self, response: Any) -> Iterator[Any]:
         """Server-sent events: each `data:` block is one JSON-RPC message. A block that is not
@@ -527,8 +783,9 @@ def _secrets_of(server: McpServer) -> list[str]:
     """What a message about `server` may not show, though the server may echo it (on its
     standard error, in an error): its URL's password and the values of query parameters named
     for a credential, its environment's values, the values of its options named for one
-    (`--api-key X`, `--token=X`), and the same in any URL among its arguments."""
-    found: list[str] = [*server.env.values()]
+    (`--api-key X`, `--token=X`), and the same in any URL among its arguments; its headers'
+    values as declared."""
+    found: list[str] = [*server.env.values(), *server.headers.values()]
     args = list(server.args)
     for index, arg in enumerate(args):
         option, equals, value = arg.partition("=")
