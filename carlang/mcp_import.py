@@ -21,6 +21,7 @@ from typing import Any
 
 from carlang_runtime.ir import McpServer
 from carlang_runtime.mcp import McpClient, McpError
+from carlang_runtime.mcp.client import written_out_credential
 from carlang_runtime.redact import shown_url
 
 from .fmt import format_source, format_value
@@ -433,9 +434,17 @@ def render_import(
             "# Its url holds a credential (a password or a key in the query): keep this file",
             "# out of version control, or import it again with the credential left out.",
         ]
+    if any(written_out_credential(name, value) for name, value in server.headers.items()):
+        lines += [
+            "# Its headers hold a credential written out: keep this file out of version",
+            "# control, or import it again with the value taken from a variable",
+            "# (--header 'Authorization: Bearer ${TOKEN}', in single quotes).",
+        ]
     lines += ["", f"mcp_server {server.name} {{"]
     if server.url is not None:
         lines.append(f"  url {format_value(server.url)}")
+        if server.headers:  # (as declared: a `${VAR}` stays a reference, never its value)
+            lines.append(f"  headers {format_value(dict(server.headers))}")
     else:
         lines.append(f"  command {format_value(server.command)}")
         if server.args:

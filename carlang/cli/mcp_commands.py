@@ -57,6 +57,17 @@ def import_command(
             " like.",
         ),
     ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--header",
+            metavar="'NAME: VALUE'",
+            help="Send this header to the server at --url (repeatable), like 'Authorization:"
+            " Bearer ${GITHUB_TOKEN}': declared in `headers` as given, so in single quotes a"
+            " ${VAR} stays a reference, its value taken from carlang's environment when the"
+            " server is reached, never written.",
+        ),
+    ] = None,
 ) -> None:
     """Start (or reach) an MCP server, list its tools and write carlang declarations: the
     server and every tool (`server.tool`) with its description and full schema. The server's
@@ -64,7 +75,8 @@ def import_command(
     command (`npx -y @modelcontextprotocol/server-filesystem` -> `filesystem`) or URL. A
     started server is declared with `cwd`, the directory it ran in here (relative to the
     output's folder when in its project), so that it starts there from any directory; and
-    with `env` for each --env."""
+    with `env` for each --env. A server at --url is declared with `headers` for each
+    --header."""
     from carlang_runtime.ir import McpServer
     from carlang_runtime.mcp import McpError
 
@@ -91,6 +103,11 @@ def import_command(
         fail_usage(f"--name {name}: use letters, digits and `_`, not starting with a digit")
     server_name = name or server_name_for(command, url)  # (until it says its own)
     if command:
+        if header:
+            fail_usage(
+                "--header is for a server at --url (HTTP), not one carlang starts (a command):"
+                " pass it what it needs with --env"
+            )
         server = McpServer(
             name=server_name,
             command=command[0],
@@ -100,7 +117,7 @@ def import_command(
     else:
         if env:
             fail_usage("--env is for a server carlang starts (a command), not one at --url")
-        server = McpServer(name=server_name, url=url)
+        server = McpServer(name=server_name, url=url, headers=_passed_headers(header or [], url))
     try:
         info, tools = import_server(server, timeout)
     except McpError as exc:
@@ -375,6 +392,41 @@ def _passed_env(names: list[str]) -> dict[str, str]:
                 " its value is taken from carlang's environment when the server starts"
             )
     return {name: f"${{{name}}}" for name in names}
+
+
+def _passed_headers(given: list[str], url: str | None) -> dict[str, str]:
+    """`--header 'NAME: VALUE'`s as a server's headers, each value as given (a `${VAR}` in it
+    is declared so, and taken from carlang's environment when the server is reached); a
+    usage error for one that cannot be sent (never showing a value), and a warning for a
+    credential written out, which goes into the file as it is."""
+    from carlang_runtime.mcp.client import header_problems, written_out_credential
+
+    from carlang.lower import credential_reference
+
+    headers: dict[str, str] = {}
+    for text in given:
+        name, colon, value = text.partition(":")
+        name, value = name.strip(), value.strip()
+        if not colon or not name:
+            fail_usage(
+                "--header: write it as 'NAME: VALUE', like 'Authorization: Bearer ${TOKEN}'"
+                " (in single quotes, so that the shell leaves ${TOKEN} to carlang)"
+            )
+        if name in headers:
+            fail_usage(f"--header {name} is given twice")
+        headers[name] = value
+    problems = header_problems(headers, url=url)
+    if problems:
+        fail_usage(f"--header: {problems[0].message}")
+    for name, value in headers.items():
+        if written_out_credential(name, value):
+            echo_err(
+                f"warning: --header {name}: its value is a credential, written into the"
+                " declaration as given; to have the file hold a variable's name instead,"
+                f" pass '{name}: {credential_reference(name, value)[1:-1]}' (in single quotes:"
+                " the shell leaves ${...} to carlang)"
+            )
+    return headers
 
 
 def _token(variable: str | None) -> str | None:
