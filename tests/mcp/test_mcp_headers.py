@@ -351,3 +351,28 @@ def test_check_from_the_cli(tmp_path: Path) -> None:
     result = runner.invoke(app, ["check", str(path), "--strict"])
     assert result.exit_code == 1 and "warning[CL0226]" in result.output
     assert "gh.car:3:30:" in result.output
+
+
+def test_the_editor_s_piecewise_parse_places_each_header_as_a_whole_parse_does() -> None:
+    """The language server parses a file by declarations, shifting unchanged ones: each
+    header's name and value stay where a whole parse puts them (CL0225's place)."""
+    from carlang.incremental import DeclarationCache
+    from tests.conftest import ROOT
+
+    text = (ROOT / "tests" / "golden" / "diagnostics" / "mcp_headers.car").read_text()
+    cache = DeclarationCache()
+    cache.parse(Source("t.car", text))
+    edited = "tool added_above()\n\n" + text
+
+    def places(module: object) -> list[tuple[str, object, object]]:
+        return [
+            (entry.key.text, entry.key.span, entry.value.span)
+            for decl in module.declarations  # type: ignore[attr-defined]
+            for setting in getattr(decl, "settings", ())
+            for entry in setting.entries
+        ]
+
+    piecewise = cache.parse(Source("t.car", edited))
+    whole = parse(Source("t.car", edited)).module
+    assert piecewise is not None and whole is not None
+    assert places(piecewise.module) == places(whole) and len(places(whole)) == 14
