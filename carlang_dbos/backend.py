@@ -18,6 +18,7 @@ the ones the log already has (same sequence numbers), and are not written twice.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import json
 import logging
@@ -31,6 +32,7 @@ import sys
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -536,11 +538,7 @@ class DurableApprovals:
             watcher = _watchers.get(run_id)
             if watcher is not None:
                 watcher(run_id, waiting)
-            self.ownership.parked = True
-            try:
-                answer = await DBOS.recv_async(approval_topic(action_id), timeout_seconds=timeout)
-            finally:
-                self.ownership.parked = False
+            answer = await _received(run_id, approval_topic(action_id), timeout)
             if not isinstance(answer, Mapping):
                 answer = await asyncio.to_thread(_settle_expiry, run_id, action_id, timeout)
             await DBOS.set_event_async(approval_topic(action_id), {"answered": True})
@@ -572,18 +570,117 @@ def expiry(timeout: float) -> dict[str, Any]:
     }
 
 
+#: How often the runs that wait in a process for an approval are looked at, in seconds:
+#: whether each is still its execution's there (no DBOS call ends that wait when the run is
+#: cancelled).
+CANCEL_LOOK_S = 1.0
+
+
+async def _received(run_id: str, topic: str, timeout: float) -> Any:
+    """`DBOS.recv_async(topic, timeout)` in run `run_id`'s workflow: the message, or None
+    after `timeout` seconds; unless the execution stops owning the run while it waits (see
+    `_Parked`): then `DBOSWorkflowCancelledError`, what DBOS's next call would raise, so the
+    run unwinds and this execution of it ends. (It waited until the approval expired, a day by
+    default: on a worker, holding a place of its queue's `--concurrency` all along.) A resume
+    of the run waits again, until the same deadline: DBOS keeps the first one."""
+    received = asyncio.ensure_future(DBOS.recv_async(topic, timeout_seconds=timeout))
+    with _parked_here().waiting(run_id) as lost:
+        try:
+            await asyncio.wait({received, lost}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if not received.done():
+                received.cancel()
+                await asyncio.wait({received})
+    if not received.cancelled():
+        return received.result()
+    raise dbos_error.DBOSWorkflowCancelledError(
+        f"run {run_id} was cancelled, or handed on, while it waited for an approval"
+    )
+
+
+class _Parked:
+    """The runs that wait for an approval's answer on one event loop (`_received`), looked at
+    together every `CANCEL_LOOK_S` seconds, in one query: a run that is no longer PENDING on
+    this process's executor (cancelled by `carlang runs cancel`, handed to a queue or to
+    another worker by `carlang runs resume`) is no longer its execution's here, and its wait is
+    told so (its `lost` future resolves)."""
+
+    def __init__(self) -> None:
+        self._lost: dict[str, set[asyncio.Future[None]]] = {}
+        self._look: asyncio.Task[None] | None = None
+
+    @contextmanager
+    def waiting(self, run_id: str) -> Iterator[asyncio.Future[None]]:
+        """While run `run_id` waits in the block: a future that resolves if it is lost."""
+        lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._lost.setdefault(run_id, set()).add(lost)
+        if self._look is None or self._look.done():
+            # In a context of its own: its queries are no steps of the run that started it.
+            self._look = contextvars.Context().run(asyncio.create_task, self._looking())
+            self._look.add_done_callback(self._looked)
+        try:
+            yield lost
+        finally:
+            lost.cancel()
+            waits = self._lost.get(run_id, set())
+            waits.discard(lost)
+            if not waits:
+                self._lost.pop(run_id, None)
+
+    def _looked(self, look: asyncio.Task[None]) -> None:
+        if self._look is look:  # (a task done keeps its loop alive: see `_parked`)
+            self._look = None
+
+    async def _looking(self) -> None:
+        while True:
+            await asyncio.sleep(CANCEL_LOOK_S)
+            # Only the waits that began before the query: a run resumed here since a query
+            # saw it cancelled is not told it was.
+            looked = {run_id: set(waits) for run_id, waits in self._lost.items()}
+            if not looked:
+                return
+            try:
+                gone = await asyncio.to_thread(_not_owned_here, list(looked))
+            except Exception:  # noqa: BLE001 - looked at again next time
+                logging.getLogger(__name__).debug("looking at waiting runs failed", exc_info=True)
+                continue
+            for run_id in gone:
+                for lost in looked[run_id]:
+                    if not lost.done():
+                        lost.set_result(None)
+
+
+def _not_owned_here(run_ids: list[str]) -> set[str]:
+    """Which of the runs `run_ids` no execution in this process owns now: not PENDING
+    (CANCELLED, ENQUEUED again by a resume, ended), or PENDING on another executor."""
+    here = DBOS.executor_id
+    statuses = DBOS.list_workflows(workflow_ids=run_ids, load_input=False, load_output=False)
+    return {s.workflow_id for s in statuses if s.status != "PENDING" or s.executor_id != here}
+
+
+#: The runs waiting for an approval on each event loop of this process.
+_parked: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Parked] = weakref.WeakKeyDictionary()
+
+
+def _parked_here() -> _Parked:
+    """The runs waiting for an approval on the running event loop."""
+    loop = asyncio.get_running_loop()
+    parked = _parked.get(loop)
+    if parked is None:
+        parked = _parked[loop] = _Parked()
+    return parked
+
+
 class Ownership:
     """Whether this execution of a run still owns it. A cancelled execution (or one whose run
     was handed to another worker) learns it from the DBOS call that refuses it, and unwinds;
     what the runtime logs on the way out (the actions and the run "interrupted") is not what
     happens to the run, which a resume continues and logs itself: so the run's event log
-    takes no more events from this execution (see `_Owned`). `parked`: whether the run waits
-    for an approval's answer now (a wait that no DBOS call ends when the run is cancelled:
-    a foreground run looks for the cancel itself, see `run`)."""
+    takes no more events from this execution (see `_Owned`). (A run waiting for an approval
+    is told by `_received`, which raises as DBOS would.)"""
 
     def __init__(self) -> None:
         self.lost = False
-        self.parked = False
 
     @contextmanager
     def watch(self) -> Iterator[None]:
@@ -734,27 +831,20 @@ async def carlang_run(spec: RunSpec) -> dict[str, Any]:
     runs resume` (or this worker started again) takes it up once what stopped it is fixed."""
     run_id = DBOS.workflow_id or ""
     ownership = Ownership()
-    _executions[run_id] = ownership
     try:
-        try:
-            runtime, proposal = build_runtime(spec, run_id, ownership)
-        except Exception as exc:  # noqa: BLE001 - said in one line; the run waits for a fix
-            _stop(run_id, f"cannot start here: {_problem(exc)}")
-        try:
-            result = await runtime.execute_async(proposal, scope=spec.get("scope"), run_id=run_id)
-            outcome = _outcome(runtime, run_id)
-        except ToolInterrupted as exc:
-            _stop(run_id, f"was interrupted: {exc.said()}")
-        finally:
-            runtime.close()
+        runtime, proposal = build_runtime(spec, run_id, ownership)
+    except Exception as exc:  # noqa: BLE001 - said in one line; the run waits for a fix
+        _stop(run_id, f"cannot start here: {_problem(exc)}")
+    try:
+        result = await runtime.execute_async(proposal, scope=spec.get("scope"), run_id=run_id)
+        outcome = _outcome(runtime, run_id)
+    except ToolInterrupted as exc:
+        _stop(run_id, f"was interrupted: {exc.said()}")
     finally:
-        if _executions.get(run_id) is ownership:
-            del _executions[run_id]
+        runtime.close()
     return {**result.model_dump(mode="json"), OUTCOME: outcome}
 
 
-#: The executions of runs in this process now (their `Ownership`), by run id.
-_executions: dict[str, Ownership] = {}
 #: The runs this process runs in the foreground (`run`), and why each stopped, if it did.
 _foreground: dict[str, str | None] = {}
 
@@ -1690,11 +1780,6 @@ class RunStopped(CarlangRuntimeError):
         self.cancelled = cancelled
 
 
-#: How often a foreground run waiting for an approval looks whether it was cancelled, in
-#: seconds (no DBOS call ends that wait when the run is cancelled).
-CANCEL_LOOK_S = 1.0
-
-
 def run(
     spec: RunSpec, run_id: str, *, on_approval: ApprovalWatcher | None = None
 ) -> ProposalResult:
@@ -1724,12 +1809,8 @@ async def _run_here(spec: RunSpec, run_id: str) -> dict[str, Any]:
     """Start run `run_id` as a task of this loop and wait for its result (see `run`)."""
     with SetWorkflowID(run_id):
         handle = await DBOS.start_workflow_async(carlang_run, spec)
-    result = asyncio.ensure_future(handle.get_result())
     try:
-        while not (await asyncio.wait({result}, timeout=CANCEL_LOOK_S))[0]:
-            if await _cancelled_while_parked(run_id):
-                raise RunStopped(run_id, "was cancelled", cancelled=True)
-        document: dict[str, Any] = result.result()
+        document: dict[str, Any] = await handle.get_result()
         return document
     except dbos_error.DBOSAwaitedWorkflowCancelledError:
         raise RunStopped(run_id, "was cancelled", cancelled=True) from None
@@ -1738,20 +1819,6 @@ async def _run_here(spec: RunSpec, run_id: str) -> dict[str, Any]:
         if reason is None:  # (this process is stopping: Ctrl-C)
             raise
         raise RunStopped(run_id, reason) from None
-
-
-async def _cancelled_while_parked(run_id: str) -> bool:
-    """Whether run `run_id`, waiting here for an approval, was cancelled: then its execution
-    no longer owns it (it logs nothing more), and is stopped as this loop ends. A run
-    cancelled while it does anything else learns it from its next DBOS call."""
-    ownership = _executions.get(run_id)
-    if ownership is None or not ownership.parked:
-        return False
-    status = await DBOS.get_workflow_status_async(run_id)
-    if status is None or status.status != "CANCELLED":
-        return False
-    ownership.lost = True
-    return True
 
 
 def run_status(run_id: str) -> str | None:

@@ -330,6 +330,31 @@ def test_cancelling_a_foreground_run_ends_it_saying_how_to_resume(
     assert show(database, run_id, project)["status"] == "CANCELLED"
 
 
+def test_a_run_cancelled_while_it_waits_for_an_approval_frees_its_workers_slot(
+    project: Path, workers: list[subprocess.Popen[str]]
+) -> None:
+    """A worker that runs one run at a time takes the next queued run as soon as the run it
+    holds, waiting for an approval, is cancelled: not when the approval expires (it held the
+    slot until then, a day by default)."""
+    database = sqlite_url(project)
+    err = project / "w1.err"
+    options = ["--id", "w1", "--concurrency", "1"]
+    start_worker(database, *options, cwd=project, started=workers, log=err)
+    waiting = submit(database, project, "--proposal", "approval", "--approval-timeout", "600")
+    wait_for(lambda: show(database, waiting, project)["waiting_for_approval"])
+    cancelled = carlang("runs", "cancel", waiting, "--database", database, cwd=project)
+    assert cancelled.returncode == 0, cancelled.stderr
+    plain = submit(database, project, "--proposal", "plain")
+    # taken at once (well within the approval's 600 s; it waited for them)
+    wait_for(lambda: show(database, plain, project)["status"] == "completed", seconds=30)
+    assert show(database, waiting, project)["status"] == "CANCELLED"
+    assert calls(project) == ["work a", "work plain"]
+    _resume(project, waiting)  # and the cancelled run is taken up again, where it stopped
+    _approve(project, waiting)
+    assert _completed(project, waiting)["status"] == "completed"
+    assert calls(project) == ["work a", "work plain", "ship prod"]
+
+
 def test_a_run_whose_tools_do_not_load_on_its_worker_waits_for_them(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
