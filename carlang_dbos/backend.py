@@ -1420,26 +1420,55 @@ def quiet_dbos() -> Iterator[None]:
 class _DbosLog(logging.Filter):
     """What DBOS logs in a process that serves queues (a worker), made fit to read: the
     warning a workflow or step cancelled as the process stops gives (object reprs, nothing to
-    do) is dropped, and while the database cannot be reached, the ~150 lines a second of
-    DBOS's threads failing to connect (queues, notifications, schedules, each with the
-    driver's traceback) are one line, `lost`, then one when it is `back` (the heartbeat
-    reaches it again)."""
+    do) is dropped; a run cancelled (`carlang runs cancel`) while this worker ran it is one line
+    saying so and how to resume it, instead of DBOS's warning and the error, with its
+    traceback, that ends its execution here (`cancelled`); and while the database cannot be
+    reached, the ~150 lines a second of DBOS's threads failing to connect (queues,
+    notifications, schedules, each with the driver's traceback) are one line, `lost`, then
+    one when it is `back` (the heartbeat reaches it again)."""
 
     def __init__(self, database: str) -> None:
         super().__init__()
         self.database = database
         self.down = False
         self._lock = threading.Lock()
+        #: The runs whose execution here waits for the outcome of the one that owns them.
+        self._waiting: set[str] = set()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
         if message.startswith("Asyncio task cancelled for workflow or step"):
+            return False
+        if self.cancelled(message, record.exc_info):
             return False
         reason = _unreachable(message, record.exc_info)
         if reason is None:
             return True
         self.lost(reason)
         return False
+
+    def cancelled(self, message: str, exc_info: Any) -> bool:
+        """Whether a DBOS log line tells of a run cancelled while this worker ran it: the
+        warning that its execution here no longer owns it (found cancelled, or refused a
+        write), and waits for the outcome its owner records; then, if the run was cancelled
+        (it will have none), the error that ends that wait, said in a line of carlang's. (A
+        run that another execution took over, `carlang runs resume` while this one ran it,
+        ends when that one does: nothing more is said here.)"""
+        found = _NO_LONGER_OWNED.match(message)
+        if found is not None:
+            with self._lock:
+                self._waiting.add(found.group(1))
+            return True
+        error = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None
+        if not isinstance(error, dbos_error.DBOSAwaitedWorkflowCancelledError):
+            return False
+        run_id = error.workflow_id
+        with self._lock:
+            if run_id not in self._waiting:
+                return False  # (a workflow it awaited was cancelled: its own error)
+            self._waiting.discard(run_id)
+        notice(f"run {run_id} was cancelled; resume with `{resume_command(run_id)}`")
+        return True
 
     def lost(self, reason: str) -> None:
         """The database cannot be reached (`reason`): said once until it is `back`."""
@@ -1460,6 +1489,12 @@ class _DbosLog(logging.Filter):
             self.down = False
         notice(f"the runs database {shown_url(self.database)} is reachable again")
 
+
+#: DBOS's warning that an execution no longer owns its workflow (a run): it found it
+#: cancelled, or its write was refused (cancelled, or taken over by another execution).
+_NO_LONGER_OWNED = re.compile(
+    r"Workflow (\S+) (?:was cancelled during execution|is no longer owned by this execution)"
+)
 
 #: What a database error that means "cannot reach the database" looks like, in DBOS's log
 #: lines (which carry the driver's message, or its traceback).

@@ -353,6 +353,9 @@ def test_a_run_cancelled_while_it_waits_for_an_approval_frees_its_workers_slot(
     _approve(project, waiting)
     assert _completed(project, waiting)["status"] == "completed"
     assert calls(project) == ["work a", "work plain", "ship prod"]
+    said = err.read_text()  # the cancel in a line, not DBOS's warning and traceback
+    assert f"run {waiting} was cancelled; resume with `carlang runs resume {waiting}" in said
+    assert "Traceback" not in said and "WARNING" not in said, said
 
 
 def test_a_run_whose_tools_do_not_load_on_its_worker_waits_for_them(
