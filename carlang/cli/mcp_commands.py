@@ -214,12 +214,23 @@ def proxy_command(
             " of environment variable VAR (never printed); other requests get 401.",
         ),
     ] = None,
+    tenant_token: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tenant-token",
+            metavar="TENANT=VAR",
+            help="Over HTTP, a bearer token per tenant, the value of environment variable VAR"
+            " (never printed): a request's token says whose it is, a client session is its"
+            " tenant's alone (another tenant's requests for it get 404), and its calls run"
+            " with `scope.tenant`. Repeatable; not with --token-env.",
+        ),
+    ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
             "--insecure",
-            help="Listen on an address other machines reach without --token-env: anyone who"
-            " reaches it can call the tools.",
+            help="Listen on an address other machines reach without --token-env or"
+            " --tenant-token: anyone who reaches it can call the tools.",
         ),
     ] = False,
     max_sessions: Annotated[
@@ -260,9 +271,10 @@ def proxy_command(
     """An MCP server fronting the program's MCP servers: clients see only the tools the
     capability allows, and every call goes through the program's policies, budget, approvals
     (MCP elicitation) and event log. Over HTTP it answers only requests naming this machine
-    (Host, Origin: DNS rebinding protection) and, with --token-env, carrying the token; each
-    client session has servers of its own (started on its first call of their tools, stopped
-    when it ends), for at most --max-sessions sessions at once."""
+    (Host, Origin: DNS rebinding protection) and, with --token-env, carrying the token (with
+    --tenant-token, one tenant's token, whose calls they are); each client session has
+    servers of its own (started on its first call of their tools, stopped when it ends), for
+    at most --max-sessions sessions at once."""
     import asyncio
 
     from carlang_runtime.engine import Runtime
@@ -283,6 +295,7 @@ def proxy_command(
             "--allow-host": allow_host,
             "--allow-origin": allow_origin,
             "--token-env": token_env,
+            "--tenant-token": tenant_token,
             "--insecure": insecure,
             "--host": host != "127.0.0.1",
         }
@@ -293,7 +306,8 @@ def proxy_command(
         for option, limit in limits.items():
             if limit is not None:
                 fail_usage(f"{option} is for --transport http (stdio serves one client session)")
-    token = _token(token_env)
+    token = _token("--token-env", token_env)
+    tenants = _tenant_tokens(tenant_token or [])
     program = load_program(file, root)
     capability = chosen_capability(file, root, capability, program)
     if not program.mcp_servers:
@@ -321,7 +335,9 @@ def proxy_command(
                 max_sessions=(max_sessions or MAX_SESSIONS) if http else None,
             )
             if http:
-                listener, access = _listen(host, port, allow_host, allow_origin, token, insecure)
+                listener, access = _listen(
+                    host, port, allow_host, allow_origin, (token, tenants), insecure
+                )
                 shown = len(proxy.list_tools())
                 bound = listener.getsockname()[1]  # (with --port 0, the one the system chose)
                 where = f"[{host}]" if ":" in host else host
@@ -429,22 +445,42 @@ def _passed_headers(given: list[str], url: str | None) -> dict[str, str]:
     return headers
 
 
-def _token(variable: str | None) -> str | None:
-    """The bearer token --token-env names (the variable's value), checked before anything
-    starts; None without the option."""
+def _token(option: str, variable: str | None) -> str | None:
+    """The bearer token `option` (`--token-env VAR`, `--tenant-token TENANT=VAR`) names:
+    the value of environment variable `variable`, checked before anything starts; None
+    without the option."""
     if variable is None:
         return None
     given = os.environ.get(variable)
     if given is None:
-        fail_usage(f"--token-env {variable}: the environment variable {variable} is not set")
+        fail_usage(f"{option}: the environment variable {variable} is not set")
     token = given.strip()
     if not token:
         blank = "empty" if not given else "only white space"
         fail_usage(
-            f"--token-env {variable}: the environment variable {variable} is {blank}: set it to"
-            f" the token (like `export {variable}=$(openssl rand -hex 32)`)"
+            f"{option}: the environment variable {variable} is {blank}: set it to the token"
+            f" (like `export {variable}=$(openssl rand -hex 32)`)"
         )
     return token
+
+
+def _tenant_tokens(options: list[str]) -> dict[str, str]:
+    """Each tenant's bearer token, from `--tenant-token TENANT=VAR` options (see `_token`)."""
+    tokens: dict[str, str] = {}
+    for given in options:
+        tenant, _, variable = given.partition("=")
+        tenant, variable = tenant.strip(), variable.strip()
+        if not tenant or not variable:
+            fail_usage(
+                f"--tenant-token {given}: give TENANT=VAR, the tenant's name and the environment"
+                " variable that holds its token (like --tenant-token acme=ACME_TOKEN)"
+            )
+        if tenant in tokens:
+            fail_usage(f"--tenant-token: tenant {tenant} twice: give each tenant one token")
+        token = _token(f"--tenant-token {given}", variable)
+        assert token is not None
+        tokens[tenant] = token
+    return tokens
 
 
 def _listen(
@@ -452,31 +488,43 @@ def _listen(
     port: int,
     allow_host: list[str] | None,
     allow_origin: list[str] | None,
-    token: str | None,
+    tokens: tuple[str | None, dict[str, str]],
     insecure: bool,
 ) -> tuple[Any, Any]:
-    """The HTTP proxy's listening socket and who it answers. An address other machines reach
-    is refused without a token unless --insecure (then a warning says what that means)."""
+    """The HTTP proxy's listening socket and who it answers (`tokens`: one token for every
+    client, and a token per tenant). An address other machines reach is refused without a
+    token unless --insecure (then a warning says what that means)."""
     from carlang_runtime.errors import CarlangRuntimeError
     from carlang_runtime.mcp.proxy import bind_http, http_access, is_loopback
 
-    try:
-        access = http_access(
-            host, port, allow_hosts=allow_host or (), allow_origins=allow_origin or (), token=token
+    one, tenants = tokens
+
+    def access_at(port: int) -> Any:
+        return http_access(
+            host,
+            port,
+            allow_hosts=allow_host or (),
+            allow_origins=allow_origin or (),
+            token=one,
+            tenants=tenants,
         )
+
+    try:
+        access_at(port)  # (checked before the port is taken)
     except CarlangRuntimeError as exc:
         fail_usage(str(exc))
     listener = bind_http(port, host)
     address, bound = listener.getsockname()[:2]
+    secured = one is not None or bool(tenants)
     if not is_loopback(address):
-        if token is None and not insecure:
+        if not secured and not insecure:
             listener.close()
             fail_usage(
                 f"--host {host}: other machines can reach this address, and anyone who does"
                 " could call the tools; require a token with --token-env VAR (the value of"
                 " environment variable VAR), or accept that with --insecure"
             )
-        if token is None:
+        if not secured:
             echo_err(
                 f"warning: --insecure: listening on {host}:{bound} with no token; anyone who"
                 " reaches it can call the program's tools (within its policies)"
@@ -486,10 +534,7 @@ def _listen(
                 f"note: on {host}, requests from other machines must name an allowed host:"
                 " add --allow-host NAME for the name or address they use"
             )
-    access = http_access(
-        host, bound, allow_hosts=allow_host or (), allow_origins=allow_origin or (), token=token
-    )
-    return listener, access
+    return listener, access_at(bound)
 
 
 def _warn_missing_commands(program: Any) -> None:

@@ -1,0 +1,195 @@
+"""`carlang mcp proxy --transport http --tenant-token TENANT=VAR`: a gateway for several tenants,
+each with a bearer token of its own. The token a request carries says whose it is: a client
+session belongs to the tenant whose token opened it (another tenant's request for it is
+answered as for a session that does not exist: it can neither call in it nor end it), its
+calls run with the tenant in their scope (`scope.tenant` in a policy, `run_started` in the
+event log), and no token is ever written down. With the official SDK's client against a real
+FastMCP server (tests/mcp/notes_server.py).
+
+Before, one token (`--token-env`) was every client's: whoever held it and a session id could
+call in, or end, anyone's session, and a policy could not tell clients apart."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from tests.mcp.conftest import INITIALIZED, initialize, needs_sdk
+from tests.mcp.test_proxy_clients import NOTES, _proxy, _text
+
+pytestmark = [needs_sdk, pytest.mark.slow]
+
+ACME = "acme-token-7f3a9c"
+GLOBEX = "globex-token-2b8e41"
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    path = tmp_path / "notes.car"
+    path.write_text(
+        f"""
+mcp_server notes {{
+  command {json.dumps(sys.executable)}
+  args [{json.dumps(str(NOTES))}, {json.dumps(str(tmp_path / "ticks.txt"))}]
+}}
+tool notes.remember(text: string) -> string {{ description "remember a note" }}
+tool notes.recall() -> string {{ description "this session's note" read_only }}
+capability agent {{ tools allow notes.* }}
+policy guests_read_only: deny notes.remember when has(scope.tenant) && scope.tenant == "globex"
+  message "tenant globex may only read"
+"""
+    )
+    return path
+
+
+@pytest.fixture
+def tokens(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The proxy's options naming each tenant's token (in the environment, never in a
+    command line)."""
+    monkeypatch.setenv("ACME_TOKEN", ACME)
+    monkeypatch.setenv("GLOBEX_TOKEN", GLOBEX)
+    yield ["--tenant-token", "acme=ACME_TOKEN", "--tenant-token", "globex=GLOBEX_TOKEN"]
+
+
+def _headers(token: str | None, session: str | None = None) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "Accept": "application/json, text/event-stream"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    if session is not None:
+        headers["Mcp-Session-Id"] = session
+    return headers
+
+
+def _post(url: str, message: Any, token: str | None, session: str | None = None) -> Any:
+    return httpx.post(url, content=json.dumps(message), headers=_headers(token, session))
+
+
+def _opened(url: str, token: str) -> str:
+    """A session opened (initialize, initialized) with `token`: its id."""
+    opened = _post(url, initialize(1), token)
+    assert opened.status_code == 200, opened.text
+    session: str = opened.headers["mcp-session-id"]
+    assert _post(url, INITIALIZED, token, session).status_code == 202
+    return session
+
+
+def _call(name: str, request_id: int, **arguments: Any) -> dict[str, Any]:
+    params = {"name": name, "arguments": arguments}
+    return {"jsonrpc": "2.0", "id": request_id, "method": "tools/call", "params": params}
+
+
+def _result(response: Any) -> dict[str, Any]:
+    """The JSON-RPC result of a POST answered as JSON or as one server-sent event."""
+    text = response.text
+    if response.headers.get("content-type", "").startswith("text/event-stream"):
+        text = next(line[5:] for line in text.splitlines() if line.startswith("data:"))
+    answer: dict[str, Any] = json.loads(text)
+    return answer["result"]
+
+
+def test_a_request_without_a_tenants_token_is_refused(program: Path, tokens: list[str]) -> None:
+    with _proxy(program, *tokens) as (_process, url):
+        for token in (None, "nobody", ACME + "x", ACME[:-1]):
+            refused = _post(url, initialize(1), token)
+            assert refused.status_code == 401, (token, refused.text)
+            assert "Bearer" in refused.headers["www-authenticate"]
+        basic = httpx.post(
+            url, content=json.dumps(initialize(1)), headers=_headers(None), auth=("acme", ACME)
+        )
+        assert basic.status_code == 401
+
+
+def test_a_tenants_session_is_not_another_tenants(program: Path, tokens: list[str]) -> None:
+    with _proxy(program, *tokens) as (process, url):
+        mine = _opened(url, ACME)
+        kept = _result(_post(url, _call("notes.remember", 2, text="acme-private"), ACME, mine))
+        assert kept["isError"] is False, kept
+        # globex has the session's id, not its token: as if the session did not exist
+        for message in (_call("notes.recall", 3), {"jsonrpc": "2.0", "id": 4, "method": "ping"}):
+            stolen = _post(url, message, GLOBEX, mine)
+            assert stolen.status_code == 404, stolen.text
+            assert "acme-private" not in stolen.text
+        ended = httpx.delete(url, headers=_headers(GLOBEX, mine))
+        assert ended.status_code == 404
+        # acme's session goes on, its note where it was
+        recalled = _result(_post(url, _call("notes.recall", 5), ACME, mine))
+        assert recalled["content"][0]["text"] == "acme-private", recalled
+        # globex's own session is its own
+        theirs = _opened(url, GLOBEX)
+        recalled = _result(_post(url, _call("notes.recall", 6), GLOBEX, theirs))
+        assert recalled["content"][0]["text"] == "<nothing>", recalled
+    said = process.said  # type: ignore[attr-defined]
+    assert ACME not in said and GLOBEX not in said and "Traceback" not in said, said
+
+
+def test_policies_see_the_tenant_and_the_log_names_it(
+    program: Path, tokens: list[str], tmp_path: Path
+) -> None:
+    events = tmp_path / "run.db"
+    with _proxy(program, *tokens, "--events", str(events)) as (process, url):
+
+        async def scenario() -> None:
+            from mcp import ClientSession
+            from mcp.client.streamable_http import streamable_http_client
+
+            for token, allowed in ((ACME, True), (GLOBEX, False)):
+                client = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+                async with (
+                    client,
+                    streamable_http_client(url, http_client=client) as (read, write, _),
+                    ClientSession(read, write) as session,
+                ):
+                    await session.initialize()
+                    result = await session.call_tool("notes.remember", {"text": "hello"})
+                    if allowed:
+                        assert _text(result) == "ok"
+                    else:
+                        said = "\n".join(b.text for b in result.content if b.type == "text")
+                        assert result.isError and "tenant globex may only read" in said, said
+                    assert _text(await session.call_tool("notes.recall", {})) == (
+                        "hello" if allowed else "<nothing>"
+                    )
+
+        anyio.run(scenario)
+    said = process.said  # type: ignore[attr-defined]
+    assert "Traceback" not in said, said
+    with sqlite3.connect(events) as db:
+        rows = db.execute("SELECT data FROM events WHERE kind = 'run_started'").fetchall()
+        text = "\n".join(str(row) for row in db.execute("SELECT * FROM events").fetchall())
+    tenants = sorted(json.loads(row[0])["scope"].get("tenant") for row in rows)
+    assert tenants == ["acme", "acme", "globex", "globex"], rows
+    assert ACME not in text and GLOBEX not in text
+
+
+def test_tenant_tokens_are_checked_before_the_proxy_starts(
+    program: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers import run_carlang
+
+    base = ["mcp", "proxy", str(program), "--capability", "agent", "--transport", "http"]
+    for name, value in {"ACME_TOKEN": ACME, "SAME": ACME, "EMPTY": ""}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    cases = {
+        ("--tenant-token", "acme"): "--tenant-token acme: give TENANT=VAR",
+        ("--tenant-token", "acme=NOT_SET_ANYWHERE"): "NOT_SET_ANYWHERE is not set",
+        ("--tenant-token", "acme=EMPTY"): "EMPTY is empty",
+        ("--tenant-token", "=ACME_TOKEN"): "give TENANT=VAR",
+        ("--tenant-token", "acme=ACME_TOKEN", "--tenant-token", "globex=SAME"): "same token",
+        ("--tenant-token", "acme=ACME_TOKEN", "--tenant-token", "acme=SAME"): "acme twice",
+        ("--tenant-token", "acme=ACME_TOKEN", "--token-env", "ACME_TOKEN"): "not both",
+        ("--tenant-token", "acme=ACME_TOKEN", "--transport", "stdio"): "is for --transport http",
+    }
+    for options, expected in cases.items():
+        answer = run_carlang(*base, *options, cwd=tmp_path, timeout=60)
+        assert answer.returncode == 2, (options, answer.stdout, answer.stderr)
+        assert expected in answer.stderr, (options, answer.stderr)
+        assert ACME not in answer.stderr and "Traceback" not in answer.stderr
