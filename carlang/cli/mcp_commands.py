@@ -157,6 +157,13 @@ class Transport(StrEnum):
     http = "http"
 
 
+class BudgetPer(StrEnum):
+    """What spends one `carlang mcp proxy --budget` (`limits.BUDGET_SCOPES`)."""
+
+    session = "session"
+    tenant = "tenant"
+
+
 @guarded
 def proxy_command(
     file: Annotated[Path, typer.Argument(help="The program: MCP servers, tools, policies.")],
@@ -170,6 +177,14 @@ def proxy_command(
     budget: Annotated[
         str | None, typer.Option("--budget", help="A budget for each client session.")
     ] = None,
+    budget_per: Annotated[
+        BudgetPer,
+        typer.Option(
+            "--budget-per",
+            help="What spends one --budget: each client session, or each tenant's sessions"
+            " together (--tenant-token; with no tenants, every client's).",
+        ),
+    ] = BudgetPer.session,
     events: Annotated[
         Path | None,
         typer.Option("--events", help="Log events to run.jsonl, or to run.db (SQLite)."),
@@ -306,6 +321,8 @@ def proxy_command(
         for option, limit in limits.items():
             if limit is not None:
                 fail_usage(f"{option} is for --transport http (stdio serves one client session)")
+    if budget_per is not BudgetPer.session and budget is None:
+        fail_usage(f"--budget-per {budget_per.value} says what spends a budget: give --budget")
     token = _token("--token-env", token_env)
     tenants = _tenant_tokens(tenant_token or [])
     program = load_program(file, root)
@@ -331,6 +348,7 @@ def proxy_command(
                 runtime,
                 capability=capability,
                 budget=budget,
+                budget_per=budget_per.value,
                 stderr=sys.stderr,
                 max_sessions=(max_sessions or MAX_SESSIONS) if http else None,
             )

@@ -22,13 +22,19 @@ __all__ = [
 
 #: The key a proposal's `context` holds, set to "session", when its budget is its session's
 #: (`SessionBudget`: the proxy's `--budget`, the assistant loop's): each call is a proposal of
-#: its own, and the budget counts them all. The event log keeps it; replay counts so.
+#: its own, and the budget counts them all; "tenant" when every session of its tenant spends
+#: one budget (the proxy's `--budget-per tenant`). The event log keeps it; replay counts so.
 BUDGET_SCOPE = "carlang.budget_scope"
 
+#: What a `SessionBudget` may be spent over: a session's calls, or a tenant's (every session
+#: of one tenant; with no tenant, every session of the shared state).
+BUDGET_SCOPES = ("session", "tenant")
 
-def session_budget_context() -> dict[str, str]:
-    """The `context` of a proposal whose budget its session spends (see `BUDGET_SCOPE`)."""
-    return {BUDGET_SCOPE: "session"}
+
+def session_budget_context(per: str = "session") -> dict[str, str]:
+    """The `context` of a proposal whose budget its session (`per`: or its tenant) spends
+    (see `BUDGET_SCOPE`)."""
+    return {BUDGET_SCOPE: per}
 
 
 @dataclass
@@ -42,16 +48,18 @@ class SessionBudget:
     budget: Budget
     calls: int = 0
     duration_ms: float = 0.0
+    #: What it is spent over (`BUDGET_SCOPES`), as its messages say.
+    per: str = "session"
 
     def problem(self) -> str | None:
         """Why the next call may not run (the budget is spent), or None."""
-        budget = self.budget
+        budget, per = self.budget, self.per
         limit = budget.max_tool_calls if budget.max_tool_calls is not None else budget.max_actions
         if limit is not None and self.calls >= limit:
-            return f"budget '{budget.name}' is spent: {limit} tool calls per session"
+            return f"budget '{budget.name}' is spent: {limit} tool calls per {per}"
         if budget.max_duration_ms is not None and self.duration_ms >= budget.max_duration_ms:
             return (
-                f"budget '{budget.name}' is spent: {budget.max_duration_ms} ms of calls per session"
+                f"budget '{budget.name}' is spent: {budget.max_duration_ms} ms of calls per {per}"
             )
         return None
 

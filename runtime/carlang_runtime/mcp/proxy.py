@@ -49,7 +49,7 @@ from urllib.parse import urlsplit
 
 from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, visible_tools
 from ..engine.approval import Approval, ApprovalRequest
-from ..engine.limits import SessionBudget, session_budget_context
+from ..engine.limits import BUDGET_SCOPES, SessionBudget, session_budget_context
 from ..engine.middleware import Middleware
 from ..engine.state import check_tenant
 from ..engine.tools import ToolError
@@ -226,15 +226,24 @@ class PolicyProxy:
         *,
         capability: str | None = None,
         budget: str | None = None,
+        budget_per: str = "session",
         stderr: Any = None,
         max_sessions: int | None = None,
     ) -> None:
-        """`max_sessions`: how many client sessions at once may have servers started for them
-        (None: no limit); `stderr`: where the servers' standard error goes (and the proxy's
-        warnings), None for nowhere."""
+        """`budget`: the program's budget each client session spends (`budget_per`
+        "tenant": each tenant's sessions together); `max_sessions`: how many client sessions
+        at once may have servers started for them (None: no limit); `stderr`: where the
+        servers' standard error goes (and the proxy's warnings), None for nowhere."""
         self.program = program
         self.runtime = runtime
         self.capability = capability
+        if budget_per not in BUDGET_SCOPES:
+            raise CarlangRuntimeError(
+                f"a budget is spent per {' or per '.join(BUDGET_SCOPES)}, not per {budget_per!r}"
+            )
+        self.budget_per = budget_per
+        #: Each tenant's budget spent, when it is spent per tenant (None: the shared state's).
+        self._tenant_spent: dict[str | None, SessionBudget] = {}
         self.budget: Budget | None = None
         if budget is not None:
             self.budget = program.budget(budget)
@@ -278,13 +287,26 @@ class PolicyProxy:
         key = id(mcp_session)  # (the client holds the session: the id is no other's meanwhile)
         found = self._clients.get(key)
         if found is None:
-            spent = SessionBudget(self.budget) if self.budget is not None else None
+            spent = self._budget_spent(tenant)
             downstream = McpSessions(self.servers.values(), stderr=self.stderr)
             session = self.runtime.open_session(tenant=tenant)
             found = _Client(session, mcp_session, downstream, spent, tenant=tenant)
             self._clients[key] = found
         elif found.tenant != tenant:
             raise CarlangRuntimeError("this MCP session belongs to another tenant")
+        return found
+
+    def _budget_spent(self, tenant: str | None) -> SessionBudget | None:
+        """What a new client session of `tenant` spends its calls from: a budget of its own,
+        or its tenant's (kept for the proxy's life: a tenant's next session does not start
+        afresh), or None without a budget."""
+        if self.budget is None:
+            return None
+        if self.budget_per == "session":
+            return SessionBudget(self.budget)
+        found = self._tenant_spent.get(tenant)
+        if found is None:
+            found = self._tenant_spent[tenant] = SessionBudget(self.budget, per="tenant")
         return found
 
     def forget(self, mcp_session: Any) -> None:
@@ -408,8 +430,8 @@ class PolicyProxy:
             actions=[action],
             capability=self.capability,
             budget=self.budget.name if self.budget is not None else None,  # (named in the log)
-            # (the budget is the client session's: replay counts it so)
-            context=session_budget_context() if self.budget is not None else {},
+            # (the budget is the client session's, or its tenant's: replay counts it so)
+            context=session_budget_context(self.budget_per) if self.budget is not None else {},
         )
         async with _Admission(client, self._history(client.session), action) as admission:
             # refused here or by the runtime, every call is run through it: the log has them all

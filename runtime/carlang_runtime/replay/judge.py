@@ -300,7 +300,8 @@ class Judge:
         assert context.session_budget is not None
         spent = self.spent.get(context.session_budget)
         if spent is None or spent.budget is not budget:
-            spent = self.spent[context.session_budget] = SessionBudget(budget)
+            spent = SessionBudget(budget, per=context.budget_per)
+            self.spent[context.session_budget] = spent
         if action.type is ActionType.TOOL_CALL:
             problem = spent.problem()
             if problem is not None:
@@ -419,6 +420,8 @@ class _Context:
     #: the session whose budget the run's calls spend (`SessionBudget`: an MCP client's
     #: calls through the proxy, a model's in the loop), or None: the run's own budget
     session_budget: str | None = None
+    #: what that budget is spent over: the session's calls, or its tenant's (`BUDGET_SCOPES`)
+    budget_per: str = "session"
     #: how many earlier entries `history` lacks (a session's trimmed to its limit): the
     #: policies that read it fail closed, as the runtime's did
     dropped: int = 0
@@ -493,8 +496,13 @@ def _replay(
             dropped[session_key] = dropped.get(session_key, 0) + gone
         start = dict(run.state or {})
         context = _Context(dict(start), run.scope, history, dropped=dropped.get(session_key, 0))
-        if run.session is not None and proposal.context.get(BUDGET_SCOPE) == "session":
+        per = proposal.context.get(BUDGET_SCOPE)
+        if run.session is not None and per == "session":
             context.session_budget = run.session
+        elif per == "tenant":  # (every session of the tenant spends one budget)
+            context.session_budget = f"tenant:{(run.scope or {}).get('tenant')!r}"
+            context.budget_per = "tenant"
+
         for step in run.steps:
             if step[0] == "end":
                 if counted and step[2] == "rejected" and step[1] not in run.decisions:
