@@ -1570,7 +1570,10 @@ async def _within(awaitable: Any, timeout: float) -> Any:
 def _describe(exc: BaseException) -> str:
     """A tool's exception as an action's error: `RuntimeError: kaboom`; one of carlang's own
     (an MCP server's answer, a subprocess tool's exit) is worded already, and keeps its
-    message alone, as a `ToolError` does."""
+    message alone, as a `ToolError` does. A cancellation is `CancelledError` alone: what anyio
+    says with it (`Cancelled via cancel scope 7f3a...`) is an address, nothing for a reader."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "CancelledError"
     text = str(exc)
     if isinstance(exc, CarlangRuntimeError) and text:
         return text

@@ -347,6 +347,28 @@ def test_a_tool_raising_an_interrupt_ends_the_run_consistently(
     assert rt.events.query("run_completed", run_id=run_id)[0].data["status"] == "interrupted"
 
 
+def test_a_run_cancelled_by_a_cancel_scope_says_cancelled_without_the_scopes_address() -> None:
+    """anyio (the MCP SDK's servers, uvicorn) cancels with `Cancelled via cancel scope 7f3a...
+    by <Task ...>`: the log says `interrupted: CancelledError`, as for any cancellation."""
+    import anyio
+
+    rt = Runtime()
+
+    async def slow() -> None:
+        await anyio.sleep(30)
+
+    rt.register_tool("slow", slow)
+
+    async def run() -> None:
+        with anyio.CancelScope() as scope:
+            asyncio.get_running_loop().call_later(0.05, scope.cancel)
+            await rt.execute_async(proposal(call("s", "slow")))
+
+    asyncio.run(run())
+    (failed,) = rt.events.query(["action_failed"], action_id="s")
+    assert failed.data["error"] == "interrupted: CancelledError", failed.data
+
+
 @pytest.mark.parametrize("where", ["gate", "middleware"])
 def test_a_gate_or_middleware_that_raises_ends_the_run_consistently(where: str) -> None:
     rt = Runtime(state={"x": 0})
