@@ -279,6 +279,16 @@ COMPILER_CODES: tuple[Code, ...] = (
         ' (`"Bearer sk-..."`): take it from the environment, `"Bearer ${TOKEN}"`',
         "carlang",
     ),
+    Code(
+        "CL0227",
+        "schema-default",
+        "names",
+        "warning",
+        "a default in a tool's JSON Schema that its parameter's own schema refuses (an MCP"
+        ' server\'s `{"type": "integer", "default": "10"}`): a call that leaves the parameter'
+        " out gets the default, and is refused",
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

@@ -478,6 +478,16 @@ class _Lowerer:
                 help='write an object JSON Schema: { type: "object", properties: { ... } }',
             )
             return None
+        for name, problem in unfit_defaults(schema).items():
+            self.d.warning(
+                "CL0227",
+                f"the default of `{name}` in the schema of tool `{decl.name.text}` does not fit"
+                f" the parameter: {problem}",
+                source,
+                span,
+                help=f"a call that leaves `{name}` out gets this default and is refused: fix the"
+                f" default (or the server's schema), or have every call pass `{name}`",
+            )
         return dict(schema)
 
     def schema_document(self, source: Source, reference: str) -> tuple[Any, str | None]:
@@ -1669,6 +1679,20 @@ def schema_problem(schema: Any) -> str | None:
     except jsonschema.SchemaError as exc:
         return schema_problem_text(exc)
     return _unresolved_reference(schema)
+
+
+def unfit_defaults(schema: dict[str, Any]) -> dict[str, str]:
+    """The top-level parameters of a usable tool schema (`schema_problem`) whose `default`
+    the parameter's own schema refuses, each with the problem: the runtime fills a default in
+    for a call that leaves its parameter out (`paramcheck.with_defaults`), so every such call
+    is refused."""
+    from carlang_runtime.paramcheck import ParamChecker, parameter_defaults
+
+    defaults = parameter_defaults(schema)
+    if not defaults:
+        return {}
+    findings = ParamChecker("", schema).check(defaults)
+    return {f.param: f.detail for f in findings if f.param in defaults and f.kind != "missing"}
 
 
 def _unresolved_reference(schema: dict[str, Any]) -> str | None:
