@@ -18,27 +18,31 @@ import pytest
 from tests.dbos.support import (
     MARKING_TOOLS,
     NO_DBOS,
+    SHIP_NEEDS_APPROVAL,
+    approval_timeout,
     calls,
     carlang,
+    resume,
     show,
     start_worker,
     submit,
     wait_for,
+    wait_for_approval,
     write_project,
 )
 
 pytest.importorskip("dbos", reason=NO_DBOS)
 pytestmark = pytest.mark.slow
 
-PROGRAM = """\
-tool work(item: string)
-tool ship(env: "staging" | "prod")
-policy prod: require_approval ship when params.env == "prod"
+PROGRAM = (
+    SHIP_NEEDS_APPROVAL
+    + """\
 proposal p {
   a = work(item: "a")
   s = ship(env: "prod") after a
 }
 """
+)
 
 
 @pytest.fixture
@@ -57,7 +61,7 @@ def test_the_first_answer_wins_with_no_worker_alive_and_a_resume_hands_the_run_o
 ) -> None:
     run_id = submit(postgres_database, project)
     first = start_worker(postgres_database, "--id", "w1", cwd=project, started=workers)
-    wait_for(lambda: show(postgres_database, run_id, project)["waiting_for_approval"])
+    wait_for_approval(postgres_database, run_id, project)
     first.send_signal(signal.SIGKILL)
     first.wait()
     # The answers wait in the database, unread: still the first one stands.
@@ -73,8 +77,7 @@ def test_the_first_answer_wins_with_no_worker_alive_and_a_resume_hands_the_run_o
     assert (shown["status"], shown["worker"]) == ("PENDING", "w1")
     # Another worker (another id) does not take w1's run by itself; `runs resume` hands it on.
     start_worker(postgres_database, "--id", "w2", cwd=project, started=workers)
-    resumed = carlang("runs", "resume", run_id, "--database", postgres_database, cwd=project)
-    assert resumed.returncode == 0, resumed.stderr
+    resume(postgres_database, run_id, project)
     wait_for(lambda: show(postgres_database, run_id, project)["status"] == "completed")
     shown = show(postgres_database, run_id, project)
     assert shown["worker"] == "w2"
@@ -87,7 +90,7 @@ def test_answers_given_at_once_one_wins_and_the_run_follows_it(
 ) -> None:
     run_id = submit(postgres_database, project)
     start_worker(postgres_database, "--id", "w1", cwd=project, started=workers)
-    wait_for(lambda: show(postgres_database, run_id, project)["waiting_for_approval"])
+    wait_for_approval(postgres_database, run_id, project)
     base = [sys.executable, "-m", "carlang"]
     tail = [run_id, "s", "--database", postgres_database]
     both = [
@@ -114,11 +117,7 @@ def test_answers_given_at_once_one_wins_and_the_run_follows_it(
 def test_an_expired_approval_is_not_answered_later_and_the_run_shows_aborted(
     project: Path, postgres_database: str, workers: list[subprocess.Popen[str]]
 ) -> None:
-    (project / "p.car").write_text(
-        PROGRAM.replace(
-            'when params.env == "prod"\n', 'when params.env == "prod"\n  approval_timeout 1s\n'
-        )
-    )
+    (project / "p.car").write_text(approval_timeout(PROGRAM, "1s"))
     run_id = submit(postgres_database, project)
     start_worker(postgres_database, "--id", "w1", cwd=project, started=workers)
     wait_for(lambda: show(postgres_database, run_id, project)["status"] in ("aborted", "SUCCESS"))

@@ -5,7 +5,6 @@ event log tells the run as it went, with nothing "interrupted" from the cancelle
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 
@@ -14,7 +13,10 @@ import pytest
 from tests.dbos.support import (
     NO_DBOS,
     calls,
-    carlang,
+    cancel,
+    event_log,
+    marking_tools,
+    resume,
     show,
     start_worker,
     submit,
@@ -35,29 +37,7 @@ proposal p {
 }
 """
 
-TOOLS = """\
-import os, time
-
-HERE = os.path.dirname(__file__)
-
-def _mark(text):
-    with open(os.path.join(HERE, "calls.txt"), "a") as file:
-        file.write(text + "\\n")
-
-def work(item):
-    _mark("work " + item)
-    return item.upper()
-
-def slow(n):
-    _mark("start slow")
-    deadline = time.monotonic() + 60
-    while not os.path.exists(os.path.join(HERE, "release")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    _mark("end slow")
-    return n + 1
-
-TOOLS = {"work": work, "slow": slow}
-"""
+TOOLS = marking_tools("work", "slow")
 
 
 def test_a_call_in_flight_at_a_cancel_is_kept_and_not_repeated_by_the_resume(
@@ -70,13 +50,11 @@ def test_a_call_in_flight_at_a_cancel_is_kept_and_not_repeated_by_the_resume(
     start_worker(database, "--id", "w1", cwd=tmp_path, started=workers)
     run_id = submit(database, tmp_path, "--events", "run.db")
     wait_for(lambda: "start slow" in calls(tmp_path))
-    cancelled = carlang("runs", "cancel", run_id, "--database", database, cwd=tmp_path)
-    assert cancelled.returncode == 0, cancelled.stderr
+    cancel(database, run_id, tmp_path)
     (tmp_path / "release").touch()  # the call finishes after the cancel
     wait_for(lambda: late_steps(database, run_id))  # carlang kept what DBOS would not record
     assert show(database, run_id, tmp_path)["status"] == "CANCELLED"
-    resumed = carlang("runs", "resume", run_id, "--database", database, cwd=tmp_path)
-    assert resumed.returncode == 0, resumed.stderr
+    resumed = resume(database, run_id, tmp_path)
     wait_for(lambda: "work b" in calls(tmp_path))
     assert calls(tmp_path) == ["work a", "start slow", "end slow", "work b"]
     assert "at least once" in resumed.stderr  # a call still running then would run again
@@ -87,8 +65,7 @@ def test_a_call_in_flight_at_a_cancel_is_kept_and_not_repeated_by_the_resume(
         ("s", "succeeded", 2),
         ("b", "succeeded", "B"),
     ]
-    logged = carlang("events", "run.db", "--run", run_id, "--format", "json", cwd=tmp_path)
-    events = json.loads(logged.stdout)
+    events = event_log(tmp_path, run_id)
     ends = [(e["kind"], e.get("action_id")) for e in events if e["kind"].startswith("action_")]
     assert ("action_succeeded", "s") in ends
     assert not [kind for kind, _ in ends if kind in ("action_failed", "action_skipped")]

@@ -9,21 +9,28 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.dbos.support import (
+    DURABLE_RUN,
     MARKING_TOOLS,
     NO_DBOS,
+    SHIP_NEEDS_APPROVAL,
+    approval_timeout,
+    approve,
     calls,
+    cancel,
     carlang,
-    show,
+    event_log,
+    resume,
+    show_in,
     skip_without_sqlite,
     sqlite_url,
     start_worker,
     submit,
     wait_for,
+    wait_for_approval,
     write_project,
 )
 
@@ -34,16 +41,16 @@ from carlang_dbos.backend import APP_VERSION  # noqa: E402 - after the skip: imp
 
 skip_without_sqlite()
 
-PROGRAM = """\
-tool work(item: string)
-tool ship(env: "staging" | "prod")
-policy prod: require_approval ship when params.env == "prod"
+PROGRAM = (
+    SHIP_NEEDS_APPROVAL
+    + """\
 proposal p {
   a = work(item: "a")
   b = work(item: "b") after a
   s = ship(env: "prod") after b
 }
 """
+)
 
 
 @pytest.fixture
@@ -51,17 +58,10 @@ def project(tmp_path: Path) -> Path:
     return write_project(tmp_path, PROGRAM, MARKING_TOOLS)
 
 
-def _show(project: Path, run_id: str) -> dict[str, Any]:
-    return show(sqlite_url(project), run_id, project)
-
-
 def _run_durably(project: Path, *more: str) -> subprocess.CompletedProcess[str]:
     """`carlang run p.car` on the DBOS backend in the foreground, its result as JSON."""
-    database = ("--backend", "dbos", "--database", sqlite_url(project))
-    return carlang(
-        "run", "p.car", "--tools", "tools.py:TOOLS", "--format", "json", *database, *more,
-        cwd=project,
-    )  # fmt: skip
+    database = sqlite_url(project)
+    return carlang(*DURABLE_RUN, "--format", "json", "--database", database, *more, cwd=project)
 
 
 def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(project: Path) -> None:
@@ -103,7 +103,7 @@ def test_a_durable_run_gives_the_in_process_result_and_an_approval_expires(proje
     # The step layout is in the application version: a run recorded under another layout is
     # never recovered by this code, which would meet its steps out of order.
     assert status.app_version == APP_VERSION
-    assert _show(project, run_id)["version"] == APP_VERSION
+    assert show_in(project, run_id)["version"] == APP_VERSION
 
 
 def test_an_approval_waits_across_a_restart_of_every_process(
@@ -111,22 +111,20 @@ def test_an_approval_waits_across_a_restart_of_every_process(
 ) -> None:
     run_id = submit(sqlite_url(project), project, "--events", "run.db")
     first = start_worker(sqlite_url(project), cwd=project, started=workers)
-    wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
+    wait_for_approval(sqlite_url(project), run_id, project)
     assert calls(project) == ["work a", "work b"]
     first.send_signal(signal.SIGKILL)
     first.wait()
     # No process runs the workflow now; the answer waits in the database.
     wrong = carlang("approve", run_id, "zz", "--database", sqlite_url(project), cwd=project)
     assert wrong.returncode == 2 and "not waiting for an approval of `zz`" in wrong.stderr
-    approved = carlang("approve", run_id, "s", "--database", sqlite_url(project), cwd=project)
-    assert approved.returncode == 0, approved.stderr
+    approve(sqlite_url(project), run_id, project)
     start_worker(sqlite_url(project), cwd=project, started=workers)
-    wait_for(lambda: _show(project, run_id)["status"] == "completed")  # carlang's outcome
-    result = _show(project, run_id)["result"]
+    wait_for(lambda: show_in(project, run_id)["status"] == "completed")  # carlang's outcome
+    result = show_in(project, run_id)["result"]
     assert [r["status"] for r in result["results"]] == ["succeeded"] * 3
     assert calls(project) == ["work a", "work b", "ship prod"]  # nothing ran twice
-    events = carlang("events", "run.db", "--run", run_id, "--format", "json", cwd=project)
-    kinds = [e["kind"] for e in json.loads(events.stdout)]
+    kinds = [e["kind"] for e in event_log(project, run_id)]
     assert kinds.count("action_succeeded") == 3 and kinds.count("run_completed") == 1
 
 
@@ -139,31 +137,25 @@ def test_runs_can_be_listed_cancelled_and_resumed(
     listed = carlang("runs", "list", "--database", sqlite_url(project), "--json", cwd=project)
     assert json.loads(listed.stdout)[0]["run_id"] == run_id
     start_worker(sqlite_url(project), cwd=project, started=workers)
-    wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
-    cancelled = carlang("runs", "cancel", run_id, "--database", sqlite_url(project), cwd=project)
-    assert cancelled.returncode == 0, cancelled.stderr
-    wait_for(lambda: _show(project, run_id)["status"] == "CANCELLED")
-    resumed = carlang("runs", "resume", run_id, "--database", sqlite_url(project), cwd=project)
-    assert resumed.returncode == 0, resumed.stderr
-    wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
+    wait_for_approval(sqlite_url(project), run_id, project)
+    cancel(sqlite_url(project), run_id, project)
+    wait_for(lambda: show_in(project, run_id)["status"] == "CANCELLED")
+    resume(sqlite_url(project), run_id, project)
+    wait_for_approval(sqlite_url(project), run_id, project)
     carlang(
         "deny", run_id, "s", "--reason", "not today", "--database", sqlite_url(project), cwd=project
     )
     # DBOS says SUCCESS (the workflow returned); carlang says the run aborted, on the denial.
-    wait_for(lambda: _show(project, run_id)["dbos_status"] == "SUCCESS")
-    assert _show(project, run_id)["status"] == "aborted"
-    ship = _show(project, run_id)["result"]["results"][2]
+    wait_for(lambda: show_in(project, run_id)["dbos_status"] == "SUCCESS")
+    assert show_in(project, run_id)["status"] == "aborted"
+    ship = show_in(project, run_id)["result"]["results"][2]
     assert ship["status"] == "rejected" and "not today" in ship["error"]
     assert os.path.exists(project / "runs.db")
 
 
 def test_an_approval_expires_after_its_policys_timeout(project: Path) -> None:
     # The policy's approval_timeout (1s) wins over the run's --approval-timeout (an hour).
-    (project / "p.car").write_text(
-        PROGRAM.replace(
-            'when params.env == "prod"\n', 'when params.env == "prod"\n  approval_timeout 1s\n'
-        )
-    )
+    (project / "p.car").write_text(approval_timeout(PROGRAM, "1s"))
     started = time.monotonic()
     durable = _run_durably(project, "--approval-timeout", "3600")
     assert durable.returncode == 1, durable.stderr
@@ -180,8 +172,7 @@ def test_a_database_that_cannot_be_opened_is_one_line_not_a_traceback(project: P
         f"sqlite:///{project / 'no_such_dir' / 'runs.db'}",  # the directory does not exist
         f"sqlite:///{project / 'garbage.db'}",  # not a database
     ):
-        args = ("--tools", "tools.py:TOOLS", "--backend", "dbos", "--database", database)
-        started = carlang("run", "p.car", *args, cwd=project)
+        started = carlang(*DURABLE_RUN, "--database", database, cwd=project)
         assert started.returncode == 2, started.stderr
         assert started.stderr.startswith(f"error: cannot open the runs database {database}: ")
         assert "Traceback" not in started.stderr and len(started.stderr.splitlines()) == 1

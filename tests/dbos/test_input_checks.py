@@ -15,7 +15,15 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from tests.dbos.support import NO_DBOS, carlang, sqlite_url, write_project
+from tests.dbos.support import (
+    DURABLE_RUN,
+    NO_DBOS,
+    WORK_PROGRAM,
+    WORK_TOOLS,
+    carlang,
+    sqlite_url,
+    write_project,
+)
 
 pytest.importorskip("dbos", reason=NO_DBOS)
 # slow: subprocesses that load DBOS (the default run stays under three minutes; CI runs these)
@@ -26,19 +34,10 @@ from carlang_dbos import DATABASE_FORMS  # noqa: E402
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "planning" / "deploy_plans.car"
 
-PROGRAM = """\
-tool work(item: string)
-proposal p {
-  a = work(item: "a")
-}
-"""
-
-TOOLS = 'TOOLS = {"work": lambda item: item.upper()}\n'
-
 #: Every command that opens the runs database, with what it needs besides `--database`.
 COMMANDS = [
-    ["run", "p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos"],
-    ["run", "p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", "--detach"],
+    [*DURABLE_RUN],
+    [*DURABLE_RUN, "--detach"],
     ["approve", "r1", "a"],
     ["deny", "r1", "a"],
     ["runs", "list"],
@@ -50,7 +49,7 @@ COMMANDS = [
 @pytest.fixture
 def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.chdir(tmp_path)
-    return write_project(tmp_path, PROGRAM, TOOLS)
+    return write_project(tmp_path, WORK_PROGRAM, WORK_TOOLS)
 
 
 def _invoke(*args: str) -> Any:

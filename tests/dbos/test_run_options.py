@@ -15,30 +15,28 @@ from typing import Any
 
 import pytest
 
-from tests.dbos.support import NO_DBOS, carlang, sqlite_url, write_project
+from tests.dbos.support import (
+    DURABLE_RUN,
+    NO_DBOS,
+    WORK_PROGRAM,
+    WORK_TOOLS,
+    carlang,
+    sqlite_url,
+    write_project,
+)
 
 pytest.importorskip("dbos", reason=NO_DBOS)
 pytestmark = pytest.mark.slow
 
-PROGRAM = """\
-tool work(item: string)
-proposal p {
-  a = work(item: "a")
-}
-"""
-
-TOOLS = 'TOOLS = {"work": lambda item: item.upper()}\n'
-
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    return write_project(tmp_path, PROGRAM, TOOLS)
+    return write_project(tmp_path, WORK_PROGRAM, WORK_TOOLS)
 
 
 def _run(project: Path, *more: str, env: dict[str, str] | None = None) -> Any:
-    args = ["run", "p.car", "--tools", "tools.py:TOOLS", "--backend", "dbos", *more]
     return subprocess.run(
-        [sys.executable, "-m", "carlang", *args],
+        [sys.executable, "-m", "carlang", *DURABLE_RUN, *more],
         cwd=project,
         capture_output=True,
         text=True,

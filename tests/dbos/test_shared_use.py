@@ -19,11 +19,16 @@ from pathlib import Path
 import pytest
 
 from tests.dbos.support import (
+    GPU_PROGRAM,
+    GPU_TOOLS,
     NO_DBOS,
+    cancel,
     carlang,
     detach,
+    resume,
     skip_without_sqlite,
     sqlite_url,
+    unserved_at_detach,
     write_project,
 )
 
@@ -34,32 +39,11 @@ from carlang_runtime.errors import CarlangRuntimeError  # noqa: E402
 from carlang_dbos import backend, records  # noqa: E402 - after the skip: imports dbos
 from carlang_dbos.backend import APP_VERSION, WorkerLook  # noqa: E402
 
-PROGRAM = """\
-tool work(item: string)
-tool render(n: int) {
-  queue gpu
-}
-proposal p {
-  a = work(item: "a")
-  r = render(n: 2) after a
-}
-"""
-
-TOOLS = """\
-def work(item):
-    return item.upper()
-
-def render(n):
-    return n * 2
-
-TOOLS = {"work": work, "render": render}
-"""
-
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
     skip_without_sqlite()
-    return write_project(tmp_path, PROGRAM, TOOLS)
+    return write_project(tmp_path, GPU_PROGRAM, GPU_TOOLS)
 
 
 # -- versions ------------------------------------------------------------------------------------
@@ -263,16 +247,10 @@ def test_detach_with_format_json_prints_a_json_object(project: Path) -> None:
     done = _detach(project, "--format", "json")
     document = json.loads(done.stdout)
     run_id = document["run_id"]
-    start = f"start one with: carlang worker --database {database}"
     assert document == {
         "run_id": run_id,
         "queue": "carlang_runs",
-        "notices": [
-            f"no worker serving carlang_runs has been seen on {database} in the last 15s:"
-            f" run {run_id} waits for one ({start})",
-            f"no worker serving gpu has been seen on {database} in the last 15s:"
-            f" run {run_id}'s calls of render will wait for one ({start} --queue gpu)",
-        ],
+        "notices": unserved_at_detach(database, run_id),
     }
     # The notes stay on stderr too, for whoever reads it; text stays the run id alone.
     assert done.stderr.splitlines() == [f"note: {n}" for n in document["notices"]]
@@ -289,10 +267,7 @@ def test_a_detached_run_carries_its_version_and_says_what_it_waits_for(project: 
     document = json.loads(shown.stdout)
     # Queued with this version: only a worker of it takes the run (DBOS dequeues by version).
     assert document["status"] == "ENQUEUED" and document["version"] == APP_VERSION
-    assert document["notices"] == [
-        f"no worker serving carlang_runs has been seen on {database} in the last 15s:"
-        f" run {run_id} waits for one (start one with: carlang worker --database {database})"
-    ]
+    assert document["notices"] == unserved_at_detach(database, run_id)[:1]  # (runs, not gpu)
     assert shown.stderr.splitlines() == [f"note: {document['notices'][0]}"]
 
 
@@ -302,10 +277,8 @@ def test_a_resumed_run_goes_to_the_runs_queue_not_dbos_own(project: Path) -> Non
 
     database = sqlite_url(project)
     run_id = _detach(project).stdout.strip()
-    cancelled = carlang("runs", "cancel", run_id, "--database", database, cwd=project)
-    assert cancelled.returncode == 0, cancelled.stderr
-    resumed = carlang("runs", "resume", run_id, "--database", database, cwd=project)
-    assert resumed.returncode == 0, resumed.stderr
+    cancel(database, run_id, project)
+    resumed = resume(database, run_id, project)
     client = DBOSClient(system_database_url=database)
     try:
         [status] = client.list_workflows(workflow_ids=[run_id])

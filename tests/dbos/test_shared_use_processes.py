@@ -18,14 +18,20 @@ from typing import Any
 import pytest
 
 from tests.dbos.support import (
+    DURABLE_RUN,
     NO_DBOS,
+    SHIP_NEEDS_APPROVAL,
+    approve,
     calls,
     carlang,
-    show,
+    runs_listed,
+    show_in,
     skip_without_sqlite,
     sqlite_url,
     start_carlang,
+    unserved_render,
     wait_for,
+    wait_for_approval,
     write_project,
 )
 
@@ -34,14 +40,13 @@ pytestmark = pytest.mark.slow
 
 skip_without_sqlite()
 
-PROGRAM = """\
-tool work(item: string)
+PROGRAM = (
+    SHIP_NEEDS_APPROVAL
+    + """\
 tool slow(item: string)
 tool render(n: int) {
   queue gpu
 }
-tool ship(env: "staging" | "prod")
-policy prod: require_approval ship when params.env == "prod"
 proposal waits {
   a = slow(item: "w")
 }
@@ -57,6 +62,7 @@ proposal quick {
   a = slow(item: "q")
 }
 """
+)
 
 #: Every call writes `<tool> <argument> <pid>` to calls.txt: which process made it.
 TOOLS = """\
@@ -92,23 +98,14 @@ def project(tmp_path: Path) -> Path:
     return write_project(tmp_path, PROGRAM, TOOLS)
 
 
-def _args(project: Path, proposal: str) -> list[str]:
-    return ["p.car", "--proposal", proposal, "--tools", "tools.py:TOOLS", "--backend", "dbos"] + [
-        "--database",
-        sqlite_url(project),
-    ]
-
-
-def _show(project: Path, run_id: str) -> dict[str, Any]:
-    return show(sqlite_url(project), run_id, project)
+def _run(project: Path, proposal: str) -> list[str]:
+    """The arguments of `carlang run` of `proposal` on the DBOS backend (the project's runs
+    database)."""
+    return [*DURABLE_RUN, "--proposal", proposal, "--database", sqlite_url(project)]
 
 
 def _runs(project: Path) -> list[dict[str, Any]]:
-    listed = carlang("runs", "list", "--json", "--database", sqlite_url(project), cwd=project)
-    if listed.returncode != 0:
-        return []
-    runs: list[dict[str, Any]] = json.loads(listed.stdout)
-    return runs
+    return runs_listed(sqlite_url(project), project)
 
 
 def _start(
@@ -127,42 +124,38 @@ def _worker(
 
 
 def test_a_foreground_run_never_takes_a_queued_run(project: Path) -> None:
-    queued = carlang("run", *_args(project, "waits"), "--detach", cwd=project)
+    queued = carlang(*_run(project, "waits"), "--detach", cwd=project)
     assert queued.returncode == 0, queued.stderr
     waiting = queued.stdout.strip()
     # Runs 4s, while its DBOS would poll every queue it listens to each second.
-    own = carlang("run", *_args(project, "quick"), "--format", "json", cwd=project)
+    own = carlang(*_run(project, "quick"), "--format", "json", cwd=project)
     assert own.returncode == 0, own.stderr
     run_id = json.loads(own.stdout)["run_id"]
     assert [c.rsplit(" ", 1)[0] for c in calls(project)] == ["slow q"]  # its own call only
-    other = _show(project, waiting)
+    other = show_in(project, waiting)
     assert (other["status"], other["worker"]) == ("ENQUEUED", None)  # still a worker's to take
-    assert _show(project, run_id)["worker"] == f"foreground-{run_id}"  # an id of its own
+    assert show_in(project, run_id)["worker"] == f"foreground-{run_id}"  # an id of its own
 
 
 def test_a_foreground_runs_call_on_a_tool_queue_waits_for_a_worker_of_that_queue(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
     database = sqlite_url(project)
-    foreground = _start(project, workers, ["run", *_args(project, "gpu")], "run.err")
+    foreground = _start(project, workers, _run(project, "gpu"), "run.err")
     wait_for(lambda: len(_runs(project)) == 1)
     run_id = _runs(project)[0]["run_id"]
-    said = (
-        f"run {run_id}: no worker serving gpu has been seen on {database} in the last 15s:"
-        f" its call of render (`r`) waits for one (start one with: carlang worker --database"
-        f" {database} --queue gpu)"
-    )
+    said = unserved_render(database, run_id)
     # The run's own process says it, once it has waited a while (10s).
     log = project / "run.err"
     wait_for(lambda: said in log.read_text().splitlines() or foreground.poll() is not None, 60)
     assert foreground.poll() is None, log.read_text()  # waiting, not running render itself
     # The submitter sees it too: `runs show` lists the call waiting on a queue nobody serves.
-    assert _show(project, run_id)["notices"] == [said]
+    assert show_in(project, run_id)["notices"] == [said]
     gpu = _worker(project, workers, "gpu.err", "--id", "g1", "--queue", "gpu")
     assert foreground.wait(timeout=90) == 0, (project / "run.err").read_text()
     callers = dict(line.rsplit(" ", 1) for line in calls(project))
     assert callers == {"work g": str(foreground.pid), "render 2": str(gpu.pid)}
-    assert _show(project, run_id)["notices"] == []
+    assert show_in(project, run_id)["notices"] == []
 
 
 def _beat_again(database: str, worker: str) -> None:
@@ -179,17 +172,17 @@ def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
     host = socket.gethostname()  # the default id (the processes run without DBOS__VMID)
-    queued = carlang("run", *_args(project, "release"), "--detach", cwd=project)
+    queued = carlang(*_run(project, "release"), "--detach", cwd=project)
     run_id = queued.stdout.strip()
     first = _worker(project, workers, "w1.err")  # no --id: the host's
-    wait_for(lambda: _show(project, run_id)["waiting_for_approval"])
-    assert _show(project, run_id)["worker"] == host
+    wait_for_approval(sqlite_url(project), run_id, project)
+    assert show_in(project, run_id)["worker"] == host
     first.send_signal(signal.SIGKILL)
     first.wait()
     # A foreground run starts, runs and ends: it recovers nothing of the worker's.
-    own = carlang("run", *_args(project, "quick"), "--format", "json", cwd=project)
+    own = carlang(*_run(project, "quick"), "--format", "json", cwd=project)
     assert own.returncode == 0, own.stderr
-    left = _show(project, run_id)
+    left = show_in(project, run_id)
     assert (left["status"], left["worker"]) == ("PENDING", host)
     # The worker started again on this machine has its id, and recovers its run (once the
     # killed one's heartbeat has stopped: it says it waits for that). The foreground run may
@@ -197,11 +190,10 @@ def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
     # as if it had been killed a moment ago.
     _beat_again(sqlite_url(project), host)
     again = _worker(project, workers, "w2.err")
-    wait_for(lambda: _show(project, run_id)["waiting_for_approval"], seconds=90)
+    wait_for_approval(sqlite_url(project), run_id, project, seconds=90)
     assert f"worker id {host} was seen on" in (project / "w2.err").read_text()
-    approved = carlang("approve", run_id, "s", "--database", sqlite_url(project), cwd=project)
-    assert approved.returncode == 0, approved.stderr
-    wait_for(lambda: _show(project, run_id)["status"] == "completed", seconds=60)
+    approve(sqlite_url(project), run_id, project)
+    wait_for(lambda: show_in(project, run_id)["status"] == "completed", seconds=60)
     marks = [line.rsplit(" ", 1) for line in calls(project)]
     assert [m[0] for m in marks] == ["work r", "slow q", "ship prod"]  # each once
     assert marks[2][1] == str(again.pid)

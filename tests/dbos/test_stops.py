@@ -18,10 +18,19 @@ from typing import Any
 import pytest
 
 from tests.dbos.support import (
+    DURABLE_RUN,
     NO_DBOS,
+    SHIP_NEEDS_APPROVAL,
+    approve,
     calls,
+    cancel,
     carlang,
+    ended,
+    event_log,
     exit_code,
+    marking_tools,
+    resume,
+    runs_listed,
     show,
     skip_without_sqlite,
     sqlite_url,
@@ -29,6 +38,7 @@ from tests.dbos.support import (
     start_worker,
     submit,
     wait_for,
+    wait_for_approval,
     write_project,
 )
 
@@ -37,15 +47,14 @@ pytestmark = pytest.mark.slow
 
 skip_without_sqlite()
 
-PROGRAM = """\
-tool work(item: string)
+PROGRAM = (
+    SHIP_NEEDS_APPROVAL
+    + """\
 tool slow(n: int)
-tool ship(env: "staging" | "prod")
 tool boom(how: string)
 tool gpu_boom(how: string) {
   queue gpu
 }
-policy prod: require_approval ship when params.env == "prod"
 proposal call {
   a = work(item: "a")
   s = slow(n: 1) after a
@@ -70,42 +79,9 @@ proposal plain {
   a = work(item: "plain")
 }
 """
+)
 
-TOOLS = """\
-import os, time
-
-HERE = os.path.dirname(__file__)
-
-def _mark(text):
-    with open(os.path.join(HERE, "calls.txt"), "a") as file:
-        file.write(text + "\\n")
-
-def work(item):
-    _mark("work " + item)
-    return item.upper()
-
-def slow(n):
-    _mark("start slow")
-    deadline = time.monotonic() + 60
-    while not os.path.exists(os.path.join(HERE, "release")) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    _mark("end slow")
-    return n + 1
-
-def ship(env):
-    _mark("ship " + env)
-    return "shipped " + env
-
-def boom(how):
-    _mark("boom " + how)
-    if os.path.exists(os.path.join(HERE, "fixed")):
-        return "fine"
-    if how == "kbd":
-        raise KeyboardInterrupt
-    raise SystemExit(3)
-
-TOOLS = {"work": work, "slow": slow, "ship": ship, "boom": boom, "gpu_boom": boom}
-"""
+TOOLS = marking_tools("work", "slow", "ship", "boom", "gpu_boom")
 
 
 @pytest.fixture
@@ -120,9 +96,8 @@ def _foreground(
     events in run.db; the process and the file its stderr goes to."""
     err = project / f"{proposal}.err"
     process = start_carlang(
-        "run", "p.car", "--proposal", proposal, "--tools", "tools.py:TOOLS", "--backend",
-        "dbos", "--database", sqlite_url(project), "--events", "run.db", *more,
-        cwd=project, started=started, log=err,
+        *DURABLE_RUN, "--proposal", proposal, "--database", sqlite_url(project), "--events",
+        "run.db", *more, cwd=project, started=started, log=err,
     )  # fmt: skip
     return process, err
 
@@ -139,36 +114,30 @@ def _run_id(err: Path) -> str:
 
 def _only_run(project: Path) -> str:
     """The id of the one run in the project's runs database."""
-    listed = carlang("runs", "list", "--json", "--database", sqlite_url(project), cwd=project)
-    [run] = json.loads(listed.stdout)
+    [run] = runs_listed(sqlite_url(project), project)
     run_id: str = run["run_id"]
     return run_id
 
 
 def _approve(project: Path, run_id: str) -> None:
-    database = sqlite_url(project)
-    wait_for(lambda: show(database, run_id, project)["waiting_for_approval"])
-    approved = carlang("approve", run_id, "s", "--database", database, cwd=project)
-    assert approved.returncode == 0, approved.stderr
+    """Approve the ship of run `run_id` of the project, once it waits for that."""
+    wait_for_approval(sqlite_url(project), run_id, project)
+    approve(sqlite_url(project), run_id, project)
 
 
 def _completed(project: Path, run_id: str) -> dict[str, Any]:
-    database = sqlite_url(project)
-    wait_for(lambda: show(database, run_id, project)["status"] in ("completed", "aborted"))
-    return show(database, run_id, project)
+    return ended(sqlite_url(project), run_id, project)
 
 
 def _events(project: Path, run_id: str) -> tuple[dict[str, Any], list[tuple[str, Any]]]:
     """The run's line of `carlang events run.db`, and its events (kind, action)."""
     runs = carlang("events", "run.db", "--format", "json", cwd=project)
     [summary] = [r for r in json.loads(runs.stdout) if r["run_id"] == run_id]
-    logged = carlang("events", "run.db", "--run", run_id, "--format", "json", cwd=project)
-    return summary, [(e["kind"], e.get("action_id")) for e in json.loads(logged.stdout)]
+    return summary, [(e["kind"], e.get("action_id")) for e in event_log(project, run_id)]
 
 
 def _resume(project: Path, run_id: str) -> None:
-    resumed = carlang("runs", "resume", run_id, "--database", sqlite_url(project), cwd=project)
-    assert resumed.returncode == 0, resumed.stderr
+    resume(sqlite_url(project), run_id, project)
 
 
 @pytest.mark.parametrize(
@@ -215,7 +184,7 @@ def test_a_run_of_a_worker_stopped_cleanly_is_logged_whole_by_the_worker_that_ta
     first = project / "w1.err"
     worker = start_worker(database, "--id", "w1", cwd=project, started=workers, log=first)
     run_id = submit(database, project, "--proposal", "approval", "--events", "run.db")
-    wait_for(lambda: show(database, run_id, project)["waiting_for_approval"])
+    wait_for_approval(database, run_id, project)
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=60)
     again = project / "w1-again.err"
@@ -231,20 +200,35 @@ def test_a_run_of_a_worker_stopped_cleanly_is_logged_whole_by_the_worker_that_ta
     assert "object at 0x" not in first.read_text() + again.read_text()
 
 
+def _interrupted_on_a_worker(
+    project: Path, started: list[subprocess.Popen[str]], *more: str
+) -> tuple[str, str]:
+    """A run submitted with `more` (its proposal) to a worker, w1, until the worker says it
+    was interrupted: its id, and what the worker said (its stderr)."""
+    err = project / "w1.err"
+    start_worker(sqlite_url(project), "--id", "w1", cwd=project, started=started, log=err)
+    stopped = submit(sqlite_url(project), project, *more)
+    wait_for(lambda: f"run {stopped} was interrupted" in err.read_text())
+    return stopped, err.read_text()
+
+
+def _plain_completes(project: Path) -> None:
+    """A plain run submitted now completes: the worker still serves."""
+    plain = submit(sqlite_url(project), project, "--proposal", "plain")
+    assert _completed(project, plain)["status"] == "completed"
+
+
 def test_a_tool_that_raises_keyboard_interrupt_stops_its_run_and_the_worker_goes_on(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
     database = sqlite_url(project)
-    err = project / "w1.err"
-    start_worker(database, "--id", "w1", cwd=project, started=workers, log=err)
-    stopped = submit(database, project, "--proposal", "kbd", "--events", "run.db")
-    wait_for(lambda: f"run {stopped} was interrupted" in err.read_text())
-    said = err.read_text()
+    stopped, said = _interrupted_on_a_worker(
+        project, workers, "--proposal", "kbd", "--events", "run.db"
+    )
     assert "the tool of `x` (boom) raised KeyboardInterrupt" in said
     assert f"carlang runs resume {stopped} --database {database}" in said
     assert "Traceback" not in said and "Event loop is closed" not in said
-    plain = submit(database, project, "--proposal", "plain")  # the worker still serves
-    assert _completed(project, plain)["status"] == "completed"
+    _plain_completes(project)
     assert show(database, stopped, project)["status"] == "PENDING"
     _, events = _events(project, stopped)
     assert ("action_failed", "x") in events
@@ -259,16 +243,10 @@ def test_a_tool_that_raises_keyboard_interrupt_stops_its_run_and_the_worker_goes
 def test_a_tool_on_a_queue_that_raises_keyboard_interrupt_stops_its_run_too(
     project: Path, workers: list[subprocess.Popen[str]]
 ) -> None:
-    database = sqlite_url(project)
-    err = project / "w1.err"
-    start_worker(database, "--id", "w1", cwd=project, started=workers, log=err)
-    stopped = submit(database, project, "--proposal", "queued")
-    wait_for(lambda: f"run {stopped} was interrupted" in err.read_text())
-    said = err.read_text()
+    _, said = _interrupted_on_a_worker(project, workers, "--proposal", "queued")
     assert "the tool of `x` (gpu_boom) raised KeyboardInterrupt" in said, said
     assert "Traceback" not in said
-    plain = submit(database, project, "--proposal", "plain")  # the worker still serves
-    assert _completed(project, plain)["status"] == "completed"
+    _plain_completes(project)
 
 
 def test_a_tool_that_raises_system_exit_in_the_foreground_says_so_and_exits(
@@ -317,8 +295,7 @@ def test_cancelling_a_foreground_run_ends_it_saying_how_to_resume(
     else:
         wait_for(lambda: _waiting_for_approval(err))
     run_id = _only_run(project)
-    cancelled = carlang("runs", "cancel", run_id, "--database", database, cwd=project)
-    assert cancelled.returncode == 0, cancelled.stderr
+    cancel(database, run_id, project)
     (project / "release").touch()  # (the call in flight ends)
     assert exit_code(process, err) == 1  # (it waited for ever, or was an internal error)
     said = err.read_text()
@@ -341,9 +318,8 @@ def test_a_run_cancelled_while_it_waits_for_an_approval_frees_its_workers_slot(
     options = ["--id", "w1", "--concurrency", "1"]
     start_worker(database, *options, cwd=project, started=workers, log=err)
     waiting = submit(database, project, "--proposal", "approval", "--approval-timeout", "600")
-    wait_for(lambda: show(database, waiting, project)["waiting_for_approval"])
-    cancelled = carlang("runs", "cancel", waiting, "--database", database, cwd=project)
-    assert cancelled.returncode == 0, cancelled.stderr
+    wait_for_approval(database, waiting, project)
+    cancel(database, waiting, project)
     plain = submit(database, project, "--proposal", "plain")
     # taken at once (well within the approval's 600 s; it waited for them)
     wait_for(lambda: show(database, plain, project)["status"] == "completed", seconds=30)

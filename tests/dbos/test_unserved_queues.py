@@ -11,37 +11,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.dbos.support import NO_DBOS, detach, show, start_worker, wait_for, write_project
+from tests.dbos.support import (
+    GPU_PROGRAM,
+    GPU_TOOLS,
+    NO_DBOS,
+    detach,
+    show,
+    start_worker,
+    unserved_at_detach,
+    unserved_render,
+    wait_for,
+    write_project,
+)
 
 pytest.importorskip("dbos", reason=NO_DBOS)
 pytestmark = pytest.mark.slow
 
-PROGRAM = """\
-tool work(item: string)
-tool render(n: int) {
-  queue gpu
-}
-tool idle(n: int) {
-  queue tpu
-}
-proposal p {
-  a = work(item: "a")
-  r = render(n: 2) after a
-}
-"""
+#: GPU_PROGRAM, and a tool bound to another queue, tpu, that its run never calls.
+PROGRAM = GPU_PROGRAM + "tool idle(n: int) {\n  queue tpu\n}\n"
 
-TOOLS = """\
-def work(item):
-    return item.upper()
-
-def render(n):
-    return n * 2
-
-def idle(n):
-    return n
-
-TOOLS = {"work": work, "render": render, "idle": idle}
-"""
+TOOLS = GPU_TOOLS + 'def idle(n):\n    return n\n\nTOOLS["idle"] = idle\n'
 
 
 @pytest.fixture
@@ -64,7 +53,6 @@ def test_a_detached_run_says_which_of_its_queues_no_worker_serves(
     from carlang_dbos import APP_VERSION, records
 
     database = postgres_database
-    start = f"start one with: carlang worker --database {database}"
     try:
         alone = detach(database, project)
         assert alone.returncode == 0, alone.stderr
@@ -72,10 +60,7 @@ def test_a_detached_run_says_which_of_its_queues_no_worker_serves(
         assert alone.stdout == f"{run_id}\n"  # stdout unchanged: the run id, what scripts read
         # The runs queue, and gpu (render's); not tpu: the run never calls idle.
         assert alone.stderr.splitlines() == [
-            f"note: no worker serving carlang_runs has been seen on {database} in the last 15s:"
-            f" run {run_id} waits for one ({start})",
-            f"note: no worker serving gpu has been seen on {database} in the last 15s:"
-            f" run {run_id}'s calls of render will wait for one ({start} --queue gpu)",
+            f"note: {notice}" for notice in unserved_at_detach(database, run_id)
         ]
         records.beat(database, "i1", "w1", ["carlang_runs"], APP_VERSION)  # of runs only
         runs_only = detach(database, project)
@@ -103,11 +88,7 @@ def test_a_run_whose_tool_waits_on_a_queue_no_worker_serves_says_so(
     submitted = detach(database, project)
     assert submitted.returncode == 0, submitted.stderr
     run_id = submitted.stdout.strip()
-    said = (
-        f"run {run_id}: no worker serving gpu has been seen on {database} in the last 15s:"
-        f" its call of render (`r`) waits for one (start one with: carlang worker --database"
-        f" {database} --queue gpu)"
-    )
+    said = unserved_render(database, run_id)
     wait_for(lambda: said in log.read_text().splitlines(), seconds=90)
     assert show(database, run_id, project)["status"] == "PENDING"  # waiting on gpu
     _worker(database, project, workers, "g1", "gpu")
