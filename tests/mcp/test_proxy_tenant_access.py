@@ -71,3 +71,57 @@ def test_a_client_session_is_its_tenants_alone(proxy: PolicyProxy) -> None:
     assert proxy.runtime.session_problem(client.session, "acme") is None
     untenanted = proxy.client(object())
     assert untenanted.scope == {"mcp_session": untenanted.session}
+
+
+def test_a_servers_secrets_are_its_credentials_not_its_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from carlang_runtime.ir import McpServer
+    from carlang_runtime.mcp.client import server_secrets
+
+    monkeypatch.setenv("SRV_TOKEN", "tok-from-env-123456")
+    server = McpServer(
+        name="s",
+        url="http://127.0.0.1:9/mcp",
+        env={
+            "NODE_ENV": "production",
+            "API_KEY": "literal-key-123456",
+            "DATABASE": "postgres://u:db-pass-123456@h/db",
+            "FROM_ENV": "${SRV_TOKEN}",
+        },
+        headers={"Authorization": "Bearer ${SRV_TOKEN}"},
+    )
+    found = set(server_secrets(server))
+    assert {"literal-key-123456", "db-pass-123456", "tok-from-env-123456"} <= found
+    assert "Bearer tok-from-env-123456" in found
+    assert "production" not in found
+
+
+def test_a_secret_the_host_keeps_out_is_in_no_record_of_a_run(tmp_path: Path) -> None:
+    from carlang_runtime.engine import EventLog, JsonlSink
+    from carlang_runtime.ir import ActionProposal
+
+    log = tmp_path / "run.jsonl"
+    runtime = Runtime(events=EventLog([JsonlSink(log)]))
+    runtime.register_tool("echo", lambda text: f"said {text}")
+    runtime.keep_out(["host-token-987654"])
+    proposal = ActionProposal.model_validate(
+        {
+            "id": "p",
+            "actions": [
+                {"id": "a", "type": "tool_call", "tool": "echo", "parameters": {"text": "x"}},
+                {
+                    "id": "b",
+                    "type": "tool_call",
+                    "tool": "echo",
+                    "parameters": {"text": "tok host-token-987654"},
+                },
+            ],
+        }
+    )
+    result = runtime.execute(proposal)
+    assert "host-token" not in result.model_dump_json()
+    runtime.close()
+    logged = log.read_text()
+    assert "host-token" not in logged and "tok [REDACTED]" in logged
+    assert "said x" in result.model_dump_json()  # (the rest as it is)

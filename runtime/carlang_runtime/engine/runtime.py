@@ -199,6 +199,8 @@ class Runtime:
         #: (a tool keeping its token): later runs, which do not have them as parameters, keep
         #: them out of what they write down, their state snapshots first (`scrubber`).
         self._state_secrets: dict[str | None, list[Any]] = {}
+        #: Secrets the host knows of (`keep_out`): kept out of every run's records.
+        self._host_secrets: list[Any] = []
         self._sessions: dict[str, _Session] = {}
         self._run_history: dict[str, list[dict[str, Any]]] = {}
         self._buckets: dict[str, TokenBucket] = {}
@@ -600,6 +602,7 @@ class Runtime:
             and not (self.durable and policies)
             and not held
             and not earlier
+            and not self._host_secrets
         ):
             return None
         values = self._kept_out(proposal, policies if self.durable else ())
@@ -608,8 +611,16 @@ class Runtime:
         values.extend(earlier)
         if held:
             values.extend(self.state_secrets(tenant))
+        values.extend(self._host_secrets)
         scrubber = Scrubber(values)
         return scrubber if scrubber else None
+
+    def keep_out(self, values: Iterable[Any]) -> None:
+        """Secrets the host knows of, whatever a run's actions say (a proxy's bearer tokens, its
+        MCP servers' credentials): kept out of everything every run writes down or hands back
+        (events, results, approval requests, messages), wherever they occur, as the value of
+        a secret parameter is: a client that sends one as an argument does not get it logged."""
+        _remember_distinct(self._host_secrets, values)
 
     def remember_state_secrets(self, tenant: str | None, values: Iterable[Any]) -> None:
         """Secret values a run wrote into the state of `tenant`: kept out of what later runs
@@ -666,6 +677,7 @@ class Runtime:
         policies = self.policy_sets(session)
         values = [v for proposal in proposals for v in self._kept_out(proposal, policies)]
         values += self.state_secrets(tenant)
+        values += self._host_secrets
         scrubber = Scrubber(values)
         return dict(scrubber.value(shown)) if scrubber else shown
 

@@ -36,6 +36,7 @@ __all__ = [
     "McpError",
     "McpProtocolError",
     "header_problems",
+    "server_secrets",
     "written_out_credential",
 ]
 
@@ -259,18 +260,8 @@ class McpClient:
         #: variable that is not set), with the URL's credentials: sent on every request
         headers, self._unset_in_headers, taken_in_headers = expand_references(server.headers)
         self._headers = {**auth, **headers}
-        #: what a message may not show: the URL's password and credential query values, the
-        #: server's env and header values (as declared, as taken, and each variable taken on
-        #: its own), the values of its credential options (`--token X`)
-        self._scrubber = Scrubber(
-            [
-                *_secrets_of(server),
-                *self._env.values(),
-                *taken,
-                *headers.values(),
-                *taken_in_headers,
-            ]
-        )
+        #: what a message may not show (`server_secrets`)
+        self._scrubber = Scrubber(server_secrets(server))
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_reader: threading.Thread | None = None
         self._stderr_forwarder: threading.Thread | None = None
@@ -779,13 +770,35 @@ def _hashable(value: Any) -> bool:
     return isinstance(value, str | int | float) or value is None
 
 
+def server_secrets(server: McpServer) -> list[str]:
+    """What nothing carlang shows or writes down may hold of `server`'s configuration, though
+    the server, or a client, may repeat it: every value taken from carlang's environment (a
+    `${NAME}` of its env or headers: the variable's value on its own and the value it makes,
+    `Bearer <token>`), its headers' values, its env values named for a credential (`API_KEY`,
+    `GITHUB_TOKEN`), the password and credential query values of its URL or of a URL among its
+    env values or arguments, and the values of its options named for a credential
+    (`--api-key X`, `--token=X`). A plain setting (`NODE_ENV: "production"`) is none of them:
+    it stays as it is wherever it occurs."""
+    env, _, taken = expand_references(server.env)
+    headers, _, taken_in_headers = expand_references(server.headers)
+    credentials = [value for name, value in env.items() if _CREDENTIAL_HEADER.fullmatch(name)]
+    found = [*_secrets_of(server), *credentials, *taken, *headers.values(), *taken_in_headers]
+    # (a value still holding a `${NAME}`, as declared or left unset, names a secret, and is
+    # none: a message saying which variable is missing shows it)
+    return [v for v in dict.fromkeys(found) if v and not expand_references({"": v}, {})[1]]
+
+
 def _secrets_of(server: McpServer) -> list[str]:
-    """What a message about `server` may not show, though the server may echo it (on its
-    standard error, in an error): its URL's password and the values of query parameters named
-    for a credential, its environment's values, the values of its options named for one
-    (`--api-key X`, `--token=X`), and the same in any URL among its arguments; its headers'
-    values as declared."""
-    found: list[str] = [*server.env.values(), *server.headers.values()]
+    """The secrets of `server` as declared (see `server_secrets`): its URL's password and the
+    values of query parameters named for a credential, its env values named for a credential,
+    the values of its options named for one (`--api-key X`, `--token=X`), and the same in any
+    URL among its arguments or env values; its headers' values."""
+    found: list[str] = [*server.headers.values()]
+    for name, value in server.env.items():
+        if _CREDENTIAL_HEADER.fullmatch(name):
+            found.append(value)
+        if "://" in value:
+            found.extend(_url_secrets(value))
     args = list(server.args)
     for index, arg in enumerate(args):
         option, equals, value = arg.partition("=")

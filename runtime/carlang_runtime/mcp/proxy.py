@@ -60,6 +60,7 @@ from ..jsonvalue import not_json
 from ..paramcheck import json_type_name
 from ..policy import RUNNING, history_entry
 from ..suggest import with_article
+from .client import server_secrets
 from .provider import McpSessions
 
 __all__ = [
@@ -255,6 +256,8 @@ class PolicyProxy:
         self.max_sessions = max_sessions
         self.stderr = stderr
         self.servers = {server.name: server for server in program.mcp_servers}
+        # (a client may send a server's token as an argument: it is not logged either)
+        runtime.keep_out(v for server in program.mcp_servers for v in server_secrets(server))
         #: The servers carlang starts (a command), a process per client session each.
         self._started_here = {n for n, server in self.servers.items() if server.command}
         self.tools: dict[str, ToolSchema] = {}
@@ -1270,6 +1273,8 @@ def serve_http(
     )
     guard = TransportSecurityMiddleware(security)
     token = access.token
+    # (a client may send a token as an argument, its own or another tenant's: never logged)
+    proxy.runtime.keep_out([*([token] if token else []), *(t for _, t in access.tenants)])
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
