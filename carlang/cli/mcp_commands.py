@@ -201,7 +201,7 @@ def proxy_command(
         typer.Option(
             "--host",
             help="The address to listen on over HTTP. Another than this machine's own (like"
-            " 0.0.0.0) needs --token-env, or --insecure.",
+            " 0.0.0.0) needs --token-env or --tenant-token, or --insecure.",
         ),
     ] = "127.0.0.1",
     allow_host: Annotated[
@@ -307,16 +307,16 @@ def proxy_command(
 
     if transport is Transport.stdio:
         given = {
-            "--allow-host": allow_host,
-            "--allow-origin": allow_origin,
-            "--token-env": token_env,
-            "--tenant-token": tenant_token,
-            "--insecure": insecure,
-            "--host": host != "127.0.0.1",
+            "--allow-host": (allow_host, "stdio has no hosts or origins"),
+            "--allow-origin": (allow_origin, "stdio has no hosts or origins"),
+            "--token-env": (token_env, _STDIO_CLIENT),
+            "--tenant-token": (tenant_token, _STDIO_CLIENT),
+            "--insecure": (insecure, "stdio listens on no address"),
+            "--host": (host != "127.0.0.1", "stdio listens on no address"),
         }
-        for option, value in given.items():
+        for option, (value, why) in given.items():
             if value:
-                fail_usage(f"{option} is for --transport http (stdio has no hosts or origins)")
+                fail_usage(f"{option} is for --transport http ({why})")
         limits = {"--max-sessions": max_sessions, "--idle-timeout": idle_timeout}
         for option, limit in limits.items():
             if limit is not None:
@@ -325,6 +325,11 @@ def proxy_command(
         fail_usage(f"--budget-per {budget_per.value} says what spends a budget: give --budget")
     token = _token("--token-env", token_env)
     tenants = _tenant_tokens(tenant_token or [])
+    if insecure and (token is not None or tenants):
+        fail_usage(
+            "--insecure is for listening with no token; with --token-env or --tenant-token every"
+            " request needs one: drop --insecure"
+        )
     program = load_program(file, root)
     capability = chosen_capability(file, root, capability, program)
     if not program.mcp_servers:
@@ -335,6 +340,7 @@ def proxy_command(
             " (choose some with --capability NAME, or `capability` in carlang.toml)"
         )
     _warn_missing_commands(program)
+    _warn_unset_variables(program)
     log = _event_log(events)
     log.keep = False  # a gateway runs for days: events go to --events, not to memory
     with _stopped_as_by_ctrl_c() as caught:
@@ -540,7 +546,15 @@ def _listen(
             fail_usage(
                 f"--host {host}: other machines can reach this address, and anyone who does"
                 " could call the tools; require a token with --token-env VAR (the value of"
-                " environment variable VAR), or accept that with --insecure"
+                " environment variable VAR) or one per tenant with --tenant-token TENANT=VAR,"
+                " or accept that with --insecure"
+            )
+        short = [t for t in (one, *tenants.values()) if t is not None and len(t) < _SHORT_TOKEN]
+        if short:
+            echo_err(
+                f"warning: a token of fewer than {_SHORT_TOKEN} characters on {host}, which other"
+                " machines reach, can be guessed: use a long random one (like `openssl rand -hex"
+                " 32`)"
             )
         if not secured:
             echo_err(
@@ -553,6 +567,41 @@ def _listen(
                 " add --allow-host NAME for the name or address they use"
             )
     return listener, access_at(bound)
+
+
+#: Why a bearer token means nothing over stdio.
+_STDIO_CLIENT = "over stdio the one client is the process that started the proxy: no token"
+#: Fewer characters than this, a token on an address other machines reach is warned about.
+_SHORT_TOKEN = 16
+
+
+def _warn_unset_variables(program: Any) -> None:
+    """Say at start-up which MCP servers' `env` or `headers` name a variable carlang's
+    environment does not have, or has empty: the gateway would start, and fail every call of
+    their tools (or send an empty token). An MCP client starts its servers, this proxy among
+    them, with a small environment of its own: its configuration's `env` must pass them."""
+    from carlang_runtime.environment import expand_references
+
+    for server in program.mcp_servers:
+        for part, values in (("env", server.env), ("headers", server.headers)):
+            names = expand_references(values, {})[1]
+            unset = [name for name in names if name not in os.environ]
+            empty = [name for name in names if os.environ.get(name, "x").strip() == ""]
+            for found, what, consequence in (
+                (
+                    unset,
+                    "which carlang's environment does not have",
+                    "every call of its tools will fail until it is set",
+                ),
+                (empty, "which is empty here", "its tools' calls go without a value"),
+            ):
+                if found:
+                    listed = ", ".join(f"${{{name}}}" for name in found)
+                    echo_err(
+                        f"warning: mcp_server `{server.name}`: its {part} name {listed}, {what}:"
+                        f" {consequence} (an MCP client that starts this proxy passes only the"
+                        " variables its configuration's `env` names)"
+                    )
 
 
 def _warn_missing_commands(program: Any) -> None:

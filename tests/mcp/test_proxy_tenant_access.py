@@ -30,6 +30,11 @@ capability agent { tools allow there.add }
         ({"acme": "a"}, "b", "not both"),
         ({"": "a"}, None, "a tenant must be a non-empty string"),
         ({"acme": ""}, None, "tenant 'acme' has an empty token"),
+        ({"ac me": "a-long-token-123456"}, None, "a tenant's name is letters, digits"),
+        ({'acme"x': "a-long-token-123456"}, None, "a tenant's name is letters, digits"),
+        ({"acme": "line\nbreak-token"}, None, "the token of tenant 'acme' holds a space"),
+        ({"acme": "tökéntökéntökén"}, None, "which a client cannot send"),
+        ({}, "one two", "the token holds a space"),
     ],
 )
 def test_tokens_per_tenant_that_cannot_be_are_refused(
@@ -125,3 +130,40 @@ def test_a_secret_the_host_keeps_out_is_in_no_record_of_a_run(tmp_path: Path) ->
     logged = log.read_text()
     assert "host-token" not in logged and "tok [REDACTED]" in logged
     assert "said x" in result.model_dump_json()  # (the rest as it is)
+
+
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        (None, "its headers name ${GW_TOKEN}, which carlang's environment does not have"),
+        ("", "its headers name ${GW_TOKEN}, which is empty here"),
+        ("set-and-long-enough", None),
+    ],
+)
+def test_the_proxy_says_at_start_which_variables_its_servers_lack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: str | None, said: str | None
+) -> None:
+    """An MCP client starts the proxy with a small environment of its own: a token variable
+    the user exported in a shell is not there, and every call would fail (or go without it)."""
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    program = tmp_path / "gw.car"
+    program.write_text(
+        PROGRAM.replace(
+            '  url "http://127.0.0.1:9/mcp"\n',
+            '  url "http://127.0.0.1:9/mcp"\n  headers { "Authorization": "Bearer ${GW_TOKEN}" }\n',
+        )
+    )
+    if value is None:
+        monkeypatch.delenv("GW_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("GW_TOKEN", value)
+    # (over stdio, with no client: the proxy stops at once, its input being empty)
+    result = CliRunner().invoke(app, ["mcp", "proxy", str(program), "--capability", "agent"])
+    assert result.exit_code == 0, result.output
+    if said is None:
+        assert "GW_TOKEN" not in result.stderr
+    else:
+        assert said in result.stderr and "its configuration's `env`" in result.stderr

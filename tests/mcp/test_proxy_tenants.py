@@ -190,7 +190,8 @@ def test_tenant_tokens_are_checked_before_the_proxy_starts(
         ("--tenant-token", "acme=ACME_TOKEN", "--tenant-token", "globex=SAME"): "same token",
         ("--tenant-token", "acme=ACME_TOKEN", "--tenant-token", "acme=SAME"): "acme twice",
         ("--tenant-token", "acme=ACME_TOKEN", "--token-env", "ACME_TOKEN"): "not both",
-        ("--tenant-token", "acme=ACME_TOKEN", "--transport", "stdio"): "is for --transport http",
+        ("--tenant-token", "acme=ACME_TOKEN", "--transport", "stdio"): "the one client is",
+        ("--tenant-token", "acme=ACME_TOKEN", "--insecure"): "drop --insecure",
     }
     for options, expected in cases.items():
         answer = run_carlang(*base, *options, cwd=tmp_path, timeout=60)

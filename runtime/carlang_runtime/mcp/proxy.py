@@ -36,6 +36,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import select
 import socket
 import stat
@@ -1097,11 +1098,19 @@ def _tenant_tokens(tenants: Mapping[str, str], token: str | None) -> tuple[tuple
             "give one token for every client or a token per tenant, not both: with tenants,"
             " every client uses its tenant's token"
         )
+    if token is not None:
+        _check_token("the token", token)
     owners: dict[str, str] = {}
     for tenant, secret in tenants.items():
         check_tenant(tenant)
+        if not _TENANT_NAME.fullmatch(tenant):
+            raise CarlangRuntimeError(
+                f"tenant {tenant!r}: a tenant's name is letters, digits and . _ - : @ (it is"
+                " what policies see as scope.tenant and the event log names)"
+            )
         if not secret:
             raise CarlangRuntimeError(f"tenant '{tenant}' has an empty token: give it one")
+        _check_token(f"the token of tenant '{tenant}'", secret)
         if secret in owners:
             raise CarlangRuntimeError(
                 f"tenants '{owners[secret]}' and '{tenant}' have the same token: a token must"
@@ -1117,6 +1126,22 @@ def _header(scope: Any, wanted: bytes) -> bytes | None:
         if name.lower() == wanted:
             return bytes(value)
     return None
+
+
+#: A tenant's name: what policies read as `scope.tenant` and logs show, plainly.
+_TENANT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*")
+#: What a bearer token may hold: visible ASCII (a header carries nothing else as it is).
+_TOKEN_TEXT = re.compile(r"[\x21-\x7e]+")
+
+
+def _check_token(what: str, token: str) -> None:
+    """Refuse a token no client could send in `Authorization: Bearer <token>`."""
+    if not _TOKEN_TEXT.fullmatch(token):
+        raise CarlangRuntimeError(
+            f"{what} holds a space, a control character or a non-ASCII one, which a client"
+            " cannot send in an Authorization header: use visible ASCII (like `openssl rand"
+            " -hex 32`)"
+        )
 
 
 def _authorized(scope: Any, token: str) -> bool:
