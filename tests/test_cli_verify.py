@@ -198,14 +198,29 @@ def test_simulate_and_optimize(tmp_path: Path) -> None:
         )
     )
     result = runner.invoke(app, ["simulate", path])
-    assert result.exit_code == 0 and result.output.splitlines() == ["j: [1]"]
+    assert result.exit_code == 0 and result.stdout.splitlines() == ["j: [1]"]
+    # as CAR's, it answers for a proposal that does not verify, and says so on stderr
+    assert result.stderr.splitlines() == [
+        "warning: the proposal does not verify (1 error(s)): its blocked actions are skipped,"
+        " their effects not applied",
+        "  a: state dependency 'ghost' not available at this point  [CL0402]",
+    ]
     result = runner.invoke(
         app, ["simulate", path, "--state", str(write(tmp_path, "s.json", {"ghost": 0}))]
     )
-    assert result.output.splitlines() == ["ghost: 0", "j: [1]", "k: 1"]
+    assert result.stdout.splitlines() == ["ghost: 0", "j: [1]", "k: 1"]
+    assert result.stderr == ""  # (it verifies from that state)
     result = runner.invoke(app, ["optimize", path])
     assert result.exit_code == 0
-    assert json.loads(result.output)["actions"][0]["state_dependencies"] == []
+    assert json.loads(result.stdout)["actions"][0]["state_dependencies"] == []
+    assert result.stderr == ""  # (the optimized proposal verifies: its phantom read is gone)
+    cycle = {"actions": [{"id": "c", "type": "tool_call", "tool": "t", "depends_on": ["c"]}]}
+    result = runner.invoke(app, ["optimize", str(write(tmp_path, "c.json", cycle))])
+    assert result.exit_code == 0 and json.loads(result.stdout)["actions"][0]["id"] == "c"
+    assert result.stderr.splitlines() == [
+        "warning: the proposal does not verify (1 error(s)): the runtime would not run it",
+        "  c: dependency cycle: c -> c  [CL0303]",
+    ]
 
 
 def test_schema_and_codes_commands() -> None:

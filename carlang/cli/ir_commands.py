@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from .common import echo, fail_usage, guarded
+from .common import echo, echo_err, fail_usage, guarded
 from .inputs import load_file, load_state_option
 from .verifying import TextOrJson, run_verify
 
@@ -96,6 +96,7 @@ def simulate_command(
 
     loaded = load_file(proposal, load_proposal, "proposal")
     initial = load_state_option(state) if state is not None else None
+    _warn_unverified(loaded, initial, "its blocked actions are skipped, their effects not applied")
     final = simulate(loaded, initial)
     if output is TextOrJson.json:
         echo(json.dumps(final, indent=2, sort_keys=True))
@@ -110,7 +111,29 @@ def optimize_command(proposal: ProposalArg) -> None:
     from carlang_runtime.ir import load_proposal
     from carlang_runtime.verify import optimize
 
-    echo(optimize(load_file(proposal, load_proposal, "proposal")).model_dump_json(indent=2))
+    optimized = optimize(load_file(proposal, load_proposal, "proposal"))
+    _warn_unverified(optimized, None, "the runtime would not run it")
+    echo(optimized.model_dump_json(indent=2))
+
+
+#: How many of a proposal's errors `_warn_unverified` lists.
+_ERRORS_SHOWN = 5
+
+
+def _warn_unverified(proposal: Any, state: dict[str, Any] | None, consequence: str) -> None:
+    """Say on stderr when `proposal` does not verify (from `state`), with its first errors:
+    `simulate` and `optimize` answer for it all the same, as CAR's do, and a user should not
+    take that answer for a plan that runs."""
+    from carlang_runtime.verify import verify
+
+    errors = [i for i in verify(proposal, state).issues if i.severity == "error"]
+    if not errors:
+        return
+    echo_err(f"warning: the proposal does not verify ({len(errors)} error(s)): {consequence}")
+    for issue in errors[:_ERRORS_SHOWN]:
+        echo_err(f"  {issue.action_id}: {issue.message}  [{issue.code}]")
+    if len(errors) > _ERRORS_SHOWN:
+        echo_err(f"  ... and {len(errors) - _ERRORS_SHOWN} more: `carlang verify` lists them all")
 
 
 class SchemaName(StrEnum):
