@@ -772,14 +772,26 @@ def _short(value: Any) -> str:
 @guarded
 def events_command(
     log: Annotated[Path, typer.Argument(help="An event log: run.db (SQLite) or run.jsonl.")],
+    run_given: Annotated[
+        str | None, typer.Argument(metavar="[RUN]", help="Only this run (as --run).")
+    ] = None,
     run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="Only events of this kind.")] = None,
     action: Annotated[str | None, typer.Option("--action", help="Only this action's.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", help="Only the runs of this tenant (scope.tenant).")
+    ] = None,
     output: Annotated[RunFormat, typer.Option("--format", help="Output format.")] = RunFormat.text,
 ) -> None:
     """List the runs in an event log, or the events of one run (filtered by kind and action).
-    --run takes a run id or a unique prefix of one; --kind must be a kind of event."""
+    RUN (or --run) takes a run id or a unique prefix of one; --kind must be a kind of event;
+    --tenant keeps the runs whose scope names that tenant."""
+    if run_given is not None and run is not None and run_given != run:
+        fail_usage(f"two runs given, {run_given} and --run {run}: give one")
+    run = run if run is not None else run_given
     records = read_log(log)
+    if tenant is not None:
+        records = _tenant_records(records, tenant, log)
     if run is not None:
         run = resolve_run_id(records, run, log)
     if kind is not None:
@@ -805,6 +817,24 @@ def events_command(
         where = record.get("action_id") or record.get("proposal_id") or ""
         echo(f"{record['timestamp']}  {record['kind']:<26} {where:<16} {detail}".rstrip())
     echo(plural(len(chosen), "event"))
+
+
+def _tenant_records(records: list[dict[str, Any]], tenant: str, log: Path) -> list[dict[str, Any]]:
+    """The records of the runs whose `run_started` scope names `tenant`; a usage error, with
+    the tenants the log has, when there is none."""
+    tenants: dict[str, Any] = {}
+    for record in records:
+        if record.get("kind") == "run_started" and record.get("trace_id"):
+            scope = (record.get("data") or {}).get("scope")
+            tenants[str(record["trace_id"])] = (
+                scope.get("tenant") if isinstance(scope, dict) else None
+            )
+    runs = {run_id for run_id, named in tenants.items() if named == tenant}
+    if not runs:
+        known = sorted({str(t) for t in tenants.values() if t is not None})
+        listed = ", ".join(known) if known else "none: its runs have no tenant"
+        fail_usage(f"no run of tenant `{tenant}` in {log} (tenants: {listed})")
+    return [r for r in records if r.get("trace_id") in runs]
 
 
 def resolve_run_id(records: list[dict[str, Any]], given: str, log: Path) -> str:

@@ -1,0 +1,57 @@
+"""`carlang events LOG [RUN] --tenant T`: the runs of one tenant (a gateway's log holds many),
+and the run given as an argument as well as by --run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from carlang_runtime import ir
+from carlang_runtime.engine import EventLog, JsonlSink, Runtime
+from typer.testing import CliRunner
+
+from carlang.cli import app
+
+runner = CliRunner()
+
+
+def _log(tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A log of three runs: one of tenant acme, one of globex, one with no tenant; their ids."""
+    log = tmp_path / "run.jsonl"
+    runtime = Runtime(events=EventLog([JsonlSink(log)]))
+    runtime.register_tool("t", lambda: "ok")
+    ids = {}
+    try:
+        for who in ("acme", "globex", None):
+            proposal = ir.ActionProposal(
+                id=f"p-{who}", actions=[ir.Action(id="a", type="tool_call", tool="t")]
+            )
+            runtime.execute(proposal, scope={"tenant": who} if who else {})
+            ids[str(who)] = runtime.events.query("run_started")[-1].run_id
+    finally:
+        runtime.close()
+    return log, ids
+
+
+def test_tenant_keeps_the_runs_of_one_tenant(tmp_path: Path) -> None:
+    log, ids = _log(tmp_path)
+    listed = runner.invoke(app, ["events", str(log), "--tenant", "acme"])
+    assert listed.exit_code == 0, listed.output
+    assert ids["acme"] in listed.stdout and ids["globex"] not in listed.stdout
+    assert listed.stdout.rstrip().endswith("1 run")
+    events = runner.invoke(app, ["events", str(log), "--tenant", "globex", "--kind", "run_started"])
+    assert events.exit_code == 0 and events.stdout.rstrip().endswith("1 event"), events.output
+    unknown = runner.invoke(app, ["events", str(log), "--tenant", "initech"])
+    assert unknown.exit_code == 2
+    assert "no run of tenant `initech`" in unknown.stderr and "acme, globex" in unknown.stderr
+    other = runner.invoke(app, ["events", str(log), ids["acme"], "--tenant", "globex"])
+    assert other.exit_code == 2 and f"no run `{ids['acme']}`" in other.stderr
+
+
+def test_the_run_may_be_given_as_an_argument(tmp_path: Path) -> None:
+    log, ids = _log(tmp_path)
+    by_argument = runner.invoke(app, ["events", str(log), ids["acme"][:8]])
+    by_option = runner.invoke(app, ["events", str(log), "--run", ids["acme"][:8]])
+    assert by_argument.exit_code == 0 and by_argument.stdout == by_option.stdout
+    assert "run_started" in by_argument.stdout
+    both = runner.invoke(app, ["events", str(log), ids["acme"], "--run", ids["globex"]])
+    assert both.exit_code == 2 and "give one" in both.stderr
