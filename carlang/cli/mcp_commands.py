@@ -340,7 +340,7 @@ def proxy_command(
             " (choose some with --capability NAME, or `capability` in carlang.toml)"
         )
     _warn_missing_commands(program)
-    _warn_unset_variables(program)
+    _warn_unset_variables(program, started_by_client=transport is Transport.stdio)
     log = _event_log(events)
     log.keep = False  # a gateway runs for days: events go to --events, not to memory
     with _stopped_as_by_ctrl_c() as caught:
@@ -575,12 +575,20 @@ _STDIO_CLIENT = "over stdio the one client is the process that started the proxy
 _SHORT_TOKEN = 16
 
 
-def _warn_unset_variables(program: Any) -> None:
+def _warn_unset_variables(program: Any, *, started_by_client: bool) -> None:
     """Say at start-up which MCP servers' `env` or `headers` name a variable carlang's
     environment does not have, or has empty: the gateway would start, and fail every call of
     their tools (or send an empty token). An MCP client starts its servers, this proxy among
-    them, with a small environment of its own: its configuration's `env` must pass them."""
+    them over stdio (`started_by_client`), with a small environment of its own: its
+    configuration's `env` must pass them."""
     from carlang_runtime.environment import expand_references
+
+    why = (
+        " (an MCP client that starts this proxy passes only the variables its configuration's"
+        " `env` names)"
+        if started_by_client
+        else ""
+    )
 
     for server in program.mcp_servers:
         for part, values in (("env", server.env), ("headers", server.headers)):
@@ -599,8 +607,7 @@ def _warn_unset_variables(program: Any) -> None:
                     listed = ", ".join(f"${{{name}}}" for name in found)
                     echo_err(
                         f"warning: mcp_server `{server.name}`: its {part} name {listed}, {what}:"
-                        f" {consequence} (an MCP client that starts this proxy passes only the"
-                        " variables its configuration's `env` names)"
+                        f" {consequence}{why}"
                     )
 
 

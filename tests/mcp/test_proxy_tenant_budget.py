@@ -94,3 +94,35 @@ def test_replay_counts_a_tenants_budget_over_its_sessions(tmp_path: Path) -> Non
     # acme's second call (another session) is past a budget of one; globex's first is not
     assert "allow -> deny: 1 of 3" in tighter.output, tighter.output
     assert "budget 'two' is spent: 1 tool calls per tenant" in tighter.output
+
+
+def test_replay_keeps_apart_the_budgets_of_two_proxies_appending_to_one_log(
+    tmp_path: Path,
+) -> None:
+    """A proxy restarted (or two of them) keeps each tenant's budget afresh: replay of the
+    log they append to counts each proxy's apart, and decides as they did."""
+    log = tmp_path / "run.jsonl"
+    for _ in range(2):  # (each proxy: two calls of acme, its budget of two spent)
+        said = _calls(log, "tenant", [("a1", "acme"), ("a2", "acme")])
+        assert not any(SPENT in text for text in said), said
+    program = tmp_path / "p.car"
+    program.write_text(PROGRAM)
+    same = CliRunner().invoke(app, ["replay", str(log), "--program", str(program)])
+    assert same.exit_code == 0, same.output
+
+
+def test_with_no_tenants_every_client_spends_the_proxys_one_budget() -> None:
+    said = _calls(None, "tenant", [("n1", "-"), ("n2", "-"), ("n3", "-")])
+    assert "budget 'two' is spent: 2 tool calls per proxy" in said[2], said
+    assert not any("spent" in text for text in said[:2]), said
+
+
+def test_a_tenanted_proxy_refuses_a_call_whose_tenant_it_cannot_tell() -> None:
+    compiled = compile_text(PROGRAM)
+    assert compiled.program is not None
+    runtime = Runtime.from_program(compiled.program)
+    proxy = PolicyProxy(compiled.program, runtime, capability="agent")
+    proxy.tenanted = True  # (as serve_http marks it, given a token per tenant)
+    with pytest.raises(CarlangRuntimeError, match="tenant cannot be told"):
+        asyncio.run(proxy.call_tool(object(), "there.add", {"a": 1}, None))
+    runtime.close()

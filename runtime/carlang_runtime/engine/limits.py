@@ -16,6 +16,8 @@ __all__ = [
     "CacheStats",
     "SessionBudget",
     "BUDGET_SCOPE",
+    "BUDGET_OWNER",
+    "BUDGET_SCOPES",
     "session_budget_context",
     "call_key",
 ]
@@ -25,6 +27,10 @@ __all__ = [
 #: its own, and the budget counts them all; "tenant" when every session of its tenant spends
 #: one budget (the proxy's `--budget-per tenant`). The event log keeps it; replay counts so.
 BUDGET_SCOPE = "carlang.budget_scope"
+
+#: The key a proposal's `context` holds, beside `BUDGET_SCOPE` "tenant", naming what keeps the
+#: tenant's budget (a proxy's id): replay counts each one's apart, as each kept its own.
+BUDGET_OWNER = "carlang.budget_owner"
 
 #: What a `SessionBudget` may be spent over: a session's calls, or a tenant's (every session
 #: of one tenant; with no tenant, every session of the shared state).

@@ -43,6 +43,7 @@ import stat
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -50,7 +51,12 @@ from urllib.parse import urlsplit
 
 from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, visible_tools
 from ..engine.approval import Approval, ApprovalRequest
-from ..engine.limits import BUDGET_SCOPES, SessionBudget, session_budget_context
+from ..engine.limits import (
+    BUDGET_OWNER,
+    BUDGET_SCOPES,
+    SessionBudget,
+    session_budget_context,
+)
 from ..engine.middleware import Middleware
 from ..engine.state import check_tenant
 from ..engine.tools import ToolError
@@ -246,6 +252,12 @@ class PolicyProxy:
         self.budget_per = budget_per
         #: Each tenant's budget spent, when it is spent per tenant (None: the shared state's).
         self._tenant_spent: dict[str | None, SessionBudget] = {}
+        #: Whether every call must be some tenant's (over HTTP with a token per tenant, see
+        #: `serve_http`): one whose tenant cannot be told is refused, never run untenanted.
+        self.tenanted = False
+        #: This proxy's own id, in the proposals whose budget a tenant spends: a log that
+        #: several proxies (or restarts) append to is replayed with each one's budgets apart.
+        self.instance = uuid.uuid4().hex[:12]
         self.budget: Budget | None = None
         if budget is not None:
             self.budget = program.budget(budget)
@@ -297,6 +309,10 @@ class PolicyProxy:
             found = _Client(session, mcp_session, downstream, spent, tenant=tenant)
             self._clients[key] = found
         elif found.tenant != tenant:
+            self._warn(
+                f"carlang mcp proxy: a call of tenant {tenant!r} in a session of tenant"
+                f" {found.tenant!r} was refused"
+            )
             raise CarlangRuntimeError("this MCP session belongs to another tenant")
         return found
 
@@ -310,7 +326,9 @@ class PolicyProxy:
             return SessionBudget(self.budget)
         found = self._tenant_spent.get(tenant)
         if found is None:
-            found = self._tenant_spent[tenant] = SessionBudget(self.budget, per="tenant")
+            # (with no tenant, every client's calls spend the one: per proxy, as it says)
+            per = "tenant" if tenant is not None else "proxy"
+            found = self._tenant_spent[tenant] = SessionBudget(self.budget, per=per)
         return found
 
     def forget(self, mcp_session: Any) -> None:
@@ -412,6 +430,8 @@ class PolicyProxy:
         calls are admitted one at a time (the budget checked and a call reserved, the
         policies' decision with the calls in flight in `history`), and run alongside each
         other."""
+        if self.tenanted and tenant is None:  # (fail closed: never the shared state)
+            raise CarlangRuntimeError("this call's tenant cannot be told: it is refused")
         client = self.client(mcp_session, tenant)
         tool = tool_name_from_model(name, self.tools)
         schema = self.tools.get(tool)
@@ -435,7 +455,7 @@ class PolicyProxy:
             capability=self.capability,
             budget=self.budget.name if self.budget is not None else None,  # (named in the log)
             # (the budget is the client session's, or its tenant's: replay counts it so)
-            context=session_budget_context(self.budget_per) if self.budget is not None else {},
+            context=self._budget_context() if self.budget is not None else {},
         )
         async with _Admission(client, self._history(client.session), action) as admission:
             # refused here or by the runtime, every call is run through it: the log has them all
@@ -469,6 +489,14 @@ class PolicyProxy:
         if outcome.status is ActionStatus.SUCCEEDED and isinstance(outcome.output, dict):
             return {**outcome.output, "isError": False}
         return _error(outcome.error or outcome.status.value)
+
+    def _budget_context(self) -> dict[str, str]:
+        """The context of a call's proposal saying what spends its budget (and, for a
+        tenant's, which proxy's: see `instance`)."""
+        context = session_budget_context(self.budget_per)
+        if self.budget_per == "tenant":
+            context[BUDGET_OWNER] = self.instance
+        return context
 
     def _history(self, session: str) -> list[dict[str, Any]] | None:
         """The session's history, where calls in flight go, when a policy reads it."""
@@ -1300,6 +1328,7 @@ def serve_http(
     token = access.token
     # (a client may send a token as an argument, its own or another tenant's: never logged)
     proxy.runtime.keep_out([*([token] if token else []), *(t for _, t in access.tenants)])
+    proxy.tenanted = bool(access.tenants)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:

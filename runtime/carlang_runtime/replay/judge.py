@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from ..capability import CapabilityCheck
-from ..engine.limits import BUDGET_SCOPE, SessionBudget
+from ..engine.limits import BUDGET_OWNER, BUDGET_SCOPE, SessionBudget
 from ..ir import Action, ActionProposal, ActionType, Budget, Compensation, Program
 from ..ir._base import construct
 from ..paramcheck import parameter_defaults, with_defaults
@@ -500,8 +500,9 @@ def _replay(
         if run.session is not None and per == "session":
             context.session_budget = run.session
         elif per == "tenant":  # (every session of the tenant spends one budget)
-            context.session_budget = f"tenant:{(run.scope or {}).get('tenant')!r}"
-            context.budget_per = "tenant"
+            owner, tenant = proposal.context.get(BUDGET_OWNER), (run.scope or {}).get("tenant")
+            context.session_budget = f"tenant:{owner!r}:{tenant!r}"
+            context.budget_per = "tenant" if tenant is not None else "proxy"
 
         for step in run.steps:
             if step[0] == "end":
