@@ -1417,6 +1417,11 @@ def quiet_dbos() -> Iterator[None]:
         dbos_log.removeFilter(silence)
 
 
+#: How many runs handed on while this worker ran them `_DbosLog` remembers (a worker runs
+#: for months: the set of them must not grow for ever).
+_WAITING_KEPT = 10_000
+
+
 class _DbosLog(logging.Filter):
     """What DBOS logs in a process that serves queues (a worker), made fit to read: the
     warning a workflow or step cancelled as the process stops gives (object reprs, nothing to
@@ -1432,8 +1437,10 @@ class _DbosLog(logging.Filter):
         self.database = database
         self.down = False
         self._lock = threading.Lock()
-        #: The runs whose execution here waits for the outcome of the one that owns them.
-        self._waiting: set[str] = set()
+        #: The runs whose execution here waits for the outcome of the one that owns them (in
+        #: the order seen, the oldest forgotten past `_WAITING_KEPT`: a run handed on to
+        #: another worker ends there, and is never said here).
+        self._waiting: dict[str, None] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
@@ -1457,7 +1464,9 @@ class _DbosLog(logging.Filter):
         found = _NO_LONGER_OWNED.match(message)
         if found is not None:
             with self._lock:
-                self._waiting.add(found.group(1))
+                self._waiting[found.group(1)] = None
+                while len(self._waiting) > _WAITING_KEPT:
+                    del self._waiting[next(iter(self._waiting))]
             return True
         error = exc_info[1] if isinstance(exc_info, tuple) and len(exc_info) > 1 else None
         if not isinstance(error, dbos_error.DBOSAwaitedWorkflowCancelledError):
@@ -1466,7 +1475,7 @@ class _DbosLog(logging.Filter):
         with self._lock:
             if run_id not in self._waiting:
                 return False  # (a workflow it awaited was cancelled: its own error)
-            self._waiting.discard(run_id)
+            del self._waiting[run_id]
         notice(f"run {run_id} was cancelled; resume with `{resume_command(run_id)}`")
         return True
 
