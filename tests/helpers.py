@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from carlang_runtime import ir
@@ -31,12 +32,14 @@ def codes(text: str) -> list[str]:
 
 
 def run_carlang(
-    *args: str, cwd: Path, timeout: float | None = None
+    *args: str, cwd: Path, timeout: float | None = None, env: Mapping[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """`carlang ARGS...` as a fresh process (as a user runs it), its output captured as text."""
+    """`carlang ARGS...` as a fresh process (as a user runs it), its output captured as text;
+    in environment `env` (default: this process's)."""
     return subprocess.run(
         [sys.executable, "-m", "carlang", *args],
         cwd=cwd,
+        env=env,
         capture_output=True,
         text=True,
         timeout=timeout,

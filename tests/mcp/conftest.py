@@ -53,3 +53,18 @@ def initialize(request_id: Any = "init", client: str = "t") -> dict[str, Any]:
 
 #: The notification a client sends once initialized.
 INITIALIZED: dict[str, Any] = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def wait_for_port(port: int, seconds: float = 30.0) -> None:
+    """Wait until something listens on 127.0.0.1:`port` (a server just started), at most
+    `seconds` (the test then goes on, and fails where it first needs the server)."""
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.1)

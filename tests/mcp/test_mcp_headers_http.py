@@ -13,7 +13,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ from carlang_runtime.mcp import McpClient, McpError
 from carlang_runtime.mcp.proxy import PolicyProxy, StdioSession
 
 from carlang.compiler import compile_file
-from tests.mcp.conftest import initialize, needs_sdk
+from tests.helpers import run_carlang
+from tests.mcp.conftest import initialize, needs_sdk, wait_for_port
 
 pytestmark = [needs_sdk, pytest.mark.slow]
 
@@ -70,13 +70,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port)
         yield Server(f"http://127.0.0.1:{port}/mcp", log)
     finally:
         process.terminate()
@@ -90,14 +84,7 @@ def carlang(
     env = {k: v for k, v in os.environ.items() if k != "HDR_TOKEN"}
     if token is not None:
         env["HDR_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "carlang", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_carlang(*args, cwd=cwd, env=env, timeout=timeout)
 
 
 def _imported(tmp_path: Path, server: Server) -> Path:

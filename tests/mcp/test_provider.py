@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from carlang.compiler import compile_file
-from tests.mcp.conftest import needs_sdk, server_command, toy_command
+from tests.mcp.conftest import needs_sdk, server_command, toy_command, wait_for_port
 
 runner = CliRunner()
 pytestmark = needs_sdk
@@ -141,13 +141,7 @@ def http_toy() -> Iterator[str]:
         [*toy_command(), "--http", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port, 20)
         yield f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()

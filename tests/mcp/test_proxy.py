@@ -5,10 +5,8 @@ by elicitation, budgets and history per client session."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.conftest import ROOT
-from tests.mcp.conftest import initialize, needs_sdk, toy_command
+from tests.mcp.conftest import initialize, needs_sdk, toy_command, wait_for_port
 
 # slow: a server as a subprocess per test (the default run stays under three minutes; CI
 # runs these)
@@ -216,13 +214,7 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
         assert process.stderr is not None
         ready = process.stderr.readline()  # printed once the port is bound
         port = int(ready.split("http://127.0.0.1:")[1].split("/")[0])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port)
 
         async def client(calls: int, results: list[bool]) -> None:
             async with streamable_http_client(f"http://127.0.0.1:{port}/mcp") as (read, write, _):

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
-from tests.mcp.conftest import INITIALIZED, initialize, needs_sdk
+from tests.mcp.conftest import INITIALIZED, initialize, needs_sdk, wait_for_port
 
 # slow: the proxy and its servers as subprocesses, seconds per test (the default run stays
 # under three minutes; CI runs these)
@@ -79,13 +78,7 @@ def _proxy(program: Path, *options: str) -> Iterator[tuple[subprocess.Popen[str]
         ready = process.stderr.readline()
         assert "http://127.0.0.1:" in ready, ready
         port = int(ready.split("http://127.0.0.1:")[1].split("/")[0])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                time.sleep(0.1)
+        wait_for_port(port)
         yield process, f"http://127.0.0.1:{port}/mcp"
     finally:
         process.terminate()
