@@ -222,7 +222,8 @@ COMPILER_CODES: tuple[Code, ...] = (
         "mcp-server",
         "names",
         "error",
-        "an `mcp_server` that cannot be started or reached as written",
+        "an `mcp_server` that cannot be started or reached as written (a `url` that is not"
+        " local, or that holds `${...}`: a url takes no reference from the environment)",
         "carlang",
     ),
     Code(

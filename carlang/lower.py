@@ -614,9 +614,14 @@ class _Lowerer:
             elif setting.word == "headers":  # (each header is checked below, at its place)
                 fields["headers"] = value.value
             elif setting.word == "url":
-                problem = local_url_problem(value.value)
-                if problem:
-                    bad(setting, problem)
+                from carlang_runtime.mcp.client import url_reference_problem
+
+                in_url = url_reference_problem(value.value)
+                if in_url is not None:  # (what `local_url_problem` says first, with help)
+                    ok = False
+                    self.d.error("CL0220", in_url[0], source, value.span, help=in_url[1])
+                elif url_problem := local_url_problem(value.value):
+                    bad(setting, url_problem)
                 fields["url"] = value.value
             elif setting.word == "cwd":
                 directory, problem = self.server_directory(source, value.value)
@@ -666,7 +671,13 @@ class _Lowerer:
         # the entry a name is at: the last one written (a key written twice is CL0215 already)
         at = {entry.key.text: entry for entry in setting.entries}
         keyword = Span(setting.span.start, setting.span.start + len("headers"))
-        problems = header_problems(headers, url=fields.get("url"), command=fields.get("command"))
+        problems = [  # (a url's are said at the url: CL0220)
+            problem
+            for problem in header_problems(
+                headers, url=fields.get("url"), command=fields.get("command")
+            )
+            if problem.part != "url"
+        ]
         for problem in problems:
             entry = at.get(problem.name) if problem.name is not None else None
             if entry is None:
@@ -1744,11 +1755,16 @@ def credential_reference(name: str, value: str) -> str:
 
 
 def local_url_problem(url: str) -> str | None:
-    """Why `url` is not an HTTP(S) URL on this machine, or None."""
+    """Why `url` is not an HTTP(S) URL on this machine (or holds `${...}`, which a url does not
+    take: `url_reference_problem`), or None."""
     from urllib.parse import urlsplit
 
+    from carlang_runtime.mcp.client import url_reference_problem
     from carlang_runtime.redact import shown_url
 
+    in_url = url_reference_problem(url)
+    if in_url is not None:
+        return in_url[0]
     try:
         parts = urlsplit(url)
         host = parts.hostname

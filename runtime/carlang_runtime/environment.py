@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 __all__ = [
     "DEFAULT_INHERITED_ENV",
     "MCP_INHERITED_ENV",
+    "Misreference",
     "expand_references",
+    "references_written",
     "tool_environment",
 ]
 
@@ -38,6 +41,7 @@ DEFAULT_INHERITED_ENV: tuple[str, ...] = (
 MCP_INHERITED_ENV: tuple[str, ...] = (*DEFAULT_INHERITED_ENV, "LOGNAME", "SHELL", "TERM", "USER")
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def tool_environment(
@@ -73,3 +77,68 @@ def expand_references(
 
     expanded = {key: _REFERENCE.sub(value_of, value) for key, value in values.items()}
     return expanded, list(dict.fromkeys(unset)), list(dict.fromkeys(taken))
+
+
+class Misreference(NamedTuple):
+    """A `$` form in a declared value that reads as a variable of carlang's environment meant
+    but is not a reference carlang takes (it is sent as written): `written`, as it is in the
+    value (`$SRV_TOKEN`, `${SRV_TOKEN`, `${ SRV_TOKEN }`, `${1BAD}`, `${}`); `fix`, the
+    reference meant (`${SRV_TOKEN}`), or None when no variable's name can be read from it;
+    `why`, what is wrong with it; `start`, where it is in the value."""
+
+    written: str
+    fix: str | None
+    why: str
+    start: int
+
+    def message(self) -> str:
+        """What a diagnostic says of it: `$SRV_TOKEN` is not a reference ...: write ..."""
+        said = f"write `{self.fix}`" if self.fix is not None else self.why
+        return f"`{self.written}` is not a reference carlang takes from the environment: {said}"
+
+    def help(self) -> str:
+        """What to do, and what happens as it is."""
+        if self.fix is None:
+            do = (
+                "write the variable's name in braces, `${NAME}`: letters, digits and `_`, not"
+                " starting with a digit"
+            )
+        else:
+            do = self.why
+        return f"{do}; as written, `{self.written}` is sent as it is, not a variable's value"
+
+
+def _bad_braces(value: str, at: int) -> Misreference:
+    """The `${` at `at` that does not start a `${NAME}`: as far as it goes, and what is meant."""
+    close = value.find("}", at + 2)
+    again = value.find("${", at + 2)
+    if close < 0 or 0 <= again < close:  # not closed: `${SRV_TOKEN`, `${A ${B}`
+        lead = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)").match(value, at + 2)
+        if lead is None:
+            return Misreference("${", None, "it is not closed and names no variable", at)
+        written = value[at : lead.end()]
+        return Misreference(written, f"${{{lead.group(1)}}}", "its `{` is not closed", at)
+    written = value[at : close + 1]
+    inner = value[at + 2 : close]
+    if not inner.strip():
+        return Misreference(written, None, "it names no variable", at)
+    if _NAME.fullmatch(inner.strip()):
+        return Misreference(written, f"${{{inner.strip()}}}", "a reference has no spaces", at)
+    if re.fullmatch(r"\s*[0-9][A-Za-z0-9_]*\s*", inner):
+        why = "a variable's name does not start with a digit"
+    else:
+        why = "it takes `${NAME}` alone (no default, no other shell form)"
+    return Misreference(written, None, why, at)
+
+
+def references_written(value: str) -> list[str]:
+    """Each `${...}` written in `value`, a reference or a malformed one (`${PW}`, `${PW`), in
+    order: in a value that takes none (a url), they all say a variable was meant."""
+    written: list[str] = []
+    at = value.find("${")
+    while at >= 0:
+        reference = _REFERENCE.match(value, at)
+        text = reference.group() if reference else _bad_braces(value, at).written
+        written.append(text)
+        at = value.find("${", at + len(text))
+    return written

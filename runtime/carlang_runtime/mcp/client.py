@@ -22,7 +22,12 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from .._version import __version__
-from ..environment import MCP_INHERITED_ENV, expand_references, tool_environment
+from ..environment import (
+    MCP_INHERITED_ENV,
+    expand_references,
+    references_written,
+    tool_environment,
+)
 from ..errors import CarlangRuntimeError
 from ..ir import McpServer
 from ..jsontext import JsonTextError, parse_json
@@ -31,12 +36,14 @@ from ..redact import Scrubber, shown_url, url_credentials
 __all__ = [
     "PROTOCOL_VERSION",
     "RESERVED_HEADERS",
+    "URL_CREDENTIAL_HELP",
     "HeaderProblem",
     "McpClient",
     "McpError",
     "McpProtocolError",
     "header_problems",
     "server_secrets",
+    "url_reference_problem",
     "written_out_credential",
 ]
 
@@ -81,12 +88,12 @@ _CREDENTIAL_SCHEME = re.compile(r"\s*(bearer|basic|token|digest|apikey)\s+\S", r
 
 class HeaderProblem(NamedTuple):
     """Why a server's `headers` cannot be sent as written: which header (None: the whole
-    `headers`), the part at fault (its name, its value, or the whole `headers`), what is wrong
-    (never showing a value: it may be a secret) and what to do. `first` is the name a
-    duplicate repeats."""
+    `headers`, or the url), the part at fault (its name, its value, the whole `headers`, or
+    the server's url), what is wrong (never showing a value: it may be a secret) and what to
+    do. `first` is the name a duplicate repeats."""
 
     name: str | None
-    part: Literal["name", "value", "headers"]
+    part: Literal["name", "value", "headers", "url"]
     message: str
     help: str
     first: str | None = None
@@ -104,9 +111,13 @@ def header_problems(
     carlang sends itself, a value that is not a string or holds a line break, NUL or another
     control character (it would end the header: header injection) or a character HTTP cannot
     carry, a name given twice (names are case-insensitive), `Authorization` beside a `url`'s
-    `user:password@`. `taken`: the values are the ones taken from carlang's environment (the
-    problem is then said of the variable's value)."""
+    `user:password@`; and first a `url` holding `${...}` (`url_reference_problem`: what
+    should be a header's). `taken`: the values are the ones taken from carlang's environment
+    (the problem is then said of the variable's value)."""
     problems: list[HeaderProblem] = []
+    in_url = url_reference_problem(url) if url else None
+    if in_url is not None:
+        problems.append(HeaderProblem(None, "url", *in_url))
     if command is not None and headers:
         problems.append(
             HeaderProblem(
@@ -216,6 +227,31 @@ def _shown_name(name: str) -> str:
     """A header name as a message shows it: escaped when it holds what a terminal would act
     on (it is not a header name then)."""
     return f"`{name}`" if name.isprintable() else json.dumps(name)
+
+
+#: What to do instead of writing a credential, or a reference to one, into a url.
+URL_CREDENTIAL_HELP = (
+    'a credential goes in `headers`, which take references: `headers { "Authorization":'
+    ' "Bearer ${TOKEN}" }`, or HTTP Basic as `"Basic ${B64}"` (B64: the base64 of'
+    " `user:password`)"
+)
+
+
+def url_reference_problem(url: str) -> tuple[str, str] | None:
+    """What is wrong with a server's `url` holding `${...}` (a reference, or a malformed one),
+    and what to do instead, or None: a url takes no variable from carlang's environment, and
+    would be sent with the `${...}` in it (`http://alice:${PW}@...` sends the password
+    `${PW}`). The compiler refuses it; the client refuses to reach a server whose IR holds
+    one."""
+    quoted = [f"`{written}`" for written in references_written(url)]
+    if not quoted:
+        return None
+    shown = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
+    return (
+        f"`url` holds {shown}: a url takes no reference from carlang's environment (it would"
+        " be sent as written)",
+        URL_CREDENTIAL_HELP,
+    )
 
 
 def written_out_credential(name: str, value: str) -> bool:

@@ -1,0 +1,143 @@
+"""What in an `mcp_server`'s url reads as a variable of carlang's environment but is not taken
+from it: a `${...}` (CL0220, and the client refuses such a url from IR JSON before sending
+anything)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from carlang_runtime.ir import McpServer, Program
+from carlang_runtime.mcp import McpClient, McpError
+from carlang_runtime.mcp.client import header_problems
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from carlang.lower import local_url_problem
+from tests.helpers import compile_diagnostics, compile_ok
+
+runner = CliRunner()
+
+
+def _found(text: str) -> list[tuple[str, int, int, str]]:
+    """Each diagnostic as (code, line, column, message)."""
+    out = []
+    for d in compile_diagnostics(text).diagnostics.sorted():
+        _, line, column = d.location()
+        out.append((d.code, line, column, d.message))
+    return out
+
+
+def _url_server(url: str, headers: str = "") -> str:
+    more = f"\n  headers {{ {headers} }}" if headers else ""
+    return f'mcp_server s {{\n  url "{url}"{more}\n}}\n'
+
+
+def _header(value: str, name: str = "Authorization") -> str:
+    escaped = value.replace("\\", "\\\\")
+    return _url_server("http://127.0.0.1:9101/mcp", f'"{name}": "{escaped}"')
+
+
+# -- 1. `${...}` in a url: an error at the url; the client refuses it --------------------------
+
+
+def test_a_reference_in_a_url_is_cl0220_at_the_url_saying_to_use_headers() -> None:
+    text = _url_server("http://alice:${PW}@127.0.0.1:9101/mcp?api_key=${KEY}&x=1")
+    result = compile_diagnostics(text)
+    (found,) = result.diagnostics.items
+    assert found.code == "CL0220" and found.severity == "error"
+    assert found.location()[1:] == (2, 7)  # the url's string
+    assert "`${PW}` and `${KEY}`" in found.message
+    assert "a url takes no reference from carlang's environment" in found.message
+    help_text = found.help or ""
+    assert '`headers { "Authorization": "Bearer ${TOKEN}" }`' in help_text
+    assert '`"Basic ${B64}"`' in help_text
+    assert result.program is None or not result.program.mcp_servers
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://127.0.0.1:9101/mcp?token=${TOKEN}", "`${TOKEN}`"),
+        ("http://alice:${PW@127.0.0.1:9101/mcp", "`${PW`"),
+        ("http://${HOST}:9101/mcp", "`${HOST}`"),  # (said before "not on this machine")
+        ("http://127.0.0.1:9101/${ PATH }", "`${ PATH }`"),
+    ],
+)
+def test_any_dollar_brace_in_a_url_is_the_error(url: str, shown: str) -> None:
+    ((code, line, column, message),) = _found(_url_server(url))
+    assert (code, line, column) == ("CL0220", 2, 7)
+    assert message.startswith(f"`url` holds {shown}: a url takes no reference")
+
+
+def test_mcp_import_refuses_such_a_url_too() -> None:
+    """`carlang mcp import --url` checks its url with `local_url_problem`."""
+    problem = local_url_problem("http://alice:${PW}@127.0.0.1:9101/mcp")
+    assert problem is not None and "`${PW}`" in problem
+    assert local_url_problem("http://alice:pw@127.0.0.1:9101/mcp") is None
+    result = runner.invoke(app, ["mcp", "import", "--url", "http://127.0.0.1:9/mcp?k=${KEY}"])
+    assert result.exit_code != 0
+    assert "a url takes no reference from carlang's environment" in result.output
+
+
+@pytest.fixture
+def listener() -> Iterator[tuple[str, list[str]]]:
+    """A local HTTP server that records every request it gets (and answers 401)."""
+    got: list[str] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+            got.append(f"{self.path} {self.headers.get('Authorization')}")
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"127.0.0.1:{server.server_address[1]}", got
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_client_refuses_a_url_with_a_reference_from_ir_json_sending_nothing(
+    listener: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A program's IR may come from anywhere: the check fails closed, before any request
+    (with the variables set, too: a url takes none)."""
+    where, got = listener
+    monkeypatch.setenv("PW", "hunter2pw")
+    url = f"http://alice:${{PW}}@{where}/mcp?api_key=${{KEY}}&x=1"
+    dumped = compile_ok('mcp_server s { url "http://127.0.0.1:1/mcp" }\n').model_dump(mode="json")
+    dumped["mcp_servers"][0]["url"] = url
+    (server,) = Program.model_validate(json.loads(json.dumps(dumped))).mcp_servers
+    with pytest.raises(McpError) as raised:
+        McpClient(server).start(5)
+    said = str(raised.value)
+    assert "`url` holds `${PW}` and `${KEY}`" in said
+    assert "a url takes no reference from carlang's environment" in said
+    assert "hunter2pw" not in said
+    assert got == []  # nothing was sent
+
+
+def test_the_same_client_reaches_the_server_without_the_reference(
+    listener: tuple[str, list[str]],
+) -> None:
+    """(The listener above does get what the client sends: its silence is the check's.)"""
+    where, got = listener
+    with pytest.raises(McpError, match="401"):
+        McpClient(McpServer(name="s", url=f"http://{where}/mcp")).start(5)
+    assert got == ["/mcp None"]
+
+
+def test_header_problems_says_a_url_s_reference_first() -> None:
+    (problem, *_) = header_problems({"X": "1"}, url="http://a:${PW}@127.0.0.1/mcp")
+    assert problem.part == "url" and problem.name is None and "`${PW}`" in problem.message
+    assert header_problems({}, url="http://a:pw@127.0.0.1/mcp") == []
