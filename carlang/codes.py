@@ -277,7 +277,8 @@ COMPILER_CODES: tuple[Code, ...] = (
         "names",
         "warning",
         "an `mcp_server` header whose value is a credential written out in the program"
-        ' (`"Bearer sk-..."`): take it from the environment, `"Bearer ${TOKEN}"`',
+        ' (`"Bearer sk-..."`), or a url holding one (`user:password@`, `?api_key=...`): take it'
+        ' from the environment in a header, `"Bearer ${TOKEN}"`',
         "carlang",
     ),
     Code(

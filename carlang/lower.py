@@ -26,7 +26,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal, NamedTuple
 
 from carlang_runtime import ir
 from carlang_runtime.ir._base import construct
@@ -587,6 +587,7 @@ class _Lowerer:
             self.d.error("CL0220", message, source, setting.value.span)
 
         seen: dict[str, ast.McpSetting] = {}
+        url_written: ast.Value | None = None  # (a url that may be sent as it is)
         for setting in decl.settings:
             if setting.word in seen:
                 self.d.error(
@@ -622,6 +623,8 @@ class _Lowerer:
                     self.d.error("CL0220", in_url[0], source, value.span, help=in_url[1])
                 elif url_problem := local_url_problem(value.value):
                     bad(setting, url_problem)
+                else:  # (what it holds is said below, once the headers are known)
+                    url_written = value
                 fields["url"] = value.value
             elif setting.word == "cwd":
                 directory, problem = self.server_directory(source, value.value)
@@ -658,6 +661,8 @@ class _Lowerer:
                 decl.name.span,
             )
             return None
+        if url_written is not None:
+            self.mcp_url_credentials(source, url_written, fields.get("headers") or {})
         if "headers" in seen and not self.mcp_headers(source, seen["headers"], fields):
             return None
         return ir.McpServer.model_validate(fields) if ok else None
@@ -712,6 +717,36 @@ class _Lowerer:
                     " name, never the secret",
                 )
         return not problems
+
+    def mcp_url_credentials(
+        self, source: Source, url_value: ast.Value, headers: dict[str, Any]
+    ) -> None:
+        """Warn of a credential written out in an `mcp_server`'s url (CL0226), which takes no
+        reference (`url_reference_problem`): its password (unless an `Authorization` header is
+        beside it: CL0225 says so) and the values of query parameters named for one, those
+        `shown_url` hides."""
+        url: str = url_value.value
+        at = url_value.span
+        authorization = any(name.lower() == "authorization" for name in headers)
+        written = [
+            credential
+            for credential in url_credentials_written(url)
+            if not (credential.part == "password" and authorization)
+        ]
+        if not written:
+            return
+        fixes = "; ".join(credential.fix for credential in written)
+        self.d.warning(
+            "CL0226",
+            "`url` holds a credential written out in the program: "
+            + " and ".join(credential.what for credential in written),
+            source,
+            at,
+            label="the secret is in the file",
+            help=f"send {'it' if len(written) == 1 else 'them'} in `headers`, taken from"
+            f" carlang's environment when the server is reached: {fixes}."
+            " The program then holds the variable's name, never the secret",
+        )
 
     def server_directory(self, source: Source, written: str) -> tuple[str, str | None]:
         """An `mcp_server`'s `cwd`, absolute: a relative one is read from the folder of the
@@ -1752,6 +1787,62 @@ def credential_reference(name: str, value: str) -> str:
     scheme = f"{words[0]} " if len(words) > 1 else ""
     variable = "TOKEN" if name.lower() == "authorization" else re.sub(r"\W", "_", name).upper()
     return f'"{scheme}${{{variable}}}"'
+
+
+class UrlCredential(NamedTuple):
+    """A credential written out in a url: the `part` it is, what a message calls it, its
+    `value` as written, and the header to send it in instead (`fix`)."""
+
+    part: Literal["password", "query"]
+    what: str
+    value: str
+    fix: str
+
+
+def url_credentials_written(url: str) -> list[UrlCredential]:
+    """The credentials written out in `url`: its password (`user:password@`) and the values of
+    the query parameters named for a credential (`?api_key=...`), those `shown_url` shows as
+    `***`."""
+    from urllib.parse import unquote, urlsplit
+
+    from carlang_runtime.redact import shown_url
+
+    try:
+        parts = urlsplit(url)
+        user, password = parts.username, parts.password
+    except ValueError:
+        return []
+    found = []
+    if password:
+        who = unquote(user or "")
+        found.append(
+            UrlCredential(
+                "password",
+                f"the password of `{who}`",
+                password,
+                f'the password as `"Authorization": "Basic ${{B64}}"` (B64: the base64 of'
+                f" `{who}:PASSWORD`), left out of the url",
+            )
+        )
+    for pair in parts.query.split("&"):
+        name, equals, value = pair.partition("=")
+        if equals and value and shown_url(f"http://h/?{name}={value}").endswith("=***"):
+            name = unquote(name)
+            variable = re.sub(r"\W", "_", name).upper()
+            header = (
+                f'"Authorization": "Bearer ${{{variable}}}"'
+                if re.search("token|auth", name, re.IGNORECASE)
+                else f'"X-Api-Key": "${{{variable}}}"'
+            )
+            found.append(
+                UrlCredential(
+                    "query",
+                    f"the value of `{name}` in its query",
+                    value,
+                    f"`{name}` in a header the server reads it from, like `{header}`",
+                )
+            )
+    return found
 
 
 def local_url_problem(url: str) -> str | None:

@@ -1,6 +1,6 @@
 """What in an `mcp_server`'s url reads as a variable of carlang's environment but is not taken
 from it: a `${...}` (CL0220, and the client refuses such a url from IR JSON before sending
-anything)."""
+anything); and a credential written into a url (CL0226, as a header's is)."""
 
 from __future__ import annotations
 
@@ -141,3 +141,59 @@ def test_header_problems_says_a_url_s_reference_first() -> None:
     (problem, *_) = header_problems({"X": "1"}, url="http://a:${PW}@127.0.0.1/mcp")
     assert problem.part == "url" and problem.name is None and "`${PW}`" in problem.message
     assert header_problems({}, url="http://a:pw@127.0.0.1/mcp") == []
+
+
+# -- 2. a credential written out in a url: CL0226 at the url ------------------------------------
+
+
+def test_a_password_and_a_credential_query_value_in_a_url_are_cl0226() -> None:
+    text = _url_server("http://alice:hunter2pw@127.0.0.1:9101/mcp?api_key=qqq123&x=1")
+    result = compile_diagnostics(text)
+    (found,) = result.diagnostics.items
+    assert found.code == "CL0226" and found.severity == "warning"
+    assert found.location()[1:] == (2, 7)
+    assert found.message == (
+        "`url` holds a credential written out in the program: the password of `alice` and the"
+        " value of `api_key` in its query"
+    )
+    help_text = found.help or ""
+    assert "send them in `headers`" in help_text
+    assert '"Authorization": "Basic ${B64}"' in help_text and "`alice:PASSWORD`" in help_text
+    assert '"X-Api-Key": "${API_KEY}"' in help_text
+    for secret in ("hunter2pw", "qqq123"):
+        assert secret not in found.message and secret not in help_text
+        assert all(secret not in label.message for label in found.labels)
+    assert result.program is not None and result.program.mcp_servers  # a warning: it works
+
+
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://bob:s3cret@localhost:1/mcp", "the password of `bob`"),
+        ("http://localhost:1/mcp?token=abc", "the value of `token` in its query"),
+        ("http://localhost:1/mcp?x=1&Signature=zz", "the value of `Signature` in its query"),
+    ],
+)
+def test_each_part_carlang_hides_as_stars_is_a_credential(url: str, said: str) -> None:
+    ((code, line, column, message),) = _found(_url_server(url))
+    assert (code, line, column) == ("CL0226", 2, 7) and message.endswith(said)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:1/mcp",
+        "http://127.0.0.1:1/mcp?x=1&page=2",
+        "http://alice@127.0.0.1:1/mcp",  # (a user without a password)
+        "http://alice:@127.0.0.1:1/mcp",
+        "http://127.0.0.1:1/mcp?api_key=",
+        "http://127.0.0.1:1/price$5",
+    ],
+)
+def test_a_url_without_a_credential_is_quiet(url: str) -> None:
+    assert _found(_url_server(url)) == []
+
+
+def test_a_url_password_beside_an_authorization_header_is_cl0225_alone() -> None:
+    text = _url_server("http://u:pw@localhost:1/mcp", '"Authorization": "Bearer ${T}"')
+    assert [code for code, *_ in _found(text)] == ["CL0225"]
