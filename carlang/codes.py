@@ -291,6 +291,16 @@ COMPILER_CODES: tuple[Code, ...] = (
         " out gets the default, and is refused",
         "carlang",
     ),
+    Code(
+        "CL0228",
+        "mcp-reference",
+        "names",
+        "warning",
+        "a `$` in an `mcp_server`'s `headers`, `env` or `url` that looks like a variable of the"
+        " environment but is not a reference carlang takes (`$TOKEN`, `${TOKEN`, `${ TOKEN }`,"
+        " `${}`): it is sent as written; write `${TOKEN}`",
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

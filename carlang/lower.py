@@ -29,6 +29,7 @@ from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from carlang_runtime import ir
+from carlang_runtime.environment import misreferences
 from carlang_runtime.ir._base import construct
 from carlang_runtime.paramcheck import parameter_defaults
 from carlang_runtime.redact import redaction_problem
@@ -611,6 +612,8 @@ class _Lowerer:
             elif setting.word == "env":
                 if not all(isinstance(v, str) for v in value.value.values()):
                     bad(setting, "`env` must map names to strings")
+                else:
+                    self.mcp_env_references(source, value)
                 fields["env"] = value.value
             elif setting.word == "headers":  # (each header is checked below, at its place)
                 fields["headers"] = value.value
@@ -705,7 +708,8 @@ class _Lowerer:
             name, value = entry.key.text, entry.value.value
             if name in wrong or None in wrong or not isinstance(value, str):
                 continue
-            if written_out_credential(name, value):
+            self.misreferences(source, entry.value)
+            if written_out_credential(name, value):  # (never for a reference miswritten)
                 self.d.warning(
                     "CL0226",
                     f"header `{name}` holds a credential written out in the program",
@@ -718,20 +722,63 @@ class _Lowerer:
                 )
         return not problems
 
+    def misreferences(self, source: Source, value: ast.Value) -> None:
+        """Warn of each form in a `headers` or `env` string value that reads as a variable of
+        carlang's environment meant but is not a reference it takes (CL0228, at the value):
+        `$TOKEN`, `${TOKEN`, `${ TOKEN }`, `${1BAD}`, `${}` (`misreferences`)."""
+        for wrong in misreferences(value.value):
+            self.d.warning(
+                "CL0228",
+                wrong.message(),
+                source,
+                value.span,
+                label="sent as written",
+                help=wrong.help(),
+            )
+
+    def mcp_env_references(self, source: Source, written: ast.Value) -> None:
+        """`misreferences` for an `env` map of strings, each at its value (the parser keeps no
+        entries for `env`: the map is read again, only when a value needs it)."""
+        env: dict[str, str] = written.value
+        wrong = {name for name, value in env.items() if misreferences(value)}
+        if not wrong:
+            return
+        # each value at its place; the map's own when it cannot be read again as written
+        at = {entry.key.text: entry.value for entry in map_entries(source, written)}
+        for name in env:
+            if name in wrong:
+                found = at.get(name)
+                if found is None or found.value != env[name]:
+                    found = ast.Value(env[name], span=written.span)
+                self.misreferences(source, found)
+
     def mcp_url_credentials(
         self, source: Source, url_value: ast.Value, headers: dict[str, Any]
     ) -> None:
-        """Warn of a credential written out in an `mcp_server`'s url (CL0226), which takes no
-        reference (`url_reference_problem`): its password (unless an `Authorization` header is
-        beside it: CL0225 says so) and the values of query parameters named for one, those
-        `shown_url` hides."""
+        """Warn of what in an `mcp_server`'s url (taking no reference, `url_reference_problem`)
+        reads as a variable meant (`$PW`: CL0228) or is a credential written out (CL0226): its
+        password (unless an `Authorization` header is beside it: CL0225 says so) and the
+        values of query parameters named for one, those `shown_url` hides."""
+        from carlang_runtime.mcp.client import URL_CREDENTIAL_HELP
+
         url: str = url_value.value
         at = url_value.span
+        for wrong in misreferences(url):
+            self.d.warning(
+                "CL0228",
+                f"`{wrong.written}` is not a reference carlang takes from the environment: a url"
+                " takes none",
+                source,
+                at,
+                label="sent as written",
+                help=f"{URL_CREDENTIAL_HELP}; as written, `{wrong.written}` is sent as it is",
+            )
         authorization = any(name.lower() == "authorization" for name in headers)
-        written = [
+        written = [  # (not a `$PW` said above: a variable meant, not a secret)
             credential
             for credential in url_credentials_written(url)
-            if not (credential.part == "password" and authorization)
+            if not misreferences(credential.value)
+            and not (credential.part == "password" and authorization)
         ]
         if not written:
             return
@@ -1843,6 +1890,34 @@ def url_credentials_written(url: str) -> list[UrlCredential]:
                 )
             )
     return found
+
+
+def map_entries(source: Source, value: ast.Value) -> list[ast.MapEntry]:
+    """The entries of the map `value` as written in `source`, each at its place: the map's
+    text parsed again as an `mcp_server`'s `headers` (whose entries the parser keeps)."""
+    from .parse import parse
+
+    lead = "mcp_server m {\n  headers "
+    text = source.text[value.span.start : value.span.end]
+    module = parse(Source(source.name, f"{lead}{text}\n}}\n")).module
+    if module is None or not module.declarations:
+        return []
+    (decl, *_) = module.declarations
+    settings = decl.settings if isinstance(decl, ast.McpServerDecl) else ()
+    shift = value.span.start - len(lead)
+
+    def moved(span: Span) -> Span:
+        return Span(span.start + shift, span.end + shift)
+
+    return [
+        ast.MapEntry(
+            ast.Name(entry.key.text, span=moved(entry.key.span)),
+            ast.Value(entry.value.value, span=moved(entry.value.span)),
+            span=moved(entry.span),
+        )
+        for setting in settings[:1]
+        for entry in setting.entries
+    ]
 
 
 def local_url_problem(url: str) -> str | None:

@@ -18,6 +18,7 @@ __all__ = [
     "MCP_INHERITED_ENV",
     "Misreference",
     "expand_references",
+    "misreferences",
     "references_written",
     "tool_environment",
 ]
@@ -42,6 +43,10 @@ MCP_INHERITED_ENV: tuple[str, ...] = (*DEFAULT_INHERITED_ENV, "LOGNAME", "SHELL"
 
 _REFERENCE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_NAME_CHARACTERS = re.compile(r"[A-Za-z0-9_]*")
+#: A `$NAME` that reads as a variable meant: the name in capitals (`$SRV_TOKEN`, `$HOME`),
+#: as environment variables are written; `$5`, `$name` and `$Foo` are text.
+_CAPITALS = re.compile(r"[A-Z_][A-Z0-9_]*")
 
 
 def tool_environment(
@@ -106,6 +111,41 @@ class Misreference(NamedTuple):
         else:
             do = self.why
         return f"{do}; as written, `{self.written}` is sent as it is, not a variable's value"
+
+
+def misreferences(value: str) -> list[Misreference]:
+    """The forms in `value` that look like a reference to a variable of carlang's environment
+    but are not one (`expand_references` leaves them as written), in order:
+
+    - any `${` that does not start a `${NAME}` (NAME: letters, digits and `_`, not starting
+      with a digit): `${SRV_TOKEN` (not closed), `${ SRV_TOKEN }`, `${1BAD}`, `${}`,
+      `${NAME:-default}` (no shell forms);
+    - `$NAME` without braces where NAME, as far as letters, digits and `_` go, is written in
+      capitals with at least one letter (`$SRV_TOKEN`, `$T`, `$HOME`; also `$SRV_TOKEN}`).
+
+    Anything else with a `$` is text: `price $5`, `$name`, `$Foo`, a `$` alone, and a `$NAME`
+    right after `$` or `\\` (`$$HOME`, `\\$HOME`: written so as to be taken literally)."""
+    found: list[Misreference] = []
+    at = value.find("$")
+    while at >= 0:
+        end = at + 1
+        if value.startswith("${", at):
+            if _REFERENCE.match(value, at):
+                end = value.index("}", at) + 1
+            else:
+                problem = _bad_braces(value, at)
+                found.append(problem)
+                end = at + len(problem.written)
+        elif at == 0 or value[at - 1] not in "$\\":
+            name = _NAME_CHARACTERS.match(value, at + 1).group()  # type: ignore[union-attr]
+            if _CAPITALS.fullmatch(name) and any(c.isalpha() for c in name):
+                closed = value.startswith("}", at + 1 + len(name))  # (`$NAME}`: `{` left out)
+                written = f"${name}" + ("}" if closed else "")
+                why = "carlang takes a variable only in braces, `${NAME}`"
+                found.append(Misreference(written, f"${{{name}}}", why, at))
+                end = at + len(written)
+        at = value.find("$", end)
+    return found
 
 
 def _bad_braces(value: str, at: int) -> Misreference:

@@ -1,6 +1,8 @@
-"""What in an `mcp_server`'s url reads as a variable of carlang's environment but is not taken
-from it: a `${...}` (CL0220, and the client refuses such a url from IR JSON before sending
-anything); and a credential written into a url (CL0226, as a header's is)."""
+"""What in an `mcp_server` reads as a variable of carlang's environment but is not taken from
+it: a `${...}` in a `url` (CL0220, and the client refuses such a url from IR JSON before
+sending anything), a credential written into a url (CL0226, as a header's is), and a
+reference miswritten in a `headers` or `env` value (CL0228: `$TOKEN`, `${TOKEN`, ...), which
+is not also CL0226. The rule is in docs/language.md, "References to carlang's environment"."""
 
 from __future__ import annotations
 
@@ -8,15 +10,19 @@ import json
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
+from carlang_runtime.environment import expand_references
 from carlang_runtime.ir import McpServer, Program
 from carlang_runtime.mcp import McpClient, McpError
-from carlang_runtime.mcp.client import header_problems
+from carlang_runtime.mcp.client import header_problems, written_out_credential
 from typer.testing import CliRunner
 
 from carlang.cli import app
+from carlang.fmt import format_source
 from carlang.lower import local_url_problem
+from carlang.source import Source
 from tests.helpers import compile_diagnostics, compile_ok
 
 runner = CliRunner()
@@ -197,3 +203,186 @@ def test_a_url_without_a_credential_is_quiet(url: str) -> None:
 def test_a_url_password_beside_an_authorization_header_is_cl0225_alone() -> None:
     text = _url_server("http://u:pw@localhost:1/mcp", '"Authorization": "Bearer ${T}"')
     assert [code for code, *_ in _found(text)] == ["CL0225"]
+
+
+def test_a_dollar_name_in_a_url_is_cl0228_not_a_written_credential() -> None:
+    found = _found(_url_server("http://alice:$PW@127.0.0.1:9101/mcp?api_key=qqq123"))
+    assert found == [
+        (
+            "CL0226",
+            2,
+            7,
+            "`url` holds a credential written out in the program: the value of `api_key` in"
+            " its query",
+        ),
+        (
+            "CL0228",
+            2,
+            7,
+            "`$PW` is not a reference carlang takes from the environment: a url takes none",
+        ),
+    ]
+
+
+# -- 3. a reference miswritten in a header or env value: CL0228, not CL0226 ---------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (
+            "Bearer $SRV_TOKEN",
+            "`$SRV_TOKEN` is not a reference carlang takes from the"
+            " environment: write `${SRV_TOKEN}`",
+        ),
+        (
+            "Bearer ${SRV_TOKEN",
+            "`${SRV_TOKEN` is not a reference carlang takes from the"
+            " environment: write `${SRV_TOKEN}`",
+        ),
+        (
+            "Bearer ${ SRV_TOKEN }",
+            "`${ SRV_TOKEN }` is not a reference carlang takes from the"
+            " environment: write `${SRV_TOKEN}`",
+        ),
+        (
+            "${1BAD}",
+            "`${1BAD}` is not a reference carlang takes from the environment: a"
+            " variable's name does not start with a digit",
+        ),
+        (
+            "Bearer ${}",
+            "`${}` is not a reference carlang takes from the environment: it names no variable",
+        ),
+        (
+            "Bearer $SRV_TOKEN}",
+            "`$SRV_TOKEN}` is not a reference carlang takes from the"
+            " environment: write `${SRV_TOKEN}`",
+        ),
+        (
+            "${LEVEL:-info}",
+            "`${LEVEL:-info}` is not a reference carlang takes from the"
+            " environment: it takes `${NAME}` alone (no default, no other shell form)",
+        ),
+    ],
+)
+def test_a_miswritten_reference_in_a_header_is_cl0228_at_the_value(
+    value: str, message: str
+) -> None:
+    result = compile_diagnostics(_header(value))
+    (found,) = result.diagnostics.items  # (and not CL0226: no secret is in the file)
+    assert (found.code, found.severity, found.message) == ("CL0228", "warning", message)
+    assert found.location()[1:] == (3, 30)
+    assert "is sent as it is" in (found.help or "")
+    assert result.program is not None and result.program.mcp_servers  # a warning: it works
+
+
+def test_a_header_not_named_for_a_credential_is_warned_too() -> None:
+    ((code, line, column, message),) = _found(_header("$TENANT", name="X-Tenant"))
+    assert (code, line, column) == ("CL0228", 3, 25)
+    assert message.endswith("write `${TENANT}`")
+
+
+def test_each_miswritten_reference_of_a_value_is_said() -> None:
+    found = _found(_header("${A} $B ${C"))
+    assert [(code, message.split("`")[1]) for code, _, _, message in found] == [
+        ("CL0228", "$B"),
+        ("CL0228", "${C"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "price $5",
+        "$name",
+        "$Foo and $camelCase",
+        "$ ",
+        "a$",
+        "$_",
+        "$$HOME",
+        "\\$HOME",
+        "${SRV_TOKEN}",
+        "${srv_token}",
+        "${A}${B_2}",
+        "costs $5, ${TOKEN}",
+    ],
+)
+def test_a_dollar_that_is_not_a_reference_meant_is_quiet(value: str) -> None:
+    assert _found(_header(value, name="X-Note")) == []
+    env = value.replace("\\", "\\\\")
+    assert _found(f'mcp_server s {{\n  command "srv"\n  env {{ V: "{env}" }}\n}}\n') == []
+
+
+def test_env_values_are_warned_each_at_its_own_place() -> None:
+    text = (
+        "mcp_server fs {\n"
+        '  command "npx"\n'
+        "  env {\n"
+        '    NODE_ENV: "production",  # "a $FAKE in a comment"\n'
+        '    "PS1": "$ ",\n'
+        '    TENANT: "$TENANT",\n'
+        '    SEARCH: "caf\\u00e9 ${HOME}/bin:$PATH",\n'
+        '    TOKEN: "${ GITHUB_TOKEN }"\n'
+        "  }\n"
+        "}\n"
+    )
+    assert [
+        (code, line, column, message.split("`")[1]) for code, line, column, message in _found(text)
+    ] == [
+        ("CL0228", 6, 13, "$TENANT"),
+        ("CL0228", 7, 13, "$PATH"),
+        ("CL0228", 8, 12, "${ GITHUB_TOKEN }"),
+    ]
+
+
+def test_the_warning_can_be_accepted_by_a_pragma_on_the_value_s_line(tmp_path: Path) -> None:
+    path = tmp_path / "shell.car"
+    path.write_text(
+        "mcp_server s {\n"
+        '  command "srv"\n'
+        "  env {\n"
+        '    CACHE: "$HOME/.cache",  # carlang: allow CL0228\n'
+        "  }\n"
+        "}\n"
+    )
+    result = runner.invoke(app, ["check", "--strict", str(path)])
+    assert result.exit_code == 0 and "0 errors, 0 warnings" in result.output, result.output
+
+
+def test_a_miswritten_reference_is_no_written_out_credential() -> None:
+    assert not written_out_credential("Authorization", "Bearer $SRV_TOKEN")
+    assert not written_out_credential("X-Api-Key", "${ KEY }")
+    assert written_out_credential("Authorization", "Bearer sk-live-123")
+    assert written_out_credential("X-Api-Key", "price $5")  # (no reference meant: a value)
+
+
+def test_the_rule_finds_each_form_where_it_is() -> None:
+    from carlang_runtime.environment import misreferences  # (new: imported here)
+
+    found = misreferences("a $A ${B ${ C } ${} ${1D} $$E \\$F $g ${H}")
+    assert [(m.written, m.fix, m.start) for m in found] == [
+        ("$A", "${A}", 2),
+        ("${B", "${B}", 5),
+        ("${ C }", "${C}", 9),
+        ("${}", None, 16),
+        ("${1D}", None, 20),
+    ]
+    # what `misreferences` says is not a reference, `expand_references` does leave as written
+    value = "$A ${B ${ C } ${} ${1D}"
+    assert expand_references({"v": value}, {"A": "1", "B": "2", "C": "3", "D": "4"})[0] == {
+        "v": value
+    }
+
+
+def test_fmt_keeps_every_such_value_as_written() -> None:
+    text = _header("Bearer ${ SRV_TOKEN }") + (
+        'mcp_server t {\n  command "srv"\n  env { A: "$TENANT", B: "${1BAD}" }\n}\n'
+    )
+    formatted = format_source(Source("t.car", text))
+    for written in ("Bearer ${ SRV_TOKEN }", '"$TENANT"', '"${1BAD}"'):
+        assert written in formatted
+    assert format_source(Source("t.car", formatted)) == formatted
+    before = [(code, message) for code, _, _, message in _found(text)]
+    assert [(code, message) for code, _, _, message in _found(formatted)] == before
+    assert [code for code, _ in before] == ["CL0228", "CL0228", "CL0228"]

@@ -25,6 +25,7 @@ from .._version import __version__
 from ..environment import (
     MCP_INHERITED_ENV,
     expand_references,
+    misreferences,
     references_written,
     tool_environment,
 )
@@ -258,8 +259,9 @@ def written_out_credential(name: str, value: str) -> bool:
     """Whether a declared header's value is a credential written out: the header is one by
     its name (`Authorization`, `X-Api-Key`, `Cookie`) or its value's form (`Bearer ...`),
     and the value takes no variable from carlang's environment (`Bearer ${TOKEN}` holds a
-    name, not a secret)."""
-    if not value.strip() or expand_references({name: value}, {})[1]:
+    name, not a secret) and means to (`Bearer $TOKEN`, `Bearer ${TOKEN`: a reference
+    miswritten, `misreferences`, not a secret)."""
+    if not value.strip() or expand_references({name: value}, {})[1] or misreferences(value):
         return False
     return bool(_CREDENTIAL_HEADER.fullmatch(name) or _CREDENTIAL_SCHEME.match(value))
 
