@@ -92,14 +92,18 @@ def test_a_servers_secrets_are_its_credentials_not_its_settings(
             "NODE_ENV": "production",
             "API_KEY": "literal-key-123456",
             "DATABASE": "postgres://u:db-pass-123456@h/db",
-            "FROM_ENV": "${SRV_TOKEN}",
+            "ALLOWED": "${HOME_DIR}",
+            "PWD": "/srv/work",
+            "KEYBOARD_LAYOUT": "dvorak",
         },
-        headers={"Authorization": "Bearer ${SRV_TOKEN}"},
+        headers={"Authorization": "Bearer ${SRV_TOKEN}", "X-Org": "acme"},
     )
+    monkeypatch.setenv("HOME_DIR", "/home/alice")
     found = set(server_secrets(server))
     assert {"literal-key-123456", "db-pass-123456", "tok-from-env-123456"} <= found
     assert "Bearer tok-from-env-123456" in found
-    assert "production" not in found
+    # plain settings, taken from the environment or not, stay as they are in every output
+    assert not found & {"production", "/home/alice", "/srv/work", "dvorak", "acme"}, found
 
 
 def test_a_secret_the_host_keeps_out_is_in_no_record_of_a_run(tmp_path: Path) -> None:

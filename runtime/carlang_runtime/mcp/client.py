@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import socket
 import subprocess
 import threading
 import urllib.error
@@ -78,12 +79,15 @@ _RESERVED = {name.lower(): name for name in RESERVED_HEADERS}
 #: An HTTP header name: a token (RFC 9110, 5.1 and 5.6.2).
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
-#: A header whose name says it carries a credential (`Authorization`, `X-Api-Key`,
-#: `Cookie`), or a value written as one (`Bearer ...`, `Basic ...`).
-_CREDENTIAL_HEADER = re.compile(
-    r".*(token|key|secret|password|passwd|pwd|auth|credential|cookie|session|signature).*",
-    re.IGNORECASE,
-)
+#: A header or variable whose name says it carries a credential, by one of the words it is
+#: made of (`Authorization`, `X-Api-Key`, `Cookie`, `GITHUB_TOKEN`, `DB_PASSWORD`, `APIKEY`):
+#: whole words, so that `AUTHOR`, `KEYBOARD_LAYOUT` or `PWD` (the working directory) are not.
+_CREDENTIAL_WORDS = frozenset(
+    (
+        "token", "key", "apikey", "secret", "password", "passwd", "pass", "pwd", "auth",
+        "authorization", "credential", "credentials", "cookie", "session", "signature",
+    )
+)  # fmt: skip
 _CREDENTIAL_SCHEME = re.compile(r"\s*(bearer|basic|token|digest|apikey)\s+\S", re.IGNORECASE)
 
 
@@ -263,7 +267,20 @@ def written_out_credential(name: str, value: str) -> bool:
     miswritten, `misreferences`, not a secret)."""
     if not value.strip() or expand_references({name: value}, {})[1] or misreferences(value):
         return False
-    return bool(_CREDENTIAL_HEADER.fullmatch(name) or _CREDENTIAL_SCHEME.match(value))
+    return bool(_credential_name(name) or _CREDENTIAL_SCHEME.match(value))
+
+
+def _credential_name(name: str) -> bool:
+    """Whether a header's or a variable's name says it carries a credential (a word of it is
+    one of `_CREDENTIAL_WORDS`; `PWD` alone is the working directory)."""
+    words = re.split(r"[^a-z0-9]+", name.lower())
+    return name.upper() != "PWD" and any(word in _CREDENTIAL_WORDS for word in words)
+
+
+def _credential(name: str, declared: str) -> bool:
+    """Whether a declared env or header value is a credential: by its name, or by its form
+    (`Bearer ...`)."""
+    return _credential_name(name) or bool(_CREDENTIAL_SCHEME.match(declared))
 
 
 class McpError(CarlangRuntimeError):
@@ -497,7 +514,7 @@ class McpClient:
                 headers={"Mcp-Session-Id": self._session_id, **self._headers},
             )
             try:
-                urllib.request.urlopen(request, timeout=2).close()  # noqa: S310 - localhost
+                _OPENER.open(request, timeout=2).close()
             except (urllib.error.URLError, OSError):
                 pass
         self._fail_pending(McpError(f"MCP server '{self.server.name}': the session was closed"))
@@ -715,7 +732,7 @@ class McpClient:
             self._url, data=json.dumps(message).encode(), headers=headers, method="POST"
         )
         try:
-            with urllib.request.urlopen(request, timeout=None) as response:  # noqa: S310
+            with _OPENER.open(request, timeout=None) as response:
                 session = response.headers.get("Mcp-Session-Id")
                 if session:
                     self._session_id = session
@@ -733,8 +750,10 @@ class McpClient:
                     problem = f"its answer is not valid JSON: {exc}"
                 elif isinstance(exc, urllib.error.HTTPError) and exc.code in (401, 403):
                     problem = self._refused(exc.code)
+                elif isinstance(exc, urllib.error.HTTPError) and exc.code in _REDIRECTS:
+                    problem = _redirected(exc)
                 else:  # (what urllib says may quote the URL it was given)
-                    problem = self._scrubber.text(str(getattr(exc, "reason", exc)))
+                    problem = self._scrubber.text(_unreached(exc))
                 with self._lock:
                     future = self._pending.pop(message["id"], None)
                 if future is not None and not future.done():
@@ -808,19 +827,58 @@ def _hashable(value: Any) -> bool:
     return isinstance(value, str | int | float) or value is None
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows no redirect: urllib would send the request again, its `Authorization` header
+    (a server's declared token, its url's password) included, to wherever `Location`
+    points, another host as well. The answer is then an HTTPError (`_redirected`)."""
+
+    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
+        return None
+
+
+#: How carlang sends its requests to an MCP server over HTTP (`_NoRedirects`).
+_OPENER = urllib.request.build_opener(_NoRedirects)
+_REDIRECTS = (301, 302, 303, 307, 308)
+
+
+def _redirected(answer: urllib.error.HTTPError) -> str:
+    """What a redirect answer means, saying where it pointed (credentials hidden)."""
+    location = answer.headers.get("Location") if answer.headers is not None else None
+    where = f" to {shown_url(location)}" if location else ""
+    return (
+        f"it answered {answer.code}, a redirect{where}, which carlang does not follow (its"
+        " headers and credentials would go there too): give the server's own url in its `url`"
+    )
+
+
+def _unreached(exc: BaseException) -> str:
+    """Why a request reached no server, said for a person: what urllib says, with what to
+    check when nothing answered at all."""
+    reason = getattr(exc, "reason", exc)
+    said = str(reason)
+    if isinstance(reason, ConnectionRefusedError):
+        return f"{said}: nothing answers there; is the server running, at that port?"
+    if isinstance(reason, socket.gaierror):
+        return f"{said}: its host name is not known here; check the url"
+    if isinstance(reason, (TimeoutError, socket.timeout)):
+        return f"{said}: it did not answer in time; is the server running and reachable?"
+    return said
+
+
 def server_secrets(server: McpServer) -> list[str]:
     """What nothing carlang shows or writes down may hold of `server`'s configuration, though
-    the server, or a client, may repeat it: every value taken from carlang's environment (a
-    `${NAME}` of its env or headers: the variable's value on its own and the value it makes,
-    `Bearer <token>`), its headers' values, its env values named for a credential (`API_KEY`,
-    `GITHUB_TOKEN`), the password and credential query values of its URL or of a URL among its
+    the server, or a client, may repeat it: its env and header values that are credentials,
+    by their names (`API_KEY`, `GITHUB_TOKEN`, `Authorization`) or their form (`Bearer ...`),
+    as declared and as taken from carlang's environment (a `${NAME}`'s value on its own, and
+    the value it makes, `Bearer <token>`), the password and credential query values of its URL or of a URL among its
     env values or arguments, and the values of its options named for a credential
-    (`--api-key X`, `--token=X`). A plain setting (`NODE_ENV: "production"`) is none of them:
-    it stays as it is wherever it occurs."""
-    env, _, taken = expand_references(server.env)
-    headers, _, taken_in_headers = expand_references(server.headers)
-    credentials = [value for name, value in env.items() if _CREDENTIAL_HEADER.fullmatch(name)]
-    found = [*_secrets_of(server), *credentials, *taken, *headers.values(), *taken_in_headers]
+    (`--api-key X`, `--token=X`). A plain setting (`NODE_ENV: "production"`, `ALLOWED:
+    "${HOME_DIR}"`, `X-Org: "acme"`) is none of them: it stays as it is wherever it occurs."""
+    found = _secrets_of(server)
+    for declared in (server.env, server.headers):
+        credentials = {name: v for name, v in declared.items() if _credential(name, v)}
+        expanded, _, taken = expand_references(credentials)
+        found.extend([*expanded.values(), *taken])
     # (a value still holding a `${NAME}`, as declared or left unset, names a secret, and is
     # none: a message saying which variable is missing shows it)
     return [v for v in dict.fromkeys(found) if v and not expand_references({"": v}, {})[1]]
@@ -828,15 +886,16 @@ def server_secrets(server: McpServer) -> list[str]:
 
 def _secrets_of(server: McpServer) -> list[str]:
     """The secrets of `server` as declared (see `server_secrets`): its URL's password and the
-    values of query parameters named for a credential, its env values named for a credential,
-    the values of its options named for one (`--api-key X`, `--token=X`), and the same in any
-    URL among its arguments or env values; its headers' values."""
-    found: list[str] = [*server.headers.values()]
-    for name, value in server.env.items():
-        if _CREDENTIAL_HEADER.fullmatch(name):
-            found.append(value)
-        if "://" in value:
-            found.extend(_url_secrets(value))
+    values of query parameters named for a credential, its env and header values that are
+    credentials (`_credential`), the values of its options named for one (`--api-key X`,
+    `--token=X`), and the same in any URL among its arguments or env values."""
+    found: list[str] = []
+    for declared in (server.env, server.headers):
+        for name, value in declared.items():
+            if _credential(name, value):
+                found.append(value)
+            if "://" in value:
+                found.extend(_url_secrets(value))
     args = list(server.args)
     for index, arg in enumerate(args):
         option, equals, value = arg.partition("=")
