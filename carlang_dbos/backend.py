@@ -1726,12 +1726,22 @@ def _sqlite_engine(database: str) -> Any:
     return engine
 
 
-def shutdown() -> None:
-    """Stop DBOS in this process (what it was running is recovered by the next launch)."""
+def shutdown(wait_s: float | None = None) -> None:
+    """Stop DBOS in this process (what it was running is recovered by the next launch):
+    waiting for its threads to end, for at most `wait_s` seconds when given (a process
+    stopped by Ctrl-C that ends anyway: DBOS joins each of its threads for up to 10 s, and a
+    run of its own left nothing it must wait for)."""
     if _launched:
         while _heartbeats:
             _heartbeats.pop().stop()
-        DBOS.destroy(destroy_registry=False)
+        if wait_s is None:
+            DBOS.destroy(destroy_registry=False)
+        else:
+            stopping = threading.Thread(
+                target=DBOS.destroy, kwargs={"destroy_registry": False}, daemon=True
+            )
+            stopping.start()
+            stopping.join(wait_s)
         records.dispose(_launched[0])
         _launched.clear()
         _forget_dbos_logs()
@@ -1841,7 +1851,12 @@ def run(
         _watchers[run_id] = on_approval
     _foreground[run_id] = None
     try:
-        document = asyncio.run(_run_here(spec, run_id))
+        try:
+            document = asyncio.run(_run_here(spec, run_id))
+        except asyncio.CancelledError:
+            # (Ctrl-C cancels the run's task; asyncio says KeyboardInterrupt only when nothing
+            # else cancelled it too: a cancellation that reaches here is the same stop)
+            raise KeyboardInterrupt from None
     finally:
         _watchers.pop(run_id, None)
         _foreground.pop(run_id, None)

@@ -126,6 +126,7 @@ def run_durably(
         raise typer.Exit(EXIT_OK)
     # DBOS's log lines stay out of the user's stderr: carlang reports what goes wrong. A
     # SIGTERM (or SIGHUP) stops the run as Ctrl-C does, leaving it resumable.
+    stopped_by_signal = False
     with backend.quiet_dbos(), _stopped_as_by_ctrl_c() as caught:
         try:
             # Serving no queue, under an id of its own (a mistyped database name is refused,
@@ -139,6 +140,7 @@ def run_durably(
             )
             return backend.run(spec, run_id, on_approval=_approval_prompt(url)), run_id
         except KeyboardInterrupt:
+            stopped_by_signal = True
             echo_err(_interrupted(url, run_id))
             raise typer.Exit(128 + (caught[0] if caught else signal.SIGINT)) from None
         except backend.RunStopped as stopped:
@@ -146,7 +148,13 @@ def run_durably(
             echo_err(f"{stopped}; resume with `{resume}`")
             raise typer.Exit(EXIT_FAILED) from None
         finally:
-            backend.shutdown()
+            # (stopped: the process ends, and waits for DBOS's threads a few seconds at most)
+            backend.shutdown(_STOPPING_WAIT_S if stopped_by_signal else None)
+
+
+#: How long a foreground run stopped by Ctrl-C (or SIGTERM) waits for DBOS to stop, in
+#: seconds: the run waits in the database, and DBOS may take 10 s per thread it joins.
+_STOPPING_WAIT_S = 5.0
 
 
 def _interrupted(database: str, run_id: str) -> str:

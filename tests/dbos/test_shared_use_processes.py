@@ -158,14 +158,22 @@ def test_a_foreground_runs_call_on_a_tool_queue_waits_for_a_worker_of_that_queue
     assert show_in(project, run_id)["notices"] == []
 
 
-def _beat_again(database: str, worker: str) -> None:
-    """Say, for each process that served as `worker`, that it is alive now (one beat)."""
+def _beat_again(database: str, worker: str, ahead_s: float = 0.0) -> None:
+    """Say, for each process that served as `worker`, that it is alive now (one beat), or
+    `ahead_s` seconds from now."""
+    import sqlite3
+
     from carlang_dbos import records
     from carlang_dbos.backend import APP_VERSION
 
     for instance in records.instances_of(database, worker):
         records.beat(database, instance, worker, None, APP_VERSION)
     records.dispose(database)
+    if ahead_s:
+        with sqlite3.connect(database.removeprefix("sqlite:///")) as db:
+            db.execute(
+                "UPDATE carlang_workers SET seen = seen + ? WHERE worker = ?", (ahead_s, worker)
+            )
 
 
 def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
@@ -185,12 +193,13 @@ def test_ids_keep_foreground_runs_and_workers_from_recovering_each_others_runs(
     left = show_in(project, run_id)
     assert (left["status"], left["worker"]) == ("PENDING", host)
     # The worker started again on this machine has its id, and recovers its run (once the
-    # killed one's heartbeat has stopped: it says it waits for that). The foreground run may
-    # have taken longer than that wait here: the killed one's last beat is made recent again,
-    # as if it had been killed a moment ago.
-    _beat_again(sqlite_url(project), host)
+    # killed one's heartbeat has stopped: it says it waits for that). The foreground run, and
+    # this worker's start on a loaded machine, may take longer than that wait: the killed
+    # one's last beat is made recent again, and dated 15 s ahead, so that it is still recent
+    # however slowly the new one starts (it then waits up to 25 s).
+    _beat_again(sqlite_url(project), host, ahead_s=15.0)
     again = _worker(project, workers, "w2.err")
-    wait_for_approval(sqlite_url(project), run_id, project, seconds=90)
+    wait_for_approval(sqlite_url(project), run_id, project, seconds=120)
     assert f"worker id {host} was seen on" in (project / "w2.err").read_text()
     approve(sqlite_url(project), run_id, project)
     wait_for(lambda: show_in(project, run_id)["status"] == "completed", seconds=60)

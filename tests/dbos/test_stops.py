@@ -318,7 +318,7 @@ def test_a_run_cancelled_while_it_waits_for_an_approval_frees_its_workers_slot(
     options = ["--id", "w1", "--concurrency", "1"]
     start_worker(database, *options, cwd=project, started=workers, log=err)
     waiting = submit(database, project, "--proposal", "approval", "--approval-timeout", "600")
-    wait_for_approval(database, waiting, project)
+    wait_for_approval(database, waiting, project, seconds=120)  # (a worker starting, loaded)
     cancel(database, waiting, project)
     plain = submit(database, project, "--proposal", "plain")
     # taken at once (well within the approval's 600 s; it waited for them)

@@ -870,10 +870,11 @@ def server_secrets(server: McpServer) -> list[str]:
     the server, or a client, may repeat it: its env and header values that are credentials,
     by their names (`API_KEY`, `GITHUB_TOKEN`, `Authorization`) or their form (`Bearer ...`),
     as declared and as taken from carlang's environment (a `${NAME}`'s value on its own, and
-    the value it makes, `Bearer <token>`), the password and credential query values of its URL or of a URL among its
-    env values or arguments, and the values of its options named for a credential
-    (`--api-key X`, `--token=X`). A plain setting (`NODE_ENV: "production"`, `ALLOWED:
-    "${HOME_DIR}"`, `X-Org: "acme"`) is none of them: it stays as it is wherever it occurs."""
+    the value it makes, `Bearer <token>`), the password and credential query values of its
+    URL or of a URL among its env values or arguments, and the values of its options named
+    for a credential (`--api-key X`, `--token=X`). A plain setting (`NODE_ENV:
+    "production"`, `ALLOWED: "${HOME_DIR}"`, `X-Org: "acme"`) is none of them: it stays as it
+    is wherever it occurs."""
     found = _secrets_of(server)
     for declared in (server.env, server.headers):
         credentials = {name: v for name, v in declared.items() if _credential(name, v)}
