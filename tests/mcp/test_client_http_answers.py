@@ -59,6 +59,17 @@ def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
         httpd.server_close()
 
 
+def _refused_start(server: McpServer) -> str:
+    """What the client says when its session with `server` cannot start."""
+    client = McpClient(server)
+    try:
+        with pytest.raises(McpError) as refused:
+            client.start(timeout=10)
+    finally:
+        client.close()
+    return str(refused.value)
+
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_a_redirect_is_not_followed_with_the_servers_token(
     status: int, monkeypatch: pytest.MonkeyPatch
@@ -73,13 +84,7 @@ def test_a_redirect_is_not_followed_with_the_servers_token(
             url=f"http://127.0.0.1:{port}/mcp",
             headers={"Authorization": "Bearer ${REDIRECTED_TOKEN}"},
         )
-        client = McpClient(server)
-        try:
-            with pytest.raises(McpError) as refused:
-                client.start(timeout=10)
-        finally:
-            client.close()
-    said = str(refused.value)
+        said = _refused_start(server)
     assert f"it answered {status}, a redirect to http://127.0.0.1:{elsewhere}/collect" in said
     assert "which carlang does not follow" in said and TOKEN not in said
     assert _Elsewhere.seen == []  # (nothing reached the other place, the token least of all)
@@ -89,12 +94,6 @@ def test_a_server_not_running_is_said_so() -> None:
     with socket.socket() as probe:  # (a port nothing listens on)
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    client = McpClient(McpServer(name="s", url=f"http://127.0.0.1:{port}/mcp"))
-    try:
-        with pytest.raises(McpError) as refused:
-            client.start(timeout=10)
-    finally:
-        client.close()
-    said = str(refused.value)
+    said = _refused_start(McpServer(name="s", url=f"http://127.0.0.1:{port}/mcp"))
     assert said.startswith(f"MCP server 's' at http://127.0.0.1:{port}/mcp: ")
     assert "nothing answers there; is the server running, at that port?" in said
