@@ -188,7 +188,8 @@ def start_carlang(
 ) -> subprocess.Popen[str]:
     """`carlang ARGS...` in the background in `cwd`, added to `started` (to kill at the end):
     its stdout discarded, its stderr written to the file `log` (discarded without one). Its
-    faulthandler is on, for `exit_code`'s dump of a process that does not end."""
+    faulthandler is on, for `exit_code`'s dump of a process that does not end; and Ctrl-C
+    reaches it as it reaches a command typed at a terminal (`_sigint_as_at_a_terminal`)."""
     with log.open("w") if log is not None else contextlib.nullcontext(subprocess.DEVNULL) as err:
         process = subprocess.Popen(
             [sys.executable, "-m", "carlang", *args],
@@ -197,9 +198,17 @@ def start_carlang(
             stdout=subprocess.DEVNULL,
             stderr=err,
             text=True,
+            preexec_fn=_sigint_as_at_a_terminal,
         )
     started.append(process)
     return process
+
+
+def _sigint_as_at_a_terminal() -> None:
+    """In the child, before it runs: SIGINT's default disposition. A shell's background job
+    (`cmd &` in a script: how CI may run these tests) inherits SIGINT ignored, and a Python
+    started with it ignored never raises KeyboardInterrupt: a test's Ctrl-C would do nothing."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def start_worker(
