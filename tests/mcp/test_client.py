@@ -210,7 +210,7 @@ def recorder() -> Iterator[int]:
     _Recorder.seen = []
     _Recorder.mode = "json"
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield int(httpd.server_address[1])

@@ -50,7 +50,7 @@ class _Redirecting(BaseHTTPRequestHandler):
 @contextmanager
 def _serving(handler: type[BaseHTTPRequestHandler]) -> Iterator[int]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield httpd.server_address[1]
