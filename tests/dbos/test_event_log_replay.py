@@ -7,6 +7,7 @@ logged as it stopped. (Through real processes: test_stops.py.)"""
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,7 @@ def _write(path: Path, events: list[tuple[str, str | None, dict[str, Any] | None
 
 
 def _logged(path: Path) -> list[tuple[str, str | None]]:
-    with sqlite3.connect(path) as connection:
+    with closing(sqlite3.connect(path)) as connection, connection:
         rows = connection.execute("SELECT kind, action_id FROM events ORDER BY id").fetchall()
     return [(str(kind), action) for kind, action in rows]
 

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import threading
 import time
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -89,7 +90,7 @@ def test_a_look_says_when_only_workers_of_other_versions_serve_the_queue(
 
 def test_a_table_of_workers_from_before_versions_gets_the_column(sqlite_database: str) -> None:
     path = sqlite_database.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as connection:  # as an older carlang made it
+    with closing(sqlite3.connect(path)) as connection, connection:  # as an older carlang made it
         connection.execute(
             "CREATE TABLE carlang_workers (instance TEXT PRIMARY KEY, worker TEXT NOT NULL,"
             " queues TEXT, seen FLOAT NOT NULL)"

@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import subprocess
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +171,7 @@ def _beat_again(database: str, worker: str, ahead_s: float = 0.0) -> None:
         records.beat(database, instance, worker, None, APP_VERSION)
     records.dispose(database)
     if ahead_s:
-        with sqlite3.connect(database.removeprefix("sqlite:///")) as db:
+        with closing(sqlite3.connect(database.removeprefix("sqlite:///"))) as db, db:
             db.execute(
                 "UPDATE carlang_workers SET seen = seen + ? WHERE worker = ?", (ahead_s, worker)
             )

@@ -15,6 +15,7 @@ import json
 import sqlite3
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +174,7 @@ def test_policies_see_the_tenant_and_the_log_names_it(
         anyio.run(scenario)
     said = process.said  # type: ignore[attr-defined]
     assert "Traceback" not in said, said
-    with sqlite3.connect(events) as db:
+    with closing(sqlite3.connect(events)) as db, db:
         rows = db.execute("SELECT data FROM events WHERE kind = 'run_started'").fetchall()
         text = "\n".join(str(row) for row in db.execute("SELECT * FROM events").fetchall())
     tenants = sorted(json.loads(row[0])["scope"].get("tenant") for row in rows)

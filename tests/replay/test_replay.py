@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import xml.etree.ElementTree as ET
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -1034,11 +1035,11 @@ def test_a_journal_row_of_the_wrong_type_is_an_error_naming_the_event(tmp_path: 
     program = tmp_path / "service.car"
     program.write_text(SERVICE)
     log = _service_log(tmp_path, ".db")
-    with sqlite3.connect(log) as db:
+    with closing(sqlite3.connect(log)) as db, db:
         db.execute("UPDATE events SET data = json_set(data, '$.scope', 'x') WHERE id = 1")
     code, out = cli("replay", str(log), "--program", str(program))
     assert code == 2 and f"{log}: event 1: not a valid run_started event: data.scope" in out, out
-    with sqlite3.connect(log) as db:
+    with closing(sqlite3.connect(log)) as db, db:
         db.execute("UPDATE events SET timestamp = 'abc' WHERE id = 3")
     for command in (["replay", str(log), "--program", str(program)], ["events", str(log)]):
         code, out = cli(*command)
