@@ -259,6 +259,18 @@ def proxy_command(
             " session's is refused (JSON-RPC -32000) until one ends. Default: 32.",
         ),
     ] = None,
+    max_sessions_per_tenant: Annotated[
+        int | None,
+        typer.Option(
+            "--max-sessions-per-tenant",
+            min=1,
+            metavar="N",
+            help="With --tenant-token, how many of the --max-sessions places one tenant's"
+            " sessions may hold, so that one tenant cannot take them all; its next session's"
+            " calls are refused (JSON-RPC -32000) until one of its own ends. Default: no limit"
+            " but --max-sessions.",
+        ),
+    ] = None,
     idle_timeout: Annotated[
         float | None,
         typer.Option(
@@ -317,7 +329,11 @@ def proxy_command(
         for option, (value, why) in given.items():
             if value:
                 fail_usage(f"{option} is for --transport http ({why})")
-        limits = {"--max-sessions": max_sessions, "--idle-timeout": idle_timeout}
+        limits = {
+            "--max-sessions": max_sessions,
+            "--max-sessions-per-tenant": max_sessions_per_tenant,
+            "--idle-timeout": idle_timeout,
+        }
         for option, limit in limits.items():
             if limit is not None:
                 fail_usage(f"{option} is for --transport http (stdio serves one client session)")
@@ -330,6 +346,7 @@ def proxy_command(
             "--insecure is for listening with no token; with --token-env or --tenant-token every"
             " request needs one: drop --insecure"
         )
+    _check_tenant_limit(max_sessions_per_tenant, max_sessions or MAX_SESSIONS, tenants)
     program = load_program(file, root)
     capability = chosen_capability(file, root, capability, program)
     if not program.mcp_servers:
@@ -357,6 +374,7 @@ def proxy_command(
                 budget_per=budget_per.value,
                 stderr=sys.stderr,
                 max_sessions=(max_sessions or MAX_SESSIONS) if http else None,
+                max_sessions_per_tenant=max_sessions_per_tenant,
             )
             if http:
                 listener, access = _listen(
@@ -386,6 +404,23 @@ def proxy_command(
             runtime.close()  # (stops the servers, and waits for them)
     if caught:  # stopped by SIGTERM or SIGHUP: its usual status, once everything is closed
         raise typer.Exit(128 + caught[0])
+
+
+def _check_tenant_limit(per_tenant: int | None, places: int, tenants: dict[str, str]) -> None:
+    """Refuse a --max-sessions-per-tenant that cannot mean anything: without tenants, or
+    larger than the places there are."""
+    if per_tenant is None:
+        return
+    if not tenants:
+        fail_usage(
+            "--max-sessions-per-tenant needs tenants: give each one's token with --tenant-token"
+            " TENANT=VAR"
+        )
+    if per_tenant > places:
+        fail_usage(
+            f"--max-sessions-per-tenant {per_tenant} is more than the proxy's places"
+            f" (--max-sessions {places}): give at most {places}, or raise --max-sessions"
+        )
 
 
 #: The signals that stop the proxy as Ctrl-C does: how an MCP client stops a server it

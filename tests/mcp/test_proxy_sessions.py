@@ -18,7 +18,7 @@ from carlang_runtime.engine import Runtime
 from carlang_runtime.errors import CarlangRuntimeError
 from carlang_runtime.ir import ActionStatus
 from carlang_runtime.mcp import McpError, McpSessions
-from carlang_runtime.mcp.proxy import PolicyProxy, StdioSession
+from carlang_runtime.mcp.proxy import PolicyProxy, ProxyBusy, StdioSession
 from typer.testing import CliRunner
 
 from carlang.cli import app
@@ -134,6 +134,46 @@ def test_max_sessions_counts_the_clients_with_servers_carlang_starts(
 def test_max_sessions_is_at_least_one(runtime: Any) -> None:
     with pytest.raises(CarlangRuntimeError, match="at least 1"):
         _proxy(runtime, max_sessions=0)
+    with pytest.raises(CarlangRuntimeError, match="max_sessions_per_tenant must be at least 1"):
+        _proxy(runtime, max_sessions_per_tenant=0)
+
+
+def test_one_tenant_cannot_take_every_place(runtime: Any, tmp_path: Path) -> None:
+    stderr = (tmp_path / "stderr.txt").open("w")
+    proxy = _proxy(runtime, max_sessions=3, max_sessions_per_tenant=2, stderr=stderr)
+    proxy.tenanted = True
+    sessions = {name: object() for name in ("a1", "a2", "a3", "b1", "b2")}
+
+    async def call(session: str, tenant: str) -> dict[str, Any]:
+        return await proxy.call_tool(sessions[session], "here.add", {"a": 1}, tenant=tenant)
+
+    async def scenario() -> None:
+        for session in ("a1", "a2"):
+            assert "cannot start" in _said_of(await call(session, "acme"))
+        for _ in range(2):  # acme's third session: its tenant's two places are taken
+            with pytest.raises(ProxyBusy, match="--max-sessions-per-tenant 2") as busy:
+                await call("a3", "acme")
+            assert "here.add was not called" in str(busy.value)
+        # a place is left for globex, and past it the proxy's own limit speaks
+        assert "cannot start" in _said_of(await call("b1", "globex"))
+        with pytest.raises(ProxyBusy, match="--max-sessions 3"):
+            await call("b2", "globex")
+        await proxy.end(sessions["a1"])  # one of acme's ends: acme's third may start
+        assert "cannot start" in _said_of(await call("a3", "acme"))
+        with pytest.raises(ProxyBusy, match="--max-sessions-per-tenant 2"):
+            await call("a1", "acme")  # (a new session: the old one ended)
+
+    with stderr:
+        asyncio.run(scenario())
+    warned = [line for line in (tmp_path / "stderr.txt").read_text().splitlines() if line]
+    assert len(warned) == 3, warned  # acme's limit (twice: it ended one), the proxy's once
+    assert sum("tenant 'acme'" in w and "--max-sessions-per-tenant 2" in w for w in warned) == 2
+    # the refusals ran nothing: the log has the five calls let in
+    assert sum(e.kind == "run_started" for e in runtime.events) == 4
+
+
+def _said_of(result: dict[str, Any]) -> str:
+    return str(result["content"][0]["text"])
 
 
 def test_a_tool_called_from_no_client_session_is_refused(runtime: Any) -> None:
@@ -155,7 +195,10 @@ def test_closed_server_sessions_start_no_server_again(runtime: Any) -> None:
         sessions.client("here")
 
 
-@pytest.mark.parametrize("option", [["--max-sessions", "4"], ["--idle-timeout", "60"]])
+@pytest.mark.parametrize(
+    "option",
+    [["--max-sessions", "4"], ["--max-sessions-per-tenant", "2"], ["--idle-timeout", "60"]],
+)
 def test_the_session_limits_are_for_http(tmp_path: Path, option: list[str]) -> None:
     path = tmp_path / "p.car"
     path.write_text(PROGRAM)

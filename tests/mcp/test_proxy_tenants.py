@@ -135,6 +135,31 @@ def test_a_tenants_session_is_not_another_tenants(program: Path, tokens: list[st
     assert ACME not in said and GLOBEX not in said and "Traceback" not in said, said
 
 
+def test_one_tenant_cannot_take_every_place(program: Path, tokens: list[str]) -> None:
+    limits = ("--max-sessions", "2", "--max-sessions-per-tenant", "1")
+    with _proxy(program, *tokens, *limits) as (process, url):
+        first = _opened(url, ACME)
+        kept = _result(_post(url, _call("notes.remember", 2, text="a"), ACME, first))
+        assert kept["isError"] is False, kept
+        # acme's second session: refused while its first has the tenant's one place
+        second = _opened(url, ACME)
+        busy = _post(url, _call("notes.recall", 3), ACME, second)
+        error = json.loads(next(line[5:] for line in busy.text.splitlines() if line[:5] == "data:"))
+        assert error["error"]["code"] == -32000, error
+        assert "--max-sessions-per-tenant 1" in error["error"]["message"], error
+        # the other place is globex's to take
+        theirs = _opened(url, GLOBEX)
+        recalled = _result(_post(url, _call("notes.recall", 4), GLOBEX, theirs))
+        assert recalled["content"][0]["text"] == "<nothing>", recalled
+        # acme's first ends: its second now has a place
+        assert httpx.delete(url, headers=_headers(ACME, first)).status_code == 200
+        recalled = _result(_post(url, _call("notes.recall", 5), ACME, second))
+        assert recalled["content"][0]["text"] == "<nothing>", recalled
+    said = process.said  # type: ignore[attr-defined]
+    assert said.count("tenant 'acme' has 1 client session(s)") == 1, said
+    assert "Traceback" not in said, said
+
+
 def test_policies_see_the_tenant_and_the_log_names_it(
     program: Path, tokens: list[str], tmp_path: Path
 ) -> None:
@@ -201,6 +226,15 @@ def test_tenant_tokens_are_checked_before_the_proxy_starts(
         ("--tenant-token", "acme=ACME_TOKEN", "--token-env", "ACME_TOKEN"): "not both",
         ("--tenant-token", "acme=ACME_TOKEN", "--transport", "stdio"): "the one client is",
         ("--tenant-token", "acme=ACME_TOKEN", "--insecure"): "drop --insecure",
+        ("--max-sessions-per-tenant", "1"): "needs tenants",
+        (
+            "--tenant-token",
+            "acme=ACME_TOKEN",
+            "--max-sessions-per-tenant",
+            "3",
+            "--max-sessions",
+            "2",
+        ): "at most 2, or raise --max-sessions",
     }
     for options, expected in cases.items():
         answer = run_carlang(*base, *options, cwd=tmp_path, timeout=60)

@@ -13,7 +13,8 @@ Each client session has its own sessions with the servers (`McpSessions`), start
 first call of a server's tool and closed when it ends, so that a server's per-session state
 is never one client's to another; and its runs have the scope `{"mcp_session": <its carlang
 session>}`, so that the runtime's caches (`cache`, idempotency) are its own. `max_sessions`
-bounds how many client sessions at once may have servers started for them (`ProxyBusy`).
+bounds how many client sessions at once may have servers started for them (`ProxyBusy`), and
+`max_sessions_per_tenant` how many of them one tenant's may be.
 
 Over HTTP, a proxy given a token per tenant (`HttpAccess.tenants`) knows whose each request is:
 a client session belongs to the tenant whose token opened it (a request of another tenant for
@@ -86,6 +87,10 @@ __all__ = [
     "serve_stdio",
     "serve_http",
 ]
+
+
+#: How a client session ends, freeing its place (`ProxyBusy`'s messages).
+_HOW_SESSIONS_END = "its client closes it, or it is idle too long"
 
 
 class ProxyBusy(Exception):
@@ -237,11 +242,14 @@ class PolicyProxy:
         budget_per: str = "session",
         stderr: Any = None,
         max_sessions: int | None = None,
+        max_sessions_per_tenant: int | None = None,
     ) -> None:
         """`budget`: the program's budget each client session spends (`budget_per`
         "tenant": each tenant's sessions together); `max_sessions`: how many client sessions
-        at once may have servers started for them (None: no limit); `stderr`: where the
-        servers' standard error goes (and the proxy's warnings), None for nowhere."""
+        at once may have servers started for them (None: no limit), and
+        `max_sessions_per_tenant` how many of those one tenant's may be (None: all), so that
+        one tenant cannot take every place; `stderr`: where the servers' standard error goes
+        (and the proxy's warnings), None for nowhere."""
         self.program = program
         self.runtime = runtime
         self.capability = capability
@@ -264,9 +272,14 @@ class PolicyProxy:
             if self.budget is None:
                 names = ", ".join(b.name for b in program.budgets) or "none"
                 raise CarlangRuntimeError(f"no budget '{budget}' (budgets: {names})")
-        if max_sessions is not None and max_sessions < 1:
-            raise CarlangRuntimeError(f"max_sessions must be at least 1, not {max_sessions}")
+        for option, limit in (
+            ("max_sessions", max_sessions),
+            ("max_sessions_per_tenant", max_sessions_per_tenant),
+        ):
+            if limit is not None and limit < 1:
+                raise CarlangRuntimeError(f"{option} must be at least 1, not {limit}")
         self.max_sessions = max_sessions
+        self.max_sessions_per_tenant = max_sessions_per_tenant
         self.stderr = stderr
         self.servers = {server.name: server for server in program.mcp_servers}
         # (a client may send a server's token as an argument: it is not logged either)
@@ -290,6 +303,10 @@ class PolicyProxy:
         #: said the places are all taken (said again once one is given back).
         self._placed = 0
         self._warned_full = False
+        #: The places each tenant's client sessions hold (`max_sessions_per_tenant`), and the
+        #: tenants a warning said are at their limit (said again once one of theirs ends).
+        self._placed_by_tenant: dict[str, int] = {}
+        self._warned_tenants: set[str] = set()
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -357,6 +374,9 @@ class PolicyProxy:
             found.placed = False
             self._placed -= 1
             self._warned_full = False
+            if found.tenant is not None:
+                self._placed_by_tenant[found.tenant] -= 1
+                self._warned_tenants.discard(found.tenant)
         return found
 
     def close(self) -> None:
@@ -375,7 +395,11 @@ class PolicyProxy:
 
     def _place(self, client: _Client, tool: str) -> None:
         """Give `client` a place among the `max_sessions` client sessions that may have
-        servers started for them, or refuse its call (`ProxyBusy`) when none is left."""
+        servers started for them, or refuse its call (`ProxyBusy`) when none is left (or
+        none of its tenant's: said first, as it holds whatever the others do)."""
+        tenant = client.tenant
+        if tenant is not None:
+            self._place_for_tenant(tenant, tool)
         if self.max_sessions is not None and self._placed >= self.max_sessions:
             limit = self.max_sessions
             if not self._warned_full:
@@ -388,10 +412,31 @@ class PolicyProxy:
             raise ProxyBusy(
                 f"carlang mcp proxy is busy: {limit} other client session(s) have MCP servers of"
                 f" their own, its limit (--max-sessions {limit}); {tool} was not called. Try"
-                " again once one of them ends (its client closes it, or it is idle too long)"
+                f" again once one of them ends ({_HOW_SESSIONS_END})"
             )
+        if tenant is not None:
+            self._placed_by_tenant[tenant] = self._placed_by_tenant.get(tenant, 0) + 1
         client.placed = True
         self._placed += 1
+
+    def _place_for_tenant(self, tenant: str, tool: str) -> None:
+        """Refuse a new place to a session of `tenant` (`ProxyBusy`) when its sessions hold
+        `max_sessions_per_tenant` already: the other tenants' places are theirs to take."""
+        limit = self.max_sessions_per_tenant
+        if limit is None or self._placed_by_tenant.get(tenant, 0) < limit:
+            return
+        if tenant not in self._warned_tenants:
+            self._warned_tenants.add(tenant)
+            self._warn(
+                f"carlang mcp proxy: tenant {tenant!r} has {limit} client session(s) with MCP"
+                f" servers of their own (--max-sessions-per-tenant {limit}): its new sessions'"
+                " calls of their tools are refused until one ends"
+            )
+        raise ProxyBusy(
+            f"carlang mcp proxy is busy for this tenant: {limit} other session(s) of yours have"
+            f" MCP servers of their own, a tenant's limit (--max-sessions-per-tenant {limit});"
+            f" {tool} was not called. Try again once one of them ends ({_HOW_SESSIONS_END})"
+        )
 
     def _warn(self, message: str) -> None:
         if self.stderr is not None and hasattr(self.stderr, "write"):
