@@ -298,7 +298,9 @@ COMPILER_CODES: tuple[Code, ...] = (
         "warning",
         "a `$` in an `mcp_server`'s `headers`, `env` or `url` that looks like a variable of the"
         " environment but is not a reference carlang takes (`$TOKEN`, `${TOKEN`, `${ TOKEN }`,"
-        " `${}`): it is sent as written; write `${TOKEN}`",
+        " `${}`): it is sent as written; write `${TOKEN}`. In `command` and `args`, which take"
+        " no variable (no shell runs the command), any `${TOKEN}` or `$TOKEN`: pass it in"
+        " `env`",
         "carlang",
     ),
     # policies

@@ -29,7 +29,7 @@ from functools import lru_cache
 from typing import Any, Literal, NamedTuple
 
 from carlang_runtime import ir
-from carlang_runtime.environment import misreferences
+from carlang_runtime.environment import misreferences, references_written
 from carlang_runtime.ir._base import construct
 from carlang_runtime.paramcheck import parameter_defaults
 from carlang_runtime.redact import redaction_problem
@@ -157,6 +157,8 @@ def _is_dotted(text: str) -> bool:
     return _DOTTED_NAME(text) is not None
 
 
+#: The variable's name in a `$` form written in a command line (`${TOKEN}`, `$TOKEN`, `${TOKEN`).
+_REFERENCE_NAME = re.compile(r"\$\{?\s*([A-Za-z_][A-Za-z0-9_]*)")
 _DOTTED_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*").fullmatch
 
 
@@ -608,6 +610,8 @@ class _Lowerer:
             elif setting.word == "args":
                 if not all(isinstance(a, str) for a in value.value):
                     bad(setting, "`args` must be a list of strings")
+                else:
+                    self.mcp_command_references(source, setting, value.value)
                 fields["args"] = value.value
             elif setting.word == "env":
                 if not all(isinstance(v, str) for v in value.value.values()):
@@ -637,6 +641,8 @@ class _Lowerer:
             else:
                 if setting.word == "command" and not str(value.value).strip():
                     bad(setting, "`command` is empty: name the program that starts the server")
+                elif setting.word == "command":
+                    self.mcp_command_references(source, setting, [value.value])
                 fields[setting.word] = value.value
         if "command" in fields and "url" in fields:
             self.d.error(
@@ -735,6 +741,45 @@ class _Lowerer:
                 label="sent as written",
                 help=wrong.help(),
             )
+
+    def mcp_command_references(
+        self, source: Source, setting: ast.McpSetting, values: list[str]
+    ) -> None:
+        """Warn (CL0228, at the setting's value) of each `${NAME}` or `$NAME` in an
+        `mcp_server`'s `command` or `args`: no shell runs the command, so the server gets them
+        as written, not a variable's value (and carlang puts none in a command line, which
+        every user of the machine can read)."""
+        written = [
+            form
+            for value in values
+            for form in dict.fromkeys(
+                [*references_written(value), *(m.written for m in misreferences(value))]
+            )
+        ]
+        if not written:
+            return
+        forms = list(dict.fromkeys(written))
+        shown = ", ".join(f"`{form}`" for form in forms)
+        if setting.word == "command":
+            do = "write the program's path out, or its name to find it on PATH"
+        else:
+            name = next(
+                (m.group(1) for form in forms if (m := _REFERENCE_NAME.search(form))), "NAME"
+            )
+            do = (
+                f'give the server the value in its environment, `env {{ {name}: "${{{name}}}" }}`,'
+                " and have it read it there (a command line is visible to every user of the"
+                " machine, an environment is not)"
+            )
+        self.d.warning(
+            "CL0228",
+            f"`{setting.word}` takes no variable from carlang's environment: {shown}"
+            f" {'is' if len(forms) == 1 else 'are'} passed to the server as written",
+            source,
+            setting.value.span,
+            label="passed as written",
+            help=f"no shell runs the command, so nothing expands it; {do}",
+        )
 
     def mcp_env_references(self, source: Source, written: ast.Value) -> None:
         """`misreferences` for an `env` map of strings, each at its value (the parser keeps no

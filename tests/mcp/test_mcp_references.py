@@ -2,7 +2,7 @@
 it: a `${...}` in a `url` (CL0220, and the client refuses such a url from IR JSON before
 sending anything), a credential written into a url (CL0226, as a header's is), and a
 reference miswritten in a `headers` or `env` value (CL0228: `$TOKEN`, `${TOKEN`, ...), which
-is not also CL0226. The rule is in docs/language.md, "References to carlang's environment"."""
+is not also CL0226, and any variable in a `command` or `args`, which take none (CL0228). The rule is in docs/language.md, "References to carlang's environment"."""
 
 from __future__ import annotations
 
@@ -334,6 +334,40 @@ def test_env_values_are_warned_each_at_its_own_place() -> None:
         ("CL0228", 7, 13, "$PATH"),
         ("CL0228", 8, 12, "${ GITHUB_TOKEN }"),
     ]
+
+
+def test_a_variable_in_args_or_command_is_cl0228_saying_to_pass_it_in_env() -> None:
+    text = (
+        "mcp_server gh {\n"
+        '  command "npx"\n'
+        '  args ["-y", "server-github", "--token", "${GITHUB_TOKEN}", "$HOME/x", "costs $5"]\n'
+        "}\n"
+        "mcp_server local {\n"
+        '  command "$HOME/bin/srv"\n'
+        "}\n"
+    )
+    result = compile_diagnostics(text)
+    args, command = result.diagnostics.sorted()
+    assert (args.code, args.severity, args.location()[1:]) == ("CL0228", "warning", (3, 8))
+    assert args.message == (
+        "`args` takes no variable from carlang's environment: `${GITHUB_TOKEN}`, `$HOME` are"
+        " passed to the server as written"
+    )
+    assert 'env { GITHUB_TOKEN: "${GITHUB_TOKEN}" }' in (args.help or "")
+    assert "visible to every user of the machine" in (args.help or "")
+    assert (command.code, command.location()[1:]) == ("CL0228", (6, 11))
+    assert "`$HOME` is passed to the server as written" in command.message
+    assert "write the program's path out" in (command.help or "")
+    # the program still compiles: the server gets the arguments as written
+    assert result.program is not None
+    (gh, local) = result.program.mcp_servers
+    assert gh.args[3] == "${GITHUB_TOKEN}" and local.command == "$HOME/bin/srv"
+
+
+@pytest.mark.parametrize("arg", ["costs $5", "$name", "a$", "$$HOME", "\\$HOME", "--port=8080"])
+def test_a_dollar_in_args_that_is_no_variable_meant_is_quiet(arg: str) -> None:
+    written = arg.replace("\\", "\\\\")
+    assert _found(f'mcp_server s {{\n  command "srv"\n  args ["{written}"]\n}}\n') == []
 
 
 def test_the_warning_can_be_accepted_by_a_pragma_on_the_value_s_line(tmp_path: Path) -> None:
