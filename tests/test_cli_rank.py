@@ -98,6 +98,33 @@ def test_json_and_csv(tmp_path: Path) -> None:
     assert rows[1]["approvals"] == "1" and rows[2]["valid"] == "False"
 
 
+def test_json_findings_carry_the_codes_check_gives_the_same_verdicts() -> None:
+    """A policy finding has the code `carlang check` gives the plan's action (a certain deny
+    CL0520, an approval CL0521), so that a client acts on it without reading the message."""
+    from carlang_runtime.planner.features import POLICY_ASKS, POLICY_DENIES, POLICY_MAY_DENY
+
+    from carlang.codes import all_codes
+
+    known = {c.code: c.name for c in all_codes()}
+    names = {code: known[code] for code in (POLICY_DENIES, POLICY_ASKS, POLICY_MAY_DENY)}
+    assert names == {
+        "CL0520": "policy-denies-action",
+        "CL0521": "policy-requires-approval",
+        "CL0522": "policy-may-deny",
+    }
+
+
+def test_each_finding_of_the_json_ranking_has_its_code(tmp_path: Path) -> None:
+    code, out, _ = rank(tmp_path, "--plan", "release", "--format", "json")
+    assert code == 0
+    by_id = {s["proposal_id"]: s for s in json.loads(out)["ranking"]}
+    policy = {
+        s: [(f["code"], f["action_id"]) for f in by_id[s]["findings"] if f["feature"] == "policy"]
+        for s in by_id
+    }
+    assert policy == {"careful": [], "bold": [("CL0521", "ship")], "sloppy": [("CL0520", "get")]}
+
+
 def test_set_overrides_the_plan(tmp_path: Path) -> None:
     _, out, _ = rank(tmp_path, "--plan", "release", "--format", "json", "--set", "cost_weight=0.9")
     assert json.loads(out)["config"]["cost_weight"] == 0.9

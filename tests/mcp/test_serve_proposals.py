@@ -248,14 +248,18 @@ def test_rank_says_why_a_candidate_is_invalid_and_judges_it_as_verify_does() -> 
             error, ranked = await call(session, "rank", candidates=candidates, program=RANKED)
             assert not error, ranked
             by_id = {r["proposal_id"]: r for r in ranked["ranking"]}
+            codes = {}  # each candidate's errors' codes, as verify gives them
             for proposal in candidates:
                 error, verdict = await call(session, "verify", proposal=proposal, program=RANKED)
                 assert by_id[proposal["id"]]["valid"] is verdict["valid"], proposal["id"]
+                for issue in verdict["issues"]:
+                    codes[proposal["id"]] = issue["code"]
             assert by_id["agent"]["valid"] and by_id["agent"]["findings"] == []
             assert by_id["unknown"]["findings"] == [
                 {
                     "feature": "validity",
                     "message": "error: tool 'deploi' is not registered",
+                    "code": "CL0306",  # (verify's unknown-tool)
                     "action_id": "a",
                 }
             ]
@@ -263,6 +267,7 @@ def test_rank_says_why_a_candidate_is_invalid_and_judges_it_as_verify_does() -> 
                 {
                     "feature": "policy",
                     "message": "will be denied by no_latest: pin a version",
+                    "code": "CL0520",  # (as `carlang check` says of such a plan)
                     "action_id": "a",
                 }
             ]
@@ -270,6 +275,7 @@ def test_rank_says_why_a_candidate_is_invalid_and_judges_it_as_verify_does() -> 
                 {
                     "feature": "validity",
                     "message": "error: tool 'deploy' is not allowed by capability 'reader'",
+                    "code": codes["reader"],
                     "action_id": "a",
                 }
             ]

@@ -19,6 +19,9 @@ from .feedback import ToolFeedback
 
 __all__ = [
     "Finding",
+    "POLICY_DENIES",
+    "POLICY_ASKS",
+    "POLICY_MAY_DENY",
     "FINDINGS_PER_FEATURE",
     "capped",
     "risk_value",
@@ -33,22 +36,31 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One reason behind a feature's value: which feature, which action (if one), why."""
+    """One reason behind a feature's value: which feature, which action (if one), why, and
+    the stable code of what found it when one did (a verify finding's `code`, like CL0301), so
+    that a client can act on a finding without reading its message."""
 
     feature: str
     message: str
     action_id: str | None = None
     loc: SourceLoc | None = None
+    code: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (absent parts left out)."""
         data: dict[str, Any] = {"feature": self.feature, "message": self.message}
+        if self.code is not None:
+            data["code"] = self.code
         if self.action_id is not None:
             data["action_id"] = self.action_id
         if self.loc is not None:
             data["loc"] = str(self.loc)
         return data
 
+
+#: The codes of the policy findings, the ones `carlang check` gives the same verdicts on a
+#: plan (carlang/codes.py: a certain deny, an approval, a predicted deny).
+POLICY_DENIES, POLICY_ASKS, POLICY_MAY_DENY = "CL0520", "CL0521", "CL0522"
 
 #: A feature lists at most this many findings, then how many more there are: a plan of
 #: 10,000 actions does not need 10,000 lines to say why it scores as it does.
@@ -114,7 +126,8 @@ def policy_compliance(
                 if locs is None:
                     locs = locs_by_id(cols)
                 loc = locs.get(verdict.action_id)
-                out.findings.append(Finding("policy", message, verdict.action_id, loc))
+                finding = Finding("policy", message, verdict.action_id, loc, POLICY_DENIES)
+                out.findings.append(finding)
                 continue
             rank, text = 1, f"is predicted to be denied by {verdict.policy}: {verdict.reason}"
         else:
@@ -123,7 +136,8 @@ def policy_compliance(
         if verdict.index not in worst or worst[verdict.index][0] < rank:
             worst[verdict.index] = (rank, text)
     for index, (rank, text) in sorted(worst.items()):
-        out.findings.append(Finding("policy", text, cols.ids[index], cols.locs[index]))
+        code = POLICY_MAY_DENY if rank else POLICY_ASKS
+        out.findings.append(Finding("policy", text, cols.ids[index], cols.locs[index], code))
         if rank:
             out.predicted_denials += 1
         else:

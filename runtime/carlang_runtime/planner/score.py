@@ -181,6 +181,7 @@ def _validity_findings(result: VerifyResult, cols: Columns) -> list[Finding]:
                 f"{issue.severity}: {issue.message}",
                 issue.action_id,
                 issue.loc or locs.get(issue.action_id),
+                issue.code,
             )
             for issue in result.issues
         ]
