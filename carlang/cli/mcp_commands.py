@@ -474,6 +474,7 @@ def _passed_headers(given: list[str], url: str | None) -> dict[str, str]:
     is declared so, and taken from carlang's environment when the server is reached); a
     usage error for one that cannot be sent (never showing a value), and a warning for a
     credential written out, which goes into the file as it is."""
+    from carlang_runtime.environment import misreferences
     from carlang_runtime.mcp.client import header_problems, written_out_credential
 
     from carlang.lower import credential_reference
@@ -494,6 +495,13 @@ def _passed_headers(given: list[str], url: str | None) -> dict[str, str]:
     if problems:
         fail_usage(f"--header: {problems[0].message}")
     for name, value in headers.items():
+        for wrong in misreferences(value):  # (the shell took `${T}` for `$T`, or a typo)
+            echo_err(
+                f"warning: --header {name}: {wrong.message()}, in single quotes so that the"
+                " shell leaves it to carlang; as given, it is sent as written"
+            )
+        if misreferences(value):
+            continue  # (a variable's name meant, not a credential written out)
         if written_out_credential(name, value):
             echo_err(
                 f"warning: --header {name}: its value is a credential, written into the"

@@ -207,6 +207,19 @@ def test_a_server_that_wants_a_token_and_was_given_none_says_to_declare_it(
     _secrets_absent(everything)
 
 
+def test_a_401_points_at_a_reference_miswritten_in_a_header(tmp_path: Path, server: Server) -> None:
+    """`Bearer $HDR_TOKEN` sends the variable's name: the refusal says so, and what to write
+    (it named only the headers and their variables, none here)."""
+    text = _imported(tmp_path, server).read_text().replace("${HDR_TOKEN}", "$HDR_TOKEN")
+    error, everything = _failed_run(tmp_path, text, TOKEN)
+    assert "HTTP 401 Unauthorized" in error, error
+    assert (
+        "in header Authorization, `$HDR_TOKEN` is not a reference carlang takes from the"
+        " environment: write `${HDR_TOKEN}` (it was sent as written)" in error
+    ), error
+    _secrets_absent(everything)
+
+
 def test_import_with_a_wrong_token_fails_clearly(tmp_path: Path, server: Server) -> None:
     out = tmp_path / "auth.car"
     done = carlang(

@@ -44,3 +44,20 @@ def test_import_with_an_unset_variable_says_which(monkeypatch: pytest.MonkeyPatc
     )
     assert result.exit_code == 2
     assert "its headers name ${IMPORT_TOKEN_UNSET}" in result.output
+
+
+def test_import_warns_of_a_reference_the_shell_or_a_typo_left_miswritten() -> None:
+    """`--header "Authorization: Bearer $T"` in double quotes, or `${T` mistyped: said at
+    once (it was said only by a later `carlang check`, after a 401), not as a credential."""
+    for header, written, fix in (
+        ("Authorization: Bearer $SRV_TOKEN", "$SRV_TOKEN", "${SRV_TOKEN}"),
+        ("Authorization: Bearer ${SRV_TOKEN", "${SRV_TOKEN", "${SRV_TOKEN}"),
+    ):
+        result = runner.invoke(
+            app, ["mcp", "import", "--url", "http://127.0.0.1:9/mcp", "--header", header]
+        )
+        said = result.stderr
+        assert f"warning: --header Authorization: `{written}` is not a reference" in said, said
+        assert f"write `{fix}`, in single quotes" in said, said
+        assert "is a credential" not in said  # (a variable's name, not a secret)
+        assert result.exit_code == 2 and "connection refused" in said.lower(), said

@@ -776,6 +776,12 @@ class McpClient:
                 f" and the variables they take ({taken})" if taken else ""
             )
             check += f": the credential they send is {why}"
+            miswritten = [
+                (name, wrong) for name, value in declared.items() for wrong in misreferences(value)
+            ]
+            if miswritten:  # (the likeliest cause: a variable's name sent, not its value)
+                name, wrong = miswritten[0]
+                check += f"; in header {name}, {wrong.message()} (it was sent as written)"
         elif self._headers:
             check = f"check the user and password in its url: the credential is {why}"
         else:
