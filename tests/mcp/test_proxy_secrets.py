@@ -69,11 +69,15 @@ tool bank.login() {{
     return result.program
 
 
-def _call(program: Any, tmp_path: Path, arguments: dict[str, Any]) -> dict[str, Any]:
+def _call(
+    program: Any, tmp_path: Path, arguments: dict[str, Any], host_secrets: tuple[str, ...] = ()
+) -> dict[str, Any]:
     """The result of one `bank.login` call through the proxy (its log in events.jsonl, what
-    the server wrote on its standard error in stderr.txt)."""
+    the server wrote on its standard error in stderr.txt); `host_secrets`: what the host keeps
+    out (the proxy's tokens, as `serve_http` gives them)."""
     log = EventLog([JsonlSink(tmp_path / "events.jsonl")])  # (a file: outputs are kept)
     runtime = Runtime.from_program(program, events=log)
+    runtime.keep_out(host_secrets)
     errors = tmp_path / "stderr.txt"
     with errors.open("w") as stderr:
         proxy = PolicyProxy(program, runtime, stderr=stderr)
@@ -151,3 +155,25 @@ def test_a_variable_the_environment_lacks_fails_the_call_saying_which(tmp_path: 
     assert result["isError"] is True
     said = result["content"][0]["text"]
     assert "its env names ${CARLANG_TEST_NEVER_SET}, which carlang's environment does not" in said
+
+
+#: A server that writes each call's arguments on its standard error, as servers log requests.
+LOGGING_SERVER = SERVER.replace(
+    'sys.stderr.write("login with " + token + "\\n")',
+    'sys.stderr.write("login with " + json.dumps(params["arguments"]) + "\\n")',
+)
+
+
+def test_a_host_token_a_client_sends_is_kept_out_of_the_servers_stderr(tmp_path: Path) -> None:
+    """A tenant who sends another's token (or the proxy's) as an argument: the server logs its
+    arguments on its standard error, which the proxy passes on to its own (an operator's
+    log). The event log and the result had it redacted; that stream had it in clear."""
+    assert LOGGING_SERVER != SERVER
+    host = "tenant-globex-token-9c1e"
+    program = _program(tmp_path, SECRET, LOGGING_SERVER)
+    result = _call(program, tmp_path, {"note": f"try {host}"}, host_secrets=(host,))
+    assert result["isError"] is False, result
+    server_said = (tmp_path / "stderr.txt").read_text()
+    assert 'login with {"note": "try [REDACTED]"}' in server_said, server_said
+    for where in (server_said, (tmp_path / "events.jsonl").read_text()):
+        assert host not in where and SECRET not in where

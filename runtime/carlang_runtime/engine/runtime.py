@@ -622,6 +622,12 @@ class Runtime:
         a secret parameter is: a client that sends one as an argument does not get it logged."""
         _remember_distinct(self._host_secrets, values)
 
+    @property
+    def kept_out(self) -> tuple[Any, ...]:
+        """The host's secrets given to `keep_out`: for what writes down text the runtime does
+        not see (an MCP server's standard error, passed on by the proxy)."""
+        return tuple(self._host_secrets)
+
     def remember_state_secrets(self, tenant: str | None, values: Iterable[Any]) -> None:
         """Secret values a run wrote into the state of `tenant`: kept out of what later runs
         write down (a snapshot of that state above all), as long as the state holds them."""

@@ -19,7 +19,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal, NamedTuple
 
 from .._version import __version__
@@ -300,9 +300,13 @@ class McpClient:
     """One session with one MCP server: `start()` (initialize), `request`, `notify`,
     `list_tools`, `call_tool`, `close()`."""
 
-    def __init__(self, server: McpServer, *, stderr: Any = subprocess.DEVNULL) -> None:
+    def __init__(
+        self, server: McpServer, *, stderr: Any = subprocess.DEVNULL, keep_out: Iterable[Any] = ()
+    ) -> None:
         """`stderr`: where a stdio server's standard error goes; `subprocess.PIPE` keeps its
-        last lines for `said` (for a person starting it by hand: they may hold anything)."""
+        last lines for `said` (for a person starting it by hand: they may hold anything).
+        `keep_out`: the host's secrets (the proxy's tokens), scrubbed from what the server
+        writes and says as its own are: a client may have sent it one as an argument."""
         self.server = server
         self.stderr = stderr
         #: the URL requests go to (without `user:password@`) and the headers sending those
@@ -315,8 +319,8 @@ class McpClient:
         #: variable that is not set), with the URL's credentials: sent on every request
         headers, self._unset_in_headers, taken_in_headers = expand_references(server.headers)
         self._headers = {**auth, **headers}
-        #: what a message may not show (`server_secrets`)
-        self._scrubber = Scrubber(server_secrets(server))
+        #: what a message may not show (`server_secrets`, and the host's)
+        self._scrubber = Scrubber([*server_secrets(server), *keep_out])
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_reader: threading.Thread | None = None
         self._stderr_forwarder: threading.Thread | None = None

@@ -98,11 +98,16 @@ class McpSessions:
     closed, it starts none again: a call still on its way (in a worker thread) fails instead
     of starting a server nobody would stop."""
 
-    def __init__(self, servers: Iterable[McpServer], *, stderr: Any = None) -> None:
+    def __init__(
+        self, servers: Iterable[McpServer], *, stderr: Any = None, keep_out: Iterable[Any] = ()
+    ) -> None:
+        """`stderr`: where the servers' standard error goes; `keep_out`: the host's secrets,
+        kept out of it (and of what the servers say) as each server's own are."""
         import subprocess
 
         self.servers = {s.name: s for s in servers}
         self.stderr = subprocess.DEVNULL if stderr is None else stderr
+        self.keep_out = tuple(keep_out)
         self._clients: dict[str, McpClient] = {}
         self._live: dict[str, dict[str, dict[str, Any]]] = {}
         self._stale: set[str] = set()
@@ -122,7 +127,7 @@ class McpSessions:
             server = self.servers.get(name)
             if server is None:
                 raise McpError(f"no MCP server '{name}' is declared")
-            client = McpClient(server, stderr=self.stderr)
+            client = McpClient(server, stderr=self.stderr, keep_out=self.keep_out)
             client.on_notification = lambda method, _params: self._notified(name, method)
             limit = _start_timeout(server)
             try:

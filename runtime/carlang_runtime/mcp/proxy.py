@@ -321,7 +321,9 @@ class PolicyProxy:
         found = self._clients.get(key)
         if found is None:
             spent = self._budget_spent(tenant)
-            downstream = McpSessions(self.servers.values(), stderr=self.stderr)
+            downstream = McpSessions(
+                self.servers.values(), stderr=self.stderr, keep_out=self.runtime.kept_out
+            )
             session = self.runtime.open_session(tenant=tenant)
             found = _Client(session, mcp_session, downstream, spent, tenant=tenant)
             self._clients[key] = found
