@@ -512,12 +512,23 @@ def _passed_headers(given: list[str], url: str | None) -> dict[str, str]:
     return headers
 
 
+#: An environment variable's name, as `--token-env` and `--tenant-token` take one.
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def _token(option: str, variable: str | None) -> str | None:
     """The bearer token `option` (`--token-env VAR`, `--tenant-token TENANT=VAR`) names:
     the value of environment variable `variable`, checked before anything starts; None
     without the option."""
     if variable is None:
         return None
+    if not _VARIABLE_NAME.fullmatch(variable):  # (never shown: it may be the token itself)
+        fail_usage(
+            f"{option}: give the name of the environment variable that holds the token, not"
+            " a value: what was given is not a variable's name, and is not shown (it may be"
+            " the token: a shell puts a variable's value in place of `$NAME` before carlang"
+            " sees it). Like --tenant-token acme=ACME_TOKEN or --token-env PROXY_TOKEN"
+        )
     given = os.environ.get(variable)
     if given is None:
         fail_usage(f"{option}: the environment variable {variable} is not set")
@@ -537,14 +548,15 @@ def _tenant_tokens(options: list[str]) -> dict[str, str]:
     for given in options:
         tenant, _, variable = given.partition("=")
         tenant, variable = tenant.strip(), variable.strip()
-        if not tenant or not variable:
+        if not tenant or not variable:  # (what was given is not shown: it may be a token)
             fail_usage(
-                f"--tenant-token {given}: give TENANT=VAR, the tenant's name and the environment"
+                "--tenant-token: give TENANT=VAR, the tenant's name and the environment"
                 " variable that holds its token (like --tenant-token acme=ACME_TOKEN)"
             )
         if tenant in tokens:
             fail_usage(f"--tenant-token: tenant {tenant} twice: give each tenant one token")
-        token = _token(f"--tenant-token {given}", variable)
+        shown = variable if _VARIABLE_NAME.fullmatch(variable) else "..."
+        token = _token(f"--tenant-token {tenant}={shown}", variable)
         assert token is not None
         tokens[tenant] = token
     return tokens

@@ -217,7 +217,12 @@ def test_tenant_tokens_are_checked_before_the_proxy_starts(
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     cases = {
-        ("--tenant-token", "acme"): "--tenant-token acme: give TENANT=VAR",
+        ("--tenant-token", "acme"): "--tenant-token: give TENANT=VAR",
+        # the token itself, as a shell puts it for `$ACME_TOKEN`: refused, and never shown
+        ("--tenant-token", f"acme={ACME}"): "--tenant-token acme=...: give the name of the",
+        ("--tenant-token", f"acme=Bearer {ACME}"): "is not a variable's name, and is not shown",
+        ("--token-env", ACME): "--token-env: give the name of the environment variable",
+        ("--tenant-token", ACME): "--tenant-token: give TENANT=VAR",
         ("--tenant-token", "acme=NOT_SET_ANYWHERE"): "NOT_SET_ANYWHERE is not set",
         ("--tenant-token", "acme=EMPTY"): "EMPTY is empty",
         ("--tenant-token", "=ACME_TOKEN"): "give TENANT=VAR",
