@@ -250,6 +250,11 @@ class _Checker:
                     or _fields_help(subject, fields, operand.patterns, name),
                 )
                 return DYN
+            if subject == "scope" and not in_has:
+                # (every scope field may be missing, so may one carlang's hosts do not set, and
+                # a typo of a known one reads as nothing; a map of parameters is open for
+                # tools the program does not declare, and says nothing of one it lacks)
+                self.partial_field(node, subject, name, fields or {})
             return operand.element or DYN
         if operand.known and not in_has:
             self.report(
@@ -273,10 +278,21 @@ class _Checker:
             return optional_of(DYN)
         return optional_of(self.field(node, inner, name, in_has=True))
 
-    def partial_field(self, node: n.Expr, subject: str, name: str) -> None:
+    def partial_field(
+        self, node: n.Expr, subject: str, name: str, known: Mapping[str, Type] | None = None
+    ) -> None:
+        """Warn that `subject.name` may be missing, unless a has() guards it. `known`: given
+        when `name` is none of `subject`'s fields, which are these (said, with the one likely
+        meant)."""
         if f"{subject}.{name}" in self.guarded or f"{subject}.*" in self.guarded:
             return
-        if subject == "scope":
+        if subject == "scope" and known is not None:
+            listed = ", ".join(f"`{field}`" for field in known)
+            why = f"carlang's hosts set {listed}; another only if yours does"
+            fix = f"if `{name}` is a scope your host sets, guard it: `has(scope.{name}) && ...`"
+            meant = did_you_mean(name, known, quote="`")
+            fix = f"{meant} {fix[0].upper()}{fix[1:]}" if meant else fix
+        elif subject == "scope":
             why = "a run whose host gives no such scope: one with no tenant, say"
             fix = (
                 f"guard it: `has(scope.{name}) && ...` not to match without it,"

@@ -212,7 +212,7 @@ def policy_declarations(
     )
     # every field partial: a host sets the scope it has (no tenant in a single-tenant run, the
     # proxy's only `mcp_session`), so a condition reading one unguarded fails without it
-    scope_fields = {"tenant": STRING, "caller": STRING, "claims": map_of()}
+    scope_fields = {"tenant": STRING, "caller": STRING, "claims": map_of(), "mcp_session": STRING}
     scope = Type("map", DYN, scope_fields, False, frozenset(scope_fields))
     return Declarations(
         {

@@ -423,3 +423,20 @@ def test_a_scope_field_read_unguarded_is_a_warning(condition: str) -> None:
         ).issues
         == []
     )
+
+
+def test_a_scope_field_no_host_sets_is_warned_with_the_one_meant() -> None:
+    """`scope.tennant` read as nothing: the condition failed on every call and the deny
+    policy denied every tenant's call, with nothing said at check (found by a user trial);
+    a scope a host of one's own sets is warned about too, guarded it is quiet."""
+    (issue,) = check('scope.tennant == "acme"', policy_declarations([FETCH])).issues
+    assert (issue.severity, issue.kind) == ("warning", "partial-field")
+    assert "`scope.tennant` may be missing (carlang's hosts set `tenant`, `caller`" in (
+        issue.message
+    )
+    assert (issue.help or "").startswith("did you mean `tenant`? If `tennant` is a scope")
+    (issue,) = check('scope.region == "eu"', policy_declarations([FETCH])).issues
+    assert "did you mean" not in (issue.help or "") and "has(scope.region)" in (issue.help or "")
+    guarded = 'has(scope.region) && scope.region == "eu"'
+    assert check(guarded, policy_declarations([FETCH])).issues == []
+    assert check("has(scope.tennant)", policy_declarations([FETCH])).issues == []
