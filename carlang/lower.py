@@ -178,6 +178,9 @@ class _Lowerer:
         #: tool -> its parameters' JSON Schema
         self.tool_schemas: dict[str, dict[str, Any]] = {}
         self.mcp_names: set[str] = set()
+        #: MCP servers declared with an error (said at the server): their tools are bound to
+        #: nothing, and nothing more is said of them (not "never used")
+        self.mcp_failed: set[str] = set()
         #: (server, the server's tool name) -> the first declaration bound to it
         self.mcp_bound: dict[tuple[str, str], tuple[Source, ast.ToolDecl]] = {}
         #: name -> the first capability or budget declared with it, and which of the two
@@ -526,6 +529,9 @@ class _Lowerer:
             name = remote.name.value if remote is not None else rest
             self.bound_once(source, decl, server, name)
             return ir.McpBinding.model_construct(server=server, tool=name)
+        if dot and server in self.mcp_failed:  # (what is wrong is said at the server)
+            self.used.add(("tool", decl.name.text))
+            return None
         if remote is not None:
             self.d.error(
                 "CL0221",
@@ -578,6 +584,8 @@ class _Lowerer:
             if server is not None:
                 self.mcp_names.add(decl.name.text)
                 out.append(server)
+            else:
+                self.mcp_failed.add(decl.name.text)
         return out
 
     def mcp_server(self, source: Source, decl: ast.McpServerDecl) -> ir.McpServer | None:

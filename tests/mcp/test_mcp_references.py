@@ -420,3 +420,14 @@ def test_fmt_keeps_every_such_value_as_written() -> None:
     before = [(code, message) for code, _, _, message in _found(text)]
     assert [(code, message) for code, _, _, message in _found(formatted)] == before
     assert [code for code, _ in before] == ["CL0228", "CL0228", "CL0228"]
+
+
+def test_the_tools_of_a_server_declared_with_an_error_get_no_follow_on_finding() -> None:
+    """Only the server's error is said: its tools were "never used" (CL0207), and one naming
+    its remote tool was told `remote` is only for MCP tools."""
+    text = (
+        'mcp_server remote {\n  url "http://127.0.0.1:9/mcp?key=${KEY}"\n}\n'
+        'tool remote.x() { description "x" }\n'
+        'tool remote.y() { remote "why" }\n'
+    )
+    assert [code for code, *_ in _found(text)] == ["CL0220"]
