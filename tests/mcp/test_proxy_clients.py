@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -61,9 +62,12 @@ capability agent {{ tools allow notes.* }}
 
 
 @contextmanager
-def _proxy(program: Path, *options: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def _proxy(
+    program: Path, *options: str, sigint: Any = signal.SIG_DFL
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The proxy over HTTP on a free port, and its URL; its standard error is in
-    `process.said` once it has stopped."""
+    `process.said` once it has stopped. `sigint`: SIGINT's disposition it starts with (a
+    shell's background job starts with it ignored)."""
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"}
     process = subprocess.Popen(
         [sys.executable, "-m", "carlang", "mcp", "proxy", str(program), "--capability", "agent"]
@@ -72,6 +76,7 @@ def _proxy(program: Path, *options: str) -> Iterator[tuple[subprocess.Popen[str]
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
     )
     try:
         assert process.stderr is not None
@@ -269,3 +274,15 @@ def test_the_stdio_proxy_keeps_one_server_session_for_its_client(program: Path) 
         said = process.stderr.read()
         process.stderr.close()
     assert "Traceback" not in said, said
+
+
+@pytest.mark.parametrize("sigint", [signal.SIG_DFL, signal.SIG_IGN], ids=["default", "ignored"])
+def test_sigint_stops_the_proxy_with_ctrl_c_s_status(program: Path, sigint: Any) -> None:
+    """Started by a script in the background, the proxy has SIGINT ignored; uvicorn stopped
+    on it all the same, but the proxy exited 0, as if it had ended by itself (found by a user
+    trial): a supervisor could not tell. Either way it is now 130, as after Ctrl-C."""
+    with _proxy(program, sigint=sigint) as (process, _url):
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=20)
+    assert process.returncode == 130, process.said  # type: ignore[attr-defined]
+    assert "Traceback" not in process.said  # type: ignore[attr-defined]

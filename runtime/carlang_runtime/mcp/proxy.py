@@ -39,6 +39,7 @@ import logging
 import os
 import re
 import select
+import signal
 import socket
 import stat
 import sys
@@ -1432,3 +1433,8 @@ def serve_http(
     logging.getLogger("mcp.server.streamable_http").addFilter(_ClientGone())
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[listener])
+    stopped_by = getattr(server, "_captured_signals", ())  # (uvicorn's: the signals it caught)
+    if signal.SIGINT in stopped_by and signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # uvicorn stopped on a SIGINT this process was started ignoring (in the background, by
+        # a script) and raising it again did nothing: stop as on Ctrl-C, whose status it is
+        raise KeyboardInterrupt
