@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections import Counter
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -59,17 +60,27 @@ class OutputFormat(StrEnum):
     json = "json"
 
 
-def load_program(file: Path, root: Path | None) -> ir.Program:
-    """Compile a program; its errors are printed and end the command with exit 1."""
+def load_program(file: Path, root: Path | None, *, tell_warnings: bool = False) -> ir.Program:
+    """Compile a program; its errors are printed and end the command with exit 1.
+    `tell_warnings`: say in one line how many warnings it has, of which codes, and how to see
+    them (a long-running command, like the proxy, whose user may never run `check`)."""
     from carlang.compiler import compile_file
     from carlang.render import render_text
 
     files = one_source(file)
     result = compile_file(files[0], project_root(files, root))
-    errors = [d for d in result.diagnostics.sorted() if d.severity == "error"]
+    found = result.diagnostics.sorted()
+    errors = [d for d in found if d.severity == "error"]
     if result.program is None or errors:
-        echo_err(render_text(errors or result.diagnostics.sorted()))
+        echo_err(render_text(errors or found))
         raise typer.Exit(EXIT_FAILED)
+    warnings = Counter(d.code for d in found if d.severity == "warning")
+    if tell_warnings and warnings:
+        codes = ", ".join(f"{code} x{count}" for code, count in sorted(warnings.items()))
+        echo_err(
+            f"warning: {file} has {plural(warnings.total(), 'warning')} ({codes}): see them"
+            f" with `carlang check {file}`"
+        )
     return result.program
 
 

@@ -175,7 +175,12 @@ def proxy_command(
         ),
     ] = None,
     budget: Annotated[
-        str | None, typer.Option("--budget", help="A budget for each client session.")
+        str | None,
+        typer.Option(
+            "--budget",
+            help="The program's budget calls spend: each client session's own, or with"
+            " --budget-per tenant each tenant's sessions together.",
+        ),
     ] = None,
     budget_per: Annotated[
         BudgetPer,
@@ -347,7 +352,7 @@ def proxy_command(
             " request needs one: drop --insecure"
         )
     _check_tenant_limit(max_sessions_per_tenant, max_sessions or MAX_SESSIONS, tenants)
-    program = load_program(file, root)
+    program = load_program(file, root, tell_warnings=True)
     capability = chosen_capability(file, root, capability, program)
     if not program.mcp_servers:
         fail_usage(f"{file} declares no mcp_server: there is nothing to proxy")
