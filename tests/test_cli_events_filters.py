@@ -43,8 +43,28 @@ def test_tenant_keeps_the_runs_of_one_tenant(tmp_path: Path) -> None:
     unknown = runner.invoke(app, ["events", str(log), "--tenant", "initech"])
     assert unknown.exit_code == 2
     assert "no run of tenant `initech`" in unknown.stderr and "acme, globex" in unknown.stderr
+    # another tenant's run is said to be so (it was "no run ...", which is not so)
     other = runner.invoke(app, ["events", str(log), ids["acme"], "--tenant", "globex"])
-    assert other.exit_code == 2 and f"no run `{ids['acme']}`" in other.stderr
+    assert other.exit_code == 2
+    said = " ".join(other.stderr.split())
+    assert f"run `{ids['acme']}` in {log} is tenant `acme`'s, not one of tenant `globex`" in said
+    untenanted = runner.invoke(app, ["events", str(log), ids["None"], "--tenant", "acme"])
+    assert "is a run with no tenant, not one of tenant `acme`" in " ".join(
+        untenanted.stderr.split()
+    )
+
+
+def test_the_runs_listed_say_their_tenant(tmp_path: Path) -> None:
+    import json
+
+    log, ids = _log(tmp_path)
+    listed = runner.invoke(app, ["events", str(log)])
+    lines = {line.split()[0]: line for line in listed.stdout.splitlines()[:-1]}
+    assert lines[ids["acme"]].endswith("tenant acme")
+    assert lines[ids["globex"]].endswith("tenant globex")
+    assert "tenant" not in lines[ids["None"]]
+    as_json = json.loads(runner.invoke(app, ["events", str(log), "--format", "json"]).stdout)
+    assert [run["tenant"] for run in as_json] == ["acme", "globex", None]
 
 
 def test_the_run_may_be_given_as_an_argument(tmp_path: Path) -> None:

@@ -790,10 +790,12 @@ def events_command(
         fail_usage(f"two runs given, {run_given} and --run {run}: give one")
     run = run if run is not None else run_given
     records = read_log(log)
-    if tenant is not None:
-        records = _tenant_records(records, tenant, log)
-    if run is not None:
+    if run is not None:  # (in the whole log: a run of another tenant is said to be so)
         run = resolve_run_id(records, run, log)
+    if tenant is not None:
+        if run is not None:
+            _check_run_tenant(records, run, tenant, log)
+        records = _tenant_records(records, tenant, log)
     if kind is not None:
         _check_kind(records, kind)
     if run is None and kind is None and action is None:
@@ -819,9 +821,8 @@ def events_command(
     echo(plural(len(chosen), "event"))
 
 
-def _tenant_records(records: list[dict[str, Any]], tenant: str, log: Path) -> list[dict[str, Any]]:
-    """The records of the runs whose `run_started` scope names `tenant`; a usage error, with
-    the tenants the log has, when there is none."""
+def _run_tenants(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each run's tenant, as its `run_started` scope names it (None: no tenant)."""
     tenants: dict[str, Any] = {}
     for record in records:
         if record.get("kind") == "run_started" and record.get("trace_id"):
@@ -829,6 +830,21 @@ def _tenant_records(records: list[dict[str, Any]], tenant: str, log: Path) -> li
             tenants[str(record["trace_id"])] = (
                 scope.get("tenant") if isinstance(scope, dict) else None
             )
+    return tenants
+
+
+def _check_run_tenant(records: list[dict[str, Any]], run: str, tenant: str, log: Path) -> None:
+    """A usage error when run `run` of the log is not a run of `tenant`, saying whose it is."""
+    found = _run_tenants(records).get(run)
+    if found != tenant:
+        whose = f"tenant `{found}`'s" if found is not None else "a run with no tenant"
+        fail_usage(f"run `{run}` in {log} is {whose}, not one of tenant `{tenant}`")
+
+
+def _tenant_records(records: list[dict[str, Any]], tenant: str, log: Path) -> list[dict[str, Any]]:
+    """The records of the runs whose `run_started` scope names `tenant`; a usage error, with
+    the tenants the log has, when there is none."""
+    tenants = _run_tenants(records)
     runs = {run_id for run_id, named in tenants.items() if named == tenant}
     if not runs:
         known = sorted({str(t) for t in tenants.values() if t is not None})
@@ -849,6 +865,8 @@ def resolve_run_id(records: list[dict[str, Any]], given: str, log: Path) -> str:
     if matches:
         fail_usage(f"--run {given} is ambiguous in {log}: {', '.join(matches)}")
     known = ", ".join(ids[-5:]) or "none"
+    if len(ids) > 5:
+        known = f"the last 5 of {len(ids)}: {known}"
     fail_usage(f"no run `{given}` in {log} (runs: {known}; see `carlang events {log}`)")
 
 
@@ -916,6 +934,9 @@ def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
                 # a run "completed" with its only call refused (CAR's rule for a refusal before
                 # any policy: the proposal goes on) is not a run that did its work
                 runs[run_id][record["kind"].removeprefix("action_")] += 1
+    tenants = _run_tenants(records)
+    for run_id, entry in runs.items():
+        entry["tenant"] = tenants.get(run_id)
     if output is RunFormat.json:
         echo(json.dumps(list(runs.values()), indent=2))
         return
@@ -929,9 +950,10 @@ def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
         count = entry["events"]
         # (not `plural`: the counts stay right-aligned in a column, the word padded after)
         word = "event" if count == 1 else "events"
+        whose = f"  tenant {entry['tenant']}" if entry["tenant"] is not None else ""
         echo(
             f"{entry['run_id']}  {entry['started']}  {status:<24}"
-            f" {count:>6} {word:<6}  {entry['proposal'] or ''}"
+            f" {count:>6} {word:<6}  {entry['proposal'] or ''}{whose}".rstrip()
         )
     echo(plural(len(runs), "run"))
 
