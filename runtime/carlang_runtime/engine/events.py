@@ -253,11 +253,25 @@ def _strict_json(document: dict[str, Any]) -> str:
     output may hold NaN or an infinity, which `json.dumps` writes bare (jq and most parsers
     refuse the line); those are written as strings, "NaN", "Infinity", "-Infinity"."""
     try:
-        return json.dumps(document, default=str, ensure_ascii=False, allow_nan=False)
+        return utf8_json(document, default=str, allow_nan=False)
     except ValueError as exc:
         if "Out of range float" not in str(exc):
             raise
-        return json.dumps(_finite(document), default=str, ensure_ascii=False, allow_nan=False)
+        return utf8_json(_finite(document), default=str, allow_nan=False)
+
+
+def utf8_json(value: Any, **options: Any) -> str:
+    """`json.dumps(value, ensure_ascii=False, **options)`, unless that text cannot be written
+    as UTF-8: a lone surrogate, as Python reads a file name that is not UTF-8 (`bad\\udcffname`
+    from a tool listing a folder), failed the run's log and the run with it. Then every
+    non-ASCII character is escaped instead (`\\udcff`), which reads back as the same string."""
+    text = json.dumps(value, ensure_ascii=False, **options)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return json.dumps(value, ensure_ascii=True, **options)
+    return text
 
 
 def _finite(value: Any) -> Any:

@@ -19,7 +19,14 @@ from typing import Any
 from ..errors import CarlangRuntimeError
 from ..jsontext import loads, locate, malformed, too_deeply_nested
 from ..textfile import InputFileError, read_input
-from .events import COMPENSATION_END_KINDS, TERMINAL_KINDS, Event, EventKind, event_document
+from .events import (
+    COMPENSATION_END_KINDS,
+    TERMINAL_KINDS,
+    Event,
+    EventKind,
+    event_document,
+    utf8_json,
+)
 
 __all__ = [
     "SqliteSink",
@@ -155,7 +162,7 @@ class SqliteSink:
                 event.span_id,
                 event.parent_id,
                 event.timestamp,
-                json.dumps(event.data, default=str, ensure_ascii=False),
+                utf8_json(event.data, default=str),
             ),
         )
         if event.kind == EventKind.RUN_STARTED and event.run_id is not None:

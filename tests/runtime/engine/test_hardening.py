@@ -40,6 +40,27 @@ def _journal(tmp_path: Path) -> tuple[Path, str]:
     return db, run_id
 
 
+@pytest.mark.parametrize("name", ["run.jsonl", "run.db"])
+def test_an_output_holding_a_lone_surrogate_is_logged_and_read_back_as_it_was(
+    tmp_path: Path, name: str
+) -> None:
+    """A file name that is not UTF-8 reads in Python as `bad\\udcffname`: a tool listing a
+    folder returned it, and writing the log failed the run with an internal error (its
+    writes done, its journal left failed, its resume failing the same way)."""
+    listed = ["bad\udcffname", "café"]
+    path = tmp_path / name
+    sink = JsonlSink(path) if name.endswith(".jsonl") else SqliteSink(path)
+    rt = Runtime(events=EventLog([sink]))
+    rt.register_tool("list", lambda: listed)
+    try:
+        result = rt.execute(proposal(call("a", "list")))
+    finally:
+        rt.close()
+    assert result.results[0].status.value == "succeeded", result
+    (done,) = [e for e in read_event_log(path) if e["kind"] == "action_succeeded"]
+    assert done["data"]["output"] == listed
+
+
 def test_a_file_that_is_not_a_journal_is_a_clear_error(tmp_path: Path) -> None:
     db = tmp_path / "run.db"
     db.write_bytes(os.urandom(4096))
