@@ -30,6 +30,7 @@ from . import nodes as n
 from .build import MACROS
 from .codegen import TYPE_NAMES
 from .functions import FUNCTIONS, ZONED_ACCESSORS, Overload, compile_regex, time_zone
+from .parser import CelSyntaxError
 from .resolve import resolve
 from .types import (
     BOOL,
@@ -120,7 +121,16 @@ def check(source: str, declarations: Declarations) -> CheckResult:
 
 
 def check_tree(source: str, tree: n.Expr, declarations: Declarations) -> CheckResult:
-    """Check an already parsed expression (its names resolved against the declarations)."""
+    """Check an already parsed expression (its names resolved against the declarations);
+    raises `CelSyntaxError` for one that nests deeper than the checker's recursion reaches
+    (the parser takes a little deeper: `[[...]]` 250 levels deep was an internal error)."""
+    try:
+        return _checked(source, tree, declarations)
+    except RecursionError:
+        raise CelSyntaxError("the expression nests too deeply", 1, 1) from None
+
+
+def _checked(source: str, tree: n.Expr, declarations: Declarations) -> CheckResult:
     tree = resolve(tree, declarations.variables, declarations.container)
     checker = _Checker(source, declarations)
     result_type = checker.infer(tree)

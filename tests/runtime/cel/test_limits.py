@@ -271,3 +271,21 @@ def test_evaluation_errors_never_show_the_value(text: str, where: str | None) ->
     assert any(
         word in caught.value.message for word in ("string", "double", "key", "pattern", "zone")
     )
+
+
+def test_the_checker_refuses_what_nests_too_deeply_for_it_cleanly() -> None:
+    """`[[...]]` 250 levels deep parsed, then the type checker recursed past Python's limit:
+    an internal error in `carlang eval` and the repl (found by a bad-input sweep)."""
+    from carlang_runtime.cel import CelSyntaxError
+    from carlang_runtime.cel.checker import check
+    from carlang_runtime.policy.activation import policy_declarations
+
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        for depth in (250, 300):
+            for text in ("[" * depth + "]" * depth, "{1: " * depth + "1" + "}" * depth):
+                with pytest.raises(CelSyntaxError, match="nests too deeply"):
+                    check(f"size({text}) == 1", policy_declarations(None))
+    finally:
+        sys.setrecursionlimit(limit)
