@@ -240,6 +240,9 @@ class _Loader:
         except (OSError, ValueError) as exc:
             cannot(_reason(exc) if isinstance(exc, OSError) else str(exc))
             return
+        except RuntimeError:  # (Python before 3.13 raises this for a loop of symlinks)
+            cannot("too many levels of symbolic links (they lead to each other)")
+            return
         if not target.is_relative_to(root):
             diagnostics.error(
                 "CL0211",

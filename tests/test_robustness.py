@@ -301,6 +301,8 @@ def test_deep_json_is_rejected_where_the_limit_is_passed() -> None:
         # another file's first word would show in a syntax error; a FIFO would block
         ("secret.txt", "only .car files can be imported"),
         ("pipe.car", "it is not a regular file"),
+        # (symlinks leading to each other: an internal error before Python 3.13)
+        ("loop1.car", "too many levels of symbolic links"),
     ],
 )
 def test_import_path_problems_are_reported_at_the_import(
@@ -308,6 +310,8 @@ def test_import_path_problems_are_reported_at_the_import(
 ) -> None:
     write(tmp_path, "lib/latin1.car", "tool \xe9()\n".encode("latin-1"))
     write(tmp_path, "secret.txt", "hunter2 is the password\n")
+    (tmp_path / "loop1.car").symlink_to("loop2.car")
+    (tmp_path / "loop2.car").symlink_to("loop1.car")
     if hasattr(os, "mkfifo"):
         os.mkfifo(tmp_path / "pipe.car")
     elif path == "pipe.car":
