@@ -206,6 +206,24 @@ def test_run_draws_the_outcomes(tmp_path: Path) -> None:
     assert 'n_release__ship -.->|"undo"| n_release__undo_ship' in mermaid
 
 
+def test_run_refuses_a_graph_it_cannot_write_before_running(tmp_path: Path) -> None:
+    """A --graph in a folder that does not exist was found only after the plan ran (its
+    writes done) and ended the run with that error alone, its result unprinted."""
+    files = tmp_path / "root"
+    files.mkdir()
+    notes = str(EXAMPLES / "files" / "notes.car")
+    args = ["run", notes, "--builtins", "--files-root", str(files)]
+    missing = tmp_path / "no" / "run.mmd"
+    refused = runner.invoke(app, [*args, "--graph", str(missing)])
+    assert refused.exit_code == 2
+    assert f"--graph {missing}: there is no folder" in " ".join(refused.stderr.split())
+    assert not any(files.rglob("*"))  # nothing ran
+    # a graph written after the result: the result is printed whatever becomes of it
+    drawn = runner.invoke(app, [*args, "--graph", str(tmp_path / "run.mmd")])
+    assert drawn.exit_code == 0, drawn.output
+    assert "succeeded" in drawn.stdout and (tmp_path / "run.mmd").read_text()
+
+
 def test_rank_sweep_plot(tmp_path: Path) -> None:
     pytest.importorskip("matplotlib", reason="matplotlib is not installed (carlang[plot])")
     path = str(EXAMPLES / "planning" / "deploy_plans.car")

@@ -19,6 +19,7 @@ from .common import (
     AutoApproveOption,
     DenyApprovalsOption,
     RootOption,
+    check_output_path,
     echo,
     echo_err,
     fail_usage,
@@ -181,6 +182,7 @@ def run_command(
         fail_usage("--rollback goes with --resume RUN_ID")
     if plan is not None and (proposal is not None or resume is not None):
         fail_usage("--plan runs the plan's candidates: not with --proposal or --resume")
+    check_output_path(graph, "--graph")  # (before the run: it must not end in this error)
     files = one_source(file)
     initial = _read_state(state) if state is not None else None
     result = compile_file(files[0], project_root(files, root), state=initial)
@@ -331,9 +333,8 @@ def _report(
     graph: Path | None = None,
 ) -> None:
     """The run's result and the state it left (secrets redacted): a table and a summary, or
-    one JSON document (`run_id`, `result`, `state`, the state whole)."""
-    if graph is not None:
-        _draw_run(chosen, outcome, graph)
+    one JSON document (`run_id`, `result`, `state`, the state whole); then the graph, so that
+    a graph that cannot be written loses nothing of the result."""
     if output is RunFormat.json:
         # (python mode: a tool's output may be any value, bytes not UTF-8 among them, which
         # pydantic's JSON mode cannot write; `_plain` writes what JSON cannot hold as text)
@@ -343,6 +344,8 @@ def _report(
     else:
         _print_result(chosen, outcome, run_id)
         _print_state(state)
+    if graph is not None:
+        _draw_run(chosen, outcome, graph)
 
 
 def _durable_state(
