@@ -100,6 +100,23 @@ def test_approvals_are_refused_without_a_terminal_or_a_flag(tmp_path: Path) -> N
     assert code == 1
 
 
+def test_a_tool_that_calls_sys_exit_stops_the_run_saying_so(tmp_path: Path) -> None:
+    """A tool's own sys.exit(3) ended carlang silently with status 3, outside the documented
+    0/1/2/101, no result and no word (found by a bad-input sweep)."""
+    program, _ = project(tmp_path)
+    exiting = tmp_path / "exiting.py"
+    exiting.write_text(
+        TOOLS + "\nimport sys\n\ndef deploy(env):\n    sys.exit(3)\n\nTOOLS['deploy'] = deploy\n"
+    )
+    result = runner.invoke(
+        app, ["run", str(program), "--tools", f"{exiting}:TOOLS", "--auto-approve"]
+    )
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.stderr.split())
+    assert "error: the run stopped: action ship's tool called sys.exit(3)" in said, said
+    assert "raise an exception to fail its action, not exit" in said
+
+
 def test_a_tool_without_an_implementation_fails_clearly(tmp_path: Path) -> None:
     program, _ = project(tmp_path)
     code, out = run(str(program), "--format", "json", "--auto-approve")

@@ -284,6 +284,16 @@ def run_command(
         again += ["--root", str(root)] if root is not None else []
         _say_interrupted(runtime, events, again)
         raise
+    except SystemExit as exc:  # (a tool's own sys.exit: carlang's exits are typer.Exit)
+        reporter.stop()
+        failed = runtime.events.query("action_failed")
+        where = f"action {failed[-1].action_id}'s tool" if failed else "a tool"
+        echo_err(
+            f"error: the run stopped: {where} called sys.exit({exc.code!r}); what had not run"
+            " was skipped and carlang's state restored (no compensation ran). A tool should"
+            " raise an exception to fail its action, not exit"
+        )
+        raise typer.Exit(EXIT_FAILED) from None
     finally:
         reporter.stop()
         runtime.close()
