@@ -137,9 +137,14 @@ def _read_config(path: Path) -> Project:
 
     try:
         text = path.read_text(encoding="utf-8")
-        data = tomllib.loads(text)
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError) as exc:
         raise ProjectError(f"{path}: not a readable TOML file ({exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:  # (at its line and column, as every position)
+        from carlang_runtime.planner.config import toml_problem
+
+        raise ProjectError(toml_problem(path, text, exc, "not valid TOML")) from None
     unknown = [key for key in data if key not in _KEYS]  # (in the file's order)
     if unknown:
         raise ProjectError(_unknown_setting(path, text, unknown[0]))

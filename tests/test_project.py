@@ -121,6 +121,11 @@ def test_a_bad_carlang_toml_is_a_clear_error(tmp_path: Path) -> None:
     code, out = check(str(main))
     assert code == 2
     assert "carlang.toml:4:2: error: unknown setting `tools` (settings: accept, capability" in out
+    # TOML that does not parse: at its line and column too (it was `(at line 2, column 8)`)
+    (tmp_path / "bot" / "carlang.toml").write_text("strict = true\nroot = \n")
+    code, out = check(str(main))
+    assert code == 2
+    assert "carlang.toml:2:8: error: not valid TOML: invalid value" in out, out
 
 
 def test_a_pragma_accepts_the_warning_on_its_line_and_strict_reports_stale_ones(
