@@ -263,10 +263,10 @@ def search_command(
         fail_usage(
             "--workers goes with --backend inprocess (the DBOS workers are `carlang worker`s)"
         )
+    dimensions = load_space(space)  # (first: a space too large to search is refused at once)
     tasks = load_dataset(dataset, plan, root)
     recorded = _load_outcomes(outcomes, tasks)
     _warn_coverage(tasks, recorded)
-    dimensions = load_space(space)
     _warn_fixed(tasks, recorded, [d.name for d in dimensions])
 
     history = load_feedback(feedback, tasks)

@@ -91,6 +91,11 @@ def replay_command(
     _check_examples(examples)
     chosen_fail_on = [f.value for f in (fail_on or [FailOn.any])]
     start, end = _time(since, "--since"), _time(until, "--until")
+    if start is not None and end is not None and start > end:  # (it judged none, and passed)
+        fail_usage(
+            f"--since {since} is after --until {until}: no decision can be in that window;"
+            " give the earlier time to --since (swap them)"
+        )
     candidate = _judge(program, root)
     reference = _judge(baseline, root) if baseline is not None else None
     try:

@@ -279,12 +279,11 @@ def read_log(path: Path, takes: str, kinds: Collection[str] = ()) -> list[dict[s
     """The events of a log of recorded runs (those of `kinds`, or all), as `planner eval`,
     `search` (`--outcomes`) and `learn` read one: `read_event_log`'s reading, after refusing a
     file that records no run (a program, TOML, a feedback file, a dataset, an empty file),
-    saying what it looks like and what the option `takes`. With `kinds`, a JSONL line naming
-    none of them is not parsed (most of a log is whole proposals), but the last line always
-    is, and a malformed line is reported as `read_event_log` reports it: a log cut short is
-    refused by all three commands alike."""
+    saying what it looks like and what the option `takes`. Every line is parsed and checked,
+    whatever `kinds`: a malformed line or a log cut short is refused by all three commands
+    alike, in `read_event_log`'s words."""
     # Imported here: the engine imports the planner.
-    from ..engine.journal import SQLITE_SUFFIXES, check_event, read_event_log, read_log_text
+    from ..engine.journal import SQLITE_SUFFIXES, read_event_log, read_log_text
 
     if path.suffix in SQLITE_SUFFIXES or not path.exists():
         events = read_event_log(path)
@@ -297,23 +296,9 @@ def read_log(path: Path, takes: str, kinds: Collection[str] = ()) -> list[dict[s
     lines = text.splitlines()
     _check_whole_document(path, text, takes)
     _check_first_event(path, lines, takes)
-    if not kinds:
-        return read_event_log(path)
-    events = []
-    for number, line in enumerate(lines, 1):
-        if number < len(lines) and not any(kind in line for kind in kinds):
-            continue
-        if not line.strip():
-            continue
-        try:
-            record = loads(line)
-        except json.JSONDecodeError:
-            read_event_log(path)  # raises at the first bad line, in the words it uses
-            raise
-        check_event(path, number, line, record)
-        if record.get("kind") in kinds:
-            events.append(record)
-    return events
+    # Every line read as `read_event_log` reads it (learn, `events`, `replay`, `rank
+    # --feedback`): a malformed line anywhere is refused, not passed over.
+    return [e for e in read_event_log(path) if not kinds or e.get("kind") in kinds]
 
 
 _OUTCOMES_ARE = (

@@ -50,6 +50,8 @@ from ..planner.config import (
     toml_problem,
     unknown_setting,
 )
+from ..planner.sweep import MAX_POINTS as MAX_VALUES
+from ..planner.sweep import values_in_range
 from ..suggest import did_you_mean
 from ..textfile import read_input
 from .dataset import Task, rank_task
@@ -127,10 +129,25 @@ class Dimension:
             raise SettingError(
                 f"{self.where}: {self.name} is a range without a step: a grid needs one"
             )
-        count = int((self.high - self.low) / self.step + 1e-9) + 1
+        count = self.size()
         if self.integer:
             return tuple(int(self.low + i * self.step) for i in range(count))
         return tuple(round(self.low + i * self.step, 10) for i in range(count))
+
+    def size(self) -> int:
+        """How many values a range with a step has (min and max included), counted as
+        `rank --sweep` counts a range's; a `SettingError` past its limit (`MAX_VALUES`), as
+        `--sweep` refuses one: a step that fine is more likely a typo than a search."""
+        assert self.step is not None
+        count = values_in_range(self.low, self.high, self.step)
+        if count is None or count > MAX_VALUES:
+            many = f"{count} values" if count is not None else "more values than can be counted"
+            raise SettingError(
+                f"{self.where}: {self.name}: min {self.low:g} to max {self.high:g} by step"
+                f" {self.step:g} is {many}; at most {MAX_VALUES}: raise the step or narrow min"
+                " and max (or leave the step out and search with --method random)"
+            )
+        return count
 
     def draw(self, rng: random.Random) -> float:
         """One value for a random search."""
@@ -191,6 +208,8 @@ def parse_space(
             dimension = Dimension(
                 name, low=float(spec["min"]), high=float(spec["max"]), step=step, where=at(name)
             )
+            if step is not None:
+                dimension.size()  # refused before any value is made
         else:
             raise SettingError(
                 f"{at(name)}: {name}: write a list of numbers"

@@ -15,7 +15,16 @@ from dataclasses import dataclass
 from .config import PlannerConfig, SettingError, unknown_setting
 from .score import ScoredProposal
 
-__all__ = ["Axis", "SweepPoint", "parse_axis", "grid", "sweep", "winner_changes", "MAX_POINTS"]
+__all__ = [
+    "Axis",
+    "SweepPoint",
+    "parse_axis",
+    "grid",
+    "sweep",
+    "winner_changes",
+    "MAX_POINTS",
+    "values_in_range",
+]
 
 #: A grid larger than this is refused: it is more likely a typo in a step than an experiment.
 MAX_POINTS = 10_000
@@ -40,6 +49,13 @@ class SweepPoint:
     def winner(self) -> ScoredProposal | None:
         """The best valid candidate at this point, if any."""
         return self.ranked[0] if self.ranked and self.ranked[0].valid else None
+
+
+def values_in_range(start: float, stop: float, step: float) -> int | None:
+    """How many values start, start + step, ... up to stop (both ends included) are; None
+    when too many to count (a step so small that the division overflows)."""
+    span = (stop - start) / step + 1e-9
+    return int(span) + 1 if math.isfinite(span) else None
 
 
 def _number(text: str, spec: str) -> float:
@@ -71,9 +87,10 @@ def parse_axis(spec: str) -> Axis:
             raise SettingError(f"--sweep {spec}: the step must be above 0")
         if stop < start:
             raise SettingError(f"--sweep {spec}: STOP is below START")
-        count = int((stop - start) / step + 1e-9) + 1
-        if count > MAX_POINTS:
-            raise SettingError(f"--sweep {spec}: {count} values; at most {MAX_POINTS}")
+        count = values_in_range(start, stop, step)
+        if count is None or count > MAX_POINTS:
+            many = count if count is not None else "more"
+            raise SettingError(f"--sweep {spec}: {many} values; at most {MAX_POINTS}")
         # Rounded: 0.1 * 3 is 0.30000000000000004, and a setting should print as written.
         points = tuple(round(start + i * step, 10) for i in range(count))
     else:

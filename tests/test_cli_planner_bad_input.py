@@ -1,0 +1,108 @@
+"""`carlang planner eval|search` on bad input found in a user trial: a search space whose grid
+is too large is refused at once (at its line:col, with `rank --sweep`'s limit), and a corrupt
+line of an `--outcomes` event log is refused as `planner learn` refuses it, not passed over."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from carlang_runtime.planner.sweep import MAX_POINTS
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.conftest import ROOT
+
+runner = CliRunner()
+EXPERIMENTS = ROOT / "examples" / "experiments"
+TASKS = EXPERIMENTS / "tasks.jsonl"
+RUNS = EXPERIMENTS / "runs.jsonl"
+
+
+def _search_in_a_subprocess(space: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    """`carlang planner search` with `space`, in a process that cannot outlive 20 seconds (a
+    space too large to search made it hang, taking memory without bound)."""
+    args = [sys.executable, "-m", "carlang", "planner", "search", str(TASKS)]
+    args += ["--outcomes", str(RUNS), "--space", str(space), "--workers", "1", *extra]
+    try:
+        return subprocess.run(
+            args, capture_output=True, text=True, timeout=20, env=os.environ.copy(), check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("planner search worked on a space too large to search instead of refusing it")
+
+
+@pytest.mark.parametrize(
+    ("spec", "extra", "many"),
+    [
+        ("cost_weight = { min = 0, max = 1, step = 1e-9 }", (), "1000000000 values"),
+        ("cost_weight = { min = 0, max = 1, step = 1e-9 }", ("--method", "random"), "values"),
+        ("cost_weight = { min = 0, max = 1, step = 5e-324 }", (), "more values than can be"),
+    ],
+)
+def test_a_space_too_large_to_search_is_a_usage_error_at_its_line(
+    tmp_path: Path, spec: str, extra: tuple[str, ...], many: str
+) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text(f"# a typo'd step\n{spec}\n")
+    done = _search_in_a_subprocess(space, *extra)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    line = done.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"{space}:2:15: error: cost_weight: min 0 to max 1 by step "), line
+    assert many in line
+    assert f"; at most {MAX_POINTS}: raise the step or narrow min and max" in line
+
+
+def test_a_range_within_the_limit_is_still_searched(tmp_path: Path) -> None:
+    space = tmp_path / "space.toml"
+    space.write_text("cost_weight = { min = 0, max = 1, step = 0.25 }\n")
+    args = ["planner", "search", str(TASKS), "--outcomes", str(RUNS), "--space", str(space)]
+    result = runner.invoke(app, [*args, "--workers", "1", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"cost_weight": 0.75' in result.stdout
+
+
+def _with_garbage(tmp_path: Path, garbage: str) -> Path:
+    """The example's event log with `garbage` as its line 11 (of many: not the last)."""
+    lines = RUNS.read_text().splitlines(keepends=True)
+    log = tmp_path / "runs.jsonl"
+    log.write_text("".join([*lines[:10], garbage + "\n", *lines[10:]]))
+    return log
+
+
+@pytest.mark.parametrize(
+    ("garbage", "problem"),
+    [
+        ("this is garbage", ":11:1: error: malformed JSON"),
+        ('{"seq": 11, "kind": "action_executing", "trace_id": "0a', ":11:"),
+        (
+            '{"seq": "eleven", "kind": "action_executing"}',
+            ":11:9: error: not a valid event: seq must be",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", ["eval", "search"])
+def test_a_corrupt_line_of_an_outcomes_log_is_refused_as_learn_refuses_it(
+    tmp_path: Path, command: str, garbage: str, problem: str
+) -> None:
+    log = _with_garbage(tmp_path, garbage)
+    learned = runner.invoke(app, ["planner", "learn", str(log), "-o", str(tmp_path / "f.json")])
+    assert learned.exit_code == 2, learned.output
+    refusal = learned.stderr.strip().splitlines()[-1]
+    assert refusal.startswith(f"{log}{problem}"), refusal
+
+    args = ["planner", command, str(TASKS), "--outcomes", str(log)]
+    if command == "eval":
+        args += ["--resamples", "0"]
+    else:
+        space = tmp_path / "space.toml"
+        space.write_text("cost_weight = [0.1, 0.5]\n")
+        args += ["--space", str(space), "--workers", "1"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert result.stderr.strip().splitlines()[-1] == refusal
