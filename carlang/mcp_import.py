@@ -10,6 +10,7 @@ and the file says they are the server's hints.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -37,6 +38,7 @@ __all__ = [
     "local_tool_name",
     "renamed_tools",
     "tool_names",
+    "malformed_tools",
     "unusable_tools",
 ]
 
@@ -388,10 +390,9 @@ def _relative(path: Path, start: Path) -> str:
         return str(path)
 
 
-def import_server(
-    server: McpServer, timeout: float = 60.0
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """Start or reach the server and list its tools: (its serverInfo, its tools). Raises
+def import_server(server: McpServer, timeout: float = 60.0) -> tuple[dict[str, Any], list[Any]]:
+    """Start or reach the server and list its tools: (its serverInfo, every entry of its
+    tools/list as sent: `malformed_tools` sorts out those that are not tools). Raises
     `McpError`, with what the server wrote on standard error (or, not JSON-RPC, on standard
     output), when it cannot be started, fails, or does not answer within `timeout`."""
     client = McpClient(server, stderr=subprocess.PIPE)
@@ -401,7 +402,7 @@ def import_server(
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError
-        return client.server_info, client.list_tools(left)
+        return client.server_info, client.listed_tools(left)
     except TimeoutError:
         raise McpError(
             f"MCP server '{server.name}' did not answer within {timeout:g}s{client.said()}"
@@ -417,10 +418,12 @@ def render_import(
     info: dict[str, Any],
     tools: list[dict[str, Any]],
     unusable: Mapping[str, str] | None = None,
+    malformed: Sequence[str] = (),
 ) -> str:
     """The .car text declaring `server` and its `tools`, formatted as `carlang fmt` writes it;
     the tools in `unusable` (`unusable_tools`, found here when not given) are left out, each
-    with a comment saying why."""
+    with a comment saying why, and so are the `malformed` entries of its list (what
+    `malformed_tools` says of each)."""
     # (what the server says of itself goes into a comment: one line, nothing that ends it)
     said = [x for x in (info.get("name"), info.get("version")) if isinstance(x, str)]
     label = " ".join(_one_line(x) for x in said if x.strip()) or server.name
@@ -454,6 +457,8 @@ def render_import(
         if server.cwd:
             lines.append(f"  cwd {format_value(server.cwd)}")
     lines.append("}")
+    for problem in malformed:
+        lines.extend(["", f"# not imported: {_one_line(problem, None)}"])
     if unusable is None:
         unusable = unusable_tools(tools)
     names = {id(tool): name for tool, name in tool_names(server.name, tools, unusable)}
@@ -468,16 +473,53 @@ def render_import(
         if name != f"{server.name}.{remote}":
             lines.append(f"# renamed: the server's `{_one_line(remote)}` is not a carlang name")
         lines.append(f"tool {name}() {{")
-        description = (tool.get("description") or tool.get("title") or "").strip()
+        description = _text(tool.get("description")) or _text(tool.get("title"))
         if description:
             lines.append(f"  description {format_value(description)}")
-        lines.extend("  " + item for item in _hint_items(tool.get("annotations") or {}))
+        annotations = tool.get("annotations")
+        hints = _hint_items(annotations) if isinstance(annotations, dict) else []
+        lines.extend("  " + item for item in hints)
         if name != f"{server.name}.{remote}":
             lines.append(f"  remote {format_value(remote)}")
         lines.append(f"  schema {format_value(_input_schema(tool))}")
         lines.append("}")
     text = "\n".join(lines) + "\n"
     return format_source(Source("import.car", text))
+
+
+def _text(value: Any) -> str:
+    """A tool's description (or title) as the server sent it, stripped: "" when it is not
+    text (a server may send anything)."""
+    return value.strip() if isinstance(value, str) else ""
+
+
+def malformed_tools(entries: Sequence[Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """The entries of a server's tools/list that are tools (objects with a string `name`),
+    and what is wrong with each other one (`tools/list entry 2: ...`): those cannot be
+    named, so they cannot be imported."""
+    tools: list[dict[str, Any]] = []
+    problems: list[str] = []
+    for number, entry in enumerate(entries, start=1):
+        if not isinstance(entry, dict):
+            problems.append(
+                f"tools/list entry {number}: it is not a tool (an object) but {_shown(entry)}"
+            )
+        elif not isinstance(entry.get("name"), str):
+            name = entry.get("name")
+            has = "no `name`" if name is None else f"a `name` that is not text ({_shown(name)})"
+            problems.append(f"tools/list entry {number}: it has {has}: {_shown(entry)}")
+        else:
+            tools.append(entry)
+    return tools, problems
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    """Something a server sent, as JSON on one line of at most `limit` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=True, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _one_line(text: str, limit: int | None = 80) -> str:
@@ -528,8 +570,12 @@ def _number_problem(value: Any, path: str = "") -> str | None:
     else:
         return None
     for key, item in items:
-        step = f"[{key}]" if isinstance(key, int) else _one_line(str(key), 40)
-        found = _number_problem(item, f"{path}.{step}" if path and step[0] != "[" else path + step)
+        if isinstance(key, int):
+            step = f"[{key}]"
+        else:  # ("" is a property's name JSON Schema allows)
+            text = _one_line(str(key), 40) or '""'
+            step = f".{text}" if path else text
+        found = _number_problem(item, path + step)
         if found is not None:
             return found
     return None

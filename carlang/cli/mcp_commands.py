@@ -85,6 +85,7 @@ def import_command(
         import_directory,
         import_server,
         is_server_name,
+        malformed_tools,
         renamed_tools,
         render_import,
         server_name_for,
@@ -119,7 +120,7 @@ def import_command(
             fail_usage("--env is for a server carlang starts (a command), not one at --url")
         server = McpServer(name=server_name, url=url, headers=_passed_headers(header or [], url))
     try:
-        info, tools = import_server(server, timeout)
+        info, entries = import_server(server, timeout)
     except McpError as exc:
         fail_usage(str(exc))
     except TimeoutError:
@@ -129,8 +130,14 @@ def import_command(
         server = server.model_copy(update={"name": server_name})
     if command:  # (started where import ran: declared so, it starts there from anywhere)
         server = server.model_copy(update={"cwd": import_directory(out)})
+    tools, malformed = malformed_tools(entries)
     unusable = unusable_tools(tools)
-    text = render_import(server, info, tools, unusable)
+    text = render_import(server, info, tools, unusable, malformed)
+    for problem in malformed:  # (what the server sent: shown escaped)
+        echo_err(
+            f"warning: not imported: {terminal_text(problem)} (the server is at fault: MCP"
+            " lists each tool as an object with a string `name`)"
+        )
     for remote, problem in unusable.items():  # (names from the server: shown escaped)
         echo_err(f"warning: tool `{terminal_text(remote)}` not imported: {terminal_text(problem)}")
     for remote, local in renamed_tools(server_name, tools, unusable).items():

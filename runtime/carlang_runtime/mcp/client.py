@@ -16,6 +16,7 @@ import re
 import socket
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -61,6 +62,9 @@ _SECRET_OPTION = re.compile(
 
 #: JSON-RPC's code for a method the server does not have.
 _METHOD_NOT_FOUND = -32601
+
+#: The most `tools/list` pages followed: a server that lists more never ends its list.
+MAX_TOOL_PAGES = 1000
 
 #: The headers of carlang's requests that a server's `headers` may not set: those the client
 #: sends itself (Streamable HTTP's) and those urllib writes for it.
@@ -579,23 +583,77 @@ class McpClient:
                 pass
 
     def list_tools(self, timeout: float = 30.0) -> list[dict[str, Any]]:
-        """Every tool the server lists (following pagination)."""
-        tools: list[dict[str, Any]] = []
+        """Every tool the server lists (following pagination, within `timeout` in all): those
+        that are objects with a string name (`listed_tools` has every entry as sent)."""
+        return [
+            tool
+            for tool in self.listed_tools(timeout)
+            if isinstance(tool, dict) and isinstance(tool.get("name"), str)
+        ]
+
+    def listed_tools(self, timeout: float = 30.0) -> list[Any]:
+        """Every entry of the server's `tools/list` pages, as it sent them (following
+        pagination, within `timeout` in all: `TimeoutError` when over). Raises `McpError`
+        when an answer is not a page of tools (its `tools` not a list, a `nextCursor` not a
+        string), or when its pagination does not end: a cursor it gave before, or more than
+        `MAX_TOOL_PAGES` pages."""
+        tools: list[Any] = []
         cursor: str | None = None
-        while True:
+        seen: set[str] = set()
+        deadline = time.monotonic() + timeout
+        for _ in range(MAX_TOOL_PAGES):
             params = {"cursor": cursor} if cursor else {}
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
             try:
-                page = self.request("tools/list", params).result(timeout)
+                page = self.request("tools/list", params).result(left)
+            except concurrent.futures.TimeoutError:
+                raise TimeoutError from None
             except McpProtocolError as exc:
                 if exc.code != _METHOD_NOT_FOUND:
                     raise
                 raise McpError(
                     f"{self.where} does not serve tools (tools/list: method not found)"
                 ) from None
-            tools.extend(page.get("tools", []))
+            if not isinstance(page, dict):
+                raise McpError(
+                    f"{self.where} answered tools/list with a result that is not an object:"
+                    f' {self._shown(page)} (an MCP server answers {{"tools": [...]}})'
+                )
+            listed = page.get("tools", [])
+            if not isinstance(listed, list):
+                raise McpError(
+                    f"{self.where} answered tools/list with `tools` that is not a list of"
+                    f" tools: {self._shown(listed)} (MCP asks for a list of tool objects:"
+                    " the server is at fault; fix or update it)"
+                )
+            tools.extend(listed)
             cursor = page.get("nextCursor")
-            if not cursor:
+            if not cursor:  # (None, "": the last page)
                 return tools
+            if not isinstance(cursor, str):
+                raise McpError(
+                    f"{self.where} answered tools/list with a `nextCursor` that is not a"
+                    f" string: {self._shown(cursor)} (the server is at fault; fix or update it)"
+                )
+            if cursor in seen:
+                raise McpError(
+                    f"{self.where} answered tools/list with a nextCursor it gave before"
+                    f" ({self._shown(cursor)}, after {len(seen) + 1} pages): its pagination"
+                    " would never end (the server is at fault; fix or update it)"
+                )
+            seen.add(cursor)
+        raise McpError(
+            f"{self.where} listed its tools in more than {MAX_TOOL_PAGES} pages (tools/list"
+            " nextCursor): its pagination does not seem to end (the server is at fault; fix"
+            " or update it)"
+        )
+
+    def _shown(self, value: Any) -> str:
+        """Something the server sent, for a message: JSON on one line, cut short, its
+        secrets hidden."""
+        return self.scrubbed(_shown_json(value))
 
     def _send(self, message: dict[str, Any]) -> None:
         if self.server.url is not None:
@@ -831,6 +889,15 @@ def _is_stream(value: Any) -> bool:
     """Whether `value` is a text stream (like `sys.stderr`) rather than what `Popen` takes as
     such (`PIPE`, `DEVNULL`, a file descriptor, None)."""
     return hasattr(value, "write") and not isinstance(value, int)
+
+
+def _shown_json(value: Any, limit: int = 120) -> str:
+    """`value` (something a server sent) as JSON on one line, at most `limit` characters."""
+    try:
+        text = json.dumps(value, ensure_ascii=True, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _hashable(value: Any) -> bool:
