@@ -10,7 +10,6 @@ and the file says they are the server's hints.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -22,7 +21,7 @@ from typing import Any
 
 from carlang_runtime.ir import McpServer
 from carlang_runtime.mcp import McpClient, McpError
-from carlang_runtime.mcp.client import written_out_credential
+from carlang_runtime.mcp.client import shown_json, written_out_credential
 from carlang_runtime.redact import shown_url
 
 from .fmt import format_source, format_value
@@ -502,24 +501,20 @@ def malformed_tools(entries: Sequence[Any]) -> tuple[list[dict[str, Any]], list[
     for number, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
             problems.append(
-                f"tools/list entry {number}: it is not a tool (an object) but {_shown(entry)}"
+                f"tools/list entry {number}: it is not a tool (an object) but"
+                f" {shown_json(entry, 80)}"
             )
         elif not isinstance(entry.get("name"), str):
             name = entry.get("name")
-            has = "no `name`" if name is None else f"a `name` that is not text ({_shown(name)})"
-            problems.append(f"tools/list entry {number}: it has {has}: {_shown(entry)}")
+            has = (
+                "no `name`"
+                if name is None
+                else f"a `name` that is not text ({shown_json(name, 80)})"
+            )
+            problems.append(f"tools/list entry {number}: it has {has}: {shown_json(entry, 80)}")
         else:
             tools.append(entry)
     return tools, problems
-
-
-def _shown(value: Any, limit: int = 80) -> str:
-    """Something a server sent, as JSON on one line of at most `limit` characters."""
-    try:
-        text = json.dumps(value, ensure_ascii=True, default=repr)
-    except (TypeError, ValueError, RecursionError):
-        text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _one_line(text: str, limit: int | None = 80) -> str:

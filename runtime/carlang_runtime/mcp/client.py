@@ -46,6 +46,7 @@ __all__ = [
     "McpProtocolError",
     "header_problems",
     "server_secrets",
+    "shown_json",
     "url_reference_problem",
     "written_out_credential",
 ]
@@ -653,7 +654,7 @@ class McpClient:
     def _shown(self, value: Any) -> str:
         """Something the server sent, for a message: JSON on one line, cut short, its
         secrets hidden."""
-        return self.scrubbed(_shown_json(value))
+        return self.scrubbed(shown_json(value))
 
     def _send(self, message: dict[str, Any]) -> None:
         if self.server.url is not None:
@@ -891,7 +892,7 @@ def _is_stream(value: Any) -> bool:
     return hasattr(value, "write") and not isinstance(value, int)
 
 
-def _shown_json(value: Any, limit: int = 120) -> str:
+def shown_json(value: Any, limit: int = 120) -> str:
     """`value` (something a server sent) as JSON on one line, at most `limit` characters."""
     try:
         text = json.dumps(value, ensure_ascii=True, default=repr)
