@@ -35,6 +35,7 @@ def _search_in_a_subprocess(space: Path, *extra: str) -> subprocess.CompletedPro
         pytest.fail("planner search worked on a space too large to search instead of refusing it")
 
 
+@pytest.mark.slow  # (a fresh carlang process per case, so that the old hang times out)
 @pytest.mark.parametrize(
     ("spec", "extra", "many"),
     [

@@ -25,6 +25,10 @@ from carlang.cli import app
 HOSTILE = Path(__file__).resolve().parent / "hostile_server.py"
 runner = CliRunner()
 
+# slow: each case starts the scripted server as a subprocess (the default run stays under
+# three minutes; CI runs these)
+pytestmark = pytest.mark.slow
+
 
 def imported(tmp_path: Path, mode: str) -> Any:
     """`carlang mcp import --output tmp/a.car -- python hostile_server.py MODE`, in process."""
