@@ -757,16 +757,15 @@ class _Lowerer:
         `mcp_server`'s `command` or `args`: no shell runs the command, so the server gets them
         as written, not a variable's value (and carlang puts none in a command line, which
         every user of the machine can read)."""
-        written = [
-            form
-            for value in values
-            for form in dict.fromkeys(
-                [*references_written(value), *(m.written for m in misreferences(value))]
+        forms = list(
+            dict.fromkeys(
+                form
+                for value in values
+                for form in (*references_written(value), *(m.written for m in misreferences(value)))
             )
-        ]
-        if not written:
+        )
+        if not forms:
             return
-        forms = list(dict.fromkeys(written))
         shown = ", ".join(f"`{form}`" for form in forms)
         if setting.word == "command":
             do = "write the program's path out, or its name to find it on PATH"

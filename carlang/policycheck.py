@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from carlang_runtime import ir
-from carlang_runtime.policy import PolicyLoadError, PolicySet, StaticVerdict, static_verdicts
+from carlang_runtime.policy import (
+    POLICY_ASKS,
+    POLICY_DENIES,
+    POLICY_MAY_DENY,
+    PolicyLoadError,
+    PolicySet,
+    StaticVerdict,
+    static_verdicts,
+)
 from carlang_runtime.verify import Analysis, VerifyIssue, VerifyResult
 
 __all__ = [
@@ -31,9 +39,8 @@ __all__ = [
     "PREDICTED_DENY",
 ]
 
-DENIED = "CL0520"
-APPROVAL = "CL0521"
-PREDICTED_DENY = "CL0522"
+#: The codes of a plan's policy verdicts (the planner's findings carry the same ones).
+DENIED, APPROVAL, PREDICTED_DENY = POLICY_DENIES, POLICY_ASKS, POLICY_MAY_DENY
 
 
 @dataclass(frozen=True)

@@ -101,7 +101,7 @@ def test_json_and_csv(tmp_path: Path) -> None:
 def test_json_findings_carry_the_codes_check_gives_the_same_verdicts() -> None:
     """A policy finding has the code `carlang check` gives the plan's action (a certain deny
     CL0520, an approval CL0521), so that a client acts on it without reading the message."""
-    from carlang_runtime.planner.features import POLICY_ASKS, POLICY_DENIES, POLICY_MAY_DENY
+    from carlang_runtime.policy import POLICY_ASKS, POLICY_DENIES, POLICY_MAY_DENY
 
     from carlang.codes import all_codes
 

@@ -473,7 +473,7 @@ def _passed_env(names: list[str]) -> dict[str, str]:
     """`--env NAME`s as a server's env: each a reference to the variable (`${NAME}`), so the
     declaration never holds its value; a usage error for a name that cannot be one."""
     for name in names:
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+        if not _VARIABLE_NAME.fullmatch(name):
             fail_usage(
                 f"--env {name}: give the name of an environment variable (like GITHUB_TOKEN);"
                 " its value is taken from carlang's environment when the server starts"
@@ -512,9 +512,7 @@ def _passed_headers(given: list[str], url: str | None) -> dict[str, str]:
                 f"warning: --header {name}: {wrong.message()}, in single quotes so that the"
                 " shell leaves it to carlang; as given, it is sent as written"
             )
-        if misreferences(value):
-            continue  # (a variable's name meant, not a credential written out)
-        if written_out_credential(name, value):
+        if written_out_credential(name, value):  # (never for a reference miswritten)
             echo_err(
                 f"warning: --header {name}: its value is a credential, written into the"
                 " declaration as given; to have the file hold a variable's name instead,"

@@ -803,16 +803,17 @@ def events_command(
         fail_usage(f"two runs given, {run_given} and --run {run}: give one")
     run = run if run is not None else run_given
     records = read_log(log)
+    tenants = _run_tenants(records)
     if run is not None:  # (in the whole log: a run of another tenant is said to be so)
         run = resolve_run_id(records, run, log)
     if tenant is not None:
         if run is not None:
-            _check_run_tenant(records, run, tenant, log)
-        records = _tenant_records(records, tenant, log)
+            _check_run_tenant(tenants, run, tenant, log)
+        records = _tenant_records(records, tenants, tenant, log)
     if kind is not None:
         _check_kind(records, kind)
     if run is None and kind is None and action is None:
-        _print_runs(records, output)
+        _print_runs(records, tenants, output)
         return
     chosen = [
         r
@@ -846,18 +847,20 @@ def _run_tenants(records: list[dict[str, Any]]) -> dict[str, Any]:
     return tenants
 
 
-def _check_run_tenant(records: list[dict[str, Any]], run: str, tenant: str, log: Path) -> None:
-    """A usage error when run `run` of the log is not a run of `tenant`, saying whose it is."""
-    found = _run_tenants(records).get(run)
+def _check_run_tenant(tenants: dict[str, Any], run: str, tenant: str, log: Path) -> None:
+    """A usage error when run `run` of the log is not a run of `tenant` (`tenants`: each
+    run's, `_run_tenants`), saying whose it is."""
+    found = tenants.get(run)
     if found != tenant:
         whose = f"tenant `{found}`'s" if found is not None else "a run with no tenant"
         fail_usage(f"run `{run}` in {log} is {whose}, not one of tenant `{tenant}`")
 
 
-def _tenant_records(records: list[dict[str, Any]], tenant: str, log: Path) -> list[dict[str, Any]]:
-    """The records of the runs whose `run_started` scope names `tenant`; a usage error, with
-    the tenants the log has, when there is none."""
-    tenants = _run_tenants(records)
+def _tenant_records(
+    records: list[dict[str, Any]], tenants: dict[str, Any], tenant: str, log: Path
+) -> list[dict[str, Any]]:
+    """The records of the runs of `tenant` (`tenants`: each run's, `_run_tenants`); a usage
+    error, with the tenants the log has, when there is none."""
     runs = {run_id for run_id, named in tenants.items() if named == tenant}
     if not runs:
         known = sorted({str(t) for t in tenants.values() if t is not None})
@@ -907,7 +910,7 @@ def read_log(path: Path) -> list[dict[str, Any]]:
         fail_usage(str(exc))
 
 
-def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
+def _print_runs(records: list[dict[str, Any]], tenants: dict[str, Any], output: RunFormat) -> None:
     runs: dict[str, dict[str, Any]] = {}
     ends: dict[str, dict[tuple[Any, Any], dict[str, Any]]] = {}
     for record in records:
@@ -947,7 +950,6 @@ def _print_runs(records: list[dict[str, Any]], output: RunFormat) -> None:
                 # a run "completed" with its only call refused (CAR's rule for a refusal before
                 # any policy: the proposal goes on) is not a run that did its work
                 runs[run_id][record["kind"].removeprefix("action_")] += 1
-    tenants = _run_tenants(records)
     for run_id, entry in runs.items():
         entry["tenant"] = tenants.get(run_id)
     if output is RunFormat.json:

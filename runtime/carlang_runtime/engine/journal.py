@@ -43,6 +43,7 @@ __all__ = [
     "json_kind",
     "read_event_log",
     "read_log_text",
+    "read_log_lines",
 ]
 
 #: Said after a JSON Lines event log's malformed line: what the file should hold.
@@ -421,8 +422,13 @@ def read_event_log(path: Path) -> list[dict[str, Any]]:
             return [event.to_dict() for event in store.events()]
         finally:
             store.close()
+    return read_log_lines(path, read_log_text(path))
+
+
+def read_log_lines(path: Path, text: str) -> list[dict[str, Any]]:
+    """Every event of JSONL log `path` whose text (`read_log_text`) is `text`, as
+    `read_event_log` reads it; `EventLogError` at the first line that is not an event."""
     records = []
-    text = read_log_text(path)
     lines = text.splitlines()
     for number, line in enumerate(lines, start=1):
         if not line.strip():

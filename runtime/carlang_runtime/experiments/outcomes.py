@@ -283,7 +283,7 @@ def read_log(path: Path, takes: str, kinds: Collection[str] = ()) -> list[dict[s
     whatever `kinds`: a malformed line or a log cut short is refused by all three commands
     alike, in `read_event_log`'s words."""
     # Imported here: the engine imports the planner.
-    from ..engine.journal import SQLITE_SUFFIXES, read_event_log, read_log_text
+    from ..engine.journal import SQLITE_SUFFIXES, read_event_log, read_log_lines, read_log_text
 
     if path.suffix in SQLITE_SUFFIXES or not path.exists():
         events = read_event_log(path)
@@ -298,7 +298,7 @@ def read_log(path: Path, takes: str, kinds: Collection[str] = ()) -> list[dict[s
     _check_first_event(path, lines, takes)
     # Every line read as `read_event_log` reads it (learn, `events`, `replay`, `rank
     # --feedback`): a malformed line anywhere is refused, not passed over.
-    return [e for e in read_event_log(path) if not kinds or e.get("kind") in kinds]
+    return [e for e in read_log_lines(path, text) if not kinds or e.get("kind") in kinds]
 
 
 _OUTCOMES_ARE = (

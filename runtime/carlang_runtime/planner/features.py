@@ -13,15 +13,18 @@ from typing import Any
 from ..columns import TOOL_CALL, Columns
 from ..dag import Dag
 from ..ir import ActionProposal, Budget, PolicyEffect, Reversibility, SourceLoc
-from ..policy import PolicySet, static_verdicts
+from ..policy import (
+    POLICY_ASKS,
+    POLICY_DENIES,
+    POLICY_MAY_DENY,
+    PolicySet,
+    static_verdicts,
+)
 from .config import PlannerConfig
 from .feedback import ToolFeedback
 
 __all__ = [
     "Finding",
-    "POLICY_DENIES",
-    "POLICY_ASKS",
-    "POLICY_MAY_DENY",
     "FINDINGS_PER_FEATURE",
     "capped",
     "risk_value",
@@ -57,10 +60,6 @@ class Finding:
             data["loc"] = str(self.loc)
         return data
 
-
-#: The codes of the policy findings, the ones `carlang check` gives the same verdicts on a
-#: plan (carlang/codes.py: a certain deny, an approval, a predicted deny).
-POLICY_DENIES, POLICY_ASKS, POLICY_MAY_DENY = "CL0520", "CL0521", "CL0522"
 
 #: A feature lists at most this many findings, then how many more there are: a plan of
 #: 10,000 actions does not need 10,000 lines to say why it scores as it does.

@@ -15,7 +15,13 @@ from .activation import (
     state_type,
 )
 from .policyset import Decision, PolicyLoadError, PolicyMatch, PolicySet, PolicyTrace
-from .static import StaticVerdict, static_verdicts
+from .static import (
+    POLICY_ASKS,
+    POLICY_DENIES,
+    POLICY_MAY_DENY,
+    StaticVerdict,
+    static_verdicts,
+)
 
 __all__ = [
     "PolicySet",
@@ -34,5 +40,8 @@ __all__ = [
     "state_problems",
     "state_type",
     "StaticVerdict",
+    "POLICY_ASKS",
+    "POLICY_DENIES",
+    "POLICY_MAY_DENY",
     "static_verdicts",
 ]

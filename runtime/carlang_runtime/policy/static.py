@@ -40,6 +40,9 @@ __all__ = [
     "judged_contexts",
     "CERTAIN_READS",
     "PREDICTED_READS",
+    "POLICY_DENIES",
+    "POLICY_ASKS",
+    "POLICY_MAY_DENY",
 ]
 
 #: What a verdict may depend on and still hold on every run of the same action (history: the
@@ -49,6 +52,12 @@ CERTAIN_READS: Final = frozenset({"action", "params", "history"})
 PREDICTED_READS: Final = CERTAIN_READS | {"state"}
 
 _NO_SCOPE: Final[Mapping[str, Any]] = {}
+
+#: The codes of the verdicts, wherever they are reported (`carlang check`'s findings on a
+#: plan, the planner's): a certain deny, an approval, a deny predicted from the state.
+POLICY_DENIES: Final = "CL0520"
+POLICY_ASKS: Final = "CL0521"
+POLICY_MAY_DENY: Final = "CL0522"
 
 
 @dataclass(frozen=True, slots=True)
