@@ -269,6 +269,25 @@ def test_a_tools_module_that_fails_to_import_is_the_users_error_not_an_internal_
     assert "internal error" not in out
 
 
+@pytest.mark.parametrize("name", ["new.db", "new.jsonl"])
+def test_a_run_that_cannot_start_leaves_no_event_log_it_created(tmp_path: Path, name: str) -> None:
+    """`--tools nosuchmod:x --events new.db` left an empty new.db behind (bad-input sweep); a
+    log that existed before is kept as it was."""
+    program, tools = project(tmp_path)
+    log = tmp_path / name
+    code, out = run(str(program), "--tools", "nosuchmod_carlang:x", "--events", str(log))
+    assert code == 2 and "cannot import nosuchmod_carlang" in out, out
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("new.")) == []
+    code, out = run(
+        str(program), "--tools", f"{tools}:TOOLS", "--auto-approve", "--events", str(log)
+    )
+    assert code == 0, out
+    before = log.read_bytes()
+    code, out = run(str(program), "--tools", "nosuchmod_carlang:x", "--events", str(log))
+    assert code == 2, out
+    assert log.read_bytes() == before
+
+
 def test_events_are_not_appended_to_a_jsonl_file_that_is_no_event_log(tmp_path: Path) -> None:
     program, tools = project(tmp_path)
     dataset = tmp_path / "tasks.jsonl"

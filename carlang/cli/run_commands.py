@@ -232,21 +232,30 @@ def run_command(
     if database is not None or approval_timeout is not None or detach:
         fail_usage("--database, --approval-timeout and --detach go with --backend dbos")
     reporter = _progress(output is RunFormat.text and sys.stdout.isatty(), len(chosen.actions))
+    new_log = events is not None and not events.exists()
     log = _event_log(events)
-    http = _http_sink(decisions_url) if decisions_url is not None else None
-    if http is not None:
-        log.sinks.append(http)
-    runtime = Runtime.from_program(
-        program,
-        events=log,
-        approval=_approval_gate(auto_approve, deny_approvals, program, reporter),
-        compensate=compensate,
-    )
-    if initial is not None:
-        runtime.state.replace({**program.initial_state, **initial})
-    if builtins:
-        _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
-    _register_tools(runtime, program, tools or [])
+    try:
+        http = _http_sink(decisions_url) if decisions_url is not None else None
+        if http is not None:
+            log.sinks.append(http)
+        runtime = Runtime.from_program(
+            program,
+            events=log,
+            approval=_approval_gate(auto_approve, deny_approvals, program, reporter),
+            compensate=compensate,
+        )
+        if initial is not None:
+            runtime.state.replace({**program.initial_state, **initial})
+        if builtins:
+            _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
+        _register_tools(runtime, program, tools or [])
+    except BaseException:
+        # A run that could not start leaves no event log it created (an empty one would
+        # hold no run, and a later `--events` of the same name would append to it).
+        log.close()
+        if new_log:
+            _remove_log(events)
+        raise
     runtime.use(reporter)
     try:
         if resume is not None:
@@ -489,6 +498,17 @@ def _event_log(path: Path | None) -> Any:
     fail_usage(f"--events {path}: use a .jsonl file or a .db (SQLite) file")
 
 
+def _remove_log(path: Path | None) -> None:
+    """Remove an event log this command created, with SQLite's side files."""
+    if path is None:
+        return
+    for leftover in (
+        path,
+        *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")),
+    ):
+        leftover.unlink(missing_ok=True)
+
+
 def _refuse_other_jsonl(path: Path) -> None:
     """A usage error when `path` holds lines that are not events (a dataset, a proposal):
     appended to, it would be no event log (`carlang events` and `replay` would refuse it),
@@ -584,9 +604,14 @@ def _register_tools(runtime: Runtime, program: ir.Program, specs: list[str]) -> 
 
 def _register_builtins(runtime: Runtime, files_root: Path, hosts: list[str]) -> None:
     from carlang_runtime.engine.builtins import builtin_tools
+    from carlang_runtime.errors import CarlangRuntimeError
 
     require_directory("--files-root", files_root)
-    for name, fn in builtin_tools(files_root, hosts).items():
+    try:
+        tools = builtin_tools(files_root, hosts)
+    except CarlangRuntimeError as exc:
+        fail_usage(str(exc))
+    for name, fn in tools.items():
         if name in runtime.tools:
             runtime.register_tool(name, fn)
 

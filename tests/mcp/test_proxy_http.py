@@ -322,6 +322,12 @@ def test_an_address_other_machines_reach_needs_a_token_or_insecure(
     assert "--allow-host NAME" in insecure.output
     assert served[-1].token is None
 
+    for bad in ("a b", "box:0", "box:99999", "https://box", "fe80::1"):
+        badly = runner.invoke(app, [*wide, "--token-env", "PROXY_TOKEN", "--allow-host", bad])
+        assert badly.exit_code == 2, (bad, badly.output)
+        assert f"--allow-host {bad!r}: give a host name or address" in badly.output
+    ipv6 = runner.invoke(app, [*wide, "--token-env", "PROXY_TOKEN", "--allow-host", "[fe80::1]:*"])
+    assert ipv6.exit_code == 0 and "[fe80::1]:*" in served[-1].hosts, ipv6.output
     tokened = runner.invoke(app, [*wide, "--token-env", "PROXY_TOKEN", "--allow-host", "box"])
     assert tokened.exit_code == 0, tokened.output
     assert "warning" not in tokened.output and TOKEN not in tokened.output

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import urllib.error
 import urllib.parse
@@ -25,13 +26,45 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from ..errors import CarlangRuntimeError
 from .tools import ToolError
 
-__all__ = ["builtin_tools", "BUILTIN_NAMES", "host_allowed"]
+__all__ = ["builtin_tools", "BUILTIN_NAMES", "host_allowed", "is_host_name"]
 
 BUILTIN_NAMES = ("echo", "read_file", "write_file", "list_dir", "http_get")
 _MAX_READ = 1_000_000
 _MAX_BODY = 200_000
+
+
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?"
+#: A host as a URL or a Host header names it: dot-separated labels of letters, digits, `-` and
+#: `_` (a name, or an IPv4 address), or an IPv6 address in brackets.
+_HOST_NAME = re.compile(rf"{_LABEL}(?:\.{_LABEL})*\.?|\[[0-9a-f:.]*:[0-9a-f:.]*\]", re.IGNORECASE)
+
+
+def is_host_name(text: str) -> bool:
+    """Whether `text` is a host name or address as a URL holds it (`api.example.com`,
+    `10.0.0.5`, `[::1]`): no scheme, port, path, space or user."""
+    return _HOST_NAME.fullmatch(text) is not None
+
+
+def _checked_hosts(allow_hosts: Sequence[str]) -> tuple[str, ...]:
+    """`http_get`'s allow-list, each entry a host name, `*.` and a name, or an address (an
+    IPv6 one with or without brackets); `CarlangRuntimeError` for one that never matches."""
+    hosts = []
+    for given in allow_hosts:
+        entry = given.strip()
+        bare = entry.removeprefix("*.") if entry.startswith("*.") else entry
+        if ":" in bare and not bare.startswith("["):
+            bare = f"[{bare}]"  # an IPv6 address as urlsplit gives it: without brackets
+        if not is_host_name(bare):
+            raise CarlangRuntimeError(
+                f"--allow-host {given!r}: give a host name or address as a URL holds it,"
+                " without scheme, port or path (like api.example.com, *.example.com,"
+                " 10.0.0.5, ::1)"
+            )
+        hosts.append(entry.strip("[]"))
+    return tuple(hosts)
 
 
 def host_allowed(host: str, allowed: Sequence[str]) -> bool:
@@ -51,9 +84,10 @@ def builtin_tools(
     files_root: str | Path, allow_hosts: Sequence[str] = ()
 ) -> dict[str, Callable[..., Any]]:
     """The built-in tools by name: file tools confined to `files_root`, `http_get` limited to
-    `allow_hosts` (none: every URL is refused)."""
+    `allow_hosts` (none: every URL is refused; `CarlangRuntimeError` for an entry that is no
+    host name or address)."""
     root = Path(files_root).resolve()
-    hosts = tuple(allow_hosts)
+    hosts = _checked_hosts(allow_hosts)
 
     def echo(text: str) -> str:
         """Return the text unchanged."""

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 
 from ..agents.specs import input_schema, mcp_annotations, tool_name_from_model, visible_tools
 from ..engine.approval import Approval, ApprovalRequest
+from ..engine.builtins import is_host_name
 from ..engine.limits import (
     BUDGET_OWNER,
     BUDGET_SCOPES,
@@ -1120,6 +1121,19 @@ class HttpAccess:
     tenants: tuple[tuple[str, str], ...] = field(default=(), repr=False)
 
 
+def _host_and_port(value: str) -> tuple[str, str, str]:
+    """A Host header's value split as `str.rpartition(":")` splits it, on the colon before a
+    port only (not inside a bracketed IPv6 address)."""
+    if value.count(":") == 1 or (value.startswith("[") and "]:" in value):
+        return value.rpartition(":")
+    return value, "", ""
+
+
+def _is_port_or_any(text: str) -> bool:
+    """Whether `text` is a TCP port (1-65535) or `*`, any port."""
+    return text == "*" or (text.isascii() and text.isdigit() and 0 < int(text) <= 65535)
+
+
 def http_access(
     host: str,
     port: int,
@@ -1143,13 +1157,13 @@ def http_access(
     origins = [f"http://{name}:{port}" for name in names]
     for given in allow_hosts:
         value = given.strip().lower()
-        bare = value.rsplit("]", 1)[-1] if value.startswith("[") else value
-        if not value or "/" in value or "@" in value or bare.count(":") > 1:
+        name, colon, port_given = _host_and_port(value)
+        if not is_host_name(name) or (colon and not _is_port_or_any(port_given)):
             raise CarlangRuntimeError(
                 f"--allow-host {given!r}: give a host name or address, optionally with"
                 " :PORT or :* (like app.example.com, 10.0.0.5:8765, [fe80::1]:*)"
             )
-        if ":" in bare:
+        if colon:
             hosts.append(value)
         else:
             hosts.extend((value, f"{value}:{port}"))

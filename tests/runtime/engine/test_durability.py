@@ -197,6 +197,28 @@ def test_http_get_needs_an_allowed_host() -> None:
     assert host_allowed("EXAMPLE.com", ["example.com"])
 
 
+@pytest.mark.parametrize(
+    "entry",
+    ["a b", "https://api.example.com", "api.example.com:443", "api.example.com/x", "*", "*."],
+)
+def test_an_allow_list_entry_that_is_no_host_is_refused(entry: str) -> None:
+    """`--allow-host 'a b'` (or a URL, or a port) was taken and never matched any host, so
+    http_get refused every URL with "not on the allow-list" (bad-input sweep)."""
+    with pytest.raises(CarlangRuntimeError, match="give a host name or address as a URL holds"):
+        builtin_tools(".", [entry])
+
+
+def test_an_ipv6_address_is_allowed_with_or_without_brackets() -> None:
+    for entry in ("::1", "[::1]"):
+        tools = builtin_tools(".", [entry, "10.0.0.5", "*.example.com"])
+        with pytest.raises(Exception, match="not on the allow-list"):
+            tools["http_get"](url="http://[::2]:9/")
+        # allowed: the request goes out and fails to connect (nothing listens on port 9)
+        with pytest.raises(Exception) as raised:
+            tools["http_get"](url="http://[::1]:9/", timeout_ms=2000)
+        assert "allow-list" not in str(raised.value)
+
+
 # -- durable runs ----------------------------------------------------------------------
 
 
