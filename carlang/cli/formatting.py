@@ -32,6 +32,11 @@ def run_fmt(paths: list[Path], check: bool = False, diff: bool = False) -> int:
     that fails part way (a full disk) leaves no doubt which were."""
     if [str(p) for p in paths] == ["-"]:
         return _fmt_stdin(check)
+    if "-" in map(str, paths):
+        fail_usage(
+            "-: `carlang fmt -` formats standard input alone, to standard output; give files"
+            " and folders without it, or run it on its own"
+        )
     check = check or diff
     from carlang.fmt import NotFormattable, format_source
     from carlang.loader import display_name, encoding_error
@@ -70,6 +75,8 @@ def run_fmt(paths: list[Path], check: bool = False, diff: bool = False) -> int:
     if (failed or internal) and changed and not check:
         echo_err(f"nothing rewritten: {_left_unformatted([name for _, name, _ in changed])}")
     elif not diff:
+        if not check:
+            _refuse_read_only([(path, name) for path, name, _ in changed])
         for path, name, formatted in changed:
             if not check:
                 replace_file(path, formatted)
@@ -85,17 +92,39 @@ def run_fmt(paths: list[Path], check: bool = False, diff: bool = False) -> int:
 _NAMED_FILES = 3
 
 
+def _refuse_read_only(files: list[tuple[Path, str]]) -> None:
+    """A usage error, before any file is rewritten, when one to rewrite is read-only: the
+    rewrite replaces the file (a new one takes its name), which a directory's write permission
+    allows, and the mode was the owner's way of saying to leave it alone (root writes anyway)."""
+    import os
+
+    read_only = [
+        name
+        for path, name in files
+        if not os.access(path, os.W_OK) or not path.stat().st_mode & 0o222
+    ]
+    if read_only:
+        fail_usage(
+            f"nothing rewritten: {_needing_format(read_only)}, and"
+            f" {'it is' if len(read_only) == 1 else 'they are'} read-only; make"
+            f" {'it' if len(read_only) == 1 else 'them'} writable first (chmod u+w)"
+        )
+
+
 def _left_unformatted(names: list[str]) -> str:
     """Which files would have been reformatted but were not (another could not be): named, so
     that with several files given it is clear which ("file was left unformatted" was not)."""
+    left = "is left as it is" if len(names) == 1 else "are left as they are"
+    return f"{_needing_format(names)}, and {left} until the errors above are fixed"
+
+
+def _needing_format(names: list[str]) -> str:
+    """`a.car needs formatting`, or `5 files need formatting (a.car, b.car, c.car and 2 more)`."""
     if len(names) == 1:
-        return f"{names[0]} needs formatting, and is left as it is until the errors above are fixed"
+        return f"{names[0]} needs formatting"
     shown = ", ".join(names[:_NAMED_FILES])
     more = f" and {len(names) - _NAMED_FILES} more" if len(names) > _NAMED_FILES else ""
-    return (
-        f"{len(names)} files need formatting ({shown}{more}), and are left as they are until"
-        " the errors above are fixed"
-    )
+    return f"{len(names)} files need formatting ({shown}{more})"
 
 
 def replace_file(path: Path, text: str) -> None:
