@@ -112,7 +112,7 @@ def test_threshold_that_is_no_number_is_refused_in_carlangs_words(tmp_path: Path
     number, unable to parse string as a number"); out of range, it named no value."""
     program = tmp_path / "a.car"
     program.write_text("tool t()\n")
-    for value in ("abc", "150", "nan", "-5"):
+    for value in ("abc", "150", "nan", "-5", "100.0000001"):
         result = runner.invoke(app, ["test", str(program), f"--threshold={value}"])
         assert result.exit_code == 2, result.output
         assert f"{value}: give a percentage from 0 to 100" in result.stderr
@@ -167,3 +167,45 @@ def test_the_state_flow_shows_values_as_carlang_writes_them(tmp_path: Path) -> N
         ("CL0401", "precondition will fail: 'count' is 1, need gt 5"),
         ("CL0404", """assertion will fail: state['tags'] = ["x"], expected ["y"]"""),
     ]
+
+
+# -- the bad-input sweep: messages that named the wrong thing -------------------------------
+
+
+def test_fmt_of_standard_input_beside_files_says_it_goes_alone(tmp_path: Path) -> None:
+    """`carlang fmt - a.car` said "carlang reads programs from files, not standard input",
+    though `carlang fmt -` does read it."""
+    program = tmp_path / "a.car"
+    program.write_text("tool   t()\n")
+    result = runner.invoke(app, ["fmt", "-", str(program)], input="tool  t()\n")
+    assert result.exit_code == 2, result.output
+    assert "`carlang fmt -` formats standard input alone" in result.stderr
+    assert program.read_text() == "tool   t()\n"
+
+
+def test_an_empty_path_is_said_to_be_the_current_folder(tmp_path: Path) -> None:
+    """`carlang verify p.json --state ''` said ".: it is a directory, not a file", naming a
+    path the user never typed: an empty value is `.` by the time carlang sees it."""
+    proposal_file = tmp_path / "p.json"
+    proposal_file.write_text('{"id": "p", "actions": []}')
+    result = runner.invoke(app, ["verify", str(proposal_file), "--state", ""])
+    assert result.exit_code == 2, result.output
+    assert "it is a directory, not a file (`.`, the current folder, as an empty path is)" in (
+        result.stderr
+    )
+
+
+def test_fmt_rewrites_no_read_only_file(tmp_path: Path) -> None:
+    """`carlang fmt` replaced a 0444 file (a new file takes its name, which the folder's write
+    permission allows, and root may write anyway); now none of the files is rewritten."""
+    locked, open_one = tmp_path / "locked.car", tmp_path / "open.car"
+    for path in (locked, open_one):
+        path.write_text("tool   t()\n")
+    locked.chmod(0o444)
+    result = runner.invoke(app, ["fmt", str(locked), str(open_one)])
+    assert result.exit_code == 2, result.output
+    assert "locked.car needs formatting, and it is read-only; make it writable first" in (
+        result.stderr
+    )
+    assert locked.read_text() == open_one.read_text() == "tool   t()\n"
+    assert runner.invoke(app, ["fmt", "--check", str(locked)]).exit_code == 1

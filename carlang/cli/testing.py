@@ -44,7 +44,7 @@ def run_test(
     from carlang.testrun import Coverage, run_tests
 
     if threshold is not None and not 0 <= threshold <= 100:
-        fail_usage(f"--threshold {threshold:g}: {PERCENTAGE}")
+        fail_usage(f"--threshold {threshold:.15g}: {PERCENTAGE}")
     files = collect_sources(paths or [Path(".")])
     if not files:
         fail_usage("no .car files found")

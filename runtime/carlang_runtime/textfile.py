@@ -60,7 +60,10 @@ def not_a_file(path: Path) -> str | None:
     regular file or for nothing there (reading it says why)."""
     kind = file_kind(path)
     if kind == "directory":
-        return IS_A_DIRECTORY
+        # An empty option value (`--state ''`) becomes `.` before carlang sees it.
+        return IS_A_DIRECTORY + (
+            " (`.`, the current folder, as an empty path is)" if str(path) == "." else ""
+        )
     return NOT_REGULAR if kind == "other" else None
 
 

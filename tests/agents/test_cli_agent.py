@@ -107,7 +107,9 @@ def test_agent_usage_errors(tmp_path: Path) -> None:
     for url, said in (
         ("notaurl", "is not an http:// or https:// URL with a host"),
         ("ftp://host/v1", "is not an http:// or https:// URL with a host"),
-        ("http://127.0.0.1:notaport/v1", "is not an http:// or https:// URL with a host"),
+        ("http://127.0.0.1:notaport/v1", "has no valid port: give a number from 1 to 65535"),
+        ("http://127.0.0.1:99999/v1", "has no valid port: give a number from 1 to 65535"),
+        ("http://127.0.0.1:0/v1", "has no valid port: give a number from 1 to 65535"),
         ("http://user:pa55w0rd@127.0.0.1:1/v1", "user:***@127.0.0.1:1/v1 holds a user or"),
     ):
         args = ["agent", str(source), "--model-url", url, "--model", "m", "--prompt", "hi"]

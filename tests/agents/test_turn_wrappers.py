@@ -179,7 +179,7 @@ def test_every_turn_is_checked_before_the_first_is_played(tmp_path: Path) -> Non
     line, column, message = _refused(second, [turn_in("openai", [READ]), {"tool_calls": "x"}])
     assert (line, column) == (_line_of(second, '"tool_calls": "x"') - 1, 3)
     assert message == (
-        "turn 2 cannot be read as openai: an OpenAI tool call must be an object, not str"
+        "turn 2 cannot be read as openai: an OpenAI message's `tool_calls` must be a list, not text"
     )
     with pytest.raises(CarlangRuntimeError, match="turn 3 is null, not a model's"):
         ScriptedGenerator([DONE, DONE, None])
@@ -205,3 +205,30 @@ def test_a_turn_that_is_not_the_assistants_is_an_error_at_its_role(
     assert line == _line_of(tmp_path, shown) and column > 1
     assert message.startswith(f"turn 2 is {said}")
     assert "not the assistant's" in message
+
+
+@pytest.mark.parametrize(
+    ("turn", "said"),
+    [
+        (
+            {"role": "assistant", "content": 5},
+            "a message's `content` must be text or a list of content parts, not a number",
+        ),
+        (
+            {"role": "assistant", "content": {"text": "done"}},
+            "a message's `content` must be text or a list of content parts, not an object",
+        ),
+        (
+            {"role": "assistant", "tool_calls": {"id": "c1", "type": "function"}},
+            "an OpenAI message's `tool_calls` must be a list, not an object",
+        ),
+    ],
+)
+def test_content_and_tool_calls_of_the_wrong_kind_are_refused(
+    tmp_path: Path, turn: dict[str, Any], said: str
+) -> None:
+    """`"content": 5` was played as a final answer with no text, and `"tool_calls": {...}`
+    said "an OpenAI tool call must be an object, not str", of the object's keys (bad-input
+    sweep)."""
+    _line, _column, message = _refused(tmp_path, [turn])
+    assert message == f"turn 1 cannot be read as openai: {said}"

@@ -166,6 +166,23 @@ def test_wrapper_and_non_object_documents() -> None:
         load_proposal(b"\xff\xfe")
 
 
+def test_a_wrapper_with_other_keys_says_so_at_the_first_of_them() -> None:
+    """`{"proposal": {...}, "x": 1}` was "actions: field required" at 1:1, as if the wrapper
+    were a bare proposal (bad-input sweep); CAR refuses it too, and now carlang says why."""
+    text = '{"proposal": {"id": "w", "actions": []},\n "x": 1, "y": 2}'
+    with pytest.raises(IRLoadError) as info:
+        load_proposal(text)
+    (problem,) = info.value.problems
+    assert problem.path == "x"
+    assert problem.message == (
+        'a {"proposal": ...} wrapper holds no other key, and this object also has `x`, `y`:'
+        " remove them, or send the proposal bare"
+    )
+    assert problem.position is not None and problem.position.line == 2
+    # a bare proposal may hold a key called `proposal` (CAR ignores keys it does not know)
+    assert load_proposal({"actions": [], "proposal": {}}).actions == []
+
+
 def test_timestamp_must_be_rfc3339_and_round_trips_nanoseconds() -> None:
     stamp = "2026-11-21T14:19:19.712090960Z"
     assert load_proposal({"actions": [], "timestamp": stamp}).timestamp == stamp

@@ -577,8 +577,21 @@ def _mapping(value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
+def _listed(value: Any, what: str) -> list[Any]:
+    """`value`, a list of `what` (none: absent or null); `TurnError` for anything else (an
+    object's keys would be read as its items)."""
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise TurnError(f"{what} must be a list, not {_json_kind(value)}")
+    return value
+
+
 def _text_of(content: Any) -> str:
-    """The text of a message's content: a string, or the text parts of a part list."""
+    """The text of a message's content: a string, or the text parts of a part list (none:
+    absent or null); `TurnError` for anything else (a number was taken for no text)."""
+    if content is None:
+        return ""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
@@ -590,13 +603,28 @@ def _text_of(content: Any) -> str:
             elif isinstance(part, Mapping) and isinstance(part.get("text"), str):
                 parts.append(part["text"])
         return "".join(parts)
-    return ""
+    raise TurnError(
+        f"a message's `content` must be text or a list of content parts, not {_json_kind(content)}"
+    )
+
+
+def _json_kind(value: Any) -> str:
+    """What JSON calls `value`'s type: `an object`, `a number`, `text`..."""
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    return "a list" if isinstance(value, list) else type(value).__name__
 
 
 def _read_openai(message: Any) -> tuple[str, list[_RawCall]]:
     message = _mapping(message, "an OpenAI chat assistant message")
     calls: list[_RawCall] = []
-    for raw in message.get("tool_calls") or []:
+    for raw in _listed(message.get("tool_calls"), "an OpenAI message's `tool_calls`"):
         raw = _mapping(_plain(raw), "an OpenAI tool call")
         function = _mapping(_plain(raw.get("function") or {}), "an OpenAI tool call's function")
         calls.append((raw.get("id"), function.get("name"), _json_arguments(function)))
@@ -642,12 +670,12 @@ def _read_anthropic(message: Any) -> tuple[str, list[_RawCall]]:
 def _read_langchain(message: Any) -> tuple[str, list[_RawCall]]:
     message = _mapping(message, "a LangChain AIMessage")
     calls: list[_RawCall] = []
-    for raw in message.get("tool_calls") or []:
+    for raw in _listed(message.get("tool_calls"), "a LangChain message's `tool_calls`"):
         raw = _mapping(_plain(raw), "a LangChain tool call")
         calls.append((raw.get("id"), raw.get("name"), _Object(raw, "args")))
     # calls LangChain could not parse (their `args` the model's text): each is a call the
     # model made, to be answered with its problem, never dropped
-    for raw in message.get("invalid_tool_calls") or []:
+    for raw in _listed(message.get("invalid_tool_calls"), "`invalid_tool_calls`"):
         raw = _mapping(_plain(raw), "a LangChain invalid tool call")
         calls.append((raw.get("id"), raw.get("name"), _Invalid(raw.get("args"), raw.get("error"))))
     return _text_of(message.get("content")), calls

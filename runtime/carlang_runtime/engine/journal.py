@@ -136,18 +136,32 @@ def _refuse_other_databases(path: Path, connection: sqlite3.Connection) -> None:
         )
 
 
+def _unopened(path: Path, existed: bool, exc: sqlite3.Error) -> str:
+    """Why the journal `path` could not be opened for writing, from SQLite's error: a file
+    that could not be created, or written, is no damaged journal."""
+    if not existed:
+        return (
+            f"{path}: cannot create the event journal ({exc}): the folder cannot be written"
+            " to; name a file in one that can"
+        )
+    if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+        return f"{path}: the event journal is read-only ({exc}); name a file that can be written"
+    return (
+        f"{path}: not an event journal, or a damaged one ({exc}); name a new file, or move this"
+        " one aside"
+    )
+
+
 class SqliteSink:
     """Writes events to a SQLite database file."""
 
     def __init__(self, path: Path | str) -> None:
         self.path = path = Path(path)
+        existed = path.exists()
         try:
             self._connection = _connect(path)
         except sqlite3.Error as exc:
-            raise EventLogError(
-                f"{path}: not an event journal, or a damaged one ({exc}); name a new file, or"
-                " move this one aside"
-            ) from None
+            raise EventLogError(_unopened(path, existed, exc)) from None
 
     def write(self, event: Event) -> None:
         """Insert one event; commit when it ends an action or a run."""

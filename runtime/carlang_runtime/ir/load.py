@@ -141,7 +141,27 @@ def load_model(
         with gc_paused():
             return model.model_validate(data)
     except ValidationError as exc:
-        raise IRLoadError(what, validation_problems(exc, data, text, prefix)) from None
+        wrapped = _wrapper_with_more(data, wrapper, text) if wrapper and not prefix else None
+        problems = wrapped or validation_problems(exc, data, text, prefix)
+        raise IRLoadError(what, problems) from None
+
+
+def _wrapper_with_more(
+    data: Mapping[str, Any], wrapper: str, text: str | None
+) -> list[LoadProblem] | None:
+    """The problem of a document that is no valid bare proposal but holds `wrapper` beside
+    other keys: meant as the wrapper, whose other keys keep it from being read as one
+    (pydantic would only say that `actions` is missing)."""
+    if wrapper not in data or not isinstance(data[wrapper], Mapping):
+        return None
+    others = [key for key in data if key != wrapper]
+    listed = ", ".join(f"`{key}`" for key in others)
+    message = (
+        f'a {{"{wrapper}": ...}} wrapper holds no other key, and this object also has {listed}:'
+        f" remove {'it' if len(others) == 1 else 'them'}, or send the {wrapper} bare"
+    )
+    position = locate(text, [others[0]]) if text is not None else None
+    return [LoadProblem(format_path([others[0]]), message, position)]
 
 
 def load_proposal(

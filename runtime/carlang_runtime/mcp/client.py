@@ -33,7 +33,7 @@ from ..environment import (
 )
 from ..errors import CarlangRuntimeError
 from ..ir import McpServer
-from ..jsontext import JsonTextError, parse_json
+from ..jsontext import NESTING_LIMIT, JsonTextError, parse_json
 from ..redact import Scrubber, shown_url, url_credentials
 
 __all__ = [
@@ -765,7 +765,7 @@ class McpClient:
         """A message carlang refuses to read (NaN, Infinity, a number out of range, nesting
         past 128 levels): the request it answers fails saying so; when which one cannot be
         told, every request waiting does (a server request or notification is dropped)."""
-        error = McpError(f"{self.where} sent a message that is not valid JSON: {problem}")
+        error = McpError(f"{self.where} sent a message that {_unread(problem)}")
         items = loose if isinstance(loose, list) else [loose]
         ids = [item.get("id") for item in items if isinstance(item, dict)]
         if items and all(isinstance(item, dict) and "method" in item for item in items):
@@ -810,7 +810,7 @@ class McpClient:
         except (urllib.error.URLError, OSError, JsonTextError) as exc:
             if "id" in message and "method" in message:
                 if isinstance(exc, JsonTextError):
-                    problem = f"its answer is not valid JSON: {exc}"
+                    problem = f"its answer {_unread(exc)}"
                 elif isinstance(exc, urllib.error.HTTPError) and exc.code in (401, 403):
                     problem = self._refused(exc.code)
                 elif isinstance(exc, urllib.error.HTTPError) and exc.code in _REDIRECTS:
@@ -899,6 +899,14 @@ def shown_json(value: Any, limit: int = 120) -> str:
     except (TypeError, ValueError, RecursionError):
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _unread(problem: JsonTextError) -> str:
+    """What is wrong with a message `parse_json` refused, after "the message that ...": valid
+    JSON nested past carlang's limit is said to be that, not "not valid JSON"."""
+    if "nested too deeply" in problem.message:
+        return f"nests more than {NESTING_LIMIT} levels deep, past what carlang reads"
+    return f"is not valid JSON: {problem}"
 
 
 def _hashable(value: Any) -> bool:

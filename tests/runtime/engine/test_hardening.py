@@ -72,6 +72,18 @@ def test_a_file_that_is_not_a_journal_is_a_clear_error(tmp_path: Path) -> None:
     assert shown.exit_code == 2 and "not an event journal" in shown.output
 
 
+@pytest.mark.skipif(
+    not Path("/proc/self").is_dir(), reason="needs /proc, a folder no one can create files in"
+)
+def test_a_journal_that_cannot_be_created_is_not_called_damaged() -> None:
+    """`--events /proc/x.db` (a folder that cannot be written) said "not an event journal, or a
+    damaged one": of a file that does not exist (bad-input sweep)."""
+    with pytest.raises(EventLogError) as raised:
+        SqliteSink(Path("/proc/carlang-no-such-journal.db"))
+    assert "cannot create the event journal" in str(raised.value)
+    assert "damaged" not in str(raised.value)
+
+
 def test_a_damaged_row_is_a_clear_error(tmp_path: Path) -> None:
     db, run_id = _journal(tmp_path)
     connection = sqlite3.connect(db)
