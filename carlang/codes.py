@@ -303,6 +303,17 @@ COMPILER_CODES: tuple[Code, ...] = (
         " `env`",
         "carlang",
     ),
+    Code(
+        "CL0229",
+        "mcp-relative-path",
+        "names",
+        "warning",
+        "a relative path in the `command` or `args` of an `mcp_server` without `cwd`"
+        ' (`args ["server.py"]`): the server reads it from the directory it starts in, which'
+        " is wherever carlang runs (for `carlang mcp proxy`, its client's choice, often `/`);"
+        ' add `cwd "."` for the file\'s folder',
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

@@ -26,6 +26,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from carlang_runtime import ir
@@ -678,6 +679,8 @@ class _Lowerer:
                 decl.name.span,
             )
             return None
+        if "cwd" not in seen:
+            self.mcp_relative_paths(source, seen)
         if url_written is not None:
             self.mcp_url_credentials(source, url_written, fields.get("headers") or {})
         if "headers" in seen and not self.mcp_headers(source, seen["headers"], fields):
@@ -787,6 +790,41 @@ class _Lowerer:
             label="passed as written",
             help=f"no shell runs the command, so nothing expands it; {do}",
         )
+
+    def mcp_relative_paths(self, source: Source, seen: dict[str, ast.McpSetting]) -> None:
+        """Warn (CL0229, at the setting's value) of the relative paths in the `command` and
+        `args` of an `mcp_server` without `cwd`: they are read from wherever the server starts,
+        the directory carlang runs in (for `carlang mcp proxy`, the one its client chooses,
+        often `/`), so the program works from one directory only."""
+        parsed = next((f for f in self.loaded.files if f.source is source), None)
+        base = parsed.path.parent if parsed is not None else self.loaded.root
+        for word in ("command", "args"):
+            setting = seen.get(word)
+            if setting is None:
+                continue
+            written = setting.value.value
+            values = [written] if word == "command" else written
+            if not isinstance(values, list):
+                continue
+            paths = [
+                value
+                for value in values
+                if isinstance(value, str) and _relative_path(value, base, command=word == "command")
+            ]
+            if not paths:
+                continue
+            shown = ", ".join(f"`{path}`" for path in dict.fromkeys(paths))
+            self.d.warning(
+                "CL0229",
+                f"`{word}` names {shown}, read from the directory the server starts in, and"
+                " this server has no `cwd`",
+                source,
+                setting.value.span,
+                label="found only when carlang runs from the right directory",
+                help='add `cwd "."` (this file\'s folder) or the folder it must start in: without'
+                " it the server starts where carlang runs, which for `carlang mcp proxy` is"
+                " wherever its MCP client starts it (often `/`)",
+            )
 
     def mcp_env_references(self, source: Source, written: ast.Value) -> None:
         """`misreferences` for an `env` map of strings, each at its value (the parser keeps no
@@ -2143,3 +2181,25 @@ _ITEM_WORDS = {
 
 def _item_word(item: ast.Node) -> str:
     return _ITEM_WORDS.get(type(item)) or type(item).__name__.lower()
+
+
+#: Arguments with these endings are files a server's interpreter runs (`python server.py`).
+_SCRIPT_SUFFIXES = (".py", ".js", ".mjs", ".cjs", ".ts", ".rb", ".pl", ".sh", ".jar")
+
+
+def _relative_path(value: str, base: Path, *, command: bool) -> bool:
+    """Whether an `mcp_server`'s `command` or argument is a relative path. A command is one
+    when it holds a `/` (`./bin/serve`; a bare name is looked for on PATH); an argument when it
+    is a script's name (`server.py`) or what exists under `base`, the declaring file's folder
+    (`data`, `./config.json`). Options (`-m`, `--root=x`), packages (`@scope/server`), URLs,
+    `~` and `$` forms (CL0228) are not."""
+    if not value or value[0] in "-@~$" or "://" in value or Path(value).is_absolute():
+        return False
+    if command:
+        return "/" in value
+    if value.lower().endswith(_SCRIPT_SUFFIXES):
+        return True
+    try:
+        return (base / value).exists()
+    except (OSError, ValueError):
+        return False

@@ -20,6 +20,7 @@ from carlang_runtime.mcp.client import header_problems, written_out_credential
 from typer.testing import CliRunner
 
 from carlang.cli import app
+from carlang.compiler import compile_file
 from carlang.fmt import format_source
 from carlang.lower import local_url_problem
 from carlang.source import Source
@@ -431,3 +432,28 @@ def test_the_tools_of_a_server_declared_with_an_error_get_no_follow_on_finding()
         'tool remote.y() { remote "why" }\n'
     )
     assert [code for code, *_ in _found(text)] == ["CL0220"]
+
+
+def test_a_relative_path_of_a_server_without_cwd_is_cl0229(tmp_path: Path) -> None:
+    """`args ["server.py"]` without `cwd` worked only when carlang ran from the file's folder
+    (for `carlang mcp proxy`, started by a client in `/`, never): a gateway trial's finding."""
+    (tmp_path / "data").mkdir()
+    program = tmp_path / "servers.car"
+    program.write_text(
+        "mcp_server local {\n"
+        '  command "python"\n'
+        '  args ["server.py", "--root", "data", "-m", "time", "@scope/pkg", "nothing-here"]\n'
+        "}\n"
+        "mcp_server placed {\n"
+        '  command "python"\n'
+        '  args ["server.py", "--root", "data"]\n'
+        '  cwd "."\n'
+        "}\n"
+    )
+    found = compile_file(program).diagnostics.sorted()
+    assert [(d.code, d.location()[1:]) for d in found] == [("CL0229", (3, 8))]
+    assert found[0].message == (
+        "`args` names `server.py`, `data`, read from the directory the server starts in, and"
+        " this server has no `cwd`"
+    )
+    assert 'add `cwd "."`' in (found[0].help or "")
