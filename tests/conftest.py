@@ -30,6 +30,13 @@ HAS_CAR = importlib.util.find_spec("car_runtime") is not None
 # disk level in directories of its own.
 os.environ.setdefault("CARLANG_CACHE_DIR", "off")
 
+# pytest-xdist's workers get COLUMNS=80 and LINES=24, which rich (and every process a test
+# starts at a pseudo-terminal of its own size) takes over the terminal's real size: a worker
+# runs as the single process does, without them.
+if "PYTEST_XDIST_WORKER" in os.environ:
+    for _name in ("COLUMNS", "LINES"):
+        os.environ.pop(_name, None)
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(

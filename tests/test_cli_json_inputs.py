@@ -123,7 +123,10 @@ def test_a_device_or_fifo_is_refused_before_it_is_read(
     [
         (b'{"a": 1}\n\x83', "{name}:2:1: error: not UTF-8 text (byte 0x83); save it as UTF-8"),
         ("a = 1".encode("utf-16"), "{name}:1:1: error: not UTF-8 text (byte 0xff); it looks like"),
-        (gzip.compress(b'{"a": 1}\n'), "{name}: gzip-compressed, not text: decompress it first"),
+        (
+            gzip.compress(b'{"a": 1}\n', mtime=0),
+            "{name}: gzip-compressed, not text: decompress it first",
+        ),
         (None, "{name}: it is a directory, not a file"),
     ],
 )
