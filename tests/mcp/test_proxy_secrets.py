@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -177,3 +178,30 @@ def test_a_host_token_a_client_sends_is_kept_out_of_the_servers_stderr(tmp_path:
     assert 'login with {"note": "try [REDACTED]"}' in server_said, server_said
     for where in (server_said, (tmp_path / "events.jsonl").read_text()):
         assert host not in where and SECRET not in where
+    # each line says which server, in which carlang session, wrote it (the gateway trial
+    # found the servers' lines, of every session, on one stream and unlabelled)
+    assert re.search(r"^\[bank session [0-9a-f]{12}\] login with ", server_said, re.M), server_said
+
+
+def test_the_sdks_log_lines_hold_no_whole_session_id(caplog: pytest.LogCaptureFixture) -> None:
+    """The MCP SDK logs session ids whole (`Session <id> crashed`), and over HTTP a session id
+    is what a client sends to be that session: the proxy's log (the operator's) shortens
+    them, whichever way the SDK writes them."""
+    import logging
+    import uuid
+
+    from carlang_runtime.mcp.proxy import _filter_sdk_logs
+
+    _filter_sdk_logs()
+    _filter_sdk_logs()  # (once per process: filters are not stacked)
+    manager = logging.getLogger("mcp.server.streamable_http_manager")
+    assert len(manager.filters) == 2
+    hex_id, dashed = uuid.uuid4().hex, str(uuid.uuid4())
+    with caplog.at_level(logging.INFO, logger="mcp"):
+        manager.warning("Session %s crashed", hex_id)
+        manager.info(f"Created new transport with session ID: {dashed}")
+    said = [record.getMessage() for record in caplog.records]
+    assert said == [
+        f"Session {hex_id[:8]}… crashed",
+        f"Created new transport with session ID: {dashed[:8]}…",
+    ]

@@ -306,14 +306,23 @@ class McpClient:
     `list_tools`, `call_tool`, `close()`."""
 
     def __init__(
-        self, server: McpServer, *, stderr: Any = subprocess.DEVNULL, keep_out: Iterable[Any] = ()
+        self,
+        server: McpServer,
+        *,
+        stderr: Any = subprocess.DEVNULL,
+        keep_out: Iterable[Any] = (),
+        label: str | None = None,
     ) -> None:
         """`stderr`: where a stdio server's standard error goes; `subprocess.PIPE` keeps its
         last lines for `said` (for a person starting it by hand: they may hold anything).
         `keep_out`: the host's secrets (the proxy's tokens), scrubbed from what the server
-        writes and says as its own are: a client may have sent it one as an argument."""
+        writes and says as its own are: a client may have sent it one as an argument.
+        `label`: put before each line the server writes to a `stderr` stream (`[time]`), so
+        that the lines of several servers, and sessions, passed on to one stream can be told
+        apart."""
         self.server = server
         self.stderr = stderr
+        self.label = label
         #: the URL requests go to (without `user:password@`) and the headers sending those
         #: credentials (urllib took `user:password@host` for a host name)
         self._url, auth = url_credentials(server.url) if server.url else ("", {})
@@ -414,8 +423,10 @@ class McpClient:
                 f" directory (cwd) {server.cwd} is not an existing folder"
             )
         # a stream to pass the server's standard error on to (the proxy's own): through a pipe
-        # when the server has secrets, so that what it writes there is scrubbed of them
-        forward = self.stderr if _is_stream(self.stderr) and self._scrubber else None
+        # when the server has secrets, so that what it writes there is scrubbed of them, or
+        # its lines are labelled
+        piped = bool(self._scrubber) or self.label is not None
+        forward = self.stderr if _is_stream(self.stderr) and piped else None
         try:
             self._process = subprocess.Popen(
                 [server.command, *server.args],
@@ -458,6 +469,8 @@ class McpClient:
                 if stream is None:
                     continue
                 text = self._scrubber.text(line.decode("utf-8", "replace"))
+                if self.label is not None:
+                    text = f"{self.label} {text}"
                 try:
                     stream.write(text)
                     stream.flush()

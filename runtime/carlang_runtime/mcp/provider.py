@@ -99,15 +99,22 @@ class McpSessions:
     of starting a server nobody would stop."""
 
     def __init__(
-        self, servers: Iterable[McpServer], *, stderr: Any = None, keep_out: Iterable[Any] = ()
+        self,
+        servers: Iterable[McpServer],
+        *,
+        stderr: Any = None,
+        keep_out: Iterable[Any] = (),
+        whose: str = "",
     ) -> None:
-        """`stderr`: where the servers' standard error goes; `keep_out`: the host's secrets,
-        kept out of it (and of what the servers say) as each server's own are."""
+        """`stderr`: where the servers' standard error goes, each line labelled with its
+        server's name and `whose` (`[time session 3f2a9c1e0b7d]`); `keep_out`: the host's
+        secrets, kept out of it (and of what the servers say) as each server's own are."""
         import subprocess
 
         self.servers = {s.name: s for s in servers}
         self.stderr = subprocess.DEVNULL if stderr is None else stderr
         self.keep_out = tuple(keep_out)
+        self.whose = whose
         self._clients: dict[str, McpClient] = {}
         self._live: dict[str, dict[str, dict[str, Any]]] = {}
         self._stale: set[str] = set()
@@ -127,7 +134,8 @@ class McpSessions:
             server = self.servers.get(name)
             if server is None:
                 raise McpError(f"no MCP server '{name}' is declared")
-            client = McpClient(server, stderr=self.stderr, keep_out=self.keep_out)
+            label = f"[{name}{' ' if self.whose else ''}{self.whose}]"
+            client = McpClient(server, stderr=self.stderr, keep_out=self.keep_out, label=label)
             client.on_notification = lambda method, _params: self._notified(name, method)
             limit = _start_timeout(server)
             try:

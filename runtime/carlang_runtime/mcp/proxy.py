@@ -323,10 +323,14 @@ class PolicyProxy:
         found = self._clients.get(key)
         if found is None:
             spent = self._budget_spent(tenant)
-            downstream = McpSessions(
-                self.servers.values(), stderr=self.stderr, keep_out=self.runtime.kept_out
-            )
             session = self.runtime.open_session(tenant=tenant)
+            whose = f"session {session}" + (f" tenant {tenant}" if tenant is not None else "")
+            downstream = McpSessions(
+                self.servers.values(),
+                stderr=self.stderr,
+                keep_out=self.runtime.kept_out,
+                whose=whose,
+            )
             found = _Client(session, mcp_session, downstream, spent, tenant=tenant)
             self._clients[key] = found
         elif found.tenant != tenant:
@@ -1073,6 +1077,38 @@ class _ClientGone(logging.Filter):
         return type(error).__name__ not in ("ClosedResourceError", "BrokenResourceError")
 
 
+class _SessionIdsShortened(logging.Filter):
+    """Shortens the session ids in the MCP SDK's own log lines to their first 8 characters
+    (`Session 3f2a9c1e… crashed`). Over HTTP a session id is what a client sends to be that
+    session again, so the operator's log, often kept and shared, does not hold it whole."""
+
+    _ID = re.compile(r"\b([0-9a-f]{8})(?:-?[0-9a-f]{4}){3}-?[0-9a-f]{12}\b", re.IGNORECASE)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shortened = self._ID.sub(r"\1…", message)
+        if shortened != message:
+            record.msg, record.args = shortened, None
+        return True
+
+
+#: The MCP SDK's modules that log session ids.
+_SDK_SESSION_LOGGERS = (
+    "mcp.server.streamable_http",
+    "mcp.server.streamable_http_manager",
+    "mcp.server.sse",
+)
+
+
+def _filter_sdk_logs() -> None:
+    """The proxy's filters on the SDK's loggers (once per process: a logger keeps its filters)."""
+    for name in _SDK_SESSION_LOGGERS:
+        logger = logging.getLogger(name)
+        for kind in (_ClientGone, _SessionIdsShortened):
+            if not any(isinstance(f, kind) for f in logger.filters):
+                logger.addFilter(kind())
+
+
 def bind_http(port: int, host: str = "127.0.0.1") -> socket.socket:
     """The listening socket for `serve_http`, bound before anything is served, so that a port
     in use is one clear error (`CarlangRuntimeError`) rather than the server's log line."""
@@ -1444,7 +1480,7 @@ def serve_http(
         await limited(scope, receive, send)
 
     app = Starlette(routes=[Route("/mcp", endpoint=_Asgi(sized))], lifespan=lifespan)
-    logging.getLogger("mcp.server.streamable_http").addFilter(_ClientGone())
+    _filter_sdk_logs()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     server.run(sockets=[listener])
     stopped_by = getattr(server, "_captured_signals", ())  # (uvicorn's: the signals it caught)
