@@ -800,7 +800,7 @@ class _Lowerer:
         base = parsed.path.parent if parsed is not None else self.loaded.root
         for word in ("command", "args"):
             setting = seen.get(word)
-            if setting is None:
+            if setting is None or isinstance(setting.value, ast.Duration):
                 continue
             written = setting.value.value
             values = [written] if word == "command" else written
