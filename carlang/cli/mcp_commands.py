@@ -252,6 +252,15 @@ def proxy_command(
             " with `scope.tenant`. Repeatable; not with --token-env.",
         ),
     ] = None,
+    tenant_capability: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tenant-capability",
+            metavar="TENANT=CAPABILITY",
+            help="With --tenant-token, the capability a tenant's clients get instead of"
+            " --capability: the tools they see and call, and their limits. Repeatable.",
+        ),
+    ] = None,
     insecure: Annotated[
         bool,
         typer.Option(
@@ -335,6 +344,7 @@ def proxy_command(
             "--allow-origin": (allow_origin, "stdio has no hosts or origins"),
             "--token-env": (token_env, _STDIO_CLIENT),
             "--tenant-token": (tenant_token, _STDIO_CLIENT),
+            "--tenant-capability": (tenant_capability, _STDIO_CLIENT),
             "--insecure": (insecure, "stdio listens on no address"),
             "--host": (host != "127.0.0.1", "stdio listens on no address"),
         }
@@ -363,7 +373,8 @@ def proxy_command(
     capability = chosen_capability(file, root, capability, program)
     if not program.mcp_servers:
         fail_usage(f"{file} declares no mcp_server: there is nothing to proxy")
-    if capability is None:
+    own_capabilities = _tenant_capabilities(tenant_capability or [], tenants, program)
+    if capability is None and set(own_capabilities) != set(tenants or [None]):
         echo_err(
             "warning: no capability: clients see every tool of the program's MCP servers"
             " (choose some with --capability NAME, or `capability` in carlang.toml)"
@@ -387,17 +398,17 @@ def proxy_command(
                 stderr=sys.stderr,
                 max_sessions=(max_sessions or MAX_SESSIONS) if http else None,
                 max_sessions_per_tenant=max_sessions_per_tenant,
+                tenant_capabilities=own_capabilities,
             )
             if http:
                 listener, access = _listen(
                     host, port, allow_host, allow_origin, (token, tenants), insecure
                 )
-                shown = len(proxy.list_tools())
                 bound = listener.getsockname()[1]  # (with --port 0, the one the system chose)
                 where = f"[{host}]" if ":" in host else host
                 echo_err(
-                    f"carlang mcp proxy: {shown} tool(s) at http://{where}:{bound}/mcp"
-                    " (Ctrl-C to stop)"
+                    f"carlang mcp proxy: {_tool_counts(proxy, tenants)} at"
+                    f" http://{where}:{bound}/mcp (Ctrl-C to stop)"
                 )
                 serve_http(
                     proxy,
@@ -570,6 +581,43 @@ def _tenant_tokens(options: list[str]) -> dict[str, str]:
         assert token is not None
         tokens[tenant] = token
     return tokens
+
+
+def _tenant_capabilities(
+    options: list[str], tenants: dict[str, str], program: Any
+) -> dict[str, str]:
+    """Each tenant's own capability, from `--tenant-capability TENANT=CAPABILITY` options:
+    a tenant of --tenant-token's, a capability of the program's, and one per tenant."""
+    chosen: dict[str, str] = {}
+    for given in options:
+        tenant, _, name = (part.strip() for part in given.partition("="))
+        if not tenant or not name:
+            fail_usage(
+                f"--tenant-capability {given!r}: give TENANT=CAPABILITY (like"
+                " --tenant-capability acme=acme_agent)"
+            )
+        if tenant not in tenants:
+            known = ", ".join(sorted(tenants)) or "none: give each one's token with --tenant-token"
+            fail_usage(f"--tenant-capability {given}: no tenant {tenant} (tenants: {known})")
+        if tenant in chosen:
+            fail_usage(f"--tenant-capability: tenant {tenant} twice: give each tenant one")
+        if program.capability(name) is None:
+            names = ", ".join(c.name for c in program.capabilities) or "none"
+            fail_usage(
+                f"--tenant-capability {given}: no capability '{name}' (capabilities: {names})"
+            )
+        chosen[tenant] = name
+    return chosen
+
+
+def _tool_counts(proxy: Any, tenants: dict[str, str]) -> str:
+    """How many tools the proxy's clients see: `3 tool(s)`, or each tenant's when they differ
+    (`tools for acme 2, globex 1`; with tenants, every client is some tenant's)."""
+    each = {tenant: len(proxy.list_tools(tenant)) for tenant in sorted(tenants)}
+    if len(set(each.values())) > 1:
+        return "tools for " + ", ".join(f"{tenant} {count}" for tenant, count in each.items())
+    count = next(iter(each.values())) if each else len(proxy.list_tools())
+    return f"{count} tool(s)"
 
 
 def _listen(

@@ -171,3 +171,80 @@ def test_the_proxy_says_at_start_which_variables_its_servers_lack(
         assert "GW_TOKEN" not in result.stderr
     else:
         assert said in result.stderr and "its configuration's `env`" in result.stderr
+
+
+TWO_TOOLS = PROGRAM.replace(
+    "capability agent",
+    'tool there.sub(a: int) -> int { description "subtract" }\n'
+    "capability reader { tools allow there.sub }\ncapability agent",
+)
+
+
+def test_a_tenants_own_capability_is_what_its_clients_see_and_call(tmp_path: Path) -> None:
+    result = compile_text(TWO_TOOLS, root=tmp_path)
+    assert result.program is not None
+    runtime = Runtime.from_program(result.program)
+    try:
+        proxy = PolicyProxy(
+            result.program, runtime, capability="agent", tenant_capabilities={"globex": "reader"}
+        )
+        assert [t["name"] for t in proxy.list_tools("acme")] == ["there.add"]
+        assert [t["name"] for t in proxy.list_tools("globex")] == ["there.sub"]
+        assert [t["name"] for t in proxy.list_tools()] == ["there.add"]
+        assert proxy.capability_of("globex") == "reader" and proxy.capability_of("acme") == "agent"
+        with pytest.raises(CarlangRuntimeError, match="tenant 'globex': no capability 'nope'"):
+            PolicyProxy(result.program, runtime, tenant_capabilities={"globex": "nope"})
+    finally:
+        runtime.close()
+
+
+def test_tenant_capability_options_that_cannot_be_are_usage_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import carlang_runtime.mcp.proxy as proxy_module
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    served: list[Any] = []
+
+    def serve(proxy: Any, *_args: Any, listener: Any, **_options: Any) -> None:  # (no serving)
+        listener.close()
+        served.append(proxy)
+
+    monkeypatch.setattr(proxy_module, "serve_http", serve)
+    monkeypatch.setenv("ACME_TOKEN", "acme-token-1234567890")
+    monkeypatch.setenv("GLOBEX_TOKEN", "globex-token-1234567890")
+    program = tmp_path / "p.car"
+    program.write_text(TWO_TOOLS)
+    http = ["mcp", "proxy", str(program), "--transport", "http", "--port", "0"]
+    tenants = ["--tenant-token", "acme=ACME_TOKEN", "--tenant-token", "globex=GLOBEX_TOKEN"]
+    runner = CliRunner()
+    for options, said in (
+        (["--tenant-capability", "initech=reader"], "no tenant initech (tenants: acme, globex)"),
+        (["--tenant-capability", "globex=nope"], "no capability 'nope' (capabilities: reader,"),
+        (["--tenant-capability", "globex"], "give TENANT=CAPABILITY"),
+        (["--tenant-capability", "globex=reader"] * 2, "tenant globex twice"),
+    ):
+        refused = runner.invoke(app, [*http, *tenants, *options])
+        assert refused.exit_code == 2 and said in refused.output, (options, refused.output)
+    stdio = runner.invoke(app, ["mcp", "proxy", str(program), "--tenant-capability", "a=reader"])
+    assert stdio.exit_code == 2 and "--tenant-capability is for --transport http" in stdio.output
+    started = runner.invoke(
+        app, [*http, *tenants, "--capability", "agent", "--tenant-capability", "globex=reader"]
+    )
+    assert started.exit_code == 0, started.output
+    assert (
+        "carlang mcp proxy: tools for acme 1, globex 1 at http://127.0.0.1:" not in started.output
+    )
+    assert "carlang mcp proxy: 1 tool(s) at http://127.0.0.1:" in started.output
+    assert "warning: no capability" not in started.output
+    assert served[-1].capability_of("globex") == "reader"
+    # every tenant with a capability of its own: no client sees every tool, so no warning
+    both = ["--tenant-capability", "acme=agent", "--tenant-capability", "globex=reader"]
+    quiet = runner.invoke(app, [*http, *tenants, *both])
+    assert quiet.exit_code == 0 and "warning: no capability" not in quiet.output, quiet.output
+    assert "carlang mcp proxy: 1 tool(s) at" in quiet.output, quiet.output
+    program.write_text(TWO_TOOLS.replace("allow there.sub", "allow there.*"))
+    differ = runner.invoke(app, [*http, *tenants, *both])
+    assert "carlang mcp proxy: tools for acme 1, globex 2 at" in differ.output, differ.output

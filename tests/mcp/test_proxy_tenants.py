@@ -12,6 +12,7 @@ call in, or end, anyone's session, and a policy could not tell clients apart."""
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -246,3 +247,44 @@ def test_tenant_tokens_are_checked_before_the_proxy_starts(
         assert answer.returncode == 2, (options, answer.stdout, answer.stderr)
         assert expected in answer.stderr, (options, answer.stderr)
         assert ACME not in answer.stderr and "Traceback" not in answer.stderr
+
+
+def test_each_tenant_sees_and_calls_the_tools_of_its_own_capability(
+    program: Path, tokens: list[str]
+) -> None:
+    """--tenant-capability: one program serves tenants with different tools. Before, one
+    --capability was every tenant's (a gateway trial's finding); policies on scope.tenant
+    could refuse calls, but every tenant saw every tool."""
+    with program.open("a") as text:
+        text.write("capability reader { tools allow notes.recall }\n")
+    own = ["--capability", "agent", "--tenant-capability", "globex=reader"]
+    with _proxy(program, *tokens, *own) as (process, url):
+
+        async def scenario() -> None:
+            from mcp import ClientSession
+            from mcp.client.streamable_http import streamable_http_client
+
+            for token, seen in (
+                (ACME, {"notes.remember", "notes.recall"}),
+                (GLOBEX, {"notes.recall"}),
+            ):
+                client = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+                async with (
+                    client,
+                    streamable_http_client(url, http_client=client) as (read, write, _),
+                    ClientSession(read, write) as session,
+                ):
+                    await session.initialize()
+                    listed = await session.list_tools()
+                    assert {tool.name for tool in listed.tools} == seen
+                    result = await session.call_tool("notes.remember", {"text": "x"})
+                    assert result.isError == (token == GLOBEX), result
+                    if token == GLOBEX:
+                        said = "\n".join(b.text for b in result.content if b.type == "text")
+                        assert "unknown tool 'notes.remember'" in said, said
+
+        anyio.run(scenario)
+    said = process.said  # type: ignore[attr-defined]
+    assert "Traceback" not in said, said
+    # the servers' lines say whose session wrote them
+    assert re.search(r"^\[notes session [0-9a-f]{12} tenant acme\] ", said, re.M), said

@@ -245,8 +245,12 @@ class PolicyProxy:
         stderr: Any = None,
         max_sessions: int | None = None,
         max_sessions_per_tenant: int | None = None,
+        tenant_capabilities: Mapping[str, str] | None = None,
     ) -> None:
-        """`budget`: the program's budget each client session spends (`budget_per`
+        """`capability`: the tools clients may see and call (None: all); a tenant named in
+        `tenant_capabilities` has its own there instead (each tenant's tools and their
+        limits, where one program serves several). `budget`: the program's budget each client
+        session spends (`budget_per`
         "tenant": each tenant's sessions together); `max_sessions`: how many client sessions
         at once may have servers started for them (None: no limit), and
         `max_sessions_per_tenant` how many of those one tenant's may be (None: all), so that
@@ -288,10 +292,16 @@ class PolicyProxy:
         runtime.keep_out(v for server in program.mcp_servers for v in server_secrets(server))
         #: The servers carlang starts (a command), a process per client session each.
         self._started_here = {n for n, server in self.servers.items() if server.command}
-        self.tools: dict[str, ToolSchema] = {}
-        for schema in visible_tools(program, capability):
-            if schema.mcp is not None and schema.mcp.server in self.servers:
-                self.tools[schema.name] = schema
+        self.tenant_capabilities = dict(tenant_capabilities or {})
+        for tenant in self.tenant_capabilities:
+            check_tenant(tenant)
+        #: The tools each capability in use allows (None: no capability, every tool).
+        self._tools_of: dict[str | None, dict[str, ToolSchema]] = {
+            name: self._visible(program, name)
+            for name in {capability, *self.tenant_capabilities.values()}
+        }
+        #: The tools of clients that are no tenant's, or of a tenant without its own capability.
+        self.tools = self._tools_of[capability]
         for schema in program.tools:
             if schema.mcp is not None and schema.mcp.server in self.servers:
                 runtime.register_tool(schema.name, _dispatching(schema), schema)
@@ -454,16 +464,41 @@ class PolicyProxy:
             except (OSError, ValueError):
                 pass
 
+    def _visible(self, program: Program, capability: str | None) -> dict[str, ToolSchema]:
+        """The MCP-bound tools of this proxy's servers that `capability` allows."""
+        try:
+            schemas = visible_tools(program, capability)
+        except CarlangRuntimeError as exc:
+            owners = sorted(t for t, c in self.tenant_capabilities.items() if c == capability)
+            whose = f"tenant {owners[0]!r}: " if owners else ""
+            raise CarlangRuntimeError(whose + str(exc)) from None
+        return {
+            schema.name: schema
+            for schema in schemas
+            if schema.mcp is not None and schema.mcp.server in self.servers
+        }
+
+    def capability_of(self, tenant: str | None) -> str | None:
+        """The capability `tenant`'s calls run under: its own, else the proxy's."""
+        if tenant is not None and tenant in self.tenant_capabilities:
+            return self.tenant_capabilities[tenant]
+        return self.capability
+
+    def tools_of(self, tenant: str | None) -> dict[str, ToolSchema]:
+        """The tools `tenant`'s clients may see and call (`capability_of`)."""
+        return self._tools_of[self.capability_of(tenant)]
+
     def mcp_session_of(self, session: str | None) -> Any:
         """The MCP session behind a carlang session."""
         return next((c.mcp for c in self._clients.values() if c.session == session), None)
 
     # -- the two requests ----------------------------------------------------------------------
 
-    def list_tools(self) -> list[dict[str, Any]]:
-        """The tools this client may see: name, description, input schema, annotations."""
+    def list_tools(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """The tools a client (of `tenant`) may see: name, description, input schema,
+        annotations."""
         out = []
-        for schema in self.tools.values():
+        for schema in self.tools_of(tenant).values():
             tool: dict[str, Any] = {
                 "name": schema.name,
                 "description": schema.description,
@@ -484,10 +519,11 @@ class PolicyProxy:
         policies' decision with the calls in flight in `history`), and run alongside each
         other."""
         if self.tenanted and tenant is None:  # (fail closed: never the shared state)
-            raise CarlangRuntimeError("this call's tenant cannot be told: it is refused")
+            raise CarlangRuntimeError(_UNTOLD_TENANT)
         client = self.client(mcp_session, tenant)
-        tool = tool_name_from_model(name, self.tools)
-        schema = self.tools.get(tool)
+        tools = self.tools_of(tenant)
+        tool = tool_name_from_model(name, tools)
+        schema = tools.get(tool)
         if (
             not client.placed
             and schema is not None
@@ -505,7 +541,7 @@ class PolicyProxy:
             id=f"mcp_{client.session}_{action.id}",
             source="mcp-proxy",
             actions=[action],
-            capability=self.capability,
+            capability=self.capability_of(tenant),
             budget=self.budget.name if self.budget is not None else None,  # (named in the log)
             # (the budget is the client session's, or its tenant's: replay counts it so)
             context=self._budget_context() if self.budget is not None else {},
@@ -513,7 +549,7 @@ class PolicyProxy:
         async with _Admission(client, self._history(client.session), action) as admission:
             # refused here or by the runtime, every call is run through it: the log has them all
             problem: str | None = None
-            if tool not in self.tools:
+            if tool not in tools:
                 problem = f"unknown tool '{name}'"
             elif client.spent is not None:
                 problem = client.spent.problem()
@@ -934,7 +970,10 @@ def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
 
     @server.list_tools()  # type: ignore[untyped-decorator]
     async def list_tools() -> list[types.Tool]:
-        return [types.Tool.model_validate(t) for t in proxy.list_tools()]
+        tenant = _request_tenant(server.request_context.request)
+        if proxy.tenanted and tenant is None:  # (fail closed, as a call is)
+            raise McpError(types.ErrorData(code=-32600, message=_UNTOLD_TENANT))
+        return [types.Tool.model_validate(t) for t in proxy.list_tools(tenant)]
 
     async def call_tool(request: types.CallToolRequest) -> types.ServerResult:
         params = request.params
@@ -1065,6 +1104,11 @@ async def _stdin_lines() -> Callable[[], Awaitable[bytes]]:
         return await asyncio.to_thread(stream.readline)
 
     return from_thread
+
+
+#: A request over HTTP with tenants whose tenant cannot be told (no token the proxy knows:
+#: the transport refuses those first; this is the second lock).
+_UNTOLD_TENANT = "this request's tenant cannot be told: it is refused"
 
 
 class _ClientGone(logging.Filter):
