@@ -25,6 +25,7 @@ __all__ = [
     "rust_debug",
     "canonical_key",
     "not_json",
+    "json_kind",
 ]
 
 _I64_MIN = -(2**63)
@@ -254,3 +255,17 @@ def _beyond_double(number: int) -> bool:
     except OverflowError:
         return True
     return False
+
+
+_JSON_KINDS = {
+    dict: "an object",
+    list: "a list",
+    str: "a string",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def json_kind(value: object) -> str:
+    """What a JSON value is, in words: "an object", "a list", "a string", "a number"..."""
+    return _JSON_KINDS.get(type(value), "a number")

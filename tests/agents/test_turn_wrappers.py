@@ -179,7 +179,7 @@ def test_every_turn_is_checked_before_the_first_is_played(tmp_path: Path) -> Non
     line, column, message = _refused(second, [turn_in("openai", [READ]), {"tool_calls": "x"}])
     assert (line, column) == (_line_of(second, '"tool_calls": "x"') - 1, 3)
     assert message == (
-        "turn 2 cannot be read as openai: an OpenAI message's `tool_calls` must be a list, not text"
+        "turn 2 cannot be read as openai: an OpenAI message's `tool_calls` must be a list, not a string"
     )
     with pytest.raises(CarlangRuntimeError, match="turn 3 is null, not a model's"):
         ScriptedGenerator([DONE, DONE, None])

@@ -11,11 +11,12 @@ call in, or end, anyone's session, and a policy could not tell clients apart."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import sqlite3
 import sys
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,23 @@ def _opened(url: str, token: str) -> str:
     session: str = opened.headers["mcp-session-id"]
     assert _post(url, INITIALIZED, token, session).status_code == 202
     return session
+
+
+@contextlib.asynccontextmanager
+async def _sdk_session(url: str, token: str) -> AsyncIterator[Any]:
+    """A session of the official SDK's client with the proxy at `url`, as a tenant (its
+    bearer token), initialized."""
+    from mcp import ClientSession
+    from mcp.client.streamable_http import streamable_http_client
+
+    client = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"})
+    async with (
+        client,
+        streamable_http_client(url, http_client=client) as (read, write, _),
+        ClientSession(read, write) as session,
+    ):
+        await session.initialize()
+        yield session
 
 
 def _call(name: str, request_id: int, **arguments: Any) -> dict[str, Any]:
@@ -168,17 +186,8 @@ def test_policies_see_the_tenant_and_the_log_names_it(
     with _proxy(program, *tokens, "--events", str(events)) as (process, url):
 
         async def scenario() -> None:
-            from mcp import ClientSession
-            from mcp.client.streamable_http import streamable_http_client
-
             for token, allowed in ((ACME, True), (GLOBEX, False)):
-                client = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"})
-                async with (
-                    client,
-                    streamable_http_client(url, http_client=client) as (read, write, _),
-                    ClientSession(read, write) as session,
-                ):
-                    await session.initialize()
+                async with _sdk_session(url, token) as session:
                     result = await session.call_tool("notes.remember", {"text": "hello"})
                     if allowed:
                         assert _text(result) == "ok"
@@ -261,20 +270,11 @@ def test_each_tenant_sees_and_calls_the_tools_of_its_own_capability(
     with _proxy(program, *tokens, *own) as (process, url):
 
         async def scenario() -> None:
-            from mcp import ClientSession
-            from mcp.client.streamable_http import streamable_http_client
-
             for token, seen in (
                 (ACME, {"notes.remember", "notes.recall"}),
                 (GLOBEX, {"notes.recall"}),
             ):
-                client = httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"})
-                async with (
-                    client,
-                    streamable_http_client(url, http_client=client) as (read, write, _),
-                    ClientSession(read, write) as session,
-                ):
-                    await session.initialize()
+                async with _sdk_session(url, token) as session:
                     listed = await session.list_tools()
                     assert {tool.name for tool in listed.tools} == seen
                     result = await session.call_tool("notes.remember", {"text": "x"})

@@ -31,6 +31,7 @@ from typing import Any, Literal
 from ..errors import CarlangRuntimeError
 from ..ir import Action, ActionProposal, ActionType, Program, ToolSchema
 from ..jsontext import JsonTextError, format_path, parse_json
+from ..jsonvalue import json_kind
 from ..jsonvalue import not_json as _not_json
 from ..paramcheck import json_type_name
 from ..suggest import with_article
@@ -583,7 +584,7 @@ def _listed(value: Any, what: str) -> list[Any]:
     if value is None:
         return []
     if not isinstance(value, list):
-        raise TurnError(f"{what} must be a list, not {_json_kind(value)}")
+        raise TurnError(f"{what} must be a list, not {json_kind(value)}")
     return value
 
 
@@ -604,21 +605,8 @@ def _text_of(content: Any) -> str:
                 parts.append(part["text"])
         return "".join(parts)
     raise TurnError(
-        f"a message's `content` must be text or a list of content parts, not {_json_kind(content)}"
+        f"a message's `content` must be text or a list of content parts, not {json_kind(content)}"
     )
-
-
-def _json_kind(value: Any) -> str:
-    """What JSON calls `value`'s type: `an object`, `a number`, `text`..."""
-    if isinstance(value, Mapping):
-        return "an object"
-    if isinstance(value, bool):
-        return "true or false"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "text"
-    return "a list" if isinstance(value, list) else type(value).__name__
 
 
 def _read_openai(message: Any) -> tuple[str, list[_RawCall]]:

@@ -18,6 +18,7 @@ from typing import Any
 
 from ..errors import CarlangRuntimeError
 from ..jsontext import loads, locate, malformed, too_deeply_nested
+from ..jsonvalue import json_kind
 from ..textfile import InputFileError, read_input
 from .events import (
     COMPENSATION_END_KINDS,
@@ -484,18 +485,6 @@ _EVENT_FIELDS: dict[str, tuple[type, str]] = {
     "timestamp": (str, "a string (an RFC 3339 time)"),
     "data": (dict, "an object"),
 }
-_JSON_KINDS = {
-    dict: "an object",
-    list: "a list",
-    str: "a string",
-    bool: "a boolean",
-    type(None): "null",
-}
-
-
-def json_kind(value: object) -> str:
-    """What a JSON value is, in words: "an object", "a list", "a string", "a number"..."""
-    return _JSON_KINDS.get(type(value), "a number")
 
 
 def check_event(path: Path, number: int, line: str, record: object) -> None:
