@@ -224,7 +224,7 @@ def run_command(
             as_json=output is RunFormat.json,
             # the in-process run's checks of --events (a .jsonl or .db file that can be
             # written and holds events, if anything), before anything is recorded
-            check_events=lambda: None if events is None else _event_log(events).close(),
+            check_events=lambda: _check_event_log(events),
         )
         final = _durable_state(program, chosen, initial, outcome)
         _report(output, chosen, outcome, run_id, final, graph)
@@ -496,6 +496,17 @@ def _event_log(path: Path | None) -> Any:
     except OSError as exc:
         fail_usage(f"cannot write events to {path}: {(exc.strerror or str(exc)).lower()}")
     fail_usage(f"--events {path}: use a .jsonl file or a .db (SQLite) file")
+
+
+def _check_event_log(path: Path | None) -> None:
+    """`_event_log`'s checks of `path` (a usage error for one that cannot be a log), leaving
+    no file behind that they created: the run that writes it may yet not start."""
+    if path is None:
+        return
+    new = not path.exists()
+    _event_log(path).close()
+    if new:
+        _remove_log(path)
 
 
 def _remove_log(path: Path | None) -> None:

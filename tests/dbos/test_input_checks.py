@@ -303,3 +303,16 @@ def test_the_approval_prompt_leaves_a_password_to_the_environment(
     assert "s3cret" not in said
     _approval_prompt("postgresql://ops@db/runs")("run2", request)
     assert "carlang approve run2 r --database postgresql://ops@db/runs" in capsys.readouterr().err
+
+
+def test_a_durable_run_that_cannot_start_leaves_no_event_log(project: Path) -> None:
+    """`--events new.db` was checked by opening it, which created it, before `--tools` was
+    found not to load: a run that never started left an empty event log (bad-input sweep)."""
+    database = sqlite_url(project / "runs.db")
+    for name in ("new.db", "new.jsonl"):
+        refused = _invoke(
+            "run", "p.car", "--tools", "nosuchmod_carlang:x", "--backend", "dbos",
+            "--database", database, "--events", name,
+        )  # fmt: skip
+        assert refused.exit_code == 2 and "cannot import nosuchmod_carlang" in refused.output
+        assert not (project / name).exists(), name
