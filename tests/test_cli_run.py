@@ -288,6 +288,24 @@ def test_a_run_that_cannot_start_leaves_no_event_log_it_created(tmp_path: Path, 
     assert log.read_bytes() == before
 
 
+def test_options_of_the_builtin_tools_need_builtins(tmp_path: Path) -> None:
+    """`--allow-host` and `--files-root` without `--builtins` were taken and ignored, so
+    `--allow-host 'a b'` was never even checked (review of the bad-input fixes)."""
+    program, tools = project(tmp_path)
+    for options in (["--allow-host", "api.example.com"], ["--files-root", str(tmp_path)]):
+        code, out = run(str(program), "--tools", f"{tools}:TOOLS", *options)
+        assert code == 2, out
+        assert f"{options[0]} sets up carlang's built-in tools: add --builtins" in out
+    code, out = run(str(program), "--builtins", "--allow-host", "a b", "--events", "x.db")
+    assert code == 2 and "--allow-host 'a b': give a host name or address" in out, out
+    script = tmp_path / "turns.json"
+    script.write_text('[{"role": "assistant", "content": "done"}]')
+    agent = ["agent", str(program), "--script", str(script), "--files-root", str(tmp_path)]
+    refused = runner.invoke(app, agent)
+    assert refused.exit_code == 2, refused.output
+    assert "--files-root sets up carlang's built-in tools: add --builtins" in refused.output
+
+
 def test_events_are_not_appended_to_a_jsonl_file_that_is_no_event_log(tmp_path: Path) -> None:
     program, tools = project(tmp_path)
     dataset = tmp_path / "tasks.jsonl"

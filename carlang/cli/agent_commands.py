@@ -195,7 +195,13 @@ def agent_command(
     from carlang_runtime.engine import Runtime
     from carlang_runtime.errors import CarlangRuntimeError
 
-    from .run_commands import _approval_gate, _event_log, _register_builtins, _register_tools
+    from .run_commands import (
+        _approval_gate,
+        _refuse_builtin_options,
+        _register_builtins,
+        _register_tools,
+        _set_up_log,
+    )
 
     if (script is None) == (model_url is None):
         fail_usage("give either --script FILE or --model-url URL (with --model NAME)")
@@ -207,6 +213,7 @@ def agent_command(
         )
     if auto_approve and deny_approvals:
         fail_usage("--auto-approve and --deny-approvals exclude each other")
+    _refuse_builtin_options(builtins, files_root)
     generator: Any
     if script is not None:
         from .inputs import require_file
@@ -238,16 +245,17 @@ def agent_command(
             "warning: no capability: the model is offered every tool of the program"
             " (choose some with --capability NAME, or `capability` in carlang.toml)"
         )
-    runtime = Runtime.from_program(
-        program,
-        events=_event_log(events),
-        approval=_approval_gate(auto_approve, deny_approvals, program)
-        if auto_approve or deny_approvals or sys.stdin.isatty()
-        else _NoOneToAsk(),
-    )
-    if builtins:
-        _register_builtins(runtime, files_root or Path.cwd(), [])
-    _register_tools(runtime, program, tools or [])
+    with _set_up_log(events) as log:
+        runtime = Runtime.from_program(
+            program,
+            events=log,
+            approval=_approval_gate(auto_approve, deny_approvals, program)
+            if auto_approve or deny_approvals or sys.stdin.isatty()
+            else _NoOneToAsk(),
+        )
+        if builtins:
+            _register_builtins(runtime, files_root or Path.cwd(), [])
+        _register_tools(runtime, program, tools or [])
     _warn_unimplemented(runtime, program, capability)
     live = _live_view if output is OutputFormat.text else None
     try:

@@ -336,7 +336,7 @@ def proxy_command(
     from carlang_runtime.policy import HISTORY_LIMIT
 
     from .agent_commands import chosen_capability, load_program
-    from .run_commands import _event_log
+    from .run_commands import _set_up_log
 
     if transport is Transport.stdio:
         given = {
@@ -381,14 +381,13 @@ def proxy_command(
         )
     _warn_missing_commands(program)
     _warn_unset_variables(program, started_by_client=transport is Transport.stdio)
-    log = _event_log(events)
-    log.keep = False  # a gateway runs for days: events go to --events, not to memory
-    with _stopped_as_by_ctrl_c() as caught:
+    http = transport is Transport.http
+    with _set_up_log(events) as log:  # (a proxy that cannot start leaves no log it created)
+        log.keep = False  # a gateway runs for days: events go to --events, not to memory
         runtime = Runtime.from_program(
             program, events=log, history_limit=history_limit or HISTORY_LIMIT
         )
         try:
-            http = transport is Transport.http
             proxy = PolicyProxy(
                 program,
                 runtime,
@@ -400,10 +399,18 @@ def proxy_command(
                 max_sessions_per_tenant=max_sessions_per_tenant,
                 tenant_capabilities=own_capabilities,
             )
-            if http:
-                listener, access = _listen(
-                    host, port, allow_host, allow_origin, (token, tenants), insecure
-                )
+            listening = (
+                _listen(host, port, allow_host, allow_origin, (token, tenants), insecure)
+                if http
+                else None
+            )
+        except BaseException:
+            runtime.close()
+            raise
+    with _stopped_as_by_ctrl_c() as caught:
+        try:
+            if listening is not None:
+                listener, access = listening
                 bound = listener.getsockname()[1]  # (with --port 0, the one the system chose)
                 where = f"[{host}]" if ":" in host else host
                 echo_err(

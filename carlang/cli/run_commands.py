@@ -3,9 +3,11 @@ logged)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import sys
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -229,12 +231,11 @@ def run_command(
         final = _durable_state(program, chosen, initial, outcome)
         _report(output, chosen, outcome, run_id, final, graph)
         raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
+    _refuse_builtin_options(builtins, files_root, allow_host)
     if database is not None or approval_timeout is not None or detach:
         fail_usage("--database, --approval-timeout and --detach go with --backend dbos")
     reporter = _progress(output is RunFormat.text and sys.stdout.isatty(), len(chosen.actions))
-    new_log = events is not None and not events.exists()
-    log = _event_log(events)
-    try:
+    with _set_up_log(events) as log:
         http = _http_sink(decisions_url) if decisions_url is not None else None
         if http is not None:
             log.sinks.append(http)
@@ -249,13 +250,6 @@ def run_command(
         if builtins:
             _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
         _register_tools(runtime, program, tools or [])
-    except BaseException:
-        # A run that could not start leaves no event log it created (an empty one would
-        # hold no run, and a later `--events` of the same name would append to it).
-        log.close()
-        if new_log:
-            _remove_log(events)
-        raise
     runtime.use(reporter)
     try:
         if resume is not None:
@@ -498,6 +492,23 @@ def _event_log(path: Path | None) -> Any:
     fail_usage(f"--events {path}: use a .jsonl file or a .db (SQLite) file")
 
 
+@contextlib.contextmanager
+def _set_up_log(path: Path | None) -> Iterator[Any]:
+    """The event log of a run being set up (`_event_log`): when the set-up in the block fails
+    (tools that do not load, a files root that is not a folder), a log file this command
+    created is removed, so that a run that never started leaves none (an empty one would hold
+    no run, and a later `--events` of the same name would append to it)."""
+    new = path is not None and not path.exists()
+    log = _event_log(path)
+    try:
+        yield log
+    except BaseException:
+        log.close()
+        if new:
+            _remove_log(path)
+        raise
+
+
 def _check_event_log(path: Path | None) -> None:
     """`_event_log`'s checks of `path` (a usage error for one that cannot be a log), leaving
     no file behind that they created: the run that writes it may yet not start."""
@@ -510,14 +521,15 @@ def _check_event_log(path: Path | None) -> None:
 
 
 def _remove_log(path: Path | None) -> None:
-    """Remove an event log this command created, with SQLite's side files."""
+    """Remove an event log this command created, and a journal's SQLite side files."""
+    from carlang_runtime.engine.journal import SQLITE_SUFFIXES
+
     if path is None:
         return
-    for leftover in (
-        path,
-        *(path.with_name(path.name + end) for end in ("-wal", "-shm", "-journal")),
-    ):
-        leftover.unlink(missing_ok=True)
+    path.unlink(missing_ok=True)
+    if path.suffix in SQLITE_SUFFIXES:
+        for end in ("-wal", "-shm", "-journal"):
+            path.with_name(path.name + end).unlink(missing_ok=True)
 
 
 def _refuse_other_jsonl(path: Path) -> None:
@@ -611,6 +623,23 @@ def _register_tools(runtime: Runtime, program: ir.Program, specs: list[str]) -> 
                 f"warning: --tools {spec}: `{name}` is not a tool of the program, so nothing "
                 f"calls it" + (f" ({hint})" if hint else "")
             )
+
+
+def _refuse_builtin_options(
+    builtins: bool, files_root: Path | None, allow_host: list[str] | None = None
+) -> None:
+    """A usage error for --files-root or --allow-host without --builtins: they set up the
+    built-in tools, and were ignored without them."""
+    given = [
+        name
+        for name, value in (("--files-root", files_root), ("--allow-host", allow_host))
+        if value
+    ]
+    if given and not builtins:
+        fail_usage(
+            f"{' and '.join(given)} set{'s' if len(given) == 1 else ''} up carlang's built-in"
+            " tools: add --builtins"
+        )
 
 
 def _register_builtins(runtime: Runtime, files_root: Path, hosts: list[str]) -> None:

@@ -237,11 +237,13 @@ def test_concurrent_http_clients_have_their_own_sessions(program: Path) -> None:
 
         anyio.run(both)
         # a second proxy on the same port: one clear error, exit 2
-        taken = runner.invoke(
-            app, ["mcp", "proxy", str(program), "--transport", "http", "--port", str(port)]
-        )
+        # (and leaves no event log behind: it never served)
+        log = program.parent / "second-proxy.db"
+        http = ["--transport", "http", "--port", str(port), "--events", str(log)]
+        taken = runner.invoke(app, ["mcp", "proxy", str(program), *http])
         assert taken.exit_code == 2
         assert f"cannot listen on 127.0.0.1:{port}: it is in use" in taken.output
+        assert not log.exists()
     finally:
         process.terminate()
         _, stderr = process.communicate(timeout=10)

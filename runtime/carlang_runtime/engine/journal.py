@@ -159,6 +159,7 @@ class SqliteSink:
     def __init__(self, path: Path | str) -> None:
         self.path = path = Path(path)
         existed = path.exists()
+        self._closed = False
         try:
             self._connection = _connect(path)
         except sqlite3.Error as exc:
@@ -198,7 +199,10 @@ class SqliteSink:
         self._connection.commit()
 
     def close(self) -> None:
-        """Commit and close."""
+        """Commit and close (again: nothing)."""
+        if self._closed:
+            return
+        self._closed = True
         self._connection.commit()
         self._connection.close()
 
