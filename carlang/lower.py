@@ -798,6 +798,12 @@ class _Lowerer:
         often `/`), so the program works from one directory only."""
         parsed = next((f for f in self.loaded.files if f.source is source), None)
         base = parsed.path.parent if parsed is not None else self.loaded.root
+        launcher = seen.get("command")
+        runner = (
+            Path(str(launcher.value.value)).name
+            if launcher is not None and isinstance(launcher.value, ast.Value)
+            else ""
+        )
         for word in ("command", "args"):
             setting = seen.get(word)
             if setting is None or isinstance(setting.value, ast.Duration):
@@ -806,10 +812,13 @@ class _Lowerer:
             values = [written] if word == "command" else written
             if not isinstance(values, list):
                 continue
+            if word == "args" and _moves_elsewhere(values):
+                continue  # (`uv --directory /srv run x.py`: the launcher starts it elsewhere)
             paths = [
                 value
                 for value in values
-                if isinstance(value, str) and _relative_path(value, base, command=word == "command")
+                if isinstance(value, str)
+                and _relative_path(value, base, command=word == "command", runner=runner)
             ]
             if not paths:
                 continue
@@ -2187,19 +2196,32 @@ def _item_word(item: ast.Node) -> str:
 _SCRIPT_SUFFIXES = (".py", ".js", ".mjs", ".cjs", ".ts", ".rb", ".pl", ".sh", ".jar")
 
 
-def _relative_path(value: str, base: Path, *, command: bool) -> bool:
+def _relative_path(value: str, base: Path, *, command: bool, runner: str = "") -> bool:
     """Whether an `mcp_server`'s `command` or argument is a relative path. A command is one
     when it holds a `/` (`./bin/serve`; a bare name is looked for on PATH); an argument when it
-    is a script's name (`server.py`) or what exists under `base`, the declaring file's folder
-    (`data`, `./config.json`). Options (`-m`, `--root=x`), packages (`@scope/server`), URLs,
-    `~` and `$` forms (CL0228) are not."""
+    is a script's name (`server.py`; not for a package runner, `runner`, whose arguments name
+    packages) or what exists under `base`, the declaring file's folder (`data`,
+    `./config.json`). Options (`-m`, `--root=x`), packages (`@scope/server`), URLs, `~` and
+    `$` forms (CL0228) are not."""
     if not value or value[0] in "-@~$" or "://" in value or Path(value).is_absolute():
         return False
     if command:
         return "/" in value
-    if value.lower().endswith(_SCRIPT_SUFFIXES):
+    if runner not in _PACKAGE_RUNNERS and value.lower().endswith(_SCRIPT_SUFFIXES):
         return True
     try:
         return (base / value).exists()
     except (OSError, ValueError):
         return False
+
+
+#: Launchers whose arguments name packages to fetch and run, not files (`npx -y x.js`).
+_PACKAGE_RUNNERS = frozenset({"npx", "uvx", "bunx", "pnpx", "pipx", "dlx"})
+#: Launcher options that start the server in a folder of their own (`uv --directory /srv`).
+_DIRECTORY_OPTIONS = ("--directory", "--cwd", "--project", "--prefix", "-C")
+
+
+def _moves_elsewhere(args: list[Any]) -> bool:
+    """Whether `args` give the launcher a folder to start the server in (`--directory DIR`,
+    `--directory=DIR`, `-C DIR`): the server's relative paths are then read from there."""
+    return any(isinstance(arg, str) and arg.partition("=")[0] in _DIRECTORY_OPTIONS for arg in args)

@@ -112,7 +112,7 @@ def test_threshold_that_is_no_number_is_refused_in_carlangs_words(tmp_path: Path
     number, unable to parse string as a number"); out of range, it named no value."""
     program = tmp_path / "a.car"
     program.write_text("tool t()\n")
-    for value in ("abc", "150", "nan", "-5", "100.0000001"):
+    for value in ("abc", "150", "nan", "-5", "100.0000001", "100.00000000000001"):
         result = runner.invoke(app, ["test", str(program), f"--threshold={value}"])
         assert result.exit_code == 2, result.output
         assert f"{value}: give a percentage from 0 to 100" in result.stderr
@@ -190,7 +190,7 @@ def test_an_empty_path_is_said_to_be_the_current_folder(tmp_path: Path) -> None:
     proposal_file.write_text('{"id": "p", "actions": []}')
     result = runner.invoke(app, ["verify", str(proposal_file), "--state", ""])
     assert result.exit_code == 2, result.output
-    assert "it is a directory, not a file (`.`, the current folder, as an empty path is)" in (
+    assert "it is a directory, not a file (`.`: the current folder, which an empty path names" in (
         result.stderr
     )
 

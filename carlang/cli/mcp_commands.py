@@ -375,8 +375,10 @@ def proxy_command(
         fail_usage(f"{file} declares no mcp_server: there is nothing to proxy")
     own_capabilities = _tenant_capabilities(tenant_capability or [], tenants, program)
     if capability is None and set(own_capabilities) != set(tenants or [None]):
+        without = sorted(set(tenants) - set(own_capabilities))
+        whose = f"tenant(s) {', '.join(without)}" if tenants else "clients"
         echo_err(
-            "warning: no capability: clients see every tool of the program's MCP servers"
+            f"warning: no capability: {whose} see every tool of the program's MCP servers"
             " (choose some with --capability NAME, or `capability` in carlang.toml)"
         )
     _warn_missing_commands(program)
@@ -618,12 +620,13 @@ def _tenant_capabilities(
 
 
 def _tool_counts(proxy: Any, tenants: dict[str, str]) -> str:
-    """How many tools the proxy's clients see: `3 tool(s)`, or each tenant's when they differ
-    (`tools for acme 2, globex 1`; with tenants, every client is some tenant's)."""
-    each = {tenant: len(proxy.list_tools(tenant)) for tenant in sorted(tenants)}
-    if len(set(each.values())) > 1:
-        return "tools for " + ", ".join(f"{tenant} {count}" for tenant, count in each.items())
-    count = next(iter(each.values())) if each else len(proxy.list_tools())
+    """How many tools the proxy's clients see: `3 tool(s)`, or each tenant's when tenants see
+    different tools (`tools for acme 2, globex 1`; with tenants, every client is some
+    tenant's)."""
+    each = {tenant: [t["name"] for t in proxy.list_tools(tenant)] for tenant in sorted(tenants)}
+    if len({tuple(names) for names in each.values()}) > 1:
+        return "tools for " + ", ".join(f"{tenant} {len(names)}" for tenant, names in each.items())
+    count = len(next(iter(each.values()))) if each else len(proxy.list_tools())
     return f"{count} tool(s)"
 
 

@@ -44,7 +44,8 @@ def run_test(
     from carlang.testrun import Coverage, run_tests
 
     if threshold is not None and not 0 <= threshold <= 100:
-        fail_usage(f"--threshold {threshold:.15g}: {PERCENTAGE}")
+        given = repr(threshold).removesuffix(".0")  # (every digit: `100.00000000000001`)
+        fail_usage(f"--threshold {given}: {PERCENTAGE}")
     files = collect_sources(paths or [Path(".")])
     if not files:
         fail_usage("no .car files found")

@@ -257,15 +257,17 @@ def _beyond_double(number: int) -> bool:
     return False
 
 
-_JSON_KINDS = {
-    dict: "an object",
-    list: "a list",
-    str: "a string",
-    bool: "a boolean",
-    type(None): "null",
-}
-
-
 def json_kind(value: object) -> str:
-    """What a JSON value is, in words: "an object", "a list", "a string", "a number"..."""
-    return _JSON_KINDS.get(type(value), "a number")
+    """What a JSON value is, in words: "an object", "a list", "a string", "a number"..., or
+    the Python type's name for what JSON has no word for."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    return "a list" if isinstance(value, (list, tuple)) else type(value).__name__

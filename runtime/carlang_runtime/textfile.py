@@ -62,7 +62,7 @@ def not_a_file(path: Path) -> str | None:
     if kind == "directory":
         # An empty option value (`--state ''`) becomes `.` before carlang sees it.
         return IS_A_DIRECTORY + (
-            " (`.`, the current folder, as an empty path is)" if str(path) == "." else ""
+            " (`.`: the current folder, which an empty path names too)" if str(path) == "." else ""
         )
     return NOT_REGULAR if kind == "other" else None
 

@@ -232,3 +232,13 @@ def test_content_and_tool_calls_of_the_wrong_kind_are_refused(
     sweep)."""
     _line, _column, message = _refused(tmp_path, [turn])
     assert message == f"turn 1 cannot be read as openai: {said}"
+
+
+def test_a_turn_built_in_python_may_hold_tuples() -> None:
+    """A turn made in Python (not read from JSON) may hold its calls and content parts in
+    tuples, as lists elsewhere in the turn may; the new kind checks took them for errors."""
+    call = {"id": "c1", "type": "function", "function": {"name": "read_file", "arguments": "{}"}}
+    turn = parse_turn({"role": "assistant", "content": ("thinking",), "tool_calls": (call,)})
+    assert [c.name for c in turn.calls] == ["read_file"]
+    with pytest.raises(CarlangRuntimeError, match="must be a list, not bytes"):
+        parse_turn({"role": "assistant", "tool_calls": b"[]"})

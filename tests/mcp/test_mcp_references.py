@@ -457,3 +457,23 @@ def test_a_relative_path_of_a_server_without_cwd_is_cl0229(tmp_path: Path) -> No
         " this server has no `cwd`"
     )
     assert 'add `cwd "."`' in (found[0].help or "")
+
+
+def test_cl0229_leaves_launchers_that_start_elsewhere_or_fetch_packages() -> None:
+    """`uv --directory /opt/weather run weather.py` (MCP's own quickstart) starts the server in
+    that folder, and `npx -y server.js` names a package, not a file: no CL0229 (review)."""
+    text = (
+        "mcp_server weather {\n"
+        '  command "uv"\n'
+        '  args ["--directory", "/opt/weather", "run", "weather.py"]\n'
+        "}\n"
+        "mcp_server weather2 {\n"
+        '  command "uv"\n'
+        '  args ["--directory=/opt/weather", "run", "weather.py"]\n'
+        "}\n"
+        "mcp_server fetched {\n"
+        '  command "npx"\n'
+        '  args ["-y", "some-mcp-server.js"]\n'
+        "}\n"
+    )
+    assert compile_diagnostics(text).diagnostics.sorted() == []

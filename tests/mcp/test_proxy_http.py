@@ -328,6 +328,10 @@ def test_an_address_other_machines_reach_needs_a_token_or_insecure(
         assert f"--allow-host {bad!r}: give a host name or address" in badly.output
     ipv6 = runner.invoke(app, [*wide, "--token-env", "PROXY_TOKEN", "--allow-host", "[fe80::1]:*"])
     assert ipv6.exit_code == 0 and "[fe80::1]:*" in served[-1].hosts, ipv6.output
+    # as a Host header writes them: no leading zero in a port, no root's dot after a name
+    written = ["--allow-host", "box:080", "--allow-host", "app.example."]
+    assert runner.invoke(app, [*wide, "--token-env", "PROXY_TOKEN", *written]).exit_code == 0
+    assert {"box:80", "app.example"} <= set(served[-1].hosts), served[-1].hosts
     tokened = runner.invoke(app, [*wide, "--token-env", "PROXY_TOKEN", "--allow-host", "box"])
     assert tokened.exit_code == 0, tokened.output
     assert "warning" not in tokened.output and TOKEN not in tokened.output

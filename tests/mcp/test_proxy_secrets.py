@@ -184,9 +184,9 @@ def test_a_host_token_a_client_sends_is_kept_out_of_the_servers_stderr(tmp_path:
 
 
 def test_the_sdks_log_lines_hold_no_whole_session_id(caplog: pytest.LogCaptureFixture) -> None:
-    """The MCP SDK logs session ids whole (`Session <id> crashed`), and over HTTP a session id
-    is what a client sends to be that session: the proxy's log (the operator's) shortens
-    them, whichever way the SDK writes them."""
+    """The MCP SDK logs session ids whole (`Session <id> crashed`, with a traceback), and over
+    HTTP a session id is what a client sends to be that session: the proxy's log (the
+    operator's) shortens them, whichever way the SDK writes them, in tracebacks too."""
     import logging
     import uuid
 
@@ -196,12 +196,41 @@ def test_the_sdks_log_lines_hold_no_whole_session_id(caplog: pytest.LogCaptureFi
     _filter_sdk_logs()  # (once per process: filters are not stacked)
     manager = logging.getLogger("mcp.server.streamable_http_manager")
     assert len(manager.filters) == 2
-    hex_id, dashed = uuid.uuid4().hex, str(uuid.uuid4())
+    hex_id, dashed, glued = uuid.uuid4().hex, str(uuid.uuid4()), uuid.uuid4().hex
     with caplog.at_level(logging.INFO, logger="mcp"):
         manager.warning("Session %s crashed", hex_id)
         manager.info(f"Created new transport with session ID: {dashed}")
+        manager.info(f"session_{glued}x ended")
+        try:
+            raise RuntimeError(f"no session {hex_id}")
+        except RuntimeError:
+            manager.exception("Session crashed")
     said = [record.getMessage() for record in caplog.records]
-    assert said == [
-        f"Session {hex_id[:8]}… crashed",
-        f"Created new transport with session ID: {dashed[:8]}…",
+    assert said[:3] == [
+        f"Session {hex_id[:8]}... crashed",
+        f"Created new transport with session ID: {dashed[:8]}...",
+        f"session_{glued[:8]}...x ended",
     ]
+    shown = caplog.text
+    assert hex_id not in shown and dashed not in shown and glued not in shown, shown
+    assert f"RuntimeError: no session {hex_id[:8]}..." in shown
+
+
+def test_a_capability_for_a_tenant_no_client_can_be_stops_the_proxy(tmp_path: Path) -> None:
+    """A tenant's capability under a mistyped name would leave the real tenant with the
+    proxy's own capability (every tool without one): the proxy does not serve (review)."""
+    import anyio
+    from carlang_runtime.errors import CarlangRuntimeError
+    from carlang_runtime.mcp.proxy import http_access, serve_http, serve_stdio
+
+    program = _program(tmp_path)
+    runtime = Runtime.from_program(program)
+    try:
+        proxy = PolicyProxy(program, runtime, tenant_capabilities={"acmee": None})
+        access = http_access("127.0.0.1", 1, tenants={"acme": "acme-token-1234567890"})
+        with pytest.raises(CarlangRuntimeError, match="tenant\\(s\\) acmee, who have no token"):
+            serve_http(proxy, 0, access=access)
+        with pytest.raises(CarlangRuntimeError, match="tenants: none"):
+            anyio.run(serve_stdio, proxy)
+    finally:
+        runtime.close()

@@ -179,8 +179,12 @@ def test_a_wrapper_with_other_keys_says_so_at_the_first_of_them() -> None:
         " remove them, or send the proposal bare"
     )
     assert problem.position is not None and problem.position.line == 2
-    # a bare proposal may hold a key called `proposal` (CAR ignores keys it does not know)
+    # a bare proposal may hold a key called `proposal` (CAR ignores keys it does not know),
+    # and its own problems are said as they are
     assert load_proposal({"actions": [], "proposal": {}}).actions == []
+    with pytest.raises(IRLoadError) as info:
+        load_proposal({"actions": [{"id": "a", "type": "bogus"}], "proposal": {}})
+    assert info.value.problems[0].path == "actions[0].type"
 
 
 def test_timestamp_must_be_rfc3339_and_round_trips_nanoseconds() -> None:

@@ -256,26 +256,26 @@ def _check_model_url(url: str) -> None:
     or holding a user and password (urllib does not send them, and a message would show
     them: the API key goes in the environment)."""
     shown = shown_url(url)
-    bad_port = CarlangRuntimeError(
-        f"the model URL {shown!r} has no valid port: give a number from 1 to 65535"
-        " (like http://localhost:8000/v1)"
-    )
     try:
         parts = urllib.parse.urlsplit(url)
-        user = parts.username or parts.password
         host = parts.hostname
-        port = parts.port
-    except ValueError as exc:  # a port that is not a number or past 65535, a bracket left open
-        if "port" in str(exc).lower():
-            raise bad_port from None
-        parts, user, host, port = None, None, None, None
-    if port == 0:
-        raise bad_port
+    except ValueError:  # a bracket left open
+        parts, host = None, None
     if parts is None or parts.scheme not in ("http", "https") or not host:
         raise CarlangRuntimeError(
             f"the model URL {shown!r} is not an http:// or https:// URL with a host"
             " (like http://localhost:8000/v1)"
         )
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or past 65535
+        port = 0
+    if port == 0:
+        raise CarlangRuntimeError(
+            f"the model URL {shown!r} has no valid port: give a number from 1 to 65535"
+            " (like http://localhost:8000/v1)"
+        )
+    user = parts.username or parts.password
     if user:
         raise CarlangRuntimeError(
             f"the model URL {shown} holds a user or password, which is never sent: give the"

@@ -583,9 +583,9 @@ def _listed(value: Any, what: str) -> list[Any]:
     object's keys would be read as its items)."""
     if value is None:
         return []
-    if not isinstance(value, list):
+    if not isinstance(value, (list, tuple)):
         raise TurnError(f"{what} must be a list, not {json_kind(value)}")
-    return value
+    return list(value)
 
 
 def _text_of(content: Any) -> str:
@@ -595,7 +595,7 @@ def _text_of(content: Any) -> str:
         return ""
     if isinstance(content, str):
         return content
-    if isinstance(content, list):
+    if isinstance(content, (list, tuple)):
         parts = []
         for part in content:
             part = _plain(part)
@@ -663,7 +663,9 @@ def _read_langchain(message: Any) -> tuple[str, list[_RawCall]]:
         calls.append((raw.get("id"), raw.get("name"), _Object(raw, "args")))
     # calls LangChain could not parse (their `args` the model's text): each is a call the
     # model made, to be answered with its problem, never dropped
-    for raw in _listed(message.get("invalid_tool_calls"), "`invalid_tool_calls`"):
+    for raw in _listed(
+        message.get("invalid_tool_calls"), "a LangChain message's `invalid_tool_calls`"
+    ):
         raw = _mapping(_plain(raw), "a LangChain invalid tool call")
         calls.append((raw.get("id"), raw.get("name"), _Invalid(raw.get("args"), raw.get("error"))))
     return _text_of(message.get("content")), calls

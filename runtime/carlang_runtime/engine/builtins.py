@@ -53,18 +53,26 @@ def _checked_hosts(allow_hosts: Sequence[str]) -> tuple[str, ...]:
     IPv6 one with or without brackets); `CarlangRuntimeError` for one that never matches."""
     hosts = []
     for given in allow_hosts:
-        entry = given.strip()
-        bare = entry.removeprefix("*.") if entry.startswith("*.") else entry
+        entry = given.strip().rstrip(".")
+        wildcard = entry.startswith("*.")
+        bare = entry.removeprefix("*.")
         if ":" in bare and not bare.startswith("["):
             bare = f"[{bare}]"  # an IPv6 address as urlsplit gives it: without brackets
-        if not is_host_name(bare):
+        # (`*.` goes before a name: an address has no hosts under it)
+        if not is_host_name(bare) or (wildcard and (bare.startswith("[") or _is_ipv4(bare))):
             raise CarlangRuntimeError(
                 f"--allow-host {given!r}: give a host name or address as a URL holds it,"
                 " without scheme, port or path (like api.example.com, *.example.com,"
                 " 10.0.0.5, ::1)"
             )
-        hosts.append(entry.strip("[]"))
+        hosts.append(entry.removeprefix("[").removesuffix("]"))
     return tuple(hosts)
+
+
+def _is_ipv4(name: str) -> bool:
+    """Whether `name` is written as an IPv4 address (four numbers)."""
+    parts = name.split(".")
+    return len(parts) == 4 and all(part.isdigit() for part in parts)
 
 
 def host_allowed(host: str, allowed: Sequence[str]) -> bool:

@@ -152,8 +152,8 @@ def _wrapper_with_more(
     """The problem of a document that is no valid bare proposal but holds `wrapper` beside
     other keys: meant as the wrapper, whose other keys keep it from being read as one
     (pydantic would only say that `actions` is missing)."""
-    if wrapper not in data or not isinstance(data[wrapper], Mapping):
-        return None
+    if wrapper not in data or not isinstance(data[wrapper], Mapping) or "actions" in data:
+        return None  # (with `actions`, a bare proposal: its own problems are said)
     others = [key for key in data if key != wrapper]
     listed = ", ".join(f"`{key}`" for key in others)
     message = (

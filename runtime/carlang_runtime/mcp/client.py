@@ -469,8 +469,8 @@ class McpClient:
                 if stream is None:
                     continue
                 text = self._scrubber.text(line.decode("utf-8", "replace"))
-                if self.label is not None:
-                    text = f"{self.label} {text}"
+                if self.label is not None:  # (a last line without its end gets one)
+                    text = f"{self.label} {text if text.endswith(chr(10)) else text + chr(10)}"
                 try:
                     stream.write(text)
                     stream.flush()

@@ -1005,6 +1005,7 @@ async def serve_stdio(proxy: PolicyProxy) -> None:
     request read is answered before this returns, unless the client closed its end of the
     output too (nobody can read an answer: the calls in flight are cancelled, recorded as
     interrupted, and this returns; the runtime's close then stops the servers)."""
+    _refuse_unknown_tenants(proxy, ())  # (stdio has no tenants)
     readline = await _stdin_lines()
     out = sys.stdout.buffer
     session: StdioSession
@@ -1123,16 +1124,22 @@ class _ClientGone(logging.Filter):
 
 class _SessionIdsShortened(logging.Filter):
     """Shortens the session ids in the MCP SDK's own log lines to their first 8 characters
-    (`Session 3f2a9c1e… crashed`). Over HTTP a session id is what a client sends to be that
+    (`Session 3f2a9c1e... crashed`). Over HTTP a session id is what a client sends to be that
     session again, so the operator's log, often kept and shared, does not hold it whole."""
 
-    _ID = re.compile(r"\b([0-9a-f]{8})(?:-?[0-9a-f]{4}){3}-?[0-9a-f]{12}\b", re.IGNORECASE)
+    _ID = re.compile(
+        r"(?<![0-9a-f])([0-9a-f]{8})(?:-?[0-9a-f]{4}){3}-?[0-9a-f]{12}(?![0-9a-f])", re.IGNORECASE
+    )
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        shortened = self._ID.sub(r"\1…", message)
+        shortened = self._ID.sub(r"\1...", message)
         if shortened != message:
             record.msg, record.args = shortened, None
+        if record.exc_info and not record.exc_text:  # (a traceback's text may name it too)
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._ID.sub(r"\1...", record.exc_text)
         return True
 
 
@@ -1238,15 +1245,16 @@ def http_access(
     for given in allow_hosts:
         value = given.strip().lower()
         name, colon, port_given = _host_and_port(value)
+        name = name.rstrip(".")  # (a Host header names the host without its root's dot)
         if not is_host_name(name) or (colon and not _is_port_or_any(port_given)):
             raise CarlangRuntimeError(
                 f"--allow-host {given!r}: give a host name or address, optionally with"
                 " :PORT or :* (like app.example.com, 10.0.0.5:8765, [fe80::1]:*)"
             )
-        if colon:
-            hosts.append(value)
+        if colon:  # (as a Host header writes the port: `080` is `80`)
+            hosts.append(f"{name}:{port_given if port_given == '*' else int(port_given)}")
         else:
-            hosts.extend((value, f"{value}:{port}"))
+            hosts.extend((name, f"{name}:{port}"))
     for given in allow_origins:
         value = given.strip().rstrip("/").lower()
         parts = urlsplit(value)
@@ -1424,6 +1432,19 @@ IDLE_TIMEOUT = 30 * 60.0
 MAX_SESSIONS = 32
 
 
+def _refuse_unknown_tenants(proxy: PolicyProxy, tenants: Iterable[str]) -> None:
+    """`CarlangRuntimeError` when a capability is given to a tenant that no client can be
+    (a name mistyped): its clients would get the proxy's capability, all tools without one,
+    so the proxy does not start (fail closed)."""
+    unknown = sorted(set(proxy.tenant_capabilities) - set(tenants))
+    if unknown:
+        known = ", ".join(sorted(set(tenants))) or "none"
+        raise CarlangRuntimeError(
+            f"a capability for tenant(s) {', '.join(unknown)}, who have no token here"
+            f" (tenants: {known})"
+        )
+
+
 def serve_http(
     proxy: PolicyProxy,
     port: int,
@@ -1454,6 +1475,7 @@ def serve_http(
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
+    _refuse_unknown_tenants(proxy, (t for t, _ in access.tenants) if access is not None else ())
     listener = listener if listener is not None else bind_http(port, host)
     if access is None:
         bound_host, bound_port = listener.getsockname()[:2]

@@ -199,7 +199,8 @@ def test_http_get_needs_an_allowed_host() -> None:
 
 @pytest.mark.parametrize(
     "entry",
-    ["a b", "https://api.example.com", "api.example.com:443", "api.example.com/x", "*", "*."],
+    ["a b", "https://api.example.com", "api.example.com:443", "api.example.com/x", "*", "*."]
+    + ["*.10.0.0.5", "*.[::1]", "*.::1"],
 )
 def test_an_allow_list_entry_that_is_no_host_is_refused(entry: str) -> None:
     """`--allow-host 'a b'` (or a URL, or a port) was taken and never matched any host, so
