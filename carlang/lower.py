@@ -503,8 +503,7 @@ class _Lowerer:
         import json
 
         path_text, _, pointer = reference.partition("#")
-        parsed = next((f for f in self.loaded.files if f.source is source), None)
-        base = parsed.path.parent if parsed is not None else self.loaded.root
+        base = self.folder_of(source)
         target = (base / path_text).resolve()
         if not target.is_relative_to(self.loaded.root):
             return None, f"schema document `{path_text}` leaves the project root"
@@ -796,8 +795,7 @@ class _Lowerer:
         `args` of an `mcp_server` without `cwd`: they are read from wherever the server starts,
         the directory carlang runs in (for `carlang mcp proxy`, the one its client chooses,
         often `/`), so the program works from one directory only."""
-        parsed = next((f for f in self.loaded.files if f.source is source), None)
-        base = parsed.path.parent if parsed is not None else self.loaded.root
+        base = self.folder_of(source)
         launcher = seen.get("command")
         runner = (
             Path(str(launcher.value.value)).name
@@ -894,6 +892,13 @@ class _Lowerer:
             " The program then holds the variable's name, never the secret",
         )
 
+    def folder_of(self, source: Source) -> Path:
+        """The folder of the file `source` is, which its relative paths are read from
+        (`import`, `schema from`, an `mcp_server`'s `cwd`); the project's root for a source of
+        no file."""
+        parsed = next((f for f in self.loaded.files if f.source is source), None)
+        return parsed.path.parent if parsed is not None else self.loaded.root
+
     def server_directory(self, source: Source, written: str) -> tuple[str, str | None]:
         """An `mcp_server`'s `cwd`, absolute: a relative one is read from the folder of the
         file that declares it (as `import` and `schema from` are), not from the directory the
@@ -905,8 +910,7 @@ class _Lowerer:
                 written,
                 "`cwd` is empty: name the folder the server starts in (`.`: this file's)",
             )
-        parsed = next((f for f in self.loaded.files if f.source is source), None)
-        base = parsed.path.parent if parsed is not None else self.loaded.root
+        base = self.folder_of(source)
         try:
             directory = str((base / written).resolve())
         except (OSError, RuntimeError):  # (a symlink loop)

@@ -18,6 +18,7 @@ from typing import Any
 __all__ = [
     "JsonPosition",
     "JsonTextError",
+    "JsonNestingError",
     "NESTING_LIMIT",
     "parse_json",
     "loads",
@@ -65,6 +66,11 @@ class JsonTextError(ValueError):
         self.position = position
 
 
+class JsonNestingError(JsonTextError):
+    """JSON text that nests lists and maps more deeply than `NESTING_LIMIT`: valid JSON, but
+    not read (Python's recursion, and every reader after it, has a limit)."""
+
+
 def parse_json(text: str | bytes) -> object:
     """Parse JSON text, raising `JsonTextError` (with a position) when it is not JSON."""
     if isinstance(text, bytes):
@@ -85,7 +91,7 @@ def parse_json(text: str | bytes) -> object:
         )
     deep = too_deep(text)
     if deep is not None:
-        raise JsonTextError(
+        raise JsonNestingError(
             f"malformed JSON: nested too deeply (more than {NESTING_LIMIT} levels)",
             line_column(text, deep),
         )
@@ -114,7 +120,7 @@ def parse_json(text: str | bytes) -> object:
             raise JsonTextError("the text is empty (expected JSON)", JsonPosition(1, 1)) from None
         raise JsonTextError(malformed(exc), JsonPosition(exc.lineno, exc.colno)) from None
     except RecursionError:
-        raise JsonTextError("malformed JSON: nested too deeply", JsonPosition(1, 1)) from None
+        raise JsonNestingError("malformed JSON: nested too deeply", JsonPosition(1, 1)) from None
 
 
 def loads(text: str) -> Any:

@@ -33,7 +33,7 @@ from ..environment import (
 )
 from ..errors import CarlangRuntimeError
 from ..ir import McpServer
-from ..jsontext import NESTING_LIMIT, JsonTextError, parse_json
+from ..jsontext import NESTING_LIMIT, JsonNestingError, JsonTextError, parse_json
 from ..redact import Scrubber, shown_url, url_credentials
 
 __all__ = [
@@ -917,7 +917,7 @@ def shown_json(value: Any, limit: int = 120) -> str:
 def _unread(problem: JsonTextError) -> str:
     """What is wrong with a message `parse_json` refused, after "the message that ...": valid
     JSON nested past carlang's limit is said to be that, not "not valid JSON"."""
-    if "nested too deeply" in problem.message:
+    if isinstance(problem, JsonNestingError):
         return f"nests more than {NESTING_LIMIT} levels deep, past what carlang reads"
     return f"is not valid JSON: {problem}"
 

@@ -250,8 +250,8 @@ class PolicyProxy:
         """`capability`: the tools clients may see and call (None: all); a tenant named in
         `tenant_capabilities` has its own there instead (each tenant's tools and their
         limits, where one program serves several). `budget`: the program's budget each client
-        session spends (`budget_per`
-        "tenant": each tenant's sessions together); `max_sessions`: how many client sessions
+        session spends (`budget_per` "tenant": each tenant's sessions together);
+        `max_sessions`: how many client sessions
         at once may have servers started for them (None: no limit), and
         `max_sessions_per_tenant` how many of those one tenant's may be (None: all), so that
         one tenant cannot take every place; `stderr`: where the servers' standard error goes
@@ -300,8 +300,6 @@ class PolicyProxy:
             name: self._visible(program, name)
             for name in {capability, *self.tenant_capabilities.values()}
         }
-        #: The tools of clients that are no tenant's, or of a tenant without its own capability.
-        self.tools = self._tools_of[capability]
         for schema in program.tools:
             if schema.mcp is not None and schema.mcp.server in self.servers:
                 runtime.register_tool(schema.name, _dispatching(schema), schema)
