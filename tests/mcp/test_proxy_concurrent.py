@@ -294,7 +294,8 @@ def test_a_call_waiting_for_its_rate_limit_holds_up_no_other_call(
     limited.write_text(
         toy.read_text().replace(
             'description "Sleep, then answer."',
-            'description "Sleep, then answer."\n  rate 1 per 3s',
+            # (10 s: on a loaded machine the add must still come in while the second waits)
+            'description "Sleep, then answer."\n  rate 1 per 10s',
         )
     )
     program = tmp_path / "limited.car"
