@@ -810,14 +810,16 @@ class _Lowerer:
             values = [written] if word == "command" else written
             if not isinstance(values, list):
                 continue
-            if word == "args" and _moves_elsewhere(values):
-                continue  # (`uv --directory /srv run x.py`: the launcher starts it elsewhere)
-            paths = [
-                value
-                for value in values
-                if isinstance(value, str)
-                and _relative_path(value, base, command=word == "command", runner=runner)
-            ]
+            folders = _launcher_folders(values) if word == "args" else None
+            if folders is not None:  # (`uv --directory /srv run x.py`: started in /srv)
+                paths = [f for f in folders if f and f[0] not in "/~$"]  # (its own, relative)
+            else:
+                paths = [
+                    value
+                    for value in values
+                    if isinstance(value, str)
+                    and _relative_path(value, base, command=word == "command", runner=runner)
+                ]
             if not paths:
                 continue
             shown = ", ".join(f"`{path}`" for path in dict.fromkeys(paths))
@@ -2205,13 +2207,16 @@ def _relative_path(value: str, base: Path, *, command: bool, runner: str = "") -
     when it holds a `/` (`./bin/serve`; a bare name is looked for on PATH); an argument when it
     is a script's name (`server.py`; not for a package runner, `runner`, whose arguments name
     packages) or what exists under `base`, the declaring file's folder (`data`,
-    `./config.json`). Options (`-m`, `--root=x`), packages (`@scope/server`), URLs, `~` and
-    `$` forms (CL0228) are not."""
+    `./config.json`), or an option's value that is one (`--config=conf.json`). Options
+    (`-m`), packages (`@scope/server`), URLs, `~` and `$` forms (CL0228) are not."""
+    if value.startswith("-") and "=" in value and not command:
+        value = value.partition("=")[2]  # (`--config=conf.json`: the value is the path)
     if not value or value[0] in "-@~$" or "://" in value or Path(value).is_absolute():
         return False
     if command:
         return "/" in value
-    if runner not in _PACKAGE_RUNNERS and value.lower().endswith(_SCRIPT_SUFFIXES):
+    scripted = " " not in value and value.lower().endswith(_SCRIPT_SUFFIXES)  # (not `sh -c`'s)
+    if runner not in _PACKAGE_RUNNERS and scripted:
         return True
     try:
         return (base / value).exists()
@@ -2225,7 +2230,21 @@ _PACKAGE_RUNNERS = frozenset({"npx", "uvx", "bunx", "pnpx", "pipx", "dlx"})
 _DIRECTORY_OPTIONS = ("--directory", "--cwd", "--project", "--prefix", "-C")
 
 
-def _moves_elsewhere(args: list[Any]) -> bool:
-    """Whether `args` give the launcher a folder to start the server in (`--directory DIR`,
-    `--directory=DIR`, `-C DIR`): the server's relative paths are then read from there."""
-    return any(isinstance(arg, str) and arg.partition("=")[0] in _DIRECTORY_OPTIONS for arg in args)
+def _launcher_folders(args: list[Any]) -> list[str] | None:
+    """The folders `args` give the launcher to start the server in (`--directory DIR`,
+    `--directory=DIR`, `-C DIR`), or None when they give none: the server's relative paths are
+    read from those, and a relative one of those from where carlang runs."""
+    found: list[str] = []
+    given = False
+    for index, arg in enumerate(args):
+        if not isinstance(arg, str):
+            continue
+        name, equals, value = arg.partition("=")
+        if name not in _DIRECTORY_OPTIONS:
+            continue
+        given = True
+        if equals:
+            found.append(value)
+        elif index + 1 < len(args) and isinstance(args[index + 1], str):
+            found.append(args[index + 1])
+    return found if given else None

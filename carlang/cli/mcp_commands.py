@@ -374,13 +374,6 @@ def proxy_command(
     if not program.mcp_servers:
         fail_usage(f"{file} declares no mcp_server: there is nothing to proxy")
     own_capabilities = _tenant_capabilities(tenant_capability or [], tenants, program)
-    if capability is None and set(own_capabilities) != set(tenants or [None]):
-        without = sorted(set(tenants) - set(own_capabilities))
-        whose = f"tenant(s) {', '.join(without)}" if tenants else "clients"
-        echo_err(
-            f"warning: no capability: {whose} see every tool of the program's MCP servers"
-            " (choose some with --capability NAME, or `capability` in carlang.toml)"
-        )
     _warn_missing_commands(program)
     _warn_unset_variables(program, started_by_client=transport is Transport.stdio)
     http = transport is Transport.http
@@ -409,6 +402,7 @@ def proxy_command(
         except BaseException:
             runtime.close()
             raise
+    _warn_capabilities(proxy, tenants)  # (once every option is known to be right)
     with _stopped_as_by_ctrl_c() as caught:
         try:
             if listening is not None:
@@ -619,6 +613,27 @@ def _tenant_capabilities(
     return chosen
 
 
+def _warn_capabilities(proxy: Any, tenants: dict[str, str]) -> None:
+    """Warn of clients that see every tool (no capability), and of a capability that allows
+    none of the MCP servers' tools (its clients could call nothing)."""
+    whose: list[str | None] = [*sorted(tenants)] or [None]
+    open_to = [t for t in whose if proxy.capability_of(t) is None]
+    if open_to:
+        who = "clients" if open_to == [None] else f"tenant(s) {', '.join(map(str, open_to))}"
+        echo_err(
+            f"warning: no capability: {who} see every tool of the program's MCP servers"
+            " (choose some with --capability NAME, or `capability` in carlang.toml)"
+        )
+    empty = [t for t in whose if proxy.capability_of(t) is not None and not proxy.list_tools(t)]
+    for capability in sorted({proxy.capability_of(t) for t in empty}):
+        users = [t for t in empty if proxy.capability_of(t) == capability]
+        who = "its clients" if users == [None] else f"tenant(s) {', '.join(map(str, users))}"
+        echo_err(
+            f"warning: capability `{capability}` allows none of the MCP servers' tools: {who}"
+            " can call nothing (check its `tools allow` patterns against the tools' names)"
+        )
+
+
 def _tool_counts(proxy: Any, tenants: dict[str, str]) -> str:
     """How many tools the proxy's clients see: `3 tool(s)`, or each tenant's when tenants see
     different tools (`tools for acme 2, globex 1`; with tenants, every client is some
@@ -724,12 +739,17 @@ def _warn_unset_variables(program: Any, *, started_by_client: bool) -> None:
                     "which carlang's environment does not have",
                     "every call of its tools will fail until it is set",
                 ),
-                (empty, "which is empty here", "its tools' calls go without a value"),
+                (
+                    empty,
+                    "which is empty here" if len(empty) == 1 else "which are empty here",
+                    "its tools' calls go without a value",
+                ),
             ):
                 if found:
                     listed = ", ".join(f"${{{name}}}" for name in found)
                     echo_err(
-                        f"warning: mcp_server `{server.name}`: its {part} name {listed}, {what}:"
+                        f"warning: mcp_server `{server.name}`: its {part}"
+                        f" {'names' if part == 'env' else 'name'} {listed}, {what}:"
                         f" {consequence}{why}"
                     )
 

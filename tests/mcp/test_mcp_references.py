@@ -477,3 +477,28 @@ def test_cl0229_leaves_launchers_that_start_elsewhere_or_fetch_packages() -> Non
         "}\n"
     )
     assert compile_diagnostics(text).diagnostics.sorted() == []
+
+
+def test_cl0229_names_a_launchers_relative_folder_and_an_options_path() -> None:
+    """`uv --directory sub run server.py` starts the server in `sub` of wherever carlang runs,
+    and `--config=conf.py` is a path too; `sh -c "python server.py"` is a command line, not a
+    file (a trial's findings)."""
+    text = (
+        "mcp_server rel {\n"
+        '  command "uv"\n'
+        '  args ["run", "--directory", "sub", "server.py"]\n'
+        "}\n"
+        "mcp_server opt {\n"
+        '  command "node"\n'
+        '  args ["--config=conf.js", "/srv/server.js"]\n'
+        "}\n"
+        "mcp_server shell {\n"
+        '  command "sh"\n'
+        '  args ["-c", "python /srv/server.py"]\n'
+        "}\n"
+    )
+    found = compile_diagnostics(text).diagnostics.sorted()
+    assert [(d.code, d.location()[1], d.message.split("`")[3]) for d in found] == [
+        ("CL0229", 3, "sub"),
+        ("CL0229", 7, "--config=conf.js"),
+    ]

@@ -247,3 +247,15 @@ def test_tenant_capability_options_that_cannot_be_are_usage_errors(
     one = runner.invoke(app, [*http, *tenants, "--tenant-capability", "globex=reader"])
     assert "warning: no capability: tenant(s) acme see every tool" in one.output, one.output
     assert "carlang mcp proxy: tools for acme 2, globex 1 at" in one.output, one.output
+    # a capability that allows none of the servers' tools is said to (a trial's finding)
+    program.write_text(TWO_TOOLS + "capability nothing { tools allow nosuch.* }\n")
+    none = runner.invoke(app, [*http, *tenants, "--tenant-capability", "globex=nothing"])
+    assert (
+        "warning: capability `nothing` allows none of the MCP servers' tools: tenant(s)"
+        " globex can call nothing" in none.output
+    ), none.output
+    # and no warning comes before an error that stops the proxy
+    monkeypatch.setenv("GLOBEX_TOKEN", "acme-token-1234567890")
+    same = runner.invoke(app, [*http, *tenants])
+    assert same.exit_code == 2 and "have the same token" in same.output, same.output
+    assert "warning" not in same.output, same.output
