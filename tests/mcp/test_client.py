@@ -314,3 +314,18 @@ def test_a_variable_taken_into_part_of_an_env_value_is_redacted_on_its_own(
     client = McpClient(McpServer(name="s", command="x", env={"AUTH": "Bearer ${PART_TOKEN}"}))
     assert client.scrubbed("invalid token s3cr3t-token-xyz-123") == "invalid token [REDACTED]"
     assert "s3cr3t" not in client.scrubbed("AUTH=Bearer s3cr3t-token-xyz-123")
+
+
+def test_a_server_has_a_process_group_of_its_own() -> None:
+    """A Ctrl-C at the terminal reached every server the proxy had started (one process
+    group), each dying with a traceback mid-call before the proxy could stop them in order
+    (a gateway trial's finding): a server now has a group of its own."""
+    import os
+
+    client = _fake()
+    try:
+        process = client._process
+        assert process is not None
+        assert os.getpgid(process.pid) == process.pid != os.getpgid(0)
+    finally:
+        client.close()

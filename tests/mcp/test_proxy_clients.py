@@ -63,11 +63,18 @@ capability agent {{ tools allow notes.* }}
 
 @contextmanager
 def _proxy(
-    program: Path, *options: str, sigint: Any = signal.SIG_DFL
+    program: Path, *options: str, sigint: Any = signal.SIG_DFL, own_group: bool = False
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The proxy over HTTP on a free port, and its URL; its standard error is in
     `process.said` once it has stopped. `sigint`: SIGINT's disposition it starts with (a
-    shell's background job starts with it ignored)."""
+    shell's background job starts with it ignored); `own_group`: it leads a process group of
+    its own, as a terminal's foreground job does (a Ctrl-C there is SIGINT to the group)."""
+
+    def prepare() -> None:
+        signal.signal(signal.SIGINT, sigint)
+        if own_group:
+            os.setpgrp()
+
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"}
     process = subprocess.Popen(
         [sys.executable, "-m", "carlang", "mcp", "proxy", str(program), "--capability", "agent"]
@@ -76,7 +83,7 @@ def _proxy(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, sigint),
+        preexec_fn=prepare,
     )
     try:
         assert process.stderr is not None
@@ -286,3 +293,48 @@ def test_sigint_stops_the_proxy_with_ctrl_c_s_status(program: Path, sigint: Any)
         process.wait(timeout=20)
     assert process.returncode == 130, process.said  # type: ignore[attr-defined]
     assert "Traceback" not in process.said  # type: ignore[attr-defined]
+
+
+def test_ctrl_c_at_a_terminal_twice_stops_the_proxy_quietly(program: Path) -> None:
+    """At a terminal a Ctrl-C is SIGINT to the whole process group: it reached every server
+    the proxy had started, each dying with a traceback, and a second one made uvicorn print
+    ~120 lines of tracebacks of the calls it cancelled (a gateway trial). Now the servers have
+    groups of their own and are stopped in order, and what a forced stop cancels is not
+    reported as an error."""
+    import threading
+
+    called = threading.Event()
+
+    def client(url: str) -> None:
+        async def hold() -> None:
+            from mcp import ClientSession
+            from mcp.client.streamable_http import streamable_http_client
+
+            with anyio.move_on_after(30):
+                async with (
+                    streamable_http_client(url) as (read, write, _),
+                    ClientSession(read, write) as session,
+                ):
+                    await session.initialize()
+                    await session.call_tool("notes.recall", {})
+                    called.set()
+                    await anyio.sleep(30)
+
+        try:
+            anyio.run(hold)
+        except BaseException:  # noqa: BLE001 - (the proxy going away ends it: not the point)
+            pass
+
+    with _proxy(program, own_group=True) as (process, url):
+        holder = threading.Thread(target=client, args=(url,), daemon=True)
+        holder.start()
+        assert called.wait(30)
+        servers = _servers(process.pid)
+        assert servers and all(os.getpgid(pid) != process.pid for pid in servers)
+        os.killpg(process.pid, signal.SIGINT)
+        time.sleep(0.3)
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=30)
+    said = process.said  # type: ignore[attr-defined]
+    assert process.returncode == 130, said
+    assert "Traceback" not in said and "KeyboardInterrupt" not in said, said

@@ -10,6 +10,7 @@ import asyncio
 import json
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -183,37 +184,92 @@ def test_a_host_token_a_client_sends_is_kept_out_of_the_servers_stderr(tmp_path:
     assert re.search(r"^\[bank session [0-9a-f]{12}\] login with ", server_said, re.M), server_said
 
 
-def test_the_sdks_log_lines_hold_no_whole_session_id(caplog: pytest.LogCaptureFixture) -> None:
+@pytest.fixture
+def sdk_logging() -> Iterator[None]:
+    """The SDK's and uvicorn's loggers restored after a test that installs the proxy's
+    filters and handler on them (the proxy does so once per process)."""
+    import logging
+
+    names = [
+        "mcp",
+        "uvicorn.error",
+        *(f"mcp.server.{m}" for m in ("streamable_http", "streamable_http_manager", "sse")),
+    ]
+    kept = {
+        name: (
+            list(logging.getLogger(name).filters),
+            list(logging.getLogger(name).handlers),
+            logging.getLogger(name).propagate,
+        )
+        for name in names
+    }
+    yield
+    for name, (filters, handlers, propagate) in kept.items():
+        logger = logging.getLogger(name)
+        logger.filters[:], logger.handlers[:], logger.propagate = filters, handlers, propagate
+
+
+def test_the_sdks_log_lines_hold_no_whole_session_id(
+    sdk_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The MCP SDK logs session ids whole (`Session <id> crashed`, with a traceback), and over
     HTTP a session id is what a client sends to be that session: the proxy's log (the
-    operator's) shortens them, whichever way the SDK writes them, in tracebacks too."""
+    operator's) shortens them, whichever way the SDK writes them, in tracebacks too. Its
+    lines have one form, named as the SDK's (they were bare, then `WARNING:mcp...:`)."""
     import logging
     import uuid
 
     from carlang_runtime.mcp.proxy import _filter_sdk_logs
 
     _filter_sdk_logs()
-    _filter_sdk_logs()  # (once per process: filters are not stacked)
+    _filter_sdk_logs()  # (once per process: filters and handlers are not stacked)
     manager = logging.getLogger("mcp.server.streamable_http_manager")
-    assert len(manager.filters) == 2
+    assert len(manager.filters) == 2 and len(logging.getLogger("mcp").handlers) == 1
     hex_id, dashed, glued = uuid.uuid4().hex, str(uuid.uuid4()), uuid.uuid4().hex
-    with caplog.at_level(logging.INFO, logger="mcp"):
-        manager.warning("Session %s crashed", hex_id)
-        manager.info(f"Created new transport with session ID: {dashed}")
-        manager.info(f"session_{glued}x ended")
-        try:
-            raise RuntimeError(f"no session {hex_id}")
-        except RuntimeError:
-            manager.exception("Session crashed")
-    said = [record.getMessage() for record in caplog.records]
-    assert said[:3] == [
-        f"Session {hex_id[:8]}... crashed",
-        f"Created new transport with session ID: {dashed[:8]}...",
-        f"session_{glued[:8]}...x ended",
+    manager.setLevel(logging.INFO)
+    manager.warning("Session %s crashed", hex_id)
+    manager.warning(f"Created new transport with session ID: {dashed}")
+    manager.warning(f"session_{glued}x ended")
+    try:
+        raise RuntimeError(f"no session {hex_id}")
+    except RuntimeError:
+        manager.exception("Session crashed")
+    said = capsys.readouterr().err
+    assert said.splitlines()[:3] == [
+        f"carlang mcp proxy: MCP SDK: Session {hex_id[:8]}... crashed",
+        f"carlang mcp proxy: MCP SDK: Created new transport with session ID: {dashed[:8]}...",
+        f"carlang mcp proxy: MCP SDK: session_{glued[:8]}...x ended",
     ]
-    shown = caplog.text
-    assert hex_id not in shown and dashed not in shown and glued not in shown, shown
-    assert f"RuntimeError: no session {hex_id[:8]}..." in shown
+    assert hex_id not in said and dashed not in said and glued not in said, said
+    assert f"RuntimeError: no session {hex_id[:8]}..." in said
+
+
+def test_what_a_forced_stop_cancels_is_not_logged_as_an_error(
+    sdk_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A second Ctrl-C made uvicorn log ~120 lines of tracebacks of the requests it cancelled,
+    and of its lifespan's shutdown as text (a gateway trial); its real errors stay."""
+    import asyncio
+    import logging
+
+    from carlang_runtime.mcp.proxy import _filter_sdk_logs
+
+    _filter_sdk_logs()
+    uvicorn = logging.getLogger("uvicorn.error")
+    records: list[logging.LogRecord] = []
+    uvicorn.addHandler(type("Keep", (logging.Handler,), {"emit": lambda _, r: records.append(r)})())
+    for error in (asyncio.CancelledError(), KeyboardInterrupt(), ValueError("real")):
+        try:
+            raise error
+        except BaseException:
+            uvicorn.exception("Exception in ASGI application")
+    uvicorn.error("Traceback (most recent call last):\n  ...\nasyncio.exceptions.CancelledError\n")
+    uvicorn.error("Traceback (most recent call last):\n  ...\nValueError: real\n")
+    assert [r.exc_info[0] if r.exc_info else r.getMessage()[-17:] for r in records] == [
+        ValueError,
+        "ValueError: real\n",
+    ]
+    capsys.readouterr()
 
 
 def test_a_capability_for_a_tenant_no_client_can_be_stops_the_proxy(tmp_path: Path) -> None:

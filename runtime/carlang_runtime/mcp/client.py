@@ -435,6 +435,10 @@ class McpClient:
                 stderr=subprocess.PIPE if forward is not None else self.stderr,
                 env=env,
                 cwd=server.cwd,
+                # A process group of its own: a Ctrl-C at the terminal goes to carlang alone,
+                # which stops its servers in order (input closed, then SIGTERM), rather than
+                # to every server at once, each dying with a traceback mid-call.
+                process_group=0,
             )
         except OSError as exc:
             raise McpError(

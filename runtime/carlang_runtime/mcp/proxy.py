@@ -1120,6 +1120,41 @@ class _ClientGone(logging.Filter):
         return type(error).__name__ not in ("ClosedResourceError", "BrokenResourceError")
 
 
+class _StoppedNow(logging.Filter):
+    """Drops uvicorn's tracebacks of what a second Ctrl-C (or SIGINT to the whole group)
+    cancels: the stop the user asked for, not an error (the event log marks the calls it
+    interrupted)."""
+
+    #: The last line of a traceback that uvicorn logs as text (a lifespan's shutdown).
+    _CANCELLED = ("asyncio.exceptions.CancelledError", "KeyboardInterrupt")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (asyncio.CancelledError, KeyboardInterrupt)):
+            return False
+        message = record.getMessage().rstrip()
+        return not (
+            message.startswith("Traceback") and message.rpartition("\n")[2] in self._CANCELLED
+        )
+
+
+class _SdkLines(logging.Handler):
+    """Writes the MCP SDK's warnings to the proxy's standard error in one form, named as the
+    SDK's (`carlang mcp proxy: MCP SDK: Invalid Host header: ...`): Python's fallback wrote
+    the first bare and, once anything configured logging, `WARNING:mcp.server...:` after."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.setFormatter(logging.Formatter("carlang mcp proxy: MCP SDK: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            sys.stderr.write(self.format(record) + "\n")
+            sys.stderr.flush()
+        except (OSError, ValueError):  # (a closed standard error: nothing to tell)
+            pass
+
+
 class _SessionIdsShortened(logging.Filter):
     """Shortens the session ids in the MCP SDK's own log lines to their first 8 characters
     (`Session 3f2a9c1e... crashed`). Over HTTP a session id is what a client sends to be that
@@ -1150,12 +1185,21 @@ _SDK_SESSION_LOGGERS = (
 
 
 def _filter_sdk_logs() -> None:
-    """The proxy's filters on the SDK's loggers (once per process: a logger keeps its filters)."""
-    for name in _SDK_SESSION_LOGGERS:
+    """The proxy's filters on the SDK's and uvicorn's loggers, and the SDK's lines' one form
+    (once per process: a logger keeps its filters and handlers)."""
+    wanted: dict[str, tuple[type[logging.Filter], ...]] = {
+        name: (_ClientGone, _SessionIdsShortened) for name in _SDK_SESSION_LOGGERS
+    }
+    wanted["uvicorn.error"] = (_StoppedNow,)
+    for name, kinds in wanted.items():
         logger = logging.getLogger(name)
-        for kind in (_ClientGone, _SessionIdsShortened):
+        for kind in kinds:
             if not any(isinstance(f, kind) for f in logger.filters):
                 logger.addFilter(kind())
+    sdk = logging.getLogger("mcp")
+    if not any(isinstance(h, _SdkLines) for h in sdk.handlers):
+        sdk.addHandler(_SdkLines())
+        sdk.propagate = False
 
 
 def bind_http(port: int, host: str = "127.0.0.1") -> socket.socket:
