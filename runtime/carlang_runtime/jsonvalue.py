@@ -257,17 +257,21 @@ def _beyond_double(number: int) -> bool:
     return False
 
 
+#: `paramcheck.json_type_name`'s names (CAR's) as `json_kind` words them in a sentence.
+_KIND_WORDS = {
+    "null": "null",
+    "boolean": "a boolean",
+    "number": "a number",
+    "string": "a string",
+    "array": "a list",
+    "object": "an object",
+}
+
+
 def json_kind(value: object) -> str:
     """What a JSON value is, in words: "an object", "a list", "a string", "a number"..., or
     the Python type's name for what JSON has no word for."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, Mapping):
-        return "an object"
-    return "a list" if isinstance(value, (list, tuple)) else type(value).__name__
+    from .paramcheck import json_type_name
+
+    name = json_type_name(value)
+    return _KIND_WORDS.get(name, name)
