@@ -231,9 +231,30 @@ def exit_code(process: subprocess.Popen[str], log: Path, seconds: float = 60.0) 
     try:
         return process.wait(timeout=seconds)
     except subprocess.TimeoutExpired:
-        process.send_signal(signal.SIGABRT)
-        process.wait(timeout=30)
-        raise AssertionError(f"not ended after {seconds} s:\n{log.read_text()}") from None
+        raise AssertionError(f"not ended after {seconds} s:\n{_stacks(process, log)}") from None
+
+
+def said_by(process: subprocess.Popen[str], log: Path, text: str, seconds: float = 60.0) -> str:
+    """What `process` (`start_carlang`'s, stderr to `log`) has said once `text` is in it; if
+    not within `seconds`, AssertionError with its stderr and every thread's stack: what it was
+    doing instead (a run a worker never picked up, a step that hung)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        said = log.read_text()
+        if text in said:
+            return said
+        if process.poll() is not None:
+            raise AssertionError(f"ended ({process.returncode}) before saying {text!r}:\n{said}")
+        time.sleep(0.3)
+    raise AssertionError(f"{text!r} not said after {seconds} s:\n{_stacks(process, log)}")
+
+
+def _stacks(process: subprocess.Popen[str], log: Path) -> str:
+    """Stop `process` with SIGABRT, whose faulthandler writes every thread's stack to its
+    stderr (`log`): that stderr."""
+    process.send_signal(signal.SIGABRT)
+    process.wait(timeout=30)
+    return log.read_text()
 
 
 def stop_all(started: list[subprocess.Popen[str]]) -> None:

@@ -31,6 +31,7 @@ from tests.dbos.support import (
     marking_tools,
     resume,
     runs_listed,
+    said_by,
     show,
     skip_without_sqlite,
     sqlite_url,
@@ -206,10 +207,9 @@ def _interrupted_on_a_worker(
     """A run submitted with `more` (its proposal) to a worker, w1, until the worker says it
     was interrupted: its id, and what the worker said (its stderr)."""
     err = project / "w1.err"
-    start_worker(sqlite_url(project), "--id", "w1", cwd=project, started=started, log=err)
+    worker = start_worker(sqlite_url(project), "--id", "w1", cwd=project, started=started, log=err)
     stopped = submit(sqlite_url(project), project, *more)
-    wait_for(lambda: f"run {stopped} was interrupted" in err.read_text())
-    return stopped, err.read_text()
+    return stopped, said_by(worker, err, f"run {stopped} was interrupted")
 
 
 def _plain_completes(project: Path) -> None:
@@ -349,8 +349,7 @@ def test_a_run_whose_tools_do_not_load_on_its_worker_waits_for_them(
     run_id = submitted.stdout.strip()
     err = project / "w1.err"
     worker = start_worker(database, "--id", "w1", cwd=elsewhere, started=workers, log=err)
-    wait_for(lambda: f"run {run_id} cannot start here" in err.read_text())
-    said = err.read_text()
+    said = said_by(worker, err, f"run {run_id} cannot start here")
     assert "No module named 'mytools'" in said and "Traceback" not in said, said
     assert len(said.strip().splitlines()) == 1
     assert show(database, run_id, project)["status"] == "PENDING"  # (was ERROR, for good)
