@@ -224,7 +224,7 @@ def test_the_sdks_log_lines_hold_no_whole_session_id(
     _filter_sdk_logs()
     _filter_sdk_logs()  # (once per process: filters and handlers are not stacked)
     manager = logging.getLogger("mcp.server.streamable_http_manager")
-    assert len(manager.filters) == 2 and len(logging.getLogger("mcp").handlers) == 1
+    assert len(manager.filters) == 3 and len(logging.getLogger("mcp").handlers) == 1
     hex_id, dashed, glued = uuid.uuid4().hex, str(uuid.uuid4()), uuid.uuid4().hex
     manager.setLevel(logging.INFO)
     manager.warning("Session %s crashed", hex_id)
@@ -242,6 +242,32 @@ def test_the_sdks_log_lines_hold_no_whole_session_id(
     ]
     assert hex_id not in said and dashed not in said and glued not in said, said
     assert f"RuntimeError: no session {hex_id[:8]}..." in said
+
+
+def test_the_sdks_refusal_of_another_tenants_session_is_dropped_only_once_the_proxy_said_it(
+    sdk_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The proxy says which tenant asked for which tenant's session; the SDK's line naming
+    neither is then dropped, and kept whenever the proxy could not say its own (an SDK that
+    keeps no record of who opened a session where the proxy looks)."""
+    import contextvars
+    import logging
+
+    from carlang_runtime.mcp.proxy import _OWNER_REFUSAL_SAID, _filter_sdk_logs
+
+    _filter_sdk_logs()
+    manager = logging.getLogger("mcp.server.streamable_http_manager")
+    refusal = "Rejecting request for session %s: credential does not match the one that created"
+
+    def refused(said_by_the_proxy: bool) -> None:
+        _OWNER_REFUSAL_SAID.set(said_by_the_proxy)
+        manager.warning(refusal, "3f2a9c1e" * 4)
+
+    contextvars.copy_context().run(refused, True)
+    assert capsys.readouterr().err == ""
+    contextvars.copy_context().run(refused, False)
+    said = capsys.readouterr().err
+    assert said == "carlang mcp proxy: MCP SDK: " + refusal % "3f2a9c1e..." + "\n", said
 
 
 def test_what_a_forced_stop_cancels_is_not_logged_as_an_error(

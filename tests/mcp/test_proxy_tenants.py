@@ -152,6 +152,14 @@ def test_a_tenants_session_is_not_another_tenants(program: Path, tokens: list[st
         assert recalled["content"][0]["text"] == "<nothing>", recalled
     said = process.said  # type: ignore[attr-defined]
     assert ACME not in said and GLOBEX not in said and "Traceback" not in said, said
+    # the operator's log names both tenants, once per refused request (the SDK's own line
+    # named neither); the session's id is shortened, as everywhere in the log
+    refused = (
+        f"carlang mcp proxy: a request of tenant 'globex' for a session of tenant 'acme'"
+        f" ({mine[:8]}...) was refused, answered as for a session that does not exist"
+    )
+    assert said.splitlines().count(refused) == 4, said
+    assert "credential does not match" not in said and mine not in said, said
 
 
 def test_one_tenant_cannot_take_every_place(program: Path, tokens: list[str]) -> None:

@@ -1120,6 +1120,40 @@ class _ClientGone(logging.Filter):
         return type(error).__name__ not in ("ClosedResourceError", "BrokenResourceError")
 
 
+#: Set, for the rest of a request's handling, once the proxy has said whose a request for
+#: another tenant's session was (`_said_whose`): the SDK's own line, which names no tenant,
+#: is then dropped (`_OwnerRefusalSaid`).
+_OWNER_REFUSAL_SAID: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "carlang_owner_refusal_said", default=False
+)
+
+
+class _OwnerRefusalSaid(logging.Filter):
+    """Drops the MCP SDK's `Rejecting request for session ...: credential does not match`
+    once the proxy has said the same with both tenants named (`_said_whose`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        said = _OWNER_REFUSAL_SAID.get()
+        return not (said and str(record.msg).startswith("Rejecting request for session"))
+
+
+def _said_whose(proxy: PolicyProxy, manager: Any, session_id: str, tenant: str) -> None:
+    """Say, when tenant `tenant` asks for a client session another tenant opened, which
+    tenants they are (the SDK refuses it as a session that does not exist, 404, and says so
+    naming neither). Its record of who opened each session is private: without it (another
+    SDK), its own line is all there is."""
+    owners = getattr(manager, "_session_owners", None)
+    opener = owners.get(session_id) if isinstance(owners, dict) else None
+    owner = opener.get("client_id") if isinstance(opener, dict) else None  # (a TypedDict)
+    if not isinstance(owner, str) or owner == tenant:
+        return
+    proxy._warn(
+        f"carlang mcp proxy: a request of tenant {tenant!r} for a session of tenant {owner!r}"
+        f" ({session_id[:8]}...) was refused, answered as for a session that does not exist"
+    )
+    _OWNER_REFUSAL_SAID.set(True)
+
+
 class _StoppedNow(logging.Filter):
     """Drops uvicorn's tracebacks of what a second Ctrl-C (or SIGINT to the whole group)
     cancels: the stop the user asked for, not an error (the event log marks the calls it
@@ -1190,6 +1224,7 @@ def _filter_sdk_logs() -> None:
     wanted: dict[str, tuple[type[logging.Filter], ...]] = {
         name: (_ClientGone, _SessionIdsShortened) for name in _SDK_SESSION_LOGGERS
     }
+    wanted["mcp.server.streamable_http_manager"] += (_OwnerRefusalSaid,)
     wanted["uvicorn.error"] = (_StoppedNow,)
     for name, kinds in wanted.items():
         logger = logging.getLogger(name)
@@ -1551,6 +1586,9 @@ def serve_http(
                 await _unauthorized(scope, receive, send)
                 return
             _as_tenant(scope, tenant)
+            session_id = _header(scope, b"mcp-session-id")
+            if session_id is not None:
+                _said_whose(proxy, manager, session_id.decode("latin-1"), tenant)
         post = scope.get("method") == "POST"
         refusal = await guard.validate_request(Request(scope, receive), is_post=post)
         if refusal is not None:  # (checked before the body is read; the SDK checks again)
