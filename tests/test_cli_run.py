@@ -216,8 +216,16 @@ def test_events_are_logged_and_listed(tmp_path: Path) -> None:
     listing = runner.invoke(app, ["events", str(db), "--format", "json"])
     last = json.loads(listing.output)[-1]
     assert last["rejected"] == 1 and last["failed"] == 0, last
+    refused = (
+        "ship: approval refused (prod: policy prod requires approval): refused: approvals are"
+        " denied in this run (--deny-approvals)"
+    )
+    assert last["why"] == refused, last  # (and None for a run that did its work)
+    assert json.loads(listing.output)[0]["why"] is None
     listing = runner.invoke(app, ["events", str(db)])
+    # the line says why, as a gateway's operator scanning many calls wants to see it
     assert "(1 rejected)" in listing.output.splitlines()[-2]
+    assert listing.output.splitlines()[-2].endswith(f"  {refused[:97]}..."), listing.output
     typo = runner.invoke(app, ["events", str(db), "--kind", "aproval_recorded"])
     assert typo.exit_code == 2
     assert "no event kind `aproval_recorded` (did you mean `approval_recorded`?)" in typo.output

@@ -820,11 +820,11 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, default=str, ensure_ascii=False)
 
 
-def _clipped(text: str) -> str:
-    """`text`, cut to `STATE_VALUE_WIDTH` characters (ending in `...`) when longer."""
-    if len(text) <= STATE_VALUE_WIDTH:
+def _clipped(text: str, width: int = STATE_VALUE_WIDTH) -> str:
+    """`text`, cut to `width` characters (ending in `...`) when longer."""
+    if len(text) <= width:
         return text
-    return text[: STATE_VALUE_WIDTH - 3] + "..."
+    return text[: width - 3] + "..."
 
 
 def _compensated(status: str, compensation: ir.CompensationResult) -> tuple[str, str]:
@@ -1015,7 +1015,9 @@ def _print_runs(records: list[dict[str, Any]], tenants: dict[str, Any], output: 
                 # a run "completed" with its only call refused (CAR's rule for a refusal before
                 # any policy: the proposal goes on) is not a run that did its work
                 runs[run_id][record["kind"].removeprefix("action_")] += 1
+                runs[run_id].setdefault("why", _why(record))
     for run_id, entry in runs.items():
+        entry.setdefault("why", None)
         entry["tenant"] = tenants.get(run_id)
     if output is RunFormat.json:
         echo(json.dumps(list(runs.values()), indent=2))
@@ -1031,11 +1033,23 @@ def _print_runs(records: list[dict[str, Any]], tenants: dict[str, Any], output: 
         # (not `plural`: the counts stay right-aligned in a column, the word padded after)
         word = "event" if count == 1 else "events"
         whose = f"  tenant {entry['tenant']}" if entry["tenant"] is not None else ""
+        why = f"  {_clipped(entry['why'].splitlines()[0], _WHY_WIDTH)}" if entry["why"] else ""
         echo(
             f"{entry['run_id']}  {entry['started']}  {status:<24}"
-            f" {count:>6} {word:<6}  {entry['proposal'] or ''}{whose}".rstrip()
+            f" {count:>6} {word:<6}  {entry['proposal'] or ''}{whose}{why}".rstrip()
         )
     echo(plural(len(runs), "run"))
+
+
+def _why(record: dict[str, Any]) -> str:
+    """Why an action was refused or failed, from its terminal event: `b: policy violation:
+    no_secret: no secrets` (what a gateway's operator looks for first, among many calls)."""
+    error = (record.get("data") or {}).get("error")
+    return f"{record.get('action_id')}: {error or record['kind'].removeprefix('action_')}"
+
+
+#: The most of a run's `why` a line of `carlang events` shows (the JSON holds it whole).
+_WHY_WIDTH = 100
 
 
 #: The kinds of event that end an action (`engine.events.TERMINAL_KINDS`, as text).
