@@ -110,7 +110,7 @@ def eval_command(
 
     _check_resamples(resamples)
     tasks = load_dataset(dataset, plan, root)
-    recorded = _load_outcomes(outcomes, tasks)
+    recorded = _load_outcomes(outcomes, tasks, plan)
     history = load_feedback(feedback, tasks)
     result = evaluate(tasks, recorded, load_config(config), history, resamples=resamples, seed=seed)
     if as_json:
@@ -265,7 +265,7 @@ def search_command(
         )
     dimensions = load_space(space)  # (first: a space too large to search is refused at once)
     tasks = load_dataset(dataset, plan, root)
-    recorded = _load_outcomes(outcomes, tasks)
+    recorded = _load_outcomes(outcomes, tasks, plan)
     _warn_coverage(tasks, recorded)
     _warn_fixed(tasks, recorded, [d.name for d in dimensions])
 
@@ -308,16 +308,21 @@ def search_command(
     raise typer.Exit(EXIT_OK)
 
 
-def _load_outcomes(paths: list[Path], tasks: list[Task]) -> Outcomes:
+def _load_outcomes(paths: list[Path], tasks: list[Task], plan: str | None) -> Outcomes:
     """`--outcomes`, runs without a task joined where their task is clear (`resolve`), with
-    a warning for each kind of outcome that joins no task's candidate."""
+    a warning for each kind of outcome that joins no task's candidate (with `--plan`, the
+    runs of the tasks it left out are only counted, in a note: leaving them out was asked)."""
     from carlang_runtime.experiments import Outcomes
     from carlang_runtime.experiments.outcomes import repeated_note
 
     recorded = Outcomes.load(paths)
     for log, runs in recorded.repeated:
         echo_err(f"note: {repeated_note(log, runs)}")
-    for problem in recorded.warnings(tasks):
+    chosen = plan is not None
+    others = recorded.of_other_tasks(tasks) if chosen else 0
+    if others:
+        echo_err(f"note: {others} recorded run(s) of other tasks than --plan {plan} left out")
+    for problem in recorded.warnings(tasks, chosen=chosen):
         echo_err(f"warning: {problem}")
     return recorded.resolve(tasks)
 

@@ -103,6 +103,7 @@ class Evaluation:
     rankers: list[RankerScore]
     tasks: int
     unjoined: list[str]
+    #: The recorded runs of the joined tasks' candidates: those the metrics stand on.
     runs: int
     #: Joined tasks where fewer than 2 candidates have outcomes (see `uninformative`).
     single: list[str] = field(default_factory=list)
@@ -236,7 +237,7 @@ def evaluate(
         [_summarise(name, per[name], resamples, seed) for name in chosen],
         tasks=len(tasks) - len(unjoined),
         unjoined=unjoined,
-        runs=outcomes.runs,
+        runs=sum(o.runs for task in tasks for o in joined(task, outcomes).values()),
         single=uninformative(tasks, outcomes),
     )
 

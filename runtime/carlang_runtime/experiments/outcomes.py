@@ -112,26 +112,42 @@ class Outcomes:
         owners = _owners(tasks)
         return [c for t, c in self.by_key if t == ANY_TASK and len(owners.get(c, ())) > 1]
 
-    def unjoined(self, tasks: Sequence[Task]) -> list[tuple[str, str]]:
+    def unjoined(self, tasks: Sequence[Task], chosen: bool = False) -> list[tuple[str, str]]:
         """The (task, candidate) keys that name no candidate of `tasks` (a run without a task
         joins the one task with a candidate of its id, see `resolve`; one that several have is
-        `ambiguous`, not counted here), in the order they were recorded."""
+        `ambiguous`, not counted here), in the order they were recorded. `chosen`: `tasks`
+        are the few a user picked (`--plan`), so the outcomes of other tasks are not counted
+        (`of_other_tasks`)."""
         names = {(task.id, c.id) for task in tasks for c in task.candidates}
         anywhere = {candidate for _, candidate in names}
+        ids = {task.id for task in tasks}
         return [
             (task, candidate)
             for task, candidate in self.by_key
-            if (task, candidate) not in names and not (task == ANY_TASK and candidate in anywhere)
+            if (task, candidate) not in names
+            and not (task == ANY_TASK and candidate in anywhere)
+            and not (chosen and task != ANY_TASK and task not in ids)
         ]
 
-    def warnings(self, tasks: Sequence[Task]) -> list[str]:
+    def of_other_tasks(self, tasks: Sequence[Task]) -> int:
+        """How many recorded runs name a task other than `tasks`' (left out when `tasks` are
+        the ones a user picked)."""
+        ids = {task.id for task in tasks}
+        return sum(o.runs for (task, _), o in self.by_key.items() if task not in (ANY_TASK, *ids))
+
+    def runs_of(self, keys: Iterable[tuple[str, str]]) -> int:
+        """How many runs these (task, candidate) keys recorded."""
+        return sum(self.by_key[key].runs for key in keys)
+
+    def warnings(self, tasks: Sequence[Task], chosen: bool = False) -> list[str]:
         """A line for each kind of recorded outcome that joins no task's candidate: those that
-        name none (`describe_unjoined`), runs without a task whose candidate several tasks
-        have, and runs whose scope's task is not a string."""
-        lines = [line] if (line := self.describe_unjoined(tasks)) is not None else []
+        name none (`describe_unjoined`; `chosen`: see `unjoined`), runs without a task whose
+        candidate several tasks have, and runs whose scope's task is not a string."""
+        unjoined = self.describe_unjoined(tasks, chosen=chosen)
+        lines = [unjoined] if unjoined is not None else []
         ambiguous = self.ambiguous(tasks)
         if ambiguous:
-            runs = sum(self.by_key[(ANY_TASK, c)].runs for c in ambiguous)
+            runs = self.runs_of((ANY_TASK, c) for c in ambiguous)
             where = self.origins.get((ANY_TASK, ambiguous[0]))
             owners = _owners(tasks)
             shared = list(dict.fromkeys(t for c in ambiguous for t in owners[c]))
@@ -151,10 +167,13 @@ class Outcomes:
             )
         return lines
 
-    def describe_unjoined(self, tasks: Sequence[Task], shown: int = 3) -> str | None:
+    def describe_unjoined(
+        self, tasks: Sequence[Task], shown: int = 3, chosen: bool = False
+    ) -> str | None:
         """A line naming the outcomes that join no task's candidate (the first `shown`, then a
-        count), or None when every one joins."""
-        keys = self.unjoined(tasks)
+        count; `chosen`: see `unjoined`), and how many runs they recorded, or None when every
+        one joins."""
+        keys = self.unjoined(tasks, chosen)
         if not keys:
             return None
         parts = []
@@ -164,8 +183,9 @@ class Outcomes:
             parts.append(f"{where} ({name})" if where else name)
         more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
         return (
-            f"{len(keys)} recorded outcome(s) name no candidate of the dataset's tasks and are"
-            f" left out: {'; '.join(parts)}{more} (check the task and candidate ids)"
+            f"{self.runs_of(keys)} recorded run(s) of {len(keys)} candidate(s) name no"
+            f" candidate of the dataset's tasks and are left out: {'; '.join(parts)}{more}"
+            " (check the task and candidate ids)"
         )
 
     @property

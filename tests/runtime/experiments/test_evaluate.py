@@ -181,9 +181,51 @@ def test_outcomes_that_join_no_candidate_are_named(
     result = CliRunner().invoke(app, ["planner", "eval", str(dataset), "--outcomes", str(csv)])
     assert result.exit_code == 0, result.output
     assert result.stderr == (
-        f"warning: 4 recorded outcome(s) name no candidate of the dataset's tasks and are left"
-        f" out: {csv}:3 (task 't9', candidate 'c_okay'); {csv}:4 (task 't1', candidate 'nope');"
-        f" {csv}:5 (candidate 'ghost') and 1 more (check the task and candidate ids)\n"
+        f"warning: 4 recorded run(s) of 4 candidate(s) name no candidate of the dataset's tasks"
+        f" and are left out: {csv}:3 (task 't9', candidate 'c_okay'); {csv}:4 (task 't1',"
+        f" candidate 'nope'); {csv}:5 (candidate 'ghost') and 1 more (check the task and"
+        " candidate ids)\n"
+    )
+
+
+def test_runs_left_out_are_counted_as_runs_and_not_as_joined(
+    bench: tuple[Path, Path, list], tmp_path: Path
+) -> None:
+    """Ten rows of a candidate no task has, beside two that join: the warning counted one
+    outcome, and the report said 12 runs joined (a trial); the figures stand on 2."""
+    dataset, _, _ = bench
+    csv = tmp_path / "outcomes.csv"
+    rows = ["t1,ghost,1"] * 10 + ["t1,c_okay,1", "t1,c_fail,0"]
+    csv.write_text("task,candidate,success\n" + "\n".join(rows) + "\n")
+    args = ["planner", "eval", str(dataset), "--outcomes", str(csv), "--resamples", "0"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1 task(s) joined with 2 recorded run(s); no outcome for 1")
+    assert result.stderr.startswith(
+        "warning: 10 recorded run(s) of 1 candidate(s) name no candidate of the dataset's tasks"
+    )
+    as_json = CliRunner().invoke(app, [*args, "--json"])
+    assert json.loads(as_json.stdout)["runs"] == 2
+
+
+def test_with_plan_the_runs_of_the_other_tasks_are_a_note_not_a_warning(
+    bench: tuple[Path, Path, list], tmp_path: Path
+) -> None:
+    """`--plan t1` warned that every run of t2 named no candidate, and to check the ids (a
+    trial): leaving them out is what was asked. A wrong candidate of t1 is still warned of."""
+    dataset, _, _ = bench
+    csv = tmp_path / "outcomes.csv"
+    rows = ["t1,c_okay,1", "t1,c_fail,0", "t2,d_two,0", "t2,e_one,1", "t2,e_one,1", "t1,nope,1"]
+    csv.write_text("task,candidate,success\n" + "\n".join(rows) + "\n")
+    args = ["planner", "eval", str(dataset), "--outcomes", str(csv), "--plan", "t1"]
+    result = CliRunner().invoke(app, [*args, "--resamples", "0"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("1 task(s) joined with 2 recorded run(s)\n")
+    assert result.stderr == (
+        "note: 3 recorded run(s) of other tasks than --plan t1 left out\n"
+        "warning: 1 recorded run(s) of 1 candidate(s) name no candidate of the dataset's tasks"
+        f" and are left out: {csv}:7 (task 't1', candidate 'nope') (check the task and"
+        " candidate ids)\n"
     )
 
 
@@ -252,7 +294,8 @@ def test_runs_without_a_task_join_only_where_their_task_is_clear(tmp_path: Path)
     args = ["planner", "eval", str(dataset), "--resamples", "0"]
     result = CliRunner().invoke(app, [*args, "--outcomes", str(csv)])
     assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("2 task(s) joined with 5 recorded run(s)\n")
+    # (the run left out is not one the figures stand on)
+    assert result.stdout.startswith("2 task(s) joined with 4 recorded run(s)\n")
     assert result.stderr == (
         f"warning: 1 recorded run(s) name no task (the first at {csv}:2) and are left out:"
         " their candidate(s) (one) are candidates of several tasks (T1, T2), so which task"
