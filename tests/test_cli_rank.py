@@ -260,6 +260,26 @@ def test_no_valid_candidate_exits_1(tmp_path: Path) -> None:
     assert code == 1 and "sloppy" in out
 
 
+def test_the_table_says_why_each_invalid_candidate_is_so(tmp_path: Path) -> None:
+    """Without --explain an invalid candidate showed `no` and nothing more, so a tool's typo
+    went unseen; and two invalid candidates of equal score had a tie-break line saying one
+    'wins' (a trial)."""
+    code, out, _ = rank(tmp_path, "--plan", "release")
+    assert code == 0
+    assert out.splitlines()[-1] == (
+        "sloppy is invalid: get (p.car:11:19) will be denied by https_only: fetch over https only"
+    )
+    typo = PROGRAM.replace("proposal lucky { f = flaky() }", "proposal lucky { f = flakey() }")
+    typo = typo.replace("candidates careful, bold, sloppy", "candidates lucky, sloppy")
+    code, out, _ = rank(tmp_path, "--plan", "release", program=typo)
+    assert code == 1
+    assert "tie-break" not in out
+    assert out.splitlines()[-2:] == [
+        "lucky is invalid: f (p.car:12:18) error: tool 'flakey' is not registered",
+        "sloppy is invalid: get (p.car:11:19) will be denied by https_only: fetch over https only",
+    ]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("columns", [220, 100])
 def test_at_a_terminal_no_value_is_cut(tmp_path: Path, columns: int) -> None:

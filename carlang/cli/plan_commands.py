@@ -166,7 +166,7 @@ def _rank(
 ) -> None:
     """Rank or sweep, here or (`remote`) on the workers; exits with `rank`'s status."""
     from carlang_runtime.experiments import rank_task, table_rows, write_csv
-    from carlang_runtime.planner.explain import render_explanation
+    from carlang_runtime.planner.explain import invalid_notes, render_explanation
 
     from .datasets import warn_idle_settings
 
@@ -221,6 +221,9 @@ def _rank(
             if explain:
                 echo()
                 echo(render_explanation(ranked, config, task.id))
+            else:
+                for note in invalid_notes(ranked):
+                    echo(note)
     every_valid = all(ranked and ranked[0].valid for _, _, ranked in rankings)
     raise typer.Exit(EXIT_OK if every_valid else EXIT_FAILED)
 
@@ -253,7 +256,7 @@ def _tie_note(ranked: list[ScoredProposal]) -> str | None:
     from carlang_runtime.experiments import tie_breaks
 
     rules = tie_breaks(ranked)
-    if not rules or not rules[0]:
+    if not rules or not rules[0] or not ranked[0].valid:  # (no winner among invalid ones)
         return None
     return (
         f"tie-break: {ranked[0].proposal_id} and {ranked[1].proposal_id} score the same"

@@ -17,7 +17,14 @@ from typing import Any
 from .config import PlannerConfig
 from .score import FEATURES, ScoredProposal
 
-__all__ = ["Difference", "Comparison", "compare", "explain_ranking", "render_explanation"]
+__all__ = [
+    "Difference",
+    "Comparison",
+    "compare",
+    "explain_ranking",
+    "invalid_notes",
+    "render_explanation",
+]
 
 _LABELS = {
     "validity": "validity",
@@ -129,6 +136,20 @@ def _invalid_lines(scored: ScoredProposal, reasons: list[dict[str, Any]]) -> lis
     return [f"{_name(scored)} is invalid:", *(f"  - {_where(f)}{f['message']}" for f in reasons)]
 
 
+def invalid_notes(ranked: Sequence[ScoredProposal]) -> list[str]:
+    """A line per invalid candidate with the first thing that makes it so, as the ranking
+    table's footnote (`carlang rank` without `--explain`: an invalid candidate showed only
+    `no`, and a typo in one of its tools went unseen)."""
+    notes = []
+    for scored in ranked:
+        reasons = _invalid_because(scored) if not scored.valid else []
+        if reasons:
+            first = reasons[0]
+            more = f" (and {len(reasons) - 1} more)" if len(reasons) > 1 else ""
+            notes.append(f"{_name(scored)} is invalid: {_where(first)}{first['message']}{more}")
+    return notes
+
+
 def explain_ranking(ranked: Sequence[ScoredProposal], config: PlannerConfig) -> list[Comparison]:
     """Every candidate after the first compared with the first (the winner)."""
     if not ranked:
@@ -185,9 +206,14 @@ def render_explanation(
         gap = winner.score - other.score
         lines.append(f"{_name(other)} lost ({other.score:.4f}, {gap:.4f} behind) on:")
         if not comparison.lost_on:
-            lines.append("  - nothing: an equal score; ties go to fewer actions, then the earlier")
+            lines.append(
+                "  - nothing: an equal score; ties go to fewer actions, then to the candidate"
+                " given first"
+            )
         lines.extend(f"  - {_describe(d)}" for d in comparison.lost_on)
         for better in comparison.better_on:
+            if f"{better.winner:.3f}" == f"{better.other:.3f}":
+                continue  # (a difference the figures shown cannot show is no edge to name)
             label = _LABELS[better.feature]
             paid = _findings(winner, other, better.feature) if better.feature != "cost" else []
             detail = "; ".join(f"{_where(f)}{f['message']}" for f in paid)

@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 from carlang_runtime import ir
 from carlang_runtime.planner import PlannerConfig, SettingError, rank
-from carlang_runtime.planner.explain import compare, explain_ranking, render_explanation
+from carlang_runtime.planner import explain as explaining
+from carlang_runtime.planner.explain import (
+    Comparison,
+    Difference,
+    compare,
+    explain_ranking,
+    invalid_notes,
+    render_explanation,
+)
 from carlang_runtime.planner.sweep import parse_axis, sweep, winner_changes
 
 from tests.runtime.engine.support import call, proposal
@@ -58,6 +66,36 @@ def test_a_lone_or_all_invalid_ranking_is_explained() -> None:
     assert "(the only candidate)" in render_explanation([only], config)
     ranked = rank([proposal(call("a", "x"))], ["t"], config=config)
     assert render_explanation(ranked, config).startswith("no candidate is valid")
+
+
+def test_without_explain_each_invalid_candidate_says_its_first_reason() -> None:
+    """`rank` without --explain showed an invalid candidate as `no` and nothing more: a typo
+    in one of its tools went unseen (a trial)."""
+    config = PlannerConfig(approval_penalty=1.0)
+    ranked = rank(candidates(), ["deploy", "test"], config=config, policies=[APPROVAL])
+    assert invalid_notes(ranked) == ["broken is invalid: x error: tool 'nope' is not registered"]
+    twice = proposal(call("x", "nope"), call("y", "nada"), id="twice")
+    assert invalid_notes(rank([twice], ["deploy"])) == [
+        "twice is invalid: x error: tool 'nope' is not registered (and 1 more)"
+    ]
+
+
+def test_an_edge_the_shown_figures_cannot_show_is_not_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`+ better on cost efficiency` was said of 0.798 against 0.798 (a trial)."""
+    config = PlannerConfig()
+    ranked = rank(candidates()[:2], ["deploy", "test"], config=config)
+
+    def compared(differences: list[Difference]) -> object:
+        return lambda *_: [Comparison(ranked[1], [], differences, [])]
+
+    unseen = Difference("cost", winner=0.79812, other=0.79835, impact=-1e-4)
+    monkeypatch.setattr(explaining, "explain_ranking", compared([unseen]))
+    assert "better on" not in render_explanation(ranked, config)
+    seen = Difference("cost", winner=0.698, other=0.798, impact=-0.1)
+    monkeypatch.setattr(explaining, "explain_ranking", compared([seen]))
+    assert "+ better on cost efficiency" in render_explanation(ranked, config)
 
 
 def test_axes_parse_ranges_and_lists() -> None:
