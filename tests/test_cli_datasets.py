@@ -268,6 +268,64 @@ def test_a_folder_skips_the_files_that_are_no_dataset_and_says_so(tmp_path: Path
     )
 
 
+def test_a_file_of_another_kind_is_named_with_the_option_that_takes_it(tmp_path: Path) -> None:
+    """A trial: `rank space.toml` (or outcomes.csv) was parsed as a program (`unexpected
+    cost_weight`); `--config feedback.json` said `no planner setting is called 'format'`,
+    `--config space.toml` that a range is not a number; `--feedback p.car` or a CSV said
+    `malformed JSON`, `--feedback best.json` only that it is no feedback file."""
+    program = tmp_path / "p.car"
+    program.write_text(PROGRAM)
+    space = tmp_path / "space.toml"
+    space.write_text("cost_weight = { min = 0.0, max = 0.5, step = 0.1 }\nseed = [1, 2]\n")
+    outcomes = tmp_path / "outcomes.csv"
+    outcomes.write_text("task,candidate,success\nfirst,one,1\n")
+    feedback = tmp_path / "feedback.json"
+    feedback.write_text(
+        json.dumps({"format": "carlang-feedback/1", "tool_success_rates": {"fetch": 0.9}})
+    )
+    search = {"objective": "top1", "best": {}, "tried": [], "config": {"cost_weight": 0.5}}
+    (tmp_path / "best.json").write_text(json.dumps(search))
+    tasks = "tasks are .car programs, CAR JSON proposals (.json) and JSONL groups (.jsonl)"
+    expected = {
+        (str(space),): f"error: {space}: a TOML file (planner settings go to --config; a search"
+        f" space to planner search --space), not a dataset of tasks to rank ({tasks})",
+        (str(outcomes),): f"error: {outcomes}: a CSV file (recorded outcomes go to planner eval"
+        f" --outcomes), not a dataset of tasks to rank ({tasks})",
+        ("--config", str(feedback)): f"error: --config {feedback}: a feedback file (`planner"
+        " learn`'s, for --feedback), not a planner config",
+        ("--config", str(space)): f"error: {space}: a table of ranges and lists of values, as a"
+        " search space is (planner search --space), not a planner config: a config is a table"
+        ' of settings, like {"cost_weight": 0.3}',
+        ("--feedback", str(program)): f"error: --feedback {program}: a carlang program (ranked"
+        " as given, without an option), not tool history",
+        ("--feedback", str(outcomes)): f"error: --feedback {outcomes}: a CSV file (recorded"
+        " outcomes go to planner eval --outcomes), not tool history",
+        ("--feedback", str(tmp_path / "best.json")): f"error: --feedback {tmp_path / 'best.json'}:"
+        " a search's output (`planner search -o`'s, for --config), not tool history",
+    }
+    for args, said in expected.items():
+        options = args if args[0].startswith("--") else ()
+        inputs = args if not options else (str(program),)
+        result = runner.invoke(app, ["rank", *inputs, *options])
+        assert (result.exit_code, result.stdout) == (2, ""), (args, result.output)
+        assert result.stderr == said + "\n", args
+    # and what each is for still takes it
+    ranked = runner.invoke(app, ["rank", str(program), "--feedback", str(feedback)])
+    assert ranked.exit_code == 0, ranked.output
+
+
+def test_a_file_given_twice_is_read_once(tmp_path: Path) -> None:
+    """`rank . p.car` refused p.car's tasks as two of one name, the first being itself."""
+    (tmp_path / "p.car").write_text(PROGRAM)
+    result = runner.invoke(app, ["rank", str(tmp_path), str(tmp_path / "p.car"), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert len(list(csv.DictReader(io.StringIO(result.stdout)))) == 4
+    assert (
+        result.stderr == f"note: {tmp_path / 'p.car'} is given more than once: its tasks are"
+        " read once\n"
+    )
+
+
 def test_carlangs_own_json_outputs_in_a_folder_are_skipped(tmp_path: Path) -> None:
     """`rank DIR` over a folder holding `rank --format json`'s output failed: "candidate 1:
     invalid proposal: actions: field required". Outputs of rank, a sweep and eval are now

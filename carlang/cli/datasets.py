@@ -27,6 +27,19 @@ __all__ = [
 #: The files a folder contributes, in this order within the folder (sorted by path).
 DATASET_SUFFIXES = (".car", ".json", ".jsonl")
 
+#: Files by their suffix that are no program, with where the planner takes them: given to
+#: `rank`, they were parsed as programs (`unexpected cost_weight`).
+_OTHER_KINDS = {
+    ".toml": "a TOML file (planner settings go to --config; a search space to planner"
+    " search --space)",
+    ".csv": "a CSV file (recorded outcomes go to planner eval --outcomes)",
+    ".db": "a SQLite file (an event log goes to --feedback, or to planner eval --outcomes)",
+    ".yaml": "a YAML file",
+    ".yml": "a YAML file",
+}
+#: What `rank` and the planner's commands read as tasks, said when a file is none.
+_DATASETS_ARE = "tasks are .car programs, CAR JSON proposals (.json) and JSONL groups (.jsonl)"
+
 
 def _files(inputs: list[Path]) -> list[Path]:
     """The files of the inputs: each file given, and the dataset files of each folder (those
@@ -40,6 +53,9 @@ def _files(inputs: list[Path]) -> list[Path]:
             if path in files:
                 fail_usage("- (standard input) is given twice: it can be read once")
             files.append(path)
+        elif path.is_file() and path.suffix.lower() in _OTHER_KINDS:
+            kind = _OTHER_KINDS[path.suffix.lower()]
+            fail_usage(f"{path}: {kind}, not a dataset of tasks to rank ({_DATASETS_ARE})")
         elif path.is_dir():
             found = sorted(
                 p
@@ -63,7 +79,20 @@ def _files(inputs: list[Path]) -> list[Path]:
             if other is not None:
                 fail_usage(f"{path}: {other}, not a dataset of tasks to rank")
             files.append(path)
-    return files
+    return _once(files)
+
+
+def _once(files: list[Path]) -> list[Path]:
+    """`files`, each file once (one given by name and again in a folder given, `rank .
+    p.car`: its tasks were refused as two of one name, the first being itself), with a note."""
+    seen: dict[Path, Path] = {}
+    for file in files:
+        key = file if str(file) == "-" else file.resolve()
+        if key in seen:
+            echo_err(f"note: {file} is given more than once: its tasks are read once")
+        else:
+            seen[key] = file
+    return list(seen.values())
 
 
 def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> list[Task]:
@@ -116,6 +145,30 @@ def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> lis
     return check_unique(tasks)
 
 
+def _refuse_other_kind(path: Path, option: str, wanted: str) -> None:
+    """A usage error when `path`, given to `option`, is recognisably another kind of file:
+    a program, a dataset, a CSV, or another of carlang's JSON files (`not_a_dataset`), each
+    named with the option that takes it (they were read as `wanted`, and refused for what
+    that reading met: `no planner setting is called 'format'`, `malformed JSON`)."""
+    from carlang_runtime.experiments.dataset import not_a_dataset
+
+    suffix = path.suffix.lower()
+    if suffix == ".car":
+        kind = "a carlang program (ranked as given, without an option)"
+    elif suffix in (".csv", ".yaml", ".yml") or (suffix == ".toml" and option != "--config"):
+        kind = _OTHER_KINDS[suffix]
+    elif suffix in (".json", ".jsonl") and path.is_file():
+        kind = not_a_dataset(path) or ""
+        if f"for {option}" in kind or "for --outcomes, or --feedback" in kind:
+            return
+        if not kind and option == "--feedback" and suffix == ".json":
+            return  # (its loader says what is wrong with it as a feedback file)
+    else:
+        return
+    if kind:
+        fail_usage(f"{option} {path}: {kind}, not {wanted}")
+
+
 def _no_plan(plan: str, where: str, names: list[str], kinds: str) -> NoReturn:
     """The usage error for a `--plan` that names no plan or task: the closest name, or the
     first few there are."""
@@ -137,6 +190,7 @@ def load_config(path: Path | None) -> PlannerConfig:
 
     if path is None:
         return PlannerConfig()
+    _refuse_other_kind(path, "--config", "a planner config")
     text = read_input(path)
     document: Any
     try:
@@ -150,6 +204,12 @@ def load_config(path: Path | None) -> PlannerConfig:
         document, within = document["config"], ["config"]
     if not isinstance(document, dict):
         fail_usage(f'{path}: a config is a table of settings, like {{"cost_weight": 0.3}}')
+    if document and all(isinstance(value, (dict, list)) for value in document.values()):
+        fail_usage(
+            f"{path}: a table of ranges and lists of values, as a search space is (planner"
+            " search --space), not a planner config: a config is a table of settings, like"
+            ' {"cost_weight": 0.3}'
+        )
     try:
         return PlannerConfig().with_settings(document)
     except SettingError as exc:
@@ -167,6 +227,7 @@ def load_feedback(path: Path | None, tasks: list[Task]) -> ToolFeedback | None:
         return None
     from carlang_runtime.planner import ToolFeedback
 
+    _refuse_other_kind(path, "--feedback", "tool history")
     history = ToolFeedback.load(path)
     called = {
         action.tool
