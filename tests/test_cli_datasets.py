@@ -314,6 +314,25 @@ def test_a_file_of_another_kind_is_named_with_the_option_that_takes_it(tmp_path:
     assert ranked.exit_code == 0, ranked.output
 
 
+def test_a_jsonl_file_of_lone_proposals_is_warned_about(tmp_path: Path) -> None:
+    """Proposals one per line rank each alone (`a wins ... (the only candidate)`, exit 0): a
+    trial wrote them so to rank them against each other."""
+    deploy = {**call("deploy", env="staging"), "id": "b"}
+    lines = [proposal("snap", call("fetch")), proposal("dump", call("fetch"), deploy)]
+    file = tmp_path / "two.jsonl"
+    file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    result = runner.invoke(app, ["rank", str(file), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith(
+        f"warning: each of the 2 lines of {file} is a task of one candidate, ranked alone: to"
+        " rank proposals against each other, give them as the candidates of one group"
+    )
+    grouped = {"id": "t1", "candidates": lines}
+    file.write_text(json.dumps(grouped) + "\n" + json.dumps({**grouped, "id": "t2"}) + "\n")
+    result = runner.invoke(app, ["rank", str(file), "--format", "csv"])
+    assert result.exit_code == 0 and result.stderr == "", result.output
+
+
 def test_a_file_given_twice_is_read_once(tmp_path: Path) -> None:
     """`rank . p.car` refused p.car's tasks as two of one name, the first being itself."""
     (tmp_path / "p.car").write_text(PROGRAM)

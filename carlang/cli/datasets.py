@@ -82,6 +82,20 @@ def _files(inputs: list[Path]) -> list[Path]:
     return _once(files)
 
 
+def _warn_lone_candidates(file: Path, tasks: list[Task]) -> None:
+    """Warn when every line of a JSONL file is a task of one candidate: likely proposals
+    written one per line to be ranked against each other, which ranks each alone (a trial:
+    `a wins ... (the only candidate)`, then `b wins ...`, exit 0)."""
+    if len(tasks) > 1 and all(len(task.candidates) == 1 for task in tasks):
+        where = str(file) if str(file) != "-" else "standard input"
+        echo_err(
+            f"warning: each of the {len(tasks)} lines of {where} is a task of one candidate,"
+            " ranked alone: to rank proposals against each other, give them as the candidates"
+            ' of one group, {"id": "t1", "candidates": [...]} on one line, or as a JSON array'
+            " in a .json file"
+        )
+
+
 def _once(files: list[Path]) -> list[Path]:
     """`files`, each file once (one given by name and again in a folder given, `rank .
     p.car`: its tasks were refused as two of one name, the first being itself), with a note."""
@@ -116,6 +130,7 @@ def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> lis
                 found = load_groups(file) if file.suffix == ".jsonl" else [load_proposals(file)]
             if not found:
                 empty.append(file)
+            _warn_lone_candidates(file, found)
             names.extend(task.id for task in found)
             tasks.extend(task for task in found if plan is None or task.id == plan)
             continue
