@@ -318,6 +318,8 @@ def _load_outcomes(paths: list[Path], tasks: list[Task], plan: str | None) -> Ou
     recorded = Outcomes.load(paths)
     for log, runs in recorded.repeated:
         echo_err(f"note: {repeated_note(log, runs)}")
+    for table in recorded.tables_again:
+        echo_err(f"note: {table} is given more than once: its rows are counted once")
     chosen = plan is not None
     others = recorded.of_other_tasks(tasks) if chosen else 0
     if others:

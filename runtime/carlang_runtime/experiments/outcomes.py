@@ -65,6 +65,8 @@ class Outcomes:
     bad_tasks: list[tuple[str, Any]] = field(default_factory=list)
     #: Per log, how many of its runs an earlier log held too (their trace ids): counted once.
     repeated: list[tuple[str, int]] = field(default_factory=list)
+    #: The outcome CSVs given again (the same file): read once.
+    tables_again: list[str] = field(default_factory=list)
 
     def add(
         self,
@@ -98,7 +100,11 @@ class Outcomes:
         with a candidate of its id; one that several tasks have stays unjoined (`ambiguous`).
         Resolving twice changes nothing."""
         owners = _owners(tasks)
-        out = Outcomes(bad_tasks=list(self.bad_tasks), repeated=list(self.repeated))
+        out = Outcomes(
+            bad_tasks=list(self.bad_tasks),
+            repeated=list(self.repeated),
+            tables_again=list(self.tables_again),
+        )
         for (task, candidate), outcome in self.by_key.items():
             found = owners.get(candidate, [])
             at = found[0] if task == ANY_TASK and len(found) == 1 else task
@@ -233,6 +239,12 @@ class Outcomes:
             where = f"{path}:{number}"
             runs = _cell(row, "runs", where, _whole, "1", "a whole number of runs, 1 or more")
             rate = _cell(row, "success", where, _rate, None, "a number between 0 and 1")
+            if rate not in (0.0, 1.0) and not (row.get("runs") or "").strip():
+                raise DatasetError(
+                    f"{where}: column `success`: {rate} is a rate, which is the rate of a number"
+                    " of runs: give it in a `runs` column (a row without one is a single run,"
+                    " whose success is 0 or 1)"
+                )
             cost = _cell(row, "cost", where, _number, "0", "a number (the mean cost of a run)")
             task, candidate = row["task"] or ANY_TASK, row["candidate"]
             self.add(task, candidate, runs, rate * runs, cost * runs, f"{path}:{number}")
@@ -243,8 +255,13 @@ class Outcomes:
         `EventLogError` or `DatasetError`, saying where."""
         outcomes = cls()
         seen: set[str] = set()
+        tables: set[Path] = set()
         for path in paths:
             if path.suffix == ".csv":
+                if path.resolve() in tables:  # (its rows name no run: only the file tells)
+                    outcomes.tables_again.append(str(path))
+                    continue
+                tables.add(path.resolve())
                 outcomes.learn_csv(path)
                 continue
             events, repeated = unseen_runs(read_log(path, _OUTCOMES_ARE, RUN_KINDS), seen)
@@ -396,6 +413,8 @@ def _rate(text: str) -> float | None:
 
 
 def _whole(text: str) -> int | None:
+    if text.isascii() and text.isdigit():  # exactly (through a float, 10**23 became 10**23+x)
+        return int(text) if int(text) >= 1 else None
     value = _number(text)
     return int(value) if value is not None and value.is_integer() and value >= 1 else None
 

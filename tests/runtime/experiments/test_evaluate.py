@@ -409,3 +409,28 @@ def test_a_log_given_twice_counts_each_run_once(
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("2 task(s) joined with 20 recorded run(s)\n")
     assert note in result.stderr
+
+
+def test_csv_runs_are_exact_a_rate_needs_its_runs_and_a_table_given_twice_counts_once(
+    bench: tuple[Path, Path, list], tmp_path: Path
+) -> None:
+    """A trial: `runs` of 10**23 went through a float (99999999999999991611393 runs); a
+    `success` of 0.5 without `runs` was taken as half a run's success; the same CSV given
+    twice counted every row twice, with no word (a log given twice is counted once)."""
+    from carlang_runtime.experiments.dataset import DatasetError
+
+    dataset, _, _ = bench
+    huge = tmp_path / "huge.csv"
+    huge.write_text(f"task,candidate,success,runs\nt1,c_okay,1,{10**23}\n")
+    assert Outcomes.load([huge]).runs == 10**23
+    rate = tmp_path / "rate.csv"
+    rate.write_text("task,candidate,success\nt1,c_okay,1\nt1,c_fail,0.5\n")
+    with pytest.raises(DatasetError, match=f"{rate}:3: column `success`: 0.5 is a rate"):
+        Outcomes.load([rate])
+    rate.write_text("task,candidate,success,runs\nt1,c_okay,1,\nt1,c_fail,0.5,4\n")
+    assert Outcomes.load([rate]).runs == 5
+    args = ["planner", "eval", str(dataset), "--resamples", "0", "--outcomes", str(rate)]
+    twice = CliRunner().invoke(app, [*args, "--outcomes", str(rate)])
+    assert twice.exit_code == 0, twice.output
+    assert twice.stdout.startswith("1 task(s) joined with 5 recorded run(s)")
+    assert f"note: {rate} is given more than once: its rows are counted once\n" in twice.stderr
