@@ -191,7 +191,7 @@ class Outcomes:
         return (
             f"{self.runs_of(keys)} recorded run(s) of {len(keys)} candidate(s) name no"
             f" candidate of the dataset's tasks and are left out: {'; '.join(parts)}{more}"
-            " (check the task and candidate ids)"
+            f" ({_renamed(keys, tasks) or 'check the task and candidate ids'})"
         )
 
     @property
@@ -269,6 +269,22 @@ class Outcomes:
                 outcomes.repeated.append((str(path), repeated))
             outcomes.learn_events(events, str(path))
         return outcomes
+
+
+def _renamed(keys: Sequence[tuple[str, str]], tasks: Sequence[Task]) -> str | None:
+    """The hint for outcomes naming a plan's task by the plan's name where the dataset calls
+    it `file:plan` (several files given: `newsletter` became `email:newsletter`, and every
+    outcome recorded under the plan's name was left out), or None."""
+    for task, _candidate in keys:
+        if task == ANY_TASK:
+            continue
+        found = [t.id for t in tasks if t.id.endswith(f":{task}")]
+        if found:
+            return (
+                f"with several files given, a plan's task is FILE:PLAN: task {task!r} is"
+                f" {found[0]!r} here; give its file alone, or record the runs under that name"
+            )
+    return None
 
 
 def unseen_runs(events: list[dict[str, Any]], seen: set[str]) -> tuple[list[dict[str, Any]], int]:

@@ -434,3 +434,27 @@ def test_csv_runs_are_exact_a_rate_needs_its_runs_and_a_table_given_twice_counts
     assert twice.exit_code == 0, twice.output
     assert twice.stdout.startswith("1 task(s) joined with 5 recorded run(s)")
     assert f"note: {rate} is given more than once: its rows are counted once\n" in twice.stderr
+
+
+def test_a_plans_task_renamed_by_a_second_file_is_hinted(tmp_path: Path) -> None:
+    """With a second file given, a program's plan `newsletter` is the task `p:newsletter`,
+    and every outcome recorded under `newsletter` was left out with 'check the task and
+    candidate ids' (a trial)."""
+    program = tmp_path / "p.car"
+    program.write_text(
+        "tool t()\nproposal a { x = t() }\nproposal b { x = t()  y = t() after x }\n"
+        "plan newsletter { candidates a, b }\n"
+    )
+    other = tmp_path / "other.car"
+    other.write_text("tool t()\nproposal c { x = t() }\n")
+    csv = tmp_path / "outcomes.csv"
+    csv.write_text("task,candidate,success\nnewsletter,a,1\nnewsletter,b,0\n")
+    args = ["planner", "eval", str(program), "--outcomes", str(csv), "--resamples", "0"]
+    alone = CliRunner().invoke(app, args)
+    assert alone.exit_code == 0 and alone.stderr == "", alone.output
+    both = CliRunner().invoke(app, [*args, str(other)])
+    assert both.exit_code == 1, both.output  # (no task joined)
+    assert (
+        "(with several files given, a plan's task is FILE:PLAN: task 'newsletter' is"
+        " 'p:newsletter' here; give its file alone, or record the runs under that name)\n"
+    ) in both.stderr, both.stderr
