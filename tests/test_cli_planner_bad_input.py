@@ -107,3 +107,26 @@ def test_a_corrupt_line_of_an_outcomes_log_is_refused_as_learn_refuses_it(
     assert result.exit_code == 2, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
     assert result.stderr.strip().splitlines()[-1] == refusal
+
+
+def test_trials_with_a_grid_search_and_a_value_swept_twice_are_usage_errors(
+    tmp_path: Path,
+) -> None:
+    """A trial: `planner search --method grid --trials 5` ignored --trials without a word,
+    and `rank --sweep cost_weight=0.1,0.1` wrote every row twice."""
+    space = tmp_path / "space.toml"
+    space.write_text("cost_weight = [0.1, 0.5]\n")
+    args = ["planner", "search", str(TASKS), "--outcomes", str(RUNS), "--space", str(space)]
+    for method in ((), ("--method", "grid")):
+        refused = runner.invoke(app, [*args, *method, "--trials", "5"])
+        assert (refused.exit_code, refused.stdout) == (2, ""), refused.output
+        assert refused.stderr == (
+            "error: --trials counts the points of --method random or optuna; a grid search"
+            " tries every point of the space: drop --trials, or choose --method random\n"
+        )
+    program = ROOT / "examples" / "planning" / "deploy_plans.car"
+    swept = runner.invoke(app, ["rank", str(program), "--sweep", "cost_weight=0.1,0.2,0.1"])
+    assert (swept.exit_code, swept.stdout) == (2, ""), swept.output
+    assert "--sweep cost_weight=0.1,0.2,0.1: 0.1 is given twice; give each value once" in (
+        swept.stderr
+    )

@@ -208,8 +208,9 @@ def search_command(
         ),
     ] = "grid",
     trials: Annotated[
-        int, typer.Option("--trials", help="Points of a random or optuna search.")
-    ] = 50,
+        int | None,
+        typer.Option("--trials", help="Points of a random or optuna search (default 50)."),
+    ] = None,
     split: Annotated[
         str, typer.Option("--split", help="TRAIN:TEST (like 70:30) or 'kfold K'.")
     ] = "50:50",
@@ -255,6 +256,11 @@ def search_command(
 
     if workers is not None and workers < 1:
         fail_usage("--workers must be at least 1")
+    if trials is not None and method == "grid":  # (it was ignored)
+        fail_usage(
+            "--trials counts the points of --method random or optuna; a grid search tries"
+            " every point of the space: drop --trials, or choose --method random"
+        )
     check_output_path(output, "-o")
     check_plot(plot)
     if backend is Backend.inprocess and database is not None:
@@ -280,7 +286,7 @@ def search_command(
             base=load_config(config),
             feedback=history,
             method=method,
-            trials=trials,
+            trials=trials if trials is not None else DEFAULT_TRIALS,
             split=split,
             objective=objective,
             seed=seed,
@@ -306,6 +312,10 @@ def search_command(
     if plot is not None:
         _plot(result, plot)
     raise typer.Exit(EXIT_OK)
+
+
+#: The points a random or optuna search tries without `--trials`.
+DEFAULT_TRIALS = 50
 
 
 def _load_outcomes(paths: list[Path], tasks: list[Task], plan: str | None) -> Outcomes:

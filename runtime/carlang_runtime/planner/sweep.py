@@ -99,6 +99,9 @@ def parse_axis(spec: str) -> Axis:
         if not all(float(v).is_integer() for v in points):
             raise SettingError(f"--sweep {spec}: {name} takes whole numbers")
         points = tuple(int(v) for v in points)
+    repeated = next((v for i, v in enumerate(points) if v in points[:i]), None)
+    if repeated is not None:  # (the same point twice: rows that say nothing new)
+        raise SettingError(f"--sweep {spec}: {repeated} is given twice; give each value once")
     return Axis(name, points)
 
 
