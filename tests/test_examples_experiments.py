@@ -178,3 +178,17 @@ def test_a_broken_toml_config_and_outcome_cells_say_where_and_what(
         result = runner.invoke(app, ["planner", "eval", "tasks.jsonl", "--outcomes", str(outcomes)])
         assert (result.exit_code, result.stdout) == (2, "")
         assert result.stderr == f"error: {outcomes}:3: {said}\n"
+
+
+@pytest.mark.slow  # (a process per case)
+@pytest.mark.parametrize("args", [["--tasks", "-2"], ["--runs", "0"], ["--tasks", "x"]])
+def test_the_generator_refuses_counts_below_one(tmp_path: Path, args: list[str]) -> None:
+    """`generate.py --tasks -2` printed `0 tasks, 0 runs recorded` and exited 0 (a trial)."""
+    done = subprocess.run(
+        [sys.executable, str(FOLDER / "generate.py"), *args, "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 2 and f"argument {args[0]}: " in done.stderr, done.stderr
+    assert not (tmp_path / "tasks.jsonl").exists()

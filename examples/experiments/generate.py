@@ -15,11 +15,22 @@ from pathlib import Path
 from carlang_runtime.experiments.generate import generate_tasks, record_runs, write_groups
 
 
+def _at_least_one(text: str) -> int:
+    """A count of 1 or more (`--tasks -2` made nothing and said it had succeeded)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is below 1")
+    return value
+
+
 def main() -> None:
     """Parse the arguments, generate, record."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tasks", type=int, default=10)
-    parser.add_argument("--runs", type=int, default=5, help="runs per candidate")
+    parser.add_argument("--tasks", type=_at_least_one, default=10)
+    parser.add_argument("--runs", type=_at_least_one, default=5, help="runs per candidate")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent)
     args = parser.parse_args()
