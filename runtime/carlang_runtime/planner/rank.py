@@ -93,6 +93,12 @@ def rank_plan(
     """Rank a program's plan: its candidates against the program's tools, initial state (with
     `state` over it), policies, capabilities and budgets. `config` is used as given; without
     it, the plan's own (`plan_config(plan)`)."""
+    if not isinstance(program, Program):  # (a path gave AttributeError: 'str' ... 'plan')
+        raise TypeError(
+            f"rank_plan takes a compiled Program, not {type(program).__name__}: compile a"
+            " .car file with carlang.compiler.compile_or_raise(path), or load a program's JSON"
+            " with Program.model_validate_json(text)"
+        )
     if isinstance(plan, str):
         found = program.plan(plan)
         if found is None:
