@@ -72,7 +72,7 @@ def test_an_event_log_that_is_not_json_is_reported_at_its_line(tmp_path: Path) -
     code, out = cli("events", str(log))
     assert code == 2
     assert out.strip() == (
-        f"{log}:1:1: error: malformed JSON: expecting value"
+        f"{log}:1:1: error: malformed JSON: expecting value (this is carlang source, not JSON)"
         " (an event log holds one JSON event per line)"
     )
 

@@ -150,8 +150,24 @@ _INFINITIES = (float("inf"), float("-inf"))
 
 def malformed(exc: json.JSONDecodeError) -> str:
     """`malformed JSON: expecting value`: what `json` found wrong, worded as carlang's other
-    messages are (the position is the caller's to give, as `file:line:col`)."""
-    return f"malformed JSON: {exc.msg[:1].lower()}{exc.msg[1:]}"
+    messages are (the position is the caller's to give, as `file:line:col`); for carlang
+    source where JSON was expected (`cat p.car | carlang rank -`), saying so."""
+    said = f"malformed JSON: {exc.msg[:1].lower()}{exc.msg[1:]}"
+    if exc.pos == len(exc.doc) - len(exc.doc.lstrip()) and _carlang_source(exc.doc):
+        said += " (this is carlang source, not JSON)"
+    return said
+
+
+#: How a carlang program's first line begins: a comment or a declaration's keyword.
+_CARLANG_START = re.compile(
+    r"\s*(?:#|(?:import|tool|mcp_server|state|capability|budget|policy|redact|proposal|plan"
+    r"|test|deny|allow|rate_limit)\b)"
+)
+
+
+def _carlang_source(text: str) -> bool:
+    """Whether `text` begins as a carlang program does."""
+    return _CARLANG_START.match(text) is not None
 
 
 def _parse_plain(text: str) -> object:

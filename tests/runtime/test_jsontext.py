@@ -184,3 +184,24 @@ def test_a_repeated_key_is_refused_exactly_when_an_object_repeats_one(
     assert (kind == "error") == repeats, message
     if repeats:
         assert "duplicate key" in str(message)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["tool fetch(url: string)\n", "# my agent\ntool t()\n", "  \n\tpolicy p: deny t\n"],
+)
+def test_carlang_source_where_json_was_expected_is_said_to_be_so(text: str) -> None:
+    """`cat p.car | carlang rank -` (or `verify -`) said only 'malformed JSON: expecting
+    value' (a trial)."""
+    with pytest.raises(JsonTextError) as caught:
+        parse_json(text)
+    assert caught.value.message.endswith(
+        "malformed JSON: expecting value (this is carlang source, not JSON)"
+    )
+
+
+@pytest.mark.parametrize("text", ["tooling", '{"tool": 1', "[1, tool]", "toolx()"])
+def test_other_text_that_is_not_json_gets_no_such_hint(text: str) -> None:
+    with pytest.raises(JsonTextError) as caught:
+        parse_json(text)
+    assert "carlang source" not in caught.value.message
