@@ -52,6 +52,30 @@ def _as_server_user(command: list[str]) -> list[str]:
     return command
 
 
+#: How many free ports a start tries: another process (a test of another worker) may take
+#: the port between `_free_port` closing it and the server binding it.
+_START_ATTEMPTS = 3
+
+
+def _started(pg_ctl: str, data: Path, home: Path) -> int:
+    """Start the cluster in `data` on a free local port, and return the port; another port
+    when the one chosen was taken meanwhile. Raises `CalledProcessError` otherwise."""
+    log = home / "server.log"
+    for attempt in range(_START_ATTEMPTS):
+        port = _free_port()
+        options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
+        command = [pg_ctl, "-D", str(data), "-l", str(log), "-w", "-o", options, "start"]
+        try:
+            subprocess.run(_as_server_user(command), check=True, capture_output=True, timeout=120)
+            return port
+        except subprocess.CalledProcessError:
+            taken = log.exists() and "could not bind" in log.read_text(errors="replace")
+            if not taken or attempt == _START_ATTEMPTS - 1:
+                raise
+            log.unlink()
+    raise AssertionError("unreachable")  # (the last attempt returns or raises)
+
+
 @contextmanager
 def private_postgres() -> Iterator[str]:
     """Start a private cluster; yield the URL of a database on it; stop and delete it.
@@ -63,8 +87,6 @@ def private_postgres() -> Iterator[str]:
     data = home / "data"
     if os.geteuid() == 0:
         shutil.chown(home, "postgres")
-    port = _free_port()
-    options = f"-p {port} -k {home} -c listen_addresses=127.0.0.1 -c fsync=off"
     try:
         subprocess.run(
             _as_server_user([initdb, "-D", str(data), "-A", "trust", "-U", "postgres"]),
@@ -72,24 +94,7 @@ def private_postgres() -> Iterator[str]:
             capture_output=True,
             timeout=120,
         )
-        subprocess.run(
-            _as_server_user(
-                [
-                    pg_ctl,
-                    "-D",
-                    str(data),
-                    "-l",
-                    str(home / "server.log"),
-                    "-w",
-                    "-o",
-                    options,
-                    "start",
-                ]
-            ),
-            check=True,
-            capture_output=True,
-            timeout=120,
-        )
+        port = _started(pg_ctl, data, home)
     except (OSError, subprocess.SubprocessError, LookupError) as exc:
         shutil.rmtree(home, ignore_errors=True)
         raise CarlangRuntimeError(f"a private Postgres could not be started here ({exc})") from None
