@@ -55,6 +55,16 @@ def initialize(request_id: Any = "init", client: str = "t") -> dict[str, Any]:
 INITIALIZED: dict[str, Any] = {"jsonrpc": "2.0", "method": "notifications/initialized"}
 
 
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now, for a server a test starts (another process may
+    take it before the server binds it: rare, and the test then fails where it starts)."""
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def wait_for_port(port: int, seconds: float = 30.0) -> None:
     """Wait until something listens on 127.0.0.1:`port` (a server just started), at most
     `seconds` (the test then goes on, and fails where it first needs the server)."""

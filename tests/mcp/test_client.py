@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import sys
 import threading
 from collections.abc import Iterator
@@ -25,6 +24,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from carlang.mcp_import import import_server
+from tests.mcp.conftest import free_port
 
 runner = CliRunner()
 
@@ -264,16 +264,10 @@ def test_an_http_answer_that_is_not_strict_json_is_an_error(recorder: int, mode:
     assert "the constant NaN is not JSON" in message
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_credentials_in_the_url_are_never_shown(tmp_path: Path) -> None:
     """A server that cannot be reached: the error (terminal, event log) shows its URL with
     the password and the credential query values as `***`."""
-    port = _free_port()
+    port = free_port()
     program = tmp_path / "u.car"
     program.write_text(
         f'mcp_server remote {{ url "http://admin:{PASSWORD}@127.0.0.1:{port}/mcp'

@@ -10,7 +10,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from carlang_runtime.mcp.proxy import PolicyProxy, StdioSession
 
 from carlang.compiler import compile_file
 from tests.helpers import run_carlang
-from tests.mcp.conftest import initialize, needs_sdk, wait_for_port
+from tests.mcp.conftest import free_port, initialize, needs_sdk, wait_for_port
 
 pytestmark = [needs_sdk, pytest.mark.slow]
 
@@ -52,16 +51,10 @@ class Server:
         return [json.loads(line) for line in lines]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("auth") / "requests.jsonl"
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "AUTH_TOKEN": TOKEN, "AUTH_FORBIDDEN": FORBIDDEN, "AUTH_LOG": str(log)}
     process = subprocess.Popen(
         [sys.executable, str(SERVER), str(port)],

@@ -5,7 +5,6 @@ Streamable HTTP."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from carlang.compiler import compile_file
-from tests.mcp.conftest import needs_sdk, server_command, toy_command, wait_for_port
+from tests.mcp.conftest import free_port, needs_sdk, server_command, toy_command, wait_for_port
 
 runner = CliRunner()
 pytestmark = needs_sdk
@@ -130,15 +129,9 @@ def test_a_changed_schema_fails_the_call(tmp_path: Path, toy_car: str) -> None:
     assert "verified against another tool" in (first.error or "")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def http_toy() -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [*toy_command(), "--http", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
