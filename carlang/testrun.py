@@ -165,14 +165,7 @@ class _Runner:
         return self.plan(case, case.plan), []
 
     def decide(self, case: TestCase, action: ir.Action) -> tuple[list[str], list[str]]:
-        decision, traces = self.policies.trace(
-            action,
-            proposal_id="test",
-            state={**self.program.initial_state, **case.state},
-            scope=case.scope,
-            history=case.history,
-            now=case.now or self.now,
-        )
+        decision, traces = self.traced(self.policies, case, action, explained=False)
         refused = None
         if self.capability is not None:  # what a run under it decides (as `explain` says)
             refused = capability_problem(self.program, action, self.capability, case.loc.file)
@@ -183,7 +176,7 @@ class _Runner:
             decision = Decision(ir.PolicyEffect.DENY, (refusal,))
         else:
             self.coverage.record(traces, self.keys)
-        shadow_decision, shadow_traces = self.shadow_trace(case, action)
+        shadow_decision, shadow_traces = self.shadow_trace(case, action, explained=False)
         if refused is None:
             self.coverage.record(shadow_traces, self.keys)
         problems = []
@@ -196,6 +189,10 @@ class _Runner:
                 problems.append(problem)
         if not problems:
             return [], []
+        # (a failing case says why: only then are its policies' values worth finding)
+        _, traces = self.traced(self.policies, case, action)
+        if shadow_traces:
+            _, shadow_traces = self.shadow_trace(case, action, explained=True)
         involved = {name for m in decision.matches for name in m.policies}
         involved.update(e.by for e in case.expectations if e.by is not None)
         details = [f"decision: {_decision_text(decision)}", *_explain(traces, involved)]
@@ -205,19 +202,29 @@ class _Runner:
             details.extend(_explain(shadow_traces, involved))
         return problems, details
 
-    def shadow_trace(self, case: TestCase, action: ir.Action) -> tuple[Decision, list[PolicyTrace]]:
+    def shadow_trace(
+        self, case: TestCase, action: ir.Action, explained: bool
+    ) -> tuple[Decision, list[PolicyTrace]]:
         """What the shadow policies decide about the case's action (allow, with no traces,
         when there are none)."""
         shadow = self.policies.shadow
         if shadow is None:
             return Decision(ir.PolicyEffect.ALLOW), []
-        return shadow.trace(
+        return self.traced(shadow, case, action, explained)
+
+    def traced(
+        self, policies: PolicySet, case: TestCase, action: ir.Action, explained: bool = True
+    ) -> tuple[Decision, list[PolicyTrace]]:
+        """`policies`' decision on the case's action, and each one's trace (see
+        `PolicySet.trace`)."""
+        return policies.trace(
             action,
             proposal_id="test",
             state={**self.program.initial_state, **case.state},
             scope=case.scope,
             history=case.history,
             now=case.now or self.now,
+            explained=explained,
         )
 
     @staticmethod

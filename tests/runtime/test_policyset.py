@@ -545,3 +545,38 @@ def test_a_tool_calls_declared_effects_are_judged_as_state_writes() -> None:
     listed = PolicySet([cel("calls_only", 'action.type == "tool_call"', "allow")])
     assert listed.evaluate(call("echo", text="hi")).allowed
     assert listed.evaluate(sneaky).denied
+
+
+@given(
+    url=st.sampled_from(["https://a", "http://a", "ftp://b", ""]),
+    n=st.integers(-3, 3),
+)
+def test_a_trace_without_explanations_decides_and_matches_as_one_with_them(
+    url: str, n: int
+) -> None:
+    """`carlang test` traces without explanations (they were most of its time) and explains
+    only a failing case: what each policy made of the action must be the same either way."""
+    policies = PolicySet(
+        [
+            cel("https", '!params.url.startsWith("https://")', tools=("fetch",)),
+            cel("ask", "params.n > 1", effect="require_approval", tools=("fetch",)),
+            cel("fails", "params.missing == 1", tools=("fetch",)),  # an error: it applies
+            cel("only", "params.n >= 0", effect="allow", tools=("fetch",)),
+            cel("only_err", "params.nope > 0", effect="allow", tools=("fetch",)),
+            cel("elsewhere", "true", tools=("other",)),
+        ]
+    )
+    action = call("fetch", url=url, n=n)
+    told, explained = policies.trace(action), policies.trace(action, explained=False)
+
+    def decided(decision: Any) -> tuple[Any, ...]:  # (errors are compared as text)
+        return decision.effect, [(m.policy, m.reason, str(m.error)) for m in decision.matches]
+
+    assert decided(told[0]) == decided(explained[0])
+
+    def seen(trace: Any) -> tuple[Any, ...]:
+        return (trace.policy, trace.applies, trace.matched, trace.reason, str(trace.error))
+
+    assert [seen(t) for t in told[1]] == [seen(t) for t in explained[1]]
+    assert all(t.explanation is None for t in explained[1])
+    assert any(t.explanation is not None for t in told[1])
