@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatch
 from pathlib import Path
@@ -45,6 +45,7 @@ __all__ = [
     "ProjectError",
     "find_project",
     "apply_allowances",
+    "car_files_under",
 ]
 
 PROJECT_FILE = "carlang.toml"
@@ -52,6 +53,24 @@ STALE_ALLOWANCE = "CL0525"
 INVALID_PRAGMA = "CL0107"
 _KEYS = {"root", "strict", "accept", "capability"}
 T = TypeVar("T")
+
+
+#: Folders a folder's walk for programs passes over, as ruff and git-aware tools do: other
+#: tools' (dependencies, virtual environments, caches) hold files of theirs that only share
+#: the `.car` suffix (an IPFS CAR archive under node_modules stopped every check and test).
+#: Hidden folders (`.git`, `.venv`) are passed over too.
+SKIPPED_FOLDERS = frozenset({"node_modules", "__pycache__", "site-packages", "venv"})
+
+
+def car_files_under(folder: Path, onerror: Callable[[OSError], None] | None = None) -> list[Path]:
+    """The regular .car files under `folder`, sorted, passing over hidden folders and
+    `SKIPPED_FOLDERS` (symbolic links to folders are not followed); `onerror` is told of a
+    folder that cannot be listed."""
+    found: list[Path] = []
+    for top, folders, names in os.walk(folder, onerror=onerror):
+        folders[:] = [f for f in folders if not f.startswith(".") and f not in SKIPPED_FOLDERS]
+        found.extend(Path(top, name) for name in names if name.endswith(".car"))
+    return sorted(p for p in found if p.is_file())
 
 
 class ProjectError(Exception):

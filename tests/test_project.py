@@ -362,3 +362,26 @@ def test_a_setting_that_cannot_be_used_is_named_at_its_line(
     (tmp_path / "bot" / "carlang.toml").write_text(f"# the bot's project\n{setting}\n")
     code, out = check(str(main))
     assert code == 2 and message in out, out
+
+
+def test_a_folders_walk_passes_over_hidden_folders_and_other_tools_folders(
+    tmp_path: Path,
+) -> None:
+    """A trial: an IPFS CAR archive under node_modules (same suffix, binary) stopped every
+    `carlang check .` and `carlang test .` (CL0105: not UTF-8); .git and .venv were walked."""
+    (tmp_path / "policies.car").write_text(
+        'tool fetch(url: string)\npolicy p: deny fetch when params.url == "x"\n'
+        'test "t" {\n  action fetch(url: "x")\n  expect deny by p\n}\n'
+    )
+    for folder in ("node_modules/@ipld/car/test", ".venv/lib", ".git/hooks", "__pycache__"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "fixture.car").write_bytes(b"\x0a\xa1\x67roots\x81\xd8\x2a\xff")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "more.car").write_text("tool other()\n")
+    for command in (["check"], ["test"], ["fmt", "--check"]):
+        done = runner.invoke(app, [*command, str(tmp_path)])
+        assert done.exit_code == 0, (command, done.output)
+        assert "fixture.car" not in done.output
+    # a hidden folder given by name is still the user's to check
+    hidden = runner.invoke(app, ["check", str(tmp_path / ".venv")])
+    assert hidden.exit_code == 1 and "not UTF-8" in hidden.output, hidden.output

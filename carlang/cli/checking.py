@@ -5,7 +5,6 @@ each, and reporting. The typer command (`lang_commands.check_command`) and the l
 
 from __future__ import annotations
 
-import os
 import stat
 from collections.abc import Sequence
 from dataclasses import replace
@@ -93,19 +92,14 @@ def collect_sources(paths: list[Path]) -> list[Path]:
 
 
 def _car_files(folder: Path) -> list[Path]:
-    """The regular .car files under `folder`, sorted (symbolic links to folders not
-    followed, as `rglob`); a usage error for a folder in it that cannot be listed."""
+    """The .car files under `folder` (`car_files_under`: not in hidden folders, nor in
+    node_modules and the like); a usage error for a folder in it that cannot be listed."""
+    from ..project import car_files_under
 
     def unreadable(exc: OSError) -> None:
         fail_usage(f"cannot read {exc.filename or folder}: {os_reason(exc)}")
 
-    found = [
-        Path(top, name)
-        for top, _, names in os.walk(folder, onerror=unreadable)
-        for name in names
-        if name.endswith(".car")
-    ]
-    return sorted(p for p in found if p.is_file())
+    return car_files_under(folder, unreadable)
 
 
 def _refuse_json(path: Path) -> None:
@@ -121,8 +115,10 @@ def _refuse_json(path: Path) -> None:
 def _covers_project(files: list[Path], root: Path) -> bool:
     """Whether `files` (those checked and those they import) are every .car file of the
     project under `root`."""
+    from ..project import car_files_under
+
     checked = {p.resolve() for p in files}
-    return all(p.resolve() in checked for p in root.rglob("*.car") if p.is_file())
+    return all(p.resolve() in checked for p in car_files_under(root))
 
 
 def one_source(path: Path) -> list[Path]:

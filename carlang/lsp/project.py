@@ -28,7 +28,14 @@ from ..compiler import CompileResult, compile_file, unused_declarations, unused_
 from ..diagnostics import Diagnostic, Diagnostics
 from ..loader import ParseCache, display_name, load_program
 from ..parse import ParseResult
-from ..project import PROJECT_FILE, Accepted, ProjectError, apply_allowances, find_project
+from ..project import (
+    PROJECT_FILE,
+    Accepted,
+    ProjectError,
+    apply_allowances,
+    car_files_under,
+    find_project,
+)
 from ..project import Project as Settings
 from ..source import Source
 from .uris import is_unsaved
@@ -83,13 +90,11 @@ class Project:
         """Parse every .car file under the root (for references, rename and dependants); the
         number of files found."""
         found = 0
-        for path in sorted(self.root.rglob("*.car")):
+        for path in car_files_under(self.root):
             if found >= MAX_SCANNED_FILES:
                 break
-            hidden = any(part.startswith(".") for part in path.relative_to(self.root).parts)
-            if path.is_file() and not hidden:
-                self.file(path.resolve())
-                found += 1
+            self.file(path.resolve())
+            found += 1
         return found
 
     def text(self, path: Path) -> str | None:
