@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from typing import Any
@@ -56,7 +57,18 @@ def threshold_problem(coverage: Coverage | None, threshold: float | None) -> str
     """The line saying coverage is below `--threshold`, or None when it is met (or not set)."""
     if coverage is None or threshold is None or coverage.percent >= threshold:
         return None
-    return f"coverage {coverage.percent:.1f}% is below the threshold of {threshold:g}%"
+    return (
+        f"coverage {_below(coverage.percent, threshold)}% is below the threshold of {threshold:g}%"
+    )
+
+
+def _below(percent: float, threshold: float) -> str:
+    """`percent` with as many decimals as show it below `threshold` (86.67, not 86.7, below
+    a threshold of 86.7: the message contradicted itself)."""
+    digits = 1
+    while round(percent, digits) >= threshold and digits < 12:
+        digits += 1
+    return f"{percent:.{digits}f}"
 
 
 def _error_entries(errors: Sequence[Diagnostic]) -> list[dict[str, Any]]:
@@ -122,11 +134,15 @@ def render_junit(
     coverage: Coverage | None = None,
     threshold: float | None = None,
     errors: Sequence[Diagnostic] = (),
+    unrun: str | None = None,
 ) -> str:
     """JUnit XML valid under Jenkins' junit-10.xsd: a test suite per file, a test case per
     case (per table row), a failure with the problems and the explanation, located at
-    `file:line`; a program error is an error case of its file, and coverage below
-    `--threshold` a failed `policy coverage` case."""
+    `file:line`; a program error is an error case of its file, coverage below `--threshold`
+    a failed `policy coverage` case, and `unrun` (why no test ran: `no tests match ...`) an
+    error case of its own (a report of no tests and no failure read as a green run)."""
+    if unrun is not None:
+        return _xml_text(_unrun_junit(unrun))
     root = ET.Element("testsuites", name="carlang test")
     by_file: dict[str, list[CaseResult]] = {}
     for result in results:
@@ -166,8 +182,32 @@ def render_junit(
         case.set("time", "0.000")
         failure = ET.SubElement(case, "failure", message=problem, type="threshold")
         failure.text = "\n".join(_coverage_lines(coverage, threshold)) if coverage else problem
+    return _xml_text(root)
+
+
+def _unrun_junit(reason: str) -> ET.Element:
+    """The report of a run in which no test ran for `reason`: one error case."""
+    root = ET.Element("testsuites", name="carlang test", tests="1", failures="0", errors="1")
+    root.set("time", "0.000")
+    suite = _suite(root, "carlang test", tests=1, failures=0, errors=1, seconds=0.0)
+    case = ET.SubElement(suite, "testcase", name="tests", classname="carlang test")
+    case.set("time", "0.000")
+    ET.SubElement(case, "error", message=reason, type="no-tests").text = reason
+    return root
+
+
+#: What XML 1.0 cannot hold, even escaped: the C0 controls but tab, newline and carriage
+#: return, and U+FFFE/U+FFFF (a test name or a policy's message may hold them).
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+
+
+def _xml_text(root: ET.Element) -> str:
+    """The document, indented, with each character XML cannot hold written `\\uXXXX`
+    (a test named with a control character made a file no parser reads)."""
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
+    text = ET.tostring(root, encoding="unicode")
+    text = _NOT_XML.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + text
 
 
 def _suite(

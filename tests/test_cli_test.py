@@ -361,6 +361,40 @@ def test_junit_validates_against_jenkins_xsd_with_a_case_per_row_at_its_line(
     assert f"FAIL schemes [row 3]  (p.car:{row_line})" in out
 
 
+def test_junit_stays_valid_xml_whatever_a_test_is_called_and_says_why_no_test_ran(
+    tmp_path: Path,
+) -> None:
+    """A trial: a test named with a control character made JUnit no XML parser reads, and
+    `-k nomatch` wrote a report of no tests and no failure (a green run) while exiting 1."""
+    named = ROWS.replace('test "schemes"', 'test "ctrl \\u0001 bell \\u001b[31m"')
+    path = write(tmp_path, PROGRAM + named)
+    code, out, _ = run("test", str(path), "--format", "junit")
+    assert code == 1
+    junit_validator().validate(out)
+    names = [c.get("name") for c in ET.fromstring(out).iter("testcase")]
+    assert "ctrl \\u0001 bell \\u001b[31m [row 1]" in names, names
+    code, out, err = run("test", str(path), "--format", "junit", "-k", "nomatch")
+    assert code == 1 and "no tests match `nomatch`" in err
+    junit_validator().validate(out)
+    tree = ET.fromstring(out)
+    assert (tree.get("tests"), tree.get("errors")) == ("1", "1")
+    (error,) = tree.iter("error")
+    assert error.get("message") == f"no tests match `nomatch` in {path}"
+
+
+def test_a_threshold_message_never_shows_the_coverage_equal_to_it(tmp_path: Path) -> None:
+    """`coverage 86.7% is below the threshold of 86.7%` (it was 86.666...%; a trial)."""
+    from carlang.testreport import threshold_problem
+    from carlang.testrun import Coverage
+
+    class Measured(Coverage):
+        percent = 100 * 13 / 15  # type: ignore[assignment]
+
+    said = threshold_problem(Measured(), 86.7)
+    assert said == "coverage 86.67% is below the threshold of 86.7%"
+    assert threshold_problem(Measured(), 90) == "coverage 86.7% is below the threshold of 90%"
+
+
 def test_a_bad_cell_is_reported_at_its_cell_in_text_and_sarif(tmp_path: Path) -> None:
     bad = ROWS.replace(
         '"https://y"  | deny     | https_only', '"https://y"  | deny     | htps_only'
@@ -472,9 +506,9 @@ def test_a_run_of_no_test_still_writes_a_well_formed_report(tmp_path: Path, form
             path = write(tmp_path, PROGRAM)  # no test at all, and --strict
         code, out, err = run("test", str(path), "--format", form, *args)
         assert code == 1 and "error: no tests" in err
-        if form == "junit":
+        if form == "junit":  # (one error case saying why: no tests and no failure read green)
             junit_validator().validate(out)
-            assert ET.fromstring(out).get("tests") == "0"
+            assert (ET.fromstring(out).get("tests"), ET.fromstring(out).get("errors")) == ("1", "1")
         else:
             assert json.loads(out) == {"passed": 0, "failed": 0, "errors": [], "tests": []}
 

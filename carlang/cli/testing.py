@@ -80,7 +80,7 @@ def run_test(
             if output is TestFormat.json:
                 echo(render_json([], None, None))
             elif output is TestFormat.junit:
-                echo(render_junit([]))
+                echo(render_junit([], unrun=f"{what} in {where}"))
             return EXIT_FAILED
     shown = measured if coverage or threshold is not None else None
     if output is TestFormat.json:
