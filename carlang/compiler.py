@@ -386,6 +386,7 @@ def unused_declarations(
     # would be a guess. (`skipped_text` reads only the parser's errors among these.)
     skipped = skipped_text(result.loaded, result.loaded.diagnostics.items)
     found = []
+    named = _tools_named_in_conditions(result.program)
     tables: list[tuple[str, dict[str, Origin]]] = [("tool", result.source_map.tools)]
     if result.source_map.proposals or result.source_map.plans:
         tables += [
@@ -396,10 +397,29 @@ def unused_declarations(
         for name, origin in table.items():
             if (kind, name) in result.used or skipped.may_use(name):
                 continue
+            if kind == "tool" and name in named:
+                continue  # (a trace rule's `h.tool == "run_tests"`: used by the policies)
             if entry_only and (entry is None or origin.source is not entry.source):
                 continue
             found.append((kind, name, origin))
     return found
+
+
+#: A string literal in a CEL condition, either quote (its escapes are rare in tool names).
+_CEL_STRING = re.compile(r""""((?:[^"\\\n]|\\.)*)"|'((?:[^'\\\n]|\\.)*)'""")
+
+
+def _tools_named_in_conditions(program: ir.Program | None) -> set[str]:
+    """The strings the policies' CEL conditions hold: a tool named there is used by a
+    policy (a trace rule looks for its calls in `history`), though no proposal calls it."""
+    if program is None:
+        return set()
+    named: set[str] = set()
+    for policy in program.policies:
+        when = getattr(policy, "when", None)
+        if isinstance(when, str):
+            named.update(a or b for a, b in _CEL_STRING.findall(when))
+    return named
 
 
 def unused_diagnostic(kind: str, name: str, origin: Origin) -> Diagnostic:

@@ -389,3 +389,16 @@ def test_a_call_of_a_read_only_tool_is_reversible_unless_the_tool_says() -> None
     )
     (proposal,) = program.proposals
     assert [a.reversibility.value for a in proposal.actions] == ["reversible", "irreversible"]
+
+
+def test_a_tool_a_trace_rule_looks_for_in_history_is_used() -> None:
+    """A trial: a tool only a policy's `history` condition names (`h.tool == "run_tests"`)
+    was 'never used' (CL0207), which fails `check --strict` in CI."""
+    program = """
+tool run_tests(suite: string)
+tool deploy(env: string)
+tool lonely()
+policy tested_first: deny deploy when !history.exists(h, h.tool == 'run_tests')
+"""
+    found = compile_diagnostics(program).diagnostics.items
+    assert [(d.code, d.message) for d in found] == [("CL0207", "tool `lonely` is never used")]
