@@ -240,21 +240,42 @@ def render_json(diagnostics: Sequence[Diagnostic], failure: str | None = None) -
 _SARIF_LEVELS = {"error": "error", "warning": "warning", "info": "note"}
 
 
-def sarif_artifact(name: str) -> dict[str, str]:
-    """A SARIF `artifactLocation` for a file as diagnostics name it: relative to the project
-    root (`%SRCROOT%`), or, for a file outside it named by an absolute path, a `file:` URI
-    (SARIF forbids a relative reference that starts with `/`)."""
+def sarif_artifact(name: str, under: str = "") -> dict[str, str]:
+    """A SARIF `artifactLocation` for a file as diagnostics name it (relative to the project
+    root, which is `under` the SARIF base, `%SRCROOT%`: see `sarif_base`): relative to the
+    base, or, for a file outside it named by an absolute path, a `file:` URI (SARIF forbids a
+    relative reference that starts with `/`)."""
     path = Path(name)
     if path.is_absolute():
         return {"uri": path.as_uri()}
-    return {"uri": quote(path.as_posix()), "uriBaseId": "%SRCROOT%"}
+    relative = Path(under, path).as_posix() if under else path.as_posix()
+    return {"uri": quote(relative), "uriBaseId": "%SRCROOT%"}
 
 
-def render_sarif(diagnostics: Sequence[Diagnostic], failure: str | None = None) -> str:
-    """SARIF 2.1.0, one run, the rules taken from the code registry; with `failure` (input
-    the command could not use: nothing was checked), an invocation that did not succeed and
-    says why, so that a CI upload shows the failure instead of refusing an empty file."""
+def sarif_base(root: Path) -> tuple[Path, str]:
+    """The base of a SARIF report's URIs for a project whose root is `root`, and the root's
+    path under it: the repository holding the project (the nearest folder with a `.git` at or
+    above the root), as code-scanning services resolve URIs from a checkout's top; else the
+    root itself. (A project with its `carlang.toml` in `policies/` had URIs no checkout held.)"""
+    root = root.resolve()
+    for folder in (root, *root.parents):
+        if (folder / ".git").exists():
+            under = root.relative_to(folder).as_posix()
+            return folder, "" if under == "." else under
+    return root, ""
+
+
+def render_sarif(
+    diagnostics: Sequence[Diagnostic], failure: str | None = None, root: Path | None = None
+) -> str:
+    """SARIF 2.1.0, one run, the rules taken from the code registry, URIs relative to the
+    repository of the project `root` (`sarif_base`; the root itself when not given); with
+    `failure` (input the command could not use: nothing was checked), an invocation that did
+    not succeed and says why, so that a CI upload shows the failure instead of refusing an
+    empty file."""
     from .codes import all_codes
+
+    base, under = sarif_base(root) if root is not None else (None, "")
 
     codes = {c.code: c for c in all_codes()}
     used = sorted({d.code for d in diagnostics})
@@ -286,7 +307,7 @@ def render_sarif(diagnostics: Sequence[Diagnostic], failure: str | None = None) 
             result["locations"] = [
                 {
                     "physicalLocation": {
-                        "artifactLocation": sarif_artifact(pos["file"]),
+                        "artifactLocation": sarif_artifact(pos["file"], under),
                         "region": _with_snippet(
                             {
                                 "startLine": pos["line"],
@@ -307,7 +328,7 @@ def render_sarif(diagnostics: Sequence[Diagnostic], failure: str | None = None) 
                     "id": n,
                     "message": {"text": lab.message or "related"},
                     "physicalLocation": {
-                        "artifactLocation": sarif_artifact(_position(lab)["file"]),
+                        "artifactLocation": sarif_artifact(_position(lab)["file"], under),
                         "region": {
                             "startLine": _position(lab)["line"],
                             "startColumn": _position(lab)["column"],
@@ -336,6 +357,8 @@ def render_sarif(diagnostics: Sequence[Diagnostic], failure: str | None = None) 
             }
         ],
     }
+    if base is not None:  # (a consumer reading the file elsewhere knows what it is relative to)
+        document["runs"][0]["originalUriBaseIds"] = {"%SRCROOT%": {"uri": base.as_uri() + "/"}}
     if failure is not None:
         notification = {"level": "error", "message": {"text": failure}}
         document["runs"][0]["invocations"] = [

@@ -68,3 +68,25 @@ def test_check_sarif_passes_the_validator(tmp_path: Path) -> None:
     assert document["runs"][0]["columnKind"] == "unicodeCodePoints"
     # the validator's only remark: no informationUri (carlang has no web site to name)
     assert _rules(_validate(sarif, tmp_path)) <= {"SARIF2005"}
+
+
+def test_uris_are_relative_to_the_repository_holding_the_project(tmp_path: Path) -> None:
+    """A trial: with `carlang.toml` in policies/ of a repository, SARIF said `ops/ops.car`,
+    which no checkout holds (code scanning resolves URIs from the repository's top)."""
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "policies" / "ops").mkdir(parents=True)
+    (repo / "policies" / "carlang.toml").write_text("")
+    (repo / "policies" / "ops" / "ops.car").write_text("tool t()\ntool spare()\npolicy p: deny t\n")
+    done = run_carlang("check", "policies", "--format", "sarif", cwd=repo)
+    assert done.returncode == 0, done.stderr
+    sarif = tmp_path / "check.sarif"
+    sarif.write_text(done.stdout)
+    run = json.loads(done.stdout)["runs"][0]
+    (location,) = run["results"][0]["locations"]
+    assert location["physicalLocation"]["artifactLocation"] == {
+        "uri": "policies/ops/ops.car",
+        "uriBaseId": "%SRCROOT%",
+    }
+    assert run["originalUriBaseIds"] == {"%SRCROOT%": {"uri": repo.resolve().as_uri() + "/"}}
+    assert _rules(_validate(sarif, tmp_path)) <= {"SARIF2005"}

@@ -306,7 +306,7 @@ def run_check(
     if output is CheckFormat.json:
         echo(render_json(diagnostics))
     elif output is CheckFormat.sarif:
-        echo(render_sarif(diagnostics))
+        echo(render_sarif(diagnostics, root=project.root))
     else:
         if diagnostics:
             echo(painted(render_text(diagnostics)))
