@@ -22,7 +22,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fnmatch import fnmatch
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from carlang_runtime.verify.codes import Code
 
     from . import ast
+    from .compiler import CompileResult
     from .parse import ParseResult
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "find_project",
     "apply_allowances",
     "car_files_under",
+    "expected_by_tests",
 ]
 
 PROJECT_FILE = "carlang.toml"
@@ -470,3 +472,48 @@ def _stale_entry(entry: Accepted, project: Project) -> Diagnostic:
         (Label(source, span, "accepts nothing"),),
         help=f"remove it from `accept` in {PROJECT_FILE}",
     )
+
+
+def expected_by_tests(
+    results: Iterable[CompileResult], diagnostics: Sequence[Diagnostic]
+) -> list[Diagnostic]:
+    """`diagnostics`, with each finding a test expects of a proposal made a note (`info`)
+    saying so: an error of a proposal a test expects `invalid`, or a finding whose code a
+    test expects (`expect codes CL0520`). Such a proposal is the test's fixture, written to
+    be refused: its errors failed every `carlang check`, and no pragma or `accept` may
+    accept an error (a trial: negative tests could never pass CI's check step)."""
+    expected: list[tuple[Source, Span, str, frozenset[str] | None]] = []
+    for result in results:
+        for case in result.tests:
+            origin = result.source_map.proposals.get(case.proposal or "")
+            if origin is None:
+                continue
+            for wanted in case.expectations:
+                if wanted.kind == "validity" and wanted.word == "invalid":
+                    expected.append((origin.source, origin.node.span, case.name, None))
+                elif wanted.kind == "codes":
+                    codes = frozenset(wanted.codes)
+                    expected.append((origin.source, origin.node.span, case.name, codes))
+    if not expected:
+        return list(diagnostics)
+    return [_as_expected(d, expected) for d in diagnostics]
+
+
+def _as_expected(
+    diagnostic: Diagnostic, expected: Sequence[tuple[Source, Span, str, frozenset[str] | None]]
+) -> Diagnostic:
+    """`diagnostic` as a note when a test expects it (see `expected_by_tests`)."""
+    label = diagnostic.primary
+    if label is None or not label.span or diagnostic.severity == "info":
+        return diagnostic
+    for source, span, test, codes in expected:
+        inside = label.source is source and span.start <= label.span.start < span.end
+        if not inside:
+            continue
+        if codes is None and diagnostic.severity == "error" or codes and diagnostic.code in codes:
+            return replace(
+                diagnostic,
+                severity="info",
+                message=f'{diagnostic.message} (as test "{test}" expects)',
+            )
+    return diagnostic

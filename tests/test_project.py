@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -385,3 +386,37 @@ def test_a_folders_walk_passes_over_hidden_folders_and_other_tools_folders(
     # a hidden folder given by name is still the user's to check
     hidden = runner.invoke(app, ["check", str(tmp_path / ".venv")])
     assert hidden.exit_code == 1 and "not UTF-8" in hidden.output, hidden.output
+
+
+def test_a_finding_a_test_expects_of_its_proposal_is_a_note_not_an_error(tmp_path: Path) -> None:
+    """A trial: a proposal written to be refused, with `expect invalid` (or `expect codes
+    CL0520`), made every `carlang check` fail, and no pragma or `accept` may accept an error:
+    negative tests could never pass CI. The finding a test expects is now a note saying so;
+    another error of that proposal is still an error."""
+    program = tmp_path / "neg.car"
+    program.write_text(
+        "tool fetch(url: string)\n"
+        'policy https_only: deny fetch when !params.url.startsWith("https://")\n'
+        'proposal bad {\n  f = fetch(url: "http://x")\n}\n'
+        'proposal worse {\n  f = fetch(url: "http://x")\n  g = nosuch()\n}\n'
+        'proposal kept {\n  f = fetch(url: "http://y")\n}\n'
+        'test "bad is invalid" {\n  proposal bad\n  expect invalid\n}\n'
+        'test "worse is denied" {\n  proposal worse\n  expect codes CL0520\n}\n'
+    )
+    done = runner.invoke(app, ["check", str(program), "--format", "json"])
+    assert done.exit_code == 1, done.output
+    found = [
+        (d["code"], d["severity"], d["labels"][0]["line"])
+        for d in json.loads(done.stdout)["diagnostics"]
+    ]
+    assert sorted(found) == [
+        ("CL0306", "error", 8),  # not what the test expects: still an error
+        ("CL0520", "error", 11),  # no test expects `kept` refused
+        ("CL0520", "info", 4),
+        ("CL0520", "info", 7),
+    ]
+    program.write_text(program.read_text().replace("  g = nosuch()\n", "").replace("kept", "k"))
+    program.write_text(
+        program.read_text().replace('proposal k {\n  f = fetch(url: "http://y")\n}\n', "")
+    )
+    assert runner.invoke(app, ["check", str(program)]).exit_code == 0

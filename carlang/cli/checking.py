@@ -274,7 +274,7 @@ def run_check(
     the exit code: 0 clean, 1 errors (or warnings, with `strict`). Input it cannot use raises
     `UsageProblem`."""
     from carlang.cascade import UNUSED
-    from carlang.project import apply_allowances
+    from carlang.project import apply_allowances, expected_by_tests
     from carlang.render import render_json, render_sarif, render_text, summary_line
 
     try:
@@ -287,6 +287,7 @@ def run_check(
             echo(render_sarif([], failure=str(exc)))
         raise
     results, diagnostics = compile_all(files, project.root)
+    diagnostics = expected_by_tests(results, diagnostics)
     strict = strict or project.strict
     if strict:
         diagnostics = [*diagnostics, *_strict(results, diagnostics)]

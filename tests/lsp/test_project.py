@@ -594,3 +594,21 @@ def test_a_budget_after_under_is_coloured_as_a_budget(tmp_path: Path) -> None:
         tokens[(line, text.split("\n")[line][start : start + length])] = kind
     assert tokens[(3, "bot")] == _TOKEN_TYPES["capability"]
     assert tokens[(3, "small")] == _TOKEN_TYPES["budget"]
+
+
+def test_the_editor_shows_a_finding_a_test_expects_as_check_does(tmp_path: Path) -> None:
+    """A proposal a test expects `invalid` is the test's fixture: its refusal is a note in
+    the editor too, as `carlang check` shows it (it was an error in both)."""
+    text = (
+        "tool fetch(url: string)\n"
+        'policy https_only: deny fetch when !params.url.startsWith("https://")\n'
+        'proposal bad {\n  f = fetch(url: "http://x")\n}\n'
+        'test "bad is invalid" {\n  proposal bad\n  expect invalid\n}\n'
+    )
+    path = tmp_path / "neg.car"
+    path.write_text(text)
+    project = Project(tmp_path)
+    project.scan()
+    project.set_text(path.resolve(), text)
+    found = [(d.code, d.severity) for d in project.diagnostics(path.resolve())]
+    assert found == [("CL0520", "info")]
