@@ -86,10 +86,12 @@ def render_json(
     coverage: Coverage | None,
     threshold: float | None,
     errors: Sequence[Diagnostic] = (),
+    unrun: str | None = None,
 ) -> str:
     """Every case with its outcome, the program errors that kept the tests from running (each
-    at its file, line and column), and coverage when asked for, with whether it met
-    `--threshold`."""
+    at its file, line and column), coverage when asked for, with whether it met
+    `--threshold`, and `unrun`: why no test ran at all, when none did for a reason of the
+    run's own (`no tests match ...`, input the command could not use)."""
     failed = sum(1 for r in results if not r.passed)
     document: dict[str, Any] = {
         "passed": len(results) - failed,
@@ -109,6 +111,8 @@ def render_json(
             for r in results
         ],
     }
+    if unrun is not None:
+        document["unrun"] = unrun
     if coverage is not None:
         problem = threshold_problem(coverage, threshold)
         document["coverage"] = {
@@ -116,9 +120,14 @@ def render_json(
             "threshold": threshold,
             "met": problem is None,
             "problem": problem,
+            # (an outcome a policy cannot have, a rate limit's true in a dry run, is null)
             "policies": {
-                key: {"true": True in seen, "false": False in seen}
+                key: {
+                    str(outcome).lower(): (outcome in seen) if outcome in possible else None
+                    for outcome in (True, False)
+                }
                 for key, seen in coverage.outcomes.items()
+                for possible in [coverage.possible.get(key, frozenset({True, False}))]
             },
         }
     return json.dumps(document, indent=2)

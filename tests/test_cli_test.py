@@ -510,7 +510,9 @@ def test_a_run_of_no_test_still_writes_a_well_formed_report(tmp_path: Path, form
             junit_validator().validate(out)
             assert (ET.fromstring(out).get("tests"), ET.fromstring(out).get("errors")) == ("1", "1")
         else:
-            assert json.loads(out) == {"passed": 0, "failed": 0, "errors": [], "tests": []}
+            document = json.loads(out)
+            assert document.pop("unrun").startswith("no tests")  # (why, in the report too)
+            assert document == {"passed": 0, "failed": 0, "errors": [], "tests": []}
 
 
 def test_k_selects_a_table_row_by_the_name_it_is_shown_with() -> None:
@@ -816,3 +818,52 @@ test "t" { action delete_account(id: "C1")  expect deny by nodel }
     by_it = program.replace("expect deny by nodel", 'expect deny by "capability:support"')
     code, out, _ = run("test", str(write(tmp_path, by_it)), "--root", str(tmp_path))
     assert code == 0, out
+
+
+def test_a_broken_file_keeps_only_its_own_tests_from_running(tmp_path: Path) -> None:
+    """A trial: one file with a CEL error anywhere in the folder stopped every program's
+    tests ('1 error: the tests did not run'); the JUnit report lost the good file's cases."""
+    good = write(tmp_path, PROGRAM + TESTS)
+    (tmp_path / "broken.car").write_text("tool t()\npolicy p: deny t when params.x ==\n")
+    code, out, err = run("test", str(tmp_path), "--format", "junit")
+    assert code == 1
+    junit_validator().validate(out)
+    tree = ET.fromstring(out)
+    errors = [c for c in tree.iter("testcase") if c.find("error") is not None]
+    assert [c.get("classname") for c in errors] == ["broken.car"]
+    ran = [c for c in tree.iter("testcase") if c.get("classname") == good.name]
+    assert ran and all(c.find("failure") is None for c in ran)
+    assert "the tests of broken.car did not run" in err
+    code, out, _ = run("test", str(tmp_path))
+    assert code == 1 and out.splitlines()[-1].endswith(" passed, 0 failed"), out
+
+
+def test_input_the_command_cannot_use_still_gets_a_report(tmp_path: Path) -> None:
+    """A trial: `carlang test polices/ --format junit > t.xml` (a typo) left an empty file,
+    as did `--threshold 101`: the report step failed on it, hiding the cause."""
+    write(tmp_path, PROGRAM + TESTS)
+    for args in ([str(tmp_path / "polices")], [str(tmp_path), "--threshold", "101"]):
+        code, out, err = run("test", *args, "--format", "junit")
+        assert code == 2 and err.startswith("error: "), err
+        junit_validator().validate(out)
+        (error,) = ET.fromstring(out).iter("error")
+        assert error.get("message") == err.strip()
+        code, out, err = run("test", *args, "--format", "json")
+        assert code == 2 and json.loads(out)["unrun"] == err.strip()
+
+
+def test_json_coverage_gives_null_for_an_outcome_a_policy_cannot_have(tmp_path: Path) -> None:
+    """A trial: a rate limit's true and a deny_tool rule's false were listed as unreached
+    (false) while the percentage counted them as not there at all."""
+    program = (
+        "tool fetch(url: string)\ntool shell(cmd: string)\n"
+        "rate_limit_tool fetch 5 per 1m\ndeny_tool shell\n"
+        'test "shell" {\n  action shell(cmd: "ls")\n  expect deny\n}\n'
+        'test "fetch" {\n  action fetch(url: "x")\n  expect allow\n}\n'
+    )
+    code, out, _ = run("test", str(write(tmp_path, program)), "--coverage", "--format", "json")
+    assert code == 0, out
+    document = json.loads(out)["coverage"]
+    assert document["percent"] == 100.0
+    outcomes = sorted(document["policies"].values(), key=str)
+    assert outcomes == [{"true": None, "false": True}, {"true": True, "false": None}]

@@ -10,10 +10,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .checking import blocking_errors, collect_sources, compile_all, find_project_of
-from .console import EXIT_FAILED, EXIT_OK, PERCENTAGE, echo, echo_err, fail_usage, painted
+from .console import (
+    EXIT_FAILED,
+    EXIT_OK,
+    PERCENTAGE,
+    UsageProblem,
+    echo,
+    echo_err,
+    fail_usage,
+    painted,
+)
 
 if TYPE_CHECKING:
     from carlang.compiler import CompileResult
+    from carlang.diagnostics import Diagnostic
 
 __all__ = ["TestFormat", "run_test"]
 
@@ -37,38 +47,82 @@ def run_test(
 ) -> int:
     """`carlang test`'s work (see its help): every test run and reported, and the exit code:
     0 when all pass (and coverage meets `threshold`), 1 on a failure, a program error or low
-    coverage. Input it cannot use raises `UsageProblem`."""
+    coverage. Input it cannot use raises `UsageProblem`, after a JSON or JUnit report saying
+    so (CI's report step must find one)."""
+    try:
+        if threshold is not None and not 0 <= threshold <= 100:
+            given = repr(threshold).removesuffix(".0")  # (every digit: `100.00000000000001`)
+            fail_usage(f"--threshold {given}: {PERCENTAGE}")
+        files = collect_sources(paths or [Path(".")])
+        if not files:
+            fail_usage("no .car files found")
+        project = find_project_of(files, root)
+    except UsageProblem as exc:
+        _report_unrun(output, f"error: {exc}")
+        raise
+    results, diagnostics = compile_all(files, project.root)
+    if select is not None:
+        results = [_only(result, select) for result in results]
+    return _tested(
+        results,
+        diagnostics,
+        project.capability,
+        strict or project.strict,
+        (paths, coverage, threshold, output, select),
+    )
+
+
+def _report_unrun(output: TestFormat, reason: str) -> None:
+    """The JSON or JUnit report of a run in which no test ran, for `reason` (text: nothing:
+    the reason is on standard error)."""
+    from carlang.testreport import render_json, render_junit
+
+    if output is TestFormat.json:
+        echo(render_json([], None, None, unrun=reason))
+    elif output is TestFormat.junit:
+        echo(render_junit([], unrun=reason))
+
+
+def _tested(
+    results: list[CompileResult],
+    diagnostics: list[Diagnostic],
+    capability: str | None,
+    strict: bool,
+    asked: tuple[list[Path] | None, bool, float | None, TestFormat, str | None],
+) -> int:
+    """Run the tests of the programs that compile and report them with the errors of those
+    that do not (a broken file no longer keeps every other program's tests from running: the
+    pre-commit hook runs `carlang test` on the whole folder); the exit code."""
     from carlang.render import plural
     from carlang.render import render_text as render_diagnostics
     from carlang.testreport import render_json, render_junit, render_text, threshold_problem
     from carlang.testrun import Coverage, run_tests
 
-    if threshold is not None and not 0 <= threshold <= 100:
-        given = repr(threshold).removesuffix(".0")  # (every digit: `100.00000000000001`)
-        fail_usage(f"--threshold {given}: {PERCENTAGE}")
-    files = collect_sources(paths or [Path(".")])
-    if not files:
-        fail_usage("no .car files found")
-    project = find_project_of(files, root)
-    strict = strict or project.strict
-    results, diagnostics = compile_all(files, project.root)
-    if select is not None:
-        results = [_only(result, select) for result in results]
-    if blocking_errors(diagnostics, proposal_errors_ok=True, running_tests=True):
-        # every error, as `check` reports them: a proposal's (which alone would not stop the
-        # tests) is one more round of CI saved
-        errors = blocking_errors(diagnostics, proposal_errors_ok=False, running_tests=True)
-        # CI still gets a well-formed report: an error case per file with errors
-        if output is TestFormat.json:
-            echo(render_json([], None, None, errors))
-        elif output is TestFormat.junit:
-            echo(render_junit([], errors=errors))
+    paths, coverage, threshold, output, select = asked
+    broken = [r for r in results if blocking_errors(r.diagnostics.items, True, running_tests=True)]
+    # every error of a program whose tests cannot run, as `check` reports them: a proposal's
+    # (which alone would not stop the tests) is one more round of CI saved
+    names = {f.source.name for r in broken for f in r.loaded.files}
+    errors = [
+        d
+        for d in blocking_errors(diagnostics, proposal_errors_ok=False, running_tests=True)
+        if d.location()[0] in names
+    ]
+    runnable = [r for r in results if r not in broken]
+    if errors:
         echo_err(painted(render_diagnostics(errors), err=True))
-        echo_err(f"{plural(len(errors), 'error')}: the tests did not run")
-        return EXIT_FAILED
+        skipped = ", ".join(r.loaded.entry.source.name for r in broken if r.loaded.entry)
+        whose = f"the tests of {skipped}" if runnable else "the tests"
+        echo_err(f"{plural(len(errors), 'error')}: {whose} did not run")
+        if not runnable:
+            if output is TestFormat.json:
+                echo(render_json([], None, None, errors))
+            elif output is TestFormat.junit:
+                echo(render_junit([], errors=errors))
+            return EXIT_FAILED
     measured = Coverage()
-    outcomes = run_tests(results, measured, project.capability)
-    if not outcomes:
+    outcomes = run_tests(runnable, measured, capability)
+    if not outcomes and not errors:
         # a pattern that selects nothing is a mistake (a typo in CI would pass silently); a
         # project without tests only a warning, unless strict
         what = f"no tests match `{select}`" if select is not None else "no tests"
@@ -76,20 +130,17 @@ def run_test(
         failing = strict or select is not None
         echo_err(f"{'error' if failing else 'warning'}: {what} in {where}")
         if failing:
-            # still a well-formed report of no tests: `> carlang-tests.xml` in CI must parse
-            if output is TestFormat.json:
-                echo(render_json([], None, None))
-            elif output is TestFormat.junit:
-                echo(render_junit([], unrun=f"{what} in {where}"))
+            # still a well-formed report saying so: `> carlang-tests.xml` in CI must parse
+            _report_unrun(output, f"{what} in {where}")
             return EXIT_FAILED
     shown = measured if coverage or threshold is not None else None
     if output is TestFormat.json:
-        echo(render_json(outcomes, shown, threshold))
+        echo(render_json(outcomes, shown, threshold, errors))
     elif output is TestFormat.junit:
-        echo(render_junit(outcomes, shown, threshold))
+        echo(render_junit(outcomes, shown, threshold, errors))
     else:
         echo(painted(render_text(outcomes, shown, threshold)))
-    failed = any(not r.passed for r in outcomes)
+    failed = any(not r.passed for r in outcomes) or bool(errors)
     low = threshold_problem(measured, threshold)
     if low is not None and output is not TestFormat.text:  # (the text report says it)
         echo_err(f"error: {low}")
