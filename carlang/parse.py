@@ -845,10 +845,16 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
         return "imports must come before all declarations"
     if text == "approval_timeout":  # (after the policy's `message`, or given twice)
         return "a policy's `approval_timeout` comes once, before its `message`"
+    after = problem.after
+    if text == ":" and after is not None and after[0] == "IDENT":
+        before = source.text[: after[2]].rstrip()
+        if before.endswith("by") and not before[-3:-2].isidentifier():  # `by deny_tool:shell`
+            rest = source.text[problem.position + 1 :].split(None, 1)
+            name = f"{after[1]}:{rest[0] if rest else '...'}"
+            return f'a rule\'s name holds a `:`: write it in quotes, by "{_shortened(name)}"'
     keywords = [word for word in expected_text if word.isidentifier()]
     if kind == "IDENT" and keywords:
         return did_you_mean(text, keywords, quote="`")  # `retyr 3`: a misspelt keyword
-    after = problem.after
     if after is not None and after[0] == "IDENT" and kind in ("IDENT", "NUMBER", "STRING"):
         words = [word for word in literal.values() if word.isidentifier()]
         if after[1] in words:  # a keyword used as a name is spelt right: no suggestion

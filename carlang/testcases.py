@@ -173,7 +173,9 @@ class _Builder:
     def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
         self.diagnostics.error(TEST_PROBLEM, message, source, span, help=help)
 
-    def known(self, source: Source, name: ast.Name, kind: str, names: list[str]) -> bool:
+    def known(
+        self, source: Source, name: ast.Name, kind: str, names: list[str], help: str | None = None
+    ) -> bool:
         """Whether `name` is one of `names`; reports it (with a did-you-mean) if not, unless
         an import failed (what that file declares is unknown, so no name is reported unknown)
         or a declaration a syntax error made the parser skip may have declared it (as
@@ -182,7 +184,7 @@ class _Builder:
             return True
         if self.imports_failed or self.skipped.may_declare(name.text):
             return False
-        help = did_you_mean(name.text, names, "`")
+        help = help or did_you_mean(name.text, names, "`")
         self.error(source, name.span, f"no {kind} is called `{name.text}`", help)
         return False
 
@@ -506,7 +508,12 @@ class _Builder:
         names = [p.name for p in self.program.policies]
         # (a call the project's capability refuses is decided by it: `capability:NAME`)
         names += [f"capability:{c.name}" for c in self.program.capabilities if c.name]
-        return self.known(source, ast.Name(name, span=span), "policy", names)
+        # a built-in rule goes by its IR name (`deny_tool:shell`), which `by shell` misses
+        rules = [known for known in names if known.endswith(f":{name}")]
+        help = (
+            f'did you mean "{rules[0]}"? (a rule is named as in the IR, quoted)' if rules else None
+        )
+        return self.known(source, ast.Name(name, span=span), "policy", names, help)
 
     def state_fits(self, source: Source, data: ast.Value, state: Any) -> bool:
         """Whether a test's `state { ... }` uses only keys the program declares, each with a

@@ -867,3 +867,15 @@ def test_json_coverage_gives_null_for_an_outcome_a_policy_cannot_have(tmp_path: 
     assert document["percent"] == 100.0
     outcomes = sorted(document["policies"].values(), key=str)
     assert outcomes == [{"true": None, "false": True}, {"true": True, "false": None}]
+
+
+def test_a_rule_named_by_its_tool_is_suggested_by_its_ir_name(tmp_path: Path) -> None:
+    """`expect deny by shell` said only `no policy is called shell` (a trial)."""
+    program = (
+        "tool shell(cmd: string)\ndeny_tool shell\n"
+        'test "t" {\n  action shell(cmd: "ls")\n  expect deny by shell\n}\n'
+    )
+    code, _, err = run("test", str(write(tmp_path, program)))
+    assert code == 1
+    assert "no policy is called `shell`" in err
+    assert 'help: did you mean "deny_tool:shell"? (a rule is named as in the IR, quoted)' in err

@@ -289,6 +289,12 @@ SYNTAX_ERROR_EXAMPLES = [
         "JSON numbers fit in 64 bits",
     ),
     ("budget b { max_actions ten }", "CL0102", "unexpected name `ten`", None),
+    (  # a built-in rule's IR name unquoted (a trial)
+        'test "t" {\n  action shell(cmd: "ls")\n  expect deny by deny_tool:shell\n}',
+        "CL0102",
+        "unexpected `:`",
+        'a rule\'s name holds a `:`: write it in quotes, by "deny_tool:shell"',
+    ),
 ]
 
 
