@@ -879,3 +879,11 @@ def test_a_rule_named_by_its_tool_is_suggested_by_its_ir_name(tmp_path: Path) ->
     assert code == 1
     assert "no policy is called `shell`" in err
     assert 'help: did you mean "deny_tool:shell"? (a rule is named as in the IR, quoted)' in err
+
+
+def test_the_text_report_writes_control_characters_escaped(tmp_path: Path) -> None:
+    """A test named with ESC (`\\u001b[31m`) wrote it to the terminal (a trial)."""
+    named = ROWS.replace('test "schemes"', 'test "red \\\\u001b[31m"')
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + named)))
+    assert code == 1 and "\x1b" not in out
+    assert "FAIL red \\u001b[31m [row 3]" in out
