@@ -257,7 +257,7 @@ class _Runner:
         errors = [i.message for i in issues if i.severity == "error"]
         errors += [f.message for f in findings if f.severity == "error"]
         found_codes = sorted({i.code for i in issues} | {f.code for f in findings})
-        checks = _checks_of()
+        checks = checks_of()
         codes = {
             *found_codes,
             *(checks.get(c, "") for c in found_codes),
@@ -344,7 +344,8 @@ def run_tests(
 
 
 @cache
-def _checks_of() -> dict[str, str]:
+@cache
+def checks_of() -> dict[str, str]:
     """The check that reports each code (`expect codes` may name either)."""
     from .codes import all_codes
 

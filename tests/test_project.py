@@ -420,3 +420,27 @@ def test_a_finding_a_test_expects_of_its_proposal_is_a_note_not_an_error(tmp_pat
         program.read_text().replace('proposal k {\n  f = fetch(url: "http://y")\n}\n', "")
     )
     assert runner.invoke(app, ["check", str(program)]).exit_code == 0
+
+
+def test_a_fixture_in_another_file_than_its_test_and_a_check_name_are_expected_too(
+    tmp_path: Path,
+) -> None:
+    """Review: with the proposal in lib.car and its test in tests.car (importing it),
+    `check .` kept lib.car's own copy of the finding, an error; and `expect codes
+    plan_policies` (a check's name, which `test` takes) did not count."""
+    (tmp_path / "carlang.toml").write_text("")
+    (tmp_path / "lib.car").write_text(
+        "tool fetch(url: string)\n"
+        'policy https_only: deny fetch when !params.url.startsWith("https://")\n'
+        'proposal bad {\n  f = fetch(url: "http://x")\n}\n'
+        'proposal worse {\n  f = fetch(url: "http://y")\n}\n'
+    )
+    (tmp_path / "tests.car").write_text(
+        'import "lib.car"\n'
+        'test "bad is invalid" {\n  proposal bad\n  expect invalid\n}\n'
+        'test "worse is denied" {\n  proposal worse\n  expect codes plan_policies\n}\n'
+    )
+    done = runner.invoke(app, ["check", str(tmp_path), "--format", "json"])
+    assert done.exit_code == 0, done.output
+    found = json.loads(done.stdout)["diagnostics"]
+    assert [(d["code"], d["severity"]) for d in found] == [("CL0520", "info")] * 2
