@@ -19,6 +19,7 @@ from .console import (
     echo_err,
     fail_usage,
     painted,
+    terminal_text,
 )
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def _tested(
         for d in blocking_errors(diagnostics, proposal_errors_ok=False, running_tests=True)
         if d.location()[0] in names
     ]
-    runnable = [r for r in results if r not in broken]
+    runnable = [r for r in results if all(r is not b for b in broken)]
     if errors:
         echo_err(painted(render_diagnostics(errors), err=True))
         skipped = ", ".join(r.loaded.entry.source.name for r in broken if r.loaded.entry)
@@ -139,7 +140,11 @@ def _tested(
     elif output is TestFormat.junit:
         echo(render_junit(outcomes, shown, threshold, errors))
     else:
-        echo(painted(render_text(outcomes, shown, threshold)))
+        text = render_text(outcomes, shown, threshold)
+        if broken:  # (the counts alone would read as a green run)
+            text += f"; {plural(len(broken), 'program')} with errors not tested"
+        # (a test's name or a policy's message holding ESC would write to the terminal)
+        echo(painted(terminal_text(text, newlines=True)))
     failed = any(not r.passed for r in outcomes) or bool(errors)
     low = threshold_problem(measured, threshold)
     if low is not None and output is not TestFormat.text:  # (the text report says it)
