@@ -309,6 +309,14 @@ def test_a_file_of_another_kind_is_named_with_the_option_that_takes_it(tmp_path:
         result = runner.invoke(app, ["rank", *inputs, *options])
         assert (result.exit_code, result.stdout) == (2, ""), (args, result.output)
         assert result.stderr == said + "\n", args
+    log = tmp_path / "runs.jsonl"
+    log.write_text(json.dumps({"seq": 1, "kind": "run_started", "trace_id": "r"}) + "\n")
+    result = runner.invoke(app, ["rank", str(program), "--config", str(log)])
+    assert (result.exit_code, result.stderr) == (
+        2,
+        f"error: --config {log}: an event log of recorded runs (for --outcomes, or"
+        " --feedback), not a planner config\n",
+    ), result.output
     # and what each is for still takes it
     ranked = runner.invoke(app, ["rank", str(program), "--feedback", str(feedback)])
     assert ranked.exit_code == 0, ranked.output

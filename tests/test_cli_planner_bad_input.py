@@ -130,3 +130,6 @@ def test_trials_with_a_grid_search_and_a_value_swept_twice_are_usage_errors(
     assert "--sweep cost_weight=0.1,0.2,0.1: 0.1 is given twice; give each value once" in (
         swept.stderr
     )
+    fine = runner.invoke(app, ["rank", str(program), "--sweep", "cost_weight=0:1e-9:1e-11"])
+    assert (fine.exit_code, fine.stdout) == (2, ""), fine.output
+    assert "the step is finer than settings are written (10 decimals)" in fine.stderr

@@ -174,7 +174,7 @@ def _refuse_other_kind(path: Path, option: str, wanted: str) -> None:
         kind = _OTHER_KINDS[suffix]
     elif suffix in (".json", ".jsonl") and path.is_file():
         kind = not_a_dataset(path) or ""
-        if f"for {option}" in kind or "for --outcomes, or --feedback" in kind:
+        if f"for {option}" in kind or f", or {option}" in kind:  # (an event log: --feedback)
             return
         if not kind and option == "--feedback" and suffix == ".json":
             return  # (its loader says what is wrong with it as a feedback file)

@@ -158,10 +158,15 @@ def malformed(exc: json.JSONDecodeError) -> str:
     return said
 
 
-#: How a carlang program's first line begins: a comment or a declaration's keyword.
+#: How a carlang program begins, past its comments: a declaration's keyword and the shape that
+#: follows it (`tool NAME(`, `policy NAME:`, `proposal NAME {`), so that YAML (`state:`) or
+#: TOML (`# config` then `[x]`) is not taken for one.
 _CARLANG_START = re.compile(
-    r"\s*(?:#|(?:import|tool|mcp_server|state|capability|budget|policy|redact|proposal|plan"
-    r"|test|deny|allow|rate_limit)\b)"
+    r"(?:\s*#[^\n]*\n)*\s*(?:import\s+\"|(?:tool|mcp_server)\s+[\w.]+\s*[({]"
+    r"|(?:policy|deny_tool|deny_keyword|rate_limit_tool|require_state|allow_tool_param"
+    r"|deny_tool_param|deny_tool_param_matching)\s+[\w.]+\s*[:\[\s\"]"
+    r"|(?:state|redact)\s*\{|(?:capability|budget|proposal|plan)\s+\w+\s*(?:\{|from|under)"
+    r"|test\s+\")"
 )
 
 

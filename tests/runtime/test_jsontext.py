@@ -200,7 +200,10 @@ def test_carlang_source_where_json_was_expected_is_said_to_be_so(text: str) -> N
     )
 
 
-@pytest.mark.parametrize("text", ["tooling", '{"tool": 1', "[1, tool]", "toolx()"])
+@pytest.mark.parametrize(
+    "text",
+    ["tooling", '{"tool": 1', "[1, tool]", "toolx()", "state:\n  x: 1", "# TOML\n[x]", "plan: b"],
+)
 def test_other_text_that_is_not_json_gets_no_such_hint(text: str) -> None:
     with pytest.raises(JsonTextError) as caught:
         parse_json(text)

@@ -126,20 +126,18 @@ class Outcomes:
         (`of_other_tasks`)."""
         names = {(task.id, c.id) for task in tasks for c in task.candidates}
         anywhere = {candidate for _, candidate in names}
-        ids = {task.id for task in tasks}
         return [
             (task, candidate)
             for task, candidate in self.by_key
             if (task, candidate) not in names
             and not (task == ANY_TASK and candidate in anywhere)
-            and not (chosen and task != ANY_TASK and task not in ids)
+            and not (chosen and _another_task(task, tasks))
         ]
 
     def of_other_tasks(self, tasks: Sequence[Task]) -> int:
         """How many recorded runs name a task other than `tasks`' (left out when `tasks` are
         the ones a user picked)."""
-        ids = {task.id for task in tasks}
-        return sum(o.runs for (task, _), o in self.by_key.items() if task not in (ANY_TASK, *ids))
+        return sum(o.runs for (task, _), o in self.by_key.items() if _another_task(task, tasks))
 
     def runs_of(self, keys: Iterable[tuple[str, str]]) -> int:
         """How many runs these (task, candidate) keys recorded."""
@@ -269,6 +267,12 @@ class Outcomes:
                 outcomes.repeated.append((str(path), repeated))
             outcomes.learn_events(events, str(path))
         return outcomes
+
+
+def _another_task(task: str, tasks: Sequence[Task]) -> bool:
+    """Whether outcomes recorded for `task` are of none of `tasks`, even by the plan's name
+    a second file renamed `file:plan` (those are the chosen task's, under its old name)."""
+    return task != ANY_TASK and not any(t.id == task or t.id.endswith(f":{task}") for t in tasks)
 
 
 def _renamed(keys: Sequence[tuple[str, str]], tasks: Sequence[Task]) -> str | None:

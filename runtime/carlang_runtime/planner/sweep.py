@@ -99,9 +99,17 @@ def parse_axis(spec: str) -> Axis:
         if not all(float(v).is_integer() for v in points):
             raise SettingError(f"--sweep {spec}: {name} takes whole numbers")
         points = tuple(int(v) for v in points)
-    repeated = next((v for i, v in enumerate(points) if v in points[:i]), None)
-    if repeated is not None:  # (the same point twice: rows that say nothing new)
-        raise SettingError(f"--sweep {spec}: {repeated} is given twice; give each value once")
+    if len(set(points)) < len(points):  # (the same point twice: rows that say nothing new)
+        if ":" in values:
+            raise SettingError(
+                f"--sweep {spec}: the step is finer than settings are written (10 decimals);"
+                " use a coarser step"
+            )
+        seen: set[float] = set()
+        for value in points:
+            if value in seen:
+                raise SettingError(f"--sweep {spec}: {value} is given twice; give each value once")
+            seen.add(value)
     return Axis(name, points)
 
 

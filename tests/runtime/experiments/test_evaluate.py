@@ -454,7 +454,11 @@ def test_a_plans_task_renamed_by_a_second_file_is_hinted(tmp_path: Path) -> None
     assert alone.exit_code == 0 and alone.stderr == "", alone.output
     both = CliRunner().invoke(app, [*args, str(other)])
     assert both.exit_code == 1, both.output  # (no task joined)
-    assert (
+    hint = (
         "(with several files given, a plan's task is FILE:PLAN: task 'newsletter' is"
         " 'p:newsletter' here; give its file alone, or record the runs under that name)\n"
-    ) in both.stderr, both.stderr
+    )
+    assert hint in both.stderr, both.stderr
+    # with --plan, those runs are the chosen task's under its old name, not another task's
+    chosen = CliRunner().invoke(app, [*args, str(other), "--plan", "newsletter"])
+    assert hint in chosen.stderr and "other tasks" not in chosen.stderr, chosen.stderr
