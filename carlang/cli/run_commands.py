@@ -28,6 +28,7 @@ from .common import (
     guarded,
     require_directory,
 )
+from .console import terminal_text
 from .lang_commands import project_root
 
 if TYPE_CHECKING:
@@ -1033,7 +1034,7 @@ def _print_runs(records: list[dict[str, Any]], tenants: dict[str, Any], output: 
         # (not `plural`: the counts stay right-aligned in a column, the word padded after)
         word = "event" if count == 1 else "events"
         whose = f"  tenant {entry['tenant']}" if entry["tenant"] is not None else ""
-        why = f"  {_clipped(entry['why'].splitlines()[0], _WHY_WIDTH)}" if entry["why"] else ""
+        why = f"  {_clipped(terminal_text(entry['why']), _WHY_WIDTH)}" if entry["why"] else ""
         echo(
             f"{entry['run_id']}  {entry['started']}  {status:<24}"
             f" {count:>6} {word:<6}  {entry['proposal'] or ''}{whose}{why}".rstrip()

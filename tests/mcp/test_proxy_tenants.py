@@ -143,6 +143,13 @@ def test_a_tenants_session_is_not_another_tenants(program: Path, tokens: list[st
             url, headers={**_headers(GLOBEX, mine), "Accept": "text/event-stream"}
         )
         assert listening.status_code == 404  # (its stream: elicitations, notifications)
+        # a request refused before the SDK sees it (another Host) is not said to be one
+        elsewhere = httpx.post(
+            url,
+            content=json.dumps({"jsonrpc": "2.0", "id": 9, "method": "ping"}),
+            headers={**_headers(GLOBEX, mine), "Host": "evil.example"},
+        )
+        assert elsewhere.status_code == 421
         # acme's session goes on, its note where it was
         recalled = _result(_post(url, _call("notes.recall", 5), ACME, mine))
         assert recalled["content"][0]["text"] == "acme-private", recalled

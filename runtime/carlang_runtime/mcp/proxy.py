@@ -1586,9 +1586,6 @@ def serve_http(
                 await _unauthorized(scope, receive, send)
                 return
             _as_tenant(scope, tenant)
-            session_id = _header(scope, b"mcp-session-id")
-            if session_id is not None:
-                _said_whose(proxy, manager, session_id.decode("latin-1"), tenant)
         post = scope.get("method") == "POST"
         refusal = await guard.validate_request(Request(scope, receive), is_post=post)
         if refusal is not None:  # (checked before the body is read; the SDK checks again)
@@ -1610,6 +1607,10 @@ def serve_http(
             if invalid is not None:  # said as over stdio, not as the SDK's generic -32602
                 await JSONResponse(invalid)(scope, receive, send)
                 return
+        tenant = _request_tenant(Request(scope, receive)) if access.tenants else None
+        session_id = _header(scope, b"mcp-session-id")
+        if tenant is not None and session_id is not None:  # (a request the SDK will answer)
+            _said_whose(proxy, manager, session_id.decode("latin-1"), tenant)
         await manager.handle_request(scope, receive, send)
 
     # a plain ASGI callable (not a request handler): starlette passes it scope/receive/send
