@@ -316,3 +316,18 @@ def test_a_capability_for_a_tenant_no_client_can_be_stops_the_proxy(tmp_path: Pa
             anyio.run(serve_stdio, proxy)
     finally:
         runtime.close()
+
+
+def test_the_record_of_who_opened_each_session_is_bounded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The proxy keeps its own record of which tenant opened each session (the SDK's is
+    private); the newest sessions only, so that a gateway running for weeks does not grow."""
+    from carlang_runtime.mcp.proxy import _SessionOpeners
+
+    monkeypatch.setattr(_SessionOpeners, "LIMIT", 3)
+    openers = _SessionOpeners()
+    for number in range(5):
+        openers.note(f"session-{number}", "acme")
+    openers.note("session-4", "globex")  # (a session is its opener's: never taken over)
+    assert openers.opener == {"session-2": "acme", "session-3": "acme", "session-4": "acme"}

@@ -342,7 +342,7 @@ class PolicyProxy:
             found = _Client(session, mcp_session, downstream, spent, tenant=tenant)
             self._clients[key] = found
         elif found.tenant != tenant:
-            self._warn(
+            self.warn(
                 f"carlang mcp proxy: a call of tenant {tenant!r} in a session of tenant"
                 f" {found.tenant!r} was refused"
             )
@@ -420,7 +420,7 @@ class PolicyProxy:
             limit = self.max_sessions
             if not self._warned_full:
                 self._warned_full = True
-                self._warn(
+                self.warn(
                     f"carlang mcp proxy: {limit} client session(s) have MCP servers of their own"
                     f" (--max-sessions {limit}): a new session's calls of their tools are"
                     " refused until one ends"
@@ -443,7 +443,7 @@ class PolicyProxy:
             return
         if tenant not in self._warned_tenants:
             self._warned_tenants.add(tenant)
-            self._warn(
+            self.warn(
                 f"carlang mcp proxy: tenant {tenant!r} has {limit} client session(s) with MCP"
                 f" servers of their own (--max-sessions-per-tenant {limit}): its new sessions'"
                 " calls of their tools are refused until one ends"
@@ -454,7 +454,9 @@ class PolicyProxy:
             f" {tool} was not called. Try again once one of them ends ({_HOW_SESSIONS_END})"
         )
 
-    def _warn(self, message: str) -> None:
+    def warn(self, message: str) -> None:
+        """Write a line to the proxy's standard error (nothing when it has none, or it is
+        closed): the operator's log."""
         if self.stderr is not None and hasattr(self.stderr, "write"):
             try:
                 self.stderr.write(message + "\n")
@@ -1121,7 +1123,7 @@ class _ClientGone(logging.Filter):
 
 
 #: Set, for the rest of a request's handling, once the proxy has said whose a request for
-#: another tenant's session was (`_said_whose`): the SDK's own line, which names no tenant,
+#: another tenant's session was (`_SessionOpeners.said`): the SDK's own line, which names no tenant,
 #: is then dropped (`_OwnerRefusalSaid`).
 _OWNER_REFUSAL_SAID: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "carlang_owner_refusal_said", default=False
@@ -1130,28 +1132,55 @@ _OWNER_REFUSAL_SAID: contextvars.ContextVar[bool] = contextvars.ContextVar(
 
 class _OwnerRefusalSaid(logging.Filter):
     """Drops the MCP SDK's `Rejecting request for session ...: credential does not match`
-    once the proxy has said the same with both tenants named (`_said_whose`)."""
+    once the proxy has said the same with both tenants named (`_SessionOpeners`)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         said = _OWNER_REFUSAL_SAID.get()
         return not (said and str(record.msg).startswith("Rejecting request for session"))
 
 
-def _said_whose(proxy: PolicyProxy, manager: Any, session_id: str, tenant: str) -> None:
-    """Say, when tenant `tenant` asks for a client session another tenant opened, which
-    tenants they are (the SDK refuses it as a session that does not exist, 404, and says so
-    naming neither). Its record of who opened each session is private: without it (another
-    SDK), its own line is all there is."""
-    owners = getattr(manager, "_session_owners", None)
-    opener = owners.get(session_id) if isinstance(owners, dict) else None
-    owner = opener.get("client_id") if isinstance(opener, dict) else None  # (a TypedDict)
-    if not isinstance(owner, str) or owner == tenant:
-        return
-    proxy._warn(
-        f"carlang mcp proxy: a request of tenant {tenant!r} for a session of tenant {owner!r}"
-        f" ({session_id[:8]}...) was refused, answered as for a session that does not exist"
-    )
-    _OWNER_REFUSAL_SAID.set(True)
+class _SessionOpeners:
+    """Which tenant opened each client session, as the SDK's answers to `initialize` tell
+    (their `Mcp-Session-Id`), to say whose a refused request was (`said`): the SDK refuses
+    another tenant's request as for a session that does not exist (404) and logs it naming
+    neither, and keeps its own record private. The newest `LIMIT` sessions are kept (a
+    proxy bounds its live sessions far below it): an older one is only not named."""
+
+    LIMIT = 100_000
+
+    def __init__(self) -> None:
+        self.opener: dict[str, str] = {}
+
+    def watched(self, send: Any, tenant: str) -> Any:
+        """`send`, noting the session id of a response to `tenant`'s request that opens one."""
+
+        async def noting(message: Any) -> None:
+            if message.get("type") == "http.response.start":
+                given = _header(message, b"mcp-session-id")
+                if given is not None:
+                    self.note(given.decode("latin-1"), tenant)
+            await send(message)
+
+        return noting
+
+    def note(self, session_id: str, tenant: str) -> None:
+        """`tenant` opened `session_id`."""
+        self.opener.setdefault(session_id, tenant)
+        if len(self.opener) > self.LIMIT:
+            del self.opener[next(iter(self.opener))]
+
+    def said(self, proxy: PolicyProxy, session_id: str, tenant: str) -> None:
+        """When `tenant` asks for a session another tenant opened, say which tenants they
+        are (and have the SDK's own line dropped, `_OwnerRefusalSaid`)."""
+        owner = self.opener.get(session_id)
+        if owner is None or owner == tenant:
+            return
+        proxy.warn(
+            f"carlang mcp proxy: a request of tenant {tenant!r} for a session of tenant"
+            f" {owner!r} ({session_id[:8]}...) was refused, answered as for a session that"
+            " does not exist"
+        )
+        _OWNER_REFUSAL_SAID.set(True)
 
 
 class _StoppedNow(logging.Filter):
@@ -1570,6 +1599,7 @@ def serve_http(
     # (a client may send a token as an argument, its own or another tenant's: never logged)
     proxy.runtime.keep_out([*([token] if token else []), *(t for _, t in access.tenants)])
     proxy.tenanted = bool(access.tenants)
+    openers = _SessionOpeners()
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
@@ -1608,9 +1638,12 @@ def serve_http(
                 await JSONResponse(invalid)(scope, receive, send)
                 return
         tenant = _request_tenant(Request(scope, receive)) if access.tenants else None
-        session_id = _header(scope, b"mcp-session-id")
-        if tenant is not None and session_id is not None:  # (a request the SDK will answer)
-            _said_whose(proxy, manager, session_id.decode("latin-1"), tenant)
+        if tenant is not None:  # (a request the SDK will answer)
+            session_id = _header(scope, b"mcp-session-id")
+            if session_id is None:
+                send = openers.watched(send, tenant)
+            else:
+                openers.said(proxy, session_id.decode("latin-1"), tenant)
         await manager.handle_request(scope, receive, send)
 
     # a plain ASGI callable (not a request handler): starlette passes it scope/receive/send
