@@ -9,6 +9,7 @@ import json
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from carlang_runtime.engine.events import format_time
@@ -16,20 +17,20 @@ from carlang_runtime.replay import Change, ReplayReport, Unjudged, Verdict
 
 from carlang import __version__
 
-from .render import plural, sarif_artifact
+from .render import plural, sarif_artifact, sarif_base
 
 __all__ = ["render_replay"]
 
 
-def render_replay(report: ReplayReport, output: str, examples: int, fail_on: list[str]) -> str:
-    """The report in `output` format (text, json, sarif, junit or csv)."""
-    renderers = {
-        "text": _text,
-        "json": _json,
-        "sarif": _sarif,
-        "junit": _junit,
-        "csv": _csv,
-    }
+def render_replay(
+    report: ReplayReport, output: str, examples: int, fail_on: list[str], root: Path | None = None
+) -> str:
+    """The report in `output` format (text, json, sarif, junit or csv). `root`: the root of
+    the candidate's project, which its policies' positions are relative to (SARIF's URIs are
+    then relative to the repository holding it, as `check`'s are)."""
+    if output == "sarif":
+        return _sarif(report, examples, fail_on, root)
+    renderers = {"text": _text, "json": _json, "junit": _junit, "csv": _csv}
     return renderers[output](report, examples, fail_on)
 
 
@@ -183,7 +184,8 @@ def _json(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
     return json.dumps(document, indent=2)
 
 
-def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
+def _sarif(report: ReplayReport, examples: int, fail_on: list[str], root: Path | None) -> str:
+    base, under = sarif_base(root) if root is not None else (None, "")
     failing = {id(c) for c in report.failing(fail_on)}
     groups: dict[tuple[str, str], list[Change]] = defaultdict(list)
     for change in report.changes:  # under each policy that decided it
@@ -215,7 +217,7 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
                 rule,
                 any(id(c) in failing for c in changes),
                 message,
-                (loc["file"], loc["line"], loc["column"]) if loc else None,
+                (sarif_artifact(loc["file"], under), loc["line"], loc["column"]) if loc else None,
             )
         )
     # the runs it could not judge, a result per cause: at the program that dropped what they
@@ -236,7 +238,11 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
         if dropped:
             message += " (their calls would now be refused)"
         error = any(id(u) in failing_runs for u in runs)
-        results.append(_sarif_result(rule, error, message, (file, 1, 1) if file else None))
+        where = None
+        if file:  # a dropping program's name is relative to its root; a log's, to the cwd
+            artifact = sarif_artifact(file, under) if dropped else _log_artifact(file, base)
+            where = (artifact, 1, 1)
+        results.append(_sarif_result(rule, error, message, where))
     problems = report.gate_problems(fail_on)
     if problems and not any(r["level"] == "error" for r in results):  # (no run, say)
         rules.setdefault("replay/gate", "the replay gate fails")
@@ -244,7 +250,7 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
     ids = list(rules)
     for result in results:
         result["ruleIndex"] = ids.index(result["ruleId"])
-    document = {
+    document: dict[str, Any] = {
         "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
         "version": "2.1.0",
         "runs": [
@@ -264,25 +270,37 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str]) -> str:
             }
         ],
     }
+    if base is not None:  # (as `check`'s SARIF: what the URIs are relative to)
+        document["runs"][0]["originalUriBaseIds"] = {"%SRCROOT%": {"uri": base.as_uri() + "/"}}
     return json.dumps(document, indent=2)
 
 
+def _log_artifact(file: str, base: Path | None) -> dict[str, str]:
+    """The SARIF location of an event log, named as the command line named it (relative to
+    the working folder, not to the project as a program's positions are): relative to the
+    report's `base` when inside it, else by its absolute `file:` URI."""
+    path = Path(file).resolve()
+    if base is not None and path.is_relative_to(base):
+        return sarif_artifact(path.relative_to(base).as_posix())
+    return sarif_artifact(str(path))
+
+
 def _sarif_result(
-    rule: str, error: bool, message: str, where: tuple[str, int, int] | None
+    rule: str, error: bool, message: str, where: tuple[dict[str, str], int, int] | None
 ) -> dict[str, Any]:
-    """A SARIF result: `error` when the gate fails by it, else `note`; at `where`, a
-    (file, line, column), if known."""
+    """A SARIF result: `error` when the gate fails by it, else `note`; at `where`, an
+    (artifactLocation, line, column), if known."""
     result: dict[str, Any] = {
         "ruleId": rule,
         "level": "error" if error else "note",
         "message": {"text": message},
     }
     if where is not None:
-        file, line, column = where
+        artifact, line, column = where
         result["locations"] = [
             {
                 "physicalLocation": {
-                    "artifactLocation": sarif_artifact(file),
+                    "artifactLocation": artifact,
                     "region": {"startLine": line, "startColumn": column},
                 }
             }

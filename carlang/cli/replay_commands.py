@@ -118,7 +118,10 @@ def replay_command(
         run_ids=chosen,
         examples=examples,
     )
-    echo(render_replay(report, output.value, examples, chosen_fail_on))
+    from carlang.cli.checking import one_source, project_root
+
+    where = project_root(one_source(program), root)  # what the policies' positions are under
+    echo(render_replay(report, output.value, examples, chosen_fail_on, where))
     if report.actions == 0:  # a gate that judged nothing passes only by saying so
         why = (
             "--tool, --since or --until left none"

@@ -1193,3 +1193,43 @@ def test_a_trimmed_session_history_fails_closed_in_replay_as_it_did(
     source.write_text(ONCE)
     code, found, report = changes(log, source)
     assert code == 0 and found == set(), report
+
+
+def test_sarif_uris_are_relative_to_the_repository(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Replay's SARIF named the policy's file relative to the project and the log as typed,
+    with no base: a project whose `carlang.toml` is in `policies/` had URIs no checkout held.
+    Now, as `check`'s: relative to the repository, which `originalUriBaseIds` names."""
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "policies").mkdir()
+    (repo / "policies" / "carlang.toml").write_text("")
+    monkeypatch.chdir(repo)
+    log = _session_log(repo, [("f", None)] * 3)
+    program = repo / "policies" / "p.car"
+    program.write_text("tool f(n: int)\n\nbudget per_session { max_tool_calls 1 }\n")
+    code, out = cli("replay", "run.jsonl", "--program", "policies/p.car", "--format", "sarif")
+    assert code == 1, out
+    (run,) = json.loads(out)["runs"]
+    assert run["originalUriBaseIds"] == {"%SRCROOT%": {"uri": repo.resolve().as_uri() + "/"}}
+    (result,) = run["results"]
+    artifact = result["locations"][0]["physicalLocation"]["artifactLocation"]
+    assert artifact == {"uri": "policies/p.car", "uriBaseId": "%SRCROOT%"}
+    # a run that cannot be judged is shown at its log, named from the working folder
+    (repo / "logs").mkdir()
+    bad = repo / "logs" / "run.jsonl"
+    lines = log.read_text().splitlines()
+    bad.write_text("\n".join(line for line in lines if '"proposal_received"' not in line) + "\n")
+    result = CliRunner().invoke(
+        app, ["replay", "logs/run.jsonl", "--program", "policies/p.car", "--format", "sarif"]
+    )
+    out = result.stdout  # (stderr warns that no run could be judged)
+    located = [
+        r["locations"][0]["physicalLocation"]["artifactLocation"]
+        for r in json.loads(out)["runs"][0]["results"]
+        if r["ruleId"] == "replay/not-judged"
+    ]
+    assert located and all(
+        a == {"uri": "logs/run.jsonl", "uriBaseId": "%SRCROOT%"} for a in located
+    )
