@@ -78,6 +78,27 @@ def test_runs_a_proposal_with_tools_from_a_file(tmp_path: Path) -> None:
     assert "deployed to prod" in out
 
 
+def test_events_escape_what_a_failing_tool_said(tmp_path: Path) -> None:
+    """A tool's error text is the tool's (or its server's): an escape sequence or a line break
+    in it reached the terminal raw through the `why` of `carlang events`, able to recolour or
+    rewrite the operator's screen. The line shows it escaped and stays one line; the JSON keeps
+    it as it was."""
+    program = tmp_path / "p.car"
+    program.write_text("tool boom()\nproposal p { a = boom() }\n")
+    tools = tmp_path / "boom_tools.py"
+    tools.write_text(
+        "def boom():\n    raise RuntimeError('\\x1b[2Jgone\\nsecond line')\nTOOLS = {'boom': boom}\n"
+    )
+    log = tmp_path / "run.jsonl"
+    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--events", str(log))
+    assert code == 1, out
+    (entry,) = json.loads(runner.invoke(app, ["events", str(log), "--format", "json"]).output)
+    assert entry["why"] == "a: RuntimeError: \x1b[2Jgone\nsecond line"
+    listing = runner.invoke(app, ["events", str(log)]).output
+    assert "\x1b" not in listing and listing.count("\n") == 2, listing  # the run, the count
+    assert listing.splitlines()[0].endswith("a: RuntimeError: \\x1b[2Jgone\\nsecond line")
+
+
 def test_json_output_and_exit_status_of_a_failure(tmp_path: Path) -> None:
     program, tools = project(tmp_path)
     code, out = run(str(program), "--tools", f"{tools}:setup", "--auto-approve", "--format", "json")
