@@ -144,6 +144,11 @@ _HISTORY = (
     'an entry is like {id: "t", type: "tool_call", tool: "fetch", params: {}, status: "succeeded"}'
 )
 _STATUSES = ("running", "succeeded", "failed", "skipped", "rejected")
+#: The fields of a `history` entry, and the types an action can have.
+_ENTRY_FIELDS = ("id", "type", "tool", "params", "status")
+_ACTION_TYPES = tuple(t.value for t in ir.ActionType)
+#: A problem with a test's value: what to point at (a name written in it), the problem, help.
+_Problem = tuple[str, str, str | None]
 
 
 def _word(word: ast.Name | ast.Column | None, row: dict[str, Any]) -> str | None:
@@ -547,39 +552,59 @@ class _Builder:
         if not isinstance(history, list):
             self.error(source, data.span, "`history` is a list of earlier actions", _HISTORY)
             return False
-        problems: list[tuple[str, str, str | None]] = []  # (what to point at, problem, help)
+        problems: list[_Problem] = []
         for number, entry in enumerate(history, 1):
-            if not isinstance(entry, dict):
-                problems.append(("", f"history entry {number} is not a map", _HISTORY))
-                continue
-            status = entry.get("status")
-            if status is not None and status not in _STATUSES:
-                shown = ", ".join(_STATUSES)
-                problems.append((str(status), f"history entry {number}: no status `{status}`",
-                                 f"a status is one of {shown}"))  # fmt: skip
-            name = entry.get("tool")
-            if not isinstance(name, str):
-                continue
-            tool = self.program_tool(name)
-            if tool is None and self.skipped.may_declare(name):
-                continue
-            if tool is None:
-                names = [t.name for t in self.program.tools]
-                problems.append((name, f"history entry {number}: no tool is called `{name}`",
-                                 did_you_mean(name, names, "`")))  # fmt: skip
-                continue
-            params = entry.get("params")
-            schema = tool.parameters or {}
-            properties = schema.get("properties") or {}
-            if isinstance(params, dict) and schema.get("additionalProperties") is False:
-                for key in params:
-                    if key not in properties:
-                        problems.append((str(key),
-                            f"history entry {number}: tool `{name}` has no parameter `{key}`",
-                            did_you_mean(str(key), list(properties), "`")))  # fmt: skip
+            problems.extend(self.history_entry_problems(number, entry))
         for named, problem, help in problems:
             self.error(source, _named_span(source, data.span, named) or data.span, problem, help)
         return not problems
+
+    def history_entry_problems(self, number: int, entry: Any) -> list[_Problem]:
+        """What is wrong with entry `number` of a test's history: a field an entry does not
+        have, a type or status no action has, a tool the program does not declare, or
+        parameters that tool cannot have been called with (unknown, of the wrong type or
+        breaking the schema's constraints; not checked for a refused call, which may have been
+        refused for exactly that)."""
+        if not isinstance(entry, dict):
+            return [("", f"history entry {number} is not a map", _HISTORY)]
+        problems: list[_Problem] = []
+        for key in entry:
+            if key not in _ENTRY_FIELDS:
+                hint = did_you_mean(str(key), _ENTRY_FIELDS, "`") or _HISTORY
+                problems.append((str(key), f"history entry {number} has no field `{key}`", hint))
+        for field_name, allowed in (("status", _STATUSES), ("type", _ACTION_TYPES)):
+            value = entry.get(field_name)
+            if value is not None and value not in allowed:
+                problems.append((str(value), f"history entry {number}: no {field_name} `{value}`",
+                                 f"a {field_name} is one of {', '.join(allowed)}"))  # fmt: skip
+        name, params = entry.get("tool"), entry.get("params")
+        if params is not None and not isinstance(params, dict):
+            problems.append(("params", f"history entry {number}: `params` is not a map", _HISTORY))
+            params = None
+        if not isinstance(name, str):
+            return problems
+        tool = self.program_tool(name)
+        if tool is None and not self.skipped.may_declare(name):
+            names = [t.name for t in self.program.tools]
+            problems.append((name, f"history entry {number}: no tool is called `{name}`",
+                             did_you_mean(name, names, "`")))  # fmt: skip
+        if tool is None or not params or not tool.parameters:
+            return problems
+        properties = tool.parameters.get("properties") or {}
+        closed = tool.parameters.get("additionalProperties") is False
+        for key in params:
+            if closed and key not in properties:
+                problems.append((str(key),
+                    f"history entry {number}: tool `{name}` has no parameter `{key}`",
+                    did_you_mean(str(key), list(properties), "`")))  # fmt: skip
+        if entry.get("status") != "rejected":
+            for finding in ParamChecker(tool.name, tool.parameters).check(params):
+                # (not "missing": an entry may leave out what a rule does not read; unknown
+                # parameters, a constraint without a parameter, are said above)
+                if finding.kind == "type" or (finding.kind == "constraint" and finding.param):
+                    message = f"history entry {number}: {finding_message(name, finding)}"
+                    problems.append((finding.param, message, None))
+        return problems
 
     def argument_span(self, call: ast.Call, param: str) -> Span:
         """Where a call's argument `param` is written (its row's cells when a column gives

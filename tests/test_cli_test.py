@@ -744,6 +744,42 @@ test "stale" {
     assert code == 0, out + err
 
 
+def test_a_history_entry_has_the_fields_and_values_a_real_one_has(tmp_path: Path) -> None:
+    """A misspelt field (`parms`), an action type that does not exist and a parameter of the
+    wrong type passed: the rule was tested against an entry no run can record. Each is now
+    CL0701 at what it names. A refused call's parameters are not checked: it may have been
+    refused for exactly them; nor is a parameter an entry leaves out."""
+    text = """\
+tool deploy(env: string)
+tool run_tests(suite: string, shards: int)
+policy tests_first: deny deploy when !history.exists(h, h.tool == "run_tests")
+test "after tests" {
+  action deploy(env: "prod")
+  history [{id: "t", type: "tool_cal", tool: "run_tests", parms: {}, params: {shards: "two"}, status: "succeeded"}]
+  expect allow
+}
+test "refused" {
+  action deploy(env: "prod")
+  history [{id: "t", type: "tool_call", tool: "run_tests", params: {suite: 3}, status: "rejected"}]
+  expect allow
+}
+"""
+    code, _, err = run("test", str(write(tmp_path, text)))
+    assert code == 1
+    said = [line for line in err.splitlines() if "error[" in line]
+    assert said == [
+        "p.car:6:28: error[CL0701]: history entry 1: no type `tool_cal`",
+        "p.car:6:59: error[CL0701]: history entry 1 has no field `parms`",
+        "p.car:6:79: error[CL0701]: history entry 1: tool 'run_tests': parameter 'shards' has"
+        " wrong type: expected integer, got string",
+    ], err
+    assert "help: did you mean `params`?" in err
+    assert "help: a type is one of tool_call, state_write, state_read, assertion" in err
+    fixed = text.replace('tool_cal"', 'tool_call"').replace("parms: {}, ", "")
+    code, out, err = run("test", str(write(tmp_path, fixed.replace('"two"', "2"))))
+    assert code == 0, out + err
+
+
 def test_tests_that_cannot_run_report_every_error_check_reports(tmp_path: Path) -> None:
     """A proposal's errors alone do not stop the tests; when another error does, they are
     reported with it, as `check` reports them (one CI round per error is a round too many)."""
