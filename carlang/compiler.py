@@ -130,7 +130,7 @@ def _compile_loaded(
 
             skipped = skipped_text(loaded, parse_findings)
             result.tests = build_tests(
-                lowered.program, result.source_map, result.diagnostics, skipped
+                lowered.program, result.source_map, result.diagnostics, skipped, loaded.root
             )
     if check and report_unused:
         _report_unused(result, unused_declarations(result, entry_only=True))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, fields
 from functools import cache
+from pathlib import Path
 from typing import Any
 
 from carlang_runtime import ir
@@ -139,6 +140,28 @@ def _named_span(source: Source, within: Span, name: str) -> Span | None:
     return Span(start, within.start + found.end())
 
 
+def _declared_beside(root: Path | None, file: str, kind: str, name: str) -> str | None:
+    """Help for a name a test's file does not know and a file beside it declares: the usual
+    slip of a `*_test.car` that does not `import` the program it tests."""
+    if root is None:
+        return None
+    here = root / file
+    declared = re.compile(rf"^[ \t]*{re.escape(kind)}[ \t]+{re.escape(name)}\b", re.MULTILINE)
+    for other in sorted(here.parent.glob("*.car")):
+        if other.name == here.name:
+            continue
+        try:
+            text = other.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if declared.search(text):
+            return (
+                f"{other.name} declares it, and this file does not import it: add"
+                f' `import "{other.name}"` at the top of {here.name}'
+            )
+    return None
+
+
 #: What a `history` entry is, and the statuses one can have (`policy.history_entry`).
 _HISTORY = (
     'an entry is like {id: "t", type: "tool_call", tool: "fetch", params: {}, status: "succeeded"}'
@@ -174,6 +197,8 @@ class _Builder:
     imports_failed: bool = False
     #: the text the parser skipped after a syntax error: a name declared there is unknown
     skipped: SkippedText = field(default_factory=SkippedText)
+    #: the project root, which sources' names are relative to (None: files are not looked at)
+    root: Path | None = None
 
     def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
         self.diagnostics.error(TEST_PROBLEM, message, source, span, help=help)
@@ -189,7 +214,11 @@ class _Builder:
             return True
         if self.imports_failed or self.skipped.may_declare(name.text):
             return False
-        help = help or did_you_mean(name.text, names, "`")
+        help = (
+            help
+            or did_you_mean(name.text, names, "`")
+            or _declared_beside(self.root, source.name, kind, name.text)
+        )
         self.error(source, name.span, f"no {kind} is called `{name.text}`", help)
         return False
 
@@ -330,45 +359,41 @@ class _Builder:
         row: dict[str, Any],
         where: Span,
     ) -> TestCase | None:
+        # Every part is checked, each reporting its own problems, before the case is dropped:
+        # a test file that does not import its program names an unknown tool and an unknown
+        # policy, and both are worth one CI round.
         given: dict[str, Any] = {"state": {}, "scope": {}, "history": []}
+        fits = True
         for item in decl.items:
             if isinstance(item, ast.GivenState):
                 given["state"] = _bind(item.data.value, row)
-                if not self.state_fits(source, item.data, given["state"]):
-                    return None
+                fits &= self.state_fits(source, item.data, given["state"])
             elif isinstance(item, ast.GivenScope):
                 given["scope"] = _bind(item.data.value, row)
             elif isinstance(item, ast.GivenHistory):
                 given["history"] = _bind(item.data.value, row)
-                if not self.history_fits(source, item.data, given["history"]):
-                    return None
+                fits &= self.history_fits(source, item.data, given["history"])
             elif isinstance(item, ast.GivenNow):
                 at = self.time(source, item, subject, row)
-                if at is None:
-                    return None
+                fits &= at is not None
                 given["now"] = at
-        expectations = []
-        for expect in expects:
-            expectation = self.expectation(source, expect, subject, row)
-            if expectation is None:
-                return None
-            expectations.append(expectation)
+        checked = [self.expectation(source, expect, subject, row) for expect in expects]
+        expectations = [expectation for expectation in checked if expectation is not None]
+        fits &= len(expectations) == len(checked)
         fields: dict[str, Any] = {}
         if isinstance(subject, ast.GivenAction):
-            action = self.action(source, subject, row)
-            if action is None:
-                return None
-            fields["action"] = action
+            fields["action"] = self.action(source, subject, row)
+            fits &= fields["action"] is not None
         elif isinstance(subject, ast.GivenProposal):
             names = [p.id for p in self.program.proposals]
-            if not self.known(source, subject.name, "proposal", names):
-                return None
+            fits &= self.known(source, subject.name, "proposal", names)
             fields["proposal"] = subject.name.text
         else:
             names = [p.name for p in self.program.plans]
-            if not self.known(source, subject.name, "plan", names):
-                return None
+            fits &= self.known(source, subject.name, "plan", names)
             fields["plan"] = subject.name.text
+        if not fits:
+            return None
         return TestCase(name, loc_of(source, where), tuple(expectations), **given, **fields)
 
     def time(
@@ -687,15 +712,17 @@ def build_tests(
     source_map: SourceMap,
     diagnostics: Diagnostics,
     skipped: SkippedText | None = None,
+    root: Path | None = None,
 ) -> list[TestCase]:
     """Every test of the program as runnable cases; problems go to `diagnostics`. `skipped`:
-    the text the parser skipped after syntax errors (`cascade.skipped_text`)."""
+    the text the parser skipped after syntax errors (`cascade.skipped_text`); `root`: the
+    project root (a name no import brings is looked for in the files beside the test's)."""
     skipped = skipped or SkippedText()
     # After an import that failed (or that the parser skipped), what the program declares is
     # not known: no name is reported unknown. After a declaration the parser skipped, only
     # the names written in it are (a test's own errors are reported with the syntax error).
     failed = skipped.anything or any(d.code in FAILED_IMPORT_CODES for d in diagnostics.items)
-    builder = _Builder(program, diagnostics, imports_failed=failed, skipped=skipped)
+    builder = _Builder(program, diagnostics, imports_failed=failed, skipped=skipped, root=root)
     named: dict[tuple[str, str], Origin] = {}
     for origin in source_map.tests:
         _check_name(origin, named, diagnostics)

@@ -780,6 +780,33 @@ test "refused" {
     assert code == 0, out + err
 
 
+def test_a_test_file_that_does_not_import_its_program_is_told_to(tmp_path: Path) -> None:
+    """`deploy_test.car` beside `deploy.car`, without `import "deploy.car"`: the test named an
+    unknown policy, with no hint, and its unknown tool was not even reported (the first problem
+    dropped the case). Each unknown name is reported, with the import that declares it."""
+    write(
+        tmp_path,
+        'tool deploy(env: string)\npolicy no_prod: deny deploy when params.env == "prod"\n',
+        "deploy.car",
+    )
+    test = write(
+        tmp_path,
+        'test "prod" {\n  action deploy(env: "prod")\n  expect deny by no_prod\n}\n',
+        "deploy_test.car",
+    )
+    code, _, err = run("test", str(test))
+    assert code == 1
+    hint = (
+        'help: deploy.car declares it, and this file does not import it: add `import "deploy.car"`'
+    )
+    assert "deploy_test.car:2:10: error[CL0701]: no tool is called `deploy`" in err
+    assert "deploy_test.car:3:18: error[CL0701]: no policy is called `no_prod`" in err
+    assert err.count(hint) == 2, err
+    test.write_text('import "deploy.car"\n' + test.read_text())
+    code, out, err = run("test", str(test))
+    assert code == 0, out + err
+
+
 def test_tests_that_cannot_run_report_every_error_check_reports(tmp_path: Path) -> None:
     """A proposal's errors alone do not stop the tests; when another error does, they are
     reported with it, as `check` reports them (one CI round per error is a round too many)."""
