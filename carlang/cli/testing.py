@@ -101,6 +101,9 @@ def _tested(
 
     paths, coverage, threshold, output, select = asked
     broken = [r for r in results if blocking_errors(r.diagnostics.items, True, running_tests=True)]
+    stops = {
+        id(d) for d in blocking_errors(diagnostics, proposal_errors_ok=True, running_tests=True)
+    }
     # every error of a program whose tests cannot run, as `check` reports them: a proposal's
     # (which alone would not stop the tests) is one more round of CI saved
     names = {f.source.name for r in broken for f in r.loaded.files}
@@ -114,7 +117,13 @@ def _tested(
         echo_err(painted(render_diagnostics(errors), err=True))
         skipped = ", ".join(r.loaded.entry.source.name for r in broken if r.loaded.entry)
         whose = f"the tests of {skipped}" if runnable else "the tests"
-        echo_err(f"{plural(len(errors), 'error')}: {whose} did not run")
+        stopping = sum(1 for e in errors if id(e) in stops)
+        why = (
+            ""
+            if stopping == len(errors)
+            else f" ({stopping} stopped them; a proposal's findings alone would not)"
+        )
+        echo_err(f"{plural(len(errors), 'error')}: {whose} did not run{why}")
         if not runnable:
             if output is TestFormat.json:
                 echo(render_json([], None, None, errors))
