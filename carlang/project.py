@@ -65,13 +65,23 @@ SKIPPED_FOLDERS = frozenset({"node_modules", "__pycache__", "site-packages", "ve
 
 
 def car_files_under(folder: Path, onerror: Callable[[OSError], None] | None = None) -> list[Path]:
-    """The regular .car files under `folder`, sorted, passing over hidden folders and
-    `SKIPPED_FOLDERS` (symbolic links to folders are not followed); `onerror` is told of a
-    folder that cannot be listed."""
+    """The regular .car files under `folder` (`files_under`)."""
+    return files_under(folder, (".car",), onerror)
+
+
+def files_under(
+    folder: Path, suffixes: Iterable[str], onerror: Callable[[OSError], None] | None = None
+) -> list[Path]:
+    """The regular files under `folder` whose names end with one of `suffixes`, sorted,
+    passing over hidden files and folders and `SKIPPED_FOLDERS` (symbolic links to folders are
+    not followed); `onerror` is told of a folder that cannot be listed."""
+    endings = tuple(suffixes)
     found: list[Path] = []
     for top, folders, names in os.walk(folder, onerror=onerror):
         folders[:] = [f for f in folders if not f.startswith(".") and f not in SKIPPED_FOLDERS]
-        found.extend(Path(top, name) for name in names if name.endswith(".car"))
+        found.extend(
+            Path(top, name) for name in names if name.endswith(endings) and name[:1] != "."
+        )
     return sorted(p for p in found if p.is_file())
 
 

@@ -353,6 +353,21 @@ def test_a_file_given_twice_is_read_once(tmp_path: Path) -> None:
     )
 
 
+def test_a_folder_passes_over_installed_and_hidden_folders(tmp_path: Path) -> None:
+    """`rank DIR` read every .json under node_modules or a virtual environment (a package's
+    `package.json` failed the whole ranking), as check and test no longer do."""
+    group = {"id": "g", "candidates": [proposal("p", call("t")), proposal("q")]}
+    (tmp_path / "tasks.jsonl").write_text(json.dumps(group) + "\n")
+    for folder in ("node_modules/left-pad", ".venv/lib", "venv", "__pycache__", ".git"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder / "package.json").write_text('{"name": "left-pad"}')
+    (tmp_path / ".draft.json").write_text("{")
+    result = runner.invoke(app, ["rank", str(tmp_path), "--format", "csv"])
+    assert result.exit_code == 0, result.output
+    assert {row["task"] for row in csv.DictReader(io.StringIO(result.stdout))} == {"g"}
+    assert result.stderr == ""
+
+
 def test_carlangs_own_json_outputs_in_a_folder_are_skipped(tmp_path: Path) -> None:
     """`rank DIR` over a folder holding `rank --format json`'s output failed: "candidate 1:
     invalid proposal: actions: field required". Outputs of rank, a sweep and eval are now

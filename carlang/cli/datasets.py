@@ -47,6 +47,8 @@ def _files(inputs: list[Path]) -> list[Path]:
     given by name, they are an error saying which option takes them)."""
     from carlang_runtime.experiments.dataset import not_a_dataset
 
+    from carlang.project import files_under
+
     files: list[Path] = []
     for path in inputs:
         if str(path) == "-":  # standard input, as `verify -` reads it
@@ -57,13 +59,7 @@ def _files(inputs: list[Path]) -> list[Path]:
             kind = _OTHER_KINDS[path.suffix.lower()]
             fail_usage(f"{path}: {kind}, not a dataset of tasks to rank ({_DATASETS_ARE})")
         elif path.is_dir():
-            found = sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in DATASET_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            found = files_under(path, DATASET_SUFFIXES)  # (not node_modules, .git, venv, ...)
             if not found:
                 fail_usage(f"{path}: no .car, .json or .jsonl file in this folder")
             for file in found:
