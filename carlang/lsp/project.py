@@ -23,6 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .. import ast
 from ..cascade import has_syntax_errors
 from ..compiler import CompileResult, compile_file, unused_declarations, unused_diagnostic
 from ..diagnostics import Diagnostic, Diagnostics
@@ -178,6 +179,9 @@ class Project:
             or (text_changed and (_broken(before) or _broken(after.parsed)))
         ):
             touched |= self.dependants(path)
+            if _has_tests(before) or (after is not None and _has_tests(after.parsed)):
+                # its tests may expect other findings of the files it imports (a fixture's)
+                touched |= self.program_files(path)
         elif text_changed:
             touched |= {d for d in self.dependants(path) if self._points_into(d, path)}
         if self.imports.get(path, set()) != imported_before:
@@ -322,6 +326,17 @@ class Project:
         result = self._lowered[dependant] = self._compile(dependant, check=False)
         return result.used
 
+    def _testing(self, path: Path) -> list[CompileResult]:
+        """The compiles of the files importing `path` that hold tests (which may expect its
+        proposals refused); the others, most, are not compiled for this."""
+        testing = []
+        for dependant in sorted(self.dependants(path)):
+            self._uses_of(dependant)  # (its lowering, kept: what its source map holds)
+            lowered = self._results.get(dependant) or self._lowered.get(dependant)
+            if lowered is not None and lowered.source_map.tests:
+                testing.append(self.compile(dependant))
+        return testing
+
     def _used_elsewhere(self, path: Path) -> set[tuple[str, str]]:
         used: set[tuple[str, str]] = set()
         for dependant in self.dependants(path):
@@ -360,7 +375,9 @@ class Project:
                 found.append(unused_diagnostic(kind, declared, origin))
         if is_unsaved(path):
             found = [_unsaved_import(d) for d in found]
-        found = expected_by_tests([result], found)  # (a negative test's fixture, as check)
+        # a negative test's fixture, as check shows it: a proposal of this file that a test
+        # here, or in a file importing this one (`deploy_test.car`), expects refused
+        found = expected_by_tests([result, *self._testing(path)], found)
         return self._allowed(settings, entry.source, found)
 
     def _allowed(
@@ -460,3 +477,9 @@ def _unsaved_import(diagnostic: Diagnostic) -> Diagnostic:
         labels=(replace(primary, message="imported relative to nothing"),),
         help="save the file in the project: its imports are relative to where it is saved",
     )
+
+
+def _has_tests(parsed: ParseResult | None) -> bool:
+    """Whether a parse holds a `test` block."""
+    module = parsed.module if parsed is not None else None
+    return module is not None and any(isinstance(d, ast.TestDecl) for d in module.declarations)

@@ -612,3 +612,26 @@ def test_the_editor_shows_a_finding_a_test_expects_as_check_does(tmp_path: Path)
     project.set_text(path.resolve(), text)
     found = [(d.code, d.severity) for d in project.diagnostics(path.resolve())]
     assert found == [("CL0520", "info")]
+
+
+def test_a_fixture_file_opened_alone_shows_what_a_test_elsewhere_expects(tmp_path: Path) -> None:
+    """`bad.car` holds a proposal that `bad_test.car` (importing it) expects invalid: opened
+    alone in the editor, its refusal was an error, where `carlang check` made it a note."""
+    fixture = (
+        "tool fetch(url: string)\n"
+        'policy https_only: deny fetch when !params.url.startsWith("https://")\n'
+        'proposal bad {\n  f = fetch(url: "http://x")\n}\n'
+    )
+    tests = 'import "bad.car"\ntest "bad is invalid" {\n  proposal bad\n  expect invalid\n}\n'
+    (tmp_path / "bad.car").write_text(fixture)
+    (tmp_path / "bad_test.car").write_text(tests)
+    project = Project(tmp_path)
+    assert project.scan() == 2
+    path = (tmp_path / "bad.car").resolve()
+    project.set_text(path, fixture)
+    assert [(d.code, d.severity) for d in project.diagnostics(path)] == [("CL0520", "info")]
+    # a test that expects it valid does not make it a note
+    # (an edit of the tests diagnoses the open fixture again: what they expect changed)
+    test_path = (tmp_path / "bad_test.car").resolve()
+    assert project.set_text(test_path, tests.replace("invalid", "valid")) == [path, test_path]
+    assert [(d.code, d.severity) for d in project.diagnostics(path)] == [("CL0520", "error")]
