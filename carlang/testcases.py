@@ -768,10 +768,18 @@ def _row_labels(rows: list[dict[str, Any]], decl: ast.TestDecl) -> list[str]:
         row.get(ROW_NAME) if not uses_name and isinstance(row.get(ROW_NAME), str) else None
         for row in rows
     ]
-    return [
-        label.strip() if label and label.strip() and given.count(label) == 1 else f"row {n}"
+    labels = [
+        label.strip() if label and label.strip() else f"row {n}"
         for n, label in enumerate(given, start=1)
     ]
+    # A name two rows share (" a" and "a" too, or a cell saying "row 2" above row 2, which has
+    # none) goes back to each row's number; as positions differ, this ends.
+    while len(set(labels)) < len(labels):
+        labels = [
+            label if labels.count(label) == 1 else f"row {n}"
+            for n, label in enumerate(labels, start=1)
+        ]
+    return labels
 
 
 def _columns(value: Any) -> list[ast.Column]:

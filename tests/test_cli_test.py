@@ -335,6 +335,28 @@ ROWS = """test "schemes" {
 """
 
 
+def test_rows_never_share_a_name(tmp_path: Path) -> None:
+    """A `name` cell saying "row 2" above row 2, which has none, made two cases "[row 2]", and
+    " a" and "a" two "[a]": `-k` selected both and JUnit had two cases of one name. Every row
+    whose name another row has goes by its number."""
+    table = """test "named" {
+  action fetch(url: $url)
+  expect allow
+  where
+    | name     | url         |
+    | "row 2"  | "https://a" |
+    | null     | "https://b" |
+    | " a"     | "https://c" |
+    | "a"      | "https://d" |
+    | "plain"  | "https://e" |
+}
+"""
+    code, out, _ = run("test", str(write(tmp_path, PROGRAM + table)), "--format", "json")
+    names = [t["name"] for t in json.loads(out)["tests"] if t["name"].startswith("named")]
+    assert names == [f"named [{label}]" for label in ("row 1", "row 2", "row 3", "row 4", "plain")]
+    assert code == 0
+
+
 def test_junit_validates_against_jenkins_xsd_with_a_case_per_row_at_its_line(
     tmp_path: Path,
 ) -> None:
