@@ -250,11 +250,7 @@ class _Loader:
                 source,
                 span,
                 label="this path climbs out of the project root",
-                help=(
-                    "imports stay inside the project root (the nearest folder above with a"
-                    " carlang.toml or .git): put a carlang.toml at the project's top, or give"
-                    " --root"
-                ),
+                help=_outside_root_help(root, target),
             )
             return
         if target in self.stack:
@@ -324,3 +320,34 @@ def load_program(
         raise content
     loader.load(entry, content, is_entry=True)
     return loader.program
+
+
+def _outside_root_help(root: Path, target: Path) -> str:
+    """How to let an import reach `target`, outside the project `root`. A root below the
+    project that holds both (a `--root` given inside it: `--root policies`) is named with the
+    project's top; else, where the root comes from."""
+    for folder in root.parents:
+        marker = next((m for m in ("carlang.toml", ".git") if (folder / m).exists()), None)
+        if marker is None:
+            continue
+        if not target.is_relative_to(folder):
+            break
+        return (
+            f"the project root is {_shown(root)}, a folder inside the project at"
+            f" {_shown(folder)} (its {marker}), which holds the imported file: give"
+            f" --root {_shown(folder)}, or leave --root out"
+        )
+    return (
+        "imports stay inside the project root (the nearest folder above with a carlang.toml"
+        " or .git): put a carlang.toml at the project's top, or give --root"
+    )
+
+
+def _shown(folder: Path) -> str:
+    """`folder` as a command line would name it: relative to the working folder, unless that
+    climbs more than two levels."""
+    try:
+        relative = os.path.relpath(folder)
+    except (OSError, ValueError):  # (no working folder any more)
+        return str(folder)
+    return str(folder) if relative.startswith(("../../..", "..\\..\\..")) else relative

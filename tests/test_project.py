@@ -77,6 +77,28 @@ def test_one_file_of_a_copy_checked_from_its_top_keeps_its_imports(
     assert found.root == (tmp_path / "examples" / "release").resolve()
 
 
+def test_a_root_given_inside_a_project_is_named_with_the_project(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--root policies` inside a project whose carlang.toml is above it: an import of
+    `../shared` was told to "put a carlang.toml at the project's top, or give --root", both
+    done already. The help names the project's top, as --root takes it."""
+    (tmp_path / "carlang.toml").write_text("")
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "tools.car").write_text("tool fetch(url: string)\n")
+    (tmp_path / "policies").mkdir()
+    main = tmp_path / "policies" / "main.car"
+    main.write_text('import "../shared/tools.car"\nproposal p { a = fetch(url: "x") }\n')
+    monkeypatch.chdir(tmp_path)
+    code, out = check("--root", "policies", "policies/main.car")
+    assert code == 1 and "CL0211" in out
+    assert (
+        "help: the project root is policies, a folder inside the project at . (its"
+        " carlang.toml), which holds the imported file: give --root ., or leave --root out"
+    ) in out, out
+    assert check("policies/main.car")[0] == 0
+
+
 def test_files_outside_any_project_share_the_directory_they_have_in_common(
     tmp_path: Path,
 ) -> None:
