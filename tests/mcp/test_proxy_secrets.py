@@ -184,6 +184,73 @@ def test_a_host_token_a_client_sends_is_kept_out_of_the_servers_stderr(tmp_path:
     assert re.search(r"^\[bank session [0-9a-f]{12}\] login with ", server_said, re.M), server_said
 
 
+#: `LOGGING_SERVER` with a `pin` parameter in its tool's schema (not marked secret).
+PIN_SERVER = LOGGING_SERVER.replace(
+    '"inputSchema": {"type": "object"}',
+    '"inputSchema": {"type": "object", "properties": {"pin": {"type": "string"}}}',
+)
+
+
+@pytest.mark.parametrize("marked_by", ["redact", "the program's schema"])
+def test_a_secret_argument_the_server_logs_is_kept_out_of_its_stderr(
+    tmp_path: Path, marked_by: str
+) -> None:
+    """A trial: `redact params.pin` kept a call's secret out of the result and the event log,
+    but the server logged its arguments on its standard error, which the proxy passed on in
+    clear: `login with {"pin": "pin-4417-9981"}`. And a parameter the program marks secret
+    (`writeOnly`), where the server does not, failed every call as a changed schema."""
+    assert PIN_SERVER != LOGGING_SERVER
+    pin = "pin-4417-9981"
+    mark = ", writeOnly: true" if marked_by == "the program's schema" else ""
+    (tmp_path / "bank.py").write_text(PIN_SERVER)
+    text = f"""
+mcp_server bank {{
+  command {json.dumps(sys.executable)}
+  args [{json.dumps(str(tmp_path / "bank.py"))}]
+  env {{ BANK_TOKEN: {json.dumps(SECRET)} }}
+}}
+tool bank.login() {{
+  schema {{ type: "object", properties: {{ pin: {{ type: "string"{mark} }} }} }}
+}}
+{"redact params.pin" if marked_by == "redact" else ""}
+"""
+    compiled = compile_text(text, root=tmp_path)
+    assert compiled.program is not None, compiled.diagnostics.items
+    result = _call(compiled.program, tmp_path, {"pin": pin})
+    assert result["isError"] is False, result
+    server_said = (tmp_path / "stderr.txt").read_text()
+    assert 'login with {"pin": "[REDACTED]"}' in server_said, server_said
+    assert pin not in server_said and pin not in (tmp_path / "events.jsonl").read_text()
+
+
+def test_a_parameter_the_server_marks_secret_and_the_program_does_not_fails_the_call(
+    tmp_path: Path,
+) -> None:
+    """The other way round: the server hides `pin` (`writeOnly`) and the program, checked
+    against an older list, does not; its value would be written down, so the call fails as a
+    changed tool (fail closed) and the server never sees it."""
+    (tmp_path / "bank.py").write_text(
+        PIN_SERVER.replace(
+            '{"pin": {"type": "string"}}', '{"pin": {"type": "string", "writeOnly": True}}'
+        )
+    )
+    text = f"""
+mcp_server bank {{
+  command {json.dumps(sys.executable)}
+  args [{json.dumps(str(tmp_path / "bank.py"))}]
+  env {{ BANK_TOKEN: {json.dumps(SECRET)} }}
+}}
+tool bank.login() {{
+  schema {{ type: "object", properties: {{ pin: {{ type: "string" }} }} }}
+}}
+"""
+    compiled = compile_text(text, root=tmp_path)
+    assert compiled.program is not None, compiled.diagnostics.items
+    result = _call(compiled.program, tmp_path, {"pin": "pin-4417-9981"})
+    assert result["isError"] is True and "changed the schema of tool 'login'" in str(result)
+    assert "login with" not in (tmp_path / "stderr.txt").read_text()
+
+
 @pytest.fixture
 def sdk_logging() -> Iterator[None]:
     """The SDK's and uvicorn's loggers restored after a test that installs the proxy's

@@ -301,6 +301,10 @@ class McpProtocolError(McpError):
         self.data = data
 
 
+#: How many secret call arguments a session with a server keeps out of what it writes.
+CALL_SECRETS_KEPT = 256
+
+
 class McpClient:
     """One session with one MCP server: `start()` (initialize), `request`, `notify`,
     `list_tools`, `call_tool`, `close()`."""
@@ -333,8 +337,11 @@ class McpClient:
         #: variable that is not set), with the URL's credentials: sent on every request
         headers, self._unset_in_headers, taken_in_headers = expand_references(server.headers)
         self._headers = {**auth, **headers}
-        #: what a message may not show (`server_secrets`, and the host's)
-        self._scrubber = Scrubber([*server_secrets(server), *keep_out])
+        #: what a message may not show (`server_secrets`, and the host's), and the secret
+        #: arguments of the latest calls (`keep_out`)
+        self._kept = [*server_secrets(server), *keep_out]
+        self._calls_secrets: list[Any] = []
+        self._scrubber = Scrubber(self._kept)
         self._stderr_tail: collections.deque[str] = collections.deque(maxlen=5)
         self._stderr_reader: threading.Thread | None = None
         self._stderr_forwarder: threading.Thread | None = None
@@ -422,11 +429,10 @@ class McpClient:
                 f"MCP server '{server.name}': cannot start {server.command}: its working"
                 f" directory (cwd) {server.cwd} is not an existing folder"
             )
-        # a stream to pass the server's standard error on to (the proxy's own): through a pipe
-        # when the server has secrets, so that what it writes there is scrubbed of them, or
-        # its lines are labelled
-        piped = bool(self._scrubber) or self.label is not None
-        forward = self.stderr if _is_stream(self.stderr) and piped else None
+        # a stream to pass the server's standard error on to (the proxy's own): always
+        # through a pipe, so that what it writes there is scrubbed of its secrets and of the
+        # secret arguments it is called with (a server may log them), and labelled
+        forward = self.stderr if _is_stream(self.stderr) else None
         try:
             self._process = subprocess.Popen(
                 [server.command, *server.args],
@@ -577,6 +583,18 @@ class McpClient:
         if params is not None:
             message["params"] = dict(params)
         self._send(message)
+
+    def keep_out(self, values: Iterable[Any]) -> None:
+        """Secret arguments of a call about to be sent (a secret parameter's value, a `redact`
+        path's): kept out of what the server writes to its standard error and says, as its own
+        secrets are. The latest `CALL_SECRETS_KEPT` are kept (a long session does not make
+        every line's scrubbing slower and slower)."""
+        fresh = [v for v in values if v not in self._calls_secrets and v not in self._kept]
+        if not fresh:
+            return
+        self._calls_secrets = [*self._calls_secrets, *fresh][-CALL_SECRETS_KEPT:]
+        # one reference swapped: the stderr thread scrubs a line with the old or the new one
+        self._scrubber = Scrubber([*self._kept, *self._calls_secrets])
 
     def scrubbed(self, text: str) -> str:
         """`text` without this server's own secrets (its env values, credential options and

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..engine.tools import ToolError
 from ..ir import McpServer, Program, ToolSchema
+from ..redact import SecretPath, redaction_path, secret_paths, secret_values
 from .client import McpClient, McpError
 
 __all__ = [
@@ -33,7 +34,9 @@ __all__ = [
 
 #: JSON Schema keywords that only annotate: a change in them does not change what was checked.
 #: (`writeOnly` is not one of them for carlang: it marks a secret, which logs, events and
-#: messages hide; a server that drops the mark would have its value written down.)
+#: messages hide; a server that marks a parameter the program does not hide has changed the
+#: tool, whose value would be written down. The program may mark more than the server does:
+#: `_without_added_secret_marks`.)
 _ANNOTATIONS = frozenset(
     {
         "title",
@@ -48,6 +51,12 @@ _ANNOTATIONS = frozenset(
 )
 
 
+#: What marks a parameter secret (`redact.is_secret_schema`).
+_SECRET_MARKS = ("writeOnly", "x-carlang-secret")
+#: The keywords whose values map names (of properties, definitions) to schemas.
+_NAMED_SCHEMAS = ("properties", "$defs", "definitions", "patternProperties")
+
+
 def schema_fingerprint(schema: Any) -> Any:
     """A schema without its annotations (titles, descriptions, examples...), keys sorted: two
     schemas with one fingerprint accept the same values. Property names are kept as they are
@@ -57,9 +66,7 @@ def schema_fingerprint(schema: Any) -> Any:
         for key, value in schema.items():
             if key in _ANNOTATIONS:
                 continue
-            if key in ("properties", "$defs", "definitions", "patternProperties") and isinstance(
-                value, Mapping
-            ):
+            if key in _NAMED_SCHEMAS and isinstance(value, Mapping):
                 out[key] = {name: schema_fingerprint(v) for name, v in sorted(value.items())}
             elif key == "required" and isinstance(value, list):
                 out[key] = sorted(value)
@@ -71,6 +78,38 @@ def schema_fingerprint(schema: Any) -> Any:
     if isinstance(schema, list):
         return [schema_fingerprint(v) for v in schema]
     return schema
+
+
+def _without_added_secret_marks(checked: Any, served: Any) -> Any:
+    """The program's schema of a tool without the secret marks (`writeOnly: true`,
+    `x-carlang-secret: true`) that the server's lacks at the same place: a parameter the
+    program marks secret, where the server does not, is the same tool with its value kept out
+    of more (every call failed as "changed"; and a server that drops a mark is kept out as
+    before: what carlang hides follows the program). A mark the server has and the program
+    lacks still counts as a change."""
+    if isinstance(checked, Mapping):
+        other = served if isinstance(served, Mapping) else {}
+        out: dict[str, Any] = {}
+        for key, value in checked.items():
+            if key in _SECRET_MARKS and value is True and key not in other:
+                continue
+            inner = other.get(key)
+            if key in _NAMED_SCHEMAS and isinstance(value, Mapping):
+                named = inner if isinstance(inner, Mapping) else {}
+                out[key] = {
+                    name: _without_added_secret_marks(sub, named.get(name))
+                    for name, sub in value.items()
+                }
+            else:
+                out[key] = _without_added_secret_marks(value, inner)
+        return out
+    if isinstance(checked, list):
+        others = served if isinstance(served, list) else []
+        return [
+            _without_added_secret_marks(v, others[i] if i < len(others) else None)
+            for i, v in enumerate(checked)
+        ]
+    return checked
 
 
 def result_text(result: Mapping[str, Any]) -> str:
@@ -105,15 +144,19 @@ class McpSessions:
         stderr: Any = None,
         keep_out: Iterable[Any] = (),
         whose: str = "",
+        redactions: Iterable[SecretPath] = (),
     ) -> None:
         """`stderr`: where the servers' standard error goes, each line labelled with its
         server's name and `whose` (`[time session 3f2a9c1e0b7d]`); `keep_out`: the host's
-        secrets, kept out of it (and of what the servers say) as each server's own are."""
+        secrets, kept out of it (and of what the servers say) as each server's own are;
+        `redactions`: the program's `redact` paths, whose values in a call's arguments are
+        kept out of it too, as a secret parameter's are (a server may log what it is sent)."""
         import subprocess
 
         self.servers = {s.name: s for s in servers}
         self.stderr = subprocess.DEVNULL if stderr is None else stderr
         self.keep_out = tuple(keep_out)
+        self.redactions = tuple(redactions)
         self.whose = whose
         self._clients: dict[str, McpClient] = {}
         self._live: dict[str, dict[str, dict[str, Any]]] = {}
@@ -199,6 +242,7 @@ class McpSessions:
             # a tool declared by its signature is closed by carlang (calls pass only what it
             # names): the server's open object is the same tool
             checked = {k: v for k, v in checked.items() if k != "additionalProperties"}
+        checked = _without_added_secret_marks(checked, served)
         if schema_fingerprint(served) != schema_fingerprint(checked):
             return (
                 f"MCP server '{server}' changed the schema of tool '{remote}' since the program"
@@ -215,6 +259,7 @@ class McpSessions:
         server_name, remote = schema.mcp.server, schema.mcp.tool
         server = self.servers[server_name]
         limit = server.timeout_ms / 1000.0 if server.timeout_ms else None
+        secret = (*secret_paths(schema.parameters), *self.redactions)
 
         async def call_mcp_tool(**arguments: Any) -> Any:
             key = (server_name, remote)
@@ -226,6 +271,8 @@ class McpSessions:
             if problem is not None:
                 raise ToolError(problem)
             client = self.client(server_name)
+            if secret:
+                client.keep_out(secret_values(arguments, secret))
             future = client.request("tools/call", {"name": remote, "arguments": arguments})
             try:
                 result = await asyncio.wait_for(asyncio.wrap_future(future), limit)
@@ -286,7 +333,8 @@ def _not_started(where: str, server: McpServer, limit: float) -> str:
 def attach_mcp_servers(runtime: Any, program: Program, *, stderr: Any = None) -> McpSessions:
     """Implement every MCP-bound tool of `program` in `runtime` by its server; the sessions
     start on first use and close with the runtime."""
-    sessions = McpSessions(program.mcp_servers, stderr=stderr)
+    redactions = [redaction_path(path) for path in program.redactions]
+    sessions = McpSessions(program.mcp_servers, stderr=stderr, redactions=redactions)
     for schema in program.tools:
         if schema.mcp is not None and schema.mcp.server in sessions.servers:
             runtime.register_tool(schema.name, sessions.tool_function(schema), schema)

@@ -338,6 +338,7 @@ class PolicyProxy:
                 stderr=self.stderr,
                 keep_out=self.runtime.kept_out,
                 whose=whose,
+                redactions=self.runtime.redactions,
             )
             found = _Client(session, mcp_session, downstream, spent, tenant=tenant)
             self._clients[key] = found
