@@ -19,6 +19,8 @@ its line and column in the .car file.
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -296,26 +298,28 @@ class _Checker:
         meant)."""
         if f"{subject}.{name}" in self.guarded or f"{subject}.*" in self.guarded:
             return
+        present = _present(subject, name)
         if subject == "scope" and known is not None:
             listed = ", ".join(f"`{field}`" for field in known)
             why = f"carlang's hosts set {listed}; another only if yours does"
-            fix = f"if `{name}` is a scope your host sets, guard it: `has(scope.{name}) && ...`"
+            fix = f"if `{name}` is a scope your host sets, guard it: `{present} && ...`"
             meant = did_you_mean(name, known, quote="`")
             fix = f"{meant} {fix[0].upper()}{fix[1:]}" if meant else fix
         elif subject == "scope":
             why = "a run whose host gives no such scope: one with no tenant, say"
             fix = (
-                f"guard it: `has(scope.{name}) && ...` not to match without it,"
-                f" `!has(scope.{name}) || ...` to match"
+                f"guard it: `{present} && ...` not to match without it,"
+                f" `{_negated(present)} || ...` to match"
             )
         else:
             why = "an optional parameter, or one not every tool this policy applies to has"
-            fix = f"guard it: `has({subject}.{name}) && ...`, or narrow the policy's tools"
+            fix = f"guard it: `{present} && ...`, or narrow the policy's tools"
         self.report(
             "warning",
             "partial-field",
             node,
-            f"`{subject}.{name}` may be missing ({why}): without it the condition fails, and"
+            f"`{_selected(subject, name)}` may be missing ({why}): without it the condition"
+            " fails, and"
             " the policy fails closed",
             fix,
         )
@@ -517,10 +521,25 @@ class _Checker:
             if not (isinstance(operand, n.Unary) and operand.op == "!"):
                 return
             test = operand.operand
-        if isinstance(test, n.Has):
-            self.guarded.add(f"{self.text(test.operand)}.{test.field}")
+        guarded = self.guard_of(test)
+        if guarded is not None:
+            self.guarded.add(guarded)
         elif conjunct and self.tests_tool(test):
             self.guarded.update(("params.*", "action.params.*"))
+
+    def guard_of(self, test: n.Expr) -> str | None:
+        """The field `test` is true only with (`params.url` for `has(params.url)`, and for
+        `"x y" in params`, the form of a name a `.` cannot select), or None."""
+        if isinstance(test, n.Has):
+            return f"{self.text(test.operand)}.{test.field}"
+        if (
+            isinstance(test, n.Binary)
+            and test.op == "in"
+            and isinstance(test.left, n.Literal)
+            and isinstance(test.left.value, str)
+        ):
+            return f"{self.text(test.right)}.{test.left.value}"
+        return None
 
     def tests_tool(self, node: n.Expr) -> bool:
         """Whether `node` is `action.tool == "name"` or `action.tool in [...]` (true only for
@@ -533,8 +552,9 @@ class _Checker:
     def _conditional(self, node: n.Conditional) -> Type:
         self.expect(node.condition, self.infer(node.condition), ("bool",), "`? :`")
         saved = set(self.guarded)
-        if isinstance(node.condition, n.Has):
-            self.guarded.add(f"{self.text(node.condition.operand)}.{node.condition.field}")
+        guarded = self.guard_of(node.condition)
+        if guarded is not None:
+            self.guarded.add(guarded)
         then = self.infer(node.then)
         self.guarded = saved
         return join([then, self.infer(node.otherwise)])
@@ -1001,3 +1021,34 @@ def _conversion_hint(left: str, right: str) -> str:
     else:
         return "CEL does not convert between types"
     return f"CEL does not convert between types: convert one side, e.g. {fix}"
+
+
+#: CEL's reserved words, which cannot follow a `.` (`params.in` does not parse).
+_RESERVED = frozenset(
+    "true false null in as break const continue else for function if import let loop package"
+    " namespace return var void while".split()
+)
+
+
+def _selectable(name: str) -> bool:
+    """Whether `.name` selects the field `name` in CEL (not `x y`, not `in`)."""
+    return re.fullmatch(r"[_a-zA-Z][_a-zA-Z0-9]*", name) is not None and name not in _RESERVED
+
+
+def _selected(subject: str, name: str) -> str:
+    """The field `name` of `subject` in CEL: `params.url`, `params["x y"]`."""
+    quoted = json.dumps(name, ensure_ascii=False)
+    return f"{subject}.{name}" if _selectable(name) else f"{subject}[{quoted}]"
+
+
+def _present(subject: str, name: str) -> str:
+    """CEL that is true when `subject` has the field `name`: `has(params.url)`, or for a name
+    a `.` cannot select, `"x y" in params`."""
+    if _selectable(name):
+        return f"has({subject}.{name})"
+    return f"{json.dumps(name, ensure_ascii=False)} in {subject}"
+
+
+def _negated(present: str) -> str:
+    """`_present`'s test negated: `!has(scope.x)`, `!("x y" in scope)`."""
+    return f"!{present}" if present.startswith("has(") else f"!({present})"

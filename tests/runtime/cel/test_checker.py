@@ -193,6 +193,17 @@ def test_fields_only_some_targets_have() -> None:
     assert findings("params.nope == 1", both) == [("unknown-field", "params.nope")]
 
 
+def test_the_guard_suggested_for_a_name_a_dot_cannot_select_is_valid_cel() -> None:
+    """`scope["x y"]` was told to guard with `has(scope.x y)`, which does not parse."""
+    (issue,) = check('scope["x y"] == "bad"', policy_declarations([FETCH])).issues
+    assert '`"x y" in scope && ...`' in (issue.help or "")
+    assert issue.message.startswith('`scope["x y"]` may be missing')
+    guarded = check('"x y" in scope && scope["x y"] == "bad"', policy_declarations([FETCH]))
+    assert guarded.issues == []
+    (issue,) = check('scope["in"] == 1', policy_declarations([FETCH])).issues
+    assert '`"in" in scope && ...`' in (issue.help or "")
+
+
 def test_guards_in_either_order_and_in_a_disjunction() -> None:
     """CEL's `&&` is false when any operand is false, errors or not, so a guard after the
     read guards it too; `!has(x) || ...` guards the rest of a `||`; `||` with a plain
