@@ -422,3 +422,13 @@ def test_parameters_named_default_or_examples_are_offered_beside_a_secret() -> N
     tool = ToolSchema(name="t", parameters={"type": "object", "properties": properties})
     shown = input_schema(tool)["properties"]
     assert set(shown) == {"default", "examples", "token"} and "default" not in shown["token"]
+
+
+def test_the_names_the_docs_use_come_from_the_agents_package() -> None:
+    """docs/agents.md names `TurnFormatError` and `turn_shapes`, which only
+    `carlang_runtime.agents.turns` had: `from carlang_runtime.agents import ...` failed."""
+    from carlang_runtime import CancelToken
+    from carlang_runtime.agents import TurnError, TurnFormatError, turn_shapes
+
+    assert issubclass(TurnFormatError, TurnError) and callable(turn_shapes)
+    assert CancelToken is not None

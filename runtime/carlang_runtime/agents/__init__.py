@@ -14,7 +14,16 @@ from .loop import AgentEvent, AgentLoop, AgentOutcome, ModelGenerator
 from .messages import results_to_messages, tool_result_text
 from .models import GeneratorError, OpenAIChatGenerator, ScriptedGenerator
 from .specs import model_tool_name, tool_specs
-from .turns import FORMATS, ToolCall, Turn, TurnError, parse_turn, proposal_from_turn
+from .turns import (
+    FORMATS,
+    ToolCall,
+    Turn,
+    TurnError,
+    TurnFormatError,
+    parse_turn,
+    proposal_from_turn,
+    turn_shapes,
+)
 
 __all__ = [
     "FORMATS",
@@ -28,10 +37,12 @@ __all__ = [
     "ToolCall",
     "Turn",
     "TurnError",
+    "TurnFormatError",
     "model_tool_name",
     "parse_turn",
     "proposal_from_turn",
     "results_to_messages",
     "tool_result_text",
     "tool_specs",
+    "turn_shapes",
 ]
