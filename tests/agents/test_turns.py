@@ -13,7 +13,7 @@ from carlang_runtime.agents import (
     results_to_messages,
     tool_specs,
 )
-from carlang_runtime.ir import ActionResult, ActionStatus, ProposalResult, ToolSchema
+from carlang_runtime.ir import Action, ActionResult, ActionStatus, ProposalResult, ToolSchema
 
 CALLS = [
     ("c1", "read_file", {"path": "notes/a.txt"}),
@@ -83,6 +83,26 @@ def test_read_only_tools_of_a_turn_may_run_in_parallel() -> None:
     assert [a.depends_on for a in proposal.actions] == [[], []]
     mixed = proposal_from_turn(turn_in("openai", CALLS), tools=tools)
     assert mixed.actions[1].depends_on == ["c1"]
+
+
+def test_a_call_inherits_what_its_tool_says_as_a_programs_action_does() -> None:
+    """A model's call of a `read_only` tool came out `irreversible` (the default), where the
+    program's own call of it is `reversible`; an idempotent tool's call was not idempotent."""
+    from carlang_runtime.ir import Reversibility
+
+    tools = [
+        ToolSchema(name="read_file", read_only=True),
+        ToolSchema(name="write_file", idempotent=True, reversibility=Reversibility.COMPENSABLE),
+        ToolSchema(name="peek", read_only=True, reversibility=Reversibility.IRREVERSIBLE),
+    ]
+    calls = [("a", "read_file", {}), ("b", "write_file", {}), ("c", "peek", {}), ("d", "x", {})]
+    proposal = proposal_from_turn(turn_in("openai", calls), tools=tools)
+    assert [(a.reversibility, a.idempotent) for a in proposal.actions] == [
+        (Reversibility.REVERSIBLE, False),
+        (Reversibility.COMPENSABLE, True),
+        (Reversibility.IRREVERSIBLE, False),
+        (Action(id="z", type="tool_call").reversibility, False),  # an unknown tool: defaults
+    ]
 
 
 def test_calls_without_an_id_get_one_from_turn_and_index() -> None:

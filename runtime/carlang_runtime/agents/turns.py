@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from ..errors import CarlangRuntimeError
-from ..ir import Action, ActionProposal, ActionType, Program, ToolSchema
+from ..ir import Action, ActionProposal, ActionType, Program, Reversibility, ToolSchema
 from ..jsontext import JsonTextError, format_path, parse_json
 from ..jsonvalue import json_kind
 from ..jsonvalue import not_json as _not_json
@@ -243,11 +243,28 @@ def proposal_from_calls(
                 parameters=dict(call.arguments or {}),
                 depends_on=depends,
                 metadata={"call_id": call.id},
+                **_inherited(known.get(name)),
             )
         )
     return ActionProposal(
         id=proposal_id, source="model", actions=actions, capability=capability, budget=budget
     )
+
+
+def _inherited(tool: ToolSchema | None) -> dict[str, Any]:
+    """What a call inherits from its tool, as a program's actions do (`carlang.lower`): being
+    idempotent, and its reversibility (a `read_only` tool's calls are reversible, nothing to
+    undo, unless the tool says otherwise)."""
+    if tool is None:
+        return {}
+    inherited: dict[str, Any] = {}
+    if tool.idempotent:
+        inherited["idempotent"] = True
+    if tool.reversibility is not None:
+        inherited["reversibility"] = tool.reversibility
+    elif tool.read_only:
+        inherited["reversibility"] = Reversibility.REVERSIBLE
+    return inherited
 
 
 def _known(tools: Any, capability: str | None = None) -> dict[str, ToolSchema]:
