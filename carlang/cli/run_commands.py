@@ -214,6 +214,12 @@ def run_command(
                 "--backend dbos resumes by itself; --resume, --plan, --builtins and"
                 " --decisions-url are in-process"
             )
+        if auto_approve or deny_approvals:  # (a durable run waited a day for an answer)
+            given = "--auto-approve" if auto_approve else "--deny-approvals"
+            fail_usage(
+                f"{given} is in-process: a durable run asks each approval of `carlang approve"
+                " RUN ACTION` or `carlang deny RUN ACTION`, from any process (leave it out)"
+            )
         outcome, run_id = run_durably(
             program,
             chosen,

@@ -241,6 +241,17 @@ def test_an_approval_timeout_not_above_zero_is_a_usage_error(project: Path, seco
     assert not (project / "runs.db").exists()  # nothing recorded
 
 
+@pytest.mark.parametrize("option", ["--auto-approve", "--deny-approvals"])
+def test_an_in_process_approval_option_is_refused(project: Path, option: str) -> None:
+    """A trial: `--backend dbos --auto-approve` waited a day for an approval, the option
+    silently ignored. It is refused, saying how a durable run is answered."""
+    result = _invoke(*COMMANDS[0], "--database", sqlite_url(project), option)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith(f"error: {option} is in-process: a durable run asks")
+    assert "`carlang approve RUN ACTION`" in result.output
+    assert not (project / "runs.db").exists()  # nothing recorded
+
+
 @pytest.mark.slow
 def test_tools_that_do_not_load_are_refused_before_anything_is_recorded(
     project: Path, postgres_database: str
