@@ -22,9 +22,11 @@ from carlang_runtime.policy import (
     POLICY_ASKS,
     POLICY_DENIES,
     POLICY_MAY_DENY,
+    UNDECLARED_STATE_KEY,
     PolicyLoadError,
     PolicySet,
     StaticVerdict,
+    state_problems,
     static_verdicts,
 )
 from carlang_runtime.verify import Analysis, VerifyIssue, VerifyResult
@@ -129,6 +131,45 @@ def _in_plan_order(
     return sorted(issues, key=key)
 
 
+def state_write_issues(program: ir.Program, proposal: ir.ActionProposal) -> list[VerifyIssue]:
+    """What `carlang check` says of a plan's writes to the program's declared state, for a
+    proposal from outside (an agent's JSON): a key no `state` entry declares (CL0206, a
+    warning) and a value not of its key's type (CL0205, an error); nothing when the program
+    declares no state."""
+    if not program.state:
+        return []
+    issues = []
+    for action in proposal.actions:
+        for key, value, path in _writes(action):
+            for _key, problem, hint in state_problems(program.state, {key: value}):
+                undeclared = problem.startswith(UNDECLARED_STATE_KEY)
+                issue = VerifyIssue(
+                    action_id=action.id,
+                    severity="warning" if undeclared else "error",
+                    message=(
+                        f"state key `{key}` is not declared"
+                        if undeclared
+                        else f"value for `{key}` does not fit its declared type: "
+                        + problem.removeprefix(f"state `{key}`: ")
+                    ),
+                    check="names" if undeclared else "types",
+                    code="CL0206" if undeclared else "CL0205",
+                    help=(hint or "declare it in a `state { }` block") if undeclared else None,
+                    path=path,
+                )
+                issues.append(issue)
+    return issues
+
+
+def _writes(action: ir.Action) -> Iterable[tuple[str, Any, str]]:
+    """The (key, value, IR path) of each state write an action declares: a state_write's,
+    then its expected effects."""
+    if action.type is ir.ActionType.STATE_WRITE and isinstance(action.parameters.get("key"), str):
+        yield action.parameters["key"], action.parameters.get("value"), "parameters.value"
+    for key, value in action.expected_effects.items():
+        yield key, value, f"expected_effects.{key}"
+
+
 def judged_verdict(
     result: VerifyResult,
     program: ir.Program,
@@ -141,6 +182,10 @@ def judged_verdict(
     from carlang_runtime.verify import CheckRecord
 
     data: dict[str, Any] = result.model_dump(mode="json")
+    written = [i.model_dump(mode="json") for i in state_write_issues(program, proposal)]
+    if written:
+        data["issues"] = _in_plan_order([*data["issues"], *written], proposal)
+        data["valid"] = not any(i["severity"] == "error" for i in data["issues"])
     if not program.policies:
         return data
     try:

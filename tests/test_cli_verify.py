@@ -345,3 +345,28 @@ policy outside: deny mail when !params.to.endsWith(".example")
     assert result.exit_code == 1, result.output
     issues = [(i["action_id"], i["code"]) for i in json.loads(result.output)["issues"]]
     assert issues == [("m1", "CL0521"), ("p", "CL0309"), ("m2", "CL0520")]
+
+
+def test_verify_against_a_program_checks_its_state_writes_as_check_does(tmp_path: Path) -> None:
+    """A trial: `check` refused the program's own `set balance = "lots"` (CL0205) and warned
+    of an undeclared key (CL0206), but an agent's JSON doing the same was VALID against it."""
+    program = write(tmp_path, "typ.car", "state { balance: int = 100 }\ntool t()\n")
+    writes = [
+        {"id": "w", "type": "state_write", "parameters": {"key": "balance", "value": "lots"}},
+        {"id": "x", "type": "state_write", "parameters": {"key": "balanse", "value": 1}},
+        {"id": "y", "type": "tool_call", "tool": "t", "expected_effects": {"balance": 2}},
+    ]
+    proposal = write(tmp_path, "p.json", {"id": "p", "actions": writes})
+    result = runner.invoke(
+        app, ["verify", str(proposal), "--program", str(program), "--format", "json"]
+    )
+    assert result.exit_code == 1, result.output
+    found = {
+        (i["action_id"], i["code"], i["severity"]) for i in json.loads(result.output)["issues"]
+    }
+    assert ("w", "CL0205", "error") in found and ("x", "CL0206", "warning") in found
+    assert not any(action == "y" for action, code, _ in found if code in ("CL0205", "CL0206"))
+    text = runner.invoke(app, ["verify", str(proposal), "--program", str(program)]).output
+    assert "w: value for `balance` does not fit its declared type: expected integer, got" in text
+    assert "x: state key `balanse` is not declared  [CL0206 names]" in text
+    assert "      help: did you mean `balance`?" in text  # (the JSON's help, shown in text too)

@@ -33,7 +33,8 @@ _MARKS = {"error": "X", "warning": "!", "info": "i"}
 
 def render_verify_text(result: VerifyResult) -> str:
     """`car verify`'s layout: verdict, issues (errors first, then in verify's order: the
-    order of the actions), conflicts, levels, simulated key count. `--format json` keeps the
+    order of the actions; each with carlang's help below it, if any), conflicts, levels,
+    simulated key count. `--format json` keeps the
     issues in CAR's order."""
     lines = ["VALID" if result.valid else "INVALID"]
     for issue in sorted(result.issues, key=lambda i: i.severity != "error"):
@@ -42,6 +43,8 @@ def render_verify_text(result: VerifyResult) -> str:
             f"  [{_MARKS[issue.severity]}] {where}{issue.action_id}: {issue.message}"
             f"  [{issue.code} {issue.check}]"
         )
+        if issue.help:  # (carlang's: CAR's message stays word for word above it)
+            lines.append(f"      help: {issue.help}")
     if result.conflicts:
         lines.append("conflicts:")
         lines.extend(f"  {a} <-> {b} on key '{key}'" for a, b, key in result.conflicts)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from .activation import (
     HISTORY_LIMIT,
     RUNNING,
+    UNDECLARED_STATE_KEY,
     VARIABLES,
     action_activation,
     history_entry,
@@ -32,6 +33,7 @@ __all__ = [
     "VARIABLES",
     "RUNNING",
     "HISTORY_LIMIT",
+    "UNDECLARED_STATE_KEY",
     "action_activation",
     "history_entry",
     "keep_history",

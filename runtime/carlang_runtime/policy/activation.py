@@ -102,12 +102,16 @@ def state_problems(
     for key, value in state.items():
         if key not in exact and not families.matches(key):
             hint = did_you_mean(key, list(exact), "`")
-            problems.append((key, f"no state key is called `{key}`", hint))
+            problems.append((key, f"{UNDECLARED_STATE_KEY} `{key}`", hint))
         elif exact.get(key):  # (a family's keys, and `any`, take any value)
             schema = {"type": "object", "properties": {key: exact[key]}}
             for finding in ParamChecker(key, schema).check({key: value}):
                 problems.append((key, f"state `{key}`: {finding.detail}", None))
     return problems
+
+
+#: How `state_problems` begins the problem of a key no `state` entry declares.
+UNDECLARED_STATE_KEY = "no state key is called"
 
 
 def state_problem(declared: Sequence[StateDecl], state: Mapping[str, Any]) -> str | None:
