@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
@@ -421,7 +421,25 @@ class ParamChecker:
         """Every finding for `params`, shape findings first (required, then types). A finding
         never quotes the value of a secret parameter (`writeOnly` in the schema, at any depth)
         or of a position in `redact` (a program's `redact` paths): `'[REDACTED]' does not
-        match ...`."""
+        match ...`; nor that value where another parameter holds it too (a token pasted into
+        `mode` as well: `'[REDACTED]' is not one of ['a', 'b']`)."""
+        findings = self._findings(params, redact)
+        if not findings or self._schema_error is not None:
+            return findings
+        secrets = (*self.secret_paths(), *redact)
+        if not secrets:
+            return findings
+        from .redact import Scrubber, secret_values
+
+        values = secret_values(params, secrets)
+        if not values:
+            return findings
+        scrubber = Scrubber(values)
+        return [replace(f, detail=scrubber.text(f.detail)) for f in findings]
+
+    def _findings(
+        self, params: Mapping[str, Any], redact: Sequence[SecretPath]
+    ) -> list[ParamFinding]:
         findings: list[ParamFinding] = []
         if self._schema_error is not None:
             findings.append(ParamFinding("invalid_schema", "", self._schema_error))

@@ -69,6 +69,17 @@ def test_a_finding_never_quotes_a_secret_value() -> None:
     assert "'bobby' is too long" in shown  # (what is not secret is quoted as ever)
 
 
+def test_a_secret_value_another_parameter_holds_too_is_not_quoted() -> None:
+    """A trial: a token pasted into `card` too was quoted there (`'sk-...' does not match`),
+    as `verify` and `rank` showed it, where `explain` scrubbed it by value."""
+    params = {**PARAMS, "card": SECRET, "user": f"{SECRET}!"}
+    findings = ParamChecker("login", LOGIN["parameters"]).check(params)
+    shown = "\n".join(finding_message("login", f) for f in findings)
+    assert SECRET not in shown, shown
+    assert "parameter 'card': '[REDACTED]' does not match '^[0-9]+$'" in shown
+    assert "parameter 'user': '[REDACTED]!' is too long" in shown
+
+
 def test_the_subset_checker_redacts_as_jsonschema_does() -> None:
     """carlang's own types take the fast checker (no jsonschema): the same redaction."""
     schema = {
