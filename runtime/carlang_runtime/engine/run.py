@@ -1567,13 +1567,18 @@ async def _within(awaitable: Any, timeout: float) -> Any:
     return task.result()
 
 
+#: What a run cancelled by a Ctrl-C says (`run_sync` cancels its task with it).
+KEYBOARD_INTERRUPT = "KeyboardInterrupt"
+
+
 def _describe(exc: BaseException) -> str:
     """A tool's exception as an action's error: `RuntimeError: kaboom`; one of carlang's own
     (an MCP server's answer, a subprocess tool's exit) is worded already, and keeps its
     message alone, as a `ToolError` does. A cancellation is `CancelledError` alone: what anyio
     says with it (`Cancelled via cancel scope 7f3a...`) is an address, nothing for a reader."""
     if isinstance(exc, asyncio.CancelledError):
-        return "CancelledError"
+        # (`run_sync` cancels a run with this message on a Ctrl-C: said as a local tool's is)
+        return KEYBOARD_INTERRUPT if exc.args == (KEYBOARD_INTERRUPT,) else "CancelledError"
     text = str(exc)
     if isinstance(exc, CarlangRuntimeError) and text:
         return text

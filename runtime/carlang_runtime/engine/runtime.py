@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import inspect
 import json
 import os
@@ -53,7 +54,13 @@ from .events import EventKind, EventLog
 from .limits import ResultCache, TokenBucket
 from .middleware import Middleware
 from .outcome import candidate_failure, uncompensated_successes
-from .run import BUDGET_EXCEEDED, ROLLED_BACK_ON_RESUME, ProposalRun, Resumption
+from .run import (
+    BUDGET_EXCEEDED,
+    KEYBOARD_INTERRUPT,
+    ROLLED_BACK_ON_RESUME,
+    ProposalRun,
+    Resumption,
+)
 from .state import StateStore, check_tenant
 from .steps import DurableSteps
 from .threads import DaemonThreadPool
@@ -1422,8 +1429,18 @@ def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:
             " _async form instead"
         )
     loop = asyncio.new_event_loop()
+    task = loop.create_task(coroutine)
     try:
-        return loop.run_until_complete(coroutine)
+        return loop.run_until_complete(task)
+    except KeyboardInterrupt:
+        # Ctrl-C while the loop waited (on an MCP server's answer, say), not inside the
+        # coroutine: cancel it and let it end, so that it records the run as interrupted and
+        # cancels its calls, before the log it writes to is closed (a second Ctrl-C gives up)
+        if not task.done():
+            task.cancel(KEYBOARD_INTERRUPT)
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                loop.run_until_complete(task)
+        raise
     finally:
         try:
             loop.run_until_complete(loop.shutdown_asyncgens())

@@ -262,6 +262,42 @@ def test_resume_after_an_interruption_runs_only_what_did_not_finish(tmp_path: Pa
         Runtime().resume(run_id, db)
 
 
+def test_a_ctrl_c_while_the_loop_waits_on_an_async_tool_ends_the_run_as_interrupted(
+    tmp_path: Path,
+) -> None:
+    """A trial: Ctrl-C while an MCP tool's answer was awaited (the loop waiting, no Python
+    frame of the run on the stack) left the run's coroutine pending: it was finalised after
+    the log closed (a traceback: I/O on a closed file) and the run stayed "unfinished". The
+    run is now cancelled and ends, recorded interrupted, resumable, as with a local tool."""
+    import asyncio
+
+    db = tmp_path / "run.db"
+
+    def ctrl_c() -> None:
+        raise KeyboardInterrupt  # (from a loop callback: outside the run's coroutine)
+
+    async def wait() -> str:
+        asyncio.get_running_loop().call_soon(ctrl_c)
+        await asyncio.sleep(30)
+        return "never"
+
+    rt = Runtime(events=EventLog([SqliteSink(db)]))
+    rt.register_tool("wait", wait)
+    with pytest.raises(KeyboardInterrupt):
+        rt.execute(proposal(call("a", "wait")))
+    run_id = rt.events.query("run_started")[0].run_id
+    rt.close()
+    with closing(EventStore(db)) as store:
+        events = list(store.events(run_id))
+    assert events[-1].kind == "run_completed" and events[-1].data["status"] == "interrupted"
+    (failed,) = [e for e in events if e.kind == "action_failed"]
+    assert failed.data["error"] == "interrupted: KeyboardInterrupt"
+    again = Runtime(events=EventLog([SqliteSink(db)]))
+    again.register_tool("wait", lambda: "done")
+    assert again.resume(run_id).all_succeeded()
+    again.close()
+
+
 def terminal_events_of(store: EventStore, run_id: str) -> dict[str, list[str]]:
     """The terminal events of each action that stand: an interruption ends an action too (one
     terminal event per run segment), marked so that the resumed run runs it again."""
