@@ -99,6 +99,25 @@ def test_events_escape_what_a_failing_tool_said(tmp_path: Path) -> None:
     assert listing.splitlines()[0].endswith("a: RuntimeError: \\x1b[2Jgone\\nsecond line")
 
 
+def test_a_tool_that_prints_leaves_the_json_output_json(tmp_path: Path) -> None:
+    """A trial: a tool's `print()` began `run --format json`'s output (`REFUND alice 50`),
+    which then did not parse. What tools print goes to stderr while the JSON is asked for."""
+    program = tmp_path / "p.car"
+    program.write_text("tool loud()\nproposal p { a = loud() }\n")
+    tools = tmp_path / "loud_tools.py"
+    tools.write_text(
+        "def loud():\n    print('REFUND alice 50')\n    return 1\nTOOLS = {'loud': loud}\n"
+    )
+    result = runner.invoke(
+        app, ["run", str(program), "--tools", f"{tools}:TOOLS", "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["result"]["results"][0]["status"] == "succeeded"
+    assert "REFUND alice 50" in result.stderr
+    text = runner.invoke(app, ["run", str(program), "--tools", f"{tools}:TOOLS"])
+    assert "REFUND alice 50" in text.stdout  # (text output: where it always went)
+
+
 def test_json_output_and_exit_status_of_a_failure(tmp_path: Path) -> None:
     program, tools = project(tmp_path)
     code, out = run(str(program), "--tools", f"{tools}:setup", "--auto-approve", "--format", "json")

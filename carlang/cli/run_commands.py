@@ -220,21 +220,23 @@ def run_command(
                 f"{given} is in-process: a durable run asks each approval of `carlang approve"
                 " RUN ACTION` or `carlang deny RUN ACTION`, from any process (leave it out)"
             )
-        outcome, run_id = run_durably(
-            program,
-            chosen,
-            tools=tools or [],
-            events=events,
-            database=database,
-            approval_timeout=approval_timeout,
-            compensate=compensate,
-            state=initial,
-            detach=detach,
-            as_json=output is RunFormat.json,
-            # the in-process run's checks of --events (a .jsonl or .db file that can be
-            # written and holds events, if anything), before anything is recorded
-            check_events=lambda: _check_event_log(events),
-        )
+        # (not detached: a detached run prints its id, and runs no tool here)
+        with _stdout_to_stderr(output is RunFormat.json and not detach):
+            outcome, run_id = run_durably(
+                program,
+                chosen,
+                tools=tools or [],
+                events=events,
+                database=database,
+                approval_timeout=approval_timeout,
+                compensate=compensate,
+                state=initial,
+                detach=detach,
+                as_json=output is RunFormat.json,
+                # the in-process run's checks of --events (a .jsonl or .db file that can be
+                # written and holds events, if anything), before anything is recorded
+                check_events=lambda: _check_event_log(events),
+            )
         final = _durable_state(program, chosen, initial, outcome)
         _report(output, chosen, outcome, run_id, final, graph)
         raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
@@ -258,6 +260,7 @@ def run_command(
             _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
         _register_tools(runtime, program, tools or [])
     runtime.use(reporter)
+    diverted = _stdout_to_stderr(output is RunFormat.json)
     try:
         if resume is not None:
             if events is None or events.suffix not in SQLITE_SUFFIXES:
@@ -305,6 +308,7 @@ def run_command(
         )
         raise typer.Exit(EXIT_FAILED) from None
     finally:
+        diverted.close()
         reporter.stop()
         runtime.close()
         dropped = http.report() if http is not None else None
@@ -312,6 +316,16 @@ def run_command(
             echo_err(dropped)
     _report(output, chosen, outcome, run_id, final, graph)
     raise typer.Exit(EXIT_OK if outcome.all_succeeded() else EXIT_FAILED)
+
+
+def _stdout_to_stderr(on: bool) -> contextlib.ExitStack:
+    """With `on`, what is printed to standard output goes to standard error until the stack
+    returned is closed: a tool's `print()` (`--format json`: the one document on standard
+    output stays JSON; a trial's began with a tool's `REFUND alice 50`)."""
+    stack = contextlib.ExitStack()
+    if on:
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
+    return stack
 
 
 def _repeated(option: str, values: list[str] | None) -> list[str]:
