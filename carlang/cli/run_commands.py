@@ -1014,6 +1014,7 @@ def _print_runs(records: list[dict[str, Any]], tenants: dict[str, Any], output: 
                 "proposal": record.get("proposal_id"),
                 "rejected": 0,
                 "failed": 0,
+                "skipped": 0,
                 "interrupted": 0,
             },
         )
@@ -1032,11 +1033,17 @@ def _print_runs(records: list[dict[str, Any]], tenants: dict[str, Any], output: 
             outcomes[key] = record
     for run_id, outcomes in ends.items():
         for record in outcomes.values():
-            if record["kind"] in ("action_rejected", "action_failed"):
+            if record["kind"] in ("action_rejected", "action_failed", "action_skipped"):
                 # a run "completed" with its only call refused (CAR's rule for a refusal before
-                # any policy: the proposal goes on) is not a run that did its work
+                # any policy: the proposal goes on), or its last calls skipped for its budget,
+                # is not a run that did all its work
                 runs[run_id][record["kind"].removeprefix("action_")] += 1
-                runs[run_id].setdefault("why", _why(record))
+        first = next(
+            (r for r in outcomes.values() if r["kind"] in ("action_rejected", "action_failed")),
+            next((r for r in outcomes.values() if r["kind"] == "action_skipped"), None),
+        )  # (what was refused or failed says why; else what was skipped)
+        if first is not None:
+            runs[run_id]["why"] = _why(first)
     for run_id, entry in runs.items():
         entry.setdefault("why", None)
         entry["tenant"] = tenants.get(run_id)
@@ -1046,7 +1053,9 @@ def _print_runs(records: list[dict[str, Any]], tenants: dict[str, Any], output: 
     from carlang.render import plural
 
     for entry in runs.values():
-        counts = [f"{entry[what]} {what}" for what in ("rejected", "failed") if entry[what]]
+        counts = [
+            f"{entry[what]} {what}" for what in ("rejected", "failed", "skipped") if entry[what]
+        ]
         if entry["interrupted"]:
             counts.append(plural(entry["interrupted"], "interrupted attempt"))
         status = f"{entry['status']} ({', '.join(counts)})" if counts else entry["status"]
