@@ -1233,3 +1233,28 @@ def test_sarif_uris_are_relative_to_the_repository(
     assert located and all(
         a == {"uri": "logs/run.jsonl", "uriBaseId": "%SRCROOT%"} for a in located
     )
+
+
+def test_calls_a_budget_skipped_are_listed_as_not_re_decided(tmp_path: Path) -> None:
+    """A trial: raising the budget that skipped two calls replayed as "0 changes, 2
+    unchanged", the skipped calls neither judged nor listed: a budget increase looked like it
+    changed nothing. They are listed under what replay does not reconstruct."""
+    program = tmp_path / "p.car"
+    program.write_text(
+        "tool t(i: int)\nbudget two { max_tool_calls 2 }\n"
+        "proposal four under two { a = t(i: 1)  b = t(i: 2)  c = t(i: 3)  d = t(i: 4) }\n"
+    )
+    tools = tmp_path / "t_tools.py"
+    tools.write_text("TOOLS = {'t': lambda i: i}\n")
+    log = tmp_path / "run.jsonl"
+    code, out = cli(
+        "run", str(program), "--tools", f"{tools}:TOOLS", "--force", "--events", str(log)
+    )
+    assert code == 1, out
+    larger = tmp_path / "larger.car"
+    larger.write_text(program.read_text().replace("max_tool_calls 2", "max_tool_calls 3"))
+    _, _, report = changes(log, larger)
+    assert report["not_reconstructed"] == {
+        "actions skipped before any policy decided (a spent budget, an earlier abort): not"
+        " re-decided (a candidate with a larger budget may run them)": 2
+    }

@@ -403,6 +403,10 @@ _REJECTED_UNDECIDED = (
     "actions rejected before any policy decided (a capability, a session's budget, an invalid"
     " call): not re-decided"
 )
+_SKIPPED_UNDECIDED = (
+    "actions skipped before any policy decided (a spent budget, an earlier abort): not"
+    " re-decided (a candidate with a larger budget may run them)"
+)
 
 
 @dataclass(slots=True)
@@ -506,8 +510,11 @@ def _replay(
 
         for step in run.steps:
             if step[0] == "end":
-                if counted and step[2] == "rejected" and step[1] not in run.decisions:
-                    report.notes[_REJECTED_UNDECIDED] += 1
+                if counted and step[1] not in run.decisions:
+                    if step[2] == "rejected":
+                        report.notes[_REJECTED_UNDECIDED] += 1
+                    elif step[2] == "skipped":
+                        report.notes[_SKIPPED_UNDECIDED] += 1
                 _end(step, actions, context)
                 for judge in (candidate, baseline):
                     if judge is not None:
