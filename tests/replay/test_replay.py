@@ -1258,3 +1258,23 @@ def test_calls_a_budget_skipped_are_listed_as_not_re_decided(tmp_path: Path) -> 
         "actions skipped before any policy decided (a spent budget, an earlier abort): not"
         " re-decided (a candidate with a larger budget may run them)": 2
     }
+
+
+def test_a_recorded_proposal_with_null_parameters_is_not_judged(tmp_path: Path) -> None:
+    """A trial: a log whose recorded action had `parameters: null` (no runtime writes that)
+    was judged on no parameters, and the policy's fail-closed deny reported as a change
+    `allow -> deny`. The run is one that cannot be judged, saying why."""
+    source, log = _pay_log(tmp_path, ".jsonl")
+    lines = log.read_text().splitlines()
+    damaged = []
+    for line in lines:
+        event = json.loads(line)
+        if event["kind"] == "proposal_received":
+            event["data"]["proposal"]["actions"][0]["parameters"] = None
+            line = json.dumps(event)
+        damaged.append(line)
+    log.write_text("\n".join(damaged) + "\n")
+    _, _, report = changes(log, source)
+    assert report["changes"] == 0, report
+    (unjudged,) = report["unjudged"]
+    assert "the recorded proposal is not valid: actions.0.parameters" in unjudged["reason"]

@@ -692,8 +692,10 @@ def _proposal(run: RecordedProposal) -> tuple[ActionProposal | None, str]:
 
 
 def _action(entry: dict[str, Any]) -> Action:
-    parameters = entry.get("parameters") or {}
-    metadata = entry.get("metadata") or {}
+    # (absent: {}; null is no proposal the runtime wrote: a damaged log, which the validated
+    # path below reports rather than a run judged on parameters it did not have)
+    parameters = entry.get("parameters", {})
+    metadata = entry.get("metadata", {})
     if not isinstance(parameters, dict) or not isinstance(metadata, dict):
         raise TypeError("parameters and metadata are maps")
     return construct(
