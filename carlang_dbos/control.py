@@ -163,10 +163,8 @@ def list_runs(database: str, *, limit: int | None = None, details: bool = True) 
 def show_run(database: str, run_id: str) -> tuple[RunInfo, list[dict[str, Any]]]:
     """One run and the approvals it is waiting for."""
     with _client(database) as client:
-        found = client.list_workflows(workflow_ids=[run_id], name=WORKFLOW)
-        if not found:
-            raise CarlangRuntimeError(f"no run '{run_id}' in {shown_url(database)}")
-        return _info(found[0]), _pending(client, found[0])
+        status = _run_status(client, database, run_id)
+        return _info(status), _pending(client, status)
 
 
 def unserved_waits(database: str, run_id: str) -> list[str]:
@@ -180,6 +178,7 @@ def unserved_waits(database: str, run_id: str) -> list[str]:
     try:
         with _client(database) as client:
             status = _run_status(client, database, run_id)
+            run_id = status.workflow_id  # (a prefix of it may have named it)
             if str(status.status) == "ENQUEUED" and _served_by_workers(status.queue_name):
                 _look(database, status, said.append, f"run {run_id} waits for one")
             if str(status.status) != "PENDING":
@@ -262,8 +261,9 @@ def answer_approval(
     approved: bool,
     reason: str = "",
     approver: str | None = None,
-) -> None:
-    """Approve or deny an action a run is waiting on. The first answer wins: it is recorded
+) -> str:
+    """Approve or deny an action a run (named by its id or a unique prefix of it; its id is
+    returned) is waiting on. The first answer wins: it is recorded
     (insert-if-absent, `records.record_answer`) and only then sent, so an answer that finds
     one recorded (approved, denied, or expired) is refused, and so is one for a run not
     waiting for that action's approval: `CarlangRuntimeError`, nothing sent. This holds with
@@ -271,6 +271,7 @@ def answer_approval(
     try:
         with _client(database) as client:
             status = _run_status(client, database, run_id)
+            run_id = status.workflow_id  # (a prefix of it may have named it)
             standing = records.recorded_answer(database, run_id, action_id)
             ours = False
             if standing is None:  # (checked first: an answered run is no longer waiting)
@@ -286,15 +287,42 @@ def answer_approval(
                     f"`{action_id}` of run '{run_id}' is already answered:"
                     f" {records.describe_answer(standing)}"
                 )
+            return run_id
     finally:
         records.dispose(database)
 
 
 def _run_status(client: DBOSClient, database: str, run_id: str) -> Any:
+    """The run `run_id` names: its id, or a unique prefix of it (as `carlang events --run`
+    and a commit's prefix in git take one); else `CarlangRuntimeError` saying which runs a
+    prefix names, or that none has it."""
     found = client.list_workflows(workflow_ids=[run_id], name=WORKFLOW)
-    if not found:
-        raise CarlangRuntimeError(f"no run '{run_id}' in {shown_url(database)}")
-    return found[0]
+    if found:
+        return found[0]
+    if run_id:
+        found = client.list_workflows(
+            workflow_id_prefix=run_id,
+            name=WORKFLOW,
+            limit=_SHOWN_MATCHES + 1,
+            load_input=False,
+            load_output=False,
+        )
+    if len(found) == 1:
+        return client.list_workflows(workflow_ids=[found[0].workflow_id], name=WORKFLOW)[0]
+    where = shown_url(database)
+    if found:
+        ids = ", ".join(s.workflow_id for s in found[:_SHOWN_MATCHES])
+        more = ", ..." if len(found) > _SHOWN_MATCHES else ""
+        raise CarlangRuntimeError(
+            f"run '{run_id}' in {where} may be any of {ids}{more}: give more of its id"
+        )
+    raise CarlangRuntimeError(
+        f"no run '{run_id}' in {where} (`carlang runs list --database ...` lists its runs)"
+    )
+
+
+#: How many runs a prefix that names several lists.
+_SHOWN_MATCHES = 5
 
 
 def _check_waiting(client: DBOSClient, status: Any, action_id: str) -> Mapping[str, Any]:
@@ -330,13 +358,16 @@ def _deliver(client: DBOSClient, status: Any, action_id: str, answer: Mapping[st
     )
 
 
-def cancel_run(database: str, run_id: str) -> None:
-    """Cancel a run: it stops at its next step. What ran stays done: a tool call in flight
-    finishes, and its result is kept for a resume (`DbosSteps.run`), which does not call it
-    again unless the resume comes before the call has finished."""
+def cancel_run(database: str, run_id: str) -> str:
+    """Cancel a run (named by its id or a unique prefix of it; its id is returned): it stops
+    at its next step. What ran stays done: a tool call in flight finishes, and its result is
+    kept for a resume (`DbosSteps.run`), which does not call it again unless the resume comes
+    before the call has finished."""
     with _client(database) as client:
-        _refuse_ended(_run_status(client, database, run_id), "cancel", ("CANCELLED",))
-        client.cancel_workflow(run_id)
+        status = _run_status(client, database, run_id)
+        _refuse_ended(status, "cancel", ("CANCELLED",))
+        client.cancel_workflow(status.workflow_id)
+        return str(status.workflow_id)
 
 
 def resume_run(database: str, run_id: str) -> RunInfo:
@@ -349,7 +380,7 @@ def resume_run(database: str, run_id: str) -> RunInfo:
         status = _run_status(client, database, run_id)
         _refuse_ended(status, "resume")
         before = _info(status)
-        client.resume_workflow(run_id, queue_name=RUNS_QUEUE)
+        client.resume_workflow(status.workflow_id, queue_name=RUNS_QUEUE)
         return before
 
 

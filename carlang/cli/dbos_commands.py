@@ -246,10 +246,10 @@ def _answer(
     approver: str | None,
     database: str | None,
 ) -> None:
-    _backend().answer_approval(
+    whole = _backend().answer_approval(
         _database(database), run_id, action, approved=approved, reason=reason, approver=approver
     )
-    echo(f"{'approved' if approved else 'denied'} {action} of run {run_id}")
+    echo(f"{'approved' if approved else 'denied'} {action} of run {whole}")
 
 
 # -- runs --------------------------------------------------------------------------------------
@@ -290,8 +290,8 @@ def runs_show(
     and what it waits for on a queue no worker serves (also said on stderr)."""
     backend = _backend()
     url = _database(database)
-    info, waiting = backend.show_run(url, run_id)
-    notices = backend.unserved_waits(url, run_id)
+    info, waiting = backend.show_run(url, run_id)  # (a unique prefix may name it)
+    notices = backend.unserved_waits(url, info.run_id)
     document = {**_run_document(info), "waiting_for_approval": waiting, "notices": notices}
     echo(json.dumps(document, indent=2))
     for line in notices:
@@ -304,8 +304,8 @@ def runs_cancel(
     run_id: Annotated[str, typer.Argument(metavar="RUN")], database: DatabaseOption = None
 ) -> None:
     """Cancel a run: it stops at its next step."""
-    _backend().cancel_run(_database(database), run_id)
-    echo(f"cancelled run {run_id}")
+    whole = _backend().cancel_run(_database(database), run_id)  # (a prefix may name it)
+    echo(f"cancelled run {whole}")
 
 
 @runs_app.command("resume")
@@ -318,8 +318,8 @@ def runs_resume(
     backend = _backend()
     url = _database(database)
     before = backend.resume_run(url, run_id)
-    echo(f"resumed run {run_id}")
-    for line in backend.unserved_waits(url, run_id):  # no worker to take it
+    echo(f"resumed run {before.run_id}")
+    for line in backend.unserved_waits(url, before.run_id):  # no worker to take it
         echo_err(f"note: {line}")
     if before.status == "CANCELLED":
         # DBOS does not record a step that ends after the cancel; carlang keeps its result

@@ -167,3 +167,19 @@ def test_a_foreground_run_says_once_how_to_answer_its_approval(
     assert sum("is waiting for approval" in line for line in lines) == 1
     assert f"run {given[2]} is waiting" in "".join(lines)
     assert "succeeded" in output
+
+
+def test_a_run_is_named_by_a_unique_prefix_of_its_id(tmp_path: Path) -> None:
+    """A trial: `carlang events LOG 9678` and `run --resume f093` take a prefix, `runs show
+    2fc5`, `runs cancel` and `approve` said "no run '2fc5'". Each takes a unique prefix now,
+    and says the whole id; one that names nothing says how to list the runs."""
+    project = write_project(tmp_path, PROGRAM, MARKING_TOOLS)
+    database = f"sqlite:///{project / 'runs.db'}"
+    run_id = submit(database, project)
+    assert show(database, run_id[:6], project)["run_id"] == run_id
+    cancelled = carlang("runs", "cancel", run_id[:6], "--database", database, cwd=project)
+    assert cancelled.returncode == 0 and cancelled.stdout.strip() == f"cancelled run {run_id}"
+    unknown = carlang("approve", "zz99", "s", "--database", database, cwd=project)
+    assert unknown.returncode == 2
+    assert "no run 'zz99' in sqlite:///" in unknown.stderr
+    assert "(`carlang runs list --database ...` lists its runs)" in unknown.stderr
