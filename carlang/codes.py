@@ -314,6 +314,16 @@ COMPILER_CODES: tuple[Code, ...] = (
         ' add `cwd "."` for the file\'s folder',
         "carlang",
     ),
+    Code(
+        "CL0230",
+        "model-name-clash",
+        "names",
+        "warning",
+        "two tools a model would see under one name (a `.` is sent as `__`: `fs.echo` and"
+        " `fs__echo`): its call could not say which it means, and `carlang agent` and"
+        " `carlang export tools` refuse the program",
+        "carlang",
+    ),
     # policies
     Code(
         "CL0501",

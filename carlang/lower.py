@@ -32,6 +32,7 @@ from typing import Any, Literal, NamedTuple
 from carlang_runtime import ir
 from carlang_runtime.environment import misreferences, references_written
 from carlang_runtime.ir._base import construct
+from carlang_runtime.ir.tools import model_tool_name
 from carlang_runtime.paramcheck import parameter_defaults
 from carlang_runtime.redact import redaction_problem
 from carlang_runtime.suggest import did_you_mean
@@ -276,6 +277,7 @@ class _Lowerer:
 
     def tools(self) -> list[ir.ToolSchema]:
         out = []
+        offered: dict[str, Origin] = {}  # a model's name of each tool -> its declaration
         for parsed, decl in self.declarations():
             if not isinstance(decl, ast.ToolDecl):
                 continue
@@ -284,9 +286,33 @@ class _Lowerer:
                 continue
             if not self.declare(self.map.tools, "tool", decl.name, Origin(source, decl)):
                 continue
+            self.offered_once(offered, Origin(source, decl))
             self.tool_decls[decl.name.text] = decl
             out.append(self.tool(source, decl))
         return out
+
+    def offered_once(self, offered: dict[str, Origin], origin: Origin) -> None:
+        """Warn (CL0230) when a model would see this tool under another's name: a `.` is sent
+        as `__` (model APIs take no dot), so `fs.echo` and `fs__echo` are one name to a model,
+        and `carlang agent` and `export tools` refuse the program."""
+        decl = origin.node
+        assert isinstance(decl, ast.ToolDecl)
+        shown = model_tool_name(decl.name.text)
+        first = offered.setdefault(shown, origin)
+        if first is origin:
+            return
+        other = first.node
+        assert isinstance(other, ast.ToolDecl)
+        self.d.warning(
+            "CL0230",
+            f"tools `{other.name.text}` and `{decl.name.text}` are one tool to a model,"
+            f" `{shown}` (a `.` is sent as `__`): its call could not say which it means",
+            origin.source,
+            decl.name.span,
+            label="the same name to a model",
+            related=[first.label("offered as it too", _name_span(other), primary=False)],
+            help="rename one of them (carlang agent and export tools refuse the program)",
+        )
 
     def check_type(self, source: Source, type_: ast.TypeExpr) -> None:
         for name in unknown_simple_types(type_):

@@ -14,6 +14,7 @@ from typing import Any
 from ..capability import CapabilityCheck
 from ..errors import CarlangRuntimeError
 from ..ir import Capability, Program, ToolSchema
+from ..ir.tools import model_tool_name
 from ..redact import NAMED_SCHEMAS, is_secret_schema
 
 __all__ = [
@@ -28,11 +29,6 @@ __all__ = [
 
 #: The formats `tool_specs` writes.
 SPEC_FORMATS: tuple[str, ...] = ("openai", "anthropic", "mcp")
-
-
-def model_tool_name(name: str) -> str:
-    """The name a model API sees for tool `name` (`.` becomes `__`)."""
-    return name.replace(".", "__")
 
 
 def tool_name_from_model(name: str, known: Mapping[str, Any]) -> str:

@@ -9,7 +9,7 @@ from pydantic import Field
 from ._base import F64, U32, U64, Bool, CarModel, JsonMap, Str, omit_empty, omit_none
 from .actions import Reversibility, SourceLoc
 
-__all__ = ["McpBinding", "ToolRateLimit", "ToolSchema"]
+__all__ = ["McpBinding", "ToolRateLimit", "ToolSchema", "model_tool_name"]
 
 
 class ToolRateLimit(CarModel):
@@ -45,3 +45,8 @@ class ToolSchema(CarModel):
     #: carlang extension: calls go to this MCP server's tool
     mcp: McpBinding | None = Field(default=None, exclude_if=omit_none)
     loc: SourceLoc | None = Field(default=None, exclude_if=omit_none)
+
+
+def model_tool_name(name: str) -> str:
+    """The name a model API sees for tool `name` (`.` becomes `__`: the APIs take no dot)."""
+    return name.replace(".", "__")

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..engine.tools import ToolError
 from ..ir import McpServer, Program, ToolSchema
-from ..redact import SecretPath, redaction_path, secret_paths, secret_values
+from ..redact import NAMED_SCHEMAS, SecretPath, redaction_path, secret_paths, secret_values
 from .client import McpClient, McpError
 
 __all__ = [
@@ -53,8 +53,6 @@ _ANNOTATIONS = frozenset(
 
 #: What marks a parameter secret (`redact.is_secret_schema`).
 _SECRET_MARKS = ("writeOnly", "x-carlang-secret")
-#: The keywords whose values map names (of properties, definitions) to schemas.
-_NAMED_SCHEMAS = ("properties", "$defs", "definitions", "patternProperties")
 
 
 def schema_fingerprint(schema: Any) -> Any:
@@ -66,7 +64,7 @@ def schema_fingerprint(schema: Any) -> Any:
         for key, value in schema.items():
             if key in _ANNOTATIONS:
                 continue
-            if key in _NAMED_SCHEMAS and isinstance(value, Mapping):
+            if key in NAMED_SCHEMAS and isinstance(value, Mapping):
                 out[key] = {name: schema_fingerprint(v) for name, v in sorted(value.items())}
             elif key == "required" and isinstance(value, list):
                 out[key] = sorted(value)
@@ -94,7 +92,7 @@ def _without_added_secret_marks(checked: Any, served: Any) -> Any:
             if key in _SECRET_MARKS and value is True and key not in other:
                 continue
             inner = other.get(key)
-            if key in _NAMED_SCHEMAS and isinstance(value, Mapping):
+            if key in NAMED_SCHEMAS and isinstance(value, Mapping):
                 named = inner if isinstance(inner, Mapping) else {}
                 out[key] = {
                     name: _without_added_secret_marks(sub, named.get(name))
