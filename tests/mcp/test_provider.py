@@ -275,6 +275,26 @@ def test_import_says_what_a_failing_server_said() -> None:
     )
 
 
+@pytest.mark.slow
+def test_a_server_that_answers_initialize_with_an_error_is_named() -> None:
+    """A trial: `error: database is down`, naming neither the server nor what failed; and
+    for `cat`, carlang's own refusal echoed back: `error: carlang does not serve initialize`."""
+    refusing = (
+        "import sys, json\n"
+        "for line in sys.stdin:\n"
+        "    m = json.loads(line)\n"
+        "    if m.get('id') is not None:\n"
+        "        e = {'code': -32603, 'message': 'database is down'}\n"
+        "        print(json.dumps({'jsonrpc': '2.0', 'id': m['id'], 'error': e}), flush=True)\n"
+    )
+    done = runner.invoke(app, ["mcp", "import", "--", sys.executable, "-c", refusing])
+    assert done.exit_code == 2
+    said = done.output.strip()
+    assert said.startswith("error: MCP server '")
+    assert "answered initialize with an error: database is down (is `" in said
+    assert said.endswith("` an MCP server?)")
+
+
 def test_a_secret_mark_a_server_drops_is_a_changed_schema() -> None:
     """`writeOnly` is an annotation to JSON Schema, but to carlang it hides a value from every
     log: a server that stops marking a parameter secret has changed what was checked."""

@@ -13,6 +13,7 @@ import itertools
 import json
 import os
 import re
+import shlex
 import socket
 import subprocess
 import threading
@@ -366,14 +367,25 @@ class McpClient:
             self._spawn()
         elif self.server.url is not None:
             self._check_headers()
-        answer = self.request(
-            "initialize",
-            {
-                "protocolVersion": PROTOCOL_VERSION,
-                "capabilities": {},
-                "clientInfo": _CLIENT_INFO,
-            },
-        ).result(timeout)
+        try:
+            answer = self.request(
+                "initialize",
+                {
+                    "protocolVersion": PROTOCOL_VERSION,
+                    "capabilities": {},
+                    "clientInfo": _CLIENT_INFO,
+                },
+            ).result(timeout)
+        except McpProtocolError as exc:  # (the server's message alone named neither it nor
+            # what failed: "database is down", or carlang's own refusal echoed by `cat`)
+            if self.server.command is not None:
+                started = shlex.join([self.server.command, *self.server.args])
+                question = f"is `{self.scrubbed(started)[:80]}` an MCP server?"
+            else:
+                question = "is it an MCP endpoint?"
+            raise McpError(
+                f"{self.where} answered initialize with an error: {exc} ({question})"
+            ) from None
         info = answer.get("serverInfo")
         self.server_info = info if isinstance(info, dict) else {}
         self.capabilities = answer.get("capabilities", {})
