@@ -180,8 +180,11 @@ class _Confined:
         if Path(path).is_absolute():
             raise ToolError(f"path '{path}' is absolute; give a path inside the files root")
         parts = [part for part in path.replace("\\", "/").split("/") if part not in ("", ".")]
-        if ".." in parts:
-            raise ToolError(f"path '{path}' leaves the files root")
+        if ".." in parts:  # (even one that stays inside: nothing is resolved by name)
+            raise ToolError(
+                f"path '{path}' holds '..': the file tools take no '..' (give the path from"
+                " the files root without it)"
+            )
         if not parts and not directory:
             raise ToolError(f"path '{path}' names no file")
         self.path = path

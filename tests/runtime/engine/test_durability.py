@@ -179,8 +179,11 @@ def test_builtin_file_tools_stay_inside_their_root(tmp_path: Path) -> None:
     assert tools["list_dir"](path=".") == ["a/"]
     assert tools["echo"](text="x") == "x"
     for bad in ("../escape.txt", "/etc/passwd", "a/../../x"):
-        with pytest.raises(Exception, match="files root|absolute"):
+        with pytest.raises(Exception, match="take no '..'|absolute"):
             tools["read_file"](path=bad)
+    # (one that stays inside is refused too, saying so: it "left the files root")
+    with pytest.raises(Exception, match=r"path 'a/\.\./a/b.txt' holds '\.\.': the file tools"):
+        tools["read_file"](path="a/../a/b.txt")
     os.symlink("/etc", tmp_path / "link")
     with pytest.raises(Exception, match="symlink, which the file tools never follow"):
         tools["list_dir"](path="link")
