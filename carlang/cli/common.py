@@ -150,7 +150,7 @@ def check_output_path(path: Path | None, option: str) -> None:
 def write_output(path: Path, text: str) -> None:
     """Write `text` to `path`; a usage error saying why when the system refuses."""
     try:
-        path.write_text(text)
+        path.write_text(text, encoding="utf-8")
     except OSError as exc:
         fail_usage(f"cannot write {path}: {exc.strerror or exc}")
 

@@ -17,7 +17,17 @@ from typing import Annotated, Any
 import typer
 
 from ..render import plural
-from .common import EXIT_OK, RootOption, echo, echo_err, fail_usage, guarded, seconds
+from .common import (
+    EXIT_OK,
+    RootOption,
+    check_output_path,
+    echo,
+    echo_err,
+    fail_usage,
+    guarded,
+    seconds,
+    write_output,
+)
 
 __all__ = ["register"]
 
@@ -96,6 +106,9 @@ def import_command(
 
     if bool(command) == (url is not None):
         fail_usage("give the server's command after `--`, or --url URL (not both)")
+    if out is not None and out.suffix != ".car":  # (a trial wrote carlang source to x.json)
+        fail_usage(f"-o {out}: import writes a carlang program; name a .car file")
+    check_output_path(out, "-o")  # (before the server is started: its folder, say)
     if url is not None:
         problem = local_url_problem(url)
         if problem:
@@ -148,10 +161,7 @@ def import_command(
     if out is None:
         echo(text.rstrip("\n"))
     else:
-        try:
-            out.write_text(text, encoding="utf-8")
-        except OSError as exc:
-            fail_usage(f"cannot write {out}: {exc.strerror or exc}")
+        write_output(out, text)
         imported = plural(len(tools) - len(unusable), "tool")
         echo_err(f"wrote {out}: MCP server `{server_name}` with {imported}")
     raise typer.Exit(EXIT_OK)
@@ -781,7 +791,8 @@ def serve_command(root: RootOption = None) -> None:
     from carlang.mcp_serve import serve
 
     if root is not None and not root.is_dir():
-        fail_usage(f"--root {root}: no such folder")
+        what = "a file; name the folder that holds it" if root.exists() else "no such folder"
+        fail_usage(f"--root {root}: {what}")
     serve(root)
 
 

@@ -224,3 +224,24 @@ def test_an_imported_server_is_called_from_another_directory(
     other.mkdir()
     for where in (Path("/"), other):
         assert _proxy_call(program, where, "bankserver.add", {"a": 2, "b": 3}) == "5"
+
+
+def test_where_import_and_serve_write_and_read_is_checked_before_anything_starts(
+    tmp_path: Path,
+) -> None:
+    """A trial: `-o out.json` wrote carlang source into a .json file; `-o nodir/x.car` started
+    the server, then failed with "No such file or directory"; `serve --root p.car` said "no
+    such folder" of a file. Each is refused first, saying what to give (no server started:
+    the command named does not exist)."""
+    missing = str(tmp_path / "no-such-server")
+    for output, said in (
+        ("out.json", "-o out.json: import writes a carlang program; name a .car file"),
+        (f"{tmp_path}/nodir/x.car", f"there is no folder {tmp_path}/nodir to write it in"),
+    ):
+        done = runner.invoke(app, ["mcp", "import", "-o", output, "--", missing])
+        assert done.exit_code == 2 and said in done.output, done.output
+    program = tmp_path / "p.car"
+    program.write_text("tool t()\n")
+    done = runner.invoke(app, ["mcp", "serve", "--root", str(program)])
+    assert done.exit_code == 2
+    assert f"--root {program}: a file; name the folder that holds it" in done.output
