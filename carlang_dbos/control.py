@@ -327,6 +327,11 @@ _SHOWN_MATCHES = 5
 
 def _check_waiting(client: DBOSClient, status: Any, action_id: str) -> Mapping[str, Any]:
     """The request the run waits on for `action_id`, or `CarlangRuntimeError`."""
+    if str(status.status) in _ENDED:  # (a cancelled run may be resumed, and wait again)
+        shown = _info(status).shown_status.lower()
+        raise CarlangRuntimeError(
+            f"run '{status.workflow_id}' already ended ({shown}): it waits for no approval"
+        )
     waiting = {entry["action"]: entry for entry in _pending(client, status)}
     if action_id not in waiting:
         shown = ", ".join(sorted(waiting)) or "none"

@@ -83,6 +83,10 @@ def test_the_first_answer_wins_with_no_worker_alive_and_a_resume_hands_the_run_o
     assert shown["worker"] == "w2"
     assert [r["status"] for r in shown["result"]["results"]] == ["succeeded", "succeeded"]
     assert calls(project) == ["work a", "ship prod"]
+    # an answer to a run that ended says so (it said "waiting: none")
+    ended = carlang("approve", run_id, "a", "--database", postgres_database, cwd=project)
+    assert ended.returncode == 2
+    assert f"run '{run_id}' already ended (completed): it waits for no approval" in ended.stderr
 
 
 def test_answers_given_at_once_one_wins_and_the_run_follows_it(
