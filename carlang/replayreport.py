@@ -202,10 +202,16 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str], root: Path |
             "require_approval": "asked approval for",
             "allow": "allowed",
         }[first.after.decision]
-        message = (
-            f"{_named(policy)} would have {verb} {len(changes)} of {report.actions} recorded"
-            f" calls ({category})"
+        tools = {c.tool or "(no tool)" for c in changes}
+        (tool,) = tools if len(tools) == 1 else (None,)
+        # (of the tool's calls when the changes are all of one: "1 of 3" counted a state
+        # write and another tool's call beside the one charge)
+        among = (
+            f"{report.tools[tool]} recorded calls of {tool}"
+            if tool is not None and report.tools.get(tool)
+            else f"{report.actions} recorded calls"
         )
+        message = f"{_named(policy)} would have {verb} {len(changes)} of {among} ({category})"
         example = next((c for c in changes if c.responsible.explanation), first)
         if example.responsible.explanation:
             message += f"; e.g. action {example.action_id}: {example.responsible.explanation}"
