@@ -222,6 +222,11 @@ def test_run_refuses_a_graph_it_cannot_write_before_running(tmp_path: Path) -> N
     drawn = runner.invoke(app, [*args, "--graph", str(tmp_path / "run.mmd")])
     assert drawn.exit_code == 0, drawn.output
     assert "succeeded" in drawn.stdout and (tmp_path / "run.mmd").read_text()
+    assert f"wrote {tmp_path / 'run.mmd'}" in drawn.stderr
+    # a suffix that names no format was written as Mermaid, saying nothing (a trial)
+    unknown = runner.invoke(app, [*args, "--graph", str(tmp_path / "run.xyz")])
+    assert unknown.exit_code == 2 and not (tmp_path / "run.xyz").exists()
+    assert "name a .svg or .png (Graphviz), .mmd (Mermaid) or .dot file" in unknown.stderr
 
 
 def test_rank_sweep_plot(tmp_path: Path) -> None:

@@ -91,7 +91,7 @@ def graph_format(fmt: GraphFormat | None, output: Path | None) -> GraphFormat:
     """The format asked for, else the output file's suffix, else Mermaid. A usage error when
     `--format` contradicts a suffix that names a format (`-o x.png --format mermaid` wrote
     Mermaid text into x.png); an unknown suffix (x.txt) takes any format."""
-    implied = _suffix_format(output)
+    implied = suffix_format(output)
     if fmt is None:
         return implied or GraphFormat.mermaid
     if implied is not None and implied is not fmt:
@@ -102,7 +102,7 @@ def graph_format(fmt: GraphFormat | None, output: Path | None) -> GraphFormat:
     return fmt
 
 
-def _suffix_format(output: Path | None) -> GraphFormat | None:
+def suffix_format(output: Path | None) -> GraphFormat | None:
     """The format the suffix of `output` names (.mmd, .mermaid, .dot, .gv, .svg, .png), if any."""
     suffix = output.suffix.lstrip(".").lower() if output is not None else ""
     aliases = {"mmd": "mermaid", "gv": "dot"}

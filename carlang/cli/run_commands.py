@@ -186,6 +186,8 @@ def run_command(
     if plan is not None and (proposal is not None or resume is not None):
         fail_usage("--plan runs the plan's candidates: not with --proposal or --resume")
     check_output_path(graph, "--graph")  # (before the run: it must not end in this error)
+    if graph is not None:
+        _check_graph_suffix(graph)
     files = one_source(file)
     initial = _read_state(state) if state is not None else None
     result = compile_file(files[0], project_root(files, root), state=initial)
@@ -428,6 +430,18 @@ def _journalled_run(events: Path, given: str) -> tuple[str, str | None]:
     return run_id, (received[0].get("proposal_id") if received else None)
 
 
+def _check_graph_suffix(path: Path) -> None:
+    """A usage error for a `--graph` file whose suffix names no format: `run` has no
+    `--format` for the picture (run.xyz was written as Mermaid, saying nothing)."""
+    from .editor_commands import suffix_format
+
+    if suffix_format(path) is None:
+        fail_usage(
+            f"--graph {path}: name a .svg or .png (Graphviz), .mmd (Mermaid) or .dot file: its"
+            " suffix says what to draw"
+        )
+
+
 def _draw_run(proposal: ir.ActionProposal, outcome: ir.ProposalResult, path: Path) -> None:
     """`--graph`: the proposal's DAG with each action's outcome."""
     from carlang.graph import graph_of_run, render
@@ -436,6 +450,7 @@ def _draw_run(proposal: ir.ActionProposal, outcome: ir.ProposalResult, path: Pat
 
     fmt = graph_format(None, path)
     write_graph(render([graph_of_run(proposal, outcome)], fmt.value), fmt, path)
+    echo_err(f"wrote {path}")
 
 
 def _choose(program: ir.Program, name: str | None, file: Path) -> ir.ActionProposal:
