@@ -370,3 +370,15 @@ def test_verify_against_a_program_checks_its_state_writes_as_check_does(tmp_path
     assert "w: value for `balance` does not fit its declared type: expected integer, got" in text
     assert "x: state key `balanse` is not declared  [CL0206 names]" in text
     assert "      help: did you mean `balance`?" in text  # (the JSON's help, shown in text too)
+
+
+def test_optimize_takes_the_state_its_warning_is_judged_from() -> None:
+    """A trial: optimize warned that release.json's precondition will fail (no
+    `tests_passed`) and had no --state to give it, as verify and simulate have."""
+    from tests.conftest import ROOT
+
+    release = str(ROOT / "examples" / "proposals" / "release.json")
+    warned = runner.invoke(app, ["optimize", release])
+    assert "key 'tests_passed' has no value" in warned.stderr
+    given = runner.invoke(app, ["optimize", release, "--state", '{"tests_passed": true}'])
+    assert given.exit_code == 0 and given.stderr == "", given.stderr

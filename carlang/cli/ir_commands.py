@@ -106,13 +106,16 @@ def simulate_command(
 
 
 @guarded
-def optimize_command(proposal: ProposalArg) -> None:
-    """Print the proposal without phantom state dependencies (wider parallelism)."""
+def optimize_command(proposal: ProposalArg, state: StateOpt = None) -> None:
+    """Print the proposal without phantom state dependencies (wider parallelism). `--state`:
+    the state it starts from (as verify and simulate take it), for the warning when it does
+    not verify."""
     from carlang_runtime.ir import load_proposal
     from carlang_runtime.verify import optimize
 
     optimized = optimize(load_file(proposal, load_proposal, "proposal"))
-    _warn_unverified(optimized, None, "the runtime would not run it")
+    initial = load_state_option(state) if state is not None else None
+    _warn_unverified(optimized, initial, "the runtime would not run it")
     echo(optimized.model_dump_json(indent=2))
 
 
