@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -83,6 +85,36 @@ def private_postgres() -> Iterator[str]:
     initdb, pg_ctl = server_binary("initdb"), server_binary("pg_ctl")
     if initdb is None or pg_ctl is None:
         raise CarlangRuntimeError("Postgres server programs (initdb, pg_ctl) are not installed")
+    with _sigterm_as_exit():  # (a SIGTERM skipped the `finally` below: the cluster ran on)
+        yield from _cluster(initdb, pg_ctl)
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """Within the block, a SIGTERM to this process raises `SystemExit` (status 143, as the
+    signal's) where it would end the process at once, so that cleanups run; only where the
+    signal's handler is Python's default, and in the main thread (the only one a handler can
+    be set in). The handler before is put back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGTERM)
+    if previous is not signal.SIG_DFL:
+        yield
+        return
+
+    def exit_143(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_143)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _cluster(initdb: str, pg_ctl: str) -> Iterator[str]:
+    """`private_postgres`'s cluster: started, its database's URL yielded, stopped, deleted."""
     home = Path(tempfile.mkdtemp(prefix="carlang-pg-"))
     data = home / "data"
     if os.geteuid() == 0:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -39,3 +40,51 @@ def test_a_port_taken_before_the_server_binds_it_is_traded_for_another(
             if "not installed" in str(exc):
                 pytest.skip(str(exc))
             raise
+
+
+def test_a_sigterm_stops_and_deletes_the_cluster(tmp_path: Path) -> None:
+    """A trial: a process holding a private cluster, sent SIGTERM, died at once: the cluster
+    ran on, its folder left behind, until stopped by hand with pg_ctl."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (  # (prints the URL and the cluster's folder, then holds it)
+        "import sys, tempfile\n"
+        "from carlang_dbos import localpg\n"
+        "made = []\n"
+        "mkdtemp = tempfile.mkdtemp\n"
+        "tempfile.mkdtemp = lambda **kw: made.append(mkdtemp(**kw)) or made[-1]\n"
+        "with localpg.private_postgres() as url:\n"
+        "    print(url, made[0], flush=True)\n"
+        "    sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdout is not None and holder.stderr is not None
+        line = holder.stdout.readline().split()
+        if not line:
+            said = holder.stderr.read()
+            if "not installed" in said or "could not be started" in said:
+                pytest.skip(said.strip().splitlines()[-1])
+            raise AssertionError(said)
+        url, home = line[0], Path(line[1])
+        assert home.name.startswith("carlang-pg-") and home.is_dir()
+        holder.send_signal(signal.SIGTERM)
+        assert holder.wait(timeout=60) == 143
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) != 0:
+                break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the cluster at {url} still answers")
+    assert not home.exists()
