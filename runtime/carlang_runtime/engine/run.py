@@ -92,6 +92,11 @@ SKIPPED_EARLIER_ABORT: Final = "skipped due to earlier abort"
 BUDGET_EXCEEDED: Final = "cost budget exceeded"
 #: The reason a run resumed with `rollback=True` gives for its abort.
 ROLLED_BACK_ON_RESUME: Final = "rolled back on resume"
+#: What the actions that had not ended say then (no abort came before them: a person chose
+#: the rollback; one running when the run stopped may have run, at least partly).
+SKIPPED_ON_RESUME: Final = (
+    "not run: the run was rolled back on resume (an action running when it stopped may have run)"
+)
 
 _TOOL_CALL = ActionType.TOOL_CALL
 # Events held back to be emitted by the caller, each [kind, redacted data] (plain data: a
@@ -316,7 +321,8 @@ class ProposalRun:
             self.skip_rest(f"interrupted: {_describe(self.interrupt)}")
             self.roll_back(f"interrupted: {_describe(self.interrupt)}")
         elif self.aborted is not None:
-            self.skip_rest(SKIPPED_EARLIER_ABORT)
+            resumed = self.aborted == ROLLED_BACK_ON_RESUME
+            self.skip_rest(SKIPPED_ON_RESUME if resumed else SKIPPED_EARLIER_ABORT)
             self.roll_back(self.aborted)
             if rt.compensate:
                 try:

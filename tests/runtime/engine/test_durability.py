@@ -343,6 +343,12 @@ def test_resume_with_rollback_undoes_the_run(tmp_path: Path) -> None:
         "a4": "skipped",
     }
     assert [r.rolled_back for r in result.results[:2]] == [True, True]
+    # no abort came before them (a trial read "skipped due to earlier abort" of the action
+    # that was running when the run stopped): a person chose the rollback
+    assert errors(result)["a2"] == (
+        "not run: the run was rolled back on resume (an action running when it stopped may"
+        " have run)"
+    )
     assert again.state.snapshot() == {"before": True}
     again.close()
     with closing(EventStore(db)) as store:
