@@ -1213,10 +1213,13 @@ class Runtime:
         scrub = self.scrubber(proposal, policies, run.tenant, run.session)
         if scrub is not None:
             document = scrub.value(document)
-        if document != run.proposal.model_dump(mode="json"):
+        recorded = run.proposal.model_dump(mode="json")
+        if document != recorded:
             raise CarlangRuntimeError(
                 f"the proposal given is not the one run '{run.run_id}' ran (its journal holds"
-                f" proposal '{run.proposal.id}' with {len(run.proposal.actions)} actions)"
+                f" proposal '{run.proposal.id}' with {len(run.proposal.actions)} actions;"
+                f" {_first_difference(document, recorded)}): resume with the program, and the"
+                " proposal, the run started with"
             )
         return proposal
 
@@ -1412,6 +1415,26 @@ def _named(
             f"proposal {proposal.id} runs under {kind} '{name}', which this runtime does not have"
         )
     return found
+
+
+def _first_difference(given: Mapping[str, Any], recorded: Mapping[str, Any]) -> str:
+    """Where a proposal given to resume a run first differs from the one its journal holds,
+    in words: `action 's' differs in parameters`, `it has action 'x', the run had none`."""
+    ours = {a.get("id"): a for a in given.get("actions") or []}
+    theirs = {a.get("id"): a for a in recorded.get("actions") or []}
+    for action_id, action in theirs.items():
+        if action_id not in ours:
+            return f"the run had action '{action_id}', it has none"
+        fields = sorted(
+            k for k in {*action, *ours[action_id]} if action.get(k) != ours[action_id].get(k)
+        )
+        if fields:
+            return f"action '{action_id}' differs in {', '.join(fields)}"
+    extra = [action_id for action_id in ours if action_id not in theirs]
+    if extra:
+        return f"it has action '{extra[0]}', the run had none"
+    fields = sorted(k for k in {*given, *recorded} if given.get(k) != recorded.get(k))
+    return f"the proposal differs in {', '.join(fields)}" if fields else "the order differs"
 
 
 def run_sync(coroutine: Coroutine[Any, Any, T]) -> T:

@@ -523,6 +523,15 @@ def test_a_run_whose_secret_is_quoted_in_another_parameter_resumes(tmp_path: Pat
     try:
         with pytest.raises(CarlangRuntimeError, match="the proposal given is not the one run"):
             again.resume(run_id, proposal=other)  # (another proposal is still refused)
+        # ... saying where it differs, and what to resume with (a trial: an edited program)
+        with pytest.raises(
+            CarlangRuntimeError,
+            match=r"action 'b' differs in depends_on, parameters\): resume with the program",
+        ):
+            again.resume(run_id, proposal=other)
+        extra = proposal(*plan.actions, call("c", "login", params={"user": "c"}))
+        with pytest.raises(CarlangRuntimeError, match="it has action 'c', the run had none"):
+            again.resume(run_id, proposal=extra)
         assert again.resume(run_id, proposal=plan).all_succeeded()
     finally:
         again.close()
