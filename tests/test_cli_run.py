@@ -98,6 +98,23 @@ def test_events_count_what_a_budget_skipped(tmp_path: Path) -> None:
     assert "completed (2 skipped)" in line and line.endswith("c: cost budget exceeded")
 
 
+def test_events_keep_their_columns_under_a_long_status(tmp_path: Path) -> None:
+    """A trial: after `completed (1 interrupted attempt)` the columns of its line shifted."""
+    tools = tmp_path / "t_tools.py"
+    tools.write_text(
+        "def boom():\n    raise RuntimeError('no')\nTOOLS = {'ok': lambda n: n, 'boom': boom}\n"
+    )
+    log = tmp_path / "run.jsonl"
+    steps = "a = boom()  b = ok(n: 1) after a  c = ok(n: 2) after b  d = ok(n: 3) after c"
+    for body in ("a = ok(n: 0)", steps):
+        program = tmp_path / "p.car"
+        program.write_text(f"tool ok(n: int)\ntool boom()\nproposal p {{ {body} }}\n")
+        run(str(program), "--tools", f"{tools}:TOOLS", "--events", str(log))
+    lines = runner.invoke(app, ["events", str(log)]).output.splitlines()[:2]
+    assert "aborted (1 failed, 3 skipped)" in lines[1], lines
+    assert lines[0].index(" events ") == lines[1].index(" events "), lines
+
+
 def test_events_escape_what_a_failing_tool_said(tmp_path: Path) -> None:
     """A tool's error text is the tool's (or its server's): an escape sequence or a line break
     in it reached the terminal raw through the `why` of `carlang events`, able to recolour or

@@ -1067,23 +1067,32 @@ def _print_runs(records: list[dict[str, Any]], tenants: dict[str, Any], output: 
         return
     from carlang.render import plural
 
-    for entry in runs.values():
-        counts = [
-            f"{entry[what]} {what}" for what in ("rejected", "failed", "skipped") if entry[what]
-        ]
-        if entry["interrupted"]:
-            counts.append(plural(entry["interrupted"], "interrupted attempt"))
-        status = f"{entry['status']} ({', '.join(counts)})" if counts else entry["status"]
+    statuses = [_status_shown(entry) for entry in runs.values()]
+    # (the column as wide as its widest status: `completed (1 interrupted attempt)` shifted
+    # the columns after it on its line)
+    width = max([24, *map(len, statuses)])
+    for entry, status in zip(runs.values(), statuses, strict=True):
         count = entry["events"]
         # (not `plural`: the counts stay right-aligned in a column, the word padded after)
         word = "event" if count == 1 else "events"
         whose = f"  tenant {entry['tenant']}" if entry["tenant"] is not None else ""
         why = f"  {_clipped(terminal_text(entry['why']), _WHY_WIDTH)}" if entry["why"] else ""
         echo(
-            f"{entry['run_id']}  {entry['started']}  {status:<24}"
+            f"{entry['run_id']}  {entry['started']}  {status:<{width}}"
             f" {count:>6} {word:<6}  {entry['proposal'] or ''}{whose}{why}".rstrip()
         )
     echo(plural(len(runs), "run"))
+
+
+def _status_shown(entry: dict[str, Any]) -> str:
+    """A run's status as `carlang events` lists it: with how many of its actions were
+    rejected, failed or skipped, and its interrupted attempts."""
+    from carlang.render import plural
+
+    counts = [f"{entry[what]} {what}" for what in ("rejected", "failed", "skipped") if entry[what]]
+    if entry["interrupted"]:
+        counts.append(plural(entry["interrupted"], "interrupted attempt"))
+    return f"{entry['status']} ({', '.join(counts)})" if counts else str(entry["status"])
 
 
 def _why(record: dict[str, Any]) -> str:
