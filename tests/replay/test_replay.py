@@ -1281,3 +1281,30 @@ def test_a_recorded_proposal_with_null_parameters_is_not_judged(tmp_path: Path) 
     assert report["changes"] == 0, report
     (unjudged,) = report["unjudged"]
     assert "the recorded proposal is not valid: actions.0.parameters" in unjudged["reason"]
+
+
+def test_a_tool_neither_program_declares_is_not_a_drop(tmp_path: Path) -> None:
+    """A trial: with --baseline, runs of a tool neither program declares were "runs the
+    candidate cannot run (it dropped what they use)", failing the gate; nothing was dropped
+    between the two programs. They are runs that cannot be judged, saying so."""
+    log = tmp_path / "run.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.register_tool("fetch", lambda url: url)
+    rt.register_tool("deploy", lambda env: env)
+    for tool, params in (("fetch", {"url": "https://x"}), ("deploy", {"env": "prod"})):
+        call = ir.Action(id="a", type="tool_call", tool=tool, parameters=params)
+        rt.execute(ir.ActionProposal(id=tool, actions=[call]))
+    rt.close()
+    baseline, candidate = tmp_path / "old.car", tmp_path / "new.car"
+    baseline.write_text("tool fetch(url: string)\n")
+    candidate.write_text('tool fetch(url: string)\npolicy p: deny fetch when params.url == "y"\n')
+    code, _, report = changes(log, candidate, "--baseline", str(baseline))
+    assert code == 0, report
+    (unjudged,) = report["unjudged"]
+    assert unjudged["reason"].endswith("; neither program can run it"), unjudged
+    assert report["gate"] == []
+    # the candidate alone lacking it (the baseline has it) is a drop, as before
+    complete = tmp_path / "all.car"
+    complete.write_text("tool fetch(url: string)\ntool deploy(env: string)\n")
+    code, _, report = changes(log, baseline, "--baseline", str(complete))
+    assert code == 1 and report["gate"], report

@@ -614,14 +614,24 @@ def _dropped(
     baseline: Judge | None,
 ) -> Unjudged | None:
     """The run, unjudged, when the candidate (or the baseline) does not declare a tool,
-    capability or budget it uses; else None."""
-    for judge in (candidate, baseline):
-        problem = judge.problem(proposal, undecided) if judge is not None else None
-        if judge is not None and problem is not None:
-            cause, action_id = problem
-            reason = cause if action_id is None else f"{cause} (action {action_id})"
-            return Unjudged(run.run_id, run.proposal_id, reason, True, cause, judge.file)
-    return None
+    capability or budget it uses; else None. It counts as dropped (its calls would now be
+    refused) when the candidate lacks what the baseline, or the recording, has; a run that
+    the baseline cannot run, the candidate able to or not, is only not judged (a trial: runs
+    of a tool neither program declares read as "the candidate dropped what they use")."""
+    ours = candidate.problem(proposal, undecided)
+    theirs = baseline.problem(proposal, undecided) if baseline is not None else None
+    if ours is None and theirs is None:
+        return None
+    if ours is not None:
+        judge, (cause, action_id) = candidate, ours
+    else:
+        assert baseline is not None and theirs is not None
+        judge, (cause, action_id) = baseline, theirs
+    reason = cause if action_id is None else f"{cause} (action {action_id})"
+    if theirs is not None:
+        which = "neither program can run it" if ours is not None else "the baseline cannot run it"
+        reason = f"{reason}; {which}"
+    return Unjudged(run.run_id, run.proposal_id, reason, theirs is None, cause, judge.file)
 
 
 def _note_redacted_reads(
