@@ -403,8 +403,11 @@ def import_server(server: McpServer, timeout: float = 60.0) -> tuple[dict[str, A
             raise TimeoutError
         return client.server_info, client.listed_tools(left)
     except TimeoutError:
+        from carlang_runtime.mcp.provider import what_to_check
+
         raise McpError(
-            f"MCP server '{server.name}' did not answer within {timeout:g}s{client.said()}"
+            f"MCP server '{server.name}' did not answer within {timeout:g}s (--timeout):"
+            f" {client.scrubbed(what_to_check(server))}{client.said()}"
         ) from None
     except McpError as exc:
         raise McpError(f"{exc}{client.said()}") from None

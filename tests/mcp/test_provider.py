@@ -270,9 +270,10 @@ def test_import_says_what_a_failing_server_said() -> None:
         app, ["mcp", "import", "--timeout", "2", "--", sys.executable, "-c", chatty]
     )
     assert done.exit_code == 2
-    assert "did not answer within 2s; it wrote, where MCP messages go: 'hello, not MCP'" in (
-        done.output
-    )
+    said = " ".join(done.output.split())
+    assert "did not answer within 2s (--timeout): check that its command (`" in said
+    assert "starts an MCP server speaking JSON-RPC on its standard input and output" in said
+    assert said.endswith("; it wrote, where MCP messages go: 'hello, not MCP'")
 
 
 @pytest.mark.slow

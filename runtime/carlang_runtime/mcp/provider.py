@@ -28,6 +28,7 @@ __all__ = [
     "McpSessions",
     "attach_mcp_servers",
     "schema_fingerprint",
+    "what_to_check",
     "output_of",
     "result_text",
 ]
@@ -317,15 +318,19 @@ def _start_timeout(server: McpServer) -> float:
 def _not_started(where: str, server: McpServer, limit: float) -> str:
     """Why a server that never answered `initialize` could not be used, and what to check."""
     whose = "its timeout" if server.timeout_ms else "the default; set its `timeout` to change it"
+    return f"{where} did not answer initialize within {limit:g}s ({whose}): {what_to_check(server)}"
+
+
+def what_to_check(server: McpServer) -> str:
+    """What to check of a server that does not answer: its URL is an MCP endpoint that is up,
+    or its command starts an MCP server on stdio."""
     if server.url is not None:
-        check = "check that the URL is an MCP server's Streamable HTTP endpoint and that it is up"
-    else:
-        command = " ".join([server.command or "", *server.args]).strip()
-        check = (
-            f"check that its command (`{command}`) starts an MCP server speaking JSON-RPC on its"
-            " standard input and output"
-        )
-    return f"{where} did not answer initialize within {limit:g}s ({whose}): {check}"
+        return "check that the URL is an MCP server's Streamable HTTP endpoint and that it is up"
+    command = " ".join([server.command or "", *server.args]).strip()
+    return (
+        f"check that its command (`{command}`) starts an MCP server speaking JSON-RPC on its"
+        " standard input and output"
+    )
 
 
 def attach_mcp_servers(runtime: Any, program: Program, *, stderr: Any = None) -> McpSessions:
