@@ -44,3 +44,24 @@ def run_carlang(
         text=True,
         timeout=timeout,
     )
+
+
+def budget_skipped_log(tmp_path: Path) -> tuple[Path, Path]:
+    """A real run (`carlang run --force --events`) of four calls under a budget of two tool
+    calls, which skips the last two: the program (p.car) and its log (run.jsonl)."""
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    program = tmp_path / "p.car"
+    program.write_text(
+        "tool t(i: int)\nbudget two { max_tool_calls 2 }\n"
+        "proposal four under two { a = t(i: 1)  b = t(i: 2)  c = t(i: 3)  d = t(i: 4) }\n"
+    )
+    tools = tmp_path / "t_tools.py"
+    tools.write_text("TOOLS = {'t': lambda i: i}\n")
+    log = tmp_path / "run.jsonl"
+    args = ["run", str(program), "--tools", f"{tools}:TOOLS", "--force", "--events", str(log)]
+    done = CliRunner().invoke(app, args)
+    assert done.exit_code == 1, done.output
+    return program, log

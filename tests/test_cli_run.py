@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.conftest import ROOT
+from tests.helpers import budget_skipped_log
 
 runner = CliRunner()
 
@@ -81,16 +82,7 @@ def test_runs_a_proposal_with_tools_from_a_file(tmp_path: Path) -> None:
 def test_events_count_what_a_budget_skipped(tmp_path: Path) -> None:
     """A trial: a run whose last two calls its budget skipped was listed `completed`, with no
     count and no why, as if it had done all its work."""
-    program = tmp_path / "p.car"
-    program.write_text(
-        "tool t(i: int)\nbudget two { max_tool_calls 2 }\n"
-        "proposal four under two { a = t(i: 1)  b = t(i: 2)  c = t(i: 3)  d = t(i: 4) }\n"
-    )
-    tools = tmp_path / "t_tools.py"
-    tools.write_text("TOOLS = {'t': lambda i: i}\n")
-    log = tmp_path / "run.jsonl"
-    code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--force", "--events", str(log))
-    assert code == 1, out
+    _, log = budget_skipped_log(tmp_path)
     (entry,) = json.loads(runner.invoke(app, ["events", str(log), "--format", "json"]).output)
     assert (entry["status"], entry["skipped"], entry["failed"]) == ("completed", 2, 0)
     assert entry["why"] == "c: cost budget exceeded"

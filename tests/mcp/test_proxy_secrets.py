@@ -191,6 +191,26 @@ PIN_SERVER = LOGGING_SERVER.replace(
 )
 
 
+def _pin_program(tmp_path: Path, server: str, mark: str = "", more: str = "") -> Any:
+    """A program of `server` (bank.py) with its tool `login` taking a string `pin` (`mark`:
+    more of its schema, `, writeOnly: true`), and `more` declarations."""
+    (tmp_path / "bank.py").write_text(server)
+    text = f"""
+mcp_server bank {{
+  command {json.dumps(sys.executable)}
+  args [{json.dumps(str(tmp_path / "bank.py"))}]
+  env {{ BANK_TOKEN: {json.dumps(SECRET)} }}
+}}
+tool bank.login() {{
+  schema {{ type: "object", properties: {{ pin: {{ type: "string"{mark} }} }} }}
+}}
+{more}
+"""
+    compiled = compile_text(text, root=tmp_path)
+    assert compiled.program is not None, compiled.diagnostics.items
+    return compiled.program
+
+
 @pytest.mark.parametrize("marked_by", ["redact", "the program's schema"])
 def test_a_secret_argument_the_server_logs_is_kept_out_of_its_stderr(
     tmp_path: Path, marked_by: str
@@ -202,21 +222,10 @@ def test_a_secret_argument_the_server_logs_is_kept_out_of_its_stderr(
     assert PIN_SERVER != LOGGING_SERVER
     pin = "pin-4417-9981"
     mark = ", writeOnly: true" if marked_by == "the program's schema" else ""
-    (tmp_path / "bank.py").write_text(PIN_SERVER)
-    text = f"""
-mcp_server bank {{
-  command {json.dumps(sys.executable)}
-  args [{json.dumps(str(tmp_path / "bank.py"))}]
-  env {{ BANK_TOKEN: {json.dumps(SECRET)} }}
-}}
-tool bank.login() {{
-  schema {{ type: "object", properties: {{ pin: {{ type: "string"{mark} }} }} }}
-}}
-{"redact params.pin" if marked_by == "redact" else ""}
-"""
-    compiled = compile_text(text, root=tmp_path)
-    assert compiled.program is not None, compiled.diagnostics.items
-    result = _call(compiled.program, tmp_path, {"pin": pin})
+    program = _pin_program(
+        tmp_path, PIN_SERVER, mark, "redact params.pin" if marked_by == "redact" else ""
+    )
+    result = _call(program, tmp_path, {"pin": pin})
     assert result["isError"] is False, result
     server_said = (tmp_path / "stderr.txt").read_text()
     assert 'login with {"pin": "[REDACTED]"}' in server_said, server_said
@@ -229,24 +238,10 @@ def test_a_parameter_the_server_marks_secret_and_the_program_does_not_fails_the_
     """The other way round: the server hides `pin` (`writeOnly`) and the program, checked
     against an older list, does not; its value would be written down, so the call fails as a
     changed tool (fail closed) and the server never sees it."""
-    (tmp_path / "bank.py").write_text(
-        PIN_SERVER.replace(
-            '{"pin": {"type": "string"}}', '{"pin": {"type": "string", "writeOnly": True}}'
-        )
+    server = PIN_SERVER.replace(
+        '{"pin": {"type": "string"}}', '{"pin": {"type": "string", "writeOnly": True}}'
     )
-    text = f"""
-mcp_server bank {{
-  command {json.dumps(sys.executable)}
-  args [{json.dumps(str(tmp_path / "bank.py"))}]
-  env {{ BANK_TOKEN: {json.dumps(SECRET)} }}
-}}
-tool bank.login() {{
-  schema {{ type: "object", properties: {{ pin: {{ type: "string" }} }} }}
-}}
-"""
-    compiled = compile_text(text, root=tmp_path)
-    assert compiled.program is not None, compiled.diagnostics.items
-    result = _call(compiled.program, tmp_path, {"pin": "pin-4417-9981"})
+    result = _call(_pin_program(tmp_path, server), tmp_path, {"pin": "pin-4417-9981"})
     assert result["isError"] is True and "changed the schema of tool 'login'" in str(result)
     assert "login with" not in (tmp_path / "stderr.txt").read_text()
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.conftest import ROOT
-from tests.helpers import compile_diagnostics
+from tests.helpers import budget_skipped_log, compile_diagnostics
 
 FINANCE = ROOT / "examples" / "finance" / "finance.car"
 TOOLS = str(ROOT / "tests" / "replay" / "finance_tools.py") + ":TOOLS"
@@ -601,9 +601,8 @@ def test_the_order_the_logs_are_named_in_changes_nothing(tmp_path: Path) -> None
     assert first["changes"] == 2  # the newer log's two deploys, past the limit
 
 
-def test_a_candidate_that_drops_a_tool_production_calls_fails_the_gate(tmp_path: Path) -> None:
-    """Renaming or removing a tool makes its calls refused: a deny, for a gate. It passed as
-    long as some other run could still be judged."""
+def _fetch_and_deploy_log(tmp_path: Path) -> Path:
+    """A log (run.jsonl) of two runs, one calling `fetch`, the other `deploy`."""
     log = tmp_path / "run.jsonl"
     rt = Runtime(events=EventLog([JsonlSink(log)]))
     rt.register_tool("fetch", lambda url: url)
@@ -612,6 +611,13 @@ def test_a_candidate_that_drops_a_tool_production_calls_fails_the_gate(tmp_path:
         call = ir.Action(id="a", type="tool_call", tool=tool, parameters=params)
         rt.execute(ir.ActionProposal(id=tool, actions=[call]))
     rt.close()
+    return log
+
+
+def test_a_candidate_that_drops_a_tool_production_calls_fails_the_gate(tmp_path: Path) -> None:
+    """Renaming or removing a tool makes its calls refused: a deny, for a gate. It passed as
+    long as some other run could still be judged."""
+    log = _fetch_and_deploy_log(tmp_path)
     program = tmp_path / "renamed.car"
     program.write_text("tool fetch(url: string)\ntool ship(env: string)\n")
     code, out = cli("replay", str(log), "--program", str(program))
@@ -1242,18 +1248,7 @@ def test_calls_a_budget_skipped_are_listed_as_not_re_decided(tmp_path: Path) -> 
     """A trial: raising the budget that skipped two calls replayed as "0 changes, 2
     unchanged", the skipped calls neither judged nor listed: a budget increase looked like it
     changed nothing. They are listed under what replay does not reconstruct."""
-    program = tmp_path / "p.car"
-    program.write_text(
-        "tool t(i: int)\nbudget two { max_tool_calls 2 }\n"
-        "proposal four under two { a = t(i: 1)  b = t(i: 2)  c = t(i: 3)  d = t(i: 4) }\n"
-    )
-    tools = tmp_path / "t_tools.py"
-    tools.write_text("TOOLS = {'t': lambda i: i}\n")
-    log = tmp_path / "run.jsonl"
-    code, out = cli(
-        "run", str(program), "--tools", f"{tools}:TOOLS", "--force", "--events", str(log)
-    )
-    assert code == 1, out
+    program, log = budget_skipped_log(tmp_path)
     larger = tmp_path / "larger.car"
     larger.write_text(program.read_text().replace("max_tool_calls 2", "max_tool_calls 3"))
     _, _, report = changes(log, larger)
@@ -1287,14 +1282,7 @@ def test_a_tool_neither_program_declares_is_not_a_drop(tmp_path: Path) -> None:
     """A trial: with --baseline, runs of a tool neither program declares were "runs the
     candidate cannot run (it dropped what they use)", failing the gate; nothing was dropped
     between the two programs. They are runs that cannot be judged, saying so."""
-    log = tmp_path / "run.jsonl"
-    rt = Runtime(events=EventLog([JsonlSink(log)]))
-    rt.register_tool("fetch", lambda url: url)
-    rt.register_tool("deploy", lambda env: env)
-    for tool, params in (("fetch", {"url": "https://x"}), ("deploy", {"env": "prod"})):
-        call = ir.Action(id="a", type="tool_call", tool=tool, parameters=params)
-        rt.execute(ir.ActionProposal(id=tool, actions=[call]))
-    rt.close()
+    log = _fetch_and_deploy_log(tmp_path)
     baseline, candidate = tmp_path / "old.car", tmp_path / "new.car"
     baseline.write_text("tool fetch(url: string)\n")
     candidate.write_text('tool fetch(url: string)\npolicy p: deny fetch when params.url == "y"\n')
