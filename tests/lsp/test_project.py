@@ -265,6 +265,36 @@ def test_edits_queued_behind_a_slow_compile_are_one_burst(tmp_path: Path) -> Non
     assert len(compiles) == 2, compiles  # the first edit's, then one for the whole burst
 
 
+def test_edits_of_a_file_slower_to_parse_than_the_window_are_one_burst(tmp_path: Path) -> None:
+    """A trial: in a 10,000-line file each edit's parse (40-70 ms, before `schedule`) was
+    longer than the 30 ms window, so every keystroke looked like one after a pause and got a
+    compile of its own: 15 compiles for 15 keystrokes, diagnostics 23 s behind. An edit is
+    timed from when it was read, and a burst from when the edit before it was handled."""
+    import asyncio
+    import time
+
+    pytest.importorskip("pygls", reason="the language server needs pygls (carlang[lsp])")
+    from carlang.lsp.server import CarlangServer
+
+    server = CarlangServer()
+    server.debounce = 0.03
+    compiles: list[Path] = []
+    server.publish = compiles.append  # type: ignore[method-assign]
+    main = (tmp_path / "main.car").resolve()
+
+    async def typing() -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(6):  # each edit queued behind the one before, its parse 60 ms long
+            arrived = loop.time()
+            time.sleep(0.06)  # `Project.set_text` re-parsing a large file, on the loop
+            server.schedule(main, [main], arrived)
+            await asyncio.sleep(0.002)  # (the reader waits for the next edit: timers may run)
+        await asyncio.sleep(0.3)
+
+    asyncio.run(typing())
+    assert len(compiles) <= 2, compiles  # (the first edit's, then the burst's)
+
+
 ALLOWED = """\
 tool unused() {}
 tool used() {}
