@@ -252,7 +252,7 @@ def _issue_diagnostic(
         decl = origin.node
         labels = (origin.label("", decl.name.span),)
     else:
-        origin = source_map.actions.get((proposal_id, issue.action_id))
+        origin = _action_origin(source_map, proposal_id, issue.action_id, issue.loc)
         if origin is None:
             return None
         labels = _action_labels(origin, issue, source_map, proposal_id)
@@ -260,6 +260,23 @@ def _issue_diagnostic(
     if issue.code == TOOL_NOT_ALLOWED and help is None:
         help = _misspelt_allowance(source_map, issue)
     return Diagnostic(issue.code, issue.severity, issue.message, labels, help)
+
+
+def _action_origin(
+    source_map: SourceMap, proposal_id: str, action_id: str, loc: ir.SourceLoc | None
+) -> Origin | None:
+    """The declaration of the action a finding is about: by its id, or, where a proposal
+    reuses the id (an error of its own), the one at the finding's position (the findings of
+    the second `a` were shown at the first)."""
+    first = source_map.actions.get((proposal_id, action_id))
+    later = source_map.redefined.get((proposal_id, action_id))
+    if first is None or not later or loc is None:
+        return first
+    for origin in (first, *later):
+        line, column = origin.source.line_column(origin.node.span.start)
+        if (origin.source.name, line, column) == (loc.file, loc.line, loc.column):
+            return origin
+    return first
 
 
 def _misspelt_allowance(source_map: SourceMap, issue: VerifyIssue) -> str | None:

@@ -106,6 +106,9 @@ class SourceMap:
     policies: dict[str, Origin] = field(default_factory=dict)
     proposals: dict[str, Origin] = field(default_factory=dict)
     actions: dict[tuple[str, str], Origin] = field(default_factory=dict)
+    #: The later actions of a proposal that reuse an id (`actions` holds the first; an error
+    #: says so): their findings are placed by their own position (`SourceLoc`).
+    redefined: dict[tuple[str, str], list[Origin]] = field(default_factory=dict)
     plans: dict[str, Origin] = field(default_factory=dict)
     tests: list[Origin] = field(default_factory=list)
 
@@ -1506,6 +1509,8 @@ class _Lowerer:
                 (decl.name.text, item.name.text), Origin(source, item)
             )
             if first.node is not item:
+                key = (decl.name.text, item.name.text)
+                self.map.redefined.setdefault(key, []).append(Origin(source, item))
                 self.d.error(
                     "CL0301",
                     f"action `{item.name.text}` is defined twice in proposal `{decl.name.text}`",
