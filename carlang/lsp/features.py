@@ -370,11 +370,16 @@ class Features:
             f"`{p.name.text}{'?' if p.optional or p.default else ''}: {describe_type(p.type)}`"
             for p in decl.params
         )
+        read_only = any(isinstance(i, ast.ReadOnly) for i in decl.items)
+        # (as `carlang.lower` gives its calls: a read_only tool's are reversible unless it
+        # says otherwise; the hover said "irreversible (not declared)")
         reversibility = next(
             (i.word.text for i in decl.items if isinstance(i, ast.ReversibilityItem)),
-            "irreversible (not declared)",
+            "reversible (read_only)" if read_only else "irreversible (not declared)",
         )
         lines = [f"parameters: {params or 'none'}", f"reversibility: {reversibility}"]
+        if read_only:
+            lines.append("read_only")
         if any(isinstance(i, ast.Idempotent) for i in decl.items):
             lines.append("idempotent")
         return "  \n".join(lines)

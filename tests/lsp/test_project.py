@@ -665,3 +665,18 @@ def test_a_fixture_file_opened_alone_shows_what_a_test_elsewhere_expects(tmp_pat
     test_path = (tmp_path / "bad_test.car").resolve()
     assert project.set_text(test_path, tests.replace("invalid", "valid")) == [path, test_path]
     assert [(d.code, d.severity) for d in project.diagnostics(path)] == [("CL0520", "error")]
+
+
+def test_a_hover_gives_a_read_only_tools_calls_as_reversible(tmp_path: Path) -> None:
+    """A trial: the hover said `irreversible (not declared)` of a read_only tool, whose
+    calls compile reversible (docs/language.md)."""
+    text = 'tool fetch(url: string) { read_only }\nproposal p { a = fetch(url: "x") }\n'
+    path = (tmp_path / "r.car").resolve()
+    path.write_text(text)
+    project = Project(tmp_path)
+    project.scan()
+    project.set_text(path, text)
+    hover = Features(project).hover(path, lsp.Position(line=1, character=18))
+    assert hover is not None
+    shown = str(hover.contents)
+    assert "reversibility: reversible (read_only)" in shown and "irreversible" not in shown
