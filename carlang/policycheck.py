@@ -94,15 +94,19 @@ def finding_of(proposal_id: str, verdict: StaticVerdict) -> PolicyFinding:
     deny predicted from the state the plan declares (CL0522) and an approval (CL0521) are
     warnings."""
     severity: Literal["error", "warning"] = "warning"
+    # A policy without a `message` gives the runtime's default, which only repeats what the
+    # finding says ("will be denied by p: denied by policy p"): left out.
+    defaults = (f"denied by policy {verdict.policy}", f"policy {verdict.policy} requires approval")
+    reason = "" if verdict.reason in defaults else f": {verdict.reason}"
     if verdict.effect is ir.PolicyEffect.DENY and verdict.certain:
         code, severity = DENIED, "error"
-        message = f"this action will be denied by {verdict.policy}: {verdict.reason}"
+        message = f"this action will be denied by {verdict.policy}{reason}"
     elif verdict.effect is ir.PolicyEffect.DENY:
         code = PREDICTED_DENY
-        message = f"this action is predicted to be denied by {verdict.policy}: {verdict.reason}"
+        message = f"this action is predicted to be denied by {verdict.policy}{reason}"
     else:
         code = APPROVAL
-        message = f"this action will require approval by {verdict.policy}: {verdict.reason}"
+        message = f"this action will require approval by {verdict.policy}{reason}"
     return PolicyFinding(proposal_id, verdict.action_id, code, severity, message, verdict.policy)
 
 
