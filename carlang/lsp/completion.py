@@ -132,12 +132,16 @@ class Completer:
             return self._action_items(file, offset)
         if (
             first in ("deny_tool", "rate_limit_tool")
-            or re.match(r"\s*policy\s+\w+\s*:\s*(deny|require_approval|allow)\b", before)
+            or re.match(
+                r"\s*policy\s+\w+\s*:\s*(shadow\s+)?(deny|require_approval|allow)\b", before
+            )
             or (first == "tools")
         ):
             return self._tool_items(path)
-        if re.fullmatch(r"\s*policy\s+\w+\s*:\s*\w*", before):
+        if re.fullmatch(r"\s*policy\s+\w+\s*:\s*shadow\s+\w*", before):
             return [_keyword(k) for k in ("deny", "require_approval", "allow")]
+        if re.fullmatch(r"\s*policy\s+\w+\s*:\s*\w*", before):
+            return [_keyword(k) for k in ("deny", "require_approval", "allow", "shadow")]
         if first == "on_failure":
             return [_keyword(k) for k in ("abort", "retry", "skip")]
         if first in ("reversibility",):

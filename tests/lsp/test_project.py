@@ -412,6 +412,17 @@ def test_completion_offers_what_fits_where_the_cursor_is(tmp_path: Path) -> None
     assert "startsWith" in methods and "distinct" not in methods
     listed = _labels(features, path, 1, "&& params.tags.")
     assert {"distinct", "size"} <= set(listed) and "charAt" not in listed
+    # a policy's effect, `shadow` among them (a trial found it missing), then after it
+    effects = _labels(features, path, 1, "policy p: ")
+    assert effects == ["deny", "require_approval", "allow", "shadow"]
+    shadowed = "policy p: shadow "
+    project.set_text(path, COMPLETING.replace("policy p: deny", "policy p: shadow deny"))
+    character = len(shadowed)
+    items = features.completion(path, lsp.Position(line=1, character=character)).items
+    assert [item.label for item in items] == ["deny", "require_approval", "allow"]
+    character = len("policy p: shadow deny ")
+    items = features.completion(path, lsp.Position(line=1, character=character)).items
+    assert "deploy" in [item.label for item in items]  # its tools, as after `deny `
 
 
 # (the cursor after `set `: the lines end in a space, written out so no editor trims it)
