@@ -825,6 +825,28 @@ def _shortened(text: str) -> str:
     return f"{text[: _QUOTED - 13]}...{text[-10:]}"
 
 
+#: What a line of a condition cannot end with, were the condition to end there: a binary
+#: operator (the condition goes on, on the next line, as a person writes it).
+_DANGLING = re.compile(r"(&&|\|\||==|!=|<=|>=|[<>+*/%?:,(\[-]|\bin)[ \t]*$")
+
+
+def _continued_condition(source: Source, token: Token) -> str | None:
+    """The help for a token that starts a line after a policy's condition whose line ends in
+    an operator (`when params.n > 1 &&`, then `params.n < 10`): the condition ended with its
+    line, and this line is read as a new statement."""
+    start = source.text.rfind("\n", 0, token[2]) + 1
+    if source.text[start : token[2]].strip() or start == 0:
+        return None  # (not the first thing on its line)
+    previous = source.text[source.text.rfind("\n", 0, start - 1) + 1 : start - 1]
+    dangling = _DANGLING.search(previous.split("#", 1)[0].rstrip())
+    if " when " not in f" {previous} " or dangling is None:
+        return None
+    return (
+        f"the line before ends with `{dangling.group(1)}`: a condition ends with its line;"
+        " wrap a long one in ( ) to continue it"
+    )
+
+
 def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]) -> str | None:
     """A hint for the mistakes people make most often, when this problem looks like one."""
     token = problem.token
@@ -835,6 +857,9 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
             return 'strings use double quotes: "..."'
         return None
     text, kind = token[1], token[0].removeprefix("misplaced:")
+    continued = _continued_condition(source, token)
+    if continued is not None:
+        return continued
     if text == "=" and "==" in expected_text:
         return "comparisons use `==`"
     if kind == "IDENT" and "STRING" in problem.expected and "IDENT" not in problem.expected:
