@@ -99,6 +99,11 @@ def test_bad_invocations_are_usage_errors(tmp_path: Path) -> None:
     assert code == 2 and "actions: get, ship" in out
     code, out = explain(tmp_path, "--proposal", "nope", "--action", "get")
     assert code == 2 and "proposals: release" in out
+    # a misspelt name gets a did-you-mean, as a misspelt --tool does (a trial)
+    code, out = explain(tmp_path, "--proposal", "release", "--action", "shp")
+    assert code == 2 and "has no action `shp` (did you mean `ship`?)" in out
+    code, out = explain(tmp_path, "--proposal", "relase", "--action", "get")
+    assert code == 2 and "(did you mean `release`?)" in out
 
 
 def test_an_unknown_tool_is_an_error_with_a_suggestion(tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ def explain_command(
     from carlang_runtime.paramcheck import filled_parameters
     from carlang_runtime.policy import PolicySet, state_problem
     from carlang_runtime.policy.static import judged_context
+    from carlang_runtime.suggest import did_you_mean
 
     from carlang.explain import (
         capability_problem,
@@ -99,12 +100,14 @@ def explain_command(
     if proposal is not None:
         chosen = program.proposal(proposal)
         if chosen is None:
-            names = ", ".join(p.id for p in program.proposals) or "none"
-            fail_usage(f"no proposal `{proposal}` in {file} (proposals: {names})")
+            names = [p.id for p in program.proposals]
+            hint = did_you_mean(proposal, names, "`") or f"proposals: {', '.join(names) or 'none'}"
+            fail_usage(f"no proposal `{proposal}` in {file} ({hint})")
         action = next((a for a in chosen.actions if a.id == action_id), None)
         if action is None:
-            ids = ", ".join(a.id for a in chosen.actions)
-            fail_usage(f"proposal `{proposal}` has no action `{action_id}` (actions: {ids})")
+            ids = [a.id for a in chosen.actions]
+            hint = did_you_mean(action_id or "", ids, "`") or f"actions: {', '.join(ids)}"
+            fail_usage(f"proposal `{proposal}` has no action `{action_id}` ({hint})")
     else:
         arguments = _json_object(params, "--params")
         declared = _check_call(program, file, tool or "", arguments)
