@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -77,13 +77,14 @@ class _Seen:
     parameters and the declared state, computed once per check of the program."""
 
     def __init__(self, program: ir.Program) -> None:
+        self.index = tool_index(program)
         self.tools = {tool.name: _fingerprint(tool.parameters) for tool in program.tools}
         self.state = _fingerprint([(e.key, e.type) for e in program.state])
         self.every_tool = _fingerprint(sorted(self.tools.items()))
 
     def key(self, program: ir.Program, policy: ir.CelPolicy) -> Hashable:
         """The fingerprint of `declarations_of(program, policy)`."""
-        targets = policy_targets(program, policy)
+        targets = policy_targets(program, policy, self.index)
         if targets is None:
             return (None, self.every_tool, self.state)
         return (tuple((t.name, self.tools[t.name]) for t in targets), self.state)
@@ -112,7 +113,7 @@ def _check_condition(
     key = (when.cel, seen.key(program, policy))
     found = _FINDINGS.get(key)
     if found is None:
-        found = _findings(program, policy, when.cel, limits)
+        found = _findings(program, policy, when.cel, limits, seen.index)
         if len(_FINDINGS) >= _FINDINGS_LIMIT:
             _FINDINGS.clear()
         _FINDINGS[key] = found
@@ -133,7 +134,9 @@ def _check_condition(
         _report(policy, origin, when, issue, diagnostics)
 
 
-def _findings(program: ir.Program, policy: ir.CelPolicy, cel: str, limits: Limits) -> _Findings:
+def _findings(
+    program: ir.Program, policy: ir.CelPolicy, cel: str, limits: Limits, index: ToolIndex
+) -> _Findings:
     try:
         tree = parse(cel)
     except CelSyntaxError as exc:
@@ -143,7 +146,7 @@ def _findings(program: ir.Program, policy: ir.CelPolicy, cel: str, limits: Limit
     cost = estimate(tree, limits.assumed_size).cost
     if cost > limits.max_cost:
         return _Findings(None, cost)
-    issues = check_tree(cel, tree, declarations_of(program, policy)).issues
+    issues = check_tree(cel, tree, declarations_of(program, policy, index)).issues
     return _Findings(None, cost, tuple(issues))
 
 
@@ -199,20 +202,39 @@ def _syntax_help(text: str, offset: int) -> str | None:
     return None
 
 
-def declarations_of(program: ir.Program, policy: ir.CelPolicy) -> Declarations:
+def declarations_of(
+    program: ir.Program, policy: ir.CelPolicy, index: ToolIndex | None = None
+) -> Declarations:
     """What a policy's condition sees: `params` of the tools it targets, `state` of the keys
-    the program declares."""
-    targets = policy_targets(program, policy)
+    the program declares (`index`: `tool_index(program)`, when made already)."""
+    targets = policy_targets(program, policy, index)
     state = state_type(program.state)
     return policy_declarations(targets, state, declared=program.tools if targets is None else ())
 
 
-def policy_targets(program: ir.Program, policy: ir.CelPolicy) -> list[ir.ToolSchema] | None:
-    """The declared tools a policy applies to (None: every action)."""
+#: The positions of a program's tools, by name (`tool_index`).
+ToolIndex = Mapping[str, int]
+
+
+def tool_index(program: ir.Program) -> ToolIndex:
+    """The positions of the program's tools by name: for `policy_targets`, which then looks a
+    policy's named tools up rather than testing every tool (a program of 3,000 tools and as
+    many policies took 16 s to check)."""
+    return {tool.name: position for position, tool in enumerate(program.tools)}
+
+
+def policy_targets(
+    program: ir.Program, policy: ir.CelPolicy, index: ToolIndex | None = None
+) -> list[ir.ToolSchema] | None:
+    """The declared tools a policy applies to, in the program's order (None: every
+    action)."""
     if not policy.tools:
         return None
     globs = GlobSet(policy.tools)
-    return [tool for tool in program.tools if globs.matches(tool.name)]
+    if index is None or not globs.exact_only:
+        return [tool for tool in program.tools if globs.matches(tool.name)]
+    positions = sorted({index[name] for name in globs.patterns if name in index})
+    return [program.tools[position] for position in positions]
 
 
 def _report(

@@ -1304,7 +1304,10 @@ class _Lowerer:
 
         for target in targets:
             matcher = GlobSet([target.text])
-            matched = [t for t in self.tool_decls if matcher.matches(t)]
+            if matcher.exact_only:  # (a name: looked up; every tool tested was quadratic)
+                matched = [target.text] if target.text in self.tool_decls else []
+            else:
+                matched = [t for t in self.tool_decls if matcher.matches(t)]
             for tool in matched:
                 self.used.add(("tool", tool))
             if not matched and self.tool_decls:

@@ -47,6 +47,12 @@ class GlobSet:
             return True
         return self._regex is not None and self._regex.match(name) is not None
 
+    @property
+    def exact_only(self) -> bool:
+        """Whether every entry is a name, no pattern: `matches` is then a set lookup, and
+        the names matched can be looked up rather than every name tested."""
+        return self._regex is None
+
     def __bool__(self) -> bool:
         return bool(self.patterns)
 

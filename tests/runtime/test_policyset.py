@@ -580,3 +580,54 @@ def test_a_trace_without_explanations_decides_and_matches_as_one_with_them(
     assert [seen(t) for t in told[1]] == [seen(t) for t in explained[1]]
     assert all(t.explanation is None for t in explained[1])
     assert any(t.explanation is not None for t in told[1])
+
+
+_TARGETS = st.lists(st.sampled_from(["a", "b", "c", "a*", "*", "b?"]), max_size=3)
+
+
+@given(
+    st.lists(
+        st.tuples(st.booleans(), _TARGETS, st.sampled_from(["deny", "require_approval", "allow"])),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_the_rules_for_a_tool_are_those_every_rule_checked_would_give(
+    rules: list[tuple[bool, list[str], str]],
+) -> None:
+    """The rules that apply to a tool are found from an index by name (checking every rule
+    for every tool made 3,000 tools and policies quadratic): the same rules, in declaration
+    order, as testing each rule, for CEL policies with names, patterns or no target and for
+    built-in rules with a tool or none."""
+    declared: list[ir.Policy] = []
+    for n, (native, targets, effect) in enumerate(rules):
+        if native:
+            tool = next((t for t in targets if "*" not in t and "?" not in t), None)
+            if tool is None:  # (a rule for every tool)
+                declared.append(ir.DenyKeywordRule(name=f"k{n}", keywords=["x"]))
+            else:
+                declared.append(ir.DenyToolRule(name=f"k{n}", tool=tool))
+        else:
+            declared.append(cel(f"p{n}", "true", effect, tuple(targets)))
+    policies = PolicySet(declared)
+    for tool in ("a", "b", "c", "ab", "bb", None):
+        found = policies._for_tool(tool)
+        expected = [
+            p.name
+            for p in declared
+            if (
+                isinstance(p, ir.CelPolicy)
+                and (not p.tools or (tool is not None and any(_glob(t, tool) for t in p.tools)))
+            )
+            or (not isinstance(p, ir.CelPolicy) and getattr(p, "tool", None) in (None, tool))
+        ]
+        shown = [r.policy.name if hasattr(r, "policy") else r[0].name for r in found.rules]
+        allowed = [r.policy.name for r in found.allows]
+        assert sorted(shown + allowed, key=expected.index) == expected
+        assert shown == [name for name in expected if name not in allowed]
+
+
+def _glob(pattern: str, name: str) -> bool:
+    from fnmatch import fnmatchcase
+
+    return fnmatchcase(name, pattern)

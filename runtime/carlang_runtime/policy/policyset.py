@@ -226,6 +226,11 @@ class PolicySet:
         self.clock = clock
         self._rules: list[_CelRule | tuple[Policy, NativeRule]] = []
         self._by_tool: dict[str | None, _ForTool] = {}
+        #: rule positions by the tool each names exactly, and those of the others
+        #: (`_candidates`); None until first needed, and after a rule is added
+        self._by_name: tuple[dict[str, list[int]], list[int]] | None = None
+        #: `reads`' answers, by variable, until a rule is added
+        self._reads: dict[str, bool] = {}
         self._effect_rules: _ForTool | None = None
         #: The shadow policies, evaluated apart (`evaluate` never sees them): their decision
         #: is recorded, never enforced.
@@ -259,12 +264,15 @@ class PolicySet:
         shadow policies' included."""
         if self.shadow is not None and self.shadow.reads(variable):
             return True
-        return any(
-            isinstance(rule, _CelRule)
-            and rule.program is not None
-            and variable in rule.program.variables
-            for rule in self._rules
-        )
+        found = self._reads.get(variable)
+        if found is None:  # (asked per proposal and per run: found once per set of rules)
+            found = self._reads[variable] = any(
+                isinstance(rule, _CelRule)
+                and rule.program is not None
+                and variable in rule.program.variables
+                for rule in self._rules
+            )
+        return found
 
     def judges_state(self) -> bool:
         """Whether some policy's verdict depends on the state (a condition that reads
@@ -308,6 +316,8 @@ class PolicySet:
         else:
             self._rules.append((policy, native_rule(policy, self.clock)))
         self._by_tool.clear()
+        self._by_name = None
+        self._reads.clear()
         self._effect_rules = None
 
     def caught_parameters(self, action: Action) -> set[str]:
@@ -381,12 +391,31 @@ class PolicySet:
         except CarlangRuntimeError as exc:
             raise PolicyLoadError(policy.name, str(exc)) from None
 
+    def _candidates(self, tool: str | None) -> list[_CelRule | tuple[Policy, NativeRule]]:
+        """The rules that may apply to `tool`, in declaration order: those naming it exactly
+        and those with a pattern or no target, found from an index by name (every rule
+        checked for every tool made a program of 3,000 tools and policies quadratic)."""
+        if self._by_name is None:
+            by_name: dict[str, list[int]] = {}
+            general: list[int] = []
+            for index, rule in enumerate(self._rules):
+                names = _exact_targets(rule)
+                if names is None:
+                    general.append(index)
+                for name in names or ():
+                    by_name.setdefault(name, []).append(index)
+            self._by_name = (by_name, general)
+        by_name, general = self._by_name
+        named = by_name.get(tool, ()) if tool is not None else ()
+        indices = sorted({*named, *general}) if named else general
+        return [self._rules[index] for index in indices]
+
     def _for_tool(self, tool: str | None) -> _ForTool:
         found = self._by_tool.get(tool)
         if found is None:
             rules: list[_CelRule | tuple[Policy, NativeRule]] = []
             allows: list[_CelRule] = []
-            for rule in self._rules:
+            for rule in self._candidates(tool):
                 if isinstance(rule, _CelRule):
                     if not rule.applies(tool):
                         continue
@@ -725,3 +754,15 @@ def _undecidable(
             PolicyMatch(rule.policy.name, rule.policy.effect, reason, error, None, rule.reads)
         )
     return out
+
+
+def _exact_targets(rule: _CelRule | tuple[Policy, NativeRule]) -> tuple[str, ...] | None:
+    """The tool names a rule applies to when it names them all exactly (no pattern), else
+    None (it may apply to any tool: a pattern, or no target)."""
+    if isinstance(rule, _CelRule):
+        targets = rule.targets
+        if targets is None or not targets.exact_only:
+            return None
+        return targets.patterns
+    tool = rule[1].tool
+    return (tool,) if tool is not None else None
