@@ -127,7 +127,10 @@ def _check_condition(
             f" {found.cost}, the limit is {limits.max_cost})",
             origin.source,
             when.span,
-            help="macros inside macros over lists multiply; check one list at a time",
+            help=(
+                "split it into several policies (each is costed alone), or check fewer lists"
+                " at a time: macros inside macros over lists multiply"
+            ),
         )
         return
     for issue in found.issues:
