@@ -249,7 +249,11 @@ class _Loader:
                 f"import `{raw}` leaves the project root",
                 source,
                 span,
-                label="this path climbs out of the project root",
+                label=(
+                    "this path is outside the project root"
+                    if Path(raw).is_absolute()
+                    else "this path climbs out of the project root"
+                ),
                 help=_outside_root_help(root, target),
             )
             return

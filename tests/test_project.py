@@ -99,6 +99,15 @@ def test_a_root_given_inside_a_project_is_named_with_the_project(
     assert check("policies/main.car")[0] == 0
 
 
+def test_an_absolute_import_is_outside_the_root_not_climbing_out(tmp_path: Path) -> None:
+    """A trial: `import "/etc/passwd"` was labelled "this path climbs out of the project
+    root"."""
+    (tmp_path / "carlang.toml").write_text("")
+    (tmp_path / "abs.car").write_text('import "/etc/passwd"\n')
+    code, out = check(str(tmp_path / "abs.car"))
+    assert code == 1 and "^^^^^^^^^^^^^ this path is outside the project root" in out, out
+
+
 def test_files_outside_any_project_share_the_directory_they_have_in_common(
     tmp_path: Path,
 ) -> None:
