@@ -331,9 +331,12 @@ class Project:
         proposals refused); the others, most, are not compiled for this."""
         testing = []
         for dependant in sorted(self.dependants(path)):
-            self._uses_of(dependant)  # (its lowering, kept: what its source map holds)
             lowered = self._results.get(dependant) or self._lowered.get(dependant)
-            if lowered is not None and lowered.source_map.tests:
+            if lowered is None or not self._current(dependant, lowered):
+                # (not `_uses_of`: for an open file it answers from the last compile's uses,
+                # and lowers nothing, so an edit of the fixture lost its tests' say)
+                lowered = self._lowered[dependant] = self._compile(dependant, check=False)
+            if lowered.source_map.tests:
                 testing.append(self.compile(dependant))
         return testing
 

@@ -672,8 +672,17 @@ def test_a_fixture_file_opened_alone_shows_what_a_test_elsewhere_expects(tmp_pat
     project.set_text(path, fixture)
     assert [(d.code, d.severity) for d in project.diagnostics(path)] == [("CL0520", "info")]
     # a test that expects it valid does not make it a note
-    # (an edit of the tests diagnoses the open fixture again: what they expect changed)
+    # both open: an edit of the fixture keeps what its tests expect (a review: the test
+    # file's compile was dropped and not made again, and the note became an error)
     test_path = (tmp_path / "bad_test.car").resolve()
+    project.set_text(test_path, tests)
+    assert project.diagnostics(test_path) == []
+    edited = fixture.replace("tool fetch(url: string)", "tool fetch(url: string)\ntool other()")
+    project.set_text(path, edited)
+    found = [(d.code, d.severity) for d in project.diagnostics(path)]
+    assert ("CL0520", "info") in found and ("CL0520", "error") not in found, found
+    project.set_text(path, fixture)
+    # (an edit of the tests diagnoses the open fixture again: what they expect changed)
     assert project.set_text(test_path, tests.replace("invalid", "valid")) == [path, test_path]
     assert [(d.code, d.severity) for d in project.diagnostics(path)] == [("CL0520", "error")]
 
