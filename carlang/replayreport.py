@@ -229,10 +229,10 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str], root: Path |
     # the runs it could not judge, a result per cause: at the program that dropped what they
     # use (their calls would now be refused), or at the log
     failing_runs = {id(u) for u in report.failing_runs(fail_on)}
-    unjudged: dict[tuple[bool, str, str | None], list[Unjudged]] = defaultdict(list)
+    unjudged: dict[tuple[bool, str, str | None, bool], list[Unjudged]] = defaultdict(list)
     for run in report.unjudged:
-        unjudged[(run.dropped, run.cause or run.reason, run.file)].append(run)
-    for (dropped, cause, file), runs in unjudged.items():
+        unjudged[(run.dropped, run.cause or run.reason, run.file, run.in_program)].append(run)
+    for (dropped, cause, file, in_program), runs in unjudged.items():
         rule = "replay/dropped" if dropped else "replay/not-judged"
         rules.setdefault(
             rule,
@@ -245,8 +245,8 @@ def _sarif(report: ReplayReport, examples: int, fail_on: list[str], root: Path |
             message += " (their calls would now be refused)"
         error = any(id(u) in failing_runs for u in runs)
         where = None
-        if file:  # a dropping program's name is relative to its root; a log's, to the cwd
-            artifact = sarif_artifact(file, under) if dropped else _log_artifact(file, base)
+        if file:  # a program's name is relative to its root; a log's, to the cwd
+            artifact = sarif_artifact(file, under) if in_program else _log_artifact(file, base)
             where = (artifact, 1, 1)
         results.append(_sarif_result(rule, error, message, where))
     problems = report.gate_problems(fail_on)

@@ -1296,3 +1296,28 @@ def test_a_tool_neither_program_declares_is_not_a_drop(tmp_path: Path) -> None:
     complete.write_text("tool fetch(url: string)\ntool deploy(env: string)\n")
     code, _, report = changes(log, baseline, "--baseline", str(complete))
     assert code == 1 and report["gate"], report
+    # ... and so when the baseline lacks another thing the run uses (a review: it read
+    # "neither program can run it", and the gate missed the candidate's drop)
+    both = tmp_path / "both.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(both)]))
+    rt.register_tool("fetch", lambda url: url)
+    rt.register_tool("deploy", lambda env: env)
+    calls = [
+        ir.Action(id="a", type="tool_call", tool="fetch", parameters={"url": "https://x"}),
+        ir.Action(id="b", type="tool_call", tool="deploy", parameters={"env": "prod"}),
+    ]
+    rt.execute(ir.ActionProposal(id="p", actions=calls))
+    rt.close()
+    other = tmp_path / "other.car"
+    other.write_text("tool deploy(env: string)\n")
+    code, _, report = changes(both, baseline, "--baseline", str(other))
+    assert code == 1 and report["gate"], report
+    # a run the baseline cannot run is shown at the baseline program in SARIF, not as a log
+    _, sarif = cli(*_args(log, candidate, "sarif", "any")[:4], "--baseline", str(baseline),
+                   "--format", "sarif")  # fmt: skip
+    located = [
+        r["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        for r in json.loads(sarif)["runs"][0]["results"]
+        if r["ruleId"] == "replay/not-judged"
+    ]
+    assert located and all(uri.endswith("new.car") for uri in located), located

@@ -115,8 +115,12 @@ class Unjudged:
     #: the reason as it stands for every run it stops (without this run's action): the
     #: reports group runs by it
     cause: str = ""
-    #: the file at fault: the program that dropped what the run uses, or the log
+    #: the file at fault: the program that dropped what the run uses (or cannot run it), or
+    #: the log
     file: str | None = None
+    #: whether `file` is a program (named from its project's root), not a log (named as the
+    #: command line named it)
+    in_program: bool = False
 
 
 @dataclass
@@ -628,10 +632,19 @@ def _dropped(
         assert baseline is not None and theirs is not None
         judge, (cause, action_id) = baseline, theirs
     reason = cause if action_id is None else f"{cause} (action {action_id})"
-    if theirs is not None:
+    # dropped: the candidate lacks something the baseline (or the recording) has; the
+    # baseline lacking the same is no drop (a review: one lacking another thing hid it)
+    dropped = ours is not None and (
+        theirs is None
+        or baseline is None
+        or theirs[0].removeprefix(baseline.name) != ours[0].removeprefix(candidate.name)
+    )
+    if not dropped:
         which = "neither program can run it" if ours is not None else "the baseline cannot run it"
         reason = f"{reason}; {which}"
-    return Unjudged(run.run_id, run.proposal_id, reason, theirs is None, cause, judge.file)
+    return Unjudged(
+        run.run_id, run.proposal_id, reason, dropped, cause, judge.file, in_program=True
+    )
 
 
 def _note_redacted_reads(
