@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from carlang_runtime.engine import Runtime
@@ -294,6 +295,25 @@ def test_a_server_that_answers_initialize_with_an_error_is_named() -> None:
     assert said.startswith("error: MCP server '")
     assert "answered initialize with an error: database is down (is `" in said
     assert said.endswith("` an MCP server?)")
+    # the command shown holds none of the server's secrets, even one that quoting would
+    # split (a review: `'` is quoted as '"'"', and the pieces were not found)
+    from carlang_runtime.ir import McpServer
+    from carlang_runtime.mcp import McpClient, McpError
+
+    secret = "it's-SECRET-77"
+    server = McpServer(
+        name="db",
+        command=sys.executable,
+        args=["-W", secret, "-c", refusing],  # (an ignored warning filter: shown first)
+        env={"KEY": secret},
+    )
+    client = McpClient(server)
+    try:
+        with pytest.raises(McpError) as caught:
+            client.start(30)
+    finally:
+        client.close()
+    assert "SECRET" not in str(caught.value) and "[REDACTED]" in str(caught.value)
 
 
 def test_a_secret_mark_a_server_drops_is_a_changed_schema() -> None:
@@ -306,6 +326,31 @@ def test_a_secret_mark_a_server_drops_is_a_changed_schema() -> None:
     assert schema_fingerprint(marked) != schema_fingerprint(plain)
     described = {"type": "object", "properties": {"key": {"type": "string", "title": "K"}}}
     assert schema_fingerprint(described) == schema_fingerprint(plain)
+
+
+@pytest.mark.parametrize(
+    ("program", "server", "same"),
+    [
+        ({"writeOnly": True}, {}, True),  # the program hides more: the same tool
+        ({"writeOnly": True}, {"writeOnly": False}, True),  # (false marks nothing)
+        ({"writeOnly": True}, {"x-carlang-secret": True}, True),  # one flag, two spellings
+        ({"x-carlang-secret": True}, {"writeOnly": True}, True),
+        ({}, {"writeOnly": True}, False),  # the server hides what the program shows: changed
+        ({}, {"x-carlang-secret": True}, False),
+    ],
+)
+def test_secret_marks_in_schema_pinning(
+    program: dict[str, Any], server: dict[str, Any], same: bool
+) -> None:
+    """A review: `writeOnly: false` on the server's side, or its `x-carlang-secret` where the
+    program (whose compiler writes `writeOnly`) marks the parameter too, failed every call
+    as a changed tool."""
+    from carlang_runtime.mcp.provider import same_tool_schema
+
+    def schema(marks: dict[str, Any]) -> dict[str, Any]:
+        return {"type": "object", "properties": {"pin": {"type": "string", **marks}}}
+
+    assert same_tool_schema(schema(program), schema(server)) is same
 
 
 def test_a_bad_server_url_is_shown_without_its_password(tmp_path: Path) -> None:

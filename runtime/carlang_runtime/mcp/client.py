@@ -379,8 +379,10 @@ class McpClient:
         except McpProtocolError as exc:  # (the server's message alone named neither it nor
             # what failed: "database is down", or carlang's own refusal echoed by `cat`)
             if self.server.command is not None:
-                started = shlex.join([self.server.command, *self.server.args])
-                question = f"is `{self.scrubbed(started)[:80]}` an MCP server?"
+                # (each word scrubbed before joining: quoting a secret holding `'` would
+                # split it, and the pieces would no longer be found)
+                words = [self.scrubbed(w) for w in (self.server.command, *self.server.args)]
+                question = f"is `{shlex.join(words)[:80]}` an MCP server?"
             else:
                 question = "is it an MCP endpoint?"
             raise McpError(

@@ -27,6 +27,7 @@ from .client import McpClient, McpError
 __all__ = [
     "McpSessions",
     "attach_mcp_servers",
+    "same_tool_schema",
     "schema_fingerprint",
     "what_to_check",
     "output_of",
@@ -79,18 +80,33 @@ def schema_fingerprint(schema: Any) -> Any:
     return schema
 
 
+def same_tool_schema(checked: Mapping[str, Any], served: Mapping[str, Any]) -> bool:
+    """Whether the schema a server serves for a tool is the one the program was checked
+    against (`checked`, the program's): equal but for annotations, the `additionalProperties:
+    false` carlang closes a signature's tool with, and the secret marks only the program
+    makes (`_without_added_secret_marks`)."""
+    checked = checked or {"type": "object"}
+    if checked.get("additionalProperties") is False and "additionalProperties" not in served:
+        # a tool declared by its signature is closed by carlang (calls pass only what it
+        # names): the server's open object is the same tool
+        checked = {k: v for k, v in checked.items() if k != "additionalProperties"}
+    served = _one_mark(served)
+    checked = _without_added_secret_marks(_one_mark(checked), served)
+    return bool(schema_fingerprint(served) == schema_fingerprint(checked))
+
+
 def _without_added_secret_marks(checked: Any, served: Any) -> Any:
-    """The program's schema of a tool without the secret marks (`writeOnly: true`,
-    `x-carlang-secret: true`) that the server's lacks at the same place: a parameter the
-    program marks secret, where the server does not, is the same tool with its value kept out
-    of more (every call failed as "changed"; and a server that drops a mark is kept out as
-    before: what carlang hides follows the program). A mark the server has and the program
-    lacks still counts as a change."""
+    """The program's schema of a tool without the secret marks that the server's lacks at the
+    same place (both with their marks made one, `_one_mark`): a parameter the program marks
+    secret, where the server does not, is the same tool with its value kept out of more
+    (every call failed as "changed"; and a server that drops a mark is kept out as before:
+    what carlang hides follows the program). A mark the server has and the program lacks
+    still counts as a change."""
     if isinstance(checked, Mapping):
         other = served if isinstance(served, Mapping) else {}
         out: dict[str, Any] = {}
         for key, value in checked.items():
-            if key in _SECRET_MARKS and value is True and key not in other:
+            if key == "writeOnly" and other.get("writeOnly") is not True:
                 continue
             inner = other.get(key)
             if key in NAMED_SCHEMAS and isinstance(value, Mapping):
@@ -109,6 +125,28 @@ def _without_added_secret_marks(checked: Any, served: Any) -> Any:
             for i, v in enumerate(checked)
         ]
     return checked
+
+
+def _one_mark(schema: Any) -> Any:
+    """`schema` with its secret marks made one: `writeOnly: true` wherever `writeOnly` or
+    `x-carlang-secret` is true, neither where none is (a `writeOnly: false` marks nothing):
+    the server's mark and the program's may be either, and mean the same."""
+    if isinstance(schema, Mapping):
+        out: dict[str, Any] = {}
+        secret = any(schema.get(mark) is True for mark in _SECRET_MARKS)
+        for key, value in schema.items():
+            if key in _SECRET_MARKS and isinstance(value, bool):
+                continue
+            if key in NAMED_SCHEMAS and isinstance(value, Mapping):
+                out[key] = {name: _one_mark(sub) for name, sub in value.items()}
+            else:
+                out[key] = _one_mark(value)
+        if secret:
+            out["writeOnly"] = True
+        return out
+    if isinstance(schema, list):
+        return [_one_mark(v) for v in schema]
+    return schema
 
 
 def result_text(result: Mapping[str, Any]) -> str:
@@ -235,14 +273,7 @@ class McpSessions:
                 f"MCP server '{server}' no longer lists tool '{remote}'; the plan was checked"
                 " against a tool that is gone (re-import it: carlang mcp import)"
             )
-        checked = schema.parameters or {"type": "object"}
-        served = live.get("inputSchema") or {}
-        if checked.get("additionalProperties") is False and "additionalProperties" not in served:
-            # a tool declared by its signature is closed by carlang (calls pass only what it
-            # names): the server's open object is the same tool
-            checked = {k: v for k, v in checked.items() if k != "additionalProperties"}
-        checked = _without_added_secret_marks(checked, served)
-        if schema_fingerprint(served) != schema_fingerprint(checked):
+        if not same_tool_schema(schema.parameters, live.get("inputSchema") or {}):
             return (
                 f"MCP server '{server}' changed the schema of tool '{remote}' since the program"
                 " was checked; the plan was verified against another tool (re-import it:"
