@@ -128,8 +128,11 @@ def _cluster(initdb: str, pg_ctl: str) -> Iterator[str]:
         )
         port = _started(pg_ctl, data, home)
     except (OSError, subprocess.SubprocessError, LookupError) as exc:
-        shutil.rmtree(home, ignore_errors=True)
+        _stopped_and_deleted(pg_ctl, data, home)
         raise CarlangRuntimeError(f"a private Postgres could not be started here ({exc})") from None
+    except BaseException:  # a SIGTERM (SystemExit) or Ctrl-C while it started: it may run
+        _stopped_and_deleted(pg_ctl, data, home)
+        raise
     try:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -142,9 +145,31 @@ def _cluster(initdb: str, pg_ctl: str) -> Iterator[str]:
         prepare_database(url, create=True)
         yield url
     finally:
-        subprocess.run(
-            _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
-            capture_output=True,
-            timeout=60,
-        )
+        _stopped_and_deleted(pg_ctl, data, home)
+
+
+def _stopped_and_deleted(pg_ctl: str, data: Path, home: Path) -> None:
+    """Stop the cluster in `data`, if it runs, and delete its folder; a SIGTERM meanwhile
+    is ignored (a second one interrupted the stop, and the server ran on)."""
+    with _sigterm_ignored():
+        if (data / "postmaster.pid").exists():
+            subprocess.run(
+                _as_server_user([pg_ctl, "-D", str(data), "-m", "immediate", "stop"]),
+                capture_output=True,
+                timeout=60,
+            )
         shutil.rmtree(home, ignore_errors=True)
+
+
+@contextmanager
+def _sigterm_ignored() -> Iterator[None]:
+    """SIGTERM ignored within the block (in the main thread, the only one that can set a
+    handler; elsewhere the block runs as it is)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

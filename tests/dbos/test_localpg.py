@@ -88,3 +88,46 @@ def test_a_sigterm_stops_and_deletes_the_cluster(tmp_path: Path) -> None:
     else:
         raise AssertionError(f"the cluster at {url} still answers")
     assert not home.exists()
+
+
+def test_a_sigterm_while_the_cluster_starts_stops_and_deletes_it(tmp_path: Path) -> None:
+    """A review: a SIGTERM during start-up (after `pg_ctl start`, before the URL is yielded)
+    left the server running and its folder behind: the start was outside the cleanup."""
+    import subprocess
+    import sys
+    import time
+
+    script = (  # (SIGTERM sent to itself right after the server started)
+        "import os, signal, sys, tempfile\n"
+        "from carlang_dbos import localpg\n"
+        "made = []\n"
+        "mkdtemp = tempfile.mkdtemp\n"
+        "tempfile.mkdtemp = lambda **kw: made.append(mkdtemp(**kw)) or made[-1]\n"
+        "started = localpg._started\n"
+        "def killed(*args):\n"
+        "    port = started(*args)\n"
+        "    print(port, made[0], flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return port\n"
+        "localpg._started = killed\n"
+        "with localpg.private_postgres() as url:\n"
+        "    print('yielded', flush=True)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    if not done.stdout.strip():
+        if "not installed" in done.stderr or "could not be started" in done.stderr:
+            pytest.skip(done.stderr.strip().splitlines()[-1])
+        raise AssertionError(done.stderr)
+    port_text, home_text = done.stdout.split()[:2]
+    assert done.returncode == 143 and "yielded" not in done.stdout, done
+    assert not Path(home_text).exists()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", int(port_text))) != 0:
+                break
+        time.sleep(0.1)
+    else:
+        raise AssertionError(f"the cluster on port {port_text} still answers")
