@@ -448,17 +448,3 @@ def test_compile_never_writes_over_its_own_program(tmp_path: Path) -> None:
     out = tmp_path / "x.json"
     assert CliRunner().invoke(app, ["compile", str(program), "-o", str(out)]).exit_code == 0
     assert json.loads(out.read_text()) and program.read_text() == before
-
-
-def test_a_cycle_of_imports_is_reported_once_by_a_folder_check(tmp_path: Path) -> None:
-    """A trial: `check .` over a.car -> b.car -> sub/c.car -> a.car showed the cycle three
-    times, rotated, one per file compiled as an entry."""
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "a.car").write_text('import "b.car"\ntool ta()\n')
-    (tmp_path / "b.car").write_text('import "sub/c.car"\ntool tb()\n')
-    (tmp_path / "sub" / "c.car").write_text('import "../a.car"\ntool tc()\n')
-    code, out = check(str(tmp_path))
-    assert code == 1
-    cycles = [line for line in out.splitlines() if "error[CL0210]" in line]
-    assert len(cycles) == 1, out
-    assert cycles[0].endswith("import cycle: a.car -> b.car -> sub/c.car -> a.car")

@@ -187,7 +187,7 @@ def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], lis
     seen: dict[tuple[Any, ...], Diagnostic] = {}
     for result in results:
         for diagnostic in result.diagnostics.items:
-            seen.setdefault(_merge_key(diagnostic), diagnostic)
+            seen.setdefault(diagnostic.sort_key(), diagnostic)
     unused: dict[tuple[str, str, str], Any] = {}
     used_anywhere: set[tuple[str, str, str]] = set()
     for result in results:
@@ -206,20 +206,6 @@ def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], lis
             seen.setdefault(diagnostic.sort_key(), diagnostic)
     ordered = sorted(without_repeated_warnings(list(seen.values())), key=lambda d: d.sort_key())
     return results, ordered
-
-
-def _merge_key(diagnostic: Diagnostic) -> tuple[Any, ...]:
-    """What makes two compiles' findings one: their place and text; for an import cycle, the
-    files in it (each file of a cycle, compiled as an entry, reports the cycle from where it
-    starts, closed by another import: `check .` showed one cycle three times, rotated)."""
-    if diagnostic.code == IMPORT_CYCLE:
-        chain = diagnostic.message.removeprefix("import cycle: ").split(" -> ")
-        return (IMPORT_CYCLE, frozenset(chain))
-    return diagnostic.sort_key()
-
-
-#: The code of an import cycle (`loader`).
-IMPORT_CYCLE = "CL0210"
 
 
 def _strict(results: list[CompileResult], diagnostics: list[Diagnostic]) -> list[Diagnostic]:
