@@ -36,6 +36,7 @@ __all__ = [
     "shown_url",
     "url_credentials",
     "NAMED_SCHEMAS",
+    "SECRET_MARKS",
     "REFS",
     "SAME_VALUE",
     "SAME_VALUE_LISTS",
@@ -55,11 +56,13 @@ SecretPath = tuple[str, ...]
 _EVERY_ITEM: Final = "*"
 
 
+#: The keywords that mark a schema's value secret, when true (either one).
+SECRET_MARKS: Final = ("writeOnly", "x-carlang-secret")
+
+
 def is_secret_schema(schema: object) -> bool:
     """Whether a JSON Schema marks its value secret."""
-    return isinstance(schema, Mapping) and (
-        schema.get("writeOnly") is True or schema.get("x-carlang-secret") is True
-    )
+    return isinstance(schema, Mapping) and any(schema.get(m) is True for m in SECRET_MARKS)
 
 
 def secret_paths(parameters: Mapping[str, Any] | None) -> tuple[SecretPath, ...]:

@@ -21,7 +21,15 @@ from typing import Any
 
 from ..engine.tools import ToolError
 from ..ir import McpServer, Program, ToolSchema
-from ..redact import NAMED_SCHEMAS, SecretPath, redaction_path, secret_paths, secret_values
+from ..redact import (
+    NAMED_SCHEMAS,
+    SECRET_MARKS,
+    SecretPath,
+    is_secret_schema,
+    redaction_path,
+    secret_paths,
+    secret_values,
+)
 from .client import McpClient, McpError
 
 __all__ = [
@@ -51,10 +59,6 @@ _ANNOTATIONS = frozenset(
         "readOnly",
     }
 )
-
-
-#: What marks a parameter secret (`redact.is_secret_schema`).
-_SECRET_MARKS = ("writeOnly", "x-carlang-secret")
 
 
 def schema_fingerprint(schema: Any) -> Any:
@@ -133,9 +137,9 @@ def _one_mark(schema: Any) -> Any:
     the server's mark and the program's may be either, and mean the same."""
     if isinstance(schema, Mapping):
         out: dict[str, Any] = {}
-        secret = any(schema.get(mark) is True for mark in _SECRET_MARKS)
+        secret = is_secret_schema(schema)
         for key, value in schema.items():
-            if key in _SECRET_MARKS and isinstance(value, bool):
+            if key in SECRET_MARKS and isinstance(value, bool):
                 continue
             if key in NAMED_SCHEMAS and isinstance(value, Mapping):
                 out[key] = {name: _one_mark(sub) for name, sub in value.items()}
