@@ -79,7 +79,9 @@ def format_value(value: Any) -> str:
         return "true"
     if value is False:
         return "false"
-    if isinstance(value, (int, float)):
+    if isinstance(value, float):
+        return _float(value)
+    if isinstance(value, int):
         return repr(value)
     if isinstance(value, str):
         return _string(value)
@@ -91,6 +93,16 @@ def format_value(value: Any) -> str:
         entries = ", ".join(f"{_map_key(k)}: {format_value(v)}" for k, v in value.items())
         return "{ " + entries + " }"
     return _string(str(value))
+
+
+#: The exponent of Python's float repr, as `e-09` or `e+300`.
+_EXPONENT = re.compile(r"e([+-])0*(?=\d)")
+
+
+def _float(value: float) -> str:
+    """`value` as Python's shortest round-trip repr, with the exponent written as people write
+    it (`1e-9`, `1e300`: prettier's rule), not as repr pads it (`1e-09`, `1e+300`)."""
+    return _EXPONENT.sub(lambda m: "e-" if m.group(1) == "-" else "e", repr(value))
 
 
 def _string(text: str) -> str:

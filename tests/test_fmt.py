@@ -535,6 +535,19 @@ def test_values_and_strings_round_trip() -> None:
     assert parse(Source("a", out)).module == parse(Source("b", text)).module
 
 
+def test_floats_keep_a_plain_exponent() -> None:
+    """An exponent is written as people write it (prettier's rule), not as Python's repr pads
+    it: `1e-9` stays `1e-9` (not `1e-09`), `1e300` stays `1e300` (not `1e+300`)."""
+    text = "tool t(x: any)\n\nproposal p {\n  a = t(x: [1e-9, 1e300, 2.5e-7, 1.5, 1e16])\n}\n"
+    assert fmt(text) == text
+
+
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_float_is_written_so_that_it_reads_back_the_same(value: float) -> None:
+    assert float(format_value(value)) == value
+    assert "e+" not in format_value(value) and "e-0" not in format_value(value)
+
+
 def test_invisible_and_bidi_characters_in_strings_stay_escaped() -> None:
     """A character that is not printable (a bidi override, a zero-width space, a line
     separator, U+0085, a byte-order mark, a tag character...) is written as an escape in every
