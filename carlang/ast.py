@@ -17,6 +17,7 @@ from typing import Any
 from .source import NO_SPAN, Span
 
 __all__ = [
+    "compared_fields",
     "Node",
     "Name",
     "Value",
@@ -103,12 +104,16 @@ __all__ = [
 
 
 _COMPARED: dict[type, tuple[str, ...]] = {}
+#: Fields that say where things were written, not what: equality and repr ignore them.
+_WHERE_WRITTEN = frozenset({"span", "parts"})
 
 
-def _compared_fields(cls: type) -> tuple[str, ...]:
+def compared_fields(cls: type) -> tuple[str, ...]:
+    """The fields of node class `cls` that say what was written (all but where: `span`,
+    `parts`): those equality compares and a walk over a tree's content visits."""
     names = _COMPARED.get(cls)
     if names is None:
-        names = _COMPARED[cls] = tuple(f.name for f in fields(cls) if f.name != "span")
+        names = _COMPARED[cls] = tuple(f.name for f in fields(cls) if f.name not in _WHERE_WRITTEN)
     return names
 
 
@@ -126,15 +131,13 @@ class Node:
         if type(other) is not type(self):
             return NotImplemented
         return all(
-            getattr(self, name) == getattr(other, name) for name in _compared_fields(type(self))
+            getattr(self, name) == getattr(other, name) for name in compared_fields(type(self))
         )
 
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
-        shown = ", ".join(
-            f"{name}={getattr(self, name)!r}" for name in _compared_fields(type(self))
-        )
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in compared_fields(type(self)))
         return f"{type(self).__name__}({shown})"
 
 
@@ -154,9 +157,43 @@ class Column(Node):
 
 @dataclass(slots=True, repr=False, eq=False)
 class Value(Node):
-    """A literal: JSON-like data (lists and dicts of plain values, `Column` for `$x`)."""
+    """A literal: JSON-like data (lists and dicts of plain values, `Column` for `$x`).
+
+    `parts`, for a list or a map written in the source, holds the literals of its items (by
+    position) or entries (by key), so that a finding about `trip.legs[1].to` points at the
+    `to` it is about (`part_span`); like the span, it takes no part in equality."""
 
     value: Any
+    parts: tuple[Value, ...] | dict[str, Value] | None = field(default=None, kw_only=True)
+
+    def part_span(self, path: str) -> Span:
+        """The span of the part of this literal at `path` (`.legs[1].to`, as a parameter
+        finding names it), or of the deepest part of it that was written (this literal's
+        own span when none was)."""
+        found, rest = self, path
+        while rest and found.parts is not None:
+            step = _next_part(found.parts, rest)
+            if step is None:
+                break
+            found, rest = step
+        return found.span
+
+
+def _next_part(parts: tuple[Value, ...] | dict[str, Value], path: str) -> tuple[Value, str] | None:
+    """The part `path` begins with (`[1]` of a list, `.key` of a map: the longest key that
+    is followed by the end, `.` or `[`, as keys may hold either) and the rest of `path`."""
+    if isinstance(parts, tuple):
+        index, closing = path[1:].partition("]")[::2] if path.startswith("[") else ("", "")
+        if index.isdigit() and int(index) < len(parts):
+            return parts[int(index)], closing
+        return None
+    if not path.startswith("."):
+        return None
+    for key in sorted(parts, key=len, reverse=True):
+        rest = path[1 + len(key) :]
+        if path[1:].startswith(key) and (not rest or rest[0] in ".["):
+            return parts[key], rest
+    return None
 
 
 @dataclass(slots=True, repr=False, eq=False)

@@ -306,8 +306,8 @@ def _action_labels(
     span = _path_span(decl, path)
     label = ""
     if path.startswith("parameters.") and isinstance(decl.kind, ast.Call):
-        name = path.split(".", 1)[1]
-        if not any(arg.name.text == name for arg in decl.kind.args):
+        name = path.removeprefix("parameters.")
+        if _argument_at(decl.kind, name)[0] is None:
             label = f"`{name}` is missing"
     labels = [origin.label(label, span)]
     if issue.check == "cycles":
@@ -344,6 +344,16 @@ def _names_in(decl: ast.ActionDecl) -> list[ast.Name]:
     return names
 
 
+def _argument_at(call: ast.Call, path: str) -> tuple[ast.Arg | None, str]:
+    """The argument a parameter path (`trip.legs[1].to`, after `parameters.`) is in, and the
+    path inside its value (`.legs[1].to`); (None, "") when the call has no such argument."""
+    for arg in call.args:
+        name = arg.name.text
+        if path == name or (path.startswith(name) and path[len(name)] in ".["):
+            return arg, path[len(name) :]
+    return None, ""
+
+
 def _path_span(decl: ast.ActionDecl, path: str) -> Span:
     """The span inside an action that an IR path refers to (the action's name if unknown)."""
     kind = decl.kind
@@ -351,11 +361,8 @@ def _path_span(decl: ast.ActionDecl, path: str) -> Span:
     if path == "tool" and isinstance(kind, ast.Call):
         return kind.tool.span
     if path.startswith("parameters.") and isinstance(kind, ast.Call):
-        name = path.split(".", 1)[1]
-        for arg in kind.args:
-            if arg.name.text == name:
-                return arg.value.span
-        return kind.span
+        arg, inside = _argument_at(kind, path.removeprefix("parameters."))
+        return arg.value.part_span(inside) if arg is not None else kind.span
     if path.startswith("parameters"):
         return kind.span
     if path.startswith("preconditions["):

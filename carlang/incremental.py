@@ -51,20 +51,27 @@ class _Piece:
     comments: list[ast.Comment]
 
 
-def _shift(value: Any, delta: int) -> None:
-    """Move every node under `value` by `delta` characters (in place)."""
+def _shift(value: Any, delta: int, moved: set[int] | None = None) -> None:
+    """Move every node under `value` by `delta` characters (in place), each once: a literal's
+    `parts` are nodes the tree may hold elsewhere too (a header map's entries)."""
+    moved = set() if moved is None else moved
     if isinstance(value, ast.Node):
+        if id(value) in moved:
+            return
+        moved.add(id(value))
         span = value.span
         if span:
             value.span = Span(span.start + delta, span.end + delta)
-        for name in ast._compared_fields(type(value)):
-            _shift(getattr(value, name), delta)
+        for name in ast.compared_fields(type(value)):
+            _shift(getattr(value, name), delta, moved)
+        if isinstance(value, ast.Value) and value.parts is not None:
+            _shift(value.parts, delta, moved)
     elif isinstance(value, tuple | list):
         for item in value:
-            _shift(item, delta)
+            _shift(item, delta, moved)
     elif isinstance(value, dict):
         for item in value.values():
-            _shift(item, delta)
+            _shift(item, delta, moved)
 
 
 class DeclarationCache:

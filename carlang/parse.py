@@ -252,10 +252,12 @@ class AstBuilder:
         return ast.Value(ast.Column(token[1][1:], span=Span(token[2], token[3])), span=self._here())
 
     def list_value(self, *items: ast.Value | None) -> ast.Value:
-        return ast.Value([item.value for item in items if item is not None], span=self._here())
+        written = tuple(item for item in items if item is not None)
+        return ast.Value([item.value for item in written], span=self._here(), parts=written)
 
     def map_value(self, *entries: _Entry | None) -> ast.Value:
         data: dict[str, Any] = {}
+        parts: dict[str, ast.Value] = {}
         for entry in entries:
             if entry is None:
                 continue
@@ -269,7 +271,8 @@ class AstBuilder:
                     label="written again here",
                 )
             data[key] = value.value
-        built = ast.Value(data, span=self._here())
+            parts[key] = value
+        built = ast.Value(data, span=self._here(), parts=parts)
         # (a rule whose map's entries are checked one by one takes them: `mcp_headers`)
         self._last_map = (built, entries)
         return built

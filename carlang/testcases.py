@@ -18,7 +18,7 @@ proposal; `winner NAME` for a plan.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -791,6 +791,6 @@ def _columns(value: Any) -> list[ast.Column]:
     if isinstance(value, dict):
         return [column for item in value.values() for column in _columns(item)]
     if isinstance(value, ast.Node) and not isinstance(value, ast.Where):
-        parts = (getattr(value, f.name) for f in fields(value) if f.name != "span")
+        parts = (getattr(value, name) for name in ast.compared_fields(type(value)))
         return [column for part in parts for column in _columns(part)]
     return []

@@ -24,8 +24,10 @@ PROGRAM = (ROOT / "examples" / "release" / "release.car").read_text()
 def _spans(value: Any, out: list[tuple[str, int, int]]) -> list[tuple[str, int, int]]:
     if isinstance(value, ast.Node):
         out.append((type(value).__name__, value.span.start, value.span.end))
-        for name in ast._compared_fields(type(value)):
+        for name in ast.compared_fields(type(value)):
             _spans(getattr(value, name), out)
+        if isinstance(value, ast.Value):  # (where each item of a list or map was written)
+            _spans(value.parts, out)
     elif isinstance(value, tuple | list):
         for item in value:
             _spans(item, out)
@@ -52,6 +54,19 @@ def _same_as_parse(cache: DeclarationCache, text: str, whole: ParseResult | None
 def test_every_example_parses_the_same_in_pieces() -> None:
     for path in EXAMPLES:
         assert _same_as_parse(DeclarationCache(), path.read_text()), path
+
+
+def test_a_shifted_declaration_keeps_where_each_nested_value_was_written() -> None:
+    """A value's items and entries (`Value.parts`) move with their declaration, each once,
+    though a header map's entries are held twice (by the map and by the setting)."""
+    text = (ROOT / "tests" / "golden" / "diagnostics" / "mcp_headers.car").read_text()
+    text += "\nproposal p {\n  a = t(x: { legs: [{ to: 7 }] })\n}\n"
+    cache = DeclarationCache()
+    cache.parse(Source("x.car", text))
+    edited = "tool added_above()\n\n" + text
+    mine = cache.parse(Source("x.car", edited))
+    assert mine is not None
+    assert _spans(mine.module, []) == _spans(parse(Source("x.car", edited)).module, [])
 
 
 def test_pieces_start_at_declarations() -> None:

@@ -443,7 +443,8 @@ def _check_parameters(ctx: VerifyContext, index: int, tool: str, checker: ParamC
         if finding.kind == "invalid_schema":
             path = "tool"
         else:
-            path = f"parameters.{finding.param}" if finding.param else "parameters"
+            # (the value's own path inside the parameter: `trip.legs[1].to`)
+            path = f"parameters.{finding.param}{finding.path}" if finding.param else "parameters"
         code = _FINDING_CODES.get(finding.kind, "parameter-constraint")
         ctx.report(code, index, finding_message(tool, finding), path=path)
 
