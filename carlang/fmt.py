@@ -856,7 +856,7 @@ def _expectation(item: ast.Expect) -> str:
         return "codes " + ", ".join(c.text for c in item.codes)
     if item.kind == "winner":
         return f"winner {word(item.word)}"
-    text = word(item.word)
+    text = ("shadow " if item.shadow else "") + word(item.word)
     if item.by is not None:
         text += f" by {word(item.by)}"
     return text

@@ -535,6 +535,16 @@ def test_values_and_strings_round_trip() -> None:
     assert parse(Source("a", out)).module == parse(Source("b", text)).module
 
 
+def test_a_shadow_expectation_keeps_its_word() -> None:
+    """`expect shadow deny by p` is a test of what the shadow policies decide: dropping
+    `shadow` changed the test's meaning (fmt refused the file as an internal error)."""
+    text = (
+        "tool t(n: int)\npolicy p: shadow deny t when params.n > 1\n\n"
+        'test "a" {\n  action t(n: 2)\n  expect shadow deny by p\n}\n'
+    )
+    assert fmt(text) == text
+
+
 def test_floats_keep_a_plain_exponent() -> None:
     """An exponent is written as people write it (prettier's rule), not as Python's repr pads
     it: `1e-9` stays `1e-9` (not `1e-09`), `1e300` stays `1e300` (not `1e+300`)."""
