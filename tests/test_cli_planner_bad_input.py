@@ -133,3 +133,64 @@ def test_trials_with_a_grid_search_and_a_value_swept_twice_are_usage_errors(
     fine = runner.invoke(app, ["rank", str(program), "--sweep", "cost_weight=0:1e-9:1e-11"])
     assert (fine.exit_code, fine.stdout) == (2, ""), fine.output
     assert "the step is finer than settings are written (10 decimals)" in fine.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        (["learn", "{log}", "-o", "{log}"], "that is the event log"),
+        (["learn", "{log}", "-o", "{dir}/fb.txt"], "name a .json file (like fb.json)"),
+        (
+            ["search", "{tasks}", "--outcomes", "{log}", "--space", "{space}", "-o", "{tasks}"],
+            "that is the dataset",
+        ),
+        (
+            [
+                "search",
+                "{tasks}",
+                "--outcomes",
+                "{log}",
+                "--space",
+                "{space}",
+                "-o",
+                "{dir}/b.toml",
+            ],
+            "the chosen config is written as JSON",
+        ),
+        (
+            ["search", "{tasks}", "--outcomes", "{log}", "--space", "{space}"]
+            + ["--config", "{config}", "-o", "{dir}/../{dir_name}/config.json"],
+            "that is the config",
+        ),
+        (
+            ["search", "{tasks}", "--outcomes", "{log}", "--space", "{space}"]
+            + ["--plot", "{dir}/space.toml"],
+            "that is the search space",
+        ),
+    ],
+)
+def test_an_output_never_replaces_an_input(
+    tmp_path: Path, command: list[str], problem: str
+) -> None:
+    """`planner learn runs.jsonl -o runs.jsonl` replaced the event log with the feedback;
+    `search -o tasks.jsonl` the dataset; `-o best.toml` wrote JSON that `rank --config`
+    could not read back (it reads .toml as TOML). Each is refused before any work, every
+    input left as it was."""
+    names = {
+        "log": "runs.jsonl",
+        "tasks": "tasks.jsonl",
+        "space": "space.toml",
+        "config": "config.json",
+    }
+    for name in names.values():
+        (tmp_path / name).write_text(
+            (EXPERIMENTS / name).read_text() if name != "config.json" else '{"cost_weight": 0.3}\n'
+        )
+    before = {name: (tmp_path / name).read_bytes() for name in names.values()}
+    values = {key: str(tmp_path / name) for key, name in names.items()}
+    values |= {"dir": str(tmp_path), "dir_name": tmp_path.name}
+    args = ["planner", *(part.format(**values) for part in command)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert problem in result.stderr
+    assert {name: (tmp_path / name).read_bytes() for name in names.values()} == before

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
@@ -136,15 +137,31 @@ def percentage(text: str) -> float:
         raise typer.BadParameter(f"{text}: {PERCENTAGE}") from None
 
 
-def check_output_path(path: Path | None, option: str) -> None:
+def check_output_path(
+    path: Path | None, option: str, inputs: Iterable[tuple[str, Path | None]] = ()
+) -> None:
     """A usage error now, before any work, when `path` (a file a command will write) cannot
-    be: its folder is missing, or it is a folder (a long search must not end in an error)."""
+    be: its folder is missing, it is a folder (a long search must not end in an error), or it
+    is one of the command's `inputs` (`(what it is, path)`: `-o runs.jsonl` replaced the
+    event log it learned from) or another of its outputs."""
     if path is None:
         return
     if path.is_dir():
         fail_usage(f"{option} {path}: that is a folder; name a file")
     if not path.parent.is_dir():
         fail_usage(f"{option} {path}: there is no folder {path.parent} to write it in")
+    for what, given in inputs:
+        if given is not None and str(given) != "-" and same_file(path, given):
+            fail_usage(f"{option} {path}: that is {what} {given}; name another file to write")
+
+
+def same_file(one: Path, other: Path) -> bool:
+    """Whether `one` and `other` name the same file: another path to it or a link when both
+    exist, else the same absolute path (an output not written yet)."""
+    try:
+        return os.path.samefile(one, other)
+    except (OSError, ValueError):
+        return one.resolve() == other.resolve()
 
 
 def write_output(path: Path, text: str) -> None:

@@ -168,7 +168,12 @@ def learn_command(
     from carlang_runtime.experiments.outcomes import read_log, repeated_note, unseen_runs
     from carlang_runtime.planner import ToolFeedback
 
-    check_output_path(output, "-o")
+    check_output_path(output, "-o", [("the event log", log) for log in logs])
+    if output.suffix.lower() != ".json":  # (--feedback reads any other file as an event log)
+        fail_usage(
+            f"-o {output}: the feedback file is JSON, read back by its .json suffix;"
+            f" name a .json file (like {output.with_suffix('.json').name})"
+        )
     learned = ToolFeedback()
     seen: set[str] = set()
     for log in logs:  # (read as eval and search read --outcomes: the same refusals)
@@ -261,8 +266,20 @@ def search_command(
             "--trials counts the points of --method random or optuna; a grid search tries"
             " every point of the space: drop --trials, or choose --method random"
         )
-    check_output_path(output, "-o")
-    check_plot(plot)
+    inputs = [
+        *(("the dataset", path) for path in dataset),
+        *(("the outcomes", path) for path in outcomes),
+        ("the search space", space),
+        ("the feedback", feedback),
+        ("the config", config),
+    ]
+    check_output_path(output, "-o", [*inputs, ("the --plot file", plot)])
+    if output is not None and output.suffix.lower() != ".json":
+        fail_usage(
+            f"-o {output}: the chosen config is written as JSON (read by rank --config);"
+            f" name a .json file (like {output.with_suffix('.json').name})"
+        )
+    check_plot(plot, inputs)
     if backend is Backend.inprocess and database is not None:
         fail_usage("--database goes with --backend dbos")
     if backend is Backend.dbos and workers is not None:

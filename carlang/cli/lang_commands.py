@@ -4,7 +4,6 @@ find and compile sources for every command, are typer-free in `checking`."""
 from __future__ import annotations
 
 import json
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,6 +26,7 @@ from .common import (
     echo_err,
     fail_usage,
     guarded,
+    same_file,
 )
 from .console import write_out
 from .formatting import run_fmt
@@ -127,7 +127,7 @@ def compile_command(
     from carlang.render import render_text
 
     files = one_source(file)
-    if out is not None and _same_file(out, files[0]):
+    if out is not None and same_file(out, files[0]):
         fail_usage(
             f"-o {out}: that is the program {file} itself; name another file for the JSON"
             f" (like {files[0].with_suffix('.json').name})"
@@ -159,15 +159,6 @@ def compile_command(
             out.write_text(text, encoding="utf-8")
         except OSError as exc:
             fail_usage(f"cannot write {out}: {exc.strerror or exc}")
-
-
-def _same_file(one: Path, other: Path) -> bool:
-    """Whether `one` and `other` are the same file (another path to it, a link): not when
-    either is missing."""
-    try:
-        return os.path.samefile(one, other)
-    except (OSError, ValueError):
-        return False
 
 
 @guarded

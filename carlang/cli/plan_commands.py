@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -136,7 +137,7 @@ def rank_command(
     has none (or a program has errors), 2 for bad input."""
     from .datasets import load_config, load_dataset, load_feedback
 
-    check_plot(plot)
+    check_plot(plot, [("an input", path) for path in (*files, feedback, config_file)])
     tasks = load_dataset(files, plan, root)
     history = load_feedback(feedback, tasks)
     base = load_config(config_file)
@@ -228,12 +229,12 @@ def _rank(
     raise typer.Exit(EXIT_OK if every_valid else EXIT_FAILED)
 
 
-def check_plot(path: Path | None) -> None:
+def check_plot(path: Path | None, inputs: Iterable[tuple[str, Path | None]] = ()) -> None:
     """A usage error now, before any work, when `--plot PATH` cannot be drawn: its file
-    cannot be written, matplotlib (the `plot` extra) is not installed, or its suffix is no
-    format matplotlib draws (it chooses the format by the suffix; `x.txt` failed only after
-    the work, its other outputs written)."""
-    check_output_path(path, "--plot")
+    cannot be written or is one of `inputs` (see `check_output_path`), matplotlib (the `plot`
+    extra) is not installed, or its suffix is no format matplotlib draws (it chooses the
+    format by the suffix; `x.txt` failed only after the work, its other outputs written)."""
+    check_output_path(path, "--plot", inputs)
     if path is None:
         return
     try:

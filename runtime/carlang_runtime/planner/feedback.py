@@ -299,7 +299,7 @@ class ToolFeedback:
         where = "the file"
         try:
             where = "tool_success_rates"
-            rates = {str(k): float(v) for k, v in document.get("tool_success_rates", {}).items()}
+            rates = {str(k): _rate(v) for k, v in document.get("tool_success_rates", {}).items()}
             tools: dict[str, ToolStats] = {}
             where = "tools"
             for name, row in document.get("tools", {}).items():
@@ -318,7 +318,10 @@ class ToolFeedback:
                 where = f"approvals.{policy}"
                 if not isinstance(pair, list) or len(pair) != 2:
                     raise ValueError("expected [asked, granted]")
-                approvals[str(policy)] = [int(pair[0]), int(pair[1])]
+                asked, granted = _count(pair[0], "asked"), _count(pair[1], "granted")
+                if granted > asked:
+                    raise ValueError(f"{granted} granted of {asked} asked")
+                approvals[str(policy)] = [asked, granted]
         except (TypeError, ValueError, IndexError, AttributeError) as exc:
             raise ValueError(f"damaged carlang feedback file: {where}: {exc}") from None
         return cls(tool_success_rates=rates, stats=tools, patterns=patterns, approvals=approvals)
@@ -333,7 +336,7 @@ class ToolFeedback:
         """A saved feedback file (`save`, `carlang planner learn`) or an event log. Raises
         `EventLogError` or `FeedbackFileError` when it cannot be read."""
         path = Path(path)
-        if path.suffix == ".json":
+        if path.suffix.lower() == ".json":
             try:
                 document = loads(read_input(path))
             except json.JSONDecodeError as exc:
@@ -366,10 +369,34 @@ def _stats(row: Any) -> ToolStats:
     """A row of counts of a feedback file; ValueError saying what it should be."""
     if not isinstance(row, list) or len(row) != 4:
         raise ValueError(f"expected [{_COUNTS}], got {json.dumps(row)[:60]}")
-    attempts, successes, duration, timed = row
-    if not math.isfinite(float(duration)) or float(duration) < 0:
-        raise ValueError(f"a duration must be a finite number of ms, 0 or more, not {duration}")
-    return ToolStats(int(attempts), int(successes), float(duration), int(timed))
+    attempts, successes = _count(row[0], "attempts"), _count(row[1], "successes")
+    duration, timed = row[2], _count(row[3], "timed")
+    if type(duration) not in (int, float) or not math.isfinite(duration) or duration < 0:
+        raise ValueError(
+            f"a duration must be a finite number of ms, 0 or more, not {json.dumps(duration)}"
+        )
+    if successes > attempts:
+        raise ValueError(f"{successes} successes of {attempts} attempts")
+    if timed > successes:  # (only a success's duration is counted)
+        raise ValueError(f"{timed} timed of {successes} successes")
+    return ToolStats(attempts, successes, float(duration), timed)
+
+
+def _count(value: Any, name: str) -> int:
+    """A count of a feedback file: a whole number, 0 or more (a damaged file's 50 successes of
+    10 attempts scored a plan above 1); ValueError saying what it is instead."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int or value < 0:
+        raise ValueError(f"{name} must be a whole number, 0 or more, not {json.dumps(value)}")
+    return value
+
+
+def _rate(value: Any) -> float:
+    """A success rate of a feedback file: a number from 0 to 1; ValueError otherwise."""
+    if type(value) not in (int, float) or not 0 <= value <= 1:
+        raise ValueError(f"a success rate is a number from 0 to 1, not {json.dumps(value)}")
+    return float(value)
 
 
 def _value_key(value: Any) -> str | None:

@@ -147,7 +147,35 @@ def test_plan_and_execute_learns_from_each_run() -> None:
         ),
         ({"approvals": {"prod": 3}}, "approvals.prod: expected [asked, granted]"),
         ({"tools": []}, "tools: 'list' object has no attribute 'items'"),
-        ({"tool_success_rates": {"fetch": "x"}}, "tool_success_rates: could not convert"),
+        (
+            {"tool_success_rates": {"fetch": "x"}},
+            'tool_success_rates: a success rate is a number from 0 to 1, not "x"',
+        ),
+        (
+            {"tool_success_rates": {"fetch": 1.5}},
+            "tool_success_rates: a success rate is a number from 0 to 1, not 1.5",
+        ),
+        # (50 successes of 10 attempts scored a plan 1.68: every score is in [0, 1])
+        ({"tools": {"deploy": [10, 50, 1.0, 50]}}, "tools.deploy: 50 successes of 10 attempts"),
+        ({"tools": {"deploy": [10, 5, 1.0, 6]}}, "tools.deploy: 6 timed of 5 successes"),
+        (
+            {"tools": {"deploy": [-1, 0, 0, 0]}},
+            "tools.deploy: attempts must be a whole number, 0 or more, not -1",
+        ),
+        (
+            {"tools": {"deploy": [10.5, 0, 0, 0]}},
+            "tools.deploy: attempts must be a whole number, 0 or more, not 10.5",
+        ),
+        (
+            {"tools": {"deploy": [True, 0, 0, 0]}},
+            "tools.deploy: attempts must be a whole number, 0 or more, not true",
+        ),
+        (
+            {"tools": {"deploy": [1, 1, "5", 1]}},
+            'tools.deploy: a duration must be a finite number of ms, 0 or more, not "5"',
+        ),
+        ({"patterns": [["t", "p", "1", 2, 3, 0, 0]]}, "patterns[0]: 3 successes of 2 attempts"),
+        ({"approvals": {"prod": [2, 3]}}, "approvals.prod: 3 granted of 2 asked"),
     ],
 )
 def test_a_damaged_feedback_file_says_which_entry(
