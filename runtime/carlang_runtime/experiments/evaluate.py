@@ -12,8 +12,9 @@ top-1 and regret on the task are undecided (None), left out of their means and c
 Baselines, on the same tasks:
 - `car`: car-runtime's `rank_proposals` score: `PlannerConfig.car()` with no feedback, which
   reproduces it exactly (held to it by `tests/runtime/planner/test_car_rank.py` and, on the
-  experiment benchmark, against car-runtime itself), in the task's context (tools, state,
-  policies, capabilities and budgets), so a candidate is valid for it when it is for carlang;
+  experiment benchmark, against car-runtime itself), on the candidates as CAR reads them
+  (without carlang's `depends_on`), in the task's context (tools, state, policies,
+  capabilities and budgets);
 - `fewest_actions`: fewer actions first (input order among equals);
 - `random`: a seeded random order per task.
 """
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ..ir import ActionProposal
 from ..planner import PlannerConfig, ScoredProposal, ToolFeedback
 from .dataset import Task, rank_task
 from .metrics import bootstrap_ci, kendall_tau_b, mean, regret, spearman, top1
@@ -172,9 +174,22 @@ def _ranking(ranked: Sequence[ScoredProposal]) -> Ranking:
 
 def car_ranking(task: Task) -> Ranking:
     """car-runtime's `rank_proposals` on a task: CAR's score and order, judged in the task's
-    context (tools, state, policies, capabilities and budgets, as carlang ranks it), so that a
-    candidate is valid for it when it is for carlang; without feedback."""
-    return _ranking(rank_task(task, PlannerConfig.car(), own_settings=False))
+    context (tools, state, policies, capabilities and budgets, as carlang ranks it); without
+    feedback. The candidates are ranked as CAR reads them: without carlang's `depends_on`,
+    which CAR drops (its levels and token estimates counted the ordering CAR never sees)."""
+    seen_by_car = replace(task, candidates=[_as_car_reads(c) for c in task.candidates])
+    return _ranking(rank_task(seen_by_car, PlannerConfig.car(), own_settings=False))
+
+
+def _as_car_reads(proposal: ActionProposal) -> ActionProposal:
+    """`proposal` without its actions' `depends_on` (itself when none has one)."""
+    if not any(action.depends_on for action in proposal.actions):
+        return proposal
+    actions = [
+        action.model_copy(update={"depends_on": []}) if action.depends_on else action
+        for action in proposal.actions
+    ]
+    return proposal.model_copy(update={"actions": actions})
 
 
 def _fewest_actions(task: Task) -> Ranking:

@@ -181,7 +181,9 @@ class PlannerConfig(BaseModel):
     @classmethod
     def car(cls, **settings: Any) -> PlannerConfig:
         """The configuration that scores exactly as car-runtime's `rank_proposals`: carlang's
-        feature weights at 0 (feedback and policies still apply when given)."""
+        feature weights at 0 (feedback and policies still apply when given). CAR drops an
+        action's `depends_on`: rank proposals without it to score them as CAR does
+        (`experiments.evaluate.car_ranking`)."""
         return cls(**{**{name: 0.0 for name in CARLANG_WEIGHTS}, **settings})
 
     @classmethod

@@ -18,7 +18,7 @@ from carlang_runtime.planner import PlannerConfig, ToolFeedback
 from typer.testing import CliRunner
 
 from carlang.cli import app
-from tests.conftest import HAS_CAR
+from tests.conftest import HAS_CAR, ROOT
 
 from .bench import record, write_dataset
 
@@ -87,6 +87,26 @@ def test_the_car_baseline_is_car_runtimes_score(bench: tuple[Path, Path, list]) 
         assert [(documents[t["index"]]["id"], t["score"]) for t in theirs] == [
             (name, pytest.approx(score, abs=1e-12)) for name, score in car_ranking(task)
         ]
+
+
+def test_the_car_baseline_is_car_runtimes_score_where_actions_are_ordered() -> None:
+    """The shipped experiment's candidates order actions with `depends_on`, which CAR drops:
+    its levels and token estimates are those of the proposal without it (5 of 10 tasks were
+    ranked otherwise by the `car` baseline)."""
+    if not HAS_CAR:
+        pytest.skip("car-runtime is not installed")
+    import car_runtime
+    from carlang_runtime.experiments import load_groups
+
+    tasks = load_groups(ROOT / "examples" / "experiments" / "tasks.jsonl")
+    ordered = [t for t in tasks if any(a.depends_on for c in t.candidates for a in c.actions)]
+    assert len(ordered) >= 5
+    for task in tasks:
+        documents = [c.model_dump(mode="json") for c in task.candidates]
+        theirs = json.loads(car_runtime.rank_proposals(json.dumps(documents), task.tools, None))
+        assert [(documents[t["index"]]["id"], t["score"]) for t in theirs] == [
+            (name, pytest.approx(score, abs=1e-12)) for name, score in car_ranking(task)
+        ], task.id
 
 
 def test_rank_statistics_with_ties() -> None:
