@@ -183,7 +183,8 @@ def untested_policies(results: Sequence[CompileResult], coverage: Coverage) -> l
                 "CL0524",
                 "warning",
                 f"policy `{policy.name}` is not exercised by any test"
-                if missing == "never exercised"
+                + missing.removeprefix("never exercised")
+                if missing.startswith("never exercised")
                 else f"policy `{policy.name}` {missing}",
                 (origin.label("", span),),
                 "add a `test` that reaches it (`carlang test --coverage` lists what is missing)",

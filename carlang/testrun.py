@@ -49,6 +49,9 @@ class Coverage:
 
     outcomes: dict[str, set[bool]] = field(default_factory=dict)
     possible: dict[str, frozenset[bool]] = field(default_factory=dict)
+    #: The policies some test made apply by failing (its condition did not evaluate): not a
+    #: match, whatever it decided (it fails closed), so not the true outcome.
+    failed: set[str] = field(default_factory=set)
 
     @staticmethod
     def possible_outcomes(policy: ir.Policy) -> frozenset[bool]:
@@ -79,7 +82,11 @@ class Coverage:
         """Count what one decision reached."""
         for trace in traces:
             key = keys.get(trace.policy)
-            if trace.applies and key is not None:
+            if not trace.applies or key is None:
+                continue
+            if trace.error is not None:
+                self.failed.add(key)
+            else:
                 self.outcomes[key].add(trace.matched)
 
     @property
@@ -95,12 +102,15 @@ class Coverage:
         """What no test reached for a policy, or None when both outcomes were."""
         seen = self.outcomes.get(key, set())
         possible = self.possible.get(key, frozenset({True, False}))
+        failing = " (where tests made it apply, its condition failed to evaluate)"
         if not seen:
-            return "never exercised"
+            return "never exercised" + (failing if key in self.failed else "")
         if False in possible and False not in seen:
             return "never reached false (no test where it applies and does not match)"
         if True in possible and True not in seen:
-            return "never reached true (no test where it matches)"
+            return "never reached true (no test where it matches" + (
+                "; in some its condition failed to evaluate)" if key in self.failed else ")"
+            )
         return None
 
 
@@ -131,6 +141,8 @@ def _explain(traces: list[PolicyTrace], names: set[str]) -> list[str]:
         if trace.policy not in names or not trace.applies:
             continue
         verdict = "matched" if trace.matched else "did not match"
+        if trace.error is not None and trace.matched:
+            verdict = "applied, failing closed,"  # (not a match: see `check_decision`)
         line = f"{trace.policy}: {verdict}"
         if trace.explanation is not None and str(trace.explanation):
             line += f" because {trace.explanation}"
@@ -247,6 +259,14 @@ class _Runner:
         if expected.by not in deciders:
             by = ", ".join(sorted(deciders)) or "no policy"
             return f"expected {expected}, but it was decided by {by}"
+        failures = [t.error for t in traces if t.policy == expected.by and t.matched and t.error]
+        if failures and len(failures) == sum(t.policy == expected.by and t.matched for t in traces):
+            return (
+                f"expected {expected}: {expected.by} decided it only because its condition"
+                f" failed to evaluate ({failures[0].message}), as a policy fails closed; give"
+                " the test the values the condition reads (or `expect"
+                f" {expected.word}` without `by` to test the failure)"
+            )
         return None
 
     def proposal(self, case: TestCase, name: str) -> list[str]:

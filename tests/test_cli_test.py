@@ -118,8 +118,41 @@ test "t" { action pay(amount: 5, tz: "Mars/Base") now "2026-01-05T12:00:00Z" exp
 """
     code, out, _ = run("test", str(write(tmp_path, program)))
     assert code == 1
-    (line,) = [line for line in out.splitlines() if line.strip().startswith("hours: matched")]
+    (line,) = [line for line in out.splitlines() if line.strip().startswith("hours: applied")]
     assert line.count("unknown time zone") == 1, line
+
+
+_DISPUTED = """tool refund(order_id: string, amount: float)
+state { order.*: string }
+policy disputed: deny refund when state["order." + params.order_id] == "disputed"
+test "disputed is denied" {
+  action refund(order_id: "ORD-1", amount: 1.0)
+  state { order.ORD1: "disputed" }
+  expect EXPECTATION
+}
+"""
+
+
+def test_a_policy_that_applied_by_failing_did_not_match(tmp_path: Path) -> None:
+    """A trial's test passed with 100% coverage because a misspelt state key made the
+    condition fail, and the policy failed closed: `expect deny by P` says P's condition
+    matched, so that fails, and coverage does not count the failure as the true outcome."""
+    path = write(tmp_path, _DISPUTED.replace("EXPECTATION", "deny by disputed"))
+    code, out, _ = run("test", str(path), "--coverage")
+    assert code == 1
+    assert (
+        "expected deny by disputed: disputed decided it only because its condition failed to"
+        " evaluate (no such key (a string key))" in out
+    )
+    assert "disputed: applied, failing closed, because" in out
+    assert "never exercised (where tests made it apply, its condition failed" in out
+
+
+def test_a_failing_closed_deny_is_tested_without_by(tmp_path: Path) -> None:
+    path = write(tmp_path, _DISPUTED.replace("EXPECTATION", "deny"))
+    code, out, _ = run("test", str(path), "--coverage")
+    assert code == 0, out
+    assert "disputed (p.car:3:1): never exercised (where tests made it apply" in out
 
 
 def test_a_wrong_deciding_policy_fails(tmp_path: Path) -> None:
