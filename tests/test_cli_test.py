@@ -1006,3 +1006,79 @@ def test_the_text_report_writes_control_characters_escaped(tmp_path: Path) -> No
     code, out, _ = run("test", str(write(tmp_path, PROGRAM + named)))
     assert code == 1 and "\x1b" not in out
     assert "FAIL red \\x1b[31m [row 3]" in out
+
+
+_UNTESTED = """tool t(n: int)
+policy big: deny t when params.n > 5
+test "small" {
+  action t(n: 1)
+  expect allow
+}
+"""
+_BROKEN_TEST = """tool u(n: int)
+policy p: deny u when params.n > 1
+test "x" {
+  action u(n: 2)
+  expect deny by nosuch
+}
+"""
+
+
+def test_check_strict_reports_untested_policies_beside_another_programs_errors(
+    tmp_path: Path,
+) -> None:
+    """One program's broken test hid every other program's untested policies (CL0524) from
+    `check --strict`: in a monorepo, from code scanning. As `carlang test` does, a program
+    with errors stops only its own tests."""
+    (tmp_path / "m3").mkdir()
+    (tmp_path / "m4").mkdir()
+    write(tmp_path / "m3", _UNTESTED, "a.car")
+    write(tmp_path / "m4", _BROKEN_TEST, "b.car")
+    code, out, _ = run("check", "--strict", str(tmp_path / "m3"), str(tmp_path / "m4"))
+    assert code == 1
+    assert "error[CL0701]: no policy is called `nosuch`" in out
+    assert "warning[CL0524]: policy `big` never reached true" in out
+    assert "policy `p`" not in out  # (its tests did not run: not called untested)
+
+
+def test_check_strict_and_coverage_agree_under_the_project_capability(tmp_path: Path) -> None:
+    """carlang.toml's capability refuses `shell` before any policy: `test --coverage` found
+    `no_rm` never exercised, and `check --strict` (its tests run without the capability)
+    found nothing."""
+    (tmp_path / "carlang.toml").write_text('capability = "bot"\n')
+    program = """tool refund(n: int)
+tool shell(cmd: string)
+capability bot { tools allow refund }
+policy no_rm: deny shell when params.cmd.contains("rm")
+test "rm" {
+  action shell(cmd: "rm -rf /")
+  expect deny
+}
+"""
+    path = write(tmp_path, program)
+    code, out, _ = run("check", "--strict", str(path))
+    assert code == 1 and "policy `no_rm` is not exercised by any test" in out
+    code, out, _ = run("test", str(path), "--coverage")
+    assert "no_rm (p.car:4:1): never exercised" in out
+
+
+def test_a_fixture_check_accepts_is_one_test_runs(tmp_path: Path) -> None:
+    """A proposal a test expects invalid is the test's fixture: `check` shows its misspelt
+    parameter as a note, and `test` (which stopped on it as an error) runs the test."""
+    program = """tool refund(order_id: string, amount: float, reason?: string)
+proposal too_big {
+  r = refund(order_id: "o", amount: 50.0, reson: "x")
+}
+test "neg" {
+  proposal too_big
+  expect invalid
+}
+"""
+    path = write(tmp_path, program)
+    code, out, _ = run("check", str(path))
+    assert code == 0 and "info[CL0203]" in out
+    code, out, err = run("test", str(path))
+    assert code == 0, err
+    assert out.splitlines()[-1] == "1 passed, 0 failed"
+    code, out, err = run("test", str(write(tmp_path, program.replace("invalid", "valid"))))
+    assert code == 1 and "error[CL0203]" in err

@@ -208,11 +208,16 @@ def compile_all(files: list[Path], root: Path) -> tuple[list[CompileResult], lis
     return results, ordered
 
 
-def _strict(results: list[CompileResult], diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+def _strict(
+    results: list[CompileResult], diagnostics: list[Diagnostic], capability: str | None
+) -> list[Diagnostic]:
     """`--strict`'s own findings: shadowed policies; when there are tests, the policies they
-    do not cover (each reported once, however many programs share it). Not with errors:
-    `carlang test` would not run the tests, and a policy whose condition is wrong would be
-    called untested when its condition is what needs fixing."""
+    do not cover (each reported once, however many programs share it), as `carlang test
+    --coverage` finds them: under the project's `capability`, from the tests of the programs
+    whose tests run. A program with errors stops only its own tests, as in `carlang test`
+    (one broken program hid every other's untested policies), and none of the policies of
+    its files is called untested: its tests may be the ones that cover them, and a policy
+    whose condition is wrong would be called untested when its condition needs fixing."""
     from carlang.strict import shadowed_policies, untested_policies
     from carlang.testrun import Coverage, run_tests
 
@@ -220,11 +225,19 @@ def _strict(results: list[CompileResult], diagnostics: list[Diagnostic]) -> list
     for result in results:
         for diagnostic in shadowed_policies(result):
             found.setdefault(diagnostic.sort_key(), diagnostic)
-    has_errors = any(d.severity == "error" for d in diagnostics)
-    if not has_errors and any(result.tests for result in results):
+    stopping = blocking_errors(diagnostics, proposal_errors_ok=True, running_tests=True)
+    broken_files = {d.location()[0] for d in stopping}
+    broken = {
+        f.source.name
+        for r in results
+        if any(f.source.name in broken_files for f in r.loaded.files)
+        for f in r.loaded.files
+    }
+    runnable = [r for r in results if not any(f.source.name in broken for f in r.loaded.files)]
+    if any(result.tests for result in runnable):
         coverage = Coverage()
-        run_tests(results, coverage)
-        for diagnostic in untested_policies(results, coverage):
+        run_tests(runnable, coverage, capability)
+        for diagnostic in untested_policies(runnable, coverage):
             found.setdefault(diagnostic.sort_key(), diagnostic)
     return list(found.values())
 
@@ -290,7 +303,7 @@ def run_check(
     diagnostics = expected_by_tests(results, diagnostics)
     strict = strict or project.strict
     if strict:
-        diagnostics = [*diagnostics, *_strict(results, diagnostics)]
+        diagnostics = [*diagnostics, *_strict(results, diagnostics, project.capability)]
     sources = {f.source.name: f.source for r in results for f in r.loaded.files}
     # Some of a project's files (a pre-commit hook passes the changed ones): what another
     # file may use or hold is not known, so neither "never used" nor "accepts nothing" is.

@@ -9,6 +9,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from carlang.project import expected_by_tests
+
 from .checking import blocking_errors, collect_sources, compile_all, find_project_of
 from .console import (
     EXIT_FAILED,
@@ -62,6 +64,8 @@ def run_test(
         _report_unrun(output, f"error: {exc}")
         raise
     results, diagnostics = compile_all(files, project.root)
+    # (a proposal a test expects refused is its fixture: its errors, notes, as `check` says)
+    diagnostics = expected_by_tests(results, diagnostics)
     if select is not None:
         results = [_only(result, select) for result in results]
     return _tested(
@@ -100,7 +104,11 @@ def _tested(
     from carlang.testrun import Coverage, run_tests
 
     paths, coverage, threshold, output, select = asked
-    broken = [r for r in results if blocking_errors(r.diagnostics.items, True, running_tests=True)]
+    broken = [
+        r
+        for r in results
+        if blocking_errors(expected_by_tests([r], r.diagnostics.items), True, running_tests=True)
+    ]
     stops = {
         id(d) for d in blocking_errors(diagnostics, proposal_errors_ok=True, running_tests=True)
     }
