@@ -144,12 +144,15 @@ def render_junit(
     threshold: float | None = None,
     errors: Sequence[Diagnostic] = (),
     unrun: str | None = None,
+    skipped: str | None = None,
 ) -> str:
     """JUnit XML valid under Jenkins' junit-10.xsd: a test suite per file, a test case per
     case (per table row), a failure with the problems and the explanation, located at
     `file:line`; a program error is an error case of its file, coverage below `--threshold`
     a failed `policy coverage` case, and `unrun` (why no test ran: `no tests match ...`) an
-    error case of its own (a report of no tests and no failure read as a green run)."""
+    error case of its own (a report of no tests and no failure read as a green run).
+    `skipped`: why no test ran in a run that does not fail for it (a project without tests, a
+    warning): a skipped case saying so, not an empty report."""
     if unrun is not None:
         return _xml_text(_unrun_junit(unrun))
     root = ET.Element("testsuites", name="carlang test")
@@ -185,6 +188,13 @@ def render_junit(
                 failure = ET.SubElement(case, "failure", message=f"{where}: {result.problems[0]}")
                 failure.set("type", "expectation")
                 failure.text = "\n".join([where, *result.problems, *result.details])
+    if skipped is not None and total == 0:
+        root.set("tests", "1")
+        suite = _suite(root, "carlang test", tests=1, failures=0, errors=0, seconds=0.0)
+        suite.set("skipped", "1")
+        case = ET.SubElement(suite, "testcase", name="tests", classname="carlang test")
+        case.set("time", "0.000")
+        ET.SubElement(case, "skipped", message=skipped)
     if problem is not None:
         suite = _suite(root, "coverage", tests=1, failures=1, errors=0, seconds=0.0)
         case = ET.SubElement(suite, "testcase", name="policy coverage", classname="coverage")

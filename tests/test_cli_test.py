@@ -437,6 +437,19 @@ def test_junit_stays_valid_xml_whatever_a_test_is_called_and_says_why_no_test_ra
     assert error.get("message") == f"no tests match `nomatch` in {path}"
 
 
+def test_a_project_without_tests_is_a_skipped_case_not_an_empty_report(tmp_path: Path) -> None:
+    """No tests is a warning (exit 0): the JUnit report had no case at all, where the docs
+    promise one saying why no test ran; a skipped case says it without failing CI."""
+    path = write(tmp_path, "tool t(n: int)\npolicy big: deny t when params.n > 5\n")
+    code, out, err = run("test", str(path), "--format", "junit")
+    assert code == 0 and "warning: no tests in" in err
+    junit_validator().validate(out)
+    (skipped,) = ET.fromstring(out).iter("skipped")
+    assert skipped.get("message") == f"no tests in {path}"
+    code, out, _ = run("test", str(path), "--format", "json")
+    assert code == 0 and json.loads(out)["unrun"] == f"no tests in {path}"
+
+
 def test_a_threshold_message_never_shows_the_coverage_equal_to_it(tmp_path: Path) -> None:
     """`coverage 86.7% is below the threshold of 86.7%` (it was 86.666...%; a trial)."""
     from carlang.testreport import threshold_problem

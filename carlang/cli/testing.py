@@ -140,6 +140,7 @@ def _tested(
             return EXIT_FAILED
     measured = Coverage()
     outcomes = run_tests(runnable, measured, capability)
+    none_ran = None  # (why no test ran, in a run that does not fail for it)
     if not outcomes and not errors:
         # a pattern that selects nothing is a mistake (a typo in CI would pass silently); a
         # project without tests only a warning, unless strict
@@ -147,15 +148,16 @@ def _tested(
         where = ", ".join(str(path) for path in paths or [Path(".")])
         failing = strict or select is not None
         echo_err(f"{'error' if failing else 'warning'}: {what} in {where}")
+        none_ran = f"{what} in {where}"
         if failing:
             # still a well-formed report saying so: `> carlang-tests.xml` in CI must parse
             _report_unrun(output, f"{what} in {where}")
             return EXIT_FAILED
     shown = measured if coverage or threshold is not None else None
     if output is TestFormat.json:
-        echo(render_json(outcomes, shown, threshold, errors))
+        echo(render_json(outcomes, shown, threshold, errors, unrun=none_ran))
     elif output is TestFormat.junit:
-        echo(render_junit(outcomes, shown, threshold, errors))
+        echo(render_junit(outcomes, shown, threshold, errors, skipped=none_ran))
     else:
         text = render_text(outcomes, shown, threshold)
         if broken:  # (the counts alone would read as a green run)
