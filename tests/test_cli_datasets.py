@@ -163,7 +163,10 @@ def test_json_keeps_every_tasks_config_and_explanation_csv_refuses_explain(
             {"policies": [{"rule": "cel", "name": "p", "effect": "maybe"}]},
             "g.jsonl:1: invalid policy 1 (`p`): effect: Input should be 'deny'",
         ),
-        ({"candidates": [proposal("p"), proposal("p")]}, "two candidates have the id `p`"),
+        (
+            {"candidates": [proposal("p"), proposal("p")]},
+            "g.jsonl:1: candidates 1 and 2 have the id `p`: a task's candidate ids must be unique",
+        ),
         # a misspelt key is no part of the task: the policies or tools it holds would be lost
         (
             {"polices": [{"rule": "cel", "name": "p", "effect": "deny", "when": "true"}]},
@@ -444,3 +447,14 @@ def test_rank_reads_standard_input_as_verify_does(tmp_path: Path) -> None:
     assert [row["task"] for row in csv.DictReader(io.StringIO(result.stdout))] == ["stdin"]
     result = runner.invoke(app, ["rank", "-"], input='{\n  "id": \n')
     assert result.exit_code == 2 and result.stderr.startswith("-:3:1: error: malformed JSON")
+
+
+def test_an_array_of_proposals_with_one_id_twice_is_refused_as_a_group_is(tmp_path: Path) -> None:
+    """A group with two candidates called `hold` was refused, the same candidates as a plain
+    array (what an agent emits) ranked as "hold and hold score the same", and `planner eval`
+    joined both to the same outcomes."""
+    path = tmp_path / "dup.json"
+    path.write_text(json.dumps([proposal("hold"), proposal("other"), proposal("hold")]))
+    result = runner.invoke(app, ["rank", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}: candidates 1 and 3 have the id `hold`" in result.stderr

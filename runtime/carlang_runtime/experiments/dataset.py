@@ -154,13 +154,20 @@ def _proposals(items: Any, where: _Where, base: list[str | int] | None) -> list[
     document is the one candidate)."""
     if not isinstance(items, list) or not items:
         raise DatasetError(f"{where}: candidates must be a non-empty array of proposals")
-    out = []
+    out: list[ActionProposal] = []
+    first_at: dict[str, int] = {}
     for position, item in enumerate(items):
         try:
             out.append(load_proposal(item))
         except CarlangRuntimeError as exc:
             at = _problem_at(item, where, [] if base is None else [*base, position])
             raise DatasetError(f"{at}: candidate {position + 1}: {exc}") from None
+        first = first_at.setdefault(out[-1].id, position)
+        if first != position:  # rows no one could tell apart, outcomes joined to either
+            raise DatasetError(
+                f"{where}: candidates {first + 1} and {position + 1} have the id"
+                f" `{out[-1].id}`: a task's candidate ids must be unique (rename one)"
+            )
     return out
 
 
@@ -210,11 +217,6 @@ def _group(document: Any, where: _Where, default_id: str) -> Task:
     if not isinstance(state, Mapping):
         raise DatasetError(f"{where}: a group's state must be an object")
     candidates = _proposals(document["candidates"], where, ["candidates"])
-    seen: set[str] = set()
-    for candidate in candidates:
-        if candidate.id in seen:  # rows no one could tell apart, outcomes joined to either
-            raise DatasetError(f"{where}: two candidates have the id `{candidate.id}`")
-        seen.add(candidate.id)
     return Task(
         id=task_id,
         candidates=candidates,
