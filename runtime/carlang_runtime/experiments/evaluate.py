@@ -22,7 +22,7 @@ Baselines, on the same tasks:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -65,6 +65,9 @@ class TaskScore:
     regret: float | None
     spearman: float | None
     kendall: float | None
+    #: The winner's mean cost per run, as the outcomes record it (a CSV's `cost`); None
+    #: when the winner never ran.
+    cost: float | None = None
 
     def metric(self, name: str) -> float | None:
         """One metric by name (`METRICS`)."""
@@ -80,6 +83,9 @@ class RankerScore:
     tasks: list[TaskScore]
     means: dict[str, float | None] = field(default_factory=dict)
     intervals: dict[str, tuple[float, float] | None] = field(default_factory=dict)
+    #: The mean over tasks of what the winner cost per run (`TaskScore.cost`): what choosing
+    #: by this ranker spends; None when no winner ran.
+    mean_cost: float | None = None
 
     @property
     def undecided(self) -> list[str]:
@@ -93,6 +99,7 @@ class RankerScore:
             "name": self.name,
             "undecided": self.undecided,
             "means": self.means,
+            "mean_cost": self.mean_cost,
             "intervals": {k: list(v) if v else None for k, v in self.intervals.items()},
             "tasks": [t.__dict__ for t in self.tasks],
         }
@@ -109,6 +116,9 @@ class Evaluation:
     runs: int
     #: Joined tasks where fewer than 2 candidates have outcomes (see `uninformative`).
     single: list[str] = field(default_factory=list)
+    #: Whether any outcome recorded a cost (a CSV's `cost` column): the report shows each
+    #: ranker's winners' mean cost then.
+    costed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON data."""
@@ -117,6 +127,7 @@ class Evaluation:
             "runs": self.runs,
             "unjoined": self.unjoined,
             "single": self.single,
+            "costed": self.costed,
             "rankers": [r.to_dict() for r in self.rankers],
         }
 
@@ -146,10 +157,16 @@ def coverage_warning(single: Sequence[str], joined_tasks: int) -> str | None:
     )
 
 
-def task_scores(task: str, ranking: Ranking, actual: dict[str, float]) -> TaskScore | None:
+def task_scores(
+    task: str,
+    ranking: Ranking,
+    actual: dict[str, float],
+    costs: Mapping[str, float] | None = None,
+) -> TaskScore | None:
     """The metrics of one ranking against the actual success rates of its candidates (those
     without an outcome are left out of the correlations; a winner without one leaves top-1
-    and regret undecided, None); None when no candidate has one."""
+    and regret undecided, None), and the winner's mean cost per run (`costs`, by candidate);
+    None when no candidate has an outcome."""
     kept = [(name, score) for name, score in ranking if name in actual]
     if not kept:
         return None
@@ -164,6 +181,7 @@ def task_scores(task: str, ranking: Ranking, actual: dict[str, float]) -> TaskSc
         regret=regret(actual[winner], rates) if ran else None,
         spearman=spearman(scores, rates),
         kendall=kendall_tau_b(scores, rates),
+        cost=costs.get(winner) if costs is not None and ran else None,
     )
 
 
@@ -209,6 +227,7 @@ def _summarise(name: str, scores: list[TaskScore], resamples: int, seed: int) ->
         values = [s.metric(metric) for s in scores]
         result.means[metric] = mean(values)
         result.intervals[metric] = bootstrap_ci(values, resamples, seed)
+    result.mean_cost = mean([s.cost for s in scores])
     return result
 
 
@@ -239,13 +258,17 @@ def evaluate(
     outcomes = outcomes.resolve(tasks)  # (runs without a task, where their task is clear)
     per: dict[str, list[TaskScore]] = {name: [] for name in chosen}
     unjoined = []
+    costed = False
     for task in tasks:
-        actual = {name: o.success_rate for name, o in joined(task, outcomes).items()}
+        found = joined(task, outcomes)
+        actual = {name: o.success_rate for name, o in found.items()}
         if not actual:
             unjoined.append(task.id)
             continue
+        costs = {name: o.mean_cost for name, o in found.items()}
+        costed = costed or any(o.cost for o in found.values())
         for name in chosen:
-            score = task_scores(task.id, rankers[name](task), actual)
+            score = task_scores(task.id, rankers[name](task), actual, costs)
             assert score is not None
             per[name].append(score)
     return Evaluation(
@@ -254,18 +277,24 @@ def evaluate(
         unjoined=unjoined,
         runs=sum(o.runs for task in tasks for o in joined(task, outcomes).values()),
         single=uninformative(tasks, outcomes),
+        costed=costed,
     )
 
 
 def render_tasks(evaluation: Evaluation) -> str:
     """Per task: each ranker's winner and metrics (`-` where a correlation is undefined)."""
-    lines = [f"{'task':<16}{'ranker':<16}{'winner':<20}" + "".join(f"{m:>10}" for m in METRICS)]
+    costed = evaluation.costed
+    lines = [
+        f"{'task':<16}{'ranker':<16}{'winner':<20}"
+        + "".join(f"{m:>10}" for m in METRICS)
+        + (f"{'cost':>10}" if costed else "")
+    ]
     for position in range(evaluation.tasks):
         for ranker in evaluation.rankers:
             score = ranker.tasks[position]
             cells = "".join(
                 f"{'-' if score.metric(m) is None else format(score.metric(m), '.3f'):>10}"
-                for m in METRICS
+                for m in (*METRICS, *(("cost",) if costed else ()))
             )
             winner = score.winner + (" (no runs)" if score.top1 is None else "")
             lines.append(f"{score.task:<16}{ranker.name:<16}{winner:<20}{cells}")
@@ -295,7 +324,7 @@ def render(evaluation: Evaluation) -> str:
         + (f"; no outcome for {len(evaluation.unjoined)}" if evaluation.unjoined else "")
     ]
     header = f"{'ranker':<16}" + "".join(f"{m:>24}" for m in METRICS)
-    lines.append(header)
+    lines.append(header + (f"{'winner cost':>14}" if evaluation.costed else ""))
     for ranker in evaluation.rankers:
         cells = []
         for metric in METRICS:
@@ -305,6 +334,9 @@ def render(evaluation: Evaluation) -> str:
             if interval is not None:
                 text += f" [{interval[0]:.3f}, {interval[1]:.3f}]"
             cells.append(f"{text:>24}")
+        if evaluation.costed:  # (what choosing by this ranker spends per run, on average)
+            cost = ranker.mean_cost
+            cells.append(f"{'-' if cost is None else format(cost, '.3f'):>14}")
         lines.append(f"{ranker.name:<16}" + "".join(cells))
     undecided = [f"{r.name} {len(r.undecided)}" for r in evaluation.rankers if r.undecided]
     if undecided:

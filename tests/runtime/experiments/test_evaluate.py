@@ -135,7 +135,8 @@ def test_the_eval_command(bench: tuple[Path, Path, list], tmp_path: Path) -> Non
     assert rankers["car"]["means"]["regret"] == 0.75
     text = runner.invoke(app, [*args, "--per-task"]).stdout
     assert text.splitlines()[0] == "2 task(s) joined with 20 recorded run(s)"
-    per_task = [line.split() for line in text.splitlines() if line.startswith("t")]
+    # (the last cell: the winner's cost, its runs' wall time from the log)
+    per_task = [line.split()[:7] for line in text.splitlines() if line.startswith("t")]
     assert ["t1", "car", "c_fail", "0.000", "1.000", "-", "-"] in per_task
     assert ["t2", "carlang", "e_one", "1.000", "0.000", "1.000", "1.000"] in per_task
     assert "fewest_actions" in text and "random" in text
@@ -482,3 +483,38 @@ def test_a_plans_task_renamed_by_a_second_file_is_hinted(tmp_path: Path) -> None
     # with --plan, those runs are the chosen task's under its old name, not another task's
     chosen = CliRunner().invoke(app, [*args, str(other), "--plan", "newsletter"])
     assert hint in chosen.stderr and "other tasks" not in chosen.stderr, chosen.stderr
+
+
+def test_a_csvs_cost_is_what_each_rankers_winners_cost(
+    bench: tuple[Path, Path, list], tmp_path: Path
+) -> None:
+    """The `cost` column was read and checked, then used nowhere: costs of 200 or 0 gave the
+    same report. It is each winner's mean cost per run, and each ranker's mean over tasks."""
+    dataset, _, tasks = bench
+    csv = tmp_path / "o.csv"
+    csv.write_text(
+        "task,candidate,success,runs,cost\n"
+        "t1,c_okay,1,2,10\nt1,c_fail,0,1,2\nt1,c_flky,0.5,2,3\n"
+        "t2,e_one,1,1,4\nt2,d_two,0,1,8\n"
+    )
+    costs = {"c_okay": 10.0, "c_fail": 2.0, "c_flky": 3.0, "e_one": 4.0, "d_two": 8.0}
+    result = evaluate(tasks, Outcomes.load([csv]), resamples=0)
+    assert result.costed
+    for ranker in result.rankers:
+        assert [t.cost for t in ranker.tasks] == [costs[t.winner] for t in ranker.tasks]
+        assert ranker.mean_cost == sum(costs[t.winner] for t in ranker.tasks) / 2
+    fewest = {r.name: r for r in result.rankers}["fewest_actions"]
+    assert [t.winner for t in fewest.tasks] == ["c_fail", "e_one"] and fewest.mean_cost == 3.0
+    args = ["planner", "eval", str(dataset), "--resamples", "0", "--outcomes", str(csv)]
+    shown = CliRunner().invoke(app, args)
+    assert shown.exit_code == 0, shown.output
+    header, *rows = shown.stdout.splitlines()[1:]
+    assert header.endswith("winner cost")
+    assert any(row.startswith("fewest_actions") and row.endswith(" 3.000") for row in rows)
+    document = json.loads(CliRunner().invoke(app, [*args, "--json"]).stdout)
+    assert [r["mean_cost"] for r in document["rankers"]] == [r.mean_cost for r in result.rankers]
+    csv.write_text(csv.read_text().replace(",10\n", ",0\n").replace(",2\n", ",0\n"))
+    without = CliRunner().invoke(app, args).stdout
+    assert "winner cost" in without  # (some costs are still recorded)
+    csv.write_text("task,candidate,success\nt1,c_okay,1\nt2,e_one,1\n")
+    assert "winner cost" not in CliRunner().invoke(app, args).stdout
