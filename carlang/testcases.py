@@ -26,7 +26,7 @@ from typing import Any
 from carlang_runtime import ir
 from carlang_runtime.cel.values import CelEvalError, CelTimestamp, format_value, parse_timestamp
 from carlang_runtime.paramcheck import ParamChecker, finding_message
-from carlang_runtime.policy import state_problems
+from carlang_runtime.policy import HISTORY_STATUSES, state_problems
 from carlang_runtime.suggest import closest, did_you_mean
 
 from . import ast
@@ -166,7 +166,6 @@ def _declared_beside(root: Path | None, file: str, kind: str, name: str) -> str 
 _HISTORY = (
     'an entry is like {id: "t", type: "tool_call", tool: "fetch", params: {}, status: "succeeded"}'
 )
-_STATUSES = ("running", "succeeded", "failed", "skipped", "rejected")
 #: The fields of a `history` entry, and the types an action can have.
 _ENTRY_FIELDS = ("id", "type", "tool", "params", "status")
 _ACTION_TYPES = tuple(t.value for t in ir.ActionType)
@@ -597,7 +596,7 @@ class _Builder:
             if key not in _ENTRY_FIELDS:
                 hint = did_you_mean(str(key), _ENTRY_FIELDS, "`") or _HISTORY
                 problems.append((str(key), f"history entry {number} has no field `{key}`", hint))
-        for field_name, allowed in (("status", _STATUSES), ("type", _ACTION_TYPES)):
+        for field_name, allowed in (("status", HISTORY_STATUSES), ("type", _ACTION_TYPES)):
             value = entry.get(field_name)
             if value is not None and value not in allowed:
                 problems.append((str(value), f"history entry {number}: no {field_name} `{value}`",

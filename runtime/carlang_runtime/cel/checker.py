@@ -404,23 +404,49 @@ class _Checker:
             (left, node.left, node.right),
             (right, node.right, node.left),
         ):
-            if typed.values is None or not isinstance(literal, n.Literal):
-                continue
-            if not isinstance(literal.value, str) or literal.value in typed.values:
-                continue
-            allowed = ", ".join(f'"{v}"' for v in sorted(typed.values))
+            if isinstance(literal, n.Literal) and self.value_problem(node, typed, other, literal):
+                return
+
+    def value_problem(self, node: n.Expr, typed: Type, other: n.Expr, literal: n.Literal) -> bool:
+        """Report `literal`, compared with `other` (of type `typed`) by `node` (`==`, `!=`,
+        `in`), when `other` never has it: none of its only values (`typed.values`), or a
+        letter or two from one it is known to have (`known_values`: `action.tool == "refnd"`);
+        whether it did."""
+        value = literal.value
+        if not isinstance(value, str):
+            return False
+        written = self.text(other)
+        if typed.values is not None and value not in typed.values:
+            names = sorted(typed.values)
+        elif typed.known_values is not None and value not in typed.known_values:
+            if did_you_mean(value, typed.known_values) is None:
+                return False  # (another value it may have: an undeclared MCP tool's name)
+            names = sorted(typed.known_values)
+        else:
+            return False
+        listed = ", ".join(f'"{v}"' for v in names[:8]) + (", ..." if len(names) > 8 else "")
+        if typed.values is None:  # (others are possible: not "always")
+            message = f'"{value}" is none of the values `{written}` is known to have ({listed})'
+        elif isinstance(node, n.Binary) and node.op in ("==", "!="):
             always = "false" if node.op == "==" else "true"
-            self.report(
-                "warning",
-                "constant",
-                node,
-                f"`{self.text(other)}` is one of {allowed}: `{node.op}"
-                f' "{literal.value}"` is always {always}',
-                "compare with a value it can have, or add this one to the tool's parameter",
-            )
-            return
+            message = f'`{written}` is one of {listed}: `{node.op} "{value}"` is always {always}'
+        else:
+            message = f'`{written}` is one of {listed}: "{value}" never matches it'
+        parameter = written.startswith(("params", "action.params"))
+        help = did_you_mean(value, names, '"') or (
+            "compare with a value it can have"
+            + (", or add this one to the tool's parameter" if parameter else "")
+        )
+        where = literal if not isinstance(node, n.Binary) or node.op == "in" else node
+        self.report("warning", "constant", where, message, help)
+        return True
 
     def membership(self, node: n.Binary, item: Type, container: Type) -> Type:
+        if isinstance(node.right, n.ListExpr) and (item.values or item.known_values):
+            # `action.tool in ["refund", "emial"]`: each name checked as `==` checks it
+            for element in node.right.items:
+                if isinstance(element, n.Literal):
+                    self.value_problem(node, item, node.left, element)
         if (
             container.kind == "list"
             and container.element

@@ -50,6 +50,10 @@ class Type:
     patterns: Mapping[str, Type] = field(default_factory=dict, hash=False, compare=False)
     #: The only values it can have, when a schema lists them (`"EUR" | "USD"`, an `enum`).
     values: frozenset[Any] | None = field(default=None, hash=False, compare=False)
+    #: Values it is known to have, where others are possible too (`action.tool` in a policy
+    #: of every action: the declared tools, and an MCP server's): a string a letter or two
+    #: from one of them, and none of them, is a typo to report.
+    known_values: frozenset[str] | None = field(default=None, hash=False, compare=False)
 
     def __str__(self) -> str:
         if self.kind == "list" and self.element is not None and self.element.kind != "dyn":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from .activation import (
     HISTORY_LIMIT,
+    HISTORY_STATUSES,
     RUNNING,
     UNDECLARED_STATE_KEY,
     VARIABLES,
@@ -33,6 +34,7 @@ __all__ = [
     "VARIABLES",
     "RUNNING",
     "HISTORY_LIMIT",
+    "HISTORY_STATUSES",
     "UNDECLARED_STATE_KEY",
     "action_activation",
     "history_entry",

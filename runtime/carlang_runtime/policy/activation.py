@@ -15,6 +15,7 @@ condition like `action.tool == "shell"` is simply false for a state write.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any, Final
 
@@ -23,10 +24,11 @@ from ..cel.checker import Declarations
 from ..cel.types import DYN, STRING, TIMESTAMP, Type, from_json_schema, join, list_of, map_of
 from ..cel.values import CelTimestamp, cel_value
 from ..globs import GlobSet, is_glob
-from ..ir import Action, StateDecl, ToolSchema
+from ..ir import Action, ActionType, StateDecl, ToolSchema
 
 __all__ = [
     "HISTORY_LIMIT",
+    "HISTORY_STATUSES",
     "VARIABLES",
     "action_activation",
     "keep_history",
@@ -125,6 +127,10 @@ def state_problem(declared: Sequence[StateDecl], state: Mapping[str, Any]) -> st
 
 #: The status of an admitted action that has not ended, in `history`.
 RUNNING: Final = "running"
+#: Every status a `history` entry can have (`history_entry`).
+HISTORY_STATUSES: Final = (RUNNING, "succeeded", "failed", "skipped", "rejected")
+#: Every type an action can have (`action.type`, a history entry's `type`).
+_ACTION_TYPES = frozenset(t.value for t in ActionType)
 
 
 def history_entry(
@@ -184,23 +190,26 @@ def policy_declarations(
     `declared`: for a policy of every action, the tools the program declares: their
     parameters are what `params` may hold, each one missing from some actions (the other
     tools' calls, and state reads, writes and asserts, whose `params` are empty)."""
+    targets = list(targets) if targets is not None else None
     if targets is None:
         params: Type = map_of()
         if declared:
             # open: a tool the program does not declare (an MCP server's) may be called too
             nothing = Type("map", DYN, {}, False, frozenset())
             params = join([*(_parameters_type(t) for t in declared), nothing])
-        tool: Type = DYN
+        # (any tool's name, or null; a letter or two from a declared tool's is a typo)
+        tool: Type = replace(DYN, known_values=frozenset(t.name for t in declared or ()))
     else:
         schemas = [_parameters_type(t) for t in targets]
         params = join(schemas) if schemas else map_of()
         if params.kind != "map":
             params = map_of()
-        tool = STRING
+        tool = replace(STRING, values=frozenset(t.name for t in targets))
+    kind = replace(STRING, values=_ACTION_TYPES)
     action = map_of(
         fields={
             "id": STRING,
-            "type": STRING,
+            "type": kind,
             "tool": tool,
             "params": params,
             "proposal": STRING,
@@ -211,7 +220,13 @@ def policy_declarations(
     # closed: an entry has these fields and no other, so `h.tol` is a typo to report (it
     # would fail the condition, and the policy would fail closed, once history has an entry)
     history_entry = map_of(
-        fields={"id": STRING, "type": STRING, "tool": DYN, "params": map_of(), "status": STRING},
+        fields={
+            "id": STRING,
+            "type": kind,
+            "tool": replace(DYN, known_values=frozenset(t.name for t in declared or targets or ())),
+            "params": map_of(),
+            "status": replace(STRING, values=frozenset(HISTORY_STATUSES)),
+        },
         closed=True,
     )
     # every field partial: a host sets the scope it has (no tenant in a single-tenant run, the
