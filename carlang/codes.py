@@ -519,6 +519,15 @@ COMPILER_CODES: tuple[Code, ...] = (
         "names the rows instead)",
         "carlang",
     ),
+    Code(
+        "CL0703",
+        "test-reads-the-clock",
+        "tests",
+        "warning",
+        "an action test without `now` whose action a policy reading `now` judges: it passes "
+        "or fails by the time of day the tests run",
+        "carlang",
+    ),
 )
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from carlang_runtime import ir
 from carlang_runtime.cel.values import CelEvalError, CelTimestamp, format_value, parse_timestamp
+from carlang_runtime.globs import GlobSet
 from carlang_runtime.paramcheck import ParamChecker, finding_message
 from carlang_runtime.policy import HISTORY_STATUSES, state_problems
 from carlang_runtime.suggest import closest, did_you_mean
@@ -39,6 +40,8 @@ from .source import Source, Span
 TEST_PROBLEM = "CL0701"
 #: A table column no `$column` of its test uses.
 UNUSED_COLUMN = "CL0702"
+#: An action test without `now` that a policy reading the clock judges.
+READS_THE_CLOCK = "CL0703"
 #: The column whose cells name the rows (when no `$name` uses it).
 ROW_NAME = "name"
 
@@ -198,6 +201,8 @@ class _Builder:
     skipped: SkippedText = field(default_factory=SkippedText)
     #: the project root, which sources' names are relative to (None: files are not looked at)
     root: Path | None = None
+    #: the policies whose condition reads `now` (see `clock_policies`)
+    _clock_policies: list[ir.CelPolicy] | None = None
 
     def error(self, source: Source, span: Span, message: str, help: str | None = None) -> None:
         self.diagnostics.error(TEST_PROBLEM, message, source, span, help=help)
@@ -251,6 +256,7 @@ class _Builder:
         self.row_cells = []
         rows = self.rows(source, decl)
         labels = _row_labels([row for row, _ in rows], decl)
+        built = len(self.cases)
         for number, (row, where) in enumerate(rows, start=1):
             name = title if len(rows) == 1 else f"{title} [{labels[number - 1]}]"
             try:
@@ -266,6 +272,35 @@ class _Builder:
                 return
             if case is not None:
                 self.cases.append(case)
+        self.clock_warning(source, decl, self.cases[built:])
+
+    def clock_warning(self, source: Source, decl: ast.TestDecl, cases: list[TestCase]) -> None:
+        """CL0703 when the test's action, given no `now`, is judged by a policy that reads
+        `now`: the test decides at the time it runs, so it passes at 09:00 and fails at 22:00
+        (a trial found it under `faketime`)."""
+        undated = {c.action.tool for c in cases if c.action is not None and c.now is None}
+        readers = sorted(
+            {p.name for p in self.clock_policies() for tool in undated if _judges(p, tool)}
+        )
+        if readers:
+            named = ", ".join(f"`{name}`" for name in readers)
+            which = f"policy {named} reads" if len(readers) == 1 else f"policies {named} read"
+            self.diagnostics.warning(
+                READS_THE_CLOCK,
+                f"{which} `now`, and this test gives none: it passes or fails by the time it"
+                " runs",
+                source,
+                decl.name.span,
+                help='give the test its time: `now "2026-01-05T12:00:00Z"` (or a `$column`)',
+            )
+
+    def clock_policies(self) -> list[ir.CelPolicy]:
+        """The program's policies whose condition reads `now` (found once)."""
+        if self._clock_policies is None:
+            self._clock_policies = [
+                p for p in self.program.policies if isinstance(p, ir.CelPolicy) and _reads_now(p)
+            ]
+        return self._clock_policies
 
     def rows(self, source: Source, decl: ast.TestDecl) -> list[tuple[dict[str, Any], Span]]:
         """Each row's values by column, with the row's span (a failure points at its row)."""
@@ -704,6 +739,24 @@ class _Builder:
 
     def program_tool(self, name: str) -> ir.ToolSchema | None:
         return next((t for t in self.program.tools if t.name == name), None)
+
+
+def _reads_now(policy: ir.CelPolicy) -> bool:
+    """Whether the policy's condition reads `now` (False when it does not compile: that is
+    reported where it is written)."""
+    from carlang_runtime.cel import CelCompileError, CelSyntaxError, compile
+
+    if policy.when is None or "now" not in policy.when:
+        return False
+    try:
+        return "now" in compile(policy.when).variables
+    except (CelCompileError, CelSyntaxError):
+        return False
+
+
+def _judges(policy: ir.CelPolicy, tool: str | None) -> bool:
+    """Whether `policy` judges a call of `tool` (None: an action that is no call)."""
+    return not policy.tools or (tool is not None and GlobSet(policy.tools).matches(tool))
 
 
 def build_tests(
