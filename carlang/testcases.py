@@ -42,6 +42,9 @@ TEST_PROBLEM = "CL0701"
 UNUSED_COLUMN = "CL0702"
 #: An action test without `now` that a policy reading the clock judges.
 READS_THE_CLOCK = "CL0703"
+#: The warnings about tests themselves, which `carlang test` shows too (a test that passes
+#: for the wrong reason is what a test run must not hide).
+TEST_WARNINGS = frozenset({UNUSED_COLUMN, READS_THE_CLOCK})
 #: The column whose cells name the rows (when no `$name` uses it).
 ROW_NAME = "name"
 

@@ -1095,3 +1095,16 @@ test "neg" {
     assert out.splitlines()[-1] == "1 passed, 0 failed"
     code, out, err = run("test", str(write(tmp_path, program.replace("invalid", "valid"))))
     assert code == 1 and "error[CL0203]" in err
+
+
+def test_test_shows_the_warnings_about_the_tests_themselves(tmp_path: Path) -> None:
+    """A table whose `decision` column no `$decision` uses let a wrong row pass, and CL0702
+    was a warning only `check` showed: `carlang test` shows the tests' own warnings too."""
+    program = PROGRAM + (
+        'test "rows" {\n  action fetch(url: $url)\n  expect deny\n  where\n'
+        '    | url        | decision |\n    | "http://x" | deny     |\n'
+        '    | "http://y" | allow    |\n}\n'
+    )
+    code, out, err = run("test", str(write(tmp_path, program)))
+    assert "warning[CL0702]: no `$decision` uses column `decision`" in err
+    assert code == 0 and out.splitlines()[-1].endswith("0 failed")

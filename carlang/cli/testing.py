@@ -100,6 +100,7 @@ def _tested(
     pre-commit hook runs `carlang test` on the whole folder); the exit code."""
     from carlang.render import plural
     from carlang.render import render_text as render_diagnostics
+    from carlang.testcases import TEST_WARNINGS
     from carlang.testreport import render_json, render_junit, render_text, threshold_problem
     from carlang.testrun import Coverage, run_tests
 
@@ -121,6 +122,11 @@ def _tested(
         if d.location()[0] in names
     ]
     runnable = [r for r in results if all(r is not b for b in broken)]
+    # the tests' own warnings (a table column no `$column` uses, a test that reads the
+    # clock): a test that passes for the wrong reason is what a test run must not hide
+    doubtful = [d for d in diagnostics if d.severity == "warning" and d.code in TEST_WARNINGS]
+    if doubtful:
+        echo_err(painted(render_diagnostics(doubtful), err=True))
     if errors:
         echo_err(painted(render_diagnostics(errors), err=True))
         skipped = ", ".join(r.loaded.entry.source.name for r in broken if r.loaded.entry)
