@@ -194,3 +194,24 @@ def test_an_output_never_replaces_an_input(
     assert result.exit_code == 2, result.output
     assert problem in result.stderr
     assert {name: (tmp_path / name).read_bytes() for name in names.values()} == before
+
+
+@pytest.mark.parametrize(
+    ("document", "problem"),
+    [
+        ('{"monte_carlo_trials": true}', "monte_carlo_trials = true: input should be a valid"),
+        ('{"cost_weight": "2"}', 'cost_weight = "2": input should be a valid number'),
+    ],
+)
+def test_a_config_files_values_keep_their_types(
+    tmp_path: Path, document: str, problem: str
+) -> None:
+    """`{"monte_carlo_trials": true}` ran 1 trial and `"2"` was a number: a config file's
+    values are typed, so they are taken as written (`--set`'s text is converted)."""
+    config = tmp_path / "c.json"
+    config.write_text(document)
+    result = runner.invoke(app, ["rank", str(TASKS), "--config", str(config)])
+    assert result.exit_code == 2
+    assert f"{config}:1:" in result.stderr and problem in result.stderr
+    fine = runner.invoke(app, ["rank", str(TASKS), "--set", "cost_weight=0.5"])
+    assert fine.exit_code in (0, 1), fine.output

@@ -222,7 +222,7 @@ def load_config(path: Path | None) -> PlannerConfig:
             ' {"cost_weight": 0.3}'
         )
     try:
-        return PlannerConfig().with_settings(document)
+        return PlannerConfig().with_settings(document, strict=True)
     except SettingError as exc:
         toml = path.suffix == ".toml"
         at = setting_position(text, exc.setting, toml, within) if exc.setting else None

@@ -7,6 +7,7 @@ switched off by setting their weight to 0; `PlannerConfig.car()` switches all of
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -191,21 +192,25 @@ class PlannerConfig(BaseModel):
         """Every setting's name and what it means."""
         return {name: field.description or "" for name, field in cls.model_fields.items()}
 
-    def with_settings(self, settings: Mapping[str, float | int | str]) -> PlannerConfig:
+    def with_settings(
+        self, settings: Mapping[str, float | int | str], *, strict: bool = False
+    ) -> PlannerConfig:
         """A copy with `settings` applied; raises `SettingError` for an unknown name (with a
-        did-you-mean) or a value out of range."""
+        did-you-mean) or a value out of range. `strict`: the values are typed already (a
+        config file's JSON or TOML), so `true` or `"2"` is refused, not read as 1 or 2 (text,
+        as `--set` gives, is converted otherwise)."""
         for name in settings:
             problem = unknown_setting(name)
             if problem is not None:
                 raise SettingError(problem, name)
         data = {**self.model_dump(), **settings}
         try:
-            return PlannerConfig.model_validate(data)
+            return PlannerConfig.model_validate(data, strict=strict)
         except ValidationError as exc:
             error = exc.errors()[0]
             name = ".".join(str(part) for part in error["loc"])
             raise SettingError(
-                f"setting {name} = {data.get(name)!r}: {error['msg'].lower()}", name
+                f"setting {name} = {_shown(data.get(name))}: {error['msg'].lower()}", name
             ) from None
 
     def with_cost_target(self, target: CostTarget) -> PlannerConfig:
@@ -276,3 +281,11 @@ def setting_position(text: str, name: str, toml: bool, within: Sequence[str] = (
         return None
     line = text.count("\n", 0, match.end()) + 1
     return f"{line}:{match.end() - (text.rfind(chr(10), 0, match.end()) + 1) + 1}"
+
+
+def _shown(value: Any) -> str:
+    """A setting's value as it was written: JSON (`true`, `"2"`), else as Python shows it."""
+    try:
+        return json.dumps(value)
+    except (TypeError, ValueError):
+        return repr(value)
