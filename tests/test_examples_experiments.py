@@ -171,7 +171,7 @@ def test_a_broken_toml_config_and_outcome_cells_say_where_and_what(
         ("t0,t0c0,1,0", "column `runs`: '0' is not a whole number of runs, 1 or more"),
         ("t0,t0c0,yes,1", "column `success`: 'yes' is not a number between 0 and 1"),
         ("t0,t0c0,1.5,1", "column `success`: '1.5' is not a number between 0 and 1"),
-        ("t0,t0c0,,1", "column `success`: nothing is not a number between 0 and 1"),
+        ("t0,t0c0,,1", "column `success` is empty; it needs a number between 0 and 1"),
         ("t0,t0c0,1,1,x", "column `cost`: 'x' is not a number (the mean cost of a run)"),
     ]:
         outcomes.write_text(f"task,candidate,success,runs,cost\nt0,t0c1,0,1,\n{rows}\n")

@@ -18,6 +18,7 @@ such a candidate, which one it ran for is unknown: it is left out, and `warnings
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -229,12 +230,18 @@ class Outcomes:
     def learn_csv(self, path: Path) -> None:
         """Count the rows of an outcomes CSV (see the module's docstring)."""
         text = read_input(path)
-        reader = csv.DictReader(text.splitlines())
-        missing = {"task", "candidate", "success"} - set(reader.fieldnames or ())
+        # (newline="": a quoted cell may hold a line break, as `rank --format csv` writes one;
+        # skipinitialspace: `task, candidate, success` names the columns it seems to)
+        reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
+        header = reader.fieldnames or []
+        missing = {"task", "candidate", "success"} - set(header)
         if missing:
             raise DatasetError(f"{path}:1: missing column(s): {', '.join(sorted(missing))}")
-        for number, row in enumerate(reader, 2):
-            where = f"{path}:{number}"
+        twice = sorted({name for name in header if header.count(name) > 1})
+        if twice:  # (the last one's cells were used, silently)
+            raise DatasetError(f"{path}:1: column(s) given twice: {', '.join(twice)}")
+        for row in reader:
+            where = f"{path}:{reader.line_num}"
             runs = _cell(row, "runs", where, _whole, "1", "a whole number of runs, 1 or more")
             rate = _cell(row, "success", where, _rate, None, "a number between 0 and 1")
             if rate not in (0.0, 1.0) and not (row.get("runs") or "").strip():
@@ -245,7 +252,7 @@ class Outcomes:
                 )
             cost = _cell(row, "cost", where, _number, "0", "a number (the mean cost of a run)")
             task, candidate = row["task"] or ANY_TASK, row["candidate"]
-            self.add(task, candidate, runs, rate * runs, cost * runs, f"{path}:{number}")
+            self.add(task, candidate, runs, rate * runs, cost * runs, where)
 
     @classmethod
     def load(cls, paths: Iterable[Path]) -> Outcomes:
@@ -414,8 +421,9 @@ def _cell(
     text = (row.get(column) or "").strip() or default
     value = read(text) if text is not None else None
     if value is None:
-        shown = f"{text!r}" if text else "nothing"
-        raise DatasetError(f"{where}: column `{column}`: {shown} is not {expected}")
+        if not text:
+            raise DatasetError(f"{where}: column `{column}` is empty; it needs {expected}")
+        raise DatasetError(f"{where}: column `{column}`: {text!r} is not {expected}")
     return value
 
 

@@ -518,3 +518,24 @@ def test_a_csvs_cost_is_what_each_rankers_winners_cost(
     assert "winner cost" in without  # (some costs are still recorded)
     csv.write_text("task,candidate,success\nt1,c_okay,1\nt2,e_one,1\n")
     assert "winner cost" not in CliRunner().invoke(app, args).stdout
+
+
+def test_an_outcomes_csv_is_read_as_csv_is_written(tmp_path: Path) -> None:
+    """A trial: a task id `rank --format csv` wrote with a line break in its quotes lost the
+    break when read back (the rows were split by line first); `task, candidate, success`
+    (spaces after the commas) named no column; a column given twice used its last cells."""
+    from carlang_runtime.experiments.dataset import DatasetError
+
+    csv_file = tmp_path / "o.csv"
+    csv_file.write_text(
+        'task, candidate, success\n"trip, ""NYC""\nline2",a,1\nt2,b,0\n', newline=""
+    )
+    outcomes = Outcomes.load([csv_file])
+    assert outcomes.for_task('trip, "NYC"\nline2', ["a"])["a"].runs == 1
+    assert outcomes.for_task("t2", ["b"])["b"].success_rate == 0.0
+    csv_file.write_text('task,candidate,success\n"x\ny",a,maybe\n')
+    with pytest.raises(DatasetError, match=f"{csv_file}:3: column `success`: 'maybe'"):
+        Outcomes.load([csv_file])
+    csv_file.write_text("task,candidate,success,success\nt1,a,1,0\n")
+    with pytest.raises(DatasetError, match="1: column\\(s\\) given twice: success"):
+        Outcomes.load([csv_file])
