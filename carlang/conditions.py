@@ -198,6 +198,8 @@ def _syntax_help(text: str, offset: int) -> str | None:
     for clause in _AFTER_CONDITION:
         if rest.startswith(clause) and not rest[len(clause) : len(clause) + 1].isalnum():
             return f"`{clause}` goes on its own line, after the condition"
+    if rest.startswith("=~"):  # (Perl's and Ruby's match operator)
+        return 'CEL matches a regular expression with `.matches()`: `x.matches("US.*")`'
     if rest.startswith("=") and not rest.startswith("=="):
         return "compare with `==` (a condition assigns nothing)"
     if not rest.split("\n", 1)[0].strip():

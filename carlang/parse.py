@@ -850,6 +850,15 @@ def _continued_condition(source: Source, token: Token) -> str | None:
     )
 
 
+#: The words of `reversibility WORD` (`reversibility_word` in the grammar).
+_REVERSIBILITIES = frozenset(("reversible", "compensable", "irreversible"))
+
+
+def _previous_words(source: Source, token: Token, count: int) -> list[str]:
+    """The `count` words written before `token` (fewer at the start of the file)."""
+    return source.text[: token[2]].split()[-count:]
+
+
 def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]) -> str | None:
     """A hint for the mistakes people make most often, when this problem looks like one."""
     token = problem.token
@@ -865,6 +874,14 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
         return continued
     if text == "=" and "==" in expected_text:
         return "comparisons use `==`"
+    if text in _REVERSIBILITIES and "reversibility" in expected_text:
+        return f"a tool's reversibility is an item: `reversibility {text}`"
+    if text == "," and "expect" in expected_text:  # (`action t(n: 6), expect deny`)
+        return "a test's items go one a line, without `,`"
+    if text == "if" and "when" in expected_text:  # (`deny refund if params.amount > 5`)
+        return "a policy's condition follows `when`: `deny TOOLS when CONDITION`"
+    if kind == "IDENT" and _previous_words(source, token, 2) == ["by", "policy"]:
+        return f"`by` takes the policy's name alone: `by {_shortened(text)}`"
     if kind == "IDENT" and "STRING" in problem.expected and "IDENT" not in problem.expected:
         return f'strings need double quotes: "{_shortened(text)}"'
     if "," in expected_text and kind in ("IDENT", "STRING", "NUMBER") and problem.after is not None:

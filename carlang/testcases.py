@@ -290,8 +290,7 @@ class _Builder:
             which = f"policy {named} reads" if len(readers) == 1 else f"policies {named} read"
             self.diagnostics.warning(
                 READS_THE_CLOCK,
-                f"{which} `now`, and this test gives none: it passes or fails by the time it"
-                " runs",
+                f"{which} `now`, and this test gives none: it passes or fails by the time it runs",
                 source,
                 decl.name.span,
                 help='give the test its time: `now "2026-01-05T12:00:00Z"` (or a `$column`)',

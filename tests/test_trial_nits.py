@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from carlang.compiler import compile_file
+from tests.helpers import compile_diagnostics
 from tests.runtime.engine.support import proposal, write
 
 runner = CliRunner()
@@ -209,3 +210,37 @@ def test_fmt_rewrites_no_read_only_file(tmp_path: Path) -> None:
     )
     assert locked.read_text() == open_one.read_text() == "tool   t()\n"
     assert runner.invoke(app, ["fmt", "--check", str(locked)]).exit_code == 1
+
+
+@pytest.mark.parametrize(
+    ("text", "help"),
+    [
+        (
+            "tool refund(amount: float)\npolicy p: deny refund if params.amount > 5\n",
+            "a policy's condition follows `when`: `deny TOOLS when CONDITION`",
+        ),
+        (
+            'tool t(c: string)\npolicy p: deny t when params.c =~ "US.*"\n',
+            'CEL matches a regular expression with `.matches()`: `x.matches("US.*")`',
+        ),
+        (
+            "tool t(n: int)\npolicy big: deny t when params.n > 5\n"
+            'test "x" {\n  action t(n: 6)\n  expect deny by policy big\n}\n',
+            "`by` takes the policy's name alone: `by big`",
+        ),
+        (
+            "tool t(n: int) {\n  reversible\n}\n",
+            "a tool's reversibility is an item: `reversibility reversible`",
+        ),
+        (
+            "tool t(n: int)\npolicy p: deny t when params.n > 5\n"
+            'test "x" {\n  action t(n: 6), expect deny\n}\n',
+            "a test's items go one a line, without `,`",
+        ),
+    ],
+)
+def test_a_mistake_from_another_language_gets_a_hint(text: str, help: str) -> None:
+    """A trial's mistakes: `if` for `when`, Perl's `=~`, `by policy NAME`, `reversible` alone,
+    a comma between a test's items; each was an error without a way out."""
+    [first, *_] = compile_diagnostics(text).diagnostics.sorted()
+    assert first.help == help, first
