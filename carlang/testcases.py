@@ -504,6 +504,8 @@ class _Builder:
                 return None
             if by is not None and not self.by_fits_shadow(source, expect, by):
                 return None
+            if by is not None and not self.by_can_decide(source, expect, word, by):
+                return None
             return Expectation("decision", word, by, shadow=expect.shadow)
         if expect.kind == "codes":
             known = _expectable_codes()
@@ -560,6 +562,39 @@ class _Builder:
                 " policies",
                 f"write `expect {decided} by {name}`",
             )
+        return False
+
+    def by_can_decide(self, source: Source, expect: ast.Expect, word: str, name: str) -> bool:
+        """Whether policy NAME can make the decision `word` in a test: a deny policy never
+        asks for approval (a test expecting it could only fail, and said only "did not
+        match"), and a rate limit never fires when a test decides a call alone."""
+        policy = next((p for p in self.program.policies if p.name == name), None)
+        if policy is None:  # (`capability:NAME`)
+            return True
+        span = self.cell(expect.by) if isinstance(expect.by, ast.Column) else expect.span
+        if policy.rule == "rate_limit_tool":
+            self.error(
+                source,
+                span,
+                f"`{name}` is a rate limit: it never fires in a test, which decides one call"
+                " with no calls before it",
+                "a rate limit counts the calls of a run: see it fire in `carlang run`",
+            )
+            return False
+        effect = getattr(policy, "effect", ir.PolicyEffect.DENY)
+        # (an allow policy allows what it matches and denies the rest of its tools' calls)
+        can = {
+            ir.PolicyEffect.DENY: ("deny",),
+            ir.PolicyEffect.REQUIRE_APPROVAL: ("require_approval",),
+        }.get(effect, ("allow", "deny"))
+        if word in can:
+            return True
+        self.error(
+            source,
+            span,
+            f"`{name}` decides {' or '.join(can)}, never {word}",
+            f"write `expect {can[0]} by {name}`, or name the policy that decides {word}",
+        )
         return False
 
     def cell(self, column: ast.Column) -> Span:

@@ -1108,3 +1108,26 @@ def test_test_shows_the_warnings_about_the_tests_themselves(tmp_path: Path) -> N
     code, out, err = run("test", str(write(tmp_path, program)))
     assert "warning[CL0702]: no `$decision` uses column `decision`" in err
     assert code == 0 and out.splitlines()[-1].endswith("0 failed")
+
+
+def test_an_expectation_the_named_policy_can_never_meet_is_an_error(tmp_path: Path) -> None:
+    """`expect require_approval by huge` (a deny policy) and `expect deny by
+    "rate_limit_tool:refund"` (a rate limit, which never fires when a test decides one call)
+    could only fail, saying "did not match"; `check` now says why at the expectation."""
+    program = """tool refund(amount: float)
+policy huge: deny refund when params.amount > 1000.0
+rate_limit_tool refund 3 per 1m
+test "a" {
+  action refund(amount: 5000.0)
+  expect require_approval by huge
+}
+test "b" {
+  action refund(amount: 5.0)
+  expect deny by "rate_limit_tool:refund"
+}
+"""
+    code, out, _ = run("check", str(write(tmp_path, program)))
+    assert code == 1
+    assert "p.car:6:3: error[CL0701]: `huge` decides deny, never require_approval" in out
+    assert "help: write `expect deny by huge`" in out
+    assert "p.car:10:3: error[CL0701]: `rate_limit_tool:refund` is a rate limit" in out
