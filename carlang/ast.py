@@ -184,7 +184,7 @@ def _next_part(parts: tuple[Value, ...] | dict[str, Value], path: str) -> tuple[
     is followed by the end, `.` or `[`, as keys may hold either) and the rest of `path`."""
     if isinstance(parts, tuple):
         index, closing = path[1:].partition("]")[::2] if path.startswith("[") else ("", "")
-        if index.isdigit() and int(index) < len(parts):
+        if index.isascii() and index.isdigit() and int(index) < len(parts):
             return parts[int(index)], closing
         return None
     if not path.startswith("."):

@@ -347,7 +347,8 @@ def _names_in(decl: ast.ActionDecl) -> list[ast.Name]:
 def _argument_at(call: ast.Call, path: str) -> tuple[ast.Arg | None, str]:
     """The argument a parameter path (`trip.legs[1].to`, after `parameters.`) is in, and the
     path inside its value (`.legs[1].to`); (None, "") when the call has no such argument."""
-    for arg in call.args:
+    # (the longest name first: `a.b` is a name an argument may have, beside `a`)
+    for arg in sorted(call.args, key=lambda a: -len(a.name.text)):
         name = arg.name.text
         if path == name or (path.startswith(name) and path[len(name)] in ".["):
             return arg, path[len(name) :]

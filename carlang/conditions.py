@@ -15,7 +15,7 @@ from carlang_runtime.cel import CelSyntaxError, Limits
 from carlang_runtime.cel.build import parse
 from carlang_runtime.cel.checker import CelIssue, Declarations, check_tree
 from carlang_runtime.cel.cost import estimate
-from carlang_runtime.globs import GlobSet
+from carlang_runtime.globs import GlobSet, is_glob
 from carlang_runtime.policy import policy_declarations, state_type
 
 from . import ast
@@ -214,7 +214,8 @@ def declarations_of(
     the program declares (`index`: `tool_index(program)`, when made already)."""
     targets = policy_targets(program, policy, index)
     state = state_type(program.state)
-    return policy_declarations(targets, state, declared=program.tools if targets is None else ())
+    complete = not any(is_glob(pattern) for pattern in policy.tools)
+    return policy_declarations(targets, state, declared=program.tools, complete=complete)
 
 
 #: The positions of a program's tools, by name (`tool_index`).

@@ -115,7 +115,10 @@ def eval_context(
     )
     # what a policy condition sees: `params` of the tool, `state` of the declared keys
     declarations = policy_declarations(
-        [schema] if schema is not None else None, state_type(program.state)
+        [schema] if schema is not None else None,
+        state_type(program.state),
+        declared=program.tools,
+        complete=True,
     )
     return EvalContext(program, schema, declarations, activation, parameters, current)
 

@@ -281,9 +281,16 @@ class _Builder:
         """CL0703 when the test's action, given no `now`, is judged by a policy that reads
         `now`: the test decides at the time it runs, so it passes at 09:00 and fails at 22:00
         (a trial found it under `faketime`)."""
-        undated = {c.action.tool for c in cases if c.action is not None and c.now is None}
         readers = sorted(
-            {p.name for p in self.clock_policies() for tool in undated if _judges(p, tool)}
+            {
+                policy.name
+                for case in cases
+                if case.action is not None and case.now is None
+                for policy in self.clock_policies()
+                if _judges(policy, case.action.tool)
+                # (a shadow policy decides only what `expect shadow` asks)
+                and (not policy.shadow or any(e.shadow for e in case.expectations))
+            }
         )
         if readers:
             named = ", ".join(f"`{name}`" for name in readers)

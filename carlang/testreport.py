@@ -87,11 +87,13 @@ def render_json(
     threshold: float | None,
     errors: Sequence[Diagnostic] = (),
     unrun: str | None = None,
+    skipped: str | None = None,
 ) -> str:
     """Every case with its outcome, the program errors that kept the tests from running (each
     at its file, line and column), coverage when asked for, with whether it met
     `--threshold`, and `unrun`: why no test ran at all, when none did for a reason of the
-    run's own (`no tests match ...`, input the command could not use)."""
+    run's own (`no tests match ...`, input the command could not use); `skipped`: why none
+    ran in a run that does not fail for it (a project without tests)."""
     failed = sum(1 for r in results if not r.passed)
     document: dict[str, Any] = {
         "passed": len(results) - failed,
@@ -113,6 +115,8 @@ def render_json(
     }
     if unrun is not None:
         document["unrun"] = unrun
+    if skipped is not None:
+        document["skipped"] = skipped
     if coverage is not None:
         problem = threshold_problem(coverage, threshold)
         document["coverage"] = {

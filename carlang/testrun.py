@@ -105,12 +105,11 @@ class Coverage:
         failing = " (where tests made it apply, its condition failed to evaluate)"
         if not seen:
             return "never exercised" + (failing if key in self.failed else "")
+        also = "; in some its condition failed to evaluate)" if key in self.failed else ")"
         if False in possible and False not in seen:
-            return "never reached false (no test where it applies and does not match)"
+            return "never reached false (no test where it applies and does not match" + also
         if True in possible and True not in seen:
-            return "never reached true (no test where it matches" + (
-                "; in some its condition failed to evaluate)" if key in self.failed else ")"
-            )
+            return "never reached true (no test where it matches" + also
         return None
 
 

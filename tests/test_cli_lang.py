@@ -448,3 +448,14 @@ def test_compile_never_writes_over_its_own_program(tmp_path: Path) -> None:
     out = tmp_path / "x.json"
     assert CliRunner().invoke(app, ["compile", str(program), "-o", str(out)]).exit_code == 0
     assert json.loads(out.read_text()) and program.read_text() == before
+
+
+def test_an_output_that_is_a_link_loop_is_a_usage_error(tmp_path: Path) -> None:
+    """`compile -o loop.json`, a link to itself: checking that the output is not the program
+    resolved the link and ended in an internal error."""
+    program = tmp_path / "p.car"
+    program.write_text("tool t()\nproposal p { a = t() }\n")
+    (tmp_path / "loop.json").symlink_to(tmp_path / "loop.json")
+    result = CliRunner().invoke(app, ["compile", str(program), "-o", str(tmp_path / "loop.json")])
+    assert result.exit_code == 2, result.output
+    assert "cannot write" in result.stderr and "internal error" not in result.output

@@ -447,7 +447,7 @@ def test_a_project_without_tests_is_a_skipped_case_not_an_empty_report(tmp_path:
     (skipped,) = ET.fromstring(out).iter("skipped")
     assert skipped.get("message") == f"no tests in {path}"
     code, out, _ = run("test", str(path), "--format", "json")
-    assert code == 0 and json.loads(out)["unrun"] == f"no tests in {path}"
+    assert code == 0 and json.loads(out)["skipped"] == f"no tests in {path}"
 
 
 def test_a_threshold_message_never_shows_the_coverage_equal_to_it(tmp_path: Path) -> None:
@@ -1131,3 +1131,85 @@ test "b" {
     assert "p.car:6:3: error[CL0701]: `huge` decides deny, never require_approval" in out
     assert "help: write `expect deny by huge`" in out
     assert "p.car:10:3: error[CL0701]: `rate_limit_tool:refund` is a rate limit" in out
+
+
+def test_a_program_sharing_a_file_with_a_broken_one_is_still_tested(tmp_path: Path) -> None:
+    """`a.car` and `b.car` both import `tools.car`; a's test is broken. b's tests still run,
+    in `check --strict` as in `carlang test`, and b's own untested policy is reported."""
+    write(tmp_path, "tool t(n: int)\n", "tools.car")
+    write(tmp_path, 'import "tools.car"\n' + _BROKEN_TEST.split("\n", 2)[2], "a.car")
+    b = 'import "tools.car"\npolicy bb: deny t when params.n > 3\n'
+    b += 'test "small" {\n  action t(n: 1)\n  expect allow\n}\n'
+    write(tmp_path, b, "b.car")
+    paths = [str(tmp_path / "a.car"), str(tmp_path / "b.car")]
+    code, out, _ = run("check", "--strict", *paths)
+    assert "error[CL0701]: no policy is called `nosuch`" in out
+    assert "warning[CL0524]: policy `bb` never reached true" in out
+    code, out, err = run("test", *paths)
+    assert out.splitlines()[-1].startswith("1 passed, 0 failed"), (out, err)
+
+
+def test_a_fixture_a_test_in_another_file_expects_does_not_stop_its_program(
+    tmp_path: Path,
+) -> None:
+    """A proposal in `p.car` that a test in `p_test.car` expects invalid is that test's
+    fixture: `p.car`'s own program is not "a program with errors not tested"."""
+    write(
+        tmp_path,
+        "tool refund(order_id: string, reason?: string)\n"
+        'proposal bad {\n  r = refund(order_id: "o", reson: "x")\n}\n',
+        "p.car",
+    )
+    write(
+        tmp_path,
+        'import "p.car"\ntest "neg" {\n  proposal bad\n  expect invalid\n}\n',
+        "p_test.car",
+    )
+    code, out, err = run("test", str(tmp_path))
+    assert code == 0, (out, err)
+    assert out.splitlines()[-1] == "1 passed, 0 failed"
+
+
+def test_the_clock_warning_minds_shadow_policies_and_pragmas(tmp_path: Path) -> None:
+    """CL0703 is about what decides the test: a shadow policy reading `now` decides only an
+    `expect shadow` test; a pragma that accepts the warning keeps `carlang test` quiet too."""
+    program = """tool refund(amount: float)
+policy night: shadow require_approval refund when now.getHours() >= 20
+test "plain" {
+  action refund(amount: 5.0)
+  expect allow
+}
+test "shadowed" {  # carlang: allow CL0703
+  action refund(amount: 5.0)
+  expect shadow allow
+}
+test "shadowed loud" {
+  action refund(amount: 5.0)
+  expect shadow allow
+}
+"""
+    path = write(tmp_path, program)
+    code, out, _ = run("check", str(path))
+    assert out.count("CL0703") == 1 and "p.car:11:6: warning[CL0703]" in out
+    code, _, err = run("test", str(path))
+    assert err.count("CL0703") == 1 and "p.car:11:6" in err
+
+
+def test_an_allow_policy_that_fails_to_evaluate_reached_neither_outcome(tmp_path: Path) -> None:
+    """An allow policy whose condition failed (no `ticket` given) counted as its false
+    outcome, where a deny policy's failure counts as neither: both count it as failing."""
+    program = """tool deploy(env: string, ticket?: string)
+policy needs_ticket: allow deploy when params.ticket != ""
+test "no ticket" {
+  action deploy(env: "prod")
+  expect deny
+}
+test "ticket" {
+  action deploy(env: "prod", ticket: "T-1")
+  expect allow
+}
+"""
+    code, out, _ = run("test", str(write(tmp_path, program)), "--coverage")
+    assert code == 0
+    assert "50.0% of true/false outcomes reached" in out
+    assert "never reached false (no test where it applies and does not match; in some its" in out

@@ -214,9 +214,9 @@ def _strict(
     """`--strict`'s own findings: shadowed policies; when there are tests, the policies they
     do not cover (each reported once, however many programs share it), as `carlang test
     --coverage` finds them: under the project's `capability`, from the tests of the programs
-    whose tests run. A program with errors stops only its own tests, as in `carlang test`
-    (one broken program hid every other's untested policies), and none of the policies of
-    its files is called untested: its tests may be the ones that cover them, and a policy
+    whose tests run (`untestable`). A program with errors stops only its own tests, as in
+    `carlang test` (one broken program hid every other's untested policies), and no policy
+    of its files is called untested: its tests may be the ones that cover them, and a policy
     whose condition is wrong would be called untested when its condition needs fixing."""
     from carlang.strict import shadowed_policies, untested_policies
     from carlang.testrun import Coverage, run_tests
@@ -225,21 +225,31 @@ def _strict(
     for result in results:
         for diagnostic in shadowed_policies(result):
             found.setdefault(diagnostic.sort_key(), diagnostic)
-    stopping = blocking_errors(diagnostics, proposal_errors_ok=True, running_tests=True)
-    broken_files = {d.location()[0] for d in stopping}
-    broken = {
-        f.source.name
-        for r in results
-        if any(f.source.name in broken_files for f in r.loaded.files)
-        for f in r.loaded.files
-    }
-    runnable = [r for r in results if not any(f.source.name in broken for f in r.loaded.files)]
+    broken = untestable(results)
+    broken_files = {f.source.name for r in broken for f in r.loaded.files}
+    runnable = [r for r in results if all(r is not b for b in broken)]
     if any(result.tests for result in runnable):
         coverage = Coverage()
         run_tests(runnable, coverage, capability)
         for diagnostic in untested_policies(runnable, coverage):
-            found.setdefault(diagnostic.sort_key(), diagnostic)
+            if diagnostic.location()[0] not in broken_files:
+                found.setdefault(diagnostic.sort_key(), diagnostic)
     return list(found.values())
+
+
+def untestable(results: Sequence[CompileResult]) -> list[CompileResult]:
+    """The programs whose tests cannot run: each with an error of its own that stops them,
+    a proposal a test (of any of `results`) expects refused being that test's fixture, not
+    an error (see `project.expected_by_tests`)."""
+    from carlang.project import expected_by_tests
+
+    return [
+        result
+        for result in results
+        if blocking_errors(
+            expected_by_tests(results, result.diagnostics.items), True, running_tests=True
+        )
+    ]
 
 
 def _unknown_project_capability(

@@ -160,8 +160,8 @@ def same_file(one: Path, other: Path) -> bool:
     exist, else the same absolute path (an output not written yet)."""
     try:
         return os.path.samefile(one, other)
-    except (OSError, ValueError):
-        return one.resolve() == other.resolve()
+    except (OSError, ValueError):  # (realpath: a link loop is no error, as resolve's is)
+        return os.path.realpath(one) == os.path.realpath(other)
 
 
 def write_output(path: Path, text: str) -> None:

@@ -205,7 +205,7 @@ def load_config(path: Path | None) -> PlannerConfig:
     text = read_input(path)
     document: Any
     try:
-        document = tomllib.loads(text) if path.suffix == ".toml" else loads(text)
+        document = tomllib.loads(text) if path.suffix.lower() == ".toml" else loads(text)
     except json.JSONDecodeError as exc:
         fail_usage(f"{path}:{exc.lineno}:{exc.colno}: not a config (JSON): {malformed(exc)}")
     except tomllib.TOMLDecodeError as exc:
@@ -224,7 +224,7 @@ def load_config(path: Path | None) -> PlannerConfig:
     try:
         return PlannerConfig().with_settings(document, strict=True)
     except SettingError as exc:
-        toml = path.suffix == ".toml"
+        toml = path.suffix.lower() == ".toml"
         at = setting_position(text, exc.setting, toml, within) if exc.setting else None
         fail_usage(f"{path}:{at}: {exc}" if at else f"{path}: {exc}")
 

@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING
 
 from carlang.project import expected_by_tests
 
-from .checking import blocking_errors, collect_sources, compile_all, find_project_of
+from .checking import (
+    blocking_errors,
+    collect_sources,
+    compile_all,
+    find_project_of,
+    untestable,
+)
 from .console import (
     EXIT_FAILED,
     EXIT_OK,
@@ -27,6 +33,7 @@ from .console import (
 if TYPE_CHECKING:
     from carlang.compiler import CompileResult
     from carlang.diagnostics import Diagnostic
+    from carlang.project import Project
 
 __all__ = ["TestFormat", "run_test"]
 
@@ -71,6 +78,7 @@ def run_test(
     return _tested(
         results,
         diagnostics,
+        _doubtful(results, diagnostics, project),
         project.capability,
         strict or project.strict,
         (paths, coverage, threshold, output, select),
@@ -88,9 +96,28 @@ def _report_unrun(output: TestFormat, reason: str) -> None:
         echo(render_junit([], unrun=reason))
 
 
+def _doubtful(
+    results: list[CompileResult], diagnostics: list[Diagnostic], project: Project
+) -> list[Diagnostic]:
+    """The tests' own warnings (a table column no `$column` uses, a test that reads the
+    clock), which `carlang test` shows: a test that passes for the wrong reason is what a
+    test run must not hide. Those a pragma or carlang.toml's `accept` accepts are left out,
+    as `check` leaves them out."""
+    from carlang.project import apply_allowances
+    from carlang.testcases import TEST_WARNINGS
+
+    found = [d for d in diagnostics if d.severity == "warning" and d.code in TEST_WARNINGS]
+    if not found:
+        return []
+    sources = {f.source.name: f.source for r in results for f in r.loaded.files}
+    kept, _stale = apply_allowances(found, sources.values(), project)
+    return [d for d in kept if d.code in TEST_WARNINGS]
+
+
 def _tested(
     results: list[CompileResult],
     diagnostics: list[Diagnostic],
+    doubtful: list[Diagnostic],
     capability: str | None,
     strict: bool,
     asked: tuple[list[Path] | None, bool, float | None, TestFormat, str | None],
@@ -100,16 +127,11 @@ def _tested(
     pre-commit hook runs `carlang test` on the whole folder); the exit code."""
     from carlang.render import plural
     from carlang.render import render_text as render_diagnostics
-    from carlang.testcases import TEST_WARNINGS
     from carlang.testreport import render_json, render_junit, render_text, threshold_problem
     from carlang.testrun import Coverage, run_tests
 
     paths, coverage, threshold, output, select = asked
-    broken = [
-        r
-        for r in results
-        if blocking_errors(expected_by_tests([r], r.diagnostics.items), True, running_tests=True)
-    ]
+    broken = untestable(results)
     stops = {
         id(d) for d in blocking_errors(diagnostics, proposal_errors_ok=True, running_tests=True)
     }
@@ -122,9 +144,6 @@ def _tested(
         if d.location()[0] in names
     ]
     runnable = [r for r in results if all(r is not b for b in broken)]
-    # the tests' own warnings (a table column no `$column` uses, a test that reads the
-    # clock): a test that passes for the wrong reason is what a test run must not hide
-    doubtful = [d for d in diagnostics if d.severity == "warning" and d.code in TEST_WARNINGS]
     if doubtful:
         echo_err(painted(render_diagnostics(doubtful), err=True))
     if errors:
@@ -161,7 +180,7 @@ def _tested(
             return EXIT_FAILED
     shown = measured if coverage or threshold is not None else None
     if output is TestFormat.json:
-        echo(render_json(outcomes, shown, threshold, errors, unrun=none_ran))
+        echo(render_json(outcomes, shown, threshold, errors, skipped=none_ran))
     elif output is TestFormat.junit:
         echo(render_junit(outcomes, shown, threshold, errors, skipped=none_ran))
     else:

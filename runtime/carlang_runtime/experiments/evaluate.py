@@ -65,8 +65,8 @@ class TaskScore:
     regret: float | None
     spearman: float | None
     kendall: float | None
-    #: The winner's mean cost per run, as the outcomes record it (a CSV's `cost`); None
-    #: when the winner never ran.
+    #: The winner's mean cost per run, as the outcomes record it (a CSV's `cost`, a log's
+    #: wall time in ms); None when the winner never ran or no cost of it was recorded.
     cost: float | None = None
 
     def metric(self, name: str) -> float | None:
@@ -116,8 +116,8 @@ class Evaluation:
     runs: int
     #: Joined tasks where fewer than 2 candidates have outcomes (see `uninformative`).
     single: list[str] = field(default_factory=list)
-    #: Whether any outcome recorded a cost (a CSV's `cost` column): the report shows each
-    #: ranker's winners' mean cost then.
+    #: Whether any outcome recorded a cost (a CSV's `cost` column; a log's run, its wall time
+    #: in milliseconds): the report shows each ranker's winners' mean cost then.
     costed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,8 +265,8 @@ def evaluate(
         if not actual:
             unjoined.append(task.id)
             continue
-        costs = {name: o.mean_cost for name, o in found.items()}
-        costed = costed or any(o.cost for o in found.values())
+        costs = {name: o.mean_cost for name, o in found.items() if o.mean_cost is not None}
+        costed = costed or bool(costs)
         for name in chosen:
             score = task_scores(task.id, rankers[name](task), actual, costs)
             assert score is not None

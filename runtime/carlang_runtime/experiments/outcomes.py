@@ -42,7 +42,10 @@ class Outcome:
 
     runs: int = 0
     successes: float = 0.0
-    cost: float = 0.0  # summed over the runs
+    cost: float = 0.0  # summed over the runs whose cost was recorded
+    #: The runs whose cost was recorded (a CSV row's empty `cost` cell, or a log's run
+    #: without both times, records none: not a cost of 0).
+    costed_runs: int = 0
 
     @property
     def success_rate(self) -> float:
@@ -50,9 +53,9 @@ class Outcome:
         return self.successes / self.runs if self.runs else 0.0
 
     @property
-    def mean_cost(self) -> float:
-        """Cost per run (0 with no run)."""
-        return self.cost / self.runs if self.runs else 0.0
+    def mean_cost(self) -> float | None:
+        """Cost per run whose cost was recorded; None when none was."""
+        return self.cost / self.costed_runs if self.costed_runs else None
 
 
 @dataclass
@@ -75,16 +78,20 @@ class Outcomes:
         candidate: str,
         runs: int,
         successes: float,
-        cost: float,
+        cost: float | None,
         origin: str | None = None,
+        costed_runs: int | None = None,
     ) -> None:
-        """Count `runs` more runs of a candidate (`origin`: where they were recorded)."""
+        """Count `runs` more runs of a candidate (`origin`: where they were recorded), and
+        their total `cost` (None: not recorded) over `costed_runs` of them (default: all)."""
         if origin is not None:
             self.origins.setdefault((task, candidate), origin)
         outcome = self.by_key.setdefault((task, candidate), Outcome())
         outcome.runs += runs
         outcome.successes += successes
-        outcome.cost += cost
+        if cost is not None:
+            outcome.cost += cost
+            outcome.costed_runs += runs if costed_runs is None else costed_runs
 
     def for_task(self, task: str, candidates: Iterable[str]) -> dict[str, Outcome]:
         """The outcomes of a task's candidates (those with none are left out). Runs that named
@@ -110,7 +117,15 @@ class Outcomes:
             found = owners.get(candidate, [])
             at = found[0] if task == ANY_TASK and len(found) == 1 else task
             origin = self.origins.get((task, candidate))
-            out.add(at, candidate, outcome.runs, outcome.successes, outcome.cost, origin)
+            out.add(
+                at,
+                candidate,
+                outcome.runs,
+                outcome.successes,
+                outcome.cost,
+                origin,
+                outcome.costed_runs,
+            )
         return out
 
     def ambiguous(self, tasks: Sequence[Task]) -> list[str]:
@@ -220,7 +235,7 @@ class Outcomes:
                 entry[4] = _seconds(event.get("timestamp"))
         for task, candidate, start, status, end in runs.values():
             if isinstance(candidate, str) and status is not None:
-                cost = (end - start) * 1000.0 if start is not None and end is not None else 0.0
+                cost = (end - start) * 1000.0 if start is not None and end is not None else None
                 success = 1.0 if status == "completed" else 0.0
                 if isinstance(task, str):
                     self.add(task, candidate, 1, success, cost, origin)
@@ -250,9 +265,12 @@ class Outcomes:
                     " of runs: give it in a `runs` column (a row without one is a single run,"
                     " whose success is 0 or 1)"
                 )
-            cost = _cell(row, "cost", where, _number, "0", "a number (the mean cost of a run)")
+            given = (row.get("cost") or "").strip()  # (empty: no cost recorded, not a cost of 0)
+            cost = _cell(row, "cost", where, _number, None, _COST) if given else None
             task, candidate = row["task"] or ANY_TASK, row["candidate"]
-            self.add(task, candidate, runs, rate * runs, cost * runs, where)
+            self.add(
+                task, candidate, runs, rate * runs, None if cost is None else cost * runs, where
+            )
 
     @classmethod
     def load(cls, paths: Iterable[Path]) -> Outcomes:
@@ -406,6 +424,10 @@ def _check_first_event(path: Path, lines: Sequence[str], takes: str) -> None:
             raise not_an_event(path, number, record)
         return
     raise DatasetError(f"{path}: the file is empty: no recorded run; {takes}")
+
+
+#: What an outcomes CSV's `cost` cell holds.
+_COST = "a number (the mean cost of a run)"
 
 
 def _cell(

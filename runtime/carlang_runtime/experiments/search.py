@@ -577,7 +577,9 @@ _TIE = 1e-9
 
 
 def _better(value: float | None, than: float | None) -> bool:
-    return value is not None and (than is None or value > than + _TIE * max(1.0, abs(than)))
+    if value is None or than is None:
+        return value is not None
+    return value > than + (_TIE * max(1.0, abs(than)) if math.isfinite(than) else 0.0)
 
 
 def _signed(value: float | None, objective: str) -> float | None:

@@ -183,13 +183,17 @@ def policy_declarations(
     state: Type | None = None,
     *,
     declared: Sequence[ToolSchema] = (),
+    complete: bool = False,
 ) -> Declarations:
     """The declarations of a policy that applies to calls of `targets` (None: to every
     action, tool call or not, so `params` and `action.tool` may be anything); `state`: the
     type of `state` when the program declares its keys (`state_type`), else any map.
-    `declared`: for a policy of every action, the tools the program declares: their
+    `declared`: the tools the program declares: for a policy of every action, their
     parameters are what `params` may hold, each one missing from some actions (the other
-    tools' calls, and state reads, writes and asserts, whose `params` are empty)."""
+    tools' calls, and state reads, writes and asserts, whose `params` are empty); for any
+    policy, the names `history`'s entries are known to have. `complete`: `targets` are every
+    tool the policy judges (it names each, no glob that an MCP server's tool may match too),
+    so `action.tool` is one of their names."""
     targets = list(targets) if targets is not None else None
     if targets is None:
         params: Type = map_of()
@@ -204,7 +208,12 @@ def policy_declarations(
         params = join(schemas) if schemas else map_of()
         if params.kind != "map":
             params = map_of()
-        tool = replace(STRING, values=frozenset(t.name for t in targets))
+        names = frozenset(t.name for t in targets)
+        tool = (
+            replace(STRING, values=names)
+            if complete and names
+            else replace(STRING, known_values=names)
+        )
     kind = replace(STRING, values=_ACTION_TYPES)
     action = map_of(
         fields={
@@ -217,13 +226,14 @@ def policy_declarations(
         },
         closed=True,
     )
+    listed = targets or ()  # (history holds calls of every tool: known, others possible)
     # closed: an entry has these fields and no other, so `h.tol` is a typo to report (it
     # would fail the condition, and the policy would fail closed, once history has an entry)
     history_entry = map_of(
         fields={
             "id": STRING,
             "type": kind,
-            "tool": replace(DYN, known_values=frozenset(t.name for t in declared or targets or ())),
+            "tool": replace(DYN, known_values=frozenset(t.name for t in (*declared, *listed))),
             "params": map_of(),
             "status": replace(STRING, values=frozenset(HISTORY_STATUSES)),
         },

@@ -121,15 +121,6 @@ class PolicyTrace:
     explanation: Explanation | None = None
 
 
-def _evaluates_true(program: Program, activation: Mapping[str, Any]) -> bool:
-    """Whether `program` evaluates to true on `activation` (an error is not true), as its
-    explanation's value would say."""
-    try:
-        return program.evaluate(activation) is True
-    except CelEvalError:
-        return False
-
-
 class _CelRule:
     __slots__ = ("policy", "program", "run", "targets", "message", "match", "reads")
 
@@ -625,15 +616,17 @@ class PolicySet:
         program = rule.program
         explanation = program.explain(activation) if program and explained else None
         if effect is PolicyEffect.ALLOW:
+            failure = None  # (a condition that fails allows nothing: it fails closed)
             if program is None:
                 allowed = True
-            elif explanation is not None:
-                allowed = explanation.value is True
             else:
-                allowed = _evaluates_true(program, activation)
+                try:
+                    allowed = program.evaluate(activation) is True
+                except CelEvalError as exc:
+                    allowed, failure = False, exc
             reason = rule.message if allowed else None
             return PolicyTrace(
-                policy.name, policy.rule, effect, True, allowed, reason, None, explanation
+                policy.name, policy.rule, effect, True, allowed, reason, failure, explanation
             )
         match = matched.get(policy.name)
         return PolicyTrace(

@@ -518,6 +518,10 @@ def test_a_csvs_cost_is_what_each_rankers_winners_cost(
     assert "winner cost" in without  # (some costs are still recorded)
     csv.write_text("task,candidate,success\nt1,c_okay,1\nt2,e_one,1\n")
     assert "winner cost" not in CliRunner().invoke(app, args).stdout
+    # an empty cell records no cost: not a cost of 0 that lowers the mean
+    csv.write_text("task,candidate,success,cost\nt1,c_okay,1,\nt1,c_okay,1,6\nt1,c_fail,0,\n")
+    found = Outcomes.load([csv]).for_task("t1", ["c_okay", "c_fail"])
+    assert found["c_okay"].mean_cost == 6.0 and found["c_fail"].mean_cost is None
 
 
 def test_an_outcomes_csv_is_read_as_csv_is_written(tmp_path: Path) -> None:
