@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from carlang_runtime.suggest import plural
+
 from carlang import __version__
 
 from .diagnostics import Diagnostic, Label
@@ -155,11 +157,6 @@ def summary_line(diagnostics: Sequence[Diagnostic], files: int) -> str:
     errors = sum(1 for d in diagnostics if d.severity == "error")
     warnings = sum(1 for d in diagnostics if d.severity == "warning")
     return f"{plural(errors, 'error')}, {plural(warnings, 'warning')} in {plural(files, 'file')}"
-
-
-def plural(count: int, word: str, many: str | None = None) -> str:
-    """`1 file`, `2 files`; `many` for a word that does not just add an s."""
-    return f"{count} {word if count == 1 else many or word + 's'}"
 
 
 def render_text(diagnostics: Sequence[Diagnostic]) -> str:

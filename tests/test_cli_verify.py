@@ -382,3 +382,23 @@ def test_optimize_takes_the_state_its_warning_is_judged_from() -> None:
     assert "key 'tests_passed' has no value" in warned.stderr
     given = runner.invoke(app, ["optimize", release, "--state", '{"tests_passed": true}'])
     assert given.exit_code == 0 and given.stderr == "", given.stderr
+
+
+def test_simulate_says_when_there_is_no_state(tmp_path: Path) -> None:
+    """A proposal without effects printed nothing at all (exit 0), which read as a failure."""
+    path = tmp_path / "hold.json"
+    path.write_text('{"id": "hold", "actions": [{"id": "a", "type": "tool_call", "tool": "x"}]}')
+    result = CliRunner().invoke(app, ["simulate", str(path)])
+    assert result.exit_code == 0 and result.stdout == ""
+    assert "no state: the proposal declares no effects" in result.stderr
+    shown = CliRunner().invoke(app, ["simulate", str(path), "--format", "json"])
+    assert shown.stdout.strip() == "{}"
+
+
+def test_a_cost_line_counts_in_words_that_agree() -> None:
+    """`1 actions, 1 tool calls` in rank's findings (and --explain)."""
+    from carlang_runtime.planner import rank
+
+    [one] = rank([{"id": "one", "actions": [{"id": "a", "type": "tool_call", "tool": "x"}]}])
+    [cost] = [f["message"] for f in one.findings if f["feature"] == "cost"]
+    assert cost.startswith("1 action, 1 tool call, 1 level, ") and cost.endswith(" tokens")

@@ -100,6 +100,8 @@ def simulate_command(
     final = simulate(loaded, initial)
     if output is TextOrJson.json:
         echo(json.dumps(final, indent=2, sort_keys=True))
+    elif not final:  # (nothing printed read as a failure, or as a proposal not read)
+        echo_err("no state: the proposal declares no effects and the initial state is empty")
     else:
         for key in sorted(final):
             echo(f"{key}: {json.dumps(final[key])}")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["closest", "did_you_mean", "with_article"]
+__all__ = ["closest", "did_you_mean", "with_article", "plural"]
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:
@@ -26,3 +26,8 @@ def did_you_mean(name: str, choices: Iterable[str], quote: str = "'") -> str | N
 def with_article(kind: str) -> str:
     """`kind` after its indefinite article: "an array", "a string"."""
     return ("an " if kind[:1] in "aeiou" else "a ") + kind
+
+
+def plural(count: int, word: str, many: str | None = None) -> str:
+    """`1 file`, `2 files`; `many` for a word that does not just add an s."""
+    return f"{count} {word if count == 1 else many or word + 's'}"

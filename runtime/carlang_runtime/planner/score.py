@@ -27,6 +27,7 @@ from ..columns import STATE_WRITE, TOOL_CALL, Columns
 from ..ir import ActionProposal, Budget
 from ..ir.jsonsize import actions_json_size
 from ..policy import PolicySet
+from ..suggest import plural
 from ..verify import ToolSet, VerifyResult, analyse
 from .config import PlannerConfig
 from .features import (
@@ -235,7 +236,14 @@ def score_candidate(
     duration = estimated_duration_ms(cols, analysis.dag, feedback) if feedback is not None else None
     tokens = token_estimate(proposal, cols)
     efficiency = _cost_efficiency(config, actions, tool_calls, levels, tokens, duration)
-    cost_text = f"{actions} actions, {tool_calls} tool calls, {levels} levels, {tokens} tokens"
+    cost_text = ", ".join(
+        (
+            plural(actions, "action"),
+            plural(tool_calls, "tool call"),
+            plural(levels, "level"),
+            plural(tokens, "token"),
+        )
+    )
     if duration is not None:
         cost_text += f", about {duration:.0f} ms"
     findings.append(Finding("cost", cost_text))
