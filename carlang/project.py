@@ -86,7 +86,12 @@ def files_under(
 
 
 class ProjectError(Exception):
-    """A `carlang.toml` that cannot be used: the message names the file and the fix."""
+    """A `carlang.toml` that cannot be used: each of `problems` names the file, where in it,
+    and the fix (all of them: fixing one a run at a time was a run per problem)."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,18 +181,37 @@ def _read_config(path: Path) -> Project:
         from carlang_runtime.planner.config import toml_problem
 
         raise ProjectError(toml_problem(path, text, exc, "not valid TOML")) from None
-    unknown = [key for key in data if key not in _KEYS]  # (in the file's order)
-    if unknown:
-        raise ProjectError(_unknown_setting(path, text, unknown[0]))
-    root = (path.parent / _setting(path, text, data, "root", str, ".")).resolve()
+    # (in the file's order; every problem, each at its place)
+    problems = [_unknown_setting(path, text, key) for key in data if key not in _KEYS]
+
+    def read(make: Callable[[], T], default: T) -> T:
+        try:
+            return make()
+        except ProjectError as exc:
+            problems.extend(exc.problems)
+            return default
+
+    root = (path.parent / read(lambda: _setting(path, text, data, "root", str, "."), ".")).resolve()
     if not root.is_dir():
-        where = _where(path, text, "root")
-        raise ProjectError(f"{where}: root `{data['root']}` is not a directory")
-    entries = _setting(path, text, data, "accept", list, [])
-    accept = [_accepted(path, text, item) for item in entries]
-    strict = _setting(path, text, data, "strict", bool, False)
-    capability = _setting(path, text, data, "capability", str, "") or None
+        problems.append(f"{_where(path, text, 'root')}: root `{data['root']}` is not a directory")
+    entries: list[object] = read(lambda: _setting(path, text, data, "accept", list, []), [])
+    accept: list[Accepted] = []
+    for item in entries:
+        try:
+            accept.append(_accepted(path, text, item))
+        except ProjectError as exc:
+            problems.extend(exc.problems)
+    strict = read(lambda: _setting(path, text, data, "strict", bool, False), False)
+    capability = read(lambda: _setting(path, text, data, "capability", str, ""), "") or None
+    if problems:
+        raise ProjectError(*sorted(problems, key=_line_of))
     return Project(root, path, strict, tuple(accept), capability)
+
+
+def _line_of(problem: str) -> tuple[int, int]:
+    """Where in the file a problem is (`path:line:col: ...`), for listing them in order."""
+    found = re.match(r".*?:(\d+):(\d+): ", problem)
+    return (int(found.group(1)), int(found.group(2))) if found else (0, 0)
 
 
 #: How each setting's type is named in a message, with an example of one.

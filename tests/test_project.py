@@ -475,3 +475,41 @@ def test_a_fixture_in_another_file_than_its_test_and_a_check_name_are_expected_t
     assert done.exit_code == 0, done.output
     found = json.loads(done.stdout)["diagnostics"]
     assert [(d["code"], d["severity"]) for d in found] == [("CL0520", "info")] * 2
+
+
+def test_every_problem_of_a_carlang_toml_is_reported_at_once(tmp_path: Path) -> None:
+    """A trial fixed `capabilty`, ran again, met `strict = "yes"`, ran again, met
+    `accept = ["CL05211"]`: each problem is reported at its line, in the file's order."""
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    (tmp_path / "carlang.toml").write_text(
+        'capabilty = "bot"\nstrict = "yes"\naccept = ["CL05211"]\n'
+    )
+    (tmp_path / "a.car").write_text("tool t()\n")
+    result = CliRunner().invoke(app, ["check", str(tmp_path)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert [line.split(": error: ")[0].rsplit(":", 2)[1:] for line in lines] == [
+        ["1", "1"],
+        ["2", "1"],
+        ["3", "11"],
+    ]
+    assert "unknown setting `capabilty`" in lines[0] and "`strict` must be" in lines[1]
+
+
+def test_test_fails_on_a_project_capability_no_program_declares(tmp_path: Path) -> None:
+    """`capability = "nobot"`: `check` exits 1 with CL0202, `test` exited 0 without a word."""
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    (tmp_path / "carlang.toml").write_text('capability = "nobot"\n')
+    (tmp_path / "a.car").write_text(
+        "tool t(n: int)\ncapability bot { tools allow t }\n"
+        'test "x" {\n  action t(n: 1)\n  expect allow\n}\n'
+    )
+    result = CliRunner().invoke(app, ["test", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "error[CL0202]: capability `nobot` is not declared" in result.stderr

@@ -17,6 +17,8 @@ from .console import (
     EXIT_OK,
     UsageProblem,
     echo,
+    echo_err,
+    error_line,
     fail_usage,
     os_reason,
     painted,
@@ -112,7 +114,7 @@ def _refuse_json(path: Path) -> None:
         )
 
 
-def _covers_project(files: list[Path], root: Path) -> bool:
+def covers_project(files: list[Path], root: Path) -> bool:
     """Whether `files` (those checked and those they import) are every .car file of the
     project under `root`."""
     from ..project import car_files_under
@@ -143,7 +145,10 @@ def find_project_of(files: list[Path], root: Path | None) -> Project:
     try:
         project = find_project(files[0], *files[1:], working=Path.cwd())
     except ProjectError as exc:
-        fail_usage(str(exc))
+        *first, last = exc.problems
+        for problem in first:
+            echo_err(error_line(problem))
+        fail_usage(last)
     if root is not None:
         require_directory("--root", root)
         project = replace(project, root=root.resolve())
@@ -252,7 +257,7 @@ def untestable(results: Sequence[CompileResult]) -> list[CompileResult]:
     ]
 
 
-def _unknown_project_capability(
+def unknown_project_capability(
     results: Sequence[CompileResult], project: Project
 ) -> Diagnostic | None:
     """CL0202 at `carlang.toml`'s `capability` line when no program checked declares the
@@ -318,11 +323,11 @@ def run_check(
     # Some of a project's files (a pre-commit hook passes the changed ones): what another
     # file may use or hold is not known, so neither "never used" nor "accepts nothing" is.
     loaded = [f.path for r in results for f in r.loaded.files]
-    whole = project.config is None or _covers_project(loaded, project.root)
+    whole = project.config is None or covers_project(loaded, project.root)
     if not whole:
         diagnostics = [d for d in diagnostics if d.code != UNUSED]
     diagnostics, stale = apply_allowances(diagnostics, sources.values(), project, whole)
-    unknown = _unknown_project_capability(results, project) if whole else None
+    unknown = unknown_project_capability(results, project) if whole else None
     if unknown is not None:
         diagnostics = [unknown, *diagnostics]
     if strict:

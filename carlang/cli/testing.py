@@ -15,7 +15,9 @@ from .checking import (
     blocking_errors,
     collect_sources,
     compile_all,
+    covers_project,
     find_project_of,
+    unknown_project_capability,
     untestable,
 )
 from .console import (
@@ -75,7 +77,15 @@ def run_test(
     diagnostics = expected_by_tests(results, diagnostics)
     if select is not None:
         results = [_only(result, select) for result in results]
-    return _tested(
+    # (carlang.toml naming a capability no program declares: an error, as `check` says)
+    loaded = [f.path for r in results for f in r.loaded.files]
+    whole = project.config is None or covers_project(loaded, project.root)
+    unknown = unknown_project_capability(results, project) if whole else None
+    if unknown is not None:
+        from carlang.render import render_text
+
+        echo_err(painted(render_text([unknown]), err=True))
+    code = _tested(
         results,
         diagnostics,
         _doubtful(results, diagnostics, project),
@@ -83,6 +93,7 @@ def run_test(
         strict or project.strict,
         (paths, coverage, threshold, output, select),
     )
+    return max(code, EXIT_FAILED) if unknown is not None else code
 
 
 def _report_unrun(output: TestFormat, reason: str) -> None:
