@@ -347,6 +347,11 @@ def _load_outcomes(paths: list[Path], tasks: list[Task], plan: str | None) -> Ou
         echo_err(f"note: {repeated_note(log, runs)}")
     for table in recorded.tables_again:
         echo_err(f"note: {table} is given more than once: its rows are counted once")
+    for log, runs in recorded.unfinished:
+        echo_err(
+            f"note: {log}: {runs} run(s) never ended (no proposal_completed: interrupted, cut"
+            " short or still running) and are not counted"
+        )
     chosen = plan is not None
     others = recorded.of_other_tasks(tasks) if chosen else 0
     if others:

@@ -71,6 +71,9 @@ class Outcomes:
     repeated: list[tuple[str, int]] = field(default_factory=list)
     #: The outcome CSVs given again (the same file): read once.
     tables_again: list[str] = field(default_factory=list)
+    #: Per log, how many of its runs never ended (no `proposal_completed`: interrupted, cut
+    #: short, still running): not counted, and said so (they were dropped without a word).
+    unfinished: list[tuple[str, int]] = field(default_factory=list)
 
     def add(
         self,
@@ -112,6 +115,7 @@ class Outcomes:
             bad_tasks=list(self.bad_tasks),
             repeated=list(self.repeated),
             tables_again=list(self.tables_again),
+            unfinished=list(self.unfinished),
         )
         for (task, candidate), outcome in self.by_key.items():
             found = owners.get(candidate, [])
@@ -233,8 +237,11 @@ class Outcomes:
                 # The last proposal of the run (a replan replaces it) decides its outcome.
                 entry[1], entry[3] = event.get("proposal_id"), data.get("status")
                 entry[4] = _seconds(event.get("timestamp"))
-        for task, candidate, start, status, end in runs.values():
-            if isinstance(candidate, str) and status is not None:
+        ended = [entry for entry in runs.values() if entry[3] is not None]
+        if len(ended) < len(runs):
+            self.unfinished.append((origin or "the log", len(runs) - len(ended)))
+        for task, candidate, start, status, end in ended:
+            if isinstance(candidate, str):
                 cost = (end - start) * 1000.0 if start is not None and end is not None else None
                 success = 1.0 if status == "completed" else 0.0
                 if isinstance(task, str):

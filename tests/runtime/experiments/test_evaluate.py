@@ -543,3 +543,23 @@ def test_an_outcomes_csv_is_read_as_csv_is_written(tmp_path: Path) -> None:
     csv_file.write_text("task,candidate,success,success\nt1,a,1,0\n")
     with pytest.raises(DatasetError, match="1: column\\(s\\) given twice: success"):
         Outcomes.load([csv_file])
+
+
+def test_runs_that_never_ended_are_counted_out_aloud() -> None:
+    """Runs without `proposal_completed` (interrupted, cut short) were dropped without a word
+    (a trial's 179 of 180)."""
+    events = [
+        {"kind": "run_started", "trace_id": "r1", "data": {"scope": {"task": "t1"}}},
+        {
+            "kind": "proposal_completed",
+            "trace_id": "r1",
+            "proposal_id": "a",
+            "data": {"status": "completed"},
+        },
+        {"kind": "run_started", "trace_id": "r2", "data": {"scope": {"task": "t1"}}},
+        {"kind": "run_started", "trace_id": "r3", "data": {"scope": {"task": "t1"}}},
+    ]
+    outcomes = Outcomes()
+    outcomes.learn_events(events, "runs.jsonl")
+    assert outcomes.runs == 1 and outcomes.unfinished == [("runs.jsonl", 2)]
+    assert outcomes.resolve([]).unfinished == [("runs.jsonl", 2)]
