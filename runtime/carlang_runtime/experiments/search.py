@@ -554,6 +554,9 @@ class SearchResult:
     test: float | None
     folds: int
     ablation: dict[str, float | None] = field(default_factory=dict)
+    #: Each fold's tasks (ids), as the seeded split made them: `train` searched on, `test`
+    #: held out (empty with one task), so that a result can be checked and reproduced.
+    splits: list[dict[str, list[str]]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         """As JSON data."""
@@ -565,6 +568,7 @@ class SearchResult:
             "test": self.test,
             "folds": self.folds,
             "ablation": self.ablation,
+            "splits": self.splits,
             "tried": self.tried,
             "config": self.config.model_dump(),
         }
@@ -720,6 +724,9 @@ def search(
         train=train_value,
         test=mean(held_out) if held_out else None,
         folds=len(parts),
+        splits=[
+            {"train": [t.id for t in train], "test": [t.id for t in test]} for train, test in parts
+        ],
     )
     if ablate:
         # On the held-out tasks, as `test` is: each fold's best point with each feature off,

@@ -99,6 +99,13 @@ def test_a_grid_search_reports_train_and_held_out(
     best_train = max(e["train"][0] for e in result.tried)
     assert result.train == best_train and result.test is not None
     assert result.config.cost_weight == result.best["cost_weight"]
+    # (which tasks were searched on and which held out: the split, recorded)
+    [split] = result.to_dict()["splits"]
+    assert sorted(split["train"] + split["test"]) == sorted(t.id for t in tasks)
+    assert split["test"] and not set(split["train"]) & set(split["test"])
+    kfold = search(tasks, outcomes, grid, feedback=feedback, split="kfold 2", workers=1)
+    assert len(kfold.splits) == 2
+    assert sorted(kfold.splits[0]["test"] + kfold.splits[1]["test"]) == sorted(t.id for t in tasks)
     regret = search(tasks, outcomes, grid, feedback=feedback, objective="regret", workers=1)
     assert regret.train == min(e["train"][0] for e in regret.tried)  # lower is better
 
