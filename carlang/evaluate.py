@@ -137,6 +137,20 @@ def _parameter_problem(schema: ir.ToolSchema, params: Mapping[str, Any]) -> str 
     return "; ".join(finding_message(schema.name, f) for f in found) or None
 
 
+def _left_out(context: EvalContext) -> str:
+    """` (the call leaves out ...)`: the tool's required parameters its given `params` lack,
+    which a condition that failed may have read (`no such key: 'amount'` said only that)."""
+    tool = context.tool
+    if tool is None:
+        return ""
+    checker = ParamChecker(tool.name, tool.parameters)
+    missing = [f.param for f in checker.check(dict(context.params)) if f.kind == "missing"]
+    if not missing:
+        return ""
+    names = ", ".join(f"`{name}`" for name in missing)
+    return f" (the call's parameters leave out {names}, which `{tool.name}` requires)"
+
+
 def _not_condition_only(issue_message: str) -> bool:
     # Whole-condition findings (must be a bool, always true/false) do not apply to an
     # expression evaluated for its value.
@@ -160,7 +174,10 @@ def evaluate(context: EvalContext, expression: str) -> EvalOutcome:
         value = compile(expression).evaluate(context.activation)
     except CelEvalError as exc:
         return EvalOutcome(
-            expression, kind, errors=(f"evaluation error: {exc}",), warnings=warnings
+            expression,
+            kind,
+            errors=(f"evaluation error: {exc}{_left_out(context)}",),
+            warnings=warnings,
         )
     except CarlangRuntimeError as exc:
         return EvalOutcome(expression, kind, errors=(str(exc),), warnings=warnings)
@@ -185,15 +202,29 @@ def _issue_text(expression: str, issue: Any) -> str:
     return f"{where}{issue.message}{help}" + (f" in `{part}`" if part else "")
 
 
-def parse_json_object(text: str, what: str) -> dict[str, Any]:
-    """A JSON object given on the command line, or `EvalUsageError` saying what is wrong."""
+def _parse_json(text: str, what: str) -> Any:
+    """JSON given on the command line, or `EvalUsageError` saying what is wrong."""
     from carlang_runtime.jsontext import JsonTextError, parse_json
 
     try:  # (the strict reader, as explain's: NaN and Infinity are not JSON)
-        value = parse_json(text)
+        return parse_json(text)
     except JsonTextError as exc:
         problem, where = exc.message.removeprefix("malformed JSON: "), exc.position.column
         raise EvalUsageError(f"{what} is not JSON: {problem} at column {where}") from None
+
+
+def parse_json_object(text: str, what: str) -> dict[str, Any]:
+    """A JSON object given on the command line, or `EvalUsageError` saying what is wrong."""
+    value = _parse_json(text, what)
     if not isinstance(value, dict):
         raise EvalUsageError(f'{what} must be a JSON object, like {{"key": 1}}')
     return value
+
+
+def parse_history(text: str) -> list[dict[str, Any]]:
+    """`--history`: a JSON array of entries as `history` holds them, or `EvalUsageError`."""
+    entries = _parse_json(text, "--history")
+    like = '[{"id": "a", "type": "tool_call", "tool": "t", "params": {}, "status": "succeeded"}]'
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise EvalUsageError(f"--history must be a JSON array of entries, like {like}")
+    return entries

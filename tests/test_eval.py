@@ -156,3 +156,26 @@ def test_a_secret_parameter_is_not_shown_in_a_value(tmp_path: Path) -> None:
         assert "[REDACTED]!" in result.output
     shown = runner.invoke(app, ["eval", str(program), "params.user", *given])
     assert shown.exit_code == 0 and '"bob"' in shown.output
+
+
+def test_eval_takes_a_scope_and_a_history(tmp_path: Path) -> None:
+    """A tenant rule or a trace rule could not be evaluated for one call: `eval` had no
+    `--scope` and no `--history` (`explain` has `--scope`)."""
+    path = tmp_path / "p.car"
+    path.write_text("tool refund(order_id: string, amount: float)\n")
+    entry = '{"id": "x", "type": "tool_call", "tool": "refund", "params": {}, "status": "failed"}'
+    condition = 'scope.tenant == "a" && history.exists(h, h.status == "failed")'
+    args = ["eval", str(path), condition, "--scope", '{"tenant": "a"}']
+    result = CliRunner().invoke(app, [*args, "--history", f"[{entry}]"])
+    assert result.exit_code == 0 and result.stdout.startswith("true : bool"), result.output
+    bad = CliRunner().invoke(app, [*args, "--history", '{"a": 1}'])
+    assert bad.exit_code == 2 and "--history must be a JSON array of entries" in bad.stderr
+
+
+def test_an_evaluation_that_read_a_left_out_parameter_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "p.car"
+    path.write_text("tool refund(order_id: string, amount: float)\n")
+    args = ["eval", str(path), "params.amount > 100.0", "--tool", "refund"]
+    result = CliRunner().invoke(app, [*args, "--params", '{"order_id": "o"}'])
+    assert result.exit_code == 1
+    assert "no such key: 'amount' (the call's parameters leave out `amount`" in result.output

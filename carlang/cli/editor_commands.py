@@ -167,6 +167,13 @@ def eval_command(
     params: ParamsOption = None,
     state: StateOption = None,
     now: NowOption = None,
+    scope: Annotated[
+        str | None, typer.Option("--scope", help="The caller's scope, a JSON object.")
+    ] = None,
+    history: Annotated[
+        str | None,
+        typer.Option("--history", help="The run's earlier actions, a JSON array of entries."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON document.")] = False,
     root: RootOption = None,
 ) -> None:
@@ -174,7 +181,7 @@ def eval_command(
     Exit 0 when it evaluates, 1 when it has errors, 2 for bad input."""
     import json
 
-    from carlang.evaluate import eval_context, evaluate, parse_json_object
+    from carlang.evaluate import eval_context, evaluate, parse_history, parse_json_object
     from carlang.repl import render_outcome
 
     from .common import EXIT_FAILED, EXIT_OK
@@ -187,6 +194,8 @@ def eval_command(
         tool,
         parse_json_object(params, "--params") if params else None,
         parse_json_object(state, "--state") if state else None,
+        parse_json_object(scope, "--scope") if scope else None,
+        parse_history(history) if history else None,
         now=at,
     )
     outcome = evaluate(context, expression)
