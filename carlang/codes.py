@@ -560,10 +560,12 @@ EXAMPLES_PATH = Path(__file__).resolve().parent / "code_examples.json"
 
 
 def examples_from_goldens(golden: Path) -> dict[str, str]:
-    """For each code, the first rendered diagnostic with it in the golden `.diag` files: the
+    """For each code, the first rendered diagnostic with it in the golden `.diag` files (of
+    `golden`, then of the `strict` folder beside it: what only `check --strict` finds): the
     message, the source line and the caret, as `carlang check` prints them."""
     found: dict[str, str] = {}
-    for diag in sorted(golden.glob("*.diag")):
+    diags = [*sorted(golden.glob("*.diag")), *sorted((golden.parent / "strict").glob("*.diag"))]
+    for diag in diags:
         for block in diag.read_text(encoding="utf-8").split("\n\n"):
             match = re.search(r": (?:error|warning|info)\[(CL\d{4})\]", block.split("\n", 1)[0])
             if match is not None and match.group(1) not in found:

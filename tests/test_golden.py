@@ -40,11 +40,28 @@ def test_diagnostics_text(path: Path, update_goldens: bool) -> None:
     check_golden(path.with_suffix(".diag"), text, update_goldens)
 
 
+STRICT_CASES = sorted((ROOT / "tests" / "golden" / "strict").glob("*.car"))
+
+
+@pytest.mark.parametrize("path", STRICT_CASES, ids=lambda p: p.stem)
+def test_strict_diagnostics_text(path: Path, update_goldens: bool) -> None:
+    """The findings only `check --strict` makes (CL0523-CL0526), and a pragma's own (CL0107,
+    found where pragmas are read), as `check --strict` prints them."""
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    args = ["check", "--strict", "--root", str(path.parent), str(path)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    check_golden(path.with_suffix(".diag"), result.stdout, update_goldens)
+
+
 def test_every_compiler_code_has_a_case() -> None:
     from carlang.codes import COMPILER_CODES
 
     seen = set()
-    for path in DIAGNOSTIC_CASES:
+    for path in [*DIAGNOSTIC_CASES, *STRICT_CASES]:
         diag = path.with_suffix(".diag")
         if diag.exists():
             seen |= {
@@ -53,9 +70,6 @@ def test_every_compiler_code_has_a_case() -> None:
                 if ": error[" in line or ": warning[" in line
             }
     untested = (
-        {c.code for c in COMPILER_CODES}
-        - seen
-        - {"CL0105", "CL0107", "CL0523", "CL0524", "CL0525", "CL0526"}
-    )  # encoding: tested in test_cli_lang; pragmas (CL0107) in test_project; the --strict
-    # codes in test_cli_test, test_project and test_shadow
+        {c.code for c in COMPILER_CODES} - seen - {"CL0105"}
+    )  # (a file that is not UTF-8: tested in test_cli_lang)
     assert not untested, f"codes without a golden case: {sorted(untested)}"

@@ -163,7 +163,10 @@ def schema_command(
 def codes_command(
     code: Annotated[
         str | None,
-        typer.Argument(help="Explain this code at length, with an example."),
+        typer.Argument(
+            help="Explain this code at length, with an example (where one is on record: not"
+            " for a file that is no UTF-8 or a JSON proposal's malformed action)."
+        ),
     ] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="As the Markdown table of docs/codes.md.")
