@@ -9,7 +9,7 @@ from typing import Any
 from .ir import Precondition
 from .jsonvalue import as_number, json_equal, rust_debug, to_json_text
 
-__all__ = ["check_precondition", "check_assertion", "contains", "Show"]
+__all__ = ["check_precondition", "check_assertion", "comparison_help", "contains", "Show"]
 
 #: How a message shows a value: CAR's Rust Debug form (`String("c")`, `rust_debug`) by
 #: default, as car-runtime words it; carlang's compiler passes its own (`"c"`).
@@ -72,6 +72,35 @@ def check_precondition(
             return None
         return f"key '{key}' does not contain {show(pre.value)}"
     return f"unknown operator '{op}'"
+
+
+#: How the language writes each ordering operator (`requires count > 5`).
+_SYMBOLS = {"gt": ">", "lt": "<", "gte": ">=", "lte": "<="}
+
+
+def comparison_help(pre: Precondition, state: Mapping[str, Any]) -> str | None:
+    """How to fix an ordering precondition that cannot compare (`cannot compare 'count': 0
+    gt "5"`, CAR's words): which side is no number, and the number a quoted one may mean;
+    None for any other precondition."""
+    from .paramcheck import json_type_name
+
+    symbol = _SYMBOLS.get(pre.operator)
+    if symbol is None or pre.key not in state:
+        return None
+    actual, wanted = state[pre.key], pre.value
+    if as_number(actual) is not None and as_number(wanted) is not None:
+        return None
+    if as_number(actual) is not None and isinstance(wanted, str):
+        try:
+            number = float(wanted)
+        except ValueError:
+            number = None
+        if number is not None:
+            return f"`{symbol}` compares numbers: write {wanted} without quotes"
+    return (
+        f"`{symbol}` compares numbers; `{pre.key}` holds {json_type_name(actual)} and the"
+        f" precondition gives {json_type_name(wanted)}"
+    )
 
 
 def check_assertion(

@@ -115,3 +115,21 @@ def test_values_are_shown_as_the_caller_writes_them() -> None:
     assert check_assertion(params, STATE, format_value) == "state['arr'] = [1, 2], expected [1]"
     compare = {"key": "n", "operator": "gt", "value": 9}
     assert check_assertion(compare, STATE, format_value) == "'n' is 5, need gt 9"
+
+
+def test_an_ordering_that_cannot_compare_says_how_to_fix_it() -> None:
+    """CAR's words, `cannot compare 'count': 0 gt "5"`, say `gt` and not why: the help names
+    the operator as written and the side that is no number."""
+    from carlang_runtime.ir import Precondition
+    from carlang_runtime.precondition import comparison_help
+
+    quoted = Precondition(key="count", operator="gt", value="5")
+    assert comparison_help(quoted, {"count": 0}) == "`>` compares numbers: write 5 without quotes"
+    word = Precondition(key="count", operator="lte", value="five")
+    assert comparison_help(word, {"count": 0}) == (
+        "`<=` compares numbers; `count` holds number and the precondition gives string"
+    )
+    assert comparison_help(Precondition(key="count", operator="gt", value=5), {"count": 0}) is None
+    assert (
+        comparison_help(Precondition(key="count", operator="eq", value="5"), {"count": 0}) is None
+    )

@@ -36,7 +36,7 @@ from ..ir import (
 )
 from ..jsonvalue import canonical_key, rust_debug
 from ..paramcheck import ParamChecker, finding_message
-from ..precondition import Show, check_assertion, check_precondition
+from ..precondition import Show, check_assertion, check_precondition, comparison_help
 from ..suggest import did_you_mean
 from .codes import code_for
 from .result import VerifyIssue
@@ -346,7 +346,9 @@ def _check_preconditions(ctx: VerifyContext, index: int) -> None:
         failure = check_precondition(pre, ctx.state, ctx.show)
         if failure is not None:
             message = f"precondition will fail: {failure}"
-            ctx.report("precondition-fails", index, message, path=f"preconditions[{number}]")
+            hint = comparison_help(pre, ctx.state)  # (CAR's words say `gt`, not why)
+            where = f"preconditions[{number}]"
+            ctx.report("precondition-fails", index, message, hint, path=where)
 
 
 def _report_unavailable(ctx: VerifyContext, index: int) -> None:
