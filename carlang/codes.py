@@ -602,6 +602,8 @@ def explain_code(code: str) -> str | None:
     examples = json.loads(EXAMPLES_PATH.read_text(encoding="utf-8"))
     if entry.code in examples:
         lines += ["", "Example:", "", *(f"  {line}" for line in examples[entry.code].splitlines())]
+    else:  # (a file that is not UTF-8; a JSON proposal's own findings, no program's)
+        lines += ["", "No example is on record."]
     return "\n".join(lines)
 
 

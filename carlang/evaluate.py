@@ -137,14 +137,16 @@ def _parameter_problem(schema: ir.ToolSchema, params: Mapping[str, Any]) -> str 
     return "; ".join(finding_message(schema.name, f) for f in found) or None
 
 
-def _left_out(context: EvalContext) -> str:
-    """` (the call leaves out ...)`: the tool's required parameters its given `params` lack,
-    which a condition that failed may have read (`no such key: 'amount'` said only that)."""
+def _left_out(context: EvalContext, error: str) -> str:
+    """` (the call's parameters leave out ...)`, when `error` is a missing key that is one
+    of the tool's required parameters the given `params` lack (`no such key: 'amount'` said
+    only that); "" for any other error."""
     tool = context.tool
-    if tool is None:
+    if tool is None or "no such key" not in error:
         return ""
     checker = ParamChecker(tool.name, tool.parameters)
     missing = [f.param for f in checker.check(dict(context.params)) if f.kind == "missing"]
+    missing = [name for name in missing if f"'{name}'" in error]
     if not missing:
         return ""
     names = ", ".join(f"`{name}`" for name in missing)
@@ -176,7 +178,7 @@ def evaluate(context: EvalContext, expression: str) -> EvalOutcome:
         return EvalOutcome(
             expression,
             kind,
-            errors=(f"evaluation error: {exc}{_left_out(context)}",),
+            errors=(f"evaluation error: {exc}{_left_out(context, str(exc))}",),
             warnings=warnings,
         )
     except CarlangRuntimeError as exc:

@@ -191,9 +191,15 @@ def _read_config(path: Path) -> Project:
             problems.extend(exc.problems)
             return default
 
-    root = (path.parent / read(lambda: _setting(path, text, data, "root", str, "."), ".")).resolve()
-    if not root.is_dir():
-        problems.append(f"{_where(path, text, 'root')}: root `{data['root']}` is not a directory")
+    written = read(lambda: _setting(path, text, data, "root", str, "."), ".")
+    try:
+        root = (path.parent / written).resolve()
+        is_dir = root.is_dir()
+    except (OSError, ValueError):  # (a NUL in the name, a link loop)
+        root, is_dir = path.parent.resolve(), False
+    if not is_dir:
+        shown = written if written.isprintable() else written.encode("unicode_escape").decode()
+        problems.append(f"{_where(path, text, 'root')}: root `{shown}` is not a directory")
     entries: list[object] = read(lambda: _setting(path, text, data, "accept", list, []), [])
     accept: list[Accepted] = []
     for item in entries:

@@ -390,7 +390,7 @@ def test_simulate_says_when_there_is_no_state(tmp_path: Path) -> None:
     path.write_text('{"id": "hold", "actions": [{"id": "a", "type": "tool_call", "tool": "x"}]}')
     result = CliRunner().invoke(app, ["simulate", str(path)])
     assert result.exit_code == 0 and result.stdout == ""
-    assert "no state: the proposal declares no effects" in result.stderr
+    assert "no state: no effect was applied" in result.stderr
     shown = CliRunner().invoke(app, ["simulate", str(path), "--format", "json"])
     assert shown.stdout.strip() == "{}"
 

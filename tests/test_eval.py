@@ -179,3 +179,5 @@ def test_an_evaluation_that_read_a_left_out_parameter_says_so(tmp_path: Path) ->
     result = CliRunner().invoke(app, [*args, "--params", '{"order_id": "o"}'])
     assert result.exit_code == 1
     assert "no such key: 'amount' (the call's parameters leave out `amount`" in result.output
+    other = CliRunner().invoke(app, ["eval", str(path), "state.x == 1", "--tool", "refund"])
+    assert other.exit_code == 1 and "leave out" not in other.output  # (not what failed)

@@ -73,3 +73,16 @@ def test_every_compiler_code_has_a_case() -> None:
         {c.code for c in COMPILER_CODES} - seen - {"CL0105"}
     )  # (a file that is not UTF-8: tested in test_cli_lang)
     assert not untested, f"codes without a golden case: {sorted(untested)}"
+
+
+def test_the_codes_without_an_example_are_these_and_say_so() -> None:
+    """`carlang codes CODE` shows an example from the goldens; the few codes no program can
+    show (a file that is not UTF-8, a JSON proposal's own findings) say that there is none."""
+    import json
+
+    from carlang.codes import EXAMPLES_PATH, all_codes, explain_code
+
+    examples = json.loads(EXAMPLES_PATH.read_text(encoding="utf-8"))
+    without = {c.code for c in all_codes() if c.code not in examples}
+    assert without == {"CL0105", "CL0304", "CL0305", "CL0315"}
+    assert all((explain_code(code) or "").endswith("No example is on record.") for code in without)

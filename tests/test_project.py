@@ -513,3 +513,20 @@ def test_test_fails_on_a_project_capability_no_program_declares(tmp_path: Path) 
     result = CliRunner().invoke(app, ["test", str(tmp_path)])
     assert result.exit_code == 1
     assert "error[CL0202]: capability `nobot` is not declared" in result.stderr
+    assert result.stdout.strip().endswith("1 passed, 0 failed; 1 error in carlang.toml")
+    report = CliRunner().invoke(app, ["test", str(tmp_path), "--format", "json"])
+    assert [e["code"] for e in json.loads(report.stdout)["errors"]] == ["CL0202"]
+
+
+def test_a_root_no_path_can_name_is_a_problem_of_the_file(tmp_path: Path) -> None:
+    """`root = "a\\u0000b"` made resolving the root raise, an internal error."""
+    from typer.testing import CliRunner
+
+    from carlang.cli import app
+
+    (tmp_path / "carlang.toml").write_text('root = "a\\u0000b"\nstrict = 1\n')
+    (tmp_path / "a.car").write_text("tool t()\n")
+    result = CliRunner().invoke(app, ["check", str(tmp_path), "--format", "json"])
+    assert result.exit_code == 2
+    failure = json.loads(result.stdout)["error"]
+    assert "root `a\\x00b` is not a directory" in failure and "`strict` must be" in failure

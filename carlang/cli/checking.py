@@ -17,8 +17,6 @@ from .console import (
     EXIT_OK,
     UsageProblem,
     echo,
-    echo_err,
-    error_line,
     fail_usage,
     os_reason,
     painted,
@@ -144,11 +142,8 @@ def find_project_of(files: list[Path], root: Path | None) -> Project:
 
     try:
         project = find_project(files[0], *files[1:], working=Path.cwd())
-    except ProjectError as exc:
-        *first, last = exc.problems
-        for problem in first:
-            echo_err(error_line(problem))
-        fail_usage(last)
+    except ProjectError as exc:  # (every problem: a report's failure holds them all)
+        fail_usage(str(exc))
     if root is not None:
         require_directory("--root", root)
         project = replace(project, root=root.resolve())
@@ -257,6 +252,14 @@ def untestable(results: Sequence[CompileResult]) -> list[CompileResult]:
     ]
 
 
+def whole_project(results: Sequence[CompileResult], project: Project) -> bool:
+    """Whether the programs compiled are all of the project's (not some of its files, as a
+    pre-commit hook passes the changed ones): only then is what no file uses, accepts or
+    declares known."""
+    loaded = [f.path for r in results for f in r.loaded.files]
+    return project.config is None or covers_project(loaded, project.root)
+
+
 def unknown_project_capability(
     results: Sequence[CompileResult], project: Project
 ) -> Diagnostic | None:
@@ -322,8 +325,7 @@ def run_check(
     sources = {f.source.name: f.source for r in results for f in r.loaded.files}
     # Some of a project's files (a pre-commit hook passes the changed ones): what another
     # file may use or hold is not known, so neither "never used" nor "accepts nothing" is.
-    loaded = [f.path for r in results for f in r.loaded.files]
-    whole = project.config is None or covers_project(loaded, project.root)
+    whole = whole_project(results, project)
     if not whole:
         diagnostics = [d for d in diagnostics if d.code != UNUSED]
     diagnostics, stale = apply_allowances(diagnostics, sources.values(), project, whole)

@@ -68,7 +68,10 @@ _AT_POSITION = re.compile(
 
 def error_line(message: str) -> str:
     """`error: message`; for a message that starts at a position, `file:line:col: error:
-    ...`, the form of every diagnostic (which editors and CI annotators read)."""
+    ...`, the form of every diagnostic (which editors and CI annotators read). A message of
+    several problems, one a line (carlang.toml's), gets the form on each line."""
+    if "\n" in message and all(_AT_POSITION.match(line) for line in message.splitlines()):
+        return "\n".join(error_line(line) for line in message.splitlines())
     at = _AT_POSITION.match(message)
     if at is None:
         return f"error: {message}"

@@ -101,7 +101,10 @@ def simulate_command(
     if output is TextOrJson.json:
         echo(json.dumps(final, indent=2, sort_keys=True))
     elif not final:  # (nothing printed read as a failure, or as a proposal not read)
-        echo_err("no state: the proposal declares no effects and the initial state is empty")
+        echo_err(
+            "no state: no effect was applied (none declared, or each one blocked) and the"
+            " initial state is empty"
+        )
     else:
         for key in sorted(final):
             echo(f"{key}: {json.dumps(final[key])}")
@@ -163,10 +166,7 @@ def schema_command(
 def codes_command(
     code: Annotated[
         str | None,
-        typer.Argument(
-            help="Explain this code at length, with an example (where one is on record: not"
-            " for a file that is no UTF-8 or a JSON proposal's malformed action)."
-        ),
+        typer.Argument(help="Explain this code at length, with an example where one is on record."),
     ] = None,
     markdown: Annotated[
         bool, typer.Option("--markdown", help="As the Markdown table of docs/codes.md.")

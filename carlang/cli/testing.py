@@ -15,10 +15,10 @@ from .checking import (
     blocking_errors,
     collect_sources,
     compile_all,
-    covers_project,
     find_project_of,
     unknown_project_capability,
     untestable,
+    whole_project,
 )
 from .console import (
     EXIT_FAILED,
@@ -78,22 +78,17 @@ def run_test(
     if select is not None:
         results = [_only(result, select) for result in results]
     # (carlang.toml naming a capability no program declares: an error, as `check` says)
-    loaded = [f.path for r in results for f in r.loaded.files]
-    whole = project.config is None or covers_project(loaded, project.root)
+    whole = whole_project(results, project)
     unknown = unknown_project_capability(results, project) if whole else None
-    if unknown is not None:
-        from carlang.render import render_text
-
-        echo_err(painted(render_text([unknown]), err=True))
-    code = _tested(
+    return _tested(
         results,
         diagnostics,
         _doubtful(results, diagnostics, project),
+        [unknown] if unknown is not None else [],
         project.capability,
         strict or project.strict,
         (paths, coverage, threshold, output, select),
     )
-    return max(code, EXIT_FAILED) if unknown is not None else code
 
 
 def _report_unrun(output: TestFormat, reason: str) -> None:
@@ -129,6 +124,7 @@ def _tested(
     results: list[CompileResult],
     diagnostics: list[Diagnostic],
     doubtful: list[Diagnostic],
+    project_errors: list[Diagnostic],
     capability: str | None,
     strict: bool,
     asked: tuple[list[Path] | None, bool, float | None, TestFormat, str | None],
@@ -155,8 +151,8 @@ def _tested(
         if d.location()[0] in names
     ]
     runnable = [r for r in results if all(r is not b for b in broken)]
-    if doubtful:
-        echo_err(painted(render_diagnostics(doubtful), err=True))
+    if doubtful or project_errors:  # (the project's errors stop no test, but fail the run)
+        echo_err(painted(render_diagnostics([*project_errors, *doubtful]), err=True))
     if errors:
         echo_err(painted(render_diagnostics(errors), err=True))
         skipped = ", ".join(r.loaded.entry.source.name for r in broken if r.loaded.entry)
@@ -191,16 +187,18 @@ def _tested(
             return EXIT_FAILED
     shown = measured if coverage or threshold is not None else None
     if output is TestFormat.json:
-        echo(render_json(outcomes, shown, threshold, errors, skipped=none_ran))
+        echo(render_json(outcomes, shown, threshold, [*project_errors, *errors], skipped=none_ran))
     elif output is TestFormat.junit:
-        echo(render_junit(outcomes, shown, threshold, errors, skipped=none_ran))
+        echo(render_junit(outcomes, shown, threshold, [*project_errors, *errors], skipped=none_ran))
     else:
         text = render_text(outcomes, shown, threshold)
         if broken:  # (the counts alone would read as a green run)
             text += f"; {plural(len(broken), 'program')} with errors not tested"
+        if project_errors:
+            text += f"; {plural(len(project_errors), 'error')} in carlang.toml"
         # (a test's name or a policy's message holding ESC would write to the terminal)
         echo(painted(terminal_text(text, newlines=True)))
-    failed = any(not r.passed for r in outcomes) or bool(errors)
+    failed = any(not r.passed for r in outcomes) or bool(errors) or bool(project_errors)
     low = threshold_problem(measured, threshold)
     if low is not None and output is not TestFormat.text:  # (the text report says it)
         echo_err(f"error: {low}")
