@@ -80,6 +80,9 @@ NowOption = Annotated[
         " default: the current time).",
     ),
 ]
+ScopeOption = Annotated[
+    str | None, typer.Option("--scope", help="The caller's scope, a JSON object.")
+]
 #: The approval flags of every command that runs actions (`run`, `agent`).
 AutoApproveOption = Annotated[
     bool, typer.Option("--auto-approve", help="Approve every action that asks.")

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from .common import NowOption, RootOption, echo, fail_usage, guarded, parse_now
+from .common import NowOption, RootOption, ScopeOption, echo, fail_usage, guarded, parse_now
 
 if TYPE_CHECKING:
     from carlang_runtime import ir
@@ -167,9 +167,7 @@ def eval_command(
     params: ParamsOption = None,
     state: StateOption = None,
     now: NowOption = None,
-    scope: Annotated[
-        str | None, typer.Option("--scope", help="The caller's scope, a JSON object.")
-    ] = None,
+    scope: ScopeOption = None,
     history: Annotated[
         str | None,
         typer.Option("--history", help="The run's earlier actions, a JSON array of entries."),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from .common import NowOption, RootOption, echo, fail_usage, guarded, parse_now
+from .common import NowOption, RootOption, ScopeOption, echo, fail_usage, guarded, parse_now
 from .lang_commands import compile_program
 
 if TYPE_CHECKING:
@@ -56,9 +56,7 @@ def explain_command(
         str | None,
         typer.Option("--state", help="State as a JSON object, over the program's initial state."),
     ] = None,
-    scope: Annotated[
-        str | None, typer.Option("--scope", help="The caller's scope as a JSON object.")
-    ] = None,
+    scope: ScopeOption = None,
     capability: Annotated[
         str | None,
         typer.Option(
