@@ -377,8 +377,8 @@ def _stats(row: Any) -> ToolStats:
         )
     if successes > attempts:
         raise ValueError(f"{successes} successes of {attempts} attempts")
-    if timed > successes:  # (only a success's duration is counted)
-        raise ValueError(f"{timed} timed of {successes} successes")
+    if timed > attempts:  # (a file written by hand may time the failures too)
+        raise ValueError(f"{timed} timed of {attempts} attempts")
     return ToolStats(attempts, successes, float(duration), timed)
 
 

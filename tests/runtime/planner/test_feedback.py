@@ -157,7 +157,7 @@ def test_plan_and_execute_learns_from_each_run() -> None:
         ),
         # (50 successes of 10 attempts scored a plan 1.68: every score is in [0, 1])
         ({"tools": {"deploy": [10, 50, 1.0, 50]}}, "tools.deploy: 50 successes of 10 attempts"),
-        ({"tools": {"deploy": [10, 5, 1.0, 6]}}, "tools.deploy: 6 timed of 5 successes"),
+        ({"tools": {"deploy": [10, 5, 1.0, 11]}}, "tools.deploy: 11 timed of 10 attempts"),
         (
             {"tools": {"deploy": [-1, 0, 0, 0]}},
             "tools.deploy: attempts must be a whole number, 0 or more, not -1",
