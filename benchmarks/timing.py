@@ -28,21 +28,39 @@ def median_time(
     (what users see includes it), but garbage left by the previous sample is collected before
     each one, so a sample does not pay for its predecessor.
     """
-    for _ in range(warmup):
-        fn()
-    samples = []
-    for _ in range(repeat):
-        gc.collect()
-        calls = 0
-        start = time.perf_counter()
-        while True:
+    return paired_median_times([fn], repeat, warmup, min_time)[0]
+
+
+def paired_median_times(
+    fns: list[Callable[[], Any]], repeat: int = 7, warmup: int = 2, min_time: float = 0.0
+) -> list[float]:
+    """`median_time` of each of `fns`, their samples taken in turn (the order reversed every
+    round): when the machine's speed drifts during a run (a shared, virtual machine's does, by
+    up to 2x over a minute), each function is timed at the same speeds as the others, and
+    their ratio holds though each median moves."""
+    for fn in fns:
+        for _ in range(warmup):
             fn()
-            calls += 1
-            elapsed = time.perf_counter() - start
-            if elapsed >= min_time:
-                break
-        samples.append(elapsed / calls)
-    return statistics.median(samples)
+    samples: list[list[float]] = [[] for _ in fns]
+    for round_ in range(repeat):
+        order = range(len(fns)) if round_ % 2 == 0 else reversed(range(len(fns)))
+        for index in order:
+            samples[index].append(_sample(fns[index], min_time))
+    return [statistics.median(taken) for taken in samples]
+
+
+def _sample(fn: Callable[[], Any], min_time: float) -> float:
+    """One sample: the mean wall time per call of `fn` looped for `min_time` (once at least),
+    after collecting the garbage earlier samples left."""
+    gc.collect()
+    calls = 0
+    start = time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_time:
+            return elapsed / calls
 
 
 def fmt_seconds(seconds: float | None) -> str:

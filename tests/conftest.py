@@ -63,3 +63,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "car" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(params=["c", "python"])
+def speedups(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test runs twice: with the C speedups (skipped where they were not built), and with
+    their pure-Python twins. (Module-scoped state is patched, so hypothesis's examples within
+    one run share it, as they should.)"""
+    from carlang_runtime import speedups as loader
+
+    if request.param == "c":
+        if loader.native() is None:
+            pytest.skip("the C speedups (carlang_runtime._speedups) are not built here")
+    else:
+        monkeypatch.setattr(loader, "native", lambda: None)
+    return str(request.param)
+
+
+@pytest.fixture(params=["c", "msgspec"])
+def fast_decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The test runs with each fast decoder of JSON text alone: the C speedups (msgspec off),
+    then msgspec (the C speedups off); each skipped where it is not installed."""
+    from carlang_runtime import speedups as loader
+    from carlang_runtime.ir import fastload
+
+    if request.param == "c":
+        if loader.native() is None:
+            pytest.skip("the C speedups (carlang_runtime._speedups) are not built here")
+        monkeypatch.setattr(fastload, "_msgspec_decode", lambda _text, many: None)
+    else:
+        pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+        monkeypatch.setattr(loader, "native", lambda: None)
+    return str(request.param)

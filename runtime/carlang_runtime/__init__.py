@@ -36,7 +36,8 @@ if TYPE_CHECKING:
     from .errors import CarlangRuntimeError, IRLoadError
     from .ir import ActionProposal, ActionResult, Program, ProposalResult
     from .policy import PolicySet
-    from .verify import VerifyResult, equivalent, optimize, simulate, verify
+    from .verify import VerifyResult, equivalent, optimize, verify
+    from .verify.simulate import simulate  # (the function; mypy confuses it with the module)
 
 __all__ = [
     "__version__",

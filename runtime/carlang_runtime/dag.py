@@ -28,6 +28,7 @@ from itertools import chain
 from operator import eq
 from typing import Any, overload
 
+from . import speedups
 from .columns import STATE_WRITE, Columns
 from .ir import Action, FailureBehavior
 
@@ -356,12 +357,20 @@ def build_dag(actions: Sequence[Action] | Columns) -> Dag:
     if STATE_WRITE in cols.types:
         return _finish(cols, dag, _writers(cols))
     effects = cols.effects
-    writer = _effect_writers(effects)
+    native = speedups.native()
+    writer = _effect_writers(effects) if native is None else native.effect_writers(effects)
     # A map holds a key once, so a key has two writers exactly when it is counted twice.
     dag.one_writer_per_key = len(writer) == sum(map(len, effects))
     if not effects or any(cols.depends_on):
         return _finish(cols, dag, writer)
-    _plain_edges_levels(cols, dag, writer)
+    if native is None:
+        _plain_edges_levels(cols, dag, writer)
+    else:  # the same pass in C
+        parents, dag.levels, dag.dependencies_written = native.edges_levels(
+            cols.dependencies, writer, _NO_DEPS
+        )
+        dag.deps = Parents(parents)
+        dag.explicit = [_NO_DEPS] * len(cols)
     return dag
 
 

@@ -1,10 +1,12 @@
-"""`build_dag`'s one-pass path for plain proposals against the general loops it stands in for."""
+"""`build_dag`'s one-pass path for plain proposals against the general loops it stands in for,
+in C (the speedups, where they are built) and in Python."""
 
 from __future__ import annotations
 
 import json
 from typing import Any
 
+import pytest
 from carlang_runtime.columns import Columns
 from carlang_runtime.dag import _NO_DEPS, Dag, Parents, _build_dag_loops, build_dag
 from carlang_runtime.ir import Action, fastload
@@ -12,6 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks.verify_bench import chain, fan_out, independent_chains
+
+#: Every test runs with the C speedups and with their Python twins (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("speedups")
 
 FIELDS = (
     "deps",

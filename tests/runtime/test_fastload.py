@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from carlang_runtime.columns import Columns
 from carlang_runtime.errors import IRLoadError
-from carlang_runtime.ir import Action, ActionProposal, Capability, load_proposal
+from carlang_runtime.ir import Action, ActionProposal, Capability, fastload, load_proposal
 from carlang_runtime.ir.fastload import (
     PLAIN_KEYS,
     PlainColumns,
@@ -21,9 +21,13 @@ from carlang_runtime.ir.fastload import (
     plain_proposal,
 )
 from carlang_runtime.verify import verify
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+
+#: The `fast_decoder` fixture patches modules, not per-example state: hypothesis's examples may
+#: share it.
+_FIXTURE = HealthCheck.function_scoped_fixture
 
 _scalars = (
     st.none() | st.booleans() | st.integers(-5, 2**65) | st.floats(-1e3, 1e3) | st.text(max_size=3)
@@ -156,11 +160,12 @@ def _assert_actions_are(
     assert list(vars(plain.proposal)) == list(vars(model))
 
 
-@settings(max_examples=300, deadline=None)
-@given(_proposals(), st.integers(0, 2))
-def test_msgspec_decoding_is_the_json_path_or_nothing(doc: dict[str, Any], indent: int) -> None:
-    """`decode_plain` (msgspec) declines or gives exactly what `plain_columns` gives."""
-    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+@settings(max_examples=300, deadline=None, suppress_health_check=[_FIXTURE])
+@given(doc=_proposals(), indent=st.integers(0, 2))
+def test_fast_decoding_is_the_json_path_or_nothing(
+    fast_decoder: str, doc: dict[str, Any], indent: int
+) -> None:
+    """`decode_plain` (C, or msgspec) declines or gives exactly what `plain_columns` gives."""
     text = json.dumps(doc, indent=indent or None)
     fast = decode_plain(text)
     slow = plain_columns(json.loads(text))
@@ -193,17 +198,20 @@ def test_msgspec_decoding_is_the_json_path_or_nothing(doc: dict[str, Any], inden
         '{"actions": [{"type": "tool_call"}]} x',
     ],
 )
-def test_msgspec_decoding_declines_what_parse_json_looks_at(text: str) -> None:
-    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+def test_fast_decoding_declines_what_parse_json_looks_at(fast_decoder: str, text: str) -> None:
     assert decode_plain(text) is None
     assert decode_plain(text.encode()) is None
 
 
-def test_msgspec_decoding_takes_the_deepest_value_the_json_path_takes() -> None:
+def test_msgspec_decoding_takes_the_deepest_value_the_json_path_takes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
     deep = '{"actions": [{"type": "tool_call", "metadata": {"n": %s}}]}' % ("[" * 124 + "]" * 124)
     assert plain_columns(json.loads(deep)) is not None
-    assert decode_plain(deep) is not None
+    assert decode_plain(deep) is not None  # (the C decoder declines it: msgspec takes it)
+    monkeypatch.setattr(fastload, "_msgspec_decode", lambda _text, many: None)
+    assert decode_plain(deep) is None
 
 
 #: A capability whose key check reads every action model (built lazily on the column path).
@@ -269,12 +277,13 @@ def test_invalid_plain_actions_fail_as_before(action: dict[str, Any]) -> None:
 
 
 @pytest.mark.slow  # (the default run stays under three minutes; CI runs it)
-@settings(max_examples=300, deadline=None)
-@given(_proposals(), st.data())
-def test_msgspec_decoding_never_accepts_what_json_refuses(doc: dict[str, Any], data: Any) -> None:
-    """A document one character away from a valid one: msgspec decodes it only if it is JSON
-    that the json path reads the same way."""
-    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+@settings(max_examples=300, deadline=None, suppress_health_check=[_FIXTURE])
+@given(doc=_proposals(), data=st.data())
+def test_fast_decoding_never_accepts_what_json_refuses(
+    fast_decoder: str, doc: dict[str, Any], data: Any
+) -> None:
+    """A document one character away from a valid one: a fast decoder reads it only if it is
+    JSON that the json path reads the same way."""
     text = json.dumps(doc)
     at = data.draw(st.integers(0, len(text)))
     char = data.draw(st.sampled_from(["\t", "\x01", "\x7f", ",", "}", "]", '"', "\\", "1", " "]))
@@ -295,6 +304,7 @@ def test_msgspec_decoding_never_accepts_what_json_refuses(doc: dict[str, Any], d
 def test_msgspec_rows_have_the_plain_keys() -> None:
     msgdecode = pytest.importorskip("carlang_runtime.ir.msgdecode", reason="msgspec not installed")
     assert set(msgdecode.FIELDS) == PLAIN_KEYS
+    assert msgdecode._ProposalFields.__struct_fields__ == fastload.HEADER_KEYS
     # in Action's order, the order actions are written in: msgspec finds keys in that order
     # fastest (a struct field declared out of place costs every action a few comparisons)
     assert list(msgdecode.FIELDS) == [name for name in Action.model_fields if name in PLAIN_KEYS]
@@ -314,7 +324,10 @@ def test_values_nested_beyond_the_stack_are_too_deep_not_a_traceback(field: str)
 
 def test_without_msgspec_verify_takes_the_json_path(monkeypatch: pytest.MonkeyPatch) -> None:
     import carlang_runtime.ir
+    from carlang_runtime import speedups
     from carlang_runtime.ir import fastload
+
+    monkeypatch.setattr(speedups, "native", lambda: None)
 
     text = json.dumps({"actions": [{"id": "a", "type": "tool_call", "tool": "step"}]})
     expected = verify(text, tools=["step"]).model_dump()
@@ -424,9 +437,11 @@ def _objects_in(value: Any, into: list[dict[str, Any]]) -> None:
             _objects_in(child, into)
 
 
-@settings(max_examples=100, deadline=None)
-@given(_proposals(), st.data())
-def test_a_key_repeated_anywhere_is_refused_on_every_path(doc: dict[str, Any], data: Any) -> None:
+@settings(max_examples=100, deadline=None, suppress_health_check=[_FIXTURE])
+@given(doc=_proposals(), data=st.data())
+def test_a_key_repeated_anywhere_is_refused_on_every_path(
+    fast_decoder: str, doc: dict[str, Any], data: Any
+) -> None:
     """CAR refuses a proposal field given twice; carlang refuses any repeated key, with or
     without msgspec, where it repeats."""
     text = _with_a_repeated_key(doc, data)
@@ -463,7 +478,9 @@ def test_a_repeated_action_field_is_refused_where_it_repeats() -> None:
         '{"id": " : ", "actions": [], "id": "q"}',
     ],
 )
-def test_a_repeated_key_among_strings_holding_colons_is_refused(text: str) -> None:
+def test_a_repeated_key_among_strings_holding_colons_is_refused(
+    fast_decoder: str, text: str
+) -> None:
     assert decode_plain(text) is None
     assert decode_plain_array(f"[{text}]") is None
     with pytest.raises(IRLoadError, match="duplicate key"):
@@ -471,10 +488,10 @@ def test_a_repeated_key_among_strings_holding_colons_is_refused(text: str) -> No
 
 
 @pytest.mark.parametrize("note", ['{\\"a\\":1}', "Attention : lire", '\\" :'])
-def test_strings_holding_colons_keep_the_column_path(note: str) -> None:
-    """No repeated key: the value encoded again has the text's colons, and the proposal
-    takes the column path (a slow re-parse cost up to 11 times as much)."""
-    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+def test_strings_holding_colons_keep_the_column_path(fast_decoder: str, note: str) -> None:
+    """No repeated key: the value encoded again has the text's colons (msgspec), or the C
+    decoder sees each key, and the proposal takes the column path (a slow re-parse cost up to
+    11 times as much)."""
     text = '{"actions": [{"type": "tool_call", "parameters": {"note": "' + note + '"}}]}'
     assert decode_plain(text) is not None
     assert decode_plain_array(f"[{text}, {text}]") is not None

@@ -17,12 +17,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from itertools import chain, repeat
-from operator import attrgetter
 from types import ModuleType
 from typing import Any, overload
 
 from pydantic import ValidationError
 
+from .. import speedups
 from ..jsontext import (
     NESTING_LIMIT,
     JsonTextError,
@@ -185,34 +185,25 @@ class LazyActions(Sequence[Action]):
     `Action` is built (as pydantic would, without validating again) when first asked for."""
 
     def __init__(
-        self,
-        data: Sequence[Any],
-        ids: list[str],
-        as_dict: Callable[[Any], dict[str, Any]] | None = None,
-        missing: object = _MISSING,
-        keys: frozenset[str] | None = None,
+        self, columns: Mapping[str, Sequence[Any]], count: int, ids: list[str], missing: object
     ) -> None:
-        self._data = data  # one decoded JSON object per action, or a row `as_dict` turns into one
+        # The document's values, one column per key some action has (`missing` where an action
+        # has no such key); enum columns hold the enums' values or their members.
+        self._columns = columns
         self._ids = ids
-        self._as_dict = as_dict
-        self._missing = missing  # what a row without a key gives for it (`column`)
-        self._keys = keys  # the keys any row has, when known
-        self._built: list[Action | None] = [None] * len(data)
+        self._missing = missing
+        self._built: list[Action | None] = [None] * count
 
     def column(self, name: str) -> tuple[list[Any], object] | None:
         """Field `name` of every action as its JSON has it (read only), with the value that
         marks an action without the key; None when no action has it."""
-        if self._keys is not None and name not in self._keys:
+        column = self._columns.get(name)
+        if column is None:
             return None
-        missing = self._missing
-        if self._as_dict is None:
-            return list(map(dict.get, self._data, repeat(name), repeat(missing))), missing
-        if not self._data or not hasattr(self._data[0], name):  # rows of one struct type
-            return None
-        return list(map(attrgetter(name), self._data)), missing
+        return (column if type(column) is list else list(column)), self._missing
 
     def __len__(self) -> int:
-        return len(self._data)
+        return len(self._built)
 
     @overload
     def __getitem__(self, index: int) -> Action: ...
@@ -230,15 +221,18 @@ class LazyActions(Sequence[Action]):
         return (self[i] for i in range(len(self)))
 
     def _build(self, index: int) -> Action:
-        data = self._data[index]
-        if self._as_dict is not None:
-            data = self._as_dict(data)
+        missing = self._missing
+        given = {
+            name: value
+            for name, column in self._columns.items()
+            if (value := column[index]) is not missing
+        }
         values: dict[str, Any] = {}
         for name in _FIELDS:
-            if name in data:
-                value = data[name]
+            if name in given:
+                value = given[name]
                 if name in _ENUMS:
-                    value = _ENUMS[name][value]
+                    value = _ENUMS[name][value]  # (a member is its own value's key)
                 elif type(value) is dict or type(value) is list:
                     value = type(value)(value)  # pydantic copies maps and lists
             elif name == "id":
@@ -247,7 +241,7 @@ class LazyActions(Sequence[Action]):
                 default = _DEFAULTS[name]
                 value = default() if callable(default) else default
             values[name] = value
-        return construct(Action, values, set(data))
+        return construct(Action, values, set(given))
 
 
 class PlainColumns:
@@ -323,7 +317,8 @@ def plain_columns(data: Mapping[str, Any]) -> PlainColumns | None:
             columns[key] = column
     except (_Unfit, TypeError):
         return None
-    return _finish({k: v for k, v in data.items() if k != "actions"}, actions, columns, _MISSING)
+    rest = {k: v for k, v in data.items() if k != "actions"}
+    return _finish(rest, len(actions), columns, _MISSING, members=False)
 
 
 #: The columns `Columns` needs, filled with `Action`'s defaults where an action has no value.
@@ -386,19 +381,19 @@ def _header_fields() -> tuple[dict[str, Any], tuple[tuple[str, Callable[[], Any]
 
 def _finish(
     rest: dict[str, Any],
-    rows: Sequence[Any],
+    count: int,
     columns: Mapping[str, Sequence[Any]],
     missing: object,
-    as_dict: Callable[[Any], dict[str, Any]] | None = None,
+    *,
+    members: bool,
 ) -> PlainColumns | None:
-    """The proposal and filled columns from checked `columns` (`missing` marks an absent key;
-    a column absent from `columns` is absent from every action; the enum columns hold members
-    when `as_dict` is given (msgspec's rows), else their values); None when pydantic refuses
-    the proposal's own fields (`rest`: every key but `actions`)."""
+    """The proposal and filled columns from the checked `columns` of its `count` actions
+    (`missing` marks an absent key; a column absent from `columns` is absent from every
+    action; the enum columns hold members when `members`, else their values); None when
+    pydantic refuses the proposal's own fields (`rest`: every key but `actions`)."""
     proposal = _proposal_without_actions(rest)
     if proposal is None:
         return None
-    n = len(rows)
     values: dict[str, list[Any]] = {}
     for name in _COLUMNS:
         default = _COLUMN_DEFAULTS.get(name, _DEFAULTS[name])
@@ -406,16 +401,17 @@ def _finish(
         if given is not None:
             values[name] = _filled(given, default, missing)
         else:
-            values[name] = [default() for _ in range(n)] if callable(default) else [default] * n
-    members, default = _ENUMS["reversibility"], _DEFAULTS["reversibility"]
+            values[name] = (
+                [default() for _ in range(count)] if callable(default) else [default] * count
+            )
+    enum_members, default = _ENUMS["reversibility"], _DEFAULTS["reversibility"]
     types, given = columns.get("type", ()), columns.get("reversibility")
-    if as_dict is None:  # (decoded JSON: the enums' values)
+    if not members:  # (decoded JSON: the enums' values)
         types = list(map(_ENUMS["type"].__getitem__, types))  # never missing
-        given = [members[v] if v is not missing else default for v in given] if given else None
+        given = [enum_members[v] if v is not missing else default for v in given] if given else None
     values["type"] = list(types)
-    values["reversibility"] = _filled(given, default, missing) if given else [default] * n
-    keys = frozenset(columns) if as_dict is None else None  # (decoded JSON: the keys it has)
-    proposal.__dict__["actions"] = LazyActions(rows, values["id"], as_dict, missing, keys)
+    values["reversibility"] = _filled(given, default, missing) if given else [default] * count
+    proposal.__dict__["actions"] = LazyActions(columns, count, values["id"], missing)
     return PlainColumns(proposal, values)
 
 
@@ -425,10 +421,14 @@ _MAP_LEVELS = NESTING_LIMIT - 4
 
 
 def decode_plain(text: str | bytes) -> PlainColumns | None:
-    """`plain_columns` straight from JSON text, decoded and checked by msgspec (the optional
-    `fast` extra); None without msgspec, or for text that is not a proposal of plain actions,
-    or whose values `jsontext.parse_json` would look at more closely (the caller then takes the
-    `json` path, which decides, and reports, exactly as without msgspec)."""
+    """`plain_columns` straight from JSON text: read by the C speedups into columns where they
+    were built (`speedups.native`), else decoded and checked by msgspec (the optional `fast`
+    extra); None without either, or for text that is not a proposal of plain actions, or whose
+    values `jsontext.parse_json` would look at more closely (the caller then takes the `json`
+    path, which decides, and reports, exactly as without them)."""
+    native = _native_decode(text, many=False)
+    if native is not None:
+        return _native_columns(native)
     decoded = _msgspec_decode(text, many=False)
     if decoded is None:
         return None
@@ -437,10 +437,13 @@ def decode_plain(text: str | bytes) -> PlainColumns | None:
 
 
 def decode_plain_array(text: str | bytes) -> list[PlainColumns | None] | None:
-    """`decode_plain` of a JSON array of proposals: None when msgspec is not installed or
-    does not decode the text as an array of proposals of plain actions; else each proposal's
+    """`decode_plain` of a JSON array of proposals: None when neither the C speedups nor
+    msgspec read the text as an array of proposals of plain actions; else each proposal's
     columns, or None for one whose values `parse_json` would look at more closely (the caller
-    then takes the `json` path for the text, which decides as without msgspec)."""
+    then takes the `json` path for the text, which decides as without them)."""
+    native = _native_decode(text, many=True)
+    if native is not None:
+        return list(map(_native_columns, native))
     decoded = _msgspec_decode(text, many=True)
     if decoded is None:
         return None
@@ -448,6 +451,68 @@ def decode_plain_array(text: str | bytes) -> list[PlainColumns | None] | None:
     keys = sum(keys for _plain, keys in found)
     distinct = keys_all_distinct(text, keys, lambda: json_encoded(decoded))
     return [plain for plain, _keys in found] if distinct else None
+
+
+#: A proposal as the C decoder reads it: its keys but `actions`, how many actions it has,
+#: and a column per action key some action has (`_MISSING` where one has not).
+_NativeProposal = tuple[dict[str, Any], int, dict[str, list[Any]]]
+
+
+def _native_decode(text: str | bytes, many: bool) -> Any:
+    """The C decoder's proposal (`many`: list of proposals) for `text`, or None: not built, or
+    declined (the text is then for msgspec or json, which decide; the decoder accepts a
+    subset of what they accept, and reads it as they do)."""
+    native = speedups.native()
+    if native is None:
+        return None
+    return native.decode_proposals(text, many, _native_schema())
+
+
+def _native_columns(found: _NativeProposal) -> PlainColumns | None:
+    rest, count, columns = found
+    return _finish(rest, count, columns, _MISSING, members=True)
+
+
+#: What the C decoder checks each action key holds (`_speedups.c`'s kinds).
+_K_STR, _K_OPT_STR, _K_MAP, _K_STR_LIST, _K_ENUM, _K_BOOL, _K_U32, _K_OPT_U63 = range(8)
+#: A proposal's own keys the fast decoders read (msgspec's `_ProposalFields` too): anything
+#: else, `loc` included, is for pydantic to judge.
+HEADER_KEYS = ("id", "source", "timestamp", "context", "capability", "budget")
+
+
+@cache
+def _native_schema() -> tuple[Any, ...]:
+    """The plain rules (`_check`) as the C decoder takes them: the action keys in `Action`'s
+    order (the order keys usually come in), a kind and an enum map (or None) per key, the
+    required keys, the proposal's own keys, and the marker of an absent key. Integers are
+    narrower there (18 digits at most), which only sends more texts to the other paths."""
+    names = tuple(name for name in _FIELDS if name in PLAIN_KEYS)
+    return (
+        names,
+        tuple(map(_native_kind, names)),
+        tuple(_ENUMS.get(name) for name in names),
+        ("type",),
+        HEADER_KEYS,
+        _MISSING,
+    )
+
+
+def _native_kind(name: str) -> int:
+    if name in _STRINGS:
+        return _K_STR
+    if name in _OPTIONAL_STRINGS:
+        return _K_OPT_STR
+    if name in _MAPS:
+        return _K_MAP
+    if name in _STRING_LISTS:
+        return _K_STR_LIST
+    if name in _ENUMS:
+        return _K_ENUM
+    if name in _BOOLS:
+        return _K_BOOL
+    low, _high, nullable = _INTEGERS[name]
+    assert low == 0, "the decoder's integers are never negative"
+    return _K_OPT_U63 if nullable else _K_U32
 
 
 @cache
@@ -497,7 +562,7 @@ def _plain_of(doc: Any, depth: int) -> tuple[PlainColumns | None, int]:
     keys += 1  # "actions"
     rows = doc.actions
     if not rows:
-        return _finish(rest, rows, {}, msgdecode.UNSET, msgdecode.present), keys
+        return _finish(rest, 0, {}, msgdecode.UNSET, members=True), keys
     # Every field of every row, a column per field: one C call per row (`astuple`) and one
     # transposition, about half what an attribute getter per field and row costs.
     columns = dict(
@@ -512,7 +577,7 @@ def _plain_of(doc: Any, depth: int) -> tuple[PlainColumns | None, int]:
         if inner is None:
             return None, 0
         keys += inner
-    return _finish(rest, rows, columns, unset, msgdecode.present), keys
+    return _finish(rest, len(rows), columns, unset, members=True), keys
 
 
 def _map_keys(maps: list[dict[str, Any]], levels: int) -> int | None:

@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 import pytest
-from carlang_runtime import ir
+from carlang_runtime import ir, speedups
 from carlang_runtime.errors import IRLoadError
 from carlang_runtime.ir import ActionProposal, fastload, load_proposal
 from carlang_runtime.ir.fastload import LazyActions
@@ -156,12 +156,17 @@ _SHAPES: dict[str, list[Any]] = {
 }
 
 
-@pytest.fixture(params=["msgspec", "json"])
+@pytest.fixture(params=["c", "msgspec", "json"])
 def decoder(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Text decoded by msgspec when it is installed (the `fast` extra), or by `json` alone."""
+    """Text decoded by the C speedups alone (where they are built), by msgspec alone (the
+    `fast` extra, where it is installed), or by `json` alone."""
+    if request.param == "c" and speedups.native() is None:
+        pytest.skip("the C speedups (carlang_runtime._speedups) are not built here")
     if request.param == "msgspec":
         pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
-    else:
+    if request.param != "c":
+        monkeypatch.setattr(speedups, "native", lambda: None)
+    if request.param != "msgspec":
         monkeypatch.setattr(fastload, "_msgspec_decode", lambda _text, many: None)
     return str(request.param)
 
@@ -201,12 +206,11 @@ def _any_outcome(text: str) -> object:
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_proposals(), min_size=1, max_size=3), st.data())
-def test_msgspec_ranks_every_text_as_the_json_path_does(
+def test_fast_decoders_rank_every_text_as_the_json_path_does(
     docs: list[dict[str, Any]], data: Any
 ) -> None:
-    """A JSON array, possibly one character away from valid JSON: msgspec's path and the json
-    path give the same ranking or the same error."""
-    pytest.importorskip("msgspec", reason="msgspec (the `fast` extra) is not installed")
+    """A JSON array, possibly one character away from valid JSON: the C decoder's path, then
+    msgspec's, then the json path's give the same ranking or the same error."""
     for doc in docs:
         for action in doc["actions"]:
             if isinstance(action, dict):
@@ -216,10 +220,12 @@ def test_msgspec_ranks_every_text_as_the_json_path_does(
     char = data.draw(st.sampled_from(["", "\t", "\x01", ",", "}", "]", '"', "\\", "1", " "]))
     cut = data.draw(st.integers(0, 1))
     text = text[:at] + char + text[at + cut :]
-    with_msgspec = _without_generated_ids(_any_outcome(text), text)
+    with_both = _without_generated_ids(_any_outcome(text), text)
     with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(speedups, "native", lambda: None)
+        assert _without_generated_ids(_any_outcome(text), text) == with_both
         patch.setattr(fastload, "_msgspec_decode", lambda _text, many: None)
-        assert _without_generated_ids(_any_outcome(text), text) == with_msgspec
+        assert _without_generated_ids(_any_outcome(text), text) == with_both
 
 
 _SHORT_ID = re.compile(r"\b[0-9a-f]{12}\b")

@@ -1,0 +1,77 @@
+"""Build hook: compile the optional C speedups (`carlang_runtime._speedups`) into the wheel.
+
+The extension is one C file with no dependency beyond Python's headers, compiled with the
+compiler Python itself was built with (sysconfig's `LDSHARED`). Where none is found, or it
+fails, the build goes on without it and says so: every function in it has a pure-Python twin
+that decides exactly as it does, only slower. `CARLANG_NO_SPEEDUPS=1` skips it on purpose.
+
+An editable install builds it next to its source (`runtime/carlang_runtime/`), where the
+editable import path finds it; a wheel carries it as `carlang_runtime/_speedups.<abi>.so`.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+SOURCE = Path("runtime") / "carlang_runtime" / "_speedups.c"
+
+
+class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+    """Compiles `_speedups.c` for the wheel and editable targets."""
+
+    PLUGIN_NAME = "custom"
+
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        """Add the compiled extension to the build, or warn that it is left out."""
+        if self.target_name != "wheel" or os.environ.get("CARLANG_NO_SPEEDUPS") == "1":
+            return
+        root = Path(self.root)
+        name = "_speedups" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
+        if version == "editable":
+            target = root / "runtime" / "carlang_runtime" / name
+        else:
+            target = Path(tempfile.mkdtemp(prefix="carlang-speedups-")) / name
+        problem = compile_extension(root / SOURCE, target)
+        if problem is not None:
+            self.app.display_warning(
+                f"carlang: the C speedups were not built ({problem}); "
+                "carlang works without them, more slowly on large JSON proposals"
+            )
+            return
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True
+        if version != "editable":
+            build_data["force_include"][str(target)] = f"carlang_runtime/{name}"
+
+
+def compile_extension(source: Path, target: Path) -> str | None:
+    """Compile `source` into the extension module `target`; None, or what went wrong."""
+    linker = sysconfig.get_config_var("LDSHARED")
+    if not linker or sys.platform == "win32":
+        return "no C compiler configured for this Python"
+    include = sysconfig.get_paths()["include"]
+    command = [
+        *shlex.split(linker),
+        "-O2",
+        "-fPIC",
+        f"-I{include}",
+        str(source),
+        "-o",
+        str(target),
+    ]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"{command[0]}: {exc}"
+    if done.returncode != 0:
+        return f"{command[0]} failed: {done.stderr.strip()[-500:]}"
+    return None

@@ -1,0 +1,15 @@
+"""Types of the optional C speedups (`_speedups.c`); import them through `speedups.native`."""
+
+from typing import Any
+
+def decode_proposals(
+    text: str | bytes, many: bool, schema: tuple[Any, ...], /
+) -> (
+    tuple[dict[str, Any], int, dict[str, list[Any]]]
+    | list[tuple[dict[str, Any], int, dict[str, list[Any]]]]
+    | None
+): ...
+def effect_writers(effects: list[dict[str, Any]], /) -> dict[str, int]: ...
+def edges_levels(
+    dependencies: list[list[str]], writer: dict[str, int], no_deps: list[int], /
+) -> tuple[list[int | list[int]], list[list[int]], bool]: ...

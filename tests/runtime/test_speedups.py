@@ -1,0 +1,268 @@
+"""The C speedups (`carlang_runtime._speedups`) against the Python they stand in for.
+
+The C decoder accepts a subset of what the msgspec and json paths accept and must read it
+exactly as `json.loads` does; everything else it declines (None), never raising for bad input.
+The differential tests over whole proposals are in test_fastload.py (the `fast_decoder`
+fixture) and test_dag_paths.py (the `speedups` fixture); these are the decoder's own.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+from carlang_runtime import speedups
+from carlang_runtime.dag import _NO_DEPS
+from carlang_runtime.ir import fastload
+from carlang_runtime.jsontext import lone_surrogate
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from benchmarks.verify_bench import chain, fan_out, independent_chains
+from tests.conftest import ROOT
+
+native = speedups.native()
+pytestmark = pytest.mark.skipif(
+    native is None, reason="the C speedups (carlang_runtime._speedups) are not built here"
+)
+
+
+def _decode(text: str | bytes) -> Any:
+    return fastload._native_decode(text, False)
+
+
+#: What `_value_of` gives when the decoder declines.
+DECLINED = object()
+
+
+def _value_of(text: str) -> Any:
+    """What the C decoder makes of a JSON value placed in an action's parameters, or
+    `DECLINED`."""
+    decoded = _decode('{"actions": [{"type": "tool_call", "parameters": {"v": ' + text + "}}]}")
+    return DECLINED if decoded is None else decoded[2]["parameters"][0]["v"]
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(10**18) + 1, 10**18 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_json_values, st.booleans(), st.sampled_from([None, 0, 2]))
+def test_values_read_as_json_loads_reads_them(value: Any, ascii_only: bool, indent: Any) -> None:
+    text = json.dumps(value, ensure_ascii=ascii_only, indent=indent)
+    expected = json.loads(text)
+    found = _value_of(text)
+    if found is DECLINED:  # only for a lone surrogate (hypothesis's text may hold one)
+        assert lone_surrogate(text) is not None or any(0xD800 <= ord(c) <= 0xDFFF for c in text)
+        return
+    assert json.dumps(found, sort_keys=True) == json.dumps(expected, sort_keys=True)
+    assert _types(found) == _types(expected)
+
+
+def _types(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _types(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_types(item) for item in value]
+    if isinstance(value, float) and value == 0:
+        return ("float", math.copysign(1, value))  # -0.0 stays -0.0
+    return type(value).__name__
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"\\u00e9\\ud83d\\ude00\\n\\t\\"\\\\\\/\\b\\f\\r"',
+        '"caf\u00e9 \U0001f600"',
+        "-0",
+        "-0.0",
+        "1e-400",
+        "123456789012345678",
+        "-123456789012345678",
+        "0.1",
+        "2.5E+3",
+        "[]",
+        "{}",
+        '{"": [true, false, null]}',
+    ],
+)
+def test_edge_values_read_as_json_loads_reads_them(text: str) -> None:
+    found = _value_of(text)
+    assert found == json.loads(text) and _types(found) == _types(json.loads(text))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "1234567890123456789",  # beyond 18 digits: the other paths judge its range
+        "1e999",  # infinite
+        "NaN",
+        "Infinity",
+        "01",
+        "1.",
+        ".5",
+        "+1",
+        "-",
+        '"\\ud800"',  # a lone high surrogate
+        '"\\udc00"',  # a lone low surrogate
+        '"\\ud800\\u0041"',
+        '"\\x41"',
+        '"\\u12"',
+        '"tab\there"',  # a raw control character
+        '{"a": 1, "a": 2}',  # a repeated key
+        "[1,]",
+        "[1 2]",
+        '{"a" 1}',
+        "tru",
+        "[" * 101 + "]" * 101,  # deeper than the decoder goes
+    ],
+)
+def test_declines_what_it_does_not_read_exactly(text: str) -> None:
+    assert _value_of(text) is DECLINED
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        " ",
+        "[]",
+        '{"actions": []} x',
+        '{"actions": [], "actions": []}',
+        '{"actions": [{"type": "tool_call"}], "extra": 1}',
+        '{"actions": [{"type": "tool_call", "loc": null}]}',
+        '{"actions": [{"type": "toolcall"}]}',
+        '{"actions": [{"type": "tool_\\u0063all"}]}',  # an escaped enum value: declined
+        '{"actions": [{"\\u0074ype": "tool_call"}]}',  # an escaped key: declined
+        '{"actions": [{"tool": "t"}]}',  # no type
+        '{"actions": [{"type": "tool_call", "type": "tool_call"}]}',
+        '{"actions": [{"type": "tool_call", "tool": 1}]}',
+        '{"actions": [{"type": "tool_call", "id": null}]}',
+        '{"actions": [{"type": "tool_call", "state_dependencies": ["a", 1]}]}',
+        '{"actions": [{"type": "tool_call", "max_retries": 4294967296}]}',
+        '{"actions": [{"type": "tool_call", "max_retries": -1}]}',
+        '{"actions": [{"type": "tool_call", "max_retries": 1.0}]}',
+        '{"actions": [{"type": "tool_call", "idempotent": 1}]}',
+        '{"actions": [{"type": "tool_call", "timeout_ms": "5"}]}',
+        '{"actions": [{"type": "tool_call", "parameters": []}]}',
+        '{"proposal": {"actions": []}}',
+        '\ufeff{"actions": []}',
+        '{"actions": ["a"]}',
+    ],
+)
+def test_declines_what_is_not_a_proposal_of_plain_actions(text: str) -> None:
+    assert _decode(text) is None
+    assert _decode(text.encode()) is None
+
+
+def test_bytes_that_are_not_utf8_are_declined() -> None:
+    assert _decode(b'{"actions": [{"type": "tool_call", "tool": "\xff"}]}') is None
+
+
+def test_a_str_holding_a_lone_surrogate_is_declined() -> None:
+    assert _decode('{"actions": [{"type": "tool_call", "tool": "\ud800"}]}') is None
+
+
+@pytest.mark.parametrize(
+    "doc", [fan_out(50), chain(50), independent_chains(5, 10)], ids=["fan", "chain", "chains"]
+)
+@pytest.mark.parametrize("indent", [None, 2])
+def test_the_usual_proposal_is_read_not_declined(doc: dict[str, Any], indent: Any) -> None:
+    """The shapes the benchmarks time take the C path (a silent decline would only be slow)."""
+    text = json.dumps(doc, indent=indent)
+    header, count, columns = _decode(text)
+    assert header == {"id": doc["id"]} and count == len(doc["actions"])
+    assert columns["id"] == [action["id"] for action in doc["actions"]]
+    missing = fastload._MISSING
+    params = [p if p is not missing else None for p in columns["parameters"]]
+    assert params == [action.get("parameters") for action in doc["actions"]]
+    assert _decode(text.encode()) is not None
+
+
+def test_an_array_of_proposals_is_read_whole_or_declined() -> None:
+    one = json.dumps(fan_out(3))
+    found = fastload._native_decode(f"[{one}, {one}]", True)
+    assert found is not None and len(found) == 2 and found[0][1] == 3
+    assert fastload._native_decode("[]", True) == []
+    assert fastload._native_decode(f"[{one}, 1]", True) is None
+    assert fastload._native_decode(f"[{one}", True) is None
+    assert fastload._native_decode(one, True) is None
+
+
+def test_the_columns_of_the_c_path_are_those_of_the_json_path() -> None:
+    doc = fan_out(20)
+    doc["actions"][3].update(metadata={"a": [1, {"b": None}]}, idempotent=True, max_retries=0)
+    doc["actions"][4].update(reversibility="reversible", timeout_ms=None, depends_on=["a0"])
+    text = json.dumps(doc)
+    fast = fastload.decode_plain(text)
+    slow = fastload.plain_columns(json.loads(text))
+    assert fast is not None and slow is not None
+    assert fast.values == slow.values
+    assert list(fast.proposal.actions) == list(slow.proposal.actions)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.data())
+def test_any_text_is_read_as_json_or_declined_never_raised(data: Any) -> None:
+    """A proposal cut, spliced or sprinkled with bytes: never an exception, and what is read
+    is JSON that `json.loads` reads the same way."""
+    text = json.dumps(fan_out(3))
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(text)))
+        insert = data.draw(st.text(alphabet='{}[]",:\\ 0-1.eE\ttrue\x00\u00e9\ud800', max_size=3))
+        cut = data.draw(st.integers(0, 2))
+        text = text[:at] + insert + text[at + cut :]
+    for source in (text, text.encode("utf-8", "surrogatepass")):
+        found = _decode(source)
+        if found is None:
+            continue
+        decoded = json.loads(text)
+        header, count, columns = found
+        assert count == len(decoded["actions"])
+        assert header == {key: value for key, value in decoded.items() if key != "actions"}
+        for name, column in columns.items():
+            for action, value in zip(decoded["actions"], column, strict=True):
+                assert action.get(name, fastload._MISSING) == value
+
+
+def test_the_dag_functions_refuse_what_they_are_not_given() -> None:
+    assert native is not None
+    with pytest.raises(TypeError):
+        native.effect_writers([{"k": 1}, "not a map"])
+    with pytest.raises(TypeError):
+        native.edges_levels([["k"], "not a list"], {"k": 0}, _NO_DEPS)
+    with pytest.raises(TypeError):
+        native.decode_proposals("{}", False, ("not", "a", "schema"))
+
+
+@pytest.mark.slow  # starts the C compiler
+def test_the_build_hook_compiles_the_extension_or_says_why(tmp_path: Path) -> None:
+    import importlib.util
+    import sys
+    import sysconfig
+
+    pytest.importorskip("hatchling", reason="hatchling (the build backend) is not installed")
+    sys.path.insert(0, str(ROOT))
+    try:
+        import hatch_build
+    finally:
+        sys.path.remove(str(ROOT))
+    target = tmp_path / ("_speedups" + sysconfig.get_config_var("EXT_SUFFIX"))
+    assert hatch_build.compile_extension(ROOT / hatch_build.SOURCE, target) is None
+    spec = importlib.util.spec_from_file_location("_speedups", target)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.effect_writers([{"k": 1}, {"k": 2}]) == {"k": 1}
+    problem = hatch_build.compile_extension(tmp_path / "missing.c", tmp_path / "x.so")
+    assert problem is not None and "failed" in problem
