@@ -151,22 +151,31 @@ def _decode_paused(text: str) -> object:
         return json.loads(text)
 
 
-def _median_cpu(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
-    """Median CPU time of `fn()` (user + system: what other processes on a loaded machine take
-    from the wall clock does not count) and the median system part of it, after one warm-up
-    run. The system part is the kernel's: mostly page faults, fresh memory's first touch."""
+def _median_cpu(fns: list[Callable[[], Any]], repeat: int) -> list[tuple[float, float]]:
+    """Median CPU time of each of `fns` (user + system: what other processes on a loaded
+    machine take from the wall clock does not count) and the median system part of it, after
+    one warm-up run each. The system part is the kernel's: mostly page faults, fresh memory's
+    first touch. The samples are taken in turn, the order reversed every round, so that a
+    drift of the machine's speed moves every function's median alike (their ratios hold)."""
     import resource  # getrusage: microseconds (os.times counts clock ticks of 10 ms)
 
-    fn()
-    total, system = [], []
-    for _ in range(repeat):
-        before = resource.getrusage(resource.RUSAGE_SELF)
+    for fn in fns:
         fn()
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        user = after.ru_utime - before.ru_utime
-        system.append(after.ru_stime - before.ru_stime)
-        total.append(user + system[-1])
-    return sorted(total)[len(total) // 2], sorted(system)[len(system) // 2]
+    total: list[list[float]] = [[] for _ in fns]
+    system: list[list[float]] = [[] for _ in fns]
+    for round_ in range(repeat):
+        for index in range(len(fns)) if round_ % 2 == 0 else reversed(range(len(fns))):
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            fns[index]()
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            user = after.ru_utime - before.ru_utime
+            system[index].append(after.ru_stime - before.ru_stime)
+            total[index].append(user + system[index][-1])
+    return [(_median(t), _median(k)) for t, k in zip(total, system, strict=True)]
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 #: The JSON-text shapes of issue 18, at each size; car-runtime's verify is quadratic on chains,
@@ -188,9 +197,6 @@ def _from_text(car: bool, repeat: int) -> list[Row]:
     """verify from JSON text, each shape at each size, against car-runtime: target 2x faster
     (medians of samples that each repeat the call for `_STEADY` seconds)."""
     rows: list[Row] = []
-    cpu: dict[tuple[str, int], tuple[float, float]] = {}
-    decoding: dict[tuple[str, int], float] = {}  # json.loads alone: the machine's own growth
-    peer_cpu: dict[tuple[str, int], float] = {}  # car-runtime's own growth, where it runs
     for shape, make in _TEXT_SHAPES.items():
         for n in _TEXT_SIZES:
             text = json.dumps(make(n))
@@ -202,11 +208,6 @@ def _from_text(car: bool, repeat: int) -> list[Row]:
             # samples of the two in turn: the ratio holds while the machine's speed drifts
             ours, *peer = paired_median_times(engines, repeat=runs, min_time=_STEADY)
             theirs = peer[0] if peer else None
-            if n in (10_000, 100_000):
-                cpu[shape, n] = _median_cpu(lambda t=text: verify(t, tools=["step"]), runs)
-                decoding[shape, n] = _median_cpu(lambda t=text: _decode_paused(t), runs)[0]
-            if with_car and n in (10_000, 100_000):
-                peer_cpu[shape, n] = _median_cpu(lambda t=text: _car_verify(t), runs)[0]
             target = theirs / 2 if theirs is not None else None
             verdict = (
                 "(car-runtime not run: quadratic)"
@@ -220,22 +221,37 @@ def _from_text(car: bool, repeat: int) -> list[Row]:
         rows,
     )
     for shape in ("chain", "fan-out"):
-        (small, small_sys), (large, large_sys) = cpu[shape, 10_000], cpu[shape, 100_000]
-        growth = large / small
-        user = (large - large_sys) / (small - small_sys)
-        verdict = "PASS" if growth <= 11 else "MISS"
-        peer = ""
-        if (shape, 10_000) in peer_cpu and (shape, 100_000) in peer_cpu:
-            peer_growth = peer_cpu[shape, 100_000] / peer_cpu[shape, 10_000]
-            peer = f"; car-runtime on the same texts: {peer_growth:.1f}x"
-        print(
-            f"{shape} from JSON text, CPU 10k -> 100k: {growth:.1f}x (target <= 11x) {verdict};"
-            f" user time alone {user:.1f}x, system time {small_sys * 1e3:.0f} -> "
-            f"{large_sys * 1e3:.0f} ms (page faults: at 100k the allocator hands the last run's"
-            " memory back to the kernel); json.loads alone on the same texts, gc paused as"
-            f" verify pauses it: {decoding[shape, 100_000] / decoding[shape, 10_000]:.1f}x{peer}"
-        )
+        _growth(shape, car and shape == "fan-out", max(3, repeat - 2))
     return rows
+
+
+def _growth(shape: str, with_car: bool, repeat: int) -> None:
+    """Print how verify's CPU time grows from 10k to 100k actions of `shape` (target <= 11x),
+    next to json.loads's on the same texts (the machine's own growth) and car-runtime's; all
+    sampled in turn, so that the machine's drift moves each alike."""
+    small, large = (json.dumps(_TEXT_SHAPES[shape](n)) for n in (10_000, 100_000))
+    fns: list[Callable[[], Any]] = [
+        lambda: verify(small, tools=["step"]),
+        lambda: verify(large, tools=["step"]),
+        lambda: _decode_paused(small),
+        lambda: _decode_paused(large),
+    ]
+    if with_car:
+        fns += [lambda: _car_verify(small), lambda: _car_verify(large)]
+    (ours_small, small_sys), (ours_large, large_sys), decoding_small, decoding_large, *peer = (
+        _median_cpu(fns, repeat)
+    )
+    growth = ours_large / ours_small
+    user = (ours_large - large_sys) / (ours_small - small_sys)
+    verdict = "PASS" if growth <= 11 else "MISS"
+    peer_text = f"; car-runtime on the same texts: {peer[1][0] / peer[0][0]:.1f}x" if peer else ""
+    print(
+        f"{shape} from JSON text, CPU 10k -> 100k: {growth:.1f}x (target <= 11x) {verdict};"
+        f" user time alone {user:.1f}x, system time {small_sys * 1e3:.0f} -> "
+        f"{large_sys * 1e3:.0f} ms (page faults: at 100k the allocator hands the last run's"
+        " memory back to the kernel); json.loads alone on the same texts, gc paused as"
+        f" verify pauses it: {decoding_large[0] / decoding_small[0]:.1f}x{peer_text}"
+    )
 
 
 #: Small proposals, the size agents usually send: what a call costs besides its actions.
