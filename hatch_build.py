@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -32,14 +33,18 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         """Add the compiled extension to the build, or warn that it is left out."""
-        if self.target_name != "wheel" or os.environ.get("CARLANG_NO_SPEEDUPS") == "1":
+        if self.target_name != "wheel":
             return
         root = Path(self.root)
         name = "_speedups" + (sysconfig.get_config_var("EXT_SUFFIX") or ".so")
         if version == "editable":
             target = root / "runtime" / "carlang_runtime" / name
+            target.unlink(missing_ok=True)  # an earlier build is not this one's
         else:
-            target = Path(tempfile.mkdtemp(prefix="carlang-speedups-")) / name
+            self._build_dir = tempfile.mkdtemp(prefix="carlang-speedups-")
+            target = Path(self._build_dir) / name
+        if os.environ.get("CARLANG_NO_SPEEDUPS") == "1":
+            return
         problem = compile_extension(root / SOURCE, target)
         if problem is not None:
             self.app.display_warning(
@@ -51,6 +56,12 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         build_data["infer_tag"] = True
         if version != "editable":
             build_data["force_include"][str(target)] = f"carlang_runtime/{name}"
+
+    def finalize(self, version: str, build_data: dict[str, Any], artifact_path: str) -> None:
+        """Remove the wheel build's temporary directory, once the wheel holds the module."""
+        build_dir = getattr(self, "_build_dir", None)
+        if build_dir is not None:
+            shutil.rmtree(build_dir, ignore_errors=True)
 
 
 def compile_extension(source: Path, target: Path) -> str | None:

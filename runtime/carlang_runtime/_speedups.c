@@ -926,9 +926,11 @@ edges_levels(PyObject *self, PyObject *args)
     Py_ssize_t n = PyList_GET_SIZE(dependencies);
     Py_ssize_t *level_of = PyMem_Malloc(sizeof(Py_ssize_t) * (n ? n : 1));
     if (level_of == NULL) return PyErr_NoMemory();
-    PyObject *deps = PyList_New(n), *levels = PyList_New(0), *first = NULL, *result = NULL;
+    PyObject *deps = PyList_New(n), *levels = NULL, *first = NULL, *result = NULL;
     int all_written = 1;
-    if (deps == NULL || levels == NULL) goto done;
+    if (deps == NULL) goto done;
+    levels = PyList_New(0);
+    if (levels == NULL) goto done;
     first = PyList_New(0);
     if (first == NULL || PyList_Append(levels, first) < 0) goto done;
     Py_ssize_t depth = 1;
@@ -946,6 +948,10 @@ edges_levels(PyObject *self, PyObject *args)
                 if (PyErr_Occurred()) goto fail_parents;
                 all_written = 0;
                 continue;
+            }
+            if (!PyLong_CheckExact(found)) {
+                PyErr_SetString(PyExc_TypeError, "edges_levels: positions are ints");
+                goto fail_parents;
             }
             Py_ssize_t w = PyLong_AsSsize_t(found);
             if (w == -1 && PyErr_Occurred()) goto fail_parents;
@@ -1026,8 +1032,15 @@ static struct PyModuleDef module = {
     "The verifier's hot loops over JSON text, in C (optional; see the Python twins).", -1,
     methods};
 
+/* What the Python side expects of this file (`speedups.ABI`): raised whenever a function's
+ * contract or the schema's form changes, so that a stale build left in a source tree is not
+ * used (`speedups.native` then takes the Python twins). */
+#define ABI 1
+
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    return PyModule_Create(&module);
+    PyObject *created = PyModule_Create(&module);
+    if (created != NULL && PyModule_AddIntConstant(created, "ABI", ABI) < 0) Py_CLEAR(created);
+    return created;
 }

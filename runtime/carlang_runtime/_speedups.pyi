@@ -2,6 +2,8 @@
 
 from typing import Any
 
+ABI: int
+
 def decode_proposals(
     text: str | bytes, many: bool, schema: tuple[Any, ...], /
 ) -> (

@@ -266,3 +266,22 @@ def test_the_build_hook_compiles_the_extension_or_says_why(tmp_path: Path) -> No
     assert module.effect_writers([{"k": 1}, {"k": 2}]) == {"k": 1}
     problem = hatch_build.compile_extension(tmp_path / "missing.c", tmp_path / "x.so")
     assert problem is not None and "failed" in problem
+
+
+def test_a_build_of_another_abi_or_turned_off_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stale build left in a source tree (say, by an older install) would read today's
+    schema wrongly: it is not used, nor is any build with CARLANG_NO_SPEEDUPS=1."""
+    assert native is not None and native.ABI == speedups.ABI
+    try:
+        monkeypatch.setattr(speedups, "ABI", speedups.ABI + 1)
+        speedups.native.cache_clear()
+        assert speedups.native() is None
+        monkeypatch.undo()
+        monkeypatch.setenv("CARLANG_NO_SPEEDUPS", "1")
+        speedups.native.cache_clear()
+        assert speedups.native() is None
+        assert fastload.decode_plain(json.dumps(fan_out(3))) is not None  # msgspec or json
+    finally:
+        monkeypatch.undo()
+        speedups.native.cache_clear()
+    assert speedups.native() is native

@@ -32,7 +32,6 @@ __all__ = [
     "astuple",
     "decode",
     "decode_many",
-    "present",
     "rest_of",
 ]
 
@@ -147,11 +146,6 @@ def decode_many(text: str | bytes) -> list[PlainProposal] | list[NestedProposal]
         return scalars.decode(text)
     except msgspec.ValidationError:
         return nested.decode(text)
-
-
-def present(row: PlainAction | NestedAction) -> dict[str, Any]:
-    """The keys an action's document had, with their values (as `json.loads` gives them)."""
-    return {name: value for name in FIELDS if (value := getattr(row, name)) is not UNSET}
 
 
 def rest_of(doc: PlainProposal | NestedProposal) -> dict[str, Any]:
