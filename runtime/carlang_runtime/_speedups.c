@@ -348,6 +348,24 @@ read_literal(Scanner *s, const char *word, Py_ssize_t length)
     return 1;
 }
 
+/* After a member of an array or object (`closer`: `]` or `}`): 1 when a comma follows (the
+ * cursor then at the next member), 0 when `closer` ends it (the cursor past it), -1 when
+ * anything else does (declined). */
+static int
+next_member(Scanner *s, char closer)
+{
+    skip_ws(s);
+    if (s->p >= s->end) return -1;
+    if (*s->p == ',') {
+        s->p++;
+        skip_ws(s);
+        return 1;
+    }
+    if (*s->p != closer) return -1;
+    s->p++;
+    return 0;
+}
+
 static PyObject *read_value(Scanner *s);
 
 static PyObject *
@@ -369,17 +387,12 @@ read_array(Scanner *s)
         int failed = PyList_Append(list, item);
         Py_DECREF(item);
         if (failed < 0) goto fail;
-        skip_ws(s);
-        if (s->p >= s->end) goto decline;
-        if (*s->p == ',') {
-            s->p++;
-            skip_ws(s);
-            continue;
+        int next = next_member(s, ']');
+        if (next < 0) goto decline;
+        if (next == 0) {
+            s->depth--;
+            return list;
         }
-        if (*s->p != ']') goto decline;
-        s->p++;
-        s->depth--;
-        return list;
     }
 decline:
     Py_DECREF(list);
@@ -424,17 +437,12 @@ read_object(Scanner *s)
         Py_DECREF(value);
         if (failed < 0) goto fail;
         if (PyDict_GET_SIZE(dict) == before) goto decline; /* a repeated key */
-        skip_ws(s);
-        if (s->p >= s->end) goto decline;
-        if (*s->p == ',') {
-            s->p++;
-            skip_ws(s);
-            continue;
+        int next = next_member(s, '}');
+        if (next < 0) goto decline;
+        if (next == 0) {
+            s->depth--;
+            return dict;
         }
-        if (*s->p != '}') goto decline;
-        s->p++;
-        s->depth--;
-        return dict;
     }
 decline:
     Py_DECREF(dict);
@@ -580,16 +588,9 @@ read_action(Scanner *s, const Schema *schema, PyObject **columns, unsigned long 
             int failed = PyList_Append(columns[field], value);
             Py_DECREF(value);
             if (failed < 0) return -1;
-            skip_ws(s);
-            if (s->p >= s->end) return 0;
-            if (*s->p == ',') {
-                s->p++;
-                skip_ws(s);
-                continue;
-            }
-            if (*s->p != '}') return 0;
-            s->p++;
-            break;
+            int next = next_member(s, '}');
+            if (next < 0) return 0;
+            if (next == 0) break;
         }
     }
     s->depth--;
@@ -621,17 +622,12 @@ read_actions(Scanner *s, const Schema *schema, Py_ssize_t *count, PyObject **out
             status = read_action(s, schema, columns, &present, n);
             if (status <= 0) goto done;
             n++;
-            skip_ws(s);
-            status = 0;
-            if (s->p >= s->end) goto done;
-            if (*s->p == ',') {
-                s->p++;
-                skip_ws(s);
-                continue;
+            status = next_member(s, ']');
+            if (status < 0) {
+                status = 0;
+                goto done;
             }
-            if (*s->p != ']') goto done;
-            s->p++;
-            break;
+            if (status == 0) break;
         }
     }
     s->depth--;
@@ -687,16 +683,9 @@ read_proposal(Scanner *s, const Schema *schema)
             Py_DECREF(value);
             if (failed < 0) goto done;
         }
-        skip_ws(s);
-        if (s->p >= s->end) goto done;
-        if (*s->p == ',') {
-            s->p++;
-            skip_ws(s);
-            continue;
-        }
-        if (*s->p != '}') goto done;
-        s->p++;
-        break;
+        int next = next_member(s, '}');
+        if (next < 0) goto done;
+        if (next == 0) break;
     }
     s->depth--;
     if (has_actions) result = Py_BuildValue("(OnO)", header, count, columns);
@@ -848,18 +837,9 @@ decode_document(Scanner *s, const Schema *schema, int many)
                     int failed = PyList_Append(list, one);
                     Py_DECREF(one);
                     if (failed < 0) break;
-                    skip_ws(s);
-                    if (s->p >= s->end) break;
-                    if (*s->p == ',') {
-                        s->p++;
-                        skip_ws(s);
-                        continue;
-                    }
-                    if (*s->p == ']') {
-                        s->p++;
-                        result = list;
-                    }
-                    break;
+                    int next = next_member(s, ']');
+                    if (next == 0) result = list;
+                    if (next != 1) break;
                 }
             }
             if (result == NULL) Py_DECREF(list);
