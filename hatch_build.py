@@ -65,20 +65,20 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
 
 
 def compile_extension(source: Path, target: Path) -> str | None:
-    """Compile `source` into the extension module `target`; None, or what went wrong."""
-    linker = sysconfig.get_config_var("LDSHARED")
+    """Compile `source` into the extension module `target`; None, or what went wrong.
+
+    The command is Python's own `LDSHARED` (the compiler and flags it was built with), with
+    `CC` and `CFLAGS` from the environment honoured as setuptools honours them: `CC` names
+    the compiler in its place, `CFLAGS` adds flags."""
+    linker = shlex.split(sysconfig.get_config_var("LDSHARED") or "")
     if not linker or sys.platform == "win32":
         return "no C compiler configured for this Python"
+    compiler = os.environ.get("CC")
+    if compiler:
+        linker = [*shlex.split(compiler), *linker[1:]]
     include = sysconfig.get_paths()["include"]
-    command = [
-        *shlex.split(linker),
-        "-O2",
-        "-fPIC",
-        f"-I{include}",
-        str(source),
-        "-o",
-        str(target),
-    ]
+    flags = shlex.split(os.environ.get("CFLAGS", ""))
+    command = [*linker, "-O2", "-fPIC", *flags, f"-I{include}", str(source), "-o", str(target)]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:

@@ -285,3 +285,27 @@ def test_a_build_of_another_abi_or_turned_off_is_not_used(monkeypatch: pytest.Mo
         monkeypatch.undo()
         speedups.native.cache_clear()
     assert speedups.native() is native
+
+
+@pytest.mark.slow  # builds a wheel
+def test_without_a_compiler_the_wheel_is_pure_python_and_says_why(tmp_path: Path) -> None:
+    """CC naming no compiler: the build goes on without the C, warns, and the wheel is the
+    pure-Python one (py3-none-any) that runs the twins."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("hatchling", reason="hatchling (the build backend) is not installed")
+    env = {**os.environ, "CC": str(tmp_path / "no-such-compiler"), "PIP_NO_INPUT": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation"]
+        + ["--disable-pip-version-check", "-w", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "the C speedups were not built" in done.stdout + done.stderr
+    [wheel] = (tmp_path / "dist").glob("*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
