@@ -21,7 +21,7 @@ import csv
 import io
 import json
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -254,16 +254,17 @@ class Outcomes:
         text = read_input(path)
         # (newline="": a quoted cell may hold a line break, as `rank --format csv` writes one;
         # skipinitialspace: `task, candidate, success` names the columns it seems to)
-        reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True)
-        header = reader.fieldnames or []
+        # (strict: a quoted cell never closed is an error, not the rest of the file in a cell)
+        reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
+        header = _csv_header(reader, path)
         missing = {"task", "candidate", "success"} - set(header)
         if missing:
             raise DatasetError(f"{path}:1: missing column(s): {', '.join(sorted(missing))}")
         twice = sorted({name for name in header if header.count(name) > 1})
         if twice:  # (the last one's cells were used, silently)
             raise DatasetError(f"{path}:1: column(s) given twice: {', '.join(twice)}")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
+        for row, first_line in _csv_rows(reader, path):
+            where = f"{path}:{first_line}"
             runs = _cell(row, "runs", where, _whole, "1", "a whole number of runs, 1 or more")
             rate = _cell(row, "success", where, _rate, None, "a number between 0 and 1")
             if rate not in (0.0, 1.0) and not (row.get("runs") or "").strip():
@@ -299,6 +300,39 @@ class Outcomes:
                 outcomes.repeated.append((str(path), repeated))
             outcomes.learn_events(events, str(path))
         return outcomes
+
+
+def _csv_header(reader: csv.DictReader[str], path: Path) -> list[str]:
+    """The column names of an outcomes CSV, or a `DatasetError` where its first row is not CSV."""
+    try:
+        return list(reader.fieldnames or [])
+    except csv.Error as exc:
+        raise DatasetError(f"{path}:1: {_csv_problem(exc)}") from None
+
+
+def _csv_rows(reader: csv.DictReader[str], path: Path) -> Iterator[tuple[dict[str, str], int]]:
+    """Each row of an outcomes CSV with the line it starts on (a quoted cell may hold line
+    breaks: the reader's own count is the line a row ends on), or a `DatasetError` there."""
+    first_line = reader.line_num + 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise DatasetError(f"{path}:{first_line}: {_csv_problem(exc)}") from None
+        yield row, first_line
+        first_line = reader.line_num + 1
+
+
+def _csv_problem(exc: csv.Error) -> str:
+    """What Python's csv module found wrong, said as how to fix it."""
+    if "unexpected end of data" in str(exc):
+        return (
+            'a quoted cell is never closed: the `"` that opens it needs another to close it'
+            ' (a quote inside a quoted cell is written twice: `""`)'
+        )
+    return f"malformed CSV: {exc} (a quoted cell ends at its closing quote, then a comma)"
 
 
 def _another_task(task: str, tasks: Sequence[Task]) -> bool:

@@ -537,8 +537,19 @@ def test_an_outcomes_csv_is_read_as_csv_is_written(tmp_path: Path) -> None:
     outcomes = Outcomes.load([csv_file])
     assert outcomes.for_task('trip, "NYC"\nline2', ["a"])["a"].runs == 1
     assert outcomes.for_task("t2", ["b"])["b"].success_rate == 0.0
-    csv_file.write_text('task,candidate,success\n"x\ny",a,maybe\n')
-    with pytest.raises(DatasetError, match=f"{csv_file}:3: column `success`: 'maybe'"):
+    # a row that spans lines is named by its first line
+    csv_file.write_text('task,candidate,success\n"x\ny",a,1\n"x\ny",a,maybe\n')
+    with pytest.raises(DatasetError, match=f"{csv_file}:4: column `success`: 'maybe'"):
+        Outcomes.load([csv_file])
+    # a quoted cell never closed: said so, at the row it opens in (not read to the end)
+    csv_file.write_text('task,candidate,success\nt1,a,1\n"t2,b,1\nt3,c,0\n')
+    with pytest.raises(DatasetError, match=f"{csv_file}:3: a quoted cell is never closed"):
+        Outcomes.load([csv_file])
+    csv_file.write_text('task,candidate,success\n"t1"x,a,1\n')
+    with pytest.raises(DatasetError, match=f"{csv_file}:2: malformed CSV: "):
+        Outcomes.load([csv_file])
+    csv_file.write_text('"task,candidate,success\n')
+    with pytest.raises(DatasetError, match=f"{csv_file}:1: a quoted cell is never closed"):
         Outcomes.load([csv_file])
     csv_file.write_text("task,candidate,success,success\nt1,a,1,0\n")
     with pytest.raises(DatasetError, match="1: column\\(s\\) given twice: success"):
