@@ -91,6 +91,17 @@ class TestCase:
     history: list[Any] = field(default_factory=list)
     #: The time the policies see (`now "..."`); None: the time the run started.
     now: CelTimestamp | None = None
+    #: The whole `test` block the case comes from (its warnings are the case's: `-k`).
+    block: ir.SourceLoc | None = None
+
+    def holds(self, file: str, line: int) -> bool:
+        """Whether `file:line` lies inside the case's `test` block."""
+        block = self.block
+        return (
+            block is not None
+            and block.file == file
+            and block.line <= line <= (block.end_line or block.line)
+        )
 
 
 class _Missing(Exception):
@@ -437,7 +448,10 @@ class _Builder:
             fields["plan"] = subject.name.text
         if not fits:
             return None
-        return TestCase(name, loc_of(source, where), tuple(expectations), **given, **fields)
+        block = loc_of(source, decl.span)
+        return TestCase(
+            name, loc_of(source, where), tuple(expectations), **given, **fields, block=block
+        )
 
     def time(
         self,

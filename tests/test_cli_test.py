@@ -1193,6 +1193,11 @@ test "shadowed loud" {
     assert out.count("CL0703") == 1 and "p.car:11:6: warning[CL0703]" in out
     code, _, err = run("test", str(path))
     assert err.count("CL0703") == 1 and "p.car:11:6" in err
+    # -k: the warnings of the tests that run, not of those left out
+    code, out, err = run("test", str(path), "-k", "plain")
+    assert (code, out.strip(), err) == (0, "1 passed, 0 failed", "")
+    code, _, err = run("test", str(path), "-k", "loud")
+    assert err.count("CL0703") == 1 and "p.car:11:6" in err
 
 
 def test_an_allow_policy_that_fails_to_evaluate_reached_neither_outcome(tmp_path: Path) -> None:

@@ -83,7 +83,7 @@ def run_test(
     return _tested(
         results,
         diagnostics,
-        _doubtful(results, diagnostics, project),
+        _doubtful(results, diagnostics, project, select is not None),
         [unknown] if unknown is not None else [],
         project.capability,
         strict or project.strict,
@@ -103,16 +103,19 @@ def _report_unrun(output: TestFormat, reason: str) -> None:
 
 
 def _doubtful(
-    results: list[CompileResult], diagnostics: list[Diagnostic], project: Project
+    results: list[CompileResult], diagnostics: list[Diagnostic], project: Project, selected: bool
 ) -> list[Diagnostic]:
     """The tests' own warnings (a table column no `$column` uses, a test that reads the
     clock), which `carlang test` shows: a test that passes for the wrong reason is what a
     test run must not hide. Those a pragma or carlang.toml's `accept` accepts are left out,
-    as `check` leaves them out."""
+    as `check` leaves them out; `selected` (`-k`): those of the tests that run alone."""
     from carlang.project import apply_allowances
     from carlang.testcases import TEST_WARNINGS
 
     found = [d for d in diagnostics if d.severity == "warning" and d.code in TEST_WARNINGS]
+    if selected:
+        cases = [case for result in results for case in result.tests]
+        found = [d for d in found if any(case.holds(*d.location()[:2]) for case in cases)]
     if not found:
         return []
     sources = {f.source.name: f.source for r in results for f in r.loaded.files}
