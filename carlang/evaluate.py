@@ -25,6 +25,7 @@ from carlang_runtime.policy.activation import action_activation
 
 from .explain import redacted
 from .lower import suggest
+from .testcases import history_entry_problems
 
 __all__ = ["EvalContext", "EvalOutcome", "eval_context", "evaluate", "EvalUsageError"]
 
@@ -96,6 +97,14 @@ def eval_context(
     problem = state_problem(program.state, state or {})
     if problem is not None:  # a state no run can have (as `explain --state` and tests refuse)
         raise EvalUsageError(f"the state given: {problem}")
+    # (checked as a test's `history` is: an entry no run can hold answers for nothing)
+    problems = [
+        f"--history: {message}" + (f"; {hint}" if hint else "")
+        for number, entry in enumerate(history or (), 1)
+        for _named, message, hint in history_entry_problems(program, number, entry)
+    ]
+    if problems:
+        raise EvalUsageError("\n".join(problems))
     if schema is not None and params:
         problem = _parameter_problem(schema, params)
         if problem is not None:  # `5 : string` would answer for a call that cannot happen

@@ -18,6 +18,7 @@ proposal; `winner NAME` for a plan.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -677,51 +678,9 @@ class _Builder:
         return not problems
 
     def history_entry_problems(self, number: int, entry: Any) -> list[_Problem]:
-        """What is wrong with entry `number` of a test's history: a field an entry does not
-        have, a type or status no action has, a tool the program does not declare, or
-        parameters that tool cannot have been called with (unknown, of the wrong type or
-        breaking the schema's constraints; not checked for a refused call, which may have been
-        refused for exactly that)."""
-        if not isinstance(entry, dict):
-            return [("", f"history entry {number} is not a map", _HISTORY)]
-        problems: list[_Problem] = []
-        for key in entry:
-            if key not in _ENTRY_FIELDS:
-                hint = did_you_mean(str(key), _ENTRY_FIELDS, "`") or _HISTORY
-                problems.append((str(key), f"history entry {number} has no field `{key}`", hint))
-        for field_name, allowed in (("status", HISTORY_STATUSES), ("type", _ACTION_TYPES)):
-            value = entry.get(field_name)
-            if value is not None and value not in allowed:
-                problems.append((str(value), f"history entry {number}: no {field_name} `{value}`",
-                                 f"a {field_name} is one of {', '.join(allowed)}"))  # fmt: skip
-        name, params = entry.get("tool"), entry.get("params")
-        if params is not None and not isinstance(params, dict):
-            problems.append(("params", f"history entry {number}: `params` is not a map", _HISTORY))
-            params = None
-        if not isinstance(name, str):
-            return problems
-        tool = self.program_tool(name)
-        if tool is None and not self.skipped.may_declare(name):
-            names = [t.name for t in self.program.tools]
-            problems.append((name, f"history entry {number}: no tool is called `{name}`",
-                             did_you_mean(name, names, "`")))  # fmt: skip
-        if tool is None or not params or not tool.parameters:
-            return problems
-        properties = tool.parameters.get("properties") or {}
-        closed = tool.parameters.get("additionalProperties") is False
-        for key in params:
-            if closed and key not in properties:
-                problems.append((str(key),
-                    f"history entry {number}: tool `{name}` has no parameter `{key}`",
-                    did_you_mean(str(key), list(properties), "`")))  # fmt: skip
-        if entry.get("status") != "rejected":
-            for finding in ParamChecker(tool.name, tool.parameters).check(params):
-                # (not "missing": an entry may leave out what a rule does not read; unknown
-                # parameters, a constraint without a parameter, are said above)
-                if finding.kind == "type" or (finding.kind == "constraint" and finding.param):
-                    message = f"history entry {number}: {finding_message(name, finding)}"
-                    problems.append((finding.param, message, None))
-        return problems
+        """`history_entry_problems` of entry `number` of a test's history, in this program
+        (a tool the parser skipped may be declared)."""
+        return history_entry_problems(self.program, number, entry, self.skipped.may_declare)
 
     def argument_span(self, call: ast.Call, param: str) -> Span:
         """Where a call's argument `param` is written (its row's cells when a column gives
@@ -797,6 +756,62 @@ class _Builder:
 
     def program_tool(self, name: str) -> ir.ToolSchema | None:
         return next((t for t in self.program.tools if t.name == name), None)
+
+
+def history_entry_problems(
+    program: ir.Program,
+    number: int,
+    entry: Any,
+    may_declare: Callable[[str], bool] = lambda _name: False,
+) -> list[_Problem]:
+    """What is wrong with entry `number` of a test's history: a field an entry does not
+    have, a type or status no action has, a tool the program does not declare, or
+    parameters that tool cannot have been called with (unknown, of the wrong type or
+    breaking the schema's constraints; not checked for a refused call, which may have been
+    refused for exactly that). `may_declare`: whether a tool the program does not have may
+    still be declared (in text the parser skipped). Each problem: what it names in the entry
+    (a key, a value), the message, and a hint (`carlang eval --history` checks its entries
+    so too)."""
+    if not isinstance(entry, dict):
+        return [("", f"history entry {number} is not a map", _HISTORY)]
+    problems: list[_Problem] = []
+    for key in entry:
+        if key not in _ENTRY_FIELDS:
+            hint = did_you_mean(str(key), _ENTRY_FIELDS, "`") or _HISTORY
+            problems.append((str(key), f"history entry {number} has no field `{key}`", hint))
+    for field_name, allowed in (("status", HISTORY_STATUSES), ("type", _ACTION_TYPES)):
+        value = entry.get(field_name)
+        if value is not None and value not in allowed:
+            problems.append((str(value), f"history entry {number}: no {field_name} `{value}`",
+                             f"a {field_name} is one of {', '.join(allowed)}"))  # fmt: skip
+    name, params = entry.get("tool"), entry.get("params")
+    if params is not None and not isinstance(params, dict):
+        problems.append(("params", f"history entry {number}: `params` is not a map", _HISTORY))
+        params = None
+    if not isinstance(name, str):
+        return problems
+    tool = next((t for t in program.tools if t.name == name), None)
+    if tool is None and not may_declare(name):
+        names = [t.name for t in program.tools]
+        problems.append((name, f"history entry {number}: no tool is called `{name}`",
+                         did_you_mean(name, names, "`")))  # fmt: skip
+    if tool is None or not params or not tool.parameters:
+        return problems
+    properties = tool.parameters.get("properties") or {}
+    closed = tool.parameters.get("additionalProperties") is False
+    for key in params:
+        if closed and key not in properties:
+            problems.append((str(key),
+                f"history entry {number}: tool `{name}` has no parameter `{key}`",
+                did_you_mean(str(key), list(properties), "`")))  # fmt: skip
+    if entry.get("status") != "rejected":
+        for finding in ParamChecker(tool.name, tool.parameters).check(params):
+            # (not "missing": an entry may leave out what a rule does not read; unknown
+            # parameters, a constraint without a parameter, are said above)
+            if finding.kind == "type" or (finding.kind == "constraint" and finding.param):
+                message = f"history entry {number}: {finding_message(name, finding)}"
+                problems.append((finding.param, message, None))
+    return problems
 
 
 def _reads_now(policy: ir.CelPolicy) -> bool:

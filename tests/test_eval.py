@@ -170,6 +170,16 @@ def test_eval_takes_a_scope_and_a_history(tmp_path: Path) -> None:
     assert result.exit_code == 0 and result.stdout.startswith("true : bool"), result.output
     bad = CliRunner().invoke(app, [*args, "--history", '{"a": 1}'])
     assert bad.exit_code == 2 and "--history must be a JSON array of entries" in bad.stderr
+    # each entry is checked as a test's `history` is: an entry no run holds answers nothing
+    wrong = '[{"tol": "refund", "status": "succeded"}, {"tool": "refnd"}]'
+    bad = CliRunner().invoke(app, [*args, "--history", wrong])
+    assert (bad.exit_code, bad.stdout) == (2, "")
+    assert bad.stderr.splitlines() == [
+        "error: --history: history entry 1 has no field `tol`; did you mean `tool`?",
+        "--history: history entry 1: no status `succeded`; a status is one of running,"
+        " succeeded, failed, skipped, rejected",
+        "--history: history entry 2: no tool is called `refnd`; did you mean `refund`?",
+    ]
 
 
 def test_an_evaluation_that_read_a_left_out_parameter_says_so(tmp_path: Path) -> None:
