@@ -99,7 +99,7 @@ def eval_context(
         raise EvalUsageError(f"the state given: {problem}")
     # (checked as a test's `history` is: an entry no run can hold answers for nothing)
     problems = [
-        f"--history: {message}" + (f"; {hint}" if hint else "")
+        message + (f"; {hint}" if hint else "")
         for number, entry in enumerate(history or (), 1)
         for _named, message, hint in history_entry_problems(program, number, entry)
     ]
@@ -232,10 +232,11 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
-def parse_history(text: str) -> list[dict[str, Any]]:
-    """`--history`: a JSON array of entries as `history` holds them, or `EvalUsageError`."""
-    entries = _parse_json(text, "--history")
+def parse_history(text: str, what: str = "--history") -> list[dict[str, Any]]:
+    """`--history` (or `what`): a JSON array of entries as `history` holds them, or
+    `EvalUsageError`."""
+    entries = _parse_json(text, what)
     like = '[{"id": "a", "type": "tool_call", "tool": "t", "params": {}, "status": "succeeded"}]'
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise EvalUsageError(f"--history must be a JSON array of entries, like {like}")
+        raise EvalUsageError(f"{what} must be a JSON array of entries, like {like}")
     return entries

@@ -1,6 +1,7 @@
 """`carlang repl`: CEL expressions evaluated one per line in a policy's context, with the
-context changed by commands (`:tool`, `:params`, `:state`), completion of variables, fields and
-functions, and a history file (readline, when the input is a terminal)."""
+context changed by commands (`:tool`, `:params`, `:state`, `:scope`, `:history`), completion
+of variables, fields and functions, and a history file (readline, when the input is a
+terminal)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,14 @@ from carlang_runtime import ir
 from carlang_runtime.cel.functions import FUNCTIONS
 from carlang_runtime.errors import CarlangRuntimeError
 
-from .evaluate import EvalContext, EvalOutcome, eval_context, evaluate, parse_json_object
+from .evaluate import (
+    EvalContext,
+    EvalOutcome,
+    eval_context,
+    evaluate,
+    parse_history,
+    parse_json_object,
+)
 
 __all__ = ["Repl", "COMMANDS", "render_outcome"]
 
@@ -22,6 +30,8 @@ COMMANDS = {
     ":tool": ":tool NAME         decide a call of this tool (`:tool` alone: any action)",
     ":params": ":params JSON       the call's parameters (over the tool's defaults)",
     ":state": ":state JSON        the state (over the program's initial state)",
+    ":scope": ":scope JSON        the run's scope (`scope.tenant`, ...)",
+    ":history": ":history JSON      the run's earlier actions, a JSON array of entries",
     ":vars": ":vars              the variables and their types",
     ":tools": ":tools             the program's tools",
     ":help": ":help              this list",
@@ -48,10 +58,14 @@ class Repl:
         self.tool = tool
         self.params: dict[str, Any] = {}
         self.state: dict[str, Any] = {}
+        self.scope: dict[str, Any] = {}
+        self.history: list[dict[str, Any]] = []
         self.context: EvalContext = eval_context(program, tool)
 
     def _rebuild(self) -> None:
-        self.context = eval_context(self.program, self.tool, self.params, self.state)
+        self.context = eval_context(
+            self.program, self.tool, self.params, self.state, self.scope, self.history
+        )
 
     def handle(self, line: str) -> str | None:
         """The answer to one line (None: quit)."""
@@ -87,9 +101,13 @@ class Repl:
                 self.tool = previous
                 raise
             return f"deciding a call of `{self.tool}`" if self.tool else "deciding any action"
-        if command in (":params", ":state"):
+        if command in (":params", ":state", ":scope", ":history"):
             name = command[1:]
-            value = parse_json_object(rest or "{}", name)
+            value: Any = (
+                parse_history(rest or "[]", name)
+                if name == "history"
+                else parse_json_object(rest or "{}", name)
+            )
             previous = getattr(self, name)
             setattr(self, name, value)
             try:
@@ -97,7 +115,9 @@ class Repl:
             except CarlangRuntimeError:
                 setattr(self, name, previous)  # a refused value leaves the context as it was
                 raise
-            return f"{name} = {json.dumps(getattr(self.context, name))}"
+            # (params and state as a policy sees them: over the defaults and initial state)
+            shown = getattr(self.context, name) if name in ("params", "state") else value
+            return f"{name} = {json.dumps(shown)}"
         return f"error: unknown command `{command}` (:help lists them)"
 
     def completions(self, text: str) -> list[str]:

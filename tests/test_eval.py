@@ -175,11 +175,32 @@ def test_eval_takes_a_scope_and_a_history(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, [*args, "--history", wrong])
     assert (bad.exit_code, bad.stdout) == (2, "")
     assert bad.stderr.splitlines() == [
-        "error: --history: history entry 1 has no field `tol`; did you mean `tool`?",
-        "--history: history entry 1: no status `succeded`; a status is one of running,"
+        "error: history entry 1 has no field `tol`; did you mean `tool`?",
+        "history entry 1: no status `succeded`; a status is one of running,"
         " succeeded, failed, skipped, rejected",
-        "--history: history entry 2: no tool is called `refnd`; did you mean `refund`?",
+        "history entry 2: no tool is called `refnd`; did you mean `refund`?",
     ]
+
+
+def test_the_repl_takes_a_scope_and_a_history_too() -> None:
+    """`eval --scope/--history` had no repl commands: a tenant or trace rule could not be
+    tried there. A refused history leaves the one before."""
+    program = compile_file(Path(RELEASE), EXAMPLES).program
+    assert program is not None
+    repl = Repl(program)
+    assert repl.handle(':scope {"tenant": "a"}') == 'scope = {"tenant": "a"}'
+    assert (repl.handle("scope.tenant") or "").startswith('"a" : string')
+    entry = '{"tool": "deploy", "status": "failed"}'
+    assert repl.handle(f":history [{entry}]") == f"history = [{entry}]"
+    assert repl.handle('history.exists(h, h.status == "failed")') == "true : bool"
+    answer = repl.handle(':history [{"tol": "deploy"}]') or ""
+    assert answer == "error: history entry 1 has no field `tol`; did you mean `tool`?"
+    assert repl.handle(":history {}") == (
+        "error: history must be a JSON array of entries, like "
+        '[{"id": "a", "type": "tool_call", "tool": "t", "params": {}, "status": "succeeded"}]'
+    )
+    assert repl.handle("size(history)") == "1 : int"
+    assert repl.handle(":history") == "history = []"
 
 
 def test_an_evaluation_that_read_a_left_out_parameter_says_so(tmp_path: Path) -> None:
