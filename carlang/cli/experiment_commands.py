@@ -411,7 +411,10 @@ def _render(result: SearchResult, output: Path | None) -> str:
     if result.ablation:
         lines.append("ablation (each feature off in turn):")
         for name, value in result.ablation.items():
-            lines.append(f"  {name:<14} {_number(value)}")
+            off = "  (off already at the best point: the same as none)"
+            lines.append(
+                f"  {name:<14} {_number(value)}" + (off if name in result.already_off else "")
+            )
     if output is not None:
         lines.append(f"config written to {output} (carlang rank --config {output})")
     return "\n".join(lines)

@@ -554,6 +554,9 @@ class SearchResult:
     test: float | None
     folds: int
     ablation: dict[str, float | None] = field(default_factory=dict)
+    #: The features whose weight is 0 at the best point (each fold's): turning them off
+    #: changes nothing, and their ablation figure is the `none` one.
+    already_off: list[str] = field(default_factory=list)
     #: Each fold's tasks (ids), as the seeded split made them: `train` searched on, `test`
     #: held out (empty with one task), so that a result can be checked and reproduced.
     splits: list[dict[str, list[str]]] = field(default_factory=list)
@@ -568,6 +571,7 @@ class SearchResult:
             "test": self.test,
             "folds": self.folds,
             "ablation": self.ablation,
+            "ablation_already_off": self.already_off,
             "splits": self.splits,
             "tried": self.tried,
             "config": self.config.model_dump(),
@@ -732,11 +736,17 @@ def search(
         # On the held-out tasks, as `test` is: each fold's best point with each feature off,
         # judged on that fold, then the mean over folds (a single task: only trained on).
         folds: list[list[float | None]] = []
-        for settings, held in fold_bests or [(best, list(tasks))]:
+        chosen = fold_bests or [(best, list(tasks))]
+        for settings, held in chosen:
             variants = [settings] + [{**settings, weight: 0.0} for weight in ABLATIONS.values()]
             folds.append([_signed(v, objective) for v in judge.judge(variants, held)])
         for position, name in enumerate(["none", *ABLATIONS]):
             result.ablation[name] = mean([fold[position] for fold in folds])
+        result.already_off = [
+            name
+            for name, weight in ABLATIONS.items()
+            if all(getattr(base.with_settings(settings), weight) == 0 for settings, _ in chosen)
+        ]
     return result
 
 

@@ -309,6 +309,21 @@ def test_a_kfold_ablation_is_held_out(data: tuple[list, Outcomes, ToolFeedback])
     assert single.ablation["none"] == pytest.approx(single.test)
 
 
+def test_an_ablation_of_a_feature_already_off_says_so(
+    data: tuple[list, Outcomes, ToolFeedback],
+) -> None:
+    """A feature whose weight the best point sets to 0 was listed as if turning it off
+    measured something: its figure is the `none` one, and the result says so."""
+    tasks, outcomes, feedback = data
+    grid = parse_space({"cost_weight": [0.0], "monte_carlo_weight": [0.0, 1.0]})
+    result = search(tasks, outcomes, grid, feedback=feedback, split="50:50", ablate=True)
+    assert "cost" in result.already_off and "feedback" not in result.already_off
+    assert result.ablation["cost"] == pytest.approx(result.ablation["none"])
+    assert result.to_dict()["ablation_already_off"] == result.already_off
+    on = search(tasks, outcomes, parse_space({"cost_weight": [0.5]}), split="50:50", ablate=True)
+    assert "cost" not in on.already_off
+
+
 def test_settings_that_need_feedback_are_warned_about_without_it(tmp_path: Path) -> None:
     """Searching feedback_weight without --feedback scored every point the same, silently."""
     from typer.testing import CliRunner
