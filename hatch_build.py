@@ -1,7 +1,8 @@
 """Build hook: compile the optional C speedups (`carlang_runtime._speedups`) into the wheel.
 
 The extension is one C file with no dependency beyond Python's headers, compiled with the
-compiler Python itself was built with (sysconfig's `LDSHARED`). Where none is found, or it
+compiler Python itself was built with (sysconfig's `LDSHARED`), or the one `CC` names (and
+`CFLAGS` adds to), as setuptools does. Where none is found, or it
 fails, the build goes on without it and says so: every function in it has a pure-Python twin
 that decides exactly as it does, only slower. `CARLANG_NO_SPEEDUPS=1` skips it on purpose.
 
@@ -68,17 +69,17 @@ def compile_extension(source: Path, target: Path) -> str | None:
     """Compile `source` into the extension module `target`; None, or what went wrong.
 
     The command is Python's own `LDSHARED` (the compiler and flags it was built with), with
-    `CC` and `CFLAGS` from the environment honoured as setuptools honours them: `CC` names
-    the compiler in its place, `CFLAGS` adds flags."""
-    linker = shlex.split(sysconfig.get_config_var("LDSHARED") or "")
-    if not linker or sys.platform == "win32":
+    `CC` and `CFLAGS` from the environment honoured as setuptools honours them: `CC` takes
+    the place of the compiler `LDSHARED` starts with (sysconfig's `CC`), `CFLAGS` adds
+    flags."""
+    if sys.platform == "win32":
         return "no C compiler configured for this Python"
-    compiler = os.environ.get("CC")
-    if compiler:
-        linker = [*shlex.split(compiler), *linker[1:]]
-    include = sysconfig.get_paths()["include"]
-    flags = shlex.split(os.environ.get("CFLAGS", ""))
-    command = [*linker, "-O2", "-fPIC", *flags, f"-I{include}", str(source), "-o", str(target)]
+    try:
+        command = _command(source, target)
+    except ValueError as exc:  # (shlex: a quote not closed in CC, CFLAGS or LDSHARED)
+        return f"CC, CFLAGS or LDSHARED cannot be read: {exc}"
+    if not command:
+        return "no C compiler configured for this Python"
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=300)
     except (OSError, subprocess.TimeoutExpired) as exc:
@@ -86,3 +87,26 @@ def compile_extension(source: Path, target: Path) -> str | None:
     if done.returncode != 0:
         return f"{command[0]} failed: {done.stderr.strip()[-500:]}"
     return None
+
+
+def _command(source: Path, target: Path) -> list[str]:
+    """The compile-and-link command (empty: no compiler configured)."""
+    linker = shlex.split(sysconfig.get_config_var("LDSHARED") or "")
+    built_with = shlex.split(sysconfig.get_config_var("CC") or "")
+    wanted = shlex.split(os.environ.get("CC", ""))
+    if wanted and built_with and linker[: len(built_with)] == built_with:
+        linker = wanted + linker[len(built_with) :]  # (`ccache gcc` replaced whole)
+    if not linker:
+        return []
+    include = sysconfig.get_paths()["include"]
+    flags = shlex.split(os.environ.get("CFLAGS", ""))
+    return [
+        *linker,
+        "-O2",
+        "-fPIC",
+        *flags,
+        f"-I{include}",
+        str(source),
+        "-o",
+        str(target),
+    ]

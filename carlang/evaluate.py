@@ -25,7 +25,7 @@ from carlang_runtime.policy.activation import action_activation
 
 from .explain import redacted
 from .lower import suggest
-from .testcases import history_entry_problems
+from .testcases import ENTRY_HINT, history_entry_problems
 
 __all__ = ["EvalContext", "EvalOutcome", "eval_context", "evaluate", "EvalUsageError"]
 
@@ -98,13 +98,21 @@ def eval_context(
     if problem is not None:  # a state no run can have (as `explain --state` and tests refuse)
         raise EvalUsageError(f"the state given: {problem}")
     # (checked as a test's `history` is: an entry no run can hold answers for nothing)
-    problems = [
-        message + (f"; {hint}" if hint else "")
+    found = [
+        (message, hint)
         for number, entry in enumerate(history or (), 1)
         for _named, message, hint in history_entry_problems(program, number, entry)
     ]
-    if problems:
-        raise EvalUsageError("\n".join(problems))
+    if found:
+        # (the test blocks' hint shows an entry in carlang's syntax: here it is JSON)
+        said = [
+            message + (f" ({hint})" if hint and hint != ENTRY_HINT else "")
+            for message, hint in found
+        ]
+        like = (
+            f"; an entry is like {HISTORY_LIKE}" if any(h == ENTRY_HINT for _, h in found) else ""
+        )
+        raise EvalUsageError(f"the history given: {'; '.join(said)}{like}")
     if schema is not None and params:
         problem = _parameter_problem(schema, params)
         if problem is not None:  # `5 : string` would answer for a call that cannot happen
@@ -232,11 +240,14 @@ def parse_json_object(text: str, what: str) -> dict[str, Any]:
     return value
 
 
+#: A `history` entry as JSON, for messages.
+HISTORY_LIKE = '{"id": "a", "type": "tool_call", "tool": "t", "params": {}, "status": "succeeded"}'
+
+
 def parse_history(text: str, what: str = "--history") -> list[dict[str, Any]]:
     """`--history` (or `what`): a JSON array of entries as `history` holds them, or
     `EvalUsageError`."""
     entries = _parse_json(text, what)
-    like = '[{"id": "a", "type": "tool_call", "tool": "t", "params": {}, "status": "succeeded"}]'
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
-        raise EvalUsageError(f"{what} must be a JSON array of entries, like {like}")
+        raise EvalUsageError(f"{what} must be a JSON array of entries, like [{HISTORY_LIKE}]")
     return entries

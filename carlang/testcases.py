@@ -180,8 +180,9 @@ def _declared_beside(root: Path | None, file: str, kind: str, name: str) -> str 
     return None
 
 
-#: What a `history` entry is, and the statuses one can have (`policy.history_entry`).
-_HISTORY = (
+#: What a `history` entry is, and the statuses one can have (`policy.history_entry`): the
+#: hint of a problem with one that no other hint explains.
+ENTRY_HINT = (
     'an entry is like {id: "t", type: "tool_call", tool: "fetch", params: {}, status: "succeeded"}'
 )
 #: The fields of a `history` entry, and the types an action can have.
@@ -668,7 +669,7 @@ class _Builder:
         if self.imports_failed:
             return True
         if not isinstance(history, list):
-            self.error(source, data.span, "`history` is a list of earlier actions", _HISTORY)
+            self.error(source, data.span, "`history` is a list of earlier actions", ENTRY_HINT)
             return False
         problems: list[_Problem] = []
         for number, entry in enumerate(history, 1):
@@ -773,11 +774,11 @@ def history_entry_problems(
     (a key, a value), the message, and a hint (`carlang eval --history` checks its entries
     so too)."""
     if not isinstance(entry, dict):
-        return [("", f"history entry {number} is not a map", _HISTORY)]
+        return [("", f"history entry {number} is not a map", ENTRY_HINT)]
     problems: list[_Problem] = []
     for key in entry:
         if key not in _ENTRY_FIELDS:
-            hint = did_you_mean(str(key), _ENTRY_FIELDS, "`") or _HISTORY
+            hint = did_you_mean(str(key), _ENTRY_FIELDS, "`") or ENTRY_HINT
             problems.append((str(key), f"history entry {number} has no field `{key}`", hint))
     for field_name, allowed in (("status", HISTORY_STATUSES), ("type", _ACTION_TYPES)):
         value = entry.get(field_name)
@@ -786,7 +787,7 @@ def history_entry_problems(
                              f"a {field_name} is one of {', '.join(allowed)}"))  # fmt: skip
     name, params = entry.get("tool"), entry.get("params")
     if params is not None and not isinstance(params, dict):
-        problems.append(("params", f"history entry {number}: `params` is not a map", _HISTORY))
+        problems.append(("params", f"history entry {number}: `params` is not a map", ENTRY_HINT))
         params = None
     if not isinstance(name, str):
         return problems

@@ -174,12 +174,18 @@ def test_eval_takes_a_scope_and_a_history(tmp_path: Path) -> None:
     wrong = '[{"tol": "refund", "status": "succeded"}, {"tool": "refnd"}]'
     bad = CliRunner().invoke(app, [*args, "--history", wrong])
     assert (bad.exit_code, bad.stdout) == (2, "")
-    assert bad.stderr.splitlines() == [
-        "error: history entry 1 has no field `tol`; did you mean `tool`?",
-        "history entry 1: no status `succeded`; a status is one of running,"
-        " succeeded, failed, skipped, rejected",
-        "history entry 2: no tool is called `refnd`; did you mean `refund`?",
-    ]
+    assert bad.stderr == (
+        "error: the history given: history entry 1 has no field `tol` (did you mean `tool`?);"
+        " history entry 1: no status `succeded` (a status is one of running, succeeded,"
+        " failed, skipped, rejected); history entry 2: no tool is called `refnd` (did you"
+        " mean `refund`?)\n"
+    )
+    # the hint of a field no entry has is an entry in JSON, as the option takes it
+    bad = CliRunner().invoke(app, [*args, "--history", '[{"tool": "refund", "at": 3}]'])
+    assert bad.stderr.endswith(
+        'no field `at`; an entry is like {"id": "a", "type": "tool_call", "tool": "t",'
+        ' "params": {}, "status": "succeeded"}\n'
+    )
 
 
 def test_the_repl_takes_a_scope_and_a_history_too() -> None:
@@ -194,7 +200,10 @@ def test_the_repl_takes_a_scope_and_a_history_too() -> None:
     assert repl.handle(f":history [{entry}]") == f"history = [{entry}]"
     assert repl.handle('history.exists(h, h.status == "failed")') == "true : bool"
     answer = repl.handle(':history [{"tol": "deploy"}]') or ""
-    assert answer == "error: history entry 1 has no field `tol`; did you mean `tool`?"
+    assert (
+        answer
+        == "error: the history given: history entry 1 has no field `tol` (did you mean `tool`?)"
+    )
     assert repl.handle(":history {}") == (
         "error: history must be a JSON array of entries, like "
         '[{"id": "a", "type": "tool_call", "tool": "t", "params": {}, "status": "succeeded"}]'

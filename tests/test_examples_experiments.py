@@ -173,12 +173,16 @@ def test_a_broken_toml_config_and_outcome_cells_say_where_and_what(
         ("t0,t0c0,1.5,1", "column `success`: '1.5' is not a number between 0 and 1"),
         ("t0,t0c0,,1", "column `success` is empty; it needs a number between 0 and 1"),
         ("t0,t0c0,1,1,x", "column `cost`: 'x' is not a number (the mean cost of a run)"),
-        ('"t0,t0c0,1,1', 'a quoted cell is never closed: the `"` that opens it needs another'),
+        (
+            '"t0,t0c0,1,1',
+            'a quoted cell is never closed: the `"` that opens it needs another to close it'
+            ' (a quote inside a quoted cell is written twice: `""`)',
+        ),
     ]:
         outcomes.write_text(f"task,candidate,success,runs,cost\nt0,t0c1,0,1,\n{rows}\n")
         result = runner.invoke(app, ["planner", "eval", "tasks.jsonl", "--outcomes", str(outcomes)])
         assert (result.exit_code, result.stdout) == (2, "")
-        assert result.stderr.startswith(f"error: {outcomes}:3: {said}")
+        assert result.stderr == f"error: {outcomes}:3: {said}\n"
 
 
 @pytest.mark.slow  # (a process per case)

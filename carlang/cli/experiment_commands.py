@@ -411,13 +411,22 @@ def _render(result: SearchResult, output: Path | None) -> str:
     if result.ablation:
         lines.append("ablation (each feature off in turn):")
         for name, value in result.ablation.items():
-            off = "  (off already at the best point: the same as none)"
-            lines.append(
-                f"  {name:<14} {_number(value)}" + (off if name in result.already_off else "")
-            )
+            lines.append(f"  {name:<14} {_number(value)}{_already_off(result, name)}")
     if output is not None:
         lines.append(f"config written to {output} (carlang rank --config {output})")
     return "\n".join(lines)
+
+
+def _already_off(result: SearchResult, name: str) -> str:
+    """The note on an ablated feature whose weight the best point (each fold's) sets to 0."""
+    off = result.already_off.get(name, 0)
+    points = result.folds if result.folds > 1 else 1
+    if not off:
+        return ""
+    if off < points:
+        return f"  (off already at {off} of the {points} folds' best points)"
+    where = "every fold's best point" if points > 1 else "the best point"
+    return f"  (off already at {where}: the same as none)"
 
 
 def _plot(result: SearchResult, path: Path) -> None:

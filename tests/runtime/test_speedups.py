@@ -297,6 +297,7 @@ def test_without_a_compiler_the_wheel_is_pure_python_and_says_why(tmp_path: Path
 
     pytest.importorskip("hatchling", reason="hatchling (the build backend) is not installed")
     env = {**os.environ, "CC": str(tmp_path / "no-such-compiler"), "PIP_NO_INPUT": "1"}
+    env.pop("CARLANG_NO_SPEEDUPS", None)  # (which skips the build before it can fail)
     done = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-v", "--no-deps", "--no-build-isolation"]
         + ["--disable-pip-version-check", "-w", str(tmp_path / "dist"), str(ROOT)],
@@ -309,3 +310,31 @@ def test_without_a_compiler_the_wheel_is_pure_python_and_says_why(tmp_path: Path
     assert "the C speedups were not built" in done.stdout + done.stderr
     [wheel] = (tmp_path / "dist").glob("*.whl")
     assert wheel.name.endswith("-py3-none-any.whl")
+
+
+def test_the_build_hook_takes_cc_and_cflags_as_setuptools_does(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """CC replaces the compiler LDSHARED starts with (a `ccache gcc` as a whole), CFLAGS adds
+    flags, and a quote left open in either is a reason not to build, not a traceback."""
+    import sys
+    import sysconfig
+
+    pytest.importorskip("hatchling", reason="hatchling (the build backend) is not installed")
+    sys.path.insert(0, str(ROOT))
+    try:
+        import hatch_build
+    finally:
+        sys.path.remove(str(ROOT))
+    config = {"CC": "ccache gcc", "LDSHARED": "ccache gcc -shared -L/x"}
+    monkeypatch.setattr(sysconfig, "get_config_var", config.get)
+    monkeypatch.setenv("CC", "clang")
+    monkeypatch.setenv("CFLAGS", "-DX=1 -g")
+    command = hatch_build._command(Path("s.c"), Path("t.so"))
+    assert command[:3] == ["clang", "-shared", "-L/x"] and command[5:7] == ["-DX=1", "-g"]
+    monkeypatch.setenv("CFLAGS", "-DX='a")
+    problem = hatch_build.compile_extension(Path("s.c"), tmp_path / "t.so")
+    assert problem is not None and problem.startswith("CC, CFLAGS or LDSHARED cannot be read")
+    monkeypatch.setenv("CFLAGS", "")
+    monkeypatch.setenv("CC", " ")  # blank: not set
+    assert hatch_build._command(Path("s.c"), Path("t.so"))[:2] == ["ccache", "gcc"]

@@ -255,15 +255,22 @@ class Outcomes:
         # (newline="": a quoted cell may hold a line break, as `rank --format csv` writes one;
         # skipinitialspace: `task, candidate, success` names the columns it seems to)
         # (strict: a quoted cell never closed is an error, not the rest of the file in a cell)
-        reader = csv.DictReader(io.StringIO(text, newline=""), skipinitialspace=True, strict=True)
+        lines = _NumberedLines(text)
+        reader = csv.DictReader(lines, skipinitialspace=True, strict=True)
         header = _csv_header(reader, path)
+        if not header:  # (an empty file, or a blank first line: the reader takes it as the header)
+            what = "the file is empty" if not text.strip() else "the first line is blank"
+            raise DatasetError(
+                f"{path}:1: {what}: an outcomes CSV starts with its header,"
+                " `task,candidate,success` (and `runs`, `cost` if given), then a row per run"
+            )
         missing = {"task", "candidate", "success"} - set(header)
         if missing:
             raise DatasetError(f"{path}:1: missing column(s): {', '.join(sorted(missing))}")
         twice = sorted({name for name in header if header.count(name) > 1})
         if twice:  # (the last one's cells were used, silently)
             raise DatasetError(f"{path}:1: column(s) given twice: {', '.join(twice)}")
-        for row, first_line in _csv_rows(reader, path):
+        for row, first_line in _csv_rows(reader, lines, path):
             where = f"{path}:{first_line}"
             runs = _cell(row, "runs", where, _whole, "1", "a whole number of runs, 1 or more")
             rate = _cell(row, "success", where, _rate, None, "a number between 0 and 1")
@@ -310,27 +317,60 @@ def _csv_header(reader: csv.DictReader[str], path: Path) -> list[str]:
         raise DatasetError(f"{path}:1: {_csv_problem(exc)}") from None
 
 
-def _csv_rows(reader: csv.DictReader[str], path: Path) -> Iterator[tuple[dict[str, str], int]]:
-    """Each row of an outcomes CSV with the line it starts on (a quoted cell may hold line
-    breaks: the reader's own count is the line a row ends on), or a `DatasetError` there."""
-    first_line = reader.line_num + 1
+class _NumberedLines:
+    """The lines of a CSV text, as the csv module reads them (`newline=""`: a line break
+    inside a quoted cell is kept), remembering the number of the first line that is not
+    blank since `mark`: where the next row starts (the reader skips blank lines, and a
+    quoted cell may hold line breaks: its own count is the line a row ends on)."""
+
+    def __init__(self, text: str) -> None:
+        self._lines = iter(io.StringIO(text, newline=""))
+        self._number = 0
+        self.start: int | None = None
+
+    def __iter__(self) -> _NumberedLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self._lines)
+        self._number += 1
+        if self.start is None and line.strip("\r\n"):
+            self.start = self._number
+        return line
+
+    def mark(self) -> None:
+        """Start looking for the next row's first line."""
+        self.start = None
+
+
+def _csv_rows(
+    reader: csv.DictReader[str], lines: _NumberedLines, path: Path
+) -> Iterator[tuple[dict[str, str], int]]:
+    """Each row of an outcomes CSV with the line it starts on, or a `DatasetError` there."""
     while True:
+        lines.mark()
         try:
             row = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            raise DatasetError(f"{path}:{first_line}: {_csv_problem(exc)}") from None
-        yield row, first_line
-        first_line = reader.line_num + 1
+            raise DatasetError(f"{path}:{lines.start or 1}: {_csv_problem(exc)}") from None
+        yield row, lines.start or 1
 
 
 def _csv_problem(exc: csv.Error) -> str:
     """What Python's csv module found wrong, said as how to fix it."""
+    never_closed = (
+        'the `"` that opens it needs another to close it (a quote inside a quoted cell is'
+        ' written twice: `""`)'
+    )
     if "unexpected end of data" in str(exc):
+        return f"a quoted cell is never closed: {never_closed}"
+    if "field larger than field limit" in str(exc):  # (the rest of a long file in one cell)
+        limit = csv.field_size_limit()
         return (
-            'a quoted cell is never closed: the `"` that opens it needs another to close it'
-            ' (a quote inside a quoted cell is written twice: `""`)'
+            f"a cell runs past {limit:,} characters: most likely a quoted cell is never"
+            f" closed: {never_closed}"
         )
     return f"malformed CSV: {exc} (a quoted cell ends at its closing quote, then a comma)"
 

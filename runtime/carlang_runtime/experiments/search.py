@@ -554,9 +554,10 @@ class SearchResult:
     test: float | None
     folds: int
     ablation: dict[str, float | None] = field(default_factory=dict)
-    #: The features whose weight is 0 at the best point (each fold's): turning them off
-    #: changes nothing, and their ablation figure is the `none` one.
-    already_off: list[str] = field(default_factory=list)
+    #: For each feature whose weight is 0 at the best point its ablation judged (each
+    #: fold's, under kfold), at how many of them: turned off where it is off already, it
+    #: changes nothing there (at all of them, its figure is the `none` one).
+    already_off: dict[str, int] = field(default_factory=dict)
     #: Each fold's tasks (ids), as the seeded split made them: `train` searched on, `test`
     #: held out (empty with one task), so that a result can be checked and reproduced.
     splits: list[dict[str, list[str]]] = field(default_factory=list)
@@ -742,11 +743,10 @@ def search(
             folds.append([_signed(v, objective) for v in judge.judge(variants, held)])
         for position, name in enumerate(["none", *ABLATIONS]):
             result.ablation[name] = mean([fold[position] for fold in folds])
-        result.already_off = [
-            name
-            for name, weight in ABLATIONS.items()
-            if all(getattr(base.with_settings(settings), weight) == 0 for settings, _ in chosen)
-        ]
+        for name, weight in ABLATIONS.items():
+            off = sum(getattr(base.with_settings(point), weight) == 0 for point, _ in chosen)
+            if off:
+                result.already_off[name] = off
     return result
 
 

@@ -551,6 +551,24 @@ def test_an_outcomes_csv_is_read_as_csv_is_written(tmp_path: Path) -> None:
     csv_file.write_text('"task,candidate,success\n')
     with pytest.raises(DatasetError, match=f"{csv_file}:1: a quoted cell is never closed"):
         Outcomes.load([csv_file])
+    # blank lines are skipped, and the row after them is named by its own line
+    csv_file.write_text("task,candidate,success\nt1,a,1\n\n\nt1,b,maybe\n")
+    with pytest.raises(DatasetError, match=f"{csv_file}:5: column `success`: 'maybe'"):
+        Outcomes.load([csv_file])
+    csv_file.write_text('task,candidate,success\nt1,a,1\n\n"t2,b,1\n')
+    with pytest.raises(DatasetError, match=f"{csv_file}:4: a quoted cell is never closed"):
+        Outcomes.load([csv_file])
+    # a quote never closed in a long file: the rest of it is one cell past the csv limit
+    csv_file.write_text('task,candidate,success\n"t1,a,1\n' + "t2,b,1\n" * 20_000)
+    with pytest.raises(DatasetError, match=f"{csv_file}:2: a cell runs past 131,072 char"):
+        Outcomes.load([csv_file])
+    for text, said in [
+        ("", "the file is empty"),
+        ("\ntask,candidate,success\n", "the first line is blank"),
+    ]:
+        csv_file.write_text(text)
+        with pytest.raises(DatasetError, match=f"{csv_file}:1: {said}: an outcomes CSV starts"):
+            Outcomes.load([csv_file])
     csv_file.write_text("task,candidate,success,success\nt1,a,1,0\n")
     with pytest.raises(DatasetError, match="1: column\\(s\\) given twice: success"):
         Outcomes.load([csv_file])

@@ -314,14 +314,25 @@ def test_an_ablation_of_a_feature_already_off_says_so(
 ) -> None:
     """A feature whose weight the best point sets to 0 was listed as if turning it off
     measured something: its figure is the `none` one, and the result says so."""
+    from carlang.cli.experiment_commands import _already_off
+
     tasks, outcomes, feedback = data
     grid = parse_space({"cost_weight": [0.0], "monte_carlo_weight": [0.0, 1.0]})
     result = search(tasks, outcomes, grid, feedback=feedback, split="50:50", ablate=True)
-    assert "cost" in result.already_off and "feedback" not in result.already_off
+    assert result.already_off["cost"] == 1 and "feedback" not in result.already_off
     assert result.ablation["cost"] == pytest.approx(result.ablation["none"])
     assert result.to_dict()["ablation_already_off"] == result.already_off
+    assert _already_off(result, "cost") == "  (off already at the best point: the same as none)"
     on = search(tasks, outcomes, parse_space({"cost_weight": [0.5]}), split="50:50", ablate=True)
-    assert "cost" not in on.already_off
+    assert "cost" not in on.already_off and _already_off(on, "cost") == ""
+    # under kfold, each fold's best point is judged: the note says at how many it is off
+    folds = search(tasks, outcomes, grid, feedback=feedback, split="kfold 3", ablate=True)
+    assert folds.already_off["cost"] == 3
+    assert _already_off(folds, "cost") == (
+        "  (off already at every fold's best point: the same as none)"
+    )
+    folds.already_off["cost"] = 2  # (as when the folds' best points differ)
+    assert _already_off(folds, "cost") == "  (off already at 2 of the 3 folds' best points)"
 
 
 def test_settings_that_need_feedback_are_warned_about_without_it(tmp_path: Path) -> None:
