@@ -17,6 +17,7 @@ proposal; `winner NAME` for a plan.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -782,9 +783,17 @@ def history_entry_problems(
             problems.append((str(key), f"history entry {number} has no field `{key}`", hint))
     for field_name, allowed in (("status", HISTORY_STATUSES), ("type", _ACTION_TYPES)):
         value = entry.get(field_name)
-        if value is not None and value not in allowed:
-            problems.append((str(value), f"history entry {number}: no {field_name} `{value}`",
+        if field_name in entry and (not isinstance(value, str) or value not in allowed):
+            shown = value if isinstance(value, str) else json.dumps(value)
+            problems.append((str(value), f"history entry {number}: no {field_name} `{shown}`",
                              f"a {field_name} is one of {', '.join(allowed)}"))  # fmt: skip
+    # (as a run writes them: the id a string, the tool a string or null for a state action)
+    for field_name, nullable in (("id", False), ("tool", True)):
+        value = entry.get(field_name)
+        if field_name in entry and not (isinstance(value, str) or (nullable and value is None)):
+            kind = "a string or null" if nullable else "a string"
+            problems.append((field_name, f"history entry {number}: `{field_name}` is not {kind}",
+                             ENTRY_HINT))  # fmt: skip
     name, params = entry.get("tool"), entry.get("params")
     if params is not None and not isinstance(params, dict):
         problems.append(("params", f"history entry {number}: `params` is not a map", ENTRY_HINT))

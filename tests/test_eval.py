@@ -180,6 +180,15 @@ def test_eval_takes_a_scope_and_a_history(tmp_path: Path) -> None:
         " failed, skipped, rejected); history entry 2: no tool is called `refnd` (did you"
         " mean `refund`?)\n"
     )
+    # fields of a kind no run writes: a number for an id or tool, a null status
+    odd = '[{"id": 3, "tool": 5, "status": null}, {"tool": null, "type": "state_write"}]'
+    bad = CliRunner().invoke(app, [*args, "--history", odd])
+    assert bad.stderr.startswith(
+        "error: the history given: history entry 1: no status `null` (a status is one of"
+    )
+    assert "history entry 1: `id` is not a string;" in bad.stderr
+    assert "history entry 1: `tool` is not a string or null;" in bad.stderr
+    assert "entry 2" not in bad.stderr  # (a state action's tool is null)
     # the hint of a field no entry has is an entry in JSON, as the option takes it
     bad = CliRunner().invoke(app, [*args, "--history", '[{"tool": "refund", "at": 3}]'])
     assert bad.stderr.endswith(
