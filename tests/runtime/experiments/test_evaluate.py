@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -537,40 +538,40 @@ def test_an_outcomes_csv_is_read_as_csv_is_written(tmp_path: Path) -> None:
     outcomes = Outcomes.load([csv_file])
     assert outcomes.for_task('trip, "NYC"\nline2', ["a"])["a"].runs == 1
     assert outcomes.for_task("t2", ["b"])["b"].success_rate == 0.0
-    # a row that spans lines is named by its first line
-    csv_file.write_text('task,candidate,success\n"x\ny",a,1\n"x\ny",a,maybe\n')
-    with pytest.raises(DatasetError, match=f"{csv_file}:4: column `success`: 'maybe'"):
-        Outcomes.load([csv_file])
-    # a quoted cell never closed: said so, at the row it opens in (not read to the end)
-    csv_file.write_text('task,candidate,success\nt1,a,1\n"t2,b,1\nt3,c,0\n')
-    with pytest.raises(DatasetError, match=f"{csv_file}:3: a quoted cell is never closed"):
-        Outcomes.load([csv_file])
-    csv_file.write_text('task,candidate,success\n"t1"x,a,1\n')
-    with pytest.raises(DatasetError, match=f"{csv_file}:2: malformed CSV: "):
-        Outcomes.load([csv_file])
-    csv_file.write_text('"task,candidate,success\n')
-    with pytest.raises(DatasetError, match=f"{csv_file}:1: a quoted cell is never closed"):
-        Outcomes.load([csv_file])
-    # blank lines are skipped, and the row after them is named by its own line
-    csv_file.write_text("task,candidate,success\nt1,a,1\n\n\nt1,b,maybe\n")
-    with pytest.raises(DatasetError, match=f"{csv_file}:5: column `success`: 'maybe'"):
-        Outcomes.load([csv_file])
-    csv_file.write_text('task,candidate,success\nt1,a,1\n\n"t2,b,1\n')
-    with pytest.raises(DatasetError, match=f"{csv_file}:4: a quoted cell is never closed"):
-        Outcomes.load([csv_file])
-    # a quote never closed in a long file: the rest of it is one cell past the csv limit
-    csv_file.write_text('task,candidate,success\n"t1,a,1\n' + "t2,b,1\n" * 20_000)
-    with pytest.raises(DatasetError, match=f"{csv_file}:2: a cell runs past 131,072 char"):
-        Outcomes.load([csv_file])
-    for text, said in [
-        ("", "the file is empty"),
-        ("\ntask,candidate,success\n", "the first line is blank"),
-    ]:
-        csv_file.write_text(text)
-        with pytest.raises(DatasetError, match=f"{csv_file}:1: {said}: an outcomes CSV starts"):
-            Outcomes.load([csv_file])
     csv_file.write_text("task,candidate,success,success\nt1,a,1,0\n")
     with pytest.raises(DatasetError, match="1: column\\(s\\) given twice: success"):
+        Outcomes.load([csv_file])
+
+
+_HEADER = "task,candidate,success\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        # a row that spans lines is named by its first line
+        (_HEADER + '"x\ny",a,1\n"x\ny",a,maybe\n', "4: column `success`: 'maybe'"),
+        # a quoted cell never closed: said so, at the row it opens in (not read to the end)
+        (_HEADER + 't1,a,1\n"t2,b,1\nt3,c,0\n', "3: a quoted cell is never closed"),
+        (_HEADER + '"t1"x,a,1\n', "2: malformed CSV: "),
+        ('"' + _HEADER, "1: a quoted cell is never closed"),
+        # blank lines are skipped, and the row after them is named by its own line
+        (_HEADER + "t1,a,1\n\n\nt1,b,maybe\n", "5: column `success`: 'maybe'"),
+        (_HEADER + 't1,a,1\n\n"t2,b,1\n', "4: a quoted cell is never closed"),
+        # a quote never closed in a long file: the rest of it is one cell past the csv limit
+        (_HEADER + '"t1,a,1\n' + "t2,b,1\n" * 20_000, "2: a cell runs past 131,072 char"),
+        ("", "1: the file is empty: an outcomes CSV starts"),
+        ("\n" + _HEADER, "1: the first line is blank: an outcomes CSV starts"),
+    ],
+)
+def test_an_outcomes_csv_that_cannot_be_read_says_where_and_why(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    from carlang_runtime.experiments.dataset import DatasetError
+
+    csv_file = tmp_path / "o.csv"
+    csv_file.write_text(text)
+    with pytest.raises(DatasetError, match=re.escape(f"{csv_file}:{said}")):
         Outcomes.load([csv_file])
 
 
