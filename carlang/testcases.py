@@ -672,12 +672,14 @@ class _Builder:
         if not isinstance(history, list):
             self.error(source, data.span, "`history` is a list of earlier actions", ENTRY_HINT)
             return False
-        problems: list[_Problem] = []
+        fits = True
         for number, entry in enumerate(history, 1):
-            problems.extend(self.history_entry_problems(number, entry))
-        for named, problem, help in problems:
-            self.error(source, _named_span(source, data.span, named) or data.span, problem, help)
-        return not problems
+            # (each problem where its own entry names it, not where an earlier entry does)
+            within = data.part_span(f"[{number - 1}]")
+            for named, problem, help in self.history_entry_problems(number, entry):
+                self.error(source, _named_span(source, within, named) or within, problem, help)
+                fits = False
+        return fits
 
     def history_entry_problems(self, number: int, entry: Any) -> list[_Problem]:
         """`history_entry_problems` of entry `number` of a test's history, in this program
@@ -784,8 +786,10 @@ def history_entry_problems(
     for field_name, allowed in (("status", HISTORY_STATUSES), ("type", _ACTION_TYPES)):
         value = entry.get(field_name)
         if field_name in entry and (not isinstance(value, str) or value not in allowed):
-            shown = value if isinstance(value, str) else json.dumps(value)
-            problems.append((str(value), f"history entry {number}: no {field_name} `{shown}`",
+            named, shown = (
+                (value, value) if isinstance(value, str) else (field_name, json.dumps(value))
+            )
+            problems.append((named, f"history entry {number}: no {field_name} `{shown}`",
                              f"a {field_name} is one of {', '.join(allowed)}"))  # fmt: skip
     # (as a run writes them: the id a string, the tool a string or null for a state action)
     for field_name, nullable in (("id", False), ("tool", True)):

@@ -848,6 +848,30 @@ test "refused" {
     assert code == 0, out + err
 
 
+def test_a_history_problem_points_into_its_own_entry(tmp_path: Path) -> None:
+    """Problems with entry 2 were underlined on entry 1 (the first `id` of the list), and a
+    null status named `None`, which the text does not hold (the whole list underlined)."""
+    text = """\
+tool deploy(env: string)
+tool run_tests(suite: string)
+policy tests_first: deny deploy when !history.exists(h, h.tool == "run_tests")
+test "after tests" {
+  action deploy(env: "prod")
+  history [{id: "a", type: "tool_call", tool: "run_tests", params: {}, status: "succeeded"},
+           {id: 2, type: "tool_call", tool: 7, params: {}, status: null}]
+  expect allow
+}
+"""
+    code, _, err = run("test", str(write(tmp_path, text)))
+    assert code == 1
+    said = [line for line in err.splitlines() if "error[" in line]
+    assert said == [
+        "p.car:7:13: error[CL0701]: history entry 2: `id` is not a string",
+        "p.car:7:39: error[CL0701]: history entry 2: `tool` is not a string or null",
+        "p.car:7:60: error[CL0701]: history entry 2: no status `null`",
+    ], err
+
+
 def test_a_test_file_that_does_not_import_its_program_is_told_to(tmp_path: Path) -> None:
     """`deploy_test.car` beside `deploy.car`, without `import "deploy.car"`: the test named an
     unknown policy, with no hint, and its unknown tool was not even reported (the first problem

@@ -420,12 +420,12 @@ def _render(result: SearchResult, output: Path | None) -> str:
 def _already_off(result: SearchResult, name: str) -> str:
     """The note on an ablated feature whose weight the best point (each fold's) sets to 0."""
     off = result.already_off.get(name, 0)
-    points = result.folds if result.folds > 1 else 1
+    points = result.ablation_points  # (the folds judged: one without outcomes is not)
     if not off:
         return ""
     if off < points:
         return f"  (off already at {off} of the {points} folds' best points)"
-    where = "every fold's best point" if points > 1 else "the best point"
+    where = "every fold's best point" if result.folds > 1 else "the best point"
     return f"  (off already at {where}: the same as none)"
 
 

@@ -252,9 +252,19 @@ class Outcomes:
     def learn_csv(self, path: Path) -> None:
         """Count the rows of an outcomes CSV (see the module's docstring)."""
         text = read_input(path)
-        # (newline="": a quoted cell may hold a line break, as `rank --format csv` writes one;
-        # skipinitialspace: `task, candidate, success` names the columns it seems to)
-        # (strict: a quoted cell never closed is an error, not the rest of the file in a cell)
+        # (no cell limit below the text's own size: a long cell is read, and an unclosed
+        # quote reaches the end of the text and says so)
+        limit = csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
+        try:
+            self._learn_csv_rows(text, path)
+        finally:
+            csv.field_size_limit(limit)
+
+    def _learn_csv_rows(self, text: str, path: Path) -> None:
+        # (newline="" in `_NumberedLines`: a quoted cell may hold a line break, as `rank
+        # --format csv` writes one; skipinitialspace: `task, candidate, success` names the
+        # columns it seems to; strict: a quoted cell never closed is an error, not the rest
+        # of the file in a cell)
         lines = _NumberedLines(text)
         reader = csv.DictReader(lines, skipinitialspace=True, strict=True)
         header = _csv_header(reader, path)
@@ -366,12 +376,6 @@ def _csv_problem(exc: csv.Error) -> str:
     )
     if "unexpected end of data" in str(exc):
         return f"a quoted cell is never closed: {never_closed}"
-    if "field larger than field limit" in str(exc):  # (the rest of a long file in one cell)
-        limit = csv.field_size_limit()
-        return (
-            f"a cell runs past {limit:,} characters: most likely a quoted cell is never"
-            f" closed: {never_closed}"
-        )
     return f"malformed CSV: {exc} (a quoted cell ends at its closing quote, then a comma)"
 
 

@@ -558,6 +558,9 @@ class SearchResult:
     #: fold's, under kfold), at how many of them: turned off where it is off already, it
     #: changes nothing there (at all of them, its figure is the `none` one).
     already_off: dict[str, int] = field(default_factory=dict)
+    #: How many best points the ablation judged: one, or one per fold that had outcomes to
+    #: train on (a fold without is not judged).
+    ablation_points: int = 0
     #: Each fold's tasks (ids), as the seeded split made them: `train` searched on, `test`
     #: held out (empty with one task), so that a result can be checked and reproduced.
     splits: list[dict[str, list[str]]] = field(default_factory=list)
@@ -573,6 +576,7 @@ class SearchResult:
             "folds": self.folds,
             "ablation": self.ablation,
             "ablation_already_off": self.already_off,
+            "ablation_points": self.ablation_points,
             "splits": self.splits,
             "tried": self.tried,
             "config": self.config.model_dump(),
@@ -743,6 +747,7 @@ def search(
             folds.append([_signed(v, objective) for v in judge.judge(variants, held)])
         for position, name in enumerate(["none", *ABLATIONS]):
             result.ablation[name] = mean([fold[position] for fold in folds])
+        result.ablation_points = len(chosen)
         for name, weight in ABLATIONS.items():
             off = sum(getattr(base.with_settings(point), weight) == 0 for point, _ in chosen)
             if off:

@@ -546,6 +546,17 @@ def test_an_outcomes_csv_is_read_as_csv_is_written(tmp_path: Path) -> None:
 _HEADER = "task,candidate,success\n"
 
 
+def test_a_cell_longer_than_csvs_own_limit_is_read(tmp_path: Path) -> None:
+    import csv
+
+    csv_file = tmp_path / "o.csv"
+    task = "t" * 200_000
+    csv_file.write_text(f'{_HEADER}"{task}",a,1\n')
+    limit = csv.field_size_limit()
+    assert Outcomes.load([csv_file]).for_task(task, ["a"])["a"].runs == 1
+    assert csv.field_size_limit() == limit  # (the process's limit, as it was)
+
+
 @pytest.mark.parametrize(
     ("text", "said"),
     [
@@ -558,8 +569,8 @@ _HEADER = "task,candidate,success\n"
         # blank lines are skipped, and the row after them is named by its own line
         (_HEADER + "t1,a,1\n\n\nt1,b,maybe\n", "5: column `success`: 'maybe'"),
         (_HEADER + 't1,a,1\n\n"t2,b,1\n', "4: a quoted cell is never closed"),
-        # a quote never closed in a long file: the rest of it is one cell past the csv limit
-        (_HEADER + '"t1,a,1\n' + "t2,b,1\n" * 20_000, "2: a cell runs past 131,072 char"),
+        # a quote never closed in a long file: past csv's own cell limit, still said so
+        (_HEADER + '"t1,a,1\n' + "t2,b,1\n" * 20_000, "2: a quoted cell is never closed"),
         ("", "1: the file is empty: an outcomes CSV starts"),
         ("\n" + _HEADER, "1: the first line is blank: an outcomes CSV starts"),
     ],

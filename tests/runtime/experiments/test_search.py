@@ -333,6 +333,12 @@ def test_an_ablation_of_a_feature_already_off_says_so(
     )
     folds.already_off["cost"] = 2  # (as when the folds' best points differ)
     assert _already_off(folds, "cost") == "  (off already at 2 of the 3 folds' best points)"
+    # a fold with no outcomes to train on is not judged: the count is of those judged
+    folds.ablation_points = 2
+    assert _already_off(folds, "cost") == (
+        "  (off already at every fold's best point: the same as none)"
+    )
+    assert folds.to_dict()["ablation_points"] == 2
 
 
 def test_settings_that_need_feedback_are_warned_about_without_it(tmp_path: Path) -> None:
