@@ -799,7 +799,7 @@ def history_entry_problems(
             problems.append((field_name, f"history entry {number}: `{field_name}` is not {kind}",
                              ENTRY_HINT))  # fmt: skip
     name, params = entry.get("tool"), entry.get("params")
-    if params is not None and not isinstance(params, dict):
+    if "params" in entry and not isinstance(params, dict):  # (a run writes a map, maybe `{}`)
         problems.append(("params", f"history entry {number}: `params` is not a map", ENTRY_HINT))
         params = None
     if not isinstance(name, str):

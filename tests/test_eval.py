@@ -189,6 +189,8 @@ def test_eval_takes_a_scope_and_a_history(tmp_path: Path) -> None:
     assert "history entry 1: `id` is not a string;" in bad.stderr
     assert "history entry 1: `tool` is not a string or null;" in bad.stderr
     assert "entry 2" not in bad.stderr  # (a state action's tool is null)
+    bad = CliRunner().invoke(app, [*args, "--history", '[{"tool": "refund", "params": null}]'])
+    assert "history entry 1: `params` is not a map" in bad.stderr
     # the hint of a field no entry has is an entry in JSON, as the option takes it
     bad = CliRunner().invoke(app, [*args, "--history", '[{"tool": "refund", "at": 3}]'])
     assert bad.stderr.endswith(
