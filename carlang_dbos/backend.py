@@ -1709,7 +1709,13 @@ def sqlite_problem() -> str | None:
 def _sqlite_engine(database: str) -> Any:
     """A SQLite engine in WAL mode with synchronous=NORMAL: a commit survives the process
     dying (what durability is for here) without three fsyncs per step; SQLite's default
-    rollback journal made every step cost tens of milliseconds."""
+    rollback journal made every step cost tens of milliseconds.
+
+    Its connections are also set up as DBOS sets up the SQLite engines it makes itself, which
+    it does not do for an engine it is given: writes in IMMEDIATE transactions (a deferred
+    one that read first can fail at once with "database is locked" when another process
+    wrote meanwhile: SQLite cannot wait for that lock), a busy timeout of 30 s, and foreign
+    keys enforced (DBOS's tables delete a run's rows by cascade)."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(
@@ -1717,7 +1723,10 @@ def _sqlite_engine(database: str) -> Any:
     )
 
     def pragmas(connection: Any, _record: Any) -> None:
+        connection.isolation_level = "IMMEDIATE"
         cursor = connection.cursor()
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
