@@ -18,6 +18,7 @@ from carlang_runtime import speedups
 from carlang_runtime.dag import _NO_DEPS
 from carlang_runtime.ir import fastload
 from carlang_runtime.jsontext import lone_surrogate
+from carlang_runtime.verify.state import _merged_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -235,10 +236,42 @@ def test_any_text_is_read_as_json_or_declined_never_raised(data: Any) -> None:
                 assert action.get(name, fastload._MISSING) == value
 
 
+_keys = st.sampled_from(["a", "b", "c", "k1", "k2", "a long key past the string cache"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(_keys, st.integers()),
+    st.lists(st.dictionaries(_keys, st.integers() | st.none(), max_size=3), max_size=8),
+    st.data(),
+)
+def test_merged_state_applies_effects_in_the_twins_order(
+    state: dict[str, Any], effects: list[dict[str, Any]], data: Any
+) -> None:
+    """The same keys, values and key order as the Python twin, whatever the levels' order;
+    the state given is copied, not changed."""
+    assert native is not None
+    order = data.draw(st.permutations(range(len(effects))))
+    cuts = sorted(data.draw(st.sets(st.integers(0, len(order)), max_size=3)))
+    levels = [list(order[i:j]) for i, j in zip([0, *cuts], [*cuts, len(order)], strict=True)]
+    before = dict(state)
+    merged = native.merged_state(state, effects, levels)
+    assert list(merged.items()) == list(_merged_state(state, effects, levels).items())
+    assert merged is not state and state == before
+
+
 def test_the_dag_functions_refuse_what_they_are_not_given() -> None:
     assert native is not None
     with pytest.raises(TypeError):
         native.effect_writers([{"k": 1}, "not a map"])
+    with pytest.raises(TypeError):
+        native.merged_state({}, [{"k": 1}, "not a map"], [[0, 1]])
+    with pytest.raises(TypeError):
+        native.merged_state({}, [{"k": 1}], [(0,)])
+    with pytest.raises(IndexError):
+        native.merged_state({}, [{"k": 1}], [[1]])
+    with pytest.raises(IndexError):
+        native.merged_state({}, [{"k": 1}], [[-1]])
     with pytest.raises(TypeError):
         native.edges_levels([["k"], "not a list"], {"k": 0}, _NO_DEPS)
     with pytest.raises(TypeError):

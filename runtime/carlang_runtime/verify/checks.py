@@ -40,7 +40,7 @@ from ..precondition import Show, check_assertion, check_precondition, comparison
 from ..suggest import did_you_mean
 from .codes import code_for
 from .result import VerifyIssue
-from .state import apply_effects
+from .state import apply_effects, merged_state
 
 __all__ = [
     "ToolSet",
@@ -306,11 +306,11 @@ def walk(ctx: VerifyContext) -> None:
     cols, state = ctx.cols, ctx.state
     types, effects = cols.types, cols.effects
     preconditions, dependencies = cols.preconditions, cols.dependencies
+    if _nothing_to_check(ctx):  # then the walk only applies effects, without a Python step
+        ctx.state = merged_state(state, effects, ctx.dag.levels)
+        return
     update = state.update
     order = ctx.dag.order()
-    if _nothing_to_check(ctx):  # then the walk only applies effects, without a Python step
-        any(map(update, map(effects.__getitem__, order)))  # (update returns None: all run)
-        return
     for index in order:
         if preconditions[index]:
             _check_preconditions(ctx, index)

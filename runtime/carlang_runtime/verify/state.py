@@ -7,12 +7,14 @@ a state_write sets `parameters.key` to `parameters.value` (null when absent), th
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from .. import speedups
 from ..columns import STATE_WRITE, Columns
 from ..precondition import check_precondition
 
-__all__ = ["apply_effects", "is_blocked"]
+__all__ = ["apply_effects", "is_blocked", "merged_state"]
 
 
 def apply_effects(cols: Columns, index: int, state: dict[str, Any]) -> None:
@@ -25,6 +27,32 @@ def apply_effects(cols: Columns, index: int, state: dict[str, Any]) -> None:
     effects = cols.effects[index]
     if effects:
         state.update(effects)
+
+
+def merged_state(
+    state: dict[str, Any], effects: list[dict[str, Any]], levels: list[list[int]]
+) -> dict[str, Any]:
+    """A copy of `state` with the `expected_effects` of the actions of `levels` (positions,
+    level by level) applied in order: the walk of a proposal without state writes, when it
+    has nothing to check on the way. In C where the speedups are built: the copy is sized
+    for every key at once, where a map grown a key at a time rebuilds its table as it grows
+    (at 100,000 keys a third of the pass)."""
+    native = speedups.native()
+    if native is not None:
+        merged: dict[str, Any] = native.merged_state(state, effects, levels)
+        return merged
+    return _merged_state(state, effects, levels)
+
+
+def _merged_state(
+    state: dict[str, Any], effects: Sequence[dict[str, Any]], levels: Sequence[Sequence[int]]
+) -> dict[str, Any]:
+    """`merged_state` in Python: the twin of the C function, and what runs without it."""
+    merged = dict(state)
+    update = merged.update
+    for level in levels:
+        any(map(update, map(effects.__getitem__, level)))  # (update returns None: all run)
+    return merged
 
 
 def is_blocked(cols: Columns, index: int, state: dict[str, Any]) -> bool:
