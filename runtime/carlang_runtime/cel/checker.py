@@ -366,10 +366,12 @@ class _Checker:
         if node.op in ("==", "!="):
             if not _comparable(left, right):
                 # CEL's equality is heterogeneous: no error at run time, but a comparison
-                # that is always false (or, for `!=`, true) is almost surely a mistake.
+                # that is always false (or, for `!=`, true) is a mistake, and in a `deny`
+                # or an approval it fails open (the policy never fires): an error, as
+                # Cedar's validator refuses `==` between types that never compare equal.
                 always = "false" if node.op == "==" else "true"
                 self.report(
-                    "warning",
+                    "error",
                     "type-mismatch",
                     node,
                     f"`{self.text(node.left)}` is {with_article(str(left))} and"
@@ -453,7 +455,7 @@ class _Checker:
             and not _comparable(item, container.element)
         ):
             self.report(
-                "warning",
+                "error",  # (as `==` above: the test can never hold)
                 "type-mismatch",
                 node,
                 f"{with_article(str(item))} is never in a {container}: `in` is always false",

@@ -77,9 +77,10 @@ def test_open_maps_take_any_field() -> None:
 
 def test_type_mismatches() -> None:
     assert findings('params.port == "80"') == [("type-mismatch", 'params.port == "80"')]
-    # Heterogeneous equality runs (it is false), so the stricter rule is a warning.
+    # Heterogeneous equality runs (it is false), but a `deny` that can never fire fails open:
+    # an error, as in Cedar's validator.
     assert messages('params.port == "80"')[0].startswith(
-        'warning: `params.port` is an int and `"80"` is a string: `==` between them is always false'
+        'error: `params.port` is an int and `"80"` is a string: `==` between them is always false'
     )
     assert messages('params.port != "80"')[0].endswith(
         "is always true (compare with the number: `80`, without quotes)"

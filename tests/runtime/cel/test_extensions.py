@@ -131,7 +131,7 @@ def test_the_checker_knows_the_signatures() -> None:
     assert "unknown-function" in check_kinds("math.nosuch(1) == 1", declarations)
     # A result's type is known: a string is never equal to an int.
     issues = check("params.url.trim() == 1", declarations).issues
-    assert [(i.severity, i.kind) for i in issues] == [("warning", "type-mismatch")]
+    assert [(i.severity, i.kind) for i in issues] == [("error", "type-mismatch")]
 
 
 def test_namespaces_are_functions_not_variables() -> None:
