@@ -383,11 +383,7 @@ class _Checker:
                 self.outside_values(node, left, right)
             return BOOL
         if node.op in ("<", "<=", ">", ">="):
-            if (
-                left.known
-                and right.known
-                and not (_same_kind(left, right) and left.kind in _ORDERED)
-            ):
+            if left.known and right.known and not _orderable(left, right):
                 self.mismatch(
                     node,
                     f"`{node.op}` cannot order {with_article(str(left))}"
@@ -938,6 +934,15 @@ def _same_kind(left: Type, right: Type) -> bool:
     if left.kind == right.kind:
         return True
     return {left.kind, right.kind} in ({"number", "int"}, {"number", "double"})
+
+
+def _orderable(left: Type, right: Type) -> bool:
+    """Whether `<` and the like order values of these types: two of one ordered type, or
+    numbers of any two types, which compare by value (cel-spec's cross-type numeric
+    comparisons, as the evaluator and cel-go do: `params.amount > 1.5` for an int amount)."""
+    if _same_kind(left, right):
+        return left.kind in _ORDERED
+    return left.kind in _NUMERIC and right.kind in _NUMERIC
 
 
 def _comparable(left: Type, right: Type) -> bool:

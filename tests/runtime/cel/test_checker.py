@@ -88,6 +88,10 @@ def test_type_mismatches() -> None:
     assert findings("params.port == 80.0") == []
     assert findings("params.url == null") == []
     assert findings("params.port < 'x'") == [("type-mismatch", "params.port < 'x'")]
+    # numbers of different types order by value, as the evaluator orders them
+    for ordered in ("params.port > 1.5", "params.port > 1u", "2.5 >= params.port"):
+        assert findings(ordered) == [], ordered
+    assert findings("params.port < true") == [("type-mismatch", "params.port < true")]
     assert findings("size(params.port) > 1") == [("type-mismatch", "size(params.port)")]
     assert findings("params.port.startsWith('8')") == [
         ("type-mismatch", "params.port.startsWith('8')")
