@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Final
 
 from . import ast
 
@@ -121,6 +121,8 @@ def bound_problems(type_: ast.TypeExpr) -> list[tuple[ast.Node, str]]:
                 refused = _pattern_refused(value.value)
                 if refused is not None:
                     problems.append((value, refused))
+        if not problems:
+            problems.extend(_range_problems(type_))
     elif isinstance(type_, (ast.ListType, ast.MapType)):
         problems.extend(bound_problems(type_.item))
     elif isinstance(type_, ast.ObjectType):
@@ -129,6 +131,42 @@ def bound_problems(type_: ast.TypeExpr) -> list[tuple[ast.Node, str]]:
     elif isinstance(type_, ast.UnionType):
         for option in type_.options:
             problems.extend(bound_problems(option))
+    return problems
+
+
+#: Pairs of bounds no value can meet at once when the first is above (or, `strict`, at) the
+#: second: (lower, upper, strict).
+_OPPOSED_BOUNDS: Final = (
+    ("min", "max", False),
+    ("exclusive_min", "max", True),
+    ("min", "exclusive_max", True),
+    ("exclusive_min", "exclusive_max", True),
+    ("min_length", "max_length", False),
+)
+
+
+def _range_problems(type_: ast.SimpleType) -> list[tuple[ast.Node, str]]:
+    """Bounds that each fit their type but leave no value: a `multiple_of` not above 0 (JSON
+    Schema's rule: every call would be refused as an invalid schema), or a lower bound above
+    the upper one (every call would be refused as out of range). Reported at the bound, once,
+    rather than at every call."""
+    given = {name.text: value for name, value in type_.bounds}
+    problems: list[tuple[ast.Node, str]] = []
+    step = given.get("multiple_of")
+    if step is not None and step.value <= 0:
+        problems.append((step, f"`multiple_of` must be above 0, not {json.dumps(step.value)}"))
+    for lower, upper, strict in _OPPOSED_BOUNDS:
+        low, high = given.get(lower), given.get(upper)
+        if low is None or high is None:
+            continue
+        if low.value > high.value or (strict and low.value >= high.value):
+            problems.append(
+                (
+                    high,
+                    f"no value fits both `{lower}: {json.dumps(low.value)}` and"
+                    f" `{upper}: {json.dumps(high.value)}`",
+                )
+            )
     return problems
 
 

@@ -49,15 +49,33 @@ __all__ = [
 
 
 class PatternRefused(ValueError):
-    """A pattern RE2 cannot compile (a backreference, lookaround, ...): it is not matched by
-    any other engine, so the schema holding it checks nothing."""
+    """A pattern RE2 cannot compile (a backreference, lookaround, ...; or one that is no
+    regular expression at all): it is not matched by any other engine, so the schema holding
+    it checks nothing."""
 
     def __init__(self, pattern: str, detail: str) -> None:
-        super().__init__(
-            f"pattern {pattern!r} cannot be used: patterns are matched in linear time (RE2),"
-            f" which has no backreferences or lookaround ({detail})"
-        )
+        if _malformed(pattern):
+            reason = f"it is not a regular expression ({detail})"
+        else:
+            reason = (
+                "patterns are matched in linear time (RE2), which has no backreferences or"
+                f" lookaround ({detail})"
+            )
+        super().__init__(f"pattern {pattern!r} cannot be used: {reason}")
         self.pattern = pattern
+
+
+def _malformed(pattern: str) -> bool:
+    """Whether `pattern` is no regular expression in any dialect (`(a`, `[z-a`), rather than
+    one that uses what RE2 lacks: Python's engine, which has backreferences and lookaround,
+    refuses it too."""
+    import re
+
+    try:
+        re.compile(pattern)
+    except (re.error, RecursionError, OverflowError):
+        return True
+    return False
 
 
 #: Each pattern's search, compiled once (a plain dict: looked up on every match, it is
