@@ -372,6 +372,26 @@ def test_verify_against_a_program_checks_its_state_writes_as_check_does(tmp_path
     assert "      help: did you mean `balance`?" in text  # (the JSON's help, shown in text too)
 
 
+def test_a_programs_own_car_export_verifies_against_it_without_warnings(tmp_path: Path) -> None:
+    """A trial: `compile --target car` lowers `after` to `__done.<id>` keys, and verifying
+    that output against its own program warned of each as an undeclared state key."""
+    source = (
+        "state { ready: bool = false }\ntool t(i: int)\n"
+        "proposal p {\n  a = t(i: 1)\n  b = t(i: 2) after a\n}\n"
+    )
+    program = write(tmp_path, "p.car", source)
+    exported = runner.invoke(app, ["compile", str(program), "--target", "car"])
+    assert exported.exit_code == 0, exported.output
+    assert "__done.a" in exported.output
+    proposal = tmp_path / "p.json"
+    proposal.write_text(exported.output)
+    result = runner.invoke(
+        app, ["verify", str(proposal), "--program", str(program), "--format", "json"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["issues"] == []
+
+
 def test_optimize_takes_the_state_its_warning_is_judged_from() -> None:
     """A trial: optimize warned that release.json's precondition will fail (no
     `tests_passed`) and had no --state to give it, as verify and simulate have."""
