@@ -8,7 +8,8 @@ is the one a user reads (and reads once). Recognised here, after every stage has
   "unknown" (a tool, an action, a state key) but is written in that skipped text was very
   likely declared there, so the lookup failure is a consequence of the syntax error (not in
   a skipped `test`, which declares nothing: `SkippedText`); and after an import that failed,
-  or one the parser skipped, no name is reported unknown at all;
+  or one the parser skipped, no name is reported unknown at all (but a type: types are built
+  in, and no file declares one);
 - anything else said at the very place of an unknown name (that the capability does not allow
   the tool, say) follows from the name being wrong;
 - a required parameter is "missing" from a call whose unknown argument is its misspelling
@@ -79,6 +80,9 @@ _LITERAL_CODES = frozenset({"CL0104", "CL0217"})
 _SUGGESTED = re.compile(r"did you mean `([^`]+)`")
 #: Imports that did not load: what the file declared is unknown, so no name is "unknown".
 FAILED_IMPORT_CODES = frozenset({"CL0209", "CL0211"})
+#: Lookups of names no file can declare (types are built in): neither an import that failed
+#: nor skipped text explains them, so they are reported whatever else failed.
+_BUILT_IN_LOOKUPS = frozenset({"CL0204"})
 #: A call without a required parameter, and an argument the tool does not have.
 MISSING_PARAMETER = "CL0307"
 UNKNOWN_PARAMETER = "CL0203"
@@ -137,8 +141,10 @@ def without_cascades(
             kept.append(diagnostic)
         elif _contains_literal(diagnostic, literals):
             continue
-        elif diagnostic.code in LOOKUP_CODES and (
-            import_failed or _names_skipped(diagnostic, skipped)
+        elif (
+            diagnostic.code in LOOKUP_CODES
+            and diagnostic.code not in _BUILT_IN_LOOKUPS
+            and (import_failed or _names_skipped(diagnostic, skipped))
         ):
             continue
         elif diagnostic.code in STATE_GUESS_CODES and _names_skipped(

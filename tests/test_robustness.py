@@ -324,6 +324,16 @@ def test_import_path_problems_are_reported_at_the_import(
     assert "hunter2" not in str(result.diagnostics.sorted())
 
 
+def test_an_import_that_failed_hides_unknown_names_but_not_unknown_types(tmp_path: Path) -> None:
+    """A trial: after `import "missing.car"`, `tool c(x: strin)` said nothing; the tool `d`
+    the import may have declared stays unreported, but no file declares a type."""
+    text = 'import "missing.car"\ntool c(x: strin)\nproposal q {\n  s = c(x: "a")\n  t = d()\n}\n'
+    entry = write(tmp_path, "main.car", text)
+    found = [(d.code, d.message) for d in compile_file(entry, tmp_path).diagnostics.sorted()]
+    assert [code for code, _ in found] == ["CL0209", "CL0204"], found
+    assert found[1][1] == "unknown type `strin`"
+
+
 def test_import_path_did_you_mean(tmp_path: Path) -> None:
     write(tmp_path, "lib/support_tools.car", "tool t()\n")
     entry = write(tmp_path, "main.car", 'import "lib/suport_tools.car"\n')
