@@ -167,3 +167,44 @@ def test_a_sweep_of_values_that_are_not_finite_is_a_usage_error(values: str) -> 
     code, output = carlang("rank", PLANS, "--sweep", f"cost_weight={values}")
     assert code == 2, output
     assert "is not a finite number" in output
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "said"),
+    [
+        (
+            "--state",
+            "[1]",
+            "--state takes a JSON object or a JSON file of one, and `[1]` is a JSON array",
+        ),
+        ("--state", "5", "`5` is a JSON number"),
+        ("--state", "null", "`null` is JSON null"),
+        (
+            "--tool-schemas",
+            "{}",
+            "--tool-schemas takes a JSON list or a JSON file of one, and `{}` is a JSON object",
+        ),
+        ("--state", "nofile.json", "nofile.json: no such file"),
+    ],
+)
+def test_an_option_that_is_json_of_the_wrong_kind_says_so_not_no_such_file(
+    tmp_path: Path, option: str, value: str, said: str
+) -> None:
+    """A trial: `verify P --state '[1]'` said "[1]: no such file"."""
+    proposal = tmp_path / "p.json"
+    proposal.write_text('{"actions": [{"id": "a", "type": "tool_call", "tool": "t"}]}')
+    code, out = carlang("verify", str(proposal), option, value)
+    assert code == 2 and said in out, out
+
+
+def test_tool_schemas_may_be_the_list_itself(tmp_path: Path) -> None:
+    proposal = tmp_path / "p.json"
+    proposal.write_text('{"actions": [{"id": "a", "type": "tool_call", "tool": "t"}]}')
+    assert carlang("verify", str(proposal), "--tool-schemas", '[{"name": "t"}]')[0] == 0
+    code, out = carlang("verify", str(proposal), "--tool-schemas", "[]")
+    assert code == 1 and "tool 't' is not registered" in out
+    code, out = carlang("verify", str(proposal), "--tool-schemas", '[{"nam": "t"}]')
+    assert (
+        code == 2
+        and "--tool-schemas:1:2: error: invalid tool list: [0].name: field required" in out
+    )

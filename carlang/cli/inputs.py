@@ -12,6 +12,7 @@ from .console import EXIT_USAGE, Reported, echo_err, fail_usage, read_text
 
 __all__ = [
     "load_file",
+    "load_json_option",
     "load_state_option",
     "read_input_text",
     "report_load_error",
@@ -79,13 +80,42 @@ def require_file(path: Path) -> None:
 def load_state_option(value: Path) -> dict[str, object]:
     """`--state`'s state: a JSON file, or the JSON object itself (`--state '{"ready": true}'`,
     as `explain` and `eval` take it), its problems reported against the option."""
-    from carlang_runtime.errors import IRLoadError
     from carlang_runtime.verify import load_state
 
+    return load_json_option(value, load_state, "state", "--state", "{")
+
+
+def load_json_option(
+    value: Path, loader: Callable[[str], T], what: str, option: str, opening: str
+) -> T:
+    """An option's JSON `what`: the text itself when it starts with `opening` (`{` for an
+    object, `[` for a list), its problems reported against `option`; else a file's. A value
+    that is no file but is JSON of another kind (`--state '[1]'`) says so, rather than "no
+    such file"."""
+    from carlang_runtime.errors import IRLoadError
+
     text = str(value)
-    if not text.lstrip().startswith("{"):
-        return load_file(value, load_state, "state")
+    if not text.lstrip().startswith(opening):
+        kind = None if value.exists() else _json_kind(text)
+        if kind is not None:
+            wanted = "a JSON object" if opening == "{" else "a JSON list"
+            fail_usage(f"{option} takes {wanted} or a JSON file of one, and `{text}` is {kind}")
+        return load_file(value, loader, what)
     try:
-        return load_state(text)
+        return loader(text)
     except IRLoadError as exc:
-        report_load_error(Path("--state"), exc)
+        report_load_error(Path(option), exc)
+
+
+def _json_kind(text: str) -> str | None:
+    """What JSON `text` is (`a JSON array`), or None when it is not JSON."""
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if value is None:
+        return "JSON null"
+    kinds = {dict: "object", list: "array", str: "string", bool: "boolean"}
+    return f"a JSON {kinds.get(type(value), 'number')}"

@@ -36,7 +36,11 @@ def verify_command(
     ] = None,
     tool_schemas: Annotated[
         Path | None,
-        typer.Option("--tool-schemas", help="Tool schemas (JSON list): existence and parameters."),
+        typer.Option(
+            "--tool-schemas",
+            help="Tool schemas, a JSON file of a list or the list itself: existence and"
+            " parameters.",
+        ),
     ] = None,
     max_actions: Annotated[
         int | None, typer.Option("--max-actions", min=0, help="Resource bound (default 30).")

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .console import EXIT_FAILED, EXIT_OK, echo, fail_usage
-from .inputs import load_file, load_state_option
+from .inputs import load_file, load_json_option, load_state_option
 
 if TYPE_CHECKING:
     from carlang_runtime.ir import ActionProposal
@@ -61,7 +61,7 @@ def _tools_argument(tools: str | None, tool_schemas: Path | None) -> Any:
     if tools is not None and tool_schemas is not None:
         fail_usage("give --tools or --tool-schemas, not both")
     if tool_schemas is not None:
-        return load_file(tool_schemas, load_tools, "tool list")
+        return load_json_option(tool_schemas, load_tools, "tool list", "--tool-schemas", "[")
     if tools is not None:
         names = [t.strip() for t in tools.split(",") if t.strip()]
         files = [n for n in names if n.endswith(".json") or Path(n).is_file()]
