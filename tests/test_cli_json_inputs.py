@@ -208,3 +208,19 @@ def test_tool_schemas_may_be_the_list_itself(tmp_path: Path) -> None:
         code == 2
         and "--tool-schemas:1:2: error: invalid tool list: [0].name: field required" in out
     )
+
+
+def test_a_compiled_program_or_a_folder_given_to_verify_says_what_it_is(tmp_path: Path) -> None:
+    """A trial: a program's IR gave 'actions: field required', and a folder named `x.car`
+    was taken for a program."""
+    program = tmp_path / "ok.car"
+    program.write_text("tool t(i: int)\nproposal p { a = t(i: 1) }\n")
+    code, compiled = carlang("compile", str(program))
+    assert code == 0
+    (tmp_path / "prog.json").write_text(compiled)
+    code, out = carlang("verify", str(tmp_path / "prog.json"))
+    assert code == 2 and "this is a compiled program (`carlang compile`), not a proposal" in out
+    assert "--target car" in out
+    (tmp_path / "folder.car").mkdir()
+    code, out = carlang("verify", str(tmp_path / "folder.car"))
+    assert code == 2 and out.strip().endswith("folder.car: it is a directory, not a file"), out

@@ -77,9 +77,31 @@ def _tools_argument(tools: str | None, tool_schemas: Path | None) -> Any:
 def _proposal_to_verify(text: str) -> ActionProposal | PlainColumns:
     """A proposal's JSON text loaded for `verify`: by columns when its actions are plain (no
     model per action), else as a model (with pydantic's exact errors)."""
+    from carlang_runtime.errors import IRLoadError, LoadProblem
     from carlang_runtime.ir.fastload import load_fresh
 
-    return load_fresh(text)
+    try:
+        return load_fresh(text)
+    except IRLoadError:
+        if not _is_compiled_program(text):
+            raise
+    problem = (
+        "this is a compiled program (`carlang compile`), not a proposal: `carlang compile"
+        " FILE.car --target car` writes its proposals as CAR proposals, and `carlang verify"
+        " P.json --program FILE.car` verifies one against the program"
+    )
+    raise IRLoadError("proposal", [LoadProblem("", problem)]) from None
+
+
+def _is_compiled_program(text: str) -> bool:
+    """Whether `text` is the JSON of a compiled program (what `carlang compile` writes)."""
+    import json
+
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and "actions" not in data and {"proposals", "tools"} <= set(data)
 
 
 def run_verify(
@@ -110,7 +132,8 @@ def run_verify(
     if capability is not None or budget is not None:
         fail_usage("--capability and --budget name a program's: give it with --program FILE.car")
 
-    if proposal.suffix == ".car":  # (JSON's "expecting value" at 1:1 would not say this)
+    # (JSON's "expecting value" at 1:1 would not say this; a folder says so when it is read)
+    if proposal.suffix == ".car" and not proposal.is_dir():
         fail_usage(
             f"{proposal}: `carlang verify` takes a CAR JSON proposal; a .car program is"
             f" verified by `carlang check {proposal}` (or made JSON by `carlang compile`)"
