@@ -914,7 +914,10 @@ test "t" { action refund(amount: 1.0, order_id: "o")  expect allow }
     said = [line for line in (checked + checked_err).splitlines() if "error[" in line]
     assert len(said) == 2 and "CL0307" in said[1]  # the policy's and the proposal's
     assert [line for line in tested.splitlines() if "error[" in line] == said
-    assert "2 errors: the tests did not run (1 stopped them; a proposal's findings alone" in tested
+    assert (
+        "2 errors: the tests did not run (CL0506 at p.car:2:28 stopped them; a proposal's"
+        " findings alone would not)"
+    ) in tested
 
 
 def test_action_tests_decide_under_the_projects_capability(tmp_path: Path) -> None:

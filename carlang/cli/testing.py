@@ -160,11 +160,11 @@ def _tested(
         echo_err(painted(render_diagnostics(errors), err=True))
         skipped = ", ".join(r.loaded.entry.source.name for r in broken if r.loaded.entry)
         whose = f"the tests of {skipped}" if runnable else "the tests"
-        stopping = sum(1 for e in errors if id(e) in stops)
+        stopping = [e for e in errors if id(e) in stops]
         why = (
             ""
-            if stopping == len(errors)
-            else f" ({stopping} stopped them; a proposal's findings alone would not)"
+            if len(stopping) == len(errors)
+            else f" ({_named(stopping)} stopped them; a proposal's findings alone would not)"
         )
         echo_err(f"{plural(len(errors), 'error')}: {whose} did not run{why}")
         if not runnable:
@@ -220,3 +220,14 @@ def _only(result: CompileResult, pattern: str) -> CompileResult:
         return pattern in name or (glob and fnmatchcase(name, pattern))
 
     return replace(result, tests=[t for t in result.tests if chosen(t.name)])
+
+
+def _named(errors: list[Diagnostic]) -> str:
+    """The errors that stopped the tests, by code and place (`CL0205 at q.car:27:16`): the
+    others listed with them are a proposal's, and the reader should know which to fix."""
+    shown = []
+    for error in errors[:3]:
+        name, line, column = error.location()
+        shown.append(f"{error.code} at {name}:{line}:{column}" if line else error.code)
+    more = f" and {len(errors) - 3} more" if len(errors) > 3 else ""
+    return ", ".join(shown) + more
