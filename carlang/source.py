@@ -83,6 +83,11 @@ class Source:
         end_line = bisect_right(starts, end)
         return line, start - starts[line - 1] + 1, end_line, end - starts[end_line - 1] + 1
 
+    def line_count(self) -> int:
+        """How many lines the text has (an empty text, or one ending in a newline, has an
+        empty last line)."""
+        return len(self._line_starts or self._starts())
+
     def line_text(self, line: int) -> str:
         """The text of 1-based line `line`, without its newline."""
         starts = self._starts()

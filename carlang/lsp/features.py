@@ -269,8 +269,8 @@ class Features:
         """A tool's signature, a state key's type and writers, a policy's text, a CEL
         sub-expression's type, or a diagnostic's explanation."""
         file = self.file_at(path)
-        if file is None:
-            return None
+        if file is None or position.line >= file.source.line_count():
+            return None  # (past the text: the position would be clamped to its end)
         offset = self.offset_at(file, position)
         parts: list[str] = []
         found = self.symbol_at(path, position)

@@ -597,6 +597,18 @@ def test_a_hover_over_a_huge_declaration_is_cut(tmp_path: Path) -> None:
     assert len(shown) < 3000 and "more characters)" in shown
 
 
+def test_a_hover_past_the_end_of_the_text_is_none(tmp_path: Path) -> None:
+    """A trial: a hover at line 999 of a three-line file was clamped to the text's end and
+    answered with the diagnostic there."""
+    path = (tmp_path / "h.car").resolve()
+    project = Project(tmp_path)
+    project.set_text(path, "tool t()\nproposal p { s = nosuch() }\n")
+    features = Features(project)
+    assert features.hover(path, lsp.Position(line=1, character=19)) is not None
+    assert features.hover(path, lsp.Position(line=999, character=999)) is None
+    assert features.hover(path, lsp.Position(line=3, character=0)) is None
+
+
 def test_compensate_with_offers_the_other_actions_while_the_file_does_not_parse(
     tmp_path: Path,
 ) -> None:
