@@ -4,6 +4,7 @@ input is a usage error (exit 2) saying where and what, never an internal error."
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import pytest
@@ -182,7 +183,7 @@ def test_a_sweep_of_values_that_are_not_finite_is_a_usage_error(values: str) -> 
         (
             "--tool-schemas",
             "{}",
-            "--tool-schemas takes a JSON list or a JSON file of one, and `{}` is a JSON object",
+            "--tool-schemas takes a JSON array or a JSON file of one, and `{}` is a JSON object",
         ),
         ("--state", "nofile.json", "nofile.json: no such file"),
     ],
@@ -224,3 +225,23 @@ def test_a_compiled_program_or_a_folder_given_to_verify_says_what_it_is(tmp_path
     (tmp_path / "folder.car").mkdir()
     code, out = carlang("verify", str(tmp_path / "folder.car"))
     assert code == 2 and out.strip().endswith("folder.car: it is a directory, not a file"), out
+
+
+def test_inline_json_options_are_read_as_typed(tmp_path: Path) -> None:
+    """A review: the options were Paths, which tidy `//` to `/`, so an inline state's
+    `https://x.org` became `https:/x.org`, and a long value not JSON of the expected kind
+    crashed on "file name too long"."""
+    proposal = tmp_path / "p.json"
+    proposal.write_text('{"actions": [{"id": "a", "type": "tool_call", "tool": "t"}]}')
+    code, out = carlang(
+        "verify", str(proposal), "--state", '{"u": "https://x.org"}', "--format", "json"
+    )
+    assert code == 0 and json.loads(out)["simulated_state"] == {"u": "https://x.org"}
+    pattern = {"type": "object", "properties": {"p": {"type": "string", "pattern": "^a//b$"}}}
+    schema = json.dumps([{"name": "t", "parameters": pattern}])
+    (tmp_path / "c.json").write_text(
+        '{"actions": [{"id": "a", "type": "tool_call", "tool": "t", "parameters": {"p": "a//b"}}]}'
+    )
+    assert carlang("verify", str(tmp_path / "c.json"), "--tool-schemas", schema)[0] == 0
+    code, out = carlang("verify", str(proposal), "--state", "[" + "1," * 300 + "1]")
+    assert code == 2 and "is a JSON array" in out and "internal error" not in out

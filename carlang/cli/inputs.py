@@ -77,7 +77,7 @@ def require_file(path: Path) -> None:
         fail_usage(f"{path}: {problem}")
 
 
-def load_state_option(value: Path) -> dict[str, object]:
+def load_state_option(value: str) -> dict[str, object]:
     """`--state`'s state: a JSON file, or the JSON object itself (`--state '{"ready": true}'`,
     as `explain` and `eval` take it), its problems reported against the option."""
     from carlang_runtime.verify import load_state
@@ -86,25 +86,32 @@ def load_state_option(value: Path) -> dict[str, object]:
 
 
 def load_json_option(
-    value: Path, loader: Callable[[str], T], what: str, option: str, opening: str
+    text: str, loader: Callable[[str], T], what: str, option: str, opening: str
 ) -> T:
     """An option's JSON `what`: the text itself when it starts with `opening` (`{` for an
-    object, `[` for a list), its problems reported against `option`; else a file's. A value
+    object, `[` for an array), its problems reported against `option`; else a file's. A value
     that is no file but is JSON of another kind (`--state '[1]'`) says so, rather than "no
-    such file"."""
+    such file". (`text` as typed: a `Path` would tidy `//` to `/` inside the JSON.)"""
     from carlang_runtime.errors import IRLoadError
 
-    text = str(value)
     if not text.lstrip().startswith(opening):
-        kind = None if value.exists() else _json_kind(text)
-        if kind is not None:
-            wanted = "a JSON object" if opening == "{" else "a JSON list"
+        kind = _json_kind(text)
+        if kind is not None and not _is_file(text):
+            wanted = "a JSON object" if opening == "{" else "a JSON array"
             fail_usage(f"{option} takes {wanted} or a JSON file of one, and `{text}` is {kind}")
-        return load_file(value, loader, what)
+        return load_file(Path(text), loader, what)
     try:
         return loader(text)
     except IRLoadError as exc:
         report_load_error(Path(option), exc)
+
+
+def _is_file(name: str) -> bool:
+    """Whether `name` names something on disk (a name too long for the system names none)."""
+    try:
+        return Path(name).exists()
+    except (OSError, ValueError):
+        return False
 
 
 def _json_kind(text: str) -> str | None:

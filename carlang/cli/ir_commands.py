@@ -19,8 +19,9 @@ __all__ = ["register"]
 ProposalArg = Annotated[
     Path, typer.Argument(help='A CAR proposal (JSON; bare or {"proposal": ...}); - reads stdin.')
 ]
+# (`str`, not `Path`: a Path tidies `//` to `/`, which would change a JSON value given inline)
 StateOpt = Annotated[
-    Path | None,
+    str | None,
     typer.Option("--state", help="Initial state: a JSON file, or a JSON object."),
 ]
 FormatOpt = Annotated[TextOrJson, typer.Option("--format", help="Output format.")]
@@ -35,7 +36,7 @@ def verify_command(
         typer.Option("--tools", help="Registered tool names, comma-separated (existence only)."),
     ] = None,
     tool_schemas: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--tool-schemas",
             help="Tool schemas, a JSON file of a list or the list itself: existence and"

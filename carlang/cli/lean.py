@@ -105,9 +105,9 @@ _COMMANDS: dict[str, _Syntax] = {
         many=False,
         flags={},
         valued={
-            "--state": ("state", Path),
+            "--state": ("state", str),
             "--tools": ("tools", str),
-            "--tool-schemas": ("tool_schemas", Path),
+            "--tool-schemas": ("tool_schemas", str),
             "--max-actions": ("max_actions", _count),
             "--format": ("output", _choice(TextOrJson)),
         },

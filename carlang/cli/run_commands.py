@@ -78,7 +78,7 @@ def run_command(
         ),
     ] = None,
     state: Annotated[
-        Path | None,
+        str | None,  # (not a Path, which tidies `//` to `/`: the JSON may be given inline)
         typer.Option(
             "--state", help="Initial state over the program's: a JSON file, or a JSON object."
         ),
@@ -601,7 +601,7 @@ def _http_sink(url: str) -> Any:
         fail_usage(f"--decisions-url: {exc}")
 
 
-def _read_state(path: Path) -> dict[str, Any]:
+def _read_state(path: str) -> dict[str, Any]:
     """The initial state `--state` gives (a file, or the JSON object itself), its problems
     reported as `verify --state` reports them."""
     from .inputs import load_state_option
@@ -609,7 +609,7 @@ def _read_state(path: Path) -> dict[str, Any]:
     return load_state_option(path)
 
 
-def _refuse_undeclared_state(program: ir.Program, path: Path, given: dict[str, Any]) -> None:
+def _refuse_undeclared_state(program: ir.Program, path: str, given: dict[str, Any]) -> None:
     """A usage error for a --state no run of the program can have: a key its `state { }`
     does not declare, a value not of its declared type (as `explain --state` and a test's
     state are checked)."""

@@ -54,7 +54,7 @@ def render_verify_text(result: VerifyResult) -> str:
     return "\n".join(lines)
 
 
-def _tools_argument(tools: str | None, tool_schemas: Path | None) -> Any:
+def _tools_argument(tools: str | None, tool_schemas: str | None) -> Any:
     """`verify`'s `tools` from `--tools a,b` or `--tool-schemas FILE` (at most one of them)."""
     from carlang_runtime.ir import load_tools
 
@@ -106,9 +106,9 @@ def _is_compiled_program(text: str) -> bool:
 
 def run_verify(
     proposal: Path,
-    state: Path | None = None,
+    state: str | None = None,
     tools: str | None = None,
-    tool_schemas: Path | None = None,
+    tool_schemas: str | None = None,
     max_actions: int | None = None,
     output: TextOrJson = TextOrJson.text,
     program: Path | None = None,
@@ -151,7 +151,7 @@ def run_verify(
 def verify_against(
     proposal: Path,
     program: Path,
-    state: Path | None,
+    state: str | None,
     max_actions: int | None,
     output: TextOrJson,
     capability: str | None,
