@@ -132,6 +132,7 @@ def without_cascades(
     }
     import_failed = skipped.anything or any(d.code in FAILED_IMPORT_CODES for d in items)
     misspelt = _misspelt_arguments(items)
+    unboundable = _tools_with_bound_errors(items, loaded)
     mistyped = _mistyped_keys(items, loaded)
     bad_initial = _invalid_initial_values(items, loaded)
     kept = []
@@ -155,6 +156,8 @@ def without_cascades(
             continue
         elif diagnostic.code == PARAMETER_SCHEMA and _only_unknown_arguments(diagnostic, items):
             continue  # the schema's "additional properties" about arguments CL0203 names
+        elif diagnostic.code == PARAMETER_SCHEMA and _about_tools(diagnostic, unboundable):
+            continue  # a call checked against bounds that leave no value (CL0217 says so)
         elif diagnostic.code in STATE_FLOW_CODES and any(
             (f"state['{key}']" in diagnostic.message or f": '{key}' is " in diagnostic.message)
             and _within_one(diagnostic, where)
@@ -172,6 +175,37 @@ def without_cascades(
         else:
             kept.append(diagnostic)
     return without_repeated_warnings(kept)
+
+
+#: A bound that cannot be used: no such bound, a value of the wrong kind, none left to take.
+BOUND_PROBLEM = "CL0217"
+_SCHEMA_OF_TOOL = re.compile(r"^tool '([^']*)'")
+
+
+def _tools_with_bound_errors(items: list[Diagnostic], loaded: LoadedProgram) -> set[str]:
+    """The tools with a bound that cannot be used in their declaration (CL0217): every call's
+    check against that schema (CL0309, "3 is greater than the maximum of 1", or "an invalid
+    registered JSON Schema") follows from it."""
+    at = [
+        (id(d.primary.source), d.primary.span)
+        for d in items
+        if d.code == BOUND_PROBLEM and d.primary
+    ]
+    if not at:
+        return set()
+    return {
+        decl.name.text
+        for parsed in loaded.files
+        for decl in parsed.module.declarations
+        if isinstance(decl, ast.ToolDecl)
+        and any(source == id(parsed.source) and _within(span, decl.span) for source, span in at)
+    }
+
+
+def _about_tools(diagnostic: Diagnostic, tools: set[str]) -> bool:
+    """Whether a parameter-schema finding is about a call of one of `tools`."""
+    found = _SCHEMA_OF_TOOL.match(diagnostic.message) if tools else None
+    return found is not None and found.group(1) in tools
 
 
 def _mistyped_keys(
