@@ -54,7 +54,7 @@ class PatternRefused(ValueError):
     it checks nothing."""
 
     def __init__(self, pattern: str, detail: str) -> None:
-        if _malformed(pattern):
+        if _malformed(pattern, detail):
             reason = f"it is not a regular expression ({detail})"
         else:
             reason = (
@@ -65,16 +65,33 @@ class PatternRefused(ValueError):
         self.pattern = pattern
 
 
-def _malformed(pattern: str) -> bool:
-    """Whether `pattern` is no regular expression in any dialect (`(a`, `[z-a`), rather than
-    one that uses what RE2 lacks: Python's engine, which has backreferences and lookaround,
-    refuses it too."""
-    import re
+#: RE2's words for a pattern that is no regular expression in any dialect; its others (an
+#: "invalid escape sequence" like `\1` or `\k<n>`, an "invalid perl operator" like `(?<=`)
+#: are for what JSON Schema's dialect (ECMA-262) has and RE2 lacks.
+_MALFORMED: Final = (
+    "missing )",
+    "unexpected )",
+    "missing ]",
+    "no argument for repetition operator",
+    "bad repetition operator",
+    "trailing \\",
+    "invalid character class range",
+)
 
-    try:
-        re.compile(pattern)
-    except (re.error, RecursionError, OverflowError):
+
+def _malformed(pattern: str, detail: str) -> bool:
+    """Whether RE2's `detail` says `pattern` is no regular expression at all, rather than
+    one using what RE2 lacks. A repetition size RE2 refuses is either (`{2,1}`, or past its
+    bound of 1,000: `{1001}`): ECMA-262 has no bound, so Python's engine decides."""
+    if detail.startswith(_MALFORMED):
         return True
+    if detail.startswith("invalid repetition size"):
+        import re
+
+        try:
+            re.compile(pattern)
+        except (re.error, RecursionError, OverflowError):
+            return True
     return False
 
 

@@ -334,3 +334,30 @@ def test_a_schema_nested_too_deeply_to_check_is_invalid_not_a_crash(leaf: dict[s
     assert [(f.kind, f.detail) for f in found] == [
         ("invalid_schema", "it is nested too deeply to be checked")
     ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "malformed"),
+    [
+        ("(a", True),
+        ("[z-a]", True),
+        ("a{2,1}", True),
+        ("a**", True),
+        ("(a)\\1", False),
+        ("(?<n>a)\\k<n>", False),
+        ("(?<=\\p{L})a", False),
+        ("a{1001}", False),
+    ],
+)
+def test_a_refused_pattern_says_whether_it_is_no_regex_or_beyond_re2(
+    pattern: str, malformed: bool
+) -> None:
+    """A trial: `(a` was said to need backreferences or lookaround; a review: deciding that
+    by Python's engine called ECMA-262's named backreferences and lookbehind malformed."""
+    from carlang_runtime.schemacheck import PatternRefused, pattern_matches
+
+    with pytest.raises(PatternRefused) as refused:
+        pattern_matches(pattern, "")
+    said = str(refused.value)
+    assert ("it is not a regular expression" in said) is malformed, said
+    assert ("no backreferences or lookaround" in said) is not malformed, said
