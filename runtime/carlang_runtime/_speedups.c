@@ -910,22 +910,34 @@ fail:
     return NULL;
 }
 
-/* merged_state(state, effects, levels) -> dict: a copy of `state` with the effects of the
- * actions of `levels` applied in order, level by level: see verify.state._merged_state. */
+/* merged_state(state, effects, levels, keys) -> dict: a copy of `state` with the effects of
+ * the actions of `levels` applied in order, level by level, sized for `keys` more keys than
+ * the state has: see verify.state._merged_state. */
 static PyObject *
 merged_state(PyObject *self, PyObject *args)
 {
     PyObject *state, *effects, *levels;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyDict_Type, &state, &PyList_Type, &effects,
-                          &PyList_Type, &levels))
+    Py_ssize_t keys;
+    if (!PyArg_ParseTuple(args, "O!O!O!n", &PyDict_Type, &state, &PyList_Type, &effects,
+                          &PyList_Type, &levels, &keys))
         return NULL;
+    if (!PyList_CheckExact(effects) || !PyList_CheckExact(levels) || keys < 0) {
+        PyErr_SetString(PyExc_TypeError, "merged_state: lists, and a count of keys");
+        return NULL;
+    }
     Py_ssize_t n = PyList_GET_SIZE(effects);
-    PyObject *merged = new_dict_for(PyDict_GET_SIZE(state) + n);
+    PyObject *merged = new_dict_for(PyDict_GET_SIZE(state) + keys);
     if (merged == NULL) return NULL;
-    if (PyDict_Update(merged, state) < 0) goto fail;
+    /* key by key here and below, not PyDict_Update: into an empty dict, that copies the
+     * other's table, size and all, and the presizing would be lost */
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(state, &pos, &key, &value)) {
+        if (PyDict_SetItem(merged, key, value) < 0) goto fail;
+    }
     for (Py_ssize_t l = 0; l < PyList_GET_SIZE(levels); l++) {
         PyObject *level = PyList_GET_ITEM(levels, l);
-        if (!PyList_Check(level)) {
+        if (!PyList_CheckExact(level)) {
             PyErr_SetString(PyExc_TypeError, "merged_state: levels are lists of positions");
             goto fail;
         }
@@ -941,7 +953,10 @@ merged_state(PyObject *self, PyObject *args)
                 PyErr_SetString(PyExc_TypeError, "merged_state: effects are dicts");
                 goto fail;
             }
-            if (PyDict_GET_SIZE(written) && PyDict_Update(merged, written) < 0) goto fail;
+            Py_ssize_t at = 0;
+            while (PyDict_Next(written, &at, &key, &value)) {
+                if (PyDict_SetItem(merged, key, value) < 0) goto fail;
+            }
         }
     }
     return merged;
@@ -1058,8 +1073,8 @@ static PyMethodDef methods[] = {
     {"effect_writers", effect_writers, METH_O,
      "effect_writers(effects): the last position writing each expected_effects key."},
     {"merged_state", merged_state, METH_VARARGS,
-     "merged_state(state, effects, levels): a copy of state with the effects of the actions "
-     "of levels applied in order."},
+     "merged_state(state, effects, levels, keys): a copy of state with the effects of the "
+     "actions of levels applied in order, sized for keys more keys."},
     {"edges_levels", edges_levels, METH_VARARGS,
      "edges_levels(dependencies, writer, no_deps): parents, levels and whether every "
      "dependency is written, for a proposal without state writes or depends_on."},

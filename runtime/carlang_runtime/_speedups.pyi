@@ -13,7 +13,11 @@ def decode_proposals(
 ): ...
 def effect_writers(effects: list[dict[str, Any]], /) -> dict[str, int]: ...
 def merged_state(
-    state: dict[str, Any], effects: list[dict[str, Any]], levels: list[list[int]], /
+    state: dict[str, Any],
+    effects: list[dict[str, Any]],
+    levels: list[list[int]],
+    keys: int,
+    /,
 ) -> dict[str, Any]: ...
 def edges_levels(
     dependencies: list[list[str]], writer: dict[str, int], no_deps: list[int], /

@@ -63,6 +63,9 @@ class Dag:
     #: It is worked out when no action is a state_write, where it comes for free (and verify's
     #: write-conflict check, `checks._one_writer_per_key`, then need not count keys itself).
     one_writer_per_key: bool | None = None
+    #: How many distinct keys the actions' `expected_effects` write, where that was worked out
+    #: with `one_writer_per_key` (else 0): what the state the walk ends with is sized for.
+    effect_keys: int = 0
 
     def order(self) -> list[int]:
         """All positions, level by level: the order a static walk visits actions."""
@@ -361,6 +364,7 @@ def build_dag(actions: Sequence[Action] | Columns) -> Dag:
     writer = _effect_writers(effects) if native is None else native.effect_writers(effects)
     # A map holds a key once, so a key has two writers exactly when it is counted twice.
     dag.one_writer_per_key = len(writer) == sum(map(len, effects))
+    dag.effect_keys = len(writer)
     if not effects or any(cols.depends_on):
         return _finish(cols, dag, writer)
     if native is None:

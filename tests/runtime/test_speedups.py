@@ -255,9 +255,28 @@ def test_merged_state_applies_effects_in_the_twins_order(
     cuts = sorted(data.draw(st.sets(st.integers(0, len(order)), max_size=3)))
     levels = [list(order[i:j]) for i, j in zip([0, *cuts], [*cuts, len(order)], strict=True)]
     before = dict(state)
-    merged = native.merged_state(state, effects, levels)
-    assert list(merged.items()) == list(_merged_state(state, effects, levels).items())
+    keys = len({key for written in effects for key in written})
+    merged = native.merged_state(state, effects, levels, keys)
+    assert list(merged.items()) == list(_merged_state(state, effects, levels, keys).items())
     assert merged is not state and state == before
+
+
+def test_merged_state_is_sized_for_the_state_and_the_written_keys() -> None:
+    """A review: copying a given state with PyDict_Update took the state's own small table,
+    and the sizing was lost; a proposal of actions without effects got a table per action."""
+    import sys
+
+    assert native is not None
+    effects = [{f"k{i}": i} for i in range(1000)]
+    levels = [list(range(1000))]
+    grown = {"given": 1}
+    any(map(grown.update, effects))
+    sized = native.merged_state({"given": 1}, effects, levels, 1000)
+    assert list(sized.items()) == list(grown.items())
+    # the same table as without a state given: its copy did not replace the sized one
+    assert sys.getsizeof(sized) == sys.getsizeof(native.merged_state({}, effects, levels, 1001))
+    bare = native.merged_state({}, [{}] * 1000, levels, 0)
+    assert bare == {} and sys.getsizeof(bare) <= sys.getsizeof({})
 
 
 def test_the_dag_functions_refuse_what_they_are_not_given() -> None:
@@ -265,13 +284,15 @@ def test_the_dag_functions_refuse_what_they_are_not_given() -> None:
     with pytest.raises(TypeError):
         native.effect_writers([{"k": 1}, "not a map"])
     with pytest.raises(TypeError):
-        native.merged_state({}, [{"k": 1}, "not a map"], [[0, 1]])
+        native.merged_state({}, [{"k": 1}, "not a map"], [[0, 1]], 1)
     with pytest.raises(TypeError):
-        native.merged_state({}, [{"k": 1}], [(0,)])
+        native.merged_state({}, [{"k": 1}], [(0,)], 1)
+    with pytest.raises(TypeError):
+        native.merged_state({}, [{"k": 1}], [[0]], -1)
     with pytest.raises(IndexError):
-        native.merged_state({}, [{"k": 1}], [[1]])
+        native.merged_state({}, [{"k": 1}], [[1]], 1)
     with pytest.raises(IndexError):
-        native.merged_state({}, [{"k": 1}], [[-1]])
+        native.merged_state({}, [{"k": 1}], [[-1]], 1)
     with pytest.raises(TypeError):
         native.edges_levels([["k"], "not a list"], {"k": 0}, _NO_DEPS)
     with pytest.raises(TypeError):

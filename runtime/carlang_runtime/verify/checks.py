@@ -307,7 +307,7 @@ def walk(ctx: VerifyContext) -> None:
     types, effects = cols.types, cols.effects
     preconditions, dependencies = cols.preconditions, cols.dependencies
     if _nothing_to_check(ctx):  # then the walk only applies effects, without a Python step
-        ctx.state = merged_state(state, effects, ctx.dag.levels)
+        ctx.state = merged_state(state, effects, ctx.dag.levels, ctx.dag.effect_keys)
         return
     update = state.update
     order = ctx.dag.order()

@@ -7,7 +7,7 @@ a state_write sets `parameters.key` to `parameters.value` (null when absent), th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from itertools import chain
 from typing import Any
 
 from .. import speedups
@@ -30,28 +30,29 @@ def apply_effects(cols: Columns, index: int, state: dict[str, Any]) -> None:
 
 
 def merged_state(
-    state: dict[str, Any], effects: list[dict[str, Any]], levels: list[list[int]]
+    state: dict[str, Any], effects: list[dict[str, Any]], levels: list[list[int]], keys: int
 ) -> dict[str, Any]:
     """A copy of `state` with the `expected_effects` of the actions of `levels` (positions,
     level by level) applied in order: the walk of a proposal without state writes, when it
-    has nothing to check on the way. In C where the speedups are built: the copy is sized
-    for every key at once, where a map grown a key at a time rebuilds its table as it grows
+    has nothing to check on the way. `keys`: how many distinct keys the effects write
+    (`Dag.effect_keys`). In C where the speedups are built: the copy is sized for the state's
+    keys and those at once, where a map grown a key at a time rebuilds its table as it grows
     (at 100,000 keys a third of the pass)."""
     native = speedups.native()
     if native is not None:
-        merged: dict[str, Any] = native.merged_state(state, effects, levels)
+        merged: dict[str, Any] = native.merged_state(state, effects, levels, keys)
         return merged
-    return _merged_state(state, effects, levels)
+    return _merged_state(state, effects, levels, keys)
 
 
 def _merged_state(
-    state: dict[str, Any], effects: Sequence[dict[str, Any]], levels: Sequence[Sequence[int]]
+    state: dict[str, Any], effects: list[dict[str, Any]], levels: list[list[int]], keys: int
 ) -> dict[str, Any]:
-    """`merged_state` in Python: the twin of the C function, and what runs without it."""
+    """`merged_state` in Python: the twin of the C function, and what runs without it
+    (`keys` is only the C's size hint)."""
     merged = dict(state)
-    update = merged.update
-    for level in levels:
-        any(map(update, map(effects.__getitem__, level)))  # (update returns None: all run)
+    # (update returns None: all run; one map over every level, not a Python step per level)
+    any(map(merged.update, map(effects.__getitem__, chain.from_iterable(levels))))
     return merged
 
 
