@@ -390,8 +390,9 @@ COMPILER_CODES: tuple[Code, ...] = (
         "cel-type-mismatch",
         "policies",
         "error",
-        'an operation on values of types it does not take (`params.port == "80"` for an '
-        "integer port): an error at run time",
+        "an operation on values of types it does not take (`size(params.port)` for an "
+        "integer port: an error at run time), or a comparison that never holds "
+        '(`params.port == "80"`: always false, so a `deny` never fires)',
         "carlang",
     ),
     Code(

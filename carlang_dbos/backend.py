@@ -1712,10 +1712,10 @@ def _sqlite_engine(database: str) -> Any:
     rollback journal made every step cost tens of milliseconds.
 
     Its connections are also set up as DBOS sets up the SQLite engines it makes itself, which
-    it does not do for an engine it is given: writes in IMMEDIATE transactions (a deferred
-    one that read first can fail at once with "database is locked" when another process
-    wrote meanwhile: SQLite cannot wait for that lock), a busy timeout of 30 s, and foreign
-    keys enforced (DBOS's tables delete a run's rows by cascade)."""
+    it does not do for an engine it is given: writes in IMMEDIATE transactions (DBOS's
+    choice, to serialise writers), a busy timeout of 30 s (`timeout` sets it too), and
+    foreign keys enforced (DBOS's tables delete a run's rows by cascade, and refuse a message
+    to a run that does not exist). carlang's own tables (`records`) share the engine."""
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(

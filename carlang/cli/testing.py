@@ -163,7 +163,7 @@ def _tested(
         stopping = [e for e in errors if id(e) in stops]
         why = (
             ""
-            if len(stopping) == len(errors)
+            if not stopping or len(stopping) == len(errors)
             else f" ({_named(stopping)} stopped them; a proposal's findings alone would not)"
         )
         echo_err(f"{plural(len(errors), 'error')}: {whose} did not run{why}")

@@ -939,7 +939,8 @@ def _same_kind(left: Type, right: Type) -> bool:
 def _orderable(left: Type, right: Type) -> bool:
     """Whether `<` and the like order values of these types: two of one ordered type, or
     numbers of any two types, which compare by value (cel-spec's cross-type numeric
-    comparisons, as the evaluator and cel-go do: `params.amount > 1.5` for an int amount)."""
+    comparisons, as the evaluator does, and cel-go with that option on: `params.amount > 1.5`
+    for an int amount)."""
     if _same_kind(left, right):
         return left.kind in _ORDERED
     return left.kind in _NUMERIC and right.kind in _NUMERIC
