@@ -239,7 +239,7 @@ def test_any_text_is_read_as_json_or_declined_never_raised(data: Any) -> None:
 _keys = st.sampled_from(["a", "b", "c", "k1", "k2", "a long key past the string cache"])
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(
     st.dictionaries(_keys, st.integers()),
     st.lists(st.dictionaries(_keys, st.integers() | st.none(), max_size=3), max_size=8),
