@@ -177,6 +177,8 @@ _KIND_OF_LITERAL: Final = {
     bytes: BYTES,
 }
 _HELP_TYPES: Final = "CEL does not convert between types; compare values of the same type"
+#: For `==`, `!=` and `in` between types never equal: `dyn()` says the mix is meant.
+_HELP_NEVER_EQUAL: Final = _HELP_TYPES + " (or wrap one side in `dyn()` if the mix is meant)"
 
 
 class _Checker:
@@ -377,7 +379,7 @@ class _Checker:
                     f"`{self.text(node.left)}` is {with_article(str(left))} and"
                     f" `{self.text(node.right)}` is {with_article(str(right))}: `{node.op}` between"
                     f" them is always {always}",
-                    _quoted_number_help(node, left, right) or _HELP_TYPES,
+                    _quoted_number_help(node, left, right) or _HELP_NEVER_EQUAL,
                 )
             else:
                 self.outside_values(node, left, right)
@@ -455,7 +457,7 @@ class _Checker:
                 "type-mismatch",
                 node,
                 f"{with_article(str(item))} is never in a {container}: `in` is always false",
-                _HELP_TYPES,
+                _HELP_NEVER_EQUAL,
             )
         elif container.known and container.kind not in ("list", "map"):
             self.mismatch(
@@ -977,8 +979,6 @@ def _result_type(kind: str, received: list[Type]) -> Type:
         "duration": DURATION,
         "type": TYPE,
     }
-    if kind == "dyn" and received:
-        return received[-1]
     if kind == "same" and received:
         return received[0]
     if kind == "dyn_number":

@@ -86,6 +86,10 @@ def test_type_mismatches() -> None:
         "is always true (compare with the number: `80`, without quotes)"
     )
     assert findings("params.port == 80.0") == []
+    # dyn() is CEL's way to opt out of the static type (cel-go types it as dyn): no finding
+    for opted_out in ('dyn(params.port) == "80"', "dyn(params.url) in [1, 2]"):
+        assert findings(opted_out) == [], opted_out
+    assert findings("dyn(params.port) + 1 > 2") == []
     assert findings("params.url == null") == []
     assert findings("params.port < 'x'") == [("type-mismatch", "params.port < 'x'")]
     # numbers of different types order by value, as the evaluator orders them
