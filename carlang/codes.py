@@ -10,7 +10,18 @@ from pathlib import Path
 
 from carlang_runtime.verify.codes import RUNTIME_CODES, Code
 
-__all__ = ["COMPILER_CODES", "all_codes", "codes_markdown", "explain_code", "examples_from_goldens"]
+__all__ = [
+    "COMPILER_CODES",
+    "TEST_PROBLEM",
+    "all_codes",
+    "codes_markdown",
+    "explain_code",
+    "examples_from_goldens",
+]
+
+#: A `test` block's own problem (an unknown name, a bad expectation, a name used twice): named
+#: here, where `carlang check` finds it without importing the test machinery.
+TEST_PROBLEM = "CL0701"
 
 COMPILER_CODES: tuple[Code, ...] = (
     # syntax

@@ -34,12 +34,11 @@ from carlang_runtime.suggest import closest, did_you_mean
 
 from . import ast
 from .cascade import FAILED_IMPORT_CODES, SkippedText
+from .codes import TEST_PROBLEM
 from .diagnostics import Diagnostics, Label
 from .lower import Origin, SourceMap, assertion_parameters, loc_of, new_action
 from .source import Source, Span
 
-#: A `test` block's own problem (an unknown name, a bad expectation, a name used twice).
-TEST_PROBLEM = "CL0701"
 #: A table column no `$column` of its test uses.
 UNUSED_COLUMN = "CL0702"
 #: An action test without `now` that a policy reading the clock judges.

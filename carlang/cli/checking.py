@@ -165,8 +165,8 @@ def blocking_errors(
     (CL0701) stop only `running_tests`: running or ranking a proposal is not about tests."""
     from carlang_runtime.verify import RUNTIME_CODES
 
+    from carlang.codes import TEST_PROBLEM
     from carlang.policycheck import DENIED
-    from carlang.testcases import TEST_PROBLEM
 
     tolerated = {c.code for c in RUNTIME_CODES} | {DENIED} if proposal_errors_ok else set()
     if not running_tests:
