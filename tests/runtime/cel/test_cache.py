@@ -64,6 +64,29 @@ def test_a_fresh_process_restores_the_program_from_disk(
     assert str(restored.explain(ACTIVATION)) == str(fresh.explain(ACTIVATION))
 
 
+def test_files_are_marshalled_unless_a_constant_needs_pickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Built-in values only: marshal, which a fresh process reads without importing pickle; a
+    folded timestamp: pickle. A file pickled whole (the earlier form) still restores."""
+    plain, folded = tmp_path / "plain", tmp_path / "folded"
+    with_duration = 'duration("5m") == duration(size(params.url) > 0 ? "5m" : "1m")'
+    compile(SOURCES[0], cache=CompileCache(plain))
+    compile(with_duration, cache=CompileCache(folded))
+    [plain_file], [folded_file] = plain.glob("*.bin"), folded.glob("*.bin")
+    assert plain_file.read_bytes()[:1] == b"M"
+    assert folded_file.read_bytes()[:1] == b"\x80"  # (pickle's protocol mark: a CelDuration)
+    import marshal
+    import pickle
+
+    parts = marshal.loads(plain_file.read_bytes()[1:])
+    plain_file.write_bytes(pickle.dumps(parts, protocol=pickle.HIGHEST_PROTOCOL))
+    monkeypatch.setattr(program_module, "_compile", _must_not_compile)
+    for directory, source in ((plain, SOURCES[0]), (folded, with_duration)):
+        restored = compile(source, cache=CompileCache(directory))
+        assert restored.evaluate(ACTIVATION) is True
+
+
 def _must_not_compile(*_: Any) -> None:
     raise AssertionError("compiled again instead of restoring the stored program")
 
