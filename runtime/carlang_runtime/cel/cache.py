@@ -188,7 +188,7 @@ class CompileCache:
 
     def _trusted(self, directory: Path) -> bool:
         """Whether `directory` is this user's alone (made so when missing)."""
-        if directory == self._checked:
+        if directory is self._checked or directory == self._checked:  # (`is`: no Path.__eq__)
             return True
         if not private_directory(directory):
             return False
