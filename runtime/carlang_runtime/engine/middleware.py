@@ -32,3 +32,8 @@ class Middleware:
     def after_action(self, action: Action, result: ActionResult) -> Any:
         """Called with each action's result (any status)."""
         return None
+
+    def rate_limited(self, action: Action, seconds: float) -> Any:
+        """Called when an admitted call must wait `seconds` for its tool's rate limit, before
+        it waits (to tell whoever waits on it why: the MCP proxy tells its client)."""
+        return None

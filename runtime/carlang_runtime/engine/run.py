@@ -1121,6 +1121,17 @@ class ProposalRun:
             return _Outcome(True, {"asserted": key, "value": detached(self.live.get(key))})
         return _Outcome(False, error=f"assertion failed: {failure}")
 
+    async def wait_for_rate(self, action: Action, tool: RegisteredTool) -> None:
+        """Wait until the tool's rate limit admits this call, telling the middleware first."""
+        delay = self.rt.rate_delay(tool)
+        if delay <= 0:
+            return
+        for hook in self.rt.middleware:
+            told = hook.rate_limited(action, delay)
+            if inspect.isawaitable(told):
+                await told
+        await self.rt.sleep(delay)
+
     async def dispatch(self, action: Action, inline: bool) -> _Outcome:
         if action.type is _TOOL_CALL:
             return await self.call_tool(action, inline)
@@ -1149,7 +1160,7 @@ class ProposalRun:
         attempts = action.max_retries + 1 if action.failure_behavior is _RETRY else 1
         error = ""
         for attempt in range(1, attempts + 1):
-            await rt.wait_for_rate(tool)
+            await self.wait_for_rate(action, tool)
             state = ToolState(self.writes) if tool.context_param else None
             try:
                 output = await self.invoke(tool, action, attempt, state, inline)

@@ -492,19 +492,18 @@ class Runtime:
         found = self._sessions.get(session) if session is not None else None
         return found.dropped if found is not None else 0
 
-    async def wait_for_rate(self, tool: RegisteredTool) -> None:
-        """Wait for the tool's rate limit to admit one more call (backpressure)."""
+    def rate_delay(self, tool: RegisteredTool) -> float:
+        """Reserve one call of the tool under its rate limit: how many seconds the caller must
+        wait before making it (0: at once; backpressure, not a refusal)."""
         limit = tool.schema.rate_limit
         if limit is None:
-            return
+            return 0.0
         bucket = self._buckets.get(tool.name)
         if bucket is None:
             bucket = self._buckets[tool.name] = TokenBucket(
                 limit.max_calls, limit.interval_secs, self.clock
             )
-        delay = bucket.reserve()
-        if delay > 0:
-            await self.sleep(delay)
+        return bucket.reserve()
 
     @property
     def durable(self) -> bool:

@@ -149,7 +149,13 @@ class _Admission:
     replaces it, and counted against the budget from then on. The lock is not held while an
     admitted call waits for its tool's rate limit, or runs."""
 
-    def __init__(self, client: _Client, history: list[dict[str, Any]] | None, action: Action):
+    def __init__(
+        self,
+        client: _Client,
+        history: list[dict[str, Any]] | None,
+        action: Action,
+        progress: Progress | None = None,
+    ):
         self.client = client
         self.history = history
         self.action = action
@@ -157,6 +163,9 @@ class _Admission:
         #: Whether the call's tool was called (a cancelled call that was counts).
         self.started = False
         self.held = False
+        #: How to tell the client how its call is getting on (None: it asked for no progress).
+        self.progress = progress
+        self._notices = 0
 
     async def __aenter__(self) -> _Admission:
         await self.client.admitting.acquire()
@@ -191,6 +200,18 @@ class _Admission:
             self.held = False
             self.client.admitting.release()
 
+    async def tell(self, message: str) -> None:
+        """Send the client a progress notification saying `message`, when it asked for them
+        (its request's `_meta.progressToken`); each one's progress is one more than the last,
+        as MCP requires."""
+        if self.progress is not None:
+            self._notices += 1
+            await self.progress(self._notices, message)
+
+
+#: Sends one progress notification of a call: (progress so far, message).
+Progress = Callable[[int, str], Awaitable[None]]
+
 
 #: The call being admitted, in the task that runs it (read by the tools the proxy registers
 #: and by its approval gate, which the runtime calls once it has admitted the call).
@@ -208,6 +229,16 @@ class _AdmittedHook(Middleware):
         admission = _ADMISSION.get()
         if admission is not None:
             admission.admitted(action.parameters)
+
+    async def rate_limited(self, action: Action, seconds: float) -> None:
+        """A call held by its tool's rate limit is not silent: a client that asked for
+        progress hears why it waits, and for how long (so that it does not take the wait for a
+        server that hangs, and can reset its own timeout)."""
+        admission = _ADMISSION.get()
+        if admission is not None:
+            await admission.tell(
+                f"waiting {seconds:.1f} s for the rate limit of tool '{action.tool}'"
+            )
 
 
 def _dispatching(schema: ToolSchema) -> Callable[..., Awaitable[Any]]:
@@ -512,10 +543,16 @@ class PolicyProxy:
         return out
 
     async def call_tool(
-        self, mcp_session: Any, name: str, arguments: dict[str, Any], tenant: str | None = None
+        self,
+        mcp_session: Any,
+        name: str,
+        arguments: dict[str, Any],
+        tenant: str | None = None,
+        progress: Progress | None = None,
     ) -> dict[str, Any]:
         """Run one call through the runtime's pipeline: the server's result, or an error
-        result with carlang's message (`tenant`: whose call it is, see `client`). A session's
+        result with carlang's message (`tenant`: whose call it is, see `client`; `progress`:
+        how to tell the client why the call waits, when it asked). A session's
         calls are admitted one at a time (the budget checked and a call reserved, the
         policies' decision with the calls in flight in `history`), and run alongside each
         other."""
@@ -547,7 +584,8 @@ class PolicyProxy:
             # (the budget is the client session's, or its tenant's: replay counts it so)
             context=self._budget_context() if self.budget is not None else {},
         )
-        async with _Admission(client, self._history(client.session), action) as admission:
+        history = self._history(client.session)
+        async with _Admission(client, history, action, progress) as admission:
             # refused here or by the runtime, every call is run through it: the log has them all
             problem: str | None = None
             if tool not in tools:
@@ -711,6 +749,20 @@ class StdioSession:
         """Whether the client declared elicitation."""
         return "elicitation" in self.client_capabilities
 
+    def _progress(self, params: dict[str, Any]) -> Progress | None:
+        """How to send progress notifications of a request with `params`: None unless its
+        `_meta` holds a progress token (a string or an integer, as MCP has it)."""
+        meta = params.get("_meta")
+        token = meta.get("progressToken") if isinstance(meta, dict) else None
+        if not isinstance(token, (str, int)) or isinstance(token, bool):
+            return None
+
+        async def send_progress(progress: int, message: str) -> None:
+            values = {"progressToken": token, "progress": progress, "message": message}
+            self.send({"jsonrpc": "2.0", "method": "notifications/progress", "params": values})
+
+        return send_progress
+
     def send(self, message: dict[str, Any]) -> None:
         """Write one message (one line)."""
         self.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
@@ -842,7 +894,10 @@ class StdioSession:
                     self.send(_rpc_error(request_id, -32602, problem))
                     return
                 arguments = params.get("arguments") or {}
-                result = await self.proxy.call_tool(self, params["name"], arguments)
+                progress = self._progress(params)
+                result = await self.proxy.call_tool(
+                    self, params["name"], arguments, progress=progress
+                )
             else:
                 self.send(_rpc_error(request_id, -32601, f"method not found: {method}"))
                 return
@@ -986,8 +1041,18 @@ def build_server(proxy: PolicyProxy, name: str = "carlang-proxy") -> Any:
         if isinstance(context.lifespan_context, _Connection):
             context.lifespan_context.mcp = session  # (its end ends the client's session)
         tenant = _request_tenant(context.request)
+        token = context.meta.progressToken if context.meta is not None else None
+        progress: Progress | None = None
+        if token is not None:
+
+            async def progress(done: int, message: str) -> None:
+                await session.send_progress_notification(
+                    token, done, message=message, related_request_id=context.request_id
+                )
+
         try:
-            result = await proxy.call_tool(session, params.name, params.arguments or {}, tenant)
+            arguments = params.arguments or {}
+            result = await proxy.call_tool(session, params.name, arguments, tenant, progress)
         except ProxyBusy as exc:
             raise McpError(types.ErrorData(code=exc.code, message=str(exc))) from None
         except CarlangRuntimeError as exc:  # refused by the runtime: a tool error

@@ -601,6 +601,28 @@ def test_rate_limits_make_callers_wait() -> None:
     assert clock.slept == [5.0, 5.0]
 
 
+def test_middleware_hears_of_each_wait_for_a_rate_limit_before_it() -> None:
+    """`rate_limited(action, seconds)`: once per call that waits, with the wait ahead of it
+    (a coroutine hook is awaited), and never for a call that goes at once."""
+    clock = FakeClock()
+    heard: list[tuple[str, float, int]] = []
+
+    class Listen(Middleware):
+        async def rate_limited(self, action: ir.Action, seconds: float) -> None:
+            heard.append((action.id, seconds, len(clock.slept)))
+
+    rt = Runtime(clock=clock, sleep=clock.sleep)
+    rt.use(Listen())
+    rt.register_tool(
+        "api", lambda: None, schema={"rate_limit": {"max_calls": 2, "interval_secs": 10}}
+    )
+    result = rt.execute(proposal(*(call(f"a{i}", "api") for i in range(4))))
+    assert set(statuses(result).values()) == {"succeeded"}
+    # a2 and a3 wait 5 s each; each is heard of before its own wait (none slept, then one)
+    assert heard == [("a2", 5.0, 0), ("a3", 5.0, 1)]
+    assert clock.slept == [5.0, 5.0]
+
+
 # -- tools ------------------------------------------------------------------------------
 
 
