@@ -222,6 +222,20 @@ def test_deny_tool() -> None:
     assert policies.evaluate(write("deploy", 1)).allowed
 
 
+def test_a_built_in_rules_message_leads_its_reason() -> None:
+    """`message "..."` on a built-in rule (carlang's; CAR's rules have none) comes first,
+    what the rule found after it, as a CEL policy's failure reads."""
+    said = ir.DenyKeywordRule(name="deny_keyword", keywords=["ssn"], message="no SSNs")
+    decision = PolicySet([said]).evaluate(call("note", text="my ssn"))
+    assert decision.matches[0].reason == (
+        "no SSNs (param 'text' of 'note' contains a denied keyword)"
+    )
+    shell = ir.DenyToolRule(name="deny_tool:shell", tool="shell", message="no shells")
+    assert PolicySet([shell]).evaluate(call("shell")).matches[0].reason == (
+        "no shells (tool 'shell' denied)"
+    )
+
+
 def test_deny_keyword_reads_every_parameter_as_text() -> None:
     policies = PolicySet([ir.DenyKeywordRule(name="deny_keyword", keywords=["DROP TABLE"])])
     decision = policies.evaluate(call("sql", query="x; DROP TABLE users", limit=3))

@@ -537,6 +537,8 @@ class PolicySet:
             policy, native = rule
             reason = native.check(action, state, admit)
             if reason is not None:
+                if policy.message:  # (the program's words first, then what the rule found)
+                    reason = f"{policy.message} ({reason})"
                 matches.append(
                     PolicyMatch(policy.name, PolicyEffect.DENY, reason, reads=native.reads)
                 )
