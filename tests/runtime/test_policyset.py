@@ -559,6 +559,12 @@ def test_a_tool_calls_declared_effects_are_judged_as_state_writes() -> None:
     listed = PolicySet([cel("calls_only", 'action.type == "tool_call"', "allow")])
     assert listed.evaluate(call("echo", text="hi")).allowed
     assert listed.evaluate(sneaky).denied
+    # explained (`carlang explain`): the values that decided the match are the write's
+    _, traces = policies.trace(sneaky)
+    assert traces[0].matched
+    assert str(traces[0].explanation) == (
+        'action.type == "state_write" -> true; params.key == "admin" -> true'
+    )
 
 
 @given(

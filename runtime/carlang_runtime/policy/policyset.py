@@ -616,7 +616,13 @@ class PolicySet:
         if not rule.applies(action.tool):
             return PolicyTrace(policy.name, policy.rule, effect, False, False)
         program = rule.program
-        explanation = program.explain(activation) if program and explained else None
+        match = matched.get(policy.name)
+        if match is not None and match.explanation is not None:
+            # what decided the match: on a declared effect, the state write it was judged as,
+            # not the call's own values
+            explanation = match.explanation if explained else None
+        else:
+            explanation = program.explain(activation) if program and explained else None
         if effect is PolicyEffect.ALLOW:
             failure = None  # (a condition that fails allows nothing: it fails closed)
             if program is None:
@@ -630,7 +636,6 @@ class PolicySet:
             return PolicyTrace(
                 policy.name, policy.rule, effect, True, allowed, reason, failure, explanation
             )
-        match = matched.get(policy.name)
         return PolicyTrace(
             policy.name,
             policy.rule,
