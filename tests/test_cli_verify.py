@@ -294,7 +294,8 @@ def test_verify_against_a_program_judges_as_check_does(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "[X] c1: this action will be denied by no_etc: no system files  [CL0520" in result.output
     alone = runner.invoke(app, ["verify", str(denied)])
-    assert alone.exit_code == 0 and alone.output.startswith("VALID")
+    assert alone.exit_code == 0 and alone.stdout.startswith("VALID")
+    assert "capability 'agent'" in alone.stderr  # (not checked alone, and it says so)
     shell = write(tmp_path, "shell.json", _call("shell", cmd="ls"))
     result = runner.invoke(
         app, ["verify", str(shell), "--program", str(program), "--format", "json"]
@@ -311,6 +312,22 @@ def test_verify_against_a_program_judges_as_check_does(tmp_path: Path) -> None:
     assert "did you mean `agent`?" in unknown.output
     both = runner.invoke(app, ["verify", str(fine), "--program", str(program), "--tools", "x"])
     assert both.exit_code == 2 and "--program gives the tools" in both.output
+
+
+def test_verify_alone_says_the_capability_and_budget_it_cannot_check(tmp_path: Path) -> None:
+    """A proposal that names the capability and budget it runs under, verified without the
+    program that declares them: the verdict stands (as CAR's), and stderr says what it did not
+    check and how to have it checked."""
+    named = {**_call("shell", cmd="ls"), "capability": "agent", "budget": "small"}
+    alone = runner.invoke(app, ["verify", str(write(tmp_path, "named.json", named))])
+    assert alone.exit_code == 0 and alone.stdout.startswith("VALID")
+    assert alone.stderr.splitlines() == [
+        "warning: the proposal runs under capability 'agent' and budget 'small', which this"
+        " verify does not check: give the program that declares them with --program FILE.car"
+    ]
+    unnamed = {**_call("shell"), "capability": None}
+    plain = runner.invoke(app, ["verify", str(write(tmp_path, "plain.json", unnamed))])
+    assert plain.exit_code == 0 and plain.stderr == ""
 
 
 def test_verify_against_a_program_leaves_out_verdicts_on_rejected_calls(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .console import EXIT_FAILED, EXIT_OK, echo, fail_usage
+from .console import EXIT_FAILED, EXIT_OK, echo, echo_err, fail_usage
 from .inputs import load_file, load_json_option, load_state_option
 
 if TYPE_CHECKING:
@@ -139,6 +139,7 @@ def run_verify(
             f" verified by `carlang check {proposal}` (or made JSON by `carlang compile`)"
         )
     loaded = load_file(proposal, _proposal_to_verify, "proposal")
+    _warn_ungoverned(loaded)
     initial = load_state_option(state) if state is not None else None
     result = verify(loaded, initial, _tools_argument(tools, tool_schemas), max_actions)
     if output is TextOrJson.json:
@@ -146,6 +147,25 @@ def run_verify(
     else:
         echo(render_verify_text(result))
     return EXIT_OK if result.valid else EXIT_FAILED
+
+
+def _warn_ungoverned(loaded: ActionProposal | PlainColumns) -> None:
+    """Say on stderr that the capability and budget the proposal names are not checked: they
+    are a program's, and without one a valid verdict says nothing about them (`rank`, which
+    cannot judge such a candidate either, calls it invalid)."""
+    from carlang_runtime.ir import ActionProposal
+
+    proposal = loaded if isinstance(loaded, ActionProposal) else loaded.proposal
+    named = [
+        f"{kind} '{name}'"
+        for kind, name in (("capability", proposal.capability), ("budget", proposal.budget))
+        if name
+    ]
+    if named:
+        echo_err(
+            f"warning: the proposal runs under {' and '.join(named)}, which this verify does"
+            " not check: give the program that declares them with --program FILE.car"
+        )
 
 
 def verify_against(
