@@ -55,6 +55,7 @@ def broken_deploy(env):
 def setup(runtime):
     runtime.register_tool("fetch", fetch)
     runtime.register_tool("deploy", broken_deploy)
+    runtime.register_tool("rollback", rollback)
 """
 
 
@@ -186,14 +187,23 @@ def test_a_tool_that_calls_sys_exit_stops_the_run_saying_so(tmp_path: Path) -> N
     assert "raise an exception to fail its action, not exit" in said
 
 
-def test_a_tool_without_an_implementation_fails_clearly(tmp_path: Path) -> None:
+def test_a_tool_without_an_implementation_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    """Known before the run: without it, the calls before the first unimplemented one would
+    be made for real, and the run then fail (exit 2, nothing run, no event log left)."""
     program, _ = project(tmp_path)
-    code, out = run(str(program), "--format", "json", "--auto-approve")
-    assert code == 1
-    get = json.loads(out)["result"]["results"][0]
-    assert get["error"] == (
-        "tool 'fetch' has no implementation: register one (carlang run --tools module:attr)"
-    )
+    log = tmp_path / "events.jsonl"
+    code, out = run(str(program), "--format", "json", "--auto-approve", "--events", str(log))
+    assert code == 2, out
+    assert "error: no implementation of tools `deploy`, `fetch`, which proposal" in out
+    assert "warning: compensation tool `rollback` has no implementation" in out
+    assert "give them with --tools module:attr; nothing was run" in out
+    assert not log.exists()
+    builtin = tmp_path / "notes.car"
+    builtin.write_text('tool echo(text: string)\nproposal p { a = echo(text: "hi") }\n')
+    code, out = run(str(builtin))
+    assert code == 2 and "(or --builtins: echo is one of carlang's own tools)" in out, out
 
 
 def test_an_invalid_proposal_is_refused_unless_forced(tmp_path: Path) -> None:
@@ -202,9 +212,11 @@ def test_an_invalid_proposal_is_refused_unless_forced(tmp_path: Path) -> None:
         "tool fetch(url: string)\nstate { ready: bool = false }\n"
         'proposal p { get = fetch(url: "x") { requires ready == true } }\n'
     )
+    tools = tmp_path / "fetch_tools.py"
+    tools.write_text("def fetch(url):\n    return url\n")
     code, out = run(str(program))
     assert code == 1 and "does not verify; run anyway with --force" in out
-    code, out = run(str(program), "--force", "--format", "json")
+    code, out = run(str(program), "--force", "--format", "json", "--tools", f"{tools}:fetch")
     assert code == 1 and json.loads(out)["result"]["results"][0]["status"] == "rejected"
 
 
@@ -599,6 +611,31 @@ def test_the_table_says_which_actions_were_compensated(tmp_path: Path) -> None:
     hotel = next(line for line in out.splitlines() if "hotel" in line)
     assert "succeeded (rolled back, compensated)" in hotel
     assert "compensated by cancel" in hotel
+
+
+def test_the_table_says_a_rolled_back_call_was_not_undone(tmp_path: Path) -> None:
+    """A call that succeeded before the run aborted, with no compensation: its state effects
+    were rolled back, what it did outside was not, and the table does not let "rolled back"
+    say otherwise; a state write rolled back is just that."""
+    program = tmp_path / "trip.car"
+    program.write_text(
+        SAGA.replace(" { compensate cancel() }", "").replace(
+            "  card = pay() after hotel\n",
+            "  mark = set booked = true\n  card = pay() after hotel, mark\n",
+        )
+    )
+    (tmp_path / "trip_tools.py").write_text(SAGA_TOOLS)
+    code, out = run(str(program), "--tools", f"{tmp_path / 'trip_tools.py'}:TOOLS")
+    assert code == 1, out
+    rows = {line.split()[1]: line for line in out.splitlines() if line.startswith("│")}
+    assert "succeeded (rolled back; the call not undone)" in rows["hotel"]
+    assert "succeeded (rolled back) " in rows["mark"]
+    assert "0 successful tool calls" not in out and "1 successful tool call," in out
+    said = " ".join(out.split())
+    assert (
+        "the run aborted: its state effects were rolled back, but what 1 tool call did outside"
+        " carlang was not undone (`compensate` names the call that undoes one)"
+    ) in said
 
 
 def test_a_state_no_run_can_have_is_refused(tmp_path: Path) -> None:

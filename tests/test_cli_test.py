@@ -723,8 +723,12 @@ def test_test_names_are_per_file_and_do_not_stop_a_run(tmp_path: Path) -> None:
     )
     code, _, err = run("test", str(main))
     assert code == 1 and 'two tests are called "twice"' in err
-    ran = runner.invoke(app, ["run", str(main), "--proposal", "p", "--format", "json"])
-    assert ran.exit_code == 1 and json.loads(ran.stdout)["result"]["results"][0]["action_id"] == "a"
+    tools = tmp_path / "fetch_tools.py"
+    tools.write_text("def fetch(url):\n    return url\n")
+    ran = runner.invoke(
+        app, ["run", str(main), "--proposal", "p", "--format", "json", "--tools", f"{tools}:fetch"]
+    )
+    assert ran.exit_code == 0 and json.loads(ran.stdout)["result"]["results"][0]["action_id"] == "a"
 
 
 TIMED = """\

@@ -7,7 +7,7 @@ import contextlib
 import json
 import math
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -261,6 +261,8 @@ def run_command(
         if builtins:
             _register_builtins(runtime, files_root or Path.cwd(), allow_host or [])
         _register_tools(runtime, program, tools or [])
+        if resume is None and plan is None:
+            _refuse_unimplemented(runtime, chosen, builtins)
     runtime.use(reporter)
     diverted = _stdout_to_stderr(output is RunFormat.json)
     try:
@@ -661,6 +663,43 @@ def _register_tools(runtime: Runtime, program: ir.Program, specs: list[str]) -> 
             )
 
 
+def _refuse_unimplemented(runtime: Runtime, proposal: ir.ActionProposal, builtins: bool) -> None:
+    """A usage error, before anything runs, for the tools `proposal`'s actions call that have
+    no implementation: the run would fail at the first one, after the calls before it were
+    made for real. A compensation's tool without one is a warning: it runs only if the run
+    aborts (and then fails, saying so)."""
+    from carlang_runtime.engine.builtins import BUILTIN_NAMES
+    from carlang_runtime.ir import ToolCompensation
+
+    def unimplemented(names: Iterable[str | None]) -> list[str]:
+        tools = runtime.tools
+        return sorted({n for n in names if n in tools and tools[n].fn is None})
+
+    undoing = [c for a in proposal.actions if isinstance(c := a.compensation, ToolCompensation)]
+    for name in unimplemented(c.tool for c in undoing):
+        echo_err(
+            f"warning: compensation tool `{name}` has no implementation: if the run aborts,"
+            " the undo steps that call it fail (give it with --tools module:attr)"
+        )
+    missing = unimplemented(a.tool for a in proposal.actions if a.type == "tool_call")
+    if not missing:
+        return
+    runtime.close()
+    names = ", ".join(f"`{name}`" for name in missing)
+    built_in = [name for name in missing if name in BUILTIN_NAMES]
+    builtin_hint = (
+        f" (or --builtins: {', '.join(built_in)}"
+        f" {'are among' if len(built_in) > 1 else 'is one of'} carlang's own tools)"
+        if built_in and not builtins
+        else ""
+    )
+    fail_usage(
+        f"no implementation of {'tools' if len(missing) > 1 else 'tool'} {names}, which proposal"
+        f" `{proposal.id}` calls: give them with --tools module:attr{builtin_hint}; nothing"
+        " was run"
+    )
+
+
 def _refuse_builtin_options(
     builtins: bool, files_root: Path | None, allow_host: list[str] | None = None
 ) -> None:
@@ -770,8 +809,16 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
 
     rows = []
     undone = {c.action_id: c for c in result.compensations}
+    calls = {a.id for a in proposal.actions if a.type == "tool_call"}
+    calls_not_undone = 0
     for entry in result.results:
-        status = entry.status.value + (" (rolled back)" if entry.rolled_back else "")
+        status = entry.status.value
+        if entry.rolled_back and entry.action_id in calls and entry.action_id not in undone:
+            # its state effects were undone; what the call did outside was not
+            status += " (rolled back; the call not undone)"
+            calls_not_undone += 1
+        elif entry.rolled_back:
+            status += " (rolled back)"
         text = entry.error if entry.error and not entry.rolled_back else _short(entry.output)
         compensation = undone.get(entry.action_id)
         if compensation is not None:  # (CAR's text for the entry says nothing was undone)
@@ -791,9 +838,16 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
     shown = ", ".join(f"{n} {status.value}" for status, n in counts.items())
     cost = result.cost
     console.print(
-        f"{shown}; {plural(cost.tool_calls, 'tool call')},"
+        # (CAR's count: a call that failed is not in it, so the words say what it counts)
+        f"{shown}; {plural(cost.tool_calls, 'successful tool call')},"
         f" {plural(cost.retries, 'retry', 'retries')}, {cost.total_duration_ms:.1f} ms in actions"
     )
+    if calls_not_undone:
+        console.print(
+            f"the run aborted: its state effects were rolled back, but what"
+            f" {plural(calls_not_undone, 'tool call')} did outside carlang was not undone"
+            " (`compensate` names the call that undoes one)"
+        )
 
 
 #: The most state keys `run` lists, and the longest a value it shows (the rest: --format json).

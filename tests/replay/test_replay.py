@@ -862,7 +862,7 @@ proposal p {
     )
     log = tmp_path / f"x{suffix}"
     code, out = cli("run", str(source), "--tools", f"{tools}:TOOLS", "--events", str(log))
-    assert code == 1 and "1 succeeded, 1 rejected; 1 tool call, 1 retry" in out, out
+    assert code == 1 and "1 succeeded, 1 rejected; 1 successful tool call, 1 retry" in out, out
     (run,) = read_runs([log])
     assert run.decisions["b"].decision == "deny"
     code, found, report = changes(log, source)
