@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import os
@@ -464,6 +465,11 @@ class McpClient:
             raise McpError(
                 f"MCP server '{server.name}': cannot start {server.command}: {exc.strerror or exc}"
             ) from exc
+        if self._closed:  # (closed while it was being started: no one else would stop it)
+            with contextlib.suppress(OSError):
+                self._process.kill()
+                self._process.wait()
+            raise McpError(f"MCP server '{server.name}': the session was closed")
         self._reader = threading.Thread(
             target=self._read_stdio, name=f"mcp-{server.name}", daemon=True
         )

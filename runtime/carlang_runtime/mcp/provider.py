@@ -14,10 +14,11 @@ server's own secrets (its env values, credential options) as `[REDACTED]`. A ser
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from ..engine.tools import ToolError
 from ..ir import McpServer, Program, ToolSchema
@@ -31,6 +32,8 @@ from ..redact import (
     secret_values,
 )
 from .client import McpClient, McpError
+
+T = TypeVar("T")
 
 __all__ = [
     "McpSessions",
@@ -202,40 +205,76 @@ class McpSessions:
         self._clients: dict[str, McpClient] = {}
         self._live: dict[str, dict[str, dict[str, Any]]] = {}
         self._stale: set[str] = set()
+        #: Guards the dicts here, held for moments only: never while a server starts.
         self._lock = threading.Lock()
+        #: One lock per server, held while it starts: a server that is slow to answer
+        #: `initialize` holds up the calls of its own tools, not those of the others.
+        self._starting_locks: dict[str, threading.Lock] = {}
+        #: The sessions being started, which `close` stops too (their start then fails at
+        #: once instead of running out its timeout: Ctrl-C does not wait for it).
+        self._starting: dict[str, McpClient] = {}
+        #: How many calls wait, off the event loop, on each server's session (`_waited`).
+        self._waiters: collections.Counter[str] = collections.Counter()
         self._closed = False
         #: (server, tool) -> the pinning verdict against the server's current list
         self._verdicts: dict[tuple[str, str], str | None] = {}
 
     def client(self, name: str) -> McpClient:
-        """The session with server `name`, started (and its tools listed) on first use."""
+        """The session with server `name`, started (and its tools listed) on first use. It
+        blocks while the server starts: call it from a worker thread, not an event loop."""
+        found = self._usable(name)
+        if found is not None:
+            return found
+        with self._lock:
+            starting = self._starting_locks.setdefault(name, threading.Lock())
+        with starting:
+            found = self._usable(name)  # (started by another caller meanwhile)
+            if found is not None:
+                return found
+            return self._start(name)
+
+    def _usable(self, name: str) -> McpClient | None:
+        """The live session with server `name`, if there is one; an error once closed."""
         with self._lock:
             if self._closed:
                 raise McpError(f"MCP server '{name}': the session was closed")
             found = self._clients.get(name)
-            if found is not None and found.alive:
-                return found
-            server = self.servers.get(name)
-            if server is None:
-                raise McpError(f"no MCP server '{name}' is declared")
-            label = f"[{name}{' ' if self.whose else ''}{self.whose}]"
-            client = McpClient(server, stderr=self.stderr, keep_out=self.keep_out, label=label)
-            client.on_notification = lambda method, _params: self._notified(name, method)
-            limit = _start_timeout(server)
-            try:
-                client.start(limit)
-            except TimeoutError:
-                said = client.said()
-                client.close()
-                raise McpError(
-                    client.scrubbed(_not_started(client.where, server, limit)) + said
-                ) from None
-            except Exception:
-                client.close()
-                raise
-            self._clients[name] = client
-            self._stale.add(name)
-            return client
+            return found if found is not None and found.alive else None
+
+    def _start(self, name: str) -> McpClient:
+        """Start a session with server `name` (its starting lock held)."""
+        server = self.servers.get(name)
+        if server is None:
+            raise McpError(f"no MCP server '{name}' is declared")
+        label = f"[{name}{' ' if self.whose else ''}{self.whose}]"
+        client = McpClient(server, stderr=self.stderr, keep_out=self.keep_out, label=label)
+        client.on_notification = lambda method, _params: self._notified(name, method)
+        limit = _start_timeout(server)
+        with self._lock:
+            self._starting[name] = client
+        try:
+            client.start(limit)
+        except TimeoutError:
+            said = client.said()
+            client.close()
+            raise McpError(
+                client.scrubbed(_not_started(client.where, server, limit)) + said
+            ) from None
+        except Exception:
+            client.close()
+            raise
+        finally:
+            with self._lock:
+                self._starting.pop(name, None)
+        with self._lock:
+            closed = self._closed
+            if not closed:
+                self._clients[name] = client
+                self._stale.add(name)
+        if closed:  # (closed while it started: nobody would stop it)
+            client.close()
+            raise McpError(f"MCP server '{name}': the session was closed")
+        return client
 
     def _notified(self, server: str, method: str) -> None:
         if method == "notifications/tools/list_changed":
@@ -300,11 +339,13 @@ class McpSessions:
             if key in self._verdicts and self.fresh(server_name):
                 problem = self._verdicts[key]  # the list has not changed since: same verdict
             else:
-                problem = await asyncio.to_thread(self.pinning_problem, schema)
+                problem = await self._waited(server_name, self.pinning_problem, schema)
                 self._verdicts[key] = problem
             if problem is not None:
                 raise ToolError(problem)
-            client = self.client(server_name)
+            client = self._clients.get(server_name)
+            if client is None or not client.alive:  # (started, or restarted, off the loop)
+                client = await self._waited(server_name, self.client, server_name)
             if secret:
                 client.keep_out(secret_values(arguments, secret))
             future = client.request("tools/call", {"name": remote, "arguments": arguments})
@@ -331,11 +372,30 @@ class McpSessions:
         call_mcp_tool.__doc__ = f"Calls tool '{remote}' on MCP server '{server_name}'."
         return call_mcp_tool
 
+    async def _waited(self, server: str, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` in a worker thread: it may start `server`, which can take the
+        server's whole start timeout. When the last call waiting on it is cancelled (Ctrl-C,
+        the run stopped), a start in progress is stopped: the thread then ends at once, and
+        nothing waits out the timeout for a server no one wants any more."""
+        self._waiters[server] += 1
+        try:
+            return await asyncio.to_thread(work, *args)
+        except asyncio.CancelledError:
+            if self._waiters[server] == 1:
+                with self._lock:
+                    starting = self._starting.get(server)
+                if starting is not None:
+                    await asyncio.shield(asyncio.to_thread(starting.close))
+            raise
+        finally:
+            self._waiters[server] -= 1
+
     def close(self) -> None:
-        """End every session; none starts again."""
+        """End every session, those still starting too; none starts again."""
         with self._lock:
             self._closed = True
-            clients, self._clients = list(self._clients.values()), {}
+            clients = [*self._clients.values(), *self._starting.values()]
+            self._clients = {}
         for client in clients:
             client.close()
 

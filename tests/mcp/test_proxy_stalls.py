@@ -1,0 +1,108 @@
+"""A server that never finishes starting stalls only the calls of its own tools: the proxy's
+other servers answer meanwhile, and a Ctrl-C stops the proxy (and the starting server) at
+once rather than after the start's timeout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from carlang.cli import app
+from tests.conftest import ROOT
+from tests.mcp.conftest import initialize, needs_sdk, toy_command
+
+# slow: the proxy as a subprocess with real MCP servers (CI runs these)
+pytestmark = [needs_sdk, pytest.mark.slow]
+runner = CliRunner()
+
+#: A "server" that writes its process id, then never answers `initialize`.
+HANGING = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+
+
+@pytest.fixture
+def program(tmp_path: Path) -> Path:
+    toy = tmp_path / "toy.car"
+    result = runner.invoke(
+        app, ["mcp", "import", "--name", "toy", "-o", str(toy), "--", *toy_command()]
+    )
+    assert result.exit_code == 0, result.output
+    hang = tmp_path / "hang.car"
+    arguments = json.dumps(["-c", HANGING, str(tmp_path / "hang.pid")])
+    hang.write_text(
+        f"mcp_server hang {{\n  command {json.dumps(sys.executable)}\n  args {arguments}\n"
+        '  timeout 60s\n}\ntool hang.t() { schema { type: "object", properties: {} } }\n'
+    )
+    path = tmp_path / "both.car"
+    path.write_text('import "toy.car"\nimport "hang.car"\n')
+    checked = runner.invoke(app, ["check", str(path)])
+    assert checked.exit_code == 0, checked.output
+    return path
+
+
+def _message(request_id: Any, method: str, params: dict[str, Any]) -> bytes:
+    return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
+
+
+def test_a_server_that_never_starts_stalls_no_other_server_nor_ctrl_c(program: Path) -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "carlang", "mcp", "proxy", str(program)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"},
+    )
+    assert process.stdin is not None and process.stdout is not None
+    initialized = json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    lines = [
+        json.dumps(initialize()),
+        initialized,
+        _message(1, "tools/call", {"name": "hang.t", "arguments": {}}),
+        _message(2, "tools/call", {"name": "toy.add", "arguments": {"a": 2, "b": 3}}),
+    ]
+    pid_file = program.parent / "hang.pid"
+    try:
+        process.stdin.write("".join(line + "\n" for line in lines).encode())
+        process.stdin.flush()
+        assert json.loads(process.stdout.readline())["id"] == "init"
+        started = time.monotonic()
+        answer = json.loads(process.stdout.readline())  # toy.add's, while hang still starts
+        waited = time.monotonic() - started
+        assert answer["id"] == 2 and answer["result"]["structuredContent"] == {"result": 5}
+        assert waited < 30, waited  # (hang's start runs for 60 s)
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        hang_pid = int(pid_file.read_text())
+        stopping = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert time.monotonic() - stopping < 15  # (not the start's 60 s)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
+    deadline = time.monotonic() + 10
+    while _alive(hang_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(hang_pid), "the server that was starting was left running"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # (a zombie, reaped by no one yet, counts as gone)
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "zombie" not in status.read_text()
