@@ -132,12 +132,19 @@ def import_command(
         if env:
             fail_usage("--env is for a server carlang starts (a command), not one at --url")
         server = McpServer(name=server_name, url=url, headers=_passed_headers(header or [], url))
-    try:
-        info, entries = import_server(server, timeout)
-    except McpError as exc:
-        fail_usage(str(exc))
-    except TimeoutError:
-        fail_usage(f"MCP server '{server_name}' did not answer within {timeout:g}s")
+    # (SIGTERM and SIGHUP too stop the server it started, as Ctrl-C does, before it exits)
+    with _stopped_as_by_ctrl_c() as caught:
+        try:
+            info, entries = import_server(server, timeout)
+        except McpError as exc:
+            fail_usage(str(exc))
+        except TimeoutError:
+            fail_usage(f"MCP server '{server_name}' did not answer within {timeout:g}s")
+        except KeyboardInterrupt:
+            if not caught:  # (Ctrl-C itself)
+                raise
+    if caught:
+        raise typer.Exit(128 + caught[0])
     if name is None:
         server_name = server_name_for(command, url, info)
         server = server.model_copy(update={"name": server_name})

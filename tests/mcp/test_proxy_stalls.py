@@ -1,6 +1,7 @@
 """A server that never finishes starting stalls only the calls of its own tools: the proxy's
 other servers answer meanwhile, and a Ctrl-C stops the proxy (and the starting server) at
-once rather than after the start's timeout."""
+once rather than after the start's timeout. `carlang mcp import` stopped by SIGTERM or SIGHUP
+stops the server it started, as on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -96,6 +97,37 @@ def test_a_server_that_never_starts_stalls_no_other_server_nor_ctrl_c(program: P
     while _alive(hang_pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not _alive(hang_pid), "the server that was starting was left running"
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
+def test_import_stopped_by_a_signal_stops_the_server_it_started(
+    tmp_path: Path, stop: signal.Signals
+) -> None:
+    pid_file = tmp_path / "hang.pid"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "carlang", "mcp", "import", "--"]
+        + [sys.executable, "-c", HANGING, str(pid_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"},
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not pid_file.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        hang_pid = int(pid_file.read_text())
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 128 + stop, stderr.decode()
+    assert b"Traceback" not in stderr, stderr.decode()
+    deadline = time.monotonic() + 10
+    while _alive(hang_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(hang_pid), "the server import started was left running"
 
 
 def _alive(pid: int) -> bool:
