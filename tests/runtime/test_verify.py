@@ -364,6 +364,11 @@ def test_budget() -> None:
         ("CL0605", "error", "proposal", "3 actions exceed budget 'default' (max_actions 2)"),
         ("CL0606", "error", "proposal", "2 tool calls exceed budget 'default' (max_tool_calls 1)"),
     ]
+    none = Budget(name="none", max_actions=0, max_tool_calls=0)
+    assert findings([tc("a", tool="t1")], budget=none) == [
+        ("CL0605", "error", "proposal", "1 action exceeds budget 'none' (max_actions 0)"),
+        ("CL0606", "error", "proposal", "1 tool call exceeds budget 'none' (max_tool_calls 0)"),
+    ]
 
 
 def test_issue_order_follows_car() -> None:
