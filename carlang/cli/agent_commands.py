@@ -40,6 +40,7 @@ class SpecFormat(StrEnum):
     """Tool list formats of `carlang export tools`."""
 
     openai = "openai"
+    openai_responses = "openai-responses"
     anthropic = "anthropic"
     mcp = "mcp"
 

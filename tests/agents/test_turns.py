@@ -215,6 +215,14 @@ def test_tool_specs_only_show_what_the_capability_allows(program: Any, runtime: 
         },
     }
     assert "shell" in [s["name"] for s in tool_specs(program, "mcp")]
+    # the Responses API's function tools are flat: type, name, description, parameters
+    (responses, *_) = tool_specs(program, "openai-responses", capability="agent")
+    assert responses == {
+        "type": "function",
+        "name": "read_file",
+        "description": "read a file",
+        "parameters": anthropic["input_schema"],
+    }
 
 
 def _openai_call(arguments: Any, call_id: Any = "c1", name: str = "pay") -> dict[str, Any]:

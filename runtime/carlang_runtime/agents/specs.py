@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 #: The formats `tool_specs` writes.
-SPEC_FORMATS: tuple[str, ...] = ("openai", "anthropic", "mcp")
+SPEC_FORMATS: tuple[str, ...] = ("openai", "openai-responses", "anthropic", "mcp")
 
 
 def tool_name_from_model(name: str, known: Mapping[str, Any]) -> str:
@@ -87,10 +87,11 @@ def tool_specs(
     source: Any, format: str = "openai", *, capability: str | Capability | None = None
 ) -> list[dict[str, Any]]:
     """The tool list a model sees: the tools of a `Program` or `Runtime` (or a list of
-    `ToolSchema`) that the capability allows, as OpenAI function tools, Anthropic tools or
-    MCP tools. Tools outside the capability are left out entirely. Two tools with one model
-    name (`fs__delete`, `fs.delete`) are a `CarlangRuntimeError` for a model's formats (MCP
-    keeps the names as they are)."""
+    `ToolSchema`) that the capability allows, as OpenAI function tools (Chat Completions,
+    or `openai-responses`: the Responses API's), Anthropic tools or MCP tools. Tools outside
+    the capability are left out entirely. Two tools with one model name (`fs__delete`,
+    `fs.delete`) are a `CarlangRuntimeError` for a model's formats (MCP keeps the names as
+    they are)."""
     if format not in SPEC_FORMATS:
         raise CarlangRuntimeError(
             f"unknown tool spec format '{format}' (use one of {', '.join(SPEC_FORMATS)})"
@@ -111,6 +112,13 @@ def _spec(schema: ToolSchema, format: str) -> dict[str, Any]:
                 "description": schema.description,
                 "parameters": parameters,
             },
+        }
+    if format == "openai-responses":  # (the Responses API's function tools are flat)
+        return {
+            "type": "function",
+            "name": model_tool_name(schema.name),
+            "description": schema.description,
+            "parameters": parameters,
         }
     if format == "anthropic":
         return {
