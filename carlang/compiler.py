@@ -132,6 +132,12 @@ def _compile_loaded(
             result.tests = build_tests(
                 lowered.program, result.source_map, result.diagnostics, skipped, loaded.root
             )
+            # a tool a test calls is used (by the tests of the policies that judge it)
+            result.used.update(
+                ("tool", case.action.tool)
+                for case in result.tests
+                if case.action is not None and case.action.tool
+            )
     if check and report_unused:
         _report_unused(result, unused_declarations(result, entry_only=True))
     diagnostics.items = without_cascades(diagnostics.items, loaded, parse_findings)

@@ -1163,9 +1163,17 @@ class _Lowerer:
             )
 
     def use_tool_patterns(self, names: Iterable[ast.Name]) -> None:
+        """The tools a capability names are used by it: by name, or matched by a glob
+        (`allow read_*`, `allow *`), as a policy's targets are."""
         for name in names:
             if name.text in self.tool_decls:
                 self.used.add(("tool", name.text))
+                continue
+            from carlang_runtime.globs import GlobSet
+
+            matcher = GlobSet([name.text])
+            if not matcher.exact_only:
+                self.used.update(("tool", t) for t in self.tool_decls if matcher.matches(t))
 
     # -- policies ----------------------------------------------------------------------------
 

@@ -402,3 +402,24 @@ policy tested_first: deny deploy when !history.exists(h, h.tool == 'run_tests')
 """
     found = compile_diagnostics(program).diagnostics.items
     assert [(d.code, d.message) for d in found] == [("CL0207", "tool `lonely` is never used")]
+
+
+def test_tools_a_capability_glob_matches_or_a_test_calls_are_used() -> None:
+    """A trial: `allow *` (or `allow read_*`) counted as no use while `allow a, b` did, and a
+    tool only a `test` block called was 'never used': `check --strict` failed a gateway's
+    program of tools, a capability and tested policies."""
+    program = """
+tool read_notes(path: string)
+tool search(q: string)
+tool lonely()
+capability reader { tools allow read_* }
+policy no_etc: deny read_notes when params.path.startsWith("/etc")
+test "a search is allowed" {
+  action search(q: "x")
+  expect allow
+}
+"""
+    found = compile_diagnostics(program).diagnostics.items
+    assert [(d.code, d.message) for d in found] == [("CL0207", "tool `lonely` is never used")]
+    everything = program.replace("allow read_*", "allow *")
+    assert compile_diagnostics(everything).diagnostics.items == []
