@@ -436,6 +436,7 @@ class _Builder:
         checked = [self.expectation(source, expect, subject, row) for expect in expects]
         expectations = [expectation for expectation in checked if expectation is not None]
         fits &= len(expectations) == len(checked)
+        fits &= self.consistent(source, expects, checked)
         fields: dict[str, Any] = {}
         if isinstance(subject, ast.GivenAction):
             fields["action"] = self.action(source, subject, row)
@@ -487,6 +488,29 @@ class _Builder:
                 'write it like now "2026-01-05T10:00:00Z" (a zone: Z or +02:00)',
             )
             return None
+
+    def consistent(
+        self, source: Source, expects: list[ast.Expect], checked: list[Expectation | None]
+    ) -> bool:
+        """Whether no two expectations contradict each other (`expect deny` and `expect
+        allow`, `expect valid` and `expect invalid`): such a test could never pass. The
+        second is the error."""
+        first: dict[tuple[str, bool], Expectation] = {}
+        for expect, expectation in zip(expects, checked, strict=True):
+            if expectation is None or expectation.kind not in ("decision", "validity"):
+                continue
+            key = (expectation.kind, expectation.shadow)
+            earlier = first.setdefault(key, expectation)
+            if earlier.word != expectation.word:
+                self.error(
+                    source,
+                    expect.span,
+                    f"this test already expects `{earlier.word}`: it cannot also expect"
+                    f" `{expectation.word}`",
+                    "keep the one the test is about, or make another test for the other",
+                )
+                return False
+        return True
 
     def expectation(
         self,
