@@ -368,6 +368,16 @@ def test_a_json_file_given_as_a_program_is_refused_with_the_command_for_it(
     assert "CL0102" not in result.output
 
 
+@pytest.mark.parametrize("command", ["check", "run", "compile", "test"])
+def test_a_python_file_given_as_a_program_says_where_tools_go(tmp_path: Path, command: str) -> None:
+    """A trial: `carlang check tools.py` was CL0102 `unexpected name def`."""
+    path = write(tmp_path, "tools.py", "def fetch(url):\n    return url\n")
+    result = runner.invoke(app, [command, str(path)])
+    assert result.exit_code == 2, result.output
+    assert "a Python file, not a carlang program (.car)" in result.output
+    assert f"`carlang run FILE.car --tools {path}:TOOLS`" in " ".join(result.output.split())
+
+
 def test_check_quotes_no_value_at_a_redact_path(tmp_path: Path) -> None:
     """`redact params.card_number`: a diagnostic on that parameter says `[REDACTED]`, as one
     on a `secret` parameter does (the value is in the file, but CI logs keep the output)."""

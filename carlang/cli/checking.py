@@ -73,7 +73,7 @@ def collect_sources(paths: list[Path]) -> list[Path]:
         if stat.S_ISDIR(mode):
             found.extend(_car_files(path))
         elif stat.S_ISREG(mode):
-            _refuse_json(path)
+            _refuse_other_formats(path)
             found.append(path)
         else:  # a FIFO, a device: reading it could block for ever
             from carlang_runtime.textfile import NOT_REGULAR
@@ -102,14 +102,33 @@ def _car_files(folder: Path) -> list[Path]:
     return car_files_under(folder, unreadable)
 
 
-def _refuse_json(path: Path) -> None:
-    """A `.json` file named where a program is expected: a CAR proposal or an IR, most likely
-    (`carlang run plan.json`), which would otherwise be a syntax error at its first `{`."""
-    if path.suffix.lower() == ".json":
-        fail_usage(
-            f"{path}: a JSON file, not a carlang program (.car): `carlang verify {path}` checks"
-            " a CAR proposal, and `carlang compile FILE.car` makes one from a program"
-        )
+#: Files of other kinds named where a program is expected, by suffix: what each is, and what
+#: carlang command takes it (else a syntax error at its first word would be all it said).
+_OTHER_FORMATS = {
+    ".json": (
+        "a JSON file",
+        "`carlang verify {path}` checks a CAR proposal, and `carlang compile FILE.car` makes"
+        " one from a program",
+    ),
+    ".py": (
+        "a Python file",
+        "tools written in Python are given to a run: `carlang run FILE.car --tools {path}:TOOLS`",
+    ),
+    ".md": ("a Markdown file", "`carlang check` reads .car programs"),
+    ".toml": ("a TOML file", "a project's settings go in carlang.toml, next to its .car files"),
+    ".yaml": ("a YAML file", "`carlang check` reads .car programs"),
+    ".yml": ("a YAML file", "`carlang check` reads .car programs"),
+}
+
+
+def _refuse_other_formats(path: Path) -> None:
+    """A file of another kind named where a program is expected (a CAR proposal as JSON,
+    most likely: `carlang run plan.json`; a tools module): a usage error saying what it is and
+    what takes it, rather than a syntax error at its first token."""
+    found = _OTHER_FORMATS.get(path.suffix.lower())
+    if found is not None:
+        kind, instead = found
+        fail_usage(f"{path}: {kind}, not a carlang program (.car): {instead.format(path=path)}")
 
 
 def covers_project(files: list[Path], root: Path) -> bool:
