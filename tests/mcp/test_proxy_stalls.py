@@ -25,8 +25,9 @@ from tests.mcp.conftest import initialize, needs_sdk, toy_command
 pytestmark = [needs_sdk, pytest.mark.slow]
 runner = CliRunner()
 
-#: A "server" that writes its process id, then never answers `initialize`.
-HANGING = "import os, sys, time; open(sys.argv[1], 'w').write(str(os.getpid())); time.sleep(120)"
+#: A "server" that adds its process id to a file (a line per start), then never answers
+#: `initialize`.
+HANGING = "import os, sys, time; open(sys.argv[1], 'a').write(f'{os.getpid()}\\n'); time.sleep(120)"
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ def program(tmp_path: Path) -> Path:
     return path
 
 
-def _message(request_id: Any, method: str, params: dict[str, Any]) -> bytes:
+def _message(request_id: Any, method: str, params: dict[str, Any]) -> str:
     return json.dumps({"jsonrpc": "2.0", "id": request_id, "method": method, "params": params})
 
 
@@ -63,10 +64,16 @@ def test_a_server_that_never_starts_stalls_no_other_server_nor_ctrl_c(program: P
     )
     assert process.stdin is not None and process.stdout is not None
     initialized = json.dumps({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    # more calls of the hanging server than asyncio's default pool has threads (min(32,
+    # CPUs + 4)): waiting on its start holds none of them
+    waiting = [
+        _message(100 + n, "tools/call", {"name": "hang.t", "arguments": {}})
+        for n in range(min(32, (os.cpu_count() or 1) + 4) + 2)
+    ]
     lines = [
         json.dumps(initialize()),
         initialized,
-        _message(1, "tools/call", {"name": "hang.t", "arguments": {}}),
+        *waiting,
         _message(2, "tools/call", {"name": "toy.add", "arguments": {"a": 2, "b": 3}}),
     ]
     pid_file = program.parent / "hang.pid"
@@ -82,11 +89,11 @@ def test_a_server_that_never_starts_stalls_no_other_server_nor_ctrl_c(program: P
         deadline = time.monotonic() + 30
         while not pid_file.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        hang_pid = int(pid_file.read_text())
         stopping = time.monotonic()
         process.send_signal(signal.SIGINT)
-        _, stderr = process.communicate(timeout=30)
+        _, stderr = process.communicate(timeout=90)
         assert time.monotonic() - stopping < 15  # (not the start's 60 s)
+        (hang_pid,) = map(int, pid_file.read_text().split())  # (started once, for all its calls)
     finally:
         if process.poll() is None:
             process.kill()

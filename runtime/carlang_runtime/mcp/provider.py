@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import concurrent.futures
 import json
 import threading
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
 from ..engine.tools import ToolError
 from ..ir import McpServer, Program, ToolSchema
@@ -32,8 +33,6 @@ from ..redact import (
     secret_values,
 )
 from .client import McpClient, McpError
-
-T = TypeVar("T")
 
 __all__ = [
     "McpSessions",
@@ -207,13 +206,12 @@ class McpSessions:
         self._stale: set[str] = set()
         #: Guards the dicts here, held for moments only: never while a server starts.
         self._lock = threading.Lock()
-        #: One lock per server, held while it starts: a server that is slow to answer
-        #: `initialize` holds up the calls of its own tools, not those of the others.
-        self._starting_locks: dict[str, threading.Lock] = {}
-        #: The sessions being started, which `close` stops too (their start then fails at
-        #: once instead of running out its timeout: Ctrl-C does not wait for it).
-        self._starting: dict[str, McpClient] = {}
-        #: How many calls wait, off the event loop, on each server's session (`_waited`).
+        #: Each server being started, once, in a thread of its own: its future (which every
+        #: caller waits on: the event loop without a worker thread held) and its session,
+        #: which `close` stops too (the start then fails at once instead of running out its
+        #: timeout: Ctrl-C does not wait for it).
+        self._starting: dict[str, tuple[concurrent.futures.Future[McpClient], McpClient]] = {}
+        #: How many calls of the event loop wait on each server's start (`session`).
         self._waiters: collections.Counter[str] = collections.Counter()
         self._closed = False
         #: (server, tool) -> the pinning verdict against the server's current list
@@ -221,17 +219,28 @@ class McpSessions:
 
     def client(self, name: str) -> McpClient:
         """The session with server `name`, started (and its tools listed) on first use. It
-        blocks while the server starts: call it from a worker thread, not an event loop."""
+        blocks while the server starts: a worker thread's call; the event loop awaits
+        `session`."""
+        found = self._usable(name)
+        return found if found is not None else self._start_future(name).result()
+
+    async def session(self, name: str) -> McpClient:
+        """`client` for the event loop: a start in progress is awaited, holding no worker
+        thread. When the last call waiting on it is cancelled (Ctrl-C, the run stopped), the
+        start is stopped: nothing waits out its timeout for a server no one wants any more."""
         found = self._usable(name)
         if found is not None:
             return found
-        with self._lock:
-            starting = self._starting_locks.setdefault(name, threading.Lock())
-        with starting:
-            found = self._usable(name)  # (started by another caller meanwhile)
-            if found is not None:
-                return found
-            return self._start(name)
+        future = self._start_future(name)
+        self._waiters[name] += 1
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            if self._waiters[name] == 1:
+                await asyncio.shield(asyncio.to_thread(self._stop_start, name, future))
+            raise
+        finally:
+            self._waiters[name] -= 1
 
     def _usable(self, name: str) -> McpClient | None:
         """The live session with server `name`, if there is one; an error once closed."""
@@ -241,40 +250,73 @@ class McpSessions:
             found = self._clients.get(name)
             return found if found is not None and found.alive else None
 
-    def _start(self, name: str) -> McpClient:
-        """Start a session with server `name` (its starting lock held)."""
-        server = self.servers.get(name)
-        if server is None:
-            raise McpError(f"no MCP server '{name}' is declared")
-        label = f"[{name}{' ' if self.whose else ''}{self.whose}]"
-        client = McpClient(server, stderr=self.stderr, keep_out=self.keep_out, label=label)
-        client.on_notification = lambda method, _params: self._notified(name, method)
-        limit = _start_timeout(server)
+    def _start_future(self, name: str) -> concurrent.futures.Future[McpClient]:
+        """The future of server `name`'s session: the start in progress, else a new one in
+        a thread of its own (a live session's, done, when one appeared meanwhile)."""
         with self._lock:
-            self._starting[name] = client
+            if self._closed:
+                raise McpError(f"MCP server '{name}': the session was closed")
+            future: concurrent.futures.Future[McpClient] = concurrent.futures.Future()
+            found = self._clients.get(name)
+            if found is not None and found.alive:
+                future.set_result(found)
+                return future
+            if name in self._starting:
+                return self._starting[name][0]
+            server = self.servers.get(name)
+            if server is None:
+                raise McpError(f"no MCP server '{name}' is declared")
+            label = f"[{name}{' ' if self.whose else ''}{self.whose}]"
+            client = McpClient(server, stderr=self.stderr, keep_out=self.keep_out, label=label)
+            client.on_notification = lambda method, _params: self._notified(name, method)
+            future.set_running_or_notify_cancel()  # (a waiter cannot cancel it: only stop it)
+            self._starting[name] = (future, client)
+        thread = threading.Thread(
+            target=self._start, args=(name, server, client, future), name=f"mcp-start-{name}"
+        )
+        thread.start()
+        return future
+
+    def _start(
+        self,
+        name: str,
+        server: McpServer,
+        client: McpClient,
+        future: concurrent.futures.Future[McpClient],
+    ) -> None:
+        """Start `client`, the session with `server`, and settle `future` with it or with
+        why it could not start."""
+        limit = _start_timeout(server)
         try:
-            client.start(limit)
-        except TimeoutError:
-            said = client.said()
+            try:
+                client.start(limit)
+            except TimeoutError:
+                said = client.said()
+                raise McpError(
+                    client.scrubbed(_not_started(client.where, server, limit)) + said
+                ) from None
+            with self._lock:
+                closed = self._closed
+                if not closed:
+                    self._clients[name] = client
+                    self._stale.add(name)
+            if closed:  # (closed while it started: nobody would stop it)
+                raise McpError(f"MCP server '{name}': the session was closed")
+        except BaseException as exc:  # noqa: BLE001 - every failure is the waiters' to see
             client.close()
-            raise McpError(
-                client.scrubbed(_not_started(client.where, server, limit)) + said
-            ) from None
-        except Exception:
-            client.close()
-            raise
+            future.set_exception(exc)
+        else:
+            future.set_result(client)
         finally:
             with self._lock:
                 self._starting.pop(name, None)
+
+    def _stop_start(self, name: str, future: concurrent.futures.Future[McpClient]) -> None:
+        """Stop server `name`'s start of `future`, if it still runs."""
         with self._lock:
-            closed = self._closed
-            if not closed:
-                self._clients[name] = client
-                self._stale.add(name)
-        if closed:  # (closed while it started: nobody would stop it)
-            client.close()
-            raise McpError(f"MCP server '{name}': the session was closed")
-        return client
+            entry = self._starting.get(name)
+        if entry is not None and entry[0] is future:
+            entry[1].close()
 
     def _notified(self, server: str, method: str) -> None:
         if method == "notifications/tools/list_changed":
@@ -336,16 +378,16 @@ class McpSessions:
 
         async def call_mcp_tool(**arguments: Any) -> Any:
             key = (server_name, remote)
+            client = await self.session(server_name)  # (its start awaited on the loop)
             if key in self._verdicts and self.fresh(server_name):
                 problem = self._verdicts[key]  # the list has not changed since: same verdict
             else:
-                problem = await self._waited(server_name, self.pinning_problem, schema)
+                problem = await asyncio.to_thread(self.pinning_problem, schema)
                 self._verdicts[key] = problem
             if problem is not None:
                 raise ToolError(problem)
-            client = self._clients.get(server_name)
-            if client is None or not client.alive:  # (started, or restarted, off the loop)
-                client = await self._waited(server_name, self.client, server_name)
+            if not client.alive:  # (it stopped meanwhile: started again)
+                client = await self.session(server_name)
             if secret:
                 client.keep_out(secret_values(arguments, secret))
             future = client.request("tools/call", {"name": remote, "arguments": arguments})
@@ -372,29 +414,11 @@ class McpSessions:
         call_mcp_tool.__doc__ = f"Calls tool '{remote}' on MCP server '{server_name}'."
         return call_mcp_tool
 
-    async def _waited(self, server: str, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` in a worker thread: it may start `server`, which can take the
-        server's whole start timeout. When the last call waiting on it is cancelled (Ctrl-C,
-        the run stopped), a start in progress is stopped: the thread then ends at once, and
-        nothing waits out the timeout for a server no one wants any more."""
-        self._waiters[server] += 1
-        try:
-            return await asyncio.to_thread(work, *args)
-        except asyncio.CancelledError:
-            if self._waiters[server] == 1:
-                with self._lock:
-                    starting = self._starting.get(server)
-                if starting is not None:
-                    await asyncio.shield(asyncio.to_thread(starting.close))
-            raise
-        finally:
-            self._waiters[server] -= 1
-
     def close(self) -> None:
         """End every session, those still starting too; none starts again."""
         with self._lock:
             self._closed = True
-            clients = [*self._clients.values(), *self._starting.values()]
+            clients = [*self._clients.values(), *(c for _, c in self._starting.values())]
             self._clients = {}
         for client in clients:
             client.close()
