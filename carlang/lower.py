@@ -1166,14 +1166,16 @@ class _Lowerer:
         """The tools a capability names are used by it: by name, or matched by a glob
         (`allow read_*`, `allow *`), as a policy's targets are."""
         for name in names:
-            if name.text in self.tool_decls:
-                self.used.add(("tool", name.text))
-                continue
-            from carlang_runtime.globs import GlobSet
+            self.used.update(("tool", tool) for tool in self.tools_matching(name.text))
 
-            matcher = GlobSet([name.text])
-            if not matcher.exact_only:
-                self.used.update(("tool", t) for t in self.tool_decls if matcher.matches(t))
+    def tools_matching(self, pattern: str) -> list[str]:
+        """The declared tools a name or a glob names."""
+        if pattern in self.tool_decls:  # (a name: looked up; every tool tested was quadratic)
+            return [pattern]
+        from carlang_runtime.globs import GlobSet
+
+        matcher = GlobSet([pattern])
+        return [] if matcher.exact_only else [t for t in self.tool_decls if matcher.matches(t)]
 
     # -- policies ----------------------------------------------------------------------------
 
@@ -1308,16 +1310,9 @@ class _Lowerer:
     def check_targets(self, source: Source, targets: Iterable[ast.Name]) -> None:
         """A policy or rule names tools: an error when a name or pattern matches none declared
         (a policy that can never match is a security bug: the action it meant goes unguarded)."""
-        from carlang_runtime.globs import GlobSet
-
         for target in targets:
-            matcher = GlobSet([target.text])
-            if matcher.exact_only:  # (a name: looked up; every tool tested was quadratic)
-                matched = [target.text] if target.text in self.tool_decls else []
-            else:
-                matched = [t for t in self.tool_decls if matcher.matches(t)]
-            for tool in matched:
-                self.used.add(("tool", tool))
+            matched = self.tools_matching(target.text)
+            self.used.update(("tool", tool) for tool in matched)
             if not matched and self.tool_decls:
                 self.d.error(
                     "CL0502",

@@ -545,7 +545,7 @@ class _Builder:
                 )
                 return None
             if isinstance(expect.by, ast.Column) and _bind(expect.by, row) in (None, ""):
-                return Expectation("decision", word, by_no_policy=True)
+                return Expectation("decision", word, by_no_policy=True, shadow=expect.shadow)
             by = _word(expect.by, row)
             if by is not None and not self.known_policy(source, expect, by):
                 return None

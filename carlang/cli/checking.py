@@ -114,10 +114,10 @@ _OTHER_FORMATS = {
         "a Python file",
         "tools written in Python are given to a run: `carlang run FILE.car --tools {path}:TOOLS`",
     ),
-    ".md": ("a Markdown file", "`carlang check` reads .car programs"),
+    ".md": ("a Markdown file", "carlang programs are .car files"),
     ".toml": ("a TOML file", "a project's settings go in carlang.toml, next to its .car files"),
-    ".yaml": ("a YAML file", "`carlang check` reads .car programs"),
-    ".yml": ("a YAML file", "`carlang check` reads .car programs"),
+    ".yaml": ("a YAML file", "carlang programs are .car files"),
+    ".yml": ("a YAML file", "carlang programs are .car files"),
 }
 
 

@@ -809,14 +809,14 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
 
     rows = []
     undone = {c.action_id: c for c in result.compensations}
-    calls = {a.id for a in proposal.actions if a.type == "tool_call"}
-    calls_not_undone = 0
+    calls = {a.id: a for a in proposal.actions if a.type == "tool_call"}
+    not_undone: list[ir.Action] = []
     for entry in result.results:
         status = entry.status.value
         if entry.rolled_back and entry.action_id in calls and entry.action_id not in undone:
             # its state effects were undone; what the call did outside was not
             status += " (rolled back; the call not undone)"
-            calls_not_undone += 1
+            not_undone.append(calls[entry.action_id])
         elif entry.rolled_back:
             status += " (rolled back)"
         text = entry.error if entry.error and not entry.rolled_back else _short(entry.output)
@@ -842,11 +842,16 @@ def _print_result(proposal: ir.ActionProposal, result: ir.ProposalResult, run_id
         f"{shown}; {plural(cost.tool_calls, 'successful tool call')},"
         f" {plural(cost.retries, 'retry', 'retries')}, {cost.total_duration_ms:.1f} ms in actions"
     )
-    if calls_not_undone:
+    if not_undone:
+        declared = any(action.compensation is not None for action in not_undone)
         console.print(
             f"the run aborted: its state effects were rolled back, but what"
-            f" {plural(calls_not_undone, 'tool call')} did outside carlang was not undone"
-            " (`compensate` names the call that undoes one)"
+            f" {plural(len(not_undone), 'tool call')} did outside carlang was not undone"
+            + (
+                " (the compensations declared did not run: --no-compensate)"
+                if declared
+                else " (`compensate` names the call that undoes one)"
+            )
         )
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .globs import GlobSet
 from .ir import Action, ActionType, Capability
-from .suggest import plural
+from .suggest import plural_with_verb
 
 __all__ = ["CapabilityCheck", "touched_keys"]
 
@@ -67,6 +67,6 @@ class CapabilityCheck:
         """None if `count` actions are within `max_actions`, else the message."""
         limit = self.capability.max_actions
         if limit is not None and count > limit:
-            exceed = f"{plural(count, 'action')} {'exceeds' if count == 1 else 'exceed'}"
+            exceed = plural_with_verb(count, "action", "exceed")
             return f"{exceed} {self.capability.label} (max_actions {limit})"
         return None

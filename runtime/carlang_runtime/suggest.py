@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-__all__ = ["closest", "did_you_mean", "with_article", "plural"]
+__all__ = ["closest", "did_you_mean", "with_article", "plural", "plural_with_verb"]
 
 
 def closest(name: str, choices: Iterable[str]) -> str | None:
@@ -31,3 +31,8 @@ def with_article(kind: str) -> str:
 def plural(count: int, word: str, many: str | None = None) -> str:
     """`1 file`, `2 files`; `many` for a word that does not just add an s."""
     return f"{count} {word if count == 1 else many or word + 's'}"
+
+
+def plural_with_verb(count: int, word: str, verb: str) -> str:
+    """`1 action exceeds`, `3 actions exceed` (`verb` as it goes with many)."""
+    return f"{plural(count, word)} {verb + 's' if count == 1 else verb}"

@@ -222,6 +222,7 @@ def test_tool_specs_only_show_what_the_capability_allows(program: Any, runtime: 
         "name": "read_file",
         "description": "read a file",
         "parameters": anthropic["input_schema"],
+        "strict": False,
     }
 
 

@@ -119,6 +119,9 @@ def _spec(schema: ToolSchema, format: str) -> dict[str, Any]:
             "name": model_tool_name(schema.name),
             "description": schema.description,
             "parameters": parameters,
+            # (the API's default is strict, whose rules a tool with optional parameters does
+            # not meet: carlang checks the arguments itself)
+            "strict": False,
         }
     if format == "anthropic":
         return {

@@ -1126,10 +1126,7 @@ class ProposalRun:
         delay = self.rt.rate_delay(tool)
         if delay <= 0:
             return
-        for hook in self.rt.middleware:
-            told = hook.rate_limited(action, delay)
-            if inspect.isawaitable(told):
-                await told
+        await self.rt.call_hooks("rate_limited", action, delay)
         await self.rt.sleep(delay)
 
     async def dispatch(self, action: Action, inline: bool) -> _Outcome:

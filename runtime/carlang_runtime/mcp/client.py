@@ -466,9 +466,8 @@ class McpClient:
                 f"MCP server '{server.name}': cannot start {server.command}: {exc.strerror or exc}"
             ) from exc
         if self._closed:  # (closed while it was being started: no one else would stop it)
-            with contextlib.suppress(OSError):
-                self._process.kill()
-                self._process.wait()
+            with contextlib.suppress(OSError), self._process as started:  # (its pipes closed)
+                started.kill()
             raise McpError(f"MCP server '{server.name}': the session was closed")
         self._reader = threading.Thread(
             target=self._read_stdio, name=f"mcp-{server.name}", daemon=True

@@ -206,7 +206,10 @@ class _Admission:
         as MCP requires."""
         if self.progress is not None:
             self._notices += 1
-            await self.progress(self._notices, message)
+            try:
+                await self.progress(self._notices, message)
+            except Exception:  # noqa: BLE001 - news of a wait, not the call: a client gone
+                self.progress = None  # (or a stream closed) stops hearing it, the call goes on
 
 
 #: Sends one progress notification of a call: (progress so far, message).

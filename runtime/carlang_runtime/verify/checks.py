@@ -37,7 +37,7 @@ from ..ir import (
 from ..jsonvalue import canonical_key, rust_debug
 from ..paramcheck import ParamChecker, finding_message
 from ..precondition import Show, check_assertion, check_precondition, comparison_help
-from ..suggest import did_you_mean, plural
+from ..suggest import did_you_mean, plural_with_verb
 from .codes import code_for
 from .result import VerifyIssue
 from .state import apply_effects, merged_state
@@ -750,7 +750,7 @@ def check_limits(ctx: VerifyContext) -> None:
         ctx.report(
             "budget-actions",
             None,
-            f"{plural(count, 'action')} {'exceeds' if count == 1 else 'exceed'} {budget.label}"
+            f"{plural_with_verb(count, 'action', 'exceed')} {budget.label}"
             f" (max_actions {budget.max_actions})",
         )
     if budget.max_tool_calls is not None:
@@ -759,7 +759,7 @@ def check_limits(ctx: VerifyContext) -> None:
             ctx.report(
                 "budget-tool-calls",
                 None,
-                f"{plural(calls, 'tool call')} {'exceeds' if calls == 1 else 'exceed'}"
+                f"{plural_with_verb(calls, 'tool call', 'exceed')}"
                 f" {budget.label} "
                 f"(max_tool_calls {budget.max_tool_calls})",
             )
