@@ -389,3 +389,43 @@ def test_a_sweep_without_a_valid_candidate_exits_1_and_explain_is_refused(
     assert err.startswith("error: --explain explains one ranking, and a sweep ranks at every")
     search_help = runner.invoke(app, ["planner", "search", "--help"]).stdout
     assert "bootstrap" not in search_help and "Seed of the split" in " ".join(search_help.split())
+
+
+def test_json_candidates_are_judged_against_the_program_given(tmp_path: Path) -> None:
+    """A trial: an agent's JSON candidate naming the capability it runs under could not be
+    ranked at all (`which is not given`); with --program, the program's tools, policies,
+    capabilities and budgets judge it, as verify --program does."""
+    program = tmp_path / "gate.car"
+    program.write_text(
+        "tool fetch(url: string)\ntool shell(cmd: string)\n"
+        "capability agent { tools allow fetch }\n"
+        'policy https_only: deny fetch when !params.url.startsWith("https://")\n'
+        '  message "fetch over https only"\n'
+    )
+
+    def candidate(name: str, tool: str, **params: str) -> dict[str, object]:
+        action = {"id": "a", "type": "tool_call", "tool": tool, "parameters": params}
+        return {"id": name, "source": "model", "actions": [action], "capability": "agent"}
+
+    group = {
+        "id": "turn",
+        "candidates": [
+            candidate("plain", "fetch", url="http://x"),
+            candidate("secure", "fetch", url="https://x"),
+            candidate("shell", "shell", cmd="ls"),
+        ],
+    }
+    groups = tmp_path / "turns.jsonl"
+    groups.write_text(json.dumps(group) + "\n")
+    alone = runner.invoke(app, ["rank", str(groups), "--format", "json"])
+    assert "which is not given" in alone.output
+    judged = runner.invoke(
+        app, ["rank", str(groups), "--program", str(program), "--format", "json"]
+    )
+    assert judged.exit_code == 0, judged.output
+    rows = json.loads(judged.stdout)["rows"]
+    ranked = [(row["candidate"], row["valid"]) for row in rows]
+    assert ranked[0] == ("secure", True)
+    assert dict(ranked) == {"secure": True, "plain": False, "shell": False}
+    usage = runner.invoke(app, ["rank", str(groups), "--program", str(groups)])
+    assert usage.exit_code == 2 and "name a .car program" in usage.output

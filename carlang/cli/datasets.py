@@ -105,6 +105,35 @@ def _once(files: list[Path]) -> list[Path]:
     return list(seen.values())
 
 
+def judged_against(tasks: list[Task], file: Path, root: Path | None) -> list[Task]:
+    """`tasks` with those read from JSON or JSONL (a program's plans keep their own program)
+    judged against the program in `file`: its tools where a group gives none, its state under
+    a group's own, its policies before a group's, and its capabilities and budgets, which
+    the candidates name (`"capability": "agent"`)."""
+    from carlang_runtime.planner import Governance
+    from carlang_runtime.policy import PolicySet
+
+    from .lang_commands import compile_program
+
+    if file.suffix != ".car":
+        fail_usage(f"--program {file}: name a .car program")
+    _, program = compile_program(file, root, proposal_errors_ok=True)
+    policies = [PolicySet(program.policies, tools=program.tools)] if program.policies else []
+    governance = Governance.from_program(program)
+    return [
+        task
+        if task.plan is not None  # (a program's plan, or its proposals: its own program's)
+        else replace(
+            task,
+            tools=task.tools if task.tools is not None else program.tools,
+            state={**program.initial_state, **task.state},
+            policies=[*policies, *task.policies],
+            governance=governance,
+        )
+        for task in tasks
+    ]
+
+
 def load_dataset(inputs: list[Path], plan: str | None, root: Path | None) -> list[Task]:
     """Every task of the inputs: each program's plans (all proposals of a program without
     plans), each CAR JSON file, each line of a JSONL file of groups. With several files, a

@@ -130,15 +130,25 @@ def rank_command(
             "--batch", min=1, help="With --backend dbos: grid points per worker task (default 10)."
         ),
     ] = None,
+    program: Annotated[
+        Path | None,
+        typer.Option(
+            "--program",
+            help="A .car program that JSON and JSONL candidates are judged against: its tools,"
+            " state, policies, and the capabilities and budgets they name.",
+        ),
+    ] = None,
     root: RootOption = None,
 ) -> None:
     """Score candidate plans without running them, best first: every task of the inputs, in one
     table. Exit 0 when every task (with --sweep, every point) has a valid candidate, 1 when one
     has none (or a program has errors), 2 for bad input."""
-    from .datasets import load_config, load_dataset, load_feedback
+    from .datasets import judged_against, load_config, load_dataset, load_feedback
 
     check_plot(plot, [("an input", path) for path in (*files, feedback, config_file)])
     tasks = load_dataset(files, plan, root)
+    if program is not None:
+        tasks = judged_against(tasks, program, root)
     history = load_feedback(feedback, tasks)
     base = load_config(config_file)
     extra = _settings(settings or [])
