@@ -17,7 +17,16 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..errors import CarlangRuntimeError
-from ..lalr import END, Engine, Node, Token, build_tables, load_tables, shown_character
+from ..lalr import (
+    END,
+    Engine,
+    Node,
+    Problem,
+    Token,
+    build_tables,
+    load_tables,
+    shown_character,
+)
 
 __all__ = ["CelSyntaxError", "parse_cel", "grammar_text", "TABLES_PATH"]
 
@@ -144,6 +153,24 @@ def _describe(names: frozenset[str], literals: dict[str, str]) -> str:
     return ", ".join(words[:8]) + (", ..." if len(words) > 8 else "")
 
 
+#: Each bracket's closer.
+_CLOSERS: Final = {"(": ")", "[": "]", "{": "}"}
+
+
+def _unopened(problem: Problem, literals: dict[str, str]) -> set[str]:
+    """The terminals `problem` lists that no text could put there: a closer of a bracket that
+    is not the innermost one open (`)` at the top of `x > 10 approval_timeout`: the LALR
+    tables' merged states list it all the same), and `,` outside every bracket."""
+    innermost = problem.open_brackets[-1][0] if problem.open_brackets else None
+    fitting = _CLOSERS.get(innermost or "")
+    return {
+        name
+        for name in problem.expected
+        if (literals.get(name) in _CLOSERS.values() and literals.get(name) != fitting)
+        or (literals.get(name) == "," and innermost is None)
+    }
+
+
 def parse_cel(text: str) -> Node:
     """The parse tree of a CEL expression; raises `CelSyntaxError` when it does not parse."""
     if not text.strip():
@@ -153,10 +180,9 @@ def parse_cel(text: str) -> Node:
     if not outcome.problems and isinstance(outcome.value, Node):
         return outcome.value
     problem = outcome.problems[0]
+    possible = problem.expected - _unopened(problem, engine.literal_text)
     expected = _describe(
-        problem.expected - {END}
-        if problem.token is None or problem.token[0] != END
-        else problem.expected,
+        possible - {END} if problem.token is None or problem.token[0] != END else possible,
         engine.literal_text,
     )
     line, column = _position(text, problem.position)

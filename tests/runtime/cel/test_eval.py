@@ -202,6 +202,27 @@ def test_syntax_errors_have_line_and_column() -> None:
         compile("Message{field: 1}")
 
 
+@pytest.mark.parametrize(
+    ("text", "listed", "left_out"),
+    [
+        ("params.amount > 10 approval_timeout", "`&&`", ("`)`", "`,`")),  # (a trial's)
+        ("size(params.url", "`)`", ("`]`", "`}`")),
+        ("[1, 2 3]", "`,`", ("`)`", "`}`")),
+        ("x.all(y, y > 1 z)", "`)`", ("`]`",)),
+    ],
+)
+def test_a_syntax_error_lists_only_closers_of_the_brackets_open(
+    text: str, listed: str, left_out: tuple[str, ...]
+) -> None:
+    """The LALR tables' merged states accept `)` after any expression: listing it where no
+    bracket is open sent a user looking for a parenthesis that was never there."""
+    with pytest.raises(CelSyntaxError) as caught:
+        compile(text)
+    expected = caught.value.message.split("expected ", 1)[1]
+    assert listed in expected, caught.value.message
+    assert not any(word in expected for word in left_out), caught.value.message
+
+
 def test_explain_names_what_decided_a_denial() -> None:
     program = compile('params.env == "prod" && params.replicas > 3 && !params.dry_run')
     explanation = program.explain({"params": {"env": "prod", "replicas": 5, "dry_run": False}})
