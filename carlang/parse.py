@@ -18,8 +18,8 @@ from functools import lru_cache
 from typing import Any
 
 from carlang_runtime.jsontext import NESTING_LIMIT, lone_surrogate, shorten, too_deep
+from carlang_runtime.lalr import BRACKET_CLOSERS, Token, shown_character
 from carlang_runtime.lalr import Problem as SyntaxProblem
-from carlang_runtime.lalr import Token, shown_character
 from carlang_runtime.suggest import did_you_mean
 
 from . import ast
@@ -782,8 +782,6 @@ class AstBuilder:
 
 # -- syntax errors -----------------------------------------------------------------------------
 
-_CLOSERS = {"{": "}", "(": ")", "[": "]"}
-
 
 def _describe(name: str, literal: dict[str, str]) -> str:
     if name in TERMINAL_WORDS:
@@ -911,7 +909,7 @@ def _syntax_help(problem: SyntaxProblem, source: Source, literal: dict[str, str]
 def _syntax_diagnostic(
     problem: SyntaxProblem, source: Source, literal: dict[str, str]
 ) -> Diagnostic:
-    expected = _expected_words(problem.expected, literal)
+    expected = _expected_words(problem.expected - problem.closers_not_open(literal), literal)
     token = problem.token
     special = _unterminated_string(problem, source) or _bad_duration(problem, source)
     if special is not None:
@@ -948,7 +946,7 @@ def _syntax_diagnostic(
             line, column = source.line_column(at)
             message = f"unexpected end of file: `{bracket}` opened at {line}:{column} is still open"
             related = (Label(source, Span(at, at + 1), "opened here", primary=False),)
-            notes = (f"close it with `{_CLOSERS[bracket]}`",)
+            notes = (f"close it with `{BRACKET_CLOSERS[bracket]}`",)
         return Diagnostic(
             "CL0103",
             "error",
@@ -994,7 +992,7 @@ def _unclosed_before_declaration(
     bracket, at = problem.open_brackets[-1]
     line, column = source.line_column(at)
     label = Label(source, Span(at, at + 1), "opened here, and still open", primary=False)
-    closer = _CLOSERS[bracket]
+    closer = BRACKET_CLOSERS[bracket]
     return (
         label,
         f"close the `{bracket}` opened at {line}:{column} with `{closer}` before `{word.group(1)}`",

@@ -41,7 +41,7 @@ from operator import itemgetter
 from pathlib import Path
 from re import _constants as _sre  # the regex parser behind `re`, read to order lexers
 from re import _parser as _sre_parser
-from typing import Any
+from typing import Any, Final
 
 from .diskcache.regexes import compile_cached
 
@@ -49,6 +49,7 @@ __all__ = [
     "Token",
     "Node",
     "Problem",
+    "BRACKET_CLOSERS",
     "Outcome",
     "Recovery",
     "Tables",
@@ -311,6 +312,22 @@ class Problem:
     expected: frozenset[str]
     open_brackets: tuple[tuple[str, int], ...]
     after: Token | None
+
+    def closers_not_open(self, literals: dict[str, str]) -> set[str]:
+        """The terminals of `expected` that close a bracket that is not the innermost one
+        open (`literals`: terminal name -> text): no text could put them here, but the LALR
+        tables' merged states list them all the same (`)` after `x > 10` with no `(`)."""
+        fitting = BRACKET_CLOSERS.get(self.open_brackets[-1][0]) if self.open_brackets else None
+        return {
+            name
+            for name in self.expected
+            if literals.get(name) in _CLOSER_TEXTS and literals.get(name) != fitting
+        }
+
+
+#: Each bracket's closer.
+BRACKET_CLOSERS: Final = {"(": ")", "[": "]", "{": "}"}
+_CLOSER_TEXTS: Final = frozenset(BRACKET_CLOSERS.values())
 
 
 @dataclass(slots=True)

@@ -153,22 +153,12 @@ def _describe(names: frozenset[str], literals: dict[str, str]) -> str:
     return ", ".join(words[:8]) + (", ..." if len(words) > 8 else "")
 
 
-#: Each bracket's closer.
-_CLOSERS: Final = {"(": ")", "[": "]", "{": "}"}
-
-
 def _unopened(problem: Problem, literals: dict[str, str]) -> set[str]:
     """The terminals `problem` lists that no text could put there: a closer of a bracket that
-    is not the innermost one open (`)` at the top of `x > 10 approval_timeout`: the LALR
-    tables' merged states list it all the same), and `,` outside every bracket."""
-    innermost = problem.open_brackets[-1][0] if problem.open_brackets else None
-    fitting = _CLOSERS.get(innermost or "")
-    return {
-        name
-        for name in problem.expected
-        if (literals.get(name) in _CLOSERS.values() and literals.get(name) != fitting)
-        or (literals.get(name) == "," and innermost is None)
-    }
+    is not the innermost one open (`Problem.closers_not_open`), and `,` outside every bracket
+    (a CEL expression has no comma of its own)."""
+    commas = {n for n in problem.expected if literals.get(n) == ","}
+    return problem.closers_not_open(literals) | (set() if problem.open_brackets else commas)
 
 
 def parse_cel(text: str) -> Node:
