@@ -583,12 +583,12 @@ class McpClient:
         self, method: str, params: Mapping[str, Any] | None = None
     ) -> concurrent.futures.Future[Any]:
         """Send a request; the future holds its result, or raises `McpProtocolError`."""
-        if self._closed:
-            raise McpError(f"MCP server '{self.server.name}': the session is closed")
         request_id = next(self._ids)
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
         future.request_id = request_id  # type: ignore[attr-defined]
-        with self._lock:
+        with self._lock:  # (with the check: a close from another thread fails it, or it sees it)
+            if self._closed:
+                raise McpError(f"MCP server '{self.server.name}': the session is closed")
             self._pending[request_id] = future
         message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
         if params is not None:

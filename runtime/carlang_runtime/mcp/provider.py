@@ -311,6 +311,15 @@ class McpSessions:
             with self._lock:
                 self._starting.pop(name, None)
 
+    def stop_starting(self) -> None:
+        """Stop every start in progress, each in a thread of its own (this returns at once):
+        whoever waits on one hears at once that the session was closed, rather than after the
+        server's start timeout. The sessions that started stay as they are."""
+        with self._lock:
+            starting = [client for _, client in self._starting.values()]
+        for client in starting:
+            threading.Thread(target=client.close, name="mcp-stop-start").start()
+
     def _stop_start(self, name: str, future: concurrent.futures.Future[McpClient]) -> None:
         """Stop server `name`'s start of `future`, if it still runs."""
         with self._lock:

@@ -406,6 +406,9 @@ class PolicyProxy:
         stop."""
         found = self._detach(mcp_session)
         if found is not None:
+            # a server still starting for it is of use to nobody now: its calls in flight
+            # (cancelled next) must not wait out the start's timeout
+            found.downstream.stop_starting()
             self._left.append(found.downstream)
 
     async def end(self, mcp_session: Any) -> None:
