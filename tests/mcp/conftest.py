@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 import shutil
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import ROOT
 
 TOY = Path(__file__).resolve().parent / "toy_server.py"
 
@@ -78,3 +84,54 @@ def wait_for_port(port: int, seconds: float = 30.0) -> None:
             return
         except OSError:
             time.sleep(0.1)
+
+
+class HttpProxy:
+    """`carlang mcp proxy PROGRAM --capability agent --transport http` on a free port of
+    127.0.0.1 (`extra`: more options; `env`: more environment), ready once `url` answers."""
+
+    def __init__(self, program: Path, *extra: str, env: dict[str, str] | None = None) -> None:
+        import httpx
+
+        environment = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "carlang", "mcp", "proxy", str(program), "--capability"]
+            + ["agent", "--transport", "http", "--port", "0", *extra],
+            env={**environment, **(env or {})},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert self.process.stderr is not None
+        self.ready = self.process.stderr.readline()
+        assert "http://127.0.0.1:" in self.ready, self.ready + self.stop()
+        self.port = int(self.ready.split("http://127.0.0.1:")[1].split("/")[0])
+        self.url = f"http://127.0.0.1:{self.port}/mcp"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                httpx.get(self.url, timeout=1)
+                break
+            except httpx.TransportError:
+                time.sleep(0.1)
+
+    def post(self, message: dict[str, Any] | str, **headers: str) -> Any:
+        """POST one JSON-RPC message (or raw text): the httpx response."""
+        import httpx
+
+        body = message if isinstance(message, str) else json.dumps(message)
+        sent = {
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+            **{k.replace("_", "-"): v for k, v in headers.items()},
+        }
+        return httpx.post(self.url, content=body, headers=sent, timeout=30)
+
+    def stop(self) -> str:
+        """Stop it (SIGTERM, then SIGKILL); what it wrote."""
+        self.process.terminate()
+        try:
+            out, err = self.process.communicate(timeout=10)
+        finally:
+            self.process.kill()
+        return str(out + err)

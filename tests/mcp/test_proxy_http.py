@@ -10,7 +10,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.conftest import ROOT
-from tests.mcp.conftest import initialize, needs_sdk, toy_command
+from tests.mcp.conftest import HttpProxy, initialize, needs_sdk, toy_command
 
 # slow: the proxy over HTTP as a subprocess, per test (the default run stays under three minutes; CI runs these)
 pytestmark = [needs_sdk, pytest.mark.slow]
@@ -50,52 +49,11 @@ def program(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-class _Proxy:
-    """A proxy over HTTP on a free port of 127.0.0.1."""
+class _Proxy(HttpProxy):
+    """The proxy over HTTP, its environment holding the token `--token-env` names."""
 
     def __init__(self, program: Path, *extra: str) -> None:
-        env = {
-            **os.environ,
-            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}",
-            "PROXY_TOKEN": TOKEN,
-        }
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "carlang", "mcp", "proxy", str(program), "--capability"]
-            + ["agent", "--transport", "http", "--port", "0", *extra],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stderr is not None
-        self.ready = self.process.stderr.readline()
-        assert "http://127.0.0.1:" in self.ready, self.ready + self.stop()
-        self.port = int(self.ready.split("http://127.0.0.1:")[1].split("/")[0])
-        self.url = f"http://127.0.0.1:{self.port}/mcp"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(self.url, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
-
-    def post(self, message: dict[str, Any] | str, **headers: str) -> httpx.Response:
-        body = message if isinstance(message, str) else json.dumps(message)
-        sent = {
-            "Content-Type": "application/json",
-            "Accept": "application/json, text/event-stream",
-            **{k.replace("_", "-"): v for k, v in headers.items()},
-        }
-        return httpx.post(self.url, content=body, headers=sent, timeout=30)
-
-    def stop(self) -> str:
-        self.process.terminate()
-        try:
-            out, err = self.process.communicate(timeout=10)
-        finally:
-            self.process.kill()
-        return out + err
+        super().__init__(program, *extra, env={"PROXY_TOKEN": TOKEN})
 
 
 def _answer(response: httpx.Response) -> dict[str, Any]:

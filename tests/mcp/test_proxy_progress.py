@@ -5,20 +5,17 @@ waits and for how long, over stdio and over HTTP; a call that does not wait send
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from typer.testing import CliRunner
 
 from carlang.cli import app
 from tests.conftest import ROOT
-from tests.mcp.conftest import needs_sdk, toy_command
+from tests.mcp.conftest import HttpProxy, needs_sdk, toy_command
 
 # slow: the proxy as a subprocess in front of a real MCP server (CI runs these)
 pytestmark = [needs_sdk, pytest.mark.slow]
@@ -91,41 +88,19 @@ def test_a_call_held_by_a_rate_limit_tells_the_stdio_client(program: Path) -> No
 
 
 def test_a_call_held_by_a_rate_limit_tells_the_http_client(program: Path) -> None:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "carlang", "mcp", "proxy", str(program), "--capability", "agent"]
-        + ["--transport", "http", "--port", "0"],
-        env=_env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proxy = HttpProxy(program)
     try:
-        assert process.stderr is not None
-        ready = process.stderr.readline()
-        assert "http://127.0.0.1:" in ready, ready
-        url = "http://127.0.0.1:" + ready.split("http://127.0.0.1:")[1].split("/")[0] + "/mcp"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                httpx.get(url, timeout=1)
-                break
-            except httpx.TransportError:
-                time.sleep(0.1)
 
         async def client() -> list[list[tuple[float, float | None, str | None]]]:
             from mcp import ClientSession
             from mcp.client.streamable_http import streamable_http_client
 
-            async with streamable_http_client(url) as (read, write, _):
+            async with streamable_http_client(proxy.url) as (read, write, _):
                 async with ClientSession(read, write) as session:
                     await session.initialize()
                     return await _two_calls(session)
 
         _check(anyio.run(client))
     finally:
-        process.terminate()
-        try:
-            out, err = process.communicate(timeout=10)
-        finally:
-            process.kill()
-    assert "Traceback" not in out + err, out + err
+        said = proxy.stop()
+    assert "Traceback" not in said, said

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,7 @@ def test_a_server_that_never_starts_stalls_no_other_server_nor_ctrl_c(
         waited = time.monotonic() - started
         assert answer["id"] == 2 and answer["result"]["structuredContent"] == {"result": 5}
         assert waited < 30, waited  # (hang's start runs for 60 s)
-        deadline = time.monotonic() + 30
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for(pid_file.exists, 30)
         stopping = time.monotonic()
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=90)
@@ -104,12 +103,7 @@ def test_a_server_that_never_starts_stalls_no_other_server_nor_ctrl_c(
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 128 + stop, stderr.decode()
-    assert b"Traceback" not in stderr, stderr.decode()
-    deadline = time.monotonic() + 10
-    while _alive(hang_pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(hang_pid), "the server that was starting was left running"
+    _assert_stopped(process, stop, stderr, hang_pid, "the server that was starting")
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGHUP])
@@ -125,9 +119,7 @@ def test_import_stopped_by_a_signal_stops_the_server_it_started(
         env={**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'runtime'}"},
     )
     try:
-        deadline = time.monotonic() + 30
-        while not pid_file.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        _wait_for(pid_file.exists, 30)
         hang_pid = int(pid_file.read_text())
         process.send_signal(stop)
         _, stderr = process.communicate(timeout=30)
@@ -135,12 +127,25 @@ def test_import_stopped_by_a_signal_stops_the_server_it_started(
         if process.poll() is None:
             process.kill()
             process.wait()
+    _assert_stopped(process, stop, stderr, hang_pid, "the server import started")
+
+
+def _wait_for(done: Callable[[], bool], seconds: float) -> None:
+    """Poll `done` until it is true or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while not done() and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def _assert_stopped(
+    process: subprocess.Popen[bytes], stop: int, stderr: bytes, server_pid: int, server: str
+) -> None:
+    """It exited as `stop` makes it (128 + the signal), without a traceback, and the hung
+    server (`server_pid`) is gone soon after."""
     assert process.returncode == 128 + stop, stderr.decode()
     assert b"Traceback" not in stderr, stderr.decode()
-    deadline = time.monotonic() + 10
-    while _alive(hang_pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(hang_pid), "the server import started was left running"
+    _wait_for(lambda: not _alive(server_pid), 10)
+    assert not _alive(server_pid), f"{server} was left running"
 
 
 def _alive(pid: int) -> bool:
