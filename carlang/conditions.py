@@ -4,7 +4,6 @@ functions, constant conditions), with every finding at its line and column in th
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from carlang_runtime.cel import CelSyntaxError, Limits
 from carlang_runtime.cel.build import parse
 from carlang_runtime.cel.checker import CelIssue, Declarations, check_tree
 from carlang_runtime.cel.cost import estimate
+from carlang_runtime.digests import blake2b
 from carlang_runtime.globs import GlobSet, is_glob
 from carlang_runtime.policy import policy_declarations, state_type
 
@@ -93,7 +93,7 @@ class _Seen:
 def _fingerprint(value: object) -> bytes:
     """A digest of `value` as JSON: a key of a few bytes however large the schemas are."""
     text = json.dumps(value, sort_keys=True, default=repr)
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+    return blake2b(text.encode(), digest_size=16).digest()
 
 
 def _check_condition(

@@ -76,6 +76,58 @@ def test_tables_round_trip_through_json() -> None:
     assert shape(Engine(again).parse("tool t()", object()).value) == shape(LARK.parse("tool t()"))
 
 
+@pytest.fixture
+def tables_cache(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A disk cache of its own, which no earlier read in this process has seen."""
+    from carlang_runtime import lalr
+
+    monkeypatch.setenv("CARLANG_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(lalr, "_stored", {})
+    return tmp_path / "lalr"
+
+
+def test_tables_read_again_come_from_the_disk_cache_unchanged(tables_cache: Any) -> None:
+    from carlang_runtime import lalr
+
+    text = TABLES_PATH.read_text("utf-8")
+    first = lalr.load_tables(TABLES_PATH, grammar_text(), "start")
+    assert [p.name for p in tables_cache.iterdir()] != []
+    lalr._stored.clear()
+    reads: list[str] = []
+    real = Tables.from_json
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Tables, "from_json", lambda text: reads.append(text) or real(text))
+        again = lalr.load_tables(TABLES_PATH, grammar_text(), "start")
+    assert reads == []  # (from the cache, not the text)
+    assert again == first
+    assert again.to_json() == text
+
+
+def test_a_corrupt_tables_cache_falls_back_to_the_text(tables_cache: Any) -> None:
+    from carlang_runtime import lalr
+
+    lalr.load_tables(TABLES_PATH, grammar_text(), "start")
+    for cached in tables_cache.iterdir():
+        cached.write_bytes(b"\x00not marshal")
+    lalr._stored.clear()
+    again = lalr.load_tables(TABLES_PATH, grammar_text(), "start")
+    assert again.to_json() == TABLES_PATH.read_text("utf-8")
+
+
+def test_edited_tables_text_is_never_read_stale_from_the_cache(
+    tables_cache: Any, tmp_path: Any
+) -> None:
+    from carlang_runtime import lalr
+
+    copy = tmp_path / "tables.json"
+    copy.write_text(TABLES_PATH.read_text("utf-8"), encoding="utf-8")
+    lalr.load_tables(copy, grammar_text(), "start")
+    stale = Tables.from_json(copy.read_text("utf-8"))
+    stale.start_state = stale.start_state + 1
+    copy.write_text(stale.to_json(), encoding="utf-8")
+    assert lalr.load_tables(copy, grammar_text(), "start").start_state == stale.start_state
+
+
 # -- CEL -------------------------------------------------------------------------------------
 
 _CELPY: Any = None

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from .._version import __version__
+from ..digests import blake2b
 from ..diskcache import cache_root, private_directory, read_private, write_atomically
 from . import codegen
 from .functions import compile_regex
@@ -129,13 +130,9 @@ class CompileCache:
             self._fingerprint = _code_fingerprint()
         fingerprint = self._fingerprint
         if self._hashed is None or self._hashed[0] is not fingerprint:
-            import hashlib  # here, not at import: a process that only starts pays nothing
-
             # The fingerprint (a line per module, ~1 KB) fed to the hash once: each key goes
             # on from a copy (the same digest as hashing the joined text whole).
-            start = hashlib.blake2b(
-                (fingerprint + "\0").encode("utf-8", "surrogatepass"), digest_size=20
-            )
+            start = blake2b((fingerprint + "\0").encode("utf-8", "surrogatepass"), digest_size=20)
             self._hashed = (fingerprint, start)
         source, declared, container, limits = key
         limits_text = None if limits is None else _limits_text(limits)
