@@ -32,6 +32,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
+from types import CodeType
 from typing import Any, Final
 
 from .._version import __version__
@@ -46,7 +47,7 @@ __all__ = ["CompileCache", "DEFAULT", "cache_directory", "stored_parts", "restor
 _REBUILT: Final = frozenset({"_budget", "_resolving"})
 
 # Files written by another layout are never read: the format is part of the key.
-_FORMAT: Final = 1
+_FORMAT: Final = 2
 _MEMORY_SIZE: Final = 1024
 # At most this many conditions on disk (a few KB each) besides those the process itself uses;
 # the count is checked at a process's first write and then every so many writes ...
@@ -294,6 +295,7 @@ def stored_parts(generated: codegen.Generated, code: Any) -> dict[str, Any]:
     return {
         "source": generated.source,
         "code": marshal.dumps(code),
+        "helpers": sorted(name for name in _global_names(code) if name in codegen._HELPERS),
         "constants": constants,
         "patterns": dict(generated.patterns),
         "variables": generated.variables,
@@ -302,10 +304,22 @@ def stored_parts(generated: codegen.Generated, code: Any) -> dict[str, Any]:
     }
 
 
+def _global_names(code: CodeType) -> set[str]:
+    """Every name `code` and the functions inside it look up (globals among them)."""
+    names = set(code.co_names)
+    for constant in code.co_consts:
+        if isinstance(constant, CodeType):
+            names |= _global_names(constant)
+    return names
+
+
 def restored(parts: dict[str, Any], limits: Any, resolving: Callable[[], Any]) -> codegen.Generated:
     """The `Generated` that `stored_parts` describes, under `limits` (`resolving` makes its
     name-resolving variant, when it had one)."""
-    namespace = dict(codegen._HELPERS)
+    # Only the helpers the code names: the namespace is copied again at each bind, and all
+    # of them (~140) made a restore cost twice what it does.
+    helpers = codegen._HELPERS
+    namespace = {name: helpers[name] for name in parts["helpers"]}
     namespace.update(parts["constants"])
     namespace["_budget"] = codegen._Budget(limits.max_steps, limits.max_seconds)
     for name, pattern in parts["patterns"].items():
