@@ -1492,17 +1492,20 @@ class _Lowerer:
                     help=suggest(name.text, [*capabilities, *budgets]),
                 )
                 continue
+            # (named, if twice: "never used" would be one more finding for the same slip)
+            self.used.add((kind, name.text))
             if kind in fields:
+                other = "budget" if kind == "capability" else "capability"
                 self.d.error(
                     "CL0216",
                     f"proposal `{decl.name.text}` runs under two {kind} declarations",
                     source,
                     name.span,
-                    help=f"name one {kind} and at most one other",
+                    help=f"a proposal runs under at most one {kind} and one {other}:"
+                    f" keep `{fields[kind]}` or `{name.text}`",
                 )
                 continue
             fields[kind] = name.text
-            self.used.add((kind, name.text))
         actions = []
         for item in decl.items:
             if isinstance(item, ast.ContextDecl):
