@@ -328,6 +328,38 @@ def test_resume_needs_a_journal(tmp_path: Path) -> None:
     assert code == 2 and "no run `nope`" in out
 
 
+def test_a_tools_file_named_alone_gives_its_tools_mapping(tmp_path: Path) -> None:
+    program, tools = project(tmp_path)  # (it has TOOLS and a setup: TOOLS is taken)
+    code, out = run(str(program), "--tools", str(tools), "--auto-approve")
+    assert code == 0, out
+    assert "2 succeeded" in out and "deployed to prod" in out
+
+
+def test_a_tools_file_named_alone_gives_every_function_it_defines(tmp_path: Path) -> None:
+    program, _ = project(tmp_path)
+    tools = tmp_path / "plain_tools.py"
+    tools.write_text(
+        "from json import dumps\n\n"  # (imported: not a tool)
+        "def fetch(url):\n    return {'status': 200}\n\n"
+        "def deploy(env):\n    return f'shipped to {env}'\n\n"
+        "def rollback(env):\n    return 'rolled back'\n\n"
+        "def _helper():\n    return 1\n"
+    )
+    code, out = run(str(program), "--tools", str(tools), "--auto-approve")
+    assert code == 0, out
+    assert "shipped to prod" in out
+    assert "dumps" not in out and "_helper" not in out  # (no warning about undeclared tools)
+
+
+def test_a_tools_file_with_no_function_says_what_it_needs(tmp_path: Path) -> None:
+    program, _ = project(tmp_path)
+    tools = tmp_path / "empty_tools.py"
+    tools.write_text("X = 1\n")
+    code, out = run(str(program), "--tools", str(tools))
+    assert code == 2
+    assert "defines no function, `TOOLS` mapping or `setup(runtime)`" in out
+
+
 def test_bad_usage_is_reported(tmp_path: Path) -> None:
     program, tools = project(tmp_path)
     assert run(str(program), "--tools", "no_such_module_x:attr")[0] == 2

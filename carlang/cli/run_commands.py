@@ -73,7 +73,8 @@ def run_command(
         list[str] | None,
         typer.Option(
             "--tools",
-            help="Tool implementations: module:attr or file.py:attr, a mapping of names to"
+            help="Tool implementations: tools.py or a module (each function it defines, or"
+            " its TOOLS or setup), or module:attr / file.py:attr, a mapping of names to"
             " functions or a function taking the runtime (repeatable).",
         ),
     ] = None,

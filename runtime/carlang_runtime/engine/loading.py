@@ -1,6 +1,7 @@
 """Tool implementations named by a string, as `carlang run --tools` and the workers of durable
 backends take them: `module:attr` or `path/to/file.py:attr`, where `attr` is a mapping of tool
-names to functions, a `setup(runtime)` function, or one function (its name is the tool's)."""
+names to functions, a `setup(runtime)` function, or one function (its name is the tool's); or
+the module or file alone, for its `TOOLS` or `setup`, else every public function it defines."""
 
 from __future__ import annotations
 
@@ -42,12 +43,43 @@ def register_tool_spec(runtime: Runtime, spec: str) -> list[str]:
 
 def _register(runtime: Runtime, spec: str) -> None:
     target, _, attr = spec.rpartition(":")
+    if not target and attr:  # a module or file alone: what it defines
+        _register_module(runtime, spec)
+        return
     if not target or not attr:
         raise CarlangRuntimeError(f"--tools {spec}: write module:attr or path/to/file.py:attr")
     module = _load_module(target)
     if not hasattr(module, attr):
         raise CarlangRuntimeError(f"--tools {spec}: {target} has no `{attr}`")
-    value = getattr(module, attr)
+    _register_value(runtime, spec, attr, getattr(module, attr))
+
+
+def _register_module(runtime: Runtime, spec: str) -> None:
+    """`--tools tools.py` (or a module's name): its `TOOLS` or `setup` when it has one (as
+    `tools.py:TOOLS` would take it), else each public function it defines, under its name."""
+    module = _load_module(spec)
+    tools, setup = getattr(module, "TOOLS", None), getattr(module, "setup", None)
+    if isinstance(tools, Mapping) or (callable(setup) and _parameters(setup) == ["runtime"]):
+        attr = "TOOLS" if isinstance(tools, Mapping) else "setup"
+        _register_value(runtime, f"{spec}:{attr}", attr, getattr(module, attr))
+        return
+    functions = {
+        name: value
+        for name, value in vars(module).items()
+        if inspect.isfunction(value)
+        and value.__module__ == module.__name__  # (not what it imports)
+        and not name.startswith("_")
+    }
+    if not functions:
+        raise CarlangRuntimeError(
+            f"--tools {spec}: it defines no function, `TOOLS` mapping or `setup(runtime)`;"
+            f" name one with {spec}:attr"
+        )
+    for name, function in functions.items():
+        runtime.register_tool(name, function)
+
+
+def _register_value(runtime: Runtime, spec: str, attr: str, value: Any) -> None:
     if isinstance(value, Mapping):
         for name, fn in value.items():
             if not callable(fn):
@@ -55,8 +87,7 @@ def _register(runtime: Runtime, spec: str) -> None:
             runtime.register_tool(str(name), fn)
         return
     if callable(value):
-        parameters = list(inspect.signature(value).parameters)
-        if parameters == ["runtime"]:
+        if _parameters(value) == ["runtime"]:
             try:
                 value(runtime)  # a setup function: it registers what it likes
             except Exception as exc:  # the user's function failed: their error, not carlang's
@@ -67,6 +98,14 @@ def _register(runtime: Runtime, spec: str) -> None:
     raise CarlangRuntimeError(
         f"--tools {spec}: `{attr}` is neither a mapping of tools nor a function"
     )
+
+
+def _parameters(function: Any) -> list[str] | None:
+    """The names of `function`'s parameters (None: it has no signature Python can read)."""
+    try:
+        return list(inspect.signature(function).parameters)
+    except (TypeError, ValueError):
+        return None
 
 
 def _load_module(target: str) -> Any:
