@@ -198,7 +198,7 @@ def test_a_tool_without_an_implementation_is_refused_before_anything_runs(
     assert code == 2, out
     assert "error: no implementation of tools `deploy`, `fetch`, which proposal" in out
     assert "warning: compensation tool `rollback` has no implementation" in out
-    assert "give them with --tools module:attr; nothing was run" in out
+    assert "give them with --tools tools.py or module:attr; nothing was run" in out
     assert not log.exists()
     builtin = tmp_path / "notes.car"
     builtin.write_text('tool echo(text: string)\nproposal p { a = echo(text: "hi") }\n')

@@ -310,7 +310,7 @@ def _warn_unimplemented(runtime: Any, program: Any, capability: str | None) -> N
         echo_err(
             f"warning: no implementation for {', '.join(missing)}: every call of "
             + ("it" if len(missing) == 1 else "them")
-            + " fails (give --tools module:attr, or --builtins)"
+            + " fails (give --tools tools.py or module:attr, or --builtins)"
         )
 
 

@@ -680,7 +680,7 @@ def _refuse_unimplemented(runtime: Runtime, proposal: ir.ActionProposal, builtin
     for name in unimplemented(c.tool for c in undoing):
         echo_err(
             f"warning: compensation tool `{name}` has no implementation: if the run aborts,"
-            " the undo steps that call it fail (give it with --tools module:attr)"
+            " the undo steps that call it fail (give it with --tools tools.py or module:attr)"
         )
     missing = unimplemented(a.tool for a in proposal.actions if a.type == "tool_call")
     if not missing:
@@ -696,7 +696,7 @@ def _refuse_unimplemented(runtime: Runtime, proposal: ir.ActionProposal, builtin
     )
     fail_usage(
         f"no implementation of {'tools' if len(missing) > 1 else 'tool'} {names}, which proposal"
-        f" `{proposal.id}` calls: give them with --tools module:attr{builtin_hint}; nothing"
+        f" `{proposal.id}` calls: give them with --tools tools.py or module:attr{builtin_hint}; nothing"
         " was run"
     )
 
