@@ -375,7 +375,7 @@ def test_a_python_file_given_as_a_program_says_where_tools_go(tmp_path: Path, co
     result = runner.invoke(app, [command, str(path)])
     assert result.exit_code == 2, result.output
     assert "a Python file, not a carlang program (.car)" in result.output
-    assert f"`carlang run FILE.car --tools {path}:TOOLS`" in " ".join(result.output.split())
+    assert f"`carlang run FILE.car --tools {path}`" in " ".join(result.output.split())
 
 
 def test_check_quotes_no_value_at_a_redact_path(tmp_path: Path) -> None:

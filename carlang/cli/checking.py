@@ -112,7 +112,7 @@ _OTHER_FORMATS = {
     ),
     ".py": (
         "a Python file",
-        "tools written in Python are given to a run: `carlang run FILE.car --tools {path}:TOOLS`",
+        "tools written in Python are given to a run: `carlang run FILE.car --tools {path}`",
     ),
     ".md": ("a Markdown file", "carlang programs are .car files"),
     ".toml": ("a TOML file", "a project's settings go in carlang.toml, next to its .car files"),
