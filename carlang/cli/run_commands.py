@@ -696,8 +696,8 @@ def _refuse_unimplemented(runtime: Runtime, proposal: ir.ActionProposal, builtin
     )
     fail_usage(
         f"no implementation of {'tools' if len(missing) > 1 else 'tool'} {names}, which proposal"
-        f" `{proposal.id}` calls: give them with --tools tools.py or module:attr{builtin_hint}; nothing"
-        " was run"
+        f" `{proposal.id}` calls: give them with --tools tools.py or module:attr{builtin_hint};"
+        " nothing was run"
     )
 
 
