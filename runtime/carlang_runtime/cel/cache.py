@@ -29,7 +29,9 @@ import marshal
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from functools import lru_cache
 from pathlib import Path
 from types import CodeType
@@ -176,6 +178,29 @@ class CompileCache:
         """Forget the programs held in memory (the disk is left as it is)."""
         self.memory.clear()
 
+    @contextmanager
+    def bundle(self, name: str) -> Iterator[None]:
+        """Compile a set of conditions (a policy set's; `name` tells the set apart, its
+        conditions' sources, say) with one file read instead of one per condition: within
+        this block, a condition this cache reads from disk is looked for first in the set's
+        bundle, a file of every condition the set used the last time; when the block ends
+        without an error, a bundle that lacked any of them is written anew. The entries are
+        the conditions' own files, by their keys: an entry of another version or input is
+        never found, and a bundle that cannot be read or trusted is passed over, as any file
+        of this cache. Per thread and task (a context variable): other threads compiling
+        meanwhile are not affected."""
+        if self.directory is None:
+            yield
+            return
+        found = _Bundle(self, name)
+        token = _BUNDLE.set(found)
+        try:
+            yield
+        finally:
+            _BUNDLE.reset(token)
+        if found.missed and found.seen:
+            self._write_bundle(found)
+
     def _remember(self, key: Any, program: Any) -> None:
         self.memory[key] = program
         while len(self.memory) > self.size:
@@ -213,9 +238,18 @@ class CompileCache:
         directory = self.directory
         if directory is None:
             return None
-        data = read_private(f"{os.fspath(directory)}{os.sep}{key}.bin")
+        bundle = _BUNDLE.get()
+        if bundle is not None and bundle.cache is not self:
+            bundle = None
+        data = bundle.entry(directory, key) if bundle is not None else None
+        if data is None:
+            data = read_private(f"{os.fspath(directory)}{os.sep}{key}.bin")
+            if bundle is not None:
+                bundle.missed = True
         if data is None:
             return None
+        if bundle is not None:
+            bundle.seen[key] = data
         try:
             parts = _decoded(data)
             if type(parts) is not dict or parts.get("key") != key:
@@ -235,10 +269,24 @@ class CompileCache:
             return
         if not write_atomically(path, data):
             return
+        bundle = _BUNDLE.get()
+        if bundle is not None and bundle.cache is self:
+            bundle.seen[key] = data
+            bundle.missed = True
         self._used.add(key)
         self._writes += 1
         if self._writes >= self._next_check:
             self._prune(path.parent)
+
+    def _write_bundle(self, bundle: _Bundle) -> None:
+        """Write `bundle`'s file: every condition the set used, as its own file holds it."""
+        directory = self.directory
+        if directory is None or sum(map(len, bundle.seen.values())) > _BUNDLE_BYTES:
+            return
+        name = bundle.file_name(self)
+        data = _MARSHALLED + marshal.dumps((_BUNDLE_MARK, name, bundle.seen))
+        if write_atomically(directory / f"{name}.bin", data):
+            self._used.add(name)
 
     def _prune(self, directory: Path) -> None:
         """Keep the directory to `files` conditions besides those this cache used: past
@@ -261,6 +309,53 @@ class CompileCache:
 
 #: The first byte of a file whose parts are marshalled; any other is a pickle's.
 _MARSHALLED: Final = b"M"
+#: What a bundle's file starts with, after `_MARSHALLED`: (this mark, its name, its entries).
+_BUNDLE_MARK: Final = "carlang-cel-bundle"
+#: A set whose conditions' files add up to more than this is read file by file (a bundle is
+#: written whole whenever one of its conditions changes).
+_BUNDLE_BYTES: Final = 8 << 20
+
+
+class _Bundle:
+    """The bundle of one set of conditions while it compiles (`CompileCache.bundle`): its
+    entries (the conditions' files, by key), read from disk when first needed; the files of
+    the conditions it used; and whether any was not in it."""
+
+    def __init__(self, cache: CompileCache, name: str) -> None:
+        self.cache = cache
+        self.name = name
+        self.entries: dict[str, bytes] | None = None
+        self.seen: dict[str, bytes] = {}
+        self.missed = False
+
+    def file_name(self, cache: CompileCache) -> str:
+        """The name of the bundle's file: a hash of the set's name and of the code."""
+        return "set-" + cache.file_key(("\0bundle", None, self.name, None))
+
+    def entry(self, directory: Path, key: str) -> bytes | None:
+        """The file of the condition `key` as the bundle holds it, or None."""
+        if self.entries is None:
+            self.entries = self._load(directory)
+        found = self.entries.get(key)
+        return found if type(found) is bytes else None
+
+    def _load(self, directory: Path) -> dict[str, bytes]:
+        name = self.file_name(self.cache)
+        data = read_private(f"{os.fspath(directory)}{os.sep}{name}.bin")
+        if data is None or data[:1] != _MARSHALLED:
+            return {}
+        try:
+            mark, stored_name, entries = marshal.loads(memoryview(data)[1:])
+        except Exception:  # noqa: BLE001 - corrupt, or not a bundle: read file by file
+            return {}
+        if mark != _BUNDLE_MARK or stored_name != name or type(entries) is not dict:
+            return {}
+        self.cache._used.add(name)
+        return entries
+
+
+#: The bundle being compiled in this thread or task, if any.
+_BUNDLE: ContextVar[_Bundle | None] = ContextVar("carlang_cel_bundle", default=None)
 
 
 def _encoded(parts: dict[str, Any]) -> bytes:

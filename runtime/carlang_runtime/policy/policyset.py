@@ -17,6 +17,7 @@ from typing import Any, Final, cast
 
 from ..cel import CelEvalError, ErrorKind, Explanation, Limits, Program
 from ..cel import compile as compile_cel
+from ..cel.cache import DEFAULT as DEFAULT_CACHE
 from ..cel.values import CelTimestamp
 from ..errors import CarlangRuntimeError
 from ..globs import GlobSet
@@ -194,6 +195,13 @@ def _policy(rule: _CelRule | tuple[Policy, NativeRule]) -> Policy:
     return rule.policy if isinstance(rule, _CelRule) else rule[0]
 
 
+def _bundle_name(policies: Sequence[Policy]) -> str:
+    """What tells a set's bundle of compiled conditions apart from other sets': the sources of
+    its conditions (a condition compiled under other declarations or limits is another entry
+    of the same bundle, found by its own key)."""
+    return "\0".join(p.when for p in policies if isinstance(p, CelPolicy) and p.when)
+
+
 class PolicySet:
     """Policies compiled once and evaluated per action.
 
@@ -226,8 +234,11 @@ class PolicySet:
         #: The shadow policies, evaluated apart (`evaluate` never sees them): their decision
         #: is recorded, never enforced.
         self.shadow: PolicySet | None = None
-        for policy in policies:
-            self.add(policy)
+        policies = list(policies)
+        # (their conditions from one file of the compile cache, not one file each)
+        with DEFAULT_CACHE.bundle(_bundle_name(policies)):
+            for policy in policies:
+                self.add(policy)
 
     @property
     def names(self) -> list[str]:

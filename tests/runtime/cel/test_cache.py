@@ -311,3 +311,113 @@ def test_a_stored_file_that_grew_or_was_read_short_is_still_read_whole(
         lambda h: os.stat_result((*real_fstat(h)[:6], 10, *real_fstat(h)[7:])),
     )
     assert diskcache.read_private(str(path)) == data
+
+
+# -- bundles: a set's conditions from one file ------------------------------------------------
+
+
+def _reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The cache files read from now on, by name."""
+    from carlang_runtime.cel import cache as cache_module
+
+    names: list[str] = []
+    real = cache_module.read_private
+
+    def counting(path: str) -> bytes | None:
+        names.append(os.path.basename(path))
+        return real(path)
+
+    monkeypatch.setattr(cache_module, "read_private", counting)
+    return names
+
+
+def _compile_set(directory: Path, sources: list[str]) -> list[Any]:
+    cache = CompileCache(directory)  # (a fresh process's: nothing in memory)
+    with cache.bundle("\0".join(sources)):
+        return [compile(source, cache=cache) for source in sources]
+
+
+def test_a_set_compiled_again_reads_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compile_set(tmp_path, SOURCES)  # compiled: each condition's file, then the bundle
+    _compile_set(tmp_path, SOURCES)  # read from their files: the bundle is written
+    bundles = list(tmp_path.glob("set-*.bin"))
+    assert len(bundles) == 1
+    reads = _reads(monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(program_module, "_compile", _must_not_compile)
+        programs = _compile_set(tmp_path, SOURCES)
+    assert reads == [bundles[0].name]
+    for source, program in zip(SOURCES, programs, strict=True):
+        fresh = compile(source, cache=None)
+        assert format_value(program.evaluate(ACTIVATION)) == format_value(
+            fresh.evaluate(ACTIVATION)
+        )
+
+
+def test_a_changed_set_reads_what_its_bundle_lacks_and_rewrites_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compile_set(tmp_path, SOURCES[:3])
+    _compile_set(tmp_path, SOURCES[:3])
+    changed = [*SOURCES[:2], SOURCES[3]]  # (another set: another bundle)
+    _compile_set(tmp_path, changed)
+    _compile_set(tmp_path, changed)
+    reads = _reads(monkeypatch)
+    _compile_set(tmp_path, changed)
+    assert len(reads) == 1 and reads[0].startswith("set-")
+    assert len(list(tmp_path.glob("set-*.bin"))) == 2
+
+
+def test_a_bundle_that_cannot_be_used_is_passed_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _compile_set(tmp_path, SOURCES)
+    _compile_set(tmp_path, SOURCES)
+    (bundle,) = tmp_path.glob("set-*.bin")
+    bundle.write_bytes(b"M\x00garbage")
+    reads = _reads(monkeypatch)
+    with monkeypatch.context() as patched:
+        patched.setattr(program_module, "_compile", _must_not_compile)
+        programs = _compile_set(tmp_path, SOURCES)  # each from its own file
+    assert len(reads) == 1 + len(SOURCES)
+    assert format_value(programs[3].evaluate(ACTIVATION)) == "true"
+    bundle.chmod(0o666)  # (written anew above; one others may write to is never read)
+    reads.clear()
+    _compile_set(tmp_path, SOURCES)
+    assert len(reads) == 1 + len(SOURCES)
+
+
+def test_a_bundle_holds_only_what_its_entries_are_keyed_by(tmp_path: Path) -> None:
+    """An entry is found by its condition's key: compiled under other limits, the same
+    source is another condition, compiled afresh (not served the other's program)."""
+    _compile_set(tmp_path, SOURCES[:1])
+    _compile_set(tmp_path, SOURCES[:1])
+    cache = CompileCache(tmp_path)
+    with cache.bundle(SOURCES[0]):
+        program = compile(SOURCES[0], limits=Limits(max_steps=7), cache=cache)
+    assert program.limits.max_steps == 7
+
+
+def test_a_policy_set_loads_its_conditions_from_one_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carlang_runtime import ir
+    from carlang_runtime.cel.cache import DEFAULT
+    from carlang_runtime.policy import PolicySet
+
+    monkeypatch.setattr(DEFAULT, "_directory", tmp_path)
+    monkeypatch.setattr(DEFAULT, "memory", type(DEFAULT.memory)())
+    policies = [ir.CelPolicy(name=f"p{i}", when=f"params.n > {i}", tools=["t"]) for i in range(5)]
+    PolicySet(policies)
+    DEFAULT.clear()
+    PolicySet(policies)  # (the bundle is written)
+    DEFAULT.clear()
+    reads = _reads(monkeypatch)
+    loaded = PolicySet(policies)
+    assert len(reads) == 1 and reads[0].startswith("set-")
+    action = ir.Action(id="a", type="tool_call", tool="t", parameters={"n": 3})
+    decision = loaded.evaluate(action)
+    assert decision.denied
+    assert [m.policy for m in decision.matches] == ["p0", "p1", "p2"]
