@@ -360,6 +360,44 @@ def test_a_tools_file_with_no_function_says_what_it_needs(tmp_path: Path) -> Non
     assert "defines no function, `TOOLS` mapping or `setup(runtime)`" in out
 
 
+def test_a_setup_function_called_setup_may_name_its_parameter_as_it_likes(
+    tmp_path: Path,
+) -> None:
+    program, _ = project(tmp_path)
+    tools = tmp_path / "setup_tools.py"
+    tools.write_text(
+        "def setup(rt):\n"
+        "    rt.register_tool('fetch', lambda url: {'status': 200})\n"
+        "    rt.register_tool('deploy', lambda env: f'set up {env}')\n"
+        "    rt.register_tool('rollback', lambda env: 'rolled back')\n"
+    )
+    for spec in (str(tools), f"{tools}:setup"):
+        code, out = run(str(program), "--tools", spec, "--auto-approve")
+        assert code == 0, out
+        assert "set up prod" in out
+
+
+def test_a_function_whose_parameters_do_not_match_the_tool_is_refused_before_running(
+    tmp_path: Path,
+) -> None:
+    program, _ = project(tmp_path)
+    tools = tmp_path / "renamed_tools.py"
+    tools.write_text(
+        "import pathlib\n"
+        f"RAN = pathlib.Path({str(tmp_path / 'ran')!r})\n"
+        "def fetch(url):\n    RAN.write_text('fetched')\n    return {}\n"
+        "def deploy(environment):\n    return 'deployed'\n"
+        "def rollback(env, reason='undo'):\n    return 'rolled back'\n"
+    )
+    code, out = run(str(program), "--tools", str(tools), "--auto-approve")
+    assert code == 2, out
+    flat = " ".join(out.split())
+    assert f"the function for tool `deploy` ({tools}:6) needs `environment`" in flat
+    assert "which action `ship` does not give (its parameters: `env`)" in flat
+    assert "nothing was run" in flat
+    assert not (tmp_path / "ran").exists()
+
+
 def test_bad_usage_is_reported(tmp_path: Path) -> None:
     program, tools = project(tmp_path)
     assert run(str(program), "--tools", "no_such_module_x:attr")[0] == 2
@@ -478,16 +516,16 @@ def test_tools_the_program_does_not_declare_are_warned_about(tmp_path: Path) -> 
     tools.write_text(
         "def fetch(url):\n    return 1\n\n"
         "TOOLS = {'fetch': fetch, 'deplyo': lambda env: env}\n\n"
-        "def setup(rt):\n    rt.register_tool('fetch', fetch)\n"
+        "def init(rt):\n    rt.register_tool('fetch', fetch)\n"
     )
     _, out = run(str(program), "--tools", f"{tools}:TOOLS", "--deny-approvals")
     assert (
         "`deplyo` is not a tool of the program, so nothing calls it (did you mean `deploy`?)" in out
     )
     assert "`fetch` is not" not in out
-    _, out = run(str(program), "--tools", f"{tools}:setup", "--deny-approvals")
-    assert "`setup` is not a tool of the program" in out
-    assert "a setup function takes one parameter, named `runtime`" in out
+    _, out = run(str(program), "--tools", f"{tools}:init", "--deny-approvals")
+    assert "`init` is not a tool of the program" in out
+    assert "a setup function is called `setup` or takes one parameter named `runtime`" in out
 
 
 def test_a_syntax_error_is_reported_even_where_it_hides_the_proposal(tmp_path: Path) -> None:

@@ -657,7 +657,7 @@ def _register_tools(runtime: Runtime, program: ir.Program, specs: list[str]) -> 
                 continue
             hint = did_you_mean(name, declared, "`")
             if hint is None and name == spec.rpartition(":")[2]:
-                hint = "a setup function takes one parameter, named `runtime`"
+                hint = "a setup function is called `setup` or takes one parameter named `runtime`"
             echo_err(
                 f"warning: --tools {spec}: `{name}` is not a tool of the program, so nothing "
                 f"calls it" + (f" ({hint})" if hint else "")
@@ -684,6 +684,7 @@ def _refuse_unimplemented(runtime: Runtime, proposal: ir.ActionProposal, builtin
         )
     missing = unimplemented(a.tool for a in proposal.actions if a.type == "tool_call")
     if not missing:
+        _refuse_mismatched_functions(runtime, proposal)
         return
     runtime.close()
     names = ", ".join(f"`{name}`" for name in missing)
@@ -699,6 +700,29 @@ def _refuse_unimplemented(runtime: Runtime, proposal: ir.ActionProposal, builtin
         f" `{proposal.id}` calls: give them with --tools tools.py or module:attr{builtin_hint};"
         " nothing was run"
     )
+
+
+def _refuse_mismatched_functions(runtime: Runtime, proposal: ir.ActionProposal) -> None:
+    """A usage error, before anything runs, for an action whose tool's function needs a
+    parameter the action does not give (the function's parameters named otherwise than the
+    tool's): the call would fail with a TypeError, after the calls before it were made."""
+    for action in proposal.actions:
+        tool = runtime.tools.get(action.tool) if action.type == "tool_call" else None
+        if tool is None or tool.fn is None:
+            continue
+        lacking = tool.missing_arguments(action.parameters)
+        if not lacking:
+            continue
+        runtime.close()
+        code = getattr(tool.fn, "__code__", None)
+        where = f" ({code.co_filename}:{code.co_firstlineno})" if code is not None else ""
+        given = ", ".join(f"`{name}`" for name in sorted(action.parameters)) or "none"
+        fail_usage(
+            f"the function for tool `{tool.name}`{where} needs"
+            f" {', '.join(f'`{name}`' for name in lacking)}, which action `{action.id}` does"
+            f" not give (its parameters: {given}): name the function's parameters as the tool"
+            " declares them, or give them defaults; nothing was run"
+        )
 
 
 def _refuse_builtin_options(

@@ -1,6 +1,7 @@
 """Tool implementations named by a string, as `carlang run --tools` and the workers of durable
 backends take them: `module:attr` or `path/to/file.py:attr`, where `attr` is a mapping of tool
-names to functions, a `setup(runtime)` function, or one function (its name is the tool's); or
+names to functions, a setup function (one parameter, named `runtime`, or any one parameter for
+a function called `setup`), or one function (its name is the tool's); or
 the module or file alone, for its `TOOLS` or `setup`, else every public function it defines."""
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def _register_module(runtime: Runtime, spec: str) -> None:
     `tools.py:TOOLS` would take it), else each public function it defines, under its name."""
     module = _load_module(spec)
     tools, setup = getattr(module, "TOOLS", None), getattr(module, "setup", None)
-    if isinstance(tools, Mapping) or (callable(setup) and _parameters(setup) == ["runtime"]):
+    if isinstance(tools, Mapping) or _is_setup("setup", setup):
         attr = "TOOLS" if isinstance(tools, Mapping) else "setup"
         _register_value(runtime, f"{spec}:{attr}", attr, getattr(module, attr))
         return
@@ -87,7 +88,7 @@ def _register_value(runtime: Runtime, spec: str, attr: str, value: Any) -> None:
             runtime.register_tool(str(name), fn)
         return
     if callable(value):
-        if _parameters(value) == ["runtime"]:
+        if _is_setup(attr, value):
             try:
                 value(runtime)  # a setup function: it registers what it likes
             except Exception as exc:  # the user's function failed: their error, not carlang's
@@ -97,6 +98,17 @@ def _register_value(runtime: Runtime, spec: str, attr: str, value: Any) -> None:
         return
     raise CarlangRuntimeError(
         f"--tools {spec}: `{attr}` is neither a mapping of tools nor a function"
+    )
+
+
+def _is_setup(attr: str, value: Any) -> bool:
+    """Whether `value` (named `attr`) is a setup function: one parameter named `runtime`, or
+    any one parameter for a function called `setup` (`def setup(rt)`)."""
+    if not callable(value):
+        return False
+    parameters = _parameters(value)
+    return parameters == ["runtime"] or (
+        attr == "setup" and parameters is not None and len(parameters) == 1
     )
 
 

@@ -119,6 +119,8 @@ class RegisteredTool:
     context_param: str | None = None
     accepts_any: bool = True
     params: frozenset[str] = frozenset()
+    #: The parameters the function has no default for (a call must give each).
+    required: frozenset[str] = frozenset()
     #: How to rebuild the tool from a checkpoint: `module:qualname` or a subprocess spec.
     origin: dict[str, Any] | None = None
     #: Whether a call can run inline, with nothing to wait for: a sync function without a
@@ -161,6 +163,13 @@ class RegisteredTool:
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != context_param
         )
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        required = frozenset(
+            p.name
+            for p in signature.parameters.values()
+            if p.default is p.empty
+            and p.name != context_param
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        )
         module = getattr(fn, "__module__", None)
         qualname = getattr(fn, "__qualname__", "")
         origin = (
@@ -176,8 +185,15 @@ class RegisteredTool:
             context_param=context_param,
             accepts_any=accepts_any,
             params=params,
+            required=required,
             origin=getattr(fn, "carlang_origin", origin),
         )
+
+    def missing_arguments(self, parameters: Mapping[str, Any]) -> list[str]:
+        """The function's parameters without a default that a call with `parameters` (and
+        the tool's declared defaults) would not give it: such a call fails with Python's
+        TypeError before the function runs."""
+        return sorted(self.required - parameters.keys() - self.defaults.keys())
 
     def arguments(self, parameters: Mapping[str, Any]) -> Mapping[str, Any]:
         """The keyword arguments for a call: the parameters the function takes (extras are
