@@ -707,7 +707,7 @@ def _refuse_mismatched_functions(runtime: Runtime, proposal: ir.ActionProposal) 
     parameter the action does not give (the function's parameters named otherwise than the
     tool's): the call would fail with a TypeError, after the calls before it were made."""
     for action in proposal.actions:
-        tool = runtime.tools.get(action.tool) if action.type == "tool_call" else None
+        tool = runtime.tools.get(action.tool) if action.tool is not None else None
         if tool is None or tool.fn is None:
             continue
         lacking = tool.missing_arguments(action.parameters)
