@@ -260,7 +260,8 @@ class _Checker:
                     f"`{subject}` has no field `{name}`"
                     + (" (so this has() is always false)" if isinstance(node, n.Has) else "")
                     + (" (so this is always optional.none())" if isinstance(node, n.Call) else ""),
-                    did_you_mean(name, fields, quote="`")
+                    _dotted_key_help(subject, fields, name)
+                    or did_you_mean(name, fields, quote="`")
                     or _fields_help(subject, fields, operand.patterns, name),
                 )
                 return DYN
@@ -1018,6 +1019,16 @@ def _usage(name: str, overloads: Iterable[Overload]) -> str:
             receivers = " | ".join(dict.fromkeys(str(o.receiver) for o in group))
             shown.append(f"`<{receivers}>.{name}({args})`")
     return " or ".join(shown)
+
+
+def _dotted_key_help(subject: str, fields: Iterable[str], name: str) -> str | None:
+    """The help for `state.order.found` where the key is `order.found`: a key with dots in
+    it is one key, read by index (a select reads `order`, then `found` from it)."""
+    dotted = sorted(key for key in fields if key.startswith(name + "."))
+    if not dotted:
+        return None
+    shown = " or ".join(f"`{subject}[{json.dumps(key)}]`" for key in dotted[:3])
+    return f"a key with dots in its name is read by index: {shown}"
 
 
 def _fields_help(

@@ -304,6 +304,19 @@ def test_a_tool_without_parameters_has_no_fields() -> None:
     assert findings("params.x == 1", [ir.ToolSchema(name="e", parameters=extra)]) == []
 
 
+def test_a_dotted_state_key_read_as_fields_is_pointed_at_its_index_form() -> None:
+    from carlang_runtime.policy import state_type
+
+    state = state_type([ir.StateDecl(key="order.found", type={"type": "boolean"})])
+    declarations = policy_declarations([FETCH], state)
+    (issue,) = check("state.order.found", declarations).issues
+    assert str(issue) == (
+        "error: `state` has no field `order` (a key with dots in its name is read by index:"
+        ' `state["order.found"]`)'
+    )
+    assert check('state["order.found"]', declarations).issues == []
+
+
 def test_state_is_typed_by_the_programs_declarations() -> None:
     """A policy reads `state` as the program declares it: a key it does not declare is a
     mistake (with a did-you-mean), a declared type is checked, a family (`build.*`) takes
