@@ -192,6 +192,8 @@ def test_verify_given_a_file_for_tool_names_points_at_tool_schemas(tmp_path: Pat
     proposal = write(tmp_path, "p.json", '{"actions": []}')
     code, out = cli("verify", str(proposal), "--tools", "tools.json")
     assert code == 2 and "use --tool-schemas tools.json" in out
+    code, out = cli("verify", str(proposal), "--tools", "tools.py")  # (what `run` takes)
+    assert code == 2 and "give --program FILE.car" in " ".join(out.split())
 
 
 @pytest.mark.parametrize(

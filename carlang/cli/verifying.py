@@ -64,12 +64,15 @@ def _tools_argument(tools: str | None, tool_schemas: str | None) -> Any:
         return load_json_option(tool_schemas, load_tools, "tool list", "--tool-schemas", "[")
     if tools is not None:
         names = [t.strip() for t in tools.split(",") if t.strip()]
-        files = [n for n in names if n.endswith(".json") or Path(n).is_file()]
+        files = [n for n in names if n.endswith((".json", ".py")) or Path(n).is_file()]
         if files:  # (a tool is never called `tools.json`: the file was meant)
-            fail_usage(
-                f"--tools takes tool names (a,b,c); for the file {files[0]}, use"
-                f" --tool-schemas {files[0]}"
+            instead = (
+                "verify checks, it runs nothing: to check against the tools a program"
+                " declares, give --program FILE.car"
+                if files[0].endswith(".py")
+                else f"for the file {files[0]}, use --tool-schemas {files[0]}"
             )
+            fail_usage(f"--tools takes tool names (a,b,c); {instead}")
         return names
     return None
 
