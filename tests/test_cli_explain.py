@@ -152,6 +152,10 @@ def test_the_state_given_uses_the_declared_keys_and_types(tmp_path: Path) -> Non
     assert code == 2 and "--state: state `frozen`: expected boolean, got string" in out
     code, out = explain(tmp_path, *call, "--state", '{"frozen": true}')
     assert code == 0 and "decision: deny" in out
+    state = tmp_path / "state.json"  # (a file, as `run` and `verify` take it)
+    state.write_text('{"frozen": true}')
+    code, out = explain(tmp_path, *call, "--state", str(state))
+    assert code == 0 and "decision: deny" in out
 
 
 def test_a_left_out_parameter_gets_its_default_as_at_run_time(tmp_path: Path) -> None:

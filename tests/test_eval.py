@@ -117,6 +117,12 @@ def test_repl_completion() -> None:
     assert repl.completions("st") == ["state", "string", "strings.quote"]  # not startsWith
 
 
+def test_the_state_may_be_a_file(tmp_path: Path) -> None:
+    state = tmp_path / "state.json"
+    state.write_text('{"tests_passed": true}')
+    assert _eval("state.tests_passed", "--state", str(state))[1] == "true : bool\n"
+
+
 def test_state_is_typed_from_the_declarations_as_a_policy_sees_it() -> None:
     code, out, _ = _eval("state.tests_passed")
     assert (code, out) == (0, "false : bool\n")

@@ -155,7 +155,8 @@ ParamsOption = Annotated[
     str | None, typer.Option("--params", help="The call's parameters, a JSON object.")
 ]
 StateOption = Annotated[
-    str | None, typer.Option("--state", help="The state, a JSON object over the program's.")
+    str | None,
+    typer.Option("--state", help="The state over the program's: a JSON file, or a JSON object."),
 ]
 
 
@@ -183,6 +184,7 @@ def eval_command(
     from carlang.repl import render_outcome
 
     from .common import EXIT_FAILED, EXIT_OK
+    from .inputs import load_state_option
     from .lang_commands import compile_program
 
     at = parse_now(now)
@@ -191,7 +193,7 @@ def eval_command(
         program,
         tool,
         parse_json_object(params, "--params") if params else None,
-        parse_json_object(state, "--state") if state else None,
+        load_state_option(state) if state else None,
         parse_json_object(scope, "--scope") if scope else None,
         parse_history(history) if history else None,
         now=at,

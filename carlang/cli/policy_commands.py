@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from .common import NowOption, RootOption, ScopeOption, echo, fail_usage, guarded, parse_now
+from .inputs import load_state_option
 from .lang_commands import compile_program
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ def explain_command(
     ] = None,
     state: Annotated[
         str | None,
-        typer.Option("--state", help="State as a JSON object, over the program's initial state."),
+        typer.Option("--state", help="State over the program's: a JSON file, or a JSON object."),
     ] = None,
     scope: ScopeOption = None,
     capability: Annotated[
@@ -112,7 +113,7 @@ def explain_command(
         # the call as the runtime makes it: left-out parameters get their declared defaults
         filled = filled_parameters(arguments, declared.parameters)
         action = ir.Action(id="call", type="tool_call", tool=tool, parameters=filled)
-    given = _json_object(state, "--state")
+    given = load_state_option(state) if state is not None else {}
     problem = state_problem(program.state, given)
     if problem is not None:
         fail_usage(f"--state: {problem}")
