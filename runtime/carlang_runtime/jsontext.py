@@ -152,7 +152,10 @@ def malformed(exc: json.JSONDecodeError) -> str:
     """`malformed JSON: expecting value`: what `json` found wrong, worded as carlang's other
     messages are (the position is the caller's to give, as `file:line:col`); for carlang
     source where JSON was expected (`cat p.car | carlang rank -`), saying so."""
-    said = f"malformed JSON: {exc.msg[:1].lower()}{exc.msg[1:]}"
+    # (json's "Unterminated string starting at" and "Invalid control character at" end
+    # where its own message goes on with the position, which carlang gives before them)
+    message = exc.msg.removesuffix(" at").removesuffix(" starting")
+    said = f"malformed JSON: {message[:1].lower()}{message[1:]}"
     if exc.pos == len(exc.doc) - len(exc.doc.lstrip()) and _carlang_source(exc.doc):
         said += " (this is carlang source, not JSON)"
     return said

@@ -455,7 +455,7 @@ def read_log_lines(path: Path, text: str) -> list[dict[str, Any]]:
         try:
             record = loads(line)
         except json.JSONDecodeError as exc:
-            if number == len(lines) and not text.endswith("\n") and not too_deeply_nested(exc):
+            if _cut_short(exc, line, number == len(lines), text):
                 raise EventLogError(
                     f"{path}:{number}:{exc.colno}: the last line is cut short (the log was being"
                     " written when its process stopped); remove that line to read the rest"
@@ -464,6 +464,16 @@ def read_log_lines(path: Path, text: str) -> list[dict[str, Any]]:
         check_event(path, number, line, record)
         records.append(record)
     return records
+
+
+def _cut_short(exc: json.JSONDecodeError, line: str, last: bool, text: str) -> bool:
+    """Whether the log's `last` line, which `exc` says is not JSON, was cut short by a process
+    that stopped mid-write: it has no newline after it, or the JSON breaks off at its end."""
+    if not last or too_deeply_nested(exc):
+        return False
+    # (an unterminated string is reported where it starts: on one line, it ran to the end)
+    ends_early = exc.pos >= len(line.rstrip()) or exc.msg.startswith("Unterminated string")
+    return not text.endswith("\n") or ends_early
 
 
 def json_line(path: Path, number: int, line: str) -> Any:

@@ -109,6 +109,23 @@ def test_a_torn_jsonl_tail_is_a_clear_error(tmp_path: Path) -> None:
     assert shown.exit_code == 2 and "cut short" in shown.output
 
 
+@pytest.mark.parametrize("tail", ['{"kind": "action_succ', '{"seq": 9, "kind": "x", '])
+def test_a_torn_last_line_with_a_newline_after_it_is_cut_short_too(
+    tmp_path: Path, tail: str
+) -> None:
+    log = tmp_path / "run.jsonl"
+    rt = Runtime(events=EventLog([JsonlSink(log)]))
+    rt.execute(proposal(write("w", "k", 1)))
+    rt.close()
+    whole = log.read_text()
+    log.write_text(whole + tail + "\n")
+    with pytest.raises(EventLogError, match="the last line is cut short"):
+        read_event_log(log)
+    log.write_text(whole + '{"kind": "x" "seq": 3}\n')  # (broken inside: not cut short)
+    with pytest.raises(EventLogError, match="malformed JSON: expecting ',' delimiter"):
+        read_event_log(log)
+
+
 # -- checkpoints -------------------------------------------------------------------------------
 
 
