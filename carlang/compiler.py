@@ -316,6 +316,9 @@ def _action_labels(
         if _argument_at(decl.kind, name)[0] is None:
             label = f"`{name}` is missing"
     labels = [origin.label(label, span)]
+    inherited = _inherited_reversibility(decl, issue, source_map)
+    if inherited is not None:
+        labels.append(inherited)
     if issue.check == "cycles":
         proposal = source_map.proposals.get(proposal_id)
         for member in _cycle_members(issue.message):
@@ -325,6 +328,25 @@ def _action_labels(
                 where = after[0].span if after else other.node.name.span
                 labels.append(other.label(f"`{member}` waits here", where, primary=False))
     return tuple(labels)
+
+
+def _inherited_reversibility(
+    decl: ast.ActionDecl, issue: VerifyIssue, source_map: SourceMap
+) -> Label | None:
+    """For an action `compensable` without a compensation: where its tool declares it so,
+    when the call does not say it itself (the action inherits the tool's reversibility)."""
+    if issue.code != "CL0310" or not isinstance(decl.kind, ast.Call):
+        return None
+    if any(isinstance(item, ast.ReversibilityItem) for item in decl.items or ()):
+        return None
+    tool = source_map.tools.get(decl.kind.tool.text)
+    if tool is None:
+        return None
+    for item in tool.node.items:
+        if isinstance(item, ast.ReversibilityItem):
+            name = decl.kind.tool.text
+            return tool.label(f"`{name}` is declared {item.word.text} here", item.span, False)
+    return None
 
 
 def _cycle_members(message: str) -> list[str]:
