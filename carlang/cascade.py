@@ -279,7 +279,9 @@ def without_repeated_warnings(items: list[Diagnostic]) -> list[Diagnostic]:
     """`items` without the warnings that repeat one of its errors (see `_shadowed`)."""
     errors = [d for d in items if d.severity == "error"]
     error_spans = {
-        (id(label.source), label.span) for d in errors if d.help and (label := d.primary)
+        (id(label.source), label.span)
+        for d in errors
+        if _SUGGESTED.search(d.help or "") and (label := d.primary)
     }
     suggested = {name for d in errors for name in _SUGGESTED.findall(d.help or "")}
     return [d for d in items if d.severity == "error" or not _shadowed(d, error_spans, suggested)]

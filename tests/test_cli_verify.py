@@ -66,6 +66,8 @@ def test_verify_invalid_text(tmp_path: Path) -> None:
     assert result.output.splitlines() == [
         "INVALID",  # errors first, then warnings, each in verify's order
         "  [X] b: state dependency 'zz' not available at this point  [CL0402 state_dependencies]",
+        "      help: nothing before it writes it: give it a value in the initial state, or write"
+        " it in an earlier action",
         "  [!] proposal: duplicate tool call: fetch (2x)  [CL0313 loop_detection]",
         "  [!] a: write conflict on 'k' with action d (no dependency declared)  [CL0403 write_conflicts]",
         "conflicts:",

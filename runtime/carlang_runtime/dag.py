@@ -32,7 +32,7 @@ from . import speedups
 from .columns import STATE_WRITE, Columns
 from .ir import Action, FailureBehavior
 
-__all__ = ["Dag", "Parents", "build_dag", "runs_in_order"]
+__all__ = ["Dag", "Parents", "build_dag", "last_writers", "runs_in_order"]
 
 _NO_DEPS: list[int] = []  # shared by every action without dependencies; never mutated
 
@@ -104,8 +104,9 @@ class Parents(Sequence[list[int]]):
     __hash__ = None  # type: ignore[assignment]
 
 
-def _writers(cols: Columns) -> dict[str, int]:
-    """The last writer of every key (rule 1)."""
+def last_writers(cols: Columns) -> dict[str, int]:
+    """The last writer of every key (rule 1): its position, by key (a state_write's key and
+    every expected effect)."""
     writer: dict[str, int] = {}
     types, params = cols.types, cols.parameters
     for i, effects in enumerate(cols.effects):
@@ -358,7 +359,7 @@ def build_dag(actions: Sequence[Action] | Columns) -> Dag:
     cols = actions if isinstance(actions, Columns) else Columns.of(actions)
     dag = Dag(deps=[], levels=[])
     if STATE_WRITE in cols.types:
-        return _finish(cols, dag, _writers(cols))
+        return _finish(cols, dag, last_writers(cols))
     effects = cols.effects
     native = speedups.native()
     writer = _effect_writers(effects) if native is None else native.effect_writers(effects)
@@ -381,7 +382,7 @@ def build_dag(actions: Sequence[Action] | Columns) -> Dag:
 def _build_dag_loops(cols: Columns) -> Dag:
     """`build_dag` by the general loops alone: the reference the tests hold the one-pass
     path to (`one_writer_per_key` stays None)."""
-    return _finish(cols, Dag(deps=[], levels=[]), _writers(cols))
+    return _finish(cols, Dag(deps=[], levels=[]), last_writers(cols))
 
 
 def _finish(cols: Columns, dag: Dag, writer: dict[str, int]) -> Dag:

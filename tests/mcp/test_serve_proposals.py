@@ -63,6 +63,12 @@ TWICE = _proposal(
     {**_action("b", expected_effects={"x": 1}, depends_on=["a"]), "tool": "t"},
 )
 
+#: verify's help for a key that no action writes before the one reading it.
+NOTHING_WRITES = (
+    "nothing before it writes it: give it a value in the initial state, or write it in an"
+    " earlier action"
+)
+
 HEAD = (
     "`proposal` does not verify from an empty state, so the runtime would not run it; fix"
     " these (the `verify` tool gives the whole verdict):\n"
@@ -77,6 +83,7 @@ def test_a_proposal_that_does_not_verify_is_an_error_with_verify_s_errors() -> N
                 assert not error and verdict["valid"] is False, name
                 errors = [
                     f"error[{i['code']}] {i['action_id']}: {i['message']}"
+                    + (f" ({i['help']})" if i.get("help") else "")
                     for i in verdict["issues"]
                     if i["severity"] == "error"
                 ]
@@ -126,11 +133,13 @@ def test_a_key_read_from_the_state_verifies_once_the_state_is_given() -> None:
                 error, message = await call(session, tool, proposal=reads)
                 assert error and message == (
                     HEAD + "error[CL0402] b: state dependency 'config' not available at this"
-                    " point\n(no `state` was given: give the state it starts from)"
+                    f" point ({NOTHING_WRITES})\n(no `state` was given: give the state it starts"
+                    " from)"
                 ), (tool, message)
             error, message = await call(session, "simulate", proposal=reads, state={"ready": 1})
             assert error and message.startswith("`proposal` does not verify from `state`, so")
-            assert message.endswith("not available at this point")  # (no hint: it was given)
+            # (no hint on how to give a state: it was given)
+            assert message.endswith(f"not available at this point ({NOTHING_WRITES})")
             error, simulated = await call(session, "simulate", proposal=reads, state={"config": 1})
             assert not error and simulated == {"state": {"config": 1, "x": 1}}
             error, optimized = await call(session, "optimize", proposal=reads, state={"config": 1})

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..capability import CapabilityCheck, touched_keys
 from ..columns import ASSERTION, STATE_WRITE, TOOL_CALL, Columns
-from ..dag import Dag
+from ..dag import Dag, last_writers
 from ..ir import (
     ActionProposal,
     ActionRefCompensation,
@@ -105,6 +105,8 @@ class VerifyContext:
     stage: int = 0
     _found: list[tuple[tuple[int, int, int, int], VerifyIssue]] = field(default_factory=list)
     _walk_position: list[int] | None = None
+    #: The last writer of each key (`dag.last_writers`), made for the first unavailable key.
+    _writers: dict[str, int] | None = None
 
     def report(
         self,
@@ -356,9 +358,27 @@ def _report_unavailable(ctx: VerifyContext, index: int) -> None:
     for number, key in enumerate(ctx.cols.dependencies[index]):
         if key not in ctx.state:
             message = f"state dependency '{key}' not available at this point"
-            hint = did_you_mean(key, ctx.state)
+            hint = did_you_mean(key, ctx.state) or _unavailable_help(ctx, index, key)
             path = f"state_dependencies[{number}]"
             ctx.report("dependency-unavailable", index, message, hint, path=path)
+
+
+def _unavailable_help(ctx: VerifyContext, index: int, key: str) -> str:
+    """How to make `key` available to action `index`: run it after the action that writes
+    the key later in the proposal (an action reads only what those before it wrote), or give
+    the key a value before the proposal runs."""
+    if ctx._writers is None:
+        ctx._writers = last_writers(ctx.cols)
+    writer = ctx._writers.get(key)
+    if writer is not None and writer > index:
+        return (
+            f"'{ctx.cols.ids[writer]}' writes it, later in the proposal: put this action after"
+            " it (an action reads what the actions before it wrote)"
+        )
+    return (
+        "nothing before it writes it: give it a value in the initial state, or write it in an"
+        " earlier action"
+    )
 
 
 def _check_assertion(ctx: VerifyContext, index: int) -> None:
