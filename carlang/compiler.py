@@ -263,9 +263,31 @@ def _issue_diagnostic(
             return None
         labels = _action_labels(origin, issue, source_map, proposal_id)
     help = issue.help.replace("'", "`") if issue.help else None
-    if issue.code == TOOL_NOT_ALLOWED and help is None:
-        help = _misspelt_allowance(source_map, issue)
+    if issue.code == TOOL_NOT_ALLOWED:
+        help = help or _misspelt_allowance(source_map, issue)
+        allowance = _allowance_label(source_map, issue)
+        labels = (*labels, allowance) if allowance is not None else labels
     return Diagnostic(issue.code, issue.severity, issue.message, labels, help)
+
+
+def _allowance_label(source_map: SourceMap, issue: VerifyIssue) -> Label | None:
+    """For a tool a capability does not allow: where the capability says what it allows
+    (its `tools allow` line, else its name)."""
+    found = _refusing_capability(source_map, issue)
+    if found is None:
+        return None
+    name, origin = found
+    allows = [item for item in origin.node.items if isinstance(item, ast.ToolsAllow)]
+    span = allows[0].span if allows else origin.node.name.span
+    return origin.label(f"what `{name}` allows", span, primary=False)
+
+
+def _refusing_capability(source_map: SourceMap, issue: VerifyIssue) -> tuple[str, Origin] | None:
+    """The capability a not-allowed finding names (`tool 'x' is not allowed by capability
+    'c'`: the last name quoted) and its declaration, if the program has it."""
+    names = re.findall(r"'([^']+)'", issue.message)
+    origin = source_map.capabilities.get(names[-1]) if names else None
+    return (names[-1], origin) if origin is not None else None
 
 
 def _action_origin(
@@ -291,12 +313,10 @@ def _misspelt_allowance(source_map: SourceMap, issue: VerifyIssue) -> str | None
     from carlang_runtime.suggest import closest
 
     names = re.findall(r"'([^']+)'", issue.message)
-    if len(names) < 2:
+    found = _refusing_capability(source_map, issue)
+    if len(names) < 2 or found is None:
         return None
-    tool, capability = names[0], names[-1]
-    origin = source_map.capabilities.get(capability)
-    if origin is None:
-        return None
+    tool, (capability, origin) = names[0], found
     allowed = [
         n.text for item in origin.node.items if isinstance(item, ast.ToolsAllow) for n in item.allow
     ]

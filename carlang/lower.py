@@ -239,6 +239,23 @@ class _Lowerer:
         )
         return False
 
+    def bad_rate(self, source: Source, span: Span, calls: int, tool: str) -> None:
+        """CL0217 for a rate of no calls or over no time (a tool's `rate` or a
+        `rate_limit_tool`), with the fix for each."""
+        fix = (
+            f"to refuse every call, deny the tool instead (`deny_tool {tool}`); else allow at"
+            " least 1 call"
+            if calls <= 0
+            else "the interval must be longer than 0, like `per 1s` or `per 1m`"
+        )
+        self.d.error(
+            "CL0217",
+            "a rate needs at least one call per a non-zero interval",
+            source,
+            span,
+            help=fix,
+        )
+
     def plain(self, source: Source, name: ast.Name, what: str) -> bool:
         if _is_plain(name.text):
             return True
@@ -440,12 +457,7 @@ class _Lowerer:
                     tool["cache_ttl_secs"] = item.ttl.ms // 1000
             elif isinstance(item, ast.Rate):
                 if item.calls <= 0 or item.per.ms <= 0:
-                    self.d.error(
-                        "CL0217",
-                        "a rate needs at least one call per a non-zero interval",
-                        source,
-                        item.span,
-                    )
+                    self.bad_rate(source, item.span, item.calls, decl.name.text)
                 else:
                     tool["rate_limit"] = ir.ToolRateLimit.model_construct(
                         max_calls=item.calls, interval_secs=item.per.ms / 1000
@@ -1274,12 +1286,7 @@ class _Lowerer:
                 self.check_targets(source, (decl.tool,))
                 name = ast.Name(f"rate_limit_tool:{decl.tool.text}", span=decl.tool.span)
                 if decl.calls <= 0 or decl.per.ms <= 0:
-                    self.d.error(
-                        "CL0217",
-                        "a rate needs at least one call per a non-zero interval",
-                        source,
-                        decl.span,
-                    )
+                    self.bad_rate(source, decl.span, decl.calls, decl.tool.text)
                 elif self.declare(self.map.policies, "rule", name, Origin(source, decl)):
                     out.append(
                         ir.RateLimitToolRule.model_construct(

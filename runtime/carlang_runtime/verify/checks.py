@@ -493,7 +493,9 @@ def check_compensations(ctx: VerifyContext) -> None:
                     "unknown-compensation-tool",
                     index,
                     f"compensation names tool '{compensation.tool}', which is not registered",
-                    did_you_mean(compensation.tool, ctx.tools.names),
+                    did_you_mean(compensation.tool, ctx.tools.names)
+                    or "register it (in a program: declare it with `tool`), or undo with a tool"
+                    " that is",
                     path="compensation.tool",
                 )
         elif isinstance(compensation, ActionRefCompensation):
