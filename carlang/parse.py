@@ -987,7 +987,11 @@ def _unclosed_before_declaration(
         return None
     line_start = source.text.rfind("\n", 0, token[2]) + 1
     word = _LINE_START_WORD.fullmatch(source.text, line_start, token[2])
-    if word is None or word.group(1) not in DECLARATION_KEYWORDS:
+    if word is not None and word.group(1) in DECLARATION_KEYWORDS:
+        keyword = word.group(1)
+    elif token[1] in DECLARATION_KEYWORDS and not source.text[line_start : token[2]].strip():
+        keyword = token[1]  # (the keyword itself, first on its line: `policy` after `t(x: int`)
+    else:
         return None
     bracket, at = problem.open_brackets[-1]
     line, column = source.line_column(at)
@@ -995,7 +999,7 @@ def _unclosed_before_declaration(
     closer = BRACKET_CLOSERS[bracket]
     return (
         label,
-        f"close the `{bracket}` opened at {line}:{column} with `{closer}` before `{word.group(1)}`",
+        f"close the `{bracket}` opened at {line}:{column} with `{closer}` before `{keyword}`",
     )
 
 

@@ -356,6 +356,23 @@ def test_a_block_left_open_before_the_next_declaration_is_named() -> None:
     )
 
 
+def test_a_bracket_left_open_before_a_declaration_keyword_is_named() -> None:
+    """`tool t(x: int` then `policy ...` on the next line: the `(` still open is the mistake,
+    not the `policy` where parsing stopped."""
+    from tests.helpers import compile_diagnostics
+
+    found = compile_diagnostics("tool t(x: int\npolicy p: deny t when true\n").diagnostics
+    (error,) = found.sorted()
+    assert (
+        error.code == "CL0102"
+        and error.help == "close the `(` opened at 1:7 with `)` before `policy`"
+    )
+    assert [(label.message, label.primary) for label in error.labels][1] == (
+        "opened here, and still open",
+        False,
+    )
+
+
 def test_a_table_cut_short_names_no_grammar_terminal() -> None:
     """`expected ..., empty_cell` named lark's terminal to the user."""
     text = 'tool f(u: string)\ntest "t" { action f(u: $u) expect allow where\n | u |\n | "x" \n'
