@@ -326,6 +326,10 @@ def test_resume_needs_a_journal(tmp_path: Path) -> None:
     run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve", "--events", str(db))
     code, out = run(str(program), "--events", str(db), "--resume", "nope")
     assert code == 2 and "no run `nope`" in out
+    log = tmp_path / "run.jsonl"  # (a log, not a journal: said first, whatever the run id)
+    run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve", "--events", str(log))
+    code, out = run(str(program), "--events", str(log), "--resume", "nope")
+    assert code == 2 and "--resume needs the run's journal: --events run.db" in out
 
 
 def test_a_tools_file_named_alone_gives_its_tools_mapping(tmp_path: Path) -> None:

@@ -184,6 +184,13 @@ def run_command(
         fail_usage("--auto-approve and --deny-approvals exclude each other")
     if rollback and resume is None:
         fail_usage("--rollback goes with --resume RUN_ID")
+    in_process = backend is not Backend.dbos  # (a durable run is refused --resume below)
+    if (
+        resume is not None
+        and in_process
+        and (events is None or events.suffix not in SQLITE_SUFFIXES)
+    ):
+        fail_usage("--resume needs the run's journal: --events run.db")
     if plan is not None and (proposal is not None or resume is not None):
         fail_usage("--plan runs the plan's candidates: not with --proposal or --resume")
     check_output_path(graph, "--graph")  # (before the run: it must not end in this error)
@@ -268,8 +275,6 @@ def run_command(
     diverted = _stdout_to_stderr(output is RunFormat.json)
     try:
         if resume is not None:
-            if events is None or events.suffix not in SQLITE_SUFFIXES:
-                fail_usage("--resume needs the run's journal: --events run.db")
             run_id = run_id or resume
             # The program's proposal stands in for what the journal redacted (secrets).
             outcome = runtime.resume(run_id, rollback=rollback, proposal=chosen)
