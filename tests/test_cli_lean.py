@@ -346,6 +346,17 @@ def test_lean_fmt_formats_standard_input(
     assert "tool t(x: int)" in formatted
 
 
-@pytest.mark.parametrize("args", [[], ["--check"], ["--check=yes", "a.car"], ["-c", "a.car"]])
+@pytest.mark.parametrize("args", [["--check=yes", "a.car"], ["-c", "a.car"]])
 def test_anything_but_a_plain_fmt_goes_to_typer(args: list[str]) -> None:
     assert plain_arguments("fmt", args) is None
+
+
+def test_fmt_without_paths_formats_the_folder_it_runs_in_as_check_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert plain_arguments("fmt", ["--check"]) == {"check": True, "paths": None}
+    (tmp_path / "messy.car").write_text(_UNFORMATTED)
+    monkeypatch.chdir(tmp_path)
+    assert lean_main("fmt", ["--check"]) == 1
+    assert CliRunner().invoke(app, ["fmt"]).exit_code == 0
+    assert lean_main("fmt", ["--check"]) == 0

@@ -24,12 +24,13 @@ from .console import (
 __all__ = ["run_fmt", "replace_file"]
 
 
-def run_fmt(paths: list[Path], check: bool = False, diff: bool = False) -> int:
+def run_fmt(paths: list[Path] | None, check: bool = False, diff: bool = False) -> int:
     """`carlang fmt`'s work (see its help), and the exit code: 1 when a file does not parse, or
     with `check` or `diff` when one would change; 101 on an internal error. Every file is read
     and formatted before any is written: when one cannot be (unreadable, not UTF-8, a syntax
     error, a bug), none is rewritten. Each file rewritten is named as it is, so that a write
     that fails part way (a full disk) leaves no doubt which were."""
+    paths = paths or [Path(".")]  # (as `check` and `test`: the project the command runs in)
     if [str(p) for p in paths] == ["-"]:
         return _fmt_stdin(check)
     if "-" in map(str, paths):

@@ -164,8 +164,9 @@ def compile_command(
 @guarded
 def fmt_command(
     paths: Annotated[
-        list[Path], typer.Argument(help="Files or directories (*.car found recursively).")
-    ],
+        list[Path] | None,
+        typer.Argument(help="Files or directories (*.car found recursively; default: .)."),
+    ] = None,
     check: Annotated[
         bool, typer.Option("--check", help="Change nothing; exit 1 if a file is not formatted.")
     ] = False,

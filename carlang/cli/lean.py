@@ -63,8 +63,6 @@ class _Syntax:
     flags: Mapping[str, str]
     #: Options with a value: option -> (keyword, reader; a reader's None leaves it to typer).
     valued: Mapping[str, tuple[str, Callable[[str], Any]]]
-    #: With `many`: at least one positional argument is needed (typer reports none).
-    needed: bool = False
 
 
 _COMMANDS: dict[str, _Syntax] = {
@@ -84,7 +82,6 @@ _COMMANDS: dict[str, _Syntax] = {
         many=True,
         flags={"--check": "check", "--diff": "diff"},
         valued={},
-        needed=True,
     ),
     "test": _Syntax(
         run_test,
@@ -156,7 +153,7 @@ def plain_arguments(command: str, args: Sequence[str]) -> dict[str, Any] | None:
         found[key] = read(value)
         if found[key] is None:
             return None
-    if syntax.many and (positional or not syntax.needed):
+    if syntax.many:
         found[syntax.positional] = positional or None
     elif len(positional) == 1:
         found[syntax.positional] = positional[0]
