@@ -975,8 +975,8 @@ def _short(value: Any) -> str:
 @guarded
 def events_command(
     log: Annotated[Path, typer.Argument(help="An event log: run.db (SQLite) or run.jsonl.")],
-    run_given: Annotated[
-        str | None, typer.Argument(metavar="[RUN]", help="Only this run (as --run).")
+    run_id: Annotated[
+        str | None, typer.Argument(help="Only this run (as --run).", show_default=False)
     ] = None,
     run: Annotated[str | None, typer.Option("--run", help="Only this run.")] = None,
     kind: Annotated[str | None, typer.Option("--kind", help="Only events of this kind.")] = None,
@@ -987,11 +987,11 @@ def events_command(
     output: Annotated[RunFormat, typer.Option("--format", help="Output format.")] = RunFormat.text,
 ) -> None:
     """List the runs in an event log, or the events of one run (filtered by kind and action).
-    RUN (or --run) takes a run id or a unique prefix of one; --kind must be a kind of event;
+    RUN_ID (or --run) takes a run id or a unique prefix of one; --kind must be a kind of event;
     --tenant keeps the runs whose scope names that tenant."""
-    if run_given is not None and run is not None and run_given != run:
-        fail_usage(f"two runs given, {run_given} and --run {run}: give one")
-    run = run if run is not None else run_given
+    if run_id is not None and run is not None and run_id != run:
+        fail_usage(f"two runs given, {run_id} and --run {run}: give one")
+    run = run if run is not None else run_id
     records = read_log(log)
     tenants = _run_tenants(records)
     if run is not None:  # (in the whole log: a run of another tenant is said to be so)
