@@ -963,8 +963,13 @@ def _compensated(status: str, compensation: ir.CompensationResult) -> tuple[str,
 
 
 def _short(value: Any) -> str:
+    """An event's value in the text listing: a string as it is, a float to 6 significant
+    digits (`duration_ms=0.0129`, not `0.012909998986287974`), else JSON; cut to 200
+    characters. (`--format json` keeps every digit.)"""
     if value is None:
         return ""
+    if isinstance(value, float):
+        return f"{value:.6g}"
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= 200 else text[:197] + "..."
 
