@@ -985,3 +985,12 @@ def test_format_json_writes_any_output_a_tool_returns_as_json(tmp_path: Path) ->
     document = json.loads(out, parse_constant=refuse)
     outputs = [r["output"] for r in document["result"]["results"]]
     assert outputs == ["b'\\xff\\x00'", "NaN", ["-Infinity"], "hello", [2], "2024-01-02T00:00:00Z"]
+
+
+def test_event_values_in_the_text_listing_are_short() -> None:
+    from carlang.cli.run_commands import _short
+
+    assert _short(0.012909998986287974) == "0.01291"
+    assert _short(1500.0) == "1500"
+    assert _short({"a": [1, 2]}) == '{"a": [1, 2]}'
+    assert _short("x" * 300).endswith("...") and len(_short("x" * 300)) == 200
