@@ -246,6 +246,8 @@ def _portable(spec: str) -> str:
     target, _, attr = spec.rpartition(":")
     if target.endswith(".py"):
         return f"{Path(target).resolve()}:{attr}"
+    if not target and attr.endswith(".py"):  # (a file named alone: `--tools tools.py`)
+        return str(Path(attr).resolve())
     return spec
 
 

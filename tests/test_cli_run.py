@@ -364,21 +364,41 @@ def test_a_tools_file_with_no_function_says_what_it_needs(tmp_path: Path) -> Non
     assert "defines no function, `TOOLS` mapping or `setup(runtime)`" in out
 
 
-def test_a_setup_function_called_setup_may_name_its_parameter_as_it_likes(
+def test_a_tools_file_alone_takes_its_setup_or_only_the_functions_named_after_tools(
     tmp_path: Path,
 ) -> None:
+    """A file named alone gives its `setup(runtime)`; else its functions named after the
+    program's tools (not its helpers, which nothing would call); a `setup` whose parameter is
+    not called `runtime` is neither run nor taken for a tool."""
     program, _ = project(tmp_path)
     tools = tmp_path / "setup_tools.py"
     tools.write_text(
-        "def setup(rt):\n"
-        "    rt.register_tool('fetch', lambda url: {'status': 200})\n"
-        "    rt.register_tool('deploy', lambda env: f'set up {env}')\n"
-        "    rt.register_tool('rollback', lambda env: 'rolled back')\n"
+        "def setup(runtime):\n"
+        "    runtime.register_tool('fetch', lambda url: {'status': 200})\n"
+        "    runtime.register_tool('deploy', lambda env: f'set up {env}')\n"
+        "    runtime.register_tool('rollback', lambda env: 'rolled back')\n"
     )
-    for spec in (str(tools), f"{tools}:setup"):
-        code, out = run(str(program), "--tools", spec, "--auto-approve")
-        assert code == 0, out
-        assert "set up prod" in out
+    code, out = run(str(program), "--tools", str(tools), "--auto-approve")
+    assert code == 0 and "set up prod" in out, out
+    helpers = tmp_path / "with_helpers.py"
+    helpers.write_text(
+        "def fetch(url):\n    return {}\n"
+        "def deploy(env):\n    return f'helped {env}'\n"
+        "def rollback(env):\n    return 'undone'\n"
+        "def format_env(env):\n    return env.upper()\n"
+    )
+    code, out = run(str(program), "--tools", str(helpers), "--auto-approve")
+    assert code == 0 and "helped prod" in out, out
+    assert "format_env" not in out  # (a helper: not registered, no warning)
+    misnamed = tmp_path / "misnamed_setup.py"
+    misnamed.write_text("def setup(rt):\n    raise SystemExit('ran')\n")
+    code, out = run(str(program), "--tools", str(misnamed))
+    assert code == 2 and "must be called `runtime`" in " ".join(out.split()), out
+    nothing = tmp_path / "unrelated.py"
+    nothing.write_text("def helper():\n    return 1\n")
+    code, out = run(str(program), "--tools", str(nothing))
+    flat = " ".join(out.split())
+    assert code == 2 and "none of its functions (`helper`) is named after a tool" in flat
 
 
 def test_a_function_whose_parameters_do_not_match_the_tool_is_refused_before_running(
@@ -529,7 +549,7 @@ def test_tools_the_program_does_not_declare_are_warned_about(tmp_path: Path) -> 
     assert "`fetch` is not" not in out
     _, out = run(str(program), "--tools", f"{tools}:init", "--deny-approvals")
     assert "`init` is not a tool of the program" in out
-    assert "a setup function is called `setup` or takes one parameter named `runtime`" in out
+    assert "a setup function takes one parameter, named `runtime`" in out
 
 
 def test_a_syntax_error_is_reported_even_where_it_hides_the_proposal(tmp_path: Path) -> None:

@@ -662,7 +662,7 @@ def _register_tools(runtime: Runtime, program: ir.Program, specs: list[str]) -> 
                 continue
             hint = did_you_mean(name, declared, "`")
             if hint is None and name == spec.rpartition(":")[2]:
-                hint = "a setup function is called `setup` or takes one parameter named `runtime`"
+                hint = "a setup function takes one parameter, named `runtime`"
             echo_err(
                 f"warning: --tools {spec}: `{name}` is not a tool of the program, so nothing "
                 f"calls it" + (f" ({hint})" if hint else "")

@@ -327,3 +327,17 @@ def test_a_durable_run_that_cannot_start_leaves_no_event_log(project: Path) -> N
         )  # fmt: skip
         assert refused.exit_code == 2 and "cannot import nosuchmod_carlang" in refused.output
         assert not (project / name).exists(), name
+
+
+def test_tools_files_are_named_absolutely_for_workers_elsewhere(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker may start in another folder: a tools file given relatively, named alone or
+    with its attribute, goes into the run's spec by its absolute path; a module by its name."""
+    from carlang_dbos.backend import _portable
+
+    monkeypatch.chdir(tmp_path)
+    assert _portable("tools.py") == str(tmp_path / "tools.py")
+    assert _portable("lib/tools.py:TOOLS") == f"{tmp_path / 'lib' / 'tools.py'}:TOOLS"
+    assert _portable("mytools:TOOLS") == "mytools:TOOLS"
+    assert _portable("mytools") == "mytools"

@@ -1,8 +1,8 @@
 """Tool implementations named by a string, as `carlang run --tools` and the workers of durable
 backends take them: `module:attr` or `path/to/file.py:attr`, where `attr` is a mapping of tool
-names to functions, a setup function (one parameter, named `runtime`, or any one parameter for
-a function called `setup`), or one function (its name is the tool's); or
-the module or file alone, for its `TOOLS` or `setup`, else every public function it defines."""
+names to functions, a setup function (one parameter, named `runtime`), or one function (its
+name is the tool's); or the module or file alone, for its `TOOLS` or `setup(runtime)`, else the
+public functions it defines that are named after tools still without an implementation."""
 
 from __future__ import annotations
 
@@ -56,11 +56,13 @@ def _register(runtime: Runtime, spec: str) -> None:
 
 
 def _register_module(runtime: Runtime, spec: str) -> None:
-    """`--tools tools.py` (or a module's name): its `TOOLS` or `setup` when it has one (as
-    `tools.py:TOOLS` would take it), else each public function it defines, under its name."""
+    """`--tools tools.py` (or a module's name): its `TOOLS` or `setup(runtime)` when it has
+    one (as `tools.py:TOOLS` would take it), else the public functions it defines, each under
+    its name: those named after a tool the runtime declares and nothing implements yet (not its
+    helpers, nor a built-in or an MCP server's tool), or all of them when it declares none."""
     module = _load_module(spec)
     tools, setup = getattr(module, "TOOLS", None), getattr(module, "setup", None)
-    if isinstance(tools, Mapping) or _is_setup("setup", setup):
+    if isinstance(tools, Mapping) or _is_setup(setup):
         attr = "TOOLS" if isinstance(tools, Mapping) else "setup"
         _register_value(runtime, f"{spec}:{attr}", attr, getattr(module, attr))
         return
@@ -76,6 +78,23 @@ def _register_module(runtime: Runtime, spec: str) -> None:
             f"--tools {spec}: it defines no function, `TOOLS` mapping or `setup(runtime)`;"
             f" name one with {spec}:attr"
         )
+    if runtime.tools:
+        wanted = {name for name, tool in runtime.tools.items() if tool.fn is None}
+        if callable(setup) and "setup" not in wanted:  # (`def setup(rt)`: not run, not a tool)
+            raise CarlangRuntimeError(
+                f"--tools {spec}: `setup` is no tool of the program, and a setup function's"
+                " one parameter must be called `runtime` (def setup(runtime))"
+            )
+        chosen = {name: fn for name, fn in functions.items() if name in wanted}
+        if not chosen:
+            defined = ", ".join(f"`{name}`" for name in functions)
+            left = ", ".join(f"`{name}`" for name in sorted(wanted)) or "every tool has one"
+            raise CarlangRuntimeError(
+                f"--tools {spec}: none of its functions ({defined}) is named after a tool"
+                f" without an implementation ({left}); name them so, or map names to"
+                f" functions with {spec}:TOOLS"
+            )
+        functions = chosen
     for name, function in functions.items():
         runtime.register_tool(name, function)
 
@@ -88,7 +107,7 @@ def _register_value(runtime: Runtime, spec: str, attr: str, value: Any) -> None:
             runtime.register_tool(str(name), fn)
         return
     if callable(value):
-        if _is_setup(attr, value):
+        if _is_setup(value):
             try:
                 value(runtime)  # a setup function: it registers what it likes
             except Exception as exc:  # the user's function failed: their error, not carlang's
@@ -101,15 +120,10 @@ def _register_value(runtime: Runtime, spec: str, attr: str, value: Any) -> None:
     )
 
 
-def _is_setup(attr: str, value: Any) -> bool:
-    """Whether `value` (named `attr`) is a setup function: one parameter named `runtime`, or
-    any one parameter for a function called `setup` (`def setup(rt)`)."""
-    if not callable(value):
-        return False
-    parameters = _parameters(value)
-    return parameters == ["runtime"] or (
-        attr == "setup" and parameters is not None and len(parameters) == 1
-    )
+def _is_setup(value: Any) -> bool:
+    """Whether `value` is a setup function: one parameter, named `runtime` (a tool may be
+    called `setup` and take one parameter: only the name tells them apart)."""
+    return callable(value) and _parameters(value) == ["runtime"]
 
 
 def _parameters(function: Any) -> list[str] | None:
