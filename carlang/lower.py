@@ -1509,7 +1509,11 @@ class _Lowerer:
                     source,
                     name.span,
                     help=f"a proposal runs under at most one {kind} and one {other}:"
-                    f" keep `{fields[kind]}` or `{name.text}`",
+                    + (
+                        f" name `{name.text}` once"
+                        if fields[kind] == name.text
+                        else f" keep `{fields[kind]}` or `{name.text}`"
+                    ),
                 )
                 continue
             fields[kind] = name.text

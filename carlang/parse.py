@@ -977,6 +977,17 @@ def _syntax_diagnostic(
 _LINE_START_WORD = re.compile(r"([a-z_]+)[ \t]*")
 
 
+def _keyword_starting_a_line(problem: SyntaxProblem, source: Source, token: Token) -> bool:
+    """Whether `token` is a declaration's keyword, first on its line, inside a `(` or `[`
+    (where no declaration goes: a block's `{` may hold `state` and `plan` items), and not
+    a name that happens to be one (`state: string`, a parameter)."""
+    if token[1] not in DECLARATION_KEYWORDS or problem.open_brackets[-1][0] not in "([":
+        return False
+    line_start = source.text.rfind("\n", 0, token[2]) + 1
+    after = source.text[token[3] :].lstrip(" \t")[:1]
+    return not source.text[line_start : token[2]].strip() and after not in (":", "?")
+
+
 def _unclosed_before_declaration(
     problem: SyntaxProblem, source: Source, token: Token
 ) -> tuple[Label, str] | None:
@@ -989,7 +1000,7 @@ def _unclosed_before_declaration(
     word = _LINE_START_WORD.fullmatch(source.text, line_start, token[2])
     if word is not None and word.group(1) in DECLARATION_KEYWORDS:
         keyword = word.group(1)
-    elif token[1] in DECLARATION_KEYWORDS and not source.text[line_start : token[2]].strip():
+    elif _keyword_starting_a_line(problem, source, token):
         keyword = token[1]  # (the keyword itself, first on its line: `policy` after `t(x: int`)
     else:
         return None

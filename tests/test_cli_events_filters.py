@@ -1,4 +1,4 @@
-"""`carlang events LOG [RUN] --tenant T`: the runs of one tenant (a gateway's log holds many),
+"""`carlang events LOG [RUN_ID] --tenant T`: the runs of one tenant (a gateway's log holds many),
 and the run given as an argument as well as by --run."""
 
 from __future__ import annotations

@@ -1008,9 +1008,33 @@ def test_format_json_writes_any_output_a_tool_returns_as_json(tmp_path: Path) ->
 
 
 def test_event_values_in_the_text_listing_are_short() -> None:
-    from carlang.cli.run_commands import _short
+    from carlang.cli.run_commands import _event_value, _short
 
-    assert _short(0.012909998986287974) == "0.01291"
-    assert _short(1500.0) == "1500"
-    assert _short({"a": [1, 2]}) == '{"a": [1, 2]}'
-    assert _short("x" * 300).endswith("...") and len(_short("x" * 300)) == 200
+    assert _event_value(0.012909998986287974) == "0.01291"
+    assert _event_value(1500.0) == "1500"
+    assert _event_value({"a": [1, 2]}) == '{"a": [1, 2]}'
+    assert _event_value("x" * 300).endswith("...") and len(_event_value("x" * 300)) == 200
+    assert _short(1234567.89) == "1234567.89"  # (a tool's output in the run's table: whole)
+
+
+def test_a_decorated_function_that_supplies_a_parameter_itself_is_not_refused(
+    tmp_path: Path,
+) -> None:
+    """`functools.wraps` makes the wrapper look like the function it wraps; what the call
+    must give is what the wrapper itself needs (here, nothing: it supplies `session`)."""
+    program, _ = project(tmp_path)
+    tools = tmp_path / "wrapped_tools.py"
+    tools.write_text(
+        "import functools\n"
+        "def with_session(fn):\n"
+        "    @functools.wraps(fn)\n"
+        "    def call(*args, **kwargs):\n"
+        "        return fn(*args, session='s', **kwargs)\n"
+        "    return call\n"
+        "def fetch(url):\n    return {}\n"
+        "@with_session\n"
+        "def deploy(env, session):\n    return f'deployed {env} in {session}'\n"
+        "def rollback(env):\n    return 'undone'\n"
+    )
+    code, out = run(str(program), "--tools", str(tools), "--auto-approve")
+    assert code == 0 and "deployed prod in s" in out, out

@@ -371,6 +371,10 @@ def test_a_bracket_left_open_before_a_declaration_keyword_is_named() -> None:
         "opened here, and still open",
         False,
     )
+    # a parameter named like a keyword after a missing comma: the comma is what is missing
+    text = "tool t(\n  x: int\n  state: string)\n"
+    (error,) = compile_diagnostics(text).diagnostics.sorted()
+    assert error.help is None or "close the" not in error.help
 
 
 def test_a_table_cut_short_names_no_grammar_terminal() -> None:

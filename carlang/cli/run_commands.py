@@ -711,15 +711,18 @@ def _refuse_mismatched_functions(runtime: Runtime, proposal: ir.ActionProposal) 
     """A usage error, before anything runs, for an action whose tool's function needs a
     parameter the action does not give (the function's parameters named otherwise than the
     tool's): the call would fail with a TypeError, after the calls before it were made."""
+    import inspect
+
     for action in proposal.actions:
-        tool = runtime.tools.get(action.tool) if action.tool is not None else None
+        calls = action.type == "tool_call" and action.tool is not None
+        tool = runtime.tools.get(action.tool) if calls and action.tool is not None else None
         if tool is None or tool.fn is None:
             continue
         lacking = tool.missing_arguments(action.parameters)
         if not lacking:
             continue
         runtime.close()
-        code = getattr(tool.fn, "__code__", None)
+        code = getattr(inspect.unwrap(tool.fn), "__code__", None)
         where = f" ({code.co_filename}:{code.co_firstlineno})" if code is not None else ""
         given = ", ".join(f"`{name}`" for name in sorted(action.parameters)) or "none"
         fail_usage(
@@ -963,18 +966,21 @@ def _compensated(status: str, compensation: ir.CompensationResult) -> tuple[str,
 
 
 def _short(value: Any) -> str:
-    """An event's value in the text listing: a string as it is, a float to 6 significant
-    digits (`duration_ms=0.0129`, not `0.012909998986287974`), else JSON; cut to 200
-    characters. (`--format json` keeps every digit.)"""
+    """A value in a text listing: a string as it is, else JSON; cut to 200 characters."""
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:.6g}"
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= 200 else text[:197] + "..."
 
 
 # -- carlang events ----------------------------------------------------------------------------
+
+
+def _event_value(value: Any) -> str:
+    """An event's field in the text listing: a float, a measurement of carlang's own
+    (`duration_ms`), to 6 significant digits (`0.01291`, not `0.012909998986287974`); else as
+    `_short` shows it. (`--format json` keeps every digit.)"""
+    return f"{value:.6g}" if isinstance(value, float) else _short(value)
 
 
 @guarded
@@ -1024,7 +1030,7 @@ def events_command(
 
     for record in chosen:
         data = record.get("data") or {}
-        detail = " ".join(f"{k}={_short(v)}" for k, v in data.items() if k != "proposal")
+        detail = " ".join(f"{k}={_event_value(v)}" for k, v in data.items() if k != "proposal")
         where = record.get("action_id") or record.get("proposal_id") or ""
         echo(f"{record['timestamp']}  {record['kind']:<26} {where:<16} {detail}".rstrip())
     echo(plural(len(chosen), "event"))

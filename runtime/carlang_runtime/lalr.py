@@ -42,6 +42,7 @@ from re import _constants as _sre  # the regex parser behind `re`, read to order
 from re import _parser as _sre_parser
 from typing import Any, Final
 
+from ._version import __version__
 from .digests import blake2b
 from .diskcache.regexes import compile_cached
 
@@ -344,7 +345,9 @@ def _tables_from_text(text: str) -> Tables:
     `from_json`, and a missing, foreign or corrupt file falls back to the text."""
     from .diskcache import private_directory, read_table, save_table, table_file
 
-    cache = table_file("lalr", _PLAIN_FORMAT)
+    # (carlang's version in the name: a release that reads the tables otherwise never gets
+    # another's)
+    cache = table_file("lalr", _PLAIN_FORMAT, __version__)
     key = blake2b(text.encode("utf-8"), digest_size=16).digest()
     if cache is not None and cache != _stored.get("path"):  # (one read for both grammars)
         _stored.update(path=cache, entries=read_table(cache, _PLAIN_FORMAT))

@@ -508,3 +508,29 @@ def test_assertions_with_an_operator() -> None:
     assert got == [
         ("CL0404", "error", "bad", "assertion will fail: 'x' is Number(2), need lt Number(1)")
     ]
+
+
+def test_a_key_read_before_it_is_written_says_how_to_make_it_available() -> None:
+    def action(action_id: str, **fields: Any) -> dict[str, Any]:
+        return {"id": action_id, "type": "tool_call", "tool": "t", **fields}
+
+    later = verify(
+        {
+            "actions": [
+                action("read", state_dependencies=["k"]),
+                action("write", expected_effects={"k": 1}),
+            ]
+        }
+    )
+    (issue,) = later.errors()
+    assert issue.code == "CL0402"
+    assert issue.help == (
+        "'write' writes it, later in the proposal: put this action after it (an action reads"
+        " what the actions before it wrote)"
+    )
+    (never,) = verify({"actions": [action("read", state_dependencies=["k"])]}).errors()
+    assert never.help is not None and never.help.startswith("nothing before it writes it")
+    (close,) = verify(
+        {"actions": [action("read", state_dependencies=["kk"])]}, state={"k": 1}
+    ).errors()
+    assert close.help is not None and "did you mean" in close.help

@@ -189,7 +189,7 @@ class CompileCache:
         never found, and a bundle that cannot be read or trusted is passed over, as any file
         of this cache. Per thread and task (a context variable): other threads compiling
         meanwhile are not affected."""
-        if self.directory is None:
+        if not name or self.directory is None:  # (a set of no conditions: nothing to read)
             yield
             return
         found = _Bundle(self, name)
@@ -287,6 +287,7 @@ class CompileCache:
         data = _MARSHALLED + marshal.dumps((_BUNDLE_MARK, name, bundle.seen))
         if write_atomically(directory / f"{name}.bin", data):
             self._used.add(name)
+            _keep_newest_bundles(directory, _BUNDLES)
 
     def _prune(self, directory: Path) -> None:
         """Keep the directory to `files` conditions besides those this cache used: past
@@ -314,6 +315,8 @@ _BUNDLE_MARK: Final = "carlang-cel-bundle"
 #: A set whose conditions' files add up to more than this is read file by file (a bundle is
 #: written whole whenever one of its conditions changes).
 _BUNDLE_BYTES: Final = 8 << 20
+#: At most this many bundles are kept (the newest): the policy sets of a machine's programs.
+_BUNDLES: Final = 64
 
 
 class _Bundle:
@@ -352,6 +355,21 @@ class _Bundle:
             return {}
         self.cache._used.add(name)
         return entries
+
+
+def _keep_newest_bundles(directory: Path, count: int) -> None:
+    """Delete all but the `count` bundles last written in `directory`: each edit of a set's
+    conditions makes a new one (a set of 200 conditions edited 500 times would leave 500 files
+    of ~1 MB), and only the newest are ever read again."""
+    try:
+        bundles = [entry for entry in os.scandir(directory) if entry.name.startswith("set-")]
+        if len(bundles) <= count:
+            return
+        bundles.sort(key=lambda entry: entry.stat().st_mtime_ns, reverse=True)
+        for entry in bundles[count:]:
+            os.unlink(entry.path)
+    except OSError:  # (another process pruned meanwhile: what is left is still bounded)
+        return
 
 
 #: The bundle being compiled in this thread or task, if any.

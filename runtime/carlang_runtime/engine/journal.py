@@ -449,13 +449,14 @@ def read_log_lines(path: Path, text: str) -> list[dict[str, Any]]:
     `read_event_log` reads it; `EventLogError` at the first line that is not an event."""
     records = []
     lines = text.splitlines()
+    last = max((n for n, line in enumerate(lines, start=1) if line.strip()), default=0)
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
             record = loads(line)
         except json.JSONDecodeError as exc:
-            if _cut_short(exc, line, number == len(lines), text):
+            if _cut_short(exc, line, number == last, text):
                 raise EventLogError(
                     f"{path}:{number}:{exc.colno}: the last line is cut short (the log was being"
                     " written when its process stopped); remove that line to read the rest"

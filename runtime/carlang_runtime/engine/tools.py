@@ -163,9 +163,10 @@ class RegisteredTool:
             if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != context_param
         )
         accepts_any = any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+        # (from the function called, not the one it wraps: a decorator may supply some)
         required = frozenset(
             p.name
-            for p in signature.parameters.values()
+            for p in _own_signature(fn).parameters.values()
             if p.default is p.empty
             and p.name != context_param
             and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
@@ -201,6 +202,14 @@ class RegisteredTool:
         if self.accepts_any or parameters.keys() <= self.params:
             return parameters  # `fn(**parameters)` copies it anyway
         return {k: v for k, v in parameters.items() if k in self.params}
+
+
+def _own_signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """`fn`'s own signature, not that of a function it wraps (`functools.wraps`)."""
+    try:
+        return inspect.signature(fn, follow_wrapped=False)
+    except (TypeError, ValueError):
+        return inspect.Signature()
 
 
 def call_arguments(tool: RegisteredTool, parameters: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -421,3 +421,47 @@ def test_a_policy_set_loads_its_conditions_from_one_file(
     decision = loaded.evaluate(action)
     assert decision.denied
     assert [m.policy for m in decision.matches] == ["p0", "p1", "p2"]
+
+
+def test_only_the_newest_bundles_are_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from carlang_runtime.cel import cache as cache_module
+
+    monkeypatch.setattr(cache_module, "_BUNDLES", 2)
+    for size in range(1, 5):
+        _compile_set(tmp_path, SOURCES[:size])
+        _compile_set(tmp_path, SOURCES[:size])  # (its bundle written)
+    assert len(list(tmp_path.glob("set-*.bin"))) == 2
+    reads = _reads(monkeypatch)
+    _compile_set(tmp_path, SOURCES[:4])  # (the newest: still one read)
+    assert len(reads) == 1
+
+
+def test_a_set_that_fails_to_compile_writes_no_bundle(tmp_path: Path) -> None:
+    sources = [SOURCES[0], "1 +"]
+    for _ in range(2):
+        with pytest.raises(CelSyntaxError):
+            _compile_set(tmp_path, sources)
+    assert list(tmp_path.glob("set-*.bin")) == []
+    assert list(tmp_path.glob("*.bin"))  # (the condition that compiled is kept on its own)
+
+
+def test_a_policy_sets_shadow_conditions_are_in_its_bundle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from carlang_runtime import ir
+    from carlang_runtime.cel.cache import DEFAULT
+    from carlang_runtime.policy import PolicySet
+
+    monkeypatch.setattr(DEFAULT, "_directory", tmp_path)
+    monkeypatch.setattr(DEFAULT, "memory", type(DEFAULT.memory)())
+    policies = [
+        ir.CelPolicy(name="enforced", when="params.n > 1", tools=["t"]),
+        ir.CelPolicy(name="trial", when="params.n > 2", tools=["t"], shadow=True),
+    ]
+    for _ in range(2):
+        PolicySet(policies)
+        DEFAULT.clear()
+    reads = _reads(monkeypatch)
+    loaded = PolicySet(policies)
+    assert len(reads) == 1 and reads[0].startswith("set-")
+    assert loaded.shadow is not None and len(loaded) == 2

@@ -109,7 +109,9 @@ def test_a_torn_jsonl_tail_is_a_clear_error(tmp_path: Path) -> None:
     assert shown.exit_code == 2 and "cut short" in shown.output
 
 
-@pytest.mark.parametrize("tail", ['{"kind": "action_succ', '{"seq": 9, "kind": "x", '])
+@pytest.mark.parametrize(
+    "tail", ['{"kind": "action_succ', '{"seq": 9, "kind": "x", ', '{"kind": "x",\n\n']
+)
 def test_a_torn_last_line_with_a_newline_after_it_is_cut_short_too(
     tmp_path: Path, tail: str
 ) -> None:
