@@ -21,6 +21,8 @@ __all__ = ["main", "run", "end_process"]
 #: allocates ~300,000 objects that live as long as the process, and at the default (700) the
 #: collector scans them again and again (~8 ms of a check). It still runs, 60 times less often.
 _STARTUP_THRESHOLD = 50_000
+#: The exit status of a command stopped by Ctrl-C (128 + SIGINT).
+_INTERRUPTED = 130
 
 
 def main() -> None:
@@ -34,8 +36,19 @@ def main() -> None:
 def run() -> None:
     """The `carlang` command itself (the console script, `python -m carlang`): `main`, except
     that a lean command then ends the process without the interpreter's teardown
-    (`end_process`)."""
-    code = _dispatch(sys.argv[1:])
+    (`end_process`), and that a command stopped by Ctrl-C ignores further ones while the
+    interpreter tears down."""
+    try:
+        code = _dispatch(sys.argv[1:])
+    except SystemExit as exc:
+        if exc.code == _INTERRUPTED:
+            # A terminal sends Ctrl-C to the whole group, and twice is common: Python's own
+            # handler is reset to the default during teardown, and one arriving then killed the
+            # process by the signal instead of letting it exit 130 as it was doing.
+            import signal
+
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise
     if code is not None:
         end_process(code)
 

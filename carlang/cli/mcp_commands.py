@@ -420,6 +420,7 @@ def proxy_command(
             runtime.close()
             raise
     _warn_capabilities(proxy, tenants)  # (once every option is known to be right)
+    interrupted = False
     with _stopped_as_by_ctrl_c() as caught:
         try:
             if listening is not None:
@@ -441,12 +442,33 @@ def proxy_command(
             else:
                 asyncio.run(serve_stdio(proxy))
         except KeyboardInterrupt:
-            if not caught:  # (Ctrl-C itself)
-                raise
+            interrupted = not caught  # (Ctrl-C itself, not SIGTERM or SIGHUP)
         finally:
-            runtime.close()  # (stops the servers, and waits for them)
+            # (stops the servers, and waits for them; a second Ctrl-C meanwhile, as a
+            # terminal sends to the whole group, must not cut that short, nor escape as a
+            # KeyboardInterrupt that kills the process by the signal instead of exiting 130)
+            with _stopping_goes_on():
+                runtime.close()
     if caught:  # stopped by SIGTERM or SIGHUP: its usual status, once everything is closed
         raise typer.Exit(128 + caught[0])
+    if interrupted:
+        raise typer.Exit(130)
+
+
+@contextlib.contextmanager
+def _stopping_goes_on() -> Iterator[None]:
+    """While inside, Ctrl-C, SIGTERM and SIGHUP are noted and otherwise ignored: the proxy is
+    already stopping, in order."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    numbers = (signal.SIGINT, *_STOPPING)
+    previous = {number: signal.signal(number, lambda signum, frame: None) for number in numbers}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def _check_tenant_limit(per_tenant: int | None, places: int, tenants: dict[str, str]) -> None:
