@@ -176,7 +176,9 @@ def _verify_proposals(
         outcome = analysis.result
         result.verify_results[proposal.id] = outcome
         unordered = {i.action_id for i in outcome.issues if i.code == UNKNOWN_DEPENDENCY}
-        repeats = _repeated_calls(proposal)
+        # (the calls made again, found only for a proposal verify says makes some)
+        repeated = any(i.code in REPEATED_CALL_CODES for i in outcome.issues)
+        repeats = _repeated_calls(proposal) if repeated else []
         for issue in outcome.issues:
             if issue.action_id in unordered and issue.code in STATE_FLOW_CODES:
                 continue  # with its `after` unknown, the action's place in the flow is a guess
