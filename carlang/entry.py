@@ -42,12 +42,15 @@ def run() -> None:
         code = _dispatch(sys.argv[1:])
     except SystemExit as exc:
         if exc.code == _INTERRUPTED:
-            # A terminal sends Ctrl-C to the whole group, and twice is common: Python's own
-            # handler is reset to the default during teardown, and one arriving then killed the
-            # process by the signal instead of letting it exit 130 as it was doing.
+            # A terminal sends Ctrl-C to the whole group, and twice is common: one arriving
+            # during the interpreter's teardown killed the process by the signal instead of
+            # letting it exit 130 as it was doing. It is ignored now; but where the teardown
+            # waits for a thread (a tool's call that hangs), another Ctrl-C ends the process
+            # at once, with that status, as the way out it has always been.
             import signal
 
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            waits = _other_threads(daemons=False)
+            signal.signal(signal.SIGINT, _exit_interrupted if waits else signal.SIG_IGN)
         raise
     if code is not None:
         end_process(code)
@@ -106,6 +109,17 @@ def _dispatch(args: list[str]) -> int | None:
     return None
 
 
+def _exit_interrupted(signum: int, frame: object) -> None:
+    """A Ctrl-C during the teardown of a command Ctrl-C stopped: flush, and exit 130 now."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(_INTERRUPTED)
+
+
 def end_process(code: int) -> NoReturn:
     """End the process with exit code `code` once a command is done, skipping the interpreter's
     teardown: freeing every module and object one by one costs ~25 ms of a check (a sixth of
@@ -130,10 +144,16 @@ def end_process(code: int) -> NoReturn:
     os._exit(code)
 
 
-def _other_threads() -> bool:
-    """Whether a thread of Python's besides this one still runs."""
+def _other_threads(daemons: bool = True) -> bool:
+    """Whether a thread of Python's besides this one still runs (`daemons` False: one the
+    interpreter's teardown waits for)."""
     threading = sys.modules.get("threading")  # (not loaded: no thread of Python's was started)
-    return threading is not None and threading.active_count() > 1
+    if threading is None:
+        return False
+    if daemons:
+        return bool(threading.active_count() > 1)
+    main = threading.main_thread()
+    return any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate())
 
 
 def _watched() -> bool:
