@@ -292,3 +292,25 @@ def test_main_returns_control_to_its_caller(tmp_path: Path) -> None:
     done = _fresh_check(tmp_path / "bad.car", body=body)
     assert done.returncode == 0, done.stderr
     assert "EXIT CODE 1" in done.stdout and done.stdout.rstrip().endswith("BACK IN THE CALLER")
+
+
+def test_the_threads_a_teardown_waits_for_are_told_from_daemons() -> None:
+    """After a Ctrl-C exit a second Ctrl-C is ignored unless a thread the interpreter's
+    teardown waits for still runs (then it ends the process at once): daemons do not count."""
+    import threading
+
+    from carlang.entry import _other_threads
+
+    before = _other_threads(daemons=False)  # (a thread another test left running)
+    release = threading.Event()
+    daemon = threading.Thread(target=release.wait, daemon=True)
+    daemon.start()
+    try:
+        assert _other_threads() and _other_threads(daemons=False) == before
+        waited = threading.Thread(target=release.wait)
+        waited.start()
+        assert _other_threads(daemons=False)
+    finally:
+        release.set()
+    waited.join()
+    daemon.join()
