@@ -72,6 +72,12 @@ def run(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def run_with_tools_file(program: Path, tools: Path, text: str, *args: str) -> tuple[int, str]:
+    """Write `text` to the tools file `tools` and run `program` with `--tools tools`."""
+    tools.write_text(text)
+    return run(str(program), "--tools", str(tools), *args)
+
+
 def test_runs_a_proposal_with_tools_from_a_file(tmp_path: Path) -> None:
     program, tools = project(tmp_path)
     code, out = run(str(program), "--tools", f"{tools}:TOOLS", "--auto-approve")
@@ -341,15 +347,16 @@ def test_a_tools_file_named_alone_gives_its_tools_mapping(tmp_path: Path) -> Non
 
 def test_a_tools_file_named_alone_gives_every_function_it_defines(tmp_path: Path) -> None:
     program, _ = project(tmp_path)
-    tools = tmp_path / "plain_tools.py"
-    tools.write_text(
+    code, out = run_with_tools_file(
+        program,
+        tmp_path / "plain_tools.py",
         "from json import dumps\n\n"  # (imported: not a tool)
         "def fetch(url):\n    return {'status': 200}\n\n"
         "def deploy(env):\n    return f'shipped to {env}'\n\n"
         "def rollback(env):\n    return 'rolled back'\n\n"
-        "def _helper():\n    return 1\n"
+        "def _helper():\n    return 1\n",
+        "--auto-approve",
     )
-    code, out = run(str(program), "--tools", str(tools), "--auto-approve")
     assert code == 0, out
     assert "shipped to prod" in out
     assert "dumps" not in out and "_helper" not in out  # (no warning about undeclared tools)
@@ -357,9 +364,7 @@ def test_a_tools_file_named_alone_gives_every_function_it_defines(tmp_path: Path
 
 def test_a_tools_file_with_no_function_says_what_it_needs(tmp_path: Path) -> None:
     program, _ = project(tmp_path)
-    tools = tmp_path / "empty_tools.py"
-    tools.write_text("X = 1\n")
-    code, out = run(str(program), "--tools", str(tools))
+    code, out = run_with_tools_file(program, tmp_path / "empty_tools.py", "X = 1\n")
     assert code == 2
     assert "defines no function, `TOOLS` mapping or `setup(runtime)`" in out
 
@@ -371,32 +376,34 @@ def test_a_tools_file_alone_takes_its_setup_or_only_the_functions_named_after_to
     program's tools (not its helpers, which nothing would call); a `setup` whose parameter is
     not called `runtime` is neither run nor taken for a tool."""
     program, _ = project(tmp_path)
-    tools = tmp_path / "setup_tools.py"
-    tools.write_text(
+    code, out = run_with_tools_file(
+        program,
+        tmp_path / "setup_tools.py",
         "def setup(runtime):\n"
         "    runtime.register_tool('fetch', lambda url: {'status': 200})\n"
         "    runtime.register_tool('deploy', lambda env: f'set up {env}')\n"
-        "    runtime.register_tool('rollback', lambda env: 'rolled back')\n"
+        "    runtime.register_tool('rollback', lambda env: 'rolled back')\n",
+        "--auto-approve",
     )
-    code, out = run(str(program), "--tools", str(tools), "--auto-approve")
     assert code == 0 and "set up prod" in out, out
-    helpers = tmp_path / "with_helpers.py"
-    helpers.write_text(
+    code, out = run_with_tools_file(
+        program,
+        tmp_path / "with_helpers.py",
         "def fetch(url):\n    return {}\n"
         "def deploy(env):\n    return f'helped {env}'\n"
         "def rollback(env):\n    return 'undone'\n"
-        "def format_env(env):\n    return env.upper()\n"
+        "def format_env(env):\n    return env.upper()\n",
+        "--auto-approve",
     )
-    code, out = run(str(program), "--tools", str(helpers), "--auto-approve")
     assert code == 0 and "helped prod" in out, out
     assert "format_env" not in out  # (a helper: not registered, no warning)
-    misnamed = tmp_path / "misnamed_setup.py"
-    misnamed.write_text("def setup(rt):\n    raise SystemExit('ran')\n")
-    code, out = run(str(program), "--tools", str(misnamed))
+    code, out = run_with_tools_file(
+        program, tmp_path / "misnamed_setup.py", "def setup(rt):\n    raise SystemExit('ran')\n"
+    )
     assert code == 2 and "must be called `runtime`" in " ".join(out.split()), out
-    nothing = tmp_path / "unrelated.py"
-    nothing.write_text("def helper():\n    return 1\n")
-    code, out = run(str(program), "--tools", str(nothing))
+    code, out = run_with_tools_file(
+        program, tmp_path / "unrelated.py", "def helper():\n    return 1\n"
+    )
     flat = " ".join(out.split())
     assert code == 2 and "none of its functions (`helper`) is named after a tool" in flat
 
@@ -405,18 +412,22 @@ def test_a_function_whose_parameters_do_not_match_the_tool_is_refused_before_run
     tmp_path: Path,
 ) -> None:
     program, _ = project(tmp_path)
-    tools = tmp_path / "renamed_tools.py"
-    tools.write_text(
+    code, out = run_with_tools_file(
+        program,
+        tmp_path / "renamed_tools.py",
         "import pathlib\n"
         f"RAN = pathlib.Path({str(tmp_path / 'ran')!r})\n"
         "def fetch(url):\n    RAN.write_text('fetched')\n    return {}\n"
         "def deploy(environment):\n    return 'deployed'\n"
-        "def rollback(env, reason='undo'):\n    return 'rolled back'\n"
+        "def rollback(env, reason='undo'):\n    return 'rolled back'\n",
+        "--auto-approve",
     )
-    code, out = run(str(program), "--tools", str(tools), "--auto-approve")
     assert code == 2, out
     flat = " ".join(out.split())
-    assert f"the function for tool `deploy` ({tools}:6) needs `environment`" in flat
+    assert (
+        f"the function for tool `deploy` ({tmp_path / 'renamed_tools.py'}:6) needs `environment`"
+        in flat
+    )
     assert "which action `ship` does not give (its parameters: `env`)" in flat
     assert "nothing was run" in flat
     assert not (tmp_path / "ran").exists()
