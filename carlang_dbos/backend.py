@@ -50,7 +50,7 @@ from carlang_runtime.engine import (
     SqliteSink,
 )
 from carlang_runtime.engine.events import EventSink
-from carlang_runtime.engine.journal import SQLITE_SUFFIXES
+from carlang_runtime.engine.journal import SQLITE_SUFFIXES, use_write_ahead_log
 from carlang_runtime.engine.loading import register_tool_spec
 from carlang_runtime.engine.run import ProposalRun
 from carlang_runtime.engine.state import check_tenant
@@ -1708,6 +1708,10 @@ def sqlite_problem() -> str | None:
     return None
 
 
+#: How long a SQLite runs database's statement waits for another process's write.
+_SQLITE_BUSY_SECONDS = 30
+
+
 def _sqlite_engine(database: str) -> Any:
     """A SQLite engine in WAL mode with synchronous=NORMAL: a commit survives the process
     dying (what durability is for here) without three fsyncs per step; SQLite's default
@@ -1721,17 +1725,17 @@ def _sqlite_engine(database: str) -> Any:
     import sqlalchemy
 
     engine = sqlalchemy.create_engine(
-        database, connect_args={"check_same_thread": False, "timeout": 30}
+        database, connect_args={"check_same_thread": False, "timeout": _SQLITE_BUSY_SECONDS}
     )
 
     def pragmas(connection: Any, _record: Any) -> None:
         connection.isolation_level = "IMMEDIATE"
         cursor = connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={int(_SQLITE_BUSY_SECONDS * 1000)}")
         cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
+        use_write_ahead_log(connection, _SQLITE_BUSY_SECONDS)
 
     sqlalchemy.event.listen(engine, "connect", pragmas)
     return engine

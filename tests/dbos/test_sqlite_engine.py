@@ -80,3 +80,28 @@ def test_a_writer_waits_for_another_processs_write_rather_than_failing(
         release.join()
         holder.close()
     assert rows == [1, 2]
+
+
+def test_a_new_runs_database_opened_while_another_process_writes_it_waits(
+    tmp_path: Path,
+) -> None:
+    # Two workers started on one new runs database: one is already writing it (rollback
+    # journal still) as the other's first connection switches it to WAL, which SQLite fails
+    # at once, whatever the busy timeout. The second worker died with "database is locked".
+    import sqlite3
+    import threading
+
+    path = tmp_path / "runs.db"
+    holder = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("CREATE TABLE t (n INT)")
+    release = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    release.start()
+    engine = _sqlite_engine(f"sqlite:///{path}")
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA journal_mode").scalar_one() == "wal"
+    finally:
+        release.join()
+        holder.close()
+        engine.dispose()

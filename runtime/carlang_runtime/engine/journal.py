@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Sequence
 from contextlib import closing
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "RunSummary",
     "EventLogError",
     "SQLITE_SUFFIXES",
+    "use_write_ahead_log",
     "ONE_EVENT_PER_LINE",
     "json_line",
     "not_an_event",
@@ -114,10 +116,32 @@ def _connect(path: Path) -> sqlite3.Connection:
         raise
     # WAL with synchronous=NORMAL: a commit survives the process dying (the case resume is
     # for) without an fsync per action.
-    connection.execute("PRAGMA journal_mode=WAL")
+    use_write_ahead_log(connection, _BUSY_SECONDS)
     connection.execute("PRAGMA synchronous=NORMAL")
     connection.executescript(_SCHEMA)
     return connection
+
+
+def use_write_ahead_log(connection: Any, seconds: float) -> None:
+    """Put the SQLite database of `connection` (a DB-API connection) in WAL mode, waiting up
+    to `seconds` for other processes. SQLite does not wait on its busy timeout for this
+    change, which needs the file to itself: two processes opening a new database at the same
+    moment (two workers started together) made one fail at once with "database is locked".
+    A database already in WAL mode (every open but the first) is left as it is."""
+    deadline = time.monotonic() + seconds
+    pause = 0.005
+    while True:
+        try:
+            (mode,) = connection.execute("PRAGMA journal_mode").fetchone()
+            if str(mode).lower() != "wal":
+                connection.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            contended = "locked" in str(exc) or "busy" in str(exc)
+            if not contended or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.1)
 
 
 def _refuse_other_databases(path: Path, connection: sqlite3.Connection) -> None:

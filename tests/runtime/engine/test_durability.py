@@ -445,6 +445,31 @@ def test_a_journal_is_never_added_to_another_programs_database(tmp_path: Path) -
     SqliteSink(journal).close()  # (its own tables: opened again)
 
 
+def test_a_new_journal_waits_for_another_process_writing_the_file(tmp_path: Path) -> None:
+    """Switching a new database to WAL needs the file to itself, and SQLite fails that at
+    once, ignoring its busy timeout, while another connection is writing it (two workers
+    opening one new runs database together failed that way). The journal waits instead."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "run.db"
+    SqliteSink(path).close()
+    with closing(sqlite3.connect(path)) as made:
+        made.execute("PRAGMA journal_mode=DELETE")  # as new: the rollback journal
+    writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    writer.execute("BEGIN IMMEDIATE")  # a write lock, held
+    with closing(sqlite3.connect(path, timeout=5)) as plain:
+        started = time.monotonic()
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            plain.execute("PRAGMA journal_mode=WAL")  # what SQLite does by itself
+        assert time.monotonic() - started < 1  # (at once)
+    threading.Timer(0.3, lambda: writer.execute("COMMIT")).start()
+    SqliteSink(path).close()
+    writer.close()
+    with closing(sqlite3.connect(path)) as opened:
+        assert opened.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
 def test_a_journal_in_a_missing_directory_names_the_directory(tmp_path: Path) -> None:
     missing = tmp_path / "nope" / "run.db"
     with pytest.raises(CarlangRuntimeError, match=r"no such directory .*nope: create it"):
