@@ -232,11 +232,12 @@ def schema_error(schema: Mapping[str, Any]) -> SchemaError | None:
 def _constrained_properties(
     schema: Mapping[str, Any],
 ) -> tuple[tuple[str, Mapping[str, Any]], ...] | None:
-    """For a subset schema of an object whose constraints all sit on its properties (its own
-    keys are shape keys only): those properties, with their schemas. Everything else the
-    validator would find there is a required or a property's type, which the shape layer
-    reports and `_constraint_findings` drops, so only these need checking. None otherwise."""
-    if any(key not in _SHAPE_ROOT_KEYS for key in schema):
+    """For a subset schema of an object whose constraints all sit on its properties and its
+    `additionalProperties` (its other keys are shape keys): those properties, with their
+    schemas. Everything else the validator would find there is a required or a property's
+    type, which the shape layer reports and `_constraint_findings` drops, so only these (and
+    the parameters no property names) need checking. None otherwise."""
+    if any(key not in _SHAPE_ROOT_KEYS and key != "additionalProperties" for key in schema):
         return None
     if schema.get("type", "object") != "object":
         return None  # a type that parameters (an object) never have: the validator says so
@@ -328,7 +329,31 @@ class _SubsetValidator:
                 self._check(
                     item, properties[name], [*path, name], [*schema_path, "properties", name], found
                 )
-        extra = schema.get("additionalProperties", True)
+        self.check_unnamed(
+            value, properties, schema.get("additionalProperties", True), path, schema_path, found
+        )
+        for name in schema.get("required", []):
+            if name not in value:
+                found.append(
+                    _SubsetError(
+                        f"{name!r} is a required property", path, [*schema_path, "required"], value
+                    )
+                )
+
+    def check_unnamed(
+        self,
+        value: Mapping[str, Any],
+        properties: Mapping[str, Any],
+        extra: Any,
+        path: list[str | int],
+        schema_path: list[str | int],
+        found: list[_SubsetError],
+    ) -> None:
+        """The members of object `value` that no property of its schema names, against the
+        schema's `additionalProperties` (`extra`): refused when False, checked against it
+        when a schema."""
+        if extra is True:
+            return
         unexpected = [name for name in value if name not in properties]
         if extra is False and unexpected:
             verb = "was" if len(unexpected) == 1 else "were"
@@ -339,13 +364,6 @@ class _SubsetValidator:
             for name in unexpected:
                 self._check(
                     value[name], extra, [*path, name], [*schema_path, "additionalProperties"], found
-                )
-        for name in schema.get("required", []):
-            if name not in value:
-                found.append(
-                    _SubsetError(
-                        f"{name!r} is a required property", path, [*schema_path, "required"], value
-                    )
                 )
 
 
@@ -361,6 +379,8 @@ class ParamChecker:
         "_validator",
         "_schema_error",
         "_constrained",
+        "_properties",
+        "_extra",
         "_secrets",
     )
 
@@ -389,6 +409,9 @@ class ParamChecker:
         self._validator: Any = None
         self._schema_error: str | None = None
         self._constrained: tuple[tuple[str, Mapping[str, Any]], ...] | None = None
+        # (with `_constrained`: what the parameters no property names are checked against)
+        self._properties: Mapping[str, Any] = properties if isinstance(properties, Mapping) else {}
+        self._extra: Any = schema.get("additionalProperties", True)
         self._secrets: tuple[SecretPath, ...] | None = None  # (found when a finding needs them)
         if schema and _needs_constraints(schema):
             if _fits_subset(schema):
@@ -489,6 +512,7 @@ class ParamChecker:
                     self._validator._check(
                         params[name], schema, [name], ["properties", name], errors
                     )
+            self._validator.check_unnamed(params, self._properties, self._extra, [], [], errors)
         else:
             errors = list(self._validator.iter_errors(params))  # (resolving `$ref`s as it goes)
         properties = self.schema.get("properties", {})

@@ -116,12 +116,17 @@ def test_shape_findings_come_first_and_are_not_repeated() -> None:
     st.dictionaries(st.sampled_from(["a", "b", "c"]), schemas, max_size=3),
     st.lists(st.sampled_from(["a", "b", "c"])),
     st.dictionaries(st.sampled_from(["a", "b", "c", "d"]), values, max_size=4),
+    st.none() | st.booleans() | schemas,
 )
 def test_checking_only_constrained_properties_finds_what_the_whole_schema_finds(
-    properties: dict[str, Any], required: list[str], params: dict[str, Any]
+    properties: dict[str, Any], required: list[str], params: dict[str, Any], extra: Any
 ) -> None:
+    # (with or without `additionalProperties`, as every tool carlang declares has it false)
     schema = {"type": "object", "properties": properties, "required": sorted(set(required))}
+    if extra is not None:
+        schema["additionalProperties"] = extra
     fast = ParamChecker("t", schema)
+    assert fast._validator is None or fast._constrained is not None  # (the fast path)
     whole = ParamChecker("t", schema)
     whole._constrained = None  # the whole schema through the validator
     assert fast.check(params) == whole.check(params)

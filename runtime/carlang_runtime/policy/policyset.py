@@ -170,6 +170,13 @@ def _reads_the_action(rule: _CelRule | tuple[Policy, NativeRule]) -> bool:
     return bool(rule[1].reads & _THE_ACTION)
 
 
+def _judges_effects(rule: _CelRule | tuple[Policy, NativeRule]) -> bool:
+    """Whether a rule that applies to every action judges a declared effect apart from its
+    call: it reads the action, and can match a state write (a keyword rule reads only the
+    parameters of tool calls)."""
+    return _reads_the_action(rule) and (isinstance(rule, _CelRule) or not rule[1].calls_only)
+
+
 class _EffectWrite:
     """A tool call's declared effect as the `state_write` policies judge (only what they
     read of an action: made per effect, so not a pydantic model)."""
@@ -494,7 +501,7 @@ class PolicySet:
         found = self._effect_rules
         if found is None:
             every = self._for_tool(None)
-            rules = tuple(rule for rule in every.rules if _reads_the_action(rule))
+            rules = tuple(rule for rule in every.rules if _judges_effects(rule))
             allows = every.allows if any(map(_reads_the_action, every.allows)) else ()
             cel = [r for r in [*rules, *allows] if isinstance(r, _CelRule)]
             reads_now = any(r.program is not None and "now" in r.program.variables for r in cel)

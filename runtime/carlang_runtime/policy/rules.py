@@ -44,14 +44,18 @@ ON_TIME: Final = frozenset({"now", "history"})
 
 class NativeRule:
     """A built-in rule made runnable: `tool` is the tool it is about (None: every action);
-    `reads` what its verdict depends on (see `PolicyMatch.reads`)."""
+    `reads` what its verdict depends on (see `PolicyMatch.reads`); `calls_only` when it never
+    matches an action that calls no tool (a state write, an assertion)."""
 
-    __slots__ = ("tool", "check", "reads")
+    __slots__ = ("tool", "check", "reads", "calls_only")
 
-    def __init__(self, tool: str | None, check: Check, reads: frozenset[str]) -> None:
+    def __init__(
+        self, tool: str | None, check: Check, reads: frozenset[str], calls_only: bool = False
+    ) -> None:
         self.tool = tool
         self.check = check
         self.reads = reads
+        self.calls_only = calls_only
 
 
 def as_text(value: Any) -> str:
@@ -66,7 +70,7 @@ def native_rule(rule: BuiltinRule, clock: Callable[[], float]) -> NativeRule:
         denied = f"tool '{rule.tool}' denied"
         return NativeRule(rule.tool, lambda action, state, admit: denied, ON_ACTION)
     if isinstance(rule, DenyKeywordRule):
-        return NativeRule(None, _deny_keyword(rule), ON_PARAMS)
+        return NativeRule(None, _deny_keyword(rule), ON_PARAMS, calls_only=True)
     if isinstance(rule, DenyToolParamRule):
         return NativeRule(rule.tool, _deny_tool_param(rule), ON_PARAMS)
     if isinstance(rule, AllowToolParamRule):
