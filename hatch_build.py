@@ -50,7 +50,7 @@ class SpeedupsBuildHook(BuildHookInterface):  # type: ignore[type-arg]
         if problem is not None:
             self.app.display_warning(
                 f"carlang: the C speedups were not built ({problem}); "
-                "carlang works without them, more slowly on large JSON proposals"
+                "carlang works without them, more slowly on large JSON proposals and programs"
             )
             return
         build_data["pure_python"] = False

@@ -1,7 +1,8 @@
-"""The fused parse driver (`carlang_runtime.lalr`, one loop for lexing and parsing) against the
-step-by-step driver it replaced (tests/lalr_reference.py): on generated programs, mutated
-programs and CEL expressions, the same tree with the same spans, the same syntax problems (so
-the same first error, at the same position), the same comments and the same literal errors."""
+"""The fused parse driver (`carlang_runtime.lalr`, one loop for lexing and parsing), in Python
+and in C (the speedups, where they are built), against the step-by-step driver it replaced
+(tests/lalr_reference.py): on generated programs, mutated programs and CEL expressions, the
+same tree with the same spans, the same syntax problems (so the same first error, at the same
+position), the same comments and the same literal errors."""
 
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ from carlang.syntax import engine
 from tests import lalr_reference
 from tests.test_lalr import cel_expressions
 from tests.test_properties import mutations, programs
+
+#: Every test runs with the C driver and with the Python one (tests/conftest.py).
+pytestmark = pytest.mark.usefixtures("speedups")
 
 
 def plain(value: Any) -> Any:
@@ -133,3 +137,13 @@ def test_contextual_lexing_corners_parse_the_same() -> None:
     )
     for cut in range(0, len(text) + 1, 2):
         assert_same_parse(text[:cut])
+
+
+def test_an_error_in_a_builder_method_reaches_the_caller() -> None:
+    class Failing(AstBuilder):
+        def call(self, *children: Any) -> Any:
+            raise ZeroDivisionError("from the builder")
+
+    text = "proposal p {\n  a = t(x: 1)\n}\n"
+    with pytest.raises(ZeroDivisionError, match="from the builder"):
+        engine().parse(text, Failing(Source("t.car", text), Diagnostics()))

@@ -1,4 +1,5 @@
-/* carlang_runtime._speedups: the verifier's hot loops over JSON text, in C.
+/* carlang_runtime._speedups: the verifier's hot loops over JSON text, and the parser's
+ * driver loop, in C.
  *
  * Optional: built when a C compiler is found at install time (hatch_build.py); without it the
  * pure-Python paths run, and decide everything exactly as here. Each function here has a
@@ -14,7 +15,8 @@
  * yes where those paths say no.
  *
  * effect_writers, edges_levels and merged_state are dag._effect_writers,
- * dag._plain_edges_levels and verify.state._merged_state.
+ * dag._plain_edges_levels and verify.state._merged_state; lalr_run is the parser's driver
+ * loop, lalr._Run.run_python.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -1065,6 +1067,860 @@ done:
     return result;
 }
 
+/* ---- The LALR driver: lalr._Run.run_python, in C ----------------------------------------
+ *
+ * lalr_run(run, constants) is lalr._Run.run_python line for line: lex the next token with
+ * the engine's lead regex (or the state's own, or `next_token` for comments, the end and
+ * misplaced tokens), then reduce and shift it on the run's three stacks, calling the
+ * builder's methods and shapers as the steps say. Syntax errors go through the run's own
+ * Python methods (`problem`, `recover`), after which the stacks are read again from the run.
+ * It returns the run's Outcome, or NotImplemented (before doing anything) when the run is
+ * not shaped as expected, for the Python driver to take. `constants` is
+ * (Node, _Inline, END, _NONE). */
+
+enum {
+    R_KEEP = 0,
+    R_KEEP_NODE = 1,
+    R_CALL = 2,
+    R_CALL_NONE = 3,
+    R_CALL_ONE = 4,
+    R_CALL_SOME = 5,
+    R_NODE = 6,
+    R_APPEND = 7,
+    R_SHAPE = 8,
+    R_PICK = 9,
+    R_CALL_PICK = 10,
+    R_CALL_ONE_SPLICE = 11,
+};
+
+/* Interned attribute names, made once (`driver_names`). */
+static PyObject *s_engine, *s_text, *s_builder, *s_states, *s_steps, *s_state_stack,
+    *s_value_stack, *s_span_stack, *s_brackets, *s_last, *s_pos, *s_outcome, *s_accepts,
+    *s_global_lead, *s_match, *s_terminals, *s_keywords, *s_state_leads, *s_state_lead,
+    *s_ident, *s_keyword_types, *s_token_hook, *s_recovery, *s_top_states, *s_tables,
+    *s_end_state, *s_end, *s_lastindex, *s_span, *s_value, *s_next_token, *s_problem,
+    *s_recover, *s_problems, *s_max_errors, *s_checkpoint, *s_declaration_words, *s_one;
+
+static int
+driver_names(void)
+{
+#define NAME(var, text) \
+    if ((var = PyUnicode_InternFromString(text)) == NULL) return -1;
+    NAME(s_engine, "engine") NAME(s_text, "text") NAME(s_builder, "builder")
+    NAME(s_states, "states") NAME(s_steps, "steps") NAME(s_state_stack, "state_stack")
+    NAME(s_value_stack, "value_stack") NAME(s_span_stack, "span_stack")
+    NAME(s_brackets, "brackets") NAME(s_last, "last") NAME(s_pos, "pos")
+    NAME(s_outcome, "outcome") NAME(s_accepts, "accepts") NAME(s_global_lead, "global_lead")
+    NAME(s_match, "match") NAME(s_terminals, "terminals") NAME(s_keywords, "keywords")
+    NAME(s_state_leads, "_state_leads") NAME(s_state_lead, "state_lead")
+    NAME(s_ident, "ident") NAME(s_keyword_types, "keyword_types")
+    NAME(s_token_hook, "token_hook") NAME(s_recovery, "recovery")
+    NAME(s_top_states, "top_states") NAME(s_tables, "tables") NAME(s_end_state, "end_state")
+    NAME(s_end, "end") NAME(s_lastindex, "lastindex") NAME(s_span, "span")
+    NAME(s_value, "value") NAME(s_next_token, "next_token") NAME(s_problem, "problem")
+    NAME(s_recover, "recover") NAME(s_problems, "problems") NAME(s_max_errors, "max_errors")
+    NAME(s_checkpoint, "checkpoint") NAME(s_declaration_words, "keywords")
+#undef NAME
+    if ((s_one = PyLong_FromLong(1)) == NULL) return -1;
+    return 0;
+}
+
+typedef struct {
+    PyObject *run, *engine, *text, *builder, *states, *steps, *accepts;
+    PyObject *lead_match, *lead_names, *scanned_keywords, *state_leads;
+    PyObject *ident, *keyword_types, *hook, *recovery, *top_states, *declaration_words;
+    PyObject *outcome, *node_type, *inline_type, *end_kind, *none_kind;
+    /* the run's, read again after a recovery */
+    PyObject *state_stack, *value_stack, *span_stack, *brackets;
+    long end_state;
+} Driver;
+
+static void
+driver_clear(Driver *d)
+{
+    Py_CLEAR(d->engine); Py_CLEAR(d->text); Py_CLEAR(d->builder); Py_CLEAR(d->states);
+    Py_CLEAR(d->steps); Py_CLEAR(d->accepts); Py_CLEAR(d->lead_match);
+    Py_CLEAR(d->lead_names); Py_CLEAR(d->scanned_keywords); Py_CLEAR(d->state_leads);
+    Py_CLEAR(d->ident); Py_CLEAR(d->keyword_types); Py_CLEAR(d->hook);
+    Py_CLEAR(d->recovery); Py_CLEAR(d->top_states); Py_CLEAR(d->declaration_words);
+    Py_CLEAR(d->outcome); Py_CLEAR(d->state_stack); Py_CLEAR(d->value_stack);
+    Py_CLEAR(d->span_stack); Py_CLEAR(d->brackets);
+}
+
+/* The run's stacks and brackets (again, after a recovery made new ones): 0, or -1 with an
+ * exception, or 1 when one is not a list (the Python driver's to run). */
+static int
+driver_stacks(Driver *d)
+{
+    Py_CLEAR(d->state_stack); Py_CLEAR(d->value_stack); Py_CLEAR(d->span_stack);
+    Py_CLEAR(d->brackets);
+    if ((d->state_stack = PyObject_GetAttr(d->run, s_state_stack)) == NULL) return -1;
+    if ((d->value_stack = PyObject_GetAttr(d->run, s_value_stack)) == NULL) return -1;
+    if ((d->span_stack = PyObject_GetAttr(d->run, s_span_stack)) == NULL) return -1;
+    if ((d->brackets = PyObject_GetAttr(d->run, s_brackets)) == NULL) return -1;
+    if (!PyList_CheckExact(d->state_stack) || !PyList_CheckExact(d->value_stack) ||
+        !PyList_CheckExact(d->span_stack) || !PyList_CheckExact(d->brackets) ||
+        PyList_GET_SIZE(d->state_stack) == 0)
+        return 1;
+    return 0;
+}
+
+/* Everything the loop reads, from the run and its engine: 0, -1 with an exception, or 1
+ * when something is not of the shape the loop relies on. */
+static int
+driver_setup(Driver *d, PyObject *run, PyObject *constants)
+{
+    PyObject *lead = NULL, *tables = NULL, *end_state = NULL;
+    int shaped;
+    memset(d, 0, sizeof(*d));
+    d->run = run;
+    if (!PyTuple_Check(constants) || PyTuple_GET_SIZE(constants) != 4) {
+        PyErr_SetString(PyExc_TypeError, "lalr_run: constants must be (Node, _Inline, END, _NONE)");
+        return -1;
+    }
+    d->node_type = PyTuple_GET_ITEM(constants, 0);
+    d->inline_type = PyTuple_GET_ITEM(constants, 1);
+    d->end_kind = PyTuple_GET_ITEM(constants, 2);
+    d->none_kind = PyTuple_GET_ITEM(constants, 3);
+#define GET(var, obj, name) \
+    if ((var = PyObject_GetAttr(obj, name)) == NULL) goto failed;
+    GET(d->engine, run, s_engine) GET(d->text, run, s_text) GET(d->builder, run, s_builder)
+    GET(d->states, run, s_states) GET(d->steps, run, s_steps) GET(d->outcome, run, s_outcome)
+    GET(d->accepts, d->engine, s_accepts) GET(lead, d->engine, s_global_lead)
+    GET(d->lead_match, lead, s_match) GET(d->lead_names, lead, s_terminals)
+    GET(d->scanned_keywords, lead, s_keywords) GET(d->state_leads, d->engine, s_state_leads)
+    GET(d->ident, d->engine, s_ident) GET(d->keyword_types, d->engine, s_keyword_types)
+    GET(d->hook, d->engine, s_token_hook) GET(d->recovery, d->engine, s_recovery)
+    GET(d->top_states, d->engine, s_top_states) GET(tables, d->engine, s_tables)
+    GET(end_state, tables, s_end_state)
+    if (d->recovery == Py_None) {
+        d->declaration_words = PyFrozenSet_New(NULL);
+        if (d->declaration_words == NULL) goto failed;
+    } else {
+        GET(d->declaration_words, d->recovery, s_declaration_words)
+    }
+#undef GET
+    d->end_state = PyLong_AsLong(end_state);
+    if (d->end_state == -1 && PyErr_Occurred()) goto failed;
+    Py_CLEAR(lead); Py_CLEAR(tables); Py_CLEAR(end_state);
+    shaped = driver_stacks(d);
+    if (shaped != 0) return shaped;
+    if (!PyUnicode_Check(d->text) || !PyList_CheckExact(d->states) ||
+        !PyList_CheckExact(d->steps) || !PyList_CheckExact(d->accepts) ||
+        !PyDict_CheckExact(d->scanned_keywords) || !PyDict_CheckExact(d->state_leads) ||
+        !PyDict_CheckExact(d->keyword_types) || !PyAnySet_Check(d->top_states) ||
+        !PyAnySet_Check(d->declaration_words) || !PyUnicode_Check(d->ident))
+        return 1;
+    return 0;
+failed:
+    Py_XDECREF(lead); Py_XDECREF(tables); Py_XDECREF(end_state);
+    return -1;
+}
+
+/* `list[index]` of a list of dicts (the parse table) or of sets (`accepts`) by a state
+ * number, borrowed; NULL with IndexError when out of range. */
+static PyObject *
+row_of(PyObject *list, long state)
+{
+    if (state < 0 || state >= PyList_GET_SIZE(list)) {
+        PyErr_SetString(PyExc_IndexError, "lalr_run: a state beyond the table");
+        return NULL;
+    }
+    return PyList_GET_ITEM(list, state);
+}
+
+/* The table's entry for `symbol` in state `state`: a new reference, or NULL (with an error
+ * set only when something failed; without one when the state has no entry). */
+static PyObject *
+table_entry(Driver *d, long state, PyObject *symbol)
+{
+    PyObject *row = row_of(d->states, state), *found;
+    if (row == NULL) return NULL;
+    if (!PyDict_CheckExact(row)) {
+        PyErr_SetString(PyExc_TypeError, "lalr_run: a table row that is not a dict");
+        return NULL;
+    }
+    found = PyDict_GetItemWithError(row, symbol);
+    Py_XINCREF(found);
+    return found;
+}
+
+/* Whether `symbol` is in the accept set of `state` (1, 0, or -1 with an error). */
+static int
+accepted(Driver *d, long state, PyObject *symbol)
+{
+    PyObject *set = row_of(d->accepts, state);
+    if (set == NULL) return -1;
+    return PySet_Contains(set, symbol);
+}
+
+/* One match of a lead lexer (`match_fn`, its terminal names `names`) at `pos_obj`: 1 with
+ * new references in kind, value, start and end; 0 when it matches nothing; -1 on error. */
+static int
+lead_token(Driver *d, PyObject *match_fn, PyObject *names, PyObject *pos_obj, PyObject **kind,
+           PyObject **value, PyObject **start, PyObject **end)
+{
+    PyObject *args[2] = {d->text, pos_obj};
+    PyObject *m = PyObject_Vectorcall(match_fn, args, 2, NULL), *last = NULL;
+    PyObject *on[2];
+    Py_ssize_t from, to;
+    if (m == NULL) return -1;
+    if (m == Py_None) {
+        Py_DECREF(m);
+        return 0;
+    }
+    *kind = *value = *start = *end = NULL;
+    on[0] = m;
+    on[1] = s_one;
+    if ((last = PyObject_GetAttr(m, s_lastindex)) == NULL) goto failed;
+    if ((*kind = PyObject_GetItem(names, last)) == NULL) goto failed;
+    if ((*start = PyObject_VectorcallMethod(s_end, on, 2, NULL)) == NULL) goto failed;
+    if ((*end = PyObject_VectorcallMethod(s_end, on, 1, NULL)) == NULL) goto failed;
+    from = PyLong_AsSsize_t(*start);
+    to = PyLong_AsSsize_t(*end);
+    if ((from == -1 || to == -1) && PyErr_Occurred()) goto failed;
+    if ((*value = PyUnicode_Substring(d->text, from, to)) == NULL) goto failed;
+    Py_DECREF(m); Py_DECREF(last);
+    return 1;
+failed:
+    Py_DECREF(m); Py_XDECREF(last);
+    Py_CLEAR(*kind); Py_CLEAR(*value); Py_CLEAR(*start); Py_CLEAR(*end);
+    return -1;
+}
+
+/* `a == b` for two strings (1, 0, -1). */
+static inline int
+same_text(PyObject *a, PyObject *b)
+{
+    if (a == b) return 1;
+    return PyObject_RichCompareBool(a, b, Py_EQ);
+}
+
+/* Item `index` (from the end when negative) of list `list`, borrowed. */
+static inline PyObject *
+from_end(PyObject *list, Py_ssize_t index)
+{
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    if (index < 0) index += n;
+    if (index < 0 || index >= n) {
+        PyErr_SetString(PyExc_IndexError, "lalr_run: a stack shorter than a rule");
+        return NULL;
+    }
+    return PyList_GET_ITEM(list, index);
+}
+
+/* A tuple's item counted from its end, borrowed (the spans on the span stack). */
+static inline PyObject *
+tuple_from_end(PyObject *tuple, Py_ssize_t back)
+{
+    if (!PyTuple_Check(tuple) || PyTuple_GET_SIZE(tuple) < back) {
+        PyErr_SetString(PyExc_TypeError, "lalr_run: a span that is not a tuple");
+        return NULL;
+    }
+    return PyTuple_GET_ITEM(tuple, PyTuple_GET_SIZE(tuple) - back);
+}
+
+/* `method(*items)` for a tuple or list `items` followed by the tuple `more`. */
+static PyObject *
+call_with(PyObject *method, PyObject *items, PyObject *more)
+{
+    PyObject *small[16], **args = small, *result;
+    PyObject *fast = PySequence_Fast(items, "lalr_run: arguments that are not a sequence");
+    Py_ssize_t n, m, i;
+    if (fast == NULL) return NULL;
+    n = PySequence_Fast_GET_SIZE(fast);
+    m = more != NULL ? PyTuple_GET_SIZE(more) : 0;
+    if (n + m > 16 && (args = PyMem_Malloc((n + m) * sizeof(PyObject *))) == NULL) {
+        Py_DECREF(fast);
+        return PyErr_NoMemory();
+    }
+    for (i = 0; i < n; i++) args[i] = PySequence_Fast_GET_ITEM(fast, i);
+    for (i = 0; i < m; i++) args[n + i] = PyTuple_GET_ITEM(more, i);
+    result = PyObject_Vectorcall(method, args, n + m, NULL);
+    if (args != small) PyMem_Free(args);
+    Py_DECREF(fast);
+    return result;
+}
+
+/* The next state after reducing to `origin` on top of `below` (a state on the stack):
+ * a new reference to the state's number, and the number itself in *state. */
+static PyObject *
+goto_state(Driver *d, PyObject *below, PyObject *origin, long *state)
+{
+    long from = PyLong_AsLong(below);
+    PyObject *next;
+    if (from == -1 && PyErr_Occurred()) return NULL;
+    next = table_entry(d, from, origin);
+    if (next == NULL) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "lalr_run: no goto for a reduction");
+        return NULL;
+    }
+    *state = PyLong_AsLong(next);
+    if (*state == -1 && PyErr_Occurred()) {
+        Py_DECREF(next);
+        return NULL;
+    }
+    return next;
+}
+
+/* Reduce with `step` (its children on top of the stacks): the reduction (a new reference)
+ * and its span (a new reference in *span); the stacks are left for the caller to pop. */
+static PyObject *
+reduction(Driver *d, PyObject *step, Py_ssize_t size, PyObject *shifted, PyObject **span)
+{
+    long how = PyLong_AsLong(PyTuple_GET_ITEM(step, 0));
+    PyObject *shaper = PyTuple_GET_ITEM(step, 3), *method = PyTuple_GET_ITEM(step, 4);
+    PyObject *extra = PyTuple_GET_ITEM(step, 5), *name = PyTuple_GET_ITEM(step, 6);
+    PyObject *values = d->value_stack, *reduced = NULL, *children = NULL, *start, *end;
+    Py_ssize_t n = PyList_GET_SIZE(values);
+    *span = NULL;
+    if (!size) {
+        if ((start = tuple_from_end(shifted, 2)) == NULL) return NULL;
+        if ((*span = PyTuple_Pack(2, start, start)) == NULL) return NULL;
+        if ((children = PyList_New(0)) == NULL) goto failed;
+        reduced = PyObject_CallFunctionObjArgs(shaper, children, *span, NULL);
+        Py_DECREF(children);
+        if (reduced == NULL) goto failed;
+        return reduced;
+    }
+    if (size > n) {
+        PyErr_SetString(PyExc_IndexError, "lalr_run: a stack shorter than a rule");
+        return NULL;
+    }
+    if ((start = from_end(d->span_stack, -size)) == NULL) return NULL;
+    if ((start = tuple_from_end(start, 2)) == NULL) return NULL;
+    if ((end = from_end(d->span_stack, -1)) == NULL) return NULL;
+    if ((end = tuple_from_end(end, 1)) == NULL) return NULL;
+    if ((*span = PyTuple_Pack(2, start, end)) == NULL) return NULL;
+    if (how == R_CALL || how == R_CALL_SOME || how == R_CALL_ONE || how == R_CALL_PICK ||
+        how == R_CALL_ONE_SPLICE || how == R_CALL_NONE) {
+        if (PyObject_SetAttr(d->builder, s_span, *span) < 0) goto failed;
+    }
+    switch (how) {
+    case R_CALL: {
+        PyObject *args[16];
+        Py_ssize_t i;
+        if (size <= 16) {
+            for (i = 0; i < size; i++) {
+                args[i] = PyList_GET_ITEM(values, n - size + i);
+                Py_INCREF(args[i]);
+            }
+            reduced = PyObject_Vectorcall(method, args, size, NULL);
+            for (i = 0; i < size; i++) Py_DECREF(args[i]);
+        } else {
+            if ((children = PyList_GetSlice(values, n - size, n)) == NULL) goto failed;
+            reduced = call_with(method, children, NULL);
+        }
+        break;
+    }
+    case R_CALL_SOME: {
+        PyObject *picked = PyObject_CallOneArg(PyTuple_GET_ITEM(extra, 0), values);
+        if (picked == NULL) goto failed;
+        reduced = call_with(method, picked, PyTuple_GET_ITEM(extra, 1));
+        Py_DECREF(picked);
+        break;
+    }
+    case R_APPEND: {
+        PyObject *head = from_end(values, PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 0)));
+        PyObject *item = from_end(values, PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 1)));
+        if (head == NULL || item == NULL) goto failed;
+        if (Py_TYPE(head) == (PyTypeObject *)d->inline_type) {
+            reduced = Py_NewRef(head);
+        } else {
+            PyObject *one = PyTuple_Pack(1, head);
+            if (one == NULL) goto failed;
+            reduced = PyObject_CallOneArg(d->inline_type, one);
+            Py_DECREF(one);
+            if (reduced == NULL) goto failed;
+        }
+        if (Py_TYPE(item) == (PyTypeObject *)d->inline_type) {
+            PyObject *grown = PySequence_InPlaceConcat(reduced, item);
+            if (grown == NULL) goto failed;
+            Py_SETREF(reduced, grown);
+        } else if (PyList_Append(reduced, item) < 0) {
+            goto failed;
+        }
+        break;
+    }
+    case R_CALL_ONE: {
+        PyObject *child = from_end(values, PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 0)));
+        PyObject *one;
+        if (child == NULL) goto failed;
+        if ((one = PyTuple_Pack(1, child)) == NULL) goto failed;
+        reduced = call_with(method, one, PyTuple_GET_ITEM(extra, 1));
+        Py_DECREF(one);
+        break;
+    }
+    case R_CALL_PICK: {
+        PyObject *getter = PyTuple_GET_ITEM(extra, 0), *args;
+        Py_ssize_t splice = PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 1));
+        int padded = PyObject_IsTrue(PyTuple_GET_ITEM(extra, 2));
+        if (padded < 0) goto failed;
+        if (padded) {
+            if (PyList_Append(values, Py_None) < 0) goto failed;
+            args = PyObject_CallOneArg(getter, values);
+            if (PyList_SetSlice(values, n, n + 1, NULL) < 0) {
+                Py_XDECREF(args);
+                goto failed;
+            }
+        } else {
+            args = PyObject_CallOneArg(getter, values);
+        }
+        if (args == NULL) goto failed;
+        if (!PyTuple_Check(args)) {
+            Py_DECREF(args);
+            PyErr_SetString(PyExc_TypeError, "lalr_run: a getter that gives no tuple");
+            goto failed;
+        }
+        if (splice >= 0 && splice < PyTuple_GET_SIZE(args) &&
+            Py_TYPE(PyTuple_GET_ITEM(args, splice)) == (PyTypeObject *)d->inline_type) {
+            PyObject *spliced = PyList_New(0);
+            Py_ssize_t i, total = PyTuple_GET_SIZE(args);
+            int bad = spliced == NULL;
+            for (i = 0; !bad && i < total; i++) {
+                PyObject *a = PyTuple_GET_ITEM(args, i);
+                if (i == splice) {
+                    Py_ssize_t at = PyList_GET_SIZE(spliced);
+                    bad = PyList_SetSlice(spliced, at, at, a) < 0;
+                } else {
+                    bad = PyList_Append(spliced, a) < 0;
+                }
+            }
+            Py_DECREF(args);
+            if (bad) {
+                Py_XDECREF(spliced);
+                goto failed;
+            }
+            args = spliced;
+        }
+        reduced = call_with(method, args, NULL);
+        Py_DECREF(args);
+        break;
+    }
+    case R_PICK: {
+        PyObject *child = from_end(values, PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 0)));
+        int expand;
+        if (child == NULL) goto failed;
+        if ((expand = PyObject_IsTrue(PyTuple_GET_ITEM(extra, 1))) < 0) goto failed;
+        if (expand && Py_TYPE(child) == (PyTypeObject *)d->inline_type &&
+            PyList_GET_SIZE(child) == 1)
+            child = PyList_GET_ITEM(child, 0);
+        reduced = Py_NewRef(child);
+        break;
+    }
+    case R_CALL_ONE_SPLICE: {
+        PyObject *child = from_end(values, PyLong_AsSsize_t(extra));
+        if (child == NULL) goto failed;
+        if (Py_TYPE(child) == (PyTypeObject *)d->inline_type)
+            reduced = call_with(method, child, NULL);
+        else
+            reduced = PyObject_CallOneArg(method, child);
+        break;
+    }
+    case R_CALL_NONE:
+        reduced = call_with(method, extra, NULL);
+        break;
+    case R_NODE:
+        if ((children = PyList_GetSlice(values, n - size, n)) == NULL) goto failed;
+        reduced = PyObject_CallFunctionObjArgs(d->node_type, name, children, *span, NULL);
+        break;
+    default:
+        if ((children = PyList_GetSlice(values, n - size, n)) == NULL) goto failed;
+        reduced = PyObject_CallFunctionObjArgs(shaper, children, *span, NULL);
+        break;
+    }
+    Py_XDECREF(children);
+    if (reduced == NULL) Py_CLEAR(*span);
+    return reduced;
+failed:
+    Py_XDECREF(children);
+    Py_CLEAR(*span);
+    return NULL;
+}
+
+/* The token the engine's token hook makes of `*token` (the three references replaced). */
+static int
+hooked(Driver *d, PyObject **token, PyObject **kind, PyObject **value)
+{
+    PyObject *made = PyObject_CallOneArg(d->hook, *token);
+    if (made == NULL) return -1;
+    if (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 4) {
+        Py_DECREF(made);
+        PyErr_SetString(PyExc_TypeError, "lalr_run: a token hook that gives no token");
+        return -1;
+    }
+    Py_SETREF(*token, made);
+    Py_SETREF(*kind, Py_NewRef(PyTuple_GET_ITEM(made, 0)));
+    Py_SETREF(*value, Py_NewRef(PyTuple_GET_ITEM(made, 1)));
+    return 0;
+}
+
+/* The outcome, its value set to `value` (when not NULL): a new reference, or NULL. */
+static PyObject *
+finished(Driver *d, PyObject *value)
+{
+    if (value != NULL && PyObject_SetAttr(d->outcome, s_value, value) < 0) return NULL;
+    return Py_NewRef(d->outcome);
+}
+
+/* Whether the parse stops after the syntax error just reported (`problem`): no recovery, too
+ * many errors, or an error at the end with nowhere to go back to. 1, 0, or -1. */
+static int
+stops_after_error(Driver *d, PyObject *token)
+{
+    PyObject *problems, *limit, *checkpoint;
+    Py_ssize_t count, most;
+    int at_end;
+    if (d->recovery == Py_None) return 1;
+    if ((problems = PyObject_GetAttr(d->outcome, s_problems)) == NULL) return -1;
+    count = PyObject_Length(problems);
+    Py_DECREF(problems);
+    if ((limit = PyObject_GetAttr(d->recovery, s_max_errors)) == NULL) return -1;
+    most = PyLong_AsSsize_t(limit);
+    Py_DECREF(limit);
+    if ((count == -1 || most == -1) && PyErr_Occurred()) return -1;
+    if (count >= most) return 1;
+    if (token == Py_None) return 0;
+    if (!PyTuple_Check(token) || PyTuple_GET_SIZE(token) < 1) return 0;
+    if ((at_end = same_text(PyTuple_GET_ITEM(token, 0), d->end_kind)) <= 0) return at_end;
+    if ((checkpoint = PyObject_GetAttr(d->run, s_checkpoint)) == NULL) return -1;
+    at_end = checkpoint == Py_None;
+    Py_DECREF(checkpoint);
+    return at_end;
+}
+
+/* A checkpoint of the stacks (copies), as the run keeps it. */
+static int
+keep_checkpoint(Driver *d)
+{
+    PyObject *states = PyList_GetSlice(d->state_stack, 0, PyList_GET_SIZE(d->state_stack));
+    PyObject *values = PyList_GetSlice(d->value_stack, 0, PyList_GET_SIZE(d->value_stack));
+    PyObject *spans = PyList_GetSlice(d->span_stack, 0, PyList_GET_SIZE(d->span_stack));
+    PyObject *checkpoint = NULL;
+    int ok = -1;
+    if (states != NULL && values != NULL && spans != NULL &&
+        (checkpoint = PyTuple_Pack(3, states, values, spans)) != NULL)
+        ok = PyObject_SetAttr(d->run, s_checkpoint, checkpoint);
+    Py_XDECREF(states); Py_XDECREF(values); Py_XDECREF(spans); Py_XDECREF(checkpoint);
+    return ok;
+}
+
+/* Track the brackets a shifted token opens and closes, as the run does. */
+static int
+track_bracket(Driver *d, PyObject *value, PyObject *shifted)
+{
+    Py_UCS4 c;
+    PyObject *open;
+    if (!PyUnicode_Check(value) || PyUnicode_GET_LENGTH(value) != 1) return 0;
+    c = PyUnicode_READ_CHAR(value, 0);
+    if (c == '{' || c == '(' || c == '[') {
+        if ((open = PyTuple_Pack(2, value, PyTuple_GET_ITEM(shifted, 2))) == NULL) return -1;
+        c = PyList_Append(d->brackets, open) < 0;
+        Py_DECREF(open);
+        return c ? -1 : 0;
+    }
+    if ((c == '}' || c == ')' || c == ']') && PyList_GET_SIZE(d->brackets) > 0)
+        return PyList_SetSlice(d->brackets, PyList_GET_SIZE(d->brackets) - 1,
+                               PyList_GET_SIZE(d->brackets), NULL);
+    return 0;
+}
+
+static PyObject *
+lalr_run(PyObject *self, PyObject *args)
+{
+    PyObject *run, *constants, *result = NULL;
+    PyObject *state_obj = NULL, *pos_obj = NULL, *last = NULL, *pending = NULL;
+    PyObject *token = NULL, *kind = NULL, *value = NULL, *shifted = NULL;
+    PyObject *start = NULL, *end = NULL, *own = NULL, *own_match = NULL, *own_names = NULL;
+    PyObject *step, *span = NULL, *reduced = NULL, *next = NULL, *empty = NULL;
+    Py_ssize_t pos, nsteps, size;
+    long state, code, how;
+    int shaped, found, yes, at_end;
+    Driver d;
+
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO:lalr_run", &run, &constants)) return NULL;
+    shaped = driver_setup(&d, run, constants);
+    if (shaped != 0) {
+        driver_clear(&d);
+        if (shaped < 0) return NULL;
+        Py_RETURN_NOTIMPLEMENTED;
+    }
+    nsteps = PyList_GET_SIZE(d.steps);
+    if ((empty = PyUnicode_New(0, 0)) == NULL) goto done;
+    if ((last = PyObject_GetAttr(run, s_last)) == NULL) goto done;
+    if ((pos_obj = PyObject_GetAttr(run, s_pos)) == NULL) goto done;
+    if ((pos = PyLong_AsSsize_t(pos_obj)) == -1 && PyErr_Occurred()) goto done;
+    state_obj = Py_NewRef(PyList_GET_ITEM(d.state_stack, PyList_GET_SIZE(d.state_stack) - 1));
+    if ((state = PyLong_AsLong(state_obj)) == -1 && PyErr_Occurred()) goto done;
+    (void)pos;
+
+    for (;;) {
+        /* -- the next token (`kind` and `value` its first two items) -- */
+        Py_CLEAR(token); Py_CLEAR(kind); Py_CLEAR(value);
+        if (pending == NULL) {
+            found = lead_token(&d, d.lead_match, d.lead_names, pos_obj, &kind, &value, &start,
+                               &end);
+            if (found < 0) goto done;
+            if (found) {
+                /* a keyword, unless the state takes a name and not this keyword */
+                if ((yes = same_text(kind, d.ident)) < 0) goto done;
+                if (yes) {
+                    PyObject *keyword = PyDict_GetItemWithError(d.scanned_keywords, value);
+                    if (keyword == NULL && PyErr_Occurred()) goto done;
+                    if (keyword != NULL) {
+                        int takes = accepted(&d, state, keyword);
+                        if (takes == 0) takes = !accepted(&d, state, d.ident);
+                        if (takes < 0 || PyErr_Occurred()) goto done;
+                        if (takes) Py_SETREF(kind, Py_NewRef(keyword));
+                    }
+                }
+                if ((yes = accepted(&d, state, kind)) < 0) goto done;
+                if (yes) {
+                    if ((token = PyTuple_Pack(4, kind, value, start, end)) == NULL) goto done;
+                    Py_SETREF(pos_obj, Py_NewRef(end));
+                    if (d.hook != Py_None && hooked(&d, &token, &kind, &value) < 0) goto done;
+                }
+                Py_CLEAR(start); Py_CLEAR(end);
+                if (token == NULL) {
+                    Py_CLEAR(kind);
+                    Py_CLEAR(value);
+                }
+            }
+            if (token == NULL) { /* the state's own lexer decides */
+                own = PyDict_GetItemWithError(d.state_leads, state_obj);
+                if (own != NULL) Py_INCREF(own);
+                else if (PyErr_Occurred()) goto done;
+                else if ((own = PyObject_CallMethodOneArg(d.engine, s_state_lead, state_obj)) == NULL)
+                    goto done;
+                if ((own_match = PyObject_GetAttr(own, s_match)) == NULL) goto done;
+                if ((own_names = PyObject_GetAttr(own, s_terminals)) == NULL) goto done;
+                found = lead_token(&d, own_match, own_names, pos_obj, &kind, &value, &start, &end);
+                if (found < 0) goto done;
+                if (found) {
+                    if ((yes = same_text(kind, d.ident)) < 0) goto done;
+                    if (yes) {
+                        PyObject *keywords = PyObject_GetAttr(own, s_keywords), *keyword;
+                        if (keywords == NULL) goto done;
+                        keyword = PyObject_GetItem(keywords, value);
+                        Py_DECREF(keywords);
+                        if (keyword != NULL) Py_SETREF(kind, keyword);
+                        else if (PyErr_ExceptionMatches(PyExc_KeyError)) PyErr_Clear();
+                        else goto done;
+                    }
+                    if ((token = PyTuple_Pack(4, kind, value, start, end)) == NULL) goto done;
+                    Py_SETREF(pos_obj, Py_NewRef(end));
+                    Py_CLEAR(start); Py_CLEAR(end);
+                    if (d.hook != Py_None && hooked(&d, &token, &kind, &value) < 0) goto done;
+                } else { /* a comment, the end, a misplaced token or no token */
+                    if (PyObject_SetAttr(run, s_pos, pos_obj) < 0) goto done;
+                    if ((token = PyObject_CallMethodNoArgs(run, s_next_token)) == NULL) goto done;
+                    Py_SETREF(pos_obj, PyObject_GetAttr(run, s_pos));
+                    if (pos_obj == NULL) goto done;
+                    if (token == Py_None) {
+                        kind = Py_NewRef(d.none_kind);
+                        value = Py_NewRef(empty);
+                    } else if (PyTuple_Check(token) && PyTuple_GET_SIZE(token) == 4) {
+                        kind = Py_NewRef(PyTuple_GET_ITEM(token, 0));
+                        value = Py_NewRef(PyTuple_GET_ITEM(token, 1));
+                    } else {
+                        PyErr_SetString(PyExc_TypeError, "lalr_run: next_token gave no token");
+                        goto done;
+                    }
+                }
+                Py_CLEAR(own); Py_CLEAR(own_match); Py_CLEAR(own_names);
+            }
+        } else {
+            token = pending;
+            pending = NULL;
+            if (!PyTuple_Check(token) || PyTuple_GET_SIZE(token) != 4) {
+                PyErr_SetString(PyExc_TypeError, "lalr_run: recover gave no token");
+                goto done;
+            }
+            kind = Py_NewRef(PyTuple_GET_ITEM(token, 0));
+            value = Py_NewRef(PyTuple_GET_ITEM(token, 1));
+        }
+        if ((at_end = same_text(kind, d.end_kind)) < 0) goto done;
+        /* -- reduce, then shift it (or report the syntax error) -- */
+        Py_XSETREF(shifted, Py_NewRef(token));
+        for (;;) {
+            PyObject *entry = table_entry(&d, state, kind);
+            if (entry == NULL) {
+                PyObject *row, *renamed, *said;
+                if (PyErr_Occurred()) goto done;
+                if ((yes = same_text(kind, d.ident)) < 0) goto done;
+                if (!yes) {
+                    if ((yes = PyDict_Contains(d.keyword_types, value)) < 0) goto done;
+                    if (yes) {
+                        row = row_of(d.states, state);
+                        if (row == NULL || (yes = PyDict_Contains(row, d.ident)) < 0) goto done;
+                    }
+                    if (yes) { /* a keyword where a name was meant */
+                        Py_SETREF(kind, Py_NewRef(d.ident));
+                        at_end = 0;
+                        renamed = PyTuple_Pack(4, kind, value, PyTuple_GET_ITEM(shifted, 2),
+                                               PyTuple_GET_ITEM(shifted, 3));
+                        if (renamed == NULL) goto done;
+                        Py_SETREF(shifted, renamed);
+                        continue;
+                    }
+                }
+                /* A syntax error: report it, then resume at the next declaration (or stop). */
+                if (PyObject_SetAttr(run, s_pos, pos_obj) < 0) goto done;
+                if (PyObject_SetAttr(run, s_last, last) < 0) goto done;
+                if ((said = PyObject_CallMethodOneArg(run, s_problem, token)) == NULL) goto done;
+                Py_DECREF(said);
+                if ((yes = stops_after_error(&d, token)) < 0) goto done;
+                if (yes) {
+                    result = finished(&d, NULL);
+                    goto done;
+                }
+                pending = PyObject_CallMethodObjArgs(run, s_recover, token, d.recovery, NULL);
+                if (pending == NULL) goto done;
+                if ((yes = driver_stacks(&d)) != 0) {
+                    if (yes > 0)
+                        PyErr_SetString(PyExc_TypeError, "lalr_run: stacks that are not lists");
+                    goto done;
+                }
+                Py_SETREF(last, PyObject_GetAttr(run, s_last));
+                if (last == NULL) goto done;
+                Py_SETREF(pos_obj, PyObject_GetAttr(run, s_pos));
+                if (pos_obj == NULL) goto done;
+                Py_SETREF(state_obj, Py_NewRef(PyList_GET_ITEM(
+                                         d.state_stack, PyList_GET_SIZE(d.state_stack) - 1)));
+                if ((state = PyLong_AsLong(state_obj)) == -1 && PyErr_Occurred()) goto done;
+                break;
+            }
+            code = PyLong_AsLong(entry);
+            if (code == -1 && PyErr_Occurred()) {
+                Py_DECREF(entry);
+                goto done;
+            }
+            if (code >= 0) { /* shift */
+                if ((yes = PySet_Contains(d.top_states, state_obj)) > 0)
+                    yes = PySet_Contains(d.declaration_words, value);
+                if (yes > 0) yes = keep_checkpoint(&d) < 0 ? -1 : 0;
+                if (yes < 0) {
+                    Py_DECREF(entry);
+                    goto done;
+                }
+                Py_SETREF(state_obj, entry);
+                state = code;
+                if (PyList_Append(d.state_stack, state_obj) < 0 ||
+                    PyList_Append(d.value_stack, shifted) < 0 ||
+                    PyList_Append(d.span_stack, shifted) < 0)
+                    goto done;
+                if (track_bracket(&d, value, shifted) < 0) goto done;
+                Py_SETREF(last, Py_NewRef(shifted));
+                if (at_end) {
+                    result = finished(&d, NULL);
+                    goto done;
+                }
+                break;
+            }
+            Py_DECREF(entry);
+            /* reduce */
+            if (nsteps + code < 0) {
+                PyErr_SetString(PyExc_IndexError, "lalr_run: a rule beyond the steps");
+                goto done;
+            }
+            step = PyList_GET_ITEM(d.steps, nsteps + code);
+            if (!PyTuple_Check(step) || PyTuple_GET_SIZE(step) != 7) {
+                PyErr_SetString(PyExc_TypeError, "lalr_run: a step that is not a 7-tuple");
+                goto done;
+            }
+            how = PyLong_AsLong(PyTuple_GET_ITEM(step, 0));
+            size = PyLong_AsSsize_t(PyTuple_GET_ITEM(step, 1));
+            if ((how == -1 || size == -1) && PyErr_Occurred()) goto done;
+            if (how == R_KEEP ||
+                (how == R_KEEP_NODE && PyList_GET_SIZE(d.value_stack) > 0 &&
+                 Py_TYPE(PyList_GET_ITEM(d.value_stack, PyList_GET_SIZE(d.value_stack) - 1)) ==
+                     (PyTypeObject *)d.node_type)) {
+                PyObject *below = from_end(d.state_stack, -2);
+                if (below == NULL) goto done;
+                next = goto_state(&d, below, PyTuple_GET_ITEM(step, 2), &state);
+                if (next == NULL) goto done;
+                Py_SETREF(state_obj, Py_NewRef(next));
+                if (PyList_SetItem(d.state_stack, PyList_GET_SIZE(d.state_stack) - 1, next) < 0) {
+                    next = NULL;
+                    goto done;
+                }
+                next = NULL;
+                if (at_end && state == d.end_state) {
+                    result = finished(&d, PyList_GET_ITEM(d.value_stack,
+                                                          PyList_GET_SIZE(d.value_stack) - 1));
+                    goto done;
+                }
+                continue;
+            }
+            if ((reduced = reduction(&d, step, size, shifted, &span)) == NULL) goto done;
+            if (size == 1) { /* the child's entry becomes the reduction's */
+                Py_ssize_t top = PyList_GET_SIZE(d.state_stack) - 1;
+                PyObject *below = from_end(d.state_stack, -2);
+                if (below == NULL) goto done;
+                next = goto_state(&d, below, PyTuple_GET_ITEM(step, 2), &state);
+                if (next == NULL) goto done;
+                Py_SETREF(state_obj, Py_NewRef(next));
+                if (PyList_SetItem(d.state_stack, top, next) < 0) {
+                    next = NULL;
+                    goto done;
+                }
+                next = NULL;
+                if (PyList_SetItem(d.value_stack, PyList_GET_SIZE(d.value_stack) - 1,
+                                   Py_NewRef(reduced)) < 0 ||
+                    PyList_SetItem(d.span_stack, PyList_GET_SIZE(d.span_stack) - 1, span) < 0) {
+                    span = NULL;
+                    goto done;
+                }
+                span = NULL;
+                if (at_end && state == d.end_state) {
+                    result = finished(&d, reduced);
+                    goto done;
+                }
+                Py_CLEAR(reduced);
+                continue;
+            }
+            if (size) {
+                Py_ssize_t n = PyList_GET_SIZE(d.state_stack);
+                if (PyList_SetSlice(d.state_stack, n - size, n, NULL) < 0) goto done;
+                n = PyList_GET_SIZE(d.value_stack);
+                if (PyList_SetSlice(d.value_stack, n - size, n, NULL) < 0) goto done;
+                n = PyList_GET_SIZE(d.span_stack);
+                if (PyList_SetSlice(d.span_stack, n - size, n, NULL) < 0) goto done;
+            }
+            if (PyList_GET_SIZE(d.state_stack) == 0) {
+                PyErr_SetString(PyExc_IndexError, "lalr_run: an empty state stack");
+                goto done;
+            }
+            next = goto_state(&d, PyList_GET_ITEM(d.state_stack,
+                                                  PyList_GET_SIZE(d.state_stack) - 1),
+                              PyTuple_GET_ITEM(step, 2), &state);
+            if (next == NULL) goto done;
+            Py_SETREF(state_obj, next);
+            next = NULL;
+            if (PyList_Append(d.state_stack, state_obj) < 0 ||
+                PyList_Append(d.value_stack, reduced) < 0 ||
+                PyList_Append(d.span_stack, span) < 0)
+                goto done;
+            Py_CLEAR(span);
+            if (at_end && state == d.end_state) {
+                result = finished(&d, reduced);
+                goto done;
+            }
+            Py_CLEAR(reduced);
+        }
+    }
+done:
+    Py_XDECREF(state_obj); Py_XDECREF(pos_obj); Py_XDECREF(last); Py_XDECREF(pending);
+    Py_XDECREF(token); Py_XDECREF(kind); Py_XDECREF(value); Py_XDECREF(shifted);
+    Py_XDECREF(start); Py_XDECREF(end); Py_XDECREF(own); Py_XDECREF(own_match);
+    Py_XDECREF(own_names); Py_XDECREF(span); Py_XDECREF(reduced); Py_XDECREF(next);
+    Py_XDECREF(empty);
+    driver_clear(&d);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"decode_proposals", decode_proposals, METH_VARARGS,
      "decode_proposals(text, many, schema): a proposal's (or, many, a JSON array of "
@@ -1078,6 +1934,9 @@ static PyMethodDef methods[] = {
     {"edges_levels", edges_levels, METH_VARARGS,
      "edges_levels(dependencies, writer, no_deps): parents, levels and whether every "
      "dependency is written, for a proposal without state writes or depends_on."},
+    {"lalr_run", lalr_run, METH_VARARGS,
+     "lalr_run(run, constants): lalr._Run.run_python in C; the run's Outcome, or "
+     "NotImplemented for a run it does not take."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1089,12 +1948,14 @@ static struct PyModuleDef module = {
 /* What the Python side expects of this file (`speedups.ABI`): raised whenever a function's
  * contract or the schema's form changes, so that a stale build left in a source tree is not
  * used (`speedups.native` then takes the Python twins). */
-#define ABI 2
+#define ABI 3
 
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
-    PyObject *created = PyModule_Create(&module);
+    PyObject *created;
+    if (driver_names() < 0) return NULL;
+    created = PyModule_Create(&module);
     if (created != NULL && PyModule_AddIntConstant(created, "ABI", ABI) < 0) Py_CLEAR(created);
     return created;
 }

@@ -16,7 +16,7 @@ __all__ = ["ABI", "native"]
 
 #: The version of `_speedups.c`'s contract this code expects (its `ABI`): a build of another
 #: version, say one an older install left in a source tree, is not used.
-ABI = 2
+ABI = 3
 
 
 @cache

@@ -3,7 +3,8 @@
 The C decoder accepts a subset of what the msgspec and json paths accept and must read it
 exactly as `json.loads` does; everything else it declines (None), never raising for bad input.
 The differential tests over whole proposals are in test_fastload.py (the `fast_decoder`
-fixture) and test_dag_paths.py (the `speedups` fixture); these are the decoder's own.
+fixture) and test_dag_paths.py (the `speedups` fixture), and those of the parser's driver in
+tests/test_parse_differential.py; these are the decoder's and the driver's own.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from carlang_runtime.verify.state import _merged_state
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from benchmarks.generate import generate_program
 from benchmarks.verify_bench import chain, fan_out, independent_chains
 from tests.conftest import ROOT
 
@@ -392,3 +394,24 @@ def test_the_build_hook_takes_cc_and_cflags_as_setuptools_does(
     monkeypatch.setenv("CFLAGS", "")
     monkeypatch.setenv("CC", " ")  # blank: not set
     assert hatch_build._command(Path("s.c"), Path("t.so"))[:2] == ["ccache", "gcc"]
+
+
+def test_the_c_driver_takes_the_parses_it_is_given() -> None:
+    """The C driver parses (it does not hand every run back to the Python one), and hands
+    back, untouched, a run it is not shaped for."""
+    from carlang_runtime.lalr import _DRIVER_CONSTANTS, Outcome, _Run
+
+    from carlang import ast
+    from carlang.diagnostics import Diagnostics
+    from carlang.parse import AstBuilder
+    from carlang.source import Source
+    from carlang.syntax import engine
+
+    text = generate_program(40, seed=2)
+    run = _Run(engine(), text, AstBuilder(Source("t.car", text), Diagnostics()))
+    outcome = native.lalr_run(run, _DRIVER_CONSTANTS)
+    assert isinstance(outcome, Outcome) and isinstance(outcome.value, ast.Module)
+    odd = _Run(engine(), text, object())
+    odd.state_stack = ()  # type: ignore[assignment]
+    assert native.lalr_run(odd, _DRIVER_CONSTANTS) is NotImplemented
+    assert odd.value_stack == []
