@@ -75,3 +75,17 @@ def test_the_run_may_be_given_as_an_argument(tmp_path: Path) -> None:
     assert "run_started" in by_argument.stdout
     both = runner.invoke(app, ["events", str(log), ids["acme"], "--run", ids["globex"]])
     assert both.exit_code == 2 and "give one" in both.stderr
+
+
+def test_an_action_no_event_is_about_is_a_usage_error(tmp_path: Path) -> None:
+    # (a mistyped id listed nothing, with exit 0, as if the action had no events)
+    log, ids = _log(tmp_path)
+    kept = runner.invoke(app, ["events", str(log), ids["acme"], "--action", "a"])
+    assert kept.exit_code == 0 and kept.stdout.rstrip().endswith("events"), kept.output
+    typo = runner.invoke(app, ["events", str(log), "--action", "aa"])
+    assert typo.exit_code == 2
+    assert "no event of" in typo.stderr and "did you mean `a`?" in typo.stderr
+    unknown = runner.invoke(app, ["events", str(log), ids["acme"], "--action", "zzz"])
+    assert unknown.exit_code == 2
+    said = " ".join(unknown.stderr.split())
+    assert f"no event of run `{ids['acme']}` is about an action `zzz` (its actions: a)" in said

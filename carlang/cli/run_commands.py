@@ -1013,6 +1013,8 @@ def events_command(
         records = _tenant_records(records, tenants, tenant, log)
     if kind is not None:
         _check_kind(records, kind)
+    if action is not None:
+        _check_action(records, action, run, log)
     if run is None and kind is None and action is None:
         _print_runs(records, tenants, output)
         return
@@ -1099,6 +1101,27 @@ def _check_kind(records: list[dict[str, Any]], kind: str) -> None:
             f"--kind: no event kind `{kind}`"
             + (f" ({hint})" if hint else f" (kinds: {', '.join(sorted(kinds))})")
         )
+
+
+def _check_action(records: list[dict[str, Any]], action: str, run: str | None, log: Path) -> None:
+    """A usage error, with did-you-mean or the actions there are, for an action no event of
+    `run` (or of the log) is about: a mistyped id listed nothing, as if it had no events."""
+    from carlang_runtime.suggest import did_you_mean
+
+    ids = {
+        str(r["action_id"])
+        for r in records
+        if r.get("action_id") and (run is None or r.get("trace_id") == run)
+    }
+    if action in ids:
+        return
+    where = f"run `{run}`" if run is not None else str(log)
+    hint = did_you_mean(action, sorted(ids), "`")
+    listed = ", ".join(sorted(ids)[:20]) + (", ..." if len(ids) > 20 else "")
+    fail_usage(
+        f"--action: no event of {where} is about an action `{action}`"
+        + (f" ({hint})" if hint else f" (its actions: {listed})" if ids else " (it has none)")
+    )
 
 
 def read_log(path: Path) -> list[dict[str, Any]]:
