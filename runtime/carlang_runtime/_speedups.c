@@ -1076,7 +1076,8 @@ done:
  * Python methods (`problem`, `recover`), after which the stacks are read again from the run.
  * It returns the run's Outcome, or NotImplemented (before doing anything) when the run is
  * not shaped as expected, for the Python driver to take. `constants` is
- * (Node, _Inline, END, _NONE). */
+ * (Node, _Inline, END, _NONE). A token (from the lexers, the token hook, `next_token` or
+ * `recover`) is a 4-tuple, as `lalr.Token` says; anything else is a TypeError here. */
 
 enum {
     R_KEEP = 0,
@@ -1309,6 +1310,15 @@ from_end(PyObject *list, Py_ssize_t index)
     return PyList_GET_ITEM(list, index);
 }
 
+/* Item `offset` (a Python int, from the end when negative) of list `list`, borrowed. */
+static inline PyObject *
+at_offset(PyObject *list, PyObject *offset)
+{
+    Py_ssize_t index = PyLong_AsSsize_t(offset);
+    if (index == -1 && PyErr_Occurred()) return NULL;
+    return from_end(list, index);
+}
+
 /* A tuple's item counted from its end, borrowed (the spans on the span stack). */
 static inline PyObject *
 tuple_from_end(PyObject *tuple, Py_ssize_t back)
@@ -1422,9 +1432,9 @@ reduction(Driver *d, PyObject *step, Py_ssize_t size, PyObject *shifted, PyObjec
         break;
     }
     case R_APPEND: {
-        PyObject *head = from_end(values, PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 0)));
-        PyObject *item = from_end(values, PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 1)));
-        if (head == NULL || item == NULL) goto failed;
+        PyObject *head = at_offset(values, PyTuple_GET_ITEM(extra, 0)), *item;
+        if (head == NULL || (item = at_offset(values, PyTuple_GET_ITEM(extra, 1))) == NULL)
+            goto failed;
         if (Py_TYPE(head) == (PyTypeObject *)d->inline_type) {
             reduced = Py_NewRef(head);
         } else {
@@ -1444,7 +1454,7 @@ reduction(Driver *d, PyObject *step, Py_ssize_t size, PyObject *shifted, PyObjec
         break;
     }
     case R_CALL_ONE: {
-        PyObject *child = from_end(values, PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 0)));
+        PyObject *child = at_offset(values, PyTuple_GET_ITEM(extra, 0));
         PyObject *one;
         if (child == NULL) goto failed;
         if ((one = PyTuple_Pack(1, child)) == NULL) goto failed;
@@ -1455,7 +1465,7 @@ reduction(Driver *d, PyObject *step, Py_ssize_t size, PyObject *shifted, PyObjec
     case R_CALL_PICK: {
         PyObject *getter = PyTuple_GET_ITEM(extra, 0), *args;
         Py_ssize_t splice = PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 1));
-        int padded = PyObject_IsTrue(PyTuple_GET_ITEM(extra, 2));
+        int padded = splice == -1 && PyErr_Occurred() ? -1 : PyObject_IsTrue(PyTuple_GET_ITEM(extra, 2));
         if (padded < 0) goto failed;
         if (padded) {
             if (PyList_Append(values, Py_None) < 0) goto failed;
@@ -1499,7 +1509,7 @@ reduction(Driver *d, PyObject *step, Py_ssize_t size, PyObject *shifted, PyObjec
         break;
     }
     case R_PICK: {
-        PyObject *child = from_end(values, PyLong_AsSsize_t(PyTuple_GET_ITEM(extra, 0)));
+        PyObject *child = at_offset(values, PyTuple_GET_ITEM(extra, 0));
         int expand;
         if (child == NULL) goto failed;
         if ((expand = PyObject_IsTrue(PyTuple_GET_ITEM(extra, 1))) < 0) goto failed;
@@ -1510,7 +1520,7 @@ reduction(Driver *d, PyObject *step, Py_ssize_t size, PyObject *shifted, PyObjec
         break;
     }
     case R_CALL_ONE_SPLICE: {
-        PyObject *child = from_end(values, PyLong_AsSsize_t(extra));
+        PyObject *child = at_offset(values, extra);
         if (child == NULL) goto failed;
         if (Py_TYPE(child) == (PyTypeObject *)d->inline_type)
             reduced = call_with(method, child, NULL);
@@ -1535,6 +1545,7 @@ reduction(Driver *d, PyObject *step, Py_ssize_t size, PyObject *shifted, PyObjec
     return reduced;
 failed:
     Py_XDECREF(children);
+    Py_XDECREF(reduced);
     Py_CLEAR(*span);
     return NULL;
 }
@@ -1756,6 +1767,10 @@ lalr_run(PyObject *self, PyObject *args)
                         row = row_of(d.states, state);
                         if (row == NULL || (yes = PyDict_Contains(row, d.ident)) < 0) goto done;
                     }
+                    if (yes && !PyTuple_Check(shifted)) {
+                        PyErr_SetString(PyExc_TypeError, "lalr_run: a keyword with no token");
+                        goto done;
+                    }
                     if (yes) { /* a keyword where a name was meant */
                         Py_SETREF(kind, Py_NewRef(d.ident));
                         at_end = 0;
@@ -1848,8 +1863,8 @@ lalr_run(PyObject *self, PyObject *args)
                 }
                 next = NULL;
                 if (at_end && state == d.end_state) {
-                    result = finished(&d, PyList_GET_ITEM(d.value_stack,
-                                                          PyList_GET_SIZE(d.value_stack) - 1));
+                    PyObject *top = from_end(d.value_stack, -1);
+                    if (top != NULL) result = finished(&d, top);
                     goto done;
                 }
                 continue;
@@ -1868,12 +1883,11 @@ lalr_run(PyObject *self, PyObject *args)
                 }
                 next = NULL;
                 if (PyList_SetItem(d.value_stack, PyList_GET_SIZE(d.value_stack) - 1,
-                                   Py_NewRef(reduced)) < 0 ||
-                    PyList_SetItem(d.span_stack, PyList_GET_SIZE(d.span_stack) - 1, span) < 0) {
-                    span = NULL;
+                                   Py_NewRef(reduced)) < 0)
                     goto done;
-                }
-                span = NULL;
+                yes = PyList_SetItem(d.span_stack, PyList_GET_SIZE(d.span_stack) - 1, span);
+                span = NULL; /* (taken by the list, or freed, either way) */
+                if (yes < 0) goto done;
                 if (at_end && state == d.end_state) {
                     result = finished(&d, reduced);
                     goto done;
