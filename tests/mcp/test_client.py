@@ -165,6 +165,16 @@ def test_a_stdio_servers_secrets_are_not_repeated_from_what_it_said() -> None:
     assert "SECRET" not in message
 
 
+def test_a_server_that_exits_at_once_is_said_to_have_exited_whichever_end_sees_it() -> None:
+    """A server that exits before it reads anything: the first write fails, or its output
+    ends, first (a race); either way the error says it exited and how, in the same words
+    (the failed write said "is gone", and CI saw both)."""
+    gone = McpServer(name="gone", command=sys.executable, args=["-c", "pass"])
+    for _ in range(4):
+        with pytest.raises(McpError, match=r"^MCP server 'gone' exited \(status 0\)"):
+            import_server(gone, timeout=20)
+
+
 # -- Streamable HTTP -------------------------------------------------------------------------
 
 

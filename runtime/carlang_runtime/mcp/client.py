@@ -726,9 +726,7 @@ class McpClient:
                 process.stdin.write(data)
                 process.stdin.flush()
         except (BrokenPipeError, OSError, ValueError) as exc:
-            raise McpError(
-                f"MCP server '{self.server.name}' is gone (exit status {process.poll()})"
-            ) from exc
+            raise McpError(self._ended(process, wait_s=1.0)) from exc
 
     def _dispatch(self, message: Any) -> None:
         if not isinstance(message, dict):
@@ -812,8 +810,17 @@ class McpClient:
                     continue
                 for item in message if isinstance(message, list) else [message]:
                     self._dispatch(item)
-        status = process.wait()
-        self._fail_pending(McpError(f"MCP server '{self.server.name}' exited (status {status})"))
+        self._fail_pending(McpError(self._ended(process)))
+
+    def _ended(self, process: subprocess.Popen[bytes], wait_s: float | None = None) -> str:
+        """How a server process that stopped taking messages ended: the same words whether a
+        write to it failed first or its output ended first (which one, a race, said two
+        things); waiting for its status at most `wait_s` seconds."""
+        try:
+            status = process.wait(timeout=wait_s)
+        except subprocess.TimeoutExpired:
+            return f"MCP server '{self.server.name}' closed its input (it is still running)"
+        return f"MCP server '{self.server.name}' exited (status {status})"
 
     def _unreadable(self, loose: Any, problem: JsonTextError) -> None:
         """A message carlang refuses to read (NaN, Infinity, a number out of range, nesting
