@@ -14,6 +14,7 @@ from carlang_runtime.cel import CelSyntaxError, Limits
 from carlang_runtime.cel.build import parse
 from carlang_runtime.cel.checker import CelIssue, Declarations, check_tree
 from carlang_runtime.cel.cost import estimate
+from carlang_runtime.cel.types import Type
 from carlang_runtime.digests import blake2b
 from carlang_runtime.globs import GlobSet, is_glob
 from carlang_runtime.policy import policy_declarations, state_type
@@ -78,6 +79,7 @@ class _Seen:
 
     def __init__(self, program: ir.Program) -> None:
         self.index = tool_index(program)
+        self.state_type: Type | None = None  # (made when a condition is first checked)
         self.tools = {tool.name: _fingerprint(tool.parameters) for tool in program.tools}
         self.state = _fingerprint([(e.key, e.type) for e in program.state])
         self.every_tool = _fingerprint(sorted(self.tools.items()))
@@ -113,7 +115,7 @@ def _check_condition(
     key = (when.cel, seen.key(program, policy))
     found = _FINDINGS.get(key)
     if found is None:
-        found = _findings(program, policy, when.cel, limits, seen.index)
+        found = _findings(program, policy, when.cel, limits, seen)
         if len(_FINDINGS) >= _FINDINGS_LIMIT:
             _FINDINGS.clear()
         _FINDINGS[key] = found
@@ -138,7 +140,7 @@ def _check_condition(
 
 
 def _findings(
-    program: ir.Program, policy: ir.CelPolicy, cel: str, limits: Limits, index: ToolIndex
+    program: ir.Program, policy: ir.CelPolicy, cel: str, limits: Limits, seen: _Seen
 ) -> _Findings:
     try:
         tree = parse(cel)
@@ -149,7 +151,10 @@ def _findings(
     cost = estimate(tree, limits.assumed_size).cost
     if cost > limits.max_cost:
         return _Findings(None, cost)
-    issues = check_tree(cel, tree, declarations_of(program, policy, index)).issues
+    if seen.state_type is None:
+        seen.state_type = state_type(program.state)
+    declarations = declarations_of(program, policy, seen.index, seen.state_type)
+    issues = check_tree(cel, tree, declarations).issues
     return _Findings(None, cost, tuple(issues))
 
 
@@ -208,12 +213,18 @@ def _syntax_help(text: str, offset: int) -> str | None:
 
 
 def declarations_of(
-    program: ir.Program, policy: ir.CelPolicy, index: ToolIndex | None = None
+    program: ir.Program,
+    policy: ir.CelPolicy,
+    index: ToolIndex | None = None,
+    state: Type | None = None,
 ) -> Declarations:
     """What a policy's condition sees: `params` of the tools it targets, `state` of the keys
-    the program declares (`index`: `tool_index(program)`, when made already)."""
+    the program declares (`index`: `tool_index(program)`, and `state`: `state_type` of its
+    state, when made already: once per program, not per policy, which made checking a
+    program of N state keys and N policies quadratic)."""
     targets = policy_targets(program, policy, index)
-    state = state_type(program.state)
+    if state is None:
+        state = state_type(program.state)
     complete = not any(is_glob(pattern) for pattern in policy.tools)
     return policy_declarations(targets, state, declared=program.tools, complete=complete)
 

@@ -55,3 +55,28 @@ def test_a_remembered_syntax_error_keeps_no_program_alive() -> None:
         del result
     gc.collect()
     assert [ref() for ref in alive] == [None] * 5
+
+
+def test_the_state_type_is_made_once_per_program_not_per_policy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Made per policy, it made a program of N state keys and N policies quadratic to check
+    # (4,000 of each: 15 s). Each policy's findings still see the declared state.
+    from carlang import conditions
+
+    made: list[int] = []
+    real = conditions.state_type
+
+    def counted(declared):  # type: ignore[no-untyped-def]
+        made.append(1)
+        return real(declared)
+
+    monkeypatch.setattr(conditions, "state_type", counted)
+    monkeypatch.setattr(conditions, "_FINDINGS", {})
+    state = "state {\n" + "".join(f"  k{i}: int = {i}\n" for i in range(30)) + "}\n"
+    policies = "".join(f"policy p{i}: deny t when state.k{i} > 0\n" for i in range(30))
+    found = codes(
+        "tool t(x: int)\n" + state + policies + "policy typo: deny t when state.k99 > 0\n"
+    )
+    assert len(made) == 1
+    assert found == ["CL0506"]  # (`state.k99`: no such key; the other 30 are declared)
