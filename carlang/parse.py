@@ -12,13 +12,13 @@ import bisect
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
 from carlang_runtime.jsontext import NESTING_LIMIT, lone_surrogate, shorten, too_deep
-from carlang_runtime.lalr import BRACKET_CLOSERS, Token, shown_character
+from carlang_runtime.lalr import BRACKET_CLOSERS, END, Recovery, Token, shown_character
 from carlang_runtime.lalr import Problem as SyntaxProblem
 from carlang_runtime.suggest import did_you_mean
 
@@ -1242,8 +1242,18 @@ def parse(source: Source) -> ParseResult:
     eng = engine()
     builder = AstBuilder(source, diagnostics)
     outcome = eng.parse(source.text, builder)
-    for problem in outcome.problems:
-        diagnostics.add(_syntax_diagnostic(problem, source, eng.literal_text))
+    found = [_syntax_diagnostic(problem, source, eng.literal_text) for problem in outcome.problems]
+    if found and _stopped_early(outcome.problems, eng.recovery):
+        limit = len(outcome.problems)
+        found[-1] = replace(
+            found[-1],
+            notes=(
+                *found[-1].notes,
+                f"carlang stops reading a file after {limit} syntax errors: the rest of"
+                f" {source.name} is not checked; fix these and check it again",
+            ),
+        )
+    diagnostics.extend(found)
     if not source.text.isascii():
         reported = {p.position for p in outcome.problems if p.token is None}
         diagnostics.extend(
@@ -1256,6 +1266,15 @@ def parse(source: Source) -> ParseResult:
     if module is not None and outcome.problems:
         module = _without_cut_declarations(module, outcome.problems, source.text)
     return ParseResult(source, module, comments, diagnostics)
+
+
+def _stopped_early(problems: list[SyntaxProblem], recovery: Recovery | None) -> bool:
+    """Whether the parser gave up at its limit of syntax errors before the end of the text
+    (its last error is not at the end): what follows was never read."""
+    if recovery is None or len(problems) < recovery.max_errors:
+        return False
+    last = problems[-1].token
+    return last is None or last[0] != END
 
 
 #: Declarations whose last token is their own block's `}`: once closed, they are whole.

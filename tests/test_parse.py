@@ -485,3 +485,20 @@ def test_a_direction_control_in_a_conditions_code_is_left_to_cel() -> None:
     found = compile_diagnostics(text).diagnostics.sorted()
     assert [(d.code, *d.location()[1:]) for d in found] == [("CL0501", 2, 30)]
     assert "U+202E" in found[0].message
+
+
+def test_a_file_cut_short_at_the_limit_of_syntax_errors_says_so() -> None:
+    """The parser stops after 20 syntax errors: the last one says that the rest of the file
+    was not read (a user fixed 20, and 20 more appeared, each time reported as all)."""
+    broken = "".join(f'tool t{i}(x: int) {{\n  description "tool {i}\n}}\n' for i in range(30))
+    errors = parse(Source("t.car", broken)).diagnostics.items
+    assert len(errors) == 20
+    assert all(not d.notes for d in errors[:-1])
+    assert errors[-1].notes[-1] == (
+        "carlang stops reading a file after 20 syntax errors: the rest of t.car is not"
+        " checked; fix these and check it again"
+    )
+    # twenty errors that end the file: nothing was left unread, nothing is said
+    last = "".join(f'tool t{i}(x: int) {{\n  description "tool {i}\n}}\n' for i in range(19))
+    at_end = parse(Source("t.car", last + "tool z(x: int")).diagnostics.items
+    assert len(at_end) == 20 and not any("stops reading" in n for d in at_end for n in d.notes)
