@@ -988,6 +988,23 @@ def _keyword_starting_a_line(problem: SyntaxProblem, source: Source, token: Toke
     return not source.text[line_start : token[2]].strip() and after not in (":", "?")
 
 
+def _statement_starting_a_line(
+    problem: SyntaxProblem, source: Source, token: Token, line_start: int, after: str
+) -> bool:
+    """Whether `token` starts an action (`b = ...`, first on its line) inside a `(` or `[`
+    opened on an earlier line: the bracket was left open (a missing `,` between arguments
+    on their own lines reads `name:`, not `name =`)."""
+    bracket, at = problem.open_brackets[-1]
+    return (
+        bracket in "(["
+        and at < line_start
+        and token[0].removeprefix("misplaced:") == "IDENT"
+        and not source.text[line_start : token[2]].strip()
+        and after[:1] == "="
+        and after[1:2] != "="
+    )
+
+
 def _unclosed_before_declaration(
     problem: SyntaxProblem, source: Source, token: Token
 ) -> tuple[Label, str] | None:
@@ -998,10 +1015,15 @@ def _unclosed_before_declaration(
         return None
     line_start = source.text.rfind("\n", 0, token[2]) + 1
     word = _LINE_START_WORD.fullmatch(source.text, line_start, token[2])
+    after = source.text[token[3] :].lstrip(" \t")
     if word is not None and word.group(1) in DECLARATION_KEYWORDS:
         keyword = word.group(1)
     elif _keyword_starting_a_line(problem, source, token):
         keyword = token[1]  # (the keyword itself, first on its line: `policy` after `t(x: int`)
+    elif line_start == token[2] and token[1] in DECLARATION_KEYWORDS and after[:1] not in ":?":
+        keyword = token[1]  # (in the first column: `tool` after a tool's block left open)
+    elif _statement_starting_a_line(problem, source, token, line_start, after):
+        keyword = f"{token[1]} ="  # (`b = t(...)` after `a = t(x: 1` left open)
     else:
         return None
     bracket, at = problem.open_brackets[-1]

@@ -377,6 +377,37 @@ def test_a_bracket_left_open_before_a_declaration_keyword_is_named() -> None:
     assert error.help is None or "close the" not in error.help
 
 
+@pytest.mark.parametrize(
+    ("text", "help"),
+    [
+        # a tool's block left open, the next tool in the first column
+        (
+            'tool charge(n: int) {\n  description "charge"\n\ntool refund(n: int)\n',
+            "close the `{` opened at 1:21 with `}` before `tool`",
+        ),
+        # a call left open, the next action on the next line (it said "separate items with ,")
+        (
+            'tool t(to: string)\nproposal p {\n  a = t(to: "x"\n  b = t(to: "y")\n}\n',
+            "close the `(` opened at 3:8 with `)` before `b =`",
+        ),
+    ],
+)
+def test_a_bracket_left_open_before_the_next_line_of_code_is_named(text: str, help: str) -> None:
+    from tests.helpers import compile_diagnostics
+
+    (error,) = [d for d in compile_diagnostics(text).diagnostics.sorted() if d.severity == "error"]
+    assert error.code == "CL0102" and error.help == help
+    assert error.labels[1].message == "opened here, and still open"
+
+
+def test_a_missing_comma_between_arguments_on_their_own_lines_is_still_said() -> None:
+    from tests.helpers import compile_diagnostics
+
+    text = "tool t(x: int, y: int)\nproposal p {\n  a = t(\n    x: 1\n    y: 2\n  )\n}\n"
+    (error,) = compile_diagnostics(text).diagnostics.sorted()
+    assert error.help == "separate items with `,`"
+
+
 def test_a_table_cut_short_names_no_grammar_terminal() -> None:
     """`expected ..., empty_cell` named lark's terminal to the user."""
     text = 'tool f(u: string)\ntest "t" { action f(u: $u) expect allow where\n | u |\n | "x" \n'
