@@ -89,3 +89,15 @@ def test_an_action_no_event_is_about_is_a_usage_error(tmp_path: Path) -> None:
     assert unknown.exit_code == 2
     said = " ".join(unknown.stderr.split())
     assert f"no event of run `{ids['acme']}` is about an action `zzz` (its actions: a)" in said
+
+
+def test_the_events_of_several_runs_say_whose_they_are(tmp_path: Path) -> None:
+    log, ids = _log(tmp_path)
+    listed = runner.invoke(app, ["events", str(log), "--kind", "run_started"])
+    assert listed.exit_code == 0, listed.output
+    lines = listed.stdout.splitlines()
+    assert sorted(line.split()[0] for line in lines[:-1]) == sorted(ids.values())
+    assert lines[-1] == "3 events of 3 runs"
+    one = runner.invoke(app, ["events", str(log), ids["acme"], "--kind", "run_started"])
+    assert one.stdout.splitlines()[0].split()[0] != ids["acme"]  # (one run: said once, above)
+    assert one.stdout.splitlines()[-1] == "1 event"

@@ -1030,12 +1030,16 @@ def events_command(
         return
     from carlang.render import plural
 
+    # the events of several runs (a --kind or --action across the log): each says whose
+    runs = {record.get("trace_id") for record in chosen}
+    several = len(runs) > 1
     for record in chosen:
         data = record.get("data") or {}
         detail = " ".join(f"{k}={_event_value(v)}" for k, v in data.items() if k != "proposal")
         where = record.get("action_id") or record.get("proposal_id") or ""
-        echo(f"{record['timestamp']}  {record['kind']:<26} {where:<16} {detail}".rstrip())
-    echo(plural(len(chosen), "event"))
+        whose = f"{record.get('trace_id') or '-'}  " if several else ""
+        echo(f"{whose}{record['timestamp']}  {record['kind']:<26} {where:<16} {detail}".rstrip())
+    echo(plural(len(chosen), "event") + (f" of {plural(len(runs), 'run')}" if several else ""))
 
 
 def _run_tenants(records: list[dict[str, Any]]) -> dict[str, Any]:
