@@ -24,6 +24,7 @@ from carlang_runtime.lalr import (
     Token,
     _Rule,
     _Scanner,
+    misspelt_declaration,
 )
 
 
@@ -295,7 +296,12 @@ class _Run:
             value = match.group()
             start, self.pos = self.pos, match.end()
             at_line_start = start == 0 or self.text.rfind("\n", 0, start) == start - 1
-            if value not in recovery.keywords or not at_line_start:
+            if not at_line_start:
+                continue
+            if value not in recovery.keywords:
+                if misspelt_declaration(recovery, self.text, value, self.pos):
+                    token = (self.engine.ident, value, start, self.pos)
+                    break
                 continue
             token = (self.engine.keyword_types[value], value, start, self.pos)
             if self._accepts(token[0]):

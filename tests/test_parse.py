@@ -533,3 +533,22 @@ def test_a_file_cut_short_at_the_limit_of_syntax_errors_says_so() -> None:
     last = "".join(f'tool t{i}(x: int) {{\n  description "tool {i}\n}}\n' for i in range(19))
     at_end = parse(Source("t.car", last + "tool z(x: int")).diagnostics.items
     assert len(at_end) == 20 and not any("stops reading" in n for d in at_end for n in d.notes)
+
+
+def test_a_misspelt_keyword_after_a_broken_declaration_gets_its_own_error() -> None:
+    """Recovery resumes at a line starting with a declaration keyword; a misspelt one
+    (`polcy p1: ...`) was skipped with the broken declaration before it, its typo never
+    said. Now it is where recovery resumes too, for its own error; an action line in the
+    first column (`tol = ...`, no declaration's shape) is not."""
+    text = (
+        'tool email(to: string) {\n  description "mail @\n}\n'
+        'polcy p1: deny email when params.to == "x"\n'
+    )
+    errors = parse(Source("t.car", text)).diagnostics.items
+    assert [(d.message, d.help) for d in errors][1] == (
+        "unexpected name `polcy`",
+        "did you mean `policy`?",
+    )
+    assert len(errors) == 2
+    action = "tool t()\nproposal p {\n  a = t(\ntol = t()\n}\n"
+    assert len(parse(Source("t.car", action)).diagnostics.items) == 1

@@ -58,6 +58,7 @@ __all__ = [
     "Engine",
     "build_tables",
     "grammar_digest",
+    "misspelt_declaration",
     "shown_character",
 ]
 
@@ -412,6 +413,26 @@ class Recovery:
     probe: str
     marker: str  # a nonterminal only top-level states can shift
     max_errors: int = 20
+
+
+#: What follows a declaration's keyword: a name or a string (`policy p1:`, `test "x"`).
+_DECLARATION_FOLLOWS = re.compile(r"[ \t]+[A-Za-z_\"]")
+
+
+def misspelt_declaration(recovery: Recovery, text: str, value: str, end: int) -> bool:
+    """Whether the word `value`, first on its line and ending at `end`, is a misspelt
+    declaration keyword (`polcy p1: ...`): no keyword, but close to one, and followed by a
+    name or a string as a declaration's keyword is. Recovery resumes there too, so that the
+    typo gets its own error rather than being skipped with the declaration broken before
+    it."""
+    from .suggest import closest
+
+    return (
+        value not in recovery.keywords
+        and value.isidentifier()
+        and _DECLARATION_FOLLOWS.match(text, end) is not None
+        and closest(value, recovery.keywords) is not None
+    )
 
 
 class _Scanner:
@@ -1169,7 +1190,12 @@ class _Run:
             value = match.group()
             start, self.pos = self.pos, match.end()
             at_line_start = start == 0 or self.text.rfind("\n", 0, start) == start - 1
-            if value not in recovery.keywords or not at_line_start:
+            if not at_line_start:
+                continue
+            if value not in recovery.keywords:
+                if misspelt_declaration(recovery, self.text, value, self.pos):
+                    token = (self.engine.ident, value, start, self.pos)  # (its own error)
+                    break
                 continue
             token = (self.engine.keyword_types[value], value, start, self.pos)
             if self._accepts(token[0]):
