@@ -299,7 +299,9 @@ class _Run:
             if not at_line_start:
                 continue
             if value not in recovery.keywords:
-                if misspelt_declaration(recovery, self.text, value, self.pos):
+                if value not in self.engine.keyword_types and misspelt_declaration(
+                    recovery, self.text, value, self.pos
+                ):
                     token = (self.engine.ident, value, start, self.pos)
                     break
                 continue

@@ -552,3 +552,11 @@ def test_a_misspelt_keyword_after_a_broken_declaration_gets_its_own_error() -> N
     assert len(errors) == 2
     action = "tool t()\nproposal p {\n  a = t(\ntol = t()\n}\n"
     assert len(parse(Source("t.car", action)).diagnostics.items) == 1
+
+
+def test_a_keyword_of_a_block_in_the_first_column_is_no_misspelt_declaration() -> None:
+    # `tools` is close to `tool`, but a keyword itself (a capability's item): after an error
+    # in its block it is skipped with the block, not reported as a typo of `tool`
+    text = "capability c {\n  tools allow (\ntools allow t\n}\n"
+    errors = parse(Source("t.car", text)).diagnostics.items
+    assert [d.message for d in errors] == ["unexpected `(`"]  # (no knock-on at line 3)

@@ -421,10 +421,11 @@ _DECLARATION_FOLLOWS = re.compile(r"[ \t]+[A-Za-z_\"]")
 
 def misspelt_declaration(recovery: Recovery, text: str, value: str, end: int) -> bool:
     """Whether the word `value`, first on its line and ending at `end`, is a misspelt
-    declaration keyword (`polcy p1: ...`): no keyword, but close to one, and followed by a
-    name or a string as a declaration's keyword is. Recovery resumes there too, so that the
-    typo gets its own error rather than being skipped with the declaration broken before
-    it."""
+    declaration keyword (`polcy p1: ...`): no declaration keyword, but close to one, and
+    followed by a name or a string as a declaration's keyword is. Recovery resumes there
+    too, so that the typo gets its own error rather than being skipped with the declaration
+    broken before it. (The caller rules out the language's other keywords: `tools allow`
+    in a block is no misspelt `tool`.)"""
     from .suggest import closest
 
     return (
@@ -1193,7 +1194,9 @@ class _Run:
             if not at_line_start:
                 continue
             if value not in recovery.keywords:
-                if misspelt_declaration(recovery, self.text, value, self.pos):
+                if value not in self.engine.keyword_types and misspelt_declaration(
+                    recovery, self.text, value, self.pos
+                ):
                     token = (self.engine.ident, value, start, self.pos)  # (its own error)
                     break
                 continue
