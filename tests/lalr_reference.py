@@ -299,9 +299,8 @@ class _Run:
             if not at_line_start:
                 continue
             if value not in recovery.keywords:
-                if value not in self.engine.keyword_types and misspelt_declaration(
-                    recovery, self.text, value, self.pos
-                ):
+                keywords = self.engine.keyword_types
+                if misspelt_declaration(recovery, keywords, self.text, value, self.pos):
                     token = (self.engine.ident, value, start, self.pos)
                     break
                 continue

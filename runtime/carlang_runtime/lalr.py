@@ -33,7 +33,7 @@ from __future__ import annotations
 import heapq
 import json
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from operator import itemgetter
@@ -419,17 +419,19 @@ class Recovery:
 _DECLARATION_FOLLOWS = re.compile(r"[ \t]+[A-Za-z_\"]")
 
 
-def misspelt_declaration(recovery: Recovery, text: str, value: str, end: int) -> bool:
+def misspelt_declaration(
+    recovery: Recovery, keywords: Container[str], text: str, value: str, end: int
+) -> bool:
     """Whether the word `value`, first on its line and ending at `end`, is a misspelt
-    declaration keyword (`polcy p1: ...`): no declaration keyword, but close to one, and
-    followed by a name or a string as a declaration's keyword is. Recovery resumes there
-    too, so that the typo gets its own error rather than being skipped with the declaration
-    broken before it. (The caller rules out the language's other keywords: `tools allow`
-    in a block is no misspelt `tool`.)"""
+    declaration keyword (`polcy p1: ...`): no keyword of the language (`keywords`: `tools
+    allow` in a block is no misspelt `tool`), but close to a declaration's, and followed by a
+    name or a string as a declaration's keyword is. Recovery resumes there too, so that the
+    typo gets its own error rather than being skipped with the declaration broken before
+    it."""
     from .suggest import closest
 
     return (
-        value not in recovery.keywords
+        value not in keywords
         and value.isidentifier()
         and _DECLARATION_FOLLOWS.match(text, end) is not None
         and closest(value, recovery.keywords) is not None
@@ -1194,9 +1196,8 @@ class _Run:
             if not at_line_start:
                 continue
             if value not in recovery.keywords:
-                if value not in self.engine.keyword_types and misspelt_declaration(
-                    recovery, self.text, value, self.pos
-                ):
+                keywords = self.engine.keyword_types
+                if misspelt_declaration(recovery, keywords, self.text, value, self.pos):
                     token = (self.engine.ident, value, start, self.pos)  # (its own error)
                     break
                 continue
